@@ -1,0 +1,87 @@
+"""Runtime settings, read once from the environment (prefix ``TRE_``).
+
+Everything defaults to the embedded single-machine mode: a SQLite file and the local
+bubblewrap sandbox under one state directory, so that ``tre demo`` works with no setup.
+Production overrides the database URL, the executor and the token issuer.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_home() -> Path:
+    return Path.home() / ".tre"
+
+
+class Settings(BaseSettings):
+    """All knobs of the platform; see README 'Configuration'."""
+
+    model_config = SettingsConfigDict(env_prefix="TRE_", extra="ignore")
+
+    home: Path = Field(default_factory=_default_home, description="State directory (db, keys, jobs, staging).")
+    database_url: str | None = Field(default=None, description="SQLAlchemy URL; default sqlite file in home.")
+    api_url: str = Field(default="http://127.0.0.1:8765", description="Where the CLI finds the API.")
+    policies_dir: Path | None = Field(default=None, description="Folder of policy YAML; default ./policies.")
+
+    # Auth: embedded issuer (Ed25519) or external OIDC issuer via JWKS.
+    auth_mode: Literal["embedded", "oidc"] = "embedded"
+    token_issuer: str = "tre-embedded"
+    token_audience: str = "tre-api"
+    token_ttl_s: int = 8 * 3600
+    oidc_jwks_url: str | None = None
+    oidc_algorithms: list[str] = Field(default_factory=lambda: ["RS256", "ES256", "EdDSA"])
+    oidc_roles_claim: str = "tre_roles"
+
+    # Jobs and executors.
+    executor: Literal["local", "kubernetes", "docker"] = "local"
+    worker_poll_s: float = 0.5
+    worker_heartbeat_s: float = 2.0
+    worker_stale_after_s: float = 15.0
+    sandbox_uid: int = 10001
+    sandbox_gid: int = 10001
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.home / 'tre.db'}"
+
+    @property
+    def resolved_policies_dir(self) -> Path:
+        if self.policies_dir:
+            return self.policies_dir
+        here = Path(__file__).resolve().parent.parent / "policies"
+        return here if here.is_dir() else Path.cwd() / "policies"
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.home / "keys"
+
+    @property
+    def jobs_dir(self) -> Path:
+        return self.home / "jobs"
+
+    @property
+    def staging_dir(self) -> Path:
+        return self.home / "staging"
+
+    def ensure_dirs(self) -> None:
+        for d in (self.home, self.keys_dir, self.jobs_dir, self.staging_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        self.keys_dir.chmod(0o700)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
+
+
+def reset_settings_cache() -> None:
+    """Tests and the CLI change TRE_* variables at run time; forget the cached copy."""
+    get_settings.cache_clear()

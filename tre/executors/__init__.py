@@ -1,0 +1,1 @@
+"""Job executors: one interface (`tre.executors.base.Executor`), several backends."""

@@ -1,0 +1,82 @@
+"""The one interface every job backend implements (local sandbox, Kubernetes, Docker).
+
+The worker owns the job record; an executor only turns a `JobSpec` into a finished
+`JobResult`, writing the job's combined log to ``spec.log_path`` and its files under
+``spec.output_dir`` on the control-plane host. Keeping the contract that small is what lets
+the same admission, state machine, output hashing and audit code serve every backend.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
+
+
+class ExecutorError(RuntimeError):
+    """The backend could not run the job at all (misconfiguration, missing tool)."""
+
+
+@dataclass(frozen=True)
+class DatasetMount:
+    """A dataset the job may read. ``host_path`` for local/docker, ``pvc_name`` for Kubernetes."""
+
+    dataset_id: str
+    host_path: Path | None = None
+    pvc_name: str | None = None
+    mount_path: str = "/data"
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    job_id: str
+    project_id: str
+    image: str
+    command: list[str]
+    datasets: list[DatasetMount]
+    output_dir: Path
+    log_path: Path
+    cpu: float = 1.0
+    memory_mb: int = 1024
+    gpu: int = 0
+    time_limit_s: int = 600
+    output_limit_mb: int = 256
+    max_processes: int = 256
+    env: dict[str, str] = field(default_factory=dict)
+    # Optional sandboxed runtime (gVisor `runsc`, Kata) chosen by policy; Kubernetes only.
+    runtime_class: str | None = None
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """How a run ended. ``state`` is one of succeeded, failed, timed_out, cancelled."""
+
+    state: str
+    exit_code: int | None
+    reason: str
+
+
+@dataclass
+class RunControl:
+    """What the worker lends a running executor: cancellation, progress and liveness hooks."""
+
+    is_cancelled: Callable[[], bool] = lambda: False
+    on_started: Callable[[str], None] = lambda ref: None
+    heartbeat: Callable[[], None] = lambda: None
+
+
+class Executor(ABC):
+    name: ClassVar[str]
+    # Whether a restarted worker can pick a still-running job back up (Kubernetes can; a
+    # local sandbox dies with its worker because of --die-with-parent).
+    supports_reattach: ClassVar[bool] = False
+
+    @abstractmethod
+    def run(self, spec: JobSpec, control: RunControl) -> JobResult:
+        """Run the job to completion (blocking) and return how it ended."""
+
+    def reattach(self, spec: JobSpec, executor_ref: str, control: RunControl) -> JobResult:
+        """Follow a job started by a previous worker process; see `supports_reattach`."""
+        raise ExecutorError(f"the {self.name} executor cannot reattach to a running job")

@@ -1,0 +1,264 @@
+"""The platform's entities. One module so Alembic sees one metadata.
+
+Egress review and audit tables live here too: they share the transaction boundaries of the
+jobs they describe, and keeping one ``Base.metadata`` keeps one migration chain.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from tre.store.base import Base, UTCDateTime, new_id, utcnow
+
+
+class Role(StrEnum):
+    researcher = "researcher"
+    dac = "dac"
+    auditor = "auditor"
+    admin = "admin"
+
+
+class JobState(StrEnum):
+    queued = "queued"
+    running = "running"
+    succeeded = "succeeded"
+    failed = "failed"
+    timed_out = "timed_out"
+    cancelled = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        return self not in (JobState.queued, JobState.running)
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    display_name: Mapped[str] = mapped_column(String(200), default="")
+    email: Mapped[str | None] = mapped_column(String(320), nullable=True)
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    roles: Mapped[list[UserRole]] = relationship(back_populates="user", cascade="all, delete-orphan")
+
+    @property
+    def role_names(self) -> set[str]:
+        return {r.role for r in self.roles}
+
+
+class UserRole(Base):
+    __tablename__ = "user_roles"
+
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    role: Mapped[str] = mapped_column(String(32), primary_key=True)
+
+    user: Mapped[User] = relationship(back_populates="roles")
+
+
+class Project(Base):
+    __tablename__ = "projects"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Quota: the most a single job may ask for, and how many may run at once.
+    max_cpu: Mapped[float] = mapped_column(default=2.0)
+    max_memory_mb: Mapped[int] = mapped_column(Integer, default=4096)
+    max_gpu: Mapped[int] = mapped_column(Integer, default=0)
+    max_time_s: Mapped[int] = mapped_column(Integer, default=3600)
+    max_output_mb: Mapped[int] = mapped_column(Integer, default=1024)
+    max_concurrent_jobs: Mapped[int] = mapped_column(Integer, default=4)
+
+    members: Mapped[list[ProjectMember]] = relationship(back_populates="project", cascade="all, delete-orphan")
+
+
+class ProjectMember(Base):
+    __tablename__ = "project_members"
+
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    added_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    project: Mapped[Project] = relationship(back_populates="members")
+
+
+class Dataset(Base):
+    __tablename__ = "datasets"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    path: Mapped[str] = mapped_column(Text)
+    description: Mapped[str] = mapped_column(Text, default="")
+    policy: Mapped[str] = mapped_column(String(128), default="default")
+    # Summary of the DICOM content (modalities, series, file count, bytes) gathered at registration.
+    meta: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class AccessGrant(Base):
+    __tablename__ = "access_grants"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    dataset_id: Mapped[str] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"), index=True)
+    granted_by: Mapped[str] = mapped_column(String(64))
+    granted_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    revoked_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    reason: Mapped[str] = mapped_column(Text, default="")
+
+    def active_at(self, when: datetime) -> bool:
+        return self.revoked_at is None and self.expires_at > when
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id"), index=True)
+    submitted_by: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
+    image: Mapped[str] = mapped_column(String(512))
+    command: Mapped[list[str]] = mapped_column(JSON)
+    dataset_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
+    cpu: Mapped[float] = mapped_column(default=1.0)
+    memory_mb: Mapped[int] = mapped_column(Integer, default=1024)
+    gpu: Mapped[int] = mapped_column(Integer, default=0)
+    time_limit_s: Mapped[int] = mapped_column(Integer, default=600)
+    output_limit_mb: Mapped[int] = mapped_column(Integer, default=256)
+    max_processes: Mapped[int] = mapped_column(Integer, default=256)
+    executor: Mapped[str] = mapped_column(String(32), default="local")
+    state: Mapped[str] = mapped_column(String(16), default=JobState.queued.value, index=True)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    exit_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # Which worker holds the job and when it last said so: lets a restarted worker find orphans.
+    worker_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    executor_ref: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+    outputs: Mapped[list[JobOutput]] = relationship(back_populates="job", cascade="all, delete-orphan")
+
+
+class JobOutput(Base):
+    __tablename__ = "job_outputs"
+    __table_args__ = (UniqueConstraint("job_id", "path"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    path: Mapped[str] = mapped_column(String(1024))
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    job: Mapped[Job] = relationship(back_populates="outputs")
+
+
+class EgressRequest(Base):
+    __tablename__ = "egress_requests"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"), index=True)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id"), index=True)
+    requested_by: Mapped[str] = mapped_column(ForeignKey("users.id"))
+    justification: Mapped[str] = mapped_column(Text)
+    # checking -> awaiting_review | blocked -> approved | rejected | conflicted -> approved | rejected
+    state: Mapped[str] = mapped_column(String(24), default="checking", index=True)
+    policy_name: Mapped[str] = mapped_column(String(128), default="default")
+    policy_version: Mapped[str] = mapped_column(String(64), default="")
+    required_reviews: Mapped[int] = mapped_column(Integer, default=2)
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    disclosure_record: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    files: Mapped[list[EgressFile]] = relationship(back_populates="request", cascade="all, delete-orphan")
+    reviews: Mapped[list[Review]] = relationship(back_populates="request", cascade="all, delete-orphan")
+
+
+class EgressFile(Base):
+    __tablename__ = "egress_files"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    request_id: Mapped[str] = mapped_column(ForeignKey("egress_requests.id", ondelete="CASCADE"), index=True)
+    path: Mapped[str] = mapped_column(String(1024))
+    sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(BigInteger)
+    staged_path: Mapped[str] = mapped_column(Text)
+    # Worst outcome over the checks run on this file: pass | flag | block.
+    outcome: Mapped[str] = mapped_column(String(8), default="pass")
+    checks: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+
+    request: Mapped[EgressRequest] = relationship(back_populates="files")
+
+
+class Review(Base):
+    __tablename__ = "reviews"
+    __table_args__ = (UniqueConstraint("request_id", "reviewer_id", "stage"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    request_id: Mapped[str] = mapped_column(ForeignKey("egress_requests.id", ondelete="CASCADE"), index=True)
+    reviewer_id: Mapped[str] = mapped_column(ForeignKey("users.id"))
+    # "review" for the blinded votes; "resolution" for the decision on a conflicted request.
+    stage: Mapped[str] = mapped_column(String(16), default="review")
+    vote: Mapped[str] = mapped_column(String(8))
+    comment: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    request: Mapped[EgressRequest] = relationship(back_populates="reviews")
+
+
+class AuditEntry(Base):
+    """One leaf of the audit Merkle tree; ``idx`` is the leaf index (0-based, dense)."""
+
+    __tablename__ = "audit_entries"
+
+    idx: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    timestamp: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    actor: Mapped[str] = mapped_column(String(64), index=True)
+    action: Mapped[str] = mapped_column(String(64), index=True)
+    project_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    dataset_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    job_id: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
+    # The canonical JSON bytes that were hashed; the columns above are a search index over it.
+    body: Mapped[str] = mapped_column(Text)
+    leaf_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+
+
+class AuditCheckpoint(Base):
+    __tablename__ = "audit_checkpoints"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tree_size: Mapped[int] = mapped_column(BigInteger, index=True)
+    root_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    note: Mapped[str] = mapped_column(Text)
+
+
+class AuditState(Base):
+    """Single row: the tree size and right-edge subtree hashes, so appends cost O(log n)."""
+
+    __tablename__ = "audit_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tree_size: Mapped[int] = mapped_column(BigInteger, default=0)
+    frontier: Mapped[list[str]] = mapped_column(JSON, default=list)
