@@ -86,7 +86,9 @@ class Project(Base):
     max_output_mb: Mapped[int] = mapped_column(Integer, default=1024)
     max_concurrent_jobs: Mapped[int] = mapped_column(Integer, default=4)
 
-    members: Mapped[list[ProjectMember]] = relationship(back_populates="project", cascade="all, delete-orphan")
+    members: Mapped[list[ProjectMember]] = relationship(
+        back_populates="project", cascade="all, delete-orphan"
+    )
 
 
 class ProjectMember(Base):
