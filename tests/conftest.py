@@ -1,0 +1,109 @@
+"""Shared fixtures: settings in a temp home, a migrated database (SQLite, and a real
+PostgreSQL where a test asks for `engine_any`), the API app with real tokens."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from tre.config import Settings, reset_settings_cache
+from tre.store.db import init_db, make_engine, session_factory
+from tre.store.models import User, UserRole
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[object]:
+    from tests.pg_server import PgServer, find_pg_bin
+
+    if find_pg_bin() is None:
+        if os.environ.get("CI"):
+            pytest.fail("PostgreSQL binaries missing in CI: scripts/install-system-deps must install them")
+        pytest.skip("PostgreSQL server binaries not installed (run scripts/install-system-deps)")
+    server = PgServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    home = tmp_path / "home"
+    monkeypatch.setenv("TRE_HOME", str(home))
+    monkeypatch.delenv("TRE_DATABASE_URL", raising=False)
+    reset_settings_cache()
+    s = Settings(home=home, policies_dir=REPO / "policies", worker_poll_s=0.05, worker_heartbeat_s=0.5,
+                 worker_stale_after_s=3.0)
+    s.ensure_dirs()
+    return s
+
+
+@pytest.fixture
+def engine(settings: Settings) -> Iterator[Engine]:
+    eng = make_engine(settings.resolved_database_url)
+    init_db(eng)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine_any(request: pytest.FixtureRequest, settings: Settings) -> Iterator[Engine]:
+    """The same test on the embedded SQLite store and on a real PostgreSQL server."""
+    if request.param == "sqlite":
+        url = settings.resolved_database_url
+    else:
+        url = request.getfixturevalue("pg_server").create_database()
+    eng = make_engine(url)
+    init_db(eng)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def db(engine: Engine) -> sessionmaker[Session]:
+    return session_factory(engine)
+
+
+@pytest.fixture
+def make_user() -> Callable[..., User]:
+    def _make(session: Session, user_id: str, *roles: str) -> User:
+        user = User(id=user_id, display_name=user_id)
+        user.roles = [UserRole(role=r) for r in roles]
+        session.add(user)
+        session.flush()
+        return user
+
+    return _make
+
+
+@pytest.fixture
+def token_for(settings: Settings) -> Callable[..., str]:
+    from tre.auth.tokens import TokenIssuer
+
+    issuer = TokenIssuer.from_settings(settings)
+
+    def _token(user_id: str, *roles: str, ttl_s: int = 3600) -> str:
+        return issuer.mint(user_id, list(roles), ttl_s=ttl_s)
+
+    return _token
+
+
+@pytest.fixture
+def app(settings: Settings, engine: Engine):  # type: ignore[no-untyped-def]
+    from tre.api.app import create_app
+
+    return create_app(settings, engine)
+
+
+@pytest.fixture
+def app_client(app):  # type: ignore[no-untyped-def]
+    from fastapi.testclient import TestClient
+
+    with TestClient(app) as client:
+        yield client

@@ -1,0 +1,38 @@
+"""Application factory: wires settings, database, token verifier, routers and error handlers."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from sqlalchemy import Engine
+
+from tre import __version__
+from tre.api.problems import install_problem_handlers
+from tre.auth.tokens import TokenVerifier
+from tre.config import Settings, get_settings
+from tre.store.db import init_db, make_engine
+
+
+def create_app(
+    settings: Settings | None = None, engine: Engine | None = None, migrate: bool = True
+) -> FastAPI:
+    settings = settings or get_settings()
+    settings.ensure_dirs()
+    engine = engine or make_engine(settings.resolved_database_url)
+    if migrate:
+        init_db(engine)
+
+    app = FastAPI(
+        title="tre — trusted research environment",
+        version=__version__,
+        description="Sandboxed imaging jobs next to the data; outputs leave only through the airlock.",
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.verifier = TokenVerifier(settings)
+    install_problem_handlers(app)
+
+    from tre.api.routers import admin, datasets, jobs, me, projects
+
+    for module in (me, admin, projects, datasets, jobs):
+        app.include_router(module.router)
+    return app

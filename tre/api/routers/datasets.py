@@ -1,0 +1,75 @@
+"""Datasets and access grants. Registering data and granting access are admin acts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import APIRouter, Depends
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from tre import registry
+from tre.api.deps import current_principal, get_session, require_roles
+from tre.api.schemas import DatasetIn, DatasetOut, GrantIn, GrantOut, RevokeIn
+from tre.auth.principal import Principal
+from tre.registry import user_project_ids
+from tre.store.models import AccessGrant, Dataset
+
+router = APIRouter(prefix="/api/v1", tags=["datasets"])
+admin_only = require_roles("admin")
+
+
+def _visible_dataset_ids(session: Session, p: Principal) -> set[str] | None:
+    """None means all; researchers see the datasets their projects were granted."""
+    if p.has("admin", "auditor", "dac"):
+        return None
+    projects = user_project_ids(session, p.user_id)
+    return set(session.scalars(select(AccessGrant.dataset_id).where(AccessGrant.project_id.in_(projects))))
+
+
+@router.get("/datasets", response_model=list[DatasetOut])
+def list_datasets(
+    p: Principal = Depends(current_principal), session: Session = Depends(get_session)
+) -> list[DatasetOut]:
+    visible = _visible_dataset_ids(session, p)
+    rows = session.scalars(select(Dataset).order_by(Dataset.id))
+    return [DatasetOut.model_validate(d) for d in rows if visible is None or d.id in visible]
+
+
+@router.post("/datasets", response_model=DatasetOut, status_code=201)
+def register_dataset(
+    body: DatasetIn, p: Principal = Depends(admin_only), session: Session = Depends(get_session)
+) -> DatasetOut:
+    ds = registry.register_dataset(
+        session, p.user_id, body.id, body.name, Path(body.path), body.description, body.policy
+    )
+    return DatasetOut.model_validate(ds)
+
+
+@router.get("/grants", response_model=list[GrantOut])
+def list_grants(
+    project_id: str | None = None,
+    p: Principal = Depends(require_roles("admin", "auditor", "dac")),
+    session: Session = Depends(get_session),
+) -> list[GrantOut]:
+    query = select(AccessGrant).order_by(AccessGrant.granted_at)
+    if project_id:
+        query = query.where(AccessGrant.project_id == project_id)
+    return [GrantOut.model_validate(g) for g in session.scalars(query)]
+
+
+@router.post("/grants", response_model=GrantOut, status_code=201)
+def grant(
+    body: GrantIn, p: Principal = Depends(admin_only), session: Session = Depends(get_session)
+) -> GrantOut:
+    g = registry.grant_access(
+        session, p.user_id, body.project_id, body.dataset_id, body.expires_at, body.days, body.reason
+    )
+    return GrantOut.model_validate(g)
+
+
+@router.post("/grants/{grant_id}/revoke", response_model=GrantOut)
+def revoke(
+    grant_id: str, body: RevokeIn, p: Principal = Depends(admin_only), session: Session = Depends(get_session)
+) -> GrantOut:
+    return GrantOut.model_validate(registry.revoke_grant(session, p.user_id, grant_id, body.reason))

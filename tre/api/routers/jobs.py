@@ -1,0 +1,78 @@
+"""Jobs: submit, list, inspect, logs, outputs, cancel. Researchers see only their projects."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Query, Response
+from sqlalchemy.orm import Session
+
+from tre.api.deps import current_principal, get_session, get_settings_dep, require_roles
+from tre.api.schemas import JobIn, JobOut, JobOutputOut
+from tre.auth.principal import Principal
+from tre.config import Settings
+from tre.jobs import service
+from tre.jobs.admission import JobRequest
+
+router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
+submitters = require_roles("researcher", "admin")
+
+
+@router.post("", response_model=JobOut, status_code=201)
+def submit_job(
+    body: JobIn,
+    p: Principal = Depends(submitters),
+    session: Session = Depends(get_session),
+    settings: Settings = Depends(get_settings_dep),
+) -> JobOut:
+    job = service.submit(session, settings, p, JobRequest(**body.model_dump()))
+    return JobOut.model_validate(job)
+
+
+@router.get("", response_model=list[JobOut])
+def list_jobs(
+    project_id: str | None = None,
+    state: str | None = None,
+    limit: int = Query(100, ge=1, le=1000),
+    p: Principal = Depends(current_principal),
+    session: Session = Depends(get_session),
+) -> list[JobOut]:
+    return [JobOut.model_validate(j) for j in service.list_visible_jobs(session, p, project_id, state, limit)]
+
+
+@router.get("/{job_id}", response_model=JobOut)
+def get_job(
+    job_id: str, p: Principal = Depends(current_principal), session: Session = Depends(get_session)
+) -> JobOut:
+    return JobOut.model_validate(service.get_visible_job(session, p, job_id))
+
+
+@router.get("/{job_id}/logs")
+def get_logs(
+    job_id: str,
+    offset: int = Query(0, ge=0),
+    p: Principal = Depends(current_principal),
+    session: Session = Depends(get_session),
+    settings: Settings = Depends(get_settings_dep),
+) -> Response:
+    """A chunk of the log from ``offset``; ``X-Next-Offset`` and ``X-Job-State`` let the CLI follow."""
+    job = service.get_visible_job(session, p, job_id)
+    data, next_offset = service.read_log(settings, job.id, offset)
+    return Response(
+        content=data,
+        media_type="text/plain; charset=utf-8",
+        headers={"X-Next-Offset": str(next_offset), "X-Job-State": job.state},
+    )
+
+
+@router.get("/{job_id}/outputs", response_model=list[JobOutputOut])
+def list_outputs(
+    job_id: str, p: Principal = Depends(current_principal), session: Session = Depends(get_session)
+) -> list[JobOutputOut]:
+    job = service.get_visible_job(session, p, job_id)
+    return [JobOutputOut.model_validate(o) for o in job.outputs]
+
+
+@router.post("/{job_id}/cancel", response_model=JobOut)
+def cancel_job(
+    job_id: str, p: Principal = Depends(current_principal), session: Session = Depends(get_session)
+) -> JobOut:
+    return JobOut.model_validate(service.cancel(session, p, job_id))

@@ -1,0 +1,73 @@
+"""Projects and their members. Admins manage; members (and auditors) may read."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from tre import registry
+from tre.api.deps import current_principal, get_session, require_roles
+from tre.api.schemas import MemberIn, ProjectIn, ProjectOut
+from tre.auth.principal import Principal
+from tre.errors import NotFound
+from tre.jobs.service import can_see_project
+from tre.store.models import Project
+
+router = APIRouter(prefix="/api/v1/projects", tags=["projects"])
+admin_only = require_roles("admin")
+
+
+def _out(p: Project) -> ProjectOut:
+    out = ProjectOut.model_validate(p)
+    out.members = sorted(m.user_id for m in p.members)
+    return out
+
+
+@router.get("", response_model=list[ProjectOut])
+def list_projects(
+    p: Principal = Depends(current_principal), session: Session = Depends(get_session)
+) -> list[ProjectOut]:
+    projects = session.scalars(select(Project).order_by(Project.id))
+    return [_out(x) for x in projects if can_see_project(session, p, x.id)]
+
+
+@router.get("/{project_id}", response_model=ProjectOut)
+def get_project(
+    project_id: str, p: Principal = Depends(current_principal), session: Session = Depends(get_session)
+) -> ProjectOut:
+    project = session.get(Project, project_id)
+    if project is None or not can_see_project(session, p, project_id):
+        raise NotFound(f"no project {project_id!r}")
+    return _out(project)
+
+
+@router.post("", response_model=ProjectOut, status_code=201)
+def create_project(
+    body: ProjectIn, p: Principal = Depends(admin_only), session: Session = Depends(get_session)
+) -> ProjectOut:
+    project = registry.create_project(
+        session, p.user_id, body.id, body.name, body.description, body.quota.model_dump(exclude_none=True)
+    )
+    return _out(project)
+
+
+@router.post("/{project_id}/members", response_model=ProjectOut, status_code=201)
+def add_member(
+    project_id: str,
+    body: MemberIn,
+    p: Principal = Depends(admin_only),
+    session: Session = Depends(get_session),
+) -> ProjectOut:
+    registry.add_member(session, p.user_id, project_id, body.user_id)
+    session.flush()
+    project = registry.get_project(session, project_id)
+    session.refresh(project)
+    return _out(project)
+
+
+@router.delete("/{project_id}/members/{user_id}", status_code=204)
+def remove_member(
+    project_id: str, user_id: str, p: Principal = Depends(admin_only), session: Session = Depends(get_session)
+) -> None:
+    registry.remove_member(session, p.user_id, project_id, user_id)

@@ -1,0 +1,158 @@
+"""Pydantic request/response models of the core API (jobs, projects, datasets, users)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Out(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class MeOut(BaseModel):
+    user_id: str
+    roles: list[str]
+    projects: list[str]
+
+
+class UserIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(min_length=1, max_length=63)
+    roles: list[str] = Field(min_length=1)
+    display_name: str = ""
+    email: str | None = None
+
+
+class UserRolesIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    roles: list[str]
+
+
+class UserOut(Out):
+    id: str
+    display_name: str
+    disabled: bool
+    roles: list[str]
+
+
+class QuotaIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    max_cpu: float | None = Field(default=None, gt=0)
+    max_memory_mb: int | None = Field(default=None, gt=0)
+    max_gpu: int | None = Field(default=None, ge=0)
+    max_time_s: int | None = Field(default=None, gt=0)
+    max_output_mb: int | None = Field(default=None, gt=0)
+    max_concurrent_jobs: int | None = Field(default=None, gt=0)
+
+
+class ProjectIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(min_length=1, max_length=63)
+    name: str = ""
+    description: str = ""
+    quota: QuotaIn = Field(default_factory=QuotaIn)
+
+
+class ProjectOut(Out):
+    id: str
+    name: str
+    description: str
+    max_cpu: float
+    max_memory_mb: int
+    max_gpu: int
+    max_time_s: int
+    max_output_mb: int
+    max_concurrent_jobs: int
+    members: list[str] = []
+
+
+class MemberIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    user_id: str
+
+
+class DatasetIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(min_length=1, max_length=63)
+    path: str
+    name: str = ""
+    description: str = ""
+    policy: str = "default"
+
+
+class DatasetOut(Out):
+    id: str
+    name: str
+    description: str
+    policy: str
+    meta: dict[str, Any]
+    created_at: datetime
+
+
+class GrantIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    project_id: str
+    dataset_id: str
+    expires_at: datetime | None = None
+    days: int | None = Field(default=None, gt=0)
+    reason: str = ""
+
+
+class GrantOut(Out):
+    id: str
+    project_id: str
+    dataset_id: str
+    granted_by: str
+    granted_at: datetime
+    expires_at: datetime
+    revoked_at: datetime | None
+    revoked_by: str | None
+    reason: str
+
+
+class RevokeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str = ""
+
+
+class JobIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    project_id: str
+    image: str = Field(min_length=1, max_length=512)
+    command: list[str] = Field(min_length=1)
+    dataset_ids: list[str] = Field(default_factory=list)
+    cpu: float = Field(default=1.0, gt=0)
+    memory_mb: int = Field(default=1024, gt=0)
+    gpu: int = Field(default=0, ge=0)
+    time_limit_s: int = Field(default=600, gt=0)
+    output_limit_mb: int = Field(default=256, gt=0)
+
+
+class JobOut(Out):
+    id: str
+    project_id: str
+    submitted_by: str
+    image: str
+    command: list[str]
+    dataset_ids: list[str]
+    cpu: float
+    memory_mb: int
+    gpu: int
+    time_limit_s: int
+    output_limit_mb: int
+    executor: str
+    state: str
+    reason: str
+    exit_code: int | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class JobOutputOut(Out):
+    path: str
+    size: int
+    sha256: str

@@ -1,0 +1,120 @@
+"""Minting (embedded mode) and verifying bearer JWTs.
+
+Verification pins the algorithm list from configuration and never trusts the token header
+to choose it: ``none`` and HMAC algorithms are refused outright, which closes the classic
+"HS256 signed with the public key" and "alg: none" attacks.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from tre.auth.keys import load_or_create_ed25519
+from tre.config import Settings
+
+FORBIDDEN_ALGORITHMS = frozenset({"none", "HS256", "HS384", "HS512"})
+SIGNING_KEY_FILENAME = "token-signing-ed25519.pem"
+
+
+class TokenError(Exception):
+    """The token is not acceptable; the message says why (safe to show the caller)."""
+
+
+class TokenIssuer:
+    """The embedded issuer: `tre admin token` and tests mint tokens with it."""
+
+    def __init__(self, keys_dir: Path, issuer: str = "tre-embedded", audience: str = "tre-api") -> None:
+        self.key: Ed25519PrivateKey = load_or_create_ed25519(keys_dir / SIGNING_KEY_FILENAME)
+        self.issuer = issuer
+        self.audience = audience
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> TokenIssuer:
+        return cls(settings.keys_dir, settings.token_issuer, settings.token_audience)
+
+    def mint(
+        self, user_id: str, roles: list[str] | tuple[str, ...], ttl_s: int = 8 * 3600, **extra: Any
+    ) -> str:
+        now = int(time.time())
+        claims = {
+            "iss": self.issuer,
+            "aud": self.audience,
+            "sub": user_id,
+            "roles": sorted(set(roles)),
+            "iat": now,
+            "nbf": now,
+            "exp": now + ttl_s,
+            "jti": uuid.uuid4().hex,
+            **extra,
+        }
+        return jwt.encode(claims, self.key, algorithm="EdDSA")
+
+
+class TokenVerifier:
+    """Checks signature, issuer, audience, expiry; returns the verified claims."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._jwks: jwt.PyJWKClient | None = None
+        if settings.auth_mode == "oidc":
+            if not settings.oidc_jwks_url:
+                raise TokenError("TRE_OIDC_JWKS_URL must be set when TRE_AUTH_MODE=oidc")
+            bad = FORBIDDEN_ALGORITHMS.intersection(settings.oidc_algorithms)
+            if bad:
+                raise TokenError(f"refusing to accept algorithms {sorted(bad)} for OIDC tokens")
+            self._jwks = jwt.PyJWKClient(settings.oidc_jwks_url, cache_keys=True)
+            self.algorithms = list(settings.oidc_algorithms)
+        else:
+            self._embedded_key = load_or_create_ed25519(settings.keys_dir / SIGNING_KEY_FILENAME).public_key()
+            self.algorithms = ["EdDSA"]
+
+    def verify(self, token: str) -> dict[str, Any]:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError as exc:
+            raise TokenError(f"malformed token: {exc}") from exc
+        alg = str(header.get("alg", ""))
+        if alg in FORBIDDEN_ALGORITHMS or alg not in self.algorithms:
+            raise TokenError(f"token algorithm {alg!r} is not accepted")
+        key: Any
+        if self._jwks is not None:
+            try:
+                key = self._jwks.get_signing_key_from_jwt(token).key
+            except jwt.PyJWKClientError as exc:
+                raise TokenError(f"no trusted signing key for token: {exc}") from exc
+        else:
+            key = self._embedded_key
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key,
+                algorithms=self.algorithms,
+                audience=self.settings.token_audience,
+                issuer=self.settings.token_issuer,
+                options={"require": ["exp", "iat", "sub", "iss", "aud"]},
+                leeway=10,
+            )
+        except jwt.ExpiredSignatureError as exc:
+            raise TokenError("token has expired") from exc
+        except jwt.InvalidAudienceError as exc:
+            raise TokenError("token audience is not this service") from exc
+        except jwt.InvalidIssuerError as exc:
+            raise TokenError("token issuer is not trusted") from exc
+        except jwt.InvalidSignatureError as exc:
+            raise TokenError("token signature is invalid") from exc
+        except jwt.PyJWTError as exc:
+            raise TokenError(f"invalid token: {exc}") from exc
+        return claims
+
+    def roles_from(self, claims: dict[str, Any]) -> set[str]:
+        claim = "roles" if self._jwks is None else self.settings.oidc_roles_claim
+        raw = claims.get(claim, [])
+        if isinstance(raw, str):
+            raw = raw.split()
+        return {str(r) for r in raw} if isinstance(raw, list) else set()

@@ -1,0 +1,23 @@
+"""Pick the executor backend named in settings (one interface, several backends)."""
+
+from __future__ import annotations
+
+from tre.config import Settings
+from tre.executors.base import Executor
+
+
+def make_executor(settings: Settings, name: str | None = None) -> Executor:
+    name = name or settings.executor
+    if name == "local":
+        from tre.executors.local import LocalExecutor
+
+        return LocalExecutor(settings)
+    if name == "kubernetes":
+        from tre.executors.kubernetes import KubernetesExecutor
+
+        return KubernetesExecutor.from_settings(settings)
+    if name == "docker":
+        from tre.executors.docker import DockerExecutor
+
+        return DockerExecutor.from_settings(settings)
+    raise ValueError(f"unknown executor {name!r}; use local, kubernetes or docker")

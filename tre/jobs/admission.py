@@ -1,0 +1,98 @@
+"""Admission control: every reason a job may not run, checked before it is queued.
+
+Order matters for the message a researcher sees: membership first (don't leak which
+datasets exist to outsiders), then grants, then image policy, then quota.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from egress_review.policy import load_policy
+from tre.config import Settings
+from tre.errors import AdmissionDenied, NotFound
+from tre.registry import get_dataset, grant_status, is_member
+from tre.store.models import Job, JobState, Project
+
+
+@dataclass
+class JobRequest:
+    project_id: str
+    image: str
+    command: list[str]
+    dataset_ids: list[str] = field(default_factory=list)
+    cpu: float = 1.0
+    memory_mb: int = 1024
+    gpu: int = 0
+    time_limit_s: int = 600
+    output_limit_mb: int = 256
+
+
+def admit(session: Session, settings: Settings, user_id: str, req: JobRequest) -> Project:
+    project = session.get(Project, req.project_id)
+    if project is None or not is_member(session, req.project_id, user_id):
+        # Same answer for "no such project" and "not yours": no probing of project names.
+        raise AdmissionDenied(f"you are not a member of project {req.project_id!r}")
+    if not req.command:
+        raise AdmissionDenied("the job has no command")
+    for dataset_id in req.dataset_ids:
+        try:
+            get_dataset(session, dataset_id)
+        except NotFound as exc:
+            raise AdmissionDenied(
+                f"project {req.project_id!r} has no access to dataset {dataset_id!r}"
+            ) from exc
+        status = grant_status(session, req.project_id, dataset_id)
+        if status != "active":
+            why = {
+                "none": "has no access grant for",
+                "expired": "has only an expired access grant for",
+                "revoked": "had its access grant revoked for",
+            }[status]
+            raise AdmissionDenied(f"project {req.project_id!r} {why} dataset {dataset_id!r}")
+    for policy_name in _policies_for(session, req.dataset_ids):
+        policy = load_policy(policy_name, settings.resolved_policies_dir)
+        if not policy.job.image_allowed(req.image):
+            raise AdmissionDenied(f"image {req.image!r} is not on the allowlist of policy {policy_name!r}")
+    _check_quota(session, project, req)
+    return project
+
+
+def _policies_for(session: Session, dataset_ids: list[str]) -> list[str]:
+    names = sorted({get_dataset(session, d).policy for d in dataset_ids})
+    return names or ["default"]
+
+
+def _check_quota(session: Session, project: Project, req: JobRequest) -> None:
+    limits = [
+        ("cpu", req.cpu, project.max_cpu, ""),
+        ("memory", req.memory_mb, project.max_memory_mb, " MiB"),
+        ("gpu", req.gpu, project.max_gpu, ""),
+        ("time limit", req.time_limit_s, project.max_time_s, " s"),
+        ("output limit", req.output_limit_mb, project.max_output_mb, " MiB"),
+    ]
+    for name, asked, allowed, unit in limits:
+        if asked < 0 or (name != "gpu" and asked <= 0):
+            raise AdmissionDenied(f"{name} must be positive (asked {asked}{unit})")
+        if asked > allowed:
+            raise AdmissionDenied(
+                f"{name} {asked}{unit} is over project {project.id!r} quota of {allowed}{unit}"
+            )
+    active = (
+        session.scalar(
+            select(func.count())
+            .select_from(Job)
+            .where(
+                Job.project_id == project.id, Job.state.in_([JobState.queued.value, JobState.running.value])
+            )
+        )
+        or 0
+    )
+    if active >= project.max_concurrent_jobs:
+        raise AdmissionDenied(
+            f"project {project.id!r} already has {active} queued or running jobs "
+            f"(quota {project.max_concurrent_jobs})"
+        )

@@ -1,0 +1,131 @@
+"""Job operations behind the API: submit, look up (with visibility rules), cancel, logs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from tre.audit import record_event
+from tre.auth.principal import Principal
+from tre.config import Settings
+from tre.errors import Conflict, Forbidden, NotFound
+from tre.jobs.admission import JobRequest, admit
+from tre.jobs.paths import log_path
+from tre.registry import user_project_ids
+from tre.store.base import utcnow
+from tre.store.models import Job, JobState
+
+
+def submit(session: Session, settings: Settings, principal: Principal, req: JobRequest) -> Job:
+    try:
+        admit(session, settings, principal.user_id, req)
+    except Exception as exc:
+        record_event(
+            session,
+            actor=principal.user_id,
+            action="job.denied",
+            project_id=req.project_id,
+            details={"image": req.image, "datasets": req.dataset_ids, "reason": str(exc)},
+        )
+        # The denial must be audited even though the request fails: commit it now.
+        session.commit()
+        raise
+    job = Job(
+        project_id=req.project_id,
+        submitted_by=principal.user_id,
+        image=req.image,
+        command=req.command,
+        dataset_ids=req.dataset_ids,
+        cpu=req.cpu,
+        memory_mb=req.memory_mb,
+        gpu=req.gpu,
+        time_limit_s=req.time_limit_s,
+        output_limit_mb=req.output_limit_mb,
+        executor=settings.executor,
+        state=JobState.queued.value,
+    )
+    session.add(job)
+    session.flush()
+    record_event(
+        session,
+        actor=principal.user_id,
+        action="job.submitted",
+        project_id=job.project_id,
+        job_id=job.id,
+        details={
+            "image": job.image,
+            "command": job.command,
+            "datasets": job.dataset_ids,
+            "cpu": job.cpu,
+            "memory_mb": job.memory_mb,
+            "gpu": job.gpu,
+            "time_limit_s": job.time_limit_s,
+        },
+    )
+    record_event(session, actor="system", action="job.admitted", project_id=job.project_id, job_id=job.id)
+    return job
+
+
+def can_see_project(session: Session, principal: Principal, project_id: str) -> bool:
+    """Admins and auditors see every project; anyone else only the projects they belong to."""
+    if principal.has("admin", "auditor"):
+        return True
+    return project_id in user_project_ids(session, principal.user_id)
+
+
+def get_visible_job(session: Session, principal: Principal, job_id: str) -> Job:
+    job = session.get(Job, job_id)
+    # 404 rather than 403 for other projects' jobs: ids are not an oracle.
+    if job is None or not can_see_project(session, principal, job.project_id):
+        raise NotFound(f"no job {job_id!r}")
+    return job
+
+
+def list_visible_jobs(
+    session: Session,
+    principal: Principal,
+    project_id: str | None = None,
+    state: str | None = None,
+    limit: int = 100,
+) -> list[Job]:
+    query = select(Job).order_by(Job.created_at.desc()).limit(limit)
+    if not principal.has("admin", "auditor"):
+        query = query.where(Job.project_id.in_(user_project_ids(session, principal.user_id)))
+    if project_id:
+        query = query.where(Job.project_id == project_id)
+    if state:
+        query = query.where(Job.state == state)
+    return list(session.scalars(query))
+
+
+def cancel(session: Session, principal: Principal, job_id: str) -> Job:
+    job = get_visible_job(session, principal, job_id)
+    if job.submitted_by != principal.user_id and not principal.has("admin"):
+        raise Forbidden("only the submitter or an admin can cancel a job")
+    if JobState(job.state).terminal:
+        raise Conflict(f"job {job_id} already ended ({job.state})")
+    job.cancel_requested = True
+    if job.state == JobState.queued.value:
+        job.state = JobState.cancelled.value
+        job.reason = f"cancelled by {principal.user_id} before it started"
+        job.finished_at = utcnow()
+    record_event(
+        session,
+        actor=principal.user_id,
+        action="job.cancel_requested",
+        project_id=job.project_id,
+        job_id=job.id,
+    )
+    return job
+
+
+def read_log(settings: Settings, job_id: str, offset: int = 0, limit: int = 1 << 20) -> tuple[bytes, int]:
+    path: Path = log_path(settings, job_id)
+    if not path.exists():
+        return b"", offset
+    with path.open("rb") as fh:
+        fh.seek(offset)
+        data = fh.read(limit)
+    return data, offset + len(data)

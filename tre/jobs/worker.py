@@ -1,0 +1,293 @@
+"""The worker: claims queued jobs, runs them on an executor, records how they ended.
+
+Crash safety: a job is claimed with a conditional UPDATE (two workers never run one job),
+its row carries the worker id and a heartbeat, and a starting worker looks for jobs still
+marked running whose worker is gone. Those are reattached when the backend can (Kubernetes)
+or ended as failed with the reason and whatever outputs exist recorded: never left running
+forever, never silently dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import timedelta
+from pathlib import Path
+
+from sqlalchemy import Engine, select, update
+from sqlalchemy.orm import Session
+
+from tre.audit import record_event
+from tre.config import Settings
+from tre.executors.base import DatasetMount, Executor, JobResult, JobSpec, RunControl
+from tre.executors.factory import make_executor
+from tre.jobs.outputs import record_outputs
+from tre.jobs.paths import log_path, output_dir
+from tre.store.base import utcnow
+from tre.store.db import session_scope
+from tre.store.models import Dataset, Job, JobState
+
+log = logging.getLogger(__name__)
+
+
+def new_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Worker:
+    def __init__(
+        self, settings: Settings, engine: Engine, executor: Executor | None = None, concurrency: int = 2
+    ) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.executor = executor or make_executor(settings)
+        self.worker_id = new_worker_id()
+        self.concurrency = concurrency
+        self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="tre-job")
+        self._running: dict[str, Future[None]] = {}
+        self._stop = threading.Event()
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def serve_forever(self) -> None:
+        log.info("worker %s started (executor %s)", self.worker_id, self.executor.name)
+        try:
+            while not self._stop.is_set():
+                self.tick()
+                self._stop.wait(self.settings.worker_poll_s)
+        finally:
+            self._pool.shutdown(wait=True)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def tick(self) -> None:
+        """One scheduling round: recover orphans, reap finished threads, start queued jobs."""
+        self.recover_orphans()
+        for job_id, fut in list(self._running.items()):
+            if fut.done():
+                del self._running[job_id]
+                if exc := fut.exception():
+                    log.error("job %s thread crashed: %s", job_id, exc)
+        while len(self._running) < self.concurrency:
+            job_id = self.claim_next()
+            if job_id is None:
+                break
+            self._running[job_id] = self._pool.submit(self._run_claimed, job_id)
+
+    def run_until_idle(self, timeout_s: float = 60.0) -> None:
+        """Run every queued job to the end (tests, `tre demo`)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            self.tick()
+            if not self._running:
+                with session_scope(self.engine) as s:
+                    if s.scalar(select(Job.id).where(Job.state == JobState.queued.value).limit(1)) is None:
+                        return
+            time.sleep(0.1)
+        raise TimeoutError("jobs still running after the timeout")
+
+    # -- claiming and recovery --------------------------------------------------------------
+    def claim_next(self) -> str | None:
+        with session_scope(self.engine) as s:
+            candidates = list(
+                s.scalars(
+                    select(Job.id)
+                    .where(Job.state == JobState.queued.value, Job.executor == self.executor.name)
+                    .order_by(Job.created_at)
+                    .limit(5)
+                )
+            )
+            for job_id in candidates:
+                now = utcnow()
+                claimed = s.execute(
+                    update(Job)
+                    .where(Job.id == job_id, Job.state == JobState.queued.value)
+                    .values(
+                        state=JobState.running.value,
+                        worker_id=self.worker_id,
+                        started_at=now,
+                        heartbeat_at=now,
+                    )
+                ).rowcount
+                if claimed:
+                    job = s.get(Job, job_id)
+                    assert job is not None
+                    record_event(
+                        s,
+                        actor="system",
+                        action="job.started",
+                        project_id=job.project_id,
+                        job_id=job_id,
+                        details={"worker": self.worker_id, "executor": job.executor},
+                    )
+                    return job_id
+        return None
+
+    def recover_orphans(self) -> None:
+        with session_scope(self.engine) as s:
+            running = list(
+                s.scalars(
+                    select(Job).where(Job.state == JobState.running.value, Job.executor == self.executor.name)
+                )
+            )
+            orphans = [j.id for j in running if j.id not in self._running and self._is_orphan(j)]
+        for job_id in orphans:
+            if self.executor.supports_reattach:
+                if self._take_over(job_id):
+                    self._running[job_id] = self._pool.submit(self._run_claimed, job_id, True)
+            else:
+                self._fail_orphan(job_id)
+
+    def _is_orphan(self, job: Job) -> bool:
+        if job.worker_id == self.worker_id:
+            return False
+        host, _, rest = (job.worker_id or "").partition(":")
+        pid = rest.partition(":")[0]
+        if host == socket.gethostname() and pid.isdigit() and not _pid_alive(int(pid)):
+            return True
+        stale = utcnow() - timedelta(seconds=self.settings.worker_stale_after_s)
+        return job.heartbeat_at is None or job.heartbeat_at < stale
+
+    def _take_over(self, job_id: str) -> bool:
+        with session_scope(self.engine) as s:
+            job = s.get(Job, job_id)
+            if job is None or job.state != JobState.running.value:
+                return False
+            previous = job.worker_id
+            job.worker_id = self.worker_id
+            job.heartbeat_at = utcnow()
+            record_event(
+                s,
+                actor="system",
+                action="job.reattached",
+                project_id=job.project_id,
+                job_id=job_id,
+                details={"previous_worker": previous, "worker": self.worker_id},
+            )
+            return True
+
+    def _fail_orphan(self, job_id: str) -> None:
+        with session_scope(self.engine) as s:
+            job = s.get(Job, job_id)
+            if job is None or job.state != JobState.running.value:
+                return
+            reason = (
+                f"worker {job.worker_id} stopped while the job was running; the {job.executor} "
+                "sandbox died with it. Outputs written before that are kept; resubmit to rerun."
+            )
+            self._finish(s, job, JobResult(JobState.failed.value, None, reason))
+
+    # -- running ----------------------------------------------------------------------------
+    def _spec(self, job: Job, datasets: list[Dataset]) -> JobSpec:
+        out = output_dir(self.settings, job.id)
+        out.mkdir(parents=True, exist_ok=True)
+        mounts = [
+            DatasetMount(
+                dataset_id=d.id,
+                host_path=Path(d.path),
+                pvc_name=f"dataset-{d.id}",
+                mount_path="/data" if len(datasets) == 1 else f"/data/{d.id}",
+            )
+            for d in datasets
+        ]
+        return JobSpec(
+            job_id=job.id,
+            project_id=job.project_id,
+            image=job.image,
+            command=list(job.command),
+            datasets=mounts,
+            output_dir=out,
+            log_path=log_path(self.settings, job.id),
+            cpu=job.cpu,
+            memory_mb=job.memory_mb,
+            gpu=job.gpu,
+            time_limit_s=job.time_limit_s,
+            output_limit_mb=job.output_limit_mb,
+            max_processes=job.max_processes,
+            env={"TRE_JOB_ID": job.id, "TRE_PROJECT_ID": job.project_id},
+        )
+
+    def _run_claimed(self, job_id: str, reattach: bool = False) -> None:
+        with session_scope(self.engine) as s:
+            job = s.get(Job, job_id)
+            assert job is not None
+            datasets = [d for d in (s.get(Dataset, i) for i in job.dataset_ids) if d is not None]
+            spec = self._spec(job, datasets)
+            executor_ref = job.executor_ref
+        control = RunControl(
+            is_cancelled=lambda: self._cancel_requested(job_id),
+            on_started=lambda ref: self._set_ref(job_id, ref),
+            heartbeat=lambda: self._heartbeat(job_id),
+        )
+        try:
+            if reattach and executor_ref:
+                result = self.executor.reattach(spec, executor_ref, control)
+            else:
+                result = self.executor.run(spec, control)
+        except Exception as exc:  # noqa: BLE001 - any backend failure must end the job, not the worker
+            log.exception("executor failed for job %s", job_id)
+            result = JobResult(JobState.failed.value, None, f"executor error: {exc}")
+        with session_scope(self.engine) as s:
+            job = s.get(Job, job_id)
+            assert job is not None
+            self._finish(s, job, result)
+
+    def _finish(self, session: Session, job: Job, result: JobResult) -> None:
+        outputs = record_outputs(session, job.id, output_dir(self.settings, job.id))
+        job.state = result.state
+        job.exit_code = result.exit_code
+        job.reason = result.reason
+        job.finished_at = utcnow()
+        for out in outputs:
+            record_event(
+                session,
+                actor="system",
+                action="job.output_recorded",
+                project_id=job.project_id,
+                job_id=job.id,
+                details={"path": out.path, "size": out.size, "sha256": out.sha256},
+            )
+        record_event(
+            session,
+            actor="system",
+            action="job.ended",
+            project_id=job.project_id,
+            job_id=job.id,
+            details={
+                "state": result.state,
+                "exit_code": result.exit_code,
+                "reason": result.reason,
+                "outputs": len(outputs),
+            },
+        )
+
+    def _cancel_requested(self, job_id: str) -> bool:
+        with session_scope(self.engine) as s:
+            return bool(s.scalar(select(Job.cancel_requested).where(Job.id == job_id)))
+
+    def _set_ref(self, job_id: str, ref: str) -> None:
+        with session_scope(self.engine) as s:
+            s.execute(update(Job).where(Job.id == job_id).values(executor_ref=ref, heartbeat_at=utcnow()))
+
+    def _heartbeat(self, job_id: str) -> None:
+        with session_scope(self.engine) as s:
+            s.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.worker_id == self.worker_id)
+                .values(heartbeat_at=utcnow())
+            )

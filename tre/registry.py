@@ -1,0 +1,273 @@
+"""Admin operations on users, projects, memberships, datasets and access grants.
+
+Used by both the API (remote admin) and the CLI's local bootstrap (`tre demo`), so each
+change is validated and audited in exactly one place.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from tre.audit import record_event
+from tre.datasets import summarise_dicom_folder
+from tre.errors import Conflict, NotFound, TreError
+from tre.store.base import utcnow
+from tre.store.models import AccessGrant, Dataset, Project, ProjectMember, Role, User, UserRole
+
+_SLUG = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
+
+
+def check_slug(kind: str, value: str) -> str:
+    if not _SLUG.match(value):
+        raise TreError(f"{kind} id {value!r} must be 1-63 characters of a-z, 0-9, '.', '_' or '-'")
+    return value
+
+
+def get_user(session: Session, user_id: str) -> User:
+    user = session.get(User, user_id)
+    if user is None:
+        raise NotFound(f"no user {user_id!r}")
+    return user
+
+
+def create_user(
+    session: Session,
+    actor: str,
+    user_id: str,
+    roles: list[str],
+    display_name: str = "",
+    email: str | None = None,
+) -> User:
+    check_slug("user", user_id)
+    bad = [r for r in roles if r not in Role.__members__]
+    if bad:
+        raise TreError(f"unknown role(s) {bad}; roles are {', '.join(Role.__members__)}")
+    if session.get(User, user_id) is not None:
+        raise Conflict(f"user {user_id!r} already exists")
+    user = User(id=user_id, display_name=display_name or user_id, email=email)
+    user.roles = [UserRole(role=r) for r in sorted(set(roles))]
+    session.add(user)
+    session.flush()
+    record_event(session, actor=actor, action="admin.user_created", details={"user": user_id, "roles": roles})
+    return user
+
+
+def set_user_roles(session: Session, actor: str, user_id: str, roles: list[str]) -> User:
+    user = get_user(session, user_id)
+    bad = [r for r in roles if r not in Role.__members__]
+    if bad:
+        raise TreError(f"unknown role(s) {bad}")
+    before = sorted(user.role_names)
+    user.roles = [UserRole(role=r) for r in sorted(set(roles))]
+    session.flush()
+    record_event(
+        session,
+        actor=actor,
+        action="admin.user_roles_changed",
+        details={"user": user_id, "before": before, "after": sorted(set(roles))},
+    )
+    return user
+
+
+def set_user_disabled(session: Session, actor: str, user_id: str, disabled: bool) -> User:
+    user = get_user(session, user_id)
+    user.disabled = disabled
+    record_event(
+        session,
+        actor=actor,
+        action="admin.user_disabled" if disabled else "admin.user_enabled",
+        details={"user": user_id},
+    )
+    return user
+
+
+def get_project(session: Session, project_id: str) -> Project:
+    project = session.get(Project, project_id)
+    if project is None:
+        raise NotFound(f"no project {project_id!r}")
+    return project
+
+
+QUOTA_FIELDS = ("max_cpu", "max_memory_mb", "max_gpu", "max_time_s", "max_output_mb", "max_concurrent_jobs")
+
+
+def create_project(
+    session: Session,
+    actor: str,
+    project_id: str,
+    name: str,
+    description: str = "",
+    quota: dict[str, Any] | None = None,
+) -> Project:
+    check_slug("project", project_id)
+    if session.get(Project, project_id) is not None:
+        raise Conflict(f"project {project_id!r} already exists")
+    project = Project(id=project_id, name=name or project_id, description=description)
+    for key, value in (quota or {}).items():
+        if key not in QUOTA_FIELDS:
+            raise TreError(f"unknown quota field {key!r}; fields are {', '.join(QUOTA_FIELDS)}")
+        if value is not None:
+            setattr(project, key, value)
+    session.add(project)
+    session.flush()
+    record_event(
+        session,
+        actor=actor,
+        action="admin.project_created",
+        project_id=project_id,
+        details={"name": name, "quota": {k: getattr(project, k) for k in QUOTA_FIELDS}},
+    )
+    return project
+
+
+def add_member(session: Session, actor: str, project_id: str, user_id: str) -> None:
+    get_project(session, project_id)
+    get_user(session, user_id)
+    if session.get(ProjectMember, (project_id, user_id)) is not None:
+        raise Conflict(f"{user_id!r} is already a member of {project_id!r}")
+    session.add(ProjectMember(project_id=project_id, user_id=user_id))
+    record_event(
+        session, actor=actor, action="admin.member_added", project_id=project_id, details={"user": user_id}
+    )
+
+
+def remove_member(session: Session, actor: str, project_id: str, user_id: str) -> None:
+    member = session.get(ProjectMember, (project_id, user_id))
+    if member is None:
+        raise NotFound(f"{user_id!r} is not a member of {project_id!r}")
+    session.delete(member)
+    record_event(
+        session, actor=actor, action="admin.member_removed", project_id=project_id, details={"user": user_id}
+    )
+
+
+def is_member(session: Session, project_id: str, user_id: str) -> bool:
+    return session.get(ProjectMember, (project_id, user_id)) is not None
+
+
+def user_project_ids(session: Session, user_id: str) -> list[str]:
+    return list(session.scalars(select(ProjectMember.project_id).where(ProjectMember.user_id == user_id)))
+
+
+def get_dataset(session: Session, dataset_id: str) -> Dataset:
+    ds = session.get(Dataset, dataset_id)
+    if ds is None:
+        raise NotFound(f"no dataset {dataset_id!r}")
+    return ds
+
+
+def register_dataset(
+    session: Session,
+    actor: str,
+    dataset_id: str,
+    name: str,
+    path: Path,
+    description: str = "",
+    policy: str = "default",
+) -> Dataset:
+    check_slug("dataset", dataset_id)
+    if session.get(Dataset, dataset_id) is not None:
+        raise Conflict(f"dataset {dataset_id!r} already exists")
+    path = path.resolve()
+    meta = summarise_dicom_folder(path)
+    ds = Dataset(
+        id=dataset_id,
+        name=name or dataset_id,
+        path=str(path),
+        description=description,
+        policy=policy,
+        meta=meta,
+    )
+    session.add(ds)
+    session.flush()
+    record_event(
+        session,
+        actor=actor,
+        action="admin.dataset_registered",
+        dataset_id=dataset_id,
+        details={"path": str(path), "policy": policy, "meta": meta},
+    )
+    return ds
+
+
+def grant_access(
+    session: Session,
+    actor: str,
+    project_id: str,
+    dataset_id: str,
+    expires_at: datetime | None = None,
+    days: int | None = None,
+    reason: str = "",
+) -> AccessGrant:
+    get_project(session, project_id)
+    get_dataset(session, dataset_id)
+    if expires_at is None:
+        expires_at = utcnow() + timedelta(days=days if days is not None else 365)
+    if expires_at <= utcnow():
+        raise TreError("a grant's expiry must be in the future")
+    grant = AccessGrant(
+        project_id=project_id, dataset_id=dataset_id, granted_by=actor, expires_at=expires_at, reason=reason
+    )
+    session.add(grant)
+    session.flush()
+    record_event(
+        session,
+        actor=actor,
+        action="access.granted",
+        project_id=project_id,
+        dataset_id=dataset_id,
+        details={"grant": grant.id, "expires_at": expires_at.isoformat(), "reason": reason},
+    )
+    return grant
+
+
+def revoke_grant(session: Session, actor: str, grant_id: str, reason: str = "") -> AccessGrant:
+    grant = session.get(AccessGrant, grant_id)
+    if grant is None:
+        raise NotFound(f"no grant {grant_id!r}")
+    if grant.revoked_at is not None:
+        raise Conflict(f"grant {grant_id!r} was already revoked")
+    grant.revoked_at = utcnow()
+    grant.revoked_by = actor
+    record_event(
+        session,
+        actor=actor,
+        action="access.revoked",
+        project_id=grant.project_id,
+        dataset_id=grant.dataset_id,
+        details={"grant": grant_id, "reason": reason},
+    )
+    return grant
+
+
+def active_grant(session: Session, project_id: str, dataset_id: str) -> AccessGrant | None:
+    now = utcnow()
+    grants = session.scalars(
+        select(AccessGrant).where(AccessGrant.project_id == project_id, AccessGrant.dataset_id == dataset_id)
+    )
+    return next((g for g in grants if g.active_at(now)), None)
+
+
+def grant_status(session: Session, project_id: str, dataset_id: str) -> str:
+    """'active', or why not: 'revoked', 'expired', 'none' (for a precise admission error)."""
+    now = utcnow()
+    grants = list(
+        session.scalars(
+            select(AccessGrant).where(
+                AccessGrant.project_id == project_id, AccessGrant.dataset_id == dataset_id
+            )
+        )
+    )
+    if any(g.active_at(now) for g in grants):
+        return "active"
+    if any(g.revoked_at is not None for g in grants):
+        return "revoked"
+    if grants:
+        return "expired"
+    return "none"
