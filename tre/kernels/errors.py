@@ -1,0 +1,36 @@
+"""Errors for bad imaging input, each with a one-line message fit for a job log.
+
+The sandboxed job prints ``str(error)`` and exits non-zero, so every message names the
+series or file and says what is wrong and what would fix it; no traceback ever reaches the
+researcher (who cannot see the data to debug it).
+"""
+
+from __future__ import annotations
+
+
+class KernelInputError(ValueError):
+    """Base class: the input cannot be preprocessed as given."""
+
+
+class SeriesError(KernelInputError):
+    """A DICOM series is inconsistent (geometry, slices, pixel format)."""
+
+
+class MissingSliceError(SeriesError):
+    """Slice positions leave a gap that is a whole multiple of the series spacing."""
+
+
+class MixedOrientationError(SeriesError):
+    """Slices of one series do not share one ImageOrientationPatient."""
+
+
+class NonUniformSpacingError(SeriesError):
+    """Slice positions are not equally spaced (and the gaps are not missing slices)."""
+
+
+class UndecodableError(SeriesError):
+    """Pixel data uses a compressed transfer syntax that no installed decoder can read."""
+
+
+class SuvError(KernelInputError):
+    """PET tags needed for SUVbw (QIBA) are missing or not in a supported state."""

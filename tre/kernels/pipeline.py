@@ -1,0 +1,151 @@
+"""The preprocessing recipe, written once over a backend (CPU or CUDA kernels).
+
+A backend resamples on the fly and exposes four passes: ``stats`` (reductions only),
+``histogram`` and ``gather`` (exact foreground percentiles) and ``normalize`` (write the
+cropped, z-scored float32 image). This module decides which passes run with which clip
+values, so both devices follow the same recipe and match the float64 reference.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Literal, Protocol
+
+import numpy as np
+
+from tre.kernels.grid import grid_tables
+from tre.kernels.params import NO_CLIP, PreprocessParams, PreprocessResult
+from tre.kernels.stats import Stats
+
+Device = Literal["cpu", "cuda"]
+BBox = tuple[int, int, int, int, int, int]
+
+
+class Backend(Protocol):
+    """What a device must offer; see `tre.kernels.cpu.CpuBackend` for the reference one."""
+
+    name: str
+
+    def stats(
+        self, clip: tuple[float, float], shift: float, scale: float, fg_thr: float, stat_shift: float, fg_only: bool
+    ) -> Stats: ...
+
+    def histogram(
+        self, clip: tuple[float, float], fg_thr: float, vmin: float, bin_scale: float, nbins: int
+    ) -> np.ndarray: ...
+
+    def gather(
+        self, clip: tuple[float, float], fg_thr: float, vmin: float, bin_scale: float, wanted: np.ndarray
+    ) -> np.ndarray: ...
+
+    def normalize(
+        self, bbox: BBox | None, clip: tuple[float, float], shift: float, scale: float, mean: float, inv_std: float
+    ) -> np.ndarray: ...
+
+
+def make_backend(
+    device: Device, raw: np.ndarray, slopes: np.ndarray, intercepts: np.ndarray,
+    spacing: tuple[float, float, float], target: tuple[float, float, float],
+) -> Backend:
+    """Build the backend for ``device``; CUDA is imported only when asked for."""
+    tables = grid_tables(raw.shape, spacing, target)  # type: ignore[arg-type]
+    if device == "cpu":
+        from tre.kernels.cpu import CpuBackend
+
+        return CpuBackend(raw, slopes, intercepts, tables)
+    if device == "cuda":
+        from tre.kernels.cuda import CudaBackend
+
+        return CudaBackend(raw, slopes, intercepts, tables)
+    raise ValueError(f"unknown device {device!r}; use cpu or cuda")
+
+
+def _percentiles(backend: Backend, clip: tuple[float, float], thr: float, st: Stats, params: PreprocessParams) -> tuple[float, float]:
+    """Exact percentiles (NumPy 'linear' method) of foreground v via histogram + gather."""
+    assert params.percentile_clip is not None
+    nbins = params.histogram_bins
+    span = st.vmax - st.vmin
+    bin_scale = nbins / span if span > 0 else 0.0
+    hist = backend.histogram(clip, thr, st.vmin, bin_scale, nbins)
+    n = int(hist.sum())
+    cum = np.cumsum(hist)
+    ranks: list[tuple[int, float]] = []
+    for q in params.percentile_clip:
+        pos = q / 100.0 * (n - 1)
+        lo = int(np.floor(pos))
+        ranks.append((lo, pos - lo))
+    needed = sorted({r + d for r, _ in ranks for d in (0, 1) if r + d < n})
+    bins_of = {r: int(np.searchsorted(cum, r, side="right")) for r in needed}
+    wanted = np.zeros(nbins, dtype=np.bool_)
+    for b in bins_of.values():
+        wanted[b] = True
+    values = np.sort(backend.gather(clip, thr, st.vmin, bin_scale, wanted))
+    before_in_wanted = np.cumsum(np.where(wanted, hist, 0)) - np.where(wanted, hist, 0)
+
+    def value_at(r: int) -> float:
+        b = bins_of[r]
+        first_rank_of_bin = int(cum[b] - hist[b])
+        return float(values[int(before_in_wanted[b]) + r - first_rank_of_bin])
+
+    out: list[float] = []
+    for r, frac in ranks:
+        a = value_at(r)
+        out.append(a if frac == 0.0 or r + 1 >= n else a + frac * (value_at(r + 1) - a))
+    return out[0], out[1]
+
+
+def run_recipe(backend: Backend, params: PreprocessParams, full_shape: tuple[int, int, int]) -> PreprocessResult:
+    """Run the passes of ``params`` on ``backend``; timings per pass in the result."""
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    clip_lo, clip_hi, shift, scale = params.clip_scale()
+    thr = params.foreground_threshold
+    pvals: tuple[float, float] | None = None
+    if params.percentile_clip is None:
+        stat_shift = 0.5 if params.window is not None else 0.0
+        st = backend.stats((clip_lo, clip_hi), shift, scale, thr, stat_shift, False)
+        bbox, fg, mean, std = st.bbox, st.foreground, st.mean, st.std
+        timings["stats"] = time.perf_counter() - t0
+    else:
+        st = backend.stats((clip_lo, clip_hi), 0.0, 1.0, thr, 0.0, True)
+        bbox, fg = st.bbox, st.foreground
+        sel_thr = thr
+        if fg == 0:  # nothing is foreground: percentiles and stats over every voxel
+            sel_thr = -NO_CLIP
+            st = backend.stats((clip_lo, clip_hi), 0.0, 1.0, sel_thr, 0.0, True)
+        timings["stats"] = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        pvals = _percentiles(backend, (clip_lo, clip_hi), sel_thr, st, params)
+        timings["percentiles"] = time.perf_counter() - t1
+        t1 = time.perf_counter()
+        clip_lo, clip_hi = max(clip_lo, pvals[0]), min(clip_hi, pvals[1])
+        st2 = backend.stats((clip_lo, clip_hi), 0.0, 1.0, sel_thr, 0.5 * (clip_lo + clip_hi), True)
+        mean, std = st2.mean, st2.std
+        timings["clipped_stats"] = time.perf_counter() - t1
+    t1 = time.perf_counter()
+    inv = 1.0 / std if std > 0 else 1.0
+    image = backend.normalize(bbox, (clip_lo, clip_hi), shift, scale, mean, inv)
+    timings["normalize"] = time.perf_counter() - t1
+    timings["total"] = time.perf_counter() - t0
+    return PreprocessResult(
+        image=image, full_shape=full_shape, bbox=bbox, mean=mean, std=std,
+        foreground_voxels=fg, percentile_values=pvals, timings_s=timings,
+    )
+
+
+def preprocess_array(
+    raw: np.ndarray,
+    slopes: np.ndarray,
+    intercepts: np.ndarray,
+    spacing: tuple[float, float, float],
+    params: PreprocessParams,
+    device: Device = "cpu",
+) -> PreprocessResult:
+    """Preprocess a stacked volume (z, y, x) with per-slice rescale slope/intercept."""
+    if raw.ndim != 3:
+        raise ValueError(f"expected a 3-D (z, y, x) volume, got shape {raw.shape}")
+    if len(slopes) != raw.shape[0] or len(intercepts) != raw.shape[0]:
+        raise ValueError("need one rescale slope and intercept per slice")
+    backend = make_backend(device, raw, np.asarray(slopes), np.asarray(intercepts), spacing, params.spacing)
+    tables_shape = grid_tables(raw.shape, spacing, params.spacing).shape  # type: ignore[arg-type]
+    return run_recipe(backend, params, tables_shape)
