@@ -1,0 +1,77 @@
+"""Cluster-side knobs of the Kubernetes executor, and how the official client is configured.
+
+Kept apart from `tre.config.Settings` because these describe one cluster's layout (GPU pool
+labels, storage class, quota sizes), which an operator sets once per deployment through
+``TRE_K8S_*`` variables, while the platform settings describe the TRE itself.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from kubernetes import client as k8s_client
+from kubernetes import config as k8s_config
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# The CPU sandbox image doubles as the output collector: it has Python and the `tre`
+# package (for `tre.executors.kubernetes.tarstream`) and nothing else worth having.
+# Placeholder digest: release tooling pins the real one (docs/images.md).
+DEFAULT_COLLECTOR_IMAGE = "ghcr.io/tre-project/tre-job-cpu@sha256:" + "0" * 64
+
+
+class KubernetesSettings(BaseSettings):
+    """Where and how job pods run; every field has a safe default for a single GPU pool."""
+
+    model_config = SettingsConfigDict(env_prefix="TRE_K8S_", extra="ignore")
+
+    kubeconfig: Path | None = Field(
+        default=None, description="Kubeconfig file; default in-cluster, then ~/.kube/config."
+    )
+    context: str | None = None
+    namespace_prefix: str = "tre-p-"
+    job_uid: int = 10001
+    job_gid: int = 10001
+    # Nodes carrying GPUs: label selector plus the taint that keeps other pods off them.
+    gpu_node_selector: dict[str, str] = Field(default_factory=lambda: {"tre.io/pool": "gpu"})
+    gpu_taint_key: str = "nvidia.com/gpu"
+    cpu_node_selector: dict[str, str] = Field(default_factory=dict)
+    # Sandboxed runtime when the policy names none; None means plain runc (fails CKV_TRE_1).
+    default_runtime_class: str | None = "gvisor"
+    storage_class: str | None = None
+    collector_image: str = DEFAULT_COLLECTOR_IMAGE
+    collector_timeout_s: int = 600
+    ttl_after_finished_s: int = 86400
+    tmp_size_mb: int = 256
+    ephemeral_storage_mb: int = 1024
+    log_limit_mb: int = 64
+    watch_window_s: int = 5
+    # Extra seconds past activeDeadlineSeconds before the executor gives up on the cluster.
+    deadline_grace_s: int = 120
+    # Namespace-wide ceilings (ResourceQuota) for one project.
+    quota_cpu: str = "32"
+    quota_memory: str = "128Gi"
+    quota_gpu: int = 4
+    quota_ephemeral_storage: str = "100Gi"
+    quota_storage: str = "500Gi"
+    quota_jobs: int = 16
+    quota_pvcs: int = 64
+
+
+def load_api_client(settings: KubernetesSettings) -> k8s_client.ApiClient:
+    """An `ApiClient` from the configured kubeconfig, else in-cluster, else the default file.
+
+    Returns a private client (not the global default) so two executors with different
+    clusters, or tests with a fake server, never share configuration.
+    """
+    configuration = k8s_client.Configuration()
+    if settings.kubeconfig is not None:
+        k8s_config.load_kube_config(
+            config_file=str(settings.kubeconfig), context=settings.context, client_configuration=configuration
+        )
+    else:
+        try:
+            k8s_config.load_incluster_config(client_configuration=configuration)
+        except k8s_config.ConfigException:
+            k8s_config.load_kube_config(context=settings.context, client_configuration=configuration)
+    return k8s_client.ApiClient(configuration)

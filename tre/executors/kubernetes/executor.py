@@ -1,0 +1,377 @@
+"""The Kubernetes backend: one locked-down batch/v1 Job per TRE job, in its project's namespace.
+
+Flow of `run`: make sure the project namespace exists with its default-deny NetworkPolicy,
+quota and limits; create the Job, then its output PVC owned by the Job; follow the pod with
+the watch API (re-listing on 410 Gone) while a thread streams its log; decide the outcome
+from Job conditions and container state; copy /output out through a collector pod; delete
+everything. `reattach` joins the same flow at the "follow" step, so a restarted worker can
+finish a job that kept running in the cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+from kubernetes import client as k8s_client
+from kubernetes import watch as k8s_watch
+from kubernetes.client.exceptions import ApiException
+from urllib3.exceptions import HTTPError
+
+from tre.executors.base import Executor, ExecutorError, JobResult, JobSpec, RunControl
+from tre.executors.kubernetes import manifests
+from tre.executors.kubernetes.collect import CollectError, exec_tar
+from tre.executors.kubernetes.config import KubernetesSettings, load_api_client
+from tre.executors.kubernetes.logs import LogFollower
+from tre.executors.kubernetes.status import PodView, final_result, job_view, pod_view, waiting_failure
+
+log = logging.getLogger(__name__)
+
+Manifest = dict[str, Any]
+HTTP_CONFLICT = 409
+HTTP_GONE = 410
+HTTP_NOT_FOUND = 404
+
+
+def _raw(resp: Any) -> Manifest:
+    """JSON of a response fetched with ``_preload_content=False`` (no model round-trip)."""
+    data: Manifest = json.loads(resp.data)
+    return data
+
+
+class KubernetesExecutor(Executor):
+    """Runs jobs as Kubernetes Jobs; see the module docstring for the flow."""
+
+    name: ClassVar[str] = "kubernetes"
+    supports_reattach: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        settings: KubernetesSettings | None = None,
+        api_client: k8s_client.ApiClient | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings or KubernetesSettings()
+        self._api = api_client or load_api_client(self.settings)
+        # Typed as Any: we send plain dict manifests (the client serialises them unchanged)
+        # and read raw JSON with _preload_content=False, which the stubs do not model.
+        self.core: Any = k8s_client.CoreV1Api(self._api)
+        self.batch: Any = k8s_client.BatchV1Api(self._api)
+        self.net: Any = k8s_client.NetworkingV1Api(self._api)
+        self._clock = clock
+
+    # --- namespace --------------------------------------------------------------------
+
+    def ensure_namespace(self, project_id: str) -> str:
+        """Create (or bring up to date) the project's namespace and its guard objects."""
+        objs = manifests.namespace_objects(project_id, self.settings)
+        ns = objs[0]["metadata"]["name"]
+        for obj in objs:
+            self._create_or_patch(obj)
+        return str(ns)
+
+    def _create_or_patch(self, obj: Manifest) -> None:
+        kind = obj["kind"]
+        name = obj["metadata"]["name"]
+        ns = obj["metadata"].get("namespace")
+        ops: dict[str, tuple[Callable[..., Any], Callable[..., Any]]] = {
+            "Namespace": (self.core.create_namespace, self.core.patch_namespace),
+            "NetworkPolicy": (
+                self.net.create_namespaced_network_policy,
+                self.net.patch_namespaced_network_policy,
+            ),
+            "ResourceQuota": (
+                self.core.create_namespaced_resource_quota,
+                self.core.patch_namespaced_resource_quota,
+            ),
+            "LimitRange": (self.core.create_namespaced_limit_range, self.core.patch_namespaced_limit_range),
+            "ServiceAccount": (
+                self.core.create_namespaced_service_account,
+                self.core.patch_namespaced_service_account,
+            ),
+        }
+        create, patch = ops[kind]
+        try:
+            if ns is None:
+                create(obj, _preload_content=False)
+            else:
+                create(ns, obj, _preload_content=False)
+        except ApiException as exc:
+            if exc.status != HTTP_CONFLICT:
+                raise ExecutorError(f"cannot create {kind} {name}: {_api_reason(exc)}") from exc
+            if ns is None:
+                patch(name, obj, _preload_content=False)
+            else:
+                patch(name, ns, obj, _preload_content=False)
+
+    # --- run / reattach ---------------------------------------------------------------
+
+    def run(self, spec: JobSpec, control: RunControl) -> JobResult:
+        job_obj = manifests.job(spec, self.settings)
+        ns = self.ensure_namespace(spec.project_id)
+        name = job_obj["metadata"]["name"]
+        try:
+            created = _raw(self.batch.create_namespaced_job(ns, job_obj, _preload_content=False))
+        except ApiException as exc:
+            raise ExecutorError(f"cannot create Job {ns}/{name}: {_api_reason(exc)}") from exc
+        try:
+            pvc = manifests.output_pvc(spec, self.settings, owner=created)
+            self.core.create_namespaced_persistent_volume_claim(ns, pvc, _preload_content=False)
+        except ApiException as exc:
+            self._delete_job(ns, name)
+            raise ExecutorError(f"cannot create the output volume for {name}: {_api_reason(exc)}") from exc
+        ref = f"{ns}/{name}"
+        control.on_started(ref)
+        return self._follow_and_finish(spec, ns, name, control)
+
+    def reattach(self, spec: JobSpec, executor_ref: str, control: RunControl) -> JobResult:
+        ns, _, name = executor_ref.partition("/")
+        if not ns or not name:
+            raise ExecutorError(f"malformed Kubernetes executor reference {executor_ref!r}")
+        try:
+            self.batch.read_namespaced_job(name, ns, _preload_content=False)
+        except ApiException as exc:
+            if exc.status == HTTP_NOT_FOUND:
+                return JobResult("failed", None, f"Job {executor_ref} no longer exists in the cluster")
+            raise ExecutorError(f"cannot read Job {executor_ref}: {_api_reason(exc)}") from exc
+        log.info("reattached to %s", executor_ref)
+        return self._follow_and_finish(spec, ns, name, control)
+
+    def _follow_and_finish(self, spec: JobSpec, ns: str, name: str, control: RunControl) -> JobResult:
+        follower: LogFollower | None = None
+        try:
+            result, pod, follower = self._follow(spec, ns, name, control)
+            if follower is not None:
+                follower.join(timeout=30)
+            if pod is not None and pod.started and result.state != "cancelled":
+                result = self._collect(spec, ns, result)
+            return result
+        finally:
+            self._delete_job(ns, name)
+            self._delete_pvc(ns, manifests.output_pvc_name(spec.job_id))
+
+    # --- following ----------------------------------------------------------------------
+
+    def _follow(
+        self, spec: JobSpec, ns: str, name: str, control: RunControl
+    ) -> tuple[JobResult, PodView | None, LogFollower | None]:
+        """Watch the job's pod until the Job is decided; returns the result and last pod state."""
+        selector = f"{manifests.LABEL_JOB}={manifests.dns_label(spec.job_id)}"
+        deadline = self._clock() + spec.time_limit_s + self.settings.deadline_grace_s
+        pod: PodView | None = None
+        follower: LogFollower | None = None
+        rv: str | None = None
+
+        def see(obj: Manifest, deleted: bool = False) -> None:
+            nonlocal pod, follower
+            if ((obj.get("metadata") or {}).get("labels") or {}).get(manifests.LABEL_COMPONENT) != "job":
+                return
+            view = pod_view(obj, deleted=deleted)
+            if pod is None or not deleted or not pod.finished:
+                pod = view if not (deleted and pod is not None) else _merge_deleted(pod)
+            if follower is None and view.started and not deleted:
+                follower = LogFollower(
+                    self.core, ns, view.name, "job", spec.log_path, self.settings.log_limit_mb * 1024 * 1024
+                ).start()
+
+        while True:
+            control.heartbeat()
+            if control.is_cancelled():
+                self._delete_job(ns, name)
+                return JobResult("cancelled", None, "cancelled on request"), pod, follower
+            job = self._read_job(ns, name)
+            if job is None:
+                return (
+                    JobResult("failed", None, f"Job {ns}/{name} was deleted from the cluster"),
+                    pod,
+                    follower,
+                )
+            jv = job_view(job)
+            if jv.terminal:
+                if pod is None or not pod.finished:
+                    rv = None  # one last list so the final container state is known
+                    for obj in self._list_pods(ns, selector)[1]:
+                        see(obj)
+                return final_result(jv, pod, spec.memory_mb, spec.time_limit_s), pod, follower
+            if self._clock() > deadline:
+                self._delete_job(ns, name)
+                return (
+                    JobResult(
+                        "timed_out", None, f"time limit of {spec.time_limit_s} s exceeded (stopped by TRE)"
+                    ),
+                    pod,
+                    follower,
+                )
+            if rv is None:
+                rv, items = self._list_pods(ns, selector)
+                for obj in items:
+                    see(obj)
+            else:
+                rv = self._watch_pods(ns, selector, rv, see)
+            if pod is not None and pod.fatal_waiting:
+                self._delete_job(ns, name)
+                return waiting_failure(pod, spec.image), pod, follower
+
+    def _list_pods(self, ns: str, selector: str) -> tuple[str, list[Manifest]]:
+        data = _raw(self.core.list_namespaced_pod(ns, label_selector=selector, _preload_content=False))
+        return str(data["metadata"].get("resourceVersion", "")), list(data.get("items") or [])
+
+    def _watch_pods(self, ns: str, selector: str, rv: str, see: Callable[..., None]) -> str | None:
+        """One bounded watch window from `rv`; returns the next rv, or None to force a re-list.
+
+        A 410 Gone (as an HTTP status or an ERROR event) means `rv` is older than the API
+        server's watch cache: the only correct recovery is a fresh list.
+        """
+        w = k8s_watch.Watch()
+        window = self.settings.watch_window_s
+        try:
+            for event in w.stream(
+                self.core.list_namespaced_pod,
+                ns,
+                label_selector=selector,
+                resource_version=rv,
+                timeout_seconds=window,
+                allow_watch_bookmarks=True,
+                _request_timeout=window + 5,
+                deserialize=False,
+            ):
+                kind = event.get("type")
+                obj = event.get("object") or {}
+                new_rv = (obj.get("metadata") or {}).get("resourceVersion")
+                if new_rv:
+                    rv = new_rv
+                if kind in ("ADDED", "MODIFIED", "DELETED"):
+                    see(obj, deleted=(kind == "DELETED"))
+                    if pod_view(obj).finished or kind == "DELETED":
+                        w.stop()
+        except ApiException as exc:
+            if exc.status == HTTP_GONE:
+                log.info("watch of %s expired (410 Gone); re-listing", ns)
+                return None
+            raise ExecutorError(f"watching pods in {ns} failed: {_api_reason(exc)}") from exc
+        except HTTPError as exc:
+            log.warning("watch of %s interrupted (%s); re-listing", ns, exc)
+            return None
+        return rv
+
+    def _read_job(self, ns: str, name: str) -> Manifest | None:
+        try:
+            return _raw(self.batch.read_namespaced_job(name, ns, _preload_content=False))
+        except ApiException as exc:
+            if exc.status == HTTP_NOT_FOUND:
+                return None
+            raise ExecutorError(f"cannot read Job {ns}/{name}: {_api_reason(exc)}") from exc
+
+    # --- outputs and cleanup -------------------------------------------------------------
+
+    def _collect(self, spec: JobSpec, ns: str, result: JobResult) -> JobResult:
+        pod_obj = manifests.collector_pod(spec, self.settings)
+        pod_name = pod_obj["metadata"]["name"]
+        try:
+            try:
+                self.core.create_namespaced_pod(ns, pod_obj, _preload_content=False)
+            except ApiException as exc:
+                if exc.status != HTTP_CONFLICT:
+                    raise CollectError(f"cannot start the collector pod: {_api_reason(exc)}") from exc
+            self._wait_running(ns, pod_name)
+            exec_tar(
+                self.core,
+                ns,
+                pod_name,
+                spec.output_dir,
+                spec.output_limit_mb * 1024 * 1024,
+                timeout_s=self.settings.collector_timeout_s,
+            )
+        except CollectError as exc:
+            if result.state == "succeeded":
+                return JobResult("failed", result.exit_code, f"outputs not collected: {exc}")
+            return JobResult(result.state, result.exit_code, f"{result.reason}; outputs not collected: {exc}")
+        finally:
+            self._delete(lambda: self.core.delete_namespaced_pod(pod_name, ns, grace_period_seconds=0))
+        return result
+
+    def _wait_running(self, ns: str, pod_name: str) -> None:
+        deadline = self._clock() + self.settings.collector_timeout_s
+        selector = f"metadata.name={pod_name}"
+        rv: str | None = None
+        while self._clock() < deadline:
+            if rv is None:
+                data = _raw(
+                    self.core.list_namespaced_pod(ns, field_selector=selector, _preload_content=False)
+                )
+                rv = str(data["metadata"].get("resourceVersion", ""))
+                items = data.get("items") or []
+            else:
+                items = []
+                try:
+                    for event in k8s_watch.Watch().stream(
+                        self.core.list_namespaced_pod,
+                        ns,
+                        field_selector=selector,
+                        resource_version=rv,
+                        timeout_seconds=self.settings.watch_window_s,
+                        deserialize=False,
+                    ):
+                        obj = event.get("object") or {}
+                        rv = (obj.get("metadata") or {}).get("resourceVersion") or rv
+                        if event.get("type") in ("ADDED", "MODIFIED"):
+                            items = [obj]
+                            if _collector_state(obj) != "pending":
+                                break
+                except ApiException as exc:
+                    if exc.status != HTTP_GONE:
+                        raise CollectError(f"watching the collector failed: {_api_reason(exc)}") from exc
+                    rv = None
+            for obj in items:
+                state = _collector_state(obj)
+                if state == "running":
+                    return
+                if state == "failed":
+                    view = pod_view(obj, container="collector")
+                    raise CollectError(
+                        f"collector pod failed: {view.waiting_reason or view.pod_reason or view.phase}"
+                    )
+        raise CollectError("collector pod did not start in time")
+
+    def _delete_job(self, ns: str, name: str) -> None:
+        self._delete(lambda: self.batch.delete_namespaced_job(name, ns, propagation_policy="Background"))
+
+    def _delete_pvc(self, ns: str, name: str) -> None:
+        self._delete(lambda: self.core.delete_namespaced_persistent_volume_claim(name, ns))
+
+    @staticmethod
+    def _delete(call: Callable[[], Any]) -> None:
+        try:
+            call()
+        except ApiException as exc:
+            if exc.status != HTTP_NOT_FOUND:
+                log.warning("cleanup failed: %s", _api_reason(exc))
+
+
+def _merge_deleted(pod: PodView) -> PodView:
+    from dataclasses import replace
+
+    return replace(pod, deleted=True)
+
+
+def _collector_state(pod: Manifest) -> str:
+    view = pod_view(pod, container="collector")
+    if view.phase in ("Failed", "Succeeded") or view.fatal_waiting:
+        return "failed"
+    ready = any(
+        c.get("type") == "Ready" and c.get("status") == "True"
+        for c in (pod.get("status") or {}).get("conditions") or []
+    )
+    return "running" if view.phase == "Running" and ready else "pending"
+
+
+def _api_reason(exc: ApiException) -> str:
+    """The API server's own message (from its Status body) when there is one."""
+    try:
+        body = json.loads(exc.body or "{}")
+        return f"{exc.status} {body.get('reason', exc.reason)}: {body.get('message', '')}".strip()
+    except (ValueError, TypeError):
+        return f"{exc.status} {exc.reason}"

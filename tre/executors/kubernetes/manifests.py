@@ -1,0 +1,372 @@
+"""Pure functions from a `JobSpec` to the Kubernetes objects that run it.
+
+Every object is a plain dict in the API's own JSON shape, so the very same value is sent to
+the cluster, written out as YAML for `kubernetes-validate` and `checkov` in the tests, and
+compared against the ValidatingAdmissionPolicy in ``k8s/base``. No object here needs the
+cluster to exist; the executor only sends them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any
+
+from tre.executors.base import JobSpec
+from tre.executors.kubernetes.config import KubernetesSettings
+
+Manifest = dict[str, Any]
+
+MANAGED_BY = {"app.kubernetes.io/managed-by": "tre"}
+JOB_SERVICE_ACCOUNT = "tre-job"
+OUTPUT_MOUNT = "/output"
+# A private memory-backed emptyDir inside the pod, not the host's /tmp.
+TMP_MOUNT = "/tmp"  # noqa: S108
+LABEL_JOB = "tre.io/job-id"
+LABEL_PROJECT = "tre.io/project-id"
+LABEL_COMPONENT = "app.kubernetes.io/component"
+GPU_RESOURCE = "nvidia.com/gpu"
+
+_INVALID = re.compile(r"[^a-z0-9-]+")
+
+
+def dns_label(value: str, *, prefix: str = "", max_len: int = 63) -> str:
+    """A DNS-1123 label from arbitrary ids; long or lossy ones get a hash suffix to stay unique."""
+    cleaned = _INVALID.sub("-", value.lower()).strip("-") or "x"
+    name = f"{prefix}{cleaned}"
+    if len(name) > max_len or cleaned != value:
+        digest = hashlib.sha256(value.encode()).hexdigest()[:8]
+        name = f"{name[: max_len - 9].rstrip('-')}-{digest}"
+    return name
+
+
+def namespace_name(project_id: str, settings: KubernetesSettings) -> str:
+    return dns_label(project_id, prefix=settings.namespace_prefix)
+
+
+def job_name(job_id: str) -> str:
+    return dns_label(job_id, prefix="tre-job-")
+
+
+def output_pvc_name(job_id: str) -> str:
+    return dns_label(job_id, prefix="tre-out-")
+
+
+def collector_pod_name(job_id: str) -> str:
+    return dns_label(job_id, prefix="tre-collect-")
+
+
+def _labels(spec: JobSpec, component: str) -> dict[str, str]:
+    return {
+        **MANAGED_BY,
+        LABEL_COMPONENT: component,
+        LABEL_JOB: dns_label(spec.job_id),
+        LABEL_PROJECT: dns_label(spec.project_id),
+    }
+
+
+def _meta(name: str, namespace: str, labels: dict[str, str]) -> Manifest:
+    return {"name": name, "namespace": namespace, "labels": labels}
+
+
+def require_digest(image: str) -> str:
+    """Refuse images not pinned by digest: a tag can be re-pointed after the DAC approved it."""
+    if not re.fullmatch(r"[^@\s]+@sha256:[0-9a-f]{64}", image):
+        raise ValueError(f"image must be pinned by digest (name@sha256:<64 hex>), got {image!r}")
+    return image
+
+
+# --- project namespace -------------------------------------------------------------------
+
+
+def project_namespace(project_id: str, settings: KubernetesSettings) -> Manifest:
+    """The namespace, with Pod Security 'restricted' enforced (and audited, warned) by the API server."""
+    labels = {
+        **MANAGED_BY,
+        LABEL_PROJECT: dns_label(project_id),
+        "tre.io/project-namespace": "true",
+    }
+    for mode in ("enforce", "audit", "warn"):
+        labels[f"pod-security.kubernetes.io/{mode}"] = "restricted"
+        labels[f"pod-security.kubernetes.io/{mode}-version"] = "latest"
+    return {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": namespace_name(project_id, settings), "labels": labels},
+    }
+
+
+def default_deny_network_policy(namespace: str) -> Manifest:
+    """Deny every ingress and egress, DNS included: jobs read mounted data and write /output only."""
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": "default-deny-all", "namespace": namespace, "labels": dict(MANAGED_BY)},
+        "spec": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"], "ingress": [], "egress": []},
+    }
+
+
+def resource_quota(namespace: str, settings: KubernetesSettings) -> Manifest:
+    """Ceilings for the whole project, so one project cannot starve the GPU pool."""
+    hard = {
+        "requests.cpu": settings.quota_cpu,
+        "limits.cpu": settings.quota_cpu,
+        "requests.memory": settings.quota_memory,
+        "limits.memory": settings.quota_memory,
+        f"requests.{GPU_RESOURCE}": str(settings.quota_gpu),
+        "requests.ephemeral-storage": settings.quota_ephemeral_storage,
+        "limits.ephemeral-storage": settings.quota_ephemeral_storage,
+        "requests.storage": settings.quota_storage,
+        "persistentvolumeclaims": str(settings.quota_pvcs),
+        "count/jobs.batch": str(settings.quota_jobs),
+        "pods": str(settings.quota_jobs * 2),
+        "services": "0",
+        "services.loadbalancers": "0",
+        "services.nodeports": "0",
+    }
+    return {
+        "apiVersion": "v1",
+        "kind": "ResourceQuota",
+        "metadata": {"name": "tre-project-quota", "namespace": namespace, "labels": dict(MANAGED_BY)},
+        "spec": {"hard": hard},
+    }
+
+
+def limit_range(namespace: str, settings: KubernetesSettings) -> Manifest:
+    """Defaults for anything created without resources, and a per-container maximum."""
+    small = {"cpu": "500m", "memory": "512Mi", "ephemeral-storage": "256Mi"}
+    return {
+        "apiVersion": "v1",
+        "kind": "LimitRange",
+        "metadata": {"name": "tre-limits", "namespace": namespace, "labels": dict(MANAGED_BY)},
+        "spec": {
+            "limits": [
+                {
+                    "type": "Container",
+                    "default": dict(small),
+                    "defaultRequest": dict(small),
+                    "max": {
+                        "cpu": settings.quota_cpu,
+                        "memory": settings.quota_memory,
+                        "ephemeral-storage": settings.quota_ephemeral_storage,
+                    },
+                },
+                {"type": "PersistentVolumeClaim", "max": {"storage": settings.quota_storage}},
+            ]
+        },
+    }
+
+
+def job_service_account(namespace: str) -> Manifest:
+    """The identity job pods run as: no token mounted and, by construction, no role bindings."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": {"name": JOB_SERVICE_ACCOUNT, "namespace": namespace, "labels": dict(MANAGED_BY)},
+        "automountServiceAccountToken": False,
+    }
+
+
+def namespace_objects(project_id: str, settings: KubernetesSettings) -> list[Manifest]:
+    """Everything a project namespace holds before its first job, in creation order."""
+    ns = namespace_name(project_id, settings)
+    return [
+        project_namespace(project_id, settings),
+        default_deny_network_policy(ns),
+        resource_quota(ns, settings),
+        limit_range(ns, settings),
+        job_service_account(ns),
+    ]
+
+
+# --- one job -----------------------------------------------------------------------------
+
+
+def output_pvc(spec: JobSpec, settings: KubernetesSettings, owner: Manifest | None = None) -> Manifest:
+    """A claim sized to the job's output limit; owned by the Job so the cluster cleans it up too."""
+    ns = namespace_name(spec.project_id, settings)
+    meta = _meta(output_pvc_name(spec.job_id), ns, _labels(spec, "output"))
+    if owner is not None:
+        meta["ownerReferences"] = [
+            {
+                "apiVersion": "batch/v1",
+                "kind": "Job",
+                "name": owner["metadata"]["name"],
+                "uid": owner["metadata"]["uid"],
+                "blockOwnerDeletion": False,
+            }
+        ]
+    pvc_spec: Manifest = {
+        "accessModes": ["ReadWriteOnce"],
+        "resources": {"requests": {"storage": f"{spec.output_limit_mb}Mi"}},
+    }
+    if settings.storage_class:
+        pvc_spec["storageClassName"] = settings.storage_class
+    return {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": meta, "spec": pvc_spec}
+
+
+def _pod_security_context(settings: KubernetesSettings) -> Manifest:
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": settings.job_uid,
+        "runAsGroup": settings.job_gid,
+        "fsGroup": settings.job_gid,
+        "fsGroupChangePolicy": "OnRootMismatch",
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def _container_security_context(settings: KubernetesSettings) -> Manifest:
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": settings.job_uid,
+        "runAsGroup": settings.job_gid,
+        "allowPrivilegeEscalation": False,
+        "privileged": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def _resources(spec: JobSpec, settings: KubernetesSettings) -> Manifest:
+    """Requests equal limits (Guaranteed QoS): no overcommit next to patient data."""
+    amounts: dict[str, str] = {
+        "cpu": f"{int(round(spec.cpu * 1000))}m",
+        "memory": f"{spec.memory_mb}Mi",
+        "ephemeral-storage": f"{settings.ephemeral_storage_mb}Mi",
+    }
+    if spec.gpu > 0:
+        amounts[GPU_RESOURCE] = str(spec.gpu)
+    return {"requests": dict(amounts), "limits": dict(amounts)}
+
+
+def _placement(spec: JobSpec, settings: KubernetesSettings) -> Manifest:
+    if spec.gpu > 0:
+        return {
+            "nodeSelector": dict(settings.gpu_node_selector),
+            "tolerations": [{"key": settings.gpu_taint_key, "operator": "Exists", "effect": "NoSchedule"}],
+        }
+    return {"nodeSelector": dict(settings.cpu_node_selector)} if settings.cpu_node_selector else {}
+
+
+def job(spec: JobSpec, settings: KubernetesSettings) -> Manifest:
+    """The batch/v1 Job: one attempt, a hard deadline, and a pod locked down to 'restricted' and more."""
+    image = require_digest(spec.image)
+    ns = namespace_name(spec.project_id, settings)
+    labels = _labels(spec, "job")
+    volumes: list[Manifest] = []
+    mounts: list[Manifest] = []
+    for i, ds in enumerate(spec.datasets):
+        if not ds.pvc_name:
+            raise ValueError(f"dataset {ds.dataset_id} has no PVC; the Kubernetes executor mounts PVCs only")
+        vol = f"data-{i}"
+        volumes.append({"name": vol, "persistentVolumeClaim": {"claimName": ds.pvc_name, "readOnly": True}})
+        mounts.append({"name": vol, "mountPath": ds.mount_path, "readOnly": True})
+    volumes.append({"name": "output", "persistentVolumeClaim": {"claimName": output_pvc_name(spec.job_id)}})
+    mounts.append({"name": "output", "mountPath": OUTPUT_MOUNT})
+    volumes.append(
+        {"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": f"{settings.tmp_size_mb}Mi"}}
+    )
+    mounts.append({"name": "tmp", "mountPath": TMP_MOUNT})
+
+    env = {
+        **spec.env,
+        "HOME": TMP_MOUNT,
+        "TMPDIR": TMP_MOUNT,
+        "TRE_OUTPUT_DIR": OUTPUT_MOUNT,
+        "TRE_JOB_ID": spec.job_id,
+    }
+    container: Manifest = {
+        "name": "job",
+        "image": image,
+        "imagePullPolicy": "Always",
+        "command": list(spec.command),
+        "env": [{"name": k, "value": v} for k, v in sorted(env.items())],
+        "workingDir": OUTPUT_MOUNT,
+        "resources": _resources(spec, settings),
+        "securityContext": _container_security_context(settings),
+        "volumeMounts": mounts,
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+    pod_spec: Manifest = {
+        "serviceAccountName": JOB_SERVICE_ACCOUNT,
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "hostNetwork": False,
+        "hostPID": False,
+        "hostIPC": False,
+        "restartPolicy": "Never",
+        "securityContext": _pod_security_context(settings),
+        "containers": [container],
+        "volumes": volumes,
+        **_placement(spec, settings),
+    }
+    runtime = spec.runtime_class or settings.default_runtime_class
+    if runtime:
+        pod_spec["runtimeClassName"] = runtime
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": _meta(job_name(spec.job_id), ns, labels),
+        "spec": {
+            "backoffLimit": 0,
+            "activeDeadlineSeconds": int(spec.time_limit_s),
+            "ttlSecondsAfterFinished": settings.ttl_after_finished_s,
+            "template": {"metadata": {"labels": labels}, "spec": pod_spec},
+        },
+    }
+
+
+def collector_pod(spec: JobSpec, settings: KubernetesSettings) -> Manifest:
+    """A short-lived pod that mounts the output PVC read-only so the executor can tar it out via exec.
+
+    It only sleeps; the executor execs `python -m tre.executors.kubernetes.tarstream` in it.
+    Same lockdown as the job, no GPU, and its own deadline so a lost worker cannot leak it.
+    """
+    image = require_digest(settings.collector_image)
+    ns = namespace_name(spec.project_id, settings)
+    amounts = {"cpu": "250m", "memory": "256Mi", "ephemeral-storage": "64Mi"}
+    container: Manifest = {
+        "name": "collector",
+        "image": image,
+        "imagePullPolicy": "Always",
+        "command": ["python", "-c", f"import time; time.sleep({settings.collector_timeout_s})"],
+        "resources": {"requests": dict(amounts), "limits": dict(amounts)},
+        "securityContext": _container_security_context(settings),
+        "volumeMounts": [
+            {"name": "output", "mountPath": OUTPUT_MOUNT, "readOnly": True},
+            {"name": "tmp", "mountPath": TMP_MOUNT},
+        ],
+        "livenessProbe": {"exec": {"command": ["python", "-c", "pass"]}, "periodSeconds": 60},
+        "readinessProbe": {"exec": {"command": ["python", "-c", "pass"]}, "periodSeconds": 5},
+    }
+    pod_spec: Manifest = {
+        "serviceAccountName": JOB_SERVICE_ACCOUNT,
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "hostNetwork": False,
+        "hostPID": False,
+        "hostIPC": False,
+        "restartPolicy": "Never",
+        "activeDeadlineSeconds": settings.collector_timeout_s,
+        "securityContext": _pod_security_context(settings),
+        "containers": [container],
+        "volumes": [
+            {
+                "name": "output",
+                "persistentVolumeClaim": {"claimName": output_pvc_name(spec.job_id), "readOnly": True},
+            },
+            {"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}},
+        ],
+        **({"nodeSelector": dict(settings.cpu_node_selector)} if settings.cpu_node_selector else {}),
+    }
+    runtime = spec.runtime_class or settings.default_runtime_class
+    if runtime:
+        pod_spec["runtimeClassName"] = runtime
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": _meta(collector_pod_name(spec.job_id), ns, _labels(spec, "collector")),
+        "spec": pod_spec,
+    }
