@@ -1,0 +1,199 @@
+"""Admin commands. `tre admin ...` acts on the local state directory (bootstrap, minting
+tokens with the embedded key); `tre project/dataset/grant ...` go through the API."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from tre import registry
+from tre.audit import record_event
+from tre.auth.tokens import TokenIssuer
+from tre.cli.client import ApiClient, CliError
+from tre.cli.output import console, table
+from tre.config import get_settings
+from tre.store.db import init_db, make_engine, session_scope
+from tre.store.models import User
+
+admin_app = typer.Typer(help="Local administration on the control-plane host (needs the state directory).")
+project_app = typer.Typer(help="Projects and members (admin).")
+dataset_app = typer.Typer(help="Datasets (admin registers; researchers list what they may use).")
+grant_app = typer.Typer(help="Access grants of projects to datasets (admin).")
+
+
+def _local_engine():  # type: ignore[no-untyped-def]
+    settings = get_settings()
+    settings.ensure_dirs()
+    engine = make_engine(settings.resolved_database_url)
+    init_db(engine)
+    return engine
+
+
+@admin_app.command("init")
+def admin_init(user: Annotated[str, typer.Option(help="Id of the first admin user.")] = "admin") -> None:
+    """Create the database, the signing keys and a first admin user (idempotent)."""
+    engine = _local_engine()
+    with session_scope(engine) as s:
+        if s.get(User, user) is None:
+            registry.create_user(s, "bootstrap", user, ["admin"])
+            console.print(f"created admin user {user!r}")
+        else:
+            console.print(f"user {user!r} already exists")
+    TokenIssuer.from_settings(get_settings())
+    console.print(f"state directory: {get_settings().home}")
+
+
+@admin_app.command("user")
+def admin_user(user_id: str, role: Annotated[list[str], typer.Option("--role", "-r")]) -> None:
+    """Create a user with roles directly in the local database."""
+    with session_scope(_local_engine()) as s:
+        registry.create_user(s, "bootstrap", user_id, role)
+    console.print(f"created user {user_id!r} with roles {', '.join(role)}")
+
+
+@admin_app.command("token")
+def admin_token(
+    user: Annotated[str, typer.Option("--user", "-u")],
+    role: Annotated[list[str], typer.Option("--role", "-r")],
+    ttl: Annotated[int, typer.Option(help="Lifetime in seconds.")] = 8 * 3600,
+) -> None:
+    """Mint a token with the embedded issuer for an existing user and roles they hold."""
+    settings = get_settings()
+    with session_scope(_local_engine()) as s:
+        u = s.get(User, user)
+        if u is None:
+            raise CliError(f"no user {user!r}; create it first (tre admin user {user} --role ...)")
+        missing = set(role) - u.role_names
+        if missing:
+            raise CliError(f"user {user!r} does not hold role(s) {sorted(missing)}")
+        record_event(
+            s,
+            actor="bootstrap",
+            action="auth.token_minted",
+            details={"user": user, "roles": sorted(role), "ttl_s": ttl},
+        )
+    print(TokenIssuer.from_settings(settings).mint(user, role, ttl_s=ttl))
+
+
+@project_app.command("create")
+def project_create(
+    project_id: str,
+    name: str = "",
+    description: str = "",
+    max_cpu: float | None = None,
+    max_memory_mb: int | None = None,
+    max_gpu: int | None = None,
+    max_time_s: int | None = None,
+    max_output_mb: int | None = None,
+) -> None:
+    """Create a project with its quota."""
+    quota = {
+        k: v
+        for k, v in dict(
+            max_cpu=max_cpu,
+            max_memory_mb=max_memory_mb,
+            max_gpu=max_gpu,
+            max_time_s=max_time_s,
+            max_output_mb=max_output_mb,
+        ).items()
+        if v is not None
+    }
+    p = ApiClient().post(
+        "/api/v1/projects", json={"id": project_id, "name": name, "description": description, "quota": quota}
+    )
+    console.print(f"created project {p['id']}")
+
+
+@project_app.command("add-member")
+def project_add_member(project_id: str, user_id: str) -> None:
+    ApiClient().post(f"/api/v1/projects/{project_id}/members", json={"user_id": user_id})
+    console.print(f"{user_id} is now a member of {project_id}")
+
+
+@project_app.command("list")
+def project_list() -> None:
+    rows = ApiClient().get("/api/v1/projects")
+    table(
+        "projects",
+        ["id", "name", "members", "cpu", "mem MiB", "gpu", "time s"],
+        [
+            (
+                p["id"],
+                p["name"],
+                ",".join(p["members"]),
+                p["max_cpu"],
+                p["max_memory_mb"],
+                p["max_gpu"],
+                p["max_time_s"],
+            )
+            for p in rows
+        ],
+    )
+
+
+@dataset_app.command("add")
+def dataset_add(
+    dataset_id: str, path: Path, name: str = "", description: str = "", policy: str = "default"
+) -> None:
+    """Register a folder of DICOM files (on the server host) as a dataset."""
+    d = ApiClient().post(
+        "/api/v1/datasets",
+        json={
+            "id": dataset_id,
+            "path": str(path.resolve()),
+            "name": name,
+            "description": description,
+            "policy": policy,
+        },
+    )
+    console.print(f"registered dataset {d['id']}: {d['meta']}")
+
+
+@dataset_app.command("list")
+def dataset_list() -> None:
+    rows = ApiClient().get("/api/v1/datasets")
+    table(
+        "datasets",
+        ["id", "name", "policy", "files", "series", "modalities"],
+        [
+            (
+                d["id"],
+                d["name"],
+                d["policy"],
+                d["meta"].get("dicom_files"),
+                d["meta"].get("series"),
+                ",".join(d["meta"].get("modalities", {})),
+            )
+            for d in rows
+        ],
+    )
+
+
+@grant_app.command("add")
+def grant_add(project_id: str, dataset_id: str, days: int = 365, reason: str = "") -> None:
+    g = ApiClient().post(
+        "/api/v1/grants",
+        json={"project_id": project_id, "dataset_id": dataset_id, "days": days, "reason": reason},
+    )
+    console.print(f"grant {g['id']}: {project_id} may use {dataset_id} until {g['expires_at']}")
+
+
+@grant_app.command("revoke")
+def grant_revoke(grant_id: str, reason: str = "") -> None:
+    ApiClient().post(f"/api/v1/grants/{grant_id}/revoke", json={"reason": reason})
+    console.print(f"grant {grant_id} revoked")
+
+
+@grant_app.command("list")
+def grant_list(project: Annotated[str | None, typer.Option("--project", "-p")] = None) -> None:
+    rows = ApiClient().get("/api/v1/grants", params={"project_id": project} if project else None)
+    table(
+        "grants",
+        ["id", "project", "dataset", "expires", "revoked"],
+        [
+            (g["id"], g["project_id"], g["dataset_id"], g["expires_at"][:19], (g["revoked_at"] or "")[:19])
+            for g in rows
+        ],
+    )

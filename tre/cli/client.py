@@ -1,0 +1,143 @@
+"""HTTP client of the CLI: bearer token, problem+json turned into one-line errors.
+
+Credentials are kept in ``~/.tre/credentials.json`` (mode 0600) by `tre login`, or taken
+from ``TRE_TOKEN``; the API address from ``TRE_API_URL`` or the saved login.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tre.config import get_settings
+
+
+class CliError(Exception):
+    """Printed as one line by the CLI entry point, exit status 1."""
+
+
+def credentials_path() -> Path:
+    return get_settings().home / "credentials.json"
+
+
+def save_credentials(api_url: str, token: str) -> None:
+    path = credentials_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump({"api_url": api_url, "token": token}, fh)
+
+
+def load_credentials() -> tuple[str, str | None]:
+    settings = get_settings()
+    api_url, token = settings.api_url, os.environ.get("TRE_TOKEN")
+    path = credentials_path()
+    if path.exists():
+        saved = json.loads(path.read_text())
+        if "TRE_API_URL" not in os.environ:
+            api_url = saved.get("api_url", api_url)
+        token = token or saved.get("token")
+    return api_url, token
+
+
+def problem_message(resp: httpx.Response) -> str:
+    try:
+        body = resp.json()
+    except ValueError:
+        return f"HTTP {resp.status_code}: {resp.text.strip()[:200] or resp.reason_phrase}"
+    if isinstance(body, dict):
+        title, detail = body.get("title"), body.get("detail")
+        if title or detail:
+            return f"{title or 'Error'}: {detail}" if detail else str(title)
+    return f"HTTP {resp.status_code}: {str(body)[:200]}"
+
+
+class ApiClient:
+    def __init__(self, api_url: str | None = None, token: str | None = None, timeout: float = 30.0) -> None:
+        saved_url, saved_token = load_credentials()
+        self.api_url = (api_url or saved_url).rstrip("/")
+        self.token = token or saved_token
+        if not self.token:
+            raise CliError("not logged in: run `tre login --token <JWT>` or set TRE_TOKEN")
+        self._http = httpx.Client(
+            base_url=self.api_url, timeout=timeout, headers={"Authorization": f"Bearer {self.token}"}
+        )
+
+    def request(self, method: str, path: str, **kw: Any) -> httpx.Response:
+        try:
+            resp = self._http.request(method, path, **kw)
+        except httpx.ConnectError as exc:
+            raise CliError(
+                f"cannot reach the tre API at {self.api_url} ({exc}); is `tre serve` running?"
+            ) from exc
+        except httpx.HTTPError as exc:
+            raise CliError(f"request to {self.api_url}{path} failed: {exc}") from exc
+        if resp.status_code >= 400:
+            raise CliError(problem_message(resp))
+        return resp
+
+    def _json(self, resp: httpx.Response) -> Any:
+        if resp.status_code == 204 or not resp.content:
+            return None
+        return resp.json()
+
+    def get(self, path: str, **kw: Any) -> Any:
+        return self._json(self.request("GET", path, **kw))
+
+    def post(self, path: str, **kw: Any) -> Any:
+        return self._json(self.request("POST", path, **kw))
+
+    def put(self, path: str, **kw: Any) -> Any:
+        return self._json(self.request("PUT", path, **kw))
+
+    def delete(self, path: str, **kw: Any) -> Any:
+        return self._json(self.request("DELETE", path, **kw))
+
+    def stream(self, path: str, **kw: Any) -> Iterator[bytes]:
+        try:
+            with self._http.stream("GET", path, **kw) as resp:
+                if resp.status_code >= 400:
+                    resp.read()
+                    raise CliError(problem_message(resp))
+                yield from resp.iter_bytes()
+        except httpx.HTTPError as exc:
+            raise CliError(f"download from {self.api_url}{path} failed: {exc}") from exc
+
+    def download(self, path: str, dest: Path, progress: bool = True) -> int:
+        """Stream to ``dest`` (written to a temp name first, so a failed download leaves nothing)."""
+        from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(dest.name + ".part")
+        written = 0
+        try:
+            with self._http.stream("GET", path) as resp:
+                if resp.status_code >= 400:
+                    resp.read()
+                    raise CliError(problem_message(resp))
+                total = int(resp.headers.get("content-length", 0)) or None
+                with Progress(
+                    "[progress.description]{task.description}",
+                    BarColumn(),
+                    DownloadColumn(),
+                    TransferSpeedColumn(),
+                    disable=not progress,
+                    transient=True,
+                ) as bar:
+                    task = bar.add_task(dest.name, total=total)
+                    with tmp.open("wb") as fh:
+                        for chunk in resp.iter_bytes():
+                            fh.write(chunk)
+                            written += len(chunk)
+                            bar.update(task, advance=len(chunk))
+            tmp.replace(dest)
+        except httpx.HTTPError as exc:
+            raise CliError(f"download from {self.api_url}{path} failed: {exc}") from exc
+        finally:
+            tmp.unlink(missing_ok=True)
+        return written

@@ -1,0 +1,132 @@
+"""Researcher commands: submit (with --wait), jobs, logs, outputs, cancel."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Annotated
+
+import typer
+
+from tre.cli.client import ApiClient, CliError
+from tre.cli.output import console, human_size, table
+
+TERMINAL = {"succeeded", "failed", "timed_out", "cancelled"}
+
+
+def follow_job(client: ApiClient, job_id: str, show_logs: bool = True, poll_s: float = 0.5) -> dict:
+    """Stream the job's log while a spinner shows its state; return the final job record."""
+    offset = 0
+    with console.status(f"job {job_id}: queued", spinner="dots") as status:
+        while True:
+            resp = client.request("GET", f"/api/v1/jobs/{job_id}/logs", params={"offset": offset})
+            offset = int(resp.headers.get("X-Next-Offset", offset))
+            state = resp.headers.get("X-Job-State", "")
+            if show_logs and resp.content:
+                sys.stdout.write(resp.content.decode("utf-8", "replace"))
+                sys.stdout.flush()
+            status.update(f"job {job_id}: {state}")
+            if state in TERMINAL and not resp.content:
+                break
+            time.sleep(poll_s)
+    job: dict = client.get(f"/api/v1/jobs/{job_id}")
+    return job
+
+
+def submit(
+    project: Annotated[str, typer.Option("--project", "-p", help="Project the job runs for.")],
+    image: Annotated[str, typer.Option(help="Job image, pinned by digest (image@sha256:...).")],
+    command: Annotated[list[str], typer.Argument(help="Command and arguments run inside the sandbox.")],
+    dataset: Annotated[
+        list[str] | None, typer.Option("--dataset", "-d", help="Dataset id (repeatable).")
+    ] = None,
+    cpu: float = 1.0,
+    memory_mb: Annotated[int, typer.Option("--memory-mb")] = 1024,
+    gpu: int = 0,
+    time_limit: Annotated[int, typer.Option("--time-limit", help="Wall-clock limit, seconds.")] = 600,
+    output_limit_mb: Annotated[int, typer.Option("--output-limit-mb")] = 256,
+    wait: Annotated[bool, typer.Option("--wait", help="Follow the job's log until it ends.")] = False,
+) -> None:
+    """Submit a job to run next to the data."""
+    client = ApiClient()
+    job = client.post(
+        "/api/v1/jobs",
+        json={
+            "project_id": project,
+            "image": image,
+            "command": command,
+            "dataset_ids": dataset or [],
+            "cpu": cpu,
+            "memory_mb": memory_mb,
+            "gpu": gpu,
+            "time_limit_s": time_limit,
+            "output_limit_mb": output_limit_mb,
+        },
+    )
+    console.print(f"submitted job [bold]{job['id']}[/] ({job['state']})")
+    if wait:
+        final = follow_job(client, job["id"])
+        _print_end(final)
+        if final["state"] != "succeeded":
+            raise typer.Exit(1)
+
+
+def _print_end(job: dict) -> None:
+    colour = "green" if job["state"] == "succeeded" else "red"
+    console.print(
+        f"job {job['id']} [{colour}]{job['state']}[/]" + (f": {job['reason']}" if job["reason"] else "")
+    )
+
+
+def jobs(
+    project: Annotated[str | None, typer.Option("--project", "-p")] = None,
+    state: Annotated[str | None, typer.Option()] = None,
+) -> None:
+    """List jobs you can see."""
+    params = {k: v for k, v in {"project_id": project, "state": state}.items() if v}
+    rows = ApiClient().get("/api/v1/jobs", params=params)
+    table(
+        "jobs",
+        ["id", "project", "by", "state", "created", "reason"],
+        [
+            (j["id"], j["project_id"], j["submitted_by"], j["state"], j["created_at"][:19], j["reason"][:60])
+            for j in rows
+        ],
+    )
+
+
+def logs(job_id: str, follow: Annotated[bool, typer.Option("--follow", "-f")] = False) -> None:
+    """Print a job's log (optionally follow it until the job ends)."""
+    client = ApiClient()
+    if follow:
+        _print_end(follow_job(client, job_id))
+        return
+    resp = client.request("GET", f"/api/v1/jobs/{job_id}/logs")
+    sys.stdout.write(resp.content.decode("utf-8", "replace"))
+
+
+def outputs(job_id: str) -> None:
+    """List a job's output files with size and SHA-256."""
+    rows = ApiClient().get(f"/api/v1/jobs/{job_id}/outputs")
+    if not rows:
+        console.print(f"job {job_id} has no outputs")
+        return
+    table(
+        f"outputs of {job_id}",
+        ["path", "size", "sha256"],
+        [(o["path"], human_size(o["size"]), o["sha256"]) for o in rows],
+    )
+
+
+def cancel(job_id: str) -> None:
+    """Cancel a queued or running job."""
+    job = ApiClient().post(f"/api/v1/jobs/{job_id}/cancel")
+    console.print(f"job {job_id}: cancel requested ({job['state']})")
+
+
+def register(app: typer.Typer) -> None:
+    for fn in (submit, jobs, logs, outputs, cancel):
+        app.command()(fn)
+
+
+__all__ = ["register", "follow_job", "CliError"]

@@ -1,0 +1,115 @@
+"""`tre demo`: the whole researcher flow on the embedded defaults, printed as it happens.
+
+Bootstraps users locally, starts the API and worker in this process, then acts through the
+real HTTP API exactly as the CLI would: admin registers pydicom's bundled DICOM test files
+as a dataset and grants a project access; a researcher submits a sandboxed job that reads
+them and writes a CSV and a PNG; the outputs are listed with their hashes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import threading
+from pathlib import Path
+
+from pydicom.data import get_testdata_file
+
+from tre import registry
+from tre.api.app import create_app
+from tre.auth.tokens import TokenIssuer
+from tre.cli.client import ApiClient, CliError
+from tre.cli.jobs import follow_job
+from tre.cli.output import console, human_size, table
+from tre.config import Settings, get_settings
+from tre.demo_job import DEMO_JOB_SOURCE
+from tre.jobs.worker import Worker
+from tre.server import BackgroundServer
+from tre.store.db import session_scope
+from tre.store.models import User
+
+DEMO_FILES = ("CT_small.dcm", "MR_small.dcm", "emri_small.dcm")
+DEMO_USERS = {"admin": ["admin"], "alice": ["researcher"], "dac-one": ["dac"], "dac-two": ["dac"],
+              "auditor": ["auditor"]}
+PROJECT = "demo-lung"
+DATASET = "pydicom-samples"
+
+
+def demo_image() -> str:
+    """The CPU job image reference, pinned by digest (see sandbox_images/README.md).
+
+    The local backend runs the host's toolchain and does not pull images; the reference is
+    still pinned so the same job passes the Kubernetes admission rules unchanged.
+    """
+    dockerfile = Path(__file__).resolve().parent.parent / "sandbox_images" / "cpu" / "Dockerfile"
+    content = dockerfile.read_bytes() if dockerfile.exists() else b"tre-job-cpu"
+    return f"registry.tre.local/tre-job-cpu@sha256:{hashlib.sha256(content).hexdigest()}"
+
+
+def prepare_dataset(settings: Settings) -> Path:
+    folder = settings.home / "demo-data" / DATASET
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in DEMO_FILES:
+        src = get_testdata_file(name)
+        if src is None:
+            raise CliError(f"pydicom test file {name} is missing from this installation")
+        shutil.copyfile(src, folder / name)
+    return folder
+
+
+def run_demo() -> None:
+    settings = get_settings()
+    settings.ensure_dirs()
+    app = create_app(settings)
+    engine = app.state.engine
+    with session_scope(engine) as s:
+        for user_id, roles in DEMO_USERS.items():
+            if s.get(User, user_id) is None:
+                registry.create_user(s, "bootstrap", user_id, roles)
+    issuer = TokenIssuer.from_settings(settings)
+    tokens = {u: issuer.mint(u, r, ttl_s=3600) for u, r in DEMO_USERS.items()}
+    data = prepare_dataset(settings)
+
+    worker = Worker(settings, engine)
+    worker_thread = threading.Thread(target=worker.serve_forever, daemon=True)
+    worker_thread.start()
+    try:
+        with BackgroundServer(app) as server:
+            console.rule("[bold]tre demo")
+            console.print(f"state directory {settings.home}; API at {server.url}; executor {settings.executor}")
+            admin = ApiClient(server.url, tokens["admin"])
+            projects = {p["id"] for p in admin.get("/api/v1/projects")}
+            if PROJECT not in projects:
+                admin.post("/api/v1/projects", json={"id": PROJECT, "name": "Demo lung CT project",
+                                                     "quota": {"max_cpu": 2, "max_memory_mb": 2048}})
+                admin.post(f"/api/v1/projects/{PROJECT}/members", json={"user_id": "alice"})
+                console.print(f"admin created project {PROJECT} with member alice")
+            datasets = {d["id"] for d in admin.get("/api/v1/datasets")}
+            if DATASET not in datasets:
+                d = admin.post("/api/v1/datasets", json={"id": DATASET, "path": str(data),
+                                                         "name": "pydicom bundled test images"})
+                console.print(f"admin registered dataset {DATASET}: {d['meta']}")
+                g = admin.post("/api/v1/grants", json={"project_id": PROJECT, "dataset_id": DATASET,
+                                                       "days": 30, "reason": "demo"})
+                console.print(f"admin granted {PROJECT} access to {DATASET} until {g['expires_at'][:10]}")
+
+            alice = ApiClient(server.url, tokens["alice"])
+            job = alice.post("/api/v1/jobs", json={
+                "project_id": PROJECT, "image": demo_image(), "command": ["python3", "-c", DEMO_JOB_SOURCE],
+                "dataset_ids": [DATASET], "cpu": 1, "memory_mb": 1024, "time_limit_s": 120,
+            })
+            console.print(f"alice submitted job {job['id']} (no network, {DATASET} read-only at /data)")
+            console.rule("job log")
+            final = follow_job(alice, job["id"])
+            console.rule()
+            console.print(f"job {final['id']}: [bold]{final['state']}[/] {final['reason']}")
+            outputs = alice.get(f"/api/v1/jobs/{job['id']}/outputs")
+            table("outputs (still inside the TRE)", ["path", "size", "sha256"],
+                  [(o["path"], human_size(o["size"]), o["sha256"][:16] + "…") for o in outputs])
+            console.print("Outputs leave only through the airlock: "
+                          f"tre egress request {job['id']} summary.csv montage.png --why '...'")
+            if final["state"] != "succeeded":
+                raise CliError(f"demo job ended {final['state']}: {final['reason']}")
+    finally:
+        worker.stop()
+        worker_thread.join(timeout=10)

@@ -1,0 +1,67 @@
+"""Running the API with uvicorn, optionally with the worker in a background thread.
+
+The embedded mode (one machine, SQLite) runs both in one process so `tre serve` is all a
+small site needs; production runs `tre serve --no-worker` and `tre worker` separately.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import uvicorn
+
+from tre.api.app import create_app
+from tre.config import Settings, get_settings
+from tre.jobs.worker import Worker
+
+
+def build(settings: Settings | None = None, with_worker: bool = True) -> tuple[object, Worker | None]:
+    settings = settings or get_settings()
+    app = create_app(settings)
+    worker = Worker(settings, app.state.engine) if with_worker else None
+    return app, worker
+
+
+def serve(host: str, port: int, with_worker: bool = True, settings: Settings | None = None) -> None:
+    app, worker = build(settings, with_worker)
+    thread = None
+    if worker is not None:
+        thread = threading.Thread(target=worker.serve_forever, name="tre-worker", daemon=True)
+        thread.start()
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="warning")  # type: ignore[arg-type]
+    finally:
+        if worker is not None and thread is not None:
+            worker.stop()
+            thread.join(timeout=10)
+
+
+class BackgroundServer:
+    """uvicorn in a thread on a chosen port (the demo and end-to-end tests)."""
+
+    def __init__(self, app: object, host: str = "127.0.0.1", port: int = 0) -> None:
+        import socket
+
+        if port == 0:
+            with socket.socket() as s:
+                s.bind((host, 0))
+                port = int(s.getsockname()[1])
+        self.url = f"http://{host}:{port}"
+        config = uvicorn.Config(app, host=host, port=port, log_level="warning")  # type: ignore[arg-type]
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> BackgroundServer:
+        import time
+
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("API server did not start")
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
