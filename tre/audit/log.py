@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from tre.audit.merkle import Frontier
 from tre.audit.note import TIMESTAMP_EXT, Checkpoint
-from tre.audit.signing import AuditSigner, get_signer
+from tre.audit.signing import AuditSigner, signer_for
 from tre.store.models import AuditCheckpoint, AuditEntry, AuditState
 
 STATE_ID = 1
@@ -141,7 +141,7 @@ def record_events(
     batch = list(events)
     for ev in batch:
         _check(ev)
-    signer = signer or get_signer()
+    signer = signer or signer_for(session)
     size, hashes = _lock_state(session)
     frontier = Frontier(size, hashes)
     prev = _last_leaf(session, size)
@@ -239,7 +239,7 @@ def checkpoint(
     timestamps even when nothing is appended: a stale checkpoint is then a sign the log is
     being withheld. ``max_age_s=None`` always signs a new one.
     """
-    signer = signer or get_signer()
+    signer = signer or signer_for(session)
     size, hashes = _lock_state(session)
     latest = latest_checkpoint(session)
     if latest is not None and latest.tree_size == size and max_age_s is not None:

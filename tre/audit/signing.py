@@ -12,6 +12,7 @@ import base64
 import hashlib
 import os
 import threading
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +24,8 @@ from cryptography.hazmat.primitives.serialization import (
     PublicFormat,
     load_pem_private_key,
 )
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
 
 from tre.audit.note import Checkpoint, VerifierKey, sign_checkpoint
 
@@ -96,20 +99,31 @@ def load_or_create_signer(keys_dir: Path) -> AuditSigner:
 
 _lock = threading.Lock()
 _cache: dict[Path, AuditSigner] = {}
-_configured: Path | None = None
+_by_engine: weakref.WeakKeyDictionary[Engine, Path] = weakref.WeakKeyDictionary()
 
 
-def configure(keys_dir: Path | None) -> None:
-    """Point record_event at a keys folder (create_app / workers call this with settings)."""
-    global _configured
+def configure(engine: Engine, keys_dir: Path) -> None:
+    """Tell record_event which keys folder signs for ``engine``'s log.
+
+    create_app and the worker call this with ``settings.keys_dir``; without it the signer
+    comes from the environment's settings (``TRE_HOME``). Keyed by engine so that several
+    apps in one process (tests) each sign with their own key.
+    """
     with _lock:
-        _configured = None if keys_dir is None else Path(keys_dir)
+        _by_engine[engine] = Path(keys_dir)
+
+
+def signer_for(session: Session) -> AuditSigner:
+    """The signer configured for the session's engine, else the one in settings.keys_dir."""
+    bind = session.get_bind()
+    engine = bind if isinstance(bind, Engine) else bind.engine
+    with _lock:
+        keys_dir = _by_engine.get(engine)
+    return get_signer(keys_dir)
 
 
 def get_signer(keys_dir: Path | None = None) -> AuditSigner:
-    """Cached signer for ``keys_dir``, else the configured folder, else settings.keys_dir."""
-    if keys_dir is None:
-        keys_dir = _configured
+    """Cached signer for ``keys_dir`` (default: the environment's settings.keys_dir)."""
     if keys_dir is None:
         from tre.config import get_settings
 
@@ -117,7 +131,7 @@ def get_signer(keys_dir: Path | None = None) -> AuditSigner:
     keys_dir = Path(keys_dir).resolve()
     with _lock:
         signer = _cache.get(keys_dir)
-        if signer is None:
+        if signer is None or not (keys_dir / KEY_FILE).exists():
             signer = _cache[keys_dir] = load_or_create_signer(keys_dir)
         return signer
 
