@@ -1,0 +1,199 @@
+"""Build the bubblewrap command line for one job: what the sandbox can see and do.
+
+Kept apart from the process supervision in `tre.executors.local` so that the security
+boundary (namespaces, mounts, environment) can be read and reviewed in one place.
+See docs/sandbox.md for the resulting file-system layout.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tre.executors.base import ExecutorError, JobSpec
+
+MIB = 1024 * 1024
+SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin"
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_DATASET_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+# Top-level names of a rootfs image that the sandbox replaces with its own mounts.
+_ROOTFS_SKIP = frozenset({"proc", "dev", "sys", "tmp", "data", "output", "run"})
+# Host /etc entries the dynamic loader and common tools need; nothing with credentials.
+_HOST_ETC = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "alternatives", "nsswitch.conf")
+_HOST_TOP = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
+
+
+def sanitise_image_ref(image: str) -> str:
+    """Directory name of an image's local rootfs: ``tre/python:3.11`` -> ``tre_python_3.11``."""
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", image.strip())
+    return "_" + name[1:] if name.startswith(".") else name
+
+
+def image_rootfs(images_dir: Path | None, image: str) -> Path | None:
+    """The local rootfs directory for ``image`` under ``images_dir``, if one was installed."""
+    if images_dir is None or not image:
+        return None
+    name = sanitise_image_ref(image)
+    candidate = images_dir / name
+    if name and candidate.is_dir() and not candidate.is_symlink():
+        return candidate
+    return None
+
+
+def host_toolchain_paths() -> list[Path]:
+    """The interpreter trees a job needs when it runs on the host toolchain.
+
+    ``sys.prefix`` is the virtual environment (site-packages), ``sys.base_prefix`` the
+    interpreter it was made from, and the real path of the interpreter may be elsewhere
+    again (pyenv shims, symlinked venvs). Anything already under /usr is covered by /usr.
+    """
+    raw = {
+        Path(sys.prefix),
+        Path(sys.exec_prefix),
+        Path(sys.base_prefix),
+        Path(sys.base_exec_prefix),
+        Path(os.path.realpath(sys.executable)).parent.parent,
+    }
+    resolved = sorted({Path(os.path.realpath(p)) for p in raw} | raw, key=lambda p: len(p.parts))
+    keep: list[Path] = []
+    for p in resolved:
+        if p == Path("/") or p.is_relative_to("/usr") or not p.exists():
+            continue
+        if any(p.is_relative_to(k) for k in keep):
+            continue
+        keep.append(p)
+    return keep
+
+
+def dataset_mounts(spec: JobSpec) -> list[tuple[Path, str]]:
+    """(host path, sandbox path) per dataset: one dataset at /data, several at /data/<id>."""
+    out: list[tuple[Path, str]] = []
+    seen: set[str] = set()
+    for ds in spec.datasets:
+        if ds.host_path is None:
+            raise ExecutorError(f"dataset {ds.dataset_id} has no host path; the local executor needs one")
+        if not _DATASET_ID.match(ds.dataset_id):
+            raise ExecutorError(f"dataset id {ds.dataset_id!r} is not a safe directory name")
+        host = Path(ds.host_path)
+        if not host.exists():
+            raise ExecutorError(f"dataset {ds.dataset_id} path {host} does not exist")
+        target = ds.mount_path if ds.mount_path != "/data" else None
+        if target is None:
+            target = "/data" if len(spec.datasets) == 1 else f"/data/{ds.dataset_id}"
+        norm = os.path.normpath(target)
+        if norm != "/data" and not norm.startswith("/data/"):
+            raise ExecutorError(f"dataset mount path {target!r} must be /data or below it")
+        if norm in seen:
+            raise ExecutorError(f"two datasets would be mounted at {norm}")
+        seen.add(norm)
+        out.append((host, norm))
+    return out
+
+
+def sandbox_env(spec: JobSpec, path: str, extra: dict[str, str]) -> dict[str, str]:
+    """The job's whole environment: a minimal base, then executor extras, then spec.env."""
+    env = {
+        "PATH": path,
+        "HOME": "/tmp",  # noqa: S108 - the sandbox's private tmpfs, not the host's /tmp
+        "LANG": "C.UTF-8",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        **extra,
+    }
+    for key, value in spec.env.items():
+        if not _ENV_NAME.match(key):
+            raise ExecutorError(f"invalid environment variable name {key!r}")
+        if "\0" in value:
+            raise ExecutorError(f"environment variable {key} contains a NUL byte")
+        env[key] = value
+    return env
+
+
+@dataclass
+class SandboxLayout:
+    """Inputs to `build_args` that are not in the JobSpec."""
+
+    uid: int
+    gid: int
+    tmp_size_bytes: int
+    rootfs: Path | None = None
+    seccomp_fd: int | None = None
+    passwd_fd: int | None = None
+    group_fd: int | None = None
+    hosts_fd: int | None = None
+    extra_ro_binds: list[tuple[Path, str]] = field(default_factory=list)
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+
+def _host_root_args(layout: SandboxLayout) -> tuple[list[str], str]:
+    args = ["--ro-bind", "/usr", "/usr"]
+    for name in _HOST_TOP:
+        host = Path("/") / name
+        if host.is_symlink():
+            args += ["--symlink", os.readlink(host), f"/{name}"]
+        elif host.is_dir():
+            args += ["--ro-bind", str(host), f"/{name}"]
+    for name in _HOST_ETC:
+        args += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
+    for fd, dest in ((layout.passwd_fd, "/etc/passwd"), (layout.group_fd, "/etc/group"),
+                     (layout.hosts_fd, "/etc/hosts")):
+        if fd is not None:
+            args += ["--ro-bind-data", str(fd), dest]
+    toolchain = host_toolchain_paths()
+    for p in toolchain:
+        args += ["--ro-bind", str(p), str(p)]
+    bins = [str(Path(sys.prefix) / "bin")] if Path(sys.prefix, "bin").is_dir() else []
+    return args, ":".join([*bins, SANDBOX_PATH])
+
+
+def _rootfs_args(rootfs: Path) -> list[str]:
+    args: list[str] = []
+    for entry in sorted(rootfs.iterdir()):
+        if entry.name in _ROOTFS_SKIP:
+            continue
+        if entry.is_symlink():
+            args += ["--symlink", os.readlink(entry), f"/{entry.name}"]
+        else:
+            args += ["--ro-bind", str(entry), f"/{entry.name}"]
+    return args
+
+
+def build_args(spec: JobSpec, layout: SandboxLayout) -> list[str]:
+    """bwrap's arguments (without the program name) up to and including the job command."""
+    if not spec.command or any(not isinstance(a, str) or "\0" in a for a in spec.command):
+        raise ExecutorError("the job command must be a non-empty list of strings without NUL bytes")
+    args = [
+        # Every namespace, including a network namespace holding only an unconfigured lo.
+        "--unshare-all", "--unshare-user", "--disable-userns",
+        "--uid", str(layout.uid), "--gid", str(layout.gid),
+        "--cap-drop", "ALL", "--die-with-parent", "--new-session",
+        "--hostname", "tre-sandbox",
+    ]
+    if layout.rootfs is not None:
+        root_args, path = _rootfs_args(layout.rootfs), SANDBOX_PATH
+    else:
+        root_args, path = _host_root_args(layout)
+    args += root_args
+    for host, dest in layout.extra_ro_binds:
+        args += ["--ro-bind", str(host), dest]
+    size = str(layout.tmp_size_bytes)
+    args += [
+        "--proc", "/proc",
+        "--dev", "/dev",
+        "--size", size, "--tmpfs", "/dev/shm",  # noqa: S108 - sandbox-private tmpfs
+        "--size", size, "--tmpfs", "/tmp",  # noqa: S108 - sandbox-private tmpfs
+    ]
+    for host, dest in dataset_mounts(spec):
+        args += ["--ro-bind", str(host), dest]
+    args += ["--bind", str(spec.output_dir), "/output"]
+    # The root itself (a tmpfs holding the mount points) becomes read-only last, so nothing
+    # outside /tmp, /dev/shm and /output is writable.
+    args += ["--remount-ro", "/", "--chdir", "/tmp"]  # noqa: S108
+    if layout.seccomp_fd is not None:
+        args += ["--seccomp", str(layout.seccomp_fd)]
+    args += ["--clearenv"]
+    for key, value in sandbox_env(spec, path, layout.extra_env).items():
+        args += ["--setenv", key, value]
+    return [*args, "--", *spec.command]
