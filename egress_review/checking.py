@@ -1,0 +1,119 @@
+"""Glue between a request and the automated checks: which policies apply, and running them.
+
+A job may read several datasets, each with its own policy. The request is checked under
+*all* of them (every check of every policy runs on every file, each result tagged with the
+policy that produced it), the worst outcome wins, and the number of reviews required is the
+largest any policy asks for, never fewer than two. That is the strictest reading and the
+only one that cannot let a file out under rules weaker than some dataset demands.
+
+The checks run on the frozen staged copy, so what was checked is byte for byte what can be
+released. A check that crashes blocks the file (fail closed) with the error as its reason.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from egress_review.checks import CheckContext, gather_identifiers, run_checks
+from egress_review.errors import EgressError
+from egress_review.policy import Policy, load_policy
+from tre.store.models import Dataset, Job
+
+log = logging.getLogger(__name__)
+
+MIN_REVIEWS = 2
+OUTCOME_RANK = {"pass": 0, "flag": 1, "block": 2}
+
+
+@dataclass(frozen=True)
+class AppliedPolicy:
+    name: str
+    policy: Policy
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "version": str(getattr(self.policy, "version", "")),
+            "digest": str(getattr(self.policy, "digest", "")),
+            "required_reviews": int(getattr(self.policy, "required_reviews", MIN_REVIEWS)),
+        }
+
+
+def job_datasets(session: Session, job: Job) -> list[Dataset]:
+    ids = list(job.dataset_ids or [])
+    if not ids:
+        return []
+    return list(session.scalars(select(Dataset).where(Dataset.id.in_(ids)).order_by(Dataset.id)))
+
+
+def policies_for(datasets: list[Dataset], policies_dir: Path) -> list[AppliedPolicy]:
+    """Every distinct policy of the job's datasets; ``default`` for a job that read none."""
+    names = sorted({d.policy or "default" for d in datasets}) or ["default"]
+    applied = []
+    for name in names:
+        try:
+            applied.append(AppliedPolicy(name, load_policy(name, policies_dir)))
+        except Exception as exc:  # noqa: BLE001 - any failure to load rules must stop the release
+            raise EgressError(409, "Policy unavailable",
+                              f"policy {name!r} of the job's datasets cannot be loaded: {exc}",
+                              "policy-unavailable") from exc
+    return applied
+
+
+def required_reviews(applied: list[AppliedPolicy]) -> int:
+    return max([MIN_REVIEWS, *(p.describe()["required_reviews"] for p in applied)])
+
+
+def identifiers_for(datasets: list[Dataset]) -> set[str]:
+    found: set[str] = set()
+    for d in datasets:
+        try:
+            found |= set(gather_identifiers(Path(d.path)))
+        except OSError as exc:
+            # The dataset folder should be there; if not, checks run without its identifiers,
+            # which can only make the identifier check weaker, so say so loudly in the log.
+            log.warning("cannot gather identifiers of dataset %s: %s", d.id, exc)
+    return found
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
+
+
+def worst_outcome(outcomes: list[str]) -> str:
+    return max(outcomes, key=lambda o: OUTCOME_RANK.get(o, 2), default="pass")
+
+
+def check_file(path: Path, display_name: str, applied: list[AppliedPolicy],
+               context: CheckContext) -> list[dict[str, Any]]:
+    """All checks of all policies on one staged file, as JSON-ready dicts."""
+    results: list[dict[str, Any]] = []
+    for ap in applied:
+        try:
+            raw = run_checks(path, display_name, ap.policy, context)
+        except Exception as exc:  # noqa: BLE001 - a crashing check must block, never pass
+            log.exception("checks crashed on %s", display_name)
+            results.append({"policy": ap.name, "check": "engine", "outcome": "block",
+                            "reason": f"the checks could not run on this file: {exc}", "evidence": {}})
+            continue
+        for r in raw:
+            outcome = str(getattr(r, "outcome", "block"))
+            results.append({
+                "policy": ap.name,
+                "check": str(r.check),
+                "outcome": outcome if outcome in OUTCOME_RANK else "block",
+                "reason": str(r.reason),
+                "evidence": _jsonable(dict(r.evidence or {})),
+            })
+    return results
+
+
+def make_context(identifiers: set[str], file_count: int, total_size: int) -> CheckContext:
+    return CheckContext(identifiers=identifiers, file_count=file_count, total_size=total_size)

@@ -1,0 +1,69 @@
+"""The disclosure record: what left (or was refused), why, under which rules, decided by whom.
+
+It is built once, when a request reaches a final state, from rows that can no longer change,
+and stored on the request. Its SHA-256 over canonical JSON goes into the signed audit log,
+so an auditor can later prove the record shown to them is the one written at decision time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime
+from typing import Any
+
+from tre.store.base import utcnow
+from tre.store.models import EgressRequest
+
+SCHEMA = "tre.egress.disclosure/1"
+
+
+def _ts(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def build_record(req: EgressRequest) -> dict[str, Any]:
+    reviews = sorted(req.reviews, key=lambda r: (r.stage != "review", r.created_at, r.id or 0))
+    resolution = next((r for r in reviews if r.stage == "resolution"), None)
+    return {
+        "schema": SCHEMA,
+        "request": {
+            "id": req.id,
+            "job_id": req.job_id,
+            "project_id": req.project_id,
+            "requested_by": req.requested_by,
+            "justification": req.justification,
+            "requested_at": _ts(req.created_at),
+        },
+        "outcome": req.state,
+        "released": req.state == "approved",
+        "decided_at": _ts(req.decided_at),
+        "decided_by": "resolution" if resolution else ("checks" if req.state == "blocked" else "votes"),
+        "policies": list(req.policies or []),
+        "required_reviews": req.required_reviews,
+        "files": [
+            {
+                "path": f.path,
+                "sha256": f.sha256,
+                "size": f.size,
+                "outcome": f.outcome,
+                "checks": list(f.checks or []),
+            }
+            for f in sorted(req.files, key=lambda f: f.path)
+        ],
+        "reviewers": sorted({r.reviewer_id for r in reviews}),
+        "decisions": [
+            {"reviewer": r.reviewer_id, "stage": r.stage, "vote": r.vote, "comment": r.comment,
+             "at": _ts(r.created_at)}
+            for r in reviews
+        ],
+        "generated_at": _ts(utcnow()),
+    }
+
+
+def canonical_bytes(record: dict[str, Any]) -> bytes:
+    return json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def record_digest(record: dict[str, Any]) -> str:
+    return hashlib.sha256(canonical_bytes(record)).hexdigest()

@@ -1,0 +1,97 @@
+"""Panel sign-in: the same JWTs as the API, kept in a cookie the page's scripts cannot read.
+
+The reviewer pastes a token once; it is verified exactly as a bearer token would be and then
+kept in an HttpOnly, SameSite=Strict cookie (Secure on https) scoped to ``/panel``. Every
+state-changing form also carries a double-submit CSRF token: a random value held in its own
+HttpOnly cookie and echoed in a hidden field, compared in constant time. SameSite=Strict
+already stops cross-site posts in current browsers; the token covers the rest, and the
+Origin check refuses a post from any other origin outright.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+import time
+from typing import Annotated
+
+from fastapi import Depends, Request, Response
+from sqlalchemy.orm import Session
+
+from tre.api.deps import get_session, principal_from_token
+from tre.api.problems import Problem
+from tre.auth.principal import Principal
+
+TOKEN_COOKIE = "tre_panel_token"  # noqa: S105 - a cookie name, not a secret
+CSRF_COOKIE = "tre_panel_csrf"
+COOKIE_PATH = "/panel"
+PANEL_ROLES = ("dac", "admin")
+
+
+def _secure(request: Request) -> bool:
+    return request.url.scheme == "https"
+
+
+def set_token_cookie(response: Response, request: Request, token: str, expires_at: int | None) -> None:
+    max_age = max(60, int(expires_at - time.time())) if expires_at else 8 * 3600
+    response.set_cookie(TOKEN_COOKIE, token, max_age=max_age, path=COOKIE_PATH, httponly=True,
+                        samesite="strict", secure=_secure(request))
+
+
+def clear_cookies(response: Response, request: Request) -> None:
+    for name in (TOKEN_COOKIE, CSRF_COOKIE):
+        response.delete_cookie(name, path=COOKIE_PATH, httponly=True, samesite="strict",
+                               secure=_secure(request))
+
+
+def csrf_token(request: Request) -> tuple[str, bool]:
+    """The caller's CSRF token, and whether it is new (then the response must set it)."""
+    current = request.cookies.get(CSRF_COOKIE, "")
+    if len(current) >= 32:
+        return current, False
+    return secrets.token_urlsafe(32), True
+
+
+def set_csrf_cookie(response: Response, request: Request, value: str) -> None:
+    response.set_cookie(CSRF_COOKIE, value, path=COOKIE_PATH, httponly=True, samesite="strict",
+                        secure=_secure(request))
+
+
+def check_csrf(request: Request, submitted: str) -> None:
+    """Refuse a form post unless its hidden token equals the cookie and its origin is ours."""
+    origin = request.headers.get("origin")
+    if origin and origin != "null":
+        expected = f"{request.url.scheme}://{request.url.netloc}"
+        if origin != expected:
+            raise Problem(403, "Cross-site request refused", f"the form was posted from {origin}",
+                          "csrf-origin")
+    cookie = request.cookies.get(CSRF_COOKIE, "")
+    if not cookie or not submitted or not hmac.compare_digest(cookie.encode(), submitted.encode()):
+        raise Problem(403, "Cross-site request refused",
+                      "the form's CSRF token is missing or does not match; reload the page and try again",
+                      "csrf-mismatch")
+
+
+def _login_redirect(request: Request) -> Problem:
+    # A 303 with a Location header: the browser goes to the login page; API-style clients
+    # still get a problem document saying why.
+    return Problem(303, "Sign-in required", "sign in to the review panel with your token", "panel-login",
+                   headers={"Location": f"{COOKIE_PATH}/login"})
+
+
+def panel_principal(request: Request, session: Annotated[Session, Depends(get_session)]) -> Principal:
+    """The signed-in reviewer (dac or admin); everyone else is sent to the login page or refused."""
+    token = request.cookies.get(TOKEN_COOKIE)
+    if not token:
+        raise _login_redirect(request)
+    try:
+        principal = principal_from_token(request, token, session)
+    except Problem as exc:
+        if exc.status == 401:
+            raise _login_redirect(request) from exc
+        raise
+    if not principal.has(*PANEL_ROLES):
+        raise Problem(403, "Forbidden", "the review panel is for data access committee members and admins",
+                      "missing-role")
+    request.state.principal = principal
+    return principal

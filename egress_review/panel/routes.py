@@ -1,0 +1,245 @@
+"""The DAC review panel (``/panel``): queue, request view with previews, blind vote form.
+
+Server-rendered with Jinja2 (autoescaped) and no scripts at all, so the Content Security
+Policy can forbid every script. Every route depends on `panel_principal` (dac or admin, deny
+by default); every post checks the CSRF token. Admins see everything but vote on nothing:
+they can only settle a conflicted request, as the workflow allows. All decisions go through
+`egress_review.workflow`, the same code as the API, so the panel cannot bend a rule.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from sqlalchemy.orm import Session
+
+from egress_review import workflow
+from egress_review.errors import EgressError
+from egress_review.panel import preview
+from egress_review.panel.auth import (
+    PANEL_ROLES,
+    check_csrf,
+    clear_cookies,
+    csrf_token,
+    panel_principal,
+    set_csrf_cookie,
+    set_token_cookie,
+)
+from tre.api.deps import get_session, get_settings_dep, principal_from_token
+from tre.api.problems import Problem
+from tre.auth.principal import Principal
+from tre.config import Settings
+
+PACKAGE_DIR = Path(__file__).resolve().parent.parent
+templates = Jinja2Templates(directory=str(PACKAGE_DIR / "templates"))
+STATIC_FILES = {"panel.css": "text/css; charset=utf-8"}
+SECURITY_HEADERS = {
+    "Content-Security-Policy": ("default-src 'none'; img-src 'self'; style-src 'self'; form-action 'self'; "
+                                "frame-ancestors 'none'; base-uri 'none'"),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "Cache-Control": "no-store",
+}
+QUEUE_FILTERS = {
+    "open": ("awaiting_review", "conflicted"),
+    "awaiting_review": ("awaiting_review",),
+    "conflicted": ("conflicted",),
+    "approved": ("approved",),
+    "rejected": ("rejected",),
+    "blocked": ("blocked",),
+    "all": (),
+}
+
+router = APIRouter(prefix="/panel", include_in_schema=False)
+
+DbSession = Annotated[Session, Depends(get_session)]
+Reviewer = Annotated[Principal, Depends(panel_principal)]
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+
+
+def render(request: Request, name: str, context: dict[str, Any], status: int = 200) -> HTMLResponse:
+    csrf, fresh = csrf_token(request)
+    response = templates.TemplateResponse(request, name, {"csrf": csrf, **context}, status_code=status)
+    response.headers.update(SECURITY_HEADERS)
+    if fresh:
+        set_csrf_cookie(response, request, csrf)
+    return response
+
+
+def see_other(url: str) -> RedirectResponse:
+    return RedirectResponse(url, status_code=303, headers={"Cache-Control": "no-store"})
+
+
+# ---------------------------------------------------------------------------- sign-in
+
+@router.get("/login")
+def login_page(request: Request) -> HTMLResponse:
+    return render(request, "login.html", {"error": None, "principal": None})
+
+
+@router.post("/login")
+def login(request: Request, session: DbSession, token: Annotated[str, Form(max_length=8192)],
+          csrf: Annotated[str, Form(max_length=200)] = "") -> Response:
+    check_csrf(request, csrf)
+    token = token.strip()
+    try:
+        principal = principal_from_token(request, token, session)
+    except Problem as exc:
+        return render(request, "login.html", {"error": exc.detail, "principal": None}, status=401)
+    if not principal.has(*PANEL_ROLES):
+        return render(request, "login.html",
+                      {"error": "this token does not carry the dac or admin role; the panel is for reviewers",
+                       "principal": None}, status=403)
+    claims = request.app.state.verifier.verify(token)
+    response = see_other("/panel/")
+    set_token_cookie(response, request, token, int(claims["exp"]))
+    # A new CSRF value at sign-in: a value planted before login is worthless afterwards.
+    set_csrf_cookie(response, request, secrets.token_urlsafe(32))
+    return response
+
+
+@router.post("/logout")
+def logout(request: Request, csrf: Annotated[str, Form(max_length=200)] = "") -> Response:
+    check_csrf(request, csrf)
+    response = see_other("/panel/login")
+    clear_cookies(response, request)
+    return response
+
+
+@router.get("/static/{name}")
+def static(name: str) -> Response:
+    if name not in STATIC_FILES:
+        raise Problem(404, "Not found", f"no static file {name!r}", "not-found")
+    body = (PACKAGE_DIR / "static" / name).read_bytes()
+    return Response(body, media_type=STATIC_FILES[name], headers={"Cache-Control": "max-age=300",
+                                                                    "X-Content-Type-Options": "nosniff"})
+
+
+# ---------------------------------------------------------------------------- queue
+
+@router.get("/")
+def queue(request: Request, principal: Reviewer, session: DbSession, show: str = "open") -> HTMLResponse:
+    if show not in QUEUE_FILTERS:
+        show = "open"
+    states = QUEUE_FILTERS[show]
+    rows = [workflow.summary_view(session, r, principal)
+            for r in workflow.list_requests(session, principal, None, limit=500)
+            if not states or r.state in states]
+    # The oldest open request first: a queue is served in arrival order.
+    newest_first = show not in ("open", "awaiting_review", "conflicted")
+    rows.sort(key=lambda r: r["created_at"] or "", reverse=newest_first)
+    return render(request, "queue.html", {"principal": principal, "rows": rows, "show": show,
+                                          "filters": list(QUEUE_FILTERS)})
+
+
+# ---------------------------------------------------------------------------- request
+
+def _file_previews(session: Session, settings: Settings, principal: Principal, req_id: str,
+                   files: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    for f in files:
+        item: dict[str, Any] = {"file": f, "kind": "binary", "error": None}
+        try:
+            _, _, fh = workflow.open_for_review(session, settings, principal, req_id, f["id"])
+        except EgressError as exc:
+            item["error"] = exc.detail
+            out.append(item)
+            continue
+        with fh:
+            data = fh.read(preview.MAX_TABLE_BYTES + 1) if f["size"] > 64 << 20 else fh.read()
+        kind = preview.sniff(data[:4096], f["path"])
+        item["kind"] = kind
+        if kind == "table":
+            item["table"] = preview.table(data)
+        elif kind == "text":
+            item["text"], item["truncated"] = preview.text_excerpt(data)
+        elif kind == "dicom":
+            item["header"] = preview.dicom_header(data, preview.flagged_keys(f["checks"]))
+        out.append(item)
+    return out
+
+
+def _request_page(request: Request, session: Session, settings: Settings, principal: Principal,
+                  request_id: str, error: str | None = None, status: int = 200) -> HTMLResponse:
+    try:
+        req = workflow.visible_request(session, request_id, principal)
+    except EgressError as exc:
+        raise Problem(exc.status, exc.title, exc.detail, exc.slug) from exc
+    view = workflow.request_view(session, req, principal)
+    previews = _file_previews(session, settings, principal, request_id, view["files"])
+    return render(request, "request.html", {"principal": principal, "r": view, "previews": previews,
+                                            "error": error, "notice": request.query_params.get("done")},
+                  status=status)
+
+
+@router.get("/requests/{request_id}")
+def request_detail(request: Request, request_id: str, principal: Reviewer, session: DbSession,
+                   settings: SettingsDep) -> HTMLResponse:
+    return _request_page(request, session, settings, principal, request_id)
+
+
+@router.get("/requests/{request_id}/files/{file_id}/render.png")
+def render_file(request_id: str, file_id: int, principal: Reviewer, session: DbSession,
+                settings: SettingsDep) -> Response:
+    """A PNG rendering of an image or of a DICOM slice, decoded and re-encoded server-side."""
+    try:
+        _, f, fh = workflow.open_for_review(session, settings, principal, request_id, file_id)
+    except EgressError as exc:
+        if exc.audited:
+            session.commit()
+        raise Problem(exc.status, exc.title, exc.detail, exc.slug) from exc
+    with fh:
+        data = fh.read()
+    kind = preview.sniff(data[:4096], f.path)
+    try:
+        if kind == "dicom":
+            png = preview.render_dicom(data)
+        elif kind == "image":
+            png = preview.render_image(data)
+        else:
+            raise Problem(415, "No image preview", f"{f.path} is not an image or DICOM file", "no-preview")
+    except preview.PreviewError as exc:
+        raise Problem(422, "Cannot render", str(exc), "render-failed") from exc
+    return Response(png, media_type="image/png", headers=SECURITY_HEADERS)
+
+
+def _act(request: Request, session: Session, settings: Settings, principal: Principal, request_id: str,
+         action: str, vote: str, comment: str) -> Response:
+    try:
+        if action == "vote":
+            workflow.cast_vote(session, principal, request_id, vote=vote, comment=comment)
+        else:
+            workflow.resolve(session, principal, request_id, decision=vote, comment=comment)
+    except EgressError as exc:
+        if exc.audited:
+            session.commit()
+        else:
+            session.rollback()
+        if exc.status == 404:
+            raise Problem(exc.status, exc.title, exc.detail, exc.slug) from exc
+        return _request_page(request, session, settings, principal, request_id,
+                             error=f"{exc.title}: {exc.detail}", status=exc.status)
+    return see_other(f"/panel/requests/{request_id}?done={'voted' if action == 'vote' else 'resolved'}")
+
+
+@router.post("/requests/{request_id}/vote")
+def vote(request: Request, request_id: str, principal: Reviewer, session: DbSession, settings: SettingsDep,
+         vote: Annotated[str, Form(max_length=16)], comment: Annotated[str, Form(max_length=10_000)] = "",
+         csrf: Annotated[str, Form(max_length=200)] = "") -> Response:
+    check_csrf(request, csrf)
+    return _act(request, session, settings, principal, request_id, "vote", vote, comment)
+
+
+@router.post("/requests/{request_id}/resolve")
+def resolve(request: Request, request_id: str, principal: Reviewer, session: DbSession,
+            settings: SettingsDep, decision: Annotated[str, Form(max_length=16)],
+            comment: Annotated[str, Form(max_length=10_000)] = "",
+            csrf: Annotated[str, Form(max_length=200)] = "") -> Response:
+    check_csrf(request, csrf)
+    return _act(request, session, settings, principal, request_id, "resolve", decision, comment)

@@ -1,0 +1,402 @@
+"""The airlock's state machine, enforced here and nowhere else.
+
+    checking -> blocked                       (any check blocks; final, can never be approved)
+    checking -> awaiting_review               (blind votes by DAC members)
+    awaiting_review -> approved | rejected    (all required votes in and unanimous)
+    awaiting_review -> conflicted             (all required votes in, and they disagree)
+    conflicted -> approved | rejected         (one resolution: a DAC member who did not vote,
+                                               or an admin; never the requester)
+
+Rules that hold in every transition: the requester and the job's submitter never review their
+own release; a reviewer votes once; votes stay blind until every required vote is in. The
+API and the panel only call these functions, so the rules cannot differ between them.
+
+Every step is written to the audit log in the caller's transaction; refusals that matter for
+security (self-review, tampered files) are audited too and flagged ``audited`` so the caller
+commits that record even though the action failed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
+
+from egress_review import checking
+from egress_review.disclosure import build_record, record_digest
+from egress_review.errors import EgressError, conflict, forbidden, not_found
+from egress_review.staging import HashMismatch, StagingError, freeze, open_verified, output_file
+from tre.audit import AuditEvent, record_event, record_events
+from tre.auth.principal import Principal
+from tre.config import Settings
+from tre.store.base import utcnow
+from tre.store.models import EgressFile, EgressRequest, Job, JobOutput, JobState, ProjectMember, Review
+
+VOTES = ("approve", "reject")
+OPEN_STATES = ("checking", "awaiting_review", "conflicted")
+FINAL_STATES = ("blocked", "approved", "rejected")
+STAFF_ROLES = ("dac", "admin", "auditor")
+MAX_FILES = 1000
+
+
+# ---------------------------------------------------------------------------- look-ups
+
+def is_member(session: Session, project_id: str, user_id: str) -> bool:
+    return session.get(ProjectMember, (project_id, user_id)) is not None
+
+
+def can_view(session: Session, req: EgressRequest, principal: Principal) -> bool:
+    return principal.has(*STAFF_ROLES) or is_member(session, req.project_id, principal.user_id)
+
+
+def load_request(session: Session, request_id: str, *, lock: bool = False) -> EgressRequest:
+    stmt = (select(EgressRequest).where(EgressRequest.id == request_id)
+            .options(selectinload(EgressRequest.files), selectinload(EgressRequest.reviews)))
+    if lock:
+        # Serialises concurrent votes on PostgreSQL; SQLite already runs BEGIN IMMEDIATE.
+        stmt = stmt.with_for_update()
+    req = session.scalars(stmt).one_or_none()
+    if req is None:
+        raise not_found(f"egress request {request_id}")
+    return req
+
+
+def visible_request(session: Session, request_id: str, principal: Principal, *,
+                    lock: bool = False) -> EgressRequest:
+    req = load_request(session, request_id, lock=lock)
+    if not can_view(session, req, principal):
+        raise not_found(f"egress request {request_id}")
+    return req
+
+
+def list_requests(session: Session, principal: Principal, state: str | None = None,
+                  limit: int = 200) -> list[EgressRequest]:
+    stmt = select(EgressRequest).options(selectinload(EgressRequest.files),
+                                         selectinload(EgressRequest.reviews))
+    if not principal.has(*STAFF_ROLES):
+        projects = select(ProjectMember.project_id).where(ProjectMember.user_id == principal.user_id)
+        stmt = stmt.where(EgressRequest.project_id.in_(projects))
+    if state:
+        stmt = stmt.where(EgressRequest.state == state)
+    stmt = stmt.order_by(EgressRequest.created_at.desc()).limit(limit)
+    return list(session.scalars(stmt))
+
+
+def review_votes(req: EgressRequest) -> list[Review]:
+    return [r for r in req.reviews if r.stage == "review"]
+
+
+def _audit(session: Session, actor: str, action: str, req: EgressRequest | None = None,
+           job_id: str | None = None, project_id: str | None = None, **details: Any) -> None:
+    if req is not None:
+        details = {"request_id": req.id, **details}
+    record_event(session, actor=actor, action=action,
+                 project_id=req.project_id if req is not None else project_id,
+                 job_id=req.job_id if req is not None else job_id, details=details)
+
+
+def _refuse(session: Session, principal: Principal, req: EgressRequest, status: int, title: str,
+            detail: str, slug: str, action: str = "egress.refused") -> EgressError:
+    """Audit a security-relevant refusal and return the error for the caller to raise."""
+    _audit(session, principal.user_id, action, req, reason=slug, detail=detail)
+    return EgressError(status, title, detail, slug, audited=True)
+
+
+# ---------------------------------------------------------------------------- request
+
+def create_request(session: Session, settings: Settings, principal: Principal, *, job_id: str,
+                   paths: list[str], justification: str) -> EgressRequest:
+    """Freeze the chosen outputs, check them, and open the request for review (or block it)."""
+    justification = justification.strip()
+    if not justification:
+        raise EgressError(422, "Invalid request", "a justification is required", "missing-justification")
+    wanted = list(dict.fromkeys(p.strip() for p in paths if p.strip()))
+    if not wanted:
+        raise EgressError(422, "Invalid request", "name at least one output file", "no-files")
+    if len(wanted) > MAX_FILES:
+        raise EgressError(422, "Invalid request", f"at most {MAX_FILES} files per request", "too-many-files")
+    job = session.get(Job, job_id)
+    if job is None:
+        raise not_found(f"job {job_id}")
+    if not is_member(session, job.project_id, principal.user_id):
+        raise forbidden(f"only members of project {job.project_id} may request release of its jobs' outputs",
+                        "not-a-project-member")
+    if job.state != JobState.succeeded.value:
+        raise conflict(f"job {job_id} is {job.state}; only outputs of a succeeded job can be released",
+                       "job-not-succeeded")
+    outputs = {o.path: o for o in session.scalars(select(JobOutput).where(JobOutput.job_id == job_id))}
+    unknown = [p for p in wanted if p not in outputs]
+    if unknown:
+        raise EgressError(422, "Not a job output",
+                          f"not recorded outputs of job {job_id}: {', '.join(unknown[:10])}",
+                          "not-a-job-output")
+
+    # Freeze first, before any row is written: a refusal then leaves only its audit record.
+    staged = []
+    for path in wanted:
+        out = outputs[path]
+        try:
+            frozen = freeze(output_file(settings.jobs_dir, job_id, path), settings.staging_dir,
+                            out.sha256, out.size)
+        except StagingError as exc:
+            slug = "output-modified" if isinstance(exc, HashMismatch) else "output-unavailable"
+            _audit(session, principal.user_id, "egress.stage_refused", job_id=job_id,
+                   project_id=job.project_id, path=path, reason=slug, detail=str(exc),
+                   recorded_sha256=out.sha256)
+            raise EgressError(409, "Output cannot be frozen",
+                              f"{path}: {exc}; it cannot be released", slug, audited=True) from exc
+        staged.append((out, frozen))
+
+    datasets = checking.job_datasets(session, job)
+    applied = checking.policies_for(datasets, settings.resolved_policies_dir)
+    req = EgressRequest(
+        job_id=job_id, project_id=job.project_id, requested_by=principal.user_id,
+        justification=justification, state="checking",
+        policy_name="+".join(p.name for p in applied)[:128],
+        policy_version="+".join(p.describe()["version"] for p in applied)[:64],
+        policies=[p.describe() for p in applied],
+        required_reviews=checking.required_reviews(applied),
+    )
+    for out, frozen in staged:
+        req.files.append(EgressFile(path=out.path, sha256=frozen.sha256, size=frozen.size,
+                                    staged_path=str(frozen.path), outcome="pass", checks=[]))
+    session.add(req)
+    session.flush()
+    _audit(session, principal.user_id, "egress.requested", req, files=[f.path for f in req.files],
+           justification=justification, policies=req.policies)
+    for f in req.files:
+        _audit(session, "system", "egress.staged", req, path=f.path, sha256=f.sha256, size=f.size)
+
+    _run_checks(session, req, applied, datasets)
+    return req
+
+
+def _run_checks(session: Session, req: EgressRequest, applied: list[checking.AppliedPolicy],
+                datasets: list[Any]) -> None:
+    context = checking.make_context(checking.identifiers_for(datasets), len(req.files),
+                                    sum(f.size for f in req.files))
+    events = []
+    for f in req.files:
+        results = checking.check_file(Path(f.staged_path), f.path, applied, context)
+        f.checks = results
+        f.outcome = checking.worst_outcome([r["outcome"] for r in results])
+        events += [AuditEvent("system", "egress.check", req.project_id, None, req.job_id,
+                              {"request_id": req.id, "path": f.path, "sha256": f.sha256,
+                               "policy": r["policy"], "check": r["check"], "outcome": r["outcome"],
+                               "reason": r["reason"]})
+                   for r in results]
+    # One batch: one lock and one signed checkpoint for all results, not one per check.
+    if events:
+        record_events(session, events)
+    overall = checking.worst_outcome([f.outcome for f in req.files])
+    if overall == "block":
+        req.state = "blocked"
+        req.decided_at = utcnow()
+        _finalise(session, req, "system")
+    else:
+        req.state = "awaiting_review"
+    _audit(session, "system", "egress.checked", req, state=req.state, outcome=overall)
+
+
+def _finalise(session: Session, req: EgressRequest, actor: str) -> None:
+    """Write the disclosure record of a final state and bind it into the audit log."""
+    session.flush()
+    session.refresh(req, attribute_names=["reviews"])
+    record = build_record(req)
+    req.disclosure_record = record
+    action = "egress.released" if req.state == "approved" else "egress.closed"
+    _audit(session, actor, action, req, state=req.state, disclosure_sha256=record_digest(record),
+           files={f.path: f.sha256 for f in req.files} if req.state == "approved" else None)
+
+
+# ---------------------------------------------------------------------------- review
+
+def _reviewer_conflicts(session: Session, req: EgressRequest, principal: Principal) -> str | None:
+    if principal.user_id == req.requested_by:
+        return "you requested this release; requesters never review their own requests"
+    job = session.get(Job, req.job_id)
+    if job is not None and principal.user_id == job.submitted_by:
+        return "you submitted the job that produced these files; you cannot review their release"
+    return None
+
+
+def cast_vote(session: Session, principal: Principal, request_id: str, *, vote: str,
+              comment: str = "") -> EgressRequest:
+    """One blind vote by a DAC member; the last required vote decides the request."""
+    if vote not in VOTES:
+        raise EgressError(422, "Invalid request", "vote must be 'approve' or 'reject'", "invalid-vote")
+    if not principal.has("dac"):
+        raise forbidden("only data access committee members (role dac) vote on releases", "missing-role")
+    req = visible_request(session, request_id, principal, lock=True)
+    why = _reviewer_conflicts(session, req, principal)
+    if why:
+        raise _refuse(session, principal, req, 403, "Self-review refused", why, "self-review",
+                      "egress.vote_refused")
+    if req.state == "blocked":
+        raise conflict("the automated checks blocked this request; it cannot be approved", "request-blocked")
+    if req.state == "conflicted":
+        raise conflict("the votes disagree; this request now needs a resolution, not another vote",
+                       "needs-resolution")
+    if req.state != "awaiting_review":
+        raise conflict(f"this request is {req.state}; voting is closed", "voting-closed")
+    votes = review_votes(req)
+    if any(r.reviewer_id == principal.user_id for r in votes):
+        raise conflict("you have already voted on this request; votes cannot be changed", "already-voted")
+
+    req.reviews.append(Review(reviewer_id=principal.user_id, stage="review", vote=vote,
+                              comment=comment.strip()))
+    session.flush()
+    votes = review_votes(req)
+    _audit(session, principal.user_id, "egress.vote", req, vote=vote, comment=comment.strip(),
+           votes_in=len(votes), required=req.required_reviews)
+    if len(votes) >= req.required_reviews:
+        outcomes = {r.vote for r in votes}
+        if outcomes == {"approve"}:
+            req.state = "approved"
+        elif outcomes == {"reject"}:
+            req.state = "rejected"
+        else:
+            req.state = "conflicted"
+        _audit(session, "system", "egress.decided", req, state=req.state,
+               votes={r.reviewer_id: r.vote for r in votes})
+        if req.state != "conflicted":
+            req.decided_at = utcnow()
+            _finalise(session, req, "system")
+    return req
+
+
+def resolve(session: Session, principal: Principal, request_id: str, *, decision: str,
+            comment: str) -> EgressRequest:
+    """Settle a conflicted request: a DAC member who did not vote, or an admin."""
+    if decision not in VOTES:
+        raise EgressError(422, "Invalid request", "decision must be 'approve' or 'reject'", "invalid-vote")
+    if not principal.has("dac", "admin"):
+        raise forbidden("only a DAC member or an admin can resolve a conflicted request", "missing-role")
+    if not comment.strip():
+        raise EgressError(422, "Invalid request", "a resolution needs a comment saying why",
+                          "missing-comment")
+    req = visible_request(session, request_id, principal, lock=True)
+    why = _reviewer_conflicts(session, req, principal)
+    if why:
+        raise _refuse(session, principal, req, 403, "Self-review refused", why, "self-review",
+                      "egress.resolution_refused")
+    if req.state != "conflicted":
+        raise conflict(f"this request is {req.state}; only conflicted requests need a resolution",
+                       "not-conflicted")
+    if any(r.reviewer_id == principal.user_id for r in review_votes(req)):
+        raise _refuse(session, principal, req, 403, "Resolver already voted",
+                      "you voted on this request; a conflict is settled by someone who did not",
+                      "resolver-voted", "egress.resolution_refused")
+    req.reviews.append(Review(reviewer_id=principal.user_id, stage="resolution", vote=decision,
+                              comment=comment.strip()))
+    req.state = "approved" if decision == "approve" else "rejected"
+    req.decided_at = utcnow()
+    session.flush()
+    _audit(session, principal.user_id, "egress.resolved", req, decision=decision, comment=comment.strip(),
+           as_role="admin" if not principal.has("dac") else "dac")
+    _finalise(session, req, principal.user_id)
+    return req
+
+
+# ---------------------------------------------------------------------------- release
+
+def open_release_file(session: Session, settings: Settings, principal: Principal, request_id: str,
+                      file_id: int) -> tuple[EgressFile, BinaryIO]:
+    """Hand an approved file to a member of the project, re-verified against its bound hash."""
+    req = visible_request(session, request_id, principal)
+    if not is_member(session, req.project_id, principal.user_id):
+        raise _refuse(session, principal, req, 403, "Forbidden",
+                      f"only members of project {req.project_id} may download its released files",
+                      "not-a-project-member", "egress.download_refused")
+    if req.state != "approved":
+        raise _refuse(session, principal, req, 409, "Not released",
+                      f"this request is {req.state}; files can be downloaded only after approval",
+                      "not-approved", "egress.download_refused")
+    f = next((x for x in req.files if x.id == file_id), None)
+    if f is None:
+        raise not_found(f"file {file_id} of request {request_id}")
+    try:
+        fh = open_verified(settings.staging_dir, f.sha256)
+    except StagingError as exc:
+        slug = "staged-file-altered" if isinstance(exc, HashMismatch) else "staged-file-missing"
+        raise _refuse(session, principal, req, 409, "Release integrity failure",
+                      f"{f.path}: {exc}; the download was refused", slug,
+                      "egress.download_refused") from exc
+    _audit(session, principal.user_id, "egress.downloaded", req, path=f.path, sha256=f.sha256, size=f.size)
+    return f, fh
+
+
+def open_for_review(session: Session, settings: Settings, principal: Principal, request_id: str,
+                    file_id: int) -> tuple[EgressRequest, EgressFile, BinaryIO]:
+    """The staged bytes for a reviewer's preview (DAC/admin only; verified like a download)."""
+    if not principal.has("dac", "admin"):
+        raise forbidden("only reviewers can preview staged files", "missing-role")
+    req = visible_request(session, request_id, principal)
+    f = next((x for x in req.files if x.id == file_id), None)
+    if f is None:
+        raise not_found(f"file {file_id} of request {request_id}")
+    try:
+        fh = open_verified(settings.staging_dir, f.sha256)
+    except StagingError as exc:
+        raise _refuse(session, principal, req, 409, "Release integrity failure", f"{f.path}: {exc}",
+                      "staged-file-altered", "egress.preview_refused") from exc
+    return req, f, fh
+
+
+# ---------------------------------------------------------------------------- views
+
+def request_view(session: Session, req: EgressRequest, principal: Principal) -> dict[str, Any]:
+    """What a caller may see of a request. Votes stay blind until every required vote is in.
+
+    Before that, anyone sees only how many votes are in; a reviewer also sees their own vote.
+    Outcome counts are never shown while voting is open, so no reviewer can be swayed.
+    """
+    votes = review_votes(req)
+    revealed = req.state not in ("checking", "awaiting_review")
+    mine = next((r for r in votes if r.reviewer_id == principal.user_id), None)
+    conflicted_reason = _reviewer_conflicts(session, req, principal)
+    resolution = next((r for r in req.reviews if r.stage == "resolution"), None)
+
+    def review_dict(r: Review) -> dict[str, Any]:
+        return {"reviewer": r.reviewer_id, "vote": r.vote, "comment": r.comment,
+                "at": r.created_at.isoformat() if r.created_at else None}
+
+    return {
+        "id": req.id,
+        "job_id": req.job_id,
+        "project_id": req.project_id,
+        "requested_by": req.requested_by,
+        "justification": req.justification,
+        "state": req.state,
+        "policy_name": req.policy_name,
+        "policies": list(req.policies or []),
+        "required_reviews": req.required_reviews,
+        "votes_in": len(votes),
+        "votes_revealed": revealed,
+        "votes": [review_dict(r) for r in votes] if revealed else [],
+        "my_vote": review_dict(mine) if mine else None,
+        "resolution": review_dict(resolution) if resolution else None,
+        "can_vote": (principal.has("dac") and req.state == "awaiting_review" and mine is None
+                     and conflicted_reason is None),
+        "can_resolve": (principal.has("dac", "admin") and req.state == "conflicted" and mine is None
+                        and conflicted_reason is None),
+        "can_download": req.state == "approved" and is_member(session, req.project_id, principal.user_id),
+        "created_at": req.created_at.isoformat() if req.created_at else None,
+        "decided_at": req.decided_at.isoformat() if req.decided_at else None,
+        "outcome": checking.worst_outcome([f.outcome for f in req.files]),
+        "files": [
+            {"id": f.id, "path": f.path, "sha256": f.sha256, "size": f.size, "outcome": f.outcome,
+             "checks": list(f.checks or [])}
+            for f in sorted(req.files, key=lambda x: x.path)
+        ],
+        "disclosure_available": req.disclosure_record is not None,
+    }
+
+
+def summary_view(session: Session, req: EgressRequest, principal: Principal) -> dict[str, Any]:
+    full = request_view(session, req, principal)
+    keep = ("id", "job_id", "project_id", "requested_by", "state", "policy_name", "required_reviews",
+            "votes_in", "outcome", "created_at", "decided_at", "can_vote", "can_resolve")
+    return {k: full[k] for k in keep} | {"file_count": len(req.files)}

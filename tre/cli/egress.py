@@ -1,0 +1,161 @@
+"""`tre egress`: ask for outputs to leave, follow the review, download what was released.
+
+Downloads are verified twice: the server re-hashes the staged copy before sending it, and the
+CLI hashes what it receives against the hash the request is bound to, keeping a file only
+when both agree (written under a temporary name, renamed at the end).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path, PurePosixPath
+from typing import Annotated, Any
+
+import typer
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+from tre.cli.client import ApiClient, CliError
+from tre.cli.output import console, human_size, table
+
+app = typer.Typer(help="Egress airlock: request release of job outputs, review, download.",
+                  no_args_is_help=True)
+
+BASE = "/api/v1/egress/requests"
+OUTCOME_STYLE = {"pass": "green", "flag": "yellow", "block": "red"}
+
+
+def _print_request(r: dict[str, Any]) -> None:
+    console.print(f"[bold]Request {r['id']}[/bold]  state: [bold]{r['state']}[/bold]  "
+                  f"job {r['job_id']}  project {r['project_id']}")
+    pols = ", ".join(f"{p['name']} v{p['version']}" for p in r.get("policies", []))
+    console.print(f"policies: {pols or '-'}   votes: {r['votes_in']}/{r['required_reviews']}")
+    for f in r.get("files", []):
+        style = OUTCOME_STYLE.get(f["outcome"], "white")
+        console.print(f"  [{style}]{f['outcome']:5}[/{style}] {f['path']}  {human_size(f['size'])}  "
+                      f"sha256:{f['sha256'][:16]}…")
+        for c in f.get("checks", []):
+            if c["outcome"] != "pass":
+                cs = OUTCOME_STYLE.get(c["outcome"], "white")
+                console.print(f"        [{cs}]{c['outcome']}[/{cs}] {c['check']}: {c['reason']}",
+                              highlight=False)
+    if r.get("votes_revealed"):
+        for v in r.get("votes", []):
+            console.print(f"  vote by {v['reviewer']}: {v['vote']}  {v['comment']}", highlight=False)
+    if r.get("resolution"):
+        res = r["resolution"]
+        console.print(f"  resolved by {res['reviewer']}: {res['vote']}  {res['comment']}", highlight=False)
+
+
+@app.command("request")
+def request(
+    job_id: Annotated[str, typer.Argument(help="A succeeded job of one of your projects.")],
+    files: Annotated[list[str], typer.Argument(help="Output paths, as `tre outputs JOB` lists them.")],
+    why: Annotated[str, typer.Option("--why", help="Justification the reviewers will read.")],
+) -> None:
+    """Ask for release of FILE... of JOB; they are frozen and checked at once."""
+    r = ApiClient().post(BASE, json={"job_id": job_id, "files": files, "justification": why})
+    _print_request(r)
+    if r["state"] == "blocked":
+        console.print("[red]The automated checks blocked this request; it cannot be approved.[/red]")
+
+
+@app.command("list")
+def list_(state: Annotated[str | None, typer.Option(help="Only requests in this state.")] = None) -> None:
+    """Requests you can see (your projects'; all of them for reviewers)."""
+    params = {"state": state} if state else {}
+    rows = ApiClient().get(BASE, params=params)
+    table("Egress requests", ["id", "project", "job", "by", "files", "checks", "state", "votes", "created"],
+          [(r["id"], r["project_id"], r["job_id"][:12], r["requested_by"], r["file_count"], r["outcome"],
+            r["state"], f"{r['votes_in']}/{r['required_reviews']}", (r["created_at"] or "")[:19])
+           for r in rows])
+
+
+@app.command()
+def show(request_id: str) -> None:
+    """One request: files, check results, and (once all are in) the votes."""
+    _print_request(ApiClient().get(f"{BASE}/{request_id}"))
+
+
+@app.command()
+def vote(request_id: str,
+         decision: Annotated[str, typer.Argument(help="approve or reject")],
+         comment: Annotated[str, typer.Option("--comment", "-m")] = "") -> None:
+    """Cast your blind vote (role dac)."""
+    r = ApiClient().post(f"{BASE}/{request_id}/votes", json={"vote": decision, "comment": comment})
+    console.print(f"vote recorded; {r['votes_in']}/{r['required_reviews']} votes in; state {r['state']}")
+
+
+@app.command()
+def resolve(request_id: str,
+            decision: Annotated[str, typer.Argument(help="approve or reject")],
+            comment: Annotated[str, typer.Option("--comment", "-m", help="Why (required).")]) -> None:
+    """Settle a conflicted request (a DAC member who did not vote, or an admin)."""
+    r = ApiClient().post(f"{BASE}/{request_id}/resolution", json={"decision": decision, "comment": comment})
+    console.print(f"resolution recorded; state {r['state']}")
+
+
+@app.command()
+def disclosure(
+    request_id: str,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write to this file.")] = None,
+) -> None:
+    """The machine-readable disclosure record of a decided request."""
+    record = ApiClient().get(f"{BASE}/{request_id}/disclosure")
+    text = json.dumps(record, indent=2, sort_keys=True)
+    if out:
+        out.write_text(text + "\n")
+        console.print(f"wrote {out}")
+    else:
+        console.print_json(text)
+
+
+def _target(dest: Path, rel: str) -> Path:
+    p = PurePosixPath(rel)
+    if p.is_absolute() or ".." in p.parts or not p.parts:
+        raise CliError(f"refusing to write outside {dest}: {rel!r}")
+    return dest.joinpath(*p.parts)
+
+
+def _fetch(client: ApiClient, url: str, target: Path, sha256: str, progress: Progress, task: Any,
+           overall: Any) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    part = target.with_name(target.name + ".part")
+    digest = hashlib.sha256()
+    try:
+        with part.open("wb") as fh:
+            for chunk in client.stream(url):
+                fh.write(chunk)
+                digest.update(chunk)
+                progress.update(task, advance=len(chunk))
+                progress.update(overall, advance=len(chunk))
+        if digest.hexdigest() != sha256:
+            raise CliError(f"{target.name}: received bytes hash to {digest.hexdigest()}, "
+                           f"not the released {sha256}; the file was discarded")
+        part.replace(target)
+    finally:
+        part.unlink(missing_ok=True)
+
+
+@app.command()
+def download(request_id: str,
+             dest: Annotated[Path, typer.Option("--dest", "-d", help="Folder to write into.")] = Path("."),
+             progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True) -> None:
+    """Download the released files of an approved request, plus its disclosure record."""
+    client = ApiClient()
+    r = client.get(f"{BASE}/{request_id}")
+    dest = dest.resolve()
+    files = r["files"]
+    total = sum(f["size"] for f in files)
+    with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                  console=console, disable=not progress) as bar:
+        overall = bar.add_task(f"request {request_id[:12]}", total=total)
+        for f in files:
+            task = bar.add_task(f"  {f['path']}", total=f["size"])
+            _fetch(client, f"{BASE}/{request_id}/files/{f['id']}", _target(dest, f["path"]), f["sha256"],
+                   bar, task, overall)
+    record = client.get(f"{BASE}/{request_id}/disclosure")
+    record_path = dest / f"disclosure-{request_id}.json"
+    record_path.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    console.print(f"downloaded {len(files)} file(s), {human_size(total)}, hashes verified; "
+                  f"disclosure record: {record_path}")
