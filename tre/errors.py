@@ -37,3 +37,11 @@ class AdmissionDenied(TreError):
     status = 403
     title = "Job not admitted"
     slug = "job-not-admitted"
+
+
+class PolicyUnavailable(TreError):
+    """A dataset's policy file is missing or invalid: nothing may run or leave until fixed."""
+
+    status = 503
+    title = "Policy unavailable"
+    slug = "policy-unavailable"

@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from egress_review.policy import load_policy
+from egress_review.policy import PolicyError, load_policy
 from tre.config import Settings
-from tre.errors import AdmissionDenied, NotFound
+from tre.errors import AdmissionDenied, NotFound, PolicyUnavailable
 from tre.registry import get_dataset, grant_status, is_member
 from tre.store.models import Job, JobState, Project
 
@@ -54,7 +54,10 @@ def admit(session: Session, settings: Settings, user_id: str, req: JobRequest) -
             }[status]
             raise AdmissionDenied(f"project {req.project_id!r} {why} dataset {dataset_id!r}")
     for policy_name in _policies_for(session, req.dataset_ids):
-        policy = load_policy(policy_name, settings.resolved_policies_dir)
+        try:
+            policy = load_policy(policy_name, settings.resolved_policies_dir)
+        except PolicyError as exc:
+            raise PolicyUnavailable(f"policy {policy_name!r} cannot be used: {exc}") from exc
         if not policy.job.image_allowed(req.image):
             raise AdmissionDenied(f"image {req.image!r} is not on the allowlist of policy {policy_name!r}")
     _check_quota(session, project, req)

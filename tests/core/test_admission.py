@@ -1,0 +1,95 @@
+"""Job admission denials: each refused before anything runs, with a reason that says why."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from tests.core.conftest import job_body
+from tre import registry
+from tre.store.base import utcnow
+from tre.store.db import session_scope
+from tre.store.models import AccessGrant, AuditEntry, Job
+
+
+def _denied(app_client, world, body, who="alice"):  # type: ignore[no-untyped-def]
+    r = app_client.post("/api/v1/jobs", headers=world.headers[who], json=body)
+    assert r.status_code == 403, r.text
+    assert r.headers["content-type"].startswith("application/problem+json")
+    return r.json()["detail"]
+
+
+def test_admitted_job_is_queued_and_audited(app_client, world, engine):
+    r = app_client.post("/api/v1/jobs", headers=world.headers["alice"], json=job_body())
+    assert r.status_code == 201, r.text
+    assert r.json()["state"] == "queued"
+    with session_scope(engine) as s:
+        actions = [e.action for e in s.scalars(select(AuditEntry).where(AuditEntry.job_id == r.json()["id"]))]
+    assert actions == ["job.submitted", "job.admitted"]
+
+
+def test_no_grant(app_client, world, engine):
+    with session_scope(engine) as s:
+        registry.add_member(s, "root", "p2", "alice")
+    assert "has no access grant" in _denied(app_client, world, job_body(project_id="p2"))
+
+
+def test_expired_grant(app_client, world, engine):
+    with session_scope(engine) as s:
+        grant = s.get(AccessGrant, world.grant_id)
+        grant.expires_at = utcnow() - timedelta(minutes=1)
+    assert "expired access grant" in _denied(app_client, world, job_body())
+
+
+def test_revoked_grant(app_client, world):
+    r = app_client.post(f"/api/v1/grants/{world.grant_id}/revoke", headers=world.headers["root"],
+                        json={"reason": "ethics approval lapsed"})
+    assert r.status_code == 200, r.text
+    assert "revoked" in _denied(app_client, world, job_body())
+
+
+def test_unknown_dataset_is_indistinguishable_from_ungranted(app_client, world):
+    assert "no access to dataset 'nope'" in _denied(app_client, world, job_body(dataset_ids=["nope"]))
+
+
+def test_image_not_allowlisted(app_client, world):
+    assert "not on the allowlist" in _denied(app_client, world, job_body(image="docker.io/evil/miner:latest"))
+    # Same repository but not pinned by digest.
+    assert "not on the allowlist" in _denied(app_client, world,
+                                             job_body(image="registry.tre.local/tre-job-cpu:latest"))
+
+
+@pytest.mark.parametrize(("field", "value", "words"), [
+    ("cpu", 8, "cpu 8"), ("memory_mb", 4096, "memory 4096 MiB"), ("gpu", 1, "gpu 1"),
+    ("time_limit_s", 99999, "time limit 99999 s"),
+])
+def test_over_quota(app_client, world, field, value, words):
+    detail = _denied(app_client, world, job_body(**{field: value}))
+    assert words in detail and "quota" in detail
+
+
+def test_too_many_concurrent_jobs(app_client, world):
+    for _ in range(3):
+        assert app_client.post("/api/v1/jobs", headers=world.headers["alice"], json=job_body()).status_code == 201
+    assert "already has 3 queued or running jobs" in _denied(app_client, world, job_body())
+
+
+def test_non_member(app_client, world):
+    assert "not a member of project 'p1'" in _denied(app_client, world, job_body(), who="bob")
+
+
+def test_denials_are_audited_and_nothing_is_queued(app_client, world, engine):
+    _denied(app_client, world, job_body(image="docker.io/evil/miner:latest"))
+    with session_scope(engine) as s:
+        assert s.scalars(select(Job)).all() == []
+        denied = s.scalars(select(AuditEntry).where(AuditEntry.action == "job.denied")).all()
+    assert len(denied) == 1 and denied[0].actor == "alice"
+
+
+def test_bad_request_body_is_a_problem(app_client, world):
+    r = app_client.post("/api/v1/jobs", headers=world.headers["alice"], json={"project_id": "p1", "command": []})
+    assert r.status_code == 422
+    body = r.json()
+    assert body["title"] == "Invalid request" and "image" in body["detail"]
