@@ -121,16 +121,22 @@ class Checkpoint:
         return "".join(line + "\n" for line in lines)
 
 
-def sign_checkpoint(checkpoint: Checkpoint, name: str, private_key: Ed25519PrivateKey) -> str:
-    """The full signed note for ``checkpoint``, signed by ``name``'s Ed25519 key."""
+def sign_note(text: str, name: str, private_key: Ed25519PrivateKey) -> str:
+    """Sign ``text`` (newline-terminated lines) as a C2SP signed note by key ``name``."""
     _check_name(name)
-    text = checkpoint.body()
-    for line in text.splitlines():
-        if not line or "\u2014" in line:
-            raise NoteError("checkpoint lines must be non-empty and contain no em dash")
+    if not text.endswith("\n") or "\n\n" in text:
+        raise NoteError("note text must be newline-terminated lines with no blank line")
     kid = key_id(name, _raw_public(private_key.public_key()))
     sig = private_key.sign(text.encode())
     return f"{text}\n{SIG_PREFIX}{name} {base64.b64encode(kid + sig).decode()}\n"
+
+
+def sign_checkpoint(checkpoint: Checkpoint, name: str, private_key: Ed25519PrivateKey) -> str:
+    """The full signed note for ``checkpoint``, signed by ``name``'s Ed25519 key."""
+    text = checkpoint.body()
+    if "\u2014" in text:
+        raise NoteError("checkpoint lines must contain no em dash")
+    return sign_note(text, name, private_key)
 
 
 def split_note(note: str) -> tuple[str, list[tuple[str, bytes, bytes]]]:
@@ -177,8 +183,8 @@ def parse_checkpoint_text(text: str) -> Checkpoint:
     return Checkpoint(origin, int(size_s), root, tuple(ext))
 
 
-def open_checkpoint(note: str, key: VerifierKey, origin: str | None = None) -> Checkpoint:
-    """Verify ``note``'s signature by ``key`` and return the checkpoint it vouches for.
+def open_note(note: str, key: VerifierKey) -> str:
+    """Verify ``note``'s signature by ``key`` and return its text.
 
     Signatures by other keys are ignored (notes may be cosigned by witnesses); at least one
     must be ``key``'s and it must verify, else NoteError.
@@ -188,14 +194,17 @@ def open_checkpoint(note: str, key: VerifierKey, origin: str | None = None) -> C
     for name, kid, sig in sigs:
         if name == key.name and kid == key.key_id:
             if not key.verify(text.encode(), sig):
-                raise NoteError(f"signature by {name} does not verify: the checkpoint was altered")
+                raise NoteError(f"signature by {name} does not verify: the note was altered")
             ok = True
     if not ok:
         signers = ", ".join(f"{n}/{k.hex()}" for n, k, _ in sigs)
-        raise NoteError(
-            f"checkpoint is not signed by the trusted key {key.name}/{key.key_id.hex()} (signed by {signers})"
-        )
-    cp = parse_checkpoint_text(text)
+        raise NoteError(f"not signed by the trusted key {key.name}/{key.key_id.hex()} (signed by {signers})")
+    return text
+
+
+def open_checkpoint(note: str, key: VerifierKey, origin: str | None = None) -> Checkpoint:
+    """Verify a checkpoint note signed by ``key`` and return the checkpoint it vouches for."""
+    cp = parse_checkpoint_text(open_note(note, key))
     want_origin = key.name if origin is None else origin
     if cp.origin != want_origin:
         raise NoteError(f"checkpoint origin {cp.origin!r} is not the expected {want_origin!r}")

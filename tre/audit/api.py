@@ -1,0 +1,164 @@
+"""Audit API (``/api/v1/audit``): checkpoints, search, proofs, export bundle, public key.
+
+Access: role ``auditor`` for everything. Role ``admin`` may read only the public key and
+the latest checkpoint (operators publish the key and watch that the log is alive) but not
+entries, proofs or exports: admins are among the people the log holds to account, and the
+entries reveal who touched which patient dataset. Exports are themselves audited.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import StreamingResponse
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from tre.api.deps import get_session, require_roles
+from tre.api.problems import Problem
+from tre.audit import service
+from tre.audit.log import checkpoint, record_event
+from tre.audit.merkle import ProofError
+from tre.audit.signing import AuditSigner, configure, get_signer
+from tre.auth.principal import Principal
+from tre.store.db import session_factory
+from tre.store.models import AuditEntry
+
+router = APIRouter(prefix="/api/v1/audit", tags=["audit"])
+auditor_only = require_roles("auditor")
+auditor_or_admin = require_roles("auditor", "admin")
+CHECKPOINT_MAX_AGE_S = 60.0
+
+
+def audit_signer(request: Request) -> AuditSigner:
+    """The log's signer for this app's keys folder (and bind it to the app's engine)."""
+    keys_dir = request.app.state.settings.keys_dir
+    configure(request.app.state.engine, keys_dir)
+    return get_signer(keys_dir)
+
+
+def _hex(hashes: list[bytes]) -> list[str]:
+    return [h.hex() for h in hashes]
+
+
+@router.get("/public-key")
+def public_key(
+    _: Principal = Depends(auditor_or_admin), signer: AuditSigner = Depends(audit_signer)
+) -> dict[str, str]:
+    """The key to pin: C2SP verifier key string, raw key and PEM."""
+    return {
+        "origin": signer.name,
+        "vkey": signer.verifier_key.encode(),
+        "key_id": signer.verifier_key.key_id.hex(),
+        "algorithm": "Ed25519",
+        "public_key_pem": signer.public_key_pem,
+    }
+
+
+@router.get("/checkpoint")
+def latest(
+    _: Principal = Depends(auditor_or_admin),
+    session: Session = Depends(get_session),
+    signer: AuditSigner = Depends(audit_signer),
+) -> dict[str, object]:
+    """The latest signed checkpoint, re-signed if older than a minute (proves liveness)."""
+    return service.checkpoint_json(checkpoint(session, max_age_s=CHECKPOINT_MAX_AGE_S, signer=signer))
+
+
+@router.get("/entries")
+def entries(
+    _: Principal = Depends(auditor_only),
+    session: Session = Depends(get_session),
+    actor: Annotated[str | None, Query(description="user or service that acted")] = None,
+    action: str | None = None,
+    project_id: str | None = None,
+    dataset_id: str | None = None,
+    job_id: str | None = None,
+    since: Annotated[datetime | None, Query(description="inclusive, ISO 8601 with zone")] = None,
+    until: Annotated[datetime | None, Query(description="exclusive, ISO 8601 with zone")] = None,
+    after: Annotated[int, Query(ge=-1, description="return entries with index > after")] = -1,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> dict[str, Any]:
+    """Search entries (all filters AND-ed), oldest first; page with ``after=next_after``."""
+    for name, value in (("since", since), ("until", until)):
+        if value is not None and value.tzinfo is None:
+            raise Problem(422, "Invalid request", f"{name} needs a time zone (e.g. 2026-01-01T00:00:00Z)")
+    flt = service.EntryFilter(actor, action, project_id, dataset_id, job_id, since, until)
+    rows = service.search(session, flt, after, limit)
+    items = [service.entry_json(e) for e in rows]
+    return {"items": items, "next_after": rows[-1].idx if len(rows) == limit else None}
+
+
+@router.get("/entries/{idx}")
+def entry(
+    idx: int, _: Principal = Depends(auditor_only), session: Session = Depends(get_session)
+) -> dict[str, Any]:
+    row = session.scalar(select(AuditEntry).where(AuditEntry.idx == idx))
+    if row is None:
+        raise Problem(404, "Not found", f"no audit entry with index {idx}", "audit-entry-not-found")
+    return service.entry_json(row)
+
+
+def _tree(session: Session, size: int) -> service.StoredTree:
+    try:
+        return service.StoredTree(session, size)
+    except service.AuditLogError as e:
+        raise Problem(404, "Not found", str(e), "audit-tree-size") from e
+
+
+@router.get("/proof/inclusion")
+def inclusion(
+    index: Annotated[int, Query(ge=0)],
+    tree_size: Annotated[int, Query(ge=1)],
+    _: Principal = Depends(auditor_only),
+    session: Session = Depends(get_session),
+) -> dict[str, Any]:
+    """RFC 9162 inclusion proof of leaf ``index`` in the tree of ``tree_size`` leaves."""
+    tree = _tree(session, tree_size)
+    try:
+        proof = tree.inclusion(index)
+    except ProofError as e:
+        raise Problem(422, "Invalid request", str(e), "bad-proof-request") from e
+    leaf = tree.leaves(index, index + 1)[0]
+    return {"index": index, "tree_size": tree_size, "leaf_hash": leaf.hex(), "proof": _hex(proof)}
+
+
+@router.get("/proof/consistency")
+def consistency(
+    first: Annotated[int, Query(ge=0)],
+    second: Annotated[int, Query(ge=0)],
+    _: Principal = Depends(auditor_only),
+    session: Session = Depends(get_session),
+) -> dict[str, Any]:
+    """RFC 9162 consistency proof that tree ``second`` extends tree ``first`` (fork check)."""
+    if first > second:
+        raise Problem(422, "Invalid request", "first must not exceed second", "bad-proof-request")
+    tree = _tree(session, second)
+    return {"first": first, "second": second, "proof": _hex(tree.consistency(first))}
+
+
+@router.get("/export")
+def export(
+    request: Request,
+    principal: Principal = Depends(auditor_only),
+    session: Session = Depends(get_session),
+    signer: AuditSigner = Depends(audit_signer),
+    tree_size: Annotated[int | None, Query(ge=0, description="default: latest checkpoint")] = None,
+    max_checkpoints: Annotated[int, Query(ge=1, le=100_000)] = 1000,
+) -> StreamingResponse:
+    """Stream a ``tre-audit-bundle/1`` for ``tre audit verify`` (offline)."""
+    try:
+        plan = service.plan_export(session, signer, size=tree_size, max_checkpoints=max_checkpoints)
+    except service.AuditLogError as e:
+        raise Problem(404, "Not found", str(e), "audit-tree-size") from e
+    record_event(session, actor=principal.user_id, action="audit.export", details={"tree_size": plan.size})
+    # Commit now: the stream reads in its own short transactions and must not wait on ours.
+    session.commit()
+    maker = session_factory(request.app.state.engine)
+    return StreamingResponse(
+        service.iter_export(plan, maker),
+        media_type="application/x-ndjson",
+        headers={"Content-Disposition": f'attachment; filename="audit-{plan.size}.tlog.jsonl"'},
+    )

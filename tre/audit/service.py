@@ -1,0 +1,230 @@
+"""Server-side reads of the audit log: search, proofs and export bundles.
+
+Proofs are built from stored leaf hashes (the tree is never trusted from elsewhere): each
+proof needs the hashes of O(log n) aligned subtrees, which are recomputed from the leaf
+hashes of those ranges, so one proof reads at most ``tree_size`` leaf hashes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import Select, select
+from sqlalchemy.orm import Session
+
+from tre.audit.log import latest_checkpoint
+from tre.audit.merkle import ProofError, TreeLevels, consistency_proof, inclusion_proof
+from tre.audit.signing import AuditSigner
+from tre.audit.verify import BUNDLE_FORMAT
+from tre.store.models import AuditCheckpoint, AuditEntry, AuditState
+
+EXPORT_CHUNK = 5000
+
+
+class AuditLogError(RuntimeError):
+    """The stored log cannot answer (damaged storage, or a size beyond the tree)."""
+
+
+@dataclass(frozen=True)
+class EntryFilter:
+    """Search criteria; all given ones must match (AND)."""
+
+    actor: str | None = None
+    action: str | None = None
+    project_id: str | None = None
+    dataset_id: str | None = None
+    job_id: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def apply(self, stmt: Select[tuple[AuditEntry]]) -> Select[tuple[AuditEntry]]:
+        for column, value in (
+            (AuditEntry.actor, self.actor),
+            (AuditEntry.action, self.action),
+            (AuditEntry.project_id, self.project_id),
+            (AuditEntry.dataset_id, self.dataset_id),
+            (AuditEntry.job_id, self.job_id),
+        ):
+            if value is not None:
+                stmt = stmt.where(column == value)
+        if self.since is not None:
+            stmt = stmt.where(AuditEntry.timestamp >= self.since)
+        if self.until is not None:
+            stmt = stmt.where(AuditEntry.timestamp < self.until)
+        return stmt
+
+
+def search(session: Session, flt: EntryFilter, after: int = -1, limit: int = 100) -> list[AuditEntry]:
+    """Entries matching ``flt`` with index > ``after``, oldest first (keyset pagination)."""
+    stmt = flt.apply(select(AuditEntry)).where(AuditEntry.idx > after).order_by(AuditEntry.idx).limit(limit)
+    return list(session.scalars(stmt))
+
+
+def tree_size(session: Session) -> int:
+    size = session.scalar(select(AuditState.tree_size).where(AuditState.id == 1))
+    return int(size or 0)
+
+
+class StoredTree:
+    """RFC 9162 subtree hashes recomputed from the stored leaf hashes, on demand."""
+
+    def __init__(self, session: Session, size: int) -> None:
+        current = tree_size(session)
+        if size > current:
+            raise AuditLogError(f"tree size {size} is beyond the log's current size {current}")
+        self.session = session
+        self.size = size
+
+    def leaves(self, start: int, end: int) -> list[bytes]:
+        rows = self.session.scalars(
+            select(AuditEntry.leaf_hash)
+            .where(AuditEntry.idx >= start, AuditEntry.idx < end)
+            .order_by(AuditEntry.idx)
+        ).all()
+        if len(rows) != end - start:
+            raise AuditLogError(
+                f"audit storage damaged: {end - start - len(rows)} entries missing in [{start}, {end})"
+            )
+        return [bytes(r) for r in rows]
+
+    def range_hash(self, start: int, end: int) -> bytes:
+        return TreeLevels(self.leaves(start, end)).root()
+
+    def root(self) -> bytes:
+        return self.range_hash(0, self.size)
+
+    def inclusion(self, index: int) -> list[bytes]:
+        return inclusion_proof(index, self.size, self.range_hash)
+
+    def consistency(self, first: int) -> list[bytes]:
+        return consistency_proof(first, self.size, self.range_hash)
+
+
+def entry_json(e: AuditEntry) -> dict[str, object]:
+    """API form of an entry: the search columns plus the exact hashed body."""
+    return {
+        "idx": e.idx,
+        "timestamp": e.timestamp.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+        "actor": e.actor,
+        "action": e.action,
+        "project_id": e.project_id,
+        "dataset_id": e.dataset_id,
+        "job_id": e.job_id,
+        "details": json.loads(e.body).get("details", {}),
+        "body": e.body,
+        "leaf_hash": bytes(e.leaf_hash).hex(),
+    }
+
+
+def checkpoint_json(cp: AuditCheckpoint) -> dict[str, object]:
+    return {
+        "tree_size": cp.tree_size,
+        "root_hash": bytes(cp.root_hash).hex(),
+        "timestamp": cp.created_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+        "note": cp.note,
+    }
+
+
+def select_checkpoints(session: Session, size: int, limit: int) -> list[AuditCheckpoint]:
+    """At most ``limit`` checkpoints up to ``size``, spread evenly, always the newest.
+
+    A bundle needs the latest checkpoint; the others narrow down where tampering happened and
+    let the verifier check consistency, so thinning them only costs precision, not security.
+    """
+    ids = (
+        session.execute(
+            select(AuditCheckpoint.id).where(AuditCheckpoint.tree_size <= size).order_by(AuditCheckpoint.id)
+        )
+        .scalars()
+        .all()
+    )
+    if len(ids) > limit:
+        step = len(ids) / limit
+        picked = {ids[int(i * step)] for i in range(limit - 1)} | {ids[-1]}
+        ids = sorted(picked)
+    out: list[AuditCheckpoint] = []
+    for i in range(0, len(ids), 500):
+        out.extend(
+            session.scalars(
+                select(AuditCheckpoint)
+                .where(AuditCheckpoint.id.in_(ids[i : i + 500]))
+                .order_by(AuditCheckpoint.id)
+            )
+        )
+    return out
+
+
+@dataclass(frozen=True)
+class ExportPlan:
+    """What a bundle will hold, fixed up front so that streaming needs no long transaction."""
+
+    header: dict[str, object]
+    size: int
+    notes: list[str]
+
+
+def plan_export(
+    session: Session, signer: AuditSigner, *, size: int | None = None, max_checkpoints: int = 1000
+) -> ExportPlan:
+    """Snapshot the bundle's extent: up to ``size`` (default: the latest checkpoint's size).
+
+    Stopping at a signed size means every exported entry is covered by a signature.
+    """
+    if size is None:
+        latest = latest_checkpoint(session)
+        size = latest.tree_size if latest is not None else 0
+    current = tree_size(session)
+    if size > current:
+        raise AuditLogError(f"tree size {size} is beyond the log's current size {current}")
+    notes = [cp.note for cp in select_checkpoints(session, size, max(max_checkpoints, 1))]
+    header = {
+        "format": BUNDLE_FORMAT,
+        "origin": signer.name,
+        "vkey": signer.verifier_key.encode(),
+        "public_key_pem": signer.public_key_pem,
+        "tree_size": size,
+        "checkpoints": len(notes),
+        "exported_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+    }
+    return ExportPlan(header, size, notes)
+
+
+def iter_export(plan: ExportPlan, new_session: Callable[[], Session]) -> Iterator[bytes]:
+    """Yield the bundle's lines; entries are read in chunks, each in its own short transaction.
+
+    The log is append-only, so chunks read at different moments still form one snapshot, and
+    on SQLite writers are not locked out while a large bundle streams.
+    """
+    yield json.dumps(plan.header, sort_keys=True).encode() + b"\n"
+    for start in range(0, plan.size, EXPORT_CHUNK):
+        end = min(start + EXPORT_CHUNK, plan.size)
+        with new_session() as session:
+            # Export what is stored, even if rows are missing: the verifier names the gap.
+            bodies = session.scalars(
+                select(AuditEntry.body)
+                .where(AuditEntry.idx >= start, AuditEntry.idx < end)
+                .order_by(AuditEntry.idx)
+            ).all()
+            session.rollback()
+        yield b"".join(body.encode() + b"\n" for body in bodies)
+    for note in plan.notes:
+        yield json.dumps({"checkpoint": note}).encode() + b"\n"
+
+
+__all__ = [
+    "AuditLogError",
+    "EntryFilter",
+    "ProofError",
+    "StoredTree",
+    "checkpoint_json",
+    "entry_json",
+    "ExportPlan",
+    "iter_export",
+    "plan_export",
+    "search",
+    "select_checkpoints",
+    "tree_size",
+]
