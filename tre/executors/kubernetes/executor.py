@@ -170,8 +170,7 @@ class KubernetesExecutor(Executor):
             if ((obj.get("metadata") or {}).get("labels") or {}).get(manifests.LABEL_COMPONENT) != "job":
                 return
             view = pod_view(obj, deleted=deleted)
-            if pod is None or not deleted or not pod.finished:
-                pod = view if not (deleted and pod is not None) else _merge_deleted(pod)
+            pod = view  # a DELETED event carries the last state the pod had
             if follower is None and view.started and not deleted:
                 follower = LogFollower(
                     self.core, ns, view.name, "job", spec.log_path, self.settings.log_limit_mb * 1024 * 1024
@@ -236,13 +235,14 @@ class KubernetesExecutor(Executor):
                 timeout_seconds=window,
                 allow_watch_bookmarks=True,
                 _request_timeout=window + 5,
-                deserialize=False,
             ):
                 kind = event.get("type")
-                obj = event.get("object") or {}
+                obj = event.get("raw_object") or {}
                 new_rv = (obj.get("metadata") or {}).get("resourceVersion")
                 if new_rv:
                     rv = new_rv
+                # raw_object, not object: the client cannot deserialize ERROR events with
+                # deserialize=False (KeyError), so we let it build models and read the raw JSON.
                 if kind in ("ADDED", "MODIFIED", "DELETED"):
                     see(obj, deleted=(kind == "DELETED"))
                     if pod_view(obj).finished or kind == "DELETED":
@@ -290,7 +290,11 @@ class KubernetesExecutor(Executor):
                 return JobResult("failed", result.exit_code, f"outputs not collected: {exc}")
             return JobResult(result.state, result.exit_code, f"{result.reason}; outputs not collected: {exc}")
         finally:
-            self._delete(lambda: self.core.delete_namespaced_pod(pod_name, ns, grace_period_seconds=0))
+            self._delete(
+                lambda: self.core.delete_namespaced_pod(
+                    pod_name, ns, grace_period_seconds=0, _preload_content=False
+                )
+            )
         return result
 
     def _wait_running(self, ns: str, pod_name: str) -> None:
@@ -313,9 +317,8 @@ class KubernetesExecutor(Executor):
                         field_selector=selector,
                         resource_version=rv,
                         timeout_seconds=self.settings.watch_window_s,
-                        deserialize=False,
-                    ):
-                        obj = event.get("object") or {}
+                            ):
+                        obj = event.get("raw_object") or {}
                         rv = (obj.get("metadata") or {}).get("resourceVersion") or rv
                         if event.get("type") in ("ADDED", "MODIFIED"):
                             items = [obj]
@@ -337,24 +340,25 @@ class KubernetesExecutor(Executor):
         raise CollectError("collector pod did not start in time")
 
     def _delete_job(self, ns: str, name: str) -> None:
-        self._delete(lambda: self.batch.delete_namespaced_job(name, ns, propagation_policy="Background"))
+        self._delete(
+            lambda: self.batch.delete_namespaced_job(
+                name, ns, propagation_policy="Background", _preload_content=False
+            )
+        )
 
     def _delete_pvc(self, ns: str, name: str) -> None:
-        self._delete(lambda: self.core.delete_namespaced_persistent_volume_claim(name, ns))
+        self._delete(
+            lambda: self.core.delete_namespaced_persistent_volume_claim(name, ns, _preload_content=False)
+        )
 
     @staticmethod
     def _delete(call: Callable[[], Any]) -> None:
+        """Best-effort delete; raw response because the server answers with the object or a Status."""
         try:
             call()
         except ApiException as exc:
             if exc.status != HTTP_NOT_FOUND:
                 log.warning("cleanup failed: %s", _api_reason(exc))
-
-
-def _merge_deleted(pod: PodView) -> PodView:
-    from dataclasses import replace
-
-    return replace(pod, deleted=True)
 
 
 def _collector_state(pod: Manifest) -> str:

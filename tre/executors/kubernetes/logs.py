@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 from kubernetes import client as k8s_client
 from kubernetes.client.exceptions import ApiException

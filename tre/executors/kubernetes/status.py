@@ -49,7 +49,9 @@ class PodView:
 
 def pod_view(pod: dict[str, Any], container: str = "job", deleted: bool = False) -> PodView:
     status = pod.get("status") or {}
-    cs: dict[str, Any] = next((c for c in status.get("containerStatuses") or [] if c.get("name") == container), {})
+    cs: dict[str, Any] = next(
+        (c for c in status.get("containerStatuses") or [] if c.get("name") == container), {}
+    )
     state = cs.get("state") or {}
     term = state.get("terminated") or (cs.get("lastState") or {}).get("terminated")
     waiting = state.get("waiting") or {}

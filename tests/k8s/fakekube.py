@@ -1,0 +1,370 @@
+"""A fake Kubernetes API server for executor tests: a real HTTP server, not a Python mock.
+
+It listens on 127.0.0.1, speaks the API's REST paths, watch streams (newline-delimited
+events), the log endpoint and the exec WebSocket (v4.channel.k8s.io framing), and answers
+with JSON recorded in the shape a v1.33 API server returns (tests/k8s/recordings). The
+official `kubernetes` client talks to it through a generated kubeconfig, so the executor's
+HTTP, watch, 410-Gone, log and exec handling are all exercised for real.
+
+A scenario is the timeline of the job pod's states, played out as watch events, and the Job
+status to report once the timeline is spent.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import hashlib
+import json
+import re
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+import yaml
+
+RECORDINGS = Path(__file__).parent / "recordings"
+WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
+def recording(name: str) -> dict[str, Any]:
+    return json.loads((RECORDINGS / f"{name}.json").read_text())
+
+
+@dataclass
+class Scenario:
+    pod_states: list[str]  # recording names, e.g. ["pod_pending", "pod_running", "pod_succeeded"]
+    final_job: str = "job_complete"  # recording reported once every pod state was delivered
+    delete_pod_at_end: bool = False  # the job controller deleted the pod (deadline)
+    gone_on_first_watch: str | None = None  # "event" (ERROR 410 in a 200 stream) or "status" (HTTP 410)
+    hang: bool = False  # the Job never finishes on its own
+    logs: bytes = b""
+    output_tar: bytes = b""
+    exec_status: str = "exec_success"
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    body: Any = None
+
+
+@dataclass
+class FakeCluster:
+    scenario: Scenario
+    objects: dict[str, dict[str, Any]] = field(default_factory=dict)
+    requests: list[Request] = field(default_factory=list)
+    delivered: int = 0
+    watches: int = 0
+    rv: int = 5000
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def next_rv(self) -> str:
+        self.rv += 1
+        return str(self.rv)
+
+    # -- the job pod, derived from the Job and the scenario timeline -------------------
+    def job(self) -> dict[str, Any] | None:
+        return next(
+            (o for k, o in self.objects.items() if k.startswith("/apis/batch/v1/") and "/jobs/" in k), None
+        )
+
+    def pod_at(self, index: int) -> dict[str, Any] | None:
+        job = self.job()
+        if job is None or index < 0:
+            return None
+        pod = recording(self.scenario.pod_states[index])
+        tmpl = job["spec"]["template"]
+        pod["metadata"].update(
+            name=f"{job['metadata']['name']}-x7k2p",
+            generateName=f"{job['metadata']['name']}-",
+            namespace=job["metadata"]["namespace"],
+            labels={**tmpl["metadata"]["labels"], "batch.kubernetes.io/job-name": job["metadata"]["name"]},
+            resourceVersion=str(5100 + index),
+        )
+        pod["metadata"]["ownerReferences"][0].update(name=job["metadata"]["name"], uid=job["metadata"]["uid"])
+        pod["spec"] = copy.deepcopy(tmpl["spec"])
+        for cs in pod["status"].get("containerStatuses", []):
+            cs["name"] = "job"
+            cs["image"] = tmpl["spec"]["containers"][0]["image"]
+        return pod
+
+    def pod_events(self) -> list[tuple[str, dict[str, Any]]]:
+        """Events not yet delivered; consumes them."""
+        out: list[tuple[str, dict[str, Any]]] = []
+        total = len(self.scenario.pod_states)
+        while self.delivered < total:
+            pod = self.pod_at(self.delivered)
+            assert pod is not None
+            out.append(("ADDED" if self.delivered == 0 else "MODIFIED", pod))
+            self.delivered += 1
+        if out and self.scenario.delete_pod_at_end:
+            out.append(("DELETED", out[-1][1]))
+        return out
+
+    def job_status(self) -> dict[str, Any]:
+        done = self.delivered >= len(self.scenario.pod_states) and not self.scenario.hang
+        return recording(self.scenario.final_job if done else "job_active")["status"]
+
+
+def _status(name: str, **subst: str) -> bytes:
+    text = json.dumps(recording(name))
+    for k, v in subst.items():
+        text = text.replace(k, v)
+    return text.encode()
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    cluster: FakeCluster  # set on the subclass per server
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet test output
+        pass
+
+    # -- plumbing --------------------------------------------------------------------------
+    def _send(self, code: int, body: bytes, ctype: str = "application/json") -> None:
+        self.send_response(code)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _json(self, code: int, obj: Any) -> None:
+        self._send(code, json.dumps(obj).encode())
+
+    def _record(self, method: str) -> tuple[str, dict[str, list[str]], Any]:
+        url = urlparse(self.path)
+        q = parse_qs(url.query)
+        body = None
+        n = int(self.headers.get("Content-Length") or 0)
+        if n:
+            raw = self.rfile.read(n)
+            body = json.loads(raw)
+        with self.cluster.lock:
+            self.cluster.requests.append(Request(method, url.path, q, body))
+        return url.path, q, body
+
+    # -- verbs -----------------------------------------------------------------------------
+    def do_POST(self) -> None:
+        path, _, body = self._record("POST")
+        name = body["metadata"]["name"]
+        key = f"{path}/{name}"
+        c = self.cluster
+        with c.lock:
+            if key in c.objects:
+                self._send(409, _status("status_409", NAME=name, KIND=body["kind"].lower() + "s"))
+                return
+            obj = copy.deepcopy(body)
+            obj["metadata"].update(
+                uid=str(uuid.uuid4()), resourceVersion=c.next_rv(), creationTimestamp="2025-06-02T10:15:01Z"
+            )
+            if body["kind"] == "Job":
+                obj["status"] = {}
+            c.objects[key] = obj
+        self._json(201, obj)
+
+    def do_PATCH(self) -> None:
+        path, _, body = self._record("PATCH")
+        with self.cluster.lock:
+            obj = self.cluster.objects.get(path)
+            if obj is None:
+                self._send(404, _status("status_404", NAME=path.rsplit("/", 1)[1], KIND="object"))
+                return
+            obj.update({k: v for k, v in body.items() if k != "metadata"})
+        self._json(200, obj)
+
+    def do_DELETE(self) -> None:
+        path, _, _ = self._record("DELETE")
+        with self.cluster.lock:
+            obj = self.cluster.objects.pop(path, None)
+        name = path.rsplit("/", 1)[1]
+        if obj is None:
+            self._send(404, _status("status_404", NAME=name, KIND="object"))
+        else:
+            self._send(
+                200,
+                _status(
+                    "status_deleted", NAME=name, KIND=obj["kind"].lower() + "s", JOBUID=obj["metadata"]["uid"]
+                ),
+            )
+
+    def do_GET(self) -> None:
+        path, q, _ = self._record("GET")
+        c = self.cluster
+        if self.headers.get("Upgrade", "").lower() == "websocket" and path.endswith("/exec"):
+            self._exec()
+            return
+        m = re.fullmatch(r"/apis/batch/v1/namespaces/([^/]+)/jobs/([^/]+)", path)
+        if m:
+            with c.lock:
+                obj = c.objects.get(path)
+                if obj is not None:
+                    obj = copy.deepcopy(obj)
+                    obj["status"] = c.job_status()
+            if obj is None:
+                self._send(404, _status("status_404", NAME=m.group(2), KIND="jobs"))
+            else:
+                self._json(200, obj)
+            return
+        m = re.fullmatch(r"/api/v1/namespaces/([^/]+)/pods/([^/]+)/log", path)
+        if m:
+            assert q.get("follow") == ["true"], "logs must be followed"
+            self._send(200, c.scenario.logs, "text/plain")
+            return
+        m = re.fullmatch(r"/api/v1/namespaces/([^/]+)/pods", path)
+        if m:
+            if "metadata.name=" in (q.get("fieldSelector") or [""])[0]:
+                self._collector_pods(path, q)
+            elif q.get("watch") == ["true"]:
+                self._watch_job_pods(q)
+            else:
+                with c.lock:
+                    if c.delivered == 0 and c.job() is not None:
+                        c.delivered = 1
+                    pod = c.pod_at(c.delivered - 1)
+                    gone = c.scenario.delete_pod_at_end and c.delivered >= len(c.scenario.pod_states)
+                    items = [] if pod is None or gone else [pod]
+                self._json(
+                    200,
+                    {
+                        "kind": "PodList",
+                        "apiVersion": "v1",
+                        "metadata": {"resourceVersion": c.next_rv()},
+                        "items": items,
+                    },
+                )
+            return
+        self._send(404, _status("status_404", NAME=path, KIND="path"))
+
+    # -- watch -----------------------------------------------------------------------------
+    def _stream(self, lines: list[bytes]) -> None:
+        """A watch response: chunked newline-delimited JSON, ended after the events (window closed)."""
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        for line in lines:
+            self.wfile.write(f"{len(line):x}\r\n".encode() + line + b"\r\n")
+            self.wfile.flush()
+        self.wfile.write(b"0\r\n\r\n")
+
+    def _watch_job_pods(self, q: dict[str, list[str]]) -> None:
+        c = self.cluster
+        with c.lock:
+            c.watches += 1
+            first = c.watches == 1
+            gone = c.scenario.gone_on_first_watch if first else None
+        if gone == "status":
+            self._send(410, json.dumps(recording("watch_error_410")["object"]).encode())
+            return
+        if gone == "event":
+            self._stream([json.dumps(recording("watch_error_410")).encode() + b"\n"])
+            return
+        with c.lock:
+            events = c.pod_events()
+        if not events:
+            time.sleep(0.2)  # an idle watch window
+        self._stream([json.dumps({"type": t, "object": o}).encode() + b"\n" for t, o in events])
+
+    def _collector_pods(self, path: str, q: dict[str, list[str]]) -> None:
+        name = q["fieldSelector"][0].split("=", 1)[1]
+        with self.cluster.lock:
+            obj = copy.deepcopy(self.cluster.objects.get(f"{path}/{name}"))
+        if obj is not None:
+            running = recording("pod_running")
+            running["status"]["containerStatuses"][0]["name"] = "collector"
+            obj["status"] = running["status"]
+            obj["metadata"]["resourceVersion"] = self.cluster.next_rv()
+        if q.get("watch") == ["true"]:
+            self._stream([json.dumps({"type": "MODIFIED", "object": obj}).encode() + b"\n"] if obj else [])
+        else:
+            self._json(
+                200,
+                {
+                    "kind": "PodList",
+                    "apiVersion": "v1",
+                    "metadata": {"resourceVersion": self.cluster.next_rv()},
+                    "items": [obj] if obj else [],
+                },
+            )
+
+    # -- exec over WebSocket (RFC 6455, server frames unmasked) ----------------------------
+    def _exec(self) -> None:
+        key = self.headers["Sec-WebSocket-Key"]
+        accept = base64.b64encode(hashlib.sha1((key + WS_GUID).encode()).digest()).decode()  # noqa: S324
+        offered = [p.strip() for p in self.headers.get("Sec-WebSocket-Protocol", "").split(",")]
+        assert "v4.channel.k8s.io" in offered
+        self.send_response(101)
+        self.send_header("Upgrade", "websocket")
+        self.send_header("Connection", "Upgrade")
+        self.send_header("Sec-WebSocket-Accept", accept)
+        self.send_header("Sec-WebSocket-Protocol", "v4.channel.k8s.io")
+        self.end_headers()
+        data = self.cluster.scenario.output_tar
+        for i in range(0, len(data), 32 * 1024):
+            self._frame(b"\x01" + data[i : i + 32 * 1024])
+        if self.cluster.scenario.exec_status != "exec_success":
+            self._frame(b"\x02outputs exceed the limit\n")
+        self._frame(b"\x03" + json.dumps(recording(self.cluster.scenario.exec_status)).encode())
+        self._frame(b"\x03\xe8", opcode=0x8)
+        self.wfile.flush()
+        try:
+            self.connection.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+        self.close_connection = True
+
+    def _frame(self, payload: bytes, opcode: int = 0x2) -> None:
+        head = bytes([0x80 | opcode])
+        n = len(payload)
+        if n < 126:
+            head += bytes([n])
+        elif n < 65536:
+            head += bytes([126]) + n.to_bytes(2, "big")
+        else:
+            head += bytes([127]) + n.to_bytes(8, "big")
+        self.wfile.write(head + payload)
+
+
+class FakeApiServer:
+    """Starts the server in a thread and writes a kubeconfig pointing at it."""
+
+    def __init__(self, scenario: Scenario, tmp: Path) -> None:
+        self.cluster = FakeCluster(scenario)
+        handler = type("BoundHandler", (Handler,), {"cluster": self.cluster})
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.kubeconfig = tmp / "kubeconfig"
+        self.kubeconfig.write_text(
+            yaml.safe_dump(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "current-context": "fake",
+                    "clusters": [{"name": "fake", "cluster": {"server": self.url}}],
+                    "users": [{"name": "tre-controller", "user": {"token": "test-token"}}],
+                    "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "tre-controller"}}],
+                }
+            )
+        )
+        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self) -> FakeApiServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def calls(self, method: str, pattern: str) -> list[Request]:
+        return [r for r in self.cluster.requests if r.method == method and re.search(pattern, r.path)]

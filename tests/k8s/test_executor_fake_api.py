@@ -1,0 +1,240 @@
+"""KubernetesExecutor control flow against a fake API server.
+
+The fake (tests/k8s/fakekube.py) is a real HTTP server on 127.0.0.1 that speaks the recorded
+JSON of the Kubernetes API (REST objects, watch event streams, 410 Gone, pod logs, and the
+exec WebSocket). The executor uses the official `kubernetes` client, configured from a
+generated kubeconfig pointing at it; nothing in the client or the executor is mocked.
+"""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from tests.k8s.fakekube import FakeApiServer, Scenario
+from tre.executors.base import DatasetMount, JobSpec, RunControl
+from tre.executors.kubernetes import KubernetesExecutor, KubernetesSettings
+
+IMAGE = "registry.example.org/tre/job@sha256:" + "ab" * 32
+
+
+def make_tar(files: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def spec_for(tmp_path: Path, **kw: object) -> JobSpec:
+    base: dict[str, object] = dict(
+        job_id="0f1e2d3c4b5a69788796a5b4c3d2e1f0",
+        project_id="lung-ct-01",
+        image=IMAGE,
+        command=["python", "-m", "analysis", "--in", "/data"],
+        datasets=[DatasetMount("ds-lidc", pvc_name="ds-lidc")],
+        output_dir=tmp_path / "out",
+        log_path=tmp_path / "job.log",
+        cpu=2.0,
+        memory_mb=4096,
+        gpu=1,
+        time_limit_s=300,
+        output_limit_mb=1,
+    )
+    base.update(kw)
+    return JobSpec(**base)  # type: ignore[arg-type]
+
+
+def executor_for(server: FakeApiServer) -> KubernetesExecutor:
+    settings = KubernetesSettings(
+        kubeconfig=server.kubeconfig,
+        watch_window_s=1,
+        collector_image="registry.example.org/tre/job-cpu@sha256:" + "cd" * 32,
+    )
+    return KubernetesExecutor(settings)
+
+
+SUCCESS = ["pod_pending", "pod_creating", "pod_running", "pod_succeeded"]
+
+
+def test_successful_job_end_to_end(tmp_path: Path) -> None:
+    tar = make_tar({"result.txt": b"42\n", "masks/seg.nii": b"\x00" * 2048})
+    scenario = Scenario(SUCCESS, logs=b"loading 120 slices\nok\n", output_tar=tar)
+    started: list[str] = []
+    with FakeApiServer(scenario, tmp_path) as server:
+        spec = spec_for(tmp_path)
+        result = executor_for(server).run(spec, RunControl(on_started=started.append))
+
+    assert (result.state, result.exit_code) == ("succeeded", 0), result.reason
+    assert started == ["tre-p-lung-ct-01/tre-job-0f1e2d3c4b5a69788796a5b4c3d2e1f0"]
+    assert spec.log_path.read_bytes() == b"loading 120 slices\nok\n"
+    assert (spec.output_dir / "result.txt").read_bytes() == b"42\n"
+    assert (spec.output_dir / "masks" / "seg.nii").stat().st_size == 2048
+
+    # The namespace and its guard objects were created first, with the controls the issue asks for.
+    ns_post = server.calls("POST", r"^/api/v1/namespaces$")[0].body
+    assert ns_post["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    netpol = server.calls("POST", r"/networkpolicies$")[0].body
+    assert netpol["spec"]["policyTypes"] == ["Ingress", "Egress"] and netpol["spec"]["egress"] == []
+    quota = server.calls("POST", r"/resourcequotas$")[0].body["spec"]["hard"]
+    assert {"requests.nvidia.com/gpu", "count/jobs.batch", "limits.ephemeral-storage"} <= set(quota)
+    assert server.calls("POST", r"/limitranges$")
+
+    job = server.calls("POST", r"/jobs$")[0].body
+    pod = job["spec"]["template"]["spec"]
+    assert job["spec"]["backoffLimit"] == 0 and job["spec"]["activeDeadlineSeconds"] == 300
+    assert pod["automountServiceAccountToken"] is False and pod["runtimeClassName"] == "gvisor"
+    assert pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+
+    # The output PVC is owned by the Job the server created (uid from its response).
+    pvc = server.calls("POST", r"/persistentvolumeclaims$")[0].body
+    owner = pvc["metadata"]["ownerReferences"][0]
+    assert owner["name"] == job["metadata"]["name"] and len(owner["uid"]) == 36
+    # Logs were followed as a stream; outputs came through the collector's exec.
+    assert server.calls("GET", r"/pods/[^/]+/log$")[0].query["follow"] == ["true"]
+    exec_call = server.calls("GET", r"/pods/tre-collect-[^/]+/exec$")[0]
+    assert exec_call.query["command"][:3] == ["python", "-m", "tre.executors.kubernetes.tarstream"]
+    # Everything is cleaned up: Job (cascading to its pod), output PVC, collector pod.
+    assert server.calls("DELETE", r"/jobs/tre-job-")
+    assert server.calls("DELETE", r"/persistentvolumeclaims/tre-out-")
+    assert server.calls("DELETE", r"/pods/tre-collect-")
+    assert not [k for k in server.cluster.objects if "/jobs/" in k or "/persistentvolumeclaims/" in k]
+
+
+@pytest.mark.parametrize("how", ["event", "status"])
+def test_watch_410_gone_relists(tmp_path: Path, how: str) -> None:
+    scenario = Scenario(SUCCESS, gone_on_first_watch=how, logs=b"x\n", output_tar=make_tar({"a": b"1"}))
+    with FakeApiServer(scenario, tmp_path) as server:
+        result = executor_for(server).run(spec_for(tmp_path), RunControl())
+        lists = [
+            r
+            for r in server.calls("GET", r"/namespaces/[^/]+/pods$")
+            if "watch" not in r.query and "fieldSelector" not in r.query
+        ]
+        watches = [
+            r
+            for r in server.calls("GET", r"/namespaces/[^/]+/pods$")
+            if r.query.get("watch") == ["true"] and "fieldSelector" not in r.query
+        ]
+    assert result.state == "succeeded", result.reason
+    # list -> watch (410) -> list again -> watch from the new resourceVersion
+    assert len(lists) >= 2
+    assert watches[1].query["resourceVersion"] != watches[0].query["resourceVersion"]
+
+
+def test_oomkilled_is_reported_clearly(tmp_path: Path) -> None:
+    scenario = Scenario(
+        ["pod_pending", "pod_running", "pod_oomkilled"],
+        final_job="job_failed_backofflimit",
+        logs=b"allocating volume\n",
+        output_tar=make_tar({}),
+    )
+    with FakeApiServer(scenario, tmp_path) as server:
+        result = executor_for(server).run(spec_for(tmp_path), RunControl())
+    assert result.state == "failed" and result.exit_code == 137
+    assert "out of memory" in result.reason and "4096 MiB" in result.reason and "OOMKilled" in result.reason
+
+
+def test_deadline_exceeded_is_timed_out(tmp_path: Path) -> None:
+    scenario = Scenario(
+        ["pod_pending", "pod_running", "pod_terminating"],
+        final_job="job_failed_deadline",
+        delete_pod_at_end=True,
+        logs=b"epoch 1\nepoch 2\n",
+        output_tar=make_tar({"partial.csv": b"a,b\n"}),
+    )
+    with FakeApiServer(scenario, tmp_path) as server:
+        spec = spec_for(tmp_path, time_limit_s=60)
+        result = executor_for(server).run(spec, RunControl())
+    assert result.state == "timed_out"
+    assert "60 s" in result.reason and "DeadlineExceeded" in result.reason
+    # What the job wrote before the deadline is still collected for the reviewers.
+    assert (spec.output_dir / "partial.csv").read_bytes() == b"a,b\n"
+
+
+def test_nonzero_exit(tmp_path: Path) -> None:
+    scenario = Scenario(
+        ["pod_pending", "pod_running", "pod_failed_exit3"],
+        final_job="job_failed_backofflimit",
+        output_tar=make_tar({}),
+    )
+    with FakeApiServer(scenario, tmp_path) as server:
+        result = executor_for(server).run(spec_for(tmp_path), RunControl())
+    assert (result.state, result.exit_code, result.reason) == ("failed", 3, "exited with code 3")
+
+
+def test_image_pull_backoff_fails_fast_and_deletes_job(tmp_path: Path) -> None:
+    scenario = Scenario(["pod_pending", "pod_errimagepull", "pod_imagepullbackoff"], hang=True)
+    with FakeApiServer(scenario, tmp_path) as server:
+        result = executor_for(server).run(spec_for(tmp_path), RunControl())
+        assert server.calls("DELETE", r"/jobs/tre-job-")
+        assert not server.calls("POST", r"/pods$"), "no collector for a job that never ran"
+    assert result.state == "failed"
+    assert (
+        "could not be pulled" in result.reason
+        and "ImagePullBackOff" in result.reason
+        and IMAGE in result.reason
+    )
+
+
+def test_cancel_deletes_the_job(tmp_path: Path) -> None:
+    scenario = Scenario(["pod_pending", "pod_running"], hang=True, logs=b"working\n")
+    checks = iter(range(1000))
+    with FakeApiServer(scenario, tmp_path) as server:
+        result = executor_for(server).run(
+            spec_for(tmp_path), RunControl(is_cancelled=lambda: next(checks) >= 3)
+        )
+        deletes = server.calls("DELETE", r"/jobs/tre-job-")
+    assert result.state == "cancelled"
+    assert deletes and deletes[0].path.endswith("/tre-job-0f1e2d3c4b5a69788796a5b4c3d2e1f0")
+
+
+def test_outputs_over_the_limit_fail_the_job(tmp_path: Path) -> None:
+    scenario = Scenario(SUCCESS, output_tar=make_tar({"big.bin": b"\x01" * (2 * 1024 * 1024)}))
+    with FakeApiServer(scenario, tmp_path) as server:
+        result = executor_for(server).run(spec_for(tmp_path, output_limit_mb=1), RunControl())
+    assert result.state == "failed" and "exceed the limit" in result.reason
+
+
+def test_existing_namespace_is_patched_not_recreated(tmp_path: Path) -> None:
+    with FakeApiServer(Scenario(SUCCESS, output_tar=make_tar({})), tmp_path) as server:
+        ex = executor_for(server)
+        ex.ensure_namespace("lung-ct-01")
+        ex.ensure_namespace("lung-ct-01")
+        assert len(server.calls("POST", r"^/api/v1/namespaces$")) == 2
+        assert server.calls("PATCH", r"^/api/v1/namespaces/tre-p-lung-ct-01$")
+        assert server.calls("PATCH", r"/resourcequotas/tre-project-quota$")
+
+
+def test_reattach_follows_a_running_job(tmp_path: Path) -> None:
+    scenario = Scenario(SUCCESS, logs=b"resumed\n", output_tar=make_tar({"r.txt": b"ok"}))
+    with FakeApiServer(scenario, tmp_path) as server:
+        first = executor_for(server)
+        spec = spec_for(tmp_path)
+        first.ensure_namespace(spec.project_id)
+        from tre.executors.kubernetes import manifests
+
+        job = manifests.job(spec, first.settings)
+        first.batch.create_namespaced_job(job["metadata"]["namespace"], job, _preload_content=False)
+        posts_before = len(server.calls("POST", r"/jobs$"))
+        # A new executor, as after a worker restart.
+        result = executor_for(server).reattach(
+            spec, f"tre-p-lung-ct-01/{job['metadata']['name']}", RunControl()
+        )
+        assert len(server.calls("POST", r"/jobs$")) == posts_before
+    assert result.state == "succeeded", result.reason
+    assert (spec.output_dir / "r.txt").read_bytes() == b"ok"
+    assert spec.log_path.read_bytes() == b"resumed\n"
+
+
+def test_reattach_to_vanished_job(tmp_path: Path) -> None:
+    with FakeApiServer(Scenario(SUCCESS), tmp_path) as server:
+        result = executor_for(server).reattach(
+            spec_for(tmp_path), "tre-p-lung-ct-01/tre-job-gone", RunControl()
+        )
+    assert result.state == "failed" and "no longer exists" in result.reason
