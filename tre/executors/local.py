@@ -217,14 +217,15 @@ class LocalExecutor(Executor):
     # -- setup ------------------------------------------------------------------------
 
     def _make_cgroup(self, spec: JobSpec, limits: CgroupLimits) -> JobCgroup | None:
-        if not self.use_cgroups:
-            return None
-        name = f"tre-{spec.job_id}-{uuid.uuid4().hex[:8]}"
-        cgroup = create_job_cgroup(name, limits, self.cgroup_parent)
+        cgroup = None
+        if self.use_cgroups:
+            name = f"tre-{spec.job_id}-{uuid.uuid4().hex[:8]}"
+            cgroup = create_job_cgroup(name, limits, self.cgroup_parent)
         if cgroup is None:
             log.warning(
-                "no writable cgroup for job %s: falling back to rlimits (memory as address space, "
-                "no reliable process limit)", spec.job_id,
+                "%s for job %s: falling back to rlimits (memory as address space, "
+                "no reliable process limit)",
+                "no writable cgroup" if self.use_cgroups else "cgroups disabled", spec.job_id,
             )
         return cgroup
 

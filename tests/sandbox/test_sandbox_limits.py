@@ -1,0 +1,179 @@
+"""Resource limits of the local sandbox: each runaway job is stopped with a clear reason,
+and the host is unaffected afterwards (it can still fork and allocate; nothing is left)."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import textwrap
+import threading
+import time
+
+import pytest
+
+from tests.sandbox.conftest import Run, Sandbox
+from tre.executors.base import RunControl
+from tre.executors.cgroups import CgroupLimits, create_job_cgroup
+from tre.executors.local import LocalExecutor
+
+
+def host_is_healthy() -> None:
+    """The host can still start processes and allocate memory."""
+    assert subprocess.run(["true"]).returncode == 0
+    block = bytearray(256 * 1024 * 1024)
+    block[-1] = 1
+    del block
+
+
+@pytest.fixture(scope="module")
+def cgroups_available() -> None:
+    probe = create_job_cgroup("tre-probe-limits", CgroupLimits(64 * 2**20, 8, 1.0))
+    if probe is None:
+        pytest.skip("no writable cgroup (v1 or v2) on this host: kernel limits cannot be tested here")
+    assert probe.remove()
+
+
+def test_wall_clock_limit_kills_the_whole_sandbox(sandbox: Sandbox, assert_clean) -> None:
+    code = textwrap.dedent(
+        """
+        import os, signal, subprocess, sys, time
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        # Background children that outlive nothing: they must die with the sandbox.
+        for _ in range(3):
+            subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)', sys.argv[1]])
+        print('started', flush=True)
+        time.sleep(60)
+        """
+    )
+    t0 = time.monotonic()
+    run = sandbox.run(code, time_limit_s=1)
+    elapsed = time.monotonic() - t0
+    assert run.result.state == "timed_out", run.log
+    assert run.result.reason == "exceeded time limit of 1 s"
+    assert run.result.exit_code is None
+    assert elapsed < 5
+    assert "started" in run.log
+    assert "[tre] timed_out: exceeded time limit of 1 s" in run.log
+    assert_clean(run)
+    host_is_healthy()
+
+
+def test_memory_hog_is_oom_killed(sandbox: Sandbox, assert_clean, cgroups_available: None) -> None:
+    code = textwrap.dedent(
+        """
+        chunks = []
+        for i in range(40):  # 640 MiB, well past the limit
+            chunks.append(bytearray(16 * 1024 * 1024))
+            for j in range(0, len(chunks[-1]), 4096):
+                chunks[-1][j] = 1
+        print('survived', flush=True)
+        """
+    )
+    run = sandbox.run(code, memory_mb=128, time_limit_s=20)
+    assert run.result.state == "failed", run.log
+    assert run.result.reason == "killed: out of memory (limit 128 MiB)"
+    assert "survived" not in run.log
+    assert_clean(run)
+    host_is_healthy()
+
+
+def test_fork_bomb_is_contained(sandbox: Sandbox, assert_clean, cgroups_available: None) -> None:
+    code = textwrap.dedent(
+        """
+        import os
+        while True:
+            try:
+                os.fork()
+            except OSError:
+                pass
+        """
+    )
+    run = sandbox.run(code, max_processes=32, time_limit_s=2)
+    assert run.result.state == "timed_out", run.log
+    assert run.result.reason == "exceeded time limit of 2 s (process limit of 32 reached)"
+    assert_clean(run)
+    host_is_healthy()
+
+
+def test_fork_failure_is_reported_when_the_job_gives_up(sandbox: Sandbox, cgroups_available: None) -> None:
+    code = textwrap.dedent(
+        """
+        import os, sys, time
+        kids = 0
+        try:
+            while True:
+                if os.fork() == 0:
+                    time.sleep(30)
+                    os._exit(0)
+                kids += 1
+        except OSError as e:
+            print(f'fork failed after {kids}: {e}', flush=True)
+            sys.exit(2)
+        """
+    )
+    run = sandbox.run(code, max_processes=16, time_limit_s=10)
+    assert run.result.state == "failed", run.log
+    assert run.result.reason == "exited with code 2 (process limit of 16 reached)"
+    assert "Resource temporarily unavailable" in run.log
+    kids = int(run.log.split("fork failed after ")[1].split(":")[0])
+    assert kids < 16
+
+
+def test_output_quota_many_files(sandbox: Sandbox, assert_clean) -> None:
+    code = textwrap.dedent(
+        """
+        import itertools, time
+        for i in itertools.count():
+            with open(f'/output/part{i:04d}.bin', 'wb') as f:
+                f.write(b'x' * 256 * 1024)
+            time.sleep(0.01)
+        """
+    )
+    run = sandbox.run(code, output_limit_mb=2, time_limit_s=20)
+    assert run.result.state == "failed", run.log
+    assert run.result.reason == "output quota of 2 MiB exceeded"
+    kept = list(run.spec.output_dir.iterdir())
+    assert len(kept) >= 8  # what was written before the kill stays for inspection
+    assert sum(p.stat().st_size for p in kept) < 4 * 2**20  # stopped promptly
+    assert_clean(run)
+
+
+def test_output_quota_single_large_file(sandbox: Sandbox) -> None:
+    code = "open('/output/big.bin', 'wb').write(b'x' * (5 * 1024 * 1024))"
+    run = sandbox.run(code, output_limit_mb=1, time_limit_s=20)
+    assert run.result.state == "failed", run.log
+    assert run.result.reason == "output quota of 1 MiB exceeded"
+    assert "File too large" in run.log  # RLIMIT_FSIZE stopped the write itself
+    assert (run.spec.output_dir / "big.bin").stat().st_size <= 2**20
+
+
+def test_cancellation_stops_the_job(sandbox: Sandbox, assert_clean) -> None:
+    cancel = threading.Event()
+    timer = threading.Timer(0.5, cancel.set)
+    timer.start()
+    t0 = time.monotonic()
+    try:
+        run = sandbox.run("import time; time.sleep(60)", time_limit_s=30,
+                          control=RunControl(is_cancelled=cancel.is_set))
+    finally:
+        timer.cancel()
+    assert run.result.state == "cancelled"
+    assert run.result.reason == "cancelled on request"
+    assert time.monotonic() - t0 < 5
+    assert_clean(run)
+
+
+def test_rlimit_fallback_still_limits_memory_and_time(sandbox: Sandbox, caplog: pytest.LogCaptureFixture,
+                                                      assert_clean) -> None:
+    executor = LocalExecutor(use_cgroups=False)
+    with caplog.at_level(logging.WARNING, logger="tre.executors.local"):
+        run: Run = sandbox.run(
+            "x = bytearray(512 * 1024 * 1024); print('allocated')", executor=executor, memory_mb=256
+        )
+    assert "falling back to rlimits" in caplog.text
+    assert run.result.state == "failed"
+    assert "MemoryError" in run.log and "allocated" not in run.log
+    assert "rlimit fallback" in run.log
+    slow = sandbox.run("import time; time.sleep(30)", executor=executor, time_limit_s=1)
+    assert slow.result.state == "timed_out"
+    assert_clean(slow)
