@@ -189,8 +189,6 @@ class EgressRequest(Base):
     policy_name: Mapped[str] = mapped_column(String(128), default="default")
     policy_version: Mapped[str] = mapped_column(String(64), default="")
     required_reviews: Mapped[int] = mapped_column(Integer, default=2)
-    # Every policy applied (a job over several datasets gets all of theirs): name, version, digest.
-    policies: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     disclosure_record: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
