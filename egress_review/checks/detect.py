@@ -1,0 +1,241 @@
+"""What a file really is, from its bytes: the extension is the researcher's claim, not evidence.
+
+Binary formats are recognised by their magic numbers (checked structurally where a short
+magic would be ambiguous, e.g. NIfTI's header size and magic together); text is recognised by
+decoding it and then sniffing JSON and delimited tables. ``puremagic`` supplies a description
+for anything unrecognised, for the reviewer's benefit only: an unrecognised file is "binary"
+and binary is not on any default allowlist.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import struct
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import puremagic
+
+TEXT_SAMPLE_BYTES = 1024 * 1024
+ARCHIVE_TYPES = frozenset({"zip", "gzip", "bzip2", "xz", "7z", "rar", "tar", "zstd"})
+TEXT_TYPES = frozenset({"text", "csv", "tsv", "json"})
+IMAGE_TYPES = frozenset({"png", "jpeg", "gif", "tiff", "bmp", "webp"})
+
+# Extension -> the content type it promises. Longest suffix first (.nii.gz before .gz).
+EXTENSIONS: dict[str, str] = {
+    ".nii.gz": "nifti",
+    ".nii": "nifti",
+    ".png": "png",
+    ".jpg": "jpeg",
+    ".jpeg": "jpeg",
+    ".gif": "gif",
+    ".tif": "tiff",
+    ".tiff": "tiff",
+    ".bmp": "bmp",
+    ".webp": "webp",
+    ".dcm": "dicom",
+    ".dicom": "dicom",
+    ".pdf": "pdf",
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".tab": "tsv",
+    ".json": "json",
+    ".txt": "text",
+    ".log": "text",
+    ".md": "text",
+    ".out": "text",
+    ".err": "text",
+    ".zip": "zip",
+    ".gz": "gzip",
+    ".tgz": "gzip",
+    ".bz2": "bzip2",
+    ".xz": "xz",
+    ".7z": "7z",
+    ".rar": "rar",
+    ".tar": "tar",
+    ".zst": "zstd",
+    ".exe": "executable",
+    ".so": "executable",
+}
+
+
+@dataclass(frozen=True)
+class Detected:
+    """The detected content type, a description, and for gzip-wrapped NIfTI the wrapper."""
+
+    type: str
+    detail: str
+    gzip_wrapped: bool = False
+
+
+def expected_type(display_name: str) -> str | None:
+    """The content type the file name promises, or None for an unknown/absent extension."""
+    lower = display_name.lower()
+    for ext in sorted(EXTENSIONS, key=len, reverse=True):
+        if lower.endswith(ext):
+            return EXTENSIONS[ext]
+    return None
+
+
+def compatible(expected: str, detected: str) -> bool:
+    """Whether the extension's promise and the content agree (text kinds are interchangeable
+    except that a .csv/.tsv must really be a table or at least text)."""
+    if expected == detected:
+        return True
+    return expected in TEXT_TYPES and detected in TEXT_TYPES
+
+
+def _nifti(head: bytes) -> str | None:
+    if len(head) >= 348:
+        for endian in "<>":
+            (size,) = struct.unpack(endian + "i", head[:4])
+            if size == 348 and head[344:348] in (b"n+1\x00", b"ni1\x00"):
+                return "NIfTI-1"
+    if len(head) >= 540:
+        for endian in "<>":
+            (size,) = struct.unpack(endian + "i", head[:4])
+            if size == 540 and head[4:8] in (b"n+2\x00", b"ni2\x00"):
+                return "NIfTI-2"
+    return None
+
+
+def _gunzip_head(path: Path, n: int = 600) -> bytes:
+    try:
+        with gzip.open(path, "rb") as fh:
+            return fh.read(n)
+    except (OSError, EOFError, zlib.error):
+        return b""
+
+
+def _magic(head: bytes) -> tuple[str, str] | None:
+    """(type, description) for binary signatures at offset 0 (and DICM at 128, ustar at 257)."""
+    # First: a DICOM preamble may itself look like TIFF (PS3.10 dual-personality files).
+    if head[128:132] == b"DICM":
+        return "dicom", "DICOM Part 10 file"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png", "PNG image"
+    if head.startswith(b"\xff\xd8\xff"):
+        return "jpeg", "JPEG image"
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return "gif", "GIF image"
+    if head[:4] in (b"II*\x00", b"MM\x00*"):
+        return "tiff", "TIFF image"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "webp", "WebP image"
+    if (
+        head[:2] == b"BM"
+        and len(head) >= 18
+        and struct.unpack("<I", head[14:18])[0] in (12, 40, 52, 56, 108, 124)
+    ):
+        return "bmp", "BMP image"
+    nifti = _nifti(head)
+    if nifti:
+        return "nifti", nifti
+    if head.startswith(b"%PDF-"):
+        return "pdf", "PDF document"
+    if head[:4] in (b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08"):
+        return "zip", "ZIP archive (also docx/xlsx/jar/npz)"
+    if head.startswith(b"\x1f\x8b"):
+        return "gzip", "gzip-compressed data"
+    if head[:3] == b"BZh" and head[3:4].isdigit():
+        return "bzip2", "bzip2-compressed data"
+    if head.startswith(b"\xfd7zXZ\x00"):
+        return "xz", "xz-compressed data"
+    if head.startswith(b"7z\xbc\xaf\x27\x1c"):
+        return "7z", "7-Zip archive"
+    if head.startswith(b"Rar!\x1a\x07"):
+        return "rar", "RAR archive"
+    if head.startswith(b"\x28\xb5\x2f\xfd"):
+        return "zstd", "Zstandard-compressed data"
+    if head[257:262] == b"ustar":
+        return "tar", "tar archive"
+    if head.startswith(b"\x7fELF"):
+        return "executable", "ELF executable"
+    if head[:2] == b"MZ":
+        return "executable", "DOS/Windows executable"
+    if head[:4] in (b"\xca\xfe\xba\xbe", b"\xcf\xfa\xed\xfe", b"\xce\xfa\xed\xfe"):
+        return "executable", "Mach-O executable"
+    return None
+
+
+ALLOWED_CONTROL = frozenset(b"\t\n\r\f\x1b\x08")
+
+
+def decode_text(data: bytes, truncated: bool) -> str | None:
+    """The text if ``data`` is UTF-8 text with (almost) no control characters, else None.
+
+    ANSI escapes (\\x1b) and backspaces are allowed because progress bars write them to logs.
+    """
+    if b"\x00" in data:
+        return None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        # A sample cut in the middle of a multi-byte character is still text.
+        if truncated and exc.start >= len(data) - 3:
+            text = data[: exc.start].decode("utf-8", errors="strict")
+        else:
+            return None
+    controls = sum(1 for b in data if b < 32 and b not in ALLOWED_CONTROL)
+    if controls > max(2, len(data) // 1000):
+        return None
+    return text
+
+
+def sniff_table(text: str) -> str | None:
+    """'csv' or 'tsv' when the text is a delimited table of 2+ columns and consistent rows."""
+    lines = [ln for ln in text.splitlines()[:200] if ln.strip()]
+    if len(lines) < 2:
+        return None
+    for delim, kind in (("\t", "tsv"), (",", "csv"), (";", "csv")):
+        if delim not in lines[0]:
+            continue
+        try:
+            rows = list(csv.reader(io.StringIO("\n".join(lines)), delimiter=delim))
+        except csv.Error:
+            continue
+        widths = {len(r) for r in rows}
+        if len(widths) == 1 and rows and len(rows[0]) >= 2:
+            return kind
+    return None
+
+
+def detect(path: Path) -> Detected:
+    """Detect the content type of ``path`` from its bytes."""
+    with path.open("rb") as fh:
+        sample = fh.read(TEXT_SAMPLE_BYTES)
+        truncated = bool(fh.read(1))
+    found = _magic(sample)
+    if found:
+        kind, detail = found
+        if kind == "gzip":
+            inner = _gunzip_head(path)
+            nifti = _nifti(inner)
+            if nifti:
+                return Detected("nifti", f"gzip-compressed {nifti}", gzip_wrapped=True)
+        return Detected(kind, detail)
+    if not sample:
+        return Detected("text", "empty file")
+    text = decode_text(sample, truncated)
+    if text is not None:
+        stripped = text.strip()
+        if stripped[:1] in ("{", "[") and not truncated:
+            try:
+                json.loads(stripped)
+                return Detected("json", "JSON document")
+            except ValueError:
+                pass
+        table = sniff_table(text)
+        if table:
+            return Detected(table, "tab-separated table" if table == "tsv" else "comma-separated table")
+        return Detected("text", "UTF-8 text")
+    try:
+        guess = puremagic.from_string(sample[:8192], mime=False)
+        described = f"unrecognised binary (puremagic: {guess})"
+    except (puremagic.PureError, ValueError):
+        described = "unrecognised binary data"
+    return Detected("binary", described)

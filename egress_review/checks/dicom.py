@@ -1,0 +1,259 @@
+"""DICOM outputs against the PS3.15 Annex E Basic Application Level Confidentiality Profile.
+
+Every attribute the profile removes or replaces (Table E.1-1, in `annex_e`) that is present
+with a value blocks the file, unless the dataset's policy allows one of the profile's retain
+options or accepts the value as a dummy. UIDs (action U) must be *replaced*: a UID is fine
+only when it is not one of the source dataset's UIDs; if the source UIDs are unknown the
+replacement cannot be verified and is flagged. Private attributes block (the profile removes
+them) unless the Retain Safe Private option is on, in which case reviewers see them.
+BurnedInAnnotation YES blocks: the pixels themselves carry text. PatientIdentityRemoved
+missing or not YES is flagged: the producer did not claim to have de-identified the file.
+Values equal to a source identifier block wherever they appear, even in attributes the
+profile keeps (a patient name copied into SeriesDescription is still a patient name).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pydicom
+from pydicom.dataelem import DataElement
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+from pydicom.tag import Tag
+
+from egress_review.checks import annex_e
+from egress_review.checks.identifiers import IdentifierMatcher
+from egress_review.checks.model import CheckContext, CheckResult, action_outcome, mask
+from egress_review.policy import DicomRules, Policy
+
+# PS3.15 E.3.7: Retain Patient Characteristics Option.
+PATIENT_CHARACTERISTICS = frozenset(
+    {
+        "PatientAge",
+        "PatientSex",
+        "PatientSize",
+        "PatientWeight",
+        "EthnicGroup",
+        "SmokingStatus",
+        "PregnancyStatus",
+        "PatientSexNeutered",
+    }
+)
+TEMPORAL_VRS = frozenset({"DA", "DT", "TM"})
+MAX_REPORTED = 50
+
+
+def _tag_str(tag: int) -> str:
+    return f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
+
+
+def _empty(elem: DataElement) -> bool:
+    value = elem.value
+    if value is None:
+        return True
+    if elem.VR == "SQ":
+        return len(value) == 0
+    if isinstance(value, bytes):
+        return not value.strip(b"\x00 ")
+    if isinstance(value, str):
+        return not value.strip("\x00 ")
+    try:
+        return len(value) == 0
+    except TypeError:
+        return False
+
+
+def _text_values(elem: DataElement) -> list[str]:
+    if elem.VR in ("SQ", "OB", "OW", "OF", "OD", "OL", "OV", "UN"):
+        return []
+    value = elem.value
+    items = value if isinstance(value, list | tuple | pydicom.multival.MultiValue) else [value]
+    return [str(v).strip() for v in items if v is not None and str(v).strip()]
+
+
+class _Walker:
+    """Walks a dataset (sequences included) and collects findings per rule."""
+
+    def __init__(self, rules: DicomRules, context: CheckContext, matcher: IdentifierMatcher) -> None:
+        self.rules = rules
+        self.context = context
+        self.matcher = matcher
+        self.source = {i.strip() for i in context.identifiers}
+        self.present: list[dict[str, Any]] = []
+        self.private: list[dict[str, Any]] = []
+        self.source_uids: list[dict[str, Any]] = []
+        self.unverified_uids: list[dict[str, Any]] = []
+        self.identifier_hits: list[dict[str, Any]] = []
+        self.allowed_res = {k: re.compile(v) for k, v in rules.allowed_values.items()}
+        self.dummies = {d.strip().upper() for d in rules.dummy_values}
+
+    def _retained(self, row: annex_e.AnnexEAttribute, elem: DataElement) -> bool:
+        retain = self.rules.retain
+        if row.keyword in retain.keywords:
+            return True
+        if retain.patient_characteristics and row.keyword in PATIENT_CHARACTERISTICS:
+            return True
+        return retain.longitudinal_temporal and elem.VR in TEMPORAL_VRS
+
+    def _acceptable_dummy(self, row: annex_e.AnnexEAttribute, elem: DataElement) -> bool:
+        values = _text_values(elem)
+        if not values:
+            return False
+        rx = self.allowed_res.get(row.keyword)
+        if rx is not None and all(rx.fullmatch(v) for v in values):
+            return True
+        return all(v.upper() in self.dummies for v in values)
+
+    @staticmethod
+    def _add(bucket: list[dict[str, Any]], item: dict[str, Any]) -> None:
+        if len(bucket) < MAX_REPORTED:
+            bucket.append(item)
+
+    def walk(self, ds: Dataset, path: str = "") -> None:
+        for elem in ds:
+            tag = int(elem.tag)
+            where = f"{path}{elem.keyword or _tag_str(tag)}"
+            desc = {"tag": _tag_str(tag), "keyword": elem.keyword or "", "path": where}
+            if Tag(tag).is_private:
+                if not _empty(elem) or elem.VR == "SQ":
+                    self._add(self.private, {**desc, "vr": elem.VR, "name": elem.name})
+                continue
+            for value in _text_values(elem):
+                if self.matcher and self.matcher.find(value):
+                    self._add(self.identifier_hits, {**desc, "value": mask(value)})
+                    break
+            row = annex_e.lookup(tag)
+            if row is not None and not _empty(elem) and not self._retained(row, elem):
+                if row.action == "U":
+                    self._check_uid(elem, desc)
+                elif row.action == "X/Z/U*" and elem.VR == "SQ":
+                    pass  # kept: the UIDs inside are checked as their own attributes
+                elif not self._acceptable_dummy(row, elem):
+                    self._add(self.present, {**desc, "name": row.name, "action": row.action})
+            if elem.VR == "SQ":
+                for i, item in enumerate(elem.value or []):
+                    self.walk(item, f"{where}[{i}].")
+
+    def _check_uid(self, elem: DataElement, desc: dict[str, Any]) -> None:
+        values = _text_values(elem)
+        if any(v in self.source for v in values):
+            self._add(self.source_uids, desc)
+        elif not any("." in i for i in self.source):
+            self._add(self.unverified_uids, desc)
+
+
+def check_dicom(path: Path, policy: Policy, context: CheckContext) -> list[CheckResult]:
+    """All Annex E checks on one DICOM file; one result per rule that fired, or a pass."""
+    rules = policy.dicom
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=False)
+    except (InvalidDicomError, OSError, ValueError, EOFError, KeyError, TypeError) as exc:
+        return [CheckResult(check="dicom", outcome="block", reason=f"cannot parse DICOM file: {exc}")]
+    matcher = IdentifierMatcher(context.identifiers, policy.text)
+    walker = _Walker(rules, context, matcher)
+    walker.walk(ds.file_meta, "meta.")
+    walker.walk(ds)
+    out: list[CheckResult] = []
+    if walker.identifier_hits:
+        out.append(
+            CheckResult(
+                check="dicom:identifiers",
+                outcome="block",
+                reason="attribute values equal patient identifiers of the source data: "
+                + ", ".join(
+                    dict.fromkeys(f"{h['keyword'] or h['tag']} {h['tag']}" for h in walker.identifier_hits)
+                ),
+                evidence={"attributes": walker.identifier_hits},
+            )
+        )
+    if walker.present:
+        names = ", ".join(f"{p['keyword']} {p['tag']}" for p in walker.present[:8])
+        more = f" and {len(walker.present) - 8} more" if len(walker.present) > 8 else ""
+        out.append(
+            CheckResult(
+                check="dicom:annex_e",
+                outcome=action_outcome(rules.attribute_present),
+                reason="attributes the DICOM PS3.15 Annex E Basic Profile removes or replaces are present: "
+                f"{names}{more}",
+                evidence={"attributes": walker.present},
+            )
+        )
+    if walker.private:
+        action = "flag" if rules.retain.safe_private else rules.private_tags
+        out.append(
+            CheckResult(
+                check="dicom:private_tags",
+                outcome=action_outcome(action),
+                reason=f"{'at least ' if len(walker.private) >= MAX_REPORTED else ''}"
+                f"{len(walker.private)} private attribute(s) present "
+                f"(e.g. {walker.private[0]['tag']}); "
+                "their content is vendor-defined and can hold identifiers",
+                evidence={"attributes": walker.private},
+            )
+        )
+    if walker.source_uids:
+        out.append(
+            CheckResult(
+                check="dicom:uids",
+                outcome="block",
+                reason="UIDs were not replaced: "
+                + ", ".join(f"{u['keyword']} {u['tag']}" for u in walker.source_uids[:8])
+                + " equal the source data's UIDs",
+                evidence={"attributes": walker.source_uids},
+            )
+        )
+    elif walker.unverified_uids:
+        out.append(
+            CheckResult(
+                check="dicom:uids",
+                outcome=action_outcome(rules.unverifiable_uid),
+                reason="the source data's UIDs are unknown, so replacement of UIDs cannot be verified",
+                evidence={"attributes": walker.unverified_uids[:10]},
+            )
+        )
+    burned = str(ds.get("BurnedInAnnotation", "")).strip().upper()
+    if burned == "YES":
+        out.append(
+            CheckResult(
+                check="dicom:burned_in",
+                outcome=action_outcome(rules.burned_in_annotation),
+                reason="BurnedInAnnotation (0028,0301) is YES: identifying text is part of the pixels",
+                evidence={"tag": "(0028,0301)", "value": burned},
+            )
+        )
+    preamble = getattr(ds, "preamble", None) or b""
+    if preamble.strip(b"\x00"):
+        out.append(
+            CheckResult(
+                check="dicom:preamble",
+                outcome="flag",
+                reason="the 128-byte DICOM preamble is not empty: it can make the file a valid second "
+                "format at the same time (TIFF or executable polyglot)",
+                evidence={"preamble_start": preamble[:8].hex()},
+            )
+        )
+    removed = str(ds.get("PatientIdentityRemoved", "")).strip().upper()
+    if removed != "YES":
+        out.append(
+            CheckResult(
+                check="dicom:identity_removed",
+                outcome=action_outcome(rules.identity_not_removed),
+                reason="PatientIdentityRemoved (0012,0062) is "
+                + ("missing" if not removed else repr(removed))
+                + ": the file does not declare that it was de-identified",
+                evidence={"tag": "(0012,0062)", "value": removed or None},
+            )
+        )
+    if not out:
+        out.append(
+            CheckResult(
+                check="dicom",
+                outcome="pass",
+                reason="no Annex E Basic Profile attributes, private tags or source identifiers present",
+                evidence={"method": str(ds.get("DeidentificationMethod", ""))[:200]},
+            )
+        )
+    return out

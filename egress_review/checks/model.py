@@ -1,0 +1,68 @@
+"""The result types every check returns, and how outcomes combine.
+
+Kept apart from the checks so the review queue, the API and the disclosure record can import
+them without pulling in pydicom or Pillow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Outcome = Literal["pass", "flag", "block"]
+"""``pass``: nothing found; ``flag``: a reviewer must look at it; ``block``: cannot leave as is."""
+
+_RANK: dict[str, int] = {"pass": 0, "flag": 1, "block": 2}
+
+
+class CheckResult(BaseModel):
+    """One finding of one check on one file, stored with the request and shown to reviewers.
+
+    ``reason`` is written for a DAC member, not a developer; ``evidence`` holds the specifics
+    (tags, cells, offsets) as plain JSON, never raw identifier values, so the queue itself does
+    not become a copy of the data it protects.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    check: str
+    outcome: Outcome
+    reason: str
+    evidence: dict[str, Any] = Field(default_factory=dict)
+
+
+@dataclass
+class CheckContext:
+    """What the checks know beyond the file: the source data's identifiers and the request size."""
+
+    identifiers: set[str] = field(default_factory=set)
+    file_count: int = 1
+    total_size: int = 0
+
+
+def worst(results: Iterable[CheckResult | str]) -> Outcome:
+    """The most severe outcome (block > flag > pass); an empty list passes."""
+    best: Outcome = "pass"
+    for r in results:
+        outcome = r if isinstance(r, str) else r.outcome
+        if outcome not in _RANK:
+            return "block"  # fail closed on anything unexpected
+        if _RANK[outcome] > _RANK[best]:
+            best = outcome  # type: ignore[assignment]
+    return best
+
+
+def action_outcome(action: str) -> Outcome:
+    """Map a policy action (allow/flag/block) onto a check outcome."""
+    return {"allow": "pass", "flag": "flag", "block": "block"}.get(action, "block")  # type: ignore[return-value]
+
+
+def mask(value: str) -> str:
+    """Show enough of an identifier for a reviewer to recognise the kind, not the person."""
+    value = str(value)
+    if len(value) <= 2:
+        return "*" * len(value)
+    return value[0] + "*" * (len(value) - 2) + value[-1]

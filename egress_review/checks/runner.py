@@ -1,0 +1,52 @@
+"""`run_checks`: every check that applies to one staged file, chosen by its detected content."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from egress_review.checks.detect import IMAGE_TYPES, TEXT_TYPES, decode_text, detect
+from egress_review.checks.dicom import check_dicom
+from egress_review.checks.files import check_hidden, check_limits, check_type
+from egress_review.checks.images import check_nifti, check_raster
+from egress_review.checks.model import CheckContext, CheckResult
+from egress_review.checks.tables import check_table
+from egress_review.checks.text import MAX_TEXT_CHARS, check_identifiers, check_text
+from egress_review.policy import Policy
+
+
+def run_checks(path: Path, display_name: str, policy: Policy, context: CheckContext) -> list[CheckResult]:
+    """Check one file under one policy; the caller combines outcomes with `worst`.
+
+    ``path`` is the frozen staged copy; ``display_name`` the name the researcher gave it (its
+    extension is compared with the content). Checks never trust the extension to decide which
+    content checks run: a CSV renamed .png is still checked as a table.
+    """
+    path = Path(path)
+    results: list[CheckResult] = [check_limits(path, policy, context)]
+    if path.stat().st_size > policy.files.max_file_bytes:
+        return results  # refuse to parse what is already over the limit
+    detected = detect(path)
+    results.extend(check_type(display_name, detected, policy))
+    hidden, data = check_hidden(path, detected, policy)
+    results.extend(hidden)
+    name_check = check_identifiers(display_name, policy, context, check="file_name")
+    if name_check.outcome != "pass":
+        results.append(name_check)
+    if detected.type in TEXT_TYPES:
+        raw = data if data is not None else path.read_bytes()
+        text = decode_text(raw[:MAX_TEXT_CHARS], truncated=len(raw) > MAX_TEXT_CHARS) or ""
+        results.extend(check_text(text, policy, context))
+        if detected.type in ("csv", "tsv"):
+            results.extend(check_table(text, "\t" if detected.type == "tsv" else _delimiter(text), policy))
+    elif detected.type in IMAGE_TYPES:
+        results.extend(check_raster(path, policy, context))
+    elif detected.type == "nifti" and data is not None:
+        results.extend(check_nifti(data, policy, context))
+    elif detected.type == "dicom":
+        results.extend(check_dicom(path, policy, context))
+    return results
+
+
+def _delimiter(text: str) -> str:
+    first = text.split("\n", 1)[0]
+    return ";" if first.count(";") > first.count(",") else ","

@@ -1,0 +1,120 @@
+"""Free text, logs, JSON and table cells: the dataset's identifiers and smuggled blobs."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+
+from egress_review.checks.containers import entropy
+from egress_review.checks.identifiers import IdentifierMatcher
+from egress_review.checks.model import CheckContext, CheckResult, action_outcome, mask
+from egress_review.policy import Policy
+
+MAX_TEXT_CHARS = 64 * 1024 * 1024
+
+
+def check_identifiers(
+    text: str, policy: Policy, context: CheckContext, check: str = "identifiers"
+) -> CheckResult:
+    """Names, IDs and UIDs from the source DICOM headers appearing anywhere in the text."""
+    matcher = IdentifierMatcher(context.identifiers, policy.text)
+    if not matcher:
+        return CheckResult(
+            check=check,
+            outcome="pass",
+            reason="no dataset identifiers to look for (the job read no DICOM data with identifying headers)",
+            evidence={"identifiers_known": 0},
+        )
+    hits = matcher.find(text)
+    if not hits:
+        return CheckResult(
+            check=check,
+            outcome="pass",
+            reason="none of the dataset's patient names, IDs or UIDs appear",
+            evidence={"identifiers_known": len(matcher.singles) + len(matcher.phrases)},
+        )
+    shown = [{"identifier": mask(h.identifier), "line": h.line} for h in hits[:20]]
+    lines = sorted({h.line for h in hits})
+    return CheckResult(
+        check=check,
+        outcome=action_outcome(policy.text.identifier_action),
+        reason=f"{len(hits)} occurrence(s) of patient identifiers from the dataset's DICOM headers "
+        f"(lines {', '.join(map(str, lines[:10]))}{'...' if len(lines) > 10 else ''})",
+        evidence={"matches": shown, "count": len(hits)},
+    )
+
+
+def check_patterns(text: str, policy: Policy) -> list[CheckResult]:
+    """Policy regexes for identifier-like strings (UIDs, e-mail addresses...)."""
+    out: list[CheckResult] = []
+    for name, pattern in policy.text.patterns.items():
+        rx = re.compile(pattern)
+        found: list[dict[str, object]] = []
+        for lineno, line in enumerate(text.splitlines(), start=1):
+            for m in rx.finditer(line):
+                found.append({"line": lineno, "match": mask(m.group(0))})
+                if len(found) >= 20:
+                    break
+            if len(found) >= 20:
+                break
+        if found:
+            out.append(
+                CheckResult(
+                    check=f"pattern:{name}",
+                    outcome=action_outcome(policy.text.pattern_action),
+                    reason=f"text contains {len(found)}{'+' if len(found) >= 20 else ''} "
+                    f"match(es) of {name!r}",
+                    evidence={"matches": found},
+                )
+            )
+    return out
+
+
+_B64 = re.compile(r"[A-Za-z0-9+/]{64,}={0,2}")
+_HEX = re.compile(r"(?:[0-9a-fA-F]{2}){64,}")
+
+
+def check_encoded_blobs(text: str, policy: Policy) -> CheckResult | None:
+    """Long base64 or hex runs: the way to carry an image or a file out inside a log."""
+    rules = policy.text
+    found: list[dict[str, object]] = []
+    for kind, rx in (("base64", _B64), ("hex", _HEX)):
+        for m in rx.finditer(text):
+            run = m.group(0)
+            if len(run) < rules.encoded_blob_min_chars:
+                continue
+            try:
+                raw = bytes.fromhex(run) if kind == "hex" else base64.b64decode(run + "=" * (-len(run) % 4))
+            except (binascii.Error, ValueError):
+                continue
+            found.append(
+                {
+                    "kind": kind,
+                    "offset": m.start(),
+                    "chars": len(run),
+                    "decoded_entropy": round(entropy(raw), 3),
+                }
+            )
+            if len(found) >= 20:
+                break
+    if not found:
+        return None
+    largest = max(int(str(f["chars"])) for f in found)
+    return CheckResult(
+        check="encoded_blob",
+        outcome=action_outcome(rules.encoded_blob),
+        reason=f"text contains {len(found)} long encoded run(s) (largest {largest} characters) "
+        "that could hold binary data",
+        evidence={"runs": found},
+    )
+
+
+def check_text(text: str, policy: Policy, context: CheckContext) -> list[CheckResult]:
+    """All text checks on decoded text."""
+    out = [check_identifiers(text, policy, context)]
+    out.extend(check_patterns(text, policy))
+    blob = check_encoded_blobs(text, policy)
+    if blob is not None:
+        out.append(blob)
+    return out

@@ -1,0 +1,515 @@
+"""Egress and job-admission policies: one strict YAML file per data-sharing agreement.
+
+A policy is what the data access committee signed off, so it must mean exactly what it says:
+unknown keys are rejected (a typo such as ``treshold`` must not silently fall back to a
+default), every field has a documented default, and each loaded policy carries a content
+digest so an egress decision can be tied to the exact text it was made under.
+
+``python -m egress_review.policy schema`` prints the JSON Schema (kept in policies/schema.json);
+``python -m egress_review.policy check [DIR]`` validates every policy in a folder.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Literal, get_args
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+Action = Literal["allow", "flag", "block"]
+"""What a check does when its rule fires: let it through, ask reviewers to look, or refuse."""
+
+ContentType = Literal[
+    "png",
+    "jpeg",
+    "gif",
+    "tiff",
+    "bmp",
+    "webp",
+    "nifti",
+    "dicom",
+    "pdf",
+    "csv",
+    "tsv",
+    "json",
+    "text",
+    "zip",
+    "gzip",
+    "bzip2",
+    "xz",
+    "7z",
+    "rar",
+    "tar",
+    "zstd",
+    "executable",
+    "binary",
+]
+
+CONTENT_TYPES: tuple[str, ...] = get_args(ContentType)
+"""Content types the detector can report (by magic bytes and parsing, never by extension)."""
+
+DEFAULT_ALLOWED_TYPES: tuple[ContentType, ...] = (
+    "png",
+    "jpeg",
+    "csv",
+    "tsv",
+    "json",
+    "text",
+    "nifti",
+    "dicom",
+)
+
+POLICY_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,127}$")
+
+
+class PolicyError(ValueError):
+    """A policy file is missing, unreadable or invalid; names the file, field and reason."""
+
+    def __init__(self, file: Path | str, field: str, reason: str) -> None:
+        self.file = str(file)
+        self.field = field
+        self.reason = reason
+        where = f"{self.file}: {field}: " if field else f"{self.file}: "
+        super().__init__(where + reason)
+
+
+class _Strict(BaseModel):
+    """Base for every policy section: unknown keys are errors, values are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FileRules(_Strict):
+    """Limits on the request as a whole and on each file's container format."""
+
+    allowed_types: list[ContentType] = Field(
+        default_factory=lambda: list(DEFAULT_ALLOWED_TYPES),
+        description="Content types (detected from the bytes) that may leave; anything else blocks.",
+    )
+    max_file_bytes: int = Field(default=50 * 1024 * 1024, gt=0, description="Largest single file.")
+    max_files: int = Field(default=50, gt=0, description="Most files in one egress request.")
+    max_total_bytes: int = Field(default=200 * 1024 * 1024, gt=0, description="Largest request in total.")
+    max_uncompressed_bytes: int = Field(
+        default=512 * 1024 * 1024,
+        gt=0,
+        description="Most bytes a compressed file (e.g. .nii.gz) may inflate to before it is refused.",
+    )
+    extension_mismatch: Action = Field(
+        default="flag", description="File name extension disagrees with the detected content type."
+    )
+    archives: Action = Field(
+        default="block",
+        description="The file itself is an archive (zip, gzip, 7z, tar...): reviewers cannot see inside.",
+    )
+    embedded_containers: Action = Field(
+        default="block",
+        description="Another format's signature hidden inside the file (polyglot, zip in a PNG chunk).",
+    )
+    trailing_data: Action = Field(
+        default="block",
+        description="Bytes after the format's end marker (PNG IEND, JPEG EOI, NIfTI data end).",
+    )
+    high_entropy: Action = Field(
+        default="flag", description="Opaque high-entropy payload (possible encrypted or compressed blob)."
+    )
+    entropy_threshold_bits: float = Field(
+        default=7.5,
+        ge=0,
+        le=8,
+        description="Shannon entropy (bits/byte) above which a payload is 'high entropy'.",
+    )
+    entropy_min_bytes: int = Field(
+        default=1024, ge=1, description="Payloads smaller than this are too short to judge entropy on."
+    )
+
+
+class SdcRules(_Strict):
+    """Statistical disclosure control for tables, with ACRO's default parameters.
+
+    ACRO (AI-SDC/ACRO, ``acro/default.yaml``): safe_threshold 10, safe_nk_n 2, safe_nk_k 0.9,
+    safe_pratio_p 0.1, zeros_are_disclosive True.
+    """
+
+    threshold: int = Field(
+        default=10, ge=1, description="Minimum count (frequency) or contributors per cell."
+    )
+    threshold_action: Action = Field(default="block", description="A cell below the threshold.")
+    p_percent: float = Field(
+        default=0.10,
+        gt=0,
+        lt=1,
+        description="p-percent rule: contributors other than the two largest must sum to >= p x largest.",
+    )
+    nk_n: int = Field(default=2, ge=1, description="n of the (n,k) dominance rule.")
+    nk_k: float = Field(
+        default=0.9,
+        gt=0,
+        le=1,
+        description="k of the (n,k) dominance rule: top n must be under k of the total.",
+    )
+    dominance_action: Action = Field(
+        default="block", description="A cell failing p-percent or (n,k) dominance."
+    )
+    zeros: Action = Field(
+        default="flag", description="Zero counts (can disclose that no one in a group has X)."
+    )
+    negative_magnitudes: Action = Field(
+        default="flag", description="Negative contributor values make dominance rules unreliable (ACRO)."
+    )
+    rounding_base: int | None = Field(
+        default=None,
+        ge=2,
+        description="If set, counts must be multiples of this (e.g. 5); other counts get `unrounded`.",
+    )
+    unrounded: Action = Field(default="flag", description="A count not a multiple of rounding_base.")
+    small_count_limit: int = Field(
+        default=20,
+        ge=1,
+        description="Counts >= threshold but below this are 'small': flagged when not rounded.",
+    )
+    sparse_fraction: float = Field(
+        default=0.5,
+        gt=0,
+        le=1,
+        description="Flag the table when at least this share of count cells are < threshold.",
+    )
+    max_rows: int = Field(
+        default=1000,
+        ge=1,
+        description="More rows than this looks like record-level data rather than a summary.",
+    )
+    record_level: Action = Field(default="flag", description="Table larger than max_rows.")
+    unclassified_small_integers: Action = Field(
+        default="flag",
+        description="An integer column not named as counts holds values under the threshold (may be counts).",
+    )
+    count_columns: list[str] = Field(
+        default_factory=lambda: [
+            "n",
+            "count",
+            "counts",
+            "freq",
+            "frequency",
+            "num",
+            "number",
+            "n_*",
+            "*_n",
+            "*_count",
+            "count_*",
+            "num_*",
+            "number_of_*",
+            "patients",
+            "subjects",
+            "cases",
+            "participants",
+        ],
+        description="Case-insensitive glob patterns of column names holding counts.",
+    )
+    magnitude_columns: list[str] = Field(
+        default_factory=lambda: [
+            "sum",
+            "total",
+            "sum_*",
+            "*_sum",
+            "total_*",
+            "*_total",
+            "mean",
+            "*_mean",
+            "mean_*",
+        ],
+        description="Glob patterns of columns holding magnitudes (sums or means over contributors).",
+    )
+    contributor_columns: list[str] = Field(
+        default_factory=lambda: ["contributors", "contributor_values", "values", "*_contributors"],
+        description="Globs of columns listing each cell's contributor values (separated by ';' or '|').",
+    )
+    magnitude_without_contributors: Action = Field(
+        default="flag",
+        description="A magnitude column with neither contributor values nor a count column to check against.",
+    )
+
+
+class RetainOptions(_Strict):
+    """The Annex E options a dataset agreement may allow (PS3.15 Table E.1-1 columns)."""
+
+    patient_characteristics: bool = Field(
+        default=False,
+        description="Retain Patient Characteristics Option: sex, age, size, weight, ethnic group...",
+    )
+    longitudinal_temporal: bool = Field(
+        default=False,
+        description="Retain Longitudinal Temporal Information (Full Dates) Option: DA/DT/TM values.",
+    )
+    safe_private: bool = Field(
+        default=False,
+        description="Retain Safe Private Option: private tags are flagged for review, not blocked.",
+    )
+    keywords: list[str] = Field(
+        default_factory=list,
+        description="Further attribute keywords the agreement allows to keep (e.g. 'SeriesDescription').",
+    )
+
+
+class DicomRules(_Strict):
+    """De-identification requirements for any DICOM file in an egress request."""
+
+    profile: Literal["basic"] = Field(
+        default="basic", description="PS3.15 Annex E Basic Application Level Confidentiality Profile."
+    )
+    retain: RetainOptions = Field(default_factory=RetainOptions)
+    dummy_values: list[str] = Field(
+        default_factory=lambda: ["ANONYMOUS", "ANONYMIZED", "ANONYMISED", "REMOVED", "0"],
+        description="Replacement values accepted for Z/D attributes (compared case-insensitively).",
+    )
+    allowed_values: dict[str, str] = Field(
+        default_factory=dict,
+        description="Keyword -> regex of accepted replacement values, e.g. PatientID: '^LIDC-IDRI-\\d{4}$'.",
+    )
+    attribute_present: Action = Field(
+        default="block", description="An attribute the profile removes or replaces is present."
+    )
+    private_tags: Action = Field(
+        default="block", description="Private attributes present (ignored if retain.safe_private)."
+    )
+    burned_in_annotation: Action = Field(default="block", description="BurnedInAnnotation is YES.")
+    identity_not_removed: Action = Field(
+        default="flag", description="PatientIdentityRemoved missing or not YES."
+    )
+    unverifiable_uid: Action = Field(
+        default="flag",
+        description="A UID is present but the source UIDs are unknown, so replacement cannot be verified.",
+    )
+
+    @field_validator("allowed_values")
+    @classmethod
+    def _regexes_compile(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, pattern in value.items():
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"allowed_values[{key!r}] is not a valid regex: {exc}") from exc
+        return value
+
+
+class ImageRules(_Strict):
+    """Raster and volume outputs: size limits and metadata that can carry identifiers."""
+
+    max_width: int = Field(default=8192, ge=1, description="Widest image allowed without review.")
+    max_height: int = Field(default=8192, ge=1, description="Tallest image allowed without review.")
+    oversize: Action = Field(default="flag", description="Image larger than max_width x max_height.")
+    metadata: Action = Field(
+        default="flag", description="Text chunks, EXIF, comments or NIfTI text fields present."
+    )
+    allowed_metadata_keys: list[str] = Field(
+        default_factory=lambda: ["Software"],
+        description="Text metadata keys considered harmless (e.g. matplotlib's 'Software').",
+    )
+    undecodable: Action = Field(
+        default="block", description="File claims to be an image but cannot be decoded."
+    )
+    unknown_chunks: Action = Field(
+        default="flag", description="Non-standard PNG chunks or JPEG APP segments present."
+    )
+
+
+class TextRules(_Strict):
+    """Free text, logs, JSON and the cells of tables: identifiers from the source data."""
+
+    identifier_action: Action = Field(
+        default="block", description="A patient name/ID from the dataset appears."
+    )
+    min_identifier_length: int = Field(
+        default=3, ge=1, description="Shorter identifiers (or name components) are ignored to avoid noise."
+    )
+    min_numeric_identifier_length: int = Field(
+        default=5,
+        ge=1,
+        description="Purely numeric identifiers shorter than this are ignored (they collide with counts).",
+    )
+    ignore_identifiers: list[str] = Field(
+        default_factory=lambda: [
+            "anonymous",
+            "anonymized",
+            "anonymised",
+            "unknown",
+            "patient",
+            "phantom",
+            "test",
+        ],
+        description="Globs of values never treated as identifiers (case-insensitive), e.g. 'lidc-idri-*'.",
+    )
+    patterns: dict[str, str] = Field(
+        default_factory=lambda: {
+            "dicom_uid": r"\b1\.2\.(?:\d+\.){4,}\d+\b",
+            "email": r"\b[\w.+-]+@[\w-]+\.[\w.-]+\b",
+        },
+        description="Name -> regex of further identifier-like strings to flag in text.",
+    )
+    pattern_action: Action = Field(default="flag", description="A `patterns` regex matched.")
+    encoded_blob: Action = Field(
+        default="flag", description="A long base64/hex run in text (a way to smuggle binary data out)."
+    )
+    encoded_blob_min_chars: int = Field(
+        default=512, ge=16, description="Shortest run counted as an encoded blob."
+    )
+
+    @field_validator("patterns")
+    @classmethod
+    def _patterns_compile(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, pattern in value.items():
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"patterns[{key!r}] is not a valid regex: {exc}") from exc
+        return value
+
+
+class JobRules(_Strict):
+    """Which container images may run next to the data (used by job admission too)."""
+
+    allowed_images: list[str] = Field(
+        default_factory=list,
+        description="Globs of image references, e.g. 'registry.tre.local/*@sha256:*'. Empty allows none.",
+    )
+    require_digest: bool = Field(
+        default=True, description="Only digest-pinned references (name@sha256:<64 hex>)."
+    )
+
+    def image_allowed(self, image: str) -> bool:
+        """Whether ``image`` may run: digest-pinned if required, and matching an allowlist glob.
+
+        Deny by default: an empty allowlist admits nothing, and a tag can be re-pushed, so only a
+        digest says which bytes the committee approved.
+        """
+        image = image.strip()
+        if not image or any(c.isspace() for c in image):
+            return False
+        if self.require_digest and not re.search(r"@sha256:[0-9a-f]{64}$", image):
+            return False
+        return any(fnmatch.fnmatchcase(image, pattern) for pattern in self.allowed_images)
+
+
+class Policy(_Strict):
+    """A complete egress + job policy. ``name`` is the file stem; ``digest`` its content hash."""
+
+    name: str = Field(description="Must equal the file name without .yaml.")
+    version: str = Field(min_length=1, description="Human-managed version string, bumped on every change.")
+    description: str = Field(default="", description="What agreement this policy implements.")
+    required_reviews: Annotated[int, Field(ge=1, le=10)] = Field(
+        default=2, description="Independent DAC approvals needed before release (two-person rule)."
+    )
+    files: FileRules = Field(default_factory=FileRules)
+    sdc: SdcRules = Field(default_factory=SdcRules)
+    dicom: DicomRules = Field(default_factory=DicomRules)
+    image: ImageRules = Field(default_factory=ImageRules)
+    text: TextRules = Field(default_factory=TextRules)
+    job: JobRules = Field(default_factory=JobRules)
+    digest: str = Field(default="", description="sha256 of the file bytes; set by the loader, not in YAML.")
+
+    @field_validator("name")
+    @classmethod
+    def _name_ok(cls, value: str) -> str:
+        if not POLICY_NAME_RE.match(value):
+            raise ValueError("must be lower-case letters, digits, '.', '_' or '-'")
+        return value
+
+
+def _field_path(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def parse_policy(text: str, source: Path | str, expected_name: str | None = None) -> Policy:
+    """Validate YAML text into a Policy; every failure is a PolicyError naming the field."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise PolicyError(source, "", f"invalid YAML: {where}{problem}") from exc
+    if not isinstance(data, dict):
+        raise PolicyError(source, "", "a policy must be a YAML mapping at the top level")
+    if "digest" in data:
+        raise PolicyError(source, "digest", "is computed from the file and must not be set in YAML")
+    if expected_name is not None:
+        data.setdefault("name", expected_name)
+        if data["name"] != expected_name:
+            raise PolicyError(
+                source, "name", f"is {data['name']!r} but the file is named {expected_name!r}.yaml"
+            )
+    data["digest"] = "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
+    try:
+        return Policy.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        more = f" (and {exc.error_count() - 1} more errors)" if exc.error_count() > 1 else ""
+        reason = first["msg"]
+        if first["type"] == "extra_forbidden":
+            reason = "unknown key (typo? see policies/SCHEMA.md)"
+        raise PolicyError(source, _field_path(tuple(first["loc"])), reason + more) from exc
+
+
+def load_policy(name: str, policies_dir: Path) -> Policy:
+    """Load ``policies_dir/<name>.yaml``; the name is checked so it cannot escape the folder."""
+    if not POLICY_NAME_RE.match(name):
+        raise PolicyError(f"{name}.yaml", "name", "not a valid policy name")
+    path = Path(policies_dir) / f"{name}.yaml"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise PolicyError(path, "", "no such policy") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PolicyError(path, "", f"cannot read: {exc}") from exc
+    return parse_policy(text, path, expected_name=name)
+
+
+def load_all(policies_dir: Path) -> dict[str, Policy]:
+    """Every ``*.yaml`` policy in the folder by name; the first invalid one raises."""
+    return {p.stem: load_policy(p.stem, policies_dir) for p in sorted(Path(policies_dir).glob("*.yaml"))}
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of a policy file (without the loader-computed ``digest``)."""
+    schema = Policy.model_json_schema()
+    schema["properties"].pop("digest", None)
+    schema["title"] = "TRE egress and job policy"
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    return schema
+
+
+def schema_text() -> str:
+    """The exact text of policies/schema.json, so a test can compare it byte for byte."""
+    return json.dumps(json_schema(), indent=2, sort_keys=True) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``schema`` prints the JSON Schema; ``check [DIR]`` validates a folder of policies."""
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["schema"]:
+        sys.stdout.write(schema_text())
+        return 0
+    if args[:1] == ["check"]:
+        folder = Path(args[1]) if len(args) > 1 else Path("policies")
+        try:
+            policies = load_all(folder)
+        except PolicyError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        for pol in policies.values():
+            print(f"{pol.name} {pol.version} {pol.digest}")
+        return 0
+    print("usage: python -m egress_review.policy schema | check [DIR]", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
