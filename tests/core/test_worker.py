@@ -1,0 +1,122 @@
+"""The worker with the real local sandbox: success path, cancellation, and a worker killed
+mid-job then restarted (the job ends in a defined state, record and outputs intact)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from tests.core.conftest import job_body
+from tre.jobs.worker import Worker
+from tre.store.db import session_scope
+from tre.store.models import AuditEntry, Job
+
+pytestmark = pytest.mark.skipif(not Path("/usr/bin/bwrap").exists(), reason="bubblewrap not installed")
+
+WRITE_AND_LIST = (
+    "import os; os.makedirs('/output/sub', exist_ok=True);"
+    "open('/output/sub/files.txt','w').write('\\n'.join(sorted(os.listdir('/data'))));"
+    "print('listed', len(os.listdir('/data')))"
+)
+
+
+def _wait_state(engine, job_id: str, states: set[str], timeout: float = 30) -> Job:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with session_scope(engine) as s:
+            job = s.get(Job, job_id)
+            if job is not None and job.state in states:
+                s.expunge(job)
+                return job
+        time.sleep(0.1)
+    raise AssertionError(f"job {job_id} never reached {states}")
+
+
+def test_job_runs_in_sandbox_and_outputs_are_recorded(app_client, world, engine, settings):
+    r = app_client.post("/api/v1/jobs", headers=world.headers["alice"],
+                        json=job_body(command=["python3", "-c", WRITE_AND_LIST]))
+    job_id = r.json()["id"]
+    Worker(settings, engine).run_until_idle(timeout_s=60)
+    job = app_client.get(f"/api/v1/jobs/{job_id}", headers=world.headers["alice"]).json()
+    assert job["state"] == "succeeded", job
+    assert job["exit_code"] == 0
+    log = app_client.get(f"/api/v1/jobs/{job_id}/logs", headers=world.headers["alice"])
+    assert "listed 2" in log.text and log.headers["X-Job-State"] == "succeeded"
+    outputs = app_client.get(f"/api/v1/jobs/{job_id}/outputs", headers=world.headers["alice"]).json()
+    content = b"CT_small.dcm\nMR_small.dcm"
+    assert outputs == [{"path": "sub/files.txt", "size": len(content), "sha256": hashlib.sha256(content).hexdigest()}]
+    with session_scope(engine) as s:
+        actions = [e.action for e in s.scalars(select(AuditEntry).where(AuditEntry.job_id == job_id)
+                                               .order_by(AuditEntry.idx))]
+    assert actions == ["job.submitted", "job.admitted", "job.started", "job.output_recorded", "job.ended"]
+
+
+def test_failing_job_is_reported(app_client, world, engine, settings):
+    r = app_client.post("/api/v1/jobs", headers=world.headers["alice"],
+                        json=job_body(command=["python3", "-c", "import sys; sys.exit(7)"]))
+    Worker(settings, engine).run_until_idle(timeout_s=60)
+    job = app_client.get(f"/api/v1/jobs/{r.json()['id']}", headers=world.headers["alice"]).json()
+    assert job["state"] == "failed" and job["exit_code"] == 7
+
+
+def test_cancel_running_job(app_client, world, engine, settings):
+    import threading
+
+    r = app_client.post("/api/v1/jobs", headers=world.headers["alice"],
+                        json=job_body(command=["python3", "-c", "import time; time.sleep(60)"]))
+    job_id = r.json()["id"]
+    worker = Worker(settings, engine)
+    t = threading.Thread(target=worker.run_until_idle, kwargs={"timeout_s": 60})
+    t.start()
+    _wait_state(engine, job_id, {"running"})
+    assert app_client.post(f"/api/v1/jobs/{job_id}/cancel", headers=world.headers["alice"]).status_code == 200
+    t.join(timeout=30)
+    job = _wait_state(engine, job_id, {"cancelled"}, timeout=5)
+    assert "cancel" in job.reason
+
+
+def test_worker_killed_mid_job_then_restarted(app_client, world, engine, settings):
+    marker = f"tre-test-sleeper-{os.getpid()}-{time.time_ns()}"
+    script = (f"open('/output/partial.txt','w').write('half done'); print('{marker}', flush=True);"
+              "import time; time.sleep(120)")
+    r = app_client.post("/api/v1/jobs", headers=world.headers["alice"],
+                        json=job_body(command=["python3", "-c", script], time_limit_s=300))
+    job_id = r.json()["id"]
+    env = {**os.environ, "TRE_HOME": str(settings.home), "TRE_POLICIES_DIR": str(settings.resolved_policies_dir)}
+    proc = subprocess.Popen([sys.executable, "-m", "tre.cli.main", "worker"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        _wait_state(engine, job_id, {"running"})
+        partial = settings.jobs_dir / job_id / "output" / "partial.txt"
+        deadline = time.monotonic() + 30
+        while not partial.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert partial.exists()
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    # The sandbox died with its worker (--die-with-parent): nothing of the job keeps running.
+    time.sleep(0.5)
+    left = subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True).stdout.split()
+    assert [p for p in left if int(p) != os.getpid()] == []
+
+    restarted = Worker(settings, engine)
+    restarted.recover_orphans()
+    job = _wait_state(engine, job_id, {"failed"}, timeout=5)
+    assert "stopped while the job was running" in job.reason
+    assert job.command[0] == "python3" and job.project_id == "p1" and job.finished_at is not None
+    outputs = app_client.get(f"/api/v1/jobs/{job_id}/outputs", headers=world.headers["alice"]).json()
+    assert outputs == [{"path": "partial.txt", "size": 9, "sha256": hashlib.sha256(b"half done").hexdigest()}]
+    with session_scope(engine) as s:
+        ended = s.scalars(select(AuditEntry).where(AuditEntry.job_id == job_id, AuditEntry.action == "job.ended")).one()
+        assert '"failed"' in ended.body
