@@ -96,23 +96,37 @@ def check_file(path: Path, display_name: str, applied: list[AppliedPolicy],
     """All checks of all policies on one staged file, as JSON-ready dicts."""
     results: list[dict[str, Any]] = []
     for ap in applied:
+        # Each result names the exact policy text (version and digest) it was judged under.
+        d = ap.describe()
+        tag = {"policy": ap.name, "policy_version": d["version"], "policy_digest": d["digest"]}
         try:
             raw = run_checks(path, display_name, ap.policy, context)
         except Exception as exc:  # noqa: BLE001 - a crashing check must block, never pass
             log.exception("checks crashed on %s", display_name)
-            results.append({"policy": ap.name, "check": "engine", "outcome": "block",
+            results.append({**tag, "check": "engine", "outcome": "block",
                             "reason": f"the checks could not run on this file: {exc}", "evidence": {}})
             continue
         for r in raw:
             outcome = str(getattr(r, "outcome", "block"))
             results.append({
-                "policy": ap.name,
+                **tag,
                 "check": str(r.check),
                 "outcome": outcome if outcome in OUTCOME_RANK else "block",
                 "reason": str(r.reason),
                 "evidence": _jsonable(dict(r.evidence or {})),
             })
     return results
+
+
+def policies_of(files: list[Any]) -> list[dict[str, str]]:
+    """The policies a request was checked under, read back from its files' check results."""
+    seen: dict[str, dict[str, str]] = {}
+    for f in files:
+        for c in f.checks or []:
+            if "policy" in c and c["policy"] not in seen:
+                seen[c["policy"]] = {"name": c["policy"], "version": str(c.get("policy_version", "")),
+                                     "digest": str(c.get("policy_digest", ""))}
+    return [seen[k] for k in sorted(seen)]
 
 
 def make_context(identifiers: set[str], file_count: int, total_size: int) -> CheckContext:

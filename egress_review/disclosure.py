@@ -12,6 +12,7 @@ import json
 from datetime import datetime
 from typing import Any
 
+from egress_review.checking import policies_of
 from tre.store.base import utcnow
 from tre.store.models import EgressRequest
 
@@ -39,7 +40,7 @@ def build_record(req: EgressRequest) -> dict[str, Any]:
         "released": req.state == "approved",
         "decided_at": _ts(req.decided_at),
         "decided_by": "resolution" if resolution else ("checks" if req.state == "blocked" else "votes"),
-        "policies": list(req.policies or []),
+        "policies": policies_of(req.files),
         "required_reviews": req.required_reviews,
         "files": [
             {

@@ -156,7 +156,6 @@ def create_request(session: Session, settings: Settings, principal: Principal, *
         justification=justification, state="checking",
         policy_name="+".join(p.name for p in applied)[:128],
         policy_version="+".join(p.describe()["version"] for p in applied)[:64],
-        policies=[p.describe() for p in applied],
         required_reviews=checking.required_reviews(applied),
     )
     for out, frozen in staged:
@@ -165,7 +164,7 @@ def create_request(session: Session, settings: Settings, principal: Principal, *
     session.add(req)
     session.flush()
     _audit(session, principal.user_id, "egress.requested", req, files=[f.path for f in req.files],
-           justification=justification, policies=req.policies)
+           justification=justification, policies=[p.describe() for p in applied])
     for f in req.files:
         _audit(session, "system", "egress.staged", req, path=f.path, sha256=f.sha256, size=f.size)
 
@@ -371,7 +370,7 @@ def request_view(session: Session, req: EgressRequest, principal: Principal) -> 
         "justification": req.justification,
         "state": req.state,
         "policy_name": req.policy_name,
-        "policies": list(req.policies or []),
+        "policies": checking.policies_of(req.files),
         "required_reviews": req.required_reviews,
         "votes_in": len(votes),
         "votes_revealed": revealed,
