@@ -220,7 +220,7 @@ def _insert_checkpoint(session: Session, signer: AuditSigner, size: int, root: b
     cp = Checkpoint(signer.name, size, root, (f"{TIMESTAMP_EXT} {int(now.timestamp() * 1000)}",))
     row = AuditCheckpoint(tree_size=size, root_hash=root, created_at=now, note=signer.sign(cp))
     session.add(row)
-    session.flush([row])
+    session.flush()
     return row
 
 
