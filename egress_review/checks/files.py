@@ -7,6 +7,7 @@ import zlib
 from pathlib import Path
 
 from egress_review.checks.containers import (
+    PNG_STANDARD_CHUNKS,
     Structure,
     entropy,
     find_signatures,
@@ -113,6 +114,18 @@ def _structure(detected: Detected, data: bytes) -> Structure | None:
     return None
 
 
+JPEG_USUAL_SEGMENTS = frozenset({"APP0", "APP1", "APP2", "APP14"})  # JFIF, Exif/XMP, ICC, Adobe
+
+
+def _unusual_parts(kind: str, structure: Structure) -> list[str]:
+    """PNG chunks outside the PNG 3rd edition list; JPEG APPn segments other than the usual."""
+    if kind == "png":
+        parts = [p for p in structure.parts if p.encode("latin-1") not in PNG_STANDARD_CHUNKS]
+    else:
+        parts = [p for p in structure.parts if p.startswith("APP") and p not in JPEG_USUAL_SEGMENTS]
+    return sorted(set(parts))
+
+
 def _read_for_scan(path: Path, detected: Detected, policy: Policy) -> bytes:
     """The bytes to scan: the file, or a gzip-wrapped NIfTI's inflated content (bounded)."""
     if not detected.gzip_wrapped:
@@ -171,6 +184,18 @@ def check_hidden(path: Path, detected: Detected, policy: Policy) -> tuple[list[C
                         "entropy_bits_per_byte": round(entropy(tail), 3),
                         "all_zero": not any(tail),
                     },
+                )
+            )
+    if structure is not None and structure.ok:
+        unusual = _unusual_parts(detected.type, structure)
+        if unusual:
+            out.append(
+                CheckResult(
+                    check="unknown_chunks",
+                    outcome=action_outcome(policy.image.unknown_chunks),
+                    reason=f"non-standard {detected.type.upper()} parts present: {', '.join(unusual)}; "
+                    "they are not displayed and can carry arbitrary data",
+                    evidence={"parts": unusual},
                 )
             )
     # Strong signatures anywhere except where the file's own format begins. An archive is
