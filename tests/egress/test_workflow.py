@@ -1,3 +1,4 @@
+# ruff: noqa: F811 - pytest fixtures imported from the support module are redefined as parameters
 """The airlock's rules at the service level: freezing, checks, blind votes, conflicts, release."""
 
 from __future__ import annotations
@@ -6,7 +7,6 @@ import hashlib
 import json
 import os
 import stat
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -16,7 +16,7 @@ from egress_review import checking, workflow
 from egress_review.disclosure import record_digest
 from egress_review.errors import EgressError
 from egress_review.staging import StagingError, freeze, output_file, staged_path
-from tests.egress.test_workflow_support import LEAKY_CSV, SAFE_CSV, seed_world, write_policy
+from tests.egress.test_workflow_support import LEAKY_CSV, SAFE_CSV, esettings, seed_world  # noqa: F401
 from tre.auth.principal import Principal
 from tre.config import Settings
 from tre.store.models import AuditEntry, Dataset, EgressRequest, Job, UserRole
@@ -24,15 +24,6 @@ from tre.store.models import AuditEntry, Dataset, EgressRequest, Job, UserRole
 
 def who(user_id: str, *roles: str) -> Principal:
     return Principal(user_id=user_id, roles=frozenset(roles))
-
-
-@pytest.fixture
-def esettings(settings: Settings, tmp_path: Path) -> Settings:
-    write_policy(tmp_path / "policies")
-    write_policy(tmp_path / "policies", "strict3", version="1", reviews=3)
-    write_policy(tmp_path / "policies", "lenient1", version="1", reviews=1)
-    settings.policies_dir = tmp_path / "policies"
-    return settings
 
 
 @pytest.fixture

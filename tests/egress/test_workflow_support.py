@@ -17,6 +17,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
+import pytest
+from fastapi import FastAPI
 from PIL import Image
 from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
@@ -154,6 +156,29 @@ def seed_world(session: Session, settings: Settings, outputs: dict[str, bytes] |
         session.add(JobOutput(job_id=job.id, path=rel, size=len(data), sha256=hashlib.sha256(data).hexdigest()))
     session.flush()
     return world
+
+
+@pytest.fixture
+def esettings(settings: Settings, tmp_path: Path) -> Settings:
+    """Settings whose policies folder holds the test policies (the repo's may change under us)."""
+    write_policy(tmp_path / "policies")
+    write_policy(tmp_path / "policies", "strict3", version="1", reviews=3)
+    write_policy(tmp_path / "policies", "lenient1", version="1", reviews=1)
+    settings.policies_dir = tmp_path / "policies"
+    return settings
+
+
+def with_egress_routes(app: FastAPI) -> FastAPI:
+    """Include the airlock routers unless the app factory already does."""
+    from egress_review.api import router as api_router
+    from egress_review.panel import router as panel_router
+
+    paths = {getattr(r, "path", "") for r in app.routes}
+    if "/api/v1/egress/requests" not in paths:
+        app.include_router(api_router)
+    if "/panel/" not in paths:
+        app.include_router(panel_router)
+    return app
 
 
 def free_port() -> int:
