@@ -28,7 +28,7 @@ from tre.server import BackgroundServer
 from tre.store.db import session_scope
 from tre.store.models import User
 
-DEMO_FILES = ("CT_small.dcm", "MR_small.dcm", "emri_small.dcm")
+DEMO_FILES = ("CT_small.dcm", "MR_small.dcm", "MR_small_RLE.dcm", "examples_overlay.dcm")
 DEMO_USERS = {"admin": ["admin"], "alice": ["researcher"], "dac-one": ["dac"], "dac-two": ["dac"],
               "auditor": ["auditor"]}
 PROJECT = "demo-lung"

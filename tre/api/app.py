@@ -31,8 +31,11 @@ def create_app(
     app.state.verifier = TokenVerifier(settings)
     install_problem_handlers(app)
 
+    from egress_review import api as egress_api
+    from egress_review.panel import routes as panel_routes
     from tre.api.routers import admin, datasets, jobs, me, projects
+    from tre.audit import api as audit_api
 
-    for module in (me, admin, projects, datasets, jobs):
+    for module in (me, admin, projects, datasets, jobs, egress_api, panel_routes, audit_api):
         app.include_router(module.router)
     return app

@@ -19,9 +19,8 @@ admin_only = require_roles("admin")
 
 
 def _out(p: Project) -> ProjectOut:
-    out = ProjectOut.model_validate(p)
-    out.members = sorted(m.user_id for m in p.members)
-    return out
+    fields = {name: getattr(p, name) for name in ProjectOut.model_fields if name != "members"}
+    return ProjectOut(**fields, members=sorted(m.user_id for m in p.members))
 
 
 @router.get("", response_model=list[ProjectOut])
