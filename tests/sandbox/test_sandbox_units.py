@@ -1,0 +1,100 @@
+"""Pure helpers of the local sandbox: image-ref sanitising, dataset mount rules, cgroup
+path discovery from /proc files, and the seccomp program's shape."""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import pytest
+
+from tre.executors import cgroups, seccomp
+from tre.executors.base import DatasetMount, ExecutorError, JobSpec
+from tre.executors.bwrap import dataset_mounts, image_rootfs, sanitise_image_ref
+
+
+@pytest.mark.parametrize(
+    ("ref", "expected"),
+    [
+        ("tre/python:3.11", "tre_python_3.11"),
+        ("ghcr.io/org/img@sha256:abc", "ghcr.io_org_img_sha256_abc"),
+        ("..", "_."),
+        ("../../etc", "_._.._etc"),
+        (".hidden", "_hidden"),
+    ],
+)
+def test_sanitise_image_ref_never_escapes_the_images_dir(ref: str, expected: str) -> None:
+    name = sanitise_image_ref(ref)
+    assert name == expected
+    assert "/" not in name and name not in (".", "..")
+
+
+def test_image_rootfs_only_for_real_directories(tmp_path: Path) -> None:
+    images = tmp_path / "images"
+    (images / "tre_python_3.11").mkdir(parents=True)
+    (tmp_path / "elsewhere").mkdir()
+    (images / "linked").symlink_to(tmp_path / "elsewhere")
+    assert image_rootfs(images, "tre/python:3.11") == images / "tre_python_3.11"
+    assert image_rootfs(images, "linked") is None
+    assert image_rootfs(images, "absent:1") is None
+    assert image_rootfs(None, "tre/python:3.11") is None
+
+
+def _spec(tmp_path: Path, *mounts: DatasetMount) -> JobSpec:
+    return JobSpec("j", "p", "img", ["true"], list(mounts), tmp_path / "out", tmp_path / "log")
+
+
+def test_dataset_mount_rules(tmp_path: Path) -> None:
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+    a, b = DatasetMount("a", tmp_path / "a"), DatasetMount("b", tmp_path / "b")
+    assert dataset_mounts(_spec(tmp_path, a)) == [(tmp_path / "a", "/data")]
+    assert dataset_mounts(_spec(tmp_path, a, b)) == [(tmp_path / "a", "/data/a"), (tmp_path / "b", "/data/b")]
+    with pytest.raises(ExecutorError, match="must be /data"):
+        dataset_mounts(_spec(tmp_path, DatasetMount("a", tmp_path / "a", mount_path="/output")))
+    with pytest.raises(ExecutorError, match="must be /data"):
+        dataset_mounts(_spec(tmp_path, DatasetMount("a", tmp_path / "a", mount_path="/data/../etc")))
+    with pytest.raises(ExecutorError, match="two datasets"):
+        dataset_mounts(_spec(tmp_path, DatasetMount("a", tmp_path / "a", mount_path="/data/x"),
+                             DatasetMount("b", tmp_path / "b", mount_path="/data/x")))
+    with pytest.raises(ExecutorError, match="no host path"):
+        dataset_mounts(_spec(tmp_path, DatasetMount("a", pvc_name="pvc")))
+
+
+def test_cgroup_paths_from_proc_files(tmp_path: Path) -> None:
+    mountinfo = tmp_path / "mountinfo"
+    mountinfo.write_text(
+        "35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory\n"
+        "39 31 0:36 / /sys/fs/cgroup/pids rw,relatime - cgroup cgroup rw,pids\n"
+        "41 31 0:38 /docker/abc /sys/fs/cgroup/uni\\040fied rw - cgroup2 cgroup2 rw,nsdelegate\n"
+    )
+    own = tmp_path / "cgroup"
+    own.write_text("8:pids:/\n4:memory:/svc/worker\n0::/docker/abc/worker\n")
+    mounts = cgroups._mounts(mountinfo)
+    assert [m.fstype for m in mounts] == ["cgroup", "cgroup", "cgroup2"]
+    assert mounts[2].mountpoint == Path("/sys/fs/cgroup/uni fied")
+    paths = cgroups._own_cgroups(own)
+    assert paths == {"pids": "/", "memory": "/svc/worker", "": "/docker/abc/worker"}
+    assert cgroups._host_dir(mounts[0], paths["memory"]) == Path("/sys/fs/cgroup/memory/svc/worker")
+    assert cgroups._host_dir(mounts[1], paths["pids"]) == Path("/sys/fs/cgroup/pids")
+    # A container's cgroup namespace root is stripped from the path.
+    assert cgroups._host_dir(mounts[2], paths[""]) == Path("/sys/fs/cgroup/uni fied/worker")
+
+
+@pytest.mark.parametrize("arch", sorted(seccomp.DENIED_SYSCALLS))
+def test_seccomp_program_shape(arch: str) -> None:
+    prog = seccomp.build_filter(arch)
+    insns = [struct.unpack("=HBBI", prog[i : i + 8]) for i in range(0, len(prog), 8)]
+    assert len(prog) % 8 == 0
+    assert insns[0] == (0x20, 0, 0, 4)  # load arch
+    assert insns[1][3] == seccomp.AUDIT_ARCH[arch]
+    assert insns[-2] == (0x06, 0, 0, 0x7FFF0000)  # allow
+    assert insns[-1] == (0x06, 0, 0, 0x00050000 | 1)  # EPERM
+    checked = {k for code, _jt, _jf, k in insns if code == 0x15} - {seccomp.AUDIT_ARCH[arch]}
+    assert checked == set(seccomp.DENIED_SYSCALLS[arch].values())
+    # Every syscall check jumps exactly to the EPERM return.
+    for pos, (code, jt, _jf, k) in enumerate(insns):
+        if code == 0x15 and k != seccomp.AUDIT_ARCH[arch]:
+            assert pos + 1 + jt == len(insns) - 1
+    with pytest.raises(ValueError, match="no seccomp syscall table"):
+        seccomp.build_filter("sparc")
