@@ -117,14 +117,17 @@ class _Walker:
             tag = int(elem.tag)
             where = f"{path}{elem.keyword or _tag_str(tag)}"
             desc = {"tag": _tag_str(tag), "keyword": elem.keyword or "", "path": where}
+            for value in _text_values(elem) if self.matcher else []:
+                if self.matcher.find(value):
+                    self._add(self.identifier_hits, {**desc, "value": mask(value)})
+                    break
             if Tag(tag).is_private:
                 if not _empty(elem) or elem.VR == "SQ":
                     self._add(self.private, {**desc, "vr": elem.VR, "name": elem.name})
+                if elem.VR == "SQ":
+                    for i, item in enumerate(elem.value or []):
+                        self.walk(item, f"{where}[{i}].")
                 continue
-            for value in _text_values(elem):
-                if self.matcher and self.matcher.find(value):
-                    self._add(self.identifier_hits, {**desc, "value": mask(value)})
-                    break
             row = annex_e.lookup(tag)
             if row is not None and not _empty(elem) and not self._retained(row, elem):
                 if row.action == "U":

@@ -206,16 +206,15 @@ def check_hidden(path: Path, detected: Detected, policy: Policy) -> tuple[list[C
     if trailing_from is not None:
         regions.append(("trailing data", trailing_from, len(data)))
     for label, start, end in regions:
-        for h in find_signatures(data, start, end, strong_only=False):
-            h["region"] = label
-            if h not in hits:
-                hits.append(h)
+        hits.extend(find_signatures(data, start, end, strong_only=False))
     seen: set[tuple[object, object]] = set()
     unique = []
     for h in sorted(hits, key=lambda h: int(str(h["offset"]))):
         key = (h["format"], h["offset"])
         if key not in seen:
             seen.add(key)
+            off = int(str(h["offset"]))
+            h["region"] = next((label for label, lo, hi in regions if lo <= off < hi), "file body")
             unique.append(h)
     if unique:
         formats = sorted({str(h["format"]) for h in unique})

@@ -39,7 +39,12 @@ def test_shipped_policies_load_with_version_and_digest() -> None:
     assert default.digest.startswith("sha256:") and len(default.digest) == 7 + 64
     assert default.required_reviews == 2
     # ACRO's defaults (acro/default.yaml): safe_threshold 10, safe_nk_n 2, safe_nk_k 0.9, safe_pratio_p 0.1.
-    assert (default.sdc.threshold, default.sdc.nk_n, default.sdc.nk_k, default.sdc.p_percent) == (10, 2, 0.9, 0.1)
+    assert (default.sdc.threshold, default.sdc.nk_n, default.sdc.nk_k, default.sdc.p_percent) == (
+        10,
+        2,
+        0.9,
+        0.1,
+    )
     lidc = policies["lidc-demo"]
     assert lidc.sdc.rounding_base == 5
     assert "dicom" not in lidc.files.allowed_types
@@ -151,7 +156,9 @@ def test_image_allowlist_needs_digest_and_match() -> None:
 def test_shipped_policies_admit_their_images() -> None:
     lidc = load_policy("lidc-demo", POLICIES)
     assert lidc.job.image_allowed(f"ghcr.io/tre-project/lidc-nodules@{DIGEST}")
-    assert not load_policy("default", POLICIES).job.image_allowed(f"ghcr.io/tre-project/lidc-nodules@{DIGEST}")
+    assert not load_policy("default", POLICIES).job.image_allowed(
+        f"ghcr.io/tre-project/lidc-nodules@{DIGEST}"
+    )
 
 
 def test_schema_json_is_up_to_date() -> None:
