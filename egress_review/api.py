@@ -64,7 +64,7 @@ def create(body: CreateRequest, principal: Researcher, session: DbSession,
     """Ask for release of outputs of a succeeded job; they are frozen and checked at once."""
     try:
         req = workflow.create_request(session, settings, principal, job_id=body.job_id, paths=body.files,
-                                      justification=body.justification)
+                                      justification=body.justification, pause=session.commit)
     except EgressError as exc:
         raise to_problem(session, exc) from exc
     return workflow.request_view(session, req, principal)

@@ -18,7 +18,7 @@ commits that record even though the action failed.
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any, BinaryIO
 
 from sqlalchemy import select
@@ -27,7 +27,14 @@ from sqlalchemy.orm import Session, selectinload
 from egress_review import checking
 from egress_review.disclosure import build_record, record_digest
 from egress_review.errors import EgressError, conflict, forbidden, not_found
-from egress_review.staging import HashMismatch, StagingError, freeze, open_verified, output_file
+from egress_review.staging import (
+    HashMismatch,
+    StagedFile,
+    StagingError,
+    freeze,
+    open_verified,
+    output_file,
+)
 from tre.audit import AuditEvent, record_event, record_events
 from tre.auth.principal import Principal
 from tre.config import Settings
@@ -107,8 +114,14 @@ def _refuse(session: Session, principal: Principal, req: EgressRequest, status: 
 # ---------------------------------------------------------------------------- request
 
 def create_request(session: Session, settings: Settings, principal: Principal, *, job_id: str,
-                   paths: list[str], justification: str) -> EgressRequest:
-    """Freeze the chosen outputs, check them, and open the request for review (or block it)."""
+                   paths: list[str], justification: str,
+                   pause: Callable[[], None] | None = None) -> EgressRequest:
+    """Freeze the chosen outputs, check them, and open the request for review (or block it).
+
+    ``pause`` is called once the checks on who may ask for what are done and before the slow
+    part (copying, hashing, scanning the datasets for identifiers, running the checks); the
+    API passes ``session.commit`` so no database write lock is held during that work.
+    """
     justification = justification.strip()
     if not justification:
         raise EgressError(422, "Invalid request", "a justification is required", "missing-justification")
@@ -120,72 +133,71 @@ def create_request(session: Session, settings: Settings, principal: Principal, *
     job = session.get(Job, job_id)
     if job is None:
         raise not_found(f"job {job_id}")
-    if not is_member(session, job.project_id, principal.user_id):
-        raise forbidden(f"only members of project {job.project_id} may request release of its jobs' outputs",
+    project_id = job.project_id
+    if not is_member(session, project_id, principal.user_id):
+        raise forbidden(f"only members of project {project_id} may request release of its jobs' outputs",
                         "not-a-project-member")
     if job.state != JobState.succeeded.value:
         raise conflict(f"job {job_id} is {job.state}; only outputs of a succeeded job can be released",
                        "job-not-succeeded")
-    outputs = {o.path: o for o in session.scalars(select(JobOutput).where(JobOutput.job_id == job_id))}
+    outputs = {o.path: (o.sha256, o.size)
+               for o in session.scalars(select(JobOutput).where(JobOutput.job_id == job_id))}
     unknown = [p for p in wanted if p not in outputs]
     if unknown:
         raise EgressError(422, "Not a job output",
                           f"not recorded outputs of job {job_id}: {', '.join(unknown[:10])}",
                           "not-a-job-output")
+    datasets = checking.job_datasets(session, job)
+    applied = checking.policies_for(datasets, settings.resolved_policies_dir)
+    if pause is not None:
+        pause()
 
     # Freeze first, before any row is written: a refusal then leaves only its audit record.
-    staged = []
+    staged: list[tuple[str, StagedFile]] = []
     for path in wanted:
-        out = outputs[path]
+        sha256, size = outputs[path]
         try:
-            frozen = freeze(output_file(settings.jobs_dir, job_id, path), settings.staging_dir,
-                            out.sha256, out.size)
+            staged.append((path, freeze(output_file(settings.jobs_dir, job_id, path), settings.staging_dir,
+                                        sha256, size)))
         except StagingError as exc:
             slug = "output-modified" if isinstance(exc, HashMismatch) else "output-unavailable"
             _audit(session, principal.user_id, "egress.stage_refused", job_id=job_id,
-                   project_id=job.project_id, path=path, reason=slug, detail=str(exc),
-                   recorded_sha256=out.sha256)
+                   project_id=project_id, path=path, reason=slug, detail=str(exc), recorded_sha256=sha256)
             raise EgressError(409, "Output cannot be frozen",
                               f"{path}: {exc}; it cannot be released", slug, audited=True) from exc
-        staged.append((out, frozen))
+    context = checking.make_context(checking.identifiers_for(datasets), len(staged),
+                                    sum(f.size for _, f in staged))
+    results = {path: checking.check_file(f.path, path, applied, context) for path, f in staged}
 
-    datasets = checking.job_datasets(session, job)
-    applied = checking.policies_for(datasets, settings.resolved_policies_dir)
     req = EgressRequest(
-        job_id=job_id, project_id=job.project_id, requested_by=principal.user_id,
+        job_id=job_id, project_id=project_id, requested_by=principal.user_id,
         justification=justification, state="checking",
         policy_name="+".join(p.name for p in applied)[:128],
         policy_version="+".join(p.describe()["version"] for p in applied)[:64],
         required_reviews=checking.required_reviews(applied),
     )
-    for out, frozen in staged:
-        req.files.append(EgressFile(path=out.path, sha256=frozen.sha256, size=frozen.size,
-                                    staged_path=str(frozen.path), outcome="pass", checks=[]))
+    for path, frozen in staged:
+        req.files.append(EgressFile(
+            path=path, sha256=frozen.sha256, size=frozen.size, staged_path=str(frozen.path),
+            outcome=checking.worst_outcome([r["outcome"] for r in results[path]]), checks=results[path]))
     session.add(req)
     session.flush()
     _audit(session, principal.user_id, "egress.requested", req, files=[f.path for f in req.files],
            justification=justification, policies=[p.describe() for p in applied])
     for f in req.files:
         _audit(session, "system", "egress.staged", req, path=f.path, sha256=f.sha256, size=f.size)
-
-    _run_checks(session, req, applied, datasets)
+    _record_checks(session, req)
     return req
 
 
-def _run_checks(session: Session, req: EgressRequest, applied: list[checking.AppliedPolicy],
-                datasets: list[Any]) -> None:
-    context = checking.make_context(checking.identifiers_for(datasets), len(req.files),
-                                    sum(f.size for f in req.files))
-    events = []
-    for f in req.files:
-        results = checking.check_file(Path(f.staged_path), f.path, applied, context)
-        f.checks = results
-        f.outcome = checking.worst_outcome([r["outcome"] for r in results])
-        events += [AuditEvent("system", "egress.check", req.project_id, None, req.job_id,
-                              {"request_id": req.id, "path": f.path, "sha256": f.sha256,
-                               "policy": r["policy"], "check": r["check"], "outcome": r["outcome"],
-                               "reason": r["reason"]})
-                   for r in results]
+def _record_checks(session: Session, req: EgressRequest) -> None:
+    """Audit every check result (one batch) and move the request out of ``checking``."""
+    events = [
+        AuditEvent("system", "egress.check", req.project_id, None, req.job_id,
+                   {"request_id": req.id, "path": f.path, "sha256": f.sha256, "policy": r["policy"],
+                    "check": r["check"], "outcome": r["outcome"], "reason": r["reason"]})
+        for f in req.files for r in f.checks
+    ]
     # One batch: one lock and one signed checkpoint for all results, not one per check.
     if events:
         record_events(session, events)
