@@ -76,7 +76,8 @@ def run_demo() -> None:
     try:
         with BackgroundServer(app) as server:
             console.rule("[bold]tre demo")
-            console.print(f"state directory {settings.home}; API at {server.url}; executor {settings.executor}")
+            console.print(f"state directory {settings.home}; API at {server.url}; "
+                          f"executor {settings.executor}")
             admin = ApiClient(server.url, tokens["admin"])
             projects = {p["id"] for p in admin.get("/api/v1/projects")}
             if PROJECT not in projects:

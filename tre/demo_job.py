@@ -25,9 +25,11 @@ for f in sorted(Path("/data").rglob("*")):
         px = px[px.shape[0] // 2]
     if px.ndim != 2:
         continue
-    hu = px.astype(np.float64) * float(getattr(ds, "RescaleSlope", 1)) + float(getattr(ds, "RescaleIntercept", 0))
+    slope = float(getattr(ds, "RescaleSlope", 1))
+    hu = px.astype(np.float64) * slope + float(getattr(ds, "RescaleIntercept", 0))
     rows.append({"file": f.name, "modality": ds.get("Modality", ""), "rows": px.shape[0],
-                 "columns": px.shape[1], "mean": round(float(hu.mean()), 2), "std": round(float(hu.std()), 2)})
+                 "columns": px.shape[1], "mean": round(float(hu.mean()), 2),
+                 "std": round(float(hu.std()), 2)})
     lo, hi = np.percentile(hu, [1, 99])
     img = np.clip((hu - lo) / max(hi - lo, 1e-6) * 255, 0, 255).astype(np.uint8)
     thumbs.append(Image.fromarray(img).resize((128, 128)))

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from sqlalchemy import Engine
 
 from tre import registry
 from tre.audit import record_event
@@ -23,7 +24,7 @@ dataset_app = typer.Typer(help="Datasets (admin registers; researchers list what
 grant_app = typer.Typer(help="Access grants of projects to datasets (admin).")
 
 
-def _local_engine():  # type: ignore[no-untyped-def]
+def _local_engine() -> Engine:
     settings = get_settings()
     settings.ensure_dirs()
     engine = make_engine(settings.resolved_database_url)

@@ -18,27 +18,33 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, Trans
 from tre.cli.client import ApiClient, CliError
 from tre.cli.output import console, human_size, table
 
-app = typer.Typer(help="Egress airlock: request release of job outputs, review, download.",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Egress airlock: request release of job outputs, review, download.", no_args_is_help=True
+)
 
 BASE = "/api/v1/egress/requests"
 OUTCOME_STYLE = {"pass": "green", "flag": "yellow", "block": "red"}
 
 
 def _print_request(r: dict[str, Any]) -> None:
-    console.print(f"[bold]Request {r['id']}[/bold]  state: [bold]{r['state']}[/bold]  "
-                  f"job {r['job_id']}  project {r['project_id']}")
+    console.print(
+        f"[bold]Request {r['id']}[/bold]  state: [bold]{r['state']}[/bold]  "
+        f"job {r['job_id']}  project {r['project_id']}"
+    )
     pols = ", ".join(f"{p['name']} v{p['version']}" for p in r.get("policies", []))
     console.print(f"policies: {pols or '-'}   votes: {r['votes_in']}/{r['required_reviews']}")
     for f in r.get("files", []):
         style = OUTCOME_STYLE.get(f["outcome"], "white")
-        console.print(f"  [{style}]{f['outcome']:5}[/{style}] {f['path']}  {human_size(f['size'])}  "
-                      f"sha256:{f['sha256'][:16]}…")
+        console.print(
+            f"  [{style}]{f['outcome']:5}[/{style}] {f['path']}  {human_size(f['size'])}  "
+            f"sha256:{f['sha256'][:16]}…"
+        )
         for c in f.get("checks", []):
             if c["outcome"] != "pass":
                 cs = OUTCOME_STYLE.get(c["outcome"], "white")
-                console.print(f"        [{cs}]{c['outcome']}[/{cs}] {c['check']}: {c['reason']}",
-                              highlight=False)
+                console.print(
+                    f"        [{cs}]{c['outcome']}[/{cs}] {c['check']}: {c['reason']}", highlight=False
+                )
     if r.get("votes_revealed"):
         for v in r.get("votes", []):
             console.print(f"  vote by {v['reviewer']}: {v['vote']}  {v['comment']}", highlight=False)
@@ -65,10 +71,24 @@ def list_(state: Annotated[str | None, typer.Option(help="Only requests in this 
     """Requests you can see (your projects'; all of them for reviewers)."""
     params = {"state": state} if state else {}
     rows = ApiClient().get(BASE, params=params)
-    table("Egress requests", ["id", "project", "job", "by", "files", "checks", "state", "votes", "created"],
-          [(r["id"], r["project_id"], r["job_id"][:12], r["requested_by"], r["file_count"], r["outcome"],
-            r["state"], f"{r['votes_in']}/{r['required_reviews']}", (r["created_at"] or "")[:19])
-           for r in rows])
+    table(
+        "Egress requests",
+        ["id", "project", "job", "by", "files", "checks", "state", "votes", "created"],
+        [
+            (
+                r["id"],
+                r["project_id"],
+                r["job_id"][:12],
+                r["requested_by"],
+                r["file_count"],
+                r["outcome"],
+                r["state"],
+                f"{r['votes_in']}/{r['required_reviews']}",
+                (r["created_at"] or "")[:19],
+            )
+            for r in rows
+        ],
+    )
 
 
 @app.command()
@@ -78,18 +98,22 @@ def show(request_id: str) -> None:
 
 
 @app.command()
-def vote(request_id: str,
-         decision: Annotated[str, typer.Argument(help="approve or reject")],
-         comment: Annotated[str, typer.Option("--comment", "-m")] = "") -> None:
+def vote(
+    request_id: str,
+    decision: Annotated[str, typer.Argument(help="approve or reject")],
+    comment: Annotated[str, typer.Option("--comment", "-m")] = "",
+) -> None:
     """Cast your blind vote (role dac)."""
     r = ApiClient().post(f"{BASE}/{request_id}/votes", json={"vote": decision, "comment": comment})
     console.print(f"vote recorded; {r['votes_in']}/{r['required_reviews']} votes in; state {r['state']}")
 
 
 @app.command()
-def resolve(request_id: str,
-            decision: Annotated[str, typer.Argument(help="approve or reject")],
-            comment: Annotated[str, typer.Option("--comment", "-m", help="Why (required).")]) -> None:
+def resolve(
+    request_id: str,
+    decision: Annotated[str, typer.Argument(help="approve or reject")],
+    comment: Annotated[str, typer.Option("--comment", "-m", help="Why (required).")],
+) -> None:
     """Settle a conflicted request (a DAC member who did not vote, or an admin)."""
     r = ApiClient().post(f"{BASE}/{request_id}/resolution", json={"decision": decision, "comment": comment})
     console.print(f"resolution recorded; state {r['state']}")
@@ -117,8 +141,9 @@ def _target(dest: Path, rel: str) -> Path:
     return dest.joinpath(*p.parts)
 
 
-def _fetch(client: ApiClient, url: str, target: Path, sha256: str, progress: Progress, task: Any,
-           overall: Any) -> None:
+def _fetch(
+    client: ApiClient, url: str, target: Path, sha256: str, progress: Progress, task: Any, overall: Any
+) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     part = target.with_name(target.name + ".part")
     digest = hashlib.sha256()
@@ -130,32 +155,51 @@ def _fetch(client: ApiClient, url: str, target: Path, sha256: str, progress: Pro
                 progress.update(task, advance=len(chunk))
                 progress.update(overall, advance=len(chunk))
         if digest.hexdigest() != sha256:
-            raise CliError(f"{target.name}: received bytes hash to {digest.hexdigest()}, "
-                           f"not the released {sha256}; the file was discarded")
+            raise CliError(
+                f"{target.name}: received bytes hash to {digest.hexdigest()}, "
+                f"not the released {sha256}; the file was discarded"
+            )
         part.replace(target)
     finally:
         part.unlink(missing_ok=True)
 
 
 @app.command()
-def download(request_id: str,
-             dest: Annotated[Path, typer.Option("--dest", "-d", help="Folder to write into.")] = Path("."),
-             progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True) -> None:
+def download(
+    request_id: str,
+    dest: Annotated[Path, typer.Option("--dest", "-d", help="Folder to write into.")] = Path("."),
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
     """Download the released files of an approved request, plus its disclosure record."""
     client = ApiClient()
     r = client.get(f"{BASE}/{request_id}")
     dest = dest.resolve()
     files = r["files"]
     total = sum(f["size"] for f in files)
-    with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                  console=console, disable=not progress) as bar:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        console=console,
+        disable=not progress,
+    ) as bar:
         overall = bar.add_task(f"request {request_id[:12]}", total=total)
         for f in files:
             task = bar.add_task(f"  {f['path']}", total=f["size"])
-            _fetch(client, f"{BASE}/{request_id}/files/{f['id']}", _target(dest, f["path"]), f["sha256"],
-                   bar, task, overall)
+            _fetch(
+                client,
+                f"{BASE}/{request_id}/files/{f['id']}",
+                _target(dest, f["path"]),
+                f["sha256"],
+                bar,
+                task,
+                overall,
+            )
     record = client.get(f"{BASE}/{request_id}/disclosure")
     record_path = dest / f"disclosure-{request_id}.json"
     record_path.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
-    console.print(f"downloaded {len(files)} file(s), {human_size(total)}, hashes verified; "
-                  f"disclosure record: {record_path}")
+    console.print(
+        f"downloaded {len(files)} file(s), {human_size(total)}, hashes verified; "
+        f"disclosure record: {record_path}"
+    )

@@ -15,7 +15,8 @@ def make_executor(settings: Settings, name: str | None = None) -> Executor:
     if name == "kubernetes":
         from tre.executors.kubernetes import KubernetesExecutor
 
-        return KubernetesExecutor.from_settings(settings)
+        # Cluster settings (kubeconfig or in-cluster, namespaces, GPU pool) come from TRE_K8S_*.
+        return KubernetesExecutor()
     if name == "docker":
         from tre.executors.docker import DockerExecutor
 

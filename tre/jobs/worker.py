@@ -18,8 +18,9 @@ import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
+from typing import Any, cast
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import CursorResult, Engine, select, update
 from sqlalchemy.orm import Session
 
 from tre.audit import record_event
@@ -84,10 +85,10 @@ class Worker:
                 if exc := fut.exception():
                     log.error("job %s thread crashed: %s", job_id, exc)
         while len(self._running) < self.concurrency:
-            job_id = self.claim_next()
-            if job_id is None:
+            claimed = self.claim_next()
+            if claimed is None:
                 break
-            self._running[job_id] = self._pool.submit(self._run_claimed, job_id)
+            self._running[claimed] = self._pool.submit(self._run_claimed, claimed)
 
     def run_until_idle(self, timeout_s: float = 60.0) -> None:
         """Run every queued job to the end (tests, `tre demo`)."""
@@ -114,15 +115,18 @@ class Worker:
             )
             for job_id in candidates:
                 now = utcnow()
-                claimed = s.execute(
-                    update(Job)
-                    .where(Job.id == job_id, Job.state == JobState.queued.value)
-                    .values(
-                        state=JobState.running.value,
-                        worker_id=self.worker_id,
-                        started_at=now,
-                        heartbeat_at=now,
-                    )
+                claimed = cast(
+                    CursorResult[Any],
+                    s.execute(
+                        update(Job)
+                        .where(Job.id == job_id, Job.state == JobState.queued.value)
+                        .values(
+                            state=JobState.running.value,
+                            worker_id=self.worker_id,
+                            started_at=now,
+                            heartbeat_at=now,
+                        )
+                    ),
                 ).rowcount
                 if claimed:
                     job = s.get(Job, job_id)

@@ -1,0 +1,84 @@
+"""The CLI as a user runs it (a subprocess against a live API): the researcher flow, and
+errors that are one line on stderr with a non-zero exit and no traceback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+
+import pytest
+
+from tests.core.conftest import IMAGE
+from tre.api.app import create_app
+from tre.jobs.worker import Worker
+from tre.server import BackgroundServer
+
+
+def _tre(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "tre.cli.main", *args], env=env, capture_output=True, text=True,
+                          timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+def _one_line_error(proc: subprocess.CompletedProcess[str], *words: str) -> None:
+    assert proc.returncode == 1, (proc.stdout, proc.stderr)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+    for w in words:
+        assert w in lines[0], lines[0]
+
+
+@pytest.fixture
+def live(settings, engine, world, token_for):  # type: ignore[no-untyped-def]
+    app = create_app(settings, engine)
+    worker = Worker(settings, engine)
+    t = threading.Thread(target=worker.serve_forever, daemon=True)
+    t.start()
+    with BackgroundServer(app) as server:
+        env = {**os.environ, "TRE_HOME": str(settings.home), "TRE_API_URL": server.url,
+               "TRE_TOKEN": token_for("alice", "researcher"), "COLUMNS": "200"}
+        yield env
+    worker.stop()
+    t.join(timeout=10)
+
+
+@pytest.mark.skipif(not os.path.exists("/usr/bin/bwrap"), reason="bubblewrap not installed")
+def test_researcher_flow(live):
+    proc = _tre(live, "whoami")
+    assert proc.returncode == 0 and "alice" in proc.stdout and "p1" in proc.stdout
+    proc = _tre(live, "submit", "-p", "p1", "-d", "ct1", "--image", IMAGE, "--wait", "--",
+                "python3", "-c", "import os; print('files:', sorted(os.listdir('/data'))); "
+                "open('/output/n.txt','w').write(str(len(os.listdir('/data'))))")
+    assert proc.returncode == 0, proc.stderr
+    assert "files: ['CT_small.dcm', 'MR_small.dcm']" in proc.stdout and "succeeded" in proc.stdout
+    job_id = proc.stdout.split("submitted job ")[1].split()[0]
+    out = _tre(live, "outputs", job_id)
+    assert out.returncode == 0 and "n.txt" in out.stdout
+    assert job_id in _tre(live, "jobs").stdout
+    assert "files:" in _tre(live, "logs", job_id).stdout
+
+
+def test_admission_denial_is_one_line(live):
+    proc = _tre(live, "submit", "-p", "p1", "-d", "ct1", "--image", "docker.io/evil:latest", "--", "true")
+    _one_line_error(proc, "Job not admitted", "allowlist")
+
+
+def test_unknown_job_is_one_line(live):
+    _one_line_error(_tre(live, "logs", "doesnotexist"), "no job 'doesnotexist'")
+
+
+def test_not_logged_in_is_one_line(settings):
+    env = {**os.environ, "TRE_HOME": str(settings.home)}
+    env.pop("TRE_TOKEN", None)
+    _one_line_error(_tre(env, "jobs"), "not logged in")
+
+
+def test_unreachable_api_is_one_line(settings):
+    env = {**os.environ, "TRE_HOME": str(settings.home), "TRE_TOKEN": "x", "TRE_API_URL": "http://127.0.0.1:9"}
+    _one_line_error(_tre(env, "jobs"), "cannot reach the tre API")
+
+
+def test_bad_token_is_one_line(live):
+    _one_line_error(_tre({**live, "TRE_TOKEN": "not-a-jwt"}, "whoami"), "Unauthorized")
