@@ -108,3 +108,12 @@ def test_a_job_is_claimed_by_exactly_one_worker(engine_any, tmp_path, settings: 
         rows = s.scalars(sa.select(Job)).all()
         assert {r.state for r in rows} == {"running"}
         assert {r.worker_id for r in rows} <= {w.worker_id for w in workers}
+
+
+def test_models_and_migrations_agree(engine):
+    """A model change without its Alembic migration fails here, not in production."""
+    from alembic import command
+
+    from tre.store.db import alembic_config
+
+    command.check(alembic_config(engine))
