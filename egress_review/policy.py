@@ -346,7 +346,7 @@ class TextRules(_Strict):
     )
     patterns: dict[str, str] = Field(
         default_factory=lambda: {
-            "dicom_uid": r"\b1\.2\.(?:\d+\.){4,}\d+\b",
+            "dicom_uid": r"\b(?:1\.2|1\.3\.6\.1|2\.25)(?:\.\d+){3,}\b",
             "email": r"\b[\w.+-]+@[\w-]+\.[\w.-]+\b",
         },
         description="Name -> regex of further identifier-like strings to flag in text.",

@@ -205,7 +205,7 @@ def check_hidden(path: Path, detected: Detected, policy: Policy) -> tuple[list[C
     regions: list[tuple[str, int, int]] = list(structure.side_regions) if structure else []
     if trailing_from is not None:
         regions.append(("trailing data", trailing_from, len(data)))
-    for label, start, end in regions:
+    for _label, start, end in regions:
         hits.extend(find_signatures(data, start, end, strong_only=False))
     seen: set[tuple[object, object]] = set()
     unique = []

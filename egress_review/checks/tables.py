@@ -75,7 +75,10 @@ def _cell(row: list[str], i: int) -> str:
 
 def _label(table: Table, row: list[str]) -> str:
     """A cell's row label: the non-numeric values of the row (its categories)."""
-    keys = [_cell(row, i) for i in range(len(table.header)) if not _NUM.match(_cell(row, i))]
+    roles = set(table.counts) | set(table.magnitudes) | set(table.contributors)
+    keys = [
+        _cell(row, i) for i in range(len(table.header)) if i not in roles and not _NUM.match(_cell(row, i))
+    ]
     return " / ".join(k for k in keys if k)[:80] or "(unlabelled row)"
 
 

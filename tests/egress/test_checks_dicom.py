@@ -11,8 +11,7 @@ from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import generate_uid
 
-from egress_review.checks import CheckContext, CheckResult, gather_identifiers, run_checks, worst
-from egress_review.checks import annex_e
+from egress_review.checks import CheckContext, CheckResult, annex_e, gather_identifiers, run_checks, worst
 from egress_review.policy import Policy, load_policy
 
 POLICIES = Path(__file__).resolve().parents[2] / "policies"
