@@ -7,8 +7,8 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import Engine
 
-from tre.audit.signing import AuditSigner, configure, get_signer
 from tre.audit.service import iter_export, plan_export
+from tre.audit.signing import AuditSigner, configure, get_signer
 from tre.config import Settings
 from tre.store.db import session_factory, session_scope
 

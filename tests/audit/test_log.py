@@ -21,8 +21,14 @@ from tre.store.models import AuditCheckpoint, AuditEntry, AuditState
 
 def test_record_event_appends_signed_entries(log_engine: Engine, signer: AuditSigner) -> None:
     with session_scope(log_engine) as s:
-        a = record_event(s, actor="alice", action="job.submit", project_id="p1", job_id="j1",
-                         details={"image": "x@sha256:ab", "when": datetime(2026, 1, 1, tzinfo=UTC)})
+        a = record_event(
+            s,
+            actor="alice",
+            action="job.submit",
+            project_id="p1",
+            job_id="j1",
+            details={"image": "x@sha256:ab", "when": datetime(2026, 1, 1, tzinfo=UTC)},
+        )
         b = record_event(s, actor="dana", action="egress.vote", details={"vote": "approve"})
     with session_scope(log_engine) as s:
         c = record_events(s, [AuditEvent("bob", "dataset.access", dataset_id="ct1")] * 3)
@@ -63,8 +69,11 @@ def test_rolled_back_action_leaves_no_trace(log_engine: Engine) -> None:
 
 def test_invalid_events_are_refused(log_engine: Engine) -> None:
     with session_scope(log_engine) as s:
-        for kw in ({"actor": "", "action": "x"}, {"actor": "a", "action": "has space"},
-                   {"actor": "a", "action": "x", "job_id": "j" * 33}):
+        for kw in (
+            {"actor": "", "action": "x"},
+            {"actor": "a", "action": "has space"},
+            {"actor": "a", "action": "x", "job_id": "j" * 33},
+        ):
             with pytest.raises(ValueError):
                 record_event(s, **kw)  # type: ignore[arg-type]
         with pytest.raises(TypeError):

@@ -24,44 +24,100 @@ from tre.audit.merkle import (
 )
 
 h = bytes.fromhex
-LEAVES = [h(x) for x in ("", "00", "10", "2021", "3031", "40414243", "5051525354555657",
-                         "606162636465666768696a6b6c6d6e6f")]
-ROOTS = [h(x) for x in (
-    "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d",
-    "fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125",
-    "aeb6bcfe274b70a14fb067a5e5578264db0fa9b51af5e0ba159158f329e06e77",
-    "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
-    "4e3bbb1f7b478dcfe71fb631631519a3bca12c9aefca1612bfce4c13a86264d4",
-    "76e67dadbcdf1e10e1b74ddc608abd2f98dfb16fbce75277b5232a127f2087ef",
-    "ddb89be403809e325750d3d263cd78929c2942b7942a34b77e122c9594a74c8c",
-    "5dc9da79a70659a9ad559cb701ded9a2ab9d823aad2f4960cfe370eff4604328",
-)]
+LEAVES = [
+    h(x)
+    for x in (
+        "",
+        "00",
+        "10",
+        "2021",
+        "3031",
+        "40414243",
+        "5051525354555657",
+        "606162636465666768696a6b6c6d6e6f",
+    )
+]
+ROOTS = [
+    h(x)
+    for x in (
+        "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d",
+        "fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125",
+        "aeb6bcfe274b70a14fb067a5e5578264db0fa9b51af5e0ba159158f329e06e77",
+        "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
+        "4e3bbb1f7b478dcfe71fb631631519a3bca12c9aefca1612bfce4c13a86264d4",
+        "76e67dadbcdf1e10e1b74ddc608abd2f98dfb16fbce75277b5232a127f2087ef",
+        "ddb89be403809e325750d3d263cd78929c2942b7942a34b77e122c9594a74c8c",
+        "5dc9da79a70659a9ad559cb701ded9a2ab9d823aad2f4960cfe370eff4604328",
+    )
+]
 # (leaf index, tree size, proof)
 INCLUSION = [
-    (0, 8, ["96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7",
+    (
+        0,
+        8,
+        [
+            "96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7",
             "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
-            "6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4"]),
-    (5, 8, ["bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b",
+            "6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4",
+        ],
+    ),
+    (
+        5,
+        8,
+        [
+            "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b",
             "ca854ea128ed050b41b35ffc1b87b8eb2bde461e9e3b5596ece6b9d5975a0ae0",
-            "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7"]),
+            "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
+        ],
+    ),
     (2, 3, ["fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125"]),
-    (1, 5, ["6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d",
+    (
+        1,
+        5,
+        [
+            "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d",
             "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
-            "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b"]),
+            "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b",
+        ],
+    ),
 ]
 CONSISTENCY = [
     (1, 1, []),
-    (1, 8, ["96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7",
+    (
+        1,
+        8,
+        [
+            "96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7",
             "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
-            "6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4"]),
-    (6, 8, ["0ebc5d3437fbe2db158b9f126a1d118e308181031d0a949f8dededebc558ef6a",
+            "6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4",
+        ],
+    ),
+    (
+        6,
+        8,
+        [
+            "0ebc5d3437fbe2db158b9f126a1d118e308181031d0a949f8dededebc558ef6a",
             "ca854ea128ed050b41b35ffc1b87b8eb2bde461e9e3b5596ece6b9d5975a0ae0",
-            "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7"]),
-    (2, 5, ["5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
-            "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b"]),
-    (6, 7, ["0ebc5d3437fbe2db158b9f126a1d118e308181031d0a949f8dededebc558ef6a",
+            "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
+        ],
+    ),
+    (
+        2,
+        5,
+        [
+            "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
+            "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b",
+        ],
+    ),
+    (
+        6,
+        7,
+        [
+            "0ebc5d3437fbe2db158b9f126a1d118e308181031d0a949f8dededebc558ef6a",
             "b08693ec2e721597130641e8211e7eedccb4c26413963eee6c1e2ed16ffb1a5f",
-            "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7"]),
+            "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
+        ],
+    ),
 ]
 TREE = TreeLevels([leaf_hash(x) for x in LEAVES])
 
@@ -112,14 +168,21 @@ def test_corrupted_inclusion_proofs_fail(index: int, size: int, proof: list[str]
     leaf, root = leaf_hash(LEAVES[index]), ROOTS[size - 1]
     some = h("abacaba000000000000000000000000000000000000000000060061e00123456")
     probes = [
-        (index - 1, size, leaf, p, root), (index + 1, size, leaf, p, root), (index ^ 2, size, leaf, p, root),
-        (index, size * 2, leaf, p, root), (index, size // 2, leaf, p, root),
-        (index, size, b"WrongLeaf", p, root), (index, size, leaf, p, EMPTY_ROOT), (index, size, leaf, p, some),
-        (index, size, leaf, [*p, b""], root), (index, size, leaf, [*p, root], root),
-        (index, size, leaf, [b"", *p], root), (index, size, leaf, [root, *p], root),
+        (index - 1, size, leaf, p, root),
+        (index + 1, size, leaf, p, root),
+        (index ^ 2, size, leaf, p, root),
+        (index, size * 2, leaf, p, root),
+        (index, size // 2, leaf, p, root),
+        (index, size, b"WrongLeaf", p, root),
+        (index, size, leaf, p, EMPTY_ROOT),
+        (index, size, leaf, p, some),
+        (index, size, leaf, [*p, b""], root),
+        (index, size, leaf, [*p, root], root),
+        (index, size, leaf, [b"", *p], root),
+        (index, size, leaf, [root, *p], root),
         (index, size, leaf, p[:-1], root),
     ]
-    probes += [(index, size, leaf, [*p[:i], _flip(p[i]), *p[i + 1:]], root) for i in range(len(p))]
+    probes += [(index, size, leaf, [*p[:i], _flip(p[i]), *p[i + 1 :]], root) for i in range(len(p))]
     if len(p) > 1:
         probes.append((index, size, leaf, [p[0], some, *p[1:]], root))
     for i, s, lf, pr, rt in probes:
@@ -132,14 +195,25 @@ def test_corrupted_consistency_proofs_fail(first: int, second: int, proof: list[
     p = [h(x) for x in proof]
     r1, r2 = ROOTS[first - 1], ROOTS[second - 1]
     probes = [
-        (first - 1, second, r1, r2, p), (first + 1, second, r1, r2, p), (first ^ 2, second, r1, r2, p),
-        (first, second * 2, r1, r2, p), (first, second // 2, r1, r2, p),
-        (first, second, b"WrongRoot", r2, p), (first, second, r1, b"WrongRoot", p), (first, second, r2, r1, p),
-        (first, second, r1, r2, []), (first, second, r1, r2, [*p, b""]), (first, second, r1, r2, [*p, r1]),
-        (first, second, r1, r2, [*p, r2]), (first, second, r1, r2, [b"", *p]), (first, second, r1, r2, [r1, *p]),
-        (first, second, r1, r2, [r2, *p]), (first, second, r1, r2, [p[0], *p]), (first, second, r1, r2, p[:-1]),
+        (first - 1, second, r1, r2, p),
+        (first + 1, second, r1, r2, p),
+        (first ^ 2, second, r1, r2, p),
+        (first, second * 2, r1, r2, p),
+        (first, second // 2, r1, r2, p),
+        (first, second, b"WrongRoot", r2, p),
+        (first, second, r1, b"WrongRoot", p),
+        (first, second, r2, r1, p),
+        (first, second, r1, r2, []),
+        (first, second, r1, r2, [*p, b""]),
+        (first, second, r1, r2, [*p, r1]),
+        (first, second, r1, r2, [*p, r2]),
+        (first, second, r1, r2, [b"", *p]),
+        (first, second, r1, r2, [r1, *p]),
+        (first, second, r1, r2, [r2, *p]),
+        (first, second, r1, r2, [p[0], *p]),
+        (first, second, r1, r2, p[:-1]),
     ]
-    probes += [(first, second, r1, r2, [*p[:i], _flip(p[i]), *p[i + 1:]]) for i in range(len(p))]
+    probes += [(first, second, r1, r2, [*p[:i], _flip(p[i]), *p[i + 1 :]]) for i in range(len(p))]
     for f, s, a, b, pr in probes:
         with pytest.raises(ProofError):
             verify_consistency(f, s, a, b, pr)

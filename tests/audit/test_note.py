@@ -21,7 +21,8 @@ from tre.audit.note import (
 VKEY = "PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW"
 SKEY_SEED = base64.b64decode("AYEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iUvxdXHKDFz")[1:]
 TEXT = "If you think cryptography is the answer to your problem,\nthen you don't know what your problem is.\n"
-NOTE = TEXT + "\n\u2014 PeterNeumann x08go/ZJkuBS9UG/SffcvIAQxVBtiFupLLr8pAcElZInNIuGUgYN1FFYC2pZSNXgKvqfqdngotpRZb6KE6RyyBwJnAM=\n"
+SIG = "x08go/ZJkuBS9UG/SffcvIAQxVBtiFupLLr8pAcElZInNIuGUgYN1FFYC2pZSNXgKvqfqdngotpRZb6KE6RyyBwJnAM="
+NOTE = TEXT + f"\n\u2014 PeterNeumann {SIG}\n"
 
 
 def test_reference_key_id_and_encoding() -> None:
@@ -57,8 +58,12 @@ def test_checkpoint_roundtrip_and_cosignatures_are_ignored() -> None:
     cp = Checkpoint("example.org/log", 42, bytes(range(32)), ("timestamp 1700000000000",))
     note = sign_checkpoint(cp, key.name, priv)
     lines = note.split("\n")
-    assert lines[:4] == ["example.org/log", "42", base64.b64encode(bytes(range(32))).decode(),
-                         "timestamp 1700000000000"]
+    assert lines[:4] == [
+        "example.org/log",
+        "42",
+        base64.b64encode(bytes(range(32))).decode(),
+        "timestamp 1700000000000",
+    ]
     assert lines[4] == "" and lines[5].startswith("\u2014 example.org/log ")
     got = open_checkpoint(note, key)
     assert (got.tree_size, got.root_hash, got.timestamp_ms) == (42, bytes(range(32)), 1700000000000)

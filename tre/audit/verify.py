@@ -211,19 +211,24 @@ def verify_bundle(
             mismatch = cp.tree_size
     _check_time_order(checkpoints, report)
 
+    chain_bad: int | None = None
     if chain_break is not None:
         # Entry chain_break does not commit to entry chain_break-1's hash: that entry was altered,
         # unless a signed checkpoint vouches for it, in which case the break itself is bad.
-        bad = chain_break - 1 if chain_break - 1 >= proven else chain_break
+        chain_bad = chain_break - 1 if chain_break - 1 >= proven else chain_break
         report.bad(
-            bad, f"entry {bad} does not match the hash recorded by entry {chain_break}: the log was altered"
+            chain_bad,
+            f"entry {chain_bad} does not match the hash recorded by entry {chain_break}: the log was altered",
         )
     if mismatch is not None:
-        report.bad(
-            proven,
+        message = (
             f"entries in [{proven}, {mismatch}) do not reproduce the signed root at size {mismatch}: "
-            "the log was altered",
+            "the log was altered or forked"
         )
+        # The hash chain pins the culprit more precisely when it falls inside the same range.
+        found = report.first_bad_index
+        explained = found is not None and proven <= found < mismatch
+        report.bad(None if explained else proven, message)
     if checkpoints:
         report.latest = checkpoints[-1]
         if report.latest.tree_size < n:
@@ -239,13 +244,22 @@ def verify_bundle(
 
 
 def _check_time_order(checkpoints: Sequence[Checkpoint], report: VerifyReport) -> None:
-    """A checkpoint signed later must never describe a smaller tree."""
-    last_size, last_ts = 0, -1
-    for cp in sorted(checkpoints, key=lambda c: c.timestamp_ms or 0):
-        ts = cp.timestamp_ms or 0
-        if cp.tree_size < last_size and ts > last_ts:
-            report.bad(None, f"checkpoint of size {cp.tree_size} was signed after one of size {last_size}")
-        last_size, last_ts = max(last_size, cp.tree_size), ts
+    """A checkpoint signed later must never describe a smaller tree (only timestamped ones)."""
+    stamped = sorted(
+        (c for c in checkpoints if c.timestamp_ms is not None), key=lambda c: c.timestamp_ms or 0
+    )
+    biggest: Checkpoint | None = None
+    for cp in stamped:
+        if (
+            biggest is not None
+            and cp.tree_size < biggest.tree_size
+            and cp.timestamp_ms != biggest.timestamp_ms
+        ):
+            report.bad(
+                None, f"checkpoint of size {cp.tree_size} was signed after one of size {biggest.tree_size}"
+            )
+        if biggest is None or cp.tree_size >= biggest.tree_size:
+            biggest = cp
 
 
 def _check_pin(note: str, key: VerifierKey, tree: TreeLevels, n: int, report: VerifyReport) -> None:
