@@ -91,7 +91,8 @@ def test_request_review_release_download_over_http(client, auth, world, db) -> N
 
     record = client.get(f"{BASE}/{rid}/disclosure", headers=auth(world.researcher, "researcher")).json()
     assert record["released"] is True
-    assert {f["path"]: f["sha256"] for f in record["files"]} == {f["path"]: f["sha256"] for f in view["files"]}
+    released = {f["path"]: f["sha256"] for f in record["files"]}
+    assert released == {f["path"]: f["sha256"] for f in view["files"]}
     assert record["reviewers"] == ["dana", "dave"] and record["policies"][0]["name"] == "egress-test"
     assert client.get(f"{BASE}/{rid}/disclosure", headers=auth("audrey", "auditor")).status_code == 200
 
@@ -176,13 +177,15 @@ def test_outsiders_and_anonymous_callers(client, auth, world) -> None:
                         json={"job_id": world.job_id, "files": ["tables/summary.csv"], "justification": "x"}),
             403, "not-a-project-member")
     problem(client.post(BASE, headers=auth(world.researcher, "researcher"),
-                        json={"job_id": world.job_id, "files": [], "justification": "x"}), 422, "invalid-request")
+                        json={"job_id": world.job_id, "files": [], "justification": "x"}),
+            422, "invalid-request")
 
 
 def test_conflict_then_resolution_over_http(client, auth, world) -> None:
     rid = create(client, auth, world)["id"]
     client.post(f"{BASE}/{rid}/votes", headers=auth("dana", "dac"), json={"vote": "approve"})
-    r = client.post(f"{BASE}/{rid}/votes", headers=auth("dave", "dac"), json={"vote": "reject", "comment": "no"})
+    r = client.post(f"{BASE}/{rid}/votes", headers=auth("dave", "dac"),
+                    json={"vote": "reject", "comment": "no"})
     assert r.json()["state"] == "conflicted" and r.json()["votes_revealed"] is True
     problem(client.post(f"{BASE}/{rid}/votes", headers=auth("dora", "dac"), json={"vote": "approve"}),
             409, "needs-resolution")

@@ -39,8 +39,9 @@ def audit_actions(s: Session) -> list[tuple[str, str, dict]]:
 
 def make_request(db: sessionmaker[Session], settings: Settings, world, files=None) -> str:  # type: ignore[no-untyped-def]
     with db.begin() as s:
-        req = workflow.create_request(s, settings, who(world.researcher, "researcher"), job_id=world.job_id,
-                                      paths=files or list(world.outputs), justification="figures for the paper")
+        req = workflow.create_request(s, settings, who(world.researcher, "researcher"),
+                                      job_id=world.job_id, paths=files or list(world.outputs),
+                                      justification="figures for the paper")
         return req.id
 
 
@@ -85,7 +86,8 @@ def test_output_modified_after_the_job_is_refused_and_audited(db, esettings, wor
     with db() as s:
         assert s.scalars(select(EgressRequest)).all() == []
         refused = [d for _, a, d in audit_actions(s) if a == "egress.stage_refused"]
-    assert refused and refused[0]["reason"] == "output-modified" and refused[0]["path"] == "tables/summary.csv"
+    assert refused and refused[0]["reason"] == "output-modified"
+    assert refused[0]["path"] == "tables/summary.csv"
 
 
 def test_symlinked_output_is_refused_even_with_matching_bytes(db, esettings, world) -> None:
@@ -122,7 +124,8 @@ def test_who_may_request_what(db, esettings, world) -> None:
 
     assert attempt(who(world.outsider, "researcher"), world.job_id, ["tables/summary.csv"]).slug == \
         "not-a-project-member"
-    assert attempt(who(world.researcher, "researcher"), world.job_id, ["secret.txt"]).slug == "not-a-job-output"
+    assert attempt(who(world.researcher, "researcher"), world.job_id, ["secret.txt"]).slug == \
+        "not-a-job-output"
     assert attempt(who(world.researcher, "researcher"), "nope", ["x"]).status == 404
     with db.begin() as s:
         s.get(Job, world.job_id).state = "failed"  # type: ignore[union-attr]

@@ -143,7 +143,8 @@ def seed_world(session: Session, settings: Settings, outputs: dict[str, bytes] |
     now = datetime.now(UTC)
     session.add(AccessGrant(project_id=world.project_id, dataset_id=world.dataset_id, granted_by=world.admin,
                             expires_at=now + timedelta(days=30)))
-    job = Job(project_id=world.project_id, submitted_by=world.researcher, image="registry/x@sha256:" + "0" * 64,
+    job = Job(project_id=world.project_id, submitted_by=world.researcher,
+              image="registry/x@sha256:" + "0" * 64,
               command=["run"], dataset_ids=[world.dataset_id], state=job_state, exit_code=0,
               started_at=now, finished_at=now)
     session.add(job)
@@ -153,7 +154,8 @@ def seed_world(session: Session, settings: Settings, outputs: dict[str, bytes] |
         path = world.output_path(settings, rel)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
-        session.add(JobOutput(job_id=job.id, path=rel, size=len(data), sha256=hashlib.sha256(data).hexdigest()))
+        session.add(JobOutput(job_id=job.id, path=rel, size=len(data),
+                              sha256=hashlib.sha256(data).hexdigest()))
     session.flush()
     return world
 

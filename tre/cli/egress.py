@@ -14,9 +14,10 @@ from typing import Annotated, Any
 
 import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+from rich.table import Table
 
 from tre.cli.client import ApiClient, CliError
-from tre.cli.output import console, human_size, table
+from tre.cli.output import console, human_size
 
 app = typer.Typer(
     help="Egress airlock: request release of job outputs, review, download.", no_args_is_help=True
@@ -71,24 +72,15 @@ def list_(state: Annotated[str | None, typer.Option(help="Only requests in this 
     """Requests you can see (your projects'; all of them for reviewers)."""
     params = {"state": state} if state else {}
     rows = ApiClient().get(BASE, params=params)
-    table(
-        "Egress requests",
-        ["id", "project", "job", "by", "files", "checks", "state", "votes", "created"],
-        [
-            (
-                r["id"],
-                r["project_id"],
-                r["job_id"][:12],
-                r["requested_by"],
-                r["file_count"],
-                r["outcome"],
-                r["state"],
-                f"{r['votes_in']}/{r['required_reviews']}",
-                (r["created_at"] or "")[:19],
-            )
-            for r in rows
-        ],
-    )
+    # The full id is what every other command takes, so it is never shortened or wrapped.
+    t = Table(title="Egress requests")
+    t.add_column("id", no_wrap=True, min_width=32)
+    for col in ("project", "by", "files", "checks", "state", "votes"):
+        t.add_column(col, overflow="ellipsis")
+    for r in rows:
+        t.add_row(r["id"], r["project_id"], r["requested_by"], str(r["file_count"]), r["outcome"], r["state"],
+                  f"{r['votes_in']}/{r['required_reviews']}")
+    console.print(t)
 
 
 @app.command()

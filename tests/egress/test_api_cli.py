@@ -1,0 +1,70 @@
+# ruff: noqa: F811 - pytest fixtures imported from the support module are redefined as parameters
+"""`tre egress` against the real API served by uvicorn: request, vote, refusals, download."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from tests.egress.test_workflow_support import LiveServer, esettings, seed_world, with_egress_routes  # noqa: F401
+from tre.cli.client import CliError
+from tre.cli.egress import app as egress_cli
+from tre.config import reset_settings_cache
+
+
+@pytest.fixture
+def live(app, esettings):  # type: ignore[no-untyped-def]
+    with LiveServer(with_egress_routes(app)) as server:
+        yield server
+
+
+@pytest.fixture
+def cli(live, monkeypatch, token_for):  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("TRE_API_URL", live.url)
+
+    def run(user: str, roles: tuple[str, ...], *args: str):  # type: ignore[no-untyped-def]
+        monkeypatch.setenv("TRE_TOKEN", token_for(user, *roles))
+        reset_settings_cache()
+        return CliRunner().invoke(egress_cli, list(args))
+
+    return run
+
+
+def test_cli_request_vote_download(cli, db, esettings, tmp_path) -> None:
+    with db.begin() as s:
+        world = seed_world(s, esettings)
+    me = (world.researcher, ("researcher",))
+    r = cli(*me, "request", world.job_id, "tables/summary.csv", "dicom/slice.dcm",
+            "--why", "Table 1 and Fig 3")
+    assert r.exit_code == 0, r.output
+    rid = next(w for w in r.output.split() if len(w) == 32)
+    assert "awaiting_review" in r.output and "InstitutionName" in r.output  # flagged reason shown
+
+    early = cli(*me, "download", rid, "--dest", str(tmp_path / "early"), "--no-progress")
+    assert early.exit_code == 1 and isinstance(early.exception, CliError)
+    assert str(early.exception).startswith("Not released: ") and "after approval" in str(early.exception)
+    assert not (tmp_path / "early" / "tables" / "summary.csv").exists()
+
+    own = cli(world.researcher, ("researcher",), "vote", rid, "approve")
+    assert isinstance(own.exception, CliError) and "Forbidden" in str(own.exception)
+
+    listed = cli("dana", ("dac",), "list", "--state", "awaiting_review")
+    assert listed.exit_code == 0 and rid in listed.output, listed.output
+    assert cli("dana", ("dac",), "vote", rid, "approve", "-m", "ok").exit_code == 0
+    second = cli("dave", ("dac",), "vote", rid, "approve")
+    assert second.exit_code == 0 and "approved" in second.output
+
+    dest = tmp_path / "out"
+    done = cli(*me, "download", rid, "--dest", str(dest))
+    assert done.exit_code == 0, done.output
+    assert "hashes verified" in done.output
+    assert (dest / "tables" / "summary.csv").read_bytes() == world.outputs["tables/summary.csv"]
+    assert (dest / "dicom" / "slice.dcm").read_bytes() == world.outputs["dicom/slice.dcm"]
+    assert not list(dest.rglob("*.part"))
+    record = json.loads((dest / f"disclosure-{rid}.json").read_text())
+    assert record["outcome"] == "approved" and len(record["files"]) == 2
+
+    shown = cli(*me, "disclosure", rid, "--out", str(tmp_path / "d.json"))
+    assert shown.exit_code == 0 and json.loads((tmp_path / "d.json").read_text())["request"]["id"] == rid
