@@ -31,7 +31,7 @@ _FM = {"reassoc", "contract", "nsz", "arcp"}
 
 
 @njit(cache=True, fastmath=_FM)
-def _slice_plane(raw, z, slope, intercept, yi0, yi1, yw, xi0, xi1, xw, tmp, out):  # type: ignore[no-untyped-def]
+def _slice_plane(raw, z, slope, intercept, yi0, yi1, yw, xi0, xi1, xw, tmp, out):
     """out[j, i] = rescaled input slice ``z`` bilinearly sampled at output row j, column i.
 
     y first (two contiguous input rows blended over the needed columns into ``tmp``), then x.
@@ -56,7 +56,7 @@ def _slice_plane(raw, z, slope, intercept, yi0, yi1, yw, xi0, xi1, xw, tmp, out)
 
 
 @njit(cache=True, fastmath=_FM)
-def _planes_for(raw, slopes, intercepts, z0, z1, yi0, yi1, yw, xi0, xi1, xw, tmp, pa, pb, have):  # type: ignore[no-untyped-def]
+def _planes_for(raw, slopes, intercepts, z0, z1, yi0, yi1, yw, xi0, xi1, xw, tmp, pa, pb, have):
     """Make pa hold plane z0 and pb plane z1, reusing what the two buffers already hold.
 
     ``have`` = [slice in pa, slice in pb]; returns (pa, pb) since buffers may swap.
@@ -77,9 +77,30 @@ def _planes_for(raw, slopes, intercepts, z0, z1, yi0, yi1, yw, xi0, xi1, xw, tmp
 
 
 @njit(parallel=True, cache=True, fastmath=_FM)
-def stats_pass(  # type: ignore[no-untyped-def]
-    raw, slopes, intercepts, zi0, zi1, zw, yi0, yi1, yw, xi0, xi1, xw, chunk_start,
-    clip_lo, clip_hi, shift, scale, fg_thr, stat_shift, fg_only, sums, ibox, vrange,
+def stats_pass(
+    raw,
+    slopes,
+    intercepts,
+    zi0,
+    zi1,
+    zw,
+    yi0,
+    yi1,
+    yw,
+    xi0,
+    xi1,
+    xw,
+    chunk_start,
+    clip_lo,
+    clip_hi,
+    shift,
+    scale,
+    fg_thr,
+    stat_shift,
+    fg_only,
+    sums,
+    ibox,
+    vrange,
 ):
     """Pass 1: per output slice k, reduce without storing.
 
@@ -95,7 +116,9 @@ def stats_pass(  # type: ignore[no-untyped-def]
         pb = np.empty((nyo, nxo), dtype=np.float32)
         have = np.full(2, -1, dtype=np.int64)
         for k in range(chunk_start[c], chunk_start[c + 1]):
-            pa, pb = _planes_for(raw, slopes, intercepts, zi0[k], zi1[k], yi0, yi1, yw, xi0, xi1, xw, tmp, pa, pb, have)
+            pa, pb = _planes_for(
+                raw, slopes, intercepts, zi0[k], zi1[k], yi0, yi1, yw, xi0, xi1, xw, tmp, pa, pb, have
+            )
             wz = np.float32(zw[k])
             cnt = 0
             acc = 0.0
@@ -112,7 +135,7 @@ def stats_pass(  # type: ignore[no-untyped-def]
                 rb = pb[j]
                 racc = 0.0
                 racc2 = 0.0
-                rfg = 0
+                rfg = np.int32(0)
                 if fg_only:  # masked sums and foreground value range (percentile recipe)
                     for i in range(nxo):
                         h = ra[i] + wz * (rb[i] - ra[i])
@@ -134,9 +157,9 @@ def stats_pass(  # type: ignore[no-untyped-def]
                         rfg += np.int32(h > fg_thr)
                 acc += racc
                 acc2 += racc2
-                cnt += rfg if fg_only else nxo
+                cnt += int(rfg) if fg_only else nxo
                 if rfg > 0:
-                    fgn += rfg
+                    fgn += int(rfg)
                     ymin = min(ymin, j)
                     ymax = j
                     first = 0
@@ -160,9 +183,27 @@ def stats_pass(  # type: ignore[no-untyped-def]
 
 
 @njit(parallel=True, cache=True, fastmath=_FM)
-def normalize_pass(  # type: ignore[no-untyped-def]
-    raw, slopes, intercepts, zi0, zi1, zw, yi0, yi1, yw, xi0, xi1, xw, chunk_start,
-    clip_lo, clip_hi, shift, scale, mean, inv_std, out,
+def normalize_pass(
+    raw,
+    slopes,
+    intercepts,
+    zi0,
+    zi1,
+    zw,
+    yi0,
+    yi1,
+    yw,
+    xi0,
+    xi1,
+    xw,
+    chunk_start,
+    clip_lo,
+    clip_hi,
+    shift,
+    scale,
+    mean,
+    inv_std,
+    out,
 ):
     """Pass 2: out = ((clip(hu) - shift) * scale - mean) * inv_std over the (cropped) tables."""
     nyo = yi0.shape[0]
@@ -175,7 +216,9 @@ def normalize_pass(  # type: ignore[no-untyped-def]
         pb = np.empty((nyo, nxo), dtype=np.float32)
         have = np.full(2, -1, dtype=np.int64)
         for k in range(chunk_start[c], chunk_start[c + 1]):
-            pa, pb = _planes_for(raw, slopes, intercepts, zi0[k], zi1[k], yi0, yi1, yw, xi0, xi1, xw, tmp, pa, pb, have)
+            pa, pb = _planes_for(
+                raw, slopes, intercepts, zi0[k], zi1[k], yi0, yi1, yw, xi0, xi1, xw, tmp, pa, pb, have
+            )
             wz = np.float32(zw[k])
             for j in range(nyo):
                 ra = pa[j]
@@ -187,9 +230,26 @@ def normalize_pass(  # type: ignore[no-untyped-def]
 
 
 @njit(parallel=True, cache=True, fastmath=_FM)
-def histogram_pass(  # type: ignore[no-untyped-def]
-    raw, slopes, intercepts, zi0, zi1, zw, yi0, yi1, yw, xi0, xi1, xw, chunk_start,
-    clip_lo, clip_hi, fg_thr, vmin, bin_scale, hist,
+def histogram_pass(
+    raw,
+    slopes,
+    intercepts,
+    zi0,
+    zi1,
+    zw,
+    yi0,
+    yi1,
+    yw,
+    xi0,
+    xi1,
+    xw,
+    chunk_start,
+    clip_lo,
+    clip_hi,
+    fg_thr,
+    vmin,
+    bin_scale,
+    hist,
 ):
     """hist[c] = histogram of foreground v = clip(hu) over chunk c's slices.
 
@@ -204,7 +264,9 @@ def histogram_pass(  # type: ignore[no-untyped-def]
         pb = np.empty((nyo, nxo), dtype=np.float32)
         have = np.full(2, -1, dtype=np.int64)
         for k in range(chunk_start[c], chunk_start[c + 1]):
-            pa, pb = _planes_for(raw, slopes, intercepts, zi0[k], zi1[k], yi0, yi1, yw, xi0, xi1, xw, tmp, pa, pb, have)
+            pa, pb = _planes_for(
+                raw, slopes, intercepts, zi0[k], zi1[k], yi0, yi1, yw, xi0, xi1, xw, tmp, pa, pb, have
+            )
             wz = np.float32(zw[k])
             for j in range(nyo):
                 ra = pa[j]
@@ -218,9 +280,28 @@ def histogram_pass(  # type: ignore[no-untyped-def]
 
 
 @njit(parallel=True, cache=True, fastmath=_FM)
-def gather_pass(  # type: ignore[no-untyped-def]
-    raw, slopes, intercepts, zi0, zi1, zw, yi0, yi1, yw, xi0, xi1, xw, chunk_start,
-    clip_lo, clip_hi, fg_thr, vmin, bin_scale, wanted, offsets, values,
+def gather_pass(
+    raw,
+    slopes,
+    intercepts,
+    zi0,
+    zi1,
+    zw,
+    yi0,
+    yi1,
+    yw,
+    xi0,
+    xi1,
+    xw,
+    chunk_start,
+    clip_lo,
+    clip_hi,
+    fg_thr,
+    vmin,
+    bin_scale,
+    wanted,
+    offsets,
+    values,
 ):
     """Copy foreground v whose histogram bin is ``wanted`` into values[offsets[c]:...].
 
@@ -237,7 +318,9 @@ def gather_pass(  # type: ignore[no-untyped-def]
         have = np.full(2, -1, dtype=np.int64)
         pos = offsets[c]
         for k in range(chunk_start[c], chunk_start[c + 1]):
-            pa, pb = _planes_for(raw, slopes, intercepts, zi0[k], zi1[k], yi0, yi1, yw, xi0, xi1, xw, tmp, pa, pb, have)
+            pa, pb = _planes_for(
+                raw, slopes, intercepts, zi0[k], zi1[k], yi0, yi1, yw, xi0, xi1, xw, tmp, pa, pb, have
+            )
             wz = np.float32(zw[k])
             for j in range(nyo):
                 ra = pa[j]
@@ -267,7 +350,9 @@ class CpuBackend:
 
     name = "cpu"
 
-    def __init__(self, raw: np.ndarray, slopes: np.ndarray, intercepts: np.ndarray, tables: GridTables) -> None:
+    def __init__(
+        self, raw: np.ndarray, slopes: np.ndarray, intercepts: np.ndarray, tables: GridTables
+    ) -> None:
         self.raw = np.ascontiguousarray(raw)
         self.slopes = np.ascontiguousarray(slopes, dtype=np.float64)
         self.intercepts = np.ascontiguousarray(intercepts, dtype=np.float64)
@@ -280,30 +365,65 @@ class CpuBackend:
         t = self.tables
         z0, z1, y0, y1, x0, x1 = box
         return (
-            t.z.i0[z0:z1], t.z.i1[z0:z1], t.z.w[z0:z1],
-            t.y.i0[y0:y1], t.y.i1[y0:y1], _f32(t.y.w[y0:y1]),
-            t.x.i0[x0:x1], t.x.i1[x0:x1], _f32(t.x.w[x0:x1]),
+            t.z.i0[z0:z1],
+            t.z.i1[z0:z1],
+            t.z.w[z0:z1],
+            t.y.i0[y0:y1],
+            t.y.i1[y0:y1],
+            _f32(t.y.w[y0:y1]),
+            t.x.i0[x0:x1],
+            t.x.i1[x0:x1],
+            _f32(t.x.w[x0:x1]),
         )
 
     def stats(
-        self, clip: tuple[float, float], shift: float, scale: float, fg_thr: float, stat_shift: float, fg_only: bool
+        self,
+        clip: tuple[float, float],
+        shift: float,
+        scale: float,
+        fg_thr: float,
+        stat_shift: float,
+        fg_only: bool,
     ) -> Stats:
         nzo = self.tables.shape[0]
         sums = np.zeros((nzo, 3), dtype=np.float64)
         ibox = np.zeros((nzo, 5), dtype=np.int64)
         vrange = np.zeros((nzo, 2), dtype=np.float32)
-        stats_pass(
-            self.raw, self.slopes, self.intercepts, *self._full, self._chunks,
-            np.float32(clip[0]), np.float32(clip[1]), np.float32(shift), np.float32(scale),
-            np.float32(fg_thr), float(stat_shift), bool(fg_only), sums, ibox, vrange,
+        stats_pass(  # type: ignore[call-arg]
+            self.raw,
+            self.slopes,
+            self.intercepts,
+            *self._full,
+            self._chunks,
+            np.float32(clip[0]),
+            np.float32(clip[1]),
+            np.float32(shift),
+            np.float32(scale),
+            np.float32(fg_thr),
+            float(stat_shift),
+            bool(fg_only),
+            sums,
+            ibox,
+            vrange,
         )
         return Stats.from_slices(sums, ibox, vrange, stat_shift)
 
-    def histogram(self, clip: tuple[float, float], fg_thr: float, vmin: float, bin_scale: float, nbins: int) -> np.ndarray:
+    def histogram(
+        self, clip: tuple[float, float], fg_thr: float, vmin: float, bin_scale: float, nbins: int
+    ) -> np.ndarray:
         hist = np.zeros((len(self._chunks) - 1, nbins), dtype=np.int64)
-        histogram_pass(
-            self.raw, self.slopes, self.intercepts, *self._full, self._chunks,
-            np.float32(clip[0]), np.float32(clip[1]), np.float32(fg_thr), float(vmin), float(bin_scale), hist,
+        histogram_pass(  # type: ignore[call-arg]
+            self.raw,
+            self.slopes,
+            self.intercepts,
+            *self._full,
+            self._chunks,
+            np.float32(clip[0]),
+            np.float32(clip[1]),
+            np.float32(fg_thr),
+            float(vmin),
+            float(bin_scale),
+            hist,
         )
         self._last_hist = hist
         return hist.sum(axis=0)
@@ -316,10 +436,20 @@ class CpuBackend:
         per_chunk = self._last_hist[:, wanted].sum(axis=1)
         offsets = np.concatenate(([0], np.cumsum(per_chunk)[:-1])).astype(np.int64)
         values = np.empty(int(per_chunk.sum()), dtype=np.float32)
-        gather_pass(
-            self.raw, self.slopes, self.intercepts, *self._full, self._chunks,
-            np.float32(clip[0]), np.float32(clip[1]), np.float32(fg_thr), float(vmin), float(bin_scale),
-            wanted, offsets, values,
+        gather_pass(  # type: ignore[call-arg]
+            self.raw,
+            self.slopes,
+            self.intercepts,
+            *self._full,
+            self._chunks,
+            np.float32(clip[0]),
+            np.float32(clip[1]),
+            np.float32(fg_thr),
+            float(vmin),
+            float(bin_scale),
+            wanted,
+            offsets,
+            values,
         )
         return values
 
@@ -335,9 +465,18 @@ class CpuBackend:
         t = self.tables
         box = bbox if bbox is not None else (0, t.shape[0], 0, t.shape[1], 0, t.shape[2])
         out = np.empty((box[1] - box[0], box[3] - box[2], box[5] - box[4]), dtype=np.float32)
-        normalize_pass(
-            self.raw, self.slopes, self.intercepts, *self._tables(box), slice_chunks(out.shape[0]),
-            np.float32(clip[0]), np.float32(clip[1]), np.float32(shift), np.float32(scale),
-            float(mean), float(inv_std), out,
+        normalize_pass(  # type: ignore[call-arg]
+            self.raw,
+            self.slopes,
+            self.intercepts,
+            *self._tables(box),
+            slice_chunks(out.shape[0]),
+            np.float32(clip[0]),
+            np.float32(clip[1]),
+            np.float32(shift),
+            np.float32(scale),
+            float(mean),
+            float(inv_std),
+            out,
         )
         return out

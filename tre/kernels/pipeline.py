@@ -27,7 +27,13 @@ class Backend(Protocol):
     name: str
 
     def stats(
-        self, clip: tuple[float, float], shift: float, scale: float, fg_thr: float, stat_shift: float, fg_only: bool
+        self,
+        clip: tuple[float, float],
+        shift: float,
+        scale: float,
+        fg_thr: float,
+        stat_shift: float,
+        fg_only: bool,
     ) -> Stats: ...
 
     def histogram(
@@ -39,16 +45,26 @@ class Backend(Protocol):
     ) -> np.ndarray: ...
 
     def normalize(
-        self, bbox: BBox | None, clip: tuple[float, float], shift: float, scale: float, mean: float, inv_std: float
+        self,
+        bbox: BBox | None,
+        clip: tuple[float, float],
+        shift: float,
+        scale: float,
+        mean: float,
+        inv_std: float,
     ) -> np.ndarray: ...
 
 
 def make_backend(
-    device: Device, raw: np.ndarray, slopes: np.ndarray, intercepts: np.ndarray,
-    spacing: tuple[float, float, float], target: tuple[float, float, float],
+    device: Device,
+    raw: np.ndarray,
+    slopes: np.ndarray,
+    intercepts: np.ndarray,
+    spacing: tuple[float, float, float],
+    target: tuple[float, float, float],
 ) -> Backend:
     """Build the backend for ``device``; CUDA is imported only when asked for."""
-    tables = grid_tables(raw.shape, spacing, target)  # type: ignore[arg-type]
+    tables = grid_tables(raw.shape, spacing, target)
     if device == "cpu":
         from tre.kernels.cpu import CpuBackend
 
@@ -60,7 +76,9 @@ def make_backend(
     raise ValueError(f"unknown device {device!r}; use cpu or cuda")
 
 
-def _percentiles(backend: Backend, clip: tuple[float, float], thr: float, st: Stats, params: PreprocessParams) -> tuple[float, float]:
+def _percentiles(
+    backend: Backend, clip: tuple[float, float], thr: float, st: Stats, params: PreprocessParams
+) -> tuple[float, float]:
     """Exact percentiles (NumPy 'linear' method) of foreground v via histogram + gather."""
     assert params.percentile_clip is not None
     nbins = params.histogram_bins
@@ -94,7 +112,9 @@ def _percentiles(backend: Backend, clip: tuple[float, float], thr: float, st: St
     return out[0], out[1]
 
 
-def run_recipe(backend: Backend, params: PreprocessParams, full_shape: tuple[int, int, int]) -> PreprocessResult:
+def run_recipe(
+    backend: Backend, params: PreprocessParams, full_shape: tuple[int, int, int]
+) -> PreprocessResult:
     """Run the passes of ``params`` on ``backend``; timings per pass in the result."""
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -128,8 +148,14 @@ def run_recipe(backend: Backend, params: PreprocessParams, full_shape: tuple[int
     timings["normalize"] = time.perf_counter() - t1
     timings["total"] = time.perf_counter() - t0
     return PreprocessResult(
-        image=image, full_shape=full_shape, bbox=bbox, mean=mean, std=std,
-        foreground_voxels=fg, percentile_values=pvals, timings_s=timings,
+        image=image,
+        full_shape=full_shape,
+        bbox=bbox,
+        mean=mean,
+        std=std,
+        foreground_voxels=fg,
+        percentile_values=pvals,
+        timings_s=timings,
     )
 
 
@@ -147,5 +173,5 @@ def preprocess_array(
     if len(slopes) != raw.shape[0] or len(intercepts) != raw.shape[0]:
         raise ValueError("need one rescale slope and intercept per slice")
     backend = make_backend(device, raw, np.asarray(slopes), np.asarray(intercepts), spacing, params.spacing)
-    tables_shape = grid_tables(raw.shape, spacing, params.spacing).shape  # type: ignore[arg-type]
+    tables_shape = grid_tables(raw.shape, spacing, params.spacing).shape
     return run_recipe(backend, params, tables_shape)

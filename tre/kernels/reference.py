@@ -13,7 +13,9 @@ from tre.kernels.grid import GridTables, grid_tables
 from tre.kernels.params import PreprocessParams, PreprocessResult
 
 
-def resample_hu(raw: np.ndarray, slopes: np.ndarray, intercepts: np.ndarray, tables: GridTables) -> np.ndarray:
+def resample_hu(
+    raw: np.ndarray, slopes: np.ndarray, intercepts: np.ndarray, tables: GridTables
+) -> np.ndarray:
     """Trilinear resample of per-slice rescaled intensities, float64, full output grid."""
     slopes = np.asarray(slopes, dtype=np.float64)
     intercepts = np.asarray(intercepts, dtype=np.float64)
@@ -50,7 +52,7 @@ def preprocess_reference(
     params: PreprocessParams,
 ) -> PreprocessResult:
     """The recipe of `PreprocessParams`, in float64; ``image`` is float64 here."""
-    tables = grid_tables(raw.shape, spacing, params.spacing)  # type: ignore[arg-type]
+    tables = grid_tables(raw.shape, spacing, params.spacing)
     hu = resample_hu(raw, slopes, intercepts, tables)
     fg = hu > params.foreground_threshold
     clip_lo, clip_hi, shift, scale = params.clip_scale()

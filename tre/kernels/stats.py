@@ -26,8 +26,14 @@ class Stats:
 
     @staticmethod
     def from_sums(
-        count: float, s: float, s2: float, stat_shift: float, foreground: int,
-        bbox: tuple[int, int, int, int, int, int] | None, vmin: float, vmax: float,
+        count: float,
+        s: float,
+        s2: float,
+        stat_shift: float,
+        foreground: int,
+        bbox: tuple[int, int, int, int, int, int] | None,
+        vmin: float,
+        vmax: float,
     ) -> Stats:
         n = int(count)
         if n == 0:
@@ -50,9 +56,12 @@ class Stats:
             return Stats.from_sums(count, s, s2, stat_shift, 0, None, 0.0, 0.0)
         sel = ibox[has]
         bbox = (
-            int(has[0]), int(has[-1]) + 1,
-            int(sel[:, 1].min()), int(sel[:, 2].max()) + 1,
-            int(sel[:, 3].min()), int(sel[:, 4].max()) + 1,
+            int(has[0]),
+            int(has[-1]) + 1,
+            int(sel[:, 1].min()),
+            int(sel[:, 2].max()) + 1,
+            int(sel[:, 3].min()),
+            int(sel[:, 4].max()) + 1,
         )
         vmin = float(vrange[has, 0].min())
         vmax = float(vrange[has, 1].max())

@@ -1,0 +1,246 @@
+"""Load DICOM image series into a (z, y, x) stack with geometry, rescale and provenance.
+
+Slices are grouped by SeriesInstanceUID and ordered by ImagePositionPatient projected on
+the slice normal (row x column direction cosines) -- never by InstanceNumber, which
+scanners and anonymisers renumber freely. Spacing along z comes from those positions, not
+from SliceThickness. Anything that would silently produce a wrong volume (gaps, mixed
+orientations, uneven spacing, sheared stacks, undecodable pixels) raises a `SeriesError`
+whose message says what is wrong and where.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+
+from tre.kernels.errors import (
+    MissingSliceError,
+    MixedOrientationError,
+    NonUniformSpacingError,
+    SeriesError,
+    UndecodableError,
+)
+
+# Direction cosines of one series must agree to this (DICOM stores them as decimal strings).
+ORIENTATION_TOL = 1e-4
+
+
+@dataclass(frozen=True)
+class Series:
+    """One loaded series: stored pixels plus per-slice rescale, in ascending normal order.
+
+    ``raw`` keeps the stored integers (memory-light, what the kernels read); the real-world
+    value of voxel (k, j, i) is raw[k, j, i] * slopes[k] + intercepts[k] (HU for CT).
+    ``spacing`` is (z, y, x) in mm; ``direction`` has rows = unit vectors of the x (row),
+    y (column) and z (normal) axes in patient LPS; ``origin`` = LPS of voxel (0, 0, 0).
+    """
+
+    series_uid: str
+    modality: str
+    raw: np.ndarray
+    slopes: np.ndarray
+    intercepts: np.ndarray
+    spacing: tuple[float, float, float]
+    origin: np.ndarray
+    direction: np.ndarray
+    header: Dataset
+    files: tuple[Path, ...]
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (int(self.raw.shape[0]), int(self.raw.shape[1]), int(self.raw.shape[2]))
+
+    def values(self) -> np.ndarray:
+        """Real-world values (HU for CT) as float64; for tests and references, not kernels."""
+        return self.raw.astype(np.float64) * self.slopes[:, None, None] + self.intercepts[:, None, None]
+
+    def with_rescale(self, slopes: np.ndarray, intercepts: np.ndarray) -> Series:
+        """Same pixels and geometry with other per-slice rescale (e.g. SUV folded in)."""
+        return Series(
+            self.series_uid,
+            self.modality,
+            self.raw,
+            np.asarray(slopes, np.float64),
+            np.asarray(intercepts, np.float64),
+            self.spacing,
+            self.origin,
+            self.direction,
+            self.header,
+            self.files,
+        )
+
+
+def _is_image(ds: Dataset) -> bool:
+    return "SeriesInstanceUID" in ds and "Rows" in ds and "Columns" in ds
+
+
+def discover_series(root: Path | str) -> dict[str, list[Path]]:
+    """Map SeriesInstanceUID -> files under ``root`` (recursively); skips non-image files."""
+    groups: dict[str, list[Path]] = defaultdict(list)
+    for dirpath, _dirs, names in os.walk(root):
+        for name in sorted(names):
+            path = Path(dirpath) / name
+            try:
+                ds = pydicom.dcmread(path, stop_before_pixels=True)
+            except (InvalidDicomError, OSError, EOFError, ValueError, KeyError, TypeError):
+                continue  # not DICOM (README, JSON sidecars, ...) or unreadable header
+            if _is_image(ds):
+                groups[str(ds.SeriesInstanceUID)].append(path)
+    return dict(sorted(groups.items()))
+
+
+def _floats(ds: Dataset, keyword: str, n: int, where: Path) -> np.ndarray:
+    value = ds.get(keyword)
+    if value is None or len(value) != n:
+        raise SeriesError(f"{where}: missing or malformed {keyword}; cannot place the slice in space")
+    return np.asarray([float(v) for v in value], dtype=np.float64)
+
+
+def _pixels(ds: Dataset, where: Path) -> np.ndarray:
+    """Decoded 2-D pixel array, or a clear error naming the transfer syntax."""
+    if int(ds.get("NumberOfFrames", 1) or 1) != 1:
+        raise SeriesError(f"{where}: multi-frame images are not supported; convert to one slice per file")
+    if int(ds.get("SamplesPerPixel", 1)) != 1:
+        raise SeriesError(
+            f"{where}: {ds.get('PhotometricInterpretation', '?')} colour images are not volumes"
+        )
+    tsyntax = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
+    try:
+        arr = ds.pixel_array
+    except Exception as exc:  # noqa: BLE001 - pydicom raises many types for missing decoders
+        name = getattr(tsyntax, "name", None) or "unknown"
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UndecodableError(
+            f"{where}: pixel data in transfer syntax {name} ({tsyntax}) cannot be decoded: {reason}. "
+            "Install a decoder plugin (pylibjpeg with -libjpeg/-openjpeg/-rle, or gdcm) or decompress first"
+        ) from exc
+    if arr.ndim != 2:
+        raise SeriesError(f"{where}: expected a 2-D slice, got pixel array of shape {arr.shape}")
+    return arr
+
+
+def _check_orientation(orients: list[np.ndarray], files: list[Path], uid: str) -> np.ndarray:
+    ref = orients[0]
+    distinct = [ref]
+    for o in orients[1:]:
+        if not any(np.max(np.abs(o - d)) <= ORIENTATION_TOL for d in distinct):
+            distinct.append(o)
+    if len(distinct) > 1:
+        shown = "; ".join("[" + ", ".join(f"{v:.4g}" for v in d) + "]" for d in distinct[:3])
+        raise MixedOrientationError(
+            f"series {uid}: {len(distinct)} different ImageOrientationPatient values "
+            f"across {len(files)} files "
+            f"({shown}{'; ...' if len(distinct) > 3 else ''}); a localiser or several stacks share the UID"
+        )
+    return ref
+
+
+def _z_spacing(proj: np.ndarray, uid: str, rel_tol: float, header: Dataset) -> float:
+    """Spacing along the normal from sorted projections; raises on gaps or uneven steps."""
+    if proj.size == 1:
+        for kw in ("SpacingBetweenSlices", "SliceThickness"):
+            if header.get(kw):
+                return float(header.get(kw))
+        return 1.0
+    steps = np.diff(proj)
+    if np.any(steps <= 1e-6 * max(1.0, float(np.abs(proj).max()))):
+        dup = float(proj[1:][steps <= 1e-6 * max(1.0, float(np.abs(proj).max()))][0])
+        raise SeriesError(
+            f"series {uid}: two slices at the same position ({dup:.3f} mm along the normal); "
+            "repeated acquisitions or phases share the series UID"
+        )
+    base = float(np.median(steps))
+    tol = max(rel_tol * base, 1e-3)
+    bad = np.flatnonzero(np.abs(steps - base) > tol)
+    if bad.size == 0:
+        return float((proj[-1] - proj[0]) / (proj.size - 1))
+    ratios = steps[bad] / base
+    whole = np.abs(ratios - np.round(ratios)) * base <= tol
+    if np.all(whole) and np.all(np.round(ratios) >= 2):
+        missing = int(np.sum(np.round(ratios) - 1))
+        where = ", ".join(f"{proj[i]:.2f}->{proj[i + 1]:.2f} mm" for i in bad[:5])
+        raise MissingSliceError(
+            f"series {uid}: {missing} slice(s) missing (spacing {base:.4g} mm; gaps at {where})"
+        )
+    raise NonUniformSpacingError(
+        f"series {uid}: non-uniform slice spacing: steps range {steps.min():.4g}-{steps.max():.4g} mm "
+        f"(median {base:.4g} mm, {bad.size} of {steps.size} steps off by more than {tol:.3g} mm)"
+    )
+
+
+def load_series(files: Iterable[Path | str], *, spacing_rel_tol: float = 0.01) -> Series:
+    """Read, validate and stack the slices of one series (all files must share the UID)."""
+    paths = [Path(f) for f in files]
+    if not paths:
+        raise SeriesError("no files given for the series")
+    datasets = [pydicom.dcmread(p) for p in paths]
+    uids = {str(ds.get("SeriesInstanceUID", "")) for ds in datasets}
+    if len(uids) != 1:
+        raise SeriesError(f"files span {len(uids)} SeriesInstanceUIDs; load one series at a time")
+    uid = uids.pop()
+    orients = [_floats(ds, "ImageOrientationPatient", 6, p) for ds, p in zip(datasets, paths, strict=True)]
+    positions = np.stack(
+        [_floats(ds, "ImagePositionPatient", 3, p) for ds, p in zip(datasets, paths, strict=True)]
+    )
+    iop = _check_orientation(orients, paths, uid)
+    row, col = iop[:3], iop[3:]
+    row = row / np.linalg.norm(row)
+    col = col / np.linalg.norm(col)
+    normal = np.cross(row, col)
+    proj = positions @ normal
+    order = np.argsort(proj, kind="stable")
+    proj = proj[order]
+    positions = positions[order]
+    datasets = [datasets[i] for i in order]
+    paths = [paths[i] for i in order]
+    header = datasets[0]
+    dz = _z_spacing(proj, uid, spacing_rel_tol, header)
+    if proj.size > 1:
+        offsets = positions - positions[0]
+        off_plane = offsets - np.outer(offsets @ normal, normal)
+        worst = float(np.abs(off_plane).max())
+        if worst > max(0.01 * dz, 1e-3) * max(1.0, proj.size**0.5):
+            raise SeriesError(
+                f"series {uid}: slice origins drift {worst:.3f} mm within the slice plane "
+                "(gantry tilt or sheared stack); resample to an orthogonal grid first"
+            )
+    spacing_yx = [_floats(ds, "PixelSpacing", 2, p) for ds, p in zip(datasets, paths, strict=True)]
+    if any(np.max(np.abs(s - spacing_yx[0])) > 1e-4 for s in spacing_yx):
+        raise SeriesError(f"series {uid}: PixelSpacing differs between slices")
+    shapes = {(int(ds.Rows), int(ds.Columns)) for ds in datasets}
+    if len(shapes) != 1:
+        raise SeriesError(f"series {uid}: slices have different sizes {sorted(shapes)}")
+    planes = [_pixels(ds, p) for ds, p in zip(datasets, paths, strict=True)]
+    raw = np.stack(planes).astype(np.result_type(*planes), copy=False)
+    slopes = np.asarray([float(ds.get("RescaleSlope", 1.0) or 1.0) for ds in datasets], dtype=np.float64)
+    intercepts = np.asarray(
+        [float(ds.get("RescaleIntercept", 0.0) or 0.0) for ds in datasets], dtype=np.float64
+    )
+    return Series(
+        series_uid=uid,
+        modality=str(header.get("Modality", "OT")),
+        raw=np.ascontiguousarray(raw),
+        slopes=slopes,
+        intercepts=intercepts,
+        spacing=(float(dz), float(spacing_yx[0][0]), float(spacing_yx[0][1])),
+        origin=positions[0].copy(),
+        direction=np.stack([row, col, normal]),
+        header=header,
+        files=tuple(paths),
+    )
+
+
+def load_all(root: Path | str) -> list[Series]:
+    """Every series under ``root``; raises on the first bad one (the job reports it)."""
+    groups = discover_series(root)
+    if not groups:
+        raise SeriesError(f"no DICOM image series found under {root}")
+    return [load_series(files) for files in groups.values()]
