@@ -323,3 +323,38 @@ def test_unknown_policy_refuses_the_request(db, esettings, world) -> None:
     with pytest.raises(EgressError) as err:
         make_request(db, esettings, world)
     assert err.value.slug == "policy-unavailable"
+
+
+def test_concurrent_final_votes_decide_once_on_both_backends(engine_any, esettings) -> None:
+    """Two last votes racing: the row lock (PostgreSQL) / write lock (SQLite) lets one decide."""
+    import threading
+
+    from tre.store.db import session_factory
+
+    factory = session_factory(engine_any)
+    with factory.begin() as s:
+        world = seed_world(s, esettings)
+    rid = make_request(factory, esettings, world)
+    vote(factory, rid, "dana", "approve")
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(2)
+
+    def cast(user: str) -> None:
+        barrier.wait()
+        try:
+            vote(factory, rid, user, "approve")
+        except EgressError as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=cast, args=(u,)) for u in ("dave", "dora")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    with factory() as s:
+        req = workflow.load_request(s, rid)
+        assert req.state == "approved"
+        # Exactly one of the racing votes counted; the other found voting closed.
+        assert len(workflow.review_votes(req)) == 2
+        assert [e.slug for e in errors] == ["voting-closed"]  # type: ignore[attr-defined]
+        assert sum(1 for _, a, _ in audit_actions(s) if a == "egress.released") == 1
