@@ -120,21 +120,25 @@ def test_fork_failure_is_reported_when_the_job_gives_up(sandbox: Sandbox, cgroup
 
 
 def test_output_quota_many_files(sandbox: Sandbox, assert_clean) -> None:
+    # 128 KiB every 20 ms, about 6 MiB/s: no single file trips RLIMIT_FSIZE, so only the
+    # watchdog (polling every 0.2 s) can stop it.
     code = textwrap.dedent(
         """
         import itertools, time
         for i in itertools.count():
             with open(f'/output/part{i:04d}.bin', 'wb') as f:
-                f.write(b'x' * 256 * 1024)
-            time.sleep(0.01)
+                f.write(b'x' * 128 * 1024)
+            time.sleep(0.02)
         """
     )
     run = sandbox.run(code, output_limit_mb=2, time_limit_s=20)
     assert run.result.state == "failed", run.log
     assert run.result.reason == "output quota of 2 MiB exceeded"
     kept = list(run.spec.output_dir.iterdir())
-    assert len(kept) >= 8  # what was written before the kill stays for inspection
-    assert sum(p.stat().st_size for p in kept) < 4 * 2**20  # stopped promptly
+    total = sum(p.stat().st_size for p in kept)
+    assert total > 2 * 2**20  # what was written before the kill stays for inspection
+    # Stopped within about a second of crossing the quota, even on a loaded CI machine.
+    assert total < 2 * 2**20 + 6 * 2**20
     assert_clean(run)
 
 

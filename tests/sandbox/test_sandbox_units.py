@@ -10,7 +10,7 @@ import pytest
 
 from tre.executors import cgroups, seccomp
 from tre.executors.base import DatasetMount, ExecutorError, JobSpec
-from tre.executors.bwrap import dataset_mounts, image_rootfs, sanitise_image_ref
+from tre.executors.bwrap import dataset_mounts, image_rootfs, nvidia_devices, sanitise_image_ref
 
 
 @pytest.mark.parametrize(
@@ -98,3 +98,13 @@ def test_seccomp_program_shape(arch: str) -> None:
             assert pos + 1 + jt == len(insns) - 1
     with pytest.raises(ValueError, match="no seccomp syscall table"):
         seccomp.build_filter("sparc")
+
+
+def test_nvidia_device_selection(tmp_path: Path) -> None:
+    for name in ("nvidia0", "nvidia1", "nvidia10", "nvidia2", "nvidiactl", "nvidia-uvm", "nvidia-caps"):
+        (tmp_path / name).touch()
+    assert nvidia_devices(0, tmp_path) == []
+    names = ["nvidia0", "nvidia1", "nvidiactl", "nvidia-uvm"]
+    assert nvidia_devices(2, tmp_path) == [str(tmp_path / n) for n in names]
+    with pytest.raises(ExecutorError, match="asks for 5 GPU"):
+        nvidia_devices(5, tmp_path)

@@ -26,6 +26,24 @@ _HOST_ETC = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "alternat
 _HOST_TOP = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
 
 
+def nvidia_devices(count: int, dev: Path = Path("/dev")) -> list[str]:
+    """Device nodes for ``count`` NVIDIA GPUs (the first ones) plus the driver's control nodes.
+
+    The user-space driver (libcuda) comes from the host's /usr like the rest of the toolchain;
+    only the device nodes must be passed through, as the NVIDIA container runtime does.
+    """
+    if count <= 0:
+        return []
+    gpus = sorted(
+        (p for p in dev.glob("nvidia[0-9]*") if p.name[len("nvidia"):].isdigit()),
+        key=lambda p: int(p.name[len("nvidia"):]),
+    )
+    if len(gpus) < count:
+        raise ExecutorError(f"the job asks for {count} GPU(s) but this host has {len(gpus)}")
+    control = [dev / n for n in ("nvidiactl", "nvidia-uvm", "nvidia-uvm-tools", "nvidia-modeset")]
+    return [str(p) for p in [*gpus[:count], *control] if p.exists()]
+
+
 def sanitise_image_ref(image: str) -> str:
     """Directory name of an image's local rootfs: ``tre/python:3.11`` -> ``tre_python_3.11``."""
     name = re.sub(r"[^A-Za-z0-9._-]", "_", image.strip())
@@ -125,6 +143,8 @@ class SandboxLayout:
     hosts_fd: int | None = None
     extra_ro_binds: list[tuple[Path, str]] = field(default_factory=list)
     extra_env: dict[str, str] = field(default_factory=dict)
+    # Device nodes passed through (NVIDIA GPUs); everything else in /dev is bwrap's minimal set.
+    devices: list[str] = field(default_factory=list)
 
 
 def _host_root_args(layout: SandboxLayout) -> tuple[list[str], str]:
@@ -182,6 +202,7 @@ def build_args(spec: JobSpec, layout: SandboxLayout) -> list[str]:
     args += [
         "--proc", "/proc",
         "--dev", "/dev",
+        *[a for dev in layout.devices for a in ("--dev-bind", dev, dev)],
         "--size", size, "--tmpfs", "/dev/shm",  # noqa: S108 - sandbox-private tmpfs
         "--size", size, "--tmpfs", "/tmp",  # noqa: S108 - sandbox-private tmpfs
     ]

@@ -25,13 +25,15 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, ClassVar
+from typing import IO, TYPE_CHECKING, ClassVar
 
-from tre.config import Settings
 from tre.executors import seccomp
 from tre.executors.base import Executor, ExecutorError, JobResult, JobSpec, RunControl
-from tre.executors.bwrap import SandboxLayout, build_args, image_rootfs
+from tre.executors.bwrap import SandboxLayout, build_args, image_rootfs, nvidia_devices
 from tre.executors.cgroups import CgroupLimits, JobCgroup, create_job_cgroup
+
+if TYPE_CHECKING:  # the sandbox itself needs no pydantic; only the type is referenced
+    from tre.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -273,6 +275,7 @@ class LocalExecutor(Executor):
             hosts_fd=fds.get("hosts") if rootfs is None else None,
             extra_ro_binds=binds,
             extra_env=extra_env,
+            devices=nvidia_devices(spec.gpu),
         )
         bwrap_args = build_args(spec, layout)
         quota = spec.output_limit_mb * MIB
@@ -301,7 +304,7 @@ class LocalExecutor(Executor):
         return (
             f"[tre] local sandbox: image {spec.image or '-'} ({root}); limits: {spec.time_limit_s} s, "
             f"{spec.memory_mb} MiB, {spec.max_processes} processes, {spec.output_limit_mb} MiB output "
-            f"({enforcement}); network: none\n"
+            f"({enforcement}); GPUs: {spec.gpu}; network: none\n"
         ).encode()
 
     def _supervise(
