@@ -10,7 +10,9 @@ from checkov.kubernetes.checks.resource.base_container_check import BaseK8sConta
 
 class EphemeralStorage(BaseK8sContainerCheck):
     def __init__(self) -> None:
-        super().__init__(name="Containers must set equal ephemeral-storage requests and limits", id="CKV_TRE_3")
+        super().__init__(
+            name="Containers must set equal ephemeral-storage requests and limits", id="CKV_TRE_3"
+        )
 
     def scan_container_conf(self, metadata: dict[str, Any], conf: dict[str, Any]) -> CheckResult:
         self.evaluated_container_keys = ["resources"]

@@ -17,9 +17,9 @@ def pod_spec(conf: dict[str, Any]) -> dict[str, Any]:
     spec = conf.get("spec") or {}
     kind = conf.get("kind")
     if kind == "CronJob":
-        spec = ((spec.get("jobTemplate") or {}).get("spec") or {})
+        spec = (spec.get("jobTemplate") or {}).get("spec") or {}
     if kind in ("Job", "CronJob"):
-        spec = ((spec.get("template") or {}).get("spec") or {})
+        spec = (spec.get("template") or {}).get("spec") or {}
     return spec
 
 
@@ -33,7 +33,9 @@ class SandboxedRuntimeClass(BaseK8Check):
         )
 
     def scan_spec_conf(self, conf: dict[str, Any]) -> CheckResult:
-        return CheckResult.PASSED if pod_spec(conf).get("runtimeClassName") in SANDBOXED else CheckResult.FAILED
+        return (
+            CheckResult.PASSED if pod_spec(conf).get("runtimeClassName") in SANDBOXED else CheckResult.FAILED
+        )
 
 
 check = SandboxedRuntimeClass()
