@@ -78,7 +78,7 @@ def visible_request(session: Session, request_id: str, principal: Principal, *,
     return req
 
 
-def list_requests(session: Session, principal: Principal, state: str | None = None,
+def list_requests(session: Session, principal: Principal, state: str | tuple[str, ...] | None = None,
                   limit: int = 200) -> list[EgressRequest]:
     stmt = select(EgressRequest).options(selectinload(EgressRequest.files),
                                          selectinload(EgressRequest.reviews))
@@ -86,7 +86,7 @@ def list_requests(session: Session, principal: Principal, state: str | None = No
         projects = select(ProjectMember.project_id).where(ProjectMember.user_id == principal.user_id)
         stmt = stmt.where(EgressRequest.project_id.in_(projects))
     if state:
-        stmt = stmt.where(EgressRequest.state == state)
+        stmt = stmt.where(EgressRequest.state.in_((state,) if isinstance(state, str) else state))
     stmt = stmt.order_by(EgressRequest.created_at.desc()).limit(limit)
     return list(session.scalars(stmt))
 

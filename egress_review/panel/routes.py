@@ -129,8 +129,7 @@ def queue(request: Request, principal: Reviewer, session: DbSession, show: str =
         show = "open"
     states = QUEUE_FILTERS[show]
     rows = [workflow.summary_view(session, r, principal)
-            for r in workflow.list_requests(session, principal, None, limit=500)
-            if not states or r.state in states]
+            for r in workflow.list_requests(session, principal, states or None, limit=500)]
     # The oldest open request first: a queue is served in arrival order.
     newest_first = show not in ("open", "awaiting_review", "conflicted")
     rows.sort(key=lambda r: r["created_at"] or "", reverse=newest_first)

@@ -139,3 +139,17 @@ def test_previews_are_rendered_server_side(panel_app, world, token_for, rid) -> 
         assert csv.status_code == 415
         queue = c.get("/panel/?show=all")
         assert rid[:12] in queue.text and "your vote needed" in queue.text
+
+
+def test_researcher_content_is_escaped_in_the_panel(panel_app, db, esettings, token_for) -> None:
+    payload = "<script>alert('x')</script>"
+    with db.begin() as s:
+        world = seed_world(s, esettings, {"t.csv": f"group,count\n{payload},40\n".encode()})
+    with TestClient(panel_app) as c:
+        r = c.post(BASE, headers={"Authorization": f"Bearer {token_for(world.researcher, 'researcher')}"},
+                   json={"job_id": world.job_id, "files": ["t.csv"], "justification": f"why {payload}"})
+        assert r.status_code == 201, r.text
+        login(c, token_for("dana", "dac"))
+        page = c.get(f"/panel/requests/{r.json()['id']}").text
+        assert payload not in page
+        assert "&lt;script&gt;" in page
