@@ -42,7 +42,7 @@ def _append(url: str, keys_dir: str, worker: int, barrier: mp.synchronize.Barrie
                     mine.extend(record_events(s, evs))
         engine.dispose()
         out.put((worker, mine, None))
-    except Exception as exc:  # report to the parent instead of dying silently
+    except Exception as exc:  # noqa: BLE001 - report to the parent instead of dying silently
         out.put((worker, [], repr(exc)))
 
 

@@ -151,6 +151,8 @@ def export(
     """Stream a ``tre-audit-bundle/1`` for ``tre audit verify`` (offline)."""
     try:
         plan = service.plan_export(session, signer, size=tree_size, max_checkpoints=max_checkpoints)
+    except service.NotSignedError as e:
+        raise Problem(422, "Invalid request", str(e), "audit-size-not-signed") from e
     except service.AuditLogError as e:
         raise Problem(404, "Not found", str(e), "audit-tree-size") from e
     record_event(session, actor=principal.user_id, action="audit.export", details={"tree_size": plan.size})

@@ -67,7 +67,7 @@ class VerifierKey:
 
     @classmethod
     def parse(cls, vkey: str) -> VerifierKey:
-        parts = vkey.strip().split("+")
+        parts = vkey.strip().split("+", 2)  # the base64 key may itself contain "+"
         if len(parts) != 3:
             raise NoteError("verifier key must be <name>+<hex key id>+<base64 key>")
         name, hex_id, blob = parts

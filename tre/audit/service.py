@@ -28,6 +28,10 @@ class AuditLogError(RuntimeError):
     """The stored log cannot answer (damaged storage, or a size beyond the tree)."""
 
 
+class NotSignedError(AuditLogError):
+    """A bundle must end at a signed size, so that every entry in it is vouched for."""
+
+
 @dataclass(frozen=True)
 class EntryFilter:
     """Search criteria; all given ones must match (AND)."""
@@ -179,6 +183,20 @@ def plan_export(
     current = tree_size(session)
     if size > current:
         raise AuditLogError(f"tree size {size} is beyond the log's current size {current}")
+    if (
+        size
+        and session.scalar(select(AuditCheckpoint.id).where(AuditCheckpoint.tree_size == size).limit(1))
+        is None
+    ):
+        below = session.scalar(
+            select(AuditCheckpoint.tree_size)
+            .where(AuditCheckpoint.tree_size < size)
+            .order_by(AuditCheckpoint.tree_size.desc())
+            .limit(1)
+        )
+        raise NotSignedError(
+            f"no signed checkpoint has tree size {size}; the nearest smaller signed size is {below}"
+        )
     notes = [cp.note for cp in select_checkpoints(session, size, max(max_checkpoints, 1))]
     header = {
         "format": BUNDLE_FORMAT,
@@ -216,6 +234,7 @@ def iter_export(plan: ExportPlan, new_session: Callable[[], Session]) -> Iterato
 
 __all__ = [
     "AuditLogError",
+    "NotSignedError",
     "EntryFilter",
     "ProofError",
     "StoredTree",
