@@ -1,0 +1,282 @@
+"""Docker executor: the exact hardening options (pure function), the HTTP body the Docker SDK
+really sends, and the run/OOM/timeout/cancel flow against a fake Docker Engine.
+
+The fake engine is a real HTTP server on 127.0.0.1 answering the Engine API paths the SDK
+uses (containers create/start/wait/logs/json/kill/delete, images) with the Engine's JSON
+shapes and multiplexed log framing; the official `docker` SDK talks to it over TCP. A live
+run against a real engine is at the end, skipped where no Docker engine runs.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+import docker
+import pytest
+from docker.types import DeviceRequest
+
+from tre.executors.base import DatasetMount, ExecutorError, JobSpec, RunControl
+from tre.executors.docker import DockerExecutor, container_options
+
+IMAGE = "registry.example.org/tre/job@sha256:" + "ab" * 32
+
+
+def make_spec(tmp_path: Path, **kw: Any) -> JobSpec:
+    base: dict[str, Any] = dict(
+        job_id="j1",
+        project_id="p1",
+        image=IMAGE,
+        command=["python", "-m", "analysis"],
+        datasets=[DatasetMount("ds1", host_path=tmp_path / "ds1", mount_path="/data")],
+        output_dir=tmp_path / "out",
+        log_path=tmp_path / "job.log",
+        cpu=1.5,
+        memory_mb=2048,
+        time_limit_s=60,
+        max_processes=128,
+        env={"SEED": "7"},
+    )
+    base.update(kw)
+    return JobSpec(**base)
+
+
+def test_container_options_are_exactly_the_hardened_set(tmp_path: Path) -> None:
+    spec = make_spec(tmp_path, gpu=2)
+    opts = container_options(spec, uid=10001, gid=10002, tmp_size_mb=128)
+    assert opts == {
+        "image": IMAGE,
+        "command": ["python", "-m", "analysis"],
+        "name": "tre-job-j1",
+        "labels": {"tre.job-id": "j1", "tre.project-id": "p1"},
+        "user": "10001:10002",
+        "working_dir": "/output",
+        "environment": {
+            "SEED": "7",
+            "HOME": "/tmp",
+            "TMPDIR": "/tmp",
+            "TRE_OUTPUT_DIR": "/output",
+            "TRE_JOB_ID": "j1",
+        },
+        "network_mode": "none",
+        "network_disabled": True,
+        "read_only": True,
+        "cap_drop": ["ALL"],
+        "security_opt": ["no-new-privileges:true"],
+        "pids_limit": 128,
+        "mem_limit": "2048m",
+        "memswap_limit": "2048m",
+        "nano_cpus": 1_500_000_000,
+        "ipc_mode": "private",
+        "init": True,
+        "tmpfs": {"/tmp": "rw,noexec,nosuid,nodev,size=128m"},
+        "volumes": {
+            str(tmp_path / "ds1"): {"bind": "/data", "mode": "ro"},
+            str(tmp_path / "out"): {"bind": "/output", "mode": "rw"},
+        },
+        "device_requests": [DeviceRequest(driver="nvidia", count=2, capabilities=[["gpu"]])],
+        "detach": True,
+        "stdin_open": False,
+        "tty": False,
+    }
+    assert not any("docker.sock" in k for k in opts["volumes"])
+
+
+def test_cpu_job_has_no_gpu_and_runtime_maps_from_policy(tmp_path: Path) -> None:
+    opts = container_options(make_spec(tmp_path, runtime_class="gvisor"), uid=1, gid=1)
+    assert "device_requests" not in opts and opts["runtime"] == "runsc"
+
+
+def test_unpinned_image_and_pathless_dataset_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ExecutorError, match="pinned"):
+        container_options(make_spec(tmp_path, image="python:3.11"), uid=1, gid=1)
+    with pytest.raises(ExecutorError, match="host path"):
+        container_options(make_spec(tmp_path, datasets=[DatasetMount("d", pvc_name="x")]), uid=1, gid=1)
+
+
+# --- a fake Docker Engine ------------------------------------------------------------------
+
+
+class Engine:
+    def __init__(
+        self, exit_code: int = 0, oom: bool = False, runs_for: float = 0.0, logs: bytes = b""
+    ) -> None:
+        self.exit_code, self.oom, self.runs_for, self.logs = exit_code, oom, runs_for, logs
+        self.calls: list[tuple[str, str, Any]] = []
+        self.started_at: float | None = None
+        self.killed = False
+        self.removed = False
+
+    def running(self) -> bool:
+        return (
+            self.started_at is not None
+            and not self.killed
+            and time.monotonic() - self.started_at < self.runs_for
+        )
+
+    def state(self) -> dict[str, Any]:
+        running = self.running()
+        return {
+            "Status": "running" if running else "exited",
+            "Running": running,
+            "OOMKilled": self.oom and not running,
+            "ExitCode": 0 if running else (137 if self.killed or self.oom else self.exit_code),
+        }
+
+
+def make_handler(engine: Engine) -> type[BaseHTTPRequestHandler]:
+    class H(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *a: Any) -> None:
+            pass
+
+        def _body(self) -> Any:
+            n = int(self.headers.get("Content-Length") or 0)
+            return json.loads(self.rfile.read(n)) if n else None
+
+        def _send(self, code: int, obj: Any = None, ctype: str = "application/json") -> None:
+            data = b"" if obj is None else (obj if isinstance(obj, bytes) else json.dumps(obj).encode())
+            self.send_response(code)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def _route(self, method: str) -> None:
+            url = urlparse(self.path)
+            path = url.path.split("/", 2)[2] if url.path.startswith("/v1.") else url.path.lstrip("/")
+            body = self._body()
+            engine.calls.append((method, path, body))
+            if method == "GET" and path.startswith("images/"):
+                return self._send(200, {"Id": "sha256:" + "cd" * 32, "RepoDigests": [IMAGE]})
+            if method == "POST" and path == "containers/create":
+                return self._send(201, {"Id": "c0ffee", "Warnings": []})
+            if method == "GET" and path == "containers/c0ffee/json":
+                return self._send(
+                    200,
+                    {
+                        "Id": "c0ffee",
+                        "Name": "/tre-job-j1",
+                        "Config": {"Tty": False},
+                        "State": engine.state(),
+                    },
+                )
+            if method == "POST" and path == "containers/c0ffee/start":
+                engine.started_at = time.monotonic()
+                return self._send(204)
+            if method == "POST" and path == "containers/c0ffee/wait":
+                while engine.running():
+                    time.sleep(0.05)
+                return self._send(200, {"StatusCode": engine.state()["ExitCode"], "Error": None})
+            if method == "POST" and path == "containers/c0ffee/kill":
+                engine.killed = True
+                return self._send(204)
+            if method == "DELETE" and path == "containers/c0ffee":
+                engine.removed = True
+                return self._send(204)
+            if method == "GET" and path == "containers/c0ffee/logs":
+                assert parse_qs(url.query).get("follow") == ["1"]
+                frame = struct.pack(">BxxxL", 1, len(engine.logs)) + engine.logs
+                return self._send(200, frame, "application/vnd.docker.multiplexed-stream")
+            return self._send(404, {"message": f"no route {method} {path}"})
+
+        def do_GET(self) -> None:
+            self._route("GET")
+
+        def do_POST(self) -> None:
+            self._route("POST")
+
+        def do_DELETE(self) -> None:
+            self._route("DELETE")
+
+    return H
+
+
+@pytest.fixture
+def engine_client():
+    servers: list[ThreadingHTTPServer] = []
+
+    def start(engine: Engine) -> docker.DockerClient:
+        httpd = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(engine))
+        httpd.daemon_threads = True
+        threading.Thread(target=httpd.serve_forever, daemon=True).start()
+        servers.append(httpd)
+        return docker.DockerClient(base_url=f"tcp://127.0.0.1:{httpd.server_address[1]}", version="1.45")
+
+    yield start
+    for s in servers:
+        s.shutdown()
+        s.server_close()
+
+
+def test_run_sends_hardened_host_config_and_collects_logs(tmp_path: Path, engine_client: Any) -> None:
+    engine = Engine(exit_code=0, runs_for=0.3, logs=b"hello from the job\n")
+    spec = make_spec(tmp_path, gpu=1)
+    started: list[str] = []
+    result = DockerExecutor(engine_client(engine)).run(spec, RunControl(on_started=started.append))
+    assert (result.state, result.exit_code) == ("succeeded", 0)
+    assert started == ["c0ffee"] and engine.removed
+    assert spec.log_path.read_bytes() == b"hello from the job\n"
+    create = next(b for m, p, b in engine.calls if p == "containers/create")
+    hc = create["HostConfig"]
+    assert hc["NetworkMode"] == "none" and hc["ReadonlyRootfs"] is True
+    assert hc["CapDrop"] == ["ALL"] and hc["SecurityOpt"] == ["no-new-privileges:true"]
+    assert hc["PidsLimit"] == 128 and hc["Memory"] == 2048 * 1024 * 1024 == hc["MemorySwap"]
+    assert hc["DeviceRequests"] == [
+        {"Driver": "nvidia", "Count": 1, "DeviceIDs": [], "Capabilities": [["gpu"]], "Options": {}}
+    ]
+    assert str(tmp_path / "ds1") + ":/data:ro" in hc["Binds"]
+    assert create["User"].count(":") == 1 and create["NetworkDisabled"] is True
+
+
+def test_oom_killed_is_reported(tmp_path: Path, engine_client: Any) -> None:
+    result = DockerExecutor(engine_client(Engine(oom=True))).run(make_spec(tmp_path), RunControl())
+    assert result.state == "failed" and result.exit_code == 137 and "OOMKilled" in result.reason
+
+
+def test_nonzero_exit_and_timeout_and_cancel(tmp_path: Path, engine_client: Any) -> None:
+    r = DockerExecutor(engine_client(Engine(exit_code=4))).run(make_spec(tmp_path), RunControl())
+    assert (r.state, r.exit_code) == ("failed", 4)
+
+    slow = Engine(runs_for=30)
+    r = DockerExecutor(engine_client(slow)).run(make_spec(tmp_path, time_limit_s=1), RunControl())
+    assert r.state == "timed_out" and slow.killed and slow.removed
+
+    slow = Engine(runs_for=30)
+    r = DockerExecutor(engine_client(slow)).run(make_spec(tmp_path), RunControl(is_cancelled=lambda: True))
+    assert r.state == "cancelled" and slow.killed
+
+
+def test_outputs_over_limit_fail(tmp_path: Path, engine_client: Any) -> None:
+    spec = make_spec(tmp_path, output_limit_mb=1)
+    spec.output_dir.mkdir()
+    (spec.output_dir / "big.bin").write_bytes(b"\0" * (2 * 1024 * 1024))
+    r = DockerExecutor(engine_client(Engine())).run(spec, RunControl())
+    assert r.state == "failed" and "exceed" in r.reason
+
+
+def _engine_reachable() -> str | None:
+    try:
+        docker.from_env().ping()
+    except Exception as exc:  # noqa: BLE001 - any failure means "no engine here"
+        return str(exc)
+    return None
+
+
+@pytest.mark.skipif(_engine_reachable() is not None, reason="no Docker engine running on this machine")
+def test_live_docker_engine_runs_a_job(tmp_path: Path) -> None:
+    client = docker.from_env()
+    image = client.images.pull("busybox:1.36")
+    digest = image.attrs["RepoDigests"][0]
+    spec = make_spec(
+        tmp_path, image=digest, datasets=[], command=["sh", "-c", "echo hi; echo 42 > /output/r"]
+    )
+    r = DockerExecutor(client).run(spec, RunControl())
+    assert r.state == "succeeded" and (spec.output_dir / "r").read_text() == "42\n"

@@ -1,0 +1,205 @@
+"""Docker executor for workstations: the same job contract, run as a locked-down container.
+
+Every hardening option is decided by the pure function `container_options`, so the exact
+set passed to the Docker SDK is unit-tested without a Docker engine. The container gets no
+network, a read-only root filesystem, no capabilities, no privilege escalation, a pids and
+memory cap (no swap), a non-root uid, a small noexec /tmp, datasets bind-mounted read-only
+and only the job's output directory writable. Never mounts the Docker socket.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import time
+from pathlib import Path
+from typing import Any, ClassVar
+
+from tre.executors.base import Executor, ExecutorError, JobResult, JobSpec, RunControl
+
+OUTPUT_MOUNT = "/output"
+_PINNED = re.compile(r"([^@\s]+@sha256:[0-9a-f]{64}|sha256:[0-9a-f]{64})")
+# Policy names for sandboxed runtimes -> the Docker runtime that implements them.
+RUNTIMES = {"gvisor": "runsc", "runsc": "runsc", "kata": "kata-runtime"}
+
+
+def container_options(
+    spec: JobSpec,
+    *,
+    uid: int,
+    gid: int,
+    tmp_size_mb: int = 256,
+    runtime: str | None = None,
+) -> dict[str, Any]:
+    """Keyword arguments for ``client.containers.create``; pure, so tests pin every option."""
+    from docker.types import DeviceRequest
+
+    if not _PINNED.fullmatch(spec.image):
+        raise ExecutorError(f"image must be pinned by digest or image id (sha256:...), got {spec.image!r}")
+    volumes: dict[str, dict[str, str]] = {}
+    for ds in spec.datasets:
+        if ds.host_path is None:
+            raise ExecutorError(
+                f"dataset {ds.dataset_id} has no host path; the Docker executor bind-mounts paths"
+            )
+        volumes[str(ds.host_path)] = {"bind": ds.mount_path, "mode": "ro"}
+    volumes[str(spec.output_dir)] = {"bind": OUTPUT_MOUNT, "mode": "rw"}
+    tmp = "/tmp"  # noqa: S108 - a private tmpfs inside the container
+    env = {**spec.env, "HOME": tmp, "TMPDIR": tmp, "TRE_OUTPUT_DIR": OUTPUT_MOUNT, "TRE_JOB_ID": spec.job_id}
+    opts: dict[str, Any] = {
+        "image": spec.image,
+        "command": list(spec.command),
+        "name": f"tre-job-{spec.job_id}",
+        "labels": {"tre.job-id": spec.job_id, "tre.project-id": spec.project_id},
+        "user": f"{uid}:{gid}",
+        "working_dir": OUTPUT_MOUNT,
+        "environment": env,
+        "network_mode": "none",
+        "network_disabled": True,
+        "read_only": True,
+        "cap_drop": ["ALL"],
+        "security_opt": ["no-new-privileges:true"],
+        "pids_limit": spec.max_processes,
+        "mem_limit": f"{spec.memory_mb}m",
+        "memswap_limit": f"{spec.memory_mb}m",  # equal to mem_limit: no swap
+        "nano_cpus": int(spec.cpu * 1_000_000_000),
+        "ipc_mode": "private",
+        "init": True,
+        "tmpfs": {tmp: f"rw,noexec,nosuid,nodev,size={tmp_size_mb}m"},
+        "volumes": volumes,
+        "detach": True,
+        "stdin_open": False,
+        "tty": False,
+    }
+    if spec.gpu > 0:
+        opts["device_requests"] = [DeviceRequest(driver="nvidia", count=spec.gpu, capabilities=[["gpu"]])]
+    chosen = spec.runtime_class or runtime
+    if chosen:
+        opts["runtime"] = RUNTIMES.get(chosen, chosen)
+    return opts
+
+
+def _dir_bytes(root: Path) -> int:
+    total = 0
+    for dirpath, _dirs, files in os.walk(root):
+        for name in files:
+            p = Path(dirpath) / name
+            if not p.is_symlink():
+                total += p.stat().st_size
+    return total
+
+
+class DockerExecutor(Executor):
+    """Runs a job with the local Docker engine (``docker.from_env()`` unless a client is given)."""
+
+    name: ClassVar[str] = "docker"
+
+    def __init__(
+        self,
+        client: Any | None = None,
+        *,
+        uid: int = 10001,
+        gid: int = 10001,
+        runtime: str | None = None,
+        log_limit_bytes: int = 64 * 1024 * 1024,
+    ) -> None:
+        self._client = client
+        # Non-root workers can only hand the container a directory they own.
+        self.uid, self.gid = (uid, gid) if os.geteuid() == 0 else (os.getuid(), os.getgid())
+        self.runtime = runtime
+        self.log_limit_bytes = log_limit_bytes
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            import docker
+
+            try:
+                self._client = docker.from_env()
+            except docker.errors.DockerException as exc:
+                raise ExecutorError(f"no Docker engine reachable: {exc}") from exc
+        return self._client
+
+    def run(self, spec: JobSpec, control: RunControl) -> JobResult:
+        import docker
+
+        opts = container_options(spec, uid=self.uid, gid=self.gid, runtime=self.runtime)
+        spec.output_dir.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            os.chown(spec.output_dir, self.uid, self.gid)
+        try:
+            try:
+                self.client.images.get(spec.image)
+            except docker.errors.ImageNotFound:
+                self.client.images.pull(spec.image)
+            container = self.client.containers.create(**opts)
+        except docker.errors.DockerException as exc:
+            raise ExecutorError(f"cannot create the container: {exc}") from exc
+        control.on_started(container.id)
+        try:
+            container.start()
+            logger = threading.Thread(target=self._copy_logs, args=(container, spec.log_path), daemon=True)
+            logger.start()
+            result = self._wait(container, spec, control)
+            logger.join(timeout=10)
+            if (
+                result.state == "succeeded"
+                and _dir_bytes(spec.output_dir) > spec.output_limit_mb * 1024 * 1024
+            ):
+                return JobResult(
+                    "failed", result.exit_code, f"outputs exceed the limit of {spec.output_limit_mb} MiB"
+                )
+            return result
+        finally:
+            try:
+                container.remove(force=True)
+            except docker.errors.DockerException:
+                pass
+
+    def _wait(self, container: Any, spec: JobSpec, control: RunControl) -> JobResult:
+        import requests
+
+        deadline = time.monotonic() + spec.time_limit_s
+        while True:
+            control.heartbeat()
+            if control.is_cancelled():
+                container.kill()
+                return JobResult("cancelled", None, "cancelled on request")
+            if time.monotonic() > deadline:
+                container.kill()
+                return JobResult("timed_out", None, f"time limit of {spec.time_limit_s} s exceeded")
+            try:
+                status = container.wait(timeout=1)
+                break
+            except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
+                continue
+        container.reload()
+        state = container.attrs.get("State", {})
+        code = int(status.get("StatusCode", state.get("ExitCode", -1)))
+        if state.get("OOMKilled"):
+            return JobResult(
+                "failed",
+                code,
+                f"out of memory: the job exceeded its memory limit of {spec.memory_mb} MiB (OOMKilled)",
+            )
+        if code == 0:
+            return JobResult("succeeded", 0, "completed")
+        return JobResult("failed", code, f"exited with code {code}")
+
+    def _copy_logs(self, container: Any, dest: Path) -> None:
+        """Follow the container's combined stdout/stderr into the job log, capped."""
+        import docker
+        import requests
+
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        written = 0
+        with dest.open("wb") as fh:
+            try:
+                for chunk in container.logs(stream=True, follow=True, stdout=True, stderr=True):
+                    room = self.log_limit_bytes - written
+                    if room > 0:
+                        fh.write(chunk[:room])
+                        written += min(room, len(chunk))
+            except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+                fh.write(f"\n[tre: log stream ended early: {exc}]\n".encode())
