@@ -1,0 +1,103 @@
+"""Synthetic DICOM series written with pydicom, for loader and job tests."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, PositronEmissionTomographyImageStorage, generate_uid
+
+
+def rotation(axis: Sequence[float], degrees: float) -> np.ndarray:
+    """Rotation matrix (Rodrigues) used to make oblique orientations."""
+    a = np.asarray(axis, dtype=np.float64)
+    a /= np.linalg.norm(a)
+    t = np.deg2rad(degrees)
+    k = np.array([[0, -a[2], a[1]], [a[2], 0, -a[0]], [-a[1], a[0], 0]])
+    return np.eye(3) + np.sin(t) * k + (1 - np.cos(t)) * (k @ k)
+
+
+def write_series(
+    folder: Path,
+    raw: np.ndarray,
+    *,
+    spacing_zyx: tuple[float, float, float],
+    rot: np.ndarray | None = None,
+    origin: Sequence[float] = (-120.0, -80.5, 33.0),
+    slopes: Sequence[float] | None = None,
+    intercepts: Sequence[float] | None = None,
+    positions_mm: Sequence[float] | None = None,
+    orientations: Sequence[Sequence[float]] | None = None,
+    modality: str = "CT",
+    instance_order: Sequence[int] | None = None,
+    extra: dict[str, object] | None = None,
+    series_uid: str | None = None,
+) -> list[Path]:
+    """Write raw (z, y, x) int16 slices; files named in shuffled order, InstanceNumber shuffled."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(7)
+    nz = raw.shape[0]
+    r = np.eye(3) if rot is None else rot
+    row, col = r[:, 0], r[:, 1]
+    normal = np.cross(row, col)
+    dz, dy, dx = spacing_zyx
+    pos_along = [k * dz for k in range(nz)] if positions_mm is None else list(positions_mm)
+    numbers = list(instance_order) if instance_order is not None else list(rng.permutation(nz) + 1)
+    uid = series_uid or generate_uid()
+    study = generate_uid()
+    frame = generate_uid()
+    paths = []
+    for k in range(nz):
+        meta = FileMetaDataset()
+        sop = generate_uid()
+        meta.MediaStorageSOPClassUID = PositronEmissionTomographyImageStorage if modality == "PT" else CTImageStorage
+        meta.MediaStorageSOPInstanceUID = sop
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds = Dataset()
+        ds.file_meta = meta
+        ds.SOPClassUID = meta.MediaStorageSOPClassUID
+        ds.SOPInstanceUID = sop
+        ds.Modality = modality
+        ds.StudyInstanceUID = study
+        ds.SeriesInstanceUID = uid
+        ds.FrameOfReferenceUID = frame
+        ds.InstanceNumber = int(numbers[k])
+        iop = list(row) + list(col) if orientations is None else list(orientations[k])
+        ds.ImageOrientationPatient = [f"{v:.8f}" for v in iop]
+        p = np.asarray(origin) + pos_along[k] * normal
+        ds.ImagePositionPatient = [f"{v:.6f}" for v in p]
+        ds.PixelSpacing = [f"{dy:g}", f"{dx:g}"]
+        ds.SliceThickness = f"{dz:g}"
+        ds.Rows, ds.Columns = int(raw.shape[1]), int(raw.shape[2])
+        ds.SamplesPerPixel = 1
+        ds.PhotometricInterpretation = "MONOCHROME2"
+        ds.BitsAllocated = 16
+        ds.BitsStored = 16
+        ds.HighBit = 15
+        ds.PixelRepresentation = 1
+        ds.RescaleSlope = f"{(1.0 if slopes is None else slopes[k]):g}"
+        ds.RescaleIntercept = f"{(-1024.0 if intercepts is None else intercepts[k]):g}"
+        for key, value in (extra or {}).items():
+            setattr(ds, key, value)
+        ds.PixelData = np.ascontiguousarray(raw[k], dtype="<i2").tobytes()
+        path = folder / f"f{int(rng.integers(1_000_000)):07d}_{k}.dcm"
+        ds.save_as(path, enforce_file_format=True)
+        paths.append(path)
+    return paths
+
+
+def chest_phantom(shape: tuple[int, int, int], seed: int = 0) -> np.ndarray:
+    """Small chest-like stored values (intercept -1024): air, body ellipse, lungs, bone."""
+    nz, ny, nx = shape
+    rng = np.random.default_rng(seed)
+    z, y, x = np.meshgrid(np.linspace(-1, 1, nz), np.linspace(-1, 1, ny), np.linspace(-1, 1, nx), indexing="ij")
+    hu = np.full(shape, -1000.0)
+    body = (x / 0.8) ** 2 + (y / 0.6) ** 2 < 1
+    hu[body] = 40.0
+    lungs = (((x - 0.35) / 0.25) ** 2 + (y / 0.35) ** 2 < 1) | (((x + 0.35) / 0.25) ** 2 + (y / 0.35) ** 2 < 1)
+    hu[lungs & body] = -850.0
+    hu[((x / 0.1) ** 2 + ((y + 0.45) / 0.1) ** 2 < 1)] = 700.0
+    hu += rng.normal(0, 20, shape) + 30 * z
+    return np.clip(np.round(hu + 1024), -2000, 4000).astype(np.int16)
