@@ -7,7 +7,12 @@ from pathlib import Path
 
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, PositronEmissionTomographyImageStorage, generate_uid
+from pydicom.uid import (
+    CTImageStorage,
+    ExplicitVRLittleEndian,
+    PositronEmissionTomographyImageStorage,
+    generate_uid,
+)
 
 
 def rotation(axis: Sequence[float], degrees: float) -> np.ndarray:
@@ -52,7 +57,9 @@ def write_series(
     for k in range(nz):
         meta = FileMetaDataset()
         sop = generate_uid()
-        meta.MediaStorageSOPClassUID = PositronEmissionTomographyImageStorage if modality == "PT" else CTImageStorage
+        meta.MediaStorageSOPClassUID = (
+            PositronEmissionTomographyImageStorage if modality == "PT" else CTImageStorage
+        )
         meta.MediaStorageSOPInstanceUID = sop
         meta.TransferSyntaxUID = ExplicitVRLittleEndian
         ds = Dataset()
@@ -92,11 +99,15 @@ def chest_phantom(shape: tuple[int, int, int], seed: int = 0) -> np.ndarray:
     """Small chest-like stored values (intercept -1024): air, body ellipse, lungs, bone."""
     nz, ny, nx = shape
     rng = np.random.default_rng(seed)
-    z, y, x = np.meshgrid(np.linspace(-1, 1, nz), np.linspace(-1, 1, ny), np.linspace(-1, 1, nx), indexing="ij")
+    z, y, x = np.meshgrid(
+        np.linspace(-1, 1, nz), np.linspace(-1, 1, ny), np.linspace(-1, 1, nx), indexing="ij"
+    )
     hu = np.full(shape, -1000.0)
     body = (x / 0.8) ** 2 + (y / 0.6) ** 2 < 1
     hu[body] = 40.0
-    lungs = (((x - 0.35) / 0.25) ** 2 + (y / 0.35) ** 2 < 1) | (((x + 0.35) / 0.25) ** 2 + (y / 0.35) ** 2 < 1)
+    lungs = (((x - 0.35) / 0.25) ** 2 + (y / 0.35) ** 2 < 1) | (
+        ((x + 0.35) / 0.25) ** 2 + (y / 0.35) ** 2 < 1
+    )
     hu[lungs & body] = -850.0
     hu[((x / 0.1) ** 2 + ((y + 0.45) / 0.1) ** 2 < 1)] = 700.0
     hu += rng.normal(0, 20, shape) + 30 * z

@@ -70,7 +70,8 @@ def test_reference_resampling_matches_scipy() -> None:
     ours = resample_hu(raw, slopes, intercepts, tables)
     hu = raw * slopes[:, None, None] + intercepts[:, None, None]
     coords = np.meshgrid(
-        *[np.arange(n) * (t / s) for n, t, s in zip(tables.shape, target, spacing, strict=True)], indexing="ij"
+        *[np.arange(n) * (t / s) for n, t, s in zip(tables.shape, target, spacing, strict=True)],
+        indexing="ij",
     )
     theirs = ndimage.map_coordinates(hu, coords, order=1, mode="nearest")
     assert np.max(np.abs(ours - theirs)) < 1e-9

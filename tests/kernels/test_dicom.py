@@ -72,8 +72,13 @@ def test_synthetic_oblique_series_sorted_by_position_not_instance_number(tmp_pat
     slopes = np.linspace(0.9, 1.1, 9)
     # Instance numbers deliberately the reverse of spatial order; file names random.
     paths = write_series(
-        tmp_path / "s", raw, spacing_zyx=(2.5, 0.7, 0.8), rot=rot, slopes=slopes,
-        intercepts=[-1024.0] * 9, instance_order=list(range(9, 0, -1)),
+        tmp_path / "s",
+        raw,
+        spacing_zyx=(2.5, 0.7, 0.8),
+        rot=rot,
+        slopes=slopes,
+        intercepts=[-1024.0] * 9,
+        instance_order=list(range(9, 0, -1)),
     )
     assert len(paths) == 9
     (series,) = load_all(tmp_path)
@@ -85,7 +90,8 @@ def test_synthetic_oblique_series_sorted_by_position_not_instance_number(tmp_pat
     assert series.origin == pytest.approx((-120.0, -80.5, 33.0), abs=1e-5)
     check_against_reference(series, PreprocessParams(spacing=(1.0, 1.0, 1.0), window=(-1000.0, 400.0)))
     check_against_reference(
-        series, PreprocessParams(spacing=(1.3, 0.9, 1.1), window=(-1000.0, 400.0), percentile_clip=(0.5, 99.5))
+        series,
+        PreprocessParams(spacing=(1.3, 0.9, 1.1), window=(-1000.0, 400.0), percentile_clip=(0.5, 99.5)),
     )
 
 
@@ -100,7 +106,9 @@ def test_reversed_positions_are_sorted_ascending(tmp_path: Path) -> None:
 def test_missing_slice(tmp_path: Path) -> None:
     raw = chest_phantom((6, 8, 8))
     write_series(tmp_path, raw, spacing_zyx=(2.0, 1.0, 1.0), positions_mm=[0, 2, 4, 8, 10, 12])
-    with pytest.raises(MissingSliceError, match=r"1 slice\(s\) missing \(spacing 2 mm; gaps at 37\.00->41\.00 mm\)"):
+    with pytest.raises(
+        MissingSliceError, match=r"1 slice\(s\) missing \(spacing 2 mm; gaps at 37\.00->41\.00 mm\)"
+    ):
         load_all(tmp_path)
 
 
@@ -116,7 +124,9 @@ def test_mixed_orientation(tmp_path: Path) -> None:
     axial = [1, 0, 0, 0, 1, 0]
     tilted = list(rotation((0, 0, 1), 10.0)[:, 0]) + list(rotation((0, 0, 1), 10.0)[:, 1])
     write_series(tmp_path, raw, spacing_zyx=(2.0, 1.0, 1.0), orientations=[axial, axial, tilted, axial])
-    with pytest.raises(MixedOrientationError, match="2 different ImageOrientationPatient values across 4 files"):
+    with pytest.raises(
+        MixedOrientationError, match="2 different ImageOrientationPatient values across 4 files"
+    ):
         load_all(tmp_path)
 
 
@@ -145,7 +155,9 @@ def test_undecodable_compressed_syntax(tmp_path: Path) -> None:
     ds["PixelData"].VR = "OB"
     ds.file_meta.TransferSyntaxUID = JPEGLSLossless
     ds.save_as(path, enforce_file_format=True)
-    with pytest.raises(UndecodableError, match=r"transfer syntax JPEG-LS Lossless .*\(1\.2\.840\.10008\.1\.2\.4\.80\)"):
+    with pytest.raises(
+        UndecodableError, match=r"transfer syntax JPEG-LS Lossless .*\(1\.2\.840\.10008\.1\.2\.4\.80\)"
+    ):
         load_all(tmp_path)
 
 

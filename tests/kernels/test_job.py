@@ -56,7 +56,12 @@ def test_writes_nifti_and_sidecar_matching_reference(tmp_path: Path) -> None:
 def test_pet_series_is_converted_to_suv(tmp_path: Path) -> None:
     raw = np.random.default_rng(1).integers(0, 20000, size=(4, 10, 10)).astype(np.int16)
     write_series(
-        tmp_path / "in", raw, spacing_zyx=(3.0, 2.0, 2.0), modality="PT", slopes=[0.5] * 4, intercepts=[0.0] * 4,
+        tmp_path / "in",
+        raw,
+        spacing_zyx=(3.0, 2.0, 2.0),
+        modality="PT",
+        slopes=[0.5] * 4,
+        intercepts=[0.0] * 4,
         extra=pet_tags(),
     )
     argv = ["--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"), "--spacing", "2", "2", "2"]
@@ -69,7 +74,9 @@ def test_pet_series_is_converted_to_suv(tmp_path: Path) -> None:
 
 def test_pet_missing_tags_fails_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     raw = np.ones((2, 4, 4), dtype=np.int16)
-    write_series(tmp_path / "in", raw, spacing_zyx=(3.0, 2.0, 2.0), modality="PT", extra=pet_tags(Units="CNTS"))
+    write_series(
+        tmp_path / "in", raw, spacing_zyx=(3.0, 2.0, 2.0), modality="PT", extra=pet_tags(Units="CNTS")
+    )
     argv = ["--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"), "--spacing", "2", "2", "2"]
     assert run(argv) == 2
     err = capsys.readouterr().err
@@ -79,7 +86,10 @@ def test_pet_missing_tags_fails_with_one_line(tmp_path: Path, capsys: pytest.Cap
 def test_bad_series_exit_2_or_skip(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     write_series(tmp_path / "in" / "good", chest_phantom((3, 8, 8)), spacing_zyx=(2.0, 1.0, 1.0))
     write_series(
-        tmp_path / "in" / "gap", chest_phantom((4, 8, 8)), spacing_zyx=(2.0, 1.0, 1.0), positions_mm=[0, 2, 6, 8]
+        tmp_path / "in" / "gap",
+        chest_phantom((4, 8, 8)),
+        spacing_zyx=(2.0, 1.0, 1.0),
+        positions_mm=[0, 2, 6, 8],
     )
     argv = ["--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"), "--spacing", "1", "1", "1"]
     assert run(argv) == 2
@@ -104,8 +114,23 @@ def test_module_entry_point_runs(tmp_path: Path) -> None:
     """`python -m tre.kernels.job` is what the sandbox runs: exercise it as a process once."""
     write_series(tmp_path / "in", chest_phantom((3, 8, 8)), spacing_zyx=(2.0, 1.0, 1.0))
     cmd = [
-        sys.executable, "-m", "tre.kernels.job", "--input", str(tmp_path / "in"), "--output", str(tmp_path / "o"),
-        "--spacing", "1", "1", "1", "--window", "-1000", "400", "--percentile-clip", "0.5", "99.5",
+        sys.executable,
+        "-m",
+        "tre.kernels.job",
+        "--input",
+        str(tmp_path / "in"),
+        "--output",
+        str(tmp_path / "o"),
+        "--spacing",
+        "1",
+        "1",
+        "1",
+        "--window",
+        "-1000",
+        "400",
+        "--percentile-clip",
+        "0.5",
+        "99.5",
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=300)
     assert proc.returncode == 0, proc.stderr

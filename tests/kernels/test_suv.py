@@ -91,8 +91,13 @@ def test_missing_half_life_in_sequence() -> None:
 def test_to_suvbw_on_written_series(tmp_path: Path) -> None:
     raw = np.random.default_rng(1).integers(0, 30000, size=(3, 6, 6)).astype(np.int16)
     write_series(
-        tmp_path, raw, spacing_zyx=(3.0, 2.0, 2.0), modality="PT", slopes=[0.5, 0.25, 2.0],
-        intercepts=[0.0, 0.0, 0.0], extra=pet_tags(),
+        tmp_path,
+        raw,
+        spacing_zyx=(3.0, 2.0, 2.0),
+        modality="PT",
+        slopes=[0.5, 0.25, 2.0],
+        intercepts=[0.0, 0.0, 0.0],
+        extra=pet_tags(),
     )
     (series,) = load_all(tmp_path)
     suv, factor = to_suvbw(series)
