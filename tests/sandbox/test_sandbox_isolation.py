@@ -282,3 +282,25 @@ def test_setup_failure_is_an_executor_error(sandbox: Sandbox, tmp_path: Path) ->
     with pytest.raises(ExecutorError, match="sandbox setup failed: bwrap"):
         sandbox.run("print(1)", executor=executor)
     assert time.monotonic() - t0 < 5
+
+
+def test_setuid_bits_written_by_the_job_are_cleared(sandbox: Sandbox) -> None:
+    """/output files belong to the worker's uid on the host; none may stay setuid/setgid."""
+    code = textwrap.dedent(
+        """
+        import os, shutil
+        shutil.copy('/bin/true', '/output/suid-true')
+        os.chmod('/output/suid-true', 0o6755)
+        os.mkdir('/output/sgid-dir')
+        os.chmod('/output/sgid-dir', 0o2775)
+        os.symlink('/etc/passwd', '/output/link')
+        print('modes', oct(os.stat('/output/suid-true').st_mode & 0o7777), flush=True)
+        """
+    )
+    run = sandbox.run(code)
+    assert run.result.state == "succeeded", run.log
+    assert "modes 0o6755" in run.log  # the job really could set them
+    assert (run.spec.output_dir / "suid-true").stat().st_mode & 0o7777 == 0o755
+    assert (run.spec.output_dir / "sgid-dir").stat().st_mode & 0o7777 == 0o775
+    assert (run.spec.output_dir / "link").is_symlink()  # left alone, never followed
+    assert "cleared setuid/setgid bits on 2 output path(s)" in run.log

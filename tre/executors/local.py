@@ -18,6 +18,7 @@ import logging
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import threading
 import time
@@ -71,6 +72,26 @@ def output_size(root: Path) -> int:
         except OSError:
             continue
     return total
+
+
+def strip_special_modes(root: Path) -> int:
+    """Clear setuid/setgid bits under ``root`` once the job has ended; return how many.
+
+    Inside its user namespace the job owns /output, so it may ``chmod u+s`` what it wrote,
+    and on the host those files belong to the worker's uid (root in the embedded mode): a
+    setuid-root executable must not be left lying in the job directory.
+    """
+    cleared = 0
+    for dirpath, dirs, files in os.walk(root):
+        for name in [*dirs, *files]:
+            path = os.path.join(dirpath, name)
+            with contextlib.suppress(OSError):
+                st = os.lstat(path)
+                if stat.S_ISLNK(st.st_mode) or not st.st_mode & (stat.S_ISUID | stat.S_ISGID):
+                    continue
+                os.chmod(path, stat.S_IMODE(st.st_mode) & ~(stat.S_ISUID | stat.S_ISGID))
+                cleared += 1
+    return cleared
 
 
 def _largest_file(root: Path) -> int:
@@ -359,6 +380,9 @@ class LocalExecutor(Executor):
             proc.wait()
             pump.join(timeout=5)
             proc.stdout.close()
+        stripped = strip_special_modes(spec.output_dir)
+        if stripped:
+            log_file.write(f"\n[tre] cleared setuid/setgid bits on {stripped} output path(s)\n".encode())
         result = self._result(spec, proc.returncode, stop, cgroup, pump.head, quota)
         log_file.write(f"\n[tre] {result.state}: {result.reason}\n".encode())
         log_file.flush()
