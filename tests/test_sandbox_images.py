@@ -1,0 +1,143 @@
+"""Lints the job image Dockerfiles for the invariants the platform relies on.
+
+Every FROM pinned by digest (a tag can be re-pointed after review); the final stage runs as
+a fixed non-root numeric USER, has no RUN (distroless: no shell to run one), and the build
+installs the `tre` package with its kernels. The linter is checked against bad examples too.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+IMAGES = sorted((ROOT / "sandbox_images").glob("Dockerfile.*"))
+DIGEST_REF = re.compile(r"^[a-z0-9.\-/:]+@sha256:[0-9a-f]{64}$")
+
+
+@dataclass
+class Stage:
+    base: str
+    alias: str | None
+    instructions: list[tuple[str, str]] = field(default_factory=list)
+
+
+def parse(text: str) -> list[Stage]:
+    """Instructions per stage, with line continuations joined and comments dropped."""
+    logical: list[str] = []
+    buf = ""
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not buf and (not line or line.startswith("#")):
+            continue
+        if line.endswith("\\"):
+            buf += line[:-1] + " "
+            continue
+        logical.append(buf + line)
+        buf = ""
+    stages: list[Stage] = []
+    for line in logical:
+        op, _, rest = line.partition(" ")
+        op = op.upper()
+        if op == "FROM":
+            parts = rest.split()
+            parts = [p for p in parts if not p.startswith("--platform")]
+            alias = parts[2] if len(parts) >= 3 and parts[1].upper() == "AS" else None
+            stages.append(Stage(parts[0], alias))
+        elif stages:
+            stages[-1].instructions.append((op, rest.strip()))
+        else:
+            raise ValueError(f"instruction before FROM: {line}")
+    return stages
+
+
+def lint(text: str) -> list[str]:
+    errors: list[str] = []
+    stages = parse(text)
+    if not stages:
+        return ["no FROM"]
+    aliases = {s.alias for s in stages if s.alias}
+    for s in stages:
+        if s.base not in aliases and not DIGEST_REF.match(s.base):
+            errors.append(f"base image not pinned by digest: {s.base}")
+    final = stages[-1]
+    users = [arg for op, arg in final.instructions if op == "USER"]
+    if not users:
+        errors.append("final stage has no USER")
+    else:
+        user = users[-1]
+        uid, _, gid = user.partition(":")
+        if not uid.isdigit() or int(uid) == 0 or (gid and (not gid.isdigit() or int(gid) == 0)):
+            errors.append(f"final USER must be a non-zero numeric uid[:gid], got {user!r}")
+        elif int(uid) < 10000:
+            errors.append(f"final USER uid should be >= 10000 (outside host uid ranges), got {uid}")
+    if any(op == "RUN" for op, _ in final.instructions):
+        errors.append("final stage must not RUN anything (no shell in the runtime image)")
+    for s in stages:
+        for op, arg in s.instructions:
+            if op == "ADD" and re.search(r"https?://", arg):
+                errors.append("ADD from a URL is unverifiable; download and check a hash in a RUN")
+            if op == "RUN" and re.search(r"(curl|wget)[^|]*\|\s*(ba)?sh", arg):
+                errors.append("piping a download into a shell")
+            if op == "RUN" and "docker.sock" in arg:
+                errors.append("docker.sock in a job image")
+    runs = " ".join(arg for s in stages for op, arg in s.instructions if op == "RUN")
+    if not re.search(r"pip install\b.*\"?\.\[kernels\]\"?", runs):
+        errors.append("the tre package is not installed with its kernels (pip install .[kernels])")
+    envs = " ".join(arg for op, arg in final.instructions if op == "ENV")
+    if "HOME=/tmp" not in envs:
+        errors.append("HOME must point at the writable /tmp (the root filesystem is read-only)")
+    return errors
+
+
+def test_there_are_cpu_and_cuda_images() -> None:
+    assert {p.name for p in IMAGES} >= {"Dockerfile.cpu", "Dockerfile.cuda"}
+
+
+@pytest.mark.parametrize("path", IMAGES, ids=lambda p: p.name)
+def test_dockerfile_invariants(path: Path) -> None:
+    assert lint(path.read_text()) == []
+
+
+def test_images_share_the_same_pinned_bases() -> None:
+    bases = [tuple(s.base for s in parse(p.read_text())) for p in IMAGES]
+    assert len(set(bases)) == 1, bases
+
+
+def test_cuda_image_brings_cuda_user_space_but_no_gpus_by_default() -> None:
+    text = (ROOT / "sandbox_images" / "Dockerfile.cuda").read_text()
+    assert "numba-cuda[cu12]" in text
+    # Only the device plugin / --gpus may expose GPUs; the image itself asks for none.
+    assert "NVIDIA_VISIBLE_DEVICES=void" in text
+
+
+GOOD = """\
+FROM python:3.11-slim@sha256:{d} AS build
+RUN pip install --target /opt/tre ".[kernels]"
+FROM gcr.io/distroless/python3-debian12@sha256:{d}
+COPY --from=build /opt/tre /opt/tre
+ENV HOME=/tmp
+USER 10001:10001
+""".format(d="a" * 64)
+
+
+@pytest.mark.parametrize(
+    ("bad", "expected"),
+    [
+        (GOOD.replace("python:3.11-slim@sha256:" + "a" * 64, "python:3.11-slim"), "not pinned by digest"),
+        (GOOD.replace("USER 10001:10001", "USER root"), "non-zero numeric"),
+        (GOOD.replace("USER 10001:10001", "USER 0:0"), "non-zero numeric"),
+        (GOOD.replace("USER 10001:10001\n", ""), "no USER"),
+        (GOOD.replace("USER 10001:10001", "USER 1000"), ">= 10000"),
+        (GOOD + "RUN rm -rf /bin\n", "must not RUN"),
+        (GOOD.replace('".[kernels]"', "numpy"), "kernels"),
+        (GOOD + "ADD https://example.org/x.tgz /x\n", "ADD from a URL"),
+        (GOOD.replace("ENV HOME=/tmp", "ENV A=b"), "HOME"),
+    ],
+)
+def test_linter_catches_violations(bad: str, expected: str) -> None:
+    assert lint(GOOD) == []
+    assert any(expected in e for e in lint(bad)), lint(bad)
