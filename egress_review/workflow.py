@@ -339,6 +339,11 @@ def open_release_file(session: Session, settings: Settings, principal: Principal
     return f, fh
 
 
+def record_review_view(session: Session, principal: Principal, req: EgressRequest) -> None:
+    """Reviewers read staged outputs before release: who looked at which files is audited."""
+    _audit(session, principal.user_id, "egress.viewed", req, files={f.path: f.sha256 for f in req.files})
+
+
 def open_for_review(session: Session, settings: Settings, principal: Principal, request_id: str,
                     file_id: int) -> tuple[EgressRequest, EgressFile, BinaryIO]:
     """The staged bytes for a reviewer's preview (DAC/admin only; verified like a download)."""

@@ -172,6 +172,8 @@ def _request_page(request: Request, session: Session, settings: Settings, princi
         raise Problem(exc.status, exc.title, exc.detail, exc.slug) from exc
     view = workflow.request_view(session, req, principal)
     previews = _file_previews(session, settings, principal, request_id, view["files"])
+    if error is None:
+        workflow.record_review_view(session, principal, req)
     return render(request, "request.html", {"principal": principal, "r": view, "previews": previews,
                                             "error": error, "notice": request.query_params.get("done")},
                   status=status)

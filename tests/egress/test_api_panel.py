@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -139,6 +140,17 @@ def test_previews_are_rendered_server_side(panel_app, world, token_for, rid) -> 
         assert csv.status_code == 415
         queue = c.get("/panel/?show=all")
         assert rid[:12] in queue.text and "your vote needed" in queue.text
+        assert c.get(f"/panel/requests/{rid}").status_code == 200
+
+
+def test_reviewer_page_views_are_audited(panel_app, db, world, token_for, rid) -> None:
+    with TestClient(panel_app) as c:
+        login(c, token_for("dora", "dac"))
+        assert c.get(f"/panel/requests/{rid}").status_code == 200
+    with db() as s:
+        viewed = [e for e in s.scalars(select(AuditEntry)) if e.action == "egress.viewed"]
+    assert len(viewed) == 1 and viewed[0].actor == "dora"
+    assert set(json.loads(viewed[0].body)["details"]["files"]) == set(world.outputs)
 
 
 def test_researcher_content_is_escaped_in_the_panel(panel_app, db, esettings, token_for) -> None:
