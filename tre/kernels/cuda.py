@@ -1,0 +1,440 @@
+"""The same passes as `tre.kernels.cpu`, as Numba CUDA kernels (``numba-cuda`` package).
+
+One thread per output voxel; trilinear sampling straight from the int16 input in device
+memory (it fits in L2-friendly slabs and the GPU has bandwidth to spare), so there is no
+slice cache here. Reductions are deterministic: each block reduces in shared memory with a
+fixed tree, writes one partial row, and a one-block kernel sums the partial rows with a
+fixed stride and tree; counts, bounding boxes and value ranges use integer or min/max
+atomics, which are order-free. Percentile gathering uses an atomic cursor, and the host
+sorts what was gathered, so the order of arrival does not matter.
+
+Tested on the CPU under ``NUMBA_ENABLE_CUDASIM=1`` (set before Numba is imported); the
+simulator runs every thread as a Python thread, hence its smaller blocks.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from numba import cuda as _cuda
+from numba.cuda import config as _cuda_config
+
+from tre.kernels.grid import GridTables
+from tre.kernels.stats import Stats
+
+# numba.cuda's stubs do not describe kernel-side intrinsics; treat the module dynamically.
+cuda: Any = _cuda
+
+_SIM = bool(_cuda_config.ENABLE_CUDASIM)
+BX, BY = (8, 4) if _SIM else (32, 8)
+TPB = BX * BY  # threads per block: a power of two, for the reduction trees
+FIN = 32 if _SIM else 1024  # threads of the final one-block reduction
+NPART = 4  # partial row: selected count, sum(d), sum(d^2), foreground count
+BIG = 3.0e38
+IBIG = 2**30
+
+
+@cuda.jit(device=True, inline=True)
+def _hu(raw, sl, ic, zi0, zi1, zw, yi0, yi1, yw, xi0, xi1, xw, k, j, i):
+    """Trilinear sample of the rescaled input at output voxel (k, j, i), in float32."""
+    z0 = zi0[k]
+    z1 = zi1[k]
+    ya = yi0[j]
+    yb = yi1[j]
+    xa = xi0[i]
+    xb = xi1[i]
+    wx = xw[i]
+    wy = yw[j]
+    wz = zw[k]
+    p = np.float32(raw[z0, ya, xa]) + wx * (np.float32(raw[z0, ya, xb]) - np.float32(raw[z0, ya, xa]))
+    q = np.float32(raw[z0, yb, xa]) + wx * (np.float32(raw[z0, yb, xb]) - np.float32(raw[z0, yb, xa]))
+    u = np.float32(raw[z1, ya, xa]) + wx * (np.float32(raw[z1, ya, xb]) - np.float32(raw[z1, ya, xa]))
+    t = np.float32(raw[z1, yb, xa]) + wx * (np.float32(raw[z1, yb, xb]) - np.float32(raw[z1, yb, xa]))
+    h0 = (p + wy * (q - p)) * sl[z0] + ic[z0]
+    h1 = (u + wy * (t - u)) * sl[z1] + ic[z1]
+    return h0 + wz * (h1 - h0)
+
+
+@cuda.jit
+def stats_kernel(
+    raw,
+    sl,
+    ic,
+    zi0,
+    zi1,
+    zw,
+    yi0,
+    yi1,
+    yw,
+    xi0,
+    xi1,
+    xw,
+    clip_lo,
+    clip_hi,
+    shift,
+    scale,
+    fg_thr,
+    stat_shift,
+    fg_only,
+    part,
+    box,
+    vrange,
+):
+    """Per block: partial sums into part[block]; bbox (box) and fg value range via atomics."""
+    s_sum = cuda.shared.array(TPB, dtype=np.float64)
+    s_sq = cuda.shared.array(TPB, dtype=np.float64)
+    s_cnt = cuda.shared.array(TPB, dtype=np.float64)
+    s_fg = cuda.shared.array(TPB, dtype=np.float64)
+    s_i = cuda.shared.array((4, TPB), dtype=np.int32)  # ymin, ymax, xmin, xmax
+    s_v = cuda.shared.array((2, TPB), dtype=np.float32)  # vmin, vmax
+    i = cuda.blockIdx.x * BX + cuda.threadIdx.x
+    j = cuda.blockIdx.y * BY + cuda.threadIdx.y
+    k = cuda.blockIdx.z
+    t = cuda.threadIdx.y * BX + cuda.threadIdx.x
+    d = 0.0
+    sel = 0.0
+    fg = 0.0
+    v = np.float32(0.0)
+    if i < xi0.shape[0] and j < yi0.shape[0]:
+        h = _hu(raw, sl, ic, zi0, zi1, zw, yi0, yi1, yw, xi0, xi1, xw, k, j, i)
+        v = (min(max(h, clip_lo), clip_hi) - shift) * scale
+        if h > fg_thr:
+            fg = 1.0
+        if fg_only == 0 or fg > 0.0:
+            sel = 1.0
+            d = np.float64(v) - stat_shift
+    s_sum[t] = d
+    s_sq[t] = d * d
+    s_cnt[t] = sel
+    s_fg[t] = fg
+    s_i[0, t] = j if fg > 0.0 else IBIG
+    s_i[1, t] = j if fg > 0.0 else -1
+    s_i[2, t] = i if fg > 0.0 else IBIG
+    s_i[3, t] = i if fg > 0.0 else -1
+    s_v[0, t] = v if fg > 0.0 else BIG
+    s_v[1, t] = v if fg > 0.0 else -BIG
+    cuda.syncthreads()
+    step = TPB // 2
+    while step > 0:
+        if t < step:
+            o = t + step
+            s_sum[t] += s_sum[o]
+            s_sq[t] += s_sq[o]
+            s_cnt[t] += s_cnt[o]
+            s_fg[t] += s_fg[o]
+            s_i[0, t] = min(s_i[0, t], s_i[0, o])
+            s_i[1, t] = max(s_i[1, t], s_i[1, o])
+            s_i[2, t] = min(s_i[2, t], s_i[2, o])
+            s_i[3, t] = max(s_i[3, t], s_i[3, o])
+            s_v[0, t] = min(s_v[0, t], s_v[0, o])
+            s_v[1, t] = max(s_v[1, t], s_v[1, o])
+        cuda.syncthreads()
+        step //= 2
+    if t == 0:
+        b = (cuda.blockIdx.z * cuda.gridDim.y + cuda.blockIdx.y) * cuda.gridDim.x + cuda.blockIdx.x
+        part[b, 0] = s_cnt[0]
+        part[b, 1] = s_sum[0]
+        part[b, 2] = s_sq[0]
+        part[b, 3] = s_fg[0]
+        if s_fg[0] > 0.0:
+            cuda.atomic.min(box, 0, k)
+            cuda.atomic.max(box, 1, k)
+            cuda.atomic.min(box, 2, s_i[0, 0])
+            cuda.atomic.max(box, 3, s_i[1, 0])
+            cuda.atomic.min(box, 4, s_i[2, 0])
+            cuda.atomic.max(box, 5, s_i[3, 0])
+            cuda.atomic.min(vrange, 0, s_v[0, 0])
+            cuda.atomic.max(vrange, 1, s_v[1, 0])
+
+
+@cuda.jit
+def finalize_kernel(part, out):
+    """One block: out[c] = sum over rows of part[:, c], in a fixed order (stride, then tree)."""
+    acc = cuda.shared.array((NPART, FIN), dtype=np.float64)
+    t = cuda.threadIdx.x
+    for c in range(NPART):
+        s = 0.0
+        r = t
+        while r < part.shape[0]:
+            s += part[r, c]
+            r += FIN
+        acc[c, t] = s
+    cuda.syncthreads()
+    step = FIN // 2
+    while step > 0:
+        if t < step:
+            for c in range(NPART):
+                acc[c, t] += acc[c, t + step]
+        cuda.syncthreads()
+        step //= 2
+    if t == 0:
+        for c in range(NPART):
+            out[c] = acc[c, 0]
+
+
+@cuda.jit
+def normalize_kernel(
+    raw, sl, ic, zi0, zi1, zw, yi0, yi1, yw, xi0, xi1, xw, clip_lo, clip_hi, shift, scale, mean, inv, out
+):
+    """out[k, j, i] = ((clip(hu) - shift) * scale - mean) * inv over the (cropped) tables."""
+    i = cuda.blockIdx.x * BX + cuda.threadIdx.x
+    j = cuda.blockIdx.y * BY + cuda.threadIdx.y
+    k = cuda.blockIdx.z
+    if i < out.shape[2] and j < out.shape[1]:
+        h = _hu(raw, sl, ic, zi0, zi1, zw, yi0, yi1, yw, xi0, xi1, xw, k, j, i)
+        out[k, j, i] = ((min(max(h, clip_lo), clip_hi) - shift) * scale - mean) * inv
+
+
+@cuda.jit
+def histogram_kernel(
+    raw, sl, ic, zi0, zi1, zw, yi0, yi1, yw, xi0, xi1, xw, clip_lo, clip_hi, fg_thr, vmin, bin_scale, hist
+):
+    """Global histogram of foreground v = clip(hu) (integer atomics: exact, order-free)."""
+    i = cuda.blockIdx.x * BX + cuda.threadIdx.x
+    j = cuda.blockIdx.y * BY + cuda.threadIdx.y
+    k = cuda.blockIdx.z
+    if i < xi0.shape[0] and j < yi0.shape[0]:
+        h = _hu(raw, sl, ic, zi0, zi1, zw, yi0, yi1, yw, xi0, xi1, xw, k, j, i)
+        if h > fg_thr:
+            v = min(max(h, clip_lo), clip_hi)
+            b = min(max(int((v - vmin) * bin_scale), 0), hist.shape[0] - 1)
+            cuda.atomic.add(hist, b, 1)
+
+
+@cuda.jit
+def gather_kernel(
+    raw,
+    sl,
+    ic,
+    zi0,
+    zi1,
+    zw,
+    yi0,
+    yi1,
+    yw,
+    xi0,
+    xi1,
+    xw,
+    clip_lo,
+    clip_hi,
+    fg_thr,
+    vmin,
+    bin_scale,
+    wanted,
+    cursor,
+    values,
+):
+    """Append foreground v whose bin is wanted to ``values`` (atomic cursor; host sorts)."""
+    i = cuda.blockIdx.x * BX + cuda.threadIdx.x
+    j = cuda.blockIdx.y * BY + cuda.threadIdx.y
+    k = cuda.blockIdx.z
+    if i < xi0.shape[0] and j < yi0.shape[0]:
+        h = _hu(raw, sl, ic, zi0, zi1, zw, yi0, yi1, yw, xi0, xi1, xw, k, j, i)
+        if h > fg_thr:
+            v = min(max(h, clip_lo), clip_hi)
+            b = min(max(int((v - vmin) * bin_scale), 0), wanted.shape[0] - 1)
+            if wanted[b]:
+                values[cuda.atomic.add(cursor, 0, 1)] = v
+
+
+def _grid(nz: int, ny: int, nx: int) -> tuple[tuple[int, int, int], tuple[int, int]]:
+    return (math.ceil(nx / BX), math.ceil(ny / BY), nz), (BX, BY)
+
+
+class CudaBackend:
+    """Device-resident copy of one volume and its tables; runs the CUDA passes on demand.
+
+    ``pinned_out``: reuse a page-locked host buffer for results (transfers at full PCIe
+    speed); by default results are copied into ordinary NumPy memory.
+    """
+
+    name = "cuda"
+
+    def __init__(
+        self,
+        raw: np.ndarray,
+        slopes: np.ndarray,
+        intercepts: np.ndarray,
+        tables: GridTables,
+        stream: Any | None = None,
+    ) -> None:
+        self.tables = tables
+        self.stream = stream if stream is not None else cuda.stream()
+        s = self.stream
+        self.raw = cuda.to_device(np.ascontiguousarray(raw), stream=s)
+        self.sl = cuda.to_device(np.asarray(slopes, dtype=np.float32), stream=s)
+        self.ic = cuda.to_device(np.asarray(intercepts, dtype=np.float32), stream=s)
+        t = tables
+        self._t = tuple(
+            cuda.to_device(np.ascontiguousarray(a, dtype=dt), stream=s)
+            for a, dt in (
+                (t.z.i0, np.int32),
+                (t.z.i1, np.int32),
+                (t.z.w, np.float32),
+                (t.y.i0, np.int32),
+                (t.y.i1, np.int32),
+                (t.y.w, np.float32),
+                (t.x.i0, np.int32),
+                (t.x.i1, np.int32),
+                (t.x.w, np.float32),
+            )
+        )
+        self.pinned_out: np.ndarray | None = None
+
+    def _args(self) -> tuple[object, ...]:
+        return (self.raw, self.sl, self.ic, *self._t)
+
+    def stats(
+        self,
+        clip: tuple[float, float],
+        shift: float,
+        scale: float,
+        fg_thr: float,
+        stat_shift: float,
+        fg_only: bool,
+    ) -> Stats:
+        nz, ny, nx = self.tables.shape
+        grid, block = _grid(nz, ny, nx)
+        s = self.stream
+        nblocks = grid[0] * grid[1] * grid[2]
+        part = cuda.device_array((nblocks, NPART), dtype=np.float64, stream=s)
+        box = cuda.to_device(np.array([IBIG, -1, IBIG, -1, IBIG, -1], dtype=np.int32), stream=s)
+        vrange = cuda.to_device(np.array([BIG, -BIG], dtype=np.float32), stream=s)
+        total = cuda.device_array(NPART, dtype=np.float64, stream=s)
+        stats_kernel[grid, block, s](
+            *self._args(),
+            np.float32(clip[0]),
+            np.float32(clip[1]),
+            np.float32(shift),
+            np.float32(scale),
+            np.float32(fg_thr),
+            np.float64(stat_shift),
+            np.int32(1 if fg_only else 0),
+            part,
+            box,
+            vrange,
+        )
+        finalize_kernel[1, FIN, s](part, total)
+        tot = total.copy_to_host(stream=s)
+        hbox = box.copy_to_host(stream=s)
+        hv = vrange.copy_to_host(stream=s)
+        s.synchronize()
+        fg = int(round(tot[3]))
+        bbox = None
+        if fg > 0:
+            bbox = (
+                int(hbox[0]),
+                int(hbox[1]) + 1,
+                int(hbox[2]),
+                int(hbox[3]) + 1,
+                int(hbox[4]),
+                int(hbox[5]) + 1,
+            )
+        vmin, vmax = (float(hv[0]), float(hv[1])) if fg > 0 else (0.0, 0.0)
+        return Stats.from_sums(tot[0], tot[1], tot[2], stat_shift, fg, bbox, vmin, vmax)
+
+    def histogram(
+        self, clip: tuple[float, float], fg_thr: float, vmin: float, bin_scale: float, nbins: int
+    ) -> np.ndarray:
+        nz, ny, nx = self.tables.shape
+        grid, block = _grid(nz, ny, nx)
+        s = self.stream
+        hist = cuda.to_device(np.zeros(nbins, dtype=np.int64), stream=s)
+        histogram_kernel[grid, block, s](
+            *self._args(),
+            np.float32(clip[0]),
+            np.float32(clip[1]),
+            np.float32(fg_thr),
+            np.float64(vmin),
+            np.float64(bin_scale),
+            hist,
+        )
+        out = hist.copy_to_host(stream=s)
+        s.synchronize()
+        self._last_hist = out
+        return out
+
+    def gather(
+        self, clip: tuple[float, float], fg_thr: float, vmin: float, bin_scale: float, wanted: np.ndarray
+    ) -> np.ndarray:
+        n = int(self._last_hist[wanted].sum())
+        nz, ny, nx = self.tables.shape
+        grid, block = _grid(nz, ny, nx)
+        s = self.stream
+        values = cuda.device_array(max(n, 1), dtype=np.float32, stream=s)
+        cursor = cuda.to_device(np.zeros(1, dtype=np.int64), stream=s)
+        gather_kernel[grid, block, s](
+            *self._args(),
+            np.float32(clip[0]),
+            np.float32(clip[1]),
+            np.float32(fg_thr),
+            np.float64(vmin),
+            np.float64(bin_scale),
+            cuda.to_device(wanted.astype(np.uint8), stream=s),
+            cursor,
+            values,
+        )
+        out = values.copy_to_host(stream=s)[:n]
+        s.synchronize()
+        return out
+
+    def normalize_device(
+        self,
+        bbox: tuple[int, int, int, int, int, int] | None,
+        clip: tuple[float, float],
+        shift: float,
+        scale: float,
+        mean: float,
+        inv_std: float,
+    ) -> object:
+        """Pass 2 into a new device array (for callers that keep results on the GPU)."""
+        t = self.tables
+        z0, z1, y0, y1, x0, x1 = bbox if bbox is not None else (0, t.shape[0], 0, t.shape[1], 0, t.shape[2])
+        s = self.stream
+        out = cuda.device_array((z1 - z0, y1 - y0, x1 - x0), dtype=np.float32, stream=s)
+        tz0, tz1, tzw, ty0, ty1, tyw, tx0, tx1, txw = self._t
+        grid, block = _grid(*out.shape)
+        normalize_kernel[grid, block, s](
+            self.raw,
+            self.sl,
+            self.ic,
+            tz0[z0:z1],
+            tz1[z0:z1],
+            tzw[z0:z1],
+            ty0[y0:y1],
+            ty1[y0:y1],
+            tyw[y0:y1],
+            tx0[x0:x1],
+            tx1[x0:x1],
+            txw[x0:x1],
+            np.float32(clip[0]),
+            np.float32(clip[1]),
+            np.float32(shift),
+            np.float32(scale),
+            np.float32(mean),
+            np.float32(inv_std),
+            out,
+        )
+        return out
+
+    def normalize(
+        self,
+        bbox: tuple[int, int, int, int, int, int] | None,
+        clip: tuple[float, float],
+        shift: float,
+        scale: float,
+        mean: float,
+        inv_std: float,
+    ) -> np.ndarray:
+        out = self.normalize_device(bbox, clip, shift, scale, mean, inv_std)
+        shape = out.shape
+        host = self.pinned_out
+        if host is not None and host.size >= int(np.prod(shape)):
+            dest = host.reshape(-1)[: int(np.prod(shape))].reshape(shape)
+        else:
+            dest = np.empty(shape, dtype=np.float32)
+        out.copy_to_host(dest, stream=self.stream)
+        self.stream.synchronize()
+        return dest
