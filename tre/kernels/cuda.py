@@ -27,7 +27,7 @@ from tre.kernels.stats import Stats
 # numba.cuda's stubs do not describe kernel-side intrinsics; treat the module dynamically.
 cuda: Any = _cuda
 
-_SIM = bool(_cuda_config.ENABLE_CUDASIM)
+_SIM = bool(getattr(_cuda_config, "ENABLE_CUDASIM", 0))
 BX, BY = (8, 4) if _SIM else (32, 8)
 TPB = BX * BY  # threads per block: a power of two, for the reduction trees
 FIN = 32 if _SIM else 1024  # threads of the final one-block reduction
@@ -388,7 +388,7 @@ class CudaBackend:
         scale: float,
         mean: float,
         inv_std: float,
-    ) -> object:
+    ) -> Any:
         """Pass 2 into a new device array (for callers that keep results on the GPU)."""
         t = self.tables
         z0, z1, y0, y1, x0, x1 = bbox if bbox is not None else (0, t.shape[0], 0, t.shape[1], 0, t.shape[2])
