@@ -4,6 +4,7 @@ and the host is unaffected afterwards (it can still fork and allocate; nothing i
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 import textwrap
 import threading
@@ -13,7 +14,7 @@ import pytest
 
 from tests.sandbox.conftest import Run, Sandbox
 from tre.executors.base import RunControl
-from tre.executors.cgroups import CgroupLimits, create_job_cgroup
+from tre.executors.cgroups import CgroupLimits, create_job_cgroup, sweep_stale
 from tre.executors.local import LocalExecutor
 
 
@@ -181,3 +182,29 @@ def test_rlimit_fallback_still_limits_memory_and_time(sandbox: Sandbox, caplog: 
     slow = sandbox.run("import time; time.sleep(30)", executor=executor, time_limit_s=1)
     assert slow.result.state == "timed_out"
     assert_clean(slow)
+
+
+def test_sweep_removes_only_cgroups_of_dead_workers(cgroups_available: None) -> None:
+    """A SIGKILLed worker leaves an empty job cgroup; the next worker removes it, and only it."""
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    limits = CgroupLimits(64 * 2**20, 8, 1.0)
+    stale = create_job_cgroup(f"tre-sweep-{gone.pid}-aaaaaa", limits)
+    ours = create_job_cgroup(f"tre-sweep-{os.getpid()}-bbbbbb", limits)
+    busy = create_job_cgroup(f"tre-sweep-{gone.pid}-cccccc", limits)
+    assert stale is not None and ours is not None and busy is not None
+    sleeper = subprocess.Popen(["sh", "-c", 'for f in "$@"; do echo $$ > "$f"; done; exec sleep 30', "sh",
+                                *map(str, busy.procs_files)])
+    try:
+        deadline = time.monotonic() + 5
+        while not busy.pids() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        removed = sweep_stale()
+        assert all(not d.exists() for d in stale._dirs())
+        assert set(stale._dirs()) <= set(removed)
+        assert all(d.exists() for d in ours._dirs())  # creator alive: might be about to be used
+        assert all(d.exists() for d in busy._dirs())  # still has a process: rmdir refuses
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+        assert ours.remove() and busy.remove()

@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import signal
 import time
 from abc import ABC, abstractmethod
@@ -37,6 +38,15 @@ log = logging.getLogger(__name__)
 
 MIB = 1024 * 1024
 _CPU_PERIOD_US = 100_000
+# tre-<job id>-<pid of the worker that created it>-<random>: the pid lets a later worker tell
+# a leftover (its creator is gone) from a cgroup another live worker is about to use.
+_JOB_CGROUP = re.compile(r"^tre-[A-Za-z0-9_.-]+-(?P<pid>\d+)-[0-9a-f]{6}$")
+
+
+def job_cgroup_name(job_id: str, token: str) -> str:
+    """The directory name of a job's cgroup(s); see `sweep_stale`."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", job_id)[:64]
+    return f"tre-{safe}-{os.getpid()}-{token[:6]}"
 
 
 @dataclass(frozen=True)
@@ -370,3 +380,43 @@ def create_job_cgroup(name: str, limits: CgroupLimits, v2_parent: Path | None = 
         if job is not None:
             return job
     return _try_v1(mounts, own, name, limits)
+
+
+def _pid_alive(pid: int) -> bool:
+    return pid == os.getpid() or os.path.exists(f"/proc/{pid}")
+
+
+def sweep_stale(max_depth: int = 5) -> list[Path]:
+    """Remove empty job cgroups whose creating worker no longer exists; return them.
+
+    A worker that is SIGKILLed mid-job takes its sandbox down (``--die-with-parent``) but
+    cannot remove the job's cgroup; the next worker does it here. ``rmdir`` refuses a
+    cgroup that still holds processes, so this can never pull limits from under a job.
+    """
+    removed: list[Path] = []
+    try:
+        mounts = [m for m in _mounts() if m.fstype in ("cgroup", "cgroup2")]
+    except OSError:
+        return removed
+    for mount in mounts:
+        base_depth = len(mount.mountpoint.parts)
+        for dirpath, dirnames, _files in os.walk(mount.mountpoint):
+            if len(Path(dirpath).parts) - base_depth >= max_depth:
+                dirnames[:] = []
+            for name in list(dirnames):
+                match = _JOB_CGROUP.match(name)
+                if match is None:
+                    continue
+                dirnames.remove(name)
+                if _pid_alive(int(match["pid"])):
+                    continue
+                path = Path(dirpath) / name
+                try:
+                    path.rmdir()
+                    removed.append(path)
+                except OSError as exc:
+                    log.debug("leaving %s: %s", path, exc)
+    if removed:
+        log.warning("removed %d job cgroup(s) left by a worker that died: %s", len(removed),
+                    ", ".join(str(p) for p in removed))
+    return removed

@@ -31,7 +31,7 @@ from typing import IO, TYPE_CHECKING, ClassVar
 from tre.executors import seccomp
 from tre.executors.base import Executor, ExecutorError, JobResult, JobSpec, RunControl
 from tre.executors.bwrap import SandboxLayout, build_args, image_rootfs, nvidia_devices
-from tre.executors.cgroups import CgroupLimits, JobCgroup, create_job_cgroup
+from tre.executors.cgroups import CgroupLimits, JobCgroup, create_job_cgroup, job_cgroup_name, sweep_stale
 
 if TYPE_CHECKING:  # the sandbox itself needs no pydantic; only the type is referenced
     from tre.config import Settings
@@ -210,6 +210,8 @@ class LocalExecutor(Executor):
         self.log_limit_bytes = log_limit_bytes
         self.extra_ro_binds = list(extra_ro_binds or [])
         self.bwrap_path = bwrap_path
+        if use_cgroups:
+            sweep_stale()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LocalExecutor:
@@ -242,13 +244,13 @@ class LocalExecutor(Executor):
     def _make_cgroup(self, spec: JobSpec, limits: CgroupLimits) -> JobCgroup | None:
         cgroup = None
         if self.use_cgroups:
-            name = f"tre-{spec.job_id}-{uuid.uuid4().hex[:8]}"
+            name = job_cgroup_name(spec.job_id, uuid.uuid4().hex)
             cgroup = create_job_cgroup(name, limits, self.cgroup_parent)
         if cgroup is None:
             log.warning(
-                "%s for job %s: falling back to rlimits (memory as address space, "
-                "no reliable process limit)",
-                "no writable cgroup" if self.use_cgroups else "cgroups disabled", spec.job_id,
+                "%s for job %s: falling back to rlimits (memory as address space, no reliable process limit)",
+                "no writable cgroup" if self.use_cgroups else "cgroups disabled",
+                spec.job_id,
             )
         return cgroup
 
