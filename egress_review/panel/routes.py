@@ -9,6 +9,7 @@ they can only settle a conflicted request, as the workflow allows. All decisions
 
 from __future__ import annotations
 
+import json
 import secrets
 from pathlib import Path
 from typing import Annotated, Any
@@ -208,6 +209,20 @@ def render_file(request_id: str, file_id: int, principal: Reviewer, session: DbS
     except preview.PreviewError as exc:
         raise Problem(422, "Cannot render", str(exc), "render-failed") from exc
     return Response(png, media_type="image/png", headers=SECURITY_HEADERS)
+
+
+@router.get("/requests/{request_id}/disclosure.json")
+def disclosure(request_id: str, principal: Reviewer, session: DbSession) -> Response:
+    """The decided request's disclosure record, as the researcher and auditors get it."""
+    try:
+        req = workflow.visible_request(session, request_id, principal)
+    except EgressError as exc:
+        raise Problem(exc.status, exc.title, exc.detail, exc.slug) from exc
+    if req.disclosure_record is None:
+        raise Problem(409, "No disclosure record yet", f"request {request_id} is {req.state}", "not-decided")
+    body = json.dumps(req.disclosure_record, indent=2, sort_keys=True, ensure_ascii=False)
+    return Response(body, media_type="application/json", headers={
+        **SECURITY_HEADERS, "Content-Disposition": f'attachment; filename="disclosure-{req.id}.json"'})
 
 
 def _act(request: Request, session: Session, settings: Settings, principal: Principal, request_id: str,

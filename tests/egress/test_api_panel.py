@@ -125,6 +125,8 @@ def test_admin_reads_but_only_resolves(panel_app, world, token_for, rid) -> None
         assert r.status_code == 303
         done = c.get(f"/panel/requests/{rid}")
         assert 'id="resolution"' in done.text and "aggregate only" in done.text
+        record = c.get(f"/panel/requests/{rid}/disclosure.json").json()
+        assert record["decided_by"] == "resolution" and record["released"] is True
 
 
 def test_previews_are_rendered_server_side(panel_app, world, token_for, rid) -> None:
