@@ -243,12 +243,48 @@ def _grid(nz: int, ny: int, nx: int) -> tuple[tuple[int, int, int], tuple[int, i
     return (math.ceil(nx / BX), math.ceil(ny / BY), nz), (BX, BY)
 
 
-class CudaBackend:
-    """Device-resident copy of one volume and its tables; runs the CUDA passes on demand.
+class Workspace:
+    """Device buffers (and optionally page-locked host buffers) reused across volumes.
 
-    ``pinned_out``: reuse a page-locked host buffer for results (transfers at full PCIe
-    speed); by default results are copied into ordinary NumPy memory.
+    cudaMalloc/cudaHostAlloc of hundreds of MB costs more than the whole 10 ms budget of a
+    volume, so a long-lived job or the benchmark keeps one workspace; buffers grow on
+    demand and are handed out as reshaped views. With ``pinned_results`` the image that
+    `CudaBackend.normalize` returns is a view into a reused pinned buffer: copy it if you
+    keep it past the next volume.
     """
+
+    def __init__(self, stream: Any | None = None, pinned_results: bool = False) -> None:
+        self.stream = stream if stream is not None else cuda.stream()
+        self.pinned_results = pinned_results
+        self._dev: dict[str, Any] = {}
+        self._host: dict[str, np.ndarray] = {}
+
+    def device(self, name: str, shape: tuple[int, ...], dtype: Any) -> Any:
+        n = max(1, int(np.prod(shape)))
+        buf = self._dev.get(name)
+        if buf is None or buf.dtype != np.dtype(dtype) or buf.size < n:
+            buf = cuda.device_array(n, dtype=dtype, stream=self.stream)
+            self._dev[name] = buf
+        return buf[:n].reshape(shape) if shape else buf[:1]
+
+    def pinned(self, name: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+        n = max(1, int(np.prod(shape)))
+        buf = self._host.get(name)
+        if buf is None or buf.dtype != np.dtype(dtype) or buf.size < n:
+            buf = cuda.pinned_array(n, dtype=dtype)
+            self._host[name] = buf
+        return buf[:n].reshape(shape)
+
+    def upload(self, name: str, host: np.ndarray) -> Any:
+        """Copy ``host`` into the named device buffer (async on the workspace stream)."""
+        host = np.ascontiguousarray(host)
+        dev = self.device(name, host.shape, host.dtype)
+        dev.copy_to_device(host, stream=self.stream)
+        return dev
+
+
+class CudaBackend:
+    """Device-resident copy of one volume and its tables; runs the CUDA passes on demand."""
 
     name = "cuda"
 
@@ -258,30 +294,33 @@ class CudaBackend:
         slopes: np.ndarray,
         intercepts: np.ndarray,
         tables: GridTables,
-        stream: Any | None = None,
+        workspace: Workspace | None = None,
     ) -> None:
         self.tables = tables
-        self.stream = stream if stream is not None else cuda.stream()
-        s = self.stream
-        self.raw = cuda.to_device(np.ascontiguousarray(raw), stream=s)
-        self.sl = cuda.to_device(np.asarray(slopes, dtype=np.float32), stream=s)
-        self.ic = cuda.to_device(np.asarray(intercepts, dtype=np.float32), stream=s)
+        self.ws = workspace if workspace is not None else Workspace()
+        self.stream = self.ws.stream
+        ws = self.ws
+        self.raw = ws.upload("raw", raw)
+        self.sl = ws.upload("slopes", np.asarray(slopes, dtype=np.float32))
+        self.ic = ws.upload("intercepts", np.asarray(intercepts, dtype=np.float32))
         t = tables
         self._t = tuple(
-            cuda.to_device(np.ascontiguousarray(a, dtype=dt), stream=s)
-            for a, dt in (
-                (t.z.i0, np.int32),
-                (t.z.i1, np.int32),
-                (t.z.w, np.float32),
-                (t.y.i0, np.int32),
-                (t.y.i1, np.int32),
-                (t.y.w, np.float32),
-                (t.x.i0, np.int32),
-                (t.x.i1, np.int32),
-                (t.x.w, np.float32),
+            ws.upload(f"t{n}", np.asarray(a, dtype=dt))
+            for n, (a, dt) in enumerate(
+                (
+                    (t.z.i0, np.int32),
+                    (t.z.i1, np.int32),
+                    (t.z.w, np.float32),
+                    (t.y.i0, np.int32),
+                    (t.y.i1, np.int32),
+                    (t.y.w, np.float32),
+                    (t.x.i0, np.int32),
+                    (t.x.i1, np.int32),
+                    (t.x.w, np.float32),
+                )
             )
         )
-        self.pinned_out: np.ndarray | None = None
+        self._last_hist: np.ndarray | None = None
 
     def _args(self) -> tuple[object, ...]:
         return (self.raw, self.sl, self.ic, *self._t)
@@ -299,10 +338,10 @@ class CudaBackend:
         grid, block = _grid(nz, ny, nx)
         s = self.stream
         nblocks = grid[0] * grid[1] * grid[2]
-        part = cuda.device_array((nblocks, NPART), dtype=np.float64, stream=s)
-        box = cuda.to_device(np.array([IBIG, -1, IBIG, -1, IBIG, -1], dtype=np.int32), stream=s)
-        vrange = cuda.to_device(np.array([BIG, -BIG], dtype=np.float32), stream=s)
-        total = cuda.device_array(NPART, dtype=np.float64, stream=s)
+        part = self.ws.device("part", (nblocks, NPART), np.float64)
+        box = self.ws.upload("box", np.array([IBIG, -1, IBIG, -1, IBIG, -1], dtype=np.int32))
+        vrange = self.ws.upload("vrange", np.array([BIG, -BIG], dtype=np.float32))
+        total = self.ws.device("total", (NPART,), np.float64)
         stats_kernel[grid, block, s](
             *self._args(),
             np.float32(clip[0]),
@@ -341,7 +380,7 @@ class CudaBackend:
         nz, ny, nx = self.tables.shape
         grid, block = _grid(nz, ny, nx)
         s = self.stream
-        hist = cuda.to_device(np.zeros(nbins, dtype=np.int64), stream=s)
+        hist = self.ws.upload("hist", np.zeros(nbins, dtype=np.int64))
         histogram_kernel[grid, block, s](
             *self._args(),
             np.float32(clip[0]),
@@ -359,12 +398,15 @@ class CudaBackend:
     def gather(
         self, clip: tuple[float, float], fg_thr: float, vmin: float, bin_scale: float, wanted: np.ndarray
     ) -> np.ndarray:
+        if self._last_hist is None or self._last_hist.shape[0] != wanted.shape[0]:
+            raise RuntimeError("gather needs the histogram of the same bins first")
         n = int(self._last_hist[wanted].sum())
         nz, ny, nx = self.tables.shape
         grid, block = _grid(nz, ny, nx)
         s = self.stream
-        values = cuda.device_array(max(n, 1), dtype=np.float32, stream=s)
-        cursor = cuda.to_device(np.zeros(1, dtype=np.int64), stream=s)
+        values = self.ws.device("values", (max(n, 1),), np.float32)
+        cursor = self.ws.upload("cursor", np.zeros(1, dtype=np.int64))
+        wanted_d = self.ws.upload("wanted", wanted.astype(np.uint8))
         gather_kernel[grid, block, s](
             *self._args(),
             np.float32(clip[0]),
@@ -372,7 +414,7 @@ class CudaBackend:
             np.float32(fg_thr),
             np.float64(vmin),
             np.float64(bin_scale),
-            cuda.to_device(wanted.astype(np.uint8), stream=s),
+            wanted_d,
             cursor,
             values,
         )
@@ -393,7 +435,7 @@ class CudaBackend:
         t = self.tables
         z0, z1, y0, y1, x0, x1 = bbox if bbox is not None else (0, t.shape[0], 0, t.shape[1], 0, t.shape[2])
         s = self.stream
-        out = cuda.device_array((z1 - z0, y1 - y0, x1 - x0), dtype=np.float32, stream=s)
+        out = self.ws.device("out", (z1 - z0, y1 - y0, x1 - x0), np.float32)
         tz0, tz1, tzw, ty0, ty1, tyw, tx0, tx1, txw = self._t
         grid, block = _grid(*out.shape)
         normalize_kernel[grid, block, s](
@@ -429,10 +471,9 @@ class CudaBackend:
         inv_std: float,
     ) -> np.ndarray:
         out = self.normalize_device(bbox, clip, shift, scale, mean, inv_std)
-        shape = out.shape
-        host = self.pinned_out
-        if host is not None and host.size >= int(np.prod(shape)):
-            dest = host.reshape(-1)[: int(np.prod(shape))].reshape(shape)
+        shape = tuple(out.shape)
+        if self.ws.pinned_results:
+            dest = self.ws.pinned("out", shape, np.float32)
         else:
             dest = np.empty(shape, dtype=np.float32)
         out.copy_to_host(dest, stream=self.stream)

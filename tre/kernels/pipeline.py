@@ -9,7 +9,7 @@ values, so both devices follow the same recipe and match the float64 reference.
 from __future__ import annotations
 
 import time
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
@@ -62,8 +62,12 @@ def make_backend(
     intercepts: np.ndarray,
     spacing: tuple[float, float, float],
     target: tuple[float, float, float],
+    workspace: Any | None = None,
 ) -> Backend:
-    """Build the backend for ``device``; CUDA is imported only when asked for."""
+    """Build the backend for ``device``; CUDA is imported only when asked for.
+
+    ``workspace``: a `tre.kernels.cuda.Workspace` to reuse GPU buffers across volumes.
+    """
     tables = grid_tables(raw.shape, spacing, target)
     if device == "cpu":
         from tre.kernels.cpu import CpuBackend
@@ -72,7 +76,7 @@ def make_backend(
     if device == "cuda":
         from tre.kernels.cuda import CudaBackend
 
-        return CudaBackend(raw, slopes, intercepts, tables)
+        return CudaBackend(raw, slopes, intercepts, tables, workspace)
     raise ValueError(f"unknown device {device!r}; use cpu or cuda")
 
 
@@ -166,12 +170,15 @@ def preprocess_array(
     spacing: tuple[float, float, float],
     params: PreprocessParams,
     device: Device = "cpu",
+    workspace: Any | None = None,
 ) -> PreprocessResult:
     """Preprocess a stacked volume (z, y, x) with per-slice rescale slope/intercept."""
     if raw.ndim != 3:
         raise ValueError(f"expected a 3-D (z, y, x) volume, got shape {raw.shape}")
     if len(slopes) != raw.shape[0] or len(intercepts) != raw.shape[0]:
         raise ValueError("need one rescale slope and intercept per slice")
-    backend = make_backend(device, raw, np.asarray(slopes), np.asarray(intercepts), spacing, params.spacing)
+    backend = make_backend(
+        device, raw, np.asarray(slopes), np.asarray(intercepts), spacing, params.spacing, workspace
+    )
     tables_shape = grid_tables(raw.shape, spacing, params.spacing).shape
     return run_recipe(backend, params, tables_shape)
