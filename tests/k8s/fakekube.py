@@ -242,7 +242,12 @@ class Handler(BaseHTTPRequestHandler):
                     },
                 )
             return
-        self._send(404, _status("status_404", NAME=path, KIND="path"))
+        with c.lock:
+            stored = copy.deepcopy(c.objects.get(path))
+        if stored is not None:
+            self._json(200, stored)
+            return
+        self._send(404, _status("status_404", NAME=path.rsplit("/", 1)[1], KIND="object"))
 
     # -- watch -----------------------------------------------------------------------------
     def _stream(self, lines: list[bytes]) -> None:
@@ -365,6 +370,22 @@ class FakeApiServer:
     def __exit__(self, *exc: object) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+    def seed(self, path: str, obj: dict[str, Any]) -> None:
+        """Put an object in the fake's store, as if an administrator had created it."""
+        self.cluster.objects[path] = obj
+
+    def seed_dataset_claim(self, namespace: str, name: str) -> None:
+        self.seed(
+            f"/api/v1/namespaces/{namespace}/persistentvolumeclaims/{name}",
+            {
+                "kind": "PersistentVolumeClaim",
+                "apiVersion": "v1",
+                "metadata": {"name": name, "namespace": namespace, "uid": str(uuid.uuid4())},
+                "spec": {"accessModes": ["ReadOnlyMany"], "resources": {"requests": {"storage": "2Ti"}}},
+                "status": {"phase": "Bound", "accessModes": ["ReadOnlyMany"], "capacity": {"storage": "2Ti"}},
+            },
+        )
 
     def calls(self, method: str, pattern: str) -> list[Request]:
         return [r for r in self.cluster.requests if r.method == method and re.search(pattern, r.path)]

@@ -50,7 +50,9 @@ def spec_for(tmp_path: Path, **kw: object) -> JobSpec:
     return JobSpec(**base)  # type: ignore[arg-type]
 
 
-def executor_for(server: FakeApiServer) -> KubernetesExecutor:
+def executor_for(server: FakeApiServer, dataset_provisioned: bool = True) -> KubernetesExecutor:
+    if dataset_provisioned:
+        server.seed_dataset_claim("tre-p-lung-ct-01", "ds-lidc")
     settings = KubernetesSettings(
         kubeconfig=server.kubeconfig,
         watch_window_s=1,
@@ -84,6 +86,11 @@ def test_successful_job_end_to_end(tmp_path: Path) -> None:
     quota = server.calls("POST", r"/resourcequotas$")[0].body["spec"]["hard"]
     assert {"requests.nvidia.com/gpu", "count/jobs.batch", "limits.ephemeral-storage"} <= set(quota)
     assert server.calls("POST", r"/limitranges$")
+    binding = server.calls("POST", r"/rolebindings$")[0].body
+    assert binding["roleRef"]["name"] == "tre-job-runner"
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "tre-controller", "namespace": "tre-system"}
+    ]
 
     job = server.calls("POST", r"/jobs$")[0].body
     pod = job["spec"]["template"]["spec"]
@@ -103,7 +110,9 @@ def test_successful_job_end_to_end(tmp_path: Path) -> None:
     assert server.calls("DELETE", r"/jobs/tre-job-")
     assert server.calls("DELETE", r"/persistentvolumeclaims/tre-out-")
     assert server.calls("DELETE", r"/pods/tre-collect-")
-    assert not [k for k in server.cluster.objects if "/jobs/" in k or "/persistentvolumeclaims/" in k]
+    assert not [
+        k for k in server.cluster.objects if "/jobs/" in k or "/tre-out-" in k or "/tre-collect-" in k
+    ]
 
 
 @pytest.mark.parametrize("how", ["event", "status"])
@@ -238,3 +247,10 @@ def test_reattach_to_vanished_job(tmp_path: Path) -> None:
             spec_for(tmp_path), "tre-p-lung-ct-01/tre-job-gone", RunControl()
         )
     assert result.state == "failed" and "no longer exists" in result.reason
+
+
+def test_missing_dataset_claim_fails_before_creating_the_job(tmp_path: Path) -> None:
+    with FakeApiServer(Scenario(SUCCESS), tmp_path) as server:
+        result = executor_for(server, dataset_provisioned=False).run(spec_for(tmp_path), RunControl())
+        assert not server.calls("POST", r"/jobs$")
+    assert result.state == "failed" and "ds-lidc" in result.reason and "not provisioned" in result.reason

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any, ClassVar
 
+from tre.config import Settings
 from tre.executors.base import Executor, ExecutorError, JobResult, JobSpec, RunControl
 
 OUTPUT_MOUNT = "/output"
@@ -109,6 +110,11 @@ class DockerExecutor(Executor):
         self.uid, self.gid = (uid, gid) if os.geteuid() == 0 else (os.getuid(), os.getgid())
         self.runtime = runtime
         self.log_limit_bytes = log_limit_bytes
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> DockerExecutor:
+        """The executor the worker builds from TRE_* settings (sandbox uid/gid)."""
+        return cls(uid=settings.sandbox_uid, gid=settings.sandbox_gid)
 
     @property
     def client(self) -> Any:

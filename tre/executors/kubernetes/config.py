@@ -14,6 +14,8 @@ from kubernetes import config as k8s_config
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from tre.executors.base import ExecutorError
+
 # The CPU sandbox image doubles as the output collector: it has Python and the `tre`
 # package (for `tre.executors.kubernetes.tarstream`) and nothing else worth having.
 # Placeholder digest: release tooling pins the real one (docs/images.md).
@@ -30,6 +32,14 @@ class KubernetesSettings(BaseSettings):
     )
     context: str | None = None
     namespace_prefix: str = "tre-p-"
+    # Who runs jobs: the worker's own service account, bound to the ClusterRole
+    # tre-job-runner in each project namespace (k8s/base/rbac.yaml).
+    controller_service_account: str = "tre-controller"
+    controller_namespace: str = "tre-system"
+    job_runner_cluster_role: str = "tre-job-runner"
+    # False when namespaces are provisioned out of band (then the worker needs no
+    # cluster-scoped rights at all; k8s/base/rbac.yaml tre-namespace-provisioner can go).
+    manage_namespaces: bool = True
     job_uid: int = 10001
     job_gid: int = 10001
     # Nodes carrying GPUs: label selector plus the taint that keeps other pods off them.
@@ -65,13 +75,21 @@ def load_api_client(settings: KubernetesSettings) -> k8s_client.ApiClient:
     clusters, or tests with a fake server, never share configuration.
     """
     configuration = k8s_client.Configuration()
-    if settings.kubeconfig is not None:
-        k8s_config.load_kube_config(
-            config_file=str(settings.kubeconfig), context=settings.context, client_configuration=configuration
-        )
-    else:
-        try:
-            k8s_config.load_incluster_config(client_configuration=configuration)
-        except k8s_config.ConfigException:
-            k8s_config.load_kube_config(context=settings.context, client_configuration=configuration)
+    try:
+        if settings.kubeconfig is not None:
+            k8s_config.load_kube_config(
+                config_file=str(settings.kubeconfig),
+                context=settings.context,
+                client_configuration=configuration,
+            )
+        else:
+            try:
+                k8s_config.load_incluster_config(client_configuration=configuration)
+            except k8s_config.ConfigException:
+                k8s_config.load_kube_config(context=settings.context, client_configuration=configuration)
+    except (k8s_config.ConfigException, OSError) as exc:
+        raise ExecutorError(
+            f"no Kubernetes configuration: not in a cluster and no usable kubeconfig ({exc}); "
+            "set TRE_K8S_KUBECONFIG"
+        ) from exc
     return k8s_client.ApiClient(configuration)

@@ -61,6 +61,7 @@ class KubernetesExecutor(Executor):
         self.core: Any = k8s_client.CoreV1Api(self._api)
         self.batch: Any = k8s_client.BatchV1Api(self._api)
         self.net: Any = k8s_client.NetworkingV1Api(self._api)
+        self.rbac: Any = k8s_client.RbacAuthorizationV1Api(self._api)
         self._clock = clock
 
     # --- namespace --------------------------------------------------------------------
@@ -88,6 +89,10 @@ class KubernetesExecutor(Executor):
                 self.core.patch_namespaced_resource_quota,
             ),
             "LimitRange": (self.core.create_namespaced_limit_range, self.core.patch_namespaced_limit_range),
+            "RoleBinding": (
+                self.rbac.create_namespaced_role_binding,
+                self.rbac.patch_namespaced_role_binding,
+            ),
             "ServiceAccount": (
                 self.core.create_namespaced_service_account,
                 self.core.patch_namespaced_service_account,
@@ -111,8 +116,19 @@ class KubernetesExecutor(Executor):
 
     def run(self, spec: JobSpec, control: RunControl) -> JobResult:
         job_obj = manifests.job(spec, self.settings)
-        ns = self.ensure_namespace(spec.project_id)
+        if self.settings.manage_namespaces:
+            ns = self.ensure_namespace(spec.project_id)
+        else:
+            ns = manifests.namespace_name(spec.project_id, self.settings)
         name = job_obj["metadata"]["name"]
+        missing = self._missing_dataset_claims(ns, spec)
+        if missing:
+            return JobResult(
+                "failed",
+                None,
+                f"dataset volume(s) not provisioned in namespace {ns}: {', '.join(missing)} "
+                "(an administrator creates one read-only PVC per granted dataset; see docs/deploy.md)",
+            )
         try:
             created = _raw(self.batch.create_namespaced_job(ns, job_obj, _preload_content=False))
         except ApiException as exc:
@@ -126,6 +142,20 @@ class KubernetesExecutor(Executor):
         ref = f"{ns}/{name}"
         control.on_started(ref)
         return self._follow_and_finish(spec, ns, name, control)
+
+    def _missing_dataset_claims(self, ns: str, spec: JobSpec) -> list[str]:
+        """Dataset PVCs absent from the namespace (else the pod would sit Pending until its deadline)."""
+        missing = []
+        for ds in spec.datasets:
+            if not ds.pvc_name:
+                continue  # manifests.job() refuses it with a clear error
+            try:
+                self.core.read_namespaced_persistent_volume_claim(ds.pvc_name, ns, _preload_content=False)
+            except ApiException as exc:
+                if exc.status != HTTP_NOT_FOUND:
+                    raise ExecutorError(f"cannot read PVC {ns}/{ds.pvc_name}: {_api_reason(exc)}") from exc
+                missing.append(ds.pvc_name)
+        return missing
 
     def reattach(self, spec: JobSpec, executor_ref: str, control: RunControl) -> JobResult:
         ns, _, name = executor_ref.partition("/")
@@ -317,7 +347,7 @@ class KubernetesExecutor(Executor):
                         field_selector=selector,
                         resource_version=rv,
                         timeout_seconds=self.settings.watch_window_s,
-                            ):
+                    ):
                         obj = event.get("raw_object") or {}
                         rv = (obj.get("metadata") or {}).get("resourceVersion") or rv
                         if event.get("type") in ("ADDED", "MODIFIED"):

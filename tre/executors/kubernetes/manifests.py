@@ -167,6 +167,27 @@ def job_service_account(namespace: str) -> Manifest:
     }
 
 
+def job_runner_binding(namespace: str, settings: KubernetesSettings) -> Manifest:
+    """Grants the worker (and only it) the tre-job-runner ClusterRole inside this namespace."""
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": {"name": "tre-job-runner", "namespace": namespace, "labels": dict(MANAGED_BY)},
+        "roleRef": {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "ClusterRole",
+            "name": settings.job_runner_cluster_role,
+        },
+        "subjects": [
+            {
+                "kind": "ServiceAccount",
+                "name": settings.controller_service_account,
+                "namespace": settings.controller_namespace,
+            }
+        ],
+    }
+
+
 def namespace_objects(project_id: str, settings: KubernetesSettings) -> list[Manifest]:
     """Everything a project namespace holds before its first job, in creation order."""
     ns = namespace_name(project_id, settings)
@@ -176,6 +197,7 @@ def namespace_objects(project_id: str, settings: KubernetesSettings) -> list[Man
         resource_quota(ns, settings),
         limit_range(ns, settings),
         job_service_account(ns),
+        job_runner_binding(ns, settings),
     ]
 
 
