@@ -163,6 +163,7 @@ def _magic(head: bytes) -> tuple[str, str] | None:
 
 
 ALLOWED_CONTROL = frozenset(b"\t\n\r\f\x1b\x08")
+_CONTROL_BYTES = bytes(b for b in range(32) if b not in ALLOWED_CONTROL) + b"\x7f"
 
 
 def decode_text(data: bytes, truncated: bool) -> str | None:
@@ -180,7 +181,7 @@ def decode_text(data: bytes, truncated: bool) -> str | None:
             text = data[: exc.start].decode("utf-8", errors="strict")
         else:
             return None
-    controls = sum(1 for b in data if b < 32 and b not in ALLOWED_CONTROL)
+    controls = len(data) - len(data.translate(None, delete=_CONTROL_BYTES))
     if controls > max(2, len(data) // 1000):
         return None
     return text

@@ -44,8 +44,11 @@ UID_KEYWORDS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "Fram
 SEQUENCE_KEYWORDS = ("OtherPatientIDsSequence",)
 HEADER_TAGS = [*PERSON_NAME_KEYWORDS, *ID_KEYWORDS, *FREE_KEYWORDS, *UID_KEYWORDS, *SEQUENCE_KEYWORDS]
 
-_TOKEN = re.compile(r"[0-9A-Za-z\u00c0-\uffff]+(?:[.\-_][0-9A-Za-z\u00c0-\uffff]+)*")
+_TOKEN = re.compile(r"[0-9a-z\u00c0-\uffff]+(?:[.\-_][0-9a-z\u00c0-\uffff]+)*")
 _SPLIT = re.compile(r"[\s^=,;/\\|]+")
+_WORD = re.compile(r"[0-9a-z\u00c0-\uffff]+")
+_A = r"(?![0-9a-z\u00c0-\uffff])"
+_GAP = r"[^0-9a-z\u00c0-\uffff]+"
 
 
 def _looks_like_dicom(path: Path) -> bool:
@@ -118,6 +121,35 @@ def gather_identifiers(dataset_path: Path, max_files: int = 100_000) -> set[str]
     return found
 
 
+def _is_word_char(ch: str) -> bool:
+    return bool(ch) and _WORD.fullmatch(ch) is not None
+
+
+def _occurrences(text: str, needle: str, pattern: re.Pattern[str] | None, limit: int) -> list[int]:
+    """Offsets where ``needle`` (or ``pattern``, anchored at needle) occurs as a whole word.
+
+    ``str.find`` runs at memory speed; a regex with a leading look-behind would test every
+    position of a multi-megabyte log.
+    """
+    out: list[int] = []
+    start = 0
+    while len(out) < limit:
+        off = text.find(needle, start)
+        if off < 0:
+            break
+        start = off + 1
+        if off > 0 and _is_word_char(text[off - 1]):
+            continue
+        if pattern is None:
+            end = off + len(needle)
+            if end < len(text) and _is_word_char(text[end]):
+                continue
+        elif pattern.match(text, off) is None:
+            continue
+        out.append(off)
+    return out
+
+
 @dataclass(frozen=True)
 class IdentifierHit:
     """One identifier found in text: which one (masked later), where."""
@@ -127,11 +159,17 @@ class IdentifierHit:
 
 
 class IdentifierMatcher:
-    """Case-insensitive, whole-token matching of a dataset's identifiers in text."""
+    """Case-insensitive, whole-token matching of a dataset's identifiers in text.
+
+    Built for multi-megabyte logs: the text's distinct tokens are collected by one regex pass
+    in C and intersected with the identifier set; only identifiers actually present are then
+    located line by line.
+    """
 
     def __init__(self, identifiers: Iterable[str], rules: TextRules) -> None:
         ignore = [i.lower() for i in rules.ignore_identifiers]
         singles: dict[str, str] = {}
+        joined: dict[str, str] = {}
         phrases: dict[str, list[tuple[tuple[str, ...], str]]] = {}
         for ident in identifiers:
             norm = ident.strip().lower()
@@ -142,40 +180,54 @@ class IdentifierMatcher:
                     continue
             elif len(norm) < rules.min_identifier_length:
                 continue
-            parts = tuple(p for p in _SPLIT.split(norm) if p)
-            if len(parts) == 1:
-                singles[parts[0]] = ident
-            elif parts:
-                phrases.setdefault(parts[0], []).append((parts, ident))
+            if _WORD.fullmatch(norm):
+                singles[norm] = ident
+            elif _TOKEN.fullmatch(norm):
+                joined[norm] = ident
+            else:
+                words = tuple(_WORD.findall(norm))
+                if len(words) == 1:
+                    singles[words[0]] = ident
+                elif words:
+                    phrases.setdefault(words[0], []).append((words, ident))
         self.singles = singles
+        self.joined = joined
         self.phrases = phrases
+        # Identifiers with joiners (UIDs, "HOSP-77-1234") can sit inside longer tokens such as
+        # file names, so they are searched by regex, but only those whose every word occurs.
+        self._joined_words = {norm: frozenset(_WORD.findall(norm)) for norm in joined}
 
     def __bool__(self) -> bool:
-        return bool(self.singles or self.phrases)
+        return bool(self.singles or self.joined or self.phrases)
+
+    def __len__(self) -> int:
+        return len(self.singles) + len(self.joined) + sum(len(v) for v in self.phrases.values())
 
     def find(self, text: str, limit: int = 50) -> list[IdentifierHit]:
         """Identifiers in ``text``: whole tokens, their dot/dash/underscore parts, and phrases."""
+        lower = text.lower()
+        words = set(_WORD.findall(lower))
+        located: list[tuple[int, str]] = []
+        for norm, needed in self._joined_words.items():
+            if needed <= words:
+                located.extend((off, self.joined[norm]) for off in _occurrences(lower, norm, None, limit))
+        for norm in words & self.singles.keys():
+            located.extend((off, self.singles[norm]) for off in _occurrences(lower, norm, None, limit))
+        for first in words & self.phrases.keys():
+            for parts, ident in self.phrases[first]:
+                if all(p in words for p in parts):
+                    rest = re.compile(_GAP.join(re.escape(p) for p in parts) + _A)
+                    located.extend((off, ident) for off in _occurrences(lower, first, rest, limit))
+        located.sort()
         hits: list[IdentifierHit] = []
         seen: set[tuple[str, int]] = set()
-        for lineno, line in enumerate(text.splitlines(), start=1):
-            tokens = [t.lower() for t in _TOKEN.findall(line)]
-            candidates: list[str] = []
-            for tok in tokens:
-                candidates.append(tok)
-                if any(c in tok for c in ".-_"):
-                    candidates.extend(p for p in re.split(r"[.\-_]", tok) if p)
-            for cand in candidates:
-                ident = self.singles.get(cand)
-                if ident is not None and (ident, lineno) not in seen:
-                    seen.add((ident, lineno))
-                    hits.append(IdentifierHit(ident, lineno))
-            if self.phrases:
-                words = [p for t in tokens for p in re.split(r"[.\-_]", t) if p]
-                for i, word in enumerate(words):
-                    for parts, ident in self.phrases.get(word, ()):
-                        if tuple(words[i : i + len(parts)]) == parts and (ident, lineno) not in seen:
-                            seen.add((ident, lineno))
-                            hits.append(IdentifierHit(ident, lineno))
-            if len(hits) >= limit:
-                break
+        line, pos = 1, 0
+        for offset, ident in located:
+            line += lower.count("\n", pos, offset)
+            pos = offset
+            if (ident, line) not in seen:
+                seen.add((ident, line))
+                hits.append(IdentifierHit(ident, line))
+                if len(hits) >= limit:
+                    break
         return hits

@@ -103,6 +103,7 @@ def test_patient_name_in_log_is_blocked(tmp_path: Path, policy: Policy, context:
         "wrote /out/mrn0012345_mask.nii",
         "patient=MRN0099999;slices=120",
         "other id HOSP-77-1234 seen",
+        "saved id_hosp-77-1234.png",
         "accession ACC778899",
         f"study {STUDY_UID} done",
         "name: Doe, Jane",
