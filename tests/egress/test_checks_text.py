@@ -85,6 +85,16 @@ def test_gather_identifiers_reads_headers_recursively(dataset: Path) -> None:
         gather_identifiers(dataset / "missing")
 
 
+def test_gather_identifiers_cache_sees_new_files(tmp_path: Path) -> None:
+    write_header(tmp_path / "a.dcm", "First^Person", "PID0000001")
+    assert "PID0000001" in gather_identifiers(tmp_path)
+    write_header(tmp_path / "b.dcm", "Second^Person", "PID0000002")
+    again = gather_identifiers(tmp_path)
+    assert {"PID0000001", "PID0000002", "Second"} <= again
+    again.add("mutated")  # callers get a copy, never the cached set
+    assert "mutated" not in gather_identifiers(tmp_path)
+
+
 def test_patient_name_in_log_is_blocked(tmp_path: Path, policy: Policy, context: CheckContext) -> None:
     log = "epoch 1 loss 0.52\nloading case for JANE DOE from /data\nepoch 2 loss 0.31\n"
     results = check(tmp_path, policy, context, log)
