@@ -142,6 +142,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def _record(self, method: str) -> tuple[str, dict[str, list[str]], Any]:
         url = urlparse(self.path)
+        # The client must present the kubeconfig's bearer token on every call.
+        assert self.headers.get("Authorization") == "Bearer test-token", self.headers.get("Authorization")
         q = parse_qs(url.query)
         body = None
         n = int(self.headers.get("Content-Length") or 0)

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +30,19 @@ class CollectError(RuntimeError):
 
 
 def exec_tar(
-    core: k8s_client.CoreV1Api, namespace: str, pod: str, dest: Path, limit_bytes: int, timeout_s: float
+    core: k8s_client.CoreV1Api,
+    namespace: str,
+    pod: str,
+    dest: Path,
+    limit_bytes: int,
+    timeout_s: float,
+    heartbeat: Callable[[], None] = lambda: None,
 ) -> list[Path]:
-    """Run the packer in the collector pod and unpack its stdout into `dest`."""
+    """Run the packer in the collector pod and unpack its stdout into `dest`.
+
+    `heartbeat` is called every couple of seconds: a large transfer must not look like a
+    dead worker to the others.
+    """
     command = [
         "python",
         "-m",
@@ -59,8 +71,12 @@ def exec_tar(
     wire_limit = limit_bytes + 64 * 1024 * 1024
     with tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY_BYTES) as spool:
         try:
+            last_beat = time.monotonic()
             while ws.is_open():
                 ws.update(timeout=1)
+                if time.monotonic() - last_beat >= 2:
+                    heartbeat()
+                    last_beat = time.monotonic()
                 if ws.peek_stdout():
                     chunk = ws.read_stdout()
                     received += len(chunk)

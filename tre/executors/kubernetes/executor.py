@@ -175,9 +175,12 @@ class KubernetesExecutor(Executor):
         try:
             result, pod, follower = self._follow(spec, ns, name, control)
             if follower is not None:
-                follower.join(timeout=30)
+                for _ in range(30):  # the container has ended; its log stream ends soon after
+                    if follower.join(timeout=1):
+                        break
+                    control.heartbeat()
             if pod is not None and pod.started and result.state != "cancelled":
-                result = self._collect(spec, ns, result)
+                result = self._collect(spec, ns, result, control)
             return result
         finally:
             self._delete_job(ns, name)
@@ -297,7 +300,7 @@ class KubernetesExecutor(Executor):
 
     # --- outputs and cleanup -------------------------------------------------------------
 
-    def _collect(self, spec: JobSpec, ns: str, result: JobResult) -> JobResult:
+    def _collect(self, spec: JobSpec, ns: str, result: JobResult, control: RunControl) -> JobResult:
         pod_obj = manifests.collector_pod(spec, self.settings)
         pod_name = pod_obj["metadata"]["name"]
         try:
@@ -306,7 +309,7 @@ class KubernetesExecutor(Executor):
             except ApiException as exc:
                 if exc.status != HTTP_CONFLICT:
                     raise CollectError(f"cannot start the collector pod: {_api_reason(exc)}") from exc
-            self._wait_running(ns, pod_name)
+            self._wait_running(ns, pod_name, control)
             exec_tar(
                 self.core,
                 ns,
@@ -314,6 +317,7 @@ class KubernetesExecutor(Executor):
                 spec.output_dir,
                 spec.output_limit_mb * 1024 * 1024,
                 timeout_s=self.settings.collector_timeout_s,
+                heartbeat=control.heartbeat,
             )
         except CollectError as exc:
             if result.state == "succeeded":
@@ -327,11 +331,12 @@ class KubernetesExecutor(Executor):
             )
         return result
 
-    def _wait_running(self, ns: str, pod_name: str) -> None:
+    def _wait_running(self, ns: str, pod_name: str, control: RunControl) -> None:
         deadline = self._clock() + self.settings.collector_timeout_s
         selector = f"metadata.name={pod_name}"
         rv: str | None = None
         while self._clock() < deadline:
+            control.heartbeat()
             if rv is None:
                 data = _raw(
                     self.core.list_namespaced_pod(ns, field_selector=selector, _preload_content=False)
