@@ -100,11 +100,15 @@ def p_percent_fails(values: list[float], p: float) -> bool:
 
 
 def nk_fails(values: list[float], n: int, k: float) -> bool:
-    """(n, k) dominance: disclosive if the n largest contributors exceed k of the total."""
+    """(n, k) dominance: disclosive if the n largest contributors exceed k of the total.
+
+    As in ACRO's ``agg_nk``, an all-zero cell does not fail this rule (the p-percent rule,
+    with zeros_are_disclosive, already reports it).
+    """
     ordered = sorted(values, reverse=True)
     total = sum(ordered)
     if total <= 0:
-        return True
+        return False
     return sum(ordered[:n]) / total > k
 
 

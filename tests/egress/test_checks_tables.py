@@ -108,6 +108,10 @@ def test_p_percent_and_nk_rules_match_acro() -> None:
     # (2, 0.9): top two above 90% of the total is dominance.
     assert nk_fails([90, 5, 1, 1, 1, 1, 1], 2, 0.9)  # 95/100
     assert not nk_fails([30, 20, 10, 10, 10, 10, 10], 2, 0.9)  # 50/100
+    # all-zero cell: not an (n,k) failure in ACRO, but p-percent (zeros_are_disclosive) reports it
+    assert not nk_fails([0, 0, 0], 2, 0.9)
+    assert p_percent_fails([0, 0, 0], 0.1)
+    assert p_percent_fails([7], 0.1)
 
 
 def test_magnitude_table_with_contributors(tmp_path: Path, policy: Policy) -> None:
