@@ -38,6 +38,7 @@ from egress_review.staging import (
 from tre.audit import AuditEvent, record_event, record_events
 from tre.auth.principal import Principal
 from tre.config import Settings
+from tre.registry import grant_status
 from tre.store.base import utcnow
 from tre.store.models import EgressFile, EgressRequest, Job, JobOutput, JobState, ProjectMember, Review
 
@@ -140,6 +141,13 @@ def create_request(session: Session, settings: Settings, principal: Principal, *
     if job.state != JobState.succeeded.value:
         raise conflict(f"job {job_id} is {job.state}; only outputs of a succeeded job can be released",
                        "job-not-succeeded")
+    for dataset_id in job.dataset_ids:
+        # Outputs derived from data whose grant was since revoked (or lapsed) stay inside.
+        status = grant_status(session, project_id, dataset_id)
+        if status != "active":
+            state = status if status != "none" else "missing"
+            raise forbidden(f"project {project_id}'s access grant for dataset {dataset_id} is {state}; "
+                            "outputs derived from it cannot be released", "grant-not-active")
     outputs = {o.path: (o.sha256, o.size)
                for o in session.scalars(select(JobOutput).where(JobOutput.job_id == job_id))}
     unknown = [p for p in wanted if p not in outputs]

@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import stat
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
@@ -19,7 +20,8 @@ from egress_review.staging import StagingError, freeze, output_file, staged_path
 from tests.egress.test_workflow_support import LEAKY_CSV, SAFE_CSV, esettings, seed_world  # noqa: F401
 from tre.auth.principal import Principal
 from tre.config import Settings
-from tre.store.models import AuditEntry, Dataset, EgressRequest, Job, UserRole
+from tre.store.base import utcnow
+from tre.store.models import AccessGrant, AuditEntry, Dataset, EgressRequest, Job, UserRole
 
 
 def who(user_id: str, *roles: str) -> Principal:
@@ -131,6 +133,17 @@ def test_who_may_request_what(db, esettings, world) -> None:
         s.get(Job, world.job_id).state = "failed"  # type: ignore[union-attr]
     err = attempt(who(world.researcher, "researcher"), world.job_id, ["tables/summary.csv"])
     assert err.slug == "job-not-succeeded" and "failed" in err.detail
+
+
+def test_outputs_of_a_revoked_grant_cannot_be_released(db, esettings, world) -> None:
+    with db.begin() as s:
+        grant = s.scalars(select(AccessGrant).where(AccessGrant.dataset_id == world.dataset_id)).one()
+        grant.revoked_at = utcnow()
+    with pytest.raises(EgressError) as err:
+        make_request(db, esettings, world)
+    assert err.value.slug == "grant-not-active" and "revoked" in err.value.detail
+    with db() as s:
+        assert s.scalars(select(EgressRequest)).all() == []
 
 
 def test_identifier_from_the_dataset_blocks_and_cannot_be_approved(db, esettings, world) -> None:
@@ -292,6 +305,10 @@ def test_strictest_policy_of_all_datasets_applies(db, esettings, world) -> None:
     with db.begin() as s:
         s.add(Dataset(id="second", name="second", path=str(esettings.home / "nowhere"), policy="strict3"))
         s.add(Dataset(id="third", name="third", path=str(esettings.home / "nowhere"), policy="lenient1"))
+        s.flush()
+        for ds in ("second", "third"):
+            s.add(AccessGrant(project_id=world.project_id, dataset_id=ds, granted_by=world.admin,
+                              expires_at=utcnow() + timedelta(days=1)))
         job = s.get(Job, world.job_id)
         assert job is not None
         job.dataset_ids = [world.dataset_id, "second", "third"]
