@@ -10,7 +10,7 @@ from egress_review.checks.files import check_hidden, check_limits, check_type
 from egress_review.checks.images import check_nifti, check_raster
 from egress_review.checks.model import CheckContext, CheckResult
 from egress_review.checks.tables import check_table
-from egress_review.checks.text import MAX_TEXT_CHARS, check_identifiers, check_text
+from egress_review.checks.text import MAX_TEXT_BYTES, check_identifiers, check_text
 from egress_review.policy import Policy
 
 
@@ -33,11 +33,7 @@ def run_checks(path: Path, display_name: str, policy: Policy, context: CheckCont
     if name_check.outcome != "pass":
         results.append(name_check)
     if detected.type in TEXT_TYPES:
-        raw = data if data is not None else path.read_bytes()
-        text = decode_text(raw[:MAX_TEXT_CHARS], truncated=len(raw) > MAX_TEXT_CHARS) or ""
-        results.extend(check_text(text, policy, context))
-        if detected.type in ("csv", "tsv"):
-            results.extend(check_table(text, "\t" if detected.type == "tsv" else _delimiter(text), policy))
+        results.extend(_text_checks(path, data, detected.type, policy, context))
     elif detected.type in IMAGE_TYPES:
         results.extend(check_raster(path, policy, context))
     elif detected.type == "nifti" and data is not None:
@@ -45,6 +41,37 @@ def run_checks(path: Path, display_name: str, policy: Policy, context: CheckCont
     elif detected.type == "dicom":
         results.extend(check_dicom(path, policy, context))
     return results
+
+
+def _text_checks(
+    path: Path, data: bytes | None, kind: str, policy: Policy, context: CheckContext
+) -> list[CheckResult]:
+    """Decode the whole file (type detection only sampled the first MiB), then check it."""
+    raw = data if data is not None else path.read_bytes()
+    truncated = len(raw) > MAX_TEXT_BYTES or raw is data and path.stat().st_size > len(raw)
+    text = decode_text(raw[:MAX_TEXT_BYTES], truncated=truncated)
+    if text is None:
+        # Text at the start, binary later: exactly how a payload would be appended to a log.
+        return [
+            CheckResult(
+                check="text_decode",
+                outcome="block",
+                reason="the file starts as text but is not UTF-8 text throughout (binary bytes further in)",
+            )
+        ]
+    out: list[CheckResult] = []
+    if truncated:
+        out.append(
+            CheckResult(
+                check="text_decode",
+                outcome="flag",
+                reason=f"only the first {MAX_TEXT_BYTES // (1024 * 1024)} MiB of this text were scanned",
+            )
+        )
+    out.extend(check_text(text, policy, context))
+    if kind in ("csv", "tsv"):
+        out.extend(check_table(text, "\t" if kind == "tsv" else _delimiter(text), policy))
+    return out
 
 
 def _delimiter(text: str) -> str:

@@ -11,7 +11,7 @@ from egress_review.checks.identifiers import IdentifierMatcher
 from egress_review.checks.model import CheckContext, CheckResult, action_outcome, mask
 from egress_review.policy import Policy
 
-MAX_TEXT_CHARS = 64 * 1024 * 1024
+MAX_TEXT_BYTES = 64 * 1024 * 1024
 
 
 def check_identifiers(

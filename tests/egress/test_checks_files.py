@@ -183,6 +183,14 @@ def test_pdf_polyglot_signature_inside_text_is_blocked(tmp_path: Path, policy: P
     assert by_check(results, "embedded_container")[0].evidence["signatures"][0]["format"] == "pdf"
 
 
+def test_binary_after_a_megabyte_of_text_is_blocked(tmp_path: Path, policy: Policy) -> None:
+    path = tmp_path / "train.log"
+    path.write_bytes(b"epoch 1 loss 0.5\n" * 70_000 + os.urandom(4096))  # text sample is the first 1 MiB
+    results = run_checks(path, "train.log", policy, ctx())
+    assert by_check(results, "file_type")[0].evidence["detected"] == "text"
+    assert by_check(results, "text_decode")[0].outcome == "block"
+
+
 def test_size_and_count_limits(tmp_path: Path) -> None:
     policy = Policy.model_validate(
         {
