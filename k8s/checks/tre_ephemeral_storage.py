@@ -1,4 +1,4 @@
-"""CKV_TRE_3: every container requests and limits ephemeral-storage, equal, so a job cannot fill the node's disk."""
+"""CKV_TRE_3: containers request and limit ephemeral-storage equally, so a job cannot fill a node disk."""
 
 from __future__ import annotations
 

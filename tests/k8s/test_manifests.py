@@ -310,8 +310,17 @@ def test_admission_policy_rejects_weakened_jobs(tmp_path: Path, mutate: Any, mes
 def test_namespace_policy_pins_what_the_worker_creates() -> None:
     policy = _policy("tre-project-namespaces")
     objs = {o["kind"]: o for o in m.namespace_objects("p1", SETTINGS)}
-    assert admission_failures(policy, objs["Namespace"]) == []
-    assert admission_failures(policy, objs["RoleBinding"]) == []
+    for obj in objs.values():
+        assert admission_failures(policy, obj) == [], obj["kind"]
+    evil_np = copy.deepcopy(objs["NetworkPolicy"])
+    evil_np["spec"]["egress"] = [{"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}]}]
+    assert "the worker may only write deny-all NetworkPolicies" in admission_failures(policy, evil_np)
+    elsewhere = copy.deepcopy(objs["ResourceQuota"])
+    elsewhere["metadata"]["namespace"] = "kube-system"
+    assert admission_failures(policy, elsewhere)
+    evil_sa = copy.deepcopy(objs["ServiceAccount"])
+    evil_sa["automountServiceAccountToken"] = True
+    assert admission_failures(policy, evil_sa)
     evil_ns = copy.deepcopy(objs["Namespace"])
     evil_ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] = "privileged"
     assert admission_failures(policy, evil_ns)
