@@ -117,6 +117,11 @@ def _structure(detected: Detected, data: bytes) -> Structure | None:
 JPEG_USUAL_SEGMENTS = frozenset({"APP0", "APP1", "APP2", "APP14"})  # JFIF, Exif/XMP, ICC, Adobe
 
 
+# Side regions that are compressed by their specification (zlib ICC profiles and text, the
+# JPEG thumbnail in Exif): high entropy there is normal. Their signatures are still scanned.
+COMPRESSED_BY_DESIGN = frozenset({"chunk iCCP", "chunk zTXt", "chunk iTXt", "segment APP1", "segment APP2"})
+
+
 def _unusual_parts(kind: str, structure: Structure) -> list[str]:
     """PNG chunks outside the PNG 3rd edition list; JPEG APPn segments other than the usual."""
     if kind == "png":
@@ -228,6 +233,8 @@ def check_hidden(path: Path, detected: Detected, policy: Policy) -> tuple[list[C
             )
         )
     for label, start, end in regions:
+        if label in COMPRESSED_BY_DESIGN:
+            continue
         payload = data[start:end]
         if len(payload) >= rules.entropy_min_bytes:
             bits = entropy(payload)

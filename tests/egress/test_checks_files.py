@@ -121,6 +121,12 @@ def test_random_payload_in_png_chunk_is_flagged_high_entropy(tmp_path: Path, pol
     results = run_checks(path, "plot.png", policy, ctx())
     (high,) = by_check(results, "high_entropy")
     assert high.outcome == "flag" and high.evidence["bytes"] == 4096 and high.evidence["entropy"] > 7.9
+    # a compressed ICC profile is high-entropy by design and is not reported
+    icc = tmp_path / "icc.png"
+    icc.write_bytes(
+        insert_before_iend(png_bytes(), png_chunk(b"iCCP", b"sRGB\x00\x00" + zlib.compress(blob)))
+    )
+    assert by_check(run_checks(icc, "icc.png", policy, ctx()), "high_entropy") == []
     # the same bytes as text-like low-entropy data are not high entropy
     assert entropy(b"abcd" * 1024) == pytest.approx(2.0)
 
