@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from egress_review.checks.detect import IMAGE_TYPES, TEXT_TYPES, decode_text, detect
@@ -69,6 +70,15 @@ def _text_checks(
             )
         )
     out.extend(check_text(text, policy, context))
+    if kind == "json" and "\\u" in text:
+        # "\u0044oe" is "Doe" to any JSON reader: scan the decoded strings as well.
+        try:
+            decoded = json.dumps(json.loads(text), ensure_ascii=False, indent=1)
+        except ValueError:
+            decoded = ""
+        escaped = check_identifiers(decoded, policy, context, check="identifiers:json_decoded")
+        if escaped.outcome != "pass":
+            out.append(escaped)
     if kind in ("csv", "tsv"):
         out.extend(check_table(text, "\t" if kind == "tsv" else _delimiter(text), policy))
     return out

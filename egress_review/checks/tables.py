@@ -90,6 +90,14 @@ def _contributor_values(raw: str) -> list[float] | None:
         return None
 
 
+def _is_row_index(cells: list[str]) -> bool:
+    """0..n-1 or 1..n in order: the index pandas writes with ``to_csv``, not data."""
+    values = [int(v) for v in cells]
+    return (
+        len(values) > 1 and values == list(range(values[0], values[0] + len(values))) and values[0] in (0, 1)
+    )
+
+
 def p_percent_fails(values: list[float], p: float) -> bool:
     """ACRO's p-ratio rule: disclosive if (total - x1 - x2) / x1 < p (fewer than 3 contributors fail)."""
     ordered = sorted(values, reverse=True)
@@ -263,11 +271,13 @@ def check_table(text: str, delimiter: str, policy: Policy) -> list[CheckResult]:
         )
     classified = set(table.counts) | set(table.magnitudes) | set(table.contributors)
     suspicious: list[dict[str, object]] = []
-    for col, name in enumerate(table.header):
+    # With count columns identified, other integer columns are category codes (sex 0/1,
+    # stage 1-4); without any, a small integer may be an unlabelled count.
+    for col, name in enumerate(table.header if not (table.counts or table.contributors) else []):
         if col in classified:
             continue
         cells = [_cell(r, col) for r in table.rows if _cell(r, col)]
-        if not cells or not all(_INT.match(v) for v in cells):
+        if not cells or not all(_INT.match(v) for v in cells) or _is_row_index(cells):
             continue
         small = [v for v in cells if 0 <= int(v) < rules.threshold]
         if small:

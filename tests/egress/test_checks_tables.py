@@ -100,6 +100,13 @@ def test_unlabelled_integer_column_with_small_values_is_flagged(tmp_path: Path, 
     assert unclassified.evidence["columns"][0]["column"] == "patients_seen_by_x"
 
 
+def test_pandas_index_and_category_codes_are_not_counts(tmp_path: Path, policy: Policy) -> None:
+    index_only = check(tmp_path, policy, ",site,mean_volume\n0,A,12.5\n1,B,11.0\n2,C,9.1\n")
+    assert "sdc:unclassified" not in checks_fired(index_only)
+    coded = check(tmp_path, policy, "smoker,stage,n\n0,1,45\n1,1,30\n0,2,25\n1,2,20\n")
+    assert worst(coded) == "pass", [r for r in coded if r.outcome != "pass"]
+
+
 def test_p_percent_and_nk_rules_match_acro() -> None:
     # ACRO: p = (total - x1 - x2) / x1; disclosive below 0.10.
     assert p_percent_fails([100, 50, 5], 0.1)  # (155-150)/100 = 0.05

@@ -140,6 +140,15 @@ def test_identifiers_in_json_and_csv_cells(tmp_path: Path, policy: Policy, conte
     assert only(check(tmp_path, policy, context, table, "vol.csv"), "identifiers").outcome == "block"
 
 
+def test_identifier_hidden_by_json_unicode_escapes(
+    tmp_path: Path, policy: Policy, context: CheckContext
+) -> None:
+    doc = '{"case": "\\u004fkonkwo", "dice": 0.91}'
+    results = check(tmp_path, policy, context, doc, "metrics.json")
+    assert only(results, "identifiers").outcome == "pass"  # the raw bytes do not contain it...
+    assert only(results, "identifiers:json_decoded").outcome == "block"  # ...the decoded string does
+
+
 def test_identifier_in_file_name(tmp_path: Path, policy: Policy, context: CheckContext) -> None:
     results = check(tmp_path, policy, context, "ok\n", "jane_doe_overlay.txt")
     assert only(results, "file_name").outcome == "block"
