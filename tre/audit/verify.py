@@ -112,31 +112,28 @@ def read_bundle(data: bytes) -> Bundle:
 
 
 def _check_entries(entries: Sequence[bytes], leaves: Sequence[bytes], report: VerifyReport) -> int | None:
-    """Index/chain checks. Returns the first position where the chain link breaks, if any."""
-    try:
-        parsed = json.loads(b"[" + b",".join(entries) + b"]")
-    except ValueError:
-        parsed = []
-        for i, e in enumerate(entries):
+    """Position and hash-chain checks. Returns the first position whose chain link breaks.
+
+    Every entry starts ``{"idx":<i>,"prev":"<hex leaf hash of entry i-1>",``, so one prefix
+    comparison per entry checks both; only a mismatching entry is parsed, to say why.
+    """
+    prev = GENESIS_PREV.encode()
+    for i, e in enumerate(entries):
+        if not e.startswith(b'{"idx":%d,"prev":"%s",' % (i, prev)):
             try:
-                parsed.append(json.loads(e))
+                obj = json.loads(e)
             except ValueError:
                 report.bad(i, f"entry {i} is not valid JSON: it was altered or truncated")
                 return None
-    expected_prev = GENESIS_PREV
-    for i, obj in enumerate(parsed):
-        if not isinstance(obj, dict):
-            report.bad(i, f"entry {i} is not a JSON object")
-            return None
-        idx = obj.get("idx")
-        if idx != i:
-            report.bad(
-                i, f"entry at position {i} claims index {idx}: entries were deleted, inserted or reordered"
-            )
-            return None
-        if obj.get("prev") != expected_prev:
+            idx = obj.get("idx") if isinstance(obj, dict) else None
+            if idx != i:
+                report.bad(
+                    i,
+                    f"entry at position {i} claims index {idx}: entries were deleted, inserted or reordered",
+                )
+                return None
             return i
-        expected_prev = leaves[i].hex()
+        prev = leaves[i].hex().encode()
     return None
 
 
