@@ -35,8 +35,8 @@ def nvidia_devices(count: int, dev: Path = Path("/dev")) -> list[str]:
     if count <= 0:
         return []
     gpus = sorted(
-        (p for p in dev.glob("nvidia[0-9]*") if p.name[len("nvidia"):].isdigit()),
-        key=lambda p: int(p.name[len("nvidia"):]),
+        (p for p in dev.glob("nvidia[0-9]*") if p.name[len("nvidia") :].isdigit()),
+        key=lambda p: int(p.name[len("nvidia") :]),
     )
     if len(gpus) < count:
         raise ExecutorError(f"the job asks for {count} GPU(s) but this host has {len(gpus)}")
@@ -145,6 +145,10 @@ class SandboxLayout:
     extra_env: dict[str, str] = field(default_factory=dict)
     # Device nodes passed through (NVIDIA GPUs); everything else in /dev is bwrap's minimal set.
     devices: list[str] = field(default_factory=list)
+    # (fd, sandbox path under /tmp): files copied into the job's private /tmp at start-up.
+    tmp_files: list[tuple[int, str]] = field(default_factory=list)
+    # Writable binds; only for trusted platform runs (cache warm-up), never for research jobs.
+    rw_binds: list[tuple[Path, str]] = field(default_factory=list)
 
 
 def _host_root_args(layout: SandboxLayout) -> tuple[list[str], str]:
@@ -157,8 +161,11 @@ def _host_root_args(layout: SandboxLayout) -> tuple[list[str], str]:
             args += ["--ro-bind", str(host), f"/{name}"]
     for name in _HOST_ETC:
         args += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
-    for fd, dest in ((layout.passwd_fd, "/etc/passwd"), (layout.group_fd, "/etc/group"),
-                     (layout.hosts_fd, "/etc/hosts")):
+    for fd, dest in (
+        (layout.passwd_fd, "/etc/passwd"),
+        (layout.group_fd, "/etc/group"),
+        (layout.hosts_fd, "/etc/hosts"),
+    ):
         if fd is not None:
             args += ["--ro-bind-data", str(fd), dest]
     toolchain = host_toolchain_paths()
@@ -186,10 +193,19 @@ def build_args(spec: JobSpec, layout: SandboxLayout) -> list[str]:
         raise ExecutorError("the job command must be a non-empty list of strings without NUL bytes")
     args = [
         # Every namespace, including a network namespace holding only an unconfigured lo.
-        "--unshare-all", "--unshare-user", "--disable-userns",
-        "--uid", str(layout.uid), "--gid", str(layout.gid),
-        "--cap-drop", "ALL", "--die-with-parent", "--new-session",
-        "--hostname", "tre-sandbox",
+        "--unshare-all",
+        "--unshare-user",
+        "--disable-userns",
+        "--uid",
+        str(layout.uid),
+        "--gid",
+        str(layout.gid),
+        "--cap-drop",
+        "ALL",
+        "--die-with-parent",
+        "--new-session",
+        "--hostname",
+        "tre-sandbox",
     ]
     if layout.rootfs is not None:
         root_args, path = _rootfs_args(layout.rootfs), SANDBOX_PATH
@@ -200,12 +216,33 @@ def build_args(spec: JobSpec, layout: SandboxLayout) -> list[str]:
         args += ["--ro-bind", str(host), dest]
     size = str(layout.tmp_size_bytes)
     args += [
-        "--proc", "/proc",
-        "--dev", "/dev",
+        "--proc",
+        "/proc",
+        "--dev",
+        "/dev",
         *[a for dev in layout.devices for a in ("--dev-bind", dev, dev)],
-        "--size", size, "--tmpfs", "/dev/shm",  # noqa: S108 - sandbox-private tmpfs
-        "--size", size, "--tmpfs", "/tmp",  # noqa: S108 - sandbox-private tmpfs
+        "--size",
+        size,
+        "--tmpfs",
+        "/dev/shm",  # noqa: S108 - sandbox-private tmpfs
+        "--size",
+        size,
+        "--tmpfs",
+        "/tmp",  # noqa: S108 - sandbox-private tmpfs
     ]
+    made: set[str] = {"/tmp"}  # noqa: S108
+    for fd, dest in layout.tmp_files:
+        if not dest.startswith("/tmp/") or ".." in dest.split("/"):  # noqa: S108
+            raise ExecutorError(f"seed file destination {dest!r} must be inside /tmp")
+        parts = dest.split("/")[1:-1]
+        for i in range(2, len(parts) + 1):
+            d = "/" + "/".join(parts[:i])
+            if d not in made:
+                made.add(d)
+                args += ["--dir", d]
+        args += ["--file", str(fd), dest]
+    for host, dest in layout.rw_binds:
+        args += ["--bind", str(host), dest]
     for host, dest in dataset_mounts(spec):
         args += ["--ro-bind", str(host), dest]
     args += ["--bind", str(spec.output_dir), "/output"]

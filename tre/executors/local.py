@@ -51,6 +51,10 @@ _LAUNCH_FAILED = 125
 _HOST_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
 _TRE_PACKAGE_DIR = Path(__file__).resolve().parent.parent
 _SANDBOX_PYTHONPATH = "/opt/tre/python"
+# Where a job's Numba cache lives: inside its private /tmp, seeded from a trusted copy.
+_SANDBOX_NUMBA_CACHE = "/tmp/.numba-cache"  # noqa: S108
+_SEED_MAX_FILES = 2000
+_SEED_MAX_BYTES = 512 * MIB
 
 
 def output_size(root: Path) -> int:
@@ -183,6 +187,7 @@ class LocalExecutor(Executor):
         log_limit_bytes: int = 16 * MIB,
         extra_ro_binds: list[tuple[Path, str]] | None = None,
         bwrap_path: str | None = None,
+        numba_cache_seed: Path | None = None,
     ) -> None:
         """Configure from ``settings`` (sandbox uid/gid, ``<home>/images``), overridable per knob.
 
@@ -190,7 +195,9 @@ class LocalExecutor(Executor):
         image ref>``); ``cgroup_parent`` is a delegated cgroup v2 directory to create job
         cgroups under (default: the ``sandbox_cgroup_parent`` setting if there is one);
         ``expose_tre_package`` mounts this platform's ``tre`` package read-only at
-        /opt/tre/python so host-toolchain jobs can import ``tre.kernels``.
+        /opt/tre/python so host-toolchain jobs can import ``tre.kernels``;
+        ``numba_cache_seed`` (default ``<home>/numba-cache``) is a Numba cache made by
+        `warm_numba_cache` that every host-toolchain job gets a private copy of.
         """
         if settings is not None:
             uid = settings.sandbox_uid if uid is None else uid
@@ -198,6 +205,7 @@ class LocalExecutor(Executor):
             images_dir = images_dir or settings.home / "images"
             parent = getattr(settings, "sandbox_cgroup_parent", None)
             cgroup_parent = cgroup_parent or (Path(parent) if parent else None)
+            numba_cache_seed = numba_cache_seed or settings.home / "numba-cache"
         self.uid = 10001 if uid is None else uid
         self.gid = 10001 if gid is None else gid
         if self.uid == 0 or self.gid == 0:
@@ -210,6 +218,7 @@ class LocalExecutor(Executor):
         self.log_limit_bytes = log_limit_bytes
         self.extra_ro_binds = list(extra_ro_binds or [])
         self.bwrap_path = bwrap_path
+        self.numba_cache_seed = numba_cache_seed
         if use_cgroups:
             sweep_stale()
 
@@ -221,6 +230,24 @@ class LocalExecutor(Executor):
     # -- public API -------------------------------------------------------------------
 
     def run(self, spec: JobSpec, control: RunControl) -> JobResult:
+        return self._run(spec, control, warm_seed=None)
+
+    def warm_numba_cache(self, spec: JobSpec, control: RunControl | None = None) -> JobResult:
+        """Run a TRUSTED job (the platform's own kernels on sample data, never research code)
+        with the Numba cache seed mounted writable, so later jobs start with compiled kernels.
+
+        Jobs normally get an empty, private /tmp and would JIT-compile every kernel on each
+        run (tens of seconds); a shared writable cache would let one job plant code that
+        another project's job then executes. The seed is written only here and copied
+        read-only into each job's /tmp, so jobs share compiled code but cannot affect it.
+        """
+        if self.numba_cache_seed is None:
+            raise ExecutorError("no numba_cache_seed directory is configured")
+        self.numba_cache_seed.mkdir(parents=True, exist_ok=True)
+        self.numba_cache_seed.chmod(0o755)
+        return self._run(spec, control or RunControl(), warm_seed=self.numba_cache_seed)
+
+    def _run(self, spec: JobSpec, control: RunControl, warm_seed: Path | None) -> JobResult:
         bwrap = self.bwrap_path or shutil.which("bwrap")
         if not bwrap:
             raise ExecutorError("bubblewrap (bwrap) is not installed; run scripts/install-system-deps")
@@ -231,8 +258,9 @@ class LocalExecutor(Executor):
         limits = CgroupLimits(spec.memory_mb * MIB, spec.max_processes, spec.cpu)
         cgroup = self._make_cgroup(spec, limits)
         try:
-            with self._sandbox_fds() as fds:
-                argv = self._argv(bwrap, spec, limits, cgroup, fds)
+            seed = None if warm_seed is not None else self._seed_files(spec)
+            with self._sandbox_fds(seed or []) as fds:
+                argv = self._argv(bwrap, spec, limits, cgroup, fds, warm_seed)
                 with open(spec.log_path, "ab") as log_file:
                     return self._supervise(argv, spec, control, cgroup, fds, log_file)
         finally:
@@ -254,11 +282,38 @@ class LocalExecutor(Executor):
             )
         return cgroup
 
+    def _seed_files(self, spec: JobSpec) -> list[tuple[Path, str]]:
+        """(host file, path relative to the seed) for the Numba cache seed, if usable."""
+        seed = self.numba_cache_seed
+        if seed is None or not seed.is_dir() or seed.is_symlink():
+            return []
+        if image_rootfs(self.images_dir, spec.image) is not None:
+            return []  # compiled for the host toolchain, meaningless in another rootfs
+        files: list[tuple[Path, str]] = []
+        total = 0
+        for dirpath, _dirs, names in os.walk(seed):
+            for name in names:
+                path = Path(dirpath) / name
+                st = path.lstat()
+                if not stat.S_ISREG(st.st_mode):
+                    continue
+                total += st.st_size
+                files.append((path, path.relative_to(seed).as_posix()))
+        if len(files) > _SEED_MAX_FILES or total > _SEED_MAX_BYTES:
+            log.warning("numba cache seed %s is too large (%d files, %d bytes); not used", seed,
+                        len(files), total)
+            return []
+        return files
+
     @contextlib.contextmanager
-    def _sandbox_fds(self) -> Iterator[dict[str, int]]:
-        """Memory files bwrap reads at start-up: seccomp program, /etc/passwd, group, hosts."""
+    def _sandbox_fds(self, seed_files: list[tuple[Path, str]]) -> Iterator[dict[str, int]]:
+        """Files bwrap reads at start-up: seccomp program, /etc/passwd, group, hosts, and the
+        Numba cache seed (keys ``seed:<relative path>``)."""
         fds: dict[str, int] = {}
         try:
+            for path, rel in seed_files:
+                with contextlib.suppress(OSError):
+                    fds[f"seed:{rel}"] = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
             if self.use_seccomp:
                 fds["seccomp"] = _memfd("tre-seccomp", seccomp.build_filter())
             fds["passwd"] = _memfd(
@@ -277,7 +332,13 @@ class LocalExecutor(Executor):
                 os.close(fd)
 
     def _argv(
-        self, bwrap: str, spec: JobSpec, limits: CgroupLimits, cgroup: JobCgroup | None, fds: dict[str, int]
+        self,
+        bwrap: str,
+        spec: JobSpec,
+        limits: CgroupLimits,
+        cgroup: JobCgroup | None,
+        fds: dict[str, int],
+        warm_seed: Path | None = None,
     ) -> list[str]:
         rootfs = image_rootfs(self.images_dir, spec.image)
         binds = list(self.extra_ro_binds)
@@ -285,6 +346,10 @@ class LocalExecutor(Executor):
         if rootfs is None and self.expose_tre_package:
             binds.append((_TRE_PACKAGE_DIR, f"{_SANDBOX_PYTHONPATH}/tre"))
             extra_env["PYTHONPATH"] = _SANDBOX_PYTHONPATH
+        tmp_files = [(fd, f"{_SANDBOX_NUMBA_CACHE}/{key[5:]}") for key, fd in fds.items()
+                     if key.startswith("seed:")]
+        if rootfs is None and (tmp_files or warm_seed is not None):
+            extra_env["NUMBA_CACHE_DIR"] = _SANDBOX_NUMBA_CACHE
         layout = SandboxLayout(
             uid=self.uid,
             gid=self.gid,
@@ -299,6 +364,8 @@ class LocalExecutor(Executor):
             extra_ro_binds=binds,
             extra_env=extra_env,
             devices=nvidia_devices(spec.gpu),
+            tmp_files=tmp_files,
+            rw_binds=[(warm_seed, _SANDBOX_NUMBA_CACHE)] if warm_seed is not None else [],
         )
         bwrap_args = build_args(spec, layout)
         quota = spec.output_limit_mb * MIB
