@@ -87,7 +87,13 @@ def chest_phantom(shape: tuple[int, int, int], seed: int = 0) -> np.ndarray:
     return out
 
 
+_SHAPE_OVERRIDE = os.environ.get("BENCH_SHAPE")  # "Z,Y,X": smoke tests only (e.g. the CUDA simulator)
+
+
 def volume_shape(quick: bool) -> tuple[int, int, int]:
+    if _SHAPE_OVERRIDE:
+        z, y, x = (int(v) for v in _SHAPE_OVERRIDE.split(","))
+        return (z, y, x)
     return (150, 256, 256) if quick else (300, 512, 512)
 
 
@@ -325,9 +331,11 @@ def _cuda_fn(raw: np.ndarray, repeats: int) -> tuple[Callable[[], Result], dict[
     dev = ws.device("raw", raw.shape, raw.dtype)
     out_dev = ws.device("out", img.shape, np.float32)
     host_out = ws.pinned("out", img.shape, np.float32)
-    h2d, d2h = [], []
+    h2d, d2h, d2d = [], [], []
+    twin = ws.device("twin", raw.shape, raw.dtype)
     for _ in range(max(3, repeats)):
         cuda.synchronize()
+        d2d.append(_timed(lambda: (twin.copy_to_device(dev, stream=ws.stream), ws.stream.synchronize())))
         h2d.append(_timed(lambda: (dev.copy_to_device(pinned, stream=ws.stream), ws.stream.synchronize())))
         d2h.append(
             _timed(lambda: (out_dev.copy_to_host(host_out, stream=ws.stream), ws.stream.synchronize()))
@@ -337,11 +345,17 @@ def _cuda_fn(raw: np.ndarray, repeats: int) -> tuple[Callable[[], Result], dict[
         "d2h_s": statistics.median(d2h),
         "h2d_gbps": raw.nbytes / statistics.median(h2d) / 1e9,
         "d2h_gbps": img.nbytes / statistics.median(d2h) / 1e9,
-        "gpu": cuda.get_current_device().name.decode()
-        if isinstance(cuda.get_current_device().name, bytes)
-        else str(cuda.get_current_device().name),
+        "d2d_gbps": 2 * raw.nbytes / statistics.median(d2d) / 1e9,  # read + write
+        "gpu": _gpu_name(),
     }
     return fn, extra
+
+
+def _gpu_name() -> str:
+    from numba import cuda
+
+    name = getattr(cuda.get_current_device(), "name", "CUDA simulator")
+    return name.decode() if isinstance(name, bytes) else str(name)
 
 
 def run_child(method: str, quick: bool, repeats: int, refdir: Path, timeout: int) -> dict[str, Any]:
@@ -443,6 +457,18 @@ def report(results: list[dict[str, Any]], meta: dict[str, Any], bw: float, devic
                 f"D2H {ours['d2h_s'] * 1e3:.2f} ms ({ours['d2h_gbps']:.1f} GB/s), "
                 f"compute ~{(total - ours['h2d_s'] - ours['d2h_s']) * 1e3:.2f} ms"
             )
+            link = meta["input_bytes"] / (ours["h2d_gbps"] * 1e9) + ours["output_bytes"] / (
+                ours["d2h_gbps"] * 1e9
+            )
+            hbm = moved / (ours["d2d_gbps"] * 1e9)
+            compute = max(total - ours["h2d_s"] - ours["d2h_s"], 0.0)
+            print(
+                f"GPU bounds: PCIe transfers alone {link * 1e3:.2f} ms; on-device traffic "
+                f"{moved / mib:.0f} MiB / {ours['d2d_gbps']:.0f} GB/s device copy = {hbm * 1e3:.3f} ms "
+                f"vs compute ~{compute * 1e3:.2f} ms"
+            )
+            summary["gpu_link_bound_s"] = link
+            summary["gpu_hbm_bound_s"] = hbm
     return summary
 
 
