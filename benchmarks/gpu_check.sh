@@ -38,7 +38,7 @@ PY
 } 2>&1 | tee "$OUT/env.txt"
 
 echo "== CUDA correctness tests (real GPU) ==" | tee "$OUT/cuda_tests.txt"
-timeout 200 "$PY" -m pytest -q -p no:cacheprovider -x tests/kernels/cuda_cases.py 2>&1 | tee -a "$OUT/cuda_tests.txt"
+timeout 200 "$PY" -m pytest -q -p no:cacheprovider --noconftest -x tests/kernels/cuda_cases.py 2>&1 | tee -a "$OUT/cuda_tests.txt"
 tests_rc=${PIPESTATUS[0]}
 
 echo "== GPU benchmark ==" | tee "$OUT/bench_cuda.txt"
