@@ -24,6 +24,18 @@ _ROOTFS_SKIP = frozenset({"proc", "dev", "sys", "tmp", "data", "output", "run"})
 # Host /etc entries the dynamic loader and common tools need; nothing with credentials.
 _HOST_ETC = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "alternatives", "nsswitch.conf")
 _HOST_TOP = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
+# /proc hardening, after Docker's masked/read-only paths. The sandbox's uid maps to the
+# worker's uid (root in the embedded mode), and the kernel lets that uid write root-owned
+# 0644 files such as /proc/sys/kernel/core_pattern (a host root code-execution primitive).
+# bubblewrap only covers /proc entries that *look* writable, and /proc/sys is a 0555 dir, so
+# it is left writable; these are made read-only (bind of the same entry) explicitly.
+_PROC_READ_ONLY = ("sys", "fs", "sysrq-trigger", "irq", "bus")
+# Kernel internals with no use to research code (memory layout, page flags, timers, keys).
+_PROC_MASKED_FILES = (
+    "kcore", "keys", "key-users", "kmsg", "kpageflags", "kpagecount", "kpagecgroup", "latency_stats",
+    "timer_list", "timer_stats", "sched_debug", "slabinfo", "pagetypeinfo", "vmallocinfo", "mtrr",
+)  # fmt: skip
+_PROC_MASKED_DIRS = ("acpi", "asound", "scsi")
 
 
 def nvidia_devices(count: int, dev: Path = Path("/dev")) -> list[str]:
@@ -175,6 +187,25 @@ def _host_root_args(layout: SandboxLayout) -> tuple[list[str], str]:
     return args, ":".join([*bins, SANDBOX_PATH])
 
 
+def _proc_args(host_proc: Path = Path("/proc")) -> list[str]:
+    """Mount a fresh /proc for the pid namespace, then apply the hardening above.
+
+    Only entries present on the host are touched (procfs cannot create files); the
+    top-level non-pid entries of a new procfs are the same as the host's.
+    """
+    args = ["--proc", "/proc"]
+    for name in _PROC_READ_ONLY:
+        if (host_proc / name).exists():
+            args += ["--ro-bind", str(host_proc / name), f"/proc/{name}"]
+    for name in _PROC_MASKED_FILES:
+        if (host_proc / name).exists():
+            args += ["--ro-bind", "/dev/null", f"/proc/{name}"]
+    for name in _PROC_MASKED_DIRS:
+        if (host_proc / name).is_dir():
+            args += ["--tmpfs", f"/proc/{name}", "--remount-ro", f"/proc/{name}"]
+    return args
+
+
 def _rootfs_args(rootfs: Path) -> list[str]:
     args: list[str] = []
     for entry in sorted(rootfs.iterdir()):
@@ -216,8 +247,7 @@ def build_args(spec: JobSpec, layout: SandboxLayout) -> list[str]:
         args += ["--ro-bind", str(host), dest]
     size = str(layout.tmp_size_bytes)
     args += [
-        "--proc",
-        "/proc",
+        *_proc_args(),
         "--dev",
         "/dev",
         *[a for dev in layout.devices for a in ("--dev-bind", dev, dev)],
