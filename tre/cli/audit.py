@@ -64,9 +64,9 @@ def verify(
         notes.append(saved.read_text())
     report = verify_bundle(bundle.read_bytes(), vkey, notes)
     for w in report.warnings:
-        err_console.print(f"warning: {w}", highlight=False)
+        err_console.print(f"warning: {w}", highlight=False, soft_wrap=True)
     if report.ok:
-        console.print(report.summary(), highlight=False)
+        console.print(report.summary(), highlight=False, soft_wrap=True)
         return
     for e in report.errors:
         err_console.print(f"  - {e}", highlight=False, soft_wrap=True)
@@ -154,13 +154,15 @@ def export(
     client = ApiClient()
     query = "&".join(f"{k}={v}" for k, v in params.items())
     size = client.download(f"/api/v1/audit/export?{query}", out, progress=True)
-    console.print(f"wrote {out} ({size} bytes); check it with: tre audit verify {out}", highlight=False)
+    console.print(
+        f"wrote {out} ({size} bytes); check it with: tre audit verify {out}", highlight=False, soft_wrap=True
+    )
 
 
 @app.command("public-key")
 def public_key() -> None:
     """Print the log's verifier key (pin it out of band, e.g. in your audit records)."""
-    console.print(ApiClient().get("/api/v1/audit/public-key")["vkey"], highlight=False)
+    console.print(ApiClient().get("/api/v1/audit/public-key")["vkey"], highlight=False, soft_wrap=True)
 
 
 def _save(path: Path, text: str) -> None:
@@ -186,7 +188,11 @@ def checkpoint(
     vkey = _load_key(key)
     if vkey is None:
         vkey = VerifierKey.parse(client.get("/api/v1/audit/public-key")["vkey"])
-        err_console.print(f"warning: pinning the server's key on first use: {vkey.encode()}", highlight=False)
+        err_console.print(
+            f"warning: pinning the server's key on first use: {vkey.encode()}",
+            highlight=False,
+            soft_wrap=True,
+        )
     latest = client.get("/api/v1/audit/checkpoint")
     try:
         new = open_checkpoint(latest["note"], vkey)
@@ -220,7 +226,9 @@ def checkpoint(
     _save(pin_path, new.note)
     since = f", consistent with the pinned size {old.tree_size}" if old else " (first pin)"
     console.print(
-        f"checkpoint OK: {new.tree_size} entries, root {new.root_hash.hex()}{since}", highlight=False
+        f"checkpoint OK: {new.tree_size} entries, root {new.root_hash.hex()}{since}",
+        highlight=False,
+        soft_wrap=True,
     )
 
 
@@ -252,4 +260,5 @@ def prove(index: Annotated[int, typer.Argument(min=0, help="Leaf index of the en
     console.print(
         f"entry {index} ({entry['action']} by {entry['actor']}) is in the log of {cp.tree_size} entries",
         highlight=False,
+        soft_wrap=True,
     )

@@ -1,0 +1,129 @@
+"""`tre audit ...` commands: offline verify, and search/export/checkpoint/prove against a live API."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import uvicorn
+from fastapi import FastAPI
+from sqlalchemy import Engine, select
+from typer.testing import CliRunner
+
+from tests.audit.conftest import export_bytes
+from tre.audit import AuditEvent, record_events
+from tre.audit.api import router
+from tre.audit.merkle import leaf_hash
+from tre.audit.signing import AuditSigner, configure
+from tre.cli.audit import app as audit_app
+from tre.cli.client import CliError
+from tre.config import Settings, reset_settings_cache
+from tre.store.db import session_scope
+from tre.store.models import AuditEntry
+
+runner = CliRunner()
+
+
+def seed(engine: Engine, n: int, actor: str = "alice") -> None:
+    with session_scope(engine) as s:
+        record_events(
+            s, [AuditEvent(actor, "dataset.read", project_id="p1", dataset_id=f"d{i}") for i in range(n)]
+        )
+
+
+def test_verify_offline(engine: Engine, settings: Settings, signer: AuditSigner, tmp_path: Path) -> None:
+    configure(engine, settings.keys_dir)
+    seed(engine, 6)
+    bundle = tmp_path / "b.jsonl"
+    bundle.write_bytes(export_bytes(engine, signer))
+    key = signer.verifier_key.encode()
+    ok = runner.invoke(audit_app, ["verify", str(bundle), "--key", key])
+    assert ok.exit_code == 0, ok.output
+    assert "OK: 6 entries verified" in ok.output
+
+    lines = bundle.read_bytes().split(b"\n")
+    lines[2], lines[3] = lines[3], lines[2]
+    bundle.write_bytes(b"\n".join(lines))
+    bad = runner.invoke(audit_app, ["verify", str(bundle), "--key", key])
+    assert bad.exit_code == 1
+    assert isinstance(bad.exception, CliError) and "first bad index 1" in str(bad.exception)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def live(
+    app: FastAPI,
+    engine: Engine,
+    settings: Settings,
+    make_user: Callable[..., object],
+    token_for: Callable[..., str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[str]:
+    """The real app on a real port; the CLI reaches it through ApiClient like a user would."""
+    if not any(getattr(r, "path", "").startswith("/api/v1/audit") for r in app.routes):
+        app.include_router(router)
+    configure(engine, settings.keys_dir)
+    with session_scope(engine) as s:
+        make_user(s, "audrey", "auditor")
+    seed(engine, 4)
+    seed(engine, 2, actor="bob")
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline, "API did not start"
+        time.sleep(0.05)
+    monkeypatch.setenv("TRE_API_URL", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("TRE_TOKEN", token_for("audrey", "auditor"))
+    reset_settings_cache()
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def test_search_export_and_verify(live: str, tmp_path: Path, signer: AuditSigner) -> None:
+    res = runner.invoke(audit_app, ["search", "--user", "bob", "--json"])
+    assert res.exit_code == 0, res.output
+    assert res.output.count('"actor": "bob"') == 2 and "alice" not in res.output
+    res = runner.invoke(audit_app, ["search", "--dataset", "d1", "--project", "p1"])
+    assert res.exit_code == 0 and "audit entries (2)" in res.output, res.output
+
+    out = tmp_path / "audit.jsonl"
+    res = runner.invoke(audit_app, ["export", str(out)])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(audit_app, ["verify", str(out), "--key", signer.verifier_key.encode()])
+    assert res.exit_code == 0 and "OK: 6 entries verified" in res.output, res.output
+
+
+def test_checkpoint_pins_and_catches_a_fork(live: str, engine: Engine) -> None:
+    first = runner.invoke(audit_app, ["checkpoint"])
+    assert first.exit_code == 0, first.output
+    assert "6 entries" in first.output and "first pin" in first.output
+    seed(engine, 3)
+    again = runner.invoke(audit_app, ["checkpoint"])
+    assert again.exit_code == 0 and "consistent with the pinned size 6" in again.output, again.output
+    proved = runner.invoke(audit_app, ["prove", "4"])
+    assert proved.exit_code == 0 and "entry 4 (dataset.read by bob)" in proved.output, proved.output
+
+    with session_scope(engine) as s:  # the server's operator quietly rewrites entry 1
+        row = s.scalar(select(AuditEntry).where(AuditEntry.idx == 1))
+        assert row is not None
+        row.body = row.body.replace('"d1"', '"d7"')
+        row.leaf_hash = leaf_hash(row.body.encode())
+    seed(engine, 1)
+    forked = runner.invoke(audit_app, ["checkpoint"])
+    assert forked.exit_code == 1
+    assert isinstance(forked.exception, CliError) and "FORK" in str(forked.exception)
+    bad = runner.invoke(audit_app, ["prove", "1"])
+    assert isinstance(bad.exception, CliError) and "NOT proven" in str(bad.exception)
