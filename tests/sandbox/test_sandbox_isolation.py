@@ -304,3 +304,34 @@ def test_setuid_bits_written_by_the_job_are_cleared(sandbox: Sandbox) -> None:
     assert (run.spec.output_dir / "sgid-dir").stat().st_mode & 0o7777 == 0o775
     assert (run.spec.output_dir / "link").is_symlink()  # left alone, never followed
     assert "cleared setuid/setgid bits on 2 output path(s)" in run.log
+
+
+def test_proc_sysctls_are_read_only_and_kernel_internals_masked(sandbox: Sandbox) -> None:
+    """The sandbox uid maps to the worker's uid (root here): without the explicit read-only
+    /proc/sys the job could write kernel.core_pattern and run code as host root."""
+    code = textwrap.dedent(
+        """
+        import json, os
+        def open_for(path, flags):
+            try:
+                os.close(os.open(path, flags))
+                return 'ok'
+            except OSError as e:
+                return e.strerror
+        paths = ['/proc/sys/kernel/core_pattern', '/proc/sys/vm/drop_caches', '/proc/sys/kernel/hostname']
+        print(json.dumps({
+            'write': {p: open_for(p, os.O_WRONLY) for p in paths},
+            'read_sysctl': open('/proc/sys/kernel/hostname').read().strip(),
+            'masked': {p: open_for(p, os.O_RDONLY)
+                       for p in ('/proc/kpageflags', '/proc/kmsg', '/proc/timer_list') if os.path.exists(p)},
+            'cpuinfo': len(open('/proc/cpuinfo').read()) > 0,
+        }))
+        """
+    )
+    run = sandbox.run(code)
+    assert run.result.state == "succeeded", run.log
+    (out,) = run.json_lines()
+    assert set(out["write"].values()) == {"Read-only file system"}, out
+    assert out["read_sysctl"] == "tre-sandbox"  # reads still work, and show the sandbox's own uts
+    assert "ok" not in out["masked"].values(), out
+    assert out["cpuinfo"] is True
