@@ -105,12 +105,14 @@ _by_engine: weakref.WeakKeyDictionary[Engine, Path] = weakref.WeakKeyDictionary(
 def configure(engine: Engine, keys_dir: Path) -> None:
     """Tell record_event which keys folder signs for ``engine``'s log.
 
-    create_app and the worker call this with ``settings.keys_dir``; without it the signer
+    create_app and the worker call this at start with ``settings.keys_dir``, which also creates
+    the key (0600) if it does not exist yet. Without it the signer
     comes from the environment's settings (``TRE_HOME``). Keyed by engine so that several
     apps in one process (tests) each sign with their own key.
     """
     with _lock:
         _by_engine[engine] = Path(keys_dir)
+    get_signer(keys_dir)  # create the key now (first start), not on the first audited action
 
 
 def signer_for(session: Session) -> AuditSigner:
