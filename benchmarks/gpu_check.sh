@@ -2,8 +2,9 @@
 # GPU check for tre.kernels (issue 5): real-CUDA correctness tests + the GPU benchmark.
 #
 # Run from the repository root on a machine with an NVIDIA GPU, python3, numpy, numba and
-# numba-cuda. pydicom and nibabel are taken from ./.whl/*.whl when present (an offline
-# machine), else they must be importable already. Everything is logged under $OUT
+# numba-cuda. Wheels in ./.whl/*.whl (pydicom, nibabel, and numpy 2.4 -- numba-cuda 0.30.4
+# still touches np.row_stack, which numpy 2.5 removed) are installed into /tmp/tre_site
+# first when present (an offline machine); else they must be importable already. Everything is logged under $OUT
 # (default ./gpu_out): env.txt, cuda_tests.txt, bench_cuda.txt, bench_cuda.json.
 #
 #   bash benchmarks/gpu_check.sh            # about 3-5 minutes on an H100
