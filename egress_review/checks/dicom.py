@@ -21,11 +21,10 @@ from typing import Any
 import pydicom
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
-from pydicom.errors import InvalidDicomError
 from pydicom.tag import Tag
 
 from egress_review.checks import annex_e
-from egress_review.checks.identifiers import IdentifierMatcher
+from egress_review.checks.identifiers import MALFORMED_DICOM, IdentifierMatcher
 from egress_review.checks.model import CheckContext, CheckResult, action_outcome, mask
 from egress_review.policy import DicomRules, Policy
 
@@ -151,14 +150,15 @@ class _Walker:
 def check_dicom(path: Path, policy: Policy, context: CheckContext) -> list[CheckResult]:
     """All Annex E checks on one DICOM file; one result per rule that fired, or a pass."""
     rules = policy.dicom
-    try:
-        ds = pydicom.dcmread(path, stop_before_pixels=False)
-    except (InvalidDicomError, OSError, ValueError, EOFError, KeyError, TypeError) as exc:
-        return [CheckResult(check="dicom", outcome="block", reason=f"cannot parse DICOM file: {exc}")]
     matcher = IdentifierMatcher(context.identifiers, policy.text)
     walker = _Walker(rules, context, matcher)
-    walker.walk(ds.file_meta, "meta.")
-    walker.walk(ds)
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=False)
+        walker.walk(ds.file_meta, "meta.")
+        walker.walk(ds)
+    except MALFORMED_DICOM as exc:
+        # pydicom parses lazily, so a corrupt element may only fail during the walk.
+        return [CheckResult(check="dicom", outcome="block", reason=f"malformed DICOM file: {str(exc)[:300]}")]
     out: list[CheckResult] = []
     if walker.identifier_hits:
         out.append(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import re
+import struct
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import pydicom
 from pydicom.dataset import Dataset
-from pydicom.errors import InvalidDicomError
+from pydicom.errors import BytesLengthException, InvalidDicomError
 
 from egress_review.policy import TextRules
 
@@ -94,6 +95,21 @@ def identifiers_from_dataset(ds: Dataset) -> set[str]:
     return found
 
 
+# What pydicom raises on corrupt files. It parses lazily, so these also surface while values
+# are read; unknown VRs raise NotImplementedError (a RuntimeError), and BytesLengthException
+# derives from Exception directly. Listed, not caught blindly, so programming errors surface.
+MALFORMED_DICOM: tuple[type[Exception], ...] = (
+    InvalidDicomError,
+    BytesLengthException,
+    OSError,
+    EOFError,
+    ValueError,
+    RuntimeError,
+    KeyError,
+    TypeError,
+    IndexError,
+    struct.error,
+)
 _CACHE: OrderedDict[tuple[str, int | None, tuple[int, int, int]], frozenset[str]] = OrderedDict()
 _CACHE_LOCK = threading.Lock()
 CACHE_DATASETS = 16
@@ -148,9 +164,9 @@ def gather_identifiers(dataset_path: Path, max_files: int | None = None) -> set[
             continue
         try:
             ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=HEADER_TAGS)
-        except (InvalidDicomError, OSError, ValueError, EOFError, KeyError, TypeError):
-            continue
-        found |= identifiers_from_dataset(ds)
+            found |= identifiers_from_dataset(ds)
+        except MALFORMED_DICOM:
+            continue  # pydicom parses lazily: a corrupt element fails here, not in dcmread
     with _CACHE_LOCK:
         _CACHE[key] = frozenset(found)
         while len(_CACHE) > CACHE_DATASETS:

@@ -280,3 +280,22 @@ def test_annex_e_table_covers_the_basic_profile() -> None:
     assert annex_e.lookup(0x50001234) is not None and annex_e.lookup(0x50001234).keyword == "CurveData"  # type: ignore[union-attr]
     assert annex_e.lookup(0x60203000).keyword == "OverlayData"  # type: ignore[union-attr]
     assert annex_e.lookup(0x00280010) is None  # Rows is kept
+
+
+def test_malformed_dicom_blocks_instead_of_crashing(
+    tmp_path: Path, policy: Policy, context: CheckContext
+) -> None:
+    raw = CT_SMALL.read_bytes()
+    rows = b"\x28\x00\x10\x00US\x02\x00"  # (0028,0010) Rows, US, length 2
+    assert raw.count(rows) == 1
+    at = raw.index(rows)
+    corrupt = raw[:at] + b"\x28\x00\x10\x00US\x03\x00" + raw[at + 8 : at + 10] + b"\x00" + raw[at + 10 :]
+    path = tmp_path / "corrupt.dcm"
+    path.write_bytes(corrupt)  # a 3-byte US value: pydicom fails only when the value is read
+    results = run_checks(path, "corrupt.dcm", policy, context)
+    dicom = by_check(results, "dicom")
+    assert dicom.outcome == "block" and "malformed" in dicom.reason
+    # a dataset folder holding the corrupt file still yields the good file's identifiers
+    good = tmp_path / "good.dcm"
+    good.write_bytes(CT_SMALL.read_bytes())
+    assert "1CT1" in gather_identifiers(tmp_path)
