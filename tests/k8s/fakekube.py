@@ -47,6 +47,8 @@ class Scenario:
     logs: bytes = b""
     output_tar: bytes = b""
     exec_status: str = "exec_success"
+    # Answer the first N requests of a kind with a recorded 503 (etcd leader change).
+    unavailable: dict[str, int] = field(default_factory=dict)  # keys: "get_job", "list_pods"
 
 
 @dataclass
@@ -205,6 +207,8 @@ class Handler(BaseHTTPRequestHandler):
             self._exec()
             return
         m = re.fullmatch(r"/apis/batch/v1/namespaces/([^/]+)/jobs/([^/]+)", path)
+        if m and self._unavailable("get_job"):
+            return
         if m:
             with c.lock:
                 obj = c.objects.get(path)
@@ -227,6 +231,8 @@ class Handler(BaseHTTPRequestHandler):
                 self._collector_pods(path, q)
             elif q.get("watch") == ["true"]:
                 self._watch_job_pods(q)
+            elif self._unavailable("list_pods"):
+                return
             else:
                 with c.lock:
                     if c.delivered == 0 and c.job() is not None:
@@ -250,6 +256,15 @@ class Handler(BaseHTTPRequestHandler):
             self._json(200, stored)
             return
         self._send(404, _status("status_404", NAME=path.rsplit("/", 1)[1], KIND="object"))
+
+    def _unavailable(self, what: str) -> bool:
+        with self.cluster.lock:
+            left = self.cluster.scenario.unavailable.get(what, 0)
+            if left <= 0:
+                return False
+            self.cluster.scenario.unavailable[what] = left - 1
+        self._send(503, _status("status_503"))
+        return True
 
     # -- watch -----------------------------------------------------------------------------
     def _stream(self, lines: list[bytes]) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.k8s.fakekube import FakeApiServer, Scenario
-from tre.executors.base import DatasetMount, JobSpec, RunControl
+from tre.executors.base import DatasetMount, ExecutorError, JobSpec, RunControl
 from tre.executors.kubernetes import KubernetesExecutor, KubernetesSettings
 
 IMAGE = "registry.example.org/tre/job@sha256:" + "ab" * 32
@@ -56,6 +56,7 @@ def executor_for(server: FakeApiServer, dataset_provisioned: bool = True) -> Kub
     settings = KubernetesSettings(
         kubeconfig=server.kubeconfig,
         watch_window_s=1,
+        retry_backoff_s=0.01,
         collector_image="registry.example.org/tre/job-cpu@sha256:" + "cd" * 32,
     )
     return KubernetesExecutor(settings)
@@ -254,3 +255,20 @@ def test_missing_dataset_claim_fails_before_creating_the_job(tmp_path: Path) -> 
         result = executor_for(server, dataset_provisioned=False).run(spec_for(tmp_path), RunControl())
         assert not server.calls("POST", r"/jobs$")
     assert result.state == "failed" and "ds-lidc" in result.reason and "not provisioned" in result.reason
+
+
+def test_transient_api_errors_do_not_kill_a_running_job(tmp_path: Path) -> None:
+    scenario = Scenario(
+        SUCCESS, unavailable={"get_job": 2, "list_pods": 2}, output_tar=make_tar({"ok": b"1"})
+    )
+    with FakeApiServer(scenario, tmp_path) as server:
+        result = executor_for(server).run(spec_for(tmp_path), RunControl())
+        assert not scenario.unavailable["get_job"] and not scenario.unavailable["list_pods"]
+    assert result.state == "succeeded", result.reason
+
+
+def test_persistent_api_errors_give_up_with_a_clear_error(tmp_path: Path) -> None:
+    scenario = Scenario(SUCCESS, unavailable={"get_job": 100})
+    with FakeApiServer(scenario, tmp_path) as server:
+        with pytest.raises(ExecutorError, match="503"):
+            executor_for(server).run(spec_for(tmp_path), RunControl())

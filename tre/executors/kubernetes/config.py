@@ -56,6 +56,8 @@ class KubernetesSettings(BaseSettings):
     ephemeral_storage_mb: int = 1024
     log_limit_mb: int = 64
     watch_window_s: int = 5
+    # Base back-off between retries of transient API errors (429, 5xx, connection).
+    retry_backoff_s: float = 2.0
     # Extra seconds past activeDeadlineSeconds before the executor gives up on the cluster.
     deadline_grace_s: int = 120
     # Namespace-wide ceilings (ResourceQuota) for one project.

@@ -34,6 +34,7 @@ Manifest = dict[str, Any]
 HTTP_CONFLICT = 409
 HTTP_GONE = 410
 HTTP_NOT_FOUND = 404
+MAX_TRANSIENT_ERRORS = 5
 
 
 def _raw(resp: Any) -> Manifest:
@@ -197,6 +198,7 @@ class KubernetesExecutor(Executor):
         pod: PodView | None = None
         follower: LogFollower | None = None
         rv: str | None = None
+        transient_errors = 0
 
         def see(obj: Manifest, deleted: bool = False) -> None:
             nonlocal pod, follower
@@ -237,12 +239,25 @@ class KubernetesExecutor(Executor):
                     pod,
                     follower,
                 )
-            if rv is None:
-                rv, items = self._list_pods(ns, selector)
-                for obj in items:
-                    see(obj)
-            else:
-                rv = self._watch_pods(ns, selector, rv, see)
+            try:
+                if rv is None:
+                    rv, items = self._list_pods(ns, selector)
+                    for obj in items:
+                        see(obj)
+                else:
+                    rv = self._watch_pods(ns, selector, rv, see)
+                transient_errors = 0
+            except (ApiException, HTTPError) as exc:
+                # A hiccup of the API server must not kill a job that runs fine: retry, and
+                # give up (the caller then deletes the Job, best effort) only if errors persist.
+                if isinstance(exc, ApiException) and not _transient(exc):
+                    raise ExecutorError(f"listing pods in {ns} failed: {_api_reason(exc)}") from exc
+                transient_errors += 1
+                if transient_errors > MAX_TRANSIENT_ERRORS:
+                    raise ExecutorError(f"the Kubernetes API keeps failing: {exc}") from exc
+                log.warning("transient API error following %s/%s: %s", ns, name, exc)
+                rv = None
+                time.sleep(min(self.settings.retry_backoff_s * transient_errors, 10.0))
             if pod is not None and pod.fatal_waiting:
                 self._delete_job(ns, name)
                 return waiting_failure(pod, spec.image), pod, follower
@@ -284,6 +299,8 @@ class KubernetesExecutor(Executor):
             if exc.status == HTTP_GONE:
                 log.info("watch of %s expired (410 Gone); re-listing", ns)
                 return None
+            if _transient(exc):
+                raise  # retried by the follow loop
             raise ExecutorError(f"watching pods in {ns} failed: {_api_reason(exc)}") from exc
         except HTTPError as exc:
             log.warning("watch of %s interrupted (%s); re-listing", ns, exc)
@@ -291,12 +308,21 @@ class KubernetesExecutor(Executor):
         return rv
 
     def _read_job(self, ns: str, name: str) -> Manifest | None:
-        try:
-            return _raw(self.batch.read_namespaced_job(name, ns, _preload_content=False))
-        except ApiException as exc:
-            if exc.status == HTTP_NOT_FOUND:
-                return None
-            raise ExecutorError(f"cannot read Job {ns}/{name}: {_api_reason(exc)}") from exc
+        """The Job's JSON, None if it is gone; transient API errors are retried a few times."""
+        for attempt in range(MAX_TRANSIENT_ERRORS + 1):
+            try:
+                return _raw(self.batch.read_namespaced_job(name, ns, _preload_content=False))
+            except ApiException as exc:
+                if exc.status == HTTP_NOT_FOUND:
+                    return None
+                if not _transient(exc) or attempt == MAX_TRANSIENT_ERRORS:
+                    raise ExecutorError(f"cannot read Job {ns}/{name}: {_api_reason(exc)}") from exc
+                log.warning("transient error reading Job %s/%s: %s", ns, name, _api_reason(exc))
+            except HTTPError as exc:
+                if attempt == MAX_TRANSIENT_ERRORS:
+                    raise ExecutorError(f"cannot reach the Kubernetes API: {exc}") from exc
+            time.sleep(min(self.settings.retry_backoff_s * (attempt + 1), 10.0))
+        return None  # unreachable: the last attempt returns or raises
 
     # --- outputs and cleanup -------------------------------------------------------------
 
@@ -394,6 +420,8 @@ class KubernetesExecutor(Executor):
         except ApiException as exc:
             if exc.status != HTTP_NOT_FOUND:
                 log.warning("cleanup failed: %s", _api_reason(exc))
+        except HTTPError as exc:
+            log.warning("cleanup failed, API unreachable: %s", exc)
 
 
 def _collector_state(pod: Manifest) -> str:
@@ -405,6 +433,11 @@ def _collector_state(pod: Manifest) -> str:
         for c in (pod.get("status") or {}).get("conditions") or []
     )
     return "running" if view.phase == "Running" and ready else "pending"
+
+
+def _transient(exc: ApiException) -> bool:
+    """Server-side trouble worth retrying: 429, 5xx, or no HTTP status at all (connection)."""
+    return exc.status in (0, None, 429) or (isinstance(exc.status, int) and exc.status >= 500)
 
 
 def _api_reason(exc: ApiException) -> str:
