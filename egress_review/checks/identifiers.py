@@ -42,7 +42,7 @@ ID_KEYWORDS = (
     "RequestedProcedureID",
     "PerformedProcedureStepID",
 )
-FREE_KEYWORDS = ("PatientAddress", "PatientTelephoneNumbers")
+FREE_KEYWORDS = ("PatientAddress", "PatientTelephoneNumbers", "PatientBirthDate")
 UID_KEYWORDS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "FrameOfReferenceUID")
 SEQUENCE_KEYWORDS = ("OtherPatientIDsSequence",)
 HEADER_TAGS = [*PERSON_NAME_KEYWORDS, *ID_KEYWORDS, *FREE_KEYWORDS, *UID_KEYWORDS, *SEQUENCE_KEYWORDS]

@@ -51,6 +51,7 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "Doe^Jane^Marie",
         "MRN0012345",
         AccessionNumber="ACC778899",
+        PatientBirthDate="19650412",
         OtherPatientIDsSequence=[other],
     )
     write_header(root / "pat2" / "slice.dcm", "Okonkwo^Chidi", "MRN0099999")
@@ -115,6 +116,7 @@ def test_patient_name_in_log_is_blocked(tmp_path: Path, policy: Policy, context:
         "other id HOSP-77-1234 seen",
         "saved id_hosp-77-1234.png",
         "accession ACC778899",
+        "dob=19650412",
         f"study {STUDY_UID} done",
         "name: Doe, Jane",
     ],
