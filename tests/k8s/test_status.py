@@ -49,3 +49,14 @@ def test_active_job_is_not_terminal() -> None:
 def test_missing_kubeconfig_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ExecutorError, match="TRE_K8S_KUBECONFIG"):
         KubernetesExecutor(KubernetesSettings(kubeconfig=tmp_path / "nope"))
+
+
+def test_deadline_while_pending_says_why() -> None:
+    deadline = job_view(recording("job_failed_deadline"))
+    pending = final_result(deadline, pod_view(job_pod("pod_pending")), 1024, 60)
+    assert pending.state == "timed_out" and "could not be scheduled" in pending.reason
+    assert "persistentvolumeclaim" in pending.reason  # the scheduler's own words
+    no_pod = final_result(deadline, None, 1024, 60)
+    assert no_pod.state == "timed_out" and "ResourceQuota" in no_pod.reason
+    ran = final_result(deadline, pod_view(job_pod("pod_running")), 1024, 60)
+    assert ran.reason.startswith("time limit of 60 s exceeded; Kubernetes stopped the job")

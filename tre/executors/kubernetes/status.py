@@ -37,6 +37,7 @@ class PodView:
     pod_reason: str | None
     pod_message: str | None
     deleted: bool = False
+    unschedulable: str | None = None  # the scheduler's message while the pod cannot be placed
 
     @property
     def fatal_waiting(self) -> bool:
@@ -67,6 +68,14 @@ def pod_view(pod: dict[str, Any], container: str = "job", deleted: bool = False)
         pod_reason=status.get("reason"),
         pod_message=status.get("message"),
         deleted=deleted,
+        unschedulable=next(
+            (
+                c.get("message") or c.get("reason")
+                for c in status.get("conditions") or []
+                if c.get("type") == "PodScheduled" and c.get("status") == "False"
+            ),
+            None,
+        ),
     )
 
 
@@ -110,6 +119,17 @@ def waiting_failure(pod: PodView, image: str) -> JobResult:
 
 def final_result(job: JobView, pod: PodView | None, memory_mb: int, time_limit_s: int) -> JobResult:
     """How a finished Job ended, most specific cause first."""
+    if job.failed and job.reason == "DeadlineExceeded" and (pod is None or not pod.started):
+        why = (
+            f"the pod could not be scheduled: {pod.unschedulable}"
+            if pod is not None and pod.unschedulable
+            else "it never started (no pod was created: check the project's ResourceQuota)"
+            if pod is None
+            else "the container never started"
+        )
+        return JobResult(
+            "timed_out", None, f"time limit of {time_limit_s} s exceeded before the job ran: {why}"
+        )
     if job.failed and job.reason == "DeadlineExceeded":
         return JobResult(
             "timed_out",
