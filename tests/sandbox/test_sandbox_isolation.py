@@ -335,3 +335,27 @@ def test_proc_sysctls_are_read_only_and_kernel_internals_masked(sandbox: Sandbox
     assert out["read_sysctl"] == "tre-sandbox"  # reads still work, and show the sandbox's own uts
     assert "ok" not in out["masked"].values(), out
     assert out["cpuinfo"] is True
+
+
+def test_concurrent_jobs_are_isolated_from_each_other(sandbox: Sandbox) -> None:
+    """The worker runs jobs on a thread pool: two sandboxes at once, neither sees the other."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    code = textwrap.dedent(
+        """
+        import json, os, sys, time
+        me = sys.argv[1]
+        open(f'/output/{me}.txt', 'w').write(me)
+        time.sleep(0.5)
+        procs = [p for p in os.listdir('/proc') if p.isdigit()]
+        cmdlines = [open(f'/proc/{p}/cmdline', 'rb').read() for p in procs]
+        others = any(b'tre-test-' in c and me.encode() not in c for c in cmdlines)
+        print(json.dumps({'outputs': sorted(os.listdir('/output')), 'other_jobs_visible': others}))
+        """
+    )
+    with ThreadPoolExecutor(2) as pool:
+        runs = list(pool.map(lambda _: sandbox.run(code), range(2)))
+    for run in runs:
+        assert run.result.state == "succeeded", run.log
+        (out,) = run.json_lines()
+        assert out == {"outputs": [f"{run.marker}.txt"], "other_jobs_visible": False}
