@@ -56,8 +56,9 @@ def test_log_is_streamed_while_the_job_runs(sandbox: Sandbox) -> None:
     def heartbeat() -> None:
         seen_while_running.extend("tick-1" in p.read_text() for p in sandbox.tmp.glob("*/log.txt"))
 
-    run = sandbox.run("import time; print('tick-1', flush=True); time.sleep(2.5)",
-                      control=RunControl(heartbeat=heartbeat))
+    run = sandbox.run(
+        "import time; print('tick-1', flush=True); time.sleep(2.5)", control=RunControl(heartbeat=heartbeat)
+    )
     assert run.result.state == "succeeded"
     assert run.heartbeats >= 2
     assert any(seen_while_running), "log line was not visible before the job finished"
@@ -125,8 +126,16 @@ def test_seccomp_denies_dangerous_syscalls(sandbox: Sandbox) -> None:
     assert run.result.state == "succeeded", run.log
     (out,) = run.json_lines()
     eperm = 1
-    for name in ("ptrace", "keyctl", "bpf", "userfaultfd", "perf_event_open", "unshare", "mount",
-                 "io_uring_setup"):
+    for name in (
+        "ptrace",
+        "keyctl",
+        "bpf",
+        "userfaultfd",
+        "perf_event_open",
+        "unshare",
+        "mount",
+        "io_uring_setup",
+    ):
         assert out[name] == [-1, eperm], name
     assert out["getpid"][0] > 0  # ordinary syscalls still work
 
@@ -250,8 +259,11 @@ def test_image_rootfs_replaces_the_host_toolchain(sandbox: Sandbox, tmp_path: Pa
     image = "registry.example/tre/minimal:1.0"
     root = tmp_path / "images" / sanitise_image_ref(image)
     assert sanitise_image_ref(image) == "registry.example_tre_minimal_1.0"
-    libs = [Path(p) for p in subprocess.run([ldd, str(sh)], capture_output=True, text=True).stdout.split()
-            if p.startswith("/")]
+    libs = [
+        Path(p)
+        for p in subprocess.run([ldd, str(sh)], capture_output=True, text=True).stdout.split()
+        if p.startswith("/")
+    ]
     for src in [sh, *libs]:
         dest = root / src.relative_to("/")
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -263,10 +275,13 @@ def test_image_rootfs_replaces_the_host_toolchain(sandbox: Sandbox, tmp_path: Pa
     run = sandbox.run(
         "",
         image=image,
-        command=["/bin/sh", "-c",
-                 'read m < /marker-of-image; echo "image=$m" > /output/where.txt; '
-                 'test -e /usr/bin/python3 && echo host-python-visible; '
-                 'echo x > /marker-of-image || echo rootfs-read-only'],
+        command=[
+            "/bin/sh",
+            "-c",
+            'read m < /marker-of-image; echo "image=$m" > /output/where.txt; '
+            "test -e /usr/bin/python3 && echo host-python-visible; "
+            "echo x > /marker-of-image || echo rootfs-read-only",
+        ],
     )
     assert run.result.state == "succeeded", run.log
     assert (run.spec.output_dir / "where.txt").read_text() == "image=minimal\n"

@@ -158,8 +158,9 @@ def test_cancellation_stops_the_job(sandbox: Sandbox, assert_clean) -> None:
     timer.start()
     t0 = time.monotonic()
     try:
-        run = sandbox.run("import time; time.sleep(60)", time_limit_s=30,
-                          control=RunControl(is_cancelled=cancel.is_set))
+        run = sandbox.run(
+            "import time; time.sleep(60)", time_limit_s=30, control=RunControl(is_cancelled=cancel.is_set)
+        )
     finally:
         timer.cancel()
     assert run.result.state == "cancelled"
@@ -168,8 +169,9 @@ def test_cancellation_stops_the_job(sandbox: Sandbox, assert_clean) -> None:
     assert_clean(run)
 
 
-def test_rlimit_fallback_still_limits_memory_and_time(sandbox: Sandbox, caplog: pytest.LogCaptureFixture,
-                                                      assert_clean) -> None:
+def test_rlimit_fallback_still_limits_memory_and_time(
+    sandbox: Sandbox, caplog: pytest.LogCaptureFixture, assert_clean
+) -> None:
     executor = LocalExecutor(use_cgroups=False)
     with caplog.at_level(logging.WARNING, logger="tre.executors.local"):
         run: Run = sandbox.run(
@@ -193,8 +195,15 @@ def test_sweep_removes_only_cgroups_of_dead_workers(cgroups_available: None) -> 
     ours = create_job_cgroup(f"tre-sweep-{os.getpid()}-bbbbbb", limits)
     busy = create_job_cgroup(f"tre-sweep-{gone.pid}-cccccc", limits)
     assert stale is not None and ours is not None and busy is not None
-    sleeper = subprocess.Popen(["sh", "-c", 'for f in "$@"; do echo $$ > "$f"; done; exec sleep 30', "sh",
-                                *map(str, busy.procs_files)])
+    sleeper = subprocess.Popen(
+        [
+            "sh",
+            "-c",
+            'for f in "$@"; do echo $$ > "$f"; done; exec sleep 30',
+            "sh",
+            *map(str, busy.procs_files),
+        ]
+    )
     try:
         deadline = time.monotonic() + 5
         while not busy.pids() and time.monotonic() < deadline:

@@ -64,8 +64,9 @@ def test_warm_up_then_jobs_load_compiled_kernels(sandbox: Sandbox, tmp_path: Pat
     cold = sandbox.run(CALL, executor=executor)  # before warm-up: compiles, seed stays absent
     assert cold.json_lines()[0]["misses"] == 1 and not seed.exists()
 
-    warm_spec = replace(cold.spec, job_id=cold.spec.job_id + "w", output_dir=tmp_path / "w-out",
-                        log_path=tmp_path / "w.log")
+    warm_spec = replace(
+        cold.spec, job_id=cold.spec.job_id + "w", output_dir=tmp_path / "w-out", log_path=tmp_path / "w.log"
+    )
     result = executor.warm_numba_cache(warm_spec, RunControl())
     assert result.state == "succeeded", (tmp_path / "w.log").read_text()
     assert any(p.suffix == ".nbc" for p in seed.rglob("*"))

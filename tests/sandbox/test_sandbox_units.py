@@ -55,8 +55,13 @@ def test_dataset_mount_rules(tmp_path: Path) -> None:
     with pytest.raises(ExecutorError, match="must be /data"):
         dataset_mounts(_spec(tmp_path, DatasetMount("a", tmp_path / "a", mount_path="/data/../etc")))
     with pytest.raises(ExecutorError, match="two datasets"):
-        dataset_mounts(_spec(tmp_path, DatasetMount("a", tmp_path / "a", mount_path="/data/x"),
-                             DatasetMount("b", tmp_path / "b", mount_path="/data/x")))
+        dataset_mounts(
+            _spec(
+                tmp_path,
+                DatasetMount("a", tmp_path / "a", mount_path="/data/x"),
+                DatasetMount("b", tmp_path / "b", mount_path="/data/x"),
+            )
+        )
     with pytest.raises(ExecutorError, match="no host path"):
         dataset_mounts(_spec(tmp_path, DatasetMount("a", pvc_name="pvc")))
 

@@ -417,6 +417,9 @@ def sweep_stale(max_depth: int = 5) -> list[Path]:
                 except OSError as exc:
                     log.debug("leaving %s: %s", path, exc)
     if removed:
-        log.warning("removed %d job cgroup(s) left by a worker that died: %s", len(removed),
-                    ", ".join(str(p) for p in removed))
+        log.warning(
+            "removed %d job cgroup(s) left by a worker that died: %s",
+            len(removed),
+            ", ".join(str(p) for p in removed),
+        )
     return removed

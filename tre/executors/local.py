@@ -300,8 +300,9 @@ class LocalExecutor(Executor):
                 total += st.st_size
                 files.append((path, path.relative_to(seed).as_posix()))
         if len(files) > _SEED_MAX_FILES or total > _SEED_MAX_BYTES:
-            log.warning("numba cache seed %s is too large (%d files, %d bytes); not used", seed,
-                        len(files), total)
+            log.warning(
+                "numba cache seed %s is too large (%d files, %d bytes); not used", seed, len(files), total
+            )
             return []
         return files
 
@@ -346,8 +347,9 @@ class LocalExecutor(Executor):
         if rootfs is None and self.expose_tre_package:
             binds.append((_TRE_PACKAGE_DIR, f"{_SANDBOX_PYTHONPATH}/tre"))
             extra_env["PYTHONPATH"] = _SANDBOX_PYTHONPATH
-        tmp_files = [(fd, f"{_SANDBOX_NUMBA_CACHE}/{key[5:]}") for key, fd in fds.items()
-                     if key.startswith("seed:")]
+        tmp_files = [
+            (fd, f"{_SANDBOX_NUMBA_CACHE}/{key[5:]}") for key, fd in fds.items() if key.startswith("seed:")
+        ]
         if rootfs is None and (tmp_files or warm_seed is not None):
             extra_env["NUMBA_CACHE_DIR"] = _SANDBOX_NUMBA_CACHE
         layout = SandboxLayout(
