@@ -13,6 +13,7 @@ import json
 import struct
 import threading
 import time
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -112,6 +113,8 @@ class Engine:
         self.started_at: float | None = None
         self.killed = False
         self.removed = False
+        # Docker's format: RFC 3339 with nanoseconds.
+        self.started_wall = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f") + "123Z"
 
     def running(self) -> bool:
         return (
@@ -127,6 +130,7 @@ class Engine:
             "Running": running,
             "OOMKilled": self.oom and not running,
             "ExitCode": 0 if running else (137 if self.killed or self.oom else self.exit_code),
+            "StartedAt": self.started_wall if self.started_at else "0001-01-01T00:00:00Z",
         }
 
 
@@ -185,6 +189,8 @@ def make_handler(engine: Engine) -> type[BaseHTTPRequestHandler]:
                 assert parse_qs(url.query).get("follow") == ["1"]
                 frame = struct.pack(">BxxxL", 1, len(engine.logs)) + engine.logs
                 return self._send(200, frame, "application/vnd.docker.multiplexed-stream")
+            if path.startswith("containers/"):
+                return self._send(404, {"message": f"No such container: {path.split('/')[1]}"})
             return self._send(404, {"message": f"no route {method} {path}"})
 
         def do_GET(self) -> None:
@@ -260,6 +266,34 @@ def test_outputs_over_limit_fail(tmp_path: Path, engine_client: Any) -> None:
     (spec.output_dir / "big.bin").write_bytes(b"\0" * (2 * 1024 * 1024))
     r = DockerExecutor(engine_client(Engine())).run(spec, RunControl())
     assert r.state == "failed" and "exceed" in r.reason
+
+
+def test_reattach_follows_a_container_left_by_a_dead_worker(tmp_path: Path, engine_client: Any) -> None:
+    engine = Engine(exit_code=0, runs_for=0.3, logs=b"still going\n")
+    engine.started_at = time.monotonic()  # started by the previous worker
+    spec = make_spec(tmp_path)
+    ex = DockerExecutor(engine_client(engine))
+    assert ex.supports_reattach
+    result = ex.reattach(spec, "c0ffee", RunControl())
+    assert result.state == "succeeded" and spec.log_path.read_bytes() == b"still going\n"
+    assert not any(p == "containers/create" for _, p, _ in engine.calls) and engine.removed
+    gone = ex.reattach(spec, "deadbeef", RunControl())
+    assert gone.state == "failed" and "no longer exists" in gone.reason
+
+
+def test_reattach_counts_time_already_spent(tmp_path: Path, engine_client: Any) -> None:
+    engine = Engine(runs_for=30)
+    engine.started_at = time.monotonic()
+    engine.started_wall = "2025-06-02T10:15:04.123456789Z"  # long before the 60 s limit ran out
+    result = DockerExecutor(engine_client(engine)).reattach(make_spec(tmp_path), "c0ffee", RunControl())
+    assert result.state == "timed_out" and engine.killed
+
+
+def test_docker_timestamps_parse_with_nanoseconds() -> None:
+    from tre.executors.docker import _parse_docker_time
+
+    assert _parse_docker_time("2025-06-02T10:15:04.123456789Z") == pytest.approx(1748859304.123456)
+    assert _parse_docker_time("0001-01-01T00:00:00Z") is None
 
 
 def _engine_reachable() -> str | None:

@@ -81,6 +81,18 @@ def container_options(
     return opts
 
 
+def _parse_docker_time(value: str) -> float | None:
+    """Docker's RFC 3339 timestamps carry nanoseconds; keep microseconds for `datetime`."""
+    from datetime import datetime
+
+    m = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)$", value)
+    if not m or value.startswith("0001-"):
+        return None
+    frac = (m.group(2) or ".0")[:7]
+    tz = "+00:00" if m.group(3) == "Z" else m.group(3)
+    return datetime.fromisoformat(f"{m.group(1)}{frac}{tz}").timestamp()
+
+
 def _dir_bytes(root: Path) -> int:
     total = 0
     for dirpath, _dirs, files in os.walk(root):
@@ -95,6 +107,8 @@ class DockerExecutor(Executor):
     """Runs a job with the local Docker engine (``docker.from_env()`` unless a client is given)."""
 
     name: ClassVar[str] = "docker"
+    # Containers outlive the worker process, so a restarted worker can follow them again.
+    supports_reattach: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -145,9 +159,35 @@ class DockerExecutor(Executor):
         control.on_started(container.id)
         try:
             container.start()
+        except docker.errors.DockerException as exc:
+            try:
+                container.remove(force=True)
+            except docker.errors.DockerException:
+                pass
+            raise ExecutorError(f"cannot start the container: {exc}") from exc
+        return self._follow(container, spec, control, time.monotonic() + spec.time_limit_s)
+
+    def reattach(self, spec: JobSpec, executor_ref: str, control: RunControl) -> JobResult:
+        """Follow a container started by a previous worker; the log is re-read from its start."""
+        import docker
+
+        try:
+            container = self.client.containers.get(executor_ref)
+        except docker.errors.NotFound:
+            return JobResult("failed", None, f"container {executor_ref[:12]} no longer exists")
+        except docker.errors.DockerException as exc:
+            raise ExecutorError(f"cannot inspect container {executor_ref[:12]}: {exc}") from exc
+        started = _parse_docker_time(container.attrs.get("State", {}).get("StartedAt", ""))
+        elapsed = max(0.0, time.time() - started) if started else 0.0
+        return self._follow(container, spec, control, time.monotonic() + spec.time_limit_s - elapsed)
+
+    def _follow(self, container: Any, spec: JobSpec, control: RunControl, deadline: float) -> JobResult:
+        import docker
+
+        try:
             logger = threading.Thread(target=self._copy_logs, args=(container, spec.log_path), daemon=True)
             logger.start()
-            result = self._wait(container, spec, control)
+            result = self._wait(container, spec, control, deadline)
             logger.join(timeout=10)
             if (
                 result.state == "succeeded"
@@ -163,10 +203,9 @@ class DockerExecutor(Executor):
             except docker.errors.DockerException:
                 pass
 
-    def _wait(self, container: Any, spec: JobSpec, control: RunControl) -> JobResult:
+    def _wait(self, container: Any, spec: JobSpec, control: RunControl, deadline: float) -> JobResult:
         import requests
 
-        deadline = time.monotonic() + spec.time_limit_s
         while True:
             control.heartbeat()
             if control.is_cancelled():
