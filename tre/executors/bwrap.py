@@ -238,6 +238,10 @@ def build_args(spec: JobSpec, layout: SandboxLayout) -> list[str]:
         "--hostname",
         "tre-sandbox",
     ]
+    size = str(layout.tmp_size_bytes)
+    # The private /tmp comes before the toolchain binds: a checkout or virtualenv that lives
+    # under the host's /tmp (CI clones often do) is then bound on top of it, not hidden by it.
+    args += ["--size", size, "--tmpfs", "/tmp"]  # noqa: S108 - sandbox-private tmpfs
     if layout.rootfs is not None:
         root_args, path = _rootfs_args(layout.rootfs), SANDBOX_PATH
     else:
@@ -245,7 +249,6 @@ def build_args(spec: JobSpec, layout: SandboxLayout) -> list[str]:
     args += root_args
     for host, dest in layout.extra_ro_binds:
         args += ["--ro-bind", str(host), dest]
-    size = str(layout.tmp_size_bytes)
     args += [
         *_proc_args(),
         "--dev",
@@ -255,10 +258,6 @@ def build_args(spec: JobSpec, layout: SandboxLayout) -> list[str]:
         size,
         "--tmpfs",
         "/dev/shm",  # noqa: S108 - sandbox-private tmpfs
-        "--size",
-        size,
-        "--tmpfs",
-        "/tmp",  # noqa: S108 - sandbox-private tmpfs
     ]
     made: set[str] = {"/tmp"}  # noqa: S108
     for fd, dest in layout.tmp_files:
