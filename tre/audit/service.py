@@ -8,6 +8,7 @@ hashes of those ranges, so one proof reads at most ``tree_size`` leaf hashes.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -16,12 +17,19 @@ from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from tre.audit.log import latest_checkpoint
-from tre.audit.merkle import ProofError, TreeLevels, consistency_proof, inclusion_proof
+from tre.audit.merkle import ProofError, TreeLevels, consistency_proof, inclusion_proof, node_hash
 from tre.audit.signing import AuditSigner
 from tre.audit.verify import BUNDLE_FORMAT
 from tre.store.models import AuditCheckpoint, AuditEntry, AuditState
 
 EXPORT_CHUNK = 5000
+# Complete subtrees never change once all their leaves exist, so their hashes are cached
+# per database (a few MB at most). The cache only speeds up proofs: auditors never trust
+# the server, they check every proof against a signed checkpoint.
+CACHE_MIN_SUBTREE = 1024
+CACHE_MAX_ENTRIES = 200_000
+_subtree_cache: dict[tuple[str, int, int], bytes] = {}
+_cache_lock = threading.Lock()
 
 
 class AuditLogError(RuntimeError):
@@ -81,6 +89,7 @@ class StoredTree:
             raise AuditLogError(f"tree size {size} is beyond the log's current size {current}")
         self.session = session
         self.size = size
+        self._db = session.get_bind().engine.url.render_as_string(hide_password=True)
 
     def leaves(self, start: int, end: int) -> list[bytes]:
         rows = self.session.scalars(
@@ -95,7 +104,39 @@ class StoredTree:
         return [bytes(r) for r in rows]
 
     def range_hash(self, start: int, end: int) -> bytes:
-        return TreeLevels(self.leaves(start, end)).root()
+        """MTH of leaves [start, end), reusing cached hashes of complete aligned subtrees.
+
+        RFC 9162 splits a range into perfect subtrees of decreasing size; in proofs each is
+        aligned, so large ones are looked up (or computed once and remembered) instead of
+        re-reading their leaves. Without this every proof would read the whole log.
+        """
+        parts: list[bytes] = []
+        pos, n = start, end - start
+        while n:
+            k = 1 << (n.bit_length() - 1)
+            parts.append(self._perfect(pos, k))
+            pos += k
+            n -= k
+        if not parts:
+            return TreeLevels([]).root()
+        root = parts[-1]
+        for sub in reversed(parts[:-1]):
+            root = node_hash(sub, root)
+        return root
+
+    def _perfect(self, start: int, size: int) -> bytes:
+        if size < CACHE_MIN_SUBTREE or start % size:
+            return TreeLevels(self.leaves(start, start + size)).root()
+        key = (self._db, start, size)
+        hit = _subtree_cache.get(key)
+        if hit is None:
+            half = size // 2
+            hit = node_hash(self._perfect(start, half), self._perfect(start + half, half))
+            with _cache_lock:
+                if len(_subtree_cache) >= CACHE_MAX_ENTRIES:
+                    _subtree_cache.clear()
+                _subtree_cache[key] = hit
+        return hit
 
     def root(self) -> bytes:
         return self.range_hash(0, self.size)
