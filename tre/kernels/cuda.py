@@ -31,6 +31,8 @@ _SIM = bool(getattr(_cuda_config, "ENABLE_CUDASIM", 0))
 BX, BY = (8, 4) if _SIM else (32, 8)
 TPB = BX * BY  # threads per block: a power of two, for the reduction trees
 FIN = 32 if _SIM else 1024  # threads of the final one-block reduction
+SLABS = 8  # input upload slabs / pass-1 launches
+ZPT = 2 if _SIM else 8  # output slices per thread in the stats pass
 NPART = 4  # partial row: selected count, sum(d), sum(d^2), foreground count
 BIG = 3.0e38
 IBIG = 2**30
@@ -78,43 +80,65 @@ def stats_kernel(
     fg_thr,
     stat_shift,
     fg_only,
+    k_base,
     part,
     box,
     vrange,
 ):
-    """Per block: partial sums into part[block]; bbox (box) and fg value range via atomics."""
+    """Per block: partial sums into part[block]; bbox (box) and fg value range via atomics.
+
+    Each thread walks ZPT consecutive output slices (sequential float64 sums: fixed order),
+    which amortises the block reduction; ``k_base`` is the global index of output slice 0
+    of these (possibly chunked) tables, for the bounding box.
+    """
     s_sum = cuda.shared.array(TPB, dtype=np.float64)
     s_sq = cuda.shared.array(TPB, dtype=np.float64)
     s_cnt = cuda.shared.array(TPB, dtype=np.float64)
     s_fg = cuda.shared.array(TPB, dtype=np.float64)
-    s_i = cuda.shared.array((4, TPB), dtype=np.int32)  # ymin, ymax, xmin, xmax
+    s_i = cuda.shared.array((6, TPB), dtype=np.int32)  # kmin, kmax, ymin, ymax, xmin, xmax
     s_v = cuda.shared.array((2, TPB), dtype=np.float32)  # vmin, vmax
     i = cuda.blockIdx.x * BX + cuda.threadIdx.x
     j = cuda.blockIdx.y * BY + cuda.threadIdx.y
-    k = cuda.blockIdx.z
     t = cuda.threadIdx.y * BX + cuda.threadIdx.x
-    d = 0.0
+    acc = 0.0
+    acc2 = 0.0
     sel = 0.0
     fg = 0.0
-    v = np.float32(0.0)
+    kmin = IBIG
+    kmax = -1
+    vmin = np.float32(BIG)
+    vmax = np.float32(-BIG)
     if i < xi0.shape[0] and j < yi0.shape[0]:
-        h = _hu(raw, sl, ic, zi0, zi1, zw, yi0, yi1, yw, xi0, xi1, xw, k, j, i)
-        v = (min(max(h, clip_lo), clip_hi) - shift) * scale
-        if h > fg_thr:
-            fg = 1.0
-        if fg_only == 0 or fg > 0.0:
-            sel = 1.0
-            d = np.float64(v) - stat_shift
-    s_sum[t] = d
-    s_sq[t] = d * d
+        k0 = cuda.blockIdx.z * ZPT
+        k1 = min(k0 + ZPT, zi0.shape[0])
+        for k in range(k0, k1):
+            h = _hu(raw, sl, ic, zi0, zi1, zw, yi0, yi1, yw, xi0, xi1, xw, k, j, i)
+            v = (min(max(h, clip_lo), clip_hi) - shift) * scale
+            f = h > fg_thr
+            if f:
+                fg += 1.0
+                kmin = min(kmin, k)
+                kmax = k
+                vmin = min(vmin, v)
+                vmax = max(vmax, v)
+            if fg_only == 0 or f:
+                d = np.float64(v) - stat_shift
+                sel += 1.0
+                acc += d
+                acc2 += d * d
+    s_sum[t] = acc
+    s_sq[t] = acc2
     s_cnt[t] = sel
     s_fg[t] = fg
-    s_i[0, t] = j if fg > 0.0 else IBIG
-    s_i[1, t] = j if fg > 0.0 else -1
-    s_i[2, t] = i if fg > 0.0 else IBIG
-    s_i[3, t] = i if fg > 0.0 else -1
-    s_v[0, t] = v if fg > 0.0 else BIG
-    s_v[1, t] = v if fg > 0.0 else -BIG
+    has = fg > 0.0
+    s_i[0, t] = kmin
+    s_i[1, t] = kmax
+    s_i[2, t] = j if has else IBIG
+    s_i[3, t] = j if has else -1
+    s_i[4, t] = i if has else IBIG
+    s_i[5, t] = i if has else -1
+    s_v[0, t] = vmin
+    s_v[1, t] = vmax
     cuda.syncthreads()
     step = TPB // 2
     while step > 0:
@@ -124,10 +148,9 @@ def stats_kernel(
             s_sq[t] += s_sq[o]
             s_cnt[t] += s_cnt[o]
             s_fg[t] += s_fg[o]
-            s_i[0, t] = min(s_i[0, t], s_i[0, o])
-            s_i[1, t] = max(s_i[1, t], s_i[1, o])
-            s_i[2, t] = min(s_i[2, t], s_i[2, o])
-            s_i[3, t] = max(s_i[3, t], s_i[3, o])
+            for q in range(0, 6, 2):
+                s_i[q, t] = min(s_i[q, t], s_i[q, o])
+                s_i[q + 1, t] = max(s_i[q + 1, t], s_i[q + 1, o])
             s_v[0, t] = min(s_v[0, t], s_v[0, o])
             s_v[1, t] = max(s_v[1, t], s_v[1, o])
         cuda.syncthreads()
@@ -139,12 +162,12 @@ def stats_kernel(
         part[b, 2] = s_sq[0]
         part[b, 3] = s_fg[0]
         if s_fg[0] > 0.0:
-            cuda.atomic.min(box, 0, k)
-            cuda.atomic.max(box, 1, k)
-            cuda.atomic.min(box, 2, s_i[0, 0])
-            cuda.atomic.max(box, 3, s_i[1, 0])
-            cuda.atomic.min(box, 4, s_i[2, 0])
-            cuda.atomic.max(box, 5, s_i[3, 0])
+            cuda.atomic.min(box, 0, s_i[0, 0] + k_base)
+            cuda.atomic.max(box, 1, s_i[1, 0] + k_base)
+            cuda.atomic.min(box, 2, s_i[2, 0])
+            cuda.atomic.max(box, 3, s_i[3, 0])
+            cuda.atomic.min(box, 4, s_i[4, 0])
+            cuda.atomic.max(box, 5, s_i[5, 0])
             cuda.atomic.min(vrange, 0, s_v[0, 0])
             cuda.atomic.max(vrange, 1, s_v[1, 0])
 
@@ -255,6 +278,7 @@ class Workspace:
 
     def __init__(self, stream: Any | None = None, pinned_results: bool = False) -> None:
         self.stream = stream if stream is not None else cuda.stream()
+        self.copy_stream = cuda.stream()  # input slabs upload here, overlapping pass 1
         self.pinned_results = pinned_results
         self._dev: dict[str, Any] = {}
         self._host: dict[str, np.ndarray] = {}
@@ -300,7 +324,7 @@ class CudaBackend:
         self.ws = workspace if workspace is not None else Workspace()
         self.stream = self.ws.stream
         ws = self.ws
-        self.raw = ws.upload("raw", raw)
+        self.raw = self._upload_slabs(np.ascontiguousarray(raw))
         self.sl = ws.upload("slopes", np.asarray(slopes, dtype=np.float32))
         self.ic = ws.upload("intercepts", np.asarray(intercepts, dtype=np.float32))
         t = tables
@@ -322,6 +346,28 @@ class CudaBackend:
         )
         self._last_hist: np.ndarray | None = None
 
+    def _upload_slabs(self, raw: np.ndarray) -> Any:
+        """Copy the input in z-slabs on the copy stream, recording an event after each, so
+        pass 1 can start on the first output slices while later slabs are in flight (from
+        pinned memory the copies are truly asynchronous)."""
+        dev = self.ws.device("raw", raw.shape, raw.dtype)
+        nz = raw.shape[0]
+        bounds = np.linspace(0, nz, min(SLABS, nz) + 1).round().astype(int)
+        self._slabs: list[tuple[int, Any]] = []
+        for z0, z1 in zip(bounds[:-1], bounds[1:], strict=True):
+            dev[z0:z1].copy_to_device(raw[z0:z1], stream=self.ws.copy_stream)
+            ev = cuda.event()
+            ev.record(self.ws.copy_stream)
+            self._slabs.append((int(z1), ev))
+        return dev
+
+    def _wait_for_input(self, last_slice: int) -> None:
+        """Make the compute stream wait until input slices <= last_slice have arrived."""
+        for z_end, ev in self._slabs:
+            ev.wait(self.stream)
+            if z_end > last_slice:
+                break
+
     def _args(self) -> tuple[object, ...]:
         return (self.raw, self.sl, self.ic, *self._t)
 
@@ -335,26 +381,46 @@ class CudaBackend:
         fg_only: bool,
     ) -> Stats:
         nz, ny, nx = self.tables.shape
-        grid, block = _grid(nz, ny, nx)
         s = self.stream
-        nblocks = grid[0] * grid[1] * grid[2]
-        part = self.ws.device("part", (nblocks, NPART), np.float64)
+        gx, gy = math.ceil(nx / BX), math.ceil(ny / BY)
+        zblocks = math.ceil(nz / ZPT)
+        # Chunk boundaries on multiples of ZPT: the same thread grouping as one launch, so
+        # results do not depend on the chunking; chunks only let pass 1 follow the upload.
+        cuts = [min(int(c) * ZPT, nz) for c in np.linspace(0, zblocks, min(SLABS, zblocks) + 1).round()]
+        part = self.ws.device("part", (gx * gy * zblocks, NPART), np.float64)
         box = self.ws.upload("box", np.array([IBIG, -1, IBIG, -1, IBIG, -1], dtype=np.int32))
         vrange = self.ws.upload("vrange", np.array([BIG, -BIG], dtype=np.float32))
         total = self.ws.device("total", (NPART,), np.float64)
-        stats_kernel[grid, block, s](
-            *self._args(),
-            np.float32(clip[0]),
-            np.float32(clip[1]),
-            np.float32(shift),
-            np.float32(scale),
-            np.float32(fg_thr),
-            np.float64(stat_shift),
-            np.int32(1 if fg_only else 0),
-            part,
-            box,
-            vrange,
-        )
+        tz0, tz1, tzw = self._t[0], self._t[1], self._t[2]
+        row = 0
+        for k0, k1 in zip(cuts[:-1], cuts[1:], strict=True):
+            if k1 <= k0:
+                continue
+            self._wait_for_input(int(self.tables.z.i1[k1 - 1]))
+            nb = gx * gy * math.ceil((k1 - k0) / ZPT)
+            stats_kernel[(gx, gy, math.ceil((k1 - k0) / ZPT)), (BX, BY), s](
+                self.raw,
+                self.sl,
+                self.ic,
+                tz0[k0:k1],
+                tz1[k0:k1],
+                tzw[k0:k1],
+                *self._t[3:],
+                np.float32(clip[0]),
+                np.float32(clip[1]),
+                np.float32(shift),
+                np.float32(scale),
+                np.float32(fg_thr),
+                np.float64(stat_shift),
+                np.int32(1 if fg_only else 0),
+                np.int32(k0),
+                part[row : row + nb],
+                box,
+                vrange,
+            )
+            row += nb
+        for _z_end, ev in self._slabs:  # later passes may read any input slice
+            ev.wait(s)
         finalize_kernel[1, FIN, s](part, total)
         tot = total.copy_to_host(stream=s)
         hbox = box.copy_to_host(stream=s)
@@ -430,35 +496,47 @@ class CudaBackend:
         scale: float,
         mean: float,
         inv_std: float,
+        host: np.ndarray | None = None,
     ) -> Any:
-        """Pass 2 into a new device array (for callers that keep results on the GPU)."""
+        """Pass 2 into a device array (kept on the GPU) and, if ``host`` is given, copied
+        there slab by slab on the copy stream while later slabs are still being computed."""
         t = self.tables
         z0, z1, y0, y1, x0, x1 = bbox if bbox is not None else (0, t.shape[0], 0, t.shape[1], 0, t.shape[2])
         s = self.stream
         out = self.ws.device("out", (z1 - z0, y1 - y0, x1 - x0), np.float32)
         tz0, tz1, tzw, ty0, ty1, tyw, tx0, tx1, txw = self._t
-        grid, block = _grid(*out.shape)
-        normalize_kernel[grid, block, s](
-            self.raw,
-            self.sl,
-            self.ic,
-            tz0[z0:z1],
-            tz1[z0:z1],
-            tzw[z0:z1],
-            ty0[y0:y1],
-            ty1[y0:y1],
-            tyw[y0:y1],
-            tx0[x0:x1],
-            tx1[x0:x1],
-            txw[x0:x1],
-            np.float32(clip[0]),
-            np.float32(clip[1]),
-            np.float32(shift),
-            np.float32(scale),
-            np.float32(mean),
-            np.float32(inv_std),
-            out,
-        )
+        nz = z1 - z0
+        cuts = np.linspace(0, nz, min(SLABS, nz) + 1).round().astype(int)
+        for c0, c1 in zip(cuts[:-1], cuts[1:], strict=True):
+            if c1 <= c0:
+                continue
+            grid, block = _grid(int(c1 - c0), y1 - y0, x1 - x0)
+            normalize_kernel[grid, block, s](
+                self.raw,
+                self.sl,
+                self.ic,
+                tz0[z0 + c0 : z0 + c1],
+                tz1[z0 + c0 : z0 + c1],
+                tzw[z0 + c0 : z0 + c1],
+                ty0[y0:y1],
+                ty1[y0:y1],
+                tyw[y0:y1],
+                tx0[x0:x1],
+                tx1[x0:x1],
+                txw[x0:x1],
+                np.float32(clip[0]),
+                np.float32(clip[1]),
+                np.float32(shift),
+                np.float32(scale),
+                np.float32(mean),
+                np.float32(inv_std),
+                out[c0:c1],
+            )
+            if host is not None:
+                ev = cuda.event()
+                ev.record(s)
+                ev.wait(self.ws.copy_stream)
+                out[c0:c1].copy_to_host(host[c0:c1], stream=self.ws.copy_stream)
         return out
 
     def normalize(
@@ -470,12 +548,14 @@ class CudaBackend:
         mean: float,
         inv_std: float,
     ) -> np.ndarray:
-        out = self.normalize_device(bbox, clip, shift, scale, mean, inv_std)
-        shape = tuple(out.shape)
+        t = self.tables
+        box = bbox if bbox is not None else (0, t.shape[0], 0, t.shape[1], 0, t.shape[2])
+        shape = (box[1] - box[0], box[3] - box[2], box[5] - box[4])
         if self.ws.pinned_results:
             dest = self.ws.pinned("out", shape, np.float32)
         else:
             dest = np.empty(shape, dtype=np.float32)
-        out.copy_to_host(dest, stream=self.stream)
+        self.normalize_device(bbox, clip, shift, scale, mean, inv_std, host=dest)
+        self.ws.copy_stream.synchronize()
         self.stream.synchronize()
         return dest
