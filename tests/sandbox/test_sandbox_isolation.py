@@ -222,6 +222,10 @@ def test_data_is_read_only_and_only_output_tmp_are_writable(sandbox: Sandbox, tm
     assert sorted(p.name for p in ds.iterdir()) == ["series1"]
     assert (ds / "series1" / "slice001.dcm").read_bytes() == b"DICM-payload"
     assert (run.spec.output_dir / "ok.txt").read_text() == "x"
+    # A job that simply tries it fails, with the reason in its log.
+    naive = sandbox.run("open('/data/new.txt', 'w').write('x')", datasets=[DatasetMount("ds1", host_path=ds)])
+    assert naive.result.state == "failed" and naive.result.exit_code == 1
+    assert "Read-only file system" in naive.log
 
 
 def test_several_datasets_mount_under_their_ids(sandbox: Sandbox, tmp_path: Path) -> None:
