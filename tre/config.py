@@ -24,15 +24,17 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="TRE_", extra="ignore")
 
-    home: Path = Field(default_factory=_default_home, description="State directory (db, keys, jobs, staging).")
+    home: Path = Field(
+        default_factory=_default_home, description="State directory (db, keys, jobs, staging)."
+    )
     database_url: str | None = Field(default=None, description="SQLAlchemy URL; default sqlite file in home.")
     api_url: str = Field(default="http://127.0.0.1:8765", description="Where the CLI finds the API.")
     policies_dir: Path | None = Field(default=None, description="Folder of policy YAML; default ./policies.")
 
     # Auth: embedded issuer (Ed25519) or external OIDC issuer via JWKS.
     auth_mode: Literal["embedded", "oidc"] = "embedded"
-    token_issuer: str = "tre-embedded"
-    token_audience: str = "tre-api"
+    token_issuer: str = "tre-embedded"  # noqa: S105 - an issuer name, not a secret
+    token_audience: str = "tre-api"  # noqa: S105 - an audience name, not a secret
     token_ttl_s: int = 8 * 3600
     oidc_jwks_url: str | None = None
     oidc_algorithms: list[str] = Field(default_factory=lambda: ["RS256", "ES256", "EdDSA"])
@@ -45,6 +47,8 @@ class Settings(BaseSettings):
     worker_stale_after_s: float = 15.0
     sandbox_uid: int = 10001
     sandbox_gid: int = 10001
+    # A delegated cgroup v2 folder to create job cgroups under (systemd hosts); see docs/sandbox.md.
+    sandbox_cgroup_parent: Path | None = None
 
     @property
     def resolved_database_url(self) -> str:

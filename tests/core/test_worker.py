@@ -120,3 +120,25 @@ def test_worker_killed_mid_job_then_restarted(app_client, world, engine, setting
     with session_scope(engine) as s:
         ended = s.scalars(select(AuditEntry).where(AuditEntry.job_id == job_id, AuditEntry.action == "job.ended")).one()
         assert '"failed"' in ended.body
+
+
+def test_idle_worker_signs_periodic_checkpoints(engine, settings, world):
+    from tre.store.models import AuditCheckpoint, AuditEntry
+
+    from datetime import timedelta
+
+    from tre.store.base import utcnow
+
+    with session_scope(engine) as s:
+        before = s.scalars(select(AuditCheckpoint)).all()
+        # Nothing appended for ten minutes: the newest checkpoint is stale.
+        for cp in before:
+            cp.created_at = utcnow() - timedelta(minutes=10)
+    worker = Worker(settings, engine)
+    worker.tick()
+    worker.tick()  # a second round within the period signs nothing more
+    with session_scope(engine) as s:
+        cps = s.scalars(select(AuditCheckpoint).order_by(AuditCheckpoint.id)).all()
+        size = len(s.scalars(select(AuditEntry.idx)).all())
+    assert len(cps) == len(before) + 1
+    assert cps[-1].tree_size == size and "tre" in cps[-1].note

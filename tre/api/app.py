@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 from sqlalchemy import Engine
 
-from tre import __version__
+from tre import __version__, audit
 from tre.api.problems import install_problem_handlers
 from tre.auth.tokens import TokenVerifier
 from tre.config import Settings, get_settings
@@ -20,6 +20,8 @@ def create_app(
     engine = engine or make_engine(settings.resolved_database_url)
     if migrate:
         init_db(engine)
+    # The audit log signs with this deployment's key (created here on first start).
+    audit.configure(engine, settings.keys_dir)
 
     app = FastAPI(
         title="tre — trusted research environment",

@@ -203,7 +203,7 @@ class LocalExecutor(Executor):
             uid = settings.sandbox_uid if uid is None else uid
             gid = settings.sandbox_gid if gid is None else gid
             images_dir = images_dir or settings.home / "images"
-            parent = getattr(settings, "sandbox_cgroup_parent", None)
+            parent = settings.sandbox_cgroup_parent
             cgroup_parent = cgroup_parent or (Path(parent) if parent else None)
             numba_cache_seed = numba_cache_seed or settings.home / "numba-cache"
         self.uid = 10001 if uid is None else uid

@@ -116,6 +116,7 @@ class KubernetesExecutor(Executor):
     # --- run / reattach ---------------------------------------------------------------
 
     def run(self, spec: JobSpec, control: RunControl) -> JobResult:
+        spec = manifests.with_dataset_pvcs(spec)
         job_obj = manifests.job(spec, self.settings)
         if self.settings.manage_namespaces:
             ns = self.ensure_namespace(spec.project_id)
@@ -159,6 +160,7 @@ class KubernetesExecutor(Executor):
         return missing
 
     def reattach(self, spec: JobSpec, executor_ref: str, control: RunControl) -> JobResult:
+        spec = manifests.with_dataset_pvcs(spec)
         ns, _, name = executor_ref.partition("/")
         if not ns or not name:
             raise ExecutorError(f"malformed Kubernetes executor reference {executor_ref!r}")

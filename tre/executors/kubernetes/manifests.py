@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from dataclasses import replace
 from typing import Any
 
 from tre.executors.base import JobSpec
@@ -46,6 +47,17 @@ def namespace_name(project_id: str, settings: KubernetesSettings) -> str:
 
 def job_name(job_id: str) -> str:
     return dns_label(job_id, prefix="tre-job-")
+
+
+def dataset_pvc_name(dataset_id: str) -> str:
+    """The PVC a dataset is provisioned as in every project namespace (ids may not be DNS-safe)."""
+    return dns_label(dataset_id, prefix="dataset-")
+
+
+def with_dataset_pvcs(spec: JobSpec) -> JobSpec:
+    """Fill in the conventional PVC name of each dataset the worker did not name one for."""
+    mounts = [m if m.pvc_name else replace(m, pvc_name=dataset_pvc_name(m.dataset_id)) for m in spec.datasets]
+    return replace(spec, datasets=mounts)
 
 
 def output_pvc_name(job_id: str) -> str:
