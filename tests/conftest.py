@@ -38,8 +38,13 @@ def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     monkeypatch.setenv("TRE_HOME", str(home))
     monkeypatch.delenv("TRE_DATABASE_URL", raising=False)
     reset_settings_cache()
-    s = Settings(home=home, policies_dir=REPO / "policies", worker_poll_s=0.05, worker_heartbeat_s=0.5,
-                 worker_stale_after_s=3.0)
+    s = Settings(
+        home=home,
+        policies_dir=REPO / "policies",
+        worker_poll_s=0.05,
+        worker_heartbeat_s=0.5,
+        worker_stale_after_s=3.0,
+    )
     s.ensure_dirs()
     return s
 

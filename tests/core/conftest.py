@@ -35,13 +35,23 @@ def dicom_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def world(engine, token_for, dicom_dir: Path) -> World:  # type: ignore[no-untyped-def]
-    users = {"root": ["admin"], "alice": ["researcher"], "bob": ["researcher"], "dana": ["dac"],
-             "audrey": ["auditor"]}
+    users = {
+        "root": ["admin"],
+        "alice": ["researcher"],
+        "bob": ["researcher"],
+        "dana": ["dac"],
+        "audrey": ["auditor"],
+    }
     with session_scope(engine) as s:
         for u, roles in users.items():
             registry.create_user(s, "test", u, roles)
-        registry.create_project(s, "root", "p1", "Project one", quota={"max_cpu": 2, "max_memory_mb": 2048,
-                                                                      "max_concurrent_jobs": 3})
+        registry.create_project(
+            s,
+            "root",
+            "p1",
+            "Project one",
+            quota={"max_cpu": 2, "max_memory_mb": 2048, "max_concurrent_jobs": 3},
+        )
         registry.create_project(s, "root", "p2", "Project two")
         registry.add_member(s, "root", "p1", "alice")
         registry.add_member(s, "root", "p2", "bob")
@@ -53,7 +63,14 @@ def world(engine, token_for, dicom_dir: Path) -> World:  # type: ignore[no-untyp
 
 
 def job_body(**overrides: object) -> dict[str, object]:
-    body: dict[str, object] = {"project_id": "p1", "image": IMAGE, "command": ["python3", "-c", "print('hi')"],
-                               "dataset_ids": ["ct1"], "cpu": 1, "memory_mb": 512, "time_limit_s": 30}
+    body: dict[str, object] = {
+        "project_id": "p1",
+        "image": IMAGE,
+        "command": ["python3", "-c", "print('hi')"],
+        "dataset_ids": ["ct1"],
+        "cpu": 1,
+        "memory_mb": 512,
+        "time_limit_s": 30,
+    }
     body.update(overrides)
     return body

@@ -44,8 +44,11 @@ def test_expired_grant(app_client, world, engine):
 
 
 def test_revoked_grant(app_client, world):
-    r = app_client.post(f"/api/v1/grants/{world.grant_id}/revoke", headers=world.headers["root"],
-                        json={"reason": "ethics approval lapsed"})
+    r = app_client.post(
+        f"/api/v1/grants/{world.grant_id}/revoke",
+        headers=world.headers["root"],
+        json={"reason": "ethics approval lapsed"},
+    )
     assert r.status_code == 200, r.text
     assert "revoked" in _denied(app_client, world, job_body())
 
@@ -57,14 +60,20 @@ def test_unknown_dataset_is_indistinguishable_from_ungranted(app_client, world):
 def test_image_not_allowlisted(app_client, world):
     assert "not on the allowlist" in _denied(app_client, world, job_body(image="docker.io/evil/miner:latest"))
     # Same repository but not pinned by digest.
-    assert "not on the allowlist" in _denied(app_client, world,
-                                             job_body(image="registry.tre.local/tre-job-cpu:latest"))
+    assert "not on the allowlist" in _denied(
+        app_client, world, job_body(image="registry.tre.local/tre-job-cpu:latest")
+    )
 
 
-@pytest.mark.parametrize(("field", "value", "words"), [
-    ("cpu", 8, "cpu 8"), ("memory_mb", 4096, "memory 4096 MiB"), ("gpu", 1, "gpu 1"),
-    ("time_limit_s", 99999, "time limit 99999 s"),
-])
+@pytest.mark.parametrize(
+    ("field", "value", "words"),
+    [
+        ("cpu", 8, "cpu 8"),
+        ("memory_mb", 4096, "memory 4096 MiB"),
+        ("gpu", 1, "gpu 1"),
+        ("time_limit_s", 99999, "time limit 99999 s"),
+    ],
+)
 def test_over_quota(app_client, world, field, value, words):
     detail = _denied(app_client, world, job_body(**{field: value}))
     assert words in detail and "quota" in detail
@@ -72,7 +81,10 @@ def test_over_quota(app_client, world, field, value, words):
 
 def test_too_many_concurrent_jobs(app_client, world):
     for _ in range(3):
-        assert app_client.post("/api/v1/jobs", headers=world.headers["alice"], json=job_body()).status_code == 201
+        assert (
+            app_client.post("/api/v1/jobs", headers=world.headers["alice"], json=job_body()).status_code
+            == 201
+        )
     assert "already has 3 queued or running jobs" in _denied(app_client, world, job_body())
 
 
@@ -89,7 +101,9 @@ def test_denials_are_audited_and_nothing_is_queued(app_client, world, engine):
 
 
 def test_bad_request_body_is_a_problem(app_client, world):
-    r = app_client.post("/api/v1/jobs", headers=world.headers["alice"], json={"project_id": "p1", "command": []})
+    r = app_client.post(
+        "/api/v1/jobs", headers=world.headers["alice"], json={"project_id": "p1", "command": []}
+    )
     assert r.status_code == 422
     body = r.json()
     assert body["title"] == "Invalid request" and "image" in body["detail"]

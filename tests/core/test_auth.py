@@ -17,8 +17,14 @@ from tre.auth.tokens import SIGNING_KEY_FILENAME, TokenIssuer
 
 def _claims(settings, **over):  # type: ignore[no-untyped-def]
     now = int(time.time())
-    c = {"iss": settings.token_issuer, "aud": settings.token_audience, "sub": "alice", "roles": ["researcher"],
-         "iat": now, "exp": now + 600}
+    c = {
+        "iss": settings.token_issuer,
+        "aud": settings.token_audience,
+        "sub": "alice",
+        "roles": ["researcher"],
+        "iat": now,
+        "exp": now + 600,
+    }
     c.update(over)
     return c
 
@@ -69,8 +75,11 @@ def test_hs256_signed_with_public_key_rejected(app_client, world, settings):
 
 @pytest.mark.parametrize(
     ("override", "reason"),
-    [({"exp": int(time.time()) - 3600}, "expired"), ({"aud": "someone-else"}, "audience"),
-     ({"iss": "evil-issuer"}, "issuer")],
+    [
+        ({"exp": int(time.time()) - 3600}, "expired"),
+        ({"aud": "someone-else"}, "audience"),
+        ({"iss": "evil-issuer"}, "issuer"),
+    ],
 )
 def test_bad_claims_rejected(app_client, world, settings, override, reason):
     key = TokenIssuer.from_settings(settings).key
@@ -114,19 +123,30 @@ def test_researcher_cannot_read_another_projects_job(app_client, world):
         _assert_problem(app_client.get(path, headers=world.headers["bob"]), 404)
     _assert_problem(app_client.post(f"/api/v1/jobs/{job_id}/cancel", headers=world.headers["bob"]), 404)
     assert app_client.get("/api/v1/jobs", headers=world.headers["bob"]).json() == []
-    assert [j["id"] for j in app_client.get("/api/v1/jobs", headers=world.headers["alice"]).json()] == [job_id]
+    assert [j["id"] for j in app_client.get("/api/v1/jobs", headers=world.headers["alice"]).json()] == [
+        job_id
+    ]
     # An auditor sees it (read-only); a DAC member is not a project member and sees nothing.
     assert app_client.get(f"/api/v1/jobs/{job_id}", headers=world.headers["audrey"]).status_code == 200
     _assert_problem(app_client.get(f"/api/v1/jobs/{job_id}", headers=world.headers["dana"]), 404)
 
 
-@pytest.mark.parametrize(("user", "method", "path"), [
-    ("alice", "post", "/api/v1/projects"), ("alice", "post", "/api/v1/datasets"),
-    ("alice", "post", "/api/v1/grants"), ("dana", "post", "/api/v1/jobs"), ("audrey", "post", "/api/v1/jobs"),
-    ("alice", "get", "/api/v1/admin/users"), ("bob", "get", "/api/v1/grants"),
-])
+@pytest.mark.parametrize(
+    ("user", "method", "path"),
+    [
+        ("alice", "post", "/api/v1/projects"),
+        ("alice", "post", "/api/v1/datasets"),
+        ("alice", "post", "/api/v1/grants"),
+        ("dana", "post", "/api/v1/jobs"),
+        ("audrey", "post", "/api/v1/jobs"),
+        ("alice", "get", "/api/v1/admin/users"),
+        ("bob", "get", "/api/v1/grants"),
+    ],
+)
 def test_roles_are_enforced(app_client, world, user, method, path):
-    resp = getattr(app_client, method)(path, headers=world.headers[user], **({"json": {}} if method == "post" else {}))
+    resp = getattr(app_client, method)(
+        path, headers=world.headers[user], **({"json": {}} if method == "post" else {})
+    )
     assert resp.status_code in (403, 422)
     if resp.status_code == 422:
         pytest.fail(f"{path} validated the body before checking the role")

@@ -17,8 +17,14 @@ from tre.server import BackgroundServer
 
 
 def _tre(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "tre.cli.main", *args], env=env, capture_output=True, text=True,
-                          timeout=timeout, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [sys.executable, "-m", "tre.cli.main", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def _one_line_error(proc: subprocess.CompletedProcess[str], *words: str) -> None:
@@ -37,8 +43,13 @@ def live(settings, engine, world, token_for):  # type: ignore[no-untyped-def]
     t = threading.Thread(target=worker.serve_forever, daemon=True)
     t.start()
     with BackgroundServer(app) as server:
-        env = {**os.environ, "TRE_HOME": str(settings.home), "TRE_API_URL": server.url,
-               "TRE_TOKEN": token_for("alice", "researcher"), "COLUMNS": "200"}
+        env = {
+            **os.environ,
+            "TRE_HOME": str(settings.home),
+            "TRE_API_URL": server.url,
+            "TRE_TOKEN": token_for("alice", "researcher"),
+            "COLUMNS": "200",
+        }
         yield env
     worker.stop()
     t.join(timeout=10)
@@ -48,9 +59,22 @@ def live(settings, engine, world, token_for):  # type: ignore[no-untyped-def]
 def test_researcher_flow(live):
     proc = _tre(live, "whoami")
     assert proc.returncode == 0 and "alice" in proc.stdout and "p1" in proc.stdout
-    proc = _tre(live, "submit", "-p", "p1", "-d", "ct1", "--image", IMAGE, "--wait", "--",
-                "python3", "-c", "import os; print('files:', sorted(os.listdir('/data'))); "
-                "open('/output/n.txt','w').write(str(len(os.listdir('/data'))))")
+    proc = _tre(
+        live,
+        "submit",
+        "-p",
+        "p1",
+        "-d",
+        "ct1",
+        "--image",
+        IMAGE,
+        "--wait",
+        "--",
+        "python3",
+        "-c",
+        "import os; print('files:', sorted(os.listdir('/data'))); "
+        "open('/output/n.txt','w').write(str(len(os.listdir('/data'))))",
+    )
     assert proc.returncode == 0, proc.stderr
     assert "files: ['CT_small.dcm', 'MR_small.dcm']" in proc.stdout and "succeeded" in proc.stdout
     job_id = proc.stdout.split("submitted job ")[1].split()[0]
@@ -76,7 +100,12 @@ def test_not_logged_in_is_one_line(settings):
 
 
 def test_unreachable_api_is_one_line(settings):
-    env = {**os.environ, "TRE_HOME": str(settings.home), "TRE_TOKEN": "x", "TRE_API_URL": "http://127.0.0.1:9"}
+    env = {
+        **os.environ,
+        "TRE_HOME": str(settings.home),
+        "TRE_TOKEN": "x",
+        "TRE_API_URL": "http://127.0.0.1:9",
+    }
     _one_line_error(_tre(env, "jobs"), "cannot reach the tre API")
 
 

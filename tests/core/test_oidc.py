@@ -46,14 +46,27 @@ def idp():  # type: ignore[no-untyped-def]
 
 
 def _oidc_settings(settings: Settings, jwks_url: str, algorithms: list[str] | None = None) -> Settings:
-    return settings.model_copy(update={"auth_mode": "oidc", "oidc_jwks_url": jwks_url, "token_issuer": ISSUER,
-                                       "token_audience": "tre-api", "oidc_algorithms": algorithms or ["ES256"]})
+    return settings.model_copy(
+        update={
+            "auth_mode": "oidc",
+            "oidc_jwks_url": jwks_url,
+            "token_issuer": ISSUER,
+            "token_audience": "tre-api",
+            "oidc_algorithms": algorithms or ["ES256"],
+        }
+    )
 
 
 def _token(key, **over):  # type: ignore[no-untyped-def]
     now = int(time.time())
-    claims = {"iss": ISSUER, "aud": "tre-api", "sub": "carol", "tre_roles": ["researcher"], "iat": now,
-              "exp": now + 300}
+    claims = {
+        "iss": ISSUER,
+        "aud": "tre-api",
+        "sub": "carol",
+        "tre_roles": ["researcher"],
+        "iat": now,
+        "exp": now + 300,
+    }
     claims.update(over)
     return jwt.encode(claims, key, algorithm="ES256", headers={"kid": "k1"})
 
@@ -68,8 +81,13 @@ def test_oidc_token_accepted_and_attacks_refused(idp, settings, engine):
     assert ok.status_code == 200 and ok.json()["roles"] == ["researcher"]
 
     other = ec.generate_private_key(ec.SECP256R1())
-    for bad in (_token(other), _token(key, iss="https://evil"), _token(key, aud="other"),
-                _token(key, exp=int(time.time()) - 100), _token(key, sub="nobody")):
+    for bad in (
+        _token(other),
+        _token(key, iss="https://evil"),
+        _token(key, aud="other"),
+        _token(key, exp=int(time.time()) - 100),
+        _token(key, sub="nobody"),
+    ):
         r = client.get("/api/v1/me", headers={"Authorization": f"Bearer {bad}"})
         assert r.status_code == 401, r.text
 

@@ -22,22 +22,39 @@ pytestmark = pytest.mark.skipif(not Path("/usr/bin/bwrap").exists(), reason="bub
 
 def test_preprocess_job_writes_nifti_and_sidecars(app_client, world, engine, settings):
     env = {**os.environ, "TRE_HOME": str(settings.home)}
-    warm = subprocess.run([sys.executable, "-m", "tre.cli.main", "admin", "warm-kernels"], env=env,
-                          capture_output=True, text=True, timeout=600)
+    warm = subprocess.run(
+        [sys.executable, "-m", "tre.cli.main", "admin", "warm-kernels"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert warm.returncode == 0, warm.stderr
     assert any((settings.home / "numba-cache").rglob("*.nbi"))
 
-    r = app_client.post("/api/v1/jobs", headers=world.headers["alice"], json={
-        "project_id": "p1", "image": IMAGE, "dataset_ids": ["ct1"], "memory_mb": 2048, "time_limit_s": 300,
-        "command": job_command((1.0, 1.0, 1.0), (-1000.0, 400.0), None, "cpu"), "cpu": 2})
+    r = app_client.post(
+        "/api/v1/jobs",
+        headers=world.headers["alice"],
+        json={
+            "project_id": "p1",
+            "image": IMAGE,
+            "dataset_ids": ["ct1"],
+            "memory_mb": 2048,
+            "time_limit_s": 300,
+            "command": job_command((1.0, 1.0, 1.0), (-1000.0, 400.0), None, "cpu"),
+            "cpu": 2,
+        },
+    )
     assert r.status_code == 201, r.text
     job_id = r.json()["id"]
     Worker(settings, engine).run_until_idle(timeout_s=300)
     job = app_client.get(f"/api/v1/jobs/{job_id}", headers=world.headers["alice"]).json()
     log = app_client.get(f"/api/v1/jobs/{job_id}/logs", headers=world.headers["alice"]).text
     assert job["state"] == "succeeded", log[-2000:]
-    outputs = {o["path"] for o in app_client.get(f"/api/v1/jobs/{job_id}/outputs",
-                                                 headers=world.headers["alice"]).json()}
+    outputs = {
+        o["path"]
+        for o in app_client.get(f"/api/v1/jobs/{job_id}/outputs", headers=world.headers["alice"]).json()
+    }
     niftis = sorted(p for p in outputs if p.endswith(".nii.gz"))
     assert len(niftis) == 2, outputs  # CT_small and MR_small are separate series
     out_dir = settings.jobs_dir / job_id / "output"

@@ -26,8 +26,9 @@ class _NeverRuns(Executor):
 
 
 def _populate(engine, tmp_path):  # type: ignore[no-untyped-def]
-    from pydicom.data import get_testdata_file
     import shutil
+
+    from pydicom.data import get_testdata_file
 
     data = tmp_path / "d"
     data.mkdir(exist_ok=True)
@@ -43,15 +44,32 @@ def _populate(engine, tmp_path):  # type: ignore[no-untyped-def]
 def test_migrations_are_idempotent_and_complete(engine_any):
     init_db(engine_any)  # second run: no-op
     tables = set(sa.inspect(engine_any).get_table_names())
-    assert {"users", "user_roles", "projects", "project_members", "datasets", "access_grants", "jobs",
-            "job_outputs", "egress_requests", "egress_files", "reviews", "audit_entries"} <= tables
+    assert {
+        "users",
+        "user_roles",
+        "projects",
+        "project_members",
+        "datasets",
+        "access_grants",
+        "jobs",
+        "job_outputs",
+        "egress_requests",
+        "egress_files",
+        "reviews",
+        "audit_entries",
+    } <= tables
 
 
 def test_entities_round_trip(engine_any, tmp_path):
     _populate(engine_any, tmp_path)
     with session_scope(engine_any) as s:
-        job = Job(project_id="p1", submitted_by="alice", image="img@sha256:" + "0" * 64,
-                  command=["python3", "-c", "print(1)"], dataset_ids=["ds1"])
+        job = Job(
+            project_id="p1",
+            submitted_by="alice",
+            image="img@sha256:" + "0" * 64,
+            command=["python3", "-c", "print(1)"],
+            dataset_ids=["ds1"],
+        )
         s.add(job)
         s.flush()
         s.add(JobOutput(job_id=job.id, path="a/b.csv", size=12, sha256="f" * 64))

@@ -41,8 +41,11 @@ def _wait_state(engine, job_id: str, states: set[str], timeout: float = 30) -> J
 
 
 def test_job_runs_in_sandbox_and_outputs_are_recorded(app_client, world, engine, settings):
-    r = app_client.post("/api/v1/jobs", headers=world.headers["alice"],
-                        json=job_body(command=["python3", "-c", WRITE_AND_LIST]))
+    r = app_client.post(
+        "/api/v1/jobs",
+        headers=world.headers["alice"],
+        json=job_body(command=["python3", "-c", WRITE_AND_LIST]),
+    )
     job_id = r.json()["id"]
     Worker(settings, engine).run_until_idle(timeout_s=60)
     job = app_client.get(f"/api/v1/jobs/{job_id}", headers=world.headers["alice"]).json()
@@ -52,16 +55,23 @@ def test_job_runs_in_sandbox_and_outputs_are_recorded(app_client, world, engine,
     assert "listed 2" in log.text and log.headers["X-Job-State"] == "succeeded"
     outputs = app_client.get(f"/api/v1/jobs/{job_id}/outputs", headers=world.headers["alice"]).json()
     content = b"CT_small.dcm\nMR_small.dcm"
-    assert outputs == [{"path": "sub/files.txt", "size": len(content), "sha256": hashlib.sha256(content).hexdigest()}]
+    assert outputs == [
+        {"path": "sub/files.txt", "size": len(content), "sha256": hashlib.sha256(content).hexdigest()}
+    ]
     with session_scope(engine) as s:
-        actions = [e.action for e in s.scalars(select(AuditEntry).where(AuditEntry.job_id == job_id)
-                                               .order_by(AuditEntry.idx))]
+        actions = [
+            e.action
+            for e in s.scalars(select(AuditEntry).where(AuditEntry.job_id == job_id).order_by(AuditEntry.idx))
+        ]
     assert actions == ["job.submitted", "job.admitted", "job.started", "job.output_recorded", "job.ended"]
 
 
 def test_failing_job_is_reported(app_client, world, engine, settings):
-    r = app_client.post("/api/v1/jobs", headers=world.headers["alice"],
-                        json=job_body(command=["python3", "-c", "import sys; sys.exit(7)"]))
+    r = app_client.post(
+        "/api/v1/jobs",
+        headers=world.headers["alice"],
+        json=job_body(command=["python3", "-c", "import sys; sys.exit(7)"]),
+    )
     Worker(settings, engine).run_until_idle(timeout_s=60)
     job = app_client.get(f"/api/v1/jobs/{r.json()['id']}", headers=world.headers["alice"]).json()
     assert job["state"] == "failed" and job["exit_code"] == 7
@@ -70,8 +80,11 @@ def test_failing_job_is_reported(app_client, world, engine, settings):
 def test_cancel_running_job(app_client, world, engine, settings):
     import threading
 
-    r = app_client.post("/api/v1/jobs", headers=world.headers["alice"],
-                        json=job_body(command=["python3", "-c", "import time; time.sleep(60)"]))
+    r = app_client.post(
+        "/api/v1/jobs",
+        headers=world.headers["alice"],
+        json=job_body(command=["python3", "-c", "import time; time.sleep(60)"]),
+    )
     job_id = r.json()["id"]
     worker = Worker(settings, engine)
     t = threading.Thread(target=worker.run_until_idle, kwargs={"timeout_s": 60})
@@ -85,14 +98,28 @@ def test_cancel_running_job(app_client, world, engine, settings):
 
 def test_worker_killed_mid_job_then_restarted(app_client, world, engine, settings):
     marker = f"tre-test-sleeper-{os.getpid()}-{time.time_ns()}"
-    script = (f"open('/output/partial.txt','w').write('half done'); print('{marker}', flush=True);"
-              "import time; time.sleep(120)")
-    r = app_client.post("/api/v1/jobs", headers=world.headers["alice"],
-                        json=job_body(command=["python3", "-c", script], time_limit_s=300))
+    script = (
+        f"open('/output/partial.txt','w').write('half done'); print('{marker}', flush=True);"
+        "import time; time.sleep(120)"
+    )
+    r = app_client.post(
+        "/api/v1/jobs",
+        headers=world.headers["alice"],
+        json=job_body(command=["python3", "-c", script], time_limit_s=300),
+    )
     job_id = r.json()["id"]
-    env = {**os.environ, "TRE_HOME": str(settings.home), "TRE_POLICIES_DIR": str(settings.resolved_policies_dir)}
-    proc = subprocess.Popen([sys.executable, "-m", "tre.cli.main", "worker"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    env = {
+        **os.environ,
+        "TRE_HOME": str(settings.home),
+        "TRE_POLICIES_DIR": str(settings.resolved_policies_dir),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tre.cli.main", "worker"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         _wait_state(engine, job_id, {"running"})
         partial = settings.jobs_dir / job_id / "output" / "partial.txt"
@@ -118,16 +145,17 @@ def test_worker_killed_mid_job_then_restarted(app_client, world, engine, setting
     outputs = app_client.get(f"/api/v1/jobs/{job_id}/outputs", headers=world.headers["alice"]).json()
     assert outputs == [{"path": "partial.txt", "size": 9, "sha256": hashlib.sha256(b"half done").hexdigest()}]
     with session_scope(engine) as s:
-        ended = s.scalars(select(AuditEntry).where(AuditEntry.job_id == job_id, AuditEntry.action == "job.ended")).one()
+        ended = s.scalars(
+            select(AuditEntry).where(AuditEntry.job_id == job_id, AuditEntry.action == "job.ended")
+        ).one()
         assert '"failed"' in ended.body
 
 
 def test_idle_worker_signs_periodic_checkpoints(engine, settings, world):
-    from tre.store.models import AuditCheckpoint, AuditEntry
-
     from datetime import timedelta
 
     from tre.store.base import utcnow
+    from tre.store.models import AuditCheckpoint, AuditEntry
 
     with session_scope(engine) as s:
         before = s.scalars(select(AuditCheckpoint)).all()
