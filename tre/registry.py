@@ -29,6 +29,12 @@ def check_slug(kind: str, value: str) -> str:
     return value
 
 
+def check_roles(roles: list[str]) -> None:
+    bad = [r for r in roles if r not in Role.__members__]
+    if bad:
+        raise TreError(f"unknown role(s) {bad}; roles are {', '.join(Role.__members__)}")
+
+
 def get_user(session: Session, user_id: str) -> User:
     user = session.get(User, user_id)
     if user is None:
@@ -45,9 +51,7 @@ def create_user(
     email: str | None = None,
 ) -> User:
     check_slug("user", user_id)
-    bad = [r for r in roles if r not in Role.__members__]
-    if bad:
-        raise TreError(f"unknown role(s) {bad}; roles are {', '.join(Role.__members__)}")
+    check_roles(roles)
     if session.get(User, user_id) is not None:
         raise Conflict(f"user {user_id!r} already exists")
     user = User(id=user_id, display_name=display_name or user_id, email=email)
@@ -60,9 +64,7 @@ def create_user(
 
 def set_user_roles(session: Session, actor: str, user_id: str, roles: list[str]) -> User:
     user = get_user(session, user_id)
-    bad = [r for r in roles if r not in Role.__members__]
-    if bad:
-        raise TreError(f"unknown role(s) {bad}")
+    check_roles(roles)
     before = sorted(user.role_names)
     user.roles = [UserRole(role=r) for r in sorted(set(roles))]
     session.flush()

@@ -16,7 +16,7 @@ from tre.api.problems import Problem
 from tre.auth.principal import Principal
 from tre.auth.tokens import TokenError, TokenVerifier
 from tre.config import Settings
-from tre.store.db import session_factory
+from tre.store.db import session_scope
 from tre.store.models import User
 
 _BEARER_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="tre"'}
@@ -29,15 +29,8 @@ def get_settings_dep(request: Request) -> Settings:
 
 def get_session(request: Request) -> Iterator[Session]:
     """One transaction per request: committed when the handler returns without error."""
-    session = session_factory(request.app.state.engine)()
-    try:
+    with session_scope(request.app.state.engine) as session:
         yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
 
 
 def principal_from_token(request: Request, token: str, session: Session) -> Principal:
