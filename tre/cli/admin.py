@@ -222,21 +222,23 @@ def admin_warm_kernels() -> None:
         if sample is None:
             raise CliError("pydicom's CT_small.dcm test file is missing")
         shutil.copyfile(sample, data / "CT_small.dcm")
-        spec = JobSpec(
-            job_id="warm-kernels",
-            project_id="platform",
-            image="host-toolchain",
-            command=job_command((1.0, 1.0, 1.0), (-1000.0, 400.0), None, "cpu"),
-            datasets=[DatasetMount("sample", host_path=data)],
-            output_dir=Path(tmp) / "out",
-            log_path=Path(tmp) / "warm.log",
-            memory_mb=4096,
-            time_limit_s=900,
-            output_limit_mb=64,
-        )
-        with console.status("compiling the preprocessing kernels in the sandbox"):
-            result = LocalExecutor(settings).warm_numba_cache(spec)
-        if result.state != "succeeded":
-            log_text = spec.log_path.read_text(errors="replace")[-400:].replace("\n", " | ")
-            raise CliError(f"warming failed ({result.reason}): {log_text}")
+        # Window-only and percentile-clip runs use different kernels: compile both.
+        for n, clip in enumerate((None, (0.5, 99.5))):
+            spec = JobSpec(
+                job_id=f"warm-kernels-{n}",
+                project_id="platform",
+                image="host-toolchain",
+                command=job_command((1.0, 1.0, 1.0), (-1000.0, 400.0), clip, "cpu"),
+                datasets=[DatasetMount("sample", host_path=data)],
+                output_dir=Path(tmp) / f"out{n}",
+                log_path=Path(tmp) / f"warm{n}.log",
+                memory_mb=4096,
+                time_limit_s=900,
+                output_limit_mb=64,
+            )
+            with console.status("compiling the preprocessing kernels in the sandbox"):
+                result = LocalExecutor(settings).warm_numba_cache(spec)
+            if result.state != "succeeded":
+                log_text = spec.log_path.read_text(errors="replace")[-400:].replace("\n", " | ")
+                raise CliError(f"warming failed ({result.reason}): {log_text}")
     console.print(f"numba cache seed ready in {settings.home / 'numba-cache'}")
