@@ -36,12 +36,12 @@ DATASET = "pydicom-samples"
 
 
 def demo_image() -> str:
-    """The CPU job image reference, pinned by digest (see sandbox_images/README.md).
+    """The CPU job image reference, pinned by digest (see docs/images.md).
 
     The local backend runs the host's toolchain and does not pull images; the reference is
     still pinned so the same job passes the Kubernetes admission rules unchanged.
     """
-    dockerfile = Path(__file__).resolve().parent.parent / "sandbox_images" / "cpu" / "Dockerfile"
+    dockerfile = Path(__file__).resolve().parent.parent / "sandbox_images" / "Dockerfile.cpu"
     content = dockerfile.read_bytes() if dockerfile.exists() else b"tre-job-cpu"
     return f"registry.tre.local/tre-job-cpu@sha256:{hashlib.sha256(content).hexdigest()}"
 
