@@ -22,7 +22,19 @@ from tre.store.db import session_scope
 pytestmark = pytest.mark.skipif(not Path("/usr/bin/bwrap").exists(), reason="bubblewrap not installed")
 
 
-def test_job_to_release_to_audit(app_client, engine, settings, token_for, tmp_path):
+@pytest.fixture
+def e2e(engine_any, settings):  # type: ignore[no-untyped-def]
+    """The whole story on the embedded SQLite store and on a real PostgreSQL server."""
+    from fastapi.testclient import TestClient
+
+    from tre.api.app import create_app
+
+    with TestClient(create_app(settings, engine_any)) as client:
+        yield client, engine_any
+
+
+def test_job_to_release_to_audit(e2e, settings, token_for, tmp_path):
+    app_client, engine = e2e
     data = tmp_path / "ct"
     data.mkdir()
     for name in ("CT_small.dcm", "MR_small.dcm"):

@@ -111,3 +111,47 @@ def test_unreachable_api_is_one_line(settings):
 
 def test_bad_token_is_one_line(live):
     _one_line_error(_tre({**live, "TRE_TOKEN": "not-a-jwt"}, "whoami"), "Unauthorized")
+
+
+@pytest.mark.skipif(not os.path.exists("/usr/bin/bwrap"), reason="bubblewrap not installed")
+def test_tre_serve_runs_api_and_worker(settings, world, token_for):
+    """`tre serve` as started by hand: the API answers and its in-process worker runs jobs."""
+    import socket
+    import time
+
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {
+        **os.environ,
+        "TRE_HOME": str(settings.home),
+        "TRE_POLICIES_DIR": str(settings.resolved_policies_dir),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tre.cli.main", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(f"{base}/openapi.json", timeout=1)
+                break
+            except httpx.HTTPError:
+                assert time.monotonic() < deadline and proc.poll() is None, "tre serve did not start"
+                time.sleep(0.2)
+        cli_env = {**env, "TRE_API_URL": base, "TRE_TOKEN": token_for("alice", "researcher")}
+        done = _tre(
+            cli_env, "submit", "-p", "p1", "--image", IMAGE, "--wait", "--", "python3", "-c", "print(6*7)"
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "42" in done.stdout and "succeeded" in done.stdout
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
