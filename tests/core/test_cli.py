@@ -155,3 +155,18 @@ def test_tre_serve_runs_api_and_worker(settings, world, token_for):
     finally:
         proc.terminate()
         proc.wait(timeout=15)
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["submit", "-p", "p1", "--image", "x", "--cpu", "lots", "--", "true"], "Invalid value for '--cpu'"),
+        (["logs"], "Missing argument"),
+        (["no-such-command"], "No such command"),
+    ],
+)
+def test_usage_mistakes_are_one_line(settings, args, words):
+    proc = _tre({**os.environ, "TRE_HOME": str(settings.home)}, *args)
+    assert proc.returncode == 2, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and words in lines[0] and "Traceback" not in proc.stderr

@@ -86,11 +86,23 @@ def demo() -> None:
 
 
 def run() -> None:
+    """The console script: usage mistakes and failures alike end as one line on stderr."""
     try:
-        app(standalone_mode=True)
+        rv = app(standalone_mode=False)
+    except typer.Abort:
+        err_console.print("error: aborted", highlight=False)
+        sys.exit(1)
+    except typer.TyperException as exc:  # usage mistakes: missing or malformed arguments
+        fmt = getattr(exc, "format_message", None)
+        message = fmt() if callable(fmt) else str(exc)
+        ctx = getattr(exc, "ctx", None)
+        hint = f" (see: {ctx.command_path} --help)" if ctx is not None else ""
+        err_console.print(f"error: {message}{hint}", highlight=False, soft_wrap=True)
+        sys.exit(int(getattr(exc, "exit_code", 2)))
     except (CliError, TreError) as exc:
         err_console.print(f"error: {exc}", highlight=False, soft_wrap=True)
         sys.exit(1)
+    sys.exit(rv if isinstance(rv, int) else 0)
 
 
 if __name__ == "__main__":
