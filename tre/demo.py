@@ -9,6 +9,7 @@ them and writes a CSV and a PNG; the outputs are listed with their hashes.
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 import threading
 from pathlib import Path
@@ -29,8 +30,13 @@ from tre.store.db import session_scope
 from tre.store.models import User
 
 DEMO_FILES = ("CT_small.dcm", "MR_small.dcm", "MR_small_RLE.dcm", "examples_overlay.dcm")
-DEMO_USERS = {"admin": ["admin"], "alice": ["researcher"], "dac-one": ["dac"], "dac-two": ["dac"],
-              "auditor": ["auditor"]}
+DEMO_USERS = {
+    "admin": ["admin"],
+    "alice": ["researcher"],
+    "dac-one": ["dac"],
+    "dac-two": ["dac"],
+    "auditor": ["auditor"],
+}
 PROJECT = "demo-lung"
 DATASET = "pydicom-samples"
 
@@ -76,41 +82,123 @@ def run_demo() -> None:
     try:
         with BackgroundServer(app) as server:
             console.rule("[bold]tre demo")
-            console.print(f"state directory {settings.home}; API at {server.url}; "
-                          f"executor {settings.executor}")
+            console.print(
+                f"state directory {settings.home}; API at {server.url}; executor {settings.executor}"
+            )
             admin = ApiClient(server.url, tokens["admin"])
             projects = {p["id"] for p in admin.get("/api/v1/projects")}
             if PROJECT not in projects:
-                admin.post("/api/v1/projects", json={"id": PROJECT, "name": "Demo lung CT project",
-                                                     "quota": {"max_cpu": 2, "max_memory_mb": 2048}})
+                admin.post(
+                    "/api/v1/projects",
+                    json={
+                        "id": PROJECT,
+                        "name": "Demo lung CT project",
+                        "quota": {"max_cpu": 2, "max_memory_mb": 2048},
+                    },
+                )
                 admin.post(f"/api/v1/projects/{PROJECT}/members", json={"user_id": "alice"})
                 console.print(f"admin created project {PROJECT} with member alice")
             datasets = {d["id"] for d in admin.get("/api/v1/datasets")}
             if DATASET not in datasets:
-                d = admin.post("/api/v1/datasets", json={"id": DATASET, "path": str(data),
-                                                         "name": "pydicom bundled test images"})
+                d = admin.post(
+                    "/api/v1/datasets",
+                    json={"id": DATASET, "path": str(data), "name": "pydicom bundled test images"},
+                )
                 console.print(f"admin registered dataset {DATASET}: {d['meta']}")
-                g = admin.post("/api/v1/grants", json={"project_id": PROJECT, "dataset_id": DATASET,
-                                                       "days": 30, "reason": "demo"})
+                g = admin.post(
+                    "/api/v1/grants",
+                    json={"project_id": PROJECT, "dataset_id": DATASET, "days": 30, "reason": "demo"},
+                )
                 console.print(f"admin granted {PROJECT} access to {DATASET} until {g['expires_at'][:10]}")
 
             alice = ApiClient(server.url, tokens["alice"])
-            job = alice.post("/api/v1/jobs", json={
-                "project_id": PROJECT, "image": demo_image(), "command": ["python3", "-c", DEMO_JOB_SOURCE],
-                "dataset_ids": [DATASET], "cpu": 1, "memory_mb": 1024, "time_limit_s": 120,
-            })
+            job = alice.post(
+                "/api/v1/jobs",
+                json={
+                    "project_id": PROJECT,
+                    "image": demo_image(),
+                    "command": ["python3", "-c", DEMO_JOB_SOURCE],
+                    "dataset_ids": [DATASET],
+                    "cpu": 1,
+                    "memory_mb": 1024,
+                    "time_limit_s": 120,
+                },
+            )
             console.print(f"alice submitted job {job['id']} (no network, {DATASET} read-only at /data)")
             console.rule("job log")
             final = follow_job(alice, job["id"])
             console.rule()
             console.print(f"job {final['id']}: [bold]{final['state']}[/] {final['reason']}")
             outputs = alice.get(f"/api/v1/jobs/{job['id']}/outputs")
-            table("outputs (still inside the TRE)", ["path", "size", "sha256"],
-                  [(o["path"], human_size(o["size"]), o["sha256"][:16] + "…") for o in outputs])
-            console.print("Outputs leave only through the airlock: "
-                          f"tre egress request {job['id']} summary.csv montage.png --why '...'")
+            table(
+                "outputs (still inside the TRE)",
+                ["path", "size", "sha256"],
+                [(o["path"], human_size(o["size"]), o["sha256"][:16] + "…") for o in outputs],
+            )
             if final["state"] != "succeeded":
                 raise CliError(f"demo job ended {final['state']}: {final['reason']}")
+            release_through_airlock(settings, server.url, tokens, job["id"])
+            verify_audit_log(settings, server.url, tokens["auditor"])
     finally:
         worker.stop()
         worker_thread.join(timeout=10)
+
+
+def release_through_airlock(settings: Settings, url: str, tokens: dict[str, str], job_id: str) -> None:
+    """Outputs leave only through the airlock: checks, two blinded DAC votes, then download."""
+    console.rule("egress airlock")
+    alice, dac_one = ApiClient(url, tokens["alice"]), ApiClient(url, tokens["dac-one"])
+    req = alice.post(
+        "/api/v1/egress/requests",
+        json={
+            "job_id": job_id,
+            "files": ["summary.csv", "montage.png"],
+            "justification": "per-image summary statistics and a thumbnail montage for the methods section",
+        },
+    )
+    view = dac_one.get(f"/api/v1/egress/requests/{req['id']}")
+    rows = [
+        (f["path"], f["outcome"], c["check"], c["outcome"], c["reason"])
+        for f in view["files"]
+        for c in f["checks"]
+    ]
+    table(
+        f"automated checks of request {req['id'][:12]} (policy {view['policy_name']})",
+        ["file", "file outcome", "check", "outcome", "reason"],
+        rows,
+    )
+    if view["state"] != "awaiting_review":
+        console.print(f"request is [bold]{view['state']}[/]: the DAC cannot approve it; nothing leaves")
+        return
+    for reviewer in ("dac-one", "dac-two"):
+        voted = ApiClient(url, tokens[reviewer]).post(
+            f"/api/v1/egress/requests/{req['id']}/votes",
+            json={"vote": "approve", "comment": "aggregate statistics and downsampled images only"},
+        )
+        console.print(f"{reviewer} voted (votes stay hidden until both are in): request {voted['state']}")
+    dest = settings.home / "demo-release" / req["id"]
+    for f in view["files"]:
+        alice.download(
+            f"/api/v1/egress/requests/{req['id']}/files/{f['id']}", dest / f["path"], progress=False
+        )
+        ok = hashlib.sha256((dest / f["path"]).read_bytes()).hexdigest() == f["sha256"]
+        console.print(
+            f"alice downloaded {f['path']} -> {dest / f['path']} (sha256 {'matches' if ok else 'DIFFERS'})"
+        )
+    record = alice.get(f"/api/v1/egress/requests/{req['id']}/disclosure")
+    (dest / "disclosure.json").write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    console.print(f"machine-readable disclosure record: {dest / 'disclosure.json'}")
+
+
+def verify_audit_log(settings: Settings, url: str, auditor_token: str) -> None:
+    """What an auditor does: export the signed log and verify it offline."""
+    from tre.audit.verify import verify_bundle
+
+    console.rule("audit")
+    auditor = ApiClient(url, auditor_token)
+    bundle = settings.home / "demo-audit-bundle.json"
+    auditor.download("/api/v1/audit/export", bundle, progress=False)
+    report = verify_bundle(bundle.read_bytes())
+    console.print(f"auditor exported {bundle} and verified it offline: {report.summary()}")
+    if not report.ok:
+        raise CliError(f"audit log verification failed: {report.summary()}")
