@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from tre.config import Settings
+from tre.executors import fstree
 from tre.executors.base import Executor, ExecutorError, JobResult, JobSpec, RunControl
 
 OUTPUT_MOUNT = "/output"
@@ -94,13 +95,8 @@ def _parse_docker_time(value: str) -> float | None:
 
 
 def _dir_bytes(root: Path) -> int:
-    total = 0
-    for dirpath, _dirs, files in os.walk(root):
-        for name in files:
-            p = Path(dirpath) / name
-            if not p.is_symlink():
-                total += p.stat().st_size
-    return total
+    """Bytes in regular files under ``root``, however deep the container nested them."""
+    return fstree.usage(root).bytes
 
 
 class DockerExecutor(Executor):

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, ClassVar
 
-from tre.executors import seccomp
+from tre.executors import fstree, seccomp
 from tre.executors.base import Executor, ExecutorError, JobResult, JobSpec, RunControl
 from tre.executors.bwrap import SandboxLayout, build_args, image_rootfs, nvidia_devices
 from tre.executors.cgroups import CgroupLimits, JobCgroup, create_job_cgroup, job_cgroup_name, sweep_stale
@@ -58,24 +58,20 @@ _SEED_MAX_BYTES = 512 * MIB
 
 
 def output_size(root: Path) -> int:
-    """Total apparent size of the regular files under ``root`` (symlinks are not followed)."""
-    total = 0
-    stack = [root]
-    while stack:
-        d = stack.pop()
-        try:
-            with os.scandir(d) as it:
-                for entry in it:
-                    try:
-                        if entry.is_dir(follow_symlinks=False):
-                            stack.append(Path(entry.path))
-                        elif entry.is_file(follow_symlinks=False):
-                            total += entry.stat(follow_symlinks=False).st_size
-                    except OSError:
-                        continue
-        except OSError:
-            continue
-    return total
+    """Total apparent size of the regular files under ``root`` (symlinks are not followed).
+
+    Walked with `fstree.walk`: a file nested deeper than PATH_MAX still counts.
+    """
+    return fstree.usage(root).bytes
+
+
+def output_shape_problem(usage: fstree.Usage) -> str | None:
+    """Why an output tree is unacceptable in shape (not size), if it is."""
+    if usage.entries > fstree.MAX_ENTRIES:
+        return f"output holds more than {fstree.MAX_ENTRIES} files and folders"
+    if usage.depth > fstree.MAX_DEPTH:
+        return f"output folders nest deeper than {fstree.MAX_DEPTH} levels"
+    return None
 
 
 def strip_special_modes(root: Path) -> int:
@@ -83,29 +79,22 @@ def strip_special_modes(root: Path) -> int:
 
     Inside its user namespace the job owns /output, so it may ``chmod u+s`` what it wrote,
     and on the host those files belong to the worker's uid (root in the embedded mode): a
-    setuid-root executable must not be left lying in the job directory.
+    setuid-root executable must not be left lying in the job directory. The walk reaches
+    every entry however deep the job nested it (`fstree.walk`).
     """
     cleared = 0
-    for dirpath, dirs, files in os.walk(root):
-        for name in [*dirs, *files]:
-            path = os.path.join(dirpath, name)
-            with contextlib.suppress(OSError):
-                st = os.lstat(path)
-                if stat.S_ISLNK(st.st_mode) or not st.st_mode & (stat.S_ISUID | stat.S_ISGID):
-                    continue
-                os.chmod(path, stat.S_IMODE(st.st_mode) & ~(stat.S_ISUID | stat.S_ISGID))
-                cleared += 1
+    for entry in fstree.walk(root):
+        mode = entry.st.st_mode
+        if stat.S_ISLNK(mode) or not mode & (stat.S_ISUID | stat.S_ISGID):
+            continue
+        with contextlib.suppress(OSError):
+            os.chmod(entry.name, stat.S_IMODE(mode) & ~(stat.S_ISUID | stat.S_ISGID), dir_fd=entry.dir_fd)
+            cleared += 1
     return cleared
 
 
 def _largest_file(root: Path) -> int:
-    largest = 0
-    for dirpath, _dirs, files in os.walk(root):
-        for name in files:
-            with contextlib.suppress(OSError):
-                st = os.lstat(os.path.join(dirpath, name))
-                largest = max(largest, st.st_size)
-    return largest
+    return max((e.st.st_size for e in fstree.walk(root) if stat.S_ISREG(e.st.st_mode)), default=0)
 
 
 class _LogPump(threading.Thread):
@@ -437,8 +426,16 @@ class LocalExecutor(Executor):
                     stop = _Stop("cancelled", "cancelled on request")
                 elif now - started > spec.time_limit_s:
                     stop = _Stop("timed_out", f"exceeded time limit of {spec.time_limit_s} s")
-                elif output_size(spec.output_dir) > quota:
-                    stop = _Stop("failed", f"output quota of {spec.output_limit_mb} MiB exceeded")
+                else:
+                    try:
+                        used = fstree.usage(spec.output_dir)
+                    except OSError:  # the job moved a folder mid-walk: measure at the next poll
+                        used = fstree.Usage()
+                    shape = output_shape_problem(used)
+                    if used.bytes > quota:
+                        stop = _Stop("failed", f"output quota of {spec.output_limit_mb} MiB exceeded")
+                    elif shape is not None:
+                        stop = _Stop("failed", shape)
                 if stop is not None:
                     self._kill(proc, cgroup)
                     break
@@ -490,9 +487,12 @@ class LocalExecutor(Executor):
             raise ExecutorError("sandbox setup failed: " + head.decode(errors="replace").strip())
         if cgroup is not None and cgroup.oom_killed():
             return JobResult("failed", returncode, f"killed: out of memory (limit {spec.memory_mb} MiB)")
-        over_quota = output_size(spec.output_dir) > quota
-        if over_quota or (returncode != 0 and _largest_file(spec.output_dir) >= quota):
+        used = fstree.usage(spec.output_dir)
+        if used.bytes > quota or (returncode != 0 and _largest_file(spec.output_dir) >= quota):
             return JobResult("failed", returncode, f"output quota of {spec.output_limit_mb} MiB exceeded")
+        shape = output_shape_problem(used)
+        if shape is not None:
+            return JobResult("failed", returncode, shape)
         if returncode == 0:
             return JobResult("succeeded", 0, "exited with code 0")
         if returncode > 128 or returncode < 0:

@@ -2,17 +2,38 @@
 
 The hash recorded here is what the egress airlock later binds a release to, so it is taken
 by the control plane from the files on disk, never reported by the job itself.
+
+The tree was written by research code and is walked with `tre.executors.fstree` (no
+recursion, no symlinks followed, any depth). Only regular files whose path can be stored and
+shown safely are recorded: valid UTF-8, no control or bidi-format characters, at most
+`MAX_PATH_CHARS` characters, at most `fstree.MAX_DEPTH` levels deep, and no more than
+`fstree.MAX_ENTRIES` of them. Anything else is skipped (and counted), so a strange name can neither crash the
+worker nor reach a terminal, a header or the database in a form that breaks them.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
+import os
+import stat
+import unicodedata
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
+from tre.executors import fstree
 from tre.store.models import JobOutput
+
+log = logging.getLogger(__name__)
+
+# JobOutput.path and EgressFile.path are String(1024).
+MAX_PATH_CHARS = 1024
+# Control characters (newlines, escape sequences), format characters (bidi overrides that
+# make "txt.exe" read "exe.txt"), line/paragraph separators and lone surrogates.
+_UNSHOWABLE = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs"})
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
@@ -23,21 +44,77 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def _sha256_at(dir_fd: int, name: str, chunk: int = 1 << 20) -> tuple[int, str]:
+    """Size and SHA-256 of a regular file, opened without following a symlink."""
+    fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, dir_fd=dir_fd)
+    with os.fdopen(fd, "rb") as fh:
+        st = os.fstat(fh.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(f"{name!r} is not a regular file")
+        digest = hashlib.sha256()
+        size = 0
+        while block := fh.read(chunk):
+            digest.update(block)
+            size += len(block)
+    return size, digest.hexdigest()
+
+
+def recordable_path(rel: str) -> bool:
+    """Whether a relative output path can be stored, listed and released as it is."""
+    if not rel or len(rel) > MAX_PATH_CHARS:
+        return False
+    try:
+        rel.encode("utf-8")
+    except UnicodeEncodeError:  # a name that is not UTF-8 decodes to lone surrogates
+        return False
+    return not any(unicodedata.category(c) in _UNSHOWABLE for c in rel)
+
+
+@dataclass
+class OutputScan:
+    files: list[tuple[str, int, str]] = field(default_factory=list)
+    skipped: int = 0
+
+
+def scan_output_tree(root: Path) -> OutputScan:
+    """Regular files under ``root`` as (relative path, size, sha256), and how many were skipped."""
+    scan = OutputScan()
+    if not root.is_dir() or root.is_symlink():
+        return scan
+    for entry in fstree.walk(root):
+        if not stat.S_ISREG(entry.st.st_mode):
+            continue
+        if entry.depth > fstree.MAX_DEPTH or len(scan.files) >= fstree.MAX_ENTRIES:
+            scan.skipped += 1
+            continue
+        rel = entry.relative()
+        if not recordable_path(rel):
+            scan.skipped += 1
+            continue
+        try:
+            size, digest = _sha256_at(entry.dir_fd, entry.name)
+        except OSError:
+            scan.skipped += 1
+            continue
+        scan.files.append((rel, size, digest))
+    if scan.skipped:
+        log.warning("%d output file(s) under %s were not recorded (odd names, too deep or too many)",
+                    scan.skipped, root)
+    return scan
+
+
 def scan_outputs(root: Path) -> list[tuple[str, int, str]]:
     """Regular files under ``root`` as (relative path, size, sha256); links are not followed."""
-    found: list[tuple[str, int, str]] = []
-    if not root.is_dir():
-        return found
-    for path in sorted(root.rglob("*")):
-        if path.is_symlink() or not path.is_file():
-            continue
-        found.append((path.relative_to(root).as_posix(), path.stat().st_size, sha256_file(path)))
-    return found
+    return scan_output_tree(root).files
 
 
 def record_outputs(session: Session, job_id: str, root: Path) -> list[JobOutput]:
+    return record_scanned(session, job_id, scan_output_tree(root))
+
+
+def record_scanned(session: Session, job_id: str, scan: OutputScan) -> list[JobOutput]:
     session.execute(delete(JobOutput).where(JobOutput.job_id == job_id))
-    rows = [JobOutput(job_id=job_id, path=p, size=s, sha256=h) for p, s, h in scan_outputs(root)]
+    rows = [JobOutput(job_id=job_id, path=p, size=s, sha256=h) for p, s, h in scan.files]
     session.add_all(rows)
     session.flush()
     return rows

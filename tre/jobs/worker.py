@@ -28,7 +28,7 @@ from tre.audit import record_event
 from tre.config import Settings
 from tre.executors.base import DatasetMount, Executor, JobResult, JobSpec, RunControl
 from tre.executors.factory import make_executor
-from tre.jobs.outputs import record_outputs
+from tre.jobs.outputs import OutputScan, record_scanned, scan_output_tree
 from tre.jobs.paths import log_path, output_dir
 from tre.store.base import utcnow
 from tre.store.db import session_scope
@@ -72,7 +72,10 @@ class Worker:
         log.info("worker %s started (executor %s)", self.worker_id, self.executor.name)
         try:
             while not self._stop.is_set():
-                self.tick()
+                try:
+                    self.tick()
+                except Exception:  # noqa: BLE001 - one bad round must not stop every later job
+                    log.exception("worker %s: scheduling round failed", self.worker_id)
                 self._stop.wait(self.settings.worker_poll_s)
         finally:
             self._pool.shutdown(wait=True)
@@ -266,7 +269,27 @@ class Worker:
             self._finish(s, job, result)
 
     def _finish(self, session: Session, job: Job, result: JobResult) -> None:
-        outputs = record_outputs(session, job.id, output_dir(self.settings, job.id))
+        # The output tree was shaped by research code: whatever it holds, the job must end
+        # with a state and the worker must keep running (a crash here left the job "running"
+        # for ever and made every restarted worker crash on it again).
+        try:
+            scan = scan_output_tree(output_dir(self.settings, job.id))
+        except Exception as exc:  # noqa: BLE001 - fail closed: no outputs, job failed
+            log.exception("cannot record the outputs of job %s", job.id)
+            scan = OutputScan()
+            result = JobResult(
+                JobState.failed.value,
+                result.exit_code,
+                f"{result.reason}; its outputs could not be recorded ({exc}), so none can be released",
+            )
+        if scan.skipped:
+            result = JobResult(
+                result.state,
+                result.exit_code,
+                f"{result.reason}; {scan.skipped} output file(s) were not recorded and cannot be released "
+                "(names with control characters or not UTF-8, nested too deep, or too many files)",
+            )
+        outputs = record_scanned(session, job.id, scan)
         job.state = result.state
         job.exit_code = result.exit_code
         job.reason = result.reason
