@@ -7,6 +7,7 @@ change is validated and audited in exactly one place.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -164,6 +165,26 @@ def get_dataset(session: Session, dataset_id: str) -> Dataset:
     return ds
 
 
+# Host locations a dataset must never expose. A job reads its datasets with the worker's uid
+# (host root in the embedded mode), so registering "/" or the state directory would hand
+# every granted project the token- and audit-signing keys, the database and other projects'
+# job outputs; /etc, /root and the kernel file systems hold host credentials.
+SYSTEM_PATHS = tuple(Path(p) for p in ("/proc", "/sys", "/dev", "/etc", "/boot", "/root", "/run"))
+
+
+def check_dataset_path(path: Path, protected: Iterable[Path] = ()) -> Path:
+    """The resolved dataset folder, refused if it is, holds or lies inside a protected place."""
+    resolved = path.resolve()
+    for place in (*SYSTEM_PATHS, *protected):
+        guarded = place.resolve()
+        if resolved == guarded or guarded in resolved.parents or resolved in guarded.parents:
+            raise TreError(
+                f"dataset path {resolved} overlaps {guarded}, which jobs must never read; "
+                "register the folder that holds only the data"
+            )
+    return resolved
+
+
 def register_dataset(
     session: Session,
     actor: str,
@@ -172,11 +193,14 @@ def register_dataset(
     path: Path,
     description: str = "",
     policy: str = "default",
+    protected: Iterable[Path] = (),
 ) -> Dataset:
+    """Register a folder of DICOM files; ``protected`` adds places (the state directory) it
+    may not overlap, on top of `SYSTEM_PATHS`."""
     check_slug("dataset", dataset_id)
     if session.get(Dataset, dataset_id) is not None:
         raise Conflict(f"dataset {dataset_id!r} already exists")
-    path = path.resolve()
+    path = check_dataset_path(path, protected)
     meta = summarise_dicom_folder(path)
     ds = Dataset(
         id=dataset_id,

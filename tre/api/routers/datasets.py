@@ -9,9 +9,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tre import registry
-from tre.api.deps import current_principal, get_session, require_roles
+from tre.api.deps import current_principal, get_session, get_settings_dep, require_roles
 from tre.api.schemas import DatasetIn, DatasetOut, GrantIn, GrantOut, RevokeIn
 from tre.auth.principal import Principal
+from tre.config import Settings
 from tre.registry import user_project_ids
 from tre.store.models import AccessGrant, Dataset
 
@@ -38,10 +39,21 @@ def list_datasets(
 
 @router.post("/datasets", response_model=DatasetOut, status_code=201)
 def register_dataset(
-    body: DatasetIn, p: Principal = Depends(admin_only), session: Session = Depends(get_session)
+    body: DatasetIn,
+    p: Principal = Depends(admin_only),
+    session: Session = Depends(get_session),
+    settings: Settings = Depends(get_settings_dep),
 ) -> DatasetOut:
+    # Never the state directory (keys, database, job outputs, staging) or what holds it.
     ds = registry.register_dataset(
-        session, p.user_id, body.id, body.name, Path(body.path), body.description, body.policy
+        session,
+        p.user_id,
+        body.id,
+        body.name,
+        Path(body.path),
+        body.description,
+        body.policy,
+        protected=[settings.home, settings.keys_dir, settings.jobs_dir, settings.staging_dir],
     )
     return DatasetOut.model_validate(ds)
 
