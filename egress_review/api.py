@@ -37,7 +37,8 @@ DbSession = Annotated[Session, Depends(get_session)]
 
 class CreateRequest(BaseModel):
     job_id: str = Field(min_length=1, max_length=64)
-    files: list[str] = Field(min_length=1, max_length=workflow.MAX_FILES)
+    # 1024: the longest output path a job can have recorded (tre.jobs.outputs.MAX_PATH_CHARS).
+    files: list[Annotated[str, Field(max_length=1024)]] = Field(min_length=1, max_length=workflow.MAX_FILES)
     justification: str = Field(min_length=1, max_length=10_000)
 
 

@@ -6,6 +6,7 @@ from fastapi import FastAPI
 from sqlalchemy import Engine
 
 from tre import __version__, audit
+from tre.api.limits import BodySizeLimit
 from tre.api.problems import install_problem_handlers
 from tre.auth.tokens import TokenVerifier
 from tre.config import Settings, get_settings
@@ -32,6 +33,7 @@ def create_app(
     app.state.engine = engine
     app.state.verifier = TokenVerifier(settings)
     install_problem_handlers(app)
+    app.add_middleware(BodySizeLimit)
 
     from egress_review import api as egress_api
     from egress_review.panel import routes as panel_routes

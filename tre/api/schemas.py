@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class Out(BaseModel):
@@ -118,12 +118,31 @@ class RevokeIn(BaseModel):
     reason: str = ""
 
 
+# What a job submission may carry. A submission is audited even when it is refused, and the
+# audit log can never shrink, so nothing a caller sends into it may be unbounded. The command
+# bound stays well inside what execve accepts (MAX_ARG_STRLEN is 128 KiB per argument).
+MAX_COMMAND_ARGS = 4096
+MAX_COMMAND_ARG_CHARS = 65_536
+MAX_COMMAND_CHARS = 256 * 1024
+MAX_JOB_DATASETS = 64
+Slug = Annotated[str, Field(min_length=1, max_length=63)]
+
+
 class JobIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    project_id: str
+    project_id: Slug
     image: str = Field(min_length=1, max_length=512)
-    command: list[str] = Field(min_length=1)
-    dataset_ids: list[str] = Field(default_factory=list)
+    command: list[Annotated[str, Field(max_length=MAX_COMMAND_ARG_CHARS)]] = Field(
+        min_length=1, max_length=MAX_COMMAND_ARGS
+    )
+    dataset_ids: list[Slug] = Field(default_factory=list, max_length=MAX_JOB_DATASETS)
+
+    @field_validator("command")
+    @classmethod
+    def _command_size(cls, value: list[str]) -> list[str]:
+        if sum(len(a) for a in value) > MAX_COMMAND_CHARS:
+            raise ValueError(f"the command is longer than {MAX_COMMAND_CHARS} characters in all")
+        return value
     cpu: float = Field(default=1.0, gt=0)
     memory_mb: int = Field(default=1024, gt=0)
     gpu: int = Field(default=0, ge=0)

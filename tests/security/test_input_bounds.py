@@ -1,0 +1,75 @@
+# ruff: noqa: F811 - pytest fixtures imported from tests.core.conftest are redefined as parameters
+"""Request bodies and the fields that reach the (append-only) audit log are bounded.
+
+Before the fix any researcher token could post a body of any size, and a refused job
+submission was audited with the caller's whole dataset list: a researcher who is a member of
+no project could grow the tamper-evident log, which can never be pruned, by megabytes a request.
+"""
+
+from __future__ import annotations
+
+import json
+
+from sqlalchemy import select
+
+from tests.core.conftest import dicom_dir, job_body, world  # noqa: F401
+from tre.store.db import session_scope
+from tre.store.models import AuditEntry
+
+JOBS = "/api/v1/jobs"
+
+
+def _largest_audit_entry(engine) -> int:  # type: ignore[no-untyped-def]
+    with session_scope(engine) as s:
+        return max((len(e.body) for e in s.scalars(select(AuditEntry))), default=0)
+
+
+def test_huge_body_is_refused_before_parsing(app_client, world) -> None:  # type: ignore[no-untyped-def]
+    body = json.dumps(job_body(command=["python3", "-c", "x" * (2 << 20)])).encode()
+    resp = app_client.post(JOBS, headers={**world.headers["alice"], "content-type": "application/json"},
+                           content=body)
+    assert resp.status_code == 413, resp.text[:300]
+    assert resp.headers["content-type"].startswith("application/problem+json")
+
+
+def test_huge_chunked_body_is_refused(app_client, world) -> None:  # type: ignore[no-untyped-def]
+    def chunks():  # type: ignore[no-untyped-def]
+        yield b'{"project_id": "p1", "image": "x", "command": ["'
+        for _ in range(40):
+            yield b"y" * 65536
+        yield b'"]}'
+
+    resp = app_client.post(JOBS, headers={**world.headers["alice"], "content-type": "application/json"},
+                           content=chunks())
+    assert resp.status_code == 413, resp.text[:300]
+
+
+def test_denied_submission_cannot_bloat_the_audit_log(app_client, world, engine) -> None:  # type: ignore[no-untyped-def]
+    # bob is not a member of p1: the refusal is audited with the datasets he named.
+    many = [f"ds-{i:05d}-" + "z" * 40 for i in range(15_000)]
+    resp = app_client.post(JOBS, headers=world.headers["bob"], json=job_body(dataset_ids=many))
+    assert resp.status_code == 422, resp.text[:300]
+    assert _largest_audit_entry(engine) < 16_384
+
+
+def test_command_and_ids_are_bounded(app_client, world) -> None:  # type: ignore[no-untyped-def]
+    h = world.headers["alice"]
+    too_long = job_body(command=["python3", "-c", "#" * 70_000])
+    assert app_client.post(JOBS, headers=h, json=too_long).status_code == 422
+    too_many = job_body(command=["true"] * 5000)
+    assert app_client.post(JOBS, headers=h, json=too_many).status_code == 422
+    in_all = job_body(command=["x" * 60_000] * 5)
+    assert app_client.post(JOBS, headers=h, json=in_all).status_code == 422
+    long_project = job_body(project_id="p" * 5000)
+    assert app_client.post(JOBS, headers=h, json=long_project).status_code == 422
+
+
+def test_ordinary_submission_still_admitted(app_client, world) -> None:  # type: ignore[no-untyped-def]
+    resp = app_client.post(JOBS, headers=world.headers["alice"], json=job_body())
+    assert resp.status_code == 201, resp.text
+
+
+def test_egress_file_names_are_bounded(app_client, world) -> None:  # type: ignore[no-untyped-def]
+    resp = app_client.post("/api/v1/egress/requests", headers=world.headers["alice"],
+                           json={"job_id": "j", "files": ["f" * 5000], "justification": "x"})
+    assert resp.status_code == 422, resp.text[:300]
