@@ -17,7 +17,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, Trans
 from rich.table import Table
 
 from tre.cli.client import ApiClient, CliError
-from tre.cli.output import console, human_size
+from tre.cli.output import console, human_size, untrusted
 
 app = typer.Typer(
     help="Egress airlock: request release of job outputs, review, download.", no_args_is_help=True
@@ -37,21 +37,25 @@ def _print_request(r: dict[str, Any]) -> None:
     for f in r.get("files", []):
         style = OUTCOME_STYLE.get(f["outcome"], "white")
         console.print(
-            f"  [{style}]{f['outcome']:5}[/{style}] {f['path']}  {human_size(f['size'])}  "
+            f"  [{style}]{f['outcome']:5}[/{style}] {untrusted(f['path'])}  {human_size(f['size'])}  "
             f"sha256:{f['sha256'][:16]}…"
         )
         for c in f.get("checks", []):
             if c["outcome"] != "pass":
                 cs = OUTCOME_STYLE.get(c["outcome"], "white")
                 console.print(
-                    f"        [{cs}]{c['outcome']}[/{cs}] {c['check']}: {c['reason']}", highlight=False
+                    f"        [{cs}]{c['outcome']}[/{cs}] {untrusted(c['check'])}: {untrusted(c['reason'])}",
+                    highlight=False,
                 )
     if r.get("votes_revealed"):
         for v in r.get("votes", []):
-            console.print(f"  vote by {v['reviewer']}: {v['vote']}  {v['comment']}", highlight=False)
+            comment = untrusted(v["comment"])
+            console.print(f"  vote by {v['reviewer']}: {v['vote']}  {comment}", highlight=False)
     if r.get("resolution"):
         res = r["resolution"]
-        console.print(f"  resolved by {res['reviewer']}: {res['vote']}  {res['comment']}", highlight=False)
+        console.print(
+            f"  resolved by {res['reviewer']}: {res['vote']}  {untrusted(res['comment'])}", highlight=False
+        )
 
 
 @app.command("request")
@@ -178,7 +182,7 @@ def download(
     ) as bar:
         overall = bar.add_task(f"request {request_id[:12]}", total=total)
         for f in files:
-            task = bar.add_task(f"  {f['path']}", total=f["size"])
+            task = bar.add_task(f"  {untrusted(f['path'])}", total=f["size"])
             _fetch(
                 client,
                 f"{BASE}/{request_id}/files/{f['id']}",

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from tre.cli.client import ApiClient, CliError
-from tre.cli.output import console, human_size, table
+from tre.cli.output import console, human_size, table, terminal_safe, untrusted
 
 TERMINAL = {"succeeded", "failed", "timed_out", "cancelled"}
 
@@ -23,7 +23,7 @@ def follow_job(client: ApiClient, job_id: str, show_logs: bool = True, poll_s: f
             offset = int(resp.headers.get("X-Next-Offset", offset))
             state = resp.headers.get("X-Job-State", "")
             if show_logs and resp.content:
-                sys.stdout.write(resp.content.decode("utf-8", "replace"))
+                sys.stdout.write(terminal_safe(resp.content.decode("utf-8", "replace")))
                 sys.stdout.flush()
             status.update(f"job {job_id}: {state}")
             if state in TERMINAL and not resp.content:
@@ -73,9 +73,8 @@ def submit(
 
 def _print_end(job: dict) -> None:
     colour = "green" if job["state"] == "succeeded" else "red"
-    console.print(
-        f"job {job['id']} [{colour}]{job['state']}[/]" + (f": {job['reason']}" if job["reason"] else "")
-    )
+    reason = f": {untrusted(job['reason'])}" if job["reason"] else ""
+    console.print(f"job {job['id']} [{colour}]{job['state']}[/]{reason}")
 
 
 def jobs(
@@ -102,7 +101,7 @@ def logs(job_id: str, follow: Annotated[bool, typer.Option("--follow", "-f")] = 
         _print_end(follow_job(client, job_id))
         return
     resp = client.request("GET", f"/api/v1/jobs/{job_id}/logs")
-    sys.stdout.write(resp.content.decode("utf-8", "replace"))
+    sys.stdout.write(terminal_safe(resp.content.decode("utf-8", "replace")))
 
 
 def outputs(job_id: str) -> None:

@@ -2,14 +2,36 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 console = Console()
 err_console = Console(stderr=True)
+
+
+# C0 and C1 control characters except tab, newline and carriage return: ESC starts the ANSI
+# and OSC sequences a terminal obeys (recolour, retitle, rewrite the clipboard, hide text).
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+def terminal_safe(text: str) -> str:
+    """Text that came from a job or another user, with control characters shown as ``\\xNN``.
+
+    Job logs, output names, check reasons and comments are written by researchers; printing
+    them raw would let one of them drive the terminal of whoever reads them (an admin, a
+    reviewer, an auditor).
+    """
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+def untrusted(value: object) -> str:
+    """A value from the server made safe for `console.print`: no control characters, no markup."""
+    return escape(terminal_safe("" if value is None else str(value)))
 
 
 def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
@@ -17,7 +39,7 @@ def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> 
     for c in columns:
         t.add_column(c)
     for r in rows:
-        t.add_row(*("" if v is None else str(v) for v in r))
+        t.add_row(*(untrusted(v) for v in r))
     console.print(t)
 
 

@@ -1,0 +1,70 @@
+"""Text a researcher controls (job logs, output names, check reasons, comments) must not drive
+the terminal of the admin, reviewer or auditor who prints it with the CLI.
+
+Before the fix the CLI wrote job logs raw (ANSI/OSC escape sequences reached the terminal:
+recolouring, retitling, OSC 52 clipboard writes) and fed output names into rich markup (a name
+such as ``x[/].csv`` crashed ``tre egress show``; ``[green]pass[/]`` could fake a result).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tre.cli import egress as egress_cli
+from tre.cli import jobs as jobs_cli
+
+OSC52 = "\x1b]52;c;cm0gLXJmIH4=\x07"
+
+
+class FakeResponse:
+    def __init__(self, content: bytes) -> None:
+        self.content = content
+        self.headers = {"X-Next-Offset": str(len(content)), "X-Job-State": "succeeded"}
+
+
+class FakeClient:
+    def __init__(self, payload: Any = None, log: bytes = b"") -> None:
+        self.payload, self.log = payload, log
+
+    def get(self, url: str, params: Any = None) -> Any:
+        return self.payload
+
+    def request(self, method: str, url: str, params: Any = None) -> FakeResponse:
+        chunk, self.log = self.log, b""  # the whole log once, then the end
+        return FakeResponse(chunk)
+
+
+def _request_view() -> dict[str, Any]:
+    check = {"outcome": "block", "check": "sdc:threshold",
+             "reason": f"column 'count[/]{OSC52}': 3 [green]pass[/green]"}
+    return {
+        "id": "r1", "state": "conflicted", "job_id": "j1", "project_id": "p1", "votes_in": 2,
+        "required_reviews": 2, "policies": [], "votes_revealed": True,
+        "files": [{"outcome": "block", "path": f"x[/]{OSC52}.csv", "size": 3, "sha256": "ab" * 32,
+                   "checks": [check]}],
+        "votes": [{"reviewer": "dana", "vote": "approve", "comment": "fine\x1b[2J[bold]ok"}],
+        "resolution": None,
+    }
+
+
+def test_egress_show_prints_hostile_names_inertly(monkeypatch: pytest.MonkeyPatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(egress_cli, "ApiClient", lambda: FakeClient(_request_view()))
+    egress_cli.show("r1")
+    out = capsys.readouterr().out
+    assert "\x1b]" not in out and "\x07" not in out and "\x1b[2J" not in out
+    assert "x[/]" in out and "\\x1b]52" in out
+
+
+@pytest.mark.parametrize("follow", [False, True])
+def test_job_log_escape_sequences_are_neutralised(monkeypatch: pytest.MonkeyPatch, capsys, follow) -> None:  # type: ignore[no-untyped-def]
+    log = f"epoch 1\n{OSC52}\x1b[8mhidden\x1b[0m\tok\r\n".encode()
+    client = FakeClient({"id": "j1", "state": "succeeded", "reason": "exited with code 0"}, log)
+    monkeypatch.setattr(jobs_cli, "ApiClient", lambda: client)
+    monkeypatch.setattr(jobs_cli.time, "sleep", lambda s: None)
+    jobs_cli.logs("j1", follow=follow)
+    out = capsys.readouterr().out
+    assert "epoch 1\n" in out and "\tok" in out
+    assert "\x1b" not in out.replace("\x1b[?25l", "").replace("\x1b[?25h", "")  # rich's own cursor codes
+    assert "\\x1b]52" in out
