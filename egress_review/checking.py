@@ -87,6 +87,35 @@ def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
+# Reasons and evidence quote the file (column names, labels, metadata keys, parser errors),
+# and the file was written by research code. Each result is stored with the request, shown
+# to the requester and audited (egress.check), and the audit log can never shrink: without
+# a bound, one CSV whose header was a long "count_..." name made every request naming it fail
+# with a 500 (the audit entry passed the log's 64 KiB cap) after its files were staged, and
+# the requester was shown whatever the reasons and evidence quoted, at any length.
+MAX_REASON_CHARS = 1000
+MAX_EVIDENCE_TEXT = 200
+MAX_EVIDENCE_ITEMS = 50
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def bounded(value: Any, depth: int = 0) -> Any:
+    """JSON-ready evidence with every string, list and mapping cut to a fixed size."""
+    if isinstance(value, str):
+        return _clip(value, MAX_EVIDENCE_TEXT)
+    if depth >= 6:
+        return "…"
+    if isinstance(value, list):
+        return [bounded(v, depth + 1) for v in value[:MAX_EVIDENCE_ITEMS]]
+    if isinstance(value, dict):
+        items = list(value.items())[:MAX_EVIDENCE_ITEMS]
+        return {_clip(str(k), MAX_EVIDENCE_TEXT): bounded(v, depth + 1) for k, v in items}
+    return value
+
+
 def worst_outcome(outcomes: list[str]) -> str:
     return max(outcomes, key=lambda o: OUTCOME_RANK.get(o, 2), default="pass")
 
@@ -103,17 +132,17 @@ def check_file(path: Path, display_name: str, applied: list[AppliedPolicy],
             raw = run_checks(path, display_name, ap.policy, context)
         except Exception as exc:  # noqa: BLE001 - a crashing check must block, never pass
             log.exception("checks crashed on %s", display_name)
-            results.append({**tag, "check": "engine", "outcome": "block",
-                            "reason": f"the checks could not run on this file: {exc}", "evidence": {}})
+            reason = _clip(f"the checks could not run on this file: {exc}", MAX_REASON_CHARS)
+            results.append({**tag, "check": "engine", "outcome": "block", "reason": reason, "evidence": {}})
             continue
         for r in raw:
             outcome = str(getattr(r, "outcome", "block"))
             results.append({
                 **tag,
-                "check": str(r.check),
+                "check": _clip(str(r.check), 64),
                 "outcome": outcome if outcome in OUTCOME_RANK else "block",
-                "reason": str(r.reason),
-                "evidence": _jsonable(dict(r.evidence or {})),
+                "reason": _clip(str(r.reason), MAX_REASON_CHARS),
+                "evidence": bounded(_jsonable(dict(r.evidence or {}))),
             })
     return results
 
