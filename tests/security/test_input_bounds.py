@@ -1,9 +1,10 @@
 # ruff: noqa: F811 - pytest fixtures imported from tests.core.conftest are redefined as parameters
-"""Request bodies and the fields that reach the (append-only) audit log are bounded.
+"""Request bodies and the fields that reach the audit log are bounded.
 
-Before the fix any researcher token could post a body of any size, and a refused job
-submission was audited with the caller's whole dataset list: a researcher who is a member of
-no project could grow the tamper-evident log, which can never be pruned, by megabytes a request.
+Before the fix any token holder could post a body of any size (parsed in memory), and a
+refused job submission is audited with the caller's dataset list: a researcher in no
+project could add an entry of up to the log's 64 KiB cap per request, or, past the cap, turn
+the submission into a 500 (the audit append raised) instead of a clear refusal.
 """
 
 from __future__ import annotations

@@ -3,8 +3,9 @@
 No route takes an upload: the largest legitimate bodies are a job submission, an egress
 request naming up to 1000 files, and a panel form with a pasted token. Without a cap, one
 caller (any token, or none: the body is read before authentication fails on some routes)
-could make the server buffer and parse a body of any size, and whatever the request layer
-accepts ends up in audit entries that can never be deleted.
+could make the server buffer and parse a body of any size; what the request layer accepts
+also ends up in audit entries, which can never be deleted (and are capped at 64 KiB each, so
+an oversized one turned a refusal into a 500).
 """
 
 from __future__ import annotations
