@@ -28,7 +28,12 @@ def credentials_path() -> Path:
 def save_credentials(api_url: str, token: str) -> None:
     path = credentials_path()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    except OSError as exc:  # ELOOP: a symlink where the credentials file should be
+        raise CliError(f"cannot save the token to {path}: {exc.strerror}") from exc
+    # The mode above applies only to a new file: an existing one keeps its permissions.
+    os.fchmod(fd, 0o600)
     with os.fdopen(fd, "w") as fh:
         json.dump({"api_url": api_url, "token": token}, fh)
 
