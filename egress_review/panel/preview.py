@@ -28,6 +28,9 @@ MAX_TABLE_ROWS = 100
 MAX_TABLE_BYTES = 1 << 20
 MAX_TEXT_CHARS = 8000
 MAX_VALUE_CHARS = 160
+# A DICOM file written by research code can hold millions of tiny elements; every reviewer
+# page view would build (and the browser render) a row for each.
+MAX_HEADER_ROWS = 2000
 _IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*")
 _TAG_RE = re.compile(r"\(?\s*([0-9A-Fa-f]{4})\s*,?\s*([0-9A-Fa-f]{4})\s*\)?")
 
@@ -210,6 +213,10 @@ def dicom_header(data: bytes, flagged: set[str]) -> DicomHeader:
 
     def add(dataset: pydicom.Dataset, depth: int) -> None:
         for elem in dataset:
+            if len(out.rows) >= MAX_HEADER_ROWS:
+                out.error = (f"only the first {MAX_HEADER_ROWS} header elements are shown; "
+                             "the file holds more")
+                return
             tag8 = f"{elem.tag.group:04X}{elem.tag.element:04X}"
             is_flagged = tag8 in flagged or (bool(elem.keyword) and elem.keyword in flagged)
             is_flagged = is_flagged or (elem.tag.is_private and "private" in flagged)
