@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tre import registry
-from tre.api.deps import current_principal, get_session, get_settings_dep, require_roles
+from tre.api.deps import any_role, get_session, get_settings_dep, require_roles
 from tre.api.schemas import DatasetIn, DatasetOut, GrantIn, GrantOut, RevokeIn
 from tre.auth.principal import Principal
 from tre.config import Settings
@@ -18,6 +18,7 @@ from tre.store.models import AccessGrant, Dataset
 
 router = APIRouter(prefix="/api/v1", tags=["datasets"])
 admin_only = require_roles("admin")
+readers = any_role()
 
 
 def _visible_dataset_ids(session: Session, p: Principal) -> set[str] | None:
@@ -30,7 +31,7 @@ def _visible_dataset_ids(session: Session, p: Principal) -> set[str] | None:
 
 @router.get("/datasets", response_model=list[DatasetOut])
 def list_datasets(
-    p: Principal = Depends(current_principal), session: Session = Depends(get_session)
+    p: Principal = Depends(readers), session: Session = Depends(get_session)
 ) -> list[DatasetOut]:
     visible = _visible_dataset_ids(session, p)
     rows = session.scalars(select(Dataset).order_by(Dataset.id))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Query, Response
 from sqlalchemy.orm import Session
 
-from tre.api.deps import current_principal, get_session, get_settings_dep, require_roles
+from tre.api.deps import any_role, get_session, get_settings_dep, require_roles
 from tre.api.schemas import JobIn, JobOut, JobOutputOut
 from tre.auth.principal import Principal
 from tre.config import Settings
@@ -14,6 +14,7 @@ from tre.jobs.admission import JobRequest
 
 router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
 submitters = require_roles("researcher", "admin")
+readers = any_role()
 
 
 @router.post("", response_model=JobOut, status_code=201)
@@ -32,7 +33,7 @@ def list_jobs(
     project_id: str | None = None,
     state: str | None = None,
     limit: int = Query(100, ge=1, le=1000),
-    p: Principal = Depends(current_principal),
+    p: Principal = Depends(readers),
     session: Session = Depends(get_session),
 ) -> list[JobOut]:
     return [JobOut.model_validate(j) for j in service.list_visible_jobs(session, p, project_id, state, limit)]
@@ -40,7 +41,7 @@ def list_jobs(
 
 @router.get("/{job_id}", response_model=JobOut)
 def get_job(
-    job_id: str, p: Principal = Depends(current_principal), session: Session = Depends(get_session)
+    job_id: str, p: Principal = Depends(readers), session: Session = Depends(get_session)
 ) -> JobOut:
     return JobOut.model_validate(service.get_visible_job(session, p, job_id))
 
@@ -49,7 +50,7 @@ def get_job(
 def get_logs(
     job_id: str,
     offset: int = Query(0, ge=0),
-    p: Principal = Depends(current_principal),
+    p: Principal = Depends(readers),
     session: Session = Depends(get_session),
     settings: Settings = Depends(get_settings_dep),
 ) -> Response:
@@ -65,7 +66,7 @@ def get_logs(
 
 @router.get("/{job_id}/outputs", response_model=list[JobOutputOut])
 def list_outputs(
-    job_id: str, p: Principal = Depends(current_principal), session: Session = Depends(get_session)
+    job_id: str, p: Principal = Depends(readers), session: Session = Depends(get_session)
 ) -> list[JobOutputOut]:
     job = service.get_visible_job(session, p, job_id)
     return [JobOutputOut.model_validate(o) for o in job.outputs]
@@ -73,6 +74,6 @@ def list_outputs(
 
 @router.post("/{job_id}/cancel", response_model=JobOut)
 def cancel_job(
-    job_id: str, p: Principal = Depends(current_principal), session: Session = Depends(get_session)
+    job_id: str, p: Principal = Depends(submitters), session: Session = Depends(get_session)
 ) -> JobOut:
     return JobOut.model_validate(service.cancel(session, p, job_id))

@@ -7,7 +7,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tre import registry
-from tre.api.deps import current_principal, get_session, require_roles
+from tre.api.deps import any_role, get_session, require_roles
 from tre.api.schemas import MemberIn, ProjectIn, ProjectOut
 from tre.auth.principal import Principal
 from tre.errors import NotFound
@@ -16,6 +16,7 @@ from tre.store.models import Project
 
 router = APIRouter(prefix="/api/v1/projects", tags=["projects"])
 admin_only = require_roles("admin")
+readers = any_role()
 
 
 def _out(p: Project) -> ProjectOut:
@@ -25,7 +26,7 @@ def _out(p: Project) -> ProjectOut:
 
 @router.get("", response_model=list[ProjectOut])
 def list_projects(
-    p: Principal = Depends(current_principal), session: Session = Depends(get_session)
+    p: Principal = Depends(readers), session: Session = Depends(get_session)
 ) -> list[ProjectOut]:
     projects = session.scalars(select(Project).order_by(Project.id))
     return [_out(x) for x in projects if can_see_project(session, p, x.id)]
@@ -33,7 +34,7 @@ def list_projects(
 
 @router.get("/{project_id}", response_model=ProjectOut)
 def get_project(
-    project_id: str, p: Principal = Depends(current_principal), session: Session = Depends(get_session)
+    project_id: str, p: Principal = Depends(readers), session: Session = Depends(get_session)
 ) -> ProjectOut:
     project = session.get(Project, project_id)
     if project is None or not can_see_project(session, p, project_id):
