@@ -16,7 +16,11 @@ from pathlib import Path
 import pytest
 from pydicom.data import get_testdata_file
 
-from tests.core.conftest import dicom_dir, world  # noqa: F401
+from tests.core.conftest import dicom_dir, job_body, world  # noqa: F401
+from tre.executors.base import Executor, JobResult, JobSpec, RunControl
+from tre.jobs.worker import Worker
+from tre.store.db import session_scope
+from tre.store.models import Dataset
 
 URL = "/api/v1/datasets"
 
@@ -57,3 +61,31 @@ def test_symlink_to_the_state_directory_is_refused(app_client, world, settings, 
     link.symlink_to(settings.home)
     resp = _register(app_client, world, link, "innocent")
     assert resp.status_code == 400, resp.text
+
+
+class RecordingExecutor(Executor):
+    name = "local"
+
+    def __init__(self) -> None:
+        self.ran: list[str] = []
+
+    def run(self, spec: JobSpec, control: RunControl) -> JobResult:
+        self.ran.append(spec.job_id)
+        return JobResult("succeeded", 0, "exited with code 0")
+
+
+def test_worker_refuses_a_dataset_row_pointing_at_the_state_directory(  # type: ignore[no-untyped-def]
+    app_client, world, engine, settings
+) -> None:
+    # A row registered before the check existed, or edited in the database.
+    with session_scope(engine) as s:
+        ds = s.get(Dataset, "ct1")
+        assert ds is not None
+        ds.path = str(settings.home)
+    resp = app_client.post("/api/v1/jobs", headers=world.headers["alice"], json=job_body())
+    assert resp.status_code == 201, resp.text
+    executor = RecordingExecutor()
+    Worker(settings, engine, executor=executor).run_until_idle(timeout_s=30)
+    job = app_client.get(f"/api/v1/jobs/{resp.json()['id']}", headers=world.headers["alice"]).json()
+    assert executor.ran == []
+    assert job["state"] == "failed" and "refused to run" in job["reason"], job

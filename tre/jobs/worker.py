@@ -26,10 +26,12 @@ from sqlalchemy.orm import Session
 from tre import audit
 from tre.audit import record_event
 from tre.config import Settings
+from tre.errors import TreError
 from tre.executors.base import DatasetMount, Executor, JobResult, JobSpec, RunControl
 from tre.executors.factory import make_executor
 from tre.jobs.outputs import OutputScan, record_scanned, scan_output_tree
 from tre.jobs.paths import log_path, output_dir
+from tre.registry import check_dataset_path
 from tre.store.base import utcnow
 from tre.store.db import session_scope
 from tre.store.models import Dataset, Job, JobState
@@ -256,10 +258,17 @@ class Worker:
             heartbeat=lambda: self._heartbeat(job_id),
         )
         try:
+            # Datasets registered before paths were checked (or edited in the database) are
+            # checked again: a job must never get the state directory or a system folder.
+            for mount in spec.datasets:
+                if mount.host_path is not None:
+                    check_dataset_path(mount.host_path, self._protected_paths())
             if reattach and executor_ref:
                 result = self.executor.reattach(spec, executor_ref, control)
             else:
                 result = self.executor.run(spec, control)
+        except TreError as exc:
+            result = JobResult(JobState.failed.value, None, f"refused to run: {exc}")
         except Exception as exc:  # noqa: BLE001 - any backend failure must end the job, not the worker
             log.exception("executor failed for job %s", job_id)
             result = JobResult(JobState.failed.value, None, f"executor error: {exc}")
@@ -316,6 +325,10 @@ class Worker:
                 "outputs": len(outputs),
             },
         )
+
+    def _protected_paths(self) -> list[Path]:
+        s = self.settings
+        return [s.home, s.keys_dir, s.jobs_dir, s.staging_dir]
 
     def _cancel_requested(self, job_id: str) -> bool:
         with session_scope(self.engine) as s:
