@@ -381,6 +381,19 @@ class JobRules(_Strict):
     require_digest: bool = Field(
         default=True, description="Only digest-pinned references (name@sha256:<64 hex>)."
     )
+    log_visibility: Literal["screened", "status_only", "full"] = Field(
+        default="screened",
+        description="What researchers see of a job's log: screened lines, nothing, or everything.",
+    )
+    researcher_log_limit_kib: int = Field(
+        default=256, ge=0, description="Researchers see at most this much of a job's log (screened)."
+    )
+    log_max_line_chars: int = Field(
+        default=400, ge=40, description="Longer log lines are withheld from researchers."
+    )
+    log_encoded_min_chars: int = Field(
+        default=96, ge=16, description="Log lines holding a base64/hex run this long are withheld."
+    )
 
     def image_allowed(self, image: str) -> bool:
         """Whether ``image`` may run: digest-pinned if required, and matching an allowlist glob.

@@ -53,7 +53,8 @@ def demo_image() -> str:
 
 
 def prepare_dataset(settings: Settings) -> Path:
-    folder = settings.home / "demo-data" / DATASET
+    # Beside the state directory, never inside it: a dataset must not expose keys or the database.
+    folder = settings.home.resolve().parent / "tre-demo-data" / DATASET
     folder.mkdir(parents=True, exist_ok=True)
     for name in DEMO_FILES:
         src = get_testdata_file(name)

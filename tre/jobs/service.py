@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from tre.audit import record_event
 from tre.auth.principal import Principal
 from tre.config import Settings
-from tre.errors import Conflict, Forbidden, NotFound
+from tre.errors import Conflict, Forbidden, NotFound, PolicyUnavailable
 from tre.jobs.admission import JobRequest, admit
 from tre.jobs.paths import log_path
 from tre.registry import user_project_ids
@@ -121,11 +121,39 @@ def cancel(session: Session, principal: Principal, job_id: str) -> Job:
     return job
 
 
-def read_log(settings: Settings, job_id: str, offset: int = 0, limit: int = 1 << 20) -> tuple[bytes, int]:
+def read_log(
+    settings: Settings, job_id: str, offset: int = 0, limit: int = 1 << 20
+) -> tuple[bytes, int, bool]:
+    """Raw log bytes from ``offset``: (data, next offset, whether that is the end of the file)."""
     path: Path = log_path(settings, job_id)
     if not path.exists():
-        return b"", offset
+        return b"", offset, True
     with path.open("rb") as fh:
         fh.seek(offset)
         data = fh.read(limit)
-    return data, offset + len(data)
+        at_end = fh.read(1) == b""
+    return data, offset + len(data), at_end
+
+
+def visible_log(
+    session: Session, settings: Settings, principal: Principal, job: Job, offset: int
+) -> tuple[bytes, int]:
+    """The log as this caller may see it: raw for staff, screened for researchers.
+
+    The log is an output channel (a job can print what it read), so researchers get it through
+    the airlock's knowledge of the data; see egress_review.logscreen.
+    """
+    raw, next_offset, at_end = read_log(settings, job.id, offset)
+    if principal.has("admin", "auditor"):
+        return raw, next_offset
+    from egress_review import checking
+    from egress_review.logscreen import LogScreen
+
+    datasets = checking.job_datasets(session, job)
+    try:
+        applied = checking.policies_for(datasets, settings.resolved_policies_dir)
+    except Exception as exc:  # noqa: BLE001 - no policy, no log: fail closed with a reason
+        raise PolicyUnavailable(f"the job's log is withheld: {exc}") from exc
+    screen = LogScreen.for_policies([a.policy for a in applied], checking.identifiers_for(datasets))
+    final = JobState(job.state).terminal and at_end
+    return screen.screen(raw, offset, final)

@@ -40,9 +40,7 @@ def list_jobs(
 
 
 @router.get("/{job_id}", response_model=JobOut)
-def get_job(
-    job_id: str, p: Principal = Depends(readers), session: Session = Depends(get_session)
-) -> JobOut:
+def get_job(job_id: str, p: Principal = Depends(readers), session: Session = Depends(get_session)) -> JobOut:
     return JobOut.model_validate(service.get_visible_job(session, p, job_id))
 
 
@@ -54,9 +52,12 @@ def get_logs(
     session: Session = Depends(get_session),
     settings: Settings = Depends(get_settings_dep),
 ) -> Response:
-    """A chunk of the log from ``offset``; ``X-Next-Offset`` and ``X-Job-State`` let the CLI follow."""
+    """A chunk of the log from ``offset``; ``X-Next-Offset`` and ``X-Job-State`` let the CLI follow.
+
+    Researchers see the screened log (lines naming the data withheld), staff the raw one.
+    """
     job = service.get_visible_job(session, p, job_id)
-    data, next_offset = service.read_log(settings, job.id, offset)
+    data, next_offset = service.visible_log(session, settings, p, job, offset)
     return Response(
         content=data,
         media_type="text/plain; charset=utf-8",

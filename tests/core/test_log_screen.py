@@ -1,0 +1,95 @@
+"""The job log is an output channel: researchers see it screened, staff see it raw."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import pydicom
+import pytest
+from pydicom.data import get_testdata_file
+
+from egress_review.logscreen import LogScreen
+from egress_review.policy import Policy, load_policy
+from tests.core.conftest import job_body
+from tre.jobs.worker import Worker
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _screen(**job: object) -> LogScreen:
+    base = load_policy("default", REPO / "policies")
+    policy = Policy.model_validate(
+        {**base.model_dump(exclude={"digest"}), "job": {**base.job.model_dump(), **job}}
+    )
+    return LogScreen.for_policies([policy], {"Doe^Jane", "Doe", "Jane", "PAT-123456", "1.2.840.99.1.2.3"})
+
+
+def test_lines_naming_the_data_or_carrying_files_are_withheld():
+    blob = base64.b64encode(bytes(range(256)) * 2).decode()
+    raw = (
+        "epoch 1 loss 0.31\n"
+        "patient: Jane Doe\n"
+        "id=PAT-123456 done\n"
+        f"payload {blob[:300]}\n"
+        f"{'x' * 500}\n"
+        "bell \x07 and escape \x1b[31m\n"
+        "epoch 2 loss 0.2"
+    ).encode()
+    shown, nxt = _screen().screen(raw, 0, final=False)
+    text = shown.decode()
+    assert (
+        "Jane" not in text
+        and "PAT-123456" not in text
+        and blob[:40] not in text
+        and "encoded run" in text
+        and "x" * 500 not in text
+    )
+    assert text.count("[tre] withheld") == 4
+    assert "epoch 1 loss 0.31" in text and "\\x07" in text and "\\x1b" in text and "\x1b" not in text
+    # The unfinished last line is held back until the job ends.
+    assert "epoch 2" not in text and nxt == raw.rfind(b"\n") + 1
+    rest, end = _screen().screen(raw[nxt:], nxt, final=True)
+    assert rest == b"epoch 2 loss 0.2" and end == len(raw)
+
+
+def test_only_the_first_part_is_shown():
+    raw = b"".join(f"line {i:05d}\n".encode() for i in range(1000))
+    screen = _screen(researcher_log_limit_kib=1)
+    shown, nxt = screen.screen(raw, 0, final=False)
+    assert shown.startswith(b"line 00000\n") and b"withheld from researchers (limit 1 KiB)" in shown
+    assert len(shown) < 1200 and nxt == len(raw)
+    assert screen.screen(b"more\n", nxt, final=True) == (b"", nxt + 5)
+
+
+def test_status_only_and_full():
+    raw = b"patient: Jane Doe\n"
+    shown, nxt = _screen(log_visibility="status_only").screen(raw, 0, final=True)
+    assert b"Jane" not in shown and b"withholds job logs" in shown and nxt == len(raw)
+    assert _screen(log_visibility="full").screen(raw, 0, final=True) == (raw, len(raw))
+
+
+def test_a_line_without_end_cannot_stall_a_follower():
+    raw = b"y" * 5000
+    shown, nxt = _screen().screen(raw, 0, final=False)
+    assert nxt == 5000 and b"withheld a line of 5000" in shown
+
+
+@pytest.mark.skipif(not Path("/usr/bin/bwrap").exists(), reason="bubblewrap not installed")
+def test_researcher_sees_the_screened_log_staff_the_raw_one(app_client, world, engine, settings):
+    name = str(pydicom.dcmread(get_testdata_file("CT_small.dcm")).PatientName)
+    script = (
+        "import pydicom, base64; ds = pydicom.dcmread('/data/CT_small.dcm');"
+        "print('name', ds.PatientName); print('id', ds.PatientID);"
+        "print(base64.b64encode(open('/data/CT_small.dcm','rb').read()[:3000]).decode()); print('done')"
+    )
+    r = app_client.post(
+        "/api/v1/jobs", headers=world.headers["alice"], json=job_body(command=["python3", "-c", script])
+    )
+    job_id = r.json()["id"]
+    Worker(settings, engine).run_until_idle(timeout_s=60)
+    mine = app_client.get(f"/api/v1/jobs/{job_id}/logs", headers=world.headers["alice"]).text
+    raw = app_client.get(f"/api/v1/jobs/{job_id}/logs", headers=world.headers["audrey"]).text
+    family = name.split("^")[0]
+    assert family in raw and family not in mine
+    assert "done" in mine and mine.count("[tre] withheld") == 3
