@@ -238,6 +238,9 @@ def _reviewer_conflicts(session: Session, req: EgressRequest, principal: Princip
     job = session.get(Job, req.job_id)
     if job is not None and principal.user_id == job.submitted_by:
         return "you submitted the job that produced these files; you cannot review their release"
+    if is_member(session, req.project_id, principal.user_id):
+        return (f"you are a member of project {req.project_id}; releases are reviewed by DAC members "
+                "independent of the project")
     return None
 
 

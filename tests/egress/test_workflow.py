@@ -21,7 +21,7 @@ from tests.egress.test_workflow_support import LEAKY_CSV, SAFE_CSV, esettings, s
 from tre.auth.principal import Principal
 from tre.config import Settings
 from tre.store.base import utcnow
-from tre.store.models import AccessGrant, AuditEntry, Dataset, EgressRequest, Job, UserRole
+from tre.store.models import AccessGrant, AuditEntry, Dataset, EgressRequest, Job, ProjectMember, UserRole
 
 
 def who(user_id: str, *roles: str) -> Principal:
@@ -222,6 +222,16 @@ def test_requester_cannot_review_own_request(db, esettings, world) -> None:
     with pytest.raises(EgressError) as err2:
         vote(db, rid, "bob", "approve", "researcher")
     assert err2.value.status == 403 and err2.value.slug == "missing-role"
+
+
+def test_dac_members_of_the_requesting_project_cannot_review(db, esettings, world) -> None:
+    rid = make_request(db, esettings, world)
+    with db.begin() as s:
+        s.add(ProjectMember(project_id=world.project_id, user_id="dana"))
+    with pytest.raises(EgressError) as err:
+        vote(db, rid, "dana", "approve")
+    assert err.value.status == 403 and err.value.slug == "self-review" and "member of project" in err.value.detail
+    assert vote(db, rid, "dave", "approve").state == "awaiting_review"
 
 
 def test_votes_stay_blind_until_all_are_in(db, esettings, world) -> None:
