@@ -86,8 +86,11 @@ def table(data: bytes) -> Table:
 
 
 def text_excerpt(data: bytes) -> tuple[str, bool]:
-    text = data.decode("utf-8", errors="replace")
-    return text[:MAX_TEXT_CHARS], len(text) > MAX_TEXT_CHARS
+    """The first MAX_TEXT_CHARS characters; only the bytes that can hold them are decoded
+    (a UTF-8 character is at most 4 bytes), so a huge log costs no more than a small one."""
+    head = data[: MAX_TEXT_CHARS * 4]
+    text = head.decode("utf-8", errors="replace")
+    return text[:MAX_TEXT_CHARS], len(text) > MAX_TEXT_CHARS or len(data) > len(head)
 
 
 def _to_png(img: Image.Image) -> bytes:
