@@ -38,7 +38,7 @@ from egress_review.staging import (
 from tre.audit import AuditEvent, record_event, record_events
 from tre.auth.principal import Principal
 from tre.config import Settings
-from tre.registry import grant_status
+from tre.registry import grant_status, is_member
 from tre.store.base import utcnow
 from tre.store.models import EgressFile, EgressRequest, Job, JobOutput, JobState, ProjectMember, Review
 
@@ -50,10 +50,6 @@ MAX_FILES = 1000
 
 
 # ---------------------------------------------------------------------------- look-ups
-
-def is_member(session: Session, project_id: str, user_id: str) -> bool:
-    return session.get(ProjectMember, (project_id, user_id)) is not None
-
 
 def can_view(session: Session, req: EgressRequest, principal: Principal) -> bool:
     return principal.has(*STAFF_ROLES) or is_member(session, req.project_id, principal.user_id)
