@@ -30,6 +30,21 @@ class DatasetMount:
 
 
 @dataclass(frozen=True)
+class ImageConfig:
+    """The parts of an OCI image config a job runs with (``config`` of the image's config blob).
+
+    Kept as plain data so every backend honours the same fields: the local sandbox applies
+    them to the unpacked root filesystem; Kubernetes and Docker get them from the registry.
+    """
+
+    env: dict[str, str] = field(default_factory=dict)
+    entrypoint: list[str] = field(default_factory=list)
+    cmd: list[str] = field(default_factory=list)
+    working_dir: str = ""
+    user: str = ""
+
+
+@dataclass(frozen=True)
 class JobSpec:
     job_id: str
     project_id: str
@@ -47,6 +62,14 @@ class JobSpec:
     env: dict[str, str] = field(default_factory=dict)
     # Optional sandboxed runtime (gVisor `runsc`, Kata) chosen by policy; Kubernetes only.
     runtime_class: str | None = None
+    # The unpacked, read-only root filesystem of the job's image (local backend) and its
+    # config; None only in the explicitly enabled host-toolchain developer mode.
+    rootfs: Path | None = None
+    image_config: ImageConfig | None = None
+    # The researcher's code: an unpacked tree mounted read-only at /code (local, docker) and
+    # its content hash (SHA-256 of the stored archive) for backends that fetch it themselves.
+    code_dir: Path | None = None
+    code_hash: str | None = None
 
 
 @dataclass(frozen=True)
