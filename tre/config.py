@@ -7,6 +7,7 @@ Production overrides the database URL, the executor and the token issuer.
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -15,8 +16,23 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
+# Root runs tre as a system service: state and data live in the system's places, never in
+# /root, which dataset paths may not overlap (a job must never be able to read an admin's
+# home). An ordinary user keeps both in their home folder, side by side and disjoint.
+SYSTEM_HOME = Path("/var/lib/tre")
+SYSTEM_DATA_DIR = Path("/srv/tre")
+
+
+def running_as_root() -> bool:
+    return hasattr(os, "geteuid") and os.geteuid() == 0
+
+
 def _default_home() -> Path:
-    return Path.home() / ".tre"
+    return SYSTEM_HOME if running_as_root() else Path.home() / ".tre"
+
+
+def _default_data_dir() -> Path:
+    return SYSTEM_DATA_DIR if running_as_root() else Path.home() / "tre-data"
 
 
 class Settings(BaseSettings):
@@ -26,6 +42,11 @@ class Settings(BaseSettings):
 
     home: Path = Field(
         default_factory=_default_home, description="State directory (db, keys, jobs, staging)."
+    )
+    data_dir: Path = Field(
+        default_factory=_default_data_dir,
+        description="Where local datasets live (the demo copies its sample data here); "
+        "never inside the state directory or a home folder jobs must not read.",
     )
     database_url: str | None = Field(default=None, description="SQLAlchemy URL; default sqlite file in home.")
     api_url: str = Field(default="http://127.0.0.1:8765", description="Where the CLI finds the API.")
