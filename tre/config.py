@@ -15,7 +15,6 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-
 # Root runs tre as a system service: state and data live in the system's places, never in
 # /root, which dataset paths may not overlap (a job must never be able to read an admin's
 # home). An ordinary user keeps both in their home folder, side by side and disjoint.
