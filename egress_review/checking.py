@@ -22,14 +22,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from egress_review.checks import CheckContext, gather_identifiers, run_checks
-from egress_review.errors import EgressError
+from egress_review.checks.model import worst
 from egress_review.policy import Policy, load_policy
+from tre.errors import PolicyUnavailable
+from tre.states import CheckOutcome
 from tre.store.models import Dataset, Job
 
 log = logging.getLogger(__name__)
 
 MIN_REVIEWS = 2
-OUTCOME_RANK = {"pass": 0, "flag": 1, "block": 2}
 
 
 @dataclass(frozen=True)
@@ -61,9 +62,7 @@ def policies_for(datasets: list[Dataset], policies_dir: Path) -> list[AppliedPol
         try:
             applied.append(AppliedPolicy(name, load_policy(name, policies_dir)))
         except Exception as exc:  # noqa: BLE001 - any failure to load rules must stop the release
-            raise EgressError(409, "Policy unavailable",
-                              f"policy {name!r} of the job's datasets cannot be loaded: {exc}",
-                              "policy-unavailable") from exc
+            raise PolicyUnavailable(f"policy {name!r} of the job's datasets cannot be loaded: {exc}") from exc
     return applied
 
 
@@ -116,8 +115,9 @@ def bounded(value: Any, depth: int = 0) -> Any:
     return value
 
 
-def worst_outcome(outcomes: list[str]) -> str:
-    return max(outcomes, key=lambda o: OUTCOME_RANK.get(o, 2), default="pass")
+def worst_outcome(outcomes: list[str]) -> CheckOutcome:
+    """The most severe of stored outcomes; anything unknown blocks (see checks.model.worst)."""
+    return CheckOutcome(worst(outcomes))
 
 
 def check_file(path: Path, display_name: str, applied: list[AppliedPolicy],
@@ -133,14 +133,15 @@ def check_file(path: Path, display_name: str, applied: list[AppliedPolicy],
         except Exception as exc:  # noqa: BLE001 - a crashing check must block, never pass
             log.exception("checks crashed on %s", display_name)
             reason = _clip(f"the checks could not run on this file: {exc}", MAX_REASON_CHARS)
-            results.append({**tag, "check": "engine", "outcome": "block", "reason": reason, "evidence": {}})
+            results.append({**tag, "check": "engine", "outcome": CheckOutcome.block.value, "reason": reason,
+                            "evidence": {}})
             continue
         for r in raw:
-            outcome = str(getattr(r, "outcome", "block"))
+            outcome = str(getattr(r, "outcome", CheckOutcome.block.value))
             results.append({
                 **tag,
                 "check": _clip(str(r.check), 64),
-                "outcome": outcome if outcome in OUTCOME_RANK else "block",
+                "outcome": outcome if outcome in set(CheckOutcome) else CheckOutcome.block.value,
                 "reason": _clip(str(r.reason), MAX_REASON_CHARS),
                 "evidence": bounded(_jsonable(dict(r.evidence or {}))),
             })

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from tre.audit import record_event
 from tre.auth.principal import Principal
 from tre.config import Settings
-from tre.errors import Conflict, Forbidden, NotFound, PolicyUnavailable
+from tre.errors import Conflict, Forbidden, NotFound, PolicyUnavailable, TreError
 from tre.jobs.admission import JobRequest, admit
 from tre.jobs.paths import log_path
 from tre.registry import user_project_ids
@@ -21,7 +21,7 @@ from tre.store.models import Job, JobState
 def submit(session: Session, settings: Settings, principal: Principal, req: JobRequest) -> Job:
     try:
         admit(session, settings, principal.user_id, req)
-    except Exception as exc:
+    except TreError as exc:
         record_event(
             session,
             actor=principal.user_id,
@@ -29,8 +29,8 @@ def submit(session: Session, settings: Settings, principal: Principal, req: JobR
             project_id=req.project_id,
             details={"image": req.image, "datasets": req.dataset_ids, "reason": str(exc)},
         )
-        # The denial must be audited even though the request fails: commit it now.
-        session.commit()
+        # The denial is audited although the request fails: the transaction keeps it.
+        exc.audited = True
         raise
     job = Job(
         project_id=req.project_id,
