@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +22,7 @@ from sqlalchemy.orm import Session
 
 from egress_review.checks import CheckContext, gather_identifiers, run_checks
 from egress_review.checks.model import worst
-from egress_review.policy import Policy, load_policy
-from tre.errors import PolicyUnavailable
+from tre.policy import AppliedPolicy
 from tre.states import CheckOutcome
 from tre.store.models import Dataset, Job
 
@@ -33,37 +31,11 @@ log = logging.getLogger(__name__)
 MIN_REVIEWS = 2
 
 
-@dataclass(frozen=True)
-class AppliedPolicy:
-    name: str
-    policy: Policy
-
-    def describe(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "version": str(getattr(self.policy, "version", "")),
-            "digest": str(getattr(self.policy, "digest", "")),
-            "required_reviews": int(getattr(self.policy, "required_reviews", MIN_REVIEWS)),
-        }
-
-
 def job_datasets(session: Session, job: Job) -> list[Dataset]:
     ids = list(job.dataset_ids or [])
     if not ids:
         return []
     return list(session.scalars(select(Dataset).where(Dataset.id.in_(ids)).order_by(Dataset.id)))
-
-
-def policies_for(datasets: list[Dataset], policies_dir: Path) -> list[AppliedPolicy]:
-    """Every distinct policy of the job's datasets; ``default`` for a job that read none."""
-    names = sorted({d.policy or "default" for d in datasets}) or ["default"]
-    applied = []
-    for name in names:
-        try:
-            applied.append(AppliedPolicy(name, load_policy(name, policies_dir)))
-        except Exception as exc:  # noqa: BLE001 - any failure to load rules must stop the release
-            raise PolicyUnavailable(f"policy {name!r} of the job's datasets cannot be loaded: {exc}") from exc
-    return applied
 
 
 def required_reviews(applied: list[AppliedPolicy]) -> int:

@@ -33,11 +33,13 @@ from egress_review.staging import (
     open_verified,
     output_file,
 )
+from tre.access import STAFF_ROLES, can_see_egress, is_member
 from tre.audit import AuditEvent, record_event, record_events
 from tre.auth.principal import Principal
 from tre.config import Settings
 from tre.errors import Conflict, Forbidden, NotFound, TreError, Unprocessable
-from tre.registry import grant_status, is_member
+from tre.policy import policies_for_datasets
+from tre.registry import grant_status
 from tre.states import (
     EGRESS_TRANSITIONS,
     FINAL_EGRESS_STATES,
@@ -54,14 +56,13 @@ from tre.store.models import EgressFile, EgressRequest, Job, JobOutput, JobState
 VOTES = tuple(v.value for v in Vote)
 OPEN_STATES = tuple(s.value for s in OPEN_EGRESS_STATES)
 FINAL_STATES = tuple(s.value for s in FINAL_EGRESS_STATES)
-STAFF_ROLES = ("dac", "admin", "auditor")
 MAX_FILES = 1000
 
 
 # ---------------------------------------------------------------------------- look-ups
 
 def can_view(session: Session, req: EgressRequest, principal: Principal) -> bool:
-    return principal.has(*STAFF_ROLES) or is_member(session, req.project_id, principal.user_id)
+    return can_see_egress(session, principal, req.project_id)
 
 
 def load_request(session: Session, request_id: str, *, lock: bool = False) -> EgressRequest:
@@ -169,7 +170,7 @@ def create_request(session: Session, settings: Settings, principal: Principal, *
         raise Unprocessable(f"not recorded outputs of job {job_id}: {', '.join(unknown[:10])}",
                             slug="not-a-job-output", title="Not a job output")
     datasets = checking.job_datasets(session, job)
-    applied = checking.policies_for(datasets, settings.resolved_policies_dir)
+    applied = policies_for_datasets(datasets, settings.resolved_policies_dir)
     if pause is not None:
         pause()
 

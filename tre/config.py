@@ -95,6 +95,12 @@ class Settings(BaseSettings):
     def staging_dir(self) -> Path:
         return self.home / "staging"
 
+    @property
+    def protected_paths(self) -> list[Path]:
+        """The state directory and its parts: no dataset may overlap them (keys, database,
+        job outputs, staging), on top of `tre.registry.SYSTEM_PATHS`."""
+        return [self.home, self.keys_dir, self.jobs_dir, self.staging_dir]
+
     def ensure_dirs(self) -> None:
         for d in (self.home, self.keys_dir, self.jobs_dir, self.staging_dir):
             d.mkdir(parents=True, exist_ok=True)

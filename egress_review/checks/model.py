@@ -52,7 +52,7 @@ def worst(results: Iterable[CheckResult | str]) -> Outcome:
             return "block"  # fail closed on anything unexpected
         if CheckOutcome(outcome).rank > best.rank:
             best = CheckOutcome(outcome)
-    return best.value  # type: ignore[return-value]
+    return best.value
 
 
 def action_outcome(action: str) -> Outcome:

@@ -10,7 +10,7 @@ import pytest
 from pydicom.data import get_testdata_file
 
 from egress_review.logscreen import LogScreen
-from egress_review.policy import Policy, load_policy
+from tre.policy import Policy, load_policy
 from tests.core.conftest import job_body
 from tre.jobs.worker import Worker
 

@@ -76,9 +76,10 @@ class JobSpec:
 
 @dataclass(frozen=True)
 class JobResult:
-    """How a run ended: a terminal `JobState` (a backend may name it by its value)."""
+    """How a run ended: a terminal `JobState`. A backend may name it by its value; it is
+    normalised (and refused if not terminal) on construction, so ``state`` is a JobState."""
 
-    state: JobState
+    state: JobState | str
     exit_code: int | None
     reason: str
 

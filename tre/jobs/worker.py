@@ -262,7 +262,7 @@ class Worker:
             # checked again: a job must never get the state directory or a system folder.
             for mount in spec.datasets:
                 if mount.host_path is not None:
-                    check_dataset_path(mount.host_path, self._protected_paths())
+                    check_dataset_path(mount.host_path, self.settings.protected_paths)
             if reattach and executor_ref:
                 result = self.executor.reattach(spec, executor_ref, control)
             else:
@@ -325,10 +325,6 @@ class Worker:
                 "outputs": len(outputs),
             },
         )
-
-    def _protected_paths(self) -> list[Path]:
-        s = self.settings
-        return [s.home, s.keys_dir, s.jobs_dir, s.staging_dir]
 
     def _cancel_requested(self, job_id: str) -> bool:
         with session_scope(self.engine) as s:
