@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from tests.core.conftest import job_body
+from tests.worlds import job_body
 from tre.jobs.worker import Worker
 from tre.store.db import session_scope
 from tre.store.models import AuditEntry, Job
