@@ -63,7 +63,8 @@ class Settings(BaseSettings):
     # Jobs and executors.
     executor: Literal["local", "kubernetes", "docker"] = "local"
     worker_poll_s: float = 0.5
-    worker_heartbeat_s: float = 2.0
+    # How often a running job's heartbeat is written; must stay well under worker_stale_after_s.
+    worker_heartbeat_s: float = Field(default=2.0, gt=0)
     worker_stale_after_s: float = 15.0
     sandbox_uid: int = 10001
     sandbox_gid: int = 10001

@@ -67,6 +67,9 @@ class Worker:
         self._running: dict[str, Future[None]] = {}
         self._stop = threading.Event()
         self._last_checkpoint = 0.0
+        # Executors call the heartbeat hook as often as they poll; the row is written at most
+        # once per worker_heartbeat_s (monotonic seconds; absent = never written yet).
+        self._last_beat: dict[str, float] = {}
         audit.configure(engine, settings.keys_dir)
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -272,6 +275,7 @@ class Worker:
         except Exception as exc:  # noqa: BLE001 - any backend failure must end the job, not the worker
             log.exception("executor failed for job %s", job_id)
             result = JobResult(JobState.failed.value, None, f"executor error: {exc}")
+        self._last_beat.pop(job_id, None)
         with session_scope(self.engine) as s:
             job = s.get(Job, job_id)
             assert job is not None
@@ -335,6 +339,11 @@ class Worker:
             s.execute(update(Job).where(Job.id == job_id).values(executor_ref=ref, heartbeat_at=utcnow()))
 
     def _heartbeat(self, job_id: str) -> None:
+        now = time.monotonic()
+        last = self._last_beat.get(job_id)
+        if last is not None and now - last < self.settings.worker_heartbeat_s:
+            return
+        self._last_beat[job_id] = now
         with session_scope(self.engine) as s:
             s.execute(
                 update(Job)
