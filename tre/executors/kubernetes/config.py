@@ -16,10 +16,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tre.executors.base import ExecutorError
 
-# The CPU sandbox image doubles as the output collector: it has Python and the `tre`
-# package (for `tre.executors.kubernetes.tarstream`) and nothing else worth having.
-# Placeholder digest: release tooling pins the real one (docs/images.md).
-DEFAULT_COLLECTOR_IMAGE = "ghcr.io/tre-project/tre-job-cpu@sha256:" + "0" * 64
+# The output collector needs a Python interpreter and nothing else: the packer travels as
+# source in the exec command (collect.py). Distroless Python, the CPU job image's own base,
+# pinned by the digest sandbox_images/Dockerfile.cpu uses; operators may re-pin it.
+_DISTROLESS_PYTHON_DIGEST = "sha256:7d1042ce588ab97019fe95c24ffca7bc5a82ccdac572511d5e09bda4435c89c5"
+DEFAULT_COLLECTOR_IMAGE = f"gcr.io/distroless/python3-debian12:nonroot@{_DISTROLESS_PYTHON_DIGEST}"
 
 
 class KubernetesSettings(BaseSettings):

@@ -60,8 +60,14 @@ def with_dataset_pvcs(spec: JobSpec) -> JobSpec:
     return replace(spec, datasets=mounts)
 
 
+def job_label(job_id: str) -> str:
+    """The job's `tre.io/job-id` label value; short enough that `tre-out-<label>` is a valid name."""
+    return dns_label(job_id, max_len=55)
+
+
 def output_pvc_name(job_id: str) -> str:
-    return dns_label(job_id, prefix="tre-out-")
+    """`tre-out-<job label>`: the admission policy admits a writable claim only by this name."""
+    return f"tre-out-{job_label(job_id)}"
 
 
 def collector_pod_name(job_id: str) -> str:
@@ -72,7 +78,7 @@ def _labels(spec: JobSpec, component: str) -> dict[str, str]:
     return {
         **MANAGED_BY,
         LABEL_COMPONENT: component,
-        LABEL_JOB: dns_label(spec.job_id),
+        LABEL_JOB: job_label(spec.job_id),
         LABEL_PROJECT: dns_label(spec.project_id),
     }
 
@@ -352,28 +358,43 @@ def job(spec: JobSpec, settings: KubernetesSettings) -> Manifest:
     }
 
 
+# How the collector runs Python: isolated (-I: no PYTHON* variables, no user site, no working
+# or script directory on sys.path), without `site` (-S), from `/`. Nothing the job wrote to
+# /output can then be imported (see collect.py and packer.py).
+PYTHON_ISOLATED = ["python3", "-I", "-S"]
+
+
 def collector_pod(spec: JobSpec, settings: KubernetesSettings) -> Manifest:
     """A short-lived pod that mounts the output PVC read-only so the executor can tar it out via exec.
 
-    It only sleeps; the executor execs `python -m tre.executors.kubernetes.tarstream` in it.
-    Same lockdown as the job, no GPU, and its own deadline so a lost worker cannot leak it.
+    It only sleeps; the executor execs the packer in it (`collect.packer_command`). Its
+    image is a minimal Python (`TRE_K8S_COLLECTOR_IMAGE`), never the job's image, and it
+    never runs anything from /output. Same lockdown as the job, no GPU, and its own
+    deadline so a lost worker cannot leak it.
     """
     image = require_digest(settings.collector_image)
     ns = namespace_name(spec.project_id, settings)
     amounts = {"cpu": "250m", "memory": "256Mi", "ephemeral-storage": "64Mi"}
+    probe = {"exec": {"command": [*PYTHON_ISOLATED, "-c", "pass"]}}
     container: Manifest = {
         "name": "collector",
         "image": image,
         "imagePullPolicy": "Always",
-        "command": ["python", "-c", f"import time; time.sleep({settings.collector_timeout_s})"],
+        "command": [*PYTHON_ISOLATED, "-c", f"import time; time.sleep({settings.collector_timeout_s})"],
+        "workingDir": "/",
+        "env": [
+            {"name": "PYTHONSAFEPATH", "value": "1"},
+            {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"},
+            {"name": "PYTHONNOUSERSITE", "value": "1"},
+        ],
         "resources": {"requests": dict(amounts), "limits": dict(amounts)},
         "securityContext": _container_security_context(settings),
         "volumeMounts": [
             {"name": "output", "mountPath": OUTPUT_MOUNT, "readOnly": True},
             {"name": "tmp", "mountPath": TMP_MOUNT},
         ],
-        "livenessProbe": {"exec": {"command": ["python", "-c", "pass"]}, "periodSeconds": 60},
-        "readinessProbe": {"exec": {"command": ["python", "-c", "pass"]}, "periodSeconds": 5},
+        "livenessProbe": {**probe, "periodSeconds": 60},
+        "readinessProbe": {**probe, "periodSeconds": 5},
     }
     pod_spec: Manifest = {
         "serviceAccountName": JOB_SERVICE_ACCOUNT,
