@@ -49,6 +49,9 @@ class KubernetesSettings(BaseSettings):
     cpu_node_selector: dict[str, str] = Field(default_factory=dict)
     # Sandboxed runtime when the policy names none; None means plain runc (fails CKV_TRE_1).
     default_runtime_class: str | None = "gvisor"
+    # Kata gives a container no GPU without VFIO passthrough set up on the node
+    # (k8s/node/README.md); GPU jobs on kata are refused unless the operator says it is.
+    kata_gpu_passthrough: bool = False
     storage_class: str | None = None
     collector_image: str = DEFAULT_COLLECTOR_IMAGE
     collector_timeout_s: int = 600

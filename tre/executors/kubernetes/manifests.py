@@ -27,6 +27,39 @@ LABEL_JOB = "tre.io/job-id"
 LABEL_PROJECT = "tre.io/project-id"
 LABEL_COMPONENT = "app.kubernetes.io/component"
 GPU_RESOURCE = "nvidia.com/gpu"
+# MIG slices are separate extended resources; no job may request them (the tre-job-pods
+# policy admits cpu, memory, ephemeral-storage and nvidia.com/gpu only), and the quota pins
+# the common profiles to zero as well, for a cluster where the policy is not installed yet.
+MIG_PROFILES = (
+    "1g.5gb",
+    "1g.10gb",
+    "1g.12gb",
+    "1g.18gb",
+    "1g.20gb",
+    "1g.23gb",
+    "1g.24gb",
+    "1g.35gb",
+    "1g.45gb",
+    "2g.10gb",
+    "2g.20gb",
+    "2g.24gb",
+    "2g.35gb",
+    "2g.45gb",
+    "3g.20gb",
+    "3g.40gb",
+    "3g.47gb",
+    "3g.71gb",
+    "3g.90gb",
+    "4g.20gb",
+    "4g.40gb",
+    "4g.47gb",
+    "4g.71gb",
+    "4g.94gb",
+    "7g.40gb",
+    "7g.80gb",
+    "7g.94gb",
+    "7g.141gb",
+)
 
 _INVALID = re.compile(r"[^a-z0-9-]+")
 
@@ -142,6 +175,7 @@ def resource_quota(namespace: str, settings: KubernetesSettings) -> Manifest:
         "services.loadbalancers": "0",
         "services.nodeports": "0",
     }
+    hard.update({f"requests.nvidia.com/mig-{p}": "0" for p in MIG_PROFILES})
     return {
         "apiVersion": "v1",
         "kind": "ResourceQuota",
@@ -343,6 +377,11 @@ def job(spec: JobSpec, settings: KubernetesSettings) -> Manifest:
         **_placement(spec, settings),
     }
     runtime = spec.runtime_class or settings.default_runtime_class
+    if runtime == "kata" and spec.gpu > 0 and not settings.kata_gpu_passthrough:
+        raise ValueError(
+            "GPU jobs cannot run on the kata RuntimeClass without VFIO passthrough "
+            "(TRE_K8S_KATA_GPU_PASSTHROUGH; see k8s/node/README.md)"
+        )
     if runtime:
         pod_spec["runtimeClassName"] = runtime
     return {
