@@ -61,6 +61,7 @@ class Scenario:
     # "no_status" (a clean WebSocket close without the exit status), "cut_tar" (the tar is
     # cut at a member boundary but the status says Success).
     exec_end: str = "status"
+    log_cut: bool = False  # the log connection drops before the body announced is complete
     # Run the exec command for real over these files (relative path -> bytes), as /output.
     output_files: dict[str, bytes] | None = None
     exec_dir: Path | None = None  # set by FakeApiServer: where output_files are written
@@ -242,7 +243,18 @@ class Handler(BaseHTTPRequestHandler):
         m = re.fullmatch(r"/api/v1/namespaces/([^/]+)/pods/([^/]+)/log", path)
         if m:
             assert q.get("follow") == ["true"], "logs must be followed"
-            self._send(200, self._log_body(q), "text/plain")
+            body = self._log_body(q)
+            if c.scenario.log_cut:  # chunked, as a followed log is, and cut before the last chunk
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain")
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                self.wfile.write(f"{len(body):x}\r\n".encode() + body + b"\r\n")
+                self.wfile.flush()
+                self.connection.shutdown(socket.SHUT_RDWR)
+                self.close_connection = True
+                return
+            self._send(200, body, "text/plain")
             return
         m = re.fullmatch(r"/api/v1/namespaces/([^/]+)/pods", path)
         if m:
@@ -487,6 +499,19 @@ class FakeApiServer:
     def seed(self, path: str, obj: dict[str, Any]) -> None:
         """Put an object in the fake's store, as if an administrator had created it."""
         self.cluster.objects[path] = obj
+
+    def seed_admission_policies(self) -> None:
+        """The policy bindings k8s/base installs first; the executor checks they exist."""
+        for name in ("tre-job-pods", "tre-worker-claims", "tre-project-namespaces"):
+            self.seed(
+                f"/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicybindings/{name}",
+                {
+                    "apiVersion": "admissionregistration.k8s.io/v1",
+                    "kind": "ValidatingAdmissionPolicyBinding",
+                    "metadata": {"name": name, "uid": str(uuid.uuid4()), "resourceVersion": "17"},
+                    "spec": {"policyName": name, "validationActions": ["Deny", "Audit"]},
+                },
+            )
 
     def seed_dataset_claim(self, namespace: str, name: str) -> None:
         self.seed(

@@ -50,9 +50,13 @@ def spec_for(tmp_path: Path, **kw: object) -> JobSpec:
     return JobSpec(**base)  # type: ignore[arg-type]
 
 
-def executor_for(server: FakeApiServer, dataset_provisioned: bool = True) -> KubernetesExecutor:
+def executor_for(
+    server: FakeApiServer, dataset_provisioned: bool = True, policies: bool = True
+) -> KubernetesExecutor:
     if dataset_provisioned:
         server.seed_dataset_claim("tre-p-lung-ct-01", "ds-lidc")
+    if policies:
+        server.seed_admission_policies()
     settings = KubernetesSettings(
         kubeconfig=server.kubeconfig,
         watch_window_s=1,
@@ -391,3 +395,22 @@ def test_a_fresh_run_starts_the_log_afresh(tmp_path: Path) -> None:
         spec.log_path.write_bytes(b"stale from an earlier attempt\n")
         result = executor_for(server).run(spec, RunControl())
     assert result.state == "succeeded" and spec.log_path.read_bytes() == b"one\ntwo\n"
+
+
+def test_no_namespace_is_provisioned_without_the_admission_policies(tmp_path: Path) -> None:
+    """The worker's RBAC is only safe with the policies bound; without them it refuses to start."""
+    with FakeApiServer(Scenario(SUCCESS), tmp_path) as server:
+        with pytest.raises(ExecutorError, match="tre-job-pods, tre-worker-claims, tre-project-namespaces"):
+            executor_for(server, policies=False).run(spec_for(tmp_path), RunControl())
+        assert not server.calls("POST", r"^/api/v1/namespaces$") and not server.calls("POST", r"/jobs$")
+
+
+def test_a_log_stream_cut_short_says_so_in_the_log(tmp_path: Path) -> None:
+    scenario = Scenario(SUCCESS, logs=b"one\ntwo\n", log_cut=True, output_tar=make_tar({}))
+    with FakeApiServer(scenario, tmp_path) as server:
+        spec = spec_for(tmp_path)
+        result = executor_for(server).run(spec, RunControl())
+    assert result.state == "succeeded", result.reason
+    assert (
+        spec.log_path.read_bytes() == b"one\ntwo\n\n[tre: the log stream ended early; lines may be missing]\n"
+    )

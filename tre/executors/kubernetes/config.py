@@ -41,6 +41,8 @@ class KubernetesSettings(BaseSettings):
     # False when namespaces are provisioned out of band (then the worker needs no
     # cluster-scoped rights at all; k8s/base/rbac.yaml tre-namespace-provisioner can go).
     manage_namespaces: bool = True
+    # Provision namespaces only if the admission policy bindings exist (docs/deploy.md).
+    require_admission_policies: bool = True
     job_uid: int = 10001
     job_gid: int = 10001
     # Nodes carrying GPUs: label selector plus the taint that keeps other pods off them.

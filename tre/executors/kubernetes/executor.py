@@ -64,17 +64,48 @@ class KubernetesExecutor(Executor):
         self.batch: Any = k8s_client.BatchV1Api(self._api)
         self.net: Any = k8s_client.NetworkingV1Api(self._api)
         self.rbac: Any = k8s_client.RbacAuthorizationV1Api(self._api)
+        self.admission: Any = k8s_client.AdmissionregistrationV1Api(self._api)
         self._clock = clock
+        self._policies_checked = False
 
     # --- namespace --------------------------------------------------------------------
 
     def ensure_namespace(self, project_id: str) -> str:
         """Create (or bring up to date) the project's namespace and its guard objects."""
+        self._require_admission_policies()
         objs = manifests.namespace_objects(project_id, self.settings)
         ns = objs[0]["metadata"]["name"]
         for obj in objs:
             self._create_or_patch(obj)
         return str(ns)
+
+    def _require_admission_policies(self) -> None:
+        """Refuse to provision unless the admission policies are bound (checked once).
+
+        The worker's RBAC lets it create RoleBindings in any namespace; only the policies
+        confine that to project namespaces (docs/deploy.md, "Order of installation"). A
+        deployment applied in the wrong order, or whose policies were removed, must not
+        run jobs. This guards an honest worker; a compromised one is held by installing
+        the policies first.
+        """
+        if self._policies_checked or not self.settings.require_admission_policies:
+            return
+        missing = []
+        for name in manifests.ADMISSION_POLICY_BINDINGS:
+            try:
+                self.admission.read_validating_admission_policy_binding(name, _preload_content=False)
+            except ApiException as exc:
+                if exc.status != HTTP_NOT_FOUND:
+                    raise ExecutorError(
+                        f"cannot check admission policy binding {name}: {_api_reason(exc)}"
+                    ) from exc
+                missing.append(name)
+        if missing:
+            raise ExecutorError(
+                f"admission policy binding(s) missing: {', '.join(missing)}; refusing to provision project "
+                "namespaces without them (apply the policies first: docs/deploy.md, Order of installation)"
+            )
+        self._policies_checked = True
 
     def _create_or_patch(self, obj: Manifest) -> None:
         kind = obj["kind"]

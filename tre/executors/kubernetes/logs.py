@@ -173,5 +173,9 @@ class LogFollower:
         except (ApiException, HTTPError, OSError) as exc:
             self.error = f"log stream ended early: {exc}"
             log.warning("%s/%s: %s", self._namespace, self._pod, self.error)
+            try:  # say so in the log itself rather than hand over a silently short one
+                fh.write(b"\n[tre: the log stream ended early; lines may be missing]\n")
+            except OSError:
+                pass
         finally:
             fh.close()

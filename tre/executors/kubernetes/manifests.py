@@ -23,6 +23,9 @@ JOB_SERVICE_ACCOUNT = "tre-job"
 OUTPUT_MOUNT = "/output"
 # A private memory-backed emptyDir inside the pod, not the host's /tmp.
 TMP_MOUNT = "/tmp"  # noqa: S108
+# The ValidatingAdmissionPolicyBindings (k8s/base/admission-policy.yaml) the worker's
+# rights are only safe with; the executor checks they exist before provisioning.
+ADMISSION_POLICY_BINDINGS = ("tre-job-pods", "tre-worker-claims", "tre-project-namespaces")
 LABEL_JOB = "tre.io/job-id"
 LABEL_PROJECT = "tre.io/project-id"
 LABEL_COMPONENT = "app.kubernetes.io/component"
