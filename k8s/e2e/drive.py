@@ -65,12 +65,14 @@ open("/output/probe.json", "w").write(json.dumps({"reached": reached}))
 
 
 def settings(**kw: Any) -> KubernetesSettings:
-    return KubernetesSettings(
-        kubeconfig=Path(os.environ["KUBECONFIG"]),
-        gpu_node_selector=json.loads(os.environ.get("E2E_GPU_SELECTOR", '{"tre.io/pool": "gpu"}')),
-        storage_class=os.environ.get("E2E_STORAGE_CLASS") or None,
-        **kw,
-    )
+    fields: dict[str, Any] = {
+        "kubeconfig": Path(os.environ["KUBECONFIG"]),
+        "gpu_node_selector": json.loads(os.environ.get("E2E_GPU_SELECTOR", '{"tre.io/pool": "gpu"}')),
+        "storage_class": os.environ.get("E2E_STORAGE_CLASS") or None,
+    }
+    if os.environ.get("E2E_COLLECTOR_IMAGE"):
+        fields["collector_image"] = os.environ["E2E_COLLECTOR_IMAGE"]
+    return KubernetesSettings(**{**fields, **kw})
 
 
 def spec(name: str, command: list[str], job_id: str | None = None, **kw: Any) -> JobSpec:
