@@ -44,8 +44,9 @@ PACKER_SOURCE = (Path(__file__).parent / "packer.py").read_text(encoding="utf-8"
 STDOUT, STDERR, STATUS = 1, 2, 3
 STDERR_CAP = 4096
 STATUS_CAP = 64 * 1024
-# Tar framing (512-byte headers, padding, PAX records) on top of the content limit.
-FRAMING_ALLOWANCE = 64 * 1024 * 1024
+# Tar framing on top of the content limit: per entry a header block, a PAX record for a
+# long path (<= MAX_PATH_BYTES + its own header) and padding, plus end blocks and slack.
+FRAMING_ALLOWANCE = 64 * 1024 * 1024 + MAX_ENTRIES * (4 * 512 + MAX_PATH_BYTES)
 
 
 class CollectError(RuntimeError):
