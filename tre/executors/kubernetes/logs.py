@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 _TS = re.compile(rb"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?Z$")
 MAX_LINE = 64 * 1024  # a line longer than this is written in pieces (bounded buffer)
-SINCE_MARGIN_S = 5  # clock skew between this host and the node
+SINCE_MARGIN_S = 60  # clock skew between this host and the node (overlap is deduplicated)
 
 
 def parse_ts(raw: bytes) -> tuple[int, int] | None:
