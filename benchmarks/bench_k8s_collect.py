@@ -9,6 +9,10 @@ ratio to the output size for:
 - ``client``: the official client's own loop (``update()`` + ``read_stdout()``, the
   default ``capture_all``), as the executor did before, also writing to a file.
 
+- ``extract``: the host side, `tarstream.check_archive` + `extract` of a spooled tar of
+  50,000 files (the packer's entry cap), which ``tarfile`` alone would keep as 50,000
+  TarInfo objects.
+
 Target: ``tre`` stays flat (ratio under 0.05 at 256 MiB); ``client`` grows with the output
 (and is quadratic in time: use a small --mib for it).
 
@@ -91,12 +95,44 @@ def collect(method: str, kubeconfig: Path, dest: Path, mib: int) -> tuple[float,
     return vm_hwm_mib() - base, seconds, dest.stat().st_size
 
 
+def extract_peak(entries: int) -> None:
+    import io
+    import tarfile
+
+    from tre.executors.kubernetes.tarstream import extract
+
+    with tempfile.TemporaryDirectory() as tmp:
+        spool = Path(tmp) / "spool.tar"
+        with tarfile.open(spool, "w", format=tarfile.PAX_FORMAT) as tar:
+            for i in range(entries):
+                info = tarfile.TarInfo(f"d{i // 1000:03d}/" + "n" * 120 + f"-{i:06d}.txt")
+                info.size = 16
+                tar.addfile(info, io.BytesIO(b"x" * 16))
+        reset_hwm()
+        base = vm_hwm_mib()
+        start = time.perf_counter()
+        with spool.open("rb") as fh:
+            written = extract(fh, Path(tmp) / "tree", limit_bytes=1 << 30)
+        seconds = time.perf_counter() - start
+        extra = vm_hwm_mib() - base
+    print(
+        f"extract {len(written):6d} files  peak extra RSS {extra:8.1f} MiB  "
+        f"{extra * 1024 / len(written):6.2f} KiB/file (the list of written paths included)  {seconds:6.1f} s"
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--mib", type=int, default=256)
     ap.add_argument("--methods", nargs="*", default=["tre", "client"])
     ap.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if "extract" in args.methods and not args.child:
+        subprocess.run([sys.executable, __file__, "--child", "extract", "-"], check=True)
+        args.methods = [m for m in args.methods if m != "extract"]
+    if args.child and args.child[0] == "extract":
+        extract_peak(50_000)
+        return
     if args.child:  # one method per process, so one's peak cannot hide the other's
         method, kubeconfig = args.child
         with tempfile.TemporaryDirectory() as tmp:
