@@ -414,3 +414,25 @@ def test_a_log_stream_cut_short_says_so_in_the_log(tmp_path: Path) -> None:
     assert (
         spec.log_path.read_bytes() == b"one\ntwo\n\n[tre: the log stream ended early; lines may be missing]\n"
     )
+
+
+def test_a_collector_pod_left_by_a_dead_worker_is_replaced(tmp_path: Path) -> None:
+    scenario = Scenario(SUCCESS, output_tar=make_tar({"r.txt": b"ok"}))
+    with FakeApiServer(scenario, tmp_path) as server:
+        spec = spec_for(tmp_path)
+        ex = executor_for(server)
+        from tre.executors.kubernetes import manifests
+
+        stale = manifests.collector_pod(spec, ex.settings)
+        stale["metadata"]["uid"] = "stale"
+        server.seed(f"/api/v1/namespaces/tre-p-lung-ct-01/pods/{stale['metadata']['name']}", stale)
+        result = ex.run(spec, RunControl())
+        order = [
+            (r.method, r.path.rsplit("/", 1)[-1])
+            for r in server.cluster.requests
+            if "tre-collect-" in r.path or (r.method == "POST" and r.path.endswith("/pods"))
+        ]
+    assert result.state == "succeeded", result.reason
+    assert (spec.output_dir / "r.txt").read_bytes() == b"ok"
+    first_delete = order.index(("DELETE", stale["metadata"]["name"]))
+    assert order[0] == ("POST", "pods") and order[first_delete + 1] == ("POST", "pods")

@@ -385,11 +385,7 @@ class KubernetesExecutor(Executor):
         pod_obj = manifests.collector_pod(spec, self.settings)
         pod_name = pod_obj["metadata"]["name"]
         try:
-            try:
-                self.core.create_namespaced_pod(ns, pod_obj, _preload_content=False)
-            except ApiException as exc:
-                if exc.status != HTTP_CONFLICT:
-                    raise CollectError(f"cannot start the collector pod ({exc.status})") from exc
+            self._start_collector(ns, pod_obj, control)
             self._wait_running(ns, pod_name, control)
             exec_tar(
                 self.core,
@@ -412,6 +408,30 @@ class KubernetesExecutor(Executor):
                 )
             )
         return result
+
+    def _start_collector(self, ns: str, pod_obj: Manifest, control: RunControl) -> None:
+        """Create a fresh collector pod; one left by a worker that died is replaced, not reused.
+
+        A leftover may be past its deadline, or mid-way through a transfer to a dead worker;
+        starting over from a known state is what makes a repeated collection safe.
+        """
+        name = pod_obj["metadata"]["name"]
+        for _ in range(60):
+            try:
+                self.core.create_namespaced_pod(ns, pod_obj, _preload_content=False)
+                return
+            except ApiException as exc:
+                if exc.status != HTTP_CONFLICT:
+                    raise CollectError(f"cannot start the collector pod ({exc.status})") from exc
+            log.info("replacing the collector pod %s/%s left by a previous worker", ns, name)
+            self._delete(
+                lambda: self.core.delete_namespaced_pod(
+                    name, ns, grace_period_seconds=0, _preload_content=False
+                )
+            )
+            control.heartbeat()
+            time.sleep(min(self.settings.retry_backoff_s, 1.0))
+        raise CollectError("a previous collector pod could not be replaced")
 
     def _wait_running(self, ns: str, pod_name: str, control: RunControl) -> None:
         deadline = self._clock() + self.settings.collector_timeout_s
