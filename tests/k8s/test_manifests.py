@@ -325,3 +325,27 @@ def test_namespace_policy_pins_what_the_worker_creates() -> None:
     evil_rb = copy.deepcopy(objs["RoleBinding"])
     evil_rb["subjects"].append({"kind": "ServiceAccount", "name": "tre-job", "namespace": "tre-p-p1"})
     assert admission_failures(pol, evil_rb)
+
+
+def test_policies_come_before_the_rights_they_restrict() -> None:
+    """Rendered in this order (kubectl's kustomize when present), an apply never grants the
+    worker its RBAC or starts it before the admission policies and their bindings exist."""
+    overlay = ROOT / "k8s" / "overlays" / "gpu-pool"
+    if shutil.which("kubectl"):
+        out = subprocess.run(
+            ["kubectl", "kustomize", str(overlay)], capture_output=True, text=True, timeout=60, check=True
+        ).stdout
+        kinds = [d["kind"] for d in yaml.safe_load_all(out) if d]
+    else:
+        kinds = [d["kind"] for d in render(overlay)]
+    last_guard = max(
+        i
+        for i, k in enumerate(kinds)
+        if k in ("ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding")
+    )
+    first_right = min(
+        i
+        for i, k in enumerate(kinds)
+        if k in ("ClusterRole", "ClusterRoleBinding", "RoleBinding", "Deployment")
+    )
+    assert kinds.index("ConfigMap") < last_guard < first_right, kinds
