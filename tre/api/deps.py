@@ -6,11 +6,14 @@ route without an explicit role check still refuses anonymous callers.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import ParamSpec, TypeVar
 
 from fastapi import Depends, Request
+from fastapi.routing import APIRoute
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
+from starlette.routing import BaseRoute
 
 from tre.api.problems import Problem
 from tre.auth.principal import Principal
@@ -20,6 +23,11 @@ from tre.store.db import session_scope
 from tre.store.models import Role, User
 
 _BEARER_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="tre"'}
+_SAFE_METHODS = frozenset({"GET", "HEAD"})
+WRITES_ATTR = "__tre_writes_on_read__"
+READS_ATTR = "__tre_reads_only__"
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def get_settings_dep(request: Request) -> Settings:
@@ -27,9 +35,43 @@ def get_settings_dep(request: Request) -> Settings:
     return settings
 
 
+def writes_on_read(endpoint: Callable[P, R]) -> Callable[P, R]:
+    """Mark a GET route whose handler writes (an audited login), so `mark_read_only_routes`
+    leaves it a writing transaction."""
+    setattr(endpoint, WRITES_ATTR, True)
+    return endpoint
+
+
+def mark_read_only_routes(routes: Iterable[BaseRoute]) -> list[str]:
+    """Opt these GET routes into read-only snapshot transactions.
+
+    Opt-in per router, deny by default: a route nobody has checked keeps a writing
+    transaction (correct, just queued behind other writers). Read-only transactions never
+    take SQLite's write lock, so reads do not queue behind writers; a write attempted in one
+    is refused by the database (a loud 500, never a silently forked state), which is how a
+    route wrongly opted in shows up in its tests. Returns the opted-in paths.
+    """
+    marked = []
+    for route in routes:
+        if not isinstance(route, APIRoute):
+            continue
+        only_reads = bool(route.methods) and route.methods <= _SAFE_METHODS
+        if only_reads and not getattr(route.endpoint, WRITES_ATTR, False):
+            setattr(route.endpoint, READS_ATTR, True)
+            marked.append(route.path)
+    return marked
+
+
+def request_reads_only(request: Request) -> bool:
+    """Whether this request runs in a read-only snapshot (see `mark_read_only_routes`)."""
+    if request.method not in _SAFE_METHODS:
+        return False
+    return bool(getattr(request.scope.get("endpoint"), READS_ATTR, False))
+
+
 def get_session(request: Request) -> Iterator[Session]:
     """One transaction per request: committed when the handler returns without error."""
-    with session_scope(request.app.state.engine) as session:
+    with session_scope(request.app.state.engine, read_only=request_reads_only(request)) as session:
         yield session
 
 
