@@ -55,7 +55,7 @@ def mark_read_only_routes(routes: Iterable[BaseRoute]) -> list[str]:
     for route in routes:
         if not isinstance(route, APIRoute):
             continue
-        only_reads = bool(route.methods) and route.methods <= _SAFE_METHODS
+        only_reads = route.methods is not None and route.methods <= _SAFE_METHODS
         if only_reads and not getattr(route.endpoint, WRITES_ATTR, False):
             setattr(route.endpoint, READS_ATTR, True)
             marked.append(route.path)
