@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import anyio
 from fastapi import FastAPI
 from sqlalchemy import Engine
 
 from tre import __version__, audit
-from tre.api.deps import mark_read_only_routes
+from tre.api.deps import database_slots, mark_read_only_routes
 from tre.api.limits import BodySizeLimit
 from tre.api.problems import install_problem_handlers
 from tre.auth.tokens import TokenVerifier
@@ -33,6 +34,9 @@ def create_app(
     app.state.settings = settings
     app.state.engine = engine
     app.state.verifier = TokenVerifier(settings)
+    # Writing requests queue here, in the event loop (see `tre.api.deps.get_session`).
+    app.state.write_gate = anyio.Lock()
+    app.state.db_slots = anyio.Semaphore(database_slots(engine))
     install_problem_handlers(app)
     app.add_middleware(BodySizeLimit)
 

@@ -6,20 +6,23 @@ route without an explicit role check still refuses anonymous callers.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import ParamSpec, TypeVar
 
+import anyio
 from fastapi import Depends, Request
 from fastapi.routing import APIRoute
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, selectinload
+from starlette.concurrency import run_in_threadpool
 from starlette.routing import BaseRoute
 
 from tre.api.problems import Problem
 from tre.auth.principal import Principal
 from tre.auth.tokens import TokenError, TokenVerifier
 from tre.config import Settings
-from tre.store.db import session_scope
+from tre.store.db import BUSY_TIMEOUT_S, DatabaseBusy, new_session, raw_writer_lock, settle
 from tre.store.models import Role, User
 
 _BEARER_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="tre"'}
@@ -69,10 +72,63 @@ def request_reads_only(request: Request) -> bool:
     return bool(getattr(request.scope.get("endpoint"), READS_ATTR, False))
 
 
-def get_session(request: Request) -> Iterator[Session]:
-    """One transaction per request: committed when the handler returns without error."""
-    with session_scope(request.app.state.engine, read_only=request_reads_only(request)) as session:
+async def get_session(request: Request) -> AsyncIterator[Session]:
+    """One transaction per request: committed when the handler returns without error.
+
+    Async on purpose: every wait happens in the event loop, never in a threadpool thread.
+    Were a thread to block on a lock or on the connection pool, a burst of requests could
+    occupy every thread while the requests holding what they wait for need a thread to
+    finish (the bench's first runs: every request timed out at 30 s). So a request first
+    takes a database slot (fewer slots than pooled connections, so a checkout never
+    blocks); a writing request on SQLite first waits for the app's write gate, and only the
+    gate's holder takes the process's writer lock, which a worker thread in the same
+    process shares.
+    """
+    engine = request.app.state.engine
+    read_only = request_reads_only(request)
+    lock = None if read_only else raw_writer_lock(engine)
+    async with AsyncExitStack() as stack:
+        if lock is not None:
+            await _wait(request.app.state.write_gate)
+            stack.callback(request.app.state.write_gate.release)
+        await _wait(request.app.state.db_slots)
+        stack.callback(request.app.state.db_slots.release)
+        if lock is not None:
+            if not await run_in_threadpool(lock.acquire, True, BUSY_TIMEOUT_S):
+                raise DatabaseBusy("the database is busy with other writes; try again shortly")
+            stack.callback(lock.release)
+        async with _unit_of_work(engine, read_only) as session:
+            yield session
+
+
+async def _wait(gate: anyio.Lock | anyio.Semaphore) -> None:
+    try:
+        with anyio.fail_after(BUSY_TIMEOUT_S):
+            await gate.acquire()
+    except TimeoutError as exc:
+        raise DatabaseBusy("the database is busy; try again shortly") from exc
+
+
+def database_slots(engine: Engine) -> int:
+    """How many requests may hold a session at once: the pool's capacity less two
+    connections kept for the worker thread and start-up work in the same process."""
+    pool = engine.pool
+    size = getattr(pool, "size", None)
+    capacity = size() + max(0, getattr(pool, "_max_overflow", 0)) if callable(size) else 16
+    return max(1, capacity - 2)
+
+
+@asynccontextmanager
+async def _unit_of_work(engine: Engine, read_only: bool) -> AsyncIterator[Session]:
+    session = new_session(engine, read_only=read_only)
+    try:
         yield session
+        await run_in_threadpool(session.commit)
+    except BaseException as exc:
+        await run_in_threadpool(settle, session, exc)
+        raise
+    finally:
+        await run_in_threadpool(session.close)
 
 
 def principal_from_token(request: Request, token: str, session: Session) -> Principal:

@@ -67,16 +67,22 @@ def _held(lock: threading.Lock, timeout_s: float) -> Iterator[None]:
         lock.release()
 
 
-def writer_lock(engine: Engine) -> AbstractContextManager[Any]:
-    """The in-process lock a SQLite writer holds for its whole transaction (no-op elsewhere:
-    PostgreSQL locks rows, not the database)."""
+def raw_writer_lock(engine: Engine) -> threading.Lock | None:
+    """This process's writer lock for a SQLite engine; None for PostgreSQL (it locks rows,
+    not the database). Async callers (the API) acquire it without blocking the event loop."""
     if not is_sqlite(engine):
-        return nullcontext()
+        return None
     with _writer_locks_guard:
         lock = _writer_locks.get(engine)
         if lock is None:
             lock = _writer_locks[engine] = threading.Lock()
-    return _held(lock, BUSY_TIMEOUT_S)
+    return lock
+
+
+def writer_lock(engine: Engine) -> AbstractContextManager[Any]:
+    """The in-process lock a SQLite writer holds for its whole transaction (no-op elsewhere)."""
+    lock = raw_writer_lock(engine)
+    return nullcontext() if lock is None else _held(lock, BUSY_TIMEOUT_S)
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -84,6 +90,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         path = url.split(":///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
+            # SQLite connections are cheap: a pool deep enough for the API's database slots.
+            kwargs.setdefault("pool_size", 20)
+            kwargs.setdefault("max_overflow", 4)
         engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_S}, **kwargs)
 
         @event.listens_for(engine, "connect")
@@ -133,6 +142,16 @@ def read_only_engine(engine: Engine) -> Engine:
     return engine.execution_options(**{READ_ONLY_OPTION: True})
 
 
+def new_session(engine: Engine, *, read_only: bool = False) -> Session:
+    """A session whose transactions are read-only snapshots or ordinary (writing) ones."""
+    if not read_only:
+        return session_factory(engine)()
+    session = Session(bind=read_only_engine(engine), expire_on_commit=False)
+    if not is_sqlite(engine):
+        session.connection(execution_options={"postgresql_readonly": True})
+    return session
+
+
 @contextmanager
 def session_scope(engine: Engine, *, read_only: bool = False) -> Iterator[Session]:
     """One unit of work: commit on success; on error see `settle`.
@@ -141,9 +160,7 @@ def session_scope(engine: Engine, *, read_only: bool = False) -> Iterator[Sessio
     transactions); writing ones hold the process's writer lock until they end.
     """
     if read_only:
-        session = Session(bind=read_only_engine(engine), expire_on_commit=False)
-        if not is_sqlite(engine):
-            session.connection(execution_options={"postgresql_readonly": True})
+        session = new_session(engine, read_only=True)
         try:
             yield session
             session.commit()
