@@ -14,7 +14,7 @@ import anyio
 from fastapi import Depends, Request
 from fastapi.routing import APIRoute
 from sqlalchemy import Engine, select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, joinedload
 from starlette.concurrency import run_in_threadpool
 from starlette.routing import BaseRoute
 
@@ -138,9 +138,11 @@ def principal_from_token(request: Request, token: str, session: Session) -> Prin
         claims = verifier.verify(token)
     except TokenError as exc:
         raise Problem(401, "Unauthorized", str(exc), "invalid-token", headers=_BEARER_CHALLENGE) from exc
-    user = session.scalars(
-        select(User).where(User.id == str(claims["sub"])).options(selectinload(User.roles))
-    ).one_or_none()
+    user = (
+        session.scalars(select(User).where(User.id == str(claims["sub"])).options(joinedload(User.roles)))
+        .unique()
+        .one_or_none()
+    )
     if user is None or user.disabled:
         raise Problem(
             401,

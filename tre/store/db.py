@@ -107,15 +107,16 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn: Any) -> None:
-            if conn.get_execution_options().get(READ_ONLY_OPTION):
-                # A snapshot read: no write lock, and any write in it is refused by SQLite.
-                conn.exec_driver_sql("PRAGMA query_only=ON")
-                conn.exec_driver_sql("BEGIN DEFERRED")
-            else:
-                # IMMEDIATE takes the write lock up front: read-then-write transactions
-                # (audit appends, job claims) cannot interleave and fork state.
-                conn.exec_driver_sql("PRAGMA query_only=OFF")
-                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            read_only = bool(conn.get_execution_options().get(READ_ONLY_OPTION))
+            # query_only is per connection: switched only when this transaction's kind differs
+            # from the last one on the pooled connection (a statement less per transaction).
+            if conn.info.get(READ_ONLY_OPTION, False) != read_only:
+                conn.exec_driver_sql(f"PRAGMA query_only={'ON' if read_only else 'OFF'}")
+                conn.info[READ_ONLY_OPTION] = read_only
+            # A snapshot read takes no write lock (and SQLite refuses any write in it);
+            # IMMEDIATE takes the write lock up front, so read-then-write transactions (audit
+            # appends, job claims) cannot interleave and fork state.
+            conn.exec_driver_sql("BEGIN DEFERRED" if read_only else "BEGIN IMMEDIATE")
 
         return engine
     return create_engine(url, pool_pre_ping=True, **kwargs)
