@@ -123,12 +123,22 @@ async def _unit_of_work(engine: Engine, read_only: bool) -> AsyncIterator[Sessio
     session = new_session(engine, read_only=read_only)
     try:
         yield session
-        await run_in_threadpool(session.commit)
     except BaseException as exc:
-        await run_in_threadpool(settle, session, exc)
+        await run_in_threadpool(_end, session, exc)
         raise
+    await run_in_threadpool(_end, session, None)
+
+
+def _end(session: Session, exc: BaseException | None) -> None:
+    """Commit (or settle) and close in one trip to the threadpool: each trip costs a thread
+    hand-off and an event-loop wake-up, a visible share of a small request's time."""
+    try:
+        if exc is None:
+            session.commit()
+        else:
+            settle(session, exc)
     finally:
-        await run_in_threadpool(session.close)
+        session.close()
 
 
 def principal_from_token(request: Request, token: str, session: Session) -> Principal:
