@@ -9,6 +9,7 @@ from sqlalchemy import Engine
 from tre import __version__, audit
 from tre.api.deps import database_slots, mark_read_only_routes
 from tre.api.limits import BodySizeLimit
+from tre.api.openapi import install_openapi
 from tre.api.problems import install_problem_handlers
 from tre.auth.tokens import TokenVerifier
 from tre.config import Settings, get_settings
@@ -51,4 +52,5 @@ def create_app(
     # log's GETs audit who looked, so they keep writing transactions.
     for module in (me, admin, projects, datasets, jobs):
         mark_read_only_routes(module.router.routes)
+    install_openapi(app)
     return app

@@ -11,8 +11,9 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from typing import ParamSpec, TypeVar
 
 import anyio
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
 from fastapi.routing import APIRoute
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, joinedload
 from starlette.concurrency import run_in_threadpool
@@ -181,7 +182,21 @@ def bearer_token(request: Request) -> str:
     return token.strip()
 
 
-def current_principal(request: Request, session: Session = Depends(get_session)) -> Principal:
+# Declares the bearer scheme in the OpenAPI document (and on every operation that needs it);
+# `bearer_token` still reads the header itself so every refusal is the same problem document.
+BEARER_SCHEME = HTTPBearer(
+    auto_error=False,
+    scheme_name="bearerAuth",
+    bearerFormat="JWT",
+    description="A JWT from `tre admin token` (embedded issuer) or the configured OIDC issuer.",
+)
+
+
+def current_principal(
+    request: Request,
+    session: Session = Depends(get_session),
+    _declared: HTTPAuthorizationCredentials | None = Security(BEARER_SCHEME),
+) -> Principal:
     principal = principal_from_token(request, bearer_token(request), session)
     request.state.principal = principal
     return principal
