@@ -15,14 +15,16 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, Field
+from pydantic import Field
 from sqlalchemy.orm import Session
 
 from egress_review import workflow
 from egress_review.errors import EgressError
 from egress_review.staging import CHUNK
+from tre.api.bounds import RowId
 from tre.api.deps import get_session, get_settings_dep, require_roles
 from tre.api.problems import Problem
+from tre.api.schemas import In
 from tre.auth.principal import Principal
 from tre.config import Settings
 
@@ -35,19 +37,19 @@ Resolver = Annotated[Principal, Depends(require_roles("dac", "admin"))]
 DbSession = Annotated[Session, Depends(get_session)]
 
 
-class CreateRequest(BaseModel):
+class CreateRequest(In):
     job_id: str = Field(min_length=1, max_length=64)
     # 1024: the longest output path a job can have recorded (tre.jobs.outputs.MAX_PATH_CHARS).
     files: list[Annotated[str, Field(max_length=1024)]] = Field(min_length=1, max_length=workflow.MAX_FILES)
     justification: str = Field(min_length=1, max_length=10_000)
 
 
-class VoteBody(BaseModel):
+class VoteBody(In):
     vote: Literal["approve", "reject"]
     comment: str = Field(default="", max_length=10_000)
 
 
-class ResolutionBody(BaseModel):
+class ResolutionBody(In):
     decision: Literal["approve", "reject"]
     comment: str = Field(min_length=1, max_length=10_000)
 
@@ -60,24 +62,40 @@ def to_problem(session: Session, exc: EgressError) -> Problem:
 
 
 @router.post("/requests", status_code=201)
-def create(body: CreateRequest, principal: Researcher, session: DbSession,
-           settings: Annotated[Settings, Depends(get_settings_dep)]) -> dict[str, Any]:
+def create(
+    body: CreateRequest,
+    principal: Researcher,
+    session: DbSession,
+    settings: Annotated[Settings, Depends(get_settings_dep)],
+) -> dict[str, Any]:
     """Ask for release of outputs of a succeeded job; they are frozen and checked at once."""
     try:
-        req = workflow.create_request(session, settings, principal, job_id=body.job_id, paths=body.files,
-                                      justification=body.justification, pause=session.commit)
+        req = workflow.create_request(
+            session,
+            settings,
+            principal,
+            job_id=body.job_id,
+            paths=body.files,
+            justification=body.justification,
+            pause=session.commit,
+        )
     except EgressError as exc:
         raise to_problem(session, exc) from exc
     return workflow.request_view(session, req, principal)
 
 
 @router.get("/requests")
-def list_requests(principal: AnyRole, session: DbSession,
-                  state: Annotated[str | None, Query(max_length=24)] = None,
-                  limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> list[dict[str, Any]]:
+def list_requests(
+    principal: AnyRole,
+    session: DbSession,
+    state: Annotated[str | None, Query(max_length=24)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+) -> list[dict[str, Any]]:
     """Reviewers, admins and auditors see every request; researchers their projects' ones."""
-    return [workflow.summary_view(session, r, principal)
-            for r in workflow.list_requests(session, principal, state, limit)]
+    return [
+        workflow.summary_view(session, r, principal)
+        for r in workflow.list_requests(session, principal, state, limit)
+    ]
 
 
 @router.get("/requests/{request_id}")
@@ -100,8 +118,9 @@ def vote(request_id: str, body: VoteBody, principal: Reviewer, session: DbSessio
 
 
 @router.post("/requests/{request_id}/resolution", status_code=201)
-def resolution(request_id: str, body: ResolutionBody, principal: Resolver,
-               session: DbSession) -> dict[str, Any]:
+def resolution(
+    request_id: str, body: ResolutionBody, principal: Resolver, session: DbSession
+) -> dict[str, Any]:
     try:
         req = workflow.resolve(session, principal, request_id, decision=body.decision, comment=body.comment)
     except EgressError as exc:
@@ -117,9 +136,12 @@ def disclosure(request_id: str, principal: AnyRole, session: DbSession) -> dict[
     except EgressError as exc:
         raise to_problem(session, exc) from exc
     if req.disclosure_record is None:
-        raise Problem(409, "No disclosure record yet",
-                      f"request {request_id} is {req.state}; the record is written when it is decided",
-                      "not-decided")
+        raise Problem(
+            409,
+            "No disclosure record yet",
+            f"request {request_id} is {req.state}; the record is written when it is decided",
+            "not-decided",
+        )
     return dict(req.disclosure_record)
 
 
@@ -136,8 +158,13 @@ def digest_headers(sha256_hex: str) -> dict[str, str]:
 
 
 @router.get("/requests/{request_id}/files/{file_id}")
-def download(request_id: str, file_id: int, principal: Researcher, session: DbSession,
-             settings: Annotated[Settings, Depends(get_settings_dep)]) -> StreamingResponse:
+def download(
+    request_id: str,
+    file_id: RowId,
+    principal: Researcher,
+    session: DbSession,
+    settings: Annotated[Settings, Depends(get_settings_dep)],
+) -> StreamingResponse:
     """Stream one released file after re-verifying its hash against the request."""
     try:
         f, fh = workflow.open_release_file(session, settings, principal, request_id, file_id)

@@ -132,8 +132,8 @@ def create_request(session: Session, settings: Settings, principal: Principal, *
         raise not_found(f"job {job_id}")
     project_id = job.project_id
     if not is_member(session, project_id, principal.user_id):
-        raise forbidden(f"only members of project {project_id} may request release of its jobs' outputs",
-                        "not-a-project-member")
+        # The same answer as for an unknown id: job ids of other projects are not an oracle.
+        raise not_found(f"job {job_id}")
     if job.state != JobState.succeeded.value:
         raise conflict(f"job {job_id} is {job.state}; only outputs of a succeeded job can be released",
                        "job-not-succeeded")

@@ -98,8 +98,11 @@ def scan_output_tree(root: Path) -> OutputScan:
             continue
         scan.files.append((rel, size, digest))
     if scan.skipped:
-        log.warning("%d output file(s) under %s were not recorded (odd names, too deep or too many)",
-                    scan.skipped, root)
+        log.warning(
+            "%d output file(s) under %s were not recorded (odd names, too deep or too many)",
+            scan.skipped,
+            root,
+        )
     return scan
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from sqlalchemy import select
@@ -129,6 +130,10 @@ def read_log(
     if not path.exists():
         return b"", offset, True
     with path.open("rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        if offset >= size:
+            # Past the end (a follower ahead of a slow writer, or a hostile offset): nothing.
+            return b"", offset, True
         fh.seek(offset)
         data = fh.read(limit)
         at_end = fh.read(1) == b""

@@ -15,6 +15,7 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
@@ -56,7 +57,12 @@ def _pid_alive(pid: int) -> bool:
 
 class Worker:
     def __init__(
-        self, settings: Settings, engine: Engine, executor: Executor | None = None, concurrency: int = 2
+        self,
+        settings: Settings,
+        engine: Engine,
+        executor: Executor | None = None,
+        concurrency: int = 2,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
         self.engine = engine
@@ -66,7 +72,10 @@ class Worker:
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="tre-job")
         self._running: dict[str, Future[None]] = {}
         self._stop = threading.Event()
-        self._last_checkpoint = 0.0
+        self._clock = clock
+        # None, not 0.0: a monotonic clock counts from boot, so on a machine up for less than
+        # a period "0.0" would look recent and the first checkpoint would be skipped.
+        self._last_checkpoint: float | None = None
         audit.configure(engine, settings.keys_dir)
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -115,8 +124,8 @@ class Worker:
     def _periodic_checkpoint(self) -> None:
         """A fresh signed checkpoint at least every CHECKPOINT_EVERY_S, even when idle: a stale
         checkpoint is how an auditor notices a log being withheld."""
-        now = time.monotonic()
-        if now - self._last_checkpoint < CHECKPOINT_EVERY_S:
+        now = self._clock()
+        if self._last_checkpoint is not None and now - self._last_checkpoint < CHECKPOINT_EVERY_S:
             return
         self._last_checkpoint = now
         with session_scope(self.engine) as s:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Query, Response
 from sqlalchemy.orm import Session
 
+from tre.api.bounds import MAX_LOG_OFFSET
 from tre.api.deps import any_role, get_session, get_settings_dep, require_roles
 from tre.api.schemas import JobIn, JobOut, JobOutputOut
 from tre.auth.principal import Principal
@@ -47,7 +48,7 @@ def get_job(job_id: str, p: Principal = Depends(readers), session: Session = Dep
 @router.get("/{job_id}/logs")
 def get_logs(
     job_id: str,
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=MAX_LOG_OFFSET),
     p: Principal = Depends(readers),
     session: Session = Depends(get_session),
     settings: Settings = Depends(get_settings_dep),
