@@ -332,6 +332,17 @@ def open_release_file(session: Session, settings: Settings, principal: Principal
         raise _refuse(session, principal, req, 409, "Not released",
                       f"this request is {req.state}; files can be downloaded only after approval",
                       "not-approved", "egress.download_refused")
+    # Approval is not a standing licence: the project must still hold an unexpired, unrevoked
+    # grant for every dataset the job read, at the moment of each download.
+    job = session.get(Job, req.job_id)
+    for dataset_id in (job.dataset_ids if job is not None else []):
+        status = grant_status(session, req.project_id, dataset_id)
+        if status != "active":
+            state = status if status != "none" else "missing"
+            raise _refuse(session, principal, req, 403, "Grant no longer active",
+                          f"project {req.project_id}'s access grant for dataset {dataset_id} is {state}; "
+                          "released files derived from it can no longer be downloaded",
+                          "grant-not-active", "egress.download_refused")
     f = next((x for x in req.files if x.id == file_id), None)
     if f is None:
         raise not_found(f"file {file_id} of request {request_id}")
