@@ -8,10 +8,12 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from egress_review.logscreen import STATUS_ONLY_NOTICE, LogScreen
 from tre.audit import record_event
 from tre.auth.principal import Principal
 from tre.config import Settings
 from tre.errors import Conflict, Forbidden, NotFound, PolicyUnavailable
+from tre.jobs import logbudget
 from tre.jobs.admission import JobRequest, admit
 from tre.jobs.paths import log_path
 from tre.registry import user_project_ids
@@ -140,25 +142,60 @@ def read_log(
     return data, offset + len(data), at_end
 
 
-def visible_log(
-    session: Session, settings: Settings, principal: Principal, job: Job, offset: int
-) -> tuple[bytes, int]:
-    """The log as this caller may see it: raw for staff, screened for researchers.
+def job_log_screen(session: Session, settings: Settings, job: Job) -> tuple[LogScreen, int]:
+    """The screen for this job's datasets' policies, and the project's daily budget (bytes).
 
-    The log is an output channel (a job can print what it read), so researchers get it through
-    the airlock's knowledge of the data; see egress_review.logscreen.
-    """
-    raw, next_offset, at_end = read_log(settings, job.id, offset)
-    if principal.has("admin", "auditor"):
-        return raw, next_offset
+    No policy, no log: fail closed with a reason."""
     from egress_review import checking
     from egress_review.logscreen import LogScreen
 
     datasets = checking.job_datasets(session, job)
     try:
         applied = checking.policies_for(datasets, settings.resolved_policies_dir)
-    except Exception as exc:  # noqa: BLE001 - no policy, no log: fail closed with a reason
+    except Exception as exc:  # noqa: BLE001 - any policy failure withholds the log
         raise PolicyUnavailable(f"the job's log is withheld: {exc}") from exc
-    screen = LogScreen.for_policies([a.policy for a in applied], checking.identifiers_for(datasets))
-    final = JobState(job.state).terminal and at_end
-    return screen.screen(raw, offset, final)
+    policies = [a.policy for a in applied]
+    screen = LogScreen.for_policies(policies, checking.identifiers_for(datasets))
+    daily = min(p.job.researcher_log_project_daily_kib for p in policies) * 1024
+    return screen, daily
+
+
+def visible_log(
+    session: Session, settings: Settings, principal: Principal, job: Job, offset: int
+) -> tuple[bytes, int]:
+    """The log as this caller may see it: raw for staff, screened and budgeted for researchers.
+
+    The log is an output channel (a job can print what it read), so researchers get it through
+    the airlock's knowledge of the data (egress_review.logscreen), judged from the start of
+    the log whatever the offset, and within the per-job and per-project daily budgets
+    (tre.jobs.logbudget).
+    """
+    if principal.has("admin", "auditor"):
+        raw, next_offset, _ = read_log(settings, job.id, offset)
+        return raw, next_offset
+    # The state is read before the log: if the job had ended then, the file is complete.
+    ended = JobState(job.state).terminal
+    screen, daily_limit = job_log_screen(session, settings, job)
+    size = log_size(settings, job.id)
+    if screen.visibility == "full":
+        raw, next_offset, _ = read_log(settings, job.id, offset)
+        return raw, next_offset
+    if screen.visibility == "status_only":
+        return (STATUS_ONLY_NOTICE if offset == 0 and size else b""), max(offset, size)
+    log, _, at_end = read_log(settings, job.id, 0, screen.limit_bytes + 1)
+    screening = screen.screen_log(log, final=ended and at_end)
+    allowed = logbudget.charge(session, job.id, job.project_id, screening, offset, daily_limit)
+    body = screen.render(screening, offset, allowed.shown_to)
+    next_offset = max(offset, allowed.shown_to)
+    if allowed.exhausted:
+        return body + logbudget.daily_notice(daily_limit), max(next_offset, size)
+    if screening.cut and allowed.shown_to >= screening.decided_to and offset <= screening.decided_to:
+        return body + screen.limit_notice(), max(next_offset, size)
+    return body, next_offset
+
+
+def log_size(settings: Settings, job_id: str) -> int:
+    try:
+        return log_path(settings, job_id).stat().st_size
+    except FileNotFoundError:
+        return 0
