@@ -27,6 +27,8 @@ from tre.api.problems import Problem
 from tre.api.schemas import In
 from tre.auth.principal import Principal
 from tre.config import Settings
+from tre.jobs import outputnames
+from tre.jobs.outputnames import NameView
 
 router = APIRouter(prefix="/api/v1/egress", tags=["egress"])
 
@@ -35,6 +37,7 @@ Researcher = Annotated[Principal, Depends(require_roles("researcher"))]
 Reviewer = Annotated[Principal, Depends(require_roles("dac"))]
 Resolver = Annotated[Principal, Depends(require_roles("dac", "admin"))]
 DbSession = Annotated[Session, Depends(get_session)]
+AppSettings = Annotated[Settings, Depends(get_settings_dep)]
 
 
 class CreateRequest(In):
@@ -81,7 +84,11 @@ def create(
         )
     except EgressError as exc:
         raise to_problem(session, exc) from exc
-    return workflow.request_view(session, req, principal)
+    return workflow.request_view(session, req, principal, _names(session, settings, principal, req.job_id))
+
+
+def _names(session: Session, settings: Settings, principal: Principal, job_id: str) -> NameView:
+    return outputnames.request_name_view(session, settings, principal, job_id)
 
 
 @router.get("/requests")
@@ -99,12 +106,14 @@ def list_requests(
 
 
 @router.get("/requests/{request_id}")
-def get_request(request_id: str, principal: AnyRole, session: DbSession) -> dict[str, Any]:
+def get_request(
+    request_id: str, principal: AnyRole, session: DbSession, settings: AppSettings
+) -> dict[str, Any]:
     try:
         req = workflow.visible_request(session, request_id, principal)
     except EgressError as exc:
         raise to_problem(session, exc) from exc
-    return workflow.request_view(session, req, principal)
+    return workflow.request_view(session, req, principal, _names(session, settings, principal, req.job_id))
 
 
 @router.post("/requests/{request_id}/votes", status_code=201)
@@ -129,7 +138,9 @@ def resolution(
 
 
 @router.get("/requests/{request_id}/disclosure")
-def disclosure(request_id: str, principal: AnyRole, session: DbSession) -> dict[str, Any]:
+def disclosure(
+    request_id: str, principal: AnyRole, session: DbSession, settings: AppSettings
+) -> dict[str, Any]:
     """The machine-readable disclosure record, once the request has reached a final state."""
     try:
         req = workflow.visible_request(session, request_id, principal)
@@ -142,7 +153,20 @@ def disclosure(request_id: str, principal: AnyRole, session: DbSession) -> dict[
             f"request {request_id} is {req.state}; the record is written when it is decided",
             "not-decided",
         )
-    return dict(req.disclosure_record)
+    record = dict(req.disclosure_record)
+    names = _names(session, settings, principal, req.job_id)
+    if principal.has(*workflow.STAFF_ROLES) or not any(not names.shows(f.path) for f in req.files):
+        return record
+    # Withheld names stay withheld here too (the full record is the auditors'; its digest in
+    # the audit log covers the unmasked one).
+    by_path = {f.path: f for f in req.files}
+    files = []
+    for entry in record.get("files", []):
+        f = by_path.get(entry.get("path", ""))
+        if f is not None and not names.shows(f.path):
+            entry = {**entry, "path": outputnames.placeholder(f.sha256), "checks": [], "name_withheld": True}
+        files.append(entry)
+    return {**record, "files": files, "masked_for_researcher": True}
 
 
 def _stream(fh: BinaryIO) -> Iterator[bytes]:
@@ -170,17 +194,20 @@ def download(
         f, fh = workflow.open_release_file(session, settings, principal, request_id, file_id)
     except EgressError as exc:
         raise to_problem(session, exc) from exc
-    # Commit the download record now and release the database before a long transfer.
     try:
+        # A name withheld from the researcher stays withheld in the download's headers.
+        path = workflow.shown_path(f, principal, _names(session, settings, principal, f.request.job_id))
+        size, sha256 = f.size, f.sha256
+        # Commit the download record now and release the database before a long transfer.
         session.commit()
     except BaseException:
         fh.close()
         raise
-    name = f.path.rsplit("/", 1)[-1]
+    name = path.rsplit("/", 1)[-1]
     headers = {
-        "Content-Length": str(f.size),
+        "Content-Length": str(size),
         "Content-Disposition": f"attachment; filename*=UTF-8''{quote(name)}",
-        "X-Egress-Path": quote(f.path),
-        **digest_headers(f.sha256),
+        "X-Egress-Path": quote(path),
+        **digest_headers(sha256),
     }
     return StreamingResponse(_stream(fh), media_type="application/octet-stream", headers=headers)

@@ -17,13 +17,14 @@ import re
 from collections import Counter
 from collections.abc import Iterator
 
-# Tokens are split on white space and the punctuation dumps and lists put between values.
-_SPLIT = re.compile(r"[\s,;:|()\[\]{}\"'`<>]+")
+# Tokens are split on white space, the punctuation dumps and lists put between values, and
+# dots (file extensions: "<base64>.bin").
+_SPLIT = re.compile(r"[\s,;:|()\[\]{}\"'`<>.]+")
 _B64_TOKEN = re.compile(r"[A-Za-z0-9+/_=-]+")
 _HEX_TOKEN = re.compile(r"(?:0[xX])?[0-9a-fA-F]{2,}")
 _STRIPPED_B64 = re.compile(r"[A-Za-z0-9+/_=-]+")
 # A token this long, from the base64 alphabet and mixing classes, is payload, not a word.
-MIN_TOKEN_CHARS = 8
+MIN_TOKEN_CHARS = 12
 # Hex dumps: this many fixed-width hex groups on one line.
 MIN_HEX_GROUPS = 8
 
@@ -35,8 +36,9 @@ def random_looking(token: str) -> bool:
     has_alpha = any(c.isalpha() for c in token)
     if has_digit and has_alpha:
         return True
-    if any(c in "+/" for c in token):
+    if "+" in token:
         return True
+    # "/" alone is a path ("figures/montage"), not base64.
     body = token[1:]
     return any(c.islower() for c in body) and any(c.isupper() for c in body)
 
@@ -53,6 +55,15 @@ def _hex_dump_chars(tokens: list[str]) -> int:
     return sum(len(g) for g in groups)
 
 
+def _encoded_token(token: str) -> bool:
+    """A base64 token, not a name joined with separators ("weights-epoch-10", "a/b_c"): its
+    longest piece between -, _ and / is long and mixes character classes."""
+    if len(token) < MIN_TOKEN_CHARS:
+        return False
+    longest = max(re.split(r"[-_/]", token), key=len)
+    return len(longest) >= MIN_TOKEN_CHARS and random_looking(longest)
+
+
 def payload_chars(line: str) -> int:
     """How many characters of ``line`` look like encoded data (0 for ordinary text)."""
     stripped = "".join(line.split())
@@ -61,9 +72,7 @@ def payload_chars(line: str) -> int:
         return len(stripped)
     tokens = [t for t in _SPLIT.split(line) if t]
     hex_chars = _hex_dump_chars(tokens)
-    b64_chars = sum(
-        len(t) for t in tokens if len(t) >= MIN_TOKEN_CHARS and _B64_TOKEN.fullmatch(t) and random_looking(t)
-    )
+    b64_chars = sum(len(t) for t in tokens if _B64_TOKEN.fullmatch(t) and _encoded_token(t))
     return max(hex_chars, b64_chars)
 
 

@@ -38,6 +38,7 @@ from egress_review.staging import (
 from tre.audit import AuditEvent, record_event, record_events
 from tre.auth.principal import Principal
 from tre.config import Settings
+from tre.jobs import outputnames
 from tre.registry import grant_status, is_member
 from tre.store.base import utcnow
 from tre.store.models import EgressFile, EgressRequest, Job, JobOutput, JobState, ProjectMember, Review
@@ -144,13 +145,18 @@ def create_request(session: Session, settings: Settings, principal: Principal, *
             state = status if status != "none" else "missing"
             raise forbidden(f"project {project_id}'s access grant for dataset {dataset_id} is {state}; "
                             "outputs derived from it cannot be released", "grant-not-active")
-    outputs = {o.path: (o.sha256, o.size)
-               for o in session.scalars(select(JobOutput).where(JobOutput.job_id == job_id))}
-    unknown = [p for p in wanted if p not in outputs]
+    rows = list(session.scalars(select(JobOutput).where(JobOutput.job_id == job_id)))
+    outputs = {o.path: (o.sha256, o.size) for o in rows}
+    # A file may be named by path, by index (#3) or by hash (sha256:...): researchers who may
+    # not see the names (tre.jobs.outputnames) still name what they want released.
+    resolved = {w: outputnames.resolve(rows, w) for w in wanted}
+    unknown = [w for w, p in resolved.items() if p is None]
     if unknown:
         raise EgressError(422, "Not a job output",
-                          f"not recorded outputs of job {job_id}: {', '.join(unknown[:10])}",
+                          f"{len(unknown)} of the named files are not recorded outputs of job {job_id} "
+                          "(name them by path, #index or sha256:hash as `tre outputs` lists them)",
                           "not-a-job-output")
+    wanted = list(dict.fromkeys(p for p in resolved.values() if p is not None))
     datasets = checking.job_datasets(session, job)
     applied = checking.policies_for(datasets, settings.resolved_policies_dir)
     if pause is not None:
@@ -381,11 +387,22 @@ def open_for_review(session: Session, settings: Settings, principal: Principal, 
 
 # ---------------------------------------------------------------------------- views
 
-def request_view(session: Session, req: EgressRequest, principal: Principal) -> dict[str, Any]:
+def shown_path(f: EgressFile, principal: Principal, names: outputnames.NameView | None) -> str:
+    """A file's path as ``principal`` may see it: staff always; researchers only when the
+    job's name screening lets it through (no view given: withheld, failing closed)."""
+    if principal.has(*STAFF_ROLES) or (names is not None and names.shows(f.path)):
+        return f.path
+    return outputnames.placeholder(f.sha256)
+
+
+def request_view(session: Session, req: EgressRequest, principal: Principal,
+                 names: outputnames.NameView | None = None) -> dict[str, Any]:
     """What a caller may see of a request. Votes stay blind until every required vote is in.
 
     Before that, anyone sees only how many votes are in; a reviewer also sees their own vote.
     Outcome counts are never shown while voting is open, so no reviewer can be swayed.
+    File names withheld from a researcher (``names``, tre.jobs.outputnames) show as a
+    placeholder, and their check results are left out (a reason may quote the name).
     """
     votes = review_votes(req)
     revealed = req.state not in ("checking", "awaiting_review")
@@ -420,13 +437,15 @@ def request_view(session: Session, req: EgressRequest, principal: Principal) -> 
         "created_at": req.created_at.isoformat() if req.created_at else None,
         "decided_at": req.decided_at.isoformat() if req.decided_at else None,
         "outcome": checking.worst_outcome([f.outcome for f in req.files]),
-        "files": [
-            {"id": f.id, "path": f.path, "sha256": f.sha256, "size": f.size, "outcome": f.outcome,
-             "checks": list(f.checks or [])}
-            for f in sorted(req.files, key=lambda x: x.path)
-        ],
+        "files": [_file_view(f, principal, names) for f in sorted(req.files, key=lambda x: (x.sha256, x.id))],
         "disclosure_available": req.disclosure_record is not None,
     }
+
+
+def _file_view(f: EgressFile, principal: Principal, names: outputnames.NameView | None) -> dict[str, Any]:
+    path = shown_path(f, principal, names)
+    return {"id": f.id, "path": path, "sha256": f.sha256, "size": f.size, "outcome": f.outcome,
+            "name_withheld": path != f.path, "checks": list(f.checks or []) if path == f.path else []}
 
 
 def summary_view(session: Session, req: EgressRequest, principal: Principal) -> dict[str, Any]:

@@ -208,7 +208,12 @@ class JobOut(Out):
     finished_at: datetime | None
 
 
-class JobOutputOut(Out):
-    path: str
+class JobOutputOut(BaseModel):
+    """One output file. ``path`` is None when the name is withheld from the caller (see
+    tre.jobs.outputnames); ``index`` names it in an egress request as ``#<index>``."""
+
+    index: int
+    path: str | None
+    name_withheld: bool
     size: int
     sha256: str

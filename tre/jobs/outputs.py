@@ -76,19 +76,24 @@ class OutputScan:
     skipped: int = 0
 
 
-def scan_output_tree(root: Path) -> OutputScan:
-    """Regular files under ``root`` as (relative path, size, sha256), and how many were skipped."""
+def scan_output_tree(
+    root: Path, max_files: int = fstree.MAX_ENTRIES, max_name_chars: int = MAX_PATH_CHARS
+) -> OutputScan:
+    """Regular files under ``root`` as (relative path, size, sha256), and how many were skipped.
+
+    ``max_files`` and ``max_name_chars`` come from the datasets' policies: names (and sizes)
+    are chosen by the job, so how many can be recorded bounds a channel."""
     scan = OutputScan()
     if not root.is_dir() or root.is_symlink():
         return scan
     for entry in fstree.walk(root):
         if not stat.S_ISREG(entry.st.st_mode):
             continue
-        if entry.depth > fstree.MAX_DEPTH or len(scan.files) >= fstree.MAX_ENTRIES:
+        if entry.depth > fstree.MAX_DEPTH or len(scan.files) >= min(max_files, fstree.MAX_ENTRIES):
             scan.skipped += 1
             continue
         rel = entry.relative()
-        if not recordable_path(rel):
+        if len(rel) > max_name_chars or not recordable_path(rel):
             scan.skipped += 1
             continue
         try:

@@ -30,6 +30,7 @@ from tre.config import Settings
 from tre.errors import TreError
 from tre.executors.base import DatasetMount, Executor, JobResult, JobSpec, RunControl
 from tre.executors.factory import make_executor
+from tre.jobs.outputnames import recording_limits
 from tre.jobs.outputs import OutputScan, record_scanned, scan_output_tree
 from tre.jobs.paths import log_path, output_dir
 from tre.registry import check_dataset_path
@@ -291,7 +292,9 @@ class Worker:
         # with a state and the worker must keep running (a crash here left the job "running"
         # for ever and made every restarted worker crash on it again).
         try:
-            scan = scan_output_tree(output_dir(self.settings, job.id))
+            scan = scan_output_tree(
+                output_dir(self.settings, job.id), *recording_limits(session, self.settings, job)
+            )
         except Exception as exc:  # noqa: BLE001 - fail closed: no outputs, job failed
             log.exception("cannot record the outputs of job %s", job.id)
             scan = OutputScan()
@@ -305,7 +308,7 @@ class Worker:
                 result.state,
                 result.exit_code,
                 f"{result.reason}; {scan.skipped} output file(s) were not recorded and cannot be released "
-                "(names with control characters or not UTF-8, nested too deep, or too many files)",
+                "(names with control characters, not UTF-8 or too long, nested too deep, or too many files)",
             )
         outputs = record_scanned(session, job.id, scan)
         job.state = result.state

@@ -10,7 +10,7 @@ from tre.api.deps import any_role, get_session, get_settings_dep, require_roles
 from tre.api.schemas import JobIn, JobOut, JobOutputOut
 from tre.auth.principal import Principal
 from tre.config import Settings
-from tre.jobs import service
+from tre.jobs import outputnames, service
 from tre.jobs.admission import JobRequest
 
 router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
@@ -68,10 +68,25 @@ def get_logs(
 
 @router.get("/{job_id}/outputs", response_model=list[JobOutputOut])
 def list_outputs(
-    job_id: str, p: Principal = Depends(readers), session: Session = Depends(get_session)
+    job_id: str,
+    p: Principal = Depends(readers),
+    session: Session = Depends(get_session),
+    settings: Settings = Depends(get_settings_dep),
 ) -> list[JobOutputOut]:
+    """The job's outputs in index order. Researchers see a name only when it passes the
+    screening of the datasets' policy (never under ``status_only``); staff see every name."""
     job = service.get_visible_job(session, p, job_id)
-    return [JobOutputOut.model_validate(o) for o in job.outputs]
+    view = outputnames.name_view(session, settings, p, job)
+    return [
+        JobOutputOut(
+            index=i,
+            path=o.path if view.shows(o.path) else None,
+            name_withheld=not view.shows(o.path),
+            size=o.size,
+            sha256=o.sha256,
+        )
+        for i, o in enumerate(outputnames.indexed(job.outputs))
+    ]
 
 
 @router.post("/{job_id}/cancel", response_model=JobOut)
