@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     worker_poll_s: float = 0.5
     worker_heartbeat_s: float = 2.0
     worker_stale_after_s: float = 15.0
+    # At most this many running jobs per project on one worker (0: no cap beyond fair order).
+    # See docs/scheduling.md.
+    worker_project_running_limit: int = Field(default=0, ge=0)
     sandbox_uid: int = 10001
     sandbox_gid: int = 10001
     # A delegated cgroup v2 folder to create job cgroups under (systemd hosts); see docs/sandbox.md.

@@ -30,6 +30,7 @@ from tre.config import Settings
 from tre.errors import TreError
 from tre.executors.base import DatasetMount, Executor, JobResult, JobSpec, RunControl
 from tre.executors.factory import make_executor
+from tre.jobs.fairness import fair_order
 from tre.jobs.outputnames import recording_limits
 from tre.jobs.outputs import OutputScan, record_scanned, scan_output_tree
 from tre.jobs.paths import log_path, output_dir
@@ -134,16 +135,16 @@ class Worker:
 
     # -- claiming and recovery --------------------------------------------------------------
     def claim_next(self) -> str | None:
+        """Claim the next job, fairly across projects (docs/scheduling.md).
+
+        Projects with queued jobs are taken in order of fewest jobs running now, then least
+        recently served (the latest start of any of their jobs), then oldest waiting job; a
+        project at ``worker_project_running_limit`` is skipped. Within a project, oldest
+        first. So one project's long jobs cannot keep another's waiting: with a single slot,
+        the next free slot goes to the project that was served longest ago.
+        """
         with session_scope(self.engine) as s:
-            candidates = list(
-                s.scalars(
-                    select(Job.id)
-                    .where(Job.state == JobState.queued.value, Job.executor == self.executor.name)
-                    .order_by(Job.created_at)
-                    .limit(5)
-                )
-            )
-            for job_id in candidates:
+            for job_id in fair_order(s, self.executor.name, self.settings.worker_project_running_limit):
                 now = utcnow()
                 claimed = cast(
                     CursorResult[Any],
