@@ -10,7 +10,9 @@ hits map back to line numbers.
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
 from collections.abc import Iterable
+from itertools import accumulate
 
 from egress_review.checks.identifiers import IdentifierMatcher
 from egress_review.encoded import decoded_fragments
@@ -32,28 +34,52 @@ def squeeze(text: str) -> str:
     return _NOT_ALNUM.sub("", text.lower())
 
 
+def _letter_richest(form: str, k: int) -> int:
+    """Offset of the k-gram of ``form`` with the most letters (the first such)."""
+    counts = [sum(c.isalpha() for c in form[j : j + k]) for j in range(len(form) - k + 1)]
+    return counts.index(max(counts))
+
+
 class SqueezedIndex:
-    """Long identifiers as letters and digits only, found as substrings of squeezed text
-    (catches "JANEDOE", "jane.doe.1970" run together, and, reversed, "EODENAJ")."""
+    """Long identifiers as letters and digits only, and reversed, found as substrings of
+    squeezed text (catches "JANEDOE", "jane.doe.1970" run together, and "EODENAJ").
+
+    The text's distinct k-grams are collected once (C-speed set building) and intersected
+    with one anchor k-gram per identifier form (the one richest in letters: runs of digits
+    are everywhere in logs); only those candidates are then searched."""
 
     def __init__(self, identifiers: Iterable[str]) -> None:
-        self.by_prefix: dict[str, list[str]] = {}
+        k = MIN_SQUEEZED_CHARS
+        self.by_anchor: dict[str, set[tuple[str, int]]] = {}
         for ident in identifiers:
             norm = squeeze(ident)
-            if len(norm) >= MIN_SQUEEZED_CHARS:
-                self.by_prefix.setdefault(norm[:MIN_SQUEEZED_CHARS], []).append(norm)
+            # Numbers (IDs, UIDs) stay with the whole-token matcher, forwards and reversed:
+            # as substrings they would collide with every run of digits in a log.
+            if len(norm) < k or norm.isdigit():
+                continue
+            for form in (norm, norm[::-1]):
+                at = _letter_richest(form, k)
+                self.by_anchor.setdefault(form[at : at + k], set()).add((form, at))
 
     def __bool__(self) -> bool:
-        return bool(self.by_prefix)
+        return bool(self.by_anchor)
 
-    def found_in(self, squeezed: str) -> bool:
+    def lines_with(self, squeezed_lines: list[str]) -> set[int]:
+        """0-based numbers of the lines holding an identifier (forwards or reversed)."""
         k = MIN_SQUEEZED_CHARS
-        index = self.by_prefix
-        for i in range(len(squeezed) - k + 1):
-            candidates = index.get(squeezed[i : i + k])
-            if candidates and any(squeezed.startswith(c, i) for c in candidates):
-                return True
-        return False
+        text = "\n".join(squeezed_lines)
+        grams = {text[i : i + k] for i in range(len(text) - k + 1)}
+        hits: set[int] = set()
+        starts = list(accumulate((len(line) + 1 for line in squeezed_lines), initial=0))
+        for anchor in grams & self.by_anchor.keys():
+            forms = self.by_anchor[anchor]
+            pos = text.find(anchor)
+            while pos >= 0:
+                for form, at in forms:
+                    if pos >= at and text.startswith(form, pos - at):
+                        hits.add(bisect_right(starts, pos - at) - 1)
+                pos = text.find(anchor, pos + 1)
+        return hits
 
 
 def disguised_lines(lines: list[str], matcher: IdentifierMatcher, squeezed_index: SqueezedIndex) -> set[int]:
@@ -73,12 +99,6 @@ def disguised_lines(lines: list[str], matcher: IdentifierMatcher, squeezed_index
     by_matcher(decoded)
     by_matcher([line[::-1] for line in decoded])
     if squeezed_index:
-        for number, (line, dec) in enumerate(zip(spaced, decoded, strict=True)):
-            if number in hits:
-                continue
-            for text in (line, dec):
-                s = squeeze(text)
-                if squeezed_index.found_in(s) or squeezed_index.found_in(s[::-1]):
-                    hits.add(number)
-                    break
+        hits |= squeezed_index.lines_with([squeeze(line) for line in lines])
+        hits |= squeezed_index.lines_with([squeeze(line) for line in decoded])
     return hits

@@ -23,6 +23,7 @@ _SPLIT = re.compile(r"[\s,;:|()\[\]{}\"'`<>.]+")
 _B64_TOKEN = re.compile(r"[A-Za-z0-9+/_=-]+")
 _HEX_TOKEN = re.compile(r"(?:0[xX])?[0-9a-fA-F]{2,}")
 _STRIPPED_B64 = re.compile(r"[A-Za-z0-9+/_=-]+")
+_LONG_RUN = re.compile(r"[A-Za-z0-9+/_=-]{12,}")
 # A token this long, from the base64 alphabet and mixing classes, is payload, not a word.
 MIN_TOKEN_CHARS = 12
 # Hex dumps: this many fixed-width hex groups on one line.
@@ -66,11 +67,15 @@ def _encoded_token(token: str) -> bool:
 
 def payload_chars(line: str) -> int:
     """How many characters of ``line`` look like encoded data (0 for ordinary text)."""
+    if len(line) < 16:
+        return 0
     stripped = "".join(line.split())
     if len(stripped) >= 16 and _STRIPPED_B64.fullmatch(stripped) and random_looking(stripped):
         # A line that is nothing but base64 (wrapped, or spaced into groups).
         return len(stripped)
     tokens = [t for t in _SPLIT.split(line) if t]
+    if len(tokens) < MIN_HEX_GROUPS and not _LONG_RUN.search(line):
+        return 0
     hex_chars = _hex_dump_chars(tokens)
     b64_chars = sum(len(t) for t in tokens if _B64_TOKEN.fullmatch(t) and _encoded_token(t))
     return max(hex_chars, b64_chars)

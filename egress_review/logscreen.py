@@ -121,8 +121,9 @@ class LogScreen:
             raw_lines.pop()
         texts = [r.decode("utf-8", "replace") for r in raw_lines]
         starts = list(accumulate((len(r) + 1 for r in raw_lines), initial=0))
-        reasons = self._reasons(texts)
-        undecided = self._undecided(texts, final, reasons)
+        payloads = self._payloads(texts)
+        reasons = self._reasons(texts, payloads)
+        undecided = self._undecided(texts, final, reasons, payloads)
         out.decided_to = min(starts[undecided], len(window)) if undecided < len(texts) else len(window)
         for i in range(min(undecided, len(texts))):
             end = min(starts[i + 1], len(window))
@@ -134,9 +135,8 @@ class LogScreen:
     def _payloads(self, texts: list[str]) -> list[int]:
         return [payload_chars(t) if len(t) <= self.max_line_chars else 0 for t in texts]
 
-    def _reasons(self, texts: list[str]) -> list[str | None]:
+    def _reasons(self, texts: list[str], payloads: list[int]) -> list[str | None]:
         reasons: list[str | None] = [None] * len(texts)
-        payloads = self._payloads(texts)
         sums = list(accumulate(payloads, initial=0))
         named = disguised_lines(texts, self.matcher, self.squeezed)
         if self.matcher:
@@ -159,12 +159,13 @@ class LogScreen:
         hi = min(len(sums) - 1, i + CONTEXT_LINES + 1)
         return sums[hi] - sums[lo]
 
-    def _undecided(self, texts: list[str], final: bool, reasons: list[str | None]) -> int:
+    def _undecided(
+        self, texts: list[str], final: bool, reasons: list[str | None], payloads: list[int]
+    ) -> int:
         """Index of the first line that must wait: an encoded-looking line, not yet withheld,
         whose following context is not all written yet."""
         if final:
             return len(texts)
-        payloads = self._payloads(texts)
         for i in range(max(0, len(texts) - CONTEXT_LINES), len(texts)):
             if payloads[i] and reasons[i] is None:
                 return i

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import threading
+from collections import OrderedDict
 from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from egress_review.logscreen import STATUS_ONLY_NOTICE, LogScreen
+from egress_review.logscreen import STATUS_ONLY_NOTICE, LogScreen, Screening
 from tre.audit import record_event
 from tre.auth.principal import Principal
 from tre.config import Settings
@@ -155,7 +158,18 @@ def job_log_screen(session: Session, settings: Settings, job: Job) -> tuple[LogS
     except Exception as exc:  # noqa: BLE001 - any policy failure withholds the log
         raise PolicyUnavailable(f"the job's log is withheld: {exc}") from exc
     policies = [a.policy for a in applied]
-    screen = LogScreen.for_policies(policies, checking.identifiers_for(datasets))
+    identifiers = frozenset(checking.identifiers_for(datasets))
+    key = (tuple(p.digest for p in policies), identifiers)
+    with _SCREENINGS_LOCK:
+        screen = _SCREENS.get(key)
+    if screen is None:
+        # Building the matchers over thousands of identifiers is the slow part: once per
+        # (policies, identifiers), not once per poll.
+        screen = LogScreen.for_policies(policies, set(identifiers))
+        with _SCREENINGS_LOCK:
+            _SCREENS[key] = screen
+            while len(_SCREENS) > 16:
+                _SCREENS.popitem(last=False)
     daily = min(p.job.researcher_log_project_daily_kib for p in policies) * 1024
     return screen, daily
 
@@ -182,8 +196,7 @@ def visible_log(
         return raw, next_offset
     if screen.visibility == "status_only":
         return (STATUS_ONLY_NOTICE if offset == 0 and size else b""), max(offset, size)
-    log, _, at_end = read_log(settings, job.id, 0, screen.limit_bytes + 1)
-    screening = screen.screen_log(log, final=ended and at_end)
+    screening = _screened(settings, job.id, screen, ended)
     allowed = logbudget.charge(session, job.id, job.project_id, screening, offset, daily_limit)
     body = screen.render(screening, offset, allowed.shown_to)
     next_offset = max(offset, allowed.shown_to)
@@ -192,6 +205,34 @@ def visible_log(
     if screening.cut and allowed.shown_to >= screening.decided_to and offset <= screening.decided_to:
         return body + screen.limit_notice(), max(next_offset, size)
     return body, next_offset
+
+
+# Judging a log costs about 1-2 ms per KiB, and a follower polls twice a second: the last
+# judgements are kept per (job, log size, ended, screen), which a log that has not grown
+# since the last poll (or is read again) reuses.
+_SCREENINGS: OrderedDict[tuple[object, ...], Screening] = OrderedDict()
+_SCREENS: OrderedDict[tuple[object, ...], LogScreen] = OrderedDict()
+_SCREENINGS_LOCK = threading.Lock()
+SCREENING_CACHE = 64
+
+
+def _screened(settings: Settings, job_id: str, screen: LogScreen, ended: bool) -> Screening:
+    log, _, at_end = read_log(settings, job_id, 0, screen.limit_bytes + 1)
+    final = ended and at_end
+    # The screen object itself is part of the key: it is kept alive in _SCREENS (or by the
+    # key), so its identity cannot be reused by another screen while the entry exists.
+    key = (job_id, final, screen, hashlib.sha256(log).digest())
+    with _SCREENINGS_LOCK:
+        hit = _SCREENINGS.get(key)
+        if hit is not None:
+            _SCREENINGS.move_to_end(key)
+            return hit
+    screening = screen.screen_log(log, final)
+    with _SCREENINGS_LOCK:
+        _SCREENINGS[key] = screening
+        while len(_SCREENINGS) > SCREENING_CACHE:
+            _SCREENINGS.popitem(last=False)
+    return screening
 
 
 def log_size(settings: Settings, job_id: str) -> int:
