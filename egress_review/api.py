@@ -166,6 +166,8 @@ def disclosure(
         if f is not None and not names.shows(f.path):
             entry = {**entry, "path": outputnames.placeholder(f.sha256), "checks": [], "name_withheld": True}
         files.append(entry)
+    # In hash order: the order of withheld names must not spell anything either.
+    files.sort(key=lambda e: str(e.get("sha256", "")))
     return {**record, "files": files, "masked_for_researcher": True}
 
 

@@ -437,9 +437,16 @@ def request_view(session: Session, req: EgressRequest, principal: Principal,
         "created_at": req.created_at.isoformat() if req.created_at else None,
         "decided_at": req.decided_at.isoformat() if req.decided_at else None,
         "outcome": checking.worst_outcome([f.outcome for f in req.files]),
-        "files": [_file_view(f, principal, names) for f in sorted(req.files, key=lambda x: (x.sha256, x.id))],
+        # Staff by path; researchers by hash, an order that spells nothing of withheld names.
+        "files": [_file_view(f, principal, names) for f in _file_order(req.files, principal)],
         "disclosure_available": req.disclosure_record is not None,
     }
+
+
+def _file_order(files: list[EgressFile], principal: Principal) -> list[EgressFile]:
+    if principal.has(*STAFF_ROLES):
+        return sorted(files, key=lambda x: x.path)
+    return sorted(files, key=lambda x: (x.sha256, x.id or 0))
 
 
 def _file_view(f: EgressFile, principal: Principal, names: outputnames.NameView | None) -> dict[str, Any]:
