@@ -51,7 +51,9 @@ def _policy_dir(tmp_path: Path, visibility: str) -> Path:
 
 
 @pytest.mark.skipif(not Path("/usr/bin/bwrap").exists(), reason="bubblewrap not installed")
-def test_names_are_bounded_screened_and_withheld(app_client, world, engine, settings, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_names_are_bounded_screened_and_withheld(
+    app_client, world, engine, settings, tmp_path, token_for
+) -> None:  # type: ignore[no-untyped-def]
     from tre.jobs.worker import Worker
 
     alice, dana, audrey = world.headers["alice"], world.headers["dana"], world.headers["audrey"]
@@ -111,6 +113,30 @@ def test_names_are_bounded_screened_and_withheld(app_client, world, engine, sett
     seen_by_dac = app_client.get(f"/api/v1/egress/requests/{rid}", headers=dana).json()["files"]
     real = {o["sha256"]: o["path"] for o in staff}
     assert {f["path"] for f in seen_by_dac} == {real[h["sha256"]] for h in hidden}
+
+    # Approved: the disclosure record and the download keep the names withheld from the
+    # researcher; the auditor's record has them.
+    root = world.headers["root"]
+    assert (
+        app_client.post(
+            "/api/v1/admin/users", headers=root, json={"id": "dave", "roles": ["dac"]}
+        ).status_code
+        == 201
+    )
+    dave = {"Authorization": f"Bearer {token_for('dave', 'dac')}"}
+    for reviewer in (dana, dave):
+        vote = app_client.post(
+            f"/api/v1/egress/requests/{rid}/votes", headers=reviewer, json={"vote": "approve"}
+        )
+        assert vote.status_code == 201, vote.text
+    record = app_client.get(f"/api/v1/egress/requests/{rid}/disclosure", headers=alice).json()
+    assert record["outcome"] == "approved" and record["masked_for_researcher"] is True
+    assert all(f["path"].startswith("sha256-") for f in record["files"])
+    full = app_client.get(f"/api/v1/egress/requests/{rid}/disclosure", headers=audrey).json()
+    assert {f["path"] for f in full["files"]} == {real[h["sha256"]] for h in hidden}
+    got = app_client.get(f"/api/v1/egress/requests/{rid}/files/{files[0]['id']}", headers=alice)
+    assert got.status_code == 200, got.text
+    assert "sha256-" in got.headers["content-disposition"] and NAME not in got.headers["x-egress-path"]
 
     # Under status_only no name is shown at all.
     settings.policies_dir = _policy_dir(tmp_path, "status_only")
