@@ -179,3 +179,29 @@ def test_status_only_shows_no_log_and_charges_nothing(app_client, world, engine,
     assert "step" not in text and "withholds job logs" in text
     with session_scope(engine) as s:
         assert s.scalars(select(LogBudgetDay)).all() == []
+
+
+def test_budget_ledger_on_sqlite_and_postgresql(engine_any) -> None:  # type: ignore[no-untyped-def]
+    from egress_review.logscreen import ScreenedLine, Screening
+    from tre import registry
+    from tre.jobs import logbudget
+
+    with session_scope(engine_any) as s:
+        registry.create_user(s, "test", "alice", ["researcher"])
+        registry.create_project(s, "test", "p1", "P1")
+        job = Job(project_id="p1", submitted_by="alice", image="x", command=["true"], dataset_ids=[])
+        s.add(job)
+        s.flush()
+        job_id = job.id
+    lines = [ScreenedLine(i * 10, (i + 1) * 10, f"line {i:04d}", False) for i in range(10)]
+    screening = Screening(lines=lines, decided_to=100)
+    with session_scope(engine_any) as s:
+        first = logbudget.charge(s, job_id, "p1", screening, 0, daily_limit_bytes=50)
+    assert first.exhausted and first.shown_to == 50  # five lines of 10 bytes (9 + newline)
+    with session_scope(engine_any) as s:
+        again = logbudget.charge(s, job_id, "p1", screening, 0, daily_limit_bytes=50)
+        ahead = logbudget.charge(s, job_id, "p1", screening, 90, daily_limit_bytes=10_000)
+    assert again.shown_to == 50 and again.exhausted and ahead.shown_to == 50 and not ahead.exhausted
+    with session_scope(engine_any) as s:
+        spent = s.scalars(select(LogBudgetDay)).one()
+        assert spent.shown_bytes == 50
