@@ -17,6 +17,13 @@ from tre.store.base import utcnow
 from tre.store.models import EgressRequest
 
 SCHEMA = "tre.egress.disclosure/1"
+DOWNLOAD_CONDITIONS = (
+    "the downloader holds the researcher role and is an enabled user",
+    "the downloader is a member of the requesting project at the time of download",
+    "the project holds an unexpired, unrevoked access grant for every dataset the job read, "
+    "at the time of download",
+    "the staged file still has the SHA-256 recorded here",
+)
 
 
 def _ts(value: datetime | None) -> str | None:
@@ -52,6 +59,8 @@ def build_record(req: EgressRequest) -> dict[str, Any]:
             }
             for f in sorted(req.files, key=lambda f: f.path)
         ],
+        # What every later download re-checks (egress_review.workflow.open_release_file).
+        "download_conditions": list(DOWNLOAD_CONDITIONS) if req.state == "approved" else [],
         "reviewers": sorted({r.reviewer_id for r in reviews}),
         "decisions": [
             {"reviewer": r.reviewer_id, "stage": r.stage, "vote": r.vote, "comment": r.comment,

@@ -122,7 +122,6 @@ def app_client(app):  # type: ignore[no-untyped-def]
 def esettings(settings: Settings, tmp_path: Path) -> Settings:
     """Settings whose policies folder holds the egress test policies (the repo's may change)."""
     from tests.egress.test_workflow_support import write_policy
-
     write_policy(tmp_path / "policies")
     write_policy(tmp_path / "policies", "strict3", version="1", reviews=3)
     write_policy(tmp_path / "policies", "lenient1", version="1", reviews=1)

@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     # How often a running job's heartbeat is written; must stay well under worker_stale_after_s.
     worker_heartbeat_s: float = Field(default=2.0, gt=0)
     worker_stale_after_s: float = 15.0
+    # At most this many running jobs per project on one worker (0: no cap beyond fair order).
+    # See docs/scheduling.md.
+    worker_project_running_limit: int = Field(default=0, ge=0)
     sandbox_uid: int = 10001
     sandbox_gid: int = 10001
     # A delegated cgroup v2 folder to create job cgroups under (systemd hosts); see docs/sandbox.md.

@@ -390,7 +390,29 @@ class JobRules(_Strict):
         description="What researchers see of a job's log: screened lines, nothing, or everything.",
     )
     researcher_log_limit_kib: int = Field(
-        default=256, ge=0, description="Researchers see at most this much of a job's log (screened)."
+        default=256,
+        ge=0,
+        le=1 << 20,
+        description="Per-job budget: researchers see (screened) at most the first KiB of a job's log.",
+    )
+    researcher_log_project_daily_kib: int = Field(
+        default=2048,
+        ge=0,
+        le=1 << 24,
+        description="Per-project budget: screened log bytes shown to a project's researchers per UTC day, "
+        "over all its jobs (KiB); enforced by the API, counted once per line shown.",
+    )
+    max_output_files: int = Field(
+        default=200,
+        ge=1,
+        le=100_000,
+        description="A job's output files beyond this many are not recorded (names and sizes are a channel).",
+    )
+    max_output_name_chars: int = Field(
+        default=200,
+        ge=16,
+        le=1024,
+        description="Output files whose relative path is longer are not recorded.",
     )
     log_max_line_chars: int = Field(
         default=400, ge=40, description="Longer log lines are withheld from researchers."

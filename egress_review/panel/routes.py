@@ -30,6 +30,7 @@ from egress_review.panel.auth import (
     set_csrf_cookie,
     set_token_cookie,
 )
+from tre.api.bounds import RowId
 from tre.api.deps import get_session, get_settings_dep, principal_from_token
 from tre.api.problems import Problem
 from tre.auth.principal import Principal
@@ -185,7 +186,7 @@ def request_detail(request: Request, request_id: str, principal: Reviewer, sessi
 
 
 @router.get("/requests/{request_id}/files/{file_id}/render.png")
-def render_file(request_id: str, file_id: int, principal: Reviewer, session: DbSession,
+def render_file(request_id: str, file_id: RowId, principal: Reviewer, session: DbSession,
                 settings: SettingsDep) -> Response:
     """A PNG rendering of an image or of a DICOM slice, decoded and re-encoded server-side."""
     _, f, fh = workflow.open_for_review(session, settings, principal, request_id, file_id)

@@ -6,7 +6,7 @@ from fastapi import FastAPI
 from sqlalchemy import Engine
 
 from tre import __version__, audit
-from tre.api.limits import BodySizeLimit
+from tre.api.limits import BodySizeLimit, RequestSanity
 from tre.api.problems import install_problem_handlers
 from tre.auth.tokens import TokenVerifier
 from tre.config import Settings, get_settings
@@ -34,6 +34,8 @@ def create_app(
     app.state.verifier = TokenVerifier(settings)
     install_problem_handlers(app)
     app.add_middleware(BodySizeLimit)
+    # Added last, so it runs first: before the body is read or a token looked at.
+    app.add_middleware(RequestSanity)
 
     from egress_review import api as egress_api
     from egress_review.panel import routes as panel_routes

@@ -59,3 +59,53 @@ class BodySizeLimit:
             {"Connection": "close"},
         )
         await response(scope, receive, send)
+
+
+# Headers: a JWT (even an OIDC one with many groups) is a few KiB; 64 KiB in all is generous.
+MAX_HEADER_BYTES = 64 * 1024
+# What the HTTP parser (h11 under uvicorn) buffers before it gives up with a bare text/plain
+# 400 of its own: far above MAX_HEADER_BYTES, so oversized headers reach `RequestSanity` and
+# are answered with a problem document instead.
+SERVER_MAX_HEADER_BUFFER = 1 << 20
+
+
+def uvicorn_options() -> dict[str, object]:
+    """Options every uvicorn server of the API runs with (see SERVER_MAX_HEADER_BUFFER)."""
+    return {"http": "h11", "h11_max_incomplete_event_size": SERVER_MAX_HEADER_BUFFER}
+
+
+class RequestSanity:
+    """Refuse, with a problem document, requests no route could handle sanely: headers over
+    `MAX_HEADER_BYTES` in all (431), and a NUL character in the path or query (400), which
+    PostgreSQL refuses in text and which no identifier of ours contains."""
+
+    def __init__(self, app: ASGIApp, max_header_bytes: int = MAX_HEADER_BYTES) -> None:
+        self.app = app
+        self.max_header_bytes = max_header_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        size = sum(len(k) + len(v) + 4 for k, v in scope.get("headers", []))
+        path = str(scope.get("path", ""))
+        instance = path.replace("\x00", "")[:1024]
+        if size > self.max_header_bytes:
+            response = problem_response(
+                431,
+                "Request header fields too large",
+                f"the request headers are larger than {self.max_header_bytes} bytes",
+                "headers-too-large",
+                instance,
+                {"Connection": "close"},
+            )
+            await response(scope, receive, send)
+            return
+        query = bytes(scope.get("query_string", b"")).lower()
+        if "\x00" in path or b"%00" in query or b"\x00" in query:
+            response = problem_response(
+                400, "Bad request", "the path or query contains a NUL character", "nul-in-url", instance
+            )
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)

@@ -12,10 +12,12 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi import Path as PathParam
 from fastapi.responses import StreamingResponse
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from tre.api.bounds import MAX_INT64
 from tre.api.deps import get_session, require_roles
 from tre.api.problems import Problem
 from tre.audit import service
@@ -78,7 +80,7 @@ def entries(
     job_id: str | None = None,
     since: Annotated[datetime | None, Query(description="inclusive, ISO 8601 with zone")] = None,
     until: Annotated[datetime | None, Query(description="exclusive, ISO 8601 with zone")] = None,
-    after: Annotated[int, Query(ge=-1, description="return entries with index > after")] = -1,
+    after: Annotated[int, Query(ge=-1, le=MAX_INT64, description="return entries with index > after")] = -1,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
     """Search entries (all filters AND-ed), oldest first; page with ``after=next_after``."""
@@ -93,7 +95,9 @@ def entries(
 
 @router.get("/entries/{idx}")
 def entry(
-    idx: int, _: Principal = Depends(auditor_only), session: Session = Depends(get_session)
+    idx: Annotated[int, PathParam(ge=0, le=MAX_INT64)],
+    _: Principal = Depends(auditor_only),
+    session: Session = Depends(get_session),
 ) -> dict[str, Any]:
     row = session.scalar(select(AuditEntry).where(AuditEntry.idx == idx))
     if row is None:
@@ -110,8 +114,8 @@ def _tree(session: Session, size: int) -> service.StoredTree:
 
 @router.get("/proof/inclusion")
 def inclusion(
-    index: Annotated[int, Query(ge=0)],
-    tree_size: Annotated[int, Query(ge=1)],
+    index: Annotated[int, Query(ge=0, le=MAX_INT64)],
+    tree_size: Annotated[int, Query(ge=1, le=MAX_INT64)],
     _: Principal = Depends(auditor_only),
     session: Session = Depends(get_session),
 ) -> dict[str, Any]:
@@ -127,8 +131,8 @@ def inclusion(
 
 @router.get("/proof/consistency")
 def consistency(
-    first: Annotated[int, Query(ge=0)],
-    second: Annotated[int, Query(ge=0)],
+    first: Annotated[int, Query(ge=0, le=MAX_INT64)],
+    second: Annotated[int, Query(ge=0, le=MAX_INT64)],
     _: Principal = Depends(auditor_only),
     session: Session = Depends(get_session),
 ) -> dict[str, Any]:
@@ -145,7 +149,9 @@ def export(
     principal: Principal = Depends(auditor_only),
     session: Session = Depends(get_session),
     signer: AuditSigner = Depends(audit_signer),
-    tree_size: Annotated[int | None, Query(ge=0, description="default: latest checkpoint")] = None,
+    tree_size: Annotated[
+        int | None, Query(ge=0, le=MAX_INT64, description="default: latest checkpoint")
+    ] = None,
     max_checkpoints: Annotated[int, Query(ge=1, le=100_000)] = 1000,
 ) -> StreamingResponse:
     """Stream a ``tre-audit-bundle/1`` for ``tre audit verify`` (offline)."""

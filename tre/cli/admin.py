@@ -47,11 +47,37 @@ def admin_init(user: Annotated[str, typer.Option(help="Id of the first admin use
 
 
 @admin_app.command("user")
-def admin_user(user_id: str, role: Annotated[list[str], typer.Option("--role", "-r")]) -> None:
-    """Create a user with roles directly in the local database."""
+def admin_user(
+    user_id: str,
+    role: Annotated[
+        list[str] | None,
+        typer.Option("--role", "-r", help="Create the user with these roles, or set an existing user's."),
+    ] = None,
+    enable: Annotated[bool, typer.Option("--enable", help="Re-enable a disabled user.")] = False,
+    disable: Annotated[bool, typer.Option("--disable", help="Disable a user (not the last admin).")] = False,
+) -> None:
+    """Create a user, change their roles, or disable/enable them, in the local database
+    (audited; the same rules as the API: the last enabled admin is never removed)."""
+    if enable and disable:
+        raise CliError("choose one of --enable and --disable")
+    if not (role or enable or disable):
+        raise CliError("say what to do: --role ROLE (create or set roles), --enable or --disable")
     with session_scope(_local_engine()) as s:
-        registry.create_user(s, "bootstrap", user_id, role)
-    console.print(f"created user {user_id!r} with roles {', '.join(role)}")
+        exists = s.get(User, user_id) is not None
+        if role and not exists:
+            registry.create_user(s, "bootstrap", user_id, role)
+            done = f"created user {user_id!r} with roles {', '.join(role)}"
+        elif role:
+            registry.set_user_roles(s, "bootstrap", user_id, role)
+            done = f"user {user_id!r} now has roles {', '.join(sorted(set(role)))}"
+        else:
+            done = ""
+        if enable or disable:
+            registry.set_user_disabled(s, "bootstrap", user_id, disable)
+            done = "; ".join(
+                x for x in (done, f"user {user_id!r} is {'disabled' if disable else 'enabled'}") if x
+            )
+    console.print(done)
 
 
 @admin_app.command("token")

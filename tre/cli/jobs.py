@@ -105,15 +105,24 @@ def logs(job_id: str, follow: Annotated[bool, typer.Option("--follow", "-f")] = 
 
 
 def outputs(job_id: str) -> None:
-    """List a job's output files with size and SHA-256."""
+    """List a job's output files with index, size and SHA-256. A name the dataset's policy
+    withholds shows as "(withheld)": ask for release of that file as #INDEX or sha256:HEX."""
     rows = ApiClient().get(f"/api/v1/jobs/{job_id}/outputs")
     if not rows:
         console.print(f"job {job_id} has no outputs")
         return
     table(
         f"outputs of {job_id}",
-        ["path", "size", "sha256"],
-        [(o["path"], human_size(o["size"]), o["sha256"]) for o in rows],
+        ["#", "path", "size", "sha256"],
+        [
+            (
+                f"#{o['index']}",
+                o["path"] if o.get("path") is not None else "(withheld)",
+                human_size(o["size"]),
+                o["sha256"],
+            )
+            for o in rows
+        ],
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Protocol
 
@@ -124,6 +125,10 @@ def read_log(
     if not path.exists():
         return b"", offset, True
     with path.open("rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        if offset >= size:
+            # Past the end (a follower ahead of a slow writer, or a hostile offset): nothing.
+            return b"", offset, True
         fh.seek(offset)
         data = fh.read(limit)
         at_end = fh.read(1) == b""
@@ -131,16 +136,14 @@ def read_log(
 
 
 class LogScreener(Protocol):
-    """Screens a piece of a job's log for a researcher: (what to show, next offset).
+    """A researcher's view of a job's log from ``offset``: (what to show, next offset).
 
-    The airlock implements it (`egress_review.logscreen.screen_job_log`), since it knows the
-    data's identifiers; the composition root (the API) passes it in, so the core never
-    imports the airlock.
+    The airlock implements it (`egress_review.joblog.researcher_log`): it knows the data's
+    identifiers, the policies' screening rules and the budgets. The composition root (the
+    API) passes it in, so the core never imports the airlock.
     """
 
-    def __call__(
-        self, session: Session, settings: Settings, job: Job, raw: bytes, offset: int, final: bool
-    ) -> tuple[bytes, int]: ...
+    def __call__(self, session: Session, settings: Settings, job: Job, offset: int) -> tuple[bytes, int]: ...
 
 
 def visible_log(
@@ -151,13 +154,16 @@ def visible_log(
     offset: int,
     screen: LogScreener,
 ) -> tuple[bytes, int]:
-    """The log as this caller may see it: raw for staff, screened for researchers.
-
-    The log is an output channel (a job can print what it read), so researchers get it only
-    through ``screen``.
-    """
-    raw, next_offset, at_end = read_log(settings, job.id, offset)
+    """The log as this caller may see it: raw for staff, screened and budgeted for researchers
+    (the log is an output channel: a job can print what it read)."""
     if reads_raw_logs(principal):
+        raw, next_offset, _ = read_log(settings, job.id, offset)
         return raw, next_offset
-    final = JobState(job.state).terminal and at_end
-    return screen(session, settings, job, raw, offset, final)
+    return screen(session, settings, job, offset)
+
+
+def log_size(settings: Settings, job_id: str) -> int:
+    try:
+        return log_path(settings, job_id).stat().st_size
+    except FileNotFoundError:
+        return 0

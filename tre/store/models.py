@@ -256,3 +256,24 @@ class AuditState(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     tree_size: Mapped[int] = mapped_column(BigInteger, default=0)
     frontier: Mapped[list[str]] = mapped_column(JSON, default=list)
+
+
+class LogReveal(Base):
+    """How much of a job's screened log researchers have been shown: lines ending before
+    ``revealed_to`` (a raw byte offset) were charged to the project's daily log budget."""
+
+    __tablename__ = "log_reveals"
+
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    revealed_to: Mapped[int] = mapped_column(BigInteger, default=0)
+    shown_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class LogBudgetDay(Base):
+    """Screened log bytes shown to a project's researchers on one UTC day (``YYYY-MM-DD``)."""
+
+    __tablename__ = "log_budget_days"
+
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True)
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)
+    shown_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
