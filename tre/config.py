@@ -49,6 +49,12 @@ class Settings(BaseSettings):
     sandbox_gid: int = 10001
     # A delegated cgroup v2 folder to create job cgroups under (systemd hosts); see docs/sandbox.md.
     sandbox_cgroup_parent: Path | None = None
+    # The dedicated unprivileged host user every local job runs as (made by
+    # scripts/install-system-deps); never root, never the worker's own user.
+    sandbox_job_user: str = "tre-job"
+    # Developer mode: run jobs that have no image root file system on the host's /usr and
+    # Python (read-only). Off by default; the local executor refuses such jobs without it.
+    sandbox_host_toolchain: bool = False
 
     @property
     def resolved_database_url(self) -> str:

@@ -112,7 +112,10 @@ class Sandbox:
 
 @pytest.fixture
 def sandbox(tmp_path: Path) -> Sandbox:
-    return Sandbox(tmp_path, LocalExecutor(images_dir=tmp_path / "images"))
+    """A sandbox in the host-toolchain developer mode, enabled explicitly: most of these
+    tests run Python job code, and the host's interpreter is the one at hand. The tests in
+    ``test_sandbox_image.py`` run jobs in a real image root file system instead."""
+    return Sandbox(tmp_path, LocalExecutor(images_dir=tmp_path / "images", host_toolchain=True))
 
 
 @pytest.fixture

@@ -86,21 +86,59 @@ def test_cgroup_paths_from_proc_files(tmp_path: Path) -> None:
     assert cgroups._host_dir(mounts[2], paths[""]) == Path("/sys/fs/cgroup/uni fied/worker")
 
 
-@pytest.mark.parametrize("arch", sorted(seccomp.DENIED_SYSCALLS))
-def test_seccomp_program_shape(arch: str) -> None:
-    prog = seccomp.build_filter(arch)
+def run_bpf(prog: bytes, arch_id: int, nr: int, args: tuple[int, ...] = ()) -> int:
+    """Evaluate a classic-BPF seccomp program on one ``struct seccomp_data`` (a tiny
+    interpreter for the opcodes the filter uses: LD|W|ABS, JEQ|K, JGE|K, AND|K, RET|K)."""
+    data = struct.pack("=iIQ6Q", nr, arch_id, 0, *(list(args) + [0] * (6 - len(args))))
     insns = [struct.unpack("=HBBI", prog[i : i + 8]) for i in range(0, len(prog), 8)]
+    acc, pc = 0, 0
+    while True:
+        code, jt, jf, k = insns[pc]
+        if code == 0x20:
+            acc = struct.unpack_from("=I", data, k)[0]
+        elif code == 0x54:
+            acc &= k
+        elif code in (0x15, 0x35):
+            hit = acc == k if code == 0x15 else acc >= k
+            pc += jt if hit else jf
+        elif code == 0x06:
+            return k
+        else:
+            raise AssertionError(f"unexpected opcode {code:#x}")
+        pc += 1
+
+
+ALLOW, EPERM = 0x7FFF0000, 0x00050000 | 1
+EAFNOSUPPORT, ENOSYS, KILL = 0x00050000 | 97, 0x00050000 | 38, 0x80000000
+
+
+@pytest.mark.parametrize("arch", sorted(seccomp.DENIED_SYSCALLS))
+def test_seccomp_program_decisions(arch: str) -> None:
+    prog = seccomp.build_filter(arch)
+    native = seccomp.AUDIT_ARCH[arch]
     assert len(prog) % 8 == 0
-    assert insns[0] == (0x20, 0, 0, 4)  # load arch
-    assert insns[1][3] == seccomp.AUDIT_ARCH[arch]
-    assert insns[-2] == (0x06, 0, 0, 0x7FFF0000)  # allow
-    assert insns[-1] == (0x06, 0, 0, 0x00050000 | 1)  # EPERM
-    checked = {k for code, _jt, _jf, k in insns if code == 0x15} - {seccomp.AUDIT_ARCH[arch]}
-    assert checked == set(seccomp.DENIED_SYSCALLS[arch].values())
-    # Every syscall check jumps exactly to the EPERM return.
-    for pos, (code, jt, _jf, k) in enumerate(insns):
-        if code == 0x15 and k != seccomp.AUDIT_ARCH[arch]:
-            assert pos + 1 + jt == len(insns) - 1
+    for nr in seccomp.DENIED_SYSCALLS[arch].values():
+        assert run_bpf(prog, native, nr) == EPERM
+    rules = seccomp.ARG_RULES[arch]
+    socket_nr, socketpair_nr = rules["socket"][0], rules["socketpair"][0]
+    for nr in (socket_nr, socketpair_nr):
+        assert run_bpf(prog, native, nr, (1, 1, 0)) == ALLOW  # AF_UNIX
+        for family in (2, 10, 16, 17, 40, 0, 0xFFFFFFFF):  # INET, INET6, NETLINK, PACKET, VSOCK
+            assert run_bpf(prog, native, nr, (family, 1, 0)) == EAFNOSUPPORT
+    for name, (nr, index, kind) in rules.items():
+        if kind != "mode":
+            continue
+        args = [0, 0, 0, 0]
+        args[index] = 0o755
+        assert run_bpf(prog, native, nr, tuple(args)) == ALLOW, name
+        for special in (0o4755, 0o2755, 0o6000):
+            args[index] = special
+            assert run_bpf(prog, native, nr, tuple(args)) == EPERM, name
+    assert run_bpf(prog, native, seccomp.ENOSYS_SYSCALLS[arch]["openat2"]) == ENOSYS
+    assert run_bpf(prog, native, 0) == ALLOW  # read (x86_64) / io_setup (aarch64)
+    assert run_bpf(prog, 0x40000003, 1) == KILL  # a foreign ABI (i386) is killed outright
+    if arch == "x86_64":
+        assert run_bpf(prog, native, 0x40000000 | 2) == KILL  # x32
     with pytest.raises(ValueError, match="no seccomp syscall table"):
         seccomp.build_filter("sparc")
 

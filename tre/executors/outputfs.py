@@ -1,0 +1,219 @@
+"""A job's /output as its own size-limited file system, and copying it out afterwards.
+
+Why a file system per job: a quota checked by walking the tree sees only files that have a
+name. A job that writes into an unlinked file it keeps open, or into an ``O_TMPFILE``, uses
+host disk the walk never counts (the review used 100 MiB of disk against a 5 MiB quota). An
+ext4 image of the job's own, loop-mounted at /output, makes the kernel refuse the write
+(``ENOSPC``) whatever the file has or has not for a name, and its inode count bounds the
+number of entries too.
+
+How the quota is exact: the image is made a little larger than the quota (ext4 needs room
+for its own metadata), then every block beyond ``quota`` is marked *reserved*. Reserved
+blocks are usable only by host root, and the job runs as the unprivileged job user, so it
+can store exactly ``quota`` bytes (its folders' blocks included). No journal: the image is
+thrown away after the job, so crash consistency buys nothing.
+
+After the job, `copy_out` copies what the job left into the job's output folder on the host
+with `tre.executors.fstree` (no symlink followed, no depth limit on the walk), bounded by the
+quota in apparent bytes (sparse files count at their full size, as they would on release),
+the entry count and the depth; the copies lose setuid/setgid and group/other write bits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import stat
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from tre.executors import fstree, reasons
+from tre.executors.base import ExecutorError
+
+BLOCK = 4096
+INODE_SIZE = 256
+MIB = 1024 * 1024
+# Room for ext4's own metadata (superblocks, group descriptors, bitmaps, root folder) on top
+# of the inode tables; whatever is left over is reserved, never given to the job.
+_SLACK = 4 * MIB
+# ... and the driver's own 2 % reserve (see `make_image`).
+_COPY_CHUNK = 1 << 20
+_FREE_BLOCKS = re.compile(r"^Free blocks:\s+(\d+)$", re.MULTILINE)
+_BLOCK_COUNT = re.compile(r"^Block count:\s+(\d+)$", re.MULTILINE)
+
+
+def _run(argv: list[str]) -> str:
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise ExecutorError(f"cannot make the job's output file system: {argv[0]}: {exc}") from exc
+    if done.returncode != 0:
+        raise ExecutorError(
+            f"cannot make the job's output file system: {argv[0]} exited with {done.returncode}: "
+            f"{done.stderr.strip()[:300]}"
+        )
+    return done.stdout
+
+
+def make_image(
+    path: Path, quota_bytes: int, uid: int, gid: int, max_entries: int = fstree.MAX_ENTRIES
+) -> None:
+    """Create a sparse ext4 image at ``path`` where ``uid`` can store exactly ``quota_bytes``.
+
+    The root folder belongs to ``uid:gid``; the image holds ``max_entries`` inodes (plus a few
+    for ext4 itself), so the job cannot make more files and folders than the tree limit.
+    """
+    inodes = max_entries + 16
+    quota_blocks = -(-quota_bytes // BLOCK)
+    size = quota_blocks * BLOCK + inodes * INODE_SIZE + _SLACK + quota_bytes // 16
+    size = -(-size // BLOCK) * BLOCK
+    with open(path, "wb") as fh:
+        os.fchmod(fh.fileno(), 0o600)
+        fh.truncate(size)
+    _run(
+        [
+            "mkfs.ext4", "-q", "-F", "-b", str(BLOCK), "-I", str(INODE_SIZE), "-N", str(inodes),
+            "-m", "0", "-O", "^has_journal,^resize_inode",
+            "-E", f"root_owner={uid}:{gid},lazy_itable_init=1,nodiscard", str(path),
+        ]
+    )  # fmt: skip
+    header = _run(["dumpe2fs", "-h", str(path)])
+    free_match, count_match = _FREE_BLOCKS.search(header), _BLOCK_COUNT.search(header)
+    if free_match is None or count_match is None:
+        raise ExecutorError("cannot make the job's output file system: dumpe2fs shows no block counts")
+    # The ext4 driver itself holds back 2 % of the blocks (at most 4096) for its own use.
+    driver_reserve = min(int(count_match.group(1)) // 50, 4096)
+    usable = int(free_match.group(1)) - driver_reserve
+    if usable < quota_blocks:
+        raise ExecutorError(f"the job's output file system has {usable} usable blocks, fewer than the quota")
+    _run(["tune2fs", "-r", str(usable - quota_blocks), str(path)])
+
+
+def full_margin(size_bytes: int) -> int:
+    """How close to full counts as full: ext4 refuses a write whole when the folio it needs
+    (up to 2 MiB on kernels with large folios) does not fit, so a writer that met ENOSPC can
+    leave up to that much unused. An estimate, used only to word the reason."""
+    return min(max(128 * 1024, size_bytes // 16), 2 * MIB)
+
+
+def is_full(mountpoint: Path, margin_bytes: int = 2 * BLOCK) -> bool:
+    """Whether an unprivileged writer has (almost) no room left on the mounted file system."""
+    try:
+        st = os.statvfs(mountpoint)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize <= margin_bytes
+
+
+@dataclass
+class CopyResult:
+    """What `copy_out` copied, and the fixed-vocabulary problem that stopped it, if one did."""
+
+    entries: int = 0
+    bytes: int = 0
+    problem: str | None = None
+
+
+def copy_out(src: Path, dst: Path, uid: int, gid: int, quota_bytes: int) -> CopyResult:
+    """Copy the tree under ``src`` (the job's mounted /output) into the folder ``dst``.
+
+    Regular files, folders and symlinks (as links, never followed) are copied, owned by
+    ``uid:gid`` (the job user: on the host, a job's files are never root's) with at most
+    mode 0755; anything else (FIFOs, sockets) is left out. Copying stops, with a reason, past
+    ``quota_bytes`` apparent bytes or `fstree.MAX_ENTRIES` entries; entries nested deeper than
+    `fstree.MAX_DEPTH` are left out with a reason. Everything copied before that is kept.
+    """
+    dst.mkdir(parents=True, exist_ok=True)
+    os.chmod(dst, 0o700)
+    result = CopyResult()
+    root_fd = os.open(dst, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    stack = [root_fd]
+    quota_mib = -(-quota_bytes // MIB)
+    try:
+        for entry in fstree.walk(src):
+            if entry.depth > fstree.MAX_DEPTH:
+                result.problem = result.problem or reasons.output_depth(fstree.MAX_DEPTH)
+                continue
+            result.entries += 1
+            if result.entries > fstree.MAX_ENTRIES:
+                result.problem = reasons.output_entries(fstree.MAX_ENTRIES)
+                break
+            while len(stack) > entry.depth:
+                os.close(stack.pop())
+            if len(stack) < entry.depth:
+                continue  # its folder could not be copied
+            parent = stack[-1]
+            mode = entry.st.st_mode
+            if stat.S_ISDIR(mode):
+                fd = _copy_dir(entry.name, parent, stat.S_IMODE(mode), uid, gid)
+                if fd is not None:
+                    stack.append(fd)
+            elif stat.S_ISLNK(mode):
+                _copy_link(entry, parent, uid, gid)
+            elif stat.S_ISREG(mode):
+                if result.bytes + entry.st.st_size > quota_bytes:
+                    result.problem = reasons.output_quota(quota_mib)
+                    break
+                result.bytes += _copy_file(entry, parent, uid, gid)
+    finally:
+        for fd in stack:
+            os.close(fd)
+    return result
+
+
+def _copy_dir(name: str, parent: int, mode: int, uid: int, gid: int) -> int | None:
+    try:
+        os.mkdir(name, 0o700, dir_fd=parent)
+        fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
+    except OSError:
+        return None
+    os.fchown(fd, uid, gid)
+    os.fchmod(fd, (mode & 0o755) | 0o700)
+    return fd
+
+
+def _copy_link(entry: fstree.Entry, parent: int, uid: int, gid: int) -> None:
+    with contextlib.suppress(OSError):
+        target = os.readlink(entry.name, dir_fd=entry.dir_fd)
+        os.symlink(target, entry.name, dir_fd=parent)
+        os.chown(entry.name, uid, gid, dir_fd=parent, follow_symlinks=False)
+
+
+def _copy_file(entry: fstree.Entry, parent: int, uid: int, gid: int) -> int:
+    try:
+        src = os.open(
+            entry.name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=entry.dir_fd
+        )
+    except OSError:
+        return 0
+    try:
+        st = os.fstat(src)
+        if not stat.S_ISREG(st.st_mode):
+            return 0
+        try:
+            dst = os.open(
+                entry.name,
+                os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                0o600,
+                dir_fd=parent,
+            )
+        except OSError:
+            return 0
+        copied = 0
+        try:
+            # Never more than the size seen by the walk: a file still growing cannot push the
+            # copy past the quota check made on that size.
+            while copied < entry.st.st_size:
+                sent = os.sendfile(dst, src, copied, min(_COPY_CHUNK, entry.st.st_size - copied))
+                if sent == 0:
+                    break
+                copied += sent
+            os.fchown(dst, uid, gid)
+            os.fchmod(dst, stat.S_IMODE(st.st_mode) & 0o755)
+        finally:
+            os.close(dst)
+        return copied
+    finally:
+        os.close(src)
