@@ -87,7 +87,7 @@ class Sandbox:
             job_id=job_id,
             project_id="p1",
             image=str(limits.pop("image", "tre/python:3.11")),
-            command=command or ["python", "-c", code, marker],
+            command=command if command is not None else ["python", "-c", code, marker],
             datasets=datasets or [],
             output_dir=job_dir / "output",
             log_path=job_dir / "log.txt",
