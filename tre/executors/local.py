@@ -234,6 +234,23 @@ class LocalExecutor(Executor):
         self.stage_dir = stage_dir or DEFAULT_STAGE_DIR
         if use_cgroups:
             sweep_stale()
+        if settings is not None and os.geteuid() == 0:
+            self._recover_stale_outputs(settings.jobs_dir)
+
+    def _recover_stale_outputs(self, jobs_dir: Path) -> None:
+        """Output file systems a SIGKILLed worker left mounted become plain folders again, so
+        that what the job wrote before is kept (and the mounts do not pile up)."""
+        try:
+            ids = self.job_host_ids()
+        except ExecutorError:
+            return
+        try:
+            recovered = outputfs.recover_stale([jobs_dir], *ids)
+        except (OSError, ExecutorError) as exc:
+            log.warning("could not recover output file systems left under %s: %s", jobs_dir, exc)
+            return
+        if recovered:
+            log.warning("recovered %d output folder(s) left mounted by a worker that died", len(recovered))
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LocalExecutor:
@@ -308,23 +325,31 @@ class LocalExecutor(Executor):
         spec.output_dir.chmod(0o700)
         spec.log_path.parent.mkdir(parents=True, exist_ok=True)
         limits = CgroupLimits(spec.memory_mb * MIB, spec.max_processes, spec.cpu)
-        scratch = spec.output_dir.parent / f".sandbox-{uuid.uuid4().hex[:8]}"
+        scratch = spec.output_dir.parent / outputfs.scratch_name(uuid.uuid4().hex)
         scratch.mkdir(mode=0o700)
         cgroup = self._make_cgroup(spec, limits)
+        mounted = False
         try:
             image = scratch / "output.ext4"
             outputfs.make_image(image, spec.output_limit_mb * MIB, *host_ids)
+            outputfs.mount_image(image, spec.output_dir)
+            mounted = True
             seed = None if warm_seed is not None or rootfs is not None else self._seed_files(spec)
             with self._sandbox_fds(seed or []) as fds:
                 stage = Stage(self.stage_dir)
-                argv = self._argv(bwrap, spec, rootfs, limits, fds, stage, image, cgroup, warm_seed)
+                argv = self._argv(bwrap, spec, rootfs, limits, fds, stage, cgroup, warm_seed)
                 with open(spec.log_path, "ab") as log_file:
                     return self._supervise(
-                        argv, spec, rootfs, control, cgroup, fds, stage, host_ids, log_file
+                        argv, spec, rootfs, control, cgroup, fds, stage, host_ids, scratch, log_file
                     )
         finally:
             if cgroup is not None:
                 cgroup.remove()
+            if mounted and outputfs.is_mount_point(spec.output_dir):
+                # The job ended before its outputs were collected (set-up failure, a sandbox
+                # that would not die): keep what it wrote all the same.
+                with contextlib.suppress(ExecutorError, OSError):
+                    outputfs.collect(spec.output_dir, scratch, *host_ids, spec.output_limit_mb * MIB)
             shutil.rmtree(scratch, ignore_errors=True)
 
     # -- setup ------------------------------------------------------------------------
@@ -403,7 +428,6 @@ class LocalExecutor(Executor):
         limits: CgroupLimits,
         fds: dict[str, int],
         stage: Stage,
-        output_image: Path,
         cgroup: JobCgroup | None,
         warm_seed: Path | None = None,
     ) -> list[str]:
@@ -439,7 +463,7 @@ class LocalExecutor(Executor):
             tmp_files=tmp_files,
             rw_binds=[(warm_seed, _SANDBOX_NUMBA_CACHE)] if warm_seed is not None else [],
             stage=stage,
-            output_source=stage.output_fs(output_image),
+            output_source=stage.output(spec.output_dir),
             tmp_source=stage.tmp(scratch_bytes),
             block_fd=fds.get("block"),
             image_config=config,
@@ -481,6 +505,7 @@ class LocalExecutor(Executor):
         fds: dict[str, int],
         stage: Stage,
         host_ids: tuple[int, int],
+        scratch: Path,
         log_file: IO[bytes],
     ) -> JobResult:
         log_file.write(self._header(spec, rootfs, cgroup))
@@ -530,7 +555,7 @@ class LocalExecutor(Executor):
                     self._kill(proc, cgroup)
                 status.wait(_POLL_S)
             if status.exit_status is not None and proc.poll() is None:
-                ending = self._ending(spec, proc.pid, status.exit_status, fds["block"], host_ids)
+                ending = self._ending(spec, proc.pid, status.exit_status, fds["block"], host_ids, scratch)
         finally:
             os.close(hold_w)  # lets the launcher exit (and its namespace, mounts and loop go)
             if proc.poll() is None:
@@ -551,19 +576,24 @@ class LocalExecutor(Executor):
         return result
 
     def _ending(
-        self, spec: JobSpec, launcher_pid: int, exit_status: int, block_fd: int, host_ids: tuple[int, int]
+        self,
+        spec: JobSpec,
+        launcher_pid: int,
+        exit_status: int,
+        block_fd: int,
+        host_ids: tuple[int, int],
+        scratch: Path,
     ) -> _Ending:
-        """Inspect the job's /tmp and /output while its mount namespace still exists (the
-        launcher waits for us), and copy /output to the host."""
-        ns_root = Path(f"/proc/{launcher_pid}/root")
-        output = ns_root / str(self.stage_dir).lstrip("/") / "output"
-        tmp = ns_root / str(self.stage_dir).lstrip("/") / "tmp"
+        """Inspect the job's /tmp while its mount namespace still exists (the launcher waits
+        for us) and its /output, then replace the output file system by a plain copy."""
+        tmp = Path(f"/proc/{launcher_pid}/root") / str(self.stage_dir).lstrip("/") / "tmp"
+        output = spec.output_dir
         ending = _Ending(returncode=exit_status, launched=_unread_bytes(block_fd) == 0)
         ending.tmp_full = outputfs.is_full(tmp, outputfs.full_margin(spec.memory_mb * MIB // 2))
         ending.output_full = outputfs.is_full(output, outputfs.full_margin(spec.output_limit_mb * MIB))
         try:
-            ending.copy = outputfs.copy_out(output, spec.output_dir, *host_ids, spec.output_limit_mb * MIB)
-        except OSError as exc:
+            ending.copy = outputfs.collect(output, scratch, *host_ids, spec.output_limit_mb * MIB)
+        except (OSError, ExecutorError) as exc:
             ref = reasons.new_reference()
             log.warning("copying the outputs of job %s failed (ref: %s): %s", spec.job_id, ref, exc)
             ending.copy = outputfs.CopyResult(problem=reasons.setup_failed(ref))

@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import stat
 import subprocess
 from dataclasses import dataclass
@@ -217,3 +218,83 @@ def _copy_file(entry: fstree.Entry, parent: int, uid: int, gid: int) -> int:
         return copied
     finally:
         os.close(src)
+
+
+# -- mounting on the host -----------------------------------------------------------------
+
+_SCRATCH = re.compile(r"^\.sandbox-(?P<pid>\d+)-[0-9a-f]{8}$")
+
+
+def scratch_name(token: str) -> str:
+    """Name of a job's private scratch folder (beside its output folder): the worker's pid
+    lets a later worker tell a leftover of a dead worker (see `recover_stale`)."""
+    return f".sandbox-{os.getpid()}-{token[:8]}"
+
+
+def mount_image(image: Path, target: Path) -> None:
+    """Loop-mount the job's image on its output folder (host namespace, ``nosuid,nodev``).
+
+    On the host, so that what the job wrote is where the worker looks even if the worker
+    dies mid-job (`recover_stale` turns such a leftover into plain files). The folder above
+    the output folder is private to the worker, so no other account reaches the mount.
+    """
+    _run(["mount", "-t", "ext4", "-o", "loop,nosuid,nodev,noinit_itable", str(image), str(target)])
+    with contextlib.suppress(OSError):
+        (target / "lost+found").rmdir()
+    os.chmod(target, 0o700)
+
+
+def unmount(target: Path) -> None:
+    _run(["umount", str(target)])
+
+
+def collect(output_dir: Path, scratch: Path, uid: int, gid: int, quota_bytes: int) -> CopyResult:
+    """Replace the mounted output file system at ``output_dir`` by a plain copy of its files.
+
+    A second mount of the same file system (a bind in ``scratch``) keeps it readable while
+    ``output_dir`` itself is unmounted and becomes an ordinary folder again.
+    """
+    view = scratch / "view"
+    view.mkdir(mode=0o700, exist_ok=True)
+    _run(["mount", "--bind", "-o", "ro", str(output_dir), str(view)])
+    try:
+        unmount(output_dir)
+        return copy_out(view, output_dir, uid, gid, quota_bytes)
+    finally:
+        unmount(view)
+
+
+def is_mount_point(path: Path, mountinfo: Path = Path("/proc/self/mountinfo")) -> bool:
+    target = str(path).replace(" ", "\\040")
+    try:
+        return any(line.split()[4] == target for line in mountinfo.read_text().splitlines())
+    except (OSError, IndexError):
+        return False
+
+
+def recover_stale(roots: list[Path], uid: int, gid: int, quota_bytes: int = 1 << 40) -> list[Path]:
+    """Turn output file systems left mounted by a worker that died into plain folders.
+
+    Looks for ``<job dir>/.sandbox-<pid>-<token>`` scratch folders under each root whose
+    worker pid is gone; if the job's ``output`` folder beside it is still a mount point, its
+    files are copied out (as `collect` does) and the mount removed; the scratch folder goes.
+    Returns the output folders that were recovered.
+    """
+    recovered: list[Path] = []
+    for root in roots:
+        try:
+            job_dirs = [d for d in root.iterdir() if d.is_dir() and not d.is_symlink()]
+        except OSError:
+            continue
+        for job_dir in job_dirs:
+            with contextlib.suppress(OSError):
+                for scratch in job_dir.iterdir():
+                    match = _SCRATCH.match(scratch.name)
+                    if match is None or os.path.exists(f"/proc/{match['pid']}"):
+                        continue
+                    output = job_dir / "output"
+                    if is_mount_point(output):
+                        collect(output, scratch, uid, gid, quota_bytes)
+                        recovered.append(output)
+                    shutil.rmtree(scratch, ignore_errors=True)
+    return recovered

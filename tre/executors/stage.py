@@ -14,13 +14,14 @@ private mount namespace, mounts a small tmpfs on the stage folder (default /run/
 an empty root-owned folder on the host) and bind-mounts each source there (read-only,
 ``nosuid``, ``nodev`` as asked); only then does it become the job user and start bubblewrap,
 which finds the sources under the stage. Nobody else on the host sees those mounts, and they
-vanish with the namespace. The same launcher mounts the job's size-limited /output file
-system (`tre.executors.outputfs`) and its sized /tmp there.
+vanish with the namespace. The job's /output is its own size-limited file system, mounted
+by the worker on the job's output folder (`tre.executors.outputfs`) and staged like the
+rest; the launcher also mounts the job's sized /tmp in the stage.
 
 The launcher stays alive (as root, outside the sandbox's namespaces, in the job's cgroup)
-until the worker has copied the outputs: it reports ``started <bwrap pid>`` and
+until the worker has looked at the job's end: it reports ``started <bwrap pid>`` and
 ``exited <status>`` on a status pipe and waits for the worker to close a hold pipe, so that
-the worker can read /output and the state of /tmp through ``/proc/<launcher>/root``.
+the worker can see whether /tmp was full through ``/proc/<launcher>/root``.
 """
 
 from __future__ import annotations
@@ -53,10 +54,6 @@ while [ "$1" != "--" ]; do
         mount --bind "$src" "$d" || fail "cannot stage a bind source"
         o=nosuid,nodev; [ "$k" = ro ] && o=ro,$o
         mount -o "remount,bind,$o" "$d" || fail "cannot restrict a staged bind" ;;
-    ext4)
-        mkdir "$d" && mount -t ext4 -o loop,nosuid,nodev,noinit_itable "$src" "$d" \
-            || fail "cannot mount the output file system"
-        rmdir "$d/lost+found" 2>/dev/null; chmod 0700 "$d" || fail "cannot prepare the output file system" ;;
     tmpfs)
         mkdir "$d" && mount -t tmpfs -o "size=$src,mode=0700,uid=$U,gid=$G,nosuid,nodev" tre-tmp "$d" \
             || fail "cannot mount /tmp" ;;
@@ -95,8 +92,9 @@ class Stage:
             return str(path)
         return self._add("rw" if writable else "ro", str(path))
 
-    def output_fs(self, image: Path) -> str:
-        return self._add("ext4", str(image), "output")
+    def output(self, mounted: Path) -> str:
+        """The job's output folder, where the worker has mounted its own file system."""
+        return self._add("rw", str(mounted), "output")
 
     def tmp(self, size_bytes: int) -> str:
         return self._add("tmpfs", str(int(size_bytes)), "tmp")
