@@ -9,8 +9,18 @@ from pathlib import Path
 import pytest
 
 from tre.executors import cgroups, seccomp
-from tre.executors.base import DatasetMount, ExecutorError, JobSpec
-from tre.executors.bwrap import dataset_mounts, image_rootfs, nvidia_devices, sanitise_image_ref
+from tre.executors.base import DatasetMount, ExecutorError, ImageConfig, JobSpec
+from tre.executors.bwrap import (
+    dataset_mounts,
+    image_argv,
+    image_identity,
+    image_rootfs,
+    image_workdir,
+    nvidia_devices,
+    sandbox_env,
+    sanitise_image_ref,
+)
+from tre.executors.stage import Stage
 
 
 @pytest.mark.parametrize(
@@ -151,3 +161,80 @@ def test_nvidia_device_selection(tmp_path: Path) -> None:
     assert nvidia_devices(2, tmp_path) == [str(tmp_path / n) for n in names]
     with pytest.raises(ExecutorError, match="asks for 5 GPU"):
         nvidia_devices(5, tmp_path)
+
+
+def test_entrypoint_and_cmd_follow_docker() -> None:
+    cfg = ImageConfig(entrypoint=["/entry", "-v"], cmd=["default", "arg"])
+    assert image_argv(["python3", "x.py"], cfg) == ["/entry", "-v", "python3", "x.py"]
+    assert image_argv([], cfg) == ["/entry", "-v", "default", "arg"]
+    assert image_argv([], ImageConfig(cmd=["sh"])) == ["sh"]
+    assert image_argv(["a"], None) == ["a"]
+    for bad in ([], [""], ["a\0b"]):
+        with pytest.raises(ExecutorError, match="non-empty list"):
+            image_argv(bad, ImageConfig())
+
+
+@pytest.mark.parametrize(
+    ("user", "expected"),
+    [
+        ("", (10001, 10002)),
+        ("1234", (1234, 10002)),
+        ("1234:5678", (1234, 5678)),
+        ("1234:0", (1234, 10002)),
+        ("0", (10001, 10002)),
+        ("root", (10001, 10002)),
+        ("alice:1234", (10001, 10002)),
+        ("99999999999", (10001, 10002)),
+    ],
+)
+def test_image_user_numeric_non_root_only(user: str, expected: tuple[int, int]) -> None:
+    assert image_identity(ImageConfig(user=user), 10001, 10002) == expected
+
+
+def test_workdir_rules(tmp_path: Path) -> None:
+    (tmp_path / "srv" / "app").mkdir(parents=True)
+    (tmp_path / "proc").mkdir()
+    assert image_workdir(ImageConfig(working_dir="/srv/app"), True, tmp_path) == "/code"
+    assert image_workdir(ImageConfig(working_dir="/srv/app/"), False, tmp_path) == "/srv/app"
+    assert image_workdir(ImageConfig(working_dir="/srv/missing"), False, tmp_path) == "/tmp"
+    assert image_workdir(ImageConfig(working_dir="/proc"), False, tmp_path) == "/tmp"  # a sandbox mount
+    assert image_workdir(ImageConfig(working_dir="relative"), False, tmp_path) == "/tmp"
+    assert image_workdir(None, False, None) == "/tmp"
+
+
+def test_env_layers_image_then_executor_then_job(tmp_path: Path) -> None:
+    spec = JobSpec(
+        "j", "p", "img", ["x"], [], tmp_path, tmp_path / "log", env={"TRE_JOB_ID": "j1", "HOME": "/x"}
+    )
+    env = sandbox_env(
+        spec,
+        "/usr/bin:/bin",
+        {"LD_LIBRARY_PATH": "/tre-nvidia/lib", "PATH": "/tre-nvidia/bin"},
+        {"PATH": "/opt/conda/bin", "LD_LIBRARY_PATH": "/opt/lib", "TRE_JOB_ID": "forged", "LANG": "de_DE"},
+    )
+    assert env["PATH"] == "/tre-nvidia/bin:/opt/conda/bin"
+    assert env["LD_LIBRARY_PATH"] == "/tre-nvidia/lib:/opt/lib"
+    assert env["TRE_JOB_ID"] == "j1"  # the job's own TRE_* variables win over the image's
+    assert env["LANG"] == "de_DE" and env["HOME"] == "/x"
+    with pytest.raises(ExecutorError, match="invalid environment variable"):
+        sandbox_env(spec, "/bin", {}, {"BAD=NAME": "x"})
+
+
+def test_stage_maps_private_sources_and_leaves_system_paths(tmp_path: Path) -> None:
+    stage = Stage(Path("/run/tre-stage"))
+    assert stage(Path("/usr"), False) == "/usr"
+    assert stage(Path("/etc/ld.so.cache"), False) == "/etc/ld.so.cache"
+    first = stage(tmp_path / "data", False)
+    assert first == "/run/tre-stage/b0"
+    assert stage(tmp_path / "data", False) == first  # one stage entry per source
+    assert stage(tmp_path / "data", True) == "/run/tre-stage/b1"  # writable is another entry
+    assert stage.output(tmp_path / "out") == "/run/tre-stage/output"
+    assert stage.tmp(1024) == "/run/tre-stage/tmp"
+    assert stage.entries == [
+        ("ro", str(tmp_path / "data"), "b0"),
+        ("rw", str(tmp_path / "data"), "b1"),
+        ("rw", str(tmp_path / "out"), "output"),
+        ("tmpfs", "1024", "tmp"),
+    ]
+    with pytest.raises(ExecutorError, match="newline"):
+        stage(Path("/srv/a\nb"), False)
