@@ -338,7 +338,10 @@ class LocalExecutor(Executor):
             with self._sandbox_fds(seed or []) as fds:
                 stage = Stage(self.stage_dir)
                 argv = self._argv(bwrap, spec, rootfs, limits, fds, stage, cgroup, warm_seed)
-                with open(spec.log_path, "ab") as log_file:
+                # The raw log holds whatever the job printed: staff-only, never world-readable.
+                log_fd = os.open(spec.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                os.fchmod(log_fd, 0o600)
+                with open(log_fd, "ab") as log_file:
                     return self._supervise(
                         argv, spec, rootfs, control, cgroup, fds, stage, host_ids, scratch, log_file
                     )

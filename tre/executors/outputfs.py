@@ -235,8 +235,8 @@ def mount_image(image: Path, target: Path) -> None:
     """Loop-mount the job's image on its output folder (host namespace, ``nosuid,nodev``).
 
     On the host, so that what the job wrote is where the worker looks even if the worker
-    dies mid-job (`recover_stale` turns such a leftover into plain files). The folder above
-    the output folder is private to the worker, so no other account reaches the mount.
+    dies mid-job (`recover_stale` turns such a leftover into plain files). Its root is made
+    0700 (and belongs to the job user), so no other account reads what the job writes.
     """
     _run(["mount", "-t", "ext4", "-o", "loop,nosuid,nodev,noinit_itable", str(image), str(target)])
     with contextlib.suppress(OSError):
