@@ -3,8 +3,9 @@
 What one ``true`` job costs end to end through `LocalExecutor.run`: the job's output file
 system (mkfs + mount, collect + unmount), cgroup set-up and removal, the launcher's private
 mount namespace and stage, the switch to the job user, bwrap's namespaces and mounts,
-seccomp. "cold" is the first job of a fresh executor on a fresh rootfs copy; "cached" is the
-median of the next N. The image is a busybox-static rootfs (what tests/sandbox uses).
+seccomp. "cold" is the first job of a fresh executor on a fresh rootfs copy, with no output
+image template yet (mkfs runs); "cached" is the median of the next N. The image is a
+busybox-static rootfs (what tests/sandbox uses).
 
     PYTHONPATH=. .venv/bin/python benchmarks/bench_sandbox_start.py [--runs 10]
 
@@ -22,6 +23,7 @@ from pathlib import Path
 from tests.sandbox.test_sandbox_image import make_busybox_rootfs
 from tre.executors.base import ImageConfig, JobSpec, RunControl
 from tre.executors.local import LocalExecutor
+from tre.executors.outputfs import ImageTemplates
 
 
 def one_job(executor: LocalExecutor, work: Path, n: int, image: bool, rootfs: Path) -> float:
@@ -50,6 +52,8 @@ def measure(image: bool, runs: int) -> tuple[float, float]:
         work = Path(tmp)
         rootfs = make_busybox_rootfs(work / "rootfs")
         executor = LocalExecutor(host_toolchain=not image)
+        # A fresh template folder: "cold" includes making the empty output image.
+        executor.templates = ImageTemplates(work / "templates")
         cold = one_job(executor, work, 0, image, rootfs)
         cached = [one_job(executor, work, i, image, rootfs) for i in range(1, runs + 1)]
     return cold, statistics.median(cached)

@@ -3,12 +3,15 @@ path discovery from /proc files, and the seccomp program's shape."""
 
 from __future__ import annotations
 
+import re
+import shutil
 import struct
+import subprocess
 from pathlib import Path
 
 import pytest
 
-from tre.executors import cgroups, seccomp
+from tre.executors import cgroups, outputfs, seccomp
 from tre.executors.base import DatasetMount, ExecutorError, ImageConfig, JobSpec
 from tre.executors.bwrap import (
     dataset_mounts,
@@ -238,3 +241,25 @@ def test_stage_maps_private_sources_and_leaves_system_paths(tmp_path: Path) -> N
     ]
     with pytest.raises(ExecutorError, match="newline"):
         stage(Path("/srv/a\nb"), False)
+
+
+@pytest.mark.skipif(shutil.which("mkfs.ext4") is None, reason="e2fsprogs not installed")
+def test_output_image_templates_are_copied_sparsely(tmp_path: Path) -> None:
+    templates = outputfs.ImageTemplates(tmp_path / "templates")
+    made = tmp_path / "a.ext4"
+    copied = tmp_path / "b.ext4"
+    templates.make(made, 5 * 2**20, 4321, 4321)
+    templates.make(copied, 5 * 2**20, 4321, 4321)
+    assert len(list((tmp_path / "templates").iterdir())) == 1  # made once
+    assert made.read_bytes() == copied.read_bytes()
+    assert copied.stat().st_blocks * 512 < 4 * 2**20 < copied.stat().st_size  # holes stay holes
+    header = subprocess.run(["dumpe2fs", "-h", str(copied)], capture_output=True, text=True).stdout
+    free = int(re.search(r"Free blocks:\s+(\d+)", header).group(1))  # type: ignore[union-attr]
+    reserved = int(re.search(r"Reserved block count:\s+(\d+)", header).group(1))  # type: ignore[union-attr]
+    count = int(re.search(r"Block count:\s+(\d+)", header).group(1))  # type: ignore[union-attr]
+    assert (free - reserved - min(count // 50, 4096)) * 4096 == 5 * 2**20  # exactly the quota
+    # A template folder someone else could write is never used.
+    (tmp_path / "open").mkdir(mode=0o777)
+    (tmp_path / "open").chmod(0o777)
+    outputfs.ImageTemplates(tmp_path / "open").make(tmp_path / "c.ext4", 2**20, 4321, 4321)
+    assert list((tmp_path / "open").iterdir()) == []

@@ -27,6 +27,7 @@ import shutil
 import signal
 import stat
 import subprocess
+import tempfile
 import termios
 import threading
 import time
@@ -232,6 +233,13 @@ class LocalExecutor(Executor):
         self.host_toolchain = bool(host_toolchain)
         self.job_user = job_user or DEFAULT_JOB_USER
         self.stage_dir = stage_dir or DEFAULT_STAGE_DIR
+        # Empty output images, made once per quota and copied per job (private to root).
+        template_root = (
+            settings.home / "cache" / "output-fs"
+            if settings is not None
+            else Path(tempfile.gettempdir()) / f"tre-output-fs-{os.geteuid()}"
+        )
+        self.templates = outputfs.ImageTemplates(template_root)
         if use_cgroups:
             sweep_stale()
         if settings is not None and os.geteuid() == 0:
@@ -331,7 +339,7 @@ class LocalExecutor(Executor):
         mounted = False
         try:
             image = scratch / "output.ext4"
-            outputfs.make_image(image, spec.output_limit_mb * MIB, *host_ids)
+            self.templates.make(image, spec.output_limit_mb * MIB, *host_ids)
             outputfs.mount_image(image, spec.output_dir)
             mounted = True
             seed = None if warm_seed is not None or rootfs is not None else self._seed_files(spec)
@@ -516,9 +524,9 @@ class LocalExecutor(Executor):
         status_r, status_w = os.pipe()
         hold_r, hold_w = os.pipe()
         procs = [str(p) for p in cgroup.procs_files] if cgroup is not None else []
-        argv = launcher_argv(stage, procs, *host_ids, status_w, hold_r, command)
         started = time.monotonic()
         try:
+            argv = launcher_argv(stage, procs, *host_ids, status_w, hold_r, command)
             proc = subprocess.Popen(
                 argv,
                 stdin=subprocess.DEVNULL,
@@ -528,6 +536,10 @@ class LocalExecutor(Executor):
                 start_new_session=True,
                 env=_HOST_ENV,
             )
+        except BaseException:
+            os.close(status_r)
+            os.close(hold_w)
+            raise
         finally:
             os.close(status_w)
             os.close(hold_r)
