@@ -82,9 +82,16 @@ class Settings(BaseSettings):
         return self.home / "staging"
 
     def ensure_dirs(self) -> None:
+        """Make the state folders, private to the platform's own user (0700).
+
+        Everything under ``home`` (the database, keys, raw job logs, unreleased outputs,
+        staged egress copies) is then out of reach of every other account whatever the
+        files' own modes; jobs reach what they need through the sandbox's private staging
+        mounts (docs/sandbox.md), never through these permissions.
+        """
         for d in (self.home, self.keys_dir, self.jobs_dir, self.staging_dir):
             d.mkdir(parents=True, exist_ok=True)
-        self.keys_dir.chmod(0o700)
+            d.chmod(0o700)
 
 
 @lru_cache(maxsize=1)
