@@ -93,7 +93,7 @@ class Sandbox:
             log_path=job_dir / "log.txt",
             **limits,  # type: ignore[arg-type]
         )
-        run = Run(spec, JobResult("", None, ""), "", marker)
+        run = Run(spec, JobResult("failed", None, "not run yet"), "", marker)
         base = control or RunControl()
 
         def on_started(ref: str) -> None:
