@@ -38,8 +38,14 @@ def pg_server() -> Iterator[object]:
 
 @pytest.fixture
 def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """Settings for one test's own state folder.
+
+    The local sandbox's host-toolchain developer mode is enabled explicitly (also for CLI
+    subprocesses, through the environment): these tests submit Python jobs without an image
+    root file system. tests/sandbox/test_sandbox_image.py runs jobs in a real image."""
     home = tmp_path / "home"
     monkeypatch.setenv("TRE_HOME", str(home))
+    monkeypatch.setenv("TRE_SANDBOX_HOST_TOOLCHAIN", "1")
     monkeypatch.delenv("TRE_DATABASE_URL", raising=False)
     reset_settings_cache()
     s = Settings(
@@ -48,6 +54,7 @@ def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
         worker_poll_s=0.05,
         worker_heartbeat_s=0.5,
         worker_stale_after_s=3.0,
+        sandbox_host_toolchain=True,
     )
     s.ensure_dirs()
     return s

@@ -73,6 +73,12 @@ class Settings(BaseSettings):
     sandbox_gid: int = 10001
     # A delegated cgroup v2 folder to create job cgroups under (systemd hosts); see docs/sandbox.md.
     sandbox_cgroup_parent: Path | None = None
+    # The dedicated unprivileged host user every local job runs as (made by
+    # scripts/install-system-deps); never root, never the worker's own user.
+    sandbox_job_user: str = "tre-job"
+    # Developer mode: run jobs that have no image root file system on the host's /usr and
+    # Python (read-only). Off by default; the local executor refuses such jobs without it.
+    sandbox_host_toolchain: bool = False
 
     @property
     def resolved_database_url(self) -> str:
@@ -106,9 +112,16 @@ class Settings(BaseSettings):
         return [self.home, self.keys_dir, self.jobs_dir, self.staging_dir]
 
     def ensure_dirs(self) -> None:
+        """Make the state folders, private to the platform's own user (0700).
+
+        Everything under ``home`` (the database, keys, raw job logs, unreleased outputs,
+        staged egress copies) is then out of reach of every other account whatever the
+        files' own modes; jobs reach what they need through the sandbox's private staging
+        mounts (docs/sandbox.md), never through these permissions.
+        """
         for d in (self.home, self.keys_dir, self.jobs_dir, self.staging_dir):
             d.mkdir(parents=True, exist_ok=True)
-        self.keys_dir.chmod(0o700)
+            d.chmod(0o700)
 
 
 @lru_cache(maxsize=1)
