@@ -50,6 +50,16 @@ class Settings(BaseSettings):
     # A delegated cgroup v2 folder to create job cgroups under (systemd hosts); see docs/sandbox.md.
     sandbox_cgroup_parent: Path | None = None
 
+    # Researchers' container images (tre.images): the registry host (and optional path) the
+    # TRE's images are named under and pushed to, and the bounds an imported image must keep.
+    image_registry: str = "registry.tre.local"
+    image_registry_tls_verify: bool = True
+    image_push_on_approve: bool = False
+    image_max_upload_mb: int = 4096
+    image_max_layer_mb: int = 4096
+    image_max_unpacked_mb: int = 8192
+    image_max_files: int = 300_000
+
     @property
     def resolved_database_url(self) -> str:
         if self.database_url:
@@ -74,6 +84,10 @@ class Settings(BaseSettings):
     @property
     def staging_dir(self) -> Path:
         return self.home / "staging"
+
+    @property
+    def images_dir(self) -> Path:
+        return self.home / "images"
 
     def ensure_dirs(self) -> None:
         for d in (self.home, self.keys_dir, self.jobs_dir, self.staging_dir):

@@ -11,6 +11,8 @@ import pytest
 from pydicom.data import get_testdata_file
 
 from tre import registry
+from tre.config import Settings
+from tre.images import catalog
 from tre.store.base import utcnow
 from tre.store.db import session_scope
 
@@ -58,6 +60,8 @@ def world(engine, token_for, dicom_dir: Path) -> World:  # type: ignore[no-untyp
         registry.register_dataset(s, "root", "ct1", "CT sample", dicom_dir)
         grant = registry.grant_access(s, "root", "p1", "ct1", expires_at=utcnow() + timedelta(days=1))
         grant_id = grant.id
+        # Ingress review: the job image is approved for p1 (registry-hosted, so "external").
+        catalog.approve(s, Settings(), "root", IMAGE, "p1", external=True)
     headers = {u: {"Authorization": f"Bearer {token_for(u, *roles)}"} for u, roles in users.items()}
     return World(headers=headers, data_dir=dicom_dir, grant_id=grant_id)
 
