@@ -38,8 +38,16 @@ def build_busybox_layout(work: Path, env: str = "TRE_IMAGE_ENV=from-image") -> P
     (root / "marker.txt").write_text(MARKER + "\n")
     _run("umoci", "repack", "--image", f"{layout}:base", str(bundle))
     _run(
-        "umoci", "config", "--image", f"{layout}:base",
-        "--config.env", env, "--config.workingdir", "/", "--config.cmd", "/bin/sh",
+        "umoci",
+        "config",
+        "--image",
+        f"{layout}:base",
+        "--config.env",
+        env,
+        "--config.workingdir",
+        "/",
+        "--config.cmd",
+        "/bin/sh",
     )
     _run("umoci", "gc", "--layout", str(layout))
     return layout

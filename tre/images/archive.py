@@ -71,6 +71,8 @@ def inspect_archive(path: Path, limits: ImageLimits) -> ArchiveInfo:
     """Check every member of the outer tar and say which format it is."""
     docs: dict[str, Any] = {}
     names: set[str] = set()
+    hashes: dict[str, str] = {}  # member -> sha256 of its (uncompressed) content
+    links: dict[str, str] = {}
     try:
         with tarfile.open(path, mode="r:") as tar:
             for count, member in enumerate(tar, start=1):
@@ -86,6 +88,7 @@ def inspect_archive(path: Path, limits: ImageLimits) -> ArchiveInfo:
                         raise ImageRejected(
                             f"the archive member {printable(name)!r} links outside the archive"
                         )
+                    links[name] = target
                     continue
                 if not member.isfile():
                     raise ImageRejected(f"the archive member {printable(name)!r} is not a regular file")
@@ -95,14 +98,22 @@ def inspect_archive(path: Path, limits: ImageLimits) -> ArchiveInfo:
                     if member.size > MAX_INDEX_BYTES:
                         raise ImageRejected(f"the archive's {name} is implausibly large")
                     docs[name] = _json(fh.read(), name)
-                elif name.startswith("blobs/sha256/"):
-                    _check_blob(name, fh)
+                else:
+                    hashes[name] = _content_hash(fh)
+                    if name.startswith("blobs/sha256/") and hashes[name] != name.removeprefix(
+                        "blobs/sha256/"
+                    ):
+                        raise ImageRejected(
+                            f"digest mismatch: blob {printable(name[13:], 64)} does not hash to its name"
+                        )
     except tarfile.TarError as exc:
         raise ImageRejected(f"not an image archive: it is not a readable tar file ({exc})") from None
     if "oci-layout" in docs and "index.json" in docs:
         return ArchiveInfo("oci-archive", _oci_name(docs["index.json"]))
     if "manifest.json" in docs:
-        return ArchiveInfo("docker-archive", _docker_name(docs["manifest.json"], names))
+        info = ArchiveInfo("docker-archive", _docker_name(docs["manifest.json"], names))
+        _check_docker_diff_ids(path, docs["manifest.json"][0], hashes, links)
+        return info
     raise ImageRejected(
         "not an image archive: no manifest.json (docker save) or oci-layout and index.json (OCI)"
     )
@@ -115,13 +126,57 @@ def _json(raw: bytes, name: str) -> Any:
         raise ImageRejected(f"the archive's {name} is not valid JSON") from None
 
 
-def _check_blob(name: str, fh: Any) -> None:
-    want = name.removeprefix("blobs/sha256/")
+def _content_hash(fh: Any) -> str:
+    """SHA-256 (hex) of a member's bytes as stored."""
     digest = hashlib.sha256()
     while chunk := fh.read(CHUNK):
         digest.update(chunk)
-    if digest.hexdigest() != want:
-        raise ImageRejected(f"digest mismatch: blob sha256:{printable(want, 71)} does not hash to its name")
+    return digest.hexdigest()
+
+
+def _uncompressed_hash(tar_path: Path, member: str) -> str:
+    with tarfile.open(tar_path, mode="r:") as tar:
+        fh = tar.extractfile(member)
+        assert fh is not None
+        head = fh.read(2)
+        fh.seek(0)
+        stream: Any = gzip.GzipFile(fileobj=fh) if head == b"\x1f\x8b" else fh
+        return _content_hash(stream)
+
+
+def _check_docker_diff_ids(
+    path: Path, entry: dict[str, Any], hashes: dict[str, str], links: dict[str, str]
+) -> None:
+    """Our own check of a docker archive before skopeo reads it: each layer's content hashes
+    to the diff_id its config declares."""
+
+    def resolve(name: str) -> str:
+        name = name.lstrip("./") if name.startswith("./") else name
+        for _ in range(8):
+            if name not in links:
+                return name
+            name = links[name]
+        raise ImageRejected("the docker archive's links form a loop")
+
+    config_name = resolve(str(entry["Config"]))
+    with tarfile.open(path, mode="r:") as tar:
+        fh = tar.extractfile(config_name)
+        if fh is None:
+            raise ImageRejected("the docker archive's config is not a regular file")
+        config = _json(fh.read(MAX_INDEX_BYTES + 1), "config")
+    rootfs = config.get("rootfs") if isinstance(config, dict) else None
+    diff_ids = rootfs.get("diff_ids") if isinstance(rootfs, dict) else None
+    layers = [resolve(str(x)) for x in entry.get("Layers") or []]
+    if not isinstance(diff_ids, list) or len(diff_ids) != len(layers):
+        raise ImageRejected("digest mismatch: the config's diff_ids do not match the archive's layers")
+    for i, (layer, diff_id) in enumerate(zip(layers, diff_ids, strict=True)):
+        actual = hashes.get(layer)
+        if actual is None:
+            raise ImageRejected("the docker archive's manifest.json names a layer that is not a file")
+        if "sha256:" + actual != diff_id and "sha256:" + _uncompressed_hash(path, layer) != diff_id:
+            raise ImageRejected(
+                f"digest mismatch: layer {i + 1}'s content does not match the config's diff_id"
+            )
 
 
 def _docker_name(manifest: Any, names: set[str]) -> str:

@@ -38,7 +38,9 @@ def run_tool(args: list[str], timeout_s: float = 1800, rejects: bool = False) ->
         raise ImageToolError(f"{args[0]} {args[1]} did not finish within {timeout_s:.0f} s") from None
     if proc.returncode != 0:
         lines = [ln for ln in proc.stderr.decode("utf-8", "replace").splitlines() if ln.strip()]
-        last = printable(lines[-1] if lines else f"exit status {proc.returncode}", 300)
+        last = lines[-1] if lines else f"exit status {proc.returncode}"
+        # Go tools log as `time=... level=fatal msg="..."`: keep the message.
+        last = printable(last.split(' msg="', 1)[-1].rstrip('"') if ' msg="' in last else last, 300)
         if rejects:
             raise ImageRejected(f"not a usable image: {args[0]} could not read it ({last})")
         raise ImageToolError(f"{args[0]} {args[1]} failed: {last}")

@@ -4,7 +4,8 @@ umoci applies the layers in order with whiteouts and keeps every write inside th
 afterwards we walk the tree ourselves: setuid/setgid bits and every extended attribute (file
 capabilities live in ``security.capability``) are removed, anything that is not a file,
 folder or link is removed, and the total size is bounded. The finished tree is renamed into
-place, so a half-unpacked image is never used.
+place, so a half-unpacked image is never used. Empty mount points the sandbox needs
+(``/proc``, ``/dev``, ``/tmp``, ``/data``, ``/output``, ``/code``...) are added where missing.
 """
 
 from __future__ import annotations
@@ -17,6 +18,17 @@ from pathlib import Path
 
 from tre.images.errors import ImageRejected
 from tre.images.tools import umoci_unpack
+
+# Empty folders the sandbox mounts over (the root filesystem is bound read-only, so bwrap
+# cannot create them itself). Made only where the image has nothing of that name.
+MOUNT_POINTS = ("proc", "dev", "sys", "tmp", "data", "output", "code", "etc", "run")
+
+
+def add_mount_points(root: Path) -> None:
+    for name in MOUNT_POINTS:
+        path = root / name
+        if not os.path.lexists(path):
+            path.mkdir(mode=0o755)
 
 
 def sanitise_tree(root: Path, max_bytes: int) -> int:
@@ -75,6 +87,7 @@ def unpack_once(layout: Path, bundles: Path, hex_digest: str, max_bytes: int) ->
         try:
             umoci_unpack(layout, work)
             sanitise_tree(work / "rootfs", max_bytes)
+            add_mount_points(work / "rootfs")
             os.replace(work, final)
         finally:
             shutil.rmtree(work, ignore_errors=True)
