@@ -87,7 +87,9 @@ class Settings(BaseSettings):
 
     @property
     def images_dir(self) -> Path:
-        return self.home / "images"
+        """The image store (tre.images); not ``<home>/images``, where the local executor
+        looks for hand-installed root filesystems by reference."""
+        return self.home / "image-store"
 
     def ensure_dirs(self) -> None:
         for d in (self.home, self.keys_dir, self.jobs_dir, self.staging_dir):

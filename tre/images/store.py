@@ -1,4 +1,4 @@
-"""The content-addressed image store on the control plane (``$TRE_HOME/images``).
+"""The content-addressed image store on the control plane (``$TRE_HOME/image-store``).
 
     oci/<hex>/        an OCI layout holding one image (tag ``image``), <hex> = manifest digest
     bundles/<hex>/    its unpacked bundle; ``rootfs/`` is what the local sandbox runs
