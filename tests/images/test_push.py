@@ -1,3 +1,4 @@
+# ruff: noqa: F811 - pytest fixtures imported from tests.core.conftest are redefined as parameters
 """Push an imported image by digest to a real registry and read it back: the digest the
 Kubernetes executor references is the digest that was imported and approved."""
 
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.core.conftest import dicom_dir, world  # noqa: F401
 from tests.images.registry_server import BINARY, RegistryServer
 from tre.config import Settings
 from tre.executors.base import JobSpec
@@ -88,3 +90,45 @@ def test_push_to_an_unreachable_registry_is_one_line(settings: Settings, busybox
     with pytest.raises(ImageToolError) as info:
         push_image(cfg, result.name, result.digest)
     assert "skopeo copy failed" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_push_through_the_api_and_on_approval(
+    settings: Settings,
+    engine,
+    world,
+    registry: RegistryServer,
+    busybox_oci_tar: Path,  # type: ignore[no-untyped-def]
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from tre.api.app import create_app
+
+    cfg = settings.model_copy(
+        update={
+            "image_registry": registry.address,
+            "image_registry_tls_verify": False,
+            "image_push_on_approve": True,
+        }
+    )
+    with TestClient(create_app(cfg, engine)) as client:
+        up = client.post(
+            "/api/v1/images", headers=world.headers["alice"], content=busybox_oci_tar.read_bytes()
+        )
+        assert up.status_code == 201, up.text
+        ref = up.json()["reference"]
+        assert ref.startswith(f"{registry.address}/")
+        # Researchers may not push; admins may, and approval pushes when configured.
+        assert (
+            client.post(
+                "/api/v1/images/push", headers=world.headers["alice"], json={"reference": ref}
+            ).status_code
+            == 403
+        )
+        pushed = client.post("/api/v1/images/push", headers=world.headers["root"], json={"reference": ref})
+        assert pushed.status_code == 200 and pushed.json()["reference"] == ref
+        approved = client.post(
+            "/api/v1/images/approvals",
+            headers=world.headers["root"],
+            json={"reference": ref, "project_id": "p1"},
+        )
+        assert approved.status_code == 201 and approved.json()["pushed_to"] == ref
