@@ -160,3 +160,12 @@ def test_image_roles(app_client, world, user, path, body) -> None:  # type: igno
     kw = {"json": body} if body is not None else {"content": b"not read"}
     r = app_client.post(path, headers=world.headers[user], **kw)
     assert r.status_code == 403, r.text
+
+
+def test_oci_layout_folder_is_uploaded_by_the_cli(live, busybox_layout: Path) -> None:
+    want = json.loads((busybox_layout / "index.json").read_text())["manifests"][0]["digest"]
+    proc = _tre(live["alice"], "image", "import", str(busybox_layout), "--name", "alice/busybox", "--json")
+    assert proc.returncode == 0, proc.stderr
+    image = json.loads(proc.stdout)
+    assert image["digest"] == want and image["reference"] == f"registry.tre.local/alice/busybox@{want}"
+    assert image["source_format"] == "oci-archive"

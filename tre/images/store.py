@@ -102,8 +102,12 @@ class ImageStore:
         fresh = not self.has(verified.digest)
         if fresh:
             final.parent.mkdir(parents=True, exist_ok=True)
-            shutil.rmtree(final, ignore_errors=True)
-            os.replace(layout, final)
+            try:
+                os.replace(layout, final)
+            except OSError:
+                if not self.has(verified.digest):  # not a concurrent import of the same image
+                    raise
+                fresh = False
         try:
             rootfs = self.rootfs(verified.digest)
         except Exception:
