@@ -51,6 +51,8 @@ DPKG_OPTIONS = (
     "path-exclude=/usr/share/doc/*",
     "path-include=/usr/share/doc/*/copyright",
 )
+# No device nodes in the image's /dev (the sandbox provides /dev; the importer refuses them).
+MMDEBSTRAP_OPTIONS = ("--skip=output/dev",)
 SITE = "opt/tre/python"
 JOB_TMP = "/tmp"  # noqa: S108 - the job's private tmpfs inside the sandbox, not the host's /tmp
 ENV = {
@@ -80,6 +82,7 @@ def recipe(settings: Settings) -> dict[str, object]:
         "variant": "essential",
         "packages": list(PACKAGES),
         "dpkg": list(DPKG_OPTIONS),
+        "mmdebstrap": list(MMDEBSTRAP_OPTIONS),
         "sources": SOURCES.read_text() if SOURCES.is_file() else "default",
         "env": ENV,
         "user": USER,
@@ -169,6 +172,7 @@ def _scratch(settings: Settings) -> Path:
 def _build_layout(work: Path) -> Path:
     base = work / "base.tar"
     args = ["mmdebstrap", "--quiet", "--variant=essential", f"--include={','.join(PACKAGES)}"]
+    args += list(MMDEBSTRAP_OPTIONS)
     args += [f"--dpkgopt={opt}" for opt in DPKG_OPTIONS]
     args += [SUITE, str(base)]
     if SOURCES.is_file():
