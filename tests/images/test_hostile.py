@@ -213,3 +213,19 @@ def test_sanitise_tree_strips_privilege_bits_xattrs_and_special_files(tmp_path: 
     assert not (root / "bin" / "pipe").exists()
     with pytest.raises(Rejected, match="more than 0 MiB"):
         sanitise_tree(root, 5)
+
+
+def test_tool_refusals_do_not_show_server_paths(store: ImageStore, tmp_path: Path) -> None:
+    """An OCI archive naming a manifest it lacks: skopeo refuses; the reason hides our paths."""
+    missing = tmp_path / "missing.tar"
+    index = {
+        "schemaVersion": 2,
+        "manifests": [
+            {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": sha(b"nope"), "size": 4}
+        ],
+    }
+    with tarfile.open(missing, "w") as tar:
+        add_file(tar, "oci-layout", b'{"imageLayoutVersion":"1.0.0"}')
+        add_file(tar, "index.json", json.dumps(index).encode())
+    reason = _refused(store, missing, "not a usable image")
+    assert str(store.root) not in reason and "/tmp" not in reason

@@ -7,12 +7,15 @@ results ourselves.
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
 
 from tre.images.errors import ImageRejected, ImageToolError
 from tre.images.reference import printable
+
+_PATH = re.compile(r"/[^\s:\"']+")
 
 
 def tool(name: str) -> str:
@@ -42,6 +45,8 @@ def run_tool(args: list[str], timeout_s: float = 1800, rejects: bool = False) ->
         # Go tools log as `time=... level=fatal msg="..."`: keep the message.
         last = printable(last.split(' msg="', 1)[-1].rstrip('"') if ' msg="' in last else last, 300)
         if rejects:
+            # The caller sees this: no paths of the control plane's scratch space.
+            last = _PATH.sub("<file>", last)
             raise ImageRejected(f"not a usable image: {args[0]} could not read it ({last})")
         raise ImageToolError(f"{args[0]} {args[1]} failed: {last}")
     return proc.stdout
