@@ -1,4 +1,3 @@
-# ruff: noqa: F811 - pytest fixtures imported from the support module are redefined as parameters
 """The review panel's guards without a browser: sign-in, roles, CSRF, headers, admin limits."""
 
 from __future__ import annotations
@@ -10,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from tests.egress.test_workflow_support import esettings, seed_world, with_egress_routes  # noqa: F401
+from tests.egress.test_workflow_support import seed_world, with_egress_routes
 from tre.store.models import AuditEntry, UserRole
 
 BASE = "/api/v1/egress/requests"

@@ -1,4 +1,3 @@
-# ruff: noqa: F811 - pytest fixtures imported from tests.core.conftest are redefined as parameters
 """The image workflow as users run it: the CLI (a subprocess) against a live API. Alice
 imports a docker save archive, an admin approves it for her project, admission refuses an
 unapproved image naming the usable ones, and the worker hands the sandbox the image's root
@@ -16,7 +15,6 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.core.conftest import dicom_dir, job_body, world  # noqa: F401
 from tests.images.conftest import require_tools
 from tests.images.imagekit import MARKER
 from tre.api.app import create_app

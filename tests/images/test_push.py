@@ -1,4 +1,3 @@
-# ruff: noqa: F811 - pytest fixtures imported from tests.core.conftest are redefined as parameters
 """Push an imported image by digest to a real registry and read it back: the digest the
 Kubernetes executor references is the digest that was imported and approved."""
 
@@ -14,7 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.core.conftest import dicom_dir, world  # noqa: F401
 from tests.images.registry_server import BINARY, RegistryServer
 from tre.config import Settings
 from tre.executors.base import JobSpec

@@ -14,13 +14,14 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from tre.access import user_project_ids
 from tre.audit import record_event
 from tre.config import Settings
 from tre.errors import AdmissionDenied, NotFound
 from tre.images.layout import config_to_json
 from tre.images.reference import Reference, canonical, parse_reference, printable
 from tre.images.store import ImportResult
-from tre.registry import get_project, user_project_ids
+from tre.registry import get_project
 from tre.store.base import utcnow
 from tre.store.models import Image, ImageApproval
 

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
+from tre.access import user_project_ids
 from tre.api.deps import any_role, get_session, get_settings_dep, require_roles
 from tre.api.problems import Problem
 from tre.audit import record_event
@@ -20,7 +21,6 @@ from tre.images import catalog
 from tre.images.catalog import ImageView
 from tre.images.push import push_image
 from tre.images.store import ImageStore
-from tre.registry import user_project_ids
 
 router = APIRouter(prefix="/api/v1/images", tags=["images"])
 importers = require_roles("researcher", "admin")
