@@ -16,6 +16,7 @@ from tre import registry
 from tre.audit.verify import verify_bundle
 from tre.demo import demo_image
 from tre.demo_job import DEMO_JOB_SOURCE
+from tre.images import catalog
 from tre.jobs.worker import Worker
 from tre.store.db import session_scope
 
@@ -47,6 +48,7 @@ def test_job_to_release_to_audit(e2e, settings, token_for, tmp_path):
         registry.add_member(s, "root", "lung", "alice")
         registry.register_dataset(s, "root", "ct", "CT", data)
         registry.grant_access(s, "root", "lung", "ct", days=1)
+        catalog.approve(s, settings, "root", demo_image(), "lung", external=True)
     h = {u: {"Authorization": f"Bearer {token_for(u, *r)}"} for u, r in users.items()}
 
     job = app_client.post(

@@ -80,6 +80,16 @@ class Settings(BaseSettings):
     # Python (read-only). Off by default; the local executor refuses such jobs without it.
     sandbox_host_toolchain: bool = False
 
+    # Researchers' container images (tre.images): the registry host (and optional path) the
+    # TRE's images are named under and pushed to, and the bounds an imported image must keep.
+    image_registry: str = "registry.tre.local"
+    image_registry_tls_verify: bool = True
+    image_push_on_approve: bool = False
+    image_max_upload_mb: int = 4096
+    image_max_layer_mb: int = 4096
+    image_max_unpacked_mb: int = 8192
+    image_max_files: int = 300_000
+
     @property
     def resolved_database_url(self) -> str:
         if self.database_url:
@@ -104,6 +114,12 @@ class Settings(BaseSettings):
     @property
     def staging_dir(self) -> Path:
         return self.home / "staging"
+
+    @property
+    def images_dir(self) -> Path:
+        """The image store (tre.images); not ``<home>/images``, where the local executor
+        looks for hand-installed root filesystems by reference."""
+        return self.home / "image-store"
 
     @property
     def protected_paths(self) -> list[Path]:

@@ -113,6 +113,16 @@ def run_demo() -> None:
                 )
                 console.print(f"admin granted {PROJECT} access to {DATASET} until {g['expires_at'][:10]}")
 
+            usable = {i["reference"] for i in admin.get("/api/v1/images", params={"usable_for": PROJECT})}
+            if demo_image() not in usable:
+                # Ingress review: the job image must be approved for the project. The local
+                # sandbox does not run this registry-hosted image (host toolchain), hence external.
+                admin.post(
+                    "/api/v1/images/approvals",
+                    json={"reference": demo_image(), "project_id": PROJECT, "external": True},
+                )
+                console.print(f"admin approved the job image for {PROJECT}")
+
             alice = ApiClient(server.url, tokens["alice"])
             job = alice.post(
                 "/api/v1/jobs",

@@ -33,15 +33,15 @@ def create_app(
     app.state.engine = engine
     app.state.verifier = TokenVerifier(settings)
     install_problem_handlers(app)
-    app.add_middleware(BodySizeLimit)
+    app.add_middleware(BodySizeLimit, overrides={"/api/v1/images": settings.image_max_upload_mb << 20})
     # Added last, so it runs first: before the body is read or a token looked at.
     app.add_middleware(RequestSanity)
 
     from egress_review import api as egress_api
     from egress_review.panel import routes as panel_routes
-    from tre.api.routers import admin, datasets, jobs, me, projects
+    from tre.api.routers import admin, datasets, images, jobs, me, projects
     from tre.audit import api as audit_api
 
-    for module in (me, admin, projects, datasets, jobs, egress_api, panel_routes, audit_api):
+    for module in (me, admin, projects, datasets, jobs, images, egress_api, panel_routes, audit_api):
         app.include_router(module.router)
     return app

@@ -268,3 +268,51 @@ def admin_warm_kernels() -> None:
                 log_text = spec.log_path.read_text(errors="replace")[-400:].replace("\n", " | ")
                 raise CliError(f"warming failed ({result.reason}): {log_text}")
     console.print(f"numba cache seed ready in {settings.home / 'numba-cache'}")
+
+
+@admin_app.command("build-image")
+def admin_build_image(
+    smoke: Annotated[
+        bool, typer.Option("--smoke/--no-smoke", help="Run the kernels and demo job in it.")
+    ] = True,
+    approve: Annotated[
+        list[str] | None, typer.Option("--approve", "-p", help="Approve it for these projects too.")
+    ] = None,
+) -> None:
+    """Build the CPU job image here (mmdebstrap + umoci, no Docker), import it into the image
+    store and print its reference; cached by recipe, so a second run is instant."""
+    import shutil
+    import tempfile
+
+    from pydicom.data import get_testdata_file
+
+    from tre.images import catalog
+    from tre.images.jobimage import build_cpu_job_image, smoke_test
+    from tre.images.store import ImageStore
+
+    settings = get_settings()
+    settings.ensure_dirs()
+    engine = _local_engine()
+    with console.status("building the CPU job image (mmdebstrap, umoci; minutes when cold)"):
+        built = build_cpu_job_image(settings, engine, actor="admin-cli")
+    how = "cached" if built.cached else "built"
+    console.print(f"{how} in {built.seconds:.1f} s; unpacked {built.unpacked_size / 2**20:.0f} MiB")
+    if smoke:
+        with tempfile.TemporaryDirectory(prefix="tre-smoke-", dir=settings.home) as tmp:
+            data, out = Path(tmp) / "data", Path(tmp) / "out"
+            data.mkdir()
+            out.mkdir(mode=0o777)
+            out.chmod(0o777)
+            for name in ("CT_small.dcm", "MR_small.dcm"):
+                sample = get_testdata_file(name)
+                if sample is None:
+                    raise CliError(f"pydicom's {name} test file is missing")
+                shutil.copyfile(sample, data / name)
+            with console.status("smoke test: tre.kernels and the demo job inside the image"):
+                smoke_test(ImageStore(settings).rootfs(built.digest), data, out)
+            console.print("smoke test passed: tre.kernels and the demo job run inside the image")
+    for project in approve or []:
+        with session_scope(engine) as s:
+            catalog.approve(s, settings, "admin-cli", built.reference, project)
+        console.print(f"approved for project {project}")
+    print(built.reference)

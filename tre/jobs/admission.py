@@ -1,7 +1,8 @@
 """Admission control: every reason a job may not run, checked before it is queued.
 
 Order matters for the message a researcher sees: membership first (don't leak which
-datasets exist to outsiders), then grants, then image policy, then quota.
+datasets exist to outsiders), then grants, then image policy, then the image's approval for
+the project (ingress review), then quota.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from sqlalchemy.orm import Session
 from tre.access import is_member
 from tre.config import Settings
 from tre.errors import AdmissionDenied, NotFound
+from tre.images.catalog import require_approved
 from tre.policy import policies_for_datasets
 from tre.registry import get_dataset, grant_status
 from tre.store.models import Job, JobState, Project
@@ -57,6 +59,8 @@ def admit(session: Session, settings: Settings, user_id: str, req: JobRequest) -
     for applied in policies_for_datasets(datasets, settings.resolved_policies_dir):
         if not applied.policy.job.image_allowed(req.image):
             raise AdmissionDenied(f"image {req.image!r} is not on the allowlist of policy {applied.name!r}")
+    # Ingress review: an admin approved exactly this image for this project (tre.images).
+    require_approved(session, req.project_id, req.image)
     _check_quota(session, project, req)
     return project
 

@@ -30,6 +30,7 @@ from tre.config import Settings
 from tre.errors import TreError
 from tre.executors.base import DatasetMount, Executor, JobResult, JobSpec, RunControl
 from tre.executors.factory import make_executor
+from tre.images.runtime import job_image
 from tre.jobs.fairness import fair_order
 from tre.jobs.outputs import OutputScan, record_scanned, recording_limits, scan_output_tree
 from tre.jobs.paths import log_path, output_dir
@@ -242,6 +243,7 @@ class Worker:
             )
             for d in datasets
         ]
+        image = job_image(self.settings, job.image, unpack=self.executor.name == "local")
         return JobSpec(
             job_id=job.id,
             project_id=job.project_id,
@@ -257,15 +259,24 @@ class Worker:
             output_limit_mb=job.output_limit_mb,
             max_processes=job.max_processes,
             env={"TRE_JOB_ID": job.id, "TRE_PROJECT_ID": job.project_id},
+            rootfs=image.rootfs,
+            image_config=image.config,
         )
 
     def _run_claimed(self, job_id: str, reattach: bool = False) -> None:
-        with session_scope(self.engine) as s:
-            job = s.get(Job, job_id)
-            assert job is not None
-            datasets = [d for d in (s.get(Dataset, i) for i in job.dataset_ids) if d is not None]
-            spec = self._spec(job, datasets)
-            executor_ref = job.executor_ref
+        try:
+            with session_scope(self.engine) as s:
+                job = s.get(Job, job_id)
+                assert job is not None
+                datasets = [d for d in (s.get(Dataset, i) for i in job.dataset_ids) if d is not None]
+                spec = self._spec(job, datasets)
+                executor_ref = job.executor_ref
+        except TreError as exc:  # e.g. the job's image cannot be unpacked: end the job, not the thread
+            with session_scope(self.engine) as s:
+                job = s.get(Job, job_id)
+                assert job is not None
+                self._finish(s, job, JobResult(JobState.failed.value, None, f"refused to run: {exc}"))
+            return
         control = RunControl(
             is_cancelled=lambda: self._cancel_requested(job_id),
             on_started=lambda ref: self._set_ref(job_id, ref),

@@ -277,3 +277,39 @@ class LogBudgetDay(Base):
     project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True)
     day: Mapped[str] = mapped_column(String(10), primary_key=True)
     shown_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+class Image(Base):
+    """A researcher's container image, imported and verified; content-addressed by the
+    digest of its OCI manifest (``sha256:<hex>``), which is also its identity on a registry."""
+
+    __tablename__ = "images"
+
+    digest: Mapped[str] = mapped_column(String(71), primary_key=True)
+    # Repository path without the registry host (e.g. ``alice/segmenter``).
+    name: Mapped[str] = mapped_column(String(255))
+    size: Mapped[int] = mapped_column(BigInteger)  # bytes of manifest, config and layer blobs
+    unpacked_size: Mapped[int] = mapped_column(BigInteger, default=0)
+    layers: Mapped[int] = mapped_column(Integer)
+    created: Mapped[str] = mapped_column(String(64), default="")  # the image config's own claim
+    # Env/Entrypoint/Cmd/WorkingDir/User from the image config (tre.executors.base.ImageConfig).
+    config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    source_format: Mapped[str] = mapped_column(String(32))
+    imported_by: Mapped[str] = mapped_column(String(64))
+    imported_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ImageApproval(Base):
+    """An admin's decision that a project may run an image (ingress review). ``digest`` is not
+    a foreign key: an admin may also approve an image that lives only on the registry the
+    cluster pulls from (Kubernetes), by its digest-pinned reference."""
+
+    __tablename__ = "image_approvals"
+    __table_args__ = (UniqueConstraint("project_id", "digest"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    digest: Mapped[str] = mapped_column(String(71), index=True)
+    reference: Mapped[str] = mapped_column(String(512))
+    approved_by: Mapped[str] = mapped_column(String(64))
+    approved_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    revoked_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
