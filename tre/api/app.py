@@ -33,13 +33,12 @@ def create_app(
     app.state.engine = engine
     app.state.verifier = TokenVerifier(settings)
     install_problem_handlers(app)
-    app.add_middleware(BodySizeLimit)
-
     from egress_review import api as egress_api
     from egress_review.panel import routes as panel_routes
-    from tre.api.routers import admin, datasets, jobs, me, projects
+    from tre.api.routers import admin, code, datasets, jobs, me, projects
     from tre.audit import api as audit_api
 
-    for module in (me, admin, projects, datasets, jobs, egress_api, panel_routes, audit_api):
+    app.add_middleware(BodySizeLimit, per_path={code.UPLOAD_PATH: code.MAX_CODE_UPLOAD_BYTES})
+    for module in (me, admin, projects, datasets, jobs, code, egress_api, panel_routes, audit_api):
         app.include_router(module.router)
     return app

@@ -1,6 +1,7 @@
 """A cap on request body size, for every route (API and panel).
 
-No route takes an upload: the largest legitimate bodies are a job submission, an egress
+One route takes an upload, code archives (``/api/v1/code``), which gets its own ceiling here
+and is held to the project's quota by the route as it streams. Elsewhere the largest legitimate bodies are a job submission, an egress
 request naming up to 1000 files, and a panel form with a pasted token. Without a cap, one
 caller (any token, or none: the body is read before authentication fails on some routes)
 could make the server buffer and parse a body of any size; what the request layer accepts
@@ -9,6 +10,8 @@ an oversized one turned a refusal into a 500).
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -21,18 +24,22 @@ MAX_BODY_BYTES = 1 << 20
 class BodySizeLimit:
     """Refuse (413) a body larger than ``limit`` bytes, by Content-Length or as it streams in."""
 
-    def __init__(self, app: ASGIApp, limit: int = MAX_BODY_BYTES) -> None:
+    def __init__(
+        self, app: ASGIApp, limit: int = MAX_BODY_BYTES, per_path: Mapping[str, int] | None = None
+    ) -> None:
         self.app = app
-        self.limit = limit
+        self.default_limit = limit
+        self.per_path = dict(per_path or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.per_path.get(str(scope.get("path", "")), self.default_limit)
         for name, value in scope.get("headers", []):
             if name == b"content-length":
-                if not value.isdigit() or int(value) > self.limit:
-                    await self._too_large(scope, receive, send)
+                if not value.isdigit() or int(value) > limit:
+                    await self._too_large(scope, receive, send, limit)
                     return
         received = 0
 
@@ -41,19 +48,19 @@ class BodySizeLimit:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.limit:
+                if received > limit:
                     # FastAPI re-raises HTTPException from body parsing; the app's handler
                     # turns it into a problem document.
-                    raise HTTPException(413, f"the request body is larger than {self.limit} bytes")
+                    raise HTTPException(413, f"the request body is larger than {limit} bytes")
             return message
 
         await self.app(scope, limited, send)
 
-    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
         response = problem_response(
             413,
             "Payload too large",
-            f"the request body is larger than {self.limit} bytes",
+            f"the request body is larger than {limit} bytes",
             "payload-too-large",
             str(scope.get("path", "")),
             {"Connection": "close"},

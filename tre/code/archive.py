@@ -66,6 +66,11 @@ class CodeLimits:
     def of_project(cls, max_code_mb: int, max_code_files: int) -> CodeLimits:
         return cls(max_bytes=max_code_mb * MIB, max_entries=max_code_files)
 
+    @classmethod
+    def ceiling(cls) -> CodeLimits:
+        """The largest quota an admin can set: for archives already accepted under a quota."""
+        return cls(max_bytes=1024 * MIB, max_entries=1_000_000)
+
     def describe_bytes(self) -> str:
         return f"{self.max_bytes / MIB:g} MiB"
 

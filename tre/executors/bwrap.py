@@ -275,9 +275,12 @@ def build_args(spec: JobSpec, layout: SandboxLayout) -> list[str]:
     for host, dest in dataset_mounts(spec):
         args += ["--ro-bind", str(host), dest]
     args += ["--bind", str(spec.output_dir), "/output"]
+    if spec.code_dir is not None:  # the researcher's code, read-only, is the working directory
+        args += ["--ro-bind", str(spec.code_dir), "/code"]
     # The root itself (a tmpfs holding the mount points) becomes read-only last, so nothing
     # outside /tmp, /dev/shm and /output is writable.
-    args += ["--remount-ro", "/", "--chdir", "/tmp"]  # noqa: S108
+    workdir = "/code" if spec.code_dir is not None else "/tmp"  # noqa: S108
+    args += ["--remount-ro", "/", "--chdir", workdir]
     if layout.seccomp_fd is not None:
         args += ["--seccomp", str(layout.seccomp_fd)]
     args += ["--clearenv"]

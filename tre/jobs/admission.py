@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from egress_review.policy import PolicyError, load_policy
+from tre.code.service import check_job_code
 from tre.config import Settings
 from tre.errors import AdmissionDenied, NotFound, PolicyUnavailable
 from tre.registry import get_dataset, grant_status, is_member
@@ -29,6 +30,7 @@ class JobRequest:
     gpu: int = 0
     time_limit_s: int = 600
     output_limit_mb: int = 256
+    code_hash: str | None = None
 
 
 def admit(session: Session, settings: Settings, user_id: str, req: JobRequest) -> Project:
@@ -61,6 +63,7 @@ def admit(session: Session, settings: Settings, user_id: str, req: JobRequest) -
         if not policy.job.image_allowed(req.image):
             raise AdmissionDenied(f"image {req.image!r} is not on the allowlist of policy {policy_name!r}")
     _check_quota(session, project, req)
+    check_job_code(session, project, req.code_hash)
     return project
 
 

@@ -53,6 +53,11 @@ class KubernetesSettings(BaseSettings):
     collector_timeout_s: int = 600
     ttl_after_finished_s: int = 86400
     tmp_size_mb: int = 256
+    # The researcher's code: a read-only claim in every project namespace onto the control
+    # plane's code store ($TRE_HOME/code, ReadOnlyMany), from which a job's init container
+    # gets exactly its archive (by subPath) and unpacks it into an emptyDir of this size.
+    code_claim_name: str = "tre-code"
+    code_volume_mb: int = 1024
     ephemeral_storage_mb: int = 1024
     log_limit_mb: int = 64
     watch_window_s: int = 5
