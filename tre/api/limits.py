@@ -1,7 +1,8 @@
 """A cap on request body size, for every route (API and panel).
 
-One route takes an upload, code archives (``/api/v1/code``), which gets its own ceiling here
-and is held to the project's quota by the route as it streams. Elsewhere the largest legitimate bodies are a job submission, an egress
+One route takes an upload, code archives (``/api/v1/code``): it gets its own ceiling here
+and the route holds it to the project's quota as it streams. Elsewhere the largest
+legitimate bodies are a job submission, an egress
 request naming up to 1000 files, and a panel form with a pasted token. Without a cap, one
 caller (any token, or none: the body is read before authentication fails on some routes)
 could make the server buffer and parse a body of any size; what the request layer accepts

@@ -72,7 +72,8 @@ def check_job_code(session: Session, project: Project, code_hash: str | None) ->
     archive = session.get(CodeArchive, code_hash)
     if archive is None or session.get(CodeUpload, (project.id, code_hash)) is None:
         raise AdmissionDenied(
-            f"code {code_hash} was not uploaded to project {project.id!r}; upload it first (tre submit --code)"
+            f"code {code_hash} was not uploaded to project {project.id!r}; "
+            "upload it first (tre submit --code)"
         )
     limits = project_limits(project)
     if archive.size > limits.max_bytes or archive.unpacked_bytes > limits.max_bytes:

@@ -44,7 +44,9 @@ async def upload_code(
     """Store a tar.gz of the caller's code for ``project_id``; answers its SHA-256."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype not in GZIP_TYPES:
-        raise Problem(415, "Unsupported media type", "send the code as a tar.gz body with Content-Type application/gzip")
+        raise Problem(
+            415, "Unsupported media type", "send the code as a tar.gz body with Content-Type application/gzip"
+        )
     limits = await run_in_threadpool(service.upload_limits, session, p, project_id)
     store = CodeStore(settings)
     with store.receive(limits) as incoming:
@@ -98,5 +100,7 @@ def list_code(
     return CodeListingOut(
         job_id=job.id,
         code_hash=job.code_hash,
-        entries=[CodeEntryOut(path=e.path, kind=e.kind, size=e.size, target=e.target) for e in manifest.entries],
+        entries=[
+            CodeEntryOut(path=e.path, kind=e.kind, size=e.size, target=e.target) for e in manifest.entries
+        ],
     )

@@ -54,7 +54,10 @@ def create_project(
 
 @router.patch("/{project_id}/quota", response_model=ProjectOut)
 def set_quota(
-    project_id: str, body: QuotaIn, p: Principal = Depends(admin_only), session: Session = Depends(get_session)
+    project_id: str,
+    body: QuotaIn,
+    p: Principal = Depends(admin_only),
+    session: Session = Depends(get_session),
 ) -> ProjectOut:
     project = registry.set_quota(session, p.user_id, project_id, body.model_dump(exclude_none=True))
     session.refresh(project)
