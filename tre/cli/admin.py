@@ -88,6 +88,8 @@ def project_create(
     max_gpu: int | None = None,
     max_time_s: int | None = None,
     max_output_mb: int | None = None,
+    max_code_mb: Annotated[int | None, typer.Option(help="Largest code archive, MiB (default 50).")] = None,
+    max_code_files: Annotated[int | None, typer.Option(help="Most entries in a code archive.")] = None,
 ) -> None:
     """Create a project with its quota."""
     quota = {
@@ -98,6 +100,8 @@ def project_create(
             max_gpu=max_gpu,
             max_time_s=max_time_s,
             max_output_mb=max_output_mb,
+            max_code_mb=max_code_mb,
+            max_code_files=max_code_files,
         ).items()
         if v is not None
     }

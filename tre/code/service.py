@@ -9,6 +9,7 @@ reads are audited; the hash goes into the job's `job.submitted` entry.
 
 from __future__ import annotations
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from tre.audit import record_event
@@ -35,19 +36,30 @@ def upload_limits(session: Session, principal: Principal, project_id: str) -> Co
     return project_limits(project)
 
 
-def record_upload(session: Session, principal: Principal, project_id: str, stored: StoredCode) -> CodeArchive:
-    archive = session.get(CodeArchive, stored.sha256)
-    if archive is None:
-        archive = CodeArchive(
-            sha256=stored.sha256,
-            size=stored.size,
-            unpacked_bytes=stored.manifest.total_bytes,
-            entry_count=stored.manifest.entry_count,
+def _add_once(session: Session, row: CodeArchive | CodeUpload) -> None:
+    """Insert a row another request may insert at the same moment (same archive, same project)."""
+    try:
+        with session.begin_nested():
+            session.add(row)
+    except IntegrityError:
+        pass  # the concurrent request stored the same facts
+
+
+def record_upload(session: Session, principal: Principal, project_id: str, stored: StoredCode) -> None:
+    if session.get(CodeArchive, stored.sha256) is None:
+        _add_once(
+            session,
+            CodeArchive(
+                sha256=stored.sha256,
+                size=stored.size,
+                unpacked_bytes=stored.manifest.total_bytes,
+                entry_count=stored.manifest.entry_count,
+            ),
         )
-        session.add(archive)
-        session.flush()
     if session.get(CodeUpload, (project_id, stored.sha256)) is None:
-        session.add(CodeUpload(project_id=project_id, sha256=stored.sha256, uploaded_by=principal.user_id))
+        _add_once(
+            session, CodeUpload(project_id=project_id, sha256=stored.sha256, uploaded_by=principal.user_id)
+        )
     record_event(
         session,
         actor=principal.user_id,
@@ -61,7 +73,6 @@ def record_upload(session: Session, principal: Principal, project_id: str, store
             "already_stored": stored.deduplicated,
         },
     )
-    return archive
 
 
 def check_job_code(session: Session, project: Project, code_hash: str | None) -> None:
