@@ -46,6 +46,10 @@ def test_code_from_upload_to_disclosure(engine_any, settings: Settings, tmp_path
         service.record_upload(s, alice, "p1", stored)  # the same upload again: still one row each
         service.record_upload(s, alice, "p2", stored)
     with session_scope(engine_any) as s:
+        # What a concurrent request inserting the same row meets: the duplicate is dropped.
+        service._add_once(s, CodeUpload(project_id="p1", sha256=stored.sha256, uploaded_by="mallory"))
+    with session_scope(engine_any) as s:
+        assert s.get(CodeUpload, ("p1", stored.sha256)).uploaded_by == "alice"
         assert s.scalar(select(func.count()).select_from(CodeArchive)) == 1
         assert sorted(u.project_id for u in s.scalars(select(CodeUpload))) == ["p1", "p2"]
         row = s.get(CodeArchive, stored.sha256)

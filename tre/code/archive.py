@@ -308,7 +308,7 @@ def pack_folder(folder: Path, out: BinaryIO, limits: CodeLimits) -> CodeManifest
         raise CodeRefused(f"{folder} is not a folder")
     count = 0
     total = 0
-    with gzip.GzipFile(filename="", mode="wb", fileobj=out, mtime=0, compresslevel=9) as gz:
+    with gzip.GzipFile(filename="", mode="wb", fileobj=out, mtime=0, compresslevel=6) as gz:
         with tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
             for rel, entry in _folder_entries(folder):
                 _check_name(rel, "file")

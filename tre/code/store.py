@@ -94,14 +94,15 @@ class CodeStore:
             raise NotFound(f"code archive {sha256} is not in the store")
         if sha256_file(archive) != sha256:
             raise TreError(f"code archive {sha256} in the store does not match its hash; it was altered")
-        return self._make_tree(sha256, archive, limits)
+        return self._make_tree(sha256, archive, limits)[0]
 
-    def _make_tree(self, sha256: str, archive: Path, limits: CodeLimits) -> Path:
+    def _make_tree(self, sha256: str, archive: Path, limits: CodeLimits) -> tuple[Path, CodeManifest]:
+        """Unpack (which checks the archive first) into a temporary folder, then rename it into place."""
         tree = self.tree_path(sha256)
         self.ensure_dirs()
         work = Path(tempfile.mkdtemp(prefix=f".{sha256[:12]}-", dir=self.trees))
         try:
-            unpack(archive, work / "tree", limits)
+            manifest = unpack(archive, work / "tree", limits)
             try:
                 os.rename(work / "tree", tree)
             except OSError:
@@ -109,7 +110,7 @@ class CodeStore:
                     raise
         finally:
             shutil.rmtree(work, ignore_errors=True)
-        return tree
+        return tree, manifest
 
 
 class Incoming:
@@ -138,13 +139,15 @@ class Incoming:
         self._fh.close()
         if self.size == 0:
             raise TreError("the code archive is empty")
-        manifest = inspect_file(self.path, self.limits)
         sha256 = self._digest.hexdigest()
         dest = self.store.archive_path(sha256)
         deduplicated = dest.is_file()
-        if not self.store.tree_path(sha256).is_dir():
-            # Unpacked before it is stored: an archive that cannot be unpacked is not kept.
-            self.store._make_tree(sha256, self.path, self.limits)
+        if self.store.tree_path(sha256).is_dir():
+            # Already unpacked once; still checked against this project's quota.
+            manifest = inspect_file(self.path, self.limits)
+        else:
+            # Checked and unpacked before it is stored: an archive that cannot be unpacked is not kept.
+            manifest = self.store._make_tree(sha256, self.path, self.limits)[1]
         if not deduplicated:
             self.path.chmod(0o600)
             os.replace(self.path, dest)
