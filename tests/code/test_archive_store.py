@@ -45,6 +45,15 @@ HOSTILE = {
     "setuid": (targz(file("run", mode=0o4755)), "setuid or setgid"),
     "setgid": (targz(file("run", mode=0o2755)), "setuid or setgid"),
     "duplicate": (targz(file("a.py"), link("a.py", "b.py")), "appears twice"),
+    "duplicate through ./": (targz(file("a.py"), file("./a.py")), "appears twice"),
+    "file over an implied folder": (
+        targz(file("lib/x.py"), file("lib")),
+        "entry 'lib' is not a folder, but other entries are inside it",
+    ),
+    "symlink over an implied folder": (
+        targz(file("lib/x.py"), link("lib", "/")),
+        "entry 'lib' is not a folder",
+    ),
     "control characters": (targz(file("evil\x1b]0;pwned\x07.py")), "control characters"),
     "not gzip": (b"PK\x03\x04 this is a zip file, not a tar.gz" * 10, "not a valid gzip-compressed tar"),
     "gzip of garbage": (__import__("gzip").compress(os.urandom(4096)), "not a valid gzip-compressed tar"),
@@ -184,3 +193,10 @@ def test_pack_folder_is_deterministic_and_refuses_what_the_server_refuses(tmp_pa
     (src / "big.bin").write_bytes(b"x" * 2048)
     with pytest.raises(CodeTooLarge):
         pack_folder(src, io.BytesIO(), CodeLimits(max_bytes=1024))
+
+
+def test_folder_entry_after_its_files_is_fine(store: CodeStore, tmp_path: Path) -> None:
+    stored = _put(store, tmp_path, targz(file("lib/x.py", b"X = 1\n"), folder("lib"), file("./run.py")))
+    assert [e.path for e in stored.manifest.entries] == ["lib/x.py", "lib", "run.py"]
+    tree = store.tree_path(stored.sha256)
+    assert (tree / "lib" / "x.py").read_bytes() == b"X = 1\n" and (tree / "run.py").is_file()

@@ -34,6 +34,8 @@ DEFAULT_MAX_CODE_FILES = 10_000
 MAX_PATH_BYTES = 4096
 MAX_NAME_BYTES = 255
 MAX_LINK_DEPTH = 40
+# A folder that exists only because entries are inside it (no entry of its own yet).
+IMPLIED_DIR = "implied-dir"
 # Folders `tre submit --code DIR` leaves out: version-control metadata and bytecode caches are
 # not part of an analysis and can dwarf it.
 PACK_SKIP_DIRS = frozenset({".git", ".hg", ".svn", "__pycache__"})
@@ -182,7 +184,9 @@ def inspect_archive(fileobj: BinaryIO, limits: CodeLimits) -> CodeManifest:
                 if member.isdir():
                     continue  # the archive's own root, "./"
                 raise CodeRefused(f"entry {member.name!r} has no name")
-            if path in kinds:
+            if kinds.get(path) == IMPLIED_DIR and not member.isdir():
+                raise CodeRefused(f"entry {path!r} is not a folder, but other entries are inside it")
+            if path in kinds and kinds[path] != IMPLIED_DIR:
                 raise CodeRefused(f"entry {path!r} appears twice in the archive")
             for i in range(1, len(parts)):
                 parent = "/".join(parts[:i])
@@ -190,6 +194,7 @@ def inspect_archive(fileobj: BinaryIO, limits: CodeLimits) -> CodeManifest:
                     raise CodeRefused(f"entry {path!r} goes through the symbolic link {parent!r}")
                 if kinds.get(parent) in ("file", "hardlink"):
                     raise CodeRefused(f"entry {path!r} is inside the file {parent!r}")
+                kinds.setdefault(parent, IMPLIED_DIR)
             if member.mode & (stat.S_ISUID | stat.S_ISGID):
                 raise CodeRefused(f"entry {path!r} has the setuid or setgid bit set")
             if member.ischr() or member.isblk():
@@ -261,7 +266,7 @@ def unpack(archive: Path, dest: Path, limits: CodeLimits) -> CodeManifest:
     try:
         with tarfile.open(archive, mode="r:gz") as tar:
             tar.extractall(dest, filter=_normalised)  # noqa: S202 - checked above and by the filter
-    except tarfile.FilterError as exc:
+    except (tarfile.FilterError, IsADirectoryError, NotADirectoryError, FileExistsError) as exc:
         raise CodeRefused(f"the code archive was refused while unpacking: {exc}") from exc
     for root, dirs, files in os.walk(dest):
         for d in dirs:

@@ -33,7 +33,17 @@ MAX_CODE_UPLOAD_BYTES = 1 << 30
 GZIP_TYPES = ("application/gzip", "application/x-gzip", "application/octet-stream")
 
 
-@router.post(UPLOAD_PATH, response_model=CodeOut, status_code=201)
+@router.post(
+    UPLOAD_PATH,
+    response_model=CodeOut,
+    status_code=201,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/gzip": {"schema": {"type": "string", "format": "binary"}}},
+        }
+    },
+)
 async def upload_code(
     request: Request,
     project_id: str = Query(min_length=1, max_length=63),
