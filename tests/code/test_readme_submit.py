@@ -124,6 +124,16 @@ def test_readme_submit_line_runs_the_folders_code(live, tmp_path: Path) -> None:
     listed = _tre(live["dana"], ["job", "code", job_id, "--list"], cwd=tmp_path)
     assert listed.returncode == 0 and "analysis.py" in listed.stdout
 
+    # The downloaded archive, sent again as a .tar.gz, is the same code: stored once.
+    again = _tre(
+        live["alice"],
+        [*args[: args.index("--code") + 1], str(dest), *args[args.index("--code") + 2 :]],
+        cwd=tmp_path,
+    )
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert f"code {sha[:16]}" in again.stdout and "already stored" in again.stdout
+    assert "counted 2 files" in again.stdout
+
     # A researcher of another project: one line, the same 404 as for no job at all.
     denied = _tre(live["bob"], ["job", "code", job_id, "-o", str(tmp_path / "b.tar.gz")], cwd=tmp_path)
     assert denied.returncode == 1 and denied.stderr.strip() == f"error: Not found: no job '{job_id}'"
