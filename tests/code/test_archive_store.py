@@ -200,3 +200,19 @@ def test_folder_entry_after_its_files_is_fine(store: CodeStore, tmp_path: Path) 
     assert [e.path for e in stored.manifest.entries] == ["lib/x.py", "lib", "run.py"]
     tree = store.tree_path(stored.sha256)
     assert (tree / "lib" / "x.py").read_bytes() == b"X = 1\n" and (tree / "run.py").is_file()
+
+
+def test_a_huge_pax_header_is_refused_without_reading_it(store: CodeStore, tmp_path: Path) -> None:
+    """tarfile reads a PAX header's body into memory: the decompressed stream is capped."""
+    import gzip
+
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo("a.py")
+        info.pax_headers = {"comment": "x" * (16 << 20)}
+        tar.addfile(info, io.BytesIO(b""))
+    bomb = gzip.compress(raw.getvalue(), mtime=0)
+    assert len(bomb) < 100_000
+    with pytest.raises(CodeTooLarge, match="decompresses to more than"):
+        _put(store, tmp_path, bomb, CodeLimits(max_bytes=1 << 20, max_entries=10))
+    assert _stored_anything(store) == []

@@ -163,17 +163,51 @@ def _entries(tar: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
         raise CodeRefused(f"the code archive is not a valid gzip-compressed tar ({exc})") from exc
 
 
+class _Decompressed:
+    """The archive's tar stream, refusing to decompress more than ``cap`` bytes in all.
+
+    File sizes are checked from the headers, but tarfile reads a PAX or GNU long-name header's
+    whole body into memory: without this cap a 50 MiB archive of one huge header would make
+    the server decompress gigabytes into RAM.
+    """
+
+    def __init__(self, fileobj: BinaryIO, cap: int) -> None:
+        self._gz = gzip.GzipFile(fileobj=fileobj, mode="rb")
+        self.cap = cap
+        self.total = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._gz.read(size if size is not None and size >= 0 else 1 << 20)
+        self.total += len(data)
+        if self.total > self.cap:
+            raise CodeTooLarge(
+                f"the code archive decompresses to more than {self.cap / MIB:.1f} MiB of tar data, "
+                "more than the project's quota allows"
+            )
+        return data
+
+    def close(self) -> None:
+        self._gz.close()
+
+
+def _tar_stream_cap(limits: CodeLimits) -> int:
+    """Decompressed bytes a compliant archive may need: its files plus headers and padding."""
+    return limits.max_bytes + 4096 * limits.max_entries + MIB
+
+
 def inspect_archive(fileobj: BinaryIO, limits: CodeLimits) -> CodeManifest:
     """Read the archive once, streaming, and return its entries, or raise `CodeRefused`.
 
-    Sizes are checked from the headers before the data is read, so a small archive that
-    would decompress to gigabytes is refused without decompressing it.
+    Sizes are checked from the headers before the data is read, and the decompressed stream
+    is capped (`_Decompressed`), so a small archive that would decompress to gigabytes is
+    refused without decompressing it.
     """
     manifest = CodeManifest()
     kinds: dict[str, str] = {}
     links: dict[str, str] = {}
     try:
-        tar = tarfile.open(fileobj=fileobj, mode="r|gz")
+        stream = _Decompressed(fileobj, _tar_stream_cap(limits))
+        tar = tarfile.open(fileobj=stream, mode="r|")  # type: ignore[call-overload]
     except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
         raise CodeRefused(f"the code archive is not a valid gzip-compressed tar ({exc})") from exc
     with tar:
