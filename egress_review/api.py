@@ -1,8 +1,8 @@
 """The airlock's JSON API (``/api/v1/egress``): request, review, resolve, download.
 
-A thin layer: every rule lives in `egress_review.workflow`; this module only maps roles,
-bodies and errors. Refusals the workflow audited are committed before the problem document
-is returned, so a refused self-approval or a tampered download leaves its trace.
+A thin layer: every rule lives in `egress_review.workflow`; this module only maps roles and
+bodies. Refusals are domain errors (`tre.errors`) that the API's problem handlers map once;
+those the workflow audited are kept by the request's transaction (`tre.store.db.settle`).
 """
 
 from __future__ import annotations
@@ -19,12 +19,12 @@ from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
 from egress_review import workflow
-from egress_review.errors import EgressError
+from egress_review.schemas import DisclosureRecord, EgressRequestOut, EgressSummary
 from egress_review.staging import CHUNK
 from tre.api.deps import get_session, get_settings_dep, require_roles
-from tre.api.problems import Problem
 from tre.auth.principal import Principal
 from tre.config import Settings
+from tre.errors import Conflict
 
 router = APIRouter(prefix="/api/v1/egress", tags=["egress"])
 
@@ -52,26 +52,16 @@ class ResolutionBody(BaseModel):
     comment: str = Field(min_length=1, max_length=10_000)
 
 
-def to_problem(session: Session, exc: EgressError) -> Problem:
-    """Commit an audited refusal, then turn it into an RFC 9457 problem."""
-    if exc.audited:
-        session.commit()
-    return Problem(exc.status, exc.title, exc.detail, exc.slug)
-
-
-@router.post("/requests", status_code=201)
+@router.post("/requests", status_code=201, response_model=EgressRequestOut)
 def create(body: CreateRequest, principal: Researcher, session: DbSession,
            settings: Annotated[Settings, Depends(get_settings_dep)]) -> dict[str, Any]:
     """Ask for release of outputs of a succeeded job; they are frozen and checked at once."""
-    try:
-        req = workflow.create_request(session, settings, principal, job_id=body.job_id, paths=body.files,
-                                      justification=body.justification, pause=session.commit)
-    except EgressError as exc:
-        raise to_problem(session, exc) from exc
+    req = workflow.create_request(session, settings, principal, job_id=body.job_id, paths=body.files,
+                                  justification=body.justification, pause=session.commit)
     return workflow.request_view(session, req, principal)
 
 
-@router.get("/requests")
+@router.get("/requests", response_model=list[EgressSummary])
 def list_requests(principal: AnyRole, session: DbSession,
                   state: Annotated[str | None, Query(max_length=24)] = None,
                   limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> list[dict[str, Any]]:
@@ -80,46 +70,33 @@ def list_requests(principal: AnyRole, session: DbSession,
             for r in workflow.list_requests(session, principal, state, limit)]
 
 
-@router.get("/requests/{request_id}")
+@router.get("/requests/{request_id}", response_model=EgressRequestOut)
 def get_request(request_id: str, principal: AnyRole, session: DbSession) -> dict[str, Any]:
-    try:
-        req = workflow.visible_request(session, request_id, principal)
-    except EgressError as exc:
-        raise to_problem(session, exc) from exc
+    req = workflow.visible_request(session, request_id, principal)
     return workflow.request_view(session, req, principal)
 
 
-@router.post("/requests/{request_id}/votes", status_code=201)
+@router.post("/requests/{request_id}/votes", status_code=201, response_model=EgressRequestOut)
 def vote(request_id: str, body: VoteBody, principal: Reviewer, session: DbSession) -> dict[str, Any]:
     """A blind vote; the answer shows the caller's own vote and the vote count, nothing more."""
-    try:
-        req = workflow.cast_vote(session, principal, request_id, vote=body.vote, comment=body.comment)
-    except EgressError as exc:
-        raise to_problem(session, exc) from exc
+    req = workflow.cast_vote(session, principal, request_id, vote=body.vote, comment=body.comment)
     return workflow.request_view(session, req, principal)
 
 
-@router.post("/requests/{request_id}/resolution", status_code=201)
+@router.post("/requests/{request_id}/resolution", status_code=201, response_model=EgressRequestOut)
 def resolution(request_id: str, body: ResolutionBody, principal: Resolver,
                session: DbSession) -> dict[str, Any]:
-    try:
-        req = workflow.resolve(session, principal, request_id, decision=body.decision, comment=body.comment)
-    except EgressError as exc:
-        raise to_problem(session, exc) from exc
+    req = workflow.resolve(session, principal, request_id, decision=body.decision, comment=body.comment)
     return workflow.request_view(session, req, principal)
 
 
-@router.get("/requests/{request_id}/disclosure")
+@router.get("/requests/{request_id}/disclosure", response_model=DisclosureRecord)
 def disclosure(request_id: str, principal: AnyRole, session: DbSession) -> dict[str, Any]:
     """The machine-readable disclosure record, once the request has reached a final state."""
-    try:
-        req = workflow.visible_request(session, request_id, principal)
-    except EgressError as exc:
-        raise to_problem(session, exc) from exc
+    req = workflow.visible_request(session, request_id, principal)
     if req.disclosure_record is None:
-        raise Problem(409, "No disclosure record yet",
-                      f"request {request_id} is {req.state}; the record is written when it is decided",
-                      "not-decided")
+        raise Conflict(f"request {request_id} is {req.state}; the record is written when it is decided",
+                       slug="not-decided", title="No disclosure record yet")
     return dict(req.disclosure_record)
 
 
@@ -139,10 +116,7 @@ def digest_headers(sha256_hex: str) -> dict[str, str]:
 def download(request_id: str, file_id: int, principal: Researcher, session: DbSession,
              settings: Annotated[Settings, Depends(get_settings_dep)]) -> StreamingResponse:
     """Stream one released file after re-verifying its hash against the request."""
-    try:
-        f, fh = workflow.open_release_file(session, settings, principal, request_id, file_id)
-    except EgressError as exc:
-        raise to_problem(session, exc) from exc
+    f, fh = workflow.open_release_file(session, settings, principal, request_id, file_id)
     # Commit the download record now and release the database before a long transfer.
     try:
         session.commit()

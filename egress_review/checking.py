@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,28 +21,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from egress_review.checks import CheckContext, gather_identifiers, run_checks
-from egress_review.errors import EgressError
-from egress_review.policy import Policy, load_policy
+from egress_review.checks.model import worst
+from tre.policy import AppliedPolicy
+from tre.states import CheckOutcome
 from tre.store.models import Dataset, Job
 
 log = logging.getLogger(__name__)
 
 MIN_REVIEWS = 2
-OUTCOME_RANK = {"pass": 0, "flag": 1, "block": 2}
-
-
-@dataclass(frozen=True)
-class AppliedPolicy:
-    name: str
-    policy: Policy
-
-    def describe(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "version": str(getattr(self.policy, "version", "")),
-            "digest": str(getattr(self.policy, "digest", "")),
-            "required_reviews": int(getattr(self.policy, "required_reviews", MIN_REVIEWS)),
-        }
 
 
 def job_datasets(session: Session, job: Job) -> list[Dataset]:
@@ -51,20 +36,6 @@ def job_datasets(session: Session, job: Job) -> list[Dataset]:
     if not ids:
         return []
     return list(session.scalars(select(Dataset).where(Dataset.id.in_(ids)).order_by(Dataset.id)))
-
-
-def policies_for(datasets: list[Dataset], policies_dir: Path) -> list[AppliedPolicy]:
-    """Every distinct policy of the job's datasets; ``default`` for a job that read none."""
-    names = sorted({d.policy or "default" for d in datasets}) or ["default"]
-    applied = []
-    for name in names:
-        try:
-            applied.append(AppliedPolicy(name, load_policy(name, policies_dir)))
-        except Exception as exc:  # noqa: BLE001 - any failure to load rules must stop the release
-            raise EgressError(409, "Policy unavailable",
-                              f"policy {name!r} of the job's datasets cannot be loaded: {exc}",
-                              "policy-unavailable") from exc
-    return applied
 
 
 def required_reviews(applied: list[AppliedPolicy]) -> int:
@@ -116,8 +87,9 @@ def bounded(value: Any, depth: int = 0) -> Any:
     return value
 
 
-def worst_outcome(outcomes: list[str]) -> str:
-    return max(outcomes, key=lambda o: OUTCOME_RANK.get(o, 2), default="pass")
+def worst_outcome(outcomes: list[str]) -> CheckOutcome:
+    """The most severe of stored outcomes; anything unknown blocks (see checks.model.worst)."""
+    return CheckOutcome(worst(outcomes))
 
 
 def check_file(path: Path, display_name: str, applied: list[AppliedPolicy],
@@ -133,14 +105,15 @@ def check_file(path: Path, display_name: str, applied: list[AppliedPolicy],
         except Exception as exc:  # noqa: BLE001 - a crashing check must block, never pass
             log.exception("checks crashed on %s", display_name)
             reason = _clip(f"the checks could not run on this file: {exc}", MAX_REASON_CHARS)
-            results.append({**tag, "check": "engine", "outcome": "block", "reason": reason, "evidence": {}})
+            results.append({**tag, "check": "engine", "outcome": CheckOutcome.block.value, "reason": reason,
+                            "evidence": {}})
             continue
         for r in raw:
-            outcome = str(getattr(r, "outcome", "block"))
+            outcome = str(getattr(r, "outcome", CheckOutcome.block.value))
             results.append({
                 **tag,
                 "check": _clip(str(r.check), 64),
-                "outcome": outcome if outcome in OUTCOME_RANK else "block",
+                "outcome": outcome if outcome in set(CheckOutcome) else CheckOutcome.block.value,
                 "reason": _clip(str(r.reason), MAX_REASON_CHARS),
                 "evidence": bounded(_jsonable(dict(r.evidence or {}))),
             })

@@ -16,8 +16,14 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from sqlalchemy.orm import Session
+
+from egress_review import checking
 from egress_review.checks.identifiers import IdentifierMatcher
-from egress_review.policy import Policy
+from tre.config import Settings
+from tre.errors import PolicyUnavailable
+from tre.policy import Policy, policies_for_datasets
+from tre.store.models import Job
 
 _ORDER = {"full": 0, "screened": 1, "status_only": 2}
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
@@ -108,3 +114,20 @@ class LogScreen:
             else:
                 out.append(_CONTROL.sub(lambda m: f"\\x{ord(m.group(0)):02x}", line))
         return ("\n".join(out) + ("\n" if text.endswith("\n") else "")).encode()
+
+
+def screen_job_log(
+    session: Session, settings: Settings, job: Job, raw: bytes, offset: int, final: bool
+) -> tuple[bytes, int]:
+    """The one entry point for showing a job's log to a researcher (`tre.jobs.service.LogScreener`).
+
+    The strictest setting over the policies of every dataset the job read applies; no policy,
+    no log (fail closed with the reason).
+    """
+    datasets = checking.job_datasets(session, job)
+    try:
+        applied = policies_for_datasets(datasets, settings.resolved_policies_dir)
+    except PolicyUnavailable as exc:
+        raise PolicyUnavailable(f"the job's log is withheld: {exc}") from exc
+    screen = LogScreen.for_policies([a.policy for a in applied], checking.identifiers_for(datasets))
+    return screen.screen(raw, offset, final)

@@ -1,19 +1,18 @@
-"""The airlock's state machine, enforced here and nowhere else.
+"""The airlock's workflow: who may move a request, and when (the moves themselves are
+`tre.states.EGRESS_TRANSITIONS`, made only through `_move`).
 
-    checking -> blocked                       (any check blocks; final, can never be approved)
-    checking -> awaiting_review               (blind votes by DAC members)
-    awaiting_review -> approved | rejected    (all required votes in and unanimous)
-    awaiting_review -> conflicted             (all required votes in, and they disagree)
-    conflicted -> approved | rejected         (one resolution: a DAC member who did not vote,
-                                               or an admin; never the requester)
+A request is checked, then blocked (final) or awaiting blind votes by DAC members; all
+required votes in and unanimous approve or reject it, disagreeing votes make it conflicted,
+and one resolution (a DAC member who did not vote, or an admin; never the requester) settles
+a conflict.
 
 Rules that hold in every transition: the requester and the job's submitter never review their
 own release; a reviewer votes once; votes stay blind until every required vote is in. The
 API and the panel only call these functions, so the rules cannot differ between them.
 
 Every step is written to the audit log in the caller's transaction; refusals that matter for
-security (self-review, tampered files) are audited too and flagged ``audited`` so the caller
-commits that record even though the action failed.
+security (self-review, tampered files) are audited too and raised with ``audited=True``, so the
+transaction keeps that record even though the action failed (`tre.store.db.settle`).
 """
 
 from __future__ import annotations
@@ -26,7 +25,6 @@ from sqlalchemy.orm import Session, selectinload
 
 from egress_review import checking
 from egress_review.disclosure import build_record, record_digest
-from egress_review.errors import EgressError, conflict, forbidden, not_found
 from egress_review.staging import (
     HashMismatch,
     StagedFile,
@@ -35,24 +33,36 @@ from egress_review.staging import (
     open_verified,
     output_file,
 )
+from tre.access import STAFF_ROLES, can_see_egress, is_member
 from tre.audit import AuditEvent, record_event, record_events
 from tre.auth.principal import Principal
 from tre.config import Settings
-from tre.registry import grant_status, is_member
+from tre.errors import Conflict, Forbidden, NotFound, TreError, Unprocessable
+from tre.policy import policies_for_datasets
+from tre.registry import grant_status
+from tre.states import (
+    EGRESS_TRANSITIONS,
+    FINAL_EGRESS_STATES,
+    OPEN_EGRESS_STATES,
+    CheckOutcome,
+    EgressState,
+    ReviewStage,
+    Vote,
+    check_move,
+)
 from tre.store.base import utcnow
 from tre.store.models import EgressFile, EgressRequest, Job, JobOutput, JobState, ProjectMember, Review
 
-VOTES = ("approve", "reject")
-OPEN_STATES = ("checking", "awaiting_review", "conflicted")
-FINAL_STATES = ("blocked", "approved", "rejected")
-STAFF_ROLES = ("dac", "admin", "auditor")
+VOTES = tuple(v.value for v in Vote)
+OPEN_STATES = tuple(s.value for s in OPEN_EGRESS_STATES)
+FINAL_STATES = tuple(s.value for s in FINAL_EGRESS_STATES)
 MAX_FILES = 1000
 
 
 # ---------------------------------------------------------------------------- look-ups
 
 def can_view(session: Session, req: EgressRequest, principal: Principal) -> bool:
-    return principal.has(*STAFF_ROLES) or is_member(session, req.project_id, principal.user_id)
+    return can_see_egress(session, principal, req.project_id)
 
 
 def load_request(session: Session, request_id: str, *, lock: bool = False) -> EgressRequest:
@@ -63,7 +73,7 @@ def load_request(session: Session, request_id: str, *, lock: bool = False) -> Eg
         stmt = stmt.with_for_update()
     req = session.scalars(stmt).one_or_none()
     if req is None:
-        raise not_found(f"egress request {request_id}")
+        raise _not_found(f"egress request {request_id}")
     return req
 
 
@@ -71,7 +81,7 @@ def visible_request(session: Session, request_id: str, principal: Principal, *,
                     lock: bool = False) -> EgressRequest:
     req = load_request(session, request_id, lock=lock)
     if not can_view(session, req, principal):
-        raise not_found(f"egress request {request_id}")
+        raise _not_found(f"egress request {request_id}")
     return req
 
 
@@ -88,8 +98,17 @@ def list_requests(session: Session, principal: Principal, state: str | tuple[str
     return list(session.scalars(stmt))
 
 
+def _not_found(what: str) -> NotFound:
+    return NotFound(f"{what} does not exist or is not visible to you")
+
+
+def _move(req: EgressRequest, target: EgressState) -> None:
+    """The only way a request changes state: refused unless the transition table allows it."""
+    req.state = check_move(EGRESS_TRANSITIONS, EgressState(req.state), target).value
+
+
 def review_votes(req: EgressRequest) -> list[Review]:
-    return [r for r in req.reviews if r.stage == "review"]
+    return [r for r in req.reviews if r.stage == ReviewStage.review]
 
 
 def _audit(session: Session, actor: str, action: str, req: EgressRequest | None = None,
@@ -101,11 +120,11 @@ def _audit(session: Session, actor: str, action: str, req: EgressRequest | None 
                  job_id=req.job_id if req is not None else job_id, details=details)
 
 
-def _refuse(session: Session, principal: Principal, req: EgressRequest, status: int, title: str,
-            detail: str, slug: str, action: str = "egress.refused") -> EgressError:
+def _refuse(session: Session, principal: Principal, req: EgressRequest, error: type[TreError], title: str,
+            detail: str, slug: str, action: str = "egress.refused") -> TreError:
     """Audit a security-relevant refusal and return the error for the caller to raise."""
     _audit(session, principal.user_id, action, req, reason=slug, detail=detail)
-    return EgressError(status, title, detail, slug, audited=True)
+    return error(detail, slug=slug, title=title, audited=True)
 
 
 # ---------------------------------------------------------------------------- request
@@ -121,38 +140,37 @@ def create_request(session: Session, settings: Settings, principal: Principal, *
     """
     justification = justification.strip()
     if not justification:
-        raise EgressError(422, "Invalid request", "a justification is required", "missing-justification")
+        raise Unprocessable("a justification is required", slug="missing-justification")
     wanted = list(dict.fromkeys(p.strip() for p in paths if p.strip()))
     if not wanted:
-        raise EgressError(422, "Invalid request", "name at least one output file", "no-files")
+        raise Unprocessable("name at least one output file", slug="no-files")
     if len(wanted) > MAX_FILES:
-        raise EgressError(422, "Invalid request", f"at most {MAX_FILES} files per request", "too-many-files")
+        raise Unprocessable(f"at most {MAX_FILES} files per request", slug="too-many-files")
     job = session.get(Job, job_id)
     if job is None:
-        raise not_found(f"job {job_id}")
+        raise _not_found(f"job {job_id}")
     project_id = job.project_id
     if not is_member(session, project_id, principal.user_id):
-        raise forbidden(f"only members of project {project_id} may request release of its jobs' outputs",
-                        "not-a-project-member")
+        raise Forbidden(f"only members of project {project_id} may request release of its jobs' outputs",
+                        slug="not-a-project-member")
     if job.state != JobState.succeeded.value:
-        raise conflict(f"job {job_id} is {job.state}; only outputs of a succeeded job can be released",
-                       "job-not-succeeded")
+        raise Conflict(f"job {job_id} is {job.state}; only outputs of a succeeded job can be released",
+                       slug="job-not-succeeded")
     for dataset_id in job.dataset_ids:
         # Outputs derived from data whose grant was since revoked (or lapsed) stay inside.
         status = grant_status(session, project_id, dataset_id)
         if status != "active":
             state = status if status != "none" else "missing"
-            raise forbidden(f"project {project_id}'s access grant for dataset {dataset_id} is {state}; "
-                            "outputs derived from it cannot be released", "grant-not-active")
+            raise Forbidden(f"project {project_id}'s access grant for dataset {dataset_id} is {state}; "
+                            "outputs derived from it cannot be released", slug="grant-not-active")
     outputs = {o.path: (o.sha256, o.size)
                for o in session.scalars(select(JobOutput).where(JobOutput.job_id == job_id))}
     unknown = [p for p in wanted if p not in outputs]
     if unknown:
-        raise EgressError(422, "Not a job output",
-                          f"not recorded outputs of job {job_id}: {', '.join(unknown[:10])}",
-                          "not-a-job-output")
+        raise Unprocessable(f"not recorded outputs of job {job_id}: {', '.join(unknown[:10])}",
+                            slug="not-a-job-output", title="Not a job output")
     datasets = checking.job_datasets(session, job)
-    applied = checking.policies_for(datasets, settings.resolved_policies_dir)
+    applied = policies_for_datasets(datasets, settings.resolved_policies_dir)
     if pause is not None:
         pause()
 
@@ -167,15 +185,15 @@ def create_request(session: Session, settings: Settings, principal: Principal, *
             slug = "output-modified" if isinstance(exc, HashMismatch) else "output-unavailable"
             _audit(session, principal.user_id, "egress.stage_refused", job_id=job_id,
                    project_id=project_id, path=path, reason=slug, detail=str(exc), recorded_sha256=sha256)
-            raise EgressError(409, "Output cannot be frozen",
-                              f"{path}: {exc}; it cannot be released", slug, audited=True) from exc
+            raise Conflict(f"{path}: {exc}; it cannot be released", slug=slug,
+                           title="Output cannot be frozen", audited=True) from exc
     context = checking.make_context(checking.identifiers_for(datasets), len(staged),
                                     sum(f.size for _, f in staged))
     results = {path: checking.check_file(f.path, path, applied, context) for path, f in staged}
 
     req = EgressRequest(
         job_id=job_id, project_id=project_id, requested_by=principal.user_id,
-        justification=justification, state="checking",
+        justification=justification, state=EgressState.checking.value,
         policy_name="+".join(p.name for p in applied)[:128],
         policy_version="+".join(p.describe()["version"] for p in applied)[:64],
         required_reviews=checking.required_reviews(applied),
@@ -206,12 +224,12 @@ def _record_checks(session: Session, req: EgressRequest) -> None:
     if events:
         record_events(session, events)
     overall = checking.worst_outcome([f.outcome for f in req.files])
-    if overall == "block":
-        req.state = "blocked"
+    if overall == CheckOutcome.block:
+        _move(req, EgressState.blocked)
         req.decided_at = utcnow()
         _finalise(session, req, "system")
     else:
-        req.state = "awaiting_review"
+        _move(req, EgressState.awaiting_review)
     _audit(session, "system", "egress.checked", req, state=req.state, outcome=overall)
 
 
@@ -221,9 +239,10 @@ def _finalise(session: Session, req: EgressRequest, actor: str) -> None:
     session.refresh(req, attribute_names=["reviews"])
     record = build_record(req)
     req.disclosure_record = record
-    action = "egress.released" if req.state == "approved" else "egress.closed"
+    approved = req.state == EgressState.approved
+    action = "egress.released" if approved else "egress.closed"
     _audit(session, actor, action, req, state=req.state, disclosure_sha256=record_digest(record),
-           files={f.path: f.sha256 for f in req.files} if req.state == "approved" else None)
+           files={f.path: f.sha256 for f in req.files} if approved else None)
 
 
 # ---------------------------------------------------------------------------- review
@@ -244,42 +263,44 @@ def cast_vote(session: Session, principal: Principal, request_id: str, *, vote: 
               comment: str = "") -> EgressRequest:
     """One blind vote by a DAC member; the last required vote decides the request."""
     if vote not in VOTES:
-        raise EgressError(422, "Invalid request", "vote must be 'approve' or 'reject'", "invalid-vote")
+        raise Unprocessable("vote must be 'approve' or 'reject'", slug="invalid-vote")
     if not principal.has("dac"):
-        raise forbidden("only data access committee members (role dac) vote on releases", "missing-role")
+        raise Forbidden("only data access committee members (role dac) vote on releases", slug="missing-role")
     req = visible_request(session, request_id, principal, lock=True)
     why = _reviewer_conflicts(session, req, principal)
     if why:
-        raise _refuse(session, principal, req, 403, "Self-review refused", why, "self-review",
+        raise _refuse(session, principal, req, Forbidden, "Self-review refused", why, "self-review",
                       "egress.vote_refused")
-    if req.state == "blocked":
-        raise conflict("the automated checks blocked this request; it cannot be approved", "request-blocked")
-    if req.state == "conflicted":
-        raise conflict("the votes disagree; this request now needs a resolution, not another vote",
-                       "needs-resolution")
-    if req.state != "awaiting_review":
-        raise conflict(f"this request is {req.state}; voting is closed", "voting-closed")
+    if req.state == EgressState.blocked:
+        raise Conflict("the automated checks blocked this request; it cannot be approved",
+                       slug="request-blocked")
+    if req.state == EgressState.conflicted:
+        raise Conflict("the votes disagree; this request now needs a resolution, not another vote",
+                       slug="needs-resolution")
+    if req.state != EgressState.awaiting_review:
+        raise Conflict(f"this request is {req.state}; voting is closed", slug="voting-closed")
     votes = review_votes(req)
     if any(r.reviewer_id == principal.user_id for r in votes):
-        raise conflict("you have already voted on this request; votes cannot be changed", "already-voted")
+        raise Conflict("you have already voted on this request; votes cannot be changed",
+                       slug="already-voted")
 
-    req.reviews.append(Review(reviewer_id=principal.user_id, stage="review", vote=vote,
+    req.reviews.append(Review(reviewer_id=principal.user_id, stage=ReviewStage.review.value, vote=vote,
                               comment=comment.strip()))
     session.flush()
     votes = review_votes(req)
     _audit(session, principal.user_id, "egress.vote", req, vote=vote, comment=comment.strip(),
            votes_in=len(votes), required=req.required_reviews)
     if len(votes) >= req.required_reviews:
-        outcomes = {r.vote for r in votes}
-        if outcomes == {"approve"}:
-            req.state = "approved"
-        elif outcomes == {"reject"}:
-            req.state = "rejected"
+        outcomes = {Vote(r.vote) for r in votes}
+        if outcomes == {Vote.approve}:
+            _move(req, EgressState.approved)
+        elif outcomes == {Vote.reject}:
+            _move(req, EgressState.rejected)
         else:
-            req.state = "conflicted"
+            _move(req, EgressState.conflicted)
         _audit(session, "system", "egress.decided", req, state=req.state,
                votes={r.reviewer_id: r.vote for r in votes})
-        if req.state != "conflicted":
+        if req.state != EgressState.conflicted:
             req.decided_at = utcnow()
             _finalise(session, req, "system")
     return req
@@ -289,27 +310,26 @@ def resolve(session: Session, principal: Principal, request_id: str, *, decision
             comment: str) -> EgressRequest:
     """Settle a conflicted request: a DAC member who did not vote, or an admin."""
     if decision not in VOTES:
-        raise EgressError(422, "Invalid request", "decision must be 'approve' or 'reject'", "invalid-vote")
+        raise Unprocessable("decision must be 'approve' or 'reject'", slug="invalid-vote")
     if not principal.has("dac", "admin"):
-        raise forbidden("only a DAC member or an admin can resolve a conflicted request", "missing-role")
+        raise Forbidden("only a DAC member or an admin can resolve a conflicted request", slug="missing-role")
     if not comment.strip():
-        raise EgressError(422, "Invalid request", "a resolution needs a comment saying why",
-                          "missing-comment")
+        raise Unprocessable("a resolution needs a comment saying why", slug="missing-comment")
     req = visible_request(session, request_id, principal, lock=True)
     why = _reviewer_conflicts(session, req, principal)
     if why:
-        raise _refuse(session, principal, req, 403, "Self-review refused", why, "self-review",
+        raise _refuse(session, principal, req, Forbidden, "Self-review refused", why, "self-review",
                       "egress.resolution_refused")
-    if req.state != "conflicted":
-        raise conflict(f"this request is {req.state}; only conflicted requests need a resolution",
-                       "not-conflicted")
+    if req.state != EgressState.conflicted:
+        raise Conflict(f"this request is {req.state}; only conflicted requests need a resolution",
+                       slug="not-conflicted")
     if any(r.reviewer_id == principal.user_id for r in review_votes(req)):
-        raise _refuse(session, principal, req, 403, "Resolver already voted",
+        raise _refuse(session, principal, req, Forbidden, "Resolver already voted",
                       "you voted on this request; a conflict is settled by someone who did not",
                       "resolver-voted", "egress.resolution_refused")
-    req.reviews.append(Review(reviewer_id=principal.user_id, stage="resolution", vote=decision,
-                              comment=comment.strip()))
-    req.state = "approved" if decision == "approve" else "rejected"
+    req.reviews.append(Review(reviewer_id=principal.user_id, stage=ReviewStage.resolution.value,
+                              vote=decision, comment=comment.strip()))
+    _move(req, EgressState.approved if decision == Vote.approve else EgressState.rejected)
     req.decided_at = utcnow()
     session.flush()
     _audit(session, principal.user_id, "egress.resolved", req, decision=decision, comment=comment.strip(),
@@ -325,21 +345,21 @@ def open_release_file(session: Session, settings: Settings, principal: Principal
     """Hand an approved file to a member of the project, re-verified against its bound hash."""
     req = visible_request(session, request_id, principal)
     if not is_member(session, req.project_id, principal.user_id):
-        raise _refuse(session, principal, req, 403, "Forbidden",
+        raise _refuse(session, principal, req, Forbidden, "Forbidden",
                       f"only members of project {req.project_id} may download its released files",
                       "not-a-project-member", "egress.download_refused")
-    if req.state != "approved":
-        raise _refuse(session, principal, req, 409, "Not released",
+    if req.state != EgressState.approved:
+        raise _refuse(session, principal, req, Conflict, "Not released",
                       f"this request is {req.state}; files can be downloaded only after approval",
                       "not-approved", "egress.download_refused")
     f = next((x for x in req.files if x.id == file_id), None)
     if f is None:
-        raise not_found(f"file {file_id} of request {request_id}")
+        raise _not_found(f"file {file_id} of request {request_id}")
     try:
         fh = open_verified(settings.staging_dir, f.sha256)
     except StagingError as exc:
         slug = "staged-file-altered" if isinstance(exc, HashMismatch) else "staged-file-missing"
-        raise _refuse(session, principal, req, 409, "Release integrity failure",
+        raise _refuse(session, principal, req, Conflict, "Release integrity failure",
                       f"{f.path}: {exc}; the download was refused", slug,
                       "egress.download_refused") from exc
     _audit(session, principal.user_id, "egress.downloaded", req, path=f.path, sha256=f.sha256, size=f.size)
@@ -355,15 +375,15 @@ def open_for_review(session: Session, settings: Settings, principal: Principal, 
                     file_id: int) -> tuple[EgressRequest, EgressFile, BinaryIO]:
     """The staged bytes for a reviewer's preview (DAC/admin only; verified like a download)."""
     if not principal.has("dac", "admin"):
-        raise forbidden("only reviewers can preview staged files", "missing-role")
+        raise Forbidden("only reviewers can preview staged files", slug="missing-role")
     req = visible_request(session, request_id, principal)
     f = next((x for x in req.files if x.id == file_id), None)
     if f is None:
-        raise not_found(f"file {file_id} of request {request_id}")
+        raise _not_found(f"file {file_id} of request {request_id}")
     try:
         fh = open_verified(settings.staging_dir, f.sha256)
     except StagingError as exc:
-        raise _refuse(session, principal, req, 409, "Release integrity failure", f"{f.path}: {exc}",
+        raise _refuse(session, principal, req, Conflict, "Release integrity failure", f"{f.path}: {exc}",
                       "staged-file-altered", "egress.preview_refused") from exc
     return req, f, fh
 
@@ -377,10 +397,10 @@ def request_view(session: Session, req: EgressRequest, principal: Principal) -> 
     Outcome counts are never shown while voting is open, so no reviewer can be swayed.
     """
     votes = review_votes(req)
-    revealed = req.state not in ("checking", "awaiting_review")
+    revealed = req.state not in (EgressState.checking, EgressState.awaiting_review)
     mine = next((r for r in votes if r.reviewer_id == principal.user_id), None)
     conflicted_reason = _reviewer_conflicts(session, req, principal)
-    resolution = next((r for r in req.reviews if r.stage == "resolution"), None)
+    resolution = next((r for r in req.reviews if r.stage == ReviewStage.resolution), None)
 
     def review_dict(r: Review) -> dict[str, Any]:
         return {"reviewer": r.reviewer_id, "vote": r.vote, "comment": r.comment,
@@ -401,11 +421,12 @@ def request_view(session: Session, req: EgressRequest, principal: Principal) -> 
         "votes": [review_dict(r) for r in votes] if revealed else [],
         "my_vote": review_dict(mine) if mine else None,
         "resolution": review_dict(resolution) if resolution else None,
-        "can_vote": (principal.has("dac") and req.state == "awaiting_review" and mine is None
+        "can_vote": (principal.has("dac") and req.state == EgressState.awaiting_review and mine is None
                      and conflicted_reason is None),
-        "can_resolve": (principal.has("dac", "admin") and req.state == "conflicted" and mine is None
+        "can_resolve": (principal.has("dac", "admin") and req.state == EgressState.conflicted and mine is None
                         and conflicted_reason is None),
-        "can_download": req.state == "approved" and is_member(session, req.project_id, principal.user_id),
+        "can_download": (req.state == EgressState.approved
+                         and is_member(session, req.project_id, principal.user_id)),
         "created_at": req.created_at.isoformat() if req.created_at else None,
         "decided_at": req.decided_at.isoformat() if req.decided_at else None,
         "outcome": checking.worst_outcome([f.outcome for f in req.files]),

@@ -4,15 +4,19 @@ PostgreSQL where a test asks for `engine_any`), the API app with real tokens."""
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from pydicom.data import get_testdata_file
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from tests.worlds import WorldFactory
 from tre.config import Settings, reset_settings_cache
-from tre.store.db import init_db, make_engine, session_factory
+from tre.store.db import init_db, make_engine, session_factory, session_scope
 from tre.store.models import User, UserRole
 
 REPO = Path(__file__).resolve().parent.parent
@@ -112,3 +116,55 @@ def app_client(app):  # type: ignore[no-untyped-def]
 
     with TestClient(app) as client:
         yield client
+
+
+@pytest.fixture
+def esettings(settings: Settings, tmp_path: Path) -> Settings:
+    """Settings whose policies folder holds the egress test policies (the repo's may change)."""
+    from tests.egress.test_workflow_support import write_policy
+
+    write_policy(tmp_path / "policies")
+    write_policy(tmp_path / "policies", "strict3", version="1", reviews=3)
+    write_policy(tmp_path / "policies", "lenient1", version="1", reviews=1)
+    settings.policies_dir = tmp_path / "policies"
+    return settings
+
+
+@dataclass
+class World:
+    """The core tests' TRE: users of every role, projects p1 (alice) and p2 (bob), dataset ct1
+    granted to p1, and a bearer header per user."""
+
+    headers: dict[str, dict[str, str]]
+    data_dir: Path
+    grant_id: str
+
+
+@pytest.fixture
+def dicom_dir(tmp_path: Path) -> Path:
+    folder = tmp_path / "dicom"
+    folder.mkdir()
+    for name in ("CT_small.dcm", "MR_small.dcm"):
+        shutil.copyfile(get_testdata_file(name), folder / name)
+    return folder
+
+
+@pytest.fixture
+def world(engine: Engine, token_for: Callable[..., str], dicom_dir: Path) -> World:
+    users = {
+        "root": ["admin"],
+        "alice": ["researcher"],
+        "bob": ["researcher"],
+        "dana": ["dac"],
+        "audrey": ["auditor"],
+    }
+    with session_scope(engine) as s:
+        make = WorldFactory(s)
+        make.users(users)
+        make.project("p1", "Project one", ["alice"],
+                     quota={"max_cpu": 2, "max_memory_mb": 2048, "max_concurrent_jobs": 3})
+        make.project("p2", "Project two", ["bob"])
+        make.dataset("ct1", dicom_dir, "CT sample")
+        grant_id = make.grant("p1", "ct1", days=1)
+    headers = {u: {"Authorization": f"Bearer {token_for(u, *roles)}"} for u, roles in users.items()}
+    return World(headers=headers, data_dir=dicom_dir, grant_id=grant_id)

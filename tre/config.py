@@ -7,6 +7,7 @@ Production overrides the database URL, the executor and the token issuer.
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -14,9 +15,23 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# Root runs tre as a system service: state and data live in the system's places, never in
+# /root, which dataset paths may not overlap (a job must never be able to read an admin's
+# home). An ordinary user keeps both in their home folder, side by side and disjoint.
+SYSTEM_HOME = Path("/var/lib/tre")
+SYSTEM_DATA_DIR = Path("/srv/tre")
+
+
+def running_as_root() -> bool:
+    return hasattr(os, "geteuid") and os.geteuid() == 0
+
 
 def _default_home() -> Path:
-    return Path.home() / ".tre"
+    return SYSTEM_HOME if running_as_root() else Path.home() / ".tre"
+
+
+def _default_data_dir() -> Path:
+    return SYSTEM_DATA_DIR if running_as_root() else Path.home() / "tre-data"
 
 
 class Settings(BaseSettings):
@@ -26,6 +41,11 @@ class Settings(BaseSettings):
 
     home: Path = Field(
         default_factory=_default_home, description="State directory (db, keys, jobs, staging)."
+    )
+    data_dir: Path = Field(
+        default_factory=_default_data_dir,
+        description="Where local datasets live (the demo copies its sample data here); "
+        "never inside the state directory or a home folder jobs must not read.",
     )
     database_url: str | None = Field(default=None, description="SQLAlchemy URL; default sqlite file in home.")
     api_url: str = Field(default="http://127.0.0.1:8765", description="Where the CLI finds the API.")
@@ -43,7 +63,8 @@ class Settings(BaseSettings):
     # Jobs and executors.
     executor: Literal["local", "kubernetes", "docker"] = "local"
     worker_poll_s: float = 0.5
-    worker_heartbeat_s: float = 2.0
+    # How often a running job's heartbeat is written; must stay well under worker_stale_after_s.
+    worker_heartbeat_s: float = Field(default=2.0, gt=0)
     worker_stale_after_s: float = 15.0
     sandbox_uid: int = 10001
     sandbox_gid: int = 10001
@@ -74,6 +95,12 @@ class Settings(BaseSettings):
     @property
     def staging_dir(self) -> Path:
         return self.home / "staging"
+
+    @property
+    def protected_paths(self) -> list[Path]:
+        """The state directory and its parts: no dataset may overlap them (keys, database,
+        job outputs, staging), on top of `tre.registry.SYSTEM_PATHS`."""
+        return [self.home, self.keys_dir, self.jobs_dir, self.staging_dir]
 
     def ensure_dirs(self) -> None:
         for d in (self.home, self.keys_dir, self.jobs_dir, self.staging_dir):

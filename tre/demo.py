@@ -53,8 +53,9 @@ def demo_image() -> str:
 
 
 def prepare_dataset(settings: Settings) -> Path:
-    # Beside the state directory, never inside it: a dataset must not expose keys or the database.
-    folder = settings.home.resolve().parent / "tre-demo-data" / DATASET
+    # In the data folder, never inside the state directory (a dataset must not expose keys or
+    # the database) nor in root's home (which dataset paths may not overlap).
+    folder = settings.data_dir / "demo" / DATASET
     folder.mkdir(parents=True, exist_ok=True)
     for name in DEMO_FILES:
         src = get_testdata_file(name)

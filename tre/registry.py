@@ -15,7 +15,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from tre.access import can_see_project, visible_dataset_ids
 from tre.audit import record_event
+from tre.auth.principal import Principal
 from tre.datasets import summarise_dicom_folder
 from tre.errors import Conflict, NotFound, TreError
 from tre.store.base import utcnow
@@ -88,6 +90,36 @@ def set_user_disabled(session: Session, actor: str, user_id: str, disabled: bool
         details={"user": user_id},
     )
     return user
+
+
+def list_users(session: Session) -> list[User]:
+    return list(session.scalars(select(User).order_by(User.id)))
+
+
+def list_visible_projects(session: Session, principal: Principal) -> list[Project]:
+    projects = session.scalars(select(Project).order_by(Project.id))
+    return [p for p in projects if can_see_project(session, principal, p.id)]
+
+
+def get_visible_project(session: Session, principal: Principal, project_id: str) -> Project:
+    """A project the caller may see; 404 alike for one that does not exist and one that is not theirs."""
+    project = session.get(Project, project_id)
+    if project is None or not can_see_project(session, principal, project_id):
+        raise NotFound(f"no project {project_id!r}")
+    return project
+
+
+def list_visible_datasets(session: Session, principal: Principal) -> list[Dataset]:
+    visible = visible_dataset_ids(session, principal)
+    rows = session.scalars(select(Dataset).order_by(Dataset.id))
+    return [d for d in rows if visible is None or d.id in visible]
+
+
+def list_grants(session: Session, project_id: str | None = None) -> list[AccessGrant]:
+    query = select(AccessGrant).order_by(AccessGrant.granted_at)
+    if project_id:
+        query = query.where(AccessGrant.project_id == project_id)
+    return list(session.scalars(query))
 
 
 def get_project(session: Session, project_id: str) -> Project:
@@ -177,14 +209,6 @@ def remove_member(session: Session, actor: str, project_id: str, user_id: str) -
     record_event(
         session, actor=actor, action="admin.member_removed", project_id=project_id, details={"user": user_id}
     )
-
-
-def is_member(session: Session, project_id: str, user_id: str) -> bool:
-    return session.get(ProjectMember, (project_id, user_id)) is not None
-
-
-def user_project_ids(session: Session, user_id: str) -> list[str]:
-    return list(session.scalars(select(ProjectMember.project_id).where(ProjectMember.user_id == user_id)))
 
 
 def get_dataset(session: Session, dataset_id: str) -> Dataset:

@@ -26,7 +26,7 @@ from pydicom.tag import Tag
 from egress_review.checks import annex_e
 from egress_review.checks.identifiers import MALFORMED_DICOM, IdentifierMatcher
 from egress_review.checks.model import CheckContext, CheckResult, action_outcome, mask
-from egress_review.policy import DicomRules, Policy
+from tre.policy import DicomRules, Policy
 
 # PS3.15 E.3.7: Retain Patient Characteristics Option.
 PATIENT_CHARACTERISTICS = frozenset(

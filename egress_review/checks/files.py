@@ -16,7 +16,7 @@ from egress_review.checks.containers import (
 )
 from egress_review.checks.detect import ARCHIVE_TYPES, Detected, compatible, expected_type
 from egress_review.checks.model import CheckContext, CheckResult, action_outcome
-from egress_review.policy import Policy
+from tre.policy import Policy
 
 MAX_SCAN_BYTES = 256 * 1024 * 1024
 

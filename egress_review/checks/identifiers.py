@@ -22,7 +22,7 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import BytesLengthException, InvalidDicomError
 
-from egress_review.policy import TextRules
+from tre.policy import TextRules
 
 PERSON_NAME_KEYWORDS = (
     "PatientName",

@@ -19,7 +19,7 @@ from PIL import Image, UnidentifiedImageError
 
 from egress_review.checks.identifiers import IdentifierMatcher
 from egress_review.checks.model import CheckContext, CheckResult, action_outcome, mask
-from egress_review.policy import Policy
+from tre.policy import Policy
 
 # Image.info keys that describe encoding, not content.
 STRUCTURAL_KEYS = frozenset(

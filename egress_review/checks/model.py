@@ -12,10 +12,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Outcome = Literal["pass", "flag", "block"]
-"""``pass``: nothing found; ``flag``: a reviewer must look at it; ``block``: cannot leave as is."""
+from tre.states import CheckOutcome
 
-_RANK: dict[str, int] = {"pass": 0, "flag": 1, "block": 2}
+Outcome = Literal["pass", "flag", "block"]
+"""The values of `tre.states.CheckOutcome`, as the type checks declare and store them."""
 
 
 class CheckResult(BaseModel):
@@ -45,14 +45,14 @@ class CheckContext:
 
 def worst(results: Iterable[CheckResult | str]) -> Outcome:
     """The most severe outcome (block > flag > pass); an empty list passes."""
-    best: Outcome = "pass"
+    best = CheckOutcome.passed
     for r in results:
         outcome = r if isinstance(r, str) else r.outcome
-        if outcome not in _RANK:
+        if outcome not in set(CheckOutcome):
             return "block"  # fail closed on anything unexpected
-        if _RANK[outcome] > _RANK[best]:
-            best = outcome  # type: ignore[assignment]
-    return best
+        if CheckOutcome(outcome).rank > best.rank:
+            best = CheckOutcome(outcome)
+    return best.value
 
 
 def action_outcome(action: str) -> Outcome:

@@ -12,7 +12,7 @@ from egress_review.checks.images import check_nifti, check_raster
 from egress_review.checks.model import CheckContext, CheckResult
 from egress_review.checks.tables import check_table
 from egress_review.checks.text import MAX_TEXT_BYTES, check_identifiers, check_text
-from egress_review.policy import Policy
+from tre.policy import Policy
 
 
 def run_checks(path: Path, display_name: str, policy: Policy, context: CheckContext) -> list[CheckResult]:

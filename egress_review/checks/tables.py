@@ -28,7 +28,7 @@ import re
 from dataclasses import dataclass
 
 from egress_review.checks.model import CheckResult, action_outcome
-from egress_review.policy import Policy, SdcRules
+from tre.policy import Policy, SdcRules
 
 MAX_CELLS_REPORTED = 20
 SMALL_COUNT_BASE = 5  # small counts near the threshold should at least be rounded to 5

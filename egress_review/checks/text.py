@@ -9,7 +9,7 @@ import re
 from egress_review.checks.containers import entropy
 from egress_review.checks.identifiers import IdentifierMatcher
 from egress_review.checks.model import CheckContext, CheckResult, action_outcome, mask
-from egress_review.policy import Policy
+from tre.policy import Policy
 
 MAX_TEXT_BYTES = 64 * 1024 * 1024
 

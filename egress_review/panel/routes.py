@@ -20,7 +20,6 @@ from fastapi.templating import Jinja2Templates
 from sqlalchemy.orm import Session
 
 from egress_review import workflow
-from egress_review.errors import EgressError
 from egress_review.panel import preview
 from egress_review.panel.auth import (
     PANEL_ROLES,
@@ -35,6 +34,8 @@ from tre.api.deps import get_session, get_settings_dep, principal_from_token
 from tre.api.problems import Problem
 from tre.auth.principal import Principal
 from tre.config import Settings
+from tre.errors import NotFound, TreError
+from tre.store.db import settle
 from tre.store.models import Job
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
@@ -148,7 +149,7 @@ def _file_previews(session: Session, settings: Settings, principal: Principal, r
         item: dict[str, Any] = {"file": f, "kind": "binary", "error": None}
         try:
             _, _, fh = workflow.open_for_review(session, settings, principal, req_id, f["id"])
-        except EgressError as exc:
+        except TreError as exc:
             item["error"] = exc.detail
             out.append(item)
             continue
@@ -168,10 +169,7 @@ def _file_previews(session: Session, settings: Settings, principal: Principal, r
 
 def _request_page(request: Request, session: Session, settings: Settings, principal: Principal,
                   request_id: str, error: str | None = None, status: int = 200) -> HTMLResponse:
-    try:
-        req = workflow.visible_request(session, request_id, principal)
-    except EgressError as exc:
-        raise Problem(exc.status, exc.title, exc.detail, exc.slug) from exc
+    req = workflow.visible_request(session, request_id, principal)
     view = workflow.request_view(session, req, principal)
     previews = _file_previews(session, settings, principal, request_id, view["files"])
     if error is None:
@@ -193,12 +191,7 @@ def request_detail(request: Request, request_id: str, principal: Reviewer, sessi
 def render_file(request_id: str, file_id: int, principal: Reviewer, session: DbSession,
                 settings: SettingsDep) -> Response:
     """A PNG rendering of an image or of a DICOM slice, decoded and re-encoded server-side."""
-    try:
-        _, f, fh = workflow.open_for_review(session, settings, principal, request_id, file_id)
-    except EgressError as exc:
-        if exc.audited:
-            session.commit()
-        raise Problem(exc.status, exc.title, exc.detail, exc.slug) from exc
+    _, f, fh = workflow.open_for_review(session, settings, principal, request_id, file_id)
     with fh:
         data = fh.read()
     kind = preview.sniff(data[:4096], f.path)
@@ -217,10 +210,7 @@ def render_file(request_id: str, file_id: int, principal: Reviewer, session: DbS
 @router.get("/requests/{request_id}/disclosure.json")
 def disclosure(request_id: str, principal: Reviewer, session: DbSession) -> Response:
     """The decided request's disclosure record, as the researcher and auditors get it."""
-    try:
-        req = workflow.visible_request(session, request_id, principal)
-    except EgressError as exc:
-        raise Problem(exc.status, exc.title, exc.detail, exc.slug) from exc
+    req = workflow.visible_request(session, request_id, principal)
     if req.disclosure_record is None:
         raise Problem(409, "No disclosure record yet", f"request {request_id} is {req.state}", "not-decided")
     body = json.dumps(req.disclosure_record, indent=2, sort_keys=True, ensure_ascii=False)
@@ -235,13 +225,10 @@ def _act(request: Request, session: Session, settings: Settings, principal: Prin
             workflow.cast_vote(session, principal, request_id, vote=vote, comment=comment)
         else:
             workflow.resolve(session, principal, request_id, decision=vote, comment=comment)
-    except EgressError as exc:
-        if exc.audited:
-            session.commit()
-        else:
-            session.rollback()
-        if exc.status == 404:
-            raise Problem(exc.status, exc.title, exc.detail, exc.slug) from exc
+    except TreError as exc:
+        settle(session, exc)
+        if isinstance(exc, NotFound):
+            raise
         return _request_page(request, session, settings, principal, request_id,
                              error=f"{exc.title}: {exc.detail}", status=exc.status)
     return see_other(f"/panel/requests/{request_id}?done={'voted' if action == 'vote' else 'resolved'}")

@@ -11,7 +11,7 @@ import os
 from sqlalchemy import select
 
 from tests.code.hostile import file, folder, link, targz
-from tests.core.conftest import job_body
+from tests.worlds import job_body
 from tre.code.store import CodeStore
 from tre.store.db import session_scope
 from tre.store.models import AuditEntry, CodeUpload

@@ -17,8 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.code.conftest import REPO
-from tests.core.conftest import IMAGE
+from tests.worlds import IMAGE
 from tre import registry
 from tre.api.app import create_app
 from tre.code.archive import CodeLimits, pack_folder
@@ -27,6 +26,7 @@ from tre.server import BackgroundServer
 from tre.store.base import utcnow
 from tre.store.db import session_scope
 
+REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.skipif(not os.path.exists("/usr/bin/bwrap"), reason="bubblewrap not installed")
 
 ANALYSIS = """\

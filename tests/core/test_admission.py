@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from tests.core.conftest import job_body
+from tests.worlds import job_body
 from tre import registry
 from tre.store.base import utcnow
 from tre.store.db import session_scope

@@ -10,7 +10,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from tests.core.conftest import job_body
+from tests.worlds import job_body
 from tre.auth.keys import public_pem
 from tre.auth.tokens import SIGNING_KEY_FILENAME, TokenIssuer
 

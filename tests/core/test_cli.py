@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from tests.core.conftest import IMAGE
+from tests.worlds import IMAGE
 from tre.api.app import create_app
 from tre.jobs.worker import Worker
 from tre.server import BackgroundServer

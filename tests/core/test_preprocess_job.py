@@ -13,7 +13,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from tests.core.conftest import IMAGE
+from tests.worlds import IMAGE
 from tre.cli.preprocess import job_command
 from tre.jobs.worker import Worker
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from tests.core.conftest import job_body
+from tests.worlds import job_body
 from tre.jobs.worker import Worker
 from tre.store.db import session_scope
 from tre.store.models import AuditEntry, Job
@@ -170,3 +170,27 @@ def test_idle_worker_signs_periodic_checkpoints(engine, settings, world):
         size = len(s.scalars(select(AuditEntry.idx)).all())
     assert len(cps) == len(before) + 1
     assert cps[-1].tree_size == size and "tre" in cps[-1].note
+
+
+def test_heartbeats_are_written_at_most_once_per_interval(app_client, world, engine, settings) -> None:  # type: ignore[no-untyped-def]
+    """Executors poll the heartbeat hook often; worker_heartbeat_s bounds the row writes."""
+    job_id = app_client.post("/api/v1/jobs", json=job_body(), headers=world.headers["alice"]).json()["id"]
+    settings.worker_heartbeat_s = 30.0
+    worker = Worker(settings, engine)
+    with session_scope(engine) as s:
+        job = s.get(Job, job_id)
+        assert job is not None
+        job.worker_id, job.heartbeat_at = worker.worker_id, None
+    worker._heartbeat(job_id)
+    with session_scope(engine) as s:
+        first = s.get(Job, job_id).heartbeat_at  # type: ignore[union-attr]
+    assert first is not None
+    time.sleep(0.05)
+    worker._heartbeat(job_id)  # inside the interval: not written again
+    with session_scope(engine) as s:
+        assert s.get(Job, job_id).heartbeat_at == first  # type: ignore[union-attr]
+    settings.worker_heartbeat_s = 0.01
+    time.sleep(0.05)
+    worker._heartbeat(job_id)
+    with session_scope(engine) as s:
+        assert s.get(Job, job_id).heartbeat_at > first  # type: ignore[union-attr,operator]

@@ -1,4 +1,3 @@
-# ruff: noqa: F811 - pytest fixtures imported from the support module are redefined as parameters
 """The egress API over HTTP: the whole flow, and every refusal as a clear problem+json."""
 
 from __future__ import annotations
@@ -12,7 +11,7 @@ import pytest
 from sqlalchemy import select
 
 from egress_review.staging import staged_path
-from tests.egress.test_workflow_support import esettings, seed_world, with_egress_routes  # noqa: F401
+from tests.egress.test_workflow_support import seed_world, with_egress_routes
 from tre.store.models import AuditEntry, UserRole
 
 BASE = "/api/v1/egress/requests"

@@ -1,4 +1,3 @@
-# ruff: noqa: F811 - pytest fixtures imported from the support module are redefined as parameters
 """`tre egress` against the real API served by uvicorn: request, vote, refusals, download."""
 
 from __future__ import annotations
@@ -8,7 +7,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from tests.egress.test_workflow_support import LiveServer, esettings, seed_world, with_egress_routes  # noqa: F401
+from tests.egress.test_workflow_support import LiveServer, seed_world, with_egress_routes
 from tre.cli.client import CliError
 from tre.cli.egress import app as egress_cli
 from tre.config import reset_settings_cache

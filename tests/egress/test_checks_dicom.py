@@ -12,7 +12,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import generate_uid
 
 from egress_review.checks import CheckContext, CheckResult, annex_e, gather_identifiers, run_checks, worst
-from egress_review.policy import Policy, load_policy
+from tre.policy import Policy, load_policy
 
 POLICIES = Path(__file__).resolve().parents[2] / "policies"
 CT_SMALL = Path(get_testdata_file("CT_small.dcm"))  # type: ignore[arg-type]

@@ -17,7 +17,7 @@ from PIL import Image
 from egress_review.checks import CheckContext, CheckResult, run_checks, worst
 from egress_review.checks.containers import entropy, jpeg_structure, png_structure
 from egress_review.checks.detect import detect
-from egress_review.policy import Policy, load_policy
+from tre.policy import Policy, load_policy
 
 POLICIES = Path(__file__).resolve().parents[2] / "policies"
 

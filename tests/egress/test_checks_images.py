@@ -12,7 +12,7 @@ import pytest
 from PIL import Image, PngImagePlugin
 
 from egress_review.checks import CheckContext, CheckResult, run_checks, worst
-from egress_review.policy import Policy, load_policy
+from tre.policy import Policy, load_policy
 
 POLICIES = Path(__file__).resolve().parents[2] / "policies"
 IDS = CheckContext(identifiers={"Doe^Jane", "Doe", "Jane", "MRN0012345"})

@@ -8,7 +8,7 @@ import pytest
 
 from egress_review.checks import CheckContext, CheckResult, run_checks, worst
 from egress_review.checks.tables import nk_fails, p_percent_fails
-from egress_review.policy import Policy, load_policy
+from tre.policy import Policy, load_policy
 
 POLICIES = Path(__file__).resolve().parents[2] / "policies"
 

@@ -12,7 +12,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
 from egress_review.checks import CheckContext, CheckResult, gather_identifiers, run_checks, worst
-from egress_review.policy import Policy, load_policy
+from tre.policy import Policy, load_policy
 
 POLICIES = Path(__file__).resolve().parents[2] / "policies"
 STUDY_UID = "1.2.826.0.1.3680043.8.498.123456789012345"

@@ -1,4 +1,3 @@
-# ruff: noqa: F811 - pytest fixtures imported from the support module are redefined as parameters
 """The DAC panel end to end in a real headless Chromium, against the app served by uvicorn.
 
 Two reviewers sign in with their tokens, see the flagged DICOM header element, vote blind;
@@ -18,7 +17,7 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from tests.egress.test_workflow_support import LiveServer, esettings, seed_world, with_egress_routes  # noqa: F401
+from tests.egress.test_workflow_support import LiveServer, seed_world, with_egress_routes
 from tre.config import reset_settings_cache
 
 pytestmark = pytest.mark.browser

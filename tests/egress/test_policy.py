@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from egress_review.policy import (
+from tre.policy import (
     JobRules,
     Policy,
     PolicyError,
@@ -163,7 +163,7 @@ def test_shipped_policies_admit_their_images() -> None:
 
 def test_schema_json_is_up_to_date() -> None:
     committed = (POLICIES / "schema.json").read_text()
-    assert committed == schema_text(), "run: python -m egress_review.policy schema > policies/schema.json"
+    assert committed == schema_text(), "run: python -m tre.policy schema > policies/schema.json"
     schema = json.loads(committed)
     assert "digest" not in schema["properties"]
     assert schema["additionalProperties"] is False

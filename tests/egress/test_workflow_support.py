@@ -7,34 +7,22 @@ so the airlock is exercised without running a sandbox.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import socket
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
-import pytest
 from fastapi import FastAPI
 from PIL import Image
 from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from sqlalchemy.orm import Session
 
+from tests.worlds import WorldFactory
 from tre.config import Settings
-from tre.store.models import (
-    AccessGrant,
-    Dataset,
-    Job,
-    JobOutput,
-    Project,
-    ProjectMember,
-    User,
-    UserRole,
-)
 
 PATIENT_NAME = "Smithfield^Jonah"
 PATIENT_ID = "PX778812"
@@ -111,63 +99,28 @@ class World:
         return settings.jobs_dir / self.job_id / "output" / rel
 
 
-def _user(session: Session, user_id: str, *roles: str) -> None:
-    user = User(id=user_id, display_name=user_id.title())
-    user.roles = [UserRole(role=r) for r in roles]
-    session.add(user)
-
-
 def seed_world(session: Session, settings: Settings, outputs: dict[str, bytes] | None = None,
                *, policy: str = "egress-test", job_state: str = "succeeded") -> World:
+    """The egress tests' TRE, built by `tests.worlds.WorldFactory` (through the registry)."""
     world = World()
     world.outputs = outputs if outputs is not None else {
         "tables/summary.csv": SAFE_CSV,
         "figures/overview.png": png_bytes(),
         "dicom/slice.dcm": dicom_bytes(),
     }
-    _user(session, world.researcher, "researcher")
-    _user(session, world.outsider, "researcher")
-    for r in world.reviewers:
-        _user(session, r, "dac")
-    _user(session, world.admin, "admin")
-    _user(session, "audrey", "auditor")
-    session.add(Project(id=world.project_id, name="Lung nodule study"))
-    session.flush()
-    session.add(ProjectMember(project_id=world.project_id, user_id=world.researcher))
-
-    data_dir = settings.home / "datasets" / world.dataset_id
+    make = WorldFactory(session, actor=world.admin)
+    make.users({world.researcher: ["researcher"], world.outsider: ["researcher"],
+                **{r: ["dac"] for r in world.reviewers}, world.admin: ["admin"], "audrey": ["auditor"]})
+    make.project(world.project_id, "Lung nodule study", [world.researcher])
+    # Beside the state directory, never in it: the registry refuses datasets that overlap it.
+    data_dir = settings.home.parent / "datasets" / world.dataset_id
     data_dir.mkdir(parents=True, exist_ok=True)
     (data_dir / "0001.dcm").write_bytes(dicom_bytes(PATIENT_NAME, PATIENT_ID, extra_identifying=False))
-    session.add(Dataset(id=world.dataset_id, name="LIDC subset", path=str(data_dir), policy=policy))
-    session.flush()
-    now = datetime.now(UTC)
-    session.add(AccessGrant(project_id=world.project_id, dataset_id=world.dataset_id, granted_by=world.admin,
-                            expires_at=now + timedelta(days=30)))
-    job = Job(project_id=world.project_id, submitted_by=world.researcher,
-              image="registry/x@sha256:" + "0" * 64,
-              command=["run"], dataset_ids=[world.dataset_id], state=job_state, exit_code=0,
-              started_at=now, finished_at=now)
-    session.add(job)
-    session.flush()
-    world.job_id = job.id
-    for rel, data in world.outputs.items():
-        path = world.output_path(settings, rel)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-        session.add(JobOutput(job_id=job.id, path=rel, size=len(data),
-                              sha256=hashlib.sha256(data).hexdigest()))
-    session.flush()
+    make.dataset(world.dataset_id, data_dir, "LIDC subset", policy=policy, protected=settings.protected_paths)
+    make.grant(world.project_id, world.dataset_id)
+    world.job_id = make.finished_job(settings, world.project_id, world.researcher, [world.dataset_id],
+                                     world.outputs, state=job_state)
     return world
-
-
-@pytest.fixture
-def esettings(settings: Settings, tmp_path: Path) -> Settings:
-    """Settings whose policies folder holds the test policies (the repo's may change under us)."""
-    write_policy(tmp_path / "policies")
-    write_policy(tmp_path / "policies", "strict3", version="1", reviews=3)
-    write_policy(tmp_path / "policies", "lenient1", version="1", reviews=1)
-    settings.policies_dir = tmp_path / "policies"
-    return settings
 
 
 def with_egress_routes(app: FastAPI) -> FastAPI:

@@ -1,4 +1,3 @@
-# ruff: noqa: F811 - pytest fixtures imported from the support module are redefined as parameters
 """Check results quote the file they judged, and the file was written by research code.
 
 Before the fix a CSV whose header was a 100,000-character ``count_...`` column put that name,
@@ -14,7 +13,7 @@ import json
 
 from sqlalchemy import select
 
-from tests.egress.test_workflow_support import esettings, seed_world, with_egress_routes  # noqa: F401
+from tests.egress.test_workflow_support import seed_world, with_egress_routes
 from tre.store.models import AuditEntry
 
 BASE = "/api/v1/egress/requests"

@@ -1,4 +1,3 @@
-# ruff: noqa: F811 - pytest fixtures imported from tests.core.conftest are redefined as parameters
 """An admin (or a careless one) must not register a dataset that exposes the platform itself.
 
 Jobs read datasets with the worker's uid (host root in the embedded mode). Registering the
@@ -16,7 +15,7 @@ from pathlib import Path
 import pytest
 from pydicom.data import get_testdata_file
 
-from tests.core.conftest import dicom_dir, job_body, world  # noqa: F401
+from tests.worlds import job_body
 from tre.executors.base import Executor, JobResult, JobSpec, RunControl
 from tre.jobs.worker import Worker
 from tre.store.db import session_scope

@@ -1,4 +1,3 @@
-# ruff: noqa: F811 - pytest fixtures imported from tests.core.conftest are redefined as parameters
 """Request bodies and the fields that reach the audit log are bounded.
 
 Before the fix any token holder could post a body of any size (parsed in memory), and a
@@ -13,7 +12,7 @@ import json
 
 from sqlalchemy import select
 
-from tests.core.conftest import dicom_dir, job_body, world  # noqa: F401
+from tests.worlds import job_body
 from tre.store.db import session_scope
 from tre.store.models import AuditEntry
 

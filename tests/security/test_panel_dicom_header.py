@@ -1,4 +1,3 @@
-# ruff: noqa: F811 - pytest fixtures imported from the support module are redefined as parameters
 """A reviewer's request page must not grow with a hostile DICOM header.
 
 Before the fix the panel built one table row per header element of every DICOM file in the
@@ -16,7 +15,7 @@ from fastapi.testclient import TestClient
 
 from egress_review.panel import preview
 from tests.egress.test_api_panel import csrf_of
-from tests.egress.test_workflow_support import dicom_bytes, esettings, seed_world, with_egress_routes  # noqa: F401
+from tests.egress.test_workflow_support import dicom_bytes, seed_world, with_egress_routes
 
 BASE = "/api/v1/egress/requests"
 

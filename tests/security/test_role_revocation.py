@@ -1,4 +1,3 @@
-# ruff: noqa: F811 - pytest fixtures imported from tests.core.conftest are redefined as parameters
 """Taking every role away from a user revokes their access before their tokens expire.
 
 Roles in a token are narrowed by the user table, but the job, project and dataset routes
@@ -11,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.core.conftest import dicom_dir, job_body, world  # noqa: F401
+from tests.worlds import job_body
 
 
 @pytest.fixture

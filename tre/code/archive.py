@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-from tre.errors import TreError
+from tre.errors import Unprocessable
 
 MIB = 1024 * 1024
 # Defaults of the per-project quota (Project.max_code_mb / max_code_files).
@@ -41,10 +41,9 @@ IMPLIED_DIR = "implied-dir"
 PACK_SKIP_DIRS = frozenset({".git", ".hg", ".svn", "__pycache__"})
 
 
-class CodeRefused(TreError):
+class CodeRefused(Unprocessable):
     """The archive breaks a rule; nothing of it is stored."""
 
-    status = 422
     title = "Code archive refused"
     slug = "code-refused"
 

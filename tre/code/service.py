@@ -12,16 +12,13 @@ from __future__ import annotations
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from tre.access import can_read_job_code, is_member
 from tre.audit import record_event
 from tre.auth.principal import Principal
 from tre.code.archive import CodeLimits, CodeManifest, inspect_file
 from tre.code.store import CodeStore, StoredCode, check_sha256
 from tre.errors import AdmissionDenied, NotFound
-from tre.registry import is_member
 from tre.store.models import CodeArchive, CodeUpload, Job, Project
-
-# Roles that may read any job's code: they review, audit or run the platform.
-CODE_READERS = ("dac", "auditor", "admin")
 
 
 def project_limits(project: Project) -> CodeLimits:
@@ -100,9 +97,7 @@ def check_job_code(session: Session, project: Project, code_hash: str | None) ->
 def job_with_code(session: Session, principal: Principal, job_id: str) -> Job:
     """The job whose code the caller may read; 404 for jobs they may not see or that had no code."""
     job = session.get(Job, job_id)
-    allowed = job is not None and (
-        principal.has(*CODE_READERS) or is_member(session, job.project_id, principal.user_id)
-    )
+    allowed = job is not None and can_read_job_code(session, principal, job.project_id)
     if job is None or not allowed:
         raise NotFound(f"no job {job_id!r}")
     if job.code_hash is None:

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
+from tre.states import JobState
+
 
 class ExecutorError(RuntimeError):
     """The backend could not run the job at all (misconfiguration, missing tool)."""
@@ -74,11 +76,18 @@ class JobSpec:
 
 @dataclass(frozen=True)
 class JobResult:
-    """How a run ended. ``state`` is one of succeeded, failed, timed_out, cancelled."""
+    """How a run ended: a terminal `JobState`. A backend may name it by its value; it is
+    normalised (and refused if not terminal) on construction, so ``state`` is a JobState."""
 
-    state: str
+    state: JobState | str
     exit_code: int | None
     reason: str
+
+    def __post_init__(self) -> None:
+        state = JobState(self.state)
+        if not state.terminal:
+            raise ValueError(f"a finished job cannot be {state}")
+        object.__setattr__(self, "state", state)
 
 
 @dataclass

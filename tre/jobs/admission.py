@@ -11,11 +11,12 @@ from dataclasses import dataclass, field
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from egress_review.policy import PolicyError, load_policy
+from tre.access import is_member
 from tre.code.service import check_job_code
 from tre.config import Settings
-from tre.errors import AdmissionDenied, NotFound, PolicyUnavailable
-from tre.registry import get_dataset, grant_status, is_member
+from tre.errors import AdmissionDenied, NotFound
+from tre.policy import policies_for_datasets
+from tre.registry import get_dataset, grant_status
 from tre.store.models import Job, JobState, Project
 
 
@@ -55,21 +56,13 @@ def admit(session: Session, settings: Settings, user_id: str, req: JobRequest) -
                 "revoked": "had its access grant revoked for",
             }[status]
             raise AdmissionDenied(f"project {req.project_id!r} {why} dataset {dataset_id!r}")
-    for policy_name in _policies_for(session, req.dataset_ids):
-        try:
-            policy = load_policy(policy_name, settings.resolved_policies_dir)
-        except PolicyError as exc:
-            raise PolicyUnavailable(f"policy {policy_name!r} cannot be used: {exc}") from exc
-        if not policy.job.image_allowed(req.image):
-            raise AdmissionDenied(f"image {req.image!r} is not on the allowlist of policy {policy_name!r}")
+    datasets = [get_dataset(session, d) for d in req.dataset_ids]
+    for applied in policies_for_datasets(datasets, settings.resolved_policies_dir):
+        if not applied.policy.job.image_allowed(req.image):
+            raise AdmissionDenied(f"image {req.image!r} is not on the allowlist of policy {applied.name!r}")
     _check_quota(session, project, req)
     check_job_code(session, project, req.code_hash)
     return project
-
-
-def _policies_for(session: Session, dataset_ids: list[str]) -> list[str]:
-    names = sorted({get_dataset(session, d).policy for d in dataset_ids})
-    return names or ["default"]
 
 
 def _check_quota(session: Session, project: Project, req: JobRequest) -> None:

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Protocol
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from tre.access import can_see_project, reads_raw_logs, visible_project_ids
 from tre.audit import record_event
 from tre.auth.principal import Principal
 from tre.config import Settings
-from tre.errors import Conflict, Forbidden, NotFound, PolicyUnavailable
+from tre.errors import Conflict, Forbidden, NotFound, TreError
 from tre.jobs.admission import JobRequest, admit
 from tre.jobs.paths import log_path
-from tre.registry import user_project_ids
 from tre.store.base import utcnow
 from tre.store.models import Job, JobState
 
@@ -21,7 +22,7 @@ from tre.store.models import Job, JobState
 def submit(session: Session, settings: Settings, principal: Principal, req: JobRequest) -> Job:
     try:
         admit(session, settings, principal.user_id, req)
-    except Exception as exc:
+    except TreError as exc:
         record_event(
             session,
             actor=principal.user_id,
@@ -34,8 +35,8 @@ def submit(session: Session, settings: Settings, principal: Principal, req: JobR
                 "reason": str(exc),
             },
         )
-        # The denial must be audited even though the request fails: commit it now.
-        session.commit()
+        # The denial is audited although the request fails: the transaction keeps it.
+        exc.audited = True
         raise
     job = Job(
         project_id=req.project_id,
@@ -75,13 +76,6 @@ def submit(session: Session, settings: Settings, principal: Principal, req: JobR
     return job
 
 
-def can_see_project(session: Session, principal: Principal, project_id: str) -> bool:
-    """Admins and auditors see every project; anyone else only the projects they belong to."""
-    if principal.has("admin", "auditor"):
-        return True
-    return project_id in user_project_ids(session, principal.user_id)
-
-
 def get_visible_job(session: Session, principal: Principal, job_id: str) -> Job:
     job = session.get(Job, job_id)
     # 404 rather than 403 for other projects' jobs: ids are not an oracle.
@@ -98,8 +92,9 @@ def list_visible_jobs(
     limit: int = 100,
 ) -> list[Job]:
     query = select(Job).order_by(Job.created_at.desc()).limit(limit)
-    if not principal.has("admin", "auditor"):
-        query = query.where(Job.project_id.in_(user_project_ids(session, principal.user_id)))
+    visible = visible_project_ids(session, principal)
+    if visible is not None:
+        query = query.where(Job.project_id.in_(visible))
     if project_id:
         query = query.where(Job.project_id == project_id)
     if state:
@@ -142,25 +137,34 @@ def read_log(
     return data, offset + len(data), at_end
 
 
+class LogScreener(Protocol):
+    """Screens a piece of a job's log for a researcher: (what to show, next offset).
+
+    The airlock implements it (`egress_review.logscreen.screen_job_log`), since it knows the
+    data's identifiers; the composition root (the API) passes it in, so the core never
+    imports the airlock.
+    """
+
+    def __call__(
+        self, session: Session, settings: Settings, job: Job, raw: bytes, offset: int, final: bool
+    ) -> tuple[bytes, int]: ...
+
+
 def visible_log(
-    session: Session, settings: Settings, principal: Principal, job: Job, offset: int
+    session: Session,
+    settings: Settings,
+    principal: Principal,
+    job: Job,
+    offset: int,
+    screen: LogScreener,
 ) -> tuple[bytes, int]:
     """The log as this caller may see it: raw for staff, screened for researchers.
 
-    The log is an output channel (a job can print what it read), so researchers get it through
-    the airlock's knowledge of the data; see egress_review.logscreen.
+    The log is an output channel (a job can print what it read), so researchers get it only
+    through ``screen``.
     """
     raw, next_offset, at_end = read_log(settings, job.id, offset)
-    if principal.has("admin", "auditor"):
+    if reads_raw_logs(principal):
         return raw, next_offset
-    from egress_review import checking
-    from egress_review.logscreen import LogScreen
-
-    datasets = checking.job_datasets(session, job)
-    try:
-        applied = checking.policies_for(datasets, settings.resolved_policies_dir)
-    except Exception as exc:  # noqa: BLE001 - no policy, no log: fail closed with a reason
-        raise PolicyUnavailable(f"the job's log is withheld: {exc}") from exc
-    screen = LogScreen.for_policies([a.policy for a in applied], checking.identifiers_for(datasets))
     final = JobState(job.state).terminal and at_end
-    return screen.screen(raw, offset, final)
+    return screen(session, settings, job, raw, offset, final)

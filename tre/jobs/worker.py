@@ -69,6 +69,9 @@ class Worker:
         self._running: dict[str, Future[None]] = {}
         self._stop = threading.Event()
         self._last_checkpoint = 0.0
+        # Executors call the heartbeat hook as often as they poll; the row is written at most
+        # once per worker_heartbeat_s (monotonic seconds; absent = never written yet).
+        self._last_beat: dict[str, float] = {}
         audit.configure(engine, settings.keys_dir)
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -266,7 +269,7 @@ class Worker:
             # checked again: a job must never get the state directory or a system folder.
             for mount in spec.datasets:
                 if mount.host_path is not None:
-                    check_dataset_path(mount.host_path, self._protected_paths())
+                    check_dataset_path(mount.host_path, self.settings.protected_paths)
             if spec.code_hash:  # unpacked at upload; made again (hash re-checked) if it went missing
                 CodeStore(self.settings).ensure_tree(spec.code_hash, CodeLimits.ceiling())
             if reattach and executor_ref:
@@ -278,6 +281,7 @@ class Worker:
         except Exception as exc:  # noqa: BLE001 - any backend failure must end the job, not the worker
             log.exception("executor failed for job %s", job_id)
             result = JobResult(JobState.failed.value, None, f"executor error: {exc}")
+        self._last_beat.pop(job_id, None)
         with session_scope(self.engine) as s:
             job = s.get(Job, job_id)
             assert job is not None
@@ -332,10 +336,6 @@ class Worker:
             },
         )
 
-    def _protected_paths(self) -> list[Path]:
-        s = self.settings
-        return [s.home, s.keys_dir, s.jobs_dir, s.staging_dir]
-
     def _cancel_requested(self, job_id: str) -> bool:
         with session_scope(self.engine) as s:
             return bool(s.scalar(select(Job.cancel_requested).where(Job.id == job_id)))
@@ -345,6 +345,11 @@ class Worker:
             s.execute(update(Job).where(Job.id == job_id).values(executor_ref=ref, heartbeat_at=utcnow()))
 
     def _heartbeat(self, job_id: str) -> None:
+        now = time.monotonic()
+        last = self._last_beat.get(job_id)
+        if last is not None and now - last < self.settings.worker_heartbeat_s:
+            return
+        self._last_beat[job_id] = now
         with session_scope(self.engine) as s:
             s.execute(
                 update(Job)

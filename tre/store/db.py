@@ -16,6 +16,8 @@ from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
+from tre.errors import TreError
+
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 
@@ -50,15 +52,27 @@ def session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(bind=engine, expire_on_commit=False)
 
 
+def settle(session: Session, exc: BaseException) -> None:
+    """End a failed unit of work: keep an audited refusal's record, roll back anything else.
+
+    The one place that decides it, so a refusal audited by any service (admission, the
+    airlock's workflow) is committed the same way behind the API, the panel and the worker.
+    """
+    if isinstance(exc, TreError) and exc.audited:
+        session.commit()
+    else:
+        session.rollback()
+
+
 @contextmanager
 def session_scope(engine: Engine) -> Iterator[Session]:
-    """One unit of work: commit on success, roll back on any error."""
+    """One unit of work: commit on success; on error see `settle`."""
     session = session_factory(engine)()
     try:
         yield session
         session.commit()
-    except BaseException:
-        session.rollback()
+    except BaseException as exc:
+        settle(session, exc)
         raise
     finally:
         session.close()

@@ -23,7 +23,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from tre.states import EgressState, JobState, ReviewStage
 from tre.store.base import Base, UTCDateTime, new_id, utcnow
+
+__all__ = ["JobState", "EgressState", "ReviewStage"]  # the states live in tre.states
 
 
 class Role(StrEnum):
@@ -33,17 +36,6 @@ class Role(StrEnum):
     admin = "admin"
 
 
-class JobState(StrEnum):
-    queued = "queued"
-    running = "running"
-    succeeded = "succeeded"
-    failed = "failed"
-    timed_out = "timed_out"
-    cancelled = "cancelled"
-
-    @property
-    def terminal(self) -> bool:
-        return self not in (JobState.queued, JobState.running)
 
 
 class User(Base):
@@ -213,8 +205,8 @@ class EgressRequest(Base):
     project_id: Mapped[str] = mapped_column(ForeignKey("projects.id"), index=True)
     requested_by: Mapped[str] = mapped_column(ForeignKey("users.id"))
     justification: Mapped[str] = mapped_column(Text)
-    # checking -> awaiting_review | blocked -> approved | rejected | conflicted -> approved | rejected
-    state: Mapped[str] = mapped_column(String(24), default="checking", index=True)
+    # An EgressState; its moves are tre.states.EGRESS_TRANSITIONS.
+    state: Mapped[str] = mapped_column(String(24), default=EgressState.checking.value, index=True)
     policy_name: Mapped[str] = mapped_column(String(128), default="default")
     policy_version: Mapped[str] = mapped_column(String(64), default="")
     required_reviews: Mapped[int] = mapped_column(Integer, default=2)
@@ -249,8 +241,8 @@ class Review(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     request_id: Mapped[str] = mapped_column(ForeignKey("egress_requests.id", ondelete="CASCADE"), index=True)
     reviewer_id: Mapped[str] = mapped_column(ForeignKey("users.id"))
-    # "review" for the blinded votes; "resolution" for the decision on a conflicted request.
-    stage: Mapped[str] = mapped_column(String(16), default="review")
+    # A ReviewStage: the blinded votes, or the decision on a conflicted request.
+    stage: Mapped[str] = mapped_column(String(16), default=ReviewStage.review.value)
     vote: Mapped[str] = mapped_column(String(8))
     comment: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tre import registry
@@ -24,7 +23,7 @@ def _out(user: User) -> UserOut:
 
 @router.get("/users", response_model=list[UserOut])
 def list_users(_: Principal = Depends(admin_only), session: Session = Depends(get_session)) -> list[UserOut]:
-    return [_out(u) for u in session.scalars(select(User).order_by(User.id))]
+    return [_out(u) for u in registry.list_users(session)]
 
 
 @router.post("/users", response_model=UserOut, status_code=201)

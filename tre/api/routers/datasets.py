@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastapi import APIRouter, Depends
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tre import registry
@@ -13,29 +12,17 @@ from tre.api.deps import any_role, get_session, get_settings_dep, require_roles
 from tre.api.schemas import DatasetIn, DatasetOut, GrantIn, GrantOut, RevokeIn
 from tre.auth.principal import Principal
 from tre.config import Settings
-from tre.registry import user_project_ids
-from tre.store.models import AccessGrant, Dataset
 
 router = APIRouter(prefix="/api/v1", tags=["datasets"])
 admin_only = require_roles("admin")
 readers = any_role()
 
 
-def _visible_dataset_ids(session: Session, p: Principal) -> set[str] | None:
-    """None means all; researchers see the datasets their projects were granted."""
-    if p.has("admin", "auditor", "dac"):
-        return None
-    projects = user_project_ids(session, p.user_id)
-    return set(session.scalars(select(AccessGrant.dataset_id).where(AccessGrant.project_id.in_(projects))))
-
-
 @router.get("/datasets", response_model=list[DatasetOut])
 def list_datasets(
     p: Principal = Depends(readers), session: Session = Depends(get_session)
 ) -> list[DatasetOut]:
-    visible = _visible_dataset_ids(session, p)
-    rows = session.scalars(select(Dataset).order_by(Dataset.id))
-    return [DatasetOut.model_validate(d) for d in rows if visible is None or d.id in visible]
+    return [DatasetOut.model_validate(d) for d in registry.list_visible_datasets(session, p)]
 
 
 @router.post("/datasets", response_model=DatasetOut, status_code=201)
@@ -45,7 +32,6 @@ def register_dataset(
     session: Session = Depends(get_session),
     settings: Settings = Depends(get_settings_dep),
 ) -> DatasetOut:
-    # Never the state directory (keys, database, job outputs, staging) or what holds it.
     ds = registry.register_dataset(
         session,
         p.user_id,
@@ -54,7 +40,7 @@ def register_dataset(
         Path(body.path),
         body.description,
         body.policy,
-        protected=[settings.home, settings.keys_dir, settings.jobs_dir, settings.staging_dir],
+        protected=settings.protected_paths,
     )
     return DatasetOut.model_validate(ds)
 
@@ -65,10 +51,7 @@ def list_grants(
     p: Principal = Depends(require_roles("admin", "auditor", "dac")),
     session: Session = Depends(get_session),
 ) -> list[GrantOut]:
-    query = select(AccessGrant).order_by(AccessGrant.granted_at)
-    if project_id:
-        query = query.where(AccessGrant.project_id == project_id)
-    return [GrantOut.model_validate(g) for g in session.scalars(query)]
+    return [GrantOut.model_validate(g) for g in registry.list_grants(session, project_id)]
 
 
 @router.post("/grants", response_model=GrantOut, status_code=201)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Query, Response
 from sqlalchemy.orm import Session
 
+from egress_review.logscreen import screen_job_log
 from tre.api.deps import any_role, get_session, get_settings_dep, require_roles
 from tre.api.schemas import JobIn, JobOut, JobOutputOut
 from tre.auth.principal import Principal
@@ -57,7 +58,7 @@ def get_logs(
     Researchers see the screened log (lines naming the data withheld), staff the raw one.
     """
     job = service.get_visible_job(session, p, job_id)
-    data, next_offset = service.visible_log(session, settings, p, job, offset)
+    data, next_offset = service.visible_log(session, settings, p, job, offset, screen=screen_job_log)
     return Response(
         content=data,
         media_type="text/plain; charset=utf-8",

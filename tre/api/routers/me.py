@@ -5,11 +5,11 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 from sqlalchemy.orm import Session
 
+from tre.access import user_project_ids
 from tre.api.deps import current_principal, get_session
 from tre.api.schemas import MeOut
 from tre.audit import record_event
 from tre.auth.principal import Principal
-from tre.registry import user_project_ids
 
 router = APIRouter(prefix="/api/v1", tags=["me"])
 

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tre import registry
 from tre.api.deps import any_role, get_session, require_roles
 from tre.api.schemas import MemberIn, ProjectIn, ProjectOut, QuotaIn
 from tre.auth.principal import Principal
-from tre.errors import NotFound
-from tre.jobs.service import can_see_project
 from tre.store.models import Project
 
 router = APIRouter(prefix="/api/v1/projects", tags=["projects"])
@@ -28,18 +25,14 @@ def _out(p: Project) -> ProjectOut:
 def list_projects(
     p: Principal = Depends(readers), session: Session = Depends(get_session)
 ) -> list[ProjectOut]:
-    projects = session.scalars(select(Project).order_by(Project.id))
-    return [_out(x) for x in projects if can_see_project(session, p, x.id)]
+    return [_out(x) for x in registry.list_visible_projects(session, p)]
 
 
 @router.get("/{project_id}", response_model=ProjectOut)
 def get_project(
     project_id: str, p: Principal = Depends(readers), session: Session = Depends(get_session)
 ) -> ProjectOut:
-    project = session.get(Project, project_id)
-    if project is None or not can_see_project(session, p, project_id):
-        raise NotFound(f"no project {project_id!r}")
-    return _out(project)
+    return _out(registry.get_visible_project(session, p, project_id))
 
 
 @router.post("", response_model=ProjectOut, status_code=201)

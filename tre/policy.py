@@ -5,8 +5,8 @@ unknown keys are rejected (a typo such as ``treshold`` must not silently fall ba
 default), every field has a documented default, and each loaded policy carries a content
 digest so an egress decision can be tied to the exact text it was made under.
 
-``python -m egress_review.policy schema`` prints the JSON Schema (kept in policies/schema.json);
-``python -m egress_review.policy check [DIR]`` validates every policy in a folder.
+``python -m tre.policy schema`` prints the JSON Schema (kept in policies/schema.json);
+``python -m tre.policy check [DIR]`` validates every policy in a folder.
 """
 
 from __future__ import annotations
@@ -16,11 +16,15 @@ import hashlib
 import json
 import re
 import sys
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal, Protocol, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from tre.errors import PolicyUnavailable
 
 Action = Literal["allow", "flag", "block"]
 """What a check does when its rule fires: let it through, ask reviewers to look, or refuse."""
@@ -486,6 +490,44 @@ def load_policy(name: str, policies_dir: Path) -> Policy:
     return parse_policy(text, path, expected_name=name)
 
 
+class HasPolicy(Protocol):
+    """Anything that names its policy: a dataset row, or a federated dataset description."""
+
+    policy: str
+
+
+@dataclass(frozen=True)
+class AppliedPolicy:
+    """A loaded policy under the name it was asked for (results are tagged with both)."""
+
+    name: str
+    policy: Policy
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "version": str(getattr(self.policy, "version", "")),
+            "digest": str(getattr(self.policy, "digest", "")),
+            "required_reviews": int(getattr(self.policy, "required_reviews", 2)),
+        }
+
+
+def policies_for_datasets(datasets: Iterable[HasPolicy], policies_dir: Path) -> list[AppliedPolicy]:
+    """Every distinct policy of the datasets (``default`` for a job that reads none).
+
+    The one place both admission and the airlock resolve a job's rules: any policy that
+    cannot be loaded stops the caller with `PolicyUnavailable` (fail closed).
+    """
+    names = sorted({d.policy or "default" for d in datasets}) or ["default"]
+    applied = []
+    for name in names:
+        try:
+            applied.append(AppliedPolicy(name, load_policy(name, policies_dir)))
+        except Exception as exc:  # noqa: BLE001 - any failure to load rules must stop the caller
+            raise PolicyUnavailable(f"policy {name!r} of the job's datasets cannot be loaded: {exc}") from exc
+    return applied
+
+
 def load_all(policies_dir: Path) -> dict[str, Policy]:
     """Every ``*.yaml`` policy in the folder by name; the first invalid one raises."""
     return {p.stem: load_policy(p.stem, policies_dir) for p in sorted(Path(policies_dir).glob("*.yaml"))}
@@ -521,7 +563,7 @@ def main(argv: list[str] | None = None) -> int:
         for pol in policies.values():
             print(f"{pol.name} {pol.version} {pol.digest}")
         return 0
-    print("usage: python -m egress_review.policy schema | check [DIR]", file=sys.stderr)
+    print("usage: python -m tre.policy schema | check [DIR]", file=sys.stderr)
     return 2
 
 

@@ -1,0 +1,96 @@
+"""The airlock API's response bodies, so its OpenAPI schema says what the routes return.
+
+The workflow builds plain dicts (`workflow.request_view`, `summary_view`); these models are
+the contract clients are generated from, and FastAPI validates every answer against them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from tre.states import CheckOutcome, EgressState, Vote
+
+
+class CheckResultOut(BaseModel):
+    policy: str = ""
+    policy_version: str = ""
+    policy_digest: str = ""
+    check: str
+    outcome: CheckOutcome
+    reason: str
+    evidence: dict[str, Any] = Field(default_factory=dict)
+
+
+class EgressFileOut(BaseModel):
+    id: int
+    path: str
+    sha256: str
+    size: int
+    outcome: CheckOutcome
+    checks: list[CheckResultOut]
+
+
+class ReviewOut(BaseModel):
+    reviewer: str
+    vote: Vote
+    comment: str
+    at: str | None
+
+
+class PolicyRef(BaseModel):
+    name: str
+    version: str
+    digest: str
+
+
+class EgressSummary(BaseModel):
+    id: str
+    job_id: str
+    project_id: str
+    requested_by: str
+    state: EgressState
+    policy_name: str
+    required_reviews: int
+    votes_in: int
+    outcome: CheckOutcome
+    created_at: str | None
+    decided_at: str | None
+    can_vote: bool
+    can_resolve: bool
+    file_count: int
+
+
+class EgressRequestOut(BaseModel):
+    """A request as the caller may see it: votes stay hidden until every required vote is in."""
+
+    id: str
+    job_id: str
+    project_id: str
+    requested_by: str
+    justification: str
+    state: EgressState
+    policy_name: str
+    policies: list[PolicyRef]
+    required_reviews: int
+    votes_in: int
+    votes_revealed: bool
+    votes: list[ReviewOut]
+    my_vote: ReviewOut | None
+    resolution: ReviewOut | None
+    can_vote: bool
+    can_resolve: bool
+    can_download: bool
+    created_at: str | None
+    decided_at: str | None
+    outcome: CheckOutcome
+    files: list[EgressFileOut]
+    disclosure_available: bool
+
+
+class DisclosureRecord(BaseModel):
+    """The signed-off record of a decided request (free-form beyond these fields: it is
+    versioned and hashed into the audit log as written)."""
+
+    model_config = {"extra": "allow"}

@@ -1,0 +1,66 @@
+"""Who may see what: the platform's visibility rules, in one place.
+
+Every listing and look-up (jobs, projects, datasets, grants, egress requests, logs) asks these
+functions, so a role's reach cannot differ between the API, the panel and the airlock.
+Anything not visible answers 404 exactly like anything that does not exist: ids are never an
+oracle.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from tre.auth.principal import Principal
+from tre.store.models import AccessGrant, ProjectMember
+
+# Oversight roles that see every project's jobs and read job logs unscreened.
+OVERSIGHT_ROLES = ("admin", "auditor")
+# Staff who see every dataset and every egress request (DAC members review all projects).
+STAFF_ROLES = ("dac", "admin", "auditor")
+
+
+def is_member(session: Session, project_id: str, user_id: str) -> bool:
+    return session.get(ProjectMember, (project_id, user_id)) is not None
+
+
+def user_project_ids(session: Session, user_id: str) -> list[str]:
+    return list(session.scalars(select(ProjectMember.project_id).where(ProjectMember.user_id == user_id)))
+
+
+def sees_every_project(principal: Principal) -> bool:
+    return principal.has(*OVERSIGHT_ROLES)
+
+
+def can_see_project(session: Session, principal: Principal, project_id: str) -> bool:
+    """Admins and auditors see every project; anyone else only the projects they belong to."""
+    return sees_every_project(principal) or is_member(session, project_id, principal.user_id)
+
+
+def visible_project_ids(session: Session, principal: Principal) -> list[str] | None:
+    """The projects whose jobs the caller may list; None means every project."""
+    return None if sees_every_project(principal) else user_project_ids(session, principal.user_id)
+
+
+def visible_dataset_ids(session: Session, principal: Principal) -> set[str] | None:
+    """None means all; researchers see the datasets their projects were granted."""
+    if principal.has(*STAFF_ROLES):
+        return None
+    projects = user_project_ids(session, principal.user_id)
+    return set(session.scalars(select(AccessGrant.dataset_id).where(AccessGrant.project_id.in_(projects))))
+
+
+def can_see_egress(session: Session, principal: Principal, project_id: str) -> bool:
+    """Staff see every egress request; a researcher those of their own projects."""
+    return principal.has(*STAFF_ROLES) or is_member(session, project_id, principal.user_id)
+
+
+def can_read_job_code(session: Session, principal: Principal, project_id: str) -> bool:
+    """The code a job ran: for those who review its outputs (DAC), oversee (admins, auditors),
+    or belong to its project."""
+    return principal.has(*STAFF_ROLES) or is_member(session, project_id, principal.user_id)
+
+
+def reads_raw_logs(principal: Principal) -> bool:
+    """Staff who oversee jobs read the raw log; everyone else gets the screened one."""
+    return principal.has(*OVERSIGHT_ROLES)
