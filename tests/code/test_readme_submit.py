@@ -69,6 +69,7 @@ def live(settings, engine, token_for, dicom_dir):  # type: ignore[no-untyped-def
         registry.create_user(s, "t", "alice", ["researcher"])
         registry.create_user(s, "t", "bob", ["researcher"])
         registry.create_user(s, "t", "dana", ["dac"])
+        registry.create_user(s, "t", "root", ["admin"])
         registry.create_project(s, "t", "lung", "Lung")
         registry.create_project(s, "t", "other", "Other")
         registry.add_member(s, "t", "lung", "alice")
@@ -83,7 +84,7 @@ def live(settings, engine, token_for, dicom_dir):  # type: ignore[no-untyped-def
         base = {**os.environ, "TRE_HOME": str(settings.home), "TRE_API_URL": server.url, "COLUMNS": "250"}
         yield {
             u: {**base, "TRE_TOKEN": token_for(u, r)}
-            for u, r in (("alice", "researcher"), ("bob", "researcher"), ("dana", "dac"))
+            for u, r in (("alice", "researcher"), ("bob", "researcher"), ("dana", "dac"), ("root", "admin"))
         }
     worker.stop()
     t.join(timeout=10)
@@ -151,4 +152,14 @@ def test_hostile_folder_is_refused_before_upload(live, tmp_path: Path, settings)
     assert proc.stderr.strip() == "error: symbolic link 'secrets' points to an absolute path"
     assert "Traceback" not in proc.stderr + proc.stdout
     archives = settings.home / "code" / "archives"
+    assert not archives.exists() or not any(archives.iterdir())
+
+    # The project's quota, lowered by an admin, is applied by the CLI before anything is sent.
+    (work / "secrets").unlink()
+    (work / "weights.bin").write_bytes(os.urandom(2 << 20))
+    set_quota = _tre(live["root"], ["project", "quota", "lung", "--max-code-mb", "1"], cwd=tmp_path)
+    assert set_quota.returncode == 0 and "max_code_mb=1" in set_quota.stdout, set_quota.stderr
+    over = _tre(live["alice"], args, cwd=work)
+    assert over.returncode == 1
+    assert over.stderr.strip() == f"error: the code folder {work} holds more than 1 MiB, the project's quota"
     assert not archives.exists() or not any(archives.iterdir())

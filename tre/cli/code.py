@@ -31,6 +31,7 @@ def _limits(client: ApiClient, project: str) -> CodeLimits:
 def upload_code(client: ApiClient, project: str, path: Path) -> str:
     """Pack (if a folder), check, upload; returns the archive's SHA-256 as the server stored it."""
     limits = _limits(client, project)
+    path = path.resolve()
     with tempfile.TemporaryFile() as packed:
         source: BinaryIO
         if path.is_dir():
