@@ -358,8 +358,8 @@ def pack_folder(folder: Path, out: BinaryIO, limits: CodeLimits) -> CodeManifest
                 count += 1
                 if count > limits.max_entries:
                     raise CodeTooLarge(
-                        f"the code folder {folder} has more than {limits.max_entries} entries (files, folders and "
-                        "links), the project's quota"
+                        f"the code folder {folder} has more than {limits.max_entries} entries "
+                        "(files, folders and links), the project's quota"
                     )
                 if stat.S_ISLNK(st.st_mode):
                     info.type = tarfile.SYMTYPE
@@ -374,7 +374,8 @@ def pack_folder(folder: Path, out: BinaryIO, limits: CodeLimits) -> CodeManifest
                     total += st.st_size
                     if total > limits.max_bytes:
                         raise CodeTooLarge(
-                            f"the code folder {folder} holds more than {limits.describe_bytes()}, the project's quota"
+                            f"the code folder {folder} holds more than {limits.describe_bytes()}, "
+                            "the project's quota"
                         )
                     info.mode = 0o644
                     info.size = st.st_size
