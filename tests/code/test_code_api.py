@@ -164,3 +164,33 @@ def test_who_may_read_a_jobs_code(app_client, world, engine) -> None:  # type: i
         (who, what) for who in ("alice", "dana", "audrey", "root") for what in ("archive", "listing")
     )
     assert {r["details"]["code_hash"] for r in reads} == {sha}
+
+
+def test_over_quota_upload_is_refused_mid_stream_by_a_live_server(app, world, engine, settings) -> None:  # type: ignore[no-untyped-def]
+    """Streamed without a length (chunked) or with one: 413 with a reason, nothing kept."""
+    import httpx
+
+    from tre.server import BackgroundServer
+
+    with session_scope(engine) as s:
+        from tre import registry
+
+        registry.set_quota(s, "root", "p1", {"max_code_mb": 1})
+    body = targz(file("w.bin", os.urandom(3 << 20)))
+
+    def chunks():  # type: ignore[no-untyped-def]
+        for k in range(0, len(body), 65536):
+            yield body[k : k + 65536]
+
+    with BackgroundServer(app) as server:
+        for content in (chunks(), body):
+            r = httpx.post(
+                f"{server.url}/api/v1/code",
+                params={"project_id": "p1"},
+                content=content,
+                headers={**world.headers["alice"], **GZ},
+                timeout=30,
+            )
+            assert "larger than 1 MiB, the project's quota" in _problem(r, 413)
+    store = CodeStore(settings)
+    assert [p for d in (store.archives, store.trees, store.incoming) for p in d.iterdir()] == []

@@ -19,6 +19,7 @@ from tre.api.problems import Problem
 from tre.api.schemas import CodeEntryOut, CodeListingOut, CodeOut
 from tre.auth.principal import Principal
 from tre.code import service
+from tre.code.archive import CodeTooLarge
 from tre.code.store import CodeStore, StoredCode
 from tre.config import Settings
 from tre.errors import NotFound
@@ -58,6 +59,9 @@ async def upload_code(
             415, "Unsupported media type", "send the code as a tar.gz body with Content-Type application/gzip"
         )
     limits = await run_in_threadpool(service.upload_limits, session, p, project_id)
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limits.max_bytes:  # refused before a byte is read
+        raise CodeTooLarge(f"the code archive is larger than {limits.describe_bytes()}, the project's quota")
     store = CodeStore(settings)
     with store.receive(limits) as incoming:
         async for chunk in request.stream():
