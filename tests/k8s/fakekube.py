@@ -8,6 +8,13 @@ HTTP, watch, 410-Gone, log and exec handling are all exercised for real.
 
 A scenario is the timeline of the job pod's states, played out as watch events, and the Job
 status to report once the timeline is spent.
+
+It is a hand-written fake, not a recording of a live cluster: no real cluster is available
+where these tests run (k8s/e2e/ holds the script an operator runs against kind or k3s).
+Two parts are real rather than canned: with `Scenario.output_files`, the exec endpoint
+runs the command the executor sent (the collector's packer) as a real Python process over
+a directory holding those files, as a hostile job would have left /output; and the log
+endpoint honours ``timestamps`` and ``sinceSeconds``.
 """
 
 from __future__ import annotations
@@ -16,8 +23,11 @@ import base64
 import copy
 import hashlib
 import json
+import os
 import re
 import socket
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -47,6 +57,14 @@ class Scenario:
     logs: bytes = b""
     output_tar: bytes = b""
     exec_status: str = "exec_success"
+    # How the exec stream ends: "status" (normal), "drop" (TCP cut mid-stream, no status),
+    # "no_status" (a clean WebSocket close without the exit status), "cut_tar" (the tar is
+    # cut at a member boundary but the status says Success).
+    exec_end: str = "status"
+    log_cut: bool = False  # the log connection drops before the body announced is complete
+    # Run the exec command for real over these files (relative path -> bytes), as /output.
+    output_files: dict[str, bytes] | None = None
+    exec_dir: Path | None = None  # set by FakeApiServer: where output_files are written
     # Answer the first N requests of a kind with a recorded 503 (etcd leader change).
     unavailable: dict[str, int] = field(default_factory=dict)  # keys: "get_job", "list_pods"
 
@@ -66,6 +84,8 @@ class FakeCluster:
     requests: list[Request] = field(default_factory=list)
     delivered: int = 0
     watches: int = 0
+    log_requests: list[dict[str, list[str]]] = field(default_factory=list)
+    exec_commands: list[list[str]] = field(default_factory=list)
     rv: int = 5000
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -223,7 +243,18 @@ class Handler(BaseHTTPRequestHandler):
         m = re.fullmatch(r"/api/v1/namespaces/([^/]+)/pods/([^/]+)/log", path)
         if m:
             assert q.get("follow") == ["true"], "logs must be followed"
-            self._send(200, c.scenario.logs, "text/plain")
+            body = self._log_body(q)
+            if c.scenario.log_cut:  # chunked, as a followed log is, and cut before the last chunk
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain")
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                self.wfile.write(f"{len(body):x}\r\n".encode() + body + b"\r\n")
+                self.wfile.flush()
+                self.connection.shutdown(socket.SHUT_RDWR)
+                self.close_connection = True
+                return
+            self._send(200, body, "text/plain")
             return
         m = re.fullmatch(r"/api/v1/namespaces/([^/]+)/pods", path)
         if m:
@@ -256,6 +287,20 @@ class Handler(BaseHTTPRequestHandler):
             self._json(200, stored)
             return
         self._send(404, _status("status_404", NAME=path.rsplit("/", 1)[1], KIND="object"))
+
+    def _log_body(self, q: dict[str, list[str]]) -> bytes:
+        """The scenario's log, one line per half second from 10:15:03Z, as the kubelet serves it."""
+        lines = self.cluster.scenario.logs.splitlines(keepends=True)
+        with self.cluster.lock:
+            self.cluster.log_requests.append(q)
+        if q.get("timestamps") != ["true"]:
+            return b"".join(lines)
+        out = []
+        for i, line in enumerate(lines):
+            secs, half = divmod(i, 2)
+            frac = ".5" if half else ""  # RFC 3339 with trailing zeros trimmed, like the kubelet
+            out.append(f"2025-06-02T10:15:{3 + secs:02d}{frac}Z ".encode() + line)
+        return b"".join(out)
 
     def _unavailable(self, what: str) -> bool:
         with self.cluster.lock:
@@ -330,12 +375,32 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Sec-WebSocket-Accept", accept)
         self.send_header("Sec-WebSocket-Protocol", "v4.channel.k8s.io")
         self.end_headers()
-        data = self.cluster.scenario.output_tar
+        sc = self.cluster.scenario
+        command = parse_qs(urlparse(self.path).query).get("command", [])
+        with self.cluster.lock:
+            self.cluster.exec_commands.append(command)
+        if sc.output_files is not None:
+            self._exec_for_real(command)
+            return
+        data = sc.output_tar
+        if sc.exec_end == "cut_tar":
+            data = data[: _first_member_end(data)]
+        if sc.exec_end == "drop":
+            data = data[: len(data) // 2]
         for i in range(0, len(data), 32 * 1024):
             self._frame(b"\x01" + data[i : i + 32 * 1024])
-        if self.cluster.scenario.exec_status != "exec_success":
+        if sc.exec_end == "drop":
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_RDWR)  # no status, no close frame
+            self.close_connection = True
+            return
+        if sc.exec_status != "exec_success":
             self._frame(b"\x02outputs exceed the limit\n")
-        self._frame(b"\x03" + json.dumps(recording(self.cluster.scenario.exec_status)).encode())
+        if sc.exec_end != "no_status":
+            self._frame(b"\x03" + json.dumps(recording(sc.exec_status)).encode())
+        self._close_ws()
+
+    def _close_ws(self) -> None:
         self._frame(b"\x03\xe8", opcode=0x8)
         self.wfile.flush()
         try:
@@ -343,6 +408,41 @@ class Handler(BaseHTTPRequestHandler):
         except OSError:
             pass
         self.close_connection = True
+
+    def _exec_for_real(self, command: list[str]) -> None:
+        """Run the executor's command over the scenario's files, laid out as a job left /output.
+
+        The process starts in that directory (the old collector's WORKDIR /output) with
+        PYTHONPATH pointing there too: the worst case for an import hijack. `python3` is
+        this interpreter and `/output` that directory; everything else runs as sent.
+        """
+        sc = self.cluster.scenario
+        assert sc.exec_dir is not None and sc.output_files is not None
+        root = sc.exec_dir
+        for rel, data in sc.output_files.items():
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            (root / rel).write_bytes(data)
+        argv = [
+            sys.executable if a in ("python", "python3") else str(root) if a == "/output" else a
+            for a in command
+        ]
+        env = {**os.environ, "PYTHONPATH": f"{root}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+        proc = subprocess.Popen(argv, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert proc.stdout is not None and proc.stderr is not None
+        while chunk := proc.stdout.read(32 * 1024):
+            self._frame(b"\x01" + chunk)
+        err = proc.stderr.read()
+        code = proc.wait(timeout=60)
+        if err:
+            self._frame(b"\x02" + err[:8192])
+        if code == 0:
+            status = recording("exec_success")
+        else:
+            status = recording("exec_exit3")
+            status["details"]["causes"][0]["message"] = str(code)
+            status["message"] = f"command terminated with non-zero exit code: exit code {code}"
+        self._frame(b"\x03" + json.dumps(status).encode())
+        self._close_ws()
 
     def _frame(self, payload: bytes, opcode: int = 0x2) -> None:
         head = bytes([0x80 | opcode])
@@ -356,11 +456,19 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(head + payload)
 
 
+def _first_member_end(tar: bytes) -> int:
+    """Offset just past the first member's data: a cut there leaves a well-formed, shorter tar."""
+    size = int(tar[124:136].rstrip(b"\0 ") or b"0", 8)
+    return 512 + -(-size // 512) * 512
+
+
 class FakeApiServer:
     """Starts the server in a thread and writes a kubeconfig pointing at it."""
 
     def __init__(self, scenario: Scenario, tmp: Path) -> None:
         self.cluster = FakeCluster(scenario)
+        scenario.exec_dir = tmp / "fake-output-volume"
+        scenario.exec_dir.mkdir(exist_ok=True)
         handler = type("BoundHandler", (Handler,), {"cluster": self.cluster})
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.httpd.daemon_threads = True
@@ -391,6 +499,19 @@ class FakeApiServer:
     def seed(self, path: str, obj: dict[str, Any]) -> None:
         """Put an object in the fake's store, as if an administrator had created it."""
         self.cluster.objects[path] = obj
+
+    def seed_admission_policies(self) -> None:
+        """The policy bindings k8s/base installs first; the executor checks they exist."""
+        for name in ("tre-job-pods", "tre-worker-claims", "tre-project-namespaces"):
+            self.seed(
+                f"/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicybindings/{name}",
+                {
+                    "apiVersion": "admissionregistration.k8s.io/v1",
+                    "kind": "ValidatingAdmissionPolicyBinding",
+                    "metadata": {"name": name, "uid": str(uuid.uuid4()), "resourceVersion": "17"},
+                    "spec": {"policyName": name, "validationActions": ["Deny", "Audit"]},
+                },
+            )
 
     def seed_dataset_claim(self, namespace: str, name: str) -> None:
         self.seed(

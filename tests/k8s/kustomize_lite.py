@@ -73,9 +73,11 @@ def _set_images(obj: Any, images: list[Obj]) -> Any:
 
 def render(directory: Path) -> list[Obj]:
     kust = yaml.safe_load((directory / "kustomization.yaml").read_text())
-    unsupported = set(kust) - {"apiVersion", "kind", "resources", "patches", "images"}
+    unsupported = set(kust) - {"apiVersion", "kind", "resources", "patches", "images", "sortOptions"}
     if unsupported:
         raise ValueError(f"kustomize_lite does not support {sorted(unsupported)} in {directory}")
+    if kust.get("sortOptions", {"order": "fifo"}).get("order") != "fifo":
+        raise ValueError("kustomize_lite renders in resource order (sortOptions.order: fifo) only")
     objs: list[Obj] = []
     for res in kust.get("resources", []):
         path = directory / res

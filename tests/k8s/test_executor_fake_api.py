@@ -50,9 +50,13 @@ def spec_for(tmp_path: Path, **kw: object) -> JobSpec:
     return JobSpec(**base)  # type: ignore[arg-type]
 
 
-def executor_for(server: FakeApiServer, dataset_provisioned: bool = True) -> KubernetesExecutor:
+def executor_for(
+    server: FakeApiServer, dataset_provisioned: bool = True, policies: bool = True
+) -> KubernetesExecutor:
     if dataset_provisioned:
         server.seed_dataset_claim("tre-p-lung-ct-01", "ds-lidc")
+    if policies:
+        server.seed_admission_policies()
     settings = KubernetesSettings(
         kubeconfig=server.kubeconfig,
         watch_window_s=1,
@@ -106,7 +110,7 @@ def test_successful_job_end_to_end(tmp_path: Path) -> None:
     # Logs were followed as a stream; outputs came through the collector's exec.
     assert server.calls("GET", r"/pods/[^/]+/log$")[0].query["follow"] == ["true"]
     exec_call = server.calls("GET", r"/pods/tre-collect-[^/]+/exec$")[0]
-    assert exec_call.query["command"][:3] == ["python", "-m", "tre.executors.kubernetes.tarstream"]
+    assert exec_call.query["command"][:4] == ["python3", "-I", "-S", "-c"]
     # Everything is cleaned up: Job (cascading to its pod), output PVC, collector pod.
     assert server.calls("DELETE", r"/jobs/tre-job-")
     assert server.calls("DELETE", r"/persistentvolumeclaims/tre-out-")
@@ -272,3 +276,163 @@ def test_persistent_api_errors_give_up_with_a_clear_error(tmp_path: Path) -> Non
     with FakeApiServer(scenario, tmp_path) as server:
         with pytest.raises(ExecutorError, match="503"):
             executor_for(server).run(spec_for(tmp_path), RunControl())
+
+
+# --- issue 18: the collector, fail-closed collection, idempotent reattach, log resume ------
+
+
+def test_planted_output_module_does_not_run_in_the_collector(tmp_path: Path) -> None:
+    """End to end: the fake runs the exec command for real over a hostile /output."""
+    marker = tmp_path / "pwned"
+    payload = f"open({str(marker)!r}, 'w').write('x')\nimport sys; sys.stdout.write('FORGED')\n".encode()
+    files = {"tre/__init__.py": payload, "tarfile.py": payload, "result.csv": b"a,b\n1,2\n"}
+    with FakeApiServer(Scenario(SUCCESS, output_files=files), tmp_path) as server:
+        spec = spec_for(tmp_path)
+        result = executor_for(server).run(spec, RunControl())
+        command = server.cluster.exec_commands[0]
+    assert result.state == "succeeded", result.reason
+    assert command[:4] == ["python3", "-I", "-S", "-c"] and command[5] == "/output"
+    assert not marker.exists()
+    assert (spec.output_dir / "tre" / "__init__.py").read_bytes() == payload  # data, not code
+    assert (spec.output_dir / "result.csv").read_bytes() == b"a,b\n1,2\n"
+
+
+def test_outputs_over_the_limit_found_by_the_real_packer(tmp_path: Path) -> None:
+    files = {"big.bin": b"\x01" * (2 * 1024 * 1024)}
+    with FakeApiServer(Scenario(SUCCESS, output_files=files), tmp_path) as server:
+        spec = spec_for(tmp_path, output_limit_mb=1)
+        result = executor_for(server).run(spec, RunControl())
+    assert (
+        result.state == "failed"
+        and result.reason == "outputs not collected: outputs exceed the limit of 1048576 bytes"
+    )
+    assert list(spec.output_dir.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("end", "why"),
+    [
+        ("drop", "connection to the collector dropped"),
+        ("no_status", "exit status never arrived"),
+        ("cut_tar", "cut short or corrupt"),
+    ],
+)
+def test_incomplete_transfer_fails_closed_and_records_nothing(tmp_path: Path, end: str, why: str) -> None:
+    tar = make_tar({"a.bin": b"\x02" * 300_000, "b.bin": b"\x03" * 300_000})
+    with FakeApiServer(Scenario(SUCCESS, output_tar=tar, exec_end=end), tmp_path) as server:
+        spec = spec_for(tmp_path)
+        result = executor_for(server).run(spec, RunControl())
+        assert server.calls("DELETE", r"/pods/tre-collect-")
+    assert result.state == "failed" and why in result.reason, result.reason
+    assert list(spec.output_dir.iterdir()) == []  # nothing partial for the worker to record
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".tre-collect-0")] == []
+
+
+def test_repeated_collection_is_idempotent(tmp_path: Path) -> None:
+    """A second worker reattaching after a completed collection neither re-collects nor fails."""
+    scenario = Scenario(SUCCESS, output_tar=make_tar({"r.txt": b"ok"}))
+    with FakeApiServer(scenario, tmp_path) as server:
+        spec = spec_for(tmp_path)
+        assert executor_for(server).run(spec, RunControl()).state == "succeeded"
+        job = server.calls("POST", r"/jobs$")[0].body
+        ex = executor_for(server)  # as if the first worker died before recording the result
+        ex.batch.create_namespaced_job("tre-p-lung-ct-01", job, _preload_content=False)
+        again = ex.reattach(spec, f"tre-p-lung-ct-01/{job['metadata']['name']}", RunControl())
+        assert len(server.cluster.exec_commands) == 1
+    assert again.state == "succeeded", again.reason
+    assert (spec.output_dir / "r.txt").read_bytes() == b"ok"
+
+
+def test_collection_interrupted_twice_is_not_retried(tmp_path: Path) -> None:
+    """An output that kills the worker while copying must not kill every worker in turn."""
+    scenario = Scenario(SUCCESS, output_tar=make_tar({"r.txt": b"ok"}))
+    with FakeApiServer(scenario, tmp_path) as server:
+        spec = spec_for(tmp_path)
+        # Two earlier workers died mid-collection: their attempt counter and a partial tree remain.
+        (tmp_path / ".tre-collect-attempts-0f1e2d3c4b5a69788796a5b4c3d2e1f0").write_text("2")
+        spec.output_dir.mkdir()
+        (spec.output_dir / "partial.bin").write_bytes(b"\0" * 10)
+        ex = executor_for(server)
+        ex.ensure_namespace(spec.project_id)
+        from tre.executors.kubernetes import manifests
+
+        job = manifests.job(spec, ex.settings)
+        ex.batch.create_namespaced_job(job["metadata"]["namespace"], job, _preload_content=False)
+        result = ex.reattach(spec, f"tre-p-lung-ct-01/{job['metadata']['name']}", RunControl())
+        assert server.cluster.exec_commands == []
+        assert server.calls("DELETE", r"/jobs/tre-job-")
+    assert result.state == "failed" and "interrupted 2 times" in result.reason
+    assert list(spec.output_dir.iterdir()) == []
+
+
+def test_reattach_appends_the_log_from_the_saved_offset(tmp_path: Path) -> None:
+    """The previous worker saved two lines and half of a third; nothing is lost or repeated."""
+    lines = [f"step {i}\n".encode() for i in range(6)]
+    scenario = Scenario(SUCCESS, logs=b"".join(lines), output_tar=make_tar({}))
+    with FakeApiServer(scenario, tmp_path) as server:
+        spec = spec_for(tmp_path)
+        spec.log_path.write_bytes(lines[0] + lines[1] + b"ste")  # killed mid-write
+        pod = "tre-job-0f1e2d3c4b5a69788796a5b4c3d2e1f0-x7k2p"
+        state = {"pod": pod, "bytes": len(lines[0] + lines[1]), "last": [1748859303, 500_000_000]}
+        spec.log_path.with_name("job.log.k8s-offset").write_text(__import__("json").dumps(state))
+        ex = executor_for(server)
+        ex.ensure_namespace(spec.project_id)
+        from tre.executors.kubernetes import manifests
+
+        job = manifests.job(spec, ex.settings)
+        ex.batch.create_namespaced_job(job["metadata"]["namespace"], job, _preload_content=False)
+        result = ex.reattach(spec, f"tre-p-lung-ct-01/{job['metadata']['name']}", RunControl())
+        query = server.cluster.log_requests[0]
+    assert result.state == "succeeded", result.reason
+    assert spec.log_path.read_bytes() == b"".join(lines)
+    assert query["timestamps"] == ["true"] and int(query["sinceSeconds"][0]) >= 1
+
+
+def test_a_fresh_run_starts_the_log_afresh(tmp_path: Path) -> None:
+    scenario = Scenario(SUCCESS, logs=b"one\ntwo\n", output_tar=make_tar({}))
+    with FakeApiServer(scenario, tmp_path) as server:
+        spec = spec_for(tmp_path)
+        spec.log_path.write_bytes(b"stale from an earlier attempt\n")
+        result = executor_for(server).run(spec, RunControl())
+    assert result.state == "succeeded" and spec.log_path.read_bytes() == b"one\ntwo\n"
+
+
+def test_no_namespace_is_provisioned_without_the_admission_policies(tmp_path: Path) -> None:
+    """The worker's RBAC is only safe with the policies bound; without them it refuses to start."""
+    with FakeApiServer(Scenario(SUCCESS), tmp_path) as server:
+        with pytest.raises(ExecutorError, match="tre-job-pods, tre-worker-claims, tre-project-namespaces"):
+            executor_for(server, policies=False).run(spec_for(tmp_path), RunControl())
+        assert not server.calls("POST", r"^/api/v1/namespaces$") and not server.calls("POST", r"/jobs$")
+
+
+def test_a_log_stream_cut_short_says_so_in_the_log(tmp_path: Path) -> None:
+    scenario = Scenario(SUCCESS, logs=b"one\ntwo\n", log_cut=True, output_tar=make_tar({}))
+    with FakeApiServer(scenario, tmp_path) as server:
+        spec = spec_for(tmp_path)
+        result = executor_for(server).run(spec, RunControl())
+    assert result.state == "succeeded", result.reason
+    assert (
+        spec.log_path.read_bytes() == b"one\ntwo\n\n[tre: the log stream ended early; lines may be missing]\n"
+    )
+
+
+def test_a_collector_pod_left_by_a_dead_worker_is_replaced(tmp_path: Path) -> None:
+    scenario = Scenario(SUCCESS, output_tar=make_tar({"r.txt": b"ok"}))
+    with FakeApiServer(scenario, tmp_path) as server:
+        spec = spec_for(tmp_path)
+        ex = executor_for(server)
+        from tre.executors.kubernetes import manifests
+
+        stale = manifests.collector_pod(spec, ex.settings)
+        stale["metadata"]["uid"] = "stale"
+        server.seed(f"/api/v1/namespaces/tre-p-lung-ct-01/pods/{stale['metadata']['name']}", stale)
+        result = ex.run(spec, RunControl())
+        order = [
+            (r.method, r.path.rsplit("/", 1)[-1])
+            for r in server.cluster.requests
+            if "tre-collect-" in r.path or (r.method == "POST" and r.path.endswith("/pods"))
+        ]
+    assert result.state == "succeeded", result.reason
+    assert (spec.output_dir / "r.txt").read_bytes() == b"ok"
+    first_delete = order.index(("DELETE", stale["metadata"]["name"]))
+    assert order[0] == ("POST", "pods") and order[first_delete + 1] == ("POST", "pods")

@@ -11,10 +11,10 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import celpy
 import pytest
 import yaml
 
+from tests.k8s.celharness import JOB_CONTROLLER, admission_failures, admit, policy
 from tests.k8s.conftest import ROOT, failed_checks, kubernetes_validate, run_checkov, write_docs
 from tests.k8s.kustomize_lite import normalise, render
 from tre.executors.base import DatasetMount, JobSpec
@@ -22,28 +22,26 @@ from tre.executors.kubernetes import manifests as m
 from tre.executors.kubernetes.config import KubernetesSettings
 
 DIGEST = "@sha256:" + "5e" * 32
-SETTINGS = KubernetesSettings(
-    collector_image="registry.example.org/tre/job-cpu" + DIGEST, storage_class="fast-rwo"
-)
+SETTINGS = KubernetesSettings(storage_class="fast-rwo")
 
 
 def specs(tmp: Path) -> list[JobSpec]:
     common: dict[str, Any] = dict(output_dir=tmp / "o", log_path=tmp / "l")
     return [
-        JobSpec(  # GPU job, two datasets, Kata chosen by policy
+        JobSpec(  # GPU job, two datasets, gVisor (nvproxy) chosen by policy
             job_id="4c1f0a9e2b7d4e8f9a0b1c2d3e4f5a6b",
             project_id="Lung_CT 2025",
             image="reg.example.org/seg" + DIGEST,
             command=["python", "-m", "seg"],
             datasets=[
-                DatasetMount("lidc", pvc_name="ds-lidc"),
-                DatasetMount("nsclc", pvc_name="ds-nsclc", mount_path="/data/nsclc"),
+                DatasetMount("lidc", pvc_name="dataset-lidc"),
+                DatasetMount("nsclc", pvc_name="dataset-nsclc", mount_path="/data/nsclc"),
             ],
             gpu=2,
             cpu=8,
             memory_mb=32768,
             time_limit_s=7200,
-            runtime_class="kata",
+            runtime_class="gvisor",
             env={"SEED": "1"},
             **common,
         ),
@@ -56,6 +54,15 @@ def specs(tmp: Path) -> list[JobSpec]:
             cpu=0.5,
             memory_mb=512,
             code_hash="c0de" * 16,
+            **common,
+        ),
+        JobSpec(  # CPU-only job on Kata
+            job_id="j3",
+            project_id="p2",
+            image="reg.example.org/stats" + DIGEST,
+            command=["python", "a.py"],
+            datasets=[DatasetMount("lidc", pvc_name="dataset-lidc")],
+            runtime_class="kata",
             **common,
         ),
     ]
@@ -84,14 +91,14 @@ def generated(tmp: Path) -> list[dict[str, Any]]:
 
 
 def test_job_manifest_has_the_required_controls(tmp_path: Path) -> None:
-    gpu_spec, cpu_spec = specs(tmp_path)
+    gpu_spec, cpu_spec, _ = specs(tmp_path)
     job = m.job(gpu_spec, SETTINGS)
     pod = job["spec"]["template"]["spec"]
     c = pod["containers"][0]
     assert job["spec"]["backoffLimit"] == 0 and job["spec"]["activeDeadlineSeconds"] == 7200
     assert job["spec"]["ttlSecondsAfterFinished"] > 0 and pod["restartPolicy"] == "Never"
     assert pod["automountServiceAccountToken"] is False and pod["enableServiceLinks"] is False
-    assert pod["serviceAccountName"] == "tre-job" and pod["runtimeClassName"] == "kata"
+    assert pod["serviceAccountName"] == "tre-job" and pod["runtimeClassName"] == "gvisor"
     assert pod["securityContext"]["runAsNonRoot"] and pod["securityContext"]["runAsUser"] == 10001
     assert c["securityContext"]["capabilities"] == {"drop": ["ALL"]}
     assert (
@@ -107,8 +114,8 @@ def test_job_manifest_has_the_required_controls(tmp_path: Path) -> None:
     assert pod["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
     data = [v for v in pod["volumes"] if v["name"].startswith("data-")]
     assert [v["persistentVolumeClaim"] for v in data] == [
-        {"claimName": "ds-lidc", "readOnly": True},
-        {"claimName": "ds-nsclc", "readOnly": True},
+        {"claimName": "dataset-lidc", "readOnly": True},
+        {"claimName": "dataset-nsclc", "readOnly": True},
     ]
     mounts = {vm["mountPath"]: vm for vm in c["volumeMounts"]}
     assert (
@@ -122,6 +129,22 @@ def test_job_manifest_has_the_required_controls(tmp_path: Path) -> None:
     cpod = m.job(cpu_spec, SETTINGS)["spec"]["template"]["spec"]
     assert "nvidia.com/gpu" not in cpod["containers"][0]["resources"]["limits"] and "tolerations" not in cpod
     assert cpod["runtimeClassName"] == "gvisor"
+
+
+def test_kata_gpu_jobs_need_vfio_passthrough(tmp_path: Path) -> None:
+    """Kata with nvidia.com/gpu gives the container no GPU unless the node does VFIO passthrough."""
+    spec = JobSpec(**{**specs(tmp_path)[0].__dict__, "runtime_class": "kata"})
+    with pytest.raises(ValueError, match="VFIO"):
+        m.job(spec, SETTINGS)
+    job = m.job(spec, SETTINGS.model_copy(update={"kata_gpu_passthrough": True}))
+    assert job["spec"]["template"]["spec"]["runtimeClassName"] == "kata"
+
+
+def test_quota_pins_mig_slices_to_zero() -> None:
+    hard = m.resource_quota("tre-p-x", SETTINGS)["spec"]["hard"]
+    mig = {k: v for k, v in hard.items() if "mig-" in k}
+    assert len(mig) >= 20 and set(mig.values()) == {"0"}
+    assert "requests.nvidia.com/mig-1g.10gb" in mig and "requests.nvidia.com/mig-7g.80gb" in mig
 
 
 def test_unpinned_image_or_hostpath_dataset_is_refused(tmp_path: Path) -> None:
@@ -208,74 +231,46 @@ def test_overlay_worker_env_configures_the_executor(monkeypatch: pytest.MonkeyPa
     s = KubernetesSettings()
     assert s.gpu_node_selector == {"tre.io/pool": "gpu"} and s.cpu_node_selector == {"tre.io/pool": "cpu"}
     assert s.storage_class == "fast-rwo" and s.quota_gpu == 8
+    # The admission policies pin the quota the worker creates: the overlay's params must agree,
+    # or the API server would refuse every project namespace (fail closed, but broken).
+    rendered = render(ROOT / "k8s" / "overlays" / "gpu-pool")
+    cm = next(
+        o for o in rendered if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "tre-admission-params"
+    )
+    quota = next(o for o in m.namespace_objects("p1", s) if o["kind"] == "ResourceQuota")
+    pol = policy("tre-project-namespaces")
+    assert admission_failures(pol, quota, param=cm) == []
+    assert admission_failures(pol, quota) != []  # the base's params (4 GPUs) would refuse it
 
 
 # --- the ValidatingAdmissionPolicy's CEL, evaluated with cel-python ------------------------
 
 
-def _policy(name: str) -> dict[str, Any]:
-    docs = yaml.safe_load_all((ROOT / "k8s" / "base" / "admission-policy.yaml").read_text())
-    return next(d for d in docs if d["kind"] == "ValidatingAdmissionPolicy" and d["metadata"]["name"] == name)
-
-
-def to_cel(x: Any) -> Any:
-    """JSON to CEL values; bool before int (celpy's json_to_cel turns True into IntType(1))."""
-    ct = celpy.celtypes
-    if type(x).__module__ == ct.__name__:
-        return x  # already a CEL value (a computed variable)
-    if isinstance(x, bool):
-        return ct.BoolType(x)
-    if isinstance(x, int):
-        return ct.IntType(x)
-    if isinstance(x, float):
-        return ct.DoubleType(x)
-    if isinstance(x, str):
-        return ct.StringType(x)
-    if isinstance(x, dict):
-        return ct.MapType({ct.StringType(k): to_cel(v) for k, v in x.items()})
-    if isinstance(x, list):
-        return ct.ListType([to_cel(v) for v in x])
-    if x is None:
-        return None
-    raise TypeError(f"no CEL conversion for {type(x).__name__}")
-
-
-def admission_failures(
-    policy: dict[str, Any], obj: dict[str, Any], request: dict[str, Any] | None = None
-) -> list[str]:
-    """Evaluate variables then validations like the API server; returns messages of failed rules."""
-    env = celpy.Environment()
-    base = {"object": to_cel(obj), "request": to_cel(request or {})}
-    variables: dict[str, Any] = {}
-    for var in policy["spec"].get("variables", []):
-        act = {**base, "variables": to_cel(variables)}
-        variables[var["name"]] = env.program(env.compile(var["expression"])).evaluate(act)
-    act = {**base, "variables": to_cel(variables)}
-    failures = []
-    for rule in policy["spec"]["validations"]:
-        try:
-            result = env.program(env.compile(rule["expression"])).evaluate(act)
-        except celpy.CELEvalError as exc:  # the API server rejects on evaluation errors too
-            result = exc
-        if result != celpy.celtypes.BoolType(True):
-            failures.append(rule["message"])
-    return failures
-
-
 def test_admission_policy_accepts_generated_job_and_collector(tmp_path: Path) -> None:
-    policy = _policy("tre-job-pods")
+    pol = policy("tre-job-pods")
     for spec in specs(tmp_path):
         job = m.job(spec, SETTINGS)
-        assert admission_failures(policy, job) == []
-        assert admission_failures(policy, m.collector_pod(spec, SETTINGS)) == []
+        assert admission_failures(pol, job) == []
+        assert admission_failures(pol, m.collector_pod(spec, SETTINGS)) == []
         # The pod the Job controller creates from the template (owned by the Job).
         pod = {
             "apiVersion": "v1",
             "kind": "Pod",
-            "metadata": {"name": "p", "ownerReferences": [{"kind": "Job", "name": job["metadata"]["name"]}]},
+            "metadata": {
+                "name": "p",
+                "labels": job["spec"]["template"]["metadata"]["labels"],
+                "ownerReferences": [
+                    {
+                        "apiVersion": "batch/v1",
+                        "kind": "Job",
+                        "name": job["metadata"]["name"],
+                        "controller": True,
+                    }
+                ],
+            },
             "spec": job["spec"]["template"]["spec"],
         }
-        assert admission_failures(policy, pod) == []
+        assert admit(pod, username=JOB_CONTROLLER).allowed
 
 
 @pytest.mark.parametrize(
@@ -292,10 +287,13 @@ def test_admission_policy_accepts_generated_job_and_collector(tmp_path: Path) ->
         (lambda j, p, c: c["resources"]["requests"].update(memory="1Mi"), "requests must equal limits"),
         (lambda j, p, c: c["resources"]["requests"].pop("nvidia.com/gpu"), "requests must equal limits"),
         (lambda j, p, c: p.pop("runtimeClassName"), "sandboxed RuntimeClass"),
-        (lambda j, p, c: p["volumes"].append({"name": "h", "hostPath": {"path": "/srv"}}), "no hostPath"),
+        (
+            lambda j, p, c: p["volumes"].append({"name": "h", "hostPath": {"path": "/srv"}}),
+            "volumes are only",
+        ),
         (
             lambda j, p, c: p["volumes"][0]["persistentVolumeClaim"].pop("readOnly"),
-            "dataset claims read-only",
+            "read-only dataset-* claims",
         ),
         (lambda j, p, c: c["volumeMounts"][0].pop("readOnly"), "mounted writable"),
     ],
@@ -304,27 +302,51 @@ def test_admission_policy_rejects_weakened_jobs(tmp_path: Path, mutate: Any, mes
     job = copy.deepcopy(m.job(specs(tmp_path)[0], SETTINGS))
     pod = job["spec"]["template"]["spec"]
     mutate(job, pod, pod["containers"][0])
-    failures = admission_failures(_policy("tre-job-pods"), job)
+    failures = admission_failures(policy("tre-job-pods"), job)
     assert any(message in f for f in failures), failures
 
 
 def test_namespace_policy_pins_what_the_worker_creates() -> None:
-    policy = _policy("tre-project-namespaces")
+    pol = policy("tre-project-namespaces")
     objs = {o["kind"]: o for o in m.namespace_objects("p1", SETTINGS)}
     for obj in objs.values():
-        assert admission_failures(policy, obj) == [], obj["kind"]
+        assert admission_failures(pol, obj) == [], obj["kind"]
     evil_np = copy.deepcopy(objs["NetworkPolicy"])
     evil_np["spec"]["egress"] = [{"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}]}]
-    assert "the worker may only write deny-all NetworkPolicies" in admission_failures(policy, evil_np)
+    assert "the worker may only write deny-all NetworkPolicies" in admission_failures(pol, evil_np)
     elsewhere = copy.deepcopy(objs["ResourceQuota"])
     elsewhere["metadata"]["namespace"] = "kube-system"
-    assert admission_failures(policy, elsewhere)
+    assert admission_failures(pol, elsewhere)
     evil_sa = copy.deepcopy(objs["ServiceAccount"])
     evil_sa["automountServiceAccountToken"] = True
-    assert admission_failures(policy, evil_sa)
+    assert admission_failures(pol, evil_sa)
     evil_ns = copy.deepcopy(objs["Namespace"])
     evil_ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] = "privileged"
-    assert admission_failures(policy, evil_ns)
+    assert admission_failures(pol, evil_ns)
     evil_rb = copy.deepcopy(objs["RoleBinding"])
     evil_rb["subjects"].append({"kind": "ServiceAccount", "name": "tre-job", "namespace": "tre-p-p1"})
-    assert admission_failures(policy, evil_rb)
+    assert admission_failures(pol, evil_rb)
+
+
+def test_policies_come_before_the_rights_they_restrict() -> None:
+    """Rendered in this order (kubectl's kustomize when present), an apply never grants the
+    worker its RBAC or starts it before the admission policies and their bindings exist."""
+    overlay = ROOT / "k8s" / "overlays" / "gpu-pool"
+    if shutil.which("kubectl"):
+        out = subprocess.run(
+            ["kubectl", "kustomize", str(overlay)], capture_output=True, text=True, timeout=60, check=True
+        ).stdout
+        kinds = [d["kind"] for d in yaml.safe_load_all(out) if d]
+    else:
+        kinds = [d["kind"] for d in render(overlay)]
+    last_guard = max(
+        i
+        for i, k in enumerate(kinds)
+        if k in ("ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding")
+    )
+    first_right = min(
+        i
+        for i, k in enumerate(kinds)
+        if k in ("ClusterRole", "ClusterRoleBinding", "RoleBinding", "Deployment")
+    )
+    assert kinds.index("ConfigMap") < last_guard < first_right, kinds

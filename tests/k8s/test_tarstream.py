@@ -8,14 +8,19 @@ from __future__ import annotations
 
 import io
 import os
-import subprocess
-import sys
 import tarfile
 from pathlib import Path
 
 import pytest
 
-from tre.executors.kubernetes.tarstream import OutputTooLarge, extract, pack
+from tre.executors.kubernetes.tarstream import (
+    MAX_HEADER_BYTES,
+    OutputTooComplex,
+    OutputTooLarge,
+    TruncatedArchive,
+    extract,
+    pack,
+)
 
 
 def test_pack_then_extract_roundtrip_skips_links(tmp_path: Path) -> None:
@@ -37,18 +42,6 @@ def test_pack_enforces_the_limit(tmp_path: Path) -> None:
     (tmp_path / "big").write_bytes(b"\0" * 2048)
     with pytest.raises(OutputTooLarge):
         pack(tmp_path, io.BytesIO(), limit_bytes=1024)
-
-
-def test_module_entry_point_writes_a_tar_to_stdout(tmp_path: Path) -> None:
-    (tmp_path / "r.txt").write_text("42\n")
-    out = subprocess.run(
-        [sys.executable, "-m", "tre.executors.kubernetes.tarstream", str(tmp_path)],
-        capture_output=True,
-        check=True,
-        timeout=60,
-    ).stdout
-    with tarfile.open(fileobj=io.BytesIO(out)) as tar:
-        assert tar.extractfile("r.txt").read() == b"42\n"  # type: ignore[union-attr]
 
 
 def _tar(*members: tuple[tarfile.TarInfo, bytes | None]) -> io.BytesIO:
@@ -91,3 +84,51 @@ def test_extract_refuses_links_and_devices(tmp_path: Path, kind: bytes) -> None:
 def test_extract_enforces_the_limit_even_if_the_pod_lied(tmp_path: Path) -> None:
     with pytest.raises(OutputTooLarge):
         extract(_tar(_file("a", b"1" * 600), _file("b", b"2" * 600)), tmp_path / "d", limit_bytes=1000)
+
+
+def test_extract_refuses_an_archive_cut_at_a_member_boundary(tmp_path: Path) -> None:
+    """Without its end-of-archive block a cut tar reads as a complete shorter one: refused."""
+    whole = _tar(_file("a.csv", b"1" * 700), _file("b.csv", b"2" * 10)).getvalue()
+    cut = whole[: 512 + 1024]  # header + padded data of a.csv only
+    with pytest.raises(TruncatedArchive, match="end-of-archive"):
+        extract(io.BytesIO(cut), tmp_path / "d", limit_bytes=10_000)
+    with pytest.raises(TruncatedArchive, match="inside a file"):
+        extract(io.BytesIO(whole[:600]), tmp_path / "d2", limit_bytes=10_000)
+    assert not (tmp_path / "d").exists() or not any((tmp_path / "d").iterdir())
+
+
+def test_extract_caps_extended_headers_before_tarfile_reads_them(tmp_path: Path) -> None:
+    info = tarfile.TarInfo("x")
+    info.pax_headers = {"comment": "c" * (MAX_HEADER_BYTES + 10)}
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        tar.addfile(info, io.BytesIO(b""))
+    buf.seek(0)
+    with pytest.raises(OutputTooComplex, match="extended header"):
+        extract(buf, tmp_path / "d", limit_bytes=1000)
+
+
+def test_extract_follows_pax_size_overrides(tmp_path: Path) -> None:
+    """A PAX `size` record changes where the next header is; the checker must follow it."""
+    info = tarfile.TarInfo("big")
+    info.size = 1500
+    info.pax_headers = {"size": "1500"}
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        tar.addfile(info, io.BytesIO(b"z" * 1500))
+        small = tarfile.TarInfo("small")
+        small.size = 2
+        tar.addfile(small, io.BytesIO(b"ok"))
+    buf.seek(0)
+    written = extract(buf, tmp_path / "d", limit_bytes=10_000)
+    assert [p.name for p in written] == ["big", "small"]
+
+
+def test_extract_caps_the_member_count(tmp_path: Path) -> None:
+    from tre.executors.kubernetes import tarstream
+
+    members = [_file(f"f{i}", b"") for i in range(5)]
+    archive = _tar(*members)
+    with pytest.raises(OutputTooComplex):
+        tarstream.check_archive(archive, max_entries=4)
+    assert tarstream.check_archive(_tar(*members), max_entries=5) == 5

@@ -16,10 +16,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tre.executors.base import ExecutorError
 
-# The CPU sandbox image doubles as the output collector: it has Python and the `tre`
-# package (for `tre.executors.kubernetes.tarstream`) and nothing else worth having.
-# Placeholder digest: release tooling pins the real one (docs/images.md).
-DEFAULT_COLLECTOR_IMAGE = "ghcr.io/tre-project/tre-job-cpu@sha256:" + "0" * 64
+# The output collector needs a Python interpreter and nothing else: the packer travels as
+# source in the exec command (collect.py). Distroless Python, the CPU job image's own base,
+# pinned by the digest sandbox_images/Dockerfile.cpu uses; operators may re-pin it.
+_DISTROLESS_PYTHON_DIGEST = "sha256:7d1042ce588ab97019fe95c24ffca7bc5a82ccdac572511d5e09bda4435c89c5"
+DEFAULT_COLLECTOR_IMAGE = f"gcr.io/distroless/python3-debian12:nonroot@{_DISTROLESS_PYTHON_DIGEST}"
 
 
 class KubernetesSettings(BaseSettings):
@@ -40,6 +41,8 @@ class KubernetesSettings(BaseSettings):
     # False when namespaces are provisioned out of band (then the worker needs no
     # cluster-scoped rights at all; k8s/base/rbac.yaml tre-namespace-provisioner can go).
     manage_namespaces: bool = True
+    # Provision namespaces only if the admission policy bindings exist (docs/deploy.md).
+    require_admission_policies: bool = True
     job_uid: int = 10001
     job_gid: int = 10001
     # Nodes carrying GPUs: label selector plus the taint that keeps other pods off them.
@@ -48,6 +51,9 @@ class KubernetesSettings(BaseSettings):
     cpu_node_selector: dict[str, str] = Field(default_factory=dict)
     # Sandboxed runtime when the policy names none; None means plain runc (fails CKV_TRE_1).
     default_runtime_class: str | None = "gvisor"
+    # Kata gives a container no GPU without VFIO passthrough set up on the node
+    # (k8s/node/README.md); GPU jobs on kata are refused unless the operator says it is.
+    kata_gpu_passthrough: bool = False
     storage_class: str | None = None
     collector_image: str = DEFAULT_COLLECTOR_IMAGE
     collector_timeout_s: int = 600

@@ -26,6 +26,7 @@ from tre.executors.kubernetes import manifests
 from tre.executors.kubernetes.collect import CollectError, exec_tar
 from tre.executors.kubernetes.config import KubernetesSettings, load_api_client
 from tre.executors.kubernetes.logs import LogFollower
+from tre.executors.kubernetes.staging import MAX_ATTEMPTS, OutputStaging
 from tre.executors.kubernetes.status import PodView, final_result, job_view, pod_view, waiting_failure
 
 log = logging.getLogger(__name__)
@@ -63,17 +64,48 @@ class KubernetesExecutor(Executor):
         self.batch: Any = k8s_client.BatchV1Api(self._api)
         self.net: Any = k8s_client.NetworkingV1Api(self._api)
         self.rbac: Any = k8s_client.RbacAuthorizationV1Api(self._api)
+        self.admission: Any = k8s_client.AdmissionregistrationV1Api(self._api)
         self._clock = clock
+        self._policies_checked = False
 
     # --- namespace --------------------------------------------------------------------
 
     def ensure_namespace(self, project_id: str) -> str:
         """Create (or bring up to date) the project's namespace and its guard objects."""
+        self._require_admission_policies()
         objs = manifests.namespace_objects(project_id, self.settings)
         ns = objs[0]["metadata"]["name"]
         for obj in objs:
             self._create_or_patch(obj)
         return str(ns)
+
+    def _require_admission_policies(self) -> None:
+        """Refuse to provision unless the admission policies are bound (checked once).
+
+        The worker's RBAC lets it create RoleBindings in any namespace; only the policies
+        confine that to project namespaces (docs/deploy.md, "Order of installation"). A
+        deployment applied in the wrong order, or whose policies were removed, must not
+        run jobs. This guards an honest worker; a compromised one is held by installing
+        the policies first.
+        """
+        if self._policies_checked or not self.settings.require_admission_policies:
+            return
+        missing = []
+        for name in manifests.ADMISSION_POLICY_BINDINGS:
+            try:
+                self.admission.read_validating_admission_policy_binding(name, _preload_content=False)
+            except ApiException as exc:
+                if exc.status != HTTP_NOT_FOUND:
+                    raise ExecutorError(
+                        f"cannot check admission policy binding {name}: {_api_reason(exc)}"
+                    ) from exc
+                missing.append(name)
+        if missing:
+            raise ExecutorError(
+                f"admission policy binding(s) missing: {', '.join(missing)}; refusing to provision project "
+                "namespaces without them (apply the policies first: docs/deploy.md, Order of installation)"
+            )
+        self._policies_checked = True
 
     def _create_or_patch(self, obj: Manifest) -> None:
         kind = obj["kind"]
@@ -143,7 +175,7 @@ class KubernetesExecutor(Executor):
             raise ExecutorError(f"cannot create the output volume for {name}: {_api_reason(exc)}") from exc
         ref = f"{ns}/{name}"
         control.on_started(ref)
-        return self._follow_and_finish(spec, ns, name, control)
+        return self._follow_and_finish(spec, ns, name, control, resume=False)
 
     def _missing_dataset_claims(self, ns: str, spec: JobSpec) -> list[str]:
         """Dataset PVCs absent from the namespace (else the pod would sit Pending until its deadline)."""
@@ -171,12 +203,14 @@ class KubernetesExecutor(Executor):
                 return JobResult("failed", None, f"Job {executor_ref} no longer exists in the cluster")
             raise ExecutorError(f"cannot read Job {executor_ref}: {_api_reason(exc)}") from exc
         log.info("reattached to %s", executor_ref)
-        return self._follow_and_finish(spec, ns, name, control)
+        return self._follow_and_finish(spec, ns, name, control, resume=True)
 
-    def _follow_and_finish(self, spec: JobSpec, ns: str, name: str, control: RunControl) -> JobResult:
+    def _follow_and_finish(
+        self, spec: JobSpec, ns: str, name: str, control: RunControl, resume: bool
+    ) -> JobResult:
         follower: LogFollower | None = None
         try:
-            result, pod, follower = self._follow(spec, ns, name, control)
+            result, pod, follower = self._follow(spec, ns, name, control, resume)
             if follower is not None:
                 for _ in range(30):  # the container has ended; its log stream ends soon after
                     if follower.join(timeout=1):
@@ -192,10 +226,10 @@ class KubernetesExecutor(Executor):
     # --- following ----------------------------------------------------------------------
 
     def _follow(
-        self, spec: JobSpec, ns: str, name: str, control: RunControl
+        self, spec: JobSpec, ns: str, name: str, control: RunControl, resume: bool = False
     ) -> tuple[JobResult, PodView | None, LogFollower | None]:
         """Watch the job's pod until the Job is decided; returns the result and last pod state."""
-        selector = f"{manifests.LABEL_JOB}={manifests.dns_label(spec.job_id)}"
+        selector = f"{manifests.LABEL_JOB}={manifests.job_label(spec.job_id)}"
         deadline = self._clock() + spec.time_limit_s + self.settings.deadline_grace_s
         pod: PodView | None = None
         follower: LogFollower | None = None
@@ -210,7 +244,13 @@ class KubernetesExecutor(Executor):
             pod = view  # a DELETED event carries the last state the pod had
             if follower is None and view.started and not deleted:
                 follower = LogFollower(
-                    self.core, ns, view.name, "job", spec.log_path, self.settings.log_limit_mb * 1024 * 1024
+                    self.core,
+                    ns,
+                    view.name,
+                    "job",
+                    spec.log_path,
+                    self.settings.log_limit_mb * 1024 * 1024,
+                    resume=resume,
                 ).start()
 
         while True:
@@ -329,35 +369,69 @@ class KubernetesExecutor(Executor):
     # --- outputs and cleanup -------------------------------------------------------------
 
     def _collect(self, spec: JobSpec, ns: str, result: JobResult, control: RunControl) -> JobResult:
+        """Copy /output out once: idempotent across reattaches, fail closed, nothing partial."""
+        staging = OutputStaging(spec.output_dir, manifests.job_label(spec.job_id))
+        if staging.done:
+            log.info("outputs of %s were already collected by a previous worker", spec.job_id)
+            return result
+        if staging.attempts >= MAX_ATTEMPTS:
+            staging.begin()  # leaves an empty output directory: nothing partial is recorded
+            return _not_collected(
+                result,
+                f"collection was interrupted {MAX_ATTEMPTS} times (the worker stopped while copying); "
+                "not retried",
+            )
+        staging.begin()
         pod_obj = manifests.collector_pod(spec, self.settings)
         pod_name = pod_obj["metadata"]["name"]
         try:
-            try:
-                self.core.create_namespaced_pod(ns, pod_obj, _preload_content=False)
-            except ApiException as exc:
-                if exc.status != HTTP_CONFLICT:
-                    raise CollectError(f"cannot start the collector pod: {_api_reason(exc)}") from exc
+            self._start_collector(ns, pod_obj, control)
             self._wait_running(ns, pod_name, control)
             exec_tar(
                 self.core,
                 ns,
                 pod_name,
-                spec.output_dir,
+                staging,
                 spec.output_limit_mb * 1024 * 1024,
                 timeout_s=self.settings.collector_timeout_s,
                 heartbeat=control.heartbeat,
             )
+            staging.commit()
         except CollectError as exc:
-            if result.state == "succeeded":
-                return JobResult("failed", result.exit_code, f"outputs not collected: {exc}")
-            return JobResult(result.state, result.exit_code, f"{result.reason}; outputs not collected: {exc}")
+            staging.discard()
+            return _not_collected(result, str(exc))
         finally:
+            staging.discard()
             self._delete(
                 lambda: self.core.delete_namespaced_pod(
                     pod_name, ns, grace_period_seconds=0, _preload_content=False
                 )
             )
         return result
+
+    def _start_collector(self, ns: str, pod_obj: Manifest, control: RunControl) -> None:
+        """Create a fresh collector pod; one left by a worker that died is replaced, not reused.
+
+        A leftover may be past its deadline, or mid-way through a transfer to a dead worker;
+        starting over from a known state is what makes a repeated collection safe.
+        """
+        name = pod_obj["metadata"]["name"]
+        for _ in range(60):
+            try:
+                self.core.create_namespaced_pod(ns, pod_obj, _preload_content=False)
+                return
+            except ApiException as exc:
+                if exc.status != HTTP_CONFLICT:
+                    raise CollectError(f"cannot start the collector pod ({exc.status})") from exc
+            log.info("replacing the collector pod %s/%s left by a previous worker", ns, name)
+            self._delete(
+                lambda: self.core.delete_namespaced_pod(
+                    name, ns, grace_period_seconds=0, _preload_content=False
+                )
+            )
+            control.heartbeat()
+            time.sleep(min(self.settings.retry_backoff_s, 1.0))
+        raise CollectError("a previous collector pod could not be replaced")
 
     def _wait_running(self, ns: str, pod_name: str, control: RunControl) -> None:
         deadline = self._clock() + self.settings.collector_timeout_s
@@ -424,6 +498,13 @@ class KubernetesExecutor(Executor):
                 log.warning("cleanup failed: %s", _api_reason(exc))
         except HTTPError as exc:
             log.warning("cleanup failed, API unreachable: %s", exc)
+
+
+def _not_collected(result: JobResult, why: str) -> JobResult:
+    """A job whose outputs could not be copied out never counts as succeeded."""
+    if result.state == "succeeded":
+        return JobResult("failed", result.exit_code, f"outputs not collected: {why}")
+    return JobResult(result.state, result.exit_code, f"{result.reason}; outputs not collected: {why}")
 
 
 def _collector_state(pod: Manifest) -> str:

@@ -25,10 +25,46 @@ CODE_MOUNT = "/code"
 CODE_ARCHIVE_MOUNT = "/code-archive/code.tar.gz"
 # A private memory-backed emptyDir inside the pod, not the host's /tmp.
 TMP_MOUNT = "/tmp"  # noqa: S108
+# The ValidatingAdmissionPolicyBindings (k8s/base/admission-policy.yaml) the worker's
+# rights are only safe with; the executor checks they exist before provisioning.
+ADMISSION_POLICY_BINDINGS = ("tre-job-pods", "tre-worker-claims", "tre-project-namespaces")
 LABEL_JOB = "tre.io/job-id"
 LABEL_PROJECT = "tre.io/project-id"
 LABEL_COMPONENT = "app.kubernetes.io/component"
 GPU_RESOURCE = "nvidia.com/gpu"
+# MIG slices are separate extended resources; no job may request them (the tre-job-pods
+# policy admits cpu, memory, ephemeral-storage and nvidia.com/gpu only), and the quota pins
+# the common profiles to zero as well, for a cluster where the policy is not installed yet.
+MIG_PROFILES = (
+    "1g.5gb",
+    "1g.10gb",
+    "1g.12gb",
+    "1g.18gb",
+    "1g.20gb",
+    "1g.23gb",
+    "1g.24gb",
+    "1g.35gb",
+    "1g.45gb",
+    "2g.10gb",
+    "2g.20gb",
+    "2g.24gb",
+    "2g.35gb",
+    "2g.45gb",
+    "3g.20gb",
+    "3g.40gb",
+    "3g.47gb",
+    "3g.71gb",
+    "3g.90gb",
+    "4g.20gb",
+    "4g.40gb",
+    "4g.47gb",
+    "4g.71gb",
+    "4g.94gb",
+    "7g.40gb",
+    "7g.80gb",
+    "7g.94gb",
+    "7g.141gb",
+)
 
 _INVALID = re.compile(r"[^a-z0-9-]+")
 
@@ -62,8 +98,14 @@ def with_dataset_pvcs(spec: JobSpec) -> JobSpec:
     return replace(spec, datasets=mounts)
 
 
+def job_label(job_id: str) -> str:
+    """The job's `tre.io/job-id` label value; short enough that `tre-out-<label>` is a valid name."""
+    return dns_label(job_id, max_len=55)
+
+
 def output_pvc_name(job_id: str) -> str:
-    return dns_label(job_id, prefix="tre-out-")
+    """`tre-out-<job label>`: the admission policy admits a writable claim only by this name."""
+    return f"tre-out-{job_label(job_id)}"
 
 
 def collector_pod_name(job_id: str) -> str:
@@ -74,7 +116,7 @@ def _labels(spec: JobSpec, component: str) -> dict[str, str]:
     return {
         **MANAGED_BY,
         LABEL_COMPONENT: component,
-        LABEL_JOB: dns_label(spec.job_id),
+        LABEL_JOB: job_label(spec.job_id),
         LABEL_PROJECT: dns_label(spec.project_id),
     }
 
@@ -138,6 +180,7 @@ def resource_quota(namespace: str, settings: KubernetesSettings) -> Manifest:
         "services.loadbalancers": "0",
         "services.nodeports": "0",
     }
+    hard.update({f"requests.nvidia.com/mig-{p}": "0" for p in MIG_PROFILES})
     return {
         "apiVersion": "v1",
         "kind": "ResourceQuota",
@@ -403,6 +446,11 @@ def job(spec: JobSpec, settings: KubernetesSettings) -> Manifest:
         **_placement(spec, settings),
     }
     runtime = spec.runtime_class or settings.default_runtime_class
+    if runtime == "kata" and spec.gpu > 0 and not settings.kata_gpu_passthrough:
+        raise ValueError(
+            "GPU jobs cannot run on the kata RuntimeClass without VFIO passthrough "
+            "(TRE_K8S_KATA_GPU_PASSTHROUGH; see k8s/node/README.md)"
+        )
     if runtime:
         pod_spec["runtimeClassName"] = runtime
     return {
@@ -418,28 +466,43 @@ def job(spec: JobSpec, settings: KubernetesSettings) -> Manifest:
     }
 
 
+# How the collector runs Python: isolated (-I: no PYTHON* variables, no user site, no working
+# or script directory on sys.path), without `site` (-S), from `/`. Nothing the job wrote to
+# /output can then be imported (see collect.py and packer.py).
+PYTHON_ISOLATED = ["python3", "-I", "-S"]
+
+
 def collector_pod(spec: JobSpec, settings: KubernetesSettings) -> Manifest:
     """A short-lived pod that mounts the output PVC read-only so the executor can tar it out via exec.
 
-    It only sleeps; the executor execs `python -m tre.executors.kubernetes.tarstream` in it.
-    Same lockdown as the job, no GPU, and its own deadline so a lost worker cannot leak it.
+    It only sleeps; the executor execs the packer in it (`collect.packer_command`). Its
+    image is a minimal Python (`TRE_K8S_COLLECTOR_IMAGE`), never the job's image, and it
+    never runs anything from /output. Same lockdown as the job, no GPU, and its own
+    deadline so a lost worker cannot leak it.
     """
     image = require_digest(settings.collector_image)
     ns = namespace_name(spec.project_id, settings)
     amounts = {"cpu": "250m", "memory": "256Mi", "ephemeral-storage": "64Mi"}
+    probe = {"exec": {"command": [*PYTHON_ISOLATED, "-c", "pass"]}}
     container: Manifest = {
         "name": "collector",
         "image": image,
         "imagePullPolicy": "Always",
-        "command": ["python", "-c", f"import time; time.sleep({settings.collector_timeout_s})"],
+        "command": [*PYTHON_ISOLATED, "-c", f"import time; time.sleep({settings.collector_timeout_s})"],
+        "workingDir": "/",
+        "env": [
+            {"name": "PYTHONSAFEPATH", "value": "1"},
+            {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"},
+            {"name": "PYTHONNOUSERSITE", "value": "1"},
+        ],
         "resources": {"requests": dict(amounts), "limits": dict(amounts)},
         "securityContext": _container_security_context(settings),
         "volumeMounts": [
             {"name": "output", "mountPath": OUTPUT_MOUNT, "readOnly": True},
             {"name": "tmp", "mountPath": TMP_MOUNT},
         ],
-        "livenessProbe": {"exec": {"command": ["python", "-c", "pass"]}, "periodSeconds": 60},
-        "readinessProbe": {"exec": {"command": ["python", "-c", "pass"]}, "periodSeconds": 5},
+        "livenessProbe": {**probe, "periodSeconds": 60},
+        "readinessProbe": {**probe, "periodSeconds": 5},
     }
     pod_spec: Manifest = {
         "serviceAccountName": JOB_SERVICE_ACCOUNT,
