@@ -4,6 +4,7 @@ recorded-API fake), and the fetcher that init container runs."""
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import os
 import stat
@@ -14,12 +15,14 @@ from pathlib import Path
 import pytest
 
 from tests.code.hostile import file, folder, link, targz
+from tests.k8s.celharness import JOB_CONTROLLER, admit, params
 from tests.k8s.conftest import kubernetes_validate, write_docs
 from tests.k8s.fakekube import FakeApiServer, Scenario
+from tests.k8s.test_admission_policy import controller_pod
 from tests.k8s.test_executor_fake_api import SUCCESS, executor_for, make_tar, spec_for
-from tests.k8s.test_manifests import SETTINGS, _policy, admission_failures
+from tests.k8s.test_manifests import SETTINGS
 from tests.test_docker_executor import make_spec
-from tre.executors.base import RunControl
+from tre.executors.base import DatasetMount, RunControl
 from tre.executors.docker import container_options
 from tre.executors.kubernetes import manifests as m
 
@@ -40,13 +43,17 @@ def test_docker_binds_code_read_only_as_the_working_directory(tmp_path: Path) ->
 
 
 def test_kubernetes_job_gets_code_from_an_init_container(tmp_path: Path) -> None:
-    spec = spec_for(tmp_path, code_hash=SHA)
+    spec = spec_for(tmp_path, code_hash=SHA, datasets=[DatasetMount("lidc", pvc_name="dataset-lidc")])
     job = m.job(spec, SETTINGS)
     pod = job["spec"]["template"]["spec"]
     (init,) = pod["initContainers"]
-    assert init["image"] == SETTINGS.collector_image
+    assert (
+        init["name"] == "fetch-code"
+        and init["image"] == SETTINGS.code_image == params()["data"]["code-image"]
+    )
     assert init["command"] == [
-        "python",
+        "python3",
+        "-I",
         "-m",
         "tre.code.fetch",
         "--sha256",
@@ -54,7 +61,7 @@ def test_kubernetes_job_gets_code_from_an_init_container(tmp_path: Path) -> None
         "--archive",
         "/code-archive/code.tar.gz",
         "--into",
-        "/tmp/code",
+        "/code/tree",
         "--max-mb",
         "1024",
     ]
@@ -70,23 +77,42 @@ def test_kubernetes_job_gets_code_from_an_init_container(tmp_path: Path) -> None
             "subPath": f"archives/{SHA}.tar.gz",
             "readOnly": True,
         },
-        {"name": "code", "mountPath": "/tmp"},
+        {"name": "code", "mountPath": "/code"},
     ]
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert volumes["code-archive"]["persistentVolumeClaim"] == {"claimName": "tre-code", "readOnly": True}
+    assert params()["data"]["code-claim"] == SETTINGS.code_claim_name
     assert volumes["code"]["emptyDir"] == {"sizeLimit": "1024Mi"}
     (container,) = pod["containers"]
     assert container["workingDir"] == "/code"
-    assert {"name": "code", "mountPath": "/code", "subPath": "code", "readOnly": True} in container[
+    assert {"name": "code", "mountPath": "/code", "subPath": "tree", "readOnly": True} in container[
         "volumeMounts"
     ]
     assert not any(vm["name"] == "code-archive" for vm in container["volumeMounts"])
-    # The policy admits it; a writable /code or an extra writable mount in the init container is refused.
-    policy = _policy("tre-job-pods")
-    assert admission_failures(policy, job) == []
-    init["volumeMounts"][0]["readOnly"] = False
-    assert any("mounted writable" in f for f in admission_failures(policy, job))
-    kubernetes_validate([write_docs(tmp_path / "job.yaml", [m.job(spec, SETTINGS)])])
+    kubernetes_validate([write_docs(tmp_path / "job.yaml", [job])])
+
+    # The admission policy admits it, from the worker and as the Job controller's pod ...
+    verdict = admit(job)
+    assert verdict.matched and verdict.allowed, verdict.denials
+    assert admit(controller_pod(job), username=JOB_CONTROLLER).allowed
+
+    # ... and refuses the code store anywhere else, or whole, or writable.
+    def denied(mutate) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
+        bad = copy.deepcopy(job)
+        mutate(bad["spec"]["template"]["spec"])
+        return admit(bad).denials
+
+    assert denied(
+        lambda p: p["containers"][0]["volumeMounts"].append(
+            {"name": "code-archive", "mountPath": "/store", "readOnly": True}
+        )
+    )
+    assert denied(lambda p: p["initContainers"][0]["volumeMounts"][0].pop("subPath"))
+    assert denied(lambda p: p["initContainers"][0]["volumeMounts"][0].pop("readOnly"))
+    assert denied(lambda p: p["volumes"][-2]["persistentVolumeClaim"].pop("readOnly"))
+    assert denied(lambda p: p["volumes"][-2]["persistentVolumeClaim"].update(claimName="tre-state"))
+    assert denied(lambda p: p["initContainers"][0].update(image=SETTINGS.collector_image))
+    assert denied(lambda p: p["containers"][0]["volumeMounts"][-1].pop("readOnly"))
 
     plain = m.job(spec_for(tmp_path), SETTINGS)["spec"]["template"]["spec"]
     assert "initContainers" not in plain and plain["containers"][0]["workingDir"] == "/output"
@@ -102,7 +128,7 @@ def test_kubernetes_executor_sends_the_code_init_container(tmp_path: Path) -> No
     assert result.state == "succeeded", result.reason
     pod = sent["spec"]["template"]["spec"]
     assert [c["name"] for c in pod["initContainers"]] == ["fetch-code"]
-    assert pod["initContainers"][0]["command"][4] == SHA
+    assert pod["initContainers"][0]["command"][5] == SHA
     assert pod["containers"][0]["workingDir"] == "/code"
 
 

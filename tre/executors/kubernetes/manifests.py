@@ -333,23 +333,24 @@ def code_init(code_hash: str, settings: KubernetesSettings) -> tuple[Manifest, l
     """The init container that puts the job's code at /code, its volumes, and the job's mount.
 
     The pod has no network (deny-all NetworkPolicy; the namespace admission policy lets the
-    worker write no other kind), so the code comes by volume: the read-only ``tre-code`` claim
-    onto the control plane's code store, mounted by subPath so the init container sees only
-    this job's archive. It re-hashes the archive, refuses it unless the SHA-256 matches, and
-    unpacks it with the control plane's own checks (``python -m tre.code.fetch``, in the
-    collector image) into an emptyDir with a sizeLimit. Its only writable mount is that
-    emptyDir at /tmp (admission allows no other writable path); the job container mounts the
-    unpacked ``code`` folder of it read-only at /code, its working directory.
+    worker write no other kind), so the code comes by volume: the read-only ``code-archive``
+    claim onto the control plane's code store, mounted by subPath so that ``fetch-code`` sees
+    only this job's archive (the admission policy requires both, and keeps the claim out of
+    the job container). It re-hashes the archive, refuses it unless the SHA-256 matches, and
+    unpacks it with the control plane's own checks (``python3 -I -m tre.code.fetch`` in the
+    control plane's image) into the ``code`` emptyDir (with a sizeLimit), whose ``tree``
+    folder the job container mounts read-only at /code, its working directory.
     """
     if not re.fullmatch(r"[0-9a-f]{64}", code_hash):
         raise ValueError(f"code hash must be a SHA-256 (64 lowercase hex digits), got {code_hash!r}")
     amounts = {"cpu": "500m", "memory": "256Mi", "ephemeral-storage": "64Mi"}
     init: Manifest = {
         "name": "fetch-code",
-        "image": require_digest(settings.collector_image),
+        "image": require_digest(settings.code_image),
         "imagePullPolicy": "Always",
         "command": [
-            "python",
+            "python3",
+            "-I",
             "-m",
             "tre.code.fetch",
             "--sha256",
@@ -357,7 +358,7 @@ def code_init(code_hash: str, settings: KubernetesSettings) -> tuple[Manifest, l
             "--archive",
             CODE_ARCHIVE_MOUNT,
             "--into",
-            f"{TMP_MOUNT}/code",
+            f"{CODE_MOUNT}/tree",
             "--max-mb",
             str(settings.code_volume_mb),
         ],
@@ -371,7 +372,7 @@ def code_init(code_hash: str, settings: KubernetesSettings) -> tuple[Manifest, l
                 "subPath": f"archives/{code_hash}.tar.gz",
                 "readOnly": True,
             },
-            {"name": "code", "mountPath": TMP_MOUNT},
+            {"name": "code", "mountPath": CODE_MOUNT},
         ],
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
@@ -382,7 +383,7 @@ def code_init(code_hash: str, settings: KubernetesSettings) -> tuple[Manifest, l
         },
         {"name": "code", "emptyDir": {"sizeLimit": f"{settings.code_volume_mb}Mi"}},
     ]
-    mount: Manifest = {"name": "code", "mountPath": CODE_MOUNT, "subPath": "code", "readOnly": True}
+    mount: Manifest = {"name": "code", "mountPath": CODE_MOUNT, "subPath": "tree", "readOnly": True}
     return init, volumes, mount
 
 
