@@ -12,9 +12,11 @@ import json
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy.orm import object_session
+
 from egress_review.checking import policies_of
 from tre.store.base import utcnow
-from tre.store.models import EgressRequest
+from tre.store.models import EgressRequest, Job
 
 SCHEMA = "tre.egress.disclosure/1"
 DOWNLOAD_CONDITIONS = (
@@ -30,6 +32,18 @@ def _ts(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
+def _job_section(req: EgressRequest) -> dict[str, Any]:
+    """What produced the files: the job's image and the exact code it ran (SHA-256 of the archive)."""
+    session = object_session(req)
+    job = session.get(Job, req.job_id) if session is not None else None
+    return {
+        "id": req.job_id,
+        "image": job.image if job is not None else None,
+        "code_hash": job.code_hash if job is not None else None,
+        "command": list(job.command) if job is not None else None,
+    }
+
+
 def build_record(req: EgressRequest) -> dict[str, Any]:
     reviews = sorted(req.reviews, key=lambda r: (r.stage != "review", r.created_at, r.id or 0))
     resolution = next((r for r in reviews if r.stage == "resolution"), None)
@@ -43,6 +57,7 @@ def build_record(req: EgressRequest) -> dict[str, Any]:
             "justification": req.justification,
             "requested_at": _ts(req.created_at),
         },
+        "job": _job_section(req),
         "outcome": req.state,
         "released": req.state == "approved",
         "decided_at": _ts(req.decided_at),

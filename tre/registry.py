@@ -153,7 +153,16 @@ def get_project(session: Session, project_id: str) -> Project:
     return project
 
 
-QUOTA_FIELDS = ("max_cpu", "max_memory_mb", "max_gpu", "max_time_s", "max_output_mb", "max_concurrent_jobs")
+QUOTA_FIELDS = (
+    "max_cpu",
+    "max_memory_mb",
+    "max_gpu",
+    "max_time_s",
+    "max_output_mb",
+    "max_concurrent_jobs",
+    "max_code_mb",
+    "max_code_files",
+)
 
 
 def create_project(
@@ -181,6 +190,26 @@ def create_project(
         action="admin.project_created",
         project_id=project_id,
         details={"name": name, "quota": {k: getattr(project, k) for k in QUOTA_FIELDS}},
+    )
+    return project
+
+
+def set_quota(session: Session, actor: str, project_id: str, quota: dict[str, Any]) -> Project:
+    """Change some quota fields of a project (admin); later admissions use the new values."""
+    project = get_project(session, project_id)
+    before = {k: getattr(project, k) for k in QUOTA_FIELDS}
+    for key, value in quota.items():
+        if key not in QUOTA_FIELDS:
+            raise TreError(f"unknown quota field {key!r}; fields are {', '.join(QUOTA_FIELDS)}")
+        if value is not None:
+            setattr(project, key, value)
+    session.flush()
+    record_event(
+        session,
+        actor=actor,
+        action="admin.project_quota_changed",
+        project_id=project_id,
+        details={"before": before, "after": {k: getattr(project, k) for k in QUOTA_FIELDS}},
     )
     return project
 

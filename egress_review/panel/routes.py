@@ -37,6 +37,7 @@ from tre.auth.principal import Principal
 from tre.config import Settings
 from tre.errors import NotFound, TreError
 from tre.store.db import settle
+from tre.store.models import Job
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
 templates = Jinja2Templates(directory=str(PACKAGE_DIR / "templates"))
@@ -174,8 +175,10 @@ def _request_page(request: Request, session: Session, settings: Settings, princi
     previews = _file_previews(session, settings, principal, request_id, view["files"])
     if error is None:
         workflow.record_review_view(session, principal, req)
+    job = session.get(Job, req.job_id)  # what produced the files: image and the exact code
     return render(request, "request.html", {"principal": principal, "r": view, "previews": previews,
-                                            "error": error, "notice": request.query_params.get("done")},
+                                            "error": error, "notice": request.query_params.get("done"),
+                                            "job": job},
                   status=status)
 
 

@@ -33,15 +33,20 @@ def create_app(
     app.state.engine = engine
     app.state.verifier = TokenVerifier(settings)
     install_problem_handlers(app)
-    app.add_middleware(BodySizeLimit, overrides={"/api/v1/images": settings.image_max_upload_mb << 20})
+    from egress_review import api as egress_api
+    from egress_review.panel import routes as panel_routes
+    from tre.api.routers import admin, code, datasets, images, jobs, me, projects
+    from tre.audit import api as audit_api
+
+    # The two upload routes stream their bodies with their own bounds; everything else is small.
+    uploads = {
+        "/api/v1/images": settings.image_max_upload_mb << 20,
+        code.UPLOAD_PATH: code.MAX_CODE_UPLOAD_BYTES,
+    }
+    app.add_middleware(BodySizeLimit, overrides=uploads)
     # Added last, so it runs first: before the body is read or a token looked at.
     app.add_middleware(RequestSanity)
 
-    from egress_review import api as egress_api
-    from egress_review.panel import routes as panel_routes
-    from tre.api.routers import admin, datasets, images, jobs, me, projects
-    from tre.audit import api as audit_api
-
-    for module in (me, admin, projects, datasets, jobs, images, egress_api, panel_routes, audit_api):
+    for module in (me, admin, projects, datasets, jobs, code, images, egress_api, panel_routes, audit_api):
         app.include_router(module.router)
     return app

@@ -1,8 +1,9 @@
 """A cap on request body size, for every route (API and panel).
 
-One route takes an upload, the image import (``POST /api/v1/images``), with its own larger
-bound (``overrides``, from `Settings.image_max_upload_mb`); it streams the body to disk.
-Otherwise the largest legitimate bodies are a job submission, an egress
+Two routes take uploads with their own larger bounds (``overrides``): the image import
+(``POST /api/v1/images``, `Settings.image_max_upload_mb`), which streams the body to disk, and
+code archives (``POST /api/v1/code``), which the route also holds to the project's quota as it
+streams. Otherwise the largest legitimate bodies are a job submission, an egress
 request naming up to 1000 files, and a panel form with a pasted token. Without a cap, one
 caller (any token, or none: the body is read before authentication fails on some routes)
 could make the server buffer and parse a body of any size; what the request layer accepts

@@ -74,6 +74,9 @@ class QuotaIn(In):
     max_time_s: int | None = Field(default=None, gt=0, le=MAX_TIME_S)
     max_output_mb: int | None = Field(default=None, gt=0, le=MAX_OUTPUT_MB)
     max_concurrent_jobs: int | None = Field(default=None, gt=0, le=MAX_JOBS)
+    # Code archives: bytes (archive and unpacked) and entries; 1 GiB is the upload ceiling.
+    max_code_mb: int | None = Field(default=None, gt=0, le=1024)
+    max_code_files: int | None = Field(default=None, gt=0, le=1_000_000)
 
 
 class ProjectIn(In):
@@ -93,6 +96,8 @@ class ProjectOut(Out):
     max_time_s: int
     max_output_mb: int
     max_concurrent_jobs: int
+    max_code_mb: int
+    max_code_files: int
     members: list[str] = []
 
 
@@ -172,6 +177,8 @@ class JobIn(In):
         min_length=1, max_length=MAX_COMMAND_ARGS
     )
     dataset_ids: list[Slug] = Field(default_factory=list, max_length=MAX_JOB_DATASETS)
+    # SHA-256 of a code archive uploaded to the project (POST /api/v1/code), run at /code.
+    code_hash: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
 
     @field_validator("command")
     @classmethod
@@ -200,6 +207,7 @@ class JobOut(Out):
     time_limit_s: int
     output_limit_mb: int
     executor: str
+    code_hash: str | None = None
     state: str
     reason: str
     exit_code: int | None
@@ -217,3 +225,26 @@ class JobOutputOut(BaseModel):
     name_withheld: bool
     size: int
     sha256: str
+
+
+class CodeOut(BaseModel):
+    """An accepted upload: use ``sha256`` as ``code_hash`` when submitting a job."""
+
+    sha256: str
+    size: int
+    entries: int
+    unpacked_bytes: int
+    already_stored: bool
+
+
+class CodeEntryOut(BaseModel):
+    path: str
+    kind: str
+    size: int
+    target: str | None = None
+
+
+class CodeListingOut(BaseModel):
+    job_id: str
+    code_hash: str
+    entries: list[CodeEntryOut]

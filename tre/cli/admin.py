@@ -114,6 +114,8 @@ def project_create(
     max_gpu: int | None = None,
     max_time_s: int | None = None,
     max_output_mb: int | None = None,
+    max_code_mb: Annotated[int | None, typer.Option(help="Largest code archive, MiB (default 50).")] = None,
+    max_code_files: Annotated[int | None, typer.Option(help="Most entries in a code archive.")] = None,
 ) -> None:
     """Create a project with its quota."""
     quota = {
@@ -124,6 +126,8 @@ def project_create(
             max_gpu=max_gpu,
             max_time_s=max_time_s,
             max_output_mb=max_output_mb,
+            max_code_mb=max_code_mb,
+            max_code_files=max_code_files,
         ).items()
         if v is not None
     }
@@ -131,6 +135,36 @@ def project_create(
         "/api/v1/projects", json={"id": project_id, "name": name, "description": description, "quota": quota}
     )
     console.print(f"created project {p['id']}")
+
+
+@project_app.command("quota")
+def project_quota(
+    project_id: str,
+    max_cpu: float | None = None,
+    max_memory_mb: int | None = None,
+    max_gpu: int | None = None,
+    max_time_s: int | None = None,
+    max_output_mb: int | None = None,
+    max_concurrent_jobs: int | None = None,
+    max_code_mb: Annotated[int | None, typer.Option(help="Largest code archive, MiB.")] = None,
+    max_code_files: Annotated[int | None, typer.Option(help="Most entries in a code archive.")] = None,
+) -> None:
+    """Change a project's quota (only the fields given)."""
+    given = dict(
+        max_cpu=max_cpu,
+        max_memory_mb=max_memory_mb,
+        max_gpu=max_gpu,
+        max_time_s=max_time_s,
+        max_output_mb=max_output_mb,
+        max_concurrent_jobs=max_concurrent_jobs,
+        max_code_mb=max_code_mb,
+        max_code_files=max_code_files,
+    )
+    quota = {k: v for k, v in given.items() if v is not None}
+    if not quota:
+        raise CliError("give at least one quota field to change (see --help)")
+    p = ApiClient().request("PATCH", f"/api/v1/projects/{project_id}/quota", json=quota).json()
+    console.print(f"quota of {p['id']}: " + ", ".join(f"{k}={p[k]}" for k in given))
 
 
 @project_app.command("add-member")

@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from tre.access import is_member
+from tre.code.service import check_job_code
 from tre.config import Settings
 from tre.errors import AdmissionDenied, NotFound
 from tre.images.catalog import require_approved
@@ -32,6 +33,7 @@ class JobRequest:
     gpu: int = 0
     time_limit_s: int = 600
     output_limit_mb: int = 256
+    code_hash: str | None = None
 
 
 def admit(session: Session, settings: Settings, user_id: str, req: JobRequest) -> Project:
@@ -62,6 +64,7 @@ def admit(session: Session, settings: Settings, user_id: str, req: JobRequest) -
     # Ingress review: an admin approved exactly this image for this project (tre.images).
     require_approved(session, req.project_id, req.image)
     _check_quota(session, project, req)
+    check_job_code(session, project, req.code_hash)
     return project
 
 

@@ -29,7 +29,12 @@ def submit(session: Session, settings: Settings, principal: Principal, req: JobR
             actor=principal.user_id,
             action="job.denied",
             project_id=req.project_id,
-            details={"image": req.image, "datasets": req.dataset_ids, "reason": str(exc)},
+            details={
+                "image": req.image,
+                "datasets": req.dataset_ids,
+                "code_hash": req.code_hash,
+                "reason": str(exc),
+            },
         )
         # The denial is audited although the request fails: the transaction keeps it.
         exc.audited = True
@@ -45,6 +50,7 @@ def submit(session: Session, settings: Settings, principal: Principal, req: JobR
         gpu=req.gpu,
         time_limit_s=req.time_limit_s,
         output_limit_mb=req.output_limit_mb,
+        code_hash=req.code_hash,
         executor=settings.executor,
         state=JobState.queued.value,
     )
@@ -64,6 +70,7 @@ def submit(session: Session, settings: Settings, principal: Principal, req: JobR
             "memory_mb": job.memory_mb,
             "gpu": job.gpu,
             "time_limit_s": job.time_limit_s,
+            "code_hash": job.code_hash,
         },
     )
     record_event(session, actor="system", action="job.admitted", project_id=job.project_id, job_id=job.id)

@@ -26,6 +26,8 @@ from sqlalchemy.orm import Session
 
 from tre import audit
 from tre.audit import record_event
+from tre.code.archive import CodeLimits
+from tre.code.store import CodeStore
 from tre.config import Settings
 from tre.errors import TreError
 from tre.executors.base import DatasetMount, Executor, JobResult, JobSpec, RunControl
@@ -261,6 +263,8 @@ class Worker:
             env={"TRE_JOB_ID": job.id, "TRE_PROJECT_ID": job.project_id},
             rootfs=image.rootfs,
             image_config=image.config,
+            code_dir=CodeStore(self.settings).tree_path(job.code_hash) if job.code_hash else None,
+            code_hash=job.code_hash,
         )
 
     def _run_claimed(self, job_id: str, reattach: bool = False) -> None:
@@ -288,6 +292,8 @@ class Worker:
             for mount in spec.datasets:
                 if mount.host_path is not None:
                     check_dataset_path(mount.host_path, self.settings.protected_paths)
+            if spec.code_hash:  # unpacked at upload; made again (hash re-checked) if it went missing
+                CodeStore(self.settings).ensure_tree(spec.code_hash, CodeLimits.ceiling())
             if reattach and executor_ref:
                 result = self.executor.reattach(spec, executor_ref, control)
             else:

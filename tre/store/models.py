@@ -77,6 +77,10 @@ class Project(Base):
     max_time_s: Mapped[int] = mapped_column(Integer, default=3600)
     max_output_mb: Mapped[int] = mapped_column(Integer, default=1024)
     max_concurrent_jobs: Mapped[int] = mapped_column(Integer, default=4)
+    # Code quota: the most a job's code archive may hold (archive bytes and unpacked bytes,
+    # and entries); see tre/code/archive.py.
+    max_code_mb: Mapped[int] = mapped_column(Integer, default=50, server_default="50")
+    max_code_files: Mapped[int] = mapped_column(Integer, default=10_000, server_default="10000")
 
     members: Mapped[list[ProjectMember]] = relationship(
         back_populates="project", cascade="all, delete-orphan"
@@ -139,6 +143,8 @@ class Job(Base):
     output_limit_mb: Mapped[int] = mapped_column(Integer, default=256)
     max_processes: Mapped[int] = mapped_column(Integer, default=256)
     executor: Mapped[str] = mapped_column(String(32), default="local")
+    # SHA-256 of the code archive the job ran (mounted read-only at /code), if any.
+    code_hash: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     state: Mapped[str] = mapped_column(String(16), default=JobState.queued.value, index=True)
     reason: Mapped[str] = mapped_column(Text, default="")
     exit_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
@@ -166,6 +172,29 @@ class JobOutput(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     job: Mapped[Job] = relationship(back_populates="outputs")
+
+
+class CodeArchive(Base):
+    """A code archive accepted once, stored by the SHA-256 of its bytes (tre/code/store.py)."""
+
+    __tablename__ = "code_archives"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    unpacked_bytes: Mapped[int] = mapped_column(BigInteger)
+    entry_count: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class CodeUpload(Base):
+    """Which project uploaded which archive: a job may only reference its own project's code."""
+
+    __tablename__ = "code_uploads"
+
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True)
+    sha256: Mapped[str] = mapped_column(ForeignKey("code_archives.sha256"), primary_key=True)
+    uploaded_by: Mapped[str] = mapped_column(String(64))
+    uploaded_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class EgressRequest(Base):

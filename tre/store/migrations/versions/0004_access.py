@@ -1,7 +1,7 @@
 """log budgets: screened log bytes shown per job and per project per day
 
 Revision ID: 0004_access
-Revises: 0001
+Revises: 0003_code
 """
 from collections.abc import Sequence
 
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0004_access"
-down_revision: str | None = "0002_images"
+down_revision: str | None = "0003_code"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
