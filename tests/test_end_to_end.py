@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from pydicom.data import get_testdata_file
 
+from tests.worlds import IMAGE
 from tre import registry
 from tre.audit.verify import verify_bundle
-from tre.demo import demo_image
 from tre.demo_job import DEMO_JOB_SOURCE
 from tre.images import catalog
 from tre.jobs.worker import Worker
@@ -48,7 +48,7 @@ def test_job_to_release_to_audit(e2e, settings, token_for, tmp_path):
         registry.add_member(s, "root", "lung", "alice")
         registry.register_dataset(s, "root", "ct", "CT", data)
         registry.grant_access(s, "root", "lung", "ct", days=1)
-        catalog.approve(s, settings, "root", demo_image(), "lung", external=True)
+        catalog.approve(s, settings, "root", IMAGE, "lung", external=True)
     h = {u: {"Authorization": f"Bearer {token_for(u, *r)}"} for u, r in users.items()}
 
     job = app_client.post(
@@ -56,7 +56,7 @@ def test_job_to_release_to_audit(e2e, settings, token_for, tmp_path):
         headers=h["alice"],
         json={
             "project_id": "lung",
-            "image": demo_image(),
+            "image": IMAGE,
             "command": ["python3", "-c", DEMO_JOB_SOURCE],
             "dataset_ids": ["ct"],
             "time_limit_s": 120,

@@ -34,6 +34,10 @@ def _default_data_dir() -> Path:
     return SYSTEM_DATA_DIR if running_as_root() else Path.home() / "tre-data"
 
 
+def _default_cache_dir() -> Path:
+    return Path("/var/cache/tre") if running_as_root() else Path.home() / ".cache" / "tre"
+
+
 class Settings(BaseSettings):
     """All knobs of the platform; see README 'Configuration'."""
 
@@ -46,6 +50,11 @@ class Settings(BaseSettings):
         default_factory=_default_data_dir,
         description="Where local datasets live (the demo copies its sample data here); "
         "never inside the state directory or a home folder jobs must not read.",
+    )
+    cache_dir: Path = Field(
+        default_factory=_default_cache_dir,
+        description="Rebuildable artefacts shared by every state directory on this host (the "
+        "CPU job image's build); safe to delete.",
     )
     database_url: str | None = Field(default=None, description="SQLAlchemy URL; default sqlite file in home.")
     api_url: str = Field(default="http://127.0.0.1:8765", description="Where the CLI finds the API.")

@@ -143,9 +143,12 @@ def build_cpu_job_image(
                             time.monotonic() - started,
                             image.unpacked_size,
                         )
+        layout = cached_layout(settings, key)
         with tempfile.TemporaryDirectory(dir=_scratch(settings)) as tmp:
-            layout = _build_layout(Path(tmp))
-            result = store.import_path(layout, name=NAME)
+            # A copy: the store's import may touch the layout, the cache must stay as built.
+            work = Path(tmp) / "layout"
+            shutil.copytree(layout, work)
+            result = store.import_path(work, name=NAME)
         with session_scope(engine) as s:
             catalog.record_import(s, actor, result)
         cache.parent.mkdir(parents=True, exist_ok=True)
@@ -169,15 +172,54 @@ def _scratch(settings: Settings) -> Path:
     return path
 
 
-def _build_layout(work: Path) -> Path:
-    base = work / "base.tar"
+def base_recipe() -> dict[str, object]:
+    """What the Debian layer is made of (the tre files are a layer of their own)."""
+    return {
+        "suite": SUITE,
+        "packages": list(PACKAGES),
+        "dpkg": list(DPKG_OPTIONS),
+        "mmdebstrap": list(MMDEBSTRAP_OPTIONS),
+        "sources": SOURCES.read_text() if SOURCES.is_file() else "default",
+    }
+
+
+def cached_layout(settings: Settings, key: str) -> Path:
+    """The built OCI layout for recipe ``key``, from the host's cache (``TRE_CACHE_DIR``).
+
+    The cache lives outside any state directory, so a fresh installation or a second state
+    directory on the host imports the image in seconds instead of building it again; the
+    Debian layer is cached on its own, so a change to the tre files rebuilds only their layer.
+    Entries are written to a temporary name and renamed into place whole.
+    """
+    root = settings.cache_dir / "jobimage"
+    layout = root / key / "layout"
+    if (layout / "index.json").is_file():
+        return layout
+    root.mkdir(parents=True, exist_ok=True)
+    base_key = hashlib.sha256(json.dumps(base_recipe(), sort_keys=True).encode()).hexdigest()
+    base = root / f"base-{base_key}.tar"
+    with tempfile.TemporaryDirectory(dir=root) as tmp:
+        if not base.is_file():
+            partial = Path(tmp) / "base.tar"
+            _debian_base(partial)
+            partial.rename(base)
+        built = _build_layout(Path(tmp), base)
+        layout.parent.mkdir(parents=True, exist_ok=True)
+        built.rename(layout)
+    return layout
+
+
+def _debian_base(dest: Path) -> None:
     args = ["mmdebstrap", "--quiet", "--variant=essential", f"--include={','.join(PACKAGES)}"]
     args += list(MMDEBSTRAP_OPTIONS)
     args += [f"--dpkgopt={opt}" for opt in DPKG_OPTIONS]
-    args += [SUITE, str(base)]
+    args += [SUITE, str(dest)]
     if SOURCES.is_file():
         args.append(str(SOURCES))
     run_tool(args, timeout_s=3600)
+
+
+def _build_layout(work: Path, base: Path) -> Path:
     tre_layer = work / "tre.tar"
     _write_tre_layer(tre_layer)
     layout = work / "layout"
@@ -192,7 +234,6 @@ def _build_layout(work: Path) -> Path:
         config += ["--config.env", f"{k}={v}"]
     run_tool(config)
     run_tool(["umoci", "gc", "--layout", str(layout)])
-    base.unlink()
     return layout
 
 
