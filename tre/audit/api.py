@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from tre.api.deps import get_session, require_roles
 from tre.api.problems import Problem
 from tre.audit import service
+from tre.audit.guard import damaged
 from tre.audit.log import checkpoint, record_event
 from tre.audit.merkle import ProofError
 from tre.audit.signing import AuditSigner, configure, get_signer
@@ -46,10 +47,11 @@ def _hex(hashes: list[bytes]) -> list[str]:
 @router.get("/public-key")
 def public_key(
     _: Principal = Depends(auditor_or_admin), signer: AuditSigner = Depends(audit_signer)
-) -> dict[str, str]:
+) -> dict[str, object]:
     """The key to pin: C2SP verifier key string, raw key and PEM."""
     return {
         "origin": signer.name,
+        "key_history": list(signer.history),
         "vkey": signer.verifier_key.encode(),
         "key_id": signer.verifier_key.key_id.hex(),
         "algorithm": "Ed25519",
@@ -69,7 +71,7 @@ def latest(
 
 @router.get("/entries")
 def entries(
-    _: Principal = Depends(auditor_only),
+    principal: Principal = Depends(auditor_only),
     session: Session = Depends(get_session),
     actor: Annotated[str | None, Query(description="user or service that acted")] = None,
     action: str | None = None,
@@ -86,19 +88,34 @@ def entries(
         if value is not None and value.tzinfo is None:
             raise Problem(422, "Invalid request", f"{name} needs a time zone (e.g. 2026-01-01T00:00:00Z)")
     flt = service.EntryFilter(actor, action, project_id, dataset_id, job_id, since, until)
-    rows = service.search(session, flt, after, limit)
-    items = [service.entry_json(e) for e in rows]
-    return {"items": items, "next_after": rows[-1].idx if len(rows) == limit else None}
+    result = service.search(session, flt, after, limit)
+    # Auditors are accountable too: what they looked for is itself in the log.
+    query = {k: v for k, v in flt.__dict__.items() if v is not None}
+    record_event(session, actor=principal.user_id, action="audit.search", details={"query": query})
+    session.commit()
+    return {
+        "items": [service.entry_json(e) for e in result.entries],
+        "damaged": result.damaged,
+        "next_after": result.last_scanned,
+    }
 
 
 @router.get("/entries/{idx}")
 def entry(
-    idx: int, _: Principal = Depends(auditor_only), session: Session = Depends(get_session)
+    idx: int, principal: Principal = Depends(auditor_only), session: Session = Depends(get_session)
 ) -> dict[str, Any]:
+    """One entry as its hashed body says; a row whose body does not hash to its leaf is damage."""
     row = session.scalar(select(AuditEntry).where(AuditEntry.idx == idx))
     if row is None:
+        if idx < service.tree_size(session):
+            raise damaged(f"entry {idx} is missing from the database")
         raise Problem(404, "Not found", f"no audit entry with index {idx}", "audit-entry-not-found")
-    return service.entry_json(row)
+    verified = service.verified_entry(row)
+    if verified is None:
+        raise damaged(f"entry {idx}'s stored body does not match its leaf hash")
+    record_event(session, actor=principal.user_id, action="audit.entry", details={"index": idx})
+    session.commit()
+    return service.entry_json(verified)
 
 
 def _tree(session: Session, size: int) -> service.StoredTree:
@@ -112,7 +129,7 @@ def _tree(session: Session, size: int) -> service.StoredTree:
 def inclusion(
     index: Annotated[int, Query(ge=0)],
     tree_size: Annotated[int, Query(ge=1)],
-    _: Principal = Depends(auditor_only),
+    principal: Principal = Depends(auditor_only),
     session: Session = Depends(get_session),
 ) -> dict[str, Any]:
     """RFC 9162 inclusion proof of leaf ``index`` in the tree of ``tree_size`` leaves."""
@@ -122,6 +139,13 @@ def inclusion(
     except ProofError as e:
         raise Problem(422, "Invalid request", str(e), "bad-proof-request") from e
     leaf = tree.leaves(index, index + 1)[0]
+    record_event(
+        session,
+        actor=principal.user_id,
+        action="audit.proof",
+        details={"kind": "inclusion", "index": index, "tree_size": tree_size},
+    )
+    session.commit()
     return {"index": index, "tree_size": tree_size, "leaf_hash": leaf.hex(), "proof": _hex(proof)}
 
 
@@ -129,14 +153,22 @@ def inclusion(
 def consistency(
     first: Annotated[int, Query(ge=0)],
     second: Annotated[int, Query(ge=0)],
-    _: Principal = Depends(auditor_only),
+    principal: Principal = Depends(auditor_only),
     session: Session = Depends(get_session),
 ) -> dict[str, Any]:
     """RFC 9162 consistency proof that tree ``second`` extends tree ``first`` (fork check)."""
     if first > second:
         raise Problem(422, "Invalid request", "first must not exceed second", "bad-proof-request")
     tree = _tree(session, second)
-    return {"first": first, "second": second, "proof": _hex(tree.consistency(first))}
+    proof = _hex(tree.consistency(first))
+    record_event(
+        session,
+        actor=principal.user_id,
+        action="audit.proof",
+        details={"kind": "consistency", "first": first, "second": second},
+    )
+    session.commit()
+    return {"first": first, "second": second, "proof": proof}
 
 
 @router.get("/export")
