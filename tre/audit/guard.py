@@ -34,6 +34,9 @@ from tre.errors import TreError
 from tre.store.models import AuditCheckpoint, AuditEntry
 
 ALERT = logging.getLogger("tre.audit.alert")
+# Servers route this logger to their handlers; a CLI without logging set up must not print it
+# next to its one-line error (the error already says everything).
+ALERT.addHandler(logging.NullHandler())
 _PENDING = "tre_audit_pending_pins"
 _pin_cache: dict[Path, tuple[tuple[int, int, int], Checkpoint]] = {}
 _pin_lock = threading.Lock()
