@@ -392,7 +392,7 @@ def follow_key_history(
 ) -> tuple[list[VerifierKey], dict[VerifierKey, int]]:
     """Keys trusted from ``pinned`` on: each transition must be signed by the key it retires.
 
-    Returns the trusted keys (oldest first) and, for each retired key, the end of its overlap
+    Returns the trusted keys (oldest first; the newest is the one to pin next) and, for each retired key, the end of its overlap
     period (Unix ms) after which checkpoints signed only by it are refused. Transitions that
     do not start from the current key (older history, or unrelated) are ignored; a transition
     that claims to start from it but is not signed by it is an error.
@@ -418,6 +418,22 @@ def follow_key_history(
             continue
         retired[t.old] = t.overlap_until_ms
         keys.append(t.new)
+    # Backwards too: an auditor who pinned a newer key trusts the keys it replaced (each
+    # transition is signed by the newer key as well), for checkpoints until their overlap ended.
+    for note in reversed(notes):
+        try:
+            t = parse_transition(split_note(note)[0])
+        except NoteError:
+            continue
+        if t.origin != pinned.name or t.new != keys[0] or t.old in keys:
+            continue
+        try:
+            _, signed = open_note_any(note, [t.old, t.new])
+        except NoteError:
+            continue
+        if t.old in signed and t.new in signed:
+            retired[t.old] = t.overlap_until_ms
+            keys.insert(0, t.old)
     return keys, retired
 
 

@@ -372,3 +372,46 @@ def prove(index: Annotated[int, typer.Argument(min=0, help="Leaf index of the en
         highlight=False,
         soft_wrap=True,
     )
+
+
+@app.command("check")
+def check() -> None:
+    """Admin, on the control-plane host: check the stored log in full (read-only)."""
+    from tre.audit.check import check_log
+    from tre.audit.signing import get_signer
+    from tre.store.db import init_db, make_engine, session_scope
+
+    settings = get_settings()
+    engine = make_engine(settings.resolved_database_url)
+    init_db(engine)
+    with session_scope(engine) as s:
+        size, problems = check_log(s, get_signer(settings.keys_dir, create=False))
+        s.rollback()
+    for p in problems:
+        err_console.print(f"  - {p}", highlight=False, soft_wrap=True)
+    if problems:
+        raise CliError(f"audit log DAMAGED: {len(problems)} problem(s) in a tree of {size} entries")
+    console.print(f"audit log intact: {size} entries, consistent with the last signed checkpoint")
+
+
+@app.command("rotate-key")
+def rotate_key_cmd(
+    overlap: Annotated[
+        float, typer.Option(help="Hours during which checkpoints carry both the old and new signature.")
+    ] = 24 * 7,
+) -> None:
+    """Admin, on the control-plane host: replace the log's signing key (same origin).
+
+    Writes a key transition signed by both keys (exported with every bundle, so auditors who
+    pinned the old key follow it) and keeps co-signing with the old key for the overlap.
+    """
+    from tre.audit.signing import rotate_key
+
+    t = rotate_key(get_settings().keys_dir, overlap * 3600)
+    until = datetime.fromtimestamp(t.overlap_until_ms / 1000, UTC).isoformat(timespec="seconds")
+    console.print(
+        f"rotated the key of {t.origin}\n  old {t.old.encode()}\n  new {t.new.encode()}\n"
+        f"both sign checkpoints until {until}; publish the new key to auditors and witnesses",
+        highlight=False,
+        soft_wrap=True,
+    )
