@@ -12,17 +12,18 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import PlainTextResponse, Response, StreamingResponse
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tre.api.deps import get_session, require_roles
 from tre.api.problems import Problem
-from tre.audit import service
+from tre.audit import service, tiles
 from tre.audit.guard import damaged
 from tre.audit.log import checkpoint, record_event
 from tre.audit.merkle import ProofError
 from tre.audit.signing import AuditSigner, configure, get_signer
+from tre.audit.witnessing import witness_latest
 from tre.auth.principal import Principal
 from tre.store.db import session_factory
 from tre.store.models import AuditEntry
@@ -31,6 +32,7 @@ router = APIRouter(prefix="/api/v1/audit", tags=["audit"])
 auditor_only = require_roles("auditor")
 auditor_or_admin = require_roles("auditor", "admin")
 CHECKPOINT_MAX_AGE_S = 60.0
+WITNESS_TIMEOUT_S = 3.0
 
 
 def audit_signer(request: Request) -> AuditSigner:
@@ -181,6 +183,10 @@ def export(
     max_checkpoints: Annotated[int, Query(ge=1, le=100_000)] = 1000,
 ) -> StreamingResponse:
     """Stream a ``tre-audit-bundle/1`` for ``tre audit verify`` (offline)."""
+    if tree_size is None:
+        # Have the newest checkpoint cosigned first, so the bundle ends at a witnessed size.
+        witness_latest(session, signer, timeout_s=WITNESS_TIMEOUT_S)
+        session.commit()
     try:
         plan = service.plan_export(session, signer, size=tree_size, max_checkpoints=max_checkpoints)
     except service.NotSignedError as e:
@@ -196,3 +202,50 @@ def export(
         media_type="application/x-ndjson",
         headers={"Content-Disposition": f'attachment; filename="audit-{plan.size}.tlog.jsonl"'},
     )
+
+
+# --- C2SP tlog-tiles read API (see tre.audit.tiles) -------------------------------------------
+
+TILE_TYPE = "application/octet-stream"
+_IMMUTABLE = {"Cache-Control": "public, max-age=31536000, immutable"}
+
+
+def _tile_response(data: bytes, path: str) -> Response:
+    headers = {} if ".p/" in path else _IMMUTABLE
+    return Response(data, media_type=TILE_TYPE, headers=headers)
+
+
+@router.get("/tlog/checkpoint", response_class=PlainTextResponse)
+def tlog_checkpoint(
+    _: Principal = Depends(auditor_or_admin),
+    session: Session = Depends(get_session),
+    signer: AuditSigner = Depends(audit_signer),
+) -> PlainTextResponse:
+    """The latest signed checkpoint note, as tlog-tiles clients expect it (text)."""
+    note = checkpoint(session, max_age_s=CHECKPOINT_MAX_AGE_S, signer=signer).note
+    session.commit()
+    return PlainTextResponse(note, headers={"Cache-Control": "no-store"})
+
+
+@router.get("/tlog/tile/entries/{path:path}")
+def tlog_entries(
+    path: str, principal: Principal = Depends(auditor_only), session: Session = Depends(get_session)
+) -> Response:
+    """Entry bundle: the exact hashed bodies (pseudonymous ids only), uint16-length-prefixed."""
+    try:
+        data = tiles.entry_bundle(session, service.tree_size(session), path)
+    except tiles.TileNotFound as e:
+        raise Problem(404, "Not found", str(e), "audit-tile-not-found") from e
+    return _tile_response(data, path)
+
+
+@router.get("/tlog/tile/{level}/{path:path}")
+def tlog_tile(
+    level: int, path: str, _: Principal = Depends(auditor_or_admin), session: Session = Depends(get_session)
+) -> Response:
+    """Hash tile: node hashes at tree level 8*level, 32 bytes each."""
+    try:
+        data = tiles.hash_tile(session, service.tree_size(session), level, path)
+    except tiles.TileNotFound as e:
+        raise Problem(404, "Not found", str(e), "audit-tile-not-found") from e
+    return _tile_response(data, path)

@@ -33,7 +33,7 @@ from tre.store.models import AuditCheckpoint, AuditEntry, AuditState
 STATE_ID = 1
 ENTRY_VERSION = 1
 GENESIS_PREV = "0" * 64
-MAX_DETAILS_BYTES = 64 * 1024
+MAX_DETAILS_BYTES = 65535  # the most a tlog-tiles entry bundle can carry (2-byte length)
 _ACTION_RE = re.compile(r"^[A-Za-z0-9_.:/-]{1,64}$")
 
 

@@ -259,7 +259,9 @@ def select_checkpoints(session: Session, size: int, limit: int) -> list[AuditChe
     )
     if len(ids) > limit:
         step = len(ids) / limit
-        picked = {ids[int(i * step)] for i in range(limit - 1)} | {ids[-1]}
+        # Always the newest, and every checkpoint of the bundle's size (the cosigned one).
+        at_size = session.scalars(select(AuditCheckpoint.id).where(AuditCheckpoint.tree_size == size)).all()
+        picked = {ids[int(i * step)] for i in range(limit - 1)} | {ids[-1]} | set(at_size)
         ids = sorted(picked)
     out: list[AuditCheckpoint] = []
     for i in range(0, len(ids), 500):

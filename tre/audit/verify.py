@@ -392,10 +392,10 @@ def follow_key_history(
 ) -> tuple[list[VerifierKey], dict[VerifierKey, int]]:
     """Keys trusted from ``pinned`` on: each transition must be signed by the key it retires.
 
-    Returns the trusted keys (oldest first; the newest is the one to pin next) and, for each retired key, the end of its overlap
-    period (Unix ms) after which checkpoints signed only by it are refused. Transitions that
-    do not start from the current key (older history, or unrelated) are ignored; a transition
-    that claims to start from it but is not signed by it is an error.
+    Returns the trusted keys (oldest first; the newest is the one to pin next) and, for each
+    retired key, the end of its overlap period (Unix ms) after which checkpoints signed only by
+    it are refused. Transitions that do not start from the current key (older history, or
+    unrelated) are ignored; one that claims to start from it but is not signed by it is an error.
     """
     keys = [pinned]
     retired: dict[VerifierKey, int] = {}

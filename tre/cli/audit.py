@@ -415,3 +415,42 @@ def rotate_key_cmd(
         highlight=False,
         soft_wrap=True,
     )
+
+
+witness_app = typer.Typer(help="Admin, on the control-plane host: the witnesses this log submits to.")
+app.add_typer(witness_app, name="witness")
+
+
+@witness_app.command("add")
+def witness_add(
+    url: Annotated[str, typer.Argument(help="Witness base URL (POST <url>/add-checkpoint).")],
+    vkey: Annotated[str, typer.Argument(help="The witness's cosignature/v1 key (`tre witness key`).")],
+) -> None:
+    """Configure a witness; checkpoints are submitted to it from now on."""
+    from tre.audit.witnessing import add_witness
+
+    try:
+        w = add_witness(get_settings().keys_dir, url, vkey)
+    except NoteError as e:
+        raise CliError(f"bad witness: {e}") from e
+    console.print(f"witness {w.key.name} at {w.url} added", highlight=False, soft_wrap=True)
+
+
+@witness_app.command("run")
+def witness_run() -> None:
+    """Submit the newest checkpoint to every configured witness now, and show the outcome."""
+    from tre.audit.signing import get_signer
+    from tre.audit.witnessing import witness_latest
+    from tre.store.db import init_db, make_engine, session_scope
+
+    settings = get_settings()
+    engine = make_engine(settings.resolved_database_url)
+    init_db(engine)
+    with session_scope(engine) as s:
+        outcomes = witness_latest(s, get_signer(settings.keys_dir, create=False))
+    if not outcomes:
+        raise CliError("no witnesses configured (tre audit witness add URL KEY)")
+    for o in outcomes:
+        console.print(f"{o.witness}: {o.status} {o.detail}".rstrip(), highlight=False, soft_wrap=True)
+    if not any(o.status == "cosigned" for o in outcomes):
+        raise CliError("no witness cosigned the newest checkpoint")
