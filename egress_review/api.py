@@ -23,6 +23,7 @@ from egress_review.errors import EgressError
 from egress_review.staging import CHUNK
 from tre.api.deps import get_session, get_settings_dep, require_roles
 from tre.api.problems import Problem
+from tre.audit.events import record_read
 from tre.auth.principal import Principal
 from tre.config import Settings
 
@@ -86,6 +87,8 @@ def get_request(request_id: str, principal: AnyRole, session: DbSession) -> dict
         req = workflow.visible_request(session, request_id, principal)
     except EgressError as exc:
         raise to_problem(session, exc) from exc
+    record_read(session, actor=principal.user_id, action="egress.request_read", project_id=req.project_id,
+                job_id=req.job_id, details={"request_id": req.id})
     return workflow.request_view(session, req, principal)
 
 
@@ -120,6 +123,8 @@ def disclosure(request_id: str, principal: AnyRole, session: DbSession) -> dict[
         raise Problem(409, "No disclosure record yet",
                       f"request {request_id} is {req.state}; the record is written when it is decided",
                       "not-decided")
+    record_read(session, actor=principal.user_id, action="egress.disclosure_read", project_id=req.project_id,
+                job_id=req.job_id, details={"request_id": req.id})
     return dict(req.disclosure_record)
 
 

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from tre import audit
 from tre.audit import record_event
+from tre.audit.events import record_job_ended, record_job_started
 from tre.config import Settings
 from tre.errors import TreError
 from tre.executors.base import DatasetMount, Executor, JobResult, JobSpec, RunControl
@@ -151,14 +152,7 @@ class Worker:
                 if claimed:
                     job = s.get(Job, job_id)
                     assert job is not None
-                    record_event(
-                        s,
-                        actor="system",
-                        action="job.started",
-                        project_id=job.project_id,
-                        job_id=job_id,
-                        details={"worker": self.worker_id, "executor": job.executor},
-                    )
+                    record_job_started(s, job, {"worker": self.worker_id, "executor": job.executor})
                     return job_id
         return None
 
@@ -312,13 +306,10 @@ class Worker:
                 job_id=job.id,
                 details={"path": out.path, "size": out.size, "sha256": out.sha256},
             )
-        record_event(
+        record_job_ended(
             session,
-            actor="system",
-            action="job.ended",
-            project_id=job.project_id,
-            job_id=job.id,
-            details={
+            job,
+            {
                 "state": result.state,
                 "exit_code": result.exit_code,
                 "reason": result.reason,

@@ -7,6 +7,7 @@ from sqlalchemy.orm import Session
 
 from tre.api.deps import any_role, get_session, get_settings_dep, require_roles
 from tre.api.schemas import JobIn, JobOut, JobOutputOut
+from tre.audit.events import record_read
 from tre.auth.principal import Principal
 from tre.config import Settings
 from tre.jobs import service
@@ -58,6 +59,15 @@ def get_logs(
     """
     job = service.get_visible_job(session, p, job_id)
     data, next_offset = service.visible_log(session, settings, p, job, offset)
+    kind = "raw" if p.has("admin", "auditor") else "screened"
+    record_read(
+        session,
+        actor=p.user_id,
+        action="job.log_read",
+        project_id=job.project_id,
+        job_id=job.id,
+        details={"log": kind},
+    )
     return Response(
         content=data,
         media_type="text/plain; charset=utf-8",
@@ -70,6 +80,7 @@ def list_outputs(
     job_id: str, p: Principal = Depends(readers), session: Session = Depends(get_session)
 ) -> list[JobOutputOut]:
     job = service.get_visible_job(session, p, job_id)
+    record_read(session, actor=p.user_id, action="job.outputs_read", project_id=job.project_id, job_id=job.id)
     return [JobOutputOut.model_validate(o) for o in job.outputs]
 
 
