@@ -110,10 +110,16 @@ def check_extends_pin(session: Session, signer: AuditSigner, size: int, frontier
     """Raise AuditLogDamaged unless the stored tree (size, frontier) extends the last signature."""
     if signer.keys_dir is None:
         return
-    pin = load_pin(signer) or _bootstrap_pin(session, signer)
-    if pin is None:
-        return
-    m = pin.tree_size
+    pending = _pending_in(session, signer)
+    if pending is not None:
+        # This transaction already signed a checkpoint (verified against the pin when it was
+        # made): check against it, which is the same size as the tree in the common case.
+        m, pin_root = pending
+    else:
+        pin = load_pin(signer) or _bootstrap_pin(session, signer)
+        if pin is None:
+            return
+        m, pin_root = pin.tree_size, pin.root_hash
     if size < m:
         raise damaged(
             f"the database's tree has {size} entries but the log signed a checkpoint of {m}: entries "
@@ -121,7 +127,7 @@ def check_extends_pin(session: Session, signer: AuditSigner, size: int, frontier
         )
     root = frontier.root()
     if size == m:
-        if root != pin.root_hash:
+        if root != pin_root:
             raise damaged(
                 f"the stored tree of {size} entries no longer has the root the log signed: "
                 "its state or entries were edited"
@@ -131,7 +137,7 @@ def check_extends_pin(session: Session, signer: AuditSigner, size: int, frontier
 
     try:
         proof = StoredTree(session, size).consistency(m)
-        verify_consistency(m, size, pin.root_hash, root, proof)
+        verify_consistency(m, size, pin_root, root, proof)
     except (ProofError, AuditLogError) as e:
         raise damaged(
             f"the stored tree of {size} entries cannot be proven to extend the last signed "
@@ -167,11 +173,18 @@ def check_storage(session: Session, size: int) -> None:
         )
 
 
-def remember_after_commit(session: Session, signer: AuditSigner, note: str, size: int) -> None:
+def remember_after_commit(session: Session, signer: AuditSigner, note: str, size: int, root: bytes) -> None:
     """Write ``note`` beside the key once (and only if) this transaction commits."""
     path = pin_path(signer)
     if path is not None:
-        session.info.setdefault(_PENDING, []).append((path, note, size))
+        session.info.setdefault(_PENDING, []).append((path, note, size, root))
+
+
+def _pending_in(session: Session, signer: AuditSigner) -> tuple[int, bytes] | None:
+    """(size, root) of the newest checkpoint this transaction signed for this log, if any."""
+    path = pin_path(signer)
+    mine = [(size, root) for p, _, size, root in session.info.get(_PENDING, ()) if p == path]
+    return max(mine, key=lambda x: x[0]) if mine else None
 
 
 def write_pin(path: Path, note: str, size: int) -> None:
@@ -200,7 +213,7 @@ def _write_pending(session: Session) -> None:
     if not pending:
         return
     newest: dict[Path, tuple[str, int]] = {}
-    for path, note, size in pending:
+    for path, note, size, _ in pending:
         if path not in newest or size >= newest[path][1]:
             newest[path] = (note, size)
     for path, (note, size) in newest.items():

@@ -234,7 +234,7 @@ def _insert_checkpoint(session: Session, signer: AuditSigner, size: int, root: b
     row = AuditCheckpoint(tree_size=size, root_hash=root, created_at=now, note=signer.sign(cp))
     session.add(row)
     session.flush()
-    remember_after_commit(session, signer, row.note, size)
+    remember_after_commit(session, signer, row.note, size, root)
     return row
 
 
