@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import Engine
 
+from tests.core.conftest import dicom_dir, world  # noqa: F401  (the populated TRE, for API tests)
 from tre.audit.service import iter_export, plan_export
 from tre.audit.signing import AuditSigner, configure, get_signer
 from tre.config import Settings
