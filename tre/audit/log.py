@@ -161,15 +161,16 @@ def record_events(
     now = datetime.now(UTC)
     rows: list[dict[str, Any]] = []
     sha = hashlib.sha256
+    now_text = format_ts(now)
     for ev in batch:
-        ts = (ev.timestamp or now).astimezone(UTC)
+        ts = now if ev.timestamp is None else ev.timestamp.astimezone(UTC)
         details = dict(ev.details or {})
         body = entry_body(
             frontier.size,
             prev,
             {
                 "v": ENTRY_VERSION,
-                "ts": format_ts(ts),
+                "ts": now_text if ev.timestamp is None else format_ts(ts),
                 "actor": ev.actor,
                 "action": ev.action,
                 "project_id": ev.project_id,
@@ -198,7 +199,8 @@ def record_events(
         prev = leaf.hex()
     if not rows:
         return []
-    session.execute(insert(AuditEntry), rows)
+    # Core insert on the table: executemany without the ORM bulk-persistence layer.
+    session.execute(insert(AuditEntry.__table__), rows)
     session.execute(
         update(AuditState)
         .where(AuditState.id == STATE_ID)

@@ -12,6 +12,7 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import JSON, ColumnElement, Select, cast, select, type_coerce
 from sqlalchemy.orm import Session
@@ -73,7 +74,7 @@ class EntryFilter:
         }
         return {k: v for k, v in fields.items() if v is not None}
 
-    def apply(self, session: Session, stmt: Select[tuple[AuditEntry]]) -> Select[tuple[AuditEntry]]:
+    def apply(self, session: Session, stmt: Select[Any]) -> Select[Any]:
         """Filter on the body's fields: the search columns can be edited without a key, the body
         cannot (it is bound to its leaf hash, which every row is checked against)."""
         for name, value in self._wanted().items():
@@ -135,7 +136,7 @@ def search(session: Session, flt: EntryFilter, after: int = -1, limit: int = 100
         .order_by(AuditEntry.idx)
         .limit(limit)
     )
-    rows = list(session.scalars(stmt))
+    rows: list[AuditEntry] = list(session.scalars(stmt))
     out: list[VerifiedEntry] = []
     bad: list[int] = []
     for row in rows:

@@ -518,8 +518,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for w in report.warnings:
         print(f"warning: {w}", file=sys.stderr)
     print(report.summary())
-    for e in report.errors:
-        print(f"  - {e}", file=sys.stderr)
+    for err in report.errors:
+        print(f"  - {err}", file=sys.stderr)
     return 0 if report.ok else 1
 
 

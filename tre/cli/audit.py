@@ -123,8 +123,8 @@ def verify(
     for w in report.warnings:
         err_console.print(f"warning: {w}", highlight=False, soft_wrap=True)
     if not report.ok:
-        for e in report.errors:
-            err_console.print(f"  - {e}", highlight=False, soft_wrap=True)
+        for err in report.errors:
+            err_console.print(f"  - {err}", highlight=False, soft_wrap=True)
         raise CliError(report.summary())
     if not no_pinned:
         _remember(report, pinned)
