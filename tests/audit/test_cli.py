@@ -130,3 +130,31 @@ def test_checkpoint_pins_and_catches_a_fork(live: str, engine: Engine) -> None:
     assert isinstance(forked.exception, CliError) and "FORK" in str(forked.exception)
     bad = runner.invoke(audit_app, ["prove", "1"])
     assert isinstance(bad.exception, CliError) and "NOT proven" in str(bad.exception)
+
+
+def test_live_database_edits_caught_as_the_readme_says(live: str, engine: Engine, tmp_path: Path) -> None:
+    """As README says: `tre audit public-key > log.vkey`, export, `tre audit verify B --key log.vkey`."""
+    key = runner.invoke(audit_app, ["public-key"])
+    assert key.exit_code == 0
+    vkey = tmp_path / "log.vkey"
+    vkey.write_text(key.output)
+    bundle = tmp_path / "bundle.jsonl"
+    assert runner.invoke(audit_app, ["export", str(bundle)]).exit_code == 0
+    ok = runner.invoke(audit_app, ["verify", str(bundle), "--key", str(vkey)])
+    assert ok.exit_code == 0, ok.output
+
+    with session_scope(engine) as s:  # an insider edits one entry in the live database
+        row = s.get(AuditEntry, 2)
+        assert row is not None
+        row.body = row.body.replace('"actor":"alice"', '"actor":"carol"')
+    assert runner.invoke(audit_app, ["export", str(bundle)]).exit_code == 0
+    bad = runner.invoke(audit_app, ["verify", str(bundle), "--key", str(vkey)])
+    assert bad.exit_code == 1 and "first bad index 2" in str(bad.exception), bad.output
+
+    with session_scope(engine) as s:  # ... and deletes the newest row: the server fails closed
+        top = s.scalar(select(AuditEntry).order_by(AuditEntry.idx.desc()).limit(1))
+        s.delete(top)
+    res = runner.invoke(audit_app, ["export", str(tmp_path / "again.jsonl")])
+    assert res.exit_code == 1 and "audit log damaged" in str(res.exception), res.output
+    res = runner.invoke(audit_app, ["checkpoint", "--key", str(vkey)])
+    assert res.exit_code == 1 and "audit log damaged" in str(res.exception), res.output
