@@ -64,8 +64,7 @@ def bench_batched(
         done += n
         batches += 1
         if witness_every and batches % witness_every == 0:
-            with session_scope(engine) as s:
-                witness_latest(s, signer)
+            witness_latest(session_factory(engine), signer)
     return total / (time.perf_counter() - t)
 
 
@@ -155,8 +154,7 @@ def main() -> None:
         bench_batched(vengine, signer, n, max(args.batch, 5000), every)
         results["build_s"] = time.perf_counter() - t
         t = time.perf_counter()
-        with session_scope(vengine) as s:
-            outcomes = witness_latest(s, signer)
+        outcomes = witness_latest(session_factory(vengine), signer)
         if any(o.status != "cosigned" for o in outcomes):
             raise SystemExit(f"witnessing failed: {outcomes}")
         with session_scope(vengine) as s:

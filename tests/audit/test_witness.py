@@ -42,7 +42,7 @@ from tre.audit.witness_server import (
 )
 from tre.audit.witnessing import WITNESS_STATE_FILE, add_witness, witness_latest
 from tre.config import Settings
-from tre.store.db import init_db, make_engine, session_scope
+from tre.store.db import init_db, make_engine, session_factory, session_scope
 from tre.store.models import AuditCheckpoint
 
 
@@ -117,12 +117,15 @@ def test_two_witnesses_cosign_one_offline(
 ) -> None:
     a, b, offline = witnesses
     append(log_engine, 5)
-    with session_scope(log_engine) as s:
-        outcomes = {o.witness: o.status for o in witness_latest(s, signer, timeout_s=2)}
+    outcomes = {o.witness: o.status for o in witness_latest(session_factory(log_engine), signer, timeout_s=2)}
     assert outcomes == {a.witness.name: "cosigned", b.witness.name: "cosigned", "offline.example": "offline"}
     append(log_engine, 3)
-    with session_scope(log_engine) as s:  # the next round needs a consistency proof from size 5
-        assert {o.status for o in witness_latest(s, signer, timeout_s=2)} == {"cosigned", "offline"}
+    # The next round needs a consistency proof from size 5.
+    assert {o.status for o in witness_latest(session_factory(log_engine), signer, timeout_s=2)} == {
+        "cosigned",
+        "offline",
+    }
+    with session_scope(log_engine) as s:
         note = latest_checkpoint(s).note  # type: ignore[union-attr]
     keys = [a.witness.public_key, b.witness.public_key, offline]
     assert set(cosignatures(note, keys)) == {a.witness.public_key.encode(), b.witness.public_key.encode()}
@@ -139,8 +142,7 @@ def test_unwitnessed_tail_fails_under_a_policy(
 ) -> None:
     a, b, _ = witnesses
     append(log_engine, 4)
-    with session_scope(log_engine) as s:
-        witness_latest(s, signer, timeout_s=2)
+    witness_latest(session_factory(log_engine), signer, timeout_s=2)
     append(log_engine, 2)  # signed by the log, never shown to a witness
     report = verify_bundle(
         export_bytes(log_engine, signer),
@@ -160,17 +162,18 @@ def test_operator_rewrite_resigned_with_the_real_key_is_refused(
 ) -> None:
     a, b, _ = witnesses
     append(log_engine, 6)
-    with session_scope(log_engine) as s:
-        witness_latest(s, signer, timeout_s=2)
+    witness_latest(session_factory(log_engine), signer, timeout_s=2)
     # The operator rebuilds a different history in a fresh database and signs it with the real
     # key (bypassing tre's own guard), then submits it to the same witnesses.
     other = make_engine(f"sqlite:///{tmp_path / 'rewritten.db'}")
     init_db(other)
     rogue_signer = dataclasses.replace(signer, keys_dir=None)
     append(other, 9, tag="rewritten", signer=rogue_signer)
+    outcomes = witness_latest(
+        session_factory(other), dataclasses.replace(signer, keys_dir=settings.keys_dir), timeout_s=2
+    )
+    statuses = {o.witness: o.status for o in outcomes}
     with session_scope(other) as s:
-        outcomes = witness_latest(s, dataclasses.replace(signer, keys_dir=settings.keys_dir), timeout_s=2)
-        statuses = {o.witness: o.status for o in outcomes}
         note = latest_checkpoint(s).note  # type: ignore[union-attr]
     assert statuses[a.witness.name] == statuses[b.witness.name] == "refused", outcomes
     keys = [a.witness.public_key, b.witness.public_key]
@@ -192,12 +195,10 @@ def test_log_resyncs_after_409(
     log_engine: Engine, signer: AuditSigner, settings: Settings, witnesses: tuple[Served, Served, WitnessKey]
 ) -> None:
     append(log_engine, 3)
-    with session_scope(log_engine) as s:
-        witness_latest(s, signer, timeout_s=2)
+    witness_latest(session_factory(log_engine), signer, timeout_s=2)
     (settings.keys_dir / WITNESS_STATE_FILE).unlink()  # the log forgot what the witnesses saw
     append(log_engine, 2)
-    with session_scope(log_engine) as s:
-        statuses = [o.status for o in witness_latest(s, signer, timeout_s=2)]
+    statuses = [o.status for o in witness_latest(session_factory(log_engine), signer, timeout_s=2)]
     assert statuses.count("cosigned") == 2
 
 
@@ -254,8 +255,8 @@ def test_export_endpoint_ends_at_a_witnessed_checkpoint(
     """What the API's export does before planning (no explicit size)."""
     a, b, _ = witnesses
     append(log_engine, 3)
+    witness_latest(session_factory(log_engine), signer, timeout_s=2)
     with session_scope(log_engine) as s:
-        witness_latest(s, signer, timeout_s=2)
         size = latest_checkpoint(s).tree_size  # type: ignore[union-attr]
         rows = s.scalars(select(AuditCheckpoint).where(AuditCheckpoint.tree_size == size)).all()
         assert any(cosignatures(r.note, [a.witness.public_key]) for r in rows)

@@ -185,8 +185,8 @@ def export(
     """Stream a ``tre-audit-bundle/1`` for ``tre audit verify`` (offline)."""
     if tree_size is None:
         # Have the newest checkpoint cosigned first, so the bundle ends at a witnessed size.
-        witness_latest(session, signer, timeout_s=WITNESS_TIMEOUT_S)
         session.commit()
+        witness_latest(session_factory(request.app.state.engine), signer, timeout_s=WITNESS_TIMEOUT_S)
     try:
         plan = service.plan_export(session, signer, size=tree_size, max_checkpoints=max_checkpoints)
     except service.NotSignedError as e:

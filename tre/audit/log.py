@@ -200,7 +200,7 @@ def record_events(
     if not rows:
         return []
     # Core insert on the table: executemany without the ORM bulk-persistence layer.
-    session.execute(insert(AuditEntry.__table__), rows)
+    session.execute(insert(AuditEntry.__table__), rows)  # type: ignore[arg-type]
     session.execute(
         update(AuditState)
         .where(AuditState.id == STATE_ID)

@@ -7,7 +7,8 @@ it resyncs to the size the witness reports and retries once; 422 (the witness ca
 our tree extends what it saw: a fork or a rewrite) raises a CRITICAL alert; 403/404 mean the
 witness does not know this log or key (after a rotation, give the witness the new key). Valid
 cosignatures are appended to the checkpoint's note, so exports and ``/tlog/checkpoint`` carry
-them. Runs outside the append path: appends never wait for a witness.
+them. Runs outside the append path: appends never wait for a witness, and no database transaction
+is held while a witness answers.
 """
 
 from __future__ import annotations
@@ -15,10 +16,12 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from tre.audit.log import latest_checkpoint
@@ -78,20 +81,40 @@ def _state(keys_dir: Path) -> dict[str, int]:
 
 
 def witness_checkpoint(
-    session: Session,
+    new_session: Callable[[], Session],
     signer: AuditSigner,
-    row: AuditCheckpoint,
+    row_id: int,
     witnesses: list[WitnessConfig] | None = None,
     timeout_s: float = 5.0,
 ) -> list[Outcome]:
-    """Submit ``row`` to every witness; store valid cosignatures in its note (caller commits)."""
+    """Submit checkpoint ``row_id`` to every witness; store valid cosignatures in its note.
+
+    No database transaction is open while a witness is contacted (on SQLite an open
+    transaction holds the write lock, and a witness may take ``timeout_s`` to fail): proofs
+    are read in short read-only sessions, cosignatures written in one short one at the end.
+    """
     if signer.keys_dir is None:
         return []
     witnesses = load_witnesses(signer.keys_dir) if witnesses is None else witnesses
+    with new_session() as s:
+        row = s.get(AuditCheckpoint, row_id)
+        if row is None:
+            return []
+        size, note = row.tree_size, row.note
+        s.rollback()
+
+    def proof_from(old: int) -> list[bytes]:
+        if old == 0:
+            return []
+        with new_session() as s:
+            proof = StoredTree(s, size).consistency(old)
+            s.rollback()
+        return proof
+
     state = _state(signer.keys_dir)
     outcomes: list[Outcome] = []
-    note = row.note
     text, _ = split_note(note)
+    new_lines: list[str] = []
     with httpx.Client(timeout=timeout_s) as http:
         for w in witnesses:
             name = w.key.encode()
@@ -101,14 +124,13 @@ def witness_checkpoint(
             old = state.get(name, 0)
             outcome = Outcome(w.key.name, "error", "no answer")
             for _ in range(2):
-                if old > row.tree_size:
+                if old > size:
                     outcome = Outcome(w.key.name, "conflict", f"witness has seen {old} entries already")
                     break
-                proof = StoredTree(session, row.tree_size).consistency(old) if 0 < old else []
                 try:
                     resp = http.post(
                         f"{w.url}/add-checkpoint",
-                        content=encode_request(old, proof, note),
+                        content=encode_request(old, proof_from(old), note),
                         headers={"Content-Type": "text/plain"},
                     )
                 except httpx.HTTPError as e:
@@ -119,40 +141,65 @@ def witness_checkpoint(
                     state[name] = old
                     outcome = Outcome(w.key.name, "conflict", f"resynced to size {old}")
                     continue
-                if resp.status_code == 200:
-                    lines = [ln for ln in resp.text.splitlines() if ln]
-                    good = [ln for ln in lines if cosignatures(text + "\n" + ln + "\n", [w.key])]
-                    if good:
-                        note = add_signature_lines(note, good)
-                        state[name] = row.tree_size
-                        outcome = Outcome(w.key.name, "cosigned")
-                    else:
-                        outcome = Outcome(w.key.name, "error", "answer holds no valid cosignature")
-                elif resp.status_code == 422:
-                    ALERT.critical(
-                        "witness %s refuses checkpoint %d: the log cannot prove it extends what the "
-                        "witness saw (rewritten history or a fork)",
-                        w.key.name,
-                        row.tree_size,
-                    )
-                    outcome = Outcome(w.key.name, "refused", resp.text.strip()[:200])
-                elif resp.status_code in (403, 404):
-                    ALERT.error("witness %s does not know this log or key: %s", w.key.name, resp.text[:200])
-                    outcome = Outcome(w.key.name, "unknown-log", resp.text.strip()[:200])
-                else:
-                    outcome = Outcome(w.key.name, "error", f"HTTP {resp.status_code}")
+                outcome = _answer(w, resp, text, size, new_lines, state)
                 break
             outcomes.append(outcome)
-    if note != row.note:
-        row.note = note
-        session.flush()
+    if new_lines:
+        with new_session() as s:
+            row = s.get(AuditCheckpoint, row_id)
+            if row is not None:
+                row.note = add_signature_lines(row.note, new_lines)
+                s.commit()
     _write_json(signer.keys_dir / WITNESS_STATE_FILE, state)
     return outcomes
 
 
-def witness_latest(session: Session, signer: AuditSigner, timeout_s: float = 5.0) -> list[Outcome]:
+def _answer(
+    w: WitnessConfig, resp: httpx.Response, text: str, size: int, new_lines: list[str], state: dict[str, int]
+) -> Outcome:
+    """Interpret a witness's final answer (not a 409)."""
+    if resp.status_code == 200:
+        lines = [ln for ln in resp.text.splitlines() if ln]
+        good = [ln for ln in lines if cosignatures(text + "\n" + ln + "\n", [w.key])]
+        if not good:
+            return Outcome(w.key.name, "error", "answer holds no valid cosignature")
+        new_lines.extend(good)
+        state[w.key.encode()] = size
+        return Outcome(w.key.name, "cosigned")
+    if resp.status_code == 422:
+        ALERT.critical(
+            "witness %s refuses checkpoint %d: the log cannot prove it extends what the witness "
+            "saw (rewritten history or a fork)",
+            w.key.name,
+            size,
+        )
+        return Outcome(w.key.name, "refused", resp.text.strip()[:200])
+    if resp.status_code in (403, 404):
+        ALERT.error("witness %s does not know this log or key: %s", w.key.name, resp.text[:200])
+        return Outcome(w.key.name, "unknown-log", resp.text.strip()[:200])
+    return Outcome(w.key.name, "error", f"HTTP {resp.status_code}")
+
+
+def witness_latest(
+    new_session: Callable[[], Session], signer: AuditSigner, timeout_s: float = 5.0
+) -> list[Outcome]:
     """Submit the newest checkpoint to the configured witnesses (no-op without witnesses)."""
     if signer.keys_dir is None or not load_witnesses(signer.keys_dir):
         return []
-    row = latest_checkpoint(session)
-    return [] if row is None else witness_checkpoint(session, signer, row, timeout_s=timeout_s)
+    with new_session() as s:
+        row = latest_checkpoint(s)
+        row_id = None if row is None else row.id
+        s.rollback()
+    return [] if row_id is None else witness_checkpoint(new_session, signer, row_id, timeout_s=timeout_s)
+
+
+def witness_newest(engine: Engine, keys_dir: Path) -> list[Outcome]:
+    """For periodic callers (the worker): never raises; failures are logged on the alert logger."""
+    from tre.audit.signing import get_signer
+    from tre.store.db import session_factory
+
+    try:
+        return witness_latest(session_factory(engine), get_signer(keys_dir, create=False))
+    except Exception:  # a witness round must never stop the caller's loop
+        ALERT.exception("witnessing round failed")
+        return []

@@ -441,13 +441,12 @@ def witness_run() -> None:
     """Submit the newest checkpoint to every configured witness now, and show the outcome."""
     from tre.audit.signing import get_signer
     from tre.audit.witnessing import witness_latest
-    from tre.store.db import init_db, make_engine, session_scope
+    from tre.store.db import init_db, make_engine, session_factory
 
     settings = get_settings()
     engine = make_engine(settings.resolved_database_url)
     init_db(engine)
-    with session_scope(engine) as s:
-        outcomes = witness_latest(s, get_signer(settings.keys_dir, create=False))
+    outcomes = witness_latest(session_factory(engine), get_signer(settings.keys_dir, create=False))
     if not outcomes:
         raise CliError("no witnesses configured (tre audit witness add URL KEY)")
     for o in outcomes:

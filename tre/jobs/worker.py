@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 from tre import audit
 from tre.audit import record_event
 from tre.audit.events import record_job_ended, record_job_started
+from tre.audit.witnessing import witness_newest
 from tre.config import Settings
 from tre.errors import TreError
 from tre.executors.base import DatasetMount, Executor, JobResult, JobSpec, RunControl
@@ -122,6 +123,7 @@ class Worker:
         self._last_checkpoint = now
         with session_scope(self.engine) as s:
             audit.checkpoint(s, max_age_s=CHECKPOINT_EVERY_S)
+        witness_newest(self.engine, self.settings.keys_dir)  # configured witnesses cosign it
 
     # -- claiming and recovery --------------------------------------------------------------
     def claim_next(self) -> str | None:
