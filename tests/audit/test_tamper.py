@@ -263,7 +263,7 @@ def test_fork_between_two_auditors_is_detected_by_consistency_proof(
 def test_storage_damage_is_reported_by_proofs(built: Engine) -> None:
     with session_scope(built) as s:
         s.execute(text("DELETE FROM audit_entries WHERE idx = 3"))
-    from tre.audit.service import AuditLogError
+    from tre.audit.guard import AuditLogDamaged
 
-    with session_scope(built) as s, pytest.raises(AuditLogError, match="missing"):
+    with session_scope(built) as s, pytest.raises(AuditLogDamaged, match="missing"):
         StoredTree(s, N).inclusion(10)
