@@ -252,3 +252,20 @@ def test_origin_is_stable_and_stored(log: Engine, settings: Settings, signer: Au
     with session_scope(log) as s:
         note = s.scalars(select(AuditCheckpoint.note).order_by(AuditCheckpoint.id.desc())).first()
     assert note is not None and open_checkpoint(note, signer.verifier_key).origin == signer.name
+
+
+def test_search_filters_the_body_on_both_backends(log: Engine) -> None:
+    from datetime import UTC, datetime
+
+    from tre.audit.service import EntryFilter, search
+
+    with session_scope(log) as s:
+        s.execute(update(AuditEntry).where(AuditEntry.idx == 1).values(actor="x", dataset_id="zz"))
+    with session_scope(log) as s:
+        got = search(s, EntryFilter(actor="u1", dataset_id="d1"))
+        assert [e.idx for e in got.entries] == [1, 7] and got.damaged == []
+        assert [e.idx for e in search(s, EntryFilter(dataset_id="zz")).entries] == []
+        future = search(s, EntryFilter(since=datetime(2100, 1, 1, tzinfo=UTC)))
+        assert future.entries == []
+        page = search(s, EntryFilter(action="dataset.read"), after=2, limit=3)
+        assert [e.idx for e in page.entries] == [3, 4, 5] and page.last_scanned == 5

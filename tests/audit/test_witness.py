@@ -260,3 +260,19 @@ def test_export_endpoint_ends_at_a_witnessed_checkpoint(
         size = latest_checkpoint(s).tree_size  # type: ignore[union-attr]
         rows = s.scalars(select(AuditCheckpoint).where(AuditCheckpoint.tree_size == size)).all()
         assert any(cosignatures(r.note, [a.witness.public_key]) for r in rows)
+
+
+def test_cosignature_layout_matches_the_c2sp_example() -> None:
+    """The C2SP tlog-cosignature example's witness line decodes as id(4) || time(8) || sig(64),
+    the layout WitnessKey.verify reads (its key is not published, so only the layout is checked)."""
+    blob = base64.b64decode(
+        "jWbPPwAAAABkGFDLEZMHwSRaJNiIDoe9DYn/zXcrtPHeolMI5OWXEhZCB9dlrDJsX3b2oyin1nPZqhf5nNo0xUe+mbIUBkBIfZ+qnA=="
+    )
+    assert len(blob) == 4 + 8 + 64
+    assert int.from_bytes(blob[4:12], "big") == 1679315147  # 2023-03-20, a plausible cosigning time
+    note = (
+        "example.com/behind-the-sofa\n20852163\nCsUYapGGPo4dkMgIAUqom/Xajj7h2fB2MPA3j2jxq2I=\n\n"
+        "\u2014 witness.example.com/w1 " + base64.b64encode(blob).decode() + "\n"
+    )
+    _, sigs = split_note(note)
+    assert sigs == [("witness.example.com/w1", blob[:4], blob[4:])]
