@@ -276,3 +276,44 @@ def test_cosignature_layout_matches_the_c2sp_example() -> None:
     )
     _, sigs = split_note(note)
     assert sigs == [("witness.example.com/w1", blob[:4], blob[4:])]
+
+
+def test_tre_witness_serve_command(signer: AuditSigner, tmp_path: Path) -> None:
+    """`tre witness key` and `tre witness serve` as a witness operator runs them."""
+    import os
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(repo), "TRE_HOME": str(tmp_path / "witness-home")}
+    cli = [sys.executable, "-c", "from tre.cli.main import run; run()", "witness"]
+    key = subprocess.run(
+        [*cli, "key", "--name", "dpo.example"], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert key.returncode == 0, key.stderr
+    wkey = WitnessKey.parse(key.stdout.strip())
+    port = _free_port()
+    proc = subprocess.Popen(
+        [*cli, "serve", "--name", "dpo.example", "--log", signer.verifier_key.encode(), "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        leaf = hashlib.sha256(b"\x00x").digest()
+        note = signer.sign(CP(signer.name, 1, leaf, ("timestamp 1",)))
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                r = httpx.post(f"http://127.0.0.1:{port}/add-checkpoint", content=encode_request(0, [], note))
+                break
+            except httpx.ConnectError:
+                assert time.monotonic() < deadline and proc.poll() is None, (
+                    proc.stderr.read() if proc.stderr else ""
+                )
+                time.sleep(0.2)
+        assert r.status_code == 200, r.text
+        assert cosignatures(note + r.text, [wkey]) != {}
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
