@@ -103,19 +103,21 @@ def test_search_export_and_verify(live: str, tmp_path: Path, signer: AuditSigner
     res = runner.invoke(audit_app, ["export", str(out)])
     assert res.exit_code == 0, res.output
     res = runner.invoke(audit_app, ["verify", str(out), "--key", signer.verifier_key.encode()])
-    # 6 seeded entries + the auditor's own 2 searches (recorded: auditors are accountable too).
-    assert res.exit_code == 0 and "OK: 8 entries verified" in res.output, res.output
+    # 6 seeded entries, the first use of the auditor's token and her own 2 searches
+    # (recorded: auditors are accountable too).
+    assert res.exit_code == 0 and "OK: 9 entries verified" in res.output, res.output
     lines = out.read_text().splitlines()
     assert sum('"action":"audit.search","actor":"audrey"' in line for line in lines) == 2
+    assert sum('"action":"auth.token_used","actor":"audrey"' in line for line in lines) == 1
 
 
 def test_checkpoint_pins_and_catches_a_fork(live: str, engine: Engine) -> None:
     first = runner.invoke(audit_app, ["checkpoint"])
     assert first.exit_code == 0, first.output
-    assert "6 entries" in first.output and "first pin" in first.output
+    assert "7 entries" in first.output and "first pin" in first.output  # 6 + the token's first use
     seed(engine, 3)
     again = runner.invoke(audit_app, ["checkpoint"])
-    assert again.exit_code == 0 and "consistent with the pinned size 6" in again.output, again.output
+    assert again.exit_code == 0 and "consistent with the pinned size 7" in again.output, again.output
     proved = runner.invoke(audit_app, ["prove", "4"])
     assert proved.exit_code == 0 and "entry 4 (dataset.read by bob at " in proved.output, proved.output
 

@@ -120,3 +120,13 @@ def test_admin_token_is_recorded_with_its_jti_and_expiry(world: World, engine: E
     assert len(issued) == 1
     assert issued[0]["details"]["user"] == "alice" and issued[0]["details"]["expires_at"].startswith("20")
     assert token not in json.dumps(issued[0])
+
+
+def test_token_use_is_tied_to_its_jti(app_client: TestClient, world: World, engine: Engine) -> None:
+    token = world.headers["alice"]["Authorization"].split()[1]
+    payload = token.split(".")[1]
+    jti = json.loads(urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["jti"]
+    for _ in range(3):
+        assert app_client.get("/api/v1/jobs", headers=world.headers["alice"]).status_code == 200
+    used = [e for e in entries(engine, "auth.token_used") if e["details"]["jti"] == jti]
+    assert len(used) == 1 and used[0]["actor"] == "alice"

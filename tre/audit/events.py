@@ -4,8 +4,8 @@
   digest, code hash if the job has one, resources); a started job also writes one
   ``dataset.read`` entry per dataset, so ``tre audit search --dataset X`` (or
   ``--action dataset.read``) finds every job that read X.
-* Tokens: recorded when issued, with their ``jti`` and expiry, so a token seen in use can be
-  tied to its issue.
+* Tokens: recorded when issued, with their ``jti`` and expiry, and at their first use each
+  hour (``auth.token_used`` with the ``jti``), so a token seen in use can be tied to its issue.
 * Reads of logs, outputs, requests and disclosures: recorded, at most once per reader, object
   and kind per window (``tre logs -f`` polls), with the number of reads folded in.
 """
@@ -98,7 +98,7 @@ def record_token_issued(session: Session, actor: str, token: str) -> None:
     )
 
 
-class _ReadTracker:
+class RecentKeys:
     """Remembers which (reader, action, object) reads were recorded recently, and how often seen."""
 
     def __init__(self) -> None:
@@ -120,7 +120,7 @@ class _ReadTracker:
             return 0 if last is None else last[1]
 
 
-_reads = _ReadTracker()
+_reads = RecentKeys()
 
 
 def record_read(
@@ -150,3 +150,18 @@ def record_read(
         job_id=job_id,
         details={**(details or {}), "earlier_reads": earlier},
     )
+
+
+TOKEN_USE_WINDOW_S = 3600.0
+_token_uses = RecentKeys()
+
+
+def note_token_use(session: Session, user_id: str, jti: str | None) -> None:
+    """``auth.token_used`` with the token's ``jti``, once per token and hour (per process), in
+    the request's transaction: ties the token recorded at issue to the requests made with it."""
+    if not jti:
+        return
+    earlier = _token_uses.due(("token", jti[:64]), TOKEN_USE_WINDOW_S)
+    if earlier is not None:
+        details = {"jti": jti[:64], "earlier_uses": earlier}
+        record_event(session, actor=user_id, action="auth.token_used", details=details)

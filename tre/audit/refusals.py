@@ -110,10 +110,11 @@ def install_refusal_audit(app: object, counter: RefusalCounter | None = None) ->
 
     async def middleware(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         response = await call_next(request)
+        events: list[AuditEvent] = []
         if response.status_code in REFUSED:
-            events = counter.observe(_key(request, response.status_code))
-            if events:
-                await run_in_threadpool(_record, request.app.state.engine, events)
+            events += counter.observe(_key(request, response.status_code))
+        if events:
+            await run_in_threadpool(_record, request.app.state.engine, events)
         return response
 
     app.middleware("http")(middleware)  # type: ignore[attr-defined]
