@@ -14,6 +14,7 @@ from pydicom.data import get_testdata_file
 
 from tests.worlds import IMAGE
 from tre import registry
+from tre.audit.note import VerifierKey
 from tre.audit.verify import verify_bundle
 from tre.demo_job import DEMO_JOB_SOURCE
 from tre.images import catalog
@@ -104,7 +105,9 @@ def test_job_to_release_to_audit(e2e, settings, token_for, tmp_path):
 
     bundle = app_client.get("/api/v1/audit/export", headers=h["aud"])
     assert bundle.status_code == 200, bundle.text
-    report = verify_bundle(bundle.content)
+    # The auditor verifies against the log key pinned out of band, never the bundle's own.
+    pinned = VerifierKey.parse(app_client.get("/api/v1/audit/public-key", headers=h["aud"]).json()["vkey"])
+    report = verify_bundle(bundle.content, pinned)
     assert report.ok, report
     actions = app_client.get(
         "/api/v1/audit/entries", headers=h["aud"], params={"job_id": job["id"], "limit": 1000}

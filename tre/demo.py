@@ -18,6 +18,7 @@ from pydicom.data import get_testdata_file
 
 from tre import registry
 from tre.api.app import create_app
+from tre.audit.events import record_token_issued
 from tre.auth.tokens import TokenIssuer
 from tre.cli.client import ApiClient, CliError
 from tre.cli.code import upload_code
@@ -75,6 +76,9 @@ def run_demo() -> None:
                 registry.create_user(s, "bootstrap", user_id, roles)
     issuer = TokenIssuer.from_settings(settings)
     tokens = {u: issuer.mint(u, r, ttl_s=3600) for u, r in DEMO_USERS.items()}
+    with session_scope(engine) as s:
+        for token in tokens.values():
+            record_token_issued(s, "bootstrap", token)
     data = prepare_dataset(settings)
     code = prepare_code(settings)
     # The job runs in the platform's CPU job image (Debian + numpy, pydicom, numba, the
@@ -210,13 +214,16 @@ def release_through_airlock(settings: Settings, url: str, tokens: dict[str, str]
 
 def verify_audit_log(settings: Settings, url: str, auditor_token: str) -> None:
     """What an auditor does: export the signed log and verify it offline."""
+    from tre.audit.note import VerifierKey
     from tre.audit.verify import verify_bundle
 
     console.rule("audit")
     auditor = ApiClient(url, auditor_token)
     bundle = settings.home / "demo-audit-bundle.json"
     auditor.download("/api/v1/audit/export", bundle, progress=False)
-    report = verify_bundle(bundle.read_bytes())
+    # As the README tells auditors: the key pinned out of band, never the bundle's own.
+    pinned = VerifierKey.parse(auditor.get("/api/v1/audit/public-key")["vkey"])
+    report = verify_bundle(bundle.read_bytes(), pinned)
     console.print(f"auditor exported {bundle} and verified it offline: {report.summary()}")
     if not report.ok:
         raise CliError(f"audit log verification failed: {report.summary()}")

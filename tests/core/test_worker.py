@@ -69,7 +69,16 @@ def test_job_runs_in_sandbox_and_outputs_are_recorded(app_client, world, engine,
             e.action
             for e in s.scalars(select(AuditEntry).where(AuditEntry.job_id == job_id).order_by(AuditEntry.idx))
         ]
-    assert actions == ["job.submitted", "job.admitted", "job.started", "job.output_recorded", "job.ended"]
+    assert actions == [
+        "job.submitted",
+        "job.admitted",
+        "job.started",
+        "dataset.read",  # one per dataset the job reads (tre audit search --dataset ct1)
+        "job.output_recorded",
+        "job.ended",
+        "job.log_read",
+        "job.outputs_read",
+    ]
 
 
 def test_failing_job_is_reported(app_client, world, engine, settings):

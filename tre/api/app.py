@@ -8,6 +8,7 @@ from sqlalchemy import Engine
 from tre import __version__, audit
 from tre.api.limits import BodySizeLimit, RequestSanity
 from tre.api.problems import install_problem_handlers
+from tre.audit.refusals import install_refusal_audit
 from tre.auth.tokens import TokenVerifier
 from tre.config import Settings, get_settings
 from tre.store.db import init_db, make_engine
@@ -33,6 +34,8 @@ def create_app(
     app.state.engine = engine
     app.state.verifier = TokenVerifier(settings)
     install_problem_handlers(app)
+    install_refusal_audit(app)  # 401/403/404 recorded, aggregated
+
     from egress_review import api as egress_api
     from egress_review.panel import routes as panel_routes
     from tre.api.routers import admin, code, datasets, images, jobs, me, projects

@@ -13,6 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from tre.api.problems import Problem
+from tre.audit.events import note_token_use
 from tre.auth.principal import Principal
 from tre.auth.tokens import TokenError, TokenVerifier
 from tre.config import Settings
@@ -74,6 +75,7 @@ def bearer_token(request: Request) -> str:
 def current_principal(request: Request, session: Session = Depends(get_session)) -> Principal:
     principal = principal_from_token(request, bearer_token(request), session)
     request.state.principal = principal
+    note_token_use(session, principal.user_id, principal.token_id)  # audit: tie token to use
     return principal
 
 

@@ -10,7 +10,7 @@ import typer
 from sqlalchemy import Engine
 
 from tre import registry
-from tre.audit import record_event
+from tre.audit.events import record_token_issued
 from tre.auth.tokens import TokenIssuer
 from tre.cli.client import ApiClient, CliError
 from tre.cli.output import console, table
@@ -95,13 +95,9 @@ def admin_token(
         missing = set(role) - u.role_names
         if missing:
             raise CliError(f"user {user!r} does not hold role(s) {sorted(missing)}")
-        record_event(
-            s,
-            actor="bootstrap",
-            action="auth.token_minted",
-            details={"user": user, "roles": sorted(role), "ttl_s": ttl},
-        )
-    print(TokenIssuer.from_settings(settings).mint(user, role, ttl_s=ttl))
+        token = TokenIssuer.from_settings(settings).mint(user, role, ttl_s=ttl)
+        record_token_issued(s, "bootstrap", token)  # with its jti and expiry
+    print(token)
 
 
 @project_app.command("create")

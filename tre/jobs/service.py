@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from tre.access import can_see_project, reads_raw_logs, visible_project_ids
 from tre.audit import record_event
+from tre.audit.events import job_facts, record_job_ended
 from tre.auth.principal import Principal
 from tre.config import Settings
 from tre.errors import Conflict, Forbidden, NotFound, TreError
@@ -62,16 +63,7 @@ def submit(session: Session, settings: Settings, principal: Principal, req: JobR
         action="job.submitted",
         project_id=job.project_id,
         job_id=job.id,
-        details={
-            "image": job.image,
-            "command": job.command,
-            "datasets": job.dataset_ids,
-            "cpu": job.cpu,
-            "memory_mb": job.memory_mb,
-            "gpu": job.gpu,
-            "time_limit_s": job.time_limit_s,
-            "code_hash": job.code_hash,
-        },
+        details={"command": job.command, **job_facts(job)},
     )
     record_event(session, actor="system", action="job.admitted", project_id=job.project_id, job_id=job.id)
     return job
@@ -121,6 +113,9 @@ def cancel(session: Session, principal: Principal, job_id: str) -> Job:
         project_id=job.project_id,
         job_id=job.id,
     )
+    if job.state == JobState.cancelled.value:  # never started: this is its final-state entry
+        final = {"state": job.state, "exit_code": None, "reason": job.reason, "outputs": 0}
+        record_job_ended(session, job, final)
     return job
 
 

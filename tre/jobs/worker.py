@@ -26,6 +26,8 @@ from sqlalchemy.orm import Session
 
 from tre import audit
 from tre.audit import record_event
+from tre.audit.events import record_job_ended, record_job_started
+from tre.audit.witnessing import witness_newest
 from tre.code.archive import CodeLimits
 from tre.code.store import CodeStore
 from tre.config import Settings
@@ -138,6 +140,7 @@ class Worker:
         self._last_checkpoint = now
         with session_scope(self.engine) as s:
             audit.checkpoint(s, max_age_s=CHECKPOINT_EVERY_S)
+        witness_newest(self.engine, self.settings.keys_dir)  # configured witnesses cosign it
 
     # -- claiming and recovery --------------------------------------------------------------
     def claim_next(self) -> str | None:
@@ -168,14 +171,7 @@ class Worker:
                 if claimed:
                     job = s.get(Job, job_id)
                     assert job is not None
-                    record_event(
-                        s,
-                        actor="system",
-                        action="job.started",
-                        project_id=job.project_id,
-                        job_id=job_id,
-                        details={"worker": self.worker_id, "executor": job.executor},
-                    )
+                    record_job_started(s, job, {"worker": self.worker_id, "executor": job.executor})
                     return job_id
         return None
 
@@ -346,13 +342,10 @@ class Worker:
                 job_id=job.id,
                 details={"path": out.path, "size": out.size, "sha256": out.sha256},
             )
-        record_event(
+        record_job_ended(
             session,
-            actor="system",
-            action="job.ended",
-            project_id=job.project_id,
-            job_id=job.id,
-            details={
+            job,
+            {
                 "state": result.state,
                 "exit_code": result.exit_code,
                 "reason": result.reason,

@@ -7,9 +7,11 @@ from sqlalchemy.orm import Session
 
 from egress_review import outputnames
 from egress_review.joblog import researcher_log
+from tre.access import reads_raw_logs
 from tre.api.bounds import MAX_LOG_OFFSET
 from tre.api.deps import any_role, get_session, get_settings_dep, require_roles
 from tre.api.schemas import JobIn, JobOut, JobOutputOut
+from tre.audit.events import record_read
 from tre.auth.principal import Principal
 from tre.config import Settings
 from tre.jobs import service
@@ -61,6 +63,15 @@ def get_logs(
     """
     job = service.get_visible_job(session, p, job_id)
     data, next_offset = service.visible_log(session, settings, p, job, offset, screen=researcher_log)
+    kind = "raw" if reads_raw_logs(p) else "screened"
+    record_read(
+        session,
+        actor=p.user_id,
+        action="job.log_read",
+        project_id=job.project_id,
+        job_id=job.id,
+        details={"log": kind},
+    )
     return Response(
         content=data,
         media_type="text/plain; charset=utf-8",
@@ -78,6 +89,7 @@ def list_outputs(
     """The job's outputs in index order. Researchers see a name only when it passes the
     screening of the datasets' policy (never under ``status_only``); staff see every name."""
     job = service.get_visible_job(session, p, job_id)
+    record_read(session, actor=p.user_id, action="job.outputs_read", project_id=job.project_id, job_id=job.id)
     view = outputnames.name_view(session, settings, p, job)
     return [
         JobOutputOut(
