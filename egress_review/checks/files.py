@@ -66,6 +66,15 @@ def check_type(display_name: str, detected: Detected, policy: Policy) -> list[Ch
                 evidence=evidence,
             )
         )
+    elif detected.type == "model":
+        out.append(
+            CheckResult(
+                check="file_type",
+                outcome="pass",
+                reason=f"content is a model artefact ({detected.detail}): it goes to model-release review",
+                evidence=evidence,
+            )
+        )
     elif detected.type not in rules.allowed_types:
         out.append(
             CheckResult(
