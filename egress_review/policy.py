@@ -244,7 +244,8 @@ class SdcRules(_Strict):
     )
     magnitude_without_contributors: Action = Field(
         default="flag",
-        description="A magnitude column without contributor values: ACRO's p-ratio and nk rules cannot be applied.",
+        description="A magnitude column without contributor values: "
+        "ACRO's p-ratio and nk rules cannot be applied.",
     )
     measurement_columns: list[str] = Field(
         default_factory=lambda: [
@@ -303,7 +304,8 @@ class SdcRules(_Strict):
     )
     missing: Action = Field(
         default="flag",
-        description="Empty or NaN count/magnitude cells (ACRO: check_missing_values); often a suppressed cell.",
+        description="Empty or NaN count/magnitude cells (ACRO: check_missing_values); "
+        "often a suppressed cell.",
     )
     max_numeric_cells: int = Field(
         default=20000,
@@ -313,10 +315,12 @@ class SdcRules(_Strict):
     image_table_min_side: int = Field(
         default=32,
         ge=2,
-        description="A numeric grid at least this many rows and columns is treated as an image written as a table.",
+        description="A numeric grid at least this many rows and columns "
+        "is treated as an image written as a table.",
     )
     image_table: Action = Field(
-        default="block", description="A table that is a numeric grid (a picture or a slice written as numbers)."
+        default="block",
+        description="A table that is a numeric grid (a picture or a slice written as numbers).",
     )
 
 
@@ -405,7 +409,9 @@ class VolumeRules(_Strict):
     """Derived volumes (NIfTI): a segmentation may leave, the scanned volume may not."""
 
     max_voxels: int = Field(
-        default=4_000_000, ge=1, description="Most voxels a derived volume may have (a 512x512x16 CT is 4.2M)."
+        default=4_000_000,
+        ge=1,
+        description="Most voxels a derived volume may have (a 512x512x16 CT is 4.2M).",
     )
     oversize: Action = Field(default="block", description="Volume over max_voxels.")
     require_label_map: Action = Field(
@@ -417,10 +423,15 @@ class VolumeRules(_Strict):
         default="block", description="A slice correlates with a slice of an input DICOM series."
     )
     similarity_threshold: float = Field(
-        default=0.95, gt=0, le=1, description="Pearson correlation at which a slice counts as a copy of an input."
+        default=0.95,
+        gt=0,
+        le=1,
+        description="Pearson correlation at which a slice counts as a copy of an input.",
     )
     max_input_slices: int = Field(
-        default=400, ge=0, description="Input DICOM slices compared for similarity (0 disables the comparison)."
+        default=400,
+        ge=0,
+        description="Input DICOM slices compared for similarity (0 disables the comparison).",
     )
 
 
@@ -502,7 +513,8 @@ class TextRules(_Strict):
     )
     date_identifiers: bool = Field(
         default=True,
-        description="Birth and study dates are identifiers, matched in any common form (1962-03-15, 15/03/1962).",
+        description="Birth and study dates are identifiers, "
+        "matched in any common form (1962-03-15, 15/03/1962).",
     )
     identifier_columns: list[str] = Field(
         default_factory=lambda: [
@@ -523,7 +535,8 @@ class TextRules(_Strict):
             "date_of_birth",
             "accession*",
         ],
-        description="Globs of columns of the dataset's own tables (CSV/TSV sidecars) whose values are identifiers.",
+        description="Globs of columns of the dataset's own tables (CSV/TSV sidecars) "
+        "whose values are identifiers.",
     )
 
     @field_validator("patterns")
@@ -541,7 +554,8 @@ class ModelRules(_Strict):
     """Trained models: released only through a model-release review (SACRO-ML in spirit)."""
 
     action: Action = Field(
-        default="flag", description="A model artefact: route to model-release review (reviewers see a report)."
+        default="flag",
+        description="A model artefact: route to model-release review (reviewers see a report).",
     )
     unsafe_pickle: Action = Field(
         default="block", description="A pickle (or torch file) that imports callables outside the allowlist."
@@ -565,7 +579,9 @@ class ModelRules(_Strict):
         description="module.name globs a pickle may import (torch/numpy tensor rebuilding only).",
     )
     min_samples_leaf: int = Field(
-        default=5, ge=1, description="SACRO-ML structural rule: trees need at least this many samples per leaf."
+        default=5,
+        ge=1,
+        description="SACRO-ML structural rule: trees need at least this many samples per leaf.",
     )
     max_parameters_per_record: float = Field(
         default=1.0,
@@ -574,7 +590,9 @@ class ModelRules(_Strict):
     )
     structural: Action = Field(default="flag", description="A structural rule (leaf size, parameters) fails.")
     min_weights: int = Field(
-        default=256, ge=1, description="JSON holding at least this many numbers in arrays is treated as weights."
+        default=256,
+        ge=1,
+        description="JSON holding at least this many numbers in arrays is treated as weights.",
     )
 
 

@@ -86,6 +86,8 @@ class Detected:
     type: str
     detail: str
     gzip_wrapped: bool = False
+    zip_based: bool = False
+    """A ZIP container (XLSX, torch, npz): its members are judged by the format's own check."""
 
 
 def expected_type(display_name: str) -> str | None:
@@ -245,7 +247,7 @@ def detect(path: Path) -> Detected:
         if kind == "zip":
             refined = _zip_kind(path)
             if refined:
-                return Detected(*refined)
+                return Detected(*refined, zip_based=True)
         return Detected(kind, detail)
     special = _model_or_table(path, sample)
     if special:

@@ -23,8 +23,7 @@ from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.tag import Tag
 
-from egress_review.checks import annex_e
-from egress_review.checks import ocr
+from egress_review.checks import annex_e, ocr
 from egress_review.checks.identifiers import MALFORMED_DICOM, IdentifierMatcher, matcher_for
 from egress_review.checks.model import CheckContext, CheckResult, action_outcome, mask
 from egress_review.policy import DicomRules, Policy
@@ -44,6 +43,7 @@ PATIENT_CHARACTERISTICS = frozenset(
 )
 TEMPORAL_VRS = frozenset({"DA", "DT", "TM"})
 MAX_REPORTED = 50
+PIXEL_ERRORS: tuple[type[Exception], ...] = (*MALFORMED_DICOM, AttributeError, ImportError)
 
 
 def _tag_str(tag: int) -> str:
@@ -290,7 +290,7 @@ def _pixel_text(ds: Dataset, policy: Policy, context: CheckContext) -> list[Chec
         return []
     try:
         pixels = ds.pixel_array
-    except (*MALFORMED_DICOM, AttributeError, ImportError) as exc:
+    except PIXEL_ERRORS as exc:
         return [
             CheckResult(
                 check="ocr",
@@ -304,7 +304,7 @@ def _pixel_text(ds: Dataset, policy: Policy, context: CheckContext) -> list[Chec
         if (group << 16 | 0x3000) in ds:
             try:
                 overlay = ds.overlay_array(group)
-            except (*MALFORMED_DICOM, AttributeError, ImportError):
+            except PIXEL_ERRORS:
                 continue
             images.append(ocr.to_gray(overlay.astype("uint8") * 255))
     out: list[CheckResult] = []

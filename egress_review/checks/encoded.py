@@ -92,7 +92,7 @@ def _hex_dumps(lines: list[str], min_bytes: int) -> list[Blob]:
     for no, line in enumerate([*lines, ""], start=1):
         m = _XXD.match(line) or _HEXDUMP_C.match(line) or _BARE_HEX.match(line)
         if m:
-            digits = re.sub(r"[^0-9a-fA-F]", "", m.group(1))[:32 if m.re is not _BARE_HEX else None]
+            digits = re.sub(r"[^0-9a-fA-F]", "", m.group(1))[: 32 if m.re is not _BARE_HEX else None]
             if len(digits) % 2:
                 digits = digits[:-1]
             chunk = bytes.fromhex(digits)
@@ -140,7 +140,8 @@ def find_encoded(text: str, min_chars: int) -> list[Blob]:
     lines = text.splitlines()
     mime = _mime_blocks(lines, min_chars)
     hexed = [
-        h for h in _hex_dumps(lines, min_chars // 4)
+        h
+        for h in _hex_dumps(lines, min_chars // 4)
         if not any(m.line <= h.line <= m.last_line for m in mime)  # 'AAAA' lines are hex too
     ]
     blobs = _runs(text, min_chars) + mime + hexed

@@ -127,7 +127,9 @@ MALFORMED_DICOM: tuple[type[Exception], ...] = (
     IndexError,
     struct.error,
 )
-_CACHE: OrderedDict[tuple[str, int | None, tuple[int, int, int], tuple[str, ...]], frozenset[str]] = OrderedDict()
+_CACHE: OrderedDict[tuple[str, int | None, tuple[int, int, int], tuple[str, ...]], frozenset[str]] = (
+    OrderedDict()
+)
 _CACHE_LOCK = threading.Lock()
 CACHE_DATASETS = 16
 
@@ -283,9 +285,7 @@ class IdentifierMatcher:
     located line by line.
     """
 
-    def __init__(
-        self, identifiers: Iterable[str], rules: TextRules, pseudonyms: Iterable[str] = ()
-    ) -> None:
+    def __init__(self, identifiers: Iterable[str], rules: TextRules, pseudonyms: Iterable[str] = ()) -> None:
         ignore = [i.lower() for i in rules.ignore_identifiers]
         pseudo = [re.compile(p, re.IGNORECASE) for p in pseudonyms]
         singles: dict[str, str] = {}

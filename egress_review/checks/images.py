@@ -102,7 +102,9 @@ def exif_text(value: object) -> str:
             body = value[8:]
             if charset == "utf-16":
                 bom = body[:2]
-                charset = "utf-16-le" if bom == b"\xff\xfe" else "utf-16-be" if bom == b"\xfe\xff" else "utf-16-be"
+                charset = (
+                    "utf-16-le" if bom == b"\xff\xfe" else "utf-16-be" if bom == b"\xfe\xff" else "utf-16-be"
+                )
             return body.decode(charset, "replace").replace("\x00", "").strip()
         return value.decode("utf-8", "replace").replace("\x00", " ").strip()
     if isinstance(value, tuple):
@@ -119,7 +121,8 @@ def ocr_results(img: Image.Image, policy: Policy, context: CheckContext, what: s
             CheckResult(
                 check="ocr",
                 outcome=action_outcome(policy.image.ocr_unavailable),
-                reason=f"{what} is too large ({img.width}x{img.height}) to read for burned-in text automatically",
+                reason=f"{what} is too large ({img.width}x{img.height}) "
+                "to read for burned-in text automatically",
             )
         ]
     found = ocr.recognise(img)
@@ -140,10 +143,13 @@ def ocr_results(img: Image.Image, policy: Policy, context: CheckContext, what: s
             CheckResult(
                 check="ocr:identifiers",
                 outcome=action_outcome(policy.dicom.ocr),
-                reason=f"text recognised in the pixels of this {what} contains {len(hits)} patient identifier(s) "
+                reason=f"text recognised in the pixels of this {what} contains "
+                f"{len(hits)} patient identifier(s) "
                 "of the dataset (burned in): see the recognised text",
-                evidence={"matches": [{"identifier": mask(h.identifier), "ocr_line": h.line} for h in hits[:20]],
-                          **review},
+                evidence={
+                    "matches": [{"identifier": mask(h.identifier), "ocr_line": h.line} for h in hits[:20]],
+                    **review,
+                },
             )
         ]
     return [
@@ -236,7 +242,9 @@ def check_raster(path: Path, policy: Policy, context: CheckContext) -> list[Chec
             )
         )
     out.extend(_metadata_results(fields, policy, context, fmt))
-    out.extend(r for r in ocr_results(pixels, policy, context, f"{fmt} image") if r.outcome != "pass" or r.evidence)
+    out.extend(
+        r for r in ocr_results(pixels, policy, context, f"{fmt} image") if r.outcome != "pass" or r.evidence
+    )
     if not [r for r in out if r.outcome != "pass"]:
         out.append(
             CheckResult(
@@ -251,7 +259,18 @@ def check_raster(path: Path, policy: Policy, context: CheckContext) -> list[Chec
 
 # dcm2niix fills descrip with "TE=2.3;Time=101530.000;phase=1;mb=2": key=number pairs only.
 DCM2NIIX_DESCRIP = re.compile(r"(?:(?:TE|TR|TI|Time|phase|mb|dwell|TA|FA|sec)=[-\d.]+;?)+")
-NIFTI_DTYPES = {2: "u1", 4: "i2", 8: "i4", 16: "f4", 64: "f8", 256: "i1", 512: "u2", 768: "u4", 1024: "i8", 1280: "u8"}
+NIFTI_DTYPES = {
+    2: "u1",
+    4: "i2",
+    8: "i4",
+    16: "f4",
+    64: "f8",
+    256: "i1",
+    512: "u2",
+    768: "u4",
+    1024: "i8",
+    1280: "u8",
+}
 
 
 def check_volume(
@@ -277,7 +296,8 @@ def check_volume(
             CheckResult(
                 check="volume:labels",
                 outcome=action_outcome(rules.require_label_map),
-                reason=f"NIfTI datatype {hdr['datatype']} is not a plain numeric type, so the voxels cannot be judged",
+                reason=f"NIfTI datatype {hdr['datatype']} is not a plain numeric type, "
+                "so the voxels cannot be judged",
             )
         )
         return out
@@ -296,7 +316,8 @@ def check_volume(
                 outcome=action_outcome(rules.require_label_map),
                 reason="the volume is an intensity image, not a mask or label map ("
                 + (f"{distinct} distinct values" if integral else "non-integer values")
-                + f", at most {rules.max_labels} labels allowed without review): check it is not a copy of the scan",
+                + f", at most {rules.max_labels} labels allowed without review): "
+                "check it is not a copy of the scan",
                 evidence={"distinct_values": distinct, "dtype": code, "shape": shape},
             )
         )
@@ -329,7 +350,7 @@ def _thumb(img: np.ndarray) -> np.ndarray:
 def _input_thumbs(paths: list[Path], limit: int) -> np.ndarray:
     import pydicom
 
-    from egress_review.checks.identifiers import MALFORMED_DICOM
+    from egress_review.checks.dicom import PIXEL_ERRORS
 
     thumbs: list[np.ndarray] = []
     for root in paths:
@@ -343,7 +364,7 @@ def _input_thumbs(paths: list[Path], limit: int) -> np.ndarray:
                         continue
                 ds = pydicom.dcmread(f)
                 pix = ds.pixel_array
-            except (*MALFORMED_DICOM, AttributeError, ImportError):
+            except PIXEL_ERRORS:
                 continue
             for frame in pix if pix.ndim == 3 and pix.shape[-1] not in (3, 4) else [pix]:
                 if frame.ndim == 2:
@@ -363,7 +384,16 @@ def similarity_to_inputs(arr: np.ndarray, context: CheckContext, limit: int) -> 
     best = (0.0, 0)
     for z in range(0, vol.shape[2], step):
         sl = np.asarray(vol[:, :, z], dtype=np.float64)
-        variants = [sl, sl.T, sl[::-1], sl[:, ::-1], sl.T[::-1], sl.T[:, ::-1], sl[::-1, ::-1], sl.T[::-1, ::-1]]
+        variants = [
+            sl,
+            sl.T,
+            sl[::-1],
+            sl[:, ::-1],
+            sl.T[::-1],
+            sl.T[:, ::-1],
+            sl[::-1, ::-1],
+            sl.T[::-1, ::-1],
+        ]
         thumbs = np.array([_thumb(v) for v in variants])
         score = float((thumbs @ inputs.T).max())
         if score > best[0]:

@@ -82,7 +82,9 @@ def _safetensors(path: Path, report: dict[str, Any]) -> None:
     report["tensors"] = len(tensors)
     report["parameters"] = int(sum(np.prod(v.get("shape") or [1]) for v in tensors.values()))
     report["dtypes"] = sorted({str(v.get("dtype")) for v in tensors.values()})
-    report["largest_shape"] = max((v.get("shape") or [] for v in tensors.values()), key=lambda s: np.prod(s or [1]), default=[])
+    report["largest_shape"] = max(
+        (v.get("shape") or [] for v in tensors.values()), key=lambda s: np.prod(s or [1]), default=[]
+    )
 
 
 def _npz(path: Path, report: dict[str, Any]) -> None:
@@ -155,7 +157,8 @@ def structural_results(report: dict[str, Any], policy: Policy, context: CheckCon
                     check="model:structure",
                     outcome=action_outcome(rules.structural),
                     reason=f"{int(params)} parameters for {int(records)} training records "
-                    f"({ratio:.1f} per record, limit {rules.max_parameters_per_record:g}): enough capacity to "
+                    f"({ratio:.1f} per record, limit {rules.max_parameters_per_record:g}): "
+                    "enough capacity to "
                     "memorise the training data (SACRO-ML structural rule)",
                     evidence={"parameters": params, "records": records},
                 )

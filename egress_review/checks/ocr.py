@@ -14,7 +14,7 @@ import shutil
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
 OCR_TIMEOUT_S = 30
 MIN_SIDE = 1000  # tesseract reads ~20 px glyphs best: small images are upscaled
@@ -47,8 +47,25 @@ def to_gray(pixels: np.ndarray) -> Image.Image:
     return Image.fromarray(scaled, mode="L")
 
 
+def _extremes(gray: Image.Image) -> list[Image.Image]:
+    """The brightest and the darkest pixels alone, as black text on white.
+
+    Annotations are drawn at the extreme value over an image of every grey level (white text
+    over a CT slice); tesseract's own binarisation loses them there, a fixed cut does not.
+    """
+    a = np.asarray(gray)
+    lo, hi = int(a.min()), int(a.max())
+    if hi - lo < 64:
+        return []
+    out = []
+    for mask in (a >= hi - 24, a <= lo + 24):
+        if 0.0005 < mask.mean() < 0.4:  # some pixels, not a whole region
+            out.append(Image.fromarray(np.where(mask, 0, 255).astype(np.uint8), mode="L"))
+    return out
+
+
 def recognise(img: Image.Image) -> OcrText:
-    """Run tesseract on the image and on its negative (burned-in text is often white on black)."""
+    """Run tesseract on the image and on its extreme grey levels (where burned-in text sits)."""
     if not available():
         return OcrText("", "tesseract is not installed")
     import pytesseract
@@ -59,7 +76,7 @@ def recognise(img: Image.Image) -> OcrText:
         gray = gray.resize((gray.width * factor, gray.height * factor), Image.Resampling.LANCZOS)
     texts: list[str] = []
     try:
-        for variant in (gray, ImageOps.invert(gray)):
+        for variant in (gray, *_extremes(gray)):
             texts.append(pytesseract.image_to_string(variant, config="--psm 11", timeout=OCR_TIMEOUT_S))
     except (RuntimeError, pytesseract.TesseractError, OSError) as exc:
         return OcrText("\n".join(texts), f"tesseract failed: {str(exc)[:200]}")

@@ -44,8 +44,8 @@ def scan_pickle(data: bytes, max_strings: int = 20000) -> PickleScan:
         for op, arg, pos in pickletools.genops(data):
             scan.opcodes += 1
             name = op.name
-            if name == "PROTO":
-                scan.protocol = int(arg)
+            if name == "PROTO" and isinstance(arg, int):
+                scan.protocol = arg
             if name in _STRING_OPS and isinstance(arg, str | bytes):
                 text = arg.decode("latin-1") if isinstance(arg, bytes) else arg
                 recent = [*recent[-1:], text]
@@ -67,7 +67,7 @@ def scan_pickle(data: bytes, max_strings: int = 20000) -> PickleScan:
             if name in _CALL_OPS:
                 scan.calls += 1
             if name == "STOP":
-                end = pos + 1
+                end = (pos or 0) + 1
                 break
     except (ValueError, TypeError, EOFError, KeyError, IndexError, UnicodeDecodeError) as exc:
         scan.error = str(exc)[:200]

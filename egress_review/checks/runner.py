@@ -7,11 +7,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from egress_review.checks.detect import IMAGE_TYPES, TEXT_TYPES, Detected, decode_text, detect
+from egress_review.checks.detect import IMAGE_TYPES, TEXT_TYPES, Detected, decode_text, detect, expected_type
 from egress_review.checks.dicom import check_dicom
+from egress_review.checks.encoded import find_encoded
 from egress_review.checks.files import check_hidden, check_limits, check_type
 from egress_review.checks.images import check_nifti, check_raster
-from egress_review.checks.encoded import find_encoded
 from egress_review.checks.model import CheckContext, CheckResult, action_outcome
 from egress_review.checks.model_release import check_model, json_weights, structural_results
 from egress_review.checks.table_readers import ReadTables, json_tables, read_parquet, read_xlsx
@@ -39,7 +39,7 @@ def run_checks(path: Path, display_name: str, policy: Policy, context: CheckCont
     if name_check.outcome != "pass":
         results.append(name_check)
     if detected.type in TEXT_TYPES:
-        results.extend(_text_checks(path, data, detected.type, policy, context))
+        results.extend(_text_checks(path, data, detected.type, policy, context, display_name))
     elif detected.type in IMAGE_TYPES:
         results.extend(check_raster(path, policy, context))
     elif detected.type == "nifti" and data is not None:
@@ -79,9 +79,7 @@ def _binary_table_checks(
                 evidence={"parts": read.unusual_parts[:30]},
             )
         )
-    cells_text = "\n".join(
-        [*read.other_text, *("\t".join(r) for rows in read.tables.values() for r in rows)]
-    )
+    cells_text = "\n".join([*read.other_text, *("\t".join(r) for rows in read.tables.values() for r in rows)])
     out.extend(check_text(cells_text, policy, context))
     for where, rows in read.tables.items():
         if rows:
@@ -90,7 +88,7 @@ def _binary_table_checks(
 
 
 def _text_checks(
-    path: Path, data: bytes | None, kind: str, policy: Policy, context: CheckContext
+    path: Path, data: bytes | None, kind: str, policy: Policy, context: CheckContext, path_name: str = ""
 ) -> list[CheckResult]:
     """Decode the whole file (type detection only sampled the first MiB), then check it."""
     raw = data if data is not None else path.read_bytes()
@@ -127,6 +125,8 @@ def _text_checks(
         escaped = check_identifiers(decoded, policy, context, check="identifiers:json_decoded")
         if escaped.outcome != "pass":
             out.append(escaped)
+    if kind == "text" and expected_type(path_name) in ("csv", "tsv"):
+        kind = str(expected_type(path_name))  # one column, or ragged: still a table by its name
     if kind in ("csv", "tsv"):
         out.extend(check_table(text, "\t" if kind == "tsv" else _delimiter(text), policy))
     return out
@@ -185,7 +185,12 @@ def _decoded_checks(text: str, name: str, policy: Policy, context: CheckContext)
                     check="encoded:decoded",
                     outcome=action_outcome(policy.text.encoded_blob),
                     reason=where + "; the decoded content was checked as a file of its own",
-                    evidence={"kind": blob.kind, "line": blob.line, "bytes": len(blob.data), "detected": inner.type},
+                    evidence={
+                        "kind": blob.kind,
+                        "line": blob.line,
+                        "bytes": len(blob.data),
+                        "detected": inner.type,
+                    },
                 )
             )
             out.extend(

@@ -154,7 +154,9 @@ def read_xlsx(path: Path) -> ReadTables:
             out.tables[f"sheet {ws.title!r}"] = rows
         props = wb.properties
         out.other_text.extend(
-            str(v) for v in (props.creator, props.title, props.subject, props.description, props.keywords) if v
+            str(v)
+            for v in (props.creator, props.title, props.subject, props.description, props.keywords)
+            if v
         )
     finally:
         wb.close()
@@ -168,7 +170,9 @@ def read_parquet(path: Path) -> ReadTables:
     out = ReadTables()
     pf = pq.ParquetFile(path)
     meta = pf.schema_arrow.metadata or {}
-    out.other_text.extend(f"{k.decode('utf-8', 'replace')}: {v.decode('utf-8', 'replace')}" for k, v in meta.items())
+    out.other_text.extend(
+        f"{k.decode('utf-8', 'replace')}: {v.decode('utf-8', 'replace')}" for k, v in meta.items()
+    )
     names = pf.schema_arrow.names
     rows: list[list[str]] = [list(names)]
     for batch in pf.iter_batches(batch_size=10_000):

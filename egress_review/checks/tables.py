@@ -394,7 +394,10 @@ def _unnamed_counts(table: Table, rules: SdcRules) -> list[CheckResult]:
     key_cols = [
         c
         for c in range(len(table.header))
-        if c not in integer and c not in table.counts and c not in table.magnitudes and c not in table.contributors
+        if c not in integer
+        and c not in table.counts
+        and c not in table.magnitudes
+        and c not in table.contributors
     ]
     candidates: list[int] = []
     for col in integer:
@@ -441,11 +444,15 @@ def _unnamed_counts(table: Table, rules: SdcRules) -> list[CheckResult]:
                         "subcount_of": subcount_of,
                     }
                 )
-        elif any(0 <= v < rules.threshold for _, v in values):
+        elif len(table.rows) > 1 and any(0 <= v < rules.threshold for _, v in values):
+            # one row of settings (epochs, folds, seed) is a record of parameters, not a table
             example = next(str(v) for _, v in values if 0 <= v < rules.threshold)
             suspicious.append(
-                {"column": name, "small_values": sum(1 for _, v in values if 0 <= v < rules.threshold),
-                 "example": example}
+                {
+                    "column": name,
+                    "small_values": sum(1 for _, v in values if 0 <= v < rules.threshold),
+                    "example": example,
+                }
             )
     if below:
         first = below[0]
@@ -500,23 +507,16 @@ def _numeric_grid(table: Table, rules: SdcRules) -> list[CheckResult]:
     out: list[CheckResult] = []
     side = rules.image_table_min_side
     if len(numeric_cols) >= side and len(table.rows) >= side:
-        grid = np.array(
-            [[_float(_cell(r, c)) for c in numeric_cols] for r in table.rows], dtype=np.float64
-        )
+        grid = np.array([[_float(_cell(r, c)) for c in numeric_cols] for r in table.rows], dtype=np.float64)
         across, down = _neighbour_correlation(grid, 1), _neighbour_correlation(grid, 0)
-        headerless = all(h.startswith("column ") or _NUM.match(h) for h in table.header)
-        if (across >= 0.5 and down >= 0.5) or headerless:
+        if across >= 0.5 and down >= 0.5:
             out.append(
                 CheckResult(
                     check="sdc:image_table",
                     outcome=action_outcome(rules.image_table),
-                    reason=f"a {len(table.rows)} x {len(numeric_cols)} grid of numbers"
-                    + (
-                        f" whose neighbouring cells are correlated (rows {down:.2f}, columns {across:.2f})"
-                        if across >= 0.5 and down >= 0.5
-                        else " without column names"
-                    )
-                    + ": this is an image or a volume slice written as a table, not a summary",
+                    reason=f"a {len(table.rows)} x {len(numeric_cols)} grid of numbers whose neighbouring "
+                    f"cells are correlated like pixels (rows {down:.2f}, columns {across:.2f}): an image or "
+                    "a volume slice written as a table, not a summary",
                     evidence={
                         "rows": len(table.rows),
                         "numeric_columns": len(numeric_cols),
@@ -530,7 +530,8 @@ def _numeric_grid(table: Table, rules: SdcRules) -> list[CheckResult]:
             CheckResult(
                 check="sdc:record_level",
                 outcome=action_outcome(rules.record_level),
-                reason=f"{cells} numeric cells ({len(table.rows)} rows x {len(numeric_cols)} numeric columns), "
+                reason=f"{cells} numeric cells ({len(table.rows)} rows x "
+                f"{len(numeric_cols)} numeric columns), "
                 f"more than {rules.max_numeric_cells}: record-level data, not a summary table",
                 evidence={"numeric_cells": cells, "max_numeric_cells": rules.max_numeric_cells},
             )
