@@ -169,8 +169,9 @@ def create_request(session: Session, settings: Settings, principal: Principal, *
                    project_id=project_id, path=path, reason=slug, detail=str(exc), recorded_sha256=sha256)
             raise EgressError(409, "Output cannot be frozen",
                               f"{path}: {exc}; it cannot be released", slug, audited=True) from exc
-    context = checking.make_context(checking.identifiers_for(datasets), len(staged),
-                                    sum(f.size for _, f in staged))
+    context = checking.make_context(checking.identifiers_for(datasets, applied), len(staged),
+                                    sum(f.size for _, f in staged), datasets,
+                                    {path: f.sha256 for path, f in staged})
     results = {path: checking.check_file(f.path, path, applied, context) for path, f in staged}
 
     req = EgressRequest(
@@ -381,6 +382,8 @@ def request_view(session: Session, req: EgressRequest, principal: Principal) -> 
     mine = next((r for r in votes if r.reviewer_id == principal.user_id), None)
     conflicted_reason = _reviewer_conflicts(session, req, principal)
     resolution = next((r for r in req.reviews if r.stage == "resolution"), None)
+    # Staff may see what the job wrote before it is reviewed; the requester may not.
+    staff = principal.has(*STAFF_ROLES) and principal.user_id != req.requested_by
 
     def review_dict(r: Review) -> dict[str, Any]:
         return {"reviewer": r.reviewer_id, "vote": r.vote, "comment": r.comment,
@@ -411,7 +414,7 @@ def request_view(session: Session, req: EgressRequest, principal: Principal) -> 
         "outcome": checking.worst_outcome([f.outcome for f in req.files]),
         "files": [
             {"id": f.id, "path": f.path, "sha256": f.sha256, "size": f.size, "outcome": f.outcome,
-             "checks": list(f.checks or [])}
+             "checks": list(f.checks or []) if staff else checking.for_requester(list(f.checks or []))}
             for f in sorted(req.files, key=lambda x: x.path)
         ],
         "disclosure_available": req.disclosure_record is not None,
