@@ -32,14 +32,22 @@ def test_ocr_text_reaches_reviewers_not_the_requester(db: sessionmaker[Session],
         world = seed_world(s, esettings, {"figures/label.png": _drawn_png("Jonah Smithfield")})
     researcher = Principal(user_id=world.researcher, roles=frozenset({"researcher"}))
     with db.begin() as s:
-        req = workflow.create_request(s, esettings, researcher, job_id=world.job_id,
-                                      paths=["figures/label.png"], justification="a labelled figure")
+        req = workflow.create_request(
+            s,
+            esettings,
+            researcher,
+            job_id=world.job_id,
+            paths=["figures/label.png"],
+            justification="a labelled figure",
+        )
         rid = req.id
     with db() as s:
         req = workflow.load_request(s, rid)
         assert req.state == "blocked"
         mine = workflow.request_view(s, req, researcher)["files"][0]["checks"]
-        dac = workflow.request_view(s, req, Principal(user_id="dana", roles=frozenset({"dac"})))["files"][0]["checks"]
+        dac = workflow.request_view(s, req, Principal(user_id="dana", roles=frozenset({"dac"})))["files"][0][
+            "checks"
+        ]
         record = req.disclosure_record
     found = next(c for c in dac if c["check"] == "ocr:identifiers")
     assert "smithfield" in found["evidence"]["reviewer_only"]["ocr_text"].lower()
