@@ -162,12 +162,14 @@ def policies_of(files: list[Any]) -> list[dict[str, str]]:
 
 def make_context(identifiers: set[str], file_count: int, total_size: int,
                  datasets: list[Dataset] | None = None,
-                 request_files: dict[str, str] | None = None) -> CheckContext:
+                 request_files: dict[str, str] | None = None,
+                 request_paths: dict[str, Path] | None = None) -> CheckContext:
     """What the checks know beyond each file: identifiers, request size, the input datasets
     (derived volumes are compared with their series) and every file's SHA-256 (ACRO results)."""
     return CheckContext(identifiers=identifiers, file_count=file_count, total_size=total_size,
                         dataset_paths=[Path(d.path) for d in datasets or []],
-                        request_files=dict(request_files or {}))
+                        request_files=dict(request_files or {}),
+                        request_paths=dict(request_paths or {}))
 
 
 REVIEWER_ONLY = "reviewer_only"

@@ -171,7 +171,8 @@ def create_request(session: Session, settings: Settings, principal: Principal, *
                               f"{path}: {exc}; it cannot be released", slug, audited=True) from exc
     context = checking.make_context(checking.identifiers_for(datasets, applied), len(staged),
                                     sum(f.size for _, f in staged), datasets,
-                                    {path: f.sha256 for path, f in staged})
+                                    {path: f.sha256 for path, f in staged},
+                                    {path: f.path for path, f in staged})
     results = {path: checking.check_file(f.path, path, applied, context) for path, f in staged}
 
     req = EgressRequest(

@@ -48,6 +48,8 @@ class CheckContext:
     """Records the job could train on, when known (model-release capacity rule)."""
     request_files: dict[str, str] = field(default_factory=dict)
     """Every file of the request, name -> SHA-256 (ACRO results.json checksums are verified)."""
+    request_paths: dict[str, Path] = field(default_factory=dict)
+    """Every file of the request, name -> its frozen copy (to read an ACRO results.json)."""
     depth: int = 0
     """0 for a requested file; 1+ for content decoded from base64/hex inside one."""
 

@@ -7,6 +7,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from egress_review.checks.acro import check_acro_results, claims_for, is_acro_results
 from egress_review.checks.detect import IMAGE_TYPES, TEXT_TYPES, Detected, decode_text, detect, expected_type
 from egress_review.checks.dicom import check_dicom
 from egress_review.checks.encoded import find_encoded
@@ -35,6 +36,7 @@ def run_checks(path: Path, display_name: str, policy: Policy, context: CheckCont
     results.extend(check_type(display_name, detected, policy))
     hidden, data = check_hidden(path, detected, policy)
     results.extend(hidden)
+    results.extend(claims_for(display_name, context))
     name_check = check_identifiers(display_name, policy, context, check="file_name")
     if name_check.outcome != "pass":
         results.append(name_check)
@@ -115,7 +117,7 @@ def _text_checks(
     out.extend(check_text(text, policy, context))
     out.extend(_decoded_checks(text, path.name, policy, context))
     if kind == "json":
-        out.extend(_json_checks(text, policy, context))
+        out.extend(_json_checks(text, path_name, policy, context))
     if kind == "json" and "\\u" in text:
         # "\u0044oe" is "Doe" to any JSON reader: scan the decoded strings as well.
         try:
@@ -137,12 +139,15 @@ def _delimiter(text: str) -> str:
     return ";" if first.count(";") > first.count(",") else ","
 
 
-def _json_checks(text: str, policy: Policy, context: CheckContext) -> list[CheckResult]:
-    """Tables inside JSON get the SDC rules; arrays of many numbers are reviewed as model weights."""
+def _json_checks(text: str, name: str, policy: Policy, context: CheckContext) -> list[CheckResult]:
+    """Tables inside JSON get the SDC rules; arrays of many numbers are reviewed as model weights;
+    an ACRO results.json is read and verified for the reviewers."""
     try:
         doc: Any = json.loads(text)
     except ValueError:
         return []
+    if is_acro_results(doc):
+        return check_acro_results(doc, name, context)
     out: list[CheckResult] = []
     for where, rows in list(json_tables(doc))[:20]:
         results = check_rows(rows, policy, f"JSON table at {where}")
