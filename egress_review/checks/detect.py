@@ -123,6 +123,11 @@ def _nifti(head: bytes) -> str | None:
     return None
 
 
+def nifti_version(head: bytes) -> str | None:
+    """'NIfTI-1' or 'NIfTI-2' when the bytes start with a NIfTI header, else None."""
+    return _nifti(head)
+
+
 def _gunzip_head(path: Path, n: int = 600) -> bytes:
     try:
         with gzip.open(path, "rb") as fh:

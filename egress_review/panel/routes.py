@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -38,6 +39,7 @@ from tre.config import Settings
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
 templates = Jinja2Templates(directory=str(PACKAGE_DIR / "templates"))
+templates.env.filters["human_size"] = preview.human_size
 STATIC_FILES = {"panel.css": "text/css; charset=utf-8"}
 SECURITY_HEADERS = {
     "Content-Security-Policy": ("default-src 'none'; img-src 'self'; style-src 'self'; form-action 'self'; "
@@ -129,7 +131,7 @@ def queue(request: Request, principal: Reviewer, session: DbSession, show: str =
     if show not in QUEUE_FILTERS:
         show = "open"
     states = QUEUE_FILTERS[show]
-    rows = [workflow.summary_view(session, r, principal)
+    rows = [_queue_row(session, r, principal)
             for r in workflow.list_requests(session, principal, states or None, limit=500)]
     # The oldest open request first: a queue is served in arrival order.
     newest_first = show not in ("open", "awaiting_review", "conflicted")
@@ -138,13 +140,51 @@ def queue(request: Request, principal: Reviewer, session: DbSession, show: str =
                                           "filters": list(QUEUE_FILTERS)})
 
 
+QUEUE_FILE_NAMES = 4
+
+
+def _age(created: datetime | None, now: datetime) -> str:
+    if created is None:
+        return ""
+    if created.tzinfo is None:
+        created = created.replace(tzinfo=UTC)  # the store keeps UTC
+    minutes = int((now - created).total_seconds() // 60)
+    if minutes < 60:
+        return f"{max(minutes, 0)} min"
+    if minutes < 48 * 60:
+        return f"{minutes // 60} h"
+    return f"{minutes // (24 * 60)} d"
+
+
+def _queue_row(session: Session, req: Any, principal: Principal) -> dict[str, Any]:
+    """What a reviewer needs to pick a request: who, why, which files, what the checks found, how old."""
+    row = workflow.summary_view(session, req, principal)
+    files = sorted(req.files, key=lambda f: f.path)
+    created = req.created_at.replace(tzinfo=UTC) if req.created_at and req.created_at.tzinfo is None else req.created_at
+    row |= {
+        "justification": req.justification,
+        "file_names": [f.path for f in files[:QUEUE_FILE_NAMES]],
+        "more_files": max(0, len(files) - QUEUE_FILE_NAMES),
+        "flagged": sum(1 for f in files if f.outcome == "flag"),
+        "blocked": sum(1 for f in files if f.outcome == "block"),
+        "age": _age(created, datetime.now(UTC)),
+        "created_utc": created.strftime("%Y-%m-%d %H:%M UTC") if created else "",
+        "created_iso": created.isoformat() if created else "",
+    }
+    return row
+
+
 # ---------------------------------------------------------------------------- request
 
 def _file_previews(session: Session, settings: Settings, principal: Principal, req_id: str,
-                   files: list[dict[str, Any]]) -> list[dict[str, Any]]:
+                   files: list[dict[str, Any]], pages: dict[str, str] | None = None) -> list[dict[str, Any]]:
     out = []
     for f in files:
-        item: dict[str, Any] = {"file": f, "kind": "binary", "error": None}
+        item: dict[str, Any] = {"file": f, "kind": "binary", "error": None, "tables": []}
+        try:
+            page = int((pages or {}).get(f"page{f['id']}", "0"))
+        except ValueError:
+            page = 0
         try:
             _, _, fh = workflow.open_for_review(session, settings, principal, req_id, f["id"])
         except EgressError as exc:
@@ -155,12 +195,24 @@ def _file_previews(session: Session, settings: Settings, principal: Principal, r
             data = fh.read(preview.MAX_TABLE_BYTES + 1) if f["size"] > 64 << 20 else fh.read()
         kind = preview.sniff(data[:4096], f["path"])
         item["kind"] = kind
+        highlights = preview.highlighted_cells(f["checks"])
         if kind == "table":
-            item["table"] = preview.table(data)
+            item["tables"] = [preview.table(data, page)]
+        elif kind in ("json", "xlsx", "parquet"):
+            try:
+                item["tables"] = preview.structured_tables(data, kind, page)
+            except preview.PreviewError as exc:
+                item["error"] = str(exc)
+            if kind == "json" and not item["tables"]:
+                item["kind"] = "text"
+                item["text"], item["truncated"] = preview.text_excerpt(data)
         elif kind == "text":
             item["text"], item["truncated"] = preview.text_excerpt(data)
         elif kind == "dicom":
             item["header"] = preview.dicom_header(data, preview.flagged_keys(f["checks"]))
+        for t in item["tables"]:
+            t.highlights = highlights if len(item["tables"]) == 1 else set()
+        item["findings"] = [c for c in f["checks"] if c.get("outcome") != "pass"]
         out.append(item)
     return out
 
@@ -172,7 +224,8 @@ def _request_page(request: Request, session: Session, settings: Settings, princi
     except EgressError as exc:
         raise Problem(exc.status, exc.title, exc.detail, exc.slug) from exc
     view = workflow.request_view(session, req, principal)
-    previews = _file_previews(session, settings, principal, request_id, view["files"])
+    previews = _file_previews(session, settings, principal, request_id, view["files"],
+                              dict(request.query_params))
     if error is None:
         workflow.record_review_view(session, principal, req)
     return render(request, "request.html", {"principal": principal, "r": view, "previews": previews,
@@ -202,10 +255,13 @@ def render_file(request_id: str, file_id: int, principal: Reviewer, session: DbS
     try:
         if kind == "dicom":
             png = preview.render_dicom(data)
+        elif kind == "nifti":
+            png = preview.render_nifti(data)
         elif kind == "image":
             png = preview.render_image(data)
         else:
-            raise Problem(415, "No image preview", f"{f.path} is not an image or DICOM file", "no-preview")
+            raise Problem(415, "No image preview", f"{f.path} is not an image, NIfTI or DICOM file",
+                          "no-preview")
     except preview.PreviewError as exc:
         raise Problem(422, "Cannot render", str(exc), "render-failed") from exc
     return Response(png, media_type="image/png", headers=SECURITY_HEADERS)
