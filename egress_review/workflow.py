@@ -362,12 +362,20 @@ def open_for_review(session: Session, settings: Settings, principal: Principal, 
     f = next((x for x in req.files if x.id == file_id), None)
     if f is None:
         raise not_found(f"file {file_id} of request {request_id}")
+    return req, f, open_file_for_review(session, settings, principal, req, f)
+
+
+def open_file_for_review(session: Session, settings: Settings, principal: Principal, req: EgressRequest,
+                         f: EgressFile) -> BinaryIO:
+    """The staged bytes of one file of a request already loaded for this reviewer (verified)."""
+    if not principal.has("dac", "admin"):
+        raise forbidden("only reviewers can preview staged files", "missing-role")
     try:
         fh = open_verified(settings.staging_dir, f.sha256)
     except StagingError as exc:
         raise _refuse(session, principal, req, 409, "Release integrity failure", f"{f.path}: {exc}",
                       "staged-file-altered", "egress.preview_refused") from exc
-    return req, f, fh
+    return fh
 
 
 # ---------------------------------------------------------------------------- views

@@ -33,6 +33,7 @@ from egress_review.checks.model import CheckResult, action_outcome
 from egress_review.policy import Policy, SdcRules
 
 MAX_CELLS_REPORTED = 20
+MAX_KEY_COLUMNS = 8  # a crosstab is keyed by a few categories, not dozens
 SMALL_COUNT_BASE = 5  # small counts near the threshold should at least be rounded to 5
 _INT = re.compile(r"^[+-]?\d+$")
 _NUM = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
@@ -409,13 +410,14 @@ def _unnamed_counts(table: Table, rules: SdcRules) -> list[CheckResult]:
             continue
         candidates.append(col)
 
-    def unique(cols: list[int]) -> bool:
-        keys = [tuple(_cell(r, c) for c in cols) for r in table.rows]
-        return len(set(keys)) == len(keys)
-
+    # Row keys built one column at a time (a wide table must not cost columns^2 x rows).
+    keys: list[tuple[str, ...]] = [tuple(_cell(r, c) for c in key_cols) for r in table.rows]
+    distinct = len(set(keys))
     for col in candidates:
-        if len(table.rows) > 1 and not unique(key_cols):
+        if len(table.rows) > 1 and distinct < len(keys) and len(key_cols) < MAX_KEY_COLUMNS:
             key_cols.append(col)  # still needed to tell the rows apart: a category code
+            keys = [(*k, _cell(r, col)) for k, r in zip(keys, table.rows, strict=True)]
+            distinct = len(set(keys))
         else:
             measures.append(col)
     out: list[CheckResult] = []

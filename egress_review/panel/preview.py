@@ -25,8 +25,8 @@ Kind = Literal["dicom", "image", "table", "text", "binary", "nifti", "xlsx", "pa
 MAX_PREVIEW_PIXELS = 40_000_000
 MAX_RENDER_EDGE = 768
 MAX_TABLE_ROWS = 100
-TABLE_PAGE_ROWS = 50
-MAX_TABLE_COLUMNS = 60
+TABLE_PAGE_ROWS = 25
+MAX_TABLE_COLUMNS = 40
 MAX_NIFTI_BYTES = 512 * 1024 * 1024
 MAX_TABLE_BYTES = 1 << 20
 MAX_TEXT_CHARS = 8000
@@ -88,15 +88,23 @@ class Table:
     highlights: set[tuple[int, str]] = field(default_factory=set)
 
 
-def _page(all_rows: list[list[str]], page: int, truncated: bool, name: str = "") -> Table:
-    """A bounded page of a parsed table: at most TABLE_PAGE_ROWS rows and MAX_TABLE_COLUMNS columns."""
+def _page(
+    all_rows: list[list[str]], page: int, truncated: bool, name: str = "", total: int | None = None
+) -> Table:
+    """A bounded page of a parsed table: at most TABLE_PAGE_ROWS rows and MAX_TABLE_COLUMNS columns.
+
+    ``total`` (data rows) when ``all_rows`` holds only the rows up to the requested page.
+    """
     if not all_rows:
         return Table([], [], False, name)
     header, body = all_rows[0], all_rows[1:]
-    pages = max(1, -(-len(body) // TABLE_PAGE_ROWS))
+    total = len(body) if total is None else total
+    pages = max(1, -(-total // TABLE_PAGE_ROWS))
     page = min(max(page, 0), pages - 1)
     start = page * TABLE_PAGE_ROWS
-    width = min(MAX_TABLE_COLUMNS, max(len(header), *(len(r) for r in body[start : start + TABLE_PAGE_ROWS]), 0))
+    width = min(
+        MAX_TABLE_COLUMNS, max(len(header), *(len(r) for r in body[start : start + TABLE_PAGE_ROWS]), 0)
+    )
     return Table(
         header=[h[:MAX_VALUE_CHARS] for h in header[:width]],
         rows=[[c[:MAX_VALUE_CHARS] for c in r[:width]] for r in body[start : start + TABLE_PAGE_ROWS]],
@@ -105,7 +113,7 @@ def _page(all_rows: list[list[str]], page: int, truncated: bool, name: str = "")
         page=page,
         pages=pages,
         first_row=start + 2,
-        total_rows=len(body),
+        total_rows=total,
         hidden_columns=max(0, len(header) - width),
     )
 
@@ -113,14 +121,16 @@ def _page(all_rows: list[list[str]], page: int, truncated: bool, name: str = "")
 def table(data: bytes, page: int = 0) -> Table:
     """A delimited text table, paged; only the first MAX_TABLE_BYTES are parsed."""
     text = data[:MAX_TABLE_BYTES].decode("utf-8", errors="replace")
-    try:
-        dialect: Any = csv.Sniffer().sniff(text[:4096], delimiters=",;\t|")
-    except csv.Error:
-        dialect = csv.excel
-    rows = [r for r in csv.reader(io.StringIO(text), dialect) if r]
-    if len(data) > MAX_TABLE_BYTES and len(rows) > 1:
-        rows = rows[:-1]  # the cut last row
-    return _page(rows, page, len(data) > MAX_TABLE_BYTES)
+    cut = len(data) > MAX_TABLE_BYTES
+    if cut and "\n" in text:
+        text = text[: text.rindex("\n") + 1]  # the cut last row
+    first = text.split("\n", 1)[0]
+    delimiter = max(",;\t|", key=first.count)
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    page = min(max(page, 0), max(0, (len(lines) - 2) // TABLE_PAGE_ROWS))
+    wanted = lines[: 1 + (page + 1) * TABLE_PAGE_ROWS]
+    rows = list(csv.reader(io.StringIO("\n".join(wanted)), delimiter=delimiter))
+    return _page(rows, page, cut, total=max(0, len(lines) - 1))
 
 
 def structured_tables(data: bytes, kind: Kind, page: int = 0) -> list[Table]:
@@ -282,8 +292,15 @@ def render_dicom(data: bytes) -> bytes:
         return _to_png(_with_overlays(img, ds))
     except PreviewError:
         raise
-    except (InvalidDicomError, AttributeError, ValueError, TypeError, KeyError, RuntimeError,
-            NotImplementedError) as exc:
+    except (
+        InvalidDicomError,
+        AttributeError,
+        ValueError,
+        TypeError,
+        KeyError,
+        RuntimeError,
+        NotImplementedError,
+    ) as exc:
         raise PreviewError(f"the DICOM pixel data cannot be rendered: {exc}") from exc
 
 
@@ -376,18 +393,21 @@ def dicom_header(data: bytes, flagged: set[str]) -> DicomHeader:
     def add(dataset: pydicom.Dataset, depth: int) -> None:
         for elem in dataset:
             if len(out.rows) >= MAX_HEADER_ROWS:
-                out.error = (f"only the first {MAX_HEADER_ROWS} header elements are shown; "
-                             "the file holds more")
+                out.error = f"only the first {MAX_HEADER_ROWS} header elements are shown; the file holds more"
                 return
             tag8 = f"{elem.tag.group:04X}{elem.tag.element:04X}"
             is_flagged = tag8 in flagged or (bool(elem.keyword) and elem.keyword in flagged)
             is_flagged = is_flagged or (elem.tag.is_private and "private" in flagged)
-            out.rows.append(HeaderRow(
-                tag=f"({elem.tag.group:04X},{elem.tag.element:04X})",
-                keyword=elem.keyword or ("private" if elem.tag.is_private else ""),
-                vr=str(elem.VR), value="" if elem.VR == "SQ" else _value_text(elem),
-                depth=depth, flagged=is_flagged,
-            ))
+            out.rows.append(
+                HeaderRow(
+                    tag=f"({elem.tag.group:04X},{elem.tag.element:04X})",
+                    keyword=elem.keyword or ("private" if elem.tag.is_private else ""),
+                    vr=str(elem.VR),
+                    value="" if elem.VR == "SQ" else _value_text(elem),
+                    depth=depth,
+                    flagged=is_flagged,
+                )
+            )
             out.flagged_count += int(is_flagged)
             if elem.VR == "SQ" and depth < 3:
                 for item in elem.value:

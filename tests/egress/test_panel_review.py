@@ -117,7 +117,7 @@ def test_panel_puts_findings_first_and_bounds_previews(browser, live, db, esetti
     wide = page.locator("details.file", has_text="tables/wide.csv")
     box = wide.locator(".table-box")
     assert box.count() == 1 and box.evaluate("b => b.scrollWidth > b.clientWidth")  # scrolls in its box
-    assert "Rows 2–51 of 119" in wide.inner_text()
+    assert "Rows 2–26 of 119" in wide.inner_text()
     small = page.locator("details.file", has_text="tables/small.csv")
     highlighted = small.locator("td.sdc-cell")
     assert highlighted.count() == 1 and highlighted.inner_text() == "3"
@@ -132,6 +132,10 @@ def test_panel_puts_findings_first_and_bounds_previews(browser, live, db, esetti
     assert "tables/zero.csv" in page.inner_text("#summary")
     passed = page.locator("details.file.pass")
     assert passed.count() == 13 and all(not d.evaluate("d => d.open") for d in passed.all())
+    mask_file = page.locator("details.file", has_text="volumes/mask.nii")
+    mask_file.locator("summary").click()  # a reviewer opens the collapsed file, then its preview
+    mask_file.locator("a.show-preview").click()
+    page.wait_for_url("**preview=*")
     nifti = page.locator("img.render.nifti")
     nifti.scroll_into_view_if_needed()
     page.wait_for_function("() => [...document.querySelectorAll('img.render.nifti')].every(i => i.complete)")
