@@ -204,3 +204,9 @@ def test_xlsx_with_macros_is_blocked(tmp_path: Path, policy: Policy) -> None:
     (parts,) = [r for r in results if r.check == "xlsx_parts"]
     assert parts.outcome == "block" and parts.evidence["parts"] == ["xl/vbaProject.bin"]
     assert worst(run(tmp_path, policy, "ok.xlsx", _xlsx([["g", "n"], ["a", 40], ["b", 45]]))) == "pass"
+
+
+def test_ragged_integer_table_is_checked_not_crashed(tmp_path: Path, policy: Policy) -> None:
+    # found by fuzzing: a truncated last row left an integer column with an empty cell
+    results = run(tmp_path, policy, "r.csv", b"0,1,2\n1,5,7\n2,3\n")
+    assert worst(results) in ("flag", "block") and "engine" not in fired(results)
