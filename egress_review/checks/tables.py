@@ -390,7 +390,11 @@ def _unnamed_counts(table: Table, rules: SdcRules) -> list[CheckResult]:
     named count in its row it is a sub-count (``deaths`` of ``n``) and the threshold applies;
     otherwise small values are flagged as a possible unlabelled count.
     """
-    integer = [c for c in _integer_columns(table) if not _is_row_index([_cell(r, c) for r in table.rows if _cell(r, c)])]
+    integer = [
+        c
+        for c in _integer_columns(table)
+        if not _is_row_index([_cell(r, c) for r in table.rows if _cell(r, c)])
+    ]
     measures: list[int] = []
     key_cols = [
         c

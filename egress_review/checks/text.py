@@ -41,7 +41,8 @@ def check_identifiers(
     return CheckResult(
         check=check,
         outcome=action_outcome(policy.text.identifier_action),
-        reason=f"{len(hits)} occurrence(s) of patient identifiers from the dataset (DICOM headers or its tables) "
+        reason=f"{len(hits)} occurrence(s) of patient identifiers from the dataset "
+        "(DICOM headers or its tables) "
         f"(lines {', '.join(map(str, lines[:10]))}{'...' if len(lines) > 10 else ''})",
         evidence={"matches": shown, "count": len(hits)},
     )
