@@ -22,7 +22,9 @@ _B64_RUN = re.compile(r"(?<![A-Za-z0-9+/])[A-Za-z0-9+/]{64,}={0,2}")
 # od -A x -t x1: "000010 44 49 43 4d"; and bare hex lines.
 _XXD = re.compile(r"^[0-9a-fA-F]{4,16}:\s+((?:[0-9a-fA-F]{2,4}\s){1,16})")
 _HEXDUMP_C = re.compile(r"^[0-9a-fA-F]{6,16}\s+((?:[0-9a-fA-F]{2}\s+){1,16})")
-_BARE_HEX = re.compile(r"^\s*((?:[0-9a-fA-F]{2}[\s:]?){16,})\s*$")
+_BARE_HEX = re.compile(r"^ *((?:[0-9a-fA-F]{2}[ :]?){16,}) *$")
+_BARE_HEX_TAIL = re.compile(r"^ *((?:[0-9a-fA-F]{2}[ :]?){1,16}) *$")  # the shorter last line of a block
+_HEX_LETTER = re.compile(r"[a-fA-F]")
 
 
 @dataclass(frozen=True)
@@ -89,8 +91,17 @@ def _hex_dumps(lines: list[str], min_bytes: int) -> list[Blob]:
     last = b""
     start = 0
     in_block = False
+    letters = False
+    bare = False
     for no, line in enumerate([*lines, ""], start=1):
         m = _XXD.match(line) or _HEXDUMP_C.match(line) or _BARE_HEX.match(line)
+        if m is None and in_block and bare and line.strip():
+            m = _BARE_HEX_TAIL.match(line)
+            if m is not None:
+                tail = re.sub(r"[^0-9a-fA-F]", "", m.group(1))
+                buf.extend(bytes.fromhex(tail[: len(tail) // 2 * 2]))
+                bare = False  # a short line ends the block
+                continue
         if m:
             digits = re.sub(r"[^0-9a-fA-F]", "", m.group(1))[: 32 if m.re is not _BARE_HEX else None]
             if len(digits) % 2:
@@ -98,6 +109,9 @@ def _hex_dumps(lines: list[str], min_bytes: int) -> list[Blob]:
             chunk = bytes.fromhex(digits)
             if not in_block:
                 buf, start, in_block = bytearray(), no, True
+                letters = False
+            bare = m.re is _BARE_HEX
+            letters = letters or bool(_HEX_LETTER.search(digits))
             if m.re is not _BARE_HEX:
                 offset = int(line.split(":", 1)[0].split()[0], 16)
                 while last and len(buf) < offset and len(buf) < MAX_DECODED_BYTES:
@@ -109,7 +123,8 @@ def _hex_dumps(lines: list[str], min_bytes: int) -> list[Blob]:
             continue
         if in_block:
             in_block = False
-            if len(buf) >= min_bytes:
+            # Columns of two-digit numbers look like bare hex; real byte dumps hold a-f somewhere.
+            if len(buf) >= min_bytes and letters:
                 out.append(Blob("hex dump", start, len(buf) * 2, bytes(buf), no - 1))
             if len(out) >= MAX_BLOBS:
                 break

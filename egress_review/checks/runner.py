@@ -115,7 +115,12 @@ def _text_checks(
             )
         )
     out.extend(check_text(text, policy, context))
-    out.extend(_decoded_checks(text, path.name, policy, context))
+    out.extend(_decoded_checks(text, path_name or path.name, policy, context))
+    if kind == "json":
+        # base64 inside a JSON string has its line breaks escaped ("\\n"): look at the strings
+        strings = "\n".join(_json_strings(text))
+        if strings:
+            out.extend(_decoded_checks(strings, path_name or path.name, policy, context))
     if kind == "json":
         out.extend(_json_checks(text, path_name, policy, context))
     if kind == "json" and "\\u" in text:
@@ -182,7 +187,9 @@ def _decoded_checks(text: str, name: str, policy: Policy, context: CheckContext)
             results = [
                 r
                 for r in run_checks(decoded, f"{name}#decoded-{i}", policy, nested)
-                if r.outcome != "pass" and r.check not in ("extension", "limits")
+                if r.outcome != "pass"
+                and r.check not in ("extension", "limits")
+                and not (r.check == "file_type" and inner.type == "binary")  # the blob flag says it
             ]
             where = f"{blob.kind} at line {blob.line} decodes to {len(blob.data)} bytes of {inner.detail}"
             out.append(
@@ -203,3 +210,28 @@ def _decoded_checks(text: str, name: str, policy: Policy, context: CheckContext)
                 for r in results
             )
     return out
+
+
+def _json_strings(text: str, min_chars: int = 256) -> list[str]:
+    """The long string values of a JSON document, unescaped (each on its own lines)."""
+    try:
+        doc: Any = json.loads(text)
+    except ValueError:
+        return []
+    found: list[str] = []
+
+    def walk(node: Any, depth: int) -> None:
+        if depth > 20 or len(found) > 100:
+            return
+        if isinstance(node, str):
+            if len(node) >= min_chars and "\n" in node:
+                found.append(node)
+        elif isinstance(node, list):
+            for x in node:
+                walk(x, depth + 1)
+        elif isinstance(node, dict):
+            for v in node.values():
+                walk(v, depth + 1)
+
+    walk(doc, 0)
+    return found

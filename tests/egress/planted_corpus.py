@@ -360,6 +360,35 @@ def leaks(dataset: Path) -> list[Planted]:
     out.append(
         Planted("names.xlsx", _xlsx([["patient", "response"], ["Jane Doe", "partial"]]), ("identifiers",))
     )
+    # further variants: encodings of other formats, counts as strings and floats, overlays, arrays
+    png_b64 = base64.encodebytes(_png(drawn)).decode()
+    out.append(Planted("figure.json", json.dumps({"figure_png_base64": png_b64}).encode(),
+                       ("decoded:ocr:identifiers",)))  # fmt: skip
+    table_bytes = b"site,n\nA,45\nB,3\nC,40\n" * 8
+    hex_lines = b"\n".join(
+        b" ".join(f"{b:02x}".encode() for b in table_bytes[i : i + 16])
+        for i in range(0, len(table_bytes), 16)
+    )
+    out.append(Planted("counts_hex.txt", hex_lines + b"\n", ("decoded:sdc:threshold",)))
+    as_strings = json.dumps([{"site": "A", "n": "3"}, {"site": "B", "n": "45"}]).encode()
+    out.append(Planted("counts_strings.json", as_strings, ("sdc:threshold",)))
+    out.append(Planted("counts_float.csv", b"site,n\nA,3.0\nB,45.0\n", ("sdc:threshold",)))
+    overlay = _deidentified(src)
+    from pydicom.pixels import pack_bits
+
+    text_mask = np.asarray(_draw(Image.new("L", (128, 128)), ["DOE"], size=30).convert("L")) > 128
+    overlay.add_new(0x60000010, "US", 128)
+    overlay.add_new(0x60000011, "US", 128)
+    overlay.add_new(0x60000040, "CS", "G")
+    overlay.add_new(0x60000050, "SS", [1, 1])
+    overlay.add_new(0x60000100, "US", 1)
+    overlay.add_new(0x60000102, "US", 0)
+    overlay.add_new(0x60003000, "OW", pack_bits(text_mask.astype(np.uint8).ravel()))
+    out.append(Planted("overlay.dcm", _dicom_bytes(overlay), ("ocr:identifiers",)))
+    npy = io.BytesIO()
+    np.save(npy, vol)
+    out.append(Planted("volume.npy", npy.getvalue(), ("model:release_review",)))
+    out.append(Planted("slice_named.tsv", _csv(ct, header=True, delimiter="\t"), grid))
     return out
 
 
@@ -391,4 +420,6 @@ def controls(dataset: Path) -> list[Planted]:
     out.append(Planted("summary.tsv", b"site\tn\tmean_age\nA\t45\t61.2\nB\t30\t58.9\n"))
     out.append(Planted("summary.parquet", _parquet({"site": ["A", "B"], "n": [45, 30]})))
     out.append(Planted("gradient.jpg", _jpeg(Image.linear_gradient("L").resize((128, 128)))))
+    scores = "\n".join(" ".join(str(10 + (r * 7 + c * 3) % 89) for c in range(20)) for r in range(30))
+    out.append(Planted("dice_by_case.txt", ("dice x100 per case and fold\n" + scores + "\n").encode()))
     return out

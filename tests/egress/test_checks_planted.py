@@ -38,8 +38,8 @@ def _run(tmp_path: Path, planted: Planted, policy: Policy, context: CheckContext
 
 def test_corpus_has_every_leak_class(dataset: Path) -> None:
     names = [p.name for p in leaks(dataset)]
-    assert len(names) == len(set(names)) and len(names) >= 45
-    assert len(controls(dataset)) >= 11
+    assert len(names) == len(set(names)) and len(names) >= 56
+    assert len(controls(dataset)) >= 12
 
 
 def test_no_planted_leak_passes(tmp_path: Path, dataset: Path, policy: Policy, context: CheckContext) -> None:
