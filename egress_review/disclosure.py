@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy.orm import object_session
 
-from egress_review.checking import policies_of
+from egress_review.checking import for_requester, policies_of
 from tre.store.base import utcnow
 from tre.store.models import EgressRequest, Job
 
@@ -70,7 +70,8 @@ def build_record(req: EgressRequest) -> dict[str, Any]:
                 "sha256": f.sha256,
                 "size": f.size,
                 "outcome": f.outcome,
-                "checks": list(f.checks or []),
+                # reviewer-only evidence quotes the job's own text: the record is shown to requesters
+                "checks": for_requester(list(f.checks or [])),
             }
             for f in sorted(req.files, key=lambda f: f.path)
         ],

@@ -33,7 +33,7 @@ def job_log_screen(session: Session, settings: Settings, job: Job) -> tuple[LogS
     except PolicyUnavailable as exc:
         raise PolicyUnavailable(f"the job's log is withheld: {exc}") from exc
     policies = [a.policy for a in applied]
-    identifiers = frozenset(checking.identifiers_for(datasets))
+    identifiers = frozenset(checking.identifiers_for(datasets, applied))
     key = (tuple(p.digest for p in policies), identifiers)
     with _SCREENINGS_LOCK:
         screen = _SCREENS.get(key)

@@ -192,8 +192,10 @@ def create_request(session: Session, settings: Settings, principal: Principal, *
                    project_id=project_id, path=path, reason=slug, detail=str(exc), recorded_sha256=sha256)
             raise Conflict(f"{path}: {exc}; it cannot be released", slug=slug,
                            title="Output cannot be frozen", audited=True) from exc
-    context = checking.make_context(checking.identifiers_for(datasets), len(staged),
-                                    sum(f.size for _, f in staged))
+    context = checking.make_context(checking.identifiers_for(datasets, applied), len(staged),
+                                    sum(f.size for _, f in staged), datasets,
+                                    {path: f.sha256 for path, f in staged},
+                                    {path: f.path for path, f in staged})
     results = {path: checking.check_file(f.path, path, applied, context) for path, f in staged}
 
     req = EgressRequest(
@@ -396,12 +398,20 @@ def open_for_review(session: Session, settings: Settings, principal: Principal, 
     f = next((x for x in req.files if x.id == file_id), None)
     if f is None:
         raise _not_found(f"file {file_id} of request {request_id}")
+    return req, f, open_file_for_review(session, settings, principal, req, f)
+
+
+def open_file_for_review(session: Session, settings: Settings, principal: Principal, req: EgressRequest,
+                         f: EgressFile) -> BinaryIO:
+    """The staged bytes of one file of a request already loaded for this reviewer (verified)."""
+    if not principal.has("dac", "admin"):
+        raise Forbidden("only reviewers can preview staged files", slug="missing-role")
     try:
         fh = open_verified(settings.staging_dir, f.sha256)
     except StagingError as exc:
         raise _refuse(session, principal, req, Conflict, "Release integrity failure", f"{f.path}: {exc}",
                       "staged-file-altered", "egress.preview_refused") from exc
-    return req, f, fh
+    return fh
 
 
 # ---------------------------------------------------------------------------- views
@@ -428,6 +438,8 @@ def request_view(session: Session, req: EgressRequest, principal: Principal,
     mine = next((r for r in votes if r.reviewer_id == principal.user_id), None)
     conflicted_reason = _reviewer_conflicts(session, req, principal)
     resolution = next((r for r in req.reviews if r.stage == ReviewStage.resolution), None)
+    # Staff may see what the job wrote before it is reviewed; the requester may not.
+    staff = principal.has(*STAFF_ROLES) and principal.user_id != req.requested_by
 
     def review_dict(r: Review) -> dict[str, Any]:
         return {"reviewer": r.reviewer_id, "vote": r.vote, "comment": r.comment,
@@ -458,7 +470,7 @@ def request_view(session: Session, req: EgressRequest, principal: Principal,
         "decided_at": req.decided_at.isoformat() if req.decided_at else None,
         "outcome": checking.worst_outcome([f.outcome for f in req.files]),
         # Staff by path; researchers by hash, an order that spells nothing of withheld names.
-        "files": [_file_view(f, principal, names) for f in _file_order(req.files, principal)],
+        "files": [_file_view(f, principal, names, staff) for f in _file_order(req.files, principal)],
         "disclosure_available": req.disclosure_record is not None,
     }
 
@@ -469,10 +481,15 @@ def _file_order(files: list[EgressFile], principal: Principal) -> list[EgressFil
     return sorted(files, key=lambda x: (x.sha256, x.id or 0))
 
 
-def _file_view(f: EgressFile, principal: Principal, names: outputnames.NameView | None) -> dict[str, Any]:
+def _file_view(f: EgressFile, principal: Principal, names: outputnames.NameView | None,
+               staff: bool) -> dict[str, Any]:
+    """One file as the caller may see it: a withheld name hides its checks too (a reason may
+    quote it), and reviewer-only evidence (what the job wrote) is only for staff."""
     path = shown_path(f, principal, names)
+    checks = list(f.checks or [])
+    shown = (checks if staff else checking.for_requester(checks)) if path == f.path else []
     return {"id": f.id, "path": path, "sha256": f.sha256, "size": f.size, "outcome": f.outcome,
-            "name_withheld": path != f.path, "checks": list(f.checks or []) if path == f.path else []}
+            "name_withheld": path != f.path, "checks": shown}
 
 
 def summary_view(session: Session, req: EgressRequest, principal: Principal) -> dict[str, Any]:

@@ -173,5 +173,6 @@ def world(engine: Engine, token_for: Callable[..., str], dicom_dir: Path) -> Wor
         make.dataset("ct1", dicom_dir, "CT sample")
         grant_id = make.grant("p1", "ct1", days=1)
         make.approve_image("p1")
+        make.approve_image("p2")
     headers = {u: {"Authorization": f"Bearer {token_for(u, *roles)}"} for u, roles in users.items()}
     return World(headers=headers, data_dir=dicom_dir, grant_id=grant_id)

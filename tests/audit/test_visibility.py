@@ -10,7 +10,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select
 from typer.testing import CliRunner
 
-from tests.worlds import IMAGE, World, job_body
+from tests.conftest import World
+from tests.worlds import IMAGE, job_body
 from tre.audit.events import record_job_started
 from tre.audit.refusals import MAX_KEYS_PER_WINDOW, RefusalCounter
 from tre.cli.admin import admin_app

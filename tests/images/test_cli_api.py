@@ -115,8 +115,8 @@ def test_import_approve_list_and_admit(live, settings, engine, busybox_docker_ta
             .filter(AuditEntry.action.like("image.%"))
             .order_by(AuditEntry.idx)
         ]
-    # (the first approval is the world fixture's, of the platform job image)
-    assert actions == ["image.approved", "image.imported", "image.approved", "image.revoked"]
+    # (the first two approvals are the world fixture's, of the platform job image for p1 and p2)
+    assert actions == ["image.approved", "image.approved", "image.imported", "image.approved", "image.revoked"]
 
 
 def test_hostile_upload_is_one_line_and_stores_nothing(live, engine, tmp_path: Path) -> None:

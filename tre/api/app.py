@@ -34,7 +34,6 @@ def create_app(
     app.state.engine = engine
     app.state.verifier = TokenVerifier(settings)
     install_problem_handlers(app)
-    install_refusal_audit(app)  # 401/403/404 recorded, aggregated
 
     from egress_review import api as egress_api
     from egress_review.panel import routes as panel_routes
@@ -46,7 +45,10 @@ def create_app(
         "/api/v1/images": settings.image_max_upload_mb << 20,
         code.UPLOAD_PATH: code.MAX_CODE_UPLOAD_BYTES,
     }
+    # Innermost: its 413 is raised straight into the route's body parsing (an http middleware
+    # between the two would turn it into a 400).
     app.add_middleware(BodySizeLimit, overrides=uploads)
+    install_refusal_audit(app)  # 401/403/404 recorded, aggregated
     # Added last, so it runs first: before the body is read or a token looked at.
     app.add_middleware(RequestSanity)
 
