@@ -15,13 +15,17 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, Field
+from pydantic import Field
 from sqlalchemy.orm import Session
 
-from egress_review import workflow
+from egress_review import outputnames, workflow
+from egress_review.outputnames import NameView
 from egress_review.schemas import DisclosureRecord, EgressRequestOut, EgressSummary
 from egress_review.staging import CHUNK
+from tre.api.bounds import RowId
 from tre.api.deps import get_session, get_settings_dep, require_roles
+from tre.api.schemas import In
+from tre.audit.events import record_read
 from tre.auth.principal import Principal
 from tre.config import Settings
 from tre.errors import Conflict
@@ -33,47 +37,72 @@ Researcher = Annotated[Principal, Depends(require_roles("researcher"))]
 Reviewer = Annotated[Principal, Depends(require_roles("dac"))]
 Resolver = Annotated[Principal, Depends(require_roles("dac", "admin"))]
 DbSession = Annotated[Session, Depends(get_session)]
+AppSettings = Annotated[Settings, Depends(get_settings_dep)]
 
 
-class CreateRequest(BaseModel):
+class CreateRequest(In):
     job_id: str = Field(min_length=1, max_length=64)
     # 1024: the longest output path a job can have recorded (tre.jobs.outputs.MAX_PATH_CHARS).
     files: list[Annotated[str, Field(max_length=1024)]] = Field(min_length=1, max_length=workflow.MAX_FILES)
     justification: str = Field(min_length=1, max_length=10_000)
 
 
-class VoteBody(BaseModel):
+class VoteBody(In):
     vote: Literal["approve", "reject"]
     comment: str = Field(default="", max_length=10_000)
 
 
-class ResolutionBody(BaseModel):
+class ResolutionBody(In):
     decision: Literal["approve", "reject"]
     comment: str = Field(min_length=1, max_length=10_000)
 
 
 @router.post("/requests", status_code=201, response_model=EgressRequestOut)
-def create(body: CreateRequest, principal: Researcher, session: DbSession,
-           settings: Annotated[Settings, Depends(get_settings_dep)]) -> dict[str, Any]:
+def create(
+    body: CreateRequest,
+    principal: Researcher,
+    session: DbSession,
+    settings: Annotated[Settings, Depends(get_settings_dep)],
+) -> dict[str, Any]:
     """Ask for release of outputs of a succeeded job; they are frozen and checked at once."""
-    req = workflow.create_request(session, settings, principal, job_id=body.job_id, paths=body.files,
-                                  justification=body.justification, pause=session.commit)
-    return workflow.request_view(session, req, principal)
+    req = workflow.create_request(
+        session,
+        settings,
+        principal,
+        job_id=body.job_id,
+        paths=body.files,
+        justification=body.justification,
+        pause=session.commit,
+    )
+    return workflow.request_view(session, req, principal, _names(session, settings, principal, req.job_id))
+
+
+def _names(session: Session, settings: Settings, principal: Principal, job_id: str) -> NameView:
+    return outputnames.request_name_view(session, settings, principal, job_id)
 
 
 @router.get("/requests", response_model=list[EgressSummary])
-def list_requests(principal: AnyRole, session: DbSession,
-                  state: Annotated[str | None, Query(max_length=24)] = None,
-                  limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> list[dict[str, Any]]:
+def list_requests(
+    principal: AnyRole,
+    session: DbSession,
+    state: Annotated[str | None, Query(max_length=24)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+) -> list[dict[str, Any]]:
     """Reviewers, admins and auditors see every request; researchers their projects' ones."""
-    return [workflow.summary_view(session, r, principal)
-            for r in workflow.list_requests(session, principal, state, limit)]
+    return [
+        workflow.summary_view(session, r, principal)
+        for r in workflow.list_requests(session, principal, state, limit)
+    ]
 
 
 @router.get("/requests/{request_id}", response_model=EgressRequestOut)
-def get_request(request_id: str, principal: AnyRole, session: DbSession) -> dict[str, Any]:
+def get_request(
+    request_id: str, principal: AnyRole, session: DbSession, settings: AppSettings
+) -> dict[str, Any]:
     req = workflow.visible_request(session, request_id, principal)
-    return workflow.request_view(session, req, principal)
+    record_read(session, actor=principal.user_id, action="egress.request_read", project_id=req.project_id,
+                job_id=req.job_id, details={"request_id": req.id})
+    return workflow.request_view(session, req, principal, _names(session, settings, principal, req.job_id))
 
 
 @router.post("/requests/{request_id}/votes", status_code=201, response_model=EgressRequestOut)
@@ -84,20 +113,43 @@ def vote(request_id: str, body: VoteBody, principal: Reviewer, session: DbSessio
 
 
 @router.post("/requests/{request_id}/resolution", status_code=201, response_model=EgressRequestOut)
-def resolution(request_id: str, body: ResolutionBody, principal: Resolver,
-               session: DbSession) -> dict[str, Any]:
+def resolution(
+    request_id: str, body: ResolutionBody, principal: Resolver, session: DbSession
+) -> dict[str, Any]:
     req = workflow.resolve(session, principal, request_id, decision=body.decision, comment=body.comment)
     return workflow.request_view(session, req, principal)
 
 
 @router.get("/requests/{request_id}/disclosure", response_model=DisclosureRecord)
-def disclosure(request_id: str, principal: AnyRole, session: DbSession) -> dict[str, Any]:
+def disclosure(
+    request_id: str, principal: AnyRole, session: DbSession, settings: AppSettings
+) -> dict[str, Any]:
     """The machine-readable disclosure record, once the request has reached a final state."""
     req = workflow.visible_request(session, request_id, principal)
     if req.disclosure_record is None:
-        raise Conflict(f"request {request_id} is {req.state}; the record is written when it is decided",
-                       slug="not-decided", title="No disclosure record yet")
-    return dict(req.disclosure_record)
+        raise Conflict(
+            f"request {request_id} is {req.state}; the record is written when it is decided",
+            slug="not-decided",
+            title="No disclosure record yet",
+        )
+    record_read(session, actor=principal.user_id, action="egress.disclosure_read", project_id=req.project_id,
+                job_id=req.job_id, details={"request_id": req.id})
+    record = dict(req.disclosure_record)
+    names = _names(session, settings, principal, req.job_id)
+    if principal.has(*workflow.STAFF_ROLES) or not any(not names.shows(f.path) for f in req.files):
+        return record
+    # Withheld names stay withheld here too (the full record is the auditors'; its digest in
+    # the audit log covers the unmasked one).
+    by_path = {f.path: f for f in req.files}
+    files = []
+    for entry in record.get("files", []):
+        f = by_path.get(entry.get("path", ""))
+        if f is not None and not names.shows(f.path):
+            entry = {**entry, "path": outputnames.placeholder(f.sha256), "checks": [], "name_withheld": True}
+        files.append(entry)
+    # In hash order: the order of withheld names must not spell anything either.
+    files.sort(key=lambda e: str(e.get("sha256", "")))
+    return {**record, "files": files, "masked_for_researcher": True}
 
 
 def _stream(fh: BinaryIO) -> Iterator[bytes]:
@@ -113,21 +165,29 @@ def digest_headers(sha256_hex: str) -> dict[str, str]:
 
 
 @router.get("/requests/{request_id}/files/{file_id}")
-def download(request_id: str, file_id: int, principal: Researcher, session: DbSession,
-             settings: Annotated[Settings, Depends(get_settings_dep)]) -> StreamingResponse:
+def download(
+    request_id: str,
+    file_id: RowId,
+    principal: Researcher,
+    session: DbSession,
+    settings: Annotated[Settings, Depends(get_settings_dep)],
+) -> StreamingResponse:
     """Stream one released file after re-verifying its hash against the request."""
     f, fh = workflow.open_release_file(session, settings, principal, request_id, file_id)
-    # Commit the download record now and release the database before a long transfer.
     try:
+        # A name withheld from the researcher stays withheld in the download's headers.
+        path = workflow.shown_path(f, principal, _names(session, settings, principal, f.request.job_id))
+        size, sha256 = f.size, f.sha256
+        # Commit the download record now and release the database before a long transfer.
         session.commit()
     except BaseException:
         fh.close()
         raise
-    name = f.path.rsplit("/", 1)[-1]
+    name = path.rsplit("/", 1)[-1]
     headers = {
-        "Content-Length": str(f.size),
+        "Content-Length": str(size),
         "Content-Disposition": f"attachment; filename*=UTF-8''{quote(name)}",
-        "X-Egress-Path": quote(f.path),
-        **digest_headers(f.sha256),
+        "X-Egress-Path": quote(path),
+        **digest_headers(sha256),
     }
     return StreamingResponse(_stream(fh), media_type="application/octet-stream", headers=headers)

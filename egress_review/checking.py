@@ -42,11 +42,13 @@ def required_reviews(applied: list[AppliedPolicy]) -> int:
     return max([MIN_REVIEWS, *(p.describe()["required_reviews"] for p in applied)])
 
 
-def identifiers_for(datasets: list[Dataset]) -> set[str]:
+def identifiers_for(datasets: list[Dataset], applied: list[AppliedPolicy] | None = None) -> set[str]:
+    """The datasets' identifiers: DICOM headers, and the sidecar-table columns the policies name."""
+    columns = sorted({c for ap in applied or [] for c in ap.policy.text.identifier_columns})
     found: set[str] = set()
     for d in datasets:
         try:
-            found |= set(gather_identifiers(Path(d.path)))
+            found |= set(gather_identifiers(Path(d.path), identifier_columns=columns))
         except OSError as exc:
             # The dataset folder should be there; if not, checks run without its identifiers,
             # which can only make the identifier check weaker, so say so loudly in the log.
@@ -131,5 +133,31 @@ def policies_of(files: list[Any]) -> list[dict[str, str]]:
     return [seen[k] for k in sorted(seen)]
 
 
-def make_context(identifiers: set[str], file_count: int, total_size: int) -> CheckContext:
-    return CheckContext(identifiers=identifiers, file_count=file_count, total_size=total_size)
+def make_context(identifiers: set[str], file_count: int, total_size: int,
+                 datasets: list[Dataset] | None = None,
+                 request_files: dict[str, str] | None = None,
+                 request_paths: dict[str, Path] | None = None) -> CheckContext:
+    """What the checks know beyond each file: identifiers, request size, the input datasets
+    (derived volumes are compared with their series) and every file's SHA-256 (ACRO results)."""
+    return CheckContext(identifiers=identifiers, file_count=file_count, total_size=total_size,
+                        dataset_paths=[Path(d.path) for d in datasets or []],
+                        request_files=dict(request_files or {}),
+                        request_paths=dict(request_paths or {}))
+
+
+REVIEWER_ONLY = "reviewer_only"
+
+
+def for_requester(checks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Check results without the evidence only reviewers may see.
+
+    Some evidence quotes what the job wrote (text OCRed from pixels, NIfTI header text, EXIF
+    values): shown to the requester before review, it would be a way round the airlock.
+    """
+    out = []
+    for c in checks:
+        evidence = c.get("evidence")
+        if isinstance(evidence, dict) and REVIEWER_ONLY in evidence:
+            c = {**c, "evidence": {k: v for k, v in evidence.items() if k != REVIEWER_ONLY}}
+        out.append(c)
+    return out

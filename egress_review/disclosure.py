@@ -12,15 +12,36 @@ import json
 from datetime import datetime
 from typing import Any
 
-from egress_review.checking import policies_of
+from sqlalchemy.orm import object_session
+
+from egress_review.checking import for_requester, policies_of
 from tre.store.base import utcnow
-from tre.store.models import EgressRequest
+from tre.store.models import EgressRequest, Job
 
 SCHEMA = "tre.egress.disclosure/1"
+DOWNLOAD_CONDITIONS = (
+    "the downloader holds the researcher role and is an enabled user",
+    "the downloader is a member of the requesting project at the time of download",
+    "the project holds an unexpired, unrevoked access grant for every dataset the job read, "
+    "at the time of download",
+    "the staged file still has the SHA-256 recorded here",
+)
 
 
 def _ts(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
+
+
+def _job_section(req: EgressRequest) -> dict[str, Any]:
+    """What produced the files: the job's image and the exact code it ran (SHA-256 of the archive)."""
+    session = object_session(req)
+    job = session.get(Job, req.job_id) if session is not None else None
+    return {
+        "id": req.job_id,
+        "image": job.image if job is not None else None,
+        "code_hash": job.code_hash if job is not None else None,
+        "command": list(job.command) if job is not None else None,
+    }
 
 
 def build_record(req: EgressRequest) -> dict[str, Any]:
@@ -36,6 +57,7 @@ def build_record(req: EgressRequest) -> dict[str, Any]:
             "justification": req.justification,
             "requested_at": _ts(req.created_at),
         },
+        "job": _job_section(req),
         "outcome": req.state,
         "released": req.state == "approved",
         "decided_at": _ts(req.decided_at),
@@ -48,10 +70,13 @@ def build_record(req: EgressRequest) -> dict[str, Any]:
                 "sha256": f.sha256,
                 "size": f.size,
                 "outcome": f.outcome,
-                "checks": list(f.checks or []),
+                # reviewer-only evidence quotes the job's own text: the record is shown to requesters
+                "checks": for_requester(list(f.checks or [])),
             }
             for f in sorted(req.files, key=lambda f: f.path)
         ],
+        # What every later download re-checks (egress_review.workflow.open_release_file).
+        "download_conditions": list(DOWNLOAD_CONDITIONS) if req.state == "approved" else [],
         "reviewers": sorted({r.reviewer_id for r in reviews}),
         "decisions": [
             {"reviewer": r.reviewer_id, "stage": r.stage, "vote": r.vote, "comment": r.comment,

@@ -1,37 +1,77 @@
 """Screening a job's log before a researcher sees it.
 
 A job can print whatever it read, so its log is an output channel like any file in /output,
-only live. Researchers therefore see it through the same knowledge the airlock has: lines
-that name an identifier from the dataset's DICOM headers, lines holding a long base64/hex run
-(a file smuggled as text) and overlong lines are replaced by a ``[tre] withheld`` notice, and
-only the first part of the log is shown at all. Staff (admin, auditor) read the raw log.
+only live. Researchers therefore see it through the same knowledge the airlock has, line by
+line but judged in context, always from the start of the log (so where a reader starts
+reading cannot change what a line is judged to be):
 
-This narrows the channel; it does not close it (a job can still print small facts one line
-at a time). `status_only` in the dataset's policy closes it at the price of no live log.
+* lines naming an identifier from the dataset's DICOM headers, also when it is spaced out,
+  run together, reversed, or printed as hex, ``\\xNN`` escapes or base64;
+* lines that carry encoded data: one long base64/hex run, or a stretch of lines whose
+  encoded-looking payload adds up (base64 wrapped at 76 columns, hex dumps, spaced groups);
+* overlong lines;
+
+are replaced by a ``[tre] withheld ...`` notice, and only the first ``limit_bytes`` of the log
+are considered at all (the per-job budget; the per-project daily budget is kept by the
+caller, `egress_review.logbudget`). Staff (admin, auditor) read the raw log.
+
+This narrows the channel; it does not close it (a job can still print small facts one
+line at a time, within the budgets). `status_only` in the dataset's policy closes it at the
+price of no live log.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from itertools import accumulate
 
-from sqlalchemy.orm import Session
-
-from egress_review import checking
 from egress_review.checks.identifiers import IdentifierMatcher
-from tre.config import Settings
-from tre.errors import PolicyUnavailable
-from tre.policy import Policy, policies_for_datasets
-from tre.store.models import Job
+from egress_review.disguised import SqueezedIndex, disguised_lines
+from egress_review.encoded import longest_run, payload_chars
+from tre.policy import Policy
 
 _ORDER = {"full": 0, "screened": 1, "status_only": 2}
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# Encoded payload is added up over this many lines either side of a line: a file cut into
+# lines, or interleaved with ordinary lines, is still judged as one run.
+CONTEXT_LINES = 32
+
+STATUS_ONLY_NOTICE = (
+    b"[tre] this dataset's policy withholds job logs from researchers; "
+    b"the job's state and reason are shown instead\n"
+)
+
+
+def _escape_controls(text: str) -> str:
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group(0)):02x}", text)
+
+
+@dataclass(frozen=True)
+class ScreenedLine:
+    """One line of the raw log (bytes ``start`` to ``end``, its newline included) as a
+    researcher may see it."""
+
+    start: int
+    end: int
+    text: str
+    withheld: bool
+
+
+@dataclass
+class Screening:
+    lines: list[ScreenedLine] = field(default_factory=list)
+    # Every line before this raw offset is judged; later ones wait for more of the log.
+    decided_to: int = 0
+    # The per-job limit stopped the screening before the end of the log.
+    cut: bool = False
 
 
 @dataclass(frozen=True)
 class LogScreen:
     matcher: IdentifierMatcher
+    squeezed: SqueezedIndex
     visibility: str
     limit_bytes: int
     max_line_chars: int
@@ -44,90 +84,105 @@ class LogScreen:
         if not pols:
             raise ValueError("a log screen needs at least one policy")
         jobs = [p.job for p in pols]
+        matcher = IdentifierMatcher(identifiers, pols[0].text)
+        kept = {i for i in identifiers if matcher.find(i, limit=1)}
         return cls(
-            matcher=IdentifierMatcher(identifiers, pols[0].text),
+            matcher=matcher,
+            squeezed=SqueezedIndex(kept),
             visibility=max((j.log_visibility for j in jobs), key=_ORDER.__getitem__),
             limit_bytes=min(j.researcher_log_limit_kib for j in jobs) * 1024,
             max_line_chars=min(j.log_max_line_chars for j in jobs),
             encoded_min_chars=min(j.log_encoded_min_chars for j in jobs),
         )
 
-    @property
-    def _encoded(self) -> re.Pattern[str]:
-        return re.compile(r"[A-Za-z0-9+/]{" + str(self.encoded_min_chars) + r",}")
+    # -- judging --------------------------------------------------------------------------
+    def screen_log(self, log: bytes, final: bool) -> Screening:
+        """Judge the log from its first byte. ``log`` may run past ``limit_bytes`` (the
+        caller reads one byte more to know); ``final`` says the job has ended and this is all.
+        Until then only whole lines are judged, and encoded-looking lines near the end wait
+        until enough follows to judge their context."""
+        out = Screening()
+        window = log
+        if len(log) > self.limit_bytes:
+            window = log[: self.limit_bytes]
+            cut = window.rfind(b"\n") + 1
+            window = window[:cut] if cut else window
+            out.cut = True
+            final = True  # nothing beyond the limit will ever be shown
+        elif not final:
+            end = window.rfind(b"\n") + 1
+            if end == 0 and len(window) > self.max_line_chars * 4:
+                end = len(window)  # no line end in sight and already overlong: judge it now
+            window = window[:end]
+        if not window:
+            return out
+        raw_lines = window.split(b"\n")
+        if raw_lines and raw_lines[-1] == b"":
+            raw_lines.pop()
+        texts = [r.decode("utf-8", "replace") for r in raw_lines]
+        starts = list(accumulate((len(r) + 1 for r in raw_lines), initial=0))
+        payloads = self._payloads(texts)
+        reasons = self._reasons(texts, payloads)
+        undecided = self._undecided(texts, final, reasons, payloads)
+        out.decided_to = min(starts[undecided], len(window)) if undecided < len(texts) else len(window)
+        for i in range(min(undecided, len(texts))):
+            end = min(starts[i + 1], len(window))
+            reason = reasons[i]
+            text = reason if reason is not None else _escape_controls(texts[i])
+            out.lines.append(ScreenedLine(starts[i], end, text, reason is not None))
+        return out
 
-    def screen(self, raw: bytes, start: int, final: bool) -> tuple[bytes, int]:
-        """Screen ``raw`` (read from byte ``start`` of the log); return what to show and the
-        offset to read from next. Until the job has ended only whole lines are released, so a
-        line is never judged in pieces."""
-        if self.visibility == "full":
-            return raw, start + len(raw)
-        if self.visibility == "status_only":
-            notice = (
-                b""
-                if start or not raw
-                else (
-                    b"[tre] this dataset's policy withholds job logs from researchers; "
-                    b"the job's state and reason are shown instead\n"
-                )
-            )
-            return notice, start + len(raw)
-        if start >= self.limit_bytes:
-            return b"", start + len(raw)
-        usable = raw if final else raw[: raw.rfind(b"\n") + 1]
-        if not usable and len(raw) > self.max_line_chars * 4:
-            # No line end in sight and already overlong (or a 1 MiB chunk): judge it now, so a
-            # follower never waits on it for ever.
-            usable = raw
-        notice = b""
-        room = self.limit_bytes - start
-        if len(usable) > room:
-            cut = usable.rfind(b"\n", 0, room) + 1
-            usable = usable[:cut]
-            notice = (
-                f"[tre] the rest of this log is withheld from researchers (limit "
-                f"{self.limit_bytes // 1024} KiB); admins and auditors can read it in full\n"
-            ).encode()
-            # Everything read so far is accounted for: following the log then shows nothing more.
-            return self._lines(usable) + notice, max(start + len(raw), self.limit_bytes)
-        return self._lines(usable), start + len(usable)
+    def _payloads(self, texts: list[str]) -> list[int]:
+        return [payload_chars(t) if len(t) <= self.max_line_chars else 0 for t in texts]
 
-    def _lines(self, data: bytes) -> bytes:
-        if not data:
-            return b""
-        text = data.decode("utf-8", "replace")
-        lines = text.split("\n")
-        named = {hit.line for hit in self.matcher.find(text, limit=10_000)} if self.matcher else set()
-        encoded = self._encoded
-        out: list[str] = []
-        for number, line in enumerate(lines, start=1):
-            if number == len(lines) and line == "":
-                break
-            if len(line) > self.max_line_chars:
-                out.append(
-                    f"[tre] withheld a line of {len(line)} characters (longer than {self.max_line_chars})"
-                )
-            elif (run := encoded.search(line)) is not None:
-                out.append(f"[tre] withheld a line holding an encoded run of {len(run.group(0))}+ characters")
-            elif number in named:
-                out.append("[tre] withheld a line naming an identifier from the dataset")
-            else:
-                out.append(_CONTROL.sub(lambda m: f"\\x{ord(m.group(0)):02x}", line))
-        return ("\n".join(out) + ("\n" if text.endswith("\n") else "")).encode()
+    def _reasons(self, texts: list[str], payloads: list[int]) -> list[str | None]:
+        reasons: list[str | None] = [None] * len(texts)
+        sums = list(accumulate(payloads, initial=0))
+        named = disguised_lines(texts, self.matcher, self.squeezed)
+        if self.matcher:
+            named.update(h.line - 1 for h in self.matcher.find("\n".join(texts), limit=100_000))
+        for i, text in enumerate(texts):
+            if len(text) > self.max_line_chars:
+                # Fixed words only: a length the job chose would itself carry a number out.
+                reasons[i] = f"[tre] withheld a line longer than {self.max_line_chars} characters"
+            elif longest_run(text) >= self.encoded_min_chars:
+                reasons[i] = "[tre] withheld a line holding an encoded run"
+            elif payloads[i] and self._context_payload(sums, i) >= self.encoded_min_chars:
+                reasons[i] = "[tre] withheld a line of encoded-looking data (judged with its neighbours)"
+            elif i in named:
+                reasons[i] = "[tre] withheld a line naming an identifier from the dataset"
+        return reasons
 
+    @staticmethod
+    def _context_payload(sums: list[int], i: int) -> int:
+        lo = max(0, i - CONTEXT_LINES)
+        hi = min(len(sums) - 1, i + CONTEXT_LINES + 1)
+        return sums[hi] - sums[lo]
 
-def screen_job_log(
-    session: Session, settings: Settings, job: Job, raw: bytes, offset: int, final: bool
-) -> tuple[bytes, int]:
-    """The one entry point for showing a job's log to a researcher (`tre.jobs.service.LogScreener`).
+    def _undecided(
+        self, texts: list[str], final: bool, reasons: list[str | None], payloads: list[int]
+    ) -> int:
+        """Index of the first line that must wait: an encoded-looking line, not yet withheld,
+        whose following context is not all written yet."""
+        if final:
+            return len(texts)
+        for i in range(max(0, len(texts) - CONTEXT_LINES), len(texts)):
+            if payloads[i] and reasons[i] is None:
+                return i
+        return len(texts)
 
-    The strictest setting over the policies of every dataset the job read applies; no policy,
-    no log (fail closed with the reason).
-    """
-    datasets = checking.job_datasets(session, job)
-    try:
-        applied = policies_for_datasets(datasets, settings.resolved_policies_dir)
-    except PolicyUnavailable as exc:
-        raise PolicyUnavailable(f"the job's log is withheld: {exc}") from exc
-    screen = LogScreen.for_policies([a.policy for a in applied], checking.identifiers_for(datasets))
-    return screen.screen(raw, offset, final)
+    # -- what a researcher gets ---------------------------------------------------------------
+    def render(self, screening: Screening, offset: int, upto: int | None = None) -> bytes:
+        """The judged lines starting at or after ``offset`` (and ending by ``upto``)."""
+        lines = [
+            line.text
+            for line in screening.lines
+            if line.start >= offset and (upto is None or line.end <= upto)
+        ]
+        return ("\n".join(lines) + "\n").encode() if lines else b""
+
+    def limit_notice(self) -> bytes:
+        return (
+            f"[tre] the rest of this log is withheld from researchers (limit "
+            f"{self.limit_bytes // 1024} KiB); admins and auditors can read it in full\n"
+        ).encode()

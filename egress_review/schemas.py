@@ -24,11 +24,15 @@ class CheckResultOut(BaseModel):
 
 
 class EgressFileOut(BaseModel):
+    """A file of a request. A researcher sees a name the screening withheld as a placeholder
+    (``name_withheld``) and no check results for it."""
+
     id: int
     path: str
     sha256: str
     size: int
     outcome: CheckOutcome
+    name_withheld: bool = False
     checks: list[CheckResultOut]
 
 

@@ -23,7 +23,7 @@ from typing import Any, BinaryIO
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from egress_review import checking
+from egress_review import checking, outputnames
 from egress_review.disclosure import build_record, record_digest
 from egress_review.staging import (
     HashMismatch,
@@ -151,8 +151,8 @@ def create_request(session: Session, settings: Settings, principal: Principal, *
         raise _not_found(f"job {job_id}")
     project_id = job.project_id
     if not is_member(session, project_id, principal.user_id):
-        raise Forbidden(f"only members of project {project_id} may request release of its jobs' outputs",
-                        slug="not-a-project-member")
+        # The same answer as for an unknown id: job ids of other projects are not an oracle.
+        raise _not_found(f"job {job_id}")
     if job.state != JobState.succeeded.value:
         raise Conflict(f"job {job_id} is {job.state}; only outputs of a succeeded job can be released",
                        slug="job-not-succeeded")
@@ -163,12 +163,17 @@ def create_request(session: Session, settings: Settings, principal: Principal, *
             state = status if status != "none" else "missing"
             raise Forbidden(f"project {project_id}'s access grant for dataset {dataset_id} is {state}; "
                             "outputs derived from it cannot be released", slug="grant-not-active")
-    outputs = {o.path: (o.sha256, o.size)
-               for o in session.scalars(select(JobOutput).where(JobOutput.job_id == job_id))}
-    unknown = [p for p in wanted if p not in outputs]
+    rows = list(session.scalars(select(JobOutput).where(JobOutput.job_id == job_id)))
+    outputs = {o.path: (o.sha256, o.size) for o in rows}
+    # A file may be named by path, by index (#3) or by hash (sha256:...): researchers who may
+    # not see the names (egress_review.outputnames) still name what they want released.
+    resolved = {w: outputnames.resolve(rows, w) for w in wanted}
+    unknown = [w for w, p in resolved.items() if p is None]
     if unknown:
-        raise Unprocessable(f"not recorded outputs of job {job_id}: {', '.join(unknown[:10])}",
+        raise Unprocessable(f"{len(unknown)} of the named files are not recorded outputs of job {job_id} "
+                            "(name them by path, #index or sha256:hash as `tre outputs` lists them)",
                             slug="not-a-job-output", title="Not a job output")
+    wanted = list(dict.fromkeys(p for p in resolved.values() if p is not None))
     datasets = checking.job_datasets(session, job)
     applied = policies_for_datasets(datasets, settings.resolved_policies_dir)
     if pause is not None:
@@ -187,8 +192,10 @@ def create_request(session: Session, settings: Settings, principal: Principal, *
                    project_id=project_id, path=path, reason=slug, detail=str(exc), recorded_sha256=sha256)
             raise Conflict(f"{path}: {exc}; it cannot be released", slug=slug,
                            title="Output cannot be frozen", audited=True) from exc
-    context = checking.make_context(checking.identifiers_for(datasets), len(staged),
-                                    sum(f.size for _, f in staged))
+    context = checking.make_context(checking.identifiers_for(datasets, applied), len(staged),
+                                    sum(f.size for _, f in staged), datasets,
+                                    {path: f.sha256 for path, f in staged},
+                                    {path: f.path for path, f in staged})
     results = {path: checking.check_file(f.path, path, applied, context) for path, f in staged}
 
     req = EgressRequest(
@@ -352,6 +359,17 @@ def open_release_file(session: Session, settings: Settings, principal: Principal
         raise _refuse(session, principal, req, Conflict, "Not released",
                       f"this request is {req.state}; files can be downloaded only after approval",
                       "not-approved", "egress.download_refused")
+    # Approval is not a standing licence: the project must still hold an unexpired, unrevoked
+    # grant for every dataset the job read, at the moment of each download.
+    job = session.get(Job, req.job_id)
+    for dataset_id in (job.dataset_ids if job is not None else []):
+        status = grant_status(session, req.project_id, dataset_id)
+        if status != "active":
+            state = status if status != "none" else "missing"
+            raise _refuse(session, principal, req, Forbidden, "Grant no longer active",
+                          f"project {req.project_id}'s access grant for dataset {dataset_id} is {state}; "
+                          "released files derived from it can no longer be downloaded",
+                          "grant-not-active", "egress.download_refused")
     f = next((x for x in req.files if x.id == file_id), None)
     if f is None:
         raise _not_found(f"file {file_id} of request {request_id}")
@@ -380,27 +398,48 @@ def open_for_review(session: Session, settings: Settings, principal: Principal, 
     f = next((x for x in req.files if x.id == file_id), None)
     if f is None:
         raise _not_found(f"file {file_id} of request {request_id}")
+    return req, f, open_file_for_review(session, settings, principal, req, f)
+
+
+def open_file_for_review(session: Session, settings: Settings, principal: Principal, req: EgressRequest,
+                         f: EgressFile) -> BinaryIO:
+    """The staged bytes of one file of a request already loaded for this reviewer (verified)."""
+    if not principal.has("dac", "admin"):
+        raise Forbidden("only reviewers can preview staged files", slug="missing-role")
     try:
         fh = open_verified(settings.staging_dir, f.sha256)
     except StagingError as exc:
         raise _refuse(session, principal, req, Conflict, "Release integrity failure", f"{f.path}: {exc}",
                       "staged-file-altered", "egress.preview_refused") from exc
-    return req, f, fh
+    return fh
 
 
 # ---------------------------------------------------------------------------- views
 
-def request_view(session: Session, req: EgressRequest, principal: Principal) -> dict[str, Any]:
+def shown_path(f: EgressFile, principal: Principal, names: outputnames.NameView | None) -> str:
+    """A file's path as ``principal`` may see it: staff always; researchers only when the
+    job's name screening lets it through (no view given: withheld, failing closed)."""
+    if principal.has(*STAFF_ROLES) or (names is not None and names.shows(f.path)):
+        return f.path
+    return outputnames.placeholder(f.sha256)
+
+
+def request_view(session: Session, req: EgressRequest, principal: Principal,
+                 names: outputnames.NameView | None = None) -> dict[str, Any]:
     """What a caller may see of a request. Votes stay blind until every required vote is in.
 
     Before that, anyone sees only how many votes are in; a reviewer also sees their own vote.
     Outcome counts are never shown while voting is open, so no reviewer can be swayed.
+    File names withheld from a researcher (``names``, egress_review.outputnames) show as a
+    placeholder, and their check results are left out (a reason may quote the name).
     """
     votes = review_votes(req)
     revealed = req.state not in (EgressState.checking, EgressState.awaiting_review)
     mine = next((r for r in votes if r.reviewer_id == principal.user_id), None)
     conflicted_reason = _reviewer_conflicts(session, req, principal)
     resolution = next((r for r in req.reviews if r.stage == ReviewStage.resolution), None)
+    # Staff may see what the job wrote before it is reviewed; the requester may not.
+    staff = principal.has(*STAFF_ROLES) and principal.user_id != req.requested_by
 
     def review_dict(r: Review) -> dict[str, Any]:
         return {"reviewer": r.reviewer_id, "vote": r.vote, "comment": r.comment,
@@ -430,13 +469,27 @@ def request_view(session: Session, req: EgressRequest, principal: Principal) -> 
         "created_at": req.created_at.isoformat() if req.created_at else None,
         "decided_at": req.decided_at.isoformat() if req.decided_at else None,
         "outcome": checking.worst_outcome([f.outcome for f in req.files]),
-        "files": [
-            {"id": f.id, "path": f.path, "sha256": f.sha256, "size": f.size, "outcome": f.outcome,
-             "checks": list(f.checks or [])}
-            for f in sorted(req.files, key=lambda x: x.path)
-        ],
+        # Staff by path; researchers by hash, an order that spells nothing of withheld names.
+        "files": [_file_view(f, principal, names, staff) for f in _file_order(req.files, principal)],
         "disclosure_available": req.disclosure_record is not None,
     }
+
+
+def _file_order(files: list[EgressFile], principal: Principal) -> list[EgressFile]:
+    if principal.has(*STAFF_ROLES):
+        return sorted(files, key=lambda x: x.path)
+    return sorted(files, key=lambda x: (x.sha256, x.id or 0))
+
+
+def _file_view(f: EgressFile, principal: Principal, names: outputnames.NameView | None,
+               staff: bool) -> dict[str, Any]:
+    """One file as the caller may see it: a withheld name hides its checks too (a reason may
+    quote it), and reviewer-only evidence (what the job wrote) is only for staff."""
+    path = shown_path(f, principal, names)
+    checks = list(f.checks or [])
+    shown = (checks if staff else checking.for_requester(checks)) if path == f.path else []
+    return {"id": f.id, "path": path, "sha256": f.sha256, "size": f.size, "outcome": f.outcome,
+            "name_withheld": path != f.path, "checks": shown}
 
 
 def summary_view(session: Session, req: EgressRequest, principal: Principal) -> dict[str, Any]:

@@ -38,8 +38,14 @@ def pg_server() -> Iterator[object]:
 
 @pytest.fixture
 def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """Settings for one test's own state folder.
+
+    The local sandbox's host-toolchain developer mode is enabled explicitly (also for CLI
+    subprocesses, through the environment): these tests submit Python jobs without an image
+    root file system. tests/sandbox/test_sandbox_image.py runs jobs in a real image."""
     home = tmp_path / "home"
     monkeypatch.setenv("TRE_HOME", str(home))
+    monkeypatch.setenv("TRE_SANDBOX_HOST_TOOLCHAIN", "1")
     monkeypatch.delenv("TRE_DATABASE_URL", raising=False)
     reset_settings_cache()
     s = Settings(
@@ -48,6 +54,7 @@ def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
         worker_poll_s=0.05,
         worker_heartbeat_s=0.5,
         worker_stale_after_s=3.0,
+        sandbox_host_toolchain=True,
     )
     s.ensure_dirs()
     return s
@@ -122,7 +129,6 @@ def app_client(app):  # type: ignore[no-untyped-def]
 def esettings(settings: Settings, tmp_path: Path) -> Settings:
     """Settings whose policies folder holds the egress test policies (the repo's may change)."""
     from tests.egress.test_workflow_support import write_policy
-
     write_policy(tmp_path / "policies")
     write_policy(tmp_path / "policies", "strict3", version="1", reviews=3)
     write_policy(tmp_path / "policies", "lenient1", version="1", reviews=1)
@@ -166,5 +172,7 @@ def world(engine: Engine, token_for: Callable[..., str], dicom_dir: Path) -> Wor
         make.project("p2", "Project two", ["bob"])
         make.dataset("ct1", dicom_dir, "CT sample")
         grant_id = make.grant("p1", "ct1", days=1)
+        make.approve_image("p1")
+        make.approve_image("p2")
     headers = {u: {"Authorization": f"Bearer {token_for(u, *roles)}"} for u, roles in users.items()}
     return World(headers=headers, data_dir=dicom_dir, grant_id=grant_id)

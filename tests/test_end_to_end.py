@@ -12,10 +12,12 @@ from pathlib import Path
 import pytest
 from pydicom.data import get_testdata_file
 
+from tests.worlds import IMAGE
 from tre import registry
+from tre.audit.note import VerifierKey
 from tre.audit.verify import verify_bundle
-from tre.demo import demo_image
 from tre.demo_job import DEMO_JOB_SOURCE
+from tre.images import catalog
 from tre.jobs.worker import Worker
 from tre.store.db import session_scope
 
@@ -47,6 +49,7 @@ def test_job_to_release_to_audit(e2e, settings, token_for, tmp_path):
         registry.add_member(s, "root", "lung", "alice")
         registry.register_dataset(s, "root", "ct", "CT", data)
         registry.grant_access(s, "root", "lung", "ct", days=1)
+        catalog.approve(s, settings, "root", IMAGE, "lung", external=True)
     h = {u: {"Authorization": f"Bearer {token_for(u, *r)}"} for u, r in users.items()}
 
     job = app_client.post(
@@ -54,7 +57,7 @@ def test_job_to_release_to_audit(e2e, settings, token_for, tmp_path):
         headers=h["alice"],
         json={
             "project_id": "lung",
-            "image": demo_image(),
+            "image": IMAGE,
             "command": ["python3", "-c", DEMO_JOB_SOURCE],
             "dataset_ids": ["ct"],
             "time_limit_s": 120,
@@ -102,7 +105,9 @@ def test_job_to_release_to_audit(e2e, settings, token_for, tmp_path):
 
     bundle = app_client.get("/api/v1/audit/export", headers=h["aud"])
     assert bundle.status_code == 200, bundle.text
-    report = verify_bundle(bundle.content)
+    # The auditor verifies against the log key pinned out of band, never the bundle's own.
+    pinned = VerifierKey.parse(app_client.get("/api/v1/audit/public-key", headers=h["aud"]).json()["vkey"])
+    report = verify_bundle(bundle.content, pinned)
     assert report.ok, report
     actions = app_client.get(
         "/api/v1/audit/entries", headers=h["aud"], params={"job_id": job["id"], "limit": 1000}

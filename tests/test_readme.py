@@ -73,7 +73,7 @@ def test_readme_first_command_verbatim_with_the_default_state(tmp_path: Path) ->
         env = clean_env(HOME=str(tmp_path))
         home, data_dir = tmp_path / ".tre", tmp_path / "tre-data"
     proc = subprocess.run(
-        argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL
+        argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=3600, stdin=subprocess.DEVNULL
     )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     out = proc.stdout

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from tre import registry
 from tre.config import Settings
+from tre.images import catalog
 from tre.store.base import utcnow
 from tre.store.models import Job, JobOutput
 
@@ -48,6 +49,11 @@ class WorldFactory:
         grant = registry.grant_access(self.session, self.actor, project_id, dataset_id,
                                       expires_at=utcnow() + timedelta(days=days))
         return grant.id
+
+    def approve_image(self, project_id: str, reference: str = IMAGE) -> None:
+        """Ingress review, as an admin does it: the (registry-hosted, hence external) job image
+        may run in the project."""
+        catalog.approve(self.session, Settings(), self.actor, reference, project_id, external=True)
 
     def finished_job(self, settings: Settings, project_id: str, submitted_by: str, dataset_ids: list[str],
                      outputs: Mapping[str, bytes], state: str = "succeeded") -> str:

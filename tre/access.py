@@ -55,6 +55,12 @@ def can_see_egress(session: Session, principal: Principal, project_id: str) -> b
     return principal.has(*STAFF_ROLES) or is_member(session, project_id, principal.user_id)
 
 
+def can_read_job_code(session: Session, principal: Principal, project_id: str) -> bool:
+    """The code a job ran: for those who review its outputs (DAC), oversee (admins, auditors),
+    or belong to its project."""
+    return principal.has(*STAFF_ROLES) or is_member(session, project_id, principal.user_id)
+
+
 def reads_raw_logs(principal: Principal) -> bool:
     """Staff who oversee jobs read the raw log; everyone else gets the screened one."""
     return principal.has(*OVERSIGHT_ROLES)

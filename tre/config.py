@@ -34,6 +34,10 @@ def _default_data_dir() -> Path:
     return SYSTEM_DATA_DIR if running_as_root() else Path.home() / "tre-data"
 
 
+def _default_cache_dir() -> Path:
+    return Path("/var/cache/tre") if running_as_root() else Path.home() / ".cache" / "tre"
+
+
 class Settings(BaseSettings):
     """All knobs of the platform; see README 'Configuration'."""
 
@@ -46,6 +50,11 @@ class Settings(BaseSettings):
         default_factory=_default_data_dir,
         description="Where local datasets live (the demo copies its sample data here); "
         "never inside the state directory or a home folder jobs must not read.",
+    )
+    cache_dir: Path = Field(
+        default_factory=_default_cache_dir,
+        description="Rebuildable artefacts shared by every state directory on this host (the "
+        "CPU job image's build); safe to delete.",
     )
     database_url: str | None = Field(default=None, description="SQLAlchemy URL; default sqlite file in home.")
     api_url: str = Field(default="http://127.0.0.1:8765", description="Where the CLI finds the API.")
@@ -66,10 +75,29 @@ class Settings(BaseSettings):
     # How often a running job's heartbeat is written; must stay well under worker_stale_after_s.
     worker_heartbeat_s: float = Field(default=2.0, gt=0)
     worker_stale_after_s: float = 15.0
+    # At most this many running jobs per project on one worker (0: no cap beyond fair order).
+    # See docs/scheduling.md.
+    worker_project_running_limit: int = Field(default=0, ge=0)
     sandbox_uid: int = 10001
     sandbox_gid: int = 10001
     # A delegated cgroup v2 folder to create job cgroups under (systemd hosts); see docs/sandbox.md.
     sandbox_cgroup_parent: Path | None = None
+    # The dedicated unprivileged host user every local job runs as (made by
+    # scripts/install-system-deps); never root, never the worker's own user.
+    sandbox_job_user: str = "tre-job"
+    # Developer mode: run jobs that have no image root file system on the host's /usr and
+    # Python (read-only). Off by default; the local executor refuses such jobs without it.
+    sandbox_host_toolchain: bool = False
+
+    # Researchers' container images (tre.images): the registry host (and optional path) the
+    # TRE's images are named under and pushed to, and the bounds an imported image must keep.
+    image_registry: str = "registry.tre.local"
+    image_registry_tls_verify: bool = True
+    image_push_on_approve: bool = False
+    image_max_upload_mb: int = 4096
+    image_max_layer_mb: int = 4096
+    image_max_unpacked_mb: int = 8192
+    image_max_files: int = 300_000
 
     @property
     def resolved_database_url(self) -> str:
@@ -97,15 +125,28 @@ class Settings(BaseSettings):
         return self.home / "staging"
 
     @property
+    def images_dir(self) -> Path:
+        """The image store (tre.images); not ``<home>/images``, where the local executor
+        looks for hand-installed root filesystems by reference."""
+        return self.home / "image-store"
+
+    @property
     def protected_paths(self) -> list[Path]:
         """The state directory and its parts: no dataset may overlap them (keys, database,
         job outputs, staging), on top of `tre.registry.SYSTEM_PATHS`."""
         return [self.home, self.keys_dir, self.jobs_dir, self.staging_dir]
 
     def ensure_dirs(self) -> None:
+        """Make the state folders, private to the platform's own user (0700).
+
+        Everything under ``home`` (the database, keys, raw job logs, unreleased outputs,
+        staged egress copies) is then out of reach of every other account whatever the
+        files' own modes; jobs reach what they need through the sandbox's private staging
+        mounts (docs/sandbox.md), never through these permissions.
+        """
         for d in (self.home, self.keys_dir, self.jobs_dir, self.staging_dir):
             d.mkdir(parents=True, exist_ok=True)
-        self.keys_dir.chmod(0o700)
+            d.chmod(0o700)
 
 
 @lru_cache(maxsize=1)

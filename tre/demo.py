@@ -18,12 +18,15 @@ from pydicom.data import get_testdata_file
 
 from tre import registry
 from tre.api.app import create_app
+from tre.audit.events import record_token_issued
 from tre.auth.tokens import TokenIssuer
 from tre.cli.client import ApiClient, CliError
+from tre.cli.code import upload_code
 from tre.cli.jobs import follow_job
 from tre.cli.output import console, human_size, table
 from tre.config import Settings, get_settings
 from tre.demo_job import DEMO_JOB_SOURCE
+from tre.images.jobimage import ensure_cpu_job_image
 from tre.jobs.worker import Worker
 from tre.server import BackgroundServer
 from tre.store.db import session_scope
@@ -41,15 +44,12 @@ PROJECT = "demo-lung"
 DATASET = "pydicom-samples"
 
 
-def demo_image() -> str:
-    """The CPU job image reference, pinned by digest (see docs/images.md).
-
-    The local backend runs the host's toolchain and does not pull images; the reference is
-    still pinned so the same job passes the Kubernetes admission rules unchanged.
-    """
-    dockerfile = Path(__file__).resolve().parent.parent / "sandbox_images" / "Dockerfile.cpu"
-    content = dockerfile.read_bytes() if dockerfile.exists() else b"tre-job-cpu"
-    return f"registry.tre.local/tre-job-cpu@sha256:{hashlib.sha256(content).hexdigest()}"
+def prepare_code(settings: Settings) -> Path:
+    """The researcher's code folder, as alice would have it: one ``analysis.py``."""
+    folder = settings.home / "demo-code"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "analysis.py").write_text(DEMO_JOB_SOURCE.lstrip())
+    return folder
 
 
 def prepare_dataset(settings: Settings) -> Path:
@@ -76,7 +76,15 @@ def run_demo() -> None:
                 registry.create_user(s, "bootstrap", user_id, roles)
     issuer = TokenIssuer.from_settings(settings)
     tokens = {u: issuer.mint(u, r, ttl_s=3600) for u, r in DEMO_USERS.items()}
+    with session_scope(engine) as s:
+        for token in tokens.values():
+            record_token_issued(s, "bootstrap", token)
     data = prepare_dataset(settings)
+    code = prepare_code(settings)
+    # The job runs in the platform's CPU job image (Debian + numpy, pydicom, numba, the
+    # kernels), built here without Docker and cached on the host: minutes the first time.
+    with console.status("preparing the CPU job image (the first build on a host takes minutes)"):
+        image = ensure_cpu_job_image(settings, engine)
 
     worker = Worker(settings, engine)
     worker_thread = threading.Thread(target=worker.serve_forever, daemon=True)
@@ -113,20 +121,32 @@ def run_demo() -> None:
                 )
                 console.print(f"admin granted {PROJECT} access to {DATASET} until {g['expires_at'][:10]}")
 
+            usable = {i["reference"] for i in admin.get("/api/v1/images", params={"usable_for": PROJECT})}
+            if image not in usable:
+                # Ingress review: an image runs for a project only once an admin approved it.
+                admin.post("/api/v1/images/approvals", json={"reference": image, "project_id": PROJECT})
+                console.print(f"admin approved the job image {image} for {PROJECT}")
+
             alice = ApiClient(server.url, tokens["alice"])
+            code_hash = upload_code(alice, PROJECT, code)
+            console.print(f"alice uploaded her code folder (analysis.py): sha256 {code_hash[:16]}…")
             job = alice.post(
                 "/api/v1/jobs",
                 json={
                     "project_id": PROJECT,
-                    "image": demo_image(),
-                    "command": ["python3", "-c", DEMO_JOB_SOURCE],
+                    "image": image,
+                    "code_hash": code_hash,
+                    "command": ["python3", "analysis.py"],
                     "dataset_ids": [DATASET],
                     "cpu": 1,
                     "memory_mb": 1024,
                     "time_limit_s": 120,
                 },
             )
-            console.print(f"alice submitted job {job['id']} (no network, {DATASET} read-only at /data)")
+            console.print(
+                f"alice submitted job {job['id']} in the image, her code read-only at /code, "
+                f"{DATASET} read-only at /data, no network"
+            )
             console.rule("job log")
             final = follow_job(alice, job["id"])
             console.rule()
@@ -194,13 +214,16 @@ def release_through_airlock(settings: Settings, url: str, tokens: dict[str, str]
 
 def verify_audit_log(settings: Settings, url: str, auditor_token: str) -> None:
     """What an auditor does: export the signed log and verify it offline."""
+    from tre.audit.note import VerifierKey
     from tre.audit.verify import verify_bundle
 
     console.rule("audit")
     auditor = ApiClient(url, auditor_token)
     bundle = settings.home / "demo-audit-bundle.json"
     auditor.download("/api/v1/audit/export", bundle, progress=False)
-    report = verify_bundle(bundle.read_bytes())
+    # As the README tells auditors: the key pinned out of band, never the bundle's own.
+    pinned = VerifierKey.parse(auditor.get("/api/v1/audit/public-key")["vkey"])
+    report = verify_bundle(bundle.read_bytes(), pinned)
     console.print(f"auditor exported {bundle} and verified it offline: {report.summary()}")
     if not report.ok:
         raise CliError(f"audit log verification failed: {report.summary()}")

@@ -40,6 +40,9 @@ ContentType = Literal[
     "nifti",
     "dicom",
     "pdf",
+    "xlsx",
+    "parquet",
+    "model",
     "csv",
     "tsv",
     "json",
@@ -68,6 +71,8 @@ DEFAULT_ALLOWED_TYPES: tuple[ContentType, ...] = (
     "text",
     "nifti",
     "dicom",
+    "xlsx",
+    "parquet",
 )
 
 POLICY_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,127}$")
@@ -213,6 +218,14 @@ class SdcRules(_Strict):
             "subjects",
             "cases",
             "participants",
+            "deaths",
+            "events",
+            "responders",
+            "survivors",
+            "*_deaths",
+            "*_events",
+            "*_cases",
+            "*_patients",
         ],
         description="Case-insensitive glob patterns of column names holding counts.",
     )
@@ -236,7 +249,83 @@ class SdcRules(_Strict):
     )
     magnitude_without_contributors: Action = Field(
         default="flag",
-        description="A magnitude column with neither contributor values nor a count column to check against.",
+        description="A magnitude column without contributor values: "
+        "ACRO's p-ratio and nk rules cannot be applied.",
+    )
+    measurement_columns: list[str] = Field(
+        default_factory=lambda: [
+            "*_mm",
+            "*_cm",
+            "*_ml",
+            "*_cc",
+            "*_hu",
+            "*_kg",
+            "*_years",
+            "*mm",
+            "size*",
+            "*diameter*",
+            "*volume*",
+            "*length*",
+            "*width*",
+            "*height*",
+            "*area*",
+            "age",
+            "age_*",
+            "year",
+            "*_year",
+            "slice*",
+        ],
+        description="Globs of columns holding measurements (sizes, ages, volumes): never taken as counts.",
+    )
+    category_columns: list[str] = Field(
+        default_factory=lambda: [
+            "*stage*",
+            "*grade*",
+            "*score*",
+            "*code*",
+            "*class*",
+            "*label*",
+            "*type*",
+            "*group*",
+            "*category*",
+            "sex",
+            "gender",
+            "site*",
+            "*_id",
+            "id",
+            "*index*",
+            "rank",
+            "level",
+            "birads",
+            "lung_rads",
+            "pirads",
+        ],
+        description="Globs of integer columns that hold category codes (stage 1-4, sex 0/1), not counts.",
+    )
+    subcount_action: Action = Field(
+        default="block",
+        description="An unnamed integer column never exceeding the count column in its row (deaths of n) "
+        "holds a cell under the threshold.",
+    )
+    missing: Action = Field(
+        default="flag",
+        description="Empty or NaN count/magnitude cells (ACRO: check_missing_values); "
+        "often a suppressed cell.",
+    )
+    max_numeric_cells: int = Field(
+        default=20000,
+        ge=1,
+        description="More numeric cells than this is record-level or image-like data, not a summary table.",
+    )
+    image_table_min_side: int = Field(
+        default=32,
+        ge=2,
+        description="A numeric grid at least this many rows and columns "
+        "is treated as an image written as a table.",
+    )
+    image_table: Action = Field(
+        default="block",
+        description="A table that is a numeric grid (a picture or a slice written as numbers).",
     )
 
 
@@ -290,6 +379,25 @@ class DicomRules(_Strict):
         default="flag",
         description="A UID is present but the source UIDs are unknown, so replacement cannot be verified.",
     )
+    pseudonym_patterns: list[str] = Field(
+        default_factory=list,
+        description="Regexes (full match) of the agreement's pseudonyms, e.g. '^SUBJ-\\d{4}$': accepted as "
+        "replacement PatientID/PatientName values and never matched as identifiers.",
+    )
+    ocr: Action = Field(
+        default="block",
+        description="Text recognised (OCR) in the pixel data matches a dataset identifier.",
+    )
+
+    @field_validator("pseudonym_patterns")
+    @classmethod
+    def _pseudonyms_compile(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"pseudonym pattern {pattern!r} is not a valid regex: {exc}") from exc
+        return value
 
     @field_validator("allowed_values")
     @classmethod
@@ -300,6 +408,36 @@ class DicomRules(_Strict):
             except re.error as exc:
                 raise ValueError(f"allowed_values[{key!r}] is not a valid regex: {exc}") from exc
         return value
+
+
+class VolumeRules(_Strict):
+    """Derived volumes (NIfTI): a segmentation may leave, the scanned volume may not."""
+
+    max_voxels: int = Field(
+        default=4_000_000,
+        ge=1,
+        description="Most voxels a derived volume may have (a 512x512x16 CT is 4.2M).",
+    )
+    oversize: Action = Field(default="block", description="Volume over max_voxels.")
+    require_label_map: Action = Field(
+        default="flag",
+        description="The volume is not a mask/label map (non-integer, or more than max_labels values).",
+    )
+    max_labels: int = Field(default=64, ge=1, description="Most distinct values a label map may hold.")
+    similar_to_input: Action = Field(
+        default="block", description="A slice correlates with a slice of an input DICOM series."
+    )
+    similarity_threshold: float = Field(
+        default=0.95,
+        gt=0,
+        le=1,
+        description="Pearson correlation at which a slice counts as a copy of an input.",
+    )
+    max_input_slices: int = Field(
+        default=400,
+        ge=0,
+        description="Input DICOM slices compared for similarity (0 disables the comparison).",
+    )
 
 
 class ImageRules(_Strict):
@@ -321,6 +459,17 @@ class ImageRules(_Strict):
     unknown_chunks: Action = Field(
         default="flag", description="Non-standard PNG chunks or JPEG APP segments present."
     )
+    ocr: bool = Field(
+        default=True,
+        description="Recognise text in image pixels (Debian tesseract-ocr) and match it against identifiers.",
+    )
+    ocr_unavailable: Action = Field(
+        default="flag", description="OCR is on but tesseract is not installed or failed."
+    )
+    ocr_max_pixels: int = Field(
+        default=16_000_000, ge=1, description="Images larger than this are not OCRed (flagged instead)."
+    )
+    volumes: VolumeRules = Field(default_factory=VolumeRules)
 
 
 class TextRules(_Strict):
@@ -364,6 +513,36 @@ class TextRules(_Strict):
     encoded_blob_min_chars: int = Field(
         default=512, ge=16, description="Shortest run counted as an encoded blob."
     )
+    decode_depth: int = Field(
+        default=2, ge=0, le=4, description="How deep decoded base64/hex content is checked again (nested)."
+    )
+    date_identifiers: bool = Field(
+        default=True,
+        description="Birth and study dates are identifiers, "
+        "matched in any common form (1962-03-15, 15/03/1962).",
+    )
+    identifier_columns: list[str] = Field(
+        default_factory=lambda: [
+            "mrn",
+            "*_mrn",
+            "mrn_*",
+            "patient_id",
+            "patientid",
+            "hospital_number",
+            "nhs_number",
+            "patient_name",
+            "name",
+            "surname",
+            "first_name",
+            "last_name",
+            "dob",
+            "birth_date",
+            "date_of_birth",
+            "accession*",
+        ],
+        description="Globs of columns of the dataset's own tables (CSV/TSV sidecars) "
+        "whose values are identifiers.",
+    )
 
     @field_validator("patterns")
     @classmethod
@@ -374,6 +553,52 @@ class TextRules(_Strict):
             except re.error as exc:
                 raise ValueError(f"patterns[{key!r}] is not a valid regex: {exc}") from exc
         return value
+
+
+class ModelRules(_Strict):
+    """Trained models: released only through a model-release review (SACRO-ML in spirit)."""
+
+    action: Action = Field(
+        default="flag",
+        description="A model artefact: route to model-release review (reviewers see a report).",
+    )
+    unsafe_pickle: Action = Field(
+        default="block", description="A pickle (or torch file) that imports callables outside the allowlist."
+    )
+    allowed_pickle_globals: list[str] = Field(
+        default_factory=lambda: [
+            "collections.OrderedDict",
+            "torch._utils._rebuild_tensor_v2",
+            "torch._utils._rebuild_parameter",
+            "torch.*Storage",
+            "torch.float*",
+            "torch.int*",
+            "torch.uint8",
+            "torch.bool",
+            "torch.bfloat16",
+            "numpy.core.multiarray._reconstruct",
+            "numpy._core.multiarray._reconstruct",
+            "numpy.ndarray",
+            "numpy.dtype",
+        ],
+        description="module.name globs a pickle may import (torch/numpy tensor rebuilding only).",
+    )
+    min_samples_leaf: int = Field(
+        default=5,
+        ge=1,
+        description="SACRO-ML structural rule: trees need at least this many samples per leaf.",
+    )
+    max_parameters_per_record: float = Field(
+        default=1.0,
+        gt=0,
+        description="More parameters than this per training record (when known) can memorise the data.",
+    )
+    structural: Action = Field(default="flag", description="A structural rule (leaf size, parameters) fails.")
+    min_weights: int = Field(
+        default=256,
+        ge=1,
+        description="JSON holding at least this many numbers in arrays is treated as weights.",
+    )
 
 
 class JobRules(_Strict):
@@ -391,7 +616,29 @@ class JobRules(_Strict):
         description="What researchers see of a job's log: screened lines, nothing, or everything.",
     )
     researcher_log_limit_kib: int = Field(
-        default=256, ge=0, description="Researchers see at most this much of a job's log (screened)."
+        default=256,
+        ge=0,
+        le=1 << 20,
+        description="Per-job budget: researchers see (screened) at most the first KiB of a job's log.",
+    )
+    researcher_log_project_daily_kib: int = Field(
+        default=2048,
+        ge=0,
+        le=1 << 24,
+        description="Per-project budget: screened log bytes shown to a project's researchers per UTC day, "
+        "over all its jobs (KiB); enforced by the API, counted once per line shown.",
+    )
+    max_output_files: int = Field(
+        default=200,
+        ge=1,
+        le=100_000,
+        description="A job's output files beyond this many are not recorded (names and sizes are a channel).",
+    )
+    max_output_name_chars: int = Field(
+        default=200,
+        ge=16,
+        le=1024,
+        description="Output files whose relative path is longer are not recorded.",
     )
     log_max_line_chars: int = Field(
         default=400, ge=40, description="Longer log lines are withheld from researchers."
@@ -428,6 +675,7 @@ class Policy(_Strict):
     dicom: DicomRules = Field(default_factory=DicomRules)
     image: ImageRules = Field(default_factory=ImageRules)
     text: TextRules = Field(default_factory=TextRules)
+    models: ModelRules = Field(default_factory=ModelRules)
     job: JobRules = Field(default_factory=JobRules)
     digest: str = Field(default="", description="sha256 of the file bytes; set by the loader, not in YAML.")
 

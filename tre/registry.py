@@ -65,9 +65,29 @@ def create_user(
     return user
 
 
+def _is_active_admin(user: User) -> bool:
+    return not user.disabled and Role.admin.value in user.role_names
+
+
+def _keep_an_admin(session: Session, user: User, action: str) -> None:
+    """Refuse a change that would leave no enabled admin: nobody could then manage users,
+    grants or datasets, and nothing over the API could undo it."""
+    if not _is_active_admin(user):
+        return
+    others = session.scalars(
+        select(User).where(User.id != user.id, User.disabled.is_(False)).with_for_update()
+    )
+    if not any(_is_active_admin(u) for u in others):
+        raise Conflict(
+            f"refusing to {action} {user.id!r}: it is the last enabled admin; make another user admin first"
+        )
+
+
 def set_user_roles(session: Session, actor: str, user_id: str, roles: list[str]) -> User:
     user = get_user(session, user_id)
     check_roles(roles)
+    if Role.admin.value not in roles:
+        _keep_an_admin(session, user, "take the admin role from")
     before = sorted(user.role_names)
     user.roles = [UserRole(role=r) for r in sorted(set(roles))]
     session.flush()
@@ -82,6 +102,10 @@ def set_user_roles(session: Session, actor: str, user_id: str, roles: list[str])
 
 def set_user_disabled(session: Session, actor: str, user_id: str, disabled: bool) -> User:
     user = get_user(session, user_id)
+    if disabled:
+        _keep_an_admin(session, user, "disable")
+    if user.disabled == disabled:
+        raise Conflict(f"user {user_id!r} is already {'disabled' if disabled else 'enabled'}")
     user.disabled = disabled
     record_event(
         session,
@@ -129,7 +153,16 @@ def get_project(session: Session, project_id: str) -> Project:
     return project
 
 
-QUOTA_FIELDS = ("max_cpu", "max_memory_mb", "max_gpu", "max_time_s", "max_output_mb", "max_concurrent_jobs")
+QUOTA_FIELDS = (
+    "max_cpu",
+    "max_memory_mb",
+    "max_gpu",
+    "max_time_s",
+    "max_output_mb",
+    "max_concurrent_jobs",
+    "max_code_mb",
+    "max_code_files",
+)
 
 
 def create_project(
@@ -157,6 +190,26 @@ def create_project(
         action="admin.project_created",
         project_id=project_id,
         details={"name": name, "quota": {k: getattr(project, k) for k in QUOTA_FIELDS}},
+    )
+    return project
+
+
+def set_quota(session: Session, actor: str, project_id: str, quota: dict[str, Any]) -> Project:
+    """Change some quota fields of a project (admin); later admissions use the new values."""
+    project = get_project(session, project_id)
+    before = {k: getattr(project, k) for k in QUOTA_FIELDS}
+    for key, value in quota.items():
+        if key not in QUOTA_FIELDS:
+            raise TreError(f"unknown quota field {key!r}; fields are {', '.join(QUOTA_FIELDS)}")
+        if value is not None:
+            setattr(project, key, value)
+    session.flush()
+    record_event(
+        session,
+        actor=actor,
+        action="admin.project_quota_changed",
+        project_id=project_id,
+        details={"before": before, "after": {k: getattr(project, k) for k in QUOTA_FIELDS}},
     )
     return project
 
@@ -198,7 +251,13 @@ SYSTEM_PATHS = tuple(Path(p) for p in ("/proc", "/sys", "/dev", "/etc", "/boot",
 
 def check_dataset_path(path: Path, protected: Iterable[Path] = ()) -> Path:
     """The resolved dataset folder, refused if it is, holds or lies inside a protected place."""
-    resolved = path.resolve()
+    try:
+        if "\x00" in str(path):
+            raise ValueError("NUL character")
+        resolved = path.resolve()
+    except (OSError, ValueError, RuntimeError) as exc:
+        # A NUL byte, a loop, or a place the worker may not look into (/proc/1/root): bad input.
+        raise TreError(f"dataset path {str(path)[:200]!r} cannot be used: {type(exc).__name__}") from exc
     for place in (*SYSTEM_PATHS, *protected):
         guarded = place.resolve()
         if resolved == guarded or guarded in resolved.parents or resolved in guarded.parents:
@@ -225,7 +284,10 @@ def register_dataset(
     if session.get(Dataset, dataset_id) is not None:
         raise Conflict(f"dataset {dataset_id!r} already exists")
     path = check_dataset_path(path, protected)
-    meta = summarise_dicom_folder(path)
+    try:
+        meta = summarise_dicom_folder(path)
+    except OSError as exc:
+        raise TreError(f"dataset path {path} cannot be read: {exc.strerror or type(exc).__name__}") from exc
     ds = Dataset(
         id=dataset_id,
         name=name or dataset_id,

@@ -11,6 +11,7 @@ import threading
 import uvicorn
 
 from tre.api.app import create_app
+from tre.api.limits import uvicorn_options
 from tre.config import Settings, get_settings
 from tre.jobs.worker import Worker
 
@@ -29,7 +30,7 @@ def serve(host: str, port: int, with_worker: bool = True, settings: Settings | N
         thread = threading.Thread(target=worker.serve_forever, name="tre-worker", daemon=True)
         thread.start()
     try:
-        uvicorn.run(app, host=host, port=port, log_level="warning")  # type: ignore[arg-type]
+        uvicorn.run(app, host=host, port=port, log_level="warning", **uvicorn_options())  # type: ignore[arg-type]
     finally:
         if worker is not None and thread is not None:
             worker.stop()
@@ -47,7 +48,13 @@ class BackgroundServer:
                 s.bind((host, 0))
                 port = int(s.getsockname()[1])
         self.url = f"http://{host}:{port}"
-        config = uvicorn.Config(app, host=host, port=port, log_level="warning")  # type: ignore[arg-type]
+        config = uvicorn.Config(
+            app,  # type: ignore[arg-type]
+            host=host,
+            port=port,
+            log_level="warning",
+            **uvicorn_options(),  # type: ignore[arg-type]
+        )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 

@@ -14,6 +14,7 @@ import gzip
 import io
 import json
 import struct
+import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,8 @@ TEXT_SAMPLE_BYTES = 1024 * 1024
 ARCHIVE_TYPES = frozenset({"zip", "gzip", "bzip2", "xz", "7z", "rar", "tar", "zstd"})
 TEXT_TYPES = frozenset({"text", "csv", "tsv", "json"})
 IMAGE_TYPES = frozenset({"png", "jpeg", "gif", "tiff", "bmp", "webp"})
+TABLE_TYPES = frozenset({"csv", "tsv", "xlsx", "parquet"})
+JSON_FULL_READ_BYTES = 64 * 1024 * 1024
 
 # Extension -> the content type it promises. Longest suffix first (.nii.gz before .gz).
 EXTENSIONS: dict[str, str] = {
@@ -44,6 +47,19 @@ EXTENSIONS: dict[str, str] = {
     ".tsv": "tsv",
     ".tab": "tsv",
     ".json": "json",
+    ".xlsx": "xlsx",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".pkl": "model",
+    ".pickle": "model",
+    ".pt": "model",
+    ".pth": "model",
+    ".ckpt": "model",
+    ".safetensors": "model",
+    ".onnx": "model",
+    ".npz": "model",
+    ".npy": "model",
+    ".joblib": "model",
     ".txt": "text",
     ".log": "text",
     ".md": "text",
@@ -70,6 +86,8 @@ class Detected:
     type: str
     detail: str
     gzip_wrapped: bool = False
+    zip_based: bool = False
+    """A ZIP container (XLSX, torch, npz): its members are judged by the format's own check."""
 
 
 def expected_type(display_name: str) -> str | None:
@@ -86,6 +104,8 @@ def compatible(expected: str, detected: str) -> bool:
     except that a .csv/.tsv must really be a table or at least text)."""
     if expected == detected:
         return True
+    if expected in ("csv", "tsv"):
+        return detected in ("csv", "tsv")  # a .csv that is not a table is not what it claims
     return expected in TEXT_TYPES and detected in TEXT_TYPES
 
 
@@ -101,6 +121,11 @@ def _nifti(head: bytes) -> str | None:
             if size == 540 and head[4:8] in (b"n+2\x00", b"ni2\x00"):
                 return "NIfTI-2"
     return None
+
+
+def nifti_version(head: bytes) -> str | None:
+    """'NIfTI-1' or 'NIfTI-2' when the bytes start with a NIfTI header, else None."""
+    return _nifti(head)
 
 
 def _gunzip_head(path: Path, n: int = 600) -> bytes:
@@ -187,11 +212,17 @@ def decode_text(data: bytes, truncated: bool) -> str | None:
     return text
 
 
-def sniff_table(text: str) -> str | None:
-    """'csv' or 'tsv' when the text is a delimited table of 2+ columns and consistent rows."""
+def sniff_table(text: str, truncated: bool = False) -> str | None:
+    """'csv' or 'tsv' when the text is a delimited table of 2+ columns and consistent rows.
+
+    ``truncated``: the text is a sample cut at a byte count, so its last row is incomplete and
+    is left out (a 1.1 MB CSV was once taken for plain text because of its cut last line).
+    """
     lines = [ln for ln in text.splitlines()[:200] if ln.strip()]
     if len(lines) < 2:
         return None
+    if truncated and "\n" in text and not text.endswith("\n"):
+        lines = [ln for ln in text[: text.rindex("\n")].splitlines()[:200] if ln.strip()]
     for delim, kind in (("\t", "tsv"), (",", "csv"), (";", "csv")):
         if delim not in lines[0]:
             continue
@@ -218,19 +249,26 @@ def detect(path: Path) -> Detected:
             nifti = _nifti(inner)
             if nifti:
                 return Detected("nifti", f"gzip-compressed {nifti}", gzip_wrapped=True)
+        if kind == "zip":
+            refined = _zip_kind(path)
+            if refined:
+                return Detected(*refined, zip_based=True)
         return Detected(kind, detail)
+    special = _model_or_table(path, sample)
+    if special:
+        return Detected(*special)
     if not sample:
         return Detected("text", "empty file")
     text = decode_text(sample, truncated)
     if text is not None:
         stripped = text.strip()
-        if stripped[:1] in ("{", "[") and not truncated:
+        if stripped[:1] in ("{", "[") and (not truncated or path.stat().st_size <= JSON_FULL_READ_BYTES):
             try:
-                json.loads(stripped)
+                json.loads(stripped if not truncated else path.read_bytes())
                 return Detected("json", "JSON document")
             except ValueError:
                 pass
-        table = sniff_table(text)
+        table = sniff_table(text, truncated)
         if table:
             return Detected(table, "tab-separated table" if table == "tsv" else "comma-separated table")
         return Detected("text", "UTF-8 text")
@@ -240,3 +278,71 @@ def detect(path: Path) -> Detected:
     except (puremagic.PureError, ValueError):
         described = "unrecognised binary data"
     return Detected("binary", described)
+
+
+def _zip_kind(path: Path) -> tuple[str, str] | None:
+    """ZIP-based formats by their members: XLSX workbooks, PyTorch checkpoints, NumPy .npz."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = zf.namelist()
+    except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError):
+        return None
+    if "[Content_Types].xml" in names and "xl/workbook.xml" in names:
+        return "xlsx", "Excel workbook (XLSX)"
+    if any(n.endswith("/data.pkl") or n == "data.pkl" for n in names):
+        return "model", "PyTorch checkpoint (zip with data.pkl)"
+    if names and all(n.endswith(".npy") for n in names):
+        return "model", "NumPy .npz archive of arrays"
+    return None
+
+
+def _model_or_table(path: Path, head: bytes) -> tuple[str, str] | None:
+    """Formats with no magic at offset 0 that _magic knows: Parquet, safetensors, ONNX, pickle, npy."""
+    size = path.stat().st_size
+    if head.startswith(b"PAR1") and size >= 12:
+        with path.open("rb") as fh:
+            fh.seek(-4, 2)
+            if fh.read(4) == b"PAR1":
+                return "parquet", "Apache Parquet table"
+    if head.startswith(b"\x93NUMPY"):
+        return "model", "NumPy .npy array"
+    if len(head) >= 10 and head[8:9] == b"{":
+        (n,) = struct.unpack("<Q", head[:8])
+        if 2 <= n <= size - 8 and n <= len(head) - 8:
+            try:
+                meta = json.loads(head[8 : 8 + n])
+            except ValueError:
+                meta = None
+            if isinstance(meta, dict) and any(
+                isinstance(v, dict) and "dtype" in v and "data_offsets" in v for v in meta.values()
+            ):
+                return "model", "safetensors tensors"
+    if head[:1] == b"\x08" and (b"ai.onnx" in head[:65536] or b"onnx" in head[:256]):
+        return "model", "ONNX model (protobuf)"
+    if looks_like_pickle(path, head, size):
+        return "model", "Python pickle"
+    return None
+
+
+PICKLE_SCAN_BYTES = 64 * 1024 * 1024
+
+
+def looks_like_pickle(path: Path, head: bytes, size: int) -> bool:
+    """Binary pickles start with PROTO; text (protocol 0) pickles are recognised by parsing.
+
+    A protocol-0 pickle is printable ASCII, so renamed ``.txt`` it looks like text. It is a
+    pickle when ``pickletools.genops`` walks the whole file to a final STOP opcode, which
+    ordinary text does not survive.
+    """
+    if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+        return True
+    if size > PICKLE_SCAN_BYTES:
+        return False
+    with path.open("rb") as fh:
+        fh.seek(max(0, size - 4))
+        if not fh.read().rstrip(b"\r\n").endswith(b"."):
+            return False
+    from egress_review.checks.pickles import parses_as_pickle
+
+    data = head if size <= len(head) else path.read_bytes()
+    return parses_as_pickle(data)

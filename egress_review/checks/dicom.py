@@ -23,8 +23,8 @@ from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.tag import Tag
 
-from egress_review.checks import annex_e
-from egress_review.checks.identifiers import MALFORMED_DICOM, IdentifierMatcher
+from egress_review.checks import annex_e, ocr
+from egress_review.checks.identifiers import MALFORMED_DICOM, IdentifierMatcher, matcher_for
 from egress_review.checks.model import CheckContext, CheckResult, action_outcome, mask
 from tre.policy import DicomRules, Policy
 
@@ -43,6 +43,7 @@ PATIENT_CHARACTERISTICS = frozenset(
 )
 TEMPORAL_VRS = frozenset({"DA", "DT", "TM"})
 MAX_REPORTED = 50
+PIXEL_ERRORS: tuple[type[Exception], ...] = (*MALFORMED_DICOM, AttributeError, ImportError)
 
 
 def _tag_str(tag: int) -> str:
@@ -66,6 +67,9 @@ def _empty(elem: DataElement) -> bool:
 
 
 def _text_values(elem: DataElement) -> list[str]:
+    if elem.VR in ("OB", "UN") and isinstance(elem.value, bytes) and int(elem.tag) != 0x7FE00010:
+        # byte values (private blobs, UN elements) can be text in disguise: search them as Latin-1
+        return [elem.value[:65536].decode("latin-1").replace("\x00", " ").strip()] if elem.value else []
     if elem.VR in ("SQ", "OB", "OW", "OF", "OD", "OL", "OV", "UN"):
         return []
     value = elem.value
@@ -88,6 +92,7 @@ class _Walker:
         self.identifier_hits: list[dict[str, Any]] = []
         self.allowed_res = {k: re.compile(v) for k, v in rules.allowed_values.items()}
         self.dummies = {d.strip().upper() for d in rules.dummy_values}
+        self.pseudonyms = [re.compile(p) for p in rules.pseudonym_patterns]
 
     def _retained(self, row: annex_e.AnnexEAttribute, elem: DataElement) -> bool:
         retain = self.rules.retain
@@ -104,6 +109,8 @@ class _Walker:
         rx = self.allowed_res.get(row.keyword)
         if rx is not None and all(rx.fullmatch(v) for v in values):
             return True
+        if self.pseudonyms and all(any(p.fullmatch(v) for p in self.pseudonyms) for v in values):
+            return True  # the agreement's pseudonym (SUBJ-0001) replaces the identifier
         return all(v.upper() in self.dummies for v in values)
 
     @staticmethod
@@ -116,7 +123,8 @@ class _Walker:
             tag = int(elem.tag)
             where = f"{path}{elem.keyword or _tag_str(tag)}"
             desc = {"tag": _tag_str(tag), "keyword": elem.keyword or "", "path": where}
-            for value in _text_values(elem) if self.matcher else []:
+            temporal_kept = self.rules.retain.longitudinal_temporal and elem.VR in TEMPORAL_VRS
+            for value in _text_values(elem) if self.matcher and not temporal_kept else []:
                 if self.matcher.find(value):
                     self._add(self.identifier_hits, {**desc, "value": mask(value)})
                     break
@@ -150,7 +158,7 @@ class _Walker:
 def check_dicom(path: Path, policy: Policy, context: CheckContext) -> list[CheckResult]:
     """All Annex E checks on one DICOM file; one result per rule that fired, or a pass."""
     rules = policy.dicom
-    matcher = IdentifierMatcher(context.identifiers, policy.text)
+    matcher = matcher_for(policy, context.identifiers)
     walker = _Walker(rules, context, matcher)
     try:
         ds = pydicom.dcmread(path, stop_before_pixels=False)
@@ -228,7 +236,18 @@ def check_dicom(path: Path, policy: Policy, context: CheckContext) -> list[Check
             )
         )
     preamble = getattr(ds, "preamble", None) or b""
-    if preamble.strip(b"\x00"):
+    preamble_hits = matcher.find(preamble.decode("latin-1").replace("\x00", " ")) if matcher else []
+    if preamble_hits:
+        out.append(
+            CheckResult(
+                check="dicom:preamble_identifiers",
+                outcome=action_outcome(policy.text.identifier_action),
+                reason=f"the 128-byte DICOM preamble (before 'DICM', never shown by viewers) holds "
+                f"{len(preamble_hits)} patient identifier(s) of the dataset",
+                evidence={"matches": [{"identifier": mask(h.identifier)} for h in preamble_hits[:10]]},
+            )
+        )
+    elif preamble.strip(b"\x00"):
         out.append(
             CheckResult(
                 check="dicom:preamble",
@@ -238,6 +257,7 @@ def check_dicom(path: Path, policy: Policy, context: CheckContext) -> list[Check
                 evidence={"preamble_start": preamble[:8].hex()},
             )
         )
+    out.extend(_pixel_text(ds, policy, context))
     removed = str(ds.get("PatientIdentityRemoved", "")).strip().upper()
     if removed != "YES":
         out.append(
@@ -250,7 +270,7 @@ def check_dicom(path: Path, policy: Policy, context: CheckContext) -> list[Check
                 evidence={"tag": "(0012,0062)", "value": removed or None},
             )
         )
-    if not out:
+    if not [r for r in out if r.outcome != "pass"]:
         out.append(
             CheckResult(
                 check="dicom",
@@ -259,4 +279,36 @@ def check_dicom(path: Path, policy: Policy, context: CheckContext) -> list[Check
                 evidence={"method": str(ds.get("DeidentificationMethod", ""))[:200]},
             )
         )
+    return out
+
+
+def _pixel_text(ds: Dataset, policy: Policy, context: CheckContext) -> list[CheckResult]:
+    """OCR of the pixel data (and overlay planes): names drawn in with BurnedInAnnotation=NO."""
+    from egress_review.checks.images import ocr_results
+
+    if not policy.image.ocr or "PixelData" not in ds:
+        return []
+    try:
+        pixels = ds.pixel_array
+    except PIXEL_ERRORS as exc:
+        return [
+            CheckResult(
+                check="ocr",
+                outcome=action_outcome(policy.image.ocr_unavailable),
+                reason="the pixel data could not be decoded to read burned-in text "
+                f"({type(exc).__name__}: {str(exc)[:120]})",
+            )
+        ]
+    images = [ocr.to_gray(pixels)]
+    for group in range(0x6000, 0x6020, 2):
+        if (group << 16 | 0x3000) in ds:
+            try:
+                overlay = ds.overlay_array(group)
+            except PIXEL_ERRORS:
+                continue
+            images.append(ocr.to_gray(overlay.astype("uint8") * 255))
+    out: list[CheckResult] = []
+    for i, img in enumerate(images):
+        what = "DICOM image" if i == 0 else "DICOM overlay"
+        out.extend(r for r in ocr_results(img, policy, context, what) if r.outcome != "pass" or r.evidence)
     return out

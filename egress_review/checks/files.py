@@ -66,6 +66,15 @@ def check_type(display_name: str, detected: Detected, policy: Policy) -> list[Ch
                 evidence=evidence,
             )
         )
+    elif detected.type == "model":
+        out.append(
+            CheckResult(
+                check="file_type",
+                outcome="pass",
+                reason=f"content is a model artefact ({detected.detail}): it goes to model-release review",
+                evidence=evidence,
+            )
+        )
     elif detected.type not in rules.allowed_types:
         out.append(
             CheckResult(
@@ -205,7 +214,11 @@ def check_hidden(path: Path, detected: Detected, policy: Policy) -> tuple[list[C
             )
     # Strong signatures anywhere except where the file's own format begins. An archive is
     # already refused as a whole, so listing its members' headers would only add noise.
-    hits = [] if detected.type in ARCHIVE_TYPES else find_signatures(data, strong_only=True)
+    hits = (
+        []
+        if detected.type in ARCHIVE_TYPES or detected.zip_based
+        else find_signatures(data, strong_only=True)
+    )
     hits = [h for h in hits if h["offset"] != 0]
     regions: list[tuple[str, int, int]] = list(structure.side_regions) if structure else []
     if trailing_from is not None:

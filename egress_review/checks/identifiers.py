@@ -8,7 +8,9 @@ headers (pixels never read) and matched token by token, case-insensitively: a pa
 
 from __future__ import annotations
 
+import csv
 import fnmatch
+import io
 import os
 import re
 import struct
@@ -22,7 +24,7 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import BytesLengthException, InvalidDicomError
 
-from tre.policy import TextRules
+from tre.policy import Policy, TextRules
 
 PERSON_NAME_KEYWORDS = (
     "PatientName",
@@ -44,8 +46,23 @@ ID_KEYWORDS = (
 )
 FREE_KEYWORDS = ("PatientAddress", "PatientTelephoneNumbers", "PatientBirthDate")
 UID_KEYWORDS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "FrameOfReferenceUID")
+# Exam dates identify as much as a birth date (HIPAA Safe Harbor lists all dates of service).
+DATE_KEYWORDS = ("StudyDate", "SeriesDate", "AcquisitionDate", "ContentDate")
 SEQUENCE_KEYWORDS = ("OtherPatientIDsSequence",)
-HEADER_TAGS = [*PERSON_NAME_KEYWORDS, *ID_KEYWORDS, *FREE_KEYWORDS, *UID_KEYWORDS, *SEQUENCE_KEYWORDS]
+HEADER_TAGS = [
+    *PERSON_NAME_KEYWORDS,
+    *ID_KEYWORDS,
+    *FREE_KEYWORDS,
+    *UID_KEYWORDS,
+    *DATE_KEYWORDS,
+    *SEQUENCE_KEYWORDS,
+]
+MONTHS = (
+    "january", "february", "march", "april", "may", "june",
+    "july", "august", "september", "october", "november", "december",
+)  # fmt: skip
+SIDECAR_SUFFIXES = (".csv", ".tsv", ".txt")
+MAX_SIDECAR_BYTES = 64 * 1024 * 1024
 
 _TOKEN = re.compile(r"[0-9a-z\u00c0-\uffff]+(?:[.\-_][0-9a-z\u00c0-\uffff]+)*")
 _SPLIT = re.compile(r"[\s^=,;/\\|]+")
@@ -88,7 +105,7 @@ def identifiers_from_dataset(ds: Dataset) -> set[str]:
         for name in _values(ds, kw):
             found.add(name)
             found.update(p for p in _SPLIT.split(name) if p)
-    for kw in (*ID_KEYWORDS, *UID_KEYWORDS, *FREE_KEYWORDS):
+    for kw in (*ID_KEYWORDS, *UID_KEYWORDS, *FREE_KEYWORDS, *DATE_KEYWORDS):
         found.update(_values(ds, kw))
     for item in ds.get("OtherPatientIDsSequence", None) or []:
         found.update(_values(item, "PatientID"))
@@ -110,7 +127,9 @@ MALFORMED_DICOM: tuple[type[Exception], ...] = (
     IndexError,
     struct.error,
 )
-_CACHE: OrderedDict[tuple[str, int | None, tuple[int, int, int]], frozenset[str]] = OrderedDict()
+_CACHE: OrderedDict[tuple[str, int | None, tuple[int, int, int], tuple[str, ...]], frozenset[str]] = (
+    OrderedDict()
+)
 _CACHE_LOCK = threading.Lock()
 CACHE_DATASETS = 16
 
@@ -138,7 +157,50 @@ def _listing(root: Path) -> tuple[list[Path], tuple[int, int, int]]:
     return files, (len(files), total, newest)
 
 
-def gather_identifiers(dataset_path: Path, max_files: int | None = None) -> set[str]:
+def date_variants(value: str) -> list[str]:
+    """A DICOM date (YYYYMMDD) as people and programs write it: 1962-03-15, 15/03/1962, 15 March 1962."""
+    m = re.fullmatch(r"(19\d\d|20\d\d)(0[1-9]|1[0-2])(0[1-9]|[12]\d|3[01])", value.strip())
+    if not m:
+        return []
+    y, mo, d = m.groups()
+    month = MONTHS[int(mo) - 1]
+    return [
+        f"{y}-{mo}-{d}", f"{d}/{mo}/{y}", f"{mo}/{d}/{y}", f"{d}.{mo}.{y}", f"{y}/{mo}/{d}",
+        f"{d}-{mo}-{y}", f"{y}.{mo}.{d}", f"{int(d)} {month} {y}", f"{month} {int(d)} {y}",
+        f"{int(d)} {month[:3]} {y}", f"{month[:3]} {int(d)} {y}", f"{d}-{month[:3]}-{y}",
+    ]  # fmt: skip
+
+
+def sidecar_identifiers(path: Path, columns: Iterable[str]) -> set[str]:
+    """Values of identifier columns (policy globs, e.g. ``mrn``) in one CSV/TSV table of a dataset."""
+    patterns = [c.lower() for c in columns]
+    if not patterns or path.stat().st_size > MAX_SIDECAR_BYTES:
+        return set()
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError):
+        return set()
+    first = text.split("\n", 1)[0]
+    delimiter = "\t" if first.count("\t") > first.count(",") else ","
+    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
+    header = [re.sub(r"[\s\-]+", "_", h.strip().lower()) for h in next(reader, [])]
+    wanted = [i for i, h in enumerate(header) if any(fnmatch.fnmatchcase(h, p) for p in patterns)]
+    found: set[str] = set()
+    for row in reader:
+        for i in wanted:
+            if i < len(row) and row[i].strip():
+                value = row[i].strip()
+                found.add(value)
+                found.update(p for p in _SPLIT.split(value) if p and value.count(" ") < 4)
+                digits = re.sub(r"\D", "", value)
+                if len(digits) == 8 and re.fullmatch(r"\d{4}-\d\d-\d\d|\d\d/\d\d/\d{4}", value):
+                    found.add(digits if value[4] == "-" else digits[4:] + digits[2:4] + digits[:2])
+    return found
+
+
+def gather_identifiers(
+    dataset_path: Path, max_files: int | None = None, identifier_columns: Iterable[str] = ()
+) -> set[str]:
     """Patient names (and their parts), IDs, accession numbers and instance UIDs of a dataset.
 
     Reads only the header tags it needs (``specific_tags``, ``stop_before_pixels``): about
@@ -150,7 +212,8 @@ def gather_identifiers(dataset_path: Path, max_files: int | None = None) -> set[
     """
     root = Path(dataset_path).resolve()
     files, signature = _listing(root)
-    key = (str(root), max_files, signature)
+    columns = tuple(sorted(identifier_columns))
+    key = (str(root), max_files, signature, columns)
     with _CACHE_LOCK:
         cached = _CACHE.get(key)
         if cached is not None:
@@ -160,6 +223,9 @@ def gather_identifiers(dataset_path: Path, max_files: int | None = None) -> set[
     for count, path in enumerate(files):
         if max_files is not None and count >= max_files:
             break
+        if path.suffix.lower() in SIDECAR_SUFFIXES:
+            found |= sidecar_identifiers(path, columns)
+            continue
         if not _looks_like_dicom(path):
             continue
         try:
@@ -219,15 +285,23 @@ class IdentifierMatcher:
     located line by line.
     """
 
-    def __init__(self, identifiers: Iterable[str], rules: TextRules) -> None:
+    def __init__(self, identifiers: Iterable[str], rules: TextRules, pseudonyms: Iterable[str] = ()) -> None:
         ignore = [i.lower() for i in rules.ignore_identifiers]
+        pseudo = [re.compile(p, re.IGNORECASE) for p in pseudonyms]
         singles: dict[str, str] = {}
         joined: dict[str, str] = {}
         phrases: dict[str, list[tuple[tuple[str, ...], str]]] = {}
+        expanded: list[tuple[str, str]] = []
         for ident in identifiers:
-            norm = ident.strip().lower()
+            expanded.append((ident, ident))
+            if rules.date_identifiers:
+                expanded.extend((v, ident) for v in date_variants(ident))
+        for variant, ident in expanded:
+            norm = variant.strip().lower()
             if not norm or any(fnmatch.fnmatchcase(norm, pattern) for pattern in ignore):
                 continue
+            if any(p.fullmatch(variant.strip()) for p in pseudo):
+                continue  # a pseudonym the agreement assigned is not an identifier
             if norm.isdigit():
                 if len(norm) < rules.min_numeric_identifier_length:
                     continue
@@ -284,3 +358,8 @@ class IdentifierMatcher:
                 if len(hits) >= limit:
                     break
         return hits
+
+
+def matcher_for(policy: Policy, identifiers: Iterable[str]) -> IdentifierMatcher:
+    """The matcher every output check uses: the policy's text rules and declared pseudonyms."""
+    return IdentifierMatcher(identifiers, policy.text, policy.dicom.pseudonym_patterns)

@@ -10,14 +10,17 @@ automatically (a screenshot of a table is still a table) and are left to the rev
 from __future__ import annotations
 
 import math
+import re
 import struct
 import warnings
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from egress_review.checks.identifiers import IdentifierMatcher
+from egress_review.checks import ocr
+from egress_review.checks.identifiers import matcher_for
 from egress_review.checks.model import CheckContext, CheckResult, action_outcome, mask
 from tre.policy import Policy
 
@@ -68,18 +71,95 @@ def _text_metadata(img: Image.Image) -> dict[str, str]:
             found[key] = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
     exif = img.getexif()
     for tag, value in exif.items():
-        found[f"exif:{tag}"] = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+        found[f"exif:{tag}"] = exif_text(value)
     for ifd_tag in (0x8769, 0x8825):  # Exif sub-IFD, GPS IFD
         try:
             sub = exif.get_ifd(ifd_tag)
         except (KeyError, ValueError, struct.error):
             continue
         for tag, value in sub.items():
-            found[f"exif:{ifd_tag:#x}:{tag}"] = str(value)
+            found[f"exif:{ifd_tag:#x}:{tag}"] = exif_text(value)
     for key, value in img.info.items():
         if key not in STRUCTURAL_KEYS and f"text:{key}" not in found:
             found[f"info:{key}"] = str(value)[:200]
     return found
+
+
+# Exif 2.3 section 4.6.5: UserComment starts with an 8-byte character code.
+EXIF_CHARSETS = {
+    b"ASCII\x00\x00\x00": "ascii",
+    b"UNICODE\x00": "utf-16",
+    b"JIS\x00\x00\x00\x00\x00": "shift_jis",
+    b"\x00" * 8: "utf-8",
+}
+
+
+def exif_text(value: object) -> str:
+    """An EXIF value as text; UserComment's charset prefix is honoured, not shown as bytes."""
+    if isinstance(value, bytes):
+        charset = EXIF_CHARSETS.get(value[:8])
+        if charset is not None:
+            body = value[8:]
+            if charset == "utf-16":
+                bom = body[:2]
+                charset = (
+                    "utf-16-le" if bom == b"\xff\xfe" else "utf-16-be" if bom == b"\xfe\xff" else "utf-16-be"
+                )
+            return body.decode(charset, "replace").replace("\x00", "").strip()
+        return value.decode("utf-8", "replace").replace("\x00", " ").strip()
+    if isinstance(value, tuple):
+        return " ".join(exif_text(v) for v in value)
+    return str(value)
+
+
+def ocr_results(img: Image.Image, policy: Policy, context: CheckContext, what: str) -> list[CheckResult]:
+    """Recognise text in the pixels; identifiers in it are findings, the text is shown to reviewers."""
+    if not policy.image.ocr:
+        return []
+    if img.width * img.height > policy.image.ocr_max_pixels:
+        return [
+            CheckResult(
+                check="ocr",
+                outcome=action_outcome(policy.image.ocr_unavailable),
+                reason=f"{what} is too large ({img.width}x{img.height}) "
+                "to read for burned-in text automatically",
+            )
+        ]
+    found = ocr.recognise(img)
+    if found.error:
+        return [
+            CheckResult(
+                check="ocr",
+                outcome=action_outcome(policy.image.ocr_unavailable),
+                reason=f"text in the pixels of this {what} could not be read automatically ({found.error})",
+            )
+        ]
+    words = len(found.text.split())
+    review = {"reviewer_only": {"ocr_text": found.text[:2000]}}
+    matcher = matcher_for(policy, context.identifiers)
+    hits = matcher.find(found.text) if matcher and found.text else []
+    if hits:
+        return [
+            CheckResult(
+                check="ocr:identifiers",
+                outcome=action_outcome(policy.dicom.ocr),
+                reason=f"text recognised in the pixels of this {what} contains "
+                f"{len(hits)} patient identifier(s) "
+                "of the dataset (burned in): see the recognised text",
+                evidence={
+                    "matches": [{"identifier": mask(h.identifier), "ocr_line": h.line} for h in hits[:20]],
+                    **review,
+                },
+            )
+        ]
+    return [
+        CheckResult(
+            check="ocr",
+            outcome="pass",
+            reason=f"{words} word(s) recognised in the pixels, none of them a dataset identifier",
+            evidence=review if words else {},
+        )
+    ]
 
 
 def _metadata_results(
@@ -87,7 +167,7 @@ def _metadata_results(
 ) -> list[CheckResult]:
     allowed = {k.lower() for k in policy.image.allowed_metadata_keys}
     out: list[CheckResult] = []
-    matcher = IdentifierMatcher(context.identifiers, policy.text)
+    matcher = matcher_for(policy, context.identifiers)
     if matcher:
         hits = [(key, h) for key, value in fields.items() for h in matcher.find(value)]
         if hits:
@@ -110,7 +190,12 @@ def _metadata_results(
                 outcome=action_outcome(policy.image.metadata),
                 reason=f"{what} carries text metadata ({', '.join(sorted(shown)[:10])}); it is invisible in "
                 "viewers, so check or strip it",
-                evidence={"keys": sorted(shown), "lengths": {k: len(v) for k, v in shown.items()}},
+                evidence={
+                    "keys": sorted(shown),
+                    "lengths": {k: len(v) for k, v in shown.items()},
+                    # the values themselves are the job's text: for the reviewers' eyes only
+                    "reviewer_only": {"values": {k: v[:300] for k, v in sorted(shown.items())[:20]}},
+                },
             )
         )
     return out
@@ -130,6 +215,7 @@ def check_raster(path: Path, policy: Policy, context: CheckContext) -> list[Chec
                 width, height = img.size
                 fields = _text_metadata(img)
                 fmt = img.format or "image"
+                pixels = img.copy()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         return [
             CheckResult(
@@ -156,7 +242,10 @@ def check_raster(path: Path, policy: Policy, context: CheckContext) -> list[Chec
             )
         )
     out.extend(_metadata_results(fields, policy, context, fmt))
-    if not out:
+    out.extend(
+        r for r in ocr_results(pixels, policy, context, f"{fmt} image") if r.outcome != "pass" or r.evidence
+    )
+    if not [r for r in out if r.outcome != "pass"]:
         out.append(
             CheckResult(
                 check="image",
@@ -166,6 +255,150 @@ def check_raster(path: Path, policy: Policy, context: CheckContext) -> list[Chec
             )
         )
     return out
+
+
+# dcm2niix fills descrip with "TE=2.3;Time=101530.000;phase=1;mb=2": key=number pairs only.
+DCM2NIIX_DESCRIP = re.compile(r"(?:(?:TE|TR|TI|Time|phase|mb|dwell|TA|FA|sec)=[-\d.]+;?)+")
+NIFTI_DTYPES = {
+    2: "u1",
+    4: "i2",
+    8: "i4",
+    16: "f4",
+    64: "f8",
+    256: "i1",
+    512: "u2",
+    768: "u4",
+    1024: "i8",
+    1280: "u8",
+}
+
+
+def check_volume(
+    data: bytes, hdr: dict[str, Any], shape: list[int], policy: Policy, context: CheckContext
+) -> list[CheckResult]:
+    """Derived-volume rules: size, mask/label map, and similarity to an input series."""
+    rules = policy.image.volumes
+    voxels = math.prod(shape)
+    out: list[CheckResult] = []
+    if voxels > rules.max_voxels:
+        out.append(
+            CheckResult(
+                check="volume:size",
+                outcome=action_outcome(rules.oversize),
+                reason=f"volume has {voxels:,} voxels ({' x '.join(map(str, shape))}), more than the "
+                f"{rules.max_voxels:,} a derived image may have: a whole scan, not a result",
+                evidence={"voxels": voxels, "max_voxels": rules.max_voxels, "shape": shape},
+            )
+        )
+    code = NIFTI_DTYPES.get(int(hdr["datatype"]))
+    if code is None:
+        out.append(
+            CheckResult(
+                check="volume:labels",
+                outcome=action_outcome(rules.require_label_map),
+                reason=f"NIfTI datatype {hdr['datatype']} is not a plain numeric type, "
+                "so the voxels cannot be judged",
+            )
+        )
+        return out
+    start = int(hdr["vox_offset"])
+    arr = np.frombuffer(data, dtype=np.dtype(code).newbyteorder(hdr["endian"]), count=voxels, offset=start)
+    arr = arr.reshape(shape[::-1]).T if len(shape) > 1 else arr  # NIfTI is column-major (x fastest)
+    sample = arr if voxels <= 8_000_000 else arr.reshape(-1)[:: max(1, voxels // 8_000_000)]
+    finite = np.isfinite(sample) if sample.dtype.kind == "f" else None
+    integral = sample.dtype.kind in "iu" or bool(np.all(sample[finite] == np.round(sample[finite])))
+    distinct = np.unique(sample).size if integral else -1
+    is_labels = integral and 0 <= distinct <= rules.max_labels
+    if not is_labels:
+        out.append(
+            CheckResult(
+                check="volume:labels",
+                outcome=action_outcome(rules.require_label_map),
+                reason="the volume is an intensity image, not a mask or label map ("
+                + (f"{distinct} distinct values" if integral else "non-integer values")
+                + f", at most {rules.max_labels} labels allowed without review): "
+                "check it is not a copy of the scan",
+                evidence={"distinct_values": distinct, "dtype": code, "shape": shape},
+            )
+        )
+        similar = similarity_to_inputs(arr, context, rules.max_input_slices)
+        if similar is not None and similar[0] >= rules.similarity_threshold:
+            out.append(
+                CheckResult(
+                    check="volume:similar_to_input",
+                    outcome=action_outcome(rules.similar_to_input),
+                    reason=f"slice {similar[1]} of the volume matches an input DICOM image of the dataset "
+                    f"(correlation {similar[0]:.3f}, threshold {rules.similarity_threshold}): the input scan "
+                    "itself, not a derived result",
+                    evidence={"correlation": round(similar[0], 4), "slice": similar[1]},
+                )
+            )
+    return out
+
+
+THUMB = 48
+
+
+def _thumb(img: np.ndarray) -> np.ndarray:
+    pic = Image.fromarray(np.ascontiguousarray(img, dtype=np.float32), mode="F").resize((THUMB, THUMB))
+    v = np.asarray(pic, dtype=np.float64).ravel()
+    v = v - v.mean()
+    norm = np.linalg.norm(v)
+    return v / norm if norm > 0 else v
+
+
+def _input_thumbs(paths: list[Path], limit: int) -> np.ndarray:
+    import pydicom
+
+    from egress_review.checks.dicom import PIXEL_ERRORS
+
+    thumbs: list[np.ndarray] = []
+    for root in paths:
+        files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+        for f in files:
+            if len(thumbs) >= limit:
+                break
+            try:
+                with f.open("rb") as fh:
+                    if fh.read(132)[128:132] != b"DICM":
+                        continue
+                ds = pydicom.dcmread(f)
+                pix = ds.pixel_array
+            except PIXEL_ERRORS:
+                continue
+            for frame in pix if pix.ndim == 3 and pix.shape[-1] not in (3, 4) else [pix]:
+                if frame.ndim == 2:
+                    thumbs.append(_thumb(frame))
+    return np.array(thumbs) if thumbs else np.zeros((0, THUMB * THUMB))
+
+
+def similarity_to_inputs(arr: np.ndarray, context: CheckContext, limit: int) -> tuple[float, int] | None:
+    """Highest correlation of an axial slice (any flip or transpose) with an input DICOM image."""
+    if limit <= 0 or not context.dataset_paths or arr.ndim < 2:
+        return None
+    inputs = _input_thumbs([Path(p) for p in context.dataset_paths], limit)
+    if not len(inputs):
+        return None
+    vol = arr if arr.ndim == 3 else arr[..., None] if arr.ndim == 2 else arr.reshape(*arr.shape[:2], -1)
+    step = max(1, vol.shape[2] // 64)
+    best = (0.0, 0)
+    for z in range(0, vol.shape[2], step):
+        sl = np.asarray(vol[:, :, z], dtype=np.float64)
+        variants = [
+            sl,
+            sl.T,
+            sl[::-1],
+            sl[:, ::-1],
+            sl.T[::-1],
+            sl.T[:, ::-1],
+            sl[::-1, ::-1],
+            sl.T[::-1, ::-1],
+        ]
+        thumbs = np.array([_thumb(v) for v in variants])
+        score = float((thumbs @ inputs.T).max())
+        if score > best[0]:
+            best = (score, z)
+    return best
 
 
 def _cstr(raw: bytes) -> str:
@@ -178,6 +411,7 @@ def nifti_header(data: bytes) -> dict[str, Any]:
         (size,) = struct.unpack(endian + "i", data[:4])
         if size == 348:
             dims = struct.unpack(endian + "8h", data[40:56])
+            datatype = struct.unpack(endian + "h", data[70:72])[0]
             bitpix = struct.unpack(endian + "h", data[72:74])[0]
             vox_offset = struct.unpack(endian + "f", data[108:112])[0]
             text = {
@@ -188,6 +422,8 @@ def nifti_header(data: bytes) -> dict[str, Any]:
             }
             return {
                 "version": 1,
+                "endian": endian,
+                "datatype": datatype,
                 "dims": dims,
                 "bitpix": bitpix,
                 "vox_offset": vox_offset,
@@ -195,6 +431,7 @@ def nifti_header(data: bytes) -> dict[str, Any]:
                 "hdr": 348,
             }
         if size == 540:
+            datatype = struct.unpack(endian + "h", data[12:14])[0]
             bitpix = struct.unpack(endian + "h", data[14:16])[0]
             dims = struct.unpack(endian + "8q", data[16:80])
             vox_offset = struct.unpack(endian + "q", data[168:176])[0]
@@ -205,6 +442,8 @@ def nifti_header(data: bytes) -> dict[str, Any]:
             }
             return {
                 "version": 2,
+                "endian": endian,
+                "datatype": datatype,
                 "dims": dims,
                 "bitpix": bitpix,
                 "vox_offset": vox_offset,
@@ -230,6 +469,8 @@ def check_nifti(data: bytes, policy: Policy, context: CheckContext) -> list[Chec
     expected_end = int(hdr["vox_offset"]) + math.prod(shape) * hdr["bitpix"] // 8
     evidence: dict[str, Any] = {"nifti_version": hdr["version"], "shape": shape, "bitpix": hdr["bitpix"]}
     fields = {k: v for k, v in hdr["text"].items() if v}
+    if DCM2NIIX_DESCRIP.fullmatch(fields.get("descrip", "")):
+        fields.pop("descrip")  # dcm2niix's acquisition summary (TE=..;Time=..): no free text
     hdr_size = hdr["hdr"]
     if len(data) >= hdr_size + 4 and data[hdr_size] != 0:
         ext = data[hdr_size + 4 : int(hdr["vox_offset"])]
@@ -254,6 +495,8 @@ def check_nifti(data: bytes, policy: Policy, context: CheckContext) -> list[Chec
                 evidence={**evidence, "offset": expected_end, "bytes": len(data) - expected_end},
             )
         )
+    if len(data) >= expected_end:
+        out.extend(check_volume(data, hdr, shape, policy, context))
     rules = policy.image
     if len(shape) >= 2 and (shape[0] > rules.max_width or shape[1] > rules.max_height):
         out.append(
@@ -265,12 +508,12 @@ def check_nifti(data: bytes, policy: Policy, context: CheckContext) -> list[Chec
                 evidence=evidence,
             )
         )
-    if not out:
+    if not [r for r in out if r.outcome != "pass"]:
         out.append(
             CheckResult(
                 check="nifti",
                 outcome="pass",
-                reason=f"NIfTI volume {shape}, no header text",
+                reason=f"NIfTI volume {shape}, no free header text",
                 evidence=evidence,
             )
         )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -41,6 +42,16 @@ class CheckContext:
     identifiers: set[str] = field(default_factory=set)
     file_count: int = 1
     total_size: int = 0
+    dataset_paths: list[Path] = field(default_factory=list)
+    """The datasets the job read: input series for similarity checks of derived volumes."""
+    training_records: int | None = None
+    """Records the job could train on, when known (model-release capacity rule)."""
+    request_files: dict[str, str] = field(default_factory=dict)
+    """Every file of the request, name -> SHA-256 (ACRO results.json checksums are verified)."""
+    request_paths: dict[str, Path] = field(default_factory=dict)
+    """Every file of the request, name -> its frozen copy (to read an ACRO results.json)."""
+    depth: int = 0
+    """0 for a requested file; 1+ for content decoded from base64/hex inside one."""
 
 
 def worst(results: Iterable[CheckResult | str]) -> Outcome:

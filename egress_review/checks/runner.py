@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
+from typing import Any
 
-from egress_review.checks.detect import IMAGE_TYPES, TEXT_TYPES, decode_text, detect
+from egress_review.checks.acro import check_acro_results, claims_for, is_acro_results
+from egress_review.checks.detect import IMAGE_TYPES, TEXT_TYPES, Detected, decode_text, detect, expected_type
 from egress_review.checks.dicom import check_dicom
+from egress_review.checks.encoded import find_encoded
 from egress_review.checks.files import check_hidden, check_limits, check_type
 from egress_review.checks.images import check_nifti, check_raster
-from egress_review.checks.model import CheckContext, CheckResult
-from egress_review.checks.tables import check_table
+from egress_review.checks.model import CheckContext, CheckResult, action_outcome
+from egress_review.checks.model_release import check_model, json_weights, structural_results
+from egress_review.checks.table_readers import ReadTables, json_tables, read_parquet, read_xlsx
+from egress_review.checks.tables import check_rows, check_table
 from egress_review.checks.text import MAX_TEXT_BYTES, check_identifiers, check_text
 from tre.policy import Policy
 
@@ -30,22 +36,61 @@ def run_checks(path: Path, display_name: str, policy: Policy, context: CheckCont
     results.extend(check_type(display_name, detected, policy))
     hidden, data = check_hidden(path, detected, policy)
     results.extend(hidden)
+    results.extend(claims_for(display_name, context))
     name_check = check_identifiers(display_name, policy, context, check="file_name")
     if name_check.outcome != "pass":
         results.append(name_check)
     if detected.type in TEXT_TYPES:
-        results.extend(_text_checks(path, data, detected.type, policy, context))
+        results.extend(_text_checks(path, data, detected.type, policy, context, display_name))
     elif detected.type in IMAGE_TYPES:
         results.extend(check_raster(path, policy, context))
     elif detected.type == "nifti" and data is not None:
         results.extend(check_nifti(data, policy, context))
     elif detected.type == "dicom":
         results.extend(check_dicom(path, policy, context))
+    elif detected.type in ("xlsx", "parquet"):
+        results.extend(_binary_table_checks(path, detected, policy, context))
+    elif detected.type == "model":
+        results.extend(check_model(path, detected, policy, context))
     return results
 
 
+def _binary_table_checks(
+    path: Path, detected: Detected, policy: Policy, context: CheckContext
+) -> list[CheckResult]:
+    """XLSX sheets and Parquet tables: SDC on every table, identifiers in every cell and property."""
+    try:
+        read: ReadTables = read_xlsx(path) if detected.type == "xlsx" else read_parquet(path)
+    except Exception as exc:  # noqa: BLE001 - any reader failure means the content is not what it claims
+        return [
+            CheckResult(
+                check="table_read",
+                outcome="block",
+                reason=f"the {detected.detail} cannot be read as a table ({type(exc).__name__})",
+                evidence={"error": str(exc)[:200]},
+            )
+        ]
+    out: list[CheckResult] = []
+    if read.unusual_parts:
+        out.append(
+            CheckResult(
+                check="xlsx_parts",
+                outcome="block" if any("vba" in p.lower() for p in read.unusual_parts) else "flag",
+                reason=f"the workbook holds {len(read.unusual_parts)} part(s) that are not cells "
+                "(macros, embedded objects, pictures or external links), which reviewers do not see",
+                evidence={"parts": read.unusual_parts[:30]},
+            )
+        )
+    cells_text = "\n".join([*read.other_text, *("\t".join(r) for rows in read.tables.values() for r in rows)])
+    out.extend(check_text(cells_text, policy, context))
+    for where, rows in read.tables.items():
+        if rows:
+            out.extend(check_rows(rows, policy, where))
+    return out
+
+
 def _text_checks(
-    path: Path, data: bytes | None, kind: str, policy: Policy, context: CheckContext
+    path: Path, data: bytes | None, kind: str, policy: Policy, context: CheckContext, path_name: str = ""
 ) -> list[CheckResult]:
     """Decode the whole file (type detection only sampled the first MiB), then check it."""
     raw = data if data is not None else path.read_bytes()
@@ -70,6 +115,14 @@ def _text_checks(
             )
         )
     out.extend(check_text(text, policy, context))
+    out.extend(_decoded_checks(text, path_name or path.name, policy, context))
+    if kind == "json":
+        # base64 inside a JSON string has its line breaks escaped ("\\n"): look at the strings
+        strings = "\n".join(_json_strings(text))
+        if strings:
+            out.extend(_decoded_checks(strings, path_name or path.name, policy, context))
+    if kind == "json":
+        out.extend(_json_checks(text, path_name, policy, context))
     if kind == "json" and "\\u" in text:
         # "\u0044oe" is "Doe" to any JSON reader: scan the decoded strings as well.
         try:
@@ -79,6 +132,8 @@ def _text_checks(
         escaped = check_identifiers(decoded, policy, context, check="identifiers:json_decoded")
         if escaped.outcome != "pass":
             out.append(escaped)
+    if kind == "text" and expected_type(path_name) in ("csv", "tsv"):
+        kind = str(expected_type(path_name))  # one column, or ragged: still a table by its name
     if kind in ("csv", "tsv"):
         out.extend(check_table(text, "\t" if kind == "tsv" else _delimiter(text), policy))
     return out
@@ -87,3 +142,96 @@ def _text_checks(
 def _delimiter(text: str) -> str:
     first = text.split("\n", 1)[0]
     return ";" if first.count(";") > first.count(",") else ","
+
+
+def _json_checks(text: str, name: str, policy: Policy, context: CheckContext) -> list[CheckResult]:
+    """Tables inside JSON get the SDC rules; arrays of many numbers are reviewed as model weights;
+    an ACRO results.json is read and verified for the reviewers."""
+    try:
+        doc: Any = json.loads(text)
+    except ValueError:
+        return []
+    if is_acro_results(doc):
+        return check_acro_results(doc, name, context)
+    out: list[CheckResult] = []
+    for where, rows in list(json_tables(doc))[:20]:
+        results = check_rows(rows, policy, f"JSON table at {where}")
+        out.extend(r for r in results if r.outcome != "pass")
+    weights = json_weights(doc, policy.models.min_weights)
+    if weights is not None:
+        out.extend(structural_results(weights, policy, context))
+    if not out:
+        out.append(CheckResult(check="sdc", outcome="pass", reason="no disclosive table found in the JSON"))
+    return out
+
+
+def _decoded_checks(text: str, name: str, policy: Policy, context: CheckContext) -> list[CheckResult]:
+    """Base64 and hex content decoded and checked as a file of its own (nested up to decode_depth)."""
+    if context.depth >= policy.text.decode_depth:
+        return []
+    out: list[CheckResult] = []
+    nested = CheckContext(
+        identifiers=context.identifiers,
+        file_count=context.file_count,
+        total_size=context.total_size,
+        dataset_paths=context.dataset_paths,
+        training_records=context.training_records,
+        depth=context.depth + 1,
+    )
+    blobs = find_encoded(text, policy.text.encoded_blob_min_chars)
+    with tempfile.TemporaryDirectory(prefix="tre-decoded-") as tmp:
+        for i, blob in enumerate(blobs):
+            decoded = Path(tmp) / f"decoded-{i}"
+            decoded.write_bytes(blob.data)
+            inner = detect(decoded)
+            results = [
+                r
+                for r in run_checks(decoded, f"{name}#decoded-{i}", policy, nested)
+                if r.outcome != "pass"
+                and r.check not in ("extension", "limits")
+                and not (r.check == "file_type" and inner.type == "binary")  # the blob flag says it
+            ]
+            where = f"{blob.kind} at line {blob.line} decodes to {len(blob.data)} bytes of {inner.detail}"
+            out.append(
+                CheckResult(
+                    check="encoded:decoded",
+                    outcome=action_outcome(policy.text.encoded_blob),
+                    reason=where + "; the decoded content was checked as a file of its own",
+                    evidence={
+                        "kind": blob.kind,
+                        "line": blob.line,
+                        "bytes": len(blob.data),
+                        "detected": inner.type,
+                    },
+                )
+            )
+            out.extend(
+                r.model_copy(update={"check": f"decoded:{r.check}", "reason": f"{where}: {r.reason}"})
+                for r in results
+            )
+    return out
+
+
+def _json_strings(text: str, min_chars: int = 256) -> list[str]:
+    """The long string values of a JSON document, unescaped (each on its own lines)."""
+    try:
+        doc: Any = json.loads(text)
+    except ValueError:
+        return []
+    found: list[str] = []
+
+    def walk(node: Any, depth: int) -> None:
+        if depth > 20 or len(found) > 100:
+            return
+        if isinstance(node, str):
+            if len(node) >= min_chars and "\n" in node:
+                found.append(node)
+        elif isinstance(node, list):
+            for x in node:
+                walk(x, depth + 1)
+        elif isinstance(node, dict):
+            for v in node.values():
+                walk(v, depth + 1)
+
+    walk(doc, 0)
+    return found

@@ -27,10 +27,13 @@ import math
 import re
 from dataclasses import dataclass
 
+import numpy as np
+
 from egress_review.checks.model import CheckResult, action_outcome
 from tre.policy import Policy, SdcRules
 
 MAX_CELLS_REPORTED = 20
+MAX_KEY_COLUMNS = 8  # a crosstab is keyed by a few categories, not dozens
 SMALL_COUNT_BASE = 5  # small counts near the threshold should at least be rounded to 5
 _INT = re.compile(r"^[+-]?\d+$")
 _NUM = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
@@ -56,6 +59,13 @@ def parse_table(text: str, delimiter: str, rules: SdcRules) -> Table:
     """Parse delimited text and classify its columns by header name."""
     reader = csv.reader(io.StringIO(text), delimiter=delimiter)
     rows = [r for r in reader if any(c.strip() for c in r)]
+    return classify(rows, rules)
+
+
+def classify(rows: list[list[str]], rules: SdcRules) -> Table:
+    """Classify a table's columns (first row: header; a numeric first row is data, not names)."""
+    if rows and all(_NUM.match(c.strip()) for c in rows[0] if c.strip()) and len(rows[0]) > 1:
+        rows = [[f"column {i + 1}" for i in range(len(rows[0]))], *rows]
     header = [h.strip() for h in rows[0]] if rows else []
     body = rows[1:]
     counts, magnitudes, contributors = [], [], []
@@ -121,9 +131,24 @@ def nk_fails(values: list[float], n: int, k: float) -> bool:
 
 
 def check_table(text: str, delimiter: str, policy: Policy) -> list[CheckResult]:
+    """Run the SDC rules on one delimited text table (CSV/TSV)."""
+    return check_parsed(parse_table(text, delimiter, policy.sdc), policy)
+
+
+def check_rows(rows: list[list[str]], policy: Policy, where: str = "") -> list[CheckResult]:
+    """Run the SDC rules on a table read from JSON, XLSX or Parquet (cells as strings).
+
+    ``where`` (e.g. ``sheet 'Results'``) is added to every reason so a reviewer finds the cells.
+    """
+    results = check_parsed(classify(rows, policy.sdc), policy)
+    if not where:
+        return results
+    return [r.model_copy(update={"reason": f"{where}: {r.reason}"}) for r in results]
+
+
+def check_parsed(table: Table, policy: Policy) -> list[CheckResult]:
     """Run the SDC rules on one table and return one result per rule that fired (or a pass)."""
     rules = policy.sdc
-    table = parse_table(text, delimiter, rules)
     out: list[CheckResult] = []
     if not table.header:
         return [CheckResult(check="sdc", outcome="pass", reason="empty table")]
@@ -257,43 +282,10 @@ def check_table(text: str, delimiter: str, policy: Policy) -> list[CheckResult]:
                 evidence={"small_cells": count_small, "count_cells": count_cells},
             )
         )
-    if table.magnitudes and not table.contributors and not table.counts:
-        out.append(
-            CheckResult(
-                check="sdc:magnitudes",
-                outcome=action_outcome(rules.magnitude_without_contributors),
-                reason="magnitude column(s) "
-                + ", ".join(repr(table.header[i]) for i in table.magnitudes)
-                + " come with neither contributor counts nor contributor values, so the threshold and "
-                "dominance rules cannot be checked",
-                evidence={"columns": [table.header[i] for i in table.magnitudes]},
-            )
-        )
-    classified = set(table.counts) | set(table.magnitudes) | set(table.contributors)
-    suspicious: list[dict[str, object]] = []
-    # With count columns identified, other integer columns are category codes (sex 0/1,
-    # stage 1-4); without any, a small integer may be an unlabelled count.
-    for col, name in enumerate(table.header if not (table.counts or table.contributors) else []):
-        if col in classified:
-            continue
-        cells = [_cell(r, col) for r in table.rows if _cell(r, col)]
-        if not cells or not all(_INT.match(v) for v in cells) or _is_row_index(cells):
-            continue
-        small = [v for v in cells if 0 <= int(v) < rules.threshold]
-        if small:
-            suspicious.append({"column": name, "small_values": len(small), "example": small[0]})
-    if suspicious:
-        out.append(
-            CheckResult(
-                check="sdc:unclassified",
-                outcome=action_outcome(rules.unclassified_small_integers),
-                reason="integer column(s) "
-                + ", ".join(repr(s["column"]) for s in suspicious)
-                + f" hold values below {rules.threshold}; if these are counts they are disclosive "
-                "(name count columns e.g. 'n' or 'count' so the rules apply)",
-                evidence={"columns": suspicious},
-            )
-        )
+    out.extend(_magnitude_rules(table, rules))
+    out.extend(_missing_cells(table, rules))
+    out.extend(_unnamed_counts(table, rules))
+    out.extend(_numeric_grid(table, rules))
     if len(table.rows) > rules.max_rows:
         out.append(
             CheckResult(
@@ -319,3 +311,255 @@ def check_table(text: str, delimiter: str, policy: Policy) -> list[CheckResult]:
             )
         )
     return out
+
+
+_MEAN = re.compile(r"(^|_)(mean|avg|average|median)(_|$)")
+_MISSING = frozenset({"", "nan", "na", "n/a", "null", "none", "-"})
+
+
+def _magnitude_rules(table: Table, rules: SdcRules) -> list[CheckResult]:
+    """Magnitudes without contributor values: say which of ACRO's rules could not be applied.
+
+    Totals (sums) disclose a dominant contributor whatever the count; means are checked only
+    against the count column's threshold, and flagged when there is no count to check.
+    """
+    if not table.magnitudes or table.contributors:
+        return []
+    totals = [i for i in table.magnitudes if not _MEAN.search(_norm(table.header[i]))]
+    unchecked = totals if table.counts else table.magnitudes
+    if not unchecked:
+        return []
+    skipped = ["p-ratio", "nk dominance"] + ([] if table.counts else ["threshold"])
+    return [
+        CheckResult(
+            check="sdc:magnitudes",
+            outcome=action_outcome(rules.magnitude_without_contributors),
+            reason="magnitude column(s) "
+            + ", ".join(repr(table.header[i]) for i in unchecked)
+            + " come without contributor values, so ACRO's "
+            + ", ".join(skipped)
+            + " rule(s) could not be applied"
+            + ("" if table.counts else " (and there is no count column)"),
+            evidence={"columns": [table.header[i] for i in unchecked], "rules_not_applied": skipped},
+        )
+    ]
+
+
+def _norm(name: str) -> str:
+    return re.sub(r"[\s\-]+", "_", name.strip().lower())
+
+
+def _missing_cells(table: Table, rules: SdcRules) -> list[CheckResult]:
+    """ACRO's check_missing_values: an empty count or magnitude is often a suppressed small cell."""
+    cells: list[dict[str, object]] = []
+    for row_no, row in enumerate(table.rows, start=2):
+        for col in [*table.counts, *table.magnitudes]:
+            if _cell(row, col).lower() in _MISSING and len(cells) < MAX_CELLS_REPORTED:
+                cells.append({"row": row_no, "column": table.header[col], "label": _label(table, row)})
+    if not cells:
+        return []
+    return [
+        CheckResult(
+            check="sdc:missing",
+            outcome=action_outcome(rules.missing),
+            reason=f"{len(cells)} count or magnitude cell(s) are empty or NaN (e.g. row {cells[0]['row']}, "
+            f"column {cells[0]['column']!r}): a missing cell can stand for a suppressed small one",
+            evidence={"cells": cells},
+        )
+    ]
+
+
+def _integer_columns(table: Table) -> list[int]:
+    roles = set(table.counts) | set(table.magnitudes) | set(table.contributors)
+    out = []
+    for col in range(len(table.header)):
+        if col in roles:
+            continue
+        cells = [_cell(r, col) for r in table.rows if _cell(r, col)]
+        if cells and all(_INT.match(v) for v in cells):
+            out.append(col)
+    return out
+
+
+def _unnamed_counts(table: Table, rules: SdcRules) -> list[CheckResult]:
+    """Integer columns that are not named as counts: category codes, measurements or counts?
+
+    Category codes are the columns that, with the text columns, tell the rows apart (a
+    crosstab's keys: sex 0/1 by stage 1-4). Measurements (``lesion_mm``, ``age``) and
+    category-named columns are neither. What is left is a measure: when it never exceeds the
+    named count in its row it is a sub-count (``deaths`` of ``n``) and the threshold applies;
+    otherwise small values are flagged as a possible unlabelled count.
+    """
+    integer = [
+        c
+        for c in _integer_columns(table)
+        if not _is_row_index([_cell(r, c) for r in table.rows if _cell(r, c)])
+    ]
+    measures: list[int] = []
+    key_cols = [
+        c
+        for c in range(len(table.header))
+        if c not in integer
+        and c not in table.counts
+        and c not in table.magnitudes
+        and c not in table.contributors
+    ]
+    candidates: list[int] = []
+    for col in integer:
+        name = table.header[col]
+        if _matches(name, rules.measurement_columns):
+            continue
+        if _matches(name, rules.category_columns):
+            key_cols.append(col)
+            continue
+        candidates.append(col)
+
+    # Row keys built one column at a time (a wide table must not cost columns^2 x rows).
+    keys: list[tuple[str, ...]] = [tuple(_cell(r, c) for c in key_cols) for r in table.rows]
+    distinct = len(set(keys))
+    for col in candidates:
+        if len(table.rows) > 1 and distinct < len(keys) and len(key_cols) < MAX_KEY_COLUMNS:
+            key_cols.append(col)  # still needed to tell the rows apart: a category code
+            keys = [(*k, _cell(r, col)) for k, r in zip(keys, table.rows, strict=True)]
+            distinct = len(set(keys))
+        else:
+            measures.append(col)
+    out: list[CheckResult] = []
+    below: list[dict[str, object]] = []
+    suspicious: list[dict[str, object]] = []
+    for col in measures:
+        name = table.header[col]
+        values = [(i, int(_cell(r, col))) for i, r in enumerate(table.rows) if _cell(r, col)]
+        small = [(i, v) for i, v in values if 0 < v < rules.threshold]
+        subcount_of = next(
+            (
+                table.header[c]
+                for c in table.counts
+                if all(_fits_under(table.rows[i], c, v) for i, v in values)
+            ),
+            None,
+        )
+        if subcount_of is not None:
+            for i, v in small[:MAX_CELLS_REPORTED]:
+                below.append(
+                    {
+                        "row": i + 2,
+                        "column": name,
+                        "value": str(v),
+                        "label": _label(table, table.rows[i]),
+                        "subcount_of": subcount_of,
+                    }
+                )
+        elif len(table.rows) > 1 and any(0 <= v < rules.threshold for _, v in values):
+            # one row of settings (epochs, folds, seed) is a record of parameters, not a table
+            example = next(str(v) for _, v in values if 0 <= v < rules.threshold)
+            suspicious.append(
+                {
+                    "column": name,
+                    "small_values": sum(1 for _, v in values if 0 <= v < rules.threshold),
+                    "example": example,
+                }
+            )
+    if below:
+        first = below[0]
+        out.append(
+            CheckResult(
+                check="sdc:subcount",
+                outcome=action_outcome(rules.subcount_action),
+                reason=f"column {first['column']!r} never exceeds the count column {first['subcount_of']!r}, "
+                f"so it counts a subgroup; {len(below)} of its cells are below the threshold of "
+                f"{rules.threshold} (e.g. row {first['row']}: {first['value']})",
+                evidence={"threshold": rules.threshold, "cells": below},
+            )
+        )
+    if suspicious:
+        out.append(
+            CheckResult(
+                check="sdc:unclassified",
+                outcome=action_outcome(rules.unclassified_small_integers),
+                reason="integer column(s) "
+                + ", ".join(repr(s["column"]) for s in suspicious)
+                + f" hold values below {rules.threshold}; if these are counts they are disclosive "
+                "(name count columns e.g. 'n' or 'count' so the rules apply, or measurement "
+                "columns e.g. 'size_mm' so they are not taken as counts)",
+                evidence={"columns": suspicious},
+            )
+        )
+    return out
+
+
+def _fits_under(row: list[str], count_col: int, value: int) -> bool:
+    raw = _cell(row, count_col)
+    try:
+        return value <= float(raw)
+    except ValueError:
+        return True  # a suppressed count ('<10', '*') says nothing against it
+
+
+def _numeric_grid(table: Table, rules: SdcRules) -> list[CheckResult]:
+    """Images written as numbers, and record-level data that is too big for a summary.
+
+    A grid at least ``image_table_min_side`` on both sides whose neighbouring cells are
+    correlated along rows and along columns is a picture (a CT slice as a 512x512 CSV): tables
+    of features have unrelated neighbouring columns. Any table with more numeric cells than
+    ``max_numeric_cells`` is record-level whatever its row count.
+    """
+    numeric_cols = [
+        c
+        for c in range(len(table.header))
+        if sum(1 for r in table.rows if _NUM.match(_cell(r, c))) >= 0.9 * max(1, len(table.rows))
+    ]
+    cells = len(numeric_cols) * len(table.rows)
+    out: list[CheckResult] = []
+    side = rules.image_table_min_side
+    if len(numeric_cols) >= side and len(table.rows) >= side:
+        grid = np.array([[_float(_cell(r, c)) for c in numeric_cols] for r in table.rows], dtype=np.float64)
+        across, down = _neighbour_correlation(grid, 1), _neighbour_correlation(grid, 0)
+        if across >= 0.5 and down >= 0.5:
+            out.append(
+                CheckResult(
+                    check="sdc:image_table",
+                    outcome=action_outcome(rules.image_table),
+                    reason=f"a {len(table.rows)} x {len(numeric_cols)} grid of numbers whose neighbouring "
+                    f"cells are correlated like pixels (rows {down:.2f}, columns {across:.2f}): an image or "
+                    "a volume slice written as a table, not a summary",
+                    evidence={
+                        "rows": len(table.rows),
+                        "numeric_columns": len(numeric_cols),
+                        "row_correlation": round(down, 3),
+                        "column_correlation": round(across, 3),
+                    },
+                )
+            )
+    if cells > rules.max_numeric_cells and not out:
+        out.append(
+            CheckResult(
+                check="sdc:record_level",
+                outcome=action_outcome(rules.record_level),
+                reason=f"{cells} numeric cells ({len(table.rows)} rows x "
+                f"{len(numeric_cols)} numeric columns), "
+                f"more than {rules.max_numeric_cells}: record-level data, not a summary table",
+                evidence={"numeric_cells": cells, "max_numeric_cells": rules.max_numeric_cells},
+            )
+        )
+    return out
+
+
+def _float(raw: str) -> float:
+    try:
+        return float(raw)
+    except ValueError:
+        return math.nan
+
+
+def _neighbour_correlation(grid: np.ndarray, axis: int) -> float:
+    """Pearson correlation of each cell with its neighbour along ``axis`` (NaN-safe, 0 if flat)."""
+    a = grid[:-1, :] if axis == 0 else grid[:, :-1]
+    b = grid[1:, :] if axis == 0 else grid[:, 1:]
+    ok = np.isfinite(a) & np.isfinite(b)
+    if ok.sum() < 4:
+        return 0.0
+    x, y = a[ok], b[ok]
+    if x.std() == 0 or y.std() == 0:
+        return 0.0
+    return float(np.corrcoef(x, y)[0, 1])

@@ -6,8 +6,10 @@ import base64
 import binascii
 import re
 
+from pydicom.uid import UID_dictionary
+
 from egress_review.checks.containers import entropy
-from egress_review.checks.identifiers import IdentifierMatcher
+from egress_review.checks.identifiers import matcher_for
 from egress_review.checks.model import CheckContext, CheckResult, action_outcome, mask
 from tre.policy import Policy
 
@@ -18,7 +20,7 @@ def check_identifiers(
     text: str, policy: Policy, context: CheckContext, check: str = "identifiers"
 ) -> CheckResult:
     """Names, IDs and UIDs from the source DICOM headers appearing anywhere in the text."""
-    matcher = IdentifierMatcher(context.identifiers, policy.text)
+    matcher = matcher_for(policy, context.identifiers)
     if not matcher:
         return CheckResult(
             check=check,
@@ -39,7 +41,8 @@ def check_identifiers(
     return CheckResult(
         check=check,
         outcome=action_outcome(policy.text.identifier_action),
-        reason=f"{len(hits)} occurrence(s) of patient identifiers from the dataset's DICOM headers "
+        reason=f"{len(hits)} occurrence(s) of patient identifiers from the dataset "
+        "(DICOM headers or its tables) "
         f"(lines {', '.join(map(str, lines[:10]))}{'...' if len(lines) > 10 else ''})",
         evidence={"matches": shown, "count": len(hits)},
     )
@@ -55,6 +58,8 @@ def check_patterns(text: str, policy: Policy) -> list[CheckResult]:
         for m in rx.finditer(text):
             line += text.count("\n", pos, m.start())
             pos = m.start()
+            if is_standard_uid(m.group(0)):
+                continue  # SOP Class / Transfer Syntax UIDs are public constants, not identifiers
             found.append({"line": line, "match": mask(m.group(0))})
             if len(found) >= 20:
                 break
@@ -72,6 +77,12 @@ def check_patterns(text: str, policy: Policy) -> list[CheckResult]:
 
 
 _HEX_RUN = re.compile(r"[0-9a-fA-F]+")
+DICOM_STANDARD_ROOT = "1.2.840.10008."
+
+
+def is_standard_uid(value: str) -> bool:
+    """A UID defined by the DICOM standard (PS3.6 Annex A; pydicom's UID dictionary)."""
+    return value in UID_dictionary or value.startswith(DICOM_STANDARD_ROOT)
 
 
 def check_encoded_blobs(text: str, policy: Policy) -> CheckResult | None:

@@ -34,14 +34,22 @@ def _secure(request: Request) -> bool:
 
 def set_token_cookie(response: Response, request: Request, token: str, expires_at: int | None) -> None:
     max_age = max(60, int(expires_at - time.time())) if expires_at else 8 * 3600
-    response.set_cookie(TOKEN_COOKIE, token, max_age=max_age, path=COOKIE_PATH, httponly=True,
-                        samesite="strict", secure=_secure(request))
+    response.set_cookie(
+        TOKEN_COOKIE,
+        token,
+        max_age=max_age,
+        path=COOKIE_PATH,
+        httponly=True,
+        samesite="strict",
+        secure=_secure(request),
+    )
 
 
 def clear_cookies(response: Response, request: Request) -> None:
     for name in (TOKEN_COOKIE, CSRF_COOKIE):
-        response.delete_cookie(name, path=COOKIE_PATH, httponly=True, samesite="strict",
-                               secure=_secure(request))
+        response.delete_cookie(
+            name, path=COOKIE_PATH, httponly=True, samesite="strict", secure=_secure(request)
+        )
 
 
 def csrf_token(request: Request) -> tuple[str, bool]:
@@ -53,8 +61,9 @@ def csrf_token(request: Request) -> tuple[str, bool]:
 
 
 def set_csrf_cookie(response: Response, request: Request, value: str) -> None:
-    response.set_cookie(CSRF_COOKIE, value, path=COOKIE_PATH, httponly=True, samesite="strict",
-                        secure=_secure(request))
+    response.set_cookie(
+        CSRF_COOKIE, value, path=COOKIE_PATH, httponly=True, samesite="strict", secure=_secure(request)
+    )
 
 
 def check_csrf(request: Request, submitted: str) -> None:
@@ -63,20 +72,29 @@ def check_csrf(request: Request, submitted: str) -> None:
     if origin and origin != "null":
         expected = f"{request.url.scheme}://{request.url.netloc}"
         if origin != expected:
-            raise Problem(403, "Cross-site request refused", f"the form was posted from {origin}",
-                          "csrf-origin")
+            raise Problem(
+                403, "Cross-site request refused", f"the form was posted from {origin}", "csrf-origin"
+            )
     cookie = request.cookies.get(CSRF_COOKIE, "")
     if not cookie or not submitted or not hmac.compare_digest(cookie.encode(), submitted.encode()):
-        raise Problem(403, "Cross-site request refused",
-                      "the form's CSRF token is missing or does not match; reload the page and try again",
-                      "csrf-mismatch")
+        raise Problem(
+            403,
+            "Cross-site request refused",
+            "the form's CSRF token is missing or does not match; reload the page and try again",
+            "csrf-mismatch",
+        )
 
 
 def _login_redirect(request: Request) -> Problem:
     # A 303 with a Location header: the browser goes to the login page; API-style clients
     # still get a problem document saying why.
-    return Problem(303, "Sign-in required", "sign in to the review panel with your token", "panel-login",
-                   headers={"Location": f"{COOKIE_PATH}/login"})
+    return Problem(
+        303,
+        "Sign-in required",
+        "sign in to the review panel with your token",
+        "panel-login",
+        headers={"Location": f"{COOKIE_PATH}/login"},
+    )
 
 
 def panel_principal(request: Request, session: Annotated[Session, Depends(get_session)]) -> Principal:
@@ -91,7 +109,11 @@ def panel_principal(request: Request, session: Annotated[Session, Depends(get_se
             raise _login_redirect(request) from exc
         raise
     if not principal.has(*PANEL_ROLES):
-        raise Problem(403, "Forbidden", "the review panel is for data access committee members and admins",
-                      "missing-role")
+        raise Problem(
+            403,
+            "Forbidden",
+            "the review panel is for data access committee members and admins",
+            "missing-role",
+        )
     request.state.principal = principal
     return principal

@@ -20,11 +20,14 @@ import pydicom
 from PIL import Image
 from pydicom.errors import InvalidDicomError
 
-Kind = Literal["dicom", "image", "table", "text", "binary"]
+Kind = Literal["dicom", "image", "table", "text", "binary", "nifti", "xlsx", "parquet", "json"]
 
 MAX_PREVIEW_PIXELS = 40_000_000
 MAX_RENDER_EDGE = 768
 MAX_TABLE_ROWS = 100
+TABLE_PAGE_ROWS = 25
+MAX_TABLE_COLUMNS = 40
+MAX_NIFTI_BYTES = 512 * 1024 * 1024
 MAX_TABLE_BYTES = 1 << 20
 MAX_TEXT_CHARS = 8000
 MAX_VALUE_CHARS = 160
@@ -40,8 +43,16 @@ class PreviewError(Exception):
 
 
 def sniff(head: bytes, name: str) -> Kind:
+    from egress_review.checks.detect import nifti_version
+
     if len(head) >= 132 and head[128:132] == b"DICM":
         return "dicom"
+    if nifti_version(head) or (head[:2] == b"\x1f\x8b" and name.lower().endswith(".nii.gz")):
+        return "nifti"
+    if head[:4] == b"PAR1":
+        return "parquet"
+    if head[:4] == b"PK\x03\x04" and name.lower().endswith(".xlsx"):
+        return "xlsx"
     if head.startswith(_IMAGE_MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP"):
         return "image"
     try:
@@ -56,33 +67,164 @@ def sniff(head: bytes, name: str) -> Kind:
         return "binary"
     if name.lower().endswith((".csv", ".tsv")):
         return "table"
+    if name.lower().endswith(".json"):
+        return "json"
     return "text"
 
 
 @dataclass
 class Table:
+    """One page of a table: ``first_row`` is the file row number (header = 1) of ``rows[0]``."""
+
     header: list[str]
     rows: list[list[str]]
     truncated: bool
+    name: str = ""
+    page: int = 0
+    pages: int = 1
+    first_row: int = 2
+    total_rows: int = 0
+    hidden_columns: int = 0
+    highlights: set[tuple[int, str]] = field(default_factory=set)
 
 
-def table(data: bytes) -> Table:
+def _page(
+    all_rows: list[list[str]], page: int, truncated: bool, name: str = "", total: int | None = None
+) -> Table:
+    """A bounded page of a parsed table: at most TABLE_PAGE_ROWS rows and MAX_TABLE_COLUMNS columns.
+
+    ``total`` (data rows) when ``all_rows`` holds only the rows up to the requested page.
+    """
+    if not all_rows:
+        return Table([], [], False, name)
+    header, body = all_rows[0], all_rows[1:]
+    total = len(body) if total is None else total
+    pages = max(1, -(-total // TABLE_PAGE_ROWS))
+    page = min(max(page, 0), pages - 1)
+    start = page * TABLE_PAGE_ROWS
+    width = min(
+        MAX_TABLE_COLUMNS, max(len(header), *(len(r) for r in body[start : start + TABLE_PAGE_ROWS]), 0)
+    )
+    return Table(
+        header=[h[:MAX_VALUE_CHARS] for h in header[:width]],
+        rows=[[c[:MAX_VALUE_CHARS] for c in r[:width]] for r in body[start : start + TABLE_PAGE_ROWS]],
+        truncated=truncated,
+        name=name,
+        page=page,
+        pages=pages,
+        first_row=start + 2,
+        total_rows=total,
+        hidden_columns=max(0, len(header) - width),
+    )
+
+
+def table(data: bytes, page: int = 0) -> Table:
+    """A delimited text table, paged; only the first MAX_TABLE_BYTES are parsed."""
     text = data[:MAX_TABLE_BYTES].decode("utf-8", errors="replace")
+    cut = len(data) > MAX_TABLE_BYTES
+    if cut and "\n" in text:
+        text = text[: text.rindex("\n") + 1]  # the cut last row
+    first = text.split("\n", 1)[0]
+    delimiter = max(",;\t|", key=first.count)
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    page = min(max(page, 0), max(0, (len(lines) - 2) // TABLE_PAGE_ROWS))
+    wanted = lines[: 1 + (page + 1) * TABLE_PAGE_ROWS]
+    rows = list(csv.reader(io.StringIO("\n".join(wanted)), delimiter=delimiter))
+    return _page(rows, page, cut, total=max(0, len(lines) - 1))
+
+
+def structured_tables(data: bytes, kind: Kind, page: int = 0) -> list[Table]:
+    """Tables of a JSON, XLSX or Parquet file, read as the checks read them (first 5)."""
+    import json
+    import tempfile
+    from pathlib import Path
+
+    from egress_review.checks.table_readers import json_tables, read_parquet, read_xlsx
+
+    if kind == "json":
+        try:
+            doc = json.loads(data)
+        except ValueError:
+            return []
+        return [_page(rows, page, False, where) for where, rows in list(json_tables(doc))[:5]]
+    with tempfile.NamedTemporaryFile(suffix="." + kind) as tmp:
+        tmp.write(data)
+        tmp.flush()
+        try:
+            read = read_xlsx(Path(tmp.name)) if kind == "xlsx" else read_parquet(Path(tmp.name))
+        except Exception as exc:  # noqa: BLE001 - any reader failure: no preview
+            raise PreviewError(f"the {kind} file cannot be read: {exc}") from exc
+    return [_page(rows, page, False, where) for where, rows in list(read.tables.items())[:5]]
+
+
+def highlighted_cells(checks: Iterable[dict[str, Any]]) -> set[tuple[int, str]]:
+    """(file row, column name) of every cell an SDC rule named in its evidence."""
+    out: set[tuple[int, str]] = set()
+    for c in checks:
+        if c.get("outcome") not in ("flag", "block") or not str(c.get("check", "")).startswith("sdc"):
+            continue
+        for cell in (c.get("evidence") or {}).get("cells", []) or []:
+            if isinstance(cell, dict) and isinstance(cell.get("row"), int) and "column" in cell:
+                out.add((cell["row"], str(cell["column"])))
+    return out
+
+
+def human_size(n: int) -> str:
+    """1536 -> '1.5 KiB': sizes a reviewer reads at a glance."""
+    size = float(n)
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{int(size)} bytes" if unit == "bytes" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} bytes"
+
+
+def render_nifti(data: bytes) -> bytes:
+    """The middle axial, coronal and sagittal slices of a NIfTI volume side by side, as a PNG."""
+    import gzip
+    import zlib
+
+    from egress_review.checks.images import NIFTI_DTYPES, nifti_header
+
     try:
-        dialect: Any = csv.Sniffer().sniff(text[:4096], delimiters=",;\t|")
-    except csv.Error:
-        dialect = csv.excel
-    reader = csv.reader(io.StringIO(text), dialect)
-    rows: list[list[str]] = []
-    truncated = len(data) > MAX_TABLE_BYTES
-    for i, row in enumerate(reader):
-        if i > MAX_TABLE_ROWS:
-            truncated = True
-            break
-        rows.append([c[:MAX_VALUE_CHARS] for c in row])
-    if not rows:
-        return Table([], [], False)
-    return Table(rows[0], rows[1:], truncated)
+        if data[:2] == b"\x1f\x8b":
+            with gzip.GzipFile(fileobj=io.BytesIO(data)) as gz:
+                data = gz.read(MAX_NIFTI_BYTES + 1)
+            if len(data) > MAX_NIFTI_BYTES:
+                raise PreviewError("the volume inflates to more than the preview limit")
+        hdr = nifti_header(data)
+        ndim = hdr["dims"][0]
+        shape = [int(d) for d in hdr["dims"][1 : ndim + 1]]
+        code = NIFTI_DTYPES.get(int(hdr["datatype"]))
+        if code is None or not 2 <= ndim <= 4:
+            raise PreviewError(f"NIfTI datatype {hdr['datatype']} with {ndim} dimensions cannot be previewed")
+        if ndim == 4:
+            shape = shape[:3]
+        count = int(np.prod(shape))
+        if count > MAX_PREVIEW_PIXELS * 4:
+            raise PreviewError(f"{count} voxels is too large to preview")
+        dtype = np.dtype(code).newbyteorder(hdr["endian"])
+        vol = np.frombuffer(data, dtype=dtype, count=count, offset=int(hdr["vox_offset"]))
+        vol = vol.reshape(shape[::-1]).T.astype(np.float64)
+        if vol.ndim == 2:
+            vol = vol[..., None]
+        x, y, z = (d // 2 for d in vol.shape)
+        views = [vol[:, :, z].T[::-1], vol[:, y, :].T[::-1], vol[x, :, :].T[::-1]]
+        lo, hi = np.percentile(vol, 0.5), np.percentile(vol, 99.5)
+        scale = 255.0 / (hi - lo) if hi > lo else 0.0
+        edge = 256
+        canvas = Image.new("L", (edge * 3 + 8, edge), 0)
+        for i, view in enumerate(views):
+            img = Image.fromarray(np.clip((view - lo) * scale, 0, 255).astype(np.uint8), mode="L")
+            img.thumbnail((edge, edge))
+            canvas.paste(img, (i * (edge + 4), (edge - img.height) // 2))
+        out = io.BytesIO()
+        canvas.save(out, format="PNG")
+        return out.getvalue()
+    except PreviewError:
+        raise
+    except (ValueError, OSError, EOFError, zlib.error, IndexError, TypeError) as exc:
+        raise PreviewError(f"the NIfTI volume cannot be rendered: {exc}") from exc
 
 
 def text_excerpt(data: bytes) -> tuple[str, bool]:
@@ -147,12 +289,46 @@ def render_dicom(data: bytes) -> bytes:
             img = Image.fromarray(_window(arr, ds), mode="L")
         else:
             img = Image.fromarray(np.asarray(arr, dtype=np.uint8)).convert("RGB")
-        return _to_png(img)
+        return _to_png(_with_overlays(img, ds))
     except PreviewError:
         raise
-    except (InvalidDicomError, AttributeError, ValueError, TypeError, KeyError, RuntimeError,
-            NotImplementedError) as exc:
+    except (
+        InvalidDicomError,
+        AttributeError,
+        ValueError,
+        TypeError,
+        KeyError,
+        RuntimeError,
+        NotImplementedError,
+    ) as exc:
         raise PreviewError(f"the DICOM pixel data cannot be rendered: {exc}") from exc
+
+
+OVERLAY_COLOUR = (255, 214, 0)
+
+
+def _with_overlays(img: Image.Image, ds: pydicom.Dataset) -> Image.Image:
+    """Overlay planes (60xx,3000) drawn over the image in yellow: viewers show them, so must we."""
+    planes = [g for g in range(0x6000, 0x6020, 2) if (g << 16 | 0x3000) in ds]
+    if not planes:
+        return img
+    rgb = img.convert("RGB")
+    canvas = np.asarray(rgb).copy()
+    for group in planes:
+        try:
+            mask = np.asarray(ds.overlay_array(group), dtype=bool)
+        except (ValueError, TypeError, KeyError, AttributeError, NotImplementedError):
+            continue
+        if mask.ndim == 3:
+            mask = mask[0]
+        origin = ds.get((group << 16) | 0x0050)
+        r0, c0 = (int(origin.value[0]) - 1, int(origin.value[1]) - 1) if origin is not None else (0, 0)
+        h = min(mask.shape[0], canvas.shape[0] - max(r0, 0))
+        w = min(mask.shape[1], canvas.shape[1] - max(c0, 0))
+        if h > 0 and w > 0:
+            region = canvas[max(r0, 0) : max(r0, 0) + h, max(c0, 0) : max(c0, 0) + w]
+            region[mask[:h, :w]] = OVERLAY_COLOUR
+    return Image.fromarray(canvas, mode="RGB")
 
 
 @dataclass
@@ -217,18 +393,21 @@ def dicom_header(data: bytes, flagged: set[str]) -> DicomHeader:
     def add(dataset: pydicom.Dataset, depth: int) -> None:
         for elem in dataset:
             if len(out.rows) >= MAX_HEADER_ROWS:
-                out.error = (f"only the first {MAX_HEADER_ROWS} header elements are shown; "
-                             "the file holds more")
+                out.error = f"only the first {MAX_HEADER_ROWS} header elements are shown; the file holds more"
                 return
             tag8 = f"{elem.tag.group:04X}{elem.tag.element:04X}"
             is_flagged = tag8 in flagged or (bool(elem.keyword) and elem.keyword in flagged)
             is_flagged = is_flagged or (elem.tag.is_private and "private" in flagged)
-            out.rows.append(HeaderRow(
-                tag=f"({elem.tag.group:04X},{elem.tag.element:04X})",
-                keyword=elem.keyword or ("private" if elem.tag.is_private else ""),
-                vr=str(elem.VR), value="" if elem.VR == "SQ" else _value_text(elem),
-                depth=depth, flagged=is_flagged,
-            ))
+            out.rows.append(
+                HeaderRow(
+                    tag=f"({elem.tag.group:04X},{elem.tag.element:04X})",
+                    keyword=elem.keyword or ("private" if elem.tag.is_private else ""),
+                    vr=str(elem.VR),
+                    value="" if elem.VR == "SQ" else _value_text(elem),
+                    depth=depth,
+                    flagged=is_flagged,
+                )
+            )
             out.flagged_count += int(is_flagged)
             if elem.VR == "SQ" and depth < 3:
                 for item in elem.value:

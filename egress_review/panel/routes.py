@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -30,19 +31,24 @@ from egress_review.panel.auth import (
     set_csrf_cookie,
     set_token_cookie,
 )
+from tre.api.bounds import RowId
 from tre.api.deps import get_session, get_settings_dep, principal_from_token
 from tre.api.problems import Problem
 from tre.auth.principal import Principal
 from tre.config import Settings
 from tre.errors import NotFound, TreError
 from tre.store.db import settle
+from tre.store.models import Job
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
 templates = Jinja2Templates(directory=str(PACKAGE_DIR / "templates"))
+templates.env.filters["human_size"] = preview.human_size
 STATIC_FILES = {"panel.css": "text/css; charset=utf-8"}
 SECURITY_HEADERS = {
-    "Content-Security-Policy": ("default-src 'none'; img-src 'self'; style-src 'self'; form-action 'self'; "
-                                "frame-ancestors 'none'; base-uri 'none'"),
+    "Content-Security-Policy": (
+        "default-src 'none'; img-src 'self'; style-src 'self'; form-action 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'"
+    ),
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
     "X-Frame-Options": "DENY",
@@ -80,14 +86,19 @@ def see_other(url: str) -> RedirectResponse:
 
 # ---------------------------------------------------------------------------- sign-in
 
+
 @router.get("/login")
 def login_page(request: Request) -> HTMLResponse:
     return render(request, "login.html", {"error": None, "principal": None})
 
 
 @router.post("/login")
-def login(request: Request, session: DbSession, token: Annotated[str, Form(max_length=8192)],
-          csrf: Annotated[str, Form(max_length=200)] = "") -> Response:
+def login(
+    request: Request,
+    session: DbSession,
+    token: Annotated[str, Form(max_length=8192)],
+    csrf: Annotated[str, Form(max_length=200)] = "",
+) -> Response:
     check_csrf(request, csrf)
     token = token.strip()
     try:
@@ -95,9 +106,15 @@ def login(request: Request, session: DbSession, token: Annotated[str, Form(max_l
     except Problem as exc:
         return render(request, "login.html", {"error": exc.detail, "principal": None}, status=401)
     if not principal.has(*PANEL_ROLES):
-        return render(request, "login.html",
-                      {"error": "this token does not carry the dac or admin role; the panel is for reviewers",
-                       "principal": None}, status=403)
+        return render(
+            request,
+            "login.html",
+            {
+                "error": "this token does not carry the dac or admin role; the panel is for reviewers",
+                "principal": None,
+            },
+            status=403,
+        )
     claims = request.app.state.verifier.verify(token)
     response = see_other("/panel/")
     set_token_cookie(response, request, token, int(claims["exp"]))
@@ -119,35 +136,116 @@ def static(name: str) -> Response:
     if name not in STATIC_FILES:
         raise Problem(404, "Not found", f"no static file {name!r}", "not-found")
     body = (PACKAGE_DIR / "static" / name).read_bytes()
-    return Response(body, media_type=STATIC_FILES[name], headers={"Cache-Control": "max-age=300",
-                                                                    "X-Content-Type-Options": "nosniff"})
+    return Response(
+        body,
+        media_type=STATIC_FILES[name],
+        headers={"Cache-Control": "max-age=300", "X-Content-Type-Options": "nosniff"},
+    )
 
 
 # ---------------------------------------------------------------------------- queue
+
 
 @router.get("/")
 def queue(request: Request, principal: Reviewer, session: DbSession, show: str = "open") -> HTMLResponse:
     if show not in QUEUE_FILTERS:
         show = "open"
     states = QUEUE_FILTERS[show]
-    rows = [workflow.summary_view(session, r, principal)
-            for r in workflow.list_requests(session, principal, states or None, limit=500)]
+    rows = [
+        _queue_row(session, r, principal)
+        for r in workflow.list_requests(session, principal, states or None, limit=500)
+    ]
     # The oldest open request first: a queue is served in arrival order.
     newest_first = show not in ("open", "awaiting_review", "conflicted")
     rows.sort(key=lambda r: r["created_at"] or "", reverse=newest_first)
-    return render(request, "queue.html", {"principal": principal, "rows": rows, "show": show,
-                                          "filters": list(QUEUE_FILTERS)})
+    return render(
+        request,
+        "queue.html",
+        {"principal": principal, "rows": rows, "show": show, "filters": list(QUEUE_FILTERS)},
+    )
+
+
+QUEUE_FILE_NAMES = 4
+INLINE_PASSED_UP_TO = 10  # larger requests show a passed file's preview on demand
+
+
+def _age(created: datetime | None, now: datetime) -> str:
+    if created is None:
+        return ""
+    if created.tzinfo is None:
+        created = created.replace(tzinfo=UTC)  # the store keeps UTC
+    minutes = int((now - created).total_seconds() // 60)
+    if minutes < 60:
+        return f"{max(minutes, 0)} min"
+    if minutes < 48 * 60:
+        return f"{minutes // 60} h"
+    return f"{minutes // (24 * 60)} d"
+
+
+def _queue_row(session: Session, req: Any, principal: Principal) -> dict[str, Any]:
+    """What a reviewer needs to pick a request: who, why, which files, what the checks found, how old."""
+    row = workflow.summary_view(session, req, principal)
+    files = sorted(req.files, key=lambda f: f.path)
+    created = (
+        req.created_at.replace(tzinfo=UTC)
+        if req.created_at and req.created_at.tzinfo is None
+        else req.created_at
+    )
+    row |= {
+        "justification": req.justification,
+        "file_names": [f.path for f in files[:QUEUE_FILE_NAMES]],
+        "more_files": max(0, len(files) - QUEUE_FILE_NAMES),
+        "flagged": sum(1 for f in files if f.outcome == "flag"),
+        "blocked": sum(1 for f in files if f.outcome == "block"),
+        "age": _age(created, datetime.now(UTC)),
+        "created_utc": created.strftime("%Y-%m-%d %H:%M UTC") if created else "",
+        "created_iso": created.isoformat() if created else "",
+    }
+    return row
 
 
 # ---------------------------------------------------------------------------- request
 
-def _file_previews(session: Session, settings: Settings, principal: Principal, req_id: str,
-                   files: list[dict[str, Any]]) -> list[dict[str, Any]]:
+
+def _file_previews(
+    session: Session,
+    settings: Settings,
+    principal: Principal,
+    req: Any,
+    files: list[dict[str, Any]],
+    query: dict[str, str] | None = None,
+) -> list[dict[str, Any]]:
+    """Previews of the files that need a look; a passed file's preview only when asked for.
+
+    A 50-file request is mostly passed files: reading, verifying and rendering each of them on
+    every page view made the page slow and long. They stay collapsed with a link instead.
+    """
+    query = query or {}
+    rows = {x.id: x for x in req.files}
     out = []
     for f in files:
-        item: dict[str, Any] = {"file": f, "kind": "binary", "error": None}
+        item: dict[str, Any] = {
+            "file": f,
+            "kind": "binary",
+            "error": None,
+            "tables": [],
+            "deferred": False,
+            "findings": [c for c in f["checks"] if c.get("outcome") != "pass"],
+        }
+        if (
+            f["outcome"] == "pass"
+            and len(files) > INLINE_PASSED_UP_TO
+            and query.get("preview") != str(f["id"])
+        ):
+            item["deferred"] = True
+            out.append(item)
+            continue
         try:
-            _, _, fh = workflow.open_for_review(session, settings, principal, req_id, f["id"])
+            page = int(query.get(f"page{f['id']}", "0"))
+        except ValueError:
+            page = 0
+        try:
+            fh = workflow.open_file_for_review(session, settings, principal, req, rows[f["id"]])
         except TreError as exc:
             item["error"] = exc.detail
             out.append(item)
@@ -156,12 +254,23 @@ def _file_previews(session: Session, settings: Settings, principal: Principal, r
             data = fh.read(preview.MAX_TABLE_BYTES + 1) if f["size"] > 64 << 20 else fh.read()
         kind = preview.sniff(data[:4096], f["path"])
         item["kind"] = kind
+        highlights = preview.highlighted_cells(f["checks"])
         if kind == "table":
-            item["table"] = preview.table(data)
+            item["tables"] = [preview.table(data, page)]
+        elif kind in ("json", "xlsx", "parquet"):
+            try:
+                item["tables"] = preview.structured_tables(data, kind, page)
+            except preview.PreviewError as exc:
+                item["error"] = str(exc)
+            if kind == "json" and not item["tables"]:
+                item["kind"] = "text"
+                item["text"], item["truncated"] = preview.text_excerpt(data)
         elif kind == "text":
             item["text"], item["truncated"] = preview.text_excerpt(data)
         elif kind == "dicom":
             item["header"] = preview.dicom_header(data, preview.flagged_keys(f["checks"]))
+        for t in item["tables"]:
+            t.highlights = highlights if len(item["tables"]) == 1 else set()
         out.append(item)
     return out
 
@@ -170,22 +279,25 @@ def _request_page(request: Request, session: Session, settings: Settings, princi
                   request_id: str, error: str | None = None, status: int = 200) -> HTMLResponse:
     req = workflow.visible_request(session, request_id, principal)
     view = workflow.request_view(session, req, principal)
-    previews = _file_previews(session, settings, principal, request_id, view["files"])
+    previews = _file_previews(session, settings, principal, req, view["files"], dict(request.query_params))
     if error is None:
         workflow.record_review_view(session, principal, req)
+    job = session.get(Job, req.job_id)  # what produced the files: image and the exact code
     return render(request, "request.html", {"principal": principal, "r": view, "previews": previews,
-                                            "error": error, "notice": request.query_params.get("done")},
+                                            "error": error, "notice": request.query_params.get("done"),
+                                            "job": job},
                   status=status)
 
 
 @router.get("/requests/{request_id}")
-def request_detail(request: Request, request_id: str, principal: Reviewer, session: DbSession,
-                   settings: SettingsDep) -> HTMLResponse:
+def request_detail(
+    request: Request, request_id: str, principal: Reviewer, session: DbSession, settings: SettingsDep
+) -> HTMLResponse:
     return _request_page(request, session, settings, principal, request_id)
 
 
 @router.get("/requests/{request_id}/files/{file_id}/render.png")
-def render_file(request_id: str, file_id: int, principal: Reviewer, session: DbSession,
+def render_file(request_id: str, file_id: RowId, principal: Reviewer, session: DbSession,
                 settings: SettingsDep) -> Response:
     """A PNG rendering of an image or of a DICOM slice, decoded and re-encoded server-side."""
     _, f, fh = workflow.open_for_review(session, settings, principal, request_id, file_id)
@@ -195,10 +307,14 @@ def render_file(request_id: str, file_id: int, principal: Reviewer, session: DbS
     try:
         if kind == "dicom":
             png = preview.render_dicom(data)
+        elif kind == "nifti":
+            png = preview.render_nifti(data)
         elif kind == "image":
             png = preview.render_image(data)
         else:
-            raise Problem(415, "No image preview", f"{f.path} is not an image or DICOM file", "no-preview")
+            raise Problem(
+                415, "No image preview", f"{f.path} is not an image, NIfTI or DICOM file", "no-preview"
+            )
     except preview.PreviewError as exc:
         raise Problem(422, "Cannot render", str(exc), "render-failed") from exc
     return Response(png, media_type="image/png", headers=SECURITY_HEADERS)
@@ -211,12 +327,26 @@ def disclosure(request_id: str, principal: Reviewer, session: DbSession) -> Resp
     if req.disclosure_record is None:
         raise Problem(409, "No disclosure record yet", f"request {request_id} is {req.state}", "not-decided")
     body = json.dumps(req.disclosure_record, indent=2, sort_keys=True, ensure_ascii=False)
-    return Response(body, media_type="application/json", headers={
-        **SECURITY_HEADERS, "Content-Disposition": f'attachment; filename="disclosure-{req.id}.json"'})
+    return Response(
+        body,
+        media_type="application/json",
+        headers={
+            **SECURITY_HEADERS,
+            "Content-Disposition": f'attachment; filename="disclosure-{req.id}.json"',
+        },
+    )
 
 
-def _act(request: Request, session: Session, settings: Settings, principal: Principal, request_id: str,
-         action: str, vote: str, comment: str) -> Response:
+def _act(
+    request: Request,
+    session: Session,
+    settings: Settings,
+    principal: Principal,
+    request_id: str,
+    action: str,
+    vote: str,
+    comment: str,
+) -> Response:
     try:
         if action == "vote":
             workflow.cast_vote(session, principal, request_id, vote=vote, comment=comment)
@@ -232,17 +362,30 @@ def _act(request: Request, session: Session, settings: Settings, principal: Prin
 
 
 @router.post("/requests/{request_id}/vote")
-def vote(request: Request, request_id: str, principal: Reviewer, session: DbSession, settings: SettingsDep,
-         vote: Annotated[str, Form(max_length=16)], comment: Annotated[str, Form(max_length=10_000)] = "",
-         csrf: Annotated[str, Form(max_length=200)] = "") -> Response:
+def vote(
+    request: Request,
+    request_id: str,
+    principal: Reviewer,
+    session: DbSession,
+    settings: SettingsDep,
+    vote: Annotated[str, Form(max_length=16)],
+    comment: Annotated[str, Form(max_length=10_000)] = "",
+    csrf: Annotated[str, Form(max_length=200)] = "",
+) -> Response:
     check_csrf(request, csrf)
     return _act(request, session, settings, principal, request_id, "vote", vote, comment)
 
 
 @router.post("/requests/{request_id}/resolve")
-def resolve(request: Request, request_id: str, principal: Reviewer, session: DbSession,
-            settings: SettingsDep, decision: Annotated[str, Form(max_length=16)],
-            comment: Annotated[str, Form(max_length=10_000)] = "",
-            csrf: Annotated[str, Form(max_length=200)] = "") -> Response:
+def resolve(
+    request: Request,
+    request_id: str,
+    principal: Reviewer,
+    session: DbSession,
+    settings: SettingsDep,
+    decision: Annotated[str, Form(max_length=16)],
+    comment: Annotated[str, Form(max_length=10_000)] = "",
+    csrf: Annotated[str, Form(max_length=200)] = "",
+) -> Response:
     check_csrf(request, csrf)
     return _act(request, session, settings, principal, request_id, "resolve", decision, comment)

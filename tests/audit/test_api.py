@@ -101,7 +101,7 @@ def test_search_filters_and_pagination(client: TestClient, token_for: Callable[.
         assert r.status_code == 200, r.text
         return [e["idx"] for e in r.json()["items"]]
 
-    assert idx() == [0, 1, 2, 3, 4]
+    assert idx() == [0, 1, 2, 3, 4, 5]  # 5: the auditor token's first use (auth.token_used)
     assert idx(actor="alice") == [0, 1]
     assert idx(project_id="p1") == [0, 1, 3]
     assert idx(dataset_id="ct1") == [1]
@@ -131,18 +131,19 @@ def test_inclusion_proofs_check_out_against_the_signed_checkpoint(
     key = VerifierKey.parse(client.get("/api/v1/audit/public-key", headers=h).json()["vkey"])
     assert key == signer.verifier_key
     cp = open_checkpoint(client.get("/api/v1/audit/checkpoint", headers=h).json()["note"], key)
-    assert cp.tree_size == 5
-    for i in range(cp.tree_size):
+    n = cp.tree_size
+    assert n == 6  # 5 seeded entries and the auditor token's first use
+    for i in range(n):
         body = client.get(f"/api/v1/audit/entries/{i}", headers=h).json()["body"]
         proof = client.get(
-            "/api/v1/audit/proof/inclusion", params={"index": i, "tree_size": 5}, headers=h
+            "/api/v1/audit/proof/inclusion", params={"index": i, "tree_size": n}, headers=h
         ).json()
         verify_inclusion(
-            leaf_hash(body.encode()), i, 5, [bytes.fromhex(x) for x in proof["proof"]], cp.root_hash
+            leaf_hash(body.encode()), i, n, [bytes.fromhex(x) for x in proof["proof"]], cp.root_hash
         )
     r = client.get("/api/v1/audit/proof/inclusion", params={"index": 0, "tree_size": 50}, headers=h)
     assert r.status_code == 404
-    r = client.get("/api/v1/audit/proof/inclusion", params={"index": 5, "tree_size": 5}, headers=h)
+    r = client.get("/api/v1/audit/proof/inclusion", params={"index": 6, "tree_size": 6}, headers=h)
     assert r.status_code == 422
 
 
@@ -187,7 +188,7 @@ def test_export_verifies_offline_and_is_audited(
     r = client.get("/api/v1/audit/export", headers=h)
     assert r.status_code == 200 and r.headers["content-type"].startswith("application/x-ndjson")
     report = verify_bundle(r.content, signer.verifier_key)
-    assert report.ok and report.tree_size == 5, report.errors
+    assert report.ok and report.tree_size == 6, report.errors  # 5 + the token's first use
     with session_scope(engine) as s:
         last = s.scalar(select(AuditEntry).order_by(AuditEntry.idx.desc()).limit(1))
         assert last is not None and (last.actor, last.action) == ("audrey", "audit.export")

@@ -103,18 +103,23 @@ def test_search_export_and_verify(live: str, tmp_path: Path, signer: AuditSigner
     res = runner.invoke(audit_app, ["export", str(out)])
     assert res.exit_code == 0, res.output
     res = runner.invoke(audit_app, ["verify", str(out), "--key", signer.verifier_key.encode()])
-    assert res.exit_code == 0 and "OK: 6 entries verified" in res.output, res.output
+    # 6 seeded entries, the first use of the auditor's token and her own 2 searches
+    # (recorded: auditors are accountable too).
+    assert res.exit_code == 0 and "OK: 9 entries verified" in res.output, res.output
+    lines = out.read_text().splitlines()
+    assert sum('"action":"audit.search","actor":"audrey"' in line for line in lines) == 2
+    assert sum('"action":"auth.token_used","actor":"audrey"' in line for line in lines) == 1
 
 
 def test_checkpoint_pins_and_catches_a_fork(live: str, engine: Engine) -> None:
     first = runner.invoke(audit_app, ["checkpoint"])
     assert first.exit_code == 0, first.output
-    assert "6 entries" in first.output and "first pin" in first.output
+    assert "7 entries" in first.output and "first pin" in first.output  # 6 + the token's first use
     seed(engine, 3)
     again = runner.invoke(audit_app, ["checkpoint"])
-    assert again.exit_code == 0 and "consistent with the pinned size 6" in again.output, again.output
+    assert again.exit_code == 0 and "consistent with the pinned size 7" in again.output, again.output
     proved = runner.invoke(audit_app, ["prove", "4"])
-    assert proved.exit_code == 0 and "entry 4 (dataset.read by bob)" in proved.output, proved.output
+    assert proved.exit_code == 0 and "entry 4 (dataset.read by bob at " in proved.output, proved.output
 
     with session_scope(engine) as s:  # the server's operator quietly rewrites entry 1
         row = s.scalar(select(AuditEntry).where(AuditEntry.idx == 1))
@@ -127,3 +132,31 @@ def test_checkpoint_pins_and_catches_a_fork(live: str, engine: Engine) -> None:
     assert isinstance(forked.exception, CliError) and "FORK" in str(forked.exception)
     bad = runner.invoke(audit_app, ["prove", "1"])
     assert isinstance(bad.exception, CliError) and "NOT proven" in str(bad.exception)
+
+
+def test_live_database_edits_caught_as_the_readme_says(live: str, engine: Engine, tmp_path: Path) -> None:
+    """As README says: `tre audit public-key > log.vkey`, export, `tre audit verify B --key log.vkey`."""
+    key = runner.invoke(audit_app, ["public-key"])
+    assert key.exit_code == 0
+    vkey = tmp_path / "log.vkey"
+    vkey.write_text(key.output)
+    bundle = tmp_path / "bundle.jsonl"
+    assert runner.invoke(audit_app, ["export", str(bundle)]).exit_code == 0
+    ok = runner.invoke(audit_app, ["verify", str(bundle), "--key", str(vkey)])
+    assert ok.exit_code == 0, ok.output
+
+    with session_scope(engine) as s:  # an insider edits one entry in the live database
+        row = s.get(AuditEntry, 2)
+        assert row is not None
+        row.body = row.body.replace('"actor":"alice"', '"actor":"carol"')
+    assert runner.invoke(audit_app, ["export", str(bundle)]).exit_code == 0
+    bad = runner.invoke(audit_app, ["verify", str(bundle), "--key", str(vkey)])
+    assert bad.exit_code == 1 and "first bad index 2" in str(bad.exception), bad.output
+
+    with session_scope(engine) as s:  # ... and deletes the newest row: the server fails closed
+        top = s.scalar(select(AuditEntry).order_by(AuditEntry.idx.desc()).limit(1))
+        s.delete(top)
+    res = runner.invoke(audit_app, ["export", str(tmp_path / "again.jsonl")])
+    assert res.exit_code == 1 and "audit log damaged" in str(res.exception), res.output
+    res = runner.invoke(audit_app, ["checkpoint", "--key", str(vkey)])
+    assert res.exit_code == 1 and "audit log damaged" in str(res.exception), res.output

@@ -13,7 +13,7 @@ from sqlalchemy import Engine, func, select
 from tre.audit import AuditEvent, checkpoint, record_event, record_events
 from tre.audit.merkle import TreeLevels, leaf_hash
 from tre.audit.note import open_checkpoint
-from tre.audit.signing import KEY_FILE, AuditSigner, load_or_create_signer
+from tre.audit.signing import KEY_FILE, ORIGIN_FILE, AuditSigner, load_or_create_signer
 from tre.config import Settings
 from tre.store.db import session_scope
 from tre.store.models import AuditCheckpoint, AuditEntry, AuditState
@@ -110,4 +110,4 @@ def test_concurrent_key_creation_yields_one_key(tmp_path: Path) -> None:
     with ThreadPoolExecutor(8) as pool:
         keys = list(pool.map(lambda _: load_or_create_signer(tmp_path / "k").public_key, range(16)))
     assert len(set(keys)) == 1
-    assert [p.name for p in (tmp_path / "k").iterdir()] == [KEY_FILE]
+    assert sorted(p.name for p in (tmp_path / "k").iterdir()) == sorted([KEY_FILE, ORIGIN_FILE])

@@ -72,3 +72,56 @@ def test_checkpoint_roundtrip_and_cosignatures_are_ignored() -> None:
     assert open_checkpoint(cosigned, key).tree_size == 42
     with pytest.raises(NoteError, match="origin"):
         open_checkpoint(note, key, origin="another.org/log")
+
+
+def _signed_cp(size: str = "5") -> tuple[str, VerifierKey, Ed25519PrivateKey]:
+    priv = Ed25519PrivateKey.from_private_bytes(SKEY_SEED)
+    key = VerifierKey("example.org/log", priv.public_key().public_bytes_raw())
+    root = base64.b64encode(b"\x07" * 32).decode()
+    return sign_note(f"example.org/log\n{size}\n{root}\n", key.name, priv), key, priv
+
+
+def test_note_is_split_at_the_last_blank_line() -> None:
+    """A forged text holding a blank line followed by a copied signature must not verify as
+    the signed text (splitting at the first blank line would verify the prefix)."""
+    note, key, _ = _signed_cp()
+    text, sig_block = note.split("\n\n")
+    forged = text + "\n\n" + sig_block + "\n" + "\u2014 example.org/log " + "A" * 10 + "\n"
+    with pytest.raises(NoteError):
+        open_note(forged, key)
+    smuggled = text + "\n\nextra line\n\n" + sig_block
+    with pytest.raises(NoteError):
+        open_note(smuggled, key)
+
+
+@pytest.mark.parametrize("bad", ["\x00", "\x1b[31m", "\r", "\x7f", "\u0085"])
+def test_control_characters_are_rejected(bad: str) -> None:
+    note, key, _ = _signed_cp()
+    with pytest.raises(NoteError, match="control"):
+        open_note(note.replace("example.org/log\n5", f"example.org/log{bad}\n5", 1), key)
+
+
+def test_invalid_utf8_is_rejected() -> None:
+    from tre.audit.note import decode_note
+
+    note, _, _ = _signed_cp()
+    with pytest.raises(NoteError, match="UTF-8"):
+        decode_note(note.encode().replace(b"example", b"ex\xffmple", 1))
+    assert decode_note(note.encode()) == note
+
+
+def test_non_ascii_digits_are_not_a_tree_size() -> None:
+    note, key, _ = _signed_cp("\u0663")  # ARABIC-INDIC DIGIT THREE: str.isdigit() says yes
+    with pytest.raises(NoteError, match="tree size"):
+        open_checkpoint(note, key)
+    cp = Checkpoint("o", 1, b"\x00" * 32, ("timestamp \u0661\u0662",))
+    assert cp.timestamp_ms is None
+
+
+def test_signature_lines_are_bounded() -> None:
+    note, key, _ = _signed_cp()
+    other = Ed25519PrivateKey.generate()
+    extra = sign_note(note.split("\n\n")[0] + "\n", "someone", other).split("\n\n")[1]
+    assert open_note(note + extra * 98, key)  # 99 lines: fine, unknown signers ignored
+    with pytest.raises(NoteError, match="more than 100"):
+        open_note(note + extra * 100, key)

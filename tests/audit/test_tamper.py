@@ -6,6 +6,7 @@ exported bundle); the bundle is then checked with the offline verifier against t
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -166,7 +167,10 @@ def test_whole_log_resigned_with_another_key_is_rejected(
     rogue = load_or_create_signer(tmp_path / "rogue")
     data = export_bytes(engine, rogue)  # header names the rogue key; checkpoints are the real ones
     assert not verify_bundle(data, rogue.verifier_key).ok
-    assert verify_bundle(data, signer.verifier_key).ok
+    # The checkpoints still verify under the pinned key, but a header naming another key is
+    # a key change, reported as a failure.
+    report = verify_bundle(data, signer.verifier_key)
+    assert not report.ok and "key change" in report.errors[0]
 
 
 def test_rewritten_history_with_resigned_checkpoints_is_named(bundle: bytes, signer: AuditSigner) -> None:
@@ -240,7 +244,9 @@ def test_fork_between_two_auditors_is_detected_by_consistency_proof(
 
     other = make_engine(f"sqlite:///{tmp_path / 'fork.db'}")
     init_db(other)
-    build(other, signer, tag="forked")  # same key, same shape, different content
+    # A dishonest operator signs with the real key outside tre's own guard (keys_dir=None:
+    # no last-checkpoint file to prove consistency with): same key, shape, other content.
+    build(other, dataclasses.replace(signer, keys_dir=None), tag="forked")
     with session_scope(other) as s:
         head = latest_checkpoint(s)
         assert head is not None
@@ -257,7 +263,7 @@ def test_fork_between_two_auditors_is_detected_by_consistency_proof(
 def test_storage_damage_is_reported_by_proofs(built: Engine) -> None:
     with session_scope(built) as s:
         s.execute(text("DELETE FROM audit_entries WHERE idx = 3"))
-    from tre.audit.service import AuditLogError
+    from tre.audit.guard import AuditLogDamaged
 
-    with session_scope(built) as s, pytest.raises(AuditLogError, match="missing"):
+    with session_scope(built) as s, pytest.raises(AuditLogDamaged, match="missing"):
         StoredTree(s, N).inclusion(10)

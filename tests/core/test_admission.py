@@ -33,7 +33,8 @@ def test_admitted_job_is_queued_and_audited(app_client, world, engine):
 def test_no_grant(app_client, world, engine):
     with session_scope(engine) as s:
         registry.add_member(s, "root", "p2", "alice")
-    assert "has no access grant" in _denied(app_client, world, job_body(project_id="p2"))
+    # The same words as for a dataset that does not exist (no probing of dataset names).
+    assert "has no access to dataset" in _denied(app_client, world, job_body(project_id="p2"))
 
 
 def test_expired_grant(app_client, world, engine):

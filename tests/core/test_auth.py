@@ -141,6 +141,11 @@ def test_researcher_cannot_read_another_projects_job(app_client, world):
         ("audrey", "post", "/api/v1/jobs"),
         ("alice", "get", "/api/v1/admin/users"),
         ("bob", "get", "/api/v1/grants"),
+        ("alice", "post", "/api/v1/images/approvals"),
+        ("alice", "post", "/api/v1/images/approvals/revoke"),
+        ("alice", "post", "/api/v1/images/push"),
+        ("dana", "post", "/api/v1/images"),
+        ("audrey", "post", "/api/v1/images"),
     ],
 )
 def test_roles_are_enforced(app_client, world, user, method, path):

@@ -25,6 +25,11 @@ def _screen(**job: object) -> LogScreen:
     return LogScreen.for_policies([policy], {"Doe^Jane", "Doe", "Jane", "PAT-123456", "1.2.840.99.1.2.3"})
 
 
+def _shown(screen: LogScreen, log: bytes, final: bool, offset: int = 0) -> tuple[str, int]:
+    screening = screen.screen_log(log, final)
+    return screen.render(screening, offset).decode(), screening.decided_to
+
+
 def test_lines_naming_the_data_or_carrying_files_are_withheld():
     blob = base64.b64encode(bytes(range(256)) * 2).decode()
     raw = (
@@ -36,8 +41,7 @@ def test_lines_naming_the_data_or_carrying_files_are_withheld():
         "bell \x07 and escape \x1b[31m\n"
         "epoch 2 loss 0.2"
     ).encode()
-    shown, nxt = _screen().screen(raw, 0, final=False)
-    text = shown.decode()
+    text, decided = _shown(_screen(), raw, final=False)
     assert (
         "Jane" not in text
         and "PAT-123456" not in text
@@ -48,31 +52,29 @@ def test_lines_naming_the_data_or_carrying_files_are_withheld():
     assert text.count("[tre] withheld") == 4
     assert "epoch 1 loss 0.31" in text and "\\x07" in text and "\\x1b" in text and "\x1b" not in text
     # The unfinished last line is held back until the job ends.
-    assert "epoch 2" not in text and nxt == raw.rfind(b"\n") + 1
-    rest, end = _screen().screen(raw[nxt:], nxt, final=True)
-    assert rest == b"epoch 2 loss 0.2" and end == len(raw)
+    assert "epoch 2" not in text and decided == raw.rfind(b"\n") + 1
+    rest, end = _shown(_screen(), raw, final=True, offset=decided)
+    assert rest == "epoch 2 loss 0.2\n" and end == len(raw)
 
 
 def test_only_the_first_part_is_shown():
     raw = b"".join(f"line {i:05d}\n".encode() for i in range(1000))
     screen = _screen(researcher_log_limit_kib=1)
-    shown, nxt = screen.screen(raw, 0, final=False)
-    assert shown.startswith(b"line 00000\n") and b"withheld from researchers (limit 1 KiB)" in shown
-    assert len(shown) < 1200 and nxt == len(raw)
-    assert screen.screen(b"more\n", nxt, final=True) == (b"", nxt + 5)
+    screening = screen.screen_log(raw, final=False)
+    shown = screen.render(screening, 0)
+    assert shown.startswith(b"line 00000\n") and screening.cut and len(shown) <= 1024
+    assert b"line 00999" not in shown and b"withheld from researchers (limit 1 KiB)" in screen.limit_notice()
 
 
 def test_status_only_and_full():
-    raw = b"patient: Jane Doe\n"
-    shown, nxt = _screen(log_visibility="status_only").screen(raw, 0, final=True)
-    assert b"Jane" not in shown and b"withholds job logs" in shown and nxt == len(raw)
-    assert _screen(log_visibility="full").screen(raw, 0, final=True) == (raw, len(raw))
+    assert _screen(log_visibility="status_only").visibility == "status_only"
+    assert _screen(log_visibility="full").visibility == "full"
 
 
 def test_a_line_without_end_cannot_stall_a_follower():
     raw = b"y" * 5000
-    shown, nxt = _screen().screen(raw, 0, final=False)
-    assert nxt == 5000 and b"withheld a line of 5000" in shown
+    text, decided = _shown(_screen(), raw, final=False)
+    assert decided == 5000 and "withheld a line longer than" in text
 
 
 @pytest.mark.skipif(not Path("/usr/bin/bwrap").exists(), reason="bubblewrap not installed")

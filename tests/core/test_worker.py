@@ -56,14 +56,29 @@ def test_job_runs_in_sandbox_and_outputs_are_recorded(app_client, world, engine,
     outputs = app_client.get(f"/api/v1/jobs/{job_id}/outputs", headers=world.headers["alice"]).json()
     content = b"CT_small.dcm\nMR_small.dcm"
     assert outputs == [
-        {"path": "sub/files.txt", "size": len(content), "sha256": hashlib.sha256(content).hexdigest()}
+        {
+            "index": 0,
+            "path": "sub/files.txt",
+            "name_withheld": False,
+            "size": len(content),
+            "sha256": hashlib.sha256(content).hexdigest(),
+        }
     ]
     with session_scope(engine) as s:
         actions = [
             e.action
             for e in s.scalars(select(AuditEntry).where(AuditEntry.job_id == job_id).order_by(AuditEntry.idx))
         ]
-    assert actions == ["job.submitted", "job.admitted", "job.started", "job.output_recorded", "job.ended"]
+    assert actions == [
+        "job.submitted",
+        "job.admitted",
+        "job.started",
+        "dataset.read",  # one per dataset the job reads (tre audit search --dataset ct1)
+        "job.output_recorded",
+        "job.ended",
+        "job.log_read",
+        "job.outputs_read",
+    ]
 
 
 def test_failing_job_is_reported(app_client, world, engine, settings):
@@ -143,7 +158,15 @@ def test_worker_killed_mid_job_then_restarted(app_client, world, engine, setting
     assert "stopped while the job was running" in job.reason
     assert job.command[0] == "python3" and job.project_id == "p1" and job.finished_at is not None
     outputs = app_client.get(f"/api/v1/jobs/{job_id}/outputs", headers=world.headers["alice"]).json()
-    assert outputs == [{"path": "partial.txt", "size": 9, "sha256": hashlib.sha256(b"half done").hexdigest()}]
+    assert outputs == [
+        {
+            "index": 0,
+            "path": "partial.txt",
+            "name_withheld": False,
+            "size": 9,
+            "sha256": hashlib.sha256(b"half done").hexdigest(),
+        }
+    ]
     with session_scope(engine) as s:
         ended = s.scalars(
             select(AuditEntry).where(AuditEntry.job_id == job_id, AuditEntry.action == "job.ended")

@@ -174,7 +174,7 @@ def test_outsiders_and_anonymous_callers(client, auth, world) -> None:
     assert client.get(BASE, headers=auth(world.outsider, "researcher")).json() == []
     problem(client.post(BASE, headers=auth(world.outsider, "researcher"),
                         json={"job_id": world.job_id, "files": ["tables/summary.csv"], "justification": "x"}),
-            403, "not-a-project-member")
+            404, "not-found")  # as for an unknown job id: ids are not an oracle
     problem(client.post(BASE, headers=auth(world.researcher, "researcher"),
                         json={"job_id": world.job_id, "files": [], "justification": "x"}),
             422, "invalid-request")

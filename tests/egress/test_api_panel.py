@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from tests.egress.test_workflow_support import seed_world, with_egress_routes
-from tre.store.models import AuditEntry, UserRole
+from tre.store.models import AuditEntry, Job, UserRole
 
 BASE = "/api/v1/egress/requests"
 
@@ -166,3 +166,17 @@ def test_researcher_content_is_escaped_in_the_panel(panel_app, db, esettings, to
         page = c.get(f"/panel/requests/{r.json()['id']}").text
         assert payload not in page
         assert "&lt;script&gt;" in page
+
+
+def test_request_page_names_the_jobs_image_and_code(panel_app, db, world, token_for, rid) -> None:  # type: ignore[no-untyped-def]
+    with TestClient(panel_app) as c:
+        login(c, token_for("dora", "dac"))
+        page = c.get(f"/panel/requests/{rid}")
+        assert page.status_code == 200 and "none sent with the job" in page.text
+        with db.begin() as s:
+            job = s.get(Job, world.job_id)
+            job.code_hash = "c0de" * 16
+            image = job.image
+        page = c.get(f"/panel/requests/{rid}")
+        assert "c0de" * 16 in page.text and f"tre job code {world.job_id} -o code.tar.gz" in page.text
+        assert image in page.text

@@ -124,8 +124,9 @@ def test_who_may_request_what(db, esettings, world) -> None:
             workflow.create_request(s, esettings, principal, job_id=job_id, paths=paths, justification="x")
         return err.value
 
-    assert attempt(who(world.outsider, "researcher"), world.job_id, ["tables/summary.csv"]).slug == \
-        "not-a-project-member"
+    foreign = attempt(who(world.outsider, "researcher"), world.job_id, ["tables/summary.csv"])
+    unknown = attempt(who(world.outsider, "researcher"), "nope", ["tables/summary.csv"])
+    assert (foreign.status, foreign.slug) == (unknown.status, unknown.slug) == (404, "not-found")
     assert attempt(who(world.researcher, "researcher"), world.job_id, ["secret.txt"]).slug == \
         "not-a-job-output"
     assert attempt(who(world.researcher, "researcher"), "nope", ["x"]).status == 404

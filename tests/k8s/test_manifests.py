@@ -45,7 +45,7 @@ def specs(tmp: Path) -> list[JobSpec]:
             env={"SEED": "1"},
             **common,
         ),
-        JobSpec(  # CPU-only job on the default sandbox runtime
+        JobSpec(  # CPU-only job on the default sandbox runtime, with the researcher's code
             job_id="j2",
             project_id="p2",
             image="reg.example.org/stats" + DIGEST,
@@ -53,6 +53,7 @@ def specs(tmp: Path) -> list[JobSpec]:
             datasets=[],
             cpu=0.5,
             memory_mb=512,
+            code_hash="c0de" * 16,
             **common,
         ),
         JobSpec(  # CPU-only job on Kata

@@ -87,13 +87,13 @@ class Sandbox:
             job_id=job_id,
             project_id="p1",
             image=str(limits.pop("image", "tre/python:3.11")),
-            command=command or ["python", "-c", code, marker],
+            command=command if command is not None else ["python", "-c", code, marker],
             datasets=datasets or [],
             output_dir=job_dir / "output",
             log_path=job_dir / "log.txt",
             **limits,  # type: ignore[arg-type]
         )
-        run = Run(spec, JobResult("", None, ""), "", marker)
+        run = Run(spec, JobResult("failed", None, "not run yet"), "", marker)
         base = control or RunControl()
 
         def on_started(ref: str) -> None:
@@ -112,7 +112,10 @@ class Sandbox:
 
 @pytest.fixture
 def sandbox(tmp_path: Path) -> Sandbox:
-    return Sandbox(tmp_path, LocalExecutor(images_dir=tmp_path / "images"))
+    """A sandbox in the host-toolchain developer mode, enabled explicitly: most of these
+    tests run Python job code, and the host's interpreter is the one at hand. The tests in
+    ``test_sandbox_image.py`` run jobs in a real image root file system instead."""
+    return Sandbox(tmp_path, LocalExecutor(images_dir=tmp_path / "images", host_toolchain=True))
 
 
 @pytest.fixture

@@ -1,16 +1,23 @@
-"""GPU pass-through of the local sandbox: only the NVIDIA device nodes are added to the
-sandbox's /dev; the user-space driver comes from the read-only host /usr."""
+"""GPU pass-through of the local sandbox on a real GPU (skipped without one): the NVIDIA
+device nodes and the host's driver libraries and tools reach the job, in the host-toolchain
+mode and in an image root file system that has no driver of its own.
+(The discovery logic is tested without a GPU in test_sandbox_gpu_discovery.py.)"""
 
 from __future__ import annotations
 
 import glob
 import importlib.util
+import os
+import shutil
+import subprocess
 import textwrap
+from pathlib import Path
 
 import pytest
 
 from tests.sandbox.conftest import Sandbox
-from tre.executors.base import ExecutorError
+from tre.executors.base import ExecutorError, ImageConfig
+from tre.executors.local import LocalExecutor
 
 HAS_GPU = bool(glob.glob("/dev/nvidia[0-9]*"))
 
@@ -53,3 +60,35 @@ def test_gpu_is_usable_inside_the_sandbox(sandbox: Sandbox) -> None:
     # Without gpu the same sandbox sees no NVIDIA device at all.
     plain = sandbox.run("import glob; print('DEVICES', glob.glob('/dev/nvidia*'))")
     assert "DEVICES []" in plain.log
+
+
+def glibc_rootfs(root: Path) -> Path:
+    """An image with a shell and the host's C library only (no CUDA, no NVIDIA driver)."""
+    (root / "bin").mkdir(parents=True)
+    shutil.copy2("/bin/busybox", root / "bin" / "busybox")
+    for applet in ("sh", "ls", "cat"):
+        (root / "bin" / applet).symlink_to("busybox")
+    ldd = subprocess.run(["ldd", "/bin/ls"], capture_output=True, text=True).stdout
+    for path in [p for p in ldd.split() if p.startswith("/")]:
+        dest = root / path.lstrip("/")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(os.path.realpath(path), dest)
+    return root
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not HAS_GPU, reason="needs an NVIDIA GPU (/dev/nvidia0)")
+@pytest.mark.skipif(not os.path.exists("/bin/busybox"), reason="needs busybox-static")
+def test_nvidia_smi_runs_inside_an_image_without_a_driver(sandbox: Sandbox, tmp_path: Path) -> None:
+    rootfs = glibc_rootfs(tmp_path / "rootfs")
+    run = sandbox.run(
+        "",
+        command=["sh", "-c", "ls /tre-nvidia/lib; nvidia-smi -L"],
+        rootfs=rootfs,
+        image_config=ImageConfig(env={"PATH": "/bin"}),
+        gpu=1,
+        executor=LocalExecutor(),
+    )
+    assert run.result.state == "succeeded", run.log
+    assert "libcuda.so.1" in run.log
+    assert "GPU 0:" in run.log

@@ -121,8 +121,8 @@ def test_fork_failure_is_reported_when_the_job_gives_up(sandbox: Sandbox, cgroup
 
 
 def test_output_quota_many_files(sandbox: Sandbox, assert_clean) -> None:
-    # 128 KiB every 20 ms, about 6 MiB/s: no single file trips RLIMIT_FSIZE, so only the
-    # watchdog (polling every 0.2 s) can stop it.
+    # 128 KiB every 20 ms: /output is a file system of exactly the quota, so the write that
+    # does not fit fails with ENOSPC and the job ends; nothing past the quota ever exists.
     code = textwrap.dedent(
         """
         import itertools, time
@@ -137,19 +137,34 @@ def test_output_quota_many_files(sandbox: Sandbox, assert_clean) -> None:
     assert run.result.reason == "output quota of 2 MiB exceeded"
     kept = list(run.spec.output_dir.iterdir())
     total = sum(p.stat().st_size for p in kept)
-    assert total > 2 * 2**20  # what was written before the kill stays for inspection
-    # Stopped within about a second of crossing the quota, even on a loaded CI machine.
-    assert total < 2 * 2**20 + 6 * 2**20
+    assert "No space left on device" in run.log
+    # What fitted stays for inspection: up to the quota, never more.
+    assert 2 * 2**20 - 256 * 1024 <= total <= 2 * 2**20
     assert_clean(run)
 
 
 def test_output_quota_single_large_file(sandbox: Sandbox) -> None:
-    code = "open('/output/big.bin', 'wb').write(b'x' * (5 * 1024 * 1024))"
+    code = textwrap.dedent(
+        """
+        with open('/output/big.bin', 'wb') as f:
+            for _ in range(80):
+                f.write(b'x' * 65536)
+        """
+    )
     run = sandbox.run(code, output_limit_mb=1, time_limit_s=20)
     assert run.result.state == "failed", run.log
     assert run.result.reason == "output quota of 1 MiB exceeded"
-    assert "File too large" in run.log  # RLIMIT_FSIZE stopped the write itself
-    assert (run.spec.output_dir / "big.bin").stat().st_size <= 2**20
+    assert "No space left on device" in run.log  # the file system refused the write itself
+    assert 2**20 - 256 * 1024 <= (run.spec.output_dir / "big.bin").stat().st_size <= 2**20
+
+
+def test_sparse_output_counts_at_its_apparent_size(sandbox: Sandbox) -> None:
+    """A sparse file costs the file system nothing but would be released at full size."""
+    code = "f = open('/output/sparse.bin', 'wb'); f.seek(50 * 2**20); f.write(b'x'); f.close()"
+    run = sandbox.run(code, output_limit_mb=1, time_limit_s=20)
+    assert run.result.state == "failed", run.log
+    assert run.result.reason == "output quota of 1 MiB exceeded"
+    assert not (run.spec.output_dir / "sparse.bin").exists()
 
 
 def test_cancellation_stops_the_job(sandbox: Sandbox, assert_clean) -> None:
@@ -172,7 +187,7 @@ def test_cancellation_stops_the_job(sandbox: Sandbox, assert_clean) -> None:
 def test_rlimit_fallback_still_limits_memory_and_time(
     sandbox: Sandbox, caplog: pytest.LogCaptureFixture, assert_clean
 ) -> None:
-    executor = LocalExecutor(use_cgroups=False)
+    executor = LocalExecutor(use_cgroups=False, host_toolchain=True)
     with caplog.at_level(logging.WARNING, logger="tre.executors.local"):
         run: Run = sandbox.run(
             "x = bytearray(512 * 1024 * 1024); print('allocated')", executor=executor, memory_mb=256

@@ -38,7 +38,7 @@ def test_seed_files_are_copied_privately_into_each_job(sandbox: Sandbox, tmp_pat
     (seed / "mod_abc" / "f-1.py311.nbi").write_bytes(b"index")
     (seed / "top.nbc").write_bytes(b"code")
     (seed / "escape").symlink_to("/etc/hostname")  # not a regular file: never copied
-    executor = LocalExecutor(numba_cache_seed=seed)
+    executor = LocalExecutor(numba_cache_seed=seed, host_toolchain=True)
     code = textwrap.dedent(
         """
         import json, os
@@ -60,7 +60,9 @@ def test_warm_up_then_jobs_load_compiled_kernels(sandbox: Sandbox, tmp_path: Pat
     kernel_dir.mkdir()
     (kernel_dir / "kernel.py").write_text(KERNEL)
     seed = tmp_path / "seed"
-    executor = LocalExecutor(numba_cache_seed=seed, extra_ro_binds=[(kernel_dir, "/opt/testkernel")])
+    executor = LocalExecutor(
+        numba_cache_seed=seed, extra_ro_binds=[(kernel_dir, "/opt/testkernel")], host_toolchain=True
+    )
     cold = sandbox.run(CALL, executor=executor)  # before warm-up: compiles, seed stays absent
     assert cold.json_lines()[0]["misses"] == 1 and not seed.exists()
 

@@ -3,14 +3,27 @@ path discovery from /proc files, and the seccomp program's shape."""
 
 from __future__ import annotations
 
+import re
+import shutil
 import struct
+import subprocess
 from pathlib import Path
 
 import pytest
 
-from tre.executors import cgroups, seccomp
-from tre.executors.base import DatasetMount, ExecutorError, JobSpec
-from tre.executors.bwrap import dataset_mounts, image_rootfs, nvidia_devices, sanitise_image_ref
+from tre.executors import cgroups, outputfs, seccomp
+from tre.executors.base import DatasetMount, ExecutorError, ImageConfig, JobSpec
+from tre.executors.bwrap import (
+    dataset_mounts,
+    image_argv,
+    image_identity,
+    image_rootfs,
+    image_workdir,
+    nvidia_devices,
+    sandbox_env,
+    sanitise_image_ref,
+)
+from tre.executors.stage import Stage
 
 
 @pytest.mark.parametrize(
@@ -86,21 +99,59 @@ def test_cgroup_paths_from_proc_files(tmp_path: Path) -> None:
     assert cgroups._host_dir(mounts[2], paths[""]) == Path("/sys/fs/cgroup/uni fied/worker")
 
 
-@pytest.mark.parametrize("arch", sorted(seccomp.DENIED_SYSCALLS))
-def test_seccomp_program_shape(arch: str) -> None:
-    prog = seccomp.build_filter(arch)
+def run_bpf(prog: bytes, arch_id: int, nr: int, args: tuple[int, ...] = ()) -> int:
+    """Evaluate a classic-BPF seccomp program on one ``struct seccomp_data`` (a tiny
+    interpreter for the opcodes the filter uses: LD|W|ABS, JEQ|K, JGE|K, AND|K, RET|K)."""
+    data = struct.pack("=iIQ6Q", nr, arch_id, 0, *(list(args) + [0] * (6 - len(args))))
     insns = [struct.unpack("=HBBI", prog[i : i + 8]) for i in range(0, len(prog), 8)]
+    acc, pc = 0, 0
+    while True:
+        code, jt, jf, k = insns[pc]
+        if code == 0x20:
+            acc = struct.unpack_from("=I", data, k)[0]
+        elif code == 0x54:
+            acc &= k
+        elif code in (0x15, 0x35):
+            hit = acc == k if code == 0x15 else acc >= k
+            pc += jt if hit else jf
+        elif code == 0x06:
+            return k
+        else:
+            raise AssertionError(f"unexpected opcode {code:#x}")
+        pc += 1
+
+
+ALLOW, EPERM = 0x7FFF0000, 0x00050000 | 1
+EAFNOSUPPORT, ENOSYS, KILL = 0x00050000 | 97, 0x00050000 | 38, 0x80000000
+
+
+@pytest.mark.parametrize("arch", sorted(seccomp.DENIED_SYSCALLS))
+def test_seccomp_program_decisions(arch: str) -> None:
+    prog = seccomp.build_filter(arch)
+    native = seccomp.AUDIT_ARCH[arch]
     assert len(prog) % 8 == 0
-    assert insns[0] == (0x20, 0, 0, 4)  # load arch
-    assert insns[1][3] == seccomp.AUDIT_ARCH[arch]
-    assert insns[-2] == (0x06, 0, 0, 0x7FFF0000)  # allow
-    assert insns[-1] == (0x06, 0, 0, 0x00050000 | 1)  # EPERM
-    checked = {k for code, _jt, _jf, k in insns if code == 0x15} - {seccomp.AUDIT_ARCH[arch]}
-    assert checked == set(seccomp.DENIED_SYSCALLS[arch].values())
-    # Every syscall check jumps exactly to the EPERM return.
-    for pos, (code, jt, _jf, k) in enumerate(insns):
-        if code == 0x15 and k != seccomp.AUDIT_ARCH[arch]:
-            assert pos + 1 + jt == len(insns) - 1
+    for nr in seccomp.DENIED_SYSCALLS[arch].values():
+        assert run_bpf(prog, native, nr) == EPERM
+    rules = seccomp.ARG_RULES[arch]
+    socket_nr, socketpair_nr = rules["socket"][0], rules["socketpair"][0]
+    for nr in (socket_nr, socketpair_nr):
+        assert run_bpf(prog, native, nr, (1, 1, 0)) == ALLOW  # AF_UNIX
+        for family in (2, 10, 16, 17, 40, 0, 0xFFFFFFFF):  # INET, INET6, NETLINK, PACKET, VSOCK
+            assert run_bpf(prog, native, nr, (family, 1, 0)) == EAFNOSUPPORT
+    for name, (nr, index, kind) in rules.items():
+        if kind != "mode":
+            continue
+        args = [0, 0, 0, 0]
+        args[index] = 0o755
+        assert run_bpf(prog, native, nr, tuple(args)) == ALLOW, name
+        for special in (0o4755, 0o2755, 0o6000):
+            args[index] = special
+            assert run_bpf(prog, native, nr, tuple(args)) == EPERM, name
+    assert run_bpf(prog, native, seccomp.ENOSYS_SYSCALLS[arch]["openat2"]) == ENOSYS
+    assert run_bpf(prog, native, 0) == ALLOW  # read (x86_64) / io_setup (aarch64)
+    assert run_bpf(prog, 0x40000003, 1) == KILL  # a foreign ABI (i386) is killed outright
+    if arch == "x86_64":
+        assert run_bpf(prog, native, 0x40000000 | 2) == KILL  # x32
     with pytest.raises(ValueError, match="no seccomp syscall table"):
         seccomp.build_filter("sparc")
 
@@ -113,3 +164,102 @@ def test_nvidia_device_selection(tmp_path: Path) -> None:
     assert nvidia_devices(2, tmp_path) == [str(tmp_path / n) for n in names]
     with pytest.raises(ExecutorError, match="asks for 5 GPU"):
         nvidia_devices(5, tmp_path)
+
+
+def test_entrypoint_and_cmd_follow_docker() -> None:
+    cfg = ImageConfig(entrypoint=["/entry", "-v"], cmd=["default", "arg"])
+    assert image_argv(["python3", "x.py"], cfg) == ["/entry", "-v", "python3", "x.py"]
+    assert image_argv([], cfg) == ["/entry", "-v", "default", "arg"]
+    assert image_argv([], ImageConfig(cmd=["sh"])) == ["sh"]
+    assert image_argv(["a"], None) == ["a"]
+    for bad in ([], [""], ["a\0b"]):
+        with pytest.raises(ExecutorError, match="non-empty list"):
+            image_argv(bad, ImageConfig())
+
+
+@pytest.mark.parametrize(
+    ("user", "expected"),
+    [
+        ("", (10001, 10002)),
+        ("1234", (1234, 10002)),
+        ("1234:5678", (1234, 5678)),
+        ("1234:0", (1234, 10002)),
+        ("0", (10001, 10002)),
+        ("root", (10001, 10002)),
+        ("alice:1234", (10001, 10002)),
+        ("99999999999", (10001, 10002)),
+    ],
+)
+def test_image_user_numeric_non_root_only(user: str, expected: tuple[int, int]) -> None:
+    assert image_identity(ImageConfig(user=user), 10001, 10002) == expected
+
+
+def test_workdir_rules(tmp_path: Path) -> None:
+    (tmp_path / "srv" / "app").mkdir(parents=True)
+    (tmp_path / "proc").mkdir()
+    assert image_workdir(ImageConfig(working_dir="/srv/app"), True, tmp_path) == "/code"
+    assert image_workdir(ImageConfig(working_dir="/srv/app/"), False, tmp_path) == "/srv/app"
+    assert image_workdir(ImageConfig(working_dir="/srv/missing"), False, tmp_path) == "/tmp"
+    assert image_workdir(ImageConfig(working_dir="/proc"), False, tmp_path) == "/tmp"  # a sandbox mount
+    assert image_workdir(ImageConfig(working_dir="relative"), False, tmp_path) == "/tmp"
+    assert image_workdir(None, False, None) == "/tmp"
+
+
+def test_env_layers_image_then_executor_then_job(tmp_path: Path) -> None:
+    spec = JobSpec(
+        "j", "p", "img", ["x"], [], tmp_path, tmp_path / "log", env={"TRE_JOB_ID": "j1", "HOME": "/x"}
+    )
+    env = sandbox_env(
+        spec,
+        "/usr/bin:/bin",
+        {"LD_LIBRARY_PATH": "/tre-nvidia/lib", "PATH": "/tre-nvidia/bin"},
+        {"PATH": "/opt/conda/bin", "LD_LIBRARY_PATH": "/opt/lib", "TRE_JOB_ID": "forged", "LANG": "de_DE"},
+    )
+    assert env["PATH"] == "/tre-nvidia/bin:/opt/conda/bin"
+    assert env["LD_LIBRARY_PATH"] == "/tre-nvidia/lib:/opt/lib"
+    assert env["TRE_JOB_ID"] == "j1"  # the job's own TRE_* variables win over the image's
+    assert env["LANG"] == "de_DE" and env["HOME"] == "/x"
+    with pytest.raises(ExecutorError, match="invalid environment variable"):
+        sandbox_env(spec, "/bin", {}, {"BAD=NAME": "x"})
+
+
+def test_stage_maps_private_sources_and_leaves_system_paths(tmp_path: Path) -> None:
+    stage = Stage(Path("/run/tre-stage"))
+    assert stage(Path("/usr"), False) == "/usr"
+    assert stage(Path("/etc/ld.so.cache"), False) == "/etc/ld.so.cache"
+    first = stage(tmp_path / "data", False)
+    assert first == "/run/tre-stage/b0"
+    assert stage(tmp_path / "data", False) == first  # one stage entry per source
+    assert stage(tmp_path / "data", True) == "/run/tre-stage/b1"  # writable is another entry
+    assert stage.output(tmp_path / "out") == "/run/tre-stage/output"
+    assert stage.tmp(1024) == "/run/tre-stage/tmp"
+    assert stage.entries == [
+        ("ro", str(tmp_path / "data"), "b0"),
+        ("rw", str(tmp_path / "data"), "b1"),
+        ("rw", str(tmp_path / "out"), "output"),
+        ("tmpfs", "1024", "tmp"),
+    ]
+    with pytest.raises(ExecutorError, match="newline"):
+        stage(Path("/srv/a\nb"), False)
+
+
+@pytest.mark.skipif(shutil.which("mkfs.ext4") is None, reason="e2fsprogs not installed")
+def test_output_image_templates_are_copied_sparsely(tmp_path: Path) -> None:
+    templates = outputfs.ImageTemplates(tmp_path / "templates")
+    made = tmp_path / "a.ext4"
+    copied = tmp_path / "b.ext4"
+    templates.make(made, 5 * 2**20, 4321, 4321)
+    templates.make(copied, 5 * 2**20, 4321, 4321)
+    assert len(list((tmp_path / "templates").iterdir())) == 1  # made once
+    assert made.read_bytes() == copied.read_bytes()
+    assert copied.stat().st_blocks * 512 < 4 * 2**20 < copied.stat().st_size  # holes stay holes
+    header = subprocess.run(["dumpe2fs", "-h", str(copied)], capture_output=True, text=True).stdout
+    free = int(re.search(r"Free blocks:\s+(\d+)", header).group(1))  # type: ignore[union-attr]
+    reserved = int(re.search(r"Reserved block count:\s+(\d+)", header).group(1))  # type: ignore[union-attr]
+    count = int(re.search(r"Block count:\s+(\d+)", header).group(1))  # type: ignore[union-attr]
+    assert (free - reserved - min(count // 50, 4096)) * 4096 == 5 * 2**20  # exactly the quota
+    # A template folder someone else could write is never used.
+    (tmp_path / "open").mkdir(mode=0o777)
+    (tmp_path / "open").chmod(0o777)
+    outputfs.ImageTemplates(tmp_path / "open").make(tmp_path / "c.ext4", 2**20, 4321, 4321)
+    assert list((tmp_path / "open").iterdir()) == []

@@ -19,16 +19,24 @@ from tre.store.models import AuditEntry
 BASE = "/api/v1/egress/requests"
 
 
-def test_reasons_and_evidence_from_hostile_content_are_bounded(app, app_client, esettings, db,  # type: ignore[no-untyped-def]
-                                                                token_for) -> None:
+def test_reasons_and_evidence_from_hostile_content_are_bounded(
+    app,
+    app_client,
+    esettings,
+    db,  # type: ignore[no-untyped-def]
+    token_for,
+) -> None:
     with_egress_routes(app)
     column = "count_" + "A" * 100_000
     rows = "\n".join(f"{'B' * 500}{i},3" for i in range(30))
     table = f"label,{column}\n{rows}\n".encode()
     with db.begin() as s:
         world = seed_world(s, esettings, outputs={"t.csv": table})
-    resp = app_client.post(BASE, headers={"Authorization": f"Bearer {token_for('alice', 'researcher')}"},
-                           json={"job_id": world.job_id, "files": ["t.csv"], "justification": "x"})
+    resp = app_client.post(
+        BASE,
+        headers={"Authorization": f"Bearer {token_for('alice', 'researcher')}"},
+        json={"job_id": world.job_id, "files": ["t.csv"], "justification": "x"},
+    )
     assert resp.status_code == 201, resp.text[:300]
     checks = resp.json()["files"][0]["checks"]
     assert any(c["check"] == "sdc:threshold" for c in checks)  # the rule still fired

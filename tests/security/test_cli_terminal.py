@@ -37,13 +37,29 @@ class FakeClient:
 
 
 def _request_view() -> dict[str, Any]:
-    check = {"outcome": "block", "check": "sdc:threshold",
-             "reason": f"column 'count[/]{OSC52}': 3 [green]pass[/green]"}
+    check = {
+        "outcome": "block",
+        "check": "sdc:threshold",
+        "reason": f"column 'count[/]{OSC52}': 3 [green]pass[/green]",
+    }
     return {
-        "id": "r1", "state": "conflicted", "job_id": "j1", "project_id": "p1", "votes_in": 2,
-        "required_reviews": 2, "policies": [], "votes_revealed": True,
-        "files": [{"outcome": "block", "path": f"x[/]{OSC52}.csv", "size": 3, "sha256": "ab" * 32,
-                   "checks": [check]}],
+        "id": "r1",
+        "state": "conflicted",
+        "job_id": "j1",
+        "project_id": "p1",
+        "votes_in": 2,
+        "required_reviews": 2,
+        "policies": [],
+        "votes_revealed": True,
+        "files": [
+            {
+                "outcome": "block",
+                "path": f"x[/]{OSC52}.csv",
+                "size": 3,
+                "sha256": "ab" * 32,
+                "checks": [check],
+            }
+        ],
         "votes": [{"reviewer": "dana", "vote": "approve", "comment": "fine\x1b[2J[bold]ok"}],
         "resolution": None,
     }

@@ -26,8 +26,9 @@ def _largest_audit_entry(engine) -> int:  # type: ignore[no-untyped-def]
 
 def test_huge_body_is_refused_before_parsing(app_client, world) -> None:  # type: ignore[no-untyped-def]
     body = json.dumps(job_body(command=["python3", "-c", "x" * (2 << 20)])).encode()
-    resp = app_client.post(JOBS, headers={**world.headers["alice"], "content-type": "application/json"},
-                           content=body)
+    resp = app_client.post(
+        JOBS, headers={**world.headers["alice"], "content-type": "application/json"}, content=body
+    )
     assert resp.status_code == 413, resp.text[:300]
     assert resp.headers["content-type"].startswith("application/problem+json")
 
@@ -39,8 +40,9 @@ def test_huge_chunked_body_is_refused(app_client, world) -> None:  # type: ignor
             yield b"y" * 65536
         yield b'"]}'
 
-    resp = app_client.post(JOBS, headers={**world.headers["alice"], "content-type": "application/json"},
-                           content=chunks())
+    resp = app_client.post(
+        JOBS, headers={**world.headers["alice"], "content-type": "application/json"}, content=chunks()
+    )
     assert resp.status_code == 413, resp.text[:300]
 
 
@@ -70,6 +72,9 @@ def test_ordinary_submission_still_admitted(app_client, world) -> None:  # type:
 
 
 def test_egress_file_names_are_bounded(app_client, world) -> None:  # type: ignore[no-untyped-def]
-    resp = app_client.post("/api/v1/egress/requests", headers=world.headers["alice"],
-                           json={"job_id": "j", "files": ["f" * 5000], "justification": "x"})
+    resp = app_client.post(
+        "/api/v1/egress/requests",
+        headers=world.headers["alice"],
+        json={"job_id": "j", "files": ["f" * 5000], "justification": "x"},
+    )
     assert resp.status_code == 422, resp.text[:300]

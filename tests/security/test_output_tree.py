@@ -29,8 +29,9 @@ from tre.store.models import Job, JobOutput, Project
 DEEP = 2200  # "a/" * 2200 is longer than PATH_MAX (4096) and deeper than the recursion limit
 
 
-def make_deep(root: Path, levels: int = DEEP, leaf: tuple[str, bytes] | None = None,
-              leaf_mode: int | None = None) -> None:
+def make_deep(
+    root: Path, levels: int = DEEP, leaf: tuple[str, bytes] | None = None, leaf_mode: int | None = None
+) -> None:
     """Nest ``levels`` folders named ``a`` under ``root`` (relative opens, as a job would)."""
     fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -80,8 +81,9 @@ def test_record_outputs_with_hostile_tree_does_not_raise(engine, tmp_path: Path,
         registry.create_user(s, "test", "u1", ["researcher"])
         s.add(Project(id="p", name="p"))
         s.flush()
-        job = Job(project_id="p", submitted_by="u1", image="i", command=["x"], dataset_ids=[],
-                  state="running")
+        job = Job(
+            project_id="p", submitted_by="u1", image="i", command=["x"], dataset_ids=[], state="running"
+        )
         s.add(job)
         s.flush()
         rows = record_outputs(s, job.id, out)
@@ -133,10 +135,24 @@ def test_worker_ends_the_job_and_keeps_running(engine, settings, cleanup_deep) -
         registry.create_user(s, "test", "u1", ["researcher"])
         s.add(Project(id="p", name="p"))
         s.flush()
-        first = Job(project_id="p", submitted_by="u1", image="i", command=["x"], dataset_ids=[],
-                    state="queued", executor="local")
-        second = Job(project_id="p", submitted_by="u1", image="i", command=["x"], dataset_ids=[],
-                     state="queued", executor="local")
+        first = Job(
+            project_id="p",
+            submitted_by="u1",
+            image="i",
+            command=["x"],
+            dataset_ids=[],
+            state="queued",
+            executor="local",
+        )
+        second = Job(
+            project_id="p",
+            submitted_by="u1",
+            image="i",
+            command=["x"],
+            dataset_ids=[],
+            state="queued",
+            executor="local",
+        )
         s.add_all([first, second])
         s.flush()
         ids = [first.id, second.id]

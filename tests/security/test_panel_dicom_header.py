@@ -40,8 +40,11 @@ def test_request_page_with_huge_header_stays_small(app, esettings, db, token_for
     with db.begin() as s:
         world = seed_world(s, esettings, {"big.dcm": many_elements(6000)})
     with TestClient(app) as c:
-        r = c.post(BASE, headers={"Authorization": f"Bearer {token_for(world.researcher, 'researcher')}"},
-                   json={"job_id": world.job_id, "files": ["big.dcm"], "justification": "x"})
+        r = c.post(
+            BASE,
+            headers={"Authorization": f"Bearer {token_for(world.researcher, 'researcher')}"},
+            json={"job_id": world.job_id, "files": ["big.dcm"], "justification": "x"},
+        )
         assert r.status_code == 201, r.text
         page = c.get("/panel/login")
         c.post("/panel/login", data={"token": token_for("dana", "dac"), "csrf": csrf_of(page.text)})

@@ -21,8 +21,15 @@ def job_id(app_client, world) -> str:  # type: ignore[no-untyped-def]
 
 
 def _reads(job_id: str) -> list[str]:
-    return [f"/api/v1/jobs/{job_id}", f"/api/v1/jobs/{job_id}/logs", f"/api/v1/jobs/{job_id}/outputs",
-            "/api/v1/jobs", "/api/v1/projects", "/api/v1/projects/p1", "/api/v1/datasets"]
+    return [
+        f"/api/v1/jobs/{job_id}",
+        f"/api/v1/jobs/{job_id}/logs",
+        f"/api/v1/jobs/{job_id}/outputs",
+        "/api/v1/jobs",
+        "/api/v1/projects",
+        "/api/v1/projects/p1",
+        "/api/v1/datasets",
+    ]
 
 
 def test_member_with_a_role_reads_her_projects(app_client, world, job_id) -> None:  # type: ignore[no-untyped-def]
@@ -31,8 +38,9 @@ def test_member_with_a_role_reads_her_projects(app_client, world, job_id) -> Non
 
 
 def test_user_stripped_of_all_roles_is_refused(app_client, world, job_id) -> None:  # type: ignore[no-untyped-def]
-    resp = app_client.put("/api/v1/admin/users/alice/roles", headers=world.headers["root"],
-                          json={"roles": []})
+    resp = app_client.put(
+        "/api/v1/admin/users/alice/roles", headers=world.headers["root"], json={"roles": []}
+    )
     assert resp.status_code == 200 and resp.json()["roles"] == []
     for url in _reads(job_id):
         resp = app_client.get(url, headers=world.headers["alice"])

@@ -8,9 +8,10 @@ from sqlalchemy import Engine
 
 from tre import __version__, audit
 from tre.api.deps import database_slots, mark_read_only_routes
-from tre.api.limits import BodySizeLimit
+from tre.api.limits import BodySizeLimit, RequestSanity
 from tre.api.openapi import install_openapi
 from tre.api.problems import install_problem_handlers
+from tre.audit.refusals import install_refusal_audit
 from tre.auth.tokens import TokenVerifier
 from tre.config import Settings, get_settings
 from tre.store.db import init_db, make_engine
@@ -39,14 +40,25 @@ def create_app(
     app.state.write_gate = anyio.Lock()
     app.state.db_slots = anyio.Semaphore(database_slots(engine))
     install_problem_handlers(app)
-    app.add_middleware(BodySizeLimit)
 
     from egress_review import api as egress_api
     from egress_review.panel import routes as panel_routes
-    from tre.api.routers import admin, datasets, jobs, me, projects
+    from tre.api.routers import admin, code, datasets, images, jobs, me, projects
     from tre.audit import api as audit_api
 
-    for module in (me, admin, projects, datasets, jobs, egress_api, panel_routes, audit_api):
+    # The two upload routes stream their bodies with their own bounds; everything else is small.
+    uploads = {
+        "/api/v1/images": settings.image_max_upload_mb << 20,
+        code.UPLOAD_PATH: code.MAX_CODE_UPLOAD_BYTES,
+    }
+    # Innermost: its 413 is raised straight into the route's body parsing (an http middleware
+    # between the two would turn it into a 400).
+    app.add_middleware(BodySizeLimit, overrides=uploads)
+    install_refusal_audit(app)  # 401/403/404 recorded, aggregated
+    # Added last, so it runs first: before the body is read or a token looked at.
+    app.add_middleware(RequestSanity)
+
+    for module in (me, admin, projects, datasets, jobs, code, images, egress_api, panel_routes, audit_api):
         app.include_router(module.router)
     # The core's GET routes only read (checked by their tests); the airlock's and the audit
     # log's GETs audit who looked, so they keep writing transactions.

@@ -20,9 +20,12 @@ from starlette.concurrency import run_in_threadpool
 from starlette.routing import BaseRoute
 
 from tre.api.problems import Problem
+from tre.audit.events import note_token_use
+from tre.audit.log import DEFERRED_EVENTS, AuditEvent, record_events
 from tre.auth.principal import Principal
 from tre.auth.tokens import TokenError, TokenVerifier
 from tre.config import Settings
+from tre.errors import TreError
 from tre.store.db import BUSY_TIMEOUT_S, DatabaseBusy, new_session, raw_writer_lock, settle
 from tre.store.models import Role, User
 
@@ -84,10 +87,46 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
     blocks); a writing request on SQLite first waits for the app's write gate, and only the
     gate's holder takes the process's writer lock, which a worker thread in the same
     process shares.
+
+    A read-only request that audits something (a token's first use, a log read) collects
+    the events instead, and appends them in one short writing transaction after its
+    snapshot ends and before it answers.
     """
     engine = request.app.state.engine
     read_only = request_reads_only(request)
-    lock = None if read_only else raw_writer_lock(engine)
+    deferred: list[AuditEvent] = []
+    try:
+        async with _slot(request, writing=not read_only):
+            async with _unit_of_work(engine, read_only) as session:
+                if read_only:
+                    session.info[DEFERRED_EVENTS] = deferred
+                yield session
+    except TreError as exc:
+        if exc.audited and deferred:
+            await _append_deferred(request, deferred)
+        raise
+    if deferred:
+        await _append_deferred(request, deferred)
+
+
+async def _append_deferred(request: Request, events: list[AuditEvent]) -> None:
+    async with _slot(request, writing=True):
+        await run_in_threadpool(_append_events, request.app.state.engine, events)
+
+
+def _append_events(engine: Engine, events: list[AuditEvent]) -> None:
+    session = new_session(engine)
+    try:
+        record_events(session, events)
+        session.commit()
+    finally:
+        session.close()
+
+
+@asynccontextmanager
+async def _slot(request: Request, *, writing: bool) -> AsyncIterator[None]:
+    """A database slot, and for a writer on SQLite the write gate and the writer lock."""
+    lock = raw_writer_lock(request.app.state.engine) if writing else None
     async with AsyncExitStack() as stack:
         if lock is not None:
             await _wait(request.app.state.write_gate)
@@ -98,8 +137,7 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
             if not await run_in_threadpool(lock.acquire, True, BUSY_TIMEOUT_S):
                 raise DatabaseBusy("the database is busy with other writes; try again shortly")
             stack.callback(lock.release)
-        async with _unit_of_work(engine, read_only) as session:
-            yield session
+        yield
 
 
 async def _wait(gate: anyio.Lock | anyio.Semaphore) -> None:
@@ -199,6 +237,7 @@ def current_principal(
 ) -> Principal:
     principal = principal_from_token(request, bearer_token(request), session)
     request.state.principal = principal
+    note_token_use(session, principal.user_id, principal.token_id)  # audit: tie token to use
     return principal
 
 

@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError, IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tre.errors import TreError
@@ -71,7 +72,18 @@ _STATUS_TITLES = {
     413: "Payload too large",
     422: "Invalid request",
     429: "Too many requests",
+    431: "Request header fields too large",
 }
+
+# Exceptions that, when they escape a handler, mean a value the caller sent could not be used
+# (a number out of range for the store, text it cannot encode, a row that breaks a
+# constraint). The request models bound what they can; these are the net under them.
+_INPUT_FAULTS: tuple[tuple[type[Exception], int, str], ...] = (
+    (OverflowError, 422, "a number in the request is out of range"),
+    (UnicodeError, 422, "the request holds text that cannot be stored"),
+    (DataError, 422, "a value in the request does not fit the store"),
+    (IntegrityError, 409, "the request conflicts with existing records"),
+)
 
 
 def install_problem_handlers(app: FastAPI) -> None:
@@ -109,6 +121,9 @@ def install_problem_handlers(app: FastAPI) -> None:
             422, "Invalid request", detail, "invalid-request", request.url.path, errors=errors
         )
 
+    for kind, status, detail in _INPUT_FAULTS:
+        app.add_exception_handler(kind, _input_fault(status, detail))
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s", request.url.path)
@@ -119,3 +134,15 @@ def install_problem_handlers(app: FastAPI) -> None:
             "internal-error",
             request.url.path,
         )
+
+
+def _input_fault(status: int, detail: str) -> Any:
+    """A handler answering ``status`` with a fixed ``detail``: the exception's own text may
+    name tables, columns or values, so it goes to the server log, not to the caller."""
+
+    async def handler(request: Request, exc: Exception) -> JSONResponse:
+        log.warning("bad input on %s: %s: %s", request.url.path, type(exc).__name__, str(exc)[:500])
+        title = _STATUS_TITLES.get(status, "Bad request")
+        return problem_response(status, title, detail, "bad-input", request.url.path)
+
+    return handler

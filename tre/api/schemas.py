@@ -2,14 +2,42 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from tre.api.bounds import (
+    MAX_CPU,
+    MAX_GPU,
+    MAX_GRANT_DAYS,
+    MAX_JOBS,
+    MAX_MEMORY_MB,
+    MAX_OUTPUT_MB,
+    MAX_TEXT_CHARS,
+    MAX_TIME_S,
+    unsafe_text,
+)
+from tre.jobs.admission import MAX_COMMAND_ARG_CHARS, MAX_COMMAND_ARGS, MAX_COMMAND_CHARS
 
 
 class Out(BaseModel):
     model_config = ConfigDict(from_attributes=True)
+
+
+class In(BaseModel):
+    """Base of every request body: unknown keys, non-finite numbers and text the store cannot
+    hold (NUL bytes, lone surrogates) are refused with a 422 before any handler runs."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _storable_text(self) -> In:
+        for name in type(self).model_fields:
+            why = unsafe_text(getattr(self, name))
+            if why:
+                raise ValueError(f"{name}: {why}")
+        return self
 
 
 class MeOut(BaseModel):
@@ -18,17 +46,18 @@ class MeOut(BaseModel):
     projects: list[str]
 
 
-class UserIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+Role = Annotated[str, Field(max_length=32)]
+
+
+class UserIn(In):
     id: str = Field(min_length=1, max_length=63)
-    roles: list[str] = Field(min_length=1)
-    display_name: str = ""
-    email: str | None = None
+    roles: list[Role] = Field(min_length=1, max_length=8)
+    display_name: str = Field(default="", max_length=200)
+    email: str | None = Field(default=None, max_length=320)
 
 
-class UserRolesIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    roles: list[str]
+class UserRolesIn(In):
+    roles: list[Role] = Field(max_length=8)
 
 
 class UserOut(Out):
@@ -38,21 +67,22 @@ class UserOut(Out):
     roles: list[str]
 
 
-class QuotaIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    max_cpu: float | None = Field(default=None, gt=0)
-    max_memory_mb: int | None = Field(default=None, gt=0)
-    max_gpu: int | None = Field(default=None, ge=0)
-    max_time_s: int | None = Field(default=None, gt=0)
-    max_output_mb: int | None = Field(default=None, gt=0)
-    max_concurrent_jobs: int | None = Field(default=None, gt=0)
+class QuotaIn(In):
+    max_cpu: float | None = Field(default=None, gt=0, le=MAX_CPU)
+    max_memory_mb: int | None = Field(default=None, gt=0, le=MAX_MEMORY_MB)
+    max_gpu: int | None = Field(default=None, ge=0, le=MAX_GPU)
+    max_time_s: int | None = Field(default=None, gt=0, le=MAX_TIME_S)
+    max_output_mb: int | None = Field(default=None, gt=0, le=MAX_OUTPUT_MB)
+    max_concurrent_jobs: int | None = Field(default=None, gt=0, le=MAX_JOBS)
+    # Code archives: bytes (archive and unpacked) and entries; 1 GiB is the upload ceiling.
+    max_code_mb: int | None = Field(default=None, gt=0, le=1024)
+    max_code_files: int | None = Field(default=None, gt=0, le=1_000_000)
 
 
-class ProjectIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class ProjectIn(In):
     id: str = Field(min_length=1, max_length=63)
-    name: str = ""
-    description: str = ""
+    name: str = Field(default="", max_length=200)
+    description: str = Field(default="", max_length=MAX_TEXT_CHARS)
     quota: QuotaIn = Field(default_factory=QuotaIn)
 
 
@@ -66,21 +96,21 @@ class ProjectOut(Out):
     max_time_s: int
     max_output_mb: int
     max_concurrent_jobs: int
+    max_code_mb: int
+    max_code_files: int
     members: list[str] = []
 
 
-class MemberIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    user_id: str
+class MemberIn(In):
+    user_id: str = Field(min_length=1, max_length=63)
 
 
-class DatasetIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class DatasetIn(In):
     id: str = Field(min_length=1, max_length=63)
-    path: str
-    name: str = ""
-    description: str = ""
-    policy: str = "default"
+    path: str = Field(min_length=1, max_length=4096)
+    name: str = Field(default="", max_length=200)
+    description: str = Field(default="", max_length=MAX_TEXT_CHARS)
+    policy: str = Field(default="default", min_length=1, max_length=128)
 
 
 class DatasetOut(Out):
@@ -92,13 +122,29 @@ class DatasetOut(Out):
     created_at: datetime
 
 
-class GrantIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    project_id: str
-    dataset_id: str
+class GrantIn(In):
+    project_id: str = Field(min_length=1, max_length=63)
+    dataset_id: str = Field(min_length=1, max_length=63)
     expires_at: datetime | None = None
-    days: int | None = Field(default=None, gt=0)
-    reason: str = ""
+    days: int | None = Field(default=None, gt=0, le=MAX_GRANT_DAYS)
+    reason: str = Field(default="", max_length=MAX_TEXT_CHARS)
+
+    @field_validator("expires_at")
+    @classmethod
+    def _expiry_in_range(cls, value: datetime | None) -> datetime | None:
+        """Naive times are UTC; no grant outlives MAX_GRANT_DAYS (and date arithmetic on
+        year 9999 cannot overflow)."""
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        try:
+            value = value.astimezone(UTC)
+        except (OverflowError, ValueError) as exc:
+            raise ValueError("expiry is out of range") from exc
+        if value > datetime.now(UTC) + timedelta(days=MAX_GRANT_DAYS):
+            raise ValueError(f"a grant lasts at most {MAX_GRANT_DAYS} days")
+        return value
 
 
 class GrantOut(Out):
@@ -113,29 +159,26 @@ class GrantOut(Out):
     reason: str
 
 
-class RevokeIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    reason: str = ""
+class RevokeIn(In):
+    reason: str = Field(default="", max_length=MAX_TEXT_CHARS)
 
 
 # What a job submission may carry. A submission is audited even when it is refused, and the
 # audit log can never shrink, so nothing a caller sends into it may be unbounded. The command
-# bound stays well inside what execve accepts (MAX_ARG_STRLEN is 128 KiB per argument).
-MAX_COMMAND_ARGS = 4096
-MAX_COMMAND_ARG_CHARS = 65_536
-MAX_COMMAND_CHARS = 256 * 1024
+# bounds (tre.jobs.admission) stay well inside what execve accepts.
 MAX_JOB_DATASETS = 64
 Slug = Annotated[str, Field(min_length=1, max_length=63)]
 
 
-class JobIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class JobIn(In):
     project_id: Slug
     image: str = Field(min_length=1, max_length=512)
     command: list[Annotated[str, Field(max_length=MAX_COMMAND_ARG_CHARS)]] = Field(
         min_length=1, max_length=MAX_COMMAND_ARGS
     )
     dataset_ids: list[Slug] = Field(default_factory=list, max_length=MAX_JOB_DATASETS)
+    # SHA-256 of a code archive uploaded to the project (POST /api/v1/code), run at /code.
+    code_hash: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
 
     @field_validator("command")
     @classmethod
@@ -143,11 +186,12 @@ class JobIn(BaseModel):
         if sum(len(a) for a in value) > MAX_COMMAND_CHARS:
             raise ValueError(f"the command is longer than {MAX_COMMAND_CHARS} characters in all")
         return value
-    cpu: float = Field(default=1.0, gt=0)
-    memory_mb: int = Field(default=1024, gt=0)
-    gpu: int = Field(default=0, ge=0)
-    time_limit_s: int = Field(default=600, gt=0)
-    output_limit_mb: int = Field(default=256, gt=0)
+
+    cpu: float = Field(default=1.0, gt=0, le=MAX_CPU)
+    memory_mb: int = Field(default=1024, gt=0, le=MAX_MEMORY_MB)
+    gpu: int = Field(default=0, ge=0, le=MAX_GPU)
+    time_limit_s: int = Field(default=600, gt=0, le=MAX_TIME_S)
+    output_limit_mb: int = Field(default=256, gt=0, le=MAX_OUTPUT_MB)
 
 
 class JobOut(Out):
@@ -163,6 +207,7 @@ class JobOut(Out):
     time_limit_s: int
     output_limit_mb: int
     executor: str
+    code_hash: str | None = None
     state: str
     reason: str
     exit_code: int | None
@@ -171,7 +216,35 @@ class JobOut(Out):
     finished_at: datetime | None
 
 
-class JobOutputOut(Out):
-    path: str
+class JobOutputOut(BaseModel):
+    """One output file. ``path`` is None when the name is withheld from the caller (see
+    egress_review.outputnames); ``index`` names it in an egress request as ``#<index>``."""
+
+    index: int
+    path: str | None
+    name_withheld: bool
     size: int
     sha256: str
+
+
+class CodeOut(BaseModel):
+    """An accepted upload: use ``sha256`` as ``code_hash`` when submitting a job."""
+
+    sha256: str
+    size: int
+    entries: int
+    unpacked_bytes: int
+    already_stored: bool
+
+
+class CodeEntryOut(BaseModel):
+    path: str
+    kind: str
+    size: int
+    target: str | None = None
+
+
+class CodeListingOut(BaseModel):
+    job_id: str
+    code_hash: str
+    entries: list[CodeEntryOut]

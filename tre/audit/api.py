@@ -12,16 +12,20 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import StreamingResponse
+from fastapi import Path as PathParam
+from fastapi.responses import PlainTextResponse, Response, StreamingResponse
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from tre.api.bounds import MAX_INT64
 from tre.api.deps import get_session, require_roles
 from tre.api.problems import Problem
-from tre.audit import service
+from tre.audit import service, tiles
+from tre.audit.guard import damaged
 from tre.audit.log import checkpoint, record_event
 from tre.audit.merkle import ProofError
 from tre.audit.signing import AuditSigner, configure, get_signer
+from tre.audit.witnessing import witness_latest
 from tre.auth.principal import Principal
 from tre.store.db import session_factory
 from tre.store.models import AuditEntry
@@ -30,6 +34,7 @@ router = APIRouter(prefix="/api/v1/audit", tags=["audit"])
 auditor_only = require_roles("auditor")
 auditor_or_admin = require_roles("auditor", "admin")
 CHECKPOINT_MAX_AGE_S = 60.0
+WITNESS_TIMEOUT_S = 3.0
 
 
 def audit_signer(request: Request) -> AuditSigner:
@@ -46,10 +51,11 @@ def _hex(hashes: list[bytes]) -> list[str]:
 @router.get("/public-key")
 def public_key(
     _: Principal = Depends(auditor_or_admin), signer: AuditSigner = Depends(audit_signer)
-) -> dict[str, str]:
+) -> dict[str, object]:
     """The key to pin: C2SP verifier key string, raw key and PEM."""
     return {
         "origin": signer.name,
+        "key_history": list(signer.history),
         "vkey": signer.verifier_key.encode(),
         "key_id": signer.verifier_key.key_id.hex(),
         "algorithm": "Ed25519",
@@ -69,7 +75,7 @@ def latest(
 
 @router.get("/entries")
 def entries(
-    _: Principal = Depends(auditor_only),
+    principal: Principal = Depends(auditor_only),
     session: Session = Depends(get_session),
     actor: Annotated[str | None, Query(description="user or service that acted")] = None,
     action: str | None = None,
@@ -78,7 +84,7 @@ def entries(
     job_id: str | None = None,
     since: Annotated[datetime | None, Query(description="inclusive, ISO 8601 with zone")] = None,
     until: Annotated[datetime | None, Query(description="exclusive, ISO 8601 with zone")] = None,
-    after: Annotated[int, Query(ge=-1, description="return entries with index > after")] = -1,
+    after: Annotated[int, Query(ge=-1, le=MAX_INT64, description="return entries with index > after")] = -1,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
     """Search entries (all filters AND-ed), oldest first; page with ``after=next_after``."""
@@ -86,19 +92,36 @@ def entries(
         if value is not None and value.tzinfo is None:
             raise Problem(422, "Invalid request", f"{name} needs a time zone (e.g. 2026-01-01T00:00:00Z)")
     flt = service.EntryFilter(actor, action, project_id, dataset_id, job_id, since, until)
-    rows = service.search(session, flt, after, limit)
-    items = [service.entry_json(e) for e in rows]
-    return {"items": items, "next_after": rows[-1].idx if len(rows) == limit else None}
+    result = service.search(session, flt, after, limit)
+    # Auditors are accountable too: what they looked for is itself in the log.
+    query = {k: v for k, v in flt.__dict__.items() if v is not None}
+    record_event(session, actor=principal.user_id, action="audit.search", details={"query": query})
+    session.commit()
+    return {
+        "items": [service.entry_json(e) for e in result.entries],
+        "damaged": result.damaged,
+        "next_after": result.last_scanned,
+    }
 
 
 @router.get("/entries/{idx}")
 def entry(
-    idx: int, _: Principal = Depends(auditor_only), session: Session = Depends(get_session)
+    idx: Annotated[int, PathParam(ge=0, le=MAX_INT64)],
+    principal: Principal = Depends(auditor_only),
+    session: Session = Depends(get_session),
 ) -> dict[str, Any]:
+    """One entry as its hashed body says; a row whose body does not hash to its leaf is damage."""
     row = session.scalar(select(AuditEntry).where(AuditEntry.idx == idx))
     if row is None:
+        if idx < service.tree_size(session):
+            raise damaged(f"entry {idx} is missing from the database")
         raise Problem(404, "Not found", f"no audit entry with index {idx}", "audit-entry-not-found")
-    return service.entry_json(row)
+    verified = service.verified_entry(row)
+    if verified is None:
+        raise damaged(f"entry {idx}'s stored body does not match its leaf hash")
+    record_event(session, actor=principal.user_id, action="audit.entry", details={"index": idx})
+    session.commit()
+    return service.entry_json(verified)
 
 
 def _tree(session: Session, size: int) -> service.StoredTree:
@@ -110,9 +133,9 @@ def _tree(session: Session, size: int) -> service.StoredTree:
 
 @router.get("/proof/inclusion")
 def inclusion(
-    index: Annotated[int, Query(ge=0)],
-    tree_size: Annotated[int, Query(ge=1)],
-    _: Principal = Depends(auditor_only),
+    index: Annotated[int, Query(ge=0, le=MAX_INT64)],
+    tree_size: Annotated[int, Query(ge=1, le=MAX_INT64)],
+    principal: Principal = Depends(auditor_only),
     session: Session = Depends(get_session),
 ) -> dict[str, Any]:
     """RFC 9162 inclusion proof of leaf ``index`` in the tree of ``tree_size`` leaves."""
@@ -122,21 +145,36 @@ def inclusion(
     except ProofError as e:
         raise Problem(422, "Invalid request", str(e), "bad-proof-request") from e
     leaf = tree.leaves(index, index + 1)[0]
+    record_event(
+        session,
+        actor=principal.user_id,
+        action="audit.proof",
+        details={"kind": "inclusion", "index": index, "tree_size": tree_size},
+    )
+    session.commit()
     return {"index": index, "tree_size": tree_size, "leaf_hash": leaf.hex(), "proof": _hex(proof)}
 
 
 @router.get("/proof/consistency")
 def consistency(
-    first: Annotated[int, Query(ge=0)],
-    second: Annotated[int, Query(ge=0)],
-    _: Principal = Depends(auditor_only),
+    first: Annotated[int, Query(ge=0, le=MAX_INT64)],
+    second: Annotated[int, Query(ge=0, le=MAX_INT64)],
+    principal: Principal = Depends(auditor_only),
     session: Session = Depends(get_session),
 ) -> dict[str, Any]:
     """RFC 9162 consistency proof that tree ``second`` extends tree ``first`` (fork check)."""
     if first > second:
         raise Problem(422, "Invalid request", "first must not exceed second", "bad-proof-request")
     tree = _tree(session, second)
-    return {"first": first, "second": second, "proof": _hex(tree.consistency(first))}
+    proof = _hex(tree.consistency(first))
+    record_event(
+        session,
+        actor=principal.user_id,
+        action="audit.proof",
+        details={"kind": "consistency", "first": first, "second": second},
+    )
+    session.commit()
+    return {"first": first, "second": second, "proof": proof}
 
 
 @router.get("/export")
@@ -145,10 +183,16 @@ def export(
     principal: Principal = Depends(auditor_only),
     session: Session = Depends(get_session),
     signer: AuditSigner = Depends(audit_signer),
-    tree_size: Annotated[int | None, Query(ge=0, description="default: latest checkpoint")] = None,
+    tree_size: Annotated[
+        int | None, Query(ge=0, le=MAX_INT64, description="default: latest checkpoint")
+    ] = None,
     max_checkpoints: Annotated[int, Query(ge=1, le=100_000)] = 1000,
 ) -> StreamingResponse:
     """Stream a ``tre-audit-bundle/1`` for ``tre audit verify`` (offline)."""
+    if tree_size is None:
+        # Have the newest checkpoint cosigned first, so the bundle ends at a witnessed size.
+        session.commit()
+        witness_latest(session_factory(request.app.state.engine), signer, timeout_s=WITNESS_TIMEOUT_S)
     try:
         plan = service.plan_export(session, signer, size=tree_size, max_checkpoints=max_checkpoints)
     except service.NotSignedError as e:
@@ -164,3 +208,50 @@ def export(
         media_type="application/x-ndjson",
         headers={"Content-Disposition": f'attachment; filename="audit-{plan.size}.tlog.jsonl"'},
     )
+
+
+# --- C2SP tlog-tiles read API (see tre.audit.tiles) -------------------------------------------
+
+TILE_TYPE = "application/octet-stream"
+_IMMUTABLE = {"Cache-Control": "public, max-age=31536000, immutable"}
+
+
+def _tile_response(data: bytes, path: str) -> Response:
+    headers = {} if ".p/" in path else _IMMUTABLE
+    return Response(data, media_type=TILE_TYPE, headers=headers)
+
+
+@router.get("/tlog/checkpoint", response_class=PlainTextResponse)
+def tlog_checkpoint(
+    _: Principal = Depends(auditor_or_admin),
+    session: Session = Depends(get_session),
+    signer: AuditSigner = Depends(audit_signer),
+) -> PlainTextResponse:
+    """The latest signed checkpoint note, as tlog-tiles clients expect it (text)."""
+    note = checkpoint(session, max_age_s=CHECKPOINT_MAX_AGE_S, signer=signer).note
+    session.commit()
+    return PlainTextResponse(note, headers={"Cache-Control": "no-store"})
+
+
+@router.get("/tlog/tile/entries/{path:path}")
+def tlog_entries(
+    path: str, principal: Principal = Depends(auditor_only), session: Session = Depends(get_session)
+) -> Response:
+    """Entry bundle: the exact hashed bodies (pseudonymous ids only), uint16-length-prefixed."""
+    try:
+        data = tiles.entry_bundle(session, service.tree_size(session), path)
+    except tiles.TileNotFound as e:
+        raise Problem(404, "Not found", str(e), "audit-tile-not-found") from e
+    return _tile_response(data, path)
+
+
+@router.get("/tlog/tile/{level}/{path:path}")
+def tlog_tile(
+    level: int, path: str, _: Principal = Depends(auditor_or_admin), session: Session = Depends(get_session)
+) -> Response:
+    """Hash tile: node hashes at tree level 8*level, 32 bytes each."""
+    try:
+        data = tiles.hash_tile(session, service.tree_size(session), level, path)
+    except tiles.TileNotFound as e:
+        raise Problem(404, "Not found", str(e), "audit-tile-not-found") from e
+    return _tile_response(data, path)

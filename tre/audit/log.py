@@ -13,7 +13,7 @@ import hashlib
 import json
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from enum import Enum
 from pathlib import PurePath
@@ -24,7 +24,8 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from tre.audit.merkle import Frontier
+from tre.audit.guard import check_extends_pin, check_last_entry, check_storage, damaged, remember_after_commit
+from tre.audit.merkle import Frontier, ProofError
 from tre.audit.note import TIMESTAMP_EXT, Checkpoint
 from tre.audit.signing import AuditSigner, signer_for
 from tre.store.models import AuditCheckpoint, AuditEntry, AuditState
@@ -32,7 +33,10 @@ from tre.store.models import AuditCheckpoint, AuditEntry, AuditState
 STATE_ID = 1
 ENTRY_VERSION = 1
 GENESIS_PREV = "0" * 64
-MAX_DETAILS_BYTES = 64 * 1024
+MAX_DETAILS_BYTES = 65535  # the most a tlog-tiles entry bundle can carry (2-byte length)
+# Key in ``Session.info`` of a read-only unit of work: a list that collects its audit events
+# instead of appending them; the owner of the session appends them after it ends.
+DEFERRED_EVENTS = "tre.audit.deferred_events"
 _ACTION_RE = re.compile(r"^[A-Za-z0-9_.:/-]{1,64}$")
 
 
@@ -129,18 +133,19 @@ def _lock_state(session: Session) -> tuple[int, list[bytes]]:
                 session.execute(insert(AuditState).values(id=STATE_ID, tree_size=0, frontier=[]))
         except IntegrityError:
             pass  # a concurrent first append created it; lock it on the next pass
-    raise RuntimeError("could not lock the audit state row")
+    raise damaged("the audit state row cannot be created or locked")
 
 
-def _last_leaf(session: Session, size: int) -> str:
-    if size == 0:
-        return GENESIS_PREV
-    leaf = session.execute(
-        select(AuditEntry.leaf_hash).where(AuditEntry.idx == size - 1)
-    ).scalar_one_or_none()
-    if leaf is None:
-        raise RuntimeError(f"audit log damaged: entry {size - 1} is missing")
-    return bytes(leaf).hex()
+def _checked_state(session: Session, signer: AuditSigner) -> tuple[Frontier, str]:
+    """Lock the tree, prove it extends the last signed checkpoint; return frontier and last leaf."""
+    size, hashes = _lock_state(session)
+    try:
+        frontier = Frontier(size, hashes)
+    except ProofError as e:
+        raise damaged(f"the stored frontier is corrupt ({e})") from e
+    check_extends_pin(session, signer, size, frontier)
+    prev = GENESIS_PREV if size == 0 else check_last_entry(session, size, frontier)
+    return frontier, prev
 
 
 def record_events(
@@ -154,22 +159,28 @@ def record_events(
     batch = list(events)
     for ev in batch:
         _check(ev)
+    deferred = session.info.get(DEFERRED_EVENTS)
+    if deferred is not None:
+        # A read-only unit of work (an API read) cannot write: its owner appends these in one
+        # short writing transaction right after it, before answering (`tre.api.deps`).
+        now = datetime.now(UTC)
+        deferred.extend(replace(ev, timestamp=ev.timestamp or now) for ev in batch)
+        return []
     signer = signer or signer_for(session)
-    size, hashes = _lock_state(session)
-    frontier = Frontier(size, hashes)
-    prev = _last_leaf(session, size)
+    frontier, prev = _checked_state(session, signer)
     now = datetime.now(UTC)
     rows: list[dict[str, Any]] = []
     sha = hashlib.sha256
+    now_text = format_ts(now)
     for ev in batch:
-        ts = (ev.timestamp or now).astimezone(UTC)
+        ts = now if ev.timestamp is None else ev.timestamp.astimezone(UTC)
         details = dict(ev.details or {})
         body = entry_body(
             frontier.size,
             prev,
             {
                 "v": ENTRY_VERSION,
-                "ts": format_ts(ts),
+                "ts": now_text if ev.timestamp is None else format_ts(ts),
                 "actor": ev.actor,
                 "action": ev.action,
                 "project_id": ev.project_id,
@@ -198,7 +209,8 @@ def record_events(
         prev = leaf.hex()
     if not rows:
         return []
-    session.execute(insert(AuditEntry), rows)
+    # Core insert on the table: executemany without the ORM bulk-persistence layer.
+    session.execute(insert(AuditEntry.__table__), rows)  # type: ignore[arg-type]
     session.execute(
         update(AuditState)
         .where(AuditState.id == STATE_ID)
@@ -219,13 +231,15 @@ def record_event(
     job_id: str | None = None,
     details: dict[str, Any] | None = None,
 ) -> int:
-    """Append one security-relevant event to the signed audit log; returns its leaf index.
+    """Append one security-relevant event to the signed audit log; returns its leaf index
+    (-1 when the session defers its appends, see ``DEFERRED_EVENTS``).
 
     Runs in the caller's transaction (commit makes it durable, rollback removes it) and
     fails loudly rather than let an action go unaudited.
     """
     event = AuditEvent(actor, action, project_id, dataset_id, job_id, details)
-    return record_events(session, [event])[0]
+    indices = record_events(session, [event])
+    return indices[0] if indices else -1  # -1: deferred (see DEFERRED_EVENTS)
 
 
 def _insert_checkpoint(session: Session, signer: AuditSigner, size: int, root: bytes) -> AuditCheckpoint:
@@ -234,6 +248,7 @@ def _insert_checkpoint(session: Session, signer: AuditSigner, size: int, root: b
     row = AuditCheckpoint(tree_size=size, root_hash=root, created_at=now, note=signer.sign(cp))
     session.add(row)
     session.flush()
+    remember_after_commit(session, signer, row.note, size, root)
     return row
 
 
@@ -253,10 +268,11 @@ def checkpoint(
     being withheld. ``max_age_s=None`` always signs a new one.
     """
     signer = signer or signer_for(session)
-    size, hashes = _lock_state(session)
+    frontier, _ = _checked_state(session, signer)
+    check_storage(session, frontier.size)
     latest = latest_checkpoint(session)
-    if latest is not None and latest.tree_size == size and max_age_s is not None:
+    if latest is not None and latest.tree_size == frontier.size and max_age_s is not None:
         age = (datetime.now(UTC) - latest.created_at).total_seconds()
-        if age <= max_age_s:
+        if age <= max_age_s and latest.root_hash == frontier.root():
             return latest
-    return _insert_checkpoint(session, signer, size, Frontier(size, hashes).root())
+    return _insert_checkpoint(session, signer, frontier.size, frontier.root())

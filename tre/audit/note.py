@@ -28,8 +28,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 ALG_ED25519 = 0x01
+ALG_COSIGNATURE_V1 = 0x04  # C2SP tlog-cosignature: Ed25519 over "cosignature/v1" + time + body
 SIG_PREFIX = "\u2014 "  # em dash and a space, as C2SP signed-note requires
 TIMESTAMP_EXT = "timestamp"
+MAX_SIGNATURES = 100  # as golang.org/x/mod/sumdb/note: a note with more is rejected unread
+COSIGNATURE_HEADER = "cosignature/v1\n"
 
 
 class NoteError(ValueError):
@@ -40,9 +43,33 @@ def _raw_public(key: Ed25519PublicKey) -> bytes:
     return key.public_bytes(Encoding.Raw, PublicFormat.Raw)
 
 
-def key_id(name: str, public_key: bytes) -> bytes:
-    """C2SP signed-note key ID: SHA-256(name || 0x0A || 0x01 || pubkey)[:4]."""
-    return hashlib.sha256(name.encode() + b"\n" + bytes([ALG_ED25519]) + public_key).digest()[:4]
+def key_id(name: str, public_key: bytes, alg: int = ALG_ED25519) -> bytes:
+    """C2SP signed-note key ID: SHA-256(name || 0x0A || alg || pubkey)[:4] (alg 0x01 or 0x04)."""
+    return hashlib.sha256(name.encode() + b"\n" + bytes([alg]) + public_key).digest()[:4]
+
+
+def _is_ascii_digits(s: str) -> bool:
+    """``str.isdigit`` accepts "\u0663" and other non-ASCII digits; the formats allow only 0-9."""
+    return bool(s) and s.isascii() and s.isdigit()
+
+
+def check_note_chars(note: str) -> None:
+    """Signed notes are UTF-8 text without control characters other than newline."""
+    for c in note:
+        o = ord(c)
+        if (o < 0x20 and c != "\n") or 0x7F <= o < 0xA0 or 0xD800 <= o < 0xE000:
+            raise NoteError(f"note contains the control or invalid character U+{o:04X}")
+
+
+def decode_note(data: bytes | str) -> str:
+    """A note as text: bytes must be valid UTF-8 (no replacement characters are invented)."""
+    if isinstance(data, bytes):
+        try:
+            data = data.decode("utf-8", errors="strict")
+        except UnicodeDecodeError as e:
+            raise NoteError(f"note is not valid UTF-8: {e}") from e
+    check_note_chars(data)
+    return data
 
 
 def _check_name(name: str) -> None:
@@ -93,6 +120,93 @@ class VerifierKey:
 
 
 @dataclass(frozen=True)
+class WitnessKey:
+    """A witness's cosigning key (C2SP tlog-cosignature, signature type 0x04).
+
+    Written ``<name>+<hex key ID>+<base64(0x04 || pubkey)>``, the key ID being
+    SHA-256(name || 0x0A || 0x04 || pubkey)[:4], as Go's ``note.NewEd25519CosignatureV1``.
+    """
+
+    name: str
+    public_key: bytes
+
+    @property
+    def key_id(self) -> bytes:
+        return key_id(self.name, self.public_key, ALG_COSIGNATURE_V1)
+
+    def encode(self) -> str:
+        blob = base64.b64encode(bytes([ALG_COSIGNATURE_V1]) + self.public_key).decode()
+        return f"{self.name}+{self.key_id.hex()}+{blob}"
+
+    @classmethod
+    def parse(cls, vkey: str) -> WitnessKey:
+        parts = vkey.strip().split("+", 2)
+        if len(parts) != 3:
+            raise NoteError("witness key must be <name>+<hex key id>+<base64 key>")
+        name, hex_id, blob = parts
+        _check_name(name)
+        try:
+            raw = base64.b64decode(blob, validate=True)
+            want_id = bytes.fromhex(hex_id)
+        except (binascii.Error, ValueError) as e:
+            raise NoteError(f"witness key is not valid hex/base64: {e}") from e
+        if len(raw) != 33 or raw[0] != ALG_COSIGNATURE_V1:
+            raise NoteError("witness key is not a cosignature/v1 (type 0x04) Ed25519 key")
+        key = cls(name, raw[1:])
+        if key.key_id != want_id:
+            raise NoteError("witness key ID does not match its name and public key")
+        return key
+
+    def verify(self, body: str, signature: bytes) -> int | None:
+        """The cosigned time (Unix seconds) if ``signature`` (time || sig) cosigns ``body``."""
+        if len(signature) != 8 + 64:
+            return None
+        t = int.from_bytes(signature[:8], "big")
+        try:
+            Ed25519PublicKey.from_public_bytes(self.public_key).verify(
+                signature[8:], cosigned_message(body, t)
+            )
+        except InvalidSignature:
+            return None
+        return t
+
+
+def cosigned_message(body: str, timestamp_s: int) -> bytes:
+    """What a cosignature/v1 signs: the header, the time line and the checkpoint body."""
+    return f"{COSIGNATURE_HEADER}time {timestamp_s}\n{body}".encode()
+
+
+def cosign(body: str, name: str, private_key: Ed25519PrivateKey, timestamp_s: int) -> str:
+    """A witness's cosignature line over a checkpoint ``body`` (newline-terminated)."""
+    _check_name(name)
+    pub = _raw_public(private_key.public_key())
+    sig = private_key.sign(cosigned_message(body, timestamp_s))
+    blob = key_id(name, pub, ALG_COSIGNATURE_V1) + timestamp_s.to_bytes(8, "big") + sig
+    return f"{SIG_PREFIX}{name} {base64.b64encode(blob).decode()}\n"
+
+
+def cosignatures(note: str, witnesses: list[WitnessKey]) -> dict[str, int]:
+    """Witnesses (by encoded key) whose cosignature on ``note`` verifies, with the cosigned time."""
+    text, sigs = split_note(note)
+    found: dict[str, int] = {}
+    for w in witnesses:
+        for name, kid, sig in sigs:
+            if name == w.name and kid == w.key_id:
+                t = w.verify(text, sig)
+                if t is not None:
+                    found[w.encode()] = t
+    return found
+
+
+def add_signature_lines(note: str, lines: list[str]) -> str:
+    """``note`` with extra signature lines (cosignatures) appended, skipping ones it holds."""
+    split_note(note)
+    have = set(note.split("\n"))
+    extra = [line if line.endswith("\n") else line + "\n" for line in lines]
+    return note + "".join(x for x in extra if x.rstrip("\n") not in have)
+
+
+@dataclass(frozen=True)
 class Checkpoint:
     """A parsed tlog checkpoint: what a signature vouches for."""
 
@@ -106,7 +220,7 @@ class Checkpoint:
     def timestamp_ms(self) -> int | None:
         for ext in self.extensions:
             key, _, value = ext.partition(" ")
-            if key == TIMESTAMP_EXT and value.isdigit():
+            if key == TIMESTAMP_EXT and _is_ascii_digits(value):
                 return int(value)
         return None
 
@@ -121,30 +235,49 @@ class Checkpoint:
         return "".join(line + "\n" for line in lines)
 
 
-def sign_note(text: str, name: str, private_key: Ed25519PrivateKey) -> str:
-    """Sign ``text`` (newline-terminated lines) as a C2SP signed note by key ``name``."""
+def sign_note(text: str, name: str, private_key: Ed25519PrivateKey, *more: Ed25519PrivateKey) -> str:
+    """Sign ``text`` (newline-terminated lines) as a C2SP signed note by key ``name``.
+
+    Extra keys (same name, other key IDs) add their signatures: during a key rotation's
+    overlap, checkpoints carry the old and the new key's signature.
+    """
     _check_name(name)
     if not text.endswith("\n") or "\n\n" in text:
         raise NoteError("note text must be newline-terminated lines with no blank line")
-    kid = key_id(name, _raw_public(private_key.public_key()))
-    sig = private_key.sign(text.encode())
-    return f"{text}\n{SIG_PREFIX}{name} {base64.b64encode(kid + sig).decode()}\n"
+    check_note_chars(text)
+    lines = []
+    for key in (private_key, *more):
+        kid = key_id(name, _raw_public(key.public_key()))
+        sig = key.sign(text.encode())
+        lines.append(f"{SIG_PREFIX}{name} {base64.b64encode(kid + sig).decode()}\n")
+    return f"{text}\n" + "".join(lines)
 
 
-def sign_checkpoint(checkpoint: Checkpoint, name: str, private_key: Ed25519PrivateKey) -> str:
-    """The full signed note for ``checkpoint``, signed by ``name``'s Ed25519 key."""
+def sign_checkpoint(
+    checkpoint: Checkpoint, name: str, private_key: Ed25519PrivateKey, *more: Ed25519PrivateKey
+) -> str:
+    """The full signed note for ``checkpoint``, signed by ``name``'s Ed25519 key(s)."""
     text = checkpoint.body()
     if "\u2014" in text:
         raise NoteError("checkpoint lines must contain no em dash")
-    return sign_note(text, name, private_key)
+    return sign_note(text, name, private_key, *more)
 
 
 def split_note(note: str) -> tuple[str, list[tuple[str, bytes, bytes]]]:
-    """Split a signed note into its text and (name, key ID, signature) triples."""
-    text, sep, sig_block = note.partition("\n\n")
-    if not sep or not sig_block.endswith("\n"):
+    """Split a signed note into its text and (name, key ID, signature) triples.
+
+    The signatures follow the *last* blank line (the text itself may not contain one, but a
+    forged note might, and splitting at the first would verify the wrong text).
+    """
+    note = decode_note(note)
+    cut = note.rfind("\n\n")
+    if cut < 0 or not note.endswith("\n"):
         raise NoteError("malformed note: no blank line before signatures or missing final newline")
-    text += "\n"
+    text, sig_block = note[: cut + 1], note[cut + 2 :]
+    if not text.strip("\n") or "\n\n" in text or text.startswith("\n"):
+        raise NoteError("malformed note: empty text or a blank line inside it")
+    if sig_block.count("\n") > MAX_SIGNATURES:
+        raise NoteError(f"note carries more than {MAX_SIGNATURES} signature lines")
     sigs = []
     for line in sig_block[:-1].split("\n"):
         if not line.startswith(SIG_PREFIX):
@@ -170,7 +303,7 @@ def parse_checkpoint_text(text: str) -> Checkpoint:
     if len(lines) < 3:
         raise NoteError("checkpoint needs origin, tree size and root hash lines")
     origin, size_s, root_b64, *ext = lines
-    if not size_s.isdigit() or (len(size_s) > 1 and size_s[0] == "0"):
+    if not _is_ascii_digits(size_s) or (len(size_s) > 1 and size_s[0] == "0"):
         raise NoteError(f"bad tree size {size_s!r}")
     try:
         root = base64.b64decode(root_b64, validate=True)
@@ -189,23 +322,43 @@ def open_note(note: str, key: VerifierKey) -> str:
     Signatures by other keys are ignored (notes may be cosigned by witnesses); at least one
     must be ``key``'s and it must verify, else NoteError.
     """
+    return open_note_any(note, [key])[0]
+
+
+def open_note_any(note: str, keys: list[VerifierKey]) -> tuple[str, list[VerifierKey]]:
+    """Verify ``note`` against any of ``keys``; returns its text and the keys that signed it.
+
+    As Go's ``note.Open``: signatures by unknown keys are ignored, a signature by a known key
+    that does not verify is an error, and at least one known key must have signed.
+    """
     text, sigs = split_note(note)
-    ok = False
+    signed: list[VerifierKey] = []
     for name, kid, sig in sigs:
-        if name == key.name and kid == key.key_id:
-            if not key.verify(text.encode(), sig):
-                raise NoteError(f"signature by {name} does not verify: the note was altered")
-            ok = True
-    if not ok:
+        for key in keys:
+            if name == key.name and kid == key.key_id:
+                if not key.verify(text.encode(), sig):
+                    raise NoteError(f"signature by {name} does not verify: the note was altered")
+                if key not in signed:
+                    signed.append(key)
+    if not signed:
         signers = ", ".join(f"{n}/{k.hex()}" for n, k, _ in sigs)
-        raise NoteError(f"not signed by the trusted key {key.name}/{key.key_id.hex()} (signed by {signers})")
-    return text
+        trusted = ", ".join(f"{k.name}/{k.key_id.hex()}" for k in keys)
+        raise NoteError(f"not signed by the trusted key {trusted} (signed by {signers})")
+    return text, signed
 
 
 def open_checkpoint(note: str, key: VerifierKey, origin: str | None = None) -> Checkpoint:
     """Verify a checkpoint note signed by ``key`` and return the checkpoint it vouches for."""
-    cp = parse_checkpoint_text(open_note(note, key))
-    want_origin = key.name if origin is None else origin
+    return open_checkpoint_any(note, [key], origin)[0]
+
+
+def open_checkpoint_any(
+    note: str, keys: list[VerifierKey], origin: str | None = None
+) -> tuple[Checkpoint, list[VerifierKey]]:
+    """A checkpoint signed by at least one of ``keys`` (all named after the origin)."""
+    text, signed = open_note_any(note, keys)
+    cp = parse_checkpoint_text(text)
+    want_origin = keys[0].name if origin is None else origin
     if cp.origin != want_origin:
         raise NoteError(f"checkpoint origin {cp.origin!r} is not the expected {want_origin!r}")
-    return Checkpoint(cp.origin, cp.tree_size, cp.root_hash, cp.extensions, note)
+    return Checkpoint(cp.origin, cp.tree_size, cp.root_hash, cp.extensions, note), signed

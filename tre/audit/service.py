@@ -12,12 +12,14 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import JSON, ColumnElement, Select, cast, select, type_coerce
 from sqlalchemy.orm import Session
 
-from tre.audit.log import latest_checkpoint
-from tre.audit.merkle import ProofError, TreeLevels, consistency_proof, inclusion_proof, node_hash
+from tre.audit.guard import damaged
+from tre.audit.log import format_ts, latest_checkpoint
+from tre.audit.merkle import ProofError, TreeLevels, consistency_proof, inclusion_proof, leaf_hash, node_hash
 from tre.audit.signing import AuditSigner
 from tre.audit.verify import BUNDLE_FORMAT
 from tre.store.models import AuditCheckpoint, AuditEntry, AuditState
@@ -40,9 +42,19 @@ class NotSignedError(AuditLogError):
     """A bundle must end at a signed size, so that every entry in it is vouched for."""
 
 
+def _body_field(session: Session, name: str) -> ColumnElement[str]:
+    """A field of the hashed body, extracted by the database (never the editable columns)."""
+    body = (
+        type_coerce(AuditEntry.body, JSON)
+        if session.get_bind().dialect.name == "sqlite"
+        else cast(AuditEntry.body, JSON)
+    )
+    return body[name].as_string()
+
+
 @dataclass(frozen=True)
 class EntryFilter:
-    """Search criteria; all given ones must match (AND)."""
+    """Search criteria; all given ones must match (AND). Matched against the hashed body."""
 
     actor: str | None = None
     action: str | None = None
@@ -52,27 +64,88 @@ class EntryFilter:
     since: datetime | None = None
     until: datetime | None = None
 
-    def apply(self, stmt: Select[tuple[AuditEntry]]) -> Select[tuple[AuditEntry]]:
-        for column, value in (
-            (AuditEntry.actor, self.actor),
-            (AuditEntry.action, self.action),
-            (AuditEntry.project_id, self.project_id),
-            (AuditEntry.dataset_id, self.dataset_id),
-            (AuditEntry.job_id, self.job_id),
-        ):
-            if value is not None:
-                stmt = stmt.where(column == value)
+    def _wanted(self) -> dict[str, str]:
+        fields = {
+            "actor": self.actor,
+            "action": self.action,
+            "project_id": self.project_id,
+            "dataset_id": self.dataset_id,
+            "job_id": self.job_id,
+        }
+        return {k: v for k, v in fields.items() if v is not None}
+
+    def apply(self, session: Session, stmt: Select[Any]) -> Select[Any]:
+        """Filter on the body's fields: the search columns can be edited without a key, the body
+        cannot (it is bound to its leaf hash, which every row is checked against)."""
+        for name, value in self._wanted().items():
+            stmt = stmt.where(_body_field(session, name) == value)
         if self.since is not None:
-            stmt = stmt.where(AuditEntry.timestamp >= self.since)
+            stmt = stmt.where(_body_field(session, "ts") >= format_ts(self.since))
         if self.until is not None:
-            stmt = stmt.where(AuditEntry.timestamp < self.until)
+            stmt = stmt.where(_body_field(session, "ts") < format_ts(self.until))
         return stmt
 
+    def matches(self, fields: dict[str, object]) -> bool:
+        """The same test in Python, on the verified body (defence against a lying database)."""
+        if any(fields.get(k) != v for k, v in self._wanted().items()):
+            return False
+        ts = str(fields.get("ts", ""))
+        if self.since is not None and ts < format_ts(self.since):
+            return False
+        return not (self.until is not None and ts >= format_ts(self.until))
 
-def search(session: Session, flt: EntryFilter, after: int = -1, limit: int = 100) -> list[AuditEntry]:
+
+@dataclass
+class SearchResult:
+    """Entries whose body matches its leaf hash and the filter; rows that did not are listed."""
+
+    entries: list[VerifiedEntry]
+    damaged: list[int]
+    last_scanned: int | None
+
+
+@dataclass(frozen=True)
+class VerifiedEntry:
+    """An entry as its hashed body says (never the search columns)."""
+
+    idx: int
+    body: str
+    leaf_hash: bytes
+    fields: dict[str, object]
+
+
+def verified_entry(row: AuditEntry) -> VerifiedEntry | None:
+    """The row's body parsed, if it hashes to its leaf hash and claims its own index."""
+    leaf = bytes(row.leaf_hash)
+    if leaf_hash(row.body.encode()) != leaf:
+        return None
+    try:
+        fields = json.loads(row.body)
+    except ValueError:
+        return None
+    if not isinstance(fields, dict) or fields.get("idx") != row.idx:
+        return None
+    return VerifiedEntry(row.idx, row.body, leaf, fields)
+
+
+def search(session: Session, flt: EntryFilter, after: int = -1, limit: int = 100) -> SearchResult:
     """Entries matching ``flt`` with index > ``after``, oldest first (keyset pagination)."""
-    stmt = flt.apply(select(AuditEntry)).where(AuditEntry.idx > after).order_by(AuditEntry.idx).limit(limit)
-    return list(session.scalars(stmt))
+    stmt = (
+        flt.apply(session, select(AuditEntry))
+        .where(AuditEntry.idx > after)
+        .order_by(AuditEntry.idx)
+        .limit(limit)
+    )
+    rows: list[AuditEntry] = list(session.scalars(stmt))
+    out: list[VerifiedEntry] = []
+    bad: list[int] = []
+    for row in rows:
+        entry = verified_entry(row)
+        if entry is None:
+            bad.append(row.idx)
+        elif flt.matches(entry.fields):
+            out.append(entry)
+    return SearchResult(out, bad, rows[-1].idx if len(rows) == limit else None)
 
 
 def tree_size(session: Session) -> int:
@@ -98,9 +171,7 @@ class StoredTree:
             .order_by(AuditEntry.idx)
         ).all()
         if len(rows) != end - start:
-            raise AuditLogError(
-                f"audit storage damaged: {end - start - len(rows)} entries missing in [{start}, {end})"
-            )
+            raise damaged(f"{end - start - len(rows)} entries are missing in [{start}, {end})")
         return [bytes(r) for r in rows]
 
     def range_hash(self, start: int, end: int) -> bytes:
@@ -148,19 +219,20 @@ class StoredTree:
         return consistency_proof(first, self.size, self.range_hash)
 
 
-def entry_json(e: AuditEntry) -> dict[str, object]:
-    """API form of an entry: the search columns plus the exact hashed body."""
+def entry_json(e: VerifiedEntry) -> dict[str, object]:
+    """API form of an entry: every field from the hashed body, plus the body and its leaf hash."""
+    f = e.fields
     return {
         "idx": e.idx,
-        "timestamp": e.timestamp.astimezone(UTC).isoformat().replace("+00:00", "Z"),
-        "actor": e.actor,
-        "action": e.action,
-        "project_id": e.project_id,
-        "dataset_id": e.dataset_id,
-        "job_id": e.job_id,
-        "details": json.loads(e.body).get("details", {}),
+        "timestamp": f.get("ts"),
+        "actor": f.get("actor"),
+        "action": f.get("action"),
+        "project_id": f.get("project_id"),
+        "dataset_id": f.get("dataset_id"),
+        "job_id": f.get("job_id"),
+        "details": f.get("details", {}),
         "body": e.body,
-        "leaf_hash": bytes(e.leaf_hash).hex(),
+        "leaf_hash": e.leaf_hash.hex(),
     }
 
 
@@ -188,7 +260,9 @@ def select_checkpoints(session: Session, size: int, limit: int) -> list[AuditChe
     )
     if len(ids) > limit:
         step = len(ids) / limit
-        picked = {ids[int(i * step)] for i in range(limit - 1)} | {ids[-1]}
+        # Always the newest, and every checkpoint of the bundle's size (the cosigned one).
+        at_size = session.scalars(select(AuditCheckpoint.id).where(AuditCheckpoint.tree_size == size)).all()
+        picked = {ids[int(i * step)] for i in range(limit - 1)} | {ids[-1]} | set(at_size)
         ids = sorted(picked)
     out: list[AuditCheckpoint] = []
     for i in range(0, len(ids), 500):
@@ -224,6 +298,9 @@ def plan_export(
     current = tree_size(session)
     if size > current:
         raise AuditLogError(f"tree size {size} is beyond the log's current size {current}")
+    # No storage check here: a bundle of a damaged log is evidence, and the offline verifier
+    # names the first missing or edited entry. (The export endpoint still fails closed when
+    # the damage stops it from recording the export itself.)
     if (
         size
         and session.scalar(select(AuditCheckpoint.id).where(AuditCheckpoint.tree_size == size).limit(1))
@@ -241,6 +318,7 @@ def plan_export(
     notes = [cp.note for cp in select_checkpoints(session, size, max(max_checkpoints, 1))]
     header = {
         "format": BUNDLE_FORMAT,
+        "key_history": list(signer.history),
         "origin": signer.name,
         "vkey": signer.verifier_key.encode(),
         "public_key_pem": signer.public_key_pem,
@@ -277,6 +355,9 @@ __all__ = [
     "AuditLogError",
     "NotSignedError",
     "EntryFilter",
+    "SearchResult",
+    "VerifiedEntry",
+    "verified_entry",
     "ProofError",
     "StoredTree",
     "checkpoint_json",

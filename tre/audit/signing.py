@@ -1,19 +1,34 @@
 """The audit log's Ed25519 signing key: created once under ``keys_dir``, mode 0600.
 
-The key is the log's identity. Every process that appends (API, workers) must load the same
-file, so creation is race-free: the key is written to a private temporary file and then
-hard-linked into place, which fails if another process won the race, in which case we load
-the winner's key instead.
+Files beside the key (all in ``keys_dir``, 0700):
+
+* ``audit-ed25519.pem``: the active key (PKCS#8, 0600);
+* ``audit-origin``: the log's origin, written with the first key and never changed, so the
+  log keeps its name across key rotations;
+* ``audit-ed25519.previous.pem`` and ``audit-rotation.json``: the retiring key and the end of
+  its overlap period, during which checkpoints carry both signatures;
+* ``audit-key-history.jsonl``: signed key transitions, exported with every bundle so that a
+  verifier who pinned an older key can follow the rotation;
+* ``audit-last-checkpoint.note``: the last signed checkpoint (see ``tre.audit.guard``).
+
+Every process that appends (API, workers) loads the same files, so creation is race-free: the
+key is written to a private temporary file and hard-linked into place, which fails if another
+process won the race, in which case we load the winner's key instead. A key is created only
+for a new log: if the key is missing while the log exists (origin file, history, a pinned
+checkpoint, or entries in the database), tre refuses to sign instead of silently starting a
+new identity.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import os
 import threading
+import time
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -24,20 +39,57 @@ from cryptography.hazmat.primitives.serialization import (
     PublicFormat,
     load_pem_private_key,
 )
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from tre.audit.note import Checkpoint, VerifierKey, sign_checkpoint
+from tre.audit.note import Checkpoint, NoteError, VerifierKey, sign_checkpoint, sign_note, split_note
+from tre.audit.verify import KeyTransition, parse_transition
+from tre.errors import TreError
 
 KEY_FILE = "audit-ed25519.pem"
+ORIGIN_FILE = "audit-origin"
+PREVIOUS_KEY_FILE = "audit-ed25519.previous.pem"
+ROTATION_FILE = "audit-rotation.json"
+HISTORY_FILE = "audit-key-history.jsonl"
+PIN_FILE = "audit-last-checkpoint.note"
+_WATCHED = (KEY_FILE, ORIGIN_FILE, PREVIOUS_KEY_FILE, ROTATION_FILE, HISTORY_FILE)
+
+
+class AuditKeyError(TreError):
+    """The log's key is missing or unusable: nothing is signed (and so nothing audited) until fixed."""
+
+    status = 503
+    title = "Audit log key unavailable"
+    slug = "audit-key-unavailable"
 
 
 @dataclass(frozen=True)
 class AuditSigner:
-    """Signs checkpoints; ``name`` is both the log origin and the signed-note key name."""
+    """Signs checkpoints; ``name`` is both the log origin and the signed-note key name.
+
+    During a rotation's overlap ``previous_key`` signs too, so verifiers that still pin the old
+    key keep accepting new checkpoints while they pick up the signed transition.
+    """
 
     private_key: Ed25519PrivateKey
     name: str
+    keys_dir: Path | None = None
+    previous_key: Ed25519PrivateKey | None = None
+    overlap_until_ms: int = 0
+    history: tuple[str, ...] = field(default=())
+
+    @property
+    def known_keys(self) -> list[VerifierKey]:
+        """Every key this log has used (history order), ending with the active one."""
+        keys: list[VerifierKey] = []
+        for note in self.history:
+            t = parse_transition(split_note(note)[0])
+            for k in (t.old, t.new):
+                if k not in keys:
+                    keys.append(k)
+        if self.verifier_key not in keys:
+            keys.append(self.verifier_key)
+        return keys
 
     @property
     def public_key(self) -> bytes:
@@ -56,7 +108,10 @@ class AuditSigner:
         )
 
     def sign(self, checkpoint: Checkpoint) -> str:
-        return sign_checkpoint(checkpoint, self.name, self.private_key)
+        extra = []
+        if self.previous_key is not None and time.time() * 1000 <= self.overlap_until_ms:
+            extra.append(self.previous_key)
+        return sign_checkpoint(checkpoint, self.name, self.private_key, *extra)
 
 
 def origin_for(public_key: bytes) -> str:
@@ -81,24 +136,117 @@ def _create_key_file(path: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def load_or_create_signer(keys_dir: Path) -> AuditSigner:
-    """The log's signer, generating the key file (0600, in a 0700 folder) on first use."""
-    keys_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    path = keys_dir / KEY_FILE
-    if not path.exists():
-        _create_key_file(path)
+def _load_key(path: Path) -> Ed25519PrivateKey:
     mode = path.stat().st_mode & 0o777
     if mode & 0o077:
         raise PermissionError(f"audit signing key {path} is readable by others (mode {mode:o}); chmod 600 it")
     key = load_pem_private_key(path.read_bytes(), password=None)
     if not isinstance(key, Ed25519PrivateKey):
         raise ValueError(f"{path} does not hold an Ed25519 private key")
-    raw = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
-    return AuditSigner(key, origin_for(raw))
+    return key
+
+
+def _raw(key: Ed25519PrivateKey) -> bytes:
+    return key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically, 0600, fsynced (keys and their metadata)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def log_exists(keys_dir: Path) -> bool:
+    """Whether files of an existing log (beside a possibly missing key) are present."""
+    return any((keys_dir / f).exists() for f in (ORIGIN_FILE, HISTORY_FILE, PIN_FILE))
+
+
+def _missing_key(path: Path, why: str) -> AuditKeyError:
+    return AuditKeyError(
+        f"the audit log's signing key {path} is missing but {why}; tre will not create a new key "
+        "silently (a new key would be a new log that no auditor trusts). Restore the key file from "
+        "backup (mode 0600); if it is lost for good, see 'Lost key' in docs/audit.md"
+    )
+
+
+def load_or_create_signer(keys_dir: Path, *, create: bool = True) -> AuditSigner:
+    """The log's signer, generating the key file (0600, in a 0700 folder) for a new log only."""
+    keys_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = keys_dir / KEY_FILE
+    if not path.exists():
+        if log_exists(keys_dir):
+            raise _missing_key(path, f"this log's files are still in {keys_dir}")
+        if not create:
+            raise _missing_key(path, "the log already holds entries")
+        _create_key_file(path)
+    key = _load_key(path)
+    origin_path = keys_dir / ORIGIN_FILE
+    if not origin_path.exists():
+        # First start (or a log from before origins were stored): the origin is fixed now.
+        try:
+            fd = os.open(origin_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(origin_for(_raw(key)) + "\n")
+        except FileExistsError:
+            pass
+    origin = origin_path.read_text().strip()
+    previous: Ed25519PrivateKey | None = None
+    until = 0
+    if (keys_dir / PREVIOUS_KEY_FILE).exists() and (keys_dir / ROTATION_FILE).exists():
+        previous = _load_key(keys_dir / PREVIOUS_KEY_FILE)
+        until = int(json.loads((keys_dir / ROTATION_FILE).read_text())["overlap_until_ms"])
+    history: tuple[str, ...] = ()
+    if (keys_dir / HISTORY_FILE).exists():
+        history = tuple(
+            json.loads(line)["transition"]
+            for line in (keys_dir / HISTORY_FILE).read_text().splitlines()
+            if line
+        )
+    return AuditSigner(key, origin, keys_dir, previous, until, history)
+
+
+def rotate_key(keys_dir: Path, overlap_s: float) -> KeyTransition:
+    """Replace the log's key: same origin, a transition signed by both keys, an overlap period.
+
+    The new key becomes active at once; the old one keeps co-signing checkpoints until the
+    overlap ends, so auditors who pinned it follow the transition (exported in every bundle)
+    without a break. Refused while a previous rotation's overlap is still running.
+    """
+    current = load_or_create_signer(keys_dir, create=False)
+    now_ms = int(time.time() * 1000)
+    if current.previous_key is not None and now_ms <= current.overlap_until_ms:
+        raise AuditKeyError("a key rotation is still in its overlap period; rotate again after it ends")
+    new = Ed25519PrivateKey.generate()
+    transition = KeyTransition(
+        current.name,
+        current.verifier_key,
+        VerifierKey(current.name, _raw(new)),
+        now_ms + int(overlap_s * 1000),
+    )
+    note = sign_note(transition.text(), current.name, current.private_key, new)
+    old_pem = (keys_dir / KEY_FILE).read_bytes()
+    with open(keys_dir / HISTORY_FILE, "a") as f:
+        f.write(json.dumps({"transition": note}) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.chmod(keys_dir / HISTORY_FILE, 0o600)
+    _write_private(keys_dir / PREVIOUS_KEY_FILE, old_pem)
+    _write_private(
+        keys_dir / ROTATION_FILE, json.dumps({"overlap_until_ms": transition.overlap_until_ms}).encode()
+    )
+    _write_private(keys_dir / KEY_FILE, new.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
+    with _lock:
+        _cache.pop(keys_dir.resolve(), None)
+    return transition
 
 
 _lock = threading.Lock()
-_cache: dict[Path, AuditSigner] = {}
+_cache: dict[Path, tuple[tuple[int, ...], AuditSigner]] = {}
 _by_engine: weakref.WeakKeyDictionary[Engine, Path] = weakref.WeakKeyDictionary()
 
 
@@ -106,13 +254,14 @@ def configure(engine: Engine, keys_dir: Path) -> None:
     """Tell record_event which keys folder signs for ``engine``'s log.
 
     create_app and the worker call this at start with ``settings.keys_dir``, which also creates
-    the key (0600) if it does not exist yet. Without it the signer
-    comes from the environment's settings (``TRE_HOME``). Keyed by engine so that several
-    apps in one process (tests) each sign with their own key.
+    the key (0600) for a new log. Without it the signer comes from the environment's settings
+    (``TRE_HOME``). Keyed by engine so that several apps in one process (tests) each sign with
+    their own key.
     """
     with _lock:
         _by_engine[engine] = Path(keys_dir)
-    get_signer(keys_dir)  # create the key now (first start), not on the first audited action
+    with Session(engine) as session:
+        _signer_checked(session, Path(keys_dir))  # create the key now, not on the first audited action
 
 
 def signer_for(session: Session) -> AuditSigner:
@@ -121,22 +270,56 @@ def signer_for(session: Session) -> AuditSigner:
     engine = bind if isinstance(bind, Engine) else bind.engine
     with _lock:
         keys_dir = _by_engine.get(engine)
-    return get_signer(keys_dir)
+    if keys_dir is None:
+        from tre.config import get_settings
+
+        keys_dir = get_settings().keys_dir
+    return _signer_checked(session, keys_dir)
 
 
-def get_signer(keys_dir: Path | None = None) -> AuditSigner:
-    """Cached signer for ``keys_dir`` (default: the environment's settings.keys_dir)."""
+def _signer_checked(session: Session, keys_dir: Path) -> AuditSigner:
+    """get_signer, but a missing key is only created if the database holds no log yet."""
+    if (Path(keys_dir) / KEY_FILE).exists():
+        return get_signer(keys_dir)
+    from tre.store.models import AuditState
+
+    size = session.scalar(select(AuditState.tree_size).where(AuditState.id == 1))
+    return get_signer(keys_dir, create=not size)
+
+
+def _stamp(keys_dir: Path) -> tuple[int, ...]:
+    out = []
+    for name in _WATCHED:
+        try:
+            st = (keys_dir / name).stat()
+            out += [st.st_mtime_ns, st.st_size, st.st_ino]
+        except FileNotFoundError:
+            out += [-1, -1, -1]
+    return tuple(out)
+
+
+def get_signer(keys_dir: Path | None = None, *, create: bool = True) -> AuditSigner:
+    """Cached signer for ``keys_dir`` (default: the environment's settings.keys_dir).
+
+    Reloaded when any of its files changes (another process rotated the key).
+    """
     if keys_dir is None:
         from tre.config import get_settings
 
         keys_dir = get_settings().keys_dir
     keys_dir = Path(keys_dir).resolve()
     with _lock:
-        signer = _cache.get(keys_dir)
-        if signer is None or not (keys_dir / KEY_FILE).exists():
-            signer = _cache[keys_dir] = load_or_create_signer(keys_dir)
+        stamp = _stamp(keys_dir)
+        hit = _cache.get(keys_dir)
+        if hit is not None and hit[0] == stamp:
+            return hit[1]
+        signer = load_or_create_signer(keys_dir, create=create)
+        _cache[keys_dir] = (_stamp(keys_dir), signer)
         return signer
 
 
 def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
+
+
+__all__ = ["AuditKeyError", "AuditSigner", "NoteError", "configure", "get_signer", "rotate_key", "signer_for"]

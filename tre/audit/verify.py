@@ -28,10 +28,113 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tre.audit.merkle import TreeLevels, leaf_hashes
-from tre.audit.note import Checkpoint, NoteError, VerifierKey, open_checkpoint
+from tre.audit.note import (
+    Checkpoint,
+    NoteError,
+    VerifierKey,
+    WitnessKey,
+    cosignatures,
+    decode_note,
+    open_checkpoint_any,
+    open_note_any,
+    split_note,
+)
 
 BUNDLE_FORMAT = "tre-audit-bundle/1"
 GENESIS_PREV = "0" * 64
+# Hosts that append to one log disagree on the time by a little; a checkpoint of a smaller
+# tree signed up to this long after a larger one is tolerated (see _check_time_order).
+MAX_CLOCK_SKEW_MS = 5 * 60 * 1000
+KEY_TRANSITION_V1 = "tre.audit key transition/v1"
+
+
+@dataclass(frozen=True)
+class KeyTransition:
+    """A signed statement that ``new`` takes over from ``old`` for ``origin``.
+
+    Text (a signed note, signed by both keys)::
+
+        tre.audit key transition/v1
+        origin <origin>
+        old <old verifier key>
+        new <new verifier key>
+        overlap-until <Unix ms>
+    """
+
+    origin: str
+    old: VerifierKey
+    new: VerifierKey
+    overlap_until_ms: int
+
+    def text(self) -> str:
+        return (
+            f"{KEY_TRANSITION_V1}\norigin {self.origin}\nold {self.old.encode()}\n"
+            f"new {self.new.encode()}\noverlap-until {self.overlap_until_ms}\n"
+        )
+
+
+def parse_transition(text: str) -> KeyTransition:
+    lines = text.split("\n")
+    if len(lines) != 6 or lines[0] != KEY_TRANSITION_V1 or lines[5] != "":
+        raise NoteError("not a key transition statement")
+    fields = {}
+    for line, name in zip(lines[1:5], ("origin", "old", "new", "overlap-until"), strict=True):
+        key, _, value = line.partition(" ")
+        if key != name or not value:
+            raise NoteError(f"key transition: expected a {name!r} line")
+        fields[name] = value
+    until = fields["overlap-until"]
+    if not (until.isascii() and until.isdigit()):
+        raise NoteError("key transition: overlap-until is not a number")
+    return KeyTransition(
+        fields["origin"], VerifierKey.parse(fields["old"]), VerifierKey.parse(fields["new"]), int(until)
+    )
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Whom the auditor trusts: the log's key, witnesses' keys, and how many must cosign.
+
+    Text form, one statement a line (``#`` starts a comment)::
+
+        log <log verifier key>
+        witness <witness cosignature/v1 key>     (repeatable)
+        quorum <n>                               (default: 1 if any witness is named)
+    """
+
+    log_key: VerifierKey
+    witnesses: list[WitnessKey]
+    quorum: int
+
+    @classmethod
+    def parse(cls, text: str) -> Policy:
+        log_key: VerifierKey | None = None
+        witnesses: list[WitnessKey] = []
+        quorum: int | None = None
+        for n, raw in enumerate(text.splitlines(), 1):
+            line = raw.split("#", 1)[0].strip()
+            if not line:
+                continue
+            word, _, value = line.partition(" ")
+            value = value.strip()
+            if word == "log" and log_key is None:
+                log_key = VerifierKey.parse(value)
+            elif word == "witness":
+                w = WitnessKey.parse(value)
+                if w in witnesses:
+                    raise NoteError(f"policy line {n}: witness {w.name} named twice")
+                witnesses.append(w)
+            elif word == "quorum" and value.isascii() and value.isdigit():
+                quorum = int(value)
+            else:
+                raise NoteError(f"policy line {n}: expected 'log KEY', 'witness KEY' or 'quorum N'")
+        if log_key is None:
+            raise NoteError("policy names no log key")
+        if quorum is None:
+            quorum = 1 if witnesses else 0
+        if quorum > len(witnesses):
+            raise NoteError(f"policy quorum {quorum} exceeds its {len(witnesses)} witnesses")
+        return cls(log_key, witnesses, quorum)
 
 
 @dataclass
@@ -41,7 +144,10 @@ class VerifyReport:
     tree_size: int = 0
     root_hash: bytes = b""
     checkpoints_verified: int = 0
+    checkpoints_witnessed: int = 0
+    keys: list[VerifierKey] = field(default_factory=list)
     latest: Checkpoint | None = None
+    latest_vouching: Checkpoint | None = None
     first_bad_index: int | None = None
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -63,7 +169,8 @@ class VerifyReport:
             cp = self.latest
             head = f"{cp.tree_size} entries, root {cp.root_hash.hex()}" if cp else "no checkpoint"
             n, c = self.tree_size, self.checkpoints_verified
-            return f"OK: {n} entries verified, {c} checkpoints; latest {head}"
+            w = f" ({self.checkpoints_witnessed} witnessed by quorum)" if self.checkpoints_witnessed else ""
+            return f"OK: {n} entries verified, {c} checkpoints{w}; latest {head}"
         where = "" if self.first_bad_index is None else f" (first bad index {self.first_bad_index})"
         return f"FAILED{where}: {self._headline or self.errors[0]}"
 
@@ -141,30 +248,49 @@ def verify_bundle(
     data: bytes,
     trusted_key: VerifierKey | None = None,
     pins: Sequence[str] = (),
+    policy: Policy | None = None,
 ) -> VerifyReport:
-    """Verify a bundle against ``trusted_key`` (else the key named in the bundle, with a warning).
+    """Verify a bundle against ``trusted_key`` (the auditor's pin; never the bundle's own key).
 
     ``pins`` are signed checkpoint notes the auditor obtained earlier; the bundle's tree must
     contain each of them, else the log was rewritten or is showing auditors different trees.
+    Keys that the bundle's key history introduces, each transition signed by the key before
+    it, starting from ``trusted_key``, are trusted too. With a ``policy``, only checkpoints
+    cosigned by a quorum of its witnesses vouch for entries. Every entry must be vouched for
+    by a signed (and, with a policy, witnessed) checkpoint, else verification fails.
     """
     report = VerifyReport()
+    if trusted_key is None and policy is not None:
+        trusted_key = policy.log_key
+    if trusted_key is None:
+        report.bad(
+            None,
+            "no trusted key: pin the log's key (--key or --policy); the bundle's own key proves nothing",
+        )
+        return report
     try:
         bundle = read_bundle(data)
     except BundleError as e:
         report.bad(None, str(e))
         return report
     header = bundle.header
-    if trusted_key is None:
-        try:
-            trusted_key = VerifierKey.parse(str(header.get("vkey", "")))
-        except NoteError as e:
-            report.bad(None, f"bundle names no usable public key: {e}")
-            return report
-        report.warnings.append(
-            "trusting the public key inside the bundle; pin the log's key (--key) to detect a replaced key"
+    history = header.get("key_history", [])
+    if not isinstance(history, list) or not all(isinstance(h, str) for h in history):
+        report.bad(None, "bundle header has a malformed key_history")
+        history = []
+    keys, retired = follow_key_history(trusted_key, history, report)
+    report.keys = keys
+    try:
+        bundle_key = VerifierKey.parse(str(header.get("vkey", "")))
+    except NoteError as e:
+        report.bad(None, f"bundle names no usable public key: {e}")
+        return report
+    if bundle_key not in keys:
+        report.bad(
+            None,
+            f"key change: the bundle is signed by {bundle_key.encode()}, which is neither your pinned key "
+            f"{trusted_key.encode()} nor introduced by a key transition that key signed",
         )
-    elif header.get("vkey") != trusted_key.encode():
-        report.warnings.append("the bundle names a different public key than the trusted one")
 
     entries = bundle.entries
     n = len(entries)
@@ -178,18 +304,29 @@ def verify_bundle(
     tree = TreeLevels(leaves)
     report.root_hash = tree.root()
 
-    # Checkpoints: each must be signed by the trusted key, and be a root of this tree.
+    # Checkpoints: each must be signed by a trusted key, and be a root of this tree.
     checkpoints: list[Checkpoint] = []
+    vouching: list[Checkpoint] = []
     for j, note in enumerate(bundle.checkpoint_notes):
         try:
-            checkpoints.append(open_checkpoint(note, trusted_key))
+            cp, signed_by = open_checkpoint_any(note, keys, trusted_key.name)
         except NoteError as e:
             report.bad(None, f"checkpoint #{j}: {e}")
+            continue
+        _check_retired(cp, signed_by, retired, report)
+        checkpoints.append(cp)
+        if policy is None or policy.quorum == 0:
+            vouching.append(cp)
+        elif len(cosignatures(note, policy.witnesses)) >= policy.quorum:
+            vouching.append(cp)
+            report.checkpoints_witnessed += 1
     report.checkpoints_verified = len(checkpoints)
     checkpoints.sort(key=lambda c: (c.tree_size, c.timestamp_ms or 0))
-    proven = 0  # entries [0, proven) match a signed checkpoint
+    vouching.sort(key=lambda c: (c.tree_size, c.timestamp_ms or 0))
+    proven = 0  # entries [0, proven) match a vouching checkpoint
     mismatch: int | None = None  # smallest signed size whose root differs
     seen: dict[int, bytes] = {}
+    vouched_ids = {id(c) for c in vouching}
     for cp in checkpoints:
         other = seen.setdefault(cp.tree_size, cp.root_hash)
         if other != cp.root_hash:
@@ -202,7 +339,7 @@ def verify_bundle(
             )
             continue
         if tree.root(cp.tree_size) == cp.root_hash:
-            if mismatch is None:
+            if mismatch is None and id(cp) in vouched_ids:
                 proven = max(proven, cp.tree_size)
         elif mismatch is None:
             mismatch = cp.tree_size
@@ -228,20 +365,100 @@ def verify_bundle(
         report.bad(None if explained else proven, message)
     if checkpoints:
         report.latest = checkpoints[-1]
-        if report.latest.tree_size < n:
-            report.warnings.append(
-                f"entries {report.latest.tree_size}..{n - 1} are not covered by any signed checkpoint"
-            )
-    else:
-        report.bad(None, "the bundle holds no valid signed checkpoint")
+    if vouching:
+        report.latest_vouching = vouching[-1]
+    what = (
+        "signed checkpoint"
+        if policy is None or policy.quorum == 0
+        else (f"checkpoint cosigned by {policy.quorum} of the policy's {len(policy.witnesses)} witnesses")
+    )
+    covered = max((c.tree_size for c in vouching if c.tree_size <= n), default=0)
+    if not vouching:
+        report.bad(0 if n else None, f"the bundle holds no valid {what}")
+    elif covered < n:
+        report.bad(
+            covered,
+            f"entries {covered}..{n - 1} are not covered by any {what}: they are not verified "
+            "(appended after the last signature, or a rewritten tail whose checkpoints were dropped)",
+        )
 
     for note in pins:
-        _check_pin(note, trusted_key, tree, n, report)
+        _check_pin(note, keys, trusted_key.name, tree, n, report)
     return report
 
 
+def follow_key_history(
+    pinned: VerifierKey, notes: Sequence[str], report: VerifyReport
+) -> tuple[list[VerifierKey], dict[VerifierKey, int]]:
+    """Keys trusted from ``pinned`` on: each transition must be signed by the key it retires.
+
+    Returns the trusted keys (oldest first; the newest is the one to pin next) and, for each
+    retired key, the end of its overlap period (Unix ms) after which checkpoints signed only by
+    it are refused. Transitions that do not start from the current key (older history, or
+    unrelated) are ignored; one that claims to start from it but is not signed by it is an error.
+    """
+    keys = [pinned]
+    retired: dict[VerifierKey, int] = {}
+    for j, note in enumerate(notes):
+        try:
+            text, _ = split_note(note)
+            t = parse_transition(text)
+        except NoteError as e:
+            report.bad(None, f"key history #{j}: {e}")
+            continue
+        if t.origin != pinned.name or t.old != keys[-1] or t.new in keys:
+            continue
+        try:
+            _, signed = open_note_any(note, [t.old, t.new])
+        except NoteError as e:
+            report.bad(None, f"key history #{j}: transition to {t.new.encode()} is not valid: {e}")
+            continue
+        if t.old not in signed or t.new not in signed:
+            report.bad(None, f"key history #{j}: a transition must be signed by both the old and the new key")
+            continue
+        retired[t.old] = t.overlap_until_ms
+        keys.append(t.new)
+    # Backwards too: an auditor who pinned a newer key trusts the keys it replaced (each
+    # transition is signed by the newer key as well), for checkpoints until their overlap ended.
+    for note in reversed(notes):
+        try:
+            t = parse_transition(split_note(note)[0])
+        except NoteError:
+            continue
+        if t.origin != pinned.name or t.new != keys[0] or t.old in keys:
+            continue
+        try:
+            _, signed = open_note_any(note, [t.old, t.new])
+        except NoteError:
+            continue
+        if t.old in signed and t.new in signed:
+            retired[t.old] = t.overlap_until_ms
+            keys.insert(0, t.old)
+    return keys, retired
+
+
+def _check_retired(
+    cp: Checkpoint, signed_by: Sequence[VerifierKey], retired: dict[VerifierKey, int], report: VerifyReport
+) -> None:
+    """A retired key may sign only until its overlap ends (within the clock-skew bound)."""
+    if any(k not in retired for k in signed_by):
+        return
+    ends = max(retired[k] for k in signed_by)
+    ts = cp.timestamp_ms
+    if ts is None or ts > ends + MAX_CLOCK_SKEW_MS:
+        report.bad(
+            None,
+            f"checkpoint of size {cp.tree_size} is signed only by a retired key after its overlap ended",
+        )
+
+
 def _check_time_order(checkpoints: Sequence[Checkpoint], report: VerifyReport) -> None:
-    """A checkpoint signed later must never describe a smaller tree (only timestamped ones)."""
+    """A checkpoint signed later must never describe a smaller tree (only timestamped ones).
+
+    The log's order is the tree size, not the clocks: several hosts append, and their clocks
+    differ. Only a smaller tree signed more than ``MAX_CLOCK_SKEW_MS`` after a larger one is
+    an error (a host's clock that far off is itself worth an alarm).
+    """
     stamped = sorted(
         (c for c in checkpoints if c.timestamp_ms is not None), key=lambda c: c.timestamp_ms or 0
     )
@@ -250,7 +467,7 @@ def _check_time_order(checkpoints: Sequence[Checkpoint], report: VerifyReport) -
         if (
             biggest is not None
             and cp.tree_size < biggest.tree_size
-            and cp.timestamp_ms != biggest.timestamp_ms
+            and (cp.timestamp_ms or 0) - (biggest.timestamp_ms or 0) > MAX_CLOCK_SKEW_MS
         ):
             report.bad(
                 None, f"checkpoint of size {cp.tree_size} was signed after one of size {biggest.tree_size}"
@@ -259,9 +476,11 @@ def _check_time_order(checkpoints: Sequence[Checkpoint], report: VerifyReport) -
             biggest = cp
 
 
-def _check_pin(note: str, key: VerifierKey, tree: TreeLevels, n: int, report: VerifyReport) -> None:
+def _check_pin(
+    note: str, keys: list[VerifierKey], origin: str, tree: TreeLevels, n: int, report: VerifyReport
+) -> None:
     try:
-        pin = open_checkpoint(note, key)
+        pin, _ = open_checkpoint_any(note, keys, origin)
     except NoteError as e:
         report.bad(None, f"pinned checkpoint: {e}")
         return
@@ -276,22 +495,31 @@ def _check_pin(note: str, key: VerifierKey, tree: TreeLevels, n: int, report: Ve
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m tre.audit.verify BUNDLE [--key VKEY] [--pin NOTE]...``; exit 0 only if valid."""
+    """``python -m tre.audit.verify BUNDLE --key VKEY [--pin NOTE]... [--policy FILE]``; 0 if valid."""
     ap = argparse.ArgumentParser(description="Verify a tre audit bundle offline.")
     ap.add_argument("bundle", type=Path)
     ap.add_argument("--key", help="trusted verifier key (<name>+<id>+<base64>) or a file holding it")
     ap.add_argument("--pin", action="append", default=[], type=Path, help="a checkpoint note seen earlier")
+    ap.add_argument("--policy", type=Path, help="witness policy file: log key, witness keys, quorum")
     args = ap.parse_args(argv)
     key = None
-    if args.key:
-        text = Path(args.key).read_text() if Path(args.key).is_file() else args.key
-        key = VerifierKey.parse(text)
-    report = verify_bundle(args.bundle.read_bytes(), key, [p.read_text() for p in args.pin])
+    policy = None
+    try:
+        if args.key:
+            text = Path(args.key).read_text() if Path(args.key).is_file() else args.key
+            key = VerifierKey.parse(text)
+        if args.policy:
+            policy = Policy.parse(args.policy.read_text())
+        pins = [decode_note(p.read_bytes()) for p in args.pin]
+    except (NoteError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    report = verify_bundle(args.bundle.read_bytes(), key, pins, policy)
     for w in report.warnings:
         print(f"warning: {w}", file=sys.stderr)
     print(report.summary())
-    for e in report.errors:
-        print(f"  - {e}", file=sys.stderr)
+    for err in report.errors:
+        print(f"  - {err}", file=sys.stderr)
     return 0 if report.ok else 1
 
 

@@ -10,7 +10,7 @@ import typer
 from sqlalchemy import Engine
 
 from tre import registry
-from tre.audit import record_event
+from tre.audit.events import record_token_issued
 from tre.auth.tokens import TokenIssuer
 from tre.cli.client import ApiClient, CliError
 from tre.cli.output import console, table
@@ -47,11 +47,37 @@ def admin_init(user: Annotated[str, typer.Option(help="Id of the first admin use
 
 
 @admin_app.command("user")
-def admin_user(user_id: str, role: Annotated[list[str], typer.Option("--role", "-r")]) -> None:
-    """Create a user with roles directly in the local database."""
+def admin_user(
+    user_id: str,
+    role: Annotated[
+        list[str] | None,
+        typer.Option("--role", "-r", help="Create the user with these roles, or set an existing user's."),
+    ] = None,
+    enable: Annotated[bool, typer.Option("--enable", help="Re-enable a disabled user.")] = False,
+    disable: Annotated[bool, typer.Option("--disable", help="Disable a user (not the last admin).")] = False,
+) -> None:
+    """Create a user, change their roles, or disable/enable them, in the local database
+    (audited; the same rules as the API: the last enabled admin is never removed)."""
+    if enable and disable:
+        raise CliError("choose one of --enable and --disable")
+    if not (role or enable or disable):
+        raise CliError("say what to do: --role ROLE (create or set roles), --enable or --disable")
     with session_scope(_local_engine()) as s:
-        registry.create_user(s, "bootstrap", user_id, role)
-    console.print(f"created user {user_id!r} with roles {', '.join(role)}")
+        exists = s.get(User, user_id) is not None
+        if role and not exists:
+            registry.create_user(s, "bootstrap", user_id, role)
+            done = f"created user {user_id!r} with roles {', '.join(role)}"
+        elif role:
+            registry.set_user_roles(s, "bootstrap", user_id, role)
+            done = f"user {user_id!r} now has roles {', '.join(sorted(set(role)))}"
+        else:
+            done = ""
+        if enable or disable:
+            registry.set_user_disabled(s, "bootstrap", user_id, disable)
+            done = "; ".join(
+                x for x in (done, f"user {user_id!r} is {'disabled' if disable else 'enabled'}") if x
+            )
+    console.print(done)
 
 
 @admin_app.command("token")
@@ -69,13 +95,9 @@ def admin_token(
         missing = set(role) - u.role_names
         if missing:
             raise CliError(f"user {user!r} does not hold role(s) {sorted(missing)}")
-        record_event(
-            s,
-            actor="bootstrap",
-            action="auth.token_minted",
-            details={"user": user, "roles": sorted(role), "ttl_s": ttl},
-        )
-    print(TokenIssuer.from_settings(settings).mint(user, role, ttl_s=ttl))
+        token = TokenIssuer.from_settings(settings).mint(user, role, ttl_s=ttl)
+        record_token_issued(s, "bootstrap", token)  # with its jti and expiry
+    print(token)
 
 
 @project_app.command("create")
@@ -88,6 +110,8 @@ def project_create(
     max_gpu: int | None = None,
     max_time_s: int | None = None,
     max_output_mb: int | None = None,
+    max_code_mb: Annotated[int | None, typer.Option(help="Largest code archive, MiB (default 50).")] = None,
+    max_code_files: Annotated[int | None, typer.Option(help="Most entries in a code archive.")] = None,
 ) -> None:
     """Create a project with its quota."""
     quota = {
@@ -98,6 +122,8 @@ def project_create(
             max_gpu=max_gpu,
             max_time_s=max_time_s,
             max_output_mb=max_output_mb,
+            max_code_mb=max_code_mb,
+            max_code_files=max_code_files,
         ).items()
         if v is not None
     }
@@ -105,6 +131,36 @@ def project_create(
         "/api/v1/projects", json={"id": project_id, "name": name, "description": description, "quota": quota}
     )
     console.print(f"created project {p['id']}")
+
+
+@project_app.command("quota")
+def project_quota(
+    project_id: str,
+    max_cpu: float | None = None,
+    max_memory_mb: int | None = None,
+    max_gpu: int | None = None,
+    max_time_s: int | None = None,
+    max_output_mb: int | None = None,
+    max_concurrent_jobs: int | None = None,
+    max_code_mb: Annotated[int | None, typer.Option(help="Largest code archive, MiB.")] = None,
+    max_code_files: Annotated[int | None, typer.Option(help="Most entries in a code archive.")] = None,
+) -> None:
+    """Change a project's quota (only the fields given)."""
+    given = dict(
+        max_cpu=max_cpu,
+        max_memory_mb=max_memory_mb,
+        max_gpu=max_gpu,
+        max_time_s=max_time_s,
+        max_output_mb=max_output_mb,
+        max_concurrent_jobs=max_concurrent_jobs,
+        max_code_mb=max_code_mb,
+        max_code_files=max_code_files,
+    )
+    quota = {k: v for k, v in given.items() if v is not None}
+    if not quota:
+        raise CliError("give at least one quota field to change (see --help)")
+    p = ApiClient().request("PATCH", f"/api/v1/projects/{project_id}/quota", json=quota).json()
+    console.print(f"quota of {p['id']}: " + ", ".join(f"{k}={p[k]}" for k in given))
 
 
 @project_app.command("add-member")
@@ -242,3 +298,51 @@ def admin_warm_kernels() -> None:
                 log_text = spec.log_path.read_text(errors="replace")[-400:].replace("\n", " | ")
                 raise CliError(f"warming failed ({result.reason}): {log_text}")
     console.print(f"numba cache seed ready in {settings.home / 'numba-cache'}")
+
+
+@admin_app.command("build-image")
+def admin_build_image(
+    smoke: Annotated[
+        bool, typer.Option("--smoke/--no-smoke", help="Run the kernels and demo job in it.")
+    ] = True,
+    approve: Annotated[
+        list[str] | None, typer.Option("--approve", "-p", help="Approve it for these projects too.")
+    ] = None,
+) -> None:
+    """Build the CPU job image here (mmdebstrap + umoci, no Docker), import it into the image
+    store and print its reference; cached by recipe, so a second run is instant."""
+    import shutil
+    import tempfile
+
+    from pydicom.data import get_testdata_file
+
+    from tre.images import catalog
+    from tre.images.jobimage import build_cpu_job_image, smoke_test
+    from tre.images.store import ImageStore
+
+    settings = get_settings()
+    settings.ensure_dirs()
+    engine = _local_engine()
+    with console.status("building the CPU job image (mmdebstrap, umoci; minutes when cold)"):
+        built = build_cpu_job_image(settings, engine, actor="admin-cli")
+    how = "cached" if built.cached else "built"
+    console.print(f"{how} in {built.seconds:.1f} s; unpacked {built.unpacked_size / 2**20:.0f} MiB")
+    if smoke:
+        with tempfile.TemporaryDirectory(prefix="tre-smoke-", dir=settings.home) as tmp:
+            data, out = Path(tmp) / "data", Path(tmp) / "out"
+            data.mkdir()
+            out.mkdir(mode=0o777)
+            out.chmod(0o777)
+            for name in ("CT_small.dcm", "MR_small.dcm"):
+                sample = get_testdata_file(name)
+                if sample is None:
+                    raise CliError(f"pydicom's {name} test file is missing")
+                shutil.copyfile(sample, data / name)
+            with console.status("smoke test: tre.kernels and the demo job inside the image"):
+                smoke_test(ImageStore(settings).rootfs(built.digest), data, out)
+            console.print("smoke test passed: tre.kernels and the demo job run inside the image")
+    for project in approve or []:
+        with session_scope(engine) as s:
+            catalog.approve(s, settings, "admin-cli", built.reference, project)
+        console.print(f"approved for project {project}")
+    print(built.reference)

@@ -16,8 +16,8 @@ from typing import Annotated, Any
 import typer
 
 from tre.audit.merkle import ProofError, leaf_hash, verify_consistency, verify_inclusion
-from tre.audit.note import Checkpoint, NoteError, VerifierKey, open_checkpoint
-from tre.audit.verify import verify_bundle
+from tre.audit.note import Checkpoint, NoteError, VerifierKey, open_checkpoint, open_checkpoint_any
+from tre.audit.verify import Policy, VerifyReport, follow_key_history, verify_bundle
 from tre.cli.client import ApiClient, CliError
 from tre.cli.output import console, err_console, table
 from tre.config import get_settings
@@ -29,16 +29,34 @@ def state_dir() -> Path:
     return get_settings().home / "audit"
 
 
-def _load_key(key: str | None) -> VerifierKey | None:
-    """A verifier key given inline, as a file, or the one pinned by `tre audit checkpoint`."""
+def _parse_key(text: str, what: str) -> VerifierKey:
     try:
-        if key:
-            path = Path(key)
-            return VerifierKey.parse(path.read_text() if path.is_file() else key)
-        pinned = state_dir() / "log.vkey"
-        return VerifierKey.parse(pinned.read_text()) if pinned.is_file() else None
+        return VerifierKey.parse(text)
     except NoteError as e:
-        raise CliError(f"bad verifier key: {e}") from e
+        raise CliError(f"bad {what}: {e}") from e
+
+
+def _key_arg(key: str) -> VerifierKey:
+    path = Path(key)
+    return _parse_key(path.read_text() if path.is_file() else key, "verifier key")
+
+
+def _pinned_key() -> VerifierKey | None:
+    pinned = state_dir() / "log.vkey"
+    return _parse_key(pinned.read_text(), f"pinned key in {pinned}") if pinned.is_file() else None
+
+
+def _load_key(key: str | None) -> VerifierKey | None:
+    """A verifier key given inline, as a file, or the one pinned earlier."""
+    return _key_arg(key) if key else _pinned_key()
+
+
+def _bundle_key(data: bytes) -> VerifierKey:
+    try:
+        header = json.loads(data.split(b"\n", 1)[0])
+        return VerifierKey.parse(str(header.get("vkey", "")))
+    except (ValueError, AttributeError, NoteError) as e:
+        raise CliError(f"the bundle names no usable key: {e}") from e
 
 
 @app.command()
@@ -47,30 +65,96 @@ def verify(
         Path, typer.Argument(exists=True, dir_okay=False, help="Bundle from `tre audit export`.")
     ],
     key: Annotated[
-        str | None, typer.Option(help="Trusted log key (vkey string or file); default: the pinned one.")
+        str | None,
+        typer.Option(help="Trusted log key (vkey string or file); default: the pinned one."),
     ] = None,
     pin: Annotated[
         list[Path] | None, typer.Option(help="A checkpoint note you saw earlier (repeatable).")
     ] = None,
+    policy: Annotated[
+        Path | None,
+        typer.Option(help="Witness policy: 'log KEY', 'witness KEY' lines and 'quorum N'."),
+    ] = None,
     no_pinned: Annotated[
-        bool, typer.Option("--no-pinned", help="Ignore ~/.tre/audit/checkpoint.note.")
+        bool, typer.Option("--no-pinned", help="Ignore and do not update ~/.tre/audit/ (pins).")
     ] = False,
 ) -> None:
-    """Verify an exported bundle offline: tree, hash chain, checkpoint signatures, pins."""
-    vkey = _load_key(key)
+    """Verify an exported bundle offline: tree, hash chain, checkpoint signatures, coverage, pins.
+
+    The bundle's own key is never trusted. The log key comes from ~/.tre/audit/log.vkey (pinned
+    earlier), else --key (then pinned), else, on first use only, the bundle's key is pinned with
+    a loud notice. A key other than the pinned one fails unless a key transition signed by the
+    pinned key introduces it. The saved checkpoint (from `tre audit checkpoint` or an earlier
+    verify) always applies too, with or without --key.
+    """
+    data = bundle.read_bytes()
+    sdir = state_dir()
+    pinned = None if no_pinned else _pinned_key()
+    given = _key_arg(key) if key else None
+    pol = None
+    if policy is not None:
+        try:
+            pol = Policy.parse(policy.read_text())
+        except (NoteError, OSError) as e:
+            raise CliError(f"bad policy {policy}: {e}") from e
+        given = given or pol.log_key
+    root = pinned or given
+    if root is None:
+        root = _bundle_key(data)
+        err_console.print(
+            f"NOTICE: no pinned log key. Trusting this bundle's key ON FIRST USE: {root.encode()}\n"
+            "NOTICE: compare it with the key the log operator published out of band "
+            "(`tre audit public-key` over a channel you trust); from now on any other key FAILS.",
+            style="bold yellow",
+            highlight=False,
+            soft_wrap=True,
+        )
     notes = [p.read_text() for p in pin or []]
-    saved = state_dir() / "checkpoint.note"
-    if not no_pinned and vkey is not None and not key and saved.is_file():
+    saved = sdir / "checkpoint.note"
+    if not no_pinned and saved.is_file():
         notes.append(saved.read_text())
-    report = verify_bundle(bundle.read_bytes(), vkey, notes)
+    report = verify_bundle(data, root, notes, pol)
+    if given is not None and given not in report.keys:
+        report.bad(
+            None,
+            f"key change: the key you gave ({given.encode()}) is not your pinned key "
+            f"({root.encode()}) nor introduced by a key transition signed by it",
+        )
     for w in report.warnings:
         err_console.print(f"warning: {w}", highlight=False, soft_wrap=True)
-    if report.ok:
-        console.print(report.summary(), highlight=False, soft_wrap=True)
+    if not report.ok:
+        for err in report.errors:
+            err_console.print(f"  - {err}", highlight=False, soft_wrap=True)
+        raise CliError(report.summary())
+    if not no_pinned:
+        _remember(report, pinned)
+    console.print(report.summary(), highlight=False, soft_wrap=True)
+
+
+def _remember(report: VerifyReport, pinned: VerifierKey | None) -> None:
+    """After a successful verification: pin the newest trusted key and the newest checkpoint."""
+    sdir = state_dir()
+    newest = report.keys[-1]
+    if newest != pinned:
+        if pinned is not None:
+            err_console.print(
+                f"notice: the log rotated its key (signed transition followed); pinning {newest.encode()}",
+                highlight=False,
+                soft_wrap=True,
+            )
+        _save(sdir / "log.vkey", newest.encode() + "\n")
+    cp = report.latest_vouching
+    saved = sdir / "checkpoint.note"
+    if cp is None:
         return
-    for e in report.errors:
-        err_console.print(f"  - {e}", highlight=False, soft_wrap=True)
-    raise CliError(report.summary())
+    if saved.is_file():
+        try:
+            old, _ = open_checkpoint_any(saved.read_text(), report.keys, newest.name)
+            if old.tree_size >= cp.tree_size:
+                return
+        except NoteError:
+            pass
+    _save(saved, cp.note)
 
 
 @app.command()
@@ -107,6 +191,13 @@ def search(
             "/api/v1/audit/entries", params={**params, "after": after, "limit": min(1000, limit - len(items))}
         )
         items.extend(page["items"])
+        for idx in page.get("damaged", []):
+            err_console.print(
+                f"warning: entry {idx} is stored with a body that does not match its leaf hash "
+                "(database edited); it is not shown",
+                highlight=False,
+                soft_wrap=True,
+            )
         if page.get("next_after") is None:
             break
         after = page["next_after"]
@@ -185,23 +276,34 @@ def checkpoint(
     """
     client = ApiClient()
     sdir = state_dir()
-    vkey = _load_key(key)
+    pinned = _pinned_key()
+    vkey = pinned or (_key_arg(key) if key else None)
+    info = client.get("/api/v1/audit/public-key")
     if vkey is None:
-        vkey = VerifierKey.parse(client.get("/api/v1/audit/public-key")["vkey"])
+        vkey = _parse_key(info["vkey"], "server key")
         err_console.print(
-            f"warning: pinning the server's key on first use: {vkey.encode()}",
+            f"NOTICE: no pinned log key; trusting the server's key ON FIRST USE: {vkey.encode()} "
+            "(compare it with the key published out of band)",
+            style="bold yellow",
             highlight=False,
             soft_wrap=True,
         )
+    history = VerifyReport()
+    keys, _ = follow_key_history(vkey, [str(n) for n in info.get("key_history", [])], history)
+    if key and _key_arg(key) not in keys:
+        raise CliError("key change: the key you gave is not your pinned key nor introduced by one it signed")
     latest = client.get("/api/v1/audit/checkpoint")
     try:
-        new = open_checkpoint(latest["note"], vkey)
+        new, _ = open_checkpoint_any(latest["note"], keys, vkey.name)
     except NoteError as e:
         raise CliError(f"the server's checkpoint is not valid: {e}") from e
     pin_path = sdir / "checkpoint.note"
     old: Checkpoint | None = None
     if pin_path.is_file():
-        old = open_checkpoint(pin_path.read_text(), vkey)
+        try:
+            old, _ = open_checkpoint_any(pin_path.read_text(), keys, vkey.name)
+        except NoteError as e:
+            raise CliError(f"your pinned checkpoint {pin_path} does not verify: {e}") from e
         if new.tree_size < old.tree_size:
             raise CliError(
                 f"the log shrank from {old.tree_size} to {new.tree_size} entries: it was truncated"
@@ -222,7 +324,7 @@ def checkpoint(
                 f"FORK: the server's tree of {new.tree_size} entries does not extend the tree of "
                 f"{old.tree_size} entries you verified before ({e}); keep {pin_path} as evidence"
             ) from e
-    _save(sdir / "log.vkey", vkey.encode() + "\n")
+    _save(sdir / "log.vkey", keys[-1].encode() + "\n")
     _save(pin_path, new.note)
     since = f", consistent with the pinned size {old.tree_size}" if old else " (first pin)"
     console.print(
@@ -239,7 +341,10 @@ def prove(index: Annotated[int, typer.Argument(min=0, help="Leaf index of the en
     pin_path = state_dir() / "checkpoint.note"
     if vkey is None or not pin_path.is_file():
         raise CliError("no pinned checkpoint: run `tre audit checkpoint` first")
-    cp = open_checkpoint(pin_path.read_text(), vkey)
+    try:
+        cp = open_checkpoint(pin_path.read_text(), vkey)
+    except NoteError as e:
+        raise CliError(f"your pinned checkpoint does not verify: {e}") from e
     if index >= cp.tree_size:
         raise CliError(
             f"entry {index} is newer than your pinned checkpoint ({cp.tree_size}); re-run checkpoint"
@@ -257,8 +362,94 @@ def prove(index: Annotated[int, typer.Argument(min=0, help="Leaf index of the en
         )
     except ProofError as e:
         raise CliError(f"entry {index} is NOT proven to be in the log: {e}") from e
+    # Show only what the proof covers: the hashed body, never the server's other fields.
+    fields = json.loads(entry["body"])
+    if fields.get("idx") != index:
+        raise CliError(f"the server returned entry {fields.get('idx')} for index {index}")
     console.print(
-        f"entry {index} ({entry['action']} by {entry['actor']}) is in the log of {cp.tree_size} entries",
+        f"entry {index} ({fields.get('action')} by {fields.get('actor')} at {fields.get('ts')}) "
+        f"is in the log of {cp.tree_size} entries",
         highlight=False,
         soft_wrap=True,
     )
+
+
+@app.command("check")
+def check() -> None:
+    """Admin, on the control-plane host: check the stored log in full (read-only)."""
+    from tre.audit.check import check_log
+    from tre.audit.signing import get_signer
+    from tre.store.db import init_db, make_engine, session_scope
+
+    settings = get_settings()
+    engine = make_engine(settings.resolved_database_url)
+    init_db(engine)
+    with session_scope(engine) as s:
+        size, problems = check_log(s, get_signer(settings.keys_dir, create=False))
+        s.rollback()
+    for p in problems:
+        err_console.print(f"  - {p}", highlight=False, soft_wrap=True)
+    if problems:
+        raise CliError(f"audit log DAMAGED: {len(problems)} problem(s) in a tree of {size} entries")
+    console.print(f"audit log intact: {size} entries, consistent with the last signed checkpoint")
+
+
+@app.command("rotate-key")
+def rotate_key_cmd(
+    overlap: Annotated[
+        float, typer.Option(help="Hours during which checkpoints carry both the old and new signature.")
+    ] = 24 * 7,
+) -> None:
+    """Admin, on the control-plane host: replace the log's signing key (same origin).
+
+    Writes a key transition signed by both keys (exported with every bundle, so auditors who
+    pinned the old key follow it) and keeps co-signing with the old key for the overlap.
+    """
+    from tre.audit.signing import rotate_key
+
+    t = rotate_key(get_settings().keys_dir, overlap * 3600)
+    until = datetime.fromtimestamp(t.overlap_until_ms / 1000, UTC).isoformat(timespec="seconds")
+    console.print(
+        f"rotated the key of {t.origin}\n  old {t.old.encode()}\n  new {t.new.encode()}\n"
+        f"both sign checkpoints until {until}; publish the new key to auditors and witnesses",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+witness_app = typer.Typer(help="Admin, on the control-plane host: the witnesses this log submits to.")
+app.add_typer(witness_app, name="witness")
+
+
+@witness_app.command("add")
+def witness_add(
+    url: Annotated[str, typer.Argument(help="Witness base URL (POST <url>/add-checkpoint).")],
+    vkey: Annotated[str, typer.Argument(help="The witness's cosignature/v1 key (`tre witness key`).")],
+) -> None:
+    """Configure a witness; checkpoints are submitted to it from now on."""
+    from tre.audit.witnessing import add_witness
+
+    try:
+        w = add_witness(get_settings().keys_dir, url, vkey)
+    except NoteError as e:
+        raise CliError(f"bad witness: {e}") from e
+    console.print(f"witness {w.key.name} at {w.url} added", highlight=False, soft_wrap=True)
+
+
+@witness_app.command("run")
+def witness_run() -> None:
+    """Submit the newest checkpoint to every configured witness now, and show the outcome."""
+    from tre.audit.signing import get_signer
+    from tre.audit.witnessing import witness_latest
+    from tre.store.db import init_db, make_engine, session_factory
+
+    settings = get_settings()
+    engine = make_engine(settings.resolved_database_url)
+    init_db(engine)
+    outcomes = witness_latest(session_factory(engine), get_signer(settings.keys_dir, create=False))
+    if not outcomes:
+        raise CliError("no witnesses configured (tre audit witness add URL KEY)")
+    for o in outcomes:
+        console.print(f"{o.witness}: {o.status} {o.detail}".rstrip(), highlight=False, soft_wrap=True)
+    if not any(o.status == "cosigned" for o in outcomes):
+        raise CliError("no witness cosigned the newest checkpoint")

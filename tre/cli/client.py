@@ -113,8 +113,13 @@ class ApiClient:
         except httpx.HTTPError as exc:
             raise CliError(f"download from {self.api_url}{path} failed: {exc}") from exc
 
-    def download(self, path: str, dest: Path, progress: bool = True) -> int:
-        """Stream to ``dest`` (written to a temp name first, so a failed download leaves nothing)."""
+    def download(
+        self, path: str, dest: Path, progress: bool = True, headers_out: dict[str, str] | None = None
+    ) -> int:
+        """Stream to ``dest`` (written to a temp name first, so a failed download leaves nothing).
+
+        ``headers_out``, if given, receives the response headers (e.g. a hash to verify against).
+        """
         from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -125,6 +130,8 @@ class ApiClient:
                 if resp.status_code >= 400:
                     resp.read()
                     raise CliError(problem_message(resp))
+                if headers_out is not None:
+                    headers_out.update({k.lower(): v for k, v in resp.headers.items()})
                 total = int(resp.headers.get("content-length", 0)) or None
                 with Progress(
                     "[progress.description]{task.description}",

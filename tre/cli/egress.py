@@ -61,7 +61,10 @@ def _print_request(r: dict[str, Any]) -> None:
 @app.command("request")
 def request(
     job_id: Annotated[str, typer.Argument(help="A succeeded job of one of your projects.")],
-    files: Annotated[list[str], typer.Argument(help="Output paths, as `tre outputs JOB` lists them.")],
+    files: Annotated[
+        list[str],
+        typer.Argument(help="Output paths (or #INDEX / sha256:HEX), as `tre outputs JOB` lists them."),
+    ],
     why: Annotated[str, typer.Option("--why", help="Justification the reviewers will read.")],
 ) -> None:
     """Ask for release of FILE... of JOB; they are frozen and checked at once."""

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from tre.cli.client import ApiClient, CliError
+from tre.cli.code import upload_code
 from tre.cli.output import console, human_size, table, terminal_safe, untrusted
 
 TERMINAL = {"succeeded", "failed", "timed_out", "cancelled"}
@@ -46,9 +48,18 @@ def submit(
     time_limit: Annotated[int, typer.Option("--time-limit", help="Wall-clock limit, seconds.")] = 600,
     output_limit_mb: Annotated[int, typer.Option("--output-limit-mb")] = 256,
     wait: Annotated[bool, typer.Option("--wait", help="Follow the job's log until it ends.")] = False,
+    code: Annotated[
+        Path | None,
+        typer.Option(
+            "--code",
+            help="Your code: a folder (packed as one tar.gz) or a .tar.gz; read-only at /code, "
+            "the job's working directory.",
+        ),
+    ] = None,
 ) -> None:
     """Submit a job to run next to the data."""
     client = ApiClient()
+    code_hash = upload_code(client, project, code) if code is not None else None
     job = client.post(
         "/api/v1/jobs",
         json={
@@ -61,6 +72,7 @@ def submit(
             "gpu": gpu,
             "time_limit_s": time_limit,
             "output_limit_mb": output_limit_mb,
+            "code_hash": code_hash,
         },
     )
     console.print(f"submitted job [bold]{job['id']}[/] ({job['state']})")
@@ -86,9 +98,17 @@ def jobs(
     rows = ApiClient().get("/api/v1/jobs", params=params)
     table(
         "jobs",
-        ["id", "project", "by", "state", "created", "reason"],
+        ["id", "project", "by", "state", "code", "created", "reason"],
         [
-            (j["id"], j["project_id"], j["submitted_by"], j["state"], j["created_at"][:19], j["reason"][:60])
+            (
+                j["id"],
+                j["project_id"],
+                j["submitted_by"],
+                j["state"],
+                (j.get("code_hash") or "-")[:12],
+                j["created_at"][:19],
+                j["reason"][:60],
+            )
             for j in rows
         ],
     )
@@ -105,15 +125,24 @@ def logs(job_id: str, follow: Annotated[bool, typer.Option("--follow", "-f")] = 
 
 
 def outputs(job_id: str) -> None:
-    """List a job's output files with size and SHA-256."""
+    """List a job's output files with index, size and SHA-256. A name the dataset's policy
+    withholds shows as "(withheld)": ask for release of that file as #INDEX or sha256:HEX."""
     rows = ApiClient().get(f"/api/v1/jobs/{job_id}/outputs")
     if not rows:
         console.print(f"job {job_id} has no outputs")
         return
     table(
         f"outputs of {job_id}",
-        ["path", "size", "sha256"],
-        [(o["path"], human_size(o["size"]), o["sha256"]) for o in rows],
+        ["#", "path", "size", "sha256"],
+        [
+            (
+                f"#{o['index']}",
+                o["path"] if o.get("path") is not None else "(withheld)",
+                human_size(o["size"]),
+                o["sha256"],
+            )
+            for o in rows
+        ],
     )
 
 

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from tre.cli import admin, audit, egress, jobs, preprocess
+from tre.cli import admin, audit, code, egress, images, jobs, preprocess, witness
 from tre.cli.client import ApiClient, CliError, save_credentials
 from tre.cli.output import console, err_console
 from tre.config import get_settings
@@ -20,12 +20,15 @@ app = typer.Typer(
     add_completion=False,
 )
 jobs.register(app)
+app.add_typer(code.job_app, name="job")
 app.add_typer(admin.admin_app, name="admin")
 app.add_typer(admin.project_app, name="project")
 app.add_typer(admin.dataset_app, name="dataset")
 app.add_typer(admin.grant_app, name="grant")
 app.add_typer(egress.app, name="egress")
 app.add_typer(audit.app, name="audit")
+app.add_typer(images.app, name="image")
+app.add_typer(witness.app, name="witness")
 app.command()(preprocess.preprocess)
 
 

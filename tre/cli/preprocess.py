@@ -10,10 +10,25 @@ from typing import Annotated
 
 import typer
 
-from tre.cli.client import ApiClient
+from tre.cli.client import ApiClient, CliError
 from tre.cli.jobs import follow_job
 from tre.cli.output import console
-from tre.demo import demo_image
+
+CPU_JOB_IMAGE_NAME = "tre-job-cpu"
+
+
+def default_job_image(client: ApiClient, project: str) -> str:
+    """The platform's CPU job image as approved for ``project`` (`tre admin build-image`)."""
+    usable = client.get("/api/v1/images", params={"usable_for": project})
+    refs = sorted(
+        i["reference"] for i in usable if f"/{CPU_JOB_IMAGE_NAME}@" in f"/{i.get('reference', '')}"
+    )
+    if not refs:
+        raise CliError(
+            f"no CPU job image is approved for project {project}; an admin builds and approves it "
+            f"with `tre admin build-image --approve {project}` (or pass --image)"
+        )
+    return refs[-1]
 
 
 def job_command(
@@ -70,7 +85,7 @@ def preprocess(
         "/api/v1/jobs",
         json={
             "project_id": project,
-            "image": image or demo_image(),
+            "image": image or default_job_image(client, project),
             "dataset_ids": [dataset],
             "command": job_command(spacing, window, percentile_clip, "cuda" if gpu else "cpu"),
             "cpu": 2,

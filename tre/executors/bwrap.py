@@ -10,17 +10,23 @@ from __future__ import annotations
 import os
 import re
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tre.executors.base import ExecutorError, JobSpec
+from tre.executors.base import ExecutorError, ImageConfig, JobSpec
+from tre.executors.gpu import SANDBOX_DIR as GPU_SANDBOX_DIR
+from tre.executors.gpu import GpuMounts, nvidia_devices
+
+__all__ = ["nvidia_devices"]  # re-exported: it lived here before `tre.executors.gpu`
 
 MIB = 1024 * 1024
 SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin"
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _DATASET_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_PATH_LIKE = frozenset({"PATH", "LD_LIBRARY_PATH"})
 # Top-level names of a rootfs image that the sandbox replaces with its own mounts.
-_ROOTFS_SKIP = frozenset({"proc", "dev", "sys", "tmp", "data", "output", "run"})
+_ROOTFS_SKIP = frozenset({"proc", "dev", "sys", "tmp", "data", "output", "run", "code", GPU_SANDBOX_DIR[1:]})
 # Host /etc entries the dynamic loader and common tools need; nothing with credentials.
 _HOST_ETC = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "alternatives", "nsswitch.conf")
 _HOST_TOP = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
@@ -36,24 +42,6 @@ _PROC_MASKED_FILES = (
     "timer_list", "timer_stats", "sched_debug", "slabinfo", "pagetypeinfo", "vmallocinfo", "mtrr",
 )  # fmt: skip
 _PROC_MASKED_DIRS = ("acpi", "asound", "scsi")
-
-
-def nvidia_devices(count: int, dev: Path = Path("/dev")) -> list[str]:
-    """Device nodes for ``count`` NVIDIA GPUs (the first ones) plus the driver's control nodes.
-
-    The user-space driver (libcuda) comes from the host's /usr like the rest of the toolchain;
-    only the device nodes must be passed through, as the NVIDIA container runtime does.
-    """
-    if count <= 0:
-        return []
-    gpus = sorted(
-        (p for p in dev.glob("nvidia[0-9]*") if p.name[len("nvidia") :].isdigit()),
-        key=lambda p: int(p.name[len("nvidia") :]),
-    )
-    if len(gpus) < count:
-        raise ExecutorError(f"the job asks for {count} GPU(s) but this host has {len(gpus)}")
-    control = [dev / n for n in ("nvidiactl", "nvidia-uvm", "nvidia-uvm-tools", "nvidia-modeset")]
-    return [str(p) for p in [*gpus[:count], *control] if p.exists()]
 
 
 def sanitise_image_ref(image: str) -> str:
@@ -123,15 +111,69 @@ def dataset_mounts(spec: JobSpec) -> list[tuple[Path, str]]:
     return out
 
 
-def sandbox_env(spec: JobSpec, path: str, extra: dict[str, str]) -> dict[str, str]:
-    """The job's whole environment: a minimal base, then executor extras, then spec.env."""
+def image_argv(command: list[str], config: ImageConfig | None) -> list[str]:
+    """The program and arguments a job runs, with Docker's Entrypoint/Cmd rules.
+
+    The job's command replaces the image's Cmd; an empty command runs Entrypoint + Cmd.
+    Without an image config (host-toolchain mode) the command is run as given.
+    """
+    if config is None:
+        argv = list(command)
+    else:
+        argv = [*config.entrypoint, *(command if command else config.cmd)]
+    if not argv or any(not isinstance(a, str) or "\0" in a for a in argv) or not argv[0]:
+        raise ExecutorError(
+            "the job command (with the image's entrypoint) must be a non-empty list of strings "
+            "without NUL bytes"
+        )
+    return argv
+
+
+def image_identity(config: ImageConfig | None, uid: int, gid: int) -> tuple[int, int]:
+    """The uid/gid the job has inside its sandbox: the image's numeric non-root User, else the
+    sandbox uid. Names cannot be resolved safely (the image's /etc/passwd is the image's
+    word) and root is never granted; either way the host uid is the job user's."""
+    if config is None or not config.user:
+        return uid, gid
+    user, _, group = config.user.partition(":")
+    if not user.isdigit() or int(user) == 0 or int(user) > 0xFFFFFFFE:
+        return uid, gid
+    new_gid = int(group) if group.isdigit() and 0 < int(group) <= 0xFFFFFFFE else gid
+    return int(user), new_gid
+
+
+def image_workdir(config: ImageConfig | None, has_code: bool, rootfs: Path | None) -> str:
+    """/code when the job has code; else the image's WorkingDir when it exists in the image;
+    else /tmp (the image's / is read-only here, unlike Docker's)."""
+    if has_code:
+        return "/code"
+    wd = config.working_dir if config is not None else ""
+    if wd and rootfs is not None and os.path.isabs(wd) and "\0" not in wd:
+        norm = os.path.normpath(wd)
+        top = norm.strip("/").split("/")[0]
+        if norm == "/" or (top not in _ROOTFS_SKIP and (rootfs / norm.lstrip("/")).is_dir()):
+            return norm
+    return "/tmp"  # noqa: S108 - the sandbox's private tmpfs
+
+
+def sandbox_env(
+    spec: JobSpec, path: str, extra: dict[str, str], image_env: dict[str, str] | None = None
+) -> dict[str, str]:
+    """The job's whole environment: a minimal base, the image's Env, executor extras (GPU
+    library and tool folders are prepended to what the image set), then spec.env."""
     env = {
         "PATH": path,
         "HOME": "/tmp",  # noqa: S108 - the sandbox's private tmpfs, not the host's /tmp
         "LANG": "C.UTF-8",
         "PYTHONDONTWRITEBYTECODE": "1",
-        **extra,
     }
+    for source in (image_env or {}, extra):
+        for key, value in source.items():
+            if not _ENV_NAME.match(key) or "\0" in value:
+                raise ExecutorError(f"invalid environment variable {key!r} in the image or sandbox")
+            if key in _PATH_LIKE and source is extra and env.get(key):
+                value = f"{value}:{env[key]}"
+            env[key] = value
     for key, value in spec.env.items():
         if not _ENV_NAME.match(key):
             raise ExecutorError(f"invalid environment variable name {key!r}")
@@ -139,6 +181,11 @@ def sandbox_env(spec: JobSpec, path: str, extra: dict[str, str]) -> dict[str, st
             raise ExecutorError(f"environment variable {key} contains a NUL byte")
         env[key] = value
     return env
+
+
+def identity_stage(path: Path, writable: bool) -> str:
+    """Default bind-source mapping: the host path itself (no staging)."""
+    return str(path)
 
 
 @dataclass
@@ -155,12 +202,23 @@ class SandboxLayout:
     hosts_fd: int | None = None
     extra_ro_binds: list[tuple[Path, str]] = field(default_factory=list)
     extra_env: dict[str, str] = field(default_factory=dict)
-    # Device nodes passed through (NVIDIA GPUs); everything else in /dev is bwrap's minimal set.
-    devices: list[str] = field(default_factory=list)
+    # NVIDIA device nodes and driver files (GPU jobs); /dev is otherwise bwrap's minimal set.
+    gpu: GpuMounts = field(default_factory=GpuMounts)
     # (fd, sandbox path under /tmp): files copied into the job's private /tmp at start-up.
     tmp_files: list[tuple[int, str]] = field(default_factory=list)
     # Writable binds; only for trusted platform runs (cache warm-up), never for research jobs.
     rw_binds: list[tuple[Path, str]] = field(default_factory=list)
+    # How a host path becomes a bind source bwrap can reach as the job user (see
+    # `tre.executors.stage`); the identity when bwrap runs with the worker's own rights.
+    stage: Callable[[Path, bool], str] = identity_stage
+    # Already-staged sources for /output (the job's size-limited file system) and /tmp (a
+    # sized tmpfs the supervisor can inspect); None: a plain bind / bwrap's own tmpfs.
+    output_source: str | None = None
+    tmp_source: str | None = None
+    # --block-fd: bwrap reads it after every mount is made, just before running the job.
+    block_fd: int | None = None
+    # The image's config (Env, Entrypoint/Cmd, WorkingDir, User); None in host-toolchain mode.
+    image_config: ImageConfig | None = None
 
 
 def _host_root_args(layout: SandboxLayout) -> tuple[list[str], str]:
@@ -182,7 +240,7 @@ def _host_root_args(layout: SandboxLayout) -> tuple[list[str], str]:
             args += ["--ro-bind-data", str(fd), dest]
     toolchain = host_toolchain_paths()
     for p in toolchain:
-        args += ["--ro-bind", str(p), str(p)]
+        args += ["--ro-bind", layout.stage(p, False), str(p)]
     bins = [str(Path(sys.prefix) / "bin")] if Path(sys.prefix, "bin").is_dir() else []
     return args, ":".join([*bins, SANDBOX_PATH])
 
@@ -206,7 +264,14 @@ def _proc_args(host_proc: Path = Path("/proc")) -> list[str]:
     return args
 
 
-def _rootfs_args(rootfs: Path) -> list[str]:
+def _rootfs_args(rootfs: Path, stage: Callable[[Path, bool], str]) -> list[str]:
+    """The image's top-level entries, each bound read-only onto bwrap's tmpfs root.
+
+    Binding entries rather than the image root itself is what lets the sandbox add mount
+    points the image lacks (/proc, /dev, /tmp, /data, /output, /code) while the image stays
+    read-only; the image's own entries of those names are hidden.
+    """
+    staged = stage(rootfs, False)
     args: list[str] = []
     for entry in sorted(rootfs.iterdir()):
         if entry.name in _ROOTFS_SKIP:
@@ -214,14 +279,13 @@ def _rootfs_args(rootfs: Path) -> list[str]:
         if entry.is_symlink():
             args += ["--symlink", os.readlink(entry), f"/{entry.name}"]
         else:
-            args += ["--ro-bind", str(entry), f"/{entry.name}"]
+            args += ["--ro-bind", f"{staged}/{entry.name}", f"/{entry.name}"]
     return args
 
 
 def build_args(spec: JobSpec, layout: SandboxLayout) -> list[str]:
     """bwrap's arguments (without the program name) up to and including the job command."""
-    if not spec.command or any(not isinstance(a, str) or "\0" in a for a in spec.command):
-        raise ExecutorError("the job command must be a non-empty list of strings without NUL bytes")
+    argv = image_argv(spec.command, layout.image_config)
     args = [
         # Every namespace, including a network namespace holding only an unconfigured lo.
         "--unshare-all",
@@ -241,19 +305,24 @@ def build_args(spec: JobSpec, layout: SandboxLayout) -> list[str]:
     size = str(layout.tmp_size_bytes)
     # The private /tmp comes before the toolchain binds: a checkout or virtualenv that lives
     # under the host's /tmp (CI clones often do) is then bound on top of it, not hidden by it.
-    args += ["--size", size, "--tmpfs", "/tmp"]  # noqa: S108 - sandbox-private tmpfs
+    if layout.tmp_source is not None:
+        args += ["--bind", layout.tmp_source, "/tmp"]  # noqa: S108 - sandbox-private tmpfs
+    else:
+        args += ["--size", size, "--tmpfs", "/tmp"]  # noqa: S108 - sandbox-private tmpfs
     if layout.rootfs is not None:
-        root_args, path = _rootfs_args(layout.rootfs), SANDBOX_PATH
+        root_args, path = _rootfs_args(layout.rootfs, layout.stage), SANDBOX_PATH
     else:
         root_args, path = _host_root_args(layout)
     args += root_args
     for host, dest in layout.extra_ro_binds:
-        args += ["--ro-bind", str(host), dest]
+        args += ["--ro-bind", layout.stage(host, False), dest]
+    for host, dest in layout.gpu.files:
+        args += ["--ro-bind", layout.stage(host, False), dest]
     args += [
         *_proc_args(),
         "--dev",
         "/dev",
-        *[a for dev in layout.devices for a in ("--dev-bind", dev, dev)],
+        *[a for dev in layout.gpu.devices for a in ("--dev-bind", dev, dev)],
         "--size",
         size,
         "--tmpfs",
@@ -271,16 +340,26 @@ def build_args(spec: JobSpec, layout: SandboxLayout) -> list[str]:
                 args += ["--dir", d]
         args += ["--file", str(fd), dest]
     for host, dest in layout.rw_binds:
-        args += ["--bind", str(host), dest]
+        args += ["--bind", layout.stage(host, True), dest]
     for host, dest in dataset_mounts(spec):
-        args += ["--ro-bind", str(host), dest]
-    args += ["--bind", str(spec.output_dir), "/output"]
+        args += ["--ro-bind", layout.stage(host, False), dest]
+    if spec.code_dir is not None:
+        if not Path(spec.code_dir).is_dir():
+            raise ExecutorError("the job's code folder does not exist")
+        args += ["--ro-bind", layout.stage(Path(spec.code_dir), False), "/code"]
+    output = layout.output_source if layout.output_source is not None else layout.stage(spec.output_dir, True)
+    args += ["--bind", output, "/output"]
+    workdir = image_workdir(layout.image_config, spec.code_dir is not None, layout.rootfs)
     # The root itself (a tmpfs holding the mount points) becomes read-only last, so nothing
     # outside /tmp, /dev/shm and /output is writable.
-    args += ["--remount-ro", "/", "--chdir", "/tmp"]  # noqa: S108
+    args += ["--remount-ro", "/", "--chdir", workdir]
     if layout.seccomp_fd is not None:
         args += ["--seccomp", str(layout.seccomp_fd)]
+    if layout.block_fd is not None:
+        args += ["--block-fd", str(layout.block_fd)]
     args += ["--clearenv"]
-    for key, value in sandbox_env(spec, path, layout.extra_env).items():
+    extra = {**layout.extra_env, **layout.gpu.env_paths}
+    image_env = layout.image_config.env if layout.image_config is not None else None
+    for key, value in sandbox_env(spec, path, extra, image_env).items():
         args += ["--setenv", key, value]
-    return [*args, "--", *spec.command]
+    return [*args, "--", *argv]

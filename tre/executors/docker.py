@@ -21,6 +21,8 @@ from tre.executors import fstree
 from tre.executors.base import Executor, ExecutorError, JobResult, JobSpec, RunControl
 
 OUTPUT_MOUNT = "/output"
+# The researcher's code (JobSpec.code_dir), read-only and the working directory when given.
+CODE_MOUNT = "/code"
 _PINNED = re.compile(r"([^@\s]+@sha256:[0-9a-f]{64}|sha256:[0-9a-f]{64})")
 # Policy names for sandboxed runtimes -> the Docker runtime that implements them.
 RUNTIMES = {"gvisor": "runsc", "runsc": "runsc", "kata": "kata-runtime"}
@@ -47,6 +49,8 @@ def container_options(
             )
         volumes[str(ds.host_path)] = {"bind": ds.mount_path, "mode": "ro"}
     volumes[str(spec.output_dir)] = {"bind": OUTPUT_MOUNT, "mode": "rw"}
+    if spec.code_dir is not None:
+        volumes[str(spec.code_dir)] = {"bind": CODE_MOUNT, "mode": "ro"}
     tmp = "/tmp"  # noqa: S108 - a private tmpfs inside the container
     env = {**spec.env, "HOME": tmp, "TMPDIR": tmp, "TRE_OUTPUT_DIR": OUTPUT_MOUNT, "TRE_JOB_ID": spec.job_id}
     opts: dict[str, Any] = {
@@ -55,7 +59,7 @@ def container_options(
         "name": f"tre-job-{spec.job_id}",
         "labels": {"tre.job-id": spec.job_id, "tre.project-id": spec.project_id},
         "user": f"{uid}:{gid}",
-        "working_dir": OUTPUT_MOUNT,
+        "working_dir": CODE_MOUNT if spec.code_dir is not None else OUTPUT_MOUNT,
         "environment": env,
         "network_mode": "none",
         "network_disabled": True,

@@ -1,11 +1,14 @@
 """The default job backend: a bubblewrap sandbox on the control-plane host.
 
-One job = one ``bwrap`` process tree, started by a tiny ``sh`` launcher that first enrols
-itself in the job's cgroups (so every sandbox process is born inside the memory, process
-and CPU limits) and then ``exec``s ``prlimit`` -> ``bwrap``. This module supervises that
-tree: it streams the combined stdout/stderr into ``spec.log_path``, polls for
-cancellation, the wall-clock limit and the output quota, kills the whole sandbox when one
-trips, and turns what happened into a `JobResult` with a reason a researcher can act on.
+One job = one launcher (`tre.executors.stage`): it enrols itself in the job's cgroups (so
+every sandbox process is born inside the memory, process and CPU limits), makes a private
+mount namespace holding the job's bind sources, its size-limited /output file system
+(`tre.executors.outputfs`) and its sized /tmp, then becomes the unprivileged job user and
+runs ``prlimit`` -> ``bwrap``. This module supervises that tree: it streams the combined
+stdout/stderr into ``spec.log_path``, polls for cancellation and the wall-clock limit, kills
+the sandbox when one trips, copies /output into ``spec.output_dir`` and turns what happened
+into a `JobResult` whose reason comes from a fixed vocabulary (`tre.executors.reasons`):
+nothing the job prints can reach it.
 
 The security boundary itself (namespaces, mounts, environment, seccomp) is built in
 `tre.executors.bwrap` and `tre.executors.seccomp`; limits in `tre.executors.cgroups`.
@@ -13,25 +16,33 @@ The security boundary itself (namespaces, mounts, environment, seccomp) is built
 
 from __future__ import annotations
 
+import array
 import contextlib
+import fcntl
 import logging
 import os
+import pwd
+import select
 import shutil
 import signal
 import stat
 import subprocess
+import tempfile
+import termios
 import threading
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, ClassVar
 
-from tre.executors import fstree, seccomp
+from tre.executors import fstree, outputfs, reasons, seccomp
 from tre.executors.base import Executor, ExecutorError, JobResult, JobSpec, RunControl
-from tre.executors.bwrap import SandboxLayout, build_args, image_rootfs, nvidia_devices
+from tre.executors.bwrap import SandboxLayout, build_args, image_identity, image_rootfs
 from tre.executors.cgroups import CgroupLimits, JobCgroup, create_job_cgroup, job_cgroup_name, sweep_stale
+from tre.executors.gpu import gpu_mounts
+from tre.executors.stage import DEFAULT_STAGE_DIR, LAUNCH_FAILED, Stage, ensure_stage_dir, launcher_argv
 
 if TYPE_CHECKING:  # the sandbox itself needs no pydantic; only the type is referenced
     from tre.config import Settings
@@ -41,13 +52,8 @@ log = logging.getLogger(__name__)
 MIB = 1024 * 1024
 _POLL_S = 0.2
 _HEARTBEAT_S = 1.0
-# Enrol in each cgroup named before "--", then become the rest of the command line.
-_LAUNCHER = (
-    'while [ "$1" != "--" ]; do '
-    'echo $$ > "$1" || { echo "tre-launch: cannot join cgroup $1" >&2; exit 125; }; shift; '
-    'done; shift; exec "$@"'
-)
-_LAUNCH_FAILED = 125
+# How long a killed sandbox may take to report its end before everything is SIGKILLed.
+_KILL_GRACE_S = 10.0
 _HOST_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
 _TRE_PACKAGE_DIR = Path(__file__).resolve().parent.parent
 _SANDBOX_PYTHONPATH = "/opt/tre/python"
@@ -55,6 +61,7 @@ _SANDBOX_PYTHONPATH = "/opt/tre/python"
 _SANDBOX_NUMBA_CACHE = "/tmp/.numba-cache"  # noqa: S108
 _SEED_MAX_FILES = 2000
 _SEED_MAX_BYTES = 512 * MIB
+DEFAULT_JOB_USER = "tre-job"
 
 
 def output_size(root: Path) -> int:
@@ -68,19 +75,18 @@ def output_size(root: Path) -> int:
 def output_shape_problem(usage: fstree.Usage) -> str | None:
     """Why an output tree is unacceptable in shape (not size), if it is."""
     if usage.entries > fstree.MAX_ENTRIES:
-        return f"output holds more than {fstree.MAX_ENTRIES} files and folders"
+        return reasons.output_entries(fstree.MAX_ENTRIES)
     if usage.depth > fstree.MAX_DEPTH:
-        return f"output folders nest deeper than {fstree.MAX_DEPTH} levels"
+        return reasons.output_depth(fstree.MAX_DEPTH)
     return None
 
 
 def strip_special_modes(root: Path) -> int:
-    """Clear setuid/setgid bits under ``root`` once the job has ended; return how many.
+    """Clear setuid/setgid bits under ``root``; return how many.
 
-    Inside its user namespace the job owns /output, so it may ``chmod u+s`` what it wrote,
-    and on the host those files belong to the worker's uid (root in the embedded mode): a
-    setuid-root executable must not be left lying in the job directory. The walk reaches
-    every entry however deep the job nested it (`fstree.walk`).
+    The sandbox already refuses to set them (seccomp) and /output is copied without them;
+    this stays for trees other backends collect. The walk reaches every entry however deep
+    the job nested it (`fstree.walk`).
     """
     cleared = 0
     for entry in fstree.walk(root):
@@ -91,10 +97,6 @@ def strip_special_modes(root: Path) -> int:
             os.chmod(entry.name, stat.S_IMODE(mode) & ~(stat.S_ISUID | stat.S_ISGID), dir_fd=entry.dir_fd)
             cleared += 1
     return cleared
-
-
-def _largest_file(root: Path) -> int:
-    return max((e.st.st_size for e in fstree.walk(root) if stat.S_ISREG(e.st.st_mode)), default=0)
 
 
 class _LogPump(threading.Thread):
@@ -142,6 +144,17 @@ class _Stop:
     reason: str
 
 
+@dataclass
+class _Ending:
+    """What the supervisor learnt about the end of a job (all platform-made facts)."""
+
+    returncode: int | None = None  # the sandbox's exit status, as the launcher saw it
+    launched: bool = False  # bwrap finished its set-up and ran the job's command
+    tmp_full: bool = False
+    output_full: bool = False
+    copy: outputfs.CopyResult = field(default_factory=outputfs.CopyResult)
+
+
 def _memfd(name: str, data: bytes) -> int:
     fd = os.memfd_create(name, 0)
     os.write(fd, data)
@@ -149,11 +162,10 @@ def _memfd(name: str, data: bytes) -> int:
     return fd
 
 
-def _signal_name(num: int) -> str:
-    try:
-        return signal.Signals(num).name
-    except ValueError:
-        return f"signal {num}"
+def _unread_bytes(fd: int) -> int:
+    buf = array.array("i", [0])
+    fcntl.ioctl(fd, termios.FIONREAD, buf)
+    return buf[0]
 
 
 class LocalExecutor(Executor):
@@ -177,16 +189,24 @@ class LocalExecutor(Executor):
         extra_ro_binds: list[tuple[Path, str]] | None = None,
         bwrap_path: str | None = None,
         numba_cache_seed: Path | None = None,
+        host_toolchain: bool | None = None,
+        job_user: str | None = None,
+        stage_dir: Path | None = None,
     ) -> None:
-        """Configure from ``settings`` (sandbox uid/gid, ``<home>/images``), overridable per knob.
+        """Configure from ``settings``, overridable per knob.
 
-        ``images_dir`` holds optional local rootfs directories (``<images_dir>/<sanitised
-        image ref>``); ``cgroup_parent`` is a delegated cgroup v2 directory to create job
-        cgroups under (default: the ``sandbox_cgroup_parent`` setting if there is one);
+        ``uid``/``gid`` are the job's ids *inside* its sandbox (``sandbox_uid``); on the host
+        every job runs as ``job_user`` (``sandbox_job_user``, default ``tre-job``).
+        ``host_toolchain`` (``sandbox_host_toolchain``, default off) is the developer mode
+        that runs jobs without an image on the host's /usr and Python; without it a job
+        needs ``spec.rootfs`` (or a rootfs under ``images_dir``). ``images_dir`` holds optional
+        local rootfs directories (``<images_dir>/<sanitised image ref>``); ``cgroup_parent``
+        is a delegated cgroup v2 directory to create job cgroups under;
         ``expose_tre_package`` mounts this platform's ``tre`` package read-only at
-        /opt/tre/python so host-toolchain jobs can import ``tre.kernels``;
-        ``numba_cache_seed`` (default ``<home>/numba-cache``) is a Numba cache made by
-        `warm_numba_cache` that every host-toolchain job gets a private copy of.
+        /opt/tre/python for host-toolchain jobs; ``numba_cache_seed`` (default
+        ``<home>/numba-cache``) is a Numba cache made by `warm_numba_cache` that every
+        host-toolchain job gets a private copy of; ``stage_dir`` is the empty host folder
+        the launcher mounts its stage on (`tre.executors.stage`).
         """
         if settings is not None:
             uid = settings.sandbox_uid if uid is None else uid
@@ -195,6 +215,8 @@ class LocalExecutor(Executor):
             parent = settings.sandbox_cgroup_parent
             cgroup_parent = cgroup_parent or (Path(parent) if parent else None)
             numba_cache_seed = numba_cache_seed or settings.home / "numba-cache"
+            host_toolchain = settings.sandbox_host_toolchain if host_toolchain is None else host_toolchain
+            job_user = job_user or settings.sandbox_job_user
         self.uid = 10001 if uid is None else uid
         self.gid = 10001 if gid is None else gid
         if self.uid == 0 or self.gid == 0:
@@ -208,8 +230,35 @@ class LocalExecutor(Executor):
         self.extra_ro_binds = list(extra_ro_binds or [])
         self.bwrap_path = bwrap_path
         self.numba_cache_seed = numba_cache_seed
+        self.host_toolchain = bool(host_toolchain)
+        self.job_user = job_user or DEFAULT_JOB_USER
+        self.stage_dir = stage_dir or DEFAULT_STAGE_DIR
+        # Empty output images, made once per quota and copied per job (private to root).
+        template_root = (
+            settings.home / "cache" / "output-fs"
+            if settings is not None
+            else Path(tempfile.gettempdir()) / f"tre-output-fs-{os.geteuid()}"
+        )
+        self.templates = outputfs.ImageTemplates(template_root)
         if use_cgroups:
             sweep_stale()
+        if settings is not None and os.geteuid() == 0:
+            self._recover_stale_outputs(settings.jobs_dir)
+
+    def _recover_stale_outputs(self, jobs_dir: Path) -> None:
+        """Output file systems a SIGKILLed worker left mounted become plain folders again, so
+        that what the job wrote before is kept (and the mounts do not pile up)."""
+        try:
+            ids = self.job_host_ids()
+        except ExecutorError:
+            return
+        try:
+            recovered = outputfs.recover_stale([jobs_dir], *ids)
+        except (OSError, ExecutorError) as exc:
+            log.warning("could not recover output file systems left under %s: %s", jobs_dir, exc)
+            return
+        if recovered:
+            log.warning("recovered %d output folder(s) left mounted by a worker that died", len(recovered))
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LocalExecutor:
@@ -232,9 +281,32 @@ class LocalExecutor(Executor):
         """
         if self.numba_cache_seed is None:
             raise ExecutorError("no numba_cache_seed directory is configured")
+        host_uid, host_gid = self.job_host_ids()
         self.numba_cache_seed.mkdir(parents=True, exist_ok=True)
-        self.numba_cache_seed.chmod(0o755)
+        self.numba_cache_seed.chmod(0o700)
+        # The warm-up writes the seed as the job user; jobs only ever get copies of it.
+        for dirpath, _dirs, names in os.walk(self.numba_cache_seed):
+            for p in [dirpath, *(os.path.join(dirpath, n) for n in names)]:
+                os.chown(p, host_uid, host_gid, follow_symlinks=False)
         return self._run(spec, control or RunControl(), warm_seed=self.numba_cache_seed)
+
+    def job_host_ids(self) -> tuple[int, int]:
+        """The job user's host uid and gid; refuses root, the worker's own uid, a missing user."""
+        try:
+            entry = pwd.getpwnam(self.job_user)
+        except KeyError:
+            raise ExecutorError(
+                f"the job user {self.job_user!r} does not exist; run scripts/install-system-deps "
+                "(or set TRE_SANDBOX_JOB_USER)"
+            ) from None
+        if entry.pw_uid == 0 or entry.pw_gid == 0 or entry.pw_uid == os.getuid():
+            raise ExecutorError(f"the job user {self.job_user!r} must be neither root nor the worker's user")
+        return entry.pw_uid, entry.pw_gid
+
+    def _rootfs(self, spec: JobSpec) -> Path | None:
+        if spec.rootfs is not None:
+            return Path(spec.rootfs)
+        return image_rootfs(self.images_dir, spec.image)
 
     def _run(self, spec: JobSpec, control: RunControl, warm_seed: Path | None) -> JobResult:
         bwrap = self.bwrap_path or shutil.which("bwrap")
@@ -242,19 +314,54 @@ class LocalExecutor(Executor):
             raise ExecutorError("bubblewrap (bwrap) is not installed; run scripts/install-system-deps")
         if min(spec.time_limit_s, spec.memory_mb, spec.max_processes, spec.output_limit_mb) <= 0:
             raise ExecutorError("job limits must be positive")
+        rootfs = self._rootfs(spec)
+        if rootfs is None and not self.host_toolchain:
+            raise ExecutorError(
+                "the job has no image root file system, and running on the host toolchain is a "
+                "developer mode that is off (TRE_SANDBOX_HOST_TOOLCHAIN)"
+            )
+        if rootfs is not None and (not rootfs.is_dir() or rootfs.is_symlink()):
+            raise ExecutorError("the job's image root file system is not a folder")
+        if os.geteuid() != 0:
+            raise ExecutorError(
+                "the local sandbox must be started by root: it runs each job as the job user "
+                f"{self.job_user!r} and mounts a size-limited /output for it"
+            )
+        host_ids = self.job_host_ids()
+        ensure_stage_dir(self.stage_dir)
         spec.output_dir.mkdir(parents=True, exist_ok=True)
+        spec.output_dir.chmod(0o700)
         spec.log_path.parent.mkdir(parents=True, exist_ok=True)
         limits = CgroupLimits(spec.memory_mb * MIB, spec.max_processes, spec.cpu)
+        scratch = spec.output_dir.parent / outputfs.scratch_name(uuid.uuid4().hex)
+        scratch.mkdir(mode=0o700)
         cgroup = self._make_cgroup(spec, limits)
+        mounted = False
         try:
-            seed = None if warm_seed is not None else self._seed_files(spec)
+            image = scratch / "output.ext4"
+            self.templates.make(image, spec.output_limit_mb * MIB, *host_ids)
+            outputfs.mount_image(image, spec.output_dir)
+            mounted = True
+            seed = None if warm_seed is not None or rootfs is not None else self._seed_files(spec)
             with self._sandbox_fds(seed or []) as fds:
-                argv = self._argv(bwrap, spec, limits, cgroup, fds, warm_seed)
-                with open(spec.log_path, "ab") as log_file:
-                    return self._supervise(argv, spec, control, cgroup, fds, log_file)
+                stage = Stage(self.stage_dir)
+                argv = self._argv(bwrap, spec, rootfs, limits, fds, stage, cgroup, warm_seed)
+                # The raw log holds whatever the job printed: staff-only, never world-readable.
+                log_fd = os.open(spec.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                os.fchmod(log_fd, 0o600)
+                with open(log_fd, "ab") as log_file:
+                    return self._supervise(
+                        argv, spec, rootfs, control, cgroup, fds, stage, host_ids, scratch, log_file
+                    )
         finally:
             if cgroup is not None:
                 cgroup.remove()
+            if mounted and outputfs.is_mount_point(spec.output_dir):
+                # The job ended before its outputs were collected (set-up failure, a sandbox
+                # that would not die): keep what it wrote all the same.
+                with contextlib.suppress(ExecutorError, OSError):
+                    outputfs.collect(spec.output_dir, scratch, *host_ids, spec.output_limit_mb * MIB)
+            shutil.rmtree(scratch, ignore_errors=True)
 
     # -- setup ------------------------------------------------------------------------
 
@@ -276,8 +383,6 @@ class LocalExecutor(Executor):
         seed = self.numba_cache_seed
         if seed is None or not seed.is_dir() or seed.is_symlink():
             return []
-        if image_rootfs(self.images_dir, spec.image) is not None:
-            return []  # compiled for the host toolchain, meaningless in another rootfs
         files: list[tuple[Path, str]] = []
         total = 0
         for dirpath, _dirs, names in os.walk(seed):
@@ -316,6 +421,11 @@ class LocalExecutor(Executor):
                 "tre-group", f"root:x:0:\nresearcher:x:{self.gid}:\nnogroup:x:65534:\n".encode()
             )
             fds["hosts"] = _memfd("tre-hosts", b"127.0.0.1 localhost tre-sandbox\n::1 localhost\n")
+            # bwrap reads this byte only once every mount of the sandbox is in place: if it is
+            # still there afterwards, the job's command never ran (see `_ending`).
+            fds["block"], block_w = os.pipe()
+            os.write(block_w, b"x")
+            os.close(block_w)
             yield fds
         finally:
             for fd in fds.values():
@@ -325,12 +435,14 @@ class LocalExecutor(Executor):
         self,
         bwrap: str,
         spec: JobSpec,
+        rootfs: Path | None,
         limits: CgroupLimits,
-        cgroup: JobCgroup | None,
         fds: dict[str, int],
+        stage: Stage,
+        cgroup: JobCgroup | None,
         warm_seed: Path | None = None,
     ) -> list[str]:
-        rootfs = image_rootfs(self.images_dir, spec.image)
+        """prlimit + bwrap's command line (the launcher is put around it by `_supervise`)."""
         binds = list(self.extra_ro_binds)
         extra_env: dict[str, str] = {}
         if rootfs is None and self.expose_tre_package:
@@ -341,12 +453,16 @@ class LocalExecutor(Executor):
         ]
         if rootfs is None and (tmp_files or warm_seed is not None):
             extra_env["NUMBA_CACHE_DIR"] = _SANDBOX_NUMBA_CACHE
+        config = spec.image_config if rootfs is not None else None
+        uid, gid = image_identity(config, self.uid, self.gid)
+        # /tmp and /dev/shm get half the memory limit each: their pages are charged to the
+        # job's memory cgroup, so a /tmp as large as the limit would end in the OOM killer
+        # instead of "disk full in /tmp".
+        scratch_bytes = max(limits.memory_bytes // 2, MIB)
         layout = SandboxLayout(
-            uid=self.uid,
-            gid=self.gid,
-            # tmpfs pages are charged to the job's memory cgroup, so sizing /tmp by the
-            # memory limit cannot let it exceed that limit; it only bounds the fallback.
-            tmp_size_bytes=limits.memory_bytes,
+            uid=uid,
+            gid=gid,
+            tmp_size_bytes=scratch_bytes,
             rootfs=rootfs,
             seccomp_fd=fds.get("seccomp"),
             passwd_fd=fds.get("passwd") if rootfs is None else None,
@@ -354,15 +470,19 @@ class LocalExecutor(Executor):
             hosts_fd=fds.get("hosts") if rootfs is None else None,
             extra_ro_binds=binds,
             extra_env=extra_env,
-            devices=nvidia_devices(spec.gpu),
+            gpu=gpu_mounts(spec.gpu),
             tmp_files=tmp_files,
             rw_binds=[(warm_seed, _SANDBOX_NUMBA_CACHE)] if warm_seed is not None else [],
+            stage=stage,
+            output_source=stage.output(spec.output_dir),
+            tmp_source=stage.tmp(scratch_bytes),
+            block_fd=fds.get("block"),
+            image_config=config,
         )
         bwrap_args = build_args(spec, layout)
-        quota = spec.output_limit_mb * MIB
-        # RLIMIT_FSIZE caps any single file at the output quota (the watchdog handles many
-        # files); no core dumps, which would land in /output.
-        rlimits = [f"--fsize={quota}", "--core=0"]
+        # No core dumps (they would land in the working folder). The output quota needs no
+        # rlimit: /output is a file system of exactly that size.
+        rlimits = ["--core=0"]
         if cgroup is None:
             rlimits += [
                 f"--as={limits.memory_bytes}",
@@ -372,94 +492,142 @@ class LocalExecutor(Executor):
         prlimit = shutil.which("prlimit")
         prefix = [prlimit, *rlimits, "--"] if prlimit else []
         if not prlimit:
-            log.warning("prlimit not found: no per-file size limit for job %s", spec.job_id)
-        procs = [str(p) for p in cgroup.procs_files] if cgroup is not None else []
-        return ["/bin/sh", "-c", _LAUNCHER, "tre-launch", *procs, "--", *prefix, bwrap, *bwrap_args]
+            log.warning("prlimit not found: core dumps are not disabled for job %s", spec.job_id)
+        return [*prefix, bwrap, *bwrap_args]
 
     # -- supervision ------------------------------------------------------------------
 
-    def _header(self, spec: JobSpec, cgroup: JobCgroup | None) -> bytes:
-        rootfs = image_rootfs(self.images_dir, spec.image)
-        root = f"rootfs {rootfs}" if rootfs else "host toolchain"
+    def _header(self, spec: JobSpec, rootfs: Path | None, cgroup: JobCgroup | None) -> bytes:
+        root = "image rootfs" if rootfs else "host toolchain (developer mode)"
         enforcement = "cgroup" if cgroup is not None else "rlimit fallback"
         return (
-            f"[tre] local sandbox: image {spec.image or '-'} ({root}); limits: {spec.time_limit_s} s, "
-            f"{spec.memory_mb} MiB, {spec.max_processes} processes, {spec.output_limit_mb} MiB output "
-            f"({enforcement}); GPUs: {spec.gpu}; network: none\n"
+            f"[tre] local sandbox: image {spec.image or '-'} ({root}); user {self.job_user}; limits: "
+            f"{spec.time_limit_s} s, {spec.memory_mb} MiB, {spec.max_processes} processes, "
+            f"{spec.output_limit_mb} MiB output ({enforcement}); GPUs: {spec.gpu}; network: none\n"
         ).encode()
 
     def _supervise(
         self,
-        argv: list[str],
+        command: list[str],
         spec: JobSpec,
+        rootfs: Path | None,
         control: RunControl,
         cgroup: JobCgroup | None,
         fds: dict[str, int],
+        stage: Stage,
+        host_ids: tuple[int, int],
+        scratch: Path,
         log_file: IO[bytes],
     ) -> JobResult:
-        log_file.write(self._header(spec, cgroup))
+        log_file.write(self._header(spec, rootfs, cgroup))
         log_file.flush()
-        quota = spec.output_limit_mb * MIB
+        status_r, status_w = os.pipe()
+        hold_r, hold_w = os.pipe()
+        procs = [str(p) for p in cgroup.procs_files] if cgroup is not None else []
         started = time.monotonic()
-        proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            pass_fds=tuple(fds.values()),
-            start_new_session=True,
-            env=_HOST_ENV,
-        )
+        try:
+            argv = launcher_argv(stage, procs, *host_ids, status_w, hold_r, command)
+            proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                pass_fds=(*fds.values(), status_w, hold_r),
+                start_new_session=True,
+                env=_HOST_ENV,
+            )
+        except BaseException:
+            os.close(status_r)
+            os.close(hold_w)
+            raise
+        finally:
+            os.close(status_w)
+            os.close(hold_r)
         assert proc.stdout is not None
         pump = _LogPump(proc.stdout, log_file, self.log_limit_bytes)
         pump.start()
+        status = _StatusReader(status_r)
         stop: _Stop | None = None
+        ending = _Ending()
         try:
             control.on_started(str(proc.pid))
             last_beat = 0.0
-            while proc.poll() is None:
+            killed_at: float | None = None
+            while status.exit_status is None and proc.poll() is None:
                 now = time.monotonic()
                 if now - last_beat >= _HEARTBEAT_S:
                     control.heartbeat()
                     last_beat = now
-                if control.is_cancelled():
-                    stop = _Stop("cancelled", "cancelled on request")
-                elif now - started > spec.time_limit_s:
-                    stop = _Stop("timed_out", f"exceeded time limit of {spec.time_limit_s} s")
-                else:
-                    try:
-                        used = fstree.usage(spec.output_dir)
-                    except OSError:  # the job moved a folder mid-walk: measure at the next poll
-                        used = fstree.Usage()
-                    shape = output_shape_problem(used)
-                    if used.bytes > quota:
-                        stop = _Stop("failed", f"output quota of {spec.output_limit_mb} MiB exceeded")
-                    elif shape is not None:
-                        stop = _Stop("failed", shape)
-                if stop is not None:
+                if stop is None:
+                    if control.is_cancelled():
+                        stop = _Stop("cancelled", reasons.CANCELLED)
+                    elif now - started > spec.time_limit_s:
+                        stop = _Stop("timed_out", reasons.time_limit(spec.time_limit_s))
+                    if stop is not None:
+                        killed_at = now
+                        self._kill_sandbox(proc, status.bwrap_pid, cgroup)
+                elif killed_at is not None and now - killed_at > _KILL_GRACE_S:
                     self._kill(proc, cgroup)
-                    break
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    proc.wait(timeout=_POLL_S)
+                status.wait(_POLL_S)
+            if status.exit_status is not None and proc.poll() is None:
+                ending = self._ending(spec, proc.pid, status.exit_status, fds["block"], host_ids, scratch)
         finally:
-            if proc.poll() is None and stop is None:
-                # An exception in a control hook: never leave the sandbox running.
+            os.close(hold_w)  # lets the launcher exit (and its namespace, mounts and loop go)
+            if proc.poll() is None:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=_KILL_GRACE_S)
+            if proc.poll() is None:
                 self._kill(proc, cgroup)
             proc.wait()
             pump.join(timeout=5)
             proc.stdout.close()
-        stripped = strip_special_modes(spec.output_dir)
-        if stripped:
-            log_file.write(f"\n[tre] cleared setuid/setgid bits on {stripped} output path(s)\n".encode())
-        result = self._result(spec, proc.returncode, stop, cgroup, pump.head, quota)
+            status.close()
+        if ending.returncode is None:
+            ending.returncode = proc.returncode
+            ending.launched = _unread_bytes(fds["block"]) == 0 and proc.returncode != LAUNCH_FAILED
+        result = self._result(spec, stop, cgroup, ending, pump.head)
         log_file.write(f"\n[tre] {result.state}: {result.reason}\n".encode())
         log_file.flush()
         return result
 
+    def _ending(
+        self,
+        spec: JobSpec,
+        launcher_pid: int,
+        exit_status: int,
+        block_fd: int,
+        host_ids: tuple[int, int],
+        scratch: Path,
+    ) -> _Ending:
+        """Inspect the job's /tmp while its mount namespace still exists (the launcher waits
+        for us) and its /output, then replace the output file system by a plain copy."""
+        tmp = Path(f"/proc/{launcher_pid}/root") / str(self.stage_dir).lstrip("/") / "tmp"
+        output = spec.output_dir
+        ending = _Ending(returncode=exit_status, launched=_unread_bytes(block_fd) == 0)
+        ending.tmp_full = outputfs.is_full(tmp, outputfs.full_margin(spec.memory_mb * MIB // 2))
+        ending.output_full = outputfs.is_full(output, outputfs.full_margin(spec.output_limit_mb * MIB))
+        try:
+            ending.copy = outputfs.collect(output, scratch, *host_ids, spec.output_limit_mb * MIB)
+        except (OSError, ExecutorError) as exc:
+            ref = reasons.new_reference()
+            log.warning("copying the outputs of job %s failed (ref: %s): %s", spec.job_id, ref, exc)
+            ending.copy = outputfs.CopyResult(problem=reasons.setup_failed(ref))
+        return ending
+
+    @staticmethod
+    def _kill_sandbox(proc: subprocess.Popen[bytes], bwrap_pid: int | None, cgroup: JobCgroup | None) -> None:
+        """SIGKILL bwrap: its pid-namespace init dies with it (--die-with-parent), and with
+        that every process of the job. The launcher survives to let the outputs be copied."""
+        if bwrap_pid is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(bwrap_pid, signal.SIGKILL)
+        else:
+            LocalExecutor._kill(proc, cgroup)
+
     @staticmethod
     def _kill(proc: subprocess.Popen[bytes], cgroup: JobCgroup | None) -> None:
-        """SIGKILL bwrap's process group; its pid-namespace init dies with it (and with it
-        every process in the namespace); then sweep the cgroup for anything left."""
+        """SIGKILL the launcher's process group (bwrap and the job die with it), then sweep
+        the cgroup for anything left."""
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)
         if cgroup is not None:
@@ -468,34 +636,73 @@ class LocalExecutor(Executor):
             proc.wait(timeout=10)
 
     def _result(
-        self,
-        spec: JobSpec,
-        returncode: int,
-        stop: _Stop | None,
-        cgroup: JobCgroup | None,
-        head: bytes,
-        quota: int,
+        self, spec: JobSpec, stop: _Stop | None, cgroup: JobCgroup | None, ending: _Ending, head: bytes
     ) -> JobResult:
+        """The outcome, in the fixed vocabulary of `tre.executors.reasons` only."""
         pids_note = ""
         if cgroup is not None and cgroup.pids_limit_hit():
-            pids_note = f" (process limit of {spec.max_processes} reached)"
+            pids_note = reasons.process_limit_note(spec.max_processes)
+        rc = ending.returncode
         if stop is not None:
             return JobResult(stop.state, None, stop.reason + pids_note)
-        if returncode == _LAUNCH_FAILED and head.startswith(b"tre-launch:"):
-            raise ExecutorError(head.decode(errors="replace").strip())
-        if returncode == 1 and head.startswith(b"bwrap:"):
-            raise ExecutorError("sandbox setup failed: " + head.decode(errors="replace").strip())
+        if not ending.launched:
+            # The job's command never ran, so what the sandbox printed is the launcher's or
+            # bubblewrap's own; it is for staff (worker log), never for the reason.
+            ref = reasons.new_reference()
+            log.warning(
+                "sandbox setup failed for job %s (ref: %s, status %s): %r",
+                spec.job_id,
+                ref,
+                rc,
+                head[:512].decode(errors="replace"),
+            )
+            return JobResult("failed", None, reasons.setup_failed(ref))
         if cgroup is not None and cgroup.oom_killed():
-            return JobResult("failed", returncode, f"killed: out of memory (limit {spec.memory_mb} MiB)")
-        used = fstree.usage(spec.output_dir)
-        if used.bytes > quota or (returncode != 0 and _largest_file(spec.output_dir) >= quota):
-            return JobResult("failed", returncode, f"output quota of {spec.output_limit_mb} MiB exceeded")
-        shape = output_shape_problem(used)
-        if shape is not None:
-            return JobResult("failed", returncode, shape)
-        if returncode == 0:
-            return JobResult("succeeded", 0, "exited with code 0")
-        if returncode > 128 or returncode < 0:
-            signum = returncode - 128 if returncode > 128 else -returncode
-            return JobResult("failed", returncode, f"killed by {_signal_name(signum)}{pids_note}")
-        return JobResult("failed", returncode, f"exited with code {returncode}{pids_note}")
+            return JobResult("failed", rc, reasons.memory_limit(spec.memory_mb))
+        quota = reasons.output_quota(spec.output_limit_mb)
+        if ending.copy.problem == quota or (rc != 0 and ending.output_full):
+            return JobResult("failed", rc, quota)
+        if rc != 0 and ending.tmp_full:
+            return JobResult("failed", rc, reasons.TMP_FULL)
+        if ending.copy.problem is not None:
+            return JobResult("failed", rc, ending.copy.problem)
+        if rc == 0:
+            return JobResult("succeeded", 0, reasons.SUCCEEDED)
+        if rc is not None and (rc > 128 or rc < 0):
+            signum = rc - 128 if rc > 128 else -rc
+            return JobResult("failed", rc, reasons.killed_by_signal(signum) + pids_note)
+        return JobResult("failed", rc, reasons.exit_code(rc if rc is not None else -1) + pids_note)
+
+
+class _StatusReader:
+    """Lines the launcher writes on its status pipe: ``started <pid>``, ``exited <status>``."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.buffer = b""
+        self.bwrap_pid: int | None = None
+        self.exit_status: int | None = None
+        self.eof = False
+
+    def wait(self, timeout: float) -> None:
+        if self.eof:
+            time.sleep(timeout)
+            return
+        ready, _, _ = select.select([self.fd], [], [], timeout)
+        if not ready:
+            return
+        chunk = os.read(self.fd, 4096)
+        if not chunk:
+            self.eof = True
+            return
+        self.buffer += chunk
+        while b"\n" in self.buffer:
+            line, self.buffer = self.buffer.split(b"\n", 1)
+            word, _, value = line.decode(errors="replace").partition(" ")
+            if word == "started" and value.isdigit():
+                self.bwrap_pid = int(value)
+            elif word == "exited" and value.isdigit():
+                self.exit_status = int(value)
+
+    def close(self) -> None:
+        os.close(self.fd)

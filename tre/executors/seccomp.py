@@ -11,7 +11,14 @@ primitives), io_uring (large attack surface, bypasses seccomp on many kernels), 
 and kexec loading, mount/namespace manipulation (the sandbox must not rebuild its own
 view of the file system or join another namespace), swap/reboot/acct/quotactl/syslog and
 raw port I/O. Research code has no legitimate use for any of them. Denied calls fail with
-``EPERM``; a syscall made with a foreign ABI (32-bit ``int 0x80`` or x32 on x86_64) kills
+``EPERM``.
+
+Two argument checks close channels the namespaces leave open: ``socket``/``socketpair`` work
+only for ``AF_UNIX`` (``AF_VSOCK`` reaches the hypervisor and is not isolated by a network
+namespace; ``AF_INET``, ``AF_NETLINK``, ``AF_PACKET`` ... have nothing to reach anyway) and
+fail with ``EAFNOSUPPORT``; and no file may be created or chmod-ed with the setuid or setgid
+bit (``EPERM``), so nothing the job writes ever carries them, not even while it runs.
+Otherwise a syscall made with a foreign ABI (32-bit ``int 0x80`` or x32 on x86_64) kills
 the process, because numbers differ per ABI and an allow-by-default filter would
 otherwise be trivially bypassed.
 """
@@ -124,6 +131,40 @@ DENIED_SYSCALLS: dict[str, dict[str, int]] = {
 }
 
 
+# Syscalls allowed only with harmless arguments: (name, argument index, rule). "family" allows
+# the socket only for AF_UNIX; "mode" refuses a mode with the setuid or setgid bit.
+ARG_RULES: dict[str, dict[str, tuple[int, int, str]]] = {
+    "x86_64": {
+        "socket": (41, 0, "family"),
+        "socketpair": (53, 0, "family"),
+        "open": (2, 2, "mode"),
+        "creat": (85, 1, "mode"),
+        "openat": (257, 3, "mode"),
+        "mknod": (133, 1, "mode"),
+        "mknodat": (259, 2, "mode"),
+        "chmod": (90, 1, "mode"),
+        "fchmod": (91, 1, "mode"),
+        "fchmodat": (268, 2, "mode"),
+        "fchmodat2": (452, 2, "mode"),
+    },
+    "aarch64": {
+        "socket": (198, 0, "family"),
+        "socketpair": (199, 0, "family"),
+        "openat": (56, 3, "mode"),
+        "mknodat": (33, 2, "mode"),
+        "fchmod": (52, 1, "mode"),
+        "fchmodat": (53, 2, "mode"),
+        "fchmodat2": (452, 2, "mode"),
+    },
+}
+# openat2 passes its mode inside a struct that seccomp cannot read: answer ENOSYS so that C
+# libraries fall back to openat, whose mode is checked.
+ENOSYS_SYSCALLS: dict[str, dict[str, int]] = {"x86_64": {"openat2": 437}, "aarch64": {"openat2": 437}}
+AF_UNIX = 1
+_SPECIAL_MODE_BITS = 0o6000  # S_ISUID | S_ISGID
+_BPF_ALU_AND_K = 0x54
+
+
 def _insn(code: int, jt: int, jf: int, k: int) -> bytes:
     """One ``struct sock_filter`` in native byte order (what the kernel reads)."""
     return struct.pack("=HBBI", code, jt, jf, k)
@@ -134,13 +175,27 @@ def supported(machine: str | None = None) -> bool:
     return (machine or platform.machine()) in DENIED_SYSCALLS
 
 
+def _arg_offset(index: int) -> int:
+    """Offset of the low 32 bits of ``args[index]`` in ``struct seccomp_data`` (little endian)."""
+    return 16 + 8 * index
+
+
 def build_filter(machine: str | None = None) -> bytes:
-    """The BPF program (a packed ``sock_filter`` array) for ``machine`` (default: this host)."""
+    """The BPF program (a packed ``sock_filter`` array) for ``machine`` (default: this host).
+
+    Layout: architecture check, syscall number load, one ``JEQ`` per denied syscall (to the
+    shared EPERM return), one per argument-checked syscall (to its own check block), then
+    ALLOW, the check blocks (each ending in ALLOW), ENOSYS, EAFNOSUPPORT and EPERM returns.
+    Only the low 32 bits of an argument are inspected: socket families and file modes are
+    ``int``s, which the kernel truncates the same way.
+    """
     arch = machine or platform.machine()
     if arch not in DENIED_SYSCALLS:
         raise ValueError(f"no seccomp syscall table for architecture {arch!r}")
-    numbers = sorted(set(DENIED_SYSCALLS[arch].values()))
-    prog: list[bytes] = [
+    denied = sorted(set(DENIED_SYSCALLS[arch].values()))
+    enosys = sorted(set(ENOSYS_SYSCALLS[arch].values()))
+    rules = sorted(ARG_RULES[arch].values())
+    head: list[bytes] = [
         _insn(_BPF_LD_W_ABS, 0, 0, _OFF_ARCH),
         # Native arch: skip the kill below; anything else: fall through to it.
         _insn(_BPF_JEQ_K, 1, 0, AUDIT_ARCH[arch]),
@@ -149,11 +204,43 @@ def build_filter(machine: str | None = None) -> bytes:
     ]
     if arch == "x86_64":
         # x32 syscalls share the x86_64 audit arch but carry bit 30; refuse them outright.
-        prog += [_insn(_BPF_JGE_K, 0, 1, _X32_SYSCALL_BIT), _insn(_BPF_RET_K, 0, 0, _RET_KILL_PROCESS)]
-    # Each check jumps forward to the shared "deny" return after the "allow" return.
-    for i, nr in enumerate(numbers):
-        remaining = len(numbers) - i - 1
-        prog.append(_insn(_BPF_JEQ_K, remaining + 1, 0, nr))
-    prog.append(_insn(_BPF_RET_K, 0, 0, _RET_ALLOW))
-    prog.append(_insn(_BPF_RET_K, 0, 0, _RET_ERRNO | errno.EPERM))
-    return b"".join(prog)
+        head += [_insn(_BPF_JGE_K, 0, 1, _X32_SYSCALL_BIT), _insn(_BPF_RET_K, 0, 0, _RET_KILL_PROCESS)]
+    # Positions are counted from the first dispatch instruction; each block has a fixed size.
+    n_dispatch = len(denied) + len(enosys) + len(rules)
+    allow_at = n_dispatch
+    block_len = {"family": 3, "mode": 4}
+    block_at: list[int] = []
+    pos = allow_at + 1
+    for _nr, _idx, kind in rules:
+        block_at.append(pos)
+        pos += block_len[kind]
+    enosys_at, eafnosupport_at, eperm_at = pos, pos + 1, pos + 2
+
+    def jump(here: int, target: int) -> int:
+        offset = target - here - 1
+        if not 0 <= offset <= 255:
+            raise ValueError("seccomp program too long for a classic BPF jump")
+        return offset
+
+    body: list[bytes] = []
+    for nr in denied:
+        body.append(_insn(_BPF_JEQ_K, jump(len(body), eperm_at), 0, nr))
+    for nr in enosys:
+        body.append(_insn(_BPF_JEQ_K, jump(len(body), enosys_at), 0, nr))
+    for i, (nr, _idx, _kind) in enumerate(rules):
+        body.append(_insn(_BPF_JEQ_K, jump(len(body), block_at[i]), 0, nr))
+    body.append(_insn(_BPF_RET_K, 0, 0, _RET_ALLOW))
+    for _nr, idx, kind in rules:
+        # BPF jumps only go forward, so each block ends in its own ALLOW.
+        body.append(_insn(_BPF_LD_W_ABS, 0, 0, _arg_offset(idx)))
+        if kind == "family":
+            # AF_UNIX: on to ALLOW; anything else: EAFNOSUPPORT.
+            body.append(_insn(_BPF_JEQ_K, 0, jump(len(body), eafnosupport_at), AF_UNIX))
+        else:
+            body.append(_insn(_BPF_ALU_AND_K, 0, 0, _SPECIAL_MODE_BITS))
+            body.append(_insn(_BPF_JEQ_K, 0, jump(len(body), eperm_at), 0))
+        body.append(_insn(_BPF_RET_K, 0, 0, _RET_ALLOW))
+    body.append(_insn(_BPF_RET_K, 0, 0, _RET_ERRNO | errno.ENOSYS))
+    body.append(_insn(_BPF_RET_K, 0, 0, _RET_ERRNO | errno.EAFNOSUPPORT))
+    body.append(_insn(_BPF_RET_K, 0, 0, _RET_ERRNO | errno.EPERM))
+    return b"".join(head + body)

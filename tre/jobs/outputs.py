@@ -21,11 +21,14 @@ import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import delete
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from tre.config import Settings
+from tre.errors import PolicyUnavailable
 from tre.executors import fstree
-from tre.store.models import JobOutput
+from tre.policy import JobRules, policies_for_datasets
+from tre.store.models import Dataset, Job, JobOutput
 
 log = logging.getLogger(__name__)
 
@@ -76,19 +79,24 @@ class OutputScan:
     skipped: int = 0
 
 
-def scan_output_tree(root: Path) -> OutputScan:
-    """Regular files under ``root`` as (relative path, size, sha256), and how many were skipped."""
+def scan_output_tree(
+    root: Path, max_files: int = fstree.MAX_ENTRIES, max_name_chars: int = MAX_PATH_CHARS
+) -> OutputScan:
+    """Regular files under ``root`` as (relative path, size, sha256), and how many were skipped.
+
+    ``max_files`` and ``max_name_chars`` come from the datasets' policies: names (and sizes)
+    are chosen by the job, so how many can be recorded bounds a channel."""
     scan = OutputScan()
     if not root.is_dir() or root.is_symlink():
         return scan
     for entry in fstree.walk(root):
         if not stat.S_ISREG(entry.st.st_mode):
             continue
-        if entry.depth > fstree.MAX_DEPTH or len(scan.files) >= fstree.MAX_ENTRIES:
+        if entry.depth > fstree.MAX_DEPTH or len(scan.files) >= min(max_files, fstree.MAX_ENTRIES):
             scan.skipped += 1
             continue
         rel = entry.relative()
-        if not recordable_path(rel):
+        if len(rel) > max_name_chars or not recordable_path(rel):
             scan.skipped += 1
             continue
         try:
@@ -98,8 +106,11 @@ def scan_output_tree(root: Path) -> OutputScan:
             continue
         scan.files.append((rel, size, digest))
     if scan.skipped:
-        log.warning("%d output file(s) under %s were not recorded (odd names, too deep or too many)",
-                    scan.skipped, root)
+        log.warning(
+            "%d output file(s) under %s were not recorded (odd names, too deep or too many)",
+            scan.skipped,
+            root,
+        )
     return scan
 
 
@@ -118,3 +129,14 @@ def record_scanned(session: Session, job_id: str, scan: OutputScan) -> list[JobO
     session.add_all(rows)
     session.flush()
     return rows
+
+
+def recording_limits(session: Session, settings: Settings, job: Job) -> tuple[int, int]:
+    """How many output files a job may have recorded, and how long their paths may be: the
+    strictest over its datasets' policies (the defaults when a policy cannot be read)."""
+    datasets = list(session.scalars(select(Dataset).where(Dataset.id.in_(list(job.dataset_ids or [])))))
+    try:
+        rules = [a.policy.job for a in policies_for_datasets(datasets, settings.resolved_policies_dir)]
+    except PolicyUnavailable:  # the worker must finish the job whatever the policy
+        rules = [JobRules()]
+    return min(r.max_output_files for r in rules), min(r.max_output_name_chars for r in rules)

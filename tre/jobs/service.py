@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Protocol
 
@@ -10,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from tre.access import can_see_project, reads_raw_logs, visible_project_ids
 from tre.audit import record_event
+from tre.audit.events import job_facts, record_job_ended
 from tre.auth.principal import Principal
 from tre.config import Settings
 from tre.errors import Conflict, Forbidden, NotFound, TreError
@@ -28,7 +30,12 @@ def submit(session: Session, settings: Settings, principal: Principal, req: JobR
             actor=principal.user_id,
             action="job.denied",
             project_id=req.project_id,
-            details={"image": req.image, "datasets": req.dataset_ids, "reason": str(exc)},
+            details={
+                "image": req.image,
+                "datasets": req.dataset_ids,
+                "code_hash": req.code_hash,
+                "reason": str(exc),
+            },
         )
         # The denial is audited although the request fails: the transaction keeps it.
         exc.audited = True
@@ -44,6 +51,7 @@ def submit(session: Session, settings: Settings, principal: Principal, req: JobR
         gpu=req.gpu,
         time_limit_s=req.time_limit_s,
         output_limit_mb=req.output_limit_mb,
+        code_hash=req.code_hash,
         executor=settings.executor,
         state=JobState.queued.value,
     )
@@ -55,15 +63,7 @@ def submit(session: Session, settings: Settings, principal: Principal, req: JobR
         action="job.submitted",
         project_id=job.project_id,
         job_id=job.id,
-        details={
-            "image": job.image,
-            "command": job.command,
-            "datasets": job.dataset_ids,
-            "cpu": job.cpu,
-            "memory_mb": job.memory_mb,
-            "gpu": job.gpu,
-            "time_limit_s": job.time_limit_s,
-        },
+        details={"command": job.command, **job_facts(job)},
     )
     record_event(session, actor="system", action="job.admitted", project_id=job.project_id, job_id=job.id)
     return job
@@ -113,6 +113,9 @@ def cancel(session: Session, principal: Principal, job_id: str) -> Job:
         project_id=job.project_id,
         job_id=job.id,
     )
+    if job.state == JobState.cancelled.value:  # never started: this is its final-state entry
+        final = {"state": job.state, "exit_code": None, "reason": job.reason, "outputs": 0}
+        record_job_ended(session, job, final)
     return job
 
 
@@ -124,6 +127,10 @@ def read_log(
     if not path.exists():
         return b"", offset, True
     with path.open("rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        if offset >= size:
+            # Past the end (a follower ahead of a slow writer, or a hostile offset): nothing.
+            return b"", offset, True
         fh.seek(offset)
         data = fh.read(limit)
         at_end = fh.read(1) == b""
@@ -131,16 +138,14 @@ def read_log(
 
 
 class LogScreener(Protocol):
-    """Screens a piece of a job's log for a researcher: (what to show, next offset).
+    """A researcher's view of a job's log from ``offset``: (what to show, next offset).
 
-    The airlock implements it (`egress_review.logscreen.screen_job_log`), since it knows the
-    data's identifiers; the composition root (the API) passes it in, so the core never
-    imports the airlock.
+    The airlock implements it (`egress_review.joblog.researcher_log`): it knows the data's
+    identifiers, the policies' screening rules and the budgets. The composition root (the
+    API) passes it in, so the core never imports the airlock.
     """
 
-    def __call__(
-        self, session: Session, settings: Settings, job: Job, raw: bytes, offset: int, final: bool
-    ) -> tuple[bytes, int]: ...
+    def __call__(self, session: Session, settings: Settings, job: Job, offset: int) -> tuple[bytes, int]: ...
 
 
 def visible_log(
@@ -151,13 +156,16 @@ def visible_log(
     offset: int,
     screen: LogScreener,
 ) -> tuple[bytes, int]:
-    """The log as this caller may see it: raw for staff, screened for researchers.
-
-    The log is an output channel (a job can print what it read), so researchers get it only
-    through ``screen``.
-    """
-    raw, next_offset, at_end = read_log(settings, job.id, offset)
+    """The log as this caller may see it: raw for staff, screened and budgeted for researchers
+    (the log is an output channel: a job can print what it read)."""
     if reads_raw_logs(principal):
+        raw, next_offset, _ = read_log(settings, job.id, offset)
         return raw, next_offset
-    final = JobState(job.state).terminal and at_end
-    return screen(session, settings, job, raw, offset, final)
+    return screen(session, settings, job, offset)
+
+
+def log_size(settings: Settings, job_id: str) -> int:
+    try:
+        return log_path(settings, job_id).stat().st_size
+    except FileNotFoundError:
+        return 0

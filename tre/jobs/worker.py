@@ -15,6 +15,7 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
@@ -25,11 +26,17 @@ from sqlalchemy.orm import Session
 
 from tre import audit
 from tre.audit import record_event
+from tre.audit.events import record_job_ended, record_job_started
+from tre.audit.witnessing import witness_newest
+from tre.code.archive import CodeLimits
+from tre.code.store import CodeStore
 from tre.config import Settings
 from tre.errors import TreError
 from tre.executors.base import DatasetMount, Executor, JobResult, JobSpec, RunControl
 from tre.executors.factory import make_executor
-from tre.jobs.outputs import OutputScan, record_scanned, scan_output_tree
+from tre.images.runtime import job_image
+from tre.jobs.fairness import fair_order
+from tre.jobs.outputs import OutputScan, record_scanned, recording_limits, scan_output_tree
 from tre.jobs.paths import log_path, output_dir
 from tre.registry import check_dataset_path
 from tre.store.base import utcnow
@@ -56,7 +63,12 @@ def _pid_alive(pid: int) -> bool:
 
 class Worker:
     def __init__(
-        self, settings: Settings, engine: Engine, executor: Executor | None = None, concurrency: int = 2
+        self,
+        settings: Settings,
+        engine: Engine,
+        executor: Executor | None = None,
+        concurrency: int = 2,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
         self.engine = engine
@@ -66,7 +78,11 @@ class Worker:
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="tre-job")
         self._running: dict[str, Future[None]] = {}
         self._stop = threading.Event()
-        self._last_checkpoint = 0.0
+        self._clock = clock
+        # None, not 0.0: a monotonic clock counts from boot, so on a machine up for less than
+        # a period "0.0" would look recent and the first checkpoint would be skipped.
+        self._last_checkpoint: float | None = None
+
         # Executors call the heartbeat hook as often as they poll; the row is written at most
         # once per worker_heartbeat_s (monotonic seconds; absent = never written yet).
         self._last_beat: dict[str, float] = {}
@@ -118,25 +134,26 @@ class Worker:
     def _periodic_checkpoint(self) -> None:
         """A fresh signed checkpoint at least every CHECKPOINT_EVERY_S, even when idle: a stale
         checkpoint is how an auditor notices a log being withheld."""
-        now = time.monotonic()
-        if now - self._last_checkpoint < CHECKPOINT_EVERY_S:
+        now = self._clock()
+        if self._last_checkpoint is not None and now - self._last_checkpoint < CHECKPOINT_EVERY_S:
             return
         self._last_checkpoint = now
         with session_scope(self.engine) as s:
             audit.checkpoint(s, max_age_s=CHECKPOINT_EVERY_S)
+        witness_newest(self.engine, self.settings.keys_dir)  # configured witnesses cosign it
 
     # -- claiming and recovery --------------------------------------------------------------
     def claim_next(self) -> str | None:
+        """Claim the next job, fairly across projects (docs/scheduling.md).
+
+        Projects with queued jobs are taken in order of fewest jobs running now, then least
+        recently served (the latest start of any of their jobs), then oldest waiting job; a
+        project at ``worker_project_running_limit`` is skipped. Within a project, oldest
+        first. So one project's long jobs cannot keep another's waiting: with a single slot,
+        the next free slot goes to the project that was served longest ago.
+        """
         with session_scope(self.engine) as s:
-            candidates = list(
-                s.scalars(
-                    select(Job.id)
-                    .where(Job.state == JobState.queued.value, Job.executor == self.executor.name)
-                    .order_by(Job.created_at)
-                    .limit(5)
-                )
-            )
-            for job_id in candidates:
+            for job_id in fair_order(s, self.executor.name, self.settings.worker_project_running_limit):
                 now = utcnow()
                 claimed = cast(
                     CursorResult[Any],
@@ -154,14 +171,7 @@ class Worker:
                 if claimed:
                     job = s.get(Job, job_id)
                     assert job is not None
-                    record_event(
-                        s,
-                        actor="system",
-                        action="job.started",
-                        project_id=job.project_id,
-                        job_id=job_id,
-                        details={"worker": self.worker_id, "executor": job.executor},
-                    )
+                    record_job_started(s, job, {"worker": self.worker_id, "executor": job.executor})
                     return job_id
         return None
 
@@ -231,6 +241,7 @@ class Worker:
             )
             for d in datasets
         ]
+        image = job_image(self.settings, job.image, unpack=self.executor.name == "local")
         return JobSpec(
             job_id=job.id,
             project_id=job.project_id,
@@ -246,15 +257,26 @@ class Worker:
             output_limit_mb=job.output_limit_mb,
             max_processes=job.max_processes,
             env={"TRE_JOB_ID": job.id, "TRE_PROJECT_ID": job.project_id},
+            rootfs=image.rootfs,
+            image_config=image.config,
+            code_dir=CodeStore(self.settings).tree_path(job.code_hash) if job.code_hash else None,
+            code_hash=job.code_hash,
         )
 
     def _run_claimed(self, job_id: str, reattach: bool = False) -> None:
-        with session_scope(self.engine) as s:
-            job = s.get(Job, job_id)
-            assert job is not None
-            datasets = [d for d in (s.get(Dataset, i) for i in job.dataset_ids) if d is not None]
-            spec = self._spec(job, datasets)
-            executor_ref = job.executor_ref
+        try:
+            with session_scope(self.engine) as s:
+                job = s.get(Job, job_id)
+                assert job is not None
+                datasets = [d for d in (s.get(Dataset, i) for i in job.dataset_ids) if d is not None]
+                spec = self._spec(job, datasets)
+                executor_ref = job.executor_ref
+        except TreError as exc:  # e.g. the job's image cannot be unpacked: end the job, not the thread
+            with session_scope(self.engine) as s:
+                job = s.get(Job, job_id)
+                assert job is not None
+                self._finish(s, job, JobResult(JobState.failed.value, None, f"refused to run: {exc}"))
+            return
         control = RunControl(
             is_cancelled=lambda: self._cancel_requested(job_id),
             on_started=lambda ref: self._set_ref(job_id, ref),
@@ -266,6 +288,8 @@ class Worker:
             for mount in spec.datasets:
                 if mount.host_path is not None:
                     check_dataset_path(mount.host_path, self.settings.protected_paths)
+            if spec.code_hash:  # unpacked at upload; made again (hash re-checked) if it went missing
+                CodeStore(self.settings).ensure_tree(spec.code_hash, CodeLimits.ceiling())
             if reattach and executor_ref:
                 result = self.executor.reattach(spec, executor_ref, control)
             else:
@@ -286,7 +310,9 @@ class Worker:
         # with a state and the worker must keep running (a crash here left the job "running"
         # for ever and made every restarted worker crash on it again).
         try:
-            scan = scan_output_tree(output_dir(self.settings, job.id))
+            scan = scan_output_tree(
+                output_dir(self.settings, job.id), *recording_limits(session, self.settings, job)
+            )
         except Exception as exc:  # noqa: BLE001 - fail closed: no outputs, job failed
             log.exception("cannot record the outputs of job %s", job.id)
             scan = OutputScan()
@@ -300,7 +326,7 @@ class Worker:
                 result.state,
                 result.exit_code,
                 f"{result.reason}; {scan.skipped} output file(s) were not recorded and cannot be released "
-                "(names with control characters or not UTF-8, nested too deep, or too many files)",
+                "(names with control characters, not UTF-8 or too long, nested too deep, or too many files)",
             )
         outputs = record_scanned(session, job.id, scan)
         job.state = result.state
@@ -316,13 +342,10 @@ class Worker:
                 job_id=job.id,
                 details={"path": out.path, "size": out.size, "sha256": out.sha256},
             )
-        record_event(
+        record_job_ended(
             session,
-            actor="system",
-            action="job.ended",
-            project_id=job.project_id,
-            job_id=job.id,
-            details={
+            job,
+            {
                 "state": result.state,
                 "exit_code": result.exit_code,
                 "reason": result.reason,

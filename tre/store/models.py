@@ -77,6 +77,10 @@ class Project(Base):
     max_time_s: Mapped[int] = mapped_column(Integer, default=3600)
     max_output_mb: Mapped[int] = mapped_column(Integer, default=1024)
     max_concurrent_jobs: Mapped[int] = mapped_column(Integer, default=4)
+    # Code quota: the most a job's code archive may hold (archive bytes and unpacked bytes,
+    # and entries); see tre/code/archive.py.
+    max_code_mb: Mapped[int] = mapped_column(Integer, default=50, server_default="50")
+    max_code_files: Mapped[int] = mapped_column(Integer, default=10_000, server_default="10000")
 
     members: Mapped[list[ProjectMember]] = relationship(
         back_populates="project", cascade="all, delete-orphan"
@@ -139,6 +143,8 @@ class Job(Base):
     output_limit_mb: Mapped[int] = mapped_column(Integer, default=256)
     max_processes: Mapped[int] = mapped_column(Integer, default=256)
     executor: Mapped[str] = mapped_column(String(32), default="local")
+    # SHA-256 of the code archive the job ran (mounted read-only at /code), if any.
+    code_hash: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     state: Mapped[str] = mapped_column(String(16), default=JobState.queued.value, index=True)
     reason: Mapped[str] = mapped_column(Text, default="")
     exit_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
@@ -166,6 +172,29 @@ class JobOutput(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     job: Mapped[Job] = relationship(back_populates="outputs")
+
+
+class CodeArchive(Base):
+    """A code archive accepted once, stored by the SHA-256 of its bytes (tre/code/store.py)."""
+
+    __tablename__ = "code_archives"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    unpacked_bytes: Mapped[int] = mapped_column(BigInteger)
+    entry_count: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class CodeUpload(Base):
+    """Which project uploaded which archive: a job may only reference its own project's code."""
+
+    __tablename__ = "code_uploads"
+
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True)
+    sha256: Mapped[str] = mapped_column(ForeignKey("code_archives.sha256"), primary_key=True)
+    uploaded_by: Mapped[str] = mapped_column(String(64))
+    uploaded_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class EgressRequest(Base):
@@ -256,3 +285,60 @@ class AuditState(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     tree_size: Mapped[int] = mapped_column(BigInteger, default=0)
     frontier: Mapped[list[str]] = mapped_column(JSON, default=list)
+
+
+class LogReveal(Base):
+    """How much of a job's screened log researchers have been shown: lines ending before
+    ``revealed_to`` (a raw byte offset) were charged to the project's daily log budget."""
+
+    __tablename__ = "log_reveals"
+
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    revealed_to: Mapped[int] = mapped_column(BigInteger, default=0)
+    shown_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class LogBudgetDay(Base):
+    """Screened log bytes shown to a project's researchers on one UTC day (``YYYY-MM-DD``)."""
+
+    __tablename__ = "log_budget_days"
+
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True)
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)
+    shown_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+class Image(Base):
+    """A researcher's container image, imported and verified; content-addressed by the
+    digest of its OCI manifest (``sha256:<hex>``), which is also its identity on a registry."""
+
+    __tablename__ = "images"
+
+    digest: Mapped[str] = mapped_column(String(71), primary_key=True)
+    # Repository path without the registry host (e.g. ``alice/segmenter``).
+    name: Mapped[str] = mapped_column(String(255))
+    size: Mapped[int] = mapped_column(BigInteger)  # bytes of manifest, config and layer blobs
+    unpacked_size: Mapped[int] = mapped_column(BigInteger, default=0)
+    layers: Mapped[int] = mapped_column(Integer)
+    created: Mapped[str] = mapped_column(String(64), default="")  # the image config's own claim
+    # Env/Entrypoint/Cmd/WorkingDir/User from the image config (tre.executors.base.ImageConfig).
+    config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    source_format: Mapped[str] = mapped_column(String(32))
+    imported_by: Mapped[str] = mapped_column(String(64))
+    imported_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ImageApproval(Base):
+    """An admin's decision that a project may run an image (ingress review). ``digest`` is not
+    a foreign key: an admin may also approve an image that lives only on the registry the
+    cluster pulls from (Kubernetes), by its digest-pinned reference."""
+
+    __tablename__ = "image_approvals"
+    __table_args__ = (UniqueConstraint("project_id", "digest"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    digest: Mapped[str] = mapped_column(String(71), index=True)
+    reference: Mapped[str] = mapped_column(String(512))
+    approved_by: Mapped[str] = mapped_column(String(64))
+    approved_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    revoked_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

@@ -48,3 +48,10 @@ def disable_user(
     user_id: str, p: Principal = Depends(admin_only), session: Session = Depends(get_session)
 ) -> UserOut:
     return _out(registry.set_user_disabled(session, p.user_id, user_id, True))
+
+
+@router.post("/users/{user_id}/enable", response_model=UserOut)
+def enable_user(
+    user_id: str, p: Principal = Depends(admin_only), session: Session = Depends(get_session)
+) -> UserOut:
+    return _out(registry.set_user_disabled(session, p.user_id, user_id, False))

@@ -5,9 +5,13 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Query, Response
 from sqlalchemy.orm import Session
 
-from egress_review.logscreen import screen_job_log
-from tre.api.deps import any_role, get_session, get_settings_dep, require_roles
+from egress_review import outputnames
+from egress_review.joblog import researcher_log
+from tre.access import reads_raw_logs
+from tre.api.bounds import MAX_LOG_OFFSET
+from tre.api.deps import any_role, get_session, get_settings_dep, require_roles, writes_on_read
 from tre.api.schemas import JobIn, JobOut, JobOutputOut
+from tre.audit.events import record_read
 from tre.auth.principal import Principal
 from tre.config import Settings
 from tre.jobs import service
@@ -46,9 +50,10 @@ def get_job(job_id: str, p: Principal = Depends(readers), session: Session = Dep
 
 
 @router.get("/{job_id}/logs")
+@writes_on_read  # charges the project's daily log budget (log_reveals)
 def get_logs(
     job_id: str,
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=MAX_LOG_OFFSET),
     p: Principal = Depends(readers),
     session: Session = Depends(get_session),
     settings: Settings = Depends(get_settings_dep),
@@ -58,7 +63,16 @@ def get_logs(
     Researchers see the screened log (lines naming the data withheld), staff the raw one.
     """
     job = service.get_visible_job(session, p, job_id)
-    data, next_offset = service.visible_log(session, settings, p, job, offset, screen=screen_job_log)
+    data, next_offset = service.visible_log(session, settings, p, job, offset, screen=researcher_log)
+    kind = "raw" if reads_raw_logs(p) else "screened"
+    record_read(
+        session,
+        actor=p.user_id,
+        action="job.log_read",
+        project_id=job.project_id,
+        job_id=job.id,
+        details={"log": kind},
+    )
     return Response(
         content=data,
         media_type="text/plain; charset=utf-8",
@@ -68,10 +82,26 @@ def get_logs(
 
 @router.get("/{job_id}/outputs", response_model=list[JobOutputOut])
 def list_outputs(
-    job_id: str, p: Principal = Depends(readers), session: Session = Depends(get_session)
+    job_id: str,
+    p: Principal = Depends(readers),
+    session: Session = Depends(get_session),
+    settings: Settings = Depends(get_settings_dep),
 ) -> list[JobOutputOut]:
+    """The job's outputs in index order. Researchers see a name only when it passes the
+    screening of the datasets' policy (never under ``status_only``); staff see every name."""
     job = service.get_visible_job(session, p, job_id)
-    return [JobOutputOut.model_validate(o) for o in job.outputs]
+    record_read(session, actor=p.user_id, action="job.outputs_read", project_id=job.project_id, job_id=job.id)
+    view = outputnames.name_view(session, settings, p, job)
+    return [
+        JobOutputOut(
+            index=i,
+            path=o.path if view.shows(o.path) else None,
+            name_withheld=not view.shows(o.path),
+            size=o.size,
+            sha256=o.sha256,
+        )
+        for i, o in enumerate(outputnames.indexed(job.outputs))
+    ]
 
 
 @router.post("/{job_id}/cancel", response_model=JobOut)

@@ -1,8 +1,16 @@
-"""Who am I: the CLI's `tre login` / `tre whoami` check a token here (audited as a login)."""
+"""Who am I: the CLI's `tre login` / `tre whoami` check a token here.
+
+A sign-in is audited once per token (its ``jti``), on the first call that shows it: calling
+``/me`` again with the same token is a whoami, not a new sign-in, and must not grow the
+audit log (which can never shrink) by one entry per call.
+"""
 
 from __future__ import annotations
 
+import json
+
 from fastapi import APIRouter, Depends
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tre.access import user_project_ids
@@ -10,8 +18,24 @@ from tre.api.deps import current_principal, get_session, writes_on_read
 from tre.api.schemas import MeOut
 from tre.audit import record_event
 from tre.auth.principal import Principal
+from tre.store.models import AuditEntry
 
 router = APIRouter(prefix="/api/v1", tags=["me"])
+
+
+def signed_in_before(session: Session, principal: Principal) -> bool:
+    """Whether this token's sign-in is already in the audit log (searched by the indexed
+    actor and action, then by the token id in the entry)."""
+    bodies = session.scalars(
+        select(AuditEntry.body).where(
+            AuditEntry.actor == principal.user_id, AuditEntry.action == "auth.login"
+        )
+    )
+    for body in bodies:
+        details = json.loads(body).get("details") or {}
+        if details.get("token_id") == principal.token_id:
+            return True
+    return False
 
 
 @router.get("/me", response_model=MeOut)
@@ -19,12 +43,13 @@ router = APIRouter(prefix="/api/v1", tags=["me"])
 def whoami(
     principal: Principal = Depends(current_principal), session: Session = Depends(get_session)
 ) -> MeOut:
-    record_event(
-        session,
-        actor=principal.user_id,
-        action="auth.login",
-        details={"token_id": principal.token_id, "roles": sorted(principal.roles)},
-    )
+    if principal.token_id is None or not signed_in_before(session, principal):
+        record_event(
+            session,
+            actor=principal.user_id,
+            action="auth.login",
+            details={"token_id": principal.token_id, "roles": sorted(principal.roles)},
+        )
     return MeOut(
         user_id=principal.user_id,
         roles=sorted(principal.roles),

@@ -7,7 +7,7 @@ from sqlalchemy.orm import Session
 
 from tre import registry
 from tre.api.deps import any_role, get_session, require_roles
-from tre.api.schemas import MemberIn, ProjectIn, ProjectOut
+from tre.api.schemas import MemberIn, ProjectIn, ProjectOut, QuotaIn
 from tre.auth.principal import Principal
 from tre.store.models import Project
 
@@ -42,6 +42,18 @@ def create_project(
     project = registry.create_project(
         session, p.user_id, body.id, body.name, body.description, body.quota.model_dump(exclude_none=True)
     )
+    return _out(project)
+
+
+@router.patch("/{project_id}/quota", response_model=ProjectOut)
+def set_quota(
+    project_id: str,
+    body: QuotaIn,
+    p: Principal = Depends(admin_only),
+    session: Session = Depends(get_session),
+) -> ProjectOut:
+    project = registry.set_quota(session, p.user_id, project_id, body.model_dump(exclude_none=True))
+    session.refresh(project)
     return _out(project)
 
 

@@ -21,6 +21,9 @@ from tre.executors.base import ExecutorError
 # pinned by the digest sandbox_images/Dockerfile.cpu uses; operators may re-pin it.
 _DISTROLESS_PYTHON_DIGEST = "sha256:7d1042ce588ab97019fe95c24ffca7bc5a82ccdac572511d5e09bda4435c89c5"
 DEFAULT_COLLECTOR_IMAGE = f"gcr.io/distroless/python3-debian12:nonroot@{_DISTROLESS_PYTHON_DIGEST}"
+# The code fetcher (`python3 -I -m tre.code.fetch`) needs the `tre` package: the control
+# plane's own image, pinned with it (code-image in k8s/base/admission-params.yaml).
+DEFAULT_CODE_IMAGE = "ghcr.io/tre-project/tre@sha256:" + "0" * 64
 
 
 class KubernetesSettings(BaseSettings):
@@ -59,6 +62,13 @@ class KubernetesSettings(BaseSettings):
     collector_timeout_s: int = 600
     ttl_after_finished_s: int = 86400
     tmp_size_mb: int = 256
+    # The researcher's code: a read-only claim in every project namespace onto the control
+    # plane's code store ($TRE_HOME/code, ReadOnlyMany), from which a job's `fetch-code` init
+    # container (code_image) gets exactly its archive (by subPath) and unpacks it into an
+    # emptyDir of code_volume_mb. The claim name is pinned by code-claim in the admission params.
+    code_claim_name: str = "tre-code"
+    code_image: str = DEFAULT_CODE_IMAGE
+    code_volume_mb: int = 1024
     ephemeral_storage_mb: int = 1024
     log_limit_mb: int = 64
     watch_window_s: int = 5

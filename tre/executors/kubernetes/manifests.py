@@ -21,6 +21,8 @@ Manifest = dict[str, Any]
 MANAGED_BY = {"app.kubernetes.io/managed-by": "tre"}
 JOB_SERVICE_ACCOUNT = "tre-job"
 OUTPUT_MOUNT = "/output"
+CODE_MOUNT = "/code"
+CODE_ARCHIVE_MOUNT = "/code-archive/code.tar.gz"
 # A private memory-backed emptyDir inside the pod, not the host's /tmp.
 TMP_MOUNT = "/tmp"  # noqa: S108
 # The ValidatingAdmissionPolicyBindings (k8s/base/admission-policy.yaml) the worker's
@@ -327,6 +329,64 @@ def _placement(spec: JobSpec, settings: KubernetesSettings) -> Manifest:
     return {"nodeSelector": dict(settings.cpu_node_selector)} if settings.cpu_node_selector else {}
 
 
+def code_init(code_hash: str, settings: KubernetesSettings) -> tuple[Manifest, list[Manifest], Manifest]:
+    """The init container that puts the job's code at /code, its volumes, and the job's mount.
+
+    The pod has no network (deny-all NetworkPolicy; the namespace admission policy lets the
+    worker write no other kind), so the code comes by volume: the read-only ``code-archive``
+    claim onto the control plane's code store, mounted by subPath so that ``fetch-code`` sees
+    only this job's archive (the admission policy requires both, and keeps the claim out of
+    the job container). It re-hashes the archive, refuses it unless the SHA-256 matches, and
+    unpacks it with the control plane's own checks (``python3 -I -m tre.code.fetch`` in the
+    control plane's image) into the ``code`` emptyDir (with a sizeLimit), whose ``tree``
+    folder the job container mounts read-only at /code, its working directory.
+    """
+    if not re.fullmatch(r"[0-9a-f]{64}", code_hash):
+        raise ValueError(f"code hash must be a SHA-256 (64 lowercase hex digits), got {code_hash!r}")
+    amounts = {"cpu": "500m", "memory": "256Mi", "ephemeral-storage": "64Mi"}
+    init: Manifest = {
+        "name": "fetch-code",
+        "image": require_digest(settings.code_image),
+        "imagePullPolicy": "Always",
+        "command": [
+            "python3",
+            "-I",
+            "-m",
+            "tre.code.fetch",
+            "--sha256",
+            code_hash,
+            "--archive",
+            CODE_ARCHIVE_MOUNT,
+            "--into",
+            f"{CODE_MOUNT}/tree",
+            "--max-mb",
+            str(settings.code_volume_mb),
+        ],
+        "env": [{"name": "PYTHONDONTWRITEBYTECODE", "value": "1"}],
+        "resources": {"requests": dict(amounts), "limits": dict(amounts)},
+        "securityContext": _container_security_context(settings),
+        "volumeMounts": [
+            {
+                "name": "code-archive",
+                "mountPath": CODE_ARCHIVE_MOUNT,
+                "subPath": f"archives/{code_hash}.tar.gz",
+                "readOnly": True,
+            },
+            {"name": "code", "mountPath": CODE_MOUNT},
+        ],
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+    volumes: list[Manifest] = [
+        {
+            "name": "code-archive",
+            "persistentVolumeClaim": {"claimName": settings.code_claim_name, "readOnly": True},
+        },
+        {"name": "code", "emptyDir": {"sizeLimit": f"{settings.code_volume_mb}Mi"}},
+    ]
+    mount: Manifest = {"name": "code", "mountPath": CODE_MOUNT, "subPath": "tree", "readOnly": True}
+    return init, volumes, mount
+
+
 def job(spec: JobSpec, settings: KubernetesSettings) -> Manifest:
     """The batch/v1 Job: one attempt, a hard deadline, and a pod locked down to 'restricted' and more."""
     image = require_digest(spec.image)
@@ -354,13 +414,19 @@ def job(spec: JobSpec, settings: KubernetesSettings) -> Manifest:
         "TRE_OUTPUT_DIR": OUTPUT_MOUNT,
         "TRE_JOB_ID": spec.job_id,
     }
+    init_containers: list[Manifest] = []
+    if spec.code_hash:
+        init, code_volumes, code_mount = code_init(spec.code_hash, settings)
+        init_containers.append(init)
+        volumes += code_volumes
+        mounts.append(code_mount)
     container: Manifest = {
         "name": "job",
         "image": image,
         "imagePullPolicy": "Always",
         "command": list(spec.command),
         "env": [{"name": k, "value": v} for k, v in sorted(env.items())],
-        "workingDir": OUTPUT_MOUNT,
+        "workingDir": CODE_MOUNT if spec.code_hash else OUTPUT_MOUNT,
         "resources": _resources(spec, settings),
         "securityContext": _container_security_context(settings),
         "volumeMounts": mounts,
@@ -375,6 +441,7 @@ def job(spec: JobSpec, settings: KubernetesSettings) -> Manifest:
         "hostIPC": False,
         "restartPolicy": "Never",
         "securityContext": _pod_security_context(settings),
+        **({"initContainers": init_containers} if init_containers else {}),
         "containers": [container],
         "volumes": volumes,
         **_placement(spec, settings),

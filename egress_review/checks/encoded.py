@@ -1,0 +1,170 @@
+"""Finding binary content written as text: base64 (one run or MIME 76-column lines) and hex dumps.
+
+A job that cannot take a DICOM out as a file writes it into a log as base64 or as ``xxd``
+output. Runs are found line-aware (MIME wraps every 76 characters, so no single run is long),
+decoded, and handed back to the caller to be checked as files of their own: a base64 DICOM
+gets the DICOM checks, a hex-dumped CSV the table rules.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from dataclasses import dataclass
+
+MAX_DECODED_BYTES = 64 * 1024 * 1024
+MAX_BLOBS = 10
+
+_B64_LINE = re.compile(r"^[A-Za-z0-9+/]{16,}={0,2}$")
+_B64_RUN = re.compile(r"(?<![A-Za-z0-9+/])[A-Za-z0-9+/]{64,}={0,2}")
+# xxd: "00000010: 4449 434d 0200 ...  DICM..."; hexdump -C: "00000010  44 49 43 4d ...  |DICM|";
+# od -A x -t x1: "000010 44 49 43 4d"; and bare hex lines.
+_XXD = re.compile(r"^[0-9a-fA-F]{4,16}:\s+((?:[0-9a-fA-F]{2,4}\s){1,16})")
+_HEXDUMP_C = re.compile(r"^[0-9a-fA-F]{6,16}\s+((?:[0-9a-fA-F]{2}\s+){1,16})")
+_BARE_HEX = re.compile(r"^ *((?:[0-9a-fA-F]{2}[ :]?){16,}) *$")
+_BARE_HEX_TAIL = re.compile(r"^ *((?:[0-9a-fA-F]{2}[ :]?){1,16}) *$")  # the shorter last line of a block
+_HEX_LETTER = re.compile(r"[a-fA-F]")
+
+
+@dataclass(frozen=True)
+class Blob:
+    """Decoded bytes and where they were found (1-based line of the first encoded line)."""
+
+    kind: str
+    line: int
+    chars: int
+    data: bytes
+    last_line: int = 0
+
+
+def _b64(text: str) -> bytes | None:
+    try:
+        return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+def _mime_blocks(lines: list[str], min_chars: int) -> list[Blob]:
+    """Consecutive lines of equal length in the base64 alphabet (the last one may be shorter)."""
+    out: list[Blob] = []
+    i = 0
+    while i < len(lines) and len(out) < MAX_BLOBS:
+        line = lines[i].strip()
+        if not _B64_LINE.match(line) or _HEXISH.fullmatch(line):
+            i += 1
+            continue
+        width = len(line)
+        j = i + 1
+        while j < len(lines):
+            nxt = lines[j].strip()
+            if not _B64_LINE.match(nxt) and not (nxt and len(nxt) < width and _b64_tail(nxt)):
+                break
+            if len(nxt) != width:
+                j += 1  # the shorter last line ends the block
+                break
+            j += 1
+        block = "".join(s.strip() for s in lines[i:j])
+        if j - i >= 2 and len(block) >= min_chars:
+            data = _b64(block)
+            if data:
+                out.append(Blob("base64 (wrapped lines)", i + 1, len(block), data, j))
+        i = j
+    return out
+
+
+_HEXISH = re.compile(r"[0-9a-fA-F]+")
+
+
+def _b64_tail(line: str) -> bool:
+    return re.fullmatch(r"[A-Za-z0-9+/]*={0,2}", line) is not None
+
+
+def _hex_dumps(lines: list[str], min_bytes: int) -> list[Blob]:
+    """Hex dumps (xxd, hexdump -C, od, bare hex lines), one blob per consecutive block.
+
+    Offsets, where the dump prints them, place each line's bytes; ``*`` (hexdump's "same as
+    the line before") repeats the previous line up to the next offset.
+    """
+    out: list[Blob] = []
+    buf = bytearray()
+    last = b""
+    start = 0
+    in_block = False
+    letters = False
+    bare = False
+    for no, line in enumerate([*lines, ""], start=1):
+        m = _XXD.match(line) or _HEXDUMP_C.match(line) or _BARE_HEX.match(line)
+        if m is None and in_block and bare and line.strip():
+            m = _BARE_HEX_TAIL.match(line)
+            if m is not None:
+                tail = re.sub(r"[^0-9a-fA-F]", "", m.group(1))
+                buf.extend(bytes.fromhex(tail[: len(tail) // 2 * 2]))
+                bare = False  # a short line ends the block
+                continue
+        if m:
+            digits = re.sub(r"[^0-9a-fA-F]", "", m.group(1))[: 32 if m.re is not _BARE_HEX else None]
+            if len(digits) % 2:
+                digits = digits[:-1]
+            chunk = bytes.fromhex(digits)
+            if not in_block:
+                buf, start, in_block = bytearray(), no, True
+                letters = False
+            bare = m.re is _BARE_HEX
+            letters = letters or bool(_HEX_LETTER.search(digits))
+            if m.re is not _BARE_HEX:
+                offset = int(line.split(":", 1)[0].split()[0], 16)
+                while last and len(buf) < offset and len(buf) < MAX_DECODED_BYTES:
+                    buf.extend(last[: offset - len(buf)])
+            buf.extend(chunk)
+            last = chunk
+            continue
+        if in_block and line.strip() == "*":
+            continue
+        if in_block:
+            in_block = False
+            # Columns of two-digit numbers look like bare hex; real byte dumps hold a-f somewhere.
+            if len(buf) >= min_bytes and letters:
+                out.append(Blob("hex dump", start, len(buf) * 2, bytes(buf), no - 1))
+            if len(out) >= MAX_BLOBS:
+                break
+    return out
+
+
+def _runs(text: str, min_chars: int) -> list[Blob]:
+    """Single long runs: base64 or hex without line breaks."""
+    out: list[Blob] = []
+    for m in _B64_RUN.finditer(text):
+        run = m.group(0)
+        if len(run) < min_chars:
+            continue
+        line = text.count("\n", 0, m.start()) + 1
+        if _HEXISH.fullmatch(run) and len(run) % 2 == 0:
+            out.append(Blob("hex", line, len(run), bytes.fromhex(run)))
+        else:
+            data = _b64(run)
+            if data:
+                out.append(Blob("base64", line, len(run), data))
+        if len(out) >= MAX_BLOBS:
+            break
+    return out
+
+
+def find_encoded(text: str, min_chars: int) -> list[Blob]:
+    """Every decodable encoded region of at least ``min_chars`` characters (hex dumps: bytes/2)."""
+    lines = text.splitlines()
+    mime = _mime_blocks(lines, min_chars)
+    hexed = [
+        h
+        for h in _hex_dumps(lines, min_chars // 4)
+        if not any(m.line <= h.line <= m.last_line for m in mime)  # 'AAAA' lines are hex too
+    ]
+    blobs = _runs(text, min_chars) + mime + hexed
+    total = 0
+    kept: list[Blob] = []
+    for blob in sorted(blobs, key=lambda b: b.line):
+        total += len(blob.data)
+        if total > MAX_DECODED_BYTES or len(kept) >= MAX_BLOBS:
+            break
+        kept.append(blob)
+    return kept

@@ -1,0 +1,185 @@
+"""Tables that are not CSV: JSON records, XLSX sheets and Parquet files, read as rows of strings.
+
+Counts leave in whatever format the job writes, so the SDC rules run on all of them. The
+readers are the maintained ones (openpyxl, pyarrow); cells become strings as a CSV writer would
+write them (3.0 -> "3"), so the rules see one representation.
+"""
+
+from __future__ import annotations
+
+import math
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+MAX_ROWS = 200_000
+MAX_SHEETS = 50
+# XLSX parts that hold cells, styles and document properties; anything else (macros,
+# embedded objects, external links, pictures) is not shown as cells and is reported.
+XLSX_USUAL_PARTS = (
+    "[Content_Types].xml",
+    "_rels/",
+    "docProps/",
+    "xl/workbook.xml",
+    "xl/_rels/",
+    "xl/worksheets/",
+    "xl/sharedStrings.xml",
+    "xl/styles.xml",
+    "xl/theme/",
+    "xl/calcChain.xml",
+    "xl/tables/",
+    "xl/printerSettings/",
+)
+
+
+@dataclass
+class ReadTables:
+    """Tables found in one file (name -> rows) and any text that is not in a table cell."""
+
+    tables: dict[str, list[list[str]]] = field(default_factory=dict)
+    other_text: list[str] = field(default_factory=list)
+    unusual_parts: list[str] = field(default_factory=list)
+
+
+def cell_text(value: Any) -> str:
+    """One cell as a CSV writer would write it: integral floats without '.0', None empty."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        if value.is_integer() and abs(value) < 1e15:
+            return str(int(value))
+        return repr(value)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)
+
+
+def _records(items: list[Any]) -> list[list[str]] | None:
+    if not items or not all(isinstance(i, dict) for i in items):
+        return None
+    header: list[str] = []
+    for item in items[:MAX_ROWS]:
+        for key in item:
+            if key not in header and not isinstance(item[key], dict | list):
+                header.append(key)
+    if not header:
+        return None
+    return [header, *([cell_text(item.get(k)) for k in header] for item in items[:MAX_ROWS])]
+
+
+def _grid(items: list[Any]) -> list[list[str]] | None:
+    if len(items) < 2 or not all(isinstance(r, list) and r for r in items):
+        return None
+    if not all(not isinstance(c, dict | list) for r in items[:50] for c in r):
+        return None
+    return [[cell_text(c) for c in r] for r in items[:MAX_ROWS]]
+
+
+def _columns(obj: dict[str, Any]) -> list[list[str]] | None:
+    """{"site": [...], "n": [...]}: columns of equal length."""
+    lists = {k: v for k, v in obj.items() if isinstance(v, list)}
+    if len(lists) < 2 or len(lists) != len(obj):
+        return None
+    lengths = {len(v) for v in lists.values()}
+    if len(lengths) != 1 or any(isinstance(c, dict | list) for v in lists.values() for c in v[:50]):
+        return None
+    header = list(lists)
+    (n,) = lengths
+    return [header, *([cell_text(lists[k][i]) for k in header] for i in range(min(n, MAX_ROWS)))]
+
+
+def _nested(obj: dict[str, Any]) -> list[list[str]] | None:
+    """{"site A": {"n": 40, "deaths": 3}, ...}: outer keys are row labels."""
+    if not obj or not all(isinstance(v, dict) for v in obj.values()):
+        return None
+    if not all(not isinstance(x, dict | list) for v in obj.values() for x in v.values()):
+        return None
+    header = ["label"]
+    for v in obj.values():
+        header.extend(k for k in v if k not in header)
+    return [header, *([str(k), *(cell_text(v.get(h)) for h in header[1:])] for k, v in obj.items())]
+
+
+def json_tables(doc: Any, path: str = "$", depth: int = 0) -> Iterator[tuple[str, list[list[str]]]]:
+    """Every table-shaped part of a JSON document: records, columns, grids, nested mappings, splits."""
+    if depth > 6:
+        return
+    if isinstance(doc, list):
+        found = _records(doc) or _grid(doc)
+        if found:
+            yield path, found
+            return
+        for i, item in enumerate(doc[:100]):
+            yield from json_tables(item, f"{path}[{i}]", depth + 1)
+    elif isinstance(doc, dict):
+        if isinstance(doc.get("columns"), list) and isinstance(doc.get("data"), list):  # pandas split
+            rows = [r for r in doc["data"] if isinstance(r, list)]
+            yield path, [[cell_text(c) for c in doc["columns"]], *([cell_text(c) for c in r] for r in rows)]
+            return
+        found = _columns(doc) or _nested(doc)
+        if found:
+            yield path, found
+            return
+        scalars = {k: v for k, v in doc.items() if not isinstance(v, dict | list)}
+        if len(scalars) >= 2:
+            yield path, [list(scalars), [cell_text(v) for v in scalars.values()]]
+        for key, value in doc.items():
+            if isinstance(value, dict | list):
+                yield from json_tables(value, f"{path}.{key}", depth + 1)
+
+
+def read_xlsx(path: Path) -> ReadTables:
+    """Every sheet's cell values (cached results of formulas), plus parts that are not cells."""
+    import openpyxl
+
+    out = ReadTables()
+    with zipfile.ZipFile(path) as zf:
+        out.unusual_parts = sorted(n for n in zf.namelist() if not n.startswith(XLSX_USUAL_PARTS))
+    wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    try:
+        for ws in wb.worksheets[:MAX_SHEETS]:
+            rows: list[list[str]] = []
+            for row in ws.iter_rows(values_only=True):
+                cells = [cell_text(v) for v in row]
+                if any(c.strip() for c in cells):
+                    rows.append(cells)
+                if len(rows) >= MAX_ROWS:
+                    break
+            out.tables[f"sheet {ws.title!r}"] = rows
+        props = wb.properties
+        out.other_text.extend(
+            str(v)
+            for v in (props.creator, props.title, props.subject, props.description, props.keywords)
+            if v
+        )
+    finally:
+        wb.close()
+    return out
+
+
+def read_parquet(path: Path) -> ReadTables:
+    """The table (first MAX_ROWS rows) and its key-value metadata."""
+    import pyarrow.parquet as pq
+
+    out = ReadTables()
+    pf = pq.ParquetFile(path)
+    meta = pf.schema_arrow.metadata or {}
+    out.other_text.extend(
+        f"{k.decode('utf-8', 'replace')}: {v.decode('utf-8', 'replace')}" for k, v in meta.items()
+    )
+    names = pf.schema_arrow.names
+    rows: list[list[str]] = [list(names)]
+    for batch in pf.iter_batches(batch_size=10_000):
+        columns = [batch.column(i).to_pylist() for i in range(batch.num_columns)]
+        for i in range(batch.num_rows):
+            rows.append([cell_text(col[i]) for col in columns])
+        if len(rows) > MAX_ROWS:
+            break
+    out.tables["table"] = rows
+    return out

@@ -1,0 +1,104 @@
+"""Finding a dataset's identifiers in disguise: spaced, squeezed, reversed, hex or base64.
+
+`IdentifierMatcher` finds "Jane Doe" and "doe_jane.png". A job that wants a name out prints
+it as "J a n e  D o e", "JANEDOE", "eoD enaJ", "4a616e65" or "SmFuZQ==" instead. Each
+function here rewrites lines into a form in which the plain matcher (or a substring search
+for long identifiers) sees through one disguise, keeping one output line per input line so
+hits map back to line numbers.
+"""
+
+from __future__ import annotations
+
+import re
+from bisect import bisect_right
+from collections.abc import Iterable
+from itertools import accumulate
+
+from egress_review.checks.identifiers import IdentifierMatcher
+from egress_review.encoded import decoded_fragments
+
+# A run of single characters separated by exactly one non-alphanumeric character:
+# "J a n e", "J.a.n.e", "C-I-T-I-Z-E-N". Longer gaps separate words.
+_SPACED = re.compile(r"(?<![0-9A-Za-z])[0-9A-Za-z](?:[^0-9A-Za-z\n][0-9A-Za-z](?![0-9A-Za-z]))+")
+_NOT_ALNUM = re.compile(r"[^0-9a-z]+")
+# Identifiers at least this long (letters and digits only) are also searched as substrings of
+# squeezed lines: long enough that a chance match in ordinary text is unlikely.
+MIN_SQUEEZED_CHARS = 6
+
+
+def despaced(line: str) -> str:
+    return _SPACED.sub(lambda m: re.sub(r"[^0-9A-Za-z]", "", m.group(0)), line)
+
+
+def squeeze(text: str) -> str:
+    return _NOT_ALNUM.sub("", text.lower())
+
+
+def _letter_richest(form: str, k: int) -> int:
+    """Offset of the k-gram of ``form`` with the most letters (the first such)."""
+    counts = [sum(c.isalpha() for c in form[j : j + k]) for j in range(len(form) - k + 1)]
+    return counts.index(max(counts))
+
+
+class SqueezedIndex:
+    """Long identifiers as letters and digits only, and reversed, found as substrings of
+    squeezed text (catches "JANEDOE", "jane.doe.1970" run together, and "EODENAJ").
+
+    The text's distinct k-grams are collected once (C-speed set building) and intersected
+    with one anchor k-gram per identifier form (the one richest in letters: runs of digits
+    are everywhere in logs); only those candidates are then searched."""
+
+    def __init__(self, identifiers: Iterable[str]) -> None:
+        k = MIN_SQUEEZED_CHARS
+        self.by_anchor: dict[str, set[tuple[str, int]]] = {}
+        for ident in identifiers:
+            norm = squeeze(ident)
+            # Numbers (IDs, UIDs) stay with the whole-token matcher, forwards and reversed:
+            # as substrings they would collide with every run of digits in a log.
+            if len(norm) < k or norm.isdigit():
+                continue
+            for form in (norm, norm[::-1]):
+                at = _letter_richest(form, k)
+                self.by_anchor.setdefault(form[at : at + k], set()).add((form, at))
+
+    def __bool__(self) -> bool:
+        return bool(self.by_anchor)
+
+    def lines_with(self, squeezed_lines: list[str]) -> set[int]:
+        """0-based numbers of the lines holding an identifier (forwards or reversed)."""
+        k = MIN_SQUEEZED_CHARS
+        text = "\n".join(squeezed_lines)
+        grams = {text[i : i + k] for i in range(len(text) - k + 1)}
+        hits: set[int] = set()
+        starts = list(accumulate((len(line) + 1 for line in squeezed_lines), initial=0))
+        for anchor in grams & self.by_anchor.keys():
+            forms = self.by_anchor[anchor]
+            pos = text.find(anchor)
+            while pos >= 0:
+                for form, at in forms:
+                    if pos >= at and text.startswith(form, pos - at):
+                        hits.add(bisect_right(starts, pos - at) - 1)
+                pos = text.find(anchor, pos + 1)
+        return hits
+
+
+def disguised_lines(lines: list[str], matcher: IdentifierMatcher, squeezed_index: SqueezedIndex) -> set[int]:
+    """0-based numbers of the lines that carry an identifier in any handled disguise."""
+    hits: set[int] = set()
+    if not matcher and not squeezed_index:
+        return hits
+
+    def by_matcher(variant: list[str]) -> None:
+        if matcher:
+            hits.update(h.line - 1 for h in matcher.find("\n".join(variant), limit=100_000))
+
+    spaced = [despaced(line) for line in lines]
+    by_matcher(spaced)
+    by_matcher([line[::-1] for line in spaced])
+    decoded = [" ".join(decoded_fragments(line)).replace("\n", " ") for line in lines]
+    by_matcher(decoded)
+    by_matcher([line[::-1] for line in decoded])
+    if squeezed_index:
+        hits |= squeezed_index.lines_with([squeeze(line) for line in lines])
+        hits |= squeezed_index.lines_with([squeeze(line) for line in decoded])
+    return hits

@@ -1,0 +1,104 @@
+"""A researcher's view of a job's log: screened, judged from its start, within budgets.
+
+The log is an output channel like any file in /output, only live: this module is the one
+entry point through which a researcher reads it (`tre.jobs.service.visible_log` is handed
+`researcher_log` by the API). Judging a log costs about 1-2 ms per KiB and a follower polls
+twice a second, so screens and judgements are cached.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import OrderedDict
+
+from sqlalchemy.orm import Session
+
+from egress_review import checking, logbudget
+from egress_review.logscreen import STATUS_ONLY_NOTICE, LogScreen, Screening
+from tre.config import Settings
+from tre.errors import PolicyUnavailable
+from tre.jobs.service import log_size, read_log
+from tre.policy import policies_for_datasets
+from tre.store.models import Job, JobState
+
+
+def job_log_screen(session: Session, settings: Settings, job: Job) -> tuple[LogScreen, int]:
+    """The screen for this job's datasets' policies, and the project's daily budget (bytes).
+
+    No policy, no log: fail closed with a reason."""
+    datasets = checking.job_datasets(session, job)
+    try:
+        applied = policies_for_datasets(datasets, settings.resolved_policies_dir)
+    except PolicyUnavailable as exc:
+        raise PolicyUnavailable(f"the job's log is withheld: {exc}") from exc
+    policies = [a.policy for a in applied]
+    identifiers = frozenset(checking.identifiers_for(datasets, applied))
+    key = (tuple(p.digest for p in policies), identifiers)
+    with _SCREENINGS_LOCK:
+        screen = _SCREENS.get(key)
+    if screen is None:
+        # Building the matchers over thousands of identifiers is the slow part: once per
+        # (policies, identifiers), not once per poll.
+        screen = LogScreen.for_policies(policies, set(identifiers))
+        with _SCREENINGS_LOCK:
+            _SCREENS[key] = screen
+            while len(_SCREENS) > 16:
+                _SCREENS.popitem(last=False)
+    daily = min(p.job.researcher_log_project_daily_kib for p in policies) * 1024
+    return screen, daily
+
+
+def researcher_log(session: Session, settings: Settings, job: Job, offset: int) -> tuple[bytes, int]:
+    """A researcher's view of the log from ``offset`` (`tre.jobs.service.LogScreener`).
+
+    Judged from the start of the log whatever the offset, by the screening of the job's
+    datasets' policies, and shown within the per-job and per-project daily budgets
+    (egress_review.logbudget).
+    """
+    # The state is read before the log: if the job had ended then, the file is complete.
+    ended = JobState(job.state).terminal
+    screen, daily_limit = job_log_screen(session, settings, job)
+    size = log_size(settings, job.id)
+    if screen.visibility == "full":
+        raw, next_offset, _ = read_log(settings, job.id, offset)
+        return raw, next_offset
+    if screen.visibility == "status_only":
+        return (STATUS_ONLY_NOTICE if offset == 0 and size else b""), max(offset, size)
+    screening = _screened(settings, job.id, screen, ended)
+    allowed = logbudget.charge(session, job.id, job.project_id, screening, offset, daily_limit)
+    body = screen.render(screening, offset, allowed.shown_to)
+    next_offset = max(offset, allowed.shown_to)
+    if allowed.exhausted:
+        return body + logbudget.daily_notice(daily_limit), max(next_offset, size)
+    if screening.cut and allowed.shown_to >= screening.decided_to and offset <= screening.decided_to:
+        return body + screen.limit_notice(), max(next_offset, size)
+    return body, next_offset
+
+
+# Judging a log costs about 1-2 ms per KiB, and a follower polls twice a second: the last
+# judgements are kept per (job, log size, ended, screen), which a log that has not grown
+# since the last poll (or is read again) reuses.
+_SCREENINGS: OrderedDict[tuple[object, ...], Screening] = OrderedDict()
+_SCREENS: OrderedDict[tuple[object, ...], LogScreen] = OrderedDict()
+_SCREENINGS_LOCK = threading.Lock()
+SCREENING_CACHE = 64
+
+
+def _screened(settings: Settings, job_id: str, screen: LogScreen, ended: bool) -> Screening:
+    log, _, at_end = read_log(settings, job_id, 0, screen.limit_bytes + 1)
+    final = ended and at_end
+    # The screen object itself is part of the key: it is kept alive in _SCREENS (or by the
+    # key), so its identity cannot be reused by another screen while the entry exists.
+    key = (job_id, final, screen, hashlib.sha256(log).digest())
+    with _SCREENINGS_LOCK:
+        hit = _SCREENINGS.get(key)
+        if hit is not None:
+            _SCREENINGS.move_to_end(key)
+            return hit
+    screening = screen.screen_log(log, final)
+    with _SCREENINGS_LOCK:
+        _SCREENINGS[key] = screening
+        while len(_SCREENINGS) > SCREENING_CACHE:
+            _SCREENINGS.popitem(last=False)
+    return screening

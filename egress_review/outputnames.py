@@ -1,0 +1,100 @@
+"""What researchers see of a job's output file names.
+
+A job chooses its output names, so a name is a channel out of the sandbox like a log line:
+220 names once carried a patient's name and a whole CT slice through `tre outputs`. So the
+names are judged together by the log screen of the job's datasets (identifiers, also in
+disguise; encoded payload summed over neighbouring names), and under ``status_only`` none is
+shown. A researcher then sees each output by its index, size and SHA-256, and names it in an
+egress request as ``#<index>`` or ``sha256:<hex>``. DAC members, auditors and admins see the
+real names (they review them).
+
+The index is the position in the list ordered by hash (then row id): an order the job
+cannot steer to spell something that the hashes do not already show.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session
+
+from tre.access import STAFF_ROLES
+from tre.auth.principal import Principal
+from tre.config import Settings
+from tre.store.models import Job, JobOutput
+
+_BY_INDEX = re.compile(r"^#(\d{1,9})$")
+_BY_HASH = re.compile(r"^sha256:([0-9a-f]{64})$")
+
+
+def indexed(outputs: Iterable[JobOutput]) -> list[JobOutput]:
+    """Outputs in index order (index = position, from 0)."""
+    return sorted(outputs, key=lambda o: (o.sha256, o.id or 0))
+
+
+@dataclass(frozen=True)
+class NameView:
+    """Which names of one job a caller may not see (every one when ``all_hidden``)."""
+
+    hidden: frozenset[str]
+    all_hidden: bool = False
+
+    def shows(self, path: str) -> bool:
+        return not self.all_hidden and path not in self.hidden
+
+
+SHOW_ALL = NameView(frozenset())
+
+
+def name_view(session: Session, settings: Settings, principal: Principal, job: Job) -> NameView:
+    """The names of ``job``'s outputs hidden from ``principal``."""
+    if principal.has(*STAFF_ROLES):
+        return SHOW_ALL
+    from egress_review.joblog import job_log_screen
+
+    try:
+        screen, _ = job_log_screen(session, settings, job)
+    except Exception:  # noqa: BLE001 - no policy: show no names (fail closed)
+        return NameView(frozenset(), all_hidden=True)
+    if screen.visibility == "full":
+        return SHOW_ALL
+    if screen.visibility == "status_only":
+        return NameView(frozenset(), all_hidden=True)
+    names = [o.path for o in indexed(job.outputs)]
+    screening = screen.screen_log(("\n".join(names) + "\n").encode(), final=True)
+    hidden = {names[i] for i, line in enumerate(screening.lines) if line.withheld}
+    # A name that does not decode to one whole line (it cannot hold a newline; be safe).
+    if len(screening.lines) != len(names):
+        return NameView(frozenset(), all_hidden=True)
+    return NameView(frozenset(hidden))
+
+
+def placeholder(sha256: str) -> str:
+    """What stands for a withheld name where a name is needed (a download's file name)."""
+    return f"sha256-{sha256[:16]}"
+
+
+def _view_for_request(session: Session, settings: Settings, principal: Principal, job_id: str) -> NameView:
+    job = session.get(Job, job_id)
+    if job is None:
+        return NameView(frozenset(), all_hidden=not principal.has(*STAFF_ROLES))
+    return name_view(session, settings, principal, job)
+
+
+def request_name_view(session: Session, settings: Settings, principal: Principal, job_id: str) -> NameView:
+    """The names of the egress files of a request on job ``job_id`` hidden from ``principal``."""
+    return _view_for_request(session, settings, principal, job_id)
+
+
+def resolve(outputs: Iterable[JobOutput], wanted: str) -> str | None:
+    """The recorded path an egress request means by ``wanted``: the path itself, ``#<index>``
+    or ``sha256:<hex>``; None when nothing matches."""
+    ordered = indexed(outputs)
+    if m := _BY_INDEX.match(wanted):
+        i = int(m.group(1))
+        return ordered[i].path if i < len(ordered) else None
+    if m := _BY_HASH.match(wanted):
+        return next((o.path for o in ordered if o.sha256 == m.group(1)), None)
+    return next((o.path for o in ordered if o.path == wanted), None)

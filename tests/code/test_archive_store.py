@@ -1,0 +1,218 @@
+"""Code archives: every hostile entry is refused with its reason and nothing is stored; the
+quota bounds bytes and entries (a gzip bomb included); accepted archives are stored once per
+SHA-256 and unpacked once into a read-only tree; folders pack deterministically."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import stat
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from tests.code.hostile import file, folder, link, special, targz
+from tre.code.archive import CodeLimits, CodeRefused, CodeTooLarge, inspect_archive, pack_folder
+from tre.code.store import CodeStore
+from tre.config import Settings
+
+HOSTILE = {
+    "absolute path": (targz(file("/etc/cron.d/x")), "is an absolute path"),
+    "dot-dot": (targz(file("ok.py"), file("a/../../escape.py")), "contains '..'"),
+    "absolute symlink": (targz(link("passwd", "/etc/passwd")), "points to an absolute path"),
+    "escaping relative symlink": (
+        targz(folder("a"), link("a/up", "../../etc")),
+        "symbolic link 'a/up' points outside the archive",
+    ),
+    "symlink chain escape": (
+        targz(link("b", "."), link("a", "b"), link("c", "a/..")),
+        "symbolic link 'c' points outside the archive",
+    ),
+    "write through a symlink": (
+        targz(folder("d"), link("l", "d"), file("l/x.py")),
+        "goes through the symbolic link 'l'",
+    ),
+    "hard link outside": (
+        targz(link("h", "etc/shadow", tarfile.LNKTYPE)),
+        "not a file earlier in the archive",
+    ),
+    "hard link with dot-dot": (targz(link("h", "../outside", tarfile.LNKTYPE)), "contains '..'"),
+    "character device": (targz(special("null", tarfile.CHRTYPE)), "is a device node"),
+    "block device": (targz(special("sda", tarfile.BLKTYPE)), "is a device node"),
+    "fifo": (targz(special("pipe", tarfile.FIFOTYPE)), "is a FIFO"),
+    "setuid": (targz(file("run", mode=0o4755)), "setuid or setgid"),
+    "setgid": (targz(file("run", mode=0o2755)), "setuid or setgid"),
+    "duplicate": (targz(file("a.py"), link("a.py", "b.py")), "appears twice"),
+    "duplicate through ./": (targz(file("a.py"), file("./a.py")), "appears twice"),
+    "file over an implied folder": (
+        targz(file("lib/x.py"), file("lib")),
+        "entry 'lib' is not a folder, but other entries are inside it",
+    ),
+    "symlink over an implied folder": (
+        targz(file("lib/x.py"), link("lib", "/")),
+        "entry 'lib' is not a folder",
+    ),
+    "control characters": (targz(file("evil\x1b]0;pwned\x07.py")), "control characters"),
+    "not gzip": (b"PK\x03\x04 this is a zip file, not a tar.gz" * 10, "not a valid gzip-compressed tar"),
+    "gzip of garbage": (__import__("gzip").compress(os.urandom(4096)), "not a valid gzip-compressed tar"),
+}
+
+
+@pytest.fixture
+def store(settings: Settings) -> CodeStore:
+    return CodeStore(settings)
+
+
+def _stored_anything(store: CodeStore) -> list[str]:
+    return [p.name for d in (store.archives, store.trees, store.incoming) if d.exists() for p in d.iterdir()]
+
+
+def _put(store: CodeStore, tmp_path: Path, data: bytes, limits: CodeLimits | None = None):  # type: ignore[no-untyped-def]
+    path = tmp_path / "code.tar.gz"
+    path.write_bytes(data)
+    return store.store_file(path, limits or CodeLimits())
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_hostile_archive_is_refused_with_its_reason_and_nothing_is_stored(
+    case: str, store: CodeStore, tmp_path: Path
+) -> None:
+    data, reason = HOSTILE[case]
+    with pytest.raises(CodeRefused) as info:
+        _put(store, tmp_path, data)
+    message = str(info.value)
+    assert reason in message and "\n" not in message
+    assert "\x1b" not in message
+    assert _stored_anything(store) == []
+
+
+def test_quota_bounds_entries_bytes_and_archive_size(store: CodeStore, tmp_path: Path) -> None:
+    many = targz(*(file(f"f{i}.py") for i in range(11)))
+    with pytest.raises(CodeTooLarge, match="more than 10 entries"):
+        _put(store, tmp_path, many, CodeLimits(max_bytes=1 << 20, max_entries=10))
+    _put(store, tmp_path, many, CodeLimits(max_bytes=1 << 20, max_entries=11))  # at the limit: fine
+
+    # A gzip bomb: 64 MiB of zeros in a ~64 KiB archive is refused from the tar header.
+    bomb = targz(file("zeros.bin", b"\0" * (64 << 20)))
+    assert len(bomb) < 200_000
+    with pytest.raises(CodeTooLarge, match="unpacks to more than 1 MiB"):
+        _put(store, tmp_path, bomb, CodeLimits(max_bytes=1 << 20))
+
+    noise = targz(file("noise.bin", os.urandom(300_000)))
+    with pytest.raises(CodeTooLarge, match="larger than 0.25 MiB, the project's quota"):
+        _put(store, tmp_path, noise, CodeLimits(max_bytes=256 * 1024))
+    assert len(os.listdir(store.archives)) == 1  # only the accepted one
+
+
+def test_same_archive_is_stored_once_and_unpacked_read_only(store: CodeStore, tmp_path: Path) -> None:
+    data = targz(
+        folder("pkg"),
+        file("pkg/__init__.py", b""),
+        file("analysis.py", b"import pkg\n", mode=0o777),
+        link("latest.py", "analysis.py"),
+        link("pkg/up.py", "../analysis.py"),
+        link("copy.py", "analysis.py", tarfile.LNKTYPE),
+    )
+    first = _put(store, tmp_path, data)
+    second = _put(store, tmp_path, data)
+    assert first.sha256 == second.sha256 == hashlib.sha256(data).hexdigest()
+    assert (first.deduplicated, second.deduplicated) == (False, True)
+    assert os.listdir(store.archives) == [f"{first.sha256}.tar.gz"]
+    assert store.archive_path(first.sha256).read_bytes() == data
+    assert stat.S_IMODE(store.archive_path(first.sha256).stat().st_mode) == 0o600
+    assert stat.S_IMODE(store.root.stat().st_mode) == 0o700
+    assert [e.path for e in first.manifest.entries] == [
+        "pkg",
+        "pkg/__init__.py",
+        "analysis.py",
+        "latest.py",
+        "pkg/up.py",
+        "copy.py",
+    ]
+
+    tree = store.ensure_tree(first.sha256, CodeLimits())
+    assert sorted(os.listdir(store.trees)) == [first.sha256]  # no leftovers from unpacking
+    assert (tree / "analysis.py").read_bytes() == b"import pkg\n"
+    assert os.readlink(tree / "latest.py") == "analysis.py"
+    for root, dirs, files in os.walk(tree):
+        for name in dirs + files:
+            st = os.lstat(os.path.join(root, name))
+            if stat.S_ISLNK(st.st_mode):
+                continue
+            want = 0o755 if stat.S_ISDIR(st.st_mode) else 0o644
+            assert stat.S_IMODE(st.st_mode) == want, name
+            assert st.st_uid == os.geteuid()
+
+
+def test_altered_archive_is_not_unpacked(store: CodeStore, tmp_path: Path) -> None:
+    stored = _put(store, tmp_path, targz(file("a.py")))
+    tree = store.tree_path(stored.sha256)
+    import shutil
+
+    shutil.rmtree(tree)
+    store.archive_path(stored.sha256).chmod(0o600)
+    store.archive_path(stored.sha256).write_bytes(targz(file("a.py", b"import os\n")))
+    with pytest.raises(Exception, match="does not match its hash"):
+        store.ensure_tree(stored.sha256, CodeLimits())
+    assert not tree.exists()
+
+
+def test_pack_folder_is_deterministic_and_refuses_what_the_server_refuses(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    (src / "lib").mkdir(parents=True)
+    (src / "analysis.py").write_text("print(1)\n")
+    (src / "lib" / "util.py").write_text("X = 1\n")
+    (src / ".git").mkdir()
+    (src / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    (src / "link.py").symlink_to("analysis.py")
+
+    def pack() -> bytes:
+        out = io.BytesIO()
+        pack_folder(src, out, CodeLimits())
+        return out.getvalue()
+
+    one = pack()
+    os.utime(src / "analysis.py", (12345, 12345))
+    (src / "lib" / "util.py").chmod(0o600)
+    assert pack() == one
+    manifest = inspect_archive(io.BytesIO(one), CodeLimits())
+    assert [e.path for e in manifest.entries] == ["analysis.py", "lib", "lib/util.py", "link.py"]
+    with tarfile.open(fileobj=io.BytesIO(one), mode="r:gz") as tar:
+        assert {(m.uid, m.gid, m.uname, m.gname, m.mtime) for m in tar.getmembers()} == {(0, 0, "", "", 0)}
+
+    (src / "out").symlink_to("/etc")
+    with pytest.raises(CodeRefused, match="symbolic link 'out' points to an absolute path"):
+        pack()
+    (src / "out").unlink()
+    os.mkfifo(src / "pipe")
+    with pytest.raises(CodeRefused, match="'pipe' is a FIFO"):
+        pack()
+    (src / "pipe").unlink()
+    (src / "big.bin").write_bytes(b"x" * 2048)
+    with pytest.raises(CodeTooLarge):
+        pack_folder(src, io.BytesIO(), CodeLimits(max_bytes=1024))
+
+
+def test_folder_entry_after_its_files_is_fine(store: CodeStore, tmp_path: Path) -> None:
+    stored = _put(store, tmp_path, targz(file("lib/x.py", b"X = 1\n"), folder("lib"), file("./run.py")))
+    assert [e.path for e in stored.manifest.entries] == ["lib/x.py", "lib", "run.py"]
+    tree = store.tree_path(stored.sha256)
+    assert (tree / "lib" / "x.py").read_bytes() == b"X = 1\n" and (tree / "run.py").is_file()
+
+
+def test_a_huge_pax_header_is_refused_without_reading_it(store: CodeStore, tmp_path: Path) -> None:
+    """tarfile reads a PAX header's body into memory: the decompressed stream is capped."""
+    import gzip
+
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo("a.py")
+        info.pax_headers = {"comment": "x" * (16 << 20)}
+        tar.addfile(info, io.BytesIO(b""))
+    bomb = gzip.compress(raw.getvalue(), mtime=0)
+    assert len(bomb) < 100_000
+    with pytest.raises(CodeTooLarge, match="decompresses to more than"):
+        _put(store, tmp_path, bomb, CodeLimits(max_bytes=1 << 20, max_entries=10))
+    assert _stored_anything(store) == []

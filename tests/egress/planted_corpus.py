@@ -1,0 +1,425 @@
+"""A planted-leak corpus: a fictional patient's CT dataset, outputs that leak it, and harmless outputs.
+
+The dataset is pydicom's bundled CT_small.dcm re-labelled with a fictional patient (name,
+hospital ID, birth and study dates, accession number) and a clinical sidecar table of MRNs,
+as a real job would see it. Each leak is written the way a job would write it (a slice as a
+CSV, a base64 DICOM in a log, a name drawn into pixels...), in several variants per class;
+each control is a normal research output that must not raise alarms. Every leak names the
+checks that should catch it, so a leak caught for the wrong reason is noticed.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import io
+import json
+import pickle
+import struct
+import subprocess
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from PIL import Image, ImageDraw, ImageFont
+from pydicom.data import get_testdata_file
+from pydicom.dataset import Dataset
+from pydicom.uid import generate_uid
+
+CT_SMALL = Path(get_testdata_file("CT_small.dcm"))  # type: ignore[arg-type]
+FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf"
+
+# The fictional patient. None of these is a real person.
+NAME = "DOE^JANE"
+PATIENT_ID = "HOSP-77-1234"
+BIRTH = "19620315"
+STUDY = "20190412"
+ACCESSION = "ACC558812"
+MRN = "MRN-0048213"
+SLICES = 24
+
+KEEP = {
+    "SpecificCharacterSet", "ImageType", "SOPClassUID", "Modality", "SliceThickness", "KVP",
+    "PatientPosition", "SeriesNumber", "InstanceNumber", "ImagePositionPatient",
+    "ImageOrientationPatient", "SliceLocation", "SamplesPerPixel", "PhotometricInterpretation",
+    "Rows", "Columns", "PixelSpacing", "BitsAllocated", "BitsStored", "HighBit",
+    "PixelRepresentation", "RescaleIntercept", "RescaleSlope", "PixelData",
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Planted:
+    """One output file; ``caught_by`` lists check-name prefixes of which one must fire."""
+
+    name: str
+    data: bytes
+    caught_by: tuple[str, ...] = ()
+
+
+def _source() -> Dataset:
+    ds = pydicom.dcmread(CT_SMALL)
+    ds.PatientName = NAME
+    ds.PatientID = PATIENT_ID
+    ds.PatientBirthDate = BIRTH
+    ds.StudyDate = STUDY
+    ds.SeriesDate = STUDY
+    ds.AccessionNumber = ACCESSION
+    ds.StudyInstanceUID = generate_uid()
+    ds.SeriesInstanceUID = generate_uid()
+    return ds
+
+
+def volume(ds: Dataset) -> np.ndarray:
+    """A smooth CT-like volume built from the sample slice (each slice shifted a little)."""
+    base = ds.pixel_array.astype(np.int16)
+    return np.stack([np.roll(base, z, axis=1) for z in range(SLICES)])
+
+
+def build_dataset(root: Path) -> Path:
+    """The granted dataset: SLICES DICOM slices of the fictional patient and a clinical CSV."""
+    root.mkdir(parents=True, exist_ok=True)
+    src = _source()
+    vol = volume(src)
+    for z in range(SLICES):
+        sl = copy.deepcopy(src)
+        sl.SOPInstanceUID = generate_uid()
+        sl.file_meta.MediaStorageSOPInstanceUID = sl.SOPInstanceUID
+        sl.InstanceNumber = z + 1
+        sl.PixelData = vol[z].tobytes()
+        sl.save_as(root / f"slice{z:03d}.dcm", enforce_file_format=True)
+    (root / "clinical.csv").write_text(
+        "mrn,age_group,histology\n" + f"{MRN},60-69,adenocarcinoma\n" + "MRN-0051177,50-59,squamous\n"
+    )
+    return root
+
+
+# ------------------------------------------------------------------------------ helpers
+
+
+def _png(img: Image.Image, **info: str) -> bytes:
+    from PIL import PngImagePlugin
+
+    meta = PngImagePlugin.PngInfo()
+    for k, v in info.items():
+        meta.add_text(k, v)
+    buf = io.BytesIO()
+    img.save(buf, "PNG", pnginfo=meta)
+    return buf.getvalue()
+
+
+def _jpeg(img: Image.Image, exif: Image.Exif | None = None) -> bytes:
+    buf = io.BytesIO()
+    img.convert("RGB").save(buf, "JPEG", quality=95, **({"exif": exif} if exif is not None else {}))
+    return buf.getvalue()
+
+
+def _ct_image(ds: Dataset) -> Image.Image:
+    arr = ds.pixel_array.astype(np.float64)
+    arr = (arr - arr.min()) / max(1.0, arr.max() - arr.min()) * 255
+    return Image.fromarray(arr.astype(np.uint8)).resize((512, 512))
+
+
+def _draw(img: Image.Image, lines: list[str], size: int = 28) -> Image.Image:
+    img = img.convert("RGB")
+    draw = ImageDraw.Draw(img)
+    font = ImageFont.truetype(FONT, size)
+    for i, line in enumerate(lines):
+        draw.text((12, 12 + i * (size + 10)), line, fill=(255, 255, 255), font=font)
+    return img
+
+
+def _nifti(arr: np.ndarray, descrip: str = "", datatype: int = 4) -> bytes:
+    """A NIfTI-1 single file (.nii) written by hand: header, 4 bytes of extension flag, voxels."""
+    dtype = {2: np.uint8, 4: np.int16, 16: np.float32}[datatype]
+    data = np.asarray(arr, dtype=dtype)
+    hdr = bytearray(348)
+    struct.pack_into("<i", hdr, 0, 348)
+    dims = [data.ndim, *data.shape] + [1] * (7 - data.ndim)
+    struct.pack_into("<8h", hdr, 40, *dims)
+    struct.pack_into("<hh", hdr, 70, datatype, data.dtype.itemsize * 8)
+    struct.pack_into("<8f", hdr, 76, 1, 0.7, 0.7, 5.0, 1, 1, 1, 1)
+    struct.pack_into("<f", hdr, 108, 352.0)
+    struct.pack_into("<f", hdr, 112, 1.0)  # scl_slope
+    hdr[148 : 148 + len(descrip)] = descrip.encode()
+    hdr[344:348] = b"n+1\x00"
+    return bytes(hdr) + b"\x00" * 4 + data.tobytes(order="F")
+
+
+def _deidentified(ds: Dataset, patient_id: str = "SUBJ-0001") -> Dataset:
+    out = copy.deepcopy(ds)
+    for elem in list(out):
+        if elem.keyword not in KEEP:
+            del out[elem.tag]
+    out.SOPInstanceUID = generate_uid()
+    out.file_meta.MediaStorageSOPInstanceUID = out.SOPInstanceUID
+    out.StudyInstanceUID = generate_uid()
+    out.SeriesInstanceUID = generate_uid()
+    out.PatientID = patient_id
+    out.PatientName = patient_id
+    out.PatientIdentityRemoved = "YES"
+    out.BurnedInAnnotation = "NO"
+    out.DeidentificationMethod = "tre test pipeline"
+    out.preamble = b"\x00" * 128
+    return out
+
+
+def _dicom_bytes(ds: Dataset, preamble: bytes | None = None) -> bytes:
+    buf = io.BytesIO()
+    if preamble is not None:
+        ds.preamble = preamble.ljust(128, b"\x00")[:128]
+    ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()
+
+
+class _Evil:
+    """Loading the pickle of this runs a shell command (never loaded by the tests)."""
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        import os
+
+        return (os.system, ("echo leaked > /tmp/never",))
+
+
+def _xlsx(rows: list[list[object]]) -> bytes:
+    import openpyxl
+
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.title = "Results"
+    for r in rows:
+        ws.append(r)
+    buf = io.BytesIO()
+    wb.save(buf)
+    return buf.getvalue()
+
+
+def _parquet(columns: dict[str, list[object]], metadata: dict[str, str] | None = None) -> bytes:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.table(columns)
+    if metadata:
+        table = table.replace_schema_metadata(metadata)
+    buf = io.BytesIO()
+    pq.write_table(table, buf)
+    return buf.getvalue()
+
+
+def _csv(grid: np.ndarray, header: bool = False, fmt: str = "%d", delimiter: str = ",") -> bytes:
+    buf = io.StringIO()
+    if header:
+        buf.write(delimiter.join(f"px{i}" for i in range(grid.shape[1])) + "\n")
+    np.savetxt(buf, grid, fmt=fmt, delimiter=delimiter)
+    return buf.getvalue().encode()
+
+
+def _radiomics(rows: int, small: int) -> bytes:
+    """A features-by-site table with one cell of ``small`` patients; ~1.1 MB at 5,000 rows."""
+    rng = np.random.default_rng(7)
+    names = [f"original_firstorder_f{i}" for i in range(24)]
+    out = ["site,n_patients," + ",".join(names)]
+    for r in range(rows):
+        n = small if r == rows // 2 else 40 + r % 7 * 5
+        out.append(f"site{r},{n}," + ",".join(f"{v:.5f}" for v in rng.normal(size=24)))
+    return ("\n".join(out) + "\n").encode()
+
+
+# ------------------------------------------------------------------------------ corpus
+
+
+def leaks(dataset: Path) -> list[Planted]:
+    """Every leak class of issue 10, with variants beyond its examples."""
+    src = pydicom.dcmread(dataset / "slice000.dcm")
+    raw_dicom = (dataset / "slice000.dcm").read_bytes()
+    ct = src.pixel_array.astype(np.int64)
+    vol = volume(src)
+    image_lines = ["JANE DOE", f"ID {PATIENT_ID}", "DOB 1962-03-15"]
+    out: list[Planted] = []
+    grid = ("sdc:image_table",)
+
+    # images written as tables
+    out.append(Planted("slice_int.csv", _csv(ct), grid))
+    out.append(Planted("slice_float.csv", _csv(ct / 1000.0, header=True, fmt="%.4f"), grid))
+    out.append(Planted("slice.tsv", _csv(ct, delimiter="\t"), grid))
+    out.append(Planted("slice_semicolon.csv", _csv(ct[::2, ::2], header=True, delimiter=";"), grid))
+    out.append(Planted("slice_grid.json", json.dumps({"pixels": ct.tolist()}).encode(), grid))
+    out.append(Planted("slice_values.csv", ("value\n" + "\n".join(map(str, ct.ravel()))).encode(),
+                       ("sdc:record_level",)))  # fmt: skip
+    # type detection cut short: > 1 MiB CSV with n=3, and a .csv that is not a table
+    big = _radiomics(5000, 3)
+    assert len(big) > 1024 * 1024
+    out.append(Planted("radiomics_big.csv", big, ("sdc:threshold",)))
+    out.append(Planted("counts.csv", b"results by site\nsite A had 3 patients\nsite B had 40\n",
+                       ("extension",)))  # fmt: skip
+    # counts outside CSV
+    out.append(Planted("counts_records.json",
+                       json.dumps([{"site": "A", "n": 3}, {"site": "B", "n": 45}]).encode(),
+                       ("sdc:threshold",)))  # fmt: skip
+    out.append(Planted("counts_columns.json",
+                       json.dumps({"site": ["A", "B"], "count": [45, 4]}).encode(),
+                       ("sdc:threshold",)))  # fmt: skip
+    out.append(Planted("counts_nested.json",
+                       json.dumps({"summary": {"A": {"n": 40, "deaths": 3},
+                                               "B": {"n": 55, "deaths": 12}}}).encode(),
+                       ("sdc:subcount", "sdc:threshold")))  # fmt: skip
+    out.append(Planted("counts.tsv", b"stage\tpatients\nI\t25\nIV\t2\n", ("sdc:threshold",)))
+    out.append(Planted("counts.xlsx", _xlsx([["site", "n"], ["A", 45], ["B", 3]]), ("sdc:threshold",)))
+    out.append(Planted("counts.parquet", _parquet({"site": ["A", "B"], "n": [2, 50]}), ("sdc:threshold",)))
+    # count columns misjudged
+    out.append(
+        Planted("deaths.csv", b"site,n,deaths\nA,40,3\nB,55,12\nC,61,15\n", ("sdc:subcount", "sdc:threshold"))
+    )
+    out.append(
+        Planted("events.csv", b"site,n,relapsed\nA,40,2\nB,55,20\n", ("sdc:subcount", "sdc:threshold"))
+    )
+    out.append(Planted("dose_totals.csv", b"site,n,total_dose\nA,40,1200.5\nB,55,1800.25\n",
+                       ("sdc:magnitudes",)))  # fmt: skip
+    out.append(Planted("missing.csv", b"site,n\nA,40\nB,\nC,35\n", ("sdc:missing",)))
+    # whole volumes
+    out.append(Planted("ct_volume.nii", _nifti(vol.transpose(2, 1, 0)), ("volume:similar_to_input",)))
+    out.append(Planted("ct_volume_float.nii", _nifti(vol.transpose(2, 1, 0) / 1000.0, datatype=16),
+                       ("volume:similar_to_input",)))  # fmt: skip
+    import gzip
+
+    out.append(Planted("ct_volume.nii.gz", gzip.compress(_nifti(vol.transpose(2, 1, 0))), ("volume:",)))
+    big_vol = np.tile(vol, (8, 2, 2))  # 192 x 256 x 256: a whole scan's worth of voxels
+    out.append(Planted("big_volume.nii", _nifti(big_vol.transpose(2, 1, 0)), ("volume:size",)))
+    # text in pixels
+    drawn = _draw(_ct_image(src), image_lines)
+    out.append(Planted("overlay.png", _png(drawn), ("ocr:identifiers",)))
+    out.append(Planted("overlay.jpg", _jpeg(_draw(_ct_image(src), [f"MRN {MRN}"])), ("ocr:identifiers",)))
+    burned = _deidentified(src)
+    burned_pixels = np.asarray(
+        _draw(_ct_image(src).resize((128, 128)).resize((512, 512)), image_lines).convert("L")
+    )
+    burned.Rows, burned.Columns = burned_pixels.shape
+    burned.BitsAllocated, burned.BitsStored, burned.HighBit, burned.PixelRepresentation = 16, 16, 15, 0
+    burned.RescaleIntercept, burned.RescaleSlope = 0, 1
+    burned.PixelData = burned_pixels.astype(np.uint16).tobytes()
+    out.append(Planted("burned.dcm", _dicom_bytes(burned), ("ocr:identifiers",)))
+    # identifiers in other forms
+    out.append(
+        Planted("notes_iso.txt", b"subject born 1962-03-15, scanned with protocol B\n", ("identifiers",))
+    )
+    out.append(Planted("notes_eu.txt", b"DOB: 15/03/1962\n", ("identifiers",)))
+    out.append(Planted("notes_words.md", b"Born March 15, 1962.\n", ("identifiers",)))
+    out.append(Planted("exam_dates.csv", b"scan,exam_date,n\n1,2019-04-12,40\n2,2019-05-01,45\n",
+                       ("identifiers",)))  # fmt: skip
+    out.append(Planted("joined.csv", f"mrn,response\n{MRN},partial\nMRN-0051177,complete\n".encode(),
+                       ("identifiers",)))  # fmt: skip
+    out.append(Planted("preamble.dcm", _dicom_bytes(_deidentified(src), preamble=b"JANE DOE HOSP-77-1234"),
+                       ("dicom:preamble_identifiers",)))  # fmt: skip
+    # encodings
+    out.append(Planted("dump_mime.txt", b"payload:\n" + base64.encodebytes(raw_dicom), ("decoded:dicom",)))
+    xxd = subprocess.run(["xxd"], input=raw_dicom, capture_output=True, check=True).stdout
+    out.append(Planted("dump_xxd.log", xxd, ("decoded:dicom",)))
+    hexc = subprocess.run(["hexdump", "-C"], input=raw_dicom, capture_output=True, check=True).stdout
+    out.append(Planted("dump_hexdump.txt", hexc, ("decoded:dicom",)))
+    out.append(Planted("dump_line.json", json.dumps({"blob": base64.b64encode(raw_dicom).decode()}).encode(),
+                       ("decoded:dicom",)))  # fmt: skip
+    table = f"mrn,site\n{MRN},A\n".encode() * 20
+    out.append(Planted("table_b64.txt", base64.encodebytes(table), ("decoded:identifiers",)))
+    # models
+    rng = np.random.default_rng(1)
+    out.append(Planted("weights.json", json.dumps({"layer1": rng.normal(size=(32, 32)).tolist()}).encode(),
+                       ("model:release_review",)))  # fmt: skip
+    out.append(Planted("results.txt", pickle.dumps(_Evil(), protocol=0), ("model:pickle",)))
+    out.append(
+        Planted("model.pkl", pickle.dumps({"w": [1.0, 2.0], "hook": _Evil()}, protocol=4), ("model:pickle",))
+    )
+    out.append(Planted("model.bin", pickle.dumps(_Evil(), protocol=2), ("model:pickle",)))
+    torch_zip = io.BytesIO()
+    with zipfile.ZipFile(torch_zip, "w") as zf:
+        zf.writestr("archive/data.pkl", pickle.dumps(_Evil(), protocol=2))
+        zf.writestr("archive/data/0", b"\x00" * 4096)
+    out.append(Planted("model.pt", torch_zip.getvalue(), ("model:pickle",)))
+    header = json.dumps({"w": {"dtype": "F32", "shape": [64, 64], "data_offsets": [0, 16384]}}).encode()
+    out.append(Planted("model.safetensors", struct.pack("<Q", len(header)) + header + b"\x00" * 16384,
+                       ("model:release_review",)))  # fmt: skip
+    npz = io.BytesIO()
+    np.savez(npz, w=rng.normal(size=(16, 16)))
+    out.append(Planted("weights.npz", npz.getvalue(), ("model:release_review",)))
+    tree = pickle.dumps({"min_samples_leaf": 1, "n_samples": 24}, protocol=4)
+    out.append(Planted("tree.pkl", tree, ("model:structure",)))
+    # EXIF UserComment with its charset prefix
+    exif = Image.Exif()
+    exif.get_ifd(0x8769)[0x9286] = b"ASCII\x00\x00\x00" + PATIENT_ID.encode()
+    out.append(Planted("photo_ascii.jpg", _jpeg(Image.new("RGB", (64, 64), (90, 90, 90)), exif),
+                       ("image_metadata_identifiers",)))  # fmt: skip
+    exif2 = Image.Exif()
+    exif2.get_ifd(0x8769)[0x9286] = b"UNICODE\x00" + "Jane Doe".encode("utf-16-be")
+    out.append(Planted("photo_unicode.jpg", _jpeg(Image.new("RGB", (64, 64), (90, 90, 90)), exif2),
+                       ("image_metadata_identifiers",)))  # fmt: skip
+    out.append(Planted("plot_meta.png", _png(Image.new("RGB", (64, 64)), Comment="born 15.03.1962"),
+                       ("image_metadata_identifiers",)))  # fmt: skip
+    out.append(
+        Planted("meta.parquet", _parquet({"site": ["A"], "n": [50]}, {"source": MRN}), ("identifiers",))
+    )
+    out.append(
+        Planted("names.xlsx", _xlsx([["patient", "response"], ["Jane Doe", "partial"]]), ("identifiers",))
+    )
+    # further variants: encodings of other formats, counts as strings and floats, overlays, arrays
+    png_b64 = base64.encodebytes(_png(drawn)).decode()
+    out.append(Planted("figure.json", json.dumps({"figure_png_base64": png_b64}).encode(),
+                       ("decoded:ocr:identifiers",)))  # fmt: skip
+    table_bytes = b"site,n\nA,45\nB,3\nC,40\n" * 8
+    hex_lines = b"\n".join(
+        b" ".join(f"{b:02x}".encode() for b in table_bytes[i : i + 16])
+        for i in range(0, len(table_bytes), 16)
+    )
+    out.append(Planted("counts_hex.txt", hex_lines + b"\n", ("decoded:sdc:threshold",)))
+    as_strings = json.dumps([{"site": "A", "n": "3"}, {"site": "B", "n": "45"}]).encode()
+    out.append(Planted("counts_strings.json", as_strings, ("sdc:threshold",)))
+    out.append(Planted("counts_float.csv", b"site,n\nA,3.0\nB,45.0\n", ("sdc:threshold",)))
+    overlay = _deidentified(src)
+    from pydicom.pixels import pack_bits
+
+    text_mask = np.asarray(_draw(Image.new("L", (128, 128)), ["DOE"], size=30).convert("L")) > 128
+    overlay.add_new(0x60000010, "US", 128)
+    overlay.add_new(0x60000011, "US", 128)
+    overlay.add_new(0x60000040, "CS", "G")
+    overlay.add_new(0x60000050, "SS", [1, 1])
+    overlay.add_new(0x60000100, "US", 1)
+    overlay.add_new(0x60000102, "US", 0)
+    overlay.add_new(0x60003000, "OW", pack_bits(text_mask.astype(np.uint8).ravel()))
+    out.append(Planted("overlay.dcm", _dicom_bytes(overlay), ("ocr:identifiers",)))
+    npy = io.BytesIO()
+    np.save(npy, vol)
+    out.append(Planted("volume.npy", npy.getvalue(), ("model:release_review",)))
+    out.append(Planted("slice_named.tsv", _csv(ct, header=True, delimiter="\t"), grid))
+    return out
+
+
+def controls(dataset: Path) -> list[Planted]:
+    """Harmless outputs that a DAC member expects to pass (at most one may be flagged)."""
+    src = pydicom.dcmread(dataset / "slice000.dcm")
+    out: list[Planted] = []
+    out.append(Planted("frequencies.csv", b"histology,sex,n\nadenocarcinoma,F,45\nadenocarcinoma,M,30\n"
+                       b"squamous,F,20\nsquamous,M,25\n"))  # fmt: skip
+    out.append(Planted("lesion_sizes.csv", b"group,n,median_diameter_mm,max_size_mm\nA,25,12,31\nB,40,7,9\n"))
+    out.append(Planted("uids.log", b"reading series: SOP Class 1.2.840.10008.5.1.4.1.1.2 (CT Image Storage)\n"
+                       b"transfer syntax 1.2.840.10008.1.2.1, 24 slices, done in 3.2 s\n"))  # fmt: skip
+    mask = np.zeros((64, 64, 12), dtype=np.uint8)
+    mask[20:40, 22:44, 3:9] = 1
+    mask[25:30, 25:30, 4:6] = 2
+    out.append(Planted("tumour_mask.nii", _nifti(mask, descrip="TE=2.3;Time=101530.000;phase=1", datatype=2)))
+    out.append(Planted("deidentified.dcm", _dicom_bytes(_deidentified(src, "SUBJ-0001"))))
+    plot = Image.new("RGB", (640, 480), "white")
+    draw = ImageDraw.Draw(plot)
+    font = ImageFont.truetype(FONT, 22)
+    draw.text((40, 20), "Dice score by fold", fill="black", font=font)
+    draw.line([(60, 420), (600, 420)], fill="black", width=2)
+    draw.line([(60, 420), (60, 60)], fill="black", width=2)
+    for i, h in enumerate([0.81, 0.84, 0.79, 0.86, 0.83]):
+        draw.rectangle([100 + i * 100, 420 - int(h * 300), 160 + i * 100, 420], fill="steelblue")
+    out.append(Planted("dice.png", _png(plot, Software="matplotlib version3.8")))
+    out.append(Planted("metrics.json", json.dumps({"dice": 0.83, "hausdorff_mm": 4.2, "folds": 5}).encode()))
+    out.append(Planted("README.md", b"# Results\n\nSegmentation model trained on 24 slices; see dice.png.\n"))
+    out.append(Planted("summary.tsv", b"site\tn\tmean_age\nA\t45\t61.2\nB\t30\t58.9\n"))
+    out.append(Planted("summary.parquet", _parquet({"site": ["A", "B"], "n": [45, 30]})))
+    out.append(Planted("gradient.jpg", _jpeg(Image.linear_gradient("L").resize((128, 128)))))
+    scores = "\n".join(" ".join(str(10 + (r * 7 + c * 3) % 89) for c in range(20)) for r in range(30))
+    out.append(Planted("dice_by_case.txt", ("dice x100 per case and fold\n" + scores + "\n").encode()))
+    return out

@@ -1,0 +1,76 @@
+"""The planted-leak run of issue 10: no leak passes, at most one harmless control is flagged."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from egress_review.checks import CheckContext, CheckResult, gather_identifiers, ocr, run_checks, worst
+from tests.egress.planted_corpus import Planted, build_dataset, controls, leaks
+from tre.policy import Policy, load_policy
+
+POLICIES = Path(__file__).resolve().parents[2] / "policies"
+pytestmark = pytest.mark.skipif(not ocr.available(), reason="needs Debian tesseract-ocr")
+
+
+@pytest.fixture(scope="module")
+def policy() -> Policy:
+    return load_policy("default", POLICIES)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_dataset(tmp_path_factory.mktemp("dataset"))
+
+
+@pytest.fixture(scope="module")
+def context(dataset: Path, policy: Policy) -> CheckContext:
+    ids = gather_identifiers(dataset, identifier_columns=policy.text.identifier_columns)
+    return CheckContext(identifiers=ids, file_count=1, total_size=0, dataset_paths=[dataset])
+
+
+def _run(tmp_path: Path, planted: Planted, policy: Policy, context: CheckContext) -> list[CheckResult]:
+    path = tmp_path / planted.name
+    path.write_bytes(planted.data)
+    return run_checks(path, planted.name, policy, context)
+
+
+def test_corpus_has_every_leak_class(dataset: Path) -> None:
+    names = [p.name for p in leaks(dataset)]
+    assert len(names) == len(set(names)) and len(names) >= 56
+    assert len(controls(dataset)) >= 12
+
+
+def test_no_planted_leak_passes(tmp_path: Path, dataset: Path, policy: Policy, context: CheckContext) -> None:
+    missed: list[str] = []
+    wrong_reason: list[str] = []
+    for planted in leaks(dataset):
+        results = _run(tmp_path, planted, policy, context)
+        fired = [r.check for r in results if r.outcome != "pass"]
+        if worst(results) == "pass":
+            missed.append(planted.name)
+        elif not any(f.startswith(planted.caught_by) for f in fired):
+            wrong_reason.append(f"{planted.name}: expected {planted.caught_by}, got {fired}")
+    assert not missed, f"leaks that passed: {missed}"
+    assert not wrong_reason, "\n".join(wrong_reason)
+
+
+def test_at_most_one_control_flagged(
+    tmp_path: Path, dataset: Path, policy: Policy, context: CheckContext
+) -> None:
+    flagged = {}
+    for planted in controls(dataset):
+        results = _run(tmp_path, planted, policy, context)
+        if worst(results) != "pass":
+            flagged[planted.name] = [f"{r.check}: {r.reason}" for r in results if r.outcome != "pass"]
+    assert len(flagged) <= 1, flagged
+
+
+def test_every_finding_says_what_and_where(
+    tmp_path: Path, dataset: Path, policy: Policy, context: CheckContext
+) -> None:
+    for planted in leaks(dataset)[:20]:
+        for r in _run(tmp_path, planted, policy, context):
+            if r.outcome != "pass":
+                assert len(r.reason) > 30, (planted.name, r)

@@ -1,0 +1,189 @@
+"""Container images: import (researchers and admins, streamed upload), list, approve and
+revoke per project (admins: ingress review), push to the TRE's registry (admins)."""
+
+from __future__ import annotations
+
+import shutil
+
+import anyio
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.orm import Session
+
+from tre.access import user_project_ids
+from tre.api.deps import any_role, get_session, get_settings_dep, require_roles
+from tre.api.problems import Problem
+from tre.audit import record_event
+from tre.auth.principal import Principal
+from tre.config import Settings
+from tre.errors import NotFound
+from tre.images import catalog
+from tre.images.catalog import ImageView
+from tre.images.push import push_image
+from tre.images.store import ImageStore
+
+router = APIRouter(prefix="/api/v1/images", tags=["images"])
+importers = require_roles("researcher", "admin")
+admin_only = require_roles("admin")
+readers = any_role()
+
+
+class ImageOut(BaseModel):
+    digest: str
+    reference: str
+    name: str
+    size: int
+    unpacked_size: int
+    layers: int
+    created: str
+    imported_by: str
+    imported_at: str
+    source_format: str
+    approved_for: list[str]
+    imported: bool
+
+
+class ApprovalIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reference: str = Field(max_length=600)
+    project_id: str = Field(max_length=64)
+    external: bool = False
+
+
+class RevokeImageIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reference: str = Field(max_length=600)
+    project_id: str = Field(max_length=64)
+
+
+class ApprovalOut(BaseModel):
+    project_id: str
+    digest: str
+    reference: str
+    approved_by: str
+    revoked: bool
+    pushed_to: str | None = None
+
+
+class PushIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reference: str = Field(max_length=600)
+
+
+class PushOut(BaseModel):
+    reference: str
+
+
+def _out(view: ImageView) -> ImageOut:
+    return ImageOut(**view.__dict__)
+
+
+def _view(session: Session, settings: Settings, p: Principal, digest: str) -> ImageOut:
+    """The image just imported; a researcher sees only their own projects' approvals of it."""
+    for view in catalog.list_images(session, settings, p.user_id, see_all=True):
+        if view.digest == digest:
+            out = _out(view)
+            if not p.has("admin", "auditor", "dac"):
+                mine = set(user_project_ids(session, p.user_id))
+                out.approved_for = [x for x in out.approved_for if x in mine]
+            return out
+    raise NotFound(f"no image {digest}")
+
+
+@router.post("", response_model=ImageOut, status_code=201)
+async def import_image(
+    request: Request,
+    name: str | None = Query(None, max_length=128, description="Repository name (default: the archive's)."),
+    p: Principal = Depends(importers),
+    session: Session = Depends(get_session),
+    settings: Settings = Depends(get_settings_dep),
+) -> ImageOut:
+    """The body is the archive itself (docker save, OCI archive; the CLI tars an OCI layout
+    folder), streamed to the control plane's scratch space and bounded in size."""
+    store = ImageStore(settings)
+    limit = store.limits.max_upload_bytes
+    work = store.scratch()
+    try:
+        upload = work / "upload.tar"
+        received = 0
+        with upload.open("wb") as fh:
+            async for chunk in request.stream():
+                received += len(chunk)
+                if received > limit:
+                    raise Problem(413, "Payload too large", f"the image is larger than {limit >> 20} MiB")
+                fh.write(chunk)
+        if received == 0:
+            raise Problem(400, "Bad request", "send the image archive as the request body")
+        result = await anyio.to_thread.run_sync(store.import_upload, upload, name, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    image = catalog.record_import(session, p.user_id, result)
+    session.flush()
+    return _view(session, settings, p, image.digest)
+
+
+@router.get("", response_model=list[ImageOut])
+def list_images(
+    usable_for: str | None = Query(None, max_length=64, description="Only images approved for this project."),
+    p: Principal = Depends(readers),
+    session: Session = Depends(get_session),
+    settings: Settings = Depends(get_settings_dep),
+) -> list[ImageOut]:
+    see_all = p.has("admin", "auditor", "dac")
+    return [_out(v) for v in catalog.list_images(session, settings, p.user_id, see_all, usable_for)]
+
+
+@router.post("/approvals", response_model=ApprovalOut, status_code=201)
+def approve_image(
+    body: ApprovalIn,
+    p: Principal = Depends(admin_only),
+    session: Session = Depends(get_session),
+    settings: Settings = Depends(get_settings_dep),
+) -> ApprovalOut:
+    row = catalog.approve(session, settings, p.user_id, body.reference, body.project_id, body.external)
+    pushed = None
+    if settings.image_push_on_approve:
+        pushed = _push(session, settings, p, row.reference)
+    return ApprovalOut(
+        project_id=row.project_id,
+        digest=row.digest,
+        reference=row.reference,
+        approved_by=row.approved_by,
+        revoked=False,
+        pushed_to=pushed,
+    )
+
+
+@router.post("/approvals/revoke", response_model=ApprovalOut)
+def revoke_image(
+    body: RevokeImageIn, p: Principal = Depends(admin_only), session: Session = Depends(get_session)
+) -> ApprovalOut:
+    row = catalog.revoke(session, p.user_id, body.reference, body.project_id)
+    return ApprovalOut(
+        project_id=row.project_id,
+        digest=row.digest,
+        reference=row.reference,
+        approved_by=row.approved_by,
+        revoked=True,
+    )
+
+
+@router.post("/push", response_model=PushOut)
+def push(
+    body: PushIn,
+    p: Principal = Depends(admin_only),
+    session: Session = Depends(get_session),
+    settings: Settings = Depends(get_settings_dep),
+) -> PushOut:
+    return PushOut(reference=_push(session, settings, p, body.reference))
+
+
+def _push(session: Session, settings: Settings, p: Principal, ref: str) -> str:
+    parsed, image = catalog.find_image(session, ref)
+    if image is None:
+        raise NotFound(f"no imported image {parsed.digest} to push")
+    pushed = push_image(settings, image.name, image.digest)
+    record_event(
+        session, actor=p.user_id, action="image.pushed", details={"digest": image.digest, "reference": pushed}
+    )
+    return pushed

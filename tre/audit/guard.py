@@ -1,0 +1,228 @@
+"""Before the log signs anything, prove the tree extends its last signed checkpoint.
+
+The database is not trusted to hold history: anyone who can edit it (no key needed) could
+rewrite or truncate the tree and let the server sign the result. So the last checkpoint the
+server signed is also kept *outside* the database, beside the key
+(``keys/audit-last-checkpoint.note``), and every append and every checkpoint first checks,
+under the tree lock, that the stored tree extends it: the same size must have the same
+root (O(log n) from the frontier), a larger one needs an RFC 9162 consistency proof from the
+stored leaves, a smaller one is a truncation. Otherwise tre refuses (a problem document /
+one-line CLI error telling the admin what to do) and logs a CRITICAL alert on
+``tre.audit.alert``: a damaged frontier never yields a checkpoint that contradicts an
+earlier one.
+
+The file is updated after the transaction commits (never for a rolled-back checkpoint) and
+only ever moves forward; if it lags behind (crash between commit and write, or another
+process's newer checkpoint), the next check proves consistency from the older one.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import threading
+from pathlib import Path
+
+from sqlalchemy import event, func, select
+from sqlalchemy.orm import Session
+
+from tre.audit.merkle import Frontier, ProofError, verify_consistency
+from tre.audit.note import Checkpoint, NoteError, open_checkpoint_any
+from tre.audit.signing import PIN_FILE, AuditSigner
+from tre.errors import TreError
+from tre.store.models import AuditCheckpoint, AuditEntry
+
+ALERT = logging.getLogger("tre.audit.alert")
+# Servers route this logger to their handlers; a CLI without logging set up must not print it
+# next to its one-line error (the error already says everything).
+ALERT.addHandler(logging.NullHandler())
+_PENDING = "tre_audit_pending_pins"
+_pin_cache: dict[Path, tuple[tuple[int, int, int], Checkpoint]] = {}
+_pin_lock = threading.Lock()
+
+
+class AuditLogDamaged(TreError):
+    """The stored log contradicts what was signed, or rows are missing: nothing is audited."""
+
+    status = 503
+    title = "Audit log damaged"
+    slug = "audit-log-damaged"
+
+
+def damaged(what: str) -> AuditLogDamaged:
+    """Alert and build the error every caller shows (API problem, one CLI line)."""
+    ALERT.critical("audit log integrity failure: %s", what)
+    return AuditLogDamaged(
+        f"audit log damaged: {what}. Every audited action is refused until an admin restores the "
+        "audit tables (audit_entries, audit_state, audit_checkpoints) from a backup that contains "
+        f"the last signed checkpoint (keys/{PIN_FILE}) and runs `tre audit check`; "
+        "see 'Recovery' in docs/audit.md"
+    )
+
+
+def pin_path(signer: AuditSigner) -> Path | None:
+    return None if signer.keys_dir is None else signer.keys_dir / PIN_FILE
+
+
+def load_pin(signer: AuditSigner) -> Checkpoint | None:
+    """The last checkpoint this log signed, as kept beside the key (verified), if any."""
+    path = pin_path(signer)
+    if path is None:
+        return None
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+    with _pin_lock:
+        hit = _pin_cache.get(path)
+        if hit is not None and hit[0] == stamp:
+            return hit[1]
+    try:
+        cp, _ = open_checkpoint_any(path.read_text(), signer.known_keys, signer.name)
+    except (NoteError, OSError, UnicodeDecodeError) as e:
+        raise damaged(f"the last signed checkpoint {path} cannot be read or verified ({e})") from e
+    with _pin_lock:
+        _pin_cache[path] = (stamp, cp)
+    return cp
+
+
+def _bootstrap_pin(session: Session, signer: AuditSigner) -> Checkpoint | None:
+    """No pin file yet (a log from before it existed): start from the newest checkpoint in the
+    database that verifies under the log's keys, with a warning."""
+    rows = session.scalars(
+        select(AuditCheckpoint)
+        .order_by(AuditCheckpoint.tree_size.desc(), AuditCheckpoint.id.desc())
+        .limit(20)
+    )
+    for row in rows:
+        try:
+            cp, _ = open_checkpoint_any(row.note, signer.known_keys, signer.name)
+        except NoteError:
+            continue
+        ALERT.warning("no %s yet: pinning the database's checkpoint of size %d", PIN_FILE, cp.tree_size)
+        return cp
+    return None
+
+
+def check_extends_pin(session: Session, signer: AuditSigner, size: int, frontier: Frontier) -> None:
+    """Raise AuditLogDamaged unless the stored tree (size, frontier) extends the last signature."""
+    if signer.keys_dir is None:
+        return
+    pending = _pending_in(session, signer)
+    if pending is not None:
+        # This transaction already signed a checkpoint (verified against the pin when it was
+        # made): check against it, which is the same size as the tree in the common case.
+        m, pin_root = pending
+    else:
+        pin = load_pin(signer) or _bootstrap_pin(session, signer)
+        if pin is None:
+            return
+        m, pin_root = pin.tree_size, pin.root_hash
+    if size < m:
+        raise damaged(
+            f"the database's tree has {size} entries but the log signed a checkpoint of {m}: entries "
+            "were removed or the database was restored from an older backup"
+        )
+    root = frontier.root()
+    if size == m:
+        if root != pin_root:
+            raise damaged(
+                f"the stored tree of {size} entries no longer has the root the log signed: "
+                "its state or entries were edited"
+            )
+        return
+    from tre.audit.service import AuditLogError, StoredTree
+
+    try:
+        proof = StoredTree(session, size).consistency(m)
+        verify_consistency(m, size, pin_root, root, proof)
+    except (ProofError, AuditLogError) as e:
+        raise damaged(
+            f"the stored tree of {size} entries cannot be proven to extend the last signed "
+            f"checkpoint of {m} entries ({e})"
+        ) from e
+
+
+def check_last_entry(session: Session, size: int, frontier: Frontier) -> str:
+    """Hex leaf hash of entry size-1 (the next entry's ``prev``), checked against its body.
+
+    A missing last row, or one whose body or leaf hash was edited, is damage, not a crash.
+    """
+    row = session.execute(
+        select(AuditEntry.body, AuditEntry.leaf_hash).where(AuditEntry.idx == size - 1)
+    ).one_or_none()
+    if row is None:
+        raise damaged(f"entry {size - 1}, the newest, is missing from the database (the tree holds {size})")
+    from tre.audit.merkle import leaf_hash
+
+    leaf = bytes(row.leaf_hash)
+    if leaf_hash(row.body.encode()) != leaf or (size % 2 == 1 and frontier.hashes[-1] != leaf):
+        raise damaged(f"entry {size - 1}, the newest, was edited in the database")
+    return leaf.hex()
+
+
+def check_storage(session: Session, size: int) -> None:
+    """Every index 0..size-1 is stored exactly once (a cheap count; deletions show up here)."""
+    count, top = session.execute(select(func.count(AuditEntry.idx), func.max(AuditEntry.idx))).one()
+    if count != size or (size and top != size - 1):
+        raise damaged(
+            f"the database holds {count} entries (highest index {top}) but the tree has {size}: "
+            "entries were deleted or added behind the log's back"
+        )
+
+
+def remember_after_commit(session: Session, signer: AuditSigner, note: str, size: int, root: bytes) -> None:
+    """Write ``note`` beside the key once (and only if) this transaction commits."""
+    path = pin_path(signer)
+    if path is not None:
+        session.info.setdefault(_PENDING, []).append((path, note, size, root))
+
+
+def _pending_in(session: Session, signer: AuditSigner) -> tuple[int, bytes] | None:
+    """(size, root) of the newest checkpoint this transaction signed for this log, if any."""
+    path = pin_path(signer)
+    mine = [(size, root) for p, _, size, root in session.info.get(_PENDING, ()) if p == path]
+    return max(mine, key=lambda x: x[0]) if mine else None
+
+
+def write_pin(path: Path, note: str, size: int) -> None:
+    """Move the pin forward to ``note`` (never backwards), atomically, under a file lock."""
+    lock_fd = os.open(path.with_name(f".{path.name}.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(lock_fd, fcntl.LOCK_EX)
+        try:
+            current = int(path.read_text().split("\n", 2)[1])
+        except (FileNotFoundError, IndexError, ValueError):
+            current = -1
+        if size < current:
+            return
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(note)
+        os.replace(tmp, path)
+    finally:
+        os.close(lock_fd)
+
+
+@event.listens_for(Session, "after_commit")
+def _write_pending(session: Session) -> None:
+    pending = session.info.pop(_PENDING, None)
+    if not pending:
+        return
+    newest: dict[Path, tuple[str, int]] = {}
+    for path, note, size, _ in pending:
+        if path not in newest or size >= newest[path][1]:
+            newest[path] = (note, size)
+    for path, (note, size) in newest.items():
+        try:
+            write_pin(path, note, size)
+        except OSError:
+            ALERT.exception("could not record the last signed checkpoint in %s", path)
+
+
+@event.listens_for(Session, "after_rollback")
+def _drop_pending(session: Session) -> None:
+    session.info.pop(_PENDING, None)

@@ -1,0 +1,100 @@
+"""C2SP tlog-tiles: the log's tree as static, cacheable tiles, so standard monitors can follow it.
+
+* ``tile/<L>/<N>[.p/<W>]``: the hashes of nodes ``256N .. 256N+W-1`` at tree level ``8L``
+  (each such node covers ``256**L`` leaves), 32 bytes each; a full tile holds 256 hashes and
+  never changes, a partial one (``.p/W``) holds the first W that exist so far.
+* ``tile/entries/<N>[.p/<W>]``: entries ``256N ..`` as the exact hashed bodies, each prefixed
+  by its length as a big-endian uint16.
+* ``<N>`` is written in groups of three digits, all but the last prefixed with ``x``:
+  1234067 is ``x001/x234/067``.
+
+Tiles describe the tree of the checkpoint served beside them, so a client can check every
+tile against that signed root.
+"""
+
+from __future__ import annotations
+
+import re
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from tre.audit.merkle import TreeLevels
+from tre.audit.service import StoredTree
+from tre.store.models import AuditEntry
+
+TILE_WIDTH = 256
+TILE_HEIGHT = 8
+_GROUP = re.compile(r"^(?:x\d{3}/)*\d{3}$")
+
+
+class TileNotFound(LookupError):
+    """No such tile (malformed path, or beyond the tree of the served checkpoint)."""
+
+
+def encode_index(n: int) -> str:
+    """Tile index as C2SP path groups: 1234067 -> x001/x234/067, 5 -> 005."""
+    digits = str(n)
+    digits = "0" * (-len(digits) % 3) + digits
+    groups = [digits[i : i + 3] for i in range(0, len(digits), 3)]
+    return "/".join([*("x" + g for g in groups[:-1]), groups[-1]])
+
+
+def parse_index(path: str) -> tuple[int, int | None]:
+    """``x001/x234/067[.p/W]`` -> (index, width or None for a full tile)."""
+    width: int | None = None
+    if ".p/" in path:
+        path, w = path.split(".p/", 1)
+        if not re.fullmatch(r"[1-9]\d{0,2}", w) or int(w) >= TILE_WIDTH:
+            raise TileNotFound("partial tile width must be 1..255")
+        width = int(w)
+    if not _GROUP.match(path):
+        raise TileNotFound("malformed tile index")
+    return int(path.replace("x", "").replace("/", "")), width
+
+
+def _width(available: int, index: int, width: int | None) -> int:
+    """How many items to serve, or TileNotFound when the tree does not hold them yet."""
+    have = min(available - index * TILE_WIDTH, TILE_WIDTH)
+    want = TILE_WIDTH if width is None else width
+    if have < want:
+        raise TileNotFound("tile not available at this tree size")
+    return want
+
+
+def hash_tile(session: Session, tree_size: int, level: int, path: str) -> bytes:
+    """The bytes of hash tile ``level``/``path`` of the tree of ``tree_size`` leaves."""
+    if not 0 <= level <= 63:
+        raise TileNotFound("tile level must be 0..63")
+    index, width = parse_index(path)
+    span = 1 << (TILE_HEIGHT * level)  # leaves per node at this level
+    w = _width(tree_size // span, index, width)
+    first = index * TILE_WIDTH
+    tree = StoredTree(session, tree_size)
+    if level == 0:
+        return b"".join(tree.leaves(first, first + w))
+    if level == 1:
+        leaves = tree.leaves(first * span, (first + w) * span)
+        return b"".join(TreeLevels(leaves).levels[TILE_HEIGHT][:w])
+    return b"".join(tree.range_hash((first + i) * span, (first + i + 1) * span) for i in range(w))
+
+
+def entry_bundle(session: Session, tree_size: int, path: str) -> bytes:
+    """Entries tile: the exact hashed bodies, each behind a big-endian uint16 length."""
+    index, width = parse_index(path)
+    w = _width(tree_size, index, width)
+    first = index * TILE_WIDTH
+    bodies = session.scalars(
+        select(AuditEntry.body)
+        .where(AuditEntry.idx >= first, AuditEntry.idx < first + w)
+        .order_by(AuditEntry.idx)
+    ).all()
+    if len(bodies) != w:
+        from tre.audit.guard import damaged
+
+        raise damaged(f"entries are missing in [{first}, {first + w})")
+    out = bytearray()
+    for body in bodies:
+        data = body.encode()
+        out += len(data).to_bytes(2, "big") + data
+    return bytes(out)

@@ -1,0 +1,123 @@
+"""The researcher's code on the CLI: `submit --code` packing and upload, and `tre job ...`.
+
+`upload_code` packs a folder into one deterministic tar.gz (or takes a .tar.gz as it is),
+refuses locally what the server would refuse (the same checks, under the project's quota
+read from the API), uploads it and checks that the server stored the bytes it was sent.
+`tre job show` prints one job with its code hash; `tre job code` downloads or lists the
+exact code a job ran (DAC members, auditors, admins; researchers for their own projects).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from pathlib import Path
+from typing import Annotated, BinaryIO
+
+import typer
+
+from tre.cli.client import ApiClient, CliError
+from tre.cli.output import console, human_size, table, untrusted
+from tre.code.archive import CodeLimits, CodeRefused, inspect_file, pack_folder
+
+job_app = typer.Typer(help="One job: its details, and the code it ran.", no_args_is_help=True)
+
+
+def _limits(client: ApiClient, project: str) -> CodeLimits:
+    p = client.get(f"/api/v1/projects/{project}")
+    return CodeLimits.of_project(int(p["max_code_mb"]), int(p["max_code_files"]))
+
+
+def upload_code(client: ApiClient, project: str, path: Path) -> str:
+    """Pack (if a folder), check, upload; returns the archive's SHA-256 as the server stored it."""
+    limits = _limits(client, project)
+    path = path.resolve()
+    with tempfile.TemporaryFile() as packed:
+        source: BinaryIO
+        if path.is_dir():
+            manifest = pack_folder(path, packed, limits)
+            source = packed
+        elif path.is_file():
+            if not path.name.endswith((".tar.gz", ".tgz")):
+                raise CodeRefused(f"{path} is neither a folder nor a .tar.gz archive")
+            manifest = inspect_file(path, limits)
+            source = path.open("rb")
+        else:
+            raise CliError(f"--code {path}: no such folder or file")
+        with source:
+            digest = hashlib.sha256()
+            for chunk in iter(lambda: source.read(1 << 20), b""):
+                digest.update(chunk)
+            size = source.tell()
+            if size > limits.max_bytes:
+                raise CodeRefused(
+                    f"the code archive is {size / (1 << 20):.1f} MiB, over the project's quota of "
+                    f"{limits.describe_bytes()}"
+                )
+            source.seek(0)
+            stored = client.post(
+                "/api/v1/code",
+                params={"project_id": project},
+                content=source,
+                headers={"Content-Type": "application/gzip", "Content-Length": str(size)},
+                timeout=300.0,
+            )
+    if stored["sha256"] != digest.hexdigest():
+        raise CliError(f"the server stored code {stored['sha256']}, not the {digest.hexdigest()} sent")
+    again = ", already stored" if stored["already_stored"] else ""
+    console.print(
+        f"code {stored['sha256'][:16]}… ({manifest.entry_count} entries, "
+        f"{human_size(manifest.total_bytes)} unpacked{again})"
+    )
+    return str(stored["sha256"])
+
+
+@job_app.command("show")
+def show(job_id: str) -> None:
+    """Show one job: image, command, datasets, code hash, state and times."""
+    j = ApiClient().get(f"/api/v1/jobs/{job_id}")
+    rows = [
+        ("id", j["id"]),
+        ("project", j["project_id"]),
+        ("submitted by", j["submitted_by"]),
+        ("image", j["image"]),
+        ("command", " ".join(j["command"])),
+        ("datasets", ", ".join(j["dataset_ids"]) or "-"),
+        ("code", j.get("code_hash") or "-"),
+        ("state", j["state"]),
+        ("reason", j["reason"] or "-"),
+        ("exit code", "-" if j["exit_code"] is None else j["exit_code"]),
+        ("created", j["created_at"]),
+        ("started", j["started_at"] or "-"),
+        ("finished", j["finished_at"] or "-"),
+    ]
+    for key, value in rows:
+        console.print(f"{key:>13}: {untrusted(value)}", soft_wrap=True)
+
+
+@job_app.command("code")
+def code(
+    job_id: str,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Save the archive here.")] = None,
+    list_files: Annotated[bool, typer.Option("--list", help="List the files in the archive.")] = False,
+) -> None:
+    """Download (-o FILE) or list (--list) the exact code archive a job ran."""
+    if out is None and not list_files:
+        raise CliError("say what to do with the code: -o FILE to download it, --list to list its files")
+    client = ApiClient()
+    if list_files:
+        listing = client.get(f"/api/v1/jobs/{job_id}/code/files")
+        table(
+            f"code {listing['code_hash']} of job {job_id}",
+            ["path", "kind", "size", "target"],
+            [(e["path"], e["kind"], human_size(e["size"]), e["target"] or "") for e in listing["entries"]],
+        )
+    if out is not None:
+        headers: dict[str, str] = {}
+        client.download(f"/api/v1/jobs/{job_id}/code", out, progress=False, headers_out=headers)
+        expected = headers.get("x-code-sha256")
+        digest = hashlib.sha256(out.read_bytes()).hexdigest()
+        if digest != expected:
+            out.unlink(missing_ok=True)
+            raise CliError(f"the downloaded code has SHA-256 {digest}, not the job's {expected}")
+        console.print(f"saved code {digest} of job {job_id} to {out}")

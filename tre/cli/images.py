@@ -1,0 +1,131 @@
+"""`tre image ...`: import a researcher's image through the API (the control plane does the
+work, so it works from a laptop), list what may run, approve/revoke (admins), push."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from tre.cli.client import ApiClient, CliError
+from tre.cli.output import console, human_size, table, untrusted
+
+app = typer.Typer(help="Container images: import, list, approve for a project, push to the registry.")
+UPLOAD_TIMEOUT_S = 3600.0
+
+
+@app.command("import")
+def import_image(
+    path: Annotated[Path, typer.Argument(help="docker save archive, OCI archive, or OCI layout folder.")],
+    name: Annotated[str | None, typer.Option(help="Repository name (default: the archive's).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the image record as JSON.")] = False,
+) -> None:
+    """Upload an image; prints the reference to submit jobs with once an admin approves it."""
+    if not path.exists():
+        raise CliError(f"no such file or folder: {path}")
+    client = ApiClient(timeout=UPLOAD_TIMEOUT_S)
+    params = {"name": name} if name else {}
+    with tempfile.TemporaryDirectory() as tmp:
+        upload = path
+        if path.is_dir():
+            from tre.images.archive import tar_layout_dir
+
+            upload = Path(tmp) / "layout.tar"
+            tar_layout_dir(path, upload)
+        with upload.open("rb") as fh:
+            image = client.post(
+                "/api/v1/images",
+                params=params,
+                content=fh,
+                headers={"Content-Type": "application/octet-stream"},
+            )
+    if as_json:
+        console.print_json(json.dumps(image))
+        return
+    console.print(
+        f"imported {untrusted(image['reference'])} ({image['layers']} layers, "
+        f"{human_size(image['size'])}, unpacked {human_size(image['unpacked_size'])})",
+        soft_wrap=True,
+    )
+    if not image["approved_for"]:
+        console.print("it runs in a project once an admin approves it: tre image approve REF --project P")
+
+
+@app.command("list")
+def list_images(
+    usable: Annotated[bool, typer.Option("--usable", help="Only images the project may run.")] = False,
+    project: Annotated[str | None, typer.Option("--project", "-p", help="Project (with --usable).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON instead of a table.")] = False,
+) -> None:
+    """Images you may see: digest, name, size, layers, created, importer, approvals."""
+    if usable and not project:
+        raise CliError("--usable needs --project/-p")
+    params = {"usable_for": project} if usable and project else {}
+    rows: list[dict[str, Any]] = ApiClient().get("/api/v1/images", params=params)
+    if as_json:
+        console.print_json(json.dumps(rows))
+        return
+    if usable:
+        for r in rows:
+            console.print(untrusted(r["reference"]), soft_wrap=True, highlight=False)
+        if not rows:
+            console.print(f"no image is approved for project {untrusted(project)} yet")
+        return
+    table(
+        "images",
+        ["digest", "name", "size", "layers", "created", "imported by", "approved for"],
+        [
+            (
+                r["digest"][:19],
+                r["name"],
+                human_size(r["size"]) if r["imported"] else "external",
+                r["layers"] or "-",
+                r["created"][:19],
+                r["imported_by"] or "-",
+                ", ".join(r["approved_for"]) or "-",
+            )
+            for r in rows
+        ],
+    )
+
+
+@app.command("approve")
+def approve(
+    reference: Annotated[str, typer.Argument(help="name@sha256:... (or sha256:... of an imported image)")],
+    project: Annotated[str, typer.Option("--project", "-p")],
+    external: Annotated[
+        bool, typer.Option(help="Approve a registry-hosted image that was never imported (clusters only).")
+    ] = False,
+) -> None:
+    """Allow a project to run an image (admin; audited)."""
+    body = {"reference": reference, "project_id": project, "external": external}
+    row = ApiClient().post("/api/v1/images/approvals", json=body)
+    console.print(
+        f"approved {untrusted(row['reference'])} for project {untrusted(row['project_id'])}", soft_wrap=True
+    )
+    if row.get("pushed_to"):
+        console.print(f"pushed to {untrusted(row['pushed_to'])}", soft_wrap=True)
+
+
+@app.command("revoke")
+def revoke(
+    reference: Annotated[str, typer.Argument(help="name@sha256:...")],
+    project: Annotated[str, typer.Option("--project", "-p")],
+) -> None:
+    """Withdraw a project's approval of an image (admin; audited). Queued jobs keep theirs."""
+    row = ApiClient().post(
+        "/api/v1/images/approvals/revoke", json={"reference": reference, "project_id": project}
+    )
+    console.print(
+        f"revoked {untrusted(row['reference'])} for project {untrusted(row['project_id'])}", soft_wrap=True
+    )
+
+
+@app.command("push")
+def push(reference: Annotated[str, typer.Argument(help="name@sha256:... of an imported image")]) -> None:
+    """Copy an image by digest to the configured registry (TRE_IMAGE_REGISTRY; admin)."""
+    out = ApiClient(timeout=UPLOAD_TIMEOUT_S).post("/api/v1/images/push", json={"reference": reference})
+    console.print(f"pushed {untrusted(out['reference'])}", soft_wrap=True)

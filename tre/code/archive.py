@@ -1,0 +1,396 @@
+"""What a code archive may hold, decided before anything is stored or unpacked.
+
+A code archive is a gzip-compressed tar written by the researcher (or by `tre submit --code`
+from a folder). Everything in it is hostile until checked: an absolute or ``..`` path would
+write outside the tree it is unpacked into, a symbolic or hard link could make a path inside
+the tree mean a host file, device nodes and FIFOs have no business in code, and setuid or
+setgid bits ask for privilege. Each refusal carries one sentence naming the entry and the
+rule, so a researcher can fix the archive. The same `inspect_archive` runs in the CLI before
+upload, on the server after upload, and again just before every unpack.
+
+Extraction then uses the standard library's ``data`` filter as a second, independent line
+(it refuses the same escapes), and normalises every file to 0644 and every folder to 0755 with
+no owner taken from the archive.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import stat
+import tarfile
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+from tre.errors import Unprocessable
+
+MIB = 1024 * 1024
+# Defaults of the per-project quota (Project.max_code_mb / max_code_files).
+DEFAULT_MAX_CODE_MB = 50
+DEFAULT_MAX_CODE_FILES = 10_000
+MAX_PATH_BYTES = 4096
+MAX_NAME_BYTES = 255
+MAX_LINK_DEPTH = 40
+# A folder that exists only because entries are inside it (no entry of its own yet).
+IMPLIED_DIR = "implied-dir"
+# Folders `tre submit --code DIR` leaves out: version-control metadata and bytecode caches are
+# not part of an analysis and can dwarf it.
+PACK_SKIP_DIRS = frozenset({".git", ".hg", ".svn", "__pycache__"})
+
+
+class CodeRefused(Unprocessable):
+    """The archive breaks a rule; nothing of it is stored."""
+
+    title = "Code archive refused"
+    slug = "code-refused"
+
+
+class CodeTooLarge(CodeRefused):
+    """The archive (or what it unpacks to) is over the project's code quota."""
+
+    status = 413
+    title = "Code archive too large"
+    slug = "code-too-large"
+
+
+@dataclass(frozen=True)
+class CodeLimits:
+    """A project's code quota: bytes (of the archive, and of the files it unpacks to) and entries."""
+
+    max_bytes: int = DEFAULT_MAX_CODE_MB * MIB
+    max_entries: int = DEFAULT_MAX_CODE_FILES
+
+    @classmethod
+    def of_project(cls, max_code_mb: int, max_code_files: int) -> CodeLimits:
+        return cls(max_bytes=max_code_mb * MIB, max_entries=max_code_files)
+
+    @classmethod
+    def ceiling(cls) -> CodeLimits:
+        """The largest quota an admin can set: for archives already accepted under a quota."""
+        return cls(max_bytes=1024 * MIB, max_entries=1_000_000)
+
+    def describe_bytes(self) -> str:
+        return f"{self.max_bytes / MIB:g} MiB"
+
+
+@dataclass(frozen=True)
+class CodeEntry:
+    """One entry of an accepted archive: a file, folder, symbolic link or hard link."""
+
+    path: str
+    kind: str
+    size: int = 0
+    target: str | None = None
+
+
+@dataclass
+class CodeManifest:
+    """What an accepted archive holds, in archive order."""
+
+    entries: list[CodeEntry] = field(default_factory=list)
+    total_bytes: int = 0
+
+    @property
+    def entry_count(self) -> int:
+        return len(self.entries)
+
+
+def _check_name(raw: str, what: str, link_target: bool = False) -> list[str]:
+    """The path's components, or a refusal naming why the path is unsafe.
+
+    A symbolic link's target may use ``..`` (``pkg/up.py -> ../analysis.py``); whether it
+    stays inside the tree is decided by `_escapes` once every link is known.
+    """
+    shown = raw.encode("utf-8", "backslashreplace").decode("ascii", "backslashreplace")[:200]
+    if any(ord(c) < 0x20 or ord(c) == 0x7F or 0xD800 <= ord(c) <= 0xDFFF for c in raw):
+        raise CodeRefused(f"{what} {shown!r} has control characters or is not UTF-8")
+    if len(raw.encode("utf-8", "surrogateescape")) > MAX_PATH_BYTES:
+        raise CodeRefused(f"{what} {shown!r} is longer than {MAX_PATH_BYTES} bytes")
+    if raw.startswith("/"):
+        raise CodeRefused(f"{what} {shown!r} is an absolute path")
+    parts = [p for p in raw.split("/") if p not in ("", ".")]
+    if ".." in parts and not link_target:
+        raise CodeRefused(f"{what} {shown!r} contains '..'")
+    if any(len(p.encode()) > MAX_NAME_BYTES for p in parts):
+        raise CodeRefused(f"{what} {shown!r} has a name longer than {MAX_NAME_BYTES} bytes")
+    return parts
+
+
+def _escapes(links: dict[str, str], link_path: str) -> bool:
+    """Whether following the symbolic link at ``link_path`` can leave the tree.
+
+    Resolved component by component through the other links of the archive (a lexical
+    ``normpath`` is not enough: ``a -> b`` with ``b -> .`` makes ``a/..`` the tree's parent).
+    """
+    steps = 0
+
+    def walk(base: list[str], target: str) -> list[str] | None:
+        nonlocal steps
+        if target.startswith("/"):
+            return None
+        here = list(base)
+        for part in target.split("/"):
+            if part in ("", "."):
+                continue
+            if part == "..":
+                if not here:
+                    return None
+                here.pop()
+                continue
+            here.append(part)
+            joined = "/".join(here)
+            if joined in links:
+                steps += 1
+                if steps > MAX_LINK_DEPTH:
+                    return None
+                resolved = walk(here[:-1], links[joined])
+                if resolved is None:
+                    return None
+                here = resolved
+        return here
+
+    return walk(link_path.split("/")[:-1], links[link_path]) is None
+
+
+def _entries(tar: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
+    try:
+        yield from tar
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+        raise CodeRefused(f"the code archive is not a valid gzip-compressed tar ({exc})") from exc
+
+
+class _Decompressed:
+    """The archive's tar stream, refusing to decompress more than ``cap`` bytes in all.
+
+    File sizes are checked from the headers, but tarfile reads a PAX or GNU long-name header's
+    whole body into memory: without this cap a 50 MiB archive of one huge header would make
+    the server decompress gigabytes into RAM.
+    """
+
+    def __init__(self, fileobj: BinaryIO, cap: int) -> None:
+        self._gz = gzip.GzipFile(fileobj=fileobj, mode="rb")
+        self.cap = cap
+        self.total = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._gz.read(size if size is not None and size >= 0 else 1 << 20)
+        self.total += len(data)
+        if self.total > self.cap:
+            raise CodeTooLarge(
+                f"the code archive decompresses to more than {self.cap / MIB:.1f} MiB of tar data, "
+                "more than the project's quota allows"
+            )
+        return data
+
+    def close(self) -> None:
+        self._gz.close()
+
+
+def _tar_stream_cap(limits: CodeLimits) -> int:
+    """Decompressed bytes a compliant archive may need: its files plus headers and padding."""
+    return limits.max_bytes + 4096 * limits.max_entries + MIB
+
+
+def inspect_archive(fileobj: BinaryIO, limits: CodeLimits) -> CodeManifest:
+    """Read the archive once, streaming, and return its entries, or raise `CodeRefused`.
+
+    Sizes are checked from the headers before the data is read, and the decompressed stream
+    is capped (`_Decompressed`), so a small archive that would decompress to gigabytes is
+    refused without decompressing it.
+    """
+    manifest = CodeManifest()
+    kinds: dict[str, str] = {}
+    links: dict[str, str] = {}
+    try:
+        stream = _Decompressed(fileobj, _tar_stream_cap(limits))
+        tar = tarfile.open(fileobj=stream, mode="r|")  # type: ignore[call-overload]
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+        raise CodeRefused(f"the code archive is not a valid gzip-compressed tar ({exc})") from exc
+    with tar:
+        for member in _entries(tar):
+            parts = _check_name(member.name, "entry")
+            path = "/".join(parts)
+            if not parts:
+                if member.isdir():
+                    continue  # the archive's own root, "./"
+                raise CodeRefused(f"entry {member.name!r} has no name")
+            if kinds.get(path) == IMPLIED_DIR and not member.isdir():
+                raise CodeRefused(f"entry {path!r} is not a folder, but other entries are inside it")
+            if path in kinds and kinds[path] != IMPLIED_DIR:
+                raise CodeRefused(f"entry {path!r} appears twice in the archive")
+            for i in range(1, len(parts)):
+                parent = "/".join(parts[:i])
+                if kinds.get(parent) == "symlink":
+                    raise CodeRefused(f"entry {path!r} goes through the symbolic link {parent!r}")
+                if kinds.get(parent) in ("file", "hardlink"):
+                    raise CodeRefused(f"entry {path!r} is inside the file {parent!r}")
+                kinds.setdefault(parent, IMPLIED_DIR)
+            if member.mode & (stat.S_ISUID | stat.S_ISGID):
+                raise CodeRefused(f"entry {path!r} has the setuid or setgid bit set")
+            if member.ischr() or member.isblk():
+                raise CodeRefused(f"entry {path!r} is a device node")
+            if member.isfifo():
+                raise CodeRefused(f"entry {path!r} is a FIFO")
+            if member.issparse():
+                raise CodeRefused(f"entry {path!r} is a sparse file")
+            entry: CodeEntry
+            if member.isreg():
+                entry = CodeEntry(path, "file", member.size)
+            elif member.isdir():
+                entry = CodeEntry(path, "dir")
+            elif member.issym():
+                if member.linkname.startswith("/"):
+                    raise CodeRefused(f"symbolic link {path!r} points to an absolute path")
+                _check_name(member.linkname, f"the target of symbolic link {path!r},", link_target=True)
+                links[path] = member.linkname
+                entry = CodeEntry(path, "symlink", target=member.linkname)
+            elif member.islnk():
+                target = "/".join(_check_name(member.linkname, f"the target of hard link {path!r},"))
+                if kinds.get(target) != "file":
+                    raise CodeRefused(
+                        f"hard link {path!r} points to {target!r}, which is not a file earlier in the archive"
+                    )
+                entry = CodeEntry(path, "hardlink", target=target)
+            else:
+                raise CodeRefused(f"entry {path!r} is of a type code archives may not hold")
+            kinds[path] = entry.kind
+            manifest.entries.append(entry)
+            manifest.total_bytes += entry.size
+            if manifest.entry_count > limits.max_entries:
+                raise CodeTooLarge(
+                    f"the code archive has more than {limits.max_entries} entries (files, folders "
+                    "and links), the project's quota"
+                )
+            if manifest.total_bytes > limits.max_bytes:
+                raise CodeTooLarge(
+                    f"the code archive unpacks to more than {limits.describe_bytes()}, the project's quota"
+                )
+    for path in links:
+        if _escapes(links, path):
+            raise CodeRefused(f"symbolic link {path!r} points outside the archive ({links[path][:200]!r})")
+    return manifest
+
+
+def inspect_file(path: Path, limits: CodeLimits) -> CodeManifest:
+    """`inspect_archive` on a file, with its compressed size checked first."""
+    size = path.stat().st_size
+    if size > limits.max_bytes:
+        raise CodeTooLarge(
+            f"the code archive is {size / MIB:.1f} MiB, over the project's quota of {limits.describe_bytes()}"
+        )
+    with path.open("rb") as fh:
+        return inspect_archive(fh, limits)
+
+
+def _normalised(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo:
+    """The standard ``data`` filter, then fixed modes and no owner: the tree is read-only code."""
+    checked = tarfile.data_filter(member, dest)
+    mode = 0o755 if checked.isdir() else 0o644
+    return checked.replace(mode=mode, uid=0, gid=0, uname="", gname="", deep=False)
+
+
+def unpack(archive: Path, dest: Path, limits: CodeLimits) -> CodeManifest:
+    """Check ``archive`` again and unpack it into the new folder ``dest`` (0755 folders, 0644 files)."""
+    manifest = inspect_file(archive, limits)
+    dest.mkdir(mode=0o755)
+    try:
+        with tarfile.open(archive, mode="r:gz") as tar:
+            tar.extractall(dest, filter=_normalised)  # noqa: S202 - checked above and by the filter
+    except (tarfile.FilterError, IsADirectoryError, NotADirectoryError, FileExistsError) as exc:
+        raise CodeRefused(f"the code archive was refused while unpacking: {exc}") from exc
+    for root, dirs, files in os.walk(dest):
+        for d in dirs:
+            p = os.path.join(root, d)
+            if not os.path.islink(p):
+                os.chmod(p, 0o755)  # noqa: S103 - code is world-readable, never writable
+        for f in files:
+            p = os.path.join(root, f)
+            if not os.path.islink(p):
+                os.chmod(p, 0o644)
+    os.chmod(dest, 0o755)  # noqa: S103 - the sandbox uid must read the tree
+    return manifest
+
+
+# -- packing a folder (CLI) ----------------------------------------------------------------
+
+
+def _folder_entries(root: Path) -> Iterator[tuple[str, os.DirEntry[str]]]:
+    """Every entry under ``root`` in sorted order (names compared as bytes), links not followed."""
+
+    def walk(folder: Path, prefix: str) -> Iterator[tuple[str, os.DirEntry[str]]]:
+        with os.scandir(folder) as it:
+            children = sorted(it, key=lambda e: os.fsencode(e.name))
+        for entry in children:
+            rel = f"{prefix}{entry.name}"
+            if entry.is_dir(follow_symlinks=False) and entry.name in PACK_SKIP_DIRS:
+                continue
+            yield rel, entry
+            if entry.is_dir(follow_symlinks=False):
+                yield from walk(Path(entry.path), rel + "/")
+
+    yield from walk(root, "")
+
+
+def pack_folder(folder: Path, out: BinaryIO, limits: CodeLimits) -> CodeManifest:
+    """Write ``folder`` as a deterministic tar.gz to ``out`` and return what it holds.
+
+    Deterministic: entries sorted, no owners, modes 0644/0755, mtimes zero, gzip header
+    without name or time, so the same tree always gives the same SHA-256. Special files
+    are refused here with the server's reasons; version-control folders and bytecode caches
+    (`PACK_SKIP_DIRS`) are left out. The result is checked with `inspect_archive`.
+    """
+    if not folder.is_dir():
+        raise CodeRefused(f"{folder} is not a folder")
+    count = 0
+    total = 0
+    with gzip.GzipFile(filename="", mode="wb", fileobj=out, mtime=0, compresslevel=6) as gz:
+        with tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            for rel, entry in _folder_entries(folder):
+                _check_name(rel, "file")
+                st = entry.stat(follow_symlinks=False)
+                info = tarfile.TarInfo(rel)
+                info.mtime = 0
+                info.uid = info.gid = 0
+                info.uname = info.gname = ""
+                count += 1
+                if count > limits.max_entries:
+                    raise CodeTooLarge(
+                        f"the code folder {folder} has more than {limits.max_entries} entries "
+                        "(files, folders and links), the project's quota"
+                    )
+                if stat.S_ISLNK(st.st_mode):
+                    info.type = tarfile.SYMTYPE
+                    info.linkname = os.readlink(entry.path)
+                    info.mode = 0o777
+                    tar.addfile(info)
+                elif stat.S_ISDIR(st.st_mode):
+                    info.type = tarfile.DIRTYPE
+                    info.mode = 0o755
+                    tar.addfile(info)
+                elif stat.S_ISREG(st.st_mode):
+                    total += st.st_size
+                    if total > limits.max_bytes:
+                        raise CodeTooLarge(
+                            f"the code folder {folder} holds more than {limits.describe_bytes()}, "
+                            "the project's quota"
+                        )
+                    info.mode = 0o644
+                    info.size = st.st_size
+                    with open(entry.path, "rb") as fh:
+                        tar.addfile(info, fh)
+                else:
+                    kind = (
+                        "device node"
+                        if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)
+                        else "FIFO"
+                        if stat.S_ISFIFO(st.st_mode)
+                        else "socket"
+                    )
+                    raise CodeRefused(f"entry {rel!r} is a {kind}")
+    out.seek(0)
+    manifest = inspect_archive(out, limits)
+    out.seek(0)
+    return manifest

@@ -1,0 +1,126 @@
+"""Code archives in the platform: who may upload, which jobs may use them, who may read them.
+
+An upload belongs to a project (`CodeUpload`): a job may only run code its own project
+uploaded, so knowing another project's hash is not enough to run its code. Reading the code a
+job ran is for the reviewers of its outputs (DAC), auditors and admins, and for the members of
+the job's project; anyone else gets the same 404 as for a job they cannot see. Uploads and
+reads are audited; the hash goes into the job's `job.submitted` entry.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from tre.access import can_read_job_code, is_member
+from tre.audit import record_event
+from tre.auth.principal import Principal
+from tre.code.archive import CodeLimits, CodeManifest, inspect_file
+from tre.code.store import CodeStore, StoredCode, check_sha256
+from tre.errors import AdmissionDenied, NotFound
+from tre.store.models import CodeArchive, CodeUpload, Job, Project
+
+
+def project_limits(project: Project) -> CodeLimits:
+    return CodeLimits.of_project(project.max_code_mb, project.max_code_files)
+
+
+def upload_limits(session: Session, principal: Principal, project_id: str) -> CodeLimits:
+    """The quota an upload to ``project_id`` is held to; 404 unless the caller is a member."""
+    project = session.get(Project, project_id)
+    if project is None or not is_member(session, project_id, principal.user_id):
+        raise NotFound(f"no project {project_id!r}")
+    return project_limits(project)
+
+
+def _add_once(session: Session, row: CodeArchive | CodeUpload) -> None:
+    """Insert a row another request may insert at the same moment (same archive, same project)."""
+    try:
+        with session.begin_nested():
+            session.add(row)
+    except IntegrityError:
+        pass  # the concurrent request stored the same facts
+
+
+def record_upload(session: Session, principal: Principal, project_id: str, stored: StoredCode) -> None:
+    if session.get(CodeArchive, stored.sha256) is None:
+        _add_once(
+            session,
+            CodeArchive(
+                sha256=stored.sha256,
+                size=stored.size,
+                unpacked_bytes=stored.manifest.total_bytes,
+                entry_count=stored.manifest.entry_count,
+            ),
+        )
+    if session.get(CodeUpload, (project_id, stored.sha256)) is None:
+        _add_once(
+            session, CodeUpload(project_id=project_id, sha256=stored.sha256, uploaded_by=principal.user_id)
+        )
+    record_event(
+        session,
+        actor=principal.user_id,
+        action="code.uploaded",
+        project_id=project_id,
+        details={
+            "code_hash": stored.sha256,
+            "size": stored.size,
+            "entries": stored.manifest.entry_count,
+            "unpacked_bytes": stored.manifest.total_bytes,
+            "already_stored": stored.deduplicated,
+        },
+    )
+
+
+def check_job_code(session: Session, project: Project, code_hash: str | None) -> None:
+    """Admission: the code must have been uploaded to this project and fit its current quota."""
+    if code_hash is None:
+        return
+    check_sha256(code_hash)
+    archive = session.get(CodeArchive, code_hash)
+    if archive is None or session.get(CodeUpload, (project.id, code_hash)) is None:
+        raise AdmissionDenied(
+            f"code {code_hash} was not uploaded to project {project.id!r}; "
+            "upload it first (tre submit --code)"
+        )
+    limits = project_limits(project)
+    if archive.size > limits.max_bytes or archive.unpacked_bytes > limits.max_bytes:
+        raise AdmissionDenied(
+            f"code {code_hash} is over project {project.id!r} code quota of {limits.describe_bytes()}"
+        )
+    if archive.entry_count > limits.max_entries:
+        raise AdmissionDenied(
+            f"code {code_hash} has more entries than project {project.id!r} quota of {limits.max_entries}"
+        )
+
+
+def job_with_code(session: Session, principal: Principal, job_id: str) -> Job:
+    """The job whose code the caller may read; 404 for jobs they may not see or that had no code."""
+    job = session.get(Job, job_id)
+    allowed = job is not None and can_read_job_code(session, principal, job.project_id)
+    if job is None or not allowed:
+        raise NotFound(f"no job {job_id!r}")
+    if job.code_hash is None:
+        raise NotFound(f"job {job_id} ran without a code archive")
+    return job
+
+
+def record_code_read(session: Session, principal: Principal, job: Job, what: str) -> None:
+    record_event(
+        session,
+        actor=principal.user_id,
+        action="job.code_read",
+        project_id=job.project_id,
+        job_id=job.id,
+        details={"code_hash": job.code_hash, "read": what},
+    )
+
+
+def listing(store: CodeStore, job: Job) -> CodeManifest:
+    """The entries of the archive the job ran, read from the stored archive itself."""
+    assert job.code_hash is not None
+    path = store.archive_path(job.code_hash)
+    if not path.is_file():
+        raise NotFound(f"the code archive of job {job.id} is no longer stored")
+    # Already accepted once: list it under the largest quota an admin can set.
+    return inspect_file(path, CodeLimits.ceiling())

@@ -1,0 +1,156 @@
+"""Start a job's sandbox as the unprivileged job user, with every bind source reachable.
+
+Why: bubblewrap started by the worker (root in the embedded mode) maps the sandbox uid onto
+host root, so for some kernel checks the job *is* root, and the files it writes belong to
+root (a setuid copy of bash in /output gave another local account euid 0). Started as a
+dedicated host user instead (``tre-job``, made by ``scripts/install-system-deps``),
+bubblewrap uses an unprivileged user namespace and the job maps onto that user: it can gain
+nothing, and what it writes is that user's.
+
+The catch is that bubblewrap then resolves every bind source as that user, and the state
+directory, the image store and often the datasets are private to the worker (0700). They
+must not be opened to the job user on the host. Instead the launcher (still root) makes a
+private mount namespace, mounts a small tmpfs on the stage folder (default /run/tre-stage,
+an empty root-owned folder on the host) and bind-mounts each source there (read-only,
+``nosuid``, ``nodev`` as asked); only then does it become the job user and start bubblewrap,
+which finds the sources under the stage. Nobody else on the host sees those mounts, and they
+vanish with the namespace. The job's /output is its own size-limited file system, mounted
+by the worker on the job's output folder (`tre.executors.outputfs`) and staged like the
+rest; the launcher also mounts the job's sized /tmp in the stage.
+
+The launcher stays alive (as root, outside the sandbox's namespaces, in the job's cgroup)
+until the worker has looked at the job's end: it reports ``started <bwrap pid>`` and
+``exited <status>`` on a status pipe and waits for the worker to close a hold pipe, so that
+the worker can see whether /tmp was full through ``/proc/<launcher>/root``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tre.executors.base import ExecutorError
+
+DEFAULT_STAGE_DIR = Path("/run/tre-stage")
+# Host folders any user can read: bound directly, never staged.
+_SYSTEM_PREFIXES = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/dev", "/proc")
+LAUNCH_FAILED = 125
+
+# bash, not sh: the pipe fds the worker passes can be numbered above 9, which dash refuses.
+LAUNCHER = r"""
+fail() { echo "tre-launch: $1" >&2; exit 125; }
+while [ "$1" != "--" ]; do echo $$ > "$1" || fail "cannot join a cgroup"; shift; done; shift
+S=$1 U=$2 G=$3 SF=$4 HF=$5; shift 5
+case $SF$HF in *[!0-9]*) fail "bad status fds" ;; esac
+mount -t tmpfs -o mode=0755,size=64k,nr_inodes=4096,nosuid,nodev,noexec tre-stage "$S" \
+    || fail "cannot mount the stage"
+while [ "$1" != "--" ]; do
+    k=$1 src=$2 d=$S/$3; shift 3
+    case $k in
+    ro|rw)
+        if [ -d "$src" ]; then mkdir "$d"; else : > "$d"; fi || fail "cannot make a stage mount point"
+        mount --bind "$src" "$d" || fail "cannot stage a bind source"
+        o=nosuid,nodev; [ "$k" = ro ] && o=ro,$o
+        mount -o "remount,bind,$o" "$d" || fail "cannot restrict a staged bind" ;;
+    tmpfs)
+        mkdir "$d" && mount -t tmpfs -o "size=$src,mode=0700,uid=$U,gid=$G,nosuid,nodev" tre-tmp "$d" \
+            || fail "cannot mount /tmp" ;;
+    *) fail "unknown stage kind" ;;
+    esac
+done; shift
+mount -o remount,ro "$S" || fail "cannot seal the stage"
+eval "\"\$@\" $SF>&- $HF<&- &"
+echo "started $!" >&"$SF"
+wait $!; rc=$?
+echo "exited $rc" >&"$SF"
+read -r _ <&"$HF"
+exit $rc
+"""
+
+
+def _is_system(path: Path) -> bool:
+    text = str(path)
+    return any(text == p or text.startswith(p + "/") for p in _SYSTEM_PREFIXES)
+
+
+@dataclass
+class Stage:
+    """The bind sources of one job, as they will appear under ``root`` in its mount namespace.
+
+    Call it as bwrap's ``stage`` mapping (`tre.executors.bwrap.SandboxLayout.stage`): each
+    host path gets a short stage name, and the launcher's arguments list them all.
+    """
+
+    root: Path = DEFAULT_STAGE_DIR
+    entries: list[tuple[str, str, str]] = field(default_factory=list)
+    _names: dict[tuple[str, str], str] = field(default_factory=dict)
+
+    def __call__(self, path: Path, writable: bool) -> str:
+        if not writable and _is_system(Path(os.path.normpath(path))):
+            return str(path)
+        return self._add("rw" if writable else "ro", str(path))
+
+    def output(self, mounted: Path) -> str:
+        """The job's output folder, where the worker has mounted its own file system."""
+        return self._add("rw", str(mounted), "output")
+
+    def tmp(self, size_bytes: int) -> str:
+        return self._add("tmpfs", str(int(size_bytes)), "tmp")
+
+    def _add(self, kind: str, source: str, name: str | None = None) -> str:
+        key = (kind, source)
+        if key not in self._names:
+            if "\n" in source or "\0" in source:
+                raise ExecutorError("a bind source path contains a newline or NUL byte")
+            self._names[key] = name or f"b{len(self._names)}"
+            self.entries.append((kind, source, self._names[key]))
+        return f"{self.root}/{self._names[key]}"
+
+    def path(self, name: str) -> str:
+        return f"{self.root}/{name}"
+
+
+def launcher_argv(
+    stage: Stage,
+    procs_files: list[str],
+    uid: int,
+    gid: int,
+    status_fd: int,
+    hold_fd: int,
+    command: list[str],
+) -> list[str]:
+    """The whole command line: die with the worker, own mount namespace, the launcher script,
+    then ``setpriv`` to the job user (no groups, no capabilities) and ``command``."""
+    tools = {name: shutil.which(name) for name in ("setpriv", "unshare", "bash", "mount")}
+    missing = [name for name, path in tools.items() if path is None]
+    if missing:
+        raise ExecutorError(f"{', '.join(missing)} not found; run scripts/install-system-deps")
+    spec_args = [a for entry in stage.entries for a in entry]
+    drop = [
+        str(tools["setpriv"]), f"--reuid={uid}", f"--regid={gid}", "--clear-groups",
+        "--inh-caps=-all", "--bounding-set=-all", "--",
+    ]  # fmt: skip
+    return [
+        str(tools["setpriv"]), "--pdeathsig", "KILL", "--",
+        str(tools["unshare"]), "--mount", "--propagation", "private", "--",
+        str(tools["bash"]), "--norc", "--noprofile", "-c", LAUNCHER, "tre-launch",
+        *procs_files, "--",
+        str(stage.root), str(uid), str(gid), str(status_fd), str(hold_fd),
+        *spec_args, "--",
+        *drop, *command,
+    ]  # fmt: skip
+
+
+def ensure_stage_dir(root: Path = DEFAULT_STAGE_DIR) -> None:
+    """The (empty, root-owned, 0755) host folder the launcher mounts its tmpfs on."""
+    try:
+        root.mkdir(mode=0o755, parents=True, exist_ok=True)
+        st = root.lstat()
+    except OSError as exc:
+        raise ExecutorError(f"cannot make the sandbox stage folder {root}: {exc}") from exc
+    if not root.is_dir() or root.is_symlink() or st.st_uid != 0 or st.st_mode & 0o022:
+        raise ExecutorError(
+            f"the sandbox stage folder {root} must be a root-owned folder not writable by others"
+        )

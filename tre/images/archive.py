@@ -1,0 +1,221 @@
+"""The uploaded file, before any tool reads it: what kind of image archive it is, and
+whether its own members are safe to hand to skopeo.
+
+skopeo extracts an OCI archive to a temporary folder, so a member named ``../x`` or a link
+out of the archive would be its problem to get right; we refuse those here first. Every
+``blobs/sha256/<hex>`` member is hashed against its name on the way: a blob that does not
+match its digest is refused before any tool trusts it.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import posixpath
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tre.images.errors import ImageRejected
+from tre.images.limits import ImageLimits
+from tre.images.reference import printable
+
+MAX_INDEX_BYTES = 4 << 20
+CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class ArchiveInfo:
+    format: str  # "docker-archive" or "oci-archive"
+    name_hint: str  # what the archive calls the image (RepoTags / ref annotation), unscreened
+
+
+def gunzip_if_needed(path: Path, limits: ImageLimits) -> Path:
+    """`docker save | gzip` is common; give the tools a plain tar (bounded in size)."""
+    with path.open("rb") as fh:
+        if fh.read(2) != b"\x1f\x8b":
+            return path
+    plain = path.with_name(path.name + ".tar")
+    written = 0
+    try:
+        with gzip.open(path, "rb") as src, plain.open("wb") as dst:
+            while chunk := src.read(CHUNK):
+                written += len(chunk)
+                if written > limits.max_upload_bytes:
+                    raise ImageRejected(
+                        f"the archive unpacks to more than {limits.max_upload_bytes >> 20} MiB"
+                    )
+                dst.write(chunk)
+    except (OSError, EOFError) as exc:
+        plain.unlink(missing_ok=True)
+        raise ImageRejected(f"not an image archive: the gzip stream is damaged ({exc})") from None
+    except ImageRejected:
+        plain.unlink(missing_ok=True)
+        raise
+    path.unlink()
+    return plain
+
+
+def _member_name(member: tarfile.TarInfo) -> str:
+    name = member.name
+    while name.startswith("./"):
+        name = name[2:]
+    if name.startswith("/") or ".." in name.split("/"):
+        raise ImageRejected(f"the archive member {printable(member.name)!r} points outside the archive")
+    return name.rstrip("/")
+
+
+def inspect_archive(path: Path, limits: ImageLimits) -> ArchiveInfo:
+    """Check every member of the outer tar and say which format it is."""
+    docs: dict[str, Any] = {}
+    names: set[str] = set()
+    hashes: dict[str, str] = {}  # member -> sha256 of its (uncompressed) content
+    links: dict[str, str] = {}
+    try:
+        with tarfile.open(path, mode="r:") as tar:
+            for count, member in enumerate(tar, start=1):
+                if count > limits.max_files:
+                    raise ImageRejected(f"the archive has more than {limits.max_files} members")
+                name = _member_name(member)
+                names.add(name)
+                if member.isdir():
+                    continue
+                if member.issym():
+                    target = posixpath.normpath(posixpath.join(posixpath.dirname(name), member.linkname))
+                    if member.linkname.startswith("/") or target.startswith(".."):
+                        raise ImageRejected(
+                            f"the archive member {printable(name)!r} links outside the archive"
+                        )
+                    links[name] = target
+                    continue
+                if not member.isfile():
+                    raise ImageRejected(f"the archive member {printable(name)!r} is not a regular file")
+                fh = tar.extractfile(member)
+                assert fh is not None
+                if name in ("manifest.json", "index.json", "oci-layout"):
+                    if member.size > MAX_INDEX_BYTES:
+                        raise ImageRejected(f"the archive's {name} is implausibly large")
+                    docs[name] = _json(fh.read(), name)
+                else:
+                    hashes[name] = _content_hash(fh)
+                    if name.startswith("blobs/sha256/") and hashes[name] != name.removeprefix(
+                        "blobs/sha256/"
+                    ):
+                        raise ImageRejected(
+                            f"digest mismatch: blob {printable(name[13:], 64)} does not hash to its name"
+                        )
+    except tarfile.TarError as exc:
+        raise ImageRejected(f"not an image archive: it is not a readable tar file ({exc})") from None
+    if "oci-layout" in docs and "index.json" in docs:
+        return ArchiveInfo("oci-archive", _oci_name(docs["index.json"]))
+    if "manifest.json" in docs:
+        info = ArchiveInfo("docker-archive", _docker_name(docs["manifest.json"], names))
+        _check_docker_diff_ids(path, docs["manifest.json"][0], hashes, links)
+        return info
+    raise ImageRejected(
+        "not an image archive: no manifest.json (docker save) or oci-layout and index.json (OCI)"
+    )
+
+
+def _json(raw: bytes, name: str) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError:
+        raise ImageRejected(f"the archive's {name} is not valid JSON") from None
+
+
+def _content_hash(fh: Any) -> str:
+    """SHA-256 (hex) of a member's bytes as stored."""
+    digest = hashlib.sha256()
+    while chunk := fh.read(CHUNK):
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _uncompressed_hash(tar_path: Path, member: str) -> str:
+    with tarfile.open(tar_path, mode="r:") as tar:
+        fh = tar.extractfile(member)
+        assert fh is not None
+        head = fh.read(2)
+        fh.seek(0)
+        stream: Any = gzip.GzipFile(fileobj=fh) if head == b"\x1f\x8b" else fh
+        return _content_hash(stream)
+
+
+def _check_docker_diff_ids(
+    path: Path, entry: dict[str, Any], hashes: dict[str, str], links: dict[str, str]
+) -> None:
+    """Our own check of a docker archive before skopeo reads it: each layer's content hashes
+    to the diff_id its config declares."""
+
+    def resolve(name: str) -> str:
+        name = name.lstrip("./") if name.startswith("./") else name
+        for _ in range(8):
+            if name not in links:
+                return name
+            name = links[name]
+        raise ImageRejected("the docker archive's links form a loop")
+
+    config_name = resolve(str(entry["Config"]))
+    with tarfile.open(path, mode="r:") as tar:
+        fh = tar.extractfile(config_name)
+        if fh is None:
+            raise ImageRejected("the docker archive's config is not a regular file")
+        config = _json(fh.read(MAX_INDEX_BYTES + 1), "config")
+    rootfs = config.get("rootfs") if isinstance(config, dict) else None
+    diff_ids = rootfs.get("diff_ids") if isinstance(rootfs, dict) else None
+    layers = [resolve(str(x)) for x in entry.get("Layers") or []]
+    if not isinstance(diff_ids, list) or len(diff_ids) != len(layers):
+        raise ImageRejected("digest mismatch: the config's diff_ids do not match the archive's layers")
+    for i, (layer, diff_id) in enumerate(zip(layers, diff_ids, strict=True)):
+        actual = hashes.get(layer)
+        if actual is None:
+            raise ImageRejected("the docker archive's manifest.json names a layer that is not a file")
+        if "sha256:" + actual != diff_id and "sha256:" + _uncompressed_hash(path, layer) != diff_id:
+            raise ImageRejected(
+                f"digest mismatch: layer {i + 1}'s content does not match the config's diff_id"
+            )
+
+
+def _docker_name(manifest: Any, names: set[str]) -> str:
+    if not isinstance(manifest, list) or len(manifest) != 1 or not isinstance(manifest[0], dict):
+        count = len(manifest) if isinstance(manifest, list) else 0
+        raise ImageRejected(f"the docker archive must hold exactly one image (it holds {count})")
+    entry = manifest[0]
+    for part in [entry.get("Config"), *(entry.get("Layers") or [])]:
+        if not isinstance(part, str) or part.lstrip("./") not in names:
+            raise ImageRejected("the docker archive's manifest.json names a file the archive lacks")
+    tags = entry.get("RepoTags") or []
+    return str(tags[0]) if tags and isinstance(tags[0], str) else ""
+
+
+def _oci_name(index: Any) -> str:
+    manifests = index.get("manifests") if isinstance(index, dict) else None
+    if not isinstance(manifests, list) or len(manifests) != 1 or not isinstance(manifests[0], dict):
+        count = len(manifests) if isinstance(manifests, list) else 0
+        raise ImageRejected(f"the OCI archive must hold exactly one image (its index lists {count})")
+    notes = manifests[0].get("annotations") or {}
+    return str(notes.get("io.containerd.image.name") or notes.get("org.opencontainers.image.ref.name") or "")
+
+
+def tar_layout_dir(folder: Path, dest: Path) -> None:
+    """An OCI layout folder, packed as an OCI archive for upload (links kept as links)."""
+    if not (folder / "oci-layout").is_file() or not (folder / "index.json").is_file():
+        raise ImageRejected(f"{folder} is not an OCI layout folder (no oci-layout and index.json)")
+    with tarfile.open(dest, "w") as tar:
+        for item in sorted(folder.rglob("*")):
+            tar.add(item, arcname=item.relative_to(folder).as_posix(), recursive=False)
+
+
+def copy_stream(src: Any, dest: Path, limit: int) -> int:
+    """Copy a file object to ``dest``, refusing past ``limit`` bytes."""
+    written = 0
+    with dest.open("wb") as out:
+        while chunk := src.read(CHUNK):
+            written += len(chunk)
+            if written > limit:
+                raise ImageRejected(f"the upload is larger than {limit >> 20} MiB")
+            out.write(chunk)
+    return written

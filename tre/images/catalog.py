@@ -1,0 +1,234 @@
+"""Image records and ingress review in the database: who imported what, which project may
+run which image (approvals by an admin, audited), and the admission gate that uses them.
+
+An approval binds a project to one digest-pinned reference; admission admits a job only if
+its image reference is exactly an approved one (the dataset policy's allowlist is checked
+separately and stays a second gate). Approving an image that was never imported is allowed
+only as an explicit ``external`` approval: it lives on the registry a cluster pulls from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from tre.access import user_project_ids
+from tre.audit import record_event
+from tre.config import Settings
+from tre.errors import AdmissionDenied, NotFound
+from tre.images.layout import config_to_json
+from tre.images.reference import Reference, canonical, parse_reference, printable
+from tre.images.store import ImportResult
+from tre.registry import get_project
+from tre.store.base import utcnow
+from tre.store.models import Image, ImageApproval
+
+MAX_USABLE_IN_MESSAGE = 10
+
+
+def reference_of(settings: Settings, image: Image) -> str:
+    return canonical(settings.image_registry, image.name, image.digest)
+
+
+def record_import(session: Session, actor: str, result: ImportResult) -> Image:
+    """The database half of an import (the files are already in the store)."""
+    image = session.get(Image, result.digest)
+    if image is None:
+        image = Image(
+            digest=result.digest,
+            name=result.name,
+            size=result.size,
+            unpacked_size=result.unpacked_size,
+            layers=result.layers,
+            created=result.created,
+            config=config_to_json(result.config),
+            source_format=result.source_format,
+            imported_by=actor,
+        )
+        session.add(image)
+        session.flush()
+    record_event(
+        session,
+        actor=actor,
+        action="image.imported",
+        details={
+            "digest": result.digest,
+            "name": image.name,
+            "size": result.size,
+            "layers": result.layers,
+            "format": result.source_format,
+            "setuid_bits_dropped": result.setuid_dropped,
+        },
+    )
+    return image
+
+
+def find_image(session: Session, ref: str) -> tuple[Reference, Image | None]:
+    parsed = parse_reference(ref)
+    return parsed, session.get(Image, parsed.digest)
+
+
+def approve(
+    session: Session, settings: Settings, actor: str, ref: str, project_id: str, external: bool = False
+) -> ImageApproval:
+    parsed, image = find_image(session, ref)
+    get_project(session, project_id)
+    if image is not None:
+        reference = reference_of(settings, image)
+    elif external and parsed.repository:
+        reference = str(parsed)
+    elif external:
+        raise NotFound("an external approval needs the full reference (registry/name@sha256:...)")
+    else:
+        raise NotFound(f"no imported image {parsed.digest}; import it first, or approve it as external")
+    row = session.scalars(
+        select(ImageApproval).where(
+            ImageApproval.project_id == project_id, ImageApproval.digest == parsed.digest
+        )
+    ).one_or_none()
+    if row is None:
+        row = ImageApproval(
+            project_id=project_id, digest=parsed.digest, reference=reference, approved_by=actor
+        )
+        session.add(row)
+    else:
+        row.reference, row.approved_by, row.approved_at = reference, actor, utcnow()
+        row.revoked_at = row.revoked_by = None
+    session.flush()
+    record_event(
+        session,
+        actor=actor,
+        action="image.approved",
+        project_id=project_id,
+        details={"digest": parsed.digest, "reference": reference, "external": image is None},
+    )
+    return row
+
+
+def revoke(session: Session, actor: str, ref: str, project_id: str) -> ImageApproval:
+    parsed = parse_reference(ref)
+    row = session.scalars(
+        select(ImageApproval).where(
+            ImageApproval.project_id == project_id,
+            ImageApproval.digest == parsed.digest,
+            ImageApproval.revoked_at.is_(None),
+        )
+    ).one_or_none()
+    if row is None:
+        raise NotFound(f"image {parsed.digest} is not approved for project {project_id!r}")
+    row.revoked_at, row.revoked_by = utcnow(), actor
+    record_event(
+        session,
+        actor=actor,
+        action="image.revoked",
+        project_id=project_id,
+        details={"digest": parsed.digest, "reference": row.reference},
+    )
+    return row
+
+
+def active_approvals(session: Session, project_ids: list[str] | None = None) -> list[ImageApproval]:
+    query = (
+        select(ImageApproval).where(ImageApproval.revoked_at.is_(None)).order_by(ImageApproval.approved_at)
+    )
+    if project_ids is not None:
+        query = query.where(ImageApproval.project_id.in_(project_ids))
+    return list(session.scalars(query))
+
+
+def usable_references(session: Session, project_id: str) -> list[str]:
+    return sorted({a.reference for a in active_approvals(session, [project_id])})
+
+
+@dataclass(frozen=True)
+class ImageView:
+    """One row of `tre image list`: an image and the projects that may run it."""
+
+    digest: str
+    reference: str
+    name: str
+    size: int
+    unpacked_size: int
+    layers: int
+    created: str
+    imported_by: str
+    imported_at: str
+    source_format: str
+    approved_for: list[str]
+    imported: bool = True
+
+
+def list_images(
+    session: Session, settings: Settings, user_id: str, see_all: bool, usable_for: str | None = None
+) -> list[ImageView]:
+    """Staff see every image; a researcher sees images approved for their projects and the
+    ones they imported themselves. ``usable_for`` narrows to one project's approved images."""
+    mine = None if see_all else set(user_project_ids(session, user_id))
+    approvals = active_approvals(session, None if mine is None else sorted(mine))
+    approved: dict[str, list[str]] = {}
+    external: dict[str, str] = {}
+    for a in approvals:
+        approved.setdefault(a.digest, []).append(a.project_id)
+        external[a.digest] = a.reference
+    views = []
+    for image in session.scalars(select(Image).order_by(Image.imported_at)):
+        projects = sorted(approved.get(image.digest, []))
+        if mine is not None and not projects and image.imported_by != user_id:
+            continue
+        views.append(
+            ImageView(
+                digest=image.digest,
+                reference=reference_of(settings, image),
+                name=image.name,
+                size=image.size,
+                unpacked_size=image.unpacked_size,
+                layers=image.layers,
+                created=image.created,
+                imported_by=image.imported_by,
+                imported_at=image.imported_at.isoformat(),
+                source_format=image.source_format,
+                approved_for=projects,
+            )
+        )
+    known = {v.digest for v in views} | set(session.scalars(select(Image.digest)))
+    for digest, projects in approved.items():
+        if digest not in known:
+            views.append(
+                ImageView(
+                    digest=digest,
+                    reference=external[digest],
+                    name=external[digest].rpartition("@")[0],
+                    size=0,
+                    unpacked_size=0,
+                    layers=0,
+                    created="",
+                    imported_by="",
+                    imported_at="",
+                    source_format="external",
+                    approved_for=sorted(projects),
+                    imported=False,
+                )
+            )
+    if usable_for is not None:
+        views = [v for v in views if usable_for in v.approved_for]
+    return views
+
+
+def require_approved(session: Session, project_id: str, image: str) -> None:
+    """Admission's image gate: the exact reference must be approved for the project."""
+    usable = usable_references(session, project_id)
+    if image in usable:
+        return
+    if not usable:
+        hint = "no image is approved for it yet (an admin runs `tre image approve REF --project P`)"
+    else:
+        shown = ", ".join(usable[:MAX_USABLE_IN_MESSAGE])
+        more = (
+            f" and {len(usable) - MAX_USABLE_IN_MESSAGE} more" if len(usable) > MAX_USABLE_IN_MESSAGE else ""
+        )
+        hint = f"usable images: {shown}{more}"
+    raise AdmissionDenied(
+        f"image {printable(image, 200)!r} is not approved for project {project_id!r}; {hint}"
+    )

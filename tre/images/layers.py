@@ -1,0 +1,159 @@
+"""What an image layer may contain, checked entry by entry before anything is unpacked.
+
+Refused: paths that are absolute or climb out with ``..``; entries written through a
+symbolic link (``lib -> /etc`` then ``lib/passwd``: the classic way out of an unpacker);
+links whose target climbs out of the image; hard links out of the image; device nodes,
+FIFOs and sockets; a layer or an image over its size bound; too many entries. Each layer's
+uncompressed content is hashed against the config's ``rootfs.diff_ids`` too. Setuid/setgid
+bits and extended attributes (file capabilities) are allowed in the blob, which we cannot
+change without changing the digest, and are dropped when the image is unpacked.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import posixpath
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from tre.images.errors import ImageRejected
+from tre.images.limits import ImageLimits
+from tre.images.reference import printable
+
+PLAIN_TYPES = {
+    "application/vnd.oci.image.layer.v1.tar",
+    "application/vnd.docker.image.rootfs.diff.tar",
+}
+GZIP_TYPES = {
+    "application/vnd.oci.image.layer.v1.tar+gzip",
+    "application/vnd.docker.image.rootfs.diff.tar.gzip",
+}
+WHITEOUT = ".wh."
+OPAQUE = ".wh..wh..opq"
+
+
+@dataclass
+class LayerScan:
+    files: int = 0
+    bytes: int = 0
+    setuid: int = 0
+    xattrs: int = 0
+
+
+class _Hashing:
+    """A read-only stream that hashes what passes through it (the layer's diff_id)."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        self.raw = raw
+        self.digest = hashlib.sha256()
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.raw.read(size)
+        self.digest.update(data)
+        return data
+
+    def drain(self) -> str:
+        while self.read(1 << 20):
+            pass
+        return "sha256:" + self.digest.hexdigest()
+
+
+def _clean(name: str, what: str) -> str:
+    path = name
+    while path.startswith("./"):
+        path = path[2:]
+    if path.startswith("/") or ".." in path.split("/"):
+        raise ImageRejected(f"{what}: the path {printable(name)!r} escapes the image root")
+    return path.rstrip("/")
+
+
+class TreeGuard:
+    """The symbolic links seen so far, across layers, to catch writes through one."""
+
+    def __init__(self) -> None:
+        self.links: set[str] = set()
+
+    def check_parents(self, path: str, what: str) -> None:
+        parts = path.split("/")
+        for i in range(1, len(parts)):
+            if "/".join(parts[:i]) in self.links:
+                raise ImageRejected(
+                    f"{what}: {printable(path)!r} is written through the symbolic link "
+                    f"{printable('/'.join(parts[:i]))!r} (path escape)"
+                )
+
+    def remove(self, path: str) -> None:
+        self.links = {p for p in self.links if p != path and not p.startswith(path + "/")}
+
+
+def scan_layer(
+    blob: Path,
+    media_type: str,
+    diff_id: str,
+    index: int,
+    limits: ImageLimits,
+    guard: TreeGuard,
+    seen: LayerScan,
+) -> None:
+    """Check one layer blob entry by entry; adds its counts to ``seen`` (the whole image)."""
+    what = f"layer {index + 1}"
+    if media_type not in PLAIN_TYPES | GZIP_TYPES:
+        raise ImageRejected(f"{what} has the unsupported media type {printable(media_type)!r}")
+    layer_bytes = 0
+    with blob.open("rb") as raw:
+        stream = _Hashing(gzip.GzipFile(fileobj=raw) if media_type in GZIP_TYPES else raw)  # type: ignore[arg-type]
+        try:
+            with tarfile.open(fileobj=stream, mode="r|") as tar:  # type: ignore[call-overload]
+                for member in tar:
+                    seen.files += 1
+                    if seen.files > limits.max_files:
+                        raise ImageRejected(f"the image has more than {limits.max_files} files")
+                    _check_member(member, what, guard, seen)
+                    layer_bytes += max(member.size, 0)
+                    if layer_bytes > limits.max_layer_bytes:
+                        raise ImageRejected(f"{what} is larger than {limits.max_layer_bytes >> 20} MiB")
+                    seen.bytes += max(member.size, 0)
+                    if seen.bytes > limits.max_unpacked_bytes:
+                        raise ImageRejected(
+                            f"the image unpacks to more than {limits.max_unpacked_bytes >> 20} MiB"
+                        )
+            actual = stream.drain()
+        except (tarfile.TarError, OSError, EOFError) as exc:
+            raise ImageRejected(f"{what} is not a readable tar stream ({type(exc).__name__})") from None
+    if actual != diff_id:
+        raise ImageRejected(f"digest mismatch: {what}'s content does not match the config's diff_id")
+
+
+def _check_member(member: tarfile.TarInfo, what: str, guard: TreeGuard, seen: LayerScan) -> None:
+    path = _clean(member.name, what)
+    if not path:
+        return
+    guard.check_parents(path, what)
+    base = posixpath.basename(path)
+    if base.startswith(WHITEOUT):
+        if base != OPAQUE:
+            guard.remove(posixpath.join(posixpath.dirname(path), base[len(WHITEOUT) :]))
+        return
+    if member.ischr() or member.isblk():
+        raise ImageRejected(f"{what}: {printable(path)!r} is a device node")
+    if member.isfifo() or not (member.isfile() or member.isdir() or member.issym() or member.islnk()):
+        raise ImageRejected(f"{what}: {printable(path)!r} is a special file (only files, folders and links)")
+    if member.issym():
+        target = member.linkname
+        if not target.startswith("/"):
+            resolved = posixpath.normpath(posixpath.join(posixpath.dirname(path), target))
+            if resolved == ".." or resolved.startswith("../"):
+                raise ImageRejected(f"{what}: the symbolic link {printable(path)!r} points outside the image")
+        guard.links.add(path)
+        return
+    guard.remove(path)  # a file or folder replaces a link of that name
+    if member.islnk():
+        guard.check_parents(_clean(member.linkname, what), what)
+        return
+    if member.mode & 0o6000:
+        seen.setuid += 1
+    if any(k.startswith("SCHILY.xattr.") for k in member.pax_headers):
+        seen.xattrs += 1

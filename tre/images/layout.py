@@ -1,0 +1,163 @@
+"""Verify an OCI image layout ourselves, never on a tool's word: the index names one
+manifest; the manifest, the config and every layer blob hash to their digests and have
+their declared sizes; the config's diff_ids match the layers' content; the layers hold
+nothing hostile (`tre.images.layers`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tre.executors.base import ImageConfig
+from tre.images.errors import ImageRejected
+from tre.images.layers import LayerScan, TreeGuard, scan_layer
+from tre.images.limits import ImageLimits
+from tre.images.reference import DIGEST_RE, printable
+
+MANIFEST_TYPES = {
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+}
+MAX_JSON_BLOB = 4 << 20
+
+
+@dataclass
+class VerifiedImage:
+    digest: str
+    manifest: dict[str, Any]
+    config: dict[str, Any]
+    layers: int
+    size: int
+    scan: LayerScan = field(default_factory=LayerScan)
+
+    @property
+    def image_config(self) -> ImageConfig:
+        return image_config_of(self.config)
+
+    @property
+    def created(self) -> str:
+        value = self.config.get("created")
+        return printable(value, 64) if isinstance(value, str) else ""
+
+
+def blob_path(layout: Path, digest: str) -> Path:
+    if not isinstance(digest, str) or not DIGEST_RE.match(digest):
+        raise ImageRejected(f"the image names a blob with a malformed digest {printable(str(digest), 80)!r}")
+    return layout / "blobs" / "sha256" / digest.removeprefix("sha256:")
+
+
+def _verify_blob(layout: Path, descriptor: Any, what: str) -> Path:
+    if not isinstance(descriptor, dict):
+        raise ImageRejected(f"the image's {what} descriptor is malformed")
+    digest, size = descriptor.get("digest"), descriptor.get("size")
+    path = blob_path(layout, str(digest))
+    if not path.is_file():
+        raise ImageRejected(f"the image's {what} blob {digest} is missing")
+    h = hashlib.sha256()
+    actual = 0
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 20):
+            h.update(chunk)
+            actual += len(chunk)
+    if "sha256:" + h.hexdigest() != digest:
+        raise ImageRejected(f"digest mismatch: the image's {what} blob does not hash to {digest}")
+    if size != actual:
+        raise ImageRejected(f"size mismatch: the image's {what} blob is {actual} bytes, not {size}")
+    return path
+
+
+def _json_blob(path: Path, what: str) -> dict[str, Any]:
+    if path.stat().st_size > MAX_JSON_BLOB:
+        raise ImageRejected(f"the image's {what} is implausibly large")
+    try:
+        doc = json.loads(path.read_bytes())
+    except ValueError:
+        raise ImageRejected(f"the image's {what} is not valid JSON") from None
+    if not isinstance(doc, dict):
+        raise ImageRejected(f"the image's {what} is not a JSON object")
+    return doc
+
+
+def manifest_descriptor(layout: Path) -> dict[str, Any]:
+    index = _json_blob(layout / "index.json", "index")
+    manifests = index.get("manifests")
+    if not isinstance(manifests, list) or len(manifests) != 1 or not isinstance(manifests[0], dict):
+        raise ImageRejected("the image index must name exactly one image manifest")
+    desc: dict[str, Any] = manifests[0]
+    if desc.get("mediaType") not in MANIFEST_TYPES:
+        kind = printable(str(desc.get("mediaType")))
+        raise ImageRejected(f"the image index names a {kind!r}, not a single-platform manifest")
+    return desc
+
+
+def verify_layout(layout: Path, limits: ImageLimits) -> VerifiedImage:
+    desc = manifest_descriptor(layout)
+    manifest = _json_blob(_verify_blob(layout, desc, "manifest"), "manifest")
+    config_desc = manifest.get("config")
+    config = _json_blob(_verify_blob(layout, config_desc, "config"), "config")
+    layers = manifest.get("layers")
+    if not isinstance(layers, list) or not layers:
+        raise ImageRejected("the image manifest lists no layers")
+    if len(layers) > limits.max_layers:
+        raise ImageRejected(f"the image has more than {limits.max_layers} layers")
+    diff_ids = (
+        (config.get("rootfs") or {}).get("diff_ids") if isinstance(config.get("rootfs"), dict) else None
+    )
+    if not isinstance(diff_ids, list) or len(diff_ids) != len(layers):
+        raise ImageRejected("digest mismatch: the config's diff_ids do not match the manifest's layers")
+    size = int(desc.get("size") or 0) + int(config_desc.get("size") or 0)  # type: ignore[union-attr]
+    guard, scan = TreeGuard(), LayerScan()
+    for i, (layer, diff_id) in enumerate(zip(layers, diff_ids, strict=True)):
+        path = _verify_blob(layout, layer, f"layer {i + 1}")
+        size += int(layer["size"])
+        scan_layer(path, str(layer.get("mediaType")), str(diff_id), i, limits, guard, scan)
+    return VerifiedImage(
+        digest=str(desc["digest"]), manifest=manifest, config=config, layers=len(layers), size=size, scan=scan
+    )
+
+
+def image_config_of(config: dict[str, Any]) -> ImageConfig:
+    """The run-time fields of an OCI image config, type-checked (the image chose them)."""
+    c = config.get("config") or {}
+    if not isinstance(c, dict):
+        c = {}
+
+    def strings(value: Any) -> list[str]:
+        return [str(v) for v in value] if isinstance(value, list) else []
+
+    env: dict[str, str] = {}
+    for item in strings(c.get("Env")):
+        key, sep, value = item.partition("=")
+        if sep and key:
+            env[key] = value
+    return ImageConfig(
+        env=env,
+        entrypoint=strings(c.get("Entrypoint")),
+        cmd=strings(c.get("Cmd")),
+        working_dir=str(c.get("WorkingDir") or ""),
+        user=str(c.get("User") or ""),
+    )
+
+
+def config_to_json(cfg: ImageConfig) -> dict[str, Any]:
+    return {
+        "env": cfg.env,
+        "entrypoint": cfg.entrypoint,
+        "cmd": cfg.cmd,
+        "working_dir": cfg.working_dir,
+        "user": cfg.user,
+    }
+
+
+def config_from_json(data: dict[str, Any]) -> ImageConfig:
+    return ImageConfig(
+        env=dict(data.get("env") or {}),
+        entrypoint=list(data.get("entrypoint") or []),
+        cmd=list(data.get("cmd") or []),
+        working_dir=str(data.get("working_dir") or ""),
+        user=str(data.get("user") or ""),
+    )

@@ -1,0 +1,136 @@
+"""The content-addressed image store on the control plane (``$TRE_HOME/image-store``).
+
+    oci/<hex>/        an OCI layout holding one image (tag ``image``), <hex> = manifest digest
+    bundles/<hex>/    its unpacked bundle; ``rootfs/`` is what the local sandbox runs
+    tmp/              uploads and conversions in progress (removed when they end)
+
+An import is all or nothing: the upload is checked (`archive`), converted by skopeo into a
+scratch layout, verified (`layout`), moved into ``oci/`` and unpacked (`unpack`); any
+refusal removes what was made. The worker asks `rootfs(digest)` and `config(digest)`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from tre.config import Settings
+from tre.executors.base import ImageConfig
+from tre.images.archive import gunzip_if_needed, inspect_archive, tar_layout_dir
+from tre.images.errors import ImageRejected
+from tre.images.layout import image_config_of, manifest_descriptor, verify_layout
+from tre.images.limits import ImageLimits
+from tre.images.reference import check_digest, clean_name
+from tre.images.tools import skopeo_to_layout
+from tre.images.unpack import tree_size, unpack_once
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    digest: str
+    name: str
+    size: int
+    unpacked_size: int
+    layers: int
+    created: str
+    config: ImageConfig
+    source_format: str
+    setuid_dropped: int
+
+
+class ImageStore:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.root = settings.images_dir
+        self.limits = ImageLimits.from_settings(settings)
+
+    # -- paths ------------------------------------------------------------------------------
+    def layout(self, digest: str) -> Path:
+        return self.root / "oci" / check_digest(digest).removeprefix("sha256:")
+
+    def has(self, digest: str) -> bool:
+        return (self.layout(digest) / "index.json").is_file()
+
+    def scratch(self) -> Path:
+        tmp = self.root / "tmp"
+        tmp.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(dir=tmp))
+
+    # -- what the worker asks -----------------------------------------------------------------
+    def rootfs(self, digest: str) -> Path:
+        """The unpacked, sanitised root filesystem (unpacked now if it was removed)."""
+        if not self.has(digest):
+            raise ImageRejected(f"image {digest} is not in the image store")
+        return unpack_once(
+            self.layout(digest),
+            self.root / "bundles",
+            digest.removeprefix("sha256:"),
+            self.limits.max_unpacked_bytes,
+        )
+
+    def config(self, digest: str) -> ImageConfig:
+        layout = self.layout(digest)
+        manifest = json.loads(_blob(layout, manifest_descriptor(layout)["digest"]).read_bytes())
+        return image_config_of(json.loads(_blob(layout, manifest["config"]["digest"]).read_bytes()))
+
+    # -- import ---------------------------------------------------------------------------------
+    def import_path(self, source: Path, name: str | None = None) -> ImportResult:
+        """Import a docker save archive, an OCI archive or an OCI layout folder (copied first)."""
+        work = self.scratch()
+        try:
+            upload = work / "upload.tar"
+            if source.is_dir():
+                tar_layout_dir(source, upload)
+            else:
+                shutil.copyfile(source, upload)
+            return self.import_upload(upload, name, work)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+    def import_upload(self, upload: Path, name: str | None, work: Path) -> ImportResult:
+        """Import a file already in ``work`` (a scratch folder this call may fill)."""
+        upload = gunzip_if_needed(upload, self.limits)
+        info = inspect_archive(upload, self.limits)
+        layout = work / "layout"
+        skopeo_to_layout(f"{info.format}:{upload}", layout)
+        verified = verify_layout(layout, self.limits)
+        final = self.layout(verified.digest)
+        fresh = not self.has(verified.digest)
+        if fresh:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.replace(layout, final)
+            except OSError:
+                if not self.has(verified.digest):  # not a concurrent import of the same image
+                    raise
+                fresh = False
+        try:
+            rootfs = self.rootfs(verified.digest)
+        except Exception:
+            if fresh:
+                self.remove(verified.digest)
+            raise
+        return ImportResult(
+            digest=verified.digest,
+            name=clean_name(name or info.name_hint),
+            size=verified.size,
+            unpacked_size=tree_size(rootfs),
+            layers=verified.layers,
+            created=verified.created,
+            config=verified.image_config,
+            source_format=info.format,
+            setuid_dropped=verified.scan.setuid,
+        )
+
+    def remove(self, digest: str) -> None:
+        hex_digest = check_digest(digest).removeprefix("sha256:")
+        shutil.rmtree(self.root / "oci" / hex_digest, ignore_errors=True)
+        shutil.rmtree(self.root / "bundles" / hex_digest, ignore_errors=True)
+
+
+def _blob(layout: Path, digest: str) -> Path:
+    return layout / "blobs" / "sha256" / check_digest(digest).removeprefix("sha256:")

@@ -1,0 +1,64 @@
+"""skopeo and umoci, run as subprocesses with a bounded time and one-line errors.
+
+They are Debian packages (scripts/install-system-deps); we use them for what they are good
+at (format conversion, registry protocol, unpacking with whiteouts) and verify their
+results ourselves.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+from tre.images.errors import ImageRejected, ImageToolError
+from tre.images.reference import printable
+
+_PATH = re.compile(r"/[^\s:\"']+")
+
+
+def tool(name: str) -> str:
+    found = shutil.which(name)
+    if found is None:
+        raise ImageToolError(f"{name} is not installed (scripts/install-system-deps installs it)")
+    return found
+
+
+def run_tool(args: list[str], timeout_s: float = 1800, rejects: bool = False) -> bytes:
+    """Run a tool and return its stdout; its failure is the input's fault when ``rejects``
+    (e.g. skopeo reading an upload), otherwise ours. Only the last line of its stderr is
+    kept, screened."""
+    try:
+        proc = subprocess.run(
+            [tool(args[0]), *args[1:]],
+            capture_output=True,
+            timeout=timeout_s,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise ImageToolError(f"{args[0]} {args[1]} did not finish within {timeout_s:.0f} s") from None
+    if proc.returncode != 0:
+        lines = [ln for ln in proc.stderr.decode("utf-8", "replace").splitlines() if ln.strip()]
+        last = lines[-1] if lines else f"exit status {proc.returncode}"
+        # Go tools log as `time=... level=fatal msg="..."`: keep the message.
+        last = printable(last.split(' msg="', 1)[-1].rstrip('"') if ' msg="' in last else last, 300)
+        if rejects:
+            # The caller sees this: no paths of the control plane's scratch space.
+            last = _PATH.sub("<file>", last)
+            raise ImageRejected(f"not a usable image: {args[0]} could not read it ({last})")
+        raise ImageToolError(f"{args[0]} {args[1]} failed: {last}")
+    return proc.stdout
+
+
+def skopeo_to_layout(source: str, layout: Path) -> None:
+    """Normalise an archive into an OCI layout folder (tag ``image``). Compressed layers are
+    kept as they are, so an OCI image of gzip layers keeps its manifest digest; uncompressed
+    ones (docker save) are gzipped (skopeo 1.9 mislabels them when asked to keep them)."""
+    run_tool(["skopeo", "copy", "--quiet", source, f"oci:{layout}:image"], rejects=True)
+
+
+def umoci_unpack(layout: Path, bundle: Path) -> None:
+    # --rootless: no chown, no device nodes, no security.* xattrs, even when we run as root.
+    run_tool(["umoci", "unpack", "--rootless", "--image", f"{layout}:image", str(bundle)])

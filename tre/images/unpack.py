@@ -1,0 +1,94 @@
+"""Unpack a verified image into a root filesystem, once per digest, and make it safe.
+
+umoci applies the layers in order with whiteouts and keeps every write inside the bundle;
+afterwards we walk the tree ourselves: setuid/setgid bits and every extended attribute (file
+capabilities live in ``security.capability``) are removed, anything that is not a file,
+folder or link is removed, and the total size is bounded. The finished tree is renamed into
+place, so a half-unpacked image is never used. Empty mount points the sandbox needs
+(``/proc``, ``/dev``, ``/tmp``, ``/data``, ``/output``, ``/code``...) are added where missing.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import stat
+from pathlib import Path
+
+from tre.images.errors import ImageRejected
+from tre.images.tools import umoci_unpack
+
+# Empty folders the sandbox mounts over (the root filesystem is bound read-only, so bwrap
+# cannot create them itself). Made only where the image has nothing of that name.
+MOUNT_POINTS = ("proc", "dev", "sys", "tmp", "data", "output", "code", "etc", "run")
+
+
+def add_mount_points(root: Path) -> None:
+    for name in MOUNT_POINTS:
+        path = root / name
+        if not os.path.lexists(path):
+            path.mkdir(mode=0o755)
+
+
+def sanitise_tree(root: Path, max_bytes: int) -> int:
+    """Strip privilege bits and xattrs; return the bytes of regular files."""
+    total = 0
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in [*dirnames, *filenames]:
+            path = os.path.join(dirpath, name)
+            st = os.lstat(path)
+            for attr in _xattrs(path):
+                os.removexattr(path, attr, follow_symlinks=False)
+            if stat.S_ISLNK(st.st_mode):
+                continue
+            if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+                os.unlink(path)
+                continue
+            if st.st_mode & (stat.S_ISUID | stat.S_ISGID):
+                os.chmod(path, stat.S_IMODE(st.st_mode) & ~(stat.S_ISUID | stat.S_ISGID))
+            if stat.S_ISREG(st.st_mode):
+                total += st.st_size
+                if total > max_bytes:
+                    raise ImageRejected(f"the image unpacks to more than {max_bytes >> 20} MiB")
+    return total
+
+
+def _xattrs(path: str) -> list[str]:
+    try:
+        return os.listxattr(path, follow_symlinks=False)
+    except OSError:
+        return []
+
+
+def tree_size(root: Path) -> int:
+    total = 0
+    for dirpath, _dirs, files in os.walk(root):
+        for name in files:
+            st = os.lstat(os.path.join(dirpath, name))
+            if stat.S_ISREG(st.st_mode):
+                total += st.st_size
+    return total
+
+
+def unpack_once(layout: Path, bundles: Path, hex_digest: str, max_bytes: int) -> Path:
+    """The root filesystem of an image; unpacked on first use, under a lock per digest."""
+    final = bundles / hex_digest
+    rootfs = final / "rootfs"
+    if rootfs.is_dir():
+        return rootfs
+    bundles.mkdir(parents=True, exist_ok=True)
+    with (bundles / f".{hex_digest}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if rootfs.is_dir():
+            return rootfs
+        work = bundles / f".{hex_digest}.partial"
+        shutil.rmtree(work, ignore_errors=True)
+        try:
+            umoci_unpack(layout, work)
+            sanitise_tree(work / "rootfs", max_bytes)
+            add_mount_points(work / "rootfs")
+            os.replace(work, final)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    return rootfs
