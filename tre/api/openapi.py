@@ -100,12 +100,31 @@ def truthful_schema(app: FastAPI) -> dict[str, Any]:
     schemas["Problem"] = PROBLEM_SCHEMA
     for name in ("HTTPValidationError", "ValidationError"):
         schemas.pop(name, None)
+    only_declared_success(spec)
+    for schema in schemas.values():
+        _no_nul_in_text(schema)
     for item in spec.get("paths", {}).values():
         for operation in item.values():
             responses = operation.setdefault("responses", {})
             for status, description in COMMON_PROBLEMS.items():
                 responses[str(status)] = _problem_response(description)
     return spec
+
+
+NO_NUL_PATTERN = "^[^\\u0000]*$"
+
+
+def _no_nul_in_text(schema: Any) -> None:
+    """Free text fields say what `tre.api.schemas.In` enforces: no NUL characters (the
+    stores cannot hold them). Fields with their own pattern, format or enum already say more."""
+    if isinstance(schema, dict):
+        if schema.get("type") == "string" and not ({"pattern", "format", "enum", "const"} & schema.keys()):
+            schema["pattern"] = NO_NUL_PATTERN
+        for value in schema.values():
+            _no_nul_in_text(value)
+    elif isinstance(schema, list):
+        for value in schema:
+            _no_nul_in_text(value)
 
 
 def install_openapi(app: FastAPI) -> None:
@@ -117,3 +136,27 @@ def install_openapi(app: FastAPI) -> None:
         return app.openapi_schema
 
     app.openapi = _openapi  # type: ignore[method-assign]
+
+
+def body_of(
+    media_type: str, description: str, headers: dict[str, dict[str, Any]] | None = None
+) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` for a route whose success body is not JSON (logs, exports, files), so
+    the document names the media type the server really sends, and its headers."""
+    schema: dict[str, Any] = (
+        {"type": "string"} if media_type.startswith("text/") else {"type": "string", "format": "binary"}
+    )
+    answer: dict[str, Any] = {"description": description, "content": {media_type: {"schema": schema}}}
+    if headers:
+        answer["headers"] = {name: {"schema": value} for name, value in headers.items()}
+    return {200: answer}
+
+
+def only_declared_success(spec: dict[str, Any]) -> None:
+    """Drop FastAPI's default ``application/json`` where a route declared another body."""
+    for item in spec.get("paths", {}).values():
+        for operation in item.values():
+            ok = operation.get("responses", {}).get("200", {})
+            content = ok.get("content", {})
+            if len(content) > 1 and "application/json" in content:
+                content.pop("application/json")
