@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import os
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,8 @@ import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
+from pydicom.pixels.decoders.base import get_decoder
+from pydicom.uid import JPEG2000, UID, JPEG2000Lossless, RLELossless
 
 from tre.kernels.errors import (
     MissingSliceError,
@@ -104,6 +107,26 @@ def _floats(ds: Dataset, keyword: str, n: int, where: Path) -> np.ndarray:
     return np.asarray([float(v) for v in value], dtype=np.float64)
 
 
+# Fastest decoder first where pydicom's default order is slower (measured on 512x512 CT:
+# RLE 1.7 ms with pylibjpeg-rle vs 11 ms in pure NumPy; JPEG 2000 via openjpeg).
+_PREFERRED_PLUGINS: dict[str, tuple[str, ...]] = {
+    RLELossless: ("pylibjpeg",),
+    JPEG2000Lossless: ("pylibjpeg",),
+    JPEG2000: ("pylibjpeg",),
+}
+
+
+def _plugin_for(tsyntax: UID | None) -> str:
+    """The decoding plugin to ask pydicom for ("" = pydicom's own choice)."""
+    if tsyntax is None or tsyntax not in _PREFERRED_PLUGINS:
+        return ""
+    try:
+        available = get_decoder(tsyntax).available_plugins
+    except (NotImplementedError, ValueError):
+        return ""
+    return next((p for p in _PREFERRED_PLUGINS[tsyntax] if p in available), "")
+
+
 def _pixels(ds: Dataset, where: Path) -> np.ndarray:
     """Decoded 2-D pixel array, or a clear error naming the transfer syntax."""
     if int(ds.get("NumberOfFrames", 1) or 1) != 1:
@@ -114,6 +137,9 @@ def _pixels(ds: Dataset, where: Path) -> np.ndarray:
         )
     tsyntax = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
     try:
+        plugin = _plugin_for(tsyntax)
+        if plugin:
+            ds.pixel_array_options(decoding_plugin=plugin)
         arr = ds.pixel_array
     except Exception as exc:  # noqa: BLE001 - pydicom raises many types for missing decoders
         name = getattr(tsyntax, "name", None) or "unknown"
@@ -176,12 +202,19 @@ def _z_spacing(proj: np.ndarray, uid: str, rel_tol: float, header: Dataset) -> f
     )
 
 
-def load_series(files: Iterable[Path | str], *, spacing_rel_tol: float = 0.01) -> Series:
-    """Read, validate and stack the slices of one series (all files must share the UID)."""
+def load_series(
+    files: Iterable[Path | str], *, spacing_rel_tol: float = 0.01, pool: Executor | None = None
+) -> Series:
+    """Read, validate and stack the slices of one series (all files must share the UID).
+
+    ``pool``: an executor that reads and decodes slices concurrently (compressed series are
+    decode-bound); slices are still stacked in position order, so the result is the same.
+    """
     paths = [Path(f) for f in files]
     if not paths:
         raise SeriesError("no files given for the series")
-    datasets = [pydicom.dcmread(p) for p in paths]
+    mapper: Callable[..., Iterable[object]] = pool.map if pool is not None else map
+    datasets: list[Dataset] = list(mapper(pydicom.dcmread, paths))  # type: ignore[arg-type]
     uids = {str(ds.get("SeriesInstanceUID", "")) for ds in datasets}
     if len(uids) != 1:
         raise SeriesError(f"files span {len(uids)} SeriesInstanceUIDs; load one series at a time")
@@ -218,7 +251,7 @@ def load_series(files: Iterable[Path | str], *, spacing_rel_tol: float = 0.01) -
     shapes = {(int(ds.Rows), int(ds.Columns)) for ds in datasets}
     if len(shapes) != 1:
         raise SeriesError(f"series {uid}: slices have different sizes {sorted(shapes)}")
-    planes = [_pixels(ds, p) for ds, p in zip(datasets, paths, strict=True)]
+    planes: list[np.ndarray] = list(mapper(_pixels, datasets, paths))  # type: ignore[arg-type]
     raw = np.stack(planes).astype(np.result_type(*planes), copy=False)
     slopes = np.asarray([float(ds.get("RescaleSlope", 1.0) or 1.0) for ds in datasets], dtype=np.float64)
     intercepts = np.asarray(
