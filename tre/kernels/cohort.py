@@ -202,6 +202,8 @@ class CohortRun:
         if not groups:
             raise KernelInputError(f"no DICOM image series found under {self.input_dir}")
         self.total = len(groups)
+        for stale in self.out_dir.glob(".*.partial"):  # left by a killed run; never an output
+            stale.unlink(missing_ok=True)
         self.report(f"progress 0/{self.total}")
         todo: list[tuple[str, list[Path], str]] = []
         for uid, files in groups.items():
