@@ -30,6 +30,30 @@ from tre.kernels.stats import Stats
 _FM = {"reassoc", "contract", "nsz", "arcp"}
 
 
+@njit(inline="always", fastmath=_FM)
+def clip_value(h, clip_lo, clip_hi):
+    """clip(h, lo, hi) as two branch-free min/max (vectorises)."""
+    return min(max(h, clip_lo), clip_hi)
+
+
+@njit(inline="always", fastmath=_FM)
+def window_value(h, clip_lo, clip_hi, shift, scale):
+    """First stage of every recipe: v = (clip(h, lo, hi) - shift) * scale."""
+    return (clip_value(h, clip_lo, clip_hi) - shift) * scale
+
+
+@njit(inline="always", fastmath=_FM)
+def histogram_bin(v, vmin, bin_scale, nbins):
+    """Histogram bin of ``v`` for the percentile passes, clamped to [0, nbins)."""
+    return min(max(np.int64((v - vmin) * bin_scale), 0), nbins - 1)
+
+
+@njit(inline="always", fastmath=_FM)
+def z_blend(a, b, w):
+    """Linear interpolation between two in-plane resampled values along z."""
+    return a + w * (b - a)
+
+
 @njit(cache=True, fastmath=_FM)
 def _slice_plane(raw, z, slope, intercept, yi0, yi1, yw, xi0, xi1, xw, tmp, out):
     """out[j, i] = rescaled input slice ``z`` bilinearly sampled at output row j, column i.
@@ -110,6 +134,7 @@ def stats_pass(
     """
     nyo = yi0.shape[0]
     nxo = xi0.shape[0]
+    sshift = np.float32(stat_shift)
     for c in prange(chunk_start.shape[0] - 1):
         tmp = np.empty(raw.shape[2], dtype=np.float32)
         pa = np.empty((nyo, nxo), dtype=np.float32)
@@ -133,15 +158,17 @@ def stats_pass(
             for j in range(nyo):
                 ra = pa[j]
                 rb = pb[j]
-                racc = 0.0
-                racc2 = 0.0
+                # One row (<= a few hundred values) sums in float32 SIMD lanes around
+                # stat_shift; rows then accumulate in float64 (error ~1e-7 of a row sum).
+                racc = np.float32(0.0)
+                racc2 = np.float32(0.0)
                 rfg = np.int32(0)
                 if fg_only:  # masked sums and foreground value range (percentile recipe)
                     for i in range(nxo):
-                        h = ra[i] + wz * (rb[i] - ra[i])
+                        h = z_blend(ra[i], rb[i], wz)
                         if h > fg_thr:
-                            v = (min(max(h, clip_lo), clip_hi) - shift) * scale
-                            d = np.float64(v) - stat_shift
+                            v = window_value(h, clip_lo, clip_hi, shift, scale)
+                            d = v - sshift
                             racc += d
                             racc2 += d * d
                             rfg += 1
@@ -149,24 +176,23 @@ def stats_pass(
                             vmax = max(vmax, v)
                 else:  # branch-free so that LLVM vectorises it (the hot path)
                     for i in range(nxo):
-                        h = ra[i] + wz * (rb[i] - ra[i])
-                        v = (min(max(h, clip_lo), clip_hi) - shift) * scale
-                        d = np.float64(v) - stat_shift
+                        h = z_blend(ra[i], rb[i], wz)
+                        d = window_value(h, clip_lo, clip_hi, shift, scale) - sshift
                         racc += d
                         racc2 += d * d
                         rfg += np.int32(h > fg_thr)
-                acc += racc
-                acc2 += racc2
+                acc += np.float64(racc)
+                acc2 += np.float64(racc2)
                 cnt += int(rfg) if fg_only else nxo
                 if rfg > 0:
                     fgn += int(rfg)
                     ymin = min(ymin, j)
                     ymax = j
                     first = 0
-                    while not ra[first] + wz * (rb[first] - ra[first]) > fg_thr:
+                    while not z_blend(ra[first], rb[first], wz) > fg_thr:
                         first += 1
                     last = nxo - 1
-                    while not ra[last] + wz * (rb[last] - ra[last]) > fg_thr:
+                    while not z_blend(ra[last], rb[last], wz) > fg_thr:
                         last -= 1
                     xmin = min(xmin, first)
                     xmax = max(xmax, last)
@@ -225,8 +251,8 @@ def normalize_pass(
                 rb = pb[j]
                 row = out[k, j]
                 for i in range(nxo):
-                    h = ra[i] + wz * (rb[i] - ra[i])
-                    row[i] = ((min(max(h, clip_lo), clip_hi) - shift) * scale - m) * inv
+                    v = window_value(z_blend(ra[i], rb[i], wz), clip_lo, clip_hi, shift, scale)
+                    row[i] = (v - m) * inv
 
 
 @njit(parallel=True, cache=True, fastmath=_FM)
@@ -272,11 +298,10 @@ def histogram_pass(
                 ra = pa[j]
                 rb = pb[j]
                 for i in range(nxo):
-                    h = ra[i] + wz * (rb[i] - ra[i])
+                    h = z_blend(ra[i], rb[i], wz)
                     if h > fg_thr:
-                        v = min(max(h, clip_lo), clip_hi)
-                        b = min(max(np.int64((v - vmin) * bin_scale), 0), nbins - 1)
-                        hist[c, b] += 1
+                        v = clip_value(h, clip_lo, clip_hi)
+                        hist[c, histogram_bin(v, vmin, bin_scale, nbins)] += 1
 
 
 @njit(parallel=True, cache=True, fastmath=_FM)
@@ -326,11 +351,10 @@ def gather_pass(
                 ra = pa[j]
                 rb = pb[j]
                 for i in range(nxo):
-                    h = ra[i] + wz * (rb[i] - ra[i])
+                    h = z_blend(ra[i], rb[i], wz)
                     if h > fg_thr:
-                        v = min(max(h, clip_lo), clip_hi)
-                        b = min(max(np.int64((v - vmin) * bin_scale), 0), nbins - 1)
-                        if wanted[b]:
+                        v = clip_value(h, clip_lo, clip_hi)
+                        if wanted[histogram_bin(v, vmin, bin_scale, nbins)]:
                             values[pos] = v
                             pos += 1
 
