@@ -3,6 +3,7 @@ pydicom's pixel handlers and the pylibjpeg / pyjpegls plugins, or refused in one
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -116,7 +117,10 @@ def test_compressed_series_without_decoders_is_refused_in_one_line(tmp_path: Pat
     _need_encoder(JPEG2000Lossless)
     paths = write_series(tmp_path / "s", chest_phantom((2, 48, 48)), spacing_zyx=(2.0, 1.0, 1.0))
     compress_files(paths, JPEG2000Lossless)
-    code = (
+    # sitecustomize blocks the imports in the job and in its decode worker processes alike.
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(
         "import sys, importlib.abc\n"
         "class Block(importlib.abc.MetaPathFinder):\n"
         "    def find_spec(self, name, path, target=None):\n"
@@ -124,11 +128,11 @@ def test_compressed_series_without_decoders_is_refused_in_one_line(tmp_path: Pat
         "        if top in {'pylibjpeg', 'openjpeg', 'libjpeg', 'rle', 'jpeg_ls', 'gdcm', 'PIL'}:\n"
         "            raise ImportError(name)\n"
         "sys.meta_path.insert(0, Block())\n"
-        "from tre.kernels.job import run\n"
-        f"sys.exit(run(['--input', {str(tmp_path)!r}, '--output', {str(tmp_path / 'o')!r},"
-        " '--spacing', '1', '1', '1']))\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=300)
+    env = {**os.environ, "PYTHONPATH": f"{site}{os.pathsep}{REPO}"}
+    cmd = [sys.executable, "-m", "tre.kernels.job", "--input", str(tmp_path / "s"), "--output"]
+    cmd += [str(tmp_path / "o"), "--spacing", "1", "1", "1", "--workers", "2"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=300, env=env)
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1

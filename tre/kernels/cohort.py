@@ -5,7 +5,8 @@ take a comparable time and use different resources (decoders and the disk, the N
 pool, the compressor's threads). Three stages run concurrently:
 
 1. loaders (threads) read and decode the next series while the current one is processed;
-   slices of one series are decoded on a shared thread pool;
+   slices of one series are decoded on a shared thread pool, compressed ones in worker
+   processes;
 2. the kernels run on the calling thread, one series at a time (they use every core);
 3. writers (threads) compress and write the previous series' outputs.
 
@@ -22,13 +23,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import multiprocessing
 import os
 import re
 import sys
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -116,9 +118,9 @@ class _Loaded:
     load_s: float
 
 
-def _load(files: list[Path], suv: str, pool: ThreadPoolExecutor) -> _Loaded:
+def _load(files: list[Path], suv: str, pool: ThreadPoolExecutor, decode_pool: Executor | None) -> _Loaded:
     t0 = time.perf_counter()
-    series = load_series(files, pool=pool)
+    series = load_series(files, pool=pool, decode_pool=decode_pool)
     units = "HU" if series.modality == "CT" else "stored value x rescale"
     factor: float | None = None
     if series.modality == "PT" and suv == "auto":
@@ -234,6 +236,13 @@ class CohortRun:
         warm_done = warm.submit(warm_kernels, self.opts.params, self.opts.device) if todo else None
         warm.shutdown(wait=False)
         decode_pool = ThreadPoolExecutor(self.workers, thread_name_prefix="decode")
+        # Compressed slices decode in worker processes (spawned on first use only): JPEG 2000
+        # decoding is CPU-bound and the decoders are not known to release the GIL.
+        procs = (
+            ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+            if self.workers > 1
+            else None
+        )
         load_pool = ThreadPoolExecutor(max(1, self.opts.prefetch), thread_name_prefix="load")
         write_pool = ThreadPoolExecutor(max(1, self.opts.max_pending_writes), thread_name_prefix="write")
         loads: deque[tuple[str, str, Future[_Loaded]]] = deque()
@@ -246,7 +255,7 @@ class CohortRun:
                     if nxt is None:
                         break
                     uid, files, fp = nxt
-                    loads.append((uid, fp, load_pool.submit(_load, files, self.opts.suv, decode_pool)))
+                    loads.append((uid, fp, load_pool.submit(_load, files, self.opts.suv, decode_pool, procs)))
                 if not loads:
                     break
                 uid, fp, fut = loads.popleft()
@@ -283,6 +292,8 @@ class CohortRun:
             for _uid, _fp, f in loads:
                 f.cancel()
             decode_pool.shutdown(wait=True, cancel_futures=True)
+            if procs is not None:
+                procs.shutdown(wait=True, cancel_futures=True)
             load_pool.shutdown(wait=True, cancel_futures=True)
             write_pool.shutdown(wait=True, cancel_futures=True)
             self.manifest.save()

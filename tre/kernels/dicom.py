@@ -217,12 +217,18 @@ def _z_spacing(proj: np.ndarray, uid: str, rel_tol: float, header: Dataset) -> f
 
 
 def load_series(
-    files: Iterable[Path | str], *, spacing_rel_tol: float = 0.01, pool: Executor | None = None
+    files: Iterable[Path | str],
+    *,
+    spacing_rel_tol: float = 0.01,
+    pool: Executor | None = None,
+    decode_pool: Executor | None = None,
 ) -> Series:
     """Read, validate and stack the slices of one series (all files must share the UID).
 
-    ``pool``: an executor that reads and decodes slices concurrently (compressed series are
-    decode-bound); slices are still stacked in position order, so the result is the same.
+    ``pool``: an executor that reads and decodes slices concurrently; ``decode_pool``: one
+    for compressed pixel data only (a process pool: JPEG 2000 decoding is CPU-bound and
+    decoders may hold the GIL). Slices are stacked in position order either way, so the
+    result does not depend on the executors.
     """
     paths = [Path(f) for f in files]
     if not paths:
@@ -265,7 +271,12 @@ def load_series(
     shapes = {(int(ds.Rows), int(ds.Columns)) for ds in datasets}
     if len(shapes) != 1:
         raise SeriesError(f"series {uid}: slices have different sizes {sorted(shapes)}")
-    planes: list[np.ndarray] = list(mapper(_pixels, datasets, paths))  # type: ignore[arg-type]
+    tsyntax = header.file_meta.get("TransferSyntaxUID") if hasattr(header, "file_meta") else None
+    if decode_pool is not None and tsyntax is not None and UID(tsyntax).is_compressed:
+        chunk = max(1, len(datasets) // (4 * max(1, getattr(decode_pool, "_max_workers", 1))))
+        planes = list(decode_pool.map(_pixels, datasets, paths, chunksize=chunk))
+    else:
+        planes = list(mapper(_pixels, datasets, paths))  # type: ignore[arg-type]
     raw = np.stack(planes).astype(np.result_type(*planes), copy=False)
     slopes = np.asarray([float(ds.get("RescaleSlope", 1.0) or 1.0) for ds in datasets], dtype=np.float64)
     intercepts = np.asarray(
