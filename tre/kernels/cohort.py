@@ -101,6 +101,8 @@ def series_stem(uid: str) -> str:
 
 def software_versions(device: str) -> dict[str, str]:
     names = ["tre", "numpy", "numba", "pydicom", "nibabel"] + (["numba-cuda"] if device == "cuda" else [])
+    names += ["isal", "pylibjpeg", "pylibjpeg-openjpeg", "pylibjpeg-libjpeg", "pylibjpeg-rle", "pyjpegls"]
+    names += ["python-gdcm", "zarr"]
     out: dict[str, str] = {"python": sys.version.split()[0]}
     for name in names:
         try:
