@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import signal
 import subprocess
@@ -206,3 +207,29 @@ def test_compressed_cohort_matches_uncompressed(tmp_path: Path) -> None:
     assert len(volumes) == 4
     for v in volumes[1:]:
         assert np.array_equal(v, volumes[0])
+
+
+def test_cuda_cohort_under_simulator_matches_cpu(tmp_path: Path) -> None:
+    """The cohort job with --device cuda (kernel warm-up thread included), on Numba's CUDA
+    simulator in a child process; its outputs match the CPU job's."""
+    pytest.importorskip("numba.cuda")
+    make_cohort(tmp_path / "in", n_good=2, bad=True)
+    assert run(argv(tmp_path / "in", tmp_path / "cpu")) == 0
+    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1", "PYTHONPATH": str(REPO)}
+    cmd = [
+        sys.executable,
+        "-m",
+        "tre.kernels.job",
+        *argv(tmp_path / "in", tmp_path / "gpu"),
+        "--device",
+        "cuda",
+    ]
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[-1].startswith("done 3 series: ok 2 resumed 0 failed 1")
+    for uid in ("1.2.826.0.1.0", "1.2.826.0.1.1"):
+        a = np.asarray(nib.load(tmp_path / "cpu" / f"{uid}.nii.gz").dataobj)
+        b = np.asarray(nib.load(tmp_path / "gpu" / f"{uid}.nii.gz").dataobj)
+        assert a.shape == b.shape and np.max(np.abs(a - b)) < 1e-4
+        side = json.loads((tmp_path / "gpu" / f"{uid}.json").read_text())
+        assert side["device"] == "cuda"
