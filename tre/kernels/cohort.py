@@ -31,6 +31,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -122,13 +123,29 @@ class _Loaded:
 
 def _load(files: list[Path], suv: str, pool: ThreadPoolExecutor, decode_pool: Executor | None) -> _Loaded:
     t0 = time.perf_counter()
-    series = load_series(files, pool=pool, decode_pool=decode_pool)
+    try:
+        series = load_series(files, pool=pool, decode_pool=decode_pool)
+    except (BrokenProcessPool, OSError):
+        if decode_pool is None:
+            raise
+        series = load_series(files, pool=pool)  # worker processes unavailable: decode here
     units = "HU" if series.modality == "CT" else "stored value x rescale"
     factor: float | None = None
     if series.modality == "PT" and suv == "auto":
         series, factor = to_suvbw(series)
         units = "SUVbw (g/mL)"
     return _Loaded(series, units, factor, time.perf_counter() - t0)
+
+
+def _process_pool(workers: int) -> ProcessPoolExecutor | None:
+    """Worker processes for compressed slices, or None (one CPU, or a sandbox without the
+    POSIX semaphores multiprocessing needs): then the decode threads do that work too."""
+    if workers <= 1:
+        return None
+    try:
+        return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    except (OSError, ImportError, ValueError):
+        return None
 
 
 def warm_kernels(params: PreprocessParams, device: Device) -> None:
@@ -240,11 +257,7 @@ class CohortRun:
         decode_pool = ThreadPoolExecutor(self.workers, thread_name_prefix="decode")
         # Compressed slices decode in worker processes (spawned on first use only): JPEG 2000
         # decoding is CPU-bound and the decoders are not known to release the GIL.
-        procs = (
-            ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
-            if self.workers > 1
-            else None
-        )
+        procs = _process_pool(self.workers)
         load_pool = ThreadPoolExecutor(max(1, self.opts.prefetch), thread_name_prefix="load")
         write_pool = ThreadPoolExecutor(max(1, self.opts.max_pending_writes), thread_name_prefix="write")
         loads: deque[tuple[str, str, Future[_Loaded]]] = deque()
