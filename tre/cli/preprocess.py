@@ -9,6 +9,7 @@ granted), and any of them can be lowered on the command line.
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any
 
 import typer
@@ -27,8 +28,12 @@ def job_command(
     percentile_clip: tuple[float, float] | None,
     device: str,
     fmt: str = "nii.gz",
+    workers: int = 0,
 ) -> list[str]:
-    """The in-sandbox command line of the job (``python3 -m tre.kernels.job``)."""
+    """The in-sandbox command line of the job (``python3 -m tre.kernels.job``).
+
+    ``workers``: decode/compress threads, normally the job's CPU limit (0: the job decides).
+    """
     cmd = [
         "python3",
         "-m",
@@ -46,6 +51,8 @@ def job_command(
         "--format",
         fmt,
     ]
+    if workers > 0:
+        cmd += ["--workers", str(int(workers))]
     if percentile_clip is not None:
         cmd += ["--percentile-clip", *(repr(float(p)) for p in percentile_clip)]
     return cmd
@@ -126,13 +133,14 @@ def preprocess(
         raise typer.BadParameter(f"use one of {', '.join(FORMATS)}", param_hint="--format")
     client = ApiClient()
     quota = client.get(f"/api/v1/projects/{project}")
+    cpus = _limit("--cpu", cpu, float(quota["max_cpu"]))
     body = job_request(
         quota,
         dataset,
-        job_command(spacing, window, percentile_clip, "cuda" if gpu else "cpu", fmt),
+        job_command(spacing, window, percentile_clip, "cuda" if gpu else "cpu", fmt, math.ceil(cpus)),
         image=image or demo_image(),
         gpu=gpu,
-        cpu=cpu,
+        cpu=cpus,
         memory_mb=memory_mb,
         time_limit=time_limit,
         output_limit_mb=output_limit_mb,

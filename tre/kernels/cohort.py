@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import multiprocessing
 import os
 import re
@@ -48,13 +49,36 @@ from tre.kernels.pipeline import Device, preprocess_array
 from tre.kernels.suv import to_suvbw
 from tre.kernels.writers import OutputFormat, Written, compressor_name, write_bytes, write_volume
 
+# Without a readable CPU quota, at most this many workers (each decode process holds ~100 MB).
+DEFAULT_MAX_WORKERS = 8
+
+
+def _cgroup_cpu_quota() -> float | None:
+    """CPUs granted by the cgroup's CPU quota (v2 ``cpu.max`` or v1 CFS), if visible."""
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        return None if quota == "max" else int(quota) / int(period)
+    except (OSError, ValueError):
+        pass
+    try:
+        q = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us").read_text())
+        p = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us").read_text())
+        return q / p if q > 0 and p > 0 else None
+    except (OSError, ValueError):
+        return None
+
 
 def available_cpus() -> int:
-    """CPUs this process may run on (the sandbox's cgroup/affinity, not the host's count)."""
+    """CPUs this job may use: its affinity, capped by its cgroup CPU quota (a container or
+    sandbox often sees every host core but is granted a few); without a visible quota, at
+    most ``DEFAULT_MAX_WORKERS``. ``tre preprocess`` passes ``--workers`` explicitly."""
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        cpus = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
+        cpus = os.cpu_count() or 1
+    quota = _cgroup_cpu_quota()
+    cap = DEFAULT_MAX_WORKERS if quota is None else math.ceil(quota)
+    return max(1, min(cpus, cap))
 
 
 @dataclass(frozen=True)
