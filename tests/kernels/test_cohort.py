@@ -233,3 +233,20 @@ def test_cuda_cohort_under_simulator_matches_cpu(tmp_path: Path) -> None:
         assert a.shape == b.shape and np.max(np.abs(a - b)) < 1e-4
         side = json.loads((tmp_path / "gpu" / f"{uid}.json").read_text())
         assert side["device"] == "cuda"
+
+
+def test_missing_zarr_is_refused_up_front(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Without zarr (blocked for real in sys.modules) the job stops before any work, in one line."""
+    make_cohort(tmp_path / "in", n_good=1, bad=False)
+    saved = {k: v for k, v in sys.modules.items() if k == "zarr" or k.startswith("zarr.")}
+    try:
+        for k in saved:
+            del sys.modules[k]
+        sys.modules["zarr"] = None  # type: ignore[assignment]
+        assert run([*argv(tmp_path / "in", tmp_path / "o"), "--format", "zarr"]) == 2
+    finally:
+        del sys.modules["zarr"]
+        sys.modules.update(saved)
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and err.startswith("error: output format zarr needs the zarr package")
+    assert not (tmp_path / "o" / "manifest.json").exists()

@@ -237,11 +237,18 @@ def check_format(fmt: str) -> None:
         raise ValueError(f"unknown output format {fmt!r}; use one of {', '.join(FORMATS)}")
     if fmt == "zarr":
         try:
-            import zarr  # noqa: F401
+            import zarr
+            from zarr.codecs import BloscCodec  # noqa: F401 - zarr v3 API
         except ImportError as exc:
             raise MissingCodecError(
-                "output format zarr needs the zarr package (pip install zarr); use nii or nii.gz"
+                "output format zarr needs the zarr package, version 3 (pip install 'zarr>=3'); "
+                "use nii or nii.gz"
             ) from exc
+        if not hasattr(zarr, "create_array"):
+            raise MissingCodecError(
+                f"output format zarr needs zarr version 3, found {getattr(zarr, '__version__', '?')}; "
+                "use nii or nii.gz"
+            )
 
 
 def format_note(fmt: OutputFormat) -> str | None:
