@@ -24,15 +24,14 @@ CPU_JOB_IMAGE_NAME = "tre-job-cpu"
 def default_job_image(client: ApiClient, project: str) -> str:
     """The platform's CPU job image as approved for ``project`` (`tre admin build-image`)."""
     usable = client.get("/api/v1/images", params={"usable_for": project})
-    refs = sorted(
-        i["reference"] for i in usable if f"/{CPU_JOB_IMAGE_NAME}@" in f"/{i.get('reference', '')}"
-    )
+    refs = sorted(i["reference"] for i in usable if f"/{CPU_JOB_IMAGE_NAME}@" in f"/{i.get('reference', '')}")
     if not refs:
         raise CliError(
             f"no CPU job image is approved for project {project}; an admin builds and approves it "
             f"with `tre admin build-image --approve {project}` (or pass --image)"
         )
     return refs[-1]
+
 
 FORMATS = ("nii.gz", "nii", "zarr")
 

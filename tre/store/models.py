@@ -36,8 +36,6 @@ class Role(StrEnum):
     admin = "admin"
 
 
-
-
 class User(Base):
     __tablename__ = "users"
 
@@ -306,6 +304,8 @@ class LogBudgetDay(Base):
     project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True)
     day: Mapped[str] = mapped_column(String(10), primary_key=True)
     shown_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
 class Image(Base):
     """A researcher's container image, imported and verified; content-addressed by the
     digest of its OCI manifest (``sha256:<hex>``), which is also its identity on a registry."""
