@@ -145,7 +145,7 @@ def list_tasks(
     rows: list[tuple[Job, TesTask]] = []
     more = False
     # Tags are JSON: judged here rather than in SQL, streaming until the page is full.
-    for job, row in session.execute(query.execution_options(yield_per=500)).tuples():
+    for job, row in session.execute(query.execution_options(yield_per=500)):
         if not _tags_match(row.tags or {}, flt.tags):
             continue
         if len(rows) == page_size:
