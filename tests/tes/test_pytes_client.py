@@ -218,12 +218,21 @@ def test_cancel_a_long_task(live_tre: LiveTre) -> None:
     [
         ({"image": "registry.tre.local/tre-job-cpu@sha256:" + "cd" * 32}, 403, "not approved"),
         ({"ram_gb": 1000}, 403, "over project 'lung' quota"),
+        ({"gpu": "1"}, 403, "gpu 1 is over project 'lung' quota of 0"),
         ({"Project": "other"}, 403, "you are not a member of project 'other'"),
         ({"input_url": "https://example.org/x.csv"}, 400, "tre jobs have no network"),
         ({"output": "/tmp/out.csv"}, 400, "is not under /output"),
         ({"Project": None}, 400, "no 'Project' tag"),
     ],
-    ids=["image-not-approved", "over-quota", "not-a-member", "url-input", "output-outside", "no-project"],
+    ids=[
+        "image-not-approved",
+        "over-quota",
+        "gpu-over-quota",
+        "not-a-member",
+        "url-input",
+        "output-outside",
+        "no-project",
+    ],
 )
 def test_refusals_reach_the_client(
     live_tre: LiveTre, change: dict[str, object], status: int, reason: str
@@ -233,6 +242,8 @@ def test_refusals_reach_the_client(
         task.executors[0].image = str(change["image"])
     if "ram_gb" in change:
         task.resources.ram_gb = change["ram_gb"]
+    if "gpu" in change:
+        task.resources.backend_parameters = {"gpu": str(change["gpu"])}
     if "Project" in change:
         task.tags = {} if change["Project"] is None else {"Project": str(change["Project"])}
     if "input_url" in change:
@@ -257,3 +268,35 @@ def test_roles_deny_by_default(live_tre: LiveTre) -> None:
     with pytest.raises(requests.HTTPError) as anon:
         bad.list_tasks()
     assert anon.value.response.status_code == 401
+
+
+LEAK = """\
+import pydicom
+ds = pydicom.dcmread('/data/CT_small.dcm')
+print('name', ds.PatientName)
+print('done')
+"""
+
+
+def test_full_view_stdout_is_the_researchers_screened_log(live_tre: LiveTre) -> None:
+    """A job printing a patient's name: the researcher's FULL view withholds the line, the
+    admin's shows it, as `tre logs` does."""
+    import pydicom
+    from pydicom.data import get_testdata_file
+
+    family = str(pydicom.dcmread(get_testdata_file("CT_small.dcm")).PatientName).split("^")[0]
+    task = tes.Task(
+        inputs=[
+            tes.Input(path="/code/leak.py", content=LEAK),
+            tes.Input(url="tre://dataset/lidc", path="/data"),
+        ],
+        executors=[tes.Executor(image=IMAGE, command=["python3", "leak.py"])],
+        tags={"Project": "lung"},
+    )
+    cli = client(live_tre)
+    task_id = cli.create_task(task)
+    assert cli.wait(task_id, timeout=120).state == "COMPLETE"
+    mine = cli.get_task(task_id, "FULL").logs[0].logs[0].stdout
+    staff = client(live_tre, "root").get_task(task_id, "FULL").logs[0].logs[0].stdout
+    assert family in staff and family not in mine
+    assert "done" in mine and "[tre] withheld" in mine
