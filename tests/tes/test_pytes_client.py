@@ -300,3 +300,39 @@ def test_full_view_stdout_is_the_researchers_screened_log(live_tre: LiveTre) -> 
     staff = client(live_tre, "root").get_task(task_id, "FULL").logs[0].logs[0].stdout
     assert family in staff and family not in mine
     assert "done" in mine and "[tre] withheld" in mine
+
+
+NAMER = """\
+import os, pydicom
+ds = pydicom.dcmread('/data/CT_small.dcm')
+os.makedirs('/output/tables', exist_ok=True)
+open('/output/tables/%s.txt' % ds.PatientName, 'w').write('x')
+open('/output/tables/counts.csv', 'w').write('n\\n2\\n')
+"""
+
+
+def test_output_names_in_file_logs_are_screened(live_tre: LiveTre) -> None:
+    """A DIRECTORY output's file logs name each file as `tre outputs` would: a name carrying
+    a patient's name reads `#<index>` for the researcher; staff see it."""
+    import pydicom
+    from pydicom.data import get_testdata_file
+
+    patient = str(pydicom.dcmread(get_testdata_file("CT_small.dcm")).PatientName)
+    task = tes.Task(
+        inputs=[
+            tes.Input(path="/code/namer.py", content=NAMER),
+            tes.Input(url="tre://dataset/lidc", path="/data"),
+        ],
+        outputs=[tes.Output(path="/output", url="s3://bucket/all", type="DIRECTORY")],
+        executors=[tes.Executor(image=IMAGE, command=["python3", "namer.py"])],
+        tags={"Project": "lung"},
+    )
+    cli = client(live_tre)
+    task_id = cli.create_task(task)
+    assert cli.wait(task_id, timeout=120).state == "COMPLETE"
+    mine = sorted(o.path for o in cli.get_task(task_id).logs[0].outputs)
+    staff = sorted(o.path for o in client(live_tre, "root").get_task(task_id).logs[0].outputs)
+    assert staff == sorted(["/output/tables/counts.csv", f"/output/tables/{patient}.txt"])
+    assert len(mine) == 2 and "/output/tables/counts.csv" in mine
+    (withheld,) = [p for p in mine if p != "/output/tables/counts.csv"]
+    assert withheld.startswith("#") and patient.split("^")[0] not in withheld

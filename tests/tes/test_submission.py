@@ -127,3 +127,9 @@ def test_wrapper_runs_in_a_real_shell(tmp_path: Path) -> None:
     assert not (tmp_path / "pwned").exists() and not Path("/pwned").exists()
     # Nothing to wrap: the command as given, no shell.
     assert executor_command(doc().executors[0]) == ["python3", "a.py"]
+
+
+def test_a_name_longer_than_the_column_is_refused_by_the_schema() -> None:
+    assert doc(name="n" * 256).name == "n" * 256
+    with pytest.raises(ValueError, match="at most 256"):
+        doc(name="n" * 257)

@@ -18,6 +18,7 @@ MAX_ITEMS = 1000
 MAX_PATH = 4096
 MAX_TEXT = 65_536
 MAX_TAGS = 64
+MAX_NAME = 256  # tes_tasks.name
 
 
 class TesState(StrEnum):
@@ -120,7 +121,7 @@ class TesTaskLog(_Tes):
 class TesTask(_Tes):
     id: str | None = None
     state: TesState | None = None
-    name: Short | None = None
+    name: Annotated[str, Field(max_length=MAX_NAME)] | None = None
     description: Text | None = None
     inputs: list[TesInput] | None = Field(default=None, max_length=MAX_ITEMS)
     outputs: list[TesOutput] | None = Field(default=None, max_length=MAX_ITEMS)

@@ -38,6 +38,7 @@ PREFIX = "/ga4gh/tes/v1"
 router = APIRouter(prefix=PREFIX, tags=["GA4GH TES"])
 submitters = require_roles("researcher", "admin")
 readers = any_role()
+MAX_FULL_PAGE = 64
 
 
 def shown_outputs(session: Session, settings: Settings, principal: Principal, job: Job) -> list[ShownOutput]:
@@ -97,6 +98,9 @@ def list_tasks(
     matches any task carrying the key."""
     pairs = tuple((k, tag_value[i] if i < len(tag_value) else "") for i, k in enumerate(tag_key))
     flt = service.TaskFilter(name_prefix=name_prefix, state=state, tags=pairs)
+    if view == View.FULL:
+        # Each FULL task screens its log: fewer per page (TES lets a server return fewer).
+        page_size = min(page_size, MAX_FULL_PAGE)
     page = service.list_tasks(session, p, flt, page_size, page_token)
     return TesListTasksResponse(
         tasks=[
