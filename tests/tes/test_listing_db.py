@@ -4,6 +4,7 @@ leaves (the same `job.submitted` as `tre submit`, the code upload, a denial)."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -80,4 +81,6 @@ def test_create_list_and_page(engine_any: Any, settings: Any, dicom_dir: Any) ->
     with session_scope(engine_any) as s:
         actions = [a for a in s.scalars(select(AuditEntry.action))]
         assert actions.count("job.submitted") == 7 and actions.count("code.uploaded") == 7
-        assert actions.count("job.denied") == 1
+        assert actions.count("tes.task_created") == 7 and actions.count("job.denied") == 1
+        created = s.scalars(select(AuditEntry).where(AuditEntry.action == "tes.task_created")).first()
+        assert created is not None and json.loads(created.body)["details"]["tags"]["Project"] == "lung"

@@ -18,6 +18,7 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from tre.access import is_member, visible_project_ids
+from tre.audit import record_event
 from tre.auth.principal import Principal
 from tre.code.archive import pack_folder
 from tre.code.service import project_limits, record_upload
@@ -60,6 +61,21 @@ def create_task(session: Session, settings: Settings, principal: Principal, doc:
         )
     )
     session.flush()
+    # The job's own entries (job.submitted, job.admitted) say what runs; this one keeps what
+    # only the TES document says: its name, tags (a federation's routing) and where the author
+    # wanted outputs sent (they were not).
+    record_event(
+        session,
+        actor=principal.user_id,
+        action="tes.task_created",
+        project_id=job.project_id,
+        job_id=job.id,
+        details={
+            "name": doc.name or "",
+            "tags": dict(doc.tags or {}),
+            "output_urls_not_used": [o.url for o in doc.outputs or []],
+        },
+    )
     return job
 
 
