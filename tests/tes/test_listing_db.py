@@ -4,6 +4,7 @@ leaves (the same `job.submitted` as `tre submit`, the code upload, a denial)."""
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
@@ -84,3 +85,13 @@ def test_create_list_and_page(engine_any: Any, settings: Any, dicom_dir: Any) ->
         assert actions.count("tes.task_created") == 7 and actions.count("job.denied") == 1
         created = s.scalars(select(AuditEntry).where(AuditEntry.action == "tes.task_created")).first()
         assert created is not None and json.loads(created.body)["details"]["tags"]["Project"] == "lung"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"2020-01-01T00:00:00|abc", b"no separator", b"\xff\xfe|x", b"2020-01-01T00:00:00+00:00|" + b"a" * 40],
+)
+def test_forged_page_tokens_are_refused(engine: Any, raw: bytes) -> None:
+    token = base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    with session_scope(engine) as s, pytest.raises(service.BadPageToken):
+        service.list_tasks(s, ALICE, service.TaskFilter(), 10, token)

@@ -36,6 +36,9 @@ DEFAULT_PAGE_SIZE = 256
 MAX_PAGE_SIZE = 2047  # TES: "must be less than 2048"
 
 
+UNKNOWN_PAGE_MESSAGE = "page_token is not one this server gave out"
+
+
 class BadPageToken(TreError):
     status = 400
     title = "Bad page token"
@@ -185,6 +188,9 @@ def _decode_token(token: str) -> tuple[datetime, str]:
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
         created, job_id = raw.split("|", 1)
-        return datetime.fromisoformat(created), job_id
+        when = datetime.fromisoformat(created)
     except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
-        raise BadPageToken("page_token is not one this server gave out") from exc
+        raise BadPageToken(UNKNOWN_PAGE_MESSAGE) from exc
+    if when.tzinfo is None or len(job_id) > 32:
+        raise BadPageToken(UNKNOWN_PAGE_MESSAGE)
+    return when, job_id
