@@ -76,6 +76,7 @@ def test_plan_maps_code_datasets_and_resources() -> None:
         ),
         ({"executors": [{"image": IMAGE, "command": ["a"], "env": {"A-B": "1"}}]}, "not a valid name"),
         ({"executors": [{"image": IMAGE, "command": ["a"], "workdir": "rel"}]}, "must be an absolute path"),
+        ({"inputs": [{"path": "/code/a.py", "content": "x = '\ud800'"}]}, "not valid Unicode"),
     ],
 )
 def test_refusals_say_why(changes: dict[str, Any], reason: str) -> None:
@@ -133,3 +134,9 @@ def test_a_name_longer_than_the_column_is_refused_by_the_schema() -> None:
     assert doc(name="n" * 256).name == "n" * 256
     with pytest.raises(ValueError, match="at most 256"):
         doc(name="n" * 257)
+
+
+def test_lone_surrogates_in_bounded_fields_are_refused_by_the_schema() -> None:
+    for changes in ({"inputs": [{"path": "/code/\udcff.py", "content": "x"}]}, {"tags": {"k\ud800": "v"}}):
+        with pytest.raises(ValueError, match="unicode"):
+            doc(**changes)

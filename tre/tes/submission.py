@@ -50,6 +50,7 @@ class TaskPlan:
 
 
 def plan_task(task: TesTask) -> TaskPlan:
+    _check_unicode(task.model_dump())
     tags = dict(task.tags or {})
     project_id = _project(tags)
     if task.volumes:
@@ -100,6 +101,22 @@ def plan_task(task: TesTask) -> TaskPlan:
         output_limit_mb=output_limit_mb,
     )
     return TaskPlan(request=request, code_files=code_files)
+
+
+def _check_unicode(value: object) -> None:
+    """JSON may carry lone surrogates, which no file name, command line or database takes."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise TaskRefused("the task holds text that is not valid Unicode (a lone surrogate)") from exc
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_unicode(key)
+            _check_unicode(item)
+    elif isinstance(value, list):
+        for item in value:
+            _check_unicode(item)
 
 
 def _project(tags: dict[str, str]) -> str:
