@@ -120,3 +120,7 @@ def test_five_safes_task_ends_in_the_airlock(live_tre: LiveTre, output_sink: str
     ).json()
     assert again["tags"]["tre.egress"] == request["state"]
     assert again["state"] == "COMPLETE"
+    listed = requests.get(
+        f"{tes_url}/tasks", params={"view": "BASIC", "tag_key": "tres"}, headers=alice, timeout=10
+    ).json()
+    assert [(t["id"], t["tags"]["tre.egress"]) for t in listed["tasks"]] == [(task_id, request["state"])]

@@ -61,15 +61,17 @@ def _time(value: datetime | None) -> str | None:
     return value.isoformat().replace("+00:00", "Z") if value is not None else None
 
 
-def egress_state(session: Session, job_id: str) -> str:
-    """The state of the job's latest egress request, or ``none``."""
-    state = session.scalar(
-        select(EgressRequest.state)
-        .where(EgressRequest.job_id == job_id)
-        .order_by(EgressRequest.created_at.desc())
-        .limit(1)
+def egress_states(session: Session, job_ids: list[str]) -> dict[str, str]:
+    """The state of each job's latest egress request (one query for a page of tasks)."""
+    latest: dict[str, str] = {}
+    rows = session.execute(
+        select(EgressRequest.job_id, EgressRequest.state)
+        .where(EgressRequest.job_id.in_(job_ids))
+        .order_by(EgressRequest.created_at, EgressRequest.id)
     )
-    return state or "none"
+    for job_id, state in rows:
+        latest[job_id] = state  # later requests overwrite earlier ones
+    return latest
 
 
 def task_view(
@@ -81,7 +83,9 @@ def task_view(
     view: View,
     screen: LogScreener,
     outputs: OutputLister,
+    egress: dict[str, str] | None = None,
 ) -> TesTaskView:
+    """``egress``: `egress_states` of a page of tasks, when the caller fetched them at once."""
     state = tes_state(job)
     if view == View.MINIMAL:
         return TesTaskView(id=job.id, state=state)
@@ -89,7 +93,7 @@ def task_view(
     inputs = [TesInput.model_validate(i) for i in row.inputs]
     if not full:
         inputs = [i.model_copy(update={"content": None}) for i in inputs]
-    tags = {**(row.tags or {}), "tre.job_state": job.state, "tre.egress": egress_state(session, job.id)}
+    tags = {**(row.tags or {}), "tre.job_state": job.state, "tre.egress": _egress(session, job.id, egress)}
     return TesTaskView(
         id=job.id,
         state=state,
@@ -104,6 +108,12 @@ def task_view(
         logs=_logs(session, settings, principal, job, row, full, screen, outputs),
         creation_time=_time(job.created_at),
     )
+
+
+def _egress(session: Session, job_id: str, known: dict[str, str] | None) -> str:
+    if known is None:
+        known = egress_states(session, [job_id])
+    return known.get(job_id, "none")
 
 
 def _logs(

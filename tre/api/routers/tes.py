@@ -32,7 +32,7 @@ from tre.tes.models import (
     View,
 )
 from tre.tes.submission import BACKEND_PARAMETERS
-from tre.tes.views import AIRLOCK_NOTICE, ShownOutput, task_view
+from tre.tes.views import AIRLOCK_NOTICE, ShownOutput, egress_states, task_view
 
 PREFIX = "/ga4gh/tes/v1"
 router = APIRouter(prefix=PREFIX, tags=["GA4GH TES"])
@@ -102,9 +102,10 @@ def list_tasks(
         # Each FULL task screens its log: fewer per page (TES lets a server return fewer).
         page_size = min(page_size, MAX_FULL_PAGE)
     page = service.list_tasks(session, p, flt, page_size, page_token)
+    egress = egress_states(session, [job.id for job, _ in page.rows]) if view != View.MINIMAL else None
     return TesListTasksResponse(
         tasks=[
-            task_view(session, settings, p, job, row, view, researcher_log, shown_outputs)
+            task_view(session, settings, p, job, row, view, researcher_log, shown_outputs, egress)
             for job, row in page.rows
         ],
         next_page_token=page.next_page_token,
