@@ -101,8 +101,14 @@ def get_request(
     request_id: str, principal: AnyRole, session: DbSession, settings: AppSettings
 ) -> dict[str, Any]:
     req = workflow.visible_request(session, request_id, principal)
-    record_read(session, actor=principal.user_id, action="egress.request_read", project_id=req.project_id,
-                job_id=req.job_id, details={"request_id": req.id})
+    record_read(
+        session,
+        actor=principal.user_id,
+        action="egress.request_read",
+        project_id=req.project_id,
+        job_id=req.job_id,
+        details={"request_id": req.id},
+    )
     return workflow.request_view(session, req, principal, _names(session, settings, principal, req.job_id))
 
 
@@ -133,8 +139,14 @@ def disclosure(
             slug="not-decided",
             title="No disclosure record yet",
         )
-    record_read(session, actor=principal.user_id, action="egress.disclosure_read", project_id=req.project_id,
-                job_id=req.job_id, details={"request_id": req.id})
+    record_read(
+        session,
+        actor=principal.user_id,
+        action="egress.disclosure_read",
+        project_id=req.project_id,
+        job_id=req.job_id,
+        details={"request_id": req.id},
+    )
     record = dict(req.disclosure_record)
     names = _names(session, settings, principal, req.job_id)
     if principal.has(*workflow.STAFF_ROLES) or not any(not names.shows(f.path) for f in req.files):

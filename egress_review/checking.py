@@ -94,8 +94,9 @@ def worst_outcome(outcomes: list[str]) -> CheckOutcome:
     return CheckOutcome(worst(outcomes))
 
 
-def check_file(path: Path, display_name: str, applied: list[AppliedPolicy],
-               context: CheckContext) -> list[dict[str, Any]]:
+def check_file(
+    path: Path, display_name: str, applied: list[AppliedPolicy], context: CheckContext
+) -> list[dict[str, Any]]:
     """All checks of all policies on one staged file, as JSON-ready dicts."""
     results: list[dict[str, Any]] = []
     for ap in applied:
@@ -107,18 +108,27 @@ def check_file(path: Path, display_name: str, applied: list[AppliedPolicy],
         except Exception as exc:  # noqa: BLE001 - a crashing check must block, never pass
             log.exception("checks crashed on %s", display_name)
             reason = _clip(f"the checks could not run on this file: {exc}", MAX_REASON_CHARS)
-            results.append({**tag, "check": "engine", "outcome": CheckOutcome.block.value, "reason": reason,
-                            "evidence": {}})
+            results.append(
+                {
+                    **tag,
+                    "check": "engine",
+                    "outcome": CheckOutcome.block.value,
+                    "reason": reason,
+                    "evidence": {},
+                }
+            )
             continue
         for r in raw:
             outcome = str(getattr(r, "outcome", CheckOutcome.block.value))
-            results.append({
-                **tag,
-                "check": _clip(str(r.check), 64),
-                "outcome": outcome if outcome in set(CheckOutcome) else CheckOutcome.block.value,
-                "reason": _clip(str(r.reason), MAX_REASON_CHARS),
-                "evidence": bounded(_jsonable(dict(r.evidence or {}))),
-            })
+            results.append(
+                {
+                    **tag,
+                    "check": _clip(str(r.check), 64),
+                    "outcome": outcome if outcome in set(CheckOutcome) else CheckOutcome.block.value,
+                    "reason": _clip(str(r.reason), MAX_REASON_CHARS),
+                    "evidence": bounded(_jsonable(dict(r.evidence or {}))),
+                }
+            )
     return results
 
 
@@ -128,21 +138,32 @@ def policies_of(files: list[Any]) -> list[dict[str, str]]:
     for f in files:
         for c in f.checks or []:
             if "policy" in c and c["policy"] not in seen:
-                seen[c["policy"]] = {"name": c["policy"], "version": str(c.get("policy_version", "")),
-                                     "digest": str(c.get("policy_digest", ""))}
+                seen[c["policy"]] = {
+                    "name": c["policy"],
+                    "version": str(c.get("policy_version", "")),
+                    "digest": str(c.get("policy_digest", "")),
+                }
     return [seen[k] for k in sorted(seen)]
 
 
-def make_context(identifiers: set[str], file_count: int, total_size: int,
-                 datasets: list[Dataset] | None = None,
-                 request_files: dict[str, str] | None = None,
-                 request_paths: dict[str, Path] | None = None) -> CheckContext:
+def make_context(
+    identifiers: set[str],
+    file_count: int,
+    total_size: int,
+    datasets: list[Dataset] | None = None,
+    request_files: dict[str, str] | None = None,
+    request_paths: dict[str, Path] | None = None,
+) -> CheckContext:
     """What the checks know beyond each file: identifiers, request size, the input datasets
     (derived volumes are compared with their series) and every file's SHA-256 (ACRO results)."""
-    return CheckContext(identifiers=identifiers, file_count=file_count, total_size=total_size,
-                        dataset_paths=[Path(d.path) for d in datasets or []],
-                        request_files=dict(request_files or {}),
-                        request_paths=dict(request_paths or {}))
+    return CheckContext(
+        identifiers=identifiers,
+        file_count=file_count,
+        total_size=total_size,
+        dataset_paths=[Path(d.path) for d in datasets or []],
+        request_files=dict(request_files or {}),
+        request_paths=dict(request_paths or {}),
+    )
 
 
 REVIEWER_ONLY = "reviewer_only"

@@ -79,8 +79,13 @@ def build_record(req: EgressRequest) -> dict[str, Any]:
         "download_conditions": list(DOWNLOAD_CONDITIONS) if req.state == "approved" else [],
         "reviewers": sorted({r.reviewer_id for r in reviews}),
         "decisions": [
-            {"reviewer": r.reviewer_id, "stage": r.stage, "vote": r.vote, "comment": r.comment,
-             "at": _ts(r.created_at)}
+            {
+                "reviewer": r.reviewer_id,
+                "stage": r.stage,
+                "vote": r.vote,
+                "comment": r.comment,
+                "at": _ts(r.created_at),
+            }
             for r in reviews
         ],
         "generated_at": _ts(utcnow()),

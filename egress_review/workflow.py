@@ -61,13 +61,17 @@ MAX_FILES = 1000
 
 # ---------------------------------------------------------------------------- look-ups
 
+
 def can_view(session: Session, req: EgressRequest, principal: Principal) -> bool:
     return can_see_egress(session, principal, req.project_id)
 
 
 def load_request(session: Session, request_id: str, *, lock: bool = False) -> EgressRequest:
-    stmt = (select(EgressRequest).where(EgressRequest.id == request_id)
-            .options(selectinload(EgressRequest.files), selectinload(EgressRequest.reviews)))
+    stmt = (
+        select(EgressRequest)
+        .where(EgressRequest.id == request_id)
+        .options(selectinload(EgressRequest.files), selectinload(EgressRequest.reviews))
+    )
     if lock:
         # Serialises concurrent votes on PostgreSQL; SQLite already runs BEGIN IMMEDIATE.
         stmt = stmt.with_for_update()
@@ -77,18 +81,21 @@ def load_request(session: Session, request_id: str, *, lock: bool = False) -> Eg
     return req
 
 
-def visible_request(session: Session, request_id: str, principal: Principal, *,
-                    lock: bool = False) -> EgressRequest:
+def visible_request(
+    session: Session, request_id: str, principal: Principal, *, lock: bool = False
+) -> EgressRequest:
     req = load_request(session, request_id, lock=lock)
     if not can_view(session, req, principal):
         raise _not_found(f"egress request {request_id}")
     return req
 
 
-def list_requests(session: Session, principal: Principal, state: str | tuple[str, ...] | None = None,
-                  limit: int = 200) -> list[EgressRequest]:
-    stmt = select(EgressRequest).options(selectinload(EgressRequest.files),
-                                         selectinload(EgressRequest.reviews))
+def list_requests(
+    session: Session, principal: Principal, state: str | tuple[str, ...] | None = None, limit: int = 200
+) -> list[EgressRequest]:
+    stmt = select(EgressRequest).options(
+        selectinload(EgressRequest.files), selectinload(EgressRequest.reviews)
+    )
     if not principal.has(*STAFF_ROLES):
         projects = select(ProjectMember.project_id).where(ProjectMember.user_id == principal.user_id)
         stmt = stmt.where(EgressRequest.project_id.in_(projects))
@@ -111,17 +118,37 @@ def review_votes(req: EgressRequest) -> list[Review]:
     return [r for r in req.reviews if r.stage == ReviewStage.review]
 
 
-def _audit(session: Session, actor: str, action: str, req: EgressRequest | None = None,
-           job_id: str | None = None, project_id: str | None = None, **details: Any) -> None:
+def _audit(
+    session: Session,
+    actor: str,
+    action: str,
+    req: EgressRequest | None = None,
+    job_id: str | None = None,
+    project_id: str | None = None,
+    **details: Any,
+) -> None:
     if req is not None:
         details = {"request_id": req.id, **details}
-    record_event(session, actor=actor, action=action,
-                 project_id=req.project_id if req is not None else project_id,
-                 job_id=req.job_id if req is not None else job_id, details=details)
+    record_event(
+        session,
+        actor=actor,
+        action=action,
+        project_id=req.project_id if req is not None else project_id,
+        job_id=req.job_id if req is not None else job_id,
+        details=details,
+    )
 
 
-def _refuse(session: Session, principal: Principal, req: EgressRequest, error: type[TreError], title: str,
-            detail: str, slug: str, action: str = "egress.refused") -> TreError:
+def _refuse(
+    session: Session,
+    principal: Principal,
+    req: EgressRequest,
+    error: type[TreError],
+    title: str,
+    detail: str,
+    slug: str,
+    action: str = "egress.refused",
+) -> TreError:
     """Audit a security-relevant refusal and return the error for the caller to raise."""
     _audit(session, principal.user_id, action, req, reason=slug, detail=detail)
     return error(detail, slug=slug, title=title, audited=True)
@@ -129,9 +156,17 @@ def _refuse(session: Session, principal: Principal, req: EgressRequest, error: t
 
 # ---------------------------------------------------------------------------- request
 
-def create_request(session: Session, settings: Settings, principal: Principal, *, job_id: str,
-                   paths: list[str], justification: str,
-                   pause: Callable[[], None] | None = None) -> EgressRequest:
+
+def create_request(
+    session: Session,
+    settings: Settings,
+    principal: Principal,
+    *,
+    job_id: str,
+    paths: list[str],
+    justification: str,
+    pause: Callable[[], None] | None = None,
+) -> EgressRequest:
     """Freeze the chosen outputs, check them, and open the request for review (or block it).
 
     ``pause`` is called once the checks on who may ask for what are done and before the slow
@@ -154,15 +189,20 @@ def create_request(session: Session, settings: Settings, principal: Principal, *
         # The same answer as for an unknown id: job ids of other projects are not an oracle.
         raise _not_found(f"job {job_id}")
     if job.state != JobState.succeeded.value:
-        raise Conflict(f"job {job_id} is {job.state}; only outputs of a succeeded job can be released",
-                       slug="job-not-succeeded")
+        raise Conflict(
+            f"job {job_id} is {job.state}; only outputs of a succeeded job can be released",
+            slug="job-not-succeeded",
+        )
     for dataset_id in job.dataset_ids:
         # Outputs derived from data whose grant was since revoked (or lapsed) stay inside.
         status = grant_status(session, project_id, dataset_id)
         if status != "active":
             state = status if status != "none" else "missing"
-            raise Forbidden(f"project {project_id}'s access grant for dataset {dataset_id} is {state}; "
-                            "outputs derived from it cannot be released", slug="grant-not-active")
+            raise Forbidden(
+                f"project {project_id}'s access grant for dataset {dataset_id} is {state}; "
+                "outputs derived from it cannot be released",
+                slug="grant-not-active",
+            )
     rows = list(session.scalars(select(JobOutput).where(JobOutput.job_id == job_id)))
     outputs = {o.path: (o.sha256, o.size) for o in rows}
     # A file may be named by path, by index (#3) or by hash (sha256:...): researchers who may
@@ -170,9 +210,12 @@ def create_request(session: Session, settings: Settings, principal: Principal, *
     resolved = {w: outputnames.resolve(rows, w) for w in wanted}
     unknown = [w for w, p in resolved.items() if p is None]
     if unknown:
-        raise Unprocessable(f"{len(unknown)} of the named files are not recorded outputs of job {job_id} "
-                            "(name them by path, #index or sha256:hash as `tre outputs` lists them)",
-                            slug="not-a-job-output", title="Not a job output")
+        raise Unprocessable(
+            f"{len(unknown)} of the named files are not recorded outputs of job {job_id} "
+            "(name them by path, #index or sha256:hash as `tre outputs` lists them)",
+            slug="not-a-job-output",
+            title="Not a job output",
+        )
     wanted = list(dict.fromkeys(p for p in resolved.values() if p is not None))
     datasets = checking.job_datasets(session, job)
     applied = policies_for_datasets(datasets, settings.resolved_policies_dir)
@@ -184,35 +227,73 @@ def create_request(session: Session, settings: Settings, principal: Principal, *
     for path in wanted:
         sha256, size = outputs[path]
         try:
-            staged.append((path, freeze(output_file(settings.jobs_dir, job_id, path), settings.staging_dir,
-                                        sha256, size)))
+            staged.append(
+                (
+                    path,
+                    freeze(output_file(settings.jobs_dir, job_id, path), settings.staging_dir, sha256, size),
+                )
+            )
         except StagingError as exc:
             slug = "output-modified" if isinstance(exc, HashMismatch) else "output-unavailable"
-            _audit(session, principal.user_id, "egress.stage_refused", job_id=job_id,
-                   project_id=project_id, path=path, reason=slug, detail=str(exc), recorded_sha256=sha256)
-            raise Conflict(f"{path}: {exc}; it cannot be released", slug=slug,
-                           title="Output cannot be frozen", audited=True) from exc
-    context = checking.make_context(checking.identifiers_for(datasets, applied), len(staged),
-                                    sum(f.size for _, f in staged), datasets,
-                                    {path: f.sha256 for path, f in staged},
-                                    {path: f.path for path, f in staged})
+            _audit(
+                session,
+                principal.user_id,
+                "egress.stage_refused",
+                job_id=job_id,
+                project_id=project_id,
+                path=path,
+                reason=slug,
+                detail=str(exc),
+                recorded_sha256=sha256,
+            )
+            raise Conflict(
+                f"{path}: {exc}; it cannot be released",
+                slug=slug,
+                title="Output cannot be frozen",
+                audited=True,
+            ) from exc
+    context = checking.make_context(
+        checking.identifiers_for(datasets, applied),
+        len(staged),
+        sum(f.size for _, f in staged),
+        datasets,
+        {path: f.sha256 for path, f in staged},
+        {path: f.path for path, f in staged},
+    )
     results = {path: checking.check_file(f.path, path, applied, context) for path, f in staged}
 
     req = EgressRequest(
-        job_id=job_id, project_id=project_id, requested_by=principal.user_id,
-        justification=justification, state=EgressState.checking.value,
+        job_id=job_id,
+        project_id=project_id,
+        requested_by=principal.user_id,
+        justification=justification,
+        state=EgressState.checking.value,
         policy_name="+".join(p.name for p in applied)[:128],
         policy_version="+".join(p.describe()["version"] for p in applied)[:64],
         required_reviews=checking.required_reviews(applied),
     )
     for path, frozen in staged:
-        req.files.append(EgressFile(
-            path=path, sha256=frozen.sha256, size=frozen.size, staged_path=str(frozen.path),
-            outcome=checking.worst_outcome([r["outcome"] for r in results[path]]), checks=results[path]))
+        req.files.append(
+            EgressFile(
+                path=path,
+                sha256=frozen.sha256,
+                size=frozen.size,
+                staged_path=str(frozen.path),
+                outcome=checking.worst_outcome([r["outcome"] for r in results[path]]),
+                checks=results[path],
+            )
+        )
     session.add(req)
     session.flush()
-    _audit(session, principal.user_id, "egress.requested", req, files=[f.path for f in req.files],
-           justification=justification, policies=[p.describe() for p in applied])
+    _audit(
+        session,
+        principal.user_id,
+        "egress.requested",
+        req,
+        files=[f.path for f in req.files],
+        justification=justification,
+        policies=[p.describe() for p in applied],
+    )
     for f in req.files:
         _audit(session, "system", "egress.staged", req, path=f.path, sha256=f.sha256, size=f.size)
     _record_checks(session, req)
@@ -222,10 +303,24 @@ def create_request(session: Session, settings: Settings, principal: Principal, *
 def _record_checks(session: Session, req: EgressRequest) -> None:
     """Audit every check result (one batch) and move the request out of ``checking``."""
     events = [
-        AuditEvent("system", "egress.check", req.project_id, None, req.job_id,
-                   {"request_id": req.id, "path": f.path, "sha256": f.sha256, "policy": r["policy"],
-                    "check": r["check"], "outcome": r["outcome"], "reason": r["reason"]})
-        for f in req.files for r in f.checks
+        AuditEvent(
+            "system",
+            "egress.check",
+            req.project_id,
+            None,
+            req.job_id,
+            {
+                "request_id": req.id,
+                "path": f.path,
+                "sha256": f.sha256,
+                "policy": r["policy"],
+                "check": r["check"],
+                "outcome": r["outcome"],
+                "reason": r["reason"],
+            },
+        )
+        for f in req.files
+        for r in f.checks
     ]
     # One batch: one lock and one signed checkpoint for all results, not one per check.
     if events:
@@ -248,11 +343,19 @@ def _finalise(session: Session, req: EgressRequest, actor: str) -> None:
     req.disclosure_record = record
     approved = req.state == EgressState.approved
     action = "egress.released" if approved else "egress.closed"
-    _audit(session, actor, action, req, state=req.state, disclosure_sha256=record_digest(record),
-           files={f.path: f.sha256 for f in req.files} if approved else None)
+    _audit(
+        session,
+        actor,
+        action,
+        req,
+        state=req.state,
+        disclosure_sha256=record_digest(record),
+        files={f.path: f.sha256 for f in req.files} if approved else None,
+    )
 
 
 # ---------------------------------------------------------------------------- review
+
 
 def _reviewer_conflicts(session: Session, req: EgressRequest, principal: Principal) -> str | None:
     if principal.user_id == req.requested_by:
@@ -261,13 +364,16 @@ def _reviewer_conflicts(session: Session, req: EgressRequest, principal: Princip
     if job is not None and principal.user_id == job.submitted_by:
         return "you submitted the job that produced these files; you cannot review their release"
     if is_member(session, req.project_id, principal.user_id):
-        return (f"you are a member of project {req.project_id}; releases are reviewed by DAC members "
-                "independent of the project")
+        return (
+            f"you are a member of project {req.project_id}; releases are reviewed by DAC members "
+            "independent of the project"
+        )
     return None
 
 
-def cast_vote(session: Session, principal: Principal, request_id: str, *, vote: str,
-              comment: str = "") -> EgressRequest:
+def cast_vote(
+    session: Session, principal: Principal, request_id: str, *, vote: str, comment: str = ""
+) -> EgressRequest:
     """One blind vote by a DAC member; the last required vote decides the request."""
     if vote not in VOTES:
         raise Unprocessable("vote must be 'approve' or 'reject'", slug="invalid-vote")
@@ -276,27 +382,50 @@ def cast_vote(session: Session, principal: Principal, request_id: str, *, vote: 
     req = visible_request(session, request_id, principal, lock=True)
     why = _reviewer_conflicts(session, req, principal)
     if why:
-        raise _refuse(session, principal, req, Forbidden, "Self-review refused", why, "self-review",
-                      "egress.vote_refused")
+        raise _refuse(
+            session,
+            principal,
+            req,
+            Forbidden,
+            "Self-review refused",
+            why,
+            "self-review",
+            "egress.vote_refused",
+        )
     if req.state == EgressState.blocked:
-        raise Conflict("the automated checks blocked this request; it cannot be approved",
-                       slug="request-blocked")
+        raise Conflict(
+            "the automated checks blocked this request; it cannot be approved", slug="request-blocked"
+        )
     if req.state == EgressState.conflicted:
-        raise Conflict("the votes disagree; this request now needs a resolution, not another vote",
-                       slug="needs-resolution")
+        raise Conflict(
+            "the votes disagree; this request now needs a resolution, not another vote",
+            slug="needs-resolution",
+        )
     if req.state != EgressState.awaiting_review:
         raise Conflict(f"this request is {req.state}; voting is closed", slug="voting-closed")
     votes = review_votes(req)
     if any(r.reviewer_id == principal.user_id for r in votes):
-        raise Conflict("you have already voted on this request; votes cannot be changed",
-                       slug="already-voted")
+        raise Conflict(
+            "you have already voted on this request; votes cannot be changed", slug="already-voted"
+        )
 
-    req.reviews.append(Review(reviewer_id=principal.user_id, stage=ReviewStage.review.value, vote=vote,
-                              comment=comment.strip()))
+    req.reviews.append(
+        Review(
+            reviewer_id=principal.user_id, stage=ReviewStage.review.value, vote=vote, comment=comment.strip()
+        )
+    )
     session.flush()
     votes = review_votes(req)
-    _audit(session, principal.user_id, "egress.vote", req, vote=vote, comment=comment.strip(),
-           votes_in=len(votes), required=req.required_reviews)
+    _audit(
+        session,
+        principal.user_id,
+        "egress.vote",
+        req,
+        vote=vote,
+        comment=comment.strip(),
+        votes_in=len(votes),
+        required=req.required_reviews,
+    )
     if len(votes) >= req.required_reviews:
         outcomes = {Vote(r.vote) for r in votes}
         if outcomes == {Vote.approve}:
@@ -305,16 +434,23 @@ def cast_vote(session: Session, principal: Principal, request_id: str, *, vote: 
             _move(req, EgressState.rejected)
         else:
             _move(req, EgressState.conflicted)
-        _audit(session, "system", "egress.decided", req, state=req.state,
-               votes={r.reviewer_id: r.vote for r in votes})
+        _audit(
+            session,
+            "system",
+            "egress.decided",
+            req,
+            state=req.state,
+            votes={r.reviewer_id: r.vote for r in votes},
+        )
         if req.state != EgressState.conflicted:
             req.decided_at = utcnow()
             _finalise(session, req, "system")
     return req
 
 
-def resolve(session: Session, principal: Principal, request_id: str, *, decision: str,
-            comment: str) -> EgressRequest:
+def resolve(
+    session: Session, principal: Principal, request_id: str, *, decision: str, comment: str
+) -> EgressRequest:
     """Settle a conflicted request: a DAC member who did not vote, or an admin."""
     if decision not in VOTES:
         raise Unprocessable("decision must be 'approve' or 'reject'", slug="invalid-vote")
@@ -325,51 +461,103 @@ def resolve(session: Session, principal: Principal, request_id: str, *, decision
     req = visible_request(session, request_id, principal, lock=True)
     why = _reviewer_conflicts(session, req, principal)
     if why:
-        raise _refuse(session, principal, req, Forbidden, "Self-review refused", why, "self-review",
-                      "egress.resolution_refused")
+        raise _refuse(
+            session,
+            principal,
+            req,
+            Forbidden,
+            "Self-review refused",
+            why,
+            "self-review",
+            "egress.resolution_refused",
+        )
     if req.state != EgressState.conflicted:
-        raise Conflict(f"this request is {req.state}; only conflicted requests need a resolution",
-                       slug="not-conflicted")
+        raise Conflict(
+            f"this request is {req.state}; only conflicted requests need a resolution", slug="not-conflicted"
+        )
     if any(r.reviewer_id == principal.user_id for r in review_votes(req)):
-        raise _refuse(session, principal, req, Forbidden, "Resolver already voted",
-                      "you voted on this request; a conflict is settled by someone who did not",
-                      "resolver-voted", "egress.resolution_refused")
-    req.reviews.append(Review(reviewer_id=principal.user_id, stage=ReviewStage.resolution.value,
-                              vote=decision, comment=comment.strip()))
+        raise _refuse(
+            session,
+            principal,
+            req,
+            Forbidden,
+            "Resolver already voted",
+            "you voted on this request; a conflict is settled by someone who did not",
+            "resolver-voted",
+            "egress.resolution_refused",
+        )
+    req.reviews.append(
+        Review(
+            reviewer_id=principal.user_id,
+            stage=ReviewStage.resolution.value,
+            vote=decision,
+            comment=comment.strip(),
+        )
+    )
     _move(req, EgressState.approved if decision == Vote.approve else EgressState.rejected)
     req.decided_at = utcnow()
     session.flush()
-    _audit(session, principal.user_id, "egress.resolved", req, decision=decision, comment=comment.strip(),
-           as_role="admin" if not principal.has("dac") else "dac")
+    _audit(
+        session,
+        principal.user_id,
+        "egress.resolved",
+        req,
+        decision=decision,
+        comment=comment.strip(),
+        as_role="admin" if not principal.has("dac") else "dac",
+    )
     _finalise(session, req, principal.user_id)
     return req
 
 
 # ---------------------------------------------------------------------------- release
 
-def open_release_file(session: Session, settings: Settings, principal: Principal, request_id: str,
-                      file_id: int) -> tuple[EgressFile, BinaryIO]:
+
+def open_release_file(
+    session: Session, settings: Settings, principal: Principal, request_id: str, file_id: int
+) -> tuple[EgressFile, BinaryIO]:
     """Hand an approved file to a member of the project, re-verified against its bound hash."""
     req = visible_request(session, request_id, principal)
     if not is_member(session, req.project_id, principal.user_id):
-        raise _refuse(session, principal, req, Forbidden, "Forbidden",
-                      f"only members of project {req.project_id} may download its released files",
-                      "not-a-project-member", "egress.download_refused")
+        raise _refuse(
+            session,
+            principal,
+            req,
+            Forbidden,
+            "Forbidden",
+            f"only members of project {req.project_id} may download its released files",
+            "not-a-project-member",
+            "egress.download_refused",
+        )
     if req.state != EgressState.approved:
-        raise _refuse(session, principal, req, Conflict, "Not released",
-                      f"this request is {req.state}; files can be downloaded only after approval",
-                      "not-approved", "egress.download_refused")
+        raise _refuse(
+            session,
+            principal,
+            req,
+            Conflict,
+            "Not released",
+            f"this request is {req.state}; files can be downloaded only after approval",
+            "not-approved",
+            "egress.download_refused",
+        )
     # Approval is not a standing licence: the project must still hold an unexpired, unrevoked
     # grant for every dataset the job read, at the moment of each download.
     job = session.get(Job, req.job_id)
-    for dataset_id in (job.dataset_ids if job is not None else []):
+    for dataset_id in job.dataset_ids if job is not None else []:
         status = grant_status(session, req.project_id, dataset_id)
         if status != "active":
             state = status if status != "none" else "missing"
-            raise _refuse(session, principal, req, Forbidden, "Grant no longer active",
-                          f"project {req.project_id}'s access grant for dataset {dataset_id} is {state}; "
-                          "released files derived from it can no longer be downloaded",
-                          "grant-not-active", "egress.download_refused")
+            raise _refuse(
+                session,
+                principal,
+                req,
+                Forbidden,
+                "Grant no longer active",
+                f"project {req.project_id}'s access grant for dataset {dataset_id} is {state}; "
+                "released files derived from it can no longer be downloaded",
+                "grant-not-active",
+                "egress.download_refused",
+            )
     f = next((x for x in req.files if x.id == file_id), None)
     if f is None:
         raise _not_found(f"file {file_id} of request {request_id}")
@@ -377,9 +565,16 @@ def open_release_file(session: Session, settings: Settings, principal: Principal
         fh = open_verified(settings.staging_dir, f.sha256)
     except StagingError as exc:
         slug = "staged-file-altered" if isinstance(exc, HashMismatch) else "staged-file-missing"
-        raise _refuse(session, principal, req, Conflict, "Release integrity failure",
-                      f"{f.path}: {exc}; the download was refused", slug,
-                      "egress.download_refused") from exc
+        raise _refuse(
+            session,
+            principal,
+            req,
+            Conflict,
+            "Release integrity failure",
+            f"{f.path}: {exc}; the download was refused",
+            slug,
+            "egress.download_refused",
+        ) from exc
     _audit(session, principal.user_id, "egress.downloaded", req, path=f.path, sha256=f.sha256, size=f.size)
     return f, fh
 
@@ -389,8 +584,9 @@ def record_review_view(session: Session, principal: Principal, req: EgressReques
     _audit(session, principal.user_id, "egress.viewed", req, files={f.path: f.sha256 for f in req.files})
 
 
-def open_for_review(session: Session, settings: Settings, principal: Principal, request_id: str,
-                    file_id: int) -> tuple[EgressRequest, EgressFile, BinaryIO]:
+def open_for_review(
+    session: Session, settings: Settings, principal: Principal, request_id: str, file_id: int
+) -> tuple[EgressRequest, EgressFile, BinaryIO]:
     """The staged bytes for a reviewer's preview (DAC/admin only; verified like a download)."""
     if not principal.has("dac", "admin"):
         raise Forbidden("only reviewers can preview staged files", slug="missing-role")
@@ -401,20 +597,30 @@ def open_for_review(session: Session, settings: Settings, principal: Principal, 
     return req, f, open_file_for_review(session, settings, principal, req, f)
 
 
-def open_file_for_review(session: Session, settings: Settings, principal: Principal, req: EgressRequest,
-                         f: EgressFile) -> BinaryIO:
+def open_file_for_review(
+    session: Session, settings: Settings, principal: Principal, req: EgressRequest, f: EgressFile
+) -> BinaryIO:
     """The staged bytes of one file of a request already loaded for this reviewer (verified)."""
     if not principal.has("dac", "admin"):
         raise Forbidden("only reviewers can preview staged files", slug="missing-role")
     try:
         fh = open_verified(settings.staging_dir, f.sha256)
     except StagingError as exc:
-        raise _refuse(session, principal, req, Conflict, "Release integrity failure", f"{f.path}: {exc}",
-                      "staged-file-altered", "egress.preview_refused") from exc
+        raise _refuse(
+            session,
+            principal,
+            req,
+            Conflict,
+            "Release integrity failure",
+            f"{f.path}: {exc}",
+            "staged-file-altered",
+            "egress.preview_refused",
+        ) from exc
     return fh
 
 
 # ---------------------------------------------------------------------------- views
+
 
 def shown_path(f: EgressFile, principal: Principal, names: outputnames.NameView | None) -> str:
     """A file's path as ``principal`` may see it: staff always; researchers only when the
@@ -424,8 +630,9 @@ def shown_path(f: EgressFile, principal: Principal, names: outputnames.NameView 
     return outputnames.placeholder(f.sha256)
 
 
-def request_view(session: Session, req: EgressRequest, principal: Principal,
-                 names: outputnames.NameView | None = None) -> dict[str, Any]:
+def request_view(
+    session: Session, req: EgressRequest, principal: Principal, names: outputnames.NameView | None = None
+) -> dict[str, Any]:
     """What a caller may see of a request. Votes stay blind until every required vote is in.
 
     Before that, anyone sees only how many votes are in; a reviewer also sees their own vote.
@@ -442,8 +649,12 @@ def request_view(session: Session, req: EgressRequest, principal: Principal,
     staff = principal.has(*STAFF_ROLES) and principal.user_id != req.requested_by
 
     def review_dict(r: Review) -> dict[str, Any]:
-        return {"reviewer": r.reviewer_id, "vote": r.vote, "comment": r.comment,
-                "at": r.created_at.isoformat() if r.created_at else None}
+        return {
+            "reviewer": r.reviewer_id,
+            "vote": r.vote,
+            "comment": r.comment,
+            "at": r.created_at.isoformat() if r.created_at else None,
+        }
 
     return {
         "id": req.id,
@@ -460,12 +671,21 @@ def request_view(session: Session, req: EgressRequest, principal: Principal,
         "votes": [review_dict(r) for r in votes] if revealed else [],
         "my_vote": review_dict(mine) if mine else None,
         "resolution": review_dict(resolution) if resolution else None,
-        "can_vote": (principal.has("dac") and req.state == EgressState.awaiting_review and mine is None
-                     and conflicted_reason is None),
-        "can_resolve": (principal.has("dac", "admin") and req.state == EgressState.conflicted and mine is None
-                        and conflicted_reason is None),
-        "can_download": (req.state == EgressState.approved
-                         and is_member(session, req.project_id, principal.user_id)),
+        "can_vote": (
+            principal.has("dac")
+            and req.state == EgressState.awaiting_review
+            and mine is None
+            and conflicted_reason is None
+        ),
+        "can_resolve": (
+            principal.has("dac", "admin")
+            and req.state == EgressState.conflicted
+            and mine is None
+            and conflicted_reason is None
+        ),
+        "can_download": (
+            req.state == EgressState.approved and is_member(session, req.project_id, principal.user_id)
+        ),
         "created_at": req.created_at.isoformat() if req.created_at else None,
         "decided_at": req.decided_at.isoformat() if req.decided_at else None,
         "outcome": checking.worst_outcome([f.outcome for f in req.files]),
@@ -481,19 +701,40 @@ def _file_order(files: list[EgressFile], principal: Principal) -> list[EgressFil
     return sorted(files, key=lambda x: (x.sha256, x.id or 0))
 
 
-def _file_view(f: EgressFile, principal: Principal, names: outputnames.NameView | None,
-               staff: bool) -> dict[str, Any]:
+def _file_view(
+    f: EgressFile, principal: Principal, names: outputnames.NameView | None, staff: bool
+) -> dict[str, Any]:
     """One file as the caller may see it: a withheld name hides its checks too (a reason may
     quote it), and reviewer-only evidence (what the job wrote) is only for staff."""
     path = shown_path(f, principal, names)
     checks = list(f.checks or [])
     shown = (checks if staff else checking.for_requester(checks)) if path == f.path else []
-    return {"id": f.id, "path": path, "sha256": f.sha256, "size": f.size, "outcome": f.outcome,
-            "name_withheld": path != f.path, "checks": shown}
+    return {
+        "id": f.id,
+        "path": path,
+        "sha256": f.sha256,
+        "size": f.size,
+        "outcome": f.outcome,
+        "name_withheld": path != f.path,
+        "checks": shown,
+    }
 
 
 def summary_view(session: Session, req: EgressRequest, principal: Principal) -> dict[str, Any]:
     full = request_view(session, req, principal)
-    keep = ("id", "job_id", "project_id", "requested_by", "state", "policy_name", "required_reviews",
-            "votes_in", "outcome", "created_at", "decided_at", "can_vote", "can_resolve")
+    keep = (
+        "id",
+        "job_id",
+        "project_id",
+        "requested_by",
+        "state",
+        "policy_name",
+        "required_reviews",
+        "votes_in",
+        "outcome",
+        "created_at",
+        "decided_at",
+        "can_vote",
+        "can_resolve",
+    )
     return {k: full[k] for k in keep} | {"file_count": len(req.files)}

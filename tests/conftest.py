@@ -129,6 +129,7 @@ def app_client(app):  # type: ignore[no-untyped-def]
 def esettings(settings: Settings, tmp_path: Path) -> Settings:
     """Settings whose policies folder holds the egress test policies (the repo's may change)."""
     from tests.egress.test_workflow_support import write_policy
+
     write_policy(tmp_path / "policies")
     write_policy(tmp_path / "policies", "strict3", version="1", reviews=3)
     write_policy(tmp_path / "policies", "lenient1", version="1", reviews=1)
@@ -167,8 +168,12 @@ def world(engine: Engine, token_for: Callable[..., str], dicom_dir: Path) -> Wor
     with session_scope(engine) as s:
         make = WorldFactory(s)
         make.users(users)
-        make.project("p1", "Project one", ["alice"],
-                     quota={"max_cpu": 2, "max_memory_mb": 2048, "max_concurrent_jobs": 3})
+        make.project(
+            "p1",
+            "Project one",
+            ["alice"],
+            quota={"max_cpu": 2, "max_memory_mb": 2048, "max_concurrent_jobs": 3},
+        )
         make.project("p2", "Project two", ["bob"])
         make.dataset("ct1", dicom_dir, "CT sample")
         grant_id = make.grant("p1", "ct1", days=1)

@@ -94,8 +94,9 @@ def modules() -> dict[str, set[str]]:
 
 
 @pytest.mark.parametrize(("who", "allowed", "why"), RULES, ids=[r[0] for r in RULES])
-def test_layer_imports_only_what_it_may(modules: dict[str, set[str]], who: str, allowed: tuple[str, ...],
-                                        why: str) -> None:
+def test_layer_imports_only_what_it_may(
+    modules: dict[str, set[str]], who: str, allowed: tuple[str, ...], why: str
+) -> None:
     bad = {
         (mod, imp)
         for mod, imps in modules.items()
@@ -133,10 +134,7 @@ def test_airlock_logic_stays_out_of_the_web_layer(modules: dict[str, set[str]]) 
 
 def test_leaves_import_only_leaves(modules: dict[str, set[str]]) -> None:
     bad = sorted(
-        (mod, imp)
-        for mod in LEAVES
-        for imp in modules[mod]
-        if imp != "tre" and not within(imp, *LEAVES)
+        (mod, imp) for mod in LEAVES for imp in modules[mod] if imp != "tre" and not within(imp, *LEAVES)
     )
     assert not bad, f"leaf modules must not import the layers above: {bad}"
 

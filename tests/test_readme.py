@@ -52,6 +52,9 @@ def test_readme_has_the_two_commands_and_ci_runs_the_second() -> None:
     assert "scripts/test" in (REPO / ".ci" / "run").read_text()
 
 
+# A fresh host builds the CPU job image first (Debian packages through apt, minutes); later
+# runs import it from the host's cache.
+@pytest.mark.timeout(3600)
 def test_readme_first_command_verbatim_with_the_default_state(tmp_path: Path) -> None:
     command = readme_commands()[0]
     state, data = tmp_path / "state", tmp_path / "data"

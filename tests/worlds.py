@@ -34,20 +34,35 @@ class WorldFactory:
         for user_id, roles in roles_by_user.items():
             registry.create_user(self.session, "test", user_id, list(roles), display_name=user_id.title())
 
-    def project(self, project_id: str, name: str, members: Iterable[str] = (),
-                quota: dict[str, Any] | None = None) -> None:
+    def project(
+        self, project_id: str, name: str, members: Iterable[str] = (), quota: dict[str, Any] | None = None
+    ) -> None:
         registry.create_project(self.session, self.actor, project_id, name, quota=quota or {})
         for user_id in members:
             registry.add_member(self.session, self.actor, project_id, user_id)
 
-    def dataset(self, dataset_id: str, folder: Path, name: str = "", policy: str = "default",
-                protected: Iterable[Path] = ()) -> None:
-        registry.register_dataset(self.session, self.actor, dataset_id, name or dataset_id, folder,
-                                  policy=policy, protected=protected)
+    def dataset(
+        self,
+        dataset_id: str,
+        folder: Path,
+        name: str = "",
+        policy: str = "default",
+        protected: Iterable[Path] = (),
+    ) -> None:
+        registry.register_dataset(
+            self.session,
+            self.actor,
+            dataset_id,
+            name or dataset_id,
+            folder,
+            policy=policy,
+            protected=protected,
+        )
 
     def grant(self, project_id: str, dataset_id: str, days: int = 30) -> str:
-        grant = registry.grant_access(self.session, self.actor, project_id, dataset_id,
-                                      expires_at=utcnow() + timedelta(days=days))
+        grant = registry.grant_access(
+            self.session, self.actor, project_id, dataset_id, expires_at=utcnow() + timedelta(days=days)
+        )
         return grant.id
 
     def approve_image(self, project_id: str, reference: str = IMAGE) -> None:
@@ -55,21 +70,37 @@ class WorldFactory:
         may run in the project."""
         catalog.approve(self.session, Settings(), self.actor, reference, project_id, external=True)
 
-    def finished_job(self, settings: Settings, project_id: str, submitted_by: str, dataset_ids: list[str],
-                     outputs: Mapping[str, bytes], state: str = "succeeded") -> str:
+    def finished_job(
+        self,
+        settings: Settings,
+        project_id: str,
+        submitted_by: str,
+        dataset_ids: list[str],
+        outputs: Mapping[str, bytes],
+        state: str = "succeeded",
+    ) -> str:
         """A job as the worker leaves it: its row, its files under the jobs folder, their hashes."""
         now = utcnow()
-        job = Job(project_id=project_id, submitted_by=submitted_by, image="registry/x@sha256:" + "0" * 64,
-                  command=["run"], dataset_ids=dataset_ids, state=state, exit_code=0,
-                  started_at=now, finished_at=now)
+        job = Job(
+            project_id=project_id,
+            submitted_by=submitted_by,
+            image="registry/x@sha256:" + "0" * 64,
+            command=["run"],
+            dataset_ids=dataset_ids,
+            state=state,
+            exit_code=0,
+            started_at=now,
+            finished_at=now,
+        )
         self.session.add(job)
         self.session.flush()
         for rel, data in outputs.items():
             path = settings.jobs_dir / job.id / "output" / rel
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(data)
-            self.session.add(JobOutput(job_id=job.id, path=rel, size=len(data),
-                                       sha256=hashlib.sha256(data).hexdigest()))
+            self.session.add(
+                JobOutput(job_id=job.id, path=rel, size=len(data), sha256=hashlib.sha256(data).hexdigest())
+            )
         self.session.flush()
         return job.id
 

@@ -4,7 +4,7 @@ It reads every DICOM file under /data, writes a per-image summary CSV and a PNG 
 the images to /output, and tries (and is expected to fail) to reach the network.
 """
 
-DEMO_JOB_SOURCE = r'''
+DEMO_JOB_SOURCE = r"""
 import csv, os, socket, sys
 from pathlib import Path
 import numpy as np
@@ -51,4 +51,4 @@ try:
 except OSError as exc:
     print(f"network: unreachable as expected ({exc.strerror or exc})")
 print(f"wrote summary.csv ({len(rows)} images) and montage.png")
-'''
+"""

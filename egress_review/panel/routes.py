@@ -275,18 +275,34 @@ def _file_previews(
     return out
 
 
-def _request_page(request: Request, session: Session, settings: Settings, principal: Principal,
-                  request_id: str, error: str | None = None, status: int = 200) -> HTMLResponse:
+def _request_page(
+    request: Request,
+    session: Session,
+    settings: Settings,
+    principal: Principal,
+    request_id: str,
+    error: str | None = None,
+    status: int = 200,
+) -> HTMLResponse:
     req = workflow.visible_request(session, request_id, principal)
     view = workflow.request_view(session, req, principal)
     previews = _file_previews(session, settings, principal, req, view["files"], dict(request.query_params))
     if error is None:
         workflow.record_review_view(session, principal, req)
     job = session.get(Job, req.job_id)  # what produced the files: image and the exact code
-    return render(request, "request.html", {"principal": principal, "r": view, "previews": previews,
-                                            "error": error, "notice": request.query_params.get("done"),
-                                            "job": job},
-                  status=status)
+    return render(
+        request,
+        "request.html",
+        {
+            "principal": principal,
+            "r": view,
+            "previews": previews,
+            "error": error,
+            "notice": request.query_params.get("done"),
+            "job": job,
+        },
+        status=status,
+    )
 
 
 @router.get("/requests/{request_id}")
@@ -297,8 +313,9 @@ def request_detail(
 
 
 @router.get("/requests/{request_id}/files/{file_id}/render.png")
-def render_file(request_id: str, file_id: RowId, principal: Reviewer, session: DbSession,
-                settings: SettingsDep) -> Response:
+def render_file(
+    request_id: str, file_id: RowId, principal: Reviewer, session: DbSession, settings: SettingsDep
+) -> Response:
     """A PNG rendering of an image or of a DICOM slice, decoded and re-encoded server-side."""
     _, f, fh = workflow.open_for_review(session, settings, principal, request_id, file_id)
     with fh:
@@ -356,8 +373,15 @@ def _act(
         settle(session, exc)
         if isinstance(exc, NotFound):
             raise
-        return _request_page(request, session, settings, principal, request_id,
-                             error=f"{exc.title}: {exc.detail}", status=exc.status)
+        return _request_page(
+            request,
+            session,
+            settings,
+            principal,
+            request_id,
+            error=f"{exc.title}: {exc.detail}",
+            status=exc.status,
+        )
     return see_other(f"/panel/requests/{request_id}?done={'voted' if action == 'vote' else 'resolved'}")
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 schemathesis = pytest.importorskip("schemathesis")
-from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
+from hypothesis import HealthCheck, Phase, given, seed, settings  # noqa: E402
 from schemathesis.generation.modes import GenerationMode  # noqa: E402
 
 from tests.worlds import job_body  # noqa: E402
@@ -38,6 +38,9 @@ KNOWN_GAPS = {
     ("POST /api/v1/jobs", "ST202"),  # admission: grants, quota, image approval
     ("POST /api/v1/egress/requests/{request_id}/resolution", "ST202"),
     ("POST /api/v1/jobs", "ST201"),  # a huge invalid body is refused 413 before the schema
+    ("GET /ga4gh/tes/v1/tasks", "ST202"),  # page_token must be one the server gave out
+    ("POST /ga4gh/tes/v1/tasks", "ST202"),  # GA4GH's schema; tags.Project is required here
+    ("GET /ga4gh/tes/v1/tasks", "ST201"),
     ("GET /api/v1/grants", "ST201"),
     ("GET /api/v1/egress/requests", "ST201"),
     ("GET /api/v1/images", "ST201"),
@@ -65,6 +68,7 @@ def fuzz_all_checks(app: Any, headers: dict[str, str], known: dict[str, str]) ->
         if ids:
             strategy = strategy | operation.as_strategy(GenerationMode.POSITIVE, path_parameters=ids)
 
+        @seed(20261129)  # reproducible: the same requests on every run of the same schema
         @given(case=strategy)
         @settings(
             max_examples=EXAMPLES_PER_OPERATION,

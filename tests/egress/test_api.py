@@ -47,9 +47,15 @@ def problem(resp, status: int, slug: str) -> dict:  # type: ignore[no-untyped-de
 
 
 def create(client, auth, world, files=None):  # type: ignore[no-untyped-def]
-    resp = client.post(BASE, headers=auth(world.researcher, "researcher"),
-                       json={"job_id": world.job_id, "files": files or list(world.outputs),
-                             "justification": "Figures 2 and 3 of the paper"})
+    resp = client.post(
+        BASE,
+        headers=auth(world.researcher, "researcher"),
+        json={
+            "job_id": world.job_id,
+            "files": files or list(world.outputs),
+            "justification": "Figures 2 and 3 of the paper",
+        },
+    )
     assert resp.status_code == 201, resp.text
     return resp.json()
 
@@ -68,8 +74,11 @@ def test_request_review_release_download_over_http(client, auth, world, db) -> N
     queue = client.get(BASE, headers=auth("dana", "dac")).json()
     assert [r["id"] for r in queue] == [rid] and queue[0]["can_vote"] is True
 
-    first = client.post(f"{BASE}/{rid}/votes", headers=auth("dana", "dac"),
-                        json={"vote": "approve", "comment": "aggregate only"})
+    first = client.post(
+        f"{BASE}/{rid}/votes",
+        headers=auth("dana", "dac"),
+        json={"vote": "approve", "comment": "aggregate only"},
+    )
     assert first.status_code == 201 and first.json()["votes"] == [] and first.json()["votes_in"] == 1
     seen_by_dave = client.get(f"{BASE}/{rid}", headers=auth("dave", "dac")).json()
     assert seen_by_dave["votes"] == [] and seen_by_dave["my_vote"] is None and seen_by_dave["votes_in"] == 1
@@ -96,8 +105,16 @@ def test_request_review_release_download_over_http(client, auth, world, db) -> N
     assert client.get(f"{BASE}/{rid}/disclosure", headers=auth("audrey", "auditor")).status_code == 200
 
     actions = audit_actions(db)
-    for expected in ("egress.requested", "egress.staged", "egress.check", "egress.checked", "egress.vote",
-                     "egress.decided", "egress.released", "egress.downloaded"):
+    for expected in (
+        "egress.requested",
+        "egress.staged",
+        "egress.check",
+        "egress.checked",
+        "egress.vote",
+        "egress.decided",
+        "egress.released",
+        "egress.downloaded",
+    ):
         assert expected in actions, expected
     assert actions.count("egress.downloaded") == len(world.outputs)
 
@@ -106,8 +123,15 @@ def test_self_approval_is_refused_and_audited(client, auth, world, db) -> None:
     with db.begin() as s:
         s.add(UserRole(user_id=world.researcher, role="dac"))
     rid = create(client, auth, world)["id"]
-    body = problem(client.post(f"{BASE}/{rid}/votes", headers=auth(world.researcher, "researcher", "dac"),
-                               json={"vote": "approve"}), 403, "self-review")
+    body = problem(
+        client.post(
+            f"{BASE}/{rid}/votes",
+            headers=auth(world.researcher, "researcher", "dac"),
+            json={"vote": "approve"},
+        ),
+        403,
+        "self-review",
+    )
     assert "requested this release" in body["detail"]
     assert "egress.vote_refused" in audit_actions(db)
 
@@ -117,28 +141,53 @@ def test_single_approval_does_not_release(client, auth, world) -> None:
     client.post(f"{BASE}/{rid}/votes", headers=auth("dana", "dac"), json={"vote": "approve"})
     view = client.get(f"{BASE}/{rid}", headers=auth(world.researcher, "researcher")).json()
     assert view["state"] == "awaiting_review" and view["can_download"] is False
-    body = problem(client.get(f"{BASE}/{rid}/files/{view['files'][0]['id']}",
-                              headers=auth(world.researcher, "researcher")), 409, "not-approved")
+    body = problem(
+        client.get(
+            f"{BASE}/{rid}/files/{view['files'][0]['id']}", headers=auth(world.researcher, "researcher")
+        ),
+        409,
+        "not-approved",
+    )
     assert "only after approval" in body["detail"]
-    problem(client.get(f"{BASE}/{rid}/disclosure", headers=auth(world.researcher, "researcher")),
-            409, "not-decided")
+    problem(
+        client.get(f"{BASE}/{rid}/disclosure", headers=auth(world.researcher, "researcher")),
+        409,
+        "not-decided",
+    )
     again = client.post(f"{BASE}/{rid}/votes", headers=auth("dana", "dac"), json={"vote": "approve"})
     problem(again, 409, "already-voted")
 
 
 def test_researcher_cannot_vote(client, auth, world) -> None:
     rid = create(client, auth, world)["id"]
-    body = problem(client.post(f"{BASE}/{rid}/votes", headers=auth(world.researcher, "researcher"),
-                               json={"vote": "approve"}), 403, "missing-role")
+    body = problem(
+        client.post(
+            f"{BASE}/{rid}/votes", headers=auth(world.researcher, "researcher"), json={"vote": "approve"}
+        ),
+        403,
+        "missing-role",
+    )
     assert "dac" in body["detail"]
-    problem(client.post(f"{BASE}/{rid}/resolution", headers=auth(world.researcher, "researcher"),
-                        json={"decision": "approve", "comment": "x"}), 403, "missing-role")
+    problem(
+        client.post(
+            f"{BASE}/{rid}/resolution",
+            headers=auth(world.researcher, "researcher"),
+            json={"decision": "approve", "comment": "x"},
+        ),
+        403,
+        "missing-role",
+    )
 
 
 def test_download_before_approval_is_refused_and_audited(client, auth, world, db) -> None:
     req = create(client, auth, world)
-    problem(client.get(f"{BASE}/{req['id']}/files/{req['files'][0]['id']}",
-                       headers=auth(world.researcher, "researcher")), 409, "not-approved")
+    problem(
+        client.get(
+            f"{BASE}/{req['id']}/files/{req['files'][0]['id']}", headers=auth(world.researcher, "researcher")
+        ),
+        409,
+        "not-approved",
+    )
     assert "egress.download_refused" in audit_actions(db)
 
 
@@ -147,9 +196,15 @@ def test_file_modified_after_the_request_is_never_released(client, auth, world, 
     src = world.output_path(esettings, "figures/overview.png")
     original = src.read_bytes()
     src.write_bytes(original + b"\x00hidden")
-    body = problem(client.post(BASE, headers=auth(world.researcher, "researcher"),
-                               json={"job_id": world.job_id, "files": ["figures/overview.png"],
-                                     "justification": "x"}), 409, "output-modified")
+    body = problem(
+        client.post(
+            BASE,
+            headers=auth(world.researcher, "researcher"),
+            json={"job_id": world.job_id, "files": ["figures/overview.png"], "justification": "x"},
+        ),
+        409,
+        "output-modified",
+    )
     assert "figures/overview.png" in body["detail"] and "SHA-256" in body["detail"]
     assert "egress.stage_refused" in audit_actions(db)
     src.write_bytes(original)
@@ -161,8 +216,13 @@ def test_file_modified_after_the_request_is_never_released(client, auth, world, 
     frozen = staged_path(esettings.staging_dir, req["files"][0]["sha256"])
     os.chmod(frozen, 0o644)
     frozen.write_bytes(original[:-1] + b"\x01")
-    body = problem(client.get(f"{BASE}/{req['id']}/files/{req['files'][0]['id']}",
-                              headers=auth(world.researcher, "researcher")), 409, "staged-file-altered")
+    body = problem(
+        client.get(
+            f"{BASE}/{req['id']}/files/{req['files'][0]['id']}", headers=auth(world.researcher, "researcher")
+        ),
+        409,
+        "staged-file-altered",
+    )
     assert req["files"][0]["sha256"] in body["detail"]
     assert audit_actions(db).count("egress.download_refused") == 1
 
@@ -172,25 +232,51 @@ def test_outsiders_and_anonymous_callers(client, auth, world) -> None:
     problem(client.get(f"{BASE}/{rid}"), 401, "missing-token")
     problem(client.get(f"{BASE}/{rid}", headers=auth(world.outsider, "researcher")), 404, "not-found")
     assert client.get(BASE, headers=auth(world.outsider, "researcher")).json() == []
-    problem(client.post(BASE, headers=auth(world.outsider, "researcher"),
-                        json={"job_id": world.job_id, "files": ["tables/summary.csv"], "justification": "x"}),
-            404, "not-found")  # as for an unknown job id: ids are not an oracle
-    problem(client.post(BASE, headers=auth(world.researcher, "researcher"),
-                        json={"job_id": world.job_id, "files": [], "justification": "x"}),
-            422, "invalid-request")
+    problem(
+        client.post(
+            BASE,
+            headers=auth(world.outsider, "researcher"),
+            json={"job_id": world.job_id, "files": ["tables/summary.csv"], "justification": "x"},
+        ),
+        404,
+        "not-found",
+    )  # as for an unknown job id: ids are not an oracle
+    problem(
+        client.post(
+            BASE,
+            headers=auth(world.researcher, "researcher"),
+            json={"job_id": world.job_id, "files": [], "justification": "x"},
+        ),
+        422,
+        "invalid-request",
+    )
 
 
 def test_conflict_then_resolution_over_http(client, auth, world) -> None:
     rid = create(client, auth, world)["id"]
     client.post(f"{BASE}/{rid}/votes", headers=auth("dana", "dac"), json={"vote": "approve"})
-    r = client.post(f"{BASE}/{rid}/votes", headers=auth("dave", "dac"),
-                    json={"vote": "reject", "comment": "no"})
+    r = client.post(
+        f"{BASE}/{rid}/votes", headers=auth("dave", "dac"), json={"vote": "reject", "comment": "no"}
+    )
     assert r.json()["state"] == "conflicted" and r.json()["votes_revealed"] is True
-    problem(client.post(f"{BASE}/{rid}/votes", headers=auth("dora", "dac"), json={"vote": "approve"}),
-            409, "needs-resolution")
-    problem(client.post(f"{BASE}/{rid}/resolution", headers=auth("dave", "dac"),
-                        json={"decision": "reject", "comment": "still no"}), 403, "resolver-voted")
-    done = client.post(f"{BASE}/{rid}/resolution", headers=auth(world.admin, "admin"),
-                       json={"decision": "reject", "comment": "identifiable small cohort"})
+    problem(
+        client.post(f"{BASE}/{rid}/votes", headers=auth("dora", "dac"), json={"vote": "approve"}),
+        409,
+        "needs-resolution",
+    )
+    problem(
+        client.post(
+            f"{BASE}/{rid}/resolution",
+            headers=auth("dave", "dac"),
+            json={"decision": "reject", "comment": "still no"},
+        ),
+        403,
+        "resolver-voted",
+    )
+    done = client.post(
+        f"{BASE}/{rid}/resolution",
+        headers=auth(world.admin, "admin"),
+        json={"decision": "reject", "comment": "identifiable small cohort"},
+    )
     assert done.status_code == 201 and done.json()["state"] == "rejected"
     assert done.json()["resolution"]["reviewer"] == world.admin

@@ -35,8 +35,9 @@ def test_cli_request_vote_download(cli, db, esettings, tmp_path) -> None:
     with db.begin() as s:
         world = seed_world(s, esettings)
     me = (world.researcher, ("researcher",))
-    r = cli(*me, "request", world.job_id, "tables/summary.csv", "dicom/slice.dcm",
-            "--why", "Table 1 and Fig 3")
+    r = cli(
+        *me, "request", world.job_id, "tables/summary.csv", "dicom/slice.dcm", "--why", "Table 1 and Fig 3"
+    )
     assert r.exit_code == 0, r.output
     rid = next(w for w in r.output.split() if len(w) == 32)
     assert "awaiting_review" in r.output and "InstitutionName" in r.output  # flagged reason shown

@@ -29,8 +29,11 @@ def panel_app(app, esettings):  # type: ignore[no-untyped-def]
 @pytest.fixture
 def rid(panel_app, world, token_for) -> str:  # type: ignore[no-untyped-def]
     with TestClient(panel_app) as c:
-        r = c.post(BASE, headers={"Authorization": f"Bearer {token_for(world.researcher, 'researcher')}"},
-                   json={"job_id": world.job_id, "files": list(world.outputs), "justification": "paper"})
+        r = c.post(
+            BASE,
+            headers={"Authorization": f"Bearer {token_for(world.researcher, 'researcher')}"},
+            json={"job_id": world.job_id, "files": list(world.outputs), "justification": "paper"},
+        )
         assert r.status_code == 201, r.text
         return str(r.json()["id"])
 
@@ -84,11 +87,15 @@ def test_vote_form_needs_csrf_and_same_origin(panel_app, world, token_for, rid) 
         token = csrf_of(page.text)
         r = c.post(f"/panel/requests/{rid}/vote", data={"vote": "approve", "csrf": "x" * 43})
         assert r.status_code == 403 and r.json()["type"] == "urn:tre:problem:csrf-mismatch"
-        r = c.post(f"/panel/requests/{rid}/vote", data={"vote": "approve", "csrf": token},
-                   headers={"Origin": "https://evil.example"})
+        r = c.post(
+            f"/panel/requests/{rid}/vote",
+            data={"vote": "approve", "csrf": token},
+            headers={"Origin": "https://evil.example"},
+        )
         assert r.status_code == 403 and r.json()["type"] == "urn:tre:problem:csrf-origin"
-        r = c.post(f"/panel/requests/{rid}/vote", data={"vote": "approve", "csrf": token},
-                   follow_redirects=False)
+        r = c.post(
+            f"/panel/requests/{rid}/vote", data={"vote": "approve", "csrf": token}, follow_redirects=False
+        )
         assert r.status_code == 303 and r.headers["location"].endswith("?done=voted")
         again = c.post(f"/panel/requests/{rid}/vote", data={"vote": "approve", "csrf": token})
         assert again.status_code == 409 and "already voted" in again.text
@@ -115,12 +122,18 @@ def test_admin_reads_but_only_resolves(panel_app, world, token_for, rid) -> None
         r = c.post(f"/panel/requests/{rid}/vote", data={"vote": "approve", "csrf": csrf_of(page.text)})
         assert r.status_code == 403
         for reviewer, v in (("dana", "approve"), ("dave", "reject")):
-            c.post(f"{BASE}/{rid}/votes", headers={"Authorization": f"Bearer {token_for(reviewer, 'dac')}"},
-                   json={"vote": v})
+            c.post(
+                f"{BASE}/{rid}/votes",
+                headers={"Authorization": f"Bearer {token_for(reviewer, 'dac')}"},
+                json={"vote": v},
+            )
         page = c.get(f"/panel/requests/{rid}")
         assert 'id="resolve-form"' in page.text and "conflicted" in page.text
-        r = c.post(f"/panel/requests/{rid}/resolve", follow_redirects=False,
-                   data={"decision": "approve", "comment": "aggregate only", "csrf": csrf_of(page.text)})
+        r = c.post(
+            f"/panel/requests/{rid}/resolve",
+            follow_redirects=False,
+            data={"decision": "approve", "comment": "aggregate only", "csrf": csrf_of(page.text)},
+        )
         assert r.status_code == 303
         done = c.get(f"/panel/requests/{rid}")
         assert 'id="resolution"' in done.text and "aggregate only" in done.text
@@ -159,8 +172,11 @@ def test_researcher_content_is_escaped_in_the_panel(panel_app, db, esettings, to
     with db.begin() as s:
         world = seed_world(s, esettings, {"t.csv": f"group,count\n{payload},40\n".encode()})
     with TestClient(panel_app) as c:
-        r = c.post(BASE, headers={"Authorization": f"Bearer {token_for(world.researcher, 'researcher')}"},
-                   json={"job_id": world.job_id, "files": ["t.csv"], "justification": f"why {payload}"})
+        r = c.post(
+            BASE,
+            headers={"Authorization": f"Bearer {token_for(world.researcher, 'researcher')}"},
+            json={"job_id": world.job_id, "files": ["t.csv"], "justification": f"why {payload}"},
+        )
         assert r.status_code == 201, r.text
         login(c, token_for("dana", "dac"))
         page = c.get(f"/panel/requests/{r.json()['id']}").text

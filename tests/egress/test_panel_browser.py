@@ -23,8 +23,16 @@ from tre.config import reset_settings_cache
 pytestmark = pytest.mark.browser
 
 CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-quic",
-        "--no-first-run", "--disable-component-update", "--disable-sync"]
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-component-update",
+    "--disable-sync",
+]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 
@@ -59,14 +67,21 @@ def sign_in(browser, live, token: str):  # type: ignore[no-untyped-def]
     return context, page
 
 
-def test_reviewers_vote_in_the_panel_and_the_researcher_downloads(browser, live, db, esettings, token_for,
-                                                                   tmp_path, monkeypatch) -> None:
+def test_reviewers_vote_in_the_panel_and_the_researcher_downloads(
+    browser, live, db, esettings, token_for, tmp_path, monkeypatch
+) -> None:
     with db.begin() as s:
         world = seed_world(s, esettings)
     researcher = token_for(world.researcher, "researcher")
-    resp = httpx.post(f"{live.url}/api/v1/egress/requests", headers={"Authorization": f"Bearer {researcher}"},
-                      json={"job_id": world.job_id, "files": list(world.outputs),
-                            "justification": "Figure 2 (nodule overview) and a de-identified example slice"})
+    resp = httpx.post(
+        f"{live.url}/api/v1/egress/requests",
+        headers={"Authorization": f"Bearer {researcher}"},
+        json={
+            "job_id": world.job_id,
+            "files": list(world.outputs),
+            "justification": "Figure 2 (nodule overview) and a de-identified example slice",
+        },
+    )
     assert resp.status_code == 201, resp.text
     rid = resp.json()["id"]
 
@@ -134,4 +149,5 @@ def test_reviewers_vote_in_the_panel_and_the_researcher_downloads(browser, live,
         assert (dest / rel).read_bytes() == data
     record = json.loads((dest / f"disclosure-{rid}.json").read_text())
     assert record["released"] and {f["sha256"] for f in record["files"]} == {
-        hashlib.sha256(b).hexdigest() for b in world.outputs.values()}
+        hashlib.sha256(b).hexdigest() for b in world.outputs.values()
+    }

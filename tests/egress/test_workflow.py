@@ -40,9 +40,14 @@ def audit_actions(s: Session) -> list[tuple[str, str, dict]]:
 
 def make_request(db: sessionmaker[Session], settings: Settings, world, files=None) -> str:  # type: ignore[no-untyped-def]
     with db.begin() as s:
-        req = workflow.create_request(s, settings, who(world.researcher, "researcher"),
-                                      job_id=world.job_id, paths=files or list(world.outputs),
-                                      justification="figures for the paper")
+        req = workflow.create_request(
+            s,
+            settings,
+            who(world.researcher, "researcher"),
+            job_id=world.job_id,
+            paths=files or list(world.outputs),
+            justification="figures for the paper",
+        )
         return req.id
 
 
@@ -81,8 +86,14 @@ def test_output_modified_after_the_job_is_refused_and_audited(db, esettings, wor
     # The API commits audited refusals; do the same here and check the trail.
     with db.begin() as s:
         with pytest.raises(TreError) as err:
-            workflow.create_request(s, esettings, who(world.researcher, "researcher"), job_id=world.job_id,
-                                    paths=["tables/summary.csv"], justification="x")
+            workflow.create_request(
+                s,
+                esettings,
+                who(world.researcher, "researcher"),
+                job_id=world.job_id,
+                paths=["tables/summary.csv"],
+                justification="x",
+            )
     assert err.value.status == 409 and err.value.slug == "output-modified" and err.value.audited
     assert "changed after the job recorded it" in err.value.detail
     with db() as s:
@@ -99,8 +110,14 @@ def test_symlinked_output_is_refused_even_with_matching_bytes(db, esettings, wor
     target.unlink()
     target.symlink_to(elsewhere)
     with pytest.raises(TreError) as err, db.begin() as s:
-        workflow.create_request(s, esettings, who(world.researcher, "researcher"), job_id=world.job_id,
-                                paths=["tables/summary.csv"], justification="x")
+        workflow.create_request(
+            s,
+            esettings,
+            who(world.researcher, "researcher"),
+            job_id=world.job_id,
+            paths=["tables/summary.csv"],
+            justification="x",
+        )
     assert err.value.slug == "output-unavailable"
 
 
@@ -127,8 +144,9 @@ def test_who_may_request_what(db, esettings, world) -> None:
     foreign = attempt(who(world.outsider, "researcher"), world.job_id, ["tables/summary.csv"])
     unknown = attempt(who(world.outsider, "researcher"), "nope", ["tables/summary.csv"])
     assert (foreign.status, foreign.slug) == (unknown.status, unknown.slug) == (404, "not-found")
-    assert attempt(who(world.researcher, "researcher"), world.job_id, ["secret.txt"]).slug == \
-        "not-a-job-output"
+    assert (
+        attempt(who(world.researcher, "researcher"), world.job_id, ["secret.txt"]).slug == "not-a-job-output"
+    )
     assert attempt(who(world.researcher, "researcher"), "nope", ["x"]).status == 404
     with db.begin() as s:
         s.get(Job, world.job_id).state = "failed"  # type: ignore[union-attr]
@@ -180,7 +198,8 @@ def test_two_approvals_release_with_a_disclosure_record(db, esettings, world) ->
         record = req.disclosure_record
         assert record is not None and record["released"] is True and record["outcome"] == "approved"
         assert {f["path"]: f["sha256"] for f in record["files"]} == {
-            p: hashlib.sha256(b).hexdigest() for p, b in world.outputs.items()}
+            p: hashlib.sha256(b).hexdigest() for p, b in world.outputs.items()
+        }
         assert all(f["checks"] for f in record["files"])
         assert record["policies"][0]["name"] == "egress-test"
         assert record["policies"][0]["digest"].startswith("sha256:")
@@ -319,8 +338,14 @@ def test_strictest_policy_of_all_datasets_applies(db, esettings, world) -> None:
         s.add(Dataset(id="third", name="third", path=str(esettings.home / "nowhere"), policy="lenient1"))
         s.flush()
         for ds in ("second", "third"):
-            s.add(AccessGrant(project_id=world.project_id, dataset_id=ds, granted_by=world.admin,
-                              expires_at=utcnow() + timedelta(days=1)))
+            s.add(
+                AccessGrant(
+                    project_id=world.project_id,
+                    dataset_id=ds,
+                    granted_by=world.admin,
+                    expires_at=utcnow() + timedelta(days=1),
+                )
+            )
         job = s.get(Job, world.job_id)
         assert job is not None
         job.dataset_ids = [world.dataset_id, "second", "third"]

@@ -43,8 +43,14 @@ def write_policy(folder: Path, name: str = "egress-test", version: str = "3", re
     (folder / f"{name}.yaml").write_text(TEST_POLICY.format(name=name, version=version, reviews=reviews))
 
 
-def dicom_bytes(patient_name: str = "ANONYMOUS", patient_id: str = "ANON-001", *, rows: int = 64,
-                cols: int = 64, extra_identifying: bool = True) -> bytes:
+def dicom_bytes(
+    patient_name: str = "ANONYMOUS",
+    patient_id: str = "ANON-001",
+    *,
+    rows: int = 64,
+    cols: int = 64,
+    extra_identifying: bool = True,
+) -> bytes:
     """A small CT slice; with ``extra_identifying`` it keeps an institution name a check should name."""
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
@@ -99,18 +105,35 @@ class World:
         return settings.jobs_dir / self.job_id / "output" / rel
 
 
-def seed_world(session: Session, settings: Settings, outputs: dict[str, bytes] | None = None,
-               *, policy: str = "egress-test", job_state: str = "succeeded") -> World:
+def seed_world(
+    session: Session,
+    settings: Settings,
+    outputs: dict[str, bytes] | None = None,
+    *,
+    policy: str = "egress-test",
+    job_state: str = "succeeded",
+) -> World:
     """The egress tests' TRE, built by `tests.worlds.WorldFactory` (through the registry)."""
     world = World()
-    world.outputs = outputs if outputs is not None else {
-        "tables/summary.csv": SAFE_CSV,
-        "figures/overview.png": png_bytes(),
-        "dicom/slice.dcm": dicom_bytes(),
-    }
+    world.outputs = (
+        outputs
+        if outputs is not None
+        else {
+            "tables/summary.csv": SAFE_CSV,
+            "figures/overview.png": png_bytes(),
+            "dicom/slice.dcm": dicom_bytes(),
+        }
+    )
     make = WorldFactory(session, actor=world.admin)
-    make.users({world.researcher: ["researcher"], world.outsider: ["researcher"],
-                **{r: ["dac"] for r in world.reviewers}, world.admin: ["admin"], "audrey": ["auditor"]})
+    make.users(
+        {
+            world.researcher: ["researcher"],
+            world.outsider: ["researcher"],
+            **{r: ["dac"] for r in world.reviewers},
+            world.admin: ["admin"],
+            "audrey": ["auditor"],
+        }
+    )
     make.project(world.project_id, "Lung nodule study", [world.researcher])
     # Beside the state directory, never in it: the registry refuses datasets that overlap it.
     data_dir = settings.home.parent / "datasets" / world.dataset_id
@@ -118,8 +141,9 @@ def seed_world(session: Session, settings: Settings, outputs: dict[str, bytes] |
     (data_dir / "0001.dcm").write_bytes(dicom_bytes(PATIENT_NAME, PATIENT_ID, extra_identifying=False))
     make.dataset(world.dataset_id, data_dir, "LIDC subset", policy=policy, protected=settings.protected_paths)
     make.grant(world.project_id, world.dataset_id)
-    world.job_id = make.finished_job(settings, world.project_id, world.researcher, [world.dataset_id],
-                                     world.outputs, state=job_state)
+    world.job_id = make.finished_job(
+        settings, world.project_id, world.researcher, [world.dataset_id], world.outputs, state=job_state
+    )
     return world
 
 

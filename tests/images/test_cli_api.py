@@ -116,7 +116,13 @@ def test_import_approve_list_and_admit(live, settings, engine, busybox_docker_ta
             .order_by(AuditEntry.idx)
         ]
     # (the first two approvals are the world fixture's, of the platform job image for p1 and p2)
-    assert actions == ["image.approved", "image.approved", "image.imported", "image.approved", "image.revoked"]
+    assert actions == [
+        "image.approved",
+        "image.approved",
+        "image.imported",
+        "image.approved",
+        "image.revoked",
+    ]
 
 
 def test_hostile_upload_is_one_line_and_stores_nothing(live, engine, tmp_path: Path) -> None:

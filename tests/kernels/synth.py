@@ -112,3 +112,18 @@ def chest_phantom(shape: tuple[int, int, int], seed: int = 0) -> np.ndarray:
     hu[((x / 0.1) ** 2 + ((y + 0.45) / 0.1) ** 2 < 1)] = 700.0
     hu += rng.normal(0, 20, shape) + 30 * z
     return np.clip(np.round(hu + 1024), -2000, 4000).astype(np.int16)
+
+
+def compress_files(paths: Sequence[Path], transfer_syntax: str) -> None:
+    """Re-encode DICOM files in place, losslessly, with pydicom's encoders.
+
+    RLE needs nothing extra; JPEG 2000 needs pylibjpeg-openjpeg and JPEG-LS pyjpegls (the
+    dev extra installs both).
+    """
+    import pydicom
+    from pydicom.uid import UID
+
+    for path in paths:
+        ds = pydicom.dcmread(path)
+        ds.compress(UID(transfer_syntax))
+        ds.save_as(path, enforce_file_format=True)

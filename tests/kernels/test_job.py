@@ -66,7 +66,7 @@ def test_pet_series_is_converted_to_suv(tmp_path: Path) -> None:
     )
     argv = ["--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"), "--spacing", "2", "2", "2"]
     assert run([*argv, "--foreground-threshold", "0.5"]) == 0
-    (meta_path,) = (tmp_path / "out").glob("*.json")
+    (meta_path,) = (p for p in (tmp_path / "out").glob("*.json") if p.name != "manifest.json")
     meta = json.loads(meta_path.read_text())
     assert meta["units_before_normalisation"] == "SUVbw (g/mL)"
     assert meta["suvbw_factor"] == pytest.approx(75_000.0 / (370e6 * 2.0 ** (-3600.0 / 6586.2)))
@@ -92,12 +92,14 @@ def test_bad_series_exit_2_or_skip(tmp_path: Path, capsys: pytest.CaptureFixture
         positions_mm=[0, 2, 6, 8],
     )
     argv = ["--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"), "--spacing", "1", "1", "1"]
-    assert run(argv) == 2
+    assert run([*argv, "--fail-fast"]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "slice(s) missing" in err
-    assert run([*argv, "--skip-invalid"]) == 0
-    skipped = json.loads((tmp_path / "out" / "skipped.json").read_text())
-    assert len(skipped) == 1 and "missing" in skipped[0]["reason"]
+    assert run(argv) == 0  # a cohort: the bad series is recorded, the good one written
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    failed = [e for e in manifest["series"].values() if e["status"] == "failed"]
+    assert len(failed) == 1 and "missing" in failed[0]["reason"]
+    assert manifest["counts"] == {"ok": 1, "failed": 1}
     assert len(list((tmp_path / "out").glob("*.nii.gz"))) == 1
 
 
@@ -134,4 +136,9 @@ def test_module_entry_point_runs(tmp_path: Path) -> None:
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=300)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.startswith("wrote ") and len(list((tmp_path / "o").glob("*.json"))) == 1
+    assert proc.stdout.splitlines() == [
+        "progress 0/1",
+        "progress 1/1 ok 1 resumed 0 failed 0",
+        "done 1 series: ok 1 resumed 0 failed 0 (details in manifest.json)",
+    ]
+    assert len(list((tmp_path / "o").glob("*.json"))) == 2  # sidecar + manifest

@@ -32,6 +32,7 @@ def _raw_bytes(ctx: Any, value: Any) -> bytes:
         return bytes(value)
     return repr(value).encode()
 
+
 # Roles in an order where the admin's fuzzing (which may disable users) comes last.
 ROLES = (("alice", "researcher"), ("dana", "dac"), ("audrey", "auditor"), ("root", "admin"))
 

@@ -12,8 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tre.audit.guard import load_pin
-from tre.audit.log import GENESIS_PREV
-from tre.audit.merkle import Frontier, ProofError, TreeLevels, leaf_hash
+from tre.audit.merkle import GENESIS_PREV, Frontier, ProofError, TreeLevels, leaf_hash
 from tre.audit.note import NoteError, open_checkpoint_any
 from tre.audit.signing import AuditSigner
 from tre.store.models import AuditCheckpoint, AuditEntry, AuditState

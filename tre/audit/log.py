@@ -25,14 +25,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from tre.audit.guard import check_extends_pin, check_last_entry, check_storage, damaged, remember_after_commit
-from tre.audit.merkle import Frontier, ProofError
+from tre.audit.merkle import GENESIS_PREV, Frontier, ProofError
 from tre.audit.note import TIMESTAMP_EXT, Checkpoint
 from tre.audit.signing import AuditSigner, signer_for
 from tre.store.models import AuditCheckpoint, AuditEntry, AuditState
 
 STATE_ID = 1
 ENTRY_VERSION = 1
-GENESIS_PREV = "0" * 64
 MAX_DETAILS_BYTES = 65535  # the most a tlog-tiles entry bundle can carry (2-byte length)
 # Key in ``Session.info`` of a read-only unit of work: a list that collects its audit events
 # instead of appending them; the owner of the session appends them after it ends.

@@ -16,6 +16,9 @@ import hashlib
 from collections.abc import Callable, Sequence
 
 HASH_SIZE = 32
+# The hash-chain link of the first entry (hex of 32 zero bytes): shared by the log that writes
+# entries and the offline verifier that checks them, which must agree on it byte for byte.
+GENESIS_PREV = "0" * 64
 EMPTY_ROOT = hashlib.sha256(b"").digest()
 
 _sha256 = hashlib.sha256

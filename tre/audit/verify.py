@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tre.audit.merkle import TreeLevels, leaf_hashes
+from tre.audit.merkle import GENESIS_PREV, TreeLevels, leaf_hashes
 from tre.audit.note import (
     Checkpoint,
     NoteError,
@@ -41,7 +41,6 @@ from tre.audit.note import (
 )
 
 BUNDLE_FORMAT = "tre-audit-bundle/1"
-GENESIS_PREV = "0" * 64
 # Hosts that append to one log disagree on the time by a little; a checkpoint of a smaller
 # tree signed up to this long after a larger one is tolerated (see _check_time_order).
 MAX_CLOCK_SKEW_MS = 5 * 60 * 1000

@@ -85,8 +85,15 @@ def list_(state: Annotated[str | None, typer.Option(help="Only requests in this 
     for col in ("project", "by", "files", "checks", "state", "votes"):
         t.add_column(col, overflow="ellipsis")
     for r in rows:
-        t.add_row(r["id"], r["project_id"], r["requested_by"], str(r["file_count"]), r["outcome"], r["state"],
-                  f"{r['votes_in']}/{r['required_reviews']}")
+        t.add_row(
+            r["id"],
+            r["project_id"],
+            r["requested_by"],
+            str(r["file_count"]),
+            r["outcome"],
+            r["state"],
+            f"{r['votes_in']}/{r['required_reviews']}",
+        )
     console.print(t)
 
 

@@ -1,12 +1,16 @@
 """`tre preprocess`: the built-in preprocessing job (tre.kernels) submitted like any other.
 
-It runs sandboxed next to the data with the same admission checks; the NIfTI volumes and
-JSON sidecars it writes stay in the job's outputs until released through the airlock.
+One job preprocesses every series of a dataset (a cohort): it runs sandboxed next to the data
+with the same admission checks, and the volumes, JSON sidecars and ``manifest.json`` it writes
+stay in the job's outputs until released through the airlock. Its resource limits default to
+the project's quota (a cohort is a long, memory-hungry job; the quota is what the admin
+granted), and any of them can be lowered on the command line.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+import math
+from typing import Annotated, Any
 
 import typer
 
@@ -20,9 +24,7 @@ CPU_JOB_IMAGE_NAME = "tre-job-cpu"
 def default_job_image(client: ApiClient, project: str) -> str:
     """The platform's CPU job image as approved for ``project`` (`tre admin build-image`)."""
     usable = client.get("/api/v1/images", params={"usable_for": project})
-    refs = sorted(
-        i["reference"] for i in usable if f"/{CPU_JOB_IMAGE_NAME}@" in f"/{i.get('reference', '')}"
-    )
+    refs = sorted(i["reference"] for i in usable if f"/{CPU_JOB_IMAGE_NAME}@" in f"/{i.get('reference', '')}")
     if not refs:
         raise CliError(
             f"no CPU job image is approved for project {project}; an admin builds and approves it "
@@ -31,12 +33,21 @@ def default_job_image(client: ApiClient, project: str) -> str:
     return refs[-1]
 
 
+FORMATS = ("nii.gz", "nii", "zarr")
+
+
 def job_command(
     spacing: tuple[float, float, float],
     window: tuple[float, float],
     percentile_clip: tuple[float, float] | None,
     device: str,
+    fmt: str = "nii.gz",
+    workers: int = 0,
 ) -> list[str]:
+    """The in-sandbox command line of the job (``python3 -m tre.kernels.job``).
+
+    ``workers``: decode/compress threads, normally the job's CPU limit (0: the job decides).
+    """
     cmd = [
         "python3",
         "-m",
@@ -51,10 +62,51 @@ def job_command(
         *(repr(float(w)) for w in window),
         "--device",
         device,
+        "--format",
+        fmt,
     ]
+    if workers > 0:
+        cmd += ["--workers", str(int(workers))]
     if percentile_clip is not None:
         cmd += ["--percentile-clip", *(repr(float(p)) for p in percentile_clip)]
     return cmd
+
+
+def _limit(name: str, asked: int | float | None, quota: int | float) -> Any:
+    """The asked value, or the project's quota when none was asked; never above the quota."""
+    if asked is None:
+        return quota
+    if asked > quota:
+        raise typer.BadParameter(f"the project's quota allows at most {quota:g}", param_hint=name)
+    return asked
+
+
+def job_request(
+    project: dict[str, Any],
+    dataset: str,
+    command: list[str],
+    *,
+    image: str,
+    gpu: bool,
+    cpu: float | None = None,
+    memory_mb: int | None = None,
+    time_limit: int | None = None,
+    output_limit_mb: int | None = None,
+) -> dict[str, Any]:
+    """Body of POST /api/v1/jobs with limits taken from ``project`` (GET /api/v1/projects/ID)."""
+    if gpu and int(project["max_gpu"]) < 1:
+        raise typer.BadParameter("the project's quota allows no GPU", param_hint="--gpu")
+    return {
+        "project_id": project["id"],
+        "image": image,
+        "dataset_ids": [dataset],
+        "command": command,
+        "cpu": _limit("--cpu", cpu, float(project["max_cpu"])),
+        "memory_mb": _limit("--memory-mb", memory_mb, int(project["max_memory_mb"])),
+        "gpu": 1 if gpu else 0,
+        "time_limit_s": _limit("--time-limit", time_limit, int(project["max_time_s"])),
+        "output_limit_mb": _limit("--output-limit-mb", output_limit_mb, int(project["max_output_mb"])),
+    }
 
 
 def preprocess(
@@ -69,32 +121,45 @@ def preprocess(
     percentile_clip: Annotated[
         tuple[float, float] | None, typer.Option(help="nnU-Net style clip percentiles, e.g. 0.5 99.5.")
     ] = None,
+    fmt: Annotated[
+        str, typer.Option("--format", help="nii.gz (fast gzip), nii (uncompressed) or zarr (chunked).")
+    ] = "nii.gz",
     gpu: Annotated[bool, typer.Option("--gpu", help="Run the CUDA kernels on one GPU.")] = False,
     image: Annotated[str | None, typer.Option(help="Job image (default: the platform's CPU image).")] = None,
-    memory_mb: Annotated[int, typer.Option("--memory-mb")] = 4096,
-    time_limit: Annotated[int, typer.Option("--time-limit")] = 1800,
+    cpu: Annotated[float | None, typer.Option("--cpu", help="CPUs (default: the project's quota).")] = None,
+    memory_mb: Annotated[
+        int | None, typer.Option("--memory-mb", help="Memory in MiB (default: the project's quota).")
+    ] = None,
+    time_limit: Annotated[
+        int | None, typer.Option("--time-limit", help="Seconds (default: the project's quota).")
+    ] = None,
+    output_limit_mb: Annotated[
+        int | None, typer.Option("--output-limit-mb", help="Output MiB (default: the project's quota).")
+    ] = None,
     wait: Annotated[bool, typer.Option("--wait/--no-wait")] = True,
 ) -> None:
-    """Resample, window, normalise and crop every series of a dataset into NIfTI + JSON."""
+    """Resample, window, normalise and crop every series of a dataset (one cohort job)."""
     if spacing is None or any(s <= 0 for s in spacing):
         raise typer.BadParameter("spacing values must be positive", param_hint="--spacing")
     if window[0] >= window[1]:
         raise typer.BadParameter("window low must be below high", param_hint="--window")
+    if fmt not in FORMATS:
+        raise typer.BadParameter(f"use one of {', '.join(FORMATS)}", param_hint="--format")
     client = ApiClient()
-    job = client.post(
-        "/api/v1/jobs",
-        json={
-            "project_id": project,
-            "image": image or default_job_image(client, project),
-            "dataset_ids": [dataset],
-            "command": job_command(spacing, window, percentile_clip, "cuda" if gpu else "cpu"),
-            "cpu": 2,
-            "memory_mb": memory_mb,
-            "gpu": 1 if gpu else 0,
-            "time_limit_s": time_limit,
-            "output_limit_mb": 4096,
-        },
+    quota = client.get(f"/api/v1/projects/{project}")
+    cpus = _limit("--cpu", cpu, float(quota["max_cpu"]))
+    body = job_request(
+        quota,
+        dataset,
+        job_command(spacing, window, percentile_clip, "cuda" if gpu else "cpu", fmt, math.ceil(cpus)),
+        image=image or default_job_image(client, project),
+        gpu=gpu,
+        cpu=cpus,
+        memory_mb=memory_mb,
+        time_limit=time_limit,
+        output_limit_mb=output_limit_mb,
     )
+    job = client.post("/api/v1/jobs", json=body)
     console.print(f"submitted preprocessing job [bold]{job['id']}[/]")
     if wait:
         final = follow_job(client, job["id"])

@@ -43,6 +43,7 @@ PACKAGES = (
     "python3-numba",
     "python3-nibabel",
     "python3-pil",
+    "python3-gdcm",  # JPEG 2000, JPEG-LS and JPEG lossless DICOM for the cohort job
 )
 # Documentation, manuals and translations are not needed to run jobs (copyright files stay).
 DPKG_OPTIONS = (

@@ -40,6 +40,24 @@ IBIG = 2**30
 
 
 @cuda.jit(device=True, inline=True)
+def _clip(h, clip_lo, clip_hi):
+    """clip(h, lo, hi); the CPU twin is `tre.kernels.cpu.clip_value`."""
+    return min(max(h, clip_lo), clip_hi)
+
+
+@cuda.jit(device=True, inline=True)
+def _window(h, clip_lo, clip_hi, shift, scale):
+    """v = (clip(h) - shift) * scale; the CPU twin is `tre.kernels.cpu.window_value`."""
+    return (_clip(h, clip_lo, clip_hi) - shift) * scale
+
+
+@cuda.jit(device=True, inline=True)
+def _bin(v, vmin, bin_scale, nbins):
+    """Histogram bin clamped to [0, nbins); the CPU twin is `tre.kernels.cpu.histogram_bin`."""
+    return min(max(int((v - vmin) * bin_scale), 0), nbins - 1)
+
+
+@cuda.jit(device=True, inline=True)
 def _hu(raw, sl, ic, ti, tw, nz, ny, nx, k, j, i):
     """Trilinear sample of the rescaled input at output voxel (k, j, i), in float32.
 
@@ -111,7 +129,7 @@ def stats_kernel(
         k1 = min(k0 + ZPT, nz)
         for k in range(k0, k1):
             h = _hu(raw, sl, ic, ti, tw, nz, ny, nx, k, j, i)
-            v = (min(max(h, clip_lo), clip_hi) - shift) * scale
+            v = _window(h, clip_lo, clip_hi, shift, scale)
             f = h > fg_thr
             if f:
                 fg += 1.0
@@ -213,7 +231,7 @@ def normalize_kernel(
     k = cuda.blockIdx.z
     if i < out.shape[2] and j < out.shape[1]:
         h = _hu(raw, sl, ic, ti, tw, nz, ny, nx, k0 + k, j0 + j, i0 + i)
-        out[k, j, i] = ((min(max(h, clip_lo), clip_hi) - shift) * scale - mean) * inv
+        out[k, j, i] = (_window(h, clip_lo, clip_hi, shift, scale) - mean) * inv
 
 
 @cuda.jit
@@ -225,9 +243,8 @@ def histogram_kernel(raw, sl, ic, ti, tw, nz, ny, nx, clip_lo, clip_hi, fg_thr, 
     if i < nx and j < ny:
         h = _hu(raw, sl, ic, ti, tw, nz, ny, nx, k, j, i)
         if h > fg_thr:
-            v = min(max(h, clip_lo), clip_hi)
-            b = min(max(int((v - vmin) * bin_scale), 0), hist.shape[0] - 1)
-            cuda.atomic.add(hist, b, 1)
+            v = _clip(h, clip_lo, clip_hi)
+            cuda.atomic.add(hist, _bin(v, vmin, bin_scale, hist.shape[0]), 1)
 
 
 @cuda.jit
@@ -241,9 +258,8 @@ def gather_kernel(
     if i < nx and j < ny:
         h = _hu(raw, sl, ic, ti, tw, nz, ny, nx, k, j, i)
         if h > fg_thr:
-            v = min(max(h, clip_lo), clip_hi)
-            b = min(max(int((v - vmin) * bin_scale), 0), wanted.shape[0] - 1)
-            if wanted[b]:
+            v = _clip(h, clip_lo, clip_hi)
+            if wanted[_bin(v, vmin, bin_scale, wanted.shape[0])]:
                 values[cuda.atomic.add(cursor, 0, 1)] = v
 
 

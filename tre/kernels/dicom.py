@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import os
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,17 @@ import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
+from pydicom.pixels.decoders.base import get_decoder
+from pydicom.uid import (
+    JPEG2000,
+    UID,
+    JPEG2000Lossless,
+    JPEGLossless,
+    JPEGLosslessSV1,
+    JPEGLSLossless,
+    JPEGLSNearLossless,
+    RLELossless,
+)
 
 from tre.kernels.errors import (
     MissingSliceError,
@@ -104,6 +116,31 @@ def _floats(ds: Dataset, keyword: str, n: int, where: Path) -> np.ndarray:
     return np.asarray([float(v) for v in value], dtype=np.float64)
 
 
+# Fastest installed decoder first (measured per 512x512 int16 CT slice on the 2-core dev
+# machine: RLE pylibjpeg-rle 1.7 ms vs pydicom's NumPy 11 ms; JPEG-LS CharLS (pyjpegls)
+# 11 ms vs libjpeg 46 ms; JPEG 2000 and JPEG lossless: GDCM ~20 % ahead of openjpeg/libjpeg).
+_PREFERRED_PLUGINS: dict[str, tuple[str, ...]] = {
+    RLELossless: ("pylibjpeg", "pydicom"),
+    JPEGLSLossless: ("pyjpegls", "gdcm", "pylibjpeg"),
+    JPEGLSNearLossless: ("pyjpegls", "gdcm", "pylibjpeg"),
+    JPEG2000Lossless: ("gdcm", "pylibjpeg"),
+    JPEG2000: ("gdcm", "pylibjpeg"),
+    JPEGLosslessSV1: ("gdcm", "pylibjpeg"),
+    JPEGLossless: ("gdcm", "pylibjpeg"),
+}
+
+
+def _plugin_for(tsyntax: UID | None) -> str:
+    """The decoding plugin to ask pydicom for ("" = pydicom's own choice)."""
+    if tsyntax is None or tsyntax not in _PREFERRED_PLUGINS:
+        return ""
+    try:
+        available = get_decoder(tsyntax).available_plugins
+    except (NotImplementedError, ValueError):
+        return ""
+    return next((p for p in _PREFERRED_PLUGINS[tsyntax] if p in available), "")
+
+
 def _pixels(ds: Dataset, where: Path) -> np.ndarray:
     """Decoded 2-D pixel array, or a clear error naming the transfer syntax."""
     if int(ds.get("NumberOfFrames", 1) or 1) != 1:
@@ -114,6 +151,9 @@ def _pixels(ds: Dataset, where: Path) -> np.ndarray:
         )
     tsyntax = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
     try:
+        plugin = _plugin_for(tsyntax)
+        if plugin:
+            ds.pixel_array_options(decoding_plugin=plugin)
         arr = ds.pixel_array
     except Exception as exc:  # noqa: BLE001 - pydicom raises many types for missing decoders
         name = getattr(tsyntax, "name", None) or "unknown"
@@ -176,12 +216,25 @@ def _z_spacing(proj: np.ndarray, uid: str, rel_tol: float, header: Dataset) -> f
     )
 
 
-def load_series(files: Iterable[Path | str], *, spacing_rel_tol: float = 0.01) -> Series:
-    """Read, validate and stack the slices of one series (all files must share the UID)."""
+def load_series(
+    files: Iterable[Path | str],
+    *,
+    spacing_rel_tol: float = 0.01,
+    pool: Executor | None = None,
+    decode_pool: Executor | None = None,
+) -> Series:
+    """Read, validate and stack the slices of one series (all files must share the UID).
+
+    ``pool``: an executor that reads and decodes slices concurrently; ``decode_pool``: one
+    for compressed pixel data only (a process pool: JPEG 2000 decoding is CPU-bound and
+    decoders may hold the GIL). Slices are stacked in position order either way, so the
+    result does not depend on the executors.
+    """
     paths = [Path(f) for f in files]
     if not paths:
         raise SeriesError("no files given for the series")
-    datasets = [pydicom.dcmread(p) for p in paths]
+    mapper: Callable[..., Iterable[object]] = pool.map if pool is not None else map
+    datasets: list[Dataset] = list(mapper(pydicom.dcmread, paths))  # type: ignore[arg-type]
     uids = {str(ds.get("SeriesInstanceUID", "")) for ds in datasets}
     if len(uids) != 1:
         raise SeriesError(f"files span {len(uids)} SeriesInstanceUIDs; load one series at a time")
@@ -218,7 +271,12 @@ def load_series(files: Iterable[Path | str], *, spacing_rel_tol: float = 0.01) -
     shapes = {(int(ds.Rows), int(ds.Columns)) for ds in datasets}
     if len(shapes) != 1:
         raise SeriesError(f"series {uid}: slices have different sizes {sorted(shapes)}")
-    planes = [_pixels(ds, p) for ds, p in zip(datasets, paths, strict=True)]
+    tsyntax = header.file_meta.get("TransferSyntaxUID") if hasattr(header, "file_meta") else None
+    if decode_pool is not None and tsyntax is not None and UID(tsyntax).is_compressed:
+        chunk = max(1, len(datasets) // (4 * max(1, getattr(decode_pool, "_max_workers", 1))))
+        planes = list(decode_pool.map(_pixels, datasets, paths, chunksize=chunk))
+    else:
+        planes = list(mapper(_pixels, datasets, paths))  # type: ignore[arg-type]
     raw = np.stack(planes).astype(np.result_type(*planes), copy=False)
     slopes = np.asarray([float(ds.get("RescaleSlope", 1.0) or 1.0) for ds in datasets], dtype=np.float64)
     intercepts = np.asarray(

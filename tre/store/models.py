@@ -36,8 +36,6 @@ class Role(StrEnum):
     admin = "admin"
 
 
-
-
 class User(Base):
     __tablename__ = "users"
 
@@ -306,6 +304,8 @@ class LogBudgetDay(Base):
     project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True)
     day: Mapped[str] = mapped_column(String(10), primary_key=True)
     shown_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
 class Image(Base):
     """A researcher's container image, imported and verified; content-addressed by the
     digest of its OCI manifest (``sha256:<hex>``), which is also its identity on a registry."""
@@ -342,3 +342,24 @@ class ImageApproval(Base):
     approved_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     revoked_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class TesTask(Base):
+    """What a GA4GH TES client sent for a task that became a tre job (tre.tes).
+
+    The job row holds what runs; this row keeps the TES document's own fields (name, tags,
+    the declared inputs and outputs, the executor as written) so the task reads back as it
+    was sent, and so listing can filter by name and tags.
+    """
+
+    __tablename__ = "tes_tasks"
+
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(256), default="", index=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    tags: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    inputs: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    outputs: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    executors: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    resources: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    volumes: Mapped[list[str]] = mapped_column(JSON, default=list)

@@ -1,0 +1,456 @@
+"""Benchmark: a whole cohort from DICOM on disk to outputs on disk (issue 13).
+
+A synthetic cohort of chest-like CT series (default 40 series of 512x512x150-300 at
+0.7 x 0.7 x 2.5 mm; a quarter stored as JPEG 2000 lossless and a quarter as JPEG-LS
+lossless) is written as DICOM files once (cached in --workdir). The same recipe (-> 1 mm
+isotropic trilinear, window [-1000, 400] -> [0, 1], z-score over the resampled grid, crop to
+HU > -500) then runs end to end, each method in its own process, each writing its outputs:
+
+* ``tre``: ``python -m tre.kernels.job`` (the cohort job) writing ``.nii.gz``; and
+  ``tre-nii`` the same writing uncompressed ``.nii`` (the disk-bound case);
+* ``monai``: LoadImage(PydicomReader) -> Spacing -> ScaleIntensityRange ->
+  NormalizeIntensity -> CropForeground (box of the windowed image) -> SaveImage(.nii.gz);
+* ``sitk``: ImageSeriesReader -> Resample -> IntensityWindowing -> Normalize -> crop ->
+  WriteImage(.nii.gz).
+
+Printed: series/min, s/series, peak RSS of the process (ru_maxrss), ratios against tre, and
+the largest difference between each baseline's outputs and tre's (z-score units, over the
+voxels both outputs cover, after reading them back). Disk: sequential write (with fsync) and
+read (after evicting the file from the page cache) rates of --workdir, and the whole job
+compared with the time to read the cohort's input bytes and write its output bytes at them.
+
+    PYTHONPATH=. python benchmarks/bench_cohort.py --quick            # 6 series 256x256, ~2 min
+    PYTHONPATH=. python benchmarks/bench_cohort.py                    # 40 series, long
+    PYTHONPATH=. python benchmarks/bench_cohort.py --series 12 --methods tre tre-nii sitk
+
+Needs the ``bench`` extra for the baselines (``pip install -e .[bench]``) and the ``kernels``
+extra (pylibjpeg-openjpeg and pyjpegls also encode the compressed part of the cohort).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+for p in (str(REPO), str(REPO / "benchmarks")):
+    if p not in sys.path:
+        sys.path.insert(0, p)
+
+from bench_preprocess import INTERCEPT, chest_phantom  # noqa: E402
+
+WINDOW = (-1000.0, 400.0)
+FG_HU = -500.0
+SPACING_XY = 0.7
+SPACING_Z = 2.5
+METHODS = ["tre", "tre-nii", "monai", "sitk"]
+
+
+# ------------------------------------------------------------------------------- cohort
+
+
+def cohort_plan(n: int, quick: bool, seed: int = 13) -> list[dict[str, Any]]:
+    rng = np.random.default_rng(seed)
+    size = 256 if quick else 512
+    lo, hi = (60, 120) if quick else (150, 300)
+    codecs = ["raw", "j2k", "raw", "jls"]
+    return [
+        {
+            "uid": f"1.2.826.0.1.3680043.10.1013.{i + 1}",
+            "nz": int(rng.integers(lo, hi + 1)),
+            "size": size,
+            "codec": codecs[i % 4],
+        }
+        for i in range(n)
+    ]
+
+
+def write_cohort(root: Path, plan: list[dict[str, Any]]) -> None:
+    """One folder per series; skipped when a previous run left the same plan there."""
+    import pydicom  # noqa: F401 - fail early without it
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, JPEG2000Lossless, JPEGLSLossless
+
+    stamp = root / "plan.json"
+    if stamp.exists() and json.loads(stamp.read_text()) == plan:
+        return
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    t0 = time.perf_counter()
+    for i, s in enumerate(plan):
+        raw = chest_phantom((s["nz"], s["size"], s["size"]), seed=i)
+        folder = root / f"series{i:03d}"
+        folder.mkdir()
+        for k in range(s["nz"]):
+            meta = FileMetaDataset()
+            meta.MediaStorageSOPClassUID = CTImageStorage
+            meta.MediaStorageSOPInstanceUID = f"{s['uid']}.{k + 1}"
+            meta.TransferSyntaxUID = ExplicitVRLittleEndian
+            ds = Dataset()
+            ds.file_meta = meta
+            ds.SOPClassUID = CTImageStorage
+            ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+            ds.Modality = "CT"
+            ds.StudyInstanceUID = s["uid"] + ".0"
+            ds.SeriesInstanceUID = s["uid"]
+            ds.InstanceNumber = k + 1
+            ds.ImageOrientationPatient = ["1", "0", "0", "0", "1", "0"]
+            ds.ImagePositionPatient = ["-179.3", "-200.1", f"{-300 + k * SPACING_Z:.2f}"]
+            ds.PixelSpacing = [str(SPACING_XY), str(SPACING_XY)]
+            ds.SliceThickness = str(SPACING_Z)
+            ds.Rows = ds.Columns = s["size"]
+            ds.SamplesPerPixel = 1
+            ds.PhotometricInterpretation = "MONOCHROME2"
+            ds.BitsAllocated = ds.BitsStored = 16
+            ds.HighBit = 15
+            ds.PixelRepresentation = 1
+            ds.RescaleSlope = "1"
+            ds.RescaleIntercept = str(int(INTERCEPT))
+            ds.PixelData = np.ascontiguousarray(raw[k], dtype="<i2").tobytes()
+            if s["codec"] == "j2k":
+                ds.compress(JPEG2000Lossless)
+            elif s["codec"] == "jls":
+                ds.compress(JPEGLSLossless)
+            ds.save_as(folder / f"{k:04d}.dcm", enforce_file_format=True)
+        print(f"  wrote series {i + 1}/{len(plan)} ({s['codec']}, {s['nz']} slices)", flush=True)
+    stamp.write_text(json.dumps(plan))
+    print(f"cohort written in {time.perf_counter() - t0:.0f} s", flush=True)
+
+
+def tree_bytes(root: Path, suffix: str = "") -> int:
+    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file() and p.name.endswith(suffix))
+
+
+# --------------------------------------------------------------------------------- disk
+
+
+def disk_rates(workdir: Path, mib: int = 1024) -> tuple[float, float]:
+    """Sequential write (fsync) and cold read rates in bytes/s of the disk under ``workdir``."""
+    path = workdir / "disk-probe.bin"
+    block = np.random.default_rng(0).integers(0, 255, size=1 << 24, dtype=np.uint8).tobytes()
+    n = max(1, mib // 16)
+    t0 = time.perf_counter()
+    with path.open("wb") as fh:
+        for _ in range(n):
+            fh.write(block)
+        fh.flush()
+        os.fsync(fh.fileno())
+    write = n * len(block) / (time.perf_counter() - t0)
+    fd = os.open(path, os.O_RDONLY)
+    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    os.close(fd)
+    t0 = time.perf_counter()
+    with path.open("rb", buffering=0) as fh:
+        while fh.read(1 << 24):
+            pass
+    read = n * len(block) / (time.perf_counter() - t0)
+    path.unlink()
+    return write, read
+
+
+def evict(root: Path) -> None:
+    """Drop the cohort's files from the page cache so every method reads from the disk."""
+    for p in root.rglob("*.dcm"):
+        fd = os.open(p, os.O_RDONLY)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        os.close(fd)
+
+
+# ------------------------------------------------------------------------------ methods
+
+
+def series_dirs(root: Path) -> list[Path]:
+    return sorted(p for p in root.iterdir() if p.is_dir())
+
+
+def grid_len(n: int, spacing: float, target: float = 1.0) -> int:
+    return int(np.floor((n - 1) * spacing / target + 1e-6)) + 1
+
+
+def run_monai(cohort: Path, out: Path) -> None:
+    import torch
+    from monai.data import PydicomReader
+    from monai.transforms import (
+        CropForeground,
+        LoadImage,
+        NormalizeIntensity,
+        SaveImage,
+        ScaleIntensityRange,
+        Spacing,
+        SpatialCrop,
+    )
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    lo, hi = WINDOW
+    thr = (FG_HU - lo) / (hi - lo)
+    load = LoadImage(reader=PydicomReader(), image_only=True, ensure_channel_first=True)
+    spacing = Spacing(pixdim=(1.0, 1.0, 1.0), mode="bilinear", padding_mode="border", dtype=torch.float32)
+    window = ScaleIntensityRange(a_min=lo, a_max=hi, b_min=0.0, b_max=1.0, clip=True)
+    norm = NormalizeIntensity()
+    save = SaveImage(output_dir=str(out), output_ext=".nii.gz", separate_folder=False, print_log=False)
+    for folder in series_dirs(cohort):
+        img = load(str(folder))
+        pix = [float(v) for v in img.pixdim[:3]]
+        shape = [grid_len(int(n), s) for n, s in zip(img.shape[1:], pix, strict=True)]
+        img = spacing(img.to(torch.float32), output_spatial_shape=shape)  # tre's grid (no extra voxel)
+        img = window(img)
+        start, end = CropForeground(select_fn=lambda x: x > thr, allow_smaller=True).compute_bounding_box(img)
+        img = SpatialCrop(roi_start=start, roi_end=end)(norm(img))
+        img.meta["filename_or_obj"] = folder.name
+        save(img)
+
+
+def run_sitk(cohort: Path, out: Path) -> None:
+    import SimpleITK as sitk
+
+    lo, hi = WINDOW
+    for folder in series_dirs(cohort):
+        reader = sitk.ImageSeriesReader()
+        reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(folder)))
+        img = reader.Execute()
+        size = [grid_len(n, s) for n, s in zip(img.GetSize(), img.GetSpacing(), strict=True)]
+        rs = sitk.ResampleImageFilter()
+        rs.SetOutputSpacing((1.0, 1.0, 1.0))
+        rs.SetSize(size)
+        rs.SetOutputOrigin(img.GetOrigin())
+        rs.SetOutputDirection(img.GetDirection())
+        rs.SetInterpolator(sitk.sitkLinear)
+        rs.SetOutputPixelType(sitk.sitkFloat32)
+        hu = rs.Execute(img)
+        fg = sitk.BinaryThreshold(
+            hu, lowerThreshold=FG_HU, upperThreshold=1e30, insideValue=1, outsideValue=0
+        )
+        # "> -500": BinaryThreshold is inclusive, nudge by the float32 step at 500
+        fg = sitk.And(fg, sitk.Not(sitk.BinaryThreshold(hu, FG_HU, FG_HU, 1, 0)))
+        v = sitk.IntensityWindowing(hu, lo, hi, 0.0, 1.0)
+        v = sitk.Cast(sitk.Normalize(v), sitk.sitkFloat32)
+        stats = sitk.LabelShapeStatisticsImageFilter()
+        stats.Execute(fg)
+        x0, y0, z0, nx, ny, nz = stats.GetBoundingBox(1)
+        v = sitk.RegionOfInterest(v, [nx, ny, nz], [x0, y0, z0])
+        sitk.WriteImage(v, str(out / f"{folder.name}.nii.gz"))
+
+
+def child(method: str, cohort: Path, out: Path, workers: int) -> None:
+    if method == "monai":
+        run_monai(cohort, out)
+    elif method == "sitk":
+        run_sitk(cohort, out)
+    else:
+        from tre.kernels.job import run
+
+        fmt = "nii" if method == "tre-nii" else "nii.gz"
+        args = [
+            "--input",
+            str(cohort),
+            "--output",
+            str(out),
+            "--spacing",
+            "1",
+            "1",
+            "1",
+            "--window",
+            "-1000",
+            "400",
+        ]
+        code = run([*args, "--format", fmt, "--workers", str(workers)])
+        if code:
+            raise SystemExit(code)
+
+
+def run_method(method: str, cohort: Path, out: Path, workers: int, timeout: int) -> dict[str, Any]:
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    evict(cohort)
+    cmd = [sys.executable, __file__, "--child", method, "--cohort", str(cohort), "--out", str(out)]
+    cmd += ["--workers", str(workers)]
+    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        return {"method": method, "error": f"timed out after {timeout} s"}
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        tail = (stderr.strip().splitlines() or stdout.strip().splitlines() or ["no output"])[-1]
+        return {"method": method, "error": tail[:300]}
+    peak_kib = json.loads([ln for ln in stdout.splitlines() if ln.startswith("{")][-1])["peak_rss_kib"]
+    return {"method": method, "wall_s": wall, "peak_rss_mib": peak_kib / 1024, "out_bytes": tree_bytes(out)}
+
+
+# --------------------------------------------------------------------------- comparison
+
+
+def canonical(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    import nibabel as nib
+
+    img = nib.as_closest_canonical(nib.load(str(path)))
+    return np.asarray(img.dataobj, dtype=np.float32).squeeze(), img.affine
+
+
+def max_diff(a_path: Path, b_path: Path) -> float:
+    """Max |a - b| over the voxels both cover (RAS-canonical arrays, offsets from affines)."""
+    a, aa = canonical(a_path)
+    b, ba = canonical(b_path)
+    off = np.linalg.solve(aa, ba[:, 3])[:3]  # b's first voxel in a's index space
+    o = np.round(off).astype(int)
+    if np.max(np.abs(off - o)) > 1e-3 or not np.allclose(aa[:3, :3], ba[:3, :3], atol=1e-4):
+        return float("nan")  # not the same grid
+    lo_a = np.maximum(o, 0)
+    hi_a = np.minimum(o + np.array(b.shape), np.array(a.shape))
+    if np.any(hi_a <= lo_a):
+        return float("nan")
+    sa = tuple(slice(lo, hi) for lo, hi in zip(lo_a, hi_a, strict=True))
+    sb = tuple(slice(lo - oo, hi - oo) for lo, hi, oo in zip(lo_a, hi_a, o, strict=True))
+    return float(np.max(np.abs(a[sa].astype(np.float64) - b[sb])))
+
+
+def compare(plan: list[dict[str, Any]], cohort: Path, tre_out: Path, other_out: Path, method: str) -> float:
+    worst = 0.0
+    for i, s in enumerate(plan):
+        mine = tre_out / f"{s['uid']}.nii.gz"
+        if method == "monai":
+            theirs = next(iter(other_out.glob(f"series{i:03d}*.nii.gz")), None)
+        else:
+            theirs = other_out / f"series{i:03d}.nii.gz"
+        if theirs is None or not theirs.exists() or not mine.exists():
+            return float("nan")
+        worst = max(worst, max_diff(mine, theirs))
+    return worst
+
+
+# --------------------------------------------------------------------------------- main
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--series", type=int, default=None)
+    ap.add_argument("--quick", action="store_true", help="6 series of 256x256x60-120")
+    ap.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
+    ap.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "tre-bench-cohort")
+    ap.add_argument("--workers", type=int, default=0)
+    ap.add_argument("--timeout", type=int, default=7200)
+    ap.add_argument("--json", type=Path)
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    ap.add_argument("--cohort", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        child(args.child, args.cohort, args.out, args.workers)
+        print(json.dumps({"peak_rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}), flush=True)
+        return
+    n = args.series or (6 if args.quick else 40)
+    plan = cohort_plan(n, args.quick)
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    cohort = args.workdir / ("cohort-quick" if args.quick else "cohort") / f"n{n}"
+    print(
+        f"cohort: {n} series, {plan[0]['size']}^2 x {min(s['nz'] for s in plan)}-"
+        f"{max(s['nz'] for s in plan)} slices, codecs {sorted({s['codec'] for s in plan})}",
+        flush=True,
+    )
+    write_cohort(cohort, plan)
+    in_bytes = tree_bytes(cohort, ".dcm")
+    w_rate, r_rate = disk_rates(args.workdir)
+    print(
+        f"disk: write {w_rate / 1e6:.0f} MB/s (fsync), cold read {r_rate / 1e6:.0f} MB/s; "
+        f"input {in_bytes / 1e6:.0f} MB in {sum(s['nz'] for s in plan)} files; "
+        f"machine: {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f} (shared)",
+        flush=True,
+    )
+    if any(m.startswith("tre") for m in args.methods):
+        # Compile or load the Numba cache once, untimed: the platform warms it when the job
+        # image is built (`tre admin warm-kernels`), so jobs never compile.
+        warm = args.workdir / "warm"
+        shutil.rmtree(warm, ignore_errors=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "tre.kernels.job",
+                "--input",
+                str(series_dirs(cohort)[0]),
+                "--output",
+                str(warm),
+                "--spacing",
+                "1",
+                "1",
+                "1",
+                "--window",
+                "-1000",
+                "400",
+            ],
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+            check=True,
+            capture_output=True,
+        )
+    results: dict[str, dict[str, Any]] = {}
+    for m in args.methods:
+        r = run_method(m, cohort, args.workdir / f"out-{m}", args.workers, args.timeout)
+        results[m] = r
+        if "error" in r:
+            print(f"  {m}: ERROR {r['error']}", flush=True)
+            continue
+        r["s_per_series"] = r["wall_s"] / n
+        r["series_per_min"] = 60 * n / r["wall_s"]
+        disk_s = in_bytes / r_rate + r["out_bytes"] / w_rate
+        r["disk_bound_s"] = disk_s
+        r["x_disk"] = r["wall_s"] / disk_s
+        print(
+            f"  {m}: {r['wall_s']:.1f} s, {r['series_per_min']:.1f} series/min, "
+            f"{r['s_per_series']:.2f} s/series, out {r['out_bytes'] / 1e6:.0f} MB, "
+            f"{r['x_disk']:.1f}x the disk time ({disk_s:.1f} s)",
+            flush=True,
+        )
+    base = results.get("tre", {})
+    print("\nmethod     s/series  series/min  peak RSS*  x tre   x disk  max diff vs tre (z units)")
+    for m, r in results.items():
+        if "error" in r:
+            continue
+        ratio = r["wall_s"] / base["wall_s"] if "wall_s" in base else float("nan")
+        diff = float("nan")
+        if m in ("monai", "sitk") and "wall_s" in base:
+            diff = compare(plan, cohort, args.workdir / "out-tre", args.workdir / f"out-{m}", m)
+        elif m == "tre-nii" and "wall_s" in base:
+            diff = compare_formats(plan, args.workdir / "out-tre", args.workdir / "out-tre-nii")
+        r["ratio_to_tre"] = ratio
+        r["max_diff_vs_tre"] = diff
+        print(
+            f"{m:<10} {r['s_per_series']:8.2f}  {r['series_per_min']:10.1f}  {r['peak_rss_mib']:8.0f}M"
+            f"  {ratio:5.1f}x  {r['x_disk']:6.1f}x  {diff:.2e}"
+        )
+    print(
+        "* peak RSS of the method's process (ru_maxrss, includes its imports); targets: >= 10x MONAI, "
+        ">= 5x SimpleITK, whole job <= 2x the disk time; measured on a shared machine under load"
+    )
+    if args.json:
+        args.json.write_text(
+            json.dumps({"plan": plan, "disk": [w_rate, r_rate], "results": results}, indent=2)
+        )
+
+
+def compare_formats(plan: list[dict[str, Any]], gz: Path, nii: Path) -> float:
+    worst = 0.0
+    for s in plan:
+        a, b = gz / f"{s['uid']}.nii.gz", nii / f"{s['uid']}.nii"
+        if not a.exists() or not b.exists():
+            return float("nan")
+        worst = max(worst, max_diff(a, b))
+    return worst
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,74 @@
+"""`tre preprocess` builds its job from the project's quota, not from fixed limits."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import typer
+
+from tre.api.schemas import ProjectOut
+from tre.cli.preprocess import job_command, job_request
+from tre.kernels.job import _parser
+
+
+def project(**quota: object) -> dict[str, object]:
+    fields = {
+        "id": "lung",
+        "name": "Lung",
+        "description": "",
+        "max_cpu": 8.0,
+        "max_memory_mb": 24_000,
+        "max_gpu": 0,
+        "max_time_s": 36_000,
+        "max_output_mb": 200_000,
+        "max_concurrent_jobs": 2,
+        "max_code_mb": 50,
+        "max_code_files": 10_000,
+        "members": ["alice"],
+        **quota,
+    }
+    known = {k: v for k, v in fields.items() if k in ProjectOut.model_fields}
+    return ProjectOut(**known).model_dump()  # the exact shape GET /api/v1/projects/ID returns
+
+
+def test_limits_default_to_the_project_quota() -> None:
+    cmd = job_command((1.0, 1.0, 1.0), (-1000.0, 400.0), None, "cpu", "zarr", 8)
+    body = job_request(project(), "lidc", cmd, image="img@sha256:" + "0" * 64, gpu=False)
+    assert body["memory_mb"] == 24_000 and body["cpu"] == 8.0
+    assert body["time_limit_s"] == 36_000 and body["output_limit_mb"] == 200_000
+    assert body["project_id"] == "lung" and body["dataset_ids"] == ["lidc"] and body["gpu"] == 0
+    # The command is one the job's own parser accepts.
+    args = _parser().parse_args(cmd[3:])
+    assert args.format == "zarr" and args.spacing == [1.0, 1.0, 1.0] and args.workers == 8
+
+
+def test_lower_limits_are_kept_higher_ones_refused() -> None:
+    cmd = job_command((1.0, 1.0, 1.0), (-1000.0, 400.0), None, "cpu")
+    body = job_request(project(), "d", cmd, image="i", gpu=False, memory_mb=2048, time_limit=60)
+    assert body["memory_mb"] == 2048 and body["time_limit_s"] == 60
+    with pytest.raises(typer.BadParameter, match="at most 24000"):
+        job_request(project(), "d", cmd, image="i", gpu=False, memory_mb=50_000)
+    with pytest.raises(typer.BadParameter, match="no GPU"):
+        job_request(project(), "d", cmd, image="i", gpu=True)
+
+
+def test_workers_default_to_the_cgroup_quota_not_the_host() -> None:
+    from tre.kernels.cohort import DEFAULT_MAX_WORKERS, _cgroup_cpu_quota, available_cpus
+
+    quota = _cgroup_cpu_quota()
+    n = available_cpus()
+    assert 1 <= n <= DEFAULT_MAX_WORKERS if quota is None else 1 <= n <= max(1, int(quota) + 1)
+
+
+def test_cli_usage_error_is_one_line() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "tre.cli.main", "preprocess", "-d", "x", "-p", "y", "--format", "tiff"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "nii.gz, nii, zarr" in lines[0]

@@ -1,0 +1,72 @@
+"""Output writers: gzip-compatible, hashed while written, atomic, graceful without isal."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import resource
+import signal
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from tre.kernels import writers
+
+
+def volume() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(2)
+    img = rng.standard_normal((7, 9, 11)).astype(np.float32)
+    aff = np.diag([-0.8, -0.8, 2.0, 1.0])
+    return img, aff
+
+
+def check_nifti_gz(path: Path, img: np.ndarray, aff: np.ndarray) -> None:
+    raw = gzip.decompress(path.read_bytes())  # plain gzip can read it
+    assert raw[:4] == (348).to_bytes(4, "little")  # a NIfTI-1 header
+    loaded = nib.load(path)
+    assert np.array_equal(np.asarray(loaded.dataobj).transpose(2, 1, 0), img)
+    assert np.allclose(loaded.affine, aff)
+
+
+def test_nii_gz_is_gzip_hashed_and_atomic(tmp_path: Path) -> None:
+    img, aff = volume()
+    w = writers.write_volume(tmp_path, "s", img, aff, "nii.gz", threads=2)
+    path = tmp_path / "s.nii.gz"
+    assert w.name == "s.nii.gz" and w.bytes == path.stat().st_size
+    assert w.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    check_nifti_gz(path, img, aff)
+    assert [p.name for p in tmp_path.iterdir()] == ["s.nii.gz"]
+
+
+def test_without_isal_and_zlib_ng_falls_back_to_gzip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("isal", "isal.igzip_threaded", "zlib_ng", "zlib_ng.gzip_ng_threaded"):
+        monkeypatch.setitem(sys.modules, name, None)  # imports of them now fail for real
+    assert writers.gzip_backend() == "gzip"
+    note = writers.format_note("nii.gz")
+    assert note is not None and "\n" not in note and "slower gzip" in note
+    img, aff = volume()
+    w = writers.write_volume(tmp_path, "s", img, aff, "nii.gz")
+    assert w.sha256 == hashlib.sha256((tmp_path / "s.nii.gz").read_bytes()).hexdigest()
+    check_nifti_gz(tmp_path / "s.nii.gz", img, aff)
+    assert "gzip, level 1" in writers.compressor_name("nii.gz")
+
+
+@pytest.mark.parametrize("fmt", ["nii", "nii.gz"])
+def test_failed_write_leaves_nothing(tmp_path: Path, fmt: str) -> None:
+    """A write that fails half-way (file size limit: a real EFBIG from the kernel) leaves no
+    file, not even the temporary one: a resumed job can never mistake it for an output."""
+    img = np.random.default_rng(3).standard_normal((40, 64, 64)).astype(np.float32)  # 640 KB
+    aff = np.eye(4)
+    old_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, hard))
+    try:
+        with pytest.raises(OSError):
+            writers.write_volume(tmp_path, "s", img, aff, fmt)  # type: ignore[arg-type]
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, old_handler)
+    assert list(tmp_path.iterdir()) == []

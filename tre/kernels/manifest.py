@@ -1,0 +1,97 @@
+"""The cohort job's manifest: per-series outcome, output hashes, and what makes resuming safe.
+
+``manifest.json`` sits next to the outputs and is rewritten atomically after every series,
+so a job killed at any point leaves a manifest that describes exactly the files that were
+completely written. A rerun of the same recipe on the same inputs skips a series when its
+entry says ``ok``, its input fingerprint is unchanged and every output file on disk still
+has the recorded SHA-256; anything else is processed again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tre.kernels.writers import sha256_file
+
+MANIFEST_NAME = "manifest.json"
+MANIFEST_VERSION = 1
+
+
+def input_fingerprint(root: Path, files: list[Path]) -> str:
+    """SHA-256 over the series' files (relative path, size, mtime): cheap, changes with the input."""
+    h = hashlib.sha256()
+    for path in sorted(files):
+        st = path.stat()
+        rel = os.path.relpath(path, root)
+        h.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
+@dataclass
+class Manifest:
+    """In-memory manifest; `save` writes it atomically."""
+
+    path: Path
+    recipe: dict[str, Any]
+    series: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @classmethod
+    def open(cls, out_dir: Path, recipe: dict[str, Any]) -> Manifest:
+        """Load the manifest in ``out_dir`` if it was written for the same recipe, else start empty."""
+        path = out_dir / MANIFEST_NAME
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return cls(path, recipe)
+        if data.get("version") != MANIFEST_VERSION or data.get("recipe") != recipe:
+            return cls(path, recipe)
+        series = data.get("series")
+        return cls(path, recipe, series if isinstance(series, dict) else {})
+
+    def is_done(self, uid: str, fingerprint: str, out_dir: Path) -> bool:
+        """True when ``uid`` was completely written from the same input and its files are intact."""
+        entry = self.series.get(uid)
+        if not entry or entry.get("status") != "ok" or entry.get("input_fingerprint") != fingerprint:
+            return False
+        outputs = entry.get("outputs") or []
+        for out in outputs:
+            path = out_dir / str(out.get("path", ""))
+            if path.parent != out_dir or not path.is_file():
+                return False
+            if path.stat().st_size != out.get("bytes") or sha256_file(path) != out.get("sha256"):
+                return False
+        return bool(outputs)
+
+    def record(self, uid: str, entry: dict[str, Any]) -> None:
+        self.series[uid] = entry
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for entry in self.series.values():
+            status = str(entry.get("status"))
+            out[status] = out.get(status, 0) + 1
+        return out
+
+    def save(self) -> None:
+        data = {
+            "version": MANIFEST_VERSION,
+            "recipe": self.recipe,
+            "counts": self.counts(),
+            "series": dict(sorted(self.series.items())),
+        }
+        fd, tmp = tempfile.mkstemp(prefix=".manifest.", suffix=".partial", dir=self.path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump(data, fh, indent=2, sort_keys=True)
+                fh.write("\n")
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, self.path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise

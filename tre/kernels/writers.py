@@ -1,0 +1,267 @@
+"""Write one preprocessed volume to disk fast, atomically, and hashed while it is written.
+
+Why this module: gzip, not the kernels, dominated a preprocessing job (3.7 s of 4.6 s for a
+512x512x300 CT). Three output formats, chosen per job:
+
+* ``nii.gz`` -- gzip-compatible NIfTI, compressed by ISA-L (``isal``) or zlib-ng
+  (``zlib-ng``) on several threads; plain ``gzip`` (slow, one thread) only when neither is
+  installed, which is reported once in the job log and in the sidecar.
+* ``nii`` -- uncompressed NIfTI: the disk's write rate, for the next step on the same disk.
+* ``zarr`` -- a Zarr v3 array in one ZIP file (``.zarr.zip``), chunked 64^3 and compressed
+  with Blosc LZ4 + byte shuffle: what patch-based training loaders read chunk by chunk.
+  Needs the optional ``zarr`` package.
+
+Every file is written under a temporary name and renamed into place only when complete, so a
+crash never leaves a partial output that a resumed job could mistake for a finished one; its
+SHA-256 is computed from the bytes as they go to disk (no second read).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO, Literal
+
+import numpy as np
+
+OutputFormat = Literal["nii.gz", "nii", "zarr"]
+FORMATS: tuple[str, ...] = ("nii.gz", "nii", "zarr")
+SUFFIX: dict[str, str] = {"nii.gz": ".nii.gz", "nii": ".nii", "zarr": ".zarr.zip"}
+ZARR_CHUNKS = (64, 64, 64)
+
+
+class MissingCodecError(RuntimeError):
+    """An optional package needed for the chosen output format is not installed."""
+
+
+@dataclass(frozen=True)
+class Written:
+    """One finished output file: name inside the output folder, size and SHA-256."""
+
+    name: str
+    bytes: int
+    sha256: str
+
+
+class _HashingWriter(io.RawIOBase):
+    """Raw file wrapper that hashes and counts every byte written through it."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self._raw = raw
+        self.digest = hashlib.sha256()
+        self.count = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b: Any) -> int:
+        view = memoryview(b).cast("B")
+        self.digest.update(view)
+        self._raw.write(view)
+        self.count += len(view)
+        return len(view)
+
+
+class _ForwardStream(io.RawIOBase):
+    """Makes a write-only stream look seekable to nibabel, which seeks to where it already is.
+
+    Seeking forward pads with zeros; seeking backwards is refused (it cannot happen for a
+    single-file NIfTI written front to back).
+    """
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self._pos = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, pos: int, whence: int = io.SEEK_SET) -> int:
+        target = pos if whence == io.SEEK_SET else self._pos + pos
+        if whence not in (io.SEEK_SET, io.SEEK_CUR) or target < self._pos:
+            raise io.UnsupportedOperation("forward-only stream")
+        if target > self._pos:
+            self.write(b"\0" * (target - self._pos))
+        return self._pos
+
+    def write(self, b: Any) -> int:
+        n = self._inner.write(b)
+        self._pos += n
+        return int(n)
+
+
+def sha256_file(path: Path, block: int = 1 << 22) -> str:
+    """SHA-256 of a file on disk (used to verify outputs when resuming)."""
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(block):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def gzip_backend() -> str:
+    """The fastest gzip-compatible compressor installed: ``isal``, ``zlib-ng`` or ``gzip``."""
+    try:
+        import isal.igzip_threaded  # noqa: F401
+
+        return "isal"
+    except ImportError:
+        pass
+    try:
+        import zlib_ng.gzip_ng_threaded  # noqa: F401
+
+        return "zlib-ng"
+    except ImportError:
+        return "gzip"
+
+
+def _gzip_opener(threads: int) -> Callable[[BinaryIO], BinaryIO]:
+    """A function wrapping a raw binary file in a gzip writer (level tuned for speed)."""
+    backend = gzip_backend()
+    if backend == "isal":
+        from isal import igzip_threaded
+
+        return lambda fh: igzip_threaded.open(fh, "wb", compresslevel=1, threads=threads)
+    if backend == "zlib-ng":
+        from zlib_ng import gzip_ng_threaded
+
+        return lambda fh: gzip_ng_threaded.open(fh, "wb", compresslevel=1, threads=threads)
+    import gzip
+
+    return lambda fh: gzip.GzipFile(fileobj=fh, mode="wb", compresslevel=1, mtime=0)  # type: ignore[return-value]
+
+
+def _nifti_image(image_zyx: np.ndarray, affine: np.ndarray) -> Any:
+    import nibabel as nib
+
+    img = nib.Nifti1Image(np.asarray(image_zyx, dtype=np.float32).transpose(2, 1, 0), affine)
+    img.set_qform(affine, code=1)
+    img.set_sform(affine, code=1)
+    img.header.set_xyzt_units("mm")
+    return img
+
+
+def _atomic(out_dir: Path, name: str, fill: Callable[[Path], str | None]) -> Written:
+    """Run ``fill(tmp_path)`` then rename into ``out_dir/name``; ``fill`` may return the hash."""
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{name}.", suffix=".partial", dir=out_dir)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        digest = fill(tmp)
+        os.chmod(tmp, 0o644)
+        final = out_dir / name
+        os.replace(tmp, final)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return Written(name, final.stat().st_size, digest or sha256_file(final))
+
+
+def write_volume(
+    out_dir: Path,
+    stem: str,
+    image_zyx: np.ndarray,
+    affine: np.ndarray,
+    fmt: OutputFormat = "nii.gz",
+    threads: int = 2,
+) -> Written:
+    """Write ``image_zyx`` (float32, z/y/x) as ``stem`` + the format's suffix; see module doc."""
+    name = stem + SUFFIX[fmt]
+    if fmt == "zarr":
+        return _atomic(out_dir, name, lambda tmp: _write_zarr_zip(tmp, image_zyx, affine))
+    img = _nifti_image(image_zyx, affine)
+
+    def fill(tmp: Path) -> str:
+        with tmp.open("wb") as raw:
+            hashing = _HashingWriter(raw)
+            if fmt == "nii.gz":
+                with _gzip_opener(threads)(hashing) as gz:  # type: ignore[arg-type]
+                    img.to_stream(_ForwardStream(gz))
+            else:
+                buffered = io.BufferedWriter(hashing, buffer_size=1 << 22)
+                img.to_stream(_ForwardStream(buffered))
+                buffered.flush()
+            return hashing.digest.hexdigest()
+
+    return _atomic(out_dir, name, fill)
+
+
+def write_bytes(out_dir: Path, name: str, data: bytes) -> Written:
+    """Write a small file (a JSON sidecar) atomically, with its hash."""
+
+    def fill(tmp: Path) -> str:
+        tmp.write_bytes(data)
+        return hashlib.sha256(data).hexdigest()
+
+    return _atomic(out_dir, name, fill)
+
+
+def _write_zarr_zip(path: Path, image_zyx: np.ndarray, affine: np.ndarray) -> None:
+    try:
+        import zarr
+        from zarr.codecs import BloscCodec, BloscShuffle
+    except ImportError as exc:
+        raise MissingCodecError(
+            "output format zarr needs the zarr package (pip install zarr); use nii or nii.gz"
+        ) from exc
+    path.unlink(missing_ok=True)  # ZipStore creates the file itself
+    store = zarr.storage.ZipStore(str(path), mode="w")
+    try:
+        arr = zarr.create_array(
+            store=store,
+            shape=image_zyx.shape,
+            chunks=tuple(min(c, max(1, s)) for c, s in zip(ZARR_CHUNKS, image_zyx.shape, strict=True)),
+            dtype="float32",
+            compressors=BloscCodec(cname="lz4", clevel=5, shuffle=BloscShuffle.shuffle),
+            attributes={"axes": ["z", "y", "x"], "affine_ras_xyz": np.asarray(affine).tolist()},
+        )
+        arr[...] = image_zyx
+    finally:
+        store.close()
+
+
+def check_format(fmt: str) -> None:
+    """Fail before any work when the chosen format's optional package is missing."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown output format {fmt!r}; use one of {', '.join(FORMATS)}")
+    if fmt == "zarr":
+        try:
+            import zarr
+            from zarr.codecs import BloscCodec  # noqa: F401 - zarr v3 API
+        except ImportError as exc:
+            raise MissingCodecError(
+                "output format zarr needs the zarr package, version 3 (pip install 'zarr>=3'); "
+                "use nii or nii.gz"
+            ) from exc
+        if not hasattr(zarr, "create_array"):
+            raise MissingCodecError(
+                f"output format zarr needs zarr version 3, found {getattr(zarr, '__version__', '?')}; "
+                "use nii or nii.gz"
+            )
+
+
+def format_note(fmt: OutputFormat) -> str | None:
+    """A one-line notice for the job log when the format falls back to a slow path."""
+    if fmt == "nii.gz" and gzip_backend() == "gzip":
+        return "note: isal and zlib-ng are not installed; .nii.gz is written with the slower gzip module"
+    return None
+
+
+def compressor_name(fmt: OutputFormat) -> str:
+    """What compressed the output, for the sidecar."""
+    if fmt == "nii.gz":
+        return f"gzip-compatible ({gzip_backend()}, level 1)"
+    if fmt == "zarr":
+        return "zarr v3 zip store, blosc lz4 + shuffle, chunks 64^3"
+    return "none"
