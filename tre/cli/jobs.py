@@ -210,17 +210,6 @@ def outputs(job_id: str, as_json: Annotated[bool, JSON_OPTION] = False) -> None:
     )
 
 
-def show(job_id: str, as_json: Annotated[bool, JSON_OPTION] = False) -> None:
-    """Show one job (JOB_ID may be any unique prefix)."""
-    client = ApiClient()
-    job = client.get(f"/api/v1/jobs/{resolve_job_id(client, job_id)}")
-    if as_json:
-        print(json.dumps(job, indent=2))
-        return
-    for key, value in job.items():
-        console.print(f"{key}: {untrusted(value)}", highlight=False)
-
-
 def cancel(job_id: str) -> None:
     """Cancel a queued or running job (JOB_ID may be any unique prefix)."""
     client = ApiClient()
@@ -230,7 +219,7 @@ def cancel(job_id: str) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    for fn in (submit, jobs, show, logs, outputs, cancel):
+    for fn in (submit, jobs, logs, outputs, cancel):
         app.command()(fn)
 
 
