@@ -13,7 +13,7 @@ def test_the_test_command_runs_the_linters_before_pytest() -> None:
         "ruff check tre egress_review tests benchmarks",
         "ruff format --check tre egress_review tests benchmarks",
         "mypy tre egress_review",
-        "pytest",
+        "python -m pytest",
     ]
     positions = [script.find(step) for step in steps]
     assert all(p >= 0 for p in positions), dict(zip(steps, positions, strict=True))

@@ -244,14 +244,22 @@ def test_unlinked_files_cannot_pass_the_output_quota(image_sandbox: tuple[Sandbo
         while not stop.is_set():
             if refs:
                 with contextlib.suppress(OSError):
-                    st = os.statvfs(f"/proc/{refs[0]}/root/run/tre-stage/output")
+                    out = f"/proc/{refs[0]}/root/run/tre-stage/output"
+                    st = os.statvfs(out)
                     used.append((st.f_blocks - st.f_bfree) * st.f_frsize)
+                    if len(used) == 1:
+                        # The empty file system is measured: now the job may start writing
+                        # (on a loaded machine it could otherwise fill it before we look).
+                        Path(out, "go").touch()
             time.sleep(0.05)
 
     watcher = threading.Thread(target=measure, daemon=True)
     watcher.start()
     script = textwrap.dedent(
         """
+        i=0
+        while [ ! -e /output/go ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done
+        rm -f /output/go
         for fd in 3 4 5 6; do
             eval "exec $fd> /output/hidden$fd"
             rm /output/hidden$fd

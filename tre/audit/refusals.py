@@ -18,6 +18,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from fastapi import Request, Response
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from tre.audit.log import AuditEvent, record_events
@@ -114,7 +115,17 @@ def install_refusal_audit(app: object, counter: RefusalCounter | None = None) ->
         if response.status_code in REFUSED:
             events += counter.observe(_key(request, response.status_code))
         if events:
-            await run_in_threadpool(_record, request.app.state.engine, events)
+            # After the answer is sent: the request's own transaction may still hold the
+            # store's write lock until then (SQLite), and writing now would wait on it.
+            engine = request.app.state.engine
+            earlier = response.background
+
+            async def record_after() -> None:
+                if earlier is not None:
+                    await earlier()
+                await run_in_threadpool(_record, engine, events)
+
+            response.background = BackgroundTask(record_after)
         return response
 
     app.middleware("http")(middleware)  # type: ignore[attr-defined]
