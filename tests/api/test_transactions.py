@@ -136,3 +136,20 @@ def world_any(engine_any: Engine) -> None:
         make = WorldFactory(s)
         make.users({"root": ["admin"], "alice": ["researcher"]})
         make.project("p1", "Project one", ["alice"])
+
+
+def test_a_read_only_request_still_audits_its_tokens_first_use(
+    app_client, engine: Engine, world: World, token_for
+) -> None:  # type: ignore[no-untyped-def]
+    """The token's first use is appended after the read's snapshot, before the answer."""
+    token = token_for("alice", "researcher")
+    r = app_client.get("/api/v1/jobs", headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 200
+    with session_scope(engine, read_only=True) as s:
+        used = s.scalars(
+            select(AuditEntry.body).where(AuditEntry.action == "auth.token_used", AuditEntry.actor == "alice")
+        ).all()
+    import jwt
+
+    jti = jwt.decode(token, options={"verify_signature": False})["jti"]
+    assert any(jti in body for body in used)
