@@ -153,3 +153,14 @@ def test_a_read_only_request_still_audits_its_tokens_first_use(
 
     jti = jwt.decode(token, options={"verify_signature": False})["jti"]
     assert any(jti in body for body in used)
+
+
+def test_researchers_list_the_grants_of_their_own_projects(app_client, world: World) -> None:  # type: ignore[no-untyped-def]
+    alice = app_client.get("/api/v1/grants", headers=world.headers["alice"])
+    assert alice.status_code == 200
+    assert [(g["id"], g["project_id"]) for g in alice.json()] == [(world.grant_id, "p1")]
+    assert alice.json()[0]["expires_at"]
+    assert app_client.get("/api/v1/grants", headers=world.headers["bob"]).json() == []
+    assert [g["id"] for g in app_client.get("/api/v1/grants", headers=world.headers["dana"]).json()] == [
+        world.grant_id
+    ]
