@@ -35,7 +35,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-IMAGE = "registry.tre.local/tre-job-cpu@sha256:" + "ab" * 32
+from tests.worlds import IMAGE  # noqa: E402 - the image the test worlds approve
+
 SUBMIT_TARGET = (100.0, 0.100)  # req/s, p99 seconds
 READ_TARGET = (500.0, 0.050)
 
@@ -91,6 +92,7 @@ def prepare(home: Path, url: str) -> dict[str, Any]:
         )
         make.dataset("ct1", data, "CT sample")
         make.grant("p1", "ct1", days=1)
+        make.approve_image("p1", IMAGE)
         job_ids = [
             make.finished_job(settings, "p1", "alice", ["ct1"], {"out.txt": b"x" * 10}) for _ in range(20)
         ]
@@ -130,7 +132,8 @@ def start_server(home: Path, url: str, profile: Path | None) -> tuple[subprocess
                 return proc, base
         except OSError:
             if proc.poll() is not None:
-                raise RuntimeError(f"API did not start: {(home.parent / 'api.log').read_text()[-2000:]}")
+                log_tail = (home.parent / "api.log").read_text()[-2000:]
+                raise RuntimeError(f"API did not start: {log_tail}") from None
             time.sleep(0.1)
     proc.kill()
     raise RuntimeError("API did not start within 60 s")
@@ -176,7 +179,7 @@ async def _drive(base: str, ctx: dict[str, Any], phase: Phase, duration: float) 
                 async with http.request(method, path, json=body) as resp:
                     await resp.read()
                     status = resp.status
-            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, aiohttp.ClientError) as exc:
                 print(repr(exc), file=sys.stderr)
                 status = -1
             results[endpoint].append((time.perf_counter() - due, status))
@@ -246,7 +249,8 @@ def report(db: str, phase: Phase, out: dict[str, Any]) -> list[str]:
         )
     total_ok = sum(1 for s in out["results"].values() for x in s if 200 <= x[1] < 300)
     lines.append(
-        f"{db:10} {phase.name:7} {'(all)':24} offered {phase.rate:6.1f}/s  ok {total_ok / out['elapsed']:6.1f}/s"
+        f"{db:10} {phase.name:7} {'(all)':24} offered {phase.rate:6.1f}/s  "
+        f"ok {total_ok / out['elapsed']:6.1f}/s"
     )
     return lines
 
@@ -314,7 +318,8 @@ def main() -> None:
     ]
     dbs = ["sqlite", "postgresql"] if args.db == "both" else [args.db]
     print(
-        f"# bench_api: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, {args.duration:.0f} s per phase"
+        f"# bench_api: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, "
+        f"{args.duration:.0f} s per phase"
     )
     lines = []
     for db in dbs:
