@@ -24,6 +24,7 @@ from egress_review.schemas import DisclosureRecord, EgressRequestOut, EgressSumm
 from egress_review.staging import CHUNK
 from tre.api.bounds import RowId
 from tre.api.deps import get_session, get_settings_dep, require_roles
+from tre.api.openapi import body_of
 from tre.api.schemas import In
 from tre.audit.events import record_read
 from tre.auth.principal import Principal
@@ -176,7 +177,8 @@ def digest_headers(sha256_hex: str) -> dict[str, str]:
     return {"Repr-Digest": f"sha-256=:{b64}:", "X-Content-SHA256": sha256_hex}
 
 
-@router.get("/requests/{request_id}/files/{file_id}")
+@router.get("/requests/{request_id}/files/{file_id}",
+            responses=body_of("application/octet-stream", "The released file's bytes."))
 def download(
     request_id: str,
     file_id: RowId,

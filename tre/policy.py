@@ -12,6 +12,7 @@ digest so an egress decision can be tied to the exact text it was made under.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import hashlib
 import json
 import re
@@ -735,7 +736,16 @@ def load_policy(name: str, policies_dir: Path) -> Policy:
         raise PolicyError(path, "", "no such policy") from exc
     except (OSError, UnicodeDecodeError) as exc:
         raise PolicyError(path, "", f"cannot read: {exc}") from exc
-    return parse_policy(text, path, expected_name=name)
+    return _parse_cached(text, str(path), name)
+
+
+@functools.lru_cache(maxsize=64)
+def _parse_cached(text: str, source: str, name: str) -> Policy:
+    """Policies are immutable models and the file is re-read on every load, so a parse can be
+    reused for the same text: YAML parsing was a tenth of a job submission's CPU under load
+    (benchmarks/bench_api.py). An edited file has new text, hence a fresh parse; failures
+    raise and are never cached."""
+    return parse_policy(text, source, expected_name=name)
 
 
 class HasPolicy(Protocol):

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import anyio
 from fastapi import FastAPI
 from sqlalchemy import Engine
 
 from tre import __version__, audit
+from tre.api.deps import database_slots, mark_read_only_routes
 from tre.api.limits import BodySizeLimit, RequestSanity
+from tre.api.openapi import install_openapi
 from tre.api.problems import install_problem_handlers
 from tre.audit.refusals import install_refusal_audit
 from tre.auth.tokens import TokenVerifier
@@ -33,6 +36,9 @@ def create_app(
     app.state.settings = settings
     app.state.engine = engine
     app.state.verifier = TokenVerifier(settings)
+    # Writing requests queue here, in the event loop (see `tre.api.deps.get_session`).
+    app.state.write_gate = anyio.Lock()
+    app.state.db_slots = anyio.Semaphore(database_slots(engine))
     install_problem_handlers(app)
 
     from egress_review import api as egress_api
@@ -56,4 +62,9 @@ def create_app(
     for module in (me, admin, projects, datasets, jobs, code, images, egress_api, panel_routes, audit_api):
         app.include_router(module.router)
     app.include_router(tes_api.router)  # GA4GH TES 1.1 at /ga4gh/tes/v1 (docs/tes.md)
+    # The core's GET routes only read (checked by their tests); the airlock's and the audit
+    # log's GETs audit who looked, so they keep writing transactions.
+    for module in (me, admin, projects, datasets, jobs):
+        mark_read_only_routes(module.router.routes)
+    install_openapi(app)
     return app

@@ -6,21 +6,35 @@ route without an explicit role check still refuses anonymous callers.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import ParamSpec, TypeVar
 
-from fastapi import Depends, Request
-from sqlalchemy import select
-from sqlalchemy.orm import Session, selectinload
+import anyio
+from fastapi import Depends, Request, Security
+from fastapi.routing import APIRoute
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session, joinedload
+from starlette.concurrency import run_in_threadpool
+from starlette.routing import BaseRoute
 
 from tre.api.problems import Problem
 from tre.audit.events import note_token_use
+from tre.audit.log import DEFERRED_EVENTS, AuditEvent, record_events
 from tre.auth.principal import Principal
 from tre.auth.tokens import TokenError, TokenVerifier
 from tre.config import Settings
-from tre.store.db import session_scope
+from tre.errors import TreError
+from tre.store.db import BUSY_TIMEOUT_S, DatabaseBusy, new_session, raw_writer_lock, settle
 from tre.store.models import Role, User
 
 _BEARER_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="tre"'}
+_SAFE_METHODS = frozenset({"GET", "HEAD"})
+WRITES_ATTR = "__tre_writes_on_read__"
+READS_ATTR = "__tre_reads_only__"
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def get_settings_dep(request: Request) -> Settings:
@@ -28,10 +42,142 @@ def get_settings_dep(request: Request) -> Settings:
     return settings
 
 
-def get_session(request: Request) -> Iterator[Session]:
-    """One transaction per request: committed when the handler returns without error."""
-    with session_scope(request.app.state.engine) as session:
+def writes_on_read(endpoint: Callable[P, R]) -> Callable[P, R]:
+    """Mark a GET route whose handler writes (an audited login), so `mark_read_only_routes`
+    leaves it a writing transaction."""
+    setattr(endpoint, WRITES_ATTR, True)
+    return endpoint
+
+
+def mark_read_only_routes(routes: Iterable[BaseRoute]) -> list[str]:
+    """Opt these GET routes into read-only snapshot transactions.
+
+    Opt-in per router, deny by default: a route nobody has checked keeps a writing
+    transaction (correct, just queued behind other writers). Read-only transactions never
+    take SQLite's write lock, so reads do not queue behind writers; a write attempted in one
+    is refused by the database (a loud 500, never a silently forked state), which is how a
+    route wrongly opted in shows up in its tests. Returns the opted-in paths.
+    """
+    marked = []
+    for route in routes:
+        if not isinstance(route, APIRoute):
+            continue
+        only_reads = route.methods is not None and route.methods <= _SAFE_METHODS
+        if only_reads and not getattr(route.endpoint, WRITES_ATTR, False):
+            setattr(route.endpoint, READS_ATTR, True)
+            marked.append(route.path)
+    return marked
+
+
+def request_reads_only(request: Request) -> bool:
+    """Whether this request runs in a read-only snapshot (see `mark_read_only_routes`)."""
+    if request.method not in _SAFE_METHODS:
+        return False
+    return bool(getattr(request.scope.get("endpoint"), READS_ATTR, False))
+
+
+async def get_session(request: Request) -> AsyncIterator[Session]:
+    """One transaction per request: committed when the handler returns without error.
+
+    Async on purpose: every wait happens in the event loop, never in a threadpool thread.
+    Were a thread to block on a lock or on the connection pool, a burst of requests could
+    occupy every thread while the requests holding what they wait for need a thread to
+    finish (the bench's first runs: every request timed out at 30 s). So a request first
+    takes a database slot (fewer slots than pooled connections, so a checkout never
+    blocks); a writing request on SQLite first waits for the app's write gate, and only the
+    gate's holder takes the process's writer lock, which a worker thread in the same
+    process shares.
+
+    A read-only request that audits something (a token's first use, a log read) collects
+    the events instead, and appends them in one short writing transaction after its
+    snapshot ends and before it answers.
+    """
+    engine = request.app.state.engine
+    read_only = request_reads_only(request)
+    deferred: list[AuditEvent] = []
+    try:
+        async with _slot(request, writing=not read_only):
+            async with _unit_of_work(engine, read_only) as session:
+                if read_only:
+                    session.info[DEFERRED_EVENTS] = deferred
+                yield session
+    except TreError as exc:
+        if exc.audited and deferred:
+            await _append_deferred(request, deferred)
+        raise
+    if deferred:
+        await _append_deferred(request, deferred)
+
+
+async def _append_deferred(request: Request, events: list[AuditEvent]) -> None:
+    async with _slot(request, writing=True):
+        await run_in_threadpool(_append_events, request.app.state.engine, events)
+
+
+def _append_events(engine: Engine, events: list[AuditEvent]) -> None:
+    session = new_session(engine)
+    try:
+        record_events(session, events)
+        session.commit()
+    finally:
+        session.close()
+
+
+@asynccontextmanager
+async def _slot(request: Request, *, writing: bool) -> AsyncIterator[None]:
+    """A database slot, and for a writer on SQLite the write gate and the writer lock."""
+    lock = raw_writer_lock(request.app.state.engine) if writing else None
+    async with AsyncExitStack() as stack:
+        if lock is not None:
+            await _wait(request.app.state.write_gate)
+            stack.callback(request.app.state.write_gate.release)
+        await _wait(request.app.state.db_slots)
+        stack.callback(request.app.state.db_slots.release)
+        if lock is not None:
+            if not await run_in_threadpool(lock.acquire, True, BUSY_TIMEOUT_S):
+                raise DatabaseBusy("the database is busy with other writes; try again shortly")
+            stack.callback(lock.release)
+        yield
+
+
+async def _wait(gate: anyio.Lock | anyio.Semaphore) -> None:
+    try:
+        with anyio.fail_after(BUSY_TIMEOUT_S):
+            await gate.acquire()
+    except TimeoutError as exc:
+        raise DatabaseBusy("the database is busy; try again shortly") from exc
+
+
+def database_slots(engine: Engine) -> int:
+    """How many requests may hold a session at once: the pool's capacity less two
+    connections kept for the worker thread and start-up work in the same process."""
+    pool = engine.pool
+    size = getattr(pool, "size", None)
+    capacity = size() + max(0, getattr(pool, "_max_overflow", 0)) if callable(size) else 16
+    return max(1, capacity - 2)
+
+
+@asynccontextmanager
+async def _unit_of_work(engine: Engine, read_only: bool) -> AsyncIterator[Session]:
+    session = new_session(engine, read_only=read_only)
+    try:
         yield session
+    except BaseException as exc:
+        await run_in_threadpool(_end, session, exc)
+        raise
+    await run_in_threadpool(_end, session, None)
+
+
+def _end(session: Session, exc: BaseException | None) -> None:
+    """Commit (or settle) and close in one trip to the threadpool: each trip costs a thread
+    hand-off and an event-loop wake-up, a visible share of a small request's time."""
+    try:
+        if exc is None:
+            session.commit()
+        else:
+            settle(session, exc)
+    finally:
+        session.close()
 
 
 def principal_from_token(request: Request, token: str, session: Session) -> Principal:
@@ -41,9 +187,11 @@ def principal_from_token(request: Request, token: str, session: Session) -> Prin
         claims = verifier.verify(token)
     except TokenError as exc:
         raise Problem(401, "Unauthorized", str(exc), "invalid-token", headers=_BEARER_CHALLENGE) from exc
-    user = session.scalars(
-        select(User).where(User.id == str(claims["sub"])).options(selectinload(User.roles))
-    ).one_or_none()
+    user = (
+        session.scalars(select(User).where(User.id == str(claims["sub"])).options(joinedload(User.roles)))
+        .unique()
+        .one_or_none()
+    )
     if user is None or user.disabled:
         raise Problem(
             401,
@@ -72,7 +220,21 @@ def bearer_token(request: Request) -> str:
     return token.strip()
 
 
-def current_principal(request: Request, session: Session = Depends(get_session)) -> Principal:
+# Declares the bearer scheme in the OpenAPI document (and on every operation that needs it);
+# `bearer_token` still reads the header itself so every refusal is the same problem document.
+BEARER_SCHEME = HTTPBearer(
+    auto_error=False,
+    scheme_name="bearerAuth",
+    bearerFormat="JWT",
+    description="A JWT from `tre admin token` (embedded issuer) or the configured OIDC issuer.",
+)
+
+
+def current_principal(
+    request: Request,
+    session: Session = Depends(get_session),
+    _declared: HTTPAuthorizationCredentials | None = Security(BEARER_SCHEME),
+) -> Principal:
     principal = principal_from_token(request, bearer_token(request), session)
     request.state.principal = principal
     note_token_use(session, principal.user_id, principal.token_id)  # audit: tie token to use

@@ -101,13 +101,22 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         title = _STATUS_TITLES.get(exc.status_code, "Error")
         detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        headers = dict(getattr(exc, "headers", None) or {})
+        if exc.status_code == 405:
+            # Starlette names only the first route it tried; list every method of the path.
+            from tre.api.openapi import allowed_methods
+
+            allowed = allowed_methods(request.app, request.scope)
+            if allowed:
+                headers["Allow"] = ", ".join(allowed)
+                detail = f"{request.method} is not allowed here; allowed: {', '.join(allowed)}"
         return problem_response(
             exc.status_code,
             title,
             detail,
             title.lower().replace(" ", "-"),
             request.url.path,
-            getattr(exc, "headers", None),
+            headers or None,
         )
 
     @app.exception_handler(RequestValidationError)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -19,6 +19,11 @@ from tre.api.bounds import (
     unsafe_text,
 )
 from tre.jobs.admission import MAX_COMMAND_ARG_CHARS, MAX_COMMAND_ARGS, MAX_COMMAND_CHARS
+
+# Rules the services enforce, stated in the schema so generated clients know them up front
+# (`tre.registry.check_slug`, `tre.store.models.Role`, `tre.images.reference`).
+SLUG_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,62}$"
+IMAGE_REF_PATTERN = r"^(\S[^\n]*@)?sha256:[0-9a-f]{64}$"
 
 
 class Out(BaseModel):
@@ -46,11 +51,11 @@ class MeOut(BaseModel):
     projects: list[str]
 
 
-Role = Annotated[str, Field(max_length=32)]
+Role = Literal["researcher", "dac", "auditor", "admin"]
 
 
 class UserIn(In):
-    id: str = Field(min_length=1, max_length=63)
+    id: str = Field(min_length=1, max_length=63, pattern=SLUG_PATTERN)
     roles: list[Role] = Field(min_length=1, max_length=8)
     display_name: str = Field(default="", max_length=200)
     email: str | None = Field(default=None, max_length=320)
@@ -80,7 +85,7 @@ class QuotaIn(In):
 
 
 class ProjectIn(In):
-    id: str = Field(min_length=1, max_length=63)
+    id: str = Field(min_length=1, max_length=63, pattern=SLUG_PATTERN)
     name: str = Field(default="", max_length=200)
     description: str = Field(default="", max_length=MAX_TEXT_CHARS)
     quota: QuotaIn = Field(default_factory=QuotaIn)
@@ -102,11 +107,11 @@ class ProjectOut(Out):
 
 
 class MemberIn(In):
-    user_id: str = Field(min_length=1, max_length=63)
+    user_id: str = Field(min_length=1, max_length=63, pattern=SLUG_PATTERN)
 
 
 class DatasetIn(In):
-    id: str = Field(min_length=1, max_length=63)
+    id: str = Field(min_length=1, max_length=63, pattern=SLUG_PATTERN)
     path: str = Field(min_length=1, max_length=4096)
     name: str = Field(default="", max_length=200)
     description: str = Field(default="", max_length=MAX_TEXT_CHARS)
@@ -123,8 +128,8 @@ class DatasetOut(Out):
 
 
 class GrantIn(In):
-    project_id: str = Field(min_length=1, max_length=63)
-    dataset_id: str = Field(min_length=1, max_length=63)
+    project_id: str = Field(min_length=1, max_length=63, pattern=SLUG_PATTERN)
+    dataset_id: str = Field(min_length=1, max_length=63, pattern=SLUG_PATTERN)
     expires_at: datetime | None = None
     days: int | None = Field(default=None, gt=0, le=MAX_GRANT_DAYS)
     reason: str = Field(default="", max_length=MAX_TEXT_CHARS)
@@ -167,7 +172,7 @@ class RevokeIn(In):
 # audit log can never shrink, so nothing a caller sends into it may be unbounded. The command
 # bounds (tre.jobs.admission) stay well inside what execve accepts.
 MAX_JOB_DATASETS = 64
-Slug = Annotated[str, Field(min_length=1, max_length=63)]
+Slug = Annotated[str, Field(min_length=1, max_length=63, pattern=SLUG_PATTERN)]
 
 
 class JobIn(In):

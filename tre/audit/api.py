@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from tre.api.bounds import MAX_INT64
 from tre.api.deps import get_session, require_roles
+from tre.api.openapi import body_of
 from tre.api.problems import Problem
 from tre.audit import service, tiles
 from tre.audit.guard import damaged
@@ -177,7 +178,7 @@ def consistency(
     return {"first": first, "second": second, "proof": proof}
 
 
-@router.get("/export")
+@router.get("/export", responses=body_of("application/x-ndjson", "An export bundle: a JSON document a line"))
 def export(
     request: Request,
     principal: Principal = Depends(auditor_only),
@@ -233,7 +234,7 @@ def tlog_checkpoint(
     return PlainTextResponse(note, headers={"Cache-Control": "no-store"})
 
 
-@router.get("/tlog/tile/entries/{path:path}")
+@router.get("/tlog/tile/entries/{path:path}", responses=body_of(TILE_TYPE, "An entry bundle tile."))
 def tlog_entries(
     path: str, principal: Principal = Depends(auditor_only), session: Session = Depends(get_session)
 ) -> Response:
@@ -245,7 +246,7 @@ def tlog_entries(
     return _tile_response(data, path)
 
 
-@router.get("/tlog/tile/{level}/{path:path}")
+@router.get("/tlog/tile/{level}/{path:path}", responses=body_of(TILE_TYPE, "A hash tile."))
 def tlog_tile(
     level: int, path: str, _: Principal = Depends(auditor_or_admin), session: Session = Depends(get_session)
 ) -> Response:

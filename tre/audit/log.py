@@ -13,7 +13,7 @@ import hashlib
 import json
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from enum import Enum
 from pathlib import PurePath
@@ -33,6 +33,9 @@ from tre.store.models import AuditCheckpoint, AuditEntry, AuditState
 STATE_ID = 1
 ENTRY_VERSION = 1
 MAX_DETAILS_BYTES = 65535  # the most a tlog-tiles entry bundle can carry (2-byte length)
+# Key in ``Session.info`` of a read-only unit of work: a list that collects its audit events
+# instead of appending them; the owner of the session appends them after it ends.
+DEFERRED_EVENTS = "tre.audit.deferred_events"
 _ACTION_RE = re.compile(r"^[A-Za-z0-9_.:/-]{1,64}$")
 
 
@@ -155,6 +158,13 @@ def record_events(
     batch = list(events)
     for ev in batch:
         _check(ev)
+    deferred = session.info.get(DEFERRED_EVENTS)
+    if deferred is not None:
+        # A read-only unit of work (an API read) cannot write: its owner appends these in one
+        # short writing transaction right after it, before answering (`tre.api.deps`).
+        now = datetime.now(UTC)
+        deferred.extend(replace(ev, timestamp=ev.timestamp or now) for ev in batch)
+        return []
     signer = signer or signer_for(session)
     frontier, prev = _checked_state(session, signer)
     now = datetime.now(UTC)
@@ -220,13 +230,15 @@ def record_event(
     job_id: str | None = None,
     details: dict[str, Any] | None = None,
 ) -> int:
-    """Append one security-relevant event to the signed audit log; returns its leaf index.
+    """Append one security-relevant event to the signed audit log; returns its leaf index
+    (-1 when the session defers its appends, see ``DEFERRED_EVENTS``).
 
     Runs in the caller's transaction (commit makes it durable, rollback removes it) and
     fails loudly rather than let an action go unaudited.
     """
     event = AuditEvent(actor, action, project_id, dataset_id, job_id, details)
-    return record_events(session, [event])[0]
+    indices = record_events(session, [event])
+    return indices[0] if indices else -1  # -1: deferred (see DEFERRED_EVENTS)
 
 
 def _insert_checkpoint(session: Session, signer: AuditSigner, size: int, root: bytes) -> AuditCheckpoint:

@@ -3,6 +3,7 @@ tokens with the embedded key); `tre project/dataset/grant ...` go through the AP
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
@@ -244,8 +245,15 @@ def grant_revoke(grant_id: str, reason: str = "") -> None:
 
 
 @grant_app.command("list")
-def grant_list(project: Annotated[str | None, typer.Option("--project", "-p")] = None) -> None:
+def grant_list(
+    project: Annotated[str | None, typer.Option("--project", "-p")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+) -> None:
+    """Grants and their expiry: a researcher sees those of their own projects."""
     rows = ApiClient().get("/api/v1/grants", params={"project_id": project} if project else None)
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
     table(
         "grants",
         ["id", "project", "dataset", "expires", "revoked"],

@@ -11,6 +11,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -19,6 +20,10 @@ from tre.config import get_settings
 
 class CliError(Exception):
     """Printed as one line by the CLI entry point, exit status 1."""
+
+
+class TokenRefused(CliError):
+    """The API refused the token (expired, revoked, unknown user)."""
 
 
 def credentials_path() -> Path:
@@ -43,7 +48,14 @@ def load_credentials() -> tuple[str, str | None]:
     api_url, token = settings.api_url, os.environ.get("TRE_TOKEN")
     path = credentials_path()
     if path.exists():
-        saved = json.loads(path.read_text())
+        try:
+            saved = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise CliError(f"cannot read the saved login {path} ({exc}); run `tre login` again") from exc
+        if not isinstance(saved, dict) or not all(
+            isinstance(saved.get(k, ""), str) for k in ("api_url", "token")
+        ):
+            raise CliError(f"the saved login {path} is not a tre credentials file; run `tre login` again")
         if "TRE_API_URL" not in os.environ:
             api_url = saved.get("api_url", api_url)
         token = token or saved.get("token")
@@ -62,13 +74,34 @@ def problem_message(resp: httpx.Response) -> str:
     return f"HTTP {resp.status_code}: {str(body)[:200]}"
 
 
+def checked_api_url(url: str) -> str:
+    """The API address, or a one-line error naming where it came from."""
+    parsed = urlsplit(url.strip())
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise CliError(
+            f"the API address {url!r} is not an http(s) URL such as http://127.0.0.1:8765; "
+            "fix --api-url or TRE_API_URL"
+        )
+    try:
+        parsed.port  # noqa: B018 - raises on a malformed port
+    except ValueError as exc:
+        raise CliError(f"the API address {url!r} has a bad port; fix --api-url or TRE_API_URL") from exc
+    return url.strip().rstrip("/")
+
+
+EXPIRED_HINT = (
+    "get a new token (an admin runs `tre admin token USER`; with an OIDC issuer, sign in there) "
+    "and run `tre login`"
+)
+
+
 class ApiClient:
     def __init__(self, api_url: str | None = None, token: str | None = None, timeout: float = 30.0) -> None:
         saved_url, saved_token = load_credentials()
-        self.api_url = (api_url or saved_url).rstrip("/")
+        self.api_url = checked_api_url(api_url or saved_url)
         self.token = token or saved_token
         if not self.token:
-            raise CliError("not logged in: run `tre login --token <JWT>` or set TRE_TOKEN")
+            raise CliError("not logged in: run `tre login` (it asks for your token) or set TRE_TOKEN")
         self._http = httpx.Client(
             base_url=self.api_url, timeout=timeout, headers={"Authorization": f"Bearer {self.token}"}
         )
@@ -78,10 +111,13 @@ class ApiClient:
             resp = self._http.request(method, path, **kw)
         except httpx.ConnectError as exc:
             raise CliError(
-                f"cannot reach the tre API at {self.api_url} ({exc}); is `tre serve` running?"
+                f"cannot reach the tre API at {self.api_url} ({exc}); is `tre serve` running, "
+                "and is the address right (--api-url or TRE_API_URL)?"
             ) from exc
         except httpx.HTTPError as exc:
             raise CliError(f"request to {self.api_url}{path} failed: {exc}") from exc
+        if resp.status_code == 401:
+            raise TokenRefused(f"{problem_message(resp)}; {EXPIRED_HINT}")
         if resp.status_code >= 400:
             raise CliError(problem_message(resp))
         return resp
@@ -122,7 +158,10 @@ class ApiClient:
         """
         from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
-        dest.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise CliError(f"cannot create the folder {dest.parent}: {exc.strerror or exc}") from exc
         tmp = dest.with_name(dest.name + ".part")
         written = 0
         try:
@@ -150,6 +189,11 @@ class ApiClient:
             tmp.replace(dest)
         except httpx.HTTPError as exc:
             raise CliError(f"download from {self.api_url}{path} failed: {exc}") from exc
+        except OSError as exc:
+            raise CliError(f"cannot write {dest}: {exc.strerror or exc}") from exc
         finally:
-            tmp.unlink(missing_ok=True)
+            try:
+                tmp.unlink(missing_ok=True)
+            except OSError:
+                pass
         return written

@@ -150,7 +150,10 @@ def _target(dest: Path, rel: str) -> Path:
 def _fetch(
     client: ApiClient, url: str, target: Path, sha256: str, progress: Progress, task: Any, overall: Any
 ) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CliError(f"cannot create the folder {target.parent}: {exc.strerror or exc}") from exc
     part = target.with_name(target.name + ".part")
     digest = hashlib.sha256()
     try:
@@ -175,13 +178,28 @@ def download(
     request_id: str,
     dest: Annotated[Path, typer.Option("--dest", "-d", help="Folder to write into.")] = Path("."),
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite files that already exist.")] = False,
 ) -> None:
-    """Download the released files of an approved request, plus its disclosure record."""
+    """Download the released files of an approved request, plus its disclosure record.
+
+    Checks the request's state and the destination before drawing anything: an unapproved
+    request, or a file that already exists (without --force), stops with one line."""
     client = ApiClient()
     r = client.get(f"{BASE}/{request_id}")
+    if r["state"] != "approved":
+        raise CliError(
+            f"Not released: request {request_id} is {r['state']}; files can be downloaded only after approval"
+        )
     dest = dest.resolve()
     files = r["files"]
     total = sum(f["size"] for f in files)
+    targets = [_target(dest, f["path"]) for f in files] + [dest / f"disclosure-{request_id}.json"]
+    existing = [t for t in targets if t.exists()]
+    if existing and not force:
+        raise CliError(
+            f"{len(existing)} file(s) already exist (first: {existing[0]}); use --force to overwrite "
+            "or --dest to choose another folder"
+        )
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -204,7 +222,10 @@ def download(
             )
     record = client.get(f"{BASE}/{request_id}/disclosure")
     record_path = dest / f"disclosure-{request_id}.json"
-    record_path.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    try:
+        record_path.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    except OSError as exc:
+        raise CliError(f"cannot write {record_path}: {exc.strerror or exc}") from exc
     console.print(
         f"downloaded {len(files)} file(s), {human_size(total)}, hashes verified; "
         f"disclosure record: {record_path}"

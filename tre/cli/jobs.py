@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from pathlib import Path
@@ -9,11 +10,52 @@ from typing import Annotated
 
 import typer
 
-from tre.cli.client import ApiClient, CliError
+from tre.cli.client import ApiClient, CliError, TokenRefused
 from tre.cli.code import upload_code
 from tre.cli.output import console, human_size, table, terminal_safe, untrusted
+from tre.states import JobState
 
 TERMINAL = {"succeeded", "failed", "timed_out", "cancelled"}
+JOB_ID_LEN = 32
+JSON_OPTION = typer.Option("--json", help="Print JSON (full records) for scripts.")
+
+
+def resolve_job_id(client: ApiClient, given: str) -> str:
+    """A full job id from any unique prefix of one you can see (as git does for commits).
+
+    A full id, or a prefix that matches nothing, goes to the server as given, so an unknown
+    id gets the server's own answer; a prefix of several jobs is refused, naming some.
+    """
+    given = given.strip().rstrip("…")
+    if len(given) >= JOB_ID_LEN or len(given) < 4:
+        return given
+    matches: list[str] = []
+    offset = 0
+    while True:
+        page = client.get("/api/v1/jobs", params={"limit": 1000, "offset": offset})
+        matches += [j["id"] for j in page if j["id"].startswith(given)]
+        if len(page) < 1000 or len(matches) > 1:
+            break
+        offset += 1000
+    if len(matches) > 1:
+        some = ", ".join(m[:12] for m in matches[:4])
+        raise CliError(f"{given!r} matches several jobs ({some}…): give more characters")
+    return matches[0] if matches else given
+
+
+def reattach_hint(job_id: str) -> str:
+    return f"job {job_id} keeps running on the server; follow it again with: tre logs {job_id} -f"
+
+
+def follow_or_explain(client: ApiClient, job_id: str) -> dict:
+    """`follow_job`, but an expired token or Ctrl-C says the job continues and how to reattach."""
+    try:
+        return follow_job(client, job_id)
+    except TokenRefused as exc:
+        raise CliError(f"{exc}. {reattach_hint(job_id)}") from exc
+    except KeyboardInterrupt:
+        console.print(f"\ninterrupted: {reattach_hint(job_id)}", highlight=False)
+        raise typer.Exit(130) from None
 
 
 def follow_job(client: ApiClient, job_id: str, show_logs: bool = True, poll_s: float = 0.5) -> dict:
@@ -57,7 +99,12 @@ def submit(
         ),
     ] = None,
 ) -> None:
-    """Submit a job to run next to the data."""
+    """Submit a job to run next to the data.
+
+    Put the job's command after `--`, so that its own options are not read as tre's:
+
+        tre submit -p p1 -d ct1 --image IMAGE@sha256:... --wait -- python3 /code/run.py --fast
+    """
     client = ApiClient()
     code_hash = upload_code(client, project, code) if code is not None else None
     job = client.post(
@@ -77,7 +124,7 @@ def submit(
     )
     console.print(f"submitted job [bold]{job['id']}[/] ({job['state']})")
     if wait:
-        final = follow_job(client, job["id"])
+        final = follow_or_explain(client, job["id"])
         _print_end(final)
         if final["state"] != "succeeded":
             raise typer.Exit(1)
@@ -91,11 +138,21 @@ def _print_end(job: dict) -> None:
 
 def jobs(
     project: Annotated[str | None, typer.Option("--project", "-p")] = None,
-    state: Annotated[str | None, typer.Option()] = None,
+    state: Annotated[JobState | None, typer.Option(case_sensitive=False)] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="Jobs per page (newest first).")] = 100,
+    page: Annotated[int, typer.Option(min=1, help="Which page: 2 shows the next --limit jobs.")] = 1,
+    as_json: Annotated[bool, JSON_OPTION] = False,
 ) -> None:
-    """List jobs you can see."""
-    params = {k: v for k, v in {"project_id": project, "state": state}.items() if v}
+    """List jobs you can see, newest first."""
+    params: dict[str, str | int] = {"limit": limit, "offset": (page - 1) * limit}
+    if project:
+        params["project_id"] = project
+    if state:
+        params["state"] = state.value
     rows = ApiClient().get("/api/v1/jobs", params=params)
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
     table(
         "jobs",
         ["id", "project", "by", "state", "code", "created", "reason"],
@@ -115,19 +172,26 @@ def jobs(
 
 
 def logs(job_id: str, follow: Annotated[bool, typer.Option("--follow", "-f")] = False) -> None:
-    """Print a job's log (optionally follow it until the job ends)."""
+    """Print a job's log (optionally follow it until the job ends). JOB_ID may be any
+    unique prefix of the id."""
     client = ApiClient()
+    job_id = resolve_job_id(client, job_id)
     if follow:
-        _print_end(follow_job(client, job_id))
+        _print_end(follow_or_explain(client, job_id))
         return
     resp = client.request("GET", f"/api/v1/jobs/{job_id}/logs")
     sys.stdout.write(terminal_safe(resp.content.decode("utf-8", "replace")))
 
 
-def outputs(job_id: str) -> None:
+def outputs(job_id: str, as_json: Annotated[bool, JSON_OPTION] = False) -> None:
     """List a job's output files with index, size and SHA-256. A name the dataset's policy
     withholds shows as "(withheld)": ask for release of that file as #INDEX or sha256:HEX."""
-    rows = ApiClient().get(f"/api/v1/jobs/{job_id}/outputs")
+    client = ApiClient()
+    job_id = resolve_job_id(client, job_id)
+    rows = client.get(f"/api/v1/jobs/{job_id}/outputs")
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
     if not rows:
         console.print(f"job {job_id} has no outputs")
         return
@@ -147,8 +211,10 @@ def outputs(job_id: str) -> None:
 
 
 def cancel(job_id: str) -> None:
-    """Cancel a queued or running job."""
-    job = ApiClient().post(f"/api/v1/jobs/{job_id}/cancel")
+    """Cancel a queued or running job (JOB_ID may be any unique prefix)."""
+    client = ApiClient()
+    job_id = resolve_job_id(client, job_id)
+    job = client.post(f"/api/v1/jobs/{job_id}/cancel")
     console.print(f"job {job_id}: cancel requested ({job['state']})")
 
 

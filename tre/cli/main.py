@@ -1,4 +1,8 @@
-"""Entry point of the `tre` command. Every error ends as one line on stderr, exit 1."""
+"""Entry point of the `tre` command.
+
+Every error ends as one line on stderr: exit 1 for errors, 2 for usage mistakes, 130 when
+interrupted (Ctrl-C). Bare `tre` prints the help and exits 0.
+"""
 
 from __future__ import annotations
 
@@ -14,11 +18,34 @@ from tre.config import get_settings
 from tre.errors import TreError
 
 app = typer.Typer(
-    help="tre: trusted research environment for cancer imaging.",
+    help="tre: trusted research environment for cancer imaging.\n\n"
+    "Researchers: login, submit, jobs, logs, outputs, cancel, preprocess, egress, image list. "
+    "DAC reviewers: egress (or the web panel). Auditors: audit, witness. "
+    "Admins: admin, project, dataset, grant, image, serve, worker.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from tre import __version__
+
+        console.print(f"tre {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """tre: trusted research environment for cancer imaging."""
+
+
 jobs.register(app)
 app.add_typer(code.job_app, name="job")
 app.add_typer(admin.admin_app, name="admin")
@@ -34,10 +61,30 @@ app.command()(preprocess.preprocess)
 
 @app.command()
 def login(
-    token: Annotated[str, typer.Option(prompt=True, hide_input=True, help="Your JWT.")],
-    api_url: Annotated[str | None, typer.Option(help="API address.")] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(help="Your JWT. Avoid: it stays in shell history; paste it at the prompt or pipe it."),
+    ] = None,
+    api_url: Annotated[str | None, typer.Option(help="API address (default: TRE_API_URL).")] = None,
 ) -> None:
-    """Check a token against the API and save it for later commands."""
+    """Check a token against the API and save it for later commands.
+
+    The token is read from a hidden prompt, or from stdin when it is not a terminal
+    (`tre login < token.txt`), so it never lands in shell history.
+    """
+    if token is not None:
+        err_console.print(
+            "warning: a token given with --token stays in your shell history; next time run "
+            "`tre login` and paste it at the prompt",
+            highlight=False,
+        )
+    elif sys.stdin.isatty():
+        token = typer.prompt("Token", hide_input=True)
+    else:
+        token = sys.stdin.readline()
+    token = token.strip()
+    if not token:
+        raise CliError("no token given: paste it at the prompt or pipe it on stdin")
     url = api_url or get_settings().api_url
     me = ApiClient(api_url=url, token=token).get("/api/v1/me")
     save_credentials(url, token)
@@ -88,20 +135,27 @@ def demo() -> None:
     run_demo()
 
 
+def _usage_error(exc: Exception) -> None:
+    """Usage mistakes (missing or malformed arguments): one line, exit 2."""
+    fmt = getattr(exc, "format_message", None)
+    message = fmt() if callable(fmt) else str(exc)
+    ctx = getattr(exc, "ctx", None)
+    hint = f" (see: {ctx.command_path} --help)" if ctx is not None else ""
+    err_console.print(f"error: {message}{hint}", highlight=False, soft_wrap=True)
+    sys.exit(int(getattr(exc, "exit_code", 2)))
+
+
 def run() -> None:
     """The console script: usage mistakes and failures alike end as one line on stderr."""
     try:
         rv = app(standalone_mode=False)
-    except typer.Abort:
-        err_console.print("error: aborted", highlight=False)
-        sys.exit(1)
-    except typer.TyperException as exc:  # usage mistakes: missing or malformed arguments
-        fmt = getattr(exc, "format_message", None)
-        message = fmt() if callable(fmt) else str(exc)
-        ctx = getattr(exc, "ctx", None)
-        hint = f" (see: {ctx.command_path} --help)" if ctx is not None else ""
-        err_console.print(f"error: {message}{hint}", highlight=False, soft_wrap=True)
-        sys.exit(int(getattr(exc, "exit_code", 2)))
+    except typer.TyperException as exc:
+        if type(exc).__name__ != "NoArgsIsHelpError":  # typer vendors click: match by name
+            _usage_error(exc)
+        sys.exit(0)  # bare `tre` (or a bare group): the help was printed, nothing failed
+    except (typer.Abort, KeyboardInterrupt):
+        err_console.print("error: interrupted", highlight=False)
+        sys.exit(130)
     except (CliError, TreError) as exc:
         err_console.print(f"error: {exc}", highlight=False, soft_wrap=True)
         sys.exit(1)

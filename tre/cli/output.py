@@ -35,9 +35,19 @@ def untrusted(value: object) -> str:
 
 
 def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    """A table on a terminal; tab-separated lines with a header when piped or redirected.
+
+    Never cut a value: ids and hashes must be usable as printed, so a narrow terminal folds
+    a long cell onto more lines instead of ending it with an ellipsis.
+    """
+    if not console.is_terminal:
+        print("\t".join(columns))
+        for r in rows:
+            print("\t".join(terminal_safe("" if v is None else str(v)).replace("\t", " ") for v in r))
+        return
     t = Table(title=title, show_lines=False)
     for c in columns:
-        t.add_column(c)
+        t.add_column(c, overflow="fold")
     for r in rows:
         t.add_row(*(untrusted(v) for v in r))
     console.print(t)

@@ -83,8 +83,10 @@ def list_visible_jobs(
     project_id: str | None = None,
     state: str | None = None,
     limit: int = 100,
+    offset: int = 0,
 ) -> list[Job]:
-    query = select(Job).order_by(Job.created_at.desc()).limit(limit)
+    # Newest first, ties broken by id so pages neither repeat nor skip a job.
+    query = select(Job).order_by(Job.created_at.desc(), Job.id.desc()).limit(limit).offset(offset)
     visible = visible_project_ids(session, principal)
     if visible is not None:
         query = query.where(Job.project_id.in_(visible))

@@ -2,12 +2,27 @@
 
 SQLite is the embedded default, so its connection is tuned for a small multi-process
 deployment (API + worker): WAL, a busy timeout and foreign keys on.
+
+Reads and writes take different paths on SQLite, because under load the difference is
+seconds of p99 (see docs/api-load.md):
+
+* a read-only unit of work (``session_scope(engine, read_only=True)``, every GET/HEAD of
+  the API unless its route writes) starts a DEFERRED transaction with ``query_only`` on:
+  in WAL mode it reads a consistent snapshot, never takes the write lock, never waits for a
+  writer, and a write attempted in it fails loudly instead of forking state;
+* a writing unit of work first takes this process's writer lock, then ``BEGIN IMMEDIATE``:
+  writers in one process queue on a mutex (woken in order, no sleeping) instead of spinning
+  in SQLite's busy handler, which sleeps up to 100 ms per retry; other processes (the
+  worker) are still serialised by SQLite's own lock and the busy timeout. A read-then-write
+  transaction therefore reads under the write lock and cannot build on a stale snapshot.
 """
 
 from __future__ import annotations
 
+import threading
+import weakref
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +34,55 @@ from sqlalchemy.orm import Session, sessionmaker
 from tre.errors import TreError
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+READ_ONLY_OPTION = "tre_read_only"
+BUSY_TIMEOUT_S = 30.0
+# One writer lock per SQLite engine (per database file in this process). Weak keys: an
+# engine disposed by a test does not keep its lock alive.
+_writer_locks: weakref.WeakKeyDictionary[Engine, threading.Lock] = weakref.WeakKeyDictionary()
+_writer_locks_guard = threading.Lock()
+
+
+def is_sqlite(engine: Engine) -> bool:
+    return engine.dialect.name == "sqlite"
+
+
+class DatabaseBusy(TreError):
+    """No write slot within the busy timeout: the caller may retry later."""
+
+    status = 503
+    title = "Database busy"
+    slug = "database-busy"
+
+
+@contextmanager
+def _held(lock: threading.Lock, timeout_s: float) -> Iterator[None]:
+    # A plain Lock, not an RLock: FastAPI may enter and leave a request's session in two
+    # different threadpool threads. The timeout turns a nested writer (a bug) into an error
+    # after the same wait SQLite's busy timeout would have given, not a hang.
+    if not lock.acquire(timeout=timeout_s):
+        raise DatabaseBusy("the database is busy with other writes; try again shortly")
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def raw_writer_lock(engine: Engine) -> threading.Lock | None:
+    """This process's writer lock for a SQLite engine; None for PostgreSQL (it locks rows,
+    not the database). Async callers (the API) acquire it without blocking the event loop."""
+    if not is_sqlite(engine):
+        return None
+    with _writer_locks_guard:
+        lock = _writer_locks.get(engine)
+        if lock is None:
+            lock = _writer_locks[engine] = threading.Lock()
+    return lock
+
+
+def writer_lock(engine: Engine) -> AbstractContextManager[Any]:
+    """The in-process lock a SQLite writer holds for its whole transaction (no-op elsewhere)."""
+    lock = raw_writer_lock(engine)
+    return nullcontext() if lock is None else _held(lock, BUSY_TIMEOUT_S)
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -26,7 +90,10 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         path = url.split(":///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
+            # SQLite connections are cheap: a pool deep enough for the API's database slots.
+            kwargs.setdefault("pool_size", 20)
+            kwargs.setdefault("max_overflow", 4)
+        engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_S}, **kwargs)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -40,9 +107,16 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn: Any) -> None:
-            # IMMEDIATE takes the write lock up front: read-then-write transactions (audit
+            read_only = bool(conn.get_execution_options().get(READ_ONLY_OPTION))
+            # query_only is per connection: switched only when this transaction's kind differs
+            # from the last one on the pooled connection (a statement less per transaction).
+            if conn.info.get(READ_ONLY_OPTION, False) != read_only:
+                conn.exec_driver_sql(f"PRAGMA query_only={'ON' if read_only else 'OFF'}")
+                conn.info[READ_ONLY_OPTION] = read_only
+            # A snapshot read takes no write lock (and SQLite refuses any write in it);
+            # IMMEDIATE takes the write lock up front, so read-then-write transactions (audit
             # appends, job claims) cannot interleave and fork state.
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            conn.exec_driver_sql("BEGIN DEFERRED" if read_only else "BEGIN IMMEDIATE")
 
         return engine
     return create_engine(url, pool_pre_ping=True, **kwargs)
@@ -64,18 +138,49 @@ def settle(session: Session, exc: BaseException) -> None:
         session.rollback()
 
 
+def read_only_engine(engine: Engine) -> Engine:
+    """The same engine and pool, with transactions marked read-only (see the module doc)."""
+    return engine.execution_options(**{READ_ONLY_OPTION: True})
+
+
+def new_session(engine: Engine, *, read_only: bool = False) -> Session:
+    """A session whose transactions are read-only snapshots or ordinary (writing) ones."""
+    if not read_only:
+        return session_factory(engine)()
+    session = Session(bind=read_only_engine(engine), expire_on_commit=False)
+    if not is_sqlite(engine):
+        session.connection(execution_options={"postgresql_readonly": True})
+    return session
+
+
 @contextmanager
-def session_scope(engine: Engine) -> Iterator[Session]:
-    """One unit of work: commit on success; on error see `settle`."""
-    session = session_factory(engine)()
-    try:
-        yield session
-        session.commit()
-    except BaseException as exc:
-        settle(session, exc)
-        raise
-    finally:
-        session.close()
+def session_scope(engine: Engine, *, read_only: bool = False) -> Iterator[Session]:
+    """One unit of work: commit on success; on error see `settle`.
+
+    ``read_only`` units never take SQLite's write lock (PostgreSQL runs them as READ ONLY
+    transactions); writing ones hold the process's writer lock until they end.
+    """
+    if read_only:
+        session = new_session(engine, read_only=True)
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+        return
+    with writer_lock(engine):
+        session = session_factory(engine)()
+        try:
+            yield session
+            session.commit()
+        except BaseException as exc:
+            settle(session, exc)
+            raise
+        finally:
+            session.close()
 
 
 def alembic_config(engine: Engine) -> Config:

@@ -30,7 +30,8 @@ def list_users(_: Principal = Depends(admin_only), session: Session = Depends(ge
 def create_user(
     body: UserIn, p: Principal = Depends(admin_only), session: Session = Depends(get_session)
 ) -> UserOut:
-    return _out(registry.create_user(session, p.user_id, body.id, body.roles, body.display_name, body.email))
+    roles: list[str] = list(body.roles)
+    return _out(registry.create_user(session, p.user_id, body.id, roles, body.display_name, body.email))
 
 
 @router.put("/users/{user_id}/roles", response_model=UserOut)
@@ -40,7 +41,7 @@ def set_roles(
     p: Principal = Depends(admin_only),
     session: Session = Depends(get_session),
 ) -> UserOut:
-    return _out(registry.set_user_roles(session, p.user_id, user_id, body.roles))
+    return _out(registry.set_user_roles(session, p.user_id, user_id, [str(r) for r in body.roles]))
 
 
 @router.post("/users/{user_id}/disable", response_model=UserOut)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query
 from sqlalchemy.orm import Session
 
 from tre import registry
+from tre.access import STAFF_ROLES, user_project_ids
 from tre.api.deps import any_role, get_session, get_settings_dep, require_roles
-from tre.api.schemas import DatasetIn, DatasetOut, GrantIn, GrantOut, RevokeIn
+from tre.api.schemas import SLUG_PATTERN, DatasetIn, DatasetOut, GrantIn, GrantOut, RevokeIn
 from tre.auth.principal import Principal
 from tre.config import Settings
 
@@ -47,11 +48,15 @@ def register_dataset(
 
 @router.get("/grants", response_model=list[GrantOut])
 def list_grants(
-    project_id: str | None = None,
-    p: Principal = Depends(require_roles("admin", "auditor", "dac")),
+    project_id: str | None = Query(None, pattern=SLUG_PATTERN, max_length=63),
+    p: Principal = Depends(readers),
     session: Session = Depends(get_session),
 ) -> list[GrantOut]:
-    return [GrantOut.model_validate(g) for g in registry.list_grants(session, project_id)]
+    """Grants with their expiry: staff see all, a researcher those of their own projects
+    (`tre grant list`, to know what may be run before submitting)."""
+    visible = None if p.has(*STAFF_ROLES) else user_project_ids(session, p.user_id)
+    grants = registry.list_grants(session, project_id)
+    return [GrantOut.model_validate(g) for g in grants if visible is None or g.project_id in visible]
 
 
 @router.post("/grants", response_model=GrantOut, status_code=201)

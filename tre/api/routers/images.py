@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from tre.access import user_project_ids
 from tre.api.deps import any_role, get_session, get_settings_dep, require_roles
 from tre.api.problems import Problem
+from tre.api.schemas import IMAGE_REF_PATTERN
 from tre.audit import record_event
 from tre.auth.principal import Principal
 from tre.config import Settings
@@ -45,14 +46,14 @@ class ImageOut(BaseModel):
 
 class ApprovalIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    reference: str = Field(max_length=600)
+    reference: str = Field(max_length=600, pattern=IMAGE_REF_PATTERN)
     project_id: str = Field(max_length=64)
     external: bool = False
 
 
 class RevokeImageIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    reference: str = Field(max_length=600)
+    reference: str = Field(max_length=600, pattern=IMAGE_REF_PATTERN)
     project_id: str = Field(max_length=64)
 
 
@@ -67,7 +68,7 @@ class ApprovalOut(BaseModel):
 
 class PushIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    reference: str = Field(max_length=600)
+    reference: str = Field(max_length=600, pattern=IMAGE_REF_PATTERN)
 
 
 class PushOut(BaseModel):

@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Query, Response
+from fastapi.responses import PlainTextResponse
 from sqlalchemy.orm import Session
 
 from egress_review import outputnames
 from egress_review.joblog import researcher_log
 from tre.access import reads_raw_logs
 from tre.api.bounds import MAX_LOG_OFFSET
-from tre.api.deps import any_role, get_session, get_settings_dep, require_roles
-from tre.api.schemas import JobIn, JobOut, JobOutputOut
+from tre.api.deps import any_role, get_session, get_settings_dep, require_roles, writes_on_read
+from tre.api.openapi import body_of
+from tre.api.schemas import SLUG_PATTERN, JobIn, JobOut, JobOutputOut
 from tre.audit.events import record_read
 from tre.auth.principal import Principal
 from tre.config import Settings
 from tre.jobs import service
 from tre.jobs.admission import JobRequest
+from tre.store.models import JobState
 
 router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
 submitters = require_roles("researcher", "admin")
@@ -35,13 +38,15 @@ def submit_job(
 
 @router.get("", response_model=list[JobOut])
 def list_jobs(
-    project_id: str | None = None,
-    state: str | None = None,
+    project_id: str | None = Query(None, pattern=SLUG_PATTERN, max_length=63),
+    state: JobState | None = None,
     limit: int = Query(100, ge=1, le=1000),
+    offset: int = Query(0, ge=0, le=1_000_000, description="Skip this many (newest first), to page."),
     p: Principal = Depends(readers),
     session: Session = Depends(get_session),
 ) -> list[JobOut]:
-    return [JobOut.model_validate(j) for j in service.list_visible_jobs(session, p, project_id, state, limit)]
+    jobs = service.list_visible_jobs(session, p, project_id, state.value if state else None, limit, offset)
+    return [JobOut.model_validate(j) for j in jobs]
 
 
 @router.get("/{job_id}", response_model=JobOut)
@@ -49,7 +54,19 @@ def get_job(job_id: str, p: Principal = Depends(readers), session: Session = Dep
     return JobOut.model_validate(service.get_visible_job(session, p, job_id))
 
 
-@router.get("/{job_id}/logs")
+@router.get(
+    "/{job_id}/logs",
+    response_class=PlainTextResponse,
+    responses=body_of(
+        "text/plain",
+        "The log from ``offset`` (screened for researchers).",
+        headers={
+            "X-Next-Offset": {"type": "integer", "minimum": 0, "description": "The offset to ask for next."},
+            "X-Job-State": {"type": "string", "enum": [s.value for s in JobState]},
+        },
+    ),
+)
+@writes_on_read  # charges the project's daily log budget (log_reveals)
 def get_logs(
     job_id: str,
     offset: int = Query(0, ge=0, le=MAX_LOG_OFFSET),

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tre.access import user_project_ids
-from tre.api.deps import current_principal, get_session
+from tre.api.deps import current_principal, get_session, writes_on_read
 from tre.api.schemas import MeOut
 from tre.audit import record_event
 from tre.auth.principal import Principal
@@ -39,6 +39,7 @@ def signed_in_before(session: Session, principal: Principal) -> bool:
 
 
 @router.get("/me", response_model=MeOut)
+@writes_on_read
 def whoami(
     principal: Principal = Depends(current_principal), session: Session = Depends(get_session)
 ) -> MeOut:

@@ -1,0 +1,332 @@
+"""Open-loop load on the API: fixed arrival rates, latency per endpoint, SQLite and PostgreSQL.
+
+Three processes, as in a deployment: this one (setup and report), the API (uvicorn, one
+worker process, job worker off) and the load generator (asyncio + aiohttp). The generator
+is open-loop: request *i* is due at ``start + i / rate`` whether or not earlier ones have
+answered, and its latency is measured from when it was due, so a stalled server shows up in
+the percentiles instead of silently lowering the offered load (coordinated omission).
+
+Targets (issue 12, 2 cores, generator on the same machine): job submission 100 req/s with
+p99 <= 100 ms; reads 500 req/s with p99 <= 50 ms. The script prints the ratio to the target
+per endpoint; it asserts nothing, since the machine it runs on may be shared.
+
+    python benchmarks/bench_api.py                      # both databases, 10 s per phase
+    python benchmarks/bench_api.py --db sqlite --duration 20
+    python benchmarks/bench_api.py --db sqlite --profile /tmp/api.svg   # py-spy, all threads
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from tests.worlds import IMAGE  # noqa: E402 - the image the test worlds approve
+
+SUBMIT_TARGET = (100.0, 0.100)  # req/s, p99 seconds
+READ_TARGET = (500.0, 0.050)
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One load phase: a mix of endpoints offered together at a total arrival rate."""
+
+    name: str
+    rate: float
+    target_p99_s: float
+    endpoints: tuple[str, ...]  # round-robin over these
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# --------------------------------------------------------------------------- setup
+
+
+def prepare(home: Path, url: str) -> dict[str, Any]:
+    """Migrate, populate a small TRE (users, project, dataset, grant, a few jobs), mint tokens."""
+    from pydicom.data import get_testdata_file
+
+    from tests.worlds import WorldFactory
+    from tre.audit import configure
+    from tre.auth.tokens import TokenIssuer
+    from tre.config import Settings
+    from tre.store.db import init_db, make_engine, session_scope
+
+    settings = Settings(
+        home=home, database_url=url, policies_dir=REPO / "policies", data_dir=home.parent / "data"
+    )
+    settings.ensure_dirs()
+    data = home.parent / "data" / "ct"
+    data.mkdir(parents=True, exist_ok=True)
+    for name in ("CT_small.dcm", "MR_small.dcm"):
+        shutil.copyfile(get_testdata_file(name), data / name)
+    engine = make_engine(url)
+    init_db(engine)
+    configure(engine, settings.keys_dir)
+    with session_scope(engine) as s:
+        make = WorldFactory(s)
+        make.users({"root": ["admin"], "alice": ["researcher"]})
+        make.project(
+            "p1",
+            "Load project",
+            ["alice"],
+            quota={"max_cpu": 4, "max_memory_mb": 4096, "max_concurrent_jobs": 1_000_000},
+        )
+        make.dataset("ct1", data, "CT sample")
+        make.grant("p1", "ct1", days=1)
+        make.approve_image("p1", IMAGE)
+        job_ids = [
+            make.finished_job(settings, "p1", "alice", ["ct1"], {"out.txt": b"x" * 10}) for _ in range(20)
+        ]
+    engine.dispose()
+    issuer = TokenIssuer.from_settings(settings)
+    return {"token": issuer.mint("alice", ["researcher"], ttl_s=3600), "job_ids": job_ids}
+
+
+def serve(home: str, url: str, port: int) -> None:
+    """The API process: the real app under uvicorn, worker off, access log off."""
+    import uvicorn
+
+    from tre.api.app import create_app
+    from tre.config import Settings
+
+    settings = Settings(home=Path(home), database_url=url, policies_dir=REPO / "policies")
+    app = create_app(settings, migrate=False)
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+def start_server(home: Path, url: str, profile: Path | None) -> tuple[subprocess.Popen[bytes], str]:
+    port = _free_port()
+    cmd = [sys.executable, __file__, "--serve", str(home), url, str(port)]
+    if profile is not None:
+        pyspy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+        fmt = "raw" if profile.suffix == ".txt" else "flamegraph"  # raw: collapsed stacks
+        cmd = [pyspy, "record", "-r", "200", "-f", fmt, "-o", str(profile), "--", *cmd]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    # A file, not a pipe: a server that logs more than a pipe holds would block on it.
+    log = (home.parent / "api.log").open("wb")
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return proc, base
+        except OSError:
+            if proc.poll() is not None:
+                log_tail = (home.parent / "api.log").read_text()[-2000:]
+                raise RuntimeError(f"API did not start: {log_tail}") from None
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("API did not start within 60 s")
+
+
+# --------------------------------------------------------------------------- load generator
+
+
+def request_for(endpoint: str, ctx: dict[str, Any], i: int) -> tuple[str, str, dict[str, Any] | None]:
+    jobs = ctx["job_ids"]
+    if endpoint == "POST /api/v1/jobs":
+        body = {
+            "project_id": "p1",
+            "image": IMAGE,
+            "command": ["python3", "-c", f"print({i})"],
+            "dataset_ids": ["ct1"],
+            "cpu": 1,
+            "memory_mb": 512,
+            "time_limit_s": 30,
+        }
+        return "POST", "/api/v1/jobs", body
+    if endpoint == "GET /api/v1/jobs/{id}":
+        return "GET", f"/api/v1/jobs/{jobs[i % len(jobs)]}", None
+    method, path = endpoint.split(" ", 1)
+    return method, path, None
+
+
+async def _drive(base: str, ctx: dict[str, Any], phase: Phase, duration: float) -> dict[str, Any]:
+    import aiohttp
+
+    n = int(phase.rate * duration)
+    results: dict[str, list[tuple[float, int]]] = {e: [] for e in phase.endpoints}
+    headers = {"Authorization": f"Bearer {ctx['token']}"}
+    connector = aiohttp.TCPConnector(limit=512)
+    timeout = aiohttp.ClientTimeout(total=30)
+    async with aiohttp.ClientSession(base, connector=connector, headers=headers, timeout=timeout) as http:
+
+        async def one(i: int, due: float) -> None:
+            endpoint = phase.endpoints[i % len(phase.endpoints)]
+            method, path, body = request_for(endpoint, ctx, i)
+            status = 0
+            try:
+                async with http.request(method, path, json=body) as resp:
+                    await resp.read()
+                    status = resp.status
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                print(repr(exc), file=sys.stderr)
+                status = -1
+            results[endpoint].append((time.perf_counter() - due, status))
+
+        start = time.perf_counter() + 0.2
+        tasks = []
+        for i in range(n):
+            due = start + i / phase.rate
+            delay = due - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(i, due)))
+        await asyncio.gather(*tasks)
+        elapsed = time.perf_counter() - start
+    return {"elapsed": elapsed, "results": results}
+
+
+def generator_main(base: str, ctx_json: str, phase_json: str, duration: float) -> None:
+    """The load generator process: prints one JSON document with raw latencies."""
+    ctx = json.loads(ctx_json)
+    p = json.loads(phase_json)
+    phase = Phase(p["name"], p["rate"], p["target_p99_s"], tuple(p["endpoints"]))
+    out = asyncio.run(_drive(base, ctx, phase, duration))
+    print(json.dumps(out))
+
+
+def run_phase(base: str, ctx: dict[str, Any], phase: Phase, duration: float) -> dict[str, Any]:
+    cmd = [
+        sys.executable,
+        __file__,
+        "--generate",
+        base,
+        json.dumps(ctx),
+        json.dumps(phase.__dict__),
+        str(duration),
+    ]
+    done = subprocess.run(
+        cmd, capture_output=True, text=True, check=True, env={**os.environ, "PYTHONPATH": str(REPO)}
+    )
+    return dict(json.loads(done.stdout))
+
+
+# --------------------------------------------------------------------------- report
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    k = min(len(sorted_values) - 1, max(0, int(round(q * (len(sorted_values) - 1)))))
+    return sorted_values[k]
+
+
+def report(db: str, phase: Phase, out: dict[str, Any]) -> list[str]:
+    lines = []
+    per_endpoint_rate = phase.rate / len(phase.endpoints)
+    for endpoint, samples in out["results"].items():
+        lat = sorted(s[0] for s in samples)
+        ok = sum(1 for s in samples if 200 <= s[1] < 300)
+        errors = len(samples) - ok
+        p50, p95, p99 = (percentile(lat, q) * 1000 for q in (0.50, 0.95, 0.99))
+        thr = ok / out["elapsed"] if out["elapsed"] else 0.0
+        ratio = p99 / (phase.target_p99_s * 1000)
+        lines.append(
+            f"{db:10} {phase.name:7} {endpoint:24} offered {per_endpoint_rate:6.1f}/s  ok {thr:6.1f}/s  "
+            f"p50 {p50:7.1f} ms  p95 {p95:7.1f} ms  p99 {p99:7.1f} ms  errors {errors:4d}  "
+            f"p99/target {ratio:5.2f}"
+        )
+    total_ok = sum(1 for s in out["results"].values() for x in s if 200 <= x[1] < 300)
+    lines.append(
+        f"{db:10} {phase.name:7} {'(all)':24} offered {phase.rate:6.1f}/s  "
+        f"ok {total_ok / out['elapsed']:6.1f}/s"
+    )
+    return lines
+
+
+def database_url(db: str, home: Path) -> tuple[str, Any]:
+    if db == "sqlite":
+        return f"sqlite:///{home / 'tre.db'}", None
+    from tests.pg_server import PgServer
+
+    server = PgServer()
+    server.start()
+    return server.create_database(), server
+
+
+def bench(db: str, duration: float, phases: list[Phase], profile: Path | None) -> list[str]:
+    root = Path(tempfile.mkdtemp(prefix="tre-bench-api-"))
+    home = root / "home"
+    url, pg = database_url(db, home)
+    lines: list[str] = []
+    try:
+        ctx = prepare(home, url)
+        proc, base = start_server(home, url, profile)
+        try:
+            run_phase(base, ctx, Phase("warmup", 50, 1.0, phases[0].endpoints), 2.0)
+            for phase in phases:
+                lines += report(db, phase, run_phase(base, ctx, phase, duration))
+                print("\n".join(lines[-len(phase.endpoints) - 1 :]), flush=True)
+            errors = (root / "api.log").read_text(errors="replace").count("Traceback")
+            lines.append(f"{db:10} server log: {errors} tracebacks")
+        finally:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    finally:
+        if pg is not None:
+            pg.stop()
+        shutil.rmtree(root, ignore_errors=True)
+    return lines
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--serve":
+        serve(sys.argv[2], sys.argv[3], int(sys.argv[4]))
+        return
+    if len(sys.argv) > 1 and sys.argv[1] == "--generate":
+        generator_main(sys.argv[2], sys.argv[3], sys.argv[4], float(sys.argv[5]))
+        return
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--db", choices=["sqlite", "postgresql", "both"], default="both")
+    ap.add_argument("--duration", type=float, default=10.0, help="seconds per phase")
+    ap.add_argument("--submit-rate", type=float, default=SUBMIT_TARGET[0])
+    ap.add_argument("--read-rate", type=float, default=READ_TARGET[0])
+    ap.add_argument("--profile", type=Path, help="record the API with py-spy (flame graph SVG)")
+    args = ap.parse_args()
+    phases = [
+        Phase("submit", args.submit_rate, SUBMIT_TARGET[1], ("POST /api/v1/jobs",)),
+        Phase(
+            "read",
+            args.read_rate,
+            READ_TARGET[1],
+            ("GET /api/v1/jobs", "GET /api/v1/jobs/{id}", "GET /api/v1/datasets", "GET /api/v1/projects"),
+        ),
+    ]
+    dbs = ["sqlite", "postgresql"] if args.db == "both" else [args.db]
+    print(
+        f"# bench_api: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, "
+        f"{args.duration:.0f} s per phase"
+    )
+    lines = []
+    for db in dbs:
+        lines += bench(db, args.duration, phases, args.profile)
+    print("\n# summary")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

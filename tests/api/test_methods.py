@@ -1,0 +1,29 @@
+"""A method a path does not take is answered 405 with every method it does take in ``Allow``.
+
+Starlette named only the first route it tried, so ``OPTIONS /api/v1/jobs`` said
+``Allow: GET`` although the path also takes POST.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import World
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("OPTIONS", "/api/v1/jobs", {"GET", "HEAD", "POST"}),
+        ("DELETE", "/api/v1/jobs", {"GET", "HEAD", "POST"}),
+        ("OPTIONS", "/api/v1/grants", {"GET", "HEAD", "POST"}),
+        ("PUT", "/api/v1/jobs/abc/cancel", {"POST"}),
+    ],
+)
+def test_405_lists_every_allowed_method(
+    app_client, world: World, method: str, path: str, allowed: set[str]
+) -> None:  # type: ignore[no-untyped-def]
+    r = app_client.request(method, path, headers=world.headers["alice"])
+    assert r.status_code == 405
+    assert r.headers["content-type"].startswith("application/problem+json")
+    assert {m.strip() for m in r.headers["allow"].split(",")} == allowed

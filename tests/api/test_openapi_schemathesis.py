@@ -1,0 +1,106 @@
+"""The OpenAPI document tells the truth: schemathesis with ALL its checks, once per role.
+
+Every operation gets generated requests (valid and invalid by the schema, and the same with
+ids that exist) with a researcher's, a DAC member's, an auditor's and an admin's token, and
+every answer must conform: documented status codes, content types, headers and bodies,
+no 5xx, refusals of schema-invalid requests, and so on. Clients are generated from this
+document, so a mismatch is a bug whichever side is wrong. Bounded (a few examples per
+operation, no shrinking, no example database).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+
+schemathesis = pytest.importorskip("schemathesis")
+from hypothesis import HealthCheck, Phase, given, seed, settings  # noqa: E402
+from schemathesis.generation.modes import GenerationMode  # noqa: E402
+
+from tests.worlds import job_body  # noqa: E402
+from tre.jobs.paths import log_path  # noqa: E402
+
+EXAMPLES_PER_OPERATION = 6
+# Not yet true, and why (docs/api-load.md lists them): a rule across fields or about the
+# server's state that JSON Schema cannot say, answered 400/422 for a schema-valid request
+# (ST202), or a filter that accepts what its schema would refuse (ST201). Only these
+# operations may fail, and only these checks; anything else fails the test.
+KNOWN_GAPS = {
+    ("GET /api/v1/audit/proof/consistency", "ST202"),  # first <= second
+    ("POST /api/v1/datasets", "ST202"),  # the path must be an existing folder
+    ("POST /api/v1/egress/requests", "ST202"),  # at least one output file of the job
+    ("POST /api/v1/images", "ST202"),  # the body must be an image archive
+    ("POST /api/v1/images/push", "ST202"),  # the image must be imported
+    ("POST /api/v1/images/approvals", "ST202"),  # the image must be imported
+    ("POST /api/v1/images/approvals/revoke", "ST202"),  # the approval must exist
+    ("POST /api/v1/jobs", "ST202"),  # admission: grants, quota, image approval
+    ("POST /api/v1/egress/requests/{request_id}/resolution", "ST202"),
+    ("POST /api/v1/jobs", "ST201"),  # a huge invalid body is refused 413 before the schema
+    ("GET /ga4gh/tes/v1/tasks", "ST202"),  # page_token must be one the server gave out
+    ("POST /ga4gh/tes/v1/tasks", "ST202"),  # GA4GH's schema; tags.Project is required here
+    ("GET /ga4gh/tes/v1/tasks", "ST201"),
+    ("GET /api/v1/grants", "ST201"),
+    ("GET /api/v1/egress/requests", "ST201"),
+    ("GET /api/v1/images", "ST201"),
+    ("GET /api/v1/audit/entries", "ST201"),
+}
+ROLES = (("alice", "researcher"), ("dana", "dac"), ("audrey", "auditor"), ("root", "admin"))
+
+
+@schemathesis.serializer("application/gzip", "application/x-tar", "application/octet-stream")
+def _raw_bytes(ctx: Any, value: Any) -> bytes:
+    if isinstance(value, bytes | bytearray):
+        return bytes(value)
+    return repr(value).encode()
+
+
+def fuzz_all_checks(app: Any, headers: dict[str, str], known: dict[str, str]) -> list[str]:
+    schema = schemathesis.openapi.from_asgi("/openapi.json", app)
+    failures: list[str] = []
+    for result in schema.get_all_operations():
+        operation = result.ok()
+        ids = {k: v for k, v in known.items() if "{" + k + "}" in operation.path}
+        strategy = operation.as_strategy(GenerationMode.POSITIVE) | operation.as_strategy(
+            GenerationMode.NEGATIVE
+        )
+        if ids:
+            strategy = strategy | operation.as_strategy(GenerationMode.POSITIVE, path_parameters=ids)
+
+        @seed(20261129)  # reproducible: the same requests on every run of the same schema
+        @given(case=strategy)
+        @settings(
+            max_examples=EXAMPLES_PER_OPERATION,
+            deadline=None,
+            database=None,
+            phases=[Phase.explicit, Phase.generate],
+            suppress_health_check=list(HealthCheck),
+        )
+        def run(case: Any) -> None:
+            response = case.call(headers=headers)
+            try:
+                case.validate_response(response)  # every registered check
+            except (Exception, BaseExceptionGroup) as exc:  # noqa: BLE001 - collect, then report all
+                text = str(exc)
+                codes = sorted(set(re.findall(r"\bST\d{3}\b", text))) or ["other"]
+                if all((operation.label, code) in KNOWN_GAPS for code in codes):
+                    return
+                first = " | ".join(text.strip().splitlines()[2:4])[:200]
+                failures.append(f"{operation.label}: {first} -> {response.status_code} {response.text[:200]}")
+
+        run()
+    return failures
+
+
+@pytest.mark.parametrize(("user", "role"), ROLES)
+def test_every_answer_conforms_to_the_schema(  # type: ignore[no-untyped-def]
+    app, app_client, world, settings, token_for, user: str, role: str, tmp_path, monkeypatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    job = app_client.post("/api/v1/jobs", headers=world.headers["alice"], json=job_body()).json()["id"]
+    log_path(settings, job).parent.mkdir(parents=True, exist_ok=True)
+    log_path(settings, job).write_text("step 1\nstep 2\n")
+    known = {"job_id": job, "project_id": "p1", "user_id": "alice", "grant_id": world.grant_id}
+    failures = fuzz_all_checks(app, {"Authorization": f"Bearer {token_for(user, role)}"}, known)
+    assert not failures, f"{len(failures)} failures:\n" + "\n".join(sorted(set(failures))[:60])
