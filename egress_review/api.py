@@ -177,8 +177,10 @@ def digest_headers(sha256_hex: str) -> dict[str, str]:
     return {"Repr-Digest": f"sha-256=:{b64}:", "X-Content-SHA256": sha256_hex}
 
 
-@router.get("/requests/{request_id}/files/{file_id}",
-            responses=body_of("application/octet-stream", "The released file's bytes."))
+@router.get(
+    "/requests/{request_id}/files/{file_id}",
+    responses=body_of("application/octet-stream", "The released file's bytes."),
+)
 def download(
     request_id: str,
     file_id: RowId,
