@@ -9,51 +9,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
 from pathlib import Path
 
 import httpx
 import pytest
 from typer.testing import CliRunner
 
-from tests.egress.test_workflow_support import LiveServer, seed_world, with_egress_routes
+from tests.egress.test_workflow_support import seed_world
 from tre.config import reset_settings_cache
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-component-update",
-    "--disable-sync",
-]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-
-
-@pytest.fixture
-def browser():  # type: ignore[no-untyped-def]
-    if not shutil.which(CHROMIUM):
-        if os.environ.get("CI"):
-            pytest.fail("chromium missing in CI: scripts/install-system-deps must install it")
-        pytest.skip("Debian chromium not installed (run scripts/install-system-deps)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        yield b
-        b.close()
-
-
-@pytest.fixture
-def live(app, esettings):  # type: ignore[no-untyped-def]
-    with LiveServer(with_egress_routes(app)) as server:
-        yield server
 
 
 def sign_in(browser, live, token: str):  # type: ignore[no-untyped-def]

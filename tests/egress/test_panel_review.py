@@ -4,8 +4,6 @@ highlighted SDC cells, NIfTI slices, OCR text for reviewers, collapsed passed fi
 from __future__ import annotations
 
 import io
-import os
-import shutil
 
 import httpx
 import numpy as np
@@ -13,12 +11,10 @@ import pytest
 from PIL import Image, ImageDraw, ImageFont
 
 from tests.egress.planted_corpus import _nifti
-from tests.egress.test_workflow_support import LiveServer, seed_world, with_egress_routes
+from tests.egress.test_workflow_support import seed_world
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
 FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf"
 WIDE = (
     "\n".join(",".join(str((r * 7 + c * 3) % 50 + 10) for c in range(300)) for r in range(120)) + "\n"
@@ -33,26 +29,6 @@ def _label_png() -> bytes:
     buf = io.BytesIO()
     img.save(buf, "PNG")
     return buf.getvalue()
-
-
-@pytest.fixture
-def browser():  # type: ignore[no-untyped-def]
-    if not shutil.which(CHROMIUM):
-        if os.environ.get("CI"):
-            pytest.fail("chromium missing in CI: scripts/install-system-deps must install it")
-        pytest.skip("Debian chromium not installed (run scripts/install-system-deps)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        yield b
-        b.close()
-
-
-@pytest.fixture
-def live(app, esettings):  # type: ignore[no-untyped-def]
-    with LiveServer(with_egress_routes(app)) as server:
-        yield server
 
 
 def _request(live, token: str, job_id: str, files: list[str], why: str) -> str:  # type: ignore[no-untyped-def]
