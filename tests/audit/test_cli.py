@@ -97,7 +97,10 @@ def test_search_export_and_verify(live: str, tmp_path: Path, signer: AuditSigner
     assert res.exit_code == 0, res.output
     assert res.output.count('"actor": "bob"') == 2 and "alice" not in res.output
     res = runner.invoke(audit_app, ["search", "--dataset", "d1", "--project", "p1"])
-    assert res.exit_code == 0 and "audit entries (2)" in res.output, res.output
+    # Not a terminal: a header line and one tab-separated row per entry, ids whole.
+    rows = res.output.strip().splitlines()
+    assert res.exit_code == 0 and rows[0].startswith("idx\t") and len(rows) == 3, res.output
+    assert all("\tdataset.read\tp1\td1\t" in row for row in rows[1:]), res.output
 
     out = tmp_path / "audit.jsonl"
     res = runner.invoke(audit_app, ["export", str(out)])
