@@ -94,22 +94,8 @@ class VerifierKey:
 
     @classmethod
     def parse(cls, vkey: str) -> VerifierKey:
-        parts = vkey.strip().split("+", 2)  # the base64 key may itself contain "+"
-        if len(parts) != 3:
-            raise NoteError("verifier key must be <name>+<hex key id>+<base64 key>")
-        name, hex_id, blob = parts
-        _check_name(name)
-        try:
-            raw = base64.b64decode(blob, validate=True)
-            want_id = bytes.fromhex(hex_id)
-        except (binascii.Error, ValueError) as e:
-            raise NoteError(f"verifier key is not valid hex/base64: {e}") from e
-        if len(raw) != 33 or raw[0] != ALG_ED25519:
-            raise NoteError("verifier key is not an Ed25519 signed-note key")
-        key = cls(name, raw[1:])
-        if key.key_id != want_id:
-            raise NoteError("verifier key ID does not match its name and public key")
-        return key
+        name, public_key = _parse_key(vkey, "verifier key", ALG_ED25519, "an Ed25519 signed-note key")
+        return cls(name, public_key)
 
     def verify(self, message: bytes, signature: bytes) -> bool:
         try:
@@ -117,6 +103,26 @@ class VerifierKey:
         except InvalidSignature:
             return False
         return True
+
+
+def _parse_key(vkey: str, what: str, alg: int, kind: str) -> tuple[str, bytes]:
+    """Name and public key of ``<name>+<hex key id>+<base64(alg || pubkey)>`` (the signed-note
+    encoding of both verifier and witness keys), the key ID checked against name and key."""
+    parts = vkey.strip().split("+", 2)  # the base64 key may itself contain "+"
+    if len(parts) != 3:
+        raise NoteError(f"{what} must be <name>+<hex key id>+<base64 key>")
+    name, hex_id, blob = parts
+    _check_name(name)
+    try:
+        raw = base64.b64decode(blob, validate=True)
+        want_id = bytes.fromhex(hex_id)
+    except (binascii.Error, ValueError) as e:
+        raise NoteError(f"{what} is not valid hex/base64: {e}") from e
+    if len(raw) != 33 or raw[0] != alg:
+        raise NoteError(f"{what} is not {kind}")
+    if key_id(name, raw[1:], alg) != want_id:
+        raise NoteError(f"{what} ID does not match its name and public key")
+    return name, raw[1:]
 
 
 @dataclass(frozen=True)
@@ -140,22 +146,10 @@ class WitnessKey:
 
     @classmethod
     def parse(cls, vkey: str) -> WitnessKey:
-        parts = vkey.strip().split("+", 2)
-        if len(parts) != 3:
-            raise NoteError("witness key must be <name>+<hex key id>+<base64 key>")
-        name, hex_id, blob = parts
-        _check_name(name)
-        try:
-            raw = base64.b64decode(blob, validate=True)
-            want_id = bytes.fromhex(hex_id)
-        except (binascii.Error, ValueError) as e:
-            raise NoteError(f"witness key is not valid hex/base64: {e}") from e
-        if len(raw) != 33 or raw[0] != ALG_COSIGNATURE_V1:
-            raise NoteError("witness key is not a cosignature/v1 (type 0x04) Ed25519 key")
-        key = cls(name, raw[1:])
-        if key.key_id != want_id:
-            raise NoteError("witness key ID does not match its name and public key")
-        return key
+        name, public_key = _parse_key(
+            vkey, "witness key", ALG_COSIGNATURE_V1, "a cosignature/v1 (type 0x04) Ed25519 key"
+        )
+        return cls(name, public_key)
 
     def verify(self, body: str, signature: bytes) -> int | None:
         """The cosigned time (Unix seconds) if ``signature`` (time || sig) cosigns ``body``."""
