@@ -19,6 +19,7 @@ schemathesis = pytest.importorskip("schemathesis")
 from hypothesis import HealthCheck, Phase, given, seed, settings  # noqa: E402
 from schemathesis.generation.modes import GenerationMode  # noqa: E402
 
+import tests.fuzzing  # noqa: E402, F401 - registers the upload-body serializer
 from tests.worlds import job_body  # noqa: E402
 from tre.jobs.paths import log_path  # noqa: E402
 
@@ -47,13 +48,6 @@ KNOWN_GAPS = {
     ("GET /api/v1/audit/entries", "ST201"),
 }
 ROLES = (("alice", "researcher"), ("dana", "dac"), ("audrey", "auditor"), ("root", "admin"))
-
-
-@schemathesis.serializer("application/gzip", "application/x-tar", "application/octet-stream")
-def _raw_bytes(ctx: Any, value: Any) -> bytes:
-    if isinstance(value, bytes | bytearray):
-        return bytes(value)
-    return repr(value).encode()
 
 
 def fuzz_all_checks(app: Any, headers: dict[str, str], known: dict[str, str]) -> list[str]:

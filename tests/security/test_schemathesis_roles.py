@@ -18,19 +18,11 @@ from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
 from schemathesis.checks import not_a_server_error  # noqa: E402
 from schemathesis.generation.modes import GenerationMode  # noqa: E402
 
+import tests.fuzzing  # noqa: E402, F401 - registers the upload-body serializer
 from tests.worlds import job_body  # noqa: E402
 from tre.jobs.paths import log_path  # noqa: E402
 
 EXAMPLES_PER_OPERATION = 10
-
-
-@schemathesis.serializer("application/gzip", "application/x-tar", "application/octet-stream")
-def _raw_bytes(ctx: Any, value: Any) -> bytes:
-    """Upload routes (code archives, images) take raw bytes: send what was generated as is
-    (the routes must refuse garbage with a 4xx, never a 500)."""
-    if isinstance(value, bytes | bytearray):
-        return bytes(value)
-    return repr(value).encode()
 
 
 # Roles in an order where the admin's fuzzing (which may disable users) comes last.
