@@ -78,13 +78,10 @@ def tre_files() -> list[Path]:
 
 
 def recipe(settings: Settings) -> dict[str, object]:
+    """The whole image: the Debian layer's recipe, the tre files it carries, the config."""
     return {
-        "suite": SUITE,
+        **base_recipe(),
         "variant": "essential",
-        "packages": list(PACKAGES),
-        "dpkg": list(DPKG_OPTIONS),
-        "mmdebstrap": list(MMDEBSTRAP_OPTIONS),
-        "sources": SOURCES.read_text() if SOURCES.is_file() else "default",
         "env": ENV,
         "user": USER,
         "files": {
