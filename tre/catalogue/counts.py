@@ -9,6 +9,7 @@ the node's signed audit log.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -20,11 +21,14 @@ from tre.catalogue.disclosure import release_count
 from tre.catalogue.extract import DatasetFacts
 from tre.catalogue.models import CountAnswer, CountQuery, DatasetCount
 from tre.config import Settings
+from tre.errors import TreError
 from tre.policy import AppliedPolicy, policies_for_datasets
 from tre.store.base import new_id, utcnow
 from tre.store.models import Dataset
 
 COUNT_QUERY_ACTION = "catalogue.count_query"
+# Who asked at the hub, as the federation agent names them: recorded, so kept to a plain shape.
+REQUESTER_RE = re.compile(r"^[A-Za-z0-9._@:-]{1,128}$")
 
 
 @dataclass(frozen=True)
@@ -123,6 +127,8 @@ def answer_count_query(
     ``actor`` is who asked this node (a signed-in user, or the federation agent); the agent
     passes the hub's researcher as ``requester`` (a name the node records, not trusts).
     """
+    if requester is not None and not REQUESTER_RE.match(requester):
+        raise TreError("requester must be 1-128 characters of letters, digits, '.', '_', '@', ':' or '-'")
     answer = CountAnswer(
         query_id=new_id(),
         query=query,
