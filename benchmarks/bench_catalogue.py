@@ -2,10 +2,11 @@
 
 Writes a synthetic dataset (N subjects, each a CT CHEST study of S slices and a PT series,
 a third of them an MR HEAD study too: real DICOM files, headers only), registers it in a
-fresh SQLite store, and prints: the time to extract the facts from the headers (first query),
-the time of a count query on the cached facts (the folder's fingerprint re-checked every
-time, TRE_CATALOGUE_RECHECK_S=0, and not re-checked, the default), the time to build the
-JSON-LD catalogue, and the ratios.
+fresh SQLite store, and prints: the time to extract the facts from the headers (paid at
+registration and after the data changes), the time of a count query on the cached facts
+(not re-checked, the default within TRE_CATALOGUE_RECHECK_S, and with the folder's
+fingerprint re-checked every time, TRE_CATALOGUE_RECHECK_S=0), the time to build the JSON-LD
+catalogue, and the ratios.
 
     PYTHONPATH=. .venv/bin/python benchmarks/bench_catalogue.py
     PYTHONPATH=. .venv/bin/python benchmarks/bench_catalogue.py --subjects 2000 --slices 4
@@ -26,12 +27,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from pydicom.uid import generate_uid  # noqa: E402
 
 from tests.catalogue.support import policy_folder, write_series  # noqa: E402
+from tre.catalogue.cache import refresh_facts  # noqa: E402
 from tre.catalogue.counts import answer_count_query  # noqa: E402
 from tre.catalogue.dcat import build_catalogue  # noqa: E402
 from tre.catalogue.models import CountQuery  # noqa: E402
 from tre.config import Settings, reset_settings_cache  # noqa: E402
 from tre.registry import create_user, register_dataset  # noqa: E402
 from tre.store.db import init_db, make_engine, session_scope  # noqa: E402
+from tre.store.models import Dataset  # noqa: E402
 
 
 def write_dataset(folder: Path, subjects: int, slices: int) -> int:
@@ -83,16 +86,22 @@ def main() -> None:
             with session_scope(engine) as s:
                 build_catalogue(s, settings)
 
-        first = timed(ask, 1)  # extracts the facts
+        def extract() -> None:
+            with session_scope(engine) as s:
+                dataset = s.get(Dataset, "bench")
+                assert dataset is not None
+                refresh_facts(s, dataset)
+
+        first = timed(extract, 3)  # what registration, or a query after the data changed, pays
         cached = timed(ask, args.repeat)
         settings.catalogue_recheck_s = 0.0
         rechecked = timed(ask, args.repeat)
         settings.catalogue_recheck_s = 60.0
         jsonld = timed(catalogue, args.repeat)
         print(f"dataset: {args.subjects} subjects, {files} DICOM files")
-        print(f"first query (extracts the facts): {first * 1000:9.1f} ms")
+        print(f"extracting the facts (headers):   {first * 1000:9.1f} ms")
         for label, took in (("cached facts:       ", cached), ("fingerprint checked:", rechecked)):
-            print(f"count query, {label} {took * 1000:9.1f} ms  (first/this {first / took:7.1f}x)")
+            print(f"count query, {label} {took * 1000:9.1f} ms  (extraction/this {first / took:7.1f}x)")
         print(f"JSON-LD catalogue, cached facts:  {jsonld * 1000:9.1f} ms")
         engine.dispose()
 
