@@ -80,8 +80,13 @@ def _entries(folder: Path) -> list[tuple[str, os.stat_result]]:
     root = os.fspath(folder)
     while stack:
         rel = stack.pop()
-        with os.scandir(os.path.join(root, rel) if rel else root) as it:
-            entries = sorted(it, key=lambda e: e.name)
+        try:
+            with os.scandir(os.path.join(root, rel) if rel else root) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except PermissionError:
+            if not rel:
+                raise
+            continue  # a folder the platform cannot list is not part of the dataset it sees
         subdirs = []
         for entry in entries:
             name = f"{rel}/{entry.name}" if rel else entry.name
