@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from tre.audit import record_event
 from tre.catalogue.cache import current_facts
-from tre.catalogue.disclosure import release_count
+from tre.catalogue.disclosure import release_subjects_and_studies
 from tre.catalogue.extract import DatasetFacts
 from tre.catalogue.models import CountAnswer, CountQuery, DatasetCount
 from tre.config import Settings
@@ -75,8 +75,7 @@ def count_dataset(listed: ListedDataset, query: CountQuery) -> DatasetCount:
     else:
         subjects, studies = true_counts(listed.facts, query.modality, query.body_part)
     min_count, round_to = listed.policy.policy.catalogue_limits()
-    shown_subjects = release_count(subjects, min_count, round_to)
-    shown_studies = release_count(studies, min_count, round_to)
+    shown_subjects, shown_studies = release_subjects_and_studies(subjects, studies, min_count, round_to)
     return DatasetCount(
         dataset_id=dataset.id,
         subjects=shown_subjects,
