@@ -45,7 +45,10 @@ from tre.config import Settings
 
 router = APIRouter(prefix="/panel/oidc", include_in_schema=False)
 
-DbSession = Annotated[Session, Depends(get_session)]
+# The session ends before the answer is sent ("function" scope): a refusal page is a 401/403
+# whose audit entry the refusal middleware writes after the answer, and on SQLite that
+# write must not wait for the writer lock this request's own session would still hold.
+DbSession = Annotated[Session, Depends(get_session, scope="function")]
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 
 REFUSAL_WINDOW_S = 300.0

@@ -111,7 +111,9 @@ def login_page(request: Request, settings: SettingsDep) -> HTMLResponse:
 @router.post("/login")
 def login(
     request: Request,
-    session: DbSession,
+    # Ends before the answer (see egress_review.panel.oidc): a refused sign-in's 401/403 is
+    # audited by the refusal middleware, which must not wait on this request's writer lock.
+    session: Annotated[Session, Depends(get_session, scope="function")],
     settings: SettingsDep,
     token: Annotated[str, Form(max_length=8192)],
     csrf: Annotated[str, Form(max_length=200)] = "",

@@ -33,6 +33,16 @@ class OidcWorld:
     settings: Settings
     live: LiveServer
     provider: OidcProviderProcess
+    app: object
+
+    def restart_panel(self) -> None:
+        """Serve the same app again on the same port (after `stop_panel`)."""
+        self.live = LiveServer(self.app, port=self.live.port).__enter__()
+
+    def stop_panel(self) -> None:
+        """Take the panel off the air: the browser's next visit to it fails to connect, so
+        the test can hold the provider's answer unused."""
+        self.live.__exit__()
 
 
 @pytest.fixture(scope="session")
@@ -73,7 +83,7 @@ def oidc_world_factory(provider_installed, settings: Settings, engine: Engine, t
     """Start a provider and the app configured for it; ``access_token_ttl_s`` is adjustable."""
     from tre.api.app import create_app
 
-    stack: list[tuple[OidcProviderProcess, LiveServer]] = []
+    worlds: list[OidcWorld] = []
 
     def make(access_token_ttl_s: int = 600) -> OidcWorld:
         port = free_port()
@@ -83,14 +93,18 @@ def oidc_world_factory(provider_installed, settings: Settings, engine: Engine, t
         ).__enter__()
         s = oidc_settings(settings, idp.issuer, panel_url)
         seed_users(engine)
-        live = LiveServer(create_app(s, engine), port=port).__enter__()
-        stack.append((idp, live))
-        return OidcWorld(issuer=idp.issuer, settings=s, live=live, provider=idp)
+        app = create_app(s, engine)
+        world = OidcWorld(
+            issuer=idp.issuer, settings=s, live=LiveServer(app, port=port), provider=idp, app=app
+        )
+        world.live.__enter__()
+        worlds.append(world)
+        return world
 
     yield make
-    for idp, live in reversed(stack):
-        live.__exit__()
-        idp.__exit__()
+    for world in reversed(worlds):
+        world.live.__exit__()
+        world.provider.__exit__()
 
 
 @pytest.fixture
