@@ -52,7 +52,6 @@ DbSession = Annotated[Session, Depends(get_session, scope="function")]
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 
 REFUSAL_WINDOW_S = 300.0
-_refusals = RecentKeys()
 
 # OAuth 2.0 / OpenID Connect error codes a provider may send back (RFC 6749 4.1.2.1, OIDC
 # Core 3.1.2.6); anything else is shown as "other".
@@ -142,6 +141,14 @@ def _provider(request: Request, settings: Settings) -> OidcProvider:
     return provider
 
 
+def _refusal_window(request: Request) -> RecentKeys:
+    """Which refusals this app recorded recently (one window per app, not per process)."""
+    window: RecentKeys | None = getattr(request.app.state, "oidc_refusals", None)
+    if window is None:
+        window = request.app.state.oidc_refusals = RecentKeys()
+    return window
+
+
 def provider_name(settings: Settings) -> str:
     return settings.oidc_provider_name or settings.oidc_issuer or "the identity provider"
 
@@ -158,7 +165,7 @@ def _refuse(
     """The error page for ``reason``; the reason is audited at most once per window."""
     status, heading, sentence = REFUSALS[reason]
     message = sentence.format(provider=provider_name(settings), **fields)
-    earlier = _refusals.due((reason, actor), REFUSAL_WINDOW_S)
+    earlier = _refusal_window(request).due((reason, actor), REFUSAL_WINDOW_S)
     if earlier is not None:
         record_event(
             session,

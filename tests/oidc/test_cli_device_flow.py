@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+import jwt
 import pytest
 
 from tests.api.test_cli_for_people import one_line_error, tre
@@ -71,7 +72,7 @@ def enter_code(browser, url: str, code: str, username: str | None, approve: bool
 def test_device_flow_login_saves_an_api_token_and_expiry_says_how_to_renew(
     browser, oidc_world_factory, settings
 ) -> None:
-    world = oidc_world_factory(access_token_ttl_s=2)
+    world = oidc_world_factory(access_token_ttl_s=15)
     env = cli_env(settings, world.live)
     proc, url, code = start_login(env)
     assert url.startswith(world.issuer)  # the provider's own page, not one the API serves
@@ -85,8 +86,9 @@ def test_device_flow_login_saves_an_api_token_and_expiry_says_how_to_renew(
     whoami = tre(env, "whoami")
     assert whoami.returncode == 0 and whoami.stdout.startswith("alice roles=researcher")
     context.close()
-    # The provider's access tokens live 2 s here (plus the API's 10 s clock leeway).
-    time.sleep(13)
+    # The provider's access tokens live 15 s here; wait them out (and the API's 10 s leeway).
+    expires = jwt.decode(saved["token"], options={"verify_signature": False})["exp"]
+    time.sleep(max(0.0, expires + 11 - time.time()))
     line = one_line_error(tre(env, "whoami"), 1, "expired", "tre login --oidc", world.issuer)
     assert "Traceback" not in line
 

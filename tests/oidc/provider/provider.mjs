@@ -1,4 +1,6 @@
 // A real OpenID provider for tre's tests: the certified `oidc-provider` package, on loopback.
+// Version 8 (package-lock.json): it runs on Debian 12's Node.js 18 as well as on Node 20+;
+// version 9 needs Node >= 20.18 (URL.parse).
 //
 // Started by tests/oidc/provider_server.py with its settings in the environment:
 //   TRE_TEST_OIDC_PANEL_URL  origin of the panel under test (its client's redirect URIs)
@@ -49,8 +51,8 @@ function configuration() {
     ],
     jwks: { keys: [signingKey] },
     cookies: { keys: [randomBytes(32).toString('hex')] },
-    // PKCE with S256 for every authorization request, public or confidential client.
-    pkce: { required: () => true },
+    // PKCE with S256 only, for every authorization request, public or confidential client.
+    pkce: { methods: ['S256'], required: () => true },
     scopes: ['openid', 'tre', 'offline_access'],
     claims: { openid: ['sub'], tre: ['tre_roles'] },
     async findAccount(ctx, id) {
@@ -93,7 +95,14 @@ const server = createServer();
 server.listen(0, '127.0.0.1', () => {
   const { port } = server.address();
   const issuer = `http://localhost:${port}`;
-  const provider = new Provider(issuer, configuration());
+  let provider;
+  try {
+    provider = new Provider(issuer, configuration());
+  } catch (error) {
+    // Say why on stderr (the fixture shows its log) rather than hang without an issuer line.
+    console.error('the provider did not start:', error);
+    process.exit(1);
+  }
   // A login the accounts table does not know ends the interaction with access_denied, as a
   // real provider refuses an unknown user.
   server.on('request', provider.callback());
