@@ -11,6 +11,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -112,3 +113,32 @@ def test_login_oidc_against_an_embedded_api_says_what_to_do(settings, engine) ->
     with LiveServer(create_app(settings, engine)) as live:
         env = cli_env(settings, live)
         one_line_error(tre(env, "login", "--oidc"), 1, "no OpenID provider", "tre admin token")
+
+
+def test_plain_login_on_a_terminal_finds_the_provider(oidc_world, settings) -> None:
+    """`tre login` without --oidc, typed at a terminal (a pseudo-terminal from util-linux
+    `script`), asks the API how to sign in and starts the device flow instead of a prompt."""
+    env = cli_env(settings, oidc_world.live)
+    command = f"{sys.executable} -m tre.cli.main login"
+    proc = subprocess.Popen(
+        ["script", "-qec", command, "/dev/null"],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert proc.stdout is not None
+    seen: list[str] = []
+    reader = threading.Thread(target=lambda: seen.extend(iter(proc.stdout.readline, "")), daemon=True)  # type: ignore[union-attr]
+    reader.start()
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not CODE_LINE.search("".join(seen)):
+            time.sleep(0.2)
+        found = CODE_LINE.search("".join(seen))
+        assert found, "".join(seen)  # a token prompt instead would leave no such line
+        assert found.group(1).startswith(oidc_world.issuer) and "Token" not in "".join(seen)
+    finally:
+        proc.kill()
+        proc.wait()
