@@ -12,7 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Root runs tre as a system service: state and data live in the system's places, never in
@@ -68,6 +68,22 @@ class Settings(BaseSettings):
     oidc_jwks_url: str | None = None
     oidc_algorithms: list[str] = Field(default_factory=lambda: ["RS256", "ES256", "EdDSA"])
     oidc_roles_claim: str = "tre_roles"
+    # OpenID Connect sign-in (docs/oidc.md). The issuer's discovery document names its
+    # endpoints and keys; with it set, tokens must carry this issuer (token_issuer is then
+    # ignored) and the JWKS comes from discovery unless oidc_jwks_url pins it.
+    oidc_issuer: str | None = None
+    # The review panel's client (authorization code + PKCE); no secret: a public client.
+    oidc_client_id: str | None = None
+    oidc_client_secret: SecretStr | None = None
+    oidc_redirect_url: str | None = Field(
+        default=None, description="The panel's callback as registered: https://HOST/panel/oidc/callback."
+    )
+    oidc_scopes: str = "openid"
+    # The CLI's public client for the device authorization grant (`tre login --oidc`).
+    oidc_cli_client_id: str | None = None
+    # What the panel's sign-in button calls the provider (default: the issuer URL).
+    oidc_provider_name: str | None = None
+    oidc_http_timeout_s: float = Field(default=10.0, gt=0)
 
     # Jobs and executors.
     executor: Literal["local", "kubernetes", "docker"] = "local"
@@ -121,6 +137,20 @@ class Settings(BaseSettings):
             return self.policies_dir
         here = Path(__file__).resolve().parent.parent / "policies"
         return here if here.is_dir() else Path.cwd() / "policies"
+
+    @property
+    def expected_token_issuer(self) -> str:
+        """The ``iss`` every accepted token must carry."""
+        if self.auth_mode == "oidc" and self.oidc_issuer:
+            return self.oidc_issuer
+        return self.token_issuer
+
+    @property
+    def panel_oidc_enabled(self) -> bool:
+        """Whether the review panel signs in through the OIDC provider (code flow + PKCE)."""
+        return bool(
+            self.auth_mode == "oidc" and self.oidc_issuer and self.oidc_client_id and self.oidc_redirect_url
+        )
 
     @property
     def keys_dir(self) -> Path:

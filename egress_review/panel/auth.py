@@ -24,6 +24,8 @@ from tre.auth.principal import Principal
 
 TOKEN_COOKIE = "tre_panel_token"  # noqa: S105 - a cookie name, not a secret
 CSRF_COOKIE = "tre_panel_csrf"
+# The OIDC sign-in's ID token, kept only to name the session at the provider's logout.
+ID_TOKEN_COOKIE = "tre_panel_idt"  # noqa: S105 - a cookie name, not a secret
 COOKIE_PATH = "/panel"
 PANEL_ROLES = ("dac", "admin")
 
@@ -32,10 +34,12 @@ def _secure(request: Request) -> bool:
     return request.url.scheme == "https"
 
 
-def set_token_cookie(response: Response, request: Request, token: str, expires_at: int | None) -> None:
+def set_token_cookie(
+    response: Response, request: Request, token: str, expires_at: int | None, name: str = TOKEN_COOKIE
+) -> None:
     max_age = max(60, int(expires_at - time.time())) if expires_at else 8 * 3600
     response.set_cookie(
-        TOKEN_COOKIE,
+        name,
         token,
         max_age=max_age,
         path=COOKIE_PATH,
@@ -46,7 +50,7 @@ def set_token_cookie(response: Response, request: Request, token: str, expires_a
 
 
 def clear_cookies(response: Response, request: Request) -> None:
-    for name in (TOKEN_COOKIE, CSRF_COOKIE):
+    for name in (TOKEN_COOKIE, CSRF_COOKIE, ID_TOKEN_COOKIE):
         response.delete_cookie(
             name, path=COOKIE_PATH, httponly=True, samesite="strict", secure=_secure(request)
         )

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from egress_review import workflow
 from egress_review.panel import preview
 from egress_review.panel.auth import (
+    ID_TOKEN_COOKIE,
     PANEL_ROLES,
     check_csrf,
     clear_cookies,
@@ -31,9 +32,11 @@ from egress_review.panel.auth import (
     set_csrf_cookie,
     set_token_cookie,
 )
+from egress_review.panel.oidc_session import end_session_url
 from tre.api.bounds import RowId
 from tre.api.deps import get_session, get_settings_dep, principal_from_token
 from tre.api.problems import Problem
+from tre.auth.oidc import OidcError
 from tre.auth.principal import Principal
 from tre.config import Settings
 from tre.errors import NotFound, TreError
@@ -87,34 +90,46 @@ def see_other(url: str) -> RedirectResponse:
 # ---------------------------------------------------------------------------- sign-in
 
 
+def _login_context(settings: Settings, error: str | None = None) -> dict[str, Any]:
+    """The sign-in page offers the OIDC provider when one is configured, the paste-a-token
+    form only for the embedded issuer, and neither for an OIDC issuer without a panel client."""
+    return {
+        "error": error,
+        "principal": None,
+        "paste_token": settings.auth_mode == "embedded",
+        "oidc_provider": (settings.oidc_provider_name or settings.oidc_issuer)
+        if settings.panel_oidc_enabled
+        else None,
+    }
+
+
 @router.get("/login")
-def login_page(request: Request) -> HTMLResponse:
-    return render(request, "login.html", {"error": None, "principal": None})
+def login_page(request: Request, settings: SettingsDep) -> HTMLResponse:
+    return render(request, "login.html", _login_context(settings))
 
 
 @router.post("/login")
 def login(
     request: Request,
-    session: DbSession,
+    # Ends before the answer (see egress_review.panel.oidc): a refused sign-in's 401/403 is
+    # audited by the refusal middleware, which must not wait on this request's writer lock.
+    session: Annotated[Session, Depends(get_session, scope="function")],
+    settings: SettingsDep,
     token: Annotated[str, Form(max_length=8192)],
     csrf: Annotated[str, Form(max_length=200)] = "",
 ) -> Response:
     check_csrf(request, csrf)
+    if settings.auth_mode != "embedded":
+        error = "pasting a token is only for the embedded issuer; sign in with your identity provider"
+        return render(request, "login.html", _login_context(settings, error), status=403)
     token = token.strip()
     try:
         principal = principal_from_token(request, token, session)
     except Problem as exc:
-        return render(request, "login.html", {"error": exc.detail, "principal": None}, status=401)
+        return render(request, "login.html", _login_context(settings, exc.detail), status=401)
     if not principal.has(*PANEL_ROLES):
-        return render(
-            request,
-            "login.html",
-            {
-                "error": "this token does not carry the dac or admin role; the panel is for reviewers",
-                "principal": None,
-            },
-            status=403,
-        )
+        error = "this token does not carry the dac or admin role; the panel is for reviewers"
+        return render(request, "login.html", _login_context(settings, error), status=403)
     claims = request.app.state.verifier.verify(token)
     response = see_other("/panel/")
     set_token_cookie(response, request, token, int(claims["exp"]))
@@ -124,11 +139,35 @@ def login(
 
 
 @router.post("/logout")
-def logout(request: Request, csrf: Annotated[str, Form(max_length=200)] = "") -> Response:
+def logout(
+    request: Request, settings: SettingsDep, csrf: Annotated[str, Form(max_length=200)] = ""
+) -> Response:
+    """Forget the session here; with an OIDC provider that offers it, end the session there
+    too (RP-initiated logout), through a page that moves on by itself: the form's CSP allows
+    posts to this origin only, which Chromium also applies to a redirect after the post."""
     check_csrf(request, csrf)
-    response = see_other("/panel/login")
+    end_session = _provider_logout_url(request, settings)
+    if end_session:
+        response: Response = render(
+            request,
+            "signed_out.html",
+            {"principal": None, "next": end_session, "provider": settings.oidc_issuer},
+        )
+    else:
+        response = see_other("/panel/login")
     clear_cookies(response, request)
     return response
+
+
+def _provider_logout_url(request: Request, settings: Settings) -> str | None:
+    provider = getattr(request.app.state.verifier, "provider", None)
+    if not settings.panel_oidc_enabled or provider is None:
+        return None
+    try:
+        discovery = provider.discovery()
+    except OidcError:
+        return None  # signed out here; the provider's session ends on its own
+    return end_session_url(settings, discovery, request.cookies.get(ID_TOKEN_COOKIE))
 
 
 @router.get("/static/{name}")

@@ -169,10 +169,10 @@ def free_port() -> int:
 class LiveServer:
     """The real app under uvicorn on 127.0.0.1 in a thread (for the browser and CLI tests)."""
 
-    def __init__(self, app: object) -> None:
+    def __init__(self, app: object, port: int | None = None) -> None:
         import uvicorn
 
-        self.port = free_port()
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off")
         self.server = uvicorn.Server(config)

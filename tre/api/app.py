@@ -42,8 +42,19 @@ def create_app(
     install_problem_handlers(app)
 
     from egress_review import api as egress_api
+    from egress_review.panel import oidc as panel_oidc
     from egress_review.panel import routes as panel_routes
-    from tre.api.routers import admin, catalogue, code, datasets, images, jobs, me, projects
+    from tre.api.routers import (
+        admin,
+        auth_config,
+        catalogue,
+        code,
+        datasets,
+        images,
+        jobs,
+        me,
+        projects,
+    )
     from tre.api.routers import tes as tes_api
     from tre.audit import api as audit_api
 
@@ -59,19 +70,8 @@ def create_app(
     # Added last, so it runs first: before the body is read or a token looked at.
     app.add_middleware(RequestSanity)
 
-    for module in (
-        me,
-        admin,
-        projects,
-        datasets,
-        catalogue,
-        jobs,
-        code,
-        images,
-        egress_api,
-        panel_routes,
-        audit_api,
-    ):
+    routers = (me, auth_config, admin, projects, datasets, catalogue, jobs, code, images, egress_api)
+    for module in (*routers, panel_routes, panel_oidc, audit_api):
         app.include_router(module.router)
     app.include_router(tes_api.router)  # GA4GH TES 1.1 at /ga4gh/tes/v1 (docs/tes.md)
     # The core's GET routes only read (checked by their tests); the airlock's and the audit

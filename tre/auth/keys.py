@@ -37,3 +37,26 @@ def load_or_create_ed25519(path: Path) -> Ed25519PrivateKey:
 def public_pem(key: Ed25519PrivateKey | Ed25519PublicKey) -> bytes:
     pub = key.public_key() if isinstance(key, Ed25519PrivateKey) else key
     return pub.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def load_or_create_fernet_key(path: Path) -> bytes:
+    """A Fernet key (32 random bytes, base64url) in ``path``, made once with mode 0600.
+
+    Seals short-lived browser state (the panel's OIDC sign-in cookie); every API replica
+    must share it, so production mounts it from the same secret as the signing key.
+    """
+    from cryptography.fernet import Fernet
+
+    if path.exists():
+        key = path.read_bytes().strip()
+        Fernet(key)  # raises ValueError on a damaged key file
+        return key
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = Fernet.generate_key()
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return load_or_create_fernet_key(path)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(key)
+    return key

@@ -16,9 +16,9 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from tre.auth.keys import load_or_create_ed25519
+from tre.auth.oidc import FORBIDDEN_ALGORITHMS, OidcError, OidcProvider
 from tre.config import Settings
 
-FORBIDDEN_ALGORITHMS = frozenset({"none", "HS256", "HS384", "HS512"})
 SIGNING_KEY_FILENAME = "token-signing-ed25519.pem"
 
 
@@ -59,16 +59,25 @@ class TokenIssuer:
 class TokenVerifier:
     """Checks signature, issuer, audience, expiry; returns the verified claims."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, provider: OidcProvider | None = None) -> None:
         self.settings = settings
         self._jwks: jwt.PyJWKClient | None = None
+        self.provider: OidcProvider | None = None
         if settings.auth_mode == "oidc":
-            if not settings.oidc_jwks_url:
-                raise TokenError("TRE_OIDC_JWKS_URL must be set when TRE_AUTH_MODE=oidc")
+            if not settings.oidc_jwks_url and not settings.oidc_issuer:
+                raise TokenError("TRE_OIDC_ISSUER (or TRE_OIDC_JWKS_URL) must be set when TRE_AUTH_MODE=oidc")
             bad = FORBIDDEN_ALGORITHMS.intersection(settings.oidc_algorithms)
             if bad:
                 raise TokenError(f"refusing to accept algorithms {sorted(bad)} for OIDC tokens")
-            self._jwks = jwt.PyJWKClient(settings.oidc_jwks_url, cache_keys=True)
+            if settings.oidc_issuer:
+                # Keys from the provider's discovery document, fetched on first use (the API
+                # starts even while the provider is down; tokens are refused until it answers).
+                try:
+                    self.provider = provider or OidcProvider(settings)
+                except OidcError as exc:
+                    raise TokenError(str(exc)) from exc
+            else:
+                self._jwks = jwt.PyJWKClient(str(settings.oidc_jwks_url), cache_keys=True)
             self.algorithms = list(settings.oidc_algorithms)
         else:
             self._embedded_key = load_or_create_ed25519(settings.keys_dir / SIGNING_KEY_FILENAME).public_key()
@@ -83,7 +92,12 @@ class TokenVerifier:
         if alg in FORBIDDEN_ALGORITHMS or alg not in self.algorithms:
             raise TokenError(f"token algorithm {alg!r} is not accepted")
         key: Any
-        if self._jwks is not None:
+        if self.provider is not None:
+            try:
+                key = self.provider.signing_key(token)
+            except OidcError as exc:
+                raise TokenError(str(exc)) from exc
+        elif self._jwks is not None:
             try:
                 key = self._jwks.get_signing_key_from_jwt(token).key
             except jwt.PyJWKClientError as exc:
@@ -96,7 +110,7 @@ class TokenVerifier:
                 key,
                 algorithms=self.algorithms,
                 audience=self.settings.token_audience,
-                issuer=self.settings.token_issuer,
+                issuer=self.settings.expected_token_issuer,
                 options={"require": ["exp", "iat", "sub", "iss", "aud"]},
                 leeway=10,
             )
@@ -113,7 +127,7 @@ class TokenVerifier:
         return claims
 
     def roles_from(self, claims: dict[str, Any]) -> set[str]:
-        claim = "roles" if self._jwks is None else self.settings.oidc_roles_claim
+        claim = "roles" if self.settings.auth_mode != "oidc" else self.settings.oidc_roles_claim
         raw = claims.get(claim, [])
         if isinstance(raw, str):
             raw = raw.split()

@@ -30,7 +30,9 @@ def credentials_path() -> Path:
     return get_settings().home / "credentials.json"
 
 
-def save_credentials(api_url: str, token: str) -> None:
+def save_credentials(api_url: str, token: str, issuer: str | None = None) -> None:
+    """Keep the login (0600); ``issuer`` records that the token came from an OpenID provider,
+    so an expiry can say how to sign in again."""
     path = credentials_path()
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -40,7 +42,7 @@ def save_credentials(api_url: str, token: str) -> None:
     # The mode above applies only to a new file: an existing one keeps its permissions.
     os.fchmod(fd, 0o600)
     with os.fdopen(fd, "w") as fh:
-        json.dump({"api_url": api_url, "token": token}, fh)
+        json.dump({"api_url": api_url, "token": token, **({"issuer": issuer} if issuer else {})}, fh)
 
 
 def load_credentials() -> tuple[str, str | None]:
@@ -90,9 +92,24 @@ def checked_api_url(url: str) -> str:
 
 
 EXPIRED_HINT = (
-    "get a new token (an admin runs `tre admin token USER`; with an OIDC issuer, sign in there) "
-    "and run `tre login`"
+    "get a new token (an admin runs `tre admin token USER`) and run `tre login`; where the API "
+    "uses an OpenID provider, run `tre login --oidc`"
 )
+
+
+def expired_hint() -> str:
+    """How to get a new token: sign in at the provider again when the saved one came from it."""
+    if os.environ.get("TRE_TOKEN"):
+        return EXPIRED_HINT
+    try:
+        issuer = json.loads(credentials_path().read_text()).get("issuer")
+    except (OSError, ValueError, AttributeError):
+        issuer = None
+    if isinstance(issuer, str) and issuer:
+        from tre.cli.output import terminal_safe
+
+        return f"sign in again at {terminal_safe(issuer)} with `tre login --oidc`"
+    return EXPIRED_HINT
 
 
 class ApiClient:
@@ -117,7 +134,7 @@ class ApiClient:
         except httpx.HTTPError as exc:
             raise CliError(f"request to {self.api_url}{path} failed: {exc}") from exc
         if resp.status_code == 401:
-            raise TokenRefused(f"{problem_message(resp)}; {EXPIRED_HINT}")
+            raise TokenRefused(f"{problem_message(resp)}; {expired_hint()}")
         if resp.status_code >= 400:
             raise CliError(problem_message(resp))
         return resp

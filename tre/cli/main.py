@@ -12,8 +12,9 @@ from typing import Annotated
 import typer
 
 from tre.cli import admin, audit, catalogue, code, egress, images, jobs, preprocess, witness
-from tre.cli.client import ApiClient, CliError, save_credentials
-from tre.cli.output import console, err_console
+from tre.cli.client import ApiClient, CliError, checked_api_url, save_credentials
+from tre.cli.device_login import device_login, oidc_login_config
+from tre.cli.output import console, err_console, untrusted
 from tre.config import get_settings
 from tre.errors import TreError
 
@@ -68,12 +69,40 @@ def login(
         typer.Option(help="Your JWT. Avoid: it stays in shell history; paste it at the prompt or pipe it."),
     ] = None,
     api_url: Annotated[str | None, typer.Option(help="API address (default: TRE_API_URL).")] = None,
+    oidc: Annotated[
+        bool,
+        typer.Option(
+            "--oidc",
+            help="Sign in at the API's OpenID provider (device flow: open a link, type a code). "
+            "The default on a terminal when the API has a provider.",
+        ),
+    ] = False,
 ) -> None:
-    """Check a token against the API and save it for later commands.
+    """Sign in and save the token for later commands.
 
-    The token is read from a hidden prompt, or from stdin when it is not a terminal
+    Where the API takes tokens from an OpenID provider, `tre login` (on a terminal) or
+    `tre login --oidc` shows an address and a code to enter in any browser, and waits. Else
+    the token is read from a hidden prompt, or from stdin when it is not a terminal
     (`tre login < token.txt`), so it never lands in shell history.
     """
+    url = checked_api_url(api_url or get_settings().api_url)
+    if token is None and (oidc or sys.stdin.isatty()):
+        login_at = oidc_login_config(url)
+        if login_at is not None:
+            token = device_login(
+                login_at, lambda line: console.print(line, markup=False, highlight=False, soft_wrap=True)
+            )
+            me = ApiClient(api_url=url, token=token).get("/api/v1/me")
+            save_credentials(url, token, issuer=login_at.issuer)
+            console.print(
+                f"logged in to {url} as [bold]{untrusted(me['user_id'])}[/] ({', '.join(me['roles'])})"
+            )
+            return
+        if oidc:
+            raise CliError(
+                f"the API at {url} has no OpenID provider; ask an admin for a token "
+                "(`tre admin token`) and run `tre login`"
+            )
     if token is not None:
         err_console.print(
             "warning: a token given with --token stays in your shell history; next time run "
@@ -87,7 +116,6 @@ def login(
     token = token.strip()
     if not token:
         raise CliError("no token given: paste it at the prompt or pipe it on stdin")
-    url = api_url or get_settings().api_url
     me = ApiClient(api_url=url, token=token).get("/api/v1/me")
     save_credentials(url, token)
     console.print(f"logged in to {url} as [bold]{me['user_id']}[/] ({', '.join(me['roles'])})")

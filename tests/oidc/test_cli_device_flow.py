@@ -1,0 +1,144 @@
+"""`tre login --oidc`: the device authorization grant (RFC 8628) against the real provider.
+
+A real `tre` subprocess prints the address and code; the person's part (type the code,
+sign in, consent) happens in Chromium, as it would on the researcher's phone or laptop.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import jwt
+import pytest
+
+from tests.api.test_cli_for_people import one_line_error, tre
+from tests.oidc.test_panel_sign_in import provider_login
+
+pytestmark = pytest.mark.browser
+
+CODE_LINE = re.compile(r"open (\S+) in a browser and enter the code (\S+)")
+
+
+def cli_env(settings, live) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    env = {**os.environ, "TRE_HOME": str(settings.home), "TRE_API_URL": live.url}
+    env.pop("TRE_TOKEN", None)
+    return env
+
+
+def start_login(env: dict[str, str]) -> tuple[subprocess.Popen[str], str, str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tre.cli.main", "login", "--oidc"],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    for _ in range(5):
+        line = proc.stdout.readline()
+        found = CODE_LINE.search(line)
+        if found:
+            return proc, found.group(1), found.group(2)
+    proc.kill()
+    raise AssertionError(
+        f"no verification address printed: {line!r} {proc.stderr.read() if proc.stderr else ''}"
+    )
+
+
+def enter_code(browser, url: str, code: str, username: str | None, approve: bool = True):  # type: ignore[no-untyped-def]
+    """The person's side: type the code, confirm the device, sign in, consent."""
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(url)
+    page.fill("input[name=user_code]", code)
+    page.click("button[type=submit]")
+    page.wait_for_selector("text=Confirm Device")
+    if not approve:
+        page.click("button[name=abort]")
+        return context
+    page.click("button:has-text('Continue')")
+    provider_login(page, str(username))
+    page.wait_for_selector("text=Sign-in Success")
+    return context
+
+
+def test_device_flow_login_saves_an_api_token_and_expiry_says_how_to_renew(
+    browser, oidc_world_factory, settings
+) -> None:
+    world = oidc_world_factory(access_token_ttl_s=15)
+    env = cli_env(settings, world.live)
+    proc, url, code = start_login(env)
+    assert url.startswith(world.issuer)  # the provider's own page, not one the API serves
+    context = enter_code(browser, url, code, "alice")
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, (out, err)
+    assert "logged in to" in out and "alice" in out and "researcher" in out
+    saved = json.loads((Path(settings.home) / "credentials.json").read_text())
+    assert saved["issuer"] == world.issuer and saved["api_url"] == world.live.url
+    assert oct((Path(settings.home) / "credentials.json").stat().st_mode & 0o777) == "0o600"
+    whoami = tre(env, "whoami")
+    assert whoami.returncode == 0 and whoami.stdout.startswith("alice roles=researcher")
+    context.close()
+    # The provider's access tokens live 15 s here; wait them out (and the API's 10 s leeway).
+    expires = jwt.decode(saved["token"], options={"verify_signature": False})["exp"]
+    time.sleep(max(0.0, expires + 11 - time.time()))
+    line = one_line_error(tre(env, "whoami"), 1, "expired", "tre login --oidc", world.issuer)
+    assert "Traceback" not in line
+
+
+def test_device_flow_refused_by_the_person_is_one_line(browser, oidc_world, settings) -> None:
+    env = cli_env(settings, oidc_world.live)
+    proc, url, code = start_login(env)
+    context = enter_code(browser, url, code, None, approve=False)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1, (out, err)
+    lines = [x for x in err.splitlines() if x.strip()]
+    assert lines == ["error: the sign-in was refused at the OpenID provider; nothing was saved"]
+    assert not (Path(settings.home) / "credentials.json").exists()
+    context.close()
+
+
+def test_login_oidc_against_an_embedded_api_says_what_to_do(settings, engine) -> None:
+    from tests.egress.test_workflow_support import LiveServer
+    from tre.api.app import create_app
+
+    with LiveServer(create_app(settings, engine)) as live:
+        env = cli_env(settings, live)
+        one_line_error(tre(env, "login", "--oidc"), 1, "no OpenID provider", "tre admin token")
+
+
+def test_plain_login_on_a_terminal_finds_the_provider(oidc_world, settings) -> None:
+    """`tre login` without --oidc, typed at a terminal (a pseudo-terminal from util-linux
+    `script`), asks the API how to sign in and starts the device flow instead of a prompt."""
+    env = cli_env(settings, oidc_world.live)
+    command = f"{sys.executable} -m tre.cli.main login"
+    proc = subprocess.Popen(
+        ["script", "-qec", command, "/dev/null"],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert proc.stdout is not None
+    seen: list[str] = []
+    reader = threading.Thread(target=lambda: seen.extend(iter(proc.stdout.readline, "")), daemon=True)  # type: ignore[union-attr]
+    reader.start()
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not CODE_LINE.search("".join(seen)):
+            time.sleep(0.2)
+        found = CODE_LINE.search("".join(seen))
+        assert found, "".join(seen)  # a token prompt instead would leave no such line
+        assert found.group(1).startswith(oidc_world.issuer) and "Token" not in "".join(seen)
+    finally:
+        proc.kill()
+        proc.wait()
