@@ -99,6 +99,13 @@ class Settings(BaseSettings):
     image_max_unpacked_mb: int = 8192
     image_max_files: int = 300_000
 
+    # Federation (tre.federation, docs/federation.md). At a hub: a node that has not polled
+    # for this long is shown offline, and work it did not acknowledge is offered again.
+    federation_lease_s: float = Field(default=30.0, gt=0)
+    # At a node: how long the agent's long poll may wait at the hub, and its pause after errors.
+    federation_poll_wait_s: float = Field(default=10.0, ge=0, le=30)
+    federation_retry_s: float = Field(default=2.0, gt=0)
+
     @property
     def resolved_database_url(self) -> str:
         if self.database_url:

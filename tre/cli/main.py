@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from tre.cli import admin, audit, code, egress, images, jobs, preprocess, witness
+from tre.cli import admin, audit, code, egress, federation, images, jobs, preprocess, witness
 from tre.cli.client import ApiClient, CliError, save_credentials
 from tre.cli.output import console, err_console
 from tre.config import get_settings
@@ -56,6 +56,8 @@ app.add_typer(egress.app, name="egress")
 app.add_typer(audit.app, name="audit")
 app.add_typer(images.app, name="image")
 app.add_typer(witness.app, name="witness")
+app.add_typer(federation.hub_app, name="hub")
+app.add_typer(federation.node_app, name="node")
 app.command()(preprocess.preprocess)
 
 
@@ -103,11 +105,14 @@ def serve(
     host: str = "127.0.0.1",
     port: int = 8765,
     worker: Annotated[bool, typer.Option(help="Run the job worker in this process too.")] = True,
+    node: Annotated[
+        bool, typer.Option("--node", help="Also run the federation agent (after `tre node join`).")
+    ] = False,
 ) -> None:
-    """Run the API (and, for the embedded mode, the worker)."""
+    """Run the API (and, for the embedded mode, the worker; with --node, the federation agent)."""
     from tre.server import serve as run_server
 
-    run_server(host, port, with_worker=worker)
+    run_server(host, port, with_worker=worker, node=node)
 
 
 @app.command()

@@ -1,0 +1,132 @@
+"""What crosses the network between researchers, the hub and nodes (pydantic models).
+
+Each model holds only what its direction needs: a node receives the job body and the
+submitter's id; the hub receives states and reasons from `tre.federation.vocabulary`,
+counts, and released files with their hashes, disclosure record and signed checkpoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from tre.api.schemas import JobIn
+from tre.federation.vocabulary import ChildState, Reason
+
+SHA256 = r"^[0-9a-f]{64}$"
+NAME = r"^[a-z0-9][a-z0-9-]{0,62}$"
+# A released file's name at the hub: one path segment (nodes send the researcher-visible name).
+FILE_NAME = r"^[A-Za-z0-9._-][A-Za-z0-9._ -]{0,199}$"
+
+
+def child_id(job_id: str, node: str) -> str:
+    """The same parent and node always give the same child id: redeliveries never duplicate."""
+    return hashlib.sha256(f"{job_id}/{node}".encode()).hexdigest()[:32]
+
+
+class FederatedJobIn(JobIn):
+    """A submission at the hub: the body `tre submit` sends to a tre API (tre.api.schemas.JobIn),
+    plus which outputs to ask each node's airlock to release. Datasets are each node's choice
+    (its admin maps the federated project to local datasets), so none may be named here."""
+
+    dataset_ids: list[str] = Field(default_factory=list, max_length=0)
+    release: list[str] = Field(
+        default_factory=list,
+        max_length=100,
+        description="Output files each node's airlock is asked to release (names); empty: all.",
+    )
+
+
+class ChildSpec(BaseModel):
+    """One child job as a node receives it."""
+
+    child_id: str
+    job_id: str
+    project_id: str
+    submitted_by: str
+    image: str
+    command: list[str]
+    cpu: float
+    memory_mb: int
+    gpu: int = 0
+    time_limit_s: int
+    output_limit_mb: int
+    code_hash: str | None = None
+    release: list[str] = Field(default_factory=list)
+
+
+class SearchWork(BaseModel):
+    search_id: str
+    query: dict[str, Any]
+
+
+class Work(BaseModel):
+    """The hub's answer to a poll: what this node should do now."""
+
+    children: list[ChildSpec] = Field(default_factory=list)
+    searches: list[SearchWork] = Field(default_factory=list)
+
+
+class PollIn(BaseModel):
+    wait_s: float = Field(default=10.0, ge=0, le=30)
+
+
+class StateIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    state: ChildState
+    reason: Reason = Reason.none
+
+
+def file_name_for(path: str) -> str:
+    """A released file's name at the hub: one path segment of safe characters (folders
+    joined with ``__``), never ``.`` or ``..``."""
+    flat = "".join(
+        c if c.isascii() and (c.isalnum() or c in "._- ") else "_" for c in path.replace("/", "__")
+    )
+    flat = flat.strip(" ")[:200] or "file"
+    return "_" + flat[1:] if flat[0] == " " or set(flat) <= {"."} else flat
+
+
+class ReleasedFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=FILE_NAME)
+
+    @field_validator("name")
+    @classmethod
+    def _not_dots(cls, value: str) -> str:
+        if set(value) <= {"."}:
+            raise ValueError("a file name cannot be only dots")
+        return value
+
+    sha256: str = Field(pattern=SHA256)
+    size: int = Field(ge=0, le=1 << 40)
+
+
+class ReleaseIn(BaseModel):
+    """A node's released results for one child: files already uploaded by hash."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    files: list[ReleasedFile] = Field(min_length=1, max_length=1000)
+    disclosure_record: dict[str, Any]
+    checkpoint: str = Field(min_length=1, max_length=20_000)
+
+
+class SearchAnswerIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    state: str = Field(pattern=r"^(answered|no_answer)$")
+    answer: dict[str, Any] | None = None
+
+
+class SearchIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    modality: str | None = Field(default=None, max_length=16)
+    body_part: str | None = Field(default=None, max_length=64)
+    condition: str | None = Field(default=None, max_length=64)
+    wait_s: float = Field(default=5.0, ge=0, le=30, description="How long to wait for answers.")
