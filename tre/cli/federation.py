@@ -186,8 +186,16 @@ def hub_search(
     wait: Annotated[float, typer.Option(help="Seconds to wait for the nodes' answers.")] = 5.0,
 ) -> None:
     """How many subjects/studies match, per node (counts only; small counts withheld by each node)."""
-    body = {"modality": modality, "body_part": body_part, "condition": condition, "wait_s": wait}
-    result = ApiClient(timeout=wait + 30).post("/hub/v1/search", json=body)
+    import time
+
+    client = ApiClient()
+    result = client.post(
+        "/hub/v1/search", json={"modality": modality, "body_part": body_part, "condition": condition}
+    )
+    deadline = time.monotonic() + wait
+    while any(n["state"] == "waiting" for n in result["nodes"]) and time.monotonic() < deadline:
+        time.sleep(0.5)
+        result = client.get(f"/hub/v1/search/{result['id']}")
     for n in result["nodes"]:
         datasets = (n.get("answer") or {}).get("datasets", [])
         shown = "; ".join(

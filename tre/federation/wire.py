@@ -129,4 +129,3 @@ class SearchIn(BaseModel):
     modality: str | None = Field(default=None, max_length=16)
     body_part: str | None = Field(default=None, max_length=64)
     condition: str | None = Field(default=None, max_length=64)
-    wait_s: float = Field(default=5.0, ge=0, le=30, description="How long to wait for answers.")

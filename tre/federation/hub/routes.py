@@ -6,11 +6,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-import anyio
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import FileResponse
 from sqlalchemy.orm import Session
-from starlette.concurrency import run_in_threadpool
 
 from tre.access import can_see_project
 from tre.api.deps import any_role, get_session, require_roles
@@ -18,7 +16,6 @@ from tre.auth.principal import Principal
 from tre.errors import NotFound
 from tre.federation.hub import jobs, nodes, results, search
 from tre.federation.wire import FILE_NAME, FederatedJobIn, SearchIn
-from tre.store.db import session_scope
 from tre.store.models import Project
 
 router = APIRouter(tags=["federation"])
@@ -86,33 +83,11 @@ def list_nodes(principal: Overseer, session: DbSession, request: Request) -> lis
     ]
 
 
-def _create_search(engine: Any, principal: Principal, query: dict[str, Any]) -> str:
-    with session_scope(engine) as s:
-        return search.create(s, principal, query).id
-
-
-def _search_state(engine: Any, search_id: str, principal: Principal) -> tuple[bool, dict[str, Any]]:
-    with session_scope(engine, read_only=True) as s:
-        found = search.visible(s, principal, search_id)
-        return search.all_answered(s, search_id), search.view(s, found)
-
-
 @router.post("/hub/v1/search", status_code=201)
-async def create_search(
-    body: SearchIn,
-    request: Request,
-    principal: Annotated[Principal, Depends(require_roles("researcher", "admin"))],
-) -> dict[str, Any]:
-    """A count query to every node; waits up to ``wait_s`` for their answers (counts only)."""
-    engine = request.app.state.engine
-    query = body.model_dump(exclude={"wait_s"})
-    search_id = await run_in_threadpool(_create_search, engine, principal, query)
-    deadline = anyio.current_time() + body.wait_s
-    while True:
-        done, view = await run_in_threadpool(_search_state, engine, search_id, principal)
-        if done or anyio.current_time() >= deadline:
-            return view
-        await anyio.sleep(0.2)
+def create_search(body: SearchIn, principal: Researcher, session: DbSession) -> dict[str, Any]:
+    """A count query to every registered node, answered through each node's agent (counts
+    only, under the node's own policy); follow it with ``GET /hub/v1/search/{id}``."""
+    return search.view(session, search.create(session, principal, body.model_dump()))
 
 
 @router.get("/hub/v1/search/{search_id}")

@@ -77,7 +77,7 @@ def view(session: Session, search: FedSearch) -> dict[str, Any]:
     )
     nodes = []
     for a in answers:
-        shown = "no answer" if a.state in ("pending", "no_answer") else "answered"
+        shown = {"pending": "waiting", "no_answer": "no answer"}.get(a.state, "answered")
         datasets = (a.answer or {}).get("datasets", []) if a.state == "answered" else []
         suppressed = any(d.get("subjects_suppressed") or d.get("studies_suppressed") for d in datasets)
         nodes.append(
