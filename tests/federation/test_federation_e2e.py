@@ -41,6 +41,7 @@ from tre.federation.node.config import join
 from tre.federation.node.mapping import map_project
 from tre.federation.signing import encode_public_key
 from tre.images import catalog
+from tre.jobs.paths import log_path, output_dir
 from tre.store.db import init_db, make_engine, session_scope
 from tre.store.federation_models import FedChild, FedNodeChild, FedResultFile
 from tre.store.models import Job
@@ -53,14 +54,16 @@ IMAGE = "registry.tre.local/tre-job-cpu@sha256:" + "ab" * 32
 IMAGE2 = "registry.tre.local/tre-job-cpu@sha256:" + "cd" * 32
 LOG_MARKER = "LOGLINE-7f3a9c-never-leaves"
 RAW_MARKER = "RAWFILE-51be02-never-leaves"
+# The markers appear in the code reversed (the code itself goes to the hub and the nodes);
+# only what the job prints and writes holds them the right way round.
 ANALYSIS = f"""
 import pathlib, sys, time
 time.sleep(float(sys.argv[1]))
 files = [p for p in pathlib.Path("/data").rglob("*") if p.is_file()]
-print("{LOG_MARKER}", flush=True)
+print("{LOG_MARKER[::-1]}"[::-1], flush=True)
 pathlib.Path("/output/result.txt").write_text(f"images read: {{len(files)}}\\n")
 if len(sys.argv) > 2:
-    pathlib.Path("/output/raw.txt").write_text("{RAW_MARKER}\\n")
+    pathlib.Path("/output/raw.txt").write_text("{RAW_MARKER[::-1]}"[::-1])
 """
 NODES = ("node-a", "node-b", "node-c")
 DEADLINE_S = 150
@@ -400,14 +403,12 @@ def test_one_submission_each_node_deciding_for_itself(federation: Federation, tm
     )
     assert resp.status_code == 201, resp.text
     search_id = resp.json()["id"]
-    answers = wait_for(
-        "every node's answer",
-        lambda: (
-            all(n["state"] != "waiting" for n in (v := fed.hub_get(f"/hub/v1/search/{search_id}"))["nodes"])
-            and v
-        ),
-        timeout_s=30,
-    )
+
+    def answered() -> dict[str, Any] | None:
+        view: dict[str, Any] = fed.hub_get(f"/hub/v1/search/{search_id}")
+        return view if all(n["state"] != "waiting" for n in view["nodes"]) else None
+
+    answers = wait_for("every node's answer", answered, timeout_s=30)
     assert sorted(n["node"] for n in answers["nodes"]) == list(NODES)
 
     # 6. The hub never connected anywhere (the audit hook sees every connect of its process).
@@ -429,6 +430,13 @@ def test_one_submission_each_node_deciding_for_itself(federation: Federation, tm
 
     # 7. Nothing the job wrote but did not release, and nothing of its log, reached the hub:
     #    not on the wire, not in its database or files.
+    #    (They were written: node-a keeps both in its own state directory.)
+    node_a = fed.nodes["node-a"].settings
+    with session_scope(fed.nodes["node-a"].engine(), read_only=True) as s:
+        local = s.get(Job, rows[0].local_job_id)
+        assert local is not None and local.state == "succeeded"
+        assert LOG_MARKER.encode() in log_path(node_a, local.id).read_bytes()
+        assert (output_dir(node_a, local.id) / "raw.txt").read_bytes() == RAW_MARKER.encode()
     wire = fed.tap.wire()
     assert b"/hub/v1/agent/" in wire and b"images read: 2" in wire  # the tap saw the traffic
     for marker in (LOG_MARKER.encode(), RAW_MARKER.encode()):
