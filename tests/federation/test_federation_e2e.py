@@ -384,6 +384,7 @@ def test_one_submission_each_node_deciding_for_itself(federation: Federation, tm
     with session_scope(engine, read_only=True) as s:
         rows = s.query(FedNodeChild).filter(FedNodeChild.fed_job_id == job2).all()
         assert len(rows) == 1 and rows[0].attempts == 2 and rows[0].state == "released"
+        local_job_id = rows[0].local_job_id
         states = sorted(j.state for j in s.query(Job).filter(Job.project_id == "lung-local").all())
         assert states == ["failed", "succeeded", "succeeded"]
     engine.dispose()
@@ -433,7 +434,7 @@ def test_one_submission_each_node_deciding_for_itself(federation: Federation, tm
     #    (They were written: node-a keeps both in its own state directory.)
     node_a = fed.nodes["node-a"].settings
     with session_scope(fed.nodes["node-a"].engine(), read_only=True) as s:
-        local = s.get(Job, rows[0].local_job_id)
+        local = s.get(Job, local_job_id)
         assert local is not None and local.state == "succeeded"
         assert LOG_MARKER.encode() in log_path(node_a, local.id).read_bytes()
         assert (output_dir(node_a, local.id) / "raw.txt").read_bytes() == RAW_MARKER.encode()
