@@ -106,6 +106,16 @@ class Settings(BaseSettings):
     federation_poll_wait_s: float = Field(default=10.0, ge=0, le=30)
     federation_retry_s: float = Field(default=2.0, gt=0)
 
+    # The node's dataset catalogue (tre.catalogue, docs/catalogue.md).
+    catalogue_title: str = Field(default="tre node catalogue", max_length=200)
+    catalogue_base_iri: str = Field(
+        default="urn:tre:node:local",
+        max_length=200,
+        description="IRI the catalogue and its datasets are named under (<base>/dataset/<id>).",
+    )
+    # How old the check of a dataset folder's fingerprint may be before a query checks again.
+    catalogue_recheck_s: float = Field(default=60.0, ge=0)
+
     @property
     def resolved_database_url(self) -> str:
         if self.database_url:

@@ -661,6 +661,27 @@ class JobRules(_Strict):
         return any(fnmatch.fnmatchcase(image, pattern) for pattern in self.allowed_images)
 
 
+class CatalogueRules(_Strict):
+    """What the dataset shows in the node's catalogue and in answers to federated count
+    queries (docs/catalogue.md): counts under ``min_count`` are withheld, the rest rounded."""
+
+    listed: bool = Field(
+        default=True,
+        description="Describe the dataset in the catalogue and answer count queries about it.",
+    )
+    min_count: int | None = Field(
+        default=None,
+        ge=1,
+        description="Counts (subjects, studies) under this are withheld; unset: sdc.threshold.",
+    )
+    round_to: int | None = Field(
+        default=None,
+        ge=1,
+        description="Shown counts are rounded to the nearest multiple of this; unset: sdc.rounding_base, "
+        "else 5. min_count must be a multiple of it.",
+    )
+
+
 class Policy(_Strict):
     """A complete egress + job policy. ``name`` is the file stem; ``digest`` its content hash."""
 
@@ -677,6 +698,7 @@ class Policy(_Strict):
     text: TextRules = Field(default_factory=TextRules)
     models: ModelRules = Field(default_factory=ModelRules)
     job: JobRules = Field(default_factory=JobRules)
+    catalogue: CatalogueRules = Field(default_factory=CatalogueRules)
     digest: str = Field(default="", description="sha256 of the file bytes; set by the loader, not in YAML.")
 
     @field_validator("name")
@@ -685,6 +707,17 @@ class Policy(_Strict):
         if not POLICY_NAME_RE.match(value):
             raise ValueError("must be lower-case letters, digits, '.', '_' or '-'")
         return value
+
+    def catalogue_limits(self) -> tuple[int, int]:
+        """(min_count, round_to) for catalogue figures: the ``catalogue`` section's values,
+        else the table rules' threshold and rounding base, else a base of 5.
+
+        A threshold between two multiples of the base is raised to the next multiple: else a
+        rounded figure could bound a count from both sides (threshold 12, base 5: a shown 10
+        could only be a true 12)."""
+        round_to = self.catalogue.round_to or self.sdc.rounding_base or 5
+        min_count = self.catalogue.min_count or self.sdc.threshold
+        return -(-min_count // round_to) * round_to, round_to
 
 
 def _field_path(loc: tuple[int | str, ...]) -> str:

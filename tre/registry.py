@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from tre.access import can_see_project, visible_dataset_ids
 from tre.audit import record_event
 from tre.auth.principal import Principal
+from tre.catalogue.vocabulary import normalise_access_rights, normalise_condition
 from tre.datasets import summarise_dicom_folder
 from tre.errors import Conflict, NotFound, TreError
 from tre.store.base import utcnow
@@ -277,10 +278,18 @@ def register_dataset(
     description: str = "",
     policy: str = "default",
     protected: Iterable[Path] = (),
+    conditions: Iterable[str] = (),
+    access_rights: str = "NON_PUBLIC",
 ) -> Dataset:
     """Register a folder of DICOM files; ``protected`` adds places (the state directory) it
-    may not overlap, on top of `SYSTEM_PATHS`."""
+    may not overlap, on top of `SYSTEM_PATHS`. ``conditions`` (codes such as ``icd10:C34``)
+    and ``access_rights`` describe it in the catalogue (tre.catalogue)."""
     check_slug("dataset", dataset_id)
+    try:
+        codes = sorted({normalise_condition(c) for c in conditions})
+        rights = normalise_access_rights(access_rights)
+    except ValueError as exc:
+        raise TreError(str(exc)) from exc
     if session.get(Dataset, dataset_id) is not None:
         raise Conflict(f"dataset {dataset_id!r} already exists")
     path = check_dataset_path(path, protected)
@@ -295,6 +304,8 @@ def register_dataset(
         description=description,
         policy=policy,
         meta=meta,
+        conditions=codes,
+        access_rights=rights,
     )
     session.add(ds)
     session.flush()
@@ -303,7 +314,13 @@ def register_dataset(
         actor=actor,
         action="admin.dataset_registered",
         dataset_id=dataset_id,
-        details={"path": str(path), "policy": policy, "meta": meta},
+        details={
+            "path": str(path),
+            "policy": policy,
+            "meta": meta,
+            "conditions": codes,
+            "access_rights": rights,
+        },
     )
     return ds
 

@@ -35,7 +35,7 @@ def test_shipped_policies_load_with_version_and_digest() -> None:
     policies = load_all(POLICIES)
     assert {"default", "lidc-demo"} <= set(policies)
     default = policies["default"]
-    assert default.version == "1.1.0"
+    assert default.version == "1.2.0"
     assert default.digest.startswith("sha256:") and len(default.digest) == 7 + 64
     assert default.required_reviews == 2
     # ACRO's defaults (acro/default.yaml): safe_threshold 10, safe_nk_n 2, safe_nk_k 0.9, safe_pratio_p 0.1.
@@ -188,7 +188,7 @@ def test_schema_md_documents_every_field() -> None:
 
 def test_cli_check_and_schema(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check", str(POLICIES)]) == 0
-    assert "default 1.1.0 sha256:" in capsys.readouterr().out
+    assert "default 1.2.0 sha256:" in capsys.readouterr().out
     write(tmp_path, "bad", "name: bad\nversion: '1'\nnope: 1\n")
     assert main(["check", str(tmp_path)]) == 1
     assert "nope" in capsys.readouterr().err

@@ -43,7 +43,7 @@ def create_app(
 
     from egress_review import api as egress_api
     from egress_review.panel import routes as panel_routes
-    from tre.api.routers import admin, code, datasets, images, jobs, me, projects
+    from tre.api.routers import admin, catalogue, code, datasets, images, jobs, me, projects
     from tre.api.routers import tes as tes_api
     from tre.audit import api as audit_api
 
@@ -59,7 +59,19 @@ def create_app(
     # Added last, so it runs first: before the body is read or a token looked at.
     app.add_middleware(RequestSanity)
 
-    for module in (me, admin, projects, datasets, jobs, code, images, egress_api, panel_routes, audit_api):
+    for module in (
+        me,
+        admin,
+        projects,
+        datasets,
+        catalogue,
+        jobs,
+        code,
+        images,
+        egress_api,
+        panel_routes,
+        audit_api,
+    ):
         app.include_router(module.router)
     app.include_router(tes_api.router)  # GA4GH TES 1.1 at /ga4gh/tes/v1 (docs/tes.md)
     # The core's GET routes only read (checked by their tests); the airlock's and the audit

@@ -18,6 +18,7 @@ from tre.api.bounds import (
     MAX_TIME_S,
     unsafe_text,
 )
+from tre.catalogue.vocabulary import normalise_condition
 from tre.jobs.admission import MAX_COMMAND_ARG_CHARS, MAX_COMMAND_ARGS, MAX_COMMAND_CHARS
 
 # Rules the services enforce, stated in the schema so generated clients know them up front
@@ -116,6 +117,19 @@ class DatasetIn(In):
     name: str = Field(default="", max_length=200)
     description: str = Field(default="", max_length=MAX_TEXT_CHARS)
     policy: str = Field(default="default", min_length=1, max_length=128)
+    conditions: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(
+        default_factory=list,
+        max_length=32,
+        description="Condition codes SYSTEM:CODE (icd10, snomed, orpha) for the catalogue, e.g. icd10:C34.",
+    )
+    access_rights: Literal["PUBLIC", "RESTRICTED", "NON_PUBLIC"] = Field(
+        default="NON_PUBLIC", description="EU access-right class shown in the catalogue."
+    )
+
+    @field_validator("conditions")
+    @classmethod
+    def _conditions_are_codes(cls, value: list[str]) -> list[str]:
+        return sorted({normalise_condition(c) for c in value})
 
 
 class DatasetOut(Out):
@@ -124,6 +138,8 @@ class DatasetOut(Out):
     description: str
     policy: str
     meta: dict[str, Any]
+    conditions: list[str]
+    access_rights: str
     created_at: datetime
 
 

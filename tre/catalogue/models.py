@@ -34,7 +34,7 @@ class CountQuery(BaseModel):
     condition: str | None = Field(
         default=None,
         max_length=64,
-        description="Condition code SYSTEM:CODE (icd10, icdo3, snomed, orpha), e.g. icd10:C34.",
+        description="Condition code SYSTEM:CODE (icd10, snomed, orpha), e.g. icd10:C34.",
         examples=["icd10:C34"],
     )
 

@@ -27,10 +27,29 @@ DICOM_MODALITIES: frozenset[str] = frozenset(
 # (CHEST, ABDOMEN, HEAD, BREAST, ...); sites use others, so the value is checked by shape.
 BODY_PART_RE = re.compile(r"^[A-Z0-9_][A-Z0-9_ ]{0,15}$")
 
-# A condition is a code of a classification, written SYSTEM:CODE, e.g. ICD-10 "icd10:C34"
-# (malignant neoplasm of bronchus and lung) or "snomed:254637007"; a dataset's conditions
-# are set by its admin at registration, never read from the data.
-CONDITION_RE = re.compile(r"^(icd10|icdo3|snomed|orpha):[A-Za-z0-9][A-Za-z0-9.\-/]{0,31}$")
+# A condition is a code of a classification, written SYSTEM:CODE: ICD-10 ("icd10:C34",
+# malignant neoplasm of bronchus and lung), SNOMED CT ("snomed:254637007") or Orphanet
+# ("orpha:99976"). A dataset's conditions are set by its admin at registration, never read
+# from the data. Each system has a code shape, an IRI per code (used in the JSON-LD
+# catalogue) and the Wikidata property that names the system (HealthDCAT-AP's
+# ``hasCodingSystem`` expects one).
+CONDITION_SYSTEMS: dict[str, tuple[re.Pattern[str], str, str]] = {
+    "icd10": (
+        re.compile(r"^[A-Z][0-9]{2}(\.[0-9A-Z]{1,4})?$"),
+        "http://id.who.int/icd/release/10/",
+        "http://www.wikidata.org/entity/P494",
+    ),
+    "snomed": (
+        re.compile(r"^[0-9]{6,18}$"),
+        "http://snomed.info/id/",
+        "http://www.wikidata.org/entity/P5806",
+    ),
+    "orpha": (
+        re.compile(r"^[0-9]{1,7}$"),
+        "http://www.orpha.net/ORDO/Orphanet_",
+        "http://www.wikidata.org/entity/P1550",
+    ),
+}
 
 
 def normalise_modality(value: str) -> str:
@@ -55,10 +74,36 @@ def normalise_body_part(value: str) -> str:
 def normalise_condition(value: str) -> str:
     """A condition code ``system:code``, the system lower-cased, the code upper-cased."""
     system, _, code = value.strip().partition(":")
-    text = f"{system.lower()}:{code.upper()}"
-    if not CONDITION_RE.match(text):
+    system, code = system.lower(), code.upper()
+    entry = CONDITION_SYSTEMS.get(system)
+    if entry is None or not entry[0].match(code):
         raise ValueError(
-            f"{value!r} is not a condition code: write SYSTEM:CODE with SYSTEM one of icd10, "
-            "icdo3, snomed, orpha (e.g. icd10:C34)"
+            f"{value!r} is not a condition code: write SYSTEM:CODE with SYSTEM one of "
+            f"{', '.join(CONDITION_SYSTEMS)} (e.g. icd10:C34, snomed:254637007, orpha:99976)"
         )
-    return text
+    return f"{system}:{code}"
+
+
+def condition_iri(code: str) -> str:
+    """The IRI of a normalised condition code (WHO ICD-10, SNOMED CT or Orphanet)."""
+    system, _, value = code.partition(":")
+    return CONDITION_SYSTEMS[system][1] + value
+
+
+def coding_system_iri(code: str) -> str:
+    """The Wikidata property naming the classification a normalised code belongs to."""
+    return CONDITION_SYSTEMS[code.partition(":")[0]][2]
+
+
+# EU Publications Office access-right authority table; a TRE's datasets are NON_PUBLIC (a
+# grant approved by the data access committee is needed) unless an admin says otherwise.
+ACCESS_RIGHTS: frozenset[str] = frozenset({"PUBLIC", "RESTRICTED", "NON_PUBLIC"})
+ACCESS_RIGHT_BASE = "http://publications.europa.eu/resource/authority/access-right/"
+
+
+def normalise_access_rights(value: str) -> str:
+    """One of PUBLIC, RESTRICTED, NON_PUBLIC (upper-cased, '-' read as '_')."""
+    code = value.strip().upper().replace("-", "_")
+    if code not in ACCESS_RIGHTS:
+        raise ValueError(f"access rights {value!r} must be one of {', '.join(sorted(ACCESS_RIGHTS))}")
+    return code

@@ -193,7 +193,18 @@ def project_list() -> None:
 
 @dataset_app.command("add")
 def dataset_add(
-    dataset_id: str, path: Path, name: str = "", description: str = "", policy: str = "default"
+    dataset_id: str,
+    path: Path,
+    name: str = "",
+    description: str = "",
+    policy: str = "default",
+    condition: Annotated[
+        list[str] | None,
+        typer.Option(help="Condition code for the catalogue, e.g. icd10:C34 (repeatable)."),
+    ] = None,
+    access_rights: Annotated[
+        str, typer.Option(help="Catalogue access rights: NON_PUBLIC, RESTRICTED or PUBLIC.")
+    ] = "NON_PUBLIC",
 ) -> None:
     """Register a folder of DICOM files (on the server host) as a dataset."""
     d = ApiClient().post(
@@ -204,6 +215,8 @@ def dataset_add(
             "name": name,
             "description": description,
             "policy": policy,
+            "conditions": condition or [],
+            "access_rights": access_rights.upper().replace("-", "_"),
         },
     )
     console.print(f"registered dataset {d['id']}: {d['meta']}")

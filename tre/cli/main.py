@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from tre.cli import admin, audit, code, egress, federation, images, jobs, preprocess, witness
+from tre.cli import admin, audit, catalogue, code, egress, federation, images, jobs, preprocess, witness
 from tre.cli.client import ApiClient, CliError, save_credentials
 from tre.cli.output import console, err_console
 from tre.config import get_settings
@@ -19,7 +19,8 @@ from tre.errors import TreError
 
 app = typer.Typer(
     help="tre: trusted research environment for cancer imaging.\n\n"
-    "Researchers: login, submit, jobs, logs, outputs, cancel, preprocess, egress, image list. "
+    "Researchers: login, submit, jobs, logs, outputs, cancel, preprocess, egress, image list, "
+    "catalogue. "
     "DAC reviewers: egress (or the web panel). Auditors: audit, witness. "
     "Admins: admin, project, dataset, grant, image, serve, worker.",
     no_args_is_help=True,
@@ -58,6 +59,7 @@ app.add_typer(images.app, name="image")
 app.add_typer(witness.app, name="witness")
 app.add_typer(federation.hub_app, name="hub")
 app.add_typer(federation.node_app, name="node")
+app.add_typer(catalogue.app, name="catalogue")
 app.command()(preprocess.preprocess)
 
 

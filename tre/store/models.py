@@ -106,6 +106,25 @@ class Dataset(Base):
     # Summary of the DICOM content (modalities, series, file count, bytes) gathered at registration.
     meta: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Catalogue description set by the admin (tre.catalogue): condition codes such as
+    # "icd10:C34", and the EU access-right class (NON_PUBLIC, RESTRICTED or PUBLIC).
+    conditions: Mapped[list[str]] = mapped_column(JSON, default=list)
+    access_rights: Mapped[str] = mapped_column(String(16), default="NON_PUBLIC")
+
+
+class DatasetCatalogue(Base):
+    """The catalogue facts extracted from a dataset's DICOM headers (tre.catalogue.extract),
+    kept so that count queries never read the data; rebuilt when the folder's fingerprint
+    (paths, sizes, modification times) changes. Holds no identifiers: subjects and studies
+    are numbered, not named."""
+
+    __tablename__ = "dataset_catalogues"
+
+    dataset_id: Mapped[str] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"), primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(71))
+    extracted_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    checked_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    facts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 
 class AccessGrant(Base):

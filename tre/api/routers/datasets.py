@@ -42,6 +42,8 @@ def register_dataset(
         body.description,
         body.policy,
         protected=settings.protected_paths,
+        conditions=body.conditions,
+        access_rights=body.access_rights,
     )
     return DatasetOut.model_validate(ds)
 
