@@ -395,7 +395,8 @@ def test_one_submission_each_node_deciding_for_itself(federation: Federation, tm
         assert len(stored) == 4  # three from job 1, one from job 2
     engine.dispose()
 
-    # 5. A federated search reaches every node through its agent; each answers for itself.
+    # 5. A federated search reaches every node through its agent; each answers for itself,
+    #    under its own policy, and logs the query in its own audit log.
     resp = httpx.post(
         fed.hub.url + "/hub/v1/search",
         json={"modality": "CT"},
@@ -411,6 +412,11 @@ def test_one_submission_each_node_deciding_for_itself(federation: Federation, tm
 
     answers = wait_for("every node's answer", answered, timeout_s=30)
     assert sorted(n["node"] for n in answers["nodes"]) == list(NODES)
+    # Each node holds one CT subject: under its policy's min_count, so withheld, never shown.
+    for n in answers["nodes"]:
+        assert n["state"] == "suppressed", n
+        (counted,) = n["answer"]["datasets"]
+        assert counted["subjects"] is None and counted["subjects_suppressed"] is True
 
     # 6. The hub never connected anywhere (the audit hook sees every connect of its process).
     assert fed.connect_log.exists()
