@@ -233,3 +233,20 @@ def test_submission_rules(hub):  # type: ignore[no-untyped-def]
     assert resp.status_code == 422  # datasets are each node's choice
     resp = _submit(hub, code_hash="a" * 64)
     assert resp.status_code == 403 and "not uploaded" in resp.json()["detail"]
+
+
+def test_a_released_file_may_be_larger_than_an_ordinary_request(hub):  # type: ignore[no-untyped-def]
+    job = _submit(hub).json()
+    a = hub.nodes["a"]
+    cid = child_id(job["id"], "node-a")
+    data = bytes(range(256)) * (8 * 1024)  # 2 MiB: over the 1 MiB bound of other requests
+    sha = hashlib.sha256(data).hexdigest()
+    assert signed(hub, a, "PUT", f"/hub/v1/agent/children/{cid}/files/{sha}", raw=data).status_code == 200
+    resp = signed(
+        hub,
+        a,
+        "POST",
+        f"/hub/v1/agent/children/{cid}/state",
+        raw=b'{"state": "queued"' + b" " * (2 << 20) + b"}",
+    )
+    assert resp.status_code == 413

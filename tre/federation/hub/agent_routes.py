@@ -27,7 +27,6 @@ Node = Annotated[NodeCall, Depends(node_call)]
 ChildId = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$")]
 Sha = Annotated[str, Path(pattern=SHA256)]
 T = TypeVar("T")
-MAX_UPLOAD_BYTES = results.MAX_FILE_BYTES
 
 
 def _unit(engine: Engine, fn: Callable[..., T], *args: Any) -> T:

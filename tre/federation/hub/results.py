@@ -21,8 +21,6 @@ from tre.federation.wire import ReleaseIn
 from tre.store.base import utcnow
 from tre.store.federation_models import FedChild, FedJob, FedNode, FedResultFile, FedUpload
 
-MAX_FILE_BYTES = 256 << 20
-
 
 def results_dir(settings: Settings) -> Path:
     path = settings.home / "federation" / "results"
