@@ -119,3 +119,32 @@ def test_a_job_lost_with_its_worker_runs_once_more_then_fails(node, settings):  
             children.advance(s, settings, None, child.child_id)  # type: ignore[arg-type]
     assert len(set(seen)) == 2  # a second local job for the same child, then no third
     assert _state(node, child.child_id)[:2] == ("failed", "job_failed")
+
+
+def test_under_code_review_only_approved_code_runs(node, settings, tmp_path):  # type: ignore[no-untyped-def]
+    from tests.code.hostile import file, targz
+    from tre.code.archive import CodeLimits
+    from tre.code.service import record_upload
+    from tre.code.store import CodeStore
+    from tre.federation.node.mapping import approve_code
+
+    archive = tmp_path / "code.tar.gz"
+    archive.write_bytes(targz(file("analysis.py")))
+    stored = CodeStore(settings).store_file(archive, CodeLimits())
+    with session_scope(node) as s:
+        record_upload(s, children.submitter(spec()), "lung", stored)
+        map_project(s, "root", "fedlung", "lung", ["ct"], code_review=True)
+
+    def run(job_id: str, code_hash: str | None) -> tuple[str, str, str | None]:
+        child = spec(job_id, code_hash=code_hash)
+        with session_scope(node) as s:
+            children.receive(s, child)
+            children.start(s, settings, child.child_id)
+        return _state(node, child.child_id)
+
+    assert run("1" * 32, None)[:2] == ("refused", "code_not_approved")  # a bare command line
+    assert run("2" * 32, stored.sha256)[:2] == ("refused", "code_not_approved")
+    with session_scope(node) as s:
+        approve_code(s, "root", "fedlung", stored.sha256)
+    state, reason, job_id = run("3" * 32, stored.sha256)
+    assert (state, reason) == ("queued", "") and job_id is not None

@@ -249,6 +249,16 @@ def node_map(
     console.print(f"federated project {fed_project} runs here as {project}", highlight=False)
 
 
+@node_app.command("approve-code")
+def node_approve_code(fed_project: str, code_hash: str) -> None:
+    """Under code review: let this code archive (its SHA-256, as `tre hub job show --json`
+    and the node's audit log name it) run for the federated project here."""
+    from tre.federation.node.mapping import approve_code
+
+    _unit(approve_code, ADMIN, fed_project, code_hash)
+    console.print(f"code {code_hash} may run here for {fed_project}", highlight=False)
+
+
 @node_app.command("agent")
 def node_agent() -> None:
     """Run only the agent (the API and worker run elsewhere, e.g. `tre serve`)."""

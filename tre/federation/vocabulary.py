@@ -28,6 +28,7 @@ class Reason(StrEnum):
     project_not_mapped = "project_not_mapped"  # the node's admin has not taken the project on
     not_admitted = "not_admitted"  # the node's own admission refused (membership, grant, quota)
     image_not_approved = "image_not_approved"  # the node's admin has not approved the image
+    code_not_approved = "code_not_approved"  # code review is on here and this code is not approved
     code_unavailable = "code_unavailable"  # the code archive could not be fetched or verified
     job_failed = "job_failed"
     job_timed_out = "job_timed_out"

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tre.store.base import Base, UTCDateTime, new_id, utcnow
@@ -149,8 +149,24 @@ class FedNodeProject(Base):
     fed_project: Mapped[str] = mapped_column(String(64), primary_key=True)
     project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
     dataset_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # Site policy: when set, a child runs only code whose SHA-256 this node's admin approved
+    # for the project (`FedNodeCodeApproval`), on top of the image approval every child needs.
+    code_review: Mapped[bool] = mapped_column(Boolean, default=False)
     mapped_by: Mapped[str] = mapped_column(String(64))
     mapped_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class FedNodeCodeApproval(Base):
+    """A node admin's approval of one code archive (by SHA-256) for a federated project."""
+
+    __tablename__ = "fed_node_code_approvals"
+
+    fed_project: Mapped[str] = mapped_column(
+        ForeignKey("fed_node_projects.fed_project", ondelete="CASCADE"), primary_key=True
+    )
+    code_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    approved_by: Mapped[str] = mapped_column(String(64))
+    approved_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class FedNodeChild(Base):

@@ -19,6 +19,7 @@ from tre.audit import record_event
 from tre.auth.principal import Principal
 from tre.config import Settings
 from tre.errors import Conflict, NotFound, TreError, Unprocessable
+from tre.federation.node.mapping import code_approved
 from tre.federation.vocabulary import ChildState, Reason
 from tre.federation.wire import ChildSpec
 from tre.images.catalog import usable_references
@@ -120,6 +121,8 @@ def start(session: Session, settings: Settings, child_id: str, code_ok: bool = T
         return _end(session, row, ChildState.refused, Reason.not_admitted)
     if spec.image not in usable_references(session, mapping.project_id):
         return _end(session, row, ChildState.refused, Reason.image_not_approved)
+    if not code_approved(session, mapping, spec.code_hash):
+        return _end(session, row, ChildState.refused, Reason.code_not_approved)
     if not code_ok:
         return _end(session, row, ChildState.refused, Reason.code_unavailable)
     _submit(session, settings, row, spec, mapping)

@@ -87,6 +87,7 @@ def upgrade() -> None:
         sa.Column("fed_project", sa.String(length=64), nullable=False),
         sa.Column("project_id", sa.String(length=64), nullable=False),
         sa.Column("dataset_ids", sa.JSON(), nullable=False),
+        sa.Column("code_review", sa.Boolean(), nullable=False),
         sa.Column("mapped_by", sa.String(length=64), nullable=False),
         sa.Column("mapped_at", tre.store.base.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
@@ -96,6 +97,20 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("fed_project", name=op.f("pk_fed_node_projects")),
+    )
+    op.create_table(
+        "fed_node_code_approvals",
+        sa.Column("fed_project", sa.String(length=64), nullable=False),
+        sa.Column("code_hash", sa.String(length=64), nullable=False),
+        sa.Column("approved_by", sa.String(length=64), nullable=False),
+        sa.Column("approved_at", tre.store.base.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["fed_project"],
+            ["fed_node_projects.fed_project"],
+            name=op.f("fk_fed_node_code_approvals_fed_project_fed_node_projects"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("fed_project", "code_hash", name=op.f("pk_fed_node_code_approvals")),
     )
     op.create_table(
         "fed_project_nodes",
@@ -201,6 +216,7 @@ def downgrade() -> None:
     op.drop_table("fed_children")
     op.drop_table("fed_search_answers")
     op.drop_table("fed_project_nodes")
+    op.drop_table("fed_node_code_approvals")
     op.drop_table("fed_node_projects")
     with op.batch_alter_table("fed_jobs", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_fed_jobs_submitted_by"))
