@@ -1,4 +1,4 @@
-"""The hub in process, through its real API: researchers' tokens, node-signed agent
+"""The hub in process, through its real API, on SQLite and on PostgreSQL: researchers' tokens, node-signed agent
 requests (refused when unsigned, forged, stale, replayed or tampered), hub-signed answers,
 fan-out into idempotent children, and a release accepted only when hashes and the node's
 signed checkpoint verify."""
@@ -23,13 +23,13 @@ IMAGE = "registry.tre.local/tre-job-cpu@sha256:" + "ab" * 32
 
 
 @pytest.fixture
-def hub(settings, engine, token_for, tmp_path):  # type: ignore[no-untyped-def]
+def hub(settings, engine_any, token_for, tmp_path):  # type: ignore[no-untyped-def]
     from fastapi.testclient import TestClient
 
     settings.federation_lease_s = 2.0
     a, b = node_identity(tmp_path, "node-a"), node_identity(tmp_path, "node-b")
-    app = create_hub_app(settings, engine)
-    with session_scope(engine) as s:
+    app = create_hub_app(settings, engine_any)
+    with session_scope(engine_any) as s:
         registry.create_user(s, "test", "root", ["admin"])
         registry.create_user(s, "alice", "alice", ["researcher"])
         registry.create_user(s, "bob", "bob", ["researcher"])
