@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from egress_review import outputnames, workflow
 from tre.auth.principal import Principal
 from tre.config import Settings
-from tre.federation.wire import file_name_for
+from tre.federation.names import file_name_for
 from tre.states import EgressState
 from tre.store.models import EgressRequest, Job
 

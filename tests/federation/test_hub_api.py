@@ -1,7 +1,7 @@
-"""The hub in process, through its real API, on SQLite and on PostgreSQL: researchers' tokens, node-signed agent
-requests (refused when unsigned, forged, stale, replayed or tampered), hub-signed answers,
-fan-out into idempotent children, and a release accepted only when hashes and the node's
-signed checkpoint verify."""
+"""The hub in process, through its real API, on SQLite and on PostgreSQL: researchers'
+tokens, node-signed agent requests (refused when unsigned, forged, stale, replayed or
+tampered), hub-signed answers, fan-out into idempotent children, and a release accepted
+only when hashes and the node's signed checkpoint verify."""
 
 from __future__ import annotations
 

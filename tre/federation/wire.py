@@ -13,12 +13,11 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tre.api.schemas import JobIn
+from tre.federation.names import FILE_NAME, is_file_name
 from tre.federation.vocabulary import ChildState, Reason
 
 SHA256 = r"^[0-9a-f]{64}$"
 NAME = r"^[a-z0-9][a-z0-9-]{0,62}$"
-# A released file's name at the hub: one path segment (nodes send the researcher-visible name).
-FILE_NAME = r"^[A-Za-z0-9._-][A-Za-z0-9._ -]{0,199}$"
 
 
 def child_id(job_id: str, node: str) -> str:
@@ -80,16 +79,6 @@ class StateIn(BaseModel):
     reason: Reason = Reason.none
 
 
-def file_name_for(path: str) -> str:
-    """A released file's name at the hub: one path segment of safe characters (folders
-    joined with ``__``), never ``.`` or ``..``."""
-    flat = "".join(
-        c if c.isascii() and (c.isalnum() or c in "._- ") else "_" for c in path.replace("/", "__")
-    )
-    flat = flat.strip(" ")[:200] or "file"
-    return "_" + flat[1:] if flat[0] == " " or set(flat) <= {"."} else flat
-
-
 class ReleasedFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -97,9 +86,9 @@ class ReleasedFile(BaseModel):
 
     @field_validator("name")
     @classmethod
-    def _not_dots(cls, value: str) -> str:
-        if set(value) <= {"."}:
-            raise ValueError("a file name cannot be only dots")
+    def _one_segment(cls, value: str) -> str:
+        if not is_file_name(value):
+            raise ValueError("a released file's name is one path segment, not only dots")
         return value
 
     sha256: str = Field(pattern=SHA256)
