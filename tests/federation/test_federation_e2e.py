@@ -32,7 +32,9 @@ from pydicom.data import get_testdata_file
 
 from tests.federation.wiretap import WireTap
 from tre import audit, registry
+from tre.audit.note import VerifierKey
 from tre.audit.signing import get_signer
+from tre.audit.verify import verify_bundle
 from tre.auth.tokens import TokenIssuer
 from tre.config import Settings
 from tre.federation.hub import nodes as hub_nodes
@@ -247,6 +249,7 @@ def federation(tmp_path: Path) -> Iterator[Federation]:
     with session_scope(engine) as s:
         registry.create_user(s, "test", "root", ["admin"])
         registry.create_user(s, "test", "alice", ["researcher"])
+        registry.create_user(s, "test", "aud", ["auditor"])
         for name, site in sites.items():
             audit_key = get_signer(site.settings.keys_dir).verifier_key.encode()
             hub_nodes.add_node(s, "root", name, encode_public_key(node_key(site.settings)), audit_key)
@@ -360,6 +363,17 @@ def test_one_submission_each_node_deciding_for_itself(federation: Federation, tm
     assert [f["name"] for f in by_node["node-a"]["files"]] == ["result.txt"]
     assert by_node["node-b"]["files"] == [] and by_node["node-c"]["files"] == []
 
+    shown = cli(fed, "hub", "job", "show", job2)
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert "partial" in lines[0]
+    assert [line.split()[:3] for line in lines[1:]] == [
+        ["node-a", "online", "released"],
+        ["node-b", "online", "refused"],
+        ["node-c", "online", "refused"],
+    ]
+    assert "(dac_rejected)" in lines[2] and "(image_not_approved)" in lines[3]
+
     # 3. The researcher downloads per node, side by side, hashes verified by the CLI.
     out = tmp_path / "results"
     got = cli(fed, "hub", "results", job2, "-o", str(out))
@@ -417,6 +431,23 @@ def test_one_submission_each_node_deciding_for_itself(federation: Federation, tm
         assert n["state"] == "suppressed", n
         (counted,) = n["answer"]["datasets"]
         assert counted["subjects"] is None and counted["subjects_suppressed"] is True
+
+    searched = cli(fed, "hub", "search", "--modality", "CT", "--wait", "20")
+    assert searched.returncode == 0, searched.stderr
+    assert sorted(line.split()[:2] for line in searched.stdout.splitlines()) == [
+        [n, "suppressed"] for n in NODES
+    ]
+
+    # The hub's own signed audit log holds the federation's story and verifies offline.
+    auditor = {
+        "Authorization": f"Bearer {TokenIssuer.from_settings(fed.hub.settings).mint('aud', ['auditor'])}"
+    }
+    bundle = httpx.get(fed.hub.url + "/api/v1/audit/export", headers=auditor, timeout=60)
+    assert bundle.status_code == 200, bundle.text
+    pinned = VerifierKey.parse(get_signer(fed.hub.settings.keys_dir).verifier_key.encode())
+    assert verify_bundle(bundle.content, pinned).ok
+    actions = {json.loads(line)["action"] for line in bundle.text.splitlines() if '"action"' in line}
+    assert {"federation.job_submitted", "federation.child_state", "federation.results_received"} <= actions
 
     # 6. The hub never connected anywhere (the audit hook sees every connect of its process).
     assert fed.connect_log.exists()
