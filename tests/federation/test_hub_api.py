@@ -33,6 +33,7 @@ def hub(settings, engine_any, token_for, tmp_path):  # type: ignore[no-untyped-d
         registry.create_user(s, "test", "root", ["admin"])
         registry.create_user(s, "alice", "alice", ["researcher"])
         registry.create_user(s, "bob", "bob", ["researcher"])
+        registry.create_user(s, "dana", "dana", ["dac"])
         for n in (a, b):
             nodes.add_node(s, "root", n.name, n.public_key, n.audit_key)
         nodes.create_project(s, "root", "fedlung", "Federated lung", ["node-a", "node-b"])
@@ -40,7 +41,7 @@ def hub(settings, engine_any, token_for, tmp_path):  # type: ignore[no-untyped-d
     with TestClient(app) as client:
         client.tokens = {
             u: {"Authorization": f"Bearer {token_for(u, r)}"}
-            for u, r in [("alice", "researcher"), ("bob", "researcher"), ("root", "admin")]
+            for u, r in [("alice", "researcher"), ("bob", "researcher"), ("root", "admin"), ("dana", "dac")]
         }  # type: ignore[attr-defined]
         client.nodes = {"a": a, "b": b}  # type: ignore[attr-defined]
         client.hub_app = app  # type: ignore[attr-defined]
@@ -250,3 +251,17 @@ def test_a_released_file_may_be_larger_than_an_ordinary_request(hub):  # type: i
         raw=b'{"state": "queued"' + b" " * (2 << 20) + b"}",
     )
     assert resp.status_code == 413
+
+
+def test_hub_routes_check_roles(hub):  # type: ignore[no-untyped-def]
+    body = {"project_id": "fedlung", "image": IMAGE, "command": ["x"]}
+    resp = hub.post("/api/v1/jobs", json=body, headers=hub.tokens["dana"])
+    assert resp.status_code == 403 and resp.headers["content-type"].startswith("application/problem+json")
+    assert hub.post("/hub/v1/search", json={}, headers=hub.tokens["dana"]).status_code == 403
+    assert hub.get("/hub/v1/nodes", headers=hub.tokens["alice"]).status_code == 403
+    nodes_seen = hub.get("/hub/v1/nodes", headers=hub.tokens["root"]).json()
+    assert [n["name"] for n in nodes_seen] == ["node-a", "node-b"]
+    # A researcher sees only their own searches.
+    search = hub.post("/hub/v1/search", json={"modality": "CT"}, headers=hub.tokens["alice"]).json()
+    assert hub.get(f"/hub/v1/search/{search['id']}", headers=hub.tokens["bob"]).status_code == 404
+    assert [n["state"] for n in search["nodes"]] == ["waiting", "waiting"]

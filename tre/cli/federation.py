@@ -160,11 +160,18 @@ def hub_results(
 ) -> None:
     """Download what each node released, into OUT/<node>/, hashes verified; with each node's
     disclosure record and signed audit checkpoint next to its files."""
+    from tre.federation.names import is_file_name
+    from tre.registry import is_slug
+
     client = ApiClient()
     job = client.get(f"/hub/v1/jobs/{job_id}")
     for c in job["children"]:
         if c["state"] != "released":
             continue
+        if not is_slug(c["node"]) or not all(is_file_name(f["name"]) for f in c["files"]):
+            raise CliError(
+                f"the hub sent a node or file name that is not one plain path segment ({c['node']!r})"
+            )
         folder = out / c["node"]
         for f in c["files"]:
             dest = folder / f["name"]

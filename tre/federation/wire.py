@@ -8,7 +8,7 @@ counts, and released files with their hashes, disclosure record and signed check
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -31,7 +31,7 @@ class FederatedJobIn(JobIn):
     (its admin maps the federated project to local datasets), so none may be named here."""
 
     dataset_ids: list[str] = Field(default_factory=list, max_length=0)
-    release: list[str] = Field(
+    release: list[Annotated[str, Field(min_length=1, max_length=1024)]] = Field(
         default_factory=list,
         max_length=100,
         description="Output files each node's airlock is asked to release (names); empty: all.",

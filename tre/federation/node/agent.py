@@ -15,6 +15,7 @@ import json
 import logging
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -40,6 +41,7 @@ from tre.store.models import Project
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+MAX_UPLOAD_PAUSE_S = 300.0
 CountAnswerer = Callable[[Session, Settings, dict[str, Any]], SearchAnswerIn]
 
 
@@ -63,6 +65,10 @@ class NodeAgent:
         self.lock = threading.Lock()
         self.stopping = threading.Event()
         self.threads: list[threading.Thread] = []
+        # Per child: when an upload may be tried again, and the current pause. Each try reads
+        # the released files through the airlock (an audited download), so a hub that is away
+        # or refusing must not turn into an audit entry every round.
+        self.upload_backoff: dict[str, tuple[float, float]] = {}
 
     # -- units of work -------------------------------------------------------------------------
     def _unit(self, fn: Callable[..., T], *args: Any) -> T:
@@ -136,7 +142,9 @@ class NodeAgent:
         with self.lock:
             for child_id in self._unit(lambda s: children.open_children(s)):
                 if self._unit(children.advance, self.settings, self.airlock, child_id):
-                    self._upload(child_id)
+                    not_before, _ = self.upload_backoff.get(child_id, (0.0, 0.0))
+                    if time.monotonic() >= not_before:
+                        self._upload(child_id)
             self._report()
 
     def _report(self) -> None:
@@ -176,8 +184,12 @@ class NodeAgent:
                 "POST", f"/hub/v1/agent/children/{child_id}/release", body.model_dump_json().encode()
             )
         except HubError as exc:
-            log.warning("child %s: results not delivered yet: %s", child_id, exc)
+            _, pause = self.upload_backoff.get(child_id, (0.0, self.settings.federation_retry_s / 2))
+            pause = min(MAX_UPLOAD_PAUSE_S, pause * 2)
+            self.upload_backoff[child_id] = (time.monotonic() + pause, pause)
+            log.warning("child %s: results not delivered yet (next try in %.0f s): %s", child_id, pause, exc)
             return
+        self.upload_backoff.pop(child_id, None)
         self._unit(children.mark_released, child_id)
 
     # -- loops ---------------------------------------------------------------------------------
