@@ -148,3 +148,34 @@ def test_under_code_review_only_approved_code_runs(node, settings, tmp_path):  #
         approve_code(s, "root", "fedlung", stored.sha256)
     state, reason, job_id = run("3" * 32, stored.sha256)
     assert (state, reason) == ("queued", "") and job_id is not None
+
+
+def test_a_child_received_just_before_a_crash_is_started_by_the_restarted_agent(node, settings):  # type: ignore[no-untyped-def]
+    """The agent keeps going with the hub away: it starts what it had received (and reports
+    later); its state lives in the node's database, not in the process."""
+    import socket
+
+    from egress_review import federated
+    from tre.federation.keys import hub_key
+    from tre.federation.node.agent import NodeAgent
+    from tre.federation.node.config import NodeConfig
+    from tre.federation.node.search import answer_counts
+    from tre.federation.signing import encode_public_key
+
+    child = spec()
+    with session_scope(node) as s:
+        children.receive(s, child)  # ...and then the node stopped
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]  # nothing listens here once the socket is closed
+    config = NodeConfig("node-a", f"http://127.0.0.1:{closed}", encode_public_key(hub_key(settings)))
+    agent = NodeAgent(settings, node, config, federated, answer_counts)
+    try:
+        agent.progress_once()
+    finally:
+        agent.hub.close()
+    state, reason, job_id = _state(node, child.child_id)
+    assert (state, reason) == ("queued", "") and job_id is not None
+    with session_scope(node, read_only=True) as s:
+        row = s.get(FedNodeChild, child.child_id)
+        assert row is not None and row.reported == ""  # not acknowledged by the hub yet

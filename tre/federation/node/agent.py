@@ -89,11 +89,15 @@ class NodeAgent:
 
     def _receive(self, spec: ChildSpec) -> None:
         self._unit(children.receive, spec)
-        code_ok = True
-        code_hash = self._unit(children.needs_code, spec.child_id)
-        if code_hash is not None:
-            code_ok = self._fetch_code(spec, code_hash)
-        self._unit(children.start, self.settings, spec.child_id, code_ok)
+        self._start(spec.child_id)
+
+    def _start(self, child_id: str) -> None:
+        """Fetch the child's code if it has some, then admit and queue it (or refuse it)."""
+        spec = self._unit(children.not_started, child_id)
+        if spec is None:
+            return
+        code_ok = self._fetch_code(spec, spec.code_hash) if spec.code_hash else True
+        self._unit(children.start, self.settings, child_id, code_ok)
 
     def _fetch_code(self, spec: ChildSpec, code_hash: str) -> bool:
         """Fetch the child's code from the hub, verify its SHA-256, store it for the mapped
@@ -141,6 +145,7 @@ class NodeAgent:
     def progress_once(self) -> None:
         with self.lock:
             for child_id in self._unit(lambda s: children.open_children(s)):
+                self._start(child_id)  # a child received just before a crash
                 if self._unit(children.advance, self.settings, self.airlock, child_id):
                     not_before, _ = self.upload_backoff.get(child_id, (0.0, 0.0))
                     if time.monotonic() >= not_before:

@@ -99,12 +99,13 @@ def _end(session: Session, row: FedNodeChild, state: ChildState, reason: Reason)
     )
 
 
-def needs_code(session: Session, child_id: str) -> str | None:
-    """The code hash a not-yet-started child needs, if any."""
+def not_started(session: Session, child_id: str) -> ChildSpec | None:
+    """A received child that has neither a local job nor a final state (the node may have
+    stopped between receiving and starting it), or None."""
     row = session.get(FedNodeChild, child_id)
     if row is None or row.local_job_id is not None or ChildState(row.state).final:
         return None
-    return ChildSpec.model_validate(row.spec).code_hash
+    return ChildSpec.model_validate(row.spec)
 
 
 def start(session: Session, settings: Settings, child_id: str, code_ok: bool = True) -> None:
@@ -175,8 +176,7 @@ def advance(session: Session, settings: Settings, airlock: Airlock, child_id: st
     if row is None or ChildState(row.state).final:
         return False
     if row.local_job_id is None:
-        start(session, settings, child_id)
-        return False
+        return False  # started by the agent (`NodeAgent._start`), which fetches its code first
     job = session.get(Job, row.local_job_id)
     if job is None:
         _end(session, row, ChildState.failed, Reason.job_failed)
