@@ -265,3 +265,25 @@ def test_hub_routes_check_roles(hub):  # type: ignore[no-untyped-def]
     search = hub.post("/hub/v1/search", json={"modality": "CT"}, headers=hub.tokens["alice"]).json()
     assert hub.get(f"/hub/v1/search/{search['id']}", headers=hub.tokens["bob"]).status_code == 404
     assert [n["state"] for n in search["nodes"]] == ["waiting", "waiting"]
+
+
+def test_a_nodes_audit_log_may_not_shrink_between_releases(hub):  # type: ignore[no-untyped-def]
+    a = hub.nodes["a"]
+    older, newer = a.checkpoint(), a.checkpoint()
+    for job_id, checkpoint, status in (
+        (_submit(hub).json()["id"], newer, 200),
+        (_submit(hub).json()["id"], older, 422),
+    ):
+        cid = child_id(job_id, "node-a")
+        data = f"released for {job_id}\n".encode()
+        sha = hashlib.sha256(data).hexdigest()
+        assert signed(hub, a, "PUT", f"/hub/v1/agent/children/{cid}/files/{sha}", raw=data).status_code == 200
+        record = {"released": True, "files": [{"path": "r.txt", "sha256": sha, "size": len(data)}]}
+        body = {
+            "files": [{"name": "r.txt", "sha256": sha, "size": len(data)}],
+            "disclosure_record": record,
+            "checkpoint": checkpoint,
+        }
+        resp = signed(hub, a, "POST", f"/hub/v1/agent/children/{cid}/release", body)
+        assert resp.status_code == status, resp.text
+    assert "cannot shrink" in resp.json()["detail"]

@@ -31,6 +31,9 @@ class FedNode(Base):
     added_by: Mapped[str] = mapped_column(String(64))
     added_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # The largest tree size of the node's audit log the hub has verified a checkpoint for: a
+    # later release must not come with a smaller one (the node's log cannot shrink).
+    checkpoint_size: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class FedProjectNode(Base):

@@ -99,6 +99,13 @@ def accept_release(session: Session, settings: Settings, node: str, cid: str, bo
             f"the audit checkpoint does not verify under node {node}'s registered key: {exc}",
             slug="checkpoint-invalid",
         ) from exc
+    if checkpoint.tree_size < registered.checkpoint_size:
+        raise Unprocessable(
+            f"node {node}'s audit checkpoint is for tree size {checkpoint.tree_size}, smaller than the "
+            f"{registered.checkpoint_size} already verified: its log cannot shrink",
+            slug="checkpoint-rollback",
+        )
+    registered.checkpoint_size = checkpoint.tree_size
     for f in body.files:
         session.add(FedResultFile(child_id=cid, name=f.name, sha256=f.sha256, size=f.size))
     child.state, child.reason, child.updated_at = ChildState.released.value, "", utcnow()

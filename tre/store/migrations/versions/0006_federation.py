@@ -45,6 +45,7 @@ def upgrade() -> None:
         sa.Column("added_by", sa.String(length=64), nullable=False),
         sa.Column("added_at", tre.store.base.UTCDateTime(timezone=True), nullable=False),
         sa.Column("last_seen_at", tre.store.base.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("checkpoint_size", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("name", name=op.f("pk_fed_nodes")),
     )
     op.create_table(
