@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -477,6 +478,17 @@ def test_one_submission_each_node_deciding_for_itself(federation: Federation, tm
         assert (output_dir(node_a, local.id) / "raw.txt").read_bytes() == RAW_MARKER.encode()
     wire = fed.tap.wire()
     assert b"/hub/v1/agent/" in wire and b"images read: 2" in wire  # the tap saw the traffic
+    # Request lines (on a kept-alive connection the next one follows the last body directly).
+    requests = re.findall(rb"(GET|POST|PUT|DELETE|PATCH|HEAD) (/\S*) HTTP/1\.1\r\n", bytes(fed.tap.to_hub))
+    kinds = {re.sub(rb"[0-9a-f]{32,64}", b"ID", path).decode() for _, path in requests}
+    assert kinds == {
+        "/hub/v1/agent/poll",
+        "/hub/v1/agent/code/ID",
+        "/hub/v1/agent/children/ID/state",
+        "/hub/v1/agent/children/ID/files/ID",
+        "/hub/v1/agent/children/ID/release",
+        "/hub/v1/agent/searches/ID/answer",
+    }, kinds
     for marker in (LOG_MARKER.encode(), RAW_MARKER.encode()):
         assert marker not in wire
         for path in fed.hub.home.rglob("*"):

@@ -19,7 +19,7 @@ from tre.api.routers import code, me
 from tre.audit import api as audit_api
 from tre.auth.tokens import TokenVerifier
 from tre.config import Settings, get_settings
-from tre.federation.hub import agent_routes, routes
+from tre.federation.hub import agent_routes, routes, tes
 from tre.federation.keys import hub_key
 from tre.store.db import init_db, make_engine
 
@@ -60,6 +60,7 @@ def create_hub_app(settings: Settings | None = None, engine: Engine | None = Non
     app.add_middleware(HubBodyLimits, overrides={code.UPLOAD_PATH: code.MAX_CODE_UPLOAD_BYTES})
     app.add_middleware(RequestSanity)
     # The hub's own signed audit log of the federation, read by auditors as on any tre.
-    for router in (me.router, code.router, routes.router, agent_routes.router, audit_api.router):
+    routers = (me.router, code.router, routes.router, agent_routes.router, audit_api.router, tes.router)
+    for router in routers:
         app.include_router(router)
     return app

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from tre.audit.log import latest_checkpoint
@@ -238,8 +238,6 @@ def _latest_note(session: Session) -> str:
 def child_rows(engine: Engine) -> list[dict[str, Any]]:
     """The agent's record, for `tre node children` (staff on the node)."""
     with session_scope(engine, read_only=True) as s:
-        from sqlalchemy import select
-
         return [
             json.loads(
                 json.dumps({c.name: getattr(r, c.name) for c in FedNodeChild.__table__.columns}, default=str)
