@@ -154,7 +154,11 @@ def job_view(session: Session, job: FedJob, lease_s: float) -> dict[str, Any]:
                 "disclosure_record": child.disclosure_record,
             }
         )
-    state = parent_state([(str(r["state"]), r["node_status"] == "online") for r in rows])
+    # A node is given one lease to pick up a new job before its silence counts against it.
+    fresh = utcnow() - job.created_at < timedelta(seconds=lease_s)
+    state = parent_state(
+        [(str(r["state"]), r["node_status"] == "online" or (fresh and r["deliveries"] == 0)) for r in rows]
+    )
     return {
         "id": job.id,
         "project_id": job.project_id,
