@@ -47,7 +47,7 @@ from tre.images import catalog
 from tre.jobs.paths import log_path, output_dir
 from tre.store.db import init_db, make_engine, session_scope
 from tre.store.federation_models import FedChild, FedNodeChild, FedResultFile
-from tre.store.models import Job
+from tre.store.models import AuditEntry, Job
 
 pytestmark = pytest.mark.skipif(not Path("/usr/bin/bwrap").exists(), reason="bubblewrap not installed")
 
@@ -433,6 +433,15 @@ def test_one_submission_each_node_deciding_for_itself(federation: Federation, tm
         (counted,) = n["answer"]["datasets"]
         assert counted["subjects"] is None and counted["subjects_suppressed"] is True
 
+    # Each node's own signed audit log records the query, from its agent, for the hub's alice.
+    for name in NODES:
+        with session_scope(fed.nodes[name].engine(), read_only=True) as s:
+            logged = [
+                json.loads(e.body)
+                for e in s.query(AuditEntry).filter(AuditEntry.action == "catalogue.count_query").all()
+            ]
+        assert logged and all(e["actor"] == "federation-agent" for e in logged), logged
+        assert "alice" in json.dumps(logged[0]["details"])
     searched = cli(fed, "hub", "search", "--modality", "CT", "--wait", "20")
     assert searched.returncode == 0, searched.stderr
     assert sorted(line.split()[:2] for line in searched.stdout.splitlines()) == [

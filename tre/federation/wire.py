@@ -59,6 +59,7 @@ class ChildSpec(BaseModel):
 class SearchWork(BaseModel):
     search_id: str
     query: dict[str, Any]
+    asked_by: str = Field(description="The hub's researcher: the node records who asked.")
 
 
 class Work(BaseModel):

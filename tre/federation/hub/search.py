@@ -51,7 +51,7 @@ def take(session: Session, node: str, lease_s: float) -> list[SearchWork]:
     work = []
     for answer, search in rows:
         answer.delivered_at = now
-        work.append(SearchWork(search_id=search.id, query=search.query))
+        work.append(SearchWork(search_id=search.id, query=search.query, asked_by=search.asked_by))
     return work
 
 

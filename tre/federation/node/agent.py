@@ -42,7 +42,7 @@ from tre.store.models import Project
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 MAX_UPLOAD_PAUSE_S = 300.0
-CountAnswerer = Callable[[Session, Settings, dict[str, Any]], SearchAnswerIn]
+CountAnswerer = Callable[[Session, Settings, dict[str, Any], str], SearchAnswerIn]
 
 
 class NodeAgent:
@@ -133,7 +133,7 @@ class NodeAgent:
 
     def _answer(self, item: SearchWork) -> None:
         with session_scope(self.engine) as s:
-            answer = self.answer_counts(s, self.settings, item.query)
+            answer = self.answer_counts(s, self.settings, item.query, item.asked_by)
         try:
             self.hub.json(
                 "POST", f"/hub/v1/agent/searches/{item.search_id}/answer", answer.model_dump(mode="json")

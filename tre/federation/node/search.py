@@ -19,9 +19,14 @@ from tre.federation.wire import SearchAnswerIn
 log = logging.getLogger(__name__)
 
 
-def answer_counts(session: Session, settings: Settings, query: dict[str, Any]) -> SearchAnswerIn:
+def answer_counts(
+    session: Session, settings: Settings, query: dict[str, Any], asked_by: str
+) -> SearchAnswerIn:
+    """Answer for this node; its audit log records the query, the agent and the hub's researcher."""
     try:
-        answer = answer_count_query(session, settings, CountQuery.model_validate(query))
+        answer = answer_count_query(
+            session, settings, CountQuery.model_validate(query), actor="federation-agent", requester=asked_by
+        )
     except (ValidationError, TreError, NotImplementedError) as exc:
         log.info("count query not answered: %s", exc)
         return SearchAnswerIn(state="no_answer")
