@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from tre.access import can_see_project, visible_dataset_ids
 from tre.audit import record_event
 from tre.auth.principal import Principal
+from tre.catalogue.cache import refresh_facts
 from tre.catalogue.vocabulary import normalise_access_rights, normalise_condition
 from tre.datasets import summarise_dicom_folder
 from tre.errors import Conflict, NotFound, TreError
@@ -313,6 +314,7 @@ def register_dataset(
     )
     session.add(ds)
     session.flush()
+    refresh_facts(session, ds)  # the catalogue's facts, so the first count query is fast
     record_event(
         session,
         actor=actor,

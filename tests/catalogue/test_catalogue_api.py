@@ -17,6 +17,8 @@ from sqlalchemy import Engine, select
 
 from tests.catalogue.support import lung_cohort, policy_folder
 from tre.api.app import create_app
+from tre.audit.note import VerifierKey
+from tre.audit.verify import read_bundle, verify_bundle
 from tre.catalogue.counts import COUNT_QUERY_ACTION
 from tre.config import Settings
 from tre.registry import register_dataset
@@ -159,3 +161,20 @@ def test_cli_errors_are_one_line(live: dict[str, str], token_for: Any, tmp_path:
     _one_line_error(
         tre(live, "catalogue", "export", "-o", str(tmp_path / "no" / "such" / "x.jsonld")), 1, "cannot"
     )
+
+
+def test_count_queries_are_in_the_exported_log_and_it_verifies(lung_node: Any, app_client: Any) -> None:
+    """The auditor's path: export the signed log over the API, verify it offline against the
+    pinned key, and find each query with its suppression flags among the verified entries."""
+    alice = lung_node.headers["alice"]
+    for body in ({"modality": "PT"}, {"modality": "MR"}):
+        assert app_client.post("/api/v1/catalogue/counts", json=body, headers=alice).is_success
+    auditor = lung_node.headers["audrey"]
+    vkey = VerifierKey.parse(app_client.get("/api/v1/audit/public-key", headers=auditor).json()["vkey"])
+    bundle = app_client.get("/api/v1/audit/export", headers=auditor)
+    report = verify_bundle(bundle.content, vkey)
+    assert report.ok, report.errors
+    entries = [json.loads(raw) for raw in read_bundle(bundle.content).entries]
+    queries = [e["details"] for e in entries if e["action"] == COUNT_QUERY_ACTION]
+    flags = [(q["query"]["modality"], q["answers"][-1]["subjects_suppressed"]) for q in queries]
+    assert ("PT", False) in flags and ("MR", True) in flags

@@ -11,9 +11,10 @@ import pydicom
 import pytest
 from pydantic import ValidationError
 from pydicom.data import get_testdata_file
+from pydicom.uid import generate_uid
 from sqlalchemy import Engine, select
 
-from tests.catalogue.support import lung_cohort, policy_folder
+from tests.catalogue.support import lung_cohort, policy_folder, write_series
 from tests.worlds import WorldFactory
 from tre.catalogue.counts import COUNT_QUERY_ACTION, answer_count_query, answers_by_dataset
 from tre.catalogue.disclosure import release_count
@@ -96,6 +97,20 @@ def test_suppression_at_the_threshold_and_rounding(
     assert head_ct["subjects_suppressed"] and head_ct["subjects"] is None
     other = _ask(engine_any, csettings, condition="icd10:C50")["lung"]
     assert other["subjects"] is None and other["studies_suppressed"]
+
+
+def test_studies_of_a_small_group_are_withheld_with_it(
+    engine: Engine, csettings: Settings, tmp_path: Path
+) -> None:
+    """Three patients scanned five times each: 15 studies, but of fewer than 10 people."""
+    folder = tmp_path / "data" / "followup"
+    for n in range(3):
+        for _ in range(5):
+            write_series(folder, f"F{n}", generate_uid(), "CT", "CHEST")
+    _register(engine, "followup", folder, "default")
+    got = _ask(engine, csettings, modality="CT")["followup"]
+    assert (got["subjects"], got["studies"]) == (None, None)
+    assert got["subjects_suppressed"] and got["studies_suppressed"]
 
 
 def test_every_query_is_in_the_audit_log(engine_any: Engine, csettings: Settings, lung: Path) -> None:

@@ -44,25 +44,35 @@ def current_facts(
     """
     row = session.get(DatasetCatalogue, dataset.id)
     now = utcnow()
-    if (
-        row is not None
-        and not force
-        and now - row.checked_at < timedelta(seconds=settings.catalogue_recheck_s)
-    ):
+    if force or row is None:
+        return refresh_facts(session, dataset)
+    if now - row.checked_at < timedelta(seconds=settings.catalogue_recheck_s):
         return DatasetFacts.from_json(row.facts)
-    folder = Path(dataset.path)
-    try:
-        print_now = fingerprint(folder)
-    except (OSError, TreError) as exc:
-        raise _unreadable(dataset) from exc
-    if row is not None and row.fingerprint == print_now and not force:
+    if _fingerprint(dataset) == row.fingerprint:
         row.checked_at = now
         return DatasetFacts.from_json(row.facts)
+    return refresh_facts(session, dataset)
+
+
+def _fingerprint(dataset: Dataset) -> str:
     try:
-        facts = extract_facts(folder)
+        return fingerprint(Path(dataset.path))
     except (OSError, TreError) as exc:
         raise _unreadable(dataset) from exc
+
+
+def refresh_facts(session: Session, dataset: Dataset) -> DatasetFacts:
+    """Extract the dataset's facts now and store them with the folder's fingerprint (taken
+    first, so a file changed during the extraction makes the next check extract again).
+    Registration calls this, so the first query does not have to."""
+    print_now = _fingerprint(dataset)
+    try:
+        facts = extract_facts(Path(dataset.path))
+    except (OSError, TreError) as exc:
+        raise _unreadable(dataset) from exc
+    now = utcnow()
     values = {"fingerprint": print_now, "facts": facts.to_json(), "extracted_at": now, "checked_at": now}
+    row = session.get(DatasetCatalogue, dataset.id)
     if row is None:
         try:
             with session.begin_nested():  # a concurrent query may have stored it first

@@ -9,6 +9,7 @@ the node's signed audit log.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -16,15 +17,18 @@ from sqlalchemy.orm import Session
 
 from tre.audit import record_event
 from tre.catalogue.cache import current_facts
-from tre.catalogue.disclosure import release_count
+from tre.catalogue.disclosure import release_subjects_and_studies
 from tre.catalogue.extract import DatasetFacts
 from tre.catalogue.models import CountAnswer, CountQuery, DatasetCount
 from tre.config import Settings
+from tre.errors import TreError
 from tre.policy import AppliedPolicy, policies_for_datasets
 from tre.store.base import new_id, utcnow
 from tre.store.models import Dataset
 
 COUNT_QUERY_ACTION = "catalogue.count_query"
+# Who asked at the hub, as the federation agent names them: recorded, so kept to a plain shape.
+REQUESTER_RE = re.compile(r"^[A-Za-z0-9._@:-]{1,128}$")
 
 
 @dataclass(frozen=True)
@@ -71,8 +75,7 @@ def count_dataset(listed: ListedDataset, query: CountQuery) -> DatasetCount:
     else:
         subjects, studies = true_counts(listed.facts, query.modality, query.body_part)
     min_count, round_to = listed.policy.policy.catalogue_limits()
-    shown_subjects = release_count(subjects, min_count, round_to)
-    shown_studies = release_count(studies, min_count, round_to)
+    shown_subjects, shown_studies = release_subjects_and_studies(subjects, studies, min_count, round_to)
     return DatasetCount(
         dataset_id=dataset.id,
         subjects=shown_subjects,
@@ -123,6 +126,8 @@ def answer_count_query(
     ``actor`` is who asked this node (a signed-in user, or the federation agent); the agent
     passes the hub's researcher as ``requester`` (a name the node records, not trusts).
     """
+    if requester is not None and not REQUESTER_RE.match(requester):
+        raise TreError("requester must be 1-128 characters of letters, digits, '.', '_', '@', ':' or '-'")
     answer = CountAnswer(
         query_id=new_id(),
         query=query,

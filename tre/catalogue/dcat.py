@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from tre.catalogue.counts import ListedDataset, listed_datasets, true_counts
-from tre.catalogue.disclosure import release_count
+from tre.catalogue.disclosure import release_subjects_and_studies
 from tre.catalogue.extract import DatasetFacts, SeriesFacts
 from tre.catalogue.vocabulary import ACCESS_RIGHT_BASE, coding_system_iri, condition_iri
 from tre.config import Settings
@@ -69,11 +69,11 @@ def dataset_entry(settings: Settings, listed: ListedDataset) -> dict[str, Any]:
         "tre:roundTo": _count_literal(round_to),
     }
     suppressed = []
-    for term, true in (
-        ("healthdcatap:numberOfUniqueIndividuals", subjects),
-        ("healthdcatap:numberOfRecords", studies),
+    for term, shown in zip(
+        ("healthdcatap:numberOfUniqueIndividuals", "healthdcatap:numberOfRecords"),
+        release_subjects_and_studies(subjects, studies, min_count, round_to),
+        strict=True,
     ):
-        shown = release_count(true, min_count, round_to)
         if shown is None:
             suppressed.append({"@id": term})
         else:

@@ -9,8 +9,6 @@ time the same query is asked, and the average of many answers would reveal the t
 
 from __future__ import annotations
 
-from tre.policy import Policy
-
 
 def release_count(true_count: int, min_count: int, round_to: int) -> int | None:
     """The figure to show for ``true_count``, or ``None`` when it must be withheld.
@@ -23,6 +21,13 @@ def release_count(true_count: int, min_count: int, round_to: int) -> int | None:
     return ((true_count + round_to // 2) // round_to) * round_to
 
 
-def limits(policy: Policy) -> tuple[int, int]:
-    """(min_count, round_to) of the policy's catalogue rules."""
-    return policy.catalogue_limits()
+def release_subjects_and_studies(
+    subjects: int, studies: int, min_count: int, round_to: int
+) -> tuple[int | None, int | None]:
+    """Shown (subjects, studies): the number of studies is withheld too when the subjects
+    are, since the threshold is about people, not events: "25 studies" of 3 patients still
+    says that a small group exists and how often it was scanned."""
+    shown_subjects = release_count(subjects, min_count, round_to)
+    if shown_subjects is None:
+        return None, None
+    return shown_subjects, release_count(studies, min_count, round_to)

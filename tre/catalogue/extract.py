@@ -70,16 +70,31 @@ class DatasetFacts:
         )
 
 
-def _files(folder: Path) -> list[Path]:
-    """Every regular file under the folder, in a stable order; symbolic links are not
-    followed (a link could point out of the dataset)."""
+def _entries(folder: Path) -> list[tuple[str, os.stat_result]]:
+    """Every regular file under the folder (path relative to it) with its stat, in a stable
+    order; symbolic links are neither followed nor listed (a link could point out of the
+    dataset). One stat per file, from the directory scan itself; plain strings, because
+    pathlib's per-path cost dominated the fingerprint (benchmarks/bench_catalogue.py)."""
     found = []
-    for root, dirs, names in os.walk(folder, followlinks=False):
-        dirs.sort()
-        for name in sorted(names):
-            path = Path(root) / name
-            if path.is_file() and not path.is_symlink():
-                found.append(path)
+    stack = [""]
+    root = os.fspath(folder)
+    while stack:
+        rel = stack.pop()
+        try:
+            with os.scandir(os.path.join(root, rel) if rel else root) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except PermissionError:
+            if not rel:
+                raise
+            continue  # a folder the platform cannot list is not part of the dataset it sees
+        subdirs = []
+        for entry in entries:
+            name = f"{rel}/{entry.name}" if rel else entry.name
+            if entry.is_dir(follow_symlinks=False):
+                subdirs.append(name)
+            elif entry.is_file(follow_symlinks=False):
+                found.append((name, entry.stat(follow_symlinks=False)))
+        stack.extend(reversed(subdirs))
     return found
 
 
@@ -89,9 +104,8 @@ def fingerprint(folder: Path) -> str:
     if not folder.is_dir():
         raise TreError(f"dataset path {folder} is not a directory")
     digest = hashlib.sha256(f"v{FACTS_VERSION}\n".encode())
-    for path in _files(folder):
-        st = path.stat()
-        digest.update(f"{path.relative_to(folder)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    for rel, st in _entries(folder):
+        digest.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\n".encode(errors="surrogateescape"))
     return "sha256:" + digest.hexdigest()
 
 
@@ -122,7 +136,8 @@ def extract_facts(folder: Path) -> DatasetFacts:
     studies: dict[str, int] = {}
     series: dict[str, SeriesFacts] = {}
     n_dicom = 0
-    for path in _files(folder):
+    for rel, _ in _entries(folder):
+        path = folder / rel
         try:
             ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=_HEADER_TAGS)
         except (InvalidDicomError, OSError, ValueError, AttributeError, TypeError, KeyError, EOFError):

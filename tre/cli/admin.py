@@ -227,7 +227,7 @@ def dataset_list() -> None:
     rows = ApiClient().get("/api/v1/datasets")
     table(
         "datasets",
-        ["id", "name", "policy", "files", "series", "modalities"],
+        ["id", "name", "policy", "files", "series", "modalities", "conditions"],
         [
             (
                 d["id"],
@@ -236,6 +236,7 @@ def dataset_list() -> None:
                 d["meta"].get("dicom_files"),
                 d["meta"].get("series"),
                 ",".join(d["meta"].get("modalities", {})),
+                ",".join(d.get("conditions", [])),
             )
             for d in rows
         ],
