@@ -93,6 +93,7 @@ def hub_node_add(
 
 @hub_node_app.command("list")
 def hub_node_list() -> None:
+    """Registered nodes, online or offline (silent for longer than the lease)."""
     from tre.federation.hub.nodes import is_online, list_nodes
 
     settings = get_settings()
@@ -122,6 +123,7 @@ def hub_project_create(
 
 @hub_project_app.command("add-member")
 def hub_project_add_member(project: str, user: str) -> None:
+    """Let a hub researcher submit to a federated project (each node still checks its own members)."""
     from tre import registry
 
     _unit(lambda s: registry.add_member(s, ADMIN, project, user))
@@ -150,6 +152,7 @@ def hub_job_show(job_id: str, as_json: Annotated[bool, typer.Option("--json")] =
 
 @hub_app.command("jobs")
 def hub_jobs() -> None:
+    """Your federated jobs (all of them for admins and auditors), newest first."""
     for j in ApiClient().get("/hub/v1/jobs"):
         console.print(f"{j['id']}\t{j['project_id']}\t{j['state']}\t{j['created_at']}", highlight=False)
 
