@@ -147,22 +147,10 @@ def disclosure(
         job_id=req.job_id,
         details={"request_id": req.id},
     )
-    record = dict(req.disclosure_record)
     names = _names(session, settings, principal, req.job_id)
-    if principal.has(*workflow.STAFF_ROLES) or not any(not names.shows(f.path) for f in req.files):
-        return record
     # Withheld names stay withheld here too (the full record is the auditors'; its digest in
     # the audit log covers the unmasked one).
-    by_path = {f.path: f for f in req.files}
-    files = []
-    for entry in record.get("files", []):
-        f = by_path.get(entry.get("path", ""))
-        if f is not None and not names.shows(f.path):
-            entry = {**entry, "path": outputnames.placeholder(f.sha256), "checks": [], "name_withheld": True}
-        files.append(entry)
-    # In hash order: the order of withheld names must not spell anything either.
-    files.sort(key=lambda e: str(e.get("sha256", "")))
-    return {**record, "files": files, "masked_for_researcher": True}
+    return outputnames.masked_record(dict(req.disclosure_record), list(req.files), names, principal)
 
 
 def _stream(fh: BinaryIO) -> Iterator[bytes]:

@@ -17,13 +17,14 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy.orm import Session
 
 from tre.access import STAFF_ROLES
 from tre.auth.principal import Principal
 from tre.config import Settings
-from tre.store.models import Job, JobOutput
+from tre.store.models import EgressFile, Job, JobOutput
 
 _BY_INDEX = re.compile(r"^#(\d{1,9})$")
 _BY_HASH = re.compile(r"^sha256:([0-9a-f]{64})$")
@@ -98,3 +99,21 @@ def resolve(outputs: Iterable[JobOutput], wanted: str) -> str | None:
     if m := _BY_HASH.match(wanted):
         return next((o.path for o in ordered if o.sha256 == m.group(1)), None)
     return next((o.path for o in ordered if o.path == wanted), None)
+
+
+def masked_record(
+    record: dict[str, Any], files: list[EgressFile], names: NameView, principal: Principal
+) -> dict[str, Any]:
+    """The disclosure record as ``principal`` may see it: withheld names replaced by
+    placeholders (and their checks dropped), files in hash order so that order spells nothing."""
+    if principal.has(*STAFF_ROLES) or not any(not names.shows(f.path) for f in files):
+        return record
+    by_path = {f.path: f for f in files}
+    shown = []
+    for entry in record.get("files", []):
+        f = by_path.get(entry.get("path", ""))
+        if f is not None and not names.shows(f.path):
+            entry = {**entry, "path": placeholder(f.sha256), "checks": [], "name_withheld": True}
+        shown.append(entry)
+    shown.sort(key=lambda e: str(e.get("sha256", "")))
+    return {**record, "files": shown, "masked_for_researcher": True}

@@ -115,6 +115,13 @@ class Settings(BaseSettings):
     image_max_unpacked_mb: int = 8192
     image_max_files: int = 300_000
 
+    # Federation (tre.federation, docs/federation.md). At a hub: a node that has not polled
+    # for this long is shown offline, and work it did not acknowledge is offered again.
+    federation_lease_s: float = Field(default=30.0, gt=0)
+    # At a node: how long the agent's long poll may wait at the hub, and its pause after errors.
+    federation_poll_wait_s: float = Field(default=10.0, ge=0, le=30)
+    federation_retry_s: float = Field(default=2.0, gt=0)
+
     # The node's dataset catalogue (tre.catalogue, docs/catalogue.md).
     catalogue_title: str = Field(default="tre node catalogue", max_length=200)
     catalogue_base_iri: str = Field(

@@ -28,6 +28,10 @@ from tre.store.models import AccessGrant, Dataset, Project, ProjectMember, Role,
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 
 
+def is_slug(value: str) -> bool:
+    return bool(_SLUG.match(value))
+
+
 def check_slug(kind: str, value: str) -> str:
     if not _SLUG.match(value):
         raise TreError(f"{kind} id {value!r} must be 1-63 characters of a-z, 0-9, '.', '_' or '-'")

@@ -7,13 +7,18 @@ small site needs; production runs `tre serve --no-worker` and `tre worker` separ
 from __future__ import annotations
 
 import threading
+from typing import TYPE_CHECKING
 
 import uvicorn
+from sqlalchemy import Engine
 
 from tre.api.app import create_app
 from tre.api.limits import uvicorn_options
 from tre.config import Settings, get_settings
 from tre.jobs.worker import Worker
+
+if TYPE_CHECKING:
+    from tre.federation.node.agent import NodeAgent
 
 
 def build(settings: Settings | None = None, with_worker: bool = True) -> tuple[object, Worker | None]:
@@ -23,8 +28,25 @@ def build(settings: Settings | None = None, with_worker: bool = True) -> tuple[o
     return app, worker
 
 
-def serve(host: str, port: int, with_worker: bool = True, settings: Settings | None = None) -> None:
+def start_node_agent(settings: Settings, engine: Engine) -> NodeAgent:
+    """The federation agent of this node (docs/federation.md), wired to this node's airlock
+    and catalogue; it connects out to the hub named by `tre node join`."""
+    from egress_review import federated
+    from tre.federation.node.agent import NodeAgent
+    from tre.federation.node.config import load
+    from tre.federation.node.search import answer_counts
+
+    agent = NodeAgent(settings, engine, load(settings), federated, answer_counts)
+    agent.start()
+    return agent
+
+
+def serve(
+    host: str, port: int, with_worker: bool = True, settings: Settings | None = None, node: bool = False
+) -> None:
+    settings = settings or get_settings()
     app, worker = build(settings, with_worker)
+    agent = start_node_agent(settings, app.state.engine) if node else None  # type: ignore[attr-defined]
     thread = None
     if worker is not None:
         thread = threading.Thread(target=worker.serve_forever, name="tre-worker", daemon=True)
@@ -32,6 +54,8 @@ def serve(host: str, port: int, with_worker: bool = True, settings: Settings | N
     try:
         uvicorn.run(app, host=host, port=port, log_level="warning", **uvicorn_options())  # type: ignore[arg-type]
     finally:
+        if agent is not None:
+            agent.stop()
         if worker is not None and thread is not None:
             worker.stop()
             thread.join(timeout=10)

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from tre.cli import admin, audit, catalogue, code, egress, images, jobs, preprocess, witness
+from tre.cli import admin, audit, catalogue, code, egress, federation, images, jobs, preprocess, witness
 from tre.cli.client import ApiClient, CliError, checked_api_url, save_credentials
 from tre.cli.device_login import device_login, oidc_login_config
 from tre.cli.output import console, err_console, untrusted
@@ -58,6 +58,8 @@ app.add_typer(egress.app, name="egress")
 app.add_typer(audit.app, name="audit")
 app.add_typer(images.app, name="image")
 app.add_typer(witness.app, name="witness")
+app.add_typer(federation.hub_app, name="hub")
+app.add_typer(federation.node_app, name="node")
 app.add_typer(catalogue.app, name="catalogue")
 app.command()(preprocess.preprocess)
 
@@ -133,11 +135,14 @@ def serve(
     host: str = "127.0.0.1",
     port: int = 8765,
     worker: Annotated[bool, typer.Option(help="Run the job worker in this process too.")] = True,
+    node: Annotated[
+        bool, typer.Option("--node", help="Also run the federation agent (after `tre node join`).")
+    ] = False,
 ) -> None:
-    """Run the API (and, for the embedded mode, the worker)."""
+    """Run the API (and, for the embedded mode, the worker; with --node, the federation agent)."""
     from tre.server import serve as run_server
 
-    run_server(host, port, with_worker=worker)
+    run_server(host, port, with_worker=worker, node=node)
 
 
 @app.command()

@@ -61,6 +61,16 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+# The words of an orphaned job's reason (`Worker._fail_orphan`): the job did not fail, its
+# worker did. The federation agent reruns such a child once (`lost_with_its_worker`).
+WORKER_LOST = "stopped while the job was running"
+
+
+def lost_with_its_worker(job: Job) -> bool:
+    """Whether a failed job ended because its worker died (a crash, not the job's doing)."""
+    return job.state == JobState.failed.value and job.exit_code is None and WORKER_LOST in (job.reason or "")
+
+
 class Worker:
     def __init__(
         self,
@@ -224,7 +234,7 @@ class Worker:
             if job is None or job.state != JobState.running.value:
                 return
             reason = (
-                f"worker {job.worker_id} stopped while the job was running; the {job.executor} "
+                f"worker {job.worker_id} {WORKER_LOST}; the {job.executor} "
                 "sandbox died with it. Outputs written before that are kept; resubmit to rerun."
             )
             self._finish(s, job, JobResult(JobState.failed.value, None, reason))

@@ -48,7 +48,7 @@ class BadPageToken(TreError):
 def create_task(session: Session, settings: Settings, principal: Principal, doc: TesTaskDoc) -> Job:
     plan = plan_task(doc)
     if plan.code_files:
-        plan.request.code_hash = _store_code(session, settings, principal, plan).sha256
+        plan.request.code_hash = store_inline_code(session, settings, principal, plan).sha256
     job = jobs.submit(session, settings, principal, plan.request)
     session.add(
         TesTask(
@@ -82,7 +82,9 @@ def create_task(session: Session, settings: Settings, principal: Principal, doc:
     return job
 
 
-def _store_code(session: Session, settings: Settings, principal: Principal, plan: TaskPlan) -> StoredCode:
+def store_inline_code(
+    session: Session, settings: Settings, principal: Principal, plan: TaskPlan
+) -> StoredCode:
     """Pack the inline inputs as one deterministic archive and store it for the project, as
     ``tre submit --code`` uploads a folder; the same checks and quota apply."""
     project_id = plan.request.project_id

@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
-from tre.store import models  # noqa: F401  (registers every table on Base.metadata)
+from tre.store import federation_models, models  # noqa: F401  (registers every table on Base.metadata)
 from tre.store.base import Base
 
 config = context.config

@@ -2,7 +2,7 @@
 extracted from each dataset's DICOM headers (tre.catalogue)
 
 Revision ID: 0007_catalogue
-Revises: 0005_tes
+Revises: 0006_federation
 """
 
 from collections.abc import Sequence
@@ -13,7 +13,7 @@ from alembic import op
 from tre.store.base import UTCDateTime
 
 revision: str = "0007_catalogue"
-down_revision: str | None = "0005_tes"
+down_revision: str | None = "0006_federation"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,0 +1,77 @@
+"""The agent's client against a real hub server: it acts only on answers signed by the
+pinned hub key. And the federation CLI's errors: one line, non-zero exit, no traceback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from tests.federation.hubkit import node_identity
+from tre import registry
+from tre.federation.hub import nodes
+from tre.federation.hub.app import create_hub_app
+from tre.federation.keys import hub_key
+from tre.federation.node.client import HubClient, HubError
+from tre.federation.node.config import NodeConfig
+from tre.federation.signing import encode_public_key
+from tre.server import BackgroundServer
+from tre.store.db import session_scope
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_the_agent_acts_only_on_answers_signed_by_the_pinned_hub_key(settings, engine, tmp_path):  # type: ignore[no-untyped-def]
+    node = node_identity(tmp_path, "node-a")
+    app = create_hub_app(settings, engine)
+    with session_scope(engine) as s:
+        registry.create_user(s, "test", "root", ["admin"])
+        nodes.add_node(s, "root", node.name, node.public_key, node.audit_key)
+    with BackgroundServer(app) as server:
+        good = HubClient(NodeConfig("node-a", server.url, encode_public_key(hub_key(settings))), node.key)
+        assert good.json("POST", "/hub/v1/agent/poll", {"wait_s": 0}) == {"children": [], "searches": []}
+        impostor = encode_public_key(Ed25519PrivateKey.generate())
+        pinned_other = HubClient(NodeConfig("node-a", server.url, impostor), node.key)
+        with pytest.raises(HubError, match="not signed by the pinned key"):
+            pinned_other.json("POST", "/hub/v1/agent/poll", {"wait_s": 0})
+        unregistered = HubClient(
+            NodeConfig("node-a", server.url, encode_public_key(hub_key(settings))),
+            Ed25519PrivateKey.generate(),
+        )
+        with pytest.raises(HubError, match="HTTP 401"):
+            unregistered.json("POST", "/hub/v1/agent/poll", {"wait_s": 0})
+        for client in (good, pinned_other, unregistered):
+            client.close()
+
+
+def tre(settings, *args: str) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
+    env = {**os.environ, "TRE_HOME": str(settings.home), "PYTHONPATH": str(REPO)}
+    return subprocess.run(
+        [sys.executable, "-m", "tre.cli.main", *args], env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (
+            ["node", "join", "--name", "a", "--hub", "ftp://hub", "--hub-key", "ed25519:AAAA"],
+            "not an http(s) address",
+        ),
+        (["node", "join", "--name", "a", "--hub", "http://hub", "--hub-key", "rsa:xyz"], "hub key"),
+        (["node", "map", "fedlung", "--project", "nope"], "nope"),
+        (["node", "agent"], "tre node join"),
+        (["hub", "node", "add", "a", "--key", "ed25519:AAAA", "--audit-key", "x"], "node key"),
+        (["hub", "project", "create", "fed", "--nodes", "ghost"], "no node 'ghost'"),
+    ],
+)
+def test_federation_cli_errors_are_one_line(settings, args, says):  # type: ignore[no-untyped-def]
+    done = tre(settings, *args)
+    assert done.returncode == 1, (done.stdout, done.stderr)
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and says in lines[0], done.stderr
+    assert "Traceback" not in done.stderr

@@ -1,0 +1,181 @@
+"""A node's own decisions on the children it receives, on its real store (SQLite and
+PostgreSQL): redeliveries never make a second job; unmapped projects, unapproved images and
+non-members are refused with fixed reasons; a job lost with its worker is run once more."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import func, select
+
+from tests.worlds import IMAGE, WorldFactory
+from tre import audit
+from tre.federation.node import children
+from tre.federation.node.mapping import map_project
+from tre.federation.wire import ChildSpec, child_id
+from tre.store.db import session_scope
+from tre.store.federation_models import FedNodeChild
+from tre.store.models import AuditEntry, Job
+
+
+def spec(job_id: str = "f" * 32, **over: object) -> ChildSpec:
+    body: dict[str, object] = {
+        "child_id": child_id(job_id, "node-a"),
+        "job_id": job_id,
+        "project_id": "fedlung",
+        "submitted_by": "alice",
+        "image": IMAGE,
+        "command": ["python3", "-c", "print(1)"],
+        "cpu": 1,
+        "memory_mb": 256,
+        "time_limit_s": 30,
+        "output_limit_mb": 16,
+    }
+    body.update(over)
+    return ChildSpec.model_validate(body)
+
+
+@pytest.fixture
+def node(engine_any, settings, dicom_dir):  # type: ignore[no-untyped-def]
+    audit.configure(engine_any, settings.keys_dir)
+    with session_scope(engine_any) as s:
+        make = WorldFactory(s)
+        make.users({"root": ["admin"], "alice": ["researcher"], "mallory": ["researcher"]})
+        make.project("lung", "Lung", ["alice"])
+        make.dataset("ct", dicom_dir)
+        make.grant("lung", "ct")
+        make.approve_image("lung")
+        map_project(s, "root", "fedlung", "lung", ["ct"])
+    return engine_any
+
+
+def _state(engine, cid: str) -> tuple[str, str, str | None]:  # type: ignore[no-untyped-def]
+    with session_scope(engine, read_only=True) as s:
+        row = s.get(FedNodeChild, cid)
+        assert row is not None
+        return row.state, row.reason, row.local_job_id
+
+
+def test_a_redelivered_child_is_the_same_child_and_one_job(node, settings):  # type: ignore[no-untyped-def]
+    child = spec()
+    for _ in range(3):  # the hub offers it again after a lost acknowledgement
+        with session_scope(node) as s:
+            children.receive(s, child)
+        with session_scope(node) as s:
+            children.start(s, settings, child.child_id)
+    state, reason, job_id = _state(node, child.child_id)
+    assert (state, reason) == ("queued", "")
+    with session_scope(node, read_only=True) as s:
+        assert s.scalar(select(func.count()).select_from(Job)) == 1
+        job = s.get(Job, job_id)
+        assert job is not None and (job.project_id, job.submitted_by, job.dataset_ids) == (
+            "lung",
+            "alice",
+            ["ct"],
+        )
+        received = s.scalar(
+            select(func.count())
+            .select_from(AuditEntry)
+            .where(AuditEntry.action == "federation.child_received")
+        )
+        assert received == 1
+
+
+@pytest.mark.parametrize(
+    ("over", "reason"),
+    [
+        ({"project_id": "other-fed"}, "project_not_mapped"),
+        ({"image": "registry.tre.local/x@sha256:" + "cd" * 32}, "image_not_approved"),
+        ({"submitted_by": "mallory"}, "not_admitted"),  # a researcher here, not in the project
+        ({"submitted_by": "nobody"}, "not_admitted"),  # not a user of this node at all
+    ],
+)
+def test_each_node_refuses_by_its_own_rules_with_a_fixed_reason(node, settings, over, reason):  # type: ignore[no-untyped-def]
+    child = spec(**over)
+    with session_scope(node) as s:
+        children.receive(s, child)
+    with session_scope(node) as s:
+        children.start(s, settings, child.child_id)
+    assert _state(node, child.child_id) == ("refused", reason, None)
+    with session_scope(node, read_only=True) as s:
+        assert s.scalar(select(func.count()).select_from(Job)) == 0
+
+
+def test_a_job_lost_with_its_worker_runs_once_more_then_fails(node, settings):  # type: ignore[no-untyped-def]
+    from tre.jobs.worker import WORKER_LOST
+
+    child = spec()
+    with session_scope(node) as s:
+        children.receive(s, child)
+        children.start(s, settings, child.child_id)
+    seen = []
+    for _ in range(2):
+        _, _, job_id = _state(node, child.child_id)
+        seen.append(job_id)
+        with session_scope(node) as s:
+            job = s.get(Job, job_id)
+            assert job is not None
+            job.state, job.exit_code, job.reason = "failed", None, f"worker w1 {WORKER_LOST}; ..."
+        with session_scope(node) as s:
+            children.advance(s, settings, None, child.child_id)  # type: ignore[arg-type]
+    assert len(set(seen)) == 2  # a second local job for the same child, then no third
+    assert _state(node, child.child_id)[:2] == ("failed", "job_failed")
+
+
+def test_under_code_review_only_approved_code_runs(node, settings, tmp_path):  # type: ignore[no-untyped-def]
+    from tests.code.hostile import file, targz
+    from tre.code.archive import CodeLimits
+    from tre.code.service import record_upload
+    from tre.code.store import CodeStore
+    from tre.federation.node.mapping import approve_code
+
+    archive = tmp_path / "code.tar.gz"
+    archive.write_bytes(targz(file("analysis.py")))
+    stored = CodeStore(settings).store_file(archive, CodeLimits())
+    with session_scope(node) as s:
+        record_upload(s, children.submitter(spec()), "lung", stored)
+        map_project(s, "root", "fedlung", "lung", ["ct"], code_review=True)
+
+    def run(job_id: str, code_hash: str | None) -> tuple[str, str, str | None]:
+        child = spec(job_id, code_hash=code_hash)
+        with session_scope(node) as s:
+            children.receive(s, child)
+            children.start(s, settings, child.child_id)
+        return _state(node, child.child_id)
+
+    assert run("1" * 32, None)[:2] == ("refused", "code_not_approved")  # a bare command line
+    assert run("2" * 32, stored.sha256)[:2] == ("refused", "code_not_approved")
+    with session_scope(node) as s:
+        approve_code(s, "root", "fedlung", stored.sha256)
+    state, reason, job_id = run("3" * 32, stored.sha256)
+    assert (state, reason) == ("queued", "") and job_id is not None
+
+
+def test_a_child_received_just_before_a_crash_is_started_by_the_restarted_agent(node, settings):  # type: ignore[no-untyped-def]
+    """The agent keeps going with the hub away: it starts what it had received (and reports
+    later); its state lives in the node's database, not in the process."""
+    import socket
+
+    from egress_review import federated
+    from tre.federation.keys import hub_key
+    from tre.federation.node.agent import NodeAgent
+    from tre.federation.node.config import NodeConfig
+    from tre.federation.node.search import answer_counts
+    from tre.federation.signing import encode_public_key
+
+    child = spec()
+    with session_scope(node) as s:
+        children.receive(s, child)  # ...and then the node stopped
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]  # nothing listens here once the socket is closed
+    config = NodeConfig("node-a", f"http://127.0.0.1:{closed}", encode_public_key(hub_key(settings)))
+    agent = NodeAgent(settings, node, config, federated, answer_counts)
+    try:
+        agent.progress_once()
+    finally:
+        agent.hub.close()
+    state, reason, job_id = _state(node, child.child_id)
+    assert (state, reason) == ("queued", "") and job_id is not None
+    with session_scope(node, read_only=True) as s:
+        row = s.get(FedNodeChild, child.child_id)
+        assert row is not None and row.reported == ""  # not acknowledged by the hub yet

@@ -1,0 +1,1 @@
+"""The hub: researchers submit and search here; nodes' agents fetch work and report here."""

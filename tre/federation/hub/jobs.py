@@ -1,0 +1,178 @@
+"""Federated jobs at the hub: fan-out into children, delivery to nodes, per-node states.
+
+Delivery is at-least-once and idempotent: a child stays ``pending`` until its node
+acknowledges it with a state, and is offered again once its lease has run out (the node was
+offline or died before acknowledging); the child's id is derived from the parent and the
+node, and the node keeps what it received, so a second delivery never makes a second job.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from tre.access import can_see_project, is_member, visible_project_ids
+from tre.audit import record_event
+from tre.auth.principal import Principal
+from tre.errors import AdmissionDenied, Conflict, NotFound
+from tre.federation.hub.nodes import is_online, project_nodes
+from tre.federation.vocabulary import ChildState, parent_state
+from tre.federation.wire import ChildSpec, FederatedJobIn, StateIn, child_id
+from tre.store.base import utcnow
+from tre.store.federation_models import FedChild, FedJob, FedNode, FedResultFile
+from tre.store.models import CodeUpload, Project
+
+SPEC_FIELDS = ("image", "command", "cpu", "memory_mb", "gpu", "time_limit_s", "output_limit_mb", "code_hash")
+
+
+def submit(session: Session, principal: Principal, body: FederatedJobIn) -> FedJob:
+    """Accept a submission from a member of the federated project; one child per node."""
+    project = session.get(Project, body.project_id)
+    if project is None or not is_member(session, body.project_id, principal.user_id):
+        raise AdmissionDenied(f"you are not a member of project {body.project_id!r}")
+    nodes = project_nodes(session, body.project_id)
+    if not nodes:
+        raise AdmissionDenied(f"project {body.project_id!r} is not a federated project")
+    if body.code_hash and session.get(CodeUpload, (body.project_id, body.code_hash)) is None:
+        raise AdmissionDenied(f"code {body.code_hash} was not uploaded to project {body.project_id!r}")
+    spec: dict[str, Any] = {k: getattr(body, k) for k in SPEC_FIELDS} | {"release": list(body.release)}
+    job = FedJob(project_id=body.project_id, submitted_by=principal.user_id, spec=spec)
+    session.add(job)
+    session.flush()
+    for node in nodes:
+        session.add(FedChild(id=child_id(job.id, node), job_id=job.id, node=node))
+    session.flush()
+    record_event(
+        session,
+        actor=principal.user_id,
+        action="federation.job_submitted",
+        project_id=job.project_id,
+        details={"fed_job": job.id, "nodes": nodes, **{k: spec[k] for k in ("image", "code_hash")}},
+    )
+    return job
+
+
+def child_spec(job: FedJob, child: FedChild) -> ChildSpec:
+    return ChildSpec.model_validate(
+        {
+            "child_id": child.id,
+            "job_id": job.id,
+            "project_id": job.project_id,
+            "submitted_by": job.submitted_by,
+            **{k: job.spec.get(k) for k in SPEC_FIELDS},
+            "release": list(job.spec.get("release", [])),
+        }
+    )
+
+
+def take_children(session: Session, node: str, lease_s: float) -> list[ChildSpec]:
+    """Children this node has not acknowledged, not offered within the lease; marks them offered."""
+    now = utcnow()
+    stale = now - timedelta(seconds=lease_s)
+    children = list(
+        session.scalars(
+            select(FedChild)
+            .where(FedChild.node == node, FedChild.state == ChildState.pending.value)
+            .where(or_(FedChild.delivered_at.is_(None), FedChild.delivered_at < stale))
+            .order_by(FedChild.id)
+            .limit(50)
+        )
+    )
+    specs = []
+    for child in children:
+        child.delivered_at = now
+        child.deliveries += 1
+        job = session.get(FedJob, child.job_id)
+        if job is not None:
+            specs.append(child_spec(job, child))
+    return specs
+
+
+def node_child(session: Session, node: str, cid: str) -> FedChild:
+    child = session.get(FedChild, cid)
+    if child is None or child.node != node:
+        # A node sees only its own children; others' ids answer like unknown ones.
+        raise NotFound(f"no child {cid!r} for node {node!r}")
+    return child
+
+
+def set_state(session: Session, node: str, cid: str, new: StateIn) -> FedChild:
+    """A node's report. Final states stay final (a late or repeated report changes nothing);
+    ``released`` comes only with verified results (`tre.federation.hub.results`)."""
+    child = node_child(session, node, cid)
+    if new.state == ChildState.released:
+        raise Conflict("a child is released only by uploading its released results", slug="release-by-upload")
+    if new.state == ChildState.pending:
+        raise Conflict("a node cannot put a child back to pending")
+    current = ChildState(child.state)
+    if current.final or (current.value, child.reason) == (new.state.value, new.reason.value):
+        return child
+    child.state, child.reason, child.updated_at = new.state.value, new.reason.value, utcnow()
+    job = session.get(FedJob, child.job_id)
+    record_event(
+        session,
+        actor=f"node:{node}",
+        action="federation.child_state",
+        project_id=job.project_id if job else None,
+        details={"fed_job": child.job_id, "child": cid, "state": child.state, "reason": child.reason},
+    )
+    return child
+
+
+def visible_job(session: Session, principal: Principal, job_id: str) -> FedJob:
+    job = session.get(FedJob, job_id)
+    if job is None or not can_see_project(session, principal, job.project_id):
+        raise NotFound(f"no federated job {job_id!r}")
+    return job
+
+
+def job_view(session: Session, job: FedJob, lease_s: float) -> dict[str, Any]:
+    """The parent's state and, side by side, each node's state, reason and released files."""
+    children = list(
+        session.scalars(select(FedChild).where(FedChild.job_id == job.id).order_by(FedChild.node))
+    )
+    rows = []
+    for child in children:
+        online = is_online(session.get(FedNode, child.node), lease_s)
+        files = session.scalars(
+            select(FedResultFile).where(FedResultFile.child_id == child.id).order_by(FedResultFile.name)
+        )
+        rows.append(
+            {
+                "node": child.node,
+                "child_id": child.id,
+                "state": child.state,
+                "reason": child.reason,
+                "node_status": "online" if online else "offline",
+                "deliveries": child.deliveries,
+                "updated_at": child.updated_at.isoformat(),
+                "files": [{"name": f.name, "sha256": f.sha256, "size": f.size} for f in files],
+                "checkpoint": child.checkpoint,
+                "disclosure_record": child.disclosure_record,
+            }
+        )
+    # A node is given one lease to pick up a new job before its silence counts against it.
+    fresh = utcnow() - job.created_at < timedelta(seconds=lease_s)
+    state = parent_state(
+        [(str(r["state"]), r["node_status"] == "online" or (fresh and r["deliveries"] == 0)) for r in rows]
+    )
+    return {
+        "id": job.id,
+        "project_id": job.project_id,
+        "submitted_by": job.submitted_by,
+        "created_at": job.created_at.isoformat(),
+        "state": state.value,
+        "spec": job.spec,
+        "children": rows,
+    }
+
+
+def list_jobs(session: Session, principal: Principal, limit: int = 100) -> list[FedJob]:
+    query = select(FedJob).order_by(FedJob.created_at.desc(), FedJob.id.desc()).limit(limit)
+    visible = visible_project_ids(session, principal)
+    if visible is not None:
+        query = query.where(FedJob.project_id.in_(visible))
+    return list(session.scalars(query))

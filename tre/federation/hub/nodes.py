@@ -1,0 +1,83 @@
+"""The hub's registry of nodes and federated projects (its admin's decisions, audited)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from tre import registry
+from tre.audit import record_event
+from tre.audit.note import NoteError, VerifierKey
+from tre.errors import Conflict, NotFound, Unprocessable
+from tre.federation.signing import parse_public_key
+from tre.store.base import utcnow
+from tre.store.federation_models import FedNode, FedProjectNode
+from tre.store.models import Project
+
+
+def add_node(session: Session, actor: str, name: str, public_key: str, audit_key: str) -> FedNode:
+    """Register a node: its agent's request-signing key and its audit log's verifier key."""
+    registry.check_slug("node", name)
+    try:
+        parse_public_key(public_key)
+    except ValueError as exc:
+        raise Unprocessable(f"node key: {exc}") from exc
+    try:
+        VerifierKey.parse(audit_key.strip())
+    except (NoteError, ValueError) as exc:
+        raise Unprocessable(f"audit key: {exc}") from exc
+    if session.get(FedNode, name) is not None:
+        raise Conflict(f"node {name!r} is already registered")
+    node = FedNode(name=name, public_key=public_key.strip(), audit_key=audit_key.strip(), added_by=actor)
+    session.add(node)
+    session.flush()
+    record_event(
+        session,
+        actor=actor,
+        action="federation.node_added",
+        details={"node": name, "public_key": node.public_key, "audit_key": node.audit_key},
+    )
+    return node
+
+
+def list_nodes(session: Session) -> list[FedNode]:
+    return list(session.scalars(select(FedNode).order_by(FedNode.name)))
+
+
+def is_online(node: FedNode | None, lease_s: float) -> bool:
+    """A node is online while it has polled within the lease."""
+    if node is None or node.last_seen_at is None:
+        return False
+    return utcnow() - node.last_seen_at <= timedelta(seconds=lease_s)
+
+
+def create_project(session: Session, actor: str, project_id: str, name: str, nodes: list[str]) -> Project:
+    """A federated project: a hub project (members, code uploads) spanning these nodes."""
+    if not nodes:
+        raise Unprocessable("a federated project spans at least one node")
+    for node in nodes:
+        if session.get(FedNode, node) is None:
+            raise NotFound(f"no node {node!r} is registered")
+    project = registry.create_project(session, actor, project_id, name or project_id)
+    for node in dict.fromkeys(nodes):
+        session.add(FedProjectNode(project_id=project_id, node=node))
+    session.flush()
+    record_event(
+        session,
+        actor=actor,
+        action="federation.project_created",
+        project_id=project_id,
+        details={"nodes": sorted(set(nodes))},
+    )
+    return project
+
+
+def project_nodes(session: Session, project_id: str) -> list[str]:
+    rows = session.scalars(
+        select(FedProjectNode.node)
+        .where(FedProjectNode.project_id == project_id)
+        .order_by(FedProjectNode.node)
+    )
+    return list(rows)

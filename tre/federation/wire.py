@@ -1,0 +1,121 @@
+"""What crosses the network between researchers, the hub and nodes (pydantic models).
+
+Each model holds only what its direction needs: a node receives the job body and the
+submitter's id; the hub receives states and reasons from `tre.federation.vocabulary`,
+counts, and released files with their hashes, disclosure record and signed checkpoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from tre.api.schemas import JobIn
+from tre.federation.names import FILE_NAME, is_file_name
+from tre.federation.vocabulary import ChildState, Reason
+
+SHA256 = r"^[0-9a-f]{64}$"
+NAME = r"^[a-z0-9][a-z0-9-]{0,62}$"
+
+
+def child_id(job_id: str, node: str) -> str:
+    """The same parent and node always give the same child id: redeliveries never duplicate."""
+    return hashlib.sha256(f"{job_id}/{node}".encode()).hexdigest()[:32]
+
+
+class FederatedJobIn(JobIn):
+    """A submission at the hub: the body `tre submit` sends to a tre API (tre.api.schemas.JobIn),
+    plus which outputs to ask each node's airlock to release. Datasets are each node's choice
+    (its admin maps the federated project to local datasets), so none may be named here."""
+
+    dataset_ids: list[str] = Field(default_factory=list, max_length=0)
+    release: list[Annotated[str, Field(min_length=1, max_length=1024)]] = Field(
+        default_factory=list,
+        max_length=100,
+        description="Output files each node's airlock is asked to release (names); empty: all.",
+    )
+
+
+class ChildSpec(BaseModel):
+    """One child job as a node receives it."""
+
+    child_id: str
+    job_id: str
+    project_id: str
+    submitted_by: str
+    image: str
+    command: list[str]
+    cpu: float
+    memory_mb: int
+    gpu: int = 0
+    time_limit_s: int
+    output_limit_mb: int
+    code_hash: str | None = None
+    release: list[str] = Field(default_factory=list)
+
+
+class SearchWork(BaseModel):
+    search_id: str
+    query: dict[str, Any]
+    asked_by: str = Field(description="The hub's researcher: the node records who asked.")
+
+
+class Work(BaseModel):
+    """The hub's answer to a poll: what this node should do now."""
+
+    children: list[ChildSpec] = Field(default_factory=list)
+    searches: list[SearchWork] = Field(default_factory=list)
+
+
+class PollIn(BaseModel):
+    wait_s: float = Field(default=10.0, ge=0, le=30)
+
+
+class StateIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    state: ChildState
+    reason: Reason = Reason.none
+
+
+class ReleasedFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=FILE_NAME)
+
+    @field_validator("name")
+    @classmethod
+    def _one_segment(cls, value: str) -> str:
+        if not is_file_name(value):
+            raise ValueError("a released file's name is one path segment, not only dots")
+        return value
+
+    sha256: str = Field(pattern=SHA256)
+    size: int = Field(ge=0, le=1 << 40)
+
+
+class ReleaseIn(BaseModel):
+    """A node's released results for one child: files already uploaded by hash."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    files: list[ReleasedFile] = Field(min_length=1, max_length=1000)
+    disclosure_record: dict[str, Any]
+    checkpoint: str = Field(min_length=1, max_length=20_000)
+
+
+class SearchAnswerIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    state: str = Field(pattern=r"^(answered|no_answer)$")
+    answer: dict[str, Any] | None = None
+
+
+class SearchIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    modality: str | None = Field(default=None, max_length=16)
+    body_part: str | None = Field(default=None, max_length=64)
+    condition: str | None = Field(default=None, max_length=64)
