@@ -11,17 +11,20 @@ from __future__ import annotations
 
 import json
 import secrets
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from markupsafe import Markup
 from sqlalchemy.orm import Session
 
 from egress_review import workflow
-from egress_review.panel import preview
+from egress_review.panel import fragments, preview
 from egress_review.panel.auth import (
     PANEL_ROLES,
     check_csrf,
@@ -43,6 +46,7 @@ from tre.store.models import Job
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
 templates = Jinja2Templates(directory=str(PACKAGE_DIR / "templates"))
 templates.env.filters["human_size"] = preview.human_size
+templates.env.filters["evidence_json"] = preview.evidence_json
 STATIC_FILES = {"panel.css": "text/css; charset=utf-8"}
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
@@ -207,72 +211,118 @@ def _queue_row(session: Session, req: Any, principal: Principal) -> dict[str, An
 # ---------------------------------------------------------------------------- request
 
 
-def _file_previews(
+def _query_int(query: dict[str, str], name: str) -> int | None:
+    try:
+        return int(query[name]) if name in query else None
+    except ValueError:
+        return None
+
+
+@dataclass
+class FileCard:
+    """One file on the request page: its view dict, its findings, and its rendered card."""
+
+    file: dict[str, Any]
+    findings: list[dict[str, Any]]
+    deferred: bool
+    html: Markup = Markup("")
+
+
+def _file_cards(
     session: Session,
     settings: Settings,
     principal: Principal,
     req: Any,
     files: list[dict[str, Any]],
-    query: dict[str, str] | None = None,
-) -> list[dict[str, Any]]:
-    """Previews of the files that need a look; a passed file's preview only when asked for.
+    query: dict[str, str],
+) -> list[FileCard]:
+    """Every file's card, from the fragment cache when this view of it was rendered before.
 
     A 50-file request is mostly passed files: reading, verifying and rendering each of them on
-    every page view made the page slow and long. They stay collapsed with a link instead.
+    every page view made the page slow and long. In large requests they stay collapsed with a
+    link instead, and every card is rendered once per process (see `fragments`).
     """
-    query = query or {}
     rows = {x.id: x for x in req.files}
-    out = []
+    cards = []
     for f in files:
-        item: dict[str, Any] = {
-            "file": f,
-            "kind": "binary",
-            "error": None,
-            "tables": [],
-            "deferred": False,
-            "findings": [c for c in f["checks"] if c.get("outcome") != "pass"],
-        }
-        if (
+        deferred = (
             f["outcome"] == "pass"
             and len(files) > INLINE_PASSED_UP_TO
             and query.get("preview") != str(f["id"])
-        ):
-            item["deferred"] = True
-            out.append(item)
-            continue
+        )
+        page = _query_int(query, f"page{f['id']}")
+        column_page = _query_int(query, f"cols{f['id']}")
+        card = FileCard(f, [c for c in f["checks"] if c.get("outcome") != "pass"], deferred)
+        key = fragments.fragment_key(req.id, f, (deferred, page, column_page))
+        build = partial(
+            _render_card, session, settings, principal, req, rows[f["id"]], f, deferred, page, column_page
+        )
+        card.html = fragments.fragments.get_or_render(key, build)
+        cards.append(card)
+    return cards
+
+
+def _render_card(
+    session: Session,
+    settings: Settings,
+    principal: Principal,
+    req: Any,
+    row: Any,
+    f: dict[str, Any],
+    deferred: bool,
+    page: int | None,
+    column_page: int | None,
+) -> Markup:
+    """A file's card as HTML: a collapsed summary, or its checks with the preview."""
+    item: dict[str, Any] = (
+        {"deferred": True}
+        if deferred
+        else _preview(session, settings, principal, req, row, f, page, column_page)
+    )
+    html = templates.env.get_template("_file.html").render(f=f, p=item, request_id=req.id)
+    return Markup(html)  # noqa: S704 - the output of an autoescaping template, not raw input
+
+
+def _preview(
+    session: Session,
+    settings: Settings,
+    principal: Principal,
+    req: Any,
+    row: Any,
+    f: dict[str, Any],
+    page: int | None,
+    column_page: int | None,
+) -> dict[str, Any]:
+    """What the card of a file shows below its checks: read from the staged copy (re-verified)."""
+    item: dict[str, Any] = {"kind": "binary", "error": None, "tables": [], "deferred": False}
+    try:
+        fh = workflow.open_file_for_review(session, settings, principal, req, row)
+    except TreError as exc:
+        item["error"] = exc.detail
+        return item
+    with fh:
+        data = fh.read(preview.MAX_TABLE_BYTES + 1) if f["size"] > 64 << 20 else fh.read()
+    kind = preview.sniff(data[:4096], f["path"])
+    item["kind"] = kind
+    highlights = preview.highlighted_cells(f["checks"])
+    focus = preview.focus_of(highlights)
+    if kind == "table":
+        item["tables"] = [preview.table(data, page, column_page, focus)]
+    elif kind in ("json", "xlsx", "parquet"):
         try:
-            page = int(query.get(f"page{f['id']}", "0"))
-        except ValueError:
-            page = 0
-        try:
-            fh = workflow.open_file_for_review(session, settings, principal, req, rows[f["id"]])
-        except TreError as exc:
-            item["error"] = exc.detail
-            out.append(item)
-            continue
-        with fh:
-            data = fh.read(preview.MAX_TABLE_BYTES + 1) if f["size"] > 64 << 20 else fh.read()
-        kind = preview.sniff(data[:4096], f["path"])
-        item["kind"] = kind
-        highlights = preview.highlighted_cells(f["checks"])
-        if kind == "table":
-            item["tables"] = [preview.table(data, page)]
-        elif kind in ("json", "xlsx", "parquet"):
-            try:
-                item["tables"] = preview.structured_tables(data, kind, page)
-            except preview.PreviewError as exc:
-                item["error"] = str(exc)
-            if kind == "json" and not item["tables"]:
-                item["kind"] = "text"
-                item["text"], item["truncated"] = preview.text_excerpt(data)
-        elif kind == "text":
+            item["tables"] = preview.structured_tables(data, kind, page, column_page, focus)
+        except preview.PreviewError as exc:
+            item["error"] = str(exc)
+        if kind == "json" and not item["tables"]:
+            item["kind"] = "text"
             item["text"], item["truncated"] = preview.text_excerpt(data)
-        elif kind == "dicom":
-            item["header"] = preview.dicom_header(data, preview.flagged_keys(f["checks"]))
-        for t in item["tables"]:
-            t.highlights = highlights if len(item["tables"]) == 1 else set()
-        out.append(item)
-    return out
+    elif kind == "text":
+        item["text"], item["truncated"] = preview.text_excerpt(data)
+    elif kind == "dicom":
+        item["header"] = preview.dicom_header(data, preview.flagged_keys(f["checks"]))
+    for t in item["tables"]:
+        t.highlights = highlights if len(item["tables"]) == 1 else set()
+    return item
 
 
 def _request_page(
@@ -286,7 +336,7 @@ def _request_page(
 ) -> HTMLResponse:
     req = workflow.visible_request(session, request_id, principal)
     view = workflow.request_view(session, req, principal)
-    previews = _file_previews(session, settings, principal, req, view["files"], dict(request.query_params))
+    cards = _file_cards(session, settings, principal, req, view["files"], dict(request.query_params))
     if error is None:
         workflow.record_review_view(session, principal, req)
     job = session.get(Job, req.job_id)  # what produced the files: image and the exact code
@@ -296,7 +346,7 @@ def _request_page(
         {
             "principal": principal,
             "r": view,
-            "previews": previews,
+            "cards": cards,
             "error": error,
             "notice": request.query_params.get("done"),
             "job": job,
@@ -316,25 +366,31 @@ def request_detail(
 def render_file(
     request_id: str, file_id: RowId, principal: Reviewer, session: DbSession, settings: SettingsDep
 ) -> Response:
-    """A PNG rendering of an image or of a DICOM slice, decoded and re-encoded server-side."""
+    """A PNG rendering of an image or of a DICOM slice, decoded and re-encoded server-side.
+
+    The rendering depends only on the staged bytes, so it is cached by their SHA-256 once the
+    copy has been read and re-verified (a request's images are fetched by every reviewer)."""
     _, f, fh = workflow.open_for_review(session, settings, principal, request_id, file_id)
     with fh:
-        data = fh.read()
-    kind = preview.sniff(data[:4096], f.path)
+        png = fragments.renders.get_or_render(
+            ("png", fragments.FRAGMENT_VERSION, f.sha256), partial(_png_of, fh, f.path)
+        )
+    return Response(png, media_type="image/png", headers=SECURITY_HEADERS)
+
+
+def _png_of(fh: Any, path: str) -> bytes:
+    data = fh.read()
+    kind = preview.sniff(data[:4096], path)
     try:
         if kind == "dicom":
-            png = preview.render_dicom(data)
-        elif kind == "nifti":
-            png = preview.render_nifti(data)
-        elif kind == "image":
-            png = preview.render_image(data)
-        else:
-            raise Problem(
-                415, "No image preview", f"{f.path} is not an image, NIfTI or DICOM file", "no-preview"
-            )
+            return preview.render_dicom(data)
+        if kind == "nifti":
+            return preview.render_nifti(data)
+        if kind == "image":
+            return preview.render_image(data)
     except preview.PreviewError as exc:
         raise Problem(422, "Cannot render", str(exc), "render-failed") from exc
-    return Response(png, media_type="image/png", headers=SECURITY_HEADERS)
+    raise Problem(415, "No image preview", f"{path} is not an image, NIfTI or DICOM file", "no-preview")
 
 
 @router.get("/requests/{request_id}/disclosure.json")
