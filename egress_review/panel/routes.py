@@ -155,10 +155,9 @@ def queue(request: Request, principal: Reviewer, session: DbSession, show: str =
     if show not in QUEUE_FILTERS:
         show = "open"
     states = QUEUE_FILTERS[show]
-    rows = [
-        _queue_row(session, r, principal)
-        for r in workflow.list_requests(session, principal, states or None, limit=500)
-    ]
+    reqs = workflow.list_requests(session, principal, states or None, limit=500)
+    facts = workflow.viewer_facts(session, reqs, principal)  # no statements per row
+    rows = [_queue_row(session, r, principal, facts) for r in reqs]
     # The oldest open request first: a queue is served in arrival order.
     newest_first = show not in ("open", "awaiting_review", "conflicted")
     rows.sort(key=lambda r: r["created_at"] or "", reverse=newest_first)
@@ -186,9 +185,11 @@ def _age(created: datetime | None, now: datetime) -> str:
     return f"{minutes // (24 * 60)} d"
 
 
-def _queue_row(session: Session, req: Any, principal: Principal) -> dict[str, Any]:
+def _queue_row(
+    session: Session, req: Any, principal: Principal, facts: workflow.ViewerFacts
+) -> dict[str, Any]:
     """What a reviewer needs to pick a request: who, why, which files, what the checks found, how old."""
-    row = workflow.summary_view(session, req, principal)
+    row = workflow.summary_view(session, req, principal, facts=facts)
     files = sorted(req.files, key=lambda f: f.path)
     created = (
         req.created_at.replace(tzinfo=UTC)

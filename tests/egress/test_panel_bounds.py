@@ -1,0 +1,140 @@
+"""The review panel's work per page view is bounded, checked by counting, never by timing:
+SQL statements per page do not grow with the number of files or queued requests, the HTML
+of a request does not grow with the width of its tables, and a second view of a request
+renders no file card again (they come from the fragment cache)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+from egress_review import workflow
+from egress_review.panel.fragments import fragments
+from tests.egress.test_workflow_support import seed_world, with_egress_routes
+from tre.auth.principal import Principal
+
+SMALL_COUNT = b"site,n\nA,45\nB,40\nC,3\n"  # n=3: blocked by the threshold rule
+SAFE = b"site,n\nA,45\nB,40\n"
+
+
+def wide_table(columns: int, rows: int = 60) -> bytes:
+    """Same cell values whatever the width, so only the width differs between two tables."""
+    header = ",".join(f"c{i:04d}" for i in range(columns))
+    body = "\n".join(",".join(str(10 + (r + c) % 9) for c in range(columns)) for r in range(rows))
+    return f"{header}\n{body}\n".encode()
+
+
+OUTPUTS = {
+    **{f"tables/ok_{i:02d}.csv": SAFE for i in range(44)},
+    **{f"tables/small_{i}.csv": SMALL_COUNT for i in range(4)},
+    "tables/wide_200.csv": wide_table(200),
+    "tables/wide_2000.csv": wide_table(2000),
+}
+
+
+@pytest.fixture
+def world(db, esettings):  # type: ignore[no-untyped-def]
+    with db.begin() as s:
+        return seed_world(s, esettings, OUTPUTS)
+
+
+def make_request(db, esettings, world, paths: list[str]) -> str:  # type: ignore[no-untyped-def]
+    researcher = Principal(user_id=world.researcher, roles=frozenset({"researcher"}))
+    with db.begin() as s:
+        req = workflow.create_request(
+            s, esettings, researcher, job_id=world.job_id, paths=paths, justification="bounds"
+        )
+        return str(req.id)
+
+
+@contextmanager
+def counted(engine: Engine) -> Iterator[list[str]]:
+    statements: list[str] = []
+
+    def count(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+        statements.append(statement)
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        yield statements
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+
+
+@pytest.fixture
+def reviewer(app, esettings, token_for) -> Iterator[TestClient]:  # type: ignore[no-untyped-def]
+    fragments.clear()
+    with TestClient(with_egress_routes(app)) as client:
+        client.cookies.set("tre_panel_token", token_for("dana", "dac"))
+        yield client
+
+
+def test_request_page_statements_do_not_grow_with_files(db, engine, esettings, world, reviewer) -> None:
+    few = make_request(
+        db, esettings, world, ["tables/small_0.csv", *[f"tables/ok_{i:02d}.csv" for i in range(4)]]
+    )
+    many = make_request(db, esettings, world, list(OUTPUTS))
+    assert len(OUTPUTS) == 50
+    per_view = {}
+    for rid in (few, many):
+        for view in ("cold", "warm"):
+            with counted(engine) as statements:
+                assert reviewer.get(f"/panel/requests/{rid}").status_code == 200
+            per_view[(rid, view)] = len(statements)
+    # The same statements for 5 files as for 50: no query per file, cold or warm.
+    assert per_view[(few, "cold")] == per_view[(many, "cold")]
+    assert per_view[(few, "warm")] == per_view[(many, "warm")]
+    assert per_view[(many, "warm")] <= 30, per_view
+
+
+def test_queue_statements_do_not_grow_with_requests(db, engine, esettings, world, reviewer) -> None:
+    make_request(db, esettings, world, ["tables/ok_00.csv"])
+    with counted(engine) as one:
+        assert reviewer.get("/panel/?show=all").status_code == 200
+    for i in range(1, 8):
+        make_request(db, esettings, world, [f"tables/ok_{i:02d}.csv", "tables/small_0.csv"])
+    with counted(engine) as eight:
+        page = reviewer.get("/panel/?show=all")
+    assert page.status_code == 200 and page.text.count('class="req-link"') == 8
+    assert len(eight) == len(one), eight
+
+
+def test_request_html_does_not_grow_with_table_width(db, esettings, world, reviewer) -> None:
+    narrow = make_request(db, esettings, world, ["tables/wide_200.csv", "tables/small_0.csv"])
+    wide = make_request(db, esettings, world, ["tables/wide_2000.csv", "tables/small_0.csv"])
+    sizes = {}
+    for rid in (narrow, wide):
+        page = reviewer.get(f"/panel/requests/{rid}")
+        assert page.status_code == 200
+        sizes[rid] = len(page.content)
+    # 40 of 200 columns and 40 of 2,000 columns: the same page but for a few digits.
+    assert abs(sizes[wide] - sizes[narrow]) < 512, sizes
+    assert "columns 1–40 of 2000" in reviewer.get(f"/panel/requests/{wide}").text
+
+
+def test_fifty_file_request_page_is_bounded_and_cards_render_once(db, esettings, world, reviewer) -> None:
+    rid = make_request(db, esettings, world, list(OUTPUTS))
+    with db.begin() as s:
+        files = workflow.load_request(s, rid).files
+        outcomes = [f.outcome for f in files]
+        small_id = next(f.id for f in files if f.path == "tables/small_0.csv")
+    passed = outcomes.count("pass")
+    assert 40 <= passed < 50
+    first = reviewer.get(f"/panel/requests/{rid}")
+    assert first.status_code == 200
+    assert fragments.misses == 50 and fragments.hits == 0
+    # Passed files are collapsed to a line: no check table, no preview, no evidence.
+    assert first.text.count('class="card file pass deferred"') == passed
+    assert first.text.count('<table class="grid checks">') == 50 - passed
+    assert len(first.content) < 160_000, len(first.content)
+    second = reviewer.get(f"/panel/requests/{rid}")
+    assert fragments.misses == 50 and fragments.hits == 50  # nothing rendered again
+    assert second.text.count("tables/ok_") == first.text.count("tables/ok_")
+    # A table's next page is a new view of that one file: one card rendered, the rest cached.
+    paged = reviewer.get(f"/panel/requests/{rid}?page{small_id}=1")
+    assert paged.status_code == 200 and fragments.misses == 51
