@@ -61,15 +61,16 @@ class FragmentCache(Generic[V]):
         self.hits = 0
         self.misses = 0
 
-    def get_or_render(self, key: FragmentKey, render: Callable[[], V]) -> V:
+    def get_or_render(self, key: FragmentKey, render: Callable[[], tuple[V, bool]]) -> V:
+        """The cached value, or ``render()``'s, kept when it says it may be (second item)."""
         with self._lock:
             hit = self._lru.get(key)
             if hit is not None:
                 self.hits += 1
                 return hit
             self.misses += 1
-        value = render()  # outside the lock: two reviewers' first views may render in parallel
-        if len(value) <= self._lru.maxsize:
+        value, keep = render()  # outside the lock: two first views may render in parallel
+        if keep and len(value) <= self._lru.maxsize:
             with self._lock:
                 self._lru[key] = value
         return value

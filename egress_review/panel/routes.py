@@ -11,16 +11,12 @@ from __future__ import annotations
 
 import json
 import secrets
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
-from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from fastapi.templating import Jinja2Templates
-from markupsafe import Markup
 from sqlalchemy.orm import Session
 
 from egress_review import workflow
@@ -34,6 +30,8 @@ from egress_review.panel.auth import (
     set_csrf_cookie,
     set_token_cookie,
 )
+from egress_review.panel.cards import file_cards
+from egress_review.panel.templating import PACKAGE_DIR, templates
 from tre.api.bounds import RowId
 from tre.api.deps import get_session, get_settings_dep, principal_from_token
 from tre.api.problems import Problem
@@ -43,10 +41,6 @@ from tre.errors import NotFound, TreError
 from tre.store.db import settle
 from tre.store.models import Job
 
-PACKAGE_DIR = Path(__file__).resolve().parent.parent
-templates = Jinja2Templates(directory=str(PACKAGE_DIR / "templates"))
-templates.env.filters["human_size"] = preview.human_size
-templates.env.filters["evidence_json"] = preview.evidence_json
 STATIC_FILES = {"panel.css": "text/css; charset=utf-8"}
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
@@ -169,7 +163,6 @@ def queue(request: Request, principal: Reviewer, session: DbSession, show: str =
 
 
 QUEUE_FILE_NAMES = 4
-INLINE_PASSED_UP_TO = 10  # larger requests show a passed file's preview on demand
 
 
 def _age(created: datetime | None, now: datetime) -> str:
@@ -212,120 +205,6 @@ def _queue_row(
 # ---------------------------------------------------------------------------- request
 
 
-def _query_int(query: dict[str, str], name: str) -> int | None:
-    try:
-        return int(query[name]) if name in query else None
-    except ValueError:
-        return None
-
-
-@dataclass
-class FileCard:
-    """One file on the request page: its view dict, its findings, and its rendered card."""
-
-    file: dict[str, Any]
-    findings: list[dict[str, Any]]
-    deferred: bool
-    html: Markup = Markup("")
-
-
-def _file_cards(
-    session: Session,
-    settings: Settings,
-    principal: Principal,
-    req: Any,
-    files: list[dict[str, Any]],
-    query: dict[str, str],
-) -> list[FileCard]:
-    """Every file's card, from the fragment cache when this view of it was rendered before.
-
-    A 50-file request is mostly passed files: reading, verifying and rendering each of them on
-    every page view made the page slow and long. In large requests they stay collapsed with a
-    link instead, and every card is rendered once per process (see `fragments`).
-    """
-    rows = {x.id: x for x in req.files}
-    cards = []
-    for f in files:
-        deferred = (
-            f["outcome"] == "pass"
-            and len(files) > INLINE_PASSED_UP_TO
-            and query.get("preview") != str(f["id"])
-        )
-        page = _query_int(query, f"page{f['id']}")
-        column_page = _query_int(query, f"cols{f['id']}")
-        card = FileCard(f, [c for c in f["checks"] if c.get("outcome") != "pass"], deferred)
-        key = fragments.fragment_key(req.id, f, (deferred, page, column_page))
-        build = partial(
-            _render_card, session, settings, principal, req, rows[f["id"]], f, deferred, page, column_page
-        )
-        card.html = fragments.fragments.get_or_render(key, build)
-        cards.append(card)
-    return cards
-
-
-def _render_card(
-    session: Session,
-    settings: Settings,
-    principal: Principal,
-    req: Any,
-    row: Any,
-    f: dict[str, Any],
-    deferred: bool,
-    page: int | None,
-    column_page: int | None,
-) -> Markup:
-    """A file's card as HTML: a collapsed summary, or its checks with the preview."""
-    item: dict[str, Any] = (
-        {"deferred": True}
-        if deferred
-        else _preview(session, settings, principal, req, row, f, page, column_page)
-    )
-    html = templates.env.get_template("_file.html").render(f=f, p=item, request_id=req.id)
-    return Markup(html)  # noqa: S704 - the output of an autoescaping template, not raw input
-
-
-def _preview(
-    session: Session,
-    settings: Settings,
-    principal: Principal,
-    req: Any,
-    row: Any,
-    f: dict[str, Any],
-    page: int | None,
-    column_page: int | None,
-) -> dict[str, Any]:
-    """What the card of a file shows below its checks: read from the staged copy (re-verified)."""
-    item: dict[str, Any] = {"kind": "binary", "error": None, "tables": [], "deferred": False}
-    try:
-        fh = workflow.open_file_for_review(session, settings, principal, req, row)
-    except TreError as exc:
-        item["error"] = exc.detail
-        return item
-    with fh:
-        data = fh.read(preview.MAX_TABLE_BYTES + 1) if f["size"] > 64 << 20 else fh.read()
-    kind = preview.sniff(data[:4096], f["path"])
-    item["kind"] = kind
-    highlights = preview.highlighted_cells(f["checks"])
-    focus = preview.focus_of(highlights)
-    if kind == "table":
-        item["tables"] = [preview.table(data, page, column_page, focus)]
-    elif kind in ("json", "xlsx", "parquet"):
-        try:
-            item["tables"] = preview.structured_tables(data, kind, page, column_page, focus)
-        except preview.PreviewError as exc:
-            item["error"] = str(exc)
-        if kind == "json" and not item["tables"]:
-            item["kind"] = "text"
-            item["text"], item["truncated"] = preview.text_excerpt(data)
-    elif kind == "text":
-        item["text"], item["truncated"] = preview.text_excerpt(data)
-    elif kind == "dicom":
-        item["header"] = preview.dicom_header(data, preview.flagged_keys(f["checks"]))
-    for t in item["tables"]:
-        t.highlights = highlights if len(item["tables"]) == 1 else set()
-    return item
-
-
 def _request_page(
     request: Request,
     session: Session,
@@ -337,7 +216,8 @@ def _request_page(
 ) -> HTMLResponse:
     req = workflow.visible_request(session, request_id, principal)
     view = workflow.request_view(session, req, principal)
-    cards = _file_cards(session, settings, principal, req, view["files"], dict(request.query_params))
+    opener = partial(workflow.open_file_for_review, session, settings, principal, req)
+    cards = file_cards(req, view["files"], dict(request.query_params), opener)
     if error is None:
         workflow.record_review_view(session, principal, req)
     job = session.get(Job, req.job_id)  # what produced the files: image and the exact code
@@ -379,16 +259,16 @@ def render_file(
     return Response(png, media_type="image/png", headers=SECURITY_HEADERS)
 
 
-def _png_of(fh: Any, path: str) -> bytes:
+def _png_of(fh: Any, path: str) -> tuple[bytes, bool]:
     data = fh.read()
     kind = preview.sniff(data[:4096], path)
     try:
         if kind == "dicom":
-            return preview.render_dicom(data)
+            return preview.render_dicom(data), True
         if kind == "nifti":
-            return preview.render_nifti(data)
+            return preview.render_nifti(data), True
         if kind == "image":
-            return preview.render_image(data)
+            return preview.render_image(data), True
     except preview.PreviewError as exc:
         raise Problem(422, "Cannot render", str(exc), "render-failed") from exc
     raise Problem(415, "No image preview", f"{path} is not an image, NIfTI or DICOM file", "no-preview")
