@@ -13,14 +13,14 @@ from collections.abc import Iterator
 from typing import Annotated, Any, BinaryIO, Literal
 from urllib.parse import quote
 
-from fastapi import APIRouter, BackgroundTasks, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import Field
 from sqlalchemy.orm import Session
 
 from egress_review import outputnames, workflow
 from egress_review.outputnames import NameView
-from egress_review.panel.cards import warm_request
+from egress_review.panel.cards import warm_after_commit
 from egress_review.schemas import DisclosureRecord, EgressRequestOut, EgressSummary
 from egress_review.staging import CHUNK
 from tre.api.bounds import RowId
@@ -66,12 +66,11 @@ def create(
     session: DbSession,
     settings: Annotated[Settings, Depends(get_settings_dep)],
     request: Request,
-    background: BackgroundTasks,
 ) -> dict[str, Any]:
     """Ask for release of outputs of a succeeded job; they are frozen and checked at once.
 
-    Once answered, the review panel's file cards are rendered ahead of the first reviewer
-    (`egress_review.panel.cards.warm_request`), while the checks' results are fresh."""
+    Once the request is committed, the review panel's file cards are rendered ahead of the
+    first reviewer (`egress_review.panel.cards.warm_after_commit`)."""
     req = workflow.create_request(
         session,
         settings,
@@ -81,7 +80,7 @@ def create(
         justification=body.justification,
         pause=session.commit,
     )
-    background.add_task(warm_request, request.app.state.engine, settings, req.id)
+    warm_after_commit(session, request.app.state.engine, settings, req.id)
     return workflow.request_view(session, req, principal, _names(session, settings, principal, req.job_id))
 
 

@@ -15,7 +15,9 @@ from functools import partial
 from typing import Any, BinaryIO
 
 from markupsafe import Markup
+from sqlalchemy import event
 from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
 
 from egress_review import workflow
 from egress_review.panel import fragments, preview
@@ -134,9 +136,19 @@ def _preview(
     return item
 
 
+def warm_after_commit(session: Session, engine: Engine, settings: Settings, request_id: str) -> None:
+    """Pre-render the request's cards once ``session`` commits it (the API's create route):
+    before that, another session would not see the request; after a rollback there is none."""
+
+    def warm(_: Session) -> None:
+        warm_request(engine, settings, request_id)
+
+    event.listen(session, "after_commit", warm, once=True)
+
+
 def warm_request(engine: Engine, settings: Settings, request_id: str) -> int:
-    """Render the first view of every card of a request whose checks just ran (the API runs
-    this after answering the researcher), so no reviewer waits for it. Returns how many cards
+    """Render the first view of every card of a request whose checks just ran, so no
+    reviewer waits for it. Returns how many cards
     were rendered; a file whose staged copy fails verification is left for a reviewer's view,
     which refuses and audits it. Never raises: a warm-up is an optimisation only."""
     try:

@@ -5,18 +5,21 @@ renders no file card again (they come from the fragment cache)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import event
+from sqlalchemy import event, select
 from sqlalchemy.engine import Engine
 
 from egress_review import workflow
 from egress_review.panel.fragments import fragments
+from egress_review.staging import staged_path
 from tests.egress.test_workflow_support import seed_world, with_egress_routes
 from tre.auth.principal import Principal
+from tre.store.models import AuditEntry
 
 SMALL_COUNT = b"site,n\nA,45\nB,40\nC,3\n"  # n=3: blocked by the threshold rule
 SAFE = b"site,n\nA,45\nB,40\n"
@@ -138,3 +141,36 @@ def test_fifty_file_request_page_is_bounded_and_cards_render_once(db, esettings,
     # A table's next page is a new view of that one file: one card rendered, the rest cached.
     paged = reviewer.get(f"/panel/requests/{rid}?page{small_id}=1")
     assert paged.status_code == 200 and fragments.misses == 51
+
+
+def test_new_request_cards_are_rendered_before_the_first_reviewer_looks(
+    app, esettings, world, token_for, reviewer
+) -> None:
+    with TestClient(with_egress_routes(app)) as researcher:
+        r = researcher.post(
+            "/api/v1/egress/requests",
+            headers={"Authorization": f"Bearer {token_for(world.researcher, 'researcher')}"},
+            json={"job_id": world.job_id, "files": list(OUTPUTS)[:12], "justification": "warm"},
+        )
+    assert r.status_code == 201, r.text
+    assert fragments.misses == 12  # rendered by the API once it had answered
+    page = reviewer.get(f"/panel/requests/{r.json()['id']}")
+    assert page.status_code == 200 and fragments.misses == 12 and fragments.hits == 12
+
+
+def test_a_card_whose_staged_copy_fails_verification_is_never_cached(
+    db, engine, esettings, world, reviewer
+) -> None:
+    rid = make_request(db, esettings, world, ["tables/small_0.csv", "tables/ok_00.csv"])
+    with db.begin() as s:
+        sha = next(f.sha256 for f in workflow.load_request(s, rid).files if f.path == "tables/small_0.csv")
+    frozen = staged_path(esettings.staging_dir, sha)
+    os.chmod(frozen, 0o644)
+    frozen.write_bytes(b"site,n\nA,45\nB,40\nC,30\n")  # altered after the checks ran
+    for _ in range(2):
+        page = reviewer.get(f"/panel/requests/{rid}")
+        assert page.status_code == 200 and "the staged copy was altered" in page.text
+    with db.begin() as s:
+        refused = s.scalars(select(AuditEntry).where(AuditEntry.action == "egress.preview_refused")).all()
+    assert len(refused) == 2  # each view meets (and audits) the failure; nothing stale is served
+    assert "C,30" not in page.text
