@@ -73,6 +73,7 @@ LARGE = {
     **{f"tables/ok_{i:02d}.csv": SAFE for i in range(47)},
 }
 WIDE = {"tables/features.csv": wide_table()}
+BLOCKED = {"tables/by_histology.csv": b"histology,n\nadenocarcinoma,45\nsmall cell,3\n"}  # n=3
 
 
 @dataclass
@@ -80,6 +81,7 @@ class Requests:
     world: World
     large: str  # 51 files, flagged: awaiting review
     wide: str  # one 2,000-column table
+    blocked: str  # a count of 3: blocked by the threshold rule
 
 
 def _create(db, esettings, world: World, paths: list[str], why: str) -> str:  # type: ignore[no-untyped-def]
@@ -110,11 +112,12 @@ dicom:
 def requests(db, esettings) -> Requests:  # type: ignore[no-untyped-def]
     (esettings.policies_dir / "panel-large.yaml").write_text(POLICY)
     with db.begin() as s:
-        world = seed_world(s, esettings, {**LARGE, **WIDE}, policy="panel-large")
+        world = seed_world(s, esettings, {**LARGE, **WIDE, **BLOCKED}, policy="panel-large")
     assert len(LARGE) == 51
     large = _create(db, esettings, world, list(LARGE), "Site counts, the tumour mask and one overlay slice")
     wide = _create(db, esettings, world, list(WIDE), "Radiomics feature table (2,000 features)")
-    return Requests(world, large, wide)
+    blocked = _create(db, esettings, world, list(BLOCKED), "Counts by histology")
+    return Requests(world, large, wide, blocked)
 
 
 @pytest.fixture
@@ -147,10 +150,11 @@ def test_queue_says_what_each_request_is(page, live, requests, db) -> None:  # t
     assert re.search(r"^\d+ (min|h|d)\s+\d{4}-\d\d-\d\d \d\d:\d\d UTC$", row.locator("td.age").inner_text())
     assert row.locator("td.age time").get_attribute("datetime").endswith("+00:00")  # type: ignore[union-attr]
     assert row.locator("td.votes").inner_text().strip() == "0 / 2"
-    wide = page.locator(f"#queue tr[data-id='{requests.wide}']")
-    if outcomes(db, requests.wide)["tables/features.csv"] == "block":
-        assert wide.locator("td.votes").inner_text().strip() == "no vote"
-        assert "0 / 2" not in wide.inner_text()
+    assert outcomes(db, requests.blocked) == {"tables/by_histology.csv": "block"}
+    blocked = page.locator(f"#queue tr[data-id='{requests.blocked}']")
+    assert blocked.locator("td.votes").inner_text().strip() == "no vote"  # not "0 / 2 votes"
+    assert "0 / 2" not in blocked.inner_text() and "1 blocked" in blocked.locator("td.counts").inner_text()
+    assert "blocked" in blocked.locator("td .state").inner_text()
 
 
 def test_large_request_puts_findings_and_vote_first(page, live, requests, db) -> None:  # type: ignore[no-untyped-def]
