@@ -1,4 +1,5 @@
-"""The review panel's work per page view is bounded, checked by counting, never by timing:
+"""The review panel's work per page view is bounded, checked by counting, never by timing
+(on SQLite and on PostgreSQL):
 SQL statements per page do not grow with the number of files or queued requests, the HTML
 of a request does not grow with the width of its tables, and a second view of a request
 renders no file card again (they come from the fragment cache)."""
@@ -18,7 +19,9 @@ from egress_review import workflow
 from egress_review.panel.fragments import fragments
 from egress_review.staging import staged_path
 from tests.egress.test_workflow_support import seed_world, with_egress_routes
+from tre.api.app import create_app
 from tre.auth.principal import Principal
+from tre.store.db import session_factory
 from tre.store.models import AuditEntry
 
 SMALL_COUNT = b"site,n\nA,45\nB,40\nC,3\n"  # n=3: blocked by the threshold rule
@@ -38,6 +41,17 @@ OUTPUTS = {
     "tables/wide_200.csv": wide_table(200),
     "tables/wide_2000.csv": wide_table(2000),
 }
+
+
+@pytest.fixture
+def engine(engine_any: Engine) -> Engine:
+    """Every test here on the embedded SQLite store and on a real PostgreSQL server."""
+    return engine_any
+
+
+@pytest.fixture
+def db(engine: Engine):  # type: ignore[no-untyped-def]
+    return session_factory(engine)
 
 
 @pytest.fixture
@@ -70,9 +84,14 @@ def counted(engine: Engine) -> Iterator[list[str]]:
 
 
 @pytest.fixture
-def reviewer(app, esettings, token_for) -> Iterator[TestClient]:  # type: ignore[no-untyped-def]
+def app(esettings, engine):  # type: ignore[no-untyped-def]
+    return with_egress_routes(create_app(esettings, engine))
+
+
+@pytest.fixture
+def reviewer(app, token_for) -> Iterator[TestClient]:  # type: ignore[no-untyped-def]
     fragments.clear()
-    with TestClient(with_egress_routes(app)) as client:
+    with TestClient(app) as client:
         client.cookies.set("tre_panel_token", token_for("dana", "dac"))
         yield client
 
