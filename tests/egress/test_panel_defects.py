@@ -164,6 +164,8 @@ def test_large_request_puts_findings_and_vote_first(page, live, requests, db) ->
     summary = page.inner_text("#summary")
     assert all(p in summary for p in not_passed)
     assert "tables/ok_00.csv" not in summary
+    flagged = sum(1 for o in states.values() if o == "flag")
+    assert f"{flagged} flagged" in page.inner_text("#decision-counts")  # what the vote is about
     # The decision is on the first screen; passed files are collapsed; the page is short.
     box = page.locator("#vote-form").bounding_box()
     assert box is not None and box["y"] + box["height"] <= VIEWPORT["height"]
