@@ -7,6 +7,7 @@ renders no file card again (they come from the fragment cache)."""
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -129,14 +130,22 @@ def test_queue_statements_do_not_grow_with_requests(db, engine, esettings, world
 def test_request_html_does_not_grow_with_table_width(db, esettings, world, reviewer) -> None:
     narrow = make_request(db, esettings, world, ["tables/wide_200.csv", "tables/small_0.csv"])
     wide = make_request(db, esettings, world, ["tables/wide_2000.csv", "tables/small_0.csv"])
-    sizes = {}
+    pages = {}
     for rid in (narrow, wide):
         page = reviewer.get(f"/panel/requests/{rid}")
         assert page.status_code == 200
-        sizes[rid] = len(page.content)
-    # 40 of 200 columns and 40 of 2,000 columns: the same page but for a few digits.
-    assert abs(sizes[wide] - sizes[narrow]) < 512, sizes
-    assert "columns 1–40 of 2000" in reviewer.get(f"/panel/requests/{wide}").text
+        pages[rid] = page.text
+    # 40 of 200 columns and 40 of 2,000 columns: the same preview but for a few digits ...
+    previews = {
+        rid: re.findall(r'<div class="preview">.*?</div>\s*</details>', text, re.S)
+        for rid, text in pages.items()
+    }
+    sizes = {rid: sum(len(p) for p in found) for rid, found in previews.items()}
+    assert all(len(found) == 2 for found in previews.values())
+    assert abs(sizes[wide] - sizes[narrow]) < 256, sizes
+    # ... and the whole page (check reasons and capped evidence included) stays small.
+    assert len(pages[wide]) < 2 * len(pages[narrow]) and len(pages[wide]) < 64_000, len(pages[wide])
+    assert "columns 1–40 of 2000" in pages[wide]
 
 
 def test_fifty_file_request_page_is_bounded_and_cards_render_once(db, esettings, world, reviewer) -> None:
