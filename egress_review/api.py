@@ -13,13 +13,14 @@ from collections.abc import Iterator
 from typing import Annotated, Any, BinaryIO, Literal
 from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import Field
 from sqlalchemy.orm import Session
 
 from egress_review import outputnames, workflow
 from egress_review.outputnames import NameView
+from egress_review.panel.cards import warm_after_commit
 from egress_review.schemas import DisclosureRecord, EgressRequestOut, EgressSummary
 from egress_review.staging import CHUNK
 from tre.api.bounds import RowId
@@ -64,8 +65,12 @@ def create(
     principal: Researcher,
     session: DbSession,
     settings: Annotated[Settings, Depends(get_settings_dep)],
+    request: Request,
 ) -> dict[str, Any]:
-    """Ask for release of outputs of a succeeded job; they are frozen and checked at once."""
+    """Ask for release of outputs of a succeeded job; they are frozen and checked at once.
+
+    Once the request is committed, the review panel's file cards are rendered ahead of the
+    first reviewer (`egress_review.panel.cards.warm_after_commit`)."""
     req = workflow.create_request(
         session,
         settings,
@@ -75,6 +80,7 @@ def create(
         justification=body.justification,
         pause=session.commit,
     )
+    warm_after_commit(session, request.app.state.engine, settings, req.id)
     return workflow.request_view(session, req, principal, _names(session, settings, principal, req.job_id))
 
 
@@ -90,10 +96,9 @@ def list_requests(
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> list[dict[str, Any]]:
     """Reviewers, admins and auditors see every request; researchers their projects' ones."""
-    return [
-        workflow.summary_view(session, r, principal)
-        for r in workflow.list_requests(session, principal, state, limit)
-    ]
+    reqs = workflow.list_requests(session, principal, state, limit)
+    facts = workflow.viewer_facts(session, reqs, principal)  # no statements per request
+    return [workflow.summary_view(session, r, principal, facts=facts) for r in reqs]
 
 
 @router.get("/requests/{request_id}", response_model=EgressRequestOut)

@@ -18,6 +18,7 @@ transaction keeps that record even though the action failed (`tre.store.db.settl
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from sqlalchemy import select
@@ -33,7 +34,7 @@ from egress_review.staging import (
     open_verified,
     output_file,
 )
-from tre.access import STAFF_ROLES, can_see_egress, is_member
+from tre.access import STAFF_ROLES, can_see_egress, is_member, user_project_ids
 from tre.audit import AuditEvent, record_event, record_events
 from tre.auth.principal import Principal
 from tre.config import Settings
@@ -357,13 +358,35 @@ def _finalise(session: Session, req: EgressRequest, actor: str) -> None:
 # ---------------------------------------------------------------------------- review
 
 
-def _reviewer_conflicts(session: Session, req: EgressRequest, principal: Principal) -> str | None:
+@dataclass(frozen=True)
+class ViewerFacts:
+    """What the views of many requests ask per request, fetched once for the whole list (see
+    `viewer_facts`): the projects the viewer belongs to and the requests' jobs."""
+
+    member_of: frozenset[str]
+    jobs: dict[str, Job]
+
+
+def viewer_facts(session: Session, reqs: list[EgressRequest], principal: Principal) -> ViewerFacts:
+    """Two statements for a list of requests instead of two per request (the queue's N+1)."""
+    job_ids = {r.job_id for r in reqs}
+    jobs = {j.id: j for j in session.scalars(select(Job).where(Job.id.in_(job_ids)))} if job_ids else {}
+    return ViewerFacts(frozenset(user_project_ids(session, principal.user_id)), jobs)
+
+
+def _member(session: Session, project_id: str, user_id: str, facts: ViewerFacts | None) -> bool:
+    return project_id in facts.member_of if facts is not None else is_member(session, project_id, user_id)
+
+
+def _reviewer_conflicts(
+    session: Session, req: EgressRequest, principal: Principal, facts: ViewerFacts | None = None
+) -> str | None:
     if principal.user_id == req.requested_by:
         return "you requested this release; requesters never review their own requests"
-    job = session.get(Job, req.job_id)
+    job = facts.jobs.get(req.job_id) if facts is not None else session.get(Job, req.job_id)
     if job is not None and principal.user_id == job.submitted_by:
         return "you submitted the job that produced these files; you cannot review their release"
-    if is_member(session, req.project_id, principal.user_id):
+    if _member(session, req.project_id, principal.user_id, facts):
         return (
             f"you are a member of project {req.project_id}; releases are reviewed by DAC members "
             "independent of the project"
@@ -631,7 +654,12 @@ def shown_path(f: EgressFile, principal: Principal, names: outputnames.NameView 
 
 
 def request_view(
-    session: Session, req: EgressRequest, principal: Principal, names: outputnames.NameView | None = None
+    session: Session,
+    req: EgressRequest,
+    principal: Principal,
+    names: outputnames.NameView | None = None,
+    *,
+    facts: ViewerFacts | None = None,
 ) -> dict[str, Any]:
     """What a caller may see of a request. Votes stay blind until every required vote is in.
 
@@ -643,7 +671,7 @@ def request_view(
     votes = review_votes(req)
     revealed = req.state not in (EgressState.checking, EgressState.awaiting_review)
     mine = next((r for r in votes if r.reviewer_id == principal.user_id), None)
-    conflicted_reason = _reviewer_conflicts(session, req, principal)
+    conflicted_reason = _reviewer_conflicts(session, req, principal, facts)
     resolution = next((r for r in req.reviews if r.stage == ReviewStage.resolution), None)
     # Staff may see what the job wrote before it is reviewed; the requester may not.
     staff = principal.has(*STAFF_ROLES) and principal.user_id != req.requested_by
@@ -684,7 +712,7 @@ def request_view(
             and conflicted_reason is None
         ),
         "can_download": (
-            req.state == EgressState.approved and is_member(session, req.project_id, principal.user_id)
+            req.state == EgressState.approved and _member(session, req.project_id, principal.user_id, facts)
         ),
         "created_at": req.created_at.isoformat() if req.created_at else None,
         "decided_at": req.decided_at.isoformat() if req.decided_at else None,
@@ -720,8 +748,10 @@ def _file_view(
     }
 
 
-def summary_view(session: Session, req: EgressRequest, principal: Principal) -> dict[str, Any]:
-    full = request_view(session, req, principal)
+def summary_view(
+    session: Session, req: EgressRequest, principal: Principal, *, facts: ViewerFacts | None = None
+) -> dict[str, Any]:
+    full = request_view(session, req, principal, facts=facts)
     keep = (
         "id",
         "job_id",

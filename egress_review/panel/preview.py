@@ -74,7 +74,8 @@ def sniff(head: bytes, name: str) -> Kind:
 
 @dataclass
 class Table:
-    """One page of a table: ``first_row`` is the file row number (header = 1) of ``rows[0]``."""
+    """One page of a table: ``first_row`` is the file row number (header = 1) of ``rows[0]``,
+    ``first_column`` the 0-based index of ``header[0]`` among all columns."""
 
     header: list[str]
     rows: list[list[str]]
@@ -86,14 +87,41 @@ class Table:
     total_rows: int = 0
     hidden_columns: int = 0
     highlights: set[tuple[int, str]] = field(default_factory=set)
+    column_page: int = 0
+    column_pages: int = 1
+    first_column: int = 0
+    total_columns: int = 0
+
+
+@dataclass(frozen=True)
+class Focus:
+    """Where a reviewer should land in a table: the first cell an SDC rule named."""
+
+    row: int  # file row number, header = 1
+    column: str
+
+
+def focus_of(highlights: set[tuple[int, str]]) -> Focus | None:
+    if not highlights:
+        return None
+    row, column = min(highlights)
+    return Focus(row, column)
 
 
 def _page(
-    all_rows: list[list[str]], page: int, truncated: bool, name: str = "", total: int | None = None
+    all_rows: list[list[str]],
+    page: int,
+    truncated: bool,
+    name: str = "",
+    total: int | None = None,
+    column_page: int | None = None,
+    focus: Focus | None = None,
 ) -> Table:
-    """A bounded page of a parsed table: at most TABLE_PAGE_ROWS rows and MAX_TABLE_COLUMNS columns.
+    """A bounded page of a parsed table: at most TABLE_PAGE_ROWS rows and MAX_TABLE_COLUMNS
+    columns, whatever the table's width, so the page's size does not grow with the table.
 
     ``total`` (data rows) when ``all_rows`` holds only the rows up to the requested page.
+    Without an explicit ``column_page``, the columns shown are those holding ``focus``.
     """
     if not all_rows:
         return Table([], [], False, name)
@@ -102,24 +130,45 @@ def _page(
     pages = max(1, -(-total // TABLE_PAGE_ROWS))
     page = min(max(page, 0), pages - 1)
     start = page * TABLE_PAGE_ROWS
-    width = min(
-        MAX_TABLE_COLUMNS, max(len(header), *(len(r) for r in body[start : start + TABLE_PAGE_ROWS]), 0)
-    )
+    shown = body[start : start + TABLE_PAGE_ROWS]
+    width = max(len(header), *(len(r) for r in shown), 0)
+    column_pages = max(1, -(-width // MAX_TABLE_COLUMNS))
+    if column_page is None:
+        column_page = 0
+        if focus is not None and focus.column in header:
+            column_page = header.index(focus.column) // MAX_TABLE_COLUMNS
+    column_page = min(max(column_page, 0), column_pages - 1)
+    c0 = column_page * MAX_TABLE_COLUMNS
+    c1 = c0 + MAX_TABLE_COLUMNS
     return Table(
-        header=[h[:MAX_VALUE_CHARS] for h in header[:width]],
-        rows=[[c[:MAX_VALUE_CHARS] for c in r[:width]] for r in body[start : start + TABLE_PAGE_ROWS]],
+        header=[h[:MAX_VALUE_CHARS] for h in header[c0:c1]],
+        rows=[[c[:MAX_VALUE_CHARS] for c in r[c0:c1]] for r in shown],
         truncated=truncated,
         name=name,
         page=page,
         pages=pages,
         first_row=start + 2,
         total_rows=total,
-        hidden_columns=max(0, len(header) - width),
+        hidden_columns=max(0, width - min(c1, width) + c0),
+        column_page=column_page,
+        column_pages=column_pages,
+        first_column=c0,
+        total_columns=width,
     )
 
 
-def table(data: bytes, page: int = 0) -> Table:
-    """A delimited text table, paged; only the first MAX_TABLE_BYTES are parsed."""
+def focus_page(page: int | None, focus: Focus | None) -> int:
+    """The requested row page, or (none asked for) the page holding the focused cell."""
+    if page is not None:
+        return page
+    return max(0, (focus.row - 2) // TABLE_PAGE_ROWS) if focus is not None else 0
+
+
+def table(
+    data: bytes, page: int | None = 0, column_page: int | None = None, focus: Focus | None = None
+) -> Table:
+    """A delimited text table, paged; only the first MAX_TABLE_BYTES are parsed, and only the
+    rows up to the requested page."""
     text = data[:MAX_TABLE_BYTES].decode("utf-8", errors="replace")
     cut = len(data) > MAX_TABLE_BYTES
     if cut and "\n" in text:
@@ -127,13 +176,15 @@ def table(data: bytes, page: int = 0) -> Table:
     first = text.split("\n", 1)[0]
     delimiter = max(",;\t|", key=first.count)
     lines = [ln for ln in text.splitlines() if ln.strip()]
-    page = min(max(page, 0), max(0, (len(lines) - 2) // TABLE_PAGE_ROWS))
+    page = min(max(focus_page(page, focus), 0), max(0, (len(lines) - 2) // TABLE_PAGE_ROWS))
     wanted = lines[: 1 + (page + 1) * TABLE_PAGE_ROWS]
     rows = list(csv.reader(io.StringIO("\n".join(wanted)), delimiter=delimiter))
-    return _page(rows, page, cut, total=max(0, len(lines) - 1))
+    return _page(rows, page, cut, total=max(0, len(lines) - 1), column_page=column_page, focus=focus)
 
 
-def structured_tables(data: bytes, kind: Kind, page: int = 0) -> list[Table]:
+def structured_tables(
+    data: bytes, kind: Kind, page: int | None = 0, column_page: int | None = None, focus: Focus | None = None
+) -> list[Table]:
     """Tables of a JSON, XLSX or Parquet file, read as the checks read them (first 5)."""
     import json
     import tempfile
@@ -146,7 +197,10 @@ def structured_tables(data: bytes, kind: Kind, page: int = 0) -> list[Table]:
             doc = json.loads(data)
         except ValueError:
             return []
-        return [_page(rows, page, False, where) for where, rows in list(json_tables(doc))[:5]]
+        found = list(json_tables(doc))[:5]
+        focus = focus if len(found) == 1 else None  # cells are named per table only when there is one
+        row_page = focus_page(page, focus)
+        return [_page(rows, row_page, False, where, None, column_page, focus) for where, rows in found]
     with tempfile.NamedTemporaryFile(suffix="." + kind) as tmp:
         tmp.write(data)
         tmp.flush()
@@ -154,7 +208,10 @@ def structured_tables(data: bytes, kind: Kind, page: int = 0) -> list[Table]:
             read = read_xlsx(Path(tmp.name)) if kind == "xlsx" else read_parquet(Path(tmp.name))
         except Exception as exc:  # noqa: BLE001 - any reader failure: no preview
             raise PreviewError(f"the {kind} file cannot be read: {exc}") from exc
-    return [_page(rows, page, False, where) for where, rows in list(read.tables.items())[:5]]
+    found = list(read.tables.items())[:5]
+    focus = focus if len(found) == 1 else None
+    row_page = focus_page(page, focus)
+    return [_page(rows, row_page, False, where, None, column_page, focus) for where, rows in found]
 
 
 def highlighted_cells(checks: Iterable[dict[str, Any]]) -> set[tuple[int, str]]:
@@ -167,6 +224,20 @@ def highlighted_cells(checks: Iterable[dict[str, Any]]) -> set[tuple[int, str]]:
             if isinstance(cell, dict) and isinstance(cell.get("row"), int) and "column" in cell:
                 out.add((cell["row"], str(cell["column"])))
     return out
+
+
+MAX_EVIDENCE_CHARS = 6000
+
+
+def evidence_json(evidence: Any) -> str:
+    """A check's evidence as indented JSON, cut at MAX_EVIDENCE_CHARS: a rule that names
+    thousands of cells must not make every view of the page megabytes long."""
+    import json
+
+    text = json.dumps(evidence, indent=2, ensure_ascii=False, sort_keys=True, default=str)
+    if len(text) <= MAX_EVIDENCE_CHARS:
+        return text
+    return text[:MAX_EVIDENCE_CHARS] + f"\n… ({len(text) - MAX_EVIDENCE_CHARS} more characters not shown)"
 
 
 def human_size(n: int) -> str:

@@ -12,16 +12,15 @@ from __future__ import annotations
 import json
 import secrets
 from datetime import UTC, datetime
-from pathlib import Path
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from fastapi.templating import Jinja2Templates
 from sqlalchemy.orm import Session
 
 from egress_review import workflow
-from egress_review.panel import preview
+from egress_review.panel import fragments, preview
 from egress_review.panel.auth import (
     ID_TOKEN_COOKIE,
     PANEL_ROLES,
@@ -32,7 +31,9 @@ from egress_review.panel.auth import (
     set_csrf_cookie,
     set_token_cookie,
 )
+from egress_review.panel.cards import file_cards
 from egress_review.panel.oidc_session import end_session_url
+from egress_review.panel.templating import PACKAGE_DIR, templates
 from tre.api.bounds import RowId
 from tre.api.deps import get_session, get_settings_dep, principal_from_token
 from tre.api.problems import Problem
@@ -43,9 +44,6 @@ from tre.errors import NotFound, TreError
 from tre.store.db import settle
 from tre.store.models import Job
 
-PACKAGE_DIR = Path(__file__).resolve().parent.parent
-templates = Jinja2Templates(directory=str(PACKAGE_DIR / "templates"))
-templates.env.filters["human_size"] = preview.human_size
 STATIC_FILES = {"panel.css": "text/css; charset=utf-8"}
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
@@ -190,10 +188,9 @@ def queue(request: Request, principal: Reviewer, session: DbSession, show: str =
     if show not in QUEUE_FILTERS:
         show = "open"
     states = QUEUE_FILTERS[show]
-    rows = [
-        _queue_row(session, r, principal)
-        for r in workflow.list_requests(session, principal, states or None, limit=500)
-    ]
+    reqs = workflow.list_requests(session, principal, states or None, limit=500)
+    facts = workflow.viewer_facts(session, reqs, principal)  # no statements per row
+    rows = [_queue_row(session, r, principal, facts) for r in reqs]
     # The oldest open request first: a queue is served in arrival order.
     newest_first = show not in ("open", "awaiting_review", "conflicted")
     rows.sort(key=lambda r: r["created_at"] or "", reverse=newest_first)
@@ -205,7 +202,6 @@ def queue(request: Request, principal: Reviewer, session: DbSession, show: str =
 
 
 QUEUE_FILE_NAMES = 4
-INLINE_PASSED_UP_TO = 10  # larger requests show a passed file's preview on demand
 
 
 def _age(created: datetime | None, now: datetime) -> str:
@@ -221,9 +217,11 @@ def _age(created: datetime | None, now: datetime) -> str:
     return f"{minutes // (24 * 60)} d"
 
 
-def _queue_row(session: Session, req: Any, principal: Principal) -> dict[str, Any]:
+def _queue_row(
+    session: Session, req: Any, principal: Principal, facts: workflow.ViewerFacts
+) -> dict[str, Any]:
     """What a reviewer needs to pick a request: who, why, which files, what the checks found, how old."""
-    row = workflow.summary_view(session, req, principal)
+    row = workflow.summary_view(session, req, principal, facts=facts)
     files = sorted(req.files, key=lambda f: f.path)
     created = (
         req.created_at.replace(tzinfo=UTC)
@@ -246,74 +244,6 @@ def _queue_row(session: Session, req: Any, principal: Principal) -> dict[str, An
 # ---------------------------------------------------------------------------- request
 
 
-def _file_previews(
-    session: Session,
-    settings: Settings,
-    principal: Principal,
-    req: Any,
-    files: list[dict[str, Any]],
-    query: dict[str, str] | None = None,
-) -> list[dict[str, Any]]:
-    """Previews of the files that need a look; a passed file's preview only when asked for.
-
-    A 50-file request is mostly passed files: reading, verifying and rendering each of them on
-    every page view made the page slow and long. They stay collapsed with a link instead.
-    """
-    query = query or {}
-    rows = {x.id: x for x in req.files}
-    out = []
-    for f in files:
-        item: dict[str, Any] = {
-            "file": f,
-            "kind": "binary",
-            "error": None,
-            "tables": [],
-            "deferred": False,
-            "findings": [c for c in f["checks"] if c.get("outcome") != "pass"],
-        }
-        if (
-            f["outcome"] == "pass"
-            and len(files) > INLINE_PASSED_UP_TO
-            and query.get("preview") != str(f["id"])
-        ):
-            item["deferred"] = True
-            out.append(item)
-            continue
-        try:
-            page = int(query.get(f"page{f['id']}", "0"))
-        except ValueError:
-            page = 0
-        try:
-            fh = workflow.open_file_for_review(session, settings, principal, req, rows[f["id"]])
-        except TreError as exc:
-            item["error"] = exc.detail
-            out.append(item)
-            continue
-        with fh:
-            data = fh.read(preview.MAX_TABLE_BYTES + 1) if f["size"] > 64 << 20 else fh.read()
-        kind = preview.sniff(data[:4096], f["path"])
-        item["kind"] = kind
-        highlights = preview.highlighted_cells(f["checks"])
-        if kind == "table":
-            item["tables"] = [preview.table(data, page)]
-        elif kind in ("json", "xlsx", "parquet"):
-            try:
-                item["tables"] = preview.structured_tables(data, kind, page)
-            except preview.PreviewError as exc:
-                item["error"] = str(exc)
-            if kind == "json" and not item["tables"]:
-                item["kind"] = "text"
-                item["text"], item["truncated"] = preview.text_excerpt(data)
-        elif kind == "text":
-            item["text"], item["truncated"] = preview.text_excerpt(data)
-        elif kind == "dicom":
-            item["header"] = preview.dicom_header(data, preview.flagged_keys(f["checks"]))
-        for t in item["tables"]:
-            t.highlights = highlights if len(item["tables"]) == 1 else set()
-        out.append(item)
-    return out
-
-
 def _request_page(
     request: Request,
     session: Session,
@@ -325,7 +255,8 @@ def _request_page(
 ) -> HTMLResponse:
     req = workflow.visible_request(session, request_id, principal)
     view = workflow.request_view(session, req, principal)
-    previews = _file_previews(session, settings, principal, req, view["files"], dict(request.query_params))
+    opener = partial(workflow.open_file_for_review, session, settings, principal, req)
+    cards = file_cards(req, view["files"], dict(request.query_params), opener)
     if error is None:
         workflow.record_review_view(session, principal, req)
     job = session.get(Job, req.job_id)  # what produced the files: image and the exact code
@@ -335,7 +266,7 @@ def _request_page(
         {
             "principal": principal,
             "r": view,
-            "previews": previews,
+            "cards": cards,
             "error": error,
             "notice": request.query_params.get("done"),
             "job": job,
@@ -355,25 +286,31 @@ def request_detail(
 def render_file(
     request_id: str, file_id: RowId, principal: Reviewer, session: DbSession, settings: SettingsDep
 ) -> Response:
-    """A PNG rendering of an image or of a DICOM slice, decoded and re-encoded server-side."""
+    """A PNG rendering of an image or of a DICOM slice, decoded and re-encoded server-side.
+
+    The rendering depends only on the staged bytes, so it is cached by their SHA-256 once the
+    copy has been read and re-verified (a request's images are fetched by every reviewer)."""
     _, f, fh = workflow.open_for_review(session, settings, principal, request_id, file_id)
     with fh:
-        data = fh.read()
-    kind = preview.sniff(data[:4096], f.path)
+        png = fragments.renders.get_or_render(
+            ("png", fragments.FRAGMENT_VERSION, f.sha256), partial(_png_of, fh, f.path)
+        )
+    return Response(png, media_type="image/png", headers=SECURITY_HEADERS)
+
+
+def _png_of(fh: Any, path: str) -> tuple[bytes, bool]:
+    data = fh.read()
+    kind = preview.sniff(data[:4096], path)
     try:
         if kind == "dicom":
-            png = preview.render_dicom(data)
-        elif kind == "nifti":
-            png = preview.render_nifti(data)
-        elif kind == "image":
-            png = preview.render_image(data)
-        else:
-            raise Problem(
-                415, "No image preview", f"{f.path} is not an image, NIfTI or DICOM file", "no-preview"
-            )
+            return preview.render_dicom(data), True
+        if kind == "nifti":
+            return preview.render_nifti(data), True
+        if kind == "image":
+            return preview.render_image(data), True
     except preview.PreviewError as exc:
         raise Problem(422, "Cannot render", str(exc), "render-failed") from exc
-    return Response(png, media_type="image/png", headers=SECURITY_HEADERS)
+    raise Problem(415, "No image preview", f"{path} is not an image, NIfTI or DICOM file", "no-preview")
 
 
 @router.get("/requests/{request_id}/disclosure.json")

@@ -72,7 +72,10 @@ def test_reviewers_vote_in_the_panel_and_the_researcher_downloads(
     assert flagged.count() == 1 and "St Elsewhere" in flagged.inner_text()
     assert page.locator("table.data[data-kind='table'] td", has_text="nodule").count() >= 1  # CSV inline
     for img in page.locator("img.render").all():  # the DICOM slice and the PNG rendered server-side
-        assert img.evaluate("i => i.complete && i.naturalWidth > 0")
+        img.scroll_into_view_if_needed()  # previews load lazily, when scrolled to
+        img.wait_for(state="visible")
+        page.wait_for_function("i => i.complete", arg=img.element_handle())
+        assert img.evaluate("i => i.naturalWidth > 0")
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "egress-panel-request.png"), full_page=True)
 
