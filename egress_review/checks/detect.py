@@ -317,7 +317,7 @@ def _model_or_table(path: Path, head: bytes) -> tuple[str, str] | None:
                 isinstance(v, dict) and "dtype" in v and "data_offsets" in v for v in meta.values()
             ):
                 return "model", "safetensors tensors"
-    if head[:1] == b"\x08" and (b"ai.onnx" in head[:65536] or b"onnx" in head[:256]):
+    if looks_like_onnx(head):
         return "model", "ONNX model (protobuf)"
     if looks_like_pickle(path, head, size):
         return "model", "Python pickle"
@@ -325,6 +325,20 @@ def _model_or_table(path: Path, head: bytes) -> tuple[str, str] | None:
 
 
 PICKLE_SCAN_BYTES = 64 * 1024 * 1024
+# Tags of the ModelProto fields that follow ir_version (field 1, varint) in a serialised model:
+# producer_name/version, domain, model_version, doc_string, graph, opset_import, metadata_props.
+_ONNX_NEXT_TAGS = frozenset(b"\x12\x1a\x22\x28\x32\x3a\x42\x72")
+
+
+def looks_like_onnx(head: bytes) -> bool:
+    """An ONNX ModelProto starts with its IR version (tag 0x08, a small varint), then another
+    ModelProto field; exporters also name the ``ai.onnx`` domains early. Whether it really is
+    a model is then decided by parsing it (`checks.onnx_model`), which refuses what is not."""
+    if head[:1] != b"\x08":
+        return False
+    if b"ai.onnx" in head[:65536] or b"onnx" in head[:256]:
+        return True
+    return len(head) > 2 and 1 <= head[1] <= 15 and head[2] in _ONNX_NEXT_TAGS
 
 
 def looks_like_pickle(path: Path, head: bytes, size: int) -> bool:

@@ -51,7 +51,7 @@ def run_checks(path: Path, display_name: str, policy: Policy, context: CheckCont
     elif detected.type in ("xlsx", "parquet"):
         results.extend(_binary_table_checks(path, detected, policy, context))
     elif detected.type == "model":
-        results.extend(check_model(path, detected, policy, context))
+        results.extend(check_model(path, detected, policy, context, display_name))
     return results
 
 
