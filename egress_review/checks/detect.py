@@ -47,6 +47,8 @@ EXTENSIONS: dict[str, str] = {
     ".tsv": "tsv",
     ".tab": "tsv",
     ".json": "json",
+    ".jsonl": "json",
+    ".ndjson": "json",
     ".xlsx": "xlsx",
     ".parquet": "parquet",
     ".pq": "parquet",
@@ -212,6 +214,24 @@ def decode_text(data: bytes, truncated: bool) -> str | None:
     return text
 
 
+def json_lines(text: str, truncated: bool) -> bool:
+    """Two or more lines, each one JSON object or array (the cut last line of a sample aside)."""
+    lines = text.splitlines()
+    if truncated and lines:
+        lines = lines[:-1]
+    lines = [ln for ln in lines if ln.strip()]
+    if len(lines) < 2:
+        return False
+    for line in lines[:200]:
+        if line.lstrip()[:1] not in ("{", "["):
+            return False
+        try:
+            json.loads(line)
+        except ValueError:
+            return False
+    return True
+
+
 def sniff_table(text: str, truncated: bool = False) -> str | None:
     """'csv' or 'tsv' when the text is a delimited table of 2+ columns and consistent rows.
 
@@ -268,6 +288,8 @@ def detect(path: Path) -> Detected:
                 return Detected("json", "JSON document")
             except ValueError:
                 pass
+            if json_lines(text, truncated):
+                return Detected("json", "JSON Lines (one JSON value per line)")
         table = sniff_table(text, truncated)
         if table:
             return Detected(table, "tab-separated table" if table == "tsv" else "comma-separated table")

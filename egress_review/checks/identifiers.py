@@ -311,6 +311,13 @@ class IdentifierMatcher:
                 singles[norm] = ident
             elif _TOKEN.fullmatch(norm):
                 joined[norm] = ident
+                # "MRN-0048213" joined by the job as "MRN 0048213", "mrn_0048213" or
+                # "MRN0048213": the same words with any separator, or none, are the identifier.
+                words = tuple(_WORD.findall(norm))
+                phrases.setdefault(words[0], []).append((words, ident))
+                compact = "".join(words)
+                if len(compact) >= max(6, rules.min_numeric_identifier_length):
+                    singles.setdefault(compact, ident)
             else:
                 words = tuple(_WORD.findall(norm))
                 if len(words) == 1:
