@@ -75,8 +75,8 @@ def decode_b64_family(text: str) -> tuple[str, bytes] | None:
 
 def _b85(text: str) -> bytes | None:
     """base85 or Ascii85 (with or without <~ ~>), when the text is not base64."""
-    if _B64_ALPHABET.fullmatch(text):
-        return None
+    if _B64_ALPHABET.fullmatch(text) or len(set(text)) < 48:
+        return None  # base64's; or too few symbols: CSV rows and paths are not base85
     body = text[2:-2] if text.startswith("<~") and text.endswith("~>") else text
     for decode in (base64.b85decode, lambda t: base64.a85decode(t, adobe=False)):
         try:

@@ -100,7 +100,9 @@ def utf16_text(body: bytes) -> str:
     if body[:2] in (b"\xff\xfe", b"\xfe\xff"):
         return body.decode("utf-16", "replace").replace("\x00", "").strip()
     body = body[: len(body) // 2 * 2]
-    candidates = [body.decode(order, "replace").replace("\x00", "").strip() for order in ("utf-16-be", "utf-16-le")]
+    candidates = [
+        body.decode(order, "replace").replace("\x00", "").strip() for order in ("utf-16-be", "utf-16-le")
+    ]
     return max(candidates, key=lambda t: sum(1 for ch in t if " " <= ch <= "~"))
 
 
@@ -111,7 +113,11 @@ XP_TAGS = frozenset({0x9C9B, 0x9C9C, 0x9C9D, 0x9C9E, 0x9C9F})
 
 def exif_text(value: object, tag: int | None = None) -> str:
     """An EXIF value as text; UserComment's charset prefix is honoured, not shown as bytes."""
-    if tag in XP_TAGS and isinstance(value, tuple) and all(isinstance(v, int) and 0 <= v < 256 for v in value):
+    if (
+        tag in XP_TAGS
+        and isinstance(value, tuple)
+        and all(isinstance(v, int) and 0 <= v < 256 for v in value)
+    ):
         value = bytes(value)  # BYTE arrays may come back as tuples of ints
     if isinstance(value, bytes) and tag in XP_TAGS:
         return utf16_text(value)

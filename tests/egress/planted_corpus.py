@@ -511,15 +511,17 @@ def variant_leaks(dataset: Path) -> list[Planted]:
     out.append(Planted("v_radiomics.jsonl", jsonl, ("sdc:threshold",)))
     big_tsv = _radiomics(5000, 3).replace(b",", b"\t")
     out.append(Planted("v_radiomics_big.tsv", big_tsv, ("sdc:threshold",)))
-    out.append(Planted("v_radiomics_crlf.csv", _radiomics(5200, 4).replace(b"\n", b"\r\n"), ("sdc:threshold",)))
+    out.append(
+        Planted("v_radiomics_crlf.csv", _radiomics(5200, 4).replace(b"\n", b"\r\n"), ("sdc:threshold",))
+    )
     # counts outside CSV: the second sheet of a workbook; a JSON mapping of counts; Parquet
     # with the count as a float column
     out.append(Planted("v_counts_sheet2.xlsx",
                        _xlsx_sheets({"About": [["Counts by site, see next sheet"]],
                                      "Counts": [["site", "patients"], ["A", 48], ["B", 2]]}),
                        ("sdc:threshold",)))  # fmt: skip
-    out.append(Planted("v_counts_mapping.json", json.dumps({"n_by_site": {"A": 45, "B": 3, "C": 51}}).encode(),
-                       ("sdc:threshold",)))  # fmt: skip
+    mapping = json.dumps({"n_by_site": {"A": 45, "B": 3, "C": 51}}).encode()
+    out.append(Planted("v_counts_mapping.json", mapping, ("sdc:threshold",)))
     out.append(Planted("v_counts_float.parquet", _parquet({"site": ["A", "B"], "count": [44.0, 4.0]}),
                        ("sdc:threshold",)))  # fmt: skip
     # count columns: deaths beside "cases"; a crosstab of categories whose cells are counts
@@ -551,8 +553,8 @@ def variant_leaks(dataset: Path) -> list[Planted]:
     out.append(Planted("v_dicom_b32.txt", base64.b32encode(raw_dicom), ("decoded:dicom",)))
     out.append(Planted("v_dicom_b85.txt", base64.b85encode(raw_dicom), ("decoded:dicom",)))
     out.append(Planted("v_dicom_gz_b64.txt", base64.encodebytes(gzip.compress(raw_dicom)), ("decoded:",)))
-    out.append(Planted("v_dicom_urlsafe.json", json.dumps({"d": base64.urlsafe_b64encode(raw_dicom).decode()}).encode(),
-                       ("decoded:dicom",)))  # fmt: skip
+    urlsafe = json.dumps({"d": base64.urlsafe_b64encode(raw_dicom).decode()}).encode()
+    out.append(Planted("v_dicom_urlsafe.json", urlsafe, ("decoded:dicom",)))
     spaced = b"\n".join(
         b" ".join(f"{b:02X}".encode() for b in raw_dicom[i : i + 24]) for i in range(0, len(raw_dicom), 24)
     )
@@ -561,8 +563,8 @@ def variant_leaks(dataset: Path) -> list[Planted]:
     out.append(Planted("v_exif_unicode_le.jpg",
                        _exif_jpeg(0x9286, b"UNICODE\x00" + PATIENT_ID.encode("utf-16-le")),
                        ("image_metadata_identifiers",)))  # fmt: skip
-    out.append(Planted("v_exif_xpcomment.jpg", _exif_jpeg(0x9C9C, "Jane Doe".encode("utf-16-le") + b"\x00\x00", None),
-                       ("image_metadata_identifiers",)))  # fmt: skip
+    xp = _exif_jpeg(0x9C9C, "Jane Doe".encode("utf-16-le") + b"\x00\x00", None)
+    out.append(Planted("v_exif_xpcomment.jpg", xp, ("image_metadata_identifiers",)))
     out.append(Planted("v_exif_description.jpg", _exif_jpeg(0x010E, f"scan of {MRN}", None),
                        ("image_metadata_identifiers",)))  # fmt: skip
     # pickles under .json names: protocol 0 builtins.eval, protocol 2 subprocess.Popen, 5 os.system
@@ -594,7 +596,9 @@ def variant_controls(dataset: Path) -> list[Planted]:
     labels = np.zeros((64, 64, 16), dtype=np.uint8)
     for k in range(1, 6):
         labels[8 * k : 8 * k + 6, 10:50, 2 + k : 10 + k] = k
-    out.append(Planted("c_labels.nii.gz", gzip.compress(_nifti(labels, descrip="TE=0;Time=0.000", datatype=2))))
+    out.append(
+        Planted("c_labels.nii.gz", gzip.compress(_nifti(labels, descrip="TE=0;Time=0.000", datatype=2)))
+    )
     scores = "subject_id,dice\n" + "".join(f"SUBJ-{i:04d},{0.7 + (i % 7) / 40:.3f}\n" for i in range(1, 31))
     out.append(Planted("c_pseudonyms.csv", scores.encode()))
     participants = "participant_id\tage_group\tsite\n" + "".join(
