@@ -24,6 +24,7 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import BytesLengthException, InvalidDicomError
 
+from egress_review.checks.dates import find_dates
 from tre.policy import Policy, TextRules
 
 PERSON_NAME_KEYWORDS = (
@@ -69,6 +70,7 @@ _SPLIT = re.compile(r"[\s^=,;/\\|]+")
 _WORD = re.compile(r"[0-9a-z\u00c0-\uffff]+")
 _A = r"(?![0-9a-z\u00c0-\uffff])"
 _GAP = r"[^0-9a-z\u00c0-\uffff]+"
+_DICOM_DATE = re.compile(r"(18|19|20|21)\d\d(0[1-9]|1[0-2])(0[1-9]|[12]\d|3[01])")
 
 
 def _looks_like_dicom(path: Path) -> bool:
@@ -327,12 +329,16 @@ class IdentifierMatcher:
         self.singles = singles
         self.joined = joined
         self.phrases = phrases
+        # Dates (birth, study) are also found in any written form by parsing (`checks.dates`).
+        self.dates = {
+            i.strip(): i for i in identifiers if rules.date_identifiers and _DICOM_DATE.fullmatch(i.strip())
+        }
         # Identifiers with joiners (UIDs, "HOSP-77-1234") can sit inside longer tokens such as
         # file names, so they are searched by regex, but only those whose every word occurs.
         self._joined_words = {norm: frozenset(_WORD.findall(norm)) for norm in joined}
 
     def __bool__(self) -> bool:
-        return bool(self.singles or self.joined or self.phrases)
+        return bool(self.singles or self.joined or self.phrases or self.dates)
 
     def __len__(self) -> int:
         return len(self.singles) + len(self.joined) + sum(len(v) for v in self.phrases.values())
@@ -352,6 +358,8 @@ class IdentifierMatcher:
                 if all(p in words for p in parts):
                     rest = re.compile(_GAP.join(re.escape(p) for p in parts) + _A)
                     located.extend((off, ident) for off in _occurrences(lower, first, rest, limit))
+        if self.dates:
+            located.extend((off, self.dates[value]) for value, off in find_dates(text, set(self.dates)))
         located.sort()
         hits: list[IdentifierHit] = []
         seen: set[tuple[str, int]] = set()
