@@ -192,6 +192,49 @@ def _hex_dumps(lines: list[str], min_bytes: int) -> list[Blob]:
     return out
 
 
+_BYTE_LIST = re.compile(r"^\s*(?:0[xX][0-9a-fA-F]{2}\s*,?\s*){4,}$")
+_BYTES_LITERAL = re.compile(r"b'(?:[^'\\\n]|\\.){16,}'" + r'|b"(?:[^"\\\n]|\\.){16,}"')
+
+
+def _byte_lists(lines: list[str], min_bytes: int) -> list[Blob]:
+    """C/Python byte arrays (``xxd -i``: ``0x44, 0x49, 0x43, 0x4d,``), one blob per block of lines."""
+    out: list[Blob] = []
+    i = 0
+    while i < len(lines) and len(out) < MAX_BLOBS:
+        if not _BYTE_LIST.match(lines[i]):
+            i += 1
+            continue
+        j = i
+        while j < len(lines) and _BYTE_LIST.match(lines[j]):
+            j += 1
+        data = bytes(int(h, 16) for ln in lines[i:j] for h in re.findall(r"0[xX]([0-9a-fA-F]{2})", ln))
+        if len(data) >= min_bytes:
+            out.append(Blob("byte array (0x..)", i + 1, sum(len(ln) for ln in lines[i:j]), data, j))
+        i = j
+    return out
+
+
+def _bytes_literals(text: str, min_bytes: int) -> list[Blob]:
+    """Python ``bytes`` reprs (``b'DICM\\x02\\x00...'``), read with `ast.literal_eval` (no code runs)."""
+    import ast
+
+    out: list[Blob] = []
+    for m in _BYTES_LITERAL.finditer(text):
+        if len(m.group(0)) < min_bytes or "\\x" not in m.group(0):
+            continue
+        try:
+            data = ast.literal_eval(m.group(0))
+        except (ValueError, SyntaxError, MemoryError):
+            continue
+        if isinstance(data, bytes) and len(data) >= min_bytes:
+            out.append(
+                Blob("Python bytes literal", text.count("\n", 0, m.start()) + 1, len(m.group(0)), data)
+            )
+        if len(out) >= MAX_BLOBS:
+            break
+    return out
+
+
 def _runs(text: str, min_chars: int) -> list[Blob]:
     """Single long runs: base64 or hex without line breaks."""
     out: list[Blob] = []
@@ -225,7 +268,8 @@ def find_encoded(text: str, min_chars: int) -> list[Blob]:
         for b in _b85_blocks(lines, min_chars)
         if not any(m.line <= b.line <= m.last_line for m in [*mime, *hexed])
     ]
-    blobs = _runs(text, min_chars) + mime + hexed + base85
+    arrays = _byte_lists(lines, min_chars // 4) + _bytes_literals(text, min_chars // 4)
+    blobs = _runs(text, min_chars) + mime + hexed + base85 + arrays
     total = 0
     kept: list[Blob] = []
     for blob in sorted(blobs, key=lambda b: b.line):

@@ -19,6 +19,7 @@ from egress_review.checks.model_release import check_model, json_weights, struct
 from egress_review.checks.table_readers import ReadTables, json_tables, parse_json, read_parquet, read_xlsx
 from egress_review.checks.tables import check_rows, check_table
 from egress_review.checks.text import MAX_TEXT_BYTES, check_identifiers, check_text
+from egress_review.checks.text_tables import html_tables, markdown_tables
 from tre.policy import Policy
 
 
@@ -137,6 +138,18 @@ def _text_checks(
         kind = str(expected_type(path_name))  # one column, or ragged: still a table by its name
     if kind in ("csv", "tsv"):
         out.extend(check_table(text, "\t" if kind == "tsv" else _delimiter(text), policy))
+    elif kind == "text":
+        out.extend(_embedded_tables(text, policy))
+    return out
+
+
+def _embedded_tables(text: str, policy: Policy) -> list[CheckResult]:
+    """Markdown and HTML tables in text get the SDC rules (only their findings are reported)."""
+    found = [(f"Markdown table at line {line}", rows) for line, rows in markdown_tables(text)]
+    found += [(f"HTML table {i + 1}", rows) for i, rows in enumerate(html_tables(text))]
+    out: list[CheckResult] = []
+    for where, rows in found:
+        out.extend(r for r in check_rows(rows, policy, where) if r.outcome != "pass")
     return out
 
 

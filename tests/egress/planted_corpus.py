@@ -577,6 +577,21 @@ def variant_leaks(dataset: Path) -> list[Planted]:
     out.append(Planted("v_weights.npy", npy.getvalue(), ("model:release_review",)))
     weights_csv = _csv(np.random.default_rng(6).normal(size=(64, 64)), fmt="%.6f")
     out.append(Planted("v_weights.csv", weights_csv, ("sdc:record_level", "model:", "sdc:")))
+    # dates as people write them: no zero padding, two-digit years, ordinals, French, SAS
+    out.append(Planted("v_dates_loose.txt", b"dob 15.3.1962; seen 12/4/19\n", ("identifiers",)))
+    out.append(Planted("v_dates_ordinal.md", b"Born on the 15th of March, 1962.\n", ("identifiers",)))
+    out.append(Planted("v_dates_french.txt", "née le 15 mars 1962\n".encode(), ("identifiers",)))
+    out.append(Planted("v_dates_sas.csv", b"subj,brthdtc\n1,15MAR1962\n", ("identifiers",)))
+    # counts in text: a Markdown table in a report, an HTML table
+    out.append(Planted("v_report.md", b"# Cohort\n\n| stage | n |\n|---|--:|\n| I | 25 |\n| IV | 3 |\n",
+                       ("sdc:threshold",)))  # fmt: skip
+    html = b"<html><body><table><tr><th>site</th><th>patients</th></tr><tr><td>A</td><td>41</td></tr>"
+    html += b"<tr><td>B</td><td>2</td></tr></table></body></html>"
+    out.append(Planted("v_counts.html", html, ("sdc:threshold",)))
+    # byte arrays: xxd -i of the DICOM, and its Python repr
+    xxd_i = subprocess.run(["xxd", "-i"], input=raw_dicom, capture_output=True, check=True).stdout
+    out.append(Planted("v_dicom_array.h", xxd_i, ("decoded:dicom",)))
+    out.append(Planted("v_dicom_repr.txt", repr(raw_dicom).encode(), ("decoded:dicom",)))
     out.append(Planted("v_tree.onnx", _onnx_tree({"cohort": f"{PATIENT_ID} and 23 others"}),
                        ("model:identifiers",)))  # fmt: skip
     return out
@@ -608,4 +623,12 @@ def variant_controls(dataset: Path) -> list[Planted]:
     card = {"tre_model_card": 1, "model": "model.onnx", "training_data": "output:train.csv",
             "holdout_data": "output:holdout.csv", "label_column": "label"}  # fmt: skip
     out.append(Planted("c_model-card.json", json.dumps(card).encode()))
+    report = (
+        b"# Results\n\n| stage | n | median_mm |\n|---|---:|---:|\n| I-II | 45 | 12 |\n| III-IV | 30 | 21 |\n"
+    )
+    out.append(Planted("c_report.md", report))
+    timestamps = "".join(
+        f"2024-0{1 + i % 9}-1{i % 10} 10:{i % 60:02d}:00 epoch {i} loss 0.{i % 97:02d}\n" for i in range(400)
+    )
+    out.append(Planted("c_train.log", timestamps.encode()))
     return out

@@ -11,12 +11,14 @@ import numpy as np
 import pytest
 
 from egress_review.checks import CheckContext, run_checks, worst
+from egress_review.checks.dates import find_dates
 from egress_review.checks.detect import detect
 from egress_review.checks.encoded import find_encoded
 from egress_review.checks.identifiers import matcher_for
 from egress_review.checks.images import exif_text
 from egress_review.checks.runner import decompressed
 from egress_review.checks.table_readers import json_tables, parse_json
+from egress_review.checks.text_tables import html_tables, markdown_tables
 from tre.policy import Policy, load_policy
 
 POLICIES = Path(__file__).resolve().parents[2] / "policies"
@@ -104,3 +106,27 @@ def test_a_bare_matrix_is_record_level_a_labelled_table_is_not(tmp_path: Path, p
         r.check for r in run_checks(labelled, "features.csv", policy, CheckContext()) if r.outcome != "pass"
     ]
     assert "sdc:record_level" not in fired
+
+
+@pytest.mark.parametrize(
+    "written",
+    ["15.3.1962", "3/15/1962", "1962-3-15", "15/03/62", "15th of March, 1962", "March 15th 1962",
+     "15 mars 1962", "15. März 1962", "15MAR1962", "15-mar-62", "15031962", "1962.03.15"],
+)  # fmt: skip
+def test_a_birth_date_is_found_however_it_is_written(written: str) -> None:
+    assert list(find_dates(f"seen: {written}.", {"19620315"})), written
+
+
+@pytest.mark.parametrize(
+    "other", ["16.3.1962", "3/15/1963", "2962-03-15", "15 May 1962", "1.15.62", "x15MAR19621"]
+)
+def test_other_dates_and_numbers_are_not_the_birth_date(other: str) -> None:
+    assert not list(find_dates(f"seen: {other}.", {"19620315"})), other
+
+
+def test_text_tables_are_read() -> None:
+    md = "intro\n\n| site | n |\n| :--- | ---: |\n| A | 40 |\n| B | 3 |\n\nafter | not a table\n"
+    assert markdown_tables(md) == [(3, [["site", "n"], ["A", "40"], ["B", "3"]])]
+    html = "<table><tr><th>site</th><th>n</th></tr><tr><td>A</td><td> 4 0 </td></tr></table><p>x</p>"
+    assert html_tables(html) == [[["site", "n"], ["A", "4 0"]]]
+    assert html_tables("<p>no table</p>") == [] and markdown_tables("a | b\nc | d\n") == []
