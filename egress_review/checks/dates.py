@@ -31,15 +31,7 @@ _MONTH_NAMES = {
 MONTHS: dict[str, int] = {name: m for m, names in _MONTH_NAMES.items() for name in names.split()}
 _MONTH = "(?P<mon>" + "|".join(sorted(MONTHS, key=len, reverse=True)) + r")\.?"
 _DAY = r"(?P<day>[0-3]?\d)(?:st|nd|rd|th|er|e|\.)?"
-_YEAR = r"(?P<year>\d{4}|'?\d{2})"
 _SEP = r"[\s,\-/.]*"
-_NUMERIC = re.compile(r"(?<![\d.])(\d{1,4})([-/. ])(\d{1,2})\2(\d{1,4})(?![\d])")
-_COMPACT = re.compile(r"(?<!\d)(\d{8})(?!\d)")
-_WORDED = [
-    re.compile(rf"(?<![a-z0-9]){_DAY}(?:{_SEP}of)?{_SEP}{_MONTH}{_SEP}{_YEAR}(?![0-9])"),
-    re.compile(rf"(?<![a-z0-9]){_MONTH}{_SEP}{_DAY}{_SEP}{_YEAR}(?![0-9])"),
-    re.compile(rf"(?<![a-z0-9]){_YEAR}{_SEP}{_MONTH}{_SEP}{_DAY}(?![0-9])"),
-]
 
 
 _NON_ASCII = re.compile(r"[^\x00-\x7f]")
@@ -58,61 +50,61 @@ def _fold(text: str) -> str:
     return lower if lower.isascii() else _NON_ASCII.sub(_fold_char, lower)
 
 
-def _years(raw: str) -> list[int]:
-    raw = raw.lstrip("'")
-    if len(raw) == 4:
-        return [int(raw)]
-    if len(raw) == 2:
-        return [1900 + int(raw), 2000 + int(raw)]
-    return []
-
-
 def _valid(y: int, m: int, d: int) -> str | None:
     if 1800 <= y <= 2199 and 1 <= m <= 12 and 1 <= d <= 31:
         return f"{y:04d}{m:02d}{d:02d}"
     return None
 
 
-def _readings(a: str, b: str, c: str) -> set[str]:
-    """Every YYYYMMDD a numeric date a-b-c can mean."""
-    out: set[str] = set()
-    if len(a) == 4:
-        out.add(_valid(int(a), int(b), int(c)) or "")
-    else:
-        for y in _years(c):
-            out.add(_valid(y, int(b), int(a)) or "")  # day-month-year
-            out.add(_valid(y, int(a), int(b)) or "")  # month-day-year
-    out.discard("")
-    return out
+_BEFORE_NUMERIC = re.compile(r"(?<![\d.])(\d{1,2})([-/. ])(\d{1,2})\2$")
+_AFTER_NUMERIC = re.compile(r"([-/. ])(\d{1,2})\1(\d{1,2})(?!\d)")
+_BEFORE_WORDED = [
+    re.compile(rf"(?<![a-z0-9]){_DAY}(?:{_SEP}of)?{_SEP}{_MONTH}{_SEP}'?$"),
+    re.compile(rf"(?<![a-z0-9]){_MONTH}{_SEP}{_DAY}{_SEP}'?$"),
+]
+_AFTER_WORDED = re.compile(rf"{_SEP}{_MONTH}{_SEP}{_DAY}(?![0-9])")
+_REACH = 40
+_LETTERS = re.compile(r"[a-z]+")
 
 
-WINDOW = 48
-MAX_WINDOWS = 20000
+def _after(m: re.Match[str], year: int) -> str | None:
+    """The date a year-first match reads as: 1962-03-15, 1962/3/15, 19620315, 1962 March 15."""
+    if m.group("m1"):
+        return _valid(year, int(m.group("m1")), int(m.group("d1")))
+    if m.group("m2"):
+        return _valid(year, int(m.group("m2")), int(m.group("d2")))
+    return None
 
 
-def _windows(folded: str, years: set[str]) -> list[tuple[int, int]]:
-    """Stretches around each occurrence of a wanted 4-digit year (merged when they overlap).
+def _before(folded: str, off: int, year: int) -> Iterator[str]:
+    """The dates a year is the end of: 15/3/1962, 3-15-1962, 15031962, 15th of March 1962."""
+    before = folded[max(0, off - _REACH) : off]
+    m = _BEFORE_NUMERIC.search(before[-9:])
+    if m:
+        a, b = int(m.group(1)), int(m.group(3))
+        yield from filter(None, (_valid(year, b, a), _valid(year, a, b)))
+    head = before[-4:]
+    if len(head) == 4 and head.isdigit() and not before[-5:-4].isdigit():
+        yield from filter(
+            None, (_valid(year, int(head[2:]), int(head[:2])), _valid(year, int(head[:2]), int(head[2:])))
+        )
+    # The month-name patterns are costly: only where a month name is near.
+    if any(w in MONTHS for w in _LETTERS.findall(before[-24:])):
+        for rx in _BEFORE_WORDED:
+            found = rx.search(before)
+            if found:
+                value = _valid(year, MONTHS[found.group("mon")], int(found.group("day")))
+                if value:
+                    yield value
 
-    Only dates equal to the dataset's matter, and every 4-digit-year form contains the year:
-    ``str.find`` locates those at memory speed, and the parsers run on the stretches only.
-    """
-    spans: list[tuple[int, int]] = []
-    for year in years:
-        start = 0
-        while len(spans) < MAX_WINDOWS:
-            off = folded.find(year, start)
-            if off < 0:
-                break
-            spans.append((max(0, off - WINDOW), off + len(year) + WINDOW))
-            start = off + 1
-    spans.sort()
-    merged: list[tuple[int, int]] = []
-    for a, b in spans:
-        if merged and a <= merged[-1][1]:
-            merged[-1] = (merged[-1][0], max(merged[-1][1], b))
-        else:
-            merged.append((a, b))
-    return merged
+
+def _year_pattern(year: str) -> re.Pattern[str]:
+    """The year as a literal (so the regex engine finds it at memory speed), then what may follow."""
+    return re.compile(
+        re.escape(year)
+        + r"(?:(?P<s>[-/. ])(?P<m1>\d{1,2})(?P=s)(?P<d1>\d{1,2})(?!\d)|(?P<m2>[01]\d)(?P<d2>[0-3]\d)(?!\d)"
+        + rf"|(?={_SEP}{_MONTH}{_SEP}{_DAY}(?![0-9]))(?P<w>))?(?!\d)"
+    )
 
 
 def _short_year_forms(target: str) -> set[str]:
@@ -133,15 +125,33 @@ def _short_year_forms(target: str) -> set[str]:
 
 def find_dates(text: str, targets: set[str]) -> Iterator[tuple[str, int]]:
     """(YYYYMMDD, offset) for each date-shaped phrase of ``text`` that reads as one of
-    ``targets`` (YYYYMMDD) in any of the readings it allows."""
+    ``targets`` (YYYYMMDD) in any of the readings it allows.
+
+    Only the dataset's dates matter, and every four-digit-year form contains the year: its
+    occurrences are found with ``str.find`` (memory speed) and read from their neighbours;
+    two-digit-year forms are searched as the few strings they can be.
+    """
     if not targets:
         return
     folded = _fold(text)
-    for a, b in _windows(folded, {t[:4] for t in targets}):
-        chunk = folded[a:b]
-        for value, off in _parse(chunk):
-            if value in targets:
-                yield value, a + off
+    for year in {t[:4] for t in targets}:
+        number = int(year)
+        for m in _year_pattern(year).finditer(folded):
+            off = m.start()
+            if off and folded[off - 1].isdigit() and not folded[max(0, off - 4) : off].isdigit():
+                continue  # the end of a longer number
+            readings: set[str] = set()
+            after = _after(m, number)
+            if after:
+                readings.add(after)
+            if m.group("w") is not None:
+                worded = _AFTER_WORDED.match(folded, m.start() + 4)
+                if worded:
+                    readings.add(_valid(number, MONTHS[worded.group("mon")], int(worded.group("day"))) or "")
+            if off and not folded[off - 1].isspace() or off > 1 and folded[off - 1] == " ":
+                readings.update(_before(folded, off, number))
+            for value in readings & targets:
+                yield value, off
     for target in targets:
         yy = target[2:4]
         tails = {t for t in (f"-{yy}", f"/{yy}", f".{yy}", f" {yy}") if t in folded}
@@ -159,28 +169,3 @@ def find_dates(text: str, targets: set[str]) -> Iterator[tuple[str, int]]:
                     end >= len(folded) or not folded[end].isalnum()
                 ):
                     yield target, off
-
-
-def _parse(folded: str) -> Iterator[tuple[str, int]]:
-    """Every reading of every date-shaped phrase (four-digit years) in a short stretch."""
-    for m in _NUMERIC.finditer(folded):
-        a, _, b, c = m.groups()
-        if len(a) in (1, 2, 4) and len(c) in (2, 4) and not (len(a) == 4 and len(c) == 4):
-            for value in _readings(a, b, c):
-                yield value, m.start()
-    for m in _COMPACT.finditer(folded):
-        digits = m.group(1)
-        for compact in (
-            _valid(int(digits[:4]), int(digits[4:6]), int(digits[6:])),
-            _valid(int(digits[4:]), int(digits[2:4]), int(digits[:2])),  # DDMMYYYY
-            _valid(int(digits[4:]), int(digits[:2]), int(digits[2:4])),  # MMDDYYYY
-        ):
-            if compact:
-                yield compact, m.start()
-    for rx in _WORDED:
-        for m in rx.finditer(folded):
-            month = MONTHS[m.group("mon")]
-            for year in _years(m.group("year")):
-                worded = _valid(year, month, int(m.group("day")))
-                if worded:
-                    yield worded, m.start()

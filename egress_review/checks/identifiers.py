@@ -295,9 +295,7 @@ class IdentifierMatcher:
         phrases: dict[str, list[tuple[tuple[str, ...], str]]] = {}
         expanded: list[tuple[str, str]] = []
         for ident in identifiers:
-            expanded.append((ident, ident))
-            if rules.date_identifiers:
-                expanded.extend((v, ident) for v in date_variants(ident))
+            expanded.append((ident, ident))  # dates in other spellings: `find_dates` below
         for variant, ident in expanded:
             norm = variant.strip().lower()
             if not norm or any(fnmatch.fnmatchcase(norm, pattern) for pattern in ignore):
