@@ -540,7 +540,7 @@ class TextRules(_Strict):
             "date_of_birth",
             "accession*",
         ],
-        description="Globs of columns of the dataset's own tables (CSV/TSV sidecars) "
+        description="Globs of columns of the dataset's own tables (CSV/TSV, XLSX, Parquet sidecars) "
         "whose values are identifiers.",
     )
 

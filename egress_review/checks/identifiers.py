@@ -62,7 +62,7 @@ MONTHS = (
     "january", "february", "march", "april", "may", "june",
     "july", "august", "september", "october", "november", "december",
 )  # fmt: skip
-SIDECAR_SUFFIXES = (".csv", ".tsv", ".txt")
+SIDECAR_SUFFIXES = (".csv", ".tsv", ".txt", ".xlsx", ".parquet", ".pq")
 MAX_SIDECAR_BYTES = 64 * 1024 * 1024
 
 _TOKEN = re.compile(r"[0-9a-z\u00c0-\uffff]+(?:[.\-_][0-9a-z\u00c0-\uffff]+)*")
@@ -174,29 +174,48 @@ def date_variants(value: str) -> list[str]:
 
 
 def sidecar_identifiers(path: Path, columns: Iterable[str]) -> set[str]:
-    """Values of identifier columns (policy globs, e.g. ``mrn``) in one CSV/TSV table of a dataset."""
+    """Values of identifier columns (policy globs, e.g. ``mrn``) in one table of a dataset:
+    CSV/TSV, or an XLSX workbook (every sheet) or Parquet file (read by openpyxl, pyarrow)."""
     patterns = [c.lower() for c in columns]
     if not patterns or path.stat().st_size > MAX_SIDECAR_BYTES:
         return set()
     try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError):
+        tables = _sidecar_tables(path)
+    except Exception:  # noqa: BLE001 - an unreadable sidecar adds no identifiers, as an unreadable DICOM
         return set()
+    found: set[str] = set()
+    for header_cells, rows in tables:
+        header = [re.sub(r"[\s\-]+", "_", h.strip().lower()) for h in header_cells]
+        wanted = [i for i, h in enumerate(header) if any(fnmatch.fnmatchcase(h, p) for p in patterns)]
+        for row in rows:
+            for i in wanted:
+                if i < len(row) and row[i].strip():
+                    found |= _sidecar_value(row[i].strip())
+    return found
+
+
+def _sidecar_tables(path: Path) -> list[tuple[list[str], list[list[str]]]]:
+    suffix = path.suffix.lower()
+    if suffix in (".xlsx", ".parquet", ".pq"):
+        from egress_review.checks.table_readers import read_parquet, read_xlsx
+
+        read = read_xlsx(path) if suffix == ".xlsx" else read_parquet(path)
+        return [(rows[0], rows[1:]) for rows in read.tables.values() if rows]
+    text = path.read_text(encoding="utf-8-sig")
     first = text.split("\n", 1)[0]
     delimiter = "\t" if first.count("\t") > first.count(",") else ","
     reader = csv.reader(io.StringIO(text), delimiter=delimiter)
-    header = [re.sub(r"[\s\-]+", "_", h.strip().lower()) for h in next(reader, [])]
-    wanted = [i for i, h in enumerate(header) if any(fnmatch.fnmatchcase(h, p) for p in patterns)]
-    found: set[str] = set()
-    for row in reader:
-        for i in wanted:
-            if i < len(row) and row[i].strip():
-                value = row[i].strip()
-                found.add(value)
-                found.update(p for p in _SPLIT.split(value) if p and value.count(" ") < 4)
-                digits = re.sub(r"\D", "", value)
-                if len(digits) == 8 and re.fullmatch(r"\d{4}-\d\d-\d\d|\d\d/\d\d/\d{4}", value):
-                    found.add(digits if value[4] == "-" else digits[4:] + digits[2:4] + digits[:2])
+    header = next(reader, [])
+    return [(header, list(reader))]
+
+
+def _sidecar_value(value: str) -> set[str]:
+    """A sidecar cell as identifiers: the value, its parts, and a date as YYYYMMDD."""
+    found = {value}
+    found.update(p for p in _SPLIT.split(value) if p and value.count(" ") < 4)
+    digits = re.sub(r"\D", "", value)
+    if len(digits) == 8 and re.fullmatch(r"\d{4}-\d\d-\d\d|\d\d/\d\d/\d{4}", value):
+        found.add(digits if value[4] == "-" else digits[4:] + digits[2:4] + digits[:2])
     return found
 
 

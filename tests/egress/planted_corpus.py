@@ -38,6 +38,7 @@ BIRTH = "19620315"
 STUDY = "20190412"
 ACCESSION = "ACC558812"
 MRN = "MRN-0048213"
+PATHOLOGY_ID = "PA-2019-55731"
 SLICES = 24
 
 KEEP = {
@@ -92,6 +93,8 @@ def build_dataset(root: Path) -> Path:
     (root / "clinical.csv").write_text(
         "mrn,age_group,histology\n" + f"{MRN},60-69,adenocarcinoma\n" + "MRN-0051177,50-59,squamous\n"
     )
+    # a second sidecar, as a workbook: the pathology system's own patient numbers
+    (root / "pathology.xlsx").write_bytes(_xlsx([["Patient ID", "grade"], [PATHOLOGY_ID, "G2"]]))
     return root
 
 
@@ -592,6 +595,8 @@ def variant_leaks(dataset: Path) -> list[Planted]:
     xxd_i = subprocess.run(["xxd", "-i"], input=raw_dicom, capture_output=True, check=True).stdout
     out.append(Planted("v_dicom_array.h", xxd_i, ("decoded:dicom",)))
     out.append(Planted("v_dicom_repr.txt", repr(raw_dicom).encode(), ("decoded:dicom",)))
+    out.append(Planted("v_pathology_join.csv", f"case,grade\n{PATHOLOGY_ID.lower()},G2\n".encode(),
+                       ("identifiers",)))  # fmt: skip
     out.append(Planted("v_tree.onnx", _onnx_tree({"cohort": f"{PATIENT_ID} and 23 others"}),
                        ("model:identifiers",)))  # fmt: skip
     return out

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from egress_review.checks import CheckContext, run_checks, worst
+from egress_review.checks import CheckContext, gather_identifiers, run_checks, worst
 from egress_review.checks.dates import find_dates
 from egress_review.checks.detect import detect
 from egress_review.checks.encoded import find_encoded
@@ -130,3 +130,13 @@ def test_text_tables_are_read() -> None:
     html = "<table><tr><th>site</th><th>n</th></tr><tr><td>A</td><td> 4 0 </td></tr></table><p>x</p>"
     assert html_tables(html) == [[["site", "n"], ["A", "4 0"]]]
     assert html_tables("<p>no table</p>") == [] and markdown_tables("a | b\nc | d\n") == []
+
+
+def test_sidecar_workbooks_and_parquet_are_identifier_sources(tmp_path: Path, policy: Policy) -> None:
+    from tests.egress.planted_corpus import _parquet, _xlsx
+
+    (tmp_path / "pathology.xlsx").write_bytes(_xlsx([["Patient ID", "grade"], ["PA-2019-55731", "G2"]]))
+    (tmp_path / "labs.parquet").write_bytes(_parquet({"mrn": ["MRN-0099887"], "hb": [12.5]}))
+    (tmp_path / "broken.xlsx").write_bytes(b"PK\x03\x04 not a workbook")
+    found = gather_identifiers(tmp_path, identifier_columns=policy.text.identifier_columns)
+    assert {"PA-2019-55731", "MRN-0099887"} <= found and "G2" not in found
