@@ -21,7 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from egress_review.checks import CheckContext, gather_identifiers, run_checks
-from egress_review.checks.model import worst
+from egress_review.checks.model import ModelSandbox, worst
 from tre.policy import AppliedPolicy
 from tre.states import CheckOutcome
 from tre.store.models import Dataset, Job
@@ -153,9 +153,13 @@ def make_context(
     datasets: list[Dataset] | None = None,
     request_files: dict[str, str] | None = None,
     request_paths: dict[str, Path] | None = None,
+    job_outputs: dict[str, tuple[Path, str]] | None = None,
+    model_sandbox: ModelSandbox | None = None,
 ) -> CheckContext:
     """What the checks know beyond each file: identifiers, request size, the input datasets
-    (derived volumes are compared with their series) and every file's SHA-256 (ACRO results)."""
+    (derived volumes are compared with their series), every file's SHA-256 (ACRO results),
+    and for the model-release review the job's recorded outputs (a model card and the tables
+    it names) and the sandbox models run in."""
     return CheckContext(
         identifiers=identifiers,
         file_count=file_count,
@@ -163,6 +167,9 @@ def make_context(
         dataset_paths=[Path(d.path) for d in datasets or []],
         request_files=dict(request_files or {}),
         request_paths=dict(request_paths or {}),
+        job_outputs=dict(job_outputs or {}),
+        datasets={d.id: Path(d.path) for d in datasets or []},
+        model_sandbox=model_sandbox,
     )
 
 

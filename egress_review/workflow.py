@@ -19,12 +19,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, BinaryIO
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from egress_review import checking, outputnames
+from egress_review import checking, model_sandbox, outputnames
 from egress_review.disclosure import build_record, record_digest
 from egress_review.staging import (
     HashMismatch,
@@ -260,6 +261,8 @@ def create_request(
         datasets,
         {path: f.sha256 for path, f in staged},
         {path: f.path for path, f in staged},
+        _recorded_outputs(settings, job_id, rows),
+        model_sandbox.sandbox_for(settings),
     )
     results = {path: checking.check_file(f.path, path, applied, context) for path, f in staged}
 
@@ -299,6 +302,18 @@ def create_request(
         _audit(session, "system", "egress.staged", req, path=f.path, sha256=f.sha256, size=f.size)
     _record_checks(session, req)
     return req
+
+
+def _recorded_outputs(settings: Settings, job_id: str, rows: list[JobOutput]) -> dict[str, tuple[Path, str]]:
+    """The job's recorded outputs (file, SHA-256): a model card and its tables are read from
+    here and verified against the recorded hash (`checks.model_card`)."""
+    found: dict[str, tuple[Path, str]] = {}
+    for o in rows:
+        try:
+            found[o.path] = (output_file(settings.jobs_dir, job_id, o.path), o.sha256)
+        except StagingError:
+            continue
+    return found
 
 
 def _record_checks(session: Session, req: EgressRequest) -> None:

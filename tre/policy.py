@@ -540,7 +540,7 @@ class TextRules(_Strict):
             "date_of_birth",
             "accession*",
         ],
-        description="Globs of columns of the dataset's own tables (CSV/TSV sidecars) "
+        description="Globs of columns of the dataset's own tables (CSV/TSV, XLSX, Parquet sidecars) "
         "whose values are identifiers.",
     )
 
@@ -598,6 +598,33 @@ class ModelRules(_Strict):
         default=256,
         ge=1,
         description="JSON holding at least this many numbers in arrays is treated as weights.",
+    )
+    metadata: Action = Field(
+        default="flag",
+        description="An ONNX model carries metadata_props (job-written text, shown to reviewers only).",
+    )
+    mi_max_auc: float = Field(
+        default=0.6,
+        ge=0.5,
+        le=1.0,
+        description="Membership inference (SACRO-ML worst case): an attack AUC above this fails.",
+    )
+    mi_action: Action = Field(default="flag", description="The membership-inference attack beats mi_max_auc.")
+    mi_unavailable: Action = Field(
+        default="flag",
+        description="The membership-inference test could not run (no model card, unreadable tables, "
+        "no sandbox, the model would not run).",
+    )
+    mi_min_records: int = Field(
+        default=20, ge=10, description="Fewer training or held-out records than this: the test is not run."
+    )
+    mi_max_records: int = Field(
+        default=5000, ge=10, le=200_000, description="Records per set the attack uses (a seeded sample)."
+    )
+    custom_operators: Action = Field(
+        default="flag",
+        description="ONNX operators outside the standard domains (ai.onnx, ai.onnx.ml): what they "
+        "compute is not defined by the standard.",
     )
 
 

@@ -47,6 +47,8 @@ EXTENSIONS: dict[str, str] = {
     ".tsv": "tsv",
     ".tab": "tsv",
     ".json": "json",
+    ".jsonl": "json",
+    ".ndjson": "json",
     ".xlsx": "xlsx",
     ".parquet": "parquet",
     ".pq": "parquet",
@@ -212,6 +214,24 @@ def decode_text(data: bytes, truncated: bool) -> str | None:
     return text
 
 
+def json_lines(text: str, truncated: bool) -> bool:
+    """Two or more lines, each one JSON object or array (the cut last line of a sample aside)."""
+    lines = text.splitlines()
+    if truncated and lines:
+        lines = lines[:-1]
+    lines = [ln for ln in lines if ln.strip()]
+    if len(lines) < 2:
+        return False
+    for line in lines[:200]:
+        if line.lstrip()[:1] not in ("{", "["):
+            return False
+        try:
+            json.loads(line)
+        except ValueError:
+            return False
+    return True
+
+
 def sniff_table(text: str, truncated: bool = False) -> str | None:
     """'csv' or 'tsv' when the text is a delimited table of 2+ columns and consistent rows.
 
@@ -268,6 +288,8 @@ def detect(path: Path) -> Detected:
                 return Detected("json", "JSON document")
             except ValueError:
                 pass
+            if json_lines(text, truncated):
+                return Detected("json", "JSON Lines (one JSON value per line)")
         table = sniff_table(text, truncated)
         if table:
             return Detected(table, "tab-separated table" if table == "tsv" else "comma-separated table")
@@ -317,7 +339,7 @@ def _model_or_table(path: Path, head: bytes) -> tuple[str, str] | None:
                 isinstance(v, dict) and "dtype" in v and "data_offsets" in v for v in meta.values()
             ):
                 return "model", "safetensors tensors"
-    if head[:1] == b"\x08" and (b"ai.onnx" in head[:65536] or b"onnx" in head[:256]):
+    if looks_like_onnx(head):
         return "model", "ONNX model (protobuf)"
     if looks_like_pickle(path, head, size):
         return "model", "Python pickle"
@@ -325,6 +347,20 @@ def _model_or_table(path: Path, head: bytes) -> tuple[str, str] | None:
 
 
 PICKLE_SCAN_BYTES = 64 * 1024 * 1024
+# Tags of the ModelProto fields that follow ir_version (field 1, varint) in a serialised model:
+# producer_name/version, domain, model_version, doc_string, graph, opset_import, metadata_props.
+_ONNX_NEXT_TAGS = frozenset(b"\x12\x1a\x22\x28\x32\x3a\x42\x72")
+
+
+def looks_like_onnx(head: bytes) -> bool:
+    """An ONNX ModelProto starts with its IR version (tag 0x08, a small varint), then another
+    ModelProto field; exporters also name the ``ai.onnx`` domains early. Whether it really is
+    a model is then decided by parsing it (`checks.onnx_model`), which refuses what is not."""
+    if head[:1] != b"\x08":
+        return False
+    if b"ai.onnx" in head[:65536] or b"onnx" in head[:256]:
+        return True
+    return len(head) > 2 and 1 <= head[1] <= 15 and head[2] in _ONNX_NEXT_TAGS
 
 
 def looks_like_pickle(path: Path, head: bytes, size: int) -> bool:

@@ -24,6 +24,7 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import BytesLengthException, InvalidDicomError
 
+from egress_review.checks.dates import find_dates
 from tre.policy import Policy, TextRules
 
 PERSON_NAME_KEYWORDS = (
@@ -61,7 +62,7 @@ MONTHS = (
     "january", "february", "march", "april", "may", "june",
     "july", "august", "september", "october", "november", "december",
 )  # fmt: skip
-SIDECAR_SUFFIXES = (".csv", ".tsv", ".txt")
+SIDECAR_SUFFIXES = (".csv", ".tsv", ".txt", ".xlsx", ".parquet", ".pq")
 MAX_SIDECAR_BYTES = 64 * 1024 * 1024
 
 _TOKEN = re.compile(r"[0-9a-z\u00c0-\uffff]+(?:[.\-_][0-9a-z\u00c0-\uffff]+)*")
@@ -69,6 +70,7 @@ _SPLIT = re.compile(r"[\s^=,;/\\|]+")
 _WORD = re.compile(r"[0-9a-z\u00c0-\uffff]+")
 _A = r"(?![0-9a-z\u00c0-\uffff])"
 _GAP = r"[^0-9a-z\u00c0-\uffff]+"
+_DICOM_DATE = re.compile(r"(18|19|20|21)\d\d(0[1-9]|1[0-2])(0[1-9]|[12]\d|3[01])")
 
 
 def _looks_like_dicom(path: Path) -> bool:
@@ -172,29 +174,48 @@ def date_variants(value: str) -> list[str]:
 
 
 def sidecar_identifiers(path: Path, columns: Iterable[str]) -> set[str]:
-    """Values of identifier columns (policy globs, e.g. ``mrn``) in one CSV/TSV table of a dataset."""
+    """Values of identifier columns (policy globs, e.g. ``mrn``) in one table of a dataset:
+    CSV/TSV, or an XLSX workbook (every sheet) or Parquet file (read by openpyxl, pyarrow)."""
     patterns = [c.lower() for c in columns]
     if not patterns or path.stat().st_size > MAX_SIDECAR_BYTES:
         return set()
     try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError):
+        tables = _sidecar_tables(path)
+    except Exception:  # noqa: BLE001 - an unreadable sidecar adds no identifiers, as an unreadable DICOM
         return set()
+    found: set[str] = set()
+    for header_cells, rows in tables:
+        header = [re.sub(r"[\s\-]+", "_", h.strip().lower()) for h in header_cells]
+        wanted = [i for i, h in enumerate(header) if any(fnmatch.fnmatchcase(h, p) for p in patterns)]
+        for row in rows:
+            for i in wanted:
+                if i < len(row) and row[i].strip():
+                    found |= _sidecar_value(row[i].strip())
+    return found
+
+
+def _sidecar_tables(path: Path) -> list[tuple[list[str], list[list[str]]]]:
+    suffix = path.suffix.lower()
+    if suffix in (".xlsx", ".parquet", ".pq"):
+        from egress_review.checks.table_readers import read_parquet, read_xlsx
+
+        read = read_xlsx(path) if suffix == ".xlsx" else read_parquet(path)
+        return [(rows[0], rows[1:]) for rows in read.tables.values() if rows]
+    text = path.read_text(encoding="utf-8-sig")
     first = text.split("\n", 1)[0]
     delimiter = "\t" if first.count("\t") > first.count(",") else ","
     reader = csv.reader(io.StringIO(text), delimiter=delimiter)
-    header = [re.sub(r"[\s\-]+", "_", h.strip().lower()) for h in next(reader, [])]
-    wanted = [i for i, h in enumerate(header) if any(fnmatch.fnmatchcase(h, p) for p in patterns)]
-    found: set[str] = set()
-    for row in reader:
-        for i in wanted:
-            if i < len(row) and row[i].strip():
-                value = row[i].strip()
-                found.add(value)
-                found.update(p for p in _SPLIT.split(value) if p and value.count(" ") < 4)
-                digits = re.sub(r"\D", "", value)
-                if len(digits) == 8 and re.fullmatch(r"\d{4}-\d\d-\d\d|\d\d/\d\d/\d{4}", value):
-                    found.add(digits if value[4] == "-" else digits[4:] + digits[2:4] + digits[:2])
+    header = next(reader, [])
+    return [(header, list(reader))]
+
+
+def _sidecar_value(value: str) -> set[str]:
+    """A sidecar cell as identifiers: the value, its parts, and a date as YYYYMMDD."""
+    found = {value}
+    found.update(p for p in _SPLIT.split(value) if p and value.count(" ") < 4)
+    digits = re.sub(r"\D", "", value)
+    if len(digits) == 8 and re.fullmatch(r"\d{4}-\d\d-\d\d|\d\d/\d\d/\d{4}", value):
+        found.add(digits if value[4] == "-" else digits[4:] + digits[2:4] + digits[:2])
     return found
 
 
@@ -293,9 +314,7 @@ class IdentifierMatcher:
         phrases: dict[str, list[tuple[tuple[str, ...], str]]] = {}
         expanded: list[tuple[str, str]] = []
         for ident in identifiers:
-            expanded.append((ident, ident))
-            if rules.date_identifiers:
-                expanded.extend((v, ident) for v in date_variants(ident))
+            expanded.append((ident, ident))  # dates in other spellings: `find_dates` below
         for variant, ident in expanded:
             norm = variant.strip().lower()
             if not norm or any(fnmatch.fnmatchcase(norm, pattern) for pattern in ignore):
@@ -311,6 +330,13 @@ class IdentifierMatcher:
                 singles[norm] = ident
             elif _TOKEN.fullmatch(norm):
                 joined[norm] = ident
+                # "MRN-0048213" joined by the job as "MRN 0048213", "mrn_0048213" or
+                # "MRN0048213": the same words with any separator, or none, are the identifier.
+                words = tuple(_WORD.findall(norm))
+                phrases.setdefault(words[0], []).append((words, ident))
+                compact = "".join(words)
+                if len(compact) >= max(6, rules.min_numeric_identifier_length):
+                    singles.setdefault(compact, ident)
             else:
                 words = tuple(_WORD.findall(norm))
                 if len(words) == 1:
@@ -320,12 +346,16 @@ class IdentifierMatcher:
         self.singles = singles
         self.joined = joined
         self.phrases = phrases
+        # Dates (birth, study) are also found in any written form by parsing (`checks.dates`).
+        self.dates = {
+            i.strip(): i for i in identifiers if rules.date_identifiers and _DICOM_DATE.fullmatch(i.strip())
+        }
         # Identifiers with joiners (UIDs, "HOSP-77-1234") can sit inside longer tokens such as
         # file names, so they are searched by regex, but only those whose every word occurs.
         self._joined_words = {norm: frozenset(_WORD.findall(norm)) for norm in joined}
 
     def __bool__(self) -> bool:
-        return bool(self.singles or self.joined or self.phrases)
+        return bool(self.singles or self.joined or self.phrases or self.dates)
 
     def __len__(self) -> int:
         return len(self.singles) + len(self.joined) + sum(len(v) for v in self.phrases.values())
@@ -345,6 +375,8 @@ class IdentifierMatcher:
                 if all(p in words for p in parts):
                     rest = re.compile(_GAP.join(re.escape(p) for p in parts) + _A)
                     located.extend((off, ident) for off in _occurrences(lower, first, rest, limit))
+        if self.dates:
+            located.extend((off, self.dates[value]) for value, off in find_dates(text, set(self.dates)))
         located.sort()
         hits: list[IdentifierHit] = []
         seen: set[tuple[str, int]] = set()

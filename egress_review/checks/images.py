@@ -71,14 +71,14 @@ def _text_metadata(img: Image.Image) -> dict[str, str]:
             found[key] = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
     exif = img.getexif()
     for tag, value in exif.items():
-        found[f"exif:{tag}"] = exif_text(value)
+        found[f"exif:{tag}"] = exif_text(value, tag)
     for ifd_tag in (0x8769, 0x8825):  # Exif sub-IFD, GPS IFD
         try:
             sub = exif.get_ifd(ifd_tag)
         except (KeyError, ValueError, struct.error):
             continue
         for tag, value in sub.items():
-            found[f"exif:{ifd_tag:#x}:{tag}"] = exif_text(value)
+            found[f"exif:{ifd_tag:#x}:{tag}"] = exif_text(value, tag)
     for key, value in img.info.items():
         if key not in STRUCTURAL_KEYS and f"text:{key}" not in found:
             found[f"info:{key}"] = str(value)[:200]
@@ -94,17 +94,39 @@ EXIF_CHARSETS = {
 }
 
 
-def exif_text(value: object) -> str:
+def utf16_text(body: bytes) -> str:
+    """UCS-2 text of either byte order. Exif says UNICODE follows the file's TIFF byte order,
+    which a writer may ignore; without a BOM the order giving more printable ASCII wins."""
+    if body[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        return body.decode("utf-16", "replace").replace("\x00", "").strip()
+    body = body[: len(body) // 2 * 2]
+    candidates = [
+        body.decode(order, "replace").replace("\x00", "").strip() for order in ("utf-16-be", "utf-16-le")
+    ]
+    return max(candidates, key=lambda t: sum(1 for ch in t if " " <= ch <= "~"))
+
+
+# Windows "XP" tags (XPTitle, XPComment, XPAuthor, XPKeywords, XPSubject): UCS-2 little endian,
+# stored as BYTE arrays, so a plain decode shows "J\x00a\x00n\x00e\x00".
+XP_TAGS = frozenset({0x9C9B, 0x9C9C, 0x9C9D, 0x9C9E, 0x9C9F})
+
+
+def exif_text(value: object, tag: int | None = None) -> str:
     """An EXIF value as text; UserComment's charset prefix is honoured, not shown as bytes."""
+    if (
+        tag in XP_TAGS
+        and isinstance(value, tuple)
+        and all(isinstance(v, int) and 0 <= v < 256 for v in value)
+    ):
+        value = bytes(value)  # BYTE arrays may come back as tuples of ints
+    if isinstance(value, bytes) and tag in XP_TAGS:
+        return utf16_text(value)
     if isinstance(value, bytes):
         charset = EXIF_CHARSETS.get(value[:8])
         if charset is not None:
             body = value[8:]
             if charset == "utf-16":
-                bom = body[:2]
-                charset = (
-                    "utf-16-le" if bom == b"\xff\xfe" else "utf-16-be" if bom == b"\xfe\xff" else "utf-16-be"
-                )
+                return utf16_text(body)
             return body.decode(charset, "replace").replace("\x00", "").strip()
         return value.decode("utf-8", "replace").replace("\x00", " ").strip()
     if isinstance(value, tuple):

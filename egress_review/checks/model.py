@@ -9,8 +9,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from tre.states import CheckOutcome
@@ -35,6 +36,29 @@ class CheckResult(BaseModel):
     evidence: dict[str, Any] = Field(default_factory=dict)
 
 
+class ModelSandbox(Protocol):
+    """What the membership-inference test needs: a model's outputs on records, computed in a
+    sandbox because a model file is untrusted (see `egress_review.model_sandbox`)."""
+
+    def predict(self, model: Path, record_sets: dict[str, np.ndarray]) -> dict[str, Predictions]:
+        """Per record set, the model's outputs; raises `SandboxUnavailable` when it cannot run."""
+        ...
+
+
+class SandboxUnavailable(RuntimeError):
+    """The model could not be run; ``reason`` is fixed text (nothing the model printed)."""
+
+
+@dataclass
+class Predictions:
+    """A model's outputs on one record set: class probabilities (rows x classes) or regression
+    values (rows x 1); ``classes`` names the probability columns when the model said so."""
+
+    values: np.ndarray
+    kind: Literal["probabilities", "regression"]
+    classes: list[str] = field(default_factory=list)
+
+
 @dataclass
 class CheckContext:
     """What the checks know beyond the file: the source data's identifiers and the request size."""
@@ -52,6 +76,13 @@ class CheckContext:
     """Every file of the request, name -> its frozen copy (to read an ACRO results.json)."""
     depth: int = 0
     """0 for a requested file; 1+ for content decoded from base64/hex inside one."""
+    job_outputs: dict[str, tuple[Path, str]] = field(default_factory=dict)
+    """Every recorded output of the job, name -> (its file, recorded SHA-256): a model card and
+    the training/held-out tables it names are read from here, requested or not."""
+    datasets: dict[str, Path] = field(default_factory=dict)
+    """The job's datasets by id (a model card may name a table of a dataset)."""
+    model_sandbox: ModelSandbox | None = None
+    """Runs a model on records in a sandbox (membership-inference test); None: not available."""
 
 
 def worst(results: Iterable[CheckResult | str]) -> Outcome:

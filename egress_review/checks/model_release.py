@@ -6,7 +6,10 @@ checks here are structural and need no execution: what format, how many paramete
 how many training records, leaf sizes of tree models, and, for pickles, which callables
 loading it would run (a pickle that imports ``os.system`` is refused outright). The result is
 a report the reviewers see, and the file is always routed to them (``models.action``).
-A membership-inference attack needs the training data and the model loaded: not done here.
+ONNX models are parsed (`checks.onnx_model`), their job-written text screened, tree
+ensembles bounded by leaf counts, and, when a model card names the training and held-out
+records inside the TRE, a membership-inference attack is run on the model's predictions,
+computed in the sandbox (`checks.membership`, `egress_review.model_sandbox`).
 """
 
 from __future__ import annotations
@@ -20,8 +23,12 @@ from typing import Any
 import numpy as np
 
 from egress_review.checks.detect import Detected
-from egress_review.checks.model import CheckContext, CheckResult, action_outcome
+from egress_review.checks.membership import membership_attack
+from egress_review.checks.model import CheckContext, CheckResult, SandboxUnavailable, action_outcome
+from egress_review.checks.model_card import CardError, find_card, parse_card, read_records
+from egress_review.checks.onnx_model import OnnxRefused, OnnxReport, inspect_onnx, leaf_occupancy
 from egress_review.checks.pickles import scan_pickle, unsafe_imports
+from egress_review.checks.text import check_identifiers, check_patterns
 from tre.policy import Policy
 
 LEAF_KEYS = ("min_samples_leaf", "min_child_samples", "min_data_in_leaf", "min_child_weight")
@@ -147,7 +154,12 @@ def structural_results(report: dict[str, Any], policy: Policy, context: CheckCon
             )
         )
     params = report.get("parameters", report.get("parameters_estimate"))
-    records = next((hyper[k] for k in RECORD_KEYS if k in hyper), None) or context.training_records
+    records = (
+        report.get("training_records")
+        or next((hyper[k] for k in RECORD_KEYS if k in hyper), None)
+        or context.training_records
+    )
+    out.extend(_leaf_rules(report, records, rules.min_samples_leaf, rules.structural))
     if params is not None and records:
         ratio = float(params) / float(records)
         report["parameters_per_record"] = round(ratio, 3)
@@ -177,13 +189,222 @@ def structural_results(report: dict[str, Any], policy: Policy, context: CheckCon
     return out
 
 
-def check_model(path: Path, detected: Detected, policy: Policy, context: CheckContext) -> list[CheckResult]:
+def _leaf_rules(
+    report: dict[str, Any], records: float | None, minimum: int, action: str
+) -> list[CheckResult]:
+    """Tree ensembles read from the model itself: leaves holding whole counts give the smallest
+    leaf directly; otherwise training records over leaves bounds it (if the average leaf holds
+    fewer than the minimum, some leaf does)."""
+    trees = report.get("tree_ensembles") or []
+    out: list[CheckResult] = []
+    if "min_leaf_records" in report:
+        smallest, under = report["min_leaf_records"], report["leaves_under_minimum"]
+        if smallest < minimum:
+            out.append(
+                CheckResult(
+                    check="model:structure",
+                    outcome=action_outcome(action),
+                    reason=f"routing the {int(records or 0)} training records through the trees (their split "
+                    f"attributes, read as data) leaves {smallest} record(s) in the smallest leaf and fewer "
+                    f"than {minimum} in {under} leaves: such leaves describe individual records "
+                    "(SACRO-ML structural rule, minimum samples per leaf)",
+                    evidence={
+                        "min_leaf_records": smallest,
+                        "leaves_under_minimum": under,
+                        "min_samples_leaf": minimum,
+                    },
+                )
+            )
+        return out
+    counted = [t["min_leaf_samples"] for t in trees if "min_leaf_samples" in t]
+    if counted and min(counted) < minimum:
+        out.append(
+            CheckResult(
+                check="model:structure",
+                outcome=action_outcome(action),
+                reason=f"a leaf of the tree ensemble holds {min(counted):g} training sample(s) (its leaf "
+                f"weights are counts), fewer than {minimum}: such a leaf describes individual records "
+                "(SACRO-ML structural rule)",
+                evidence={"min_leaf_samples": min(counted)},
+            )
+        )
+        return out
+    leaves = int(report.get("leaves") or 0)
+    if leaves and records:
+        per_leaf = float(records) / leaves
+        report["records_per_leaf"] = round(per_leaf, 2)
+        if per_leaf < minimum:
+            out.append(
+                CheckResult(
+                    check="model:structure",
+                    outcome=action_outcome(action),
+                    reason=f"{leaves} leaves for {int(records)} training records ({per_leaf:.1f} per leaf on "
+                    f"average), so some leaf holds fewer than {minimum} records: leaves that small "
+                    "describe individual records (SACRO-ML structural rule, minimum samples per leaf)",
+                    evidence={"leaves": leaves, "records": records, "min_samples_leaf": minimum},
+                )
+            )
+    return out
+
+
+def _onnx(
+    parsed: OnnxReport, policy: Policy, context: CheckContext, report: dict[str, Any]
+) -> list[CheckResult]:
+    """The parsed graph into the report; screen the job-written text in it."""
+    report.update(parsed.as_dict())
+    out: list[CheckResult] = []
+    hyper = {
+        k: float(v) for k, v in parsed.metadata.items() if k in (*LEAF_KEYS, *RECORD_KEYS) and _number(v)
+    }
+    if hyper:
+        report.setdefault("hyperparameters", {}).update(hyper)
+    text = "\n".join(parsed.texts)
+    found = check_identifiers(text, policy, context, check="model:identifiers")
+    if found.outcome != "pass":
+        out.append(
+            found.model_copy(
+                update={"reason": "in the ONNX model's metadata, names or doc strings: " + found.reason}
+            )
+        )
+    out.extend(
+        r.model_copy(update={"check": f"model:{r.check}", "reason": "in the ONNX model's text: " + r.reason})
+        for r in check_patterns(text, policy)
+    )
+    if parsed.metadata:
+        shown = dict(list(parsed.metadata.items())[:30])
+        out.append(
+            CheckResult(
+                check="model:metadata",
+                outcome=action_outcome(policy.models.metadata),
+                reason=f"the model carries {len(parsed.metadata)} metadata entr"
+                f"{'y' if len(parsed.metadata) == 1 else 'ies'} (metadata_props) written by the job; "
+                "the keys and values are shown to reviewers",
+                evidence={"entries": len(parsed.metadata), "reviewer_only": {"metadata_props": shown}},
+            )
+        )
+    if parsed.custom_domains:
+        out.append(
+            CheckResult(
+                check="model:operators",
+                outcome=action_outcome(policy.models.custom_operators),
+                reason=f"{len(parsed.custom_domains)} operator(s) from domains outside the ONNX standard: "
+                "what they compute is defined by code that is not part of the model file",
+                evidence={"reviewer_only": {"domains": sorted(set(parsed.custom_domains))[:20]}},
+            )
+        )
+    return out
+
+
+def _number(value: str) -> bool:
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _membership(
+    path: Path,
+    model_name: str,
+    parsed: OnnxReport,
+    policy: Policy,
+    context: CheckContext,
+    report: dict[str, Any],
+) -> list[CheckResult]:
+    """The worst-case membership-inference attack, when a model card says where the records are."""
+    rules = policy.models
+
+    def not_run(reason: str, detail: str = "") -> list[CheckResult]:
+        report["membership_inference"] = "not run"
+        evidence: dict[str, Any] = {"reviewer_only": {"detail": detail}} if detail else {}
+        return [
+            CheckResult(
+                check="model:membership",
+                outcome=action_outcome(rules.mi_unavailable),
+                reason="membership-inference test not run: " + reason,
+                evidence=evidence,
+            )
+        ]
+
+    found = find_card(model_name, context)
+    if found is None:
+        return not_run(
+            "no model card among the job's outputs names this model's training and held-out records "
+            "(model-card.json; see docs/egress-checks.md)"
+        )
+    card_name, raw = found
+    try:
+        card = parse_card(card_name, raw, model_name)
+        train = read_records(card.training_data, card, context, max_rows=1_000_000)
+        holdout = read_records(card.holdout_data, card, context, max_rows=1_000_000)
+    except CardError as exc:
+        return not_run(exc.reason, exc.detail)
+    report["training_records"] = len(train.labels)
+    report["holdout_records"] = len(holdout.labels)
+    occupied = [c for t in parsed.trees if (c := leaf_occupancy(t, train.features)) is not None]
+    if occupied:
+        counts = np.concatenate(occupied)
+        report["min_leaf_records"] = int(counts.min())
+        report["leaves_under_minimum"] = int((counts < rules.min_samples_leaf).sum())
+    if min(len(train.labels), len(holdout.labels)) < rules.mi_min_records:
+        return not_run(f"fewer than {rules.mi_min_records} training or held-out records")
+    if context.model_sandbox is None:
+        return not_run("this server has no sandbox to run models in (the local sandbox needs root and bwrap)")
+    try:
+        predictions = context.model_sandbox.predict(
+            path, {"training": train.features, "holdout": holdout.features}
+        )
+        attack = membership_attack(
+            predictions["training"],
+            train.labels,
+            predictions["holdout"],
+            holdout.labels,
+            max_records=rules.mi_max_records,
+        )
+    except SandboxUnavailable as exc:
+        return not_run(str(exc))
+    except (KeyError, ValueError) as exc:
+        return not_run("the predictions could not be used for the attack", str(exc)[:200])
+    figures = attack.as_dict()
+    report["membership_inference"] = figures
+    fails = attack.auc > rules.mi_max_auc
+    low = figures["tpr_at_fpr"]
+    summary = (
+        f"a membership-inference attack ({attack.attack}, SACRO-ML worst case) tells the "
+        f"{attack.members} training records from {attack.nonmembers} held-out records with AUC "
+        f"{attack.auc:.2f} (limit {rules.mi_max_auc:g}, p = {figures['p_value']:g}), membership advantage "
+        f"{attack.advantage:.2f}, true-positive rate {low['0.01']:.0%} at 1% and {low['0.1']:.0%} at 10% "
+        "false positives"
+    )
+    return [
+        CheckResult(
+            check="model:membership",
+            outcome=action_outcome(rules.mi_action) if fails else "pass",
+            reason=summary
+            + (
+                ": the model gives away which records it was trained on"
+                if fails
+                else ": no more than the policy tolerates"
+            ),
+            evidence={"attack": figures, "reviewer_only": {"model_card": card_name}},
+        )
+    ]
+
+
+def check_model(
+    path: Path, detected: Detected, policy: Policy, context: CheckContext, display_name: str = ""
+) -> list[CheckResult]:
     """Format-specific inspection, pickle safety and the structural report of one model file."""
     report: dict[str, Any] = {"format": detected.detail}
     out: list[CheckResult] = []
     detail = detected.detail.lower()
     try:
-        if "pickle" in detail:
+        if "onnx" in detail:
+            parsed = inspect_onnx(path.read_bytes())
+            out.extend(_onnx(parsed, policy, context, report))
+            if context.depth == 0:
+                out.extend(_membership(path, display_name or path.name, parsed, policy, context, report))
+        elif "pickle" in detail:
             out.extend(_report_pickle(path.read_bytes(), policy, report))
         elif "pytorch" in detail:
             out.extend(_torch(path, policy, report))
@@ -191,6 +412,16 @@ def check_model(path: Path, detected: Detected, policy: Policy, context: CheckCo
             _safetensors(path, report)
         elif "numpy" in detail:
             _npz(path, report)
+    except OnnxRefused as exc:
+        out.append(
+            CheckResult(
+                check="model:format",
+                outcome="block",
+                reason=exc.reason,
+                evidence={"reviewer_only": {"parser": exc.detail[:200]}} if exc.detail else {},
+            )
+        )
+        return out
     except (OSError, ValueError, KeyError, struct.error, zipfile.BadZipFile, EOFError) as exc:
         out.append(
             CheckResult(

@@ -64,19 +64,41 @@ def _extremes(gray: Image.Image) -> list[Image.Image]:
     return out
 
 
+def _chromatic(img: Image.Image) -> list[Image.Image]:
+    """Coloured pixels alone, black on white: annotations are often drawn in colour (yellow,
+    green) over a grey image, where their grey level is neither the brightest nor the darkest."""
+    if img.mode not in ("RGB", "RGBA", "P"):
+        return []
+    a = np.asarray(img.convert("RGB")).astype(np.int16)
+    mask = (a.max(axis=-1) - a.min(axis=-1)) >= 96
+    if not 0.0005 < mask.mean() < 0.4:
+        return []
+    return [Image.fromarray(np.where(mask, 0, 255).astype(np.uint8), mode="L")]
+
+
 def recognise(img: Image.Image) -> OcrText:
-    """Run tesseract on the image and on its extreme grey levels (where burned-in text sits)."""
+    """Run tesseract on the image, on its extreme grey levels and on its coloured pixels (where
+    burned-in text sits), and on those text layers turned a quarter either way (text written
+    sideways along an edge)."""
     if not available():
         return OcrText("", "tesseract is not installed")
     import pytesseract
 
-    gray = img.convert("L")
-    if min(gray.size) < MIN_SIDE:
-        factor = max(1, min(4, MIN_SIDE // max(1, min(gray.size))))
-        gray = gray.resize((gray.width * factor, gray.height * factor), Image.Resampling.LANCZOS)
+    factor = 1
+    if min(img.size) < MIN_SIDE:
+        factor = max(1, min(4, MIN_SIDE // max(1, min(img.size))))
+
+    def upscale(layer: Image.Image) -> Image.Image:
+        if factor == 1:
+            return layer
+        return layer.resize((layer.width * factor, layer.height * factor), Image.Resampling.LANCZOS)
+
+    gray = upscale(img.convert("L"))
+    layers = [*_extremes(gray), *(upscale(c) for c in _chromatic(img))]
+    rotated = [layer.rotate(angle, expand=True) for layer in layers or [gray] for angle in (90, 270)]
     texts: list[str] = []
     try:
-        for variant in (gray, *_extremes(gray)):
+        for variant in (gray, *layers, *rotated):
             texts.append(pytesseract.image_to_string(variant, config="--psm 11", timeout=OCR_TIMEOUT_S))
     except (RuntimeError, pytesseract.TesseractError, OSError) as exc:
         return OcrText("\n".join(texts), f"tesseract failed: {str(exc)[:200]}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +16,10 @@ from egress_review.checks.files import check_hidden, check_limits, check_type
 from egress_review.checks.images import check_nifti, check_raster
 from egress_review.checks.model import CheckContext, CheckResult, action_outcome
 from egress_review.checks.model_release import check_model, json_weights, structural_results
-from egress_review.checks.table_readers import ReadTables, json_tables, read_parquet, read_xlsx
+from egress_review.checks.table_readers import ReadTables, json_tables, parse_json, read_parquet, read_xlsx
 from egress_review.checks.tables import check_rows, check_table
 from egress_review.checks.text import MAX_TEXT_BYTES, check_identifiers, check_text
+from egress_review.checks.text_tables import html_tables, markdown_tables
 from tre.policy import Policy
 
 
@@ -51,7 +53,7 @@ def run_checks(path: Path, display_name: str, policy: Policy, context: CheckCont
     elif detected.type in ("xlsx", "parquet"):
         results.extend(_binary_table_checks(path, detected, policy, context))
     elif detected.type == "model":
-        results.extend(check_model(path, detected, policy, context))
+        results.extend(check_model(path, detected, policy, context, display_name))
     return results
 
 
@@ -126,7 +128,7 @@ def _text_checks(
     if kind == "json" and "\\u" in text:
         # "\u0044oe" is "Doe" to any JSON reader: scan the decoded strings as well.
         try:
-            decoded = json.dumps(json.loads(text), ensure_ascii=False, indent=1)
+            decoded = json.dumps(parse_json(text), ensure_ascii=False, indent=1)
         except ValueError:
             decoded = ""
         escaped = check_identifiers(decoded, policy, context, check="identifiers:json_decoded")
@@ -136,6 +138,18 @@ def _text_checks(
         kind = str(expected_type(path_name))  # one column, or ragged: still a table by its name
     if kind in ("csv", "tsv"):
         out.extend(check_table(text, "\t" if kind == "tsv" else _delimiter(text), policy))
+    elif kind == "text":
+        out.extend(_embedded_tables(text, policy))
+    return out
+
+
+def _embedded_tables(text: str, policy: Policy) -> list[CheckResult]:
+    """Markdown and HTML tables in text get the SDC rules (only their findings are reported)."""
+    found = [(f"Markdown table at line {line}", rows) for line, rows in markdown_tables(text)]
+    found += [(f"HTML table {i + 1}", rows) for i, rows in enumerate(html_tables(text))]
+    out: list[CheckResult] = []
+    for where, rows in found:
+        out.extend(r for r in check_rows(rows, policy, where) if r.outcome != "pass")
     return out
 
 
@@ -148,7 +162,7 @@ def _json_checks(text: str, name: str, policy: Policy, context: CheckContext) ->
     """Tables inside JSON get the SDC rules; arrays of many numbers are reviewed as model weights;
     an ACRO results.json is read and verified for the reviewers."""
     try:
-        doc: Any = json.loads(text)
+        doc: Any = parse_json(text)
     except ValueError:
         return []
     if is_acro_results(doc):
@@ -182,7 +196,8 @@ def _decoded_checks(text: str, name: str, policy: Policy, context: CheckContext)
     with tempfile.TemporaryDirectory(prefix="tre-decoded-") as tmp:
         for i, blob in enumerate(blobs):
             decoded = Path(tmp) / f"decoded-{i}"
-            decoded.write_bytes(blob.data)
+            data, wrapper = decompressed(blob.data, policy.files.max_uncompressed_bytes)
+            decoded.write_bytes(data)
             inner = detect(decoded)
             results = [
                 r
@@ -191,7 +206,9 @@ def _decoded_checks(text: str, name: str, policy: Policy, context: CheckContext)
                 and r.check not in ("extension", "limits")
                 and not (r.check == "file_type" and inner.type == "binary")  # the blob flag says it
             ]
-            where = f"{blob.kind} at line {blob.line} decodes to {len(blob.data)} bytes of {inner.detail}"
+            where = f"{blob.kind} at line {blob.line} decodes to {len(blob.data)} bytes of " + (
+                f"{wrapper} data holding {len(data)} bytes of {inner.detail}" if wrapper else inner.detail
+            )
             out.append(
                 CheckResult(
                     check="encoded:decoded",
@@ -212,10 +229,36 @@ def _decoded_checks(text: str, name: str, policy: Policy, context: CheckContext)
     return out
 
 
+def decompressed(data: bytes, limit: int) -> tuple[bytes, str]:
+    """Encoded content is often compressed first (``gzip | base64``): gzip, zlib, bzip2 and xz
+    are inflated (at most ``limit`` bytes; a bomb is cut there) so the content itself is checked.
+    Returns the bytes to check and the wrapper's name ('' when not compressed)."""
+    import bz2
+    import lzma
+    import zlib
+
+    makers: dict[str, tuple[bytes, Callable[[], Any]]] = {
+        "gzip": (b"\x1f\x8b", lambda: zlib.decompressobj(16 + zlib.MAX_WBITS)),
+        "zlib": (b"\x78", lambda: zlib.decompressobj()),
+        "bzip2": (b"BZh", lambda: bz2.BZ2Decompressor()),
+        "xz": (b"\xfd7zXZ\x00", lambda: lzma.LZMADecompressor()),
+    }
+    for name, (magic, make) in makers.items():
+        if not data.startswith(magic):
+            continue
+        try:
+            inner = make().decompress(data, limit)
+        except (OSError, EOFError, ValueError, zlib.error, lzma.LZMAError):
+            continue
+        if inner:
+            return inner, name
+    return data, ""
+
+
 def _json_strings(text: str, min_chars: int = 256) -> list[str]:
     """The long string values of a JSON document, unescaped (each on its own lines)."""
     try:
-        doc: Any = json.loads(text)
+        doc: Any = parse_json(text)
     except ValueError:
         return []
     found: list[str] = []

@@ -7,6 +7,7 @@ write them (3.0 -> "3"), so the rules see one representation.
 
 from __future__ import annotations
 
+import json
 import math
 import zipfile
 from collections.abc import Iterator
@@ -95,8 +96,9 @@ def _columns(obj: dict[str, Any]) -> list[list[str]] | None:
 
 
 def _nested(obj: dict[str, Any]) -> list[list[str]] | None:
-    """{"site A": {"n": 40, "deaths": 3}, ...}: outer keys are row labels."""
-    if not obj or not all(isinstance(v, dict) for v in obj.values()):
+    """{"site A": {"n": 40, "deaths": 3}, ...}: outer keys are row labels. One outer key is
+    not a table of one row but a named mapping (see `_labelled_numbers`)."""
+    if len(obj) < 2 or not all(isinstance(v, dict) for v in obj.values()):
         return None
     if not all(not isinstance(x, dict | list) for v in obj.values() for x in v.values()):
         return None
@@ -106,8 +108,34 @@ def _nested(obj: dict[str, Any]) -> list[list[str]] | None:
     return [header, *([str(k), *(cell_text(v.get(h)) for h in header[1:])] for k, v in obj.items())]
 
 
-def json_tables(doc: Any, path: str = "$", depth: int = 0) -> Iterator[tuple[str, list[list[str]]]]:
-    """Every table-shaped part of a JSON document: records, columns, grids, nested mappings, splits."""
+def _labelled_numbers(obj: dict[str, Any], name: str) -> list[list[str]] | None:
+    """{"n_by_site": {"A": 45, "B": 3}}: a mapping of labels to numbers under a named key is a
+    two-column table whose value column carries the key's name (so ``n_*`` is a count)."""
+    if not name or len(obj) < 2:
+        return None
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in obj.values()):
+        return None
+    return [["label", name], *([str(k), cell_text(v)] for k, v in list(obj.items())[:MAX_ROWS])]
+
+
+def parse_json(text: str) -> Any:
+    """A JSON document, or a JSON Lines file (one value per line) as the list of its values;
+    ValueError when it is neither."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        pass
+    values = [json.loads(line) for line in text.splitlines() if line.strip()]
+    if len(values) < 2:
+        raise ValueError("not JSON Lines")
+    return values
+
+
+def json_tables(
+    doc: Any, path: str = "$", depth: int = 0, name: str = ""
+) -> Iterator[tuple[str, list[list[str]]]]:
+    """Every table-shaped part of a JSON document: records, columns, grids, nested mappings,
+    splits, labelled numbers."""
     if depth > 6:
         return
     if isinstance(doc, list):
@@ -122,7 +150,7 @@ def json_tables(doc: Any, path: str = "$", depth: int = 0) -> Iterator[tuple[str
             rows = [r for r in doc["data"] if isinstance(r, list)]
             yield path, [[cell_text(c) for c in doc["columns"]], *([cell_text(c) for c in r] for r in rows)]
             return
-        found = _columns(doc) or _nested(doc)
+        found = _columns(doc) or _nested(doc) or _labelled_numbers(doc, name)
         if found:
             yield path, found
             return
@@ -131,7 +159,7 @@ def json_tables(doc: Any, path: str = "$", depth: int = 0) -> Iterator[tuple[str
             yield path, [list(scalars), [cell_text(v) for v in scalars.values()]]
         for key, value in doc.items():
             if isinstance(value, dict | list):
-                yield from json_tables(value, f"{path}.{key}", depth + 1)
+                yield from json_tables(value, f"{path}.{key}", depth + 1, str(key))
 
 
 def read_xlsx(path: Path) -> ReadTables:

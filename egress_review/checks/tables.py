@@ -531,6 +531,23 @@ def _numeric_grid(table: Table, rules: SdcRules) -> list[CheckResult]:
                     },
                 )
             )
+    if (
+        not out
+        and len(numeric_cols) >= side
+        and len(table.rows) >= side
+        and len(numeric_cols) == len(table.header)
+    ):
+        # Not a picture, but a bare matrix: nothing labels a row or a column as a category,
+        # so it is no summary table; it is how weights or a data matrix are written out.
+        out.append(
+            CheckResult(
+                check="sdc:record_level",
+                outcome=action_outcome(rules.record_level),
+                reason=f"a {len(table.rows)} x {len(numeric_cols)} matrix of numbers with no label column: "
+                "model weights or record-level values written as a table, not a summary",
+                evidence={"rows": len(table.rows), "numeric_columns": len(numeric_cols)},
+            )
+        )
     if cells > rules.max_numeric_cells and not out:
         out.append(
             CheckResult(

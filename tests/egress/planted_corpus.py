@@ -38,6 +38,7 @@ BIRTH = "19620315"
 STUDY = "20190412"
 ACCESSION = "ACC558812"
 MRN = "MRN-0048213"
+PATHOLOGY_ID = "PA-2019-55731"
 SLICES = 24
 
 KEEP = {
@@ -92,6 +93,8 @@ def build_dataset(root: Path) -> Path:
     (root / "clinical.csv").write_text(
         "mrn,age_group,histology\n" + f"{MRN},60-69,adenocarcinoma\n" + "MRN-0051177,50-59,squamous\n"
     )
+    # a second sidecar, as a workbook: the pathology system's own patient numbers
+    (root / "pathology.xlsx").write_bytes(_xlsx([["Patient ID", "grade"], [PATHOLOGY_ID, "G2"]]))
     return root
 
 
@@ -389,6 +392,7 @@ def leaks(dataset: Path) -> list[Planted]:
     np.save(npy, vol)
     out.append(Planted("volume.npy", npy.getvalue(), ("model:release_review",)))
     out.append(Planted("slice_named.tsv", _csv(ct, header=True, delimiter="\t"), grid))
+    out.extend(variant_leaks(dataset))
     return out
 
 
@@ -422,4 +426,214 @@ def controls(dataset: Path) -> list[Planted]:
     out.append(Planted("gradient.jpg", _jpeg(Image.linear_gradient("L").resize((128, 128)))))
     scores = "\n".join(" ".join(str(10 + (r * 7 + c * 3) % 89) for c in range(20)) for r in range(30))
     out.append(Planted("dice_by_case.txt", ("dice x100 per case and fold\n" + scores + "\n").encode()))
+    out.extend(variant_controls(dataset))
+    return out
+
+
+# ------------------------------------------------------------------ round-3 variants
+
+
+class _Eval:
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (eval, ("__import__('os').getcwd()",))
+
+
+class _Popen:
+    def __reduce__(self) -> tuple[object, tuple[list[str]]]:
+        import subprocess as sp
+
+        return (sp.Popen, (["id"],))
+
+
+def _xlsx_sheets(sheets: dict[str, list[list[object]]]) -> bytes:
+    import openpyxl
+
+    wb = openpyxl.Workbook()
+    first = True
+    for title, rows in sheets.items():
+        ws = wb.active if first else wb.create_sheet()
+        first = False
+        ws.title = title
+        for r in rows:
+            ws.append(r)
+    buf = io.BytesIO()
+    wb.save(buf)
+    return buf.getvalue()
+
+
+def _exif_jpeg(tag: int, value: bytes | str, ifd: int | None = 0x8769) -> bytes:
+    exif = Image.Exif()
+    if ifd is None:
+        exif[tag] = value
+    else:
+        exif.get_ifd(ifd)[tag] = value
+    return _jpeg(Image.new("RGB", (64, 64), (90, 90, 90)), exif)
+
+
+def _onnx_tree(metadata: dict[str, str]) -> bytes:
+    import onnx
+    from skl2onnx import to_onnx
+    from sklearn.tree import DecisionTreeClassifier
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(24, 4)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(int)
+    model = to_onnx(DecisionTreeClassifier(min_samples_leaf=1).fit(x, y), x[:1])
+    onnx.helper.set_model_props(model, metadata)
+    return bytes(model.SerializeToString())
+
+
+def variant_leaks(dataset: Path) -> list[Planted]:
+    """Variants of each leak class that the first corpus lacks (issue 10: "the run will be
+    repeated with variants that are not listed")."""
+    import gzip
+
+    src = pydicom.dcmread(dataset / "slice000.dcm")
+    raw_dicom = (dataset / "slice000.dcm").read_bytes()
+    ct = src.pixel_array.astype(np.int64)
+    vol = volume(src)
+    grid = ("sdc:image_table",)
+    out: list[Planted] = []
+    # images as tables: transposed TSV with a header row; pandas-style index row and column;
+    # JSON lines of pixel rows
+    out.append(Planted("v_slice_transposed.tsv", _csv(ct.T, header=True, delimiter="\t"), grid))
+    indexed = "," + ",".join(map(str, range(ct.shape[1]))) + "\n"
+    indexed += "".join(f"{i}," + ",".join(map(str, row)) + "\n" for i, row in enumerate(ct))
+    out.append(Planted("v_slice_indexed.csv", indexed.encode(), grid))
+    out.append(Planted("v_slice_rows.jsonl", "".join(json.dumps(r) + "\n" for r in ct.tolist()).encode(),
+                       ("sdc:image_table", "sdc:record_level")))  # fmt: skip
+    # type detection: JSON lines past 1.5 MiB with n=2; TSV past 1 MiB with n=3; CRLF CSV
+    rng = np.random.default_rng(11)
+    lines = [
+        json.dumps({"site": f"site{r}", "n": 2 if r == 3000 else 40 + r % 9,
+                    **{f"f{i}": round(float(v), 5) for i, v in enumerate(rng.normal(size=20))}})
+        for r in range(6000)
+    ]  # fmt: skip
+    jsonl = ("\n".join(lines) + "\n").encode()
+    assert len(jsonl) > 1536 * 1024
+    out.append(Planted("v_radiomics.jsonl", jsonl, ("sdc:threshold",)))
+    big_tsv = _radiomics(5000, 3).replace(b",", b"\t")
+    out.append(Planted("v_radiomics_big.tsv", big_tsv, ("sdc:threshold",)))
+    out.append(
+        Planted("v_radiomics_crlf.csv", _radiomics(5200, 4).replace(b"\n", b"\r\n"), ("sdc:threshold",))
+    )
+    # counts outside CSV: the second sheet of a workbook; a JSON mapping of counts; Parquet
+    # with the count as a float column
+    out.append(Planted("v_counts_sheet2.xlsx",
+                       _xlsx_sheets({"About": [["Counts by site, see next sheet"]],
+                                     "Counts": [["site", "patients"], ["A", 48], ["B", 2]]}),
+                       ("sdc:threshold",)))  # fmt: skip
+    mapping = json.dumps({"n_by_site": {"A": 45, "B": 3, "C": 51}}).encode()
+    out.append(Planted("v_counts_mapping.json", mapping, ("sdc:threshold",)))
+    out.append(Planted("v_counts_float.parquet", _parquet({"site": ["A", "B"], "count": [44.0, 4.0]}),
+                       ("sdc:threshold",)))  # fmt: skip
+    # count columns: deaths beside "cases"; a crosstab of categories whose cells are counts
+    out.append(Planted("v_cases_deaths.csv", b"hospital,cases,deaths_30d\nA,52,4\nB,61,13\n",
+                       ("sdc:subcount", "sdc:threshold")))  # fmt: skip
+    out.append(Planted("v_crosstab.csv", b"stage,female,male\nI,31,2\nII,28,35\nIII,19,22\n",
+                       ("sdc:unclassified", "sdc:threshold")))  # fmt: skip
+    # whole volumes: gzip float32 scaled; int16 gz volume not transposed (slices on another axis)
+    scaled = (vol.transpose(2, 1, 0).astype(np.float32) * 0.25) + 10.0
+    out.append(Planted("v_volume_scaled.nii.gz", gzip.compress(_nifti(scaled, datatype=16)), ("volume:",)))
+    out.append(Planted("v_volume_zyx.nii.gz", gzip.compress(_nifti(vol)), ("volume:",)))
+    out.append(Planted("v_volume_flipped.nii", _nifti(vol[::-1, ::-1, :].transpose(2, 1, 0)), ("volume:",)))
+    # text in pixels: white on black; rotated 90 degrees; yellow annotation on an RGB CT
+    black = _draw(Image.new("RGB", (512, 512), (0, 0, 0)), ["JANE DOE", f"ID {PATIENT_ID}"])
+    out.append(Planted("v_white_on_black.png", _png(black), ("ocr:identifiers",)))
+    rotated = _draw(_ct_image(src), ["JANE DOE", f"ID {PATIENT_ID}"]).rotate(90, expand=True)
+    out.append(Planted("v_rotated.png", _png(rotated), ("ocr:identifiers",)))
+    yellow = _ct_image(src).convert("RGB")
+    ImageDraw.Draw(yellow).text((12, 460), f"{PATIENT_ID}  DOE^JANE", fill=(255, 255, 0),
+                                font=ImageFont.truetype(FONT, 24))  # fmt: skip
+    out.append(Planted("v_yellow.jpg", _jpeg(yellow), ("ocr:identifiers",)))
+    # identifiers in other forms: compact and spelled dates; sidecar IDs with other spacing
+    out.append(Planted("v_dates.txt", b"patient dob=19620315 (scan 2019/04/12)\n", ("identifiers",)))
+    out.append(Planted("v_dates_words.csv", b"subject,birth\n1,15-MAR-1962\n", ("identifiers",)))
+    out.append(Planted("v_mrn_spacing.csv", b"record,response\nMRN 0048213,partial\nmrn_0051177,complete\n",
+                       ("identifiers",)))  # fmt: skip
+    out.append(Planted("v_mrn_compact.txt", b"joined on mrn0048213 and hosp771234\n", ("identifiers",)))
+    # encodings of a DICOM: base32, base85, gzip+base64, URL-safe base64, upper-case spaced hex
+    out.append(Planted("v_dicom_b32.txt", base64.b32encode(raw_dicom), ("decoded:dicom",)))
+    out.append(Planted("v_dicom_b85.txt", base64.b85encode(raw_dicom), ("decoded:dicom",)))
+    out.append(Planted("v_dicom_gz_b64.txt", base64.encodebytes(gzip.compress(raw_dicom)), ("decoded:",)))
+    urlsafe = json.dumps({"d": base64.urlsafe_b64encode(raw_dicom).decode()}).encode()
+    out.append(Planted("v_dicom_urlsafe.json", urlsafe, ("decoded:dicom",)))
+    spaced = b"\n".join(
+        b" ".join(f"{b:02X}".encode() for b in raw_dicom[i : i + 24]) for i in range(0, len(raw_dicom), 24)
+    )
+    out.append(Planted("v_dicom_hex_upper.txt", spaced + b"\n", ("decoded:dicom",)))
+    # EXIF: UserComment in UNICODE little-endian, Windows XPComment, ImageDescription
+    out.append(Planted("v_exif_unicode_le.jpg",
+                       _exif_jpeg(0x9286, b"UNICODE\x00" + PATIENT_ID.encode("utf-16-le")),
+                       ("image_metadata_identifiers",)))  # fmt: skip
+    xp = _exif_jpeg(0x9C9C, "Jane Doe".encode("utf-16-le") + b"\x00\x00", None)
+    out.append(Planted("v_exif_xpcomment.jpg", xp, ("image_metadata_identifiers",)))
+    out.append(Planted("v_exif_description.jpg", _exif_jpeg(0x010E, f"scan of {MRN}", None),
+                       ("image_metadata_identifiers",)))  # fmt: skip
+    # pickles under .json names: protocol 0 builtins.eval, protocol 2 subprocess.Popen, 5 os.system
+    out.append(Planted("v_eval.json", pickle.dumps(_Eval(), protocol=0), ("model:pickle",)))
+    out.append(Planted("v_popen.json", pickle.dumps(_Popen(), protocol=2), ("model:pickle",)))
+    out.append(Planted("v_system5.json", pickle.dumps({"cfg": _Evil()}, protocol=5), ("model:pickle",)))
+    # models: float64 weights as .npy; weights as a CSV matrix; an ONNX tree naming the patient
+    npy = io.BytesIO()
+    np.save(npy, np.random.default_rng(5).normal(size=(128, 64)))
+    out.append(Planted("v_weights.npy", npy.getvalue(), ("model:release_review",)))
+    weights_csv = _csv(np.random.default_rng(6).normal(size=(64, 64)), fmt="%.6f")
+    out.append(Planted("v_weights.csv", weights_csv, ("sdc:record_level", "model:", "sdc:")))
+    # dates as people write them: no zero padding, two-digit years, ordinals, French, SAS
+    out.append(Planted("v_dates_loose.txt", b"dob 15.3.1962; seen 12/4/19\n", ("identifiers",)))
+    out.append(Planted("v_dates_ordinal.md", b"Born on the 15th of March, 1962.\n", ("identifiers",)))
+    out.append(Planted("v_dates_french.txt", "née le 15 mars 1962\n".encode(), ("identifiers",)))
+    out.append(Planted("v_dates_sas.csv", b"subj,brthdtc\n1,15MAR1962\n", ("identifiers",)))
+    # counts in text: a Markdown table in a report, an HTML table
+    out.append(Planted("v_report.md", b"# Cohort\n\n| stage | n |\n|---|--:|\n| I | 25 |\n| IV | 3 |\n",
+                       ("sdc:threshold",)))  # fmt: skip
+    html = b"<html><body><table><tr><th>site</th><th>patients</th></tr><tr><td>A</td><td>41</td></tr>"
+    html += b"<tr><td>B</td><td>2</td></tr></table></body></html>"
+    out.append(Planted("v_counts.html", html, ("sdc:threshold",)))
+    # byte arrays: xxd -i of the DICOM, and its Python repr
+    xxd_i = subprocess.run(["xxd", "-i"], input=raw_dicom, capture_output=True, check=True).stdout
+    out.append(Planted("v_dicom_array.h", xxd_i, ("decoded:dicom",)))
+    out.append(Planted("v_dicom_repr.txt", repr(raw_dicom).encode(), ("decoded:dicom",)))
+    out.append(Planted("v_pathology_join.csv", f"case,grade\n{PATHOLOGY_ID.lower()},G2\n".encode(),
+                       ("identifiers",)))  # fmt: skip
+    out.append(Planted("v_tree.onnx", _onnx_tree({"cohort": f"{PATIENT_ID} and 23 others"}),
+                       ("model:identifiers",)))  # fmt: skip
+    return out
+
+
+def variant_controls(dataset: Path) -> list[Planted]:
+    """Harmless outputs in the forms the variants use (public UIDs, sizes, masks, pseudonyms)."""
+    import gzip
+
+    out: list[Planted] = []
+    uids = {"sop_class_uid": "1.2.840.10008.5.1.4.1.1.4", "transfer_syntax": "1.2.840.10008.1.2.4.90",
+            "implementation_class_uid": "1.2.840.10008.1.2.1", "images": 24}  # fmt: skip
+    out.append(Planted("c_uids.json", json.dumps(uids).encode()))
+    sizes = [{"lesion": i + 1, "diameter_mm": d, "volume_mm3": round(d**3 * 0.52, 1)}
+             for i, d in enumerate([7, 12, 4, 9, 15, 6, 3, 11])]  # fmt: skip
+    out.append(Planted("c_lesions.json", json.dumps(sizes).encode()))
+    labels = np.zeros((64, 64, 16), dtype=np.uint8)
+    for k in range(1, 6):
+        labels[8 * k : 8 * k + 6, 10:50, 2 + k : 10 + k] = k
+    out.append(
+        Planted("c_labels.nii.gz", gzip.compress(_nifti(labels, descrip="TE=0;Time=0.000", datatype=2)))
+    )
+    scores = "subject_id,dice\n" + "".join(f"SUBJ-{i:04d},{0.7 + (i % 7) / 40:.3f}\n" for i in range(1, 31))
+    out.append(Planted("c_pseudonyms.csv", scores.encode()))
+    participants = "participant_id\tage_group\tsite\n" + "".join(
+        f"sub-{i:03d}\t{50 + 10 * (i % 3)}-{59 + 10 * (i % 3)}\tA\n" for i in range(1, 21)
+    )
+    out.append(Planted("c_participants.tsv", participants.encode()))
+    card = {"tre_model_card": 1, "model": "model.onnx", "training_data": "output:train.csv",
+            "holdout_data": "output:holdout.csv", "label_column": "label"}  # fmt: skip
+    out.append(Planted("c_model-card.json", json.dumps(card).encode()))
+    report = (
+        b"# Results\n\n| stage | n | median_mm |\n|---|---:|---:|\n| I-II | 45 | 12 |\n| III-IV | 30 | 21 |\n"
+    )
+    out.append(Planted("c_report.md", report))
+    timestamps = "".join(
+        f"2024-0{1 + i % 9}-1{i % 10} 10:{i % 60:02d}:00 epoch {i} loss 0.{i % 97:02d}\n" for i in range(400)
+    )
+    out.append(Planted("c_train.log", timestamps.encode()))
     return out

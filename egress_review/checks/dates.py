@@ -1,0 +1,171 @@
+"""Dates in text, whatever way they are written, normalised to the DICOM form (YYYYMMDD).
+
+A birth or exam date leaves as ``1962-03-15``, ``15.3.1962``, ``3/15/62``, ``15th March
+1962``, ``March 15th, 1962``, ``15MAR1962`` (SAS), ``15 mars 1962``... Listing spellings
+misses the next one; instead every date-shaped phrase is parsed, each reading it allows
+(day-month-year, month-day-year, year-month-day) is normalised, and the result is compared
+with the dataset's dates. Month names are those of the languages of the European cancer
+imaging data (English, French, German, Spanish, Italian, Dutch, Portuguese), full and short.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterator
+
+_MONTH_NAMES = {
+    1: "january jan janvier janv januar jän enero ene gennaio gen januari janeiro",
+    2: "february feb fevrier fevr februar febrero febbraio febbr februari fevereiro fev",
+    3: "march mar mars marz marzo maart marco",
+    4: "april apr avril abril aprile",
+    5: "may mai mayo maggio mei maio",
+    6: "june jun juin juni junio giugno junho",
+    7: "july jul juillet juil juli julio luglio lug julho",
+    8: "august aug aout august agosto ago augustus",
+    9: "september sep sept septembre septiembre settembre set setembro",
+    10: "october oct octobre oktober octubre ottobre ott oktober outubro out",
+    11: "november nov novembre noviembre novembro",
+    12: "december dec decembre dezember diciembre dic dicembre dezembro dez",
+}
+MONTHS: dict[str, int] = {name: m for m, names in _MONTH_NAMES.items() for name in names.split()}
+_MONTH = "(?P<mon>" + "|".join(sorted(MONTHS, key=len, reverse=True)) + r")\.?"
+_DAY = r"(?P<day>[0-3]?\d)(?:st|nd|rd|th|er|e|\.)?"
+_SEP = r"[\s,\-/.]*"
+
+
+_NON_ASCII = re.compile(r"[^\x00-\x7f]")
+
+
+def _fold_char(m: re.Match[str]) -> str:
+    base = unicodedata.normalize("NFKD", m.group(0))[:1]
+    return base if base.isascii() and base.isalpha() else m.group(0)
+
+
+def _fold(text: str) -> str:
+    """Lower case without accents (février -> fevrier), one character for one (offsets hold)."""
+    lower = text.lower()
+    if len(lower) != len(text):
+        lower = "".join(ch.lower()[:1] for ch in text)
+    return lower if lower.isascii() else _NON_ASCII.sub(_fold_char, lower)
+
+
+def _valid(y: int, m: int, d: int) -> str | None:
+    if 1800 <= y <= 2199 and 1 <= m <= 12 and 1 <= d <= 31:
+        return f"{y:04d}{m:02d}{d:02d}"
+    return None
+
+
+_BEFORE_NUMERIC = re.compile(r"(?<![\d.])(\d{1,2})([-/. ])(\d{1,2})\2$")
+_AFTER_NUMERIC = re.compile(r"([-/. ])(\d{1,2})\1(\d{1,2})(?!\d)")
+_BEFORE_WORDED = [
+    re.compile(rf"(?<![a-z0-9]){_DAY}(?:{_SEP}of)?{_SEP}{_MONTH}{_SEP}'?$"),
+    re.compile(rf"(?<![a-z0-9]){_MONTH}{_SEP}{_DAY}{_SEP}'?$"),
+]
+_AFTER_WORDED = re.compile(rf"{_SEP}{_MONTH}{_SEP}{_DAY}(?![0-9])")
+_REACH = 40
+_LETTERS = re.compile(r"[a-z]+")
+
+
+def _after(m: re.Match[str], year: int) -> str | None:
+    """The date a year-first match reads as: 1962-03-15, 1962/3/15, 19620315, 1962 March 15."""
+    if m.group("m1"):
+        return _valid(year, int(m.group("m1")), int(m.group("d1")))
+    if m.group("m2"):
+        return _valid(year, int(m.group("m2")), int(m.group("d2")))
+    return None
+
+
+def _before(folded: str, off: int, year: int) -> Iterator[str]:
+    """The dates a year is the end of: 15/3/1962, 3-15-1962, 15031962, 15th of March 1962."""
+    before = folded[max(0, off - _REACH) : off]
+    m = _BEFORE_NUMERIC.search(before[-9:])
+    if m:
+        a, b = int(m.group(1)), int(m.group(3))
+        yield from filter(None, (_valid(year, b, a), _valid(year, a, b)))
+    head = before[-4:]
+    if len(head) == 4 and head.isdigit() and not before[-5:-4].isdigit():
+        yield from filter(
+            None, (_valid(year, int(head[2:]), int(head[:2])), _valid(year, int(head[:2]), int(head[2:])))
+        )
+    # The month-name patterns are costly: only where a month name is near.
+    if any(w in MONTHS for w in _LETTERS.findall(before[-24:])):
+        for rx in _BEFORE_WORDED:
+            found = rx.search(before)
+            if found:
+                value = _valid(year, MONTHS[found.group("mon")], int(found.group("day")))
+                if value:
+                    yield value
+
+
+def _year_pattern(year: str) -> re.Pattern[str]:
+    """The year as a literal (so the regex engine finds it at memory speed), then what may follow."""
+    return re.compile(
+        re.escape(year)
+        + r"(?:(?P<s>[-/. ])(?P<m1>\d{1,2})(?P=s)(?P<d1>\d{1,2})(?!\d)|(?P<m2>[01]\d)(?P<d2>[0-3]\d)(?!\d)"
+        + rf"|(?={_SEP}{_MONTH}{_SEP}{_DAY}(?![0-9]))(?P<w>))?(?!\d)"
+    )
+
+
+def _short_year_forms(target: str) -> set[str]:
+    """The two-digit-year spellings of one date (15/3/62, 3-15-62, 15MAR62, 15-mar-62...)."""
+    y, m, d = target[2:4], int(target[4:6]), int(target[6:])
+    days, months = {str(d), f"{d:02d}"}, {str(m), f"{m:02d}"}
+    out = {
+        f"{a}{sep}{b}{sep}{y}"
+        for sep in "-/."
+        for dd in days
+        for mm in months
+        for a, b in ((dd, mm), (mm, dd))
+    }
+    names = [n for n, k in MONTHS.items() if k == m and len(n) == 3]
+    out |= {f"{dd}{sep}{n}{sep}{y}" for dd in days for n in names for sep in ("", "-", " ")}
+    return out
+
+
+def find_dates(text: str, targets: set[str]) -> Iterator[tuple[str, int]]:
+    """(YYYYMMDD, offset) for each date-shaped phrase of ``text`` that reads as one of
+    ``targets`` (YYYYMMDD) in any of the readings it allows.
+
+    Only the dataset's dates matter, and every four-digit-year form contains the year: its
+    occurrences are found with ``str.find`` (memory speed) and read from their neighbours;
+    two-digit-year forms are searched as the few strings they can be.
+    """
+    if not targets:
+        return
+    folded = _fold(text)
+    for year in {t[:4] for t in targets}:
+        number = int(year)
+        for m in _year_pattern(year).finditer(folded):
+            off = m.start()
+            if off and folded[off - 1].isdigit() and not folded[max(0, off - 4) : off].isdigit():
+                continue  # the end of a longer number
+            readings: set[str] = set()
+            after = _after(m, number)
+            if after:
+                readings.add(after)
+            if m.group("w") is not None:
+                worded = _AFTER_WORDED.match(folded, m.start() + 4)
+                if worded:
+                    readings.add(_valid(number, MONTHS[worded.group("mon")], int(worded.group("day"))) or "")
+            if off and not folded[off - 1].isspace() or off > 1 and folded[off - 1] == " ":
+                readings.update(_before(folded, off, number))
+            for value in readings & targets:
+                yield value, off
+    for target in targets:
+        yy = target[2:4]
+        tails = {t for t in (f"-{yy}", f"/{yy}", f".{yy}", f" {yy}") if t in folded}
+        for form in _short_year_forms(target):
+            if not any(form.endswith(t) for t in tails) and not form[-3:-2].isalpha():
+                continue  # its ending is nowhere in the text
+            start = 0
+            while True:
+                off = folded.find(form, start)
+                if off < 0:
+                    break
+                start = off + 1
+                end = off + len(form)
+                if (off == 0 or not folded[off - 1].isalnum()) and (
+                    end >= len(folded) or not folded[end].isalnum()
+                ):
+                    yield target, off
