@@ -39,6 +39,7 @@ from tests.worlds import IMAGE  # noqa: E402 - the image the test worlds approve
 
 SUBMIT_TARGET = (100.0, 0.100)  # req/s, p99 seconds
 READ_TARGET = (500.0, 0.050)
+READ_ENDPOINTS = ("GET /api/v1/jobs", "GET /api/v1/jobs/{id}", "GET /api/v1/datasets", "GET /api/v1/projects")
 
 
 @dataclass(frozen=True)
@@ -106,11 +107,15 @@ def serve(home: str, url: str, port: int) -> None:
     import uvicorn
 
     from tre.api.app import create_app
+    from tre.api.limits import uvicorn_options
     from tre.config import Settings
 
     settings = Settings(home=Path(home), database_url=url, policies_dir=REPO / "policies")
     app = create_app(settings, migrate=False)
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    options = uvicorn_options()  # as `tre serve` runs it
+    if os.environ.get("BENCH_HTTP"):
+        options["http"] = os.environ["BENCH_HTTP"]
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False, **options)  # type: ignore[arg-type]
 
 
 def start_server(home: Path, url: str, profile: Path | None) -> tuple[subprocess.Popen[bytes], str]:
@@ -206,7 +211,34 @@ def generator_main(base: str, ctx_json: str, phase_json: str, duration: float) -
     print(json.dumps(out))
 
 
-def run_phase(base: str, ctx: dict[str, Any], phase: Phase, duration: float) -> dict[str, Any]:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process and its reaped children (from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    # After the command name: state is field 3, utime 14, stime 15, cutime 16, cstime 17.
+    ticks = sum(int(fields[i]) for i in (11, 12, 13, 14))
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its live descendants (py-spy's child, uvicorn's worker processes)."""
+    parents: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    tree, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        tree.append(p)
+        todo += parents.get(p, [])
+    return tree
+
+
+def run_phase(
+    base: str, ctx: dict[str, Any], phase: Phase, duration: float, server_pids: list[int]
+) -> dict[str, Any]:
     cmd = [
         sys.executable,
         __file__,
@@ -216,10 +248,13 @@ def run_phase(base: str, ctx: dict[str, Any], phase: Phase, duration: float) -> 
         json.dumps(phase.__dict__),
         str(duration),
     ]
+    cpu_before = sum(cpu_seconds(pid) for pid in server_pids)
     done = subprocess.run(
         cmd, capture_output=True, text=True, check=True, env={**os.environ, "PYTHONPATH": str(REPO)}
     )
-    return dict(json.loads(done.stdout))
+    out = dict(json.loads(done.stdout))
+    out["server_cpu_s"] = sum(cpu_seconds(pid) for pid in server_pids) - cpu_before
+    return out
 
 
 # --------------------------------------------------------------------------- report
@@ -248,9 +283,12 @@ def report(db: str, phase: Phase, out: dict[str, Any]) -> list[str]:
             f"p99/target {ratio:5.2f}"
         )
     total_ok = sum(1 for s in out["results"].values() for x in s if 200 <= x[1] < 300)
+    answered = sum(len(s) for s in out["results"].values())
+    cpu_ms = 1000 * out["server_cpu_s"] / answered if answered else float("nan")
     lines.append(
         f"{db:10} {phase.name:7} {'(all)':24} offered {phase.rate:6.1f}/s  "
-        f"ok {total_ok / out['elapsed']:6.1f}/s"
+        f"ok {total_ok / out['elapsed']:6.1f}/s  server CPU {out['server_cpu_s']:.2f} s = "
+        f"{cpu_ms:.2f} ms/request  (max {1000 / cpu_ms if cpu_ms else 0:.0f} req/s per core)"
     )
     return lines
 
@@ -274,9 +312,10 @@ def bench(db: str, duration: float, phases: list[Phase], profile: Path | None) -
         ctx = prepare(home, url)
         proc, base = start_server(home, url, profile)
         try:
-            run_phase(base, ctx, Phase("warmup", 50, 1.0, phases[0].endpoints), 2.0)
+            pids = process_tree(proc.pid)
+            run_phase(base, ctx, Phase("warmup", 50, 1.0, phases[0].endpoints), 2.0, pids)
             for phase in phases:
-                lines += report(db, phase, run_phase(base, ctx, phase, duration))
+                lines += report(db, phase, run_phase(base, ctx, phase, duration, pids))
                 print("\n".join(lines[-len(phase.endpoints) - 1 :]), flush=True)
             errors = (root / "api.log").read_text(errors="replace").count("Traceback")
             lines.append(f"{db:10} server log: {errors} tracebacks")
@@ -306,6 +345,8 @@ def main() -> None:
     ap.add_argument("--submit-rate", type=float, default=SUBMIT_TARGET[0])
     ap.add_argument("--read-rate", type=float, default=READ_TARGET[0])
     ap.add_argument("--profile", type=Path, help="record the API with py-spy (flame graph SVG)")
+    ap.add_argument("--phases", nargs="+", default=["submit", "read"], help="which phases, in order")
+    ap.add_argument("--reads", nargs="+", help="read endpoints, e.g. 'GET /api/v1/datasets'")
     args = ap.parse_args()
     phases = [
         Phase("submit", args.submit_rate, SUBMIT_TARGET[1], ("POST /api/v1/jobs",)),
@@ -313,9 +354,10 @@ def main() -> None:
             "read",
             args.read_rate,
             READ_TARGET[1],
-            ("GET /api/v1/jobs", "GET /api/v1/jobs/{id}", "GET /api/v1/datasets", "GET /api/v1/projects"),
+            tuple(args.reads or READ_ENDPOINTS),
         ),
     ]
+    phases = [next(p for p in phases if p.name == name) for name in args.phases]
     dbs = ["sqlite", "postgresql"] if args.db == "both" else [args.db]
     print(
         f"# bench_api: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, "

@@ -244,10 +244,11 @@ def record_event(
 def _insert_checkpoint(session: Session, signer: AuditSigner, size: int, root: bytes) -> AuditCheckpoint:
     now = datetime.now(UTC)
     cp = Checkpoint(signer.name, size, root, (f"{TIMESTAMP_EXT} {int(now.timestamp() * 1000)}",))
-    row = AuditCheckpoint(tree_size=size, root_hash=root, created_at=now, note=signer.sign(cp))
+    note = signer.sign(cp)
+    row = AuditCheckpoint(tree_size=size, root_hash=root, created_at=now, note=note)
     session.add(row)
     session.flush()
-    remember_after_commit(session, signer, row.note, size, root)
+    remember_after_commit(session, signer, replace(cp, note=note))
     return row
 
 
