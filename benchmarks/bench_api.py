@@ -102,25 +102,44 @@ def prepare(home: Path, url: str) -> dict[str, Any]:
     return {"token": issuer.mint("alice", ["researcher"], ttl_s=3600), "job_ids": job_ids}
 
 
-def serve(home: str, url: str, port: int) -> None:
-    """The API process: the real app under uvicorn, worker off, access log off."""
-    import uvicorn
-
+def app_factory() -> Any:
+    """The app for one uvicorn worker process (``BENCH_HOME``/``BENCH_URL`` from `serve`)."""
     from tre.api.app import create_app
-    from tre.api.limits import uvicorn_options
     from tre.config import Settings
 
+    home, url = os.environ["BENCH_HOME"], os.environ["BENCH_URL"]
     settings = Settings(home=Path(home), database_url=url, policies_dir=REPO / "policies")
-    app = create_app(settings, migrate=False)
-    options = uvicorn_options()  # as `tre serve` runs it
+    return create_app(settings, migrate=False)
+
+
+def serve(home: str, url: str, port: int, workers: int) -> None:
+    """The API process: the real app under uvicorn as `tre serve` runs it, worker off, access
+    log off; ``workers`` > 1 runs that many uvicorn worker processes."""
+    import uvicorn
+
+    from tre.api.limits import uvicorn_options
+
+    os.environ["BENCH_HOME"], os.environ["BENCH_URL"] = home, url
+    options = uvicorn_options()
     if os.environ.get("BENCH_HTTP"):
         options["http"] = os.environ["BENCH_HTTP"]
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False, **options)  # type: ignore[arg-type]
+    uvicorn.run(
+        "benchmarks.bench_api:app_factory",
+        factory=True,
+        workers=workers if workers > 1 else None,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        access_log=False,
+        **options,  # type: ignore[arg-type]
+    )
 
 
-def start_server(home: Path, url: str, profile: Path | None) -> tuple[subprocess.Popen[bytes], str]:
+def start_server(
+    home: Path, url: str, profile: Path | None, workers: int
+) -> tuple[subprocess.Popen[bytes], str]:
     port = _free_port()
-    cmd = [sys.executable, __file__, "--serve", str(home), url, str(port)]
+    cmd = [sys.executable, __file__, "--serve", str(home), url, str(port), str(workers)]
     if profile is not None:
         pyspy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
         fmt = "raw" if profile.suffix == ".txt" else "flamegraph"  # raw: collapsed stacks
@@ -303,17 +322,17 @@ def database_url(db: str, home: Path) -> tuple[str, Any]:
     return server.create_database(), server
 
 
-def bench(db: str, duration: float, phases: list[Phase], profile: Path | None) -> list[str]:
+def bench(db: str, duration: float, phases: list[Phase], profile: Path | None, workers: int) -> list[str]:
     root = Path(tempfile.mkdtemp(prefix="tre-bench-api-"))
     home = root / "home"
     url, pg = database_url(db, home)
     lines: list[str] = []
     try:
         ctx = prepare(home, url)
-        proc, base = start_server(home, url, profile)
+        proc, base = start_server(home, url, profile, workers)
         try:
-            pids = process_tree(proc.pid)
-            run_phase(base, ctx, Phase("warmup", 50, 1.0, phases[0].endpoints), 2.0, pids)
+            run_phase(base, ctx, Phase("warmup", 50, 1.0, phases[0].endpoints), 2.0, [proc.pid])
+            pids = process_tree(proc.pid)  # after the warm-up: uvicorn's workers have started
             for phase in phases:
                 lines += report(db, phase, run_phase(base, ctx, phase, duration, pids))
                 print("\n".join(lines[-len(phase.endpoints) - 1 :]), flush=True)
@@ -334,7 +353,7 @@ def bench(db: str, duration: float, phases: list[Phase], profile: Path | None) -
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--serve":
-        serve(sys.argv[2], sys.argv[3], int(sys.argv[4]))
+        serve(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))
         return
     if len(sys.argv) > 1 and sys.argv[1] == "--generate":
         generator_main(sys.argv[2], sys.argv[3], sys.argv[4], float(sys.argv[5]))
@@ -345,6 +364,7 @@ def main() -> None:
     ap.add_argument("--submit-rate", type=float, default=SUBMIT_TARGET[0])
     ap.add_argument("--read-rate", type=float, default=READ_TARGET[0])
     ap.add_argument("--profile", type=Path, help="record the API with py-spy (flame graph SVG)")
+    ap.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
     ap.add_argument("--phases", nargs="+", default=["submit", "read"], help="which phases, in order")
     ap.add_argument("--reads", nargs="+", help="read endpoints, e.g. 'GET /api/v1/datasets'")
     args = ap.parse_args()
@@ -365,7 +385,7 @@ def main() -> None:
     )
     lines = []
     for db in dbs:
-        lines += bench(db, args.duration, phases, args.profile)
+        lines += bench(db, args.duration, phases, args.profile, args.workers)
     print("\n# summary")
     print("\n".join(lines))
 

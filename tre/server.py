@@ -10,10 +10,12 @@ import threading
 
 import uvicorn
 
+from tre import audit
 from tre.api.app import create_app
 from tre.api.limits import uvicorn_options
 from tre.config import Settings, get_settings
 from tre.jobs.worker import Worker
+from tre.store.db import init_db, make_engine
 
 
 def build(settings: Settings | None = None, with_worker: bool = True) -> tuple[object, Worker | None]:
@@ -23,7 +25,17 @@ def build(settings: Settings | None = None, with_worker: bool = True) -> tuple[o
     return app, worker
 
 
+def worker_process_app() -> object:
+    """The app of one uvicorn worker process when `Settings.api_workers` > 1 (settings from
+    the environment; the parent process has already migrated the database)."""
+    return create_app(get_settings(), migrate=False)
+
+
 def serve(host: str, port: int, with_worker: bool = True, settings: Settings | None = None) -> None:
+    settings = settings or get_settings()
+    if settings.api_workers > 1:
+        _serve_processes(host, port, with_worker, settings)
+        return
     app, worker = build(settings, with_worker)
     thread = None
     if worker is not None:
@@ -31,6 +43,38 @@ def serve(host: str, port: int, with_worker: bool = True, settings: Settings | N
         thread.start()
     try:
         uvicorn.run(app, host=host, port=port, log_level="warning", **uvicorn_options())  # type: ignore[arg-type]
+    finally:
+        if worker is not None and thread is not None:
+            worker.stop()
+            thread.join(timeout=10)
+
+
+def _serve_processes(host: str, port: int, with_worker: bool, settings: Settings) -> None:
+    """Several API processes (uvicorn's supervisor here, the job worker in a thread beside it).
+
+    SQLite writers of all processes queue on one file lock (`tre.store.writer_lock`); caches
+    are per process, so a role change made through one process reaches the others within
+    `tre.auth.user_cache.TTL_S` seconds.
+    """
+    settings.ensure_dirs()
+    engine = make_engine(settings.resolved_database_url)
+    init_db(engine)  # once, before the workers start
+    audit.configure(engine, settings.keys_dir)  # the worker thread's appends sign with this key
+    worker = Worker(settings, engine) if with_worker else None
+    thread = None
+    if worker is not None:
+        thread = threading.Thread(target=worker.serve_forever, name="tre-worker", daemon=True)
+        thread.start()
+    try:
+        uvicorn.run(
+            "tre.server:worker_process_app",
+            factory=True,
+            workers=settings.api_workers,
+            host=host,
+            port=port,
+            log_level="warning",
+            **uvicorn_options(),  # type: ignore[arg-type]
+        )
     finally:
         if worker is not None and thread is not None:
             worker.stop()

@@ -23,8 +23,9 @@ import logging
 import os
 import threading
 from pathlib import Path
+from typing import cast
 
-from sqlalchemy import event, func, select
+from sqlalchemy import Table, bindparam, event, func, select
 from sqlalchemy.orm import Session
 
 from tre.audit.merkle import Frontier, ProofError, verify_consistency
@@ -145,14 +146,16 @@ def check_extends_pin(session: Session, signer: AuditSigner, size: int, frontier
         ) from e
 
 
+_ENTRIES = cast(Table, AuditEntry.__table__)
+_LAST_ENTRY = select(_ENTRIES.c.body, _ENTRIES.c.leaf_hash).where(_ENTRIES.c.idx == bindparam("idx"))
+
+
 def check_last_entry(session: Session, size: int, frontier: Frontier) -> str:
     """Hex leaf hash of entry size-1 (the next entry's ``prev``), checked against its body.
 
     A missing last row, or one whose body or leaf hash was edited, is damage, not a crash.
     """
-    row = session.execute(
-        select(AuditEntry.body, AuditEntry.leaf_hash).where(AuditEntry.idx == size - 1)
-    ).one_or_none()
+    row = session.connection().execute(_LAST_ENTRY, {"idx": size - 1}).one_or_none()
     if row is None:
         raise damaged(f"entry {size - 1}, the newest, is missing from the database (the tree holds {size})")
     from tre.audit.merkle import leaf_hash
