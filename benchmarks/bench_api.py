@@ -255,8 +255,23 @@ def process_tree(pid: int) -> list[int]:
     return tree
 
 
+def _cpu(pids: list[int]) -> float:
+    total = 0.0
+    for pid in pids:
+        try:
+            total += cpu_seconds(pid)
+        except OSError:
+            pass  # a PostgreSQL backend that ended: its time went to the postmaster's children
+    return total
+
+
 def run_phase(
-    base: str, ctx: dict[str, Any], phase: Phase, duration: float, server_pids: list[int]
+    base: str,
+    ctx: dict[str, Any],
+    phase: Phase,
+    duration: float,
+    server_pids: list[int],
+    db_pids: list[int] | None = None,
 ) -> dict[str, Any]:
     cmd = [
         sys.executable,
@@ -267,12 +282,14 @@ def run_phase(
         json.dumps(phase.__dict__),
         str(duration),
     ]
-    cpu_before = sum(cpu_seconds(pid) for pid in server_pids)
+    cpu_before = _cpu(server_pids)
+    db_before = _cpu(db_pids or [])
     done = subprocess.run(
         cmd, capture_output=True, text=True, check=True, env={**os.environ, "PYTHONPATH": str(REPO)}
     )
     out = dict(json.loads(done.stdout))
-    out["server_cpu_s"] = sum(cpu_seconds(pid) for pid in server_pids) - cpu_before
+    out["server_cpu_s"] = _cpu(server_pids) - cpu_before
+    out["db_cpu_s"] = _cpu(db_pids or []) - db_before
     return out
 
 
@@ -308,6 +325,11 @@ def report(db: str, phase: Phase, out: dict[str, Any]) -> list[str]:
         f"{db:10} {phase.name:7} {'(all)':24} offered {phase.rate:6.1f}/s  "
         f"ok {total_ok / out['elapsed']:6.1f}/s  server CPU {out['server_cpu_s']:.2f} s = "
         f"{cpu_ms:.2f} ms/request  (max {1000 / cpu_ms if cpu_ms else 0:.0f} req/s per core)"
+        + (
+            f"  + PostgreSQL CPU {1000 * out['db_cpu_s'] / answered:.2f} ms/request"
+            if out.get("db_cpu_s") and answered
+            else ""
+        )
     )
     return lines
 
@@ -322,6 +344,11 @@ def database_url(db: str, home: Path) -> tuple[str, Any]:
     return server.create_database(), server
 
 
+def _postmaster_pid(pg: Any) -> int:
+    """PostgreSQL's main process (its backends are its children), from its pid file."""
+    return int((Path(pg.data) / "postmaster.pid").read_text().split()[0])
+
+
 def bench(db: str, duration: float, phases: list[Phase], profile: Path | None, workers: int) -> list[str]:
     root = Path(tempfile.mkdtemp(prefix="tre-bench-api-"))
     home = root / "home"
@@ -333,8 +360,9 @@ def bench(db: str, duration: float, phases: list[Phase], profile: Path | None, w
         try:
             run_phase(base, ctx, Phase("warmup", 50, 1.0, phases[0].endpoints), 2.0, [proc.pid])
             pids = process_tree(proc.pid)  # after the warm-up: uvicorn's workers have started
+            db_pids = process_tree(_postmaster_pid(pg)) if pg is not None else []
             for phase in phases:
-                lines += report(db, phase, run_phase(base, ctx, phase, duration, pids))
+                lines += report(db, phase, run_phase(base, ctx, phase, duration, pids, db_pids))
                 print("\n".join(lines[-len(phase.endpoints) - 1 :]), flush=True)
             errors = (root / "api.log").read_text(errors="replace").count("Traceback")
             lines.append(f"{db:10} server log: {errors} tracebacks")
