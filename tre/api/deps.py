@@ -137,7 +137,9 @@ async def _slot(request: Request, *, writing: bool) -> AsyncIterator[None]:
         await _wait(request.app.state.db_slots)
         stack.callback(request.app.state.db_slots.release)
         if lock is not None:
-            if not await run_in_threadpool(lock.acquire, True, BUSY_TIMEOUT_S):
+            # Usually free (the gate lets one request of this process at a time get here):
+            # taken without a thread hop; only a wait for another process goes to a thread.
+            if not lock.acquire(False) and not await run_in_threadpool(lock.acquire, True, BUSY_TIMEOUT_S):
                 raise DatabaseBusy("the database is busy with other writes; try again shortly")
             stack.callback(lock.release)
         yield
