@@ -39,6 +39,7 @@ from tests.worlds import IMAGE  # noqa: E402 - the image the test worlds approve
 
 SUBMIT_TARGET = (100.0, 0.100)  # req/s, p99 seconds
 READ_TARGET = (500.0, 0.050)
+READ_ENDPOINTS = ("GET /api/v1/jobs", "GET /api/v1/jobs/{id}", "GET /api/v1/datasets", "GET /api/v1/projects")
 
 
 @dataclass(frozen=True)
@@ -101,21 +102,44 @@ def prepare(home: Path, url: str) -> dict[str, Any]:
     return {"token": issuer.mint("alice", ["researcher"], ttl_s=3600), "job_ids": job_ids}
 
 
-def serve(home: str, url: str, port: int) -> None:
-    """The API process: the real app under uvicorn, worker off, access log off."""
-    import uvicorn
-
+def app_factory() -> Any:
+    """The app for one uvicorn worker process (``BENCH_HOME``/``BENCH_URL`` from `serve`)."""
     from tre.api.app import create_app
     from tre.config import Settings
 
+    home, url = os.environ["BENCH_HOME"], os.environ["BENCH_URL"]
     settings = Settings(home=Path(home), database_url=url, policies_dir=REPO / "policies")
-    app = create_app(settings, migrate=False)
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    return create_app(settings, migrate=False)
 
 
-def start_server(home: Path, url: str, profile: Path | None) -> tuple[subprocess.Popen[bytes], str]:
+def serve(home: str, url: str, port: int, workers: int) -> None:
+    """The API process: the real app under uvicorn as `tre serve` runs it, worker off, access
+    log off; ``workers`` > 1 runs that many uvicorn worker processes."""
+    import uvicorn
+
+    from tre.api.limits import uvicorn_options
+
+    os.environ["BENCH_HOME"], os.environ["BENCH_URL"] = home, url
+    options = uvicorn_options()
+    if os.environ.get("BENCH_HTTP"):
+        options["http"] = os.environ["BENCH_HTTP"]
+    uvicorn.run(
+        "benchmarks.bench_api:app_factory",
+        factory=True,
+        workers=workers if workers > 1 else None,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        access_log=False,
+        **options,  # type: ignore[arg-type]
+    )
+
+
+def start_server(
+    home: Path, url: str, profile: Path | None, workers: int
+) -> tuple[subprocess.Popen[bytes], str]:
     port = _free_port()
-    cmd = [sys.executable, __file__, "--serve", str(home), url, str(port)]
+    cmd = [sys.executable, __file__, "--serve", str(home), url, str(port), str(workers)]
     if profile is not None:
         pyspy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
         fmt = "raw" if profile.suffix == ".txt" else "flamegraph"  # raw: collapsed stacks
@@ -206,7 +230,49 @@ def generator_main(base: str, ctx_json: str, phase_json: str, duration: float) -
     print(json.dumps(out))
 
 
-def run_phase(base: str, ctx: dict[str, Any], phase: Phase, duration: float) -> dict[str, Any]:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process and its reaped children (from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    # After the command name: state is field 3, utime 14, stime 15, cutime 16, cstime 17.
+    ticks = sum(int(fields[i]) for i in (11, 12, 13, 14))
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its live descendants (py-spy's child, uvicorn's worker processes)."""
+    parents: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    tree, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        tree.append(p)
+        todo += parents.get(p, [])
+    return tree
+
+
+def _cpu(pids: list[int]) -> float:
+    total = 0.0
+    for pid in pids:
+        try:
+            total += cpu_seconds(pid)
+        except OSError:
+            pass  # a PostgreSQL backend that ended: its time went to the postmaster's children
+    return total
+
+
+def run_phase(
+    base: str,
+    ctx: dict[str, Any],
+    phase: Phase,
+    duration: float,
+    server_pids: list[int],
+    db_pids: list[int] | None = None,
+) -> dict[str, Any]:
     cmd = [
         sys.executable,
         __file__,
@@ -216,10 +282,15 @@ def run_phase(base: str, ctx: dict[str, Any], phase: Phase, duration: float) -> 
         json.dumps(phase.__dict__),
         str(duration),
     ]
+    cpu_before = _cpu(server_pids)
+    db_before = _cpu(db_pids or [])
     done = subprocess.run(
         cmd, capture_output=True, text=True, check=True, env={**os.environ, "PYTHONPATH": str(REPO)}
     )
-    return dict(json.loads(done.stdout))
+    out = dict(json.loads(done.stdout))
+    out["server_cpu_s"] = _cpu(server_pids) - cpu_before
+    out["db_cpu_s"] = _cpu(db_pids or []) - db_before
+    return out
 
 
 # --------------------------------------------------------------------------- report
@@ -248,9 +319,17 @@ def report(db: str, phase: Phase, out: dict[str, Any]) -> list[str]:
             f"p99/target {ratio:5.2f}"
         )
     total_ok = sum(1 for s in out["results"].values() for x in s if 200 <= x[1] < 300)
+    answered = sum(len(s) for s in out["results"].values())
+    cpu_ms = 1000 * out["server_cpu_s"] / answered if answered else float("nan")
     lines.append(
         f"{db:10} {phase.name:7} {'(all)':24} offered {phase.rate:6.1f}/s  "
-        f"ok {total_ok / out['elapsed']:6.1f}/s"
+        f"ok {total_ok / out['elapsed']:6.1f}/s  server CPU {out['server_cpu_s']:.2f} s = "
+        f"{cpu_ms:.2f} ms/request  (max {1000 / cpu_ms if cpu_ms else 0:.0f} req/s per core)"
+        + (
+            f"  + PostgreSQL CPU {1000 * out['db_cpu_s'] / answered:.2f} ms/request"
+            if out.get("db_cpu_s") and answered
+            else ""
+        )
     )
     return lines
 
@@ -265,18 +344,25 @@ def database_url(db: str, home: Path) -> tuple[str, Any]:
     return server.create_database(), server
 
 
-def bench(db: str, duration: float, phases: list[Phase], profile: Path | None) -> list[str]:
+def _postmaster_pid(pg: Any) -> int:
+    """PostgreSQL's main process (its backends are its children), from its pid file."""
+    return int((Path(pg.data) / "postmaster.pid").read_text().split()[0])
+
+
+def bench(db: str, duration: float, phases: list[Phase], profile: Path | None, workers: int) -> list[str]:
     root = Path(tempfile.mkdtemp(prefix="tre-bench-api-"))
     home = root / "home"
     url, pg = database_url(db, home)
     lines: list[str] = []
     try:
         ctx = prepare(home, url)
-        proc, base = start_server(home, url, profile)
+        proc, base = start_server(home, url, profile, workers)
         try:
-            run_phase(base, ctx, Phase("warmup", 50, 1.0, phases[0].endpoints), 2.0)
+            run_phase(base, ctx, Phase("warmup", 50, 1.0, phases[0].endpoints), 2.0, [proc.pid])
+            pids = process_tree(proc.pid)  # after the warm-up: uvicorn's workers have started
+            db_pids = process_tree(_postmaster_pid(pg)) if pg is not None else []
             for phase in phases:
-                lines += report(db, phase, run_phase(base, ctx, phase, duration))
+                lines += report(db, phase, run_phase(base, ctx, phase, duration, pids, db_pids))
                 print("\n".join(lines[-len(phase.endpoints) - 1 :]), flush=True)
             errors = (root / "api.log").read_text(errors="replace").count("Traceback")
             lines.append(f"{db:10} server log: {errors} tracebacks")
@@ -295,7 +381,7 @@ def bench(db: str, duration: float, phases: list[Phase], profile: Path | None) -
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--serve":
-        serve(sys.argv[2], sys.argv[3], int(sys.argv[4]))
+        serve(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))
         return
     if len(sys.argv) > 1 and sys.argv[1] == "--generate":
         generator_main(sys.argv[2], sys.argv[3], sys.argv[4], float(sys.argv[5]))
@@ -306,6 +392,9 @@ def main() -> None:
     ap.add_argument("--submit-rate", type=float, default=SUBMIT_TARGET[0])
     ap.add_argument("--read-rate", type=float, default=READ_TARGET[0])
     ap.add_argument("--profile", type=Path, help="record the API with py-spy (flame graph SVG)")
+    ap.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    ap.add_argument("--phases", nargs="+", default=["submit", "read"], help="which phases, in order")
+    ap.add_argument("--reads", nargs="+", help="read endpoints, e.g. 'GET /api/v1/datasets'")
     args = ap.parse_args()
     phases = [
         Phase("submit", args.submit_rate, SUBMIT_TARGET[1], ("POST /api/v1/jobs",)),
@@ -313,9 +402,10 @@ def main() -> None:
             "read",
             args.read_rate,
             READ_TARGET[1],
-            ("GET /api/v1/jobs", "GET /api/v1/jobs/{id}", "GET /api/v1/datasets", "GET /api/v1/projects"),
+            tuple(args.reads or READ_ENDPOINTS),
         ),
     ]
+    phases = [next(p for p in phases if p.name == name) for name in args.phases]
     dbs = ["sqlite", "postgresql"] if args.db == "both" else [args.db]
     print(
         f"# bench_api: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, "
@@ -323,7 +413,7 @@ def main() -> None:
     )
     lines = []
     for db in dbs:
-        lines += bench(db, args.duration, phases, args.profile)
+        lines += bench(db, args.duration, phases, args.profile, args.workers)
     print("\n# summary")
     print("\n".join(lines))
 

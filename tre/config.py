@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     )
     database_url: str | None = Field(default=None, description="SQLAlchemy URL; default sqlite file in home.")
     api_url: str = Field(default="http://127.0.0.1:8765", description="Where the CLI finds the API.")
+    # API server processes for `tre serve` (uvicorn workers). One Python process uses one core
+    # at most; more serve more requests on a machine with free cores (docs/api-load.md).
+    api_workers: int = Field(default=1, ge=1, le=64)
     policies_dir: Path | None = Field(default=None, description="Folder of policy YAML; default ./policies.")
 
     # Auth: embedded issuer (Ed25519) or external OIDC issuer via JWKS.

@@ -12,10 +12,12 @@ from typing import TYPE_CHECKING
 import uvicorn
 from sqlalchemy import Engine
 
+from tre import audit
 from tre.api.app import create_app
 from tre.api.limits import uvicorn_options
 from tre.config import Settings, get_settings
 from tre.jobs.worker import Worker
+from tre.store.db import init_db, make_engine
 
 if TYPE_CHECKING:
     from tre.federation.node.agent import NodeAgent
@@ -41,10 +43,19 @@ def start_node_agent(settings: Settings, engine: Engine) -> NodeAgent:
     return agent
 
 
+def worker_process_app() -> object:
+    """The app of one uvicorn worker process when `Settings.api_workers` > 1 (settings from
+    the environment; the parent process has already migrated the database)."""
+    return create_app(get_settings(), migrate=False)
+
+
 def serve(
     host: str, port: int, with_worker: bool = True, settings: Settings | None = None, node: bool = False
 ) -> None:
     settings = settings or get_settings()
+    if settings.api_workers > 1:
+        _serve_processes(host, port, with_worker, settings, node)
+        return
     app, worker = build(settings, with_worker)
     agent = start_node_agent(settings, app.state.engine) if node else None  # type: ignore[attr-defined]
     thread = None
@@ -53,6 +64,41 @@ def serve(
         thread.start()
     try:
         uvicorn.run(app, host=host, port=port, log_level="warning", **uvicorn_options())  # type: ignore[arg-type]
+    finally:
+        if agent is not None:
+            agent.stop()
+        if worker is not None and thread is not None:
+            worker.stop()
+            thread.join(timeout=10)
+
+
+def _serve_processes(host: str, port: int, with_worker: bool, settings: Settings, node: bool = False) -> None:
+    """Several API processes (uvicorn's supervisor here, the job worker in a thread beside it).
+
+    SQLite writers of all processes queue on one file lock (`tre.store.writer_lock`); caches
+    are per process, so a role change made through one process reaches the others within
+    `tre.auth.user_cache.TTL_S` seconds.
+    """
+    settings.ensure_dirs()
+    engine = make_engine(settings.resolved_database_url)
+    init_db(engine)  # once, before the workers start
+    audit.configure(engine, settings.keys_dir)  # the worker thread's appends sign with this key
+    worker = Worker(settings, engine) if with_worker else None
+    agent = start_node_agent(settings, engine) if node else None
+    thread = None
+    if worker is not None:
+        thread = threading.Thread(target=worker.serve_forever, name="tre-worker", daemon=True)
+        thread.start()
+    try:
+        uvicorn.run(
+            "tre.server:worker_process_app",
+            factory=True,
+            workers=settings.api_workers,
+            host=host,
+            port=port,
+            log_level="warning",
+            **uvicorn_options(),  # type: ignore[arg-type]
+        )
     finally:
         if agent is not None:
             agent.stop()

@@ -13,6 +13,7 @@ from tre.api.openapi import install_openapi
 from tre.api.problems import install_problem_handlers
 from tre.audit.refusals import install_refusal_audit
 from tre.auth.tokens import TokenVerifier
+from tre.auth.user_cache import UserAccessCache
 from tre.config import Settings, get_settings
 from tre.store.db import init_db, make_engine
 
@@ -36,6 +37,7 @@ def create_app(
     app.state.settings = settings
     app.state.engine = engine
     app.state.verifier = TokenVerifier(settings)
+    app.state.user_cache = UserAccessCache()  # users' enabled flag and roles, a few seconds
     # Writing requests queue here, in the event loop (see `tre.api.deps.get_session`).
     app.state.write_gate = anyio.Lock()
     app.state.db_slots = anyio.Semaphore(database_slots(engine))

@@ -6,7 +6,7 @@ route without an explicit role check still refuses anonymous callers.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import ParamSpec, TypeVar
 
@@ -15,19 +15,20 @@ from fastapi import Depends, Request, Security
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine, select
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.routing import BaseRoute
 
 from tre.api.problems import Problem
-from tre.audit.events import note_token_use
+from tre.audit.events import token_use_event
 from tre.audit.log import DEFERRED_EVENTS, AuditEvent, record_events
 from tre.auth.principal import Principal
 from tre.auth.tokens import TokenError, TokenVerifier
+from tre.auth.user_cache import UserAccess, UserAccessCache
 from tre.config import Settings
 from tre.errors import TreError
-from tre.store.db import BUSY_TIMEOUT_S, DatabaseBusy, new_session, raw_writer_lock, settle
-from tre.store.models import Role, User
+from tre.store.db import BUSY_TIMEOUT_S, DatabaseBusy, is_sqlite, new_session, raw_writer_lock, settle
+from tre.store.models import Role, User, UserRole
 
 _BEARER_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="tre"'}
 _SAFE_METHODS = frozenset({"GET", "HEAD"})
@@ -37,7 +38,9 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-def get_settings_dep(request: Request) -> Settings:
+async def get_settings_dep(request: Request) -> Settings:
+    """Async, like every dependency that does no I/O: FastAPI runs a plain ``def`` dependency
+    in the threadpool, and each such trip was a visible share of a small request's CPU."""
     settings: Settings = request.app.state.settings
     return settings
 
@@ -134,13 +137,20 @@ async def _slot(request: Request, *, writing: bool) -> AsyncIterator[None]:
         await _wait(request.app.state.db_slots)
         stack.callback(request.app.state.db_slots.release)
         if lock is not None:
-            if not await run_in_threadpool(lock.acquire, True, BUSY_TIMEOUT_S):
+            # Usually free (the gate lets one request of this process at a time get here):
+            # taken without a thread hop; only a wait for another process goes to a thread.
+            if not lock.acquire(False) and not await run_in_threadpool(lock.acquire, True, BUSY_TIMEOUT_S):
                 raise DatabaseBusy("the database is busy with other writes; try again shortly")
             stack.callback(lock.release)
         yield
 
 
 async def _wait(gate: anyio.Lock | anyio.Semaphore) -> None:
+    try:
+        gate.acquire_nowait()  # the common case, without a cancel scope
+        return
+    except anyio.WouldBlock:
+        pass
     try:
         with anyio.fail_after(BUSY_TIMEOUT_S):
             await gate.acquire()
@@ -165,7 +175,12 @@ async def _unit_of_work(engine: Engine, read_only: bool) -> AsyncIterator[Sessio
     except BaseException as exc:
         await run_in_threadpool(_end, session, exc)
         raise
-    await run_in_threadpool(_end, session, None)
+    if read_only and is_sqlite(engine):
+        # Ending a snapshot read on SQLite never waits (no lock, no network): done here, a
+        # threadpool trip less per read.
+        _end(session, None)
+    else:
+        await run_in_threadpool(_end, session, None)
 
 
 def _end(session: Session, exc: BaseException | None) -> None:
@@ -187,12 +202,9 @@ def principal_from_token(request: Request, token: str, session: Session) -> Prin
         claims = verifier.verify(token)
     except TokenError as exc:
         raise Problem(401, "Unauthorized", str(exc), "invalid-token", headers=_BEARER_CHALLENGE) from exc
-    user = (
-        session.scalars(select(User).where(User.id == str(claims["sub"])).options(joinedload(User.roles)))
-        .unique()
-        .one_or_none()
-    )
-    if user is None or user.disabled:
+    user_id = str(claims["sub"])
+    access = _user_access(request, session, user_id)
+    if access is None or access.disabled:
         raise Problem(
             401,
             "Unauthorized",
@@ -202,8 +214,27 @@ def principal_from_token(request: Request, token: str, session: Session) -> Prin
         )
     # A token carries the roles it was minted for; the user table can only narrow them, so
     # removing a role takes effect before old tokens expire.
-    roles = frozenset(verifier.roles_from(claims) & user.role_names)
-    return Principal(user_id=user.id, roles=roles, token_id=claims.get("jti"))
+    roles = frozenset(verifier.roles_from(claims) & access.roles)
+    return Principal(user_id=user_id, roles=roles, token_id=claims.get("jti"))
+
+
+def _user_access(request: Request, session: Session, user_id: str) -> UserAccess | None:
+    """The user's enabled flag and roles, from the app's short-lived cache or one query."""
+    cache: UserAccessCache | None = getattr(request.app.state, "user_cache", None)
+    cached, read_at = cache.get(user_id) if cache is not None else (None, 0)
+    if cached is not None:
+        return cached
+    rows = session.execute(
+        select(User.disabled, UserRole.role)
+        .outerjoin(UserRole, UserRole.user_id == User.id)
+        .where(User.id == user_id)
+    ).all()
+    if not rows:
+        return None
+    access = UserAccess(bool(rows[0].disabled), frozenset(r.role for r in rows if r.role is not None))
+    if cache is not None:
+        cache.put(user_id, access, read_at)
+    return access
 
 
 def bearer_token(request: Request) -> str:
@@ -230,22 +261,44 @@ BEARER_SCHEME = HTTPBearer(
 )
 
 
-def current_principal(
+async def current_principal(
     request: Request,
     session: Session = Depends(get_session),
     _declared: HTTPAuthorizationCredentials | None = Security(BEARER_SCHEME),
 ) -> Principal:
-    principal = principal_from_token(request, bearer_token(request), session)
+    """The verified caller. A token verified before, of a user looked up in the last seconds,
+    is answered in the event loop; otherwise the check (signature, key fetch, user query)
+    runs in the threadpool, as does an audit append."""
+    token = bearer_token(request)
+    principal = _principal_from_caches(request, token)
+    if principal is None:
+        principal = await run_in_threadpool(principal_from_token, request, token, session)
     request.state.principal = principal
-    note_token_use(session, principal.user_id, principal.token_id)  # audit: tie token to use
+    event = token_use_event(principal.user_id, principal.token_id)  # audit: tie token to use
+    if event is not None:
+        await run_in_threadpool(record_events, session, [event])
     return principal
 
 
-def require_roles(*roles: str) -> Callable[..., Principal]:
+def _principal_from_caches(request: Request, token: str) -> Principal | None:
+    """The principal when both the token's claims and its user are cached, else None."""
+    verifier: TokenVerifier = request.app.state.verifier
+    cache: UserAccessCache | None = getattr(request.app.state, "user_cache", None)
+    claims = verifier.cached(token)
+    if claims is None or cache is None:
+        return None
+    access, _ = cache.get(str(claims["sub"]))
+    if access is None or access.disabled:
+        return None  # the slow path gives the refusal
+    roles = frozenset(verifier.roles_from(claims) & access.roles)
+    return Principal(user_id=str(claims["sub"]), roles=roles, token_id=claims.get("jti"))
+
+
+def require_roles(*roles: str) -> Callable[..., Awaitable[Principal]]:
     """A dependency that admits only callers holding at least one of ``roles``."""
     wanted = frozenset(roles)
 
-    def _gate(principal: Principal = Depends(current_principal)) -> Principal:
+    async def _gate(principal: Principal = Depends(current_principal)) -> Principal:
         if not principal.roles & wanted:
             needed = ", ".join(sorted(wanted))
             raise Problem(403, "Forbidden", f"this action needs one of the roles: {needed}", "missing-role")
@@ -254,7 +307,7 @@ def require_roles(*roles: str) -> Callable[..., Principal]:
     return _gate
 
 
-def any_role() -> Callable[..., Principal]:
+def any_role() -> Callable[..., Awaitable[Principal]]:
     """Admit callers who still hold at least one role. Taking every role away from a user is
     how an admin revokes access before the user's tokens expire, so no route that shows
     project data may stop at `current_principal` (which admits a token whose roles the user

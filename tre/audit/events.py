@@ -156,12 +156,13 @@ TOKEN_USE_WINDOW_S = 3600.0
 _token_uses = RecentKeys()
 
 
-def note_token_use(session: Session, user_id: str, jti: str | None) -> None:
-    """``auth.token_used`` with the token's ``jti``, once per token and hour (per process), in
-    the request's transaction: ties the token recorded at issue to the requests made with it."""
+def token_use_event(user_id: str, jti: str | None) -> AuditEvent | None:
+    """The ``auth.token_used`` entry due for this token now (once per token and hour, per
+    process), or None. The API decides in the event loop and appends, in the request's
+    transaction, only when one is due."""
     if not jti:
-        return
+        return None
     earlier = _token_uses.due(("token", jti[:64]), TOKEN_USE_WINDOW_S)
-    if earlier is not None:
-        details = {"jti": jti[:64], "earlier_uses": earlier}
-        record_event(session, actor=user_id, action="auth.token_used", details=details)
+    if earlier is None:
+        return None
+    return AuditEvent(user_id, "auth.token_used", details={"jti": jti[:64], "earlier_uses": earlier})

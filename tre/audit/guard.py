@@ -23,8 +23,9 @@ import logging
 import os
 import threading
 from pathlib import Path
+from typing import cast
 
-from sqlalchemy import event, func, select
+from sqlalchemy import Table, bindparam, event, func, select
 from sqlalchemy.orm import Session
 
 from tre.audit.merkle import Frontier, ProofError, verify_consistency
@@ -145,14 +146,16 @@ def check_extends_pin(session: Session, signer: AuditSigner, size: int, frontier
         ) from e
 
 
+_ENTRIES = cast(Table, AuditEntry.__table__)
+_LAST_ENTRY = select(_ENTRIES.c.body, _ENTRIES.c.leaf_hash).where(_ENTRIES.c.idx == bindparam("idx"))
+
+
 def check_last_entry(session: Session, size: int, frontier: Frontier) -> str:
     """Hex leaf hash of entry size-1 (the next entry's ``prev``), checked against its body.
 
     A missing last row, or one whose body or leaf hash was edited, is damage, not a crash.
     """
-    row = session.execute(
-        select(AuditEntry.body, AuditEntry.leaf_hash).where(AuditEntry.idx == size - 1)
-    ).one_or_none()
+    row = session.connection().execute(_LAST_ENTRY, {"idx": size - 1}).one_or_none()
     if row is None:
         raise damaged(f"entry {size - 1}, the newest, is missing from the database (the tree holds {size})")
     from tre.audit.merkle import leaf_hash
@@ -173,22 +176,26 @@ def check_storage(session: Session, size: int) -> None:
         )
 
 
-def remember_after_commit(session: Session, signer: AuditSigner, note: str, size: int, root: bytes) -> None:
-    """Write ``note`` beside the key once (and only if) this transaction commits."""
+def remember_after_commit(session: Session, signer: AuditSigner, cp: Checkpoint) -> None:
+    """Write ``cp.note`` beside the key once (and only if) this transaction commits."""
     path = pin_path(signer)
     if path is not None:
-        session.info.setdefault(_PENDING, []).append((path, note, size, root))
+        session.info.setdefault(_PENDING, []).append((path, cp))
 
 
 def _pending_in(session: Session, signer: AuditSigner) -> tuple[int, bytes] | None:
     """(size, root) of the newest checkpoint this transaction signed for this log, if any."""
     path = pin_path(signer)
-    mine = [(size, root) for p, _, size, root in session.info.get(_PENDING, ()) if p == path]
+    mine = [(cp.tree_size, cp.root_hash) for p, cp in session.info.get(_PENDING, ()) if p == path]
     return max(mine, key=lambda x: x[0]) if mine else None
 
 
-def write_pin(path: Path, note: str, size: int) -> None:
-    """Move the pin forward to ``note`` (never backwards), atomically, under a file lock."""
+def write_pin(path: Path, note: str, size: int) -> tuple[int, int, int] | None:
+    """Move the pin forward to ``note`` (never backwards), atomically, under a file lock.
+
+    Returns the file's stamp (mtime, size, inode: what `load_pin` compares) when it wrote
+    the file, None when the pin was already newer.
+    """
     lock_fd = os.open(path.with_name(f".{path.name}.lock"), os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(lock_fd, fcntl.LOCK_EX)
@@ -197,12 +204,17 @@ def write_pin(path: Path, note: str, size: int) -> None:
         except (FileNotFoundError, IndexError, ValueError):
             current = -1
         if size < current:
-            return
+            return None
         tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
             f.write(note)
+            f.flush()
+            # Taken from the file written, not the path after the rename: a rename keeps
+            # inode and mtime, and another process may replace the path right after ours.
+            st = os.fstat(f.fileno())
         os.replace(tmp, path)
+        return (st.st_mtime_ns, st.st_size, st.st_ino)
     finally:
         os.close(lock_fd)
 
@@ -212,15 +224,20 @@ def _write_pending(session: Session) -> None:
     pending = session.info.pop(_PENDING, None)
     if not pending:
         return
-    newest: dict[Path, tuple[str, int]] = {}
-    for path, note, size, _ in pending:
-        if path not in newest or size >= newest[path][1]:
-            newest[path] = (note, size)
-    for path, (note, size) in newest.items():
+    newest: dict[Path, Checkpoint] = {}
+    for path, cp in pending:
+        if path not in newest or cp.tree_size >= newest[path].tree_size:
+            newest[path] = cp
+    for path, cp in newest.items():
         try:
-            write_pin(path, note, size)
+            stamp = write_pin(path, cp.note, cp.tree_size)
         except OSError:
             ALERT.exception("could not record the last signed checkpoint in %s", path)
+            continue
+        if stamp is not None:
+            # This process signed it: the next append need not read and verify it again.
+            with _pin_lock:
+                _pin_cache[path] = (stamp, cp)
 
 
 @event.listens_for(Session, "after_rollback")

@@ -17,10 +17,10 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from enum import Enum
 from pathlib import PurePath
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -111,25 +111,40 @@ def _check(event: AuditEvent) -> None:
             raise ValueError(f"audit {name} longer than {limit} characters")
 
 
+# Built once: constructing a statement costs more Python time than SQLite takes to run it,
+# and appends are on every audited request's path (docs/api-load.md).
+_STATE = cast(Table, AuditState.__table__)
+_STATE_ROW = select(_STATE.c.tree_size, _STATE.c.frontier).where(_STATE.c.id == STATE_ID)
+# SQLite: a no-op UPDATE takes the RESERVED (write) lock before the read, so the read cannot
+# be stale; RETURNING gives the row in the same statement.
+_LOCK_STATE_SQLITE = (
+    update(_STATE)
+    .where(_STATE.c.id == STATE_ID)
+    .values(tree_size=_STATE.c.tree_size)
+    .returning(_STATE.c.tree_size, _STATE.c.frontier)
+)
+_LOCK_STATE_FOR_UPDATE = _STATE_ROW.with_for_update()
+_CREATE_STATE = insert(_STATE).values(id=STATE_ID, tree_size=0, frontier=[])
+_SAVE_STATE = (
+    update(_STATE)
+    .where(_STATE.c.id == STATE_ID)
+    .values(tree_size=bindparam("size"), frontier=bindparam("hashes"))
+)
+_INSERT_ENTRIES = insert(cast(Table, AuditEntry.__table__))
+_INSERT_CHECKPOINT = insert(cast(Table, AuditCheckpoint.__table__))
+
+
 def _lock_state(session: Session) -> tuple[int, list[bytes]]:
     """Write-lock the AuditState row (creating it once) and return (tree size, frontier)."""
-    dialect = session.get_bind().dialect.name
-    stmt = select(AuditState.tree_size, AuditState.frontier).where(AuditState.id == STATE_ID)
+    conn = session.connection()
+    lock = _LOCK_STATE_SQLITE if conn.dialect.name == "sqlite" else _LOCK_STATE_FOR_UPDATE
     for _ in range(2):
-        if dialect == "sqlite":
-            # Takes SQLite's RESERVED (write) lock before we read, so the read cannot be stale.
-            session.execute(
-                update(AuditState).where(AuditState.id == STATE_ID).values(tree_size=AuditState.tree_size),
-                execution_options={"synchronize_session": False},
-            )
-            row = session.execute(stmt).one_or_none()
-        else:
-            row = session.execute(stmt.with_for_update()).one_or_none()
+        row = conn.execute(lock).one_or_none()
         if row is not None:
             return int(row.tree_size), [bytes.fromhex(h) for h in row.frontier or []]
         try:
             with session.begin_nested():
-                session.execute(insert(AuditState).values(id=STATE_ID, tree_size=0, frontier=[]))
+                session.connection().execute(_CREATE_STATE)
         except IntegrityError:
             pass  # a concurrent first append created it; lock it on the next pass
     raise damaged("the audit state row cannot be created or locked")
@@ -208,15 +223,11 @@ def record_events(
         prev = leaf.hex()
     if not rows:
         return []
-    # Core insert on the table: executemany without the ORM bulk-persistence layer.
-    session.execute(insert(AuditEntry.__table__), rows)  # type: ignore[arg-type]
-    session.execute(
-        update(AuditState)
-        .where(AuditState.id == STATE_ID)
-        .values(tree_size=frontier.size, frontier=[h.hex() for h in frontier.hashes]),
-        execution_options={"synchronize_session": False},
-    )
-    _insert_checkpoint(session, signer, frontier.size, frontier.root())
+    # Core statements on the connection: executemany without the ORM's persistence layer.
+    conn = session.connection()
+    conn.execute(_INSERT_ENTRIES, rows)
+    conn.execute(_SAVE_STATE, {"size": frontier.size, "hashes": [h.hex() for h in frontier.hashes]})
+    _sign_checkpoint(session, signer, frontier.size, frontier.root(), orm=False)
     return [r["idx"] for r in rows]
 
 
@@ -241,13 +252,22 @@ def record_event(
     return indices[0] if indices else -1  # -1: deferred (see DEFERRED_EVENTS)
 
 
-def _insert_checkpoint(session: Session, signer: AuditSigner, size: int, root: bytes) -> AuditCheckpoint:
+def _sign_checkpoint(
+    session: Session, signer: AuditSigner, size: int, root: bytes, *, orm: bool
+) -> AuditCheckpoint | None:
+    """Sign and store a checkpoint of (size, root); the row as an ORM object if ``orm``."""
     now = datetime.now(UTC)
     cp = Checkpoint(signer.name, size, root, (f"{TIMESTAMP_EXT} {int(now.timestamp() * 1000)}",))
-    row = AuditCheckpoint(tree_size=size, root_hash=root, created_at=now, note=signer.sign(cp))
-    session.add(row)
-    session.flush()
-    remember_after_commit(session, signer, row.note, size, root)
+    note = signer.sign(cp)
+    values = {"tree_size": size, "root_hash": root, "created_at": now, "note": note}
+    row = None
+    if orm:
+        row = AuditCheckpoint(**values)
+        session.add(row)
+        session.flush()
+    else:
+        session.connection().execute(_INSERT_CHECKPOINT, values)
+    remember_after_commit(session, signer, replace(cp, note=note))
     return row
 
 
@@ -274,4 +294,6 @@ def checkpoint(
         age = (datetime.now(UTC) - latest.created_at).total_seconds()
         if age <= max_age_s and latest.root_hash == frontier.root():
             return latest
-    return _insert_checkpoint(session, signer, frontier.size, frontier.root())
+    row = _sign_checkpoint(session, signer, frontier.size, frontier.root(), orm=True)
+    assert row is not None
+    return row

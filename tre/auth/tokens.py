@@ -7,18 +7,26 @@ to choose it: ``none`` and HMAC algorithms are refused outright, which closes th
 
 from __future__ import annotations
 
+import hashlib
+import threading
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
 import jwt
+from cachetools import LRUCache
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from tre.auth.keys import load_or_create_ed25519
 from tre.auth.oidc import FORBIDDEN_ALGORITHMS, OidcError, OidcProvider
 from tre.config import Settings
 
+# A verified token's claims are reused for at most this long (and never past its ``exp``):
+# the Ed25519 check and claim parsing were a few per cent of a small request (docs/api-load.md).
+# The bound also limits how long an OIDC key dropped from the issuer's JWKS stays trusted.
+VERIFIED_CACHE_S = 300.0
+VERIFIED_CACHE_SIZE = 4096
 SIGNING_KEY_FILENAME = "token-signing-ed25519.pem"
 
 
@@ -61,6 +69,11 @@ class TokenVerifier:
 
     def __init__(self, settings: Settings, provider: OidcProvider | None = None) -> None:
         self.settings = settings
+        # Verified tokens by SHA-256 of the token: (valid until, claims). Only successes are
+        # kept, never past the token's own expiry, so a cached answer is one the signature
+        # check would give again; bounded so a flood of distinct tokens cannot grow it.
+        self._verified: LRUCache[bytes, tuple[float, dict[str, Any]]] = LRUCache(maxsize=VERIFIED_CACHE_SIZE)
+        self._cache_lock = threading.Lock()
         self._jwks: jwt.PyJWKClient | None = None
         self.provider: OidcProvider | None = None
         if settings.auth_mode == "oidc":
@@ -84,6 +97,29 @@ class TokenVerifier:
             self.algorithms = ["EdDSA"]
 
     def verify(self, token: str) -> dict[str, Any]:
+        """The token's verified claims; a token verified before is answered from the cache
+        until its expiry (or for `VERIFIED_CACHE_S` at most)."""
+        hit = self.cached(token)
+        if hit is not None:
+            return hit
+        now = time.time()
+        key = hashlib.sha256(token.encode()).digest()
+        claims = self._verify_signed(token)
+        until = min(now + VERIFIED_CACHE_S, float(claims["exp"]))
+        with self._cache_lock:
+            self._verified[key] = (until, claims)
+        return dict(claims)
+
+    def cached(self, token: str) -> dict[str, Any] | None:
+        """The claims of a token verified before and not yet expired, or None (no I/O)."""
+        key = hashlib.sha256(token.encode()).digest()
+        with self._cache_lock:
+            hit = self._verified.get(key)
+        if hit is None or hit[0] <= time.time():
+            return None
+        return dict(hit[1])
+
+    def _verify_signed(self, token: str) -> dict[str, Any]:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:

@@ -10,11 +10,12 @@ seconds of p99 (see docs/api-load.md):
   the API unless its route writes) starts a DEFERRED transaction with ``query_only`` on:
   in WAL mode it reads a consistent snapshot, never takes the write lock, never waits for a
   writer, and a write attempted in it fails loudly instead of forking state;
-* a writing unit of work first takes this process's writer lock, then ``BEGIN IMMEDIATE``:
-  writers in one process queue on a mutex (woken in order, no sleeping) instead of spinning
-  in SQLite's busy handler, which sleeps up to 100 ms per retry; other processes (the
-  worker) are still serialised by SQLite's own lock and the busy timeout. A read-then-write
-  transaction therefore reads under the write lock and cannot build on a stale snapshot.
+* a writing unit of work first takes the writer lock, then ``BEGIN IMMEDIATE``: writers in
+  one process queue on a mutex (woken in order, no sleeping), and the mutex's holder takes a
+  file lock beside the database that orders it against other processes (API worker
+  processes, ``tre worker``), instead of spinning in SQLite's busy handler, which sleeps up
+  to 100 ms per retry (`tre.store.writer_lock`). A read-then-write transaction therefore
+  reads under the write lock and cannot build on a stale snapshot.
 """
 
 from __future__ import annotations
@@ -32,13 +33,14 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 from tre.errors import TreError
+from tre.store.writer_lock import WriterLock, lock_file_for
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 READ_ONLY_OPTION = "tre_read_only"
 BUSY_TIMEOUT_S = 30.0
 # One writer lock per SQLite engine (per database file in this process). Weak keys: an
 # engine disposed by a test does not keep its lock alive.
-_writer_locks: weakref.WeakKeyDictionary[Engine, threading.Lock] = weakref.WeakKeyDictionary()
+_writer_locks: weakref.WeakKeyDictionary[Engine, WriterLock] = weakref.WeakKeyDictionary()
 _writer_locks_guard = threading.Lock()
 
 
@@ -55,9 +57,9 @@ class DatabaseBusy(TreError):
 
 
 @contextmanager
-def _held(lock: threading.Lock, timeout_s: float) -> Iterator[None]:
-    # A plain Lock, not an RLock: FastAPI may enter and leave a request's session in two
-    # different threadpool threads. The timeout turns a nested writer (a bug) into an error
+def _held(lock: WriterLock, timeout_s: float) -> Iterator[None]:
+    # Not reentrant: FastAPI may enter and leave a request's session in two different
+    # threadpool threads. The timeout turns a nested writer (a bug) into an error
     # after the same wait SQLite's busy timeout would have given, not a hang.
     if not lock.acquire(timeout=timeout_s):
         raise DatabaseBusy("the database is busy with other writes; try again shortly")
@@ -67,15 +69,16 @@ def _held(lock: threading.Lock, timeout_s: float) -> Iterator[None]:
         lock.release()
 
 
-def raw_writer_lock(engine: Engine) -> threading.Lock | None:
-    """This process's writer lock for a SQLite engine; None for PostgreSQL (it locks rows,
-    not the database). Async callers (the API) acquire it without blocking the event loop."""
+def raw_writer_lock(engine: Engine) -> WriterLock | None:
+    """The writer lock for a SQLite engine (threads of this process, then other processes:
+    `tre.store.writer_lock`); None for PostgreSQL (it locks rows, not the database). Async
+    callers (the API) acquire it without blocking the event loop."""
     if not is_sqlite(engine):
         return None
     with _writer_locks_guard:
         lock = _writer_locks.get(engine)
         if lock is None:
-            lock = _writer_locks[engine] = threading.Lock()
+            lock = _writer_locks[engine] = WriterLock(lock_file_for(engine.url.database or ""))
     return lock
 
 
