@@ -51,7 +51,7 @@ _PROGRESS_RE = re.compile(rf"tre-progress: {_N}/{_N} series done, {_N} failed")
 _SERIES_RE = re.compile(rf"tre-series: {_N}/{_N} (ok|resumed|failed: (?:{_REASON}))")
 # Any line that mentions the vocabulary's prefixes, however disguised by case or spacing,
 # must match exactly or be withheld.
-_CLAIMS_RE = re.compile(r"tre\W*(progress|series)", re.IGNORECASE)
+_CLAIMS_RE = re.compile(r"tre[\W_]*(progress|series)", re.IGNORECASE)
 
 Outcome = Literal["ok", "resumed", "failed"]
 
