@@ -89,6 +89,11 @@ def test_counts_that_contradict_earlier_lines_are_withheld(later: str) -> None:
     assert shown(_screen(), lines) == [*lines[:2], PROGRESS_INCONSISTENT]
 
 
+def test_ordinary_words_are_not_taken_for_progress_lines() -> None:
+    lines = ["centre progress: 3 of 5 sites", "entre series de datos", "series 3 done, progress ok"]
+    assert shown(_screen(), lines) == lines
+
+
 def test_every_reason_code_passes_and_others_do_not() -> None:
     lines = [SeriesResult(i + 1, len(REASONS), "failed", code).line() for i, code in enumerate(REASONS)]
     assert shown(_screen(), lines) == lines

@@ -50,8 +50,8 @@ _REASON = "|".join(re.escape(r) for r in REASONS)
 _PROGRESS_RE = re.compile(rf"tre-progress: {_N}/{_N} series done, {_N} failed")
 _SERIES_RE = re.compile(rf"tre-series: {_N}/{_N} (ok|resumed|failed: (?:{_REASON}))")
 # Any line that mentions the vocabulary's prefixes, however disguised by case or spacing,
-# must match exactly or be withheld.
-_CLAIMS_RE = re.compile(r"tre[\W_]*(progress|series)", re.IGNORECASE)
+# must match exactly or be withheld (not words that merely end in "tre": "centre series").
+_CLAIMS_RE = re.compile(r"(?<![a-z0-9])tre[\W_]*(progress|series)", re.IGNORECASE)
 
 Outcome = Literal["ok", "resumed", "failed"]
 
