@@ -10,14 +10,18 @@ reading cannot change what a line is judged to be):
 * lines that carry encoded data: one long base64/hex run, or a stretch of lines whose
   encoded-looking payload adds up (base64 wrapped at 76 columns, hex dumps, spaced groups);
 * overlong lines;
+* lines that present themselves as progress reports (``tre-progress:``, ``tre-series:``) but
+  are not exactly one of the fixed forms of `tre.kernels.progress`, or whose counts contradict
+  the earlier ones (another cohort size, counts going down, a series reported twice);
 
 are replaced by a ``[tre] withheld ...`` notice, and only the first ``limit_bytes`` of the log
 are considered at all (the per-job budget; the per-project daily budget is kept by the
 caller, `egress_review.logbudget`). Staff (admin, auditor) read the raw log.
 
 This narrows the channel; it does not close it (a job can still print small facts one
-line at a time, within the budgets). `status_only` in the dataset's policy closes it at the
-price of no live log.
+line at a time, within the budgets). Progress lines that pass are shown as re-printed from
+their parsed counts, so nothing but those numbers comes from the job. `status_only` in the
+dataset's policy closes it at the price of no live log.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from itertools import accumulate
 from egress_review.checks.identifiers import IdentifierMatcher
 from egress_review.disguised import SqueezedIndex, disguised_lines
 from egress_review.encoded import longest_run, payload_chars
+from tre.kernels import progress
 from tre.policy import Policy
 
 _ORDER = {"full": 0, "screened": 1, "status_only": 2}
@@ -46,6 +51,29 @@ STATUS_ONLY_NOTICE = (
 
 def _escape_controls(text: str) -> str:
     return _CONTROL.sub(lambda m: f"\\x{ord(m.group(0)):02x}", text)
+
+
+PROGRESS_OUTSIDE_VOCABULARY = "[tre] withheld a progress line outside the fixed vocabulary"
+PROGRESS_INCONSISTENT = "[tre] withheld a progress line that contradicts the earlier ones"
+
+
+def _progress_lines(texts: list[str], reasons: list[str | None]) -> dict[int, str]:
+    """Judge the lines that claim to be progress reports, in log order: withhold (in
+    ``reasons``) those outside the vocabulary or contradicting earlier counts; return the
+    accepted ones re-printed from their parsed counts."""
+    tracker = progress.ProgressTracker()
+    canonical: dict[int, str] = {}
+    for i, text in enumerate(texts):
+        if not progress.claims_vocabulary(text):
+            continue
+        item = progress.parse(text)
+        if item is None:
+            reasons[i] = reasons[i] or PROGRESS_OUTSIDE_VOCABULARY
+        elif not tracker.accept(item):
+            reasons[i] = reasons[i] or PROGRESS_INCONSISTENT
+        elif reasons[i] is None:
+            canonical[i] = item.line()
+    return canonical
 
 
 @dataclass(frozen=True)
@@ -123,12 +151,13 @@ class LogScreen:
         starts = list(accumulate((len(r) + 1 for r in raw_lines), initial=0))
         payloads = self._payloads(texts)
         reasons = self._reasons(texts, payloads)
+        canonical = _progress_lines(texts, reasons)
         undecided = self._undecided(texts, final, reasons, payloads)
         out.decided_to = min(starts[undecided], len(window)) if undecided < len(texts) else len(window)
         for i in range(min(undecided, len(texts))):
             end = min(starts[i + 1], len(window))
             reason = reasons[i]
-            text = reason if reason is not None else _escape_controls(texts[i])
+            text = reason if reason is not None else canonical.get(i) or _escape_controls(texts[i])
             out.lines.append(ScreenedLine(starts[i], end, text, reason is not None))
         return out
 

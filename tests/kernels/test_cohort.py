@@ -21,9 +21,9 @@ from pydicom.uid import JPEG2000Lossless, JPEGLSLossless, RLELossless
 
 from tests.kernels.synth import chest_phantom, compress_files, write_series
 from tre.kernels.job import run
+from tre.kernels.progress import ProgressTracker, parse
 
 REPO = Path(__file__).resolve().parents[2]
-PROGRESS = re.compile(r"^progress \d+/\d+( ok \d+ resumed \d+ failed \d+)?$")
 DONE = re.compile(r"^done \d+ series: ok \d+ resumed \d+ failed \d+ \(details in manifest\.json\)$")
 
 
@@ -75,13 +75,18 @@ def test_bad_series_never_fails_the_cohort_and_log_has_no_identifiers(
     assert run(argv(tmp_path / "in", out)) == 0
     captured = capsys.readouterr()
     lines = captured.out.splitlines()
-    assert all(PROGRESS.match(line) for line in lines[:-1]), lines
+    tracker = ProgressTracker()
+    assert all((item := parse(line)) is not None and tracker.accept(item) for line in lines[:-1]), lines
+    assert lines[0] == "tre-progress: 0/4 series done, 0 failed"
+    assert "tre-series: 4/4 failed: invalid-series" in lines  # duplicate positions: a code, no text
+    assert lines[-2] == "tre-progress: 4/4 series done, 1 failed"
     assert DONE.match(lines[-1]) and lines[-1].startswith("done 4 series: ok 3 resumed 0 failed 1")
     assert "1.2.826" not in captured.out + captured.err  # no UIDs, paths or reasons in the log
     m = manifest(out)
     assert m["counts"] == {"ok": 3, "failed": 1}
     bad = m["series"]["1.2.826.0.1.99"]
     assert bad["status"] == "failed" and "two slices at the same position" in bad["reason"]
+    assert [m["series"][u]["index"] for u in sorted(m["series"])] == [1, 2, 3, 4]
     for uid in ("1.2.826.0.1.0", "1.2.826.0.1.1", "1.2.826.0.1.2"):
         entry = m["series"][uid]
         names = sorted(o["path"] for o in entry["outputs"])
@@ -134,7 +139,7 @@ def test_killed_job_resumes_without_partial_outputs(tmp_path: Path) -> None:
     assert proc.stdout is not None
     deadline = time.monotonic() + 240
     for line in proc.stdout:
-        if line.startswith("progress 1/6"):
+        if line.startswith("tre-progress: 1/6"):
             proc.send_signal(signal.SIGKILL)
             break
         assert time.monotonic() < deadline

@@ -137,8 +137,9 @@ def test_module_entry_point_runs(tmp_path: Path) -> None:
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines() == [
-        "progress 0/1",
-        "progress 1/1 ok 1 resumed 0 failed 0",
+        "tre-progress: 0/1 series done, 0 failed",
+        "tre-series: 1/1 ok",
+        "tre-progress: 1/1 series done, 0 failed",
         "done 1 series: ok 1 resumed 0 failed 0 (details in manifest.json)",
     ]
     assert len(list((tmp_path / "o").glob("*.json"))) == 2  # sidecar + manifest

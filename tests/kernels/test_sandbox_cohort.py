@@ -1,5 +1,6 @@
 """The cohort job inside the real bubblewrap sandbox, on a compressed cohort: its decode
-worker processes start there (spawn, /dev/shm semaphores) and the log is progress lines only."""
+worker processes start there (spawn, /dev/shm semaphores) and the log is progress lines only
+(the fixed vocabulary of tre.kernels.progress)."""
 
 from __future__ import annotations
 
@@ -51,7 +52,8 @@ def test_compressed_cohort_in_the_sandbox(tmp_path: Path) -> None:
     log = spec.log_path.read_text()
     assert result.state == "succeeded", log[-3000:]
     job_lines = [ln for ln in log.splitlines() if ln.strip() and not ln.startswith("[tre]")]
-    assert job_lines[0] == "progress 0/4" and all(ln.startswith("progress ") for ln in job_lines[:-1])
+    assert job_lines[0] == "tre-progress: 0/4 series done, 0 failed"
+    assert all(ln.startswith(("tre-progress: ", "tre-series: ")) for ln in job_lines[:-1])
     assert job_lines[-1] == "done 4 series: ok 3 resumed 0 failed 1 (details in manifest.json)", log[-2000:]
     assert "1.2.3." not in log
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Annotated
@@ -12,7 +11,8 @@ import typer
 
 from tre.cli.client import ApiClient, CliError, TokenRefused
 from tre.cli.code import upload_code
-from tre.cli.output import console, human_size, table, terminal_safe, untrusted
+from tre.cli.logview import LogView
+from tre.cli.output import console, human_size, table, untrusted
 from tre.states import JobState
 
 TERMINAL = {"succeeded", "failed", "timed_out", "cancelled"}
@@ -59,17 +59,18 @@ def follow_or_explain(client: ApiClient, job_id: str) -> dict:
 
 
 def follow_job(client: ApiClient, job_id: str, show_logs: bool = True, poll_s: float = 0.5) -> dict:
-    """Stream the job's log while a spinner shows its state; return the final job record."""
+    """Stream the job's log while a spinner shows its state (and, for a cohort job, a
+    progress bar: `tre.cli.logview`); return the final job record."""
     offset = 0
-    with console.status(f"job {job_id}: queued", spinner="dots") as status:
+    with LogView(console, job_id, spinner=True) as view:
+        view.state("queued")
         while True:
             resp = client.request("GET", f"/api/v1/jobs/{job_id}/logs", params={"offset": offset})
             offset = int(resp.headers.get("X-Next-Offset", offset))
             state = resp.headers.get("X-Job-State", "")
             if show_logs and resp.content:
-                sys.stdout.write(terminal_safe(resp.content.decode("utf-8", "replace")))
-                sys.stdout.flush()
-            status.update(f"job {job_id}: {state}")
+                view.feed(resp.content.decode("utf-8", "replace"))
+            view.state(state)
             if state in TERMINAL and not resp.content:
                 break
             time.sleep(poll_s)
@@ -173,14 +174,16 @@ def jobs(
 
 def logs(job_id: str, follow: Annotated[bool, typer.Option("--follow", "-f")] = False) -> None:
     """Print a job's log (optionally follow it until the job ends). JOB_ID may be any
-    unique prefix of the id."""
+    unique prefix of the id. A cohort job's progress lines show as a progress bar on a
+    terminal; piped, the log is printed as plain lines."""
     client = ApiClient()
     job_id = resolve_job_id(client, job_id)
     if follow:
         _print_end(follow_or_explain(client, job_id))
         return
     resp = client.request("GET", f"/api/v1/jobs/{job_id}/logs")
-    sys.stdout.write(terminal_safe(resp.content.decode("utf-8", "replace")))
+    with LogView(console, job_id) as view:
+        view.feed(resp.content.decode("utf-8", "replace"))
 
 
 def outputs(job_id: str, as_json: Annotated[bool, JSON_OPTION] = False) -> None:

@@ -14,9 +14,11 @@ Queues are bounded (``prefetch`` loaded series, ``max_pending_writes`` outputs),
 memory is a few series, whatever the cohort size. Each series ends ``ok``, ``failed`` (a
 one-line reason in the manifest; one bad series never stops the others unless
 ``fail_fast``) or ``resumed`` (already written by an earlier run of the same recipe, checked
-by hash). Progress goes to ``report`` as fixed-format lines with counts only (``progress
-12/40 ok 11 resumed 0 failed 1``): the job log is an output channel and must not carry
-identifiers.
+by hash). Progress goes to ``report`` in the fixed vocabulary of `tre.kernels.progress`
+(``tre-progress: 12/40 series done, 1 failed``, ``tre-series: 12/40 failed: missing-slices``):
+counts, series numbers and reason codes only, since the job log is an output channel and must
+not carry identifiers; the log screen passes exactly these lines and ``tre logs`` draws its
+progress bar from them.
 """
 
 from __future__ import annotations
@@ -41,11 +43,20 @@ from typing import Any
 import numpy as np
 
 from tre.kernels.dicom import Series, discover_series, load_series
-from tre.kernels.errors import KernelInputError
+from tre.kernels.errors import (
+    KernelInputError,
+    MissingSliceError,
+    MixedOrientationError,
+    NonUniformSpacingError,
+    SeriesError,
+    SuvError,
+    UndecodableError,
+)
 from tre.kernels.manifest import Manifest, input_fingerprint
 from tre.kernels.nifti import output_affine, sidecar
 from tre.kernels.params import PreprocessParams, PreprocessResult
 from tre.kernels.pipeline import Device, preprocess_array
+from tre.kernels.progress import Outcome, Progress, SeriesResult
 from tre.kernels.suv import to_suvbw
 from tre.kernels.writers import OutputFormat, Written, compressor_name, write_bytes, write_volume
 
@@ -187,6 +198,28 @@ def warm_kernels(params: PreprocessParams, device: Device) -> None:
     )
 
 
+# Most specific first: the reason code a failure shows in the log (tre.kernels.progress).
+_REASON_CODES: tuple[tuple[type[BaseException], str], ...] = (
+    (MissingSliceError, "missing-slices"),
+    (NonUniformSpacingError, "uneven-spacing"),
+    (MixedOrientationError, "mixed-orientation"),
+    (UndecodableError, "undecodable-pixels"),
+    (SeriesError, "invalid-series"),
+    (SuvError, "suv-tags"),
+    (KernelInputError, "invalid-input"),
+)
+
+
+def reason_code(exc: BaseException, writing: bool = False) -> str:
+    """The fixed-vocabulary code of a series' failure (its full reason goes to the manifest)."""
+    for cls, code in _REASON_CODES:
+        if isinstance(exc, cls):
+            return code
+    if writing:
+        return "write-failed"
+    return "invalid-input" if isinstance(exc, OSError) else "internal-error"
+
+
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, KernelInputError):
         return " ".join(str(exc).split())
@@ -208,19 +241,28 @@ class CohortRun:
         self.versions = software_versions(opts.device)
         self.counts = {"ok": 0, "resumed": 0, "failed": 0}
         self.total = 0
+        self.index: dict[str, int] = {}  # series UID -> its 1-based number in the log
 
-    def _finish(self, uid: str, entry: dict[str, Any]) -> None:
+    def _progress(self) -> None:
+        done = sum(self.counts.values())
+        self.report(Progress(done, self.total, self.counts["failed"]).line())
+
+    def _series_line(self, uid: str, outcome: Outcome, code: str | None = None) -> None:
+        self.report(SeriesResult(self.index[uid], self.total, outcome, code).line())
+
+    def _finish(self, uid: str, entry: dict[str, Any], code: str | None = None) -> None:
+        entry["index"] = self.index[uid]
         self.manifest.record(uid, entry)
         self.manifest.save()
         self.counts[entry["status"]] += 1
-        done = sum(self.counts.values())
-        c = self.counts
-        self.report(f"progress {done}/{self.total} ok {c['ok']} resumed {c['resumed']} failed {c['failed']}")
+        self._series_line(uid, entry["status"], code)
+        self._progress()
         if entry["status"] == "failed" and self.opts.fail_fast:
             raise CohortFailed(entry["reason"])
 
-    def _failed(self, uid: str, fingerprint: str, exc: BaseException) -> None:
-        self._finish(uid, {"status": "failed", "input_fingerprint": fingerprint, "reason": _reason(exc)})
+    def _failed(self, uid: str, fingerprint: str, exc: BaseException, writing: bool = False) -> None:
+        entry = {"status": "failed", "input_fingerprint": fingerprint, "reason": _reason(exc)}
+        self._finish(uid, entry, reason_code(exc, writing))
 
     def _write(self, loaded: _Loaded, result: PreprocessResult, pre_s: float) -> dict[str, Any]:
         """Writer stage: the volume, then its sidecar (with the write time in it)."""
@@ -262,19 +304,21 @@ class CohortRun:
         if not groups:
             raise KernelInputError(f"no DICOM image series found under {self.input_dir}")
         self.total = len(groups)
+        self.index = {uid: i + 1 for i, uid in enumerate(groups)}
         for stale in self.out_dir.glob(".*.partial"):  # left by a killed run; never an output
             stale.unlink(missing_ok=True)
-        self.report(f"progress 0/{self.total}")
+        self._progress()
         todo: list[tuple[str, list[Path], str]] = []
         for uid, files in groups.items():
             fingerprint = input_fingerprint(self.input_dir, files)
             if self.manifest.is_done(uid, fingerprint, self.out_dir):
                 self.counts["resumed"] += 1
+                self.manifest.series[uid]["index"] = self.index[uid]
+                self._series_line(uid, "resumed")
             else:
                 todo.append((uid, files, fingerprint))
         if self.counts["resumed"]:
-            c = self.counts
-            self.report(f"progress {c['resumed']}/{self.total} ok 0 resumed {c['resumed']} failed 0")
+            self._progress()
         warm = ThreadPoolExecutor(1, thread_name_prefix="warm")
         warm_done = warm.submit(warm_kernels, self.opts.params, self.opts.device) if todo else None
         warm.shutdown(wait=False)
@@ -344,7 +388,7 @@ class CohortRun:
         try:
             entry = fut.result()
         except Exception as exc:  # noqa: BLE001 - a failed write is that series' failure
-            self._failed(uid, fp, exc)
+            self._failed(uid, fp, exc, writing=True)
             return
         entry["input_fingerprint"] = fp
         self._finish(uid, entry)

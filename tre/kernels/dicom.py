@@ -11,11 +11,13 @@ whose message says what is wrong and where.
 from __future__ import annotations
 
 import os
+import sys
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import pydicom
@@ -25,6 +27,8 @@ from pydicom.pixels.decoders.base import get_decoder
 from pydicom.uid import (
     JPEG2000,
     UID,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
     JPEG2000Lossless,
     JPEGLossless,
     JPEGLosslessSV1,
@@ -216,6 +220,116 @@ def _z_spacing(proj: np.ndarray, uid: str, rel_tol: float, header: Dataset) -> f
     )
 
 
+# Native pixel data a slice's bytes can be read straight into the volume from (no pydicom
+# pixel array, no per-slice copy, no np.stack): little-endian, uncompressed.
+_NATIVE_LE = (ImplicitVRLittleEndian, ExplicitVRLittleEndian)
+_PIXEL_DATA_TAG = b"\xe0\x7f\x10\x00"  # (7FE0,0010), little endian
+
+
+def _native_pixel_offset(fh: BinaryIO, ds: Dataset) -> int | None:
+    """File offset of a slice's native 16-bit pixel bytes, read right after its header
+    (``fh`` stands at the Pixel Data element), or None when pydicom must decode it."""
+    tsyntax = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
+    if tsyntax not in _NATIVE_LE or sys.byteorder != "little":
+        return None
+    if int(ds.get("BitsAllocated", 0) or 0) != 16 or int(ds.get("SamplesPerPixel", 1) or 1) != 1:
+        return None
+    if int(ds.get("NumberOfFrames", 1) or 1) != 1 or "Rows" not in ds or "Columns" not in ds:
+        return None
+    start = fh.tell()
+    head = fh.read(12)
+    if len(head) < 12 or head[:4] != _PIXEL_DATA_TAG:
+        return None
+    if tsyntax == ExplicitVRLittleEndian:
+        if head[4:6] not in (b"OW", b"OB"):
+            return None
+        length, data = int.from_bytes(head[8:12], "little"), start + 12
+    else:
+        length, data = int.from_bytes(head[4:8], "little"), start + 8
+    return data if length == int(ds.Rows) * int(ds.Columns) * 2 else None
+
+
+def _read_header(path: Path) -> tuple[Dataset, int | None]:
+    """A slice's header (everything before Pixel Data) and where its native pixels start."""
+    with path.open("rb") as fh:
+        ds = pydicom.dcmread(fh, stop_before_pixels=True)
+        return ds, _native_pixel_offset(fh, ds)
+
+
+def _read_native_into(path: Path, offset: int, out: np.ndarray, bits_stored: int) -> None:
+    """Read a slice's native pixels straight into ``out`` (a row of the volume), with
+    pydicom's correction of unused high bits (shift left, then back: sign-extends int16)."""
+    view = out.data.cast("B")
+    with path.open("rb", buffering=0) as fh:
+        fh.seek(offset)
+        done = 0
+        while done < len(view):
+            got = fh.readinto(view[done:])
+            if not got:
+                raise SeriesError(f"{path}: pixel data is shorter than Rows x Columns")
+            done += got
+    shift = 16 - bits_stored
+    if 0 < shift < 16:
+        np.left_shift(out, shift, out=out)
+        np.right_shift(out, shift, out=out)
+
+
+def _decode_file(path: Path) -> np.ndarray:
+    """Read a whole slice file and decode its pixels (in a worker process for compressed data)."""
+    return _pixels(pydicom.dcmread(path), path)
+
+
+def _assemble(
+    datasets: list[Dataset],
+    offsets: list[int | None],
+    paths: list[Path],
+    mapper: Callable[..., Iterable[object]],
+    decode_pool: Executor | None,
+) -> np.ndarray:
+    """The (z, y, x) volume, filled in place slice by slice: native slices are read straight
+    into it; the others are decoded by pydicom (compressed ones on ``decode_pool``)."""
+    rows, cols = int(datasets[0].Rows), int(datasets[0].Columns)
+    reps = {
+        int(datasets[k].get("PixelRepresentation", 0) or 0) for k, o in enumerate(offsets) if o is not None
+    }
+    if len(reps) > 1:  # signed and unsigned slices: let pydicom and NumPy pick the common type
+        offsets = [None] * len(offsets)
+    direct = [k for k, o in enumerate(offsets) if o is not None]
+    others = [k for k, o in enumerate(offsets) if o is None]
+    decoded: Iterable[np.ndarray] = iter(())
+    if others:
+        tsyntax = (
+            datasets[others[0]].file_meta.get("TransferSyntaxUID")
+            if hasattr(datasets[0], "file_meta")
+            else None
+        )
+        if decode_pool is not None and tsyntax is not None and UID(tsyntax).is_compressed:
+            chunk = max(1, len(others) // (4 * max(1, getattr(decode_pool, "_max_workers", 1))))
+            decoded = decode_pool.map(_decode_file, [paths[k] for k in others], chunksize=chunk)
+        else:
+            decoded = mapper(_decode_file, [paths[k] for k in others])  # type: ignore[assignment]
+    volume: np.ndarray | None = None
+    if direct:
+        volume = np.empty((len(datasets), rows, cols), np.int16 if reps == {1} else np.uint16)
+        vol = volume
+
+        def read(k: int) -> None:
+            bits = int(datasets[k].get("BitsStored", 16) or 16)
+            _read_native_into(paths[k], int(offsets[k] or 0), vol[k], bits)
+
+        list(mapper(read, direct))
+    for k, plane in zip(others, decoded, strict=True):
+        if plane.shape != (rows, cols):
+            raise SeriesError(f"{paths[k]}: pixel array of shape {plane.shape}, expected {(rows, cols)}")
+        if volume is None:
+            volume = np.empty((len(datasets), rows, cols), plane.dtype)
+        elif not np.can_cast(plane.dtype, volume.dtype, "safe"):
+            volume = volume.astype(np.result_type(volume.dtype, plane.dtype))
+        volume[k] = plane
+    assert volume is not None  # noqa: S101 - a series has at least one slice
+    return volume
+
+
 def load_series(
     files: Iterable[Path | str],
     *,
@@ -225,16 +339,19 @@ def load_series(
 ) -> Series:
     """Read, validate and stack the slices of one series (all files must share the UID).
 
-    ``pool``: an executor that reads and decodes slices concurrently; ``decode_pool``: one
-    for compressed pixel data only (a process pool: JPEG 2000 decoding is CPU-bound and
-    decoders may hold the GIL). Slices are stacked in position order either way, so the
-    result does not depend on the executors.
+    Headers are read first (up to Pixel Data), then the pixels go straight into the volume
+    in position order: native slices by one read each, the others through pydicom's
+    decoders. ``pool``: an executor that reads and decodes slices concurrently;
+    ``decode_pool``: one for compressed pixel data only (a process pool: JPEG 2000 decoding
+    is CPU-bound and decoders may hold the GIL). The result does not depend on the executors.
     """
     paths = [Path(f) for f in files]
     if not paths:
         raise SeriesError("no files given for the series")
     mapper: Callable[..., Iterable[object]] = pool.map if pool is not None else map
-    datasets: list[Dataset] = list(mapper(pydicom.dcmread, paths))  # type: ignore[arg-type]
+    headers: list[tuple[Dataset, int | None]] = list(mapper(_read_header, paths))  # type: ignore[arg-type]
+    datasets = [h[0] for h in headers]
+    offsets = [h[1] for h in headers]
     uids = {str(ds.get("SeriesInstanceUID", "")) for ds in datasets}
     if len(uids) != 1:
         raise SeriesError(f"files span {len(uids)} SeriesInstanceUIDs; load one series at a time")
@@ -253,12 +370,13 @@ def load_series(
     proj = proj[order]
     positions = positions[order]
     datasets = [datasets[i] for i in order]
+    offsets = [offsets[i] for i in order]
     paths = [paths[i] for i in order]
     header = datasets[0]
     dz = _z_spacing(proj, uid, spacing_rel_tol, header)
     if proj.size > 1:
-        offsets = positions - positions[0]
-        off_plane = offsets - np.outer(offsets @ normal, normal)
+        offsets_mm = positions - positions[0]
+        off_plane = offsets_mm - np.outer(offsets_mm @ normal, normal)
         worst = float(np.abs(off_plane).max())
         if worst > max(0.01 * dz, 1e-3) * max(1.0, proj.size**0.5):
             raise SeriesError(
@@ -271,13 +389,7 @@ def load_series(
     shapes = {(int(ds.Rows), int(ds.Columns)) for ds in datasets}
     if len(shapes) != 1:
         raise SeriesError(f"series {uid}: slices have different sizes {sorted(shapes)}")
-    tsyntax = header.file_meta.get("TransferSyntaxUID") if hasattr(header, "file_meta") else None
-    if decode_pool is not None and tsyntax is not None and UID(tsyntax).is_compressed:
-        chunk = max(1, len(datasets) // (4 * max(1, getattr(decode_pool, "_max_workers", 1))))
-        planes = list(decode_pool.map(_pixels, datasets, paths, chunksize=chunk))
-    else:
-        planes = list(mapper(_pixels, datasets, paths))  # type: ignore[arg-type]
-    raw = np.stack(planes).astype(np.result_type(*planes), copy=False)
+    raw = _assemble(datasets, offsets, paths, mapper, decode_pool)
     slopes = np.asarray([float(ds.get("RescaleSlope", 1.0) or 1.0) for ds in datasets], dtype=np.float64)
     intercepts = np.asarray(
         [float(ds.get("RescaleIntercept", 0.0) or 0.0) for ds in datasets], dtype=np.float64
@@ -285,7 +397,7 @@ def load_series(
     return Series(
         series_uid=uid,
         modality=str(header.get("Modality", "OT")),
-        raw=np.ascontiguousarray(raw),
+        raw=raw,
         slopes=slopes,
         intercepts=intercepts,
         spacing=(float(dz), float(spacing_yx[0][0]), float(spacing_yx[0][1])),
