@@ -6,6 +6,8 @@ interrupted (Ctrl-C). Bare `tre` prints the help and exits 0.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 from typing import Annotated
 
@@ -13,7 +15,7 @@ import typer
 
 from tre.cli import admin, audit, code, egress, images, jobs, preprocess, witness
 from tre.cli.client import ApiClient, CliError, save_credentials
-from tre.cli.output import console, err_console
+from tre.cli.output import JsonFlag, console, err_console, print_json
 from tre.config import get_settings
 from tre.errors import TreError
 
@@ -92,9 +94,12 @@ def login(
 
 
 @app.command()
-def whoami() -> None:
+def whoami(as_json: JsonFlag = False) -> None:
     """Show who the saved token belongs to."""
     me = ApiClient().get("/api/v1/me")
+    if as_json:
+        print_json(me)
+        return
     console.print(f"{me['user_id']} roles={','.join(me['roles'])} projects={','.join(me['projects']) or '-'}")
 
 
@@ -145,8 +150,20 @@ def _usage_error(exc: Exception) -> None:
     sys.exit(int(getattr(exc, "exit_code", 2)))
 
 
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for `tre jobs | head -1`
+
+
+def _error_line(message: str) -> None:
+    err_console.print(f"error: {' '.join(message.split())}", highlight=False, soft_wrap=True, markup=False)
+
+
 def run() -> None:
-    """The console script: usage mistakes and failures alike end as one line on stderr."""
+    """The console script: usage mistakes and failures alike end as one line on stderr.
+
+    What no command turned into a message (a file the system refuses, an answer of a shape
+    the CLI did not expect) still ends as one line naming the kind of failure; ``TRE_DEBUG=1``
+    shows the traceback instead, for a bug report.
+    """
     try:
         rv = app(standalone_mode=False)
     except typer.TyperException as exc:
@@ -157,9 +174,31 @@ def run() -> None:
         err_console.print("error: interrupted", highlight=False)
         sys.exit(130)
     except (CliError, TreError) as exc:
-        err_console.print(f"error: {exc}", highlight=False, soft_wrap=True)
+        _error_line(str(exc))
+        sys.exit(1)
+    except BrokenPipeError:  # the reader of our stdout went away: nothing to say, to no one
+        _silence_stdout()
+        sys.exit(EXIT_BROKEN_PIPE)
+    except OSError as exc:
+        where = f" {exc.filename}" if exc.filename else ""
+        _error_line(f"cannot use{where}: {exc.strerror or exc}")
+        sys.exit(1)
+    except Exception as exc:
+        if os.environ.get("TRE_DEBUG"):
+            raise
+        _error_line(
+            f"unexpected {type(exc).__name__}: {exc} (a bug in tre or an API of another version; "
+            "TRE_DEBUG=1 shows where)"
+        )
         sys.exit(1)
     sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush does not fail again."""
+    with contextlib.suppress(OSError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
 
 
 if __name__ == "__main__":

@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Annotated, Any
 
+import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 console = Console()
 err_console = Console(stderr=True)
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON (the full records) for scripts.")]
+
+
+def print_json(data: Any) -> None:
+    """JSON on stdout, never through rich: a console wraps long lines at its width, which
+    would break a string in two when piped (80 columns)."""
+    print(json.dumps(data, indent=2, sort_keys=True))
 
 
 # C0 and C1 control characters except tab, newline and carriage return: ESC starts the ANSI
