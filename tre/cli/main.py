@@ -180,8 +180,8 @@ def run() -> None:
         _silence_stdout()
         sys.exit(EXIT_BROKEN_PIPE)
     except OSError as exc:
-        where = f" {exc.filename}" if exc.filename else ""
-        _error_line(f"cannot use{where}: {exc.strerror or exc}")
+        what = f"cannot use {exc.filename}" if exc.filename else "system error"
+        _error_line(f"{what}: {exc.strerror or exc}")
         sys.exit(1)
     except Exception as exc:
         if os.environ.get("TRE_DEBUG"):

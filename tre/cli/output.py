@@ -44,22 +44,28 @@ def untrusted(value: object) -> str:
     return escape(terminal_safe("" if value is None else str(value)))
 
 
-def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]], whole: int = 1) -> None:
     """A table on a terminal; tab-separated lines with a header when piped or redirected.
 
-    Never cut a value: ids and hashes must be usable as printed, so a narrow terminal folds
-    a long cell onto more lines instead of ending it with an ellipsis.
+    Never cut a value: ids and hashes must be usable as printed. The first ``whole`` columns
+    (the ids) stay on one line at their full width, so a double-click or a copy takes the
+    whole id even on an 80-column terminal; the other columns fold onto more lines instead.
     """
     if not console.is_terminal:
         print("\t".join(columns))
         for r in rows:
             print("\t".join(terminal_safe("" if v is None else str(v)).replace("\t", " ") for v in r))
         return
+    cells = [[untrusted(v) for v in r] for r in rows]
     t = Table(title=title, show_lines=False)
-    for c in columns:
-        t.add_column(c, overflow="fold")
-    for r in rows:
-        t.add_row(*(untrusted(v) for v in r))
+    for i, c in enumerate(columns):
+        if i < whole:
+            width = max([len(c), *(len(r[i]) for r in cells)])
+            t.add_column(c, no_wrap=True, min_width=width)
+        else:
+            t.add_column(c, overflow="fold")
+    for r in cells:
+        t.add_row(*r)
     console.print(t)
 
 
