@@ -92,7 +92,10 @@ def problem_message(resp: httpx.Response) -> str:
 
 def checked_api_url(url: str) -> str:
     """The API address, or a one-line error naming where it came from."""
-    parsed = urlsplit(url.strip())
+    try:
+        parsed = urlsplit(url.strip())
+    except ValueError as exc:  # an unclosed [IPv6 address
+        raise CliError(f"the API address {url!r} is malformed ({exc}); fix --api-url or TRE_API_URL") from exc
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
         raise CliError(
             f"the API address {url!r} is not an http(s) URL such as http://127.0.0.1:8765; "

@@ -179,6 +179,12 @@ def run() -> None:
     except BrokenPipeError:  # the reader of our stdout went away: nothing to say, to no one
         _silence_stdout()
         sys.exit(EXIT_BROKEN_PIPE)
+    except SystemExit:
+        # click meets a closed pipe (EPIPE) itself: it wraps stdout so that the final flush
+        # is quiet and exits 1; say 141 instead, as a shell does for a command killed by SIGPIPE.
+        if type(sys.stdout).__name__ == "PacifyFlushWrapper":
+            sys.exit(EXIT_BROKEN_PIPE)
+        raise
     except OSError as exc:
         what = f"cannot use {exc.filename}" if exc.filename else "system error"
         _error_line(f"{what}: {exc.strerror or exc}")
