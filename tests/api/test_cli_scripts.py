@@ -114,6 +114,8 @@ def test_any_unique_prefix_of_any_id_and_ambiguity_names_the_candidates(live, en
     assert as_json(alice, "egress", "show", req_id[:6], "--json")["id"] == req_id  # type: ignore[index]
     # Job ids where a job id is asked for: job show, egress request.
     assert as_json(alice, "job", "show", job_id[:6], "--json")["id"] == job_id  # type: ignore[index]
+    again = as_json(alice, "egress", "request", job_id[:6], "#0", "--why", "table 2", "--json")
+    assert again["job_id"] == job_id  # type: ignore[index]
     # Two jobs that share a prefix: refused in one line naming both, whole.
     a, b = "feed" + "0" * 27 + "1", "feed" + "0" * 27 + "2"
     _job_with_id(engine, a)
