@@ -210,9 +210,9 @@ def cancel(job_id: str) -> None:
     console.print(f"job {job_id}: cancel requested ({job['state']})")
 
 
-def register(app: typer.Typer) -> None:
+def register(app: typer.Typer, panel: str | None = None) -> None:
     for fn in (submit, jobs, logs, outputs, cancel):
-        app.command()(fn)
+        app.command(rich_help_panel=panel)(fn)
 
 
 __all__ = ["register", "follow_job", "resolve_job_id", "CliError"]

@@ -21,9 +21,9 @@ from tre.errors import TreError
 
 app = typer.Typer(
     help="tre: trusted research environment for cancer imaging.\n\n"
-    "Researchers: login, submit, jobs, logs, outputs, cancel, preprocess, egress, image list. "
-    "DAC reviewers: egress (or the web panel). Auditors: audit, witness. "
-    "Admins: admin, project, dataset, grant, image, serve, worker.",
+    "Commands are grouped by who uses them. Researchers list what their projects may use "
+    "(`dataset list`, `grant list`, `image list --usable`); admins add datasets, grants and "
+    "images with the same commands.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=True,
@@ -48,20 +48,27 @@ def _root(
     """tre: trusted research environment for cancer imaging."""
 
 
-jobs.register(app)
-app.add_typer(code.job_app, name="job")
-app.add_typer(admin.admin_app, name="admin")
-app.add_typer(admin.project_app, name="project")
-app.add_typer(admin.dataset_app, name="dataset")
-app.add_typer(admin.grant_app, name="grant")
-app.add_typer(egress.app, name="egress")
-app.add_typer(audit.app, name="audit")
-app.add_typer(images.app, name="image")
-app.add_typer(witness.app, name="witness")
-app.command()(preprocess.preprocess)
+# `tre --help` groups the commands by who uses them (rich help panels).
+RESEARCHERS, REVIEWERS, AUDITORS, ADMINS = (
+    "Researchers",
+    "Airlock: researchers request and download, DAC members review (also the web panel)",
+    "Auditors",
+    "Admins",
+)
+jobs.register(app, panel=RESEARCHERS)
+app.add_typer(code.job_app, name="job", rich_help_panel=RESEARCHERS)
+app.command(rich_help_panel=RESEARCHERS)(preprocess.preprocess)
+app.add_typer(admin.dataset_app, name="dataset", rich_help_panel=RESEARCHERS)
+app.add_typer(admin.grant_app, name="grant", rich_help_panel=RESEARCHERS)
+app.add_typer(images.app, name="image", rich_help_panel=RESEARCHERS)
+app.add_typer(egress.app, name="egress", rich_help_panel=REVIEWERS)
+app.add_typer(audit.app, name="audit", rich_help_panel=AUDITORS)
+app.add_typer(witness.app, name="witness", rich_help_panel=AUDITORS)
+app.add_typer(admin.admin_app, name="admin", rich_help_panel=ADMINS)
+app.add_typer(admin.project_app, name="project", rich_help_panel=ADMINS)
 
 
-@app.command()
+@app.command(rich_help_panel=RESEARCHERS)
 def login(
     token: Annotated[
         str | None,
@@ -93,7 +100,7 @@ def login(
     console.print(f"logged in to {url} as [bold]{me['user_id']}[/] ({', '.join(me['roles'])})")
 
 
-@app.command()
+@app.command(rich_help_panel=RESEARCHERS)
 def whoami(as_json: JsonFlag = False) -> None:
     """Show who the saved token belongs to."""
     me = ApiClient().get("/api/v1/me")
@@ -103,7 +110,7 @@ def whoami(as_json: JsonFlag = False) -> None:
     console.print(f"{me['user_id']} roles={','.join(me['roles'])} projects={','.join(me['projects']) or '-'}")
 
 
-@app.command()
+@app.command(rich_help_panel=ADMINS)
 def serve(
     host: str = "127.0.0.1",
     port: int = 8765,
@@ -115,7 +122,7 @@ def serve(
     run_server(host, port, with_worker=worker)
 
 
-@app.command()
+@app.command(rich_help_panel=ADMINS)
 def worker(concurrency: int = 2) -> None:
     """Run the job worker: dispatch queued jobs to the configured executor."""
     from tre.jobs.worker import Worker
@@ -132,7 +139,7 @@ def worker(concurrency: int = 2) -> None:
         w.stop()
 
 
-@app.command()
+@app.command(rich_help_panel=ADMINS)
 def demo() -> None:
     """End-to-end demo on the embedded defaults (SQLite + local sandbox)."""
     from tre.demo import run_demo
