@@ -37,9 +37,10 @@ def _print_request(r: dict[str, Any]) -> None:
     console.print(f"policies: {pols or '-'}   votes: {r['votes_in']}/{r['required_reviews']}")
     for f in r.get("files", []):
         style = OUTCOME_STYLE.get(f["outcome"], "white")
-        console.print(
+        console.print(  # the whole hash: `egress request JOB sha256:HEX` takes it as printed
             f"  [{style}]{f['outcome']:5}[/{style}] {untrusted(f['path'])}  {human_size(f['size'])}  "
-            f"sha256:{f['sha256'][:16]}…"
+            f"sha256:{f['sha256']}",
+            soft_wrap=True,
         )
         for c in f.get("checks", []):
             if c["outcome"] != "pass":
