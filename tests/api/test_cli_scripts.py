@@ -251,7 +251,7 @@ def _interrupted(env: dict[str, str], *args: str) -> subprocess.CompletedProcess
         text=True,
         start_new_session=True,
     )
-    time.sleep(10)  # started, logged in, following
+    time.sleep(20)  # started (imports take seconds on a loaded machine), following
     os.killpg(proc.pid, signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     return subprocess.CompletedProcess(args, proc.returncode, out, err)
