@@ -45,7 +45,9 @@ AppSettings = Annotated[Settings, Depends(get_settings_dep)]
 class CreateRequest(In):
     job_id: str = Field(min_length=1, max_length=64)
     # 1024: the longest output path a job can have recorded (tre.jobs.outputs.MAX_PATH_CHARS).
-    files: list[Annotated[str, Field(max_length=1024)]] = Field(min_length=1, max_length=workflow.MAX_FILES)
+    files: list[Annotated[str, Field(min_length=1, max_length=1024)]] = Field(
+        min_length=1, max_length=workflow.MAX_FILES
+    )
     justification: str = Field(min_length=1, max_length=10_000)
 
 

@@ -58,7 +58,11 @@ def test_bare_tre_prints_help_and_succeeds(offline) -> None:  # type: ignore[no-
     proc = tre(offline)
     assert proc.returncode == 0, proc.stderr
     assert "Usage" in proc.stdout and "error" not in proc.stderr
-    assert tre(offline, "-h").returncode == 0
+    helped = tre({**offline, "COLUMNS": "120"}, "-h")
+    assert helped.returncode == 0
+    # Grouped by who uses them (item 8).
+    for panel in ("Researchers", "Airlock", "Auditors", "Admins"):
+        assert panel in helped.stdout, helped.stdout
     version = tre(offline, "--version")
     assert version.returncode == 0 and version.stdout.startswith("tre ")
 

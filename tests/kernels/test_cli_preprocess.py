@@ -72,3 +72,21 @@ def test_cli_usage_error_is_one_line() -> None:
     assert proc.returncode != 0
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "nii.gz, nii, zarr" in lines[0]
+
+
+def test_per_series_results_are_read_from_the_jobs_own_last_line(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """Item 10: the cohort job (run here as in the sandbox) skips a bad series, and what the
+    researcher is told comes from its screened log's fixed-format last line, with where the
+    per-series reasons are (manifest.json, through the airlock), never a series UID."""
+    from tests.kernels.test_cohort import argv, make_cohort
+    from tre.cli.preprocess import series_summary, summary_line
+    from tre.kernels.job import run
+
+    make_cohort(tmp_path / "in", n_good=2, bad=True)
+    assert run(argv(tmp_path / "in", tmp_path / "out")) == 0
+    log = capsys.readouterr().out
+    assert series_summary(log) == (3, 2, 1)
+    line = summary_line("j1", 3, 2, 1)
+    assert line.startswith("2 of 3 series preprocessed; 1 failed") and "manifest.json" in line
+    assert "1.2.826" not in line
+    assert series_summary("progress 0/3\n") is None  # killed before the end: nothing claimed

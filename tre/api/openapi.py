@@ -105,6 +105,8 @@ def truthful_schema(app: FastAPI) -> dict[str, Any]:
         _no_nul_in_text(schema)
     for item in spec.get("paths", {}).values():
         for operation in item.values():
+            for parameter in operation.get("parameters", []):
+                _absent_rather_than_null(parameter)
             responses = operation.setdefault("responses", {})
             for status, description in COMMON_PROBLEMS.items():
                 responses[str(status)] = _problem_response(description)
@@ -112,6 +114,22 @@ def truthful_schema(app: FastAPI) -> dict[str, Any]:
 
 
 NO_NUL_PATTERN = "^[^\\u0000]*$"
+
+
+def _absent_rather_than_null(parameter: dict[str, Any]) -> None:
+    """An optional query or path parameter is left out, never null: a query string has no
+    null, so FastAPI's ``anyOf: [..., {type: null}]`` would let a client send the text
+    ``null`` expecting "no filter" while the server reads it as a value."""
+    schema = parameter.get("schema", {})
+    variants = schema.get("anyOf")
+    if not isinstance(variants, list):
+        return
+    kept = [v for v in variants if v != {"type": "null"}]
+    if len(kept) == 1 and len(kept) < len(variants):
+        rest = {k: v for k, v in schema.items() if k != "anyOf"}
+        if rest.get("default", "") is None:
+            rest.pop("default")
+        parameter["schema"] = {**kept[0], **rest}
 
 
 def _no_nul_in_text(schema: Any) -> None:

@@ -3,7 +3,6 @@ tokens with the embedded key); `tre project/dataset/grant ...` go through the AP
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -14,7 +13,8 @@ from tre import registry
 from tre.audit.events import record_token_issued
 from tre.auth.tokens import TokenIssuer
 from tre.cli.client import ApiClient, CliError
-from tre.cli.output import console, table
+from tre.cli.output import JsonFlag, console, print_json, table, untrusted
+from tre.cli.resolve import resolve_grant_id
 from tre.config import get_settings
 from tre.store.db import init_db, make_engine, session_scope
 from tre.store.models import User
@@ -134,7 +134,8 @@ def project_create(
     console.print(f"created project {p['id']}")
 
 
-@project_app.command("quota")
+@project_app.command("set-quota")
+@project_app.command("quota", hidden=True)
 def project_quota(
     project_id: str,
     max_cpu: float | None = None,
@@ -145,8 +146,9 @@ def project_quota(
     max_concurrent_jobs: int | None = None,
     max_code_mb: Annotated[int | None, typer.Option(help="Largest code archive, MiB.")] = None,
     max_code_files: Annotated[int | None, typer.Option(help="Most entries in a code archive.")] = None,
+    as_json: JsonFlag = False,
 ) -> None:
-    """Change a project's quota (only the fields given)."""
+    """Change an existing project's quota (admin; only the fields given; audited)."""
     given = dict(
         max_cpu=max_cpu,
         max_memory_mb=max_memory_mb,
@@ -160,7 +162,10 @@ def project_quota(
     quota = {k: v for k, v in given.items() if v is not None}
     if not quota:
         raise CliError("give at least one quota field to change (see --help)")
-    p = ApiClient().request("PATCH", f"/api/v1/projects/{project_id}/quota", json=quota).json()
+    p = ApiClient().patch(f"/api/v1/projects/{project_id}/quota", json=quota)
+    if as_json:
+        print_json(p)
+        return
     console.print(f"quota of {p['id']}: " + ", ".join(f"{k}={p[k]}" for k in given))
 
 
@@ -170,9 +175,25 @@ def project_add_member(project_id: str, user_id: str) -> None:
     console.print(f"{user_id} is now a member of {project_id}")
 
 
+@project_app.command("show")
+def project_show(project_id: str, as_json: JsonFlag = False) -> None:
+    """One project: members and quota (members of the project and staff)."""
+    p = ApiClient().get(f"/api/v1/projects/{project_id}")
+    if as_json:
+        print_json(p)
+        return
+    for key, value in p.items():
+        shown = ", ".join(map(str, value)) if isinstance(value, list) else value
+        console.print(f"{key:>20}: {untrusted(shown)}", soft_wrap=True, highlight=False)
+
+
 @project_app.command("list")
-def project_list() -> None:
+def project_list(as_json: JsonFlag = False) -> None:
+    """Projects you can see, with members and the main quota fields."""
     rows = ApiClient().get("/api/v1/projects")
+    if as_json:
+        print_json(rows)
+        return
     table(
         "projects",
         ["id", "name", "members", "cpu", "mem MiB", "gpu", "time s"],
@@ -223,8 +244,12 @@ def dataset_add(
 
 
 @dataset_app.command("list")
-def dataset_list() -> None:
+def dataset_list(as_json: JsonFlag = False) -> None:
+    """Datasets you may see (a researcher: those granted to their projects)."""
     rows = ApiClient().get("/api/v1/datasets")
+    if as_json:
+        print_json(rows)
+        return
     table(
         "datasets",
         ["id", "name", "policy", "files", "series", "modalities", "conditions"],
@@ -254,19 +279,22 @@ def grant_add(project_id: str, dataset_id: str, days: int = 365, reason: str = "
 
 @grant_app.command("revoke")
 def grant_revoke(grant_id: str, reason: str = "") -> None:
-    ApiClient().post(f"/api/v1/grants/{grant_id}/revoke", json={"reason": reason})
+    """Revoke a grant (admin; GRANT_ID may be any unique prefix of the id)."""
+    client = ApiClient()
+    grant_id = resolve_grant_id(client, grant_id)
+    client.post(f"/api/v1/grants/{grant_id}/revoke", json={"reason": reason})
     console.print(f"grant {grant_id} revoked")
 
 
 @grant_app.command("list")
 def grant_list(
     project: Annotated[str | None, typer.Option("--project", "-p")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+    as_json: JsonFlag = False,
 ) -> None:
     """Grants and their expiry: a researcher sees those of their own projects."""
     rows = ApiClient().get("/api/v1/grants", params={"project_id": project} if project else None)
     if as_json:
-        print(json.dumps(rows, indent=2))
+        print_json(rows)
         return
     table(
         "grants",

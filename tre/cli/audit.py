@@ -201,9 +201,9 @@ def search(
         if page.get("next_after") is None:
             break
         after = page["next_after"]
-    if as_json:
+    if as_json:  # JSON lines, never through rich (it would wrap a long line when piped)
         for it in items:
-            console.print_json(json.dumps({k: v for k, v in it.items() if k != "body"}))
+            print(json.dumps({k: v for k, v in it.items() if k != "body"}, sort_keys=True))
         return
     table(
         f"audit entries ({len(items)})",

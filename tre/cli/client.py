@@ -64,21 +64,40 @@ def load_credentials() -> tuple[str, str | None]:
     return api_url, token
 
 
+def _one_line(text: object, limit: int = 300) -> str:
+    """Server text made fit for a one-line error: control characters shown, whitespace folded."""
+    from tre.cli.output import terminal_safe
+
+    return " ".join(terminal_safe(str(text)).split())[:limit]
+
+
+NOT_THE_API = "is --api-url / TRE_API_URL the tre API, not a proxy or a web page?"
+
+
 def problem_message(resp: httpx.Response) -> str:
+    """One line from an error answer: the problem document's title and detail when it is one;
+    otherwise the status, and what kind of answer came instead (an HTML error page of a proxy)."""
+    ctype = resp.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype == "text/html":
+        return f"HTTP {resp.status_code} {resp.reason_phrase} with an HTML page; {NOT_THE_API}"
     try:
         body = resp.json()
     except ValueError:
-        return f"HTTP {resp.status_code}: {resp.text.strip()[:200] or resp.reason_phrase}"
+        text = _one_line(resp.text, 200) if ctype.startswith("text/") else ""
+        return f"HTTP {resp.status_code} {resp.reason_phrase}" + (f": {text}" if text else "")
     if isinstance(body, dict):
         title, detail = body.get("title"), body.get("detail")
         if title or detail:
-            return f"{title or 'Error'}: {detail}" if detail else str(title)
-    return f"HTTP {resp.status_code}: {str(body)[:200]}"
+            return _one_line(f"{title or 'Error'}: {detail}" if detail else title)
+    return f"HTTP {resp.status_code}: {_one_line(body, 200)}"
 
 
 def checked_api_url(url: str) -> str:
     """The API address, or a one-line error naming where it came from."""
-    parsed = urlsplit(url.strip())
+    try:
+        parsed = urlsplit(url.strip())
+    except ValueError as exc:  # an unclosed [IPv6 address
+        raise CliError(f"the API address {url!r} is malformed ({exc}); fix --api-url or TRE_API_URL") from exc
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
         raise CliError(
             f"the API address {url!r} is not an http(s) URL such as http://127.0.0.1:8765; "
@@ -131,8 +150,10 @@ class ApiClient:
                 f"cannot reach the tre API at {self.api_url} ({exc}); is `tre serve` running, "
                 "and is the address right (--api-url or TRE_API_URL)?"
             ) from exc
-        except httpx.HTTPError as exc:
-            raise CliError(f"request to {self.api_url}{path} failed: {exc}") from exc
+        except httpx.HTTPError as exc:  # reset, timeout, protocol error, bad TLS
+            raise CliError(
+                f"request to {self.api_url}{path} failed: {_one_line(exc) or type(exc).__name__}"
+            ) from exc
         if resp.status_code == 401:
             raise TokenRefused(f"{problem_message(resp)}; {expired_hint()}")
         if resp.status_code >= 400:
@@ -142,7 +163,13 @@ class ApiClient:
     def _json(self, resp: httpx.Response) -> Any:
         if resp.status_code == 204 or not resp.content:
             return None
-        return resp.json()
+        try:
+            return resp.json()
+        except ValueError:
+            ctype = resp.headers.get("content-type", "?").split(";")[0]
+            raise CliError(
+                f"the answer from {self.api_url}{resp.request.url.path} is not JSON ({ctype}); {NOT_THE_API}"
+            ) from None
 
     def get(self, path: str, **kw: Any) -> Any:
         return self._json(self.request("GET", path, **kw))
@@ -152,6 +179,9 @@ class ApiClient:
 
     def put(self, path: str, **kw: Any) -> Any:
         return self._json(self.request("PUT", path, **kw))
+
+    def patch(self, path: str, **kw: Any) -> Any:
+        return self._json(self.request("PATCH", path, **kw))
 
     def delete(self, path: str, **kw: Any) -> Any:
         return self._json(self.request("DELETE", path, **kw))
@@ -164,7 +194,9 @@ class ApiClient:
                     raise CliError(problem_message(resp))
                 yield from resp.iter_bytes()
         except httpx.HTTPError as exc:
-            raise CliError(f"download from {self.api_url}{path} failed: {exc}") from exc
+            raise CliError(
+                f"download from {self.api_url}{path} failed: {_one_line(exc) or type(exc).__name__}"
+            ) from exc
 
     def download(
         self, path: str, dest: Path, progress: bool = True, headers_out: dict[str, str] | None = None
@@ -205,7 +237,9 @@ class ApiClient:
                             bar.update(task, advance=len(chunk))
             tmp.replace(dest)
         except httpx.HTTPError as exc:
-            raise CliError(f"download from {self.api_url}{path} failed: {exc}") from exc
+            raise CliError(
+                f"download from {self.api_url}{path} failed: {_one_line(exc) or type(exc).__name__}"
+            ) from exc
         except OSError as exc:
             raise CliError(f"cannot write {dest}: {exc.strerror or exc}") from exc
         finally:

@@ -17,7 +17,8 @@ from typing import Annotated, BinaryIO
 import typer
 
 from tre.cli.client import ApiClient, CliError
-from tre.cli.output import console, human_size, table, untrusted
+from tre.cli.output import JsonFlag, console, err_console, human_size, print_json, table, untrusted
+from tre.cli.resolve import resolve_job_id
 from tre.code.archive import CodeLimits, CodeRefused, inspect_file, pack_folder
 
 job_app = typer.Typer(help="One job: its details, and the code it ran.", no_args_is_help=True)
@@ -28,8 +29,10 @@ def _limits(client: ApiClient, project: str) -> CodeLimits:
     return CodeLimits.of_project(int(p["max_code_mb"]), int(p["max_code_files"]))
 
 
-def upload_code(client: ApiClient, project: str, path: Path) -> str:
-    """Pack (if a folder), check, upload; returns the archive's SHA-256 as the server stored it."""
+def upload_code(client: ApiClient, project: str, path: Path, announce: bool = True) -> str:
+    """Pack (if a folder), check, upload; returns the archive's SHA-256 as the server stored it.
+
+    ``announce``: say what was stored on stdout (off for `--json`, whose stdout is the record)."""
     limits = _limits(client, project)
     path = path.resolve()
     with tempfile.TemporaryFile() as packed:
@@ -65,7 +68,7 @@ def upload_code(client: ApiClient, project: str, path: Path) -> str:
     if stored["sha256"] != digest.hexdigest():
         raise CliError(f"the server stored code {stored['sha256']}, not the {digest.hexdigest()} sent")
     again = ", already stored" if stored["already_stored"] else ""
-    console.print(
+    (console if announce else err_console).print(
         f"code {stored['sha256'][:16]}… ({manifest.entry_count} entries, "
         f"{human_size(manifest.total_bytes)} unpacked{again})"
     )
@@ -73,9 +76,14 @@ def upload_code(client: ApiClient, project: str, path: Path) -> str:
 
 
 @job_app.command("show")
-def show(job_id: str) -> None:
-    """Show one job: image, command, datasets, code hash, state and times."""
-    j = ApiClient().get(f"/api/v1/jobs/{job_id}")
+def show(job_id: str, as_json: JsonFlag = False) -> None:
+    """Show one job: image, command, datasets, code hash, state and times. JOB_ID may be any
+    unique prefix of the id."""
+    client = ApiClient()
+    j = client.get(f"/api/v1/jobs/{resolve_job_id(client, job_id)}")
+    if as_json:
+        print_json(j)
+        return
     rows = [
         ("id", j["id"]),
         ("project", j["project_id"]),
@@ -100,18 +108,27 @@ def code(
     job_id: str,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Save the archive here.")] = None,
     list_files: Annotated[bool, typer.Option("--list", help="List the files in the archive.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="With --list: the listing as JSON.")] = False,
 ) -> None:
-    """Download (-o FILE) or list (--list) the exact code archive a job ran."""
+    """Download (-o FILE) or list (--list) the exact code archive a job ran (JOB_ID: any
+    unique prefix)."""
     if out is None and not list_files:
         raise CliError("say what to do with the code: -o FILE to download it, --list to list its files")
     client = ApiClient()
+    job_id = resolve_job_id(client, job_id)
     if list_files:
         listing = client.get(f"/api/v1/jobs/{job_id}/code/files")
-        table(
-            f"code {listing['code_hash']} of job {job_id}",
-            ["path", "kind", "size", "target"],
-            [(e["path"], e["kind"], human_size(e["size"]), e["target"] or "") for e in listing["entries"]],
-        )
+        if as_json:
+            print_json(listing)
+        else:
+            table(
+                f"code {listing['code_hash']} of job {job_id}",
+                ["path", "kind", "size", "target"],
+                [
+                    (e["path"], e["kind"], human_size(e["size"]), e["target"] or "")
+                    for e in listing["entries"]
+                ],
+            )
     if out is not None:
         headers: dict[str, str] = {}
         client.download(f"/api/v1/jobs/{job_id}/code", out, progress=False, headers_out=headers)
@@ -120,4 +137,4 @@ def code(
         if digest != expected:
             out.unlink(missing_ok=True)
             raise CliError(f"the downloaded code has SHA-256 {digest}, not the job's {expected}")
-        console.print(f"saved code {digest} of job {job_id} to {out}")
+        (err_console if as_json else console).print(f"saved code {digest} of job {job_id} to {out}")

@@ -7,6 +7,7 @@ when both agree (written under a temporary name, renamed at the end).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from pathlib import Path, PurePosixPath
@@ -14,10 +15,10 @@ from typing import Annotated, Any
 
 import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
-from rich.table import Table
 
 from tre.cli.client import ApiClient, CliError
-from tre.cli.output import console, human_size, untrusted
+from tre.cli.output import JsonFlag, console, human_size, print_json, table, untrusted
+from tre.cli.resolve import resolve_job_id, resolve_request_id
 
 app = typer.Typer(
     help="Egress airlock: request release of job outputs, review, download.", no_args_is_help=True
@@ -36,9 +37,10 @@ def _print_request(r: dict[str, Any]) -> None:
     console.print(f"policies: {pols or '-'}   votes: {r['votes_in']}/{r['required_reviews']}")
     for f in r.get("files", []):
         style = OUTCOME_STYLE.get(f["outcome"], "white")
-        console.print(
+        console.print(  # the whole hash: `egress request JOB sha256:HEX` takes it as printed
             f"  [{style}]{f['outcome']:5}[/{style}] {untrusted(f['path'])}  {human_size(f['size'])}  "
-            f"sha256:{f['sha256'][:16]}…"
+            f"sha256:{f['sha256']}",
+            soft_wrap=True,
         )
         for c in f.get("checks", []):
             if c["outcome"] != "pass":
@@ -66,41 +68,62 @@ def request(
         typer.Argument(help="Output paths (or #INDEX / sha256:HEX), as `tre outputs JOB` lists them."),
     ],
     why: Annotated[str, typer.Option("--why", help="Justification the reviewers will read.")],
+    as_json: JsonFlag = False,
 ) -> None:
-    """Ask for release of FILE... of JOB; they are frozen and checked at once."""
-    r = ApiClient().post(BASE, json={"job_id": job_id, "files": files, "justification": why})
+    """Ask for release of FILE... of JOB (any unique prefix of its id); they are frozen and
+    checked at once."""
+    client = ApiClient()
+    r = client.post(
+        BASE, json={"job_id": resolve_job_id(client, job_id), "files": files, "justification": why}
+    )
+    if as_json:
+        print_json(r)
+        return
     _print_request(r)
+    console.print(f"follow it with: tre egress show {r['id']}", highlight=False, soft_wrap=True)
     if r["state"] == "blocked":
         console.print("[red]The automated checks blocked this request; it cannot be approved.[/red]")
 
 
 @app.command("list")
-def list_(state: Annotated[str | None, typer.Option(help="Only requests in this state.")] = None) -> None:
+def list_(
+    state: Annotated[str | None, typer.Option(help="Only requests in this state.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
     """Requests you can see (your projects'; all of them for reviewers)."""
     params = {"state": state} if state else {}
     rows = ApiClient().get(BASE, params=params)
-    # The full id is what every other command takes, so it is never shortened or wrapped.
-    t = Table(title="Egress requests")
-    t.add_column("id", no_wrap=True, min_width=32)
-    for col in ("project", "by", "files", "checks", "state", "votes"):
-        t.add_column(col, overflow="ellipsis")
-    for r in rows:
-        t.add_row(
-            r["id"],
-            r["project_id"],
-            r["requested_by"],
-            str(r["file_count"]),
-            r["outcome"],
-            r["state"],
-            f"{r['votes_in']}/{r['required_reviews']}",
-        )
-    console.print(t)
+    if as_json:
+        print_json(rows)
+        return
+    table(
+        "Egress requests",
+        ["id", "project", "by", "files", "checks", "state", "votes"],
+        [
+            (
+                r["id"],
+                r["project_id"],
+                r["requested_by"],
+                r["file_count"],
+                r["outcome"],
+                r["state"],
+                f"{r['votes_in']}/{r['required_reviews']}",
+            )
+            for r in rows
+        ],
+    )
 
 
 @app.command()
-def show(request_id: str) -> None:
-    """One request: files, check results, and (once all are in) the votes."""
-    _print_request(ApiClient().get(f"{BASE}/{request_id}"))
+def show(request_id: str, as_json: JsonFlag = False) -> None:
+    """One request: files, check results, and (once all are in) the votes. REQUEST_ID may
+    be any unique prefix of the id."""
+    client = ApiClient()
+    r = client.get(f"{BASE}/{resolve_request_id(client, request_id)}")
+    if as_json:
+        print_json(r)
+        return
+    _print_request(r)
 
 
 @app.command()
@@ -109,8 +132,10 @@ def vote(
     decision: Annotated[str, typer.Argument(help="approve or reject")],
     comment: Annotated[str, typer.Option("--comment", "-m")] = "",
 ) -> None:
-    """Cast your blind vote (role dac)."""
-    r = ApiClient().post(f"{BASE}/{request_id}/votes", json={"vote": decision, "comment": comment})
+    """Cast your blind vote (role dac). REQUEST_ID may be any unique prefix of the id."""
+    client = ApiClient()
+    request_id = resolve_request_id(client, request_id)
+    r = client.post(f"{BASE}/{request_id}/votes", json={"vote": decision, "comment": comment})
     console.print(f"vote recorded; {r['votes_in']}/{r['required_reviews']} votes in; state {r['state']}")
 
 
@@ -121,23 +146,42 @@ def resolve(
     comment: Annotated[str, typer.Option("--comment", "-m", help="Why (required).")],
 ) -> None:
     """Settle a conflicted request (a DAC member who did not vote, or an admin)."""
-    r = ApiClient().post(f"{BASE}/{request_id}/resolution", json={"decision": decision, "comment": comment})
+    client = ApiClient()
+    request_id = resolve_request_id(client, request_id)
+    r = client.post(f"{BASE}/{request_id}/resolution", json={"decision": decision, "comment": comment})
     console.print(f"resolution recorded; state {r['state']}")
 
 
 @app.command()
 def disclosure(
     request_id: str,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write to this file.")] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Write to this file (its folder is created).")
+    ] = None,
 ) -> None:
-    """The machine-readable disclosure record of a decided request."""
-    record = ApiClient().get(f"{BASE}/{request_id}/disclosure")
-    text = json.dumps(record, indent=2, sort_keys=True)
-    if out:
-        out.write_text(text + "\n")
-        console.print(f"wrote {out}")
-    else:
-        console.print_json(text)
+    """The machine-readable disclosure record (JSON) of a decided request (REQUEST_ID: any
+    unique prefix)."""
+    client = ApiClient()
+    record = client.get(f"{BASE}/{resolve_request_id(client, request_id)}/disclosure")
+    if out is None:
+        print_json(record)
+        return
+    write_text_file(out, json.dumps(record, indent=2, sort_keys=True) + "\n")
+    console.print(f"wrote {out}", highlight=False, soft_wrap=True)
+
+
+def write_text_file(path: Path, text: str) -> None:
+    """Write ``path`` whole or not at all (temporary name, then rename), creating its folder;
+    a folder that cannot be made or written is one line, never a traceback."""
+    part = path.with_name(path.name + ".part")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        part.write_text(text)
+        part.replace(path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            part.unlink(missing_ok=True)
+        raise CliError(f"cannot write {path}: {exc.strerror or exc}") from exc
 
 
 def _target(dest: Path, rel: str) -> Path:
@@ -169,8 +213,11 @@ def _fetch(
                 f"not the released {sha256}; the file was discarded"
             )
         part.replace(target)
+    except OSError as exc:  # unwritable folder, full disk, a folder where the file goes
+        raise CliError(f"cannot write {target}: {exc.strerror or exc}") from exc
     finally:
-        part.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            part.unlink(missing_ok=True)
 
 
 @app.command()
@@ -185,6 +232,7 @@ def download(
     Checks the request's state and the destination before drawing anything: an unapproved
     request, or a file that already exists (without --force), stops with one line."""
     client = ApiClient()
+    request_id = resolve_request_id(client, request_id)
     r = client.get(f"{BASE}/{request_id}")
     if r["state"] != "approved":
         raise CliError(
@@ -222,10 +270,7 @@ def download(
             )
     record = client.get(f"{BASE}/{request_id}/disclosure")
     record_path = dest / f"disclosure-{request_id}.json"
-    try:
-        record_path.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
-    except OSError as exc:
-        raise CliError(f"cannot write {record_path}: {exc.strerror or exc}") from exc
+    write_text_file(record_path, json.dumps(record, indent=2, sort_keys=True) + "\n")
     console.print(
         f"downloaded {len(files)} file(s), {human_size(total)}, hashes verified; "
         f"disclosure record: {record_path}"

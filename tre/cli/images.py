@@ -3,7 +3,6 @@ work, so it works from a laptop), list what may run, approve/revoke (admins), pu
 
 from __future__ import annotations
 
-import json
 import tempfile
 from pathlib import Path
 from typing import Annotated, Any
@@ -11,7 +10,8 @@ from typing import Annotated, Any
 import typer
 
 from tre.cli.client import ApiClient, CliError
-from tre.cli.output import console, human_size, table, untrusted
+from tre.cli.output import JsonFlag, console, human_size, print_json, table, untrusted
+from tre.cli.resolve import resolve_image_ref
 
 app = typer.Typer(help="Container images: import, list, approve for a project, push to the registry.")
 UPLOAD_TIMEOUT_S = 3600.0
@@ -21,7 +21,7 @@ UPLOAD_TIMEOUT_S = 3600.0
 def import_image(
     path: Annotated[Path, typer.Argument(help="docker save archive, OCI archive, or OCI layout folder.")],
     name: Annotated[str | None, typer.Option(help="Repository name (default: the archive's).")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the image record as JSON.")] = False,
+    as_json: JsonFlag = False,
 ) -> None:
     """Upload an image; prints the reference to submit jobs with once an admin approves it."""
     if not path.exists():
@@ -43,7 +43,7 @@ def import_image(
                 headers={"Content-Type": "application/octet-stream"},
             )
     if as_json:
-        console.print_json(json.dumps(image))
+        print_json(image)
         return
     console.print(
         f"imported {untrusted(image['reference'])} ({image['layers']} layers, "
@@ -58,7 +58,7 @@ def import_image(
 def list_images(
     usable: Annotated[bool, typer.Option("--usable", help="Only images the project may run.")] = False,
     project: Annotated[str | None, typer.Option("--project", "-p", help="Project (with --usable).")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="JSON instead of a table.")] = False,
+    as_json: JsonFlag = False,
 ) -> None:
     """Images you may see: digest, name, size, layers, created, importer, approvals."""
     if usable and not project:
@@ -66,7 +66,7 @@ def list_images(
     params = {"usable_for": project} if usable and project else {}
     rows: list[dict[str, Any]] = ApiClient().get("/api/v1/images", params=params)
     if as_json:
-        console.print_json(json.dumps(rows))
+        print_json(rows)
         return
     if usable:
         for r in rows:
@@ -79,7 +79,7 @@ def list_images(
         ["digest", "name", "size", "layers", "created", "imported by", "approved for"],
         [
             (
-                r["digest"][:19],
+                r["digest"],
                 r["name"],
                 human_size(r["size"]) if r["imported"] else "external",
                 r["layers"] or "-",
@@ -100,9 +100,12 @@ def approve(
         bool, typer.Option(help="Approve a registry-hosted image that was never imported (clusters only).")
     ] = False,
 ) -> None:
-    """Allow a project to run an image (admin; audited)."""
-    body = {"reference": reference, "project_id": project, "external": external}
-    row = ApiClient().post("/api/v1/images/approvals", json=body)
+    """Allow a project to run an image (admin; audited). REFERENCE may end in a unique
+    prefix of an imported image's digest (sha256:PREFIX or name@sha256:PREFIX)."""
+    client = ApiClient()
+    ref = reference if external else resolve_image_ref(client, reference)
+    body = {"reference": ref, "project_id": project, "external": external}
+    row = client.post("/api/v1/images/approvals", json=body)
     console.print(
         f"approved {untrusted(row['reference'])} for project {untrusted(row['project_id'])}", soft_wrap=True
     )
@@ -115,9 +118,12 @@ def revoke(
     reference: Annotated[str, typer.Argument(help="name@sha256:...")],
     project: Annotated[str, typer.Option("--project", "-p")],
 ) -> None:
-    """Withdraw a project's approval of an image (admin; audited). Queued jobs keep theirs."""
-    row = ApiClient().post(
-        "/api/v1/images/approvals/revoke", json={"reference": reference, "project_id": project}
+    """Withdraw a project's approval of an image (admin; audited). Queued jobs keep theirs.
+    REFERENCE may end in a unique prefix of the digest."""
+    client = ApiClient()
+    row = client.post(
+        "/api/v1/images/approvals/revoke",
+        json={"reference": resolve_image_ref(client, reference), "project_id": project},
     )
     console.print(
         f"revoked {untrusted(row['reference'])} for project {untrusted(row['project_id'])}", soft_wrap=True
@@ -127,5 +133,6 @@ def revoke(
 @app.command("push")
 def push(reference: Annotated[str, typer.Argument(help="name@sha256:... of an imported image")]) -> None:
     """Copy an image by digest to the configured registry (TRE_IMAGE_REGISTRY; admin)."""
-    out = ApiClient(timeout=UPLOAD_TIMEOUT_S).post("/api/v1/images/push", json={"reference": reference})
+    client = ApiClient(timeout=UPLOAD_TIMEOUT_S)
+    out = client.post("/api/v1/images/push", json={"reference": resolve_image_ref(client, reference)})
     console.print(f"pushed {untrusted(out['reference'])}", soft_wrap=True)

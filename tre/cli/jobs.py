@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Annotated
@@ -12,45 +11,21 @@ import typer
 from tre.cli.client import ApiClient, CliError, TokenRefused
 from tre.cli.code import upload_code
 from tre.cli.logview import LogView
-from tre.cli.output import console, human_size, table, untrusted
+from tre.cli.output import JsonFlag, console, human_size, print_json, table, untrusted
+from tre.cli.resolve import resolve_image_ref, resolve_job_id
 from tre.states import JobState
 
 TERMINAL = {"succeeded", "failed", "timed_out", "cancelled"}
-JOB_ID_LEN = 32
-JSON_OPTION = typer.Option("--json", help="Print JSON (full records) for scripts.")
-
-
-def resolve_job_id(client: ApiClient, given: str) -> str:
-    """A full job id from any unique prefix of one you can see (as git does for commits).
-
-    A full id, or a prefix that matches nothing, goes to the server as given, so an unknown
-    id gets the server's own answer; a prefix of several jobs is refused, naming some.
-    """
-    given = given.strip().rstrip("…")
-    if len(given) >= JOB_ID_LEN or len(given) < 4:
-        return given
-    matches: list[str] = []
-    offset = 0
-    while True:
-        page = client.get("/api/v1/jobs", params={"limit": 1000, "offset": offset})
-        matches += [j["id"] for j in page if j["id"].startswith(given)]
-        if len(page) < 1000 or len(matches) > 1:
-            break
-        offset += 1000
-    if len(matches) > 1:
-        some = ", ".join(m[:12] for m in matches[:4])
-        raise CliError(f"{given!r} matches several jobs ({some}…): give more characters")
-    return matches[0] if matches else given
 
 
 def reattach_hint(job_id: str) -> str:
     return f"job {job_id} keeps running on the server; follow it again with: tre logs {job_id} -f"
 
 
-def follow_or_explain(client: ApiClient, job_id: str) -> dict:
+def follow_or_explain(client: ApiClient, job_id: str, show_logs: bool = True) -> dict:
     """`follow_job`, but an expired token or Ctrl-C says the job continues and how to reattach."""
     try:
-        return follow_job(client, job_id)
+        return follow_job(client, job_id, show_logs=show_logs)
     except TokenRefused as exc:
         raise CliError(f"{exc}. {reattach_hint(job_id)}") from exc
     except KeyboardInterrupt:
@@ -80,7 +55,13 @@ def follow_job(client: ApiClient, job_id: str, show_logs: bool = True, poll_s: f
 
 def submit(
     project: Annotated[str, typer.Option("--project", "-p", help="Project the job runs for.")],
-    image: Annotated[str, typer.Option(help="Job image, pinned by digest (image@sha256:...).")],
+    image: Annotated[
+        str,
+        typer.Option(
+            help="Job image pinned by digest (name@sha256:HEX), or a unique prefix of the digest of "
+            "one you can see (`tre image list --usable -p PROJECT`)."
+        ),
+    ],
     command: Annotated[list[str], typer.Argument(help="Command and arguments run inside the sandbox.")],
     dataset: Annotated[
         list[str] | None, typer.Option("--dataset", "-d", help="Dataset id (repeatable).")
@@ -91,6 +72,10 @@ def submit(
     time_limit: Annotated[int, typer.Option("--time-limit", help="Wall-clock limit, seconds.")] = 600,
     output_limit_mb: Annotated[int, typer.Option("--output-limit-mb")] = 256,
     wait: Annotated[bool, typer.Option("--wait", help="Follow the job's log until it ends.")] = False,
+    as_json: Annotated[
+        bool,
+        typer.Option("--json", help="Print the job record as JSON (with --wait: the final one, and no log)."),
+    ] = False,
     code: Annotated[
         Path | None,
         typer.Option(
@@ -107,12 +92,12 @@ def submit(
         tre submit -p p1 -d ct1 --image IMAGE@sha256:... --wait -- python3 /code/run.py --fast
     """
     client = ApiClient()
-    code_hash = upload_code(client, project, code) if code is not None else None
+    code_hash = upload_code(client, project, code, announce=not as_json) if code is not None else None
     job = client.post(
         "/api/v1/jobs",
         json={
             "project_id": project,
-            "image": image,
+            "image": resolve_image_ref(client, image),
             "command": command,
             "dataset_ids": dataset or [],
             "cpu": cpu,
@@ -123,10 +108,17 @@ def submit(
             "code_hash": code_hash,
         },
     )
-    console.print(f"submitted job [bold]{job['id']}[/] ({job['state']})")
+    if as_json and not wait:
+        print_json(job)
+        return
+    if not as_json:
+        console.print(f"submitted job [bold]{job['id']}[/] ({job['state']})")
     if wait:
-        final = follow_or_explain(client, job["id"])
-        _print_end(final)
+        final = follow_or_explain(client, job["id"], show_logs=not as_json)
+        if as_json:
+            print_json(final)
+        else:
+            _print_end(final)
         if final["state"] != "succeeded":
             raise typer.Exit(1)
 
@@ -142,7 +134,7 @@ def jobs(
     state: Annotated[JobState | None, typer.Option(case_sensitive=False)] = None,
     limit: Annotated[int, typer.Option(min=1, max=1000, help="Jobs per page (newest first).")] = 100,
     page: Annotated[int, typer.Option(min=1, help="Which page: 2 shows the next --limit jobs.")] = 1,
-    as_json: Annotated[bool, JSON_OPTION] = False,
+    as_json: JsonFlag = False,
 ) -> None:
     """List jobs you can see, newest first."""
     params: dict[str, str | int] = {"limit": limit, "offset": (page - 1) * limit}
@@ -152,7 +144,7 @@ def jobs(
         params["state"] = state.value
     rows = ApiClient().get("/api/v1/jobs", params=params)
     if as_json:
-        print(json.dumps(rows, indent=2))
+        print_json(rows)
         return
     table(
         "jobs",
@@ -186,14 +178,14 @@ def logs(job_id: str, follow: Annotated[bool, typer.Option("--follow", "-f")] = 
         view.feed(resp.content.decode("utf-8", "replace"))
 
 
-def outputs(job_id: str, as_json: Annotated[bool, JSON_OPTION] = False) -> None:
+def outputs(job_id: str, as_json: JsonFlag = False) -> None:
     """List a job's output files with index, size and SHA-256. A name the dataset's policy
     withholds shows as "(withheld)": ask for release of that file as #INDEX or sha256:HEX."""
     client = ApiClient()
     job_id = resolve_job_id(client, job_id)
     rows = client.get(f"/api/v1/jobs/{job_id}/outputs")
     if as_json:
-        print(json.dumps(rows, indent=2))
+        print_json(rows)
         return
     if not rows:
         console.print(f"job {job_id} has no outputs")
@@ -221,9 +213,9 @@ def cancel(job_id: str) -> None:
     console.print(f"job {job_id}: cancel requested ({job['state']})")
 
 
-def register(app: typer.Typer) -> None:
+def register(app: typer.Typer, panel: str | None = None) -> None:
     for fn in (submit, jobs, logs, outputs, cancel):
-        app.command()(fn)
+        app.command(rich_help_panel=panel)(fn)
 
 
-__all__ = ["register", "follow_job", "CliError"]
+__all__ = ["register", "follow_job", "resolve_job_id", "CliError"]

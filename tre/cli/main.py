@@ -6,6 +6,8 @@ interrupted (Ctrl-C). Bare `tre` prints the help and exits 0.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 from typing import Annotated
 
@@ -14,16 +16,15 @@ import typer
 from tre.cli import admin, audit, catalogue, code, egress, federation, images, jobs, preprocess, witness
 from tre.cli.client import ApiClient, CliError, checked_api_url, save_credentials
 from tre.cli.device_login import device_login, oidc_login_config
-from tre.cli.output import console, err_console, untrusted
+from tre.cli.output import JsonFlag, console, err_console, print_json, untrusted
 from tre.config import get_settings
 from tre.errors import TreError
 
 app = typer.Typer(
     help="tre: trusted research environment for cancer imaging.\n\n"
-    "Researchers: login, submit, jobs, logs, outputs, cancel, preprocess, egress, image list, "
-    "catalogue. "
-    "DAC reviewers: egress (or the web panel). Auditors: audit, witness. "
-    "Admins: admin, project, dataset, grant, image, serve, worker.",
+    "Commands are grouped by who uses them. Researchers list what their projects may use "
+    "(`dataset list`, `grant list`, `image list --usable`); admins add datasets, grants and "
+    "images with the same commands.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=True,
@@ -48,23 +49,31 @@ def _root(
     """tre: trusted research environment for cancer imaging."""
 
 
-jobs.register(app)
-app.add_typer(code.job_app, name="job")
-app.add_typer(admin.admin_app, name="admin")
-app.add_typer(admin.project_app, name="project")
-app.add_typer(admin.dataset_app, name="dataset")
-app.add_typer(admin.grant_app, name="grant")
-app.add_typer(egress.app, name="egress")
-app.add_typer(audit.app, name="audit")
-app.add_typer(images.app, name="image")
-app.add_typer(witness.app, name="witness")
-app.add_typer(federation.hub_app, name="hub")
-app.add_typer(federation.node_app, name="node")
-app.add_typer(catalogue.app, name="catalogue")
-app.command()(preprocess.preprocess)
+# `tre --help` groups the commands by who uses them (rich help panels).
+RESEARCHERS, REVIEWERS, AUDITORS, ADMINS = (
+    "Researchers",
+    "Airlock: researchers request and download, DAC members review (also the web panel)",
+    "Auditors",
+    "Admins",
+)
+jobs.register(app, panel=RESEARCHERS)
+app.add_typer(code.job_app, name="job", rich_help_panel=RESEARCHERS)
+app.command(rich_help_panel=RESEARCHERS)(preprocess.preprocess)
+app.add_typer(admin.dataset_app, name="dataset", rich_help_panel=RESEARCHERS)
+app.add_typer(admin.grant_app, name="grant", rich_help_panel=RESEARCHERS)
+app.add_typer(images.app, name="image", rich_help_panel=RESEARCHERS)
+app.add_typer(catalogue.app, name="catalogue", rich_help_panel=RESEARCHERS)
+app.add_typer(egress.app, name="egress", rich_help_panel=REVIEWERS)
+app.add_typer(audit.app, name="audit", rich_help_panel=AUDITORS)
+app.add_typer(witness.app, name="witness", rich_help_panel=AUDITORS)
+app.add_typer(admin.admin_app, name="admin", rich_help_panel=ADMINS)
+app.add_typer(admin.project_app, name="project", rich_help_panel=ADMINS)
+# Federation (docs/federation.md): the hub's operators and researchers, and a node's admin.
+app.add_typer(federation.hub_app, name="hub", rich_help_panel=ADMINS)
+app.add_typer(federation.node_app, name="node", rich_help_panel=ADMINS)
 
 
-@app.command()
+@app.command(rich_help_panel=RESEARCHERS)
 def login(
     token: Annotated[
         str | None,
@@ -123,14 +132,17 @@ def login(
     console.print(f"logged in to {url} as [bold]{me['user_id']}[/] ({', '.join(me['roles'])})")
 
 
-@app.command()
-def whoami() -> None:
+@app.command(rich_help_panel=RESEARCHERS)
+def whoami(as_json: JsonFlag = False) -> None:
     """Show who the saved token belongs to."""
     me = ApiClient().get("/api/v1/me")
+    if as_json:
+        print_json(me)
+        return
     console.print(f"{me['user_id']} roles={','.join(me['roles'])} projects={','.join(me['projects']) or '-'}")
 
 
-@app.command()
+@app.command(rich_help_panel=ADMINS)
 def serve(
     host: str = "127.0.0.1",
     port: int = 8765,
@@ -145,7 +157,7 @@ def serve(
     run_server(host, port, with_worker=worker, node=node)
 
 
-@app.command()
+@app.command(rich_help_panel=ADMINS)
 def worker(concurrency: int = 2) -> None:
     """Run the job worker: dispatch queued jobs to the configured executor."""
     from tre.jobs.worker import Worker
@@ -162,7 +174,7 @@ def worker(concurrency: int = 2) -> None:
         w.stop()
 
 
-@app.command()
+@app.command(rich_help_panel=ADMINS)
 def demo() -> None:
     """End-to-end demo on the embedded defaults (SQLite + local sandbox)."""
     from tre.demo import run_demo
@@ -180,8 +192,20 @@ def _usage_error(exc: Exception) -> None:
     sys.exit(int(getattr(exc, "exit_code", 2)))
 
 
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for `tre jobs | head -1`
+
+
+def _error_line(message: str) -> None:
+    err_console.print(f"error: {' '.join(message.split())}", highlight=False, soft_wrap=True, markup=False)
+
+
 def run() -> None:
-    """The console script: usage mistakes and failures alike end as one line on stderr."""
+    """The console script: usage mistakes and failures alike end as one line on stderr.
+
+    What no command turned into a message (a file the system refuses, an answer of a shape
+    the CLI did not expect) still ends as one line naming the kind of failure; ``TRE_DEBUG=1``
+    shows the traceback instead, for a bug report.
+    """
     try:
         rv = app(standalone_mode=False)
     except typer.TyperException as exc:
@@ -192,9 +216,37 @@ def run() -> None:
         err_console.print("error: interrupted", highlight=False)
         sys.exit(130)
     except (CliError, TreError) as exc:
-        err_console.print(f"error: {exc}", highlight=False, soft_wrap=True)
+        _error_line(str(exc))
+        sys.exit(1)
+    except BrokenPipeError:  # the reader of our stdout went away: nothing to say, to no one
+        _silence_stdout()
+        sys.exit(EXIT_BROKEN_PIPE)
+    except SystemExit:
+        # click meets a closed pipe (EPIPE) itself: it wraps stdout so that the final flush
+        # is quiet and exits 1; say 141 instead, as a shell does for a command killed by SIGPIPE.
+        if type(sys.stdout).__name__ == "PacifyFlushWrapper":
+            sys.exit(EXIT_BROKEN_PIPE)
+        raise
+    except OSError as exc:
+        what = f"cannot use {exc.filename}" if exc.filename else "system error"
+        _error_line(f"{what}: {exc.strerror or exc}")
+        sys.exit(1)
+    except Exception as exc:
+        if os.environ.get("TRE_DEBUG"):
+            raise
+        _error_line(
+            f"unexpected {type(exc).__name__}: {exc} (a bug in tre or an API of another version; "
+            "TRE_DEBUG=1 shows where)"
+        )
         sys.exit(1)
     sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush does not fail again."""
+    with contextlib.suppress(OSError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
 
 
 if __name__ == "__main__":

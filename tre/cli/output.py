@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Annotated, Any
 
+import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 console = Console()
 err_console = Console(stderr=True)
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON (the full records) for scripts.")]
+
+
+def print_json(data: Any) -> None:
+    """JSON on stdout, never through rich: a console wraps long lines at its width, which
+    would break a string in two when piped (80 columns)."""
+    print(json.dumps(data, indent=2, sort_keys=True))
 
 
 # C0 and C1 control characters except tab, newline and carriage return: ESC starts the ANSI
@@ -34,22 +44,28 @@ def untrusted(value: object) -> str:
     return escape(terminal_safe("" if value is None else str(value)))
 
 
-def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]], whole: int = 1) -> None:
     """A table on a terminal; tab-separated lines with a header when piped or redirected.
 
-    Never cut a value: ids and hashes must be usable as printed, so a narrow terminal folds
-    a long cell onto more lines instead of ending it with an ellipsis.
+    Never cut a value: ids and hashes must be usable as printed. The first ``whole`` columns
+    (the ids) stay on one line at their full width, so a double-click or a copy takes the
+    whole id even on an 80-column terminal; the other columns fold onto more lines instead.
     """
     if not console.is_terminal:
         print("\t".join(columns))
         for r in rows:
             print("\t".join(terminal_safe("" if v is None else str(v)).replace("\t", " ") for v in r))
         return
+    cells = [[untrusted(v) for v in r] for r in rows]
     t = Table(title=title, show_lines=False)
-    for c in columns:
-        t.add_column(c, overflow="fold")
-    for r in rows:
-        t.add_row(*(untrusted(v) for v in r))
+    for i, c in enumerate(columns):
+        if i < whole:
+            width = max([len(c), *(len(r[i]) for r in cells)])
+            t.add_column(c, no_wrap=True, min_width=width)
+        else:
+            t.add_column(c, overflow="fold")
+    for r in cells:
+        t.add_row(*r)
     console.print(t)
 
 

@@ -10,13 +10,14 @@ granted), and any of them can be lowered on the command line.
 from __future__ import annotations
 
 import math
+import re
 from typing import Annotated, Any
 
 import typer
 
 from tre.cli.client import ApiClient, CliError
-from tre.cli.jobs import follow_job
-from tre.cli.output import console
+from tre.cli.jobs import follow_or_explain
+from tre.cli.output import console, untrusted
 
 CPU_JOB_IMAGE_NAME = "tre-job-cpu"
 
@@ -162,7 +163,36 @@ def preprocess(
     job = client.post("/api/v1/jobs", json=body)
     console.print(f"submitted preprocessing job [bold]{job['id']}[/]")
     if wait:
-        final = follow_job(client, job["id"])
-        console.print(f"job {final['id']}: {final['state']} {final['reason']}")
+        final = follow_or_explain(client, job["id"])
+        console.print(f"job {final['id']}: {final['state']} {untrusted(final['reason'])}", highlight=False)
+        summary = series_summary(client.request("GET", f"/api/v1/jobs/{job['id']}/logs").text)
+        if summary is not None:
+            console.print(summary_line(final["id"], *summary), highlight=False, soft_wrap=True)
         if final["state"] != "succeeded":
             raise typer.Exit(1)
+
+
+# The job's last line (tre.kernels.job), fixed format: it passes the log screen whole.
+_DONE = re.compile(r"^done (\d+) series: ok (\d+) resumed (\d+) failed (\d+)", re.M)
+
+
+def series_summary(log: str) -> tuple[int, int, int] | None:
+    """(series, preprocessed or resumed, failed) from the job's screened log, if it got there."""
+    found = _DONE.findall(log)
+    if not found:
+        return None
+    total, ok, resumed, failed = (int(x) for x in found[-1])
+    return total, ok + resumed, failed
+
+
+def summary_line(job_id: str, total: int, done: int, failed: int) -> str:
+    """Per-series results: how many series came through, and where the reasons are. Which
+    series failed and why stays in manifest.json (series UIDs and geometry are data), which
+    leaves only through the airlock."""
+    line = f"{done} of {total} series preprocessed"
+    if failed:
+        line += (
+            f"; {failed} failed and were skipped: manifest.json says which and why "
+            f"(tre outputs {job_id}; tre egress request {job_id} manifest.json --why ...)"
+        )
+    return line

@@ -91,7 +91,24 @@ def _view(session: Session, settings: Settings, p: Principal, digest: str) -> Im
     raise NotFound(f"no image {digest}")
 
 
-@router.post("", response_model=ImageOut, status_code=201)
+IMAGE_ARCHIVE_BODY = {"type": "string", "format": "binary", "minLength": 1}
+
+
+@router.post(
+    "",
+    response_model=ImageOut,
+    status_code=201,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "description": "The image archive itself: docker save or OCI archive (tar).",
+            "content": {
+                "application/x-tar": {"schema": IMAGE_ARCHIVE_BODY},
+                "application/octet-stream": {"schema": IMAGE_ARCHIVE_BODY},
+            },
+        }
+    },
+)
 async def import_image(
     request: Request,
     name: str | None = Query(None, max_length=128, description="Repository name (default: the archive's)."),
