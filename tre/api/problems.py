@@ -7,6 +7,7 @@ error path may fall through to FastAPI's default ``{"detail": ...}`` body or an 
 from __future__ import annotations
 
 import logging
+import unicodedata
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -19,6 +20,20 @@ from tre.errors import TreError
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 log = logging.getLogger(__name__)
+
+
+MAX_FIELD_ERRORS = 20
+
+
+def _echoable(text: str, limit: int) -> str:
+    """The caller's own text (a key name in a body, say) as a problem document may repeat it:
+    control characters and lone surrogates become ``?`` (a NUL would break the schema's
+    promise and some clients' terminals), and the length is bounded."""
+    return "".join("?" if unicodedata.category(ch) in ("Cc", "Cs") else ch for ch in text[:limit])
+
+
+def _field_name(loc: Any) -> str:
+    return ".".join(_echoable(str(p), 64) for p in loc if p != "body")
 
 
 class Problem(Exception):
@@ -122,8 +137,8 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [
-            {"field": ".".join(str(p) for p in e.get("loc", ()) if p != "body"), "reason": e.get("msg", "")}
-            for e in exc.errors()
+            {"field": _field_name(e.get("loc", ())), "reason": _echoable(str(e.get("msg", "")), 200)}
+            for e in exc.errors()[:MAX_FIELD_ERRORS]
         ]
         detail = "; ".join(f"{e['field']}: {e['reason']}" for e in errors) or "request is not valid"
         return problem_response(

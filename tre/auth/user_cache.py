@@ -46,6 +46,11 @@ def generation() -> int:
     return _generation
 
 
+def invalidate() -> None:
+    """Forget every cached user in this process (tests that count statements, admin tools)."""
+    _bump()
+
+
 def _bump() -> None:
     global _generation
     with _generation_lock:
