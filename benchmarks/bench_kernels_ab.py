@@ -3,7 +3,7 @@
 Why: on a shared machine the time of one run swings by 2x with the other processes, so a
 before/after taken in two runs says little. This loads ``tre/kernels/cpu.py`` of ``--base``
 (default ``main``) as a second module next to the working tree's and times both on the
-bench_preprocess volume in alternation (A B A B ...), in one process: the same load hits
+bench_preprocess volume in alternation (A B, B A, ...), in one process: the same load hits
 both. Prints median wall and CPU seconds per recipe and per pass, their ratios new/base, the
 ratio to the memory-bandwidth bound, and checks that both give the same crop and the largest
 difference of their outputs.
@@ -78,8 +78,9 @@ def main(argv: list[str] | None = None) -> int:
         keys = ("total", "stats", "normalize")
         wall: dict[str, dict[str, list[float]]] = {n: {k: [] for k in keys} for n in mods}
         cpu: dict[str, list[float]] = {n: [] for n in mods}
-        for _ in range(args.rounds):
-            for name, mod in mods.items():
+        for rnd in range(args.rounds):
+            order = list(mods.items())
+            for name, mod in order if rnd % 2 == 0 else order[::-1]:  # A B, B A: no order bias
                 c0 = time.process_time()
                 t0 = time.perf_counter()
                 res = run(mod)
