@@ -175,6 +175,8 @@ def stats_pass(
     nyo = yi0.shape[0]
     nxo = xi0.shape[0]
     sshift = np.float32(stat_shift)
+    one = np.float32(1.0)
+    zero = np.float32(0.0)
     for c in prange(chunk_start.shape[0] - 1):
         tmp = np.empty((ROWS, raw.shape[2]), dtype=np.float32)
         pa = np.empty((nyo, nxo), dtype=np.float32)
@@ -215,12 +217,18 @@ def stats_pass(
                             vmin = min(vmin, v)
                             vmax = max(vmax, v)
                 else:  # branch-free so that LLVM vectorises it (the hot path)
+                    # The foreground count is kept as a float32 select-and-add beside the
+                    # sums: an int32 ``+= (h > thr)`` mixes lane widths and LLVM then
+                    # vectorises the whole loop poorly (z reduction 39 -> 26 ms per
+                    # 96 M voxels, one core). Exact: a row holds far fewer than 2**24 voxels.
+                    rfgf = np.float32(0.0)
                     for i in range(nxo):
                         h = z_blend(ra[i], rb[i], wz)
                         d = window_value(h, clip_lo, clip_hi, shift, scale) - sshift
                         racc += d
                         racc2 += d * d
-                        rfg += np.int32(h > fg_thr)
+                        rfgf += one if h > fg_thr else zero
+                    rfg = np.int32(rfgf)
                 acc += np.float64(racc)
                 acc2 += np.float64(racc2)
                 cnt += int(rfg) if fg_only else nxo

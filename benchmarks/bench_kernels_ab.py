@@ -1,0 +1,115 @@
+"""Benchmark: the CPU kernels of another git revision against the working tree's, interleaved.
+
+Why: on a shared machine the time of one run swings by 2x with the other processes, so a
+before/after taken in two runs says little. This loads ``tre/kernels/cpu.py`` of ``--base``
+(default ``main``) as a second module next to the working tree's and times both on the
+bench_preprocess volume in alternation (A B, B A, ...), in one process: the same load hits
+both. Prints median wall and CPU seconds per recipe and per pass, their ratios new/base, the
+ratio to the memory-bandwidth bound, and checks that both give the same crop and the largest
+difference of their outputs.
+
+    PYTHONPATH=. python benchmarks/bench_kernels_ab.py --base main --rounds 9
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+for p in (REPO, REPO / "benchmarks"):
+    if str(p) not in sys.path:
+        sys.path.insert(0, str(p))
+
+import bench_preprocess as bp  # noqa: E402
+
+from tre.kernels import cpu as cpu_work  # noqa: E402
+from tre.kernels import pipeline  # noqa: E402
+from tre.kernels.grid import grid_tables  # noqa: E402
+
+
+def load_base(rev: str, tmp: Path) -> ModuleType:
+    """``tre/kernels/cpu.py`` as of ``rev``, imported under another name (own Numba cache)."""
+    src = subprocess.run(
+        ["git", "-C", str(REPO), "show", f"{rev}:tre/kernels/cpu.py"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    path = tmp / "cpu_base.py"
+    path.write_text(src)
+    spec = importlib.util.spec_from_file_location("cpu_base", path)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--base", default="main", help="git revision to compare with (default main)")
+    ap.add_argument("--rounds", type=int, default=9)
+    ap.add_argument("--quick", action="store_true", help="256x256x150 volume")
+    args = ap.parse_args(argv)
+    raw = bp.chest_phantom(bp.volume_shape(args.quick))
+    nz = raw.shape[0]
+    tables = grid_tables(raw.shape, bp.SPACING_ZYX, bp.TARGET_ZYX)
+
+    def run(mod: ModuleType) -> pipeline.PreprocessResult:
+        backend = mod.CpuBackend(raw, np.full(nz, bp.SLOPE), np.full(nz, bp.INTERCEPT), tables)
+        return pipeline.run_recipe(backend, bp.params(), tables.shape)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        mods = {"base": load_base(args.base, Path(tmp)), "work": cpu_work}
+        first = {name: run(mod) for name, mod in mods.items()}  # warm-up: compile or cache load
+        same_box = first["base"].bbox == first["work"].bbox
+        diff = float(np.abs(first["base"].image - first["work"].image).max()) if same_box else float("nan")
+        out_bytes = first["work"].image.nbytes
+        del first
+        keys = ("total", "stats", "normalize")
+        wall: dict[str, dict[str, list[float]]] = {n: {k: [] for k in keys} for n in mods}
+        cpu: dict[str, list[float]] = {n: [] for n in mods}
+        for rnd in range(args.rounds):
+            order = list(mods.items())
+            for name, mod in order if rnd % 2 == 0 else order[::-1]:  # A B, B A: no order bias
+                c0 = time.process_time()
+                t0 = time.perf_counter()
+                res = run(mod)
+                wall[name]["total"].append(time.perf_counter() - t0)
+                cpu[name].append(time.process_time() - c0)
+                for k in keys[1:]:
+                    wall[name][k].append(res.timings_s[k])
+                del res
+    bw = bp.copy_bandwidth()
+    bound = (raw.nbytes + out_bytes) / bw
+    med = {n: {k: statistics.median(v) for k, v in wall[n].items()} for n in mods}
+    cmed = {n: statistics.median(v) for n, v in cpu.items()}
+    print(f"volume {raw.shape} int16 -> grid {tables.shape}; {args.rounds} rounds; base {args.base}")
+    print(f"same crop: {same_box}; max |work - base| = {diff:.3g} (z-score units)")
+    print(f"memory-bandwidth bound {bound * 1e3:.1f} ms ({bw / 1e9:.1f} GB/s copy)")
+    for name in mods:
+        m = med[name]
+        print(
+            f"{name:>4}: recipe {m['total'] * 1e3:.1f} ms wall ({m['total'] / bound:.1f}x the bound), "
+            f"{cmed[name] * 1e3:.1f} ms CPU; stats pass {m['stats'] * 1e3:.1f} ms, "
+            f"normalize pass {m['normalize'] * 1e3:.1f} ms"
+        )
+    b, w = med["base"], med["work"]
+    print(
+        f"work/base: recipe wall {w['total'] / b['total']:.3f}, CPU {cmed['work'] / cmed['base']:.3f}, "
+        f"stats pass {w['stats'] / b['stats']:.3f}, normalize pass {w['normalize'] / b['normalize']:.3f}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
