@@ -12,6 +12,7 @@ import hashlib
 import json
 import shutil
 import threading
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from pydicom.data import get_testdata_file
@@ -65,6 +66,18 @@ def prepare_dataset(settings: Settings) -> Path:
     return folder
 
 
+def _has_live_grant(grants: list[dict[str, str]]) -> bool:
+    """Whether the demo project holds an unrevoked grant to the demo dataset for at least a day
+    more (the job must not be refused half-way through the demo)."""
+    soon = datetime.now(UTC) + timedelta(days=1)
+    return any(
+        g["dataset_id"] == DATASET
+        and not g.get("revoked_at")
+        and datetime.fromisoformat(g["expires_at"]) > soon
+        for g in grants
+    )
+
+
 def run_demo() -> None:
     settings = get_settings()
     settings.ensure_dirs()
@@ -115,6 +128,8 @@ def run_demo() -> None:
                     json={"id": DATASET, "path": str(data), "name": "pydicom bundled test images"},
                 )
                 console.print(f"admin registered dataset {DATASET}: {d['meta']}")
+            if not _has_live_grant(admin.get("/api/v1/grants", params={"project_id": PROJECT})):
+                # Also on a later run: the demo's grant lapses after 30 days, or an admin revoked it.
                 g = admin.post(
                     "/api/v1/grants",
                     json={"project_id": PROJECT, "dataset_id": DATASET, "days": 30, "reason": "demo"},
