@@ -78,6 +78,15 @@ DEFAULT_ALLOWED_TYPES: tuple[ContentType, ...] = (
 POLICY_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,127}$")
 
 
+def _check_regex(label: str, pattern: str) -> None:
+    """A policy's regular expression must compile when the policy loads, not when a check
+    first meets it: a bad pattern is the policy author's error, named by ``label``."""
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise ValueError(f"{label} is not a valid regex: {exc}") from exc
+
+
 class PolicyError(ValueError):
     """A policy file is missing, unreadable or invalid; names the file, field and reason."""
 
@@ -393,20 +402,14 @@ class DicomRules(_Strict):
     @classmethod
     def _pseudonyms_compile(cls, value: list[str]) -> list[str]:
         for pattern in value:
-            try:
-                re.compile(pattern)
-            except re.error as exc:
-                raise ValueError(f"pseudonym pattern {pattern!r} is not a valid regex: {exc}") from exc
+            _check_regex(f"pseudonym pattern {pattern!r}", pattern)
         return value
 
     @field_validator("allowed_values")
     @classmethod
     def _regexes_compile(cls, value: dict[str, str]) -> dict[str, str]:
         for key, pattern in value.items():
-            try:
-                re.compile(pattern)
-            except re.error as exc:
-                raise ValueError(f"allowed_values[{key!r}] is not a valid regex: {exc}") from exc
+            _check_regex(f"allowed_values[{key!r}]", pattern)
         return value
 
 
@@ -548,10 +551,7 @@ class TextRules(_Strict):
     @classmethod
     def _patterns_compile(cls, value: dict[str, str]) -> dict[str, str]:
         for key, pattern in value.items():
-            try:
-                re.compile(pattern)
-            except re.error as exc:
-                raise ValueError(f"patterns[{key!r}] is not a valid regex: {exc}") from exc
+            _check_regex(f"patterns[{key!r}]", pattern)
         return value
 
 
