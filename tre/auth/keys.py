@@ -13,6 +13,20 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 
+def _create_secret_file(path: Path, data: bytes) -> bool:
+    """Write a new key file readable only by its owner; False if one appeared meanwhile.
+
+    O_EXCL: two processes starting at once must not each write a different key; the one that
+    loses reads the winner's."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+    return True
+
+
 def load_or_create_ed25519(path: Path) -> Ed25519PrivateKey:
     if path.exists():
         key = serialization.load_pem_private_key(path.read_bytes(), password=None)
@@ -24,14 +38,7 @@ def load_or_create_ed25519(path: Path) -> Ed25519PrivateKey:
     pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    # O_EXCL: two processes starting at once must not each write a different key.
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return load_or_create_ed25519(path)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(pem)
-    return key
+    return key if _create_secret_file(path, pem) else load_or_create_ed25519(path)
 
 
 def public_pem(key: Ed25519PrivateKey | Ed25519PublicKey) -> bytes:
@@ -53,10 +60,4 @@ def load_or_create_fernet_key(path: Path) -> bytes:
         return key
     path.parent.mkdir(parents=True, exist_ok=True)
     key = Fernet.generate_key()
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return load_or_create_fernet_key(path)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(key)
-    return key
+    return key if _create_secret_file(path, key) else load_or_create_fernet_key(path)
