@@ -19,6 +19,7 @@ import pytest
 
 from tre.executors.base import DatasetMount, JobResult, JobSpec, RunControl
 from tre.executors.local import LocalExecutor
+from tre.states import JobState
 
 if shutil.which("bwrap") is None:
     if os.environ.get("CI"):
@@ -93,7 +94,7 @@ class Sandbox:
             log_path=job_dir / "log.txt",
             **limits,  # type: ignore[arg-type]
         )
-        run = Run(spec, JobResult("failed", None, "not run yet"), "", marker)
+        run = Run(spec, JobResult(JobState.failed, None, "not run yet"), "", marker)
         base = control or RunControl()
 
         def on_started(ref: str) -> None:

@@ -18,6 +18,7 @@ from pydicom.data import get_testdata_file
 from tests.worlds import job_body
 from tre.executors.base import Executor, JobResult, JobSpec, RunControl
 from tre.jobs.worker import Worker
+from tre.states import JobState
 from tre.store.db import session_scope
 from tre.store.models import Dataset
 
@@ -70,7 +71,7 @@ class RecordingExecutor(Executor):
 
     def run(self, spec: JobSpec, control: RunControl) -> JobResult:
         self.ran.append(spec.job_id)
-        return JobResult("succeeded", 0, "exited with code 0")
+        return JobResult(JobState.succeeded, 0, "exited with code 0")
 
 
 def test_worker_refuses_a_dataset_row_pointing_at_the_state_directory(  # type: ignore[no-untyped-def]

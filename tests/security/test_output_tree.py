@@ -23,6 +23,7 @@ from tre.executors.base import Executor, JobResult, JobSpec, RunControl
 from tre.executors.local import output_size, strip_special_modes
 from tre.jobs.outputs import record_outputs, scan_outputs
 from tre.jobs.worker import Worker
+from tre.states import JobState
 from tre.store.db import session_scope
 from tre.store.models import Job, JobOutput, Project
 
@@ -126,7 +127,7 @@ class TreeWritingExecutor(Executor):
 
     def run(self, spec: JobSpec, control: RunControl) -> JobResult:
         hostile_tree(spec.output_dir)
-        return JobResult("succeeded", 0, "exited with code 0")
+        return JobResult(JobState.succeeded, 0, "exited with code 0")
 
 
 def test_worker_ends_the_job_and_keeps_running(engine, settings, cleanup_deep) -> None:  # type: ignore[no-untyped-def]

@@ -76,10 +76,10 @@ class JobSpec:
 
 @dataclass(frozen=True)
 class JobResult:
-    """How a run ended: a terminal `JobState`. A backend may name it by its value; it is
-    normalised (and refused if not terminal) on construction, so ``state`` is a JobState."""
+    """How a run ended. The state is checked to be terminal on construction, so a backend
+    cannot report a job as still queued or running by mistake."""
 
-    state: JobState | str
+    state: JobState
     exit_code: int | None
     reason: str
 

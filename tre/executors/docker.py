@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 from tre.config import Settings
 from tre.executors import fstree
 from tre.executors.base import Executor, ExecutorError, JobResult, JobSpec, RunControl
+from tre.states import JobState
 
 OUTPUT_MOUNT = "/output"
 # The researcher's code (JobSpec.code_dir), read-only and the working directory when given.
@@ -174,7 +175,7 @@ class DockerExecutor(Executor):
         try:
             container = self.client.containers.get(executor_ref)
         except docker.errors.NotFound:
-            return JobResult("failed", None, f"container {executor_ref[:12]} no longer exists")
+            return JobResult(JobState.failed, None, f"container {executor_ref[:12]} no longer exists")
         except docker.errors.DockerException as exc:
             raise ExecutorError(f"cannot inspect container {executor_ref[:12]}: {exc}") from exc
         started = _parse_docker_time(container.attrs.get("State", {}).get("StartedAt", ""))
@@ -190,11 +191,13 @@ class DockerExecutor(Executor):
             result = self._wait(container, spec, control, deadline)
             logger.join(timeout=10)
             if (
-                result.state == "succeeded"
+                result.state == JobState.succeeded
                 and _dir_bytes(spec.output_dir) > spec.output_limit_mb * 1024 * 1024
             ):
                 return JobResult(
-                    "failed", result.exit_code, f"outputs exceed the limit of {spec.output_limit_mb} MiB"
+                    JobState.failed,
+                    result.exit_code,
+                    f"outputs exceed the limit of {spec.output_limit_mb} MiB",
                 )
             return result
         finally:
@@ -210,10 +213,10 @@ class DockerExecutor(Executor):
             control.heartbeat()
             if control.is_cancelled():
                 container.kill()
-                return JobResult("cancelled", None, "cancelled on request")
+                return JobResult(JobState.cancelled, None, "cancelled on request")
             if time.monotonic() > deadline:
                 container.kill()
-                return JobResult("timed_out", None, f"time limit of {spec.time_limit_s} s exceeded")
+                return JobResult(JobState.timed_out, None, f"time limit of {spec.time_limit_s} s exceeded")
             try:
                 status = container.wait(timeout=1)
                 break
@@ -224,13 +227,13 @@ class DockerExecutor(Executor):
         code = int(status.get("StatusCode", state.get("ExitCode", -1)))
         if state.get("OOMKilled"):
             return JobResult(
-                "failed",
+                JobState.failed,
                 code,
                 f"out of memory: the job exceeded its memory limit of {spec.memory_mb} MiB (OOMKilled)",
             )
         if code == 0:
-            return JobResult("succeeded", 0, "completed")
-        return JobResult("failed", code, f"exited with code {code}")
+            return JobResult(JobState.succeeded, 0, "completed")
+        return JobResult(JobState.failed, code, f"exited with code {code}")
 
     def _copy_logs(self, container: Any, dest: Path) -> None:
         """Follow the container's combined stdout/stderr into the job log, capped."""

@@ -43,6 +43,7 @@ from tre.executors.bwrap import SandboxLayout, build_args, image_identity, image
 from tre.executors.cgroups import CgroupLimits, JobCgroup, create_job_cgroup, job_cgroup_name, sweep_stale
 from tre.executors.gpu import gpu_mounts
 from tre.executors.stage import DEFAULT_STAGE_DIR, LAUNCH_FAILED, Stage, ensure_stage_dir, launcher_argv
+from tre.states import JobState
 
 if TYPE_CHECKING:  # the sandbox itself needs no pydantic; only the type is referenced
     from tre.config import Settings
@@ -140,7 +141,7 @@ class _LogPump(threading.Thread):
 class _Stop:
     """Why the supervisor killed the sandbox, if it did."""
 
-    state: str
+    state: JobState
     reason: str
 
 
@@ -560,9 +561,9 @@ class LocalExecutor(Executor):
                     last_beat = now
                 if stop is None:
                     if control.is_cancelled():
-                        stop = _Stop("cancelled", reasons.CANCELLED)
+                        stop = _Stop(JobState.cancelled, reasons.CANCELLED)
                     elif now - started > spec.time_limit_s:
-                        stop = _Stop("timed_out", reasons.time_limit(spec.time_limit_s))
+                        stop = _Stop(JobState.timed_out, reasons.time_limit(spec.time_limit_s))
                     if stop is not None:
                         killed_at = now
                         self._kill_sandbox(proc, status.bwrap_pid, cgroup)
@@ -656,22 +657,22 @@ class LocalExecutor(Executor):
                 rc,
                 head[:512].decode(errors="replace"),
             )
-            return JobResult("failed", None, reasons.setup_failed(ref))
+            return JobResult(JobState.failed, None, reasons.setup_failed(ref))
         if cgroup is not None and cgroup.oom_killed():
-            return JobResult("failed", rc, reasons.memory_limit(spec.memory_mb))
+            return JobResult(JobState.failed, rc, reasons.memory_limit(spec.memory_mb))
         quota = reasons.output_quota(spec.output_limit_mb)
         if ending.copy.problem == quota or (rc != 0 and ending.output_full):
-            return JobResult("failed", rc, quota)
+            return JobResult(JobState.failed, rc, quota)
         if rc != 0 and ending.tmp_full:
-            return JobResult("failed", rc, reasons.TMP_FULL)
+            return JobResult(JobState.failed, rc, reasons.TMP_FULL)
         if ending.copy.problem is not None:
-            return JobResult("failed", rc, ending.copy.problem)
+            return JobResult(JobState.failed, rc, ending.copy.problem)
         if rc == 0:
-            return JobResult("succeeded", 0, reasons.SUCCEEDED)
+            return JobResult(JobState.succeeded, 0, reasons.SUCCEEDED)
         if rc is not None and (rc > 128 or rc < 0):
             signum = rc - 128 if rc > 128 else -rc
-            return JobResult("failed", rc, reasons.killed_by_signal(signum) + pids_note)
-        return JobResult("failed", rc, reasons.exit_code(rc if rc is not None else -1) + pids_note)
+            return JobResult(JobState.failed, rc, reasons.killed_by_signal(signum) + pids_note)
+        return JobResult(JobState.failed, rc, reasons.exit_code(rc if rc is not None else -1) + pids_note)
 
 
 class _StatusReader:

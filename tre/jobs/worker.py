@@ -68,7 +68,7 @@ WORKER_LOST = "stopped while the job was running"
 
 def lost_with_its_worker(job: Job) -> bool:
     """Whether a failed job ended because its worker died (a crash, not the job's doing)."""
-    return job.state == JobState.failed.value and job.exit_code is None and WORKER_LOST in (job.reason or "")
+    return job.state == JobState.failed and job.exit_code is None and WORKER_LOST in (job.reason or "")
 
 
 class Worker:
@@ -237,7 +237,7 @@ class Worker:
                 f"worker {job.worker_id} {WORKER_LOST}; the {job.executor} "
                 "sandbox died with it. Outputs written before that are kept; resubmit to rerun."
             )
-            self._finish(s, job, JobResult(JobState.failed.value, None, reason))
+            self._finish(s, job, JobResult(JobState.failed, None, reason))
 
     # -- running ----------------------------------------------------------------------------
     def _spec(self, job: Job, datasets: list[Dataset]) -> JobSpec:
@@ -285,7 +285,7 @@ class Worker:
             with session_scope(self.engine) as s:
                 job = s.get(Job, job_id)
                 assert job is not None
-                self._finish(s, job, JobResult(JobState.failed.value, None, f"refused to run: {exc}"))
+                self._finish(s, job, JobResult(JobState.failed, None, f"refused to run: {exc}"))
             return
         control = RunControl(
             is_cancelled=lambda: self._cancel_requested(job_id),
@@ -305,10 +305,10 @@ class Worker:
             else:
                 result = self.executor.run(spec, control)
         except TreError as exc:
-            result = JobResult(JobState.failed.value, None, f"refused to run: {exc}")
+            result = JobResult(JobState.failed, None, f"refused to run: {exc}")
         except Exception as exc:  # noqa: BLE001 - any backend failure must end the job, not the worker
             log.exception("executor failed for job %s", job_id)
-            result = JobResult(JobState.failed.value, None, f"executor error: {exc}")
+            result = JobResult(JobState.failed, None, f"executor error: {exc}")
         self._last_beat.pop(job_id, None)
         with session_scope(self.engine) as s:
             job = s.get(Job, job_id)
@@ -327,7 +327,7 @@ class Worker:
             log.exception("cannot record the outputs of job %s", job.id)
             scan = OutputScan()
             result = JobResult(
-                JobState.failed.value,
+                JobState.failed,
                 result.exit_code,
                 f"{result.reason}; its outputs could not be recorded ({exc}), so none can be released",
             )

@@ -28,6 +28,7 @@ from tre.executors.kubernetes.config import KubernetesSettings, load_api_client
 from tre.executors.kubernetes.logs import LogFollower
 from tre.executors.kubernetes.staging import MAX_ATTEMPTS, OutputStaging
 from tre.executors.kubernetes.status import PodView, final_result, job_view, pod_view, waiting_failure
+from tre.states import JobState
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +159,7 @@ class KubernetesExecutor(Executor):
         missing = self._missing_dataset_claims(ns, spec)
         if missing:
             return JobResult(
-                "failed",
+                JobState.failed,
                 None,
                 f"dataset volume(s) not provisioned in namespace {ns}: {', '.join(missing)} "
                 "(an administrator creates one read-only PVC per granted dataset; see docs/deploy.md)",
@@ -200,7 +201,7 @@ class KubernetesExecutor(Executor):
             self.batch.read_namespaced_job(name, ns, _preload_content=False)
         except ApiException as exc:
             if exc.status == HTTP_NOT_FOUND:
-                return JobResult("failed", None, f"Job {executor_ref} no longer exists in the cluster")
+                return JobResult(JobState.failed, None, f"Job {executor_ref} no longer exists in the cluster")
             raise ExecutorError(f"cannot read Job {executor_ref}: {_api_reason(exc)}") from exc
         log.info("reattached to %s", executor_ref)
         return self._follow_and_finish(spec, ns, name, control, resume=True)
@@ -216,7 +217,7 @@ class KubernetesExecutor(Executor):
                     if follower.join(timeout=1):
                         break
                     control.heartbeat()
-            if pod is not None and pod.started and result.state != "cancelled":
+            if pod is not None and pod.started and result.state != JobState.cancelled:
                 result = self._collect(spec, ns, result, control)
             return result
         finally:
@@ -257,11 +258,11 @@ class KubernetesExecutor(Executor):
             control.heartbeat()
             if control.is_cancelled():
                 self._delete_job(ns, name)
-                return JobResult("cancelled", None, "cancelled on request"), pod, follower
+                return JobResult(JobState.cancelled, None, "cancelled on request"), pod, follower
             job = self._read_job(ns, name)
             if job is None:
                 return (
-                    JobResult("failed", None, f"Job {ns}/{name} was deleted from the cluster"),
+                    JobResult(JobState.failed, None, f"Job {ns}/{name} was deleted from the cluster"),
                     pod,
                     follower,
                 )
@@ -276,7 +277,9 @@ class KubernetesExecutor(Executor):
                 self._delete_job(ns, name)
                 return (
                     JobResult(
-                        "timed_out", None, f"time limit of {spec.time_limit_s} s exceeded (stopped by TRE)"
+                        JobState.timed_out,
+                        None,
+                        f"time limit of {spec.time_limit_s} s exceeded (stopped by TRE)",
                     ),
                     pod,
                     follower,
@@ -502,8 +505,8 @@ class KubernetesExecutor(Executor):
 
 def _not_collected(result: JobResult, why: str) -> JobResult:
     """A job whose outputs could not be copied out never counts as succeeded."""
-    if result.state == "succeeded":
-        return JobResult("failed", result.exit_code, f"outputs not collected: {why}")
+    if result.state == JobState.succeeded:
+        return JobResult(JobState.failed, result.exit_code, f"outputs not collected: {why}")
     return JobResult(result.state, result.exit_code, f"{result.reason}; outputs not collected: {why}")
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tre.executors.base import JobResult
+from tre.states import JobState
 
 # Waiting reasons after which the container will never start without a human fixing something.
 FATAL_WAITING = {
@@ -114,7 +115,7 @@ def waiting_failure(pod: PodView, image: str) -> JobResult:
     detail = f": {pod.waiting_message}" if pod.waiting_message else ""
     if pod.waiting_reason == "ImagePullBackOff":
         what = f"the image {image} could not be pulled"
-    return JobResult("failed", None, f"{what} ({pod.waiting_reason}){detail}")
+    return JobResult(JobState.failed, None, f"{what} ({pod.waiting_reason}){detail}")
 
 
 def final_result(job: JobView, pod: PodView | None, memory_mb: int, time_limit_s: int) -> JobResult:
@@ -128,28 +129,32 @@ def final_result(job: JobView, pod: PodView | None, memory_mb: int, time_limit_s
             else "the container never started"
         )
         return JobResult(
-            "timed_out", None, f"time limit of {time_limit_s} s exceeded before the job ran: {why}"
+            JobState.timed_out, None, f"time limit of {time_limit_s} s exceeded before the job ran: {why}"
         )
     if job.failed and job.reason == "DeadlineExceeded":
         return JobResult(
-            "timed_out",
+            JobState.timed_out,
             pod.exit_code if pod else None,
             f"time limit of {time_limit_s} s exceeded; Kubernetes stopped the job (DeadlineExceeded)",
         )
     if pod is not None and pod.terminated_reason == "OOMKilled":
         return JobResult(
-            "failed",
+            JobState.failed,
             pod.exit_code if pod.exit_code is not None else 137,
             f"out of memory: the job exceeded its memory limit of {memory_mb} MiB and was killed (OOMKilled)",
         )
     if pod is not None and pod.pod_reason == "Evicted":
-        return JobResult("failed", pod.exit_code, f"evicted by the node: {pod.pod_message or 'no message'}")
+        return JobResult(
+            JobState.failed, pod.exit_code, f"evicted by the node: {pod.pod_message or 'no message'}"
+        )
     if job.complete and (pod is None or pod.exit_code in (None, 0)):
-        return JobResult("succeeded", 0, "completed")
+        return JobResult(JobState.succeeded, 0, "completed")
     if pod is not None and pod.exit_code is not None:
         msg = f"exited with code {pod.exit_code}"
         if pod.terminated_reason and pod.terminated_reason not in ("Error", "Completed"):
             msg += f" ({pod.terminated_reason})"
-        return JobResult("failed", pod.exit_code, msg)
+        return JobResult(JobState.failed, pod.exit_code, msg)
     why = job.reason or "unknown"
-    return JobResult("failed", None, f"the Kubernetes job failed ({why}): {job.message or 'no message'}")
+    return JobResult(
+        JobState.failed, None, f"the Kubernetes job failed ({why}): {job.message or 'no message'}"
+    )
