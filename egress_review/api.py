@@ -96,9 +96,17 @@ def list_requests(
     session: DbSession,
     state: Annotated[str | None, Query(max_length=24)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+    id_prefix: Annotated[
+        str | None,
+        Query(
+            pattern=r"^[0-9a-f]{1,32}$",
+            description="Only requests whose id starts with this (lower-case hex); the CLI "
+            "resolves a shortened id with it, however many requests there are.",
+        ),
+    ] = None,
 ) -> list[dict[str, Any]]:
     """Reviewers, admins and auditors see every request; researchers their projects' ones."""
-    reqs = workflow.list_requests(session, principal, state, limit)
+    reqs = workflow.list_requests(session, principal, state, limit, id_prefix=id_prefix)
     facts = workflow.viewer_facts(session, reqs, principal)  # no statements per request
     return [workflow.summary_view(session, r, principal, facts=facts) for r in reqs]
 
