@@ -341,10 +341,10 @@ def test_ctrl_c_while_still_importing_is_one_line_and_130(live, engine) -> None:
     envs, _, _ = live
     job_id = "cafe" + "0" * 28
     _job_with_id(engine, job_id, state="queued")  # one that `logs -f` would follow for ever
-    # -X importtime writes a line as each module is imported: SQLAlchemy is imported by the
-    # commands (`tre.cli.app`), after the entry point took over Ctrl-C, long before the end.
+    # -X importtime writes a line as each module is imported: httpx is imported by the
+    # commands (`tre.cli.app`), after the entry point took over Ctrl-C, well before the end.
     started = _Started(envs["alice"], "logs", job_id[:8], "-f", python_flags=("-X", "importtime"))
-    started.wait_for("stderr", " sqlalchemy\n")  # "import time: SELF | CUMULATIVE | sqlalchemy"
+    started.wait_for("stderr", " httpx\n", timeout=60)  # "import time: SELF | CUMULATIVE | httpx"
     status, out, err = started.interrupt()
     assert status == 130, (out, err)
     assert _stderr_lines(err) == ["error: interrupted"], err
