@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 from types import FrameType
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for a command ended by Ctrl-C
@@ -44,8 +45,10 @@ def _on_sigint(signum: int, frame: FrameType | None) -> None:
 
 
 def install() -> None:
-    """Take over SIGINT (from the main thread, first thing in the console script)."""
-    signal.signal(signal.SIGINT, _on_sigint)
+    """Take over SIGINT, first thing in the console script (only the main thread may; run
+    from another, as a library, Python's own handling stays)."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, _on_sigint)
 
 
 def command_started() -> None:
