@@ -30,7 +30,7 @@ from tre.api.schemas import In
 from tre.audit.events import record_read
 from tre.auth.principal import Principal
 from tre.config import Settings
-from tre.errors import Conflict
+from tre.errors import Conflict, Unprocessable
 
 router = APIRouter(prefix="/api/v1/egress", tags=["egress"])
 
@@ -90,15 +90,36 @@ def _names(session: Session, settings: Settings, principal: Principal, job_id: s
     return outputnames.request_name_view(session, settings, principal, job_id)
 
 
-@router.get("/requests", response_model=list[EgressSummary])
+LIST_FILTERS = frozenset({"state", "limit", "id_prefix"})
+
+
+def _only_known_filters(request: Request) -> None:
+    """A misspelt filter (``?stat=approved``) is refused rather than ignored: ignored, it
+    would answer every request as though it had filtered them. The names are not echoed."""
+    if not set(request.query_params) <= LIST_FILTERS:
+        raise Unprocessable(
+            "unknown query parameter; this listing takes " + ", ".join(sorted(LIST_FILTERS)),
+            slug="unknown-parameter",
+        )
+
+
+@router.get("/requests", response_model=list[EgressSummary], dependencies=[Depends(_only_known_filters)])
 def list_requests(
     principal: AnyRole,
     session: DbSession,
     state: Annotated[str | None, Query(max_length=24)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+    id_prefix: Annotated[
+        str | None,
+        Query(
+            pattern=r"^[0-9a-f]{1,32}$",
+            description="Only requests whose id starts with this (lower-case hex); the CLI "
+            "resolves a shortened id with it, however many requests there are.",
+        ),
+    ] = None,
 ) -> list[dict[str, Any]]:
     """Reviewers, admins and auditors see every request; researchers their projects' ones."""
-    reqs = workflow.list_requests(session, principal, state, limit)
+    reqs = workflow.list_requests(session, principal, state, limit, id_prefix=id_prefix)
     facts = workflow.viewer_facts(session, reqs, principal)  # no statements per request
     return [workflow.summary_view(session, r, principal, facts=facts) for r in reqs]
 

@@ -93,7 +93,11 @@ def visible_request(
 
 
 def list_requests(
-    session: Session, principal: Principal, state: str | tuple[str, ...] | None = None, limit: int = 200
+    session: Session,
+    principal: Principal,
+    state: str | tuple[str, ...] | None = None,
+    limit: int = 200,
+    id_prefix: str | None = None,
 ) -> list[EgressRequest]:
     stmt = select(EgressRequest).options(
         selectinload(EgressRequest.files), selectinload(EgressRequest.reviews)
@@ -103,6 +107,8 @@ def list_requests(
         stmt = stmt.where(EgressRequest.project_id.in_(projects))
     if state:
         stmt = stmt.where(EgressRequest.state.in_((state,) if isinstance(state, str) else state))
+    if id_prefix:
+        stmt = stmt.where(EgressRequest.id.startswith(id_prefix, autoescape=True))
     stmt = stmt.order_by(EgressRequest.created_at.desc()).limit(limit)
     return list(session.scalars(stmt))
 

@@ -1,15 +1,26 @@
-"""What every schemathesis pass of the suite shares (no tests here).
+"""What every schemathesis pass of the suite shares (no tests here): `fuzz_operations`, the
+one bounded loop over the API's operations, and the judges the passes have in common.
 
-Importing it registers, once for the process, how schemathesis sends bodies to the upload
+Importing it also registers, once for the process, how schemathesis sends bodies to the upload
 routes (code archives, images): the generated value as raw bytes. Those routes must refuse
 garbage with a 4xx, never a 500.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import schemathesis
+from hypothesis import HealthCheck, Phase, given, seed, settings
+from schemathesis.config._checks import (  # not re-exported by schemathesis.config
+    NEGATIVE_DATA_REJECTION_EXPECTED_STATUSES,
+    NegativeDataRejectionConfig,
+)
+from schemathesis.generation.modes import GenerationMode
+
+# A body over a route's size limit is refused 413 before it is parsed: a rejection too.
+REJECTION_STATUSES = [*NEGATIVE_DATA_REJECTION_EXPECTED_STATUSES, "413"]
 
 
 @schemathesis.serializer("application/gzip", "application/x-tar", "application/octet-stream")
@@ -17,3 +28,70 @@ def raw_bytes(ctx: Any, value: Any) -> bytes:
     if isinstance(value, bytes | bytearray):
         return bytes(value)
     return repr(value).encode()
+
+
+Judge = Callable[[Any, Any, Any], "str | None"]
+
+
+def fuzz_operations(
+    app: Any,
+    headers: dict[str, str],
+    judge: Judge,
+    *,
+    examples: int,
+    known_ids: dict[str, str] | None = None,
+    negative_with_ids: bool = False,
+    path_prefix: str = "",
+    reproducible: int | None = None,
+) -> list[str]:
+    """One bounded schemathesis pass over the app's operations (those under ``path_prefix``).
+
+    Each operation gets valid and invalid requests by the schema, and valid ones (with
+    ``negative_with_ids``, invalid ones too) whose path ids name things that exist, so the
+    checks behind the lookups are reached. ``judge(operation, case, response)`` says what is
+    wrong with one answer (or None); every problem is collected, so one run reports them all.
+    No shrinking, no example database; ``reproducible``: a seed, the same requests each run.
+    """
+    schema = schemathesis.openapi.from_asgi("/openapi.json", app)
+    schema.config.checks.negative_data_rejection = NegativeDataRejectionConfig(
+        expected_statuses=REJECTION_STATUSES
+    )
+    problems: list[str] = []
+    for result in schema.get_all_operations():
+        operation = result.ok()
+        if not operation.path.startswith(path_prefix):
+            continue
+        ids = {k: v for k, v in (known_ids or {}).items() if "{" + k + "}" in operation.path}
+        strategy = operation.as_strategy(GenerationMode.POSITIVE) | operation.as_strategy(
+            GenerationMode.NEGATIVE
+        )
+        if ids and negative_with_ids:
+            strategy = strategy | operation.as_strategy(GenerationMode.NEGATIVE, path_parameters=ids)
+        if ids:
+            strategy = strategy | operation.as_strategy(GenerationMode.POSITIVE, path_parameters=ids)
+
+        @given(case=strategy)
+        @settings(
+            max_examples=examples,
+            deadline=None,
+            database=None,
+            phases=[Phase.explicit, Phase.generate],
+            suppress_health_check=list(HealthCheck),
+        )
+        def run(case: Any) -> None:
+            problem = judge(operation, case, case.call(headers=headers))
+            if problem is not None:
+                problems.append(problem)
+
+        (seed(reproducible)(run) if reproducible is not None else run)()
+    return problems
+
+
+def error_is_a_problem_document(operation: Any, response: Any, also: tuple[str, ...] = ()) -> str | None:
+    """An error answer must be an RFC 9457 problem document (``also``: other types allowed)."""
+    if response.status_code < 400:
+        return None
+    kind = " ".join(response.headers.get("content-type") or [])
+    if kind.startswith("application/problem+json") or any(a in kind for a in also):
+        return None
+    return f"{operation.label}: {response.status_code} answered as {kind!r}"

@@ -87,6 +87,9 @@ class Settings(BaseSettings):
     # What the panel's sign-in button calls the provider (default: the issuer URL).
     oidc_provider_name: str | None = None
     oidc_http_timeout_s: float = Field(default=10.0, gt=0)
+    # How far past ``exp`` (and before ``iat``) a token is still taken, for clocks that
+    # disagree: both the embedded issuer's and a provider's tokens.
+    token_clock_leeway_s: int = Field(default=10, ge=0, le=300)
 
     # Jobs and executors.
     executor: Literal["local", "kubernetes", "docker"] = "local"

@@ -10,14 +10,17 @@ from __future__ import annotations
 import http.server
 import json
 import os
+import queue
 import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TextIO
 
 import pytest
 
@@ -26,9 +29,10 @@ from tests.worlds import IMAGE, WorldFactory
 from tre.api.app import create_app
 from tre.cli.client import CliError
 from tre.cli.resolve import pick_unique
+from tre.jobs.paths import log_path
 from tre.server import BackgroundServer
 from tre.store.db import session_scope
-from tre.store.models import Job
+from tre.store.models import EgressRequest, Job
 
 
 @pytest.fixture
@@ -93,7 +97,7 @@ def test_every_listing_and_show_command_speaks_json(live) -> None:  # type: igno
     assert lines and all(json.loads(line)["action"] == "egress.requested" for line in lines)
 
 
-def _job_with_id(engine, job_id: str) -> None:  # type: ignore[no-untyped-def]
+def _job_with_id(engine, job_id: str, state: str = "succeeded") -> None:  # type: ignore[no-untyped-def]
     with session_scope(engine) as s:
         s.add(
             Job(
@@ -102,7 +106,7 @@ def _job_with_id(engine, job_id: str) -> None:  # type: ignore[no-untyped-def]
                 submitted_by="alice",
                 image=IMAGE,
                 command=["true"],
-                state="succeeded",
+                state=state,
             )
         )
 
@@ -134,6 +138,40 @@ def test_any_unique_prefix_of_any_id_and_ambiguity_names_the_candidates(live, en
     grant = as_json(root, "grant", "list", "--json")[0]["id"]  # type: ignore[index]
     revoked = tre(root, "grant", "revoke", grant[:8])
     assert revoked.returncode == 0 and grant in revoked.stdout, revoked.stderr
+
+
+def test_vote_and_resolve_speak_json(live) -> None:  # type: ignore[no-untyped-def]
+    envs, _, req_id = live
+    first = as_json(envs["dana"], "egress", "vote", req_id[:8], "approve", "-m", "fine", "--json")
+    assert (first["id"], first["votes_in"], first["state"]) == (req_id, 1, "awaiting_review")  # type: ignore[index]
+    second = as_json(envs["dave"], "egress", "vote", req_id[:8], "reject", "-m", "no", "--json")
+    assert (second["votes_in"], second["state"]) == (2, "conflicted")  # type: ignore[index]
+    settled = as_json(envs["root"], "egress", "resolve", req_id[:8], "approve", "-m", "aggregate", "--json")
+    assert (settled["id"], settled["state"]) == (req_id, "approved")  # type: ignore[index]
+    assert settled["resolution"]["comment"] == "aggregate"  # type: ignore[index]
+
+
+def test_a_request_prefix_resolves_among_more_than_a_page_of_requests(live, engine) -> None:  # type: ignore[no-untyped-def]
+    """The listing answers at most 1,000 requests, newest first; the oldest one must still
+    resolve from a prefix, and an ambiguous prefix name its candidates."""
+    envs, job_id, req_id = live
+    twins = ["beef" + "0" * 27 + "1", "beef" + "0" * 27 + "2"]
+    newer = [uuid.uuid4().hex for _ in range(1_100)] + twins
+    with session_scope(engine) as s:
+        s.add_all(
+            EgressRequest(
+                id=i,
+                job_id=job_id,
+                project_id="p1",
+                requested_by="alice",
+                justification="bulk",
+                state="rejected",
+            )
+            for i in newer
+            if not i.startswith(req_id[:8])
+        )
+    assert as_json(envs["alice"], "egress", "show", req_id[:8], "--json")["id"] == req_id  # type: ignore[index]
+    one_line_error(tre(envs["alice"], "egress", "show", "beef00"), 1, "2 egress requests", *twins)
 
 
 def test_prefix_rules() -> None:
@@ -240,36 +278,100 @@ def test_more_broken_credentials_and_addresses_are_one_line(offline, settings) -
         one_line_error(tre({**offline, "TRE_API_URL": url, "TRE_TOKEN": "t"}, "jobs"), 1, "TRE_API_URL")
 
 
-def _interrupted(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    """Start a long command, press Ctrl-C (SIGINT to its process group) once it waits."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tre.cli.main", *args],
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    time.sleep(20)  # started (imports take seconds on a loaded machine), following
-    os.killpg(proc.pid, signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
-    return subprocess.CompletedProcess(args, proc.returncode, out, err)
+class _Started:
+    """A `tre` subprocess in its own process group, its stdout and stderr read line by line
+    as they come (threads), so a test can wait for a line that says how far it got."""
+
+    def __init__(self, env: dict[str, str], *args: str, python_flags: tuple[str, ...] = ()) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, *python_flags, "-m", "tre.cli.main", *args],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        self.lines: dict[str, list[str]] = {"stdout": [], "stderr": []}
+        self._seen: queue.Queue[tuple[str, str]] = queue.Queue()
+        self._readers = [
+            threading.Thread(target=self._read, args=(name, getattr(self.proc, name)), daemon=True)
+            for name in self.lines
+        ]
+        for reader in self._readers:
+            reader.start()
+
+    def _read(self, name: str, stream: TextIO) -> None:
+        for line in stream:
+            self.lines[name].append(line)
+            self._seen.put((name, line))
+
+    def wait_for(self, name: str, needle: str, timeout: float = 120) -> str:
+        """The first line on ``name`` holding ``needle`` (a readiness signal, not a sleep)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            assert left > 0, (f"no {needle!r} on {name} in {timeout} s", self.lines)
+            try:
+                where, line = self._seen.get(timeout=min(left, 1.0))
+            except queue.Empty:
+                done = self.proc.poll() is not None and not any(r.is_alive() for r in self._readers)
+                assert not done, (f"ended without {needle!r} on {name}", self.lines)
+                continue
+            if where == name and needle in line:
+                return line
+
+    def interrupt(self) -> tuple[int, str, str]:
+        """Ctrl-C (SIGINT to the process group, as a terminal sends it); status, stdout, stderr."""
+        os.killpg(self.proc.pid, signal.SIGINT)
+        status = self.proc.wait(timeout=60)
+        for reader in self._readers:
+            reader.join(timeout=10)
+        return status, "".join(self.lines["stdout"]), "".join(self.lines["stderr"])
 
 
-def test_ctrl_c_while_following_says_the_job_continues(live) -> None:  # type: ignore[no-untyped-def]
+def _stderr_lines(stderr: str) -> list[str]:
+    """stderr without the lines of ``python -X importtime``."""
+    return [line for line in stderr.splitlines() if line.strip() and not line.startswith("import time:")]
+
+
+def test_ctrl_c_while_still_importing_is_one_line_and_130(live, engine) -> None:  # type: ignore[no-untyped-def]
+    """Python's own handler raised KeyboardInterrupt inside whatever module was importing:
+    a traceback, death by the signal, or (in an extension module) an unrelated error."""
+    envs, _, _ = live
+    job_id = "cafe" + "0" * 28
+    _job_with_id(engine, job_id, state="queued")  # one that `logs -f` would follow for ever
+    # -X importtime writes a line as each module is imported: httpx is imported by the
+    # commands (`tre.cli.app`), after the entry point took over Ctrl-C, well before the end.
+    started = _Started(envs["alice"], "logs", job_id[:8], "-f", python_flags=("-X", "importtime"))
+    started.wait_for("stderr", " httpx\n", timeout=60)  # "import time: SELF | CUMULATIVE | httpx"
+    status, out, err = started.interrupt()
+    assert status == 130, (out, err)
+    assert _stderr_lines(err) == ["error: interrupted"], err
+    assert "Traceback" not in out + err
+
+
+def test_ctrl_c_while_following_says_the_job_continues(live, settings) -> None:  # type: ignore[no-untyped-def]
     envs, _, _ = live
     alice = envs["alice"]
     queued = as_json(alice, "submit", "-p", "p1", "-d", "ct1", "--image", IMAGE, "--json", "--", "true")
     job_id = queued["id"]  # type: ignore[index]
-    for args in (
-        ("logs", job_id[:8], "-f"),
-        ("submit", "-p", "p1", "--image", IMAGE, "--wait", "--", "true"),
-    ):
-        proc = _interrupted(alice, *args)
-        assert proc.returncode == 130, (proc.stdout, proc.stderr)
-        assert "Traceback" not in proc.stdout + proc.stderr
-        assert "keeps running" in proc.stdout and "tre logs " in proc.stdout
+    # `logs -f` (piped: the log as it comes): once its first line is out, it is following.
+    log = log_path(settings, job_id)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text("step 1 of 3\n")
+    following = _Started(alice, "logs", job_id[:8], "-f")
+    following.wait_for("stdout", "")
+    # `submit --wait`: the job exists once it says so; from then on Ctrl-C names it.
+    waiting = _Started(alice, "submit", "-p", "p1", "--image", IMAGE, "--wait", "--", "true")
+    submitted = waiting.wait_for("stdout", "submitted job").split()[2]
+    for started, job in ((following, job_id), (waiting, submitted)):
+        status, out, err = started.interrupt()
+        assert status == 130, (out, err)
+        assert "Traceback" not in out + err
+        (line,) = _stderr_lines(err)
+        assert line.startswith("error: interrupted") and "keeps running" in line, line
+        assert line.endswith(f"tre logs {job} -f"), line
 
 
 def test_a_reader_that_stops_early_is_not_an_error(live) -> None:  # type: ignore[no-untyped-def]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
@@ -114,7 +115,7 @@ def test_search_export_and_verify(live: str, tmp_path: Path, signer: AuditSigner
     assert sum('"action":"auth.token_used","actor":"audrey"' in line for line in lines) == 1
 
 
-def test_checkpoint_pins_and_catches_a_fork(live: str, engine: Engine) -> None:
+def test_checkpoint_pins_and_catches_a_fork(live: str, engine: Engine, signer: AuditSigner) -> None:
     first = runner.invoke(audit_app, ["checkpoint"])
     assert first.exit_code == 0, first.output
     assert "7 entries" in first.output and "first pin" in first.output  # 6 + the token's first use
@@ -123,6 +124,23 @@ def test_checkpoint_pins_and_catches_a_fork(live: str, engine: Engine) -> None:
     assert again.exit_code == 0 and "consistent with the pinned size 7" in again.output, again.output
     proved = runner.invoke(audit_app, ["prove", "4"])
     assert proved.exit_code == 0 and "entry 4 (dataset.read by bob at " in proved.output, proved.output
+    # --json: the same checks, the result as one JSON document for scripts.
+    size = int(again.output.split("checkpoint OK: ")[1].split()[0])
+    as_json = runner.invoke(audit_app, ["checkpoint", "--json"])
+    assert as_json.exit_code == 0, as_json.output
+    doc = json.loads(as_json.output)
+    assert doc["tree_size"] >= size and doc["previous_tree_size"] == size and doc["first_pin"] is False
+    assert len(bytes.fromhex(doc["root_hash"])) == 32 and doc["key"] == signer.verifier_key.encode()
+    proved_json = runner.invoke(audit_app, ["prove", "4", "--json"])
+    assert proved_json.exit_code == 0, proved_json.output
+    proof = json.loads(proved_json.output)
+    assert proof["index"] == 4 and proof["tree_size"] == doc["tree_size"]
+    assert proof["root_hash"] == doc["root_hash"]
+    assert (proof["entry"]["idx"], proof["entry"]["action"], proof["entry"]["actor"]) == (
+        4,
+        "dataset.read",
+        "bob",
+    )
 
     with session_scope(engine) as s:  # the server's operator quietly rewrites entry 1
         row = s.scalar(select(AuditEntry).where(AuditEntry.idx == 1))

@@ -170,3 +170,14 @@ def test_usage_mistakes_are_one_line(settings, args, words):
     assert proc.returncode == 2, proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and words in lines[0] and "Traceback" not in proc.stderr
+
+
+def test_api_commands_start_without_the_store_libraries() -> None:
+    """Every `tre` call pays its imports first; the store (SQLAlchemy, Alembic) and the DICOM
+    reader (pydicom, through the registry) are for the local admin commands, which import
+    them themselves. A module-level import of them in any CLI module fails here."""
+    heavy = ("sqlalchemy", "alembic", "pydicom")
+    probe = f"import sys, tre.cli.app; print(','.join(m for m in {heavy!r} if m in sys.modules))"
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert loaded.returncode == 0, loaded.stderr
+    assert loaded.stdout.strip() == "", loaded.stdout

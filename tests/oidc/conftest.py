@@ -55,9 +55,10 @@ def provider_installed() -> None:
         pytest.skip(str(exc))
 
 
-def oidc_settings(settings: Settings, issuer: str, panel_url: str) -> Settings:
+def oidc_settings(settings: Settings, issuer: str, panel_url: str, clock_leeway_s: int = 10) -> Settings:
     return settings.model_copy(
         update={
+            "token_clock_leeway_s": clock_leeway_s,
             "auth_mode": "oidc",
             "oidc_issuer": issuer,
             "oidc_client_id": PANEL_CLIENT,
@@ -80,18 +81,19 @@ def seed_users(engine: Engine) -> None:
 
 @pytest.fixture
 def oidc_world_factory(provider_installed, settings: Settings, engine: Engine, tmp_path):  # type: ignore[no-untyped-def]
-    """Start a provider and the app configured for it; ``access_token_ttl_s`` is adjustable."""
+    """Start a provider and the app configured for it; ``access_token_ttl_s`` and the API's
+    ``clock_leeway_s`` are adjustable (a test that waits for expiry keeps both short)."""
     from tre.api.app import create_app
 
     worlds: list[OidcWorld] = []
 
-    def make(access_token_ttl_s: int = 600) -> OidcWorld:
+    def make(access_token_ttl_s: int = 600, clock_leeway_s: int = 10) -> OidcWorld:
         port = free_port()
         panel_url = f"http://127.0.0.1:{port}"
         idp = OidcProviderProcess(
             panel_url, ACCOUNTS, PANEL_SECRET, tmp_path / "provider.log", access_token_ttl_s
         ).__enter__()
-        s = oidc_settings(settings, idp.issuer, panel_url)
+        s = oidc_settings(settings, idp.issuer, panel_url, clock_leeway_s)
         seed_users(engine)
         app = create_app(s, engine)
         world = OidcWorld(

@@ -73,7 +73,7 @@ def enter_code(browser, url: str, code: str, username: str | None, approve: bool
 def test_device_flow_login_saves_an_api_token_and_expiry_says_how_to_renew(
     browser, oidc_world_factory, settings
 ) -> None:
-    world = oidc_world_factory(access_token_ttl_s=15)
+    world = oidc_world_factory(access_token_ttl_s=15, clock_leeway_s=0)
     env = cli_env(settings, world.live)
     proc, url, code = start_login(env)
     assert url.startswith(world.issuer)  # the provider's own page, not one the API serves
@@ -87,9 +87,10 @@ def test_device_flow_login_saves_an_api_token_and_expiry_says_how_to_renew(
     whoami = tre(env, "whoami")
     assert whoami.returncode == 0 and whoami.stdout.startswith("alice roles=researcher")
     context.close()
-    # The provider's access tokens live 15 s here; wait them out (and the API's 10 s leeway).
+    # The provider's access tokens live 15 s here, and the API allows no clock leeway: wait
+    # until the token's own expiry has passed (not a fixed time).
     expires = jwt.decode(saved["token"], options={"verify_signature": False})["exp"]
-    time.sleep(max(0.0, expires + 11 - time.time()))
+    time.sleep(max(0.0, expires + 1 - time.time()))
     line = one_line_error(tre(env, "whoami"), 1, "expired", "tre login --oidc", world.issuer)
     assert "Traceback" not in line
 

@@ -15,10 +15,10 @@ from tests.worlds import IMAGE, WorldFactory
 from tre.store.db import session_scope
 
 schemathesis = pytest.importorskip("schemathesis")
-from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
 from schemathesis.checks import not_a_server_error  # noqa: E402
-from schemathesis.generation.modes import GenerationMode  # noqa: E402
 from schemathesis.specs.openapi.checks import response_schema_conformance  # noqa: E402
+
+from tests.fuzzing import error_is_a_problem_document, fuzz_operations  # noqa: E402
 
 EXAMPLES_PER_OPERATION = 25
 PREFIX = "/ga4gh/tes/v1"
@@ -94,47 +94,20 @@ def test_openapi_has_the_tes_routes_and_schema(app_client: Any) -> None:
     assert {"name_prefix", "state", "tag_key", "tag_value", "page_size", "page_token", "view"} <= params
 
 
-def _fuzz(app: Any, headers: dict[str, str], task_id: str) -> list[str]:
-    schema = schemathesis.openapi.from_asgi("/openapi.json", app)
-    problems: list[str] = []
-    for result in schema.get_all_operations():
-        operation = result.ok()
-        if not operation.path.startswith(PREFIX):
-            continue
-        strategy = operation.as_strategy(GenerationMode.POSITIVE) | operation.as_strategy(
-            GenerationMode.NEGATIVE
-        )
-        if "{task_id}" in operation.path:
-            strategy = strategy | operation.as_strategy(
-                GenerationMode.POSITIVE, path_parameters={"task_id": task_id}
-            )
-
-        @given(case=strategy)
-        @settings(
-            max_examples=EXAMPLES_PER_OPERATION,
-            deadline=None,
-            database=None,
-            phases=[Phase.explicit, Phase.generate],
-            suppress_health_check=list(HealthCheck),
-        )
-        def run(case: Any) -> None:
-            response = case.call(headers=headers)
-            try:
-                case.validate_response(response, checks=[not_a_server_error, response_schema_conformance])
-            except Exception as exc:  # noqa: BLE001 - collect every failure, then report all
-                problems.append(f"{operation.label}: {type(exc).__name__}: {str(exc)[:300]}")
-                return
-            if response.status_code >= 400:
-                kind = response.headers.get("content-type") or [""]
-                if not " ".join(kind).startswith("application/problem+json"):
-                    problems.append(f"{operation.label}: {response.status_code} answered as {kind!r}")
-            elif operation.method.upper() == "GET" and operation.path.endswith("{task_id}"):
-                unmarshal(response.json(), tes.Task)  # py-tes's own strictness
-            elif operation.method.upper() == "GET" and operation.path.endswith("/tasks"):
-                unmarshal(response.json(), tes.ListTasksResponse)
-
-        run()
-    return problems
+def tes_checks(operation: Any, case: Any, response: Any) -> str | None:
+    """No server error, answers within the schema, errors as problem documents, and task
+    documents that py-tes would take."""
+    try:
+        case.validate_response(response, checks=[not_a_server_error, response_schema_conformance])
+    except Exception as exc:  # noqa: BLE001 - collect every failure, then report all
+        return f"{operation.label}: {type(exc).__name__}: {str(exc)[:300]}"
+    if response.status_code >= 400:
+        return error_is_a_problem_document(operation, response)
+    if operation.method.upper() == "GET" and operation.path.endswith("{task_id}"):
+        unmarshal(response.json(), tes.Task)  # py-tes's own strictness
+    elif operation.method.upper() == "GET" and operation.path.endswith("/tasks"):
+        unmarshal(response.json(), tes.ListTasksResponse)
+    return None
 
 
 @pytest.mark.parametrize(("user", "role"), [("alice", "researcher"), ("root", "admin")])
@@ -161,5 +134,12 @@ def test_bounded_schemathesis_pass(
     }
     created = app_client.post(f"{PREFIX}/tasks", json=task, headers=alice)
     assert created.status_code == 200, created.text
-    problems = _fuzz(app, {"Authorization": f"Bearer {token_for(user, role)}"}, created.json()["id"])
+    problems = fuzz_operations(
+        app,
+        {"Authorization": f"Bearer {token_for(user, role)}"},
+        tes_checks,
+        examples=EXAMPLES_PER_OPERATION,
+        known_ids={"task_id": created.json()["id"]},
+        path_prefix=PREFIX,
+    )
     assert not problems, "\n".join(sorted(set(problems))[:40])

@@ -31,7 +31,6 @@ from tre.config import Settings
 DISCOVERY_PATH = "/.well-known/openid-configuration"
 DISCOVERY_TTL_S = 3600.0
 FORBIDDEN_ALGORITHMS = frozenset({"none", "HS256", "HS384", "HS512"})
-CLOCK_LEEWAY_S = 10
 
 
 class OidcError(Exception):
@@ -156,7 +155,7 @@ class OidcProvider:
                 audience=client_id,
                 issuer=self.issuer,
                 options={"require": ["exp", "iat", "sub", "iss", "aud", "nonce"]},
-                leeway=CLOCK_LEEWAY_S,
+                leeway=self.settings.token_clock_leeway_s,
             )
         except jwt.ExpiredSignatureError as exc:
             raise OidcError("expired", "the ID token has expired") from exc

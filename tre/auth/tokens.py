@@ -148,7 +148,7 @@ class TokenVerifier:
                 audience=self.settings.token_audience,
                 issuer=self.settings.expected_token_issuer,
                 options={"require": ["exp", "iat", "sub", "iss", "aud"]},
-                leeway=10,
+                leeway=self.settings.token_clock_leeway_s,
             )
         except jwt.ExpiredSignatureError as exc:
             raise TokenError("token has expired") from exc

@@ -1,23 +1,25 @@
 """Admin commands. `tre admin ...` acts on the local state directory (bootstrap, minting
-tokens with the embedded key); `tre project/dataset/grant ...` go through the API."""
+tokens with the embedded key); `tre project/dataset/grant ...` go through the API.
+
+The store, registry and token issuer are imported by the `tre admin` commands that use them,
+not here: every `tre` command imports this module, and they (SQLAlchemy, Alembic, pydicom
+through the registry) are most of a second of start-up that no API command needs.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from sqlalchemy import Engine
 
-from tre import registry
-from tre.audit.events import record_token_issued
-from tre.auth.tokens import TokenIssuer
 from tre.cli.client import ApiClient, CliError
 from tre.cli.output import JsonFlag, console, print_json, table, untrusted
 from tre.cli.resolve import resolve_grant_id
 from tre.config import get_settings
-from tre.store.db import init_db, make_engine, session_scope
-from tre.store.models import User
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 admin_app = typer.Typer(help="Local administration on the control-plane host (needs the state directory).")
 project_app = typer.Typer(help="Projects and members (admin).")
@@ -26,6 +28,8 @@ grant_app = typer.Typer(help="Access grants of projects to datasets (admin).")
 
 
 def _local_engine() -> Engine:
+    from tre.store.db import init_db, make_engine
+
     settings = get_settings()
     settings.ensure_dirs()
     engine = make_engine(settings.resolved_database_url)
@@ -36,6 +40,11 @@ def _local_engine() -> Engine:
 @admin_app.command("init")
 def admin_init(user: Annotated[str, typer.Option(help="Id of the first admin user.")] = "admin") -> None:
     """Create the database, the signing keys and a first admin user (idempotent)."""
+    from tre import registry
+    from tre.auth.tokens import TokenIssuer
+    from tre.store.db import session_scope
+    from tre.store.models import User
+
     engine = _local_engine()
     with session_scope(engine) as s:
         if s.get(User, user) is None:
@@ -63,6 +72,10 @@ def admin_user(
         raise CliError("choose one of --enable and --disable")
     if not (role or enable or disable):
         raise CliError("say what to do: --role ROLE (create or set roles), --enable or --disable")
+    from tre import registry
+    from tre.store.db import session_scope
+    from tre.store.models import User
+
     with session_scope(_local_engine()) as s:
         exists = s.get(User, user_id) is not None
         if role and not exists:
@@ -88,6 +101,11 @@ def admin_token(
     ttl: Annotated[int, typer.Option(help="Lifetime in seconds.")] = 8 * 3600,
 ) -> None:
     """Mint a token with the embedded issuer for an existing user and roles they hold."""
+    from tre.audit.events import record_token_issued
+    from tre.auth.tokens import TokenIssuer
+    from tre.store.db import session_scope
+    from tre.store.models import User
+
     settings = get_settings()
     with session_scope(_local_engine()) as s:
         u = s.get(User, user)
@@ -369,6 +387,7 @@ def admin_build_image(
     from tre.images import catalog
     from tre.images.jobimage import build_cpu_job_image, smoke_test
     from tre.images.store import ImageStore
+    from tre.store.db import session_scope
 
     settings = get_settings()
     settings.ensure_dirs()

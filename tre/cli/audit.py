@@ -19,7 +19,7 @@ from tre.audit.merkle import ProofError, leaf_hash, verify_consistency, verify_i
 from tre.audit.note import Checkpoint, NoteError, VerifierKey, open_checkpoint, open_checkpoint_any
 from tre.audit.verify import Policy, VerifyReport, follow_key_history, verify_bundle
 from tre.cli.client import ApiClient, CliError
-from tre.cli.output import console, err_console, table
+from tre.cli.output import JsonFlag, console, err_console, print_json, table
 from tre.config import get_settings
 
 app = typer.Typer(help="Signed audit log: verify bundles offline, search, export, check checkpoints.")
@@ -268,6 +268,7 @@ def checkpoint(
     key: Annotated[
         str | None, typer.Option(help="Trusted log key; default: pinned, else trust the server once.")
     ] = None,
+    as_json: JsonFlag = False,
 ) -> None:
     """Fetch the newest checkpoint, check its signature and its consistency with the one you saw last.
 
@@ -326,6 +327,17 @@ def checkpoint(
             ) from e
     _save(sdir / "log.vkey", keys[-1].encode() + "\n")
     _save(pin_path, new.note)
+    if as_json:
+        print_json(
+            {
+                "tree_size": new.tree_size,
+                "root_hash": new.root_hash.hex(),
+                "previous_tree_size": old.tree_size if old else None,
+                "first_pin": old is None,
+                "key": keys[-1].encode(),
+            }
+        )
+        return
     since = f", consistent with the pinned size {old.tree_size}" if old else " (first pin)"
     console.print(
         f"checkpoint OK: {new.tree_size} entries, root {new.root_hash.hex()}{since}",
@@ -335,7 +347,9 @@ def checkpoint(
 
 
 @app.command()
-def prove(index: Annotated[int, typer.Argument(min=0, help="Leaf index of the entry.")]) -> None:
+def prove(
+    index: Annotated[int, typer.Argument(min=0, help="Leaf index of the entry.")], as_json: JsonFlag = False
+) -> None:
     """Check that an entry is in the log, against your pinned checkpoint (run `checkpoint` first)."""
     vkey = _load_key(None)
     pin_path = state_dir() / "checkpoint.note"
@@ -366,6 +380,11 @@ def prove(index: Annotated[int, typer.Argument(min=0, help="Leaf index of the en
     fields = json.loads(entry["body"])
     if fields.get("idx") != index:
         raise CliError(f"the server returned entry {fields.get('idx')} for index {index}")
+    if as_json:  # the proven body itself (its fields as hashed), and the checkpoint it is proven in
+        print_json(
+            {"index": index, "tree_size": cp.tree_size, "root_hash": cp.root_hash.hex(), "entry": fields}
+        )
+        return
     console.print(
         f"entry {index} ({fields.get('action')} by {fields.get('actor')} at {fields.get('ts')}) "
         f"is in the log of {cp.tree_size} entries",

@@ -131,11 +131,15 @@ def vote(
     request_id: str,
     decision: Annotated[str, typer.Argument(help="approve or reject")],
     comment: Annotated[str, typer.Option("--comment", "-m")] = "",
+    as_json: JsonFlag = False,
 ) -> None:
     """Cast your blind vote (role dac). REQUEST_ID may be any unique prefix of the id."""
     client = ApiClient()
     request_id = resolve_request_id(client, request_id)
     r = client.post(f"{BASE}/{request_id}/votes", json={"vote": decision, "comment": comment})
+    if as_json:
+        print_json(r)
+        return
     console.print(f"vote recorded; {r['votes_in']}/{r['required_reviews']} votes in; state {r['state']}")
 
 
@@ -144,11 +148,16 @@ def resolve(
     request_id: str,
     decision: Annotated[str, typer.Argument(help="approve or reject")],
     comment: Annotated[str, typer.Option("--comment", "-m", help="Why (required).")],
+    as_json: JsonFlag = False,
 ) -> None:
-    """Settle a conflicted request (a DAC member who did not vote, or an admin)."""
+    """Settle a conflicted request (a DAC member who did not vote, or an admin). REQUEST_ID
+    may be any unique prefix of the id."""
     client = ApiClient()
     request_id = resolve_request_id(client, request_id)
     r = client.post(f"{BASE}/{request_id}/resolution", json={"decision": decision, "comment": comment})
+    if as_json:
+        print_json(r)
+        return
     console.print(f"resolution recorded; state {r['state']}")
 
 

@@ -11,14 +11,16 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from sqlalchemy import Engine
 
 from tre.cli.client import ApiClient, CliError
 from tre.cli.output import console, untrusted
 from tre.config import get_settings
+
+if TYPE_CHECKING:  # the store is imported by the node commands that use it (start-up time)
+    from sqlalchemy import Engine
 
 hub_app = typer.Typer(
     help="The federation hub: serve, nodes, federated projects, jobs, results, search.", no_args_is_help=True

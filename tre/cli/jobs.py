@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from tre.cli import interrupts
 from tre.cli.client import ApiClient, CliError, TokenRefused
 from tre.cli.code import upload_code
+from tre.cli.interrupts import Interrupted
 from tre.cli.logview import LogView
 from tre.cli.output import JsonFlag, console, human_size, print_json, table, untrusted
 from tre.cli.resolve import resolve_image_ref, resolve_job_id
@@ -22,15 +26,22 @@ def reattach_hint(job_id: str) -> str:
     return f"job {job_id} keeps running on the server; follow it again with: tre logs {job_id} -f"
 
 
-def follow_or_explain(client: ApiClient, job_id: str, show_logs: bool = True) -> dict:
-    """`follow_job`, but an expired token or Ctrl-C says the job continues and how to reattach."""
+@contextmanager
+def reattach_on_interrupt(job_id: str) -> Iterator[None]:
+    """Around everything a command does once a job exists: an expired token or Ctrl-C ends
+    in one line that says the job continues and how to follow it again (exit 1 or 130)."""
     try:
-        return follow_job(client, job_id, show_logs=show_logs)
+        yield
     except TokenRefused as exc:
         raise CliError(f"{exc}. {reattach_hint(job_id)}") from exc
     except KeyboardInterrupt:
-        console.print(f"\ninterrupted: {reattach_hint(job_id)}", highlight=False)
-        raise typer.Exit(130) from None
+        raise Interrupted(f"interrupted; {reattach_hint(job_id)}") from None
+
+
+def follow_or_explain(client: ApiClient, job_id: str, show_logs: bool = True) -> dict:
+    """`follow_job` inside `reattach_on_interrupt`."""
+    with reattach_on_interrupt(job_id):
+        return follow_job(client, job_id, show_logs=show_logs)
 
 
 def follow_job(client: ApiClient, job_id: str, show_logs: bool = True, poll_s: float = 0.5) -> dict:
@@ -48,6 +59,7 @@ def follow_job(client: ApiClient, job_id: str, show_logs: bool = True, poll_s: f
             view.state(state)
             if state in TERMINAL and not resp.content:
                 break
+            interrupts.check()  # a Ctrl-C that a library caught still ends the loop
             time.sleep(poll_s)
     job: dict = client.get(f"/api/v1/jobs/{job_id}")
     return job
@@ -111,16 +123,18 @@ def submit(
     if as_json and not wait:
         print_json(job)
         return
-    if not as_json:
-        console.print(f"submitted job [bold]{job['id']}[/] ({job['state']})")
-    if wait:
-        final = follow_or_explain(client, job["id"], show_logs=not as_json)
-        if as_json:
-            print_json(final)
-        else:
-            _print_end(final)
-        if final["state"] != "succeeded":
-            raise typer.Exit(1)
+    with reattach_on_interrupt(job["id"]):  # from the moment the job exists
+        if not as_json:
+            console.print(f"submitted job [bold]{job['id']}[/] ({job['state']})")
+        if not wait:
+            return
+        final = follow_job(client, job["id"], show_logs=not as_json)
+    if as_json:
+        print_json(final)
+    else:
+        _print_end(final)
+    if final["state"] != "succeeded":
+        raise typer.Exit(1)
 
 
 def _print_end(job: dict) -> None:

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import typer
 
 from tre.cli.client import ApiClient, CliError
-from tre.cli.jobs import follow_or_explain
+from tre.cli.jobs import follow_job, reattach_on_interrupt
 from tre.cli.output import console, untrusted
 
 CPU_JOB_IMAGE_NAME = "tre-job-cpu"
@@ -161,9 +161,11 @@ def preprocess(
         output_limit_mb=output_limit_mb,
     )
     job = client.post("/api/v1/jobs", json=body)
-    console.print(f"submitted preprocessing job [bold]{job['id']}[/]")
-    if wait:
-        final = follow_or_explain(client, job["id"])
+    with reattach_on_interrupt(job["id"]):  # from the moment the job exists
+        console.print(f"submitted preprocessing job [bold]{job['id']}[/]")
+        if not wait:
+            return
+        final = follow_job(client, job["id"])
         console.print(f"job {final['id']}: {final['state']} {untrusted(final['reason'])}", highlight=False)
         summary = series_summary(client.request("GET", f"/api/v1/jobs/{job['id']}/logs").text)
         if summary is not None:

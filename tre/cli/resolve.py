@@ -70,10 +70,27 @@ def _resolver(
 
 
 resolve_job_id = _resolver(lambda c: _paged_ids(c, "/api/v1/jobs", "id"), "job")
-resolve_request_id = _resolver(
-    lambda c: [str(r["id"]) for r in c.get("/api/v1/egress/requests", params={"limit": _PAGE})],
-    "egress request",
-)
+_HEX = re.compile(r"^[0-9a-f]+$")
+
+
+def _request_ids_starting_with(client: ApiClient, given: str) -> list[str]:
+    """The ids of the egress requests the caller sees that start with ``given``, filtered by
+    the server (``id_prefix``), so a prefix resolves however many requests there are. A
+    prefix that is not lower-case hex names no id: the server answers the id as given."""
+    prefix = given.strip().rstrip("…")
+    if not _HEX.match(prefix):
+        return []
+    rows = client.get("/api/v1/egress/requests", params={"id_prefix": prefix, "limit": _PAGE})
+    return [str(r["id"]) for r in rows]
+
+
+def resolve_request_id(client: ApiClient, given: str) -> str:
+    """An egress request id from any unique prefix of it (see `pick_unique`)."""
+    if not _needs_listing(given, HEX_ID_LEN):
+        return given.strip().rstrip("…")
+    return pick_unique(given, _request_ids_starting_with(client, given), "egress request")
+
+
 resolve_grant_id = _resolver(lambda c: [str(g["id"]) for g in c.get("/api/v1/grants")], "grant")
 
 _DIGEST_PREFIX = re.compile(r"^(?:(?P<name>[^@\s]+)@)?(?:sha256:)?(?P<hex>[0-9a-f]{4,63})…?$")

@@ -1,0 +1,178 @@
+"""The `tre` command's Typer application: its groups and top-level commands.
+
+The console script is `tre.cli.main:run`, which turns every failure into one line on stderr.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from tre.cli import admin, audit, catalogue, code, egress, federation, images, jobs, preprocess, witness
+from tre.cli.client import ApiClient, CliError, checked_api_url, save_credentials
+from tre.cli.device_login import device_login, oidc_login_config
+from tre.cli.output import JsonFlag, console, err_console, print_json, untrusted
+from tre.config import get_settings
+
+app = typer.Typer(
+    help="tre: trusted research environment for cancer imaging.\n\n"
+    "Commands are grouped by who uses them. Researchers list what their projects may use "
+    "(`dataset list`, `grant list`, `image list --usable`); admins add datasets, grants and "
+    "images with the same commands.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from tre import __version__
+
+        console.print(f"tre {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """tre: trusted research environment for cancer imaging."""
+
+
+# `tre --help` groups the commands by who uses them (rich help panels).
+RESEARCHERS, REVIEWERS, AUDITORS, ADMINS = (
+    "Researchers",
+    "Airlock: researchers request and download, DAC members review (also the web panel)",
+    "Auditors",
+    "Admins",
+)
+jobs.register(app, panel=RESEARCHERS)
+app.add_typer(code.job_app, name="job", rich_help_panel=RESEARCHERS)
+app.command(rich_help_panel=RESEARCHERS)(preprocess.preprocess)
+app.add_typer(admin.dataset_app, name="dataset", rich_help_panel=RESEARCHERS)
+app.add_typer(admin.grant_app, name="grant", rich_help_panel=RESEARCHERS)
+app.add_typer(images.app, name="image", rich_help_panel=RESEARCHERS)
+app.add_typer(catalogue.app, name="catalogue", rich_help_panel=RESEARCHERS)
+app.add_typer(egress.app, name="egress", rich_help_panel=REVIEWERS)
+app.add_typer(audit.app, name="audit", rich_help_panel=AUDITORS)
+app.add_typer(witness.app, name="witness", rich_help_panel=AUDITORS)
+app.add_typer(admin.admin_app, name="admin", rich_help_panel=ADMINS)
+app.add_typer(admin.project_app, name="project", rich_help_panel=ADMINS)
+# Federation (docs/federation.md): the hub's operators and researchers, and a node's admin.
+app.add_typer(federation.hub_app, name="hub", rich_help_panel=ADMINS)
+app.add_typer(federation.node_app, name="node", rich_help_panel=ADMINS)
+
+
+@app.command(rich_help_panel=RESEARCHERS)
+def login(
+    token: Annotated[
+        str | None,
+        typer.Option(help="Your JWT. Avoid: it stays in shell history; paste it at the prompt or pipe it."),
+    ] = None,
+    api_url: Annotated[str | None, typer.Option(help="API address (default: TRE_API_URL).")] = None,
+    oidc: Annotated[
+        bool,
+        typer.Option(
+            "--oidc",
+            help="Sign in at the API's OpenID provider (device flow: open a link, type a code). "
+            "The default on a terminal when the API has a provider.",
+        ),
+    ] = False,
+) -> None:
+    """Sign in and save the token for later commands.
+
+    Where the API takes tokens from an OpenID provider, `tre login` (on a terminal) or
+    `tre login --oidc` shows an address and a code to enter in any browser, and waits. Else
+    the token is read from a hidden prompt, or from stdin when it is not a terminal
+    (`tre login < token.txt`), so it never lands in shell history.
+    """
+    url = checked_api_url(api_url or get_settings().api_url)
+    if token is None and (oidc or sys.stdin.isatty()):
+        login_at = oidc_login_config(url)
+        if login_at is not None:
+            token = device_login(
+                login_at, lambda line: console.print(line, markup=False, highlight=False, soft_wrap=True)
+            )
+            me = ApiClient(api_url=url, token=token).get("/api/v1/me")
+            save_credentials(url, token, issuer=login_at.issuer)
+            console.print(
+                f"logged in to {url} as [bold]{untrusted(me['user_id'])}[/] ({', '.join(me['roles'])})"
+            )
+            return
+        if oidc:
+            raise CliError(
+                f"the API at {url} has no OpenID provider; ask an admin for a token "
+                "(`tre admin token`) and run `tre login`"
+            )
+    if token is not None:
+        err_console.print(
+            "warning: a token given with --token stays in your shell history; next time run "
+            "`tre login` and paste it at the prompt",
+            highlight=False,
+        )
+    elif sys.stdin.isatty():
+        token = typer.prompt("Token", hide_input=True)
+    else:
+        token = sys.stdin.readline()
+    token = token.strip()
+    if not token:
+        raise CliError("no token given: paste it at the prompt or pipe it on stdin")
+    me = ApiClient(api_url=url, token=token).get("/api/v1/me")
+    save_credentials(url, token)
+    console.print(f"logged in to {url} as [bold]{me['user_id']}[/] ({', '.join(me['roles'])})")
+
+
+@app.command(rich_help_panel=RESEARCHERS)
+def whoami(as_json: JsonFlag = False) -> None:
+    """Show who the saved token belongs to."""
+    me = ApiClient().get("/api/v1/me")
+    if as_json:
+        print_json(me)
+        return
+    console.print(f"{me['user_id']} roles={','.join(me['roles'])} projects={','.join(me['projects']) or '-'}")
+
+
+@app.command(rich_help_panel=ADMINS)
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    worker: Annotated[bool, typer.Option(help="Run the job worker in this process too.")] = True,
+    node: Annotated[
+        bool, typer.Option("--node", help="Also run the federation agent (after `tre node join`).")
+    ] = False,
+) -> None:
+    """Run the API (and, for the embedded mode, the worker; with --node, the federation agent)."""
+    from tre.server import serve as run_server
+
+    run_server(host, port, with_worker=worker, node=node)
+
+
+@app.command(rich_help_panel=ADMINS)
+def worker(concurrency: int = 2) -> None:
+    """Run the job worker: dispatch queued jobs to the configured executor."""
+    from tre.jobs.worker import Worker
+    from tre.store.db import init_db, make_engine
+
+    settings = get_settings()
+    settings.ensure_dirs()
+    engine = make_engine(settings.resolved_database_url)
+    init_db(engine)
+    w = Worker(settings, engine, concurrency=concurrency)
+    try:
+        w.serve_forever()
+    except KeyboardInterrupt:
+        w.stop()
+
+
+@app.command(rich_help_panel=ADMINS)
+def demo() -> None:
+    """End-to-end demo on the embedded defaults (SQLite + local sandbox)."""
+    from tre.demo import run_demo
+
+    run_demo()
