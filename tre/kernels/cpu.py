@@ -63,7 +63,7 @@ STACK_COLS = 4096  # widest input row whose ROWS y-blends live on the stack (16 
 
 
 @intrinsic
-def _stack_scratch(typingctx):  # type: ignore[no-untyped-def]
+def _stack_scratch(typingctx):
     """Pointer to ROWS x STACK_COLS float32 of scratch in the caller's stack frame.
 
     Why: LLVM vectorises the x gather (``vgatherqps``) only when it can prove that the rows
@@ -73,7 +73,7 @@ def _stack_scratch(typingctx):  # type: ignore[no-untyped-def]
     slices: 95-117 -> 40-48 ms on one core.
     """
 
-    def codegen(context, builder, sig, args):  # type: ignore[no-untyped-def]
+    def codegen(context, builder, sig, args):
         f32 = context.get_value_type(types.float32)
         return cgutils.alloca_once(builder, f32, size=ROWS * STACK_COLS)
 
@@ -155,7 +155,7 @@ def _slice_plane(raw, z, slope, intercept, yi0, yi1, yw, xi0, xi1, xw, tmp, out)
     s = np.float32(slope)
     b = np.float32(intercept)
     if raw.shape[2] <= STACK_COLS:
-        scratch = numba.carray(_stack_scratch(), (ROWS, STACK_COLS))
+        scratch = numba.carray(_stack_scratch(), (ROWS, STACK_COLS))  # type: ignore[call-arg]
         _plane_rows(raw, z, s, b, yi0, yi1, yw, xi0, xi1, xw, scratch, out)
     else:
         _plane_rows(raw, z, s, b, yi0, yi1, yw, xi0, xi1, xw, tmp, out)
