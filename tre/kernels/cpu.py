@@ -23,6 +23,7 @@ from typing import Any
 
 import numba
 import numpy as np
+from llvmlite import ir
 from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
@@ -62,15 +63,14 @@ ROWS = 4  # output rows blended before one shared x pass (tmp holds ROWS input-r
 STACK_COLS = 4096  # widest input row whose ROWS y-blends live on the stack (16 KiB per row)
 
 
-@intrinsic
-def _stack_scratch(typingctx):
+def _stack_scratch_typing(typingctx):
     """Pointer to ROWS x STACK_COLS float32 of scratch in the caller's stack frame.
 
-    Why: LLVM vectorises the x gather (``vgatherqps``) only when it can prove that the rows
+    Why: LLVM vectorises the x gather (``vgatherdps``) only when it can prove that the rows
     it gathers from do not alias the output rows. A heap array passed around (Numba's arrays
     carry no ``noalias``) could be the output, so the loop stayed scalar; an ``alloca`` that
     never escapes its function provably is not. In-plane resampling of the benchmark's 300
-    slices: 95-117 -> 40-48 ms on one core.
+    slices: 95-117 -> 41-53 ms on one core (interleaved).
     """
 
     def codegen(context, builder, sig, args):
@@ -78,6 +78,9 @@ def _stack_scratch(typingctx):
         return cgutils.alloca_once(builder, f32, size=ROWS * STACK_COLS)
 
     return types.CPointer(types.float32)(), codegen
+
+
+_stack_scratch: Any = intrinsic(_stack_scratch_typing)  # Any: called only from jitted code
 
 
 @njit(inline="always", fastmath=_FM)
@@ -155,7 +158,7 @@ def _slice_plane(raw, z, slope, intercept, yi0, yi1, yw, xi0, xi1, xw, tmp, out)
     s = np.float32(slope)
     b = np.float32(intercept)
     if raw.shape[2] <= STACK_COLS:
-        scratch = numba.carray(_stack_scratch(), (ROWS, STACK_COLS))  # type: ignore[call-arg]
+        scratch = numba.carray(_stack_scratch(), (ROWS, STACK_COLS))
         _plane_rows(raw, z, s, b, yi0, yi1, yw, xi0, xi1, xw, scratch, out)
     else:
         _plane_rows(raw, z, s, b, yi0, yi1, yw, xi0, xi1, xw, tmp, out)
@@ -180,6 +183,76 @@ def _planes_for(raw, slopes, intercepts, z0, z1, yi0, yi1, yw, xi0, xi1, xw, tmp
             _slice_plane(raw, z1, slopes[z1], intercepts[z1], yi0, yi1, yw, xi0, xi1, xw, tmp, pb)
         have[1] = z1
     return pa, pb
+
+
+KEY_MAX = np.int32(2**31 - 1)
+KEY_MIN = np.int32(-(2**31))
+
+
+def _float32_key_typing(typingctx, v):
+    """int32 that orders like the float32 ``v``: its bits, with the magnitude bits of
+    negative values flipped. Integer min/max reductions vectorise; float ones do not."""
+
+    def codegen(context, builder, sig, args):
+        i32 = ir.IntType(32)
+        bits = builder.bitcast(args[0], i32)
+        flip = builder.and_(builder.ashr(bits, ir.Constant(i32, 31)), ir.Constant(i32, 0x7FFFFFFF))
+        return builder.xor(bits, flip)
+
+    return types.int32(types.float32), codegen
+
+
+float32_key: Any = intrinsic(_float32_key_typing)  # Any: called only from jitted code
+
+
+def _key_float32_typing(typingctx, k):
+    """Inverse of `float32_key`."""
+
+    def codegen(context, builder, sig, args):
+        i32 = ir.IntType(32)
+        flip = builder.and_(builder.ashr(args[0], ir.Constant(i32, 31)), ir.Constant(i32, 0x7FFFFFFF))
+        return builder.bitcast(builder.xor(args[0], flip), ir.FloatType())
+
+    return types.float32(types.int32), codegen
+
+
+key_float32: Any = intrinsic(_key_float32_typing)  # Any: called only from jitted code
+
+
+@njit(inline="always", fastmath=_FM)
+def _first_above(ra, rb, wz, thr, xmin):
+    """min(xmin, first column of the z-blended row that is > thr); the row has one.
+
+    Only columns left of ``xmin`` can lower it: count them in a vectorised loop first and
+    scan one by one only when there is one (most rows of a slice have none).
+    """
+    one = np.float32(1.0)
+    zero = np.float32(0.0)
+    n = zero
+    for i in range(xmin):
+        n += one if z_blend(ra[i], rb[i], wz) > thr else zero
+    if n == zero:
+        return xmin
+    first = 0
+    while not z_blend(ra[first], rb[first], wz) > thr:
+        first += 1
+    return first
+
+
+@njit(inline="always", fastmath=_FM)
+def _last_above(ra, rb, wz, thr, xmax):
+    """max(xmax, last column of the z-blended row that is > thr); see `_first_above`."""
+    one = np.float32(1.0)
+    zero = np.float32(0.0)
+    n = zero
+    for i in range(xmax + 1, ra.shape[0]):
+        n += one if z_blend(ra[i], rb[i], wz) > thr else zero
+    if n == zero:
+        return xmax
+    last = ra.shape[0] - 1
+    while not z_blend(ra[last], rb[last], wz) > thr:
+        last -= 1
+    return last
 
 
 @njit(parallel=True, cache=True, fastmath=_FM)
@@ -237,8 +310,8 @@ def stats_pass(
             ymax = -1
             xmin = nxo
             xmax = -1
-            vmin = np.float32(3.0e38)
-            vmax = np.float32(-3.0e38)
+            kmin = KEY_MAX
+            kmax = KEY_MIN
             for j in range(nyo):
                 ra = pa[j]
                 rb = pb[j]
@@ -246,46 +319,43 @@ def stats_pass(
                 # stat_shift; rows then accumulate in float64 (error ~1e-7 of a row sum).
                 racc = np.float32(0.0)
                 racc2 = np.float32(0.0)
-                rfg = np.int32(0)
+                # The foreground count is kept as a float32 select-and-add beside the sums:
+                # an int32 ``+= (h > thr)`` mixes lane widths and LLVM then vectorises the
+                # whole loop poorly (z reduction 39 -> 26 ms per 96 M voxels, one core).
+                # Exact: a row holds far fewer than 2**24 voxels.
+                rfgf = np.float32(0.0)
                 if fg_only:  # masked sums and foreground value range (percentile recipe)
+                    # Branch-free, and the range as integer min/max of order-preserving keys:
+                    # LLVM vectorises no float min/max reduction, so ``vmin = min(vmin, v)``
+                    # under ``if h > thr`` kept this loop scalar.
                     for i in range(nxo):
                         h = z_blend(ra[i], rb[i], wz)
-                        if h > fg_thr:
-                            v = window_value(h, clip_lo, clip_hi, shift, scale)
-                            d = v - sshift
-                            racc += d
-                            racc2 += d * d
-                            rfg += 1
-                            vmin = min(vmin, v)
-                            vmax = max(vmax, v)
+                        fg = h > fg_thr
+                        v = window_value(h, clip_lo, clip_hi, shift, scale)
+                        d = (v - sshift) if fg else zero
+                        racc += d
+                        racc2 += d * d
+                        rfgf += one if fg else zero
+                        key = float32_key(v)
+                        kmin = min(kmin, key if fg else KEY_MAX)
+                        kmax = max(kmax, key if fg else KEY_MIN)
                 else:  # branch-free so that LLVM vectorises it (the hot path)
-                    # The foreground count is kept as a float32 select-and-add beside the
-                    # sums: an int32 ``+= (h > thr)`` mixes lane widths and LLVM then
-                    # vectorises the whole loop poorly (z reduction 39 -> 26 ms per
-                    # 96 M voxels, one core). Exact: a row holds far fewer than 2**24 voxels.
-                    rfgf = np.float32(0.0)
                     for i in range(nxo):
                         h = z_blend(ra[i], rb[i], wz)
                         d = window_value(h, clip_lo, clip_hi, shift, scale) - sshift
                         racc += d
                         racc2 += d * d
                         rfgf += one if h > fg_thr else zero
-                    rfg = np.int32(rfgf)
+                rfg = int(rfgf)
                 acc += np.float64(racc)
                 acc2 += np.float64(racc2)
-                cnt += int(rfg) if fg_only else nxo
+                cnt += rfg if fg_only else nxo
                 if rfg > 0:
-                    fgn += int(rfg)
+                    fgn += rfg
                     ymin = min(ymin, j)
                     ymax = j
-                    first = 0
-                    while not z_blend(ra[first], rb[first], wz) > fg_thr:
-                        first += 1
-                    last = nxo - 1
-                    while not z_blend(ra[last], rb[last], wz) > fg_thr:
-                        last -= 1
-                    xmin = min(xmin, first)
-                    xmax = max(xmax, last)
+                    xmin = _first_above(ra, rb, wz, fg_thr, xmin)
+                    xmax = _last_above(ra, rb, wz, fg_thr, xmax)
             sums[k, 0] = cnt
             sums[k, 1] = acc
             sums[k, 2] = acc2
@@ -294,8 +364,12 @@ def stats_pass(
             ibox[k, 2] = ymax
             ibox[k, 3] = xmin
             ibox[k, 4] = xmax
-            vrange[k, 0] = vmin
-            vrange[k, 1] = vmax
+            if fgn > 0:
+                vrange[k, 0] = key_float32(kmin)
+                vrange[k, 1] = key_float32(kmax)
+            else:
+                vrange[k, 0] = np.float32(3.0e38)
+                vrange[k, 1] = np.float32(-3.0e38)
 
 
 @njit(parallel=True, cache=True, fastmath=_FM)
