@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 from types import ModuleType
 
+import numba
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
@@ -101,13 +102,19 @@ def main(argv: list[str] | None = None) -> int:
                 for k in keys[1:]:
                     wall[name][k].append(res.timings_s[k])
                 del res
-    bw = bp.copy_bandwidth()
+    rates = bp.copy_rates()
+    bw = max(rates.values())
     bound = (raw.nbytes + out_bytes) / bw
     med = {n: {k: statistics.median(v) for k, v in wall[n].items()} for n in mods}
     cmed = {n: statistics.median(v) for n, v in cpu.items()}
     print(f"volume {raw.shape} int16 -> grid {tables.shape}; {args.rounds} rounds; base {args.base}")
     print(f"same crop: {same_box}; max |work - base| = {diff:.3g} (z-score units)")
-    print(f"memory-bandwidth bound {bound * 1e3:.1f} ms ({bw / 1e9:.1f} GB/s copy)")
+    print(
+        f"memory-bandwidth bound {bound * 1e3:.1f} ms at {bw / 1e9:.1f} GB/s, the faster copy "
+        f"(one thread {rates['single'] / 1e9:.1f} GB/s, {numba.get_num_threads()} threads "
+        f"{rates['parallel'] / 1e9:.1f} GB/s); input {raw.nbytes / 2**20:.0f} MiB read + "
+        f"output {out_bytes / 2**20:.0f} MiB written"
+    )
     for name in mods:
         m = med[name]
         print(
