@@ -219,42 +219,6 @@ def _key_float32_typing(typingctx, k):
 key_float32: Any = intrinsic(_key_float32_typing)  # Any: called only from jitted code
 
 
-@njit(inline="always", fastmath=_FM)
-def _first_above(ra, rb, wz, thr, xmin):
-    """min(xmin, first column of the z-blended row that is > thr); the row has one.
-
-    Only columns left of ``xmin`` can lower it: count them in a vectorised loop first and
-    scan one by one only when there is one (most rows of a slice have none).
-    """
-    one = np.float32(1.0)
-    zero = np.float32(0.0)
-    n = zero
-    for i in range(xmin):
-        n += one if z_blend(ra[i], rb[i], wz) > thr else zero
-    if n == zero:
-        return xmin
-    first = 0
-    while not z_blend(ra[first], rb[first], wz) > thr:
-        first += 1
-    return first
-
-
-@njit(inline="always", fastmath=_FM)
-def _last_above(ra, rb, wz, thr, xmax):
-    """max(xmax, last column of the z-blended row that is > thr); see `_first_above`."""
-    one = np.float32(1.0)
-    zero = np.float32(0.0)
-    n = zero
-    for i in range(xmax + 1, ra.shape[0]):
-        n += one if z_blend(ra[i], rb[i], wz) > thr else zero
-    if n == zero:
-        return xmax
-    last = ra.shape[0] - 1
-    while not z_blend(ra[last], rb[last], wz) > thr:
-        last -= 1
-    return last
-
-
 @njit(parallel=True, cache=True, fastmath=_FM)
 def stats_pass(
     raw,
@@ -297,19 +261,22 @@ def stats_pass(
         pa = np.empty((nyo, nxo), dtype=np.float32)
         pb = np.empty((nyo, nxo), dtype=np.float32)
         have = np.full(2, -1, dtype=np.int64)
+        # Foreground voxels per column of the current slice (float32: exact below 2**24, and
+        # it keeps the hot loop in one lane width); its first and last non-zero columns are
+        # the slice's x bounds. Per-row searches from both ends cost ~20 % of the pass.
+        cols = np.zeros(nxo, dtype=np.float32)
         for k in range(chunk_start[c], chunk_start[c + 1]):
             pa, pb = _planes_for(
                 raw, slopes, intercepts, zi0[k], zi1[k], yi0, yi1, yw, xi0, xi1, xw, tmp, pa, pb, have
             )
             wz = np.float32(zw[k])
+            cols[:] = zero
             cnt = 0
             acc = 0.0
             acc2 = 0.0
             fgn = 0
             ymin = nyo
             ymax = -1
-            xmin = nxo
-            xmax = -1
             kmin = KEY_MAX
             kmax = KEY_MIN
             for j in range(nyo):
@@ -335,7 +302,9 @@ def stats_pass(
                         d = (v - sshift) if fg else zero
                         racc += d
                         racc2 += d * d
-                        rfgf += one if fg else zero
+                        f = one if fg else zero
+                        rfgf += f
+                        cols[i] += f
                         key = float32_key(v)
                         kmin = min(kmin, key if fg else KEY_MAX)
                         kmax = max(kmax, key if fg else KEY_MIN)
@@ -345,7 +314,9 @@ def stats_pass(
                         d = window_value(h, clip_lo, clip_hi, shift, scale) - sshift
                         racc += d
                         racc2 += d * d
-                        rfgf += one if h > fg_thr else zero
+                        f = one if h > fg_thr else zero
+                        rfgf += f
+                        cols[i] += f
                 rfg = int(rfgf)
                 acc += np.float64(racc)
                 acc2 += np.float64(racc2)
@@ -354,8 +325,15 @@ def stats_pass(
                     fgn += rfg
                     ymin = min(ymin, j)
                     ymax = j
-                    xmin = _first_above(ra, rb, wz, fg_thr, xmin)
-                    xmax = _last_above(ra, rb, wz, fg_thr, xmax)
+            xmin = nxo
+            xmax = -1
+            if fgn > 0:
+                xmin = 0
+                while cols[xmin] == zero:
+                    xmin += 1
+                xmax = nxo - 1
+                while cols[xmax] == zero:
+                    xmax -= 1
             sums[k, 0] = cnt
             sums[k, 1] = acc
             sums[k, 2] = acc2
@@ -364,7 +342,7 @@ def stats_pass(
             ibox[k, 2] = ymax
             ibox[k, 3] = xmin
             ibox[k, 4] = xmax
-            if fgn > 0:
+            if fg_only and fgn > 0:
                 vrange[k, 0] = key_float32(kmin)
                 vrange[k, 1] = key_float32(kmax)
             else:
