@@ -149,8 +149,8 @@ def _plane_rows(raw, z, s, b, yi0, yi1, yw, xi0, xi1, xw, tmp, out):
 def _slice_plane(raw, z, slope, intercept, yi0, yi1, yw, xi0, xi1, xw, tmp, out):
     """out[j, i] = rescaled input slice ``z`` bilinearly sampled at output row j, column i.
 
-    y first (two contiguous input rows blended over the needed columns into a row of
-    scratch), then x. ROWS output rows are y-blended first and then share one x loop (one
+    y first (two contiguous input rows blended over the whole row into a row of scratch),
+    then x. ROWS output rows are y-blended first and then share one x loop (one
     loaded index and weight feeds four gathers). The scratch rows are on the stack (see
     `_stack_scratch`) so that the x gathers vectorise; rows wider than STACK_COLS use ``tmp``
     (same results, scalar gathers).
