@@ -14,6 +14,7 @@ difference of their outputs.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.util
 import statistics
 import subprocess
@@ -23,6 +24,7 @@ import time
 from pathlib import Path
 from types import ModuleType
 
+import numba
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
@@ -59,14 +61,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--base", default="main", help="git revision to compare with (default main)")
     ap.add_argument("--rounds", type=int, default=9)
     ap.add_argument("--quick", action="store_true", help="256x256x150 volume")
+    ap.add_argument(
+        "--percentile",
+        action="store_true",
+        help="the percentile recipe (window, then clip to the 0.5/99.5 percentiles of the foreground)",
+    )
     args = ap.parse_args(argv)
     raw = bp.chest_phantom(bp.volume_shape(args.quick))
     nz = raw.shape[0]
     tables = grid_tables(raw.shape, bp.SPACING_ZYX, bp.TARGET_ZYX)
 
+    recipe = bp.params()
+    if args.percentile:
+        recipe = dataclasses.replace(recipe, percentile_clip=(0.5, 99.5))
+
     def run(mod: ModuleType) -> pipeline.PreprocessResult:
         backend = mod.CpuBackend(raw, np.full(nz, bp.SLOPE), np.full(nz, bp.INTERCEPT), tables)
-        return pipeline.run_recipe(backend, bp.params(), tables.shape)
+        return pipeline.run_recipe(backend, recipe, tables.shape)
 
     with tempfile.TemporaryDirectory() as tmp:
         mods = {"base": load_base(args.base, Path(tmp)), "work": cpu_work}
@@ -75,7 +86,9 @@ def main(argv: list[str] | None = None) -> int:
         diff = float(np.abs(first["base"].image - first["work"].image).max()) if same_box else float("nan")
         out_bytes = first["work"].image.nbytes
         del first
-        keys = ("total", "stats", "normalize")
+        keys: tuple[str, ...] = ("total", "stats", "normalize")
+        if args.percentile:
+            keys += ("percentiles", "clipped_stats")
         wall: dict[str, dict[str, list[float]]] = {n: {k: [] for k in keys} for n in mods}
         cpu: dict[str, list[float]] = {n: [] for n in mods}
         for rnd in range(args.rounds):
@@ -89,24 +102,32 @@ def main(argv: list[str] | None = None) -> int:
                 for k in keys[1:]:
                     wall[name][k].append(res.timings_s[k])
                 del res
-    bw = bp.copy_bandwidth()
+    rates = bp.copy_rates()
+    bw = max(rates.values())
     bound = (raw.nbytes + out_bytes) / bw
     med = {n: {k: statistics.median(v) for k, v in wall[n].items()} for n in mods}
     cmed = {n: statistics.median(v) for n, v in cpu.items()}
     print(f"volume {raw.shape} int16 -> grid {tables.shape}; {args.rounds} rounds; base {args.base}")
     print(f"same crop: {same_box}; max |work - base| = {diff:.3g} (z-score units)")
-    print(f"memory-bandwidth bound {bound * 1e3:.1f} ms ({bw / 1e9:.1f} GB/s copy)")
+    print(
+        f"memory-bandwidth bound {bound * 1e3:.1f} ms at {bw / 1e9:.1f} GB/s, the faster copy "
+        f"(one thread {rates['single'] / 1e9:.1f} GB/s, {numba.get_num_threads()} threads "
+        f"{rates['parallel'] / 1e9:.1f} GB/s); input {raw.nbytes / 2**20:.0f} MiB read + "
+        f"output {out_bytes / 2**20:.0f} MiB written"
+    )
     for name in mods:
         m = med[name]
         print(
             f"{name:>4}: recipe {m['total'] * 1e3:.1f} ms wall ({m['total'] / bound:.1f}x the bound), "
             f"{cmed[name] * 1e3:.1f} ms CPU; stats pass {m['stats'] * 1e3:.1f} ms, "
             f"normalize pass {m['normalize'] * 1e3:.1f} ms"
+            + "".join(f", {k} {m[k] * 1e3:.1f} ms" for k in keys[3:])
         )
     b, w = med["base"], med["work"]
     print(
         f"work/base: recipe wall {w['total'] / b['total']:.3f}, CPU {cmed['work'] / cmed['base']:.3f}, "
         f"stats pass {w['stats'] / b['stats']:.3f}, normalize pass {w['normalize'] / b['normalize']:.3f}"
+        + "".join(f", {k} {w[k] / b[k]:.3f}" for k in keys[3:])
     )
     return 0
 
