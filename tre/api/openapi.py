@@ -107,6 +107,9 @@ def truthful_schema(app: FastAPI) -> dict[str, Any]:
         for operation in item.values():
             for parameter in operation.get("parameters", []):
                 _absent_rather_than_null(parameter)
+                # `tre.api.limits` refuses a NUL anywhere in the path or query (400).
+                if parameter.get("in") in ("path", "query"):
+                    _no_nul_in_text(parameter.get("schema"))
             responses = operation.setdefault("responses", {})
             for status, description in COMMON_PROBLEMS.items():
                 responses[str(status)] = _problem_response(description)

@@ -18,7 +18,7 @@ from tre.api.bounds import (
     MAX_TIME_S,
     unsafe_text,
 )
-from tre.catalogue.vocabulary import normalise_condition
+from tre.catalogue.vocabulary import CONDITION_PATTERN, normalise_condition
 from tre.jobs.admission import MAX_COMMAND_ARG_CHARS, MAX_COMMAND_ARGS, MAX_COMMAND_CHARS
 
 # Rules the services enforce, stated in the schema so generated clients know them up front
@@ -117,7 +117,9 @@ class DatasetIn(In):
     name: str = Field(default="", max_length=200)
     description: str = Field(default="", max_length=MAX_TEXT_CHARS)
     policy: str = Field(default="default", min_length=1, max_length=128)
-    conditions: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(
+    conditions: list[
+        Annotated[str, Field(min_length=1, max_length=64, json_schema_extra={"pattern": CONDITION_PATTERN})]
+    ] = Field(
         default_factory=list,
         max_length=32,
         description="Condition codes SYSTEM:CODE (icd10, snomed, orpha) for the catalogue, e.g. icd10:C34.",

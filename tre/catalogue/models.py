@@ -13,7 +13,15 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from tre.catalogue.vocabulary import normalise_body_part, normalise_condition, normalise_modality
+from tre.catalogue.vocabulary import (
+    BODY_PART_MAX_LENGTH,
+    BODY_PART_PATTERN,
+    CONDITION_PATTERN,
+    MODALITY_PATTERN,
+    normalise_body_part,
+    normalise_condition,
+    normalise_modality,
+)
 
 
 class CountQuery(BaseModel):
@@ -23,19 +31,25 @@ class CountQuery(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     modality: str | None = Field(
-        default=None, max_length=16, description="DICOM modality code (CT, MR, PT, ...).", examples=["CT"]
+        default=None,
+        max_length=16,
+        description="DICOM modality code (CT, MR, PT, ...).",
+        examples=["CT"],
+        json_schema_extra={"pattern": MODALITY_PATTERN},
     )
     body_part: str | None = Field(
         default=None,
-        max_length=64,
+        max_length=BODY_PART_MAX_LENGTH,
         description="DICOM BodyPartExamined code string, upper-cased (CHEST, ABDOMEN, ...).",
         examples=["CHEST"],
+        json_schema_extra={"pattern": BODY_PART_PATTERN},
     )
     condition: str | None = Field(
         default=None,
         max_length=64,
         description="Condition code SYSTEM:CODE (icd10, snomed, orpha), e.g. icd10:C34.",
         examples=["icd10:C34"],
+        json_schema_extra={"pattern": CONDITION_PATTERN},
     )
 
     @field_validator("modality")

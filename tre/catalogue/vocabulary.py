@@ -52,36 +52,70 @@ CONDITION_SYSTEMS: dict[str, tuple[re.Pattern[str], str, str]] = {
 }
 
 
+def _any_case(word: str) -> str:
+    """A regex for ``word`` in any letter case, written with character classes only, so it
+    means the same in Python and in the ECMA-262 dialect of JSON Schema's ``pattern``."""
+    return "".join(f"[{c.upper()}{c.lower()}]" if c.isalpha() else re.escape(c) for c in word)
+
+
+# What each query field accepts, as one regex the OpenAPI document declares (``pattern``) and
+# the validators below check first, on the raw value: so a value the schema allows is never
+# refused and one it forbids is never accepted. ASCII only (``str.upper`` maps some other
+# letters onto ASCII ones); spaces, not other white space, may surround a value.
+MODALITY_PATTERN = (
+    "^ *(?:" + "|".join(_any_case(m) for m in sorted(DICOM_MODALITIES, key=lambda m: (-len(m), m))) + ") *$"
+)
+BODY_PART_PATTERN = "^ *[A-Za-z0-9_][A-Za-z0-9_ ]*$"
+BODY_PART_MAX_LENGTH = 16
+CONDITION_CODE_SHAPES: dict[str, str] = {
+    "icd10": "[A-Za-z][0-9]{2}(?:[.][0-9A-Za-z]{1,4})?",
+    "snomed": "[0-9]{6,18}",
+    "orpha": "[0-9]{1,7}",
+}
+CONDITION_PATTERN = (
+    "^ *(?:"
+    + "|".join(f"{_any_case(system)}:{shape}" for system, shape in CONDITION_CODE_SHAPES.items())
+    + ") *$"
+)
+
+
+def _shaped(value: str, pattern: str, message: str) -> str:
+    if re.fullmatch(pattern, value) is None:
+        raise ValueError(message)
+    return value.strip(" ")
+
+
 def normalise_modality(value: str) -> str:
     """A DICOM modality code, upper-cased; anything else is refused."""
-    code = value.strip().upper()
-    if code not in DICOM_MODALITIES:
-        raise ValueError(f"{value!r} is not a DICOM modality code (PS3.3 C.7.3.1.1.1), e.g. CT, MR, PT")
-    return code
+    code = _shaped(
+        value,
+        MODALITY_PATTERN,
+        f"{value!r} is not a DICOM modality code (PS3.3 C.7.3.1.1.1), e.g. CT, MR, PT",
+    )
+    return code.upper()
 
 
 def normalise_body_part(value: str) -> str:
-    """A BodyPartExamined code string, upper-cased with spaces as in DICOM; shape-checked."""
-    code = " ".join(value.strip().upper().split())
-    if not BODY_PART_RE.match(code):
-        raise ValueError(
-            f"{value!r} is not a DICOM body part code (upper-case letters, digits, '_' or space, "
-            "at most 16 characters), e.g. CHEST, ABDOMEN"
-        )
-    return code
+    """A BodyPartExamined code string, upper-cased with single spaces as in DICOM."""
+    message = (
+        f"{value!r} is not a DICOM body part code (upper-case letters, digits, '_' or space, "
+        f"at most {BODY_PART_MAX_LENGTH} characters), e.g. CHEST, ABDOMEN"
+    )
+    if len(value) > BODY_PART_MAX_LENGTH:
+        raise ValueError(message)
+    return re.sub(" +", " ", _shaped(value, BODY_PART_PATTERN, message).upper())
 
 
 def normalise_condition(value: str) -> str:
     """A condition code ``system:code``, the system lower-cased, the code upper-cased."""
-    system, _, code = value.strip().partition(":")
-    system, code = system.lower(), code.upper()
-    entry = CONDITION_SYSTEMS.get(system)
-    if entry is None or not entry[0].match(code):
-        raise ValueError(
-            f"{value!r} is not a condition code: write SYSTEM:CODE with SYSTEM one of "
-            f"{', '.join(CONDITION_SYSTEMS)} (e.g. icd10:C34, snomed:254637007, orpha:99976)"
-        )
-    return f"{system}:{code}"
+    text = _shaped(
+        value,
+        CONDITION_PATTERN,
+        f"{value!r} is not a condition code: write SYSTEM:CODE with SYSTEM one of "
+        f"{', '.join(CONDITION_SYSTEMS)} (e.g. icd10:C34, snomed:254637007, orpha:99976)",
+    )
+    system, _, code = text.partition(":")
+    return f"{system.lower()}:{code.upper()}"
 
 
 def condition_iri(code: str) -> str:
