@@ -20,6 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.routing import BaseRoute
 
 from tre.api.problems import Problem
+from tre.api.query_names import ROLE_GATE_MARK, refuse_unknown_query_names
 from tre.audit.events import token_use_event
 from tre.audit.log import DEFERRED_EVENTS, AuditEvent, record_events
 from tre.auth.principal import Principal
@@ -274,6 +275,7 @@ async def current_principal(
     if principal is None:
         principal = await run_in_threadpool(principal_from_token, request, token, session)
     request.state.principal = principal
+    refuse_unknown_query_names(request, from_gate=False)
     event = token_use_event(principal.user_id, principal.token_id)  # audit: tie token to use
     if event is not None:
         await run_in_threadpool(record_events, session, [event])
@@ -298,12 +300,14 @@ def require_roles(*roles: str) -> Callable[..., Awaitable[Principal]]:
     """A dependency that admits only callers holding at least one of ``roles``."""
     wanted = frozenset(roles)
 
-    async def _gate(principal: Principal = Depends(current_principal)) -> Principal:
+    async def _gate(request: Request, principal: Principal = Depends(current_principal)) -> Principal:
         if not principal.roles & wanted:
             needed = ", ".join(sorted(wanted))
             raise Problem(403, "Forbidden", f"this action needs one of the roles: {needed}", "missing-role")
+        refuse_unknown_query_names(request, from_gate=True)
         return principal
 
+    setattr(_gate, ROLE_GATE_MARK, True)
     return _gate
 
 
