@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -39,6 +40,7 @@ from tests.worlds import IMAGE  # noqa: E402 - the image the test worlds approve
 
 SUBMIT_TARGET = (100.0, 0.100)  # req/s, p99 seconds
 READ_TARGET = (500.0, 0.050)
+GENERATOR = "raw"  # or "aiohttp" (--generator)
 READ_ENDPOINTS = ("GET /api/v1/jobs", "GET /api/v1/jobs/{id}", "GET /api/v1/datasets", "GET /api/v1/projects")
 
 
@@ -221,12 +223,38 @@ async def _drive(base: str, ctx: dict[str, Any], phase: Phase, duration: float) 
     return {"elapsed": elapsed, "results": results}
 
 
-def generator_main(base: str, ctx_json: str, phase_json: str, duration: float) -> None:
-    """The load generator process: prints one JSON document with raw latencies."""
+def _prepared(base: str, ctx: dict[str, Any], phase: Phase, duration: float) -> list[Any]:
+    """Every request of the phase as raw bytes, built before the clock starts."""
+    from benchmarks.loadgen import Prepared, build_request
+
+    host = base.removeprefix("http://")
+    out = []
+    for i in range(int(phase.rate * duration)):
+        endpoint = phase.endpoints[i % len(phase.endpoints)]
+        method, path, body = request_for(endpoint, ctx, i)
+        data = json.dumps(body).encode() if body is not None else None
+        out.append(Prepared(endpoint, build_request(host, method, path, ctx["token"], data)))
+    return out
+
+
+def generator_main(base: str, ctx_json: str, phase_json: str, duration: float, kind: str) -> None:
+    """The load generator process: prints one JSON document with raw latencies.
+
+    ``raw`` (default): `benchmarks.loadgen`, pre-built requests on raw keep-alive
+    connections; ``aiohttp``: the first generator, kept to compare the generators' cost."""
     ctx = json.loads(ctx_json)
     p = json.loads(phase_json)
     phase = Phase(p["name"], p["rate"], p["target_p99_s"], tuple(p["endpoints"]))
-    out = asyncio.run(_drive(base, ctx, phase, duration))
+    if kind == "aiohttp":
+        out = asyncio.run(_drive(base, ctx, phase, duration))
+    else:
+        from benchmarks.loadgen import run_open_loop
+
+        requests = _prepared(base, ctx, phase, duration)
+        host, port = base.removeprefix("http://").rsplit(":", 1)
+        cpu0 = time.process_time()
+        out = run_open_loop(host, int(port), requests, phase.rate, phase.endpoints)
+        out["generator_run_cpu_s"] = time.process_time() - cpu0
     print(json.dumps(out))
 
 
@@ -281,15 +309,21 @@ def run_phase(
         json.dumps(ctx),
         json.dumps(phase.__dict__),
         str(duration),
+        GENERATOR,
     ]
     cpu_before = _cpu(server_pids)
     db_before = _cpu(db_pids or [])
+    gen_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     done = subprocess.run(
         cmd, capture_output=True, text=True, check=True, env={**os.environ, "PYTHONPATH": str(REPO)}
     )
     out = dict(json.loads(done.stdout))
     out["server_cpu_s"] = _cpu(server_pids) - cpu_before
     out["db_cpu_s"] = _cpu(db_pids or []) - db_before
+    gen_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    out["generator_cpu_s"] = (gen_after.ru_utime - gen_before.ru_utime) + (
+        gen_after.ru_stime - gen_before.ru_stime
+    )
     return out
 
 
@@ -328,6 +362,12 @@ def report(db: str, phase: Phase, out: dict[str, Any]) -> list[str]:
         + (
             f"  + PostgreSQL CPU {1000 * out['db_cpu_s'] / answered:.2f} ms/request"
             if out.get("db_cpu_s") and answered
+            else ""
+        )
+        + f"  generator CPU {1000 * out.get('generator_cpu_s', 0.0) / max(answered, 1):.2f} ms/request"
+        + (
+            f" ({1000 * out['generator_run_cpu_s'] / max(answered, 1):.2f} while sending)"
+            if "generator_run_cpu_s" in out
             else ""
         )
     )
@@ -384,7 +424,7 @@ def main() -> None:
         serve(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))
         return
     if len(sys.argv) > 1 and sys.argv[1] == "--generate":
-        generator_main(sys.argv[2], sys.argv[3], sys.argv[4], float(sys.argv[5]))
+        generator_main(sys.argv[2], sys.argv[3], sys.argv[4], float(sys.argv[5]), sys.argv[6])
         return
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--db", choices=["sqlite", "postgresql", "both"], default="both")
@@ -395,7 +435,10 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
     ap.add_argument("--phases", nargs="+", default=["submit", "read"], help="which phases, in order")
     ap.add_argument("--reads", nargs="+", help="read endpoints, e.g. 'GET /api/v1/datasets'")
+    ap.add_argument("--generator", choices=["raw", "aiohttp"], default="raw", help="load generator")
     args = ap.parse_args()
+    global GENERATOR
+    GENERATOR = args.generator
     phases = [
         Phase("submit", args.submit_rate, SUBMIT_TARGET[1], ("POST /api/v1/jobs",)),
         Phase(

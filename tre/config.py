@@ -61,6 +61,11 @@ class Settings(BaseSettings):
     # API server processes for `tre serve` (uvicorn workers). One Python process uses one core
     # at most; more serve more requests on a machine with free cores (docs/api-load.md).
     api_workers: int = Field(default=1, ge=1, le=64)
+    api_read_cache: bool = Field(
+        default=True,
+        description="Answer repeated hot reads (jobs, datasets, projects) from a per-process cache "
+        "while the database is unchanged (tre.api.read_cache; docs/api-load.md).",
+    )
     policies_dir: Path | None = Field(default=None, description="Folder of policy YAML; default ./policies.")
 
     # Auth: embedded issuer (Ed25519) or external OIDC issuer via JWKS.
