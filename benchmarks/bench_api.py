@@ -34,9 +34,9 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+if str(REPO) not in sys.path:  # (bench_api_cpu.py may put another revision's tre first)
+    sys.path.insert(0, str(REPO))
 
-from tests.worlds import IMAGE  # noqa: E402 - the image the test worlds approve
 
 SUBMIT_TARGET = (100.0, 0.100)  # req/s, p99 seconds
 READ_TARGET = (500.0, 0.050)
@@ -67,7 +67,7 @@ def prepare(home: Path, url: str) -> dict[str, Any]:
     """Migrate, populate a small TRE (users, project, dataset, grant, a few jobs), mint tokens."""
     from pydicom.data import get_testdata_file
 
-    from tests.worlds import WorldFactory
+    from tests.worlds import IMAGE, WorldFactory
     from tre.audit import configure
     from tre.auth.tokens import TokenIssuer
     from tre.config import Settings
@@ -101,7 +101,7 @@ def prepare(home: Path, url: str) -> dict[str, Any]:
         ]
     engine.dispose()
     issuer = TokenIssuer.from_settings(settings)
-    return {"token": issuer.mint("alice", ["researcher"], ttl_s=3600), "job_ids": job_ids}
+    return {"token": issuer.mint("alice", ["researcher"], ttl_s=3600), "job_ids": job_ids, "image": IMAGE}
 
 
 def app_factory() -> Any:
@@ -173,7 +173,7 @@ def request_for(endpoint: str, ctx: dict[str, Any], i: int) -> tuple[str, str, d
     if endpoint == "POST /api/v1/jobs":
         body = {
             "project_id": "p1",
-            "image": IMAGE,
+            "image": ctx["image"],
             "command": ["python3", "-c", f"print({i})"],
             "dataset_ids": ["ct1"],
             "cpu": 1,

@@ -139,7 +139,14 @@ def active_approvals(session: Session, project_ids: list[str] | None = None) -> 
 
 
 def usable_references(session: Session, project_id: str) -> list[str]:
-    return sorted({a.reference for a in active_approvals(session, [project_id])})
+    """The references approved (and not revoked) for the project, sorted. A column query,
+    not `active_approvals`' rows: admission asks this on every submission."""
+    rows = session.execute(
+        select(ImageApproval.reference)
+        .where(ImageApproval.project_id == project_id, ImageApproval.revoked_at.is_(None))
+        .distinct()
+    )
+    return sorted(r for (r,) in rows)
 
 
 @dataclass(frozen=True)

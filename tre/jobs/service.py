@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from tre.access import can_see_project, reads_raw_logs, visible_project_ids
 from tre.audit import record_event
 from tre.audit.events import job_facts, record_job_ended
+from tre.audit.log import AuditEvent, record_events
 from tre.auth.principal import Principal
 from tre.config import Settings
 from tre.errors import Conflict, Forbidden, NotFound, TreError
@@ -57,15 +58,20 @@ def submit(session: Session, settings: Settings, principal: Principal, req: JobR
     )
     session.add(job)
     session.flush()
-    record_event(
+    # One batch: one lock of the tree, one signed checkpoint for both entries.
+    record_events(
         session,
-        actor=principal.user_id,
-        action="job.submitted",
-        project_id=job.project_id,
-        job_id=job.id,
-        details={"command": job.command, **job_facts(job)},
+        [
+            AuditEvent(
+                principal.user_id,
+                "job.submitted",
+                project_id=job.project_id,
+                job_id=job.id,
+                details={"command": job.command, **job_facts(job)},
+            ),
+            AuditEvent("system", "job.admitted", project_id=job.project_id, job_id=job.id),
+        ],
     )
-    record_event(session, actor="system", action="job.admitted", project_id=job.project_id, job_id=job.id)
     return job
 
 
