@@ -69,7 +69,7 @@ async def _measure(app: Any, ctx: dict[str, Any], n: int, concurrency: int) -> d
                 (await call(i)).raise_for_status()
             sem = asyncio.Semaphore(concurrency)
 
-            async def one(i: int, call: Any = call) -> None:
+            async def one(i: int, call: Any = call, sem: asyncio.Semaphore = sem) -> None:
                 async with sem:
                     r = await call(i)
                     if r.status_code >= 300:
@@ -86,13 +86,12 @@ def main() -> None:
     sys.path.insert(0, str(args.code.resolve()))
     sys.path.insert(1, str(REPO))  # tests.worlds, benchmarks.bench_api of this tree
     os.environ["TRE_API_READ_CACHE"] = "false" if args.no_read_cache else "true"
+    import tre
     from benchmarks.bench_api import database_url, prepare
     from tests.worlds import IMAGE
     from tre.api.app import create_app
     from tre.config import Settings
     from tre.store.db import make_engine
-
-    import tre
 
     print(f"# code: {Path(tre.__file__).parent.parent}  db: {args.db}  read cache: {not args.no_read_cache}")
     root = Path(tempfile.mkdtemp(prefix="tre-bench-cpu-"))
