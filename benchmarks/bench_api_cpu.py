@@ -37,10 +37,13 @@ def _parse() -> argparse.Namespace:
     ap.add_argument("--concurrency", type=int, default=4)
     ap.add_argument("--rounds", type=int, default=3, help="rounds; the median is printed")
     ap.add_argument("--no-read-cache", action="store_true")
+    ap.add_argument("--only", nargs="+", help="endpoints to measure, e.g. 'POST /api/v1/jobs'")
     return ap.parse_args()
 
 
-async def _measure(app: Any, ctx: dict[str, Any], n: int, concurrency: int) -> dict[str, float]:
+async def _measure(
+    app: Any, ctx: dict[str, Any], n: int, concurrency: int, only: list[str] | None
+) -> dict[str, float]:
     import httpx
 
     headers = {"Authorization": f"Bearer {ctx['token']}"}
@@ -65,6 +68,8 @@ async def _measure(app: Any, ctx: dict[str, Any], n: int, concurrency: int) -> d
             ("GET /api/v1/projects", lambda i: client.get("/api/v1/projects")),
         ]
         for name, call in endpoints:
+            if only and name not in only:
+                continue
             for i in range(5):  # warm caches (token, user, parsed policies, statements)
                 (await call(i)).raise_for_status()
             sem = asyncio.Semaphore(concurrency)
@@ -105,7 +110,7 @@ def main() -> None:
             settings = Settings(home=home, database_url=url, policies_dir=REPO / "policies")
             engine = make_engine(url)
             app = create_app(settings, engine, migrate=False)
-            rounds.append(asyncio.run(_measure(app, ctx, args.n, args.concurrency)))
+            rounds.append(asyncio.run(_measure(app, ctx, args.n, args.concurrency, args.only)))
             engine.dispose()
         for name in rounds[0]:
             values = sorted(r[name] for r in rounds)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Row, Select, Table, and_, func, literal, select
+from sqlalchemy import Row, Select, Table, and_, bindparam, func, literal, select
 from sqlalchemy.orm import Session
 
 from tre.code.service import check_job_code
@@ -43,7 +43,9 @@ def admit(session: Session, settings: Settings, user_id: str, req: JobRequest) -
     Three Core statements instead of the ORM's eight look-ups (the project, membership and
     active-job count; the datasets with this project's grants; the approved images): on a
     busy API admission was a fifth of a submission's CPU time (docs/api-load.md)."""
-    project = session.execute(_project_query(req.project_id, user_id)).one_or_none()
+    project = session.execute(
+        _PROJECT_QUERY, {"project_id": req.project_id, "user_id": user_id}
+    ).one_or_none()
     if project is None or not project.is_member:
         # Same answer for "no such project" and "not yours": no probing of project names.
         raise AdmissionDenied(f"you are not a member of project {req.project_id!r}")
@@ -69,10 +71,11 @@ _GRANTS = cast(Table, AccessGrant.__table__)
 _ACTIVE_STATES = (JobState.queued.value, JobState.running.value)
 
 
-def _project_query(project_id: str, user_id: str) -> Select[Any]:
+def _project_query() -> Select[Any]:
+    """The project's quota, whether the user is a member, and its queued or running jobs."""
     member = (
         select(literal(1))
-        .where(_MEMBERS.c.project_id == _PROJECTS.c.id, _MEMBERS.c.user_id == user_id)
+        .where(_MEMBERS.c.project_id == _PROJECTS.c.id, _MEMBERS.c.user_id == bindparam("user_id"))
         .exists()
     )
     active = (
@@ -91,7 +94,21 @@ def _project_query(project_id: str, user_id: str) -> Select[Any]:
         _PROJECTS.c.max_concurrent_jobs,
         member.label("is_member"),
         active.label("active_jobs"),
-    ).where(_PROJECTS.c.id == project_id)
+    ).where(_PROJECTS.c.id == bindparam("project_id"))
+
+
+# Built once: building and cache-keying a statement costs more Python time than running it.
+_PROJECT_QUERY = _project_query()
+_GRANTS_QUERY = (
+    select(_DATASETS.c.id, _DATASETS.c.policy, _GRANTS.c.expires_at, _GRANTS.c.revoked_at)
+    .select_from(
+        _DATASETS.outerjoin(
+            _GRANTS,
+            and_(_GRANTS.c.dataset_id == _DATASETS.c.id, _GRANTS.c.project_id == bindparam("project_id")),
+        )
+    )
+    .where(_DATASETS.c.id.in_(bindparam("ids", expanding=True)))
+)
 
 
 @dataclass
@@ -105,15 +122,7 @@ def _check_grants(session: Session, project_id: str, dataset_ids: list[str]) -> 
     datasets (with their policies) in request order."""
     if not dataset_ids:
         return []
-    rows = session.execute(
-        select(_DATASETS.c.id, _DATASETS.c.policy, _GRANTS.c.expires_at, _GRANTS.c.revoked_at)
-        .select_from(
-            _DATASETS.outerjoin(
-                _GRANTS, and_(_GRANTS.c.dataset_id == _DATASETS.c.id, _GRANTS.c.project_id == project_id)
-            )
-        )
-        .where(_DATASETS.c.id.in_(set(dataset_ids)))
-    ).all()
+    rows = session.execute(_GRANTS_QUERY, {"project_id": project_id, "ids": sorted(set(dataset_ids))}).all()
     policies: dict[str, str] = {}
     grants: dict[str, list[tuple[datetime, datetime | None]]] = {}
     for row in rows:
