@@ -25,7 +25,9 @@ def create_app(
 ) -> FastAPI:
     settings = settings or get_settings()
     settings.ensure_dirs()
-    engine = engine or make_engine(settings.resolved_database_url)
+    engine = engine or make_engine(
+        settings.resolved_database_url, sqlite_synchronous=settings.sqlite_synchronous
+    )
     if migrate:
         init_db(engine)
     # The audit log signs with this deployment's key (created here on first start).
