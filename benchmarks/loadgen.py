@@ -56,7 +56,8 @@ class _Run:
     """Shared state of one run: the queue of due requests, idle connections and results."""
 
     requests: Sequence[Prepared]
-    results: dict[str, list[tuple[float, int]]]
+    results: dict[str, list[tuple[float, int, float]]]  # latency, status, due (s after start)
+    start: float = 0.0
     idle: deque[_Connection] = field(default_factory=deque)
     waiting: deque[tuple[int, float]] = field(default_factory=deque)
     open_count: int = 0
@@ -65,7 +66,7 @@ class _Run:
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
     def record(self, i: int, due: float, status: int) -> None:
-        self.results[self.requests[i].endpoint].append((time.perf_counter() - due, status))
+        self.results[self.requests[i].endpoint].append((time.perf_counter() - due, status, due - self.start))
         self.outstanding -= 1
         if self.outstanding == 0:
             self.done.set()
@@ -161,7 +162,7 @@ async def drive(
             pending_opens.add(task)
             task.add_done_callback(pending_opens.discard)
 
-    start = time.perf_counter() + 0.2
+    start = run.start = time.perf_counter() + 0.2
     offset = loop.time() - time.perf_counter()  # loop clock = perf_counter + offset
     for i in range(len(requests)):
         due = start + i / rate
@@ -184,7 +185,7 @@ async def drive(
             counts[p.endpoint] += 1
         for e in endpoints:
             missing = counts[e] - len(run.results[e])
-            run.results[e] += [(TIMEOUT_S, -1)] * missing
+            run.results[e] += [(TIMEOUT_S, -1, -1.0)] * missing
     return {"elapsed": elapsed, "results": run.results}
 
 
