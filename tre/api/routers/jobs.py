@@ -32,9 +32,15 @@ def submit_job(
     p: Principal = Depends(submitters),
     session: Session = Depends(get_session),
     settings: Settings = Depends(get_settings_dep),
-) -> JobOut:
+) -> Response:
+    """Queue a job after admission (``tre.jobs.admission``); the answer is the queued job.
+
+    Returned as JSON bytes from the one `JobOut` built here: FastAPI would otherwise validate
+    and serialise the model a second time against ``response_model`` (docs/api-load.md)."""
     job = service.submit(session, settings, p, JobRequest(**body.model_dump()))
-    return JobOut.model_validate(job)
+    return Response(
+        content=JobOut.model_validate(job).model_dump_json(), status_code=201, media_type="application/json"
+    )
 
 
 DEFAULT_PAGE = 50
