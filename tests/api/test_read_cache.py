@@ -157,3 +157,24 @@ def test_a_due_token_use_entry_is_still_written(app_client: TestClient, engine: 
     events._token_uses.seen.clear()  # the hour has passed: an entry is due again
     assert app_client.get("/api/v1/datasets", headers=alice).status_code == 200
     assert token_uses() == before + 1
+
+
+def test_identical_reads_arriving_together_share_one_fill(app: Any, app_client: TestClient, world: World) -> None:
+    import asyncio
+
+    import httpx
+
+    alice = world.headers["alice"]
+    app_client.get("/api/v1/projects", headers=alice)  # the token's first use is audited: a write
+    answers = app.state.read_answers
+
+    async def burst() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t", headers=alice) as client:
+            return await asyncio.gather(*(client.get("/api/v1/projects") for _ in range(8)))
+
+    fills, coalesced = answers.fills, answers.coalesced
+    replies = asyncio.run(burst())
+    assert {(r.status_code, r.content) for r in replies} == {(200, replies[0].content)}
+    assert answers.fills == fills + 1  # one request computed the answer
+    assert answers.coalesced == coalesced + 7  # the others waited for it

@@ -26,6 +26,7 @@ limit) still runs. Off with ``TRE_API_READ_CACHE=false``.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import threading
 from collections import OrderedDict
@@ -64,6 +65,8 @@ class ReadAnswers:
         self._entries: OrderedDict[Key, CachedAnswer] = OrderedDict()
         self.hits = 0
         self.misses = 0
+        self.fills = 0
+        self.coalesced = 0  # answered by a fill another request had under way
 
     def get(self, key: Key, version: str) -> CachedAnswer | None:
         with self._lock:
@@ -77,6 +80,7 @@ class ReadAnswers:
 
     def put(self, key: Key, answer: CachedAnswer) -> None:
         with self._lock:
+            self.fills += 1
             self._entries[key] = answer
             self._entries.move_to_end(key)
             while len(self._entries) > self.max_entries:
@@ -94,6 +98,11 @@ class ReadCache:
         self.app = app
         self.version = version
         self.answers = answers if answers is not None else ReadAnswers()
+        # Fills under way, by (key, token): identical requests arriving meanwhile wait for
+        # the one fill instead of each computing the answer. Without this, the first
+        # requests after a write all missed at once and, sharing one GIL, slowed each other
+        # into a stall of a few hundred milliseconds (docs/api-load.md).
+        self._filling: dict[tuple[Key, str], asyncio.Future[CachedAnswer | None]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "GET" or not CACHED_PATHS.match(scope["path"]):
@@ -103,6 +112,12 @@ class ReadCache:
         version = self.version.current()
         if key is not None and version is not None:
             hit = self.answers.get(key, version)
+            if hit is None:
+                pending = self._filling.get((key, version))
+                if pending is not None:
+                    hit = await asyncio.shield(pending)
+                    if hit is not None:
+                        self.answers.coalesced += 1
             if hit is not None:
                 await send(hit.start)
                 await send({"type": "http.response.body", "body": hit.body})
@@ -110,9 +125,23 @@ class ReadCache:
         if version is None:
             await self.app(scope, receive, send)
             return
-        await self._fill(scope, receive, send, version)
+        if key is None or (key, version) in self._filling:
+            await self._fill(scope, receive, send, version)
+            return
+        future: asyncio.Future[CachedAnswer | None] = asyncio.get_running_loop().create_future()
+        self._filling[(key, version)] = future
+        answer = None
+        try:
+            answer = await self._fill(scope, receive, send, version, expected=key)
+        finally:
+            del self._filling[(key, version)]
+            future.set_result(answer)  # None: the waiters take the full path themselves
 
-    async def _fill(self, scope: Scope, receive: Receive, send: Send, version: str) -> None:
+    async def _fill(
+        self, scope: Scope, receive: Receive, send: Send, version: str, expected: Key | None = None
+    ) -> CachedAnswer | None:
+        """The full path; stores a cacheable answer, and returns it when it was computed for
+        the ``expected`` key (the one waiters asked for)."""
         start: Message | None = None
         chunks: list[bytes] = []
         cacheable = True
@@ -133,9 +162,11 @@ class ReadCache:
         # The key of the principal the route actually served (set by current_principal).
         principal = scope.get("state", {}).get("principal")
         if not cacheable or start is None or principal is None or not principal.roles & _ROLES:
-            return
+            return None
         key: Key = (principal.user_id, principal.roles, scope["path"], scope.get("query_string", b""))
-        self.answers.put(key, CachedAnswer(version, start, b"".join(chunks)))
+        answer = CachedAnswer(version, start, b"".join(chunks))
+        self.answers.put(key, answer)
+        return answer if key == expected else None
 
 
 def _key_from_caches(scope: Scope) -> Key | None:
