@@ -119,7 +119,8 @@ class ReadCache:
                     if hit is not None:
                         self.answers.coalesced += 1
             if hit is not None:
-                await send(hit.start)
+                # A copy: a server or middleware outside may add to the headers it is sent.
+                await send({**hit.start, "headers": list(hit.start.get("headers", []))})
                 await send({"type": "http.response.body", "body": hit.body})
                 return
         if version is None:
