@@ -159,7 +159,9 @@ def test_a_due_token_use_entry_is_still_written(app_client: TestClient, engine: 
     assert token_uses() == before + 1
 
 
-def test_identical_reads_arriving_together_share_one_fill(app: Any, app_client: TestClient, world: World) -> None:
+def test_identical_reads_arriving_together_share_one_fill(
+    app: Any, app_client: TestClient, world: World
+) -> None:
     import asyncio
 
     import httpx
