@@ -61,6 +61,17 @@ class Settings(BaseSettings):
     # API server processes for `tre serve` (uvicorn workers). One Python process uses one core
     # at most; more serve more requests on a machine with free cores (docs/api-load.md).
     api_workers: int = Field(default=1, ge=1, le=64)
+    sqlite_synchronous: Literal["FULL", "NORMAL"] = Field(
+        default="FULL",
+        description="SQLite's synchronous mode for the API's connections: FULL syncs the WAL on "
+        "every commit; NORMAL skips that fsync (faster writes under load) but a power cut may lose "
+        "the last commits, which the audit guard then reports as a truncated log (docs/api-load.md).",
+    )
+    api_read_cache: bool = Field(
+        default=True,
+        description="Answer repeated hot reads (jobs, datasets, projects) from a per-process cache "
+        "while the database is unchanged (tre.api.read_cache; docs/api-load.md).",
+    )
     policies_dir: Path | None = Field(default=None, description="Folder of policy YAML; default ./policies.")
 
     # Auth: embedded issuer (Ed25519) or external OIDC issuer via JWKS.

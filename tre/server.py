@@ -80,7 +80,7 @@ def _serve_processes(host: str, port: int, with_worker: bool, settings: Settings
     `tre.auth.user_cache.TTL_S` seconds.
     """
     settings.ensure_dirs()
-    engine = make_engine(settings.resolved_database_url)
+    engine = make_engine(settings.resolved_database_url, sqlite_synchronous=settings.sqlite_synchronous)
     init_db(engine)  # once, before the workers start
     audit.configure(engine, settings.keys_dir)  # the worker thread's appends sign with this key
     worker = Worker(settings, engine) if with_worker else None

@@ -11,11 +11,13 @@ from tre.api.deps import database_slots, mark_read_only_routes
 from tre.api.limits import BodySizeLimit, RequestSanity
 from tre.api.openapi import install_openapi
 from tre.api.problems import install_problem_handlers
+from tre.api.read_cache import ReadAnswers, ReadCache
 from tre.audit.refusals import install_refusal_audit
 from tre.auth.tokens import TokenVerifier
 from tre.auth.user_cache import UserAccessCache
 from tre.config import Settings, get_settings
 from tre.store.db import init_db, make_engine
+from tre.store.version import StoreVersion
 
 
 def create_app(
@@ -23,7 +25,9 @@ def create_app(
 ) -> FastAPI:
     settings = settings or get_settings()
     settings.ensure_dirs()
-    engine = engine or make_engine(settings.resolved_database_url)
+    engine = engine or make_engine(
+        settings.resolved_database_url, sqlite_synchronous=settings.sqlite_synchronous
+    )
     if migrate:
         init_db(engine)
     # The audit log signs with this deployment's key (created here on first start).
@@ -68,6 +72,11 @@ def create_app(
     # Innermost: its 413 is raised straight into the route's body parsing (an http middleware
     # between the two would turn it into a 400).
     app.add_middleware(BodySizeLimit, overrides=uploads)
+    if settings.api_read_cache:
+        # Hot reads answered while the database is unchanged (`tre.api.read_cache`); inside
+        # the refusal audit and request sanity, which still see every request.
+        app.state.read_answers = ReadAnswers()
+        app.add_middleware(ReadCache, version=StoreVersion(engine), answers=app.state.read_answers)
     install_refusal_audit(app)  # 401/403/404 recorded, aggregated
     # Added last, so it runs first: before the body is read or a token looked at.
     app.add_middleware(RequestSanity)

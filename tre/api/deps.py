@@ -271,7 +271,7 @@ async def current_principal(
     is answered in the event loop; otherwise the check (signature, key fetch, user query)
     runs in the threadpool, as does an audit append."""
     token = bearer_token(request)
-    principal = _principal_from_caches(request, token)
+    principal = principal_from_caches(request, token)
     if principal is None:
         principal = await run_in_threadpool(principal_from_token, request, token, session)
     request.state.principal = principal
@@ -282,7 +282,7 @@ async def current_principal(
     return principal
 
 
-def _principal_from_caches(request: Request, token: str) -> Principal | None:
+def principal_from_caches(request: Request, token: str) -> Principal | None:
     """The principal when both the token's claims and its user are cached, else None."""
     verifier: TokenVerifier = request.app.state.verifier
     cache: UserAccessCache | None = getattr(request.app.state, "user_cache", None)

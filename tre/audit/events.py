@@ -105,6 +105,13 @@ class RecentKeys:
         self.lock = threading.Lock()
         self.seen: OrderedDict[tuple[str, ...], tuple[float, int]] = OrderedDict()
 
+    def pending(self, key: tuple[str, ...], window_s: float) -> bool:
+        """Whether `due` would return an entry now; changes nothing (the API's read cache
+        asks this to leave a request that must be audited to the full path)."""
+        with self.lock:
+            last = self.seen.get(key)
+            return last is None or time.monotonic() - last[0] >= window_s
+
     def due(self, key: tuple[str, ...], window_s: float) -> int | None:
         """Reads folded in since the last entry if one is due now, else None (and count it)."""
         now = time.monotonic()
@@ -154,6 +161,11 @@ def record_read(
 
 TOKEN_USE_WINDOW_S = 3600.0
 _token_uses = RecentKeys()
+
+
+def token_use_pending(jti: str | None) -> bool:
+    """Whether `token_use_event` would return an entry for this token now (changes nothing)."""
+    return bool(jti) and _token_uses.pending(("token", str(jti)[:64]), TOKEN_USE_WINDOW_S)
 
 
 def token_use_event(user_id: str, jti: str | None) -> AuditEvent | None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from tre.access import user_project_ids
@@ -139,7 +139,17 @@ def active_approvals(session: Session, project_ids: list[str] | None = None) -> 
 
 
 def usable_references(session: Session, project_id: str) -> list[str]:
-    return sorted({a.reference for a in active_approvals(session, [project_id])})
+    """The references approved (and not revoked) for the project, sorted. A column query,
+    not `active_approvals`' rows: admission asks this on every submission."""
+    rows = session.execute(_USABLE_REFERENCES, {"project_id": project_id})
+    return sorted(r for (r,) in rows)
+
+
+_USABLE_REFERENCES = (
+    select(ImageApproval.reference)
+    .where(ImageApproval.project_id == bindparam("project_id"), ImageApproval.revoked_at.is_(None))
+    .distinct()
+)
 
 
 @dataclass(frozen=True)

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, cast
 
-from sqlalchemy import select
+from sqlalchemy import RowMapping, Table, select
 from sqlalchemy.orm import Session
 
 from tre.access import can_see_project, reads_raw_logs, visible_project_ids
 from tre.audit import record_event
 from tre.audit.events import job_facts, record_job_ended
+from tre.audit.log import AuditEvent, record_events
 from tre.auth.principal import Principal
 from tre.config import Settings
 from tre.errors import Conflict, Forbidden, NotFound, TreError
@@ -57,15 +59,20 @@ def submit(session: Session, settings: Settings, principal: Principal, req: JobR
     )
     session.add(job)
     session.flush()
-    record_event(
+    # One batch: one lock of the tree, one signed checkpoint for both entries.
+    record_events(
         session,
-        actor=principal.user_id,
-        action="job.submitted",
-        project_id=job.project_id,
-        job_id=job.id,
-        details={"command": job.command, **job_facts(job)},
+        [
+            AuditEvent(
+                principal.user_id,
+                "job.submitted",
+                project_id=job.project_id,
+                job_id=job.id,
+                details={"command": job.command, **job_facts(job)},
+            ),
+            AuditEvent("system", "job.admitted", project_id=job.project_id, job_id=job.id),
+        ],
     )
-    record_event(session, actor="system", action="job.admitted", project_id=job.project_id, job_id=job.id)
     return job
 
 
@@ -95,6 +102,37 @@ def list_visible_jobs(
     if state:
         query = query.where(Job.state == state)
     return list(session.scalars(query))
+
+
+_JOBS = cast(Table, Job.__table__)
+
+
+def list_visible_job_rows(
+    session: Session,
+    principal: Principal,
+    columns: Sequence[str],
+    project_id: str | None = None,
+    state: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> list[RowMapping]:
+    """`list_visible_jobs` as plain rows of ``columns``, for the API's listing: a Core query
+    of the columns the answer shows, without building an ORM object per job (the same
+    visibility rule and order)."""
+    query = (
+        select(*(_JOBS.c[name] for name in columns))
+        .order_by(_JOBS.c.created_at.desc(), _JOBS.c.id.desc())
+        .limit(limit)
+        .offset(offset)
+    )
+    visible = visible_project_ids(session, principal)
+    if visible is not None:
+        query = query.where(_JOBS.c.project_id.in_(visible))
+    if project_id:
+        query = query.where(_JOBS.c.project_id == project_id)
+    if state:
+        query = query.where(_JOBS.c.state == state)
+    return list(session.execute(query).mappings())
 
 
 def cancel(session: Session, principal: Principal, job_id: str) -> Job:

@@ -88,7 +88,15 @@ def writer_lock(engine: Engine) -> AbstractContextManager[Any]:
     return nullcontext() if lock is None else _held(lock, BUSY_TIMEOUT_S)
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
+SQLITE_SYNCHRONOUS = ("FULL", "NORMAL")
+
+
+def make_engine(url: str, *, sqlite_synchronous: str = "FULL", **kwargs: Any) -> Engine:
+    """An engine for ``url``. ``sqlite_synchronous`` (SQLite only, `Settings.sqlite_synchronous`):
+    FULL (the default) syncs the WAL on every commit; NORMAL only at checkpoints, so a commit
+    costs no ``fsync`` but a power cut may lose the last commits (docs/api-load.md)."""
+    if sqlite_synchronous not in SQLITE_SYNCHRONOUS:
+        raise ValueError(f"sqlite_synchronous must be one of {SQLITE_SYNCHRONOUS}")
     if url.startswith("sqlite"):
         path = url.split(":///", 1)[-1]
         if path and path != ":memory:":
@@ -106,6 +114,8 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA busy_timeout=30000")
+            if sqlite_synchronous != "FULL":
+                cur.execute(f"PRAGMA synchronous={sqlite_synchronous}")
             cur.close()
 
         @event.listens_for(engine, "begin")
