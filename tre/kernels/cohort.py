@@ -56,6 +56,7 @@ from tre.kernels.manifest import Manifest, input_fingerprint
 from tre.kernels.nifti import output_affine, sidecar
 from tre.kernels.params import PreprocessParams, PreprocessResult
 from tre.kernels.pipeline import Device, preprocess_array
+from tre.kernels.priority_pool import PriorityThreadPool
 from tre.kernels.progress import Outcome, Progress, SeriesResult
 from tre.kernels.suv import to_suvbw
 from tre.kernels.writers import OutputFormat, Written, compressor_name, write_bytes, write_volume
@@ -156,7 +157,7 @@ class _Loaded:
     load_s: float
 
 
-def _load(files: list[Path], suv: str, pool: ThreadPoolExecutor, decode_pool: Executor | None) -> _Loaded:
+def _load(files: list[Path], suv: str, pool: Executor, decode_pool: Executor | None) -> _Loaded:
     t0 = time.perf_counter()
     try:
         series = load_series(files, pool=pool, decode_pool=decode_pool)
@@ -322,7 +323,7 @@ class CohortRun:
         warm = ThreadPoolExecutor(1, thread_name_prefix="warm")
         warm_done = warm.submit(warm_kernels, self.opts.params, self.opts.device) if todo else None
         warm.shutdown(wait=False)
-        decode_pool = ThreadPoolExecutor(self.workers, thread_name_prefix="decode")
+        decode_pool = PriorityThreadPool(self.workers, "decode")
         # Compressed slices decode in worker processes (spawned on first use only): JPEG 2000
         # decoding is CPU-bound and the decoders are not known to release the GIL.
         procs = _process_pool(self.workers)
@@ -330,15 +331,16 @@ class CohortRun:
         write_pool = ThreadPoolExecutor(max(1, self.opts.max_pending_writes), thread_name_prefix="write")
         loads: deque[tuple[str, str, Future[_Loaded]]] = deque()
         writes: deque[tuple[str, str, Future[dict[str, Any]]]] = deque()
-        queue = iter(todo)
+        queue = iter(enumerate(todo))
         try:
             while True:
                 while len(loads) < max(1, self.opts.prefetch):
                     nxt = next(queue, None)
                     if nxt is None:
                         break
-                    uid, files, fp = nxt
-                    loads.append((uid, fp, load_pool.submit(_load, files, self.opts.suv, decode_pool, procs)))
+                    position, (uid, files, fp) = nxt
+                    lane = decode_pool.lane(position)  # earlier series' slices first
+                    loads.append((uid, fp, load_pool.submit(_load, files, self.opts.suv, lane, procs)))
                 if not loads:
                     break
                 uid, fp, fut = loads.popleft()
@@ -374,7 +376,7 @@ class CohortRun:
         finally:
             for _uid, _fp, f in loads:
                 f.cancel()
-            decode_pool.shutdown(wait=True, cancel_futures=True)
+            decode_pool.shutdown(cancel_futures=True)
             if procs is not None:
                 procs.shutdown(wait=True, cancel_futures=True)
             load_pool.shutdown(wait=True, cancel_futures=True)
