@@ -46,8 +46,14 @@ def test_map_returns_results_in_order_and_raises_the_task_error() -> None:
 
 def test_shutdown_cancels_queued_tasks_and_refuses_new_ones() -> None:
     pool = PriorityThreadPool(1)
-    gate = threading.Event()
-    running = pool.submit(0, gate.wait)
+    gate, started = threading.Event(), threading.Event()
+
+    def hold() -> bool:
+        started.set()
+        return gate.wait()
+
+    running = pool.submit(0, hold)
+    assert started.wait(timeout=30)  # the only thread is busy: what follows stays queued
     queued = pool.submit(0, lambda: "never")
     stopper = threading.Thread(target=pool.shutdown, kwargs={"cancel_futures": True})
     stopper.start()
