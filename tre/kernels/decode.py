@@ -30,7 +30,6 @@ from pydicom.pixels.utils import get_j2k_parameters
 from pydicom.uid import (
     JPEG2000,
     JPEG2000Lossless,
-    JPEGLossless,
     JPEGLosslessSV1,
     JPEGLSLossless,
     JPEGLSNearLossless,
@@ -43,7 +42,9 @@ _ENCAPSULATED_HEADS = (
 )
 _J2K = (JPEG2000Lossless, JPEG2000)
 _JLS = (JPEGLSLossless, JPEGLSNearLossless)
-_LJPEG = (JPEGLosslessSV1, JPEGLossless)
+# Process 14 SV1 only (first-order prediction, tested); other predictors (1.2.840.10008.1.2.4.57)
+# stay with pydicom's handlers.
+_LJPEG = (JPEGLosslessSV1,)
 
 
 class FastDecodeError(ValueError):
