@@ -5,8 +5,9 @@ take a comparable time and use different resources (decoders and the disk, the N
 pool, the compressor's threads). Three stages run concurrently:
 
 1. loaders (threads) read and decode the next series while the current one is processed;
-   slices of one series are decoded on a shared thread pool, compressed ones in worker
-   processes;
+   the slices of all loading series are read and decoded on one shared thread pool that
+   serves the earliest series first (`tre.kernels.priority_pool`); the decoders release the
+   GIL (`tre.kernels.decode`), and only slices left to pydicom go to worker processes;
 2. the kernels run on the calling thread, one series at a time (they use every core);
 3. writers (threads) compress and write the previous series' outputs.
 
@@ -324,8 +325,9 @@ class CohortRun:
         warm_done = warm.submit(warm_kernels, self.opts.params, self.opts.device) if todo else None
         warm.shutdown(wait=False)
         decode_pool = PriorityThreadPool(self.workers, "decode")
-        # Compressed slices decode in worker processes (spawned on first use only): JPEG 2000
-        # decoding is CPU-bound and the decoders are not known to release the GIL.
+        # Slices left to pydicom's handlers (RLE, or what imagecodecs could not decode) decode
+        # in worker processes, spawned on first use only: those plugins hold the GIL. JPEG 2000,
+        # JPEG-LS and JPEG lossless decode on the decode threads (tre.kernels.decode).
         procs = _process_pool(self.workers)
         load_pool = ThreadPoolExecutor(max(1, self.opts.prefetch), thread_name_prefix="load")
         write_pool = ThreadPoolExecutor(max(1, self.opts.max_pending_writes), thread_name_prefix="write")
