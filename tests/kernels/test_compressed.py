@@ -125,7 +125,8 @@ def test_compressed_series_without_decoders_is_refused_in_one_line(tmp_path: Pat
         "class Block(importlib.abc.MetaPathFinder):\n"
         "    def find_spec(self, name, path, target=None):\n"
         "        top = name.split('.')[0]\n"
-        "        if top in {'pylibjpeg', 'openjpeg', 'libjpeg', 'rle', 'jpeg_ls', 'gdcm', 'PIL'}:\n"
+        "        blocked = {'pylibjpeg', 'openjpeg', 'libjpeg', 'rle', 'jpeg_ls', 'gdcm', 'PIL'}\n"
+        "        if top in blocked | {'imagecodecs'}:\n"
         "            raise ImportError(name)\n"
         "sys.meta_path.insert(0, Block())\n"
     )

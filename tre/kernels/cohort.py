@@ -5,8 +5,9 @@ take a comparable time and use different resources (decoders and the disk, the N
 pool, the compressor's threads). Three stages run concurrently:
 
 1. loaders (threads) read and decode the next series while the current one is processed;
-   slices of one series are decoded on a shared thread pool, compressed ones in worker
-   processes;
+   the slices of all loading series are read and decoded on one shared thread pool that
+   serves the earliest series first (`tre.kernels.priority_pool`); the decoders release the
+   GIL (`tre.kernels.decode`), and only slices left to pydicom go to worker processes;
 2. the kernels run on the calling thread, one series at a time (they use every core);
 3. writers (threads) compress and write the previous series' outputs.
 
@@ -56,6 +57,7 @@ from tre.kernels.manifest import Manifest, input_fingerprint
 from tre.kernels.nifti import output_affine, sidecar
 from tre.kernels.params import PreprocessParams, PreprocessResult
 from tre.kernels.pipeline import Device, preprocess_array
+from tre.kernels.priority_pool import PriorityThreadPool
 from tre.kernels.progress import Outcome, Progress, SeriesResult
 from tre.kernels.suv import to_suvbw
 from tre.kernels.writers import OutputFormat, Written, compressor_name, write_bytes, write_volume
@@ -156,7 +158,7 @@ class _Loaded:
     load_s: float
 
 
-def _load(files: list[Path], suv: str, pool: ThreadPoolExecutor, decode_pool: Executor | None) -> _Loaded:
+def _load(files: list[Path], suv: str, pool: Executor, decode_pool: Executor | None) -> _Loaded:
     t0 = time.perf_counter()
     try:
         series = load_series(files, pool=pool, decode_pool=decode_pool)
@@ -322,23 +324,25 @@ class CohortRun:
         warm = ThreadPoolExecutor(1, thread_name_prefix="warm")
         warm_done = warm.submit(warm_kernels, self.opts.params, self.opts.device) if todo else None
         warm.shutdown(wait=False)
-        decode_pool = ThreadPoolExecutor(self.workers, thread_name_prefix="decode")
-        # Compressed slices decode in worker processes (spawned on first use only): JPEG 2000
-        # decoding is CPU-bound and the decoders are not known to release the GIL.
+        decode_pool = PriorityThreadPool(self.workers, "decode")
+        # Slices left to pydicom's handlers (RLE, or what imagecodecs could not decode) decode
+        # in worker processes, spawned on first use only: those plugins hold the GIL. JPEG 2000,
+        # JPEG-LS and JPEG lossless decode on the decode threads (tre.kernels.decode).
         procs = _process_pool(self.workers)
         load_pool = ThreadPoolExecutor(max(1, self.opts.prefetch), thread_name_prefix="load")
         write_pool = ThreadPoolExecutor(max(1, self.opts.max_pending_writes), thread_name_prefix="write")
         loads: deque[tuple[str, str, Future[_Loaded]]] = deque()
         writes: deque[tuple[str, str, Future[dict[str, Any]]]] = deque()
-        queue = iter(todo)
+        queue = iter(enumerate(todo))
         try:
             while True:
                 while len(loads) < max(1, self.opts.prefetch):
                     nxt = next(queue, None)
                     if nxt is None:
                         break
-                    uid, files, fp = nxt
-                    loads.append((uid, fp, load_pool.submit(_load, files, self.opts.suv, decode_pool, procs)))
+                    position, (uid, files, fp) = nxt
+                    lane = decode_pool.lane(position)  # earlier series' slices first
+                    loads.append((uid, fp, load_pool.submit(_load, files, self.opts.suv, lane, procs)))
                 if not loads:
                     break
                 uid, fp, fut = loads.popleft()
@@ -374,7 +378,7 @@ class CohortRun:
         finally:
             for _uid, _fp, f in loads:
                 f.cancel()
-            decode_pool.shutdown(wait=True, cancel_futures=True)
+            decode_pool.shutdown(cancel_futures=True)
             if procs is not None:
                 procs.shutdown(wait=True, cancel_futures=True)
             load_pool.shutdown(wait=True, cancel_futures=True)

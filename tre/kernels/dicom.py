@@ -37,6 +37,7 @@ from pydicom.uid import (
     RLELossless,
 )
 
+from tre.kernels.decode import FastDecodeError, FrameRef, decode_into, locate_frame
 from tre.kernels.errors import (
     MissingSliceError,
     MixedOrientationError,
@@ -249,11 +250,21 @@ def _native_pixel_offset(fh: BinaryIO, ds: Dataset) -> int | None:
     return data if length == int(ds.Rows) * int(ds.Columns) * 2 else None
 
 
-def _read_header(path: Path) -> tuple[Dataset, int | None]:
-    """A slice's header (everything before Pixel Data) and where its native pixels start."""
+# Where a slice's pixels are: the offset of native pixel bytes, an encapsulated frame that
+# `tre.kernels.decode` reads without pydicom, or None (pydicom decodes the whole file).
+PixelRef = int | FrameRef | None
+
+
+def _read_header(path: Path) -> tuple[Dataset, PixelRef]:
+    """A slice's header (everything before Pixel Data) and where its pixels start."""
     with path.open("rb") as fh:
         ds = pydicom.dcmread(fh, stop_before_pixels=True)
-        return ds, _native_pixel_offset(fh, ds)
+        start = fh.tell()
+        native = _native_pixel_offset(fh, ds)
+        if native is not None:
+            return ds, native
+        fh.seek(start)
+        return ds, locate_frame(fh, ds)
 
 
 def _read_native_into(path: Path, offset: int, out: np.ndarray, bits_stored: int) -> None:
@@ -281,21 +292,40 @@ def _decode_file(path: Path) -> np.ndarray:
 
 def _assemble(
     datasets: list[Dataset],
-    offsets: list[int | None],
+    refs: list[PixelRef],
     paths: list[Path],
     mapper: Callable[..., Iterable[object]],
     decode_pool: Executor | None,
 ) -> np.ndarray:
     """The (z, y, x) volume, filled in place slice by slice: native slices are read straight
-    into it; the others are decoded by pydicom (compressed ones on ``decode_pool``)."""
+    into it, compressed ones that `tre.kernels.decode` handles are decoded straight into it
+    (on ``mapper``'s threads: the decoders release the GIL); the others, and any slice that
+    path fails on, are decoded by pydicom (compressed ones on ``decode_pool``)."""
     rows, cols = int(datasets[0].Rows), int(datasets[0].Columns)
-    reps = {
-        int(datasets[k].get("PixelRepresentation", 0) or 0) for k, o in enumerate(offsets) if o is not None
-    }
+    reps = {int(datasets[k].get("PixelRepresentation", 0) or 0) for k, r in enumerate(refs) if r is not None}
     if len(reps) > 1:  # signed and unsigned slices: let pydicom and NumPy pick the common type
-        offsets = [None] * len(offsets)
-    direct = [k for k, o in enumerate(offsets) if o is not None]
-    others = [k for k, o in enumerate(offsets) if o is None]
+        refs = [None] * len(refs)
+    direct = [k for k, r in enumerate(refs) if r is not None]
+    volume: np.ndarray | None = None
+    retry: list[int] = []
+    if direct:
+        volume = np.empty((len(datasets), rows, cols), np.int16 if reps == {1} else np.uint16)
+        vol = volume
+
+        def read(k: int) -> int | None:
+            ref = refs[k]
+            if isinstance(ref, FrameRef):
+                try:
+                    decode_into(paths[k], ref, vol[k])
+                except FastDecodeError:
+                    return k  # pydicom decodes it, or refuses it in one line
+                return None
+            bits = int(datasets[k].get("BitsStored", 16) or 16)
+            _read_native_into(paths[k], int(ref or 0), vol[k], bits)
+            return None
+
+        retry = [k for k in mapper(read, direct) if k is not None]  # type: ignore[misc]
+    others = sorted([k for k, r in enumerate(refs) if r is None] + retry)
     decoded: Iterable[np.ndarray] = iter(())
     if others:
         tsyntax = (
@@ -308,16 +338,6 @@ def _assemble(
             decoded = decode_pool.map(_decode_file, [paths[k] for k in others], chunksize=chunk)
         else:
             decoded = mapper(_decode_file, [paths[k] for k in others])  # type: ignore[assignment]
-    volume: np.ndarray | None = None
-    if direct:
-        volume = np.empty((len(datasets), rows, cols), np.int16 if reps == {1} else np.uint16)
-        vol = volume
-
-        def read(k: int) -> None:
-            bits = int(datasets[k].get("BitsStored", 16) or 16)
-            _read_native_into(paths[k], int(offsets[k] or 0), vol[k], bits)
-
-        list(mapper(read, direct))
     for k, plane in zip(others, decoded, strict=True):
         if plane.shape != (rows, cols):
             raise SeriesError(f"{paths[k]}: pixel array of shape {plane.shape}, expected {(rows, cols)}")
@@ -349,9 +369,9 @@ def load_series(
     if not paths:
         raise SeriesError("no files given for the series")
     mapper: Callable[..., Iterable[object]] = pool.map if pool is not None else map
-    headers: list[tuple[Dataset, int | None]] = list(mapper(_read_header, paths))  # type: ignore[arg-type]
+    headers: list[tuple[Dataset, PixelRef]] = list(mapper(_read_header, paths))  # type: ignore[arg-type]
     datasets = [h[0] for h in headers]
-    offsets = [h[1] for h in headers]
+    refs = [h[1] for h in headers]
     uids = {str(ds.get("SeriesInstanceUID", "")) for ds in datasets}
     if len(uids) != 1:
         raise SeriesError(f"files span {len(uids)} SeriesInstanceUIDs; load one series at a time")
@@ -370,7 +390,7 @@ def load_series(
     proj = proj[order]
     positions = positions[order]
     datasets = [datasets[i] for i in order]
-    offsets = [offsets[i] for i in order]
+    refs = [refs[i] for i in order]
     paths = [paths[i] for i in order]
     header = datasets[0]
     dz = _z_spacing(proj, uid, spacing_rel_tol, header)
@@ -389,7 +409,7 @@ def load_series(
     shapes = {(int(ds.Rows), int(ds.Columns)) for ds in datasets}
     if len(shapes) != 1:
         raise SeriesError(f"series {uid}: slices have different sizes {sorted(shapes)}")
-    raw = _assemble(datasets, offsets, paths, mapper, decode_pool)
+    raw = _assemble(datasets, refs, paths, mapper, decode_pool)
     slopes = np.asarray([float(ds.get("RescaleSlope", 1.0) or 1.0) for ds in datasets], dtype=np.float64)
     intercepts = np.asarray(
         [float(ds.get("RescaleIntercept", 0.0) or 0.0) for ds in datasets], dtype=np.float64
