@@ -15,6 +15,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     String,
@@ -146,6 +147,12 @@ class AccessGrant(Base):
 
 class Job(Base):
     __tablename__ = "jobs"
+    # Listings are newest first, a page at a time: with these an ordered index scan stops
+    # after the page, instead of sorting every visible job on each read (docs/api-load.md).
+    __table_args__ = (
+        Index("ix_jobs_project_created", "project_id", "created_at", "id"),
+        Index("ix_jobs_created", "created_at", "id"),
+    )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     project_id: Mapped[str] = mapped_column(ForeignKey("projects.id"), index=True)
