@@ -41,6 +41,12 @@ ALERT.addHandler(logging.NullHandler())
 _PENDING = "tre_audit_pending_pins"
 _pin_cache: dict[Path, tuple[tuple[int, int, int], Checkpoint]] = {}
 _pin_lock = threading.Lock()
+# The newest checkpoint a transaction of this process signed and committed, per pin file, set
+# the moment the commit returns. Another request's append can take the tree lock right after
+# that commit, before the pin file is written (PostgreSQL releases the row lock at commit):
+# checked against the older file it would need a consistency proof from stored leaves every
+# time. This checkpoint is at least as new as the file and was itself proven to extend it.
+_committed_here: dict[Path, Checkpoint] = {}
 
 
 class AuditLogDamaged(TreError):
@@ -117,7 +123,13 @@ def check_extends_pin(session: Session, signer: AuditSigner, size: int, frontier
         # made): check against it, which is the same size as the tree in the common case.
         m, pin_root = pending
     else:
-        pin = load_pin(signer) or _bootstrap_pin(session, signer)
+        pin = load_pin(signer)
+        path = pin_path(signer)
+        with _pin_lock:
+            mine = _committed_here.get(path) if path is not None else None
+        if mine is not None and (pin is None or mine.tree_size > pin.tree_size):
+            pin = mine
+        pin = pin or _bootstrap_pin(session, signer)
         if pin is None:
             return
         m, pin_root = pin.tree_size, pin.root_hash
@@ -228,6 +240,11 @@ def _write_pending(session: Session) -> None:
     for path, cp in pending:
         if path not in newest or cp.tree_size >= newest[path].tree_size:
             newest[path] = cp
+    with _pin_lock:
+        for path, cp in newest.items():
+            known = _committed_here.get(path)
+            if known is None or cp.tree_size > known.tree_size:
+                _committed_here[path] = cp
     for path, cp in newest.items():
         try:
             stamp = write_pin(path, cp.note, cp.tree_size)
