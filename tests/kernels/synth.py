@@ -127,3 +127,23 @@ def compress_files(paths: Sequence[Path], transfer_syntax: str) -> None:
         ds = pydicom.dcmread(path)
         ds.compress(UID(transfer_syntax))
         ds.save_as(path, enforce_file_format=True)
+
+
+def compress_files_jpeg_lossless_gdcm(paths: Sequence[Path]) -> None:
+    """Re-encode DICOM files in place as JPEG lossless process 14 SV1 with GDCM (python-gdcm,
+    dev extra), which pydicom cannot encode. Callers skip when ``gdcm`` is missing."""
+    import gdcm
+
+    for path in paths:
+        reader = gdcm.ImageReader()
+        reader.SetFileName(str(path))
+        assert reader.Read()
+        change = gdcm.ImageChangeTransferSyntax()
+        change.SetTransferSyntax(gdcm.TransferSyntax(gdcm.TransferSyntax.JPEGLosslessProcess14_1))
+        change.SetInput(reader.GetImage())
+        assert change.Change()
+        writer = gdcm.ImageWriter()
+        writer.SetFile(reader.GetFile())
+        writer.SetImage(change.GetOutput())
+        writer.SetFileName(str(path))
+        assert writer.Write()

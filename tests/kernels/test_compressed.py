@@ -16,7 +16,7 @@ from pydicom.data import get_testdata_file
 from pydicom.pixels import pixel_array
 from pydicom.uid import JPEG2000Lossless, JPEGLosslessSV1, JPEGLSLossless, RLELossless
 
-from tests.kernels.synth import chest_phantom, compress_files, write_series
+from tests.kernels.synth import chest_phantom, compress_files, compress_files_jpeg_lossless_gdcm, write_series
 from tre.kernels.dicom import load_series
 from tre.kernels.errors import SeriesError, UndecodableError
 
@@ -72,22 +72,10 @@ def test_pydicom_jpeg_lossless_process_14_decodes() -> None:
 
 def test_synthetic_jpeg_lossless_process_14_series(tmp_path: Path) -> None:
     """GDCM (python-gdcm, dev extra) encodes JPEG lossless SV1; both decoders read it back."""
-    gdcm = pytest.importorskip("gdcm")
+    pytest.importorskip("gdcm")
     raw = chest_phantom((5, 40, 36), seed=4)
     paths = write_series(tmp_path / "s", raw, spacing_zyx=(2.0, 0.8, 0.8))
-    for path in paths:
-        reader = gdcm.ImageReader()
-        reader.SetFileName(str(path))
-        assert reader.Read()
-        change = gdcm.ImageChangeTransferSyntax()
-        change.SetTransferSyntax(gdcm.TransferSyntax(gdcm.TransferSyntax.JPEGLosslessProcess14_1))
-        change.SetInput(reader.GetImage())
-        assert change.Change()
-        writer = gdcm.ImageWriter()
-        writer.SetFile(reader.GetFile())
-        writer.SetImage(change.GetOutput())
-        writer.SetFileName(str(path))
-        assert writer.Write()
+    compress_files_jpeg_lossless_gdcm(paths)
     assert pydicom.dcmread(paths[0]).file_meta.TransferSyntaxUID == JPEGLosslessSV1
     series = load_series(paths)
     assert np.array_equal(series.raw, raw)

@@ -15,7 +15,7 @@ import pytest
 from pydicom.data import get_testdata_file
 from pydicom.uid import JPEG2000Lossless, JPEGLosslessSV1, JPEGLSLossless
 
-from tests.kernels.synth import compress_files, write_series
+from tests.kernels.synth import compress_files, compress_files_jpeg_lossless_gdcm, write_series
 from tre.kernels.decode import FastDecodeError, FrameRef, decode_into, locate_frame
 from tre.kernels.dicom import _read_header, load_series
 
@@ -84,21 +84,9 @@ def test_synthetic_signed_series_decodes_like_pydicom(tmp_path: Path, ts: str, b
 
 
 def test_synthetic_jpeg_lossless_series_decodes_like_pydicom(tmp_path: Path) -> None:
-    gdcm = pytest.importorskip("gdcm")
+    pytest.importorskip("gdcm")
     raw, paths = _signed_series(tmp_path / "s", 16)
-    for path in paths:
-        reader = gdcm.ImageReader()
-        reader.SetFileName(str(path))
-        assert reader.Read()
-        change = gdcm.ImageChangeTransferSyntax()
-        change.SetTransferSyntax(gdcm.TransferSyntax(gdcm.TransferSyntax.JPEGLosslessProcess14_1))
-        change.SetInput(reader.GetImage())
-        assert change.Change()
-        writer = gdcm.ImageWriter()
-        writer.SetFile(reader.GetFile())
-        writer.SetImage(change.GetOutput())
-        writer.SetFileName(str(path))
-        assert writer.Write()
+    compress_files_jpeg_lossless_gdcm(paths)
     assert pydicom.dcmread(paths[0]).file_meta.TransferSyntaxUID == JPEGLosslessSV1
     for path in paths:
         _fast(path)
