@@ -30,22 +30,22 @@ BODY_PART_RE = re.compile(r"^[A-Z0-9_][A-Z0-9_ ]{0,15}$")
 # A condition is a code of a classification, written SYSTEM:CODE: ICD-10 ("icd10:C34",
 # malignant neoplasm of bronchus and lung), SNOMED CT ("snomed:254637007") or Orphanet
 # ("orpha:99976"). A dataset's conditions are set by its admin at registration, never read
-# from the data. Each system has a code shape, an IRI per code (used in the JSON-LD
-# catalogue) and the Wikidata property that names the system (HealthDCAT-AP's
-# ``hasCodingSystem`` expects one).
-CONDITION_SYSTEMS: dict[str, tuple[re.Pattern[str], str, str]] = {
+# from the data. Each system has a code shape (a regex in any letter case; the code is
+# upper-cased once accepted), an IRI per code (used in the JSON-LD catalogue) and the Wikidata
+# property that names the system (HealthDCAT-AP's ``hasCodingSystem`` expects one).
+CONDITION_SYSTEMS: dict[str, tuple[str, str, str]] = {
     "icd10": (
-        re.compile(r"^[A-Z][0-9]{2}(\.[0-9A-Z]{1,4})?$"),
+        "[A-Za-z][0-9]{2}(?:[.][0-9A-Za-z]{1,4})?",
         "http://id.who.int/icd/release/10/",
         "http://www.wikidata.org/entity/P494",
     ),
     "snomed": (
-        re.compile(r"^[0-9]{6,18}$"),
+        "[0-9]{6,18}",
         "http://snomed.info/id/",
         "http://www.wikidata.org/entity/P5806",
     ),
     "orpha": (
-        re.compile(r"^[0-9]{1,7}$"),
+        "[0-9]{1,7}",
         "http://www.orpha.net/ORDO/Orphanet_",
         "http://www.wikidata.org/entity/P1550",
     ),
@@ -67,14 +67,9 @@ MODALITY_PATTERN = (
 )
 BODY_PART_PATTERN = "^ *[A-Za-z0-9_][A-Za-z0-9_ ]*$"
 BODY_PART_MAX_LENGTH = 16
-CONDITION_CODE_SHAPES: dict[str, str] = {
-    "icd10": "[A-Za-z][0-9]{2}(?:[.][0-9A-Za-z]{1,4})?",
-    "snomed": "[0-9]{6,18}",
-    "orpha": "[0-9]{1,7}",
-}
 CONDITION_PATTERN = (
     "^ *(?:"
-    + "|".join(f"{_any_case(system)}:{shape}" for system, shape in CONDITION_CODE_SHAPES.items())
+    + "|".join(f"{_any_case(system)}:{shape}" for system, (shape, _, _) in CONDITION_SYSTEMS.items())
     + ") *$"
 )
 
