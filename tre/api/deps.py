@@ -238,10 +238,16 @@ def _user_access(request: Request, session: Session, user_id: str) -> UserAccess
     return access
 
 
+def bearer_token_or_none(request: Request) -> str | None:
+    """The bearer token the request carries, or None when it carries none."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
+
+
 def bearer_token(request: Request) -> str:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    token = bearer_token_or_none(request)
+    if token is None:
         raise Problem(
             401,
             "Unauthorized",
@@ -249,7 +255,7 @@ def bearer_token(request: Request) -> str:
             "missing-token",
             headers=_BEARER_CHALLENGE,
         )
-    return token.strip()
+    return token
 
 
 # Declares the bearer scheme in the OpenAPI document (and on every operation that needs it);

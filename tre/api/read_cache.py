@@ -173,13 +173,11 @@ class ReadCache:
 def _key_from_caches(scope: Scope) -> Key | None:
     """The cache key for this caller when the full path would admit them from its caches
     alone, with no audit entry due; None sends the request down the full path."""
-    from tre.api.deps import principal_from_caches
+    from tre.api.deps import bearer_token_or_none, principal_from_caches
 
     request = Request(scope)
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    token = token.strip()
-    if scheme.lower() != "bearer" or not token:
+    token = bearer_token_or_none(request)
+    if token is None:
         return None
     principal = principal_from_caches(request, token)
     if principal is None or not principal.roles & _ROLES or token_use_pending(principal.token_id):
