@@ -151,7 +151,20 @@ def start_server(
     if profile is not None:
         pyspy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
         fmt = "raw" if profile.suffix == ".txt" else "flamegraph"  # raw: collapsed stacks
-        cmd = [pyspy, "record", "-r", "200", "-f", fmt, "-o", str(profile), "--", *cmd]
+        # BENCH_PYSPY: extra py-spy options, e.g. "--gil" (Python CPU only) "--subprocesses".
+        cmd = [
+            pyspy,
+            "record",
+            "-r",
+            "200",
+            *os.environ.get("BENCH_PYSPY", "").split(),
+            "-f",
+            fmt,
+            "-o",
+            str(profile),
+            "--",
+            *cmd,
+        ]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     # A file, not a pipe: a server that logs more than a pipe holds would block on it.
     log = (home.parent / "api.log").open("wb")

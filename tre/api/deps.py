@@ -132,7 +132,7 @@ async def _slot(request: Request, *, writing: bool) -> AsyncIterator[None]:
     """A database slot, and for a writer on SQLite the write gate and the writer lock."""
     lock = raw_writer_lock(request.app.state.engine) if writing else None
     async with AsyncExitStack() as stack:
-        if lock is not None:
+        if writing:
             await _wait(request.app.state.write_gate)
             stack.callback(request.app.state.write_gate.release)
         await _wait(request.app.state.db_slots)

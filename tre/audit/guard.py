@@ -22,6 +22,7 @@ import fcntl
 import logging
 import os
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import cast
 
@@ -46,7 +47,12 @@ _pin_lock = threading.Lock()
 # that commit, before the pin file is written (PostgreSQL releases the row lock at commit):
 # checked against the older file it would need a consistency proof from stored leaves every
 # time. This checkpoint is at least as new as the file and was itself proven to extend it.
-_committed_here: dict[Path, Checkpoint] = {}
+# Kept with the frontier it was signed from, which this process computed itself (never read
+# back from the database): see `_extends_known_frontier`.
+_committed_here: dict[Path, tuple[Checkpoint, tuple[bytes, ...]]] = {}
+# A lagging pin is checked by replaying the newer leaves onto its frontier when at most this
+# many entries were added since; a longer gap takes the RFC 9162 proof from stored leaves.
+REPLAY_MAX = 256
 
 
 class AuditLogDamaged(TreError):
@@ -118,6 +124,7 @@ def check_extends_pin(session: Session, signer: AuditSigner, size: int, frontier
     if signer.keys_dir is None:
         return
     pending = _pending_in(session, signer)
+    known: tuple[bytes, ...] | None = None
     if pending is not None:
         # This transaction already signed a checkpoint (verified against the pin when it was
         # made): check against it, which is the same size as the tree in the common case.
@@ -127,8 +134,12 @@ def check_extends_pin(session: Session, signer: AuditSigner, size: int, frontier
         path = pin_path(signer)
         with _pin_lock:
             mine = _committed_here.get(path) if path is not None else None
-        if mine is not None and (pin is None or mine.tree_size > pin.tree_size):
-            pin = mine
+        if mine is not None and (
+            pin is None
+            or mine[0].tree_size > pin.tree_size
+            or (mine[0].tree_size == pin.tree_size and mine[0].root_hash == pin.root_hash)
+        ):
+            pin, known = mine
         pin = pin or _bootstrap_pin(session, signer)
         if pin is None:
             return
@@ -146,6 +157,8 @@ def check_extends_pin(session: Session, signer: AuditSigner, size: int, frontier
                 "its state or entries were edited"
             )
         return
+    if known is not None and size - m <= REPLAY_MAX and _extends_known_frontier(session, m, known, frontier):
+        return
     from tre.audit.service import AuditLogError, StoredTree
 
     try:
@@ -160,6 +173,33 @@ def check_extends_pin(session: Session, signer: AuditSigner, size: int, frontier
 
 _ENTRIES = cast(Table, AuditEntry.__table__)
 _LAST_ENTRY = select(_ENTRIES.c.body, _ENTRIES.c.leaf_hash).where(_ENTRIES.c.idx == bindparam("idx"))
+_LEAVES_FROM = (
+    select(_ENTRIES.c.leaf_hash)
+    .where(_ENTRIES.c.idx >= bindparam("start"), _ENTRIES.c.idx < bindparam("end"))
+    .order_by(_ENTRIES.c.idx)
+)
+
+
+def _extends_known_frontier(session: Session, m: int, known: tuple[bytes, ...], frontier: Frontier) -> bool:
+    """Whether replaying stored leaves m..size-1 onto the frontier of the pinned tree gives
+    the stored frontier.
+
+    Why this proves as much as a consistency proof: ``known`` is the frontier this process
+    signed the pinned checkpoint from, held in memory (the database cannot have edited it),
+    so the pinned tree is exactly the tree of that frontier. Appending the stored leaves to it
+    and arriving at the stored frontier shows the stored tree is the pinned tree plus those
+    leaves. It reads only the new leaves, where the proof from stored leaves reads whole
+    subtrees below the hash cache's size: on PostgreSQL the next request routinely takes the
+    tree lock between a commit and the pin file's update, so this is the common case there.
+    False sends the caller to the full proof, which gives the damage its precise message.
+    """
+    leaves = session.connection().execute(_LEAVES_FROM, {"start": m, "end": frontier.size}).scalars().all()
+    if len(leaves) != frontier.size - m:
+        return False
+    replay = Frontier(m, known)
+    for leaf in leaves:
+        replay.append(bytes(leaf))
+    return replay.hashes == frontier.hashes
 
 
 def check_last_entry(session: Session, size: int, frontier: Frontier) -> str:
@@ -188,17 +228,20 @@ def check_storage(session: Session, size: int) -> None:
         )
 
 
-def remember_after_commit(session: Session, signer: AuditSigner, cp: Checkpoint) -> None:
-    """Write ``cp.note`` beside the key once (and only if) this transaction commits."""
+def remember_after_commit(
+    session: Session, signer: AuditSigner, cp: Checkpoint, frontier: Sequence[bytes]
+) -> None:
+    """Write ``cp.note`` beside the key once (and only if) this transaction commits;
+    ``frontier`` is the one ``cp`` was signed from (kept in memory, see `_committed_here`)."""
     path = pin_path(signer)
     if path is not None:
-        session.info.setdefault(_PENDING, []).append((path, cp))
+        session.info.setdefault(_PENDING, []).append((path, cp, tuple(frontier)))
 
 
 def _pending_in(session: Session, signer: AuditSigner) -> tuple[int, bytes] | None:
     """(size, root) of the newest checkpoint this transaction signed for this log, if any."""
     path = pin_path(signer)
-    mine = [(cp.tree_size, cp.root_hash) for p, cp in session.info.get(_PENDING, ()) if p == path]
+    mine = [(cp.tree_size, cp.root_hash) for p, cp, _ in session.info.get(_PENDING, ()) if p == path]
     return max(mine, key=lambda x: x[0]) if mine else None
 
 
@@ -236,16 +279,16 @@ def _write_pending(session: Session) -> None:
     pending = session.info.pop(_PENDING, None)
     if not pending:
         return
-    newest: dict[Path, Checkpoint] = {}
-    for path, cp in pending:
-        if path not in newest or cp.tree_size >= newest[path].tree_size:
-            newest[path] = cp
+    newest: dict[Path, tuple[Checkpoint, tuple[bytes, ...]]] = {}
+    for path, cp, frontier in pending:
+        if path not in newest or cp.tree_size >= newest[path][0].tree_size:
+            newest[path] = (cp, frontier)
     with _pin_lock:
-        for path, cp in newest.items():
+        for path, signed in newest.items():
             known = _committed_here.get(path)
-            if known is None or cp.tree_size > known.tree_size:
-                _committed_here[path] = cp
-    for path, cp in newest.items():
+            if known is None or signed[0].tree_size > known[0].tree_size:
+                _committed_here[path] = signed
+    for path, (cp, _) in newest.items():
         try:
             stamp = write_pin(path, cp.note, cp.tree_size)
         except OSError:

@@ -227,7 +227,7 @@ def record_events(
     conn = session.connection()
     conn.execute(_INSERT_ENTRIES, rows)
     conn.execute(_SAVE_STATE, {"size": frontier.size, "hashes": [h.hex() for h in frontier.hashes]})
-    _sign_checkpoint(session, signer, frontier.size, frontier.root(), orm=False)
+    conn.execute(_INSERT_CHECKPOINT, _signed_checkpoint(session, signer, frontier))
     return [r["idx"] for r in rows]
 
 
@@ -252,23 +252,16 @@ def record_event(
     return indices[0] if indices else -1  # -1: deferred (see DEFERRED_EVENTS)
 
 
-def _sign_checkpoint(
-    session: Session, signer: AuditSigner, size: int, root: bytes, *, orm: bool
-) -> AuditCheckpoint | None:
-    """Sign and store a checkpoint of (size, root); the row as an ORM object if ``orm``."""
+def _signed_checkpoint(session: Session, signer: AuditSigner, frontier: Frontier) -> dict[str, Any]:
+    """Sign a checkpoint of the frontier's tree and arrange for the pin file to follow it
+    once the transaction commits; returns the checkpoint row's values, for the caller to
+    store in the same transaction."""
+    size, root = frontier.size, frontier.root()
     now = datetime.now(UTC)
     cp = Checkpoint(signer.name, size, root, (f"{TIMESTAMP_EXT} {int(now.timestamp() * 1000)}",))
     note = signer.sign(cp)
-    values = {"tree_size": size, "root_hash": root, "created_at": now, "note": note}
-    row = None
-    if orm:
-        row = AuditCheckpoint(**values)
-        session.add(row)
-        session.flush()
-    else:
-        session.connection().execute(_INSERT_CHECKPOINT, values)
-    remember_after_commit(session, signer, replace(cp, note=note))
-    return row
+    remember_after_commit(session, signer, replace(cp, note=note), frontier.hashes)
+    return {"tree_size": size, "root_hash": root, "created_at": now, "note": note}
 
 
 def latest_checkpoint(session: Session) -> AuditCheckpoint | None:
@@ -294,6 +287,7 @@ def checkpoint(
         age = (datetime.now(UTC) - latest.created_at).total_seconds()
         if age <= max_age_s and latest.root_hash == frontier.root():
             return latest
-    row = _sign_checkpoint(session, signer, frontier.size, frontier.root(), orm=True)
-    assert row is not None
+    row = AuditCheckpoint(**_signed_checkpoint(session, signer, frontier))
+    session.add(row)
+    session.flush()
     return row

@@ -21,6 +21,7 @@ seconds of p99 (see docs/api-load.md):
 from __future__ import annotations
 
 import threading
+import time
 import weakref
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -30,6 +31,7 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
 from tre.errors import TreError
@@ -132,7 +134,44 @@ def make_engine(url: str, *, sqlite_synchronous: str = "FULL", **kwargs: Any) ->
             conn.exec_driver_sql("BEGIN DEFERRED" if read_only else "BEGIN IMMEDIATE")
 
         return engine
-    return create_engine(url, pool_pre_ping=True, **kwargs)
+    engine = create_engine(url, **kwargs)
+    _ping_after_idle(engine)
+    return engine
+
+
+# A pooled server connection is pinged before use only when it sat idle this long.
+PING_AFTER_IDLE_S = 2.0
+
+
+def _ping_after_idle(engine: Engine) -> None:
+    """Ping a pooled connection on checkout only when it was idle, instead of every time.
+
+    Why not ``pool_pre_ping``: it costs a round trip per unit of work, and under load that
+    was one statement in eleven of a job submission's (docs/api-load.md), for connections
+    used a few milliseconds earlier. The dangerous ones are those that idled (a server
+    restart, a firewall dropping idle connections): those are pinged with the dialect's own
+    ping, and a dead one is replaced before anyone uses it (SQLAlchemy's custom pessimistic
+    recipe: DisconnectionError on checkout makes the pool retry with a new connection). A
+    connection that dies within the window fails its statement instead; SQLAlchemy then
+    invalidates the pool, so only requests already holding such connections see an error.
+    """
+
+    @event.listens_for(engine, "checkin")
+    def _checked_in(_dbapi_conn: Any, record: Any) -> None:
+        if record is not None:
+            record.info["tre_idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checked_out(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.get("tre_idle_since")
+        if idle_since is None or time.monotonic() - idle_since < PING_AFTER_IDLE_S:
+            return  # new (just connected) or used moments ago
+        try:
+            alive = engine.dialect.do_ping(dbapi_conn)
+        except Exception as e:
+            raise DisconnectionError(f"pooled connection failed its ping: {e}") from e
+        if not alive:
+            raise DisconnectionError("pooled connection failed its ping")
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -38,9 +38,13 @@ def submit_job(
     Returned as JSON bytes from the one `JobOut` built here: FastAPI would otherwise validate
     and serialise the model a second time against ``response_model`` (docs/api-load.md)."""
     job = service.submit(session, settings, p, JobRequest(**body.model_dump()))
-    return Response(
-        content=JobOut.model_validate(job).model_dump_json(), status_code=201, media_type="application/json"
-    )
+    content = JobOut.model_validate(job).model_dump_json()
+    # Committed here, in this thread, rather than by `get_session` after a trip back through
+    # the event loop: the submission's audit append holds the tree lock until the commit
+    # (PostgreSQL: a row lock every API process's appends queue on), and under load that trip
+    # is most of the time the lock is held. Nothing below can fail the request.
+    session.commit()
+    return Response(content=content, status_code=201, media_type="application/json")
 
 
 DEFAULT_PAGE = 50
