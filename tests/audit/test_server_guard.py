@@ -269,3 +269,46 @@ def test_search_filters_the_body_on_both_backends(log: Engine) -> None:
         assert future.entries == []
         page = search(s, EntryFilter(action="dataset.read"), after=2, limit=3)
         assert [e.idx for e in page.entries] == [3, 4, 5] and page.last_scanned == 5
+
+
+def test_a_lagging_pin_is_checked_by_replaying_the_new_leaves(
+    log: Engine, settings: Settings, signer: AuditSigner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The PostgreSQL race: another request's append takes the tree lock right after this
+    process committed checkpoint m, before anyone could see the pin move; the tree then has
+    a few more entries than the newest checkpoint this process knows. That is checked by
+    replaying the stored new leaves onto the frontier m was signed from (no proof from stored
+    leaves), and an edited new leaf is still refused."""
+    from tre.audit import guard
+    from tre.audit.service import StoredTree
+
+    pin = settings.keys_dir / PIN_FILE
+    old_note = pin.read_text()
+    with guard._pin_lock:
+        remembered = dict(guard._committed_here)
+    build(log, 3)  # three more entries, each committed with its own checkpoint
+    # Back to the moment before those three: the pin file and this process's memory at m.
+    pin.write_text(old_note)
+    with guard._pin_lock:
+        guard._committed_here.clear()
+        guard._committed_here.update(remembered)
+    guard._pin_cache.clear()
+
+    def no_proof(*_a: object, **_k: object) -> None:
+        raise AssertionError("the replay should have answered without a consistency proof")
+
+    monkeypatch.setattr(StoredTree, "consistency", no_proof)
+    with session_scope(log) as s:
+        record_events(s, [AuditEvent("u1", "dataset.read", "p1", "d0")])  # replays 3 leaves
+    monkeypatch.undo()
+
+    # Again at the lagging point, with one of the replayed leaves edited in the database.
+    pin.write_text(old_note)
+    with guard._pin_lock:
+        guard._committed_here.clear()
+        guard._committed_here.update(remembered)
+    guard._pin_cache.clear()
+    with session_scope(log) as s:
+        s.execute(update(AuditEntry).where(AuditEntry.idx == N + 1).values(leaf_hash=b"\x01" * 32))
+    with pytest.raises(AuditLogDamaged), session_scope(log) as s:
+        record_events(s, [AuditEvent("u1", "dataset.read", "p1", "d0")])
