@@ -117,7 +117,12 @@ def app_factory() -> Any:
 
     home, url = os.environ["BENCH_HOME"], os.environ["BENCH_URL"]
     settings = Settings(home=Path(home), database_url=url, policies_dir=REPO / "policies")
-    return create_app(settings, migrate=False)
+    app = create_app(settings, migrate=False)
+    if not os.environ.get("BENCH_NOFREEZE"):  # BENCH_NOFREEZE=1: the A/B of docs/api-load.md
+        from tre.server import freeze_startup_objects
+
+        freeze_startup_objects()  # as `tre serve` does
+    return app
 
 
 def serve(home: str, url: str, port: int, workers: int) -> None:

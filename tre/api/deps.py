@@ -176,7 +176,9 @@ async def _unit_of_work(engine: Engine, read_only: bool) -> AsyncIterator[Sessio
     except BaseException as exc:
         await run_in_threadpool(_end, session, exc)
         raise
-    if read_only and is_sqlite(engine):
+    if not session.in_transaction():
+        _end(session, None)
+    elif read_only and is_sqlite(engine):
         # Ending a snapshot read on SQLite never waits (no lock, no network): done here, a
         # threadpool trip less per read.
         _end(session, None)
