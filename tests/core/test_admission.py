@@ -108,3 +108,40 @@ def test_bad_request_body_is_a_problem(app_client, world):
     assert r.status_code == 422
     body = r.json()
     assert body["title"] == "Invalid request" and "image" in body["detail"]
+
+
+def test_the_stored_job_row_is_the_answer_and_stays_usable(app_client, world, engine):
+    """Submission writes the job with one Core INSERT (the model's own defaults) and hands
+    back an attached `Job`: the stored row equals the answer, and a later change to that
+    object is written like any loaded job's."""
+    from tre.jobs.service import _insert_job
+
+    r = app_client.post("/api/v1/jobs", headers=world.headers["alice"], json=job_body())
+    assert r.status_code == 201, r.text
+    answer = r.json()
+    with session_scope(engine) as s:
+        row = s.get(Job, answer["id"])
+        assert row is not None
+        for key in (
+            "project_id",
+            "submitted_by",
+            "image",
+            "command",
+            "dataset_ids",
+            "cpu",
+            "memory_mb",
+            "state",
+        ):
+            assert getattr(row, key) == answer[key], key
+        assert row.max_processes == 256 and row.cancel_requested is False and row.reason == ""
+        assert row.created_at.isoformat().replace("+00:00", "Z")[:19] == answer["created_at"][:19]
+    with session_scope(engine) as s:
+        job = _insert_job(s, project_id="p1", submitted_by="alice", image="x", command=["true"])
+        assert not s.dirty and not s.new  # attached as if loaded: nothing pending
+        job.reason = "changed after insert"
+        job_id = job.id
+    with session_scope(engine) as s:
+        stored = s.get(Job, job_id)
+        assert stored is not None and stored.reason == "changed after insert" and stored.memory_mb == 1024
+    with pytest.raises(TypeError, match="no column"), session_scope(engine) as s:
+        _insert_job(s, project_id="p1", submitted_by="alice", image="x", command=["true"], colour="red")
