@@ -196,3 +196,51 @@ def test_over_quota_upload_is_refused_mid_stream_by_a_live_server(app, world, en
             assert "larger than 1 MiB, the project's quota" in _problem(r, 413)
     store = CodeStore(settings)
     assert [p for d in (store.archives, store.trees, store.incoming) for p in d.iterdir()] == []
+
+
+def test_a_slow_upload_holds_no_write_lock(app, world, engine) -> None:  # type: ignore[no-untyped-def]
+    """While an upload's body is still arriving, other writers (a job submission) go ahead:
+    the upload only writes once the archive is in. Before, it held the write gate and
+    SQLite's writer lock for the whole upload, and every submission of every API process
+    failed with 503 after the busy timeout."""
+    import asyncio
+
+    import httpx
+
+    async def scenario() -> tuple[int, int, list[str]]:
+        half = len(CODE) // 2
+        submitted = asyncio.Event()
+        order: list[str] = []
+
+        async def body():  # type: ignore[no-untyped-def]
+            yield CODE[:half]
+            await submitted.wait()  # the rest arrives only after the submission finished
+            order.append("upload body done")
+            yield CODE[half:]
+
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            upload = asyncio.create_task(
+                client.post(
+                    "/api/v1/code",
+                    params={"project_id": "p1"},
+                    content=body(),
+                    headers={**world.headers["alice"], **GZ},
+                )
+            )
+            await asyncio.sleep(0)  # the upload starts and waits for the rest of its body
+            job = await asyncio.wait_for(
+                client.post("/api/v1/jobs", headers=world.headers["alice"], json=job_body()), 20
+            )
+            order.append("submission answered")
+            submitted.set()
+            up = await asyncio.wait_for(upload, 20)
+        return job.status_code, up.status_code, order
+
+    job_status, upload_status, order = asyncio.run(scenario())
+    assert job_status == 201
+    assert upload_status == 201
+    assert order == ["submission answered", "upload body done"]
+    assert [u["details"]["code_hash"] for u in _audit(engine, "code.uploaded")] == [
+        hashlib.sha256(CODE).hexdigest()
+    ]

@@ -35,6 +35,7 @@ _BEARER_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="tre"'}
 _SAFE_METHODS = frozenset({"GET", "HEAD"})
 WRITES_ATTR = "__tre_writes_on_read__"
 READS_ATTR = "__tre_reads_only__"
+WORK_FIRST_ATTR = "__tre_works_before_writing__"
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -51,6 +52,29 @@ def writes_on_read(endpoint: Callable[P, R]) -> Callable[P, R]:
     leaves it a writing transaction."""
     setattr(endpoint, WRITES_ATTR, True)
     return endpoint
+
+
+def works_before_writing(endpoint: Callable[P, R]) -> Callable[P, R]:
+    """Mark a writing route that does long work (streams an upload, imports or pushes an
+    image) before its short write: its request session is a read-only snapshot, and it writes
+    through `write_unit` once the work is done.
+
+    Why: a writing unit of work holds the process's write gate, and on SQLite the writer lock
+    every process's writers queue on, from the first dependency to the end of the request. An
+    upload of a few hundred MiB on a slow link held them for minutes, and every submission of
+    every API process failed with 503 after the busy timeout meanwhile. Audit events the route
+    records in the snapshot are appended right after it, as for reads (``DEFERRED_EVENTS``).
+    """
+    setattr(endpoint, WORK_FIRST_ATTR, True)
+    return endpoint
+
+
+async def write_unit(request: Request, fn: Callable[..., R], *args: object) -> R:
+    """``fn(session, *args)`` in a short writing unit of work of its own, committed when it
+    returns (gate, writer lock and all, as `get_session` takes them for a writing route)."""
+    async with _slot(request, writing=True):
+        async with _unit_of_work(request.app.state.engine, read_only=False) as session:
+            return await run_in_threadpool(fn, session, *args)
 
 
 def mark_read_only_routes(routes: Iterable[BaseRoute]) -> list[str]:
@@ -74,10 +98,12 @@ def mark_read_only_routes(routes: Iterable[BaseRoute]) -> list[str]:
 
 
 def request_reads_only(request: Request) -> bool:
-    """Whether this request runs in a read-only snapshot (see `mark_read_only_routes`)."""
+    """Whether this request runs in a read-only snapshot (see `mark_read_only_routes` and
+    `works_before_writing`)."""
+    endpoint = request.scope.get("endpoint")
     if request.method not in _SAFE_METHODS:
-        return False
-    return bool(getattr(request.scope.get("endpoint"), READS_ATTR, False))
+        return bool(getattr(endpoint, WORK_FIRST_ATTR, False))
+    return bool(getattr(endpoint, READS_ATTR, False))
 
 
 async def get_session(request: Request) -> AsyncIterator[Session]:

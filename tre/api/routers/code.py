@@ -14,7 +14,14 @@ from fastapi.responses import FileResponse
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from tre.api.deps import any_role, get_session, get_settings_dep, require_roles
+from tre.api.deps import (
+    any_role,
+    get_session,
+    get_settings_dep,
+    require_roles,
+    works_before_writing,
+    write_unit,
+)
 from tre.api.problems import Problem
 from tre.api.schemas import CodeEntryOut, CodeListingOut, CodeOut
 from tre.auth.principal import Principal
@@ -45,6 +52,7 @@ GZIP_TYPES = ("application/gzip", "application/x-gzip", "application/octet-strea
         }
     },
 )
+@works_before_writing
 async def upload_code(
     request: Request,
     project_id: str = Query(min_length=1, max_length=63),
@@ -59,6 +67,8 @@ async def upload_code(
             415, "Unsupported media type", "send the code as a tar.gz body with Content-Type application/gzip"
         )
     limits = await run_in_threadpool(service.upload_limits, session, p, project_id)
+    # Ends the snapshot: not held open (WAL checkpoints, vacuum) while the body streams.
+    await run_in_threadpool(session.commit)
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limits.max_bytes:  # refused before a byte is read
         raise CodeTooLarge(f"the code archive is larger than {limits.describe_bytes()}, the project's quota")
@@ -67,7 +77,7 @@ async def upload_code(
         async for chunk in request.stream():
             incoming.write(chunk)
         stored: StoredCode = await run_in_threadpool(incoming.accept)
-    await run_in_threadpool(service.record_upload, session, p, project_id, stored)
+    await write_unit(request, service.record_upload, p, project_id, stored)
     return CodeOut(
         sha256=stored.sha256,
         size=stored.size,

@@ -9,9 +9,17 @@ import anyio
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from tre.access import user_project_ids
-from tre.api.deps import any_role, get_session, get_settings_dep, require_roles
+from tre.api.deps import (
+    any_role,
+    get_session,
+    get_settings_dep,
+    require_roles,
+    works_before_writing,
+    write_unit,
+)
 from tre.api.problems import Problem
 from tre.api.schemas import IMAGE_REF_PATTERN
 from tre.audit import record_event
@@ -21,7 +29,7 @@ from tre.errors import NotFound
 from tre.images import catalog
 from tre.images.catalog import ImageView
 from tre.images.push import push_image
-from tre.images.store import ImageStore
+from tre.images.store import ImageStore, ImportResult
 
 router = APIRouter(prefix="/api/v1/images", tags=["images"])
 importers = require_roles("researcher", "admin")
@@ -109,11 +117,11 @@ IMAGE_ARCHIVE_BODY = {"type": "string", "format": "binary", "minLength": 1}
         }
     },
 )
+@works_before_writing
 async def import_image(
     request: Request,
     name: str | None = Query(None, max_length=128, description="Repository name (default: the archive's)."),
     p: Principal = Depends(importers),
-    session: Session = Depends(get_session),
     settings: Settings = Depends(get_settings_dep),
 ) -> ImageOut:
     """The body is the archive itself (docker save, OCI archive; the CLI tars an OCI layout
@@ -135,6 +143,10 @@ async def import_image(
         result = await anyio.to_thread.run_sync(store.import_upload, upload, name, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    return await write_unit(request, _record_import, settings, p, result)
+
+
+def _record_import(session: Session, settings: Settings, p: Principal, result: ImportResult) -> ImageOut:
     image = catalog.record_import(session, p.user_id, result)
     session.flush()
     return _view(session, settings, p, image.digest)
@@ -152,16 +164,23 @@ def list_images(
 
 
 @router.post("/approvals", response_model=ApprovalOut, status_code=201)
-def approve_image(
+@works_before_writing
+async def approve_image(
+    request: Request,
     body: ApprovalIn,
     p: Principal = Depends(admin_only),
     session: Session = Depends(get_session),
     settings: Settings = Depends(get_settings_dep),
 ) -> ApprovalOut:
-    row = catalog.approve(session, settings, p.user_id, body.reference, body.project_id, body.external)
+    """Approve an image for a project; with ``image_push_on_approve`` it is pushed first
+    (outside any write lock: a push takes seconds to minutes) and approved only if the push
+    succeeded, the push audited with the approval."""
     pushed = None
     if settings.image_push_on_approve:
-        pushed = _push(session, settings, p, row.reference)
+        pushed = await run_in_threadpool(_push, session, settings, p, body.reference)
+    row = await write_unit(
+        request, catalog.approve, settings, p.user_id, body.reference, body.project_id, body.external
+    )
     return ApprovalOut(
         project_id=row.project_id,
         digest=row.digest,
@@ -187,6 +206,7 @@ def revoke_image(
 
 
 @router.post("/push", response_model=PushOut)
+@works_before_writing
 def push(
     body: PushIn,
     p: Principal = Depends(admin_only),
@@ -197,6 +217,8 @@ def push(
 
 
 def _push(session: Session, settings: Settings, p: Principal, ref: str) -> str:
+    """Push in the request's read-only snapshot (`works_before_writing`): the audit event is
+    appended once the push has succeeded and the snapshot ended."""
     parsed, image = catalog.find_image(session, ref)
     if image is None:
         raise NotFound(f"no imported image {parsed.digest} to push")
