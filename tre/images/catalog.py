@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, literal, select
 from sqlalchemy.orm import Session
 
 from tre.access import user_project_ids
@@ -150,6 +150,15 @@ _USABLE_REFERENCES = (
     .where(ImageApproval.project_id == bindparam("project_id"), ImageApproval.revoked_at.is_(None))
     .distinct()
 )
+_IS_APPROVED = (
+    select(literal(1))
+    .where(
+        ImageApproval.project_id == bindparam("project_id"),
+        ImageApproval.reference == bindparam("reference"),
+        ImageApproval.revoked_at.is_(None),
+    )
+    .limit(1)
+)
 
 
 @dataclass(frozen=True)
@@ -227,10 +236,14 @@ def list_images(
 
 
 def require_approved(session: Session, project_id: str, image: str) -> None:
-    """Admission's image gate: the exact reference must be approved for the project."""
-    usable = usable_references(session, project_id)
-    if image in usable:
+    """Admission's image gate: the exact reference must be approved for the project.
+
+    One indexed look-up on every submission; the list of usable references is read only to
+    explain a refusal."""
+    params = {"project_id": project_id, "reference": image}
+    if session.connection().execute(_IS_APPROVED, params).first() is not None:
         return
+    usable = usable_references(session, project_id)
     if not usable:
         hint = "no image is approved for it yet (an admin runs `tre image approve REF --project P`)"
     else:

@@ -43,9 +43,9 @@ def admit(session: Session, settings: Settings, user_id: str, req: JobRequest) -
     Three Core statements instead of the ORM's eight look-ups (the project, membership and
     active-job count; the datasets with this project's grants; the approved images): on a
     busy API admission was a fifth of a submission's CPU time (docs/api-load.md)."""
-    project = session.execute(
-        _PROJECT_QUERY, {"project_id": req.project_id, "user_id": user_id}
-    ).one_or_none()
+    # On the session's connection: Core statements need none of the ORM's execution layer.
+    params = {"project_id": req.project_id, "user_id": user_id}
+    project = session.connection().execute(_PROJECT_QUERY, params).one_or_none()
     if project is None or not project.is_member:
         # Same answer for "no such project" and "not yours": no probing of project names.
         raise AdmissionDenied(f"you are not a member of project {req.project_id!r}")
@@ -122,7 +122,11 @@ def _check_grants(session: Session, project_id: str, dataset_ids: list[str]) -> 
     datasets (with their policies) in request order."""
     if not dataset_ids:
         return []
-    rows = session.execute(_GRANTS_QUERY, {"project_id": project_id, "ids": sorted(set(dataset_ids))}).all()
+    rows = (
+        session.connection()
+        .execute(_GRANTS_QUERY, {"project_id": project_id, "ids": sorted(set(dataset_ids))})
+        .all()
+    )
     policies: dict[str, str] = {}
     grants: dict[str, list[tuple[datetime, datetime | None]]] = {}
     for row in rows:
