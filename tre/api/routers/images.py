@@ -173,11 +173,11 @@ async def approve_image(
     settings: Settings = Depends(get_settings_dep),
 ) -> ApprovalOut:
     """Approve an image for a project; with ``image_push_on_approve`` it is pushed first
-    (outside any write lock: a push takes seconds to minutes) and approved only if the push
-    succeeded, the push audited with the approval."""
+    (outside any write lock: a push takes seconds to minutes, audited when it is done) and
+    approved only if the push succeeded."""
     pushed = None
     if settings.image_push_on_approve:
-        pushed = await run_in_threadpool(_push, session, settings, p, body.reference)
+        pushed = await _push(request, session, settings, p, body.reference)
     row = await write_unit(
         request, catalog.approve, settings, p.user_id, body.reference, body.project_id, body.external
     )
@@ -207,23 +207,27 @@ def revoke_image(
 
 @router.post("/push", response_model=PushOut)
 @works_before_writing
-def push(
+async def push(
+    request: Request,
     body: PushIn,
     p: Principal = Depends(admin_only),
     session: Session = Depends(get_session),
     settings: Settings = Depends(get_settings_dep),
 ) -> PushOut:
-    return PushOut(reference=_push(session, settings, p, body.reference))
+    return PushOut(reference=await _push(request, session, settings, p, body.reference))
 
 
-def _push(session: Session, settings: Settings, p: Principal, ref: str) -> str:
-    """Push in the request's read-only snapshot (`works_before_writing`): the audit event is
-    appended once the push has succeeded and the snapshot ended."""
-    parsed, image = catalog.find_image(session, ref)
+async def _push(request: Request, session: Session, settings: Settings, p: Principal, ref: str) -> str:
+    """Find the image in the request's read-only snapshot, push it with no write lock held
+    (`works_before_writing`), and audit the push in its own short unit of work at once, so a
+    later failure of the request cannot leave a push unaudited."""
+    parsed, image = await run_in_threadpool(catalog.find_image, session, ref)
     if image is None:
         raise NotFound(f"no imported image {parsed.digest} to push")
-    pushed = push_image(settings, image.name, image.digest)
-    record_event(
-        session, actor=p.user_id, action="image.pushed", details={"digest": image.digest, "reference": pushed}
-    )
+    pushed = await run_in_threadpool(push_image, settings, image.name, image.digest)
+    await write_unit(request, _record_push, p.user_id, image.digest, pushed)
     return pushed
+
+
+def _record_push(session: Session, actor: str, digest: str, pushed: str) -> None:
+    record_event(session, actor=actor, action="image.pushed", details={"digest": digest, "reference": pushed})
