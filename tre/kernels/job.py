@@ -19,10 +19,11 @@ import json
 import sys
 from pathlib import Path
 
-from tre.kernels.cohort import CohortOptions, run_cohort
 from tre.kernels.errors import KernelInputError
 from tre.kernels.manifest import MANIFEST_NAME
 from tre.kernels.params import PreprocessParams
+from tre.kernels.timeline import from_env
+from tre.kernels.warm import start_warm
 from tre.kernels.writers import FORMATS, MissingCodecError, check_format, format_note
 
 EXIT_BAD_INPUT = 2
@@ -62,6 +63,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=0, help="decode/compress threads (0: available CPUs)")
     p.add_argument("--fail-fast", action="store_true", help="stop at the first bad series (exit 2)")
     p.add_argument(
+        "--timeline",
+        type=Path,
+        help="write a JSON-lines timeline of the job's stages to this file (also $TRE_KERNELS_TIMELINE)",
+    )
+    p.add_argument(
         "--skip-invalid",
         action="store_true",
         help="kept for old command lines: bad series are recorded in manifest.json and skipped by default",
@@ -72,6 +78,8 @@ def _parser() -> argparse.ArgumentParser:
 def run(argv: list[str] | None = None) -> int:
     """Run the job; returns the exit status (0 ok, 2 bad input, 1 internal failure)."""
     args = _parser().parse_args(argv)
+    timeline = from_env(args.timeline)
+    timeline.add("start-up", None, 0.0, timeline.now())  # interpreter + this module's imports
     try:
         params = PreprocessParams(
             spacing=(args.spacing[2], args.spacing[1], args.spacing[0]),
@@ -85,6 +93,9 @@ def run(argv: list[str] | None = None) -> int:
         note = format_note(args.format)
         if note:
             print(note, flush=True)
+        warm = start_warm(params, args.device, timeline)  # before the imports below (see warm.py)
+        with timeline.span("imports"):
+            from tre.kernels.cohort import CohortOptions, run_cohort
         opts = CohortOptions(
             params=params,
             device=args.device,
@@ -93,7 +104,14 @@ def run(argv: list[str] | None = None) -> int:
             workers=args.workers,
             fail_fast=args.fail_fast,
         )
-        summary = run_cohort(args.input, args.output, opts, report=lambda line: print(line, flush=True))
+        summary = run_cohort(
+            args.input,
+            args.output,
+            opts,
+            report=lambda line: print(line, flush=True),
+            timeline=timeline,
+            warm=warm,
+        )
         if summary.ok + summary.resumed == 0:
             if summary.total == 1:  # one series: its reason is the job's
                 raise KernelInputError(_first_reason(args.output / MANIFEST_NAME))
@@ -112,6 +130,11 @@ def run(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - the job log gets one line, never a traceback
         print(f"error: internal failure: {type(exc).__name__}: {' '.join(str(exc).split())}", file=sys.stderr)
         return EXIT_INTERNAL
+    finally:
+        try:
+            timeline.save()
+        except OSError as exc:  # a diagnostic file must not turn a finished job into a failure
+            print(f"note: timeline not written: {exc.strerror or type(exc).__name__}", file=sys.stderr)
     return 0
 
 
