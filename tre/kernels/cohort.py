@@ -234,9 +234,11 @@ class CohortRun:
         report: Callable[[str], None],
         timeline: Timeline = DISABLED,
         warm: Future[None] | None = None,
+        discovered: Callable[[], dict[str, list[SliceHeader]] | None] | None = None,
     ) -> None:
         self.timeline = timeline
         self.warm = warm
+        self.discovered = discovered
         self.input_dir = input_dir
         self.out_dir = out_dir
         self.opts = opts
@@ -311,8 +313,11 @@ class CohortRun:
         tl = self.timeline
         # The kernels' cache loads while discovery walks the input (tre.kernels.warm).
         warm_done: Future[None] | None = self.warm or start_warm(self.opts.params, self.opts.device, tl)
-        with tl.span("discover"):
-            groups = discover_headers(self.input_dir)  # the loaders reuse these headers
+        with tl.span("wait-discover"):
+            groups = self.discovered() if self.discovered is not None else None
+        if groups is None:
+            with tl.span("discover"):
+                groups = discover_headers(self.input_dir)  # the loaders reuse these headers
         if not groups:
             raise KernelInputError(f"no DICOM image series found under {self.input_dir}")
         self.total = len(groups)
@@ -426,9 +431,12 @@ def run_cohort(
     report: Callable[[str], None] = print,
     timeline: Timeline = DISABLED,
     warm: Future[None] | None = None,
+    discovered: Callable[[], dict[str, list[SliceHeader]] | None] | None = None,
 ) -> CohortSummary:
     """Preprocess every series under ``input_dir`` into ``out_dir``; see the module docstring.
     ``timeline`` records when each stage ran (`tre.kernels.timeline`; off by default);
-    ``warm``: the kernels' cache load if the caller started it already (`start_warm`)."""
+    ``warm``: the kernels' cache load if the caller started it already (`start_warm`);
+    ``discovered``: returns the series' headers if the caller had them read already
+    (`tre.kernels.forked_discovery`), or None to discover here."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    return CohortRun(input_dir, out_dir, opts, report, timeline, warm).run()
+    return CohortRun(input_dir, out_dir, opts, report, timeline, warm, discovered).run()

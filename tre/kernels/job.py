@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 from tre.kernels.errors import KernelInputError
+from tre.kernels.forked_discovery import ForkedDiscovery
 from tre.kernels.manifest import MANIFEST_NAME
 from tre.kernels.params import PreprocessParams
 from tre.kernels.timeline import from_env
@@ -80,6 +81,7 @@ def run(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     timeline = from_env(args.timeline)
     timeline.add("start-up", None, 0.0, timeline.now())  # interpreter + this module's imports
+    discovery: ForkedDiscovery | None = None
     try:
         params = PreprocessParams(
             spacing=(args.spacing[2], args.spacing[1], args.spacing[0]),
@@ -93,7 +95,10 @@ def run(argv: list[str] | None = None) -> int:
         note = format_note(args.format)
         if note:
             print(note, flush=True)
-        warm = start_warm(params, args.device, timeline)  # before the imports below (see warm.py)
+        with timeline.span("imports"):
+            import tre.kernels.dicom  # noqa: F401 - pydicom, before the fork: the child needs no imports
+        discovery = ForkedDiscovery(args.input, timeline)  # headers parsed on another core
+        warm = start_warm(params, args.device, timeline)  # meanwhile, here (see warm.py)
         with timeline.span("imports"):
             from tre.kernels.cohort import CohortOptions, run_cohort
         opts = CohortOptions(
@@ -111,6 +116,7 @@ def run(argv: list[str] | None = None) -> int:
             report=lambda line: print(line, flush=True),
             timeline=timeline,
             warm=warm,
+            discovered=discovery.result,
         )
         if summary.ok + summary.resumed == 0:
             if summary.total == 1:  # one series: its reason is the job's
@@ -131,6 +137,8 @@ def run(argv: list[str] | None = None) -> int:
         print(f"error: internal failure: {type(exc).__name__}: {' '.join(str(exc).split())}", file=sys.stderr)
         return EXIT_INTERNAL
     finally:
+        if discovery is not None:
+            discovery.close()
         try:
             timeline.save()
         except OSError as exc:  # a diagnostic file must not turn a finished job into a failure

@@ -58,14 +58,17 @@ class Timeline:
         """Seconds since the process started."""
         return time.perf_counter() - self._origin
 
-    def add(self, stage: str, series: int | None, start: float, end: float) -> None:
-        """Record a span measured with `now` (a no-op when disabled)."""
+    def add(
+        self, stage: str, series: int | None, start: float, end: float, thread: str | None = None
+    ) -> None:
+        """Record a span measured with `now` (a no-op when disabled); ``thread`` defaults to
+        the calling thread's name."""
         if self.path is None:
             return
         span = {
             "stage": stage,
             "series": series,
-            "thread": threading.current_thread().name,
+            "thread": thread or threading.current_thread().name,
             "start": round(start, 6),
             "end": round(end, 6),
         }
@@ -119,7 +122,7 @@ def summary(spans: list[dict[str, Any]]) -> dict[str, float]:
     end = max(s["end"] for s in spans)
     return {
         "job_entry": first("job"),
-        "first_slice_read": first("headers"),
+        "first_pixels_read": first("pixels"),
         "first_kernel": first("kernels"),
         "last_kernel_end": last_end("kernels"),
         "end": end,
