@@ -152,7 +152,11 @@ def write_volume(
     data = np.ascontiguousarray(image_zyx, dtype="<f4").data.cast("B")  # no copy when already so
 
     def fill(tmp: Path) -> str:
-        with tmp.open("wb") as raw:  # writes of WRITE_CHUNK bypass its buffer
+        # "r+b", not "wb": the temporary file is empty already, and on ext4 closing a file
+        # opened with O_TRUNC starts its writeback synchronously (auto_da_alloc, meant for
+        # replace-by-truncate): 0.06-0.25 s per 195 MB output on the dev machine, in the
+        # writer's critical path. Writes of WRITE_CHUNK bypass the buffer.
+        with tmp.open("r+b") as raw:
             hashing = _HashingWriter(raw)
             sink: Any = _gzip_opener(threads)(hashing) if fmt == "nii.gz" else hashing  # type: ignore[arg-type]
             try:
@@ -189,7 +193,8 @@ def write_bytes(out_dir: Path, name: str, data: bytes) -> Written:
     """Write a small file (a JSON sidecar) atomically, with its hash."""
 
     def fill(tmp: Path) -> str:
-        tmp.write_bytes(data)
+        with tmp.open("r+b") as fh:  # not O_TRUNC: see write_volume
+            fh.write(data)
         return hashlib.sha256(data).hexdigest()
 
     return _atomic(out_dir, name, fill)
