@@ -297,7 +297,7 @@ def child(method: str, cohort: Path, out: Path, workers: int, timeline: Path | N
     elif method == "sitk":
         run_sitk(cohort, out)
     else:
-        from tre.kernels.job import run
+        from tre.kernels.job import main as run  # the process entry point, as the sandbox runs it
 
         fmt = "nii" if method == "tre-nii" else "nii.gz"
         args = [

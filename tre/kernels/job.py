@@ -15,6 +15,7 @@ researcher sees of data they may not inspect, so no tracebacks.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import sys
 from pathlib import Path
@@ -154,5 +155,20 @@ def _first_reason(manifest: Path) -> str:
         return "unknown"
 
 
+def main(argv: list[str] | None = None) -> int:
+    """The process entry point: `run`, with everything that exists at its start and end
+    moved out of the garbage collector's sight (``gc.freeze``).
+
+    Why: the job's exit spent ~0.25 s in the interpreter's final collections walking every
+    object of pydicom, Numba and the job (0.02-0.07 s frozen, on the dev machine); frozen
+    objects are still freed by reference counting, only cycles among them stay, which a
+    process about to exit does not mind. Not in `run`, which tests call in-process."""
+    gc.freeze()
+    try:
+        return run(argv)
+    finally:
+        gc.freeze()
+
+
 if __name__ == "__main__":
-    sys.exit(run())
+    sys.exit(main())
