@@ -121,7 +121,7 @@ def summary(spans: list[dict[str, Any]]) -> dict[str, float]:
 
     end = max(s["end"] for s in spans)
     return {
-        "job_entry": first("job"),
+        "start_up_end": last_end("start-up"),
         "first_pixels_read": first("pixels"),
         "first_kernel": first("kernels"),
         "last_kernel_end": last_end("kernels"),
