@@ -142,6 +142,17 @@ def test_forked_discovery_returns_what_discovery_finds(tmp_path: Path) -> None:
     assert found.result() is None  # one answer per child
 
 
+def test_forked_discovery_in_several_processes_keeps_the_order(tmp_path: Path) -> None:
+    if threading.active_count() != 1:
+        pytest.skip("this test process runs threads: the fork is (rightly) not used")
+    for i, n in enumerate((90, 110)):  # 200 files: three processes of ~67
+        write_series(tmp_path / f"s{i}", chest_phantom((n, 8, 8)), spacing_zyx=(1.0, 1.0, 1.0))
+    (tmp_path / "s1" / "notes.txt").write_text("not DICOM")
+    found = ForkedDiscovery(tmp_path, processes=3)
+    assert found.processes == 3
+    assert found.result() == discover_headers(tmp_path)
+
+
 def test_forked_discovery_is_not_used_beside_other_threads(tmp_path: Path) -> None:
     _series(tmp_path / "a", n=2)
     stop = threading.Event()

@@ -225,16 +225,24 @@ def slice_header(path: Path) -> SliceHeader | None:
     return head if head.series_uid else None
 
 
+def list_files(root: Path | str) -> list[Path]:
+    """Every file under ``root`` (recursively), in the order discovery reads them."""
+    return [Path(dirpath) / name for dirpath, _dirs, names in os.walk(root) for name in sorted(names)]
+
+
+def group_headers(heads: Iterable[SliceHeader | None]) -> dict[str, list[SliceHeader]]:
+    """Map SeriesInstanceUID -> its slices' headers (in the given order), series sorted by UID."""
+    groups: dict[str, list[SliceHeader]] = defaultdict(list)
+    for head in heads:
+        if head is not None:
+            groups[head.series_uid].append(head)
+    return dict(sorted(groups.items()))
+
+
 def discover_headers(root: Path | str) -> dict[str, list[SliceHeader]]:
     """Map SeriesInstanceUID -> its slices' headers under ``root`` (recursively, files in
     name order); skips non-image files. `load_series` takes these instead of parsing again."""
-    groups: dict[str, list[SliceHeader]] = defaultdict(list)
-    for dirpath, _dirs, names in os.walk(root):
-        for name in sorted(names):
-            head = slice_header(Path(dirpath) / name)
-            if head is not None:
-                groups[head.series_uid].append(head)
-    return dict(sorted(groups.items()))
+    return group_headers(slice_header(path) for path in list_files(root))
 
 
 def discover_series(root: Path | str) -> dict[str, list[Path]]:

@@ -19,14 +19,17 @@ import gc
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tre.kernels.errors import KernelInputError
-from tre.kernels.forked_discovery import ForkedDiscovery
 from tre.kernels.manifest import MANIFEST_NAME
 from tre.kernels.params import PreprocessParams
 from tre.kernels.timeline import from_env
 from tre.kernels.warm import start_warm
 from tre.kernels.writers import FORMATS, MissingCodecError, check_format, format_note
+
+if TYPE_CHECKING:
+    from tre.kernels.forked_discovery import ForkedDiscovery
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERNAL = 1
@@ -96,12 +99,12 @@ def run(argv: list[str] | None = None) -> int:
         note = format_note(args.format)
         if note:
             print(note, flush=True)
-        with timeline.span("imports"):
-            import tre.kernels.dicom  # noqa: F401 - pydicom, before the fork: the child needs no imports
-        discovery = ForkedDiscovery(args.input, timeline)  # headers parsed on another core
+        with timeline.span("imports"):  # before the fork: the children import nothing
+            from tre.kernels.cohort import CohortOptions, available_cpus, run_cohort
+            from tre.kernels.forked_discovery import ForkedDiscovery
+        workers = args.workers or available_cpus()
+        discovery = ForkedDiscovery(args.input, timeline, workers)  # headers parsed on other cores
         warm = start_warm(params, args.device, timeline)  # meanwhile, here (see warm.py)
-        with timeline.span("imports"):
-            from tre.kernels.cohort import CohortOptions, run_cohort
         opts = CohortOptions(
             params=params,
             device=args.device,
