@@ -102,8 +102,8 @@ def run(argv: list[str] | None = None) -> int:
         with timeline.span("imports"):  # before the fork: the children import nothing
             from tre.kernels.cohort import CohortOptions, available_cpus, run_cohort
             from tre.kernels.forked_discovery import ForkedDiscovery
-        workers = args.workers or available_cpus()
-        discovery = ForkedDiscovery(args.input, timeline, workers)  # headers parsed on other cores
+        # Headers parsed on the other cores (one left for the kernels' cache load here).
+        discovery = ForkedDiscovery(args.input, timeline, max(1, (args.workers or available_cpus()) - 1))
         warm = start_warm(params, args.device, timeline)  # meanwhile, here (see warm.py)
         opts = CohortOptions(
             params=params,
