@@ -4,6 +4,9 @@ Why a pipeline: per series, reading + decoding DICOM, the kernels and writing th
 take a comparable time and use different resources (decoders and the disk, the Numba thread
 pool, the compressor's threads). Three stages run concurrently:
 
+0. discovery parses every header once (`SliceHeader` records, in forked processes when
+   ``python -m tre.kernels.job`` runs it) while the kernels' cache loads (`tre.kernels.warm`);
+   the loaders reuse those headers;
 1. loaders (threads) read and decode the next series while the current one is processed;
    the slices of all loading series are read and decoded on one shared thread pool that
    serves the earliest series first (`tre.kernels.priority_pool`); the decoders release the
