@@ -622,7 +622,7 @@ def load_series(
 
 def load_all(root: Path | str) -> list[Series]:
     """Every series under ``root``; raises on the first bad one (the job reports it)."""
-    groups = discover_series(root)
+    groups = discover_headers(root)
     if not groups:
         raise SeriesError(f"no DICOM image series found under {root}")
-    return [load_series(files) for files in groups.values()]
+    return [load_series(heads) for heads in groups.values()]
