@@ -291,13 +291,13 @@ def run_sitk(cohort: Path, out: Path) -> None:
         sitk.WriteImage(v, str(out / f"{folder.name}.nii.gz"))
 
 
-def child(method: str, cohort: Path, out: Path, workers: int) -> None:
+def child(method: str, cohort: Path, out: Path, workers: int, timeline: Path | None = None) -> None:
     if method == "monai":
         run_monai(cohort, out)
     elif method == "sitk":
         run_sitk(cohort, out)
     else:
-        from tre.kernels.job import run
+        from tre.kernels.job import main as run  # the process entry point, as the sandbox runs it
 
         fmt = "nii" if method == "tre-nii" else "nii.gz"
         args = [
@@ -313,17 +313,22 @@ def child(method: str, cohort: Path, out: Path, workers: int) -> None:
             "-1000",
             "400",
         ]
+        args += ["--timeline", str(timeline)] if timeline else []
         code = run([*args, "--format", fmt, "--workers", str(workers)])
         if code:
             raise SystemExit(code)
 
 
-def run_method(method: str, cohort: Path, out: Path, workers: int, timeout: int) -> dict[str, Any]:
+def run_method(
+    method: str, cohort: Path, out: Path, workers: int, timeout: int, timeline: Path | None = None
+) -> dict[str, Any]:
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     evict(cohort)
     cmd = [sys.executable, __file__, "--child", method, "--cohort", str(cohort), "--out", str(out)]
     cmd += ["--workers", str(workers)]
+    if timeline is not None and method.startswith("tre"):
+        cmd += ["--timeline", str(timeline)]
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
@@ -476,12 +481,18 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=0)
     ap.add_argument("--timeout", type=int, default=7200)
     ap.add_argument("--json", type=Path)
+    ap.add_argument(
+        "--timelines",
+        type=Path,
+        help="folder for the tre jobs' timelines (METHOD-RUN.jsonl; see tre.kernels.timeline)",
+    )
+    ap.add_argument("--timeline", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--cohort", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        child(args.child, args.cohort, args.out, args.workers)
+        child(args.child, args.cohort, args.out, args.workers, args.timeline)
         print(json.dumps({"peak_rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}), flush=True)
         return
     args.workdir.mkdir(parents=True, exist_ok=True)
@@ -507,7 +518,11 @@ def main() -> None:
     runs: dict[str, list[dict[str, Any]]] = {m: [] for m in args.methods}
     for rep in range(args.repeat):
         for m in args.methods:
-            r = run_method(m, cohort, args.workdir / f"out-{m}", args.workers, args.timeout)
+            tl = None
+            if args.timelines is not None:
+                args.timelines.mkdir(parents=True, exist_ok=True)
+                tl = args.timelines / f"{m}-{rep + 1}.jsonl"
+            r = run_method(m, cohort, args.workdir / f"out-{m}", args.workers, args.timeout, tl)
             r["load_avg"] = os.getloadavg()[0]
             runs[m].append(r)
             if "error" in r:

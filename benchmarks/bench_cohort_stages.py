@@ -37,10 +37,10 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from tre.kernels import dicom  # noqa: E402
-from tre.kernels.cohort import warm_kernels  # noqa: E402
 from tre.kernels.nifti import output_affine  # noqa: E402
 from tre.kernels.params import PreprocessParams  # noqa: E402
 from tre.kernels.pipeline import preprocess_array  # noqa: E402
+from tre.kernels.warm import warm_kernels  # noqa: E402
 from tre.kernels.writers import write_volume  # noqa: E402
 
 CODEC_NAMES = {

@@ -92,3 +92,17 @@ def test_direct_write_gives_nibabels_bytes(tmp_path: Path, fmt: str, layout: str
     if fmt == "nii.gz":
         written = gzip.decompress(written)
     assert written == reference.read_bytes()
+
+
+@pytest.mark.parametrize("fmt", ["nii", "nii.gz"])
+def test_outputs_larger_than_the_writeback_step_are_whole_and_hashed(tmp_path: Path, fmt: str) -> None:
+    """Write-back is started every WRITEBACK_STEP bytes: the file and its hash stay whole."""
+    rng = np.random.default_rng(5)
+    image = rng.standard_normal((40, 256, 256)).astype(np.float32)  # 10.5 MB: > one step
+    assert image.nbytes > writers.WRITEBACK_STEP
+    written = writers.write_volume(tmp_path, "big", image, np.eye(4), fmt, 2)  # type: ignore[arg-type]
+    path = tmp_path / written.name
+    assert written.bytes == path.stat().st_size
+    assert written.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    back = np.asarray(nib.load(str(path)).dataobj).transpose(2, 1, 0)
+    assert back.tobytes() == image.tobytes()

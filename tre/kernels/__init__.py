@@ -17,7 +17,14 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from tre.kernels.cohort import CohortOptions, CohortSummary, run_cohort
-    from tre.kernels.dicom import Series, discover_series, load_all, load_series
+    from tre.kernels.dicom import (
+        Series,
+        SliceHeader,
+        discover_headers,
+        discover_series,
+        load_all,
+        load_series,
+    )
     from tre.kernels.errors import (
         KernelInputError,
         MissingSliceError,
@@ -44,6 +51,8 @@ _WHERE: dict[str, str] = {
     "SeriesError": "tre.kernels.errors",
     "SuvError": "tre.kernels.errors",
     "UndecodableError": "tre.kernels.errors",
+    "SliceHeader": "tre.kernels.dicom",
+    "discover_headers": "tre.kernels.dicom",
     "discover_series": "tre.kernels.dicom",
     "load_all": "tre.kernels.dicom",
     "load_series": "tre.kernels.dicom",
@@ -76,6 +85,8 @@ __all__ = [
     "SeriesError",
     "SuvError",
     "UndecodableError",
+    "SliceHeader",
+    "discover_headers",
     "discover_series",
     "load_all",
     "load_series",

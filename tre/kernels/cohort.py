@@ -4,6 +4,9 @@ Why a pipeline: per series, reading + decoding DICOM, the kernels and writing th
 take a comparable time and use different resources (decoders and the disk, the Numba thread
 pool, the compressor's threads). Three stages run concurrently:
 
+0. discovery parses every header once (`SliceHeader` records, in forked processes when
+   ``python -m tre.kernels.job`` runs it) while the kernels' cache loads (`tre.kernels.warm`);
+   the loaders reuse those headers;
 1. loaders (threads) read and decode the next series while the current one is processed;
    the slices of all loading series are read and decoded on one shared thread pool that
    serves the earliest series first (`tre.kernels.priority_pool`); the decoders release the
@@ -43,7 +46,7 @@ from typing import Any
 
 import numpy as np
 
-from tre.kernels.dicom import Series, discover_series, load_series
+from tre.kernels.dicom import Series, SliceHeader, discover_headers, load_series
 from tre.kernels.errors import (
     KernelInputError,
     MissingSliceError,
@@ -60,6 +63,8 @@ from tre.kernels.pipeline import Device, preprocess_array
 from tre.kernels.priority_pool import PriorityThreadPool
 from tre.kernels.progress import Outcome, Progress, SeriesResult
 from tre.kernels.suv import to_suvbw
+from tre.kernels.timeline import DISABLED, Timeline
+from tre.kernels.warm import start_warm
 from tre.kernels.writers import OutputFormat, Written, compressor_name, write_bytes, write_volume
 
 # Without a readable CPU quota, at most this many workers (each decode process holds ~100 MB).
@@ -158,10 +163,18 @@ class _Loaded:
     load_s: float
 
 
-def _load(files: list[Path], suv: str, pool: Executor, decode_pool: Executor | None) -> _Loaded:
+def _load(
+    files: list[SliceHeader],
+    suv: str,
+    pool: Executor,
+    decode_pool: Executor | None,
+    timeline: Timeline = DISABLED,
+    number: int | None = None,
+) -> _Loaded:
     t0 = time.perf_counter()
     try:
-        series = load_series(files, pool=pool, decode_pool=decode_pool)
+        with timeline.span("load", number):
+            series = load_series(files, pool=pool, decode_pool=decode_pool, timeline=timeline, number=number)
     except (BrokenProcessPool, OSError):
         if decode_pool is None:
             raise
@@ -183,21 +196,6 @@ def _process_pool(workers: int) -> ProcessPoolExecutor | None:
         return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
     except (OSError, ImportError, ValueError):
         return None
-
-
-def warm_kernels(params: PreprocessParams, device: Device) -> None:
-    """Load the compiled kernels (Numba cache) on a tiny int16 volume.
-
-    Run on a thread at the start of a cohort, the cache load (~0.3 s on the dev machine)
-    overlaps the reading and decoding of the first series instead of adding to it.
-    """
-    raw = np.zeros((3, 4, 4), dtype=np.int16)
-    raw[1, 1:3, 1:3] = 2000
-    one = np.ones(3)
-    zero = np.full(3, -1024.0)
-    preprocess_array(
-        raw, one, zero, (2.0, 1.0, 1.0), dataclasses.replace(params, spacing=(1.0, 1.0, 1.0)), device
-    )
 
 
 # Most specific first: the reason code a failure shows in the log (tre.kernels.progress).
@@ -232,8 +230,18 @@ class CohortRun:
     """One run over ``input_dir``; see the module docstring. Use `run_cohort`."""
 
     def __init__(
-        self, input_dir: Path, out_dir: Path, opts: CohortOptions, report: Callable[[str], None]
+        self,
+        input_dir: Path,
+        out_dir: Path,
+        opts: CohortOptions,
+        report: Callable[[str], None],
+        timeline: Timeline = DISABLED,
+        warm: Future[None] | None = None,
+        discovered: Callable[[], dict[str, list[SliceHeader]] | None] | None = None,
     ) -> None:
+        self.timeline = timeline
+        self.warm = warm
+        self.discovered = discovered
         self.input_dir = input_dir
         self.out_dir = out_dir
         self.opts = opts
@@ -271,8 +279,10 @@ class CohortRun:
         series, params = loaded.series, self.opts.params
         stem = series_stem(series.series_uid)
         t0 = time.perf_counter()
+        number = self.index.get(series.series_uid)
         affine = output_affine(series, params.spacing, result.crop_offset)
-        volume = write_volume(self.out_dir, stem, result.image, affine, self.opts.fmt, self.workers)
+        with self.timeline.span("write", number):
+            volume = write_volume(self.out_dir, stem, result.image, affine, self.opts.fmt, self.workers)
         timings = {"load": loaded.load_s, "preprocess": pre_s, "write": time.perf_counter() - t0}
         timings.update({f"pass_{k}": v for k, v in result.timings_s.items()})
         data = sidecar(
@@ -294,7 +304,8 @@ class CohortRun:
             "compressor": compressor_name(self.opts.fmt),
         }
         text = json.dumps(data, indent=2, sort_keys=True) + "\n"
-        side = write_bytes(self.out_dir, f"{stem}.json", text.encode())
+        with self.timeline.span("sidecar", number):
+            side = write_bytes(self.out_dir, f"{stem}.json", text.encode())
         return {
             "status": "ok",
             "outputs": [_out(volume), _out(side)],
@@ -302,7 +313,14 @@ class CohortRun:
         }
 
     def run(self) -> CohortSummary:
-        groups = discover_series(self.input_dir)
+        tl = self.timeline
+        # The kernels' cache loads while discovery walks the input (tre.kernels.warm).
+        warm_done: Future[None] | None = self.warm or start_warm(self.opts.params, self.opts.device, tl)
+        with tl.span("wait-discover"):
+            groups = self.discovered() if self.discovered is not None else None
+        if groups is None:
+            with tl.span("discover"):
+                groups = discover_headers(self.input_dir)  # the loaders reuse these headers
         if not groups:
             raise KernelInputError(f"no DICOM image series found under {self.input_dir}")
         self.total = len(groups)
@@ -310,20 +328,18 @@ class CohortRun:
         for stale in self.out_dir.glob(".*.partial"):  # left by a killed run; never an output
             stale.unlink(missing_ok=True)
         self._progress()
-        todo: list[tuple[str, list[Path], str]] = []
-        for uid, files in groups.items():
-            fingerprint = input_fingerprint(self.input_dir, files)
-            if self.manifest.is_done(uid, fingerprint, self.out_dir):
-                self.counts["resumed"] += 1
-                self.manifest.series[uid]["index"] = self.index[uid]
-                self._series_line(uid, "resumed")
-            else:
-                todo.append((uid, files, fingerprint))
+        todo: list[tuple[str, list[SliceHeader], str]] = []
+        with tl.span("resume-check"):
+            for uid, files in groups.items():
+                fingerprint = input_fingerprint(self.input_dir, [h.path for h in files])
+                if self.manifest.is_done(uid, fingerprint, self.out_dir):
+                    self.counts["resumed"] += 1
+                    self.manifest.series[uid]["index"] = self.index[uid]
+                    self._series_line(uid, "resumed")
+                else:
+                    todo.append((uid, files, fingerprint))
         if self.counts["resumed"]:
             self._progress()
-        warm = ThreadPoolExecutor(1, thread_name_prefix="warm")
-        warm_done = warm.submit(warm_kernels, self.opts.params, self.opts.device) if todo else None
-        warm.shutdown(wait=False)
         decode_pool = PriorityThreadPool(self.workers, "decode")
         # Slices left to pydicom's handlers (RLE, or what imagecodecs could not decode) decode
         # in worker processes, spawned on first use only: those plugins hold the GIL. JPEG 2000,
@@ -342,23 +358,28 @@ class CohortRun:
                         break
                     position, (uid, files, fp) = nxt
                     lane = decode_pool.lane(position)  # earlier series' slices first
-                    loads.append((uid, fp, load_pool.submit(_load, files, self.opts.suv, lane, procs)))
+                    job = load_pool.submit(_load, files, self.opts.suv, lane, procs, tl, self.index[uid])
+                    loads.append((uid, fp, job))
                 if not loads:
                     break
                 uid, fp, fut = loads.popleft()
-                if warm_done is not None:
+                number = self.index[uid]
+                if warm_done is not None:  # wait for it: two threads compiling would both pay
                     try:
-                        warm_done.result()
+                        with tl.span("wait-warm", number):
+                            warm_done.result()
                     except Exception:  # noqa: BLE001, S110 - the real call below reports any failure
                         pass
                     warm_done = None
                 try:
-                    loaded = fut.result()
+                    with tl.span("wait-load", number):
+                        loaded = fut.result()
                     t0 = time.perf_counter()
                     s = loaded.series
-                    result = preprocess_array(
-                        s.raw, s.slopes, s.intercepts, s.spacing, self.opts.params, self.opts.device
-                    )
+                    with tl.span("kernels", number):
+                        result = preprocess_array(
+                            s.raw, s.slopes, s.intercepts, s.spacing, self.opts.params, self.opts.device
+                        )
                     pre_s = time.perf_counter() - t0
                 except Exception as exc:  # noqa: BLE001 - one bad series never fails the cohort
                     self._failed(uid, fp, exc)
@@ -375,6 +396,7 @@ class CohortRun:
                     self._collect(writes.popleft())
             while writes:
                 self._collect(writes.popleft())
+            shutdown = tl.now()
         finally:
             for _uid, _fp, f in loads:
                 f.cancel()
@@ -384,18 +406,21 @@ class CohortRun:
             load_pool.shutdown(wait=True, cancel_futures=True)
             write_pool.shutdown(wait=True, cancel_futures=True)
             self.manifest.save()
+        tl.add("shutdown", None, shutdown, tl.now())
         c = self.counts
         return CohortSummary(self.total, c["ok"], c["resumed"], c["failed"])
 
     def _collect(self, item: tuple[str, str, Future[dict[str, Any]]]) -> None:
         uid, fp, fut = item
         try:
-            entry = fut.result()
+            with self.timeline.span("wait-write", self.index[uid]):
+                entry = fut.result()
         except Exception as exc:  # noqa: BLE001 - a failed write is that series' failure
             self._failed(uid, fp, exc, writing=True)
             return
         entry["input_fingerprint"] = fp
-        self._finish(uid, entry)
+        with self.timeline.span("manifest", self.index[uid]):
+            self._finish(uid, entry)
 
 
 def _out(w: Written) -> dict[str, Any]:
@@ -403,8 +428,18 @@ def _out(w: Written) -> dict[str, Any]:
 
 
 def run_cohort(
-    input_dir: Path, out_dir: Path, opts: CohortOptions, report: Callable[[str], None] = print
+    input_dir: Path,
+    out_dir: Path,
+    opts: CohortOptions,
+    report: Callable[[str], None] = print,
+    timeline: Timeline = DISABLED,
+    warm: Future[None] | None = None,
+    discovered: Callable[[], dict[str, list[SliceHeader]] | None] | None = None,
 ) -> CohortSummary:
-    """Preprocess every series under ``input_dir`` into ``out_dir``; see the module docstring."""
+    """Preprocess every series under ``input_dir`` into ``out_dir``; see the module docstring.
+    ``timeline`` records when each stage ran (`tre.kernels.timeline`; off by default);
+    ``warm``: the kernels' cache load if the caller started it already (`start_warm`);
+    ``discovered``: returns the series' headers if the caller had them read already
+    (`tre.kernels.forked_discovery`), or None to discover here."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    return CohortRun(input_dir, out_dir, opts, report).run()
+    return CohortRun(input_dir, out_dir, opts, report, timeline, warm, discovered).run()

@@ -21,6 +21,8 @@ from typing import BinaryIO
 
 import numpy as np
 import pydicom
+from pydicom.datadict import tag_for_keyword
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.pixels.decoders.base import get_decoder
@@ -45,6 +47,7 @@ from tre.kernels.errors import (
     SeriesError,
     UndecodableError,
 )
+from tre.kernels.timeline import DISABLED, Timeline
 
 # Direction cosines of one series must agree to this (DICOM stores them as decimal strings).
 ORIENTATION_TOL = 1e-4
@@ -95,30 +98,156 @@ class Series:
         )
 
 
-def _is_image(ds: Dataset) -> bool:
-    return "SeriesInstanceUID" in ds and "Rows" in ds and "Columns" in ds
+def _file_stamp(path: Path) -> tuple[int, int, int]:
+    """(size, mtime in ns, inode): a file rewritten or replaced after its header was read
+    has another stamp, so its kept header is not trusted."""
+    st = path.stat()
+    return (st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+# Header values are read from the raw element bytes when they are plain decimal strings or
+# 16-bit integers (what every scanner writes): pydicom's conversion of an element (its hooks,
+# DSfloat validation) costs ~40 us, ten of them per file were more than the parse itself. Any
+# value that does not parse here goes through pydicom's conversion, as before.
+_TAG_OF: dict[str, int] = {
+    kw: int(tag_for_keyword(kw) or 0)
+    for kw in (
+        "ImageOrientationPatient",
+        "ImagePositionPatient",
+        "PixelSpacing",
+        "RescaleSlope",
+        "RescaleIntercept",
+        "Rows",
+        "Columns",
+        "BitsAllocated",
+        "BitsStored",
+        "PixelRepresentation",
+        "SamplesPerPixel",
+    )
+}
+
+
+def _raw_bytes(ds: Dataset, keyword: str) -> tuple[bytes, bool] | None:
+    """The element's undecoded value and byte order, or None (absent or already decoded)."""
+    elem = ds.get_item(_TAG_OF[keyword])
+    if isinstance(elem, RawDataElement) and isinstance(elem.value, bytes):
+        return elem.value, bool(elem.is_little_endian)
+    return None
+
+
+def _float_tuple(ds: Dataset, keyword: str, n: int) -> tuple[float, ...] | None:
+    """``n`` numbers of a DS/IS element, or None when missing or malformed."""
+    raw = _raw_bytes(ds, keyword)
+    if raw is not None:
+        try:
+            parts = tuple(float(v) for v in raw[0].split(b"\\"))
+            return parts if len(parts) == n else None
+        except ValueError:
+            pass  # padding or characters pydicom copes with: let it convert
+    value = ds.get(keyword)
+    try:
+        if value is None or len(value) != n:
+            return None
+        return tuple(float(v) for v in value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _number(ds: Dataset, keyword: str, default: float) -> float | None:
+    """A single DS/IS value (``default`` when absent or empty), or None when malformed."""
+    raw = _raw_bytes(ds, keyword)
+    if raw is not None and b"\\" not in raw[0]:
+        text = raw[0].strip(b" ")
+        if not text:
+            return default
+        try:
+            return float(text)
+        except ValueError:
+            pass
+    try:
+        return float(ds.get(keyword, default) or default)
+    except (TypeError, ValueError):
+        return None
+
+
+def _uint(ds: Dataset, keyword: str, default: int) -> int:
+    """A US element's value (``default`` when absent or zero, as the loader always treated it)."""
+    raw = _raw_bytes(ds, keyword)
+    if raw is not None and len(raw[0]) == 2:
+        return int.from_bytes(raw[0], "little" if raw[1] else "big") or default
+    return int(ds.get(keyword, default) or default)
+
+
+@dataclass(frozen=True, slots=True)
+class SliceHeader:
+    """What loading needs from one slice's header, kept from discovery to loading.
+
+    Why not the pydicom Dataset: discovery parses every header anyway (to group files by
+    series) and the loader needed them again, so each header was parsed twice (~0.5 ms a
+    file, a third of an uncompressed job's CPU outside pixels); a Dataset costs 10-20 KB,
+    this record well under 1 KB, so a cohort of thousands of files keeps them all. Values
+    that are missing or malformed are None here and refused by `load_series` with the
+    message it always gave. ``stamp`` is checked before the pixels are read: a file changed
+    since discovery has its header read again.
+    """
+
+    path: Path
+    stamp: tuple[int, int, int]
+    series_uid: str
+    orientation: tuple[float, ...] | None
+    position: tuple[float, ...] | None
+    pixel_spacing: tuple[float, ...] | None
+    rows: int
+    columns: int
+    slope: float | None
+    intercept: float | None
+    pixel_representation: int
+    bits_stored: int
+    transfer_syntax: str | None
+    pixel: PixelRef
+
+
+def slice_header(path: Path) -> SliceHeader | None:
+    """Read one file's header into a `SliceHeader`; None when it is not a DICOM image."""
+    try:
+        head = _read_slice_header(path)
+    except (
+        InvalidDicomError,
+        SeriesError,
+        OSError,
+        EOFError,
+        ValueError,
+        KeyError,
+        TypeError,
+        AttributeError,
+    ):
+        return None  # not DICOM (README, JSON sidecars, ...), no image, or unreadable header
+    return head if head.series_uid else None
+
+
+def list_files(root: Path | str) -> list[Path]:
+    """Every file under ``root`` (recursively), in the order discovery reads them."""
+    return [Path(dirpath) / name for dirpath, _dirs, names in os.walk(root) for name in sorted(names)]
+
+
+def group_headers(heads: Iterable[SliceHeader | None]) -> dict[str, list[SliceHeader]]:
+    """Map SeriesInstanceUID -> its slices' headers (in the given order), series sorted by UID."""
+    groups: dict[str, list[SliceHeader]] = defaultdict(list)
+    for head in heads:
+        if head is not None:
+            groups[head.series_uid].append(head)
+    return dict(sorted(groups.items()))
+
+
+def discover_headers(root: Path | str) -> dict[str, list[SliceHeader]]:
+    """Map SeriesInstanceUID -> its slices' headers under ``root`` (recursively, files in
+    name order); skips non-image files. `load_series` takes these instead of parsing again."""
+    return group_headers(slice_header(path) for path in list_files(root))
 
 
 def discover_series(root: Path | str) -> dict[str, list[Path]]:
     """Map SeriesInstanceUID -> files under ``root`` (recursively); skips non-image files."""
-    groups: dict[str, list[Path]] = defaultdict(list)
-    for dirpath, _dirs, names in os.walk(root):
-        for name in sorted(names):
-            path = Path(dirpath) / name
-            try:
-                ds = pydicom.dcmread(path, stop_before_pixels=True)
-            except (InvalidDicomError, OSError, EOFError, ValueError, KeyError, TypeError):
-                continue  # not DICOM (README, JSON sidecars, ...) or unreadable header
-            if _is_image(ds):
-                groups[str(ds.SeriesInstanceUID)].append(path)
-    return dict(sorted(groups.items()))
-
-
-def _floats(ds: Dataset, keyword: str, n: int, where: Path) -> np.ndarray:
-    value = ds.get(keyword)
-    if value is None or len(value) != n:
-        raise SeriesError(f"{where}: missing or malformed {keyword}; cannot place the slice in space")
-    return np.asarray([float(v) for v in value], dtype=np.float64)
+    return {uid: [h.path for h in heads] for uid, heads in discover_headers(root).items()}
 
 
 # Fastest installed decoder first (measured per 512x512 int16 CT slice on the 2-core dev
@@ -233,7 +362,7 @@ def _native_pixel_offset(fh: BinaryIO, ds: Dataset) -> int | None:
     tsyntax = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
     if tsyntax not in _NATIVE_LE or sys.byteorder != "little":
         return None
-    if int(ds.get("BitsAllocated", 0) or 0) != 16 or int(ds.get("SamplesPerPixel", 1) or 1) != 1:
+    if _uint(ds, "BitsAllocated", 0) != 16 or _uint(ds, "SamplesPerPixel", 1) != 1:
         return None
     if int(ds.get("NumberOfFrames", 1) or 1) != 1 or "Rows" not in ds or "Columns" not in ds:
         return None
@@ -247,7 +376,7 @@ def _native_pixel_offset(fh: BinaryIO, ds: Dataset) -> int | None:
         length, data = int.from_bytes(head[8:12], "little"), start + 12
     else:
         length, data = int.from_bytes(head[4:8], "little"), start + 8
-    return data if length == int(ds.Rows) * int(ds.Columns) * 2 else None
+    return data if length == _uint(ds, "Rows", 0) * _uint(ds, "Columns", 0) * 2 else None
 
 
 # Where a slice's pixels are: the offset of native pixel bytes, an encapsulated frame that
@@ -255,16 +384,25 @@ def _native_pixel_offset(fh: BinaryIO, ds: Dataset) -> int | None:
 PixelRef = int | FrameRef | None
 
 
+def _pixel_ref(fh: BinaryIO, ds: Dataset) -> PixelRef:
+    """Where the pixels start (``fh`` stands right after the header); None when this cannot
+    be worked out here, so pydicom reads the whole file (and refuses it if it must)."""
+    start = fh.tell()
+    try:
+        native = _native_pixel_offset(fh, ds)
+        if native is not None:
+            return native
+        fh.seek(start)
+        return locate_frame(fh, ds)
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return None
+
+
 def _read_header(path: Path) -> tuple[Dataset, PixelRef]:
     """A slice's header (everything before Pixel Data) and where its pixels start."""
     with path.open("rb") as fh:
         ds = pydicom.dcmread(fh, stop_before_pixels=True)
-        start = fh.tell()
-        native = _native_pixel_offset(fh, ds)
-        if native is not None:
-            return ds, native
-        fh.seek(start)
-        return ds, locate_frame(fh, ds)
+        return ds, _pixel_ref(fh, ds)
 
 
 def _read_native_into(path: Path, offset: int, out: np.ndarray, bits_stored: int) -> None:
@@ -291,9 +429,7 @@ def _decode_file(path: Path) -> np.ndarray:
 
 
 def _assemble(
-    datasets: list[Dataset],
-    refs: list[PixelRef],
-    paths: list[Path],
+    heads: list[SliceHeader],
     mapper: Callable[..., Iterable[object]],
     decode_pool: Executor | None,
 ) -> np.ndarray:
@@ -301,15 +437,17 @@ def _assemble(
     into it, compressed ones that `tre.kernels.decode` handles are decoded straight into it
     (on ``mapper``'s threads: the decoders release the GIL); the others, and any slice that
     path fails on, are decoded by pydicom (compressed ones on ``decode_pool``)."""
-    rows, cols = int(datasets[0].Rows), int(datasets[0].Columns)
-    reps = {int(datasets[k].get("PixelRepresentation", 0) or 0) for k, r in enumerate(refs) if r is not None}
+    rows, cols = heads[0].rows, heads[0].columns
+    paths = [h.path for h in heads]
+    refs = [h.pixel for h in heads]
+    reps = {h.pixel_representation for h in heads if h.pixel is not None}
     if len(reps) > 1:  # signed and unsigned slices: let pydicom and NumPy pick the common type
         refs = [None] * len(refs)
     direct = [k for k, r in enumerate(refs) if r is not None]
     volume: np.ndarray | None = None
     retry: list[int] = []
     if direct:
-        volume = np.empty((len(datasets), rows, cols), np.int16 if reps == {1} else np.uint16)
+        volume = np.empty((len(heads), rows, cols), np.int16 if reps == {1} else np.uint16)
         vol = volume
 
         def read(k: int) -> int | None:
@@ -320,19 +458,14 @@ def _assemble(
                 except FastDecodeError:
                     return k  # pydicom decodes it, or refuses it in one line
                 return None
-            bits = int(datasets[k].get("BitsStored", 16) or 16)
-            _read_native_into(paths[k], int(ref or 0), vol[k], bits)
+            _read_native_into(paths[k], int(ref or 0), vol[k], heads[k].bits_stored)
             return None
 
         retry = [k for k in mapper(read, direct) if k is not None]  # type: ignore[misc]
     others = sorted([k for k, r in enumerate(refs) if r is None] + retry)
     decoded: Iterable[np.ndarray] = iter(())
     if others:
-        tsyntax = (
-            datasets[others[0]].file_meta.get("TransferSyntaxUID")
-            if hasattr(datasets[0], "file_meta")
-            else None
-        )
+        tsyntax = heads[others[0]].transfer_syntax
         if decode_pool is not None and tsyntax is not None and UID(tsyntax).is_compressed:
             chunk = max(1, len(others) // (4 * max(1, getattr(decode_pool, "_max_workers", 1))))
             decoded = decode_pool.map(_decode_file, [paths[k] for k in others], chunksize=chunk)
@@ -342,7 +475,7 @@ def _assemble(
         if plane.shape != (rows, cols):
             raise SeriesError(f"{paths[k]}: pixel array of shape {plane.shape}, expected {(rows, cols)}")
         if volume is None:
-            volume = np.empty((len(datasets), rows, cols), plane.dtype)
+            volume = np.empty((len(heads), rows, cols), plane.dtype)
         elif not np.can_cast(plane.dtype, volume.dtype, "safe"):
             volume = volume.astype(np.result_type(volume.dtype, plane.dtype))
         volume[k] = plane
@@ -350,36 +483,94 @@ def _assemble(
     return volume
 
 
+def _read_slice_header(path: Path) -> SliceHeader:
+    """A file's `SliceHeader`, read now; errors propagate (the caller named this file)."""
+    stamp = _file_stamp(path)
+    ds, ref = _read_header(path)
+    tsyntax = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
+    if "Rows" not in ds or "Columns" not in ds:
+        raise SeriesError(f"{path}: no Rows/Columns; not an image slice")
+    rows, columns = _uint(ds, "Rows", 0), _uint(ds, "Columns", 0)
+    return SliceHeader(
+        path=path,
+        stamp=stamp,
+        series_uid=str(ds.get("SeriesInstanceUID", "")),
+        orientation=_float_tuple(ds, "ImageOrientationPatient", 6),
+        position=_float_tuple(ds, "ImagePositionPatient", 3),
+        pixel_spacing=_float_tuple(ds, "PixelSpacing", 2),
+        rows=rows,
+        columns=columns,
+        slope=_number(ds, "RescaleSlope", 1.0),
+        intercept=_number(ds, "RescaleIntercept", 0.0),
+        pixel_representation=_uint(ds, "PixelRepresentation", 0),
+        bits_stored=_uint(ds, "BitsStored", 16),
+        transfer_syntax=str(tsyntax) if tsyntax is not None else None,
+        pixel=ref,
+    )
+
+
+def _still_current(head: SliceHeader) -> SliceHeader:
+    """``head`` when its file is unchanged since it was read, else the file's header now."""
+    try:
+        if _file_stamp(head.path) == head.stamp:
+            return head
+    except OSError:
+        pass  # reading it again gives the error the caller reports
+    return _read_slice_header(head.path)
+
+
+def _values(heads: list[SliceHeader], field: str, keyword: str, n: int) -> list[tuple[float, ...]]:
+    out = []
+    for h in heads:
+        value = getattr(h, field)
+        if value is None or len(value) != n:
+            raise SeriesError(f"{h.path}: missing or malformed {keyword}; cannot place the slice in space")
+        out.append(value)
+    return out
+
+
 def load_series(
-    files: Iterable[Path | str],
+    files: Iterable[Path | str | SliceHeader],
     *,
     spacing_rel_tol: float = 0.01,
     pool: Executor | None = None,
     decode_pool: Executor | None = None,
+    timeline: Timeline = DISABLED,
+    number: int | None = None,
 ) -> Series:
     """Read, validate and stack the slices of one series (all files must share the UID).
 
-    Headers are read first (up to Pixel Data), then the pixels go straight into the volume
-    in position order: native slices by one read each, the others through pydicom's
-    decoders. ``pool``: an executor that reads and decodes slices concurrently;
-    ``decode_pool``: one for compressed pixel data only (a process pool: JPEG 2000 decoding
-    is CPU-bound and decoders may hold the GIL). The result does not depend on the executors.
+    ``files``: paths, or the `SliceHeader` records `discover_headers` read (then only a file
+    changed since has its header read again). Headers come first (up to Pixel Data), then
+    the pixels go straight into the volume in position order: native slices by one read
+    each, the others through pydicom's decoders. ``pool``: an executor that reads and decodes
+    slices concurrently; ``decode_pool``: one for compressed pixel data only (a process pool:
+    JPEG 2000 decoding is CPU-bound and decoders may hold the GIL). The result does not
+    depend on the executors, nor on whether the headers were given.
+    ``timeline`` / ``number``: record the header and pixel stages as series ``number``.
     """
-    paths = [Path(f) for f in files]
-    if not paths:
+    items = list(files)
+    if not items:
         raise SeriesError("no files given for the series")
     mapper: Callable[..., Iterable[object]] = pool.map if pool is not None else map
-    headers: list[tuple[Dataset, PixelRef]] = list(mapper(_read_header, paths))  # type: ignore[arg-type]
-    datasets = [h[0] for h in headers]
-    refs = [h[1] for h in headers]
-    uids = {str(ds.get("SeriesInstanceUID", "")) for ds in datasets}
+
+    def header_of(item: Path | str | SliceHeader) -> SliceHeader:
+        if isinstance(item, SliceHeader):
+            return _still_current(item)
+        return _read_slice_header(Path(item))
+
+    with timeline.span("headers", number):
+        if all(isinstance(i, SliceHeader) for i in items):  # a stat per file: no thread hop
+            heads = [header_of(i) for i in items]
+        else:
+            heads = list(mapper(header_of, items))  # type: ignore[arg-type]
+    paths = [h.path for h in heads]
+    uids = {h.series_uid for h in heads}
     if len(uids) != 1:
         raise SeriesError(f"files span {len(uids)} SeriesInstanceUIDs; load one series at a time")
     uid = uids.pop()
-    orients = [_floats(ds, "ImageOrientationPatient", 6, p) for ds, p in zip(datasets, paths, strict=True)]
-    positions = np.stack(
-        [_floats(ds, "ImagePositionPatient", 3, p) for ds, p in zip(datasets, paths, strict=True)]
-    )
+    orients = [np.asarray(v, np.float64) for v in _values(heads, "orientation", "ImageOrientationPatient", 6)]
+    positions = np.asarray(_values(heads, "position", "ImagePositionPatient", 3), np.float64)
     iop = _check_orientation(orients, paths, uid)
     row, col = iop[:3], iop[3:]
     row = row / np.linalg.norm(row)
@@ -389,10 +580,9 @@ def load_series(
     order = np.argsort(proj, kind="stable")
     proj = proj[order]
     positions = positions[order]
-    datasets = [datasets[i] for i in order]
-    refs = [refs[i] for i in order]
+    heads = [heads[i] for i in order]
     paths = [paths[i] for i in order]
-    header = datasets[0]
+    header = pydicom.dcmread(paths[0], stop_before_pixels=True)  # the one full header kept
     dz = _z_spacing(proj, uid, spacing_rel_tol, header)
     if proj.size > 1:
         offsets_mm = positions - positions[0]
@@ -403,17 +593,19 @@ def load_series(
                 f"series {uid}: slice origins drift {worst:.3f} mm within the slice plane "
                 "(gantry tilt or sheared stack); resample to an orthogonal grid first"
             )
-    spacing_yx = [_floats(ds, "PixelSpacing", 2, p) for ds, p in zip(datasets, paths, strict=True)]
-    if any(np.max(np.abs(s - spacing_yx[0])) > 1e-4 for s in spacing_yx):
+    spacing_yx = np.asarray(_values(heads, "pixel_spacing", "PixelSpacing", 2), np.float64)
+    if np.any(np.max(np.abs(spacing_yx - spacing_yx[0]), axis=1) > 1e-4):
         raise SeriesError(f"series {uid}: PixelSpacing differs between slices")
-    shapes = {(int(ds.Rows), int(ds.Columns)) for ds in datasets}
+    shapes = {(h.rows, h.columns) for h in heads}
     if len(shapes) != 1:
         raise SeriesError(f"series {uid}: slices have different sizes {sorted(shapes)}")
-    raw = _assemble(datasets, refs, paths, mapper, decode_pool)
-    slopes = np.asarray([float(ds.get("RescaleSlope", 1.0) or 1.0) for ds in datasets], dtype=np.float64)
-    intercepts = np.asarray(
-        [float(ds.get("RescaleIntercept", 0.0) or 0.0) for ds in datasets], dtype=np.float64
-    )
+    for h in heads:
+        if h.slope is None or h.intercept is None:
+            raise SeriesError(f"{h.path}: malformed RescaleSlope or RescaleIntercept")
+    with timeline.span("pixels", number):
+        raw = _assemble(heads, mapper, decode_pool)
+    slopes = np.asarray([h.slope for h in heads], dtype=np.float64)
+    intercepts = np.asarray([h.intercept for h in heads], dtype=np.float64)
     return Series(
         series_uid=uid,
         modality=str(header.get("Modality", "OT")),
@@ -430,7 +622,7 @@ def load_series(
 
 def load_all(root: Path | str) -> list[Series]:
     """Every series under ``root``; raises on the first bad one (the job reports it)."""
-    groups = discover_series(root)
+    groups = discover_headers(root)
     if not groups:
         raise SeriesError(f"no DICOM image series found under {root}")
-    return [load_series(files) for files in groups.values()]
+    return [load_series(heads) for heads in groups.values()]

@@ -11,7 +11,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import nibabel as nib
 import numpy as np
 
 from tre.kernels.dicom import Series
@@ -37,6 +36,8 @@ def output_affine(
 
 def write_nifti(path: Path, image_zyx: np.ndarray, affine: np.ndarray) -> None:
     """Save float32 (z, y, x) data as NIfTI (x, y, z) with scanner-space qform and sform."""
+    import nibabel as nib  # here, not at import: the job's start-up path does not need it
+
     img = nib.Nifti1Image(np.asarray(image_zyx, dtype=np.float32).transpose(2, 1, 0), affine)
     img.set_qform(affine, code=1)
     img.set_sform(affine, code=1)

@@ -35,6 +35,7 @@ SUFFIX: dict[str, str] = {"nii.gz": ".nii.gz", "nii": ".nii", "zarr": ".zarr.zip
 ZARR_CHUNKS = (64, 64, 64)
 NIFTI_DATA_OFFSET = 352  # 348-byte NIfTI-1 header + 4-byte extension flag
 WRITE_CHUNK = 8 << 20  # bytes handed to the compressor / file per write call
+WRITEBACK_STEP = 8 << 20  # start the disk write-back of each such many bytes written
 
 
 class MissingCodecError(RuntimeError):
@@ -50,13 +51,27 @@ class Written:
     sha256: str
 
 
+# Linux only (absent from macOS, and from typeshed's view of ``os`` on other platforms).
+_SYNC_FILE_RANGE: Callable[[int, int, int, int], None] | None = getattr(os, "sync_file_range", None)
+_WRITE_START: int = getattr(os, "SYNC_FILE_RANGE_WRITE", 2)
+
+
 class _HashingWriter(io.RawIOBase):
-    """Raw file wrapper that hashes and counts every byte written through it."""
+    """Raw file wrapper that hashes and counts every byte written through it, and starts
+    the disk write-back of each WRITEBACK_STEP written (Linux ``sync_file_range``, which
+    does not wait for it).
+
+    Why start write-back: an output is ~200 MB; left to the kernel's dirty-page flusher it
+    reaches the disk late, when the whole job's outputs compete for it at once (0.6 s of
+    flushing after a 6-series job on the dev machine), instead of while the next series is
+    decoded and processed."""
 
     def __init__(self, raw: BinaryIO) -> None:
         self._raw = raw
         self.digest = hashlib.sha256()
         self.count = 0
+        self._started = 0  # bytes whose write-back was started
+        self._fd: int | None = raw.fileno() if _SYNC_FILE_RANGE is not None else None
 
     def writable(self) -> bool:
         return True
@@ -66,7 +81,18 @@ class _HashingWriter(io.RawIOBase):
         self.digest.update(view)
         self._raw.write(view)
         self.count += len(view)
+        if self._fd is not None and self.count - self._started >= WRITEBACK_STEP:
+            self._start_writeback()
         return len(view)
+
+    def _start_writeback(self) -> None:
+        assert self._fd is not None and _SYNC_FILE_RANGE is not None  # noqa: S101 - checked by the caller
+        try:
+            self._raw.flush()
+            _SYNC_FILE_RANGE(self._fd, self._started, self.count - self._started, _WRITE_START)
+        except OSError:  # a file system without it: the kernel's flusher does it later
+            self._fd = None
+        self._started = self.count
 
 
 def sha256_file(path: Path, block: int = 1 << 22) -> str:
@@ -152,7 +178,11 @@ def write_volume(
     data = np.ascontiguousarray(image_zyx, dtype="<f4").data.cast("B")  # no copy when already so
 
     def fill(tmp: Path) -> str:
-        with tmp.open("wb") as raw:  # writes of WRITE_CHUNK bypass its buffer
+        # "r+b", not "wb": the temporary file is empty already, and on ext4 closing a file
+        # opened with O_TRUNC starts its writeback synchronously (auto_da_alloc, meant for
+        # replace-by-truncate): 0.06-0.25 s per 195 MB output on the dev machine, in the
+        # writer's critical path. Writes of WRITE_CHUNK bypass the buffer.
+        with tmp.open("r+b") as raw:
             hashing = _HashingWriter(raw)
             sink: Any = _gzip_opener(threads)(hashing) if fmt == "nii.gz" else hashing  # type: ignore[arg-type]
             try:
@@ -189,7 +219,8 @@ def write_bytes(out_dir: Path, name: str, data: bytes) -> Written:
     """Write a small file (a JSON sidecar) atomically, with its hash."""
 
     def fill(tmp: Path) -> str:
-        tmp.write_bytes(data)
+        with tmp.open("r+b") as fh:  # not O_TRUNC: see write_volume
+            fh.write(data)
         return hashlib.sha256(data).hexdigest()
 
     return _atomic(out_dir, name, fill)
