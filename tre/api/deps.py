@@ -114,7 +114,7 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
     occupy every thread while the requests holding what they wait for need a thread to
     finish (the bench's first runs: every request timed out at 30 s). So a request first
     takes a database slot (fewer slots than pooled connections, so a checkout never
-    blocks); a writing request on SQLite first waits for the app's write gate, and only the
+    blocks); a writing request first waits for the app's write gate, and on SQLite only the
     gate's holder takes the process's writer lock, which a worker thread in the same
     process shares.
 
@@ -155,7 +155,9 @@ def _append_events(engine: Engine, events: list[AuditEvent]) -> None:
 
 @asynccontextmanager
 async def _slot(request: Request, *, writing: bool) -> AsyncIterator[None]:
-    """A database slot, and for a writer on SQLite the write gate and the writer lock."""
+    """A database slot, and for a writer the app's write gate (one writer per process: on
+    PostgreSQL the others would only queue on the audit tree's row lock) and on SQLite the
+    writer lock."""
     lock = raw_writer_lock(request.app.state.engine) if writing else None
     async with AsyncExitStack() as stack:
         if writing:
@@ -202,11 +204,9 @@ async def _unit_of_work(engine: Engine, read_only: bool) -> AsyncIterator[Sessio
     except BaseException as exc:
         await run_in_threadpool(_end, session, exc)
         raise
-    if not session.in_transaction():
-        _end(session, None)
-    elif read_only and is_sqlite(engine):
-        # Ending a snapshot read on SQLite never waits (no lock, no network): done here, a
-        # threadpool trip less per read.
+    if not session.in_transaction() or (read_only and is_sqlite(engine)):
+        # Nothing to commit (the route committed), or a snapshot read on SQLite, whose end
+        # never waits (no lock, no network): done here, a threadpool trip less.
         _end(session, None)
     else:
         await run_in_threadpool(_end, session, None)

@@ -193,13 +193,20 @@ def _extends_known_frontier(session: Session, m: int, known: tuple[bytes, ...], 
     tree lock between a commit and the pin file's update, so this is the common case there.
     False sends the caller to the full proof, which gives the damage its precise message.
     """
-    leaves = session.connection().execute(_LEAVES_FROM, {"start": m, "end": frontier.size}).scalars().all()
+    leaves = stored_leaves(session, m, frontier.size)
     if len(leaves) != frontier.size - m:
         return False
     replay = Frontier(m, known)
     for leaf in leaves:
-        replay.append(bytes(leaf))
+        replay.append(leaf)
     return replay.hashes == frontier.hashes
+
+
+def stored_leaves(session: Session, start: int, end: int) -> list[bytes]:
+    """The stored leaf hashes of entries start..end-1 in order (fewer when rows are missing:
+    the caller decides what that means)."""
+    rows = session.connection().execute(_LEAVES_FROM, {"start": start, "end": end}).scalars()
+    return [bytes(r) for r in rows]
 
 
 def check_last_entry(session: Session, size: int, frontier: Frontier) -> str:

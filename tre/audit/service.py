@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import JSON, ColumnElement, Select, cast, select, type_coerce
 from sqlalchemy.orm import Session
 
-from tre.audit.guard import damaged
+from tre.audit.guard import damaged, stored_leaves
 from tre.audit.log import format_ts, latest_checkpoint
 from tre.audit.merkle import ProofError, TreeLevels, consistency_proof, inclusion_proof, leaf_hash, node_hash
 from tre.audit.signing import AuditSigner
@@ -165,14 +165,10 @@ class StoredTree:
         self._db = session.get_bind().engine.url.render_as_string(hide_password=True)
 
     def leaves(self, start: int, end: int) -> list[bytes]:
-        rows = self.session.scalars(
-            select(AuditEntry.leaf_hash)
-            .where(AuditEntry.idx >= start, AuditEntry.idx < end)
-            .order_by(AuditEntry.idx)
-        ).all()
+        rows = stored_leaves(self.session, start, end)
         if len(rows) != end - start:
             raise damaged(f"{end - start - len(rows)} entries are missing in [{start}, {end})")
-        return [bytes(r) for r in rows]
+        return rows
 
     def range_hash(self, start: int, end: int) -> bytes:
         """MTH of leaves [start, end), reusing cached hashes of complete aligned subtrees.
