@@ -277,9 +277,9 @@ def _plugin_for(tsyntax: UID | None) -> str:
 
 def _pixels(ds: Dataset, where: Path) -> np.ndarray:
     """Decoded 2-D pixel array, or a clear error naming the transfer syntax."""
-    if int(ds.get("NumberOfFrames", 1) or 1) != 1:
+    if _header_int(ds, "NumberOfFrames", where) != 1:
         raise SeriesError(f"{where}: multi-frame images are not supported; convert to one slice per file")
-    if int(ds.get("SamplesPerPixel", 1)) != 1:
+    if _header_int(ds, "SamplesPerPixel", where) != 1:
         raise SeriesError(
             f"{where}: {ds.get('PhotometricInterpretation', '?')} colour images are not volumes"
         )
@@ -298,7 +298,24 @@ def _pixels(ds: Dataset, where: Path) -> np.ndarray:
         ) from exc
     if arr.ndim != 2:
         raise SeriesError(f"{where}: expected a 2-D slice, got pixel array of shape {arr.shape}")
-    return arr
+    # Explicit VR Big Endian (retired, still in archives) decodes to big-endian arrays, which
+    # the kernels cannot take: the volume is always in the machine's byte order.
+    return native_byte_order(arr)
+
+
+def native_byte_order(arr: np.ndarray) -> np.ndarray:
+    """``arr`` itself when its bytes are in the machine's order, else a converted copy."""
+    return arr if arr.dtype.isnative else arr.astype(arr.dtype.newbyteorder("="))
+
+
+def _header_int(ds: Dataset, keyword: str, where: Path) -> int:
+    """A count such as NumberOfFrames (1 when absent or empty); a malformed value refuses the
+    slice in one line instead of failing the series as an internal error."""
+    value = ds.get(keyword, 1)
+    try:
+        return int(value or 1)
+    except (TypeError, ValueError):
+        raise SeriesError(f"{where}: malformed {keyword} value; cannot read the slice") from None
 
 
 def _check_orientation(orients: list[np.ndarray], files: list[Path], uid: str) -> np.ndarray:

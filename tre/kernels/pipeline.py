@@ -177,6 +177,8 @@ def preprocess_array(
         raise ValueError(f"expected a 3-D (z, y, x) volume, got shape {raw.shape}")
     if len(slopes) != raw.shape[0] or len(intercepts) != raw.shape[0]:
         raise ValueError("need one rescale slope and intercept per slice")
+    if not raw.dtype.isnative:  # the compiled kernels take the machine's byte order only
+        raw = raw.astype(raw.dtype.newbyteorder("="))
     backend = make_backend(
         device, raw, np.asarray(slopes), np.asarray(intercepts), spacing, params.spacing, workspace
     )
