@@ -36,7 +36,7 @@ from pydicom.uid import (
 )
 
 # (7FE0,0010) with undefined length; OB by the standard, OW in some writers' files.
-_ENCAPSULATED_HEADS = (
+ENCAPSULATED_HEADS = (
     b"\xe0\x7f\x10\x00OB\x00\x00\xff\xff\xff\xff",
     b"\xe0\x7f\x10\x00OW\x00\x00\xff\xff\xff\xff",
 )
@@ -80,24 +80,32 @@ def _codec(tsyntax: object) -> str | None:
     return None
 
 
-def locate_frame(fh: BinaryIO, ds: Dataset) -> FrameRef | None:
-    """The slice's encapsulated frame when this path can decode it (``fh`` stands at the
-    Pixel Data element, right after the header), else None (pydicom decodes it)."""
+def fast_codec(ds: Dataset) -> str | None:
+    """The codec this path decodes the file's frames with, or None (pydicom decodes them):
+    JPEG 2000, JPEG-LS or JPEG lossless SV1, 16-bit monochrome, imagecodecs installed."""
     tsyntax = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
     codec = _codec(tsyntax)
     if codec is None or _imagecodecs() is None:
         return None
     if int(ds.get("BitsAllocated", 0) or 0) != 16 or int(ds.get("SamplesPerPixel", 1) or 1) != 1:
         return None
-    if int(ds.get("NumberOfFrames", 1) or 1) != 1 or "Rows" not in ds or "Columns" not in ds:
+    if "Rows" not in ds or "Columns" not in ds:
         return None
     if str(ds.get("PhotometricInterpretation", "")) not in ("MONOCHROME1", "MONOCHROME2"):
         return None
     bits = int(ds.get("BitsStored", 16) or 16)
-    if not 1 <= bits <= 16:
+    return codec if 1 <= bits <= 16 else None
+
+
+def locate_frame(fh: BinaryIO, ds: Dataset) -> FrameRef | None:
+    """The slice's encapsulated frame when this path can decode it (``fh`` stands at the
+    Pixel Data element, right after the header), else None (pydicom decodes it)."""
+    codec = fast_codec(ds)
+    if codec is None or int(ds.get("NumberOfFrames", 1) or 1) != 1:
         return None
+    bits = int(ds.get("BitsStored", 16) or 16)
     start = fh.tell()
-    if fh.read(12) not in _ENCAPSULATED_HEADS:
+    if fh.read(12) not in ENCAPSULATED_HEADS:
         return None
     signed = int(ds.get("PixelRepresentation", 0) or 0) == 1
     return FrameRef(start + 12, codec, signed, bits)
@@ -133,10 +141,15 @@ def _jls_precision(frame: bytes, default: int) -> int:
 def decode_into(path: Path, ref: FrameRef, out: np.ndarray) -> None:
     """Decode the slice at ``ref`` into ``out`` (a (rows, cols) int16 or uint16 row of the
     volume, signed as PixelRepresentation says), with pydicom's corrections."""
+    decode_bytes_into(_frame(path, ref.offset), ref, out, str(path))
+
+
+def decode_bytes_into(frame: bytes, ref: FrameRef, out: np.ndarray, where: str) -> None:
+    """Decode one frame's codestream (already read, e.g. a frame of a multi-frame file) into
+    ``out``, as `decode_into` does; ``ref.offset`` is not used, ``where`` names it in errors."""
     codecs = _imagecodecs()
     if codecs is None:
         raise FastDecodeError("imagecodecs is not installed")
-    frame = _frame(path, ref.offset)
     target = out.view(np.uint16)  # the decoders write bytes; signedness is fixed below
     decoders: dict[str, Callable[..., np.ndarray]] = {
         "j2k": lambda: codecs.jpeg2k_decode(frame, numthreads=1, out=target),
@@ -146,9 +159,9 @@ def decode_into(path: Path, ref: FrameRef, out: np.ndarray) -> None:
     try:
         got = decoders[ref.codec]()
     except Exception as exc:  # noqa: BLE001 - codec errors have their own types per codec
-        raise FastDecodeError(f"{path}: {type(exc).__name__}") from exc
+        raise FastDecodeError(f"{where}: {type(exc).__name__}") from exc
     if got.shape != out.shape or not np.shares_memory(got, out):
-        raise FastDecodeError(f"{path}: decoded frame of shape {got.shape}, expected {out.shape}")
+        raise FastDecodeError(f"{where}: decoded frame of shape {got.shape}, expected {out.shape}")
     if ref.codec == "j2k":
         # pydicom: when the codestream's signedness differs from PixelRepresentation,
         # reinterpret its `precision` bits in the DICOM signedness.

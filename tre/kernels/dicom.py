@@ -16,13 +16,12 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from concurrent.futures import Executor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
 import pydicom
-from pydicom.datadict import tag_for_keyword
-from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.pixels.decoders.base import get_decoder
@@ -39,13 +38,26 @@ from pydicom.uid import (
     RLELossless,
 )
 
-from tre.kernels.decode import FastDecodeError, FrameRef, decode_into, locate_frame
+from tre.kernels import header_values as hv
+from tre.kernels.decode import FastDecodeError, FrameRef, decode_bytes_into, decode_into, locate_frame
 from tre.kernels.errors import (
     MissingSliceError,
     MixedOrientationError,
     NonUniformSpacingError,
+    NotOneStackError,
     SeriesError,
     UndecodableError,
+)
+from tre.kernels.multiframe import (
+    FrameTable,
+    MultiFrameRef,
+    decode_frame,
+    frame_table,
+    is_multiframe,
+    locate_pixels,
+    number_of_frames,
+    read_native,
+    split_frames,
 )
 from tre.kernels.timeline import DISABLED, Timeline
 
@@ -105,79 +117,6 @@ def _file_stamp(path: Path) -> tuple[int, int, int]:
     return (st.st_size, st.st_mtime_ns, st.st_ino)
 
 
-# Header values are read from the raw element bytes when they are plain decimal strings or
-# 16-bit integers (what every scanner writes): pydicom's conversion of an element (its hooks,
-# DSfloat validation) costs ~40 us, ten of them per file were more than the parse itself. Any
-# value that does not parse here goes through pydicom's conversion, as before.
-_TAG_OF: dict[str, int] = {
-    kw: int(tag_for_keyword(kw) or 0)
-    for kw in (
-        "ImageOrientationPatient",
-        "ImagePositionPatient",
-        "PixelSpacing",
-        "RescaleSlope",
-        "RescaleIntercept",
-        "Rows",
-        "Columns",
-        "BitsAllocated",
-        "BitsStored",
-        "PixelRepresentation",
-        "SamplesPerPixel",
-    )
-}
-
-
-def _raw_bytes(ds: Dataset, keyword: str) -> tuple[bytes, bool] | None:
-    """The element's undecoded value and byte order, or None (absent or already decoded)."""
-    elem = ds.get_item(_TAG_OF[keyword])
-    if isinstance(elem, RawDataElement) and isinstance(elem.value, bytes):
-        return elem.value, bool(elem.is_little_endian)
-    return None
-
-
-def _float_tuple(ds: Dataset, keyword: str, n: int) -> tuple[float, ...] | None:
-    """``n`` numbers of a DS/IS element, or None when missing or malformed."""
-    raw = _raw_bytes(ds, keyword)
-    if raw is not None:
-        try:
-            parts = tuple(float(v) for v in raw[0].split(b"\\"))
-            return parts if len(parts) == n else None
-        except ValueError:
-            pass  # padding or characters pydicom copes with: let it convert
-    value = ds.get(keyword)
-    try:
-        if value is None or len(value) != n:
-            return None
-        return tuple(float(v) for v in value)
-    except (TypeError, ValueError):
-        return None
-
-
-def _number(ds: Dataset, keyword: str, default: float) -> float | None:
-    """A single DS/IS value (``default`` when absent or empty), or None when malformed."""
-    raw = _raw_bytes(ds, keyword)
-    if raw is not None and b"\\" not in raw[0]:
-        text = raw[0].strip(b" ")
-        if not text:
-            return default
-        try:
-            return float(text)
-        except ValueError:
-            pass
-    try:
-        return float(ds.get(keyword, default) or default)
-    except (TypeError, ValueError):
-        return None
-
-
-def _uint(ds: Dataset, keyword: str, default: int) -> int:
-    """A US element's value (``default`` when absent or zero, as the loader always treated it)."""
-    raw = _raw_bytes(ds, keyword)
-    if raw is not None and len(raw[0]) == 2:
-        return int.from_bytes(raw[0], "little" if raw[1] else "big") or default
-    return int(ds.get(keyword, default) or default)
-
-
 @dataclass(frozen=True, slots=True)
 class SliceHeader:
     """What loading needs from one slice's header, kept from discovery to loading.
@@ -205,6 +144,7 @@ class SliceHeader:
     bits_stored: int
     transfer_syntax: str | None
     pixel: PixelRef
+    frames: FrameTable | None = None  # a multi-frame file: its frames' values (the fields above: none)
 
 
 def slice_header(path: Path) -> SliceHeader | None:
@@ -275,10 +215,21 @@ def _plugin_for(tsyntax: UID | None) -> str:
     return next((p for p in _PREFERRED_PLUGINS[tsyntax] if p in available), "")
 
 
-def _pixels(ds: Dataset, where: Path) -> np.ndarray:
-    """Decoded 2-D pixel array, or a clear error naming the transfer syntax."""
-    if _header_int(ds, "NumberOfFrames", where) != 1:
-        raise SeriesError(f"{where}: multi-frame images are not supported; convert to one slice per file")
+def _undecodable(where: object, tsyntax: object, exc: BaseException) -> UndecodableError:
+    """The one-line refusal of pixel data no installed decoder reads."""
+    name = getattr(tsyntax, "name", None) or (UID(str(tsyntax)).name if tsyntax else None) or "unknown"
+    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return UndecodableError(
+        f"{where}: pixel data in transfer syntax {name} ({tsyntax}) cannot be decoded: {reason}. "
+        "Install a decoder plugin (pylibjpeg with -libjpeg/-openjpeg/-rle, or gdcm) or decompress first"
+    )
+
+
+def _pixels(ds: Dataset, where: Path, frames: int = 1) -> np.ndarray:
+    """Decoded pixels, (rows, cols) for a slice or (frames, rows, cols) for a multi-frame
+    file, or a clear error naming the transfer syntax."""
+    if _header_int(ds, "NumberOfFrames", where) != frames:
+        raise SeriesError(f"{where}: NumberOfFrames changed while the series was read")
     if _header_int(ds, "SamplesPerPixel", where) != 1:
         raise SeriesError(
             f"{where}: {ds.get('PhotometricInterpretation', '?')} colour images are not volumes"
@@ -290,17 +241,14 @@ def _pixels(ds: Dataset, where: Path) -> np.ndarray:
             ds.pixel_array_options(decoding_plugin=plugin)
         arr = ds.pixel_array
     except Exception as exc:  # noqa: BLE001 - pydicom raises many types for missing decoders
-        name = getattr(tsyntax, "name", None) or "unknown"
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UndecodableError(
-            f"{where}: pixel data in transfer syntax {name} ({tsyntax}) cannot be decoded: {reason}. "
-            "Install a decoder plugin (pylibjpeg with -libjpeg/-openjpeg/-rle, or gdcm) or decompress first"
-        ) from exc
+        raise _undecodable(where, tsyntax, exc) from exc
+    if frames > 1 and arr.ndim == 3 and arr.shape[0] == frames:
+        return native_byte_order(arr)
     if arr.ndim != 2:
         raise SeriesError(f"{where}: expected a 2-D slice, got pixel array of shape {arr.shape}")
     # Explicit VR Big Endian (retired, still in archives) decodes to big-endian arrays, which
     # the kernels cannot take: the volume is always in the machine's byte order.
-    return native_byte_order(arr)
+    return native_byte_order(arr if frames == 1 else arr[None])
 
 
 def native_byte_order(arr: np.ndarray) -> np.ndarray:
@@ -318,7 +266,7 @@ def _header_int(ds: Dataset, keyword: str, where: Path) -> int:
         raise SeriesError(f"{where}: malformed {keyword} value; cannot read the slice") from None
 
 
-def _check_orientation(orients: list[np.ndarray], files: list[Path], uid: str) -> np.ndarray:
+def _check_orientation(orients: list[np.ndarray], across: str, uid: str) -> np.ndarray:
     ref = orients[0]
     distinct = [ref]
     for o in orients[1:]:
@@ -328,13 +276,13 @@ def _check_orientation(orients: list[np.ndarray], files: list[Path], uid: str) -
         shown = "; ".join("[" + ", ".join(f"{v:.4g}" for v in d) + "]" for d in distinct[:3])
         raise MixedOrientationError(
             f"series {uid}: {len(distinct)} different ImageOrientationPatient values "
-            f"across {len(files)} files "
+            f"across {across} "
             f"({shown}{'; ...' if len(distinct) > 3 else ''}); a localiser or several stacks share the UID"
         )
     return ref
 
 
-def _z_spacing(proj: np.ndarray, uid: str, rel_tol: float, header: Dataset) -> float:
+def _z_spacing(proj: np.ndarray, uid: str, rel_tol: float, header: Dataset, noun: str = "slices") -> float:
     """Spacing along the normal from sorted projections; raises on gaps or uneven steps."""
     if proj.size == 1:
         for kw in ("SpacingBetweenSlices", "SliceThickness"):
@@ -344,9 +292,9 @@ def _z_spacing(proj: np.ndarray, uid: str, rel_tol: float, header: Dataset) -> f
     steps = np.diff(proj)
     if np.any(steps <= 1e-6 * max(1.0, float(np.abs(proj).max()))):
         dup = float(proj[1:][steps <= 1e-6 * max(1.0, float(np.abs(proj).max()))][0])
-        raise SeriesError(
-            f"series {uid}: two slices at the same position ({dup:.3f} mm along the normal); "
-            "repeated acquisitions or phases share the series UID"
+        raise NotOneStackError(
+            f"series {uid}: two {noun} at the same position ({dup:.3f} mm along the normal); "
+            "repeated acquisitions, stacks or phases share the series UID"
         )
     base = float(np.median(steps))
     tol = max(rel_tol * base, 1e-3)
@@ -359,7 +307,7 @@ def _z_spacing(proj: np.ndarray, uid: str, rel_tol: float, header: Dataset) -> f
         missing = int(np.sum(np.round(ratios) - 1))
         where = ", ".join(f"{proj[i]:.2f}->{proj[i + 1]:.2f} mm" for i in bad[:5])
         raise MissingSliceError(
-            f"series {uid}: {missing} slice(s) missing (spacing {base:.4g} mm; gaps at {where})"
+            f"series {uid}: {missing} {noun[:-1]}(s) missing (spacing {base:.4g} mm; gaps at {where})"
         )
     raise NonUniformSpacingError(
         f"series {uid}: non-uniform slice spacing: steps range {steps.min():.4g}-{steps.max():.4g} mm "
@@ -379,7 +327,7 @@ def _native_pixel_offset(fh: BinaryIO, ds: Dataset) -> int | None:
     tsyntax = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
     if tsyntax not in _NATIVE_LE or sys.byteorder != "little":
         return None
-    if _uint(ds, "BitsAllocated", 0) != 16 or _uint(ds, "SamplesPerPixel", 1) != 1:
+    if hv.uint(ds, "BitsAllocated", 0) != 16 or hv.uint(ds, "SamplesPerPixel", 1) != 1:
         return None
     if int(ds.get("NumberOfFrames", 1) or 1) != 1 or "Rows" not in ds or "Columns" not in ds:
         return None
@@ -393,12 +341,13 @@ def _native_pixel_offset(fh: BinaryIO, ds: Dataset) -> int | None:
         length, data = int.from_bytes(head[8:12], "little"), start + 12
     else:
         length, data = int.from_bytes(head[4:8], "little"), start + 8
-    return data if length == _uint(ds, "Rows", 0) * _uint(ds, "Columns", 0) * 2 else None
+    return data if length == hv.uint(ds, "Rows", 0) * hv.uint(ds, "Columns", 0) * 2 else None
 
 
 # Where a slice's pixels are: the offset of native pixel bytes, an encapsulated frame that
-# `tre.kernels.decode` reads without pydicom, or None (pydicom decodes the whole file).
-PixelRef = int | FrameRef | None
+# `tre.kernels.decode` reads without pydicom, a multi-frame file's pixel data
+# (`tre.kernels.multiframe`), or None (pydicom decodes the whole file).
+PixelRef = int | FrameRef | MultiFrameRef | None
 
 
 def _pixel_ref(fh: BinaryIO, ds: Dataset) -> PixelRef:
@@ -406,6 +355,8 @@ def _pixel_ref(fh: BinaryIO, ds: Dataset) -> PixelRef:
     be worked out here, so pydicom reads the whole file (and refuses it if it must)."""
     start = fh.tell()
     try:
+        if is_multiframe(ds):
+            return locate_pixels(fh, ds, number_of_frames(ds) or 1)
         native = _native_pixel_offset(fh, ds)
         if native is not None:
             return native
@@ -445,59 +396,192 @@ def _decode_file(path: Path) -> np.ndarray:
     return _pixels(pydicom.dcmread(path), path)
 
 
+@dataclass(frozen=True, slots=True)
+class _Plane:
+    """One plane of the volume: a classic slice (``frame`` None) or frame ``frame`` (0-based)
+    of a multi-frame file; the values every check and the stacking read."""
+
+    head: SliceHeader
+    frame: int | None
+    orientation: tuple[float, ...] | None
+    position: tuple[float, ...] | None
+    pixel_spacing: tuple[float, ...] | None
+    slope: float | None
+    intercept: float | None
+
+    @property
+    def where(self) -> str:
+        return str(self.head.path) if self.frame is None else f"{self.head.path} frame {self.frame + 1}"
+
+
+def _planes(heads: list[SliceHeader]) -> list[_Plane]:
+    """Every slice and every frame of the series' files, in file order."""
+    out: list[_Plane] = []
+    for h in heads:
+        t = h.frames
+        if t is None:
+            out.append(_Plane(h, None, h.orientation, h.position, h.pixel_spacing, h.slope, h.intercept))
+            continue
+        for i in range(len(t)):
+            out.append(
+                _Plane(
+                    h, i, t.orientations[i], t.positions[i], t.pixel_spacings[i], t.slopes[i], t.intercepts[i]
+                )
+            )
+    return out
+
+
+def _direct(ref: PixelRef) -> bool:
+    """Whether the plane's pixels go straight into an int16/uint16 volume."""
+    return isinstance(ref, int | FrameRef) or (isinstance(ref, MultiFrameRef) and ref.direct)
+
+
 def _assemble(
-    heads: list[SliceHeader],
+    planes: list[_Plane],
     mapper: Callable[..., Iterable[object]],
     decode_pool: Executor | None,
 ) -> np.ndarray:
-    """The (z, y, x) volume, filled in place slice by slice: native slices are read straight
-    into it, compressed ones that `tre.kernels.decode` handles are decoded straight into it
-    (on ``mapper``'s threads: the decoders release the GIL); the others, and any slice that
-    path fails on, are decoded by pydicom (compressed ones on ``decode_pool``)."""
-    rows, cols = heads[0].rows, heads[0].columns
-    paths = [h.path for h in heads]
-    refs = [h.pixel for h in heads]
-    reps = {h.pixel_representation for h in heads if h.pixel is not None}
-    if len(reps) > 1:  # signed and unsigned slices: let pydicom and NumPy pick the common type
-        refs = [None] * len(refs)
-    direct = [k for k, r in enumerate(refs) if r is not None]
-    volume: np.ndarray | None = None
-    retry: list[int] = []
-    if direct:
-        volume = np.empty((len(heads), rows, cols), np.int16 if reps == {1} else np.uint16)
-        vol = volume
+    """The (z, y, x) volume, filled in place plane by plane.
 
-        def read(k: int) -> int | None:
-            ref = refs[k]
-            if isinstance(ref, FrameRef):
-                try:
-                    decode_into(paths[k], ref, vol[k])
-                except FastDecodeError:
-                    return k  # pydicom decodes it, or refuses it in one line
-                return None
-            _read_native_into(paths[k], int(ref or 0), vol[k], heads[k].bits_stored)
-            return None
-
-        retry = [k for k in mapper(read, direct) if k is not None]  # type: ignore[misc]
-    others = sorted([k for k, r in enumerate(refs) if r is None] + retry)
+    First, straight into the volume: native slices and native multi-frame runs by one read
+    each; compressed slices and frames that `tre.kernels.decode` handles decoded into their
+    rows (on ``mapper``'s threads: the decoders release the GIL). Then the rest, and anything
+    the fast path failed on, through pydicom: classic compressed slices on ``decode_pool``,
+    other frames of multi-frame files on ``mapper``, copied into their rows."""
+    rows, cols = planes[0].head.rows, planes[0].head.columns
+    reps = {p.head.pixel_representation for p in planes if _direct(p.head.pixel)}
+    mixed = len(reps) > 1  # signed and unsigned planes: let pydicom and NumPy pick the common type
+    direct = [] if mixed else [k for k, p in enumerate(planes) if _direct(p.head.pixel)]
+    volume = np.empty((len(planes), rows, cols), np.int16 if reps == {1} else np.uint16) if direct else None
+    files: dict[Path, tuple[SliceHeader, list[tuple[int, int]]]] = {}  # multi-frame: (row, frame)
+    slices: list[int] = []  # classic slices: rows
+    for k, p in enumerate(planes):
+        if p.frame is None:
+            slices.append(k)
+        else:
+            files.setdefault(p.head.path, (p.head, []))[1].append((k, p.frame))
+    later: list[tuple[int, Callable[[], np.ndarray], str]] = []  # (row, pydicom decode, where)
+    tasks: list[Callable[[], list[int]]] = []  # fill rows; return classic rows to retry
+    whole: list[tuple[SliceHeader, list[tuple[int, int]]]] = []  # pydicom decodes the whole file
+    for head, pairs in files.values():
+        ref = head.pixel
+        if not isinstance(ref, MultiFrameRef) or (mixed and ref.direct):
+            whole.append((head, pairs))
+            continue
+        if ref.native:
+            tasks.append(partial(_read_frames, head.path, ref, pairs, volume))
+            continue
+        try:
+            frames = split_frames(head.path, ref)  # one read of the pixel data
+        except (OSError, ValueError, KeyError, TypeError):  # pydicom reads it, or says why not
+            whole.append((head, pairs))
+            continue
+        for k, i in pairs:
+            where = f"{head.path} frame {i + 1}"
+            fallback = _frame_decoder(frames[i], ref, rows, cols, where)
+            if ref.codec is not None and volume is not None:
+                fast = FrameRef(ref.offset, ref.codec, ref.signed, ref.bits_stored)
+                tasks.append(partial(_fast_frame, frames[i], fast, volume, k, where, fallback, later))
+            else:
+                later.append((k, fallback, where))
+    chosen = set(direct)
+    for k in slices:
+        pixel = planes[k].head.pixel
+        if k in chosen and isinstance(pixel, int | FrameRef):
+            tasks.append(partial(_read_slice, planes[k].head, pixel, volume, k))
+    retry = [k for done in mapper(_run, tasks) for k in done]  # type: ignore[attr-defined]
+    others = sorted([k for k in slices if k not in chosen] + retry)
+    paths = [planes[k].head.path for k in others]
     decoded: Iterable[np.ndarray] = iter(())
     if others:
-        tsyntax = heads[others[0]].transfer_syntax
+        tsyntax = planes[others[0]].head.transfer_syntax
         if decode_pool is not None and tsyntax is not None and UID(tsyntax).is_compressed:
             chunk = max(1, len(others) // (4 * max(1, getattr(decode_pool, "_max_workers", 1))))
-            decoded = decode_pool.map(_decode_file, [paths[k] for k in others], chunksize=chunk)
+            decoded = decode_pool.map(_decode_file, paths, chunksize=chunk)
         else:
-            decoded = mapper(_decode_file, [paths[k] for k in others])  # type: ignore[assignment]
-    for k, plane in zip(others, decoded, strict=True):
+            decoded = mapper(_decode_file, paths)  # type: ignore[assignment]
+    placed: list[tuple[int, np.ndarray, str]] = [
+        (k, plane, str(path)) for k, plane, path in zip(others, decoded, paths, strict=True)
+    ]
+    if later:
+        arrays = mapper(lambda item: item[1](), later)
+        placed += [(k, arr, where) for (k, _f, where), arr in zip(later, arrays, strict=True)]  # type: ignore[misc]
+    for head, pairs in whole:
+        stack = _pixels(pydicom.dcmread(head.path), head.path, len(head.frames or ()) or 1)
+        placed += [(k, stack[i], f"{head.path} frame {i + 1}") for k, i in pairs]
+    for k, plane, where in placed:
         if plane.shape != (rows, cols):
-            raise SeriesError(f"{paths[k]}: pixel array of shape {plane.shape}, expected {(rows, cols)}")
+            raise SeriesError(f"{where}: pixel array of shape {plane.shape}, expected {(rows, cols)}")
         if volume is None:
-            volume = np.empty((len(heads), rows, cols), plane.dtype)
+            volume = np.empty((len(planes), rows, cols), plane.dtype)
         elif not np.can_cast(plane.dtype, volume.dtype, "safe"):
             volume = volume.astype(np.result_type(volume.dtype, plane.dtype))
         volume[k] = plane
-    assert volume is not None  # noqa: S101 - a series has at least one slice
+    assert volume is not None  # noqa: S101 - a series has at least one plane
     return volume
+
+
+def _run(task: Callable[[], list[int]]) -> list[int]:
+    return task()
+
+
+def _read_slice(head: SliceHeader, ref: int | FrameRef, volume: np.ndarray | None, k: int) -> list[int]:
+    """A classic slice read or decoded into row ``k``; ``[k]`` when pydicom must do it."""
+    assert volume is not None  # noqa: S101 - only called for direct planes
+    if isinstance(ref, FrameRef):
+        try:
+            decode_into(head.path, ref, volume[k])
+        except FastDecodeError:
+            return [k]  # pydicom decodes it, or refuses it in one line
+        return []
+    _read_native_into(head.path, ref, volume[k], head.bits_stored)
+    return []
+
+
+def _read_frames(
+    path: Path, ref: MultiFrameRef, pairs: list[tuple[int, int]], volume: np.ndarray | None
+) -> list[int]:
+    assert volume is not None  # noqa: S101 - only called for direct planes
+    try:
+        read_native(path, ref, pairs, volume)
+    except EOFError as exc:
+        raise SeriesError(str(exc)) from None
+    return []
+
+
+def _fast_frame(
+    frame: bytes,
+    ref: FrameRef,
+    volume: np.ndarray | None,
+    k: int,
+    where: str,
+    fallback: Callable[[], np.ndarray],
+    later: list[tuple[int, Callable[[], np.ndarray], str]],
+) -> list[int]:
+    """A compressed frame decoded into row ``k``; else queued for pydicom (``later``)."""
+    assert volume is not None  # noqa: S101 - only called for direct planes
+    try:
+        decode_bytes_into(frame, ref, volume[k], where)
+    except FastDecodeError:
+        later.append((k, fallback, where))  # list.append is atomic: safe from the threads
+    return []
+
+
+def _frame_decoder(
+    frame: bytes, ref: MultiFrameRef, rows: int, cols: int, where: str
+) -> Callable[[], np.ndarray]:
+    """pydicom's decoding of one frame, with the one-line refusal when nothing decodes it."""
+
+    def decode() -> np.ndarray:
+        if ref.samples != 1:
+            raise SeriesError(f"{where}: {ref.photometric or '?'} colour images are not volumes")
+        tsyntax = UID(ref.transfer_syntax)
+        try:
+            return native_byte_order(decode_frame(frame, ref, rows, cols, _plugin_for(tsyntax)))
+        except Exception as exc:  # noqa: BLE001 - pydicom raises many types for missing decoders
+            raise _undecodable(where, tsyntax, exc) from exc
+
+    return decode
 
 
 def _read_slice_header(path: Path) -> SliceHeader:
@@ -507,22 +591,23 @@ def _read_slice_header(path: Path) -> SliceHeader:
     tsyntax = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
     if "Rows" not in ds or "Columns" not in ds:
         raise SeriesError(f"{path}: no Rows/Columns; not an image slice")
-    rows, columns = _uint(ds, "Rows", 0), _uint(ds, "Columns", 0)
+    rows, columns = hv.uint(ds, "Rows", 0), hv.uint(ds, "Columns", 0)
     return SliceHeader(
         path=path,
         stamp=stamp,
         series_uid=str(ds.get("SeriesInstanceUID", "")),
-        orientation=_float_tuple(ds, "ImageOrientationPatient", 6),
-        position=_float_tuple(ds, "ImagePositionPatient", 3),
-        pixel_spacing=_float_tuple(ds, "PixelSpacing", 2),
+        orientation=hv.float_tuple(ds, "ImageOrientationPatient", 6),
+        position=hv.float_tuple(ds, "ImagePositionPatient", 3),
+        pixel_spacing=hv.float_tuple(ds, "PixelSpacing", 2),
         rows=rows,
         columns=columns,
-        slope=_number(ds, "RescaleSlope", 1.0),
-        intercept=_number(ds, "RescaleIntercept", 0.0),
-        pixel_representation=_uint(ds, "PixelRepresentation", 0),
-        bits_stored=_uint(ds, "BitsStored", 16),
+        slope=hv.number(ds, "RescaleSlope", 1.0),
+        intercept=hv.number(ds, "RescaleIntercept", 0.0),
+        pixel_representation=hv.uint(ds, "PixelRepresentation", 0),
+        bits_stored=hv.uint(ds, "BitsStored", 16),
         transfer_syntax=str(tsyntax) if tsyntax is not None else None,
         pixel=ref,
+        frames=frame_table(ds, number_of_frames(ds) or 1) if is_multiframe(ds) else None,
     )
 
 
@@ -536,14 +621,38 @@ def _still_current(head: SliceHeader) -> SliceHeader:
     return _read_slice_header(head.path)
 
 
-def _values(heads: list[SliceHeader], field: str, keyword: str, n: int) -> list[tuple[float, ...]]:
+def _values(planes: list[_Plane], field: str, keyword: str, n: int) -> list[tuple[float, ...]]:
     out = []
-    for h in heads:
-        value = getattr(h, field)
+    for p in planes:
+        value = getattr(p, field)
         if value is None or len(value) != n:
-            raise SeriesError(f"{h.path}: missing or malformed {keyword}; cannot place the slice in space")
+            where = "the slice" if p.frame is None else "the frame (no functional groups geometry)"
+            raise SeriesError(f"{p.where}: missing or malformed {keyword}; cannot place {where} in space")
         out.append(value)
     return out
+
+
+_DIMENSIONS = (
+    ("StackID", "stacks"),
+    ("TemporalPositionIndex", "temporal positions (phases)"),
+    ("DiffusionBValue", "b-values"),
+)
+
+
+def _check_one_stack(planes: list[_Plane], uid: str) -> None:
+    """Refuse frames from several stacks, temporal positions or b-values (FrameContentSequence,
+    MRDiffusionSequence): even at distinct positions they are not one volume."""
+    dims = [
+        p.head.frames.dimensions[p.frame] for p in planes if p.head.frames is not None and p.frame is not None
+    ]
+    for i, (keyword, what) in enumerate(_DIMENSIONS):
+        values = sorted({str(d[i]) for d in dims if d[i] is not None})
+        if len(values) > 1:
+            shown = ", ".join(values[:4]) + (", ..." if len(values) > 4 else "")
+            raise NotOneStackError(
+                f"series {uid}: frames of {len(values)} {what} ({keyword} {shown}) share the series; "
+                "one volume needs one spatial stack: split them into one series each"
+            )
 
 
 def load_series(
@@ -581,14 +690,20 @@ def load_series(
             heads = [header_of(i) for i in items]
         else:
             heads = list(mapper(header_of, items))  # type: ignore[arg-type]
-    paths = [h.path for h in heads]
     uids = {h.series_uid for h in heads}
     if len(uids) != 1:
         raise SeriesError(f"files span {len(uids)} SeriesInstanceUIDs; load one series at a time")
     uid = uids.pop()
-    orients = [np.asarray(v, np.float64) for v in _values(heads, "orientation", "ImageOrientationPatient", 6)]
-    positions = np.asarray(_values(heads, "position", "ImagePositionPatient", 3), np.float64)
-    iop = _check_orientation(orients, paths, uid)
+    planes = _planes(heads)
+    multiframe = any(p.frame is not None for p in planes)
+    noun = "frames" if multiframe else "slices"
+    _check_one_stack(planes, uid)
+    orients = [
+        np.asarray(v, np.float64) for v in _values(planes, "orientation", "ImageOrientationPatient", 6)
+    ]
+    positions = np.asarray(_values(planes, "position", "ImagePositionPatient", 3), np.float64)
+    across = f"{len(planes)} frames" if multiframe else f"{len(planes)} files"
+    iop = _check_orientation(orients, across, uid)
     row, col = iop[:3], iop[3:]
     row = row / np.linalg.norm(row)
     col = col / np.linalg.norm(col)
@@ -597,32 +712,32 @@ def load_series(
     order = np.argsort(proj, kind="stable")
     proj = proj[order]
     positions = positions[order]
-    heads = [heads[i] for i in order]
-    paths = [paths[i] for i in order]
+    planes = [planes[i] for i in order]
+    paths = list(dict.fromkeys(p.head.path for p in planes))  # each file once, in volume order
     header = pydicom.dcmread(paths[0], stop_before_pixels=True)  # the one full header kept
-    dz = _z_spacing(proj, uid, spacing_rel_tol, header)
+    dz = _z_spacing(proj, uid, spacing_rel_tol, header, noun)
     if proj.size > 1:
         offsets_mm = positions - positions[0]
         off_plane = offsets_mm - np.outer(offsets_mm @ normal, normal)
         worst = float(np.abs(off_plane).max())
         if worst > max(0.01 * dz, 1e-3) * max(1.0, proj.size**0.5):
             raise SeriesError(
-                f"series {uid}: slice origins drift {worst:.3f} mm within the slice plane "
+                f"series {uid}: {noun[:-1]} origins drift {worst:.3f} mm within the {noun[:-1]} plane "
                 "(gantry tilt or sheared stack); resample to an orthogonal grid first"
             )
-    spacing_yx = np.asarray(_values(heads, "pixel_spacing", "PixelSpacing", 2), np.float64)
+    spacing_yx = np.asarray(_values(planes, "pixel_spacing", "PixelSpacing", 2), np.float64)
     if np.any(np.max(np.abs(spacing_yx - spacing_yx[0]), axis=1) > 1e-4):
-        raise SeriesError(f"series {uid}: PixelSpacing differs between slices")
-    shapes = {(h.rows, h.columns) for h in heads}
+        raise SeriesError(f"series {uid}: PixelSpacing differs between {noun}")
+    shapes = {(p.head.rows, p.head.columns) for p in planes}
     if len(shapes) != 1:
-        raise SeriesError(f"series {uid}: slices have different sizes {sorted(shapes)}")
-    for h in heads:
-        if h.slope is None or h.intercept is None:
-            raise SeriesError(f"{h.path}: malformed RescaleSlope or RescaleIntercept")
+        raise SeriesError(f"series {uid}: {noun} have different sizes {sorted(shapes)}")
+    for p in planes:
+        if p.slope is None or p.intercept is None:
+            raise SeriesError(f"{p.where}: malformed RescaleSlope or RescaleIntercept")
     with timeline.span("pixels", number):
-        raw = _assemble(heads, mapper, decode_pool)
-    slopes = np.asarray([h.slope for h in heads], dtype=np.float64)
-    intercepts = np.asarray([h.intercept for h in heads], dtype=np.float64)
+        raw = _assemble(planes, mapper, decode_pool)
+    slopes = np.asarray([p.slope for p in planes], dtype=np.float64)
+    intercepts = np.asarray([p.intercept for p in planes], dtype=np.float64)
     return Series(
         series_uid=uid,
         modality=str(header.get("Modality", "OT")),

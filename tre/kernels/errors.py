@@ -28,6 +28,11 @@ class NonUniformSpacingError(SeriesError):
     """Slice positions are not equally spaced (and the gaps are not missing slices)."""
 
 
+class NotOneStackError(SeriesError):
+    """Slices or frames of one series are not one spatial stack: two at one position, or
+    several stacks, temporal positions (phases) or b-values of a multi-frame image."""
+
+
 class UndecodableError(SeriesError):
     """Pixel data uses a compressed transfer syntax that no installed decoder can read."""
 

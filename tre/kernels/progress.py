@@ -38,6 +38,7 @@ REASONS: dict[str, str] = {
     "missing-slices": "slice positions leave gaps (missing slices)",
     "uneven-spacing": "slice positions are not equally spaced",
     "mixed-orientation": "slices with different orientations share the series",
+    "not-one-stack": "slices or frames at one position: several stacks, phases or b-values share the series",
     "undecodable-pixels": "no installed decoder reads the pixel data",
     "invalid-series": "the series is inconsistent or not a volume",
     "suv-tags": "PET tags needed for SUVbw are missing or unsupported",
