@@ -147,3 +147,121 @@ def compress_files_jpeg_lossless_gdcm(paths: Sequence[Path]) -> None:
         writer.SetImage(change.GetOutput())
         writer.SetFileName(str(path))
         assert writer.Write()
+
+
+def write_enhanced(
+    path: Path,
+    raw: np.ndarray,
+    *,
+    spacing_zyx: tuple[float, float, float],
+    rot: np.ndarray | None = None,
+    origin: Sequence[float] = (-120.0, -80.5, 33.0),
+    slopes: Sequence[float] | None = None,
+    intercepts: Sequence[float] | None = None,
+    shared_rescale: bool = True,
+    positions_mm: Sequence[float] | None = None,
+    orientations: Sequence[Sequence[float]] | None = None,
+    frame_order: Sequence[int] | None = None,
+    stack_ids: Sequence[str] | None = None,
+    transfer_syntax: str | None = None,
+    offsets: str = "basic",
+    modality: str = "CT",
+    extra: dict[str, object] | None = None,
+    series_uid: str | None = None,
+) -> Path:
+    """Write raw (z, y, x) int16 planes as one Enhanced CT (or PET) multi-frame file.
+
+    Geometry as `write_series` writes it for the same arguments (the same decimal strings),
+    but in the functional groups: orientation and pixel measures shared, each frame's
+    position per frame, rescale shared (one slope/intercept) or per frame. ``frame_order``:
+    the plane stored as frame i (default: in order). ``transfer_syntax``: compressed with
+    pydicom's encoders; ``offsets``: "basic" (Basic Offset Table), "none" (empty BOT, one
+    fragment per frame) or "extended" (Extended Offset Table).
+    """
+    import pydicom.uid as uids
+    from pydicom.encaps import encapsulate, encapsulate_extended, generate_frames
+    from pydicom.sequence import Sequence as DicomSequence
+    from pydicom.uid import UID
+
+    nz = raw.shape[0]
+    r = np.eye(3) if rot is None else rot
+    row, col = r[:, 0], r[:, 1]
+    normal = np.cross(row, col)
+    dz, dy, dx = spacing_zyx
+    pos_along = [k * dz for k in range(nz)] if positions_mm is None else list(positions_mm)
+    order = list(range(nz)) if frame_order is None else list(frame_order)
+    sop_class = uids.EnhancedPETImageStorage if modality == "PT" else uids.EnhancedCTImageStorage
+    meta = FileMetaDataset()
+    sop = generate_uid()
+    meta.MediaStorageSOPClassUID = sop_class
+    meta.MediaStorageSOPInstanceUID = sop
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = sop_class
+    ds.SOPInstanceUID = sop
+    ds.Modality = modality
+    ds.StudyInstanceUID = generate_uid()
+    ds.SeriesInstanceUID = series_uid or generate_uid()
+    ds.FrameOfReferenceUID = generate_uid()
+    ds.InstanceNumber = 1
+    ds.NumberOfFrames = len(order)
+    ds.Rows, ds.Columns = int(raw.shape[1]), int(raw.shape[2])
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated = 16
+    ds.BitsStored = 16
+    ds.HighBit = 15
+    ds.PixelRepresentation = 1
+
+    def item(**values: object) -> Dataset:
+        d = Dataset()
+        for key, value in values.items():
+            setattr(d, key, value)
+        return d
+
+    def rescale(k: int) -> Dataset:
+        slope = 1.0 if slopes is None else slopes[k]
+        intercept = -1024.0 if intercepts is None else intercepts[k]
+        return item(RescaleSlope=f"{slope:g}", RescaleIntercept=f"{intercept:g}", RescaleType="HU")
+
+    shared = Dataset()
+    if orientations is None:
+        iop = [f"{v:.8f}" for v in list(row) + list(col)]
+        shared.PlaneOrientationSequence = DicomSequence([item(ImageOrientationPatient=iop)])
+    shared.PixelMeasuresSequence = DicomSequence(
+        [item(PixelSpacing=[f"{dy:g}", f"{dx:g}"], SliceThickness=f"{dz:g}")]
+    )
+    if shared_rescale:
+        shared.PixelValueTransformationSequence = DicomSequence([rescale(0)])
+    ds.SharedFunctionalGroupsSequence = DicomSequence([shared])
+    frames = []
+    for i, k in enumerate(order):
+        frame = Dataset()
+        p = np.asarray(origin) + pos_along[k] * normal
+        frame.PlanePositionSequence = DicomSequence([item(ImagePositionPatient=[f"{v:.6f}" for v in p])])
+        if orientations is not None:
+            iop = [f"{v:.8f}" for v in orientations[k]]
+            frame.PlaneOrientationSequence = DicomSequence([item(ImageOrientationPatient=iop)])
+        if not shared_rescale:
+            frame.PixelValueTransformationSequence = DicomSequence([rescale(k)])
+        content = item(InStackPositionNumber=k + 1, StackID="1" if stack_ids is None else stack_ids[i])
+        frame.FrameContentSequence = DicomSequence([content])
+        frames.append(frame)
+    ds.PerFrameFunctionalGroupsSequence = DicomSequence(frames)
+    for key, value in (extra or {}).items():
+        setattr(ds, key, value)
+    ds.PixelData = np.ascontiguousarray(raw[order], dtype="<i2").tobytes()
+    if transfer_syntax is not None:
+        ds.compress(UID(transfer_syntax))
+        if offsets != "basic":
+            parts = list(generate_frames(ds.PixelData, number_of_frames=len(order)))
+            if offsets == "none":
+                ds.PixelData = encapsulate(parts, has_bot=False)
+            else:
+                ds.PixelData, ds.ExtendedOffsetTable, ds.ExtendedOffsetTableLengths = encapsulate_extended(
+                    parts
+                )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(path, enforce_file_format=True)
+    return path

@@ -1,0 +1,204 @@
+"""Enhanced multi-frame DICOM (one file per series) loads like the same series stored as one
+slice per file: same pixels, geometry and rescale, bit-identical to pydicom's `pixel_array`,
+native and compressed (RLE, JPEG 2000, JPEG-LS; Basic, empty or Extended Offset Table), frames
+in any order; and what is not one spatial stack is refused in one line.
+
+The files are written here with pydicom (`tests.kernels.synth.write_enhanced`) from the same
+phantom as the classic series: pydicom's bundled test files have no enhanced CT/MR.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.data import get_testdata_file
+from pydicom.uid import JPEG2000Lossless, JPEGLSLossless, RLELossless
+
+from tests.kernels.synth import chest_phantom, rotation, write_enhanced, write_series
+from tre.kernels import dicom
+from tre.kernels.dicom import Series, discover_headers, load_series
+from tre.kernels.errors import MissingSliceError, MixedOrientationError, NotOneStackError, SeriesError
+from tre.kernels.multiframe import MultiFrameRef
+
+SPACING = (2.0, 0.8, 0.8)
+SHAPE = (5, 40, 36)  # OpenJPEG does not encode much smaller frames
+ORDER = [3, 0, 4, 1, 2]  # plane stored as frame i
+
+
+def one_series(folder: Path) -> Series:
+    """The only series under ``folder``, through discovery's headers (as the job loads it)."""
+    (heads,) = discover_headers(folder).values()
+    return load_series(heads)
+
+
+def assert_same_series(a: Series, b: Series) -> None:
+    assert a.raw.dtype == b.raw.dtype
+    np.testing.assert_array_equal(a.raw, b.raw)
+    np.testing.assert_array_equal(a.slopes, b.slopes)
+    np.testing.assert_array_equal(a.intercepts, b.intercepts)
+    assert a.spacing == b.spacing
+    np.testing.assert_array_equal(a.origin, b.origin)
+    np.testing.assert_array_equal(a.direction, b.direction)
+
+
+def no_pydicom_frames(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail the test if any frame falls back to pydicom's decoders (the fast path must hold)."""
+
+    def refuse(*_args: object, **_kwargs: object) -> np.ndarray:
+        raise AssertionError("a frame fell back to pydicom")
+
+    monkeypatch.setattr(dicom, "decode_frame", refuse)
+    monkeypatch.setattr(dicom, "_pixels", refuse)
+
+
+@pytest.mark.parametrize(
+    ("ts", "offsets"),
+    [
+        (None, "basic"),
+        (RLELossless, "basic"),
+        (RLELossless, "none"),
+        (JPEG2000Lossless, "basic"),
+        (JPEG2000Lossless, "none"),
+        (JPEGLSLossless, "basic"),
+        (JPEGLSLossless, "extended"),
+    ],
+)
+def test_enhanced_file_loads_like_the_classic_series(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ts: str | None, offsets: str
+) -> None:
+    if ts == JPEG2000Lossless:
+        pytest.importorskip("openjpeg", reason="JPEG 2000 encoder not installed")
+    if ts == JPEGLSLossless:
+        pytest.importorskip("jpeg_ls", reason="JPEG-LS encoder not installed")
+    raw = chest_phantom(SHAPE, seed=1)
+    classic = load_series(write_series(tmp_path / "c", raw, spacing_zyx=SPACING))
+    path = write_enhanced(
+        tmp_path / "e" / "mf.dcm",
+        raw,
+        spacing_zyx=SPACING,
+        frame_order=ORDER,
+        transfer_syntax=ts,
+        offsets=offsets,
+    )
+    (head,) = next(iter(discover_headers(path.parent).values()))
+    assert isinstance(head.pixel, MultiFrameRef)
+    assert head.pixel.native == (ts is None)
+    if ts in (JPEG2000Lossless, JPEGLSLossless):
+        pytest.importorskip("imagecodecs")
+        assert head.pixel.codec is not None
+    if ts != RLELossless:  # native and JPEG frames never go through pydicom's decoders
+        no_pydicom_frames(monkeypatch)
+    enhanced = one_series(path.parent)
+    monkeypatch.undo()
+    assert_same_series(enhanced, classic)
+    np.testing.assert_array_equal(enhanced.raw, raw)
+    assert enhanced.files == (path,)
+    # Bit-identical to pydicom's own decoding of the whole file, frame by frame.
+    stored = pydicom.dcmread(path).pixel_array
+    np.testing.assert_array_equal(enhanced.raw[ORDER], stored)
+
+
+def test_per_frame_rescale_and_oblique_geometry(tmp_path: Path) -> None:
+    raw = chest_phantom(SHAPE, seed=2)
+    slopes = [1.0, 0.5, 2.0, 1.0, 0.25]
+    intercepts = [-1024.0, -1000.0, -1024.0, -3.5, 0.0]
+    rot = rotation((1.0, 2.0, 0.5), 23.0)
+    kw = {"spacing_zyx": (1.5, 0.7, 0.9), "slopes": slopes, "intercepts": intercepts, "rot": rot}
+    classic = load_series(write_series(tmp_path / "c", raw, **kw))  # type: ignore[arg-type]
+    path = write_enhanced(tmp_path / "e" / "mf.dcm", raw, shared_rescale=False, frame_order=ORDER, **kw)  # type: ignore[arg-type]
+    enhanced = one_series(path.parent)
+    assert_same_series(enhanced, classic)
+    np.testing.assert_array_equal(enhanced.slopes, slopes)
+    # Shared rescale: one slope and intercept for every frame.
+    shared = write_enhanced(tmp_path / "s" / "mf.dcm", raw, spacing_zyx=SPACING, slopes=[0.5] * 5)
+    series = one_series(shared.parent)
+    assert set(series.slopes) == {0.5} and set(series.intercepts) == {-1024.0}
+
+
+def test_unused_high_bits_of_native_frames_are_corrected_like_pydicom(tmp_path: Path) -> None:
+    rng = np.random.default_rng(5)
+    stored = rng.integers(-2048, 2048, size=(4, 16, 12))
+    words = ((stored & 0x0FFF) | (rng.integers(0, 16, size=stored.shape) << 12)).astype(np.uint16)
+    path = write_enhanced(
+        tmp_path / "e" / "mf.dcm",
+        words.view(np.int16),
+        spacing_zyx=SPACING,
+        frame_order=[2, 3, 0, 1],
+        extra={"BitsStored": 12, "HighBit": 11},
+    )
+    series = one_series(path.parent)
+    np.testing.assert_array_equal(series.raw.astype(np.int64), stored)
+    np.testing.assert_array_equal(series.raw[[2, 3, 0, 1]], pydicom.dcmread(path).pixel_array)
+
+
+def test_a_series_split_across_two_multiframe_files_is_one_volume(tmp_path: Path) -> None:
+    raw = chest_phantom(SHAPE, seed=3)
+    classic = load_series(write_series(tmp_path / "c", raw, spacing_zyx=SPACING))
+    uid = "1.2.826.0.1.3680043.99.1"
+    first = write_enhanced(
+        tmp_path / "e" / "a.dcm", raw, spacing_zyx=SPACING, frame_order=[4, 0], series_uid=uid
+    )
+    second = write_enhanced(
+        tmp_path / "e" / "b.dcm", raw, spacing_zyx=SPACING, frame_order=[2, 3, 1], series_uid=uid
+    )
+    series = one_series(tmp_path / "e")
+    assert_same_series(series, classic)
+    assert set(series.files) == {first, second}
+
+
+def write_bad(folder: Path, case: str, uid: str | None = None) -> Path:
+    """An enhanced file that is not one regular stack."""
+    raw = chest_phantom(SHAPE, seed=4)
+    path = folder / "mf.dcm"
+    if case == "two-at-one-position":
+        return write_enhanced(path, raw, spacing_zyx=SPACING, positions_mm=[0, 2, 2, 4, 6], series_uid=uid)
+    if case == "missing-frame":
+        return write_enhanced(path, raw, spacing_zyx=SPACING, positions_mm=[0, 2, 4, 8, 10], series_uid=uid)
+    if case == "mixed-orientation":
+        tilted = list(rotation((0, 0, 1), 30.0)[:, 0]) + list(rotation((0, 0, 1), 30.0)[:, 1])
+        iops = [[1, 0, 0, 0, 1, 0]] * 4 + [tilted]
+        return write_enhanced(path, raw, spacing_zyx=SPACING, orientations=iops, series_uid=uid)
+    if case == "two-stacks":  # distinct positions, but StackID 1 and 2 interleaved
+        return write_enhanced(
+            path, raw, spacing_zyx=SPACING, stack_ids=["1", "2", "1", "2", "1"], series_uid=uid
+        )
+    if case == "no-geometry":
+        path = write_enhanced(path, raw, spacing_zyx=SPACING, series_uid=uid)
+        ds = pydicom.dcmread(path)
+        for frame in ds.PerFrameFunctionalGroupsSequence:
+            del frame.PlanePositionSequence
+        ds.save_as(path, enforce_file_format=True)
+        return path
+    raise AssertionError(case)
+
+
+@pytest.mark.parametrize(
+    ("case", "error", "text"),
+    [
+        ("two-at-one-position", NotOneStackError, "two frames at the same position"),
+        ("missing-frame", MissingSliceError, "1 frame(s) missing"),
+        (
+            "mixed-orientation",
+            MixedOrientationError,
+            "2 different ImageOrientationPatient values across 5 frames",
+        ),
+        ("two-stacks", NotOneStackError, "frames of 2 stacks (StackID 1, 2)"),
+        ("no-geometry", SeriesError, "frame 1: missing or malformed ImagePositionPatient"),
+    ],
+)
+def test_what_is_not_one_stack_is_refused_in_one_line(
+    tmp_path: Path, case: str, error: type[SeriesError], text: str
+) -> None:
+    write_bad(tmp_path, case)
+    with pytest.raises(error) as err:
+        one_series(tmp_path)
+    assert text in str(err.value) and "\n" not in str(err.value)
+
+
+def test_multiframe_without_functional_groups_is_refused() -> None:
+    """pydicom's RT dose (15 frames on a grid, no functional groups): not an image stack."""
+    with pytest.raises(SeriesError, match="no functional groups geometry"):
+        load_series([get_testdata_file("rtdose.dcm")])
