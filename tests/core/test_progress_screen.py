@@ -27,7 +27,7 @@ def test_a_real_cohort_log_passes_unchanged(tmp_path: Path, capsys: pytest.Captu
     make_cohort(tmp_path / "in")  # three good series and one with two slices at one position
     assert run(argv(tmp_path / "in", tmp_path / "out")) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert "tre-series: 4/4 failed: invalid-series" in lines
+    assert "tre-series: 4/4 failed: not-one-stack" in lines
     assert shown(_screen(), lines) == lines
 
 

@@ -78,7 +78,7 @@ def test_bad_series_never_fails_the_cohort_and_log_has_no_identifiers(
     tracker = ProgressTracker()
     assert all((item := parse(line)) is not None and tracker.accept(item) for line in lines[:-1]), lines
     assert lines[0] == "tre-progress: 0/4 series done, 0 failed"
-    assert "tre-series: 4/4 failed: invalid-series" in lines  # duplicate positions: a code, no text
+    assert "tre-series: 4/4 failed: not-one-stack" in lines  # duplicate positions: a code, no text
     assert lines[-2] == "tre-progress: 4/4 series done, 1 failed"
     assert DONE.match(lines[-1]) and lines[-1].startswith("done 4 series: ok 3 resumed 0 failed 1")
     assert "1.2.826" not in captured.out + captured.err  # no UIDs, paths or reasons in the log

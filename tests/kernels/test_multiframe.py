@@ -9,18 +9,25 @@ phantom as the classic series: pydicom's bundled test files have no enhanced CT/
 
 from __future__ import annotations
 
+import importlib.util
+import json
+import shutil
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
 from pydicom.data import get_testdata_file
+from pydicom.encaps import encapsulate, generate_frames
 from pydicom.uid import JPEG2000Lossless, JPEGLSLossless, RLELossless
 
 from tests.kernels.synth import chest_phantom, rotation, write_enhanced, write_series
+from tests.kernels.test_cohort import argv, manifest
 from tre.kernels import dicom
 from tre.kernels.dicom import Series, discover_headers, load_series
 from tre.kernels.errors import MissingSliceError, MixedOrientationError, NotOneStackError, SeriesError
+from tre.kernels.job import run
 from tre.kernels.multiframe import MultiFrameRef
 
 SPACING = (2.0, 0.8, 0.8)
@@ -202,3 +209,87 @@ def test_multiframe_without_functional_groups_is_refused() -> None:
     """pydicom's RT dose (15 frames on a grid, no functional groups): not an image stack."""
     with pytest.raises(SeriesError, match="no functional groups geometry"):
         load_series([get_testdata_file("rtdose.dcm")])
+
+
+def corrupt_frame(path: Path, index: int) -> None:
+    """Replace one encapsulated frame by a JPEG 2000 codestream that stops after SIZ."""
+    ds = pydicom.dcmread(path)
+    frames = list(generate_frames(ds.PixelData, number_of_frames=int(ds.NumberOfFrames)))
+    frames[index] = b"\xff\x4f\xff\x51" + b"\x00" * 60
+    ds.PixelData = encapsulate(frames)
+    ds.save_as(path, enforce_file_format=True)
+
+
+def test_cohort_of_enhanced_series_matches_the_classic_output_and_bad_ones_fail_alone(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The job end to end: enhanced series (native, RLE, JPEG 2000) give the classic series'
+    output bit for bit; each refusal fails its series only, with its code in the log."""
+    have_j2k = importlib.util.find_spec("openjpeg") is not None
+    raw = chest_phantom(SHAPE, seed=6)
+    root = tmp_path / "in"
+    write_series(root / "classic", raw, spacing_zyx=SPACING, series_uid="1.2.826.0.9.11")
+    write_enhanced(
+        root / "native" / "mf.dcm", raw, spacing_zyx=SPACING, frame_order=ORDER, series_uid="1.2.826.0.9.12"
+    )
+    good = ["1.2.826.0.9.12"]
+    rle = root / "rle" / "mf.dcm"
+    write_enhanced(
+        rle,
+        raw,
+        spacing_zyx=SPACING,
+        transfer_syntax=RLELossless,
+        offsets="none",
+        series_uid="1.2.826.0.9.13",
+    )
+    good.append("1.2.826.0.9.13")
+    expected = {}
+    if have_j2k:
+        j2k = root / "j2k" / "mf.dcm"
+        kw = {
+            "spacing_zyx": SPACING,
+            "frame_order": ORDER,
+            "transfer_syntax": JPEG2000Lossless,
+            "offsets": "none",
+        }
+        write_enhanced(j2k, raw, series_uid="1.2.826.0.9.14", **kw)  # type: ignore[arg-type]
+        good.append("1.2.826.0.9.14")
+        write_enhanced(root / "broken" / "mf.dcm", raw, series_uid="1.2.826.0.9.15", **kw)  # type: ignore[arg-type]
+        corrupt_frame(root / "broken" / "mf.dcm", 2)
+        expected["1.2.826.0.9.15"] = ("undecodable-pixels", "frame 3: pixel data in transfer syntax")
+    cases = {
+        "two-at-one-position": ("not-one-stack", "two frames at the same position"),
+        "missing-frame": ("missing-slices", "1 frame(s) missing"),
+        "mixed-orientation": ("mixed-orientation", "different ImageOrientationPatient"),
+        "two-stacks": ("not-one-stack", "frames of 2 stacks"),
+        "no-geometry": ("invalid-series", "no functional groups geometry"),
+    }
+    for i, (case, want) in enumerate(cases.items()):
+        write_bad(root / case, case, uid=f"1.2.826.0.9.{21 + i}")
+        expected[f"1.2.826.0.9.{21 + i}"] = want
+    dose = root / "dose" / "rtdose.dcm"
+    dose.parent.mkdir()
+    shutil.copy(get_testdata_file("rtdose.dcm"), dose)
+    expected[str(pydicom.dcmread(dose, stop_before_pixels=True).SeriesInstanceUID)] = (
+        "invalid-series",
+        "no functional groups geometry",
+    )
+    out = tmp_path / "out"
+    assert run(argv(root, out)) == 0
+    log = capsys.readouterr().out
+    m = manifest(out)
+    assert m["counts"] == {"ok": 1 + len(good), "failed": len(expected)}
+    for uid, (code, text) in expected.items():
+        entry = m["series"][uid]
+        assert entry["status"] == "failed" and text in entry["reason"], entry
+        assert f"tre-series: {entry['index']}/{m['counts']['ok'] + len(expected)} failed: {code}" in log
+    assert "1.2.826" not in log and "frame" not in log  # codes only, no UIDs, paths or reasons
+    reference = (out / "1.2.826.0.9.11.nii.gz").read_bytes()
+    ref_img = nib.load(out / "1.2.826.0.9.11.nii.gz")
+    for uid in good:
+        img = nib.load(out / f"{uid}.nii.gz")
+        np.testing.assert_array_equal(np.asarray(img.dataobj), np.asarray(ref_img.dataobj))
+        np.testing.assert_array_equal(img.affine, ref_img.affine)
+        assert (out / f"{uid}.nii.gz").read_bytes() == reference  # the same output, byte for byte
+        side = json.loads((out / f"{uid}.json").read_text())
+        assert side["source_files"] == 1 and side["source_shape_zyx"] == list(SHAPE)
