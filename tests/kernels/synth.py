@@ -223,7 +223,8 @@ def write_enhanced(
     def rescale(k: int) -> Dataset:
         slope = 1.0 if slopes is None else slopes[k]
         intercept = -1024.0 if intercepts is None else intercepts[k]
-        return item(RescaleSlope=f"{slope:g}", RescaleIntercept=f"{intercept:g}", RescaleType="HU")
+        kind = "BQML" if modality == "PT" else "HU"
+        return item(RescaleSlope=f"{slope:g}", RescaleIntercept=f"{intercept:g}", RescaleType=kind)
 
     shared = Dataset()
     if orientations is None:

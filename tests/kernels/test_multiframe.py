@@ -19,16 +19,25 @@ import numpy as np
 import pydicom
 import pytest
 from pydicom.data import get_testdata_file
+from pydicom.dataset import Dataset
 from pydicom.encaps import encapsulate, generate_frames
 from pydicom.uid import JPEG2000Lossless, JPEGLSLossless, RLELossless
 
 from tests.kernels.synth import chest_phantom, rotation, write_enhanced, write_series
 from tests.kernels.test_cohort import argv, manifest
+from tests.kernels.test_suv import F18_HALF_LIFE, pet_tags
 from tre.kernels import dicom
 from tre.kernels.dicom import Series, discover_headers, load_series
-from tre.kernels.errors import MissingSliceError, MixedOrientationError, NotOneStackError, SeriesError
+from tre.kernels.errors import (
+    MissingSliceError,
+    MixedOrientationError,
+    NotOneStackError,
+    SeriesError,
+    SuvError,
+)
 from tre.kernels.job import run
 from tre.kernels.multiframe import MultiFrameRef
+from tre.kernels.suv import to_suvbw
 
 SPACING = (2.0, 0.8, 0.8)
 SHAPE = (5, 40, 36)  # OpenJPEG does not encode much smaller frames
@@ -293,3 +302,70 @@ def test_cohort_of_enhanced_series_matches_the_classic_output_and_bad_ones_fail_
         assert (out / f"{uid}.nii.gz").read_bytes() == reference  # the same output, byte for byte
         side = json.loads((out / f"{uid}.json").read_text())
         assert side["source_files"] == 1 and side["source_shape_zyx"] == list(SHAPE)
+
+
+def enhanced_pet_tags(**over: object) -> dict[str, object]:
+    """The Enhanced PET modules' tags for the acquisition `tests.kernels.test_suv.pet_tags`
+    describes: injection 09:30, frames decay-corrected to 10:30."""
+    info = Dataset()
+    info.RadionuclideTotalDose = "370000000"
+    info.RadionuclideHalfLife = str(F18_HALF_LIFE)
+    info.RadiopharmaceuticalStartDateTime = "20240301093000"
+    tags: dict[str, object] = {
+        "AttenuationCorrected": "YES",
+        "DecayCorrected": "YES",
+        "DecayCorrectionDateTime": "20240301103000",
+        "PatientWeight": "75",
+        "RadiopharmaceuticalInformationSequence": [info],
+    }
+    tags.update(over)
+    return {k: v for k, v in tags.items() if v is not None}
+
+
+def test_enhanced_pet_gets_the_classic_suvbw_factor(tmp_path: Path) -> None:
+    raw = chest_phantom((4, 12, 10), seed=7)
+    classic = load_series(
+        write_series(tmp_path / "c", raw, spacing_zyx=SPACING, modality="PT", extra=pet_tags())
+    )
+    path = write_enhanced(
+        tmp_path / "e" / "mf.dcm", raw, spacing_zyx=SPACING, modality="PT", extra=enhanced_pet_tags()
+    )
+    enhanced = one_series(path.parent)
+    (classic_suv, classic_factor), (suv, factor) = to_suvbw(classic), to_suvbw(enhanced)
+    assert factor == pytest.approx(classic_factor, rel=1e-12)
+    np.testing.assert_allclose(suv.values(), classic_suv.values(), rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("over", "text"),
+    [
+        ({"DecayCorrected": "NO"}, "DecayCorrected NO"),
+        ({"DecayCorrectionDateTime": None}, "DecayCorrectionDateTime"),
+        ({"DecayCorrectionDateTime": "20240301090000"}, "after the decay reference time"),
+    ],
+)
+def test_enhanced_pet_without_what_suvbw_needs_is_refused(
+    tmp_path: Path, over: dict[str, object], text: str
+) -> None:
+    raw = chest_phantom((2, 12, 10), seed=7)
+    path = write_enhanced(
+        tmp_path / "e" / "mf.dcm", raw, spacing_zyx=SPACING, modality="PT", extra=enhanced_pet_tags(**over)
+    )
+    with pytest.raises(SuvError, match=text) as err:
+        to_suvbw(one_series(path.parent))
+    assert "\n" not in str(err.value)
+
+
+def test_enhanced_pet_not_in_bqml_is_refused(tmp_path: Path) -> None:
+    path = write_enhanced(
+        tmp_path / "e" / "mf.dcm",
+        chest_phantom((2, 12, 10)),
+        spacing_zyx=SPACING,
+        modality="PT",
+        extra=enhanced_pet_tags(),
+    )
+    ds = pydicom.dcmread(path)
+    ds.SharedFunctionalGroupsSequence[0].PixelValueTransformationSequence[0].RescaleType = "CNTS"
+    ds.save_as(path, enforce_file_format=True)
+    with pytest.raises(SuvError, match="RescaleType is CNTS, not BQML"):
+        to_suvbw(one_series(path.parent))

@@ -4,6 +4,13 @@ SUVbw = activity concentration (Bq/mL) * body weight (g) / injected dose decayed
 scan reference time (Bq). The factor is only meaningful for attenuation- and decay-
 corrected images in BQML, so anything else is refused with the reason instead of producing
 plausible-looking but wrong numbers.
+
+An Enhanced PET image (one multi-frame file, `tre.kernels.multiframe`) records the same facts
+in other tags, which `enhanced_suvbw_factor` reads: the units are the Pixel Value
+Transformation's RescaleType (BQML), the corrections are AttenuationCorrected and
+DecayCorrected (YES), and the time the frames are decay-corrected to is stated outright
+(DecayCorrectionDateTime), so the QIBA rules for guessing it from SeriesTime are not needed.
+An enhanced header that keeps the classic tags at the top level (Units) takes the classic path.
 """
 
 from __future__ import annotations
@@ -113,6 +120,70 @@ def suvbw_factor(header: Dataset, earliest_acquisition: datetime | None = None) 
     return weight * 1000.0 / decayed
 
 
+def _is_enhanced(header: Dataset) -> bool:
+    """A multi-frame header with functional groups and without the classic PET Units."""
+    groups = "SharedFunctionalGroupsSequence" in header or "PerFrameFunctionalGroupsSequence" in header
+    return groups and "Units" not in header
+
+
+def _rescale_types(header: Dataset) -> set[str]:
+    """RescaleType of the Pixel Value Transformation, shared or of every frame."""
+    found: set[str] = set()
+    for groups in (
+        header.get("SharedFunctionalGroupsSequence") or [],
+        header.get("PerFrameFunctionalGroupsSequence") or [],
+    ):
+        for group in groups:
+            for item in group.get("PixelValueTransformationSequence") or []:
+                if item.get("RescaleType"):
+                    found.add(str(item.RescaleType).strip().upper())
+    return found
+
+
+def enhanced_suvbw_factor(header: Dataset) -> float:
+    """Multiplier from Bq/mL to SUVbw (g/mL) for an Enhanced PET multi-frame image."""
+    if str(header.get("Modality", "")) != "PT":
+        raise SuvError(f"SUVbw is for PET (Modality PT), not {header.get('Modality', 'unknown')}")
+    units = _rescale_types(header)
+    if units != {"BQML"}:
+        shown = "/".join(sorted(units)) or "missing"
+        raise SuvError(
+            f"enhanced PET RescaleType is {shown}, not BQML: SUVbw needs activity concentration in Bq/mL"
+        )
+    for keyword in ("AttenuationCorrected", "DecayCorrected"):
+        flag = str(_require(header, keyword, "must be YES")).strip().upper()
+        if flag != "YES":
+            raise SuvError(
+                f"enhanced PET image has {keyword} {flag}: SUVbw needs attenuation- and decay-corrected data"
+            )
+    reference = _parse_dt(
+        str(_require(header, "DecayCorrectionDateTime", "decay reference")), "DecayCorrectionDateTime"
+    )
+    weight = float(_require(header, "PatientWeight", "body weight in kg"))  # type: ignore[arg-type]
+    if not weight > 0:
+        raise SuvError(f"PatientWeight {weight} kg is not a positive body weight")
+    seq = header.get("RadiopharmaceuticalInformationSequence")
+    if not seq:
+        raise SuvError("PET SUVbw needs RadiopharmaceuticalInformationSequence; it is missing")
+    info = seq[0]
+    dose = float(_require(info, "RadionuclideTotalDose", "injected activity in Bq"))  # type: ignore[arg-type]
+    half_life = float(_require(info, "RadionuclideHalfLife", "in seconds"))  # type: ignore[arg-type]
+    if not dose > 0 or not half_life > 0:
+        raise SuvError(
+            f"RadionuclideTotalDose {dose} Bq / RadionuclideHalfLife {half_life} s must be positive"
+        )
+    injected = _parse_dt(
+        str(_require(info, "RadiopharmaceuticalStartDateTime", "injection date and time")),
+        "RadiopharmaceuticalStartDateTime",
+    )
+    elapsed = (reference - injected).total_seconds()
+    if elapsed < 0:
+        raise SuvError(
+            f"injection time {injected.isoformat()} is after the decay reference time {reference.isoformat()}"
+        )
+    return weight * 1000.0 / (dose * math.pow(2.0, -elapsed / half_life))
+
+
 def earliest_acquisition(series: Series) -> datetime | None:
     """First AcquisitionDate/Time over the series' files (headers only), if recorded."""
     import pydicom
@@ -129,8 +200,11 @@ def earliest_acquisition(series: Series) -> datetime | None:
 
 def to_suvbw(series: Series) -> tuple[Series, float]:
     """The series with SUVbw folded into its per-slice rescale, and the factor used."""
-    factor = suvbw_factor(series.header, earliest_acquisition(series))
+    if _is_enhanced(series.header):
+        factor = enhanced_suvbw_factor(series.header)
+    else:
+        factor = suvbw_factor(series.header, earliest_acquisition(series))
     return series.with_rescale(series.slopes * factor, series.intercepts * factor), factor
 
 
-__all__ = ["earliest_acquisition", "scan_reference_time", "suvbw_factor", "to_suvbw"]
+__all__ = ["earliest_acquisition", "enhanced_suvbw_factor", "scan_reference_time", "suvbw_factor", "to_suvbw"]
