@@ -4,8 +4,13 @@ Slices are grouped by SeriesInstanceUID and ordered by ImagePositionPatient proj
 the slice normal (row x column direction cosines) -- never by InstanceNumber, which
 scanners and anonymisers renumber freely. Spacing along z comes from those positions, not
 from SliceThickness. Anything that would silently produce a wrong volume (gaps, mixed
-orientations, uneven spacing, sheared stacks, undecodable pixels) raises a `SeriesError`
-whose message says what is wrong and where.
+orientations, uneven spacing, sheared stacks, several stacks or phases, undecodable pixels)
+raises a `SeriesError` whose message says what is wrong and where.
+
+An enhanced multi-frame file (`tre.kernels.multiframe`) contributes one plane per frame, with
+the frame's geometry and rescale from its functional groups; from there on frames and classic
+slices are ordered, checked and stacked by the same code, so a multi-frame series gives the
+volume the same series stored one slice per file gives.
 """
 
 from __future__ import annotations
@@ -669,7 +674,9 @@ def load_series(
     ``files``: paths, or the `SliceHeader` records `discover_headers` read (then only a file
     changed since has its header read again). Headers come first (up to Pixel Data), then
     the pixels go straight into the volume in position order: native slices by one read
-    each, the others through pydicom's decoders. ``pool``: an executor that reads and decodes
+    each (native multi-frame files by one read per run of frames in volume order), JPEG 2000,
+    JPEG-LS and JPEG lossless slices and frames decoded into their rows, the others through
+    pydicom's decoders. ``pool``: an executor that reads and decodes
     slices concurrently; ``decode_pool``: one for compressed pixel data only (a process pool:
     JPEG 2000 decoding is CPU-bound and decoders may hold the GIL). The result does not
     depend on the executors, nor on whether the headers were given.
