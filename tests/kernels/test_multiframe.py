@@ -21,10 +21,12 @@ import pytest
 from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset
 from pydicom.encaps import encapsulate, generate_frames
-from pydicom.uid import JPEG2000Lossless, JPEGLSLossless, RLELossless
+from pydicom.filewriter import dcmwrite
+from pydicom.uid import ExplicitVRBigEndian, JPEG2000Lossless, JPEGLSLossless, RLELossless
 
 from tests.kernels.synth import chest_phantom, rotation, write_enhanced, write_series
 from tests.kernels.test_cohort import argv, manifest
+from tests.kernels.test_header_reuse import _forked
 from tests.kernels.test_suv import F18_HALF_LIFE, pet_tags
 from tre.kernels import dicom
 from tre.kernels.dicom import Series, discover_headers, load_series
@@ -369,3 +371,28 @@ def test_enhanced_pet_not_in_bqml_is_refused(tmp_path: Path) -> None:
     ds.save_as(path, enforce_file_format=True)
     with pytest.raises(SuvError, match="RescaleType is CNTS, not BQML"):
         to_suvbw(one_series(path.parent))
+
+
+def test_big_endian_enhanced_file_is_decoded_whole_by_pydicom(tmp_path: Path) -> None:
+    """Explicit VR Big Endian (retired): no fast path, pydicom decodes the whole file once and
+    its frames are copied into their rows, in the machine's byte order."""
+    raw = chest_phantom((4, 12, 10), seed=8)
+    path = write_enhanced(tmp_path / "e" / "mf.dcm", raw, spacing_zyx=SPACING, frame_order=[2, 0, 3, 1])
+    ds = pydicom.dcmread(path)
+    ds.file_meta.TransferSyntaxUID = ExplicitVRBigEndian
+    ds.PixelData = np.frombuffer(ds.PixelData, "<i2").astype(">i2").tobytes()
+    dcmwrite(path, ds, implicit_vr=False, little_endian=False, force_encoding=True)
+    (head,) = next(iter(discover_headers(path.parent).values()))
+    assert head.pixel is None
+    series = one_series(path.parent)
+    assert series.raw.dtype.isnative
+    np.testing.assert_array_equal(series.raw, raw)
+    np.testing.assert_array_equal(series.raw[[2, 0, 3, 1]], pydicom.dcmread(path).pixel_array)
+
+
+def test_forked_discovery_carries_the_frame_tables(tmp_path: Path) -> None:
+    write_enhanced(
+        tmp_path / "a" / "mf.dcm", chest_phantom((3, 8, 8)), spacing_zyx=SPACING, frame_order=[1, 2, 0]
+    )
+    write_series(tmp_path / "b", chest_phantom((2, 8, 8)), spacing_zyx=SPACING)
+    assert _forked(tmp_path, 1) == "1 True True"  # the same records, FrameTable included

@@ -247,13 +247,13 @@ def _pixels(ds: Dataset, where: Path, frames: int = 1) -> np.ndarray:
         arr = ds.pixel_array
     except Exception as exc:  # noqa: BLE001 - pydicom raises many types for missing decoders
         raise _undecodable(where, tsyntax, exc) from exc
-    if frames > 1 and arr.ndim == 3 and arr.shape[0] == frames:
-        return native_byte_order(arr)
-    if arr.ndim != 2:
+    if frames > 1 and (arr.ndim != 3 or arr.shape[0] != frames):
+        raise SeriesError(f"{where}: expected {frames} frames, got pixel array of shape {arr.shape}")
+    if frames == 1 and arr.ndim != 2:
         raise SeriesError(f"{where}: expected a 2-D slice, got pixel array of shape {arr.shape}")
     # Explicit VR Big Endian (retired, still in archives) decodes to big-endian arrays, which
     # the kernels cannot take: the volume is always in the machine's byte order.
-    return native_byte_order(arr if frames == 1 else arr[None])
+    return native_byte_order(arr)
 
 
 def native_byte_order(arr: np.ndarray) -> np.ndarray:
@@ -513,6 +513,7 @@ def _assemble(
         placed += [(k, arr, where) for (k, _f, where), arr in zip(later, arrays, strict=True)]  # type: ignore[misc]
     for head, pairs in whole:
         stack = _pixels(pydicom.dcmread(head.path), head.path, len(head.frames or ()) or 1)
+        stack = stack[None] if stack.ndim == 2 else stack  # an enhanced image of one frame
         placed += [(k, stack[i], f"{head.path} frame {i + 1}") for k, i in pairs]
     for k, plane, where in placed:
         if plane.shape != (rows, cols):
