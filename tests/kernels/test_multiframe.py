@@ -183,6 +183,18 @@ def write_bad(folder: Path, case: str, uid: str | None = None) -> Path:
         return write_enhanced(
             path, raw, spacing_zyx=SPACING, stack_ids=["1", "2", "1", "2", "1"], series_uid=uid
         )
+    if case in ("two-phases", "two-b-values"):  # distinct positions, per-frame dimension values
+        path = write_enhanced(path, raw, spacing_zyx=SPACING, series_uid=uid)
+        ds = pydicom.dcmread(path)
+        for i, frame in enumerate(ds.PerFrameFunctionalGroupsSequence):
+            if case == "two-phases":
+                frame.FrameContentSequence[0].TemporalPositionIndex = 1 + i % 2
+            else:
+                diffusion = Dataset()
+                diffusion.DiffusionBValue = [0.0, 1000.0][i % 2]
+                frame.MRDiffusionSequence = [diffusion]
+        ds.save_as(path, enforce_file_format=True)
+        return path
     if case == "no-geometry":
         path = write_enhanced(path, raw, spacing_zyx=SPACING, series_uid=uid)
         ds = pydicom.dcmread(path)
@@ -204,6 +216,12 @@ def write_bad(folder: Path, case: str, uid: str | None = None) -> Path:
             "2 different ImageOrientationPatient values across 5 frames",
         ),
         ("two-stacks", NotOneStackError, "frames of 2 stacks (StackID 1, 2)"),
+        (
+            "two-phases",
+            NotOneStackError,
+            "frames of 2 temporal positions (phases) (TemporalPositionIndex 1, 2)",
+        ),
+        ("two-b-values", NotOneStackError, "frames of 2 b-values (DiffusionBValue 0.0, 1000.0)"),
         ("no-geometry", SeriesError, "frame 1: missing or malformed ImagePositionPatient"),
     ],
 )
