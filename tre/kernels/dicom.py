@@ -132,7 +132,9 @@ class SliceHeader:
     this record well under 1 KB, so a cohort of thousands of files keeps them all. Values
     that are missing or malformed are None here and refused by `load_series` with the
     message it always gave. ``stamp`` is checked before the pixels are read: a file changed
-    since discovery has its header read again.
+    since discovery has its header read again. A multi-frame file is one record too, its
+    per-frame geometry and rescale in ``frames`` (a `FrameTable`, tens of bytes a frame) and
+    its top-level geometry fields unused; ``pixel`` is then a `MultiFrameRef` (or None).
     """
 
     path: Path
