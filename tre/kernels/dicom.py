@@ -467,30 +467,8 @@ def _assemble(
             slices.append(k)
         else:
             files.setdefault(p.head.path, (p.head, []))[1].append((k, p.frame))
-    later: list[tuple[int, Callable[[], np.ndarray], str]] = []  # (row, pydicom decode, where)
-    tasks: list[Callable[[], list[int]]] = []  # fill rows; return classic rows to retry
-    whole: list[tuple[SliceHeader, list[tuple[int, int]]]] = []  # pydicom decodes the whole file
-    for head, pairs in files.values():
-        ref = head.pixel
-        if not isinstance(ref, MultiFrameRef) or (mixed and ref.direct):
-            whole.append((head, pairs))
-            continue
-        if ref.native:
-            tasks.append(partial(_read_frames, head.path, ref, pairs, volume))
-            continue
-        try:
-            frames = split_frames(head.path, ref)  # one read of the pixel data
-        except (OSError, ValueError, KeyError, TypeError):  # pydicom reads it, or says why not
-            whole.append((head, pairs))
-            continue
-        for k, i in pairs:
-            where = f"{head.path} frame {i + 1}"
-            fallback = _frame_decoder(frames[i], ref, rows, cols, where)
-            if ref.codec is not None and volume is not None:
-                fast = FrameRef(ref.offset, ref.codec, ref.signed, ref.bits_stored)
-                tasks.append(partial(_fast_frame, frames[i], fast, volume, k, where, fallback, later))
-            else:
-                later.append((k, fallback, where))
+    plan = _plan_frames(list(files.values()), volume, mixed, rows, cols)
+    tasks, later, whole = plan.tasks, plan.later, plan.whole
     chosen = set(direct)
     for k in slices:
         pixel = planes[k].head.pixel
@@ -527,6 +505,55 @@ def _assemble(
         volume[k] = plane
     assert volume is not None  # noqa: S101 - a series has at least one plane
     return volume
+
+
+Decode = Callable[[], np.ndarray]
+
+
+@dataclass
+class _FramePlan:
+    """How the frames of a series' multi-frame files reach the volume."""
+
+    tasks: list[Callable[[], list[int]]]  # into the volume, on the threads (return: rows to retry)
+    later: list[tuple[int, Decode, str]]  # (row, pydicom's decoding of its frame, where)
+    whole: list[tuple[SliceHeader, list[tuple[int, int]]]]  # files pydicom decodes whole
+
+
+def _plan_frames(
+    files: list[tuple[SliceHeader, list[tuple[int, int]]]],
+    volume: np.ndarray | None,
+    mixed: bool,
+    rows: int,
+    cols: int,
+) -> _FramePlan:
+    """Native files: one task reading their runs of frames; encapsulated files: split from
+    one read, a fast-path task per JPEG frame, pydicom for the others; anything that cannot
+    be located or split: pydicom decodes the whole file. ``files``: (header, (row, frame))."""
+    plan = _FramePlan([], [], [])
+    for head, pairs in files:
+        ref = head.pixel
+        if not isinstance(ref, MultiFrameRef) or (mixed and ref.direct):
+            plan.whole.append((head, pairs))
+            continue
+        if ref.native:
+            plan.tasks.append(partial(_read_frames, head.path, ref, pairs, volume))
+            continue
+        try:
+            frames = split_frames(head.path, ref)  # one read of the pixel data
+        except (OSError, ValueError, KeyError, TypeError):  # pydicom reads it, or says why not
+            plan.whole.append((head, pairs))
+            continue
+        for k, i in pairs:
+            where = f"{head.path} frame {i + 1}"
+            fallback = _frame_decoder(frames[i], ref, rows, cols, where)
+            if ref.codec is not None and volume is not None:
+                fast = FrameRef(ref.offset, ref.codec, ref.signed, ref.bits_stored)
+                plan.tasks.append(
+                    partial(_fast_frame, frames[i], fast, volume, k, where, fallback, plan.later)
+                )
+            else:
+                plan.later.append((k, fallback, where))
+    return plan
 
 
 def _run(task: Callable[[], list[int]]) -> list[int]:
