@@ -1,7 +1,7 @@
 """Enhanced multi-frame DICOM (one file per series) loads like the same series stored as one
 slice per file: same pixels, geometry and rescale, bit-identical to pydicom's `pixel_array`,
-native and compressed (RLE, JPEG 2000, JPEG-LS; Basic, empty or Extended Offset Table), frames
-in any order; and what is not one spatial stack is refused in one line.
+native and compressed (RLE, JPEG 2000, JPEG-LS, JPEG lossless; Basic, empty or Extended Offset
+Table), frames in any order; and what is not one spatial stack is refused in one line.
 
 The files are written here with pydicom (`tests.kernels.synth.write_enhanced`) from the same
 phantom as the classic series: pydicom's bundled test files have no enhanced CT/MR.
@@ -22,9 +22,22 @@ from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset
 from pydicom.encaps import encapsulate, generate_frames
 from pydicom.filewriter import dcmwrite
-from pydicom.uid import ExplicitVRBigEndian, JPEG2000Lossless, JPEGLSLossless, RLELossless
+from pydicom.uid import (
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    JPEG2000Lossless,
+    JPEGLosslessSV1,
+    JPEGLSLossless,
+    RLELossless,
+)
 
-from tests.kernels.synth import chest_phantom, rotation, write_enhanced, write_series
+from tests.kernels.synth import (
+    chest_phantom,
+    compress_files_jpeg_lossless_gdcm,
+    rotation,
+    write_enhanced,
+    write_series,
+)
 from tests.kernels.test_cohort import argv, manifest
 from tests.kernels.test_header_reuse import _forked
 from tests.kernels.test_suv import F18_HALF_LIFE, pet_tags
@@ -62,6 +75,19 @@ def assert_same_series(a: Series, b: Series) -> None:
     np.testing.assert_array_equal(a.direction, b.direction)
 
 
+def compress_jpeg_lossless(path: Path) -> None:
+    """JPEG lossless SV1 frames by GDCM (pydicom cannot encode it), in the file's own
+    functional groups: GDCM's writer rebuilds those from its image model (it recomputed the
+    frame positions in file order), so only its encapsulated pixel data is kept."""
+    pytest.importorskip("gdcm")
+    original = pydicom.dcmread(path)
+    compress_files_jpeg_lossless_gdcm([path])
+    compressed = pydicom.dcmread(path)
+    original.file_meta.TransferSyntaxUID = compressed.file_meta.TransferSyntaxUID
+    original.PixelData = compressed.PixelData
+    original.save_as(path, enforce_file_format=True)
+
+
 def no_pydicom_frames(monkeypatch: pytest.MonkeyPatch) -> None:
     """Fail the test if any frame falls back to pydicom's decoders (the fast path must hold)."""
 
@@ -82,6 +108,7 @@ def no_pydicom_frames(monkeypatch: pytest.MonkeyPatch) -> None:
         (JPEG2000Lossless, "none"),
         (JPEGLSLossless, "basic"),
         (JPEGLSLossless, "extended"),
+        (JPEGLosslessSV1, "gdcm"),
     ],
 )
 def test_enhanced_file_loads_like_the_classic_series(
@@ -93,18 +120,24 @@ def test_enhanced_file_loads_like_the_classic_series(
         pytest.importorskip("jpeg_ls", reason="JPEG-LS encoder not installed")
     raw = chest_phantom(SHAPE, seed=1)
     classic = load_series(write_series(tmp_path / "c", raw, spacing_zyx=SPACING))
-    path = write_enhanced(
-        tmp_path / "e" / "mf.dcm",
-        raw,
-        spacing_zyx=SPACING,
-        frame_order=ORDER,
-        transfer_syntax=ts,
-        offsets=offsets,
-    )
+    if ts == JPEGLosslessSV1:
+        path = write_enhanced(tmp_path / "e" / "mf.dcm", raw, spacing_zyx=SPACING, frame_order=ORDER)
+        compress_jpeg_lossless(path)
+    else:
+        path = write_enhanced(
+            tmp_path / "e" / "mf.dcm",
+            raw,
+            spacing_zyx=SPACING,
+            frame_order=ORDER,
+            transfer_syntax=ts,
+            offsets=offsets,
+        )
+    header = pydicom.dcmread(path, stop_before_pixels=True)
+    assert header.file_meta.TransferSyntaxUID == (ts or ExplicitVRLittleEndian)
     (head,) = next(iter(discover_headers(path.parent).values()))
     assert isinstance(head.pixel, MultiFrameRef)
     assert head.pixel.native == (ts is None)
-    if ts in (JPEG2000Lossless, JPEGLSLossless):
+    if ts in (JPEG2000Lossless, JPEGLSLossless, JPEGLosslessSV1):
         pytest.importorskip("imagecodecs")
         assert head.pixel.codec is not None
     if ts != RLELossless:  # native and JPEG frames never go through pydicom's decoders
