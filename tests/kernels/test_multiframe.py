@@ -49,6 +49,7 @@ from tre.kernels.errors import (
     NotOneStackError,
     SeriesError,
     SuvError,
+    UndecodableError,
 )
 from tre.kernels.job import run
 from tre.kernels.multiframe import MultiFrameRef
@@ -447,3 +448,27 @@ def test_forked_discovery_carries_the_frame_tables(tmp_path: Path) -> None:
     )
     write_series(tmp_path / "b", chest_phantom((2, 8, 8)), spacing_zyx=SPACING)
     assert _forked(tmp_path, 1) == "1 True True"  # the same records, FrameTable included
+
+
+@pytest.mark.parametrize(
+    ("ts", "bot"), [(RLELossless, True), (RLELossless, False), (JPEG2000Lossless, False)]
+)
+def test_frames_in_several_fragments(tmp_path: Path, ts: str, bot: bool) -> None:
+    """Two fragments per frame: split by the Basic Offset Table, or without one by the
+    JPEG end-of-image marker; RLE frames have none, so without a table they are refused."""
+    if ts == JPEG2000Lossless:
+        pytest.importorskip("openjpeg", reason="JPEG 2000 encoder not installed")
+    raw = chest_phantom(SHAPE, seed=9)
+    path = write_enhanced(
+        tmp_path / "e" / "mf.dcm", raw, spacing_zyx=SPACING, frame_order=ORDER, transfer_syntax=ts
+    )
+    ds = pydicom.dcmread(path)
+    frames = list(generate_frames(ds.PixelData, number_of_frames=len(ORDER)))
+    ds.PixelData = encapsulate(frames, fragments_per_frame=2, has_bot=bot)
+    ds.save_as(path, enforce_file_format=True)
+    if ts == RLELossless and not bot:
+        with pytest.raises(UndecodableError, match="does not split into its 5 frames") as err:
+            one_series(path.parent)
+        assert "Offset Table" in str(err.value) and "\n" not in str(err.value)
+        return
+    np.testing.assert_array_equal(one_series(path.parent).raw, raw)

@@ -491,9 +491,8 @@ def _assemble(
     if later:
         arrays = mapper(lambda item: item[1](), later)
         placed += [(k, arr, where) for (k, _f, where), arr in zip(later, arrays, strict=True)]  # type: ignore[misc]
-    for head, pairs in whole:
-        stack = _pixels(pydicom.dcmread(head.path), head.path, len(head.frames or ()) or 1)
-        stack = stack[None] if stack.ndim == 2 else stack  # an enhanced image of one frame
+    for head, pairs, unsplit in whole:
+        stack = _decode_whole(head, unsplit)
         placed += [(k, stack[i], f"{head.path} frame {i + 1}") for k, i in pairs]
     for k, plane, where in placed:
         if plane.shape != (rows, cols):
@@ -516,7 +515,8 @@ class _FramePlan:
 
     tasks: list[Callable[[], list[int]]]  # into the volume, on the threads (return: rows to retry)
     later: list[tuple[int, Decode, str]]  # (row, pydicom's decoding of its frame, where)
-    whole: list[tuple[SliceHeader, list[tuple[int, int]]]]  # files pydicom decodes whole
+    # Files pydicom decodes whole, with why their frames could not be split (None: not tried).
+    whole: list[tuple[SliceHeader, list[tuple[int, int]], str | None]]
 
 
 def _plan_frames(
@@ -533,15 +533,17 @@ def _plan_frames(
     for head, pairs in files:
         ref = head.pixel
         if not isinstance(ref, MultiFrameRef) or (mixed and ref.direct):
-            plan.whole.append((head, pairs))
+            plan.whole.append((head, pairs, None))
             continue
         if ref.native:
             plan.tasks.append(partial(_read_frames, head.path, ref, pairs, volume))
             continue
         try:
             frames = split_frames(head.path, ref)  # one read of the pixel data
-        except (OSError, ValueError, KeyError, TypeError):  # pydicom reads it, or says why not
-            plan.whole.append((head, pairs))
+        except (OSError, ValueError, KeyError, TypeError, StopIteration) as exc:  # pydicom may cope
+            plan.whole.append(
+                (head, pairs, str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+            )
             continue
         for k, i in pairs:
             where = f"{head.path} frame {i + 1}"
@@ -554,6 +556,24 @@ def _plan_frames(
             else:
                 plan.later.append((k, fallback, where))
     return plan
+
+
+def _decode_whole(head: SliceHeader, unsplit: str | None) -> np.ndarray:
+    """All frames of a multi-frame file decoded by pydicom, (frames, rows, cols). When its
+    encapsulated frames could not be split (``unsplit``: why) and pydicom cannot either, the
+    refusal says so: a frame in several fragments without an offset table has no marked end."""
+    frames = len(head.frames or ()) or 1
+    try:
+        stack = _pixels(pydicom.dcmread(head.path), head.path, frames)
+    except UndecodableError:
+        if unsplit is None:
+            raise
+        raise UndecodableError(
+            f"{head.path}: the encapsulated pixel data does not split into its {frames} frames "
+            f"({unsplit}); frames in several fragments need a Basic or Extended Offset Table: "
+            "re-encode with one or decompress first"
+        ) from None
+    return stack[None] if stack.ndim == 2 else stack  # an enhanced image of one frame
 
 
 def _run(task: Callable[[], list[int]]) -> list[int]:
