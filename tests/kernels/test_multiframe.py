@@ -450,6 +450,7 @@ def test_forked_discovery_carries_the_frame_tables(tmp_path: Path) -> None:
     assert _forked(tmp_path, 1) == "1 True True"  # the same records, FrameTable included
 
 
+@pytest.mark.filterwarnings("ignore:The end of the encapsulated pixel data")  # pydicom, RLE without a table
 @pytest.mark.parametrize(
     ("ts", "bot"), [(RLELossless, True), (RLELossless, False), (JPEG2000Lossless, False)]
 )
