@@ -122,14 +122,22 @@ def _item(ds: Dataset | None, keyword: str) -> Dataset | None:
         return None
 
 
-def _group_value(groups: tuple[Dataset | None, Dataset | None], macro: str, read: object) -> object | None:
-    """``read(item)`` on the per-frame then the shared item of functional group ``macro``."""
+def _macro(groups: tuple[Dataset | None, Dataset | None], macro: str) -> Dataset | None:
+    """The per-frame item of functional group ``macro``, else the shared one, else None."""
     for group in groups:
         item = _item(group, macro)
         if item is not None:
-            value = read(item)  # type: ignore[operator]
-            if value is not None:
-                return value
+            return item
+    return None
+
+
+def _numbers(groups: tuple[Dataset | None, Dataset | None], macro: str, keyword: str, n: int) -> Numbers:
+    """``n`` numbers of ``keyword`` in functional group ``macro``, per-frame first."""
+    for group in groups:
+        item = _item(group, macro)
+        value = hv.float_tuple(item, keyword, n) if item is not None else None
+        if value is not None:
+            return value
     return None
 
 
@@ -150,31 +158,28 @@ def frame_table(ds: Dataset, frames: int) -> FrameTable:
     per = ds.get("PerFrameFunctionalGroupsSequence") or []
     per_items: list[Dataset | None] = list(per) if len(per) == frames else [None] * frames
     top = ds if frames == 1 else None  # top-level geometry only means something for one frame
-    positions, orientations, spacings, slopes, intercepts, dims = [], [], [], [], [], []
+    positions: list[Numbers] = []
+    orientations: list[Numbers] = []
+    spacings: list[Numbers] = []
+    slopes: list[float | None] = []
+    intercepts: list[float | None] = []
+    dims: list[tuple[str | None, str | None, str | None]] = []
     for frame in per_items:
         groups = (frame, shared)
-        pos = _group_value(
-            groups, "PlanePositionSequence", lambda i: hv.float_tuple(i, "ImagePositionPatient", 3)
-        )
-        iop = _group_value(
-            groups, "PlaneOrientationSequence", lambda i: hv.float_tuple(i, "ImageOrientationPatient", 6)
-        )
-        spacing = _group_value(
-            groups, "PixelMeasuresSequence", lambda i: hv.float_tuple(i, "PixelSpacing", 2)
-        )
-        rescale = _item(frame, "PixelValueTransformationSequence") or _item(
-            shared, "PixelValueTransformationSequence"
-        )
-        source = rescale if rescale is not None else ds  # classic top-level rescale, else 1 / 0
-        positions.append(
-            pos if pos is not None else (hv.float_tuple(top, "ImagePositionPatient", 3) if top else None)
-        )
+        pos = _numbers(groups, "PlanePositionSequence", "ImagePositionPatient", 3)
+        iop = _numbers(groups, "PlaneOrientationSequence", "ImageOrientationPatient", 6)
+        spacing = _numbers(groups, "PixelMeasuresSequence", "PixelSpacing", 2)
+        if pos is None and top is not None:
+            pos = hv.float_tuple(top, "ImagePositionPatient", 3)
+        positions.append(pos)
         orientations.append(iop if iop is not None else hv.float_tuple(ds, "ImageOrientationPatient", 6))
         spacings.append(spacing if spacing is not None else hv.float_tuple(ds, "PixelSpacing", 2))
+        rescale = _macro(groups, "PixelValueTransformationSequence")
+        source = rescale if rescale is not None else ds  # classic top-level rescale, else 1 / 0
         slopes.append(hv.number(source, "RescaleSlope", 1.0))
         intercepts.append(hv.number(source, "RescaleIntercept", 0.0))
         content = _item(frame, "FrameContentSequence")
-        diffusion = _item(frame, "MRDiffusionSequence") or _item(shared, "MRDiffusionSequence")
+        diffusion = _macro(groups, "MRDiffusionSequence")
         dims.append(
             (
                 _text(content, "StackID"),
@@ -183,12 +188,7 @@ def frame_table(ds: Dataset, frames: int) -> FrameTable:
             )
         )
     return FrameTable(
-        tuple(positions),  # type: ignore[arg-type]
-        tuple(orientations),  # type: ignore[arg-type]
-        tuple(spacings),  # type: ignore[arg-type]
-        tuple(slopes),
-        tuple(intercepts),
-        tuple(dims),
+        tuple(positions), tuple(orientations), tuple(spacings), tuple(slopes), tuple(intercepts), tuple(dims)
     )
 
 
