@@ -205,15 +205,24 @@ def locate_pixels(fh: BinaryIO, ds: Dataset, frames: int) -> MultiFrameRef | Non
     head = fh.read(12)
     if len(head) < 12 or head[:4] != _PIXEL_DATA_TAG:
         return None
-    common = {
-        "frames": frames,
-        "signed": hv.uint(ds, "PixelRepresentation", 0) == 1,
-        "bits_stored": hv.uint(ds, "BitsStored", 16),
-        "transfer_syntax": str(tsyntax),
-        "photometric": str(ds.get("PhotometricInterpretation", "")),
-        "bits_allocated": bits_allocated,
-        "samples": samples,
-    }
+
+    def ref(
+        offset: int, native: bool, codec: str | None, extended: tuple[bytes, bytes] | None
+    ) -> MultiFrameRef:
+        return MultiFrameRef(
+            offset=offset,
+            frames=frames,
+            native=native,
+            codec=codec,
+            signed=hv.uint(ds, "PixelRepresentation", 0) == 1,
+            bits_stored=hv.uint(ds, "BitsStored", 16),
+            transfer_syntax=str(tsyntax),
+            photometric=str(ds.get("PhotometricInterpretation", "")),
+            bits_allocated=bits_allocated,
+            samples=samples,
+            extended=extended,
+        )
+
     if tsyntax in _NATIVE_LE:
         if sys.byteorder != "little" or bits_allocated != 16 or samples != 1:
             return None
@@ -225,13 +234,13 @@ def locate_pixels(fh: BinaryIO, ds: Dataset, frames: int) -> MultiFrameRef | Non
             length, data = int.from_bytes(head[4:8], "little"), start + 8
         if length < rows * cols * 2 * frames:
             return None  # pydicom reads it and says what is wrong
-        return MultiFrameRef(data, native=True, codec=None, **common)  # type: ignore[arg-type]
+        return ref(data, True, None, None)
     if head not in ENCAPSULATED_HEADS or not UID(tsyntax).is_compressed:
         return None
     extended = None
     if "ExtendedOffsetTable" in ds and "ExtendedOffsetTableLengths" in ds:
         extended = (bytes(ds.ExtendedOffsetTable), bytes(ds.ExtendedOffsetTableLengths))
-    return MultiFrameRef(start + 12, native=False, codec=fast_codec(ds), extended=extended, **common)  # type: ignore[arg-type]
+    return ref(start + 12, False, fast_codec(ds), extended)
 
 
 def read_native(path: Path, ref: MultiFrameRef, rows: list[tuple[int, int]], volume: np.ndarray) -> None:
