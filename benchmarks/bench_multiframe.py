@@ -5,9 +5,11 @@ and one Enhanced CT multi-frame file with the geometry in its functional groups 
 frames stored in shuffled order -- then times, alternating the two, what the cohort job does
 before the kernels: discovery (header parsing into `SliceHeader` records) and loading (pixels
 into the volume on a thread pool of ``--workers``). Prints wall and CPU seconds (medians) and
-the ratio enhanced / classic, and checks both volumes are identical.
+the ratio enhanced / classic, and checks both volumes are identical. With ``--job``, also the
+whole job (``python -m tre.kernels.job``, 1 mm iso, CT window, ``--format nii``) on each
+folder, wall seconds, with its output checked byte for byte against the classic one.
 
-    PYTHONPATH=. python benchmarks/bench_multiframe.py [--slices 150] [--codecs raw jls rle j2k]
+    PYTHONPATH=. python benchmarks/bench_multiframe.py [--slices 150] [--codecs raw jls rle j2k] [--job]
 
 Wall times are page-cache reads (the files were just written); on a shared machine the
 ratios are what carries over.
@@ -16,7 +18,9 @@ ratios are what carries over.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -57,6 +61,30 @@ def timed(fn: Callable[[], Any]) -> tuple[Any, float, float]:
     return out, time.perf_counter() - w0, time.process_time() - c0
 
 
+def run_job(folder: Path, out: Path, workers: int) -> float:
+    """Wall seconds of the cohort job on ``folder`` (outputs under ``out``, replaced)."""
+    cmd = [sys.executable, "-m", "tre.kernels.job", "--input", str(folder), "--output", str(out)]
+    cmd += [
+        "--spacing",
+        "1",
+        "1",
+        "1",
+        "--window",
+        "-1000",
+        "400",
+        "--format",
+        "nii",
+        "--workers",
+        str(workers),
+    ]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    for old in out.glob("*") if out.exists() else []:
+        old.unlink()
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, capture_output=True, env=env, cwd=REPO)
+    return time.perf_counter() - t0
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--slices", type=int, default=150)
@@ -64,6 +92,7 @@ def main() -> None:
     ap.add_argument("--codecs", nargs="+", default=["raw", "jls", "rle"], choices=list(CODECS))
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--job", action="store_true", help="also time the whole job on each folder")
     args = ap.parse_args()
     raw = phantom(args.slices, args.size, args.size)
     order = [int(i) for i in np.random.default_rng(1).permutation(args.slices)]
@@ -93,6 +122,17 @@ def main() -> None:
                     volumes[kind] = series.raw
                     del series
             assert np.array_equal(volumes["classic"], volumes["enhanced"]), name
+            if args.job:
+                run_job(classic_dir, Path(tmp) / "warm", args.workers)  # the Numba cache, once
+                walls: dict[str, list[float]] = {"classic": [], "enhanced": []}
+                for _ in range(args.repeat):
+                    for kind, folder in (("classic", classic_dir), ("enhanced", enhanced_dir)):
+                        walls[kind].append(run_job(folder, Path(tmp) / f"out-{kind}", args.workers))
+                (a,) = (Path(tmp) / "out-classic").glob("*.nii")
+                (b,) = (Path(tmp) / "out-enhanced").glob("*.nii")
+                assert a.read_bytes() == b.read_bytes(), name
+                cw, ew = statistics.median(walls["classic"]), statistics.median(walls["enhanced"])
+                print(f"{name} | job | {cw:.3f} / - | {ew:.3f} / - | {ew / cw:.2f}x, - (outputs identical)")
             for stage in ("headers", "load"):
                 cw, cc = (statistics.median(v) for v in zip(*figures[("classic", stage)], strict=True))
                 ew, ec = (statistics.median(v) for v in zip(*figures[("enhanced", stage)], strict=True))
