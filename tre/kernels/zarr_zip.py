@@ -10,13 +10,13 @@ inside, the pool is the parallelism), and the standard library's ``zipfile`` sto
 uncompressed (a second deflate would only cost time) in C order, as they complete, through
 the caller's hashing sink. The ZIP's timestamps are fixed, so equal volumes give equal files.
 
-The codec: Blosc LZ4 level 5 + byte shuffle (`ZARR_CODEC`). Measured on z-scored CT outputs
-(float32 from int16 HU, 226-232 MB, one thread): LZ4 + shuffle keeps 72 % of the bytes at
-~700 MB/s of CPU; zstd level 1 + bit shuffle 68 % and zstd 1 + byte shuffle 62 % at
-~190-230 MB/s, the speed of the ``.nii.gz`` writer (ISA-L, 64 %). The low mantissa bits of a
-z-scored float are noise, which no entropy coder removes: a stronger coder buys a few
-per cent of size at 3-4x the CPU, so the format that exists for training keeps the fast
-codec (docs/kernels.md, "Issue 13, sixth round").
+The codec: Blosc LZ4 level 5 + byte shuffle (`ZARR_CODEC`), the fastest. Measured on
+z-scored CT outputs (float32 from int16 HU, 127 and 232 MB; whole writes with hashing, two
+threads, medians of three, docs/kernels.md "Issue 13, sixth round"): LZ4 + shuffle keeps
+72 % of the bytes for 0.64 s of CPU, zstd level 1 + byte shuffle (1 MiB blocks) 55 % for
+0.94 s, zstd 1 + bit shuffle 65 % for 1.03 s; the ``.nii.gz`` writer (ISA-L) 64 % for
+0.98 s, plain ``.nii`` 0.32 s. The low mantissa bits of a z-scored float are noise that no
+entropy coder removes: a stronger coder buys size at the ``.nii.gz`` writer's CPU.
 """
 
 from __future__ import annotations
@@ -58,7 +58,13 @@ def _array_metadata(
     except ImportError as exc:
         raise MissingZarrError("zarr version 3 is not installed") from exc
     shuffle = BloscShuffle(SHUFFLE_NAMES[codec["shuffle"]])
-    compressor = BloscCodec(cname=codec["cname"], clevel=codec["clevel"], shuffle=shuffle, typesize=4)
+    compressor = BloscCodec(
+        cname=codec["cname"],
+        clevel=codec["clevel"],
+        shuffle=shuffle,
+        typesize=4,
+        blocksize=codec.get("blocksize", 0),
+    )
     arr = zarr.create_array(
         store=zarr.storage.MemoryStore(),
         shape=shape,
@@ -103,7 +109,12 @@ def write_zarr_zip(
     from zarr.core.buffer import default_buffer_prototype
 
     meta_bytes = meta.to_buffer_dict(default_buffer_prototype())["zarr.json"].to_bytes()
-    blosc = Blosc(cname=codec["cname"], clevel=codec["clevel"], shuffle=codec["shuffle"], blocksize=0)
+    blosc = Blosc(
+        cname=codec["cname"],
+        clevel=codec["clevel"],
+        shuffle=codec["shuffle"],
+        blocksize=codec.get("blocksize", 0),
+    )
     grid = [range(0, s, c) for s, c in zip(shape, chunks, strict=True)]
     corners = list(product(*grid))
 
