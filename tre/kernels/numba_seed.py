@@ -123,9 +123,7 @@ def _write(cache: Path, contents: dict[str, bytes]) -> None:
 
 def write_manifest(seed: Path) -> dict[str, object]:
     """Record the seed's files, Numba and Python in ``MANIFEST_NAME`` (the build's last step)."""
-    version = _numba_version()
-    if version is None:
-        raise RuntimeError("numba is not installed")
+    version = _numba_version() or "unknown"  # Debian's python3-numba may lack the metadata
     files = {
         p.relative_to(seed).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted(seed.rglob("*"))
@@ -136,10 +134,11 @@ def write_manifest(seed: Path) -> dict[str, object]:
     return manifest
 
 
-def build_seed(seed: Path) -> dict[str, object]:
+def build_seed(seed: Path, sample: Path | None = None) -> dict[str, object]:
     """Compile the job's kernels into ``seed`` (must be a fresh process: Numba reads
-    ``NUMBA_CACHE_DIR`` when first imported) by running the real job on pydicom's bundled
-    CT_small.dcm, once per recipe whose kernels differ, then write the manifest."""
+    ``NUMBA_CACHE_DIR`` when first imported) by running the real job on ``sample`` (default
+    pydicom's bundled CT_small.dcm), once per recipe whose kernels differ, then write the
+    manifest."""
     import shutil
     import tempfile
 
@@ -153,9 +152,11 @@ def build_seed(seed: Path) -> dict[str, object]:
 
     from tre.kernels.job import run
 
-    sample = get_testdata_file("CT_small.dcm")
     if sample is None:
-        raise RuntimeError("pydicom's CT_small.dcm test file is missing")
+        found = get_testdata_file("CT_small.dcm")
+        if found is None:
+            raise RuntimeError("pydicom's CT_small.dcm test file is missing")
+        sample = Path(str(found))
     with tempfile.TemporaryDirectory(prefix="tre-numba-seed-") as tmp:
         data = Path(tmp) / "data"
         data.mkdir()
@@ -172,14 +173,17 @@ def build_seed(seed: Path) -> dict[str, object]:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    if len(args) != 2 or args[0] not in ("build", "copy"):
-        print("usage: python -m tre.kernels.numba_seed build SEED_DIR | copy SEED_DIR", file=sys.stderr)
+    if not (args[:1] == ["build"] and len(args) in (2, 3)) and not (args[:1] == ["copy"] and len(args) == 2):
+        print(
+            "usage: python -m tre.kernels.numba_seed build SEED_DIR [SAMPLE.dcm] | copy SEED_DIR",
+            file=sys.stderr,
+        )
         return 2
     if args[0] == "copy":  # the job's start-up step on its own (diagnostics, tests)
         print(seed_numba_cache(Path(args[1])))
         return 0
     try:
-        manifest = build_seed(Path(args[1]))
+        manifest = build_seed(Path(args[1]), Path(args[2]) if len(args) == 3 else None)
     except (OSError, RuntimeError) as exc:
         print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 1
