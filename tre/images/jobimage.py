@@ -62,7 +62,6 @@ ENV = {
     "PYTHONUNBUFFERED": "1",
     "HOME": JOB_TMP,
     "NUMBA_CACHE_DIR": f"{JOB_TMP}/numba-cache",
-    "TRE_NUMBA_CACHE_SEED": "/opt/tre/numba-cache",  # compiled kernels, copied at start-up
     "MPLCONFIGDIR": f"{JOB_TMP}/matplotlib",
     "PATH": "/usr/local/bin:/usr/bin:/bin",
 }
@@ -82,7 +81,6 @@ def recipe(settings: Settings) -> dict[str, object]:
     """The whole image: the Debian layer's recipe, the tre files it carries, the config."""
     return {
         **base_recipe(),
-        "numba_seed": 1,  # a third layer: the kernels compiled in the image (_write_seed_layer)
         "variant": "essential",
         "env": ENV,
         "user": USER,
@@ -222,15 +220,12 @@ def _debian_base(dest: Path) -> None:
 def _build_layout(work: Path, base: Path) -> Path:
     tre_layer = work / "tre.tar"
     _write_tre_layer(tre_layer)
-    seed_layer = work / "numba-seed.tar"
-    _write_seed_layer(seed_layer, base, tre_layer, work)
     layout = work / "layout"
     ref = f"{layout}:image"
     run_tool(["umoci", "init", "--layout", str(layout)])
     run_tool(["umoci", "new", "--image", ref])
     run_tool(["umoci", "raw", "add-layer", "--image", ref, str(base)], timeout_s=3600)
     run_tool(["umoci", "raw", "add-layer", "--image", ref, str(tre_layer)])
-    run_tool(["umoci", "raw", "add-layer", "--image", ref, str(seed_layer)])
     config = ["umoci", "config", "--image", ref, "--author", "tre", "--config.user", USER]
     config += ["--config.workingdir", JOB_TMP, "--config.cmd", "python3"]
     for k, v in ENV.items():
@@ -258,70 +253,6 @@ def _write_tre_layer(dest: Path) -> None:
             info = tarfile.TarInfo(f"{SITE}/{rel}")
             info.size, info.mode = len(data), 0o644
             tar.addfile(info, io.BytesIO(data))
-
-
-def _write_seed_layer(dest: Path, base: Path, tre_layer: Path, work: Path) -> None:
-    """The kernels compiled inside the image itself (its Python, Numba and source paths:
-    `tre.kernels.numba_seed`), as a third layer at ``$TRE_NUMBA_CACHE_SEED``: every job then
-    copies them into its empty cache instead of compiling. The image's two layers are unpacked
-    into a scratch root (both are this build's own), the build step runs there under
-    bubblewrap (no network, read-only root, the image's uid and environment) writing only the
-    seed folder, and the seed is packed root-owned and read-only, with fixed timestamps."""
-    bwrap = shutil.which("bwrap")
-    if bwrap is None:
-        raise ImageToolError("bubblewrap is not installed")
-    seed_path = ENV["TRE_NUMBA_CACHE_SEED"]
-    root = work / "seed-root"
-    root.mkdir()
-    try:
-        for layer in (base, tre_layer):
-            run_tool(["tar", "-x", "-f", str(layer), "-C", str(root)], timeout_s=1800)
-        seed = root / seed_path.lstrip("/")
-        seed.mkdir(parents=True)
-        uid, gid = USER.split(":")
-        args = [bwrap, "--ro-bind", str(root), "/", "--bind", str(seed), seed_path, "--proc", "/proc"]
-        args += ["--dev", "/dev", "--tmpfs", JOB_TMP, "--unshare-all", "--unshare-user"]
-        args += ["--uid", uid, "--gid", gid, "--die-with-parent", "--clearenv", "--chdir", JOB_TMP]
-        for k, v in ENV.items():
-            if k != "TRE_NUMBA_CACHE_SEED":
-                args += ["--setenv", k, v]
-        # The sample series: pydicom's CT_small.dcm from this host (Debian's pydicom may lack it).
-        from pydicom.data import get_testdata_file
-
-        sample = get_testdata_file("CT_small.dcm")
-        if sample is None:
-            raise ImageToolError("pydicom's CT_small.dcm test file is missing")
-        args += ["--ro-bind", str(sample), f"{JOB_TMP}/sample/CT_small.dcm"]
-        args += [
-            "python3",
-            "-m",
-            "tre.kernels.numba_seed",
-            "build",
-            seed_path,
-            f"{JOB_TMP}/sample/CT_small.dcm",
-        ]
-        proc = subprocess.run(args, capture_output=True, text=True, timeout=1800, check=False)
-        if proc.returncode != 0:
-            tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or [""]
-            raise ImageToolError(f"compiling the kernels in the job image failed: {tail[0][:300]}")
-        with tarfile.open(dest, "w") as tar:
-            parts = seed_path.strip("/").split("/")
-            for i in range(1, len(parts) + 1):
-                info = tarfile.TarInfo("/".join(parts[:i]))
-                info.type, info.mode = tarfile.DIRTYPE, 0o755 if i < len(parts) else 0o555
-                tar.addfile(info)
-            for path in sorted(seed.rglob("*")):
-                name = f"{seed_path.strip('/')}/{path.relative_to(seed).as_posix()}"
-                info = tarfile.TarInfo(name)
-                if path.is_dir():
-                    info.type, info.mode = tarfile.DIRTYPE, 0o555
-                    tar.addfile(info)
-                elif path.is_file() and not path.is_symlink():
-                    data = path.read_bytes()
-                    info.size, info.mode = len(data), 0o444
-                    tar.addfile(info, io.BytesIO(data))
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def smoke_test(rootfs: Path, data: Path, output: Path, timeout_s: float = 600) -> str:
