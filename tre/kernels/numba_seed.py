@@ -20,7 +20,9 @@ without a seed. What Numba would not survive, a truncated or altered file (it un
 the index unguarded), is caught here: the seed is copied only when every file matches the
 manifest (and not at all for another Python). The seed is compiled
 code, so it must come from the image's own build (trusted as the image is), never from
-anything a job can write.
+anything another job can write. A job that sets ``TRE_NUMBA_CACHE_SEED`` itself (its spec's
+environment) gains nothing: it already runs code of its choosing in its own sandbox, and the
+copy goes only into its own private cache.
 """
 
 from __future__ import annotations
