@@ -107,7 +107,9 @@ def _seed_errors(runs: str, envs: str, final: Stage) -> list[str]:
     copied into the final stage, named by TRE_NUMBA_CACHE_SEED, and copied at start-up into a
     NUMBA_CACHE_DIR on the writable /tmp (Numba will not use a read-only cache folder)."""
     errors: list[str] = []
-    builds = re.findall(r"PYTHONPATH=(\S+) \S+ -m tre\.kernels\.numba_seed build (\S+)", runs)
+    builds = re.findall(r"PYTHONPATH=(\S+) \S+ (?:-\w+ )*-m tre\.kernels\.numba_seed build (\S+)", runs)
+    if re.search(r"python\S* -m tre\.kernels\.numba_seed build", runs):
+        errors.append("the seed build must run with python -P (else it imports tre from the build folder)")
     seed = _env(envs, SEED_ENV)
     cache = _env(envs, "NUMBA_CACHE_DIR")
     if not builds or seed is None:
@@ -148,7 +150,7 @@ def test_cuda_image_brings_cuda_user_space_but_no_gpus_by_default() -> None:
 GOOD = """\
 FROM python:3.11-slim@sha256:{d} AS build
 RUN pip install --target /opt/tre/site ".[kernels]"
-RUN PYTHONPATH=/opt/tre/site python3 -m tre.kernels.numba_seed build /opt/tre/seed
+RUN PYTHONPATH=/opt/tre/site python3 -P -m tre.kernels.numba_seed build /opt/tre/seed
 FROM gcr.io/distroless/python3-debian12@sha256:{d}
 COPY --from=build /opt/tre /opt/tre
 ENV HOME=/tmp PYTHONPATH=/opt/tre/site NUMBA_CACHE_DIR=/tmp/nc TRE_NUMBA_CACHE_SEED=/opt/tre/seed
@@ -171,6 +173,7 @@ USER 10001:10001
         (GOOD.replace(" TRE_NUMBA_CACHE_SEED=/opt/tre/seed", ""), "no baked Numba cache"),
         (GOOD.replace("SEED=/opt/tre/seed", "SEED=/opt/tre/other"), "not the folder the build"),
         (GOOD.replace("PYTHONPATH=/opt/tre/site python3", "PYTHONPATH=/src python3"), "another path"),
+        (GOOD.replace("python3 -P -m", "python3 -m"), "python -P"),
         (GOOD.replace("/opt/tre /opt/tre", "/opt/tre/site /opt/tre/site"), "not copied into the final"),
         (GOOD.replace("NUMBA_CACHE_DIR=/tmp/nc", "NUMBA_CACHE_DIR=/opt/nc"), "writable /tmp"),
     ],

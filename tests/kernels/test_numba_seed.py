@@ -137,7 +137,9 @@ def test_seed_for_another_cpu_is_not_loaded(built: tuple[Path, Path], tmp_path: 
     assert out == {"status": "copied", **{m: [42, 0, 1] for m in MODULES}}
 
 
-@pytest.mark.parametrize("damage", ["truncated-index", "path-outside", "not-a-manifest", "other-python"])
+@pytest.mark.parametrize(
+    "damage", ["truncated-index", "path-outside", "not-a-manifest", "other-python", "other-kernels-path"]
+)
 def test_damaged_seed_is_not_copied(seed_copy: tuple[Path, Path], tmp_path: Path, damage: str) -> None:
     _kernel_dir, seed = seed_copy
     (index, *_) = sorted(seed.rglob("*.nbi"))
@@ -149,11 +151,14 @@ def test_damaged_seed_is_not_copied(seed_copy: tuple[Path, Path], tmp_path: Path
         manifest["files"]["../escape.nbi"] = manifest["files"][index.relative_to(seed).as_posix()]
     elif damage == "not-a-manifest":
         manifest = ["not", "a", "manifest"]
-    else:
+    elif damage == "other-python":
         manifest["python"] = "cpython-27"
+    else:  # built from a copy of the kernels elsewhere (e.g. a Docker build context)
+        manifest["kernels"] = "/src/tre/kernels"
     (seed / MANIFEST_NAME).write_text(json.dumps(manifest))
     cache = tmp_path / "c"
-    assert seed_numba_cache(seed, cache) == ("foreign" if damage == "other-python" else "invalid")
+    foreign = damage in ("other-python", "other-kernels-path")
+    assert seed_numba_cache(seed, cache) == ("foreign" if foreign else "invalid")
     assert not cache.exists()
 
 

@@ -18,7 +18,9 @@ compiled for. A seed built from other sources, another Python or Numba, or for a
 is copied but never loaded: those kernels miss and are compiled into the writable cache as
 without a seed. What Numba would not survive, a truncated or altered file (it unpickles
 the index unguarded), is caught here: the seed is copied only when every file matches the
-manifest (and not at all for another Python). The seed is compiled
+manifest (and not at all for another Python, or for kernels compiled from another path,
+which Numba files elsewhere: the mistake a build makes when it imports ``tre`` from its build
+context instead of the installed copy). The seed is compiled
 code, so it must come from the image's own build (trusted as the image is), never from
 anything another job can write. A job that sets ``TRE_NUMBA_CACHE_SEED`` itself (its spec's
 environment) gains nothing: it already runs code of its choosing in its own sandbox, and the
@@ -57,10 +59,17 @@ def _python_tag() -> str:
     return sys.implementation.cache_tag or sys.implementation.name
 
 
+def _kernels_folder() -> str:
+    """Where this process imports the kernels from, as Numba spells a source path (absolute,
+    symbolic links kept): Numba files each kernel's cache under a folder named after it."""
+    return os.path.dirname(os.path.abspath(__file__))
+
+
 def seed_numba_cache(seed: Path | None = None, cache: Path | None = None) -> str:
     """Copy the seed (default ``$TRE_NUMBA_CACHE_SEED``) into the Numba cache (default
     ``$NUMBA_CACHE_DIR``) when the cache is missing or empty. Returns what happened, one of
-    ``copied``, ``no-seed``, ``cache-not-empty``, ``foreign`` (another Python),
+    ``copied``, ``no-seed``, ``cache-not-empty``, ``foreign`` (another Python, or built from
+    kernels at another path: a build that imported them from its build context),
     ``invalid`` (unreadable, too large, or a file that does not match the manifest) or
     ``unwritable``; never raises: without the copy the kernels are compiled as before."""
     if seed is None:
@@ -77,8 +86,8 @@ def seed_numba_cache(seed: Path | None = None, cache: Path | None = None) -> str
         return "no-seed" if not (seed / MANIFEST_NAME).exists() else "invalid"
     if not isinstance(manifest, dict):
         return "invalid"
-    if manifest.get("python") != _python_tag():  # Numba's own checks would ignore it anyway
-        return "foreign"
+    if manifest.get("python") != _python_tag() or manifest.get("kernels") != _kernels_folder():
+        return "foreign"  # Numba would ignore it anyway: another Python, or kernels elsewhere
     contents = _read_verified(seed, manifest.get("files"))
     if contents is None:
         return "invalid"
@@ -131,7 +140,12 @@ def write_manifest(seed: Path) -> dict[str, object]:
         for p in sorted(seed.rglob("*"))
         if p.is_file() and not p.is_symlink() and p.name != MANIFEST_NAME
     }
-    manifest: dict[str, object] = {"numba": version, "python": _python_tag(), "files": files}
+    manifest: dict[str, object] = {
+        "numba": version,
+        "python": _python_tag(),
+        "kernels": _kernels_folder(),
+        "files": files,
+    }
     (seed / MANIFEST_NAME).write_text(json.dumps(manifest, indent=1, sort_keys=True), encoding="utf-8")
     return manifest
 
