@@ -7,7 +7,8 @@ isotropic trilinear, window [-1000, 400] -> [0, 1], z-score over the resampled g
 HU > -500) then runs end to end, each method in its own process, each writing its outputs:
 
 * ``tre``: ``python -m tre.kernels.job`` (the cohort job) writing ``.nii.gz``; and
-  ``tre-nii`` the same writing uncompressed ``.nii`` (the disk-bound case);
+  ``tre-nii`` the same writing uncompressed ``.nii`` (the disk-bound case); ``tre-zarr`` the
+  same writing ``.zarr.zip`` (Zarr v3, Blosc chunks, for training loaders);
 * ``monai``: LoadImage(PydicomReader) -> Spacing -> ScaleIntensityRange ->
   NormalizeIntensity -> CropForeground (box of the windowed image) -> SaveImage(.nii.gz);
 * ``sitk``: ImageSeriesReader -> Resample -> IntensityWindowing -> Normalize -> crop ->
@@ -55,7 +56,7 @@ WINDOW = (-1000.0, 400.0)
 FG_HU = -500.0
 SPACING_XY = 0.7
 SPACING_Z = 2.5
-METHODS = ["tre", "tre-nii", "monai", "sitk"]
+METHODS = ["tre", "tre-nii", "tre-zarr", "monai", "sitk"]
 
 
 # ------------------------------------------------------------------------------- cohort
@@ -299,7 +300,7 @@ def child(method: str, cohort: Path, out: Path, workers: int, timeline: Path | N
     else:
         from tre.kernels.job import main as run  # the process entry point, as the sandbox runs it
 
-        fmt = "nii" if method == "tre-nii" else "nii.gz"
+        fmt = {"tre-nii": "nii", "tre-zarr": "zarr"}.get(method, "nii.gz")
         args = [
             "--input",
             str(cohort),
@@ -555,8 +556,8 @@ def main() -> None:
         diff = float("nan")
         if m in ("monai", "sitk") and "wall_s" in base:
             diff = compare(plan, cohort, args.workdir / "out-tre", args.workdir / f"out-{m}", m)
-        elif m == "tre-nii" and "wall_s" in base:
-            diff = compare_formats(plan, args.workdir / "out-tre", args.workdir / "out-tre-nii")
+        elif m in ("tre-nii", "tre-zarr") and "wall_s" in base:
+            diff = compare_formats(plan, args.workdir / "out-tre", args.workdir / f"out-{m}")
         r["ratio_to_tre"] = ratio
         r["cpu_ratio_to_tre"] = cpu_ratio
         r["max_diff_vs_tre"] = diff
@@ -580,13 +581,29 @@ def main() -> None:
         )
 
 
-def compare_formats(plan: list[dict[str, Any]], gz: Path, nii: Path) -> float:
+def compare_formats(plan: list[dict[str, Any]], gz: Path, other: Path) -> float:
+    """Max |difference| between tre's .nii.gz outputs and its .nii or .zarr.zip ones."""
     worst = 0.0
     for s in plan:
-        a, b = gz / f"{s['uid']}.nii.gz", nii / f"{s['uid']}.nii"
-        if not a.exists() or not b.exists():
+        a = gz / f"{s['uid']}.nii.gz"
+        nii, zipped = other / f"{s['uid']}.nii", other / f"{s['uid']}.zarr.zip"
+        if not a.exists() or not (nii.exists() or zipped.exists()):
             return float("nan")
-        worst = max(worst, max_diff(a, b))
+        if nii.exists():
+            worst = max(worst, max_diff(a, nii))
+            continue
+        import nibabel as nib
+        import zarr
+
+        store = zarr.storage.ZipStore(str(zipped), mode="r")
+        try:
+            z = zarr.open_array(store, mode="r")[...]
+        finally:
+            store.close()
+        x = np.asarray(nib.load(str(a)).dataobj, dtype=np.float32).transpose(2, 1, 0)  # z, y, x
+        if x.shape != z.shape:
+            return float("nan")
+        worst = max(worst, float(np.max(np.abs(x - z))))
     return worst
 
 

@@ -2,7 +2,8 @@
 
 Every FROM pinned by digest (a tag can be re-pointed after review); the final stage runs as
 a fixed non-root numeric USER, has no RUN (distroless: no shell to run one), and the build
-installs the `tre` package with its kernels. The linter is checked against bad examples too.
+installs the `tre` package with its kernels, compiled into a Numba cache seed the job copies
+at start-up (tre/kernels/numba_seed.py). The linter is checked against bad examples too.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
+from tre.kernels.numba_seed import SEED_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGES = sorted((ROOT / "sandbox_images").glob("Dockerfile.*"))
@@ -90,6 +93,36 @@ def lint(text: str) -> list[str]:
     envs = " ".join(arg for op, arg in final.instructions if op == "ENV")
     if "HOME=/tmp" not in envs:
         errors.append("HOME must point at the writable /tmp (the root filesystem is read-only)")
+    return errors + _seed_errors(runs, envs, final)
+
+
+def _env(envs: str, name: str) -> str | None:
+    found = re.search(rf"\b{name}=(\S+)", envs)
+    return found.group(1) if found else None
+
+
+def _seed_errors(runs: str, envs: str, final: Stage) -> list[str]:
+    """The baked Numba cache (tre/kernels/numba_seed.py): compiled by the build from the very
+    path the runtime imports the kernels from (Numba keys its cache by the source folder),
+    copied into the final stage, named by TRE_NUMBA_CACHE_SEED, and copied at start-up into a
+    NUMBA_CACHE_DIR on the writable /tmp (Numba will not use a read-only cache folder)."""
+    errors: list[str] = []
+    builds = re.findall(r"PYTHONPATH=(\S+) \S+ (?:-\w+ )*-m tre\.kernels\.numba_seed build (\S+)", runs)
+    if re.search(r"python\S* -m tre\.kernels\.numba_seed build", runs):
+        errors.append("the seed build must run with python -P (else it imports tre from the build folder)")
+    seed = _env(envs, SEED_ENV)
+    cache = _env(envs, "NUMBA_CACHE_DIR")
+    if not builds or seed is None:
+        return ["no baked Numba cache (numba_seed build + TRE_NUMBA_CACHE_SEED): every job compiles"]
+    if seed not in [folder for _path, folder in builds]:
+        errors.append("TRE_NUMBA_CACHE_SEED is not the folder the build compiles the kernels into")
+    if any(path != _env(envs, "PYTHONPATH") for path, _folder in builds):
+        errors.append("the seed is compiled from another path than the runtime's PYTHONPATH")
+    copied = [arg.split()[-2] for op, arg in final.instructions if op == "COPY" and "--from=" in arg]
+    if not any(seed == src or seed.startswith(src.rstrip("/") + "/") for src in copied):
+        errors.append("the Numba cache seed is not copied into the final stage")
+    if cache is None or not cache.startswith("/tmp/"):
+        errors.append("NUMBA_CACHE_DIR must be on the writable /tmp")
     return errors
 
 
@@ -116,10 +149,11 @@ def test_cuda_image_brings_cuda_user_space_but_no_gpus_by_default() -> None:
 
 GOOD = """\
 FROM python:3.11-slim@sha256:{d} AS build
-RUN pip install --target /opt/tre ".[kernels]"
+RUN pip install --target /opt/tre/site ".[kernels]"
+RUN PYTHONPATH=/opt/tre/site python3 -P -m tre.kernels.numba_seed build /opt/tre/seed
 FROM gcr.io/distroless/python3-debian12@sha256:{d}
 COPY --from=build /opt/tre /opt/tre
-ENV HOME=/tmp
+ENV HOME=/tmp PYTHONPATH=/opt/tre/site NUMBA_CACHE_DIR=/tmp/nc TRE_NUMBA_CACHE_SEED=/opt/tre/seed
 USER 10001:10001
 """.format(d="a" * 64)
 
@@ -136,6 +170,12 @@ USER 10001:10001
         (GOOD.replace('".[kernels]"', "numpy"), "kernels"),
         (GOOD + "ADD https://example.org/x.tgz /x\n", "ADD from a URL"),
         (GOOD.replace("ENV HOME=/tmp", "ENV A=b"), "HOME"),
+        (GOOD.replace(" TRE_NUMBA_CACHE_SEED=/opt/tre/seed", ""), "no baked Numba cache"),
+        (GOOD.replace("SEED=/opt/tre/seed", "SEED=/opt/tre/other"), "not the folder the build"),
+        (GOOD.replace("PYTHONPATH=/opt/tre/site python3", "PYTHONPATH=/src python3"), "another path"),
+        (GOOD.replace("python3 -P -m", "python3 -m"), "python -P"),
+        (GOOD.replace("/opt/tre /opt/tre", "/opt/tre/site /opt/tre/site"), "not copied into the final"),
+        (GOOD.replace("NUMBA_CACHE_DIR=/tmp/nc", "NUMBA_CACHE_DIR=/opt/nc"), "writable /tmp"),
     ],
 )
 def test_linter_catches_violations(bad: str, expected: str) -> None:

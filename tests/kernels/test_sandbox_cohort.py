@@ -1,11 +1,17 @@
-"""The cohort job inside the real bubblewrap sandbox, on a compressed cohort: its decode
-worker processes start there (spawn, /dev/shm semaphores) and the log is progress lines only
-(the fixed vocabulary of tre.kernels.progress)."""
+"""The cohort job inside the real bubblewrap sandbox, as it runs from a job image: the
+kernels compiled once by the image build step (`python -m tre.kernels.numba_seed build`) into
+a seed that jobs see read-only, copied into each job's private cache and loaded there, not
+compiled; discovery in forked processes (the job's timeline says which process parsed the
+headers); decode worker processes started there (spawn, /dev/shm semaphores), on a
+compressed cohort; and a log of progress lines only (the fixed vocabulary of
+tre.kernels.progress)."""
 
 from __future__ import annotations
 
 import json
 import shutil
+import stat
+import textwrap
 import uuid
 from pathlib import Path
 
@@ -21,8 +27,59 @@ from tre.executors.local import LocalExecutor
 
 pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap not installed")
 
+SEED = "/opt/tre/numba-cache"  # where the job images keep it (sandbox_images/Dockerfile.cpu)
+IMAGE_ENV = {"NUMBA_CACHE_DIR": "/tmp/numba-cache", "TRE_NUMBA_CACHE_SEED": SEED}
+# A fresh process starting as the job does: the seed step, then the recipes' kernels.
+PROBE = textwrap.dedent(
+    """
+    import json
+    from tre.kernels.numba_seed import seed_numba_cache
+    status = seed_numba_cache()
+    from numba.core.registry import CPUDispatcher
+    from tre.kernels import cpu
+    from tre.kernels.params import PreprocessParams
+    from tre.kernels.warm import warm_kernels
+    for clip in (None, (0.5, 99.5)):
+        warm_kernels(PreprocessParams((1.0, 1.0, 1.0), (-1000.0, 400.0), clip), "cpu")
+    cached = {n: f for n, f in vars(cpu).items()
+              if isinstance(f, CPUDispatcher) and type(f._cache).__name__ == "FunctionCache"}
+    print(json.dumps({"status": status,
+                      "hits": {n: sum(f.stats.cache_hits.values()) for n, f in cached.items()},
+                      "misses": {n: sum(f.stats.cache_misses.values()) for n, f in cached.items()}}))
+    """
+)
 
-def test_compressed_cohort_in_the_sandbox(tmp_path: Path) -> None:
+
+def _spec(tmp_path: Path, name: str, command: list[str], **kw: object) -> JobSpec:
+    return JobSpec(
+        job_id=f"{name}-{uuid.uuid4().hex[:8]}",
+        project_id="p1",
+        image="host-toolchain",
+        command=command,
+        output_dir=tmp_path / f"{name}-out",
+        log_path=tmp_path / f"{name}.log",
+        cpu=2,
+        memory_mb=4096,
+        time_limit_s=600,
+        **{"datasets": [], **kw},  # type: ignore[arg-type]
+    )
+
+
+def _image_seed(tmp_path: Path) -> Path:
+    """The image build's step, in the sandbox (so the kernels' source folder is the one jobs
+    see), writing into the seed folder; then made read-only as in the image."""
+    seed = tmp_path / "seed"
+    spec = _spec(tmp_path, "build", ["python3", "-m", "tre.kernels.numba_seed", "build", "/tmp/.numba-cache"])
+    builder = LocalExecutor(images_dir=tmp_path / "images", host_toolchain=True, numba_cache_seed=seed)
+    result = builder.warm_numba_cache(spec, RunControl())
+    assert result.state == "succeeded", spec.log_path.read_text()[-3000:]
+    for path in [seed, *seed.rglob("*")]:
+        path.chmod(path.stat().st_mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+    assert (seed / "tre-numba-seed.json").is_file()
+    return seed
+
+
+def test_compressed_cohort_in_the_sandbox_from_a_baked_numba_cache(tmp_path: Path) -> None:
     pytest.importorskip("openjpeg")
     pytest.importorskip("jpeg_ls")
     data = tmp_path / "data"
@@ -34,21 +91,20 @@ def test_compressed_cohort_in_the_sandbox(tmp_path: Path) -> None:
     write_series(  # two slices at one position: fails alone
         data / "bad", raw[:3], spacing_zyx=(2.0, 0.8, 0.8), positions_mm=[0, 2, 2], series_uid="1.2.3.9"
     )
-    job_id = uuid.uuid4().hex[:12]
-    spec = JobSpec(
-        job_id=job_id,
-        project_id="p1",
-        image="host-toolchain",
-        command=job_command((1.0, 1.0, 1.0), (-1000.0, 400.0), None, "cpu"),
-        datasets=[DatasetMount("ct", host_path=data)],
-        output_dir=tmp_path / "out",
-        log_path=tmp_path / "log.txt",
-        cpu=2,
-        memory_mb=4096,
-        time_limit_s=600,
+    seed = _image_seed(tmp_path)
+    # Jobs: the seed read-only at the image's path, the image's environment; developer mode
+    # explicitly, as the codecs under test are the virtualenv's, not an image's.
+    executor = LocalExecutor(
+        images_dir=tmp_path / "images", host_toolchain=True, extra_ro_binds=[(seed, SEED)]
     )
-    # Developer mode, explicitly: the codecs under test are the virtualenv's, not an image's.
-    result = LocalExecutor(images_dir=tmp_path / "images", host_toolchain=True).run(spec, RunControl())
+    spec = _spec(
+        tmp_path,
+        "job",
+        job_command((1.0, 1.0, 1.0), (-1000.0, 400.0), None, "cpu"),
+        datasets=[DatasetMount("ct", host_path=data)],
+        env={**IMAGE_ENV, "TRE_KERNELS_TIMELINE": "/output/timeline.jsonl"},
+    )
+    result = executor.run(spec, RunControl())
     log = spec.log_path.read_text()
     assert result.state == "succeeded", log[-3000:]
     job_lines = [ln for ln in log.splitlines() if ln.strip() and not ln.startswith("[tre]")]
@@ -56,7 +112,25 @@ def test_compressed_cohort_in_the_sandbox(tmp_path: Path) -> None:
     assert all(ln.startswith(("tre-progress: ", "tre-series: ")) for ln in job_lines[:-1])
     assert job_lines[-1] == "done 4 series: ok 3 resumed 0 failed 1 (details in manifest.json)", log[-2000:]
     assert "1.2.3." not in log
-    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    out = spec.output_dir
+    manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["counts"] == {"ok": 3, "failed": 1}
-    volumes = [np.asarray(nib.load(tmp_path / "out" / f"1.2.3.{i}.nii.gz").dataobj) for i in range(3)]
+    volumes = [np.asarray(nib.load(out / f"1.2.3.{i}.nii.gz").dataobj) for i in range(3)]
     assert np.array_equal(volumes[0], volumes[1]) and np.array_equal(volumes[0], volumes[2])
+
+    # Discovery ran in a forked child: only a child's reply through its pipe is recorded
+    # under a discovery-process thread (the in-process fallback records MainThread).
+    spans = [json.loads(line) for line in (out / "timeline.jsonl").read_text().splitlines()]
+    discover = [s for s in spans if s["stage"] == "discover"]
+    assert discover and all(s["thread"].startswith("discovery-process-") for s in discover), discover
+    assert [s["stage"] for s in spans].count("numba-seed") == 1
+
+    # A fresh process started as the job is: every cached kernel loaded, none compiled.
+    probe = _spec(tmp_path, "probe", ["python3", "-c", PROBE], env=IMAGE_ENV)
+    assert executor.run(probe, RunControl()).state == "succeeded", probe.log_path.read_text()[-3000:]
+    (line,) = [ln for ln in probe.log_path.read_text().splitlines() if ln.startswith("{")]
+    report = json.loads(line)
+    assert report["status"] == "copied"
+    passes = ("stats_pass", "normalize_pass", "histogram_pass", "gather_pass")  # called from Python
+    assert all(report["hits"][name] >= 1 for name in passes), report
+    assert not any(report["misses"].values()), report  # the passes' callees are compiled into them

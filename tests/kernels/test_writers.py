@@ -54,10 +54,12 @@ def test_without_isal_and_zlib_ng_falls_back_to_gzip(tmp_path: Path, monkeypatch
     assert "gzip, level 1" in writers.compressor_name("nii.gz")
 
 
-@pytest.mark.parametrize("fmt", ["nii", "nii.gz"])
+@pytest.mark.parametrize("fmt", ["nii", "nii.gz", "zarr"])
 def test_failed_write_leaves_nothing(tmp_path: Path, fmt: str) -> None:
     """A write that fails half-way (file size limit: a real EFBIG from the kernel) leaves no
     file, not even the temporary one: a resumed job can never mistake it for an output."""
+    if fmt == "zarr":
+        pytest.importorskip("zarr")
     img = np.random.default_rng(3).standard_normal((40, 64, 64)).astype(np.float32)  # 640 KB
     aff = np.eye(4)
     old_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
@@ -106,3 +108,75 @@ def test_outputs_larger_than_the_writeback_step_are_whole_and_hashed(tmp_path: P
     assert written.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
     back = np.asarray(nib.load(str(path)).dataobj).transpose(2, 1, 0)
     assert back.tobytes() == image.tobytes()
+
+
+def _zarr_reference(path: Path, img: np.ndarray, chunks: tuple[int, int, int]) -> None:
+    """The same array written by zarr's own ZipStore, the codec of tre.kernels.zarr_zip."""
+    import zarr
+    from zarr.codecs import BloscCodec
+
+    from tre.kernels.zarr_zip import SHUFFLE_NAMES, ZARR_CODEC
+
+    c = ZARR_CODEC
+    store = zarr.storage.ZipStore(str(path), mode="w")
+    arr = zarr.create_array(
+        store=store,
+        shape=img.shape,
+        chunks=chunks,
+        dtype="float32",
+        fill_value=0.0,
+        compressors=BloscCodec(
+            cname=c["cname"], clevel=c["clevel"], shuffle=SHUFFLE_NAMES[c["shuffle"]], typesize=4
+        ),
+        attributes={"k": [1, 2]},
+    )
+    arr[...] = img
+    store.close()
+
+
+def test_zarr_zip_reads_as_zarrs_own_and_is_reproducible(tmp_path: Path) -> None:
+    """Chunks compressed on threads and stored in a ZIP by tre.kernels.zarr_zip: zarr reads the
+    same metadata and values as from its own ZipStore writing (edge chunks included), the
+    entries are stored, not deflated again, and the bytes do not depend on the thread count."""
+    zarr = pytest.importorskip("zarr")
+    import zipfile
+
+    from tre.kernels.zarr_zip import write_zarr_zip
+
+    img = np.random.default_rng(4).standard_normal((9, 10, 13)).astype(np.float32)
+    img[:4, :4, :4] = 0.0  # a chunk of fill values only: zarr itself skips it, tre stores it
+    chunks = (4, 4, 4)
+    files = []
+    for threads in (1, 3):
+        path = tmp_path / f"t{threads}.zarr.zip"
+        with path.open("wb") as fh:
+            write_zarr_zip(fh, img, {"k": [1, 2]}, threads=threads, chunks=chunks)
+        files.append(path.read_bytes())
+    assert files[0] == files[1]
+    _zarr_reference(tmp_path / "ref.zarr.zip", img, chunks)
+    mine = zarr.storage.ZipStore(str(tmp_path / "t3.zarr.zip"), mode="r")
+    ref = zarr.storage.ZipStore(str(tmp_path / "ref.zarr.zip"), mode="r")
+    a, b = zarr.open_array(mine, mode="r"), zarr.open_array(ref, mode="r")
+    assert a.metadata.to_dict() == b.metadata.to_dict()
+    assert np.array_equal(a[...], img) and np.array_equal(b[...], img)
+    assert np.array_equal(a[3:7, 2:9, 5:13], img[3:7, 2:9, 5:13])
+    mine.close()
+    ref.close()
+    with zipfile.ZipFile(tmp_path / "t3.zarr.zip") as zf:
+        infos = zf.infolist()
+    assert infos[0].filename == "zarr.json"
+    assert len(infos) == 1 + 3 * 3 * 4  # every chunk of the 3 x 3 x 4 grid
+    assert all(i.compress_type == zipfile.ZIP_STORED for i in infos)
+
+
+def test_zarr_output_is_hashed_while_written(tmp_path: Path) -> None:
+    pytest.importorskip("zarr")
+    img, aff = volume()
+    w = writers.write_volume(tmp_path, "s", img, aff, "zarr", threads=2)
+    path = tmp_path / "s.zarr.zip"
+    assert w.name == "s.zarr.zip" and w.bytes == path.stat().st_size
+    assert w.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    (tmp_path / "b").mkdir()
+    again = writers.write_volume(tmp_path / "b", "s", img, aff, "zarr", threads=1)
+    assert again.sha256 == w.sha256  # the file depends on the data only
+    assert "lz4" in writers.compressor_name("zarr")

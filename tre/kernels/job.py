@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 from tre.kernels.errors import KernelInputError
 from tre.kernels.manifest import MANIFEST_NAME
+from tre.kernels.numba_seed import seed_numba_cache
 from tre.kernels.params import PreprocessParams
 from tre.kernels.timeline import from_env
 from tre.kernels.warm import start_warm
@@ -86,6 +87,8 @@ def run(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     timeline = from_env(args.timeline)
     timeline.add("start-up", None, 0.0, timeline.now())  # interpreter + this module's imports
+    with timeline.span("numba-seed"):  # before Numba is imported: it reads NUMBA_CACHE_DIR then
+        seed_numba_cache()  # the image's compiled kernels, if any (see numba_seed.py)
     discovery: ForkedDiscovery | None = None
     try:
         params = PreprocessParams(
