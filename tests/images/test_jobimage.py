@@ -4,7 +4,9 @@ recipe, cache key and tre layer are tested always."""
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 import tarfile
 import time
 from pathlib import Path
@@ -12,6 +14,7 @@ from pathlib import Path
 import pytest
 from pydicom.data import get_testdata_file
 
+from tests.kernels.test_sandbox_cohort import PROBE
 from tre.config import Settings
 from tre.images import jobimage
 
@@ -70,3 +73,15 @@ def test_build_import_and_smoke(settings: Settings, engine, tmp_path: Path) -> N
     log = jobimage.smoke_test(rootfs, data, out)
     assert "network: unreachable as expected" in log
     assert (out / "summary.csv").is_file() and any((out / "preprocessed").rglob("*.nii.gz"))
+    # The kernels compiled in the image load from its seed in a fresh job: no compilation.
+    probe = subprocess.run(
+        [*jobimage.sandbox_argv(rootfs, data, out), "python3", "-c", PROBE],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+    )
+    report = json.loads(probe.stdout.strip().splitlines()[-1])
+    assert report["status"] == "copied", report
+    assert all(report["hits"][n] >= 1 for n in ("stats_pass", "normalize_pass")), report
+    assert not any(report["misses"].values()), report

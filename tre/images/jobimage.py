@@ -1,16 +1,19 @@
 """The platform's CPU job image, built on this machine without Docker or a registry.
 
-A Debian root filesystem from Debian's own packages (`mmdebstrap`, through this machine's
-apt sources: Python 3.11, numpy, pydicom, numba, nibabel, scipy, Pillow), plus a second layer
-holding the `tre.kernels` package and the demo job at ``/opt/tre/python``; packed as an OCI
-image by umoci with the runtime config of `sandbox_images/Dockerfile.cpu` (uid 10001,
-HOME=/tmp, NUMBA_CACHE_DIR under /tmp), then imported into the image store like any
-researcher's image (same verification, same unpacking).
+Four layers: a Debian root filesystem with only its Python (`mmdebstrap`, through this
+machine's apt sources); the job's Python packages as wheels, pinned to the versions this
+host's environment runs (`tre.images.python_layer`: pydicom 3, Numba, the DICOM decoders);
+the `tre.kernels` package and the demo job at ``/opt/tre/python``; and the kernels compiled
+inside the image (`tre.kernels.numba_seed`), which each job copies into its empty Numba cache
+instead of compiling. Packed as an OCI image by umoci with the runtime config of
+`sandbox_images/Dockerfile.cpu` (uid 10001, HOME=/tmp, NUMBA_CACHE_DIR under /tmp), then
+imported into the image store like any researcher's image (same verification, same unpacking).
 
-Cached by the hash of its recipe (Debian suite, package list, the tre files it carries, the
-config): a second build with an unchanged recipe returns the stored reference at once.
-`ensure_cpu_job_image` is what `tre demo` / `tre preprocess` call; `smoke_test` runs the
-kernels and the demo job inside the built root filesystem under bubblewrap.
+Cached by the hash of its recipe (Debian suite and packages, the pinned Python packages, the
+tre files it carries, the config): a second build with an unchanged recipe returns the stored
+reference at once. `ensure_cpu_job_image` is what `tre demo` / `tre preprocess` call;
+`smoke_test` runs the kernels and the demo job inside the built root filesystem under
+bubblewrap.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from pathlib import Path
 from sqlalchemy import Engine
 
 from tre.config import Settings
+from tre.images import python_layer
 from tre.images.errors import ImageToolError
 from tre.images.reference import canonical, parse_reference
 from tre.images.store import ImageStore
@@ -35,16 +39,10 @@ from tre.images.tools import run_tool
 
 NAME = "tre-job-cpu"
 SUITE = "bookworm"
-PACKAGES = (
-    "python3",
-    "python3-numpy",
-    "python3-scipy",
-    "python3-pydicom",
-    "python3-numba",
-    "python3-nibabel",
-    "python3-pil",
-    "python3-gdcm",  # JPEG 2000, JPEG-LS and JPEG lossless DICOM for the cohort job
-)
+# Only the interpreter from Debian: its numpy/pydicom/numba are too old for the job (pydicom
+# 2.3 has no ``pydicom.pixels``); the Python packages come as pinned wheels (python_layer).
+# libstdc++6: the C++ runtime that manylinux wheels (llvmlite, imagecodecs) may link against.
+PACKAGES = ("python3", "libstdc++6")
 # Documentation, manuals and translations are not needed to run jobs (copyright files stay).
 DPKG_OPTIONS = (
     "path-exclude=/usr/share/man/*",
@@ -62,6 +60,7 @@ ENV = {
     "PYTHONUNBUFFERED": "1",
     "HOME": JOB_TMP,
     "NUMBA_CACHE_DIR": f"{JOB_TMP}/numba-cache",
+    "TRE_NUMBA_CACHE_SEED": "/opt/tre/numba-cache",  # compiled kernels, copied at start-up
     "MPLCONFIGDIR": f"{JOB_TMP}/matplotlib",
     "PATH": "/usr/local/bin:/usr/bin:/bin",
 }
@@ -81,6 +80,8 @@ def recipe(settings: Settings) -> dict[str, object]:
     """The whole image: the Debian layer's recipe, the tre files it carries, the config."""
     return {
         **base_recipe(),
+        "python_packages": python_layer.requirements(),
+        "numba_seed": 1,  # a fourth layer: the kernels compiled in the image (_write_seed_layer)
         "variant": "essential",
         "env": ENV,
         "user": USER,
@@ -196,12 +197,19 @@ def cached_layout(settings: Settings, key: str) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     base_key = hashlib.sha256(json.dumps(base_recipe(), sort_keys=True).encode()).hexdigest()
     base = root / f"base-{base_key}.tar"
+    reqs = python_layer.requirements()
+    py_key = hashlib.sha256(json.dumps([python_layer.PYTHON_VERSION, reqs]).encode()).hexdigest()
+    packages = root / f"python-{py_key}.tar"
     with tempfile.TemporaryDirectory(dir=root) as tmp:
         if not base.is_file():
             partial = Path(tmp) / "base.tar"
             _debian_base(partial)
             partial.rename(base)
-        built = _build_layout(Path(tmp), base)
+        if not packages.is_file():
+            partial = Path(tmp) / "python.tar"
+            python_layer.write_layer(partial, SITE, reqs)
+            partial.rename(packages)
+        built = _build_layout(Path(tmp), base, packages)
         layout.parent.mkdir(parents=True, exist_ok=True)
         built.rename(layout)
     return layout
@@ -217,15 +225,17 @@ def _debian_base(dest: Path) -> None:
     run_tool(args, timeout_s=3600)
 
 
-def _build_layout(work: Path, base: Path) -> Path:
+def _build_layout(work: Path, base: Path, packages: Path) -> Path:
     tre_layer = work / "tre.tar"
     _write_tre_layer(tre_layer)
+    seed_layer = work / "numba-seed.tar"
+    _write_seed_layer(seed_layer, (base, packages, tre_layer), work)
     layout = work / "layout"
     ref = f"{layout}:image"
     run_tool(["umoci", "init", "--layout", str(layout)])
     run_tool(["umoci", "new", "--image", ref])
-    run_tool(["umoci", "raw", "add-layer", "--image", ref, str(base)], timeout_s=3600)
-    run_tool(["umoci", "raw", "add-layer", "--image", ref, str(tre_layer)])
+    for layer in (base, packages, tre_layer, seed_layer):
+        run_tool(["umoci", "raw", "add-layer", "--image", ref, str(layer)], timeout_s=3600)
     config = ["umoci", "config", "--image", ref, "--author", "tre", "--config.user", USER]
     config += ["--config.workingdir", JOB_TMP, "--config.cmd", "python3"]
     for k, v in ENV.items():
@@ -255,21 +265,85 @@ def _write_tre_layer(dest: Path) -> None:
             tar.addfile(info, io.BytesIO(data))
 
 
+def _write_seed_layer(dest: Path, layers: tuple[Path, ...], work: Path) -> None:
+    """The kernels compiled inside the image itself (its Python, Numba and source paths:
+    `tre.kernels.numba_seed`), as a layer at ``$TRE_NUMBA_CACHE_SEED``: every job then
+    copies them into its empty cache instead of compiling (seconds). The image's other
+    layers (all this build's own) are unpacked into a scratch root, the build step runs there
+    under bubblewrap (no network, read-only root, the image's uid and environment) writing
+    only the seed folder, and the seed is packed root-owned and read-only, fixed timestamps."""
+    bwrap = shutil.which("bwrap")
+    if bwrap is None:
+        raise ImageToolError("bubblewrap is not installed")
+    from pydicom.data import get_testdata_file
+
+    sample = get_testdata_file("CT_small.dcm")  # the series the kernels are compiled on
+    if sample is None:
+        raise ImageToolError("pydicom's CT_small.dcm test file is missing")
+    seed_path = ENV["TRE_NUMBA_CACHE_SEED"]
+    root = work / "seed-root"
+    root.mkdir()
+    try:
+        for layer in layers:
+            run_tool(["tar", "-x", "-f", str(layer), "-C", str(root)], timeout_s=1800)
+        seed = root / seed_path.lstrip("/")
+        seed.mkdir(parents=True)
+        for mount_point in ("dev", "proc", JOB_TMP.lstrip("/")):  # the base has no /dev
+            (root / mount_point).mkdir(exist_ok=True)
+        uid, gid = USER.split(":")  # bwrap maps them to the caller, who owns ``seed``
+        args = [bwrap, "--ro-bind", str(root), "/", "--bind", str(seed), seed_path, "--proc", "/proc"]
+        args += ["--dev", "/dev", "--tmpfs", JOB_TMP, "--unshare-all", "--unshare-user"]
+        args += ["--uid", uid, "--gid", gid, "--die-with-parent", "--clearenv", "--chdir", JOB_TMP]
+        for k, v in ENV.items():
+            if k != "TRE_NUMBA_CACHE_SEED":
+                args += ["--setenv", k, v]
+        args += ["--ro-bind", str(sample), f"{JOB_TMP}/sample/CT_small.dcm"]
+        args += ["python3", "-P", "-m", "tre.kernels.numba_seed", "build", seed_path]
+        args += [f"{JOB_TMP}/sample/CT_small.dcm"]
+        proc = subprocess.run(args, capture_output=True, text=True, timeout=1800, check=False)
+        if proc.returncode != 0:
+            tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or [""]
+            raise ImageToolError(f"compiling the kernels in the job image failed: {tail[0][:300]}")
+        with tarfile.open(dest, "w") as tar:
+            parts = seed_path.strip("/").split("/")
+            for i in range(1, len(parts) + 1):
+                info = tarfile.TarInfo("/".join(parts[:i]))
+                info.type, info.mode = tarfile.DIRTYPE, 0o755 if i < len(parts) else 0o555
+                tar.addfile(info)
+            for path in sorted(seed.rglob("*")):
+                info = tarfile.TarInfo(f"{seed_path.strip('/')}/{path.relative_to(seed).as_posix()}")
+                if path.is_dir():
+                    info.type, info.mode = tarfile.DIRTYPE, 0o555
+                    tar.addfile(info)
+                elif path.is_file() and not path.is_symlink():
+                    data = path.read_bytes()
+                    info.size, info.mode = len(data), 0o444
+                    tar.addfile(info, io.BytesIO(data))
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def sandbox_argv(rootfs: Path, data: Path, output: Path) -> list[str]:
+    """bubblewrap running a command in the image as a job would (no network, read-only
+    root, the image's uid and environment, /data read-only, /output writable)."""
+    bwrap = shutil.which("bwrap")
+    if bwrap is None:
+        raise ImageToolError("bubblewrap is not installed")
+    uid, gid = USER.split(":")
+    argv = [bwrap, "--ro-bind", str(rootfs), "/", "--proc", "/proc", "--dev", "/dev", "--tmpfs", JOB_TMP]
+    argv += ["--ro-bind", str(data), "/data", "--bind", str(output), "/output", "--unshare-all"]
+    argv += ["--unshare-user", "--uid", uid, "--gid", gid, "--die-with-parent", "--clearenv"]
+    for k, v in ENV.items():
+        argv += ["--setenv", k, v]
+    return [*argv, "--chdir", JOB_TMP]
+
+
 def smoke_test(rootfs: Path, data: Path, output: Path, timeout_s: float = 600) -> str:
     """Run the kernels and the demo job inside the image under bubblewrap (no network,
     read-only root, the image's uid); returns their combined output."""
     from tre.demo_job import DEMO_JOB_SOURCE
 
-    bwrap = shutil.which("bwrap")
-    if bwrap is None:
-        raise ImageToolError("bubblewrap is not installed")
-    uid, gid = USER.split(":")
-    base = [bwrap, "--ro-bind", str(rootfs), "/", "--proc", "/proc", "--dev", "/dev", "--tmpfs", JOB_TMP]
-    base += ["--ro-bind", str(data), "/data", "--bind", str(output), "/output", "--unshare-all"]
-    base += ["--unshare-user", "--uid", uid, "--gid", gid, "--die-with-parent", "--clearenv"]
-    for k, v in ENV.items():
-        base += ["--setenv", k, v]
-    base += ["--chdir", JOB_TMP]
+    base = sandbox_argv(rootfs, data, output)
     kernels = [
         "python3", "-m", "tre.kernels.job", "--input", "/data", "--output", "/output/preprocessed",
         "--spacing", "1", "1", "1", "--window", "-1000", "400", "--device", "cpu",
