@@ -83,6 +83,9 @@ def test_readme_first_command_verbatim_with_the_default_state(tmp_path: Path) ->
     assert "network: unreachable as expected" in out
     assert "request approved" in out and "sha256 matches" in out and "DIFFERS" not in out
     assert "verified it offline: OK" in out
+    # The platform's cohort job ran in the platform's image on the sample dataset.
+    cohort = re.search(r"(\d+) of (\d+) series preprocessed", out)
+    assert cohort and int(cohort.group(1)) >= 1, out[-3000:]
     # The state went to the default place, the sample data beside it, not inside it.
     assert (home / "tre.db").is_file()
     assert any((data_dir / "demo").rglob("*.dcm"))

@@ -25,6 +25,7 @@ from tre.cli.client import ApiClient, CliError
 from tre.cli.code import upload_code
 from tre.cli.jobs import follow_job
 from tre.cli.output import console, human_size, table
+from tre.cli.preprocess import job_command, job_request, series_summary, summary_line
 from tre.config import Settings, get_settings
 from tre.demo_job import DEMO_JOB_SOURCE
 from tre.images.jobimage import ensure_cpu_job_image
@@ -175,10 +176,31 @@ def run_demo() -> None:
             if final["state"] != "succeeded":
                 raise CliError(f"demo job ended {final['state']}: {final['reason']}")
             release_through_airlock(settings, server.url, tokens, job["id"])
+            preprocess_dataset(alice, image)
             verify_audit_log(settings, server.url, tokens["auditor"])
     finally:
         worker.stop()
         worker_thread.join(timeout=10)
+
+
+def preprocess_dataset(alice: ApiClient, image: str) -> None:
+    """What ``tre preprocess -p demo-lung -d pydicom-samples`` does: the whole dataset as one
+    cohort job in the job image (1 mm, CT window, z-score, crop), series by series.
+
+    Why in the demo: it is the platform's own job in the platform's own image, the path a
+    newcomer takes next; the image once could not run it (pydicom too old) and only a run
+    like this one shows that."""
+    project = alice.get(f"/api/v1/projects/{PROJECT}")
+    command = job_command((1.0, 1.0, 1.0), (-1000.0, 400.0), None, "cpu", "nii.gz", 1)
+    body = job_request(project, DATASET, command, image=image, gpu=False, cpu=1, memory_mb=1024)
+    job = alice.post("/api/v1/jobs", json=body)
+    console.rule(f"alice preprocesses {DATASET} as one cohort job ({job['id']})")
+    final = follow_job(alice, job["id"])
+    summary = series_summary(alice.request("GET", f"/api/v1/jobs/{job['id']}/logs").text)
+    console.rule()
+    if final["state"] != "succeeded" or summary is None:
+        raise CliError(f"demo preprocessing job ended {final['state']}: {final['reason']}")
+    console.print(summary_line(final["id"], *summary), highlight=False, soft_wrap=True)
 
 
 def release_through_airlock(settings: Settings, url: str, tokens: dict[str, str], job_id: str) -> None:
