@@ -57,6 +57,9 @@ FG_HU = -500.0
 SPACING_XY = 0.7
 SPACING_Z = 2.5
 METHODS = ["tre", "tre-nii", "tre-zarr", "monai", "sitk"]
+# On a machine with an NVIDIA GPU (issue 13, goal 5): the same job with the CUDA kernels
+# (decoding and writing stay on the CPU threads; transfers and kernels overlap them).
+GPU_METHODS = ["tre-cuda", "tre-cuda-nii"]
 
 
 # ------------------------------------------------------------------------------- cohort
@@ -300,7 +303,7 @@ def child(method: str, cohort: Path, out: Path, workers: int, timeline: Path | N
     else:
         from tre.kernels.job import main as run  # the process entry point, as the sandbox runs it
 
-        fmt = {"tre-nii": "nii", "tre-zarr": "zarr"}.get(method, "nii.gz")
+        fmt = {"tre-nii": "nii", "tre-zarr": "zarr", "tre-cuda-nii": "nii"}.get(method, "nii.gz")
         args = [
             "--input",
             str(cohort),
@@ -315,6 +318,7 @@ def child(method: str, cohort: Path, out: Path, workers: int, timeline: Path | N
             "400",
         ]
         args += ["--timeline", str(timeline)] if timeline else []
+        args += ["--device", "cuda"] if method.startswith("tre-cuda") else []
         code = run([*args, "--format", fmt, "--workers", str(workers)])
         if code:
             raise SystemExit(code)
@@ -436,14 +440,14 @@ def select_cohort(workdir: Path, quick: bool, n: int, codec: str | None) -> tupl
 # --------------------------------------------------------------------------------- main
 
 
-def run_tre_warm(cohort: Path, workdir: Path) -> None:
+def run_tre_warm(cohort: Path, workdir: Path, device: str = "cpu") -> None:
     """Compile or load the Numba cache once, untimed: the platform warms it when the job image
     is built (`tre admin warm-kernels`), so jobs never compile."""
-    warm = workdir / "warm"
+    warm = workdir / f"warm-{device}"
     shutil.rmtree(warm, ignore_errors=True)
     first = series_dirs(cohort)[0]
     cmd = [sys.executable, "-m", "tre.kernels.job", "--input", str(first), "--output", str(warm)]
-    cmd += ["--spacing", "1", "1", "1", "--window", "-1000", "400"]
+    cmd += ["--spacing", "1", "1", "1", "--window", "-1000", "400", "--device", device]
     subprocess.run(cmd, env={**os.environ, "PYTHONPATH": str(REPO)}, check=True, capture_output=True)
 
 
@@ -476,7 +480,7 @@ def main() -> None:
     ap.add_argument("--series", type=int, default=None)
     ap.add_argument("--quick", action="store_true", help="6 series of 256x256x60-120")
     ap.add_argument("--codec", choices=["raw", "j2k", "jls"], help="only this codec's series of the plan")
-    ap.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
+    ap.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS + GPU_METHODS)
     ap.add_argument("--repeat", type=int, default=1, help="runs per method, interleaved (A B A B ...)")
     ap.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "tre-bench-cohort")
     ap.add_argument("--workers", type=int, default=0)
@@ -516,6 +520,8 @@ def main() -> None:
     )
     if any(m.startswith("tre") for m in args.methods):
         run_tre_warm(cohort, args.workdir)
+    if any(m.startswith("tre-cuda") for m in args.methods):
+        run_tre_warm(cohort, args.workdir, "cuda")
     runs: dict[str, list[dict[str, Any]]] = {m: [] for m in args.methods}
     for rep in range(args.repeat):
         for m in args.methods:
@@ -556,8 +562,10 @@ def main() -> None:
         diff = float("nan")
         if m in ("monai", "sitk") and "wall_s" in base:
             diff = compare(plan, cohort, args.workdir / "out-tre", args.workdir / f"out-{m}", m)
-        elif m in ("tre-nii", "tre-zarr") and "wall_s" in base:
+        elif m in ("tre-nii", "tre-zarr", "tre-cuda-nii") and "wall_s" in base:
             diff = compare_formats(plan, args.workdir / "out-tre", args.workdir / f"out-{m}")
+        elif m == "tre-cuda" and "wall_s" in base:
+            diff = compare_formats(plan, args.workdir / "out-tre", args.workdir / "out-tre-cuda")
         r["ratio_to_tre"] = ratio
         r["cpu_ratio_to_tre"] = cpu_ratio
         r["max_diff_vs_tre"] = diff
@@ -587,10 +595,11 @@ def compare_formats(plan: list[dict[str, Any]], gz: Path, other: Path) -> float:
     for s in plan:
         a = gz / f"{s['uid']}.nii.gz"
         nii, zipped = other / f"{s['uid']}.nii", other / f"{s['uid']}.zarr.zip"
-        if not a.exists() or not (nii.exists() or zipped.exists()):
+        gz = other / f"{s['uid']}.nii.gz"  # the CUDA job's
+        if not a.exists() or not (nii.exists() or zipped.exists() or gz.exists()):
             return float("nan")
-        if nii.exists():
-            worst = max(worst, max_diff(a, nii))
+        if nii.exists() or gz.exists():
+            worst = max(worst, max_diff(a, nii if nii.exists() else gz))
             continue
         import nibabel as nib
         import zarr

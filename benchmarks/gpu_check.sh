@@ -47,5 +47,17 @@ echo "== GPU benchmark ==" | tee "$OUT/bench_cuda.txt"
 timeout 300 "$PY" benchmarks/bench_preprocess.py --device cuda --repeats "${BENCH_REPEATS:-20}" \
     --methods ${BENCH_METHODS:-tre-cuda tre} --json "$OUT/bench_cuda.json" 2>&1 | tee -a "$OUT/bench_cuda.txt"
 bench_rc=${PIPESTATUS[0]}
-echo "tests rc=$tests_rc bench rc=$bench_rc" | tee -a "$OUT/env.txt"
-exit $(( tests_rc != 0 || bench_rc != 0 ))
+# Issue 13, goal 5: a cohort from DICOM on disk to outputs on disk through the GPU kernels
+# (decoding and writing on the CPU threads), against the CPU job, in series per second.
+# COHORT_SERIES=0 skips it; the cohort is generated first (about a minute on 16 cores).
+cohort_rc=0
+if [ "${COHORT_SERIES:-8}" != 0 ]; then
+    echo "== GPU cohort ==" | tee "$OUT/cohort.txt"
+    # shellcheck disable=SC2086
+    timeout "${COHORT_TIMEOUT:-420}" "$PY" benchmarks/bench_cohort.py --series "${COHORT_SERIES:-8}" \
+        --workdir "${COHORT_DIR:-/tmp/tre-gpu-cohort}" --methods ${COHORT_METHODS:-tre tre-cuda tre-nii tre-cuda-nii} \
+        --json "$OUT/cohort.json" 2>&1 | tee -a "$OUT/cohort.txt"
+    cohort_rc=${PIPESTATUS[0]}
+fi
+echo "tests rc=$tests_rc bench rc=$bench_rc cohort rc=$cohort_rc" | tee -a "$OUT/env.txt"
+exit $(( tests_rc != 0 || bench_rc != 0 || cohort_rc != 0 ))
