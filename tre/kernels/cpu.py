@@ -350,191 +350,6 @@ def stats_pass(
                 vrange[k, 1] = np.float32(-3.0e38)
 
 
-@njit(inline="always", fastmath=_FM)
-def _pair_row_exact(ra, rb, flags, w, k0, clip_lo, clip_hi, shift, scale, sshift, fg_thr, acc):
-    """Per-voxel sums of one row's flagged pixels over the pair's output slices.
-
-    acc = [sum(v - sshift), sum((v - sshift)^2), fg count, first k with fg, last k with fg];
-    the pixels `stats_pairs_pass` flagged are those where the pair formula does not hold
-    (clip acts between the two input values, or the threshold lies between them): few, at
-    tissue edges, so a scalar loop with branches is fine here.
-    """
-    one = np.float32(1.0)
-    for i in range(ra.shape[0]):
-        if flags[i] != 0:
-            a = ra[i]
-            b = rb[i]
-            for q in range(w.shape[0]):
-                h = z_blend(a, b, w[q])
-                d = window_value(h, clip_lo, clip_hi, shift, scale) - sshift
-                acc[0] += d
-                acc[1] += d * d
-                if h > fg_thr:
-                    acc[2] += one
-                    acc[3] = min(acc[3], np.float32(k0 + q))
-                    acc[4] = max(acc[4], np.float32(k0 + q))
-
-
-@njit(parallel=True, cache=True, fastmath=_FM)
-def stats_pairs_pass(
-    raw,
-    slopes,
-    intercepts,
-    zi0,
-    zi1,
-    zw,
-    yi0,
-    yi1,
-    yw,
-    xi0,
-    xi1,
-    xw,
-    group_start,
-    max_group,
-    chunk_start,
-    clip_lo,
-    clip_hi,
-    shift,
-    scale,
-    fg_thr,
-    stat_shift,
-    sums,
-    ibox,
-):
-    """Pass 1 of the window recipe by pair moments: per pair of input slices, not per voxel.
-
-    The output slices k of group g (``group_start[g]`` .. ``group_start[g + 1]``) all blend
-    the same two in-plane resampled input slices a, b with weights w_k. Where clip does not
-    act between a and b, v_k = va + w_k (vb - va) exactly, so sum_k v_k = n va + (sum w) d
-    and sum_k v_k^2 = n va^2 + 2 (sum w) va d + (sum w^2) d^2: a few operations per pixel
-    of the pair instead of a z blend, window and reduction per output voxel. h is monotonic
-    in w, so a pixel is foreground in some k of the group iff it is at the first or last w
-    (the y/x box), and in every k iff at both. Pixels where clip acts between a and b, or the
-    threshold lies between them, are flagged and summed per voxel (`_pair_row_exact`).
-
-    sums[g] = (count, sum(v - stat_shift), sum((v - stat_shift)^2)); ibox[g] = (fg count,
-    ymin, ymax, xmin, xmax, first k with fg, last k with fg). Per group, in group order:
-    the same for any thread count.
-    """
-    nyo = yi0.shape[0]
-    nxo = xi0.shape[0]
-    sshift = np.float32(stat_shift)
-    one = np.float32(1.0)
-    zero = np.float32(0.0)
-    two = np.float32(2.0)
-    for c in prange(chunk_start.shape[0] - 1):
-        tmp = np.empty((ROWS, raw.shape[2]), dtype=np.float32)
-        pa = np.empty((nyo, nxo), dtype=np.float32)
-        pb = np.empty((nyo, nxo), dtype=np.float32)
-        have = np.full(2, -1, dtype=np.int64)
-        cols = np.zeros(nxo, dtype=np.float32)
-        flags = np.zeros(nxo, dtype=np.float32)
-        exact = np.zeros(5, dtype=np.float32)
-        wbuf = np.empty(max_group, dtype=np.float32)
-        for g in range(chunk_start[c], chunk_start[c + 1]):
-            k0 = group_start[g]
-            k1 = group_start[g + 1]
-            pa, pb = _planes_for(
-                raw, slopes, intercepts, zi0[k0], zi1[k0], yi0, yi1, yw, xi0, xi1, xw, tmp, pa, pb, have
-            )
-            w = wbuf[: k1 - k0]
-            s1 = np.float32(0.0)
-            s2 = np.float32(0.0)
-            for q in range(k1 - k0):
-                w[q] = np.float32(zw[k0 + q])
-                s1 += w[q]
-                s2 += w[q] * w[q]
-            nf = np.float32(k1 - k0)
-            w_first = w[0]
-            w_last = w[k1 - k0 - 1]
-            two_s1 = two * s1
-            cols[:] = zero
-            acc = 0.0
-            acc2 = 0.0
-            fgn = 0
-            full = 0
-            ymin = nyo
-            ymax = -1
-            kmin = k1
-            kmax = k0 - 1
-            for j in range(nyo):
-                ra = pa[j]
-                rb = pb[j]
-                racc = np.float32(0.0)
-                racc2 = np.float32(0.0)
-                rfg = np.float32(0.0)  # fg voxels of unflagged pixels (float32 lanes, exact)
-                rfull = np.float32(0.0)  # pixels foreground in every k of the group
-                rany = np.float32(0.0)  # pixels foreground in some k
-                rflag = np.float32(0.0)
-                for i in range(nxo):  # branch-free so that LLVM vectorises it
-                    a = ra[i]
-                    b = rb[i]
-                    f_first = z_blend(a, b, w_first) > fg_thr
-                    f_last = z_blend(a, b, w_last) > fg_thr
-                    lo = min(a, b)
-                    hi = max(a, b)
-                    clipped = ((lo < clip_lo) & (hi > clip_lo)) | ((lo < clip_hi) & (hi > clip_hi))
-                    flag = clipped | (f_first != f_last)
-                    va = window_value(a, clip_lo, clip_hi, shift, scale) - sshift
-                    dv = window_value(b, clip_lo, clip_hi, shift, scale) - sshift - va
-                    p1 = nf * va + s1 * dv
-                    p2 = va * (nf * va + two_s1 * dv) + s2 * dv * dv
-                    racc += zero if flag else p1
-                    racc2 += zero if flag else p2
-                    both = f_first & f_last
-                    rfg += zero if flag else (nf if both else zero)
-                    rfull += one if both else zero
-                    anyf = one if (f_first | f_last) else zero
-                    rany += anyf
-                    cols[i] += anyf
-                    fl = one if flag else zero
-                    flags[i] = fl
-                    rflag += fl
-                if rflag > zero:
-                    exact[0] = zero
-                    exact[1] = zero
-                    exact[2] = zero
-                    exact[3] = np.float32(k1)
-                    exact[4] = np.float32(k0 - 1)
-                    _pair_row_exact(
-                        ra, rb, flags, w, k0, clip_lo, clip_hi, shift, scale, sshift, fg_thr, exact
-                    )
-                    racc += exact[0]
-                    racc2 += exact[1]
-                    rfg += exact[2]
-                    kmin = min(kmin, int(exact[3]))
-                    kmax = max(kmax, int(exact[4]))
-                acc += np.float64(racc)
-                acc2 += np.float64(racc2)
-                fgn += int(rfg)
-                full += int(rfull)
-                if rany > zero:
-                    ymin = min(ymin, j)
-                    ymax = j
-            if full > 0:
-                kmin = k0
-                kmax = k1 - 1
-            xmin = nxo
-            xmax = -1
-            if ymax >= 0:
-                xmin = 0
-                while cols[xmin] == zero:
-                    xmin += 1
-                xmax = nxo - 1
-                while cols[xmax] == zero:
-                    xmax -= 1
-            sums[g, 0] = (k1 - k0) * nyo * nxo
-            sums[g, 1] = acc
-            sums[g, 2] = acc2
-            ibox[g, 0] = fgn
-            ibox[g, 1] = ymin
-            ibox[g, 2] = ymax
-            ibox[g, 3] = xmin
-            ibox[g, 4] = xmax
-            ibox[g, 5] = kmin
-            ibox[g, 6] = kmax
-
-
 @njit(parallel=True, cache=True, fastmath=_FM)
 def normalize_pass(
     raw,
@@ -705,19 +520,6 @@ def slice_chunks(n: int, per_thread: int = 4) -> np.ndarray:
     return np.linspace(0, n, parts + 1).round().astype(np.int64)
 
 
-def pair_groups(zi0: np.ndarray, nyo: int, nxo: int) -> np.ndarray | None:
-    """Boundaries of the runs of output slices that blend the same pair of input slices, for
-    `stats_pairs_pass`; None when a row of a group could hold 2**24 voxels or more (its
-    counts are float32 lanes, exact below that), and the per-slice pass runs instead."""
-    if zi0.shape[0] == 0:
-        return None
-    starts = np.flatnonzero(np.diff(zi0) != 0) + 1
-    groups = np.concatenate(([0], starts, [zi0.shape[0]])).astype(np.int64)
-    if int(np.diff(groups).max()) * max(nxo, nyo) >= 2**24:
-        return None
-    return groups
-
-
 class CpuBackend:
     """Runs the passes above on one volume; see `tre.kernels.pipeline` for the recipe."""
 
@@ -733,7 +535,6 @@ class CpuBackend:
         self._chunks = slice_chunks(tables.shape[0])
         self._full = self._tables((0, tables.shape[0], 0, tables.shape[1], 0, tables.shape[2]))
         self._last_hist: np.ndarray | None = None
-        self._groups = pair_groups(tables.z.i0, tables.shape[1], tables.shape[2])
 
     def _tables(self, box: tuple[int, int, int, int, int, int]) -> tuple[np.ndarray, ...]:
         t = self.tables
@@ -760,8 +561,6 @@ class CpuBackend:
         stat_shift: float,
         fg_only: bool,
     ) -> Stats:
-        if not fg_only and self._groups is not None:
-            return self._stats_by_pairs(clip, shift, scale, fg_thr, stat_shift)
         nzo = self.tables.shape[0]
         sums = np.zeros((nzo, 3), dtype=np.float64)
         ibox = np.zeros((nzo, 5), dtype=np.int64)
@@ -785,35 +584,6 @@ class CpuBackend:
                 vrange,
             )
         return Stats.from_slices(sums, ibox, vrange, stat_shift)
-
-    def _stats_by_pairs(
-        self, clip: tuple[float, float], shift: float, scale: float, fg_thr: float, stat_shift: float
-    ) -> Stats:
-        """The window recipe's pass 1 through `stats_pairs_pass`."""
-        groups = self._groups
-        assert groups is not None
-        n = len(groups) - 1
-        sums = np.zeros((n, 3), dtype=np.float64)
-        ibox = np.zeros((n, 7), dtype=np.int64)
-        with dynamic_chunks():
-            stats_pairs_pass(  # type: ignore[call-arg]
-                self.raw,
-                self.slopes,
-                self.intercepts,
-                *self._full,
-                groups,
-                int(np.diff(groups).max()),
-                slice_chunks(n),
-                np.float32(clip[0]),
-                np.float32(clip[1]),
-                np.float32(shift),
-                np.float32(scale),
-                np.float32(fg_thr),
-                float(stat_shift),
-                sums,
-                ibox,
-            )
-        return Stats.from_groups(sums, ibox, stat_shift)
 
     def histogram(
         self, clip: tuple[float, float], fg_thr: float, vmin: float, bin_scale: float, nbins: int

@@ -66,29 +66,3 @@ class Stats:
         vmin = float(vrange[has, 0].min())
         vmax = float(vrange[has, 1].max())
         return Stats.from_sums(count, s, s2, stat_shift, fg, bbox, vmin, vmax)
-
-    @staticmethod
-    def from_groups(sums: np.ndarray, ibox: np.ndarray, stat_shift: float) -> Stats:
-        """Combine per-group partials of the pair-moment pass (rows in group order).
-
-        ibox rows: (fg count, ymin, ymax, xmin, xmax, first k with fg, last k with fg); the
-        z extent comes from those k, not from the row index as in `from_slices`.
-        """
-        count = s = s2 = 0.0
-        for g in range(sums.shape[0]):  # fixed order: group 0, 1, 2, ...
-            count += sums[g, 0]
-            s += sums[g, 1]
-            s2 += sums[g, 2]
-        has = np.flatnonzero(ibox[:, 0] > 0)
-        if has.size == 0:
-            return Stats.from_sums(count, s, s2, stat_shift, 0, None, 0.0, 0.0)
-        sel = ibox[has]
-        bbox = (
-            int(sel[:, 5].min()),
-            int(sel[:, 6].max()) + 1,
-            int(sel[:, 1].min()),
-            int(sel[:, 2].max()) + 1,
-            int(sel[:, 3].min()),
-            int(sel[:, 4].max()) + 1,
-        )
-        return Stats.from_sums(count, s, s2, stat_shift, int(sel[:, 0].sum()), bbox, 0.0, 0.0)
