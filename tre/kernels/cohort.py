@@ -46,6 +46,7 @@ from typing import Any
 
 import numpy as np
 
+from tre.kernels.buffers import OutputPool
 from tre.kernels.dicom import Series, SliceHeader, discover_headers, load_series
 from tre.kernels.errors import (
     KernelInputError,
@@ -348,7 +349,10 @@ class CohortRun:
         load_pool = ThreadPoolExecutor(max(1, self.opts.prefetch), thread_name_prefix="load")
         write_pool = ThreadPoolExecutor(max(1, self.opts.max_pending_writes), thread_name_prefix="write")
         loads: deque[tuple[str, str, Future[_Loaded]]] = deque()
-        writes: deque[tuple[str, str, Future[dict[str, Any]]]] = deque()
+        writes: deque[tuple[str, str, Future[dict[str, Any]], np.ndarray]] = deque()
+        # Each output buffer whose write finished takes the next series' output (no page
+        # faults on first touch; tre.kernels.buffers). The GPU path copies into pinned memory.
+        pool = OutputPool(max_free=1) if self.opts.device == "cpu" else None
         queue = iter(enumerate(todo))
         try:
             while True:
@@ -378,7 +382,13 @@ class CohortRun:
                     s = loaded.series
                     with tl.span("kernels", number):
                         result = preprocess_array(
-                            s.raw, s.slopes, s.intercepts, s.spacing, self.opts.params, self.opts.device
+                            s.raw,
+                            s.slopes,
+                            s.intercepts,
+                            s.spacing,
+                            self.opts.params,
+                            self.opts.device,
+                            pool=pool,
                         )
                     pre_s = time.perf_counter() - t0
                 except Exception as exc:  # noqa: BLE001 - one bad series never fails the cohort
@@ -390,12 +400,13 @@ class CohortRun:
                     s, raw=np.broadcast_to(np.zeros((), s.raw.dtype), s.raw.shape)
                 )
                 del fut, s
-                writes.append((uid, fp, write_pool.submit(self._write, loaded, result, pre_s)))
-                del result, loaded
+                image = result.image
+                writes.append((uid, fp, write_pool.submit(self._write, loaded, result, pre_s), image))
+                del result, loaded, image
                 while len(writes) > max(0, self.opts.max_pending_writes - 1):
-                    self._collect(writes.popleft())
+                    self._collect(writes.popleft(), pool)
             while writes:
-                self._collect(writes.popleft())
+                self._collect(writes.popleft(), pool)
             shutdown = tl.now()
         finally:
             for _uid, _fp, f in loads:
@@ -410,14 +421,19 @@ class CohortRun:
         c = self.counts
         return CohortSummary(self.total, c["ok"], c["resumed"], c["failed"])
 
-    def _collect(self, item: tuple[str, str, Future[dict[str, Any]]]) -> None:
-        uid, fp, fut = item
+    def _collect(
+        self, item: tuple[str, str, Future[dict[str, Any]], np.ndarray], pool: OutputPool | None
+    ) -> None:
+        uid, fp, fut, image = item
         try:
             with self.timeline.span("wait-write", self.index[uid]):
                 entry = fut.result()
         except Exception as exc:  # noqa: BLE001 - a failed write is that series' failure
             self._failed(uid, fp, exc, writing=True)
             return
+        finally:
+            if pool is not None and fut.done():  # the writer is done with the pixels
+                pool.give(image)
         entry["input_fingerprint"] = fp
         with self.timeline.span("manifest", self.index[uid]):
             self._finish(uid, entry)
