@@ -623,6 +623,8 @@ class CpuBackend:
     """Runs the passes above on one volume; see `tre.kernels.pipeline` for the recipe."""
 
     name = "cpu"
+    # Streaming stores into a caller's ``out`` (see `normalize`); a switch for A/B benchmarks.
+    streaming_stores = True
 
     def __init__(
         self, raw: np.ndarray, slopes: np.ndarray, intercepts: np.ndarray, tables: GridTables
@@ -747,7 +749,7 @@ class CpuBackend:
         t = self.tables
         box = bbox if bbox is not None else (0, t.shape[0], 0, t.shape[1], 0, t.shape[2])
         shape = (box[1] - box[0], box[3] - box[2], box[5] - box[4])
-        streaming = out is not None and shape[2] <= STACK_COLS
+        streaming = out is not None and self.streaming_stores and shape[2] <= STACK_COLS
         if out is None:
             out = np.empty(shape, dtype=np.float32)
         elif out.shape != shape or out.dtype != np.float32 or not out.flags.c_contiguous:
