@@ -84,10 +84,8 @@ def main(argv: list[str] | None = None) -> int:
 
     pool = OutputPool()
 
-    def run(mod: ModuleType, reuse: bool = False, plain: bool = False) -> pipeline.PreprocessResult:
+    def run(mod: ModuleType, reuse: bool = False) -> pipeline.PreprocessResult:
         backend = mod.CpuBackend(raw, np.full(nz, bp.SLOPE), np.full(nz, bp.INTERCEPT), tables)
-        if plain:
-            backend.streaming_stores = False
         res = pipeline.run_recipe(backend, recipe, tables.shape, pool if reuse else None)
         if reuse:
             pool.give(res.image)  # the cohort does this once the output has been written
@@ -97,10 +95,9 @@ def main(argv: list[str] | None = None) -> int:
         mods = {"base": load_base(args.base, Path(tmp)), "work": cpu_work}
         if args.reuse:
             mods["work+reused buffer"] = cpu_work
-            mods["work+reused buffer, plain stores"] = cpu_work
 
         def run_named(name: str, mod: ModuleType) -> pipeline.PreprocessResult:
-            return run(mod, "reused buffer" in name, name.endswith("plain stores"))
+            return run(mod, name.endswith("reused buffer"))
 
         first = {name: run_named(name, mod) for name, mod in mods.items()}
         same_box = first["base"].bbox == first["work"].bbox
@@ -155,9 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.reuse:
         print(
             "('work+reused buffer' writes into an output buffer written before, as the cohort job "
-            "does from its second series on, with streaming stores, and '..., plain stores' "
-            "without them; a single volume processed once has no such buffer, so its figure is "
-            "'work')"
+            "does from its second series on; a single volume processed once has no such buffer, "
+            "so its figure is 'work')"
         )
     return 0
 

@@ -1,5 +1,5 @@
-"""Reused output buffers (`tre.kernels.buffers.OutputPool`) and the CPU kernels' streaming
-stores into them: same values as a fresh array, bounded memory, and the cohort job's use."""
+"""Reused output buffers (`tre.kernels.buffers.OutputPool`): the CPU kernels write the same
+values into them as into a fresh array; memory stays bounded; the cohort job's use."""
 
 from __future__ import annotations
 
@@ -62,9 +62,8 @@ def test_memory_stays_bounded() -> None:
 @pytest.mark.parametrize("shape", [(9, 23, 37), (6, 17, 64), (5, 4, STACK_COLS + 5)])
 @pytest.mark.parametrize("threads", [1, 2])
 def test_reused_buffer_gives_the_fresh_arrays_values(shape: tuple[int, int, int], threads: int) -> None:
-    """Into a reused buffer the kernels write with streaming stores (rows at every alignment:
-    odd widths; output rows wider than the stack row take plain stores): bitwise the fresh result,
-    for 1 and 2 threads, also as a view into a larger buffer."""
+    """Into a reused buffer (a view into a larger one) the kernels write bitwise the fresh
+    result, for 1 and 2 threads, odd row widths and rows wider than the stack scratch."""
     before = numba.get_num_threads()
     numba.set_num_threads(min(threads, before))
     try:

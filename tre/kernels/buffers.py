@@ -27,8 +27,7 @@ class OutputPool:
 
     `take` lends a C-contiguous view of a free buffer with room for the shape (or None: the
     caller allocates a fresh array), `give` returns an output once nothing reads it any more
-    (its writer finished). The views handed out have always been written before, which is
-    what makes the CPU kernels' streaming stores worthwhile (`tre.kernels.cpu.normalize_pass`).
+    (its writer finished). The views handed out have always been written before.
     """
 
     def __init__(self, max_free: int = 1) -> None:

@@ -185,90 +185,6 @@ def _planes_for(raw, slopes, intercepts, z0, z1, yi0, yi1, yw, xi0, xi1, xw, tmp
     return pa, pb
 
 
-STREAM_LANES = 16  # float32 values per streaming store (one 64-byte cache line)
-
-
-def _stack_row_typing(typingctx):
-    """Pointer to STACK_COLS float32 in the caller's stack frame: one output row, computed by
-    the ordinary vectorised loop and then copied out with `_stream_line` (in L1 meanwhile)."""
-
-    def codegen(context, builder, sig, args):
-        f32 = context.get_value_type(types.float32)
-        return cgutils.alloca_once(builder, f32, size=STACK_COLS)
-
-    return types.CPointer(types.float32)(), codegen
-
-
-_stack_row: Any = intrinsic(_stack_row_typing)  # Any: called only from jitted code
-
-
-def _stream_line_typing(typingctx, dst, src, off):
-    """Store the STREAM_LANES float32 at ``src + off`` to the 64-byte aligned address ``dst``
-    with non-temporal stores (``vmovntps``): the cache line is written without being read.
-
-    Why: into an already touched output, a plain store reads each line from memory before
-    overwriting it (read for ownership), so writing the 227 MiB output moves ~454 MiB; filling
-    an already touched 748x247x322 float32 array took 34-38 ms plain and 12.3-12.5 ms with
-    these stores (one core). Into a fresh array (page faults) they were slower than plain
-    stores (67-71 vs 50-62 ms), so only caller-owned, already written buffers get them
-    (`normalize_pass` ``streaming``).
-    """
-
-    def codegen(context, builder, sig, args):
-        half = ir.VectorType(ir.FloatType(), STREAM_LANES // 2)
-        i64 = ir.IntType(64)
-        nt = builder.module.add_metadata([ir.Constant(ir.IntType(32), 1)])
-        for h in range(2):
-            at = builder.add(args[2], ir.Constant(i64, h * (STREAM_LANES // 2)))
-            src = builder.bitcast(builder.gep(args[1], [at]), half.as_pointer())
-            dst_int = builder.add(args[0], ir.Constant(i64, h * 4 * (STREAM_LANES // 2)))
-            dst = builder.inttoptr(dst_int, half.as_pointer())
-            store = builder.store(builder.load(src, align=4), dst, align=32)
-            store.set_metadata("nontemporal", nt)
-        return context.get_dummy_value()
-
-    return types.void(types.int64, types.CPointer(types.float32), types.int64), codegen
-
-
-_stream_line: Any = intrinsic(_stream_line_typing)  # Any: called only from jitted code
-
-
-def _store_fence_typing(typingctx):
-    """A full memory fence: orders this thread's non-temporal stores before whatever the
-    thread does next (on x86 ``mfence``), so the output is complete when the pass returns."""
-
-    def codegen(context, builder, sig, args):
-        builder.fence("seq_cst")
-        return context.get_dummy_value()
-
-    return types.void(), codegen
-
-
-_store_fence: Any = intrinsic(_store_fence_typing)  # Any: called only from jitted code
-
-
-@njit(inline="always", fastmath=_FM)
-def _normalized(a, b, wz, clip_lo, clip_hi, shift, scale, m, inv):
-    """The output value of one voxel: z blend, window, z-score (every store path uses this)."""
-    return (window_value(z_blend(a, b, wz), clip_lo, clip_hi, shift, scale) - m) * inv
-
-
-@njit(inline="always")
-def _stream_row(src, buf, row):
-    """Copy the output row held in ``buf`` (``src`` is its pointer) to ``row``: the whole
-    cache lines with `_stream_line`, the partial lines at both ends with plain stores."""
-    n = row.shape[0]
-    addr = np.int64(row.ctypes.data)
-    head = min(n, ((64 - addr % 64) % 64) // 4)
-    lines = (n - head) // STREAM_LANES
-    for i in range(head):
-        row[i] = buf[i]
-    for q in range(lines):
-        _stream_line(addr + 4 * (head + q * STREAM_LANES), src, head + q * STREAM_LANES)
-    for i in range(head + lines * STREAM_LANES, n):
-        row[i] = buf[i]
-
-
 KEY_MAX = np.int32(2**31 - 1)
 KEY_MIN = np.int32(-(2**31))
 
@@ -455,16 +371,9 @@ def normalize_pass(
     scale,
     mean,
     inv_std,
-    streaming,
     out,
 ):
-    """Pass 2: out = ((clip(hu) - shift) * scale - mean) * inv_std over the (cropped) tables.
-
-    ``streaming``: each row is computed into a stack buffer and copied out with non-temporal
-    stores (`_stream_row`); for an ``out`` that was written before (a reused buffer), where
-    they skip reading every line before writing it. Needs rows of at most STACK_COLS
-    values. Same values either way.
-    """
+    """Pass 2: out = ((clip(hu) - shift) * scale - mean) * inv_std over the (cropped) tables."""
     nyo = yi0.shape[0]
     nxo = xi0.shape[0]
     m = np.float32(mean)
@@ -483,17 +392,9 @@ def normalize_pass(
                 ra = pa[j]
                 rb = pb[j]
                 row = out[k, j]
-                if streaming:
-                    src = _stack_row()
-                    buf = numba.carray(src, nxo)
-                    for i in range(nxo):
-                        buf[i] = _normalized(ra[i], rb[i], wz, clip_lo, clip_hi, shift, scale, m, inv)
-                    _stream_row(src, buf, row)
-                else:
-                    for i in range(nxo):
-                        row[i] = _normalized(ra[i], rb[i], wz, clip_lo, clip_hi, shift, scale, m, inv)
-        if streaming:
-            _store_fence()
+                for i in range(nxo):
+                    v = window_value(z_blend(ra[i], rb[i], wz), clip_lo, clip_hi, shift, scale)
+                    row[i] = (v - m) * inv
 
 
 @njit(parallel=True, cache=True, fastmath=_FM)
@@ -623,8 +524,6 @@ class CpuBackend:
     """Runs the passes above on one volume; see `tre.kernels.pipeline` for the recipe."""
 
     name = "cpu"
-    # Streaming stores into a caller's ``out`` (see `normalize`); a switch for A/B benchmarks.
-    streaming_stores = True
 
     def __init__(
         self, raw: np.ndarray, slopes: np.ndarray, intercepts: np.ndarray, tables: GridTables
@@ -744,12 +643,11 @@ class CpuBackend:
         out: np.ndarray | None = None,
     ) -> np.ndarray:
         """Pass 2 into a fresh array, or into ``out`` (C-contiguous float32 of the crop's
-        shape, e.g. from `tre.kernels.buffers.OutputPool`) with streaming stores: a buffer
-        the caller has written before, whose pages are already there."""
+        shape, e.g. a buffer that `tre.kernels.buffers.OutputPool` reuses: its pages are
+        there already, so the pass does not pay their first touch)."""
         t = self.tables
         box = bbox if bbox is not None else (0, t.shape[0], 0, t.shape[1], 0, t.shape[2])
         shape = (box[1] - box[0], box[3] - box[2], box[5] - box[4])
-        streaming = out is not None and self.streaming_stores and shape[2] <= STACK_COLS
         if out is None:
             out = np.empty(shape, dtype=np.float32)
         elif out.shape != shape or out.dtype != np.float32 or not out.flags.c_contiguous:
@@ -767,7 +665,6 @@ class CpuBackend:
                 np.float32(scale),
                 float(mean),
                 float(inv_std),
-                streaming,
                 out,
             )
         return out
