@@ -15,7 +15,8 @@ pool, the compressor's threads). Three stages run concurrently:
 3. writers (threads) compress and write the previous series' outputs.
 
 Queues are bounded (``prefetch`` loaded series, ``max_pending_writes`` outputs), so peak
-memory is a few series, whatever the cohort size. Each series ends ``ok``, ``failed`` (a
+memory is a few series, whatever the cohort size; an output buffer whose write finished takes
+a later series' output (`tre.kernels.buffers.OutputPool`: no first-touch page faults). Each series ends ``ok``, ``failed`` (a
 one-line reason in the manifest; one bad series never stops the others unless
 ``fail_fast``) or ``resumed`` (already written by an earlier run of the same recipe, checked
 by hash). Progress goes to ``report`` in the fixed vocabulary of `tre.kernels.progress`
