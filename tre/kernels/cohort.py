@@ -16,8 +16,9 @@ pool, the compressor's threads). Three stages run concurrently:
 
 Queues are bounded (``prefetch`` loaded series, ``max_pending_writes`` outputs), so peak
 memory is a few series, whatever the cohort size; an output buffer whose write finished takes
-a later series' output (`tre.kernels.buffers.OutputPool`: no first-touch page faults). Each series ends ``ok``, ``failed`` (a
-one-line reason in the manifest; one bad series never stops the others unless
+a later series' output (`tre.kernels.buffers.OutputPool`: no first-touch page faults).
+Each series ends ``ok``, ``failed`` (a one-line reason in the manifest; one bad series never
+stops the others unless
 ``fail_fast``) or ``resumed`` (already written by an earlier run of the same recipe, checked
 by hash). Progress goes to ``report`` in the fixed vocabulary of `tre.kernels.progress`
 (``tre-progress: 12/40 series done, 1 failed``, ``tre-series: 12/40 failed: missing-slices``):
