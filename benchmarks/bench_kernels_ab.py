@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         "--reuse",
         action="store_true",
         help="also time the working tree writing into a reused output buffer (an OutputPool, as "
-        "the cohort job does from its second series on), printed as 'work+reused buffer'",
+        "the cohort job does from its third series on), printed as 'work+reused buffer'",
     )
     args = ap.parse_args(argv)
     raw = bp.chest_phantom(bp.volume_shape(args.quick))
@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.reuse:
         print(
             "('work+reused buffer' writes into an output buffer written before, as the cohort job "
-            "does from its second series on; a single volume processed once has no such buffer, "
+            "does from its third series on; a single volume processed once has no such buffer, "
             "so its figure is 'work')"
         )
     return 0
