@@ -14,11 +14,12 @@ pool, the compressor's threads). Three stages run concurrently:
 2. the kernels run on the calling thread, one series at a time (they use every core);
 3. writers (threads) compress and write the previous series' outputs.
 
-Queues are bounded (``prefetch`` loaded series, ``max_pending_writes`` outputs), so peak
-memory is a few series, whatever the cohort size. Each series ends ``ok``, ``failed`` (a
-one-line reason in the manifest; one bad series never stops the others unless
-``fail_fast``) or ``resumed`` (already written by an earlier run of the same recipe, checked
-by hash). Progress goes to ``report`` in the fixed vocabulary of `tre.kernels.progress`
+Queues are bounded (``prefetch`` loaded series, ``max_pending_writes`` outputs), so peak memory
+is a few series, whatever the cohort size; an output buffer whose write finished takes a later
+series' output (`tre.kernels.buffers.OutputPool`: no first-touch page faults). Each series ends
+``ok``, ``failed`` (a one-line reason in the manifest; one bad series never stops the others
+unless ``fail_fast``) or ``resumed`` (already written by an earlier run of the same recipe,
+checked by hash). Progress goes to ``report`` in the fixed vocabulary of `tre.kernels.progress`
 (``tre-progress: 12/40 series done, 1 failed``, ``tre-series: 12/40 failed: missing-slices``):
 counts, series numbers and reason codes only, since the job log is an output channel and must
 not carry identifiers; the log screen passes exactly these lines and ``tre logs`` draws its
@@ -46,6 +47,7 @@ from typing import Any
 
 import numpy as np
 
+from tre.kernels.buffers import OutputPool
 from tre.kernels.dicom import Series, SliceHeader, discover_headers, load_series
 from tre.kernels.errors import (
     KernelInputError,
@@ -350,7 +352,10 @@ class CohortRun:
         load_pool = ThreadPoolExecutor(max(1, self.opts.prefetch), thread_name_prefix="load")
         write_pool = ThreadPoolExecutor(max(1, self.opts.max_pending_writes), thread_name_prefix="write")
         loads: deque[tuple[str, str, Future[_Loaded]]] = deque()
-        writes: deque[tuple[str, str, Future[dict[str, Any]]]] = deque()
+        writes: deque[tuple[str, str, Future[dict[str, Any]], np.ndarray]] = deque()
+        # Each output buffer whose write finished takes the next series' output (no page
+        # faults on first touch; tre.kernels.buffers). The GPU path copies into pinned memory.
+        pool = OutputPool(max_free=1) if self.opts.device == "cpu" else None
         queue = iter(enumerate(todo))
         try:
             while True:
@@ -380,7 +385,13 @@ class CohortRun:
                     s = loaded.series
                     with tl.span("kernels", number):
                         result = preprocess_array(
-                            s.raw, s.slopes, s.intercepts, s.spacing, self.opts.params, self.opts.device
+                            s.raw,
+                            s.slopes,
+                            s.intercepts,
+                            s.spacing,
+                            self.opts.params,
+                            self.opts.device,
+                            pool=pool,
                         )
                     pre_s = time.perf_counter() - t0
                 except Exception as exc:  # noqa: BLE001 - one bad series never fails the cohort
@@ -392,12 +403,13 @@ class CohortRun:
                     s, raw=np.broadcast_to(np.zeros((), s.raw.dtype), s.raw.shape)
                 )
                 del fut, s
-                writes.append((uid, fp, write_pool.submit(self._write, loaded, result, pre_s)))
-                del result, loaded
+                image = result.image
+                writes.append((uid, fp, write_pool.submit(self._write, loaded, result, pre_s), image))
+                del result, loaded, image
                 while len(writes) > max(0, self.opts.max_pending_writes - 1):
-                    self._collect(writes.popleft())
+                    self._collect(writes.popleft(), pool)
             while writes:
-                self._collect(writes.popleft())
+                self._collect(writes.popleft(), pool)
             shutdown = tl.now()
         finally:
             for _uid, _fp, f in loads:
@@ -412,14 +424,19 @@ class CohortRun:
         c = self.counts
         return CohortSummary(self.total, c["ok"], c["resumed"], c["failed"])
 
-    def _collect(self, item: tuple[str, str, Future[dict[str, Any]]]) -> None:
-        uid, fp, fut = item
+    def _collect(
+        self, item: tuple[str, str, Future[dict[str, Any]], np.ndarray], pool: OutputPool | None
+    ) -> None:
+        uid, fp, fut, image = item
         try:
             with self.timeline.span("wait-write", self.index[uid]):
                 entry = fut.result()
         except Exception as exc:  # noqa: BLE001 - a failed write is that series' failure
             self._failed(uid, fp, exc, writing=True)
             return
+        finally:
+            if pool is not None and fut.done():  # the writer is done with the pixels
+                pool.give(image)
         entry["input_fingerprint"] = fp
         with self.timeline.span("manifest", self.index[uid]):
             self._finish(uid, entry)

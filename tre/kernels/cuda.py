@@ -474,13 +474,20 @@ class CudaBackend:
         scale: float,
         mean: float,
         inv_std: float,
+        out: np.ndarray | None = None,
     ) -> np.ndarray:
-        out = self.normalize_device(bbox, clip, shift, scale, mean, inv_std)
-        shape = tuple(out.shape)
-        if self.ws.pinned_results:
+        """Pass 2, copied into ``out`` when given (C-contiguous float32 of the crop's shape),
+        else into the workspace's pinned result buffer or a fresh array."""
+        dev = self.normalize_device(bbox, clip, shift, scale, mean, inv_std)
+        shape = tuple(dev.shape)
+        if out is not None:
+            if out.shape != shape or out.dtype != np.float32 or not out.flags.c_contiguous:
+                raise ValueError(f"out must be C-contiguous float32 of shape {shape}")
+            dest = out
+        elif self.ws.pinned_results:
             dest = self.ws.pinned("out", shape, np.float32)
         else:
             dest = np.empty(shape, dtype=np.float32)
-        out.copy_to_host(dest, stream=self.stream)
+        dev.copy_to_host(dest, stream=self.stream)
         self.stream.synchronize()
         return dest

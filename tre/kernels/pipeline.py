@@ -13,6 +13,7 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
+from tre.kernels.buffers import OutputPool
 from tre.kernels.grid import grid_tables
 from tre.kernels.params import NO_CLIP, PreprocessParams, PreprocessResult
 from tre.kernels.stats import Stats
@@ -52,6 +53,7 @@ class Backend(Protocol):
         scale: float,
         mean: float,
         inv_std: float,
+        out: np.ndarray | None = None,
     ) -> np.ndarray: ...
 
 
@@ -116,10 +118,23 @@ def _percentiles(
     return out[0], out[1]
 
 
+def output_shape_of(bbox: BBox | None, full_shape: tuple[int, int, int]) -> tuple[int, int, int]:
+    """Shape of the normalized output: the crop box, or the whole grid without one."""
+    if bbox is None:
+        return full_shape
+    return (bbox[1] - bbox[0], bbox[3] - bbox[2], bbox[5] - bbox[4])
+
+
 def run_recipe(
-    backend: Backend, params: PreprocessParams, full_shape: tuple[int, int, int]
+    backend: Backend,
+    params: PreprocessParams,
+    full_shape: tuple[int, int, int],
+    pool: OutputPool | None = None,
 ) -> PreprocessResult:
-    """Run the passes of ``params`` on ``backend``; timings per pass in the result."""
+    """Run the passes of ``params`` on ``backend``; timings per pass in the result.
+
+    ``pool``: take the output buffer from it when one fits (`tre.kernels.buffers`); the
+    caller gives the image back once nothing reads it any more."""
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     clip_lo, clip_hi, shift, scale = params.clip_scale()
@@ -148,7 +163,16 @@ def run_recipe(
         timings["clipped_stats"] = time.perf_counter() - t1
     t1 = time.perf_counter()
     inv = 1.0 / std if std > 0 else 1.0
-    image = backend.normalize(bbox, (clip_lo, clip_hi), shift, scale, mean, inv)
+    out = pool.take(output_shape_of(bbox, full_shape)) if pool is not None else None
+    try:
+        if out is None:
+            image = backend.normalize(bbox, (clip_lo, clip_hi), shift, scale, mean, inv)
+        else:
+            image = backend.normalize(bbox, (clip_lo, clip_hi), shift, scale, mean, inv, out=out)
+    except BaseException:
+        if pool is not None and out is not None:
+            pool.give(out)
+        raise
     timings["normalize"] = time.perf_counter() - t1
     timings["total"] = time.perf_counter() - t0
     return PreprocessResult(
@@ -171,8 +195,12 @@ def preprocess_array(
     params: PreprocessParams,
     device: Device = "cpu",
     workspace: Any | None = None,
+    pool: OutputPool | None = None,
 ) -> PreprocessResult:
-    """Preprocess a stacked volume (z, y, x) with per-slice rescale slope/intercept."""
+    """Preprocess a stacked volume (z, y, x) with per-slice rescale slope/intercept.
+
+    ``pool``: reuse output buffers across calls (`tre.kernels.buffers.OutputPool`); give
+    each result's image back to it once it has been written."""
     if raw.ndim != 3:
         raise ValueError(f"expected a 3-D (z, y, x) volume, got shape {raw.shape}")
     if len(slopes) != raw.shape[0] or len(intercepts) != raw.shape[0]:
@@ -183,4 +211,4 @@ def preprocess_array(
         device, raw, np.asarray(slopes), np.asarray(intercepts), spacing, params.spacing, workspace
     )
     tables_shape = grid_tables(raw.shape, spacing, params.spacing).shape
-    return run_recipe(backend, params, tables_shape)
+    return run_recipe(backend, params, tables_shape, pool)

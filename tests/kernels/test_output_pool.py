@@ -1,0 +1,116 @@
+"""Reused output buffers (`tre.kernels.buffers.OutputPool`): the CPU kernels write the same
+values into them as into a fresh array; memory stays bounded; the cohort job's use."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nibabel as nib
+import numba
+import numpy as np
+import pytest
+
+from tests.kernels.synth import chest_phantom, write_series
+from tre.kernels.buffers import OutputPool
+from tre.kernels.cpu import STACK_COLS
+from tre.kernels.dicom import discover_headers, load_series
+from tre.kernels.job import run
+from tre.kernels.params import PreprocessParams
+from tre.kernels.pipeline import preprocess_array
+
+WINDOW = PreprocessParams(spacing=(0.9, 0.8, 0.7), window=(-1000.0, 400.0))
+
+
+def volume(shape: tuple[int, int, int], seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    raw = np.random.default_rng(seed).integers(-1024, 2000, size=shape).astype(np.int16)
+    return raw, np.ones(shape[0]), np.full(shape[0], -1024.0)
+
+
+def test_take_gives_back_a_view_of_a_buffer_written_before() -> None:
+    pool = OutputPool()
+    assert pool.take((2, 3, 4)) is None  # nothing free yet: the caller allocates
+    first = np.ones((4, 5, 6), dtype=np.float32)
+    pool.give(first)
+    smaller = pool.take((3, 5, 6))
+    assert smaller is not None and smaller.shape == (3, 5, 6) and smaller.flags.c_contiguous
+    assert smaller.ctypes.data == first.ctypes.data and pool.reused == 1
+    assert pool.take((3, 5, 6)) is None  # lent out: not handed out twice
+    pool.give(smaller)  # a view: the whole underlying buffer comes back
+    assert pool.free_bytes() == first.nbytes
+    pool.give(smaller)  # given twice: kept once
+    assert pool.free_bytes() == first.nbytes
+
+
+def test_memory_stays_bounded() -> None:
+    pool = OutputPool(max_free=1)
+    small = np.zeros(10, dtype=np.float32)
+    large = np.zeros(100, dtype=np.float32)
+    pool.give(small)
+    pool.give(large)
+    assert pool.free_bytes() == large.nbytes  # at most max_free buffers, the largest kept
+    assert pool.take((200,)) is None  # too small: dropped before the caller allocates
+    assert pool.free_bytes() == 0
+    pool.give(np.zeros(5, dtype=np.float64))  # not a float32 output: not kept
+    read_only = np.zeros(4, dtype=np.float32)
+    read_only.flags.writeable = False
+    pool.give(read_only)  # not writable: not kept
+    assert pool.free_bytes() == 0
+    with pytest.raises(ValueError):
+        OutputPool(max_free=0)
+
+
+@pytest.mark.parametrize("shape", [(9, 23, 37), (6, 17, 64), (5, 4, STACK_COLS + 5)])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_reused_buffer_gives_the_fresh_arrays_values(shape: tuple[int, int, int], threads: int) -> None:
+    """Into a reused buffer (a view into a larger one) the kernels write bitwise the fresh
+    result, for 1 and 2 threads, odd row widths and rows wider than the stack scratch."""
+    before = numba.get_num_threads()
+    numba.set_num_threads(min(threads, before))
+    try:
+        args = volume(shape, seed=shape[2])
+        spacing = (2.5, 0.7, 0.7)  # x: as many output columns as input ones
+        fresh = preprocess_array(*args, spacing, WINDOW)
+        pool = OutputPool()
+        big = np.full(fresh.image.size + 1000, np.nan, dtype=np.float32)
+        pool.give(big)
+        got = preprocess_array(*args, spacing, WINDOW, pool=pool)
+        assert pool.reused == 1 and got.image.ctypes.data == big.ctypes.data
+        assert np.array_equal(got.image, fresh.image)
+        assert got.mean == fresh.mean and got.std == fresh.std and got.bbox == fresh.bbox
+        pool.give(got.image)
+        again = preprocess_array(*args, spacing, WINDOW, pool=pool)  # same buffer, written over
+        assert np.array_equal(again.image, fresh.image)
+    finally:
+        numba.set_num_threads(before)
+
+
+def test_percentile_recipe_into_a_reused_buffer() -> None:
+    args = volume((12, 30, 29), seed=5)
+    params = PreprocessParams(spacing=(1.1, 0.9, 0.8), window=(-1000.0, 400.0), percentile_clip=(0.5, 99.5))
+    fresh = preprocess_array(*args, (2.0, 0.8, 0.8), params)
+    pool = OutputPool()
+    pool.give(np.zeros(fresh.image.size, dtype=np.float32))
+    got = preprocess_array(*args, (2.0, 0.8, 0.8), params, pool=pool)
+    assert pool.reused == 1 and np.array_equal(got.image, fresh.image)
+
+
+def test_cohort_outputs_equal_fresh_ones_when_buffers_are_reused(tmp_path: Path) -> None:
+    """Series that shrink and then grow: later outputs land in earlier series' buffers (or
+    in a fresh one when none fits); every output equals that series preprocessed alone."""
+    shapes = [(7, 26, 22), (6, 26, 22), (4, 20, 22), (3, 18, 16), (7, 26, 22)]
+    for i, shape in enumerate(shapes):
+        write_series(
+            tmp_path / "in" / f"s{i}",
+            chest_phantom(shape, seed=20 + i),
+            spacing_zyx=(2.0, 0.9, 0.9),
+            series_uid=f"1.2.826.0.7.{i}",
+        )
+    out = tmp_path / "out"
+    argv = ["--input", str(tmp_path / "in"), "--output", str(out), "--format", "nii"]
+    assert run([*argv, "--spacing", "1", "1", "1.5", "--window", "-1000", "400"]) == 0
+    params = PreprocessParams(spacing=(1.5, 1.0, 1.0), window=(-1000.0, 400.0))
+    for uid, headers in discover_headers(tmp_path / "in").items():
+        s = load_series(headers)
+        ref = preprocess_array(s.raw, s.slopes, s.intercepts, s.spacing, params)
+        got = np.asarray(nib.load(out / f"{uid}.nii").dataobj)
+        assert np.array_equal(got, ref.image.transpose(2, 1, 0)), uid
