@@ -595,11 +595,11 @@ def compare_formats(plan: list[dict[str, Any]], gz: Path, other: Path) -> float:
     for s in plan:
         a = gz / f"{s['uid']}.nii.gz"
         nii, zipped = other / f"{s['uid']}.nii", other / f"{s['uid']}.zarr.zip"
-        gz = other / f"{s['uid']}.nii.gz"  # the CUDA job's
-        if not a.exists() or not (nii.exists() or zipped.exists() or gz.exists()):
+        other_gz = other / f"{s['uid']}.nii.gz"  # the CUDA job's
+        if not a.exists() or not (nii.exists() or zipped.exists() or other_gz.exists()):
             return float("nan")
-        if nii.exists() or gz.exists():
-            worst = max(worst, max_diff(a, nii if nii.exists() else gz))
+        if nii.exists() or other_gz.exists():
+            worst = max(worst, max_diff(a, nii if nii.exists() else other_gz))
             continue
         import nibabel as nib
         import zarr
