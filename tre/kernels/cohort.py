@@ -56,6 +56,7 @@ from tre.kernels.errors import (
     NonUniformSpacingError,
     NotOneStackError,
     SeriesError,
+    SeriesTooLargeError,
     SuvError,
     UndecodableError,
 )
@@ -208,6 +209,7 @@ _REASON_CODES: tuple[tuple[type[BaseException], str], ...] = (
     (MixedOrientationError, "mixed-orientation"),
     (NotOneStackError, "not-one-stack"),
     (UndecodableError, "undecodable-pixels"),
+    (SeriesTooLargeError, "too-large"),
     (SeriesError, "invalid-series"),
     (SuvError, "suv-tags"),
     (KernelInputError, "invalid-input"),

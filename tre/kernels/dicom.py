@@ -53,6 +53,7 @@ from tre.kernels.errors import (
     SeriesError,
     UndecodableError,
 )
+from tre.kernels.memory import check_fits
 from tre.kernels.multiframe import (
     FrameTable,
     MultiFrameRef,
@@ -791,6 +792,8 @@ def load_series(
     for p in planes:
         if p.slope is None or p.intercept is None:
             raise SeriesError(f"{p.where}: malformed RescaleSlope or RescaleIntercept")
+    rows, cols = next(iter(shapes))  # at least 2 bytes a pixel: what the volume cannot undercut
+    check_fits(f"series {uid}: {len(planes)} {noun} of {rows}x{cols}", len(planes) * rows * cols * 2)
     with timeline.span("pixels", number):
         raw = _assemble(planes, mapper, decode_pool)
     slopes = np.asarray([p.slope for p in planes], dtype=np.float64)

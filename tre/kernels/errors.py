@@ -33,6 +33,10 @@ class NotOneStackError(SeriesError):
     several stacks, temporal positions (phases) or b-values of a multi-frame image."""
 
 
+class SeriesTooLargeError(SeriesError):
+    """The series' volume or its resampled grid would not fit in the job's memory."""
+
+
 class UndecodableError(SeriesError):
     """Pixel data uses a compressed transfer syntax that no installed decoder can read."""
 

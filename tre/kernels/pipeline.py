@@ -8,6 +8,7 @@ values, so both devices follow the same recipe and match the float64 reference.
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any, Literal, Protocol
 
@@ -15,6 +16,7 @@ import numpy as np
 
 from tre.kernels.buffers import OutputPool
 from tre.kernels.grid import grid_tables
+from tre.kernels.memory import check_fits
 from tre.kernels.params import NO_CLIP, PreprocessParams, PreprocessResult
 from tre.kernels.stats import Stats
 
@@ -163,7 +165,9 @@ def run_recipe(
         timings["clipped_stats"] = time.perf_counter() - t1
     t1 = time.perf_counter()
     inv = 1.0 / std if std > 0 else 1.0
-    out = pool.take(output_shape_of(bbox, full_shape)) if pool is not None else None
+    shape = output_shape_of(bbox, full_shape)
+    check_fits(f"the cropped output ({'x'.join(str(n) for n in shape)})", 4 * math.prod(shape))
+    out = pool.take(shape) if pool is not None else None
     try:
         if out is None:
             image = backend.normalize(bbox, (clip_lo, clip_hi), shift, scale, mean, inv)
@@ -207,8 +211,13 @@ def preprocess_array(
         raise ValueError("need one rescale slope and intercept per slice")
     if not raw.dtype.isnative:  # the compiled kernels take the machine's byte order only
         raw = raw.astype(raw.dtype.newbyteorder("="))
+    tables_shape = grid_tables(raw.shape, spacing, params.spacing).shape
+    # Before the passes sweep it: a grid whose float32 output would not fit even cropped to a
+    # quarter (a target spacing far finer than the scan) is refused; the exact output is
+    # checked once the crop is known (run_recipe).
+    grid = "x".join(str(n) for n in tables_shape)
+    check_fits(f"the resampled grid ({grid}), cropped to a quarter,", math.prod(tables_shape))
     backend = make_backend(
         device, raw, np.asarray(slopes), np.asarray(intercepts), spacing, params.spacing, workspace
     )
-    tables_shape = grid_tables(raw.shape, spacing, params.spacing).shape
     return run_recipe(backend, params, tables_shape, pool)

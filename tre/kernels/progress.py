@@ -40,6 +40,7 @@ REASONS: dict[str, str] = {
     "mixed-orientation": "slices with different orientations share the series",
     "not-one-stack": "slices or frames at one position: several stacks, phases or b-values share the series",
     "undecodable-pixels": "no installed decoder reads the pixel data",
+    "too-large": "the volume or its resampled grid does not fit in the job's memory",
     "invalid-series": "the series is inconsistent or not a volume",
     "suv-tags": "PET tags needed for SUVbw are missing or unsupported",
     "invalid-input": "the input cannot be preprocessed as given",
