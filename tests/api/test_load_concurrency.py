@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -23,6 +22,7 @@ import httpx
 from sqlalchemy import Engine, select
 
 from tests.audit.conftest import export_bytes
+from tests.ports import free_port as _free_port
 from tests.worlds import IMAGE, WorldFactory, job_body
 from tre.audit import configure
 from tre.audit.signing import get_signer
@@ -33,12 +33,6 @@ from tre.store.models import AuditEntry, Job
 
 REPO = Path(__file__).resolve().parents[2]
 THREADS, PER_THREAD, DIRECT_APPENDS = 16, 6, 30
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _append_directly(url: str, keys_dir: str, start: mp.synchronize.Event, out: mp.Queue) -> None:

@@ -18,7 +18,6 @@ import pty
 import re
 import select
 import shlex
-import socket
 import struct
 import subprocess
 import sys
@@ -31,6 +30,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.ports import free_port as _free_port
 from tests.worlds import IMAGE, WorldFactory
 from tre.store.db import session_scope
 
@@ -159,12 +159,6 @@ def _own_terminal() -> None:
     that /dev/tty (where a hidden prompt reads) is that terminal, as in a user's shell."""
     os.setsid()
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -16,6 +15,7 @@ from sqlalchemy import Engine, select
 from typer.testing import CliRunner
 
 from tests.audit.conftest import export_bytes
+from tests.ports import free_port as _free_port
 from tre.audit import AuditEvent, record_events
 from tre.audit.api import router
 from tre.audit.merkle import leaf_hash
@@ -52,12 +52,6 @@ def test_verify_offline(engine: Engine, settings: Settings, signer: AuditSigner,
     bad = runner.invoke(audit_app, ["verify", str(bundle), "--key", key])
     assert bad.exit_code == 1
     assert isinstance(bad.exception, CliError) and "first bad index 1" in str(bad.exception)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture

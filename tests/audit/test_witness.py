@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import dataclasses
 import hashlib
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -20,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import Engine, select
 
 from tests.audit.conftest import export_bytes
+from tests.ports import free_port as _free_port
 from tre.audit import AuditEvent, record_events
 from tre.audit.log import latest_checkpoint
 from tre.audit.note import Checkpoint as CP
@@ -44,12 +44,6 @@ from tre.audit.witnessing import WITNESS_STATE_FILE, add_witness, witness_latest
 from tre.config import Settings
 from tre.store.db import init_db, make_engine, session_factory, session_scope
 from tre.store.models import AuditCheckpoint
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Served:

@@ -10,6 +10,7 @@ import threading
 
 import pytest
 
+from tests.ports import free_port
 from tests.worlds import IMAGE
 from tre.api.app import create_app
 from tre.jobs.worker import Worker
@@ -116,14 +117,11 @@ def test_bad_token_is_one_line(live):
 @pytest.mark.skipif(not os.path.exists("/usr/bin/bwrap"), reason="bubblewrap not installed")
 def test_tre_serve_runs_api_and_worker(settings, world, token_for):
     """`tre serve` as started by hand: the API answers and its in-process worker runs jobs."""
-    import socket
     import time
 
     import httpx
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     env = {
         **os.environ,
         "TRE_HOME": str(settings.home),

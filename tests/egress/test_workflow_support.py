@@ -8,7 +8,6 @@ so the airlock is exercised without running a sandbox.
 from __future__ import annotations
 
 import io
-import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from sqlalchemy.orm import Session
 
+from tests.ports import free_port
 from tests.worlds import WorldFactory
 from tre.config import Settings
 
@@ -158,12 +158,6 @@ def with_egress_routes(app: FastAPI) -> FastAPI:
     if "/panel/" not in paths:
         app.include_router(panel_router)
     return app
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class LiveServer:

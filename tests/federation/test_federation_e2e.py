@@ -18,7 +18,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -32,6 +31,7 @@ import pytest
 from pydicom.data import get_testdata_file
 
 from tests.federation.wiretap import WireTap
+from tests.ports import free_port
 from tre import audit, registry
 from tre.audit.note import VerifierKey
 from tre.audit.signing import get_signer
@@ -70,12 +70,6 @@ if len(sys.argv) > 2:
 """
 NODES = ("node-a", "node-b", "node-c")
 DEADLINE_S = 150
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_for(what: str, check: Callable[[], Any], timeout_s: float = 90, every_s: float = 0.3) -> Any:

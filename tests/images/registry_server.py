@@ -4,19 +4,14 @@ implementation) on 127.0.0.1 and a free port, storing under a temp folder."""
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import time
 import urllib.request
 from pathlib import Path
 
+from tests.ports import free_port
+
 BINARY = "docker-registry"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class RegistryServer:
