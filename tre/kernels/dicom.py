@@ -33,8 +33,6 @@ from pydicom.pixels.decoders.base import get_decoder
 from pydicom.uid import (
     JPEG2000,
     UID,
-    ExplicitVRLittleEndian,
-    ImplicitVRLittleEndian,
     JPEG2000Lossless,
     JPEGLossless,
     JPEGLosslessSV1,
@@ -55,12 +53,15 @@ from tre.kernels.errors import (
 )
 from tre.kernels.memory import check_fits
 from tre.kernels.multiframe import (
+    NATIVE_LE,
+    PIXEL_DATA_TAG,
     FrameTable,
     MultiFrameRef,
     decode_frame,
     frame_table,
     is_multiframe,
     locate_pixels,
+    native_pixel_element,
     number_of_frames,
     read_native,
     split_frames,
@@ -325,15 +326,13 @@ def _z_spacing(proj: np.ndarray, uid: str, rel_tol: float, header: Dataset, noun
 
 # Native pixel data a slice's bytes can be read straight into the volume from (no pydicom
 # pixel array, no per-slice copy, no np.stack): little-endian, uncompressed.
-_NATIVE_LE = (ImplicitVRLittleEndian, ExplicitVRLittleEndian)
-_PIXEL_DATA_TAG = b"\xe0\x7f\x10\x00"  # (7FE0,0010), little endian
 
 
 def _native_pixel_offset(fh: BinaryIO, ds: Dataset) -> int | None:
     """File offset of a slice's native 16-bit pixel bytes, read right after its header
     (``fh`` stands at the Pixel Data element), or None when pydicom must decode it."""
     tsyntax = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
-    if tsyntax not in _NATIVE_LE or sys.byteorder != "little":
+    if tsyntax not in NATIVE_LE or sys.byteorder != "little":
         return None
     if hv.uint(ds, "BitsAllocated", 0) != 16 or hv.uint(ds, "SamplesPerPixel", 1) != 1:
         return None
@@ -341,14 +340,12 @@ def _native_pixel_offset(fh: BinaryIO, ds: Dataset) -> int | None:
         return None
     start = fh.tell()
     head = fh.read(12)
-    if len(head) < 12 or head[:4] != _PIXEL_DATA_TAG:
+    if len(head) < 12 or head[:4] != PIXEL_DATA_TAG:
         return None
-    if tsyntax == ExplicitVRLittleEndian:
-        if head[4:6] not in (b"OW", b"OB"):
-            return None
-        length, data = int.from_bytes(head[8:12], "little"), start + 12
-    else:
-        length, data = int.from_bytes(head[4:8], "little"), start + 8
+    element = native_pixel_element(head, tsyntax, start)
+    if element is None:
+        return None
+    length, data = element
     return data if length == hv.uint(ds, "Rows", 0) * hv.uint(ds, "Columns", 0) * 2 else None
 
 

@@ -41,8 +41,21 @@ from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from tre.kernels import header_values as hv
 from tre.kernels.decode import ENCAPSULATED_HEADS, fast_codec
 
-_NATIVE_LE = (ImplicitVRLittleEndian, ExplicitVRLittleEndian)
-_PIXEL_DATA_TAG = b"\xe0\x7f\x10\x00"  # (7FE0,0010), little endian
+NATIVE_LE = (ImplicitVRLittleEndian, ExplicitVRLittleEndian)
+PIXEL_DATA_TAG = b"\xe0\x7f\x10\x00"  # (7FE0,0010), little endian
+
+
+def native_pixel_element(head: bytes, tsyntax: object, start: int) -> tuple[int, int] | None:
+    """(value length, file offset of the value) of a native little-endian Pixel Data element
+    whose first 12 bytes, read at ``start``, are ``head``; None for an explicit VR other than
+    OW/OB. Shared by the single-frame and multi-frame readers."""
+    if tsyntax == ExplicitVRLittleEndian:
+        if head[4:6] not in (b"OW", b"OB"):
+            return None
+        return int.from_bytes(head[8:12], "little"), start + 12
+    return int.from_bytes(head[4:8], "little"), start + 8
+
+
 _FUNCTIONAL_GROUPS = ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence")
 
 
@@ -203,7 +216,7 @@ def locate_pixels(fh: BinaryIO, ds: Dataset, frames: int) -> MultiFrameRef | Non
     samples = hv.uint(ds, "SamplesPerPixel", 1)
     start = fh.tell()
     head = fh.read(12)
-    if len(head) < 12 or head[:4] != _PIXEL_DATA_TAG:
+    if len(head) < 12 or head[:4] != PIXEL_DATA_TAG:
         return None
 
     def ref(
@@ -223,15 +236,13 @@ def locate_pixels(fh: BinaryIO, ds: Dataset, frames: int) -> MultiFrameRef | Non
             extended=extended,
         )
 
-    if tsyntax in _NATIVE_LE:
+    if tsyntax in NATIVE_LE:
         if sys.byteorder != "little" or bits_allocated != 16 or samples != 1:
             return None
-        if tsyntax == ExplicitVRLittleEndian:
-            if head[4:6] not in (b"OW", b"OB"):
-                return None
-            length, data = int.from_bytes(head[8:12], "little"), start + 12
-        else:
-            length, data = int.from_bytes(head[4:8], "little"), start + 8
+        element = native_pixel_element(head, tsyntax, start)
+        if element is None:
+            return None
+        length, data = element
         if length < rows * cols * 2 * frames:
             return None  # pydicom reads it and says what is wrong
         return ref(data, True, None, None)

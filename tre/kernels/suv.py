@@ -71,6 +71,25 @@ def scan_reference_time(header: Dataset, earliest_acquisition: datetime | None) 
     return earliest_acquisition
 
 
+def _weight_and_dose(header: Dataset) -> tuple[float, Dataset, float, float]:
+    """Body weight (kg), the radiopharmaceutical item, injected dose (Bq) and half-life (s):
+    what SUVbw needs from classic and enhanced PET alike, each checked to be positive."""
+    weight = float(_require(header, "PatientWeight", "body weight in kg"))  # type: ignore[arg-type]
+    if not weight > 0:
+        raise SuvError(f"PatientWeight {weight} kg is not a positive body weight")
+    seq = header.get("RadiopharmaceuticalInformationSequence")
+    if not seq:
+        raise SuvError("PET SUVbw needs RadiopharmaceuticalInformationSequence; it is missing")
+    info = seq[0]
+    dose = float(_require(info, "RadionuclideTotalDose", "injected activity in Bq"))  # type: ignore[arg-type]
+    half_life = float(_require(info, "RadionuclideHalfLife", "in seconds"))  # type: ignore[arg-type]
+    if not dose > 0 or not half_life > 0:
+        raise SuvError(
+            f"RadionuclideTotalDose {dose} Bq / RadionuclideHalfLife {half_life} s must be positive"
+        )
+    return weight, info, dose, half_life
+
+
 def suvbw_factor(header: Dataset, earliest_acquisition: datetime | None = None) -> float:
     """Multiplier from Bq/mL to SUVbw (g/mL) for the series described by ``header``."""
     if str(header.get("Modality", "")) != "PT":
@@ -88,19 +107,7 @@ def suvbw_factor(header: Dataset, earliest_acquisition: datetime | None = None) 
     decay = str(_require(header, "DecayCorrection", "START or ADMIN")).upper()
     if decay not in ("START", "ADMIN"):
         raise SuvError(f"PET DecayCorrection {decay} is not supported (need START or ADMIN)")
-    weight = float(_require(header, "PatientWeight", "body weight in kg"))  # type: ignore[arg-type]
-    if not weight > 0:
-        raise SuvError(f"PatientWeight {weight} kg is not a positive body weight")
-    seq = header.get("RadiopharmaceuticalInformationSequence")
-    if not seq:
-        raise SuvError("PET SUVbw needs RadiopharmaceuticalInformationSequence; it is missing")
-    info = seq[0]
-    dose = float(_require(info, "RadionuclideTotalDose", "injected activity in Bq"))  # type: ignore[arg-type]
-    half_life = float(_require(info, "RadionuclideHalfLife", "in seconds"))  # type: ignore[arg-type]
-    if not dose > 0 or not half_life > 0:
-        raise SuvError(
-            f"RadionuclideTotalDose {dose} Bq / RadionuclideHalfLife {half_life} s must be positive"
-        )
+    weight, info, dose, half_life = _weight_and_dose(header)
     if decay == "ADMIN":  # already decay-corrected to the injection time
         return weight * 1000.0 / dose
     if info.get("RadiopharmaceuticalStartDateTime"):
@@ -159,19 +166,7 @@ def enhanced_suvbw_factor(header: Dataset) -> float:
     reference = _parse_dt(
         str(_require(header, "DecayCorrectionDateTime", "decay reference")), "DecayCorrectionDateTime"
     )
-    weight = float(_require(header, "PatientWeight", "body weight in kg"))  # type: ignore[arg-type]
-    if not weight > 0:
-        raise SuvError(f"PatientWeight {weight} kg is not a positive body weight")
-    seq = header.get("RadiopharmaceuticalInformationSequence")
-    if not seq:
-        raise SuvError("PET SUVbw needs RadiopharmaceuticalInformationSequence; it is missing")
-    info = seq[0]
-    dose = float(_require(info, "RadionuclideTotalDose", "injected activity in Bq"))  # type: ignore[arg-type]
-    half_life = float(_require(info, "RadionuclideHalfLife", "in seconds"))  # type: ignore[arg-type]
-    if not dose > 0 or not half_life > 0:
-        raise SuvError(
-            f"RadionuclideTotalDose {dose} Bq / RadionuclideHalfLife {half_life} s must be positive"
-        )
+    weight, info, dose, half_life = _weight_and_dose(header)
     injected = _parse_dt(
         str(_require(info, "RadiopharmaceuticalStartDateTime", "injection date and time")),
         "RadiopharmaceuticalStartDateTime",
