@@ -232,3 +232,28 @@ def test_sweep_removes_only_cgroups_of_dead_workers(cgroups_available: None) -> 
         sleeper.kill()
         sleeper.wait()
         assert ours.remove() and busy.remove()
+
+
+def test_sweep_keeps_a_job_cgroup_whole_while_any_controller_holds_a_process(
+    cgroups_available: None,
+) -> None:
+    """A process that has joined one controller's directory of a job cgroup but not yet the
+    others (cgroup v1) keeps the whole group: removing the rest would leave it unlimited."""
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    group = create_job_cgroup(f"tre-sweep-{gone.pid}-dddddd", CgroupLimits(64 * 2**20, 8, 1.0))
+    assert group is not None
+    first = group.procs_files[0]
+    sleeper = subprocess.Popen(["sh", "-c", 'echo $$ > "$1"; exec sleep 30', "sh", str(first)])
+    try:
+        deadline = time.monotonic() + 5
+        while not first.read_text().split() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert first.read_text().split()
+        removed = sweep_stale()
+        assert all(d.exists() for d in group._dirs())
+        assert not set(group._dirs()) & set(removed)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+        assert group.remove()

@@ -386,6 +386,16 @@ def _pid_alive(pid: int) -> bool:
     return pid == os.getpid() or os.path.exists(f"/proc/{pid}")
 
 
+def _holds_processes(path: Path) -> bool:
+    """Whether a cgroup directory has a member process (unreadable counts as yes)."""
+    try:
+        return bool((path / "cgroup.procs").read_text().split())
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True
+
+
 def sweep_stale(max_depth: int = 5) -> list[Path]:
     """Remove empty job cgroups whose creating worker no longer exists; return them.
 
@@ -398,6 +408,11 @@ def sweep_stale(max_depth: int = 5) -> list[Path]:
         mounts = [m for m in _mounts() if m.fstype in ("cgroup", "cgroup2")]
     except OSError:
         return removed
+    # A job cgroup is one directory per controller hierarchy (cgroup v1); it is removed as
+    # a unit, and kept whole while any of its directories still holds a process: a process
+    # that has joined some controllers but not yet the rest would otherwise lose the limits
+    # it was about to join.
+    groups: dict[str, list[Path]] = {}
     for mount in mounts:
         base_depth = len(mount.mountpoint.parts)
         for dirpath, dirnames, _files in os.walk(mount.mountpoint):
@@ -408,14 +423,18 @@ def sweep_stale(max_depth: int = 5) -> list[Path]:
                 if match is None:
                     continue
                 dirnames.remove(name)
-                if _pid_alive(int(match["pid"])):
-                    continue
-                path = Path(dirpath) / name
-                try:
-                    path.rmdir()
-                    removed.append(path)
-                except OSError as exc:
-                    log.debug("leaving %s: %s", path, exc)
+                if not _pid_alive(int(match["pid"])):
+                    groups.setdefault(name, []).append(Path(dirpath) / name)
+    for name, paths in groups.items():
+        if any(_holds_processes(path) for path in paths):
+            log.debug("leaving job cgroup %s: it still holds processes", name)
+            continue
+        for path in paths:
+            try:
+                path.rmdir()
+                removed.append(path)
+            except OSError as exc:
+                log.debug("leaving %s: %s", path, exc)
     if removed:
         log.warning(
             "removed %d job cgroup(s) left by a worker that died: %s",

@@ -272,9 +272,6 @@ def _write_seed_layer(dest: Path, layers: tuple[Path, ...], work: Path) -> None:
     layers (all this build's own) are unpacked into a scratch root, the build step runs there
     under bubblewrap (no network, read-only root, the image's uid and environment) writing
     only the seed folder, and the seed is packed root-owned and read-only, fixed timestamps."""
-    bwrap = shutil.which("bwrap")
-    if bwrap is None:
-        raise ImageToolError("bubblewrap is not installed")
     from pydicom.data import get_testdata_file
 
     sample = get_testdata_file("CT_small.dcm")  # the series the kernels are compiled on
@@ -290,14 +287,9 @@ def _write_seed_layer(dest: Path, layers: tuple[Path, ...], work: Path) -> None:
         seed.mkdir(parents=True)
         for mount_point in ("dev", "proc", JOB_TMP.lstrip("/")):  # the base has no /dev
             (root / mount_point).mkdir(exist_ok=True)
-        uid, gid = USER.split(":")  # bwrap maps them to the caller, who owns ``seed``
-        args = [bwrap, "--ro-bind", str(root), "/", "--bind", str(seed), seed_path, "--proc", "/proc"]
-        args += ["--dev", "/dev", "--tmpfs", JOB_TMP, "--unshare-all", "--unshare-user"]
-        args += ["--uid", uid, "--gid", gid, "--die-with-parent", "--clearenv", "--chdir", JOB_TMP]
-        for k, v in ENV.items():
-            if k != "TRE_NUMBA_CACHE_SEED":
-                args += ["--setenv", k, v]
-        args += ["--ro-bind", str(sample), f"{JOB_TMP}/sample/CT_small.dcm"]
+        env = {k: v for k, v in ENV.items() if k != "TRE_NUMBA_CACHE_SEED"}
+        binds = [("--bind", seed, seed_path), ("--ro-bind", Path(sample), f"{JOB_TMP}/sample/CT_small.dcm")]
+        args = _bwrap_argv(root, binds, env)
         args += ["python3", "-P", "-m", "tre.kernels.numba_seed", "build", seed_path]
         args += [f"{JOB_TMP}/sample/CT_small.dcm"]
         proc = subprocess.run(args, capture_output=True, text=True, timeout=1800, check=False)
@@ -323,19 +315,28 @@ def _write_seed_layer(dest: Path, layers: tuple[Path, ...], work: Path) -> None:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def sandbox_argv(rootfs: Path, data: Path, output: Path) -> list[str]:
-    """bubblewrap running a command in the image as a job would (no network, read-only
-    root, the image's uid and environment, /data read-only, /output writable)."""
+def _bwrap_argv(rootfs: Path, binds: list[tuple[str, Path, str]], env: dict[str, str]) -> list[str]:
+    """bubblewrap running a command in the image as a job would: no network, read-only
+    root, the image's uid, a clean environment, a private /tmp; ``binds`` are
+    (``--ro-bind`` or ``--bind``, host path, path in the image). One list for the smoke
+    test and the seed build, so the build compiles the kernels in the sandbox jobs get."""
     bwrap = shutil.which("bwrap")
     if bwrap is None:
         raise ImageToolError("bubblewrap is not installed")
-    uid, gid = USER.split(":")
+    uid, gid = USER.split(":")  # bwrap maps them to the caller
     argv = [bwrap, "--ro-bind", str(rootfs), "/", "--proc", "/proc", "--dev", "/dev", "--tmpfs", JOB_TMP]
-    argv += ["--ro-bind", str(data), "/data", "--bind", str(output), "/output", "--unshare-all"]
-    argv += ["--unshare-user", "--uid", uid, "--gid", gid, "--die-with-parent", "--clearenv"]
-    for k, v in ENV.items():
+    for flag, source, target in binds:
+        argv += [flag, str(source), target]
+    argv += ["--unshare-all", "--unshare-user", "--uid", uid, "--gid", gid, "--die-with-parent", "--clearenv"]
+    for k, v in env.items():
         argv += ["--setenv", k, v]
     return [*argv, "--chdir", JOB_TMP]
+
+
+def sandbox_argv(rootfs: Path, data: Path, output: Path) -> list[str]:
+    """bubblewrap running a command in the image as a job would, /data read-only and
+    /output writable."""
+    return _bwrap_argv(rootfs, [("--ro-bind", data, "/data"), ("--bind", output, "/output")], ENV)
 
 
 def smoke_test(rootfs: Path, data: Path, output: Path, timeout_s: float = 600) -> str:
