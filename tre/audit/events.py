@@ -64,7 +64,8 @@ def record_job_started(session: Session, job: Any, details: dict[str, Any]) -> N
     ]
     direct = list(job.dataset_ids or [])
     events += [
-        AuditEvent(job.submitted_by, "dataset.read", job.project_id, ds, job.id, {"via": "job"}) for ds in direct
+        AuditEvent(job.submitted_by, "dataset.read", job.project_id, ds, job.id, {"via": "job"})
+        for ds in direct
     ]
     events += [
         AuditEvent(job.submitted_by, "dataset.read", job.project_id, ds, job.id, {"via": "input"})

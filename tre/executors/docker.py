@@ -4,7 +4,8 @@ Every hardening option is decided by the pure function `container_options`, so t
 set passed to the Docker SDK is unit-tested without a Docker engine. The container gets no
 network, a read-only root filesystem, no capabilities, no privilege escalation, a pids and
 memory cap (no swap), a non-root uid, a small noexec /tmp, datasets and earlier jobs' outputs
-(/inputs/<id>) bind-mounted read-only and only the job's output directory writable. Never mounts the Docker socket.
+(/inputs/<id>) bind-mounted read-only and only the job's output directory writable. Never
+mounts the Docker socket.
 """
 
 from __future__ import annotations

@@ -56,7 +56,9 @@ def admit(session: Session, settings: Settings, user_id: str, req: JobRequest) -
         # Same answer for "no such project" and "not yours": no probing of project names.
         raise AdmissionDenied(f"you are not a member of project {req.project_id!r}")
     check_command(req.command)
-    lineage = resolve_inputs(session, settings, req.project_id, req.input_job_ids) if req.input_job_ids else Lineage()
+    lineage = Lineage()
+    if req.input_job_ids:
+        lineage = resolve_inputs(session, settings, req.project_id, req.input_job_ids)
     datasets = _check_grants(session, req.project_id, req.dataset_ids)
     # The inputs' outputs are those datasets' data: the same grant rules, the same policies.
     derived = [d for d in lineage.dataset_ids if d not in set(req.dataset_ids)]

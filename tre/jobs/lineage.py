@@ -44,7 +44,9 @@ class Lineage:
     dataset_ids: list[str] = field(default_factory=list)
 
 
-def resolve_inputs(session: Session, settings: Settings, project_id: str, input_job_ids: list[str]) -> Lineage:
+def resolve_inputs(
+    session: Session, settings: Settings, project_id: str, input_job_ids: list[str]
+) -> Lineage:
     """Check each input job and collect the lineage; the first reason that applies refuses.
 
     The caller is already known to be a member of ``project_id``. A job of any other project

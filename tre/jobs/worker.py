@@ -249,7 +249,8 @@ class Worker:
             missing = missing_outputs(session, self.settings, input_id)
             if missing is not None:
                 raise TreError(f"the outputs of input job {input_id} {missing}")
-            mounts.append(InputMount(input_id, output_dir(self.settings, input_id), input_mount_path(input_id)))
+            host = output_dir(self.settings, input_id)
+            mounts.append(InputMount(input_id, host, input_mount_path(input_id)))
         return mounts
 
     def _spec(self, job: Job, datasets: list[Dataset], inputs: list[InputMount] | None = None) -> JobSpec:

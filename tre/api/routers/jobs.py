@@ -90,7 +90,9 @@ def list_jobs(
 
 
 @router.get("/{job_id}", response_model=JobViewOut)
-def get_job(job_id: str, p: Principal = Depends(readers), session: Session = Depends(get_session)) -> JobViewOut:
+def get_job(
+    job_id: str, p: Principal = Depends(readers), session: Session = Depends(get_session)
+) -> JobViewOut:
     """The job, with the earlier jobs it reads and the datasets their outputs derive from."""
     return JobViewOut.model_validate(service.get_visible_job(session, p, job_id))
 
