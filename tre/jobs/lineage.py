@@ -80,12 +80,12 @@ def missing_outputs(session: Session, settings: Settings, job_id: str) -> str | 
     The recorded outputs (path, size) are what the job produced as far as the platform knows;
     a folder that lost one of them, or changed its size, was cleaned up or altered after the
     job ended, and a job reading it would read something no record describes."""
-    root = output_dir(settings, job_id)
-    if not root.is_dir() or root.is_symlink():
-        return "are no longer kept"
     rows = session.execute(select(JobOutput.path, JobOutput.size).where(JobOutput.job_id == job_id)).all()
     if not rows:
         return "are empty: the job recorded no output files"
+    root = output_dir(settings, job_id)
+    if not root.is_dir() or root.is_symlink():
+        return "are no longer kept"
     for path, size in rows:
         try:
             st = os.lstat(Path(root, path))
