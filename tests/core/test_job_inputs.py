@@ -80,7 +80,9 @@ def test_lineage_is_transitive_and_fixed_at_admission(app_client, world, engine,
     assert c.status_code == 201, c.text
     assert c.json()["lineage_dataset_ids"] == ["ct1"]  # through B, from A
     with session_scope(engine) as s:
-        rows = s.scalars(select(JobLineageDataset.dataset_id).where(JobLineageDataset.job_id == c.json()["id"]))
+        rows = s.scalars(
+            select(JobLineageDataset.dataset_id).where(JobLineageDataset.job_id == c.json()["id"])
+        )
         assert list(rows) == ["ct1"]
     # C reads B reads A: once ct1's grant is revoked, nothing derived from it may be read.
     with session_scope(engine) as s:
@@ -127,11 +129,17 @@ def test_outputs_that_are_gone_or_altered_cannot_be_read(app_client, world, engi
     (settings.jobs_dir / a / "output" / "vol.nii").write_bytes(b"abcd")
     assert "altered" in _problem(_submit(app_client, world, input_job_ids=[a]), 409, "input-outputs-gone")
     (settings.jobs_dir / a / "output" / "vol.nii").unlink()
-    assert "no longer kept" in _problem(_submit(app_client, world, input_job_ids=[a]), 409, "input-outputs-gone")
+    assert "no longer kept" in _problem(
+        _submit(app_client, world, input_job_ids=[a]), 409, "input-outputs-gone"
+    )
     shutil.rmtree(settings.jobs_dir / a)
-    assert "no longer kept" in _problem(_submit(app_client, world, input_job_ids=[a]), 409, "input-outputs-gone")
+    assert "no longer kept" in _problem(
+        _submit(app_client, world, input_job_ids=[a]), 409, "input-outputs-gone"
+    )
     empty = _finished(engine, settings, ["ct1"], {})
-    assert "no output" in _problem(_submit(app_client, world, input_job_ids=[empty]), 409, "input-outputs-gone")
+    assert "no output" in _problem(
+        _submit(app_client, world, input_job_ids=[empty]), 409, "input-outputs-gone"
+    )
 
 
 def test_input_lists_are_bounded_and_unique(app_client, world, engine, settings):
@@ -163,7 +171,9 @@ def strict_source(settings, engine, world, dicom_dir, tmp_path):  # type: ignore
     policies.mkdir()
     default = (REPO / "policies" / "default.yaml").read_text()
     (policies / "default.yaml").write_text(default)
-    strict = default.replace("name: default", "name: strict-src").replace("max_voxels: 4000000", "max_voxels: 1000")
+    strict = default.replace("name: default", "name: strict-src").replace(
+        "max_voxels: 4000000", "max_voxels: 1000"
+    )
     assert strict != default
     (policies / "strict-src.yaml").write_text(strict)
     settings.policies_dir = policies

@@ -81,7 +81,9 @@ def test_input_jobs_are_bound_read_only_at_their_own_path_only(tmp_path: Path) -
     ]
     for mount in bad:
         with pytest.raises(ExecutorError):
-            input_mounts(JobSpec("j", "p", "img", ["true"], [], tmp_path / "o", tmp_path / "l", inputs=[mount]))
+            input_mounts(
+                JobSpec("j", "p", "img", ["true"], [], tmp_path / "o", tmp_path / "l", inputs=[mount])
+            )
 
 
 def test_dataset_mount_rules(tmp_path: Path) -> None:
