@@ -376,11 +376,15 @@ class LocalExecutor(Executor):
         be able to enter it. Group job user, 0750: only jobs reach it, and only through the
         read-only bind, since the jobs folder above it stays private to the service user."""
         for mount in spec.inputs:
-            host = Path(mount.host_path)
-            if host.is_symlink() or not host.is_dir():
-                raise ExecutorError(f"the outputs of input job {mount.job_id} are not a folder")
-            os.chown(host, -1, gid, follow_symlinks=False)
-            os.chmod(host, 0o750, follow_symlinks=False)
+            try:
+                fd = os.open(mount.host_path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            except OSError as exc:
+                raise ExecutorError(f"the outputs of input job {mount.job_id} are not a folder") from exc
+            try:
+                os.fchown(fd, -1, gid)
+                os.fchmod(fd, 0o750)  # noqa: S103 - the job user's group may read, nobody writes
+            finally:
+                os.close(fd)
 
     def _make_cgroup(self, spec: JobSpec, limits: CgroupLimits) -> JobCgroup | None:
         cgroup = None
