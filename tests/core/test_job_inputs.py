@@ -216,3 +216,20 @@ def test_a_volume_laundered_through_a_second_job_stays_under_its_sources_policy(
     assert outcome == "block"
     assert [c["outcome"] for c in size_checks] == ["block"]
     assert "strict-src" in json.dumps(size_checks)
+
+
+def test_the_worker_checks_the_inputs_again_when_the_job_starts(app_client, world, engine, settings):
+    from tre.jobs.worker import Worker
+
+    a = _finished(engine, settings, ["ct1"], {"vol.nii": b"a"})
+    b = _submit(app_client, world, dataset_ids=[], input_job_ids=[a]).json()["id"]
+    (settings.jobs_dir / a / "output" / "vol.nii").unlink()  # cleaned up while B waited
+    Worker(settings, engine).run_until_idle(timeout_s=30)
+    with session_scope(engine) as s:
+        job = s.get(Job, b)
+        assert job is not None and job.state == "failed"
+        assert f"the outputs of input job {a} are no longer kept" in job.reason
+        reads = s.scalars(
+            select(AuditEntry).where(AuditEntry.job_id == b, AuditEntry.action == "dataset.read")
+        ).all()
+        assert [(e.dataset_id, json.loads(e.body)["details"]) for e in reads] == [("ct1", {"via": "input"})]

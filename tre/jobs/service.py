@@ -60,7 +60,7 @@ def submit(session: Session, settings: Settings, principal: Principal, req: JobR
         executor=settings.executor,
         state=JobState.queued.value,
     )
-    record_lineage(session, job.id, lineage)
+    record_lineage(session, job, lineage)
     # One batch: one lock of the tree, one signed checkpoint for both entries.
     record_events(
         session,
