@@ -176,14 +176,26 @@ def strict_source(settings, engine, world, dicom_dir, tmp_path):  # type: ignore
     )
     assert strict != default
     (policies / "strict-src.yaml").write_text(strict)
+    # closed-src: no image of this world's registry may run next to it (job policy).
+    closed = default.replace("name: default", "name: closed-src").replace(
+        '"registry.tre.local/*@sha256:*"', '"registry.tre.local/vetted/*@sha256:*"'
+    )
+    assert closed.count("vetted") == 1
+    (policies / "closed-src.yaml").write_text(closed)
     settings.policies_dir = policies
-    src = tmp_path / "src-data"
-    shutil.copytree(dicom_dir, src)
     with session_scope(engine) as s:
         make = WorldFactory(s)
-        make.dataset("src", src, "strict source", policy="strict-src")
-        make.grant("p1", "src", days=1)
+        for dataset_id, policy in (("src", "strict-src"), ("closed", "closed-src")):
+            shutil.copytree(dicom_dir, tmp_path / dataset_id)
+            make.dataset(dataset_id, tmp_path / dataset_id, policy=policy)
+            make.grant("p1", dataset_id, days=1)
     return "src"
+
+
+def test_the_job_policies_of_lineage_datasets_apply(app_client, world, engine, settings, strict_source):
+    a = _finished(engine, settings, ["closed"], {"vol.nii": b"a"})
+    detail = _problem(_submit(app_client, world, input_job_ids=[a]), 403, "job-not-admitted")
+    assert "allowlist of policy 'closed-src'" in detail
 
 
 def _volume_outcome(client, world, job_id: str) -> tuple[str, list[dict]]:  # type: ignore[no-untyped-def]

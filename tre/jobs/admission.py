@@ -61,7 +61,8 @@ def admit(session: Session, settings: Settings, user_id: str, req: JobRequest) -
         lineage = resolve_inputs(session, settings, req.project_id, req.input_job_ids)
     datasets = _check_grants(session, req.project_id, req.dataset_ids)
     # The inputs' outputs are those datasets' data: the same grant rules, the same policies.
-    derived = [d for d in lineage.dataset_ids if d not in set(req.dataset_ids)]
+    named = set(req.dataset_ids)
+    derived = [d for d in lineage.dataset_ids if d not in named]
     datasets += _check_grants(session, req.project_id, derived, via_inputs=True)
     for applied in policies_for_datasets(datasets, settings.resolved_policies_dir):
         if not applied.policy.job.image_allowed(req.image):
