@@ -32,7 +32,10 @@ MIN_REVIEWS = 2
 
 
 def job_datasets(session: Session, job: Job) -> list[Dataset]:
-    ids = list(job.dataset_ids or [])
+    """The datasets whose policies govern the job's outputs and log: those it read at /data
+    and those its input jobs' outputs derive from (its lineage, fixed at admission), so a
+    volume passed through a second job never leaves under a looser policy than its source's."""
+    ids = job.governing_dataset_ids
     if not ids:
         return []
     return list(session.scalars(select(Dataset).where(Dataset.id.in_(ids)).order_by(Dataset.id)))

@@ -23,7 +23,7 @@ DOWNLOAD_CONDITIONS = (
     "the downloader holds the researcher role and is an enabled user",
     "the downloader is a member of the requesting project at the time of download",
     "the project holds an unexpired, unrevoked access grant for every dataset the job read, "
-    "at the time of download",
+    "directly or through its input jobs' outputs, at the time of download",
     "the staged file still has the SHA-256 recorded here",
 )
 
@@ -41,6 +41,12 @@ def _job_section(req: EgressRequest) -> dict[str, Any]:
         "image": job.image if job is not None else None,
         "code_hash": job.code_hash if job is not None else None,
         "command": list(job.command) if job is not None else None,
+        # A job that read earlier jobs' outputs: which, and the datasets they derive from.
+        **(
+            {"input_jobs": job.input_job_ids, "lineage_datasets": job.lineage_dataset_ids}
+            if job is not None and job.input_job_ids
+            else {}
+        ),
     }
 
 

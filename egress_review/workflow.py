@@ -201,8 +201,9 @@ def create_request(
             f"job {job_id} is {job.state}; only outputs of a succeeded job can be released",
             slug="job-not-succeeded",
         )
-    for dataset_id in job.dataset_ids:
-        # Outputs derived from data whose grant was since revoked (or lapsed) stay inside.
+    for dataset_id in job.governing_dataset_ids:
+        # Outputs derived from data whose grant was since revoked (or lapsed) stay inside;
+        # also data the job read through an earlier job's outputs (its lineage).
         status = grant_status(session, project_id, dataset_id)
         if status != "active":
             state = status if status != "none" else "missing"
@@ -587,7 +588,7 @@ def open_release_file(
     # Approval is not a standing licence: the project must still hold an unexpired, unrevoked
     # grant for every dataset the job read, at the moment of each download.
     job = session.get(Job, req.job_id)
-    for dataset_id in job.dataset_ids if job is not None else []:
+    for dataset_id in job.governing_dataset_ids if job is not None else []:
         status = grant_status(session, req.project_id, dataset_id)
         if status != "active":
             state = status if status != "none" else "missing"

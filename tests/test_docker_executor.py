@@ -23,7 +23,7 @@ import docker
 import pytest
 from docker.types import DeviceRequest
 
-from tre.executors.base import DatasetMount, ExecutorError, JobSpec, RunControl
+from tre.executors.base import DatasetMount, ExecutorError, InputMount, JobSpec, RunControl
 from tre.executors.docker import DockerExecutor, container_options
 
 IMAGE = "registry.example.org/tre/job@sha256:" + "ab" * 32
@@ -87,6 +87,16 @@ def test_container_options_are_exactly_the_hardened_set(tmp_path: Path) -> None:
         "tty": False,
     }
     assert not any("docker.sock" in k for k in opts["volumes"])
+
+
+def test_input_jobs_are_read_only_binds_at_their_own_path(tmp_path: Path) -> None:
+    a = "a" * 32
+    spec = make_spec(tmp_path, inputs=[InputMount(a, tmp_path / "jobs" / a / "output", f"/inputs/{a}")])
+    volumes = container_options(spec, uid=1, gid=1)["volumes"]
+    assert volumes[str(tmp_path / "jobs" / a / "output")] == {"bind": f"/inputs/{a}", "mode": "ro"}
+    assert [v for v in volumes.values() if v["mode"] == "rw"] == [{"bind": "/output", "mode": "rw"}]
+    with pytest.raises(ExecutorError, match="/inputs/<its id>"):
+        container_options(make_spec(tmp_path, inputs=[InputMount(a, tmp_path, "/code")]), uid=1, gid=1)
 
 
 def test_cpu_job_has_no_gpu_and_runtime_maps_from_policy(tmp_path: Path) -> None:

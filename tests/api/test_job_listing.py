@@ -1,5 +1,6 @@
 """GET /api/v1/jobs: pages of the caller's jobs with ``X-Next-Offset``, the same fields as
-GET /api/v1/jobs/{id} (the listing is serialised from a Core query, not the ORM objects)."""
+GET /api/v1/jobs/{id} (the listing is serialised from a Core query, not the ORM objects),
+which also names the job's input jobs and their lineage (docs/job-inputs.md)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ def test_pages_follow_x_next_offset_and_match_the_single_job_answer(
     listed = first.json() + rest.json()
     assert [j["id"] for j in listed] == [j["id"] for j in reversed(submitted)]  # newest first
     for job in listed:
-        assert job == app_client.get(f"/api/v1/jobs/{job['id']}", headers=alice).json()
+        single = app_client.get(f"/api/v1/jobs/{job['id']}", headers=alice).json()
+        view_only = {"input_job_ids": [], "lineage_dataset_ids": []}
+        assert single == {**job, **view_only}
     assert len(app_client.get("/api/v1/jobs", headers=alice).json()) == 3 < DEFAULT_PAGE
     assert app_client.get("/api/v1/jobs", headers=world.headers["bob"]).json() == []

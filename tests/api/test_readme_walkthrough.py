@@ -47,6 +47,13 @@ with open("/output/summary.csv", "w", newline="") as fh:
     w.writerows(rows)
 print("wrote summary.csv with", len(rows), "rows")
 """
+# The README's later job: it reads the first job's outputs where TRE_INPUTS says they are.
+TRAIN = """\
+import os
+for root in os.environ["TRE_INPUTS"].split(":"):
+    rows = open(os.path.join(root, "summary.csv")).read().splitlines()
+    print("trained on", root, "with", len(rows) - 1, "rows")
+"""
 # CSI and OSC sequences, and the carriage returns a spinner redraws its line with.
 ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[()][A-Za-z0-9]|\r")
 HEX32 = r"[0-9a-f]{32}"
@@ -219,11 +226,13 @@ def test_a_new_researcher_follows_the_readme(server, settings, token_for, tmp_pa
         "egress show",
         "egress download",
         "preprocess -p",
+        "submit -p",
         "catalogue count",
     ], verbs
     work = tmp_path / "analysis"
     work.mkdir()
     (work / "analysis.py").write_text(ANALYSIS)
+    (work / "train.py").write_text(TRAIN)
     me = Researcher(server, tmp_path / "alice", work)
     seen: dict[str, str] = {}
 
@@ -240,6 +249,15 @@ def test_a_new_researcher_follows_the_readme(server, settings, token_for, tmp_pa
             piped, shown = me.both(argv)
             seen["<ref>"] = piped.stdout.splitlines()[0].strip()
             assert seen["<ref>"] == IMAGE and seen["<ref>"] in shown.stdout
+        elif verb == "submit -p" and "--input-job" in argv:
+            done = me.on_pty(filled(argv)).ok()
+            assert f"trained on /inputs/{seen['JOB']} with 2 rows" in done.stdout, done.stdout
+            assert "succeeded" in done.stdout
+            later = re.search(rf"submitted job ({HEX32})", done.stdout)
+            assert later, done.stdout
+            shown = me.piped(["job", "show", later.group(1), "--json"]).ok()
+            assert json.loads(shown.stdout)["input_job_ids"] == [seen["JOB"]]
+            assert json.loads(shown.stdout)["lineage_dataset_ids"] == ["lidc"]
         elif verb == "submit -p":
             done = me.on_pty(filled(argv)).ok()
             job = re.search(rf"submitted job ({HEX32})", done.stdout)

@@ -17,7 +17,7 @@ import yaml
 from tests.k8s.celharness import JOB_CONTROLLER, admission_failures, admit, policy
 from tests.k8s.conftest import ROOT, failed_checks, kubernetes_validate, run_checkov, write_docs
 from tests.k8s.kustomize_lite import normalise, render
-from tre.executors.base import DatasetMount, JobSpec
+from tre.executors.base import DatasetMount, InputMount, JobSpec
 from tre.executors.kubernetes import manifests as m
 from tre.executors.kubernetes.config import KubernetesSettings
 
@@ -56,12 +56,13 @@ def specs(tmp: Path) -> list[JobSpec]:
             code_hash="c0de" * 16,
             **common,
         ),
-        JobSpec(  # CPU-only job on Kata
+        JobSpec(  # CPU-only job on Kata, reading an earlier job's outputs (/inputs/<id>)
             job_id="j3",
             project_id="p2",
             image="reg.example.org/stats" + DIGEST,
             command=["python", "a.py"],
             datasets=[DatasetMount("lidc", pvc_name="dataset-lidc")],
+            inputs=[InputMount("9e" * 16, tmp / "in", "/inputs/" + "9e" * 16)],
             runtime_class="kata",
             **common,
         ),

@@ -90,3 +90,26 @@ def test_per_series_results_are_read_from_the_jobs_own_last_line(tmp_path, capsy
     assert line.startswith("2 of 3 series preprocessed; 1 failed") and "manifest.json" in line
     assert "1.2.826" not in line
     assert series_summary("progress 0/3\n") is None  # killed before the end: nothing claimed
+
+
+def test_success_ends_with_the_command_that_trains_on_the_outputs() -> None:
+    """The printed command is a `tre submit` the CLI accepts: this job as --input-job, the
+    project, dataset and image of the preprocessing job (docs/job-inputs.md)."""
+    import shlex
+
+    from typer.main import get_command
+
+    from tre.cli.app import app
+    from tre.cli.preprocess import train_hint
+
+    image = "registry.tre.local/tre-job-cpu@sha256:" + "ab" * 32
+    hint = train_hint("lung study", "lidc", "f" * 32, image)
+    first, command = hint.splitlines()
+    assert first == f"train on the outputs (read-only at /inputs/{'f' * 32}):"
+    argv = shlex.split(command)
+    assert argv[:2] == ["tre", "submit"]
+    submit = get_command(app).get_command(None, "submit")  # type: ignore[attr-defined]
+    params = submit.make_context("submit", argv[2:]).params
+    assert params["project"] == "lung study" and params["dataset"] == ["lidc"]
+    assert params["input_job"] == ["f" * 32] and params["image"] == image
+    assert params["command"] == ["python3", "train.py"] and str(params["code"]) == "."

@@ -12,13 +12,16 @@ from pathlib import Path
 import pytest
 
 from tre.executors import cgroups, outputfs, seccomp
-from tre.executors.base import DatasetMount, ExecutorError, ImageConfig, JobSpec
+from tre.executors.base import DatasetMount, ExecutorError, ImageConfig, InputMount, JobSpec
 from tre.executors.bwrap import (
+    SandboxLayout,
+    build_args,
     dataset_mounts,
     image_argv,
     image_identity,
     image_rootfs,
     image_workdir,
+    input_mounts,
     nvidia_devices,
     sandbox_env,
     sanitise_image_ref,
@@ -55,6 +58,32 @@ def test_image_rootfs_only_for_real_directories(tmp_path: Path) -> None:
 
 def _spec(tmp_path: Path, *mounts: DatasetMount) -> JobSpec:
     return JobSpec("j", "p", "img", ["true"], list(mounts), tmp_path / "out", tmp_path / "log")
+
+
+def test_input_jobs_are_bound_read_only_at_their_own_path_only(tmp_path: Path) -> None:
+    a_id, b_id = "a" * 32, "b" * 32
+    for job_id in (a_id, b_id):
+        (tmp_path / job_id).mkdir()
+    good = [InputMount(j, tmp_path / j, f"/inputs/{j}") for j in (a_id, b_id)]
+    spec = JobSpec("j", "p", "img", ["true"], [], tmp_path / "out", tmp_path / "log", inputs=good)
+    assert input_mounts(spec) == [(tmp_path / a_id, f"/inputs/{a_id}"), (tmp_path / b_id, f"/inputs/{b_id}")]
+    args = build_args(spec, SandboxLayout(uid=1000, gid=1000, tmp_size_bytes=1 << 20))
+    for j in (a_id, b_id):
+        i = args.index(f"/inputs/{j}")
+        assert args[i - 2 : i] == ["--ro-bind", str(tmp_path / j)]
+    root_read_only = max(i for i, a in enumerate(args) if a == "--remount-ro" and args[i + 1] == "/")
+    assert args.index(f"/inputs/{b_id}") < root_read_only
+    bad = [
+        InputMount(a_id, tmp_path / a_id, "/output"),  # anywhere but /inputs/<id>
+        InputMount(a_id, tmp_path / a_id, f"/inputs/{a_id}/../../etc"),
+        InputMount("../x", tmp_path / a_id, "/inputs/../x"),
+        InputMount(a_id, tmp_path / "missing", f"/inputs/{a_id}"),
+    ]
+    for mount in bad:
+        with pytest.raises(ExecutorError):
+            input_mounts(
+                JobSpec("j", "p", "img", ["true"], [], tmp_path / "o", tmp_path / "l", inputs=[mount])
+            )
 
 
 def test_dataset_mount_rules(tmp_path: Path) -> None:

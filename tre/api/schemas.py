@@ -20,6 +20,7 @@ from tre.api.bounds import (
 )
 from tre.catalogue.vocabulary import CONDITION_PATTERN, normalise_condition
 from tre.jobs.admission import MAX_COMMAND_ARG_CHARS, MAX_COMMAND_ARGS, MAX_COMMAND_CHARS
+from tre.jobs.lineage import MAX_INPUT_JOBS
 
 # Rules the services enforce, stated in the schema so generated clients know them up front
 # (`tre.registry.check_slug`, `tre.store.models.Role`, `tre.images.reference`).
@@ -190,6 +191,7 @@ class RevokeIn(In):
 # audit log can never shrink, so nothing a caller sends into it may be unbounded. The command
 # bounds (tre.jobs.admission) stay well inside what execve accepts.
 MAX_JOB_DATASETS = 64
+JobId = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
 Slug = Annotated[str, Field(min_length=1, max_length=63, pattern=SLUG_PATTERN)]
 
 
@@ -202,6 +204,9 @@ class JobIn(In):
     dataset_ids: list[Slug] = Field(default_factory=list, max_length=MAX_JOB_DATASETS)
     # SHA-256 of a code archive uploaded to the project (POST /api/v1/code), run at /code.
     code_hash: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    # Succeeded jobs of the same project whose outputs the job reads at /inputs/<id>
+    # (tre.jobs.lineage): full ids; the CLI resolves prefixes first.
+    input_job_ids: list[JobId] = Field(default_factory=list, max_length=MAX_INPUT_JOBS)
 
     @field_validator("command")
     @classmethod
@@ -237,6 +242,14 @@ class JobOut(Out):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+
+
+class JobViewOut(JobOut):
+    """One job as its own page shows it: also the earlier jobs it reads (``/inputs/<id>``)
+    and the datasets their outputs derive from, whose grants and policies govern it too."""
+
+    input_job_ids: list[str] = Field(default_factory=list)
+    lineage_dataset_ids: list[str] = Field(default_factory=list)
 
 
 class JobOutputOut(BaseModel):

@@ -35,7 +35,11 @@ def image_digest(image: str) -> str | None:
 
 
 def job_facts(job: Any) -> dict[str, Any]:
-    """Fixed facts about a job (a ``tre.store.models.Job``)."""
+    """Fixed facts about a job (a ``tre.store.models.Job``); a job that reads earlier jobs'
+    outputs also names them (``input_jobs``) and the datasets they derive from
+    (``lineage_datasets``), so the data's path through the project stays in the log."""
+    inputs = list(getattr(job, "input_job_ids", None) or [])
+    lineage = {"input_jobs": inputs, "lineage_datasets": list(job.lineage_dataset_ids)} if inputs else {}
     return {
         "image": job.image,
         "image_digest": image_digest(job.image),
@@ -48,17 +52,25 @@ def job_facts(job: Any) -> dict[str, Any]:
             "time_limit_s": job.time_limit_s,
             "output_limit_mb": job.output_limit_mb,
         },
+        **lineage,
     }
 
 
 def record_job_started(session: Session, job: Any, details: dict[str, Any]) -> None:
-    """``job.started`` with the job's facts, and one ``dataset.read`` per dataset it reads."""
+    """``job.started`` with the job's facts, and one ``dataset.read`` per dataset it reads:
+    at /data (``via: job``) or as earlier jobs' outputs derived from it (``via: input``)."""
     events = [
         AuditEvent("system", "job.started", job.project_id, None, job.id, {**details, **job_facts(job)})
     ]
+    direct = list(job.dataset_ids or [])
     events += [
         AuditEvent(job.submitted_by, "dataset.read", job.project_id, ds, job.id, {"via": "job"})
-        for ds in job.dataset_ids or []
+        for ds in direct
+    ]
+    events += [
+        AuditEvent(job.submitted_by, "dataset.read", job.project_id, ds, job.id, {"via": "input"})
+        for ds in getattr(job, "lineage_dataset_ids", None) or []
+        if ds not in direct
     ]
     record_events(session, events)
 

@@ -77,8 +77,8 @@ def upload_code(client: ApiClient, project: str, path: Path, announce: bool = Tr
 
 @job_app.command("show")
 def show(job_id: str, as_json: JsonFlag = False) -> None:
-    """Show one job: image, command, datasets, code hash, state and times. JOB_ID may be any
-    unique prefix of the id."""
+    """Show one job: image, command, datasets, input jobs and their lineage, code hash, state
+    and times. JOB_ID may be any unique prefix of the id."""
     client = ApiClient()
     j = client.get(f"/api/v1/jobs/{resolve_job_id(client, job_id)}")
     if as_json:
@@ -91,6 +91,9 @@ def show(job_id: str, as_json: JsonFlag = False) -> None:
         ("image", j["image"]),
         ("command", " ".join(j["command"])),
         ("datasets", ", ".join(j["dataset_ids"]) or "-"),
+        # Earlier jobs it reads at /inputs/<id>, and the datasets their outputs derive from.
+        ("inputs", ", ".join(j.get("input_job_ids") or []) or "-"),
+        ("lineage", ", ".join(j.get("lineage_dataset_ids") or []) or "-"),
         ("code", j.get("code_hash") or "-"),
         ("state", j["state"]),
         ("reason", j["reason"] or "-"),

@@ -16,7 +16,7 @@ from tre.cli.code import upload_code
 from tre.cli.interrupts import Interrupted
 from tre.cli.logview import LogView
 from tre.cli.output import JsonFlag, console, human_size, print_json, table, untrusted
-from tre.cli.resolve import resolve_image_ref, resolve_job_id
+from tre.cli.resolve import resolve_image_ref, resolve_input_job, resolve_job_id
 from tre.states import JobState
 
 TERMINAL = {"succeeded", "failed", "timed_out", "cancelled"}
@@ -96,6 +96,14 @@ def submit(
             "the job's working directory.",
         ),
     ] = None,
+    input_job: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--input-job",
+            help="An earlier succeeded job of the project whose outputs this job reads, read-only "
+            "at /inputs/<its id> (repeatable; any unique prefix of the id).",
+        ),
+    ] = None,
 ) -> None:
     """Submit a job to run next to the data.
 
@@ -104,6 +112,7 @@ def submit(
         tre submit -p p1 -d ct1 --image IMAGE@sha256:... --wait -- python3 /code/run.py --fast
     """
     client = ApiClient()
+    inputs = [resolve_input_job(client, given) for given in input_job or []]
     code_hash = upload_code(client, project, code, announce=not as_json) if code is not None else None
     job = client.post(
         "/api/v1/jobs",
@@ -118,6 +127,7 @@ def submit(
             "time_limit_s": time_limit,
             "output_limit_mb": output_limit_mb,
             "code_hash": code_hash,
+            "input_job_ids": inputs,
         },
     )
     if as_json and not wait:

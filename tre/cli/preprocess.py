@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import re
+import shlex
 from typing import Annotated, Any
 
 import typer
@@ -172,6 +173,19 @@ def preprocess(
             console.print(summary_line(final["id"], *summary), highlight=False, soft_wrap=True)
         if final["state"] != "succeeded":
             raise typer.Exit(1)
+        console.print(
+            train_hint(project, dataset, final["id"], body["image"]), highlight=False, soft_wrap=True
+        )
+
+
+def train_hint(project: str, dataset: str, job_id: str, image: str) -> str:
+    """The one command that trains on the preprocessed volumes: a later job reads this job's
+    outputs read-only at /inputs/<job id>, under the dataset's grant and policies."""
+    return (
+        f"train on the outputs (read-only at /inputs/{job_id}):\n"
+        f"tre submit -p {shlex.quote(project)} -d {shlex.quote(dataset)} --input-job {job_id} "
+        f"--image {shlex.quote(image)} --code . -- python3 train.py"
+    )
 
 
 # The job's last line (tre.kernels.job), fixed format: it passes the log screen whole.

@@ -71,6 +71,18 @@ def _resolver(
 
 resolve_job_id = _resolver(lambda c: _paged_ids(c, "/api/v1/jobs", "id"), "job")
 _HEX = re.compile(r"^[0-9a-f]+$")
+_JOB_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+def resolve_input_job(client: ApiClient, given: str) -> str:
+    """A job id for ``--input-job``: whole, or a unique prefix of a job the caller sees.
+
+    Unlike the other ids this one travels inside a request body, whose schema takes whole
+    ids only, so a prefix that names no job is refused here in words, not by a schema error."""
+    job_id = resolve_job_id(client, given)
+    if not _JOB_ID.match(job_id):
+        raise CliError(f"no job {given.strip()!r} that you can see: give its id or a unique prefix of it")
+    return job_id
 
 
 def _request_ids_starting_with(client: ApiClient, given: str) -> list[str]:

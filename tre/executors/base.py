@@ -32,6 +32,18 @@ class DatasetMount:
 
 
 @dataclass(frozen=True)
+class InputMount:
+    """An earlier job's outputs the job reads, read-only at ``mount_path`` (/inputs/<job id>).
+
+    ``host_path`` is that job's output folder on the control-plane host (local, docker);
+    Kubernetes reaches the same folder through the read-only job-outputs claim."""
+
+    job_id: str
+    host_path: Path
+    mount_path: str
+
+
+@dataclass(frozen=True)
 class ImageConfig:
     """The parts of an OCI image config a job runs with (``config`` of the image's config blob).
 
@@ -72,6 +84,8 @@ class JobSpec:
     # its content hash (SHA-256 of the stored archive) for backends that fetch it themselves.
     code_dir: Path | None = None
     code_hash: str | None = None
+    # Earlier jobs' outputs, read-only at /inputs/<job id> (tre.jobs.lineage).
+    inputs: list[InputMount] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

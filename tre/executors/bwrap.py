@@ -26,7 +26,10 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _DATASET_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _PATH_LIKE = frozenset({"PATH", "LD_LIBRARY_PATH"})
 # Top-level names of a rootfs image that the sandbox replaces with its own mounts.
-_ROOTFS_SKIP = frozenset({"proc", "dev", "sys", "tmp", "data", "output", "run", "code", GPU_SANDBOX_DIR[1:]})
+_ROOTFS_SKIP = frozenset(
+    {"proc", "dev", "sys", "tmp", "data", "output", "run", "code", "inputs", GPU_SANDBOX_DIR[1:]}
+)
+_JOB_ID = re.compile(r"^[0-9a-f]{32}$")
 # Host /etc entries the dynamic loader and common tools need; nothing with credentials.
 _HOST_ETC = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "alternatives", "nsswitch.conf")
 _HOST_TOP = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
@@ -108,6 +111,24 @@ def dataset_mounts(spec: JobSpec) -> list[tuple[Path, str]]:
             raise ExecutorError(f"two datasets would be mounted at {norm}")
         seen.add(norm)
         out.append((host, norm))
+    return out
+
+
+def input_mounts(spec: JobSpec) -> list[tuple[Path, str]]:
+    """(host path, sandbox path) per input job: its output folder at /inputs/<job id>.
+
+    The id and path are the worker's, but they become a mount point: checked here like the
+    datasets' so that no spec can place a bind anywhere else in the sandbox."""
+    out: list[tuple[Path, str]] = []
+    for mount in spec.inputs:
+        if not _JOB_ID.match(mount.job_id) or mount.mount_path != f"/inputs/{mount.job_id}":
+            raise ExecutorError(f"input job {mount.job_id!r} must be mounted at /inputs/<its id>")
+        host = Path(mount.host_path)
+        if not host.is_dir() or host.is_symlink():
+            raise ExecutorError(f"the outputs of input job {mount.job_id} are not a folder")
+        if mount.mount_path in {dest for _, dest in out}:
+            raise ExecutorError(f"input job {mount.job_id} is named twice")
+        out.append((host, mount.mount_path))
     return out
 
 
@@ -342,6 +363,10 @@ def build_args(spec: JobSpec, layout: SandboxLayout) -> list[str]:
     for host, dest in layout.rw_binds:
         args += ["--bind", layout.stage(host, True), dest]
     for host, dest in dataset_mounts(spec):
+        args += ["--ro-bind", layout.stage(host, False), dest]
+    # Earlier jobs' outputs: read-only binds (staged ro, nosuid, nodev), so the job can read
+    # them and can neither change, rename nor delete a file another job's release hashed.
+    for host, dest in input_mounts(spec):
         args += ["--ro-bind", layout.stage(host, False), dest]
     if spec.code_dir is not None:
         if not Path(spec.code_dir).is_dir():

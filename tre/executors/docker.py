@@ -3,8 +3,9 @@
 Every hardening option is decided by the pure function `container_options`, so the exact
 set passed to the Docker SDK is unit-tested without a Docker engine. The container gets no
 network, a read-only root filesystem, no capabilities, no privilege escalation, a pids and
-memory cap (no swap), a non-root uid, a small noexec /tmp, datasets bind-mounted read-only
-and only the job's output directory writable. Never mounts the Docker socket.
+memory cap (no swap), a non-root uid, a small noexec /tmp, datasets and earlier jobs' outputs
+(/inputs/<id>) bind-mounted read-only and only the job's output directory writable. Never
+mounts the Docker socket.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from tre.states import JobState
 OUTPUT_MOUNT = "/output"
 # The researcher's code (JobSpec.code_dir), read-only and the working directory when given.
 CODE_MOUNT = "/code"
+_JOB_ID = re.compile(r"[0-9a-f]{32}")
 _PINNED = re.compile(r"([^@\s]+@sha256:[0-9a-f]{64}|sha256:[0-9a-f]{64})")
 # Policy names for sandboxed runtimes -> the Docker runtime that implements them.
 RUNTIMES = {"gvisor": "runsc", "runsc": "runsc", "kata": "kata-runtime"}
@@ -52,6 +54,11 @@ def container_options(
     volumes[str(spec.output_dir)] = {"bind": OUTPUT_MOUNT, "mode": "rw"}
     if spec.code_dir is not None:
         volumes[str(spec.code_dir)] = {"bind": CODE_MOUNT, "mode": "ro"}
+    # Earlier jobs' outputs (tre.jobs.lineage): read-only, each at /inputs/<job id>.
+    for mount in spec.inputs:
+        if not _JOB_ID.fullmatch(mount.job_id) or mount.mount_path != f"/inputs/{mount.job_id}":
+            raise ExecutorError(f"input job {mount.job_id!r} must be mounted at /inputs/<its id>")
+        volumes[str(mount.host_path)] = {"bind": mount.mount_path, "mode": "ro"}
     tmp = "/tmp"  # noqa: S108 - a private tmpfs inside the container
     env = {**spec.env, "HOME": tmp, "TMPDIR": tmp, "TRE_OUTPUT_DIR": OUTPUT_MOUNT, "TRE_JOB_ID": spec.job_id}
     opts: dict[str, Any] = {

@@ -332,6 +332,7 @@ class LocalExecutor(Executor):
         ensure_stage_dir(self.stage_dir)
         spec.output_dir.mkdir(parents=True, exist_ok=True)
         spec.output_dir.chmod(0o700)
+        self._open_inputs(spec, host_ids[1])
         spec.log_path.parent.mkdir(parents=True, exist_ok=True)
         limits = CgroupLimits(spec.memory_mb * MIB, spec.max_processes, spec.cpu)
         scratch = spec.output_dir.parent / outputfs.scratch_name(uuid.uuid4().hex)
@@ -365,6 +366,25 @@ class LocalExecutor(Executor):
             shutil.rmtree(scratch, ignore_errors=True)
 
     # -- setup ------------------------------------------------------------------------
+
+    @staticmethod
+    def _open_inputs(spec: JobSpec, gid: int) -> None:
+        """Let the job user into each input job's output folder (read-only bind below).
+
+        An output folder is the service user's, 0700, after its job (the files in it are the
+        job user's own copies); bubblewrap resolves the staged bind as the job user, who must
+        be able to enter it. Group job user, 0750: only jobs reach it, and only through the
+        read-only bind, since the jobs folder above it stays private to the service user."""
+        for mount in spec.inputs:
+            try:
+                fd = os.open(mount.host_path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            except OSError as exc:
+                raise ExecutorError(f"the outputs of input job {mount.job_id} are not a folder") from exc
+            try:
+                os.fchown(fd, -1, gid)
+                os.fchmod(fd, 0o750)  # noqa: S103 - the job user's group may read, nobody writes
+            finally:
+                os.close(fd)
 
     def _make_cgroup(self, spec: JobSpec, limits: CgroupLimits) -> JobCgroup | None:
         cgroup = None

@@ -1,8 +1,9 @@
 """Admission control: every reason a job may not run, checked before it is queued.
 
 Order matters for the message a researcher sees: membership first (don't leak which
-datasets exist to outsiders), then grants, then image policy, then the image's approval for
-the project (ingress review), then quota.
+datasets exist to outsiders), then the input jobs (tre.jobs.lineage), then grants (of the
+datasets named and of every dataset the inputs derive from), then image policy (over the
+same datasets), then the image's approval for the project (ingress review), then quota.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from tre.code.service import check_job_code
 from tre.config import Settings
 from tre.errors import AdmissionDenied
 from tre.images.catalog import require_approved
+from tre.jobs.lineage import Lineage, resolve_inputs
 from tre.policy import policies_for_datasets
 from tre.store.base import utcnow
 from tre.store.models import AccessGrant, Dataset, Job, JobState, Project, ProjectMember
@@ -35,14 +37,18 @@ class JobRequest:
     time_limit_s: int = 600
     output_limit_mb: int = 256
     code_hash: str | None = None
+    # Earlier jobs of the same project whose outputs the job reads at /inputs/<id>.
+    input_job_ids: list[str] = field(default_factory=list)
 
 
-def admit(session: Session, settings: Settings, user_id: str, req: JobRequest) -> None:
+def admit(session: Session, settings: Settings, user_id: str, req: JobRequest) -> Lineage:
     """Refuse the job with the first reason that applies, in the documented order.
 
     Three Core statements instead of the ORM's eight look-ups (the project, membership and
     active-job count; the datasets with this project's grants; the approved images): on a
-    busy API admission was a fifth of a submission's CPU time (docs/api-load.md)."""
+    busy API admission was a fifth of a submission's CPU time (docs/api-load.md).
+
+    Returns the lineage of the job's inputs (empty without inputs), for the caller to store."""
     # On the session's connection: Core statements need none of the ORM's execution layer.
     params = {"project_id": req.project_id, "user_id": user_id}
     project = session.connection().execute(_PROJECT_QUERY, params).one_or_none()
@@ -50,7 +56,14 @@ def admit(session: Session, settings: Settings, user_id: str, req: JobRequest) -
         # Same answer for "no such project" and "not yours": no probing of project names.
         raise AdmissionDenied(f"you are not a member of project {req.project_id!r}")
     check_command(req.command)
+    lineage = Lineage()
+    if req.input_job_ids:
+        lineage = resolve_inputs(session, settings, req.project_id, req.input_job_ids)
     datasets = _check_grants(session, req.project_id, req.dataset_ids)
+    # The inputs' outputs are those datasets' data: the same grant rules, the same policies.
+    named = set(req.dataset_ids)
+    derived = [d for d in lineage.dataset_ids if d not in named]
+    datasets += _check_grants(session, req.project_id, derived, via_inputs=True)
     for applied in policies_for_datasets(datasets, settings.resolved_policies_dir):
         if not applied.policy.job.image_allowed(req.image):
             raise AdmissionDenied(f"image {req.image!r} is not on the allowlist of policy {applied.name!r}")
@@ -61,6 +74,7 @@ def admit(session: Session, settings: Settings, user_id: str, req: JobRequest) -
         orm_project = session.get(Project, req.project_id)
         assert orm_project is not None  # read above, in this transaction
         check_job_code(session, orm_project, req.code_hash)
+    return lineage
 
 
 _PROJECTS = cast(Table, Project.__table__)
@@ -117,9 +131,12 @@ class _DatasetPolicy:
     policy: str
 
 
-def _check_grants(session: Session, project_id: str, dataset_ids: list[str]) -> list[_DatasetPolicy]:
+def _check_grants(
+    session: Session, project_id: str, dataset_ids: list[str], via_inputs: bool = False
+) -> list[_DatasetPolicy]:
     """Each requested dataset must exist and have an active grant to the project; the
-    datasets (with their policies) in request order."""
+    datasets (with their policies) in request order. ``via_inputs``: the datasets are the
+    lineage of the job's input jobs, and the refusal says so."""
     if not dataset_ids:
         return []
     rows = (
@@ -134,17 +151,18 @@ def _check_grants(session: Session, project_id: str, dataset_ids: list[str]) -> 
         if row.expires_at is not None:
             grants.setdefault(row.id, []).append((row.expires_at, row.revoked_at))
     now = utcnow()
+    suffix = ", which the input jobs' outputs derive from" if via_inputs else ""
     for dataset_id in dataset_ids:
         status = _grant_status(grants.get(dataset_id, []), now) if dataset_id in policies else "none"
         if status == "none":
             # The same words as for a dataset that does not exist: no probing of dataset names.
-            raise AdmissionDenied(_no_access(project_id, dataset_id))
+            raise AdmissionDenied(_no_access(project_id, dataset_id) + suffix)
         if status != "active":
             why = {
                 "expired": "has only an expired access grant for",
                 "revoked": "had its access grant revoked for",
             }[status]
-            raise AdmissionDenied(f"project {project_id!r} {why} dataset {dataset_id!r}")
+            raise AdmissionDenied(f"project {project_id!r} {why} dataset {dataset_id!r}{suffix}")
     return [_DatasetPolicy(d, policies[d]) for d in dataset_ids]
 
 

@@ -133,8 +133,9 @@ def record_scanned(session: Session, job_id: str, scan: OutputScan) -> list[JobO
 
 def recording_limits(session: Session, settings: Settings, job: Job) -> tuple[int, int]:
     """How many output files a job may have recorded, and how long their paths may be: the
-    strictest over its datasets' policies (the defaults when a policy cannot be read)."""
-    datasets = list(session.scalars(select(Dataset).where(Dataset.id.in_(list(job.dataset_ids or [])))))
+    strictest over its datasets' policies, its inputs' lineage included (the defaults when a
+    policy cannot be read)."""
+    datasets = list(session.scalars(select(Dataset).where(Dataset.id.in_(job.governing_dataset_ids))))
     try:
         rules = [a.policy.job for a in policies_for_datasets(datasets, settings.resolved_policies_dir)]
     except PolicyUnavailable:  # the worker must finish the job whatever the policy

@@ -18,6 +18,7 @@ from tre.auth.principal import Principal
 from tre.config import Settings
 from tre.errors import Conflict, Forbidden, NotFound, TreError
 from tre.jobs.admission import JobRequest, admit
+from tre.jobs.lineage import record_lineage
 from tre.jobs.paths import log_path
 from tre.store.base import utcnow
 from tre.store.models import Job, JobState
@@ -25,7 +26,7 @@ from tre.store.models import Job, JobState
 
 def submit(session: Session, settings: Settings, principal: Principal, req: JobRequest) -> Job:
     try:
-        admit(session, settings, principal.user_id, req)
+        lineage = admit(session, settings, principal.user_id, req)
     except TreError as exc:
         record_event(
             session,
@@ -36,6 +37,7 @@ def submit(session: Session, settings: Settings, principal: Principal, req: JobR
                 "image": req.image,
                 "datasets": req.dataset_ids,
                 "code_hash": req.code_hash,
+                **({"input_jobs": list(req.input_job_ids)} if req.input_job_ids else {}),
                 "reason": str(exc),
             },
         )
@@ -58,6 +60,7 @@ def submit(session: Session, settings: Settings, principal: Principal, req: JobR
         executor=settings.executor,
         state=JobState.queued.value,
     )
+    record_lineage(session, job, lineage)
     # One batch: one lock of the tree, one signed checkpoint for both entries.
     record_events(
         session,

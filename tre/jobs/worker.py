@@ -32,10 +32,11 @@ from tre.code.archive import CodeLimits
 from tre.code.store import CodeStore
 from tre.config import Settings
 from tre.errors import TreError
-from tre.executors.base import DatasetMount, Executor, JobResult, JobSpec, RunControl
+from tre.executors.base import DatasetMount, Executor, InputMount, JobResult, JobSpec, RunControl
 from tre.executors.factory import make_executor
 from tre.images.runtime import job_image
 from tre.jobs.fairness import fair_order
+from tre.jobs.lineage import INPUTS_ENV, input_mount_path, missing_outputs
 from tre.jobs.outputs import OutputScan, record_scanned, recording_limits, scan_output_tree
 from tre.jobs.paths import log_path, output_dir
 from tre.registry import check_dataset_path
@@ -240,7 +241,20 @@ class Worker:
             self._finish(s, job, JobResult(JobState.failed, None, reason))
 
     # -- running ----------------------------------------------------------------------------
-    def _spec(self, job: Job, datasets: list[Dataset]) -> JobSpec:
+    def _inputs(self, session: Session, job: Job) -> list[InputMount]:
+        """The input jobs' output folders, checked again now: admission saw them whole, but
+        a job may wait in the queue while a folder is cleaned up or altered."""
+        mounts = []
+        for input_id in job.input_job_ids:
+            missing = missing_outputs(session, self.settings, input_id)
+            if missing is not None:
+                raise TreError(f"the outputs of input job {input_id} {missing}")
+            host = output_dir(self.settings, input_id)
+            mounts.append(InputMount(input_id, host, input_mount_path(input_id)))
+        return mounts
+
+    def _spec(self, job: Job, datasets: list[Dataset], inputs: list[InputMount] | None = None) -> JobSpec:
+        inputs = inputs or []
         out = output_dir(self.settings, job.id)
         out.mkdir(parents=True, exist_ok=True)
         mounts = [
@@ -266,11 +280,16 @@ class Worker:
             time_limit_s=job.time_limit_s,
             output_limit_mb=job.output_limit_mb,
             max_processes=job.max_processes,
-            env={"TRE_JOB_ID": job.id, "TRE_PROJECT_ID": job.project_id},
+            env={
+                "TRE_JOB_ID": job.id,
+                "TRE_PROJECT_ID": job.project_id,
+                **({INPUTS_ENV: ":".join(m.mount_path for m in inputs)} if inputs else {}),
+            },
             rootfs=image.rootfs,
             image_config=image.config,
             code_dir=CodeStore(self.settings).tree_path(job.code_hash) if job.code_hash else None,
             code_hash=job.code_hash,
+            inputs=inputs,
         )
 
     def _run_claimed(self, job_id: str, reattach: bool = False) -> None:
@@ -279,7 +298,7 @@ class Worker:
                 job = s.get(Job, job_id)
                 assert job is not None
                 datasets = [d for d in (s.get(Dataset, i) for i in job.dataset_ids) if d is not None]
-                spec = self._spec(job, datasets)
+                spec = self._spec(job, datasets, self._inputs(s, job))
                 executor_ref = job.executor_ref
         except TreError as exc:  # e.g. the job's image cannot be unpacked: end the job, not the thread
             with session_scope(self.engine) as s:

@@ -182,6 +182,49 @@ class Job(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
     outputs: Mapped[list[JobOutput]] = relationship(back_populates="job", cascade="all, delete-orphan")
+    # The earlier jobs whose outputs this job reads at /inputs/<id>, and every dataset those
+    # outputs derive from (tre.jobs.lineage): written once at admission, never recomputed.
+    input_links: Mapped[list[JobInput]] = relationship(
+        foreign_keys="JobInput.job_id", order_by="JobInput.position", cascade="all, delete-orphan"
+    )
+    lineage_links: Mapped[list[JobLineageDataset]] = relationship(
+        order_by="JobLineageDataset.dataset_id", cascade="all, delete-orphan"
+    )
+
+    @property
+    def input_job_ids(self) -> list[str]:
+        return [link.input_job_id for link in self.input_links]
+
+    @property
+    def lineage_dataset_ids(self) -> list[str]:
+        """The datasets the job's inputs derive from (not those it reads directly)."""
+        return [link.dataset_id for link in self.lineage_links]
+
+    @property
+    def governing_dataset_ids(self) -> list[str]:
+        """Every dataset whose grant and policy govern this job's outputs: the ones it reads
+        at /data and the ones its inputs derive from, sorted, each once."""
+        return sorted({*(self.dataset_ids or []), *self.lineage_dataset_ids})
+
+
+class JobInput(Base):
+    """An earlier job of the same project whose outputs a job reads (read-only, /inputs/<id>)."""
+
+    __tablename__ = "job_inputs"
+
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    input_job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"), primary_key=True, index=True)
+    position: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class JobLineageDataset(Base):
+    """A dataset a job's inputs derive from (their datasets and, transitively, their inputs'),
+    fixed at admission: the grants and policies of these govern the job's outputs too."""
+
+    __tablename__ = "job_lineage_datasets"
+
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    dataset_id: Mapped[str] = mapped_column(ForeignKey("datasets.id"), primary_key=True, index=True)
 
 
 class JobOutput(Base):

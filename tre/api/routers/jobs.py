@@ -13,7 +13,7 @@ from tre.access import reads_raw_logs
 from tre.api.bounds import MAX_LOG_OFFSET
 from tre.api.deps import any_role, get_session, get_settings_dep, require_roles, writes_on_read
 from tre.api.openapi import body_of
-from tre.api.schemas import SLUG_PATTERN, JobIn, JobOut, JobOutputOut
+from tre.api.schemas import SLUG_PATTERN, JobIn, JobOut, JobOutputOut, JobViewOut
 from tre.audit.events import record_read
 from tre.auth.principal import Principal
 from tre.config import Settings
@@ -26,7 +26,7 @@ submitters = require_roles("researcher", "admin")
 readers = any_role()
 
 
-@router.post("", response_model=JobOut, status_code=201)
+@router.post("", response_model=JobViewOut, status_code=201)
 def submit_job(
     body: JobIn,
     p: Principal = Depends(submitters),
@@ -38,7 +38,7 @@ def submit_job(
     Returned as JSON bytes from the one `JobOut` built here: FastAPI would otherwise validate
     and serialise the model a second time against ``response_model`` (docs/api-load.md)."""
     job = service.submit(session, settings, p, JobRequest(**body.model_dump()))
-    content = JobOut.model_validate(job).model_dump_json()
+    content = JobViewOut.model_validate(job).model_dump_json()
     # Committed here, in this thread, rather than by `get_session` after a trip back through
     # the event loop: the submission's audit append holds the tree lock until the commit
     # (PostgreSQL: a row lock every API process's appends queue on), and under load that trip
@@ -89,9 +89,12 @@ def list_jobs(
     return Response(content=body, media_type="application/json", headers=headers)
 
 
-@router.get("/{job_id}", response_model=JobOut)
-def get_job(job_id: str, p: Principal = Depends(readers), session: Session = Depends(get_session)) -> JobOut:
-    return JobOut.model_validate(service.get_visible_job(session, p, job_id))
+@router.get("/{job_id}", response_model=JobViewOut)
+def get_job(
+    job_id: str, p: Principal = Depends(readers), session: Session = Depends(get_session)
+) -> JobViewOut:
+    """The job, with the earlier jobs it reads and the datasets their outputs derive from."""
+    return JobViewOut.model_validate(service.get_visible_job(session, p, job_id))
 
 
 @router.get(
@@ -160,8 +163,8 @@ def list_outputs(
     ]
 
 
-@router.post("/{job_id}/cancel", response_model=JobOut)
+@router.post("/{job_id}/cancel", response_model=JobViewOut)
 def cancel_job(
     job_id: str, p: Principal = Depends(submitters), session: Session = Depends(get_session)
-) -> JobOut:
-    return JobOut.model_validate(service.cancel(session, p, job_id))
+) -> JobViewOut:
+    return JobViewOut.model_validate(service.cancel(session, p, job_id))

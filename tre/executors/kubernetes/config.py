@@ -69,6 +69,11 @@ class KubernetesSettings(BaseSettings):
     code_claim_name: str = "tre-code"
     code_image: str = DEFAULT_CODE_IMAGE
     code_volume_mb: int = 1024
+    # Earlier jobs' outputs (JobSpec.inputs): a read-only claim in every project namespace onto
+    # the control plane's jobs folder ($TRE_HOME/jobs, ReadOnlyMany, where collected outputs
+    # live), from which the job container mounts each input job's ``<id>/output`` by subPath,
+    # read-only, at /inputs/<id>. The name is pinned by inputs-claim in the admission params.
+    inputs_claim_name: str = "tre-job-outputs"
     ephemeral_storage_mb: int = 1024
     log_limit_mb: int = 64
     watch_window_s: int = 5

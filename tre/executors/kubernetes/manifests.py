@@ -23,6 +23,8 @@ JOB_SERVICE_ACCOUNT = "tre-job"
 OUTPUT_MOUNT = "/output"
 CODE_MOUNT = "/code"
 CODE_ARCHIVE_MOUNT = "/code-archive/code.tar.gz"
+INPUTS_ROOT = "/inputs"
+INPUTS_VOLUME = "job-inputs"
 # A private memory-backed emptyDir inside the pod, not the host's /tmp.
 TMP_MOUNT = "/tmp"  # noqa: S108
 # The ValidatingAdmissionPolicyBindings (k8s/base/admission-policy.yaml) the worker's
@@ -387,6 +389,41 @@ def code_init(code_hash: str, settings: KubernetesSettings) -> tuple[Manifest, l
     return init, volumes, mount
 
 
+def input_volumes(spec: JobSpec, settings: KubernetesSettings) -> tuple[list[Manifest], list[Manifest]]:
+    """The read-only ``job-inputs`` claim and one read-only mount per input job.
+
+    Outputs are collected from a job's pod to the control plane (collect.py) and its output
+    claim goes with the Job, so an earlier job's outputs live only in the control plane's
+    jobs folder. The operator provisions a ReadOnlyMany claim onto it in each project
+    namespace (like ``tre-code``); the job container mounts exactly ``<id>/output`` of each
+    input job by subPath at /inputs/<id>. The admission policy admits that claim only
+    read-only, only in the job container, and only by such a subPath at the matching path;
+    which jobs a job may read is decided by tre's admission (same project, succeeded).
+    """
+    if not spec.inputs:
+        return [], []
+    volume: Manifest = {
+        "name": INPUTS_VOLUME,
+        "persistentVolumeClaim": {"claimName": settings.inputs_claim_name, "readOnly": True},
+    }
+    mounts: list[Manifest] = []
+    for mount in spec.inputs:
+        if (
+            not re.fullmatch(r"[0-9a-f]{32}", mount.job_id)
+            or mount.mount_path != f"{INPUTS_ROOT}/{mount.job_id}"
+        ):
+            raise ValueError(f"input job {mount.job_id!r} must be mounted at {INPUTS_ROOT}/<its id>")
+        mounts.append(
+            {
+                "name": INPUTS_VOLUME,
+                "mountPath": mount.mount_path,
+                "subPath": f"{mount.job_id}/output",
+                "readOnly": True,
+            }
+        )
+    return [volume], mounts
+
+
 def job(spec: JobSpec, settings: KubernetesSettings) -> Manifest:
     """The batch/v1 Job: one attempt, a hard deadline, and a pod locked down to 'restricted' and more."""
     image = require_digest(spec.image)
@@ -406,6 +443,9 @@ def job(spec: JobSpec, settings: KubernetesSettings) -> Manifest:
         {"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": f"{settings.tmp_size_mb}Mi"}}
     )
     mounts.append({"name": "tmp", "mountPath": TMP_MOUNT})
+    inputs_volumes, inputs_mounts = input_volumes(spec, settings)
+    volumes += inputs_volumes
+    mounts += inputs_mounts
 
     env = {
         **spec.env,
