@@ -29,6 +29,7 @@ progress bar from them.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import multiprocessing
@@ -65,7 +66,7 @@ from tre.kernels.nifti import output_affine, sidecar
 from tre.kernels.params import PreprocessParams, PreprocessResult
 from tre.kernels.pipeline import Device, preprocess_array
 from tre.kernels.priority_pool import PriorityThreadPool
-from tre.kernels.progress import Outcome, Progress, SeriesResult
+from tre.kernels.progress import Outcome, ProgressReporter
 from tre.kernels.suv import to_suvbw
 from tre.kernels.timeline import DISABLED, Timeline
 from tre.kernels.warm import start_warm
@@ -101,6 +102,17 @@ def available_cpus() -> int:
     quota = _cgroup_cpu_quota()
     cap = DEFAULT_MAX_WORKERS if quota is None else math.ceil(quota)
     return max(1, min(cpus, cap))
+
+
+def usable_workers(asked: int) -> int:
+    """Worker threads for ``asked`` (0: `available_cpus`), never more than the CPUs this
+    process may run on: ``--workers 100000`` made as many threads, and as many decode
+    processes of ~100 MB each as the cohort's slices could keep busy."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    return max(1, min(asked, cpus)) if asked > 0 else available_cpus()
 
 
 @dataclass(frozen=True)
@@ -141,9 +153,23 @@ class CohortFailed(KernelInputError):
     """``fail_fast`` stopped the cohort at a bad series, or no series could be processed."""
 
 
+# Output names stay well below the 255 bytes of a file name (".nii.gz", ".json", a
+# ".partial" prefix and suffix are added).
+MAX_STEM_CHARS = 120
+
+
 def series_stem(uid: str) -> str:
-    """File name for a series: its UID, restricted to a safe alphabet."""
-    return re.sub(r"[^0-9A-Za-z._-]", "_", uid) or "series"
+    """File name for a series: its UID when that is a safe name (every valid UID is),
+    else the UID restricted to a safe alphabet, shortened, plus a hash of the whole UID.
+
+    Why the hash: two UIDs that differ only in characters outside the alphabet ("a/b" and
+    "a:b") mapped to one name, and the second series overwrote the first one's outputs; a
+    UID of 300 characters made a name the file system refuses (an internal error)."""
+    safe = re.sub(r"[^0-9A-Za-z._-]", "_", uid)
+    if safe == uid and 0 < len(safe) <= MAX_STEM_CHARS and not safe.startswith("."):
+        return safe
+    digest = hashlib.sha256(uid.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    return f"{safe.lstrip('.')[: MAX_STEM_CHARS - 17]}_{digest}".lstrip("_") or digest
 
 
 def software_versions(device: str) -> dict[str, str]:
@@ -252,24 +278,26 @@ class CohortRun:
         self.out_dir = out_dir
         self.opts = opts
         self.report = report
-        self.workers = opts.workers or available_cpus()
+        self.workers = usable_workers(opts.workers)
         self.manifest = Manifest.open(out_dir, opts.recipe())
         self.versions = software_versions(opts.device)
         self.counts = {"ok": 0, "resumed": 0, "failed": 0}
         self.total = 0
         self.index: dict[str, int] = {}  # series UID -> its 1-based number in the log
+        self.reporter: ProgressReporter | None = None  # the log's lines (bounded volume)
 
-    def _progress(self) -> None:
-        done = sum(self.counts.values())
-        self.report(Progress(done, self.total, self.counts["failed"]).line())
+    def _progress(self, force: bool = False) -> None:
+        assert self.reporter is not None  # noqa: S101 - set once the cohort's size is known
+        self.reporter.progress(force)
 
     def _series_line(self, uid: str, outcome: Outcome, code: str | None = None) -> None:
-        self.report(SeriesResult(self.index[uid], self.total, outcome, code).line())
+        assert self.reporter is not None  # noqa: S101 - set once the cohort's size is known
+        self.reporter.record(self.index[uid], outcome, code)
 
     def _finish(self, uid: str, entry: dict[str, Any], code: str | None = None) -> None:
         entry["index"] = self.index[uid]
         self.manifest.record(uid, entry)
-        self.manifest.save()
+        self.manifest.save_due()
         self.counts[entry["status"]] += 1
         self._series_line(uid, entry["status"], code)
         self._progress()
@@ -331,9 +359,10 @@ class CohortRun:
             raise KernelInputError(f"no DICOM image series found under {self.input_dir}")
         self.total = len(groups)
         self.index = {uid: i + 1 for i, uid in enumerate(groups)}
+        self.reporter = ProgressReporter(self.total, self.report)
         for stale in self.out_dir.glob(".*.partial"):  # left by a killed run; never an output
             stale.unlink(missing_ok=True)
-        self._progress()
+        self._progress(force=True)
         todo: list[tuple[str, list[SliceHeader], str]] = []
         with tl.span("resume-check"):
             for uid, files in groups.items():
@@ -345,7 +374,7 @@ class CohortRun:
                 else:
                     todo.append((uid, files, fingerprint))
         if self.counts["resumed"]:
-            self._progress()
+            self._progress(force=True)
         decode_pool = PriorityThreadPool(self.workers, "decode")
         # Slices left to pydicom's handlers (RLE, or what imagecodecs could not decode) decode
         # in worker processes, spawned on first use only: those plugins hold the GIL. JPEG 2000,
@@ -422,6 +451,10 @@ class CohortRun:
             load_pool.shutdown(wait=True, cancel_futures=True)
             write_pool.shutdown(wait=True, cancel_futures=True)
             self.manifest.save()
+        self._progress(force=True)  # the last line is always there (done = total)
+        line = self.reporter.summary()
+        if line:
+            self.report(line)
         tl.add("shutdown", None, shutdown, tl.now())
         c = self.counts
         return CohortSummary(self.total, c["ok"], c["resumed"], c["failed"])

@@ -35,6 +35,8 @@ from pydicom.uid import (
     JPEGLSNearLossless,
 )
 
+from tre.kernels.codestream import check_frame_size
+
 # (7FE0,0010) with undefined length; OB by the standard, OW in some writers' files.
 ENCAPSULATED_HEADS = (
     b"\xe0\x7f\x10\x00OB\x00\x00\xff\xff\xff\xff",
@@ -150,6 +152,7 @@ def decode_bytes_into(frame: bytes, ref: FrameRef, out: np.ndarray, where: str) 
     codecs = _imagecodecs()
     if codecs is None:
         raise FastDecodeError("imagecodecs is not installed")
+    check_frame_size(frame, out.shape[0], out.shape[1], where)  # before a decoder allocates
     target = out.view(np.uint16)  # the decoders write bytes; signedness is fixed below
     decoders: dict[str, Callable[..., np.ndarray]] = {
         "j2k": lambda: codecs.jpeg2k_decode(frame, numthreads=1, out=target),

@@ -16,6 +16,7 @@ volume the same series stored one slice per file gives.
 from __future__ import annotations
 
 import os
+import stat
 import sys
 from collections import defaultdict
 from collections.abc import Callable, Iterable
@@ -28,6 +29,7 @@ from typing import BinaryIO
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
+from pydicom.encaps import generate_frames
 from pydicom.errors import InvalidDicomError
 from pydicom.pixels.decoders.base import get_decoder
 from pydicom.uid import (
@@ -42,6 +44,7 @@ from pydicom.uid import (
 )
 
 from tre.kernels import header_values as hv
+from tre.kernels.codestream import check_frame_size
 from tre.kernels.decode import FastDecodeError, FrameRef, decode_bytes_into, decode_into, locate_frame
 from tre.kernels.errors import (
     MissingSliceError,
@@ -154,6 +157,7 @@ class SliceHeader:
     transfer_syntax: str | None
     pixel: PixelRef
     frames: FrameTable | None = None  # a multi-frame file: its frames' values (the fields above: none)
+    photometric: str = "MONOCHROME2"  # PhotometricInterpretation ("" when absent)
 
 
 def slice_header(path: Path) -> SliceHeader | None:
@@ -175,8 +179,33 @@ def slice_header(path: Path) -> SliceHeader | None:
 
 
 def list_files(root: Path | str) -> list[Path]:
-    """Every file under ``root`` (recursively), in the order discovery reads them."""
-    return [Path(dirpath) / name for dirpath, _dirs, names in os.walk(root) for name in sorted(names)]
+    """Every regular file under ``root`` (recursively), in the order discovery reads them.
+
+    Skipped: FIFOs, sockets and device files (opening a FIFO blocks until a writer comes:
+    the job hung), and symbolic links whose target is not a regular file inside ``root``
+    (a link out of the input would read files the job was not given; links to folders are
+    never followed, so a loop cannot recur)."""
+    inside = os.path.realpath(root)
+    return [
+        Path(dirpath) / name
+        for dirpath, _dirs, names in os.walk(root)
+        for name in sorted(names)
+        if _readable_file(os.path.join(dirpath, name), inside)
+    ]
+
+
+def _readable_file(path: str, inside: str) -> bool:
+    """Whether ``path`` is a regular file, or a link to one within the folder ``inside``."""
+    try:
+        mode = os.lstat(path).st_mode
+        if stat.S_ISREG(mode):
+            return True
+        if not stat.S_ISLNK(mode):
+            return False
+        target = os.path.realpath(path)
+        return os.path.commonpath([target, inside]) == inside and stat.S_ISREG(os.stat(target).st_mode)
+    except (OSError, ValueError):
+        return False
 
 
 def group_headers(heads: Iterable[SliceHeader | None]) -> dict[str, list[SliceHeader]]:
@@ -244,6 +273,8 @@ def _pixels(ds: Dataset, where: Path, frames: int = 1) -> np.ndarray:
             f"{where}: {ds.get('PhotometricInterpretation', '?')} colour images are not volumes"
         )
     tsyntax = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
+    if tsyntax is not None and UID(str(tsyntax)).is_encapsulated:
+        _check_frame_sizes(ds, where, frames)
     try:
         plugin = _plugin_for(tsyntax)
         if plugin:
@@ -258,6 +289,20 @@ def _pixels(ds: Dataset, where: Path, frames: int = 1) -> np.ndarray:
     # Explicit VR Big Endian (retired, still in archives) decodes to big-endian arrays, which
     # the kernels cannot take: the volume is always in the machine's byte order.
     return native_byte_order(arr)
+
+
+def _check_frame_sizes(ds: Dataset, where: Path, frames: int) -> None:
+    """Every encapsulated frame's declared size against Rows x Columns, before pydicom's
+    decoders allocate it (`tre.kernels.codestream`). Pixel data that does not split into
+    frames is left to pydicom, which refuses it."""
+    rows, cols = hv.uint(ds, "Rows", 0), hv.uint(ds, "Columns", 0)
+    try:
+        for i, frame in enumerate(generate_frames(ds.PixelData, number_of_frames=frames)):
+            check_frame_size(frame, rows, cols, where if frames == 1 else f"{where} frame {i + 1}")
+    except UndecodableError:
+        raise
+    except Exception:  # noqa: BLE001, S110 - malformed encapsulation: pydicom's refusal follows
+        pass
 
 
 def native_byte_order(arr: np.ndarray) -> np.ndarray:
@@ -295,8 +340,9 @@ def _z_spacing(proj: np.ndarray, uid: str, rel_tol: float, header: Dataset, noun
     """Spacing along the normal from sorted projections; raises on gaps or uneven steps."""
     if proj.size == 1:
         for kw in ("SpacingBetweenSlices", "SliceThickness"):
-            if header.get(kw):
-                return float(header.get(kw))
+            value = hv.number(header, kw, 0.0)
+            if value is not None and 0 < value < MAX_SPACING_MM:  # NaN, zero, negative: not a thickness
+                return value
         return 1.0
     steps = np.diff(proj)
     if np.any(steps <= 1e-6 * max(1.0, float(np.abs(proj).max()))):
@@ -373,7 +419,12 @@ def _pixel_ref(fh: BinaryIO, ds: Dataset) -> PixelRef:
 
 def _read_header(path: Path) -> tuple[Dataset, PixelRef]:
     """A slice's header (everything before Pixel Data) and where its pixels start."""
-    with path.open("rb") as fh:
+    # O_NONBLOCK: a file swapped for a FIFO after the folder was listed must not hang the
+    # job in open(); it is then refused as not a regular file.
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    with open(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise InvalidDicomError(f"{path}: not a regular file")
         ds = pydicom.dcmread(fh, stop_before_pixels=True)
         return ds, _pixel_ref(fh, ds)
 
@@ -629,6 +680,7 @@ def _frame_decoder(
         if ref.samples != 1:
             raise SeriesError(f"{where}: {ref.photometric or '?'} colour images are not volumes")
         tsyntax = UID(ref.transfer_syntax)
+        check_frame_size(frame, rows, cols, where)
         try:
             return native_byte_order(decode_frame(frame, ref, rows, cols, _plugin_for(tsyntax)))
         except Exception as exc:  # noqa: BLE001 - pydicom raises many types for missing decoders
@@ -661,6 +713,7 @@ def _read_slice_header(path: Path) -> SliceHeader:
         transfer_syntax=str(tsyntax) if tsyntax is not None else None,
         pixel=ref,
         frames=frame_table(ds, number_of_frames(ds) or 1) if is_multiframe(ds) else None,
+        photometric=str(ds.get("PhotometricInterpretation", "") or "").strip(),
     )
 
 
@@ -706,6 +759,55 @@ def _check_one_stack(planes: list[_Plane], uid: str) -> None:
                 f"series {uid}: frames of {len(values)} {what} ({keyword} {shown}) share the series; "
                 "one volume needs one spatial stack: split them into one series each"
             )
+
+
+# PhotometricInterpretation of greyscale images ("": absent, as in some old files).
+GREYSCALE = frozenset({"MONOCHROME1", "MONOCHROME2", ""})
+# Larger distances (1 km) are not an image's: a header error or a hostile value.
+MAX_SPACING_MM = 1e6
+# Rescaled values must stay finite in the kernels' float32 arithmetic, with room to spare.
+MAX_VALUE = 1e30
+
+
+def _check_geometry_values(orients: list[np.ndarray], positions: np.ndarray, uid: str, noun: str) -> None:
+    """Refuse NaN, infinite or absurd orientation and position values in one line (they made
+    NumPy warnings, "two slices at one position" or an internal error)."""
+    if not all(np.all(np.isfinite(o)) for o in orients):
+        raise SeriesError(f"series {uid}: ImageOrientationPatient holds values that are not numbers")
+    if not np.all(np.abs(positions) < MAX_SPACING_MM):
+        raise SeriesError(f"series {uid}: ImagePositionPatient of the {noun} is not finite or out of range")
+
+
+def _unit_axes(iop: np.ndarray, uid: str) -> tuple[np.ndarray, np.ndarray]:
+    """The row and column direction cosines as unit vectors; refuses a zero vector or row
+    and column directions that are not perpendicular (no slice plane, or a sheared one)."""
+    row, col = iop[:3], iop[3:]
+    nr, nc = float(np.linalg.norm(row)), float(np.linalg.norm(col))
+    if nr < 1e-6 or nc < 1e-6:
+        raise SeriesError(f"series {uid}: ImageOrientationPatient has a zero direction vector")
+    row, col = row / nr, col / nc
+    if abs(float(row @ col)) > 0.01:
+        raise SeriesError(f"series {uid}: ImageOrientationPatient's row and column are not perpendicular")
+    return row, col
+
+
+def _check_values(raw: np.ndarray, slopes: np.ndarray, intercepts: np.ndarray, uid: str) -> None:
+    """Refuse rescale values (and float pixel values) that would make the kernels' float32
+    values infinite or NaN: an output of NaNs is not a volume. The stored type's range is
+    enough for any sane slope; only a huge one costs a pass over the pixels."""
+    if not (np.all(np.abs(slopes) < MAX_VALUE) and np.all(np.abs(intercepts) < MAX_VALUE)):
+        raise SeriesError(f"series {uid}: RescaleSlope or RescaleIntercept is not finite or out of range")
+    if raw.dtype.kind == "f":
+        if not np.all(np.isfinite(raw)) or (raw.size and float(np.abs(raw).max()) >= MAX_VALUE):
+            raise SeriesError(f"series {uid}: float pixel data holds values that are not finite")
+        biggest = float(np.abs(raw).max()) if raw.size else 0.0
+    else:
+        info = np.iinfo(raw.dtype)
+        biggest = float(max(abs(int(info.min)), int(info.max)))
+        if biggest * float(np.abs(slopes).max()) >= MAX_VALUE and raw.size:
+            biggest = float(np.abs(raw.astype(np.float64)).max())
+    if biggest * float(np.abs(slopes).max()) + float(np.abs(intercepts).max()) >= MAX_VALUE:
+        raise SeriesError(f"series {uid}: RescaleSlope times the stored values is out of range")
 
 
 def load_series(
@@ -758,12 +860,13 @@ def load_series(
     ]
     positions = np.asarray(_values(planes, "position", "ImagePositionPatient", 3), np.float64)
     across = f"{len(planes)} frames" if multiframe else f"{len(planes)} files"
+    _check_geometry_values(orients, positions, uid, noun)
     iop = _check_orientation(orients, across, uid)
-    row, col = iop[:3], iop[3:]
-    row = row / np.linalg.norm(row)
-    col = col / np.linalg.norm(col)
+    row, col = _unit_axes(iop, uid)
     normal = np.cross(row, col)
     proj = positions @ normal
+    if not np.all(np.isfinite(proj)):
+        raise SeriesError(f"series {uid}: ImagePositionPatient values too large to place the {noun}")
     order = np.argsort(proj, kind="stable")
     proj = proj[order]
     positions = positions[order]
@@ -781,11 +884,20 @@ def load_series(
                 "(gantry tilt or sheared stack); resample to an orthogonal grid first"
             )
     spacing_yx = np.asarray(_values(planes, "pixel_spacing", "PixelSpacing", 2), np.float64)
+    if not np.all((spacing_yx > 0) & (spacing_yx < MAX_SPACING_MM)):
+        raise SeriesError(f"series {uid}: PixelSpacing must be positive and finite (mm)")
+    if not (0 < dz < MAX_SPACING_MM):
+        raise SeriesError(f"series {uid}: the spacing between {noun} is not a usable distance")
     if np.any(np.max(np.abs(spacing_yx - spacing_yx[0]), axis=1) > 1e-4):
         raise SeriesError(f"series {uid}: PixelSpacing differs between {noun}")
     shapes = {(p.head.rows, p.head.columns) for p in planes}
     if len(shapes) != 1:
         raise SeriesError(f"series {uid}: {noun} have different sizes {sorted(shapes)}")
+    colour = sorted({p.head.photometric for p in planes} - GREYSCALE)
+    if colour:
+        # Palette indices or colour samples are not intensities (a palette image decoded
+        # as if they were gives a volume of garbage); refused before any pixel is read.
+        raise SeriesError(f"series {uid}: {colour[0]} images are not greyscale volumes")
     for p in planes:
         if p.slope is None or p.intercept is None:
             raise SeriesError(f"{p.where}: malformed RescaleSlope or RescaleIntercept")
@@ -795,6 +907,7 @@ def load_series(
         raw = _assemble(planes, mapper, decode_pool)
     slopes = np.asarray([p.slope for p in planes], dtype=np.float64)
     intercepts = np.asarray([p.intercept for p in planes], dtype=np.float64)
+    _check_values(raw, slopes, intercepts, uid)
     return Series(
         series_uid=uid,
         modality=str(header.get("Modality", "OT")),
