@@ -1,0 +1,378 @@
+"""Issue 13, seventh round: what a hospital's messy (or a hostile) archive does to the job.
+
+Each test is a class of input that failed the cohort, failed as an internal error, produced
+NaNs, hung, took gigabytes or minutes, or put input-controlled text in the job log, before
+the fix it names (docs/kernels.md, "Issue 13, seventh round").
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.data import get_testdata_file
+from pydicom.encaps import generate_frames
+from pydicom.uid import JPEG2000Lossless, JPEGLSLossless
+
+from tests.kernels.synth import chest_phantom, compress_files, write_series
+from tests.kernels.test_cohort import DONE, argv, make_cohort, manifest
+from tre.kernels import cohort as cohort_module
+from tre.kernels.codestream import check_frame_size, declared_size
+from tre.kernels.dicom import discover_headers, load_series
+from tre.kernels.errors import SeriesError, UndecodableError
+from tre.kernels.job import run
+from tre.kernels.manifest import Manifest
+from tre.kernels.params import PreprocessParams
+from tre.kernels.pipeline import KERNEL_DTYPES, kernel_dtype
+from tre.kernels.progress import Progress, ProgressReporter, ProgressTracker, SeriesResult, parse
+from tre.kernels.progress import claims_vocabulary as progress_claims
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _series(root: Path, name: str, shape: tuple[int, int, int] = (4, 16, 16), **kw: object) -> list[Path]:
+    return write_series(
+        root / name,
+        chest_phantom(shape, seed=len(name)),
+        spacing_zyx=(2.0, 0.9, 0.9),
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def _edit(paths: list[Path], **values: object) -> None:
+    for path in paths:
+        ds = pydicom.dcmread(path)
+        for key, value in values.items():
+            setattr(ds, key, value)
+        ds.save_as(path, enforce_file_format=False)
+
+
+def _failures(out: str) -> list[str | None]:
+    items = [parse(line) for line in out.splitlines()]
+    return [i.reason for i in items if isinstance(i, SeriesResult) and i.outcome == "failed"]
+
+
+# -- header values that are not numbers, or not geometry ---------------------------------------
+
+BAD_HEADERS = {
+    "orientation-zero": ({"ImageOrientationPatient": ["0"] * 6}, "zero direction vector"),
+    "orientation-parallel": (
+        {"ImageOrientationPatient": ["1", "0", "0", "1", "0", "0"]},
+        "not perpendicular",
+    ),
+    "orientation-nan": ({"ImageOrientationPatient": ["nan", "0", "0", "0", "1", "0"]}, "not numbers"),
+    "position-nan": ({"ImagePositionPatient": ["nan", "0", "0"]}, "ImagePositionPatient"),
+    "position-inf": ({"ImagePositionPatient": ["0", "0", "inf"]}, "ImagePositionPatient"),
+    "position-huge": ({"ImagePositionPatient": ["0", "0", "1e300"]}, "ImagePositionPatient"),
+    "spacing-zero": ({"PixelSpacing": ["0", "0"]}, "PixelSpacing must be positive"),
+    "spacing-negative": ({"PixelSpacing": ["-1", "1"]}, "PixelSpacing must be positive"),
+    "spacing-nan": ({"PixelSpacing": ["nan", "1"]}, "PixelSpacing must be positive"),
+    "spacing-huge": ({"PixelSpacing": ["1e30", "1e30"]}, "PixelSpacing must be positive"),
+    "slope-nan": ({"RescaleSlope": "NaN"}, "RescaleSlope"),
+    "slope-inf": ({"RescaleSlope": "inf"}, "RescaleSlope"),
+    "slope-huge": ({"RescaleSlope": "1e300"}, "RescaleSlope"),
+    "intercept-inf": ({"RescaleIntercept": "-inf"}, "RescaleIntercept"),
+    "palette": ({"PhotometricInterpretation": "PALETTE COLOR"}, "PALETTE COLOR images are not greyscale"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_HEADERS))
+def test_header_values_that_are_not_geometry_fail_the_series_in_one_line(tmp_path: Path, name: str) -> None:
+    """Were: ValueError from the grid (an internal error), NumPy warnings, "two slices at one
+    position", or a volume of NaNs written as a success."""
+    values, message = BAD_HEADERS[name]
+    paths = _series(tmp_path, name)
+    _edit(paths[1:2] if "position" in name or "slope" in name else paths, **values)
+    with pytest.raises(SeriesError, match=message):
+        load_series(paths)
+
+
+def test_one_slice_with_unusable_thickness_gets_the_default_spacing(tmp_path: Path) -> None:
+    for thickness in ("0", "-3", "nan"):
+        paths = _series(tmp_path, f"t{thickness}", shape=(1, 16, 16))
+        _edit(paths, SliceThickness=thickness)
+        assert load_series(paths).spacing[0] == 1.0
+
+
+def test_messy_series_fail_alone_with_reason_codes_never_internal(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    make_cohort(tmp_path / "in", n_good=1, bad=False)
+    for i, name in enumerate(("orientation-zero", "spacing-zero", "slope-inf", "palette")):
+        values, _ = BAD_HEADERS[name]
+        _edit(_series(tmp_path / "in", name, series_uid=f"1.2.826.0.7.{i}"), **values)
+    assert run(argv(tmp_path / "in", tmp_path / "out")) == 0
+    entries = manifest(tmp_path / "out")["series"]
+    assert sorted(e["status"] for e in entries.values()) == ["failed"] * 4 + ["ok"]
+    assert not any("internal" in e.get("reason", "") for e in entries.values())
+    assert _failures(capsys.readouterr().out) == ["invalid-series"] * 4
+
+
+# -- pixel types ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", ["bool", "uint8", "int8", "int32", "uint32", "int64", "float64", "float32"])
+def test_every_pixel_type_reaches_the_kernels_as_one_of_three(dtype: str) -> None:
+    """Each new type compiled the kernels anew (20-40 s of CPU each); the conversion keeps
+    the float32 value of every stored value, which is all the kernels read of it."""
+    rng = np.random.default_rng(1)
+    if dtype == "bool":
+        raw = rng.integers(0, 2, (3, 5, 7)).astype(bool)
+    elif dtype.startswith("float"):
+        raw = rng.normal(0, 1e6, (3, 5, 7)).astype(dtype)
+    else:
+        info = np.iinfo(dtype)
+        raw = rng.integers(info.min, info.max, (3, 5, 7), dtype=dtype, endpoint=True)
+    kept = kernel_dtype(raw)
+    assert kept.dtype in KERNEL_DTYPES
+    assert np.array_equal(kept.astype(np.float32), raw.astype(np.float32))
+
+
+# -- compressed frames that lie about their size -------------------------------------------------
+
+
+def _j2k_bomb(path: Path, size: int) -> None:
+    """Make the J2K codestream declare ``size`` x ``size`` pixels in one tile."""
+    data = bytearray(path.read_bytes())
+    at = data.find(b"\xff\x4f\xff\x51")
+    for offset in (8, 12, 24, 28):  # Xsiz, Ysiz, XTsiz, YTsiz
+        data[at + offset : at + offset + 4] = size.to_bytes(4, "big")
+    path.write_bytes(bytes(data))
+
+
+def test_declared_sizes_are_read_from_jpeg_2000_jpeg_ls_and_jpeg(tmp_path: Path) -> None:
+    pytest.importorskip("openjpeg")
+    pytest.importorskip("jpeg_ls")
+    frames = {}
+    for ts in (JPEG2000Lossless, JPEGLSLossless):
+        paths = _series(tmp_path, f"c{ts}", shape=(1, 40, 36))
+        compress_files(paths, ts)
+        frames[ts] = next(generate_frames(pydicom.dcmread(paths[0]).PixelData, number_of_frames=1))
+        assert declared_size(frames[ts]) == (40, 36)
+    ds = pydicom.dcmread(get_testdata_file("JPGExtended.dcm"))  # JPEG extended, 8 bits
+    frame = next(generate_frames(ds.PixelData, number_of_frames=1))
+    assert declared_size(frame) == (ds.Rows, ds.Columns)
+    assert declared_size(b"\x00" * 64) is None  # RLE and the like: no size of their own
+    check_frame_size(frames[JPEG2000Lossless], 40, 36, "f")
+    with pytest.raises(UndecodableError, match="declares 40x36 pixels but the header says 40x35"):
+        check_frame_size(frames[JPEGLSLossless], 40, 35, "f")
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["imagecodecs", "pydicom"])
+def test_a_decompression_bomb_is_refused_before_any_decoder_allocates(
+    tmp_path: Path, fast: bool, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A 3 KB JPEG 2000 slice declaring 20000 x 20000 pixels took 1.8 GB and 14 s before the
+    decoder gave up; 60000 x 60000 gets the job killed for memory (the whole cohort)."""
+    pytest.importorskip("openjpeg")
+    make_cohort(tmp_path / "in", n_good=1, bad=False)
+    paths = _series(tmp_path / "in", "bomb", shape=(3, 64, 64), series_uid="1.2.826.0.7.66")
+    compress_files(paths, JPEG2000Lossless)
+    _j2k_bomb(paths[1], 60000)
+    if not fast:
+        monkeypatch.setattr("tre.kernels.decode._imagecodecs", lambda: None)
+    assert run(argv(tmp_path / "in", tmp_path / "out", "--workers", "1")) == 0
+    entry = manifest(tmp_path / "out")["series"]["1.2.826.0.7.66"]
+    assert entry["status"] == "failed"
+    assert "declares 60000x60000 pixels but the header says 64x64; refused before decoding" in entry["reason"]
+    assert _failures(capsys.readouterr().out) == ["undecodable-pixels"]
+
+
+# -- what else lies in an input folder -----------------------------------------------------------
+
+
+def test_fifos_sockets_and_links_out_of_the_input_are_not_read(tmp_path: Path) -> None:
+    """Opening a FIFO blocked discovery for ever; a link out of the input read a series the
+    job was not given; a link loop must not recur."""
+    root = tmp_path / "in"
+    _series(root, "inside", series_uid="1.2.826.0.7.1")
+    outside = _series(tmp_path / "elsewhere", "s", series_uid="1.2.826.0.7.2")
+    os.mkfifo(root / "pipe.dcm")
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(root / "sock.dcm"))
+    (root / "out-link.dcm").symlink_to(outside[0])
+    (root / "loop").symlink_to(root)
+    (root / "inside" / "again.dcm").symlink_to(next((root / "inside").iterdir()))  # inside: fine
+    found: dict[str, list] = {}
+    worker = threading.Thread(target=lambda: found.update(discover_headers(root)), daemon=True)
+    worker.start()
+    worker.join(timeout=60)
+    sock.close()
+    assert not worker.is_alive(), "discovery blocked on a FIFO"
+    assert list(found) == ["1.2.826.0.7.1"]
+    assert len(found["1.2.826.0.7.1"]) == 5  # 4 files and the link to one of them
+
+
+def test_file_names_that_are_not_utf8_do_not_fail_the_cohort(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The input fingerprint encoded names as UTF-8: one such name failed every series."""
+    make_cohort(tmp_path / "in", n_good=2, bad=False)
+    victim = next((tmp_path / "in" / "s0").iterdir())
+    os.rename(bytes(victim), bytes(victim.parent) + b"/\xff\xfe\x1b[31m\nname.dcm")
+    assert run(argv(tmp_path / "in", tmp_path / "out")) == 0
+    assert manifest(tmp_path / "out")["counts"] == {"ok": 2}
+    assert DONE.match(capsys.readouterr().out.splitlines()[-1])
+
+
+def test_output_names_are_bounded_and_unique(tmp_path: Path) -> None:
+    """Two UIDs differing only in characters outside the file-name alphabet wrote one set of
+    files (the second overwrote the first); a 300-character UID failed as an internal error."""
+    stem = cohort_module.series_stem
+    assert stem("1.2.826.0.1.3680043.8.498.1") == "1.2.826.0.1.3680043.8.498.1"  # valid UIDs unchanged
+    assert stem("a/b") != stem("a:b") and stem("..") != stem("__")
+    assert all(len(stem(u)) <= cohort_module.MAX_STEM_CHARS for u in ("9" * 300, "é" * 200))
+    assert not stem("..").startswith(".")
+    make_cohort(tmp_path / "in", n_good=1, bad=False)
+    _series(tmp_path / "in", "a", series_uid="1.2.3/4")
+    _series(tmp_path / "in", "b", series_uid="1.2.3:4")
+    _series(tmp_path / "in", "c", series_uid="9" * 300)
+    assert run(argv(tmp_path / "in", tmp_path / "out")) == 0
+    assert manifest(tmp_path / "out")["counts"] == {"ok": 4}
+    assert len(list((tmp_path / "out").glob("*.nii.gz"))) == 4
+
+
+def test_a_frame_count_without_frames_is_refused_quickly(tmp_path: Path) -> None:
+    """NumberOfFrames 10^5 without per-frame groups built a table of 10^5 frames per file
+    at discovery (2 s a file; the count goes to 2^31 - 1)."""
+    paths = _series(tmp_path, "nf", shape=(2, 16, 16))
+    _edit(paths, NumberOfFrames=2**31 - 1)
+    heads = discover_headers(tmp_path)["".join(str(pydicom.dcmread(paths[0]).SeriesInstanceUID))]
+    assert all(h.frames is not None and len(h.frames.positions) == 1 for h in heads)
+    with pytest.raises(SeriesError, match="missing or malformed ImagePositionPatient"):
+        load_series(heads)
+
+
+# -- the log -------------------------------------------------------------------------------------
+
+
+def test_c_libraries_and_warnings_cannot_write_to_the_log() -> None:
+    """OpenJPEG printed "Invalid number of tiles : 938 x 938" (numbers from the file) to file
+    descriptor 2 itself, and NumPy warned with the job's source lines."""
+    code = (
+        "import os, warnings\n"
+        "from tre.kernels.job import private_log_streams\n"
+        "with private_log_streams():\n"
+        "    os.write(2, b'from C on 2\\n'); os.write(1, b'from C on 1\\n')\n"
+        "    print('kept'); import sys; print('kept too', file=sys.stderr)\n"
+        "print('after')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "kept\nafter\n" and proc.stderr == "kept too\n"
+
+
+def test_progress_lines_stay_bounded_for_any_cohort_size() -> None:
+    """A line per series of a 5,000-series cohort was 340 KiB: past the screened log's
+    256 KiB budget, so the bar stopped and the final line never reached the researcher."""
+    for total in (1, 7, 100, 101, 5000, 999_999):
+        lines: list[str] = []
+        reporter = ProgressReporter(total, lines.append)
+        reporter.progress(force=True)
+        for i in range(1, total + 1):
+            failed = i % 3 == 0
+            reporter.record(i, "failed" if failed else "ok", "too-large" if i % 2 else "missing-slices")
+            reporter.progress()
+        reporter.progress(force=True)
+        summary = reporter.summary()
+        tracker = ProgressTracker()
+        items = [parse(line) for line in lines]
+        assert all(item is not None and tracker.accept(item) for item in items)
+        assert items[-1] == Progress(total, total, total // 3)
+        assert len(lines) <= 2 + reporter.max_progress_lines + reporter.max_series_lines
+        assert sum(len(line) + 1 for line in lines) < 16 * 1024
+        if total <= reporter.max_series_lines:  # small cohorts: every series, as always
+            assert sum(isinstance(i, SeriesResult) for i in items) == total and summary is None
+        if total >= 5000:  # too many failures to print: counted per reason code
+            odd = sum(1 for i in range(3, total + 1, 3) if i % 2)
+            assert summary == f"failed series by reason: missing-slices {total // 3 - odd}, too-large {odd}"
+            assert not progress_claims(summary)
+
+
+def test_a_large_cohort_logs_bounded_progress_and_saves_the_manifest_rarely(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The mechanism on a small cohort with small caps: each manifest save rewrote every
+    entry (5,000 series: O(n^2) bytes), each series printed two lines."""
+    make_cohort(tmp_path / "in", n_good=6, bad=True)
+    monkeypatch.setattr(
+        cohort_module,
+        "ProgressReporter",
+        functools.partial(ProgressReporter, max_progress_lines=2, max_series_lines=3),
+    )
+    saves: list[int] = []
+    real_save = Manifest.save
+    monkeypatch.setattr(Manifest, "save", lambda self: (saves.append(len(self.series)), real_save(self))[1])
+    assert run(argv(tmp_path / "in", tmp_path / "out")) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "tre-progress: 0/7 series done, 0 failed"
+    assert lines[-2] == "tre-progress: 7/7 series done, 1 failed"
+    assert DONE.match(lines[-1])
+    assert [line for line in lines if line.startswith("tre-series")] == [
+        "tre-series: 7/7 failed: not-one-stack"
+    ]
+    assert len(lines) <= 6
+    assert saves[-1] == 7 and len(saves) <= 3  # the first series, the end, maybe one between
+    assert manifest(tmp_path / "out")["counts"] == {"ok": 6, "failed": 1}
+
+
+# -- parameters ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        ["--foreground-threshold", "nan"],
+        ["--window", "nan", "400"],
+        ["--window", "-1000", "inf"],
+        ["--percentile-clip", "50", "50"],
+        ["--percentile-clip", "-1", "99"],
+        ["--workers", "-1"],
+        ["--workers", "100000"],
+        ["--format", "tiff"],
+        ["--spacing", "nan", "1", "1"],
+    ],
+)
+def test_bad_parameters_are_one_line_and_exit_2_before_any_work(
+    tmp_path: Path, extra: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = argv(tmp_path / "missing", tmp_path / "out")
+    with pytest.raises(SystemExit) as stop:  # argparse's refusals
+        code = run([*args, *extra])
+        raise SystemExit(code)
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "missing" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_threshold_must_be_a_number() -> None:
+    with pytest.raises(ValueError, match="foreground threshold"):
+        PreprocessParams(spacing=(1.0, 1.0, 1.0), foreground_threshold=float("nan"))
+
+
+@pytest.mark.parametrize(
+    "spacing, window, clip",
+    [
+        ((float("nan"), 1.0, 1.0), (-1000.0, 400.0), None),
+        ((1.0, float("inf"), 1.0), (-1000.0, 400.0), None),
+        ((1.0, 1.0, 1.0), (float("nan"), 400.0), None),
+        ((1.0, 1.0, 1.0), (-1000.0, 400.0), (99.0, 1.0)),
+    ],
+)
+def test_cli_refuses_what_the_job_would(spacing: tuple, window: tuple, clip: tuple | None) -> None:
+    import typer
+
+    from tre.cli.preprocess import check_recipe
+
+    with pytest.raises(typer.BadParameter):
+        check_recipe(spacing, window, clip)
+    check_recipe((1.0, 1.0, 1.0), (-1000.0, 400.0), (0.5, 99.5))
