@@ -66,17 +66,23 @@ def _jpeg_size(frame: bytes) -> tuple[int, int] | None:
     return None
 
 
-def check_frame_size(frame: bytes, rows: int, columns: int, where: object) -> None:
+def check_frame_size(
+    frame: bytes, rows: int, columns: int, where: object, tsyntax: object | None = None
+) -> None:
     """Refuse a frame whose codestream declares another size than Rows x Columns, before a
     decoder allocates what it declares. (A JPEG frame may declare 0 lines and give them in
-    a later DNL marker: that is not larger, so it passes.)"""
+    a later DNL marker: that is not larger, so it passes.) ``tsyntax`` names the transfer
+    syntax in the refusal, as every refusal of undecodable pixel data does."""
     size = declared_size(frame)
     if size is None:
         return
     r, c = size
     if (r, c) != (rows, columns) and not (r == 0 and c == columns):
+        syntax = ""
+        if tsyntax:
+            syntax = f" in transfer syntax {getattr(tsyntax, 'name', '') or 'unknown'} ({tsyntax})"
         raise UndecodableError(
-            f"{where}: pixel data cannot be decoded: the compressed frame declares {r}x{c} "
-            f"pixels but the header says {rows}x{columns}; refused before decoding (a corrupt "
-            "or hostile codestream)"
+            f"{where}: pixel data{syntax} cannot be decoded: the compressed frame declares "
+            f"{r}x{c} pixels but the header says {rows}x{columns}; refused before decoding "
+            "(a corrupt or hostile codestream)"
         )

@@ -36,6 +36,7 @@ from pydicom.uid import (
 )
 
 from tre.kernels.codestream import check_frame_size
+from tre.kernels.errors import UndecodableError
 
 # (7FE0,0010) with undefined length; OB by the standard, OW in some writers' files.
 ENCAPSULATED_HEADS = (
@@ -152,7 +153,10 @@ def decode_bytes_into(frame: bytes, ref: FrameRef, out: np.ndarray, where: str) 
     codecs = _imagecodecs()
     if codecs is None:
         raise FastDecodeError("imagecodecs is not installed")
-    check_frame_size(frame, out.shape[0], out.shape[1], where)  # before a decoder allocates
+    try:  # before a decoder allocates what the codestream declares
+        check_frame_size(frame, out.shape[0], out.shape[1], where)
+    except UndecodableError as exc:  # pydicom's path refuses it, naming the transfer syntax
+        raise FastDecodeError(str(exc)) from None
     target = out.view(np.uint16)  # the decoders write bytes; signedness is fixed below
     decoders: dict[str, Callable[..., np.ndarray]] = {
         "j2k": lambda: codecs.jpeg2k_decode(frame, numthreads=1, out=target),

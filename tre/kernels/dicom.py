@@ -274,7 +274,7 @@ def _pixels(ds: Dataset, where: Path, frames: int = 1) -> np.ndarray:
         )
     tsyntax = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
     if tsyntax is not None and UID(str(tsyntax)).is_encapsulated:
-        _check_frame_sizes(ds, where, frames)
+        _check_frame_sizes(ds, where, frames, UID(str(tsyntax)))
     try:
         plugin = _plugin_for(tsyntax)
         if plugin:
@@ -291,14 +291,14 @@ def _pixels(ds: Dataset, where: Path, frames: int = 1) -> np.ndarray:
     return native_byte_order(arr)
 
 
-def _check_frame_sizes(ds: Dataset, where: Path, frames: int) -> None:
+def _check_frame_sizes(ds: Dataset, where: Path, frames: int, tsyntax: UID) -> None:
     """Every encapsulated frame's declared size against Rows x Columns, before pydicom's
     decoders allocate it (`tre.kernels.codestream`). Pixel data that does not split into
     frames is left to pydicom, which refuses it."""
     rows, cols = hv.uint(ds, "Rows", 0), hv.uint(ds, "Columns", 0)
     try:
         for i, frame in enumerate(generate_frames(ds.PixelData, number_of_frames=frames)):
-            check_frame_size(frame, rows, cols, where if frames == 1 else f"{where} frame {i + 1}")
+            check_frame_size(frame, rows, cols, where if frames == 1 else f"{where} frame {i + 1}", tsyntax)
     except UndecodableError:
         raise
     except Exception:  # noqa: BLE001, S110 - malformed encapsulation: pydicom's refusal follows
@@ -680,7 +680,7 @@ def _frame_decoder(
         if ref.samples != 1:
             raise SeriesError(f"{where}: {ref.photometric or '?'} colour images are not volumes")
         tsyntax = UID(ref.transfer_syntax)
-        check_frame_size(frame, rows, cols, where)
+        check_frame_size(frame, rows, cols, where, tsyntax)
         try:
             return native_byte_order(decode_frame(frame, ref, rows, cols, _plugin_for(tsyntax)))
         except Exception as exc:  # noqa: BLE001 - pydicom raises many types for missing decoders
