@@ -376,3 +376,41 @@ def test_cli_refuses_what_the_job_would(spacing: tuple, window: tuple, clip: tup
     with pytest.raises(typer.BadParameter):
         check_recipe(spacing, window, clip)
     check_recipe((1.0, 1.0, 1.0), (-1000.0, 400.0), (0.5, 99.5))
+
+
+def test_files_without_the_preamble_are_read(tmp_path: Path) -> None:
+    """A data set written bare (no 128-byte preamble, no "DICM") was skipped as not DICOM:
+    its series lost a slice (then "uneven spacing") or vanished from the cohort unreported."""
+    paths = _series(tmp_path / "in", "bare", series_uid="1.2.826.0.7.5")
+    reference = load_series(paths)
+    for path in paths[:2]:
+        path.write_bytes(path.read_bytes()[132:])
+    (heads,) = discover_headers(tmp_path / "in").values()
+    assert len(heads) == 4
+    bare = load_series(heads)
+    assert np.array_equal(bare.raw, reference.raw) and bare.spacing == reference.spacing
+    (tmp_path / "in" / "text.dcm").write_bytes(b"\x08\x00 not DICOM at all")  # still skipped
+    assert list(discover_headers(tmp_path / "in")) == ["1.2.826.0.7.5"]
+
+
+def test_a_deflate_bomb_is_refused_while_counting_not_inflated_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pydicom inflates a deflated data set whole, even for its header: ~1000 x the file's
+    size (10 MB of file, 10 GB at discovery). The limit is patched small so that a small
+    real file exercises the real check."""
+    from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+    from tre.kernels import memory
+    from tre.kernels.dicom import read_dataset
+    from tre.kernels.errors import SeriesTooLargeError
+
+    paths = _series(tmp_path / "in", "deflated", shape=(2, 64, 64), series_uid="1.2.826.0.7.9")
+    for path in paths:
+        ds = pydicom.dcmread(path)
+        ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+        ds.save_as(path)
+    assert read_dataset(paths[0], stop_before_pixels=True).SeriesInstanceUID == "1.2.826.0.7.9"
+    monkeypatch.setattr(memory, "memory_limit_bytes", lambda: int(4096 / memory.SHARE))  # < 8 KiB of pixels
+    with pytest.raises(SeriesTooLargeError, match="the deflated data set needs"):
+        read_dataset(paths[0], stop_before_pixels=True)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import stat
 import sys
+import zlib
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from concurrent.futures import Executor
@@ -31,10 +32,12 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.encaps import generate_frames
 from pydicom.errors import InvalidDicomError
+from pydicom.filereader import _read_file_meta_info, read_preamble
 from pydicom.pixels.decoders.base import get_decoder
 from pydicom.uid import (
     JPEG2000,
     UID,
+    DeflatedExplicitVRLittleEndian,
     JPEG2000Lossless,
     JPEGLossless,
     JPEGLosslessSV1,
@@ -44,6 +47,7 @@ from pydicom.uid import (
 )
 
 from tre.kernels import header_values as hv
+from tre.kernels import memory
 from tre.kernels.codestream import check_frame_size
 from tre.kernels.decode import FastDecodeError, FrameRef, decode_bytes_into, decode_into, locate_frame
 from tre.kernels.errors import (
@@ -417,6 +421,65 @@ def _pixel_ref(fh: BinaryIO, ds: Dataset) -> PixelRef:
         return None
 
 
+# How a DICOM file without the 128-byte preamble and "DICM" begins: an element of the file
+# meta group (0002) or of the identifying group (0008), little endian.
+_BARE_STARTS = (b"\x02\x00", b"\x08\x00")
+
+
+DEFLATED_UID = DeflatedExplicitVRLittleEndian.encode()
+_META_BYTES = 1024  # the file meta group, where the transfer syntax is, comes first
+
+
+def _check_inflated_size(fh: BinaryIO, where: object) -> None:
+    """Inflate a deflated data set once, counting, before pydicom inflates it whole into
+    memory: refuse it when it would not fit in the job's memory (`tre.kernels.memory`).
+
+    Why: pydicom inflates the whole file with one ``zlib.decompress`` even for the header
+    alone, and deflate expands up to ~1000 times: a 10 MB file can make 10 GB at discovery,
+    killing the job (the whole cohort) for memory."""
+    force = read_preamble(fh, True) is None
+    if force:
+        fh.seek(0)
+    _read_file_meta_info(fh)
+    inflate = zlib.decompressobj(-zlib.MAX_WBITS)
+    total = 0
+    limit = int(memory.SHARE * (memory.memory_limit_bytes() or 1 << 62))
+    step = 1 << 24  # at most 16 MiB of inflated bytes in memory at a time
+    while chunk := fh.read(1 << 20):
+        total += len(inflate.decompress(chunk, step))
+        while inflate.unconsumed_tail and total <= limit:
+            total += len(inflate.decompress(inflate.unconsumed_tail, step))
+        if total > limit:
+            check_fits(f"{where}: the deflated data set", total)  # raises SeriesTooLargeError
+        if inflate.eof:
+            return
+
+
+def read_dataset(source: Path | BinaryIO, stop_before_pixels: bool = False) -> Dataset:
+    """``pydicom.dcmread``, also of a file without the preamble and "DICM" prefix (old
+    archives and some exporters write the data set bare, which the standard's media format
+    forbids but every reader accepts): such files were skipped as not DICOM, so their series
+    silently lost slices or vanished from the cohort."""
+    fh = source.open("rb") if isinstance(source, Path) else source
+    try:
+        start = fh.tell()
+        if DEFLATED_UID in fh.read(_META_BYTES):
+            fh.seek(start)
+            _check_inflated_size(fh, source)
+        fh.seek(start)
+        try:
+            return pydicom.dcmread(fh, stop_before_pixels=stop_before_pixels)
+        except InvalidDicomError:
+            fh.seek(start)
+            if fh.read(2) not in _BARE_STARTS:
+                raise
+            fh.seek(start)
+            return pydicom.dcmread(fh, stop_before_pixels=stop_before_pixels, force=True)
+    finally:
+        if isinstance(source, Path):
+            fh.close()
+
+
 def _read_header(path: Path) -> tuple[Dataset, PixelRef]:
     """A slice's header (everything before Pixel Data) and where its pixels start."""
     # O_NONBLOCK: a file swapped for a FIFO after the folder was listed must not hang the
@@ -425,7 +488,7 @@ def _read_header(path: Path) -> tuple[Dataset, PixelRef]:
     with open(fd, "rb") as fh:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise InvalidDicomError(f"{path}: not a regular file")
-        ds = pydicom.dcmread(fh, stop_before_pixels=True)
+        ds = read_dataset(fh, stop_before_pixels=True)
         return ds, _pixel_ref(fh, ds)
 
 
@@ -449,7 +512,7 @@ def _read_native_into(path: Path, offset: int, out: np.ndarray, bits_stored: int
 
 def _decode_file(path: Path) -> np.ndarray:
     """Read a whole slice file and decode its pixels (in a worker process for compressed data)."""
-    return _pixels(pydicom.dcmread(path), path)
+    return _pixels(read_dataset(path), path)
 
 
 @dataclass(frozen=True, slots=True)
@@ -613,7 +676,7 @@ def _decode_whole(head: SliceHeader, unsplit: str | None) -> np.ndarray:
     refusal says so: a frame in several fragments without an offset table has no marked end."""
     frames = len(head.frames or ()) or 1
     try:
-        stack = _pixels(pydicom.dcmread(head.path), head.path, frames)
+        stack = _pixels(read_dataset(head.path), head.path, frames)
     except UndecodableError:
         if unsplit is None:
             raise
@@ -872,7 +935,7 @@ def load_series(
     positions = positions[order]
     planes = [planes[i] for i in order]
     paths = list(dict.fromkeys(p.head.path for p in planes))  # each file once, in volume order
-    header = pydicom.dcmread(paths[0], stop_before_pixels=True)  # the one full header kept
+    header = read_dataset(paths[0], stop_before_pixels=True)  # the one full header kept
     dz = _z_spacing(proj, uid, spacing_rel_tol, header, noun)
     if proj.size > 1:
         offsets_mm = positions - positions[0]
