@@ -414,3 +414,23 @@ def test_a_deflate_bomb_is_refused_while_counting_not_inflated_whole(
     monkeypatch.setattr(memory, "memory_limit_bytes", lambda: int(4096 / memory.SHARE))  # < 8 KiB of pixels
     with pytest.raises(SeriesTooLargeError, match="the deflated data set needs"):
         read_dataset(paths[0], stop_before_pixels=True)
+
+
+@pytest.mark.parametrize("target", [1e-6, 1e-3])
+def test_a_target_spacing_far_too_fine_is_refused_before_the_tables_exist(
+    target: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """1e-6 mm asked for resampling tables of 24 bytes per output index (gigabytes for a
+    512-pixel row) before the grid's size was checked; 1e-3 mm on a small memory limit."""
+    from tre.kernels import memory, pipeline
+    from tre.kernels.errors import SeriesTooLargeError
+
+    def no_tables(*_a: object) -> None:
+        raise AssertionError("tables built for a grid that does not fit")
+
+    monkeypatch.setattr(pipeline, "grid_tables", no_tables)
+    monkeypatch.setattr(memory, "memory_limit_bytes", lambda: 64 * 2**20)
+    raw = chest_phantom((4, 24, 20), seed=2)
+    params = PreprocessParams(spacing=(target, target, target), window=(-1000.0, 400.0))
+    with pytest.raises(SeriesTooLargeError, match=r"the resampled grid \(\d+x\d+x\d+\)"):
+        pipeline.preprocess_array(raw, np.ones(4), np.full(4, -1024.0), (2.0, 0.9, 0.9), params)

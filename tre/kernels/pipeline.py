@@ -239,13 +239,15 @@ def preprocess_array(
     # From the lengths alone, before the tables (24 bytes per output index and axis) exist: a
     # target spacing of 1e-6 mm asked for tables of gigabytes before the grid check ran.
     planned = output_shape(raw.shape, spacing, params.spacing)
-    check_fits(f"the resampled grid's tables ({'x'.join(str(n) for n in planned)})", 24 * sum(planned))
-    tables_shape = grid_tables(raw.shape, spacing, params.spacing).shape
+    grid = "x".join(str(n) for n in planned)
     # Before the passes sweep it: a grid whose float32 output would not fit even cropped to a
     # quarter (a target spacing far finer than the scan) is refused; the exact output is
-    # checked once the crop is known (run_recipe).
-    grid = "x".join(str(n) for n in tables_shape)
-    check_fits(f"the resampled grid ({grid}), cropped to a quarter,", math.prod(tables_shape))
+    # checked once the crop is known (run_recipe). From the lengths alone, before the tables
+    # (24 bytes per output index and axis) exist: a target spacing of 1e-6 mm asked for
+    # tables of gigabytes before the grid was checked.
+    check_fits(f"the resampled grid ({grid}), cropped to a quarter,", math.prod(planned))
+    check_fits(f"the resampled grid's tables ({grid})", 24 * sum(planned))
+    tables_shape = grid_tables(raw.shape, spacing, params.spacing).shape
     backend = make_backend(
         device, raw, np.asarray(slopes), np.asarray(intercepts), spacing, params.spacing, workspace
     )
