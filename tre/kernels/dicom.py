@@ -190,23 +190,37 @@ def list_files(root: Path | str) -> list[Path]:
     (a link out of the input would read files the job was not given; links to folders are
     never followed, so a loop cannot recur)."""
     inside = os.path.realpath(root)
-    return [
-        Path(dirpath) / name
-        for dirpath, _dirs, names in os.walk(root)
-        for name in sorted(names)
-        if _readable_file(os.path.join(dirpath, name), inside)
-    ]
+    out: list[Path] = []
+    _walk(os.fspath(root), inside, out)
+    return out
 
 
-def _readable_file(path: str, inside: str) -> bool:
-    """Whether ``path`` is a regular file, or a link to one within the folder ``inside``."""
+def _walk(folder: str, inside: str, out: list[Path]) -> None:
+    """`list_files` of one folder: its files in name order, then its subfolders (the order
+    of ``os.walk``). The entry types come with the folder listing (no stat per file)."""
     try:
-        mode = os.lstat(path).st_mode
-        if stat.S_ISREG(mode):
+        with os.scandir(folder) as listing:
+            entries = list(listing)
+    except OSError:  # unreadable or vanished: as os.walk, skipped
+        return
+    files = sorted(e.name for e in entries if _readable_file(e, inside))
+    out.extend(Path(folder) / name for name in files)
+    for entry in entries:
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                _walk(entry.path, inside, out)
+        except OSError:
+            continue
+
+
+def _readable_file(entry: os.DirEntry[str], inside: str) -> bool:
+    """Whether ``entry`` is a regular file, or a link to one within the folder ``inside``."""
+    try:
+        if entry.is_file(follow_symlinks=False):
             return True
-        if not stat.S_ISLNK(mode):
+        if not entry.is_symlink():
             return False
-        target = os.path.realpath(path)
+        target = os.path.realpath(entry.path)
         return os.path.commonpath([target, inside]) == inside and stat.S_ISREG(os.stat(target).st_mode)
     except (OSError, ValueError):
         return False
