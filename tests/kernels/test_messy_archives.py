@@ -434,3 +434,36 @@ def test_a_target_spacing_far_too_fine_is_refused_before_the_tables_exist(
     params = PreprocessParams(spacing=(target, target, target), window=(-1000.0, 400.0))
     with pytest.raises(SeriesTooLargeError, match=r"the resampled grid \(\d+x\d+x\d+\)"):
         pipeline.preprocess_array(raw, np.ones(4), np.full(4, -1024.0), (2.0, 0.9, 0.9), params)
+
+
+def _damage(path: Path, tag: bytes, vr: bytes) -> None:
+    """Overwrite the VR of the element ``tag`` (little endian group, element) with ``vr``."""
+    data = bytearray(path.read_bytes())
+    at = data.find(tag)
+    assert at > 0
+    data[at + 4 : at + 6] = vr
+    path.write_bytes(bytes(data))
+
+
+def test_headers_pydicom_cannot_parse_fail_their_series_not_the_cohort(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Random damage to headers (a fuzzer's byte flips) found pydicom raising
+    NotImplementedError (an unknown VR), BytesLengthException and ValueError (a transfer
+    syntax UID that is none): out of discovery they failed the whole cohort, out of loading
+    they were internal errors."""
+    make_cohort(tmp_path / "in", n_good=1, bad=False)
+    one = _series(tmp_path / "in", "vr", series_uid="1.2.826.0.7.21")
+    _damage(one[1], b"\x20\x00\x32\x00", b"Q\x82")  # ImagePositionPatient: unknown VR
+    all_of_it = _series(tmp_path / "in", "all", series_uid="1.2.826.0.7.22")
+    for path in all_of_it:
+        _damage(path, b"\x28\x00\x30\x00", b"US")  # PixelSpacing as US: length 8 fits, values do not
+    ts = _series(tmp_path / "in", "ts", series_uid="1.2.826.0.7.23")
+    for path in ts:
+        data = path.read_bytes().replace(b"1.2.840.10008.1.2.1\x00", b"1.2.840.10008.5.1.4\x00")
+        path.write_bytes(data)
+    assert run(argv(tmp_path / "in", tmp_path / "out")) == 0
+    entries = manifest(tmp_path / "out")["series"]
+    assert entries["1.2.826.0.1.0"]["status"] == "ok"
+    assert not any("internal" in e.get("reason", "") for e in entries.values()), entries
+    assert "internal-error" not in capsys.readouterr().out

@@ -168,17 +168,11 @@ def slice_header(path: Path) -> SliceHeader | None:
     """Read one file's header into a `SliceHeader`; None when it is not a DICOM image."""
     try:
         head = _read_slice_header(path)
-    except (
-        InvalidDicomError,
-        SeriesError,
-        OSError,
-        EOFError,
-        ValueError,
-        KeyError,
-        TypeError,
-        AttributeError,
-    ):
-        return None  # not DICOM (README, JSON sidecars, ...), no image, or unreadable header
+    except Exception:  # noqa: BLE001 - one damaged file never fails discovery (the cohort)
+        # Not DICOM (README, JSON sidecars, ...), no image, or a header pydicom cannot
+        # parse: it raises NotImplementedError for an unknown VR, BytesLengthException for
+        # a bad length, and more; those escaped and failed the whole cohort.
+        return None
     return head if head.series_uid else None
 
 
@@ -291,7 +285,7 @@ def _pixels(ds: Dataset, where: Path, frames: int = 1) -> np.ndarray:
             f"{where}: {ds.get('PhotometricInterpretation', '?')} colour images are not volumes"
         )
     tsyntax = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
-    if tsyntax is not None and UID(str(tsyntax)).is_encapsulated:
+    if is_compressed_syntax(tsyntax):
         _check_frame_sizes(ds, where, frames, UID(str(tsyntax)))
     try:
         plugin = _plugin_for(tsyntax)
@@ -321,6 +315,18 @@ def _check_frame_sizes(ds: Dataset, where: Path, frames: int, tsyntax: UID) -> N
         raise
     except Exception:  # noqa: BLE001, S110 - malformed encapsulation: pydicom's refusal follows
         pass
+
+
+def is_compressed_syntax(tsyntax: object) -> bool:
+    """Whether ``tsyntax`` is a compressed (encapsulated) transfer syntax; False for None
+    and for a UID that is no transfer syntax at all (pydicom raises ValueError on those:
+    a damaged file meta made the series an internal error)."""
+    if not tsyntax:
+        return False
+    try:
+        return bool(UID(str(tsyntax)).is_compressed)
+    except ValueError:
+        return False
 
 
 def native_byte_order(arr: np.ndarray) -> np.ndarray:
@@ -469,6 +475,25 @@ def _check_inflated_size(fh: BinaryIO, where: object) -> None:
             return
 
 
+def _name(source: Path | BinaryIO) -> str:
+    return str(source) if isinstance(source, Path) else str(getattr(source, "name", "a file"))
+
+
+def parsed(ds: Dataset, where: object) -> Dataset:
+    """``ds`` with every element converted now: pydicom converts an element's bytes when it is
+    first read, so a damaged value (an unknown VR, a length that is no multiple of the value
+    size) raised its own exception types later, wherever the value was used (an internal
+    error); here it refuses the file in one line."""
+    try:
+        for elem in ds.iterall():
+            _ = elem.value
+    except (OSError, MemoryError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - pydicom's converters raise many types on damage
+        raise SeriesError(f"{where}: a DICOM header value cannot be parsed ({type(exc).__name__})") from None
+    return ds
+
+
 def read_dataset(source: Path | BinaryIO, stop_before_pixels: bool = False) -> Dataset:
     """``pydicom.dcmread``, also of a file without the preamble and "DICM" prefix (old
     archives and some exporters write the data set bare, which the standard's media format
@@ -482,13 +507,19 @@ def read_dataset(source: Path | BinaryIO, stop_before_pixels: bool = False) -> D
             _check_inflated_size(fh, source)
         fh.seek(start)
         try:
-            return pydicom.dcmread(fh, stop_before_pixels=stop_before_pixels)
-        except InvalidDicomError:
-            fh.seek(start)
-            if fh.read(2) not in _BARE_STARTS:
-                raise
-            fh.seek(start)
-            return pydicom.dcmread(fh, stop_before_pixels=stop_before_pixels, force=True)
+            try:
+                return pydicom.dcmread(fh, stop_before_pixels=stop_before_pixels)
+            except InvalidDicomError:
+                fh.seek(start)
+                if fh.read(2) not in _BARE_STARTS:
+                    raise
+                fh.seek(start)
+                return pydicom.dcmread(fh, stop_before_pixels=stop_before_pixels, force=True)
+        except (InvalidDicomError, OSError, MemoryError, SeriesError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - pydicom's parser raises many types on damage
+            what = type(exc).__name__
+            raise SeriesError(f"{_name(source)}: the DICOM data set cannot be parsed ({what})") from None
     finally:
         if isinstance(source, Path):
             fh.close()
@@ -526,7 +557,7 @@ def _read_native_into(path: Path, offset: int, out: np.ndarray, bits_stored: int
 
 def _decode_file(path: Path) -> np.ndarray:
     """Read a whole slice file and decode its pixels (in a worker process for compressed data)."""
-    return _pixels(read_dataset(path), path)
+    return _pixels(parsed(read_dataset(path), path), path)
 
 
 @dataclass(frozen=True, slots=True)
@@ -606,7 +637,7 @@ def _assemble(
     decoded: Iterable[np.ndarray] = iter(())
     if others:
         tsyntax = planes[others[0]].head.transfer_syntax
-        if decode_pool is not None and tsyntax is not None and UID(tsyntax).is_compressed:
+        if decode_pool is not None and is_compressed_syntax(tsyntax):
             chunk = max(1, len(others) // (4 * max(1, getattr(decode_pool, "_max_workers", 1))))
             decoded = decode_pool.map(_decode_file, paths, chunksize=chunk)
         else:
@@ -690,7 +721,7 @@ def _decode_whole(head: SliceHeader, unsplit: str | None) -> np.ndarray:
     refusal says so: a frame in several fragments without an offset table has no marked end."""
     frames = len(head.frames or ()) or 1
     try:
-        stack = _pixels(read_dataset(head.path), head.path, frames)
+        stack = _pixels(parsed(read_dataset(head.path), head.path), head.path, frames)
     except UndecodableError:
         if unsplit is None:
             raise
@@ -949,7 +980,7 @@ def load_series(
     positions = positions[order]
     planes = [planes[i] for i in order]
     paths = list(dict.fromkeys(p.head.path for p in planes))  # each file once, in volume order
-    header = read_dataset(paths[0], stop_before_pixels=True)  # the one full header kept
+    header = parsed(read_dataset(paths[0], stop_before_pixels=True), paths[0])  # the one full header kept
     dz = _z_spacing(proj, uid, spacing_rel_tol, header, noun)
     if proj.size > 1:
         offsets_mm = positions - positions[0]
