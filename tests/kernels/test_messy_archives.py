@@ -467,3 +467,28 @@ def test_headers_pydicom_cannot_parse_fail_their_series_not_the_cohort(
     assert entries["1.2.826.0.1.0"]["status"] == "ok"
     assert not any("internal" in e.get("reason", "") for e in entries.values()), entries
     assert "internal-error" not in capsys.readouterr().out
+
+
+def test_a_decoders_own_complaints_stay_out_of_the_real_jobs_log(tmp_path: Path) -> None:
+    """The job process on a JPEG 2000 slice whose marker after SIZ is damaged: OpenJPEG
+    prints "A marker ID was expected (0xff--) instead of 0000..." to descriptor 2 itself."""
+    pytest.importorskip("openjpeg")
+    make_cohort(tmp_path / "in", n_good=1, bad=False)
+    paths = _series(tmp_path / "in", "j2k", shape=(3, 64, 64), series_uid="1.2.826.0.7.31")
+    compress_files(paths, JPEG2000Lossless)
+    data = bytearray(paths[1].read_bytes())
+    at = data.find(b"\xff\x4f\xff\x51") + 4
+    after_siz = at + int.from_bytes(data[at : at + 2], "big")
+    data[after_siz : after_siz + 2] = b"\x00\x00"
+    paths[1].write_bytes(bytes(data))
+    proc = subprocess.run(
+        [sys.executable, "-m", "tre.kernels.job", *argv(tmp_path / "in", tmp_path / "out")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    lines = proc.stdout.splitlines()
+    assert all(parse(line) is not None for line in lines[:-1]) and DONE.match(lines[-1])
+    assert manifest(tmp_path / "out")["series"]["1.2.826.0.7.31"]["status"] == "failed"
