@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import os
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -20,7 +21,7 @@ import pydicom
 import pytest
 from pydicom.data import get_testdata_file
 from pydicom.encaps import generate_frames
-from pydicom.uid import JPEG2000Lossless, JPEGLSLossless
+from pydicom.uid import JPEG2000Lossless, JPEGLSLossless, RLELossless
 
 from tests.kernels.synth import chest_phantom, compress_files, write_series
 from tests.kernels.test_cohort import DONE, argv, make_cohort, manifest
@@ -492,3 +493,34 @@ def test_a_decoders_own_complaints_stay_out_of_the_real_jobs_log(tmp_path: Path)
     lines = proc.stdout.splitlines()
     assert all(parse(line) is not None for line in lines[:-1]) and DONE.match(lines[-1])
     assert manifest(tmp_path / "out")["series"]["1.2.826.0.7.31"]["status"] == "failed"
+
+
+def _rle_panic_frame(rows: int, cols: int) -> bytes:
+    """An RLE frame of 16-bit pixels whose replicate runs write past the frame: the Rust
+    decoder (pylibjpeg-rle) panics on it (an index out of bounds)."""
+    segment = b"\x81\x05" * (rows * cols // 64 + 8)  # each run: 128 bytes of 5
+    header = struct.pack("<16I", 2, 64, 64 + len(segment), *([0] * 13))
+    return header + segment + segment
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_decoder_panic_fails_its_series_not_the_cohort(
+    tmp_path: Path, workers: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """pyo3's PanicException is a BaseException: it passed every ``except Exception`` and
+    ended the cohort with a traceback (found by fuzzing RLE frames)."""
+    pytest.importorskip("rle")
+    from pydicom.encaps import encapsulate
+
+    make_cohort(tmp_path / "in", n_good=1, bad=False)
+    paths = _series(tmp_path / "in", "rle", shape=(2, 64, 64), series_uid="1.2.826.0.7.41")
+    compress_files(paths, RLELossless)
+    ds = pydicom.dcmread(paths[0])
+    ds.PixelData = encapsulate([_rle_panic_frame(64, 64)])
+    ds.save_as(paths[0], enforce_file_format=True)
+    assert run(argv(tmp_path / "in", tmp_path / "out", "--workers", workers)) == 0
+    entries = manifest(tmp_path / "out")["series"]
+    assert entries["1.2.826.0.1.0"]["status"] == "ok"
+    assert entries["1.2.826.0.7.41"]["status"] == "failed"
+    assert "cannot be decoded" in entries["1.2.826.0.7.41"]["reason"]
+    assert _failures(capsys.readouterr().out) == ["undecodable-pixels"]

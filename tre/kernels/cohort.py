@@ -60,6 +60,7 @@ from tre.kernels.errors import (
     SeriesTooLargeError,
     SuvError,
     UndecodableError,
+    is_fatal,
 )
 from tre.kernels.manifest import Manifest, input_fingerprint
 from tre.kernels.nifti import output_affine, sidecar
@@ -425,7 +426,9 @@ class CohortRun:
                             pool=pool,
                         )
                     pre_s = time.perf_counter() - t0
-                except Exception as exc:  # noqa: BLE001 - one bad series never fails the cohort
+                except BaseException as exc:  # noqa: BLE001 - one bad series never fails the cohort
+                    if is_fatal(exc) or isinstance(exc, CohortFailed):
+                        raise
                     self._failed(uid, fp, exc)
                     continue
                 # The writer needs the geometry, not the pixels: release them now (a zero-stride
@@ -466,7 +469,9 @@ class CohortRun:
         try:
             with self.timeline.span("wait-write", self.index[uid]):
                 entry = fut.result()
-        except Exception as exc:  # noqa: BLE001 - a failed write is that series' failure
+        except BaseException as exc:  # noqa: BLE001 - a failed write is that series' failure
+            if is_fatal(exc):
+                raise
             self._failed(uid, fp, exc, writing=True)
             return
         finally:

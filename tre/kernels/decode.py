@@ -36,7 +36,7 @@ from pydicom.uid import (
 )
 
 from tre.kernels.codestream import check_frame_size
-from tre.kernels.errors import UndecodableError
+from tre.kernels.errors import UndecodableError, is_fatal
 
 # (7FE0,0010) with undefined length; OB by the standard, OW in some writers' files.
 ENCAPSULATED_HEADS = (
@@ -165,8 +165,10 @@ def decode_bytes_into(frame: bytes, ref: FrameRef, out: np.ndarray, where: str) 
     }
     try:
         got = decoders[ref.codec]()
-    except Exception as exc:  # noqa: BLE001 - codec errors have their own types per codec
-        raise FastDecodeError(f"{where}: {type(exc).__name__}") from exc
+    except BaseException as exc:  # noqa: BLE001 - codec errors have their own types per codec
+        if is_fatal(exc):
+            raise
+        raise FastDecodeError(f"{where}: {type(exc).__name__}") from None
     if got.shape != out.shape or not np.shares_memory(got, out):
         raise FastDecodeError(f"{where}: decoded frame of shape {got.shape}, expected {out.shape}")
     if ref.codec == "j2k":

@@ -57,6 +57,7 @@ from tre.kernels.errors import (
     NotOneStackError,
     SeriesError,
     UndecodableError,
+    is_fatal,
 )
 from tre.kernels.memory import check_fits
 from tre.kernels.multiframe import (
@@ -168,7 +169,9 @@ def slice_header(path: Path) -> SliceHeader | None:
     """Read one file's header into a `SliceHeader`; None when it is not a DICOM image."""
     try:
         head = _read_slice_header(path)
-    except Exception:  # noqa: BLE001 - one damaged file never fails discovery (the cohort)
+    except BaseException as exc:  # noqa: BLE001 - one damaged file never fails discovery (the cohort)
+        if is_fatal(exc):
+            raise
         # Not DICOM (README, JSON sidecars, ...), no image, or a header pydicom cannot
         # parse: it raises NotImplementedError for an unknown VR, BytesLengthException for
         # a bad length, and more; those escaped and failed the whole cohort.
@@ -292,8 +295,10 @@ def _pixels(ds: Dataset, where: Path, frames: int = 1) -> np.ndarray:
         if plugin:
             ds.pixel_array_options(decoding_plugin=plugin)
         arr = ds.pixel_array
-    except Exception as exc:  # noqa: BLE001 - pydicom raises many types for missing decoders
-        raise _undecodable(where, tsyntax, exc) from exc
+    except BaseException as exc:  # noqa: BLE001 - decoders raise many types, panics included
+        if is_fatal(exc):
+            raise
+        raise _undecodable(where, tsyntax, exc) from None
     if frames > 1 and (arr.ndim != 3 or arr.shape[0] != frames):
         raise SeriesError(f"{where}: expected {frames} frames, got pixel array of shape {arr.shape}")
     if frames == 1 and arr.ndim != 2:
@@ -791,8 +796,10 @@ def _frame_decoder(
         check_frame_size(frame, rows, cols, where, tsyntax)
         try:
             return native_byte_order(decode_frame(frame, ref, rows, cols, _plugin_for(tsyntax)))
-        except Exception as exc:  # noqa: BLE001 - pydicom raises many types for missing decoders
-            raise _undecodable(where, tsyntax, exc) from exc
+        except BaseException as exc:  # noqa: BLE001 - decoders raise many types, panics included
+            if is_fatal(exc):
+                raise
+            raise _undecodable(where, tsyntax, exc) from None
 
     return decode
 

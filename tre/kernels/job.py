@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
-from tre.kernels.errors import KernelInputError
+from tre.kernels.errors import KernelInputError, is_fatal
 from tre.kernels.manifest import MANIFEST_NAME
 from tre.kernels.numba_seed import seed_numba_cache
 from tre.kernels.params import PreprocessParams
@@ -168,7 +168,9 @@ def run(argv: list[str] | None = None) -> int:
     except (KernelInputError, MissingCodecError) as exc:
         print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except Exception as exc:  # noqa: BLE001 - the job log gets one line, never a traceback
+    except BaseException as exc:  # noqa: BLE001 - the job log gets one line, never a traceback
+        if is_fatal(exc):
+            raise
         # The type only: an unexpected error's text can quote the input (a file name, a
         # decoder's message), and the log carries no input-controlled text.
         print(f"error: internal failure: {type(exc).__name__}", file=sys.stderr)
