@@ -524,3 +524,25 @@ def test_a_decoder_panic_fails_its_series_not_the_cohort(
     assert entries["1.2.826.0.7.41"]["status"] == "failed"
     assert "cannot be decoded" in entries["1.2.826.0.7.41"]["reason"]
     assert _failures(capsys.readouterr().out) == ["undecodable-pixels"]
+
+
+@pytest.mark.parametrize("ts", [JPEGLSLossless, JPEG2000Lossless], ids=["jpeg-ls", "jpeg-2000"])
+def test_an_offset_table_longer_than_the_file_fails_its_series_as_undecodable(
+    tmp_path: Path, ts: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A Basic Offset Table item whose length runs past the file: pydicom's parser raises
+    struct.error, which the fast path did not expect (an internal error; found by fuzzing)."""
+    pytest.importorskip("openjpeg")
+    pytest.importorskip("jpeg_ls")
+    make_cohort(tmp_path / "in", n_good=1, bad=False)
+    paths = _series(tmp_path / "in", "bot", shape=(2, 64, 64), series_uid="1.2.826.0.7.51")
+    compress_files(paths, ts)
+    data = bytearray(paths[1].read_bytes())
+    bot = data.find(b"\xe0\x7f\x10\x00") + 12  # the Basic Offset Table item after Pixel Data
+    assert data[bot : bot + 4] == b"\xfe\xff\x00\xe0"
+    data[bot + 4 : bot + 8] = (0x00A00000).to_bytes(4, "little")
+    paths[1].write_bytes(bytes(data))
+    assert run(argv(tmp_path / "in", tmp_path / "out", "--workers", "1")) == 0
+    entry = manifest(tmp_path / "out")["series"]["1.2.826.0.7.51"]
+    assert entry["status"] == "failed" and "cannot be decoded" in entry["reason"], entry
+    assert _failures(capsys.readouterr().out) == ["undecodable-pixels"]
