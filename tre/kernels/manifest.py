@@ -2,10 +2,10 @@
 
 ``manifest.json`` sits next to the outputs and is rewritten atomically as series finish, as
 often as costs at most 5 % of the job's time, and at the end; so a job killed at any point
-leaves a manifest whose entries describe only files that were completely written. A rerun of the same recipe on
-the same inputs skips a series when its entry says ``ok``, its input fingerprint is
-unchanged and every output file on disk still has the recorded SHA-256; anything else is
-processed again.
+leaves a manifest whose entries describe only files that were completely written. A rerun
+of the same recipe on the same inputs skips a series when its entry says ``ok``, its input
+fingerprint is unchanged and every output file on disk still has the recorded SHA-256;
+anything else is processed again.
 """
 
 from __future__ import annotations
