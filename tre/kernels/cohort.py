@@ -23,7 +23,8 @@ checked by hash). Progress goes to ``report`` in the fixed vocabulary of `tre.ke
 (``tre-progress: 12/40 series done, 1 failed``, ``tre-series: 12/40 failed: missing-slices``):
 counts, series numbers and reason codes only, since the job log is an output channel and must
 not carry identifiers; the log screen passes exactly these lines and ``tre logs`` draws its
-progress bar from them.
+progress bar from them. How many lines a cohort prints is bounded whatever its size
+(`tre.kernels.progress.ProgressReporter`): the screened log is cut at a per-job budget.
 """
 
 from __future__ import annotations
