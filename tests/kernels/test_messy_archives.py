@@ -547,3 +547,39 @@ def test_an_offset_table_longer_than_the_file_fails_its_series_as_undecodable(
     entry = manifest(tmp_path / "out")["series"]["1.2.826.0.7.51"]
     assert entry["status"] == "failed" and "cannot be decoded" in entry["reason"], entry
     assert _failures(capsys.readouterr().out) == ["undecodable-pixels"]
+
+
+def test_a_decoder_that_crashes_its_process_fails_that_series_and_not_the_job(tmp_path: Path) -> None:
+    """A decoder crash (here os.abort, standing for a segfault on hostile data) in a decode
+    process broke the pool; the series was then decoded in the job's own process, where the
+    same crash ended the job and the whole cohort (and a resume met it again)."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(
+        "import os\n"
+        "import tre.kernels.dicom as d\n"
+        "real = d._decode_file\n"
+        "def crashing(path):\n"
+        "    if '/in/boom!/' in str(path):\n"
+        "        os.abort()\n"
+        "    return real(path)\n"
+        "d._decode_file = crashing\n"
+    )
+    for name in ("good", "boom!"):
+        compress_files(_series(tmp_path / "in", name, series_uid=f"1.2.826.0.7.6{len(name)}"), RLELossless)
+    env = {**os.environ, "PYTHONPATH": f"{site}{os.pathsep}{REPO}", "PYTHONFAULTHANDLER": ""}
+    cmd = [
+        sys.executable,
+        "-m",
+        "tre.kernels.job",
+        *argv(tmp_path / "in", tmp_path / "out"),
+        "--workers",
+        "2",
+    ]
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    entries = manifest(tmp_path / "out")["series"]
+    assert entries["1.2.826.0.7.64"]["status"] == "ok"
+    assert entries["1.2.826.0.7.65"]["status"] == "failed"
+    assert "decoder's process died" in entries["1.2.826.0.7.65"]["reason"]
+    assert _failures(proc.stdout) == ["undecodable-pixels"]

@@ -207,7 +207,9 @@ def _load(
     try:
         with timeline.span("load", number):
             series = load_series(files, pool=pool, decode_pool=decode_pool, timeline=timeline, number=number)
-    except (BrokenProcessPool, OSError):
+    except BrokenProcessPool:
+        series = _load_alone(files, pool)
+    except OSError:
         if decode_pool is None:
             raise
         series = load_series(files, pool=pool)  # worker processes unavailable: decode here
@@ -217,6 +219,30 @@ def _load(
         series, factor = to_suvbw(series)
         units = "SUVbw (g/mL)"
     return _Loaded(series, units, factor, time.perf_counter() - t0)
+
+
+def _load_alone(files: list[SliceHeader], pool: Executor) -> Series:
+    """The series once more with a decode process of its own, after a decode process died.
+
+    Why not in this process, as before: a decoder that crashes on the series' data (a
+    segfault, an abort) then crashed the job, with the whole cohort, and a resume met the
+    same series again. In a process of its own a second death is the series' own: it is
+    refused. (Without processes to spare, as in a sandbox without POSIX semaphores, it is
+    decoded here as before.)"""
+    try:
+        alone = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+    except (OSError, ImportError, ValueError):
+        return load_series(files, pool=pool)
+    try:
+        return load_series(files, pool=pool, decode_pool=alone)
+    except BrokenProcessPool:
+        raise UndecodableError(
+            f"series {files[0].series_uid}: the decoder's process died decoding its pixel data "
+            "twice (a decoder crash on the data, or out of memory); decompress the series first "
+            "or give the job more memory"
+        ) from None
+    finally:
+        alone.shutdown(wait=True, cancel_futures=True)
 
 
 def _process_pool(workers: int) -> ProcessPoolExecutor | None:
@@ -398,6 +424,10 @@ class CohortRun:
                         break
                     position, (uid, files, fp) = nxt
                     lane = decode_pool.lane(position)  # earlier series' slices first
+                    if procs is not None and getattr(procs, "_broken", False):
+                        # A decode process died (see _load_alone): later series get a new pool.
+                        procs.shutdown(wait=False, cancel_futures=True)
+                        procs = _process_pool(self.workers)
                     job = load_pool.submit(_load, files, self.opts.suv, lane, procs, tl, self.index[uid])
                     loads.append((uid, fp, job))
                 if not loads:
