@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
+import shutil
 import socket
 import struct
 import subprocess
@@ -583,3 +584,25 @@ def test_a_decoder_that_crashes_its_process_fails_that_series_and_not_the_job(tm
     assert entries["1.2.826.0.7.65"]["status"] == "failed"
     assert "decoder's process died" in entries["1.2.826.0.7.65"]["reason"]
     assert _failures(proc.stdout) == ["undecodable-pixels"]
+
+
+def test_files_that_begin_as_dicom_but_cannot_be_read_are_counted_and_listed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A slice whose header is cut mid-element was skipped with the README files: its series
+    failed as "uneven spacing" with no word of the file, and a series of such files
+    vanished from the cohort unreported."""
+    make_cohort(tmp_path / "in", n_good=1, bad=False)
+    cut = _series(tmp_path / "in", "cut", series_uid="1.2.826.0.7.71")
+    cut[1].write_bytes(cut[1].read_bytes()[:400])
+    gone = _series(tmp_path / "in", "gone", series_uid="1.2.826.0.7.72")
+    for path in gone:
+        path.write_bytes(path.read_bytes()[:300])
+    (tmp_path / "in" / "README.txt").write_text("not DICOM, not counted")
+    shutil.copy(get_testdata_file("DICOMDIR"), tmp_path / "in" / "DICOMDIR")  # DICOM, no image
+    assert run(argv(tmp_path / "in", tmp_path / "out")) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "skipped 5 DICOM image file(s) that cannot be read (listed in manifest.json)" in lines
+    assert not progress_claims(lines[-2]) and DONE.match(lines[-1])
+    listed = manifest(tmp_path / "out")["unreadable_files"]
+    assert sorted(listed) == sorted(str(p.relative_to(tmp_path / "in")) for p in [cut[1], *gone])

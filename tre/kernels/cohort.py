@@ -50,7 +50,7 @@ from typing import Any
 import numpy as np
 
 from tre.kernels.buffers import OutputPool
-from tre.kernels.dicom import Series, SliceHeader, discover_headers, load_series
+from tre.kernels.dicom import Series, SliceHeader, discover_headers, load_series, unreadable_files
 from tre.kernels.errors import (
     KernelInputError,
     MissingSliceError,
@@ -63,7 +63,7 @@ from tre.kernels.errors import (
     UndecodableError,
     is_fatal,
 )
-from tre.kernels.manifest import Manifest, input_fingerprint
+from tre.kernels.manifest import MANIFEST_NAME, Manifest, input_fingerprint
 from tre.kernels.nifti import output_affine, sidecar
 from tre.kernels.params import PreprocessParams, PreprocessResult
 from tre.kernels.pipeline import Device, preprocess_array
@@ -385,6 +385,9 @@ class CohortRun:
                 groups = discover_headers(self.input_dir)  # the loaders reuse these headers
         if not groups:
             raise KernelInputError(f"no DICOM image series found under {self.input_dir}")
+        with tl.span("unreadable"):
+            unreadable = unreadable_files(self.input_dir, groups)
+        self.manifest.unreadable = [os.path.relpath(p, self.input_dir) for p in unreadable]
         self.total = len(groups)
         self.index = {uid: i + 1 for i, uid in enumerate(groups)}
         self.reporter = ProgressReporter(self.total, self.report)
@@ -489,6 +492,9 @@ class CohortRun:
         line = self.reporter.summary()
         if line:
             self.report(line)
+        if self.manifest.unreadable:  # a count in the log; which files: the manifest
+            n = len(self.manifest.unreadable)
+            self.report(f"skipped {n} DICOM image file(s) that cannot be read (listed in {MANIFEST_NAME})")
         tl.add("shutdown", None, shutdown, tl.now())
         c = self.counts
         return CohortSummary(self.total, c["ok"], c["resumed"], c["failed"])

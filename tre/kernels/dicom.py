@@ -223,6 +223,50 @@ def _readable_file(entry: os.DirEntry[str], inside: str) -> bool:
         return False
 
 
+def unreadable_files(root: Path | str, groups: dict[str, list[SliceHeader]]) -> list[Path]:
+    """Files under ``root`` that begin as DICOM (the preamble and ``DICM``, or a bare data
+    set) and are not in ``groups`` although they are images (their SOP class is an image
+    storage class) or their header cannot be parsed at all, in listing order.
+
+    Why: discovery skips them with the README files, so a slice cut short showed only as
+    its series' "uneven spacing", and a series of such files vanished from the cohort
+    unreported. Other DICOM files (DICOMDIR, reports, structure sets) are not images and
+    not counted. Only files discovery did not use are read again (132 bytes each, and the
+    header of those that begin as DICOM)."""
+    known = {h.path for heads in groups.values() for h in heads}
+    out: list[Path] = []
+    for path in list_files(root):
+        if path in known or not _starts_like_dicom(path):
+            continue
+        try:
+            ds = parsed(read_dataset(path, stop_before_pixels=True), path)
+            meta = getattr(ds, "file_meta", None)
+            sop = str(ds.get("SOPClassUID", "") or (meta.get("MediaStorageSOPClassUID", "") if meta else ""))
+            if "Image Storage" not in UID(sop).name:
+                continue
+        except BaseException as exc:  # noqa: BLE001 - unreadable, whatever pydicom raised
+            if is_fatal(exc):
+                raise
+        out.append(path)
+    return out
+
+
+def _starts_like_dicom(path: Path) -> bool:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError:
+        return True  # it is there but cannot be read: as unreadable as a broken header
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return False
+        head = os.read(fd, 132)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
+    return head[128:132] == b"DICM" or head[:2] in _BARE_STARTS
+
+
 def group_headers(heads: Iterable[SliceHeader | None]) -> dict[str, list[SliceHeader]]:
     """Map SeriesInstanceUID -> its slices' headers (in the given order), series sorted by UID."""
     groups: dict[str, list[SliceHeader]] = defaultdict(list)

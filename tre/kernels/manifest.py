@@ -46,6 +46,8 @@ class Manifest:
     path: Path
     recipe: dict[str, Any]
     series: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Input files that begin as DICOM but cannot be parsed (relative paths; this run's).
+    unreadable: list[str] = field(default_factory=list)
     _saved_at: float = field(default=-math.inf, repr=False, compare=False)
     _save_s: float = field(default=0.0, repr=False, compare=False)  # what the last save took
 
@@ -107,6 +109,8 @@ class Manifest:
             "counts": self.counts(),
             "series": dict(sorted(self.series.items())),
         }
+        if self.unreadable:
+            data["unreadable_files"] = self.unreadable
         fd, tmp = tempfile.mkstemp(prefix=".manifest.", suffix=".partial", dir=self.path.parent)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
