@@ -19,6 +19,7 @@ import typer
 from tre.cli.client import ApiClient, CliError
 from tre.cli.jobs import follow_job, reattach_on_interrupt
 from tre.cli.output import console, untrusted
+from tre.kernels.params import PreprocessParams
 
 CPU_JOB_IMAGE_NAME = "tre-job-cpu"
 
@@ -111,6 +112,24 @@ def job_request(
     }
 
 
+def check_recipe(
+    spacing: tuple[float, float, float] | None,
+    window: tuple[float, float],
+    percentile_clip: tuple[float, float] | None,
+) -> None:
+    """Refuse the recipe here, in one line, with the job's own checks (`PreprocessParams`):
+    NaN passed ``s <= 0`` and ``lo >= hi`` alike, and the job then failed in the sandbox
+    after the wait for admission (the percentile clip was not checked here at all)."""
+    if spacing is None or not all(0 < s < math.inf for s in spacing):
+        raise typer.BadParameter("spacing values must be positive, finite numbers", param_hint="--spacing")
+    if not (all(math.isfinite(w) for w in window) and window[0] < window[1]):
+        raise typer.BadParameter("window low must be below high (finite numbers)", param_hint="--window")
+    try:
+        PreprocessParams(spacing=spacing, window=window, percentile_clip=percentile_clip)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--percentile-clip") from None
+
+
 def preprocess(
     dataset: Annotated[str, typer.Option("--dataset", "-d", help="Dataset to preprocess.")],
     project: Annotated[str, typer.Option("--project", "-p", help="Project the job runs for.")],
@@ -141,10 +160,7 @@ def preprocess(
     wait: Annotated[bool, typer.Option("--wait/--no-wait")] = True,
 ) -> None:
     """Resample, window, normalise and crop every series of a dataset (one cohort job)."""
-    if spacing is None or any(s <= 0 for s in spacing):
-        raise typer.BadParameter("spacing values must be positive", param_hint="--spacing")
-    if window[0] >= window[1]:
-        raise typer.BadParameter("window low must be below high", param_hint="--window")
+    check_recipe(spacing, window, percentile_clip)
     if fmt not in FORMATS:
         raise typer.BadParameter(f"use one of {', '.join(FORMATS)}", param_hint="--format")
     client = ApiClient()

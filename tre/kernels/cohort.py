@@ -23,12 +23,14 @@ checked by hash). Progress goes to ``report`` in the fixed vocabulary of `tre.ke
 (``tre-progress: 12/40 series done, 1 failed``, ``tre-series: 12/40 failed: missing-slices``):
 counts, series numbers and reason codes only, since the job log is an output channel and must
 not carry identifiers; the log screen passes exactly these lines and ``tre logs`` draws its
-progress bar from them.
+progress bar from them. How many lines a cohort prints is bounded whatever its size
+(`tre.kernels.progress.ProgressReporter`): the screened log is cut at a per-job budget.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import multiprocessing
@@ -48,7 +50,7 @@ from typing import Any
 import numpy as np
 
 from tre.kernels.buffers import OutputPool
-from tre.kernels.dicom import Series, SliceHeader, discover_headers, load_series
+from tre.kernels.dicom import Series, SliceHeader, discover_headers, load_series, unreadable_files
 from tre.kernels.errors import (
     KernelInputError,
     MissingSliceError,
@@ -59,13 +61,14 @@ from tre.kernels.errors import (
     SeriesTooLargeError,
     SuvError,
     UndecodableError,
+    is_fatal,
 )
-from tre.kernels.manifest import Manifest, input_fingerprint
+from tre.kernels.manifest import MANIFEST_NAME, Manifest, input_fingerprint
 from tre.kernels.nifti import output_affine, sidecar
 from tre.kernels.params import PreprocessParams, PreprocessResult
 from tre.kernels.pipeline import Device, preprocess_array
 from tre.kernels.priority_pool import PriorityThreadPool
-from tre.kernels.progress import Outcome, Progress, SeriesResult
+from tre.kernels.progress import Outcome, ProgressReporter
 from tre.kernels.suv import to_suvbw
 from tre.kernels.timeline import DISABLED, Timeline
 from tre.kernels.warm import start_warm
@@ -101,6 +104,17 @@ def available_cpus() -> int:
     quota = _cgroup_cpu_quota()
     cap = DEFAULT_MAX_WORKERS if quota is None else math.ceil(quota)
     return max(1, min(cpus, cap))
+
+
+def usable_workers(asked: int) -> int:
+    """Worker threads for ``asked`` (0: `available_cpus`), never more than the CPUs this
+    process may run on: ``--workers 100000`` made as many threads, and as many decode
+    processes of ~100 MB each as the cohort's slices could keep busy."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    return max(1, min(asked, cpus)) if asked > 0 else available_cpus()
 
 
 @dataclass(frozen=True)
@@ -141,9 +155,23 @@ class CohortFailed(KernelInputError):
     """``fail_fast`` stopped the cohort at a bad series, or no series could be processed."""
 
 
+# Output names stay well below the 255 bytes of a file name (".nii.gz", ".json", a
+# ".partial" prefix and suffix are added).
+MAX_STEM_CHARS = 120
+
+
 def series_stem(uid: str) -> str:
-    """File name for a series: its UID, restricted to a safe alphabet."""
-    return re.sub(r"[^0-9A-Za-z._-]", "_", uid) or "series"
+    """File name for a series: its UID when that is a safe name (every valid UID is),
+    else the UID restricted to a safe alphabet, shortened, plus a hash of the whole UID.
+
+    Why the hash: two UIDs that differ only in characters outside the alphabet ("a/b" and
+    "a:b") mapped to one name, and the second series overwrote the first one's outputs; a
+    UID of 300 characters made a name the file system refuses (an internal error)."""
+    safe = re.sub(r"[^0-9A-Za-z._-]", "_", uid)
+    if safe == uid and 0 < len(safe) <= MAX_STEM_CHARS and not safe.startswith("."):
+        return safe
+    digest = hashlib.sha256(uid.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    return f"{safe.lstrip('.')[: MAX_STEM_CHARS - 17]}_{digest}".lstrip("_") or digest
 
 
 def software_versions(device: str) -> dict[str, str]:
@@ -179,7 +207,9 @@ def _load(
     try:
         with timeline.span("load", number):
             series = load_series(files, pool=pool, decode_pool=decode_pool, timeline=timeline, number=number)
-    except (BrokenProcessPool, OSError):
+    except BrokenProcessPool:
+        series = _load_alone(files, pool)
+    except OSError:
         if decode_pool is None:
             raise
         series = load_series(files, pool=pool)  # worker processes unavailable: decode here
@@ -189,6 +219,30 @@ def _load(
         series, factor = to_suvbw(series)
         units = "SUVbw (g/mL)"
     return _Loaded(series, units, factor, time.perf_counter() - t0)
+
+
+def _load_alone(files: list[SliceHeader], pool: Executor) -> Series:
+    """The series once more with a decode process of its own, after a decode process died.
+
+    Why not in this process, as before: a decoder that crashes on the series' data (a
+    segfault, an abort) then crashed the job, with the whole cohort, and a resume met the
+    same series again. In a process of its own a second death is the series' own: it is
+    refused. (Without processes to spare, as in a sandbox without POSIX semaphores, it is
+    decoded here as before.)"""
+    try:
+        alone = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+    except (OSError, ImportError, ValueError):
+        return load_series(files, pool=pool)
+    try:
+        return load_series(files, pool=pool, decode_pool=alone)
+    except BrokenProcessPool:
+        raise UndecodableError(
+            f"series {files[0].series_uid}: the decoder's process died decoding its pixel data "
+            "twice (a decoder crash on the data, or out of memory); decompress the series first "
+            "or give the job more memory"
+        ) from None
+    finally:
+        alone.shutdown(wait=True, cancel_futures=True)
 
 
 def _process_pool(workers: int) -> ProcessPoolExecutor | None:
@@ -252,24 +306,26 @@ class CohortRun:
         self.out_dir = out_dir
         self.opts = opts
         self.report = report
-        self.workers = opts.workers or available_cpus()
+        self.workers = usable_workers(opts.workers)
         self.manifest = Manifest.open(out_dir, opts.recipe())
         self.versions = software_versions(opts.device)
         self.counts = {"ok": 0, "resumed": 0, "failed": 0}
         self.total = 0
         self.index: dict[str, int] = {}  # series UID -> its 1-based number in the log
+        self.reporter: ProgressReporter | None = None  # the log's lines (bounded volume)
 
-    def _progress(self) -> None:
-        done = sum(self.counts.values())
-        self.report(Progress(done, self.total, self.counts["failed"]).line())
+    def _progress(self, force: bool = False) -> None:
+        assert self.reporter is not None  # noqa: S101 - set once the cohort's size is known
+        self.reporter.progress(force)
 
     def _series_line(self, uid: str, outcome: Outcome, code: str | None = None) -> None:
-        self.report(SeriesResult(self.index[uid], self.total, outcome, code).line())
+        assert self.reporter is not None  # noqa: S101 - set once the cohort's size is known
+        self.reporter.record(self.index[uid], outcome, code)
 
     def _finish(self, uid: str, entry: dict[str, Any], code: str | None = None) -> None:
         entry["index"] = self.index[uid]
         self.manifest.record(uid, entry)
-        self.manifest.save()
+        self.manifest.save_due()
         self.counts[entry["status"]] += 1
         self._series_line(uid, entry["status"], code)
         self._progress()
@@ -329,11 +385,15 @@ class CohortRun:
                 groups = discover_headers(self.input_dir)  # the loaders reuse these headers
         if not groups:
             raise KernelInputError(f"no DICOM image series found under {self.input_dir}")
+        with tl.span("unreadable"):
+            unreadable = unreadable_files(self.input_dir, groups)
+        self.manifest.unreadable = [os.path.relpath(p, self.input_dir) for p in unreadable]
         self.total = len(groups)
         self.index = {uid: i + 1 for i, uid in enumerate(groups)}
+        self.reporter = ProgressReporter(self.total, self.report)
         for stale in self.out_dir.glob(".*.partial"):  # left by a killed run; never an output
             stale.unlink(missing_ok=True)
-        self._progress()
+        self._progress(force=True)
         todo: list[tuple[str, list[SliceHeader], str]] = []
         with tl.span("resume-check"):
             for uid, files in groups.items():
@@ -345,7 +405,7 @@ class CohortRun:
                 else:
                     todo.append((uid, files, fingerprint))
         if self.counts["resumed"]:
-            self._progress()
+            self._progress(force=True)
         decode_pool = PriorityThreadPool(self.workers, "decode")
         # Slices left to pydicom's handlers (RLE, or what imagecodecs could not decode) decode
         # in worker processes, spawned on first use only: those plugins hold the GIL. JPEG 2000,
@@ -367,6 +427,10 @@ class CohortRun:
                         break
                     position, (uid, files, fp) = nxt
                     lane = decode_pool.lane(position)  # earlier series' slices first
+                    if procs is not None and getattr(procs, "_broken", False):
+                        # A decode process died (see _load_alone): later series get a new pool.
+                        procs.shutdown(wait=False, cancel_futures=True)
+                        procs = _process_pool(self.workers)
                     job = load_pool.submit(_load, files, self.opts.suv, lane, procs, tl, self.index[uid])
                     loads.append((uid, fp, job))
                 if not loads:
@@ -396,7 +460,9 @@ class CohortRun:
                             pool=pool,
                         )
                     pre_s = time.perf_counter() - t0
-                except Exception as exc:  # noqa: BLE001 - one bad series never fails the cohort
+                except BaseException as exc:  # noqa: BLE001 - one bad series never fails the cohort
+                    if is_fatal(exc) or isinstance(exc, CohortFailed):
+                        raise
                     self._failed(uid, fp, exc)
                     continue
                 # The writer needs the geometry, not the pixels: release them now (a zero-stride
@@ -422,6 +488,13 @@ class CohortRun:
             load_pool.shutdown(wait=True, cancel_futures=True)
             write_pool.shutdown(wait=True, cancel_futures=True)
             self.manifest.save()
+        self._progress(force=True)  # the last line is always there (done = total)
+        line = self.reporter.summary()
+        if line:
+            self.report(line)
+        if self.manifest.unreadable:  # a count in the log; which files: the manifest
+            n = len(self.manifest.unreadable)
+            self.report(f"skipped {n} DICOM image file(s) that cannot be read (listed in {MANIFEST_NAME})")
         tl.add("shutdown", None, shutdown, tl.now())
         c = self.counts
         return CohortSummary(self.total, c["ok"], c["resumed"], c["failed"])
@@ -433,7 +506,9 @@ class CohortRun:
         try:
             with self.timeline.span("wait-write", self.index[uid]):
                 entry = fut.result()
-        except Exception as exc:  # noqa: BLE001 - a failed write is that series' failure
+        except BaseException as exc:  # noqa: BLE001 - a failed write is that series' failure
+            if is_fatal(exc):
+                raise
             self._failed(uid, fp, exc, writing=True)
             return
         finally:

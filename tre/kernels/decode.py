@@ -35,6 +35,9 @@ from pydicom.uid import (
     JPEGLSNearLossless,
 )
 
+from tre.kernels.codestream import check_frame_size
+from tre.kernels.errors import UndecodableError, is_fatal
+
 # (7FE0,0010) with undefined length; OB by the standard, OW in some writers' files.
 ENCAPSULATED_HEADS = (
     b"\xe0\x7f\x10\x00OB\x00\x00\xff\xff\xff\xff",
@@ -117,7 +120,7 @@ def _frame(path: Path, offset: int) -> bytes:
         data = fh.read()
     try:
         return next(generate_frames(data, number_of_frames=1))
-    except (StopIteration, ValueError, KeyError) as exc:
+    except Exception as exc:  # noqa: BLE001 - a lying item or offset table length: struct.error too
         raise FastDecodeError(f"{path}: malformed encapsulated pixel data") from exc
 
 
@@ -150,6 +153,10 @@ def decode_bytes_into(frame: bytes, ref: FrameRef, out: np.ndarray, where: str) 
     codecs = _imagecodecs()
     if codecs is None:
         raise FastDecodeError("imagecodecs is not installed")
+    try:  # before a decoder allocates what the codestream declares
+        check_frame_size(frame, out.shape[0], out.shape[1], where)
+    except UndecodableError as exc:  # pydicom's path refuses it, naming the transfer syntax
+        raise FastDecodeError(str(exc)) from None
     target = out.view(np.uint16)  # the decoders write bytes; signedness is fixed below
     decoders: dict[str, Callable[..., np.ndarray]] = {
         "j2k": lambda: codecs.jpeg2k_decode(frame, numthreads=1, out=target),
@@ -158,8 +165,10 @@ def decode_bytes_into(frame: bytes, ref: FrameRef, out: np.ndarray, where: str) 
     }
     try:
         got = decoders[ref.codec]()
-    except Exception as exc:  # noqa: BLE001 - codec errors have their own types per codec
-        raise FastDecodeError(f"{where}: {type(exc).__name__}") from exc
+    except BaseException as exc:  # noqa: BLE001 - codec errors have their own types per codec
+        if is_fatal(exc):
+            raise
+        raise FastDecodeError(f"{where}: {type(exc).__name__}") from None
     if got.shape != out.shape or not np.shares_memory(got, out):
         raise FastDecodeError(f"{where}: decoded frame of shape {got.shape}, expected {out.shape}")
     if ref.codec == "j2k":

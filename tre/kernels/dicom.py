@@ -16,7 +16,9 @@ volume the same series stored one slice per file gives.
 from __future__ import annotations
 
 import os
+import stat
 import sys
+import zlib
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from concurrent.futures import Executor
@@ -28,11 +30,14 @@ from typing import BinaryIO
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
+from pydicom.encaps import generate_frames
 from pydicom.errors import InvalidDicomError
+from pydicom.filereader import _read_file_meta_info, read_preamble
 from pydicom.pixels.decoders.base import get_decoder
 from pydicom.uid import (
     JPEG2000,
     UID,
+    DeflatedExplicitVRLittleEndian,
     JPEG2000Lossless,
     JPEGLossless,
     JPEGLosslessSV1,
@@ -42,6 +47,8 @@ from pydicom.uid import (
 )
 
 from tre.kernels import header_values as hv
+from tre.kernels import memory
+from tre.kernels.codestream import check_frame_size
 from tre.kernels.decode import FastDecodeError, FrameRef, decode_bytes_into, decode_into, locate_frame
 from tre.kernels.errors import (
     MissingSliceError,
@@ -50,6 +57,7 @@ from tre.kernels.errors import (
     NotOneStackError,
     SeriesError,
     UndecodableError,
+    is_fatal,
 )
 from tre.kernels.memory import check_fits
 from tre.kernels.multiframe import (
@@ -154,29 +162,109 @@ class SliceHeader:
     transfer_syntax: str | None
     pixel: PixelRef
     frames: FrameTable | None = None  # a multi-frame file: its frames' values (the fields above: none)
+    photometric: str = "MONOCHROME2"  # PhotometricInterpretation ("" when absent)
 
 
 def slice_header(path: Path) -> SliceHeader | None:
     """Read one file's header into a `SliceHeader`; None when it is not a DICOM image."""
     try:
         head = _read_slice_header(path)
-    except (
-        InvalidDicomError,
-        SeriesError,
-        OSError,
-        EOFError,
-        ValueError,
-        KeyError,
-        TypeError,
-        AttributeError,
-    ):
-        return None  # not DICOM (README, JSON sidecars, ...), no image, or unreadable header
+    except BaseException as exc:  # noqa: BLE001 - one damaged file never fails discovery (the cohort)
+        if is_fatal(exc):
+            raise
+        # Not DICOM (README, JSON sidecars, ...), no image, or a header pydicom cannot
+        # parse: it raises NotImplementedError for an unknown VR, BytesLengthException for
+        # a bad length, and more; those escaped and failed the whole cohort.
+        return None
     return head if head.series_uid else None
 
 
 def list_files(root: Path | str) -> list[Path]:
-    """Every file under ``root`` (recursively), in the order discovery reads them."""
-    return [Path(dirpath) / name for dirpath, _dirs, names in os.walk(root) for name in sorted(names)]
+    """Every regular file under ``root`` (recursively), in the order discovery reads them.
+
+    Skipped: FIFOs, sockets and device files (opening a FIFO blocks until a writer comes:
+    the job hung), and symbolic links whose target is not a regular file inside ``root``
+    (a link out of the input would read files the job was not given; links to folders are
+    never followed, so a loop cannot recur)."""
+    inside = os.path.realpath(root)
+    out: list[Path] = []
+    _walk(os.fspath(root), inside, out)
+    return out
+
+
+def _walk(folder: str, inside: str, out: list[Path]) -> None:
+    """`list_files` of one folder: its files in name order, then its subfolders (the order
+    of ``os.walk``). The entry types come with the folder listing (no stat per file)."""
+    try:
+        with os.scandir(folder) as listing:
+            entries = list(listing)
+    except OSError:  # unreadable or vanished: as os.walk, skipped
+        return
+    files = sorted(e.name for e in entries if _readable_file(e, inside))
+    out.extend(Path(folder) / name for name in files)
+    for entry in entries:
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                _walk(entry.path, inside, out)
+        except OSError:
+            continue
+
+
+def _readable_file(entry: os.DirEntry[str], inside: str) -> bool:
+    """Whether ``entry`` is a regular file, or a link to one within the folder ``inside``."""
+    try:
+        if entry.is_file(follow_symlinks=False):
+            return True
+        if not entry.is_symlink():
+            return False
+        target = os.path.realpath(entry.path)
+        return os.path.commonpath([target, inside]) == inside and stat.S_ISREG(os.stat(target).st_mode)
+    except (OSError, ValueError):
+        return False
+
+
+def unreadable_files(root: Path | str, groups: dict[str, list[SliceHeader]]) -> list[Path]:
+    """Files under ``root`` that begin as DICOM (the preamble and ``DICM``, or a bare data
+    set) and are not in ``groups`` although they are images (their SOP class is an image
+    storage class) or their header cannot be parsed at all, in listing order.
+
+    Why: discovery skips them with the README files, so a slice cut short showed only as
+    its series' "uneven spacing", and a series of such files vanished from the cohort
+    unreported. Other DICOM files (DICOMDIR, reports, structure sets) are not images and
+    not counted. Only files discovery did not use are read again (132 bytes each, and the
+    header of those that begin as DICOM)."""
+    known = {h.path for heads in groups.values() for h in heads}
+    out: list[Path] = []
+    for path in list_files(root):
+        if path in known or not _starts_like_dicom(path):
+            continue
+        try:
+            ds = parsed(read_dataset(path, stop_before_pixels=True), path)
+            meta = getattr(ds, "file_meta", None)
+            sop = str(ds.get("SOPClassUID", "") or (meta.get("MediaStorageSOPClassUID", "") if meta else ""))
+            if "Image Storage" not in UID(sop).name:
+                continue
+        except BaseException as exc:  # noqa: BLE001 - unreadable, whatever pydicom raised
+            if is_fatal(exc):
+                raise
+        out.append(path)
+    return out
+
+
+def _starts_like_dicom(path: Path) -> bool:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError:
+        return True  # it is there but cannot be read: as unreadable as a broken header
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return False
+        head = os.read(fd, 132)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
+    return head[128:132] == b"DICM" or head[:2] in _BARE_STARTS
 
 
 def group_headers(heads: Iterable[SliceHeader | None]) -> dict[str, list[SliceHeader]]:
@@ -244,13 +332,17 @@ def _pixels(ds: Dataset, where: Path, frames: int = 1) -> np.ndarray:
             f"{where}: {ds.get('PhotometricInterpretation', '?')} colour images are not volumes"
         )
     tsyntax = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
+    if is_compressed_syntax(tsyntax):
+        _check_frame_sizes(ds, where, frames, UID(str(tsyntax)))
     try:
         plugin = _plugin_for(tsyntax)
         if plugin:
             ds.pixel_array_options(decoding_plugin=plugin)
         arr = ds.pixel_array
-    except Exception as exc:  # noqa: BLE001 - pydicom raises many types for missing decoders
-        raise _undecodable(where, tsyntax, exc) from exc
+    except BaseException as exc:  # noqa: BLE001 - decoders raise many types, panics included
+        if is_fatal(exc):
+            raise
+        raise _undecodable(where, tsyntax, exc) from None
     if frames > 1 and (arr.ndim != 3 or arr.shape[0] != frames):
         raise SeriesError(f"{where}: expected {frames} frames, got pixel array of shape {arr.shape}")
     if frames == 1 and arr.ndim != 2:
@@ -258,6 +350,32 @@ def _pixels(ds: Dataset, where: Path, frames: int = 1) -> np.ndarray:
     # Explicit VR Big Endian (retired, still in archives) decodes to big-endian arrays, which
     # the kernels cannot take: the volume is always in the machine's byte order.
     return native_byte_order(arr)
+
+
+def _check_frame_sizes(ds: Dataset, where: Path, frames: int, tsyntax: UID) -> None:
+    """Every encapsulated frame's declared size against Rows x Columns, before pydicom's
+    decoders allocate it (`tre.kernels.codestream`). Pixel data that does not split into
+    frames is left to pydicom, which refuses it."""
+    rows, cols = hv.uint(ds, "Rows", 0), hv.uint(ds, "Columns", 0)
+    try:
+        for i, frame in enumerate(generate_frames(ds.PixelData, number_of_frames=frames)):
+            check_frame_size(frame, rows, cols, where if frames == 1 else f"{where} frame {i + 1}", tsyntax)
+    except UndecodableError:
+        raise
+    except Exception:  # noqa: BLE001, S110 - malformed encapsulation: pydicom's refusal follows
+        pass
+
+
+def is_compressed_syntax(tsyntax: object) -> bool:
+    """Whether ``tsyntax`` is a compressed (encapsulated) transfer syntax; False for None
+    and for a UID that is no transfer syntax at all (pydicom raises ValueError on those:
+    a damaged file meta made the series an internal error)."""
+    if not tsyntax:
+        return False
+    try:
+        return bool(UID(str(tsyntax)).is_compressed)
+    except ValueError:
+        return False
 
 
 def native_byte_order(arr: np.ndarray) -> np.ndarray:
@@ -295,8 +413,9 @@ def _z_spacing(proj: np.ndarray, uid: str, rel_tol: float, header: Dataset, noun
     """Spacing along the normal from sorted projections; raises on gaps or uneven steps."""
     if proj.size == 1:
         for kw in ("SpacingBetweenSlices", "SliceThickness"):
-            if header.get(kw):
-                return float(header.get(kw))
+            value = hv.number(header, kw, 0.0)
+            if value is not None and 0 < value < MAX_SPACING_MM:  # NaN, zero, negative: not a thickness
+                return value
         return 1.0
     steps = np.diff(proj)
     if np.any(steps <= 1e-6 * max(1.0, float(np.abs(proj).max()))):
@@ -371,10 +490,99 @@ def _pixel_ref(fh: BinaryIO, ds: Dataset) -> PixelRef:
         return None
 
 
+# How a DICOM file without the 128-byte preamble and "DICM" begins: an element of the file
+# meta group (0002) or of the identifying group (0008), little endian.
+_BARE_STARTS = (b"\x02\x00", b"\x08\x00")
+
+
+DEFLATED_UID = DeflatedExplicitVRLittleEndian.encode()
+_META_BYTES = 1024  # the file meta group, where the transfer syntax is, comes first
+
+
+def _check_inflated_size(fh: BinaryIO, where: object) -> None:
+    """Inflate a deflated data set once, counting, before pydicom inflates it whole into
+    memory: refuse it when it would not fit in the job's memory (`tre.kernels.memory`).
+
+    Why: pydicom inflates the whole file with one ``zlib.decompress`` even for the header
+    alone, and deflate expands up to ~1000 times: a 10 MB file can make 10 GB at discovery,
+    killing the job (the whole cohort) for memory."""
+    force = read_preamble(fh, True) is None
+    if force:
+        fh.seek(0)
+    _read_file_meta_info(fh)
+    inflate = zlib.decompressobj(-zlib.MAX_WBITS)
+    total = 0
+    limit = int(memory.SHARE * (memory.memory_limit_bytes() or 1 << 62))
+    step = 1 << 24  # at most 16 MiB of inflated bytes in memory at a time
+    while chunk := fh.read(1 << 20):
+        total += len(inflate.decompress(chunk, step))
+        while inflate.unconsumed_tail and total <= limit:
+            total += len(inflate.decompress(inflate.unconsumed_tail, step))
+        if total > limit:
+            check_fits(f"{where}: the deflated data set", total)  # raises SeriesTooLargeError
+        if inflate.eof:
+            return
+
+
+def _name(source: Path | BinaryIO) -> str:
+    return str(source) if isinstance(source, Path) else str(getattr(source, "name", "a file"))
+
+
+def parsed(ds: Dataset, where: object) -> Dataset:
+    """``ds`` with every element converted now: pydicom converts an element's bytes when it is
+    first read, so a damaged value (an unknown VR, a length that is no multiple of the value
+    size) raised its own exception types later, wherever the value was used (an internal
+    error); here it refuses the file in one line."""
+    try:
+        for elem in ds.iterall():
+            _ = elem.value
+    except (OSError, MemoryError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - pydicom's converters raise many types on damage
+        raise SeriesError(f"{where}: a DICOM header value cannot be parsed ({type(exc).__name__})") from None
+    return ds
+
+
+def read_dataset(source: Path | BinaryIO, stop_before_pixels: bool = False) -> Dataset:
+    """``pydicom.dcmread``, also of a file without the preamble and "DICM" prefix (old
+    archives and some exporters write the data set bare, which the standard's media format
+    forbids but every reader accepts): such files were skipped as not DICOM, so their series
+    silently lost slices or vanished from the cohort."""
+    fh = source.open("rb") if isinstance(source, Path) else source
+    try:
+        start = fh.tell()
+        if DEFLATED_UID in fh.read(_META_BYTES):
+            fh.seek(start)
+            _check_inflated_size(fh, source)
+        fh.seek(start)
+        try:
+            try:
+                return pydicom.dcmread(fh, stop_before_pixels=stop_before_pixels)
+            except InvalidDicomError:
+                fh.seek(start)
+                if fh.read(2) not in _BARE_STARTS:
+                    raise
+                fh.seek(start)
+                return pydicom.dcmread(fh, stop_before_pixels=stop_before_pixels, force=True)
+        except (InvalidDicomError, OSError, MemoryError, SeriesError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - pydicom's parser raises many types on damage
+            what = type(exc).__name__
+            raise SeriesError(f"{_name(source)}: the DICOM data set cannot be parsed ({what})") from None
+    finally:
+        if isinstance(source, Path):
+            fh.close()
+
+
 def _read_header(path: Path) -> tuple[Dataset, PixelRef]:
     """A slice's header (everything before Pixel Data) and where its pixels start."""
-    with path.open("rb") as fh:
-        ds = pydicom.dcmread(fh, stop_before_pixels=True)
+    # O_NONBLOCK: a file swapped for a FIFO after the folder was listed must not hang the
+    # job in open(); it is then refused as not a regular file.
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    with open(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise InvalidDicomError(f"{path}: not a regular file")
+        ds = read_dataset(fh, stop_before_pixels=True)
         return ds, _pixel_ref(fh, ds)
 
 
@@ -398,7 +606,7 @@ def _read_native_into(path: Path, offset: int, out: np.ndarray, bits_stored: int
 
 def _decode_file(path: Path) -> np.ndarray:
     """Read a whole slice file and decode its pixels (in a worker process for compressed data)."""
-    return _pixels(pydicom.dcmread(path), path)
+    return _pixels(parsed(read_dataset(path), path), path)
 
 
 @dataclass(frozen=True, slots=True)
@@ -478,7 +686,7 @@ def _assemble(
     decoded: Iterable[np.ndarray] = iter(())
     if others:
         tsyntax = planes[others[0]].head.transfer_syntax
-        if decode_pool is not None and tsyntax is not None and UID(tsyntax).is_compressed:
+        if decode_pool is not None and is_compressed_syntax(tsyntax):
             chunk = max(1, len(others) // (4 * max(1, getattr(decode_pool, "_max_workers", 1))))
             decoded = decode_pool.map(_decode_file, paths, chunksize=chunk)
         else:
@@ -538,7 +746,7 @@ def _plan_frames(
             continue
         try:
             frames = split_frames(head.path, ref)  # one read of the pixel data
-        except (OSError, ValueError, KeyError, TypeError, StopIteration) as exc:  # pydicom may cope
+        except Exception as exc:  # noqa: BLE001 - pydicom may cope (a lying length raised struct.error)
             plan.whole.append(
                 (head, pairs, str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
             )
@@ -562,7 +770,7 @@ def _decode_whole(head: SliceHeader, unsplit: str | None) -> np.ndarray:
     refusal says so: a frame in several fragments without an offset table has no marked end."""
     frames = len(head.frames or ()) or 1
     try:
-        stack = _pixels(pydicom.dcmread(head.path), head.path, frames)
+        stack = _pixels(parsed(read_dataset(head.path), head.path), head.path, frames)
     except UndecodableError:
         if unsplit is None:
             raise
@@ -629,10 +837,13 @@ def _frame_decoder(
         if ref.samples != 1:
             raise SeriesError(f"{where}: {ref.photometric or '?'} colour images are not volumes")
         tsyntax = UID(ref.transfer_syntax)
+        check_frame_size(frame, rows, cols, where, tsyntax)
         try:
             return native_byte_order(decode_frame(frame, ref, rows, cols, _plugin_for(tsyntax)))
-        except Exception as exc:  # noqa: BLE001 - pydicom raises many types for missing decoders
-            raise _undecodable(where, tsyntax, exc) from exc
+        except BaseException as exc:  # noqa: BLE001 - decoders raise many types, panics included
+            if is_fatal(exc):
+                raise
+            raise _undecodable(where, tsyntax, exc) from None
 
     return decode
 
@@ -661,6 +872,7 @@ def _read_slice_header(path: Path) -> SliceHeader:
         transfer_syntax=str(tsyntax) if tsyntax is not None else None,
         pixel=ref,
         frames=frame_table(ds, number_of_frames(ds) or 1) if is_multiframe(ds) else None,
+        photometric=str(ds.get("PhotometricInterpretation", "") or "").strip(),
     )
 
 
@@ -706,6 +918,55 @@ def _check_one_stack(planes: list[_Plane], uid: str) -> None:
                 f"series {uid}: frames of {len(values)} {what} ({keyword} {shown}) share the series; "
                 "one volume needs one spatial stack: split them into one series each"
             )
+
+
+# PhotometricInterpretation of greyscale images ("": absent, as in some old files).
+GREYSCALE = frozenset({"MONOCHROME1", "MONOCHROME2", ""})
+# Larger distances (1 km) are not an image's: a header error or a hostile value.
+MAX_SPACING_MM = 1e6
+# Rescaled values must stay finite in the kernels' float32 arithmetic, with room to spare.
+MAX_VALUE = 1e30
+
+
+def _check_geometry_values(orients: list[np.ndarray], positions: np.ndarray, uid: str, noun: str) -> None:
+    """Refuse NaN, infinite or absurd orientation and position values in one line (they made
+    NumPy warnings, "two slices at one position" or an internal error)."""
+    if not all(np.all(np.isfinite(o)) for o in orients):
+        raise SeriesError(f"series {uid}: ImageOrientationPatient holds values that are not numbers")
+    if not np.all(np.abs(positions) < MAX_SPACING_MM):
+        raise SeriesError(f"series {uid}: ImagePositionPatient of the {noun} is not finite or out of range")
+
+
+def _unit_axes(iop: np.ndarray, uid: str) -> tuple[np.ndarray, np.ndarray]:
+    """The row and column direction cosines as unit vectors; refuses a zero vector or row
+    and column directions that are not perpendicular (no slice plane, or a sheared one)."""
+    row, col = iop[:3], iop[3:]
+    nr, nc = float(np.linalg.norm(row)), float(np.linalg.norm(col))
+    if nr < 1e-6 or nc < 1e-6:
+        raise SeriesError(f"series {uid}: ImageOrientationPatient has a zero direction vector")
+    row, col = row / nr, col / nc
+    if abs(float(row @ col)) > 0.01:
+        raise SeriesError(f"series {uid}: ImageOrientationPatient's row and column are not perpendicular")
+    return row, col
+
+
+def _check_values(raw: np.ndarray, slopes: np.ndarray, intercepts: np.ndarray, uid: str) -> None:
+    """Refuse rescale values (and float pixel values) that would make the kernels' float32
+    values infinite or NaN: an output of NaNs is not a volume. The stored type's range is
+    enough for any sane slope; only a huge one costs a pass over the pixels."""
+    if not (np.all(np.abs(slopes) < MAX_VALUE) and np.all(np.abs(intercepts) < MAX_VALUE)):
+        raise SeriesError(f"series {uid}: RescaleSlope or RescaleIntercept is not finite or out of range")
+    if raw.dtype.kind == "f":
+        if not np.all(np.isfinite(raw)) or (raw.size and float(np.abs(raw).max()) >= MAX_VALUE):
+            raise SeriesError(f"series {uid}: float pixel data holds values that are not finite")
+        biggest = float(np.abs(raw).max()) if raw.size else 0.0
+    else:
+        info = np.iinfo(raw.dtype)
+        biggest = float(max(abs(int(info.min)), int(info.max)))
+        if biggest * float(np.abs(slopes).max()) >= MAX_VALUE and raw.size:
+            biggest = float(np.abs(raw.astype(np.float64)).max())
+    if biggest * float(np.abs(slopes).max()) + float(np.abs(intercepts).max()) >= MAX_VALUE:
+        raise SeriesError(f"series {uid}: RescaleSlope times the stored values is out of range")
 
 
 def load_series(
@@ -758,18 +1019,19 @@ def load_series(
     ]
     positions = np.asarray(_values(planes, "position", "ImagePositionPatient", 3), np.float64)
     across = f"{len(planes)} frames" if multiframe else f"{len(planes)} files"
+    _check_geometry_values(orients, positions, uid, noun)
     iop = _check_orientation(orients, across, uid)
-    row, col = iop[:3], iop[3:]
-    row = row / np.linalg.norm(row)
-    col = col / np.linalg.norm(col)
+    row, col = _unit_axes(iop, uid)
     normal = np.cross(row, col)
     proj = positions @ normal
+    if not np.all(np.isfinite(proj)):
+        raise SeriesError(f"series {uid}: ImagePositionPatient values too large to place the {noun}")
     order = np.argsort(proj, kind="stable")
     proj = proj[order]
     positions = positions[order]
     planes = [planes[i] for i in order]
     paths = list(dict.fromkeys(p.head.path for p in planes))  # each file once, in volume order
-    header = pydicom.dcmread(paths[0], stop_before_pixels=True)  # the one full header kept
+    header = parsed(read_dataset(paths[0], stop_before_pixels=True), paths[0])  # the one full header kept
     dz = _z_spacing(proj, uid, spacing_rel_tol, header, noun)
     if proj.size > 1:
         offsets_mm = positions - positions[0]
@@ -781,11 +1043,20 @@ def load_series(
                 "(gantry tilt or sheared stack); resample to an orthogonal grid first"
             )
     spacing_yx = np.asarray(_values(planes, "pixel_spacing", "PixelSpacing", 2), np.float64)
+    if not np.all((spacing_yx > 0) & (spacing_yx < MAX_SPACING_MM)):
+        raise SeriesError(f"series {uid}: PixelSpacing must be positive and finite (mm)")
+    if not (0 < dz < MAX_SPACING_MM):
+        raise SeriesError(f"series {uid}: the spacing between {noun} is not a usable distance")
     if np.any(np.max(np.abs(spacing_yx - spacing_yx[0]), axis=1) > 1e-4):
         raise SeriesError(f"series {uid}: PixelSpacing differs between {noun}")
     shapes = {(p.head.rows, p.head.columns) for p in planes}
     if len(shapes) != 1:
         raise SeriesError(f"series {uid}: {noun} have different sizes {sorted(shapes)}")
+    colour = sorted({p.head.photometric for p in planes} - GREYSCALE)
+    if colour:
+        # Palette indices or colour samples are not intensities (a palette image decoded
+        # as if they were gives a volume of garbage); refused before any pixel is read.
+        raise SeriesError(f"series {uid}: {colour[0]} images are not greyscale volumes")
     for p in planes:
         if p.slope is None or p.intercept is None:
             raise SeriesError(f"{p.where}: malformed RescaleSlope or RescaleIntercept")
@@ -795,6 +1066,7 @@ def load_series(
         raw = _assemble(planes, mapper, decode_pool)
     slopes = np.asarray([p.slope for p in planes], dtype=np.float64)
     intercepts = np.asarray([p.intercept for p in planes], dtype=np.float64)
+    _check_values(raw, slopes, intercepts, uid)
     return Series(
         series_uid=uid,
         modality=str(header.get("Modality", "OT")),

@@ -43,3 +43,12 @@ class UndecodableError(SeriesError):
 
 class SuvError(KernelInputError):
     """PET tags needed for SUVbw (QIBA) are missing or not in a supported state."""
+
+
+def is_fatal(exc: BaseException) -> bool:
+    """Whether ``exc`` must end the job rather than fail one series: an interrupt or an
+    exit. Every other exception, also those that do not derive from Exception, is about the
+    series at hand: a decoder written in Rust (pylibjpeg-rle) turns its panic on a hostile
+    frame into ``pyo3_runtime.PanicException``, a BaseException, which passed every
+    ``except Exception`` and ended the whole cohort with a traceback."""
+    return isinstance(exc, KeyboardInterrupt | SystemExit | GeneratorExit)

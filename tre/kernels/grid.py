@@ -19,9 +19,12 @@ _EPS = 1e-6
 
 def output_length(n_in: int, spacing: float, target: float) -> int:
     """Number of output samples along one axis (at least 1)."""
-    if n_in < 1 or spacing <= 0 or target <= 0:
+    if n_in < 1 or not (0 < spacing < math.inf) or not (0 < target < math.inf):
         raise ValueError(f"bad axis: n={n_in} spacing={spacing} target={target}")
-    return int(math.floor((n_in - 1) * spacing / target + _EPS)) + 1
+    extent = (n_in - 1) * spacing / target
+    if not extent < 2**62:  # far beyond any memory; the caller's memory check refuses it
+        return 2**62
+    return int(math.floor(extent + _EPS)) + 1
 
 
 def output_shape(

@@ -15,14 +15,18 @@ researcher sees of data they may not inspect, so no tracebacks.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
+import logging
+import os
 import sys
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
-from tre.kernels.errors import KernelInputError
+from tre.kernels.errors import KernelInputError, is_fatal
 from tre.kernels.manifest import MANIFEST_NAME
 from tre.kernels.numba_seed import seed_numba_cache
 from tre.kernels.params import PreprocessParams
@@ -37,8 +41,28 @@ EXIT_BAD_INPUT = 2
 EXIT_INTERNAL = 1
 
 
+# More threads than this is a typing error, not a machine (the job also never uses more
+# threads than the CPUs it may run on).
+MAX_WORKERS = 1024
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse, with a usage error as one ``error: ...`` line (exit 2) like every other
+    refusal of the job, instead of the usage text and the error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_BAD_INPUT, f"error: {' '.join(message.split())}\n")
+
+
+def _workers(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= MAX_WORKERS:
+        raise argparse.ArgumentTypeError(f"must be 0 (all available CPUs) to {MAX_WORKERS}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m tre.kernels.job", description=__doc__.splitlines()[0])
+    p = _OneLineParser(prog="python -m tre.kernels.job", description=__doc__.splitlines()[0])
     p.add_argument("--input", type=Path, required=True, help="folder searched recursively for DICOM")
     p.add_argument("--output", type=Path, required=True, help="folder for .nii.gz and .json outputs")
     p.add_argument(
@@ -67,7 +91,7 @@ def _parser() -> argparse.ArgumentParser:
         default="nii.gz",
         help="nii.gz (multi-threaded gzip), nii (uncompressed) or zarr (chunked, one .zarr.zip)",
     )
-    p.add_argument("--workers", type=int, default=0, help="decode/compress threads (0: available CPUs)")
+    p.add_argument("--workers", type=_workers, default=0, help="decode/compress threads (0: available CPUs)")
     p.add_argument("--fail-fast", action="store_true", help="stop at the first bad series (exit 2)")
     p.add_argument(
         "--timeline",
@@ -91,23 +115,26 @@ def run(argv: list[str] | None = None) -> int:
         seed_numba_cache()  # the image's compiled kernels, if any (see numba_seed.py)
     discovery: ForkedDiscovery | None = None
     try:
-        params = PreprocessParams(
-            spacing=(args.spacing[2], args.spacing[1], args.spacing[0]),
-            window=tuple(args.window) if args.window else None,
-            percentile_clip=tuple(args.percentile_clip) if args.percentile_clip else None,
-            foreground_threshold=args.foreground_threshold,
-        )
+        try:
+            params = PreprocessParams(
+                spacing=(args.spacing[2], args.spacing[1], args.spacing[0]),
+                window=tuple(args.window) if args.window else None,
+                percentile_clip=tuple(args.percentile_clip) if args.percentile_clip else None,
+                foreground_threshold=args.foreground_threshold,
+            )
+            check_format(args.format)
+        except ValueError as exc:  # the arguments, before any work
+            raise KernelInputError(str(exc)) from None
         if not args.input.is_dir():
             raise KernelInputError(f"input folder {args.input} does not exist")
-        check_format(args.format)
         note = format_note(args.format)
         if note:
             print(note, flush=True)
         with timeline.span("imports"):  # before the fork: the children import nothing
-            from tre.kernels.cohort import CohortOptions, available_cpus, run_cohort
+            from tre.kernels.cohort import CohortOptions, run_cohort, usable_workers
             from tre.kernels.forked_discovery import ForkedDiscovery
         # Headers parsed on the other cores (one left for the kernels' cache load here).
-        discovery = ForkedDiscovery(args.input, timeline, max(1, (args.workers or available_cpus()) - 1))
+        discovery = ForkedDiscovery(args.input, timeline, max(1, usable_workers(args.workers) - 1))
         warm = start_warm(params, args.device, timeline)  # meanwhile, here (see warm.py)
         opts = CohortOptions(
             params=params,
@@ -138,11 +165,15 @@ def run(argv: list[str] | None = None) -> int:
             f"failed {summary.failed} (details in {MANIFEST_NAME})",
             flush=True,
         )
-    except (KernelInputError, MissingCodecError, ValueError) as exc:
+    except (KernelInputError, MissingCodecError) as exc:
         print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except Exception as exc:  # noqa: BLE001 - the job log gets one line, never a traceback
-        print(f"error: internal failure: {type(exc).__name__}: {' '.join(str(exc).split())}", file=sys.stderr)
+    except BaseException as exc:  # noqa: BLE001 - the job log gets one line, never a traceback
+        if is_fatal(exc):
+            raise
+        # The type only: an unexpected error's text can quote the input (a file name, a
+        # decoder's message), and the log carries no input-controlled text.
+        print(f"error: internal failure: {type(exc).__name__}", file=sys.stderr)
         return EXIT_INTERNAL
     finally:
         if discovery is not None:
@@ -172,13 +203,51 @@ def main(argv: list[str] | None = None) -> int:
     process about to exit does not mind. Not in `run`, which tests call in-process."""
     gc.freeze()
     # pydicom warns about what it copes with (excess padding, odd values) with text from the
-    # files: in the job log that is noise at best and file content at worst; what it cannot
-    # cope with still fails the series with a reason in the manifest.
-    warnings.filterwarnings("ignore", module=r"pydicom(\.|$)")
+    # files, NumPy about arithmetic on odd values: in the job log that is noise at best and
+    # file content at worst; what the job cannot cope with still fails the series with a
+    # reason in the manifest.
+    warnings.simplefilter("ignore")
+    logging.disable(logging.CRITICAL)
+    with private_log_streams():
+        try:
+            return run(argv)
+        finally:
+            gc.freeze()
+
+
+@contextlib.contextmanager
+def private_log_streams() -> Iterator[None]:
+    """Only the job's own lines reach the log: ``sys.stdout`` and ``sys.stderr`` write to
+    copies of file descriptors 1 and 2 while 1 and 2 themselves point at /dev/null.
+
+    Why: decoders written in C (OpenJPEG, GDCM) print their complaints about a codestream to
+    file descriptor 2 themselves ("Invalid number of tiles : 938 x 938"), with numbers from
+    the file, past anything Python can filter; the job log is an output channel that must
+    hold fixed vocabulary only."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = (sys.stdout, sys.stderr)
     try:
-        return run(argv)
+        out_fd, err_fd = os.dup(1), os.dup(2)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+    except OSError:  # no descriptors to spare: keep the streams as they are
+        yield
+        return
+    try:
+        os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
+        sys.stdout = open(out_fd, "w", encoding="utf-8", errors="replace", closefd=False)  # noqa: SIM115
+        sys.stderr = open(err_fd, "w", encoding="utf-8", errors="replace", closefd=False)  # noqa: SIM115
+        yield
     finally:
-        gc.freeze()
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(OSError, ValueError):
+                stream.flush()
+        sys.stdout, sys.stderr = saved
+        os.dup2(out_fd, 1)
+        os.dup2(err_fd, 2)
+        for fd in (out_fd, err_fd, devnull):
+            os.close(fd)
 
 
 if __name__ == "__main__":

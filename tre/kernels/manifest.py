@@ -1,18 +1,21 @@
 """The cohort job's manifest: per-series outcome, output hashes, and what makes resuming safe.
 
-``manifest.json`` sits next to the outputs and is rewritten atomically after every series,
-so a job killed at any point leaves a manifest that describes exactly the files that were
-completely written. A rerun of the same recipe on the same inputs skips a series when its
-entry says ``ok``, its input fingerprint is unchanged and every output file on disk still
-has the recorded SHA-256; anything else is processed again.
+``manifest.json`` sits next to the outputs and is rewritten atomically as series finish, as
+often as costs at most 5 % of the job's time, and at the end; so a job killed at any point
+leaves a manifest whose entries describe only files that were completely written. A rerun
+of the same recipe on the same inputs skips a series when its entry says ``ok``, its input
+fingerprint is unchanged and every output file on disk still has the recorded SHA-256;
+anything else is processed again.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +24,7 @@ from tre.kernels.writers import sha256_file
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_VERSION = 1
+SAVE_OVERHEAD = 20  # see Manifest.save_due
 
 
 def input_fingerprint(root: Path, files: list[Path]) -> str:
@@ -29,7 +33,9 @@ def input_fingerprint(root: Path, files: list[Path]) -> str:
     for path in sorted(files):
         st = path.stat()
         rel = os.path.relpath(path, root)
-        h.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        # os.fsencode: a name that is not valid UTF-8 (archives hold them) is hashed as its
+        # bytes; str.encode refused it and failed the whole cohort.
+        h.update(os.fsencode(rel) + f"\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
     return h.hexdigest()
 
 
@@ -40,6 +46,10 @@ class Manifest:
     path: Path
     recipe: dict[str, Any]
     series: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Input files that begin as DICOM but cannot be parsed (relative paths; this run's).
+    unreadable: list[str] = field(default_factory=list)
+    _saved_at: float = field(default=-math.inf, repr=False, compare=False)
+    _save_s: float = field(default=0.0, repr=False, compare=False)  # what the last save took
 
     @classmethod
     def open(cls, out_dir: Path, recipe: dict[str, Any]) -> Manifest:
@@ -78,13 +88,29 @@ class Manifest:
             out[status] = out.get(status, 0) + 1
         return out
 
+    def save_due(self) -> None:
+        """`save` when the time since the last one is `SAVE_OVERHEAD` times what that save
+        took (the caller saves at the end): saving then costs at most 1/`SAVE_OVERHEAD` of
+        the job's time whatever the cohort's size, and a small manifest is still saved after
+        nearly every series.
+
+        Why not after every series: each save rewrites every entry, so a cohort of n series
+        wrote O(n^2) bytes (2,000 series: 1.3 GB of JSON; the cohort ran 5x slower). An
+        entry not yet saved when the job is killed only means that series is processed
+        again on resume: the manifest still names only completely written outputs."""
+        if time.monotonic() - self._saved_at >= SAVE_OVERHEAD * self._save_s:
+            self.save()
+
     def save(self) -> None:
+        started = time.monotonic()
         data = {
             "version": MANIFEST_VERSION,
             "recipe": self.recipe,
             "counts": self.counts(),
             "series": dict(sorted(self.series.items())),
         }
+        if self.unreadable:
+            data["unreadable_files"] = self.unreadable
         fd, tmp = tempfile.mkstemp(prefix=".manifest.", suffix=".partial", dir=self.path.parent)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
@@ -95,3 +121,5 @@ class Manifest:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+        self._saved_at = time.monotonic()
+        self._save_s = self._saved_at - started

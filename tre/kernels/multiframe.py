@@ -169,7 +169,10 @@ def frame_table(ds: Dataset, frames: int) -> FrameTable:
     the file. A single-frame enhanced image may carry its geometry at the top level."""
     shared = _item(ds, "SharedFunctionalGroupsSequence")
     per = ds.get("PerFrameFunctionalGroupsSequence") or []
-    per_items: list[Dataset | None] = list(per) if len(per) == frames else [None] * frames
+    # Without one item per frame no frame has a position and the loader refuses the file at
+    # its first frame: one entry says as much as NumberOfFrames of them (a count of 10^5
+    # cost 2 s of discovery per file, and the count goes to 2^31 - 1).
+    per_items: list[Dataset | None] = list(per) if len(per) == frames else [None]
     top = ds if frames == 1 else None  # top-level geometry only means something for one frame
     positions: list[Numbers] = []
     orientations: list[Numbers] = []

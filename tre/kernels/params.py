@@ -37,6 +37,11 @@ class PreprocessParams:
             lo, hi = self.percentile_clip
             if not 0.0 <= lo < hi <= 100.0:
                 raise ValueError(f"percentile clip must satisfy 0 <= lo < hi <= 100, got {[lo, hi]}")
+        if self.window is not None and not all(math.isfinite(w) for w in self.window):
+            raise ValueError(f"window must be two finite numbers, got {list(self.window)}")
+        if not math.isfinite(self.foreground_threshold):
+            # NaN made every voxel background (comparisons with NaN are false) without a word.
+            raise ValueError(f"foreground threshold must be a finite number, got {self.foreground_threshold}")
 
     def clip_scale(self) -> tuple[float, float, float, float]:
         """(clip_lo, clip_hi, shift, scale) of the first stage: v = (clip(hu) - shift) * scale."""

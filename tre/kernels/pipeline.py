@@ -15,7 +15,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 
 from tre.kernels.buffers import OutputPool
-from tre.kernels.grid import grid_tables
+from tre.kernels.grid import grid_tables, output_shape
 from tre.kernels.memory import check_fits
 from tre.kernels.params import NO_CLIP, PreprocessParams, PreprocessResult
 from tre.kernels.stats import Stats
@@ -191,6 +191,30 @@ def run_recipe(
     )
 
 
+# The stored-value types the kernels are compiled for (the job's warm-up and the image's
+# Numba seed compile int16; uint16 and float32 compile once when first met).
+KERNEL_DTYPES = (np.dtype(np.int16), np.dtype(np.uint16), np.dtype(np.float32))
+
+
+def kernel_dtype(raw: np.ndarray) -> np.ndarray:
+    """``raw`` in one of `KERNEL_DTYPES`: 8-bit and boolean values widened to 16 bits, any
+    other type as float32.
+
+    Why: Numba compiles the kernels anew for each input type, 20-30 s of CPU each on the
+    dev machine, so a cohort holding 1-, 8- and 32-bit and float pixel data (a messy archive,
+    or a hostile one) spent minutes compiling (four such series: 85 s). The kernels read
+    every stored value as ``float32(v)``; converting first gives the same float32 values
+    (round to nearest either way), so outputs are unchanged."""
+    kind = raw.dtype
+    if kind in KERNEL_DTYPES:
+        return raw
+    if kind == np.bool_ or kind == np.uint8:
+        return raw.astype(np.uint16)
+    if kind == np.int8:
+        return raw.astype(np.int16)
+    return raw.astype(np.float32)
+
+
 def preprocess_array(
     raw: np.ndarray,
     slopes: np.ndarray,
@@ -211,12 +235,19 @@ def preprocess_array(
         raise ValueError("need one rescale slope and intercept per slice")
     if not raw.dtype.isnative:  # the compiled kernels take the machine's byte order only
         raw = raw.astype(raw.dtype.newbyteorder("="))
-    tables_shape = grid_tables(raw.shape, spacing, params.spacing).shape
+    raw = kernel_dtype(raw)
+    # From the lengths alone, before the tables (24 bytes per output index and axis) exist: a
+    # target spacing of 1e-6 mm asked for tables of gigabytes before the grid check ran.
+    planned = output_shape(raw.shape, spacing, params.spacing)
+    grid = "x".join(str(n) for n in planned)
     # Before the passes sweep it: a grid whose float32 output would not fit even cropped to a
     # quarter (a target spacing far finer than the scan) is refused; the exact output is
-    # checked once the crop is known (run_recipe).
-    grid = "x".join(str(n) for n in tables_shape)
-    check_fits(f"the resampled grid ({grid}), cropped to a quarter,", math.prod(tables_shape))
+    # checked once the crop is known (run_recipe). From the lengths alone, before the tables
+    # (24 bytes per output index and axis) exist: a target spacing of 1e-6 mm asked for
+    # tables of gigabytes before the grid was checked.
+    check_fits(f"the resampled grid ({grid}), cropped to a quarter,", math.prod(planned))
+    check_fits(f"the resampled grid's tables ({grid})", 24 * sum(planned))
+    tables_shape = grid_tables(raw.shape, spacing, params.spacing).shape
     backend = make_backend(
         device, raw, np.asarray(slopes), np.asarray(intercepts), spacing, params.spacing, workspace
     )

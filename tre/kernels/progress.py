@@ -23,6 +23,7 @@ only.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -132,3 +133,66 @@ class ProgressTracker:
             self.reported.add(item.index)
         self.total = item.total
         return True
+
+
+# A cohort's log stays this small whatever its size (bytes, roughly): the screened log a
+# researcher sees is cut at the policy's per-job budget (256 KiB by default) and counted
+# against the project's daily budget, and a line for every series of a 5,000-series cohort
+# (~70 bytes each) took 340 KiB: the progress bar stopped and the final line never came.
+MAX_PROGRESS_LINES = 100  # progress lines per cohort, besides the first and the last
+MAX_SERIES_LINES = 100  # per-series lines: every series of a small cohort, else failures only
+
+
+@dataclass
+class ProgressReporter:
+    """Which progress lines a cohort job prints, so that the log's volume is bounded
+    independently of the cohort's size while the researcher still sees the bar move,
+    the failures (each one, up to a cap; past it, counts per reason code) and the end.
+
+    A cohort of at most `MAX_SERIES_LINES` series prints what it always printed: a series
+    line per series and a progress line after each. A larger one prints a progress line per
+    1/`MAX_PROGRESS_LINES` of the cohort, failed series' lines up to the cap and no ok or
+    resumed series lines (the progress counts say as much); `summary` then gives the
+    failures per reason code, in a line of fixed words and counts.
+    """
+
+    total: int
+    emit: Callable[[str], None]
+    max_progress_lines: int = MAX_PROGRESS_LINES
+    max_series_lines: int = MAX_SERIES_LINES
+    done: int = 0
+    failed: int = 0
+    by_reason: dict[str, int] = field(default_factory=dict)
+    series_lines: int = 0
+    unreported_failures: int = 0
+    _printed_done: int = -1
+
+    def record(self, index: int, outcome: Outcome, reason: str | None = None) -> None:
+        """Series ``index`` finished; prints its line if the caps allow."""
+        self.done += 1
+        if outcome == "failed":
+            self.failed += 1
+            code = reason or "internal-error"
+            self.by_reason[code] = self.by_reason.get(code, 0) + 1
+        wanted = self.total <= self.max_series_lines or outcome == "failed"
+        if wanted and self.series_lines < self.max_series_lines:
+            self.series_lines += 1
+            self.emit(SeriesResult(index, self.total, outcome, reason).line())
+        elif outcome == "failed":
+            self.unreported_failures += 1
+
+    def progress(self, force: bool = False) -> None:
+        """A progress line, if due: forced, the first, the last, or 1/``max_progress_lines``
+        of the cohort since the last one."""
+        step = max(1, -(-self.total // max(1, self.max_progress_lines)))
+        due = force or self._printed_done < 0 or self.done >= self.total
+        if (due or self.done - self._printed_done >= step) and self.done != self._printed_done:
+            self._printed_done = self.done
+            self.emit(Progress(self.done, self.total, self.failed).line())
+
+    def summary(self) -> str | None:
+        """Failures per reason code when some were not printed one by one (else None)."""
+        if not self.unreported_failures:
+            return None
+        counts = ", ".join(f"{code} {n}" for code, n in sorted(self.by_reason.items()))
+        return f"failed series by reason: {counts}"

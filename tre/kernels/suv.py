@@ -21,7 +21,7 @@ from typing import Any
 
 from pydicom.dataset import Dataset
 
-from tre.kernels.dicom import Series
+from tre.kernels.dicom import Series, read_dataset
 from tre.kernels.errors import SuvError
 
 # GE's private "post-processing-independent" scan datetime, which QIBA prefers when present.
@@ -181,11 +181,9 @@ def enhanced_suvbw_factor(header: Dataset) -> float:
 
 def earliest_acquisition(series: Series) -> datetime | None:
     """First AcquisitionDate/Time over the series' files (headers only), if recorded."""
-    import pydicom
-
     found: list[datetime] = []
     for path in series.files:
-        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        ds = read_dataset(path, stop_before_pixels=True)
         if ds.get("AcquisitionDate") and ds.get("AcquisitionTime"):
             found.append(
                 _parse_da_tm(str(ds.AcquisitionDate), str(ds.AcquisitionTime), "AcquisitionDate/Time")
