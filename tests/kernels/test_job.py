@@ -80,7 +80,11 @@ def test_pet_missing_tags_fails_with_one_line(tmp_path: Path, capsys: pytest.Cap
     argv = ["--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"), "--spacing", "2", "2", "2"]
     assert run(argv) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("error: PET Units is CNTS, not BQML")
+    # The log names the reason code only (the reason quotes a tag value); the manifest has it.
+    assert err == "error: the series could not be preprocessed: suv-tags 1 (reasons in manifest.json)\n"
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    (entry,) = manifest["series"].values()
+    assert entry["reason"].startswith("PET Units is CNTS, not BQML")
 
 
 def test_bad_series_exit_2_or_skip(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -94,7 +98,8 @@ def test_bad_series_exit_2_or_skip(tmp_path: Path, capsys: pytest.CaptureFixture
     argv = ["--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"), "--spacing", "1", "1", "1"]
     assert run([*argv, "--fail-fast"]) == 2
     err = capsys.readouterr().err.strip()
-    assert "\n" not in err and "slice(s) missing" in err
+    assert "\n" not in err and "missing-slices" in err and "--fail-fast" in err
+    assert "slice(s) missing" not in err and str(tmp_path) not in err  # the reason stays in the manifest
     assert run(argv) == 0  # a cohort: the bad series is recorded, the good one written
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     failed = [e for e in manifest["series"].values() if e["status"] == "failed"]

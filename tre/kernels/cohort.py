@@ -42,7 +42,7 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -149,6 +149,12 @@ class CohortSummary:
     ok: int
     resumed: int
     failed: int
+    # Failed series per reason code (fixed vocabulary): all the job's last line may name.
+    by_reason: dict[str, int] = field(default_factory=dict)
+
+    def failures(self) -> str:
+        """``code n, code n`` for the job's last line (codes only: reasons quote the data)."""
+        return ", ".join(f"{code} {n}" for code, n in sorted(self.by_reason.items()))
 
 
 class CohortFailed(KernelInputError):
@@ -330,7 +336,12 @@ class CohortRun:
         self._series_line(uid, entry["status"], code)
         self._progress()
         if entry["status"] == "failed" and self.opts.fail_fast:
-            raise CohortFailed(entry["reason"])
+            # The code only: the reason quotes the data (paths, UIDs, tag values) and this
+            # line reaches the researcher's log; the reason is in the manifest.
+            raise CohortFailed(
+                f"series {entry['index']} failed: {code or 'internal-error'} "
+                f"(its reason is in {MANIFEST_NAME}; stopped by --fail-fast)"
+            )
 
     def _failed(self, uid: str, fingerprint: str, exc: BaseException, writing: bool = False) -> None:
         entry = {"status": "failed", "input_fingerprint": fingerprint, "reason": _reason(exc)}
@@ -497,7 +508,8 @@ class CohortRun:
             self.report(f"skipped {n} DICOM image file(s) that cannot be read (listed in {MANIFEST_NAME})")
         tl.add("shutdown", None, shutdown, tl.now())
         c = self.counts
-        return CohortSummary(self.total, c["ok"], c["resumed"], c["failed"])
+        by_reason = dict(self.reporter.by_reason) if self.reporter is not None else {}
+        return CohortSummary(self.total, c["ok"], c["resumed"], c["failed"], by_reason)
 
     def _collect(
         self, item: tuple[str, str, Future[dict[str, Any]], np.ndarray], pool: OutputPool | None

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
-import json
 import logging
 import os
 import sys
@@ -154,11 +153,12 @@ def run(argv: list[str] | None = None) -> int:
             discovered=discovery.result,
         )
         if summary.ok + summary.resumed == 0:
-            if summary.total == 1:  # one series: its reason is the job's
-                raise KernelInputError(_first_reason(args.output / MANIFEST_NAME))
+            # Reason codes only: a series' reason quotes the data (paths, UIDs, tag values),
+            # and this line is the researcher's; the reasons are in the manifest.
+            noun = "the series" if summary.total == 1 else f"none of the {summary.total} series"
             raise KernelInputError(
-                f"none of the {summary.total} series could be preprocessed "
-                f"(reasons in {MANIFEST_NAME}); first: {_first_reason(args.output / MANIFEST_NAME)}"
+                f"{noun} could not be preprocessed: {summary.failures() or 'no series processed'} "
+                f"(reasons in {MANIFEST_NAME})"
             )
         print(
             f"done {summary.total} series: ok {summary.ok} resumed {summary.resumed} "
@@ -183,14 +183,6 @@ def run(argv: list[str] | None = None) -> int:
         except OSError as exc:  # a diagnostic file must not turn a finished job into a failure
             print(f"note: timeline not written: {exc.strerror or type(exc).__name__}", file=sys.stderr)
     return 0
-
-
-def _first_reason(manifest: Path) -> str:
-    try:
-        entries = json.loads(manifest.read_text(encoding="utf-8"))["series"].values()
-        return next(str(e["reason"]) for e in entries if e.get("status") == "failed")
-    except (OSError, ValueError, KeyError, StopIteration):
-        return "unknown"
 
 
 def main(argv: list[str] | None = None) -> int:
