@@ -150,6 +150,10 @@ def write_manifest(seed: Path) -> dict[str, object]:
     return manifest
 
 
+# The pixel types whose kernels the seed holds (see build_seed).
+SEED_DTYPES = ("int16", "uint16")
+
+
 def build_seed(seed: Path, sample: Path | None = None) -> dict[str, object]:
     """Compile the job's kernels into ``seed`` (must be a fresh process: Numba reads
     ``NUMBA_CACHE_DIR`` when first imported) by running the real job on ``sample`` (default
@@ -184,6 +188,16 @@ def build_seed(seed: Path, sample: Path | None = None) -> dict[str, object]:
             argv += ["--percentile-clip", *clip] if clip else []
             if run(argv) != 0:
                 raise RuntimeError(f"the warm-up job failed (recipe {n})")
+    # The sample is int16 (signed CT); unsigned 16-bit pixels (most MR, and CT stored
+    # unsigned with a -1024 intercept) take kernels of their own, compiled here the way the
+    # job's warm-up thread calls them. float32 (float and 32-bit pixel data, rare) is left
+    # to compile in the job: each type costs the build as much again.
+    from tre.kernels.params import PreprocessParams
+    from tre.kernels.warm import warm_kernels
+
+    for percentiles in (None, (0.5, 99.5)):
+        recipe = PreprocessParams((1.0, 1.0, 1.0), (-1000.0, 400.0), percentiles)
+        warm_kernels(recipe, "cpu", SEED_DTYPES[1])
     return write_manifest(seed)
 
 

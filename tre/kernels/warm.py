@@ -17,13 +17,15 @@ from tre.kernels.params import PreprocessParams
 from tre.kernels.timeline import DISABLED, Timeline
 
 
-def warm_kernels(params: PreprocessParams, device: str) -> None:
-    """Run the recipe's kernels once on a tiny int16 volume (compiles or loads the cache)."""
+def warm_kernels(params: PreprocessParams, device: str, dtype: str = "int16") -> None:
+    """Run the recipe's kernels once on a tiny volume of ``dtype`` (one of the kernels' pixel
+    types, `tre.kernels.pipeline.KERNEL_DTYPES`; Numba compiles per type), which compiles
+    them or loads them from the cache."""
     import numpy as np
 
     from tre.kernels.pipeline import preprocess_array
 
-    raw = np.zeros((3, 4, 4), dtype=np.int16)
+    raw = np.zeros((3, 4, 4), dtype=np.dtype(dtype))
     raw[1, 1:3, 1:3] = 2000
     one = np.ones(3)
     zero = np.full(3, -1024.0)
