@@ -10,15 +10,24 @@ real names (they review them).
 
 The index is the position in the list ordered by hash (then row id): an order the job
 cannot steer to spell something that the hashes do not already show.
+
+A cohort job records tens of thousands of outputs, so nothing here loads a job's outputs to
+answer for one of them: pages and single files are read by SQL in index order (the index
+``ix_job_outputs_job_sha256``), and the researcher's view of the names, which must judge
+every name together, is screened once per job and kept (`_NAME_VIEWS`) while the job's
+outputs and its screen are unchanged.
 """
 
 from __future__ import annotations
 
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from tre.access import STAFF_ROLES
@@ -35,6 +44,23 @@ def indexed(outputs: Iterable[JobOutput]) -> list[JobOutput]:
     return sorted(outputs, key=lambda o: (o.sha256, o.id or 0))
 
 
+def _in_index_order(job_id: str) -> Select[Any]:
+    return select(JobOutput).where(JobOutput.job_id == job_id).order_by(JobOutput.sha256, JobOutput.id)
+
+
+def output_page(session: Session, job_id: str, offset: int, limit: int) -> list[JobOutput]:
+    """``limit`` outputs from index ``offset``, in index order (the first's index is ``offset``)."""
+    return list(session.scalars(_in_index_order(job_id).offset(offset).limit(limit)))
+
+
+def output_stamp(session: Session, job_id: str) -> tuple[int, int]:
+    """How many outputs the job has recorded and the newest row id: changes when they do."""
+    count, newest = session.execute(
+        select(func.count(JobOutput.id), func.max(JobOutput.id)).where(JobOutput.job_id == job_id)
+    ).one()
+    return int(count or 0), int(newest or 0)
+
+
 @dataclass(frozen=True)
 class NameView:
     """Which names of one job a caller may not see (every one when ``all_hidden``)."""
@@ -47,6 +73,13 @@ class NameView:
 
 
 SHOW_ALL = NameView(frozenset())
+
+
+# job id -> (the screen, the outputs' stamp, the view): a cohort's 50,000 names took seconds
+# to screen, and were screened again on every listing and every view of an egress request.
+_NAME_VIEWS: OrderedDict[str, tuple[object, tuple[int, int], NameView]] = OrderedDict()
+_NAME_VIEWS_LOCK = threading.Lock()
+NAME_VIEW_JOBS = 32
 
 
 def name_view(session: Session, settings: Settings, principal: Principal, job: Job) -> NameView:
@@ -63,13 +96,32 @@ def name_view(session: Session, settings: Settings, principal: Principal, job: J
         return SHOW_ALL
     if screen.visibility == "status_only":
         return NameView(frozenset(), all_hidden=True)
-    names = [o.path for o in indexed(job.outputs)]
+    # The screen is rebuilt (a new object) when the policies or the identifiers change, and
+    # the stamp changes when outputs are recorded again: either makes the kept view stale.
+    stamp = output_stamp(session, job.id)
+    with _NAME_VIEWS_LOCK:
+        kept = _NAME_VIEWS.get(job.id)
+        if kept is not None and kept[0] is screen and kept[1] == stamp:
+            _NAME_VIEWS.move_to_end(job.id)
+            return kept[2]
+    names = list(
+        session.scalars(
+            select(JobOutput.path).where(JobOutput.job_id == job.id).order_by(JobOutput.sha256, JobOutput.id)
+        )
+    )
     screening = screen.screen_log(("\n".join(names) + "\n").encode(), final=True)
     hidden = {names[i] for i, line in enumerate(screening.lines) if line.withheld}
     # A name that does not decode to one whole line (it cannot hold a newline; be safe).
-    if len(screening.lines) != len(names):
-        return NameView(frozenset(), all_hidden=True)
-    return NameView(frozenset(hidden))
+    view = (
+        NameView(frozenset(), all_hidden=True)
+        if len(screening.lines) != len(names)
+        else NameView(frozenset(hidden))
+    )
+    with _NAME_VIEWS_LOCK:
+        _NAME_VIEWS[job.id] = (screen, stamp, view)
+        while len(_NAME_VIEWS) > NAME_VIEW_JOBS:
+            _NAME_VIEWS.popitem(last=False)
+    return view
 
 
 def placeholder(sha256: str) -> str:
@@ -99,6 +151,19 @@ def resolve(outputs: Iterable[JobOutput], wanted: str) -> str | None:
     if m := _BY_HASH.match(wanted):
         return next((o.path for o in ordered if o.sha256 == m.group(1)), None)
     return next((o.path for o in ordered if o.path == wanted), None)
+
+
+def resolve_recorded(session: Session, job_id: str, wanted: str) -> JobOutput | None:
+    """The recorded output of ``job_id`` that ``wanted`` means (as `resolve`), found by one
+    indexed query: naming one file among 50,000 must not read the 50,000."""
+    query = _in_index_order(job_id)
+    if m := _BY_INDEX.match(wanted):
+        query = query.offset(int(m.group(1)))
+    elif m := _BY_HASH.match(wanted):
+        query = query.where(JobOutput.sha256 == m.group(1))
+    else:
+        query = query.where(JobOutput.path == wanted)
+    return session.scalars(query.limit(1)).first()
 
 
 def masked_record(
