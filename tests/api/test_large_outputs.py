@@ -16,6 +16,7 @@ in `benchmarks/bench_large_outputs.py` (docs/api.md, "Jobs with very large outpu
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -94,7 +95,9 @@ def _all_pages(client: Any, job_id: str, headers: dict[str, str], limit: int) ->
     rows: list[dict[str, Any]] = []
     offset: str | None = "0"
     while offset is not None:
-        r = client.get(f"/api/v1/jobs/{job_id}/outputs", params={"limit": limit, "offset": offset}, headers=headers)
+        r = client.get(
+            f"/api/v1/jobs/{job_id}/outputs", params={"limit": limit, "offset": offset}, headers=headers
+        )
         assert r.status_code == 200, r.text
         assert int(r.headers["X-Total-Count"]) in (50, 2500)
         assert len(r.json()) <= limit
@@ -103,7 +106,9 @@ def _all_pages(client: Any, job_id: str, headers: dict[str, str], limit: int) ->
     return rows
 
 
-def test_outputs_are_paged_in_index_order_with_a_bounded_answer(app_client, cohort_world, engine, cohort_settings):  # type: ignore[no-untyped-def]
+def test_outputs_are_paged_in_index_order_with_a_bounded_answer(
+    app_client, cohort_world, engine, cohort_settings
+):  # type: ignore[no-untyped-def]
     job_id = _job(engine, cohort_settings, 2500)
     staff, alice = cohort_world.headers["audrey"], cohort_world.headers["alice"]
     first = app_client.get(f"/api/v1/jobs/{job_id}/outputs", headers=staff)
@@ -124,10 +129,15 @@ def test_outputs_are_paged_in_index_order_with_a_bounded_answer(app_client, coho
     # Past the end: an empty page, still with the count.
     end = app_client.get(f"/api/v1/jobs/{job_id}/outputs", params={"offset": 2500}, headers=staff)
     assert end.json() == [] and "X-Next-Offset" not in end.headers
-    assert app_client.get(f"/api/v1/jobs/{job_id}/outputs", params={"limit": 1001}, headers=staff).status_code == 422
+    assert (
+        app_client.get(f"/api/v1/jobs/{job_id}/outputs", params={"limit": 1001}, headers=staff).status_code
+        == 422
+    )
 
 
-def test_a_page_costs_the_same_statements_for_50_outputs_as_for_2500(app_client, cohort_world, engine, cohort_settings, monkeypatch):  # type: ignore[no-untyped-def]
+def test_a_page_costs_the_same_statements_for_50_outputs_as_for_2500(
+    app_client, cohort_world, engine, cohort_settings, monkeypatch
+):  # type: ignore[no-untyped-def]
     warm, small, large = (_job(engine, cohort_settings, n) for n in (5, 50, 2500))
     screened: list[int] = []
     original = LogScreen.screen_log
@@ -142,7 +152,9 @@ def test_a_page_costs_the_same_statements_for_50_outputs_as_for_2500(app_client,
         counts = []
         for job_id in (warm, small, large, large):
             with statements(engine) as seen:
-                r = app_client.get(f"/api/v1/jobs/{job_id}/outputs", params={"offset": 10, "limit": 20}, headers=headers)
+                r = app_client.get(
+                    f"/api/v1/jobs/{job_id}/outputs", params={"offset": 10, "limit": 20}, headers=headers
+                )
             assert r.status_code == 200
             assert [o["index"] for o in r.json()] == (list(range(10, 30)) if job_id != warm else [])
             counts.append(len(seen))
@@ -152,7 +164,9 @@ def test_a_page_costs_the_same_statements_for_50_outputs_as_for_2500(app_client,
     assert screened == [5, 50, 2500]
 
 
-def test_an_egress_request_names_one_file_among_thousands_by_indexed_lookups(app_client, cohort_world, engine, cohort_settings):  # type: ignore[no-untyped-def]
+def test_an_egress_request_names_one_file_among_thousands_by_indexed_lookups(
+    app_client, cohort_world, engine, cohort_settings
+):  # type: ignore[no-untyped-def]
     small, large = _job(engine, cohort_settings, 50), _job(engine, cohort_settings, 2500)
     alice = cohort_world.headers["alice"]
     wanted = "series/00007/image.json"
@@ -183,7 +197,9 @@ def test_an_egress_request_names_one_file_among_thousands_by_indexed_lookups(app
     assert r.status_code == 422 and "not-a-job-output" in r.json()["type"]
 
 
-def test_the_worker_records_thousands_of_outputs_with_one_batch_of_audit_appends(cohort_world, engine, cohort_settings):  # type: ignore[no-untyped-def]
+def test_the_worker_records_thousands_of_outputs_with_one_batch_of_audit_appends(
+    cohort_world, engine, cohort_settings
+):  # type: ignore[no-untyped-def]
     with session_scope(engine) as s:
         job_id = WorldFactory(s).finished_job(
             cohort_settings, "p1", "alice", ["cohort-ds"], _cohort(2000), state=JobState.running.value
@@ -194,7 +210,9 @@ def test_the_worker_records_thousands_of_outputs_with_one_batch_of_audit_appends
     with session_scope(engine) as s:
         job = s.get(Job, job_id)
         assert job is not None
-        Worker(cohort_settings, engine)._finish(s, job, JobResult(JobState.succeeded, 0, "exited with code 0"))
+        Worker(cohort_settings, engine)._finish(
+            s, job, JobResult(JobState.succeeded, 0, "exited with code 0")
+        )
     with session_scope(engine) as s:
         job = s.get(Job, job_id)
         assert job is not None and job.state == "succeeded" and "not recorded" not in job.reason
@@ -207,3 +225,44 @@ def test_the_worker_records_thousands_of_outputs_with_one_batch_of_audit_appends
         assert recorded == 2000
         # One checkpoint for the outputs' batch and one for the job's end (not 2,000).
         assert s.scalar(select(func.count()).select_from(AuditCheckpoint)) - checkpoints <= 3
+
+
+def test_tre_outputs_prints_a_page_and_says_how_many_there_are(
+    app_client, cohort_world, engine, cohort_settings, token_for
+):  # type: ignore[no-untyped-def]
+    import os
+
+    from tests.api.test_cli_for_people import tre
+    from tre.api.app import create_app
+    from tre.server import BackgroundServer
+
+    job_id = _job(engine, cohort_settings, 1200)
+    with BackgroundServer(create_app(cohort_settings, engine)) as server:
+        env = {k: v for k, v in os.environ.items() if k != "TRE_TOKEN"}
+        env.update(
+            TRE_HOME=str(cohort_settings.home),
+            TRE_API_URL=server.url,
+            TRE_TOKEN=token_for("alice", "researcher"),
+        )
+        first = tre(env, "outputs", job_id[:8])
+        assert first.returncode == 0, first.stderr
+        lines = first.stdout.splitlines()
+        assert lines[0].split("\t") == ["#", "path", "size", "sha256"] and len(lines) == 1 + 100
+        assert [line.split("\t")[0] for line in lines[1:]] == [f"#{i}" for i in range(100)]
+        assert (
+            first.stderr.strip() == "outputs #0-#99 of 1200; --page 2 for the next 100 (--all for every one)"
+        )
+
+        last = tre(env, "outputs", job_id, "--limit", "500", "--page", "3")
+        assert last.returncode == 0, last.stderr
+        assert [line.split("\t")[0] for line in last.stdout.splitlines()[1:]] == [
+            f"#{i}" for i in range(1000, 1200)
+        ]
+        assert last.stderr.strip() == "outputs #1000-#1199 of 1200 (--all for every one)"
+
+        every = tre(env, "outputs", job_id, "--all", "--json")
+        assert every.returncode == 0 and every.stderr == ""
+        assert [o["index"] for o in json.loads(every.stdout)] == list(range(1200))
+
+        bad = tre(env, "outputs", job_id, "--limit", "5000")
+        assert bad.returncode == 2 and "Traceback" not in bad.stderr

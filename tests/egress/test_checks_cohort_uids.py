@@ -43,7 +43,9 @@ def _outcomes(tmp_path: Path, policy: Policy, name: str, text: str) -> dict[str,
 @pytest.mark.parametrize("uid", VENDOR_UIDS)
 def test_a_manifest_keyed_by_any_vendor_uid_is_flagged(tmp_path: Path, policy: Policy, uid: str) -> None:
     manifest = {"version": 1, "series": {uid: {"status": "ok", "outputs": [{"path": "a.nii.gz"}]}}}
-    assert _outcomes(tmp_path, policy, "manifest.json", json.dumps(manifest)).get("pattern:dicom_uid") == "flag"
+    assert (
+        _outcomes(tmp_path, policy, "manifest.json", json.dumps(manifest)).get("pattern:dicom_uid") == "flag"
+    )
     sidecar = {"series_uid": uid, "spacing": [1, 1, 1]}
     assert _outcomes(tmp_path, policy, "series.json", json.dumps(sidecar)).get("pattern:dicom_uid") == "flag"
     table = f"series_uid,status\n{uid},ok\n"
