@@ -5,7 +5,8 @@ by the control plane from the files on disk, never reported by the job itself.
 
 The tree was written by research code and is walked with `tre.executors.fstree` (no
 recursion, no symlinks followed, any depth). Only regular files whose path can be stored and
-shown safely are recorded: valid UTF-8, no control or bidi-format characters, at most
+shown safely are recorded: valid UTF-8 in NFC form, no control or bidi-format characters,
+no space but U+0020 and none leading or trailing a part, at most
 `MAX_PATH_CHARS` characters, at most `fstree.MAX_DEPTH` levels deep, and no more than
 `fstree.MAX_ENTRIES` of them. Anything else is skipped (and counted), so a strange name can neither crash the
 worker nor reach a terminal, a header or the database in a form that breaks them.
@@ -63,14 +64,25 @@ def _sha256_at(dir_fd: int, name: str, chunk: int = 1 << 20) -> tuple[int, str]:
 
 
 def recordable_path(rel: str) -> bool:
-    """Whether a relative output path can be stored, listed and released as it is."""
+    """Whether a relative output path can be stored, listed and released as it is.
+
+    Beyond names that cannot be shown at all, names that cannot be told from another name
+    when shown are refused: a part with a leading or trailing space (``manifest.json `` beside
+    ``manifest.json``), a space other than U+0020 (a no-break space), or a name not in Unicode
+    NFC form (``résumé.csv`` spelt with a combining accent reads exactly like the composed
+    one): a reviewer or researcher reading the listing, the panel or a disclosure record
+    would take one file for the other."""
     if not rel or len(rel) > MAX_PATH_CHARS:
         return False
     try:
         rel.encode("utf-8")
     except UnicodeEncodeError:  # a name that is not UTF-8 decodes to lone surrogates
         return False
-    return not any(unicodedata.category(c) in _UNSHOWABLE for c in rel)
+    if any(unicodedata.category(c) in _UNSHOWABLE or (c.isspace() and c != " ") for c in rel):
+        return False
+    if not unicodedata.is_normalized("NFC", rel):
+        return False
+    return all(part == part.strip() for part in rel.split("/"))
 
 
 @dataclass

@@ -336,7 +336,8 @@ class Worker:
                 result.state,
                 result.exit_code,
                 f"{result.reason}; {scan.skipped} output file(s) were not recorded and cannot be released "
-                "(names with control characters, not UTF-8 or too long, nested too deep, or too many files)",
+                "(names with control characters, not UTF-8, not in NFC form, with leading or trailing "
+                "spaces or too long, nested too deep, or too many files)",
             )
         outputs = record_scanned(session, job.id, scan)
         job.state = result.state
