@@ -22,13 +22,14 @@ import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 
 from tre.config import Settings
 from tre.errors import PolicyUnavailable
 from tre.executors import fstree
 from tre.policy import JobRules, policies_for_datasets
+from tre.store.base import utcnow
 from tre.store.models import Dataset, Job, JobOutput
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,8 @@ def recordable_path(rel: str) -> bool:
     would take one file for the other."""
     if not rel or len(rel) > MAX_PATH_CHARS:
         return False
+    if rel.isascii() and rel.isprintable():  # the common case, without a look at each character
+        return all(part == part.strip() for part in rel.split("/"))
     try:
         rel.encode("utf-8")
     except UnicodeEncodeError:  # a name that is not UTF-8 decodes to lone surrogates
@@ -131,15 +134,33 @@ def scan_outputs(root: Path) -> list[tuple[str, int, str]]:
     return scan_output_tree(root).files
 
 
-def record_outputs(session: Session, job_id: str, root: Path) -> list[JobOutput]:
+@dataclass(frozen=True)
+class RecordedOutput:
+    """One output as recorded (the row's values)."""
+
+    path: str
+    size: int
+    sha256: str
+
+
+def record_outputs(session: Session, job_id: str, root: Path) -> list[RecordedOutput]:
     return record_scanned(session, job_id, scan_output_tree(root))
 
 
-def record_scanned(session: Session, job_id: str, scan: OutputScan) -> list[JobOutput]:
+def record_scanned(session: Session, job_id: str, scan: OutputScan) -> list[RecordedOutput]:
+    """Replace the job's recorded outputs by ``scan``'s, in one bulk INSERT: a cohort job has
+    tens of thousands, and an ORM object per row cost most of the recording's time."""
     session.execute(delete(JobOutput).where(JobOutput.job_id == job_id))
-    rows = [JobOutput(job_id=job_id, path=p, size=s, sha256=h) for p, s, h in scan.files]
-    session.add_all(rows)
-    session.flush()
+    rows = [RecordedOutput(p, s, h) for p, s, h in scan.files]
+    if rows:
+        now = utcnow()
+        session.execute(
+            insert(JobOutput),
+            [
+                {"job_id": job_id, "path": r.path, "size": r.size, "sha256": r.sha256, "created_at": now}
+                for r in rows
+            ],
+        )
     return rows
 
 
