@@ -40,7 +40,7 @@ from tre.audit import AuditEvent, record_event, record_events
 from tre.auth.principal import Principal
 from tre.config import Settings
 from tre.errors import Conflict, Forbidden, NotFound, TreError, Unprocessable
-from tre.policy import policies_for_datasets
+from tre.policy import AppliedPolicy, FileRules, policies_for_datasets
 from tre.registry import grant_status
 from tre.states import (
     EGRESS_TRANSITIONS,
@@ -228,6 +228,7 @@ def create_request(
     wanted = list(dict.fromkeys(p for p in resolved.values() if p is not None))
     datasets = checking.job_datasets(session, job)
     applied = policies_for_datasets(datasets, settings.resolved_policies_dir)
+    _within_request_limits(applied, [outputs[p][1] for p in wanted])
     if pause is not None:
         pause()
 
@@ -309,6 +310,23 @@ def create_request(
         _audit(session, "system", "egress.staged", req, path=f.path, sha256=f.sha256, size=f.size)
     _record_checks(session, req)
     return req
+
+
+def _within_request_limits(applied: list[AppliedPolicy], sizes: list[int]) -> None:
+    """Refuse, before anything is copied, a request over the policies' file count or total
+    size (known from the recorded sizes). Checked only after freezing, a request for 1,000 of
+    a cohort's files was copied into staging and checked file by file (up to 1,000 x
+    ``max_file_bytes`` of staging disk), all to be blocked by the ``limits`` check."""
+    rules = [ap.policy.files for ap in applied] or [FileRules()]
+    most_files = min(r.max_files for r in rules)
+    most_bytes = min(r.max_total_bytes for r in rules)
+    if len(sizes) > most_files or sum(sizes) > most_bytes:
+        raise Unprocessable(
+            f"this request names {len(sizes)} files of {sum(sizes)} bytes in all; the datasets' policy "
+            f"allows at most {most_files} files and {most_bytes} bytes per request: ask for fewer",
+            slug="request-over-limits",
+            title="Request over the policy's limits",
+        )
 
 
 class RecordedOutputs(Mapping[str, tuple[Path, str]]):

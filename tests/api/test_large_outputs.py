@@ -31,7 +31,7 @@ from tests.worlds import WorldFactory
 from tre.executors.base import JobResult
 from tre.jobs.worker import Worker
 from tre.store.db import session_scope
-from tre.store.models import AuditCheckpoint, AuditEntry, Job, JobOutput, JobState
+from tre.store.models import AuditCheckpoint, AuditEntry, EgressRequest, Job, JobOutput, JobState
 
 POLICY = """\
 name: cohort
@@ -266,3 +266,31 @@ def test_tre_outputs_prints_a_page_and_says_how_many_there_are(
 
         bad = tre(env, "outputs", job_id, "--limit", "5000")
         assert bad.returncode == 2 and "Traceback" not in bad.stderr
+
+
+def test_a_request_over_the_policys_limits_is_refused_before_anything_is_copied(  # type: ignore[no-untyped-def]
+    app_client, cohort_world, engine, cohort_settings
+):
+    job_id = _job(engine, cohort_settings, 300)
+    alice = cohort_world.headers["alice"]
+    staged_before = sorted(p for p in cohort_settings.staging_dir.rglob("*") if p.is_file())
+    r = app_client.post(
+        "/api/v1/egress/requests",
+        headers=alice,
+        json={"job_id": job_id, "files": [f"#{i}" for i in range(51)], "justification": "the whole cohort"},
+    )
+    # The policy allows 50 files per request (files.max_files): refused, not copied and checked.
+    assert r.status_code == 422 and r.json()["type"].endswith("request-over-limits"), r.text
+    assert "51 files" in r.json()["detail"] and "at most 50 files" in r.json()["detail"]
+    assert sorted(p for p in cohort_settings.staging_dir.rglob("*") if p.is_file()) == staged_before
+    with session_scope(engine) as s:
+        assert (
+            s.scalar(select(func.count()).select_from(EgressRequest).where(EgressRequest.job_id == job_id))
+            == 0
+        )
+    r = app_client.post(
+        "/api/v1/egress/requests",
+        headers=alice,
+        json={"job_id": job_id, "files": [f"#{i}" for i in range(50)], "justification": "fifty series"},
+    )
+    assert r.status_code == 201, r.text
