@@ -78,3 +78,17 @@ def test_links_and_too_many_entries_end_the_job_with_a_fixed_reason(
     # Nothing of the dataset was recorded: no output has its bytes.
     dicom = (data / "CT_small.dcm").read_bytes()
     assert all((out / p).read_bytes() != dicom for p in paths)
+
+
+def test_a_sparse_file_claiming_a_tebibyte_is_not_copied_or_read(sandbox: Sandbox) -> None:
+    """Holes cost the job's file system nothing; the copy out judges the apparent size first
+    (reading 1 TiB of holes would take the worker hours), keeps the other files, and the job
+    ends with the quota reason."""
+    code = (
+        "f = open('/output/tera.bin', 'wb'); f.seek(2**40); f.write(b'x'); f.close()\n"
+        "open('/output/ok.txt', 'w').write('ok')"
+    )
+    run = sandbox.run(code, output_limit_mb=4, time_limit_s=60)
+    assert run.result.state == "failed" and run.result.reason == "output quota of 4 MiB exceeded"
+    assert sorted(p.name for p in run.spec.output_dir.iterdir()) == ["ok.txt"]
+    assert [p for p, _, _ in scan_output_tree(run.spec.output_dir).files] == ["ok.txt"]
