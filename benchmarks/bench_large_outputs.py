@@ -1,6 +1,6 @@
 """A job with a very large output (a preprocessed cohort) through the platform.
 
-    PYTHONPATH=. .venv/bin/python benchmarks/bench_large_outputs.py [--files 10000 50000]
+    PYTHONPATH=. .venv/bin/python benchmarks/bench_large_outputs.py [--files 10000 50000] [--sandbox]
 
 For each size, builds a real store in a temp home (migrated SQLite), a running job whose
 ``/output`` holds ``series/<n>/image.nii.gz`` + ``series/<n>/image.json`` (small files), a few
@@ -11,7 +11,9 @@ large ones (8 MiB) and ``manifest.json``, then times what the platform does with
   first page and, for comparison, every page; the bytes of one answer;
 * ``tre egress request`` selecting one file among all of them by name, ``#index`` and
   ``sha256:``, through ``POST /api/v1/egress/requests``;
-* the peak resident memory of the process (ru_maxrss).
+* the peak resident memory of the process (ru_maxrss);
+* with ``--sandbox`` (root, bubblewrap): a real job in the local sandbox writing the same
+  tree into its own ext4 ``/output``, the executor's copy out, and the recording's scan of it.
 
 Prints seconds and MB; no target is asserted (tests bound the mechanism: tests/jobs).
 """
@@ -162,11 +164,47 @@ def run(files: int) -> None:
     print(f"peak resident memory so far          {rss:7.0f} MB")
 
 
+SANDBOX_JOB = """
+import os
+n = {files}
+for i in range((n - 1) // 2):
+    d = f'/output/series/{{i:05d}}'
+    os.makedirs(d)
+    with open(d + '/image.nii.gz', 'wb') as f:
+        f.write(i.to_bytes(4, 'big') * 256)
+    with open(d + '/image.json', 'w') as f:
+        f.write('{{"series": %d}}\\n' % i)
+open('/output/manifest.json', 'w').write('{{}}')
+"""
+
+
+def sandbox_run(files: int) -> None:
+    """The same tree written by a real job in the local sandbox (bubblewrap, the job's own
+    ext4 /output), then copied out by the executor: what the worker records is that copy."""
+    from tests.sandbox.conftest import Sandbox
+    from tre.executors.local import LocalExecutor
+    from tre.jobs.outputs import scan_output_tree
+
+    with tempfile.TemporaryDirectory() as tmp:
+        sandbox = Sandbox(Path(tmp), LocalExecutor(images_dir=Path(tmp) / "images", host_toolchain=True))
+        job, t_job = timed(
+            lambda: sandbox.run(SANDBOX_JOB.format(files=files), output_limit_mb=1024, time_limit_s=600)
+        )
+        scan, t_scan = timed(lambda: scan_output_tree(job.spec.output_dir, max_files=100_000))
+        print(
+            f"\n== sandbox job writing {files} files: {job.result.state} ({job.result.reason}) "
+            f"in {t_job:.1f} s with the copy out; scan + hash {len(scan.files)} files {t_scan:.1f} s"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, nargs="+", default=[10_000, 50_000])
+    parser.add_argument("--sandbox", action="store_true", help="also time a real sandbox job writing them")
     args = parser.parse_args()
     for n in args.files:
+        if args.sandbox:
+            sandbox_run(n)
         run(n)
 
 
