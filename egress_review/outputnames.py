@@ -23,7 +23,6 @@ from __future__ import annotations
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,11 +36,6 @@ from tre.store.models import EgressFile, Job, JobOutput
 
 _BY_INDEX = re.compile(r"^#(\d{1,9})$")
 _BY_HASH = re.compile(r"^sha256:([0-9a-f]{64})$")
-
-
-def indexed(outputs: Iterable[JobOutput]) -> list[JobOutput]:
-    """Outputs in index order (index = position, from 0)."""
-    return sorted(outputs, key=lambda o: (o.sha256, o.id or 0))
 
 
 def _in_index_order(job_id: str) -> Select[Any]:
@@ -141,21 +135,10 @@ def request_name_view(session: Session, settings: Settings, principal: Principal
     return _view_for_request(session, settings, principal, job_id)
 
 
-def resolve(outputs: Iterable[JobOutput], wanted: str) -> str | None:
-    """The recorded path an egress request means by ``wanted``: the path itself, ``#<index>``
-    or ``sha256:<hex>``; None when nothing matches."""
-    ordered = indexed(outputs)
-    if m := _BY_INDEX.match(wanted):
-        i = int(m.group(1))
-        return ordered[i].path if i < len(ordered) else None
-    if m := _BY_HASH.match(wanted):
-        return next((o.path for o in ordered if o.sha256 == m.group(1)), None)
-    return next((o.path for o in ordered if o.path == wanted), None)
-
-
 def resolve_recorded(session: Session, job_id: str, wanted: str) -> JobOutput | None:
-    """The recorded output of ``job_id`` that ``wanted`` means (as `resolve`), found by one
-    indexed query: naming one file among 50,000 must not read the 50,000."""
+    """The recorded output of ``job_id`` that an egress request means by ``wanted``: the path
+    itself, ``#<index>`` or ``sha256:<hex>`` (the first in index order with that hash); None
+    when nothing matches. One indexed query: naming one file among 50,000 must not read them."""
     query = _in_index_order(job_id)
     if m := _BY_INDEX.match(wanted):
         query = query.offset(int(m.group(1)))
