@@ -294,3 +294,34 @@ def test_a_request_over_the_policys_limits_is_refused_before_anything_is_copied(
         json={"job_id": job_id, "files": [f"#{i}" for i in range(50)], "justification": "fifty series"},
     )
     assert r.status_code == 201, r.text
+
+
+def test_index_order_and_lookups_agree_on_sqlite_and_postgresql(engine_any, settings):  # type: ignore[no-untyped-def]
+    """The index is the position in (sha256, id) order; the database sorts it (PostgreSQL's
+    collation included) exactly as the hashes' bytes sort, and every lookup agrees."""
+    from egress_review import outputnames
+
+    with session_scope(engine_any) as s:
+        make = WorldFactory(s)
+        make.users({"alice": ["researcher"]})
+        make.project("p1", "Project one", ["alice"])
+        outputs = {f"series/{i:04d}.json": f"{i}".encode() for i in range(300)}
+        outputs["twin-a.json"] = outputs["twin-b.json"] = b"same bytes"
+        job_id = make.finished_job(settings, "p1", "alice", [], outputs)
+    with session_scope(engine_any) as s:
+        rows = list(s.scalars(select(JobOutput).where(JobOutput.job_id == job_id)))
+        expected = [o.path for o in sorted(rows, key=lambda o: (o.sha256.encode(), o.id))]
+        paged = [o.path for off in range(0, 302, 64) for o in outputnames.output_page(s, job_id, off, 64)]
+        assert paged == expected and outputnames.output_stamp(s, job_id)[0] == 302
+        for i in (0, 150, 301):
+            found = outputnames.resolve_recorded(s, job_id, f"#{i}")
+            assert found is not None and found.path == expected[i]
+        assert outputnames.resolve_recorded(s, job_id, "#302") is None
+        twin = hashlib.sha256(b"same bytes").hexdigest()
+        found = outputnames.resolve_recorded(s, job_id, f"sha256:{twin}")
+        assert (
+            found is not None and found.path == expected[[p.startswith("twin") for p in expected].index(True)]
+        )
+        found = outputnames.resolve_recorded(s, job_id, "series/0042.json")
+        assert found is not None and found.sha256 == hashlib.sha256(b"42").hexdigest()
+        assert outputnames.resolve_recorded(s, job_id, "series/9999.json") is None
