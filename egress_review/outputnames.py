@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import Select, func, select
@@ -103,7 +103,12 @@ def name_view(session: Session, settings: Settings, principal: Principal, job: J
             select(JobOutput.path).where(JobOutput.job_id == job.id).order_by(JobOutput.sha256, JobOutput.id)
         )
     )
-    screening = screen.screen_log(("\n".join(names) + "\n").encode(), final=True)
+    text = ("\n".join(names) + "\n").encode()
+    # Judged as one log, but not cut at the log's per-job byte budget: the names are bounded
+    # by their own policy fields (max_output_files, max_output_name_chars). Cut there, the
+    # names of a cohort past ~10,000 outputs (256 KiB) no longer matched the lines judged,
+    # and every name of the job was withheld.
+    screening = replace(screen, limit_bytes=max(screen.limit_bytes, len(text))).screen_log(text, final=True)
     hidden = {names[i] for i, line in enumerate(screening.lines) if line.withheld}
     # A name that does not decode to one whole line (it cannot hold a newline; be safe).
     view = (

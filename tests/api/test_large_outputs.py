@@ -325,3 +325,38 @@ def test_index_order_and_lookups_agree_on_sqlite_and_postgresql(engine_any, sett
         found = outputnames.resolve_recorded(s, job_id, "series/0042.json")
         assert found is not None and found.sha256 == hashlib.sha256(b"42").hexdigest()
         assert outputnames.resolve_recorded(s, job_id, "series/9999.json") is None
+
+
+TIGHT_LOG = """\
+name: tight-log
+version: "1"
+job:
+  allowed_images: ["registry.tre.local/*@sha256:*"]
+  max_output_files: 100000
+  researcher_log_limit_kib: 1
+"""
+
+
+def test_names_past_the_log_budget_are_still_screened_one_by_one(  # type: ignore[no-untyped-def]
+    app_client, cohort_world, engine, cohort_settings
+):
+    """The names are judged like a log, but the log's per-job byte budget (here 1 KiB; by
+    default 256 KiB, about 10,000 cohort names) is not theirs: past it every name of the job
+    was withheld from the researcher. Names that carry an identifier are still withheld."""
+    import pydicom
+    from pydicom.data import get_testdata_file
+
+    (Path(cohort_settings.policies_dir) / "tight-log.yaml").write_text(TIGHT_LOG)
+    patient = str(pydicom.dcmread(get_testdata_file("CT_small.dcm")).PatientName)
+    with session_scope(engine) as s:
+        make = WorldFactory(s)
+        make.dataset("tight-ds", cohort_world.data_dir, "tight", policy="tight-log")
+        make.grant("p1", "tight-ds", days=1)
+        outputs = _cohort(300)
+        outputs[f"notes/{patient}.txt"] = b"x"
+        job_id = WorldFactory(s).finished_job(cohort_settings, "p1", "alice", ["tight-ds"], outputs)
+    mine = app_client.get(f"/api/v1/jobs/{job_id}/outputs", headers=cohort_world.headers["alice"]).json()
+    assert len(mine) == 301
+    withheld = [o for o in mine if o["name_withheld"]]
+    assert len(withheld) == 1 and withheld[0]["path"] is None
+    assert {o["path"] for o in mine if not o["name_withheld"]} == set(_cohort(300))
