@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -156,7 +157,7 @@ def make_context(
     datasets: list[Dataset] | None = None,
     request_files: dict[str, str] | None = None,
     request_paths: dict[str, Path] | None = None,
-    job_outputs: dict[str, tuple[Path, str]] | None = None,
+    job_outputs: Mapping[str, tuple[Path, str]] | None = None,
     model_sandbox: ModelSandbox | None = None,
 ) -> CheckContext:
     """What the checks know beyond each file: identifiers, request size, the input datasets
@@ -170,7 +171,7 @@ def make_context(
         dataset_paths=[Path(d.path) for d in datasets or []],
         request_files=dict(request_files or {}),
         request_paths=dict(request_paths or {}),
-        job_outputs=dict(job_outputs or {}),
+        job_outputs=job_outputs if job_outputs is not None else {},
         datasets={d.id: Path(d.path) for d in datasets or []},
         model_sandbox=model_sandbox,
     )

@@ -20,7 +20,7 @@ from tre.auth.principal import Principal
 from tre.config import Settings
 from tre.federation.names import file_name_for
 from tre.states import EgressState
-from tre.store.models import EgressRequest, Job
+from tre.store.models import EgressRequest
 
 
 @dataclass(frozen=True)
@@ -36,8 +36,8 @@ def request_release(
 ) -> str:
     """Open an egress request for the job's outputs ``wanted`` (names; empty: every recorded
     output, by index). Answers the request id; raises the workflow's errors unchanged."""
-    job = session.get(Job, job_id)
-    paths = wanted or [f"#{i}" for i in range(len(outputnames.indexed(job.outputs if job else [])))]
+    count = outputnames.output_stamp(session, job_id)[0]  # not the outputs themselves
+    paths = wanted or [f"#{i}" for i in range(count)]
     req = workflow.create_request(session, settings, principal, job_id=job_id, paths=paths, justification=why)
     return req.id
 

@@ -10,15 +10,23 @@ real names (they review them).
 
 The index is the position in the list ordered by hash (then row id): an order the job
 cannot steer to spell something that the hashes do not already show.
+
+A cohort job records tens of thousands of outputs, so nothing here loads a job's outputs to
+answer for one of them: pages and single files are read by SQL in index order (the index
+``ix_job_outputs_job_sha256``), and the researcher's view of the names, which must judge
+every name together, is screened once per job and kept (`_NAME_VIEWS`) while the job's
+outputs and its screen are unchanged.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
-from dataclasses import dataclass
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, replace
 from typing import Any
 
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from tre.access import STAFF_ROLES
@@ -30,9 +38,21 @@ _BY_INDEX = re.compile(r"^#(\d{1,9})$")
 _BY_HASH = re.compile(r"^sha256:([0-9a-f]{64})$")
 
 
-def indexed(outputs: Iterable[JobOutput]) -> list[JobOutput]:
-    """Outputs in index order (index = position, from 0)."""
-    return sorted(outputs, key=lambda o: (o.sha256, o.id or 0))
+def _in_index_order(job_id: str) -> Select[Any]:
+    return select(JobOutput).where(JobOutput.job_id == job_id).order_by(JobOutput.sha256, JobOutput.id)
+
+
+def output_page(session: Session, job_id: str, offset: int, limit: int) -> list[JobOutput]:
+    """``limit`` outputs from index ``offset``, in index order (the first's index is ``offset``)."""
+    return list(session.scalars(_in_index_order(job_id).offset(offset).limit(limit)))
+
+
+def output_stamp(session: Session, job_id: str) -> tuple[int, int]:
+    """How many outputs the job has recorded and the newest row id: changes when they do."""
+    count, newest = session.execute(
+        select(func.count(JobOutput.id), func.max(JobOutput.id)).where(JobOutput.job_id == job_id)
+    ).one()
+    return int(count or 0), int(newest or 0)
 
 
 @dataclass(frozen=True)
@@ -49,6 +69,13 @@ class NameView:
 SHOW_ALL = NameView(frozenset())
 
 
+# job id -> (the screen, the outputs' stamp, the view): a cohort's 50,000 names took seconds
+# to screen, and were screened again on every listing and every view of an egress request.
+_NAME_VIEWS: OrderedDict[str, tuple[object, tuple[int, int], NameView]] = OrderedDict()
+_NAME_VIEWS_LOCK = threading.Lock()
+NAME_VIEW_JOBS = 32
+
+
 def name_view(session: Session, settings: Settings, principal: Principal, job: Job) -> NameView:
     """The names of ``job``'s outputs hidden from ``principal``."""
     if principal.has(*STAFF_ROLES):
@@ -63,13 +90,37 @@ def name_view(session: Session, settings: Settings, principal: Principal, job: J
         return SHOW_ALL
     if screen.visibility == "status_only":
         return NameView(frozenset(), all_hidden=True)
-    names = [o.path for o in indexed(job.outputs)]
-    screening = screen.screen_log(("\n".join(names) + "\n").encode(), final=True)
+    # The screen is rebuilt (a new object) when the policies or the identifiers change, and
+    # the stamp changes when outputs are recorded again: either makes the kept view stale.
+    stamp = output_stamp(session, job.id)
+    with _NAME_VIEWS_LOCK:
+        kept = _NAME_VIEWS.get(job.id)
+        if kept is not None and kept[0] is screen and kept[1] == stamp:
+            _NAME_VIEWS.move_to_end(job.id)
+            return kept[2]
+    names = list(
+        session.scalars(
+            select(JobOutput.path).where(JobOutput.job_id == job.id).order_by(JobOutput.sha256, JobOutput.id)
+        )
+    )
+    text = ("\n".join(names) + "\n").encode()
+    # Judged as one log, but not cut at the log's per-job byte budget: the names are bounded
+    # by their own policy fields (max_output_files, max_output_name_chars). Cut there, the
+    # names of a cohort past ~10,000 outputs (256 KiB) no longer matched the lines judged,
+    # and every name of the job was withheld.
+    screening = replace(screen, limit_bytes=max(screen.limit_bytes, len(text))).screen_log(text, final=True)
     hidden = {names[i] for i, line in enumerate(screening.lines) if line.withheld}
     # A name that does not decode to one whole line (it cannot hold a newline; be safe).
-    if len(screening.lines) != len(names):
-        return NameView(frozenset(), all_hidden=True)
-    return NameView(frozenset(hidden))
+    view = (
+        NameView(frozenset(), all_hidden=True)
+        if len(screening.lines) != len(names)
+        else NameView(frozenset(hidden))
+    )
+    with _NAME_VIEWS_LOCK:
+        _NAME_VIEWS[job.id] = (screen, stamp, view)
+        while len(_NAME_VIEWS) > NAME_VIEW_JOBS:
+            _NAME_VIEWS.popitem(last=False)
+    return view
 
 
 def placeholder(sha256: str) -> str:
@@ -89,16 +140,18 @@ def request_name_view(session: Session, settings: Settings, principal: Principal
     return _view_for_request(session, settings, principal, job_id)
 
 
-def resolve(outputs: Iterable[JobOutput], wanted: str) -> str | None:
-    """The recorded path an egress request means by ``wanted``: the path itself, ``#<index>``
-    or ``sha256:<hex>``; None when nothing matches."""
-    ordered = indexed(outputs)
+def resolve_recorded(session: Session, job_id: str, wanted: str) -> JobOutput | None:
+    """The recorded output of ``job_id`` that an egress request means by ``wanted``: the path
+    itself, ``#<index>`` or ``sha256:<hex>`` (the first in index order with that hash); None
+    when nothing matches. One indexed query: naming one file among 50,000 must not read them."""
+    query = _in_index_order(job_id)
     if m := _BY_INDEX.match(wanted):
-        i = int(m.group(1))
-        return ordered[i].path if i < len(ordered) else None
-    if m := _BY_HASH.match(wanted):
-        return next((o.path for o in ordered if o.sha256 == m.group(1)), None)
-    return next((o.path for o in ordered if o.path == wanted), None)
+        query = query.offset(int(m.group(1)))
+    elif m := _BY_HASH.match(wanted):
+        query = query.where(JobOutput.sha256 == m.group(1))
+    else:
+        query = query.where(JobOutput.path == wanted)
+    return session.scalars(query.limit(1)).first()
 
 
 def masked_record(

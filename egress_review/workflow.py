@@ -17,7 +17,7 @@ transaction keeps that record even though the action failed (`tre.store.db.settl
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -40,7 +40,7 @@ from tre.audit import AuditEvent, record_event, record_events
 from tre.auth.principal import Principal
 from tre.config import Settings
 from tre.errors import Conflict, Forbidden, NotFound, TreError, Unprocessable
-from tre.policy import policies_for_datasets
+from tre.policy import AppliedPolicy, FileRules, policies_for_datasets
 from tre.registry import grant_status
 from tre.states import (
     EGRESS_TRANSITIONS,
@@ -212,11 +212,12 @@ def create_request(
                 "outputs derived from it cannot be released",
                 slug="grant-not-active",
             )
-    rows = list(session.scalars(select(JobOutput).where(JobOutput.job_id == job_id)))
-    outputs = {o.path: (o.sha256, o.size) for o in rows}
     # A file may be named by path, by index (#3) or by hash (sha256:...): researchers who may
-    # not see the names (egress_review.outputnames) still name what they want released.
-    resolved = {w: outputnames.resolve(rows, w) for w in wanted}
+    # not see the names (egress_review.outputnames) still name what they want released. One
+    # indexed query per named file: a cohort job has tens of thousands of outputs.
+    found = {w: outputnames.resolve_recorded(session, job_id, w) for w in wanted}
+    resolved = {w: (o.path if o is not None else None) for w, o in found.items()}
+    outputs = {o.path: (o.sha256, o.size) for o in found.values() if o is not None}
     unknown = [w for w, p in resolved.items() if p is None]
     if unknown:
         raise Unprocessable(
@@ -228,6 +229,7 @@ def create_request(
     wanted = list(dict.fromkeys(p for p in resolved.values() if p is not None))
     datasets = checking.job_datasets(session, job)
     applied = policies_for_datasets(datasets, settings.resolved_policies_dir)
+    _within_request_limits(applied, [outputs[p][1] for p in wanted])
     if pause is not None:
         pause()
 
@@ -268,7 +270,7 @@ def create_request(
         datasets,
         {path: f.sha256 for path, f in staged},
         {path: f.path for path, f in staged},
-        _recorded_outputs(settings, job_id, rows),
+        RecordedOutputs(session, settings, job_id),
         model_sandbox.sandbox_for(settings),
     )
     results = {path: checking.check_file(f.path, path, applied, context) for path, f in staged}
@@ -311,16 +313,48 @@ def create_request(
     return req
 
 
-def _recorded_outputs(settings: Settings, job_id: str, rows: list[JobOutput]) -> dict[str, tuple[Path, str]]:
-    """The job's recorded outputs (file, SHA-256): a model card and its tables are read from
-    here and verified against the recorded hash (`checks.model_card`)."""
-    found: dict[str, tuple[Path, str]] = {}
-    for o in rows:
+def _within_request_limits(applied: list[AppliedPolicy], sizes: list[int]) -> None:
+    """Refuse, before anything is copied, a request over the policies' file count or total
+    size (known from the recorded sizes). Checked only after freezing, a request for 1,000 of
+    a cohort's files was copied into staging and checked file by file (up to 1,000 x
+    ``max_file_bytes`` of staging disk), all to be blocked by the ``limits`` check."""
+    rules = [ap.policy.files for ap in applied] or [FileRules()]
+    most_files = min(r.max_files for r in rules)
+    most_bytes = min(r.max_total_bytes for r in rules)
+    if len(sizes) > most_files or sum(sizes) > most_bytes:
+        raise Unprocessable(
+            f"this request names {len(sizes)} files of {sum(sizes)} bytes in all; the datasets' policy "
+            f"allows at most {most_files} files and {most_bytes} bytes per request: ask for fewer",
+            slug="request-over-limits",
+            title="Request over the policy's limits",
+        )
+
+
+class RecordedOutputs(Mapping[str, tuple[Path, str]]):
+    """The job's recorded outputs (file, SHA-256) by path, looked up one at a time: a model
+    card and the tables it names are read from here and verified against the recorded hash
+    (`checks.model_card`). Built eagerly this resolved every one of a cohort's 50,000 paths
+    on the disk for each request, to read at most a few."""
+
+    def __init__(self, session: Session, settings: Settings, job_id: str) -> None:
+        self._session, self._settings, self._job_id = session, settings, job_id
+
+    def __getitem__(self, path: str) -> tuple[Path, str]:
+        row = self._session.scalars(
+            select(JobOutput).where(JobOutput.job_id == self._job_id, JobOutput.path == path)
+        ).first()
+        if row is None:
+            raise KeyError(path)
         try:
-            found[o.path] = (output_file(settings.jobs_dir, job_id, o.path), o.sha256)
-        except StagingError:
-            continue
-    return found
+            return output_file(self._settings.jobs_dir, self._job_id, row.path), row.sha256
+        except StagingError as exc:
+            raise KeyError(path) from exc
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._session.scalars(select(JobOutput.path).where(JobOutput.job_id == self._job_id)))
+
+    def __len__(self) -> int:
+        return outputnames.output_stamp(self._session, self._job_id)[0]
 
 
 def _record_checks(session: Session, req: EgressRequest) -> None:

@@ -503,7 +503,12 @@ class TextRules(_Strict):
     )
     patterns: dict[str, str] = Field(
         default_factory=lambda: {
-            "dicom_uid": r"\b(?:1\.2|1\.3\.6\.1|2\.25)(?:\.\d+){3,}\b",
+            # Any DICOM UID by its syntax (PS3.5 9.1: a root arc 0-2, numeric components
+            # without leading zeros), not by a list of roots: Siemens (1.3.12), Philips
+            # (1.3.46), HL7 (2.16.840) and UUID-derived 2.25.<128-bit> UIDs passed silently
+            # in a cohort's manifest.json and sidecars. Five or more components (an IPv4
+            # address or a version number has fewer); 2.25.<integer> has three.
+            "dicom_uid": r"\b(?:[012](?:\.(?:0|[1-9]\d*)){4,}|2\.25\.[1-9]\d{9,})\b",
             # starts at the literal '@' (with a look-behind for the local part): linear and fast
             "email": r"(?<=[\w.+-])@[\w-]+\.[A-Za-z]{2,}\b",
         },

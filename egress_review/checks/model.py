@@ -6,7 +6,7 @@ them without pulling in pydicom or Pillow.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -76,7 +76,7 @@ class CheckContext:
     """Every file of the request, name -> its frozen copy (to read an ACRO results.json)."""
     depth: int = 0
     """0 for a requested file; 1+ for content decoded from base64/hex inside one."""
-    job_outputs: dict[str, tuple[Path, str]] = field(default_factory=dict)
+    job_outputs: Mapping[str, tuple[Path, str]] = field(default_factory=dict)
     """Every recorded output of the job, name -> (its file, recorded SHA-256): a model card and
     the training/held-out tables it names are read from here, requested or not."""
     datasets: dict[str, Path] = field(default_factory=dict)

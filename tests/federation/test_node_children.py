@@ -179,3 +179,25 @@ def test_a_child_received_just_before_a_crash_is_started_by_the_restarted_agent(
     with session_scope(node, read_only=True) as s:
         row = s.get(FedNodeChild, child.child_id)
         assert row is not None and row.reported == ""  # not acknowledged by the hub yet
+
+
+def test_a_release_over_the_request_limits_is_refused_as_blocked(node, settings):  # type: ignore[no-untyped-def]
+    """A child asking for every output of a job with more outputs than one egress request may
+    hold (the default policy: 50) ends as blocked by the airlock, not as missing outputs."""
+    from egress_review import federated
+    from tre.store.models import JobOutput
+
+    child = spec()
+    with session_scope(node) as s:
+        children.receive(s, child)
+        children.start(s, settings, child.child_id)
+    _, _, job_id = _state(node, child.child_id)
+    with session_scope(node) as s:
+        job = s.get(Job, job_id)
+        assert job is not None
+        job.state, job.exit_code, job.reason = "succeeded", 0, "exited with code 0"
+        for i in range(60):
+            s.add(JobOutput(job_id=job_id, path=f"series/{i:02d}.json", size=10, sha256=f"{i:064x}"))
+    with session_scope(node) as s:
+        children.advance(s, settings, federated, child.child_id)  # type: ignore[arg-type]
+    assert _state(node, child.child_id)[:2] == ("refused", "egress_blocked")

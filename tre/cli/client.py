@@ -174,6 +174,11 @@ class ApiClient:
     def get(self, path: str, **kw: Any) -> Any:
         return self._json(self.request("GET", path, **kw))
 
+    def get_page(self, path: str, **kw: Any) -> tuple[Any, httpx.Headers]:
+        """A JSON answer and its headers (a paged listing's ``X-Next-Offset``, ``X-Total-Count``)."""
+        resp = self.request("GET", path, **kw)
+        return self._json(resp), resp.headers
+
     def post(self, path: str, **kw: Any) -> Any:
         return self._json(self.request("POST", path, **kw))
 

@@ -15,7 +15,7 @@ from tre.cli.client import ApiClient, CliError, TokenRefused
 from tre.cli.code import upload_code
 from tre.cli.interrupts import Interrupted
 from tre.cli.logview import LogView
-from tre.cli.output import JsonFlag, console, human_size, print_json, table, untrusted
+from tre.cli.output import JsonFlag, console, err_console, human_size, print_json, table, untrusted
 from tre.cli.resolve import resolve_image_ref, resolve_input_job, resolve_job_id
 from tre.states import JobState
 
@@ -202,17 +202,39 @@ def logs(job_id: str, follow: Annotated[bool, typer.Option("--follow", "-f")] = 
         view.feed(resp.content.decode("utf-8", "replace"))
 
 
-def outputs(job_id: str, as_json: JsonFlag = False) -> None:
-    """List a job's output files with index, size and SHA-256. A name the dataset's policy
-    withholds shows as "(withheld)": ask for release of that file as #INDEX or sha256:HEX."""
+OUTPUTS_PAGE = 100
+
+
+def outputs(
+    job_id: str,
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="Outputs per page.")] = OUTPUTS_PAGE,
+    page: Annotated[int, typer.Option(min=1, help="Which page: 2 shows the next --limit outputs.")] = 1,
+    show_all: Annotated[bool, typer.Option("--all", help="Every output, page after page.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """List a job's output files with index, size and SHA-256, a page at a time (a cohort job
+    has tens of thousands). A name the dataset's policy withholds shows as "(withheld)": ask
+    for release of that file as #INDEX or sha256:HEX."""
     client = ApiClient()
     job_id = resolve_job_id(client, job_id)
-    rows = client.get(f"/api/v1/jobs/{job_id}/outputs")
+    offset = 0 if show_all else (page - 1) * limit
+    rows: list[dict[str, object]] = []
+    total = 0
+    while True:
+        got, headers = client.get_page(
+            f"/api/v1/jobs/{job_id}/outputs", params={"limit": 1000 if show_all else limit, "offset": offset}
+        )
+        rows.extend(got)
+        total = int(headers.get("X-Total-Count", len(rows)))
+        following = headers.get("X-Next-Offset")
+        if not show_all or following is None:
+            break
+        offset = int(following)
     if as_json:
         print_json(rows)
         return
     if not rows:
-        console.print(f"job {job_id} has no outputs")
+        console.print(f"job {job_id} has no outputs" if total == 0 else f"job {job_id} has {total} outputs")
         return
     table(
         f"outputs of {job_id}",
@@ -221,12 +243,16 @@ def outputs(job_id: str, as_json: JsonFlag = False) -> None:
             (
                 f"#{o['index']}",
                 o["path"] if o.get("path") is not None else "(withheld)",
-                human_size(o["size"]),
+                human_size(int(str(o["size"]))),
                 o["sha256"],
             )
             for o in rows
         ],
     )
+    if len(rows) < total:
+        first, last = rows[0]["index"], rows[-1]["index"]
+        more = f"; --page {page + 1} for the next {limit}" if int(str(last)) + 1 < total else ""
+        err_console.print(f"outputs #{first}-#{last} of {total}{more} (--all for every one)")
 
 
 def cancel(job_id: str) -> None:

@@ -25,7 +25,7 @@ from sqlalchemy import CursorResult, Engine, select, update
 from sqlalchemy.orm import Session
 
 from tre import audit
-from tre.audit import record_event
+from tre.audit import AuditEvent, record_event, record_events
 from tre.audit.events import record_job_ended, record_job_started
 from tre.audit.witnessing import witness_newest
 from tre.code.archive import CodeLimits
@@ -355,22 +355,30 @@ class Worker:
                 result.state,
                 result.exit_code,
                 f"{result.reason}; {scan.skipped} output file(s) were not recorded and cannot be released "
-                "(names with control characters, not UTF-8 or too long, nested too deep, or too many files)",
+                "(names with control characters, not UTF-8, not in NFC form, with leading or trailing "
+                "spaces or too long, nested too deep, or too many files)",
             )
         outputs = record_scanned(session, job.id, scan)
         job.state = result.state
         job.exit_code = result.exit_code
         job.reason = result.reason
         job.finished_at = utcnow()
-        for out in outputs:
-            record_event(
-                session,
-                actor="system",
-                action="job.output_recorded",
-                project_id=job.project_id,
-                job_id=job.id,
-                details={"path": out.path, "size": out.size, "sha256": out.sha256},
-            )
+        # One batch: a cohort job records tens of thousands of files, and one append per file
+        # (its own lock, INSERT and signed checkpoint) cost ~3 ms each, minutes per job.
+        record_events(
+            session,
+            (
+                AuditEvent(
+                    "system",
+                    "job.output_recorded",
+                    job.project_id,
+                    None,
+                    job.id,
+                    {"path": out.path, "size": out.size, "sha256": out.sha256},
+                )
+                for out in outputs
+            ),
+        )
         record_job_ended(
             session,
             job,

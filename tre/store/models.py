@@ -229,7 +229,12 @@ class JobLineageDataset(Base):
 
 class JobOutput(Base):
     __tablename__ = "job_outputs"
-    __table_args__ = (UniqueConstraint("job_id", "path"),)
+    # Outputs are listed, paged and named by index in hash order: a range scan of this index
+    # for a cohort job's tens of thousands of outputs (tre.api.routers.jobs, egress_review.outputnames).
+    __table_args__ = (
+        UniqueConstraint("job_id", "path"),
+        Index("ix_job_outputs_job_sha256", "job_id", "sha256", "id"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)

@@ -139,28 +139,63 @@ def get_logs(
     )
 
 
-@router.get("/{job_id}/outputs", response_model=list[JobOutputOut])
+OUTPUT_PAGE = 1000
+_OUTPUT_LIST = TypeAdapter(list[JobOutputOut])
+
+
+@router.get(
+    "/{job_id}/outputs",
+    response_model=list[JobOutputOut],
+    responses={
+        200: {
+            "description": "A page of the job's outputs in index order.",
+            "headers": {
+                "X-Total-Count": {
+                    "schema": {"type": "integer", "minimum": 0},
+                    "description": "How many outputs the job has recorded.",
+                },
+                "X-Next-Offset": {
+                    "schema": {"type": "integer", "minimum": 0},
+                    "description": "Present while outputs remain: the ``offset`` of the next page.",
+                },
+            },
+        }
+    },
+)
 def list_outputs(
     job_id: str,
+    limit: int = Query(OUTPUT_PAGE, ge=1, le=OUTPUT_PAGE, description="Outputs per page (default 1000)."),
+    offset: int = Query(0, ge=0, le=1_000_000, description="The index to start from, to page."),
     p: Principal = Depends(readers),
     session: Session = Depends(get_session),
     settings: Settings = Depends(get_settings_dep),
-) -> list[JobOutputOut]:
-    """The job's outputs in index order. Researchers see a name only when it passes the
-    screening of the datasets' policy (never under ``status_only``); staff see every name."""
+) -> Response:
+    """The job's outputs in index order, ``limit`` at a time from index ``offset``
+    (``X-Total-Count``; ``X-Next-Offset`` while more remain). Researchers see a name only when
+    it passes the screening of the datasets' policy (never under ``status_only``); staff see
+    every name.
+
+    A cohort job records tens of thousands of outputs: one answer is bounded (about 150 KB),
+    read by one indexed query, and the names are screened once per job (`outputnames`)."""
     job = service.get_visible_job(session, p, job_id)
     record_read(session, actor=p.user_id, action="job.outputs_read", project_id=job.project_id, job_id=job.id)
     view = outputnames.name_view(session, settings, p, job)
-    return [
+    total, _ = outputnames.output_stamp(session, job.id)
+    rows = outputnames.output_page(session, job.id, offset, limit)
+    page = [
         JobOutputOut(
-            index=i,
+            index=offset + i,
             path=o.path if view.shows(o.path) else None,
             name_withheld=not view.shows(o.path),
             size=o.size,
             sha256=o.sha256,
         )
-        for i, o in enumerate(outputnames.indexed(job.outputs))
+        for i, o in enumerate(rows)
     ]
+    headers = {"X-Total-Count": str(total)}
+    if offset + len(rows) < total:
+        headers["X-Next-Offset"] = str(offset + len(rows))
+    return Response(content=_OUTPUT_LIST.dump_json(page), media_type="application/json", headers=headers)
 
 
 @router.post("/{job_id}/cancel", response_model=JobViewOut)

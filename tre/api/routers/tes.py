@@ -39,13 +39,16 @@ router = APIRouter(prefix=PREFIX, tags=["GA4GH TES"])
 submitters = require_roles("researcher", "admin")
 readers = any_role()
 MAX_FULL_PAGE = 64
+# A job records at most 100,000 outputs (tre.executors.fstree.MAX_ENTRIES): read in index
+# order by SQL, without loading the job's relationship and sorting it in Python.
+MAX_LISTED_OUTPUTS = 100_000
 
 
 def shown_outputs(session: Session, settings: Settings, principal: Principal, job: Job) -> list[ShownOutput]:
     view = outputnames.name_view(session, settings, principal, job)
     return [
         ShownOutput(index=i, path=o.path, name_shown=view.shows(o.path), size=o.size)
-        for i, o in enumerate(outputnames.indexed(job.outputs))
+        for i, o in enumerate(outputnames.output_page(session, job.id, 0, MAX_LISTED_OUTPUTS))
     ]
 
 

@@ -212,7 +212,12 @@ def advance(session: Session, settings: Settings, airlock: Airlock, child_id: st
             )
         except (Unprocessable, NotFound) as exc:
             log.info("child %s: nothing to release: %s", row.child_id, exc)
-            _end(session, row, ChildState.refused, Reason.outputs_not_found)
+            # More files or bytes than the policy lets one request hold: the airlock's limits
+            # refuse it before staging, as they would have blocked it after.
+            over = getattr(exc, "slug", "") == "request-over-limits"
+            _end(
+                session, row, ChildState.refused, Reason.egress_blocked if over else Reason.outputs_not_found
+            )
             return False
         except (Conflict, TreError) as exc:
             log.info("child %s: release refused: %s", row.child_id, exc)
