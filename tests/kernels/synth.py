@@ -24,6 +24,41 @@ def rotation(axis: Sequence[float], degrees: float) -> np.ndarray:
     return np.eye(3) + np.sin(t) * k + (1 - np.cos(t)) * (k @ k)
 
 
+def _geometry(
+    nz: int,
+    spacing_zyx: tuple[float, float, float],
+    rot: np.ndarray | None,
+    positions_mm: Sequence[float] | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[float]]:
+    """Row and column directions, the slice normal, and each slice's distance along it."""
+    r = np.eye(3) if rot is None else rot
+    row, col = r[:, 0], r[:, 1]
+    pos_along = [k * spacing_zyx[0] for k in range(nz)] if positions_mm is None else list(positions_mm)
+    return row, col, np.cross(row, col), pos_along
+
+
+def _image_dataset(sop_class: str, modality: str, shape_yx: tuple[int, int]) -> Dataset:
+    """A data set with its file meta, SOP identity and a signed 16-bit monochrome pixel module."""
+    meta = FileMetaDataset()
+    sop = generate_uid()
+    meta.MediaStorageSOPClassUID = sop_class
+    meta.MediaStorageSOPInstanceUID = sop
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = sop_class
+    ds.SOPInstanceUID = sop
+    ds.Modality = modality
+    ds.Rows, ds.Columns = int(shape_yx[0]), int(shape_yx[1])
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated = 16
+    ds.BitsStored = 16
+    ds.HighBit = 15
+    ds.PixelRepresentation = 1
+    return ds
+
+
 def write_series(
     folder: Path,
     raw: np.ndarray,
@@ -44,29 +79,16 @@ def write_series(
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(7)
     nz = raw.shape[0]
-    r = np.eye(3) if rot is None else rot
-    row, col = r[:, 0], r[:, 1]
-    normal = np.cross(row, col)
+    row, col, normal, pos_along = _geometry(nz, spacing_zyx, rot, positions_mm)
     dz, dy, dx = spacing_zyx
-    pos_along = [k * dz for k in range(nz)] if positions_mm is None else list(positions_mm)
     numbers = list(instance_order) if instance_order is not None else list(rng.permutation(nz) + 1)
     uid = series_uid or generate_uid()
     study = generate_uid()
     frame = generate_uid()
+    sop_class = PositronEmissionTomographyImageStorage if modality == "PT" else CTImageStorage
     paths = []
     for k in range(nz):
-        meta = FileMetaDataset()
-        sop = generate_uid()
-        meta.MediaStorageSOPClassUID = (
-            PositronEmissionTomographyImageStorage if modality == "PT" else CTImageStorage
-        )
-        meta.MediaStorageSOPInstanceUID = sop
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds = Dataset()
-        ds.file_meta = meta
-        ds.SOPClassUID = meta.MediaStorageSOPClassUID
-        ds.SOPInstanceUID = sop
-        ds.Modality = modality
+        ds = _image_dataset(sop_class, modality, (raw.shape[1], raw.shape[2]))
         ds.StudyInstanceUID = study
         ds.SeriesInstanceUID = uid
         ds.FrameOfReferenceUID = frame
@@ -77,13 +99,6 @@ def write_series(
         ds.ImagePositionPatient = [f"{v:.6f}" for v in p]
         ds.PixelSpacing = [f"{dy:g}", f"{dx:g}"]
         ds.SliceThickness = f"{dz:g}"
-        ds.Rows, ds.Columns = int(raw.shape[1]), int(raw.shape[2])
-        ds.SamplesPerPixel = 1
-        ds.PhotometricInterpretation = "MONOCHROME2"
-        ds.BitsAllocated = 16
-        ds.BitsStored = 16
-        ds.HighBit = 15
-        ds.PixelRepresentation = 1
         ds.RescaleSlope = f"{(1.0 if slopes is None else slopes[k]):g}"
         ds.RescaleIntercept = f"{(-1024.0 if intercepts is None else intercepts[k]):g}"
         for key, value in (extra or {}).items():
@@ -184,35 +199,16 @@ def write_enhanced(
     from pydicom.uid import UID
 
     nz = raw.shape[0]
-    r = np.eye(3) if rot is None else rot
-    row, col = r[:, 0], r[:, 1]
-    normal = np.cross(row, col)
+    row, col, normal, pos_along = _geometry(nz, spacing_zyx, rot, positions_mm)
     dz, dy, dx = spacing_zyx
-    pos_along = [k * dz for k in range(nz)] if positions_mm is None else list(positions_mm)
     order = list(range(nz)) if frame_order is None else list(frame_order)
     sop_class = uids.EnhancedPETImageStorage if modality == "PT" else uids.EnhancedCTImageStorage
-    meta = FileMetaDataset()
-    sop = generate_uid()
-    meta.MediaStorageSOPClassUID = sop_class
-    meta.MediaStorageSOPInstanceUID = sop
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = sop_class
-    ds.SOPInstanceUID = sop
-    ds.Modality = modality
+    ds = _image_dataset(sop_class, modality, (raw.shape[1], raw.shape[2]))
     ds.StudyInstanceUID = generate_uid()
     ds.SeriesInstanceUID = series_uid or generate_uid()
     ds.FrameOfReferenceUID = generate_uid()
     ds.InstanceNumber = 1
     ds.NumberOfFrames = len(order)
-    ds.Rows, ds.Columns = int(raw.shape[1]), int(raw.shape[2])
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.BitsAllocated = 16
-    ds.BitsStored = 16
-    ds.HighBit = 15
-    ds.PixelRepresentation = 1
 
     def item(**values: object) -> Dataset:
         d = Dataset()
