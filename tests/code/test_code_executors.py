@@ -4,7 +4,6 @@ recorded-API fake), and the fetcher that init container runs."""
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import os
 import stat
@@ -15,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.code.hostile import file, folder, link, targz
-from tests.k8s.celharness import JOB_CONTROLLER, admit, params
+from tests.k8s.celharness import JOB_CONTROLLER, admit, denials_after, params
 from tests.k8s.conftest import kubernetes_validate, write_docs
 from tests.k8s.fakekube import FakeApiServer, Scenario
 from tests.k8s.test_admission_policy import controller_pod
@@ -98,9 +97,7 @@ def test_kubernetes_job_gets_code_from_an_init_container(tmp_path: Path) -> None
 
     # ... and refuses the code store anywhere else, or whole, or writable.
     def denied(mutate) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
-        bad = copy.deepcopy(job)
-        mutate(bad["spec"]["template"]["spec"])
-        return admit(bad).denials
+        return denials_after(job, mutate)
 
     assert denied(
         lambda p: p["containers"][0]["volumeMounts"].append(

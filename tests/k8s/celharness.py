@@ -11,6 +11,8 @@ runs first (tests add the default tolerations the DefaultTolerationSeconds plugi
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -155,3 +157,10 @@ def admit(
         matched.append(name)
         denials += [(name, m) for m in admission_failures(pol, obj, request, old)]
     return Verdict(denials, matched)
+
+
+def denials_after(job: dict[str, Any], mutate: Callable[[dict[str, Any]], object]) -> list[tuple[str, str]]:
+    """The admission denials of a copy of ``job`` whose pod spec ``mutate`` weakened."""
+    bad = copy.deepcopy(job)
+    mutate(bad["spec"]["template"]["spec"])
+    return admit(bad).denials

@@ -4,12 +4,11 @@ and refuses every weakened variant, and the executor sends them."""
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
 import pytest
 
-from tests.k8s.celharness import JOB_CONTROLLER, admit, params
+from tests.k8s.celharness import JOB_CONTROLLER, admit, denials_after, params
 from tests.k8s.conftest import kubernetes_validate, write_docs
 from tests.k8s.fakekube import FakeApiServer, Scenario
 from tests.k8s.test_admission_policy import controller_pod
@@ -47,9 +46,7 @@ def test_inputs_are_read_only_subpaths_of_the_inputs_claim(tmp_path: Path) -> No
     assert admit(controller_pod(job), username=JOB_CONTROLLER).allowed
 
     def denied(mutate) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
-        bad = copy.deepcopy(job)
-        mutate(bad["spec"]["template"]["spec"])
-        return admit(bad).denials
+        return denials_after(job, mutate)
 
     def first_input(p):  # type: ignore[no-untyped-def]
         return next(vm for vm in p["containers"][0]["volumeMounts"] if vm["name"] == "job-inputs")

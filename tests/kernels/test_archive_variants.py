@@ -11,8 +11,6 @@ and keep the log to progress lines.
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import nibabel as nib
@@ -21,7 +19,7 @@ import pydicom
 import pytest
 from pydicom.data import get_testdata_file
 
-from tests.kernels.test_cohort import DONE, argv, make_cohort, manifest
+from tests.kernels.test_cohort import DONE, argv, job_process, make_cohort, manifest
 from tre.kernels.dicom import load_series
 from tre.kernels.job import run
 from tre.kernels.progress import SeriesResult, parse
@@ -69,13 +67,7 @@ def test_malformed_header_value_fails_its_series_only(
 
 def test_pydicom_warnings_stay_out_of_the_job_log(tmp_path: Path) -> None:
     one_file_series(tmp_path / "in", "MR_small_padded.dcm")  # pydicom warns about excess padding
-    proc = subprocess.run(
-        [sys.executable, "-m", "tre.kernels.job", *argv(tmp_path / "in", tmp_path / "out")],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = job_process(tmp_path / "in", tmp_path / "out")
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == ""
     assert DONE.match(proc.stdout.splitlines()[-1])

@@ -63,6 +63,13 @@ def argv(root: Path, out: Path, *extra: str) -> list[str]:
     ]
 
 
+def job_process(root: Path, out: Path) -> subprocess.CompletedProcess[str]:
+    """`python -m tre.kernels.job` as the sandbox runs it, in a process of its own (its real
+    stdout and stderr: what reaches the job log)."""
+    cmd = [sys.executable, "-m", "tre.kernels.job", *argv(root, out)]
+    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+
+
 def manifest(out: Path) -> dict:
     return json.loads((out / "manifest.json").read_text())
 

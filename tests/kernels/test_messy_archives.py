@@ -25,7 +25,7 @@ from pydicom.encaps import generate_frames
 from pydicom.uid import JPEG2000Lossless, JPEGLSLossless, RLELossless
 
 from tests.kernels.synth import chest_phantom, compress_files, write_series
-from tests.kernels.test_cohort import DONE, argv, make_cohort, manifest
+from tests.kernels.test_cohort import DONE, argv, job_process, make_cohort, manifest
 from tre.kernels import cohort as cohort_module
 from tre.kernels.codestream import check_frame_size, declared_size
 from tre.kernels.dicom import discover_headers, load_series
@@ -484,13 +484,7 @@ def test_a_decoders_own_complaints_stay_out_of_the_real_jobs_log(tmp_path: Path)
     after_siz = at + int.from_bytes(data[at : at + 2], "big")
     data[after_siz : after_siz + 2] = b"\x00\x00"
     paths[1].write_bytes(bytes(data))
-    proc = subprocess.run(
-        [sys.executable, "-m", "tre.kernels.job", *argv(tmp_path / "in", tmp_path / "out")],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = job_process(tmp_path / "in", tmp_path / "out")
     assert proc.returncode == 0 and proc.stderr == "", proc.stderr
     lines = proc.stdout.splitlines()
     assert all(parse(line) is not None for line in lines[:-1]) and DONE.match(lines[-1])

@@ -68,7 +68,7 @@ from tre.kernels.nifti import output_affine, sidecar
 from tre.kernels.params import PreprocessParams, PreprocessResult
 from tre.kernels.pipeline import Device, preprocess_array
 from tre.kernels.priority_pool import PriorityThreadPool
-from tre.kernels.progress import Outcome, ProgressReporter
+from tre.kernels.progress import Outcome, ProgressReporter, reason_counts
 from tre.kernels.suv import to_suvbw
 from tre.kernels.timeline import DISABLED, Timeline
 from tre.kernels.warm import start_warm
@@ -153,8 +153,8 @@ class CohortSummary:
     by_reason: dict[str, int] = field(default_factory=dict)
 
     def failures(self) -> str:
-        """``code n, code n`` for the job's last line (codes only: reasons quote the data)."""
-        return ", ".join(f"{code} {n}" for code, n in sorted(self.by_reason.items()))
+        """The failures per reason code for the job's last line."""
+        return reason_counts(self.by_reason)
 
 
 class CohortFailed(KernelInputError):

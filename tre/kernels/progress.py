@@ -143,6 +143,12 @@ MAX_PROGRESS_LINES = 100  # progress lines per cohort, besides the first and the
 MAX_SERIES_LINES = 100  # per-series lines: every series of a small cohort, else failures only
 
 
+def reason_counts(by_reason: dict[str, int]) -> str:
+    """``code n, code n`` in code order: how the log names failures in bulk (codes only,
+    never the reasons, which quote the data)."""
+    return ", ".join(f"{code} {n}" for code, n in sorted(by_reason.items()))
+
+
 @dataclass
 class ProgressReporter:
     """Which progress lines a cohort job prints, so that the log's volume is bounded
@@ -194,5 +200,4 @@ class ProgressReporter:
         """Failures per reason code when some were not printed one by one (else None)."""
         if not self.unreported_failures:
             return None
-        counts = ", ".join(f"{code} {n}" for code, n in sorted(self.by_reason.items()))
-        return f"failed series by reason: {counts}"
+        return f"failed series by reason: {reason_counts(self.by_reason)}"
