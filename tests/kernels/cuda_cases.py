@@ -96,4 +96,4 @@ def test_job_on_cuda(tmp_path: Path) -> None:
         "1.5",
     ]
     assert run([*argv, "--window", "-1000", "400", "--device", "cuda"]) == 0
-    assert len(list((tmp_path / "out").glob("*.nii.gz"))) == 1
+    assert len(list((tmp_path / "out" / "series").glob("*.nii.gz"))) == 1

@@ -46,8 +46,8 @@ def test_big_endian_series_gives_the_little_endian_output(tmp_path: Path, name: 
     one_file_series(tmp_path / "be", name)
     for side in ("le", "be"):
         assert run(argv(tmp_path / side, tmp_path / f"out-{side}", "--format", "nii")) == 0
-    (le,) = (tmp_path / "out-le").glob("*.nii")
-    (be,) = (tmp_path / "out-be").glob("*.nii")
+    (le,) = (tmp_path / "out-le" / "series").glob("*.nii")
+    (be,) = (tmp_path / "out-be" / "series").glob("*.nii")
     np.testing.assert_array_equal(np.asarray(nib.load(be).dataobj), np.asarray(nib.load(le).dataobj))
 
 

@@ -22,6 +22,7 @@ from pydicom.uid import JPEG2000Lossless, JPEGLSLossless, RLELossless
 from tests.kernels.synth import chest_phantom, compress_files, write_series
 from tre.kernels.job import run
 from tre.kernels.progress import ProgressTracker, parse
+from tre.kernels.writers import SUFFIX
 
 REPO = Path(__file__).resolve().parents[2]
 DONE = re.compile(r"^done \d+ series: ok \d+ resumed \d+ failed \d+ \(details in manifest\.json\)$")
@@ -74,6 +75,13 @@ def manifest(out: Path) -> dict:
     return json.loads((out / "manifest.json").read_text())
 
 
+def series_file(out: Path, uid: str, suffix: str = ".nii.gz") -> Path:
+    """The output of series ``uid`` as a later job finds it: through the manifest, which
+    alone maps a series to its pseudonym (the files are named ``series/series-NNNNN.*``)."""
+    name = manifest(out)["series"][uid]["name"]
+    return out / "series" / f"{name}{suffix}"
+
+
 def test_bad_series_never_fails_the_cohort_and_log_has_no_identifiers(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -94,14 +102,24 @@ def test_bad_series_never_fails_the_cohort_and_log_has_no_identifiers(
     bad = m["series"]["1.2.826.0.1.99"]
     assert bad["status"] == "failed" and "two slices at the same position" in bad["reason"]
     assert [m["series"][u]["index"] for u in sorted(m["series"])] == [1, 2, 3, 4]
-    for uid in ("1.2.826.0.1.0", "1.2.826.0.1.1", "1.2.826.0.1.2"):
+    # Named by pseudonym in sorted-UID order (the log's numbers); the map is the manifest's.
+    assert m["names"] == {f"series-0000{i + 1}": uid for i, uid in enumerate(sorted(m["series"]))}
+    assert bad["name"] == "series-00004" and "outputs" not in bad
+    for i, uid in enumerate(("1.2.826.0.1.0", "1.2.826.0.1.1", "1.2.826.0.1.2"), start=1):
         entry = m["series"][uid]
+        assert entry["name"] == f"series-0000{i}"
         names = sorted(o["path"] for o in entry["outputs"])
-        assert names == [f"{uid}.json", f"{uid}.nii.gz"]
+        assert names == [f"series/series-0000{i}.json", f"series/series-0000{i}.nii.gz"]
         for o in entry["outputs"]:
             data = (out / o["path"]).read_bytes()
             assert hashlib.sha256(data).hexdigest() == o["sha256"] and len(data) == o["bytes"]
-    assert not list(out.glob(".*partial"))
+            assert b"1.2.826" not in data  # no UID in a sidecar (nor in a volume's header)
+    top = sorted(p.name for p in out.iterdir())
+    assert top == ["manifest.json", "series"]  # per-series files below, the manifest on top
+    assert sorted(p.name for p in (out / "series").iterdir()) == [
+        f"series-0000{i}{suffix}" for i in (1, 2, 3) for suffix in (".json", ".nii.gz")
+    ]
+    assert not list(out.rglob(".*partial"))
 
 
 def test_resume_skips_by_hash_and_redoes_what_changed(
@@ -111,18 +129,18 @@ def test_resume_skips_by_hash_and_redoes_what_changed(
     out = tmp_path / "out"
     assert run(argv(tmp_path / "in", out)) == 0
     first = manifest(out)
-    mtimes = {p.name: p.stat().st_mtime_ns for p in out.glob("*.nii.gz")}
+    mtimes = {p.name: p.stat().st_mtime_ns for p in out.glob("series/*.nii.gz")}
     capsys.readouterr()
 
     assert run(argv(tmp_path / "in", out)) == 0
     assert capsys.readouterr().out.splitlines()[-1] == (
         "done 3 series: ok 0 resumed 3 failed 0 (details in manifest.json)"
     )
-    assert {p.name: p.stat().st_mtime_ns for p in out.glob("*.nii.gz")} == mtimes
+    assert {p.name: p.stat().st_mtime_ns for p in out.glob("series/*.nii.gz")} == mtimes
     assert manifest(out)["series"] == first["series"]
 
     # A damaged output is detected by its hash and rewritten; the others are kept.
-    victim = out / "1.2.826.0.1.1.nii.gz"
+    victim = series_file(out, "1.2.826.0.1.1")
     data = bytearray(victim.read_bytes())
     data[-10] ^= 0xFF
     victim.write_bytes(bytes(data))
@@ -132,9 +150,11 @@ def test_resume_skips_by_hash_and_redoes_what_changed(
     nii = next(o for o in entry["outputs"] if o["path"].endswith(".nii.gz"))
     assert hashlib.sha256(victim.read_bytes()).hexdigest() == nii["sha256"]
 
-    # Another recipe: nothing is reused.
+    # Another recipe: nothing is reused, but every series keeps its name.
     assert run([*argv(tmp_path / "in", out)[:-2], "-500", "500"]) == 0
     assert "ok 3 resumed 0 failed 0" in capsys.readouterr().out.splitlines()[-1]
+    assert manifest(out)["names"] == first["names"]
+    assert len(list(out.glob("series/*"))) == 6
 
 
 def test_killed_job_resumes_without_partial_outputs(tmp_path: Path) -> None:
@@ -152,9 +172,10 @@ def test_killed_job_resumes_without_partial_outputs(tmp_path: Path) -> None:
         assert time.monotonic() < deadline
     proc.wait(timeout=60)
     m = manifest(out)
-    finished = {uid for uid, e in m["series"].items() if e["status"] == "ok"}
+    finished = {e["name"] for e in m["series"].values() if e["status"] == "ok"}
     assert 1 <= len(finished) < 6
-    written = {p.name.removesuffix(".nii.gz") for p in out.glob("*.nii.gz")}
+    assert len(m["names"]) == 6  # every series was named before the first was written
+    written = {p.name.removesuffix(".nii.gz") for p in out.glob("series/*.nii.gz")}
     assert finished <= written  # a finished series has its files; nothing else is trusted
 
     done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
@@ -163,7 +184,8 @@ def test_killed_job_resumes_without_partial_outputs(tmp_path: Path) -> None:
     resumed = int(re.search(r"resumed (\d+)", last).group(1))  # type: ignore[union-attr]
     assert resumed >= len(finished) and "failed 0" in last
     assert manifest(out)["counts"] == {"ok": 6}
-    assert not list(out.glob(".*partial"))
+    assert manifest(out)["names"] == m["names"]  # a series written before the kill kept its name
+    assert not list(out.rglob(".*partial"))
 
 
 @pytest.mark.parametrize("fmt", ["nii", "zarr"])
@@ -173,23 +195,25 @@ def test_other_formats_hold_the_same_values(tmp_path: Path, fmt: str) -> None:
     make_cohort(tmp_path / "in", n_good=1, bad=False)
     assert run(argv(tmp_path / "in", tmp_path / "gz")) == 0
     assert run([*argv(tmp_path / "in", tmp_path / "o"), "--format", fmt]) == 0
-    ref_img = nib.load(tmp_path / "gz" / "1.2.826.0.1.0.nii.gz")
+    uid = "1.2.826.0.1.0"
+    ref_img = nib.load(series_file(tmp_path / "gz", uid))
     ref = np.asarray(ref_img.dataobj)
     if fmt == "nii":
-        img = nib.load(tmp_path / "o" / "1.2.826.0.1.0.nii")
+        img = nib.load(series_file(tmp_path / "o", uid, ".nii"))
         assert np.array_equal(np.asarray(img.dataobj), ref)
         assert np.array_equal(img.affine, ref_img.affine)
     else:
         import zarr
 
-        store = zarr.storage.ZipStore(str(tmp_path / "o" / "1.2.826.0.1.0.zarr.zip"), mode="r")
+        store = zarr.storage.ZipStore(str(series_file(tmp_path / "o", uid, ".zarr.zip")), mode="r")
         arr = zarr.open_array(store, mode="r")
         assert arr.dtype == np.float32 and arr.attrs["axes"] == ["z", "y", "x"]
         assert np.array_equal(arr[...], ref.transpose(2, 1, 0))
         assert np.allclose(np.asarray(arr.attrs["affine_ras_xyz"]), ref_img.affine)
         store.close()
-    side = json.loads((tmp_path / "o" / "1.2.826.0.1.0.json").read_text())
+    side = json.loads(series_file(tmp_path / "o", uid, ".json").read_text())
     assert side["output"]["format"] == fmt
+    assert side["series"] == "series-00001" and side["output"]["file"] == f"series-00001{SUFFIX[fmt]}"
 
 
 def test_compressed_cohort_matches_uncompressed(tmp_path: Path) -> None:
@@ -215,7 +239,7 @@ def test_compressed_cohort_matches_uncompressed(tmp_path: Path) -> None:
     m = manifest(out)
     assert m["counts"] == {"ok": 4, "failed": 1}
     assert "cannot be decoded" in m["series"]["1.2.3.666"]["reason"]
-    volumes = [np.asarray(nib.load(p).dataobj) for p in sorted(out.glob("*.nii.gz"))]
+    volumes = [np.asarray(nib.load(p).dataobj) for p in sorted(out.glob("series/*.nii.gz"))]
     assert len(volumes) == 4
     for v in volumes[1:]:
         assert np.array_equal(v, volumes[0])
@@ -240,10 +264,10 @@ def test_cuda_cohort_under_simulator_matches_cpu(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines()[-1].startswith("done 3 series: ok 2 resumed 0 failed 1")
     for uid in ("1.2.826.0.1.0", "1.2.826.0.1.1"):
-        a = np.asarray(nib.load(tmp_path / "cpu" / f"{uid}.nii.gz").dataobj)
-        b = np.asarray(nib.load(tmp_path / "gpu" / f"{uid}.nii.gz").dataobj)
+        a = np.asarray(nib.load(series_file(tmp_path / "cpu", uid)).dataobj)
+        b = np.asarray(nib.load(series_file(tmp_path / "gpu", uid)).dataobj)
         assert a.shape == b.shape and np.max(np.abs(a - b)) < 1e-4
-        side = json.loads((tmp_path / "gpu" / f"{uid}.json").read_text())
+        side = json.loads(series_file(tmp_path / "gpu", uid, ".json").read_text())
         assert side["device"] == "cuda"
 
 
@@ -262,3 +286,73 @@ def test_missing_zarr_is_refused_up_front(tmp_path: Path, capsys: pytest.Capture
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and err.startswith("error: output format zarr needs the zarr package")
     assert not (tmp_path / "o" / "manifest.json").exists()
+
+
+def _hashes(out: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in out.glob("series/*")}
+
+
+def test_a_changed_input_set_keeps_names_and_overwrites_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Between runs a series is added (sorting first) and another removed: every series
+    keeps its name, a new one takes a number never used in the folder, and no finished
+    output of another series is touched."""
+    root, out = tmp_path / "in", tmp_path / "out"
+    make_cohort(root, n_good=3, bad=False)
+    assert run(argv(root, out)) == 0
+    first = manifest(out)
+    before = _hashes(out)
+    assert first["names"] == {
+        "series-00001": "1.2.826.0.1.0",
+        "series-00002": "1.2.826.0.1.1",
+        "series-00003": "1.2.826.0.1.2",
+    }
+
+    # Added: a series whose UID sorts before all the others (it is the log's series 1 now).
+    write_series(
+        root / "new",
+        chest_phantom((3, 24, 20), seed=7),
+        spacing_zyx=(2.0, 0.9, 0.9),
+        series_uid="1.2.826.0.0.5",
+    )
+    capsys.readouterr()
+    assert run(argv(root, out)) == 0
+    assert capsys.readouterr().out.splitlines()[-1].startswith("done 4 series: ok 1 resumed 3 failed 0")
+    second = manifest(out)
+    assert second["names"] == {**first["names"], "series-00004": "1.2.826.0.0.5"}
+    assert second["series"]["1.2.826.0.0.5"]["index"] == 1  # the log's number; the name is stable
+    after = _hashes(out)
+    assert {k: after[k] for k in before} == before  # nothing of the others rewritten
+
+    # Removed: series 2's input goes, and a new series comes; the new one does not take
+    # series-00002, whose files (still described by the manifest) stay as they were.
+    for path in (root / "s1").iterdir():
+        path.unlink()
+    write_series(
+        root / "newer",
+        chest_phantom((3, 24, 20), seed=8),
+        spacing_zyx=(2.0, 0.9, 0.9),
+        series_uid="1.2.826.0.1.15",
+    )
+    assert run(argv(root, out)) == 0
+    third = manifest(out)
+    assert third["names"]["series-00005"] == "1.2.826.0.1.15"
+    assert len(set(third["names"].values())) == len(third["names"]) == 5
+    assert third["series"]["1.2.826.0.1.1"]["name"] == "series-00002"
+    final = _hashes(out)
+    assert {k: final[k] for k in before} == before
+    assert set(final) == {f"series-0000{i}{s}" for i in range(1, 6) for s in (".json", ".nii.gz")}
+
+    # The manifest lost (or an older version's): numbers on disk are never reused either.
+    (out / "manifest.json").unlink()
+    write_series(
+        root / "newest",
+        chest_phantom((3, 24, 20), seed=9),
+        spacing_zyx=(2.0, 0.9, 0.9),
+        series_uid="1.2.826.0.1.16",
+    )
+    assert run(argv(root, out)) == 0
+    fourth = manifest(out)
+    assert sorted(fourth["names"]) == [f"series-{i:05d}" for i in range(6, 11)]  # 5 series, all new
+    assert {k: v for k, v in _hashes(out).items() if k in before} == before

@@ -29,13 +29,14 @@ def test_writes_nifti_and_sidecar_matching_reference(tmp_path: Path) -> None:
     argv = ["--input", str(tmp_path / "in"), "--output", str(out), "--spacing", "1", "1.2", "2"]
     assert run([*argv, "--window", "-1000", "400"]) == 0
     (series,) = load_all(tmp_path / "in")
-    stem = series.series_uid
-    meta = json.loads((out / f"{stem}.json").read_text())
-    img = nib.load(out / f"{stem}.nii.gz")
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["names"] == {"series-00001": series.series_uid}  # the UID is the manifest's only
+    meta = json.loads((out / "series" / "series-00001.json").read_text())
+    img = nib.load(out / "series" / "series-00001.nii.gz")
     data = np.asarray(img.dataobj)
     assert data.dtype == np.float32
     assert list(data.shape) == meta["shape_xyz"]
-    assert meta["source_series_instance_uid"] == series.series_uid
+    assert meta["series"] == "series-00001" and series.series_uid not in json.dumps(meta)
     assert meta["spacing_zyx_mm"] == [2.0, 1.2, 1.0]
     assert meta["window"] == [-1000.0, 400.0]
     assert meta["software"]["numba"] and meta["timing_s"]["preprocess"] > 0
@@ -66,7 +67,7 @@ def test_pet_series_is_converted_to_suv(tmp_path: Path) -> None:
     )
     argv = ["--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"), "--spacing", "2", "2", "2"]
     assert run([*argv, "--foreground-threshold", "0.5"]) == 0
-    (meta_path,) = (p for p in (tmp_path / "out").glob("*.json") if p.name != "manifest.json")
+    (meta_path,) = (tmp_path / "out" / "series").glob("*.json")
     meta = json.loads(meta_path.read_text())
     assert meta["units_before_normalisation"] == "SUVbw (g/mL)"
     assert meta["suvbw_factor"] == pytest.approx(75_000.0 / (370e6 * 2.0 ** (-3600.0 / 6586.2)))
@@ -105,7 +106,7 @@ def test_bad_series_exit_2_or_skip(tmp_path: Path, capsys: pytest.CaptureFixture
     failed = [e for e in manifest["series"].values() if e["status"] == "failed"]
     assert len(failed) == 1 and "missing" in failed[0]["reason"]
     assert manifest["counts"] == {"ok": 1, "failed": 1}
-    assert len(list((tmp_path / "out").glob("*.nii.gz"))) == 1
+    assert len(list((tmp_path / "out" / "series").glob("*.nii.gz"))) == 1
 
 
 def test_empty_input_and_bad_arguments(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -147,4 +148,4 @@ def test_module_entry_point_runs(tmp_path: Path) -> None:
         "tre-progress: 1/1 series done, 0 failed",
         "done 1 series: ok 1 resumed 0 failed 0 (details in manifest.json)",
     ]
-    assert len(list((tmp_path / "o").glob("*.json"))) == 2  # sidecar + manifest
+    assert len(list((tmp_path / "o").rglob("*.json"))) == 2  # sidecar + manifest

@@ -38,7 +38,7 @@ from tests.kernels.synth import (
     write_enhanced,
     write_series,
 )
-from tests.kernels.test_cohort import argv, manifest
+from tests.kernels.test_cohort import argv, manifest, series_file
 from tests.kernels.test_header_reuse import _forked
 from tests.kernels.test_suv import F18_HALF_LIFE, pet_tags
 from tre.kernels import dicom
@@ -347,14 +347,14 @@ def test_cohort_of_enhanced_series_matches_the_classic_output_and_bad_ones_fail_
         assert entry["status"] == "failed" and text in entry["reason"], entry
         assert f"tre-series: {entry['index']}/{m['counts']['ok'] + len(expected)} failed: {code}" in log
     assert "1.2.826" not in log and "frame" not in log  # codes only, no UIDs, paths or reasons
-    reference = (out / "1.2.826.0.9.11.nii.gz").read_bytes()
-    ref_img = nib.load(out / "1.2.826.0.9.11.nii.gz")
+    reference = series_file(out, "1.2.826.0.9.11").read_bytes()
+    ref_img = nib.load(series_file(out, "1.2.826.0.9.11"))
     for uid in good:
-        img = nib.load(out / f"{uid}.nii.gz")
+        img = nib.load(series_file(out, uid))
         np.testing.assert_array_equal(np.asarray(img.dataobj), np.asarray(ref_img.dataobj))
         np.testing.assert_array_equal(img.affine, ref_img.affine)
-        assert (out / f"{uid}.nii.gz").read_bytes() == reference  # the same output, byte for byte
-        side = json.loads((out / f"{uid}.json").read_text())
+        assert series_file(out, uid).read_bytes() == reference  # the same output, byte for byte
+        side = json.loads(series_file(out, uid, ".json").read_text())
         assert side["source_files"] == 1 and side["source_shape_zyx"] == list(SHAPE)
 
 

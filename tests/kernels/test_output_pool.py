@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from tests.kernels.synth import chest_phantom, write_series
+from tests.kernels.test_cohort import series_file
 from tre.kernels.buffers import OutputPool
 from tre.kernels.cpu import STACK_COLS
 from tre.kernels.dicom import discover_headers, load_series
@@ -112,5 +113,5 @@ def test_cohort_outputs_equal_fresh_ones_when_buffers_are_reused(tmp_path: Path)
     for uid, headers in discover_headers(tmp_path / "in").items():
         s = load_series(headers)
         ref = preprocess_array(s.raw, s.slopes, s.intercepts, s.spacing, params)
-        got = np.asarray(nib.load(out / f"{uid}.nii").dataobj)
+        got = np.asarray(nib.load(series_file(out, uid, ".nii")).dataobj)
         assert np.array_equal(got, ref.image.transpose(2, 1, 0)), uid

@@ -118,7 +118,10 @@ def test_compressed_cohort_in_the_sandbox_from_a_baked_numba_cache(tmp_path: Pat
     out = spec.output_dir
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["counts"] == {"ok": 3, "failed": 1}
-    volumes = [np.asarray(nib.load(out / f"1.2.3.{i}.nii.gz").dataobj) for i in range(3)]
+    by_uid = {uid: e["name"] for uid, e in manifest["series"].items()}
+    volumes = [
+        np.asarray(nib.load(out / "series" / f"{by_uid[f'1.2.3.{i}']}.nii.gz").dataobj) for i in range(3)
+    ]
     assert np.array_equal(volumes[0], volumes[1]) and np.array_equal(volumes[0], volumes[2])
 
     # Discovery ran in a forked child: only a child's reply through its pipe is recorded

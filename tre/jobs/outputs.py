@@ -100,26 +100,32 @@ def scan_output_tree(
     """Regular files under ``root`` as (relative path, size, sha256), and how many were skipped.
 
     ``max_files`` and ``max_name_chars`` come from the datasets' policies: names (and sizes)
-    are chosen by the job, so how many can be recorded bounds a channel."""
+    are chosen by the job, so how many can be recorded bounds a channel. When more files
+    could be recorded than ``max_files``, the ones nearest the top of the tree are (by depth,
+    then path, part by part; `nearest_the_top`): a job's summaries (a manifest, a results
+    table) sit at the top and its per-item files below, and recording the first files of a
+    depth-first walk dropped a cohort's ``manifest.json`` behind its 200 first per-series
+    files. The files recorded are listed in walk order, as before."""
     scan = OutputScan()
     if not root.is_dir() or root.is_symlink():
         return scan
-    for entry in fstree.walk(root):
-        if not stat.S_ISREG(entry.st.st_mode):
-            continue
-        if entry.depth > fstree.MAX_DEPTH or len(scan.files) >= min(max_files, fstree.MAX_ENTRIES):
-            scan.skipped += 1
-            continue
-        rel = entry.relative()
-        if len(rel) > max_name_chars or not recordable_path(rel):
-            scan.skipped += 1
-            continue
-        try:
-            size, digest = _sha256_at(entry.dir_fd, entry.name)
-        except OSError:
-            scan.skipped += 1
-            continue
-        scan.files.append((rel, size, digest))
+    limit = min(max_files, fstree.MAX_ENTRIES)
+    chosen, scan.skipped = nearest_the_top(root, limit, max_name_chars)
+    if chosen:
+        for entry in fstree.walk(root):
+            if not stat.S_ISREG(entry.st.st_mode) or entry.depth > fstree.MAX_DEPTH:
+                continue
+            rel = entry.relative()
+            if rel not in chosen:
+                continue
+            try:
+                size, digest = _sha256_at(entry.dir_fd, entry.name)
+            except OSError:
+                scan.skipped += 1
+                continue
+            scan.files.append((rel, size, digest))
+            chosen.discard(rel)
+        scan.skipped += len(chosen)  # gone between the two walks
     if scan.skipped:
         log.warning(
             "%d output file(s) under %s were not recorded (odd names, too deep or too many)",
@@ -127,6 +133,33 @@ def scan_output_tree(
             root,
         )
     return scan
+
+
+def nearest_the_top(root: Path, limit: int, max_name_chars: int = MAX_PATH_CHARS) -> tuple[set[str], int]:
+    """The relative paths of at most ``limit`` recordable regular files under ``root``, the
+    ones of least depth first, then by path part by part (a deterministic order the job
+    cannot make depend on anything but its names), and how many others were passed over.
+
+    Why a walk of its own: the files chosen are known only when the whole tree was seen;
+    this one stats, hashes nothing, and keeps at most 2 x ``limit`` paths at any time."""
+    kept: list[tuple[int, list[str], str]] = []
+    seen = 0
+    for entry in fstree.walk(root):
+        if not stat.S_ISREG(entry.st.st_mode):
+            continue
+        seen += 1
+        if entry.depth > fstree.MAX_DEPTH:
+            continue
+        rel = entry.relative()
+        if len(rel) > max_name_chars or not recordable_path(rel):
+            continue
+        kept.append((entry.depth, [*entry.parents, entry.name], rel))
+        if len(kept) >= 2 * max(limit, 1):
+            kept.sort()
+            del kept[limit:]
+    kept.sort()
+    del kept[limit:]
+    return {rel for _, _, rel in kept}, seen - len(kept)
 
 
 def scan_outputs(root: Path) -> list[tuple[str, int, str]]:

@@ -30,12 +30,10 @@ progress bar from them. How many lines a cohort prints is bounded whatever its s
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 import multiprocessing
 import os
-import re
 import sys
 import time
 from collections import deque
@@ -69,6 +67,7 @@ from tre.kernels.params import PreprocessParams, PreprocessResult
 from tre.kernels.pipeline import Device, preprocess_array
 from tre.kernels.priority_pool import PriorityThreadPool
 from tre.kernels.progress import Outcome, ProgressReporter, reason_counts
+from tre.kernels.pseudonyms import SERIES_DIR, assign_names, names_by_uid
 from tre.kernels.suv import to_suvbw
 from tre.kernels.timeline import DISABLED, Timeline
 from tre.kernels.warm import start_warm
@@ -159,25 +158,6 @@ class CohortSummary:
 
 class CohortFailed(KernelInputError):
     """``fail_fast`` stopped the cohort at a bad series, or no series could be processed."""
-
-
-# Output names stay well below the 255 bytes of a file name (".nii.gz", ".json", a
-# ".partial" prefix and suffix are added).
-MAX_STEM_CHARS = 120
-
-
-def series_stem(uid: str) -> str:
-    """File name for a series: its UID when that is a safe name (every valid UID is),
-    else the UID restricted to a safe alphabet, shortened, plus a hash of the whole UID.
-
-    Why the hash: two UIDs that differ only in characters outside the alphabet ("a/b" and
-    "a:b") mapped to one name, and the second series overwrote the first one's outputs; a
-    UID of 300 characters made a name the file system refuses (an internal error)."""
-    safe = re.sub(r"[^0-9A-Za-z._-]", "_", uid)
-    if safe == uid and 0 < len(safe) <= MAX_STEM_CHARS and not safe.startswith("."):
-        return safe
-    digest = hashlib.sha256(uid.encode("utf-8", "surrogatepass")).hexdigest()[:16]
-    return f"{safe.lstrip('.')[: MAX_STEM_CHARS - 17]}_{digest}".lstrip("_") or digest
 
 
 def software_versions(device: str) -> dict[str, str]:
@@ -310,6 +290,7 @@ class CohortRun:
         self.discovered = discovered
         self.input_dir = input_dir
         self.out_dir = out_dir
+        self.series_dir = out_dir / SERIES_DIR  # the per-series files; the manifest stays on top
         self.opts = opts
         self.report = report
         self.workers = usable_workers(opts.workers)
@@ -318,6 +299,7 @@ class CohortRun:
         self.counts = {"ok": 0, "resumed": 0, "failed": 0}
         self.total = 0
         self.index: dict[str, int] = {}  # series UID -> its 1-based number in the log
+        self.name: dict[str, str] = {}  # series UID -> its pseudonym (tre.kernels.pseudonyms)
         self.reporter: ProgressReporter | None = None  # the log's lines (bounded volume)
 
     def _progress(self, force: bool = False) -> None:
@@ -330,6 +312,7 @@ class CohortRun:
 
     def _finish(self, uid: str, entry: dict[str, Any], code: str | None = None) -> None:
         entry["index"] = self.index[uid]
+        entry["name"] = self.name[uid]
         self.manifest.record(uid, entry)
         self.manifest.save_due()
         self.counts[entry["status"]] += 1
@@ -350,12 +333,12 @@ class CohortRun:
     def _write(self, loaded: _Loaded, result: PreprocessResult, pre_s: float) -> dict[str, Any]:
         """Writer stage: the volume, then its sidecar (with the write time in it)."""
         series, params = loaded.series, self.opts.params
-        stem = series_stem(series.series_uid)
+        stem = self.name[series.series_uid]
         t0 = time.perf_counter()
         number = self.index.get(series.series_uid)
         affine = output_affine(series, params.spacing, result.crop_offset)
         with self.timeline.span("write", number):
-            volume = write_volume(self.out_dir, stem, result.image, affine, self.opts.fmt, self.workers)
+            volume = write_volume(self.series_dir, stem, result.image, affine, self.opts.fmt, self.workers)
         timings = {"load": loaded.load_s, "preprocess": pre_s, "write": time.perf_counter() - t0}
         timings.update({f"pass_{k}": v for k, v in result.timings_s.items()})
         data = sidecar(
@@ -371,6 +354,7 @@ class CohortRun:
             timings_s=timings,
             suv_factor=loaded.suv_factor,
         )
+        data["series"] = stem
         data["output"] = {
             "file": volume.name,
             "format": self.opts.fmt,
@@ -378,7 +362,7 @@ class CohortRun:
         }
         text = json.dumps(data, indent=2, sort_keys=True) + "\n"
         with self.timeline.span("sidecar", number):
-            side = write_bytes(self.out_dir, f"{stem}.json", text.encode())
+            side = write_bytes(self.series_dir, f"{stem}.json", text.encode())
         return {
             "status": "ok",
             "outputs": [_out(volume), _out(side)],
@@ -402,8 +386,17 @@ class CohortRun:
         self.total = len(groups)
         self.index = {uid: i + 1 for i, uid in enumerate(groups)}
         self.reporter = ProgressReporter(self.total, self.report)
-        for stale in self.out_dir.glob(".*.partial"):  # left by a killed run; never an output
-            stale.unlink(missing_ok=True)
+        self.series_dir.mkdir(exist_ok=True)
+        for folder in (self.out_dir, self.series_dir):
+            for stale in folder.glob(".*.partial"):  # left by a killed run; never an output
+                stale.unlink(missing_ok=True)
+        # Every series' name is fixed and saved before any output is written: a series
+        # written by a killed run keeps its name, and a new one never takes another's.
+        names = assign_names(groups, self.manifest.names, self.series_dir)
+        if names != self.manifest.names or not self.manifest.path.exists():
+            self.manifest.names = names
+            self.manifest.save(paced=False)
+        self.name = {uid: name for uid, name in names_by_uid(names).items() if uid in groups}
         self._progress(force=True)
         todo: list[tuple[str, list[SliceHeader], str]] = []
         with tl.span("resume-check"):
@@ -532,7 +525,8 @@ class CohortRun:
 
 
 def _out(w: Written) -> dict[str, Any]:
-    return {"path": w.name, "bytes": w.bytes, "sha256": w.sha256}
+    """A series' output as the manifest records it: its path relative to the output folder."""
+    return {"path": f"{SERIES_DIR}/{w.name}", "bytes": w.bytes, "sha256": w.sha256}
 
 
 def run_cohort(

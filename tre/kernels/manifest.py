@@ -1,8 +1,12 @@
 """The cohort job's manifest: per-series outcome, output hashes, and what makes resuming safe.
 
-``manifest.json`` sits next to the outputs and is rewritten atomically as series finish, as
-often as costs at most 5 % of the job's time, and at the end; so a job killed at any point
-leaves a manifest whose entries describe only files that were completely written. A rerun
+``manifest.json`` sits at the top of the output folder, above the per-series files in
+``series/``, and is the only place that ties an output to its series: ``names`` maps each
+pseudonym (``series-00001``, `tre.kernels.pseudonyms`) to its SeriesInstanceUID, and
+``series`` holds one entry per UID (``name``, status, outputs). It is rewritten atomically
+once the names are fixed (before any output is written), as series finish (as often as costs
+at most 5 % of the job's time), and at the end; so a job killed at any point leaves a
+manifest whose entries describe only files that were completely written. A rerun
 of the same recipe on the same inputs skips a series when its entry says ``ok``, its input
 fingerprint is unchanged and every output file on disk still has the recorded SHA-256;
 anything else is processed again.
@@ -20,10 +24,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tre.kernels.pseudonyms import SERIES_DIR, number_of, valid_names
 from tre.kernels.writers import sha256_file
 
 MANIFEST_NAME = "manifest.json"
-MANIFEST_VERSION = 1
+# 2: outputs named by pseudonym under series/ (1 named them by UID, next to the manifest; a
+# version-1 manifest is not resumed from, and its UID-named files are left where they are).
+MANIFEST_VERSION = 2
 SAVE_OVERHEAD = 20  # see Manifest.save_due
 
 
@@ -46,6 +53,9 @@ class Manifest:
     path: Path
     recipe: dict[str, Any]
     series: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Pseudonym -> SeriesInstanceUID: every name this output folder has given (kept across
+    # recipes, see tre.kernels.pseudonyms).
+    names: dict[str, str] = field(default_factory=dict)
     # Input files that begin as DICOM but cannot be parsed (relative paths; this run's).
     unreadable: list[str] = field(default_factory=list)
     _saved_at: float = field(default=-math.inf, repr=False, compare=False)
@@ -53,26 +63,38 @@ class Manifest:
 
     @classmethod
     def open(cls, out_dir: Path, recipe: dict[str, Any]) -> Manifest:
-        """Load the manifest in ``out_dir`` if it was written for the same recipe, else start empty."""
+        """Load the manifest in ``out_dir``: its series entries if it was written for the same
+        recipe, its names whatever the recipe (a series keeps its name for the folder's life)."""
         path = out_dir / MANIFEST_NAME
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return cls(path, recipe)
-        if data.get("version") != MANIFEST_VERSION or data.get("recipe") != recipe:
+        if not isinstance(data, dict) or data.get("version") != MANIFEST_VERSION:
             return cls(path, recipe)
+        names = valid_names(data.get("names"))
         series = data.get("series")
-        return cls(path, recipe, series if isinstance(series, dict) else {})
+        if data.get("recipe") != recipe or not isinstance(series, dict):
+            return cls(path, recipe, names=names)
+        return cls(path, recipe, series, names=names)
 
     def is_done(self, uid: str, fingerprint: str, out_dir: Path) -> bool:
         """True when ``uid`` was completely written from the same input and its files are intact."""
         entry = self.series.get(uid)
         if not entry or entry.get("status") != "ok" or entry.get("input_fingerprint") != fingerprint:
             return False
+        name = entry.get("name")
+        if not isinstance(name, str) or self.names.get(name) != uid:
+            return False
         outputs = entry.get("outputs") or []
         for out in outputs:
             path = out_dir / str(out.get("path", ""))
-            if path.parent != out_dir or not path.is_file():
+            # Only this series' own files, directly under series/.
+            if (
+                path.parent != out_dir / SERIES_DIR
+                or not path.name.startswith(f"{name}.")
+                or not path.is_file()
+            ):
                 return False
             if path.stat().st_size != out.get("bytes") or sha256_file(path) != out.get("sha256"):
                 return False
@@ -101,12 +123,15 @@ class Manifest:
         if time.monotonic() - self._saved_at >= SAVE_OVERHEAD * self._save_s:
             self.save()
 
-    def save(self) -> None:
+    def save(self, paced: bool = True) -> None:
+        """Write the manifest atomically. ``paced``: counts for `save_due` (the save of the
+        names before any series is not, so the first finished series is still saved)."""
         started = time.monotonic()
         data = {
             "version": MANIFEST_VERSION,
             "recipe": self.recipe,
             "counts": self.counts(),
+            "names": dict(sorted(self.names.items(), key=lambda item: number_of(item[0]) or 0)),
             "series": dict(sorted(self.series.items())),
         }
         if self.unreadable:
@@ -121,5 +146,7 @@ class Manifest:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+        if not paced:
+            return
         self._saved_at = time.monotonic()
         self._save_s = self._saved_at - started

@@ -59,10 +59,13 @@ def sidecar(
     timings_s: dict[str, float],
     suv_factor: float | None = None,
 ) -> dict[str, Any]:
-    """The JSON sidecar: provenance and every number needed to reproduce or invert the run."""
+    """The JSON sidecar: provenance and every number needed to reproduce or invert the run.
+
+    No identifier: the series is named by its pseudonym (the cohort adds ``series``), and
+    which SeriesInstanceUID that is stays in ``manifest.json``, so a sidecar can pass the
+    airlock's identifier checks."""
     bbox = result.bbox
     return {
-        "source_series_instance_uid": series.series_uid,
         "modality": series.modality,
         "source_files": len(series.files),
         "source_shape_zyx": list(series.shape),
