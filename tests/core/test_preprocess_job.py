@@ -1,5 +1,9 @@
 """`tre preprocess` as it really runs: the platform's kernels inside the network-less
-sandbox, on a registered DICOM dataset, writing NIfTI + JSON sidecars as job outputs."""
+sandbox, on a registered DICOM dataset, writing NIfTI + JSON sidecars as job outputs.
+
+The dataset's policy records 5 output files (`job.max_output_files`; the default is 200):
+the cohort of 3 series writes 7, and the 5 recorded are the manifest and the files nearest
+it, so a researcher's listing keeps the manifest and reads like the cohort it is."""
 
 from __future__ import annotations
 
@@ -13,14 +17,53 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from tests.worlds import IMAGE
+from tests.kernels.synth import chest_phantom, write_series
+from tests.worlds import IMAGE, WorldFactory
 from tre.cli.preprocess import job_command
 from tre.jobs.worker import Worker
+from tre.store.db import session_scope
 
 pytestmark = pytest.mark.skipif(not Path("/usr/bin/bwrap").exists(), reason="bubblewrap not installed")
 
 
-def test_preprocess_job_writes_nifti_and_sidecars(app_client, world, engine, settings):
+REPO = Path(__file__).resolve().parents[2]
+SMALL_LIMIT = 5
+
+
+@pytest.fixture
+def small_limit_settings(settings, tmp_path):  # type: ignore[no-untyped-def]
+    """The repository's policies plus ``five-outputs``: the default policy recording 5 files."""
+    folder = tmp_path / "policies"
+    folder.mkdir()
+    for source in (REPO / "policies").glob("*.yaml"):
+        (folder / source.name).write_text(source.read_text())
+    text = (REPO / "policies" / "default.yaml").read_text()
+    text = text.replace("name: default", "name: five-outputs", 1)
+    text = text.replace("max_output_files: 200", f"max_output_files: {SMALL_LIMIT}", 1)
+    assert f"max_output_files: {SMALL_LIMIT}" in text
+    (folder / "five-outputs.yaml").write_text(text)
+    settings.policies_dir = folder
+    return settings
+
+
+@pytest.fixture
+def cohort3(small_limit_settings, world, engine, tmp_path):  # type: ignore[no-untyped-def]
+    """Dataset ``cohort3`` under ``five-outputs``, granted to p1: pydicom's CT_small and
+    MR_small and a synthetic 4-slice CT, three series."""
+    folder = tmp_path / "cohort3"
+    folder.mkdir()
+    for source in world.data_dir.iterdir():
+        (folder / source.name).write_bytes(source.read_bytes())
+    write_series(folder / "synth", chest_phantom((4, 24, 20)), spacing_zyx=(2.0, 0.9, 0.9))
+    with session_scope(engine) as s:
+        make = WorldFactory(s)
+        make.dataset("cohort3", folder, "three series", policy="five-outputs")
+        make.grant("p1", "cohort3", days=1)
+    return "cohort3"
+
+
+def test_preprocess_job_writes_nifti_and_sidecars(small_limit_settings, cohort3, app_client, world, engine):  # type: ignore[no-untyped-def]
+    settings = small_limit_settings
     env = {**os.environ, "TRE_HOME": str(settings.home)}
     warm = subprocess.run(
         [sys.executable, "-m", "tre.cli.main", "admin", "warm-kernels"],
@@ -38,7 +81,7 @@ def test_preprocess_job_writes_nifti_and_sidecars(app_client, world, engine, set
         json={
             "project_id": "p1",
             "image": IMAGE,
-            "dataset_ids": ["ct1"],
+            "dataset_ids": [cohort3],
             "memory_mb": 2048,
             "time_limit_s": 300,
             "command": job_command((1.0, 1.0, 1.0), (-1000.0, 400.0), None, "cpu"),
@@ -51,23 +94,32 @@ def test_preprocess_job_writes_nifti_and_sidecars(app_client, world, engine, set
     job = app_client.get(f"/api/v1/jobs/{job_id}", headers=world.headers["alice"]).json()
     log = app_client.get(f"/api/v1/jobs/{job_id}/logs", headers=world.headers["alice"]).text
     assert job["state"] == "succeeded", log[-2000:]
-    # The outputs are named by SeriesInstanceUID, an identifier of the dataset: researchers see
-    # those names withheld (egress_review.outputnames), so the names are read as an auditor.
+    assert "done 3 series: ok 3" in log
+    # 7 files, 5 recorded (the policy): the top of the tree first, so the manifest is kept.
+    assert "2 output file(s) were not recorded" in job["reason"], job["reason"]
+    # Named by pseudonym, the outputs' names are the researcher's to read (a UID name was
+    # withheld: shown by index, size and hash only).
     mine = app_client.get(f"/api/v1/jobs/{job_id}/outputs", headers=world.headers["alice"]).json()
-    assert all(o["path"] is None or not o["path"].endswith(".nii.gz") for o in mine)
-    outputs = {
-        o["path"]
-        for o in app_client.get(f"/api/v1/jobs/{job_id}/outputs", headers=world.headers["audrey"]).json()
-    }
-    niftis = sorted(p for p in outputs if p.endswith(".nii.gz"))
-    assert len(niftis) == 2, outputs  # CT_small and MR_small are separate series
+    assert sorted(o["path"] for o in mine) == [
+        "manifest.json",
+        "series/series-00001.json",
+        "series/series-00001.nii.gz",
+        "series/series-00002.json",
+        "series/series-00002.nii.gz",
+    ]
+    # Every output is on disk for a later --input-job job, found through the manifest.
     out_dir = settings.jobs_dir / job_id / "output"
-    for name in niftis:
-        img = nib.load(out_dir / name)
-        sidecar = json.loads((out_dir / name.replace(".nii.gz", ".json")).read_text())
+    manifest = json.loads((out_dir / "manifest.json").read_text())
+    assert manifest["counts"] == {"ok": 3} and len(manifest["names"]) == 3
+    for uid, entry in manifest["series"].items():
+        assert manifest["names"][entry["name"]] == uid
+        (volume,) = (o["path"] for o in entry["outputs"] if o["path"].endswith(".nii.gz"))
+        img = nib.load(out_dir / volume)
+        sidecar_text = (out_dir / volume.replace(".nii.gz", ".json")).read_text()
+        sidecar = json.loads(sidecar_text)
         data = np.asarray(img.dataobj)
         assert data.dtype == np.float32 and data.size > 0 and np.isfinite(data).all()
         assert np.allclose(img.header.get_zooms()[:3], (1.0, 1.0, 1.0))
         assert list(data.shape[:3]) == list(sidecar["shape_xyz"])
-        assert name.startswith(sidecar["source_series_instance_uid"])
+        assert sidecar["series"] == entry["name"] and uid not in sidecar_text
         assert sidecar["window"] == [-1000.0, 400.0]

@@ -19,10 +19,12 @@ import pytest
 from pydicom.encaps import encapsulate
 from pydicom.uid import JPEG2000Lossless, JPEGLSLossless, RLELossless
 
+from egress_review.checks import CheckContext, run_checks
 from tests.kernels.synth import chest_phantom, compress_files, write_series
 from tre.kernels.job import run
 from tre.kernels.progress import ProgressTracker, parse
 from tre.kernels.writers import SUFFIX
+from tre.policy import load_policy
 
 REPO = Path(__file__).resolve().parents[2]
 DONE = re.compile(r"^done \d+ series: ok \d+ resumed \d+ failed \d+ \(details in manifest\.json\)$")
@@ -120,6 +122,16 @@ def test_bad_series_never_fails_the_cohort_and_log_has_no_identifiers(
         f"series-0000{i}{suffix}" for i in (1, 2, 3) for suffix in (".json", ".nii.gz")
     ]
     assert not list(out.rglob(".*partial"))
+    # At the airlock: a sidecar holds no identifier (the identifier and UID checks pass);
+    # the manifest, which maps names to UIDs, is flagged for them.
+    policy = load_policy("default", REPO / "policies")
+    for rel, flagged in (("series/series-00001.json", set()), ("manifest.json", {"pattern:dicom_uid"})):
+        results = run_checks(out / rel, rel, policy, CheckContext())
+        about_identifiers = {
+            r.check: r.outcome for r in results if r.check == "identifiers" or r.check.startswith("pattern:")
+        }
+        assert about_identifiers.get("identifiers") == "pass", results
+        assert {c for c, o in about_identifiers.items() if o != "pass"} == flagged, results
 
 
 def test_resume_skips_by_hash_and_redoes_what_changed(
