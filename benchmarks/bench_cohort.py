@@ -389,10 +389,20 @@ def max_diff(a_path: Path, b_path: Path) -> float:
     return float(np.max(np.abs(a[sa].astype(np.float64) - b[sb])))
 
 
+def tre_output(out: Path, uid: str, suffix: str) -> Path:
+    """Where the tre job wrote series ``uid``: ``series/<pseudonym><suffix>``, the pseudonym
+    read from its manifest (the only place that maps a series UID to its files)."""
+    try:
+        name = json.loads((out / "manifest.json").read_text())["series"][uid]["name"]
+    except (OSError, ValueError, KeyError):
+        return out / "series" / f"missing{suffix}"
+    return out / "series" / f"{name}{suffix}"
+
+
 def compare(plan: list[dict[str, Any]], cohort: Path, tre_out: Path, other_out: Path, method: str) -> float:
     worst = 0.0
     for s in plan:
-        mine = tre_out / f"{s['uid']}.nii.gz"
+        mine = tre_output(tre_out, s["uid"], ".nii.gz")
         if method == "monai":
             theirs = next(iter(other_out.glob(f"{s['folder']}*.nii.gz")), None)
         else:
@@ -593,9 +603,9 @@ def compare_formats(plan: list[dict[str, Any]], gz: Path, other: Path) -> float:
     """Max |difference| between tre's .nii.gz outputs and its .nii or .zarr.zip ones."""
     worst = 0.0
     for s in plan:
-        a = gz / f"{s['uid']}.nii.gz"
-        nii, zipped = other / f"{s['uid']}.nii", other / f"{s['uid']}.zarr.zip"
-        other_gz = other / f"{s['uid']}.nii.gz"  # the CUDA job's
+        a = tre_output(gz, s["uid"], ".nii.gz")
+        nii, zipped = tre_output(other, s["uid"], ".nii"), tre_output(other, s["uid"], ".zarr.zip")
+        other_gz = tre_output(other, s["uid"], ".nii.gz")  # the CUDA job's
         if not a.exists() or not (nii.exists() or zipped.exists() or other_gz.exists()):
             return float("nan")
         if nii.exists() or other_gz.exists():

@@ -105,7 +105,8 @@ def test_success_ends_with_the_command_that_trains_on_the_outputs() -> None:
     image = "registry.tre.local/tre-job-cpu@sha256:" + "ab" * 32
     hint = train_hint("lung study", "lidc", "f" * 32, image)
     first, command = hint.splitlines()
-    assert first == f"train on the outputs (read-only at /inputs/{'f' * 32}):"
+    assert first.startswith(f"train on the outputs (read-only at /inputs/{'f' * 32}; ")
+    assert "manifest.json maps each series" in first
     argv = shlex.split(command)
     assert argv[:2] == ["tre", "submit"]
     submit = get_command(app).get_command(None, "submit")  # type: ignore[attr-defined]
@@ -113,3 +114,18 @@ def test_success_ends_with_the_command_that_trains_on_the_outputs() -> None:
     assert params["project"] == "lung study" and params["dataset"] == ["lidc"]
     assert params["input_job"] == ["f" * 32] and params["image"] == image
     assert params["command"] == ["python3", "train.py"] and str(params["code"]) == "."
+
+
+def test_files_past_the_policy_limit_are_explained_in_one_line() -> None:
+    """The worker's reason when a cohort wrote more files than the policy records: the CLI
+    says what it means (still readable by a later job; who can raise the limit)."""
+    from tre.cli.preprocess import unrecorded_hint
+
+    reason = (
+        "exit 0; 2 output file(s) were not recorded and cannot be released (names with control "
+        "characters, ..., nested too deep, or too many files)"
+    )
+    hint = unrecorded_hint(reason)
+    assert hint is not None and "\n" not in hint
+    assert hint.startswith("2 output file(s)") and "--input-job" in hint and "job.max_output_files" in hint
+    assert unrecorded_hint("exit 0") is None

@@ -187,6 +187,9 @@ def preprocess(
         summary = series_summary(client.request("GET", f"/api/v1/jobs/{job['id']}/logs").text)
         if summary is not None:
             console.print(summary_line(final["id"], *summary), highlight=False, soft_wrap=True)
+        hint = unrecorded_hint(str(final.get("reason") or ""))
+        if hint is not None:
+            console.print(hint, highlight=False, soft_wrap=True)
         if final["state"] != "succeeded":
             raise typer.Exit(1)
         console.print(
@@ -198,9 +201,30 @@ def train_hint(project: str, dataset: str, job_id: str, image: str) -> str:
     """The one command that trains on the preprocessed volumes: a later job reads this job's
     outputs read-only at /inputs/<job id>, under the dataset's grant and policies."""
     return (
-        f"train on the outputs (read-only at /inputs/{job_id}):\n"
+        f"train on the outputs (read-only at /inputs/{job_id}; its manifest.json maps each series "
+        "to its files, series/series-NNNNN.*):\n"
         f"tre submit -p {shlex.quote(project)} -d {shlex.quote(dataset)} --input-job {job_id} "
         f"--image {shlex.quote(image)} --code . -- python3 train.py"
+    )
+
+
+# The worker's words in a job's reason when files were past the policy's limit (tre.jobs.worker).
+_UNRECORDED = re.compile(r"\b(\d+) output file\(s\) were not recorded\b")
+
+
+def unrecorded_hint(reason: str) -> str | None:
+    """What files left unrecorded mean for a preprocessing job, when its reason says some were.
+
+    Why: a cohort writes 2 files per series and the manifest, and the policy records 200 by
+    default, so from ~100 series on this is the normal case, not a failure; the CLI cannot
+    tell before the job (a dataset's policy limits are not shown to researchers)."""
+    m = _UNRECORDED.search(reason)
+    if m is None:
+        return None
+    return (
+        f"{m.group(1)} output file(s) past the dataset policy's job.max_output_files were not recorded: "
+        "they stay readable by a later --input-job job (manifest.json, always recorded, lists every "
+        "series' files) but cannot be listed or released; the data holder can raise job.max_output_files"
     )
 
 
