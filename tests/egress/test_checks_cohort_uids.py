@@ -1,7 +1,8 @@
-"""DICOM UIDs in a preprocessed cohort's structured outputs (manifest.json, <uid>.json, CSV).
+"""DICOM UIDs in a preprocessed cohort's structured outputs (manifest.json, JSON, CSV).
 
-`tre preprocess` writes a manifest keyed by series UID and one sidecar per series named by
-it. UIDs are identifiers: the dataset's own block (identifiers check), and any other UID is
+`tre preprocess` writes a manifest keyed by series UID (its sidecars, named by pseudonym,
+hold no UID since issue 13's eighth round; research code may still write UIDs anywhere).
+UIDs are identifiers: the dataset's own block (identifiers check), and any other UID is
 flagged for the reviewers (`text.patterns.dicom_uid`). The pattern used to list roots
 (1.2, 1.3.6.1, 2.25 with 3+ more components), so UIDs of Siemens (1.3.12), Philips (1.3.46),
 HL7 (2.16.840) and UUID-derived 2.25.<integer> roots passed silently; it now matches a UID by

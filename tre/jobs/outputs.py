@@ -102,26 +102,49 @@ def scan_output_tree(
     ``max_files`` and ``max_name_chars`` come from the datasets' policies: names (and sizes)
     are chosen by the job, so how many can be recorded bounds a channel. When more files
     could be recorded than ``max_files``, the ones nearest the top of the tree are (by depth,
-    then path, part by part; `nearest_the_top`): a job's summaries (a manifest, a results
-    table) sit at the top and its per-item files below, and recording the first files of a
-    depth-first walk dropped a cohort's ``manifest.json`` behind its 200 first per-series
-    files. The files recorded are listed in walk order, as before."""
+    then path, part by part; `NearestTheTop`): a job's summaries (a manifest, a results
+    table) sit at the top and its per-item files below, and recording the first files of the
+    depth-first walk dropped a cohort's ``manifest.json`` behind its first 200 per-series
+    files. The files recorded are listed in walk order, as before.
+
+    One walk hashes the files while they fit, as before; only a tree with more files than
+    that is walked a second time, to hash the chosen files the first walk had passed."""
     scan = OutputScan()
     if not root.is_dir() or root.is_symlink():
         return scan
     limit = min(max_files, fstree.MAX_ENTRIES)
-    chosen, scan.skipped = nearest_the_top(root, limit, max_name_chars)
-    if chosen:
-        for entry in fstree.walk(root):
-            if not stat.S_ISREG(entry.st.st_mode) or entry.depth > fstree.MAX_DEPTH:
-                continue
-            rel = entry.relative()
-            if rel not in chosen:
-                continue
+    nearest = NearestTheTop(limit)
+    hashed: dict[str, tuple[int, str]] = {}  # walk order
+    for entry in fstree.walk(root):
+        if not stat.S_ISREG(entry.st.st_mode):
+            continue
+        rel = _recordable_relative(entry, max_name_chars)
+        if rel is None:
+            scan.skipped += 1
+            continue
+        if len(hashed) < limit:
             try:
-                size, digest = _sha256_at(entry.dir_fd, entry.name)
+                hashed[rel] = _sha256_at(entry.dir_fd, entry.name)
             except OSError:
                 scan.skipped += 1
+                continue
+        nearest.add(entry, rel)
+    chosen = nearest.chosen()
+    scan.skipped += nearest.seen - len(chosen)
+    if chosen.issubset(hashed):
+        scan.files = [(rel, size, digest) for rel, (size, digest) in hashed.items() if rel in chosen]
+    else:
+        for entry in fstree.walk(root):
+            if not stat.S_ISREG(entry.st.st_mode):
+                continue
+            rel = _recordable_relative(entry, max_name_chars)
+            if rel is None or rel not in chosen:
+                continue
+            try:
+                size, digest = hashed[rel] if rel in hashed else _sha256_at(entry.dir_fd, entry.name)
+            except OSError:
+                scan.skipped += 1
+                chosen.discard(rel)
                 continue
             scan.files.append((rel, size, digest))
             chosen.discard(rel)
@@ -135,31 +158,37 @@ def scan_output_tree(
     return scan
 
 
-def nearest_the_top(root: Path, limit: int, max_name_chars: int = MAX_PATH_CHARS) -> tuple[set[str], int]:
-    """The relative paths of at most ``limit`` recordable regular files under ``root``, the
-    ones of least depth first, then by path part by part (a deterministic order the job
-    cannot make depend on anything but its names), and how many others were passed over.
+def _recordable_relative(entry: fstree.Entry, max_name_chars: int) -> str | None:
+    """The entry's relative path if it may be recorded (depth, length and name), else None."""
+    if entry.depth > fstree.MAX_DEPTH:
+        return None
+    rel = entry.relative()
+    return rel if len(rel) <= max_name_chars and recordable_path(rel) else None
 
-    Why a walk of its own: the files chosen are known only when the whole tree was seen;
-    this one stats, hashes nothing, and keeps at most 2 x ``limit`` paths at any time."""
-    kept: list[tuple[int, list[str], str]] = []
-    seen = 0
-    for entry in fstree.walk(root):
-        if not stat.S_ISREG(entry.st.st_mode):
-            continue
-        seen += 1
-        if entry.depth > fstree.MAX_DEPTH:
-            continue
-        rel = entry.relative()
-        if len(rel) > max_name_chars or not recordable_path(rel):
-            continue
-        kept.append((entry.depth, [*entry.parents, entry.name], rel))
-        if len(kept) >= 2 * max(limit, 1):
-            kept.sort()
-            del kept[limit:]
-    kept.sort()
-    del kept[limit:]
-    return {rel for _, _, rel in kept}, seen - len(kept)
+
+class NearestTheTop:
+    """Of the files added, the ``limit`` of least depth, then by path part by part: an order
+    that depends on nothing but the names, so the choice is the same for the same tree.
+    Holds at most 2 x ``limit`` paths whatever the tree's size."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = max(0, limit)
+        self.seen = 0
+        self._kept: list[tuple[int, list[str], str]] = []
+
+    def add(self, entry: fstree.Entry, rel: str) -> None:
+        self.seen += 1
+        self._kept.append((entry.depth, [*entry.parents, entry.name], rel))
+        if len(self._kept) >= 2 * max(self.limit, 1):
+            self._trim()
+
+    def _trim(self) -> None:
+        self._kept.sort()
+        del self._kept[self.limit :]
+
+    def chosen(self) -> set[str]:
+        self._trim()
+        return {rel for _, _, rel in self._kept}
 
 
 def scan_outputs(root: Path) -> list[tuple[str, int, str]]:
