@@ -19,7 +19,9 @@ is a few series, whatever the cohort size; an output buffer whose write finished
 series' output (`tre.kernels.buffers.OutputPool`: no first-touch page faults). Each series ends
 ``ok``, ``failed`` (a one-line reason in the manifest; one bad series never stops the others
 unless ``fail_fast``) or ``resumed`` (already written by an earlier run of the same recipe,
-checked by hash). Progress goes to ``report`` in the fixed vocabulary of `tre.kernels.progress`
+checked by hash). A series' files are ``series/<pseudonym>.*`` (`tre.kernels.pseudonyms`:
+never the UID, an identifier); which series a pseudonym is, only ``manifest.json`` says.
+Progress goes to ``report`` in the fixed vocabulary of `tre.kernels.progress`
 (``tre-progress: 12/40 series done, 1 failed``, ``tre-series: 12/40 failed: missing-slices``):
 counts, series numbers and reason codes only, since the job log is an output channel and must
 not carry identifiers; the log screen passes exactly these lines and ``tre logs`` draws its

@@ -4,8 +4,9 @@
         --window -1000 400 [--percentile-clip 0.5 99.5] [--device cpu|cuda]
 
 Preprocesses every DICOM series under --input as one cohort (`tre.kernels.cohort`): writes
-``<series>.nii.gz`` (or ``.nii`` / ``.zarr.zip``) and ``<series>.json`` under --output plus
-``manifest.json`` (per-series outcome, output SHA-256), and resumes a killed run. The log
+``series/series-NNNNN.nii.gz`` (or ``.nii`` / ``.zarr.zip``) and ``series/series-NNNNN.json``
+under --output, named by pseudonym (`tre.kernels.pseudonyms`), plus ``manifest.json`` at the
+top (which series each name is, per-series outcome, output SHA-256), and resumes a killed run. The log
 gets only fixed-format progress lines. A bad series is recorded and skipped; the job fails
 (exit status 2, one ``error: ...`` line on stderr) when no series could be processed, on
 bad arguments, or at the first bad series with --fail-fast. The job log is all a
@@ -63,7 +64,7 @@ def _workers(text: str) -> int:
 def _parser() -> argparse.ArgumentParser:
     p = _OneLineParser(prog="python -m tre.kernels.job", description=__doc__.splitlines()[0])
     p.add_argument("--input", type=Path, required=True, help="folder searched recursively for DICOM")
-    p.add_argument("--output", type=Path, required=True, help="folder for .nii.gz and .json outputs")
+    p.add_argument("--output", type=Path, required=True, help="folder for manifest.json and series/")
     p.add_argument(
         "--spacing",
         type=float,
