@@ -140,6 +140,11 @@ def request_name_view(session: Session, settings: Settings, principal: Principal
     return _view_for_request(session, settings, principal, job_id)
 
 
+def names_a_path(wanted: str) -> bool:
+    """Whether an egress request names a file by its path (not ``#<index>`` or ``sha256:``)."""
+    return not (_BY_INDEX.match(wanted) or _BY_HASH.match(wanted))
+
+
 def resolve_recorded(session: Session, job_id: str, wanted: str) -> JobOutput | None:
     """The recorded output of ``job_id`` that an egress request means by ``wanted``: the path
     itself, ``#<index>`` or ``sha256:<hex>`` (the first in index order with that hash); None

@@ -216,6 +216,9 @@ def create_request(
     # not see the names (egress_review.outputnames) still name what they want released. One
     # indexed query per named file: a cohort job has tens of thousands of outputs.
     found = {w: outputnames.resolve_recorded(session, job_id, w) for w in wanted}
+    datasets = checking.job_datasets(session, job)
+    applied = policies_for_datasets(datasets, settings.resolved_policies_dir)
+    names = _withheld_paths_unknown(session, settings, principal, job_id, found)
     resolved = {w: (o.path if o is not None else None) for w, o in found.items()}
     outputs = {o.path: (o.sha256, o.size) for o in found.values() if o is not None}
     unknown = [w for w, p in resolved.items() if p is None]
@@ -227,8 +230,6 @@ def create_request(
             title="Not a job output",
         )
     wanted = list(dict.fromkeys(p for p in resolved.values() if p is not None))
-    datasets = checking.job_datasets(session, job)
-    applied = policies_for_datasets(datasets, settings.resolved_policies_dir)
     _within_request_limits(applied, [outputs[p][1] for p in wanted])
     if pause is not None:
         pause()
@@ -257,8 +258,18 @@ def create_request(
                 detail=str(exc),
                 recorded_sha256=sha256,
             )
+            # The file as the requester knows it, and fixed words: a withheld name must not
+            # come back in the refusal (nor in the staging error, which quotes the file).
+            shown = (
+                path if principal.has(*STAFF_ROLES) or names.shows(path) else outputnames.placeholder(sha256)
+            )
+            why = (
+                "it changed after the job recorded it (its size or SHA-256 differs)"
+                if isinstance(exc, HashMismatch)
+                else "it is no longer the regular file the job recorded"
+            )
             raise Conflict(
-                f"{path}: {exc}; it cannot be released",
+                f"{shown}: {why}; it cannot be released",
                 slug=slug,
                 title="Output cannot be frozen",
                 audited=True,
@@ -311,6 +322,26 @@ def create_request(
         _audit(session, "system", "egress.staged", req, path=f.path, sha256=f.sha256, size=f.size)
     _record_checks(session, req)
     return req
+
+
+def _withheld_paths_unknown(
+    session: Session,
+    settings: Settings,
+    principal: Principal,
+    job_id: str,
+    found: dict[str, JobOutput | None],
+) -> outputnames.NameView:
+    """The requester's view of the job's names; a file named by a path the requester may not
+    see is dropped from ``found`` (in place), so it is refused exactly like a path the job never
+    wrote. Otherwise a guessed path (a patient's name the job wrote as a file name) would be
+    confirmed by the request being opened, one guess at a time."""
+    if principal.has(*STAFF_ROLES):
+        return outputnames.SHOW_ALL
+    names = outputnames.request_name_view(session, settings, principal, job_id)
+    for wanted, output in found.items():
+        if output is not None and outputnames.names_a_path(wanted) and not names.shows(output.path):
+            found[wanted] = None
+    return names
 
 
 def _within_request_limits(applied: list[AppliedPolicy], sizes: list[int]) -> None:
