@@ -260,9 +260,7 @@ def create_request(
             )
             # The file as the requester knows it, and fixed words: a withheld name must not
             # come back in the refusal (nor in the staging error, which quotes the file).
-            shown = (
-                path if principal.has(*STAFF_ROLES) or names.shows(path) else outputnames.placeholder(sha256)
-            )
+            shown = path if names.shows(path) else outputnames.placeholder(sha256)
             why = (
                 "it changed after the job recorded it (its size or SHA-256 differs)"
                 if isinstance(exc, HashMismatch)
@@ -335,8 +333,6 @@ def _withheld_paths_unknown(
     see is dropped from ``found`` (in place), so it is refused exactly like a path the job never
     wrote. Otherwise a guessed path (a patient's name the job wrote as a file name) would be
     confirmed by the request being opened, one guess at a time."""
-    if principal.has(*STAFF_ROLES):
-        return outputnames.SHOW_ALL
     names = outputnames.request_name_view(session, settings, principal, job_id)
     for wanted, output in found.items():
         if output is not None and outputnames.names_a_path(wanted) and not names.shows(output.path):
@@ -733,11 +729,11 @@ def open_file_for_review(
 
 
 def shown_path(f: EgressFile, principal: Principal, names: outputnames.NameView | None) -> str:
-    """A file's path as ``principal`` may see it: staff always; researchers only when the
-    job's name screening lets it through (no view given: withheld, failing closed)."""
-    if principal.has(*STAFF_ROLES) or (names is not None and names.shows(f.path)):
-        return f.path
-    return outputnames.placeholder(f.sha256)
+    """A file's path as ``principal`` may see it: as the job's name screening ``names`` for
+    this caller says (`outputnames.name_view`: everything for staff reviewing another
+    project's job); with no view, staff see it and researchers do not (failing closed)."""
+    shown = names.shows(f.path) if names is not None else principal.has(*STAFF_ROLES)
+    return f.path if shown else outputnames.placeholder(f.sha256)
 
 
 def request_view(
@@ -761,7 +757,12 @@ def request_view(
     conflicted_reason = _reviewer_conflicts(session, req, principal, facts)
     resolution = next((r for r in req.reviews if r.stage == ReviewStage.resolution), None)
     # Staff may see what the job wrote before it is reviewed; the requester may not.
-    staff = principal.has(*STAFF_ROLES) and principal.user_id != req.requested_by
+    # ... and a member of the request's project is a researcher here, whatever other roles.
+    staff = (
+        principal.has(*STAFF_ROLES)
+        and principal.user_id != req.requested_by
+        and not _member(session, req.project_id, principal.user_id, facts)
+    )
 
     def review_dict(r: Review) -> dict[str, Any]:
         return {
@@ -805,13 +806,15 @@ def request_view(
         "decided_at": req.decided_at.isoformat() if req.decided_at else None,
         "outcome": checking.worst_outcome([f.outcome for f in req.files]),
         # Staff by path; researchers by hash, an order that spells nothing of withheld names.
-        "files": [_file_view(f, principal, names, staff) for f in _file_order(req.files, principal)],
+        "files": [_file_view(f, principal, names, staff) for f in _file_order(req.files, principal, names)],
         "disclosure_available": req.disclosure_record is not None,
     }
 
 
-def _file_order(files: list[EgressFile], principal: Principal) -> list[EgressFile]:
-    if principal.has(*STAFF_ROLES):
+def _file_order(
+    files: list[EgressFile], principal: Principal, names: outputnames.NameView | None
+) -> list[EgressFile]:
+    if all(shown_path(f, principal, names) == f.path for f in files):
         return sorted(files, key=lambda x: x.path)
     return sorted(files, key=lambda x: (x.sha256, x.id or 0))
 

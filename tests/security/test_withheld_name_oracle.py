@@ -65,3 +65,17 @@ def test_a_file_that_cannot_be_frozen_is_not_named_by_its_withheld_path(
         assert refused.status_code == 409, refused.text
         assert refused.json()["type"] == "urn:tre:problem:output-modified"
         assert NAME not in refused.text and "sha256-" in refused.json()["detail"]
+
+
+def test_a_tes_file_output_declared_with_a_withheld_name_is_not_confirmed() -> None:
+    """A TES task declares its FILE outputs by path; its view listed a file log for each one
+    the job wrote, so declaring guessed paths confirmed a withheld name in the same way."""
+    from tre.store.models import TesTask
+    from tre.tes.views import ShownOutput, _output_logs
+
+    declared = [{"path": f"/output/{LEAKY}", "type": "FILE"}, {"path": "/output/summary.csv", "type": "FILE"}]
+    row = TesTask(job_id="0" * 32, outputs=declared)
+    shown = [ShownOutput(0, LEAKY, False, 1), ShownOutput(1, "summary.csv", True, 4)]
+    logs = _output_logs(shown, row)
+    assert [log.path for log in logs] == ["/output/summary.csv"]
+    assert NAME not in str(logs)

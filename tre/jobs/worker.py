@@ -360,7 +360,9 @@ class Worker:
             result = JobResult(
                 result.state,
                 result.exit_code,
-                f"{result.reason}; {scan.skipped} output file(s) were not recorded and cannot be released "
+                # Fixed words: how many the job left unrecordable is a number it chose (the
+                # count is in the worker log, from `scan_output_tree`, for staff).
+                f"{result.reason}; some output files were not recorded and cannot be released "
                 "(names with control characters, not UTF-8, not in NFC form, with leading or trailing "
                 "spaces or too long, nested too deep, or too many files)",
             )
