@@ -25,8 +25,9 @@ from typing import Any, BinaryIO
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from egress_review import checking, model_sandbox, outputnames
+from egress_review import checking, model_sandbox, outputnames, quoted
 from egress_review.disclosure import build_record, record_digest
+from egress_review.joblog import job_log_screen
 from egress_review.staging import (
     HashMismatch,
     StagedFile,
@@ -283,6 +284,9 @@ def create_request(
         model_sandbox.sandbox_for(settings),
     )
     results = {path: checking.check_file(f.path, path, applied, context) for path, f in staged}
+    # What the results quote from the files is shown to the requester: screened like the log.
+    screen, _ = job_log_screen(session, settings, job)
+    results = quoted.screened_results(results, screen)
 
     req = EgressRequest(
         job_id=job_id,
