@@ -481,6 +481,11 @@ def _reviewer_conflicts(
     return None
 
 
+def review_conflict(session: Session, req: EgressRequest, principal: Principal) -> str | None:
+    """Why ``principal`` may not review ``req`` (None: they may): see `_reviewer_conflicts`."""
+    return _reviewer_conflicts(session, req, principal)
+
+
 def cast_vote(
     session: Session, principal: Principal, request_id: str, *, vote: str, comment: str = ""
 ) -> EgressRequest:
@@ -701,6 +706,21 @@ def open_for_review(
     if not principal.has("dac", "admin"):
         raise Forbidden("only reviewers can preview staged files", slug="missing-role")
     req = visible_request(session, request_id, principal)
+    # Not for a reviewer conflicted on the request (its requester, the job's submitter, a
+    # member of its project): reading the staged files is what review is, and a researcher
+    # holding the DAC role read their own project's unreleased outputs in the panel.
+    why = _reviewer_conflicts(session, req, principal)
+    if why:
+        raise _refuse(
+            session,
+            principal,
+            req,
+            Forbidden,
+            "Preview refused",
+            why,
+            "conflicted-reviewer",
+            "egress.preview_refused",
+        )
     f = next((x for x in req.files if x.id == file_id), None)
     if f is None:
         raise _not_found(f"file {file_id} of request {request_id}")
@@ -710,7 +730,9 @@ def open_for_review(
 def open_file_for_review(
     session: Session, settings: Settings, principal: Principal, req: EgressRequest, f: EgressFile
 ) -> BinaryIO:
-    """The staged bytes of one file of a request already loaded for this reviewer (verified)."""
+    """The staged bytes of one file of a request already loaded for this reviewer (verified);
+    the caller has checked the reviewer is not conflicted on it (`open_for_review` does, the
+    panel's page renders no previews for a conflicted reviewer)."""
     if not principal.has("dac", "admin"):
         raise Forbidden("only reviewers can preview staged files", slug="missing-role")
     try:
