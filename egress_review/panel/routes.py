@@ -322,12 +322,17 @@ def _png_of(fh: Any, path: str) -> tuple[bytes, bool]:
 
 
 @router.get("/requests/{request_id}/disclosure.json")
-def disclosure(request_id: str, principal: Reviewer, session: DbSession) -> Response:
-    """The decided request's disclosure record, as the researcher and auditors get it."""
+def disclosure(request_id: str, principal: Reviewer, session: DbSession, settings: SettingsDep) -> Response:
+    """The decided request's disclosure record, as the researcher and auditors get it (a
+    member of the request's project gets it as a researcher does: withheld names masked)."""
     req = workflow.visible_request(session, request_id, principal)
     if req.disclosure_record is None:
         raise Problem(409, "No disclosure record yet", f"request {request_id} is {req.state}", "not-decided")
-    body = json.dumps(req.disclosure_record, indent=2, sort_keys=True, ensure_ascii=False)
+    record = dict(req.disclosure_record)
+    if workflow.review_conflict(session, req, principal) is not None:
+        names = outputnames.request_name_view(session, settings, principal, req.job_id)
+        record = outputnames.masked_record(record, list(req.files), names, principal)
+    body = json.dumps(record, indent=2, sort_keys=True, ensure_ascii=False)
     return Response(
         body,
         media_type="application/json",
