@@ -1,4 +1,5 @@
-"""Finding a dataset's identifiers in disguise: spaced, squeezed, reversed, hex or base64.
+"""Finding a dataset's identifiers in disguise: spaced, squeezed, reversed, ROT13, look-alike
+letters, hex, base64/32/85 or text escapes.
 
 `IdentifierMatcher` finds "Jane Doe" and "doe_jane.png". A job that wants a name out prints
 it as "J a n e  D o e", "JANEDOE", "eoD enaJ", "4a616e65" or "SmFuZQ==" instead. Each
@@ -9,6 +10,7 @@ hits map back to line numbers.
 
 from __future__ import annotations
 
+import codecs
 import re
 from bisect import bisect_right
 from collections.abc import Iterable
@@ -16,6 +18,7 @@ from itertools import accumulate
 
 from egress_review.checks.identifiers import IdentifierMatcher
 from egress_review.encoded import decoded_fragments
+from egress_review.folding import fold, needs_folding
 
 # A run of single characters separated by exactly one non-alphanumeric character:
 # "J a n e", "J.a.n.e", "C-I-T-I-Z-E-N". Longer gaps separate words.
@@ -92,8 +95,17 @@ def disguised_lines(lines: list[str], matcher: IdentifierMatcher, squeezed_index
         if matcher:
             hits.update(h.line - 1 for h in matcher.find("\n".join(variant), limit=100_000))
 
+    # Look-alike letters, accents, escapes and invisible characters (`egress_review.folding`):
+    # the folded text is matched as it is, spaced out and squeezed.
+    if any(needs_folding(line) for line in lines):
+        folded = [fold(line) for line in lines]
+        by_matcher(folded)
+        by_matcher([despaced(line) for line in folded])
+        if squeezed_index:
+            hits |= squeezed_index.lines_with([squeeze(line) for line in folded])
     spaced = [despaced(line) for line in lines]
     by_matcher(spaced)
+    by_matcher([codecs.encode(line, "rot_13") for line in spaced])
     by_matcher([line[::-1] for line in spaced])
     decoded = [" ".join(decoded_fragments(line)).replace("\n", " ") for line in lines]
     by_matcher(decoded)

@@ -13,7 +13,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
+import html
 import re
+import string
+import sys
 from collections import Counter
 from collections.abc import Iterator
 
@@ -73,17 +77,65 @@ def payload_chars(line: str) -> int:
     if len(stripped) >= 16 and _STRIPPED_B64.fullmatch(stripped) and random_looking(stripped):
         # A line that is nothing but base64 (wrapped, or spaced into groups).
         return len(stripped)
+    dense = sum(len(t) for t in line.split() if dense_token(t))
     tokens = [t for t in _SPLIT.split(line) if t]
     if len(tokens) < MIN_HEX_GROUPS and not _LONG_RUN.search(line):
-        return 0
+        return dense
     hex_chars = _hex_dump_chars(tokens)
     b64_chars = sum(len(t) for t in tokens if _B64_TOKEN.fullmatch(t) and _encoded_token(t))
-    return max(hex_chars, b64_chars)
+    return max(hex_chars, b64_chars, dense)
+
+
+# Encodings whose alphabets hold punctuation (ascii85, base85/Z85, base91, uuencode) are cut
+# into tokens by `_SPLIT` and slip past the base64 test, so a whole CT slice printed with
+# `base64.a85encode` was shown. Their tokens are recognised by shape instead: long,
+# unbroken printable ASCII, mostly letters, with punctuation, switching between classes
+# (lower, upper, digit, punctuation) at almost every character, with no word in it. Paths,
+# dotted names, time stamps, UUIDs, numbers and prose switch rarely, hold words or few letters.
+MIN_DENSE_CHARS = 16
+_DENSE_MAX_WORD = 5  # a longer run of letters of one case is a word, not payload
+_DENSE_MAX_NUMBER = 2  # a longer run of digits is a number
+_DENSE_SWITCHES = 0.45  # share of neighbouring characters of different classes
+_HEX_AND_PUNCTUATION = frozenset("0123456789abcdefABCDEF") | frozenset(string.punctuation)
+
+
+# A token's runs of one class: lower case, upper case, digits, anything else (punctuation).
+_CLASS_RUNS = re.compile(r"[a-z]+|[A-Z]+|[0-9]+|[^a-zA-Z0-9]+")
+_DENSE_CANDIDATE = re.compile(rf"[!-~]{{{MIN_DENSE_CHARS},}}")
+
+
+def dense_token(token: str) -> bool:
+    """Whether a white-space-free token looks like bytes in an 85/91-symbol encoding."""
+    if len(token) < MIN_DENSE_CHARS or not _DENSE_CANDIDATE.fullmatch(token):
+        return False
+    if _HEX_AND_PUNCTUATION.issuperset(token):  # hex, UUIDs, dates: the hex rules judge them
+        return False
+    runs = _CLASS_RUNS.findall(token)
+    kinds = {_run_class(r) for r in runs}
+    if 3 not in kinds or len(kinds) < 3:  # punctuation and two of digits, lower, upper case
+        return False
+    # A word, or a number of three or more digits (a measurement, a count): encoded bytes
+    # hold one now and then, text holds them throughout.
+    words = sum(
+        1
+        for r in runs
+        if (r[0].isalpha() and len(r) > _DENSE_MAX_WORD) or (r[0].isdigit() and len(r) > _DENSE_MAX_NUMBER)
+    )
+    switches = len(runs) - 1
+    return words <= len(token) // 30 and switches >= _DENSE_SWITCHES * (len(token) - 1)
+
+
+def _run_class(run: str) -> int:
+    c = run[0]
+    return 0 if c.isdigit() else 1 if c.islower() else 2 if c.isupper() else 3
 
 
 def longest_run(line: str) -> int:
-    """Length of the longest unbroken base64/hex-alphabet run in ``line``."""
-    return max((len(m) for m in re.findall(r"[A-Za-z0-9+/]+", line)), default=0)
+    """Length of the longest unbroken run of an encoding's alphabet in ``line``: base64/hex,
+    or an 85/91-symbol one (`dense_token`)."""
+    b64 = max((len(m) for m in re.findall(r"[A-Za-z0-9+/]+", line)), default=0)
+    dense = max((len(t) for t in line.split() if dense_token(t)), default=0)
+    return max(b64, dense)
 
 
 _HEX_RUN = re.compile(r"(?:(?:0[xX])?[0-9a-fA-F]{2}[\s:,.\-]?){3,}")
@@ -92,9 +144,62 @@ _B64_RUN = re.compile(r"[A-Za-z0-9+/_-]{6,}={0,2}")
 MAX_FRAGMENTS = 4096
 
 
+# Text escapes a language or a web page would print: %41, \\101, \\u0041, &#65; / &#x41;, and
+# bytes as decimal numbers ("67 111 109"); base32 and the 85-symbol encodings of short runs.
+_PERCENT = re.compile(r"(?:%[0-9a-fA-F]{2}){3,}")
+_OCTAL = re.compile(r"(?:\\[0-3][0-7]{2}){3,}")
+_UNICODE_ESCAPE = re.compile(r"(?:\\u[0-9a-fA-F]{4}|\\U[0-9a-fA-F]{8}){3,}")
+_ENTITIES = re.compile(r"(?:&#(?:[0-9]{1,7}|[xX][0-9a-fA-F]{1,6});?){3,}")
+_DECIMAL_BYTES = re.compile(r"(?<![\d.])(?:\d{2,3}[\s,;]{1,3}){2,}\d{2,3}(?![\d.])")
+_B32_RUN = re.compile(r"[A-Z2-7]{8,}={0,6}")
+_B85_TOKEN = re.compile(r"[!-u]{5,}|[0-9A-Za-z!#$%&()*+\-;<=>?@^_`{|}~]{5,}")
+
+
+def _escaped_text(line: str) -> Iterator[str]:
+    """What the text escapes and decimal byte lists in ``line`` spell (latin-1 for bytes)."""
+    if "%" in line:
+        for match in _PERCENT.finditer(line):
+            yield bytes.fromhex(match.group(0).replace("%", "")).decode("latin-1")
+    if "\\" in line:
+        for match in _OCTAL.finditer(line):
+            yield bytes(int(o, 8) for o in match.group(0).split("\\")[1:]).decode("latin-1")
+        for match in _UNICODE_ESCAPE.finditer(line):
+            codes = re.findall(r"\\[uU]([0-9a-fA-F]+)", match.group(0))
+            yield "".join(chr(c) for c in (int(h, 16) for h in codes) if c <= sys.maxunicode)
+    if "&#" in line:
+        for match in _ENTITIES.finditer(line):
+            yield html.unescape(match.group(0))
+    for match in _DECIMAL_BYTES.finditer(line):
+        values = [int(v) for v in re.findall(r"\d+", match.group(0))]
+        if all(v < 256 for v in values):
+            yield bytes(values).decode("latin-1")
+    for match in _B32_RUN.finditer(line):
+        run = match.group(0).rstrip("=")
+        for skip in range(8):  # the fragment may start anywhere in a longer encoding
+            part = run[skip:]
+            part = part[: len(part) - len(part) % 8]
+            if len(part) < 8:
+                break
+            try:
+                yield base64.b32decode(part).decode("latin-1")
+            except (binascii.Error, ValueError):
+                continue
+    for token in line.split():
+        # Tokens of the base64 alphabet alone are decoded as base64 (`decoded_fragments`).
+        if len(token) < 7 or len(token) > 400 or _B64_TOKEN.fullmatch(token):
+            continue
+        if not _B85_TOKEN.fullmatch(token) or not random_looking(token):
+            continue
+        for decode in (base64.a85decode, base64.b85decode):
+            with contextlib.suppress(ValueError):
+                yield decode(token.encode()).decode("latin-1")
+
+
 def decoded_fragments(line: str) -> Iterator[str]:
-    """Text that short hex, ``\\xNN`` or base64 fragments of ``line`` decode to (latin-1, so
-    any bytes decode), for the identifier matcher to look at."""
+    """Text that short hex, ``\\xNN``, base64, base32, ascii85/base85 fragments and text
+    escapes (``%41``, ``\\101``, ``\\u0041``, ``&#65;``, decimal bytes) of ``line`` decode to
+    (latin-1, so any bytes decode), for the identifier matcher to look at."""
+    yield from _escaped_text(line)
     produced = 0
     for match in _HEX_RUN.finditer(line):
         digits = re.sub(r"0[xX]|[\s:,.\-]", "", match.group(0))

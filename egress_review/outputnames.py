@@ -29,7 +29,7 @@ from typing import Any
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
-from tre.access import STAFF_ROLES
+from tre.access import STAFF_ROLES, sees_raw_output_names
 from tre.auth.principal import Principal
 from tre.config import Settings
 from tre.store.models import EgressFile, Job, JobOutput
@@ -77,8 +77,9 @@ NAME_VIEW_JOBS = 32
 
 
 def name_view(session: Session, settings: Settings, principal: Principal, job: Job) -> NameView:
-    """The names of ``job``'s outputs hidden from ``principal``."""
-    if principal.has(*STAFF_ROLES):
+    """The names of ``job``'s outputs hidden from ``principal`` (none from staff reviewing
+    it; a member of its project is a researcher here whatever other roles they hold)."""
+    if sees_raw_output_names(session, principal, job.project_id):
         return SHOW_ALL
     from egress_review.joblog import job_log_screen
 
@@ -140,6 +141,11 @@ def request_name_view(session: Session, settings: Settings, principal: Principal
     return _view_for_request(session, settings, principal, job_id)
 
 
+def names_a_path(wanted: str) -> bool:
+    """Whether an egress request names a file by its path (not ``#<index>`` or ``sha256:``)."""
+    return not (_BY_INDEX.match(wanted) or _BY_HASH.match(wanted))
+
+
 def resolve_recorded(session: Session, job_id: str, wanted: str) -> JobOutput | None:
     """The recorded output of ``job_id`` that an egress request means by ``wanted``: the path
     itself, ``#<index>`` or ``sha256:<hex>`` (the first in index order with that hash); None
@@ -159,7 +165,7 @@ def masked_record(
 ) -> dict[str, Any]:
     """The disclosure record as ``principal`` may see it: withheld names replaced by
     placeholders (and their checks dropped), files in hash order so that order spells nothing."""
-    if principal.has(*STAFF_ROLES) or not any(not names.shows(f.path) for f in files):
+    if not any(not names.shows(f.path) for f in files):
         return record
     by_path = {f.path: f for f in files}
     shown = []

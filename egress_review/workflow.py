@@ -25,8 +25,9 @@ from typing import Any, BinaryIO
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from egress_review import checking, model_sandbox, outputnames
+from egress_review import checking, model_sandbox, outputnames, quoted
 from egress_review.disclosure import build_record, record_digest
+from egress_review.joblog import job_log_screen
 from egress_review.staging import (
     HashMismatch,
     StagedFile,
@@ -216,6 +217,9 @@ def create_request(
     # not see the names (egress_review.outputnames) still name what they want released. One
     # indexed query per named file: a cohort job has tens of thousands of outputs.
     found = {w: outputnames.resolve_recorded(session, job_id, w) for w in wanted}
+    datasets = checking.job_datasets(session, job)
+    applied = policies_for_datasets(datasets, settings.resolved_policies_dir)
+    names = _withheld_paths_unknown(session, settings, principal, job_id, found)
     resolved = {w: (o.path if o is not None else None) for w, o in found.items()}
     outputs = {o.path: (o.sha256, o.size) for o in found.values() if o is not None}
     unknown = [w for w, p in resolved.items() if p is None]
@@ -227,8 +231,6 @@ def create_request(
             title="Not a job output",
         )
     wanted = list(dict.fromkeys(p for p in resolved.values() if p is not None))
-    datasets = checking.job_datasets(session, job)
-    applied = policies_for_datasets(datasets, settings.resolved_policies_dir)
     _within_request_limits(applied, [outputs[p][1] for p in wanted])
     if pause is not None:
         pause()
@@ -257,8 +259,16 @@ def create_request(
                 detail=str(exc),
                 recorded_sha256=sha256,
             )
+            # The file as the requester knows it, and fixed words: a withheld name must not
+            # come back in the refusal (nor in the staging error, which quotes the file).
+            shown = path if names.shows(path) else outputnames.placeholder(sha256)
+            why = (
+                "it changed after the job recorded it (its size or SHA-256 differs)"
+                if isinstance(exc, HashMismatch)
+                else "it is no longer the regular file the job recorded"
+            )
             raise Conflict(
-                f"{path}: {exc}; it cannot be released",
+                f"{shown}: {why}; it cannot be released",
                 slug=slug,
                 title="Output cannot be frozen",
                 audited=True,
@@ -274,6 +284,9 @@ def create_request(
         model_sandbox.sandbox_for(settings),
     )
     results = {path: checking.check_file(f.path, path, applied, context) for path, f in staged}
+    # What the results quote from the files is shown to the requester: screened like the log.
+    screen, _ = job_log_screen(session, settings, job)
+    results = quoted.screened_results(results, screen)
 
     req = EgressRequest(
         job_id=job_id,
@@ -311,6 +324,24 @@ def create_request(
         _audit(session, "system", "egress.staged", req, path=f.path, sha256=f.sha256, size=f.size)
     _record_checks(session, req)
     return req
+
+
+def _withheld_paths_unknown(
+    session: Session,
+    settings: Settings,
+    principal: Principal,
+    job_id: str,
+    found: dict[str, JobOutput | None],
+) -> outputnames.NameView:
+    """The requester's view of the job's names; a file named by a path the requester may not
+    see is dropped from ``found`` (in place), so it is refused exactly like a path the job never
+    wrote. Otherwise a guessed path (a patient's name the job wrote as a file name) would be
+    confirmed by the request being opened, one guess at a time."""
+    names = outputnames.request_name_view(session, settings, principal, job_id)
+    for wanted, output in found.items():
+        if output is not None and outputnames.names_a_path(wanted) and not names.shows(output.path):
+            found[wanted] = None
+    return names
 
 
 def _within_request_limits(applied: list[AppliedPolicy], sizes: list[int]) -> None:
@@ -448,6 +479,11 @@ def _reviewer_conflicts(
             "independent of the project"
         )
     return None
+
+
+def review_conflict(session: Session, req: EgressRequest, principal: Principal) -> str | None:
+    """Why ``principal`` may not review ``req`` (None: they may): see `_reviewer_conflicts`."""
+    return _reviewer_conflicts(session, req, principal)
 
 
 def cast_vote(
@@ -670,6 +706,21 @@ def open_for_review(
     if not principal.has("dac", "admin"):
         raise Forbidden("only reviewers can preview staged files", slug="missing-role")
     req = visible_request(session, request_id, principal)
+    # Not for a reviewer conflicted on the request (its requester, the job's submitter, a
+    # member of its project): reading the staged files is what review is, and a researcher
+    # holding the DAC role read their own project's unreleased outputs in the panel.
+    why = _reviewer_conflicts(session, req, principal)
+    if why:
+        raise _refuse(
+            session,
+            principal,
+            req,
+            Forbidden,
+            "Preview refused",
+            why,
+            "conflicted-reviewer",
+            "egress.preview_refused",
+        )
     f = next((x for x in req.files if x.id == file_id), None)
     if f is None:
         raise _not_found(f"file {file_id} of request {request_id}")
@@ -679,7 +730,9 @@ def open_for_review(
 def open_file_for_review(
     session: Session, settings: Settings, principal: Principal, req: EgressRequest, f: EgressFile
 ) -> BinaryIO:
-    """The staged bytes of one file of a request already loaded for this reviewer (verified)."""
+    """The staged bytes of one file of a request already loaded for this reviewer (verified);
+    the caller has checked the reviewer is not conflicted on it (`open_for_review` does, the
+    panel's page renders no previews for a conflicted reviewer)."""
     if not principal.has("dac", "admin"):
         raise Forbidden("only reviewers can preview staged files", slug="missing-role")
     try:
@@ -702,11 +755,11 @@ def open_file_for_review(
 
 
 def shown_path(f: EgressFile, principal: Principal, names: outputnames.NameView | None) -> str:
-    """A file's path as ``principal`` may see it: staff always; researchers only when the
-    job's name screening lets it through (no view given: withheld, failing closed)."""
-    if principal.has(*STAFF_ROLES) or (names is not None and names.shows(f.path)):
-        return f.path
-    return outputnames.placeholder(f.sha256)
+    """A file's path as ``principal`` may see it: as the job's name screening ``names`` for
+    this caller says (`outputnames.name_view`: everything for staff reviewing another
+    project's job); with no view, staff see it and researchers do not (failing closed)."""
+    shown = names.shows(f.path) if names is not None else principal.has(*STAFF_ROLES)
+    return f.path if shown else outputnames.placeholder(f.sha256)
 
 
 def request_view(
@@ -730,7 +783,12 @@ def request_view(
     conflicted_reason = _reviewer_conflicts(session, req, principal, facts)
     resolution = next((r for r in req.reviews if r.stage == ReviewStage.resolution), None)
     # Staff may see what the job wrote before it is reviewed; the requester may not.
-    staff = principal.has(*STAFF_ROLES) and principal.user_id != req.requested_by
+    # ... and a member of the request's project is a researcher here, whatever other roles.
+    staff = (
+        principal.has(*STAFF_ROLES)
+        and principal.user_id != req.requested_by
+        and not _member(session, req.project_id, principal.user_id, facts)
+    )
 
     def review_dict(r: Review) -> dict[str, Any]:
         return {
@@ -774,13 +832,15 @@ def request_view(
         "decided_at": req.decided_at.isoformat() if req.decided_at else None,
         "outcome": checking.worst_outcome([f.outcome for f in req.files]),
         # Staff by path; researchers by hash, an order that spells nothing of withheld names.
-        "files": [_file_view(f, principal, names, staff) for f in _file_order(req.files, principal)],
+        "files": [_file_view(f, principal, names, staff) for f in _file_order(req.files, principal, names)],
         "disclosure_available": req.disclosure_record is not None,
     }
 
 
-def _file_order(files: list[EgressFile], principal: Principal) -> list[EgressFile]:
-    if principal.has(*STAFF_ROLES):
+def _file_order(
+    files: list[EgressFile], principal: Principal, names: outputnames.NameView | None
+) -> list[EgressFile]:
+    if all(shown_path(f, principal, names) == f.path for f in files):
         return sorted(files, key=lambda x: x.path)
     return sorted(files, key=lambda x: (x.sha256, x.id or 0))
 

@@ -61,6 +61,16 @@ def can_read_job_code(session: Session, principal: Principal, project_id: str) -
     return principal.has(*STAFF_ROLES) or is_member(session, project_id, principal.user_id)
 
 
-def reads_raw_logs(principal: Principal) -> bool:
-    """Staff who oversee jobs read the raw log; everyone else gets the screened one."""
-    return principal.has(*OVERSIGHT_ROLES)
+def reads_raw_logs(session: Session, principal: Principal, project_id: str) -> bool:
+    """Staff who oversee jobs read the raw log; everyone else gets the screened one.
+
+    A member of the job's project gets the screened log whatever other roles they hold: the
+    job is their own research code's (as the airlock hides reviewer-only evidence from the
+    requester even if they hold a staff role)."""
+    return principal.has(*OVERSIGHT_ROLES) and not is_member(session, project_id, principal.user_id)
+
+
+def sees_raw_output_names(session: Session, principal: Principal, project_id: str) -> bool:
+    """Staff see every output name of jobs they review; a member of the job's project sees
+    them screened, as a researcher, whatever other roles they hold (see `reads_raw_logs`)."""
+    return principal.has(*STAFF_ROLES) and not is_member(session, project_id, principal.user_id)

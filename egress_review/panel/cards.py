@@ -58,13 +58,20 @@ def query_int(query: dict[str, str], name: str) -> int | None:
 
 
 def file_cards(
-    req: EgressRequest, files: list[dict[str, Any]], query: dict[str, str], opener: Opener
+    req: EgressRequest,
+    files: list[dict[str, Any]],
+    query: dict[str, str],
+    opener: Opener,
+    previews: bool = True,
 ) -> list[FileCard]:
     """Every file's card, from the fragment cache when this view of it was rendered before.
 
     A 50-file request is mostly passed files: reading, verifying and rendering each of them on
     every page view made the page slow and long. In large requests they stay collapsed with a
     link instead, and each card is rendered once per process.
+
+    ``previews=False`` (a reviewer conflicted on the request): every card collapsed, never read
+    from the cache, which holds previews another reviewer's view rendered.
     """
     rows = {x.id: x for x in req.files}
     cards = []
@@ -77,9 +84,12 @@ def file_cards(
         page = query_int(query, f"page{f['id']}")
         column_page = query_int(query, f"cols{f['id']}")
         card = FileCard(f, [c for c in f["checks"] if c.get("outcome") != "pass"], deferred)
-        key = fragments.fragment_key(req.id, f, (deferred, page, column_page))
         build = partial(_render_card, req.id, partial(opener, rows[f["id"]]), f, deferred, page, column_page)
-        card.html = fragments.fragments.get_or_render(key, build)
+        if not previews:
+            card.html, _ = _render_card(req.id, partial(opener, rows[f["id"]]), f, True, page, column_page)
+        else:
+            key = fragments.fragment_key(req.id, f, (deferred, page, column_page))
+            card.html = fragments.fragments.get_or_render(key, build)
         cards.append(card)
     return cards
 

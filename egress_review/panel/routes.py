@@ -19,7 +19,7 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 
-from egress_review import workflow
+from egress_review import outputnames, workflow
 from egress_review.panel import fragments, preview
 from egress_review.panel.auth import (
     ID_TOKEN_COOKIE,
@@ -230,7 +230,11 @@ def _queue_row(
     )
     row |= {
         "justification": req.justification,
-        "file_names": [f.path for f in files[:QUEUE_FILE_NAMES]],
+        # Within their own project a reviewer is a researcher: no names (they are conflicted).
+        "file_names": [
+            outputnames.placeholder(f.sha256) if req.project_id in facts.member_of else f.path
+            for f in files[:QUEUE_FILE_NAMES]
+        ],
         "more_files": max(0, len(files) - QUEUE_FILE_NAMES),
         "flagged": sum(1 for f in files if f.outcome == "flag"),
         "blocked": sum(1 for f in files if f.outcome == "block"),
@@ -254,9 +258,13 @@ def _request_page(
     status: int = 200,
 ) -> HTMLResponse:
     req = workflow.visible_request(session, request_id, principal)
-    view = workflow.request_view(session, req, principal)
+    # A reviewer conflicted on the request (e.g. in its project) gets no previews, and a member
+    # of its project the names as a researcher sees them.
+    conflicted = workflow.review_conflict(session, req, principal) is not None
+    names = outputnames.request_name_view(session, settings, principal, req.job_id) if conflicted else None
+    view = workflow.request_view(session, req, principal, names)
     opener = partial(workflow.open_file_for_review, session, settings, principal, req)
-    cards = file_cards(req, view["files"], dict(request.query_params), opener)
+    cards = file_cards(req, view["files"], dict(request.query_params), opener, previews=not conflicted)
     if error is None:
         workflow.record_review_view(session, principal, req)
     job = session.get(Job, req.job_id)  # what produced the files: image and the exact code
@@ -314,12 +322,17 @@ def _png_of(fh: Any, path: str) -> tuple[bytes, bool]:
 
 
 @router.get("/requests/{request_id}/disclosure.json")
-def disclosure(request_id: str, principal: Reviewer, session: DbSession) -> Response:
-    """The decided request's disclosure record, as the researcher and auditors get it."""
+def disclosure(request_id: str, principal: Reviewer, session: DbSession, settings: SettingsDep) -> Response:
+    """The decided request's disclosure record, as the researcher and auditors get it (a
+    member of the request's project gets it as a researcher does: withheld names masked)."""
     req = workflow.visible_request(session, request_id, principal)
     if req.disclosure_record is None:
         raise Problem(409, "No disclosure record yet", f"request {request_id} is {req.state}", "not-decided")
-    body = json.dumps(req.disclosure_record, indent=2, sort_keys=True, ensure_ascii=False)
+    record = dict(req.disclosure_record)
+    if workflow.review_conflict(session, req, principal) is not None:
+        names = outputnames.request_name_view(session, settings, principal, req.job_id)
+        record = outputnames.masked_record(record, list(req.files), names, principal)
+    body = json.dumps(record, indent=2, sort_keys=True, ensure_ascii=False)
     return Response(
         body,
         media_type="application/json",

@@ -9,6 +9,8 @@ the request's files, never the job's outputs (tests/api/test_large_outputs.py bo
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 
 from egress_review import workflow
@@ -35,18 +37,30 @@ job:
 """
 
 
+def _as_named(names: list[str], outputs: dict[str, bytes]) -> list[str]:
+    """How the researcher names them: by path, or by hash where the name is withheld from
+    them (the 190-character run reads as encoded data), as `tre outputs` lists it."""
+    return [f"sha256:{hashlib.sha256(outputs[n]).hexdigest()}" if n == LONG else n for n in names]
+
+
 def test_cohort_file_names_are_shown_escaped_without_breaking_the_layout(  # type: ignore[no-untyped-def]
     browser, live, db, esettings, token_for
 ):
     (esettings.policies_dir / "cohort-panel.yaml").write_text(POLICY)
     outputs = {f"series/{i:05d}/image.json": f'{{"series": {i}}}\n'.encode() for i in range(200)}
     outputs.update({name: SAFE if name.endswith(".csv") else b"plain notes\n" for name in NAMES})
+    outputs[LONG] = b"plain notes of the long name\n"
     with db.begin() as s:
         world = seed_world(s, esettings, outputs, policy="cohort-panel")
     researcher = Principal(user_id=world.researcher, roles=frozenset({"researcher"}))
     with db.begin() as s:
         rid = workflow.create_request(
-            s, esettings, researcher, job_id=world.job_id, paths=NAMES, justification="five files"
+            s,
+            esettings,
+            researcher,
+            job_id=world.job_id,
+            paths=_as_named(NAMES, outputs),
+            justification="five files",
         ).id
     context = browser.new_context(viewport=VIEWPORT)
     page = context.new_page()

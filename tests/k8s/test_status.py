@@ -27,13 +27,17 @@ def test_err_image_pull_waits_but_backoff_is_fatal() -> None:
     assert view.fatal_waiting and view.waiting_reason == "ImagePullBackOff"
 
 
-def test_evicted_pod_reports_the_kubelet_message() -> None:
+def test_evicted_pod_reports_the_cause_in_fixed_words() -> None:
     pod = job_pod("pod_failed_exit3")
     pod["status"].update(
-        reason="Evicted", message="Pod ephemeral local storage usage exceeds the total limit"
+        reason="Evicted",
+        message="Pod ephemeral local storage usage exceeds the total limit of containers 1Gi. "
+        "Container job was using 1234567Ki, request is 0",
     )
     result = final_result(job_view(recording("job_failed_backofflimit")), pod_view(pod), 1024, 60)
     assert result.state == "failed" and "ephemeral local storage" in result.reason
+    # The usage the kubelet quotes is the job's to choose: not in the reason.
+    assert "1234567" not in result.reason and "Container" not in result.reason
 
 
 def test_job_failed_without_a_pod_quotes_the_condition() -> None:

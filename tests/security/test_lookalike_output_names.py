@@ -78,7 +78,9 @@ def test_a_real_job_writing_lookalikes_records_only_the_real_names(
     Worker(settings, engine).run_until_idle(timeout_s=120)
     job = app_client.get(f"/api/v1/jobs/{job_id}", headers=alice).json()
     assert job["state"] == "succeeded", job
-    assert "3 output file(s) were not recorded" in job["reason"] and "NFC" in job["reason"]
+    # Fixed words: the count is a number the job chose (staff find it in the worker log).
+    assert "some output files were not recorded" in job["reason"] and "NFC" in job["reason"]
+    assert not any(c.isdigit() for c in job["reason"].split(";", 1)[1].replace("UTF-8", ""))
     staff = app_client.get(f"/api/v1/jobs/{job_id}/outputs", headers=world.headers["audrey"]).json()
     assert sorted(o["path"] for o in staff) == sorted([NFC, "manifest.json"])
     # An egress request cannot name a lookalike: it was never recorded (the API trims the

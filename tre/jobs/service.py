@@ -232,7 +232,7 @@ def visible_log(
 ) -> tuple[bytes, int]:
     """The log as this caller may see it: raw for staff, screened and budgeted for researchers
     (the log is an output channel: a job can print what it read)."""
-    if reads_raw_logs(principal):
+    if reads_raw_logs(session, principal, job.project_id):
         raw, next_offset, _ = read_log(settings, job.id, offset)
         return raw, next_offset
     return screen(session, settings, job, offset)

@@ -32,6 +32,7 @@ from tre.code.archive import CodeLimits
 from tre.code.store import CodeStore
 from tre.config import Settings
 from tre.errors import TreError
+from tre.executors import reasons
 from tre.executors.base import DatasetMount, Executor, InputMount, JobResult, JobSpec, RunControl
 from tre.executors.factory import make_executor
 from tre.images.runtime import job_image
@@ -325,9 +326,12 @@ class Worker:
                 result = self.executor.run(spec, control)
         except TreError as exc:
             result = JobResult(JobState.failed, None, f"refused to run: {exc}")
-        except Exception as exc:  # noqa: BLE001 - any backend failure must end the job, not the worker
-            log.exception("executor failed for job %s", job_id)
-            result = JobResult(JobState.failed, None, f"executor error: {exc}")
+        except Exception:  # noqa: BLE001 - any backend failure must end the job, not the worker
+            # The exception's text may quote what the job wrote (a file name in an OSError, a
+            # backend's message): it goes to the worker log, the reason names only a reference.
+            ref = reasons.new_reference()
+            log.exception("executor failed for job %s (ref: %s)", job_id, ref)
+            result = JobResult(JobState.failed, None, f"executor error (ref: {ref})")
         self._last_beat.pop(job_id, None)
         with session_scope(self.engine) as s:
             job = s.get(Job, job_id)
@@ -342,19 +346,23 @@ class Worker:
             scan = scan_output_tree(
                 output_dir(self.settings, job.id), *recording_limits(session, self.settings, job)
             )
-        except Exception as exc:  # noqa: BLE001 - fail closed: no outputs, job failed
-            log.exception("cannot record the outputs of job %s", job.id)
+        except Exception:  # noqa: BLE001 - fail closed: no outputs, job failed
+            # As above: the error may quote a name from the job's output tree.
+            ref = reasons.new_reference()
+            log.exception("cannot record the outputs of job %s (ref: %s)", job.id, ref)
             scan = OutputScan()
             result = JobResult(
                 JobState.failed,
                 result.exit_code,
-                f"{result.reason}; its outputs could not be recorded ({exc}), so none can be released",
+                f"{result.reason}; its outputs could not be recorded (ref: {ref}), so none can be released",
             )
         if scan.skipped:
             result = JobResult(
                 result.state,
                 result.exit_code,
-                f"{result.reason}; {scan.skipped} output file(s) were not recorded and cannot be released "
+                # Fixed words: how many the job left unrecordable is a number it chose (the
+                # count is in the worker log, from `scan_output_tree`, for staff).
+                f"{result.reason}; some output files were not recorded and cannot be released "
                 "(names with control characters, not UTF-8, not in NFC form, with leading or trailing "
                 "spaces or too long, nested too deep, or too many files)",
             )

@@ -174,7 +174,9 @@ def _output_logs(shown: list[ShownOutput], row: TesTask) -> list[TesOutputFileLo
         for out in shown:
             url = f"tre://jobs/{row.job_id}/outputs/{out.index}"
             if declared.get("type", "FILE") == "FILE":
-                if out.path == rel:
+                # Only a name the caller may see: the author may declare any path, and a file
+                # log for a withheld one would confirm a guessed name (a patient's) exists.
+                if out.path == rel and out.name_shown:
                     logs.append(TesOutputFileLog(url=url, path=path, size_bytes=str(out.size)))
             elif not out.name_shown:
                 # Name withheld: whether it lies below this folder is not said either.

@@ -123,7 +123,7 @@ def get_logs(
     """
     job = service.get_visible_job(session, p, job_id)
     data, next_offset = service.visible_log(session, settings, p, job, offset, screen=researcher_log)
-    kind = "raw" if reads_raw_logs(p) else "screened"
+    kind = "raw" if reads_raw_logs(session, p, job.project_id) else "screened"
     record_read(
         session,
         actor=p.user_id,

@@ -118,6 +118,22 @@ def waiting_failure(pod: PodView, image: str) -> JobResult:
     return JobResult(JobState.failed, None, f"{what} ({pod.waiting_reason}){detail}")
 
 
+# What the kubelet's eviction message says was short, in fixed words: the message itself
+# quotes how much memory or disk the job's container used, numbers the job chose.
+EVICTION_CAUSES = (
+    ("ephemeral", "ephemeral local storage over its limit"),
+    ("memory", "the node ran low on memory"),
+    ("disk", "the node ran low on disk"),
+    ("pid", "the node ran low on process ids"),
+)
+
+
+def eviction_reason(message: str | None) -> str:
+    text = (message or "").lower()
+    cause = next((words for key, words in EVICTION_CAUSES if key in text), "no cause given")
+    return f"evicted by the node: {cause}"
+
+
 def final_result(job: JobView, pod: PodView | None, memory_mb: int, time_limit_s: int) -> JobResult:
     """How a finished Job ended, most specific cause first."""
     if job.failed and job.reason == "DeadlineExceeded" and (pod is None or not pod.started):
@@ -144,9 +160,7 @@ def final_result(job: JobView, pod: PodView | None, memory_mb: int, time_limit_s
             f"out of memory: the job exceeded its memory limit of {memory_mb} MiB and was killed (OOMKilled)",
         )
     if pod is not None and pod.pod_reason == "Evicted":
-        return JobResult(
-            JobState.failed, pod.exit_code, f"evicted by the node: {pod.pod_message or 'no message'}"
-        )
+        return JobResult(JobState.failed, pod.exit_code, eviction_reason(pod.pod_message))
     if job.complete and (pod is None or pod.exit_code in (None, 0)):
         return JobResult(JobState.succeeded, 0, "completed")
     if pod is not None and pod.exit_code is not None:

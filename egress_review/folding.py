@@ -1,0 +1,54 @@
+"""Text folded to what it looks like: for finding identifiers written in look-alike letters.
+
+A job that wants a patient's name out of the screened log (or an output name) prints it so
+that it reads the same to a person but not to a matcher: Cyrillic or Greek letters that look
+Latin ("Сompressed" with a Cyrillic С), fullwidth or mathematical letters, terminal escape
+sequences or invisible characters between the letters. `fold` undoes that: terminal escape
+sequences, control/format characters and combining marks (accents) are removed,
+compatibility forms are normalised (NFKC: fullwidth, ligatures, mathematical alphabets) and
+each remaining non-ASCII character that Unicode's confusables data (TR39, via
+``confusable_homoglyphs``) lists as looking like an ASCII letter or digit is replaced by it.
+The identifier matchers then see the plain text.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from functools import lru_cache
+
+# ESC-introduced sequences: CSI (colours, cursor moves), OSC (titles, links), and two-character ones.
+_TERMINAL_ESCAPES = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-Z\\-_])")
+_INVISIBLE = frozenset({"Cc", "Cf", "Mn", "Me", "Zl", "Zp"})
+
+
+@lru_cache(maxsize=1)
+def _look_alikes() -> dict[str, str]:
+    """Non-ASCII character -> the ASCII letter or digit it is confusable with."""
+    from confusable_homoglyphs.confusables import confusables_data
+
+    table: dict[str, str] = {}
+    for ascii_char in "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz":
+        for glyph in confusables_data.get(ascii_char, []):
+            char = glyph.get("c", "")
+            if len(char) == 1 and not char.isascii():
+                table.setdefault(char, ascii_char)
+    return table
+
+
+def needs_folding(line: str) -> bool:
+    """Whether folding could change ``line`` (plain printable ASCII is already folded)."""
+    return not (line.isascii() and line.isprintable())
+
+
+def fold(line: str) -> str:
+    """``line`` as it looks: escapes and invisible characters gone, look-alikes made ASCII.
+    Tabs become spaces; the result holds no line breaks (one line in, one line out)."""
+    if not needs_folding(line):
+        return line
+    text = _TERMINAL_ESCAPES.sub("", line).replace("\t", " ")
+    # Compatibility forms to plain letters, then accents and marks apart and dropped.
+    text = unicodedata.normalize("NFD", unicodedata.normalize("NFKC", text))
+    text = "".join(c for c in text if unicodedata.category(c) not in _INVISIBLE)
+    table = _look_alikes()
+    return "".join(table.get(c, c) for c in text)

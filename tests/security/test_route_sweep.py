@@ -1,0 +1,215 @@
+"""Every route of the app, found by walking ``app.routes`` (not the OpenAPI document, which
+leaves out the tlog tiles, the panel and anything marked ``include_in_schema=False``),
+called with no token, an expired one, a forged one, every role that may not use it, and a
+researcher of another project: each is refused with a problem document (401/403/404), never
+answered 200 or 500.
+
+The table below names, for each route, who must be refused. A route added to the app without
+an entry here fails `test_every_route_is_classified`: whoever adds it decides who may use it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.worlds import WorldFactory
+from tre.store.db import session_scope
+
+# Callers: alice (researcher, project p1, which owns the job and request used below), bob
+# (researcher of p2 only), dana (DAC), audrey (auditor), root (admin).
+EVERYONE = frozenset({"alice", "bob", "dana", "audrey", "root"})
+NOBODY: frozenset[str] = frozenset()
+ADMIN_ONLY = EVERYONE - {"root"}
+NOT_SUBMITTERS = frozenset({"dana", "audrey"})  # researchers and admins submit
+AUDITORS = frozenset({"alice", "bob", "dana"})  # audit reads: auditors (and admins for some)
+
+# Answer without a token: how to sign in, the schema, the panel's sign-in pages.
+PUBLIC = {
+    ("GET", "/openapi.json"),
+    ("GET", "/docs"),
+    ("GET", "/docs/oauth2-redirect"),
+    ("GET", "/redoc"),
+    ("GET", "/api/v1/auth/config"),
+    ("GET", "/panel/login"),
+    ("POST", "/panel/login"),
+    ("POST", "/panel/logout"),
+    ("GET", "/panel/static/{name}"),
+    ("GET", "/panel/oidc/start"),
+    ("GET", "/panel/oidc/callback"),
+}
+# The panel's pages take its own session cookie, never a bearer token: without the cookie
+# they send the browser to the sign-in page.
+PANEL_SESSION = {
+    ("GET", "/panel/"),
+    ("GET", "/panel/requests/{request_id}"),
+    ("GET", "/panel/requests/{request_id}/files/{file_id}/render.png"),
+    ("GET", "/panel/requests/{request_id}/disclosure.json"),
+    ("POST", "/panel/requests/{request_id}/vote"),
+    ("POST", "/panel/requests/{request_id}/resolve"),
+}
+# Who must be refused each bearer-token route (the p1 job, request and task ids are used).
+REFUSED: dict[tuple[str, str], frozenset[str]] = {
+    ("GET", "/api/v1/me"): NOBODY,
+    ("GET", "/api/v1/admin/users"): ADMIN_ONLY,
+    ("POST", "/api/v1/admin/users"): ADMIN_ONLY,
+    ("PUT", "/api/v1/admin/users/{user_id}/roles"): ADMIN_ONLY,
+    ("POST", "/api/v1/admin/users/{user_id}/disable"): ADMIN_ONLY,
+    ("POST", "/api/v1/admin/users/{user_id}/enable"): ADMIN_ONLY,
+    ("GET", "/api/v1/projects"): NOBODY,
+    ("GET", "/api/v1/projects/{project_id}"): frozenset({"bob", "dana"}),
+    ("POST", "/api/v1/projects"): ADMIN_ONLY,
+    ("PATCH", "/api/v1/projects/{project_id}/quota"): ADMIN_ONLY,
+    ("POST", "/api/v1/projects/{project_id}/members"): ADMIN_ONLY,
+    ("DELETE", "/api/v1/projects/{project_id}/members/{user_id}"): ADMIN_ONLY,
+    ("GET", "/api/v1/datasets"): NOBODY,
+    ("POST", "/api/v1/datasets"): ADMIN_ONLY,
+    ("GET", "/api/v1/grants"): NOBODY,
+    ("POST", "/api/v1/grants"): ADMIN_ONLY,
+    ("POST", "/api/v1/grants/{grant_id}/revoke"): ADMIN_ONLY,
+    ("GET", "/api/v1/catalogue"): NOBODY,
+    ("POST", "/api/v1/catalogue/counts"): NOT_SUBMITTERS,
+    ("POST", "/api/v1/jobs"): NOT_SUBMITTERS,
+    ("GET", "/api/v1/jobs"): NOBODY,
+    ("GET", "/api/v1/jobs/{job_id}"): frozenset({"bob", "dana"}),
+    ("GET", "/api/v1/jobs/{job_id}/logs"): frozenset({"bob", "dana"}),
+    ("GET", "/api/v1/jobs/{job_id}/outputs"): frozenset({"bob", "dana"}),
+    ("POST", "/api/v1/jobs/{job_id}/cancel"): frozenset({"bob", "dana", "audrey"}),
+    ("POST", "/api/v1/code"): NOT_SUBMITTERS,
+    ("GET", "/api/v1/jobs/{job_id}/code"): frozenset({"bob"}),
+    ("GET", "/api/v1/jobs/{job_id}/code/files"): frozenset({"bob"}),
+    ("POST", "/api/v1/images"): NOT_SUBMITTERS,
+    ("GET", "/api/v1/images"): NOBODY,
+    ("POST", "/api/v1/images/approvals"): ADMIN_ONLY,
+    ("POST", "/api/v1/images/approvals/revoke"): ADMIN_ONLY,
+    ("POST", "/api/v1/images/push"): ADMIN_ONLY,
+    ("POST", "/api/v1/egress/requests"): frozenset({"dana", "audrey", "root"}),
+    ("GET", "/api/v1/egress/requests"): NOBODY,
+    ("GET", "/api/v1/egress/requests/{request_id}"): frozenset({"bob"}),
+    ("POST", "/api/v1/egress/requests/{request_id}/votes"): frozenset({"alice", "bob", "audrey", "root"}),
+    ("POST", "/api/v1/egress/requests/{request_id}/resolution"): frozenset({"alice", "bob", "audrey"}),
+    ("GET", "/api/v1/egress/requests/{request_id}/disclosure"): frozenset({"bob"}),
+    ("GET", "/api/v1/egress/requests/{request_id}/files/{file_id}"): frozenset(
+        {"bob", "dana", "audrey", "root"}
+    ),
+    ("GET", "/api/v1/audit/public-key"): AUDITORS,
+    ("GET", "/api/v1/audit/checkpoint"): AUDITORS,
+    ("GET", "/api/v1/audit/entries"): AUDITORS | {"root"},
+    ("GET", "/api/v1/audit/entries/{idx}"): AUDITORS | {"root"},
+    ("GET", "/api/v1/audit/proof/inclusion"): AUDITORS | {"root"},
+    ("GET", "/api/v1/audit/proof/consistency"): AUDITORS | {"root"},
+    ("GET", "/api/v1/audit/export"): AUDITORS | {"root"},
+    ("GET", "/api/v1/audit/tlog/checkpoint"): AUDITORS,
+    ("GET", "/api/v1/audit/tlog/tile/entries/{path:path}"): AUDITORS | {"root"},
+    ("GET", "/api/v1/audit/tlog/tile/{level}/{path:path}"): AUDITORS,
+    ("GET", "/ga4gh/tes/v1/service-info"): NOBODY,
+    ("POST", "/ga4gh/tes/v1/tasks"): NOT_SUBMITTERS,
+    ("GET", "/ga4gh/tes/v1/tasks"): NOBODY,
+    ("GET", "/ga4gh/tes/v1/tasks/{task_id}"): frozenset({"bob", "dana"}),
+    ("POST", "/ga4gh/tes/v1/tasks/{task_id}:cancel"): frozenset({"bob", "dana", "audrey"}),
+}
+
+
+def app_routes(routes: list[Any], prefix: str = "") -> Iterator[tuple[str, str]]:
+    """(method, path) of every route, also inside included routers (FastAPI keeps those as
+    one entry per ``include_router`` that holds the router's own routes)."""
+    for route in routes:
+        included = getattr(route, "original_router", None)
+        if included is not None:
+            yield from app_routes(included.routes, prefix + (route.include_context.prefix or ""))
+            continue
+        for method in sorted(getattr(route, "methods", None) or ()):
+            if method != "HEAD":
+                yield method, prefix + route.path
+
+
+@pytest.fixture
+def ids(app_client, world, engine, settings) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    """Real ids of p1's things: a finished job with an output, an egress request on it."""
+    with session_scope(engine) as s:
+        job = WorldFactory(s).finished_job(settings, "p1", "alice", ["ct1"], {"summary.csv": b"n\n2\n"})
+    body = {"job_id": job, "files": ["summary.csv"], "justification": "counts"}
+    req = app_client.post("/api/v1/egress/requests", headers=world.headers["alice"], json=body)
+    assert req.status_code == 201, req.text
+    return {
+        "job_id": job,
+        "task_id": job,
+        "request_id": req.json()["id"],
+        "file_id": str(req.json()["files"][0]["id"]),
+        "project_id": "p1",
+        "user_id": "nobody",  # never a real user: the admin routes must not change the callers
+        "grant_id": "0" * 32,
+        "idx": "0",
+        "name": "panel.css",
+        "level": "0",
+        "path:path": "000",
+    }
+
+
+def _concrete(path: str, ids: dict[str, str]) -> str:
+    return re.sub(r"\{([^}]+)\}", lambda m: ids[m.group(1)], path)
+
+
+def _call(client, method: str, path: str, headers: dict[str, str]):  # type: ignore[no-untyped-def]
+    body = {"json": {}} if method in ("POST", "PUT", "PATCH") else {}
+    return client.request(method, path, headers=headers, follow_redirects=False, **body)
+
+
+def _refused(resp, allowed: tuple[int, ...]) -> bool:  # type: ignore[no-untyped-def]
+    return resp.status_code in allowed and resp.headers["content-type"].startswith("application/problem+json")
+
+
+def test_every_route_is_classified(app) -> None:  # type: ignore[no-untyped-def]
+    found = set(app_routes(app.routes))
+    classified = PUBLIC | PANEL_SESSION | set(REFUSED)
+    assert found - classified == set(), "routes nobody decided who may use"
+    assert classified - found == set(), "classified routes that no longer exist"
+
+
+def test_no_token_an_expired_or_a_forged_one_is_refused_everywhere(
+    app, app_client, world, ids, token_for
+) -> None:  # type: ignore[no-untyped-def]
+    expired = token_for("alice", "researcher", ttl_s=-120)
+    header, payload, _sig = token_for("alice", "researcher").split(".")
+    bad = {
+        "none": {},
+        "expired": {"Authorization": f"Bearer {expired}"},
+        "forged": {"Authorization": f"Bearer {header}.{payload}.{'A' * 86}"},
+    }
+    for method, path in app_routes(app.routes):
+        if (method, path) in PUBLIC:
+            continue
+        for what, headers in bad.items():
+            resp = _call(app_client, method, _concrete(path, ids), headers)
+            if (method, path) in PANEL_SESSION:
+                assert resp.status_code == 303 and resp.headers["location"].endswith("/panel/login"), (
+                    what,
+                    method,
+                    path,
+                )
+            else:
+                assert _refused(resp, (401,)), (what, method, path, resp.status_code, resp.text)
+
+
+def test_each_role_and_another_projects_member_is_refused_where_it_must_be(
+    app, app_client, world, ids
+) -> None:  # type: ignore[no-untyped-def]
+    for method, path in app_routes(app.routes):
+        if (method, path) in PUBLIC or (method, path) in PANEL_SESSION:
+            continue
+        for who in sorted(EVERYONE):
+            resp = _call(app_client, method, _concrete(path, ids), world.headers[who])
+            assert resp.status_code < 500, (who, method, path, resp.text)
+            if who in REFUSED[(method, path)]:
+                # Another project's member may meet body validation first (nothing of p1 in it).
+                ok = (403, 404, 422) if who == "bob" and method == "POST" else (403, 404)
+                assert _refused(resp, ok), (who, method, path, resp.status_code, resp.text)
+            else:
+                assert resp.status_code not in (401, 403), (who, method, path, resp.text)
+        # A bearer token never opens a panel page (they take the panel's own session).
+    for method, path in PANEL_SESSION:
+        resp = _call(app_client, method, _concrete(path, ids), world.headers["dana"])
+        assert resp.status_code == 303, (method, path, resp.status_code)
