@@ -209,7 +209,7 @@ def train_hint(project: str, dataset: str, job_id: str, image: str) -> str:
 
 
 # The worker's words in a job's reason when files were past the policy's limit (tre.jobs.worker).
-_UNRECORDED = re.compile(r"\b(\d+) output file\(s\) were not recorded\b")
+_UNRECORDED = re.compile(r"\bsome output files were not recorded\b")
 
 
 def unrecorded_hint(reason: str) -> str | None:
@@ -222,7 +222,7 @@ def unrecorded_hint(reason: str) -> str | None:
     if m is None:
         return None
     return (
-        f"{m.group(1)} output file(s) past the dataset policy's job.max_output_files were not recorded: "
+        "output files past the dataset policy's job.max_output_files were not recorded: "
         "they stay readable by a later --input-job job (manifest.json, always recorded, lists every "
         "series' files) but cannot be listed or released; the data holder can raise job.max_output_files"
     )
