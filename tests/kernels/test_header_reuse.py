@@ -13,9 +13,12 @@ import numpy as np
 import pydicom
 import pytest
 from pydicom.data import get_testdata_file
+from pydicom.dataelem import RawDataElement
+from pydicom.tag import Tag
 
 from tests.kernels.synth import chest_phantom, write_series
 from tre.kernels import dicom
+from tre.kernels import header_values as hv
 from tre.kernels.dicom import discover_headers, load_series, slice_header
 from tre.kernels.errors import MissingSliceError
 from tre.kernels.forked_discovery import ForkedDiscovery
@@ -70,6 +73,35 @@ def test_slice_header_values_equal_pydicoms(name: str) -> None:
     assert head.slope == float(ds.get("RescaleSlope", 1.0) or 1.0)
     assert head.intercept == float(ds.get("RescaleIntercept", 0.0) or 0.0)
     assert head.transfer_syntax == str(ds.file_meta.TransferSyntaxUID)
+    assert head.photometric == str(ds.PhotometricInterpretation).strip()
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"MONOCHROME2",
+        b"MONOCHROME1 ",
+        b"MONOCHROME2\0",
+        b" MONOCHROME2",
+        b"PALETTE COLOR ",
+        b"A\\B",
+        b"",
+        b"YBR_FULL_422",
+    ],
+)
+def test_code_strings_read_raw_equal_pydicoms(raw: bytes) -> None:
+    """`header_values.text` (raw bytes for one plain word, pydicom for the rest) gives what
+    pydicom's conversion gives, padding, a leading space, two values and empty included."""
+
+    def dataset() -> pydicom.Dataset:
+        ds = pydicom.Dataset()
+        ds[0x00280004] = RawDataElement(Tag(0x00280004), "CS", len(raw), raw, 0, False, True)
+        return ds
+
+    assert hv.text(dataset(), "PhotometricInterpretation") == str(
+        dataset().get("PhotometricInterpretation", "") or ""
+    )
+    assert hv.text(pydicom.Dataset(), "PhotometricInterpretation") == ""
 
 
 def test_unusual_decimal_strings_fall_back_to_pydicom(tmp_path: Path) -> None:

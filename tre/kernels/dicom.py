@@ -884,7 +884,7 @@ def _read_slice_header(path: Path) -> SliceHeader:
         transfer_syntax=str(tsyntax) if tsyntax is not None else None,
         pixel=ref,
         frames=frame_table(ds, number_of_frames(ds) or 1) if is_multiframe(ds) else None,
-        photometric=str(ds.get("PhotometricInterpretation", "") or "").strip(),
+        photometric=hv.text(ds, "PhotometricInterpretation").strip(),
     )
 
 
