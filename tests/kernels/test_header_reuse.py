@@ -256,7 +256,7 @@ def test_timeline_records_the_stages_without_identifiers(
     assert start_up["end"] <= min(s["start"] for s in spans if s["stage"] == "kernels")
     assert timeline_main([str(timeline)]) == 0
     summary = capsys.readouterr().out
-    assert "tail_after_last_kernel" in summary and "first_kernel" in summary
+    assert "tail_after_last_kernel" in summary and "first_kernel" in summary and "discover_end" in summary
 
 
 def test_timeline_is_off_by_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
