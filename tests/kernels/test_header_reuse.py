@@ -13,12 +13,15 @@ import numpy as np
 import pydicom
 import pytest
 from pydicom.data import get_testdata_file
+from pydicom.dataelem import RawDataElement
+from pydicom.tag import Tag
 
 from tests.kernels.synth import chest_phantom, write_series
 from tre.kernels import dicom
+from tre.kernels import header_values as hv
 from tre.kernels.dicom import discover_headers, load_series, slice_header
 from tre.kernels.errors import MissingSliceError
-from tre.kernels.forked_discovery import ForkedDiscovery
+from tre.kernels.forked_discovery import ForkedDiscovery, own_share
 from tre.kernels.job import run
 from tre.kernels.timeline import main as timeline_main
 
@@ -70,6 +73,35 @@ def test_slice_header_values_equal_pydicoms(name: str) -> None:
     assert head.slope == float(ds.get("RescaleSlope", 1.0) or 1.0)
     assert head.intercept == float(ds.get("RescaleIntercept", 0.0) or 0.0)
     assert head.transfer_syntax == str(ds.file_meta.TransferSyntaxUID)
+    assert head.photometric == str(ds.PhotometricInterpretation).strip()
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"MONOCHROME2",
+        b"MONOCHROME1 ",
+        b"MONOCHROME2\0",
+        b" MONOCHROME2",
+        b"PALETTE COLOR ",
+        b"A\\B",
+        b"",
+        b"YBR_FULL_422",
+    ],
+)
+def test_code_strings_read_raw_equal_pydicoms(raw: bytes) -> None:
+    """`header_values.text` (raw bytes for one plain word, pydicom for the rest) gives what
+    pydicom's conversion gives, padding, a leading space, two values and empty included."""
+
+    def dataset() -> pydicom.Dataset:
+        ds = pydicom.Dataset()
+        ds[0x00280004] = RawDataElement(Tag(0x00280004), "CS", len(raw), raw, 0, False, True)
+        return ds
+
+    assert hv.text(dataset(), "PhotometricInterpretation") == str(
+        dataset().get("PhotometricInterpretation", "") or ""
+    )
+    assert hv.text(pydicom.Dataset(), "PhotometricInterpretation") == ""
 
 
 def test_unusual_decimal_strings_fall_back_to_pydicom(tmp_path: Path) -> None:
@@ -140,17 +172,17 @@ import sys
 from pathlib import Path
 from tre.kernels.dicom import discover_headers
 from tre.kernels.forked_discovery import ForkedDiscovery
-root, processes = Path(sys.argv[1]), int(sys.argv[2])
-found = ForkedDiscovery(root, processes=processes)
-started = found.processes
+root, processes, warm = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+found = ForkedDiscovery(root, processes=processes, warm_files=warm)
+started, here = found.processes, len(found._own)
 same = found.result() == discover_headers(root)
-print(started, same, found.result() is None)
+print(started, same, found.result() is None, here)
 """
 
 
-def _forked(root: Path, processes: int) -> str:
+def _forked(root: Path, processes: int, warm_files: int = 1000) -> str:
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    cmd = [sys.executable, "-c", _FORKED, str(root), str(processes)]
+    cmd = [sys.executable, "-c", _FORKED, str(root), str(processes), str(warm_files)]
     return subprocess.run(
         cmd, env=env, capture_output=True, text=True, check=True, timeout=120
     ).stdout.strip()
@@ -160,15 +192,28 @@ def test_forked_discovery_returns_what_discovery_finds(tmp_path: Path) -> None:
     _series(tmp_path / "a", n=3)
     write_series(tmp_path / "b", chest_phantom((2, 8, 8)), spacing_zyx=(1.0, 1.0, 1.0), series_uid="1.2.3")
     (tmp_path / "README").write_text("not DICOM")
-    assert _forked(tmp_path, 1) == "1 True True"  # one child, same groups, one answer per child
+    assert _forked(tmp_path, 1) == "1 True True 0"  # one child, same groups, one answer per child
 
 
 def test_forked_discovery_in_several_processes_keeps_the_order(tmp_path: Path) -> None:
     for i, n in enumerate((90, 110)):  # 200 files: three processes of ~67
         write_series(tmp_path / f"s{i}", chest_phantom((n, 8, 8)), spacing_zyx=(1.0, 1.0, 1.0))
     (tmp_path / "s1" / "notes.txt").write_text("not DICOM")
-    assert _forked(tmp_path, 3) == "3 True True"
-    assert _forked(tmp_path, 8) == "3 True True"  # at least 64 files a process
+    assert _forked(tmp_path, 3) == "3 True True 0"
+    assert _forked(tmp_path, 8) == "3 True True 0"  # at least 64 files a process
+    # This process parses the last files itself (its share once the cache load is counted):
+    # with no cache load to count, an equal share; the groups and their order are the same.
+    assert _forked(tmp_path, 1, warm_files=0) == "1 True True 100"
+    assert _forked(tmp_path, 3, warm_files=0) == "3 True True 50"
+    assert _forked(tmp_path, 1, warm_files=40) == "1 True True 80"
+
+
+def test_own_share_balances_the_cache_load() -> None:
+    """2,030 files beside one child: the child parses 1,515, this process 515 after (or
+    while) it loads the cache; a small cohort is parsed by the children alone."""
+    assert own_share(2030, 1) == 515
+    assert own_share(900, 1) == 0 and own_share(2030, 7) == 0
+    assert own_share(9000, 3) == 1500
 
 
 def test_forked_discovery_is_not_used_beside_other_threads(tmp_path: Path) -> None:
@@ -211,7 +256,7 @@ def test_timeline_records_the_stages_without_identifiers(
     assert start_up["end"] <= min(s["start"] for s in spans if s["stage"] == "kernels")
     assert timeline_main([str(timeline)]) == 0
     summary = capsys.readouterr().out
-    assert "tail_after_last_kernel" in summary and "first_kernel" in summary
+    assert "tail_after_last_kernel" in summary and "first_kernel" in summary and "discover_end" in summary
 
 
 def test_timeline_is_off_by_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,8 +1,10 @@
 """Reused output buffers (`tre.kernels.buffers.OutputPool`): the CPU kernels write the same
-values into them as into a fresh array; memory stays bounded; the cohort job's use."""
+values into them as into a fresh array; memory stays bounded; the cohort job's use. Reused
+stored-pixel volumes (`InputPool`): a series loaded into a stale buffer equals a fresh load."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import nibabel as nib
@@ -12,7 +14,8 @@ import pytest
 
 from tests.kernels.synth import chest_phantom, write_series
 from tests.kernels.test_cohort import series_file
-from tre.kernels.buffers import OutputPool
+from tre.kernels.buffers import InputPool, OutputPool
+from tre.kernels.cohort import CohortOptions, CohortRun
 from tre.kernels.cpu import STACK_COLS
 from tre.kernels.dicom import discover_headers, load_series
 from tre.kernels.job import run
@@ -114,4 +117,73 @@ def test_cohort_outputs_equal_fresh_ones_when_buffers_are_reused(tmp_path: Path)
         s = load_series(headers)
         ref = preprocess_array(s.raw, s.slopes, s.intercepts, s.spacing, params)
         got = np.asarray(nib.load(series_file(out, uid, ".nii")).dataobj)
+        assert np.array_equal(got, ref.image.transpose(2, 1, 0)), uid
+
+
+# --------------------------------------------------------------- stored pixels (InputPool)
+
+
+def test_input_pool_lends_views_of_any_stored_type() -> None:
+    pool = InputPool()
+    first = np.zeros((3, 4, 5), dtype=np.int16)
+    pool.give(first)
+    lent = pool.take_as((2, 4, 5), np.uint16)
+    assert lent is not None and lent.dtype == np.uint16 and lent.shape == (2, 4, 5)
+    assert lent.flags.c_contiguous and lent.ctypes.data == first.ctypes.data and pool.reused == 1
+    assert pool.take_as((1, 1, 1), np.int16) is None  # lent out: not handed out twice
+    pool.give(lent)  # a view: the whole buffer comes back
+    assert pool.free_bytes() == first.nbytes
+    assert pool.take_as((4, 4, 5), np.int16) is None and pool.free_bytes() == 0  # too small: dropped
+    foreign = np.frombuffer(bytearray(64), dtype=np.int16)  # memory the pool does not own
+    pool.give(foreign)
+    assert pool.free_bytes() == 0
+
+
+@pytest.mark.parametrize("codec", [None, "jls", "rle"])
+def test_series_loaded_into_a_stale_buffer_equals_a_fresh_load(tmp_path: Path, codec: str | None) -> None:
+    """A reused buffer holds the values of an earlier series: every element of the volume is
+    written by the loader (read, decoded into the row, or placed by pydicom's handlers)."""
+    from pydicom.uid import JPEGLSLossless, RLELossless
+
+    from tests.kernels.synth import compress_files
+
+    if codec == "jls":
+        pytest.importorskip("jpeg_ls")
+    raw = chest_phantom((6, 24, 20), seed=3)
+    paths = write_series(tmp_path / "s", raw, spacing_zyx=(2.0, 0.8, 0.8), series_uid="1.2.826.0.9.1")
+    if codec is not None:
+        compress_files(paths, {"jls": JPEGLSLossless, "rle": RLELossless}[codec])
+    (heads,) = discover_headers(tmp_path / "s").values()
+    fresh = load_series(heads)
+    pool = InputPool()
+    stale = np.full(fresh.raw.nbytes // 2 + 1000, 0x5A5A, dtype=np.uint16)
+    pool.give(stale)
+    with ThreadPoolExecutor(2) as threads:
+        got = load_series(heads, pool=threads, volumes=pool)
+    assert pool.reused == 1 and got.raw.ctypes.data == stale.ctypes.data
+    assert got.raw.dtype == fresh.raw.dtype and np.array_equal(got.raw, fresh.raw)
+
+
+def test_cohort_decodes_later_series_into_earlier_volumes(tmp_path: Path) -> None:
+    """In a cohort the volume of series i takes series i + 2 when it fits (here series 3
+    and 4 of 5; the last one is larger than any free buffer), and every output equals the
+    series preprocessed alone."""
+    shapes = [(7, 26, 22), (6, 26, 22), (4, 20, 22), (3, 18, 16), (9, 26, 22)]
+    for i, shape in enumerate(shapes):
+        write_series(
+            tmp_path / "in" / f"s{i}",
+            chest_phantom(shape, seed=40 + i),
+            spacing_zyx=(2.0, 0.9, 0.9),
+            series_uid=f"1.2.826.0.8.{i}",
+        )
+    params = PreprocessParams(spacing=(1.5, 1.0, 1.0), window=(-1000.0, 400.0))
+    opts = CohortOptions(params=params, fmt="nii", workers=2)
+    (tmp_path / "out").mkdir()
+    cohort = CohortRun(tmp_path / "in", tmp_path / "out", opts, report=lambda _line: None)
+    summary = cohort.run()
+    assert summary.ok == 5 and cohort.inputs is not None and cohort.inputs.reused == 2
+    for uid, headers in discover_headers(tmp_path / "in").items():
+        s = load_series(headers)
+        ref = preprocess_array(s.raw, s.slopes, s.intercepts, s.spacing, params)
+        got = np.asarray(nib.load(series_file(tmp_path / "out", uid, ".nii")).dataobj)
         assert np.array_equal(got, ref.image.transpose(2, 1, 0)), uid

@@ -13,6 +13,12 @@ written and series i computed), a free buffer that is too small for the next out
 dropped before that output is allocated, and a buffer is only ever lent out as one output.
 So every buffer alive is an output in flight (as without a pool) or one of ``max_free``
 free buffers, none larger than the largest output of the run so far.
+
+The same holds for the stored pixels a series is decoded into (`InputPool`, issue 13's
+eighth round): each 512x512x280 int16 volume is ~140 MiB of fresh pages, zeroed by the
+kernel on first touch in the decode threads (~0.1 s of CPU a series, 0.8 s of the mixed
+benchmark cohort's 41 s); the volume of a series whose kernels have run is free when the
+series two places later starts loading.
 """
 
 from __future__ import annotations
@@ -22,28 +28,33 @@ import threading
 import numpy as np
 
 
-class OutputPool:
-    """float32 buffers for `tre.kernels.pipeline.run_recipe` outputs; see the module docstring.
+class BufferPool:
+    """Flat buffers of any of ``kinds`` (dtypes), lent out as C-contiguous views of a
+    requested shape and dtype; see the module docstring.
 
-    `take` lends a C-contiguous view of a free buffer with room for the shape (or None: the
-    caller allocates a fresh array), `give` returns an output once nothing reads it any more
-    (its writer finished). The views handed out have always been written before.
+    `take` lends a view of a free buffer with room for the shape (or None: the caller
+    allocates a fresh array), `give` returns an array once nothing reads it any more.
+    The views handed out have always been written before; their contents are stale values
+    of an earlier use, so a caller must write every element (as with ``np.empty``).
     """
 
-    def __init__(self, max_free: int = 1) -> None:
+    def __init__(self, max_free: int = 1, kinds: tuple[np.dtype, ...] | None = None) -> None:
         if max_free < 1:
             raise ValueError("max_free must be at least 1")
         self.max_free = max_free
-        self._free: list[np.ndarray] = []  # flat float32 buffers, each written before
+        self.kinds = kinds  # None: any dtype
+        self._free: list[np.ndarray] = []  # flat uint8 views of buffers, each written before
         self._lock = threading.Lock()
-        self.reused = 0  # outputs written into a reused buffer (for tests and timelines)
+        self.reused = 0  # arrays lent from a reused buffer (for tests and timelines)
 
-    def take(self, shape: tuple[int, ...]) -> np.ndarray | None:
-        """A view of ``shape`` into the smallest free buffer that holds it, or None.
+    def take_as(self, shape: tuple[int, ...], dtype: np.dtype | type) -> np.ndarray | None:
+        """A view of ``shape`` and ``dtype`` into the smallest free buffer that holds it,
+        or None.
 
         Free buffers too small for ``shape`` are dropped first, so that the fresh array the
         caller then allocates does not come on top of them."""
-        need = int(np.prod(shape))
+        kind = np.dtype(dtype)
+        need = int(np.prod(shape)) * kind.itemsize
         with self._lock:
             fits = [b for b in self._free if b.size >= need]
             if not fits:
@@ -52,16 +63,18 @@ class OutputPool:
             buf = min(fits, key=lambda b: b.size)
             self._free = [b for b in self._free if b is not buf]
             self.reused += 1
-        return buf[:need].reshape(shape)
+        return buf[:need].view(kind).reshape(shape)
 
-    def give(self, image: np.ndarray) -> None:
-        """Return an output (a view from `take`, or a fresh float32 C-contiguous array)."""
-        buf = image
+    def give(self, array: np.ndarray) -> None:
+        """Return an array (a view from `take_as`, or a fresh C-contiguous array)."""
+        buf = array
         while isinstance(buf.base, np.ndarray):
             buf = buf.base
-        if buf.dtype != np.float32 or not buf.flags.c_contiguous or not buf.flags.writeable:
+        if self.kinds is not None and buf.dtype not in self.kinds:
             return
-        flat = buf.reshape(-1)
+        if buf.base is not None or not buf.flags.c_contiguous or not buf.flags.writeable:
+            return  # memory this pool does not own (a file map, a foreign buffer): never reused
+        flat = buf.reshape(-1).view(np.uint8)
         with self._lock:
             if any(b.ctypes.data == flat.ctypes.data for b in self._free):
                 return  # given twice: keep one entry
@@ -73,3 +86,30 @@ class OutputPool:
         """Bytes held in free buffers (what the pool adds to the job's memory at rest)."""
         with self._lock:
             return sum(b.nbytes for b in self._free)
+
+
+class OutputPool(BufferPool):
+    """float32 buffers for `tre.kernels.pipeline.run_recipe` outputs; see the module docstring.
+
+    `take` lends a C-contiguous view of a free buffer with room for the shape (or None: the
+    caller allocates a fresh array), `give` returns an output once nothing reads it any more
+    (its writer finished). The views handed out have always been written before.
+    """
+
+    def __init__(self, max_free: int = 1) -> None:
+        super().__init__(max_free, (np.dtype(np.float32),))
+
+    def take(self, shape: tuple[int, ...]) -> np.ndarray | None:
+        """A float32 view of ``shape`` (see `BufferPool.take_as`)."""
+        return self.take_as(shape, np.float32)
+
+
+class InputPool(BufferPool):
+    """Buffers for the stored pixels of the series a cohort loads (int16, uint16 or any
+    other stored type): `tre.kernels.dicom.load_series` takes the volume from it, the cohort
+    gives it back once the series' kernels have run. Every element of a volume is written
+    by the loader (each plane is read or decoded into its row), so stale values never
+    reach the kernels."""
+
+    def __init__(self, max_free: int = 1) -> None:
+        super().__init__(max_free, None)

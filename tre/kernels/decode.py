@@ -35,6 +35,7 @@ from pydicom.uid import (
     JPEGLSNearLossless,
 )
 
+from tre.kernels import header_values as hv
 from tre.kernels.codestream import check_frame_size
 from tre.kernels.errors import UndecodableError, is_fatal
 
@@ -90,13 +91,15 @@ def fast_codec(ds: Dataset) -> str | None:
     codec = _codec(tsyntax)
     if codec is None or _imagecodecs() is None:
         return None
-    if int(ds.get("BitsAllocated", 0) or 0) != 16 or int(ds.get("SamplesPerPixel", 1) or 1) != 1:
+    # The 16-bit values from their raw bytes (`tre.kernels.header_values`): pydicom's
+    # conversion of each (~40 us) was a fifth of discovery's parse of a compressed slice.
+    if hv.uint(ds, "BitsAllocated", 0) != 16 or hv.uint(ds, "SamplesPerPixel", 1) != 1:
         return None
     if "Rows" not in ds or "Columns" not in ds:
         return None
-    if str(ds.get("PhotometricInterpretation", "")) not in ("MONOCHROME1", "MONOCHROME2"):
+    if hv.text(ds, "PhotometricInterpretation") not in ("MONOCHROME1", "MONOCHROME2"):
         return None
-    bits = int(ds.get("BitsStored", 16) or 16)
+    bits = hv.uint(ds, "BitsStored", 16)
     return codec if 1 <= bits <= 16 else None
 
 
@@ -106,11 +109,11 @@ def locate_frame(fh: BinaryIO, ds: Dataset) -> FrameRef | None:
     codec = fast_codec(ds)
     if codec is None or int(ds.get("NumberOfFrames", 1) or 1) != 1:
         return None
-    bits = int(ds.get("BitsStored", 16) or 16)
+    bits = hv.uint(ds, "BitsStored", 16)
     start = fh.tell()
     if fh.read(12) not in ENCAPSULATED_HEADS:
         return None
-    signed = int(ds.get("PixelRepresentation", 0) or 0) == 1
+    signed = hv.uint(ds, "PixelRepresentation", 0) == 1
     return FrameRef(start + 12, codec, signed, bits)
 
 

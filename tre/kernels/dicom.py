@@ -48,6 +48,7 @@ from pydicom.uid import (
 
 from tre.kernels import header_values as hv
 from tre.kernels import memory
+from tre.kernels.buffers import BufferPool
 from tre.kernels.codestream import check_frame_size
 from tre.kernels.decode import FastDecodeError, FrameRef, decode_bytes_into, decode_into, locate_frame
 from tre.kernels.errors import (
@@ -649,10 +650,20 @@ def _direct(ref: PixelRef) -> bool:
     return isinstance(ref, int | FrameRef) or (isinstance(ref, MultiFrameRef) and ref.direct)
 
 
+def _new_volume(
+    shape: tuple[int, int, int], dtype: np.dtype | type, volumes: BufferPool | None
+) -> np.ndarray:
+    """An uninitialised volume, from ``volumes`` when one of its buffers fits (no fresh pages
+    to fault in and zero), else a fresh array; the caller writes every element."""
+    reused = volumes.take_as(shape, dtype) if volumes is not None else None
+    return reused if reused is not None else np.empty(shape, dtype)
+
+
 def _assemble(
     planes: list[_Plane],
     mapper: Callable[..., Iterable[object]],
     decode_pool: Executor | None,
+    volumes: BufferPool | None = None,
 ) -> np.ndarray:
     """The (z, y, x) volume, filled in place plane by plane.
 
@@ -665,7 +676,8 @@ def _assemble(
     reps = {p.head.pixel_representation for p in planes if _direct(p.head.pixel)}
     mixed = len(reps) > 1  # signed and unsigned planes: let pydicom and NumPy pick the common type
     direct = [] if mixed else [k for k, p in enumerate(planes) if _direct(p.head.pixel)]
-    volume = np.empty((len(planes), rows, cols), np.int16 if reps == {1} else np.uint16) if direct else None
+    kind = np.int16 if reps == {1} else np.uint16
+    volume = _new_volume((len(planes), rows, cols), kind, volumes) if direct else None
     files: dict[Path, tuple[SliceHeader, list[tuple[int, int]]]] = {}  # multi-frame: (row, frame)
     slices: list[int] = []  # classic slices: rows
     for k, p in enumerate(planes):
@@ -704,7 +716,7 @@ def _assemble(
         if plane.shape != (rows, cols):
             raise SeriesError(f"{where}: pixel array of shape {plane.shape}, expected {(rows, cols)}")
         if volume is None:
-            volume = np.empty((len(planes), rows, cols), plane.dtype)
+            volume = _new_volume((len(planes), rows, cols), plane.dtype, volumes)
         elif not np.can_cast(plane.dtype, volume.dtype, "safe"):
             volume = volume.astype(np.result_type(volume.dtype, plane.dtype))
         volume[k] = plane
@@ -872,7 +884,7 @@ def _read_slice_header(path: Path) -> SliceHeader:
         transfer_syntax=str(tsyntax) if tsyntax is not None else None,
         pixel=ref,
         frames=frame_table(ds, number_of_frames(ds) or 1) if is_multiframe(ds) else None,
-        photometric=str(ds.get("PhotometricInterpretation", "") or "").strip(),
+        photometric=hv.text(ds, "PhotometricInterpretation").strip(),
     )
 
 
@@ -977,6 +989,7 @@ def load_series(
     decode_pool: Executor | None = None,
     timeline: Timeline = DISABLED,
     number: int | None = None,
+    volumes: BufferPool | None = None,
 ) -> Series:
     """Read, validate and stack the slices of one series (all files must share the UID).
 
@@ -990,6 +1003,8 @@ def load_series(
     JPEG 2000 decoding is CPU-bound and decoders may hold the GIL). The result does not
     depend on the executors, nor on whether the headers were given.
     ``timeline`` / ``number``: record the header and pixel stages as series ``number``.
+    ``volumes``: take the stored-pixel volume from this pool when a free buffer fits
+    (`tre.kernels.buffers.InputPool`); the caller may give ``raw`` back once nothing reads it.
     """
     items = list(files)
     if not items:
@@ -1063,7 +1078,7 @@ def load_series(
     rows, cols = next(iter(shapes))  # at least 2 bytes a pixel: what the volume cannot undercut
     check_fits(f"series {uid}: {len(planes)} {noun} of {rows}x{cols}", len(planes) * rows * cols * 2)
     with timeline.span("pixels", number):
-        raw = _assemble(planes, mapper, decode_pool)
+        raw = _assemble(planes, mapper, decode_pool, volumes)
     slopes = np.asarray([p.slope for p in planes], dtype=np.float64)
     intercepts = np.asarray([p.intercept for p in planes], dtype=np.float64)
     _check_values(raw, slopes, intercepts, uid)

@@ -70,3 +70,15 @@ def uint(ds: Dataset, keyword: str, default: int) -> int:
     if raw is not None and len(raw[0]) == 2:
         return int.from_bytes(raw[0], "little" if raw[1] else "big") or default
     return int(ds.get(keyword, default) or default)
+
+
+def text(ds: Dataset, keyword: str) -> str:
+    """A one-word code string (CS) element's value as pydicom gives it (``""`` when absent):
+    from the raw bytes when, without the trailing spaces and NULs pydicom strips, they are
+    ASCII letters, digits and ``_`` only; anything else through pydicom's conversion."""
+    raw = raw_bytes(ds, keyword)
+    if raw is not None:
+        value = raw[0].rstrip(b"\0 ")
+        if value.isascii() and value.replace(b"_", b"").isalnum():
+            return value.decode("ascii")
+    return str(ds.get(keyword, "") or "")

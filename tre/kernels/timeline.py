@@ -130,7 +130,8 @@ def summary(spans: list[dict[str, Any]]) -> dict[str, float]:
         "kernels_total": total("kernels"),
         "main_waiting_for_load": total("wait-load"),
         "main_waiting_for_write": total("wait-write"),
-        "discover": total("discover"),
+        "discover": total("discover"),  # all processes' parsing, summed
+        "discover_end": last_end("discover"),  # when the last share was parsed
     }
 
 
