@@ -187,3 +187,20 @@ def test_cohort_decodes_later_series_into_earlier_volumes(tmp_path: Path) -> Non
         ref = preprocess_array(s.raw, s.slopes, s.intercepts, s.spacing, params)
         got = np.asarray(nib.load(series_file(tmp_path / "out", uid, ".nii")).dataobj)
         assert np.array_equal(got, ref.image.transpose(2, 1, 0)), uid
+
+
+def test_hand_over_gives_each_free_buffer_to_one_taker_whatever_the_timing() -> None:
+    """The buffer free when a series is submitted is that series' alone: a later `give` on
+    the shared pool neither drops it nor races its taker (the count still adds up)."""
+    pool = InputPool()
+    first, second = np.zeros(40, dtype=np.int16), np.zeros(30, dtype=np.int16)
+    pool.give(first)
+    mine = pool.hand_over()
+    assert pool.free_bytes() == 0 and mine.free_bytes() == first.nbytes
+    pool.give(second)  # the next series' volume, given before the first taker took its own
+    theirs = pool.hand_over()
+    a, b = mine.take_as((4, 10), np.int16), theirs.take_as((3, 10), np.int16)
+    assert a is not None and a.ctypes.data == first.ctypes.data
+    assert b is not None and b.ctypes.data == second.ctypes.data
+    assert pool.reused == 2 and pool.free_bytes() == 0
+    assert pool.hand_over().take_as((1,), np.int16) is None  # nothing free: a fresh array

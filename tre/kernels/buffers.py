@@ -46,6 +46,7 @@ class BufferPool:
         self._free: list[np.ndarray] = []  # flat uint8 views of buffers, each written before
         self._lock = threading.Lock()
         self.reused = 0  # arrays lent from a reused buffer (for tests and timelines)
+        self._parent: BufferPool | None = None  # set on a pool made by `hand_over`
 
     def take_as(self, shape: tuple[int, ...], dtype: np.dtype | type) -> np.ndarray | None:
         """A view of ``shape`` and ``dtype`` into the smallest free buffer that holds it,
@@ -63,7 +64,25 @@ class BufferPool:
             buf = min(fits, key=lambda b: b.size)
             self._free = [b for b in self._free if b is not buf]
             self.reused += 1
+        if self._parent is not None:
+            with self._parent._lock:
+                self._parent.reused += 1
         return buf[:need].view(kind).reshape(shape)
+
+    def hand_over(self) -> BufferPool:
+        """This pool's free buffers, moved into a pool of their own for one taker.
+
+        Why: a loader thread taking from the shared pool raced the main thread's next `give`
+        (with one free buffer kept, the later of two buffers was dropped when the earlier one
+        had not been taken yet), so which series reused a volume depended on thread timing.
+        Moved on the thread that gives, at the moment a series is submitted, the buffer of
+        series i goes to series i + 2 whatever the timing; one it does not fit is dropped
+        by its `take_as`, as before."""
+        child = BufferPool(self.max_free, self.kinds)
+        child._parent = self
+        with self._lock:
+            child._free, self._free = self._free, []
+        return child
 
     def give(self, array: np.ndarray) -> None:
         """Return an array (a view from `take_as`, or a fresh C-contiguous array)."""

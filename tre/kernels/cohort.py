@@ -49,7 +49,7 @@ from typing import Any
 
 import numpy as np
 
-from tre.kernels.buffers import InputPool, OutputPool
+from tre.kernels.buffers import BufferPool, InputPool, OutputPool
 from tre.kernels.dicom import Series, SliceHeader, discover_headers, load_series, unreadable_files
 from tre.kernels.errors import (
     KernelInputError,
@@ -190,7 +190,7 @@ def _load(
     decode_pool: Executor | None,
     timeline: Timeline = DISABLED,
     number: int | None = None,
-    volumes: InputPool | None = None,
+    volumes: BufferPool | None = None,
 ) -> _Loaded:
     t0 = time.perf_counter()
     try:
@@ -444,8 +444,9 @@ class CohortRun:
                         # A decode process died (see _load_alone): later series get a new pool.
                         procs.shutdown(wait=False, cancel_futures=True)
                         procs = _process_pool(self.workers)
+                    volumes = inputs.hand_over() if inputs is not None else None
                     job = load_pool.submit(
-                        _load, files, self.opts.suv, lane, procs, tl, self.index[uid], inputs
+                        _load, files, self.opts.suv, lane, procs, tl, self.index[uid], volumes
                     )
                     loads.append((uid, fp, job))
                 if not loads:
