@@ -60,6 +60,8 @@ METHODS = ["tre", "tre-nii", "tre-zarr", "monai", "sitk"]
 # On a machine with an NVIDIA GPU (issue 13, goal 5): the same job with the CUDA kernels
 # (decoding and writing stay on the CPU threads; transfers and kernels overlap them).
 GPU_METHODS = ["tre-cuda", "tre-cuda-nii"]
+# The recipe every method runs, as `python -m tre.kernels.job` takes it (1 mm iso, WINDOW).
+TRE_RECIPE_ARGS = ["--spacing", "1", "1", "1", "--window", "-1000", "400"]
 
 
 # ------------------------------------------------------------------------------- cohort
@@ -304,19 +306,7 @@ def child(method: str, cohort: Path, out: Path, workers: int, timeline: Path | N
         from tre.kernels.job import main as run  # the process entry point, as the sandbox runs it
 
         fmt = {"tre-nii": "nii", "tre-zarr": "zarr", "tre-cuda-nii": "nii"}.get(method, "nii.gz")
-        args = [
-            "--input",
-            str(cohort),
-            "--output",
-            str(out),
-            "--spacing",
-            "1",
-            "1",
-            "1",
-            "--window",
-            "-1000",
-            "400",
-        ]
+        args = ["--input", str(cohort), "--output", str(out), *TRE_RECIPE_ARGS]
         args += ["--timeline", str(timeline)] if timeline else []
         args += ["--device", "cuda"] if method.startswith("tre-cuda") else []
         code = run([*args, "--format", fmt, "--workers", str(workers)])

@@ -29,10 +29,12 @@ from __future__ import annotations
 
 import argparse
 import collections
-import os
 import subprocess
 import sys
 from pathlib import Path
+
+# The cohort and recipe are bench_cohort.py's (a sibling: this folder is sys.path[0]).
+from bench_cohort import TRE_RECIPE_ARGS, evict
 
 HZ = 250  # samples per second of CPU per thread: ~0.4 % overhead, ~10,000 samples a job
 LIBS = (
@@ -59,33 +61,13 @@ def library(dso: str) -> str:
     return "other"
 
 
-def evict(root: Path) -> None:
-    for p in root.rglob("*"):
-        if p.is_file():
-            fd = os.open(p, os.O_RDONLY)
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-            os.close(fd)
-
-
 def record(cohort: Path, out: Path, perf_file: Path, fmt: str, workers: int) -> None:
     """One job under ``perf record`` (children and threads included)."""
     subprocess.run(["rm", "-rf", str(out)], check=True)
     out.mkdir(parents=True)
     evict(cohort)
     job = [sys.executable, "-m", "tre.kernels.job", "--input", str(cohort), "--output", str(out)]
-    job += [
-        "--spacing",
-        "1",
-        "1",
-        "1",
-        "--window",
-        "-1000",
-        "400",
-        "--format",
-        fmt,
-        "--workers",
-        str(workers),
-    ]
+    job += [*TRE_RECIPE_ARGS, "--format", fmt, "--workers", str(workers)]
     cmd = ["perf", "record", "-F", str(HZ), "-q", "-o", str(perf_file), "--", *job]
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
 

@@ -101,21 +101,33 @@ def test_percentile_recipe_into_a_reused_buffer() -> None:
 def test_cohort_outputs_equal_fresh_ones_when_buffers_are_reused(tmp_path: Path) -> None:
     """Series that shrink and then grow: later outputs land in earlier series' buffers (or
     in a fresh one when none fits); every output equals that series preprocessed alone."""
-    shapes = [(7, 26, 22), (6, 26, 22), (4, 20, 22), (3, 18, 16), (7, 26, 22)]
-    for i, shape in enumerate(shapes):
-        write_series(
-            tmp_path / "in" / f"s{i}",
-            chest_phantom(shape, seed=20 + i),
-            spacing_zyx=(2.0, 0.9, 0.9),
-            series_uid=f"1.2.826.0.7.{i}",
-        )
+    write_cohort(tmp_path / "in", [(7, 26, 22), (6, 26, 22), (4, 20, 22), (3, 18, 16), (7, 26, 22)], 20, "7")
     out = tmp_path / "out"
     argv = ["--input", str(tmp_path / "in"), "--output", str(out), "--format", "nii"]
     assert run([*argv, "--spacing", "1", "1", "1.5", "--window", "-1000", "400"]) == 0
-    params = PreprocessParams(spacing=(1.5, 1.0, 1.0), window=(-1000.0, 400.0))
-    for uid, headers in discover_headers(tmp_path / "in").items():
+    assert_outputs_equal_series_alone(tmp_path / "in", out)
+
+
+# The recipe of the cohorts below (as the job's --spacing 1 1 1.5 --window -1000 400).
+COHORT_PARAMS = PreprocessParams(spacing=(1.5, 1.0, 1.0), window=(-1000.0, 400.0))
+
+
+def write_cohort(root: Path, shapes: list[tuple[int, int, int]], seed: int, uid_part: str) -> None:
+    """One series of each shape under ``root`` (UIDs ``1.2.826.0.<uid_part>.<i>``, in order)."""
+    for i, shape in enumerate(shapes):
+        write_series(
+            root / f"s{i}",
+            chest_phantom(shape, seed=seed + i),
+            spacing_zyx=(2.0, 0.9, 0.9),
+            series_uid=f"1.2.826.0.{uid_part}.{i}",
+        )
+
+
+def assert_outputs_equal_series_alone(in_dir: Path, out: Path) -> None:
+    """Each ``.nii`` output of the cohort equals its series preprocessed alone (COHORT_PARAMS)."""
+    for uid, headers in discover_headers(in_dir).items():
         s = load_series(headers)
-        ref = preprocess_array(s.raw, s.slopes, s.intercepts, s.spacing, params)
+        ref = preprocess_array(s.raw, s.slopes, s.intercepts, s.spacing, COHORT_PARAMS)
         got = np.asarray(nib.load(series_file(out, uid, ".nii")).dataobj)
         assert np.array_equal(got, ref.image.transpose(2, 1, 0)), uid
 
@@ -168,25 +180,13 @@ def test_cohort_decodes_later_series_into_earlier_volumes(tmp_path: Path) -> Non
     """In a cohort the volume of series i takes series i + 2 when it fits (here series 3
     and 4 of 5; the last one is larger than any free buffer), and every output equals the
     series preprocessed alone."""
-    shapes = [(7, 26, 22), (6, 26, 22), (4, 20, 22), (3, 18, 16), (9, 26, 22)]
-    for i, shape in enumerate(shapes):
-        write_series(
-            tmp_path / "in" / f"s{i}",
-            chest_phantom(shape, seed=40 + i),
-            spacing_zyx=(2.0, 0.9, 0.9),
-            series_uid=f"1.2.826.0.8.{i}",
-        )
-    params = PreprocessParams(spacing=(1.5, 1.0, 1.0), window=(-1000.0, 400.0))
-    opts = CohortOptions(params=params, fmt="nii", workers=2)
+    write_cohort(tmp_path / "in", [(7, 26, 22), (6, 26, 22), (4, 20, 22), (3, 18, 16), (9, 26, 22)], 40, "8")
+    opts = CohortOptions(params=COHORT_PARAMS, fmt="nii", workers=2)
     (tmp_path / "out").mkdir()
     cohort = CohortRun(tmp_path / "in", tmp_path / "out", opts, report=lambda _line: None)
     summary = cohort.run()
     assert summary.ok == 5 and cohort.inputs is not None and cohort.inputs.reused == 2
-    for uid, headers in discover_headers(tmp_path / "in").items():
-        s = load_series(headers)
-        ref = preprocess_array(s.raw, s.slopes, s.intercepts, s.spacing, params)
-        got = np.asarray(nib.load(series_file(tmp_path / "out", uid, ".nii")).dataobj)
-        assert np.array_equal(got, ref.image.transpose(2, 1, 0)), uid
+    assert_outputs_equal_series_alone(tmp_path / "in", tmp_path / "out")
 
 
 def test_hand_over_gives_each_free_buffer_to_one_taker_whatever_the_timing() -> None:
