@@ -27,3 +27,26 @@ def test_405_lists_every_allowed_method(
     assert r.status_code == 405
     assert r.headers["content-type"].startswith("application/problem+json")
     assert {m.strip() for m in r.headers["allow"].split(",")} == allowed
+
+
+def test_head_answers_like_get_without_a_body(app_client, world: World) -> None:  # type: ignore[no-untyped-def]
+    """``Allow`` lists HEAD wherever GET is; a HEAD used to get 405 all the same."""
+    get = app_client.get("/api/v1/jobs", headers=world.headers["alice"])
+    head = app_client.head("/api/v1/jobs", headers=world.headers["alice"])
+    assert get.status_code == head.status_code == 200
+    assert head.content == b""
+    assert head.headers["content-type"] == get.headers["content-type"]
+    assert head.headers["content-length"] == str(len(get.content))
+
+
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer not-a-token"}])
+def test_head_is_authenticated_like_get(app_client, headers: dict[str, str]) -> None:  # type: ignore[no-untyped-def]
+    head = app_client.head("/api/v1/jobs", headers=headers)
+    assert head.status_code == app_client.get("/api/v1/jobs", headers=headers).status_code == 401
+    assert head.content == b""
+
+
+def test_head_where_get_is_not_allowed_is_405(app_client, world: World) -> None:  # type: ignore[no-untyped-def]
+    head = app_client.head("/api/v1/jobs/abc/cancel", headers=world.headers["alice"])
+    assert head.status_code == 405
+    assert head.headers["allow"] == "POST"

@@ -8,6 +8,7 @@ from sqlalchemy import Engine
 
 from tre import __version__, audit
 from tre.api.deps import database_slots, mark_read_only_routes
+from tre.api.head import HeadAsGet
 from tre.api.limits import BodySizeLimit, RequestSanity
 from tre.api.openapi import install_openapi
 from tre.api.problems import install_problem_handlers
@@ -80,6 +81,8 @@ def create_app(
     install_refusal_audit(app)  # 401/403/404 recorded, aggregated
     # Added last, so it runs first: before the body is read or a token looked at.
     app.add_middleware(RequestSanity)
+    # Outermost: a HEAD is a GET to everything inside (auth, audit, cache), minus the body.
+    app.add_middleware(HeadAsGet)
 
     routers = (me, auth_config, admin, projects, datasets, catalogue, jobs, code, images, egress_api)
     for module in (*routers, panel_routes, panel_oidc, audit_api):
