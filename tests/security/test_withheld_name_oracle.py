@@ -76,6 +76,6 @@ def test_a_tes_file_output_declared_with_a_withheld_name_is_not_confirmed() -> N
     declared = [{"path": f"/output/{LEAKY}", "type": "FILE"}, {"path": "/output/summary.csv", "type": "FILE"}]
     row = TesTask(job_id="0" * 32, outputs=declared)
     shown = [ShownOutput(0, LEAKY, False, 1), ShownOutput(1, "summary.csv", True, 4)]
-    logs = _output_logs(shown, row)
+    logs, _cut = _output_logs(shown, row)
     assert [log.path for log in logs] == ["/output/summary.csv"]
     assert NAME not in str(logs)

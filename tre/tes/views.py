@@ -53,6 +53,15 @@ class ShownOutput:
     size: int
 
 
+# A task view lists at most this many output file logs; the rest are named by a tag and a
+# system log line pointing at the paged outputs listing (`GET /api/v1/jobs/{id}/outputs`).
+MAX_OUTPUT_FILE_LOGS = 1_000
+OUTPUT_LOGS_CUT_TAG = "tre.output_file_logs"
+OUTPUT_LOGS_CUT_NOTE = (
+    "only the first {limit} output file logs are listed; GET /api/v1/jobs/{job}/outputs "
+    "(tre outputs {job} --all) lists every output"
+)
+
 # The airlock's name screening, handed in by the API (the core never imports the airlock).
 OutputLister = Callable[[Session, Settings, Principal, Job], list[ShownOutput]]
 
@@ -94,6 +103,9 @@ def task_view(
     if not full:
         inputs = [i.model_copy(update={"content": None}) for i in inputs]
     tags = {**(row.tags or {}), "tre.job_state": job.state, "tre.egress": _egress(session, job.id, egress)}
+    logs, cut = _logs(session, settings, principal, job, row, full, screen, outputs)
+    if cut:
+        tags[OUTPUT_LOGS_CUT_TAG] = OUTPUT_LOGS_CUT_NOTE.format(limit=MAX_OUTPUT_FILE_LOGS, job=job.id)
     return TesTaskView(
         id=job.id,
         state=state,
@@ -105,7 +117,7 @@ def task_view(
         executors=[TesExecutor.model_validate(e) for e in row.executors],
         volumes=list(row.volumes) or None,
         tags=tags,
-        logs=_logs(session, settings, principal, job, row, full, screen, outputs),
+        logs=logs,
         creation_time=_time(job.created_at),
     )
 
@@ -125,10 +137,11 @@ def _logs(
     full: bool,
     screen: LogScreener,
     outputs: OutputLister,
-) -> list[TesTaskLog] | None:
+) -> tuple[list[TesTaskLog] | None, bool]:
+    """The task's log, and whether its output file logs were cut at `MAX_OUTPUT_FILE_LOGS`."""
     ended = JobState(job.state).terminal
     if job.started_at is None and not ended:
-        return None
+        return None, False
     system_logs = [f"tre job {job.state}" + (f": {job.reason}" if job.reason else ""), AIRLOCK_NOTICE]
     executor_logs: list[TesExecutorLog] = []
     if job.exit_code is not None:
@@ -151,37 +164,52 @@ def _logs(
     metadata = {"tre.job_id": job.id, "tre.executor": job.executor, "tre.project": job.project_id}
     if job.code_hash:
         metadata["tre.code_hash"] = job.code_hash
-    return [
-        TesTaskLog(
-            logs=executor_logs,
-            metadata=metadata,
-            start_time=_time(job.started_at),
-            end_time=_time(job.finished_at),
-            outputs=_output_logs(outputs(session, settings, principal, job), row) if ended else [],
-            system_logs=system_logs if full else None,
-        )
-    ]
+    file_logs, cut = _output_logs(outputs(session, settings, principal, job), row) if ended else ([], False)
+    if cut:
+        system_logs.append(OUTPUT_LOGS_CUT_NOTE.format(limit=MAX_OUTPUT_FILE_LOGS, job=job.id))
+    task_log = TesTaskLog(
+        logs=executor_logs,
+        metadata=metadata,
+        start_time=_time(job.started_at),
+        end_time=_time(job.finished_at),
+        outputs=file_logs,
+        system_logs=system_logs if full else None,
+    )
+    return [task_log], cut
 
 
-def _output_logs(shown: list[ShownOutput], row: TesTask) -> list[TesOutputFileLog]:
+def _output_logs(shown: list[ShownOutput], row: TesTask) -> tuple[list[TesOutputFileLog], bool]:
     """A file log for each recorded output the task declared: a FILE output by its declared
     path (chosen by the author, not the job), the files below a DIRECTORY output by their
-    screened names."""
+    screened names. At most `MAX_OUTPUT_FILE_LOGS` of them (and whether some were left out):
+    a job may record 100,000 outputs, and a page of 64 tasks listed every one of each in one
+    answer, matched against every declared output (declared x recorded steps)."""
     logs: list[TesOutputFileLog] = []
+    # Only names the caller may see: the author may declare any path, and a file log for a
+    # withheld one would confirm a guessed name (a patient's) exists.
+    visible = {out.path: out for out in shown if out.name_shown}
     for declared in row.outputs:
         path = posixpath.normpath(str(declared["path"]))
         rel = path[len("/output") :].lstrip("/")
-        for out in shown:
-            url = f"tre://jobs/{row.job_id}/outputs/{out.index}"
-            if declared.get("type", "FILE") == "FILE":
-                # Only a name the caller may see: the author may declare any path, and a file
-                # log for a withheld one would confirm a guessed name (a patient's) exists.
-                if out.path == rel and out.name_shown:
-                    logs.append(TesOutputFileLog(url=url, path=path, size_bytes=str(out.size)))
-            elif not out.name_shown:
-                # Name withheld: whether it lies below this folder is not said either.
-                if rel == "":
-                    logs.append(TesOutputFileLog(url=url, path=f"#{out.index}", size_bytes=str(out.size)))
-            elif rel == "" or out.path.startswith(rel + "/"):
-                logs.append(TesOutputFileLog(url=url, path=f"/output/{out.path}", size_bytes=str(out.size)))
-    return logs
+        if declared.get("type", "FILE") == "FILE":
+            out = visible.get(rel)
+            if out is not None:
+                logs.append(_file_log(row, out, path))
+        else:
+            for out in shown:
+                if not out.name_shown:
+                    # Name withheld: whether it lies below this folder is not said either.
+                    if rel == "":
+                        logs.append(_file_log(row, out, f"#{out.index}"))
+                elif rel == "" or out.path.startswith(rel + "/"):
+                    logs.append(_file_log(row, out, f"/output/{out.path}"))
+                if len(logs) > MAX_OUTPUT_FILE_LOGS:
+                    break
+        if len(logs) > MAX_OUTPUT_FILE_LOGS:
+            return logs[:MAX_OUTPUT_FILE_LOGS], True
+    return logs, False
+
+
+def _file_log(row: TesTask, out: ShownOutput, path: str) -> TesOutputFileLog:
+    url = f"tre://jobs/{row.job_id}/outputs/{out.index}"
+    return TesOutputFileLog(url=url, path=path, size_bytes=str(out.size))
