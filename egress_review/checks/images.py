@@ -85,6 +85,18 @@ def _text_metadata(img: Image.Image) -> dict[str, str]:
     return found
 
 
+_PRINTABLE_RUN = re.compile(rb"[\x20-\x7e]{4,}")
+_UTF16BE_RUN = re.compile(rb"(?:\x00[\x20-\x7e]){4,}")
+
+
+def binary_text(blob: bytes) -> str:
+    """The text a binary structure carries: printable ASCII runs and UTF-16BE runs (ICC
+    `desc`/`mluc` tags), one a line, for the identifier matcher."""
+    runs = [m.group(0).decode("ascii") for m in _PRINTABLE_RUN.finditer(blob)]
+    runs += [m.group(0).decode("utf-16-be") for m in _UTF16BE_RUN.finditer(blob)]
+    return "\n".join(runs)
+
+
 # Exif 2.3 section 4.6.5: UserComment starts with an 8-byte character code.
 EXIF_CHARSETS = {
     b"ASCII\x00\x00\x00": "ascii",
@@ -185,13 +197,20 @@ def ocr_results(img: Image.Image, policy: Policy, context: CheckContext, what: s
 
 
 def _metadata_results(
-    fields: dict[str, str], policy: Policy, context: CheckContext, what: str
+    fields: dict[str, str],
+    policy: Policy,
+    context: CheckContext,
+    what: str,
+    searched_only: dict[str, str] | None = None,
 ) -> list[CheckResult]:
+    """``searched_only``: text searched for identifiers but not itself worth a flag (an ICC
+    profile's descriptions are in most camera and editor output)."""
     allowed = {k.lower() for k in policy.image.allowed_metadata_keys}
     out: list[CheckResult] = []
     matcher = matcher_for(policy, context.identifiers)
     if matcher:
-        hits = [(key, h) for key, value in fields.items() for h in matcher.find(value)]
+        searched = {**(searched_only or {}), **fields}
+        hits = [(key, h) for key, value in searched.items() for h in matcher.find(value)]
         if hits:
             out.append(
                 CheckResult(
@@ -236,6 +255,7 @@ def check_raster(path: Path, policy: Policy, context: CheckContext) -> list[Chec
                 img.load()
                 width, height = img.size
                 fields = _text_metadata(img)
+                icc = img.info.get("icc_profile")
                 fmt = img.format or "image"
                 pixels = img.copy()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -263,7 +283,9 @@ def check_raster(path: Path, policy: Policy, context: CheckContext) -> list[Chec
                 evidence=evidence,
             )
         )
-    out.extend(_metadata_results(fields, policy, context, fmt))
+    searched_only = {"icc_profile": binary_text(icc)} if isinstance(icc, bytes) and icc else None
+    out.extend(_metadata_results(fields, policy, context, fmt, searched_only))
+    out.extend(_raster_similarity(pixels, policy, context, fmt))
     out.extend(
         r for r in ocr_results(pixels, policy, context, f"{fmt} image") if r.outcome != "pass" or r.evidence
     )
@@ -277,6 +299,30 @@ def check_raster(path: Path, policy: Policy, context: CheckContext) -> list[Chec
             )
         )
     return out
+
+
+def _raster_similarity(
+    img: Image.Image, policy: Policy, context: CheckContext, fmt: str
+) -> list[CheckResult]:
+    """A picture of an input slice is the scan itself: the same similarity rule as a derived
+    volume (`volume:similar_to_input`), on the image's grey levels (a 16-bit PNG of a CT slice
+    is its raw pixels; an 8-bit one its windowed view)."""
+    rules = policy.image.volumes
+    if img.width * img.height > 64_000_000:
+        return []  # too big to be a slice; the size rule speaks for it
+    grey = np.asarray(img.convert("F") if img.mode not in ("F",) else img, dtype=np.float64)
+    similar = similarity_to_inputs(grey, context, rules.max_input_slices)
+    if similar is None or similar[0] < rules.similarity_threshold:
+        return []
+    return [
+        CheckResult(
+            check="image:similar_to_input",
+            outcome=action_outcome(rules.similar_to_input),
+            reason=f"the {fmt} image matches an input DICOM image of the dataset (correlation "
+            f"{similar[0]:.3f}, threshold {rules.similarity_threshold}): a copy of the scan, not a result",
+            evidence={"correlation": round(similar[0], 4)},
+        )
+    ]
 
 
 # dcm2niix fills descrip with "TE=2.3;Time=101530.000;phase=1;mb=2": key=number pairs only.
@@ -370,6 +416,28 @@ def _thumb(img: np.ndarray) -> np.ndarray:
 
 
 def _input_thumbs(paths: list[Path], limit: int) -> np.ndarray:
+    """Thumbnails of up to ``limit`` input images, cached while the folders are unchanged
+    (every raster image and volume of a request compares against the same inputs)."""
+    key = (tuple(str(p) for p in paths), limit, tuple(_stamp(p) for p in paths))
+    if key not in _THUMBS:
+        if len(_THUMBS) >= 8:
+            _THUMBS.pop(next(iter(_THUMBS)))
+        _THUMBS[key] = _read_input_thumbs(paths, limit)
+    return _THUMBS[key]
+
+
+_THUMBS: dict[tuple[object, ...], np.ndarray] = {}
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    try:
+        st = path.stat()
+    except OSError:
+        return (0, 0)
+    return (st.st_mtime_ns, st.st_size)
+
+
+def _read_input_thumbs(paths: list[Path], limit: int) -> np.ndarray:
     import pydicom
 
     from egress_review.checks.dicom import PIXEL_ERRORS

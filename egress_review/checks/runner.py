@@ -16,6 +16,7 @@ from egress_review.checks.files import check_hidden, check_limits, check_type
 from egress_review.checks.images import check_nifti, check_raster
 from egress_review.checks.model import CheckContext, CheckResult, action_outcome
 from egress_review.checks.model_release import check_model, json_weights, structural_results
+from egress_review.checks.numbers import check_number_text
 from egress_review.checks.table_readers import ReadTables, json_tables, parse_json, read_parquet, read_xlsx
 from egress_review.checks.tables import check_rows, check_table
 from egress_review.checks.text import MAX_TEXT_BYTES, check_identifiers, check_text
@@ -140,6 +141,7 @@ def _text_checks(
         out.extend(check_table(text, "\t" if kind == "tsv" else _delimiter(text), policy))
     elif kind == "text":
         out.extend(_embedded_tables(text, policy))
+        out.extend(check_number_text(text, policy))
     return out
 
 
