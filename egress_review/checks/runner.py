@@ -86,6 +86,20 @@ def _binary_table_checks(
         )
     cells_text = "\n".join([*read.other_text, *("\t".join(r) for rows in read.tables.values() for r in rows)])
     out.extend(check_text(cells_text, policy, context))
+    if read.part_text:
+        in_parts = check_identifiers("\n".join(read.part_text), policy, context, check="identifiers:parts")
+        if in_parts.outcome != "pass":
+            out.append(in_parts)
+    if read.binary_columns:
+        out.append(
+            CheckResult(
+                check="table_binary",
+                outcome="flag",
+                reason=f"{len(read.binary_columns)} column(s) hold raw bytes, which reviewers cannot read "
+                "and the table rules cannot judge (an image or any file can be stored in them)",
+                evidence={"columns": read.binary_columns[:20]},
+            )
+        )
     for where, rows in read.tables.items():
         if rows:
             out.extend(check_rows(rows, policy, where))
