@@ -12,7 +12,7 @@ from pydicom.uid import UID_dictionary
 from egress_review.checks.containers import entropy
 from egress_review.checks.identifiers import IdentifierMatcher, matcher_for
 from egress_review.checks.model import CheckContext, CheckResult, action_outcome, mask
-from egress_review.disguised import SqueezedIndex, disguised_lines
+from egress_review.disguised import SqueezedIndex, disguised_lines, squeeze
 from tre.policy import Policy
 
 MAX_TEXT_BYTES = 64 * 1024 * 1024
@@ -40,7 +40,11 @@ def check_identifiers(
                 outcome=action_outcome(policy.text.identifier_action),
                 reason="patient identifiers from the dataset written in disguise (spaced out, run "
                 "together, reversed, ROT13, look-alike or invisible characters, text escapes or short "
-                f"encodings) (lines {', '.join(map(str, disguised[:10]))}{more})",
+                + (
+                    f"encodings) (lines {', '.join(map(str, disguised[:10]))}{more})"
+                    if disguised != [0]
+                    else "encodings), run together across line breaks"
+                ),
                 evidence={"lines": disguised[:20], "count": len(disguised)},
             )
         if len(text) > MAX_DISGUISED_CHARS:
@@ -82,7 +86,11 @@ def _disguised_hits(text: str, matcher: IdentifierMatcher, identifiers: Iterable
     # the identifiers the matcher keeps (not too short, not a declared pseudonym), in one pass
     kept = {listed[h.line - 1] for h in matcher.find("\n".join(listed), limit=len(listed) * 4 + 50)}
     lines = text[:MAX_DISGUISED_CHARS].split("\n")
-    return sorted(i + 1 for i in disguised_lines(lines, matcher, SqueezedIndex(kept)))
+    squeezed = SqueezedIndex(kept)
+    hits = sorted(i + 1 for i in disguised_lines(lines, matcher, squeezed))
+    if not hits and squeezed and squeezed.lines_with([squeeze(text[:MAX_DISGUISED_CHARS])]):
+        hits = [0]  # wrapped across lines ("HOSP-7" at one line's end, "7-1234" at the next's start)
+    return hits
 
 
 def check_patterns(text: str, policy: Policy) -> list[CheckResult]:
