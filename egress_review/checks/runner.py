@@ -9,7 +9,16 @@ from pathlib import Path
 from typing import Any
 
 from egress_review.checks.acro import check_acro_results, claims_for, is_acro_results
-from egress_review.checks.detect import IMAGE_TYPES, TEXT_TYPES, Detected, decode_text, detect, expected_type
+from egress_review.checks.archives import check_archive
+from egress_review.checks.detect import (
+    ARCHIVE_TYPES,
+    IMAGE_TYPES,
+    TEXT_TYPES,
+    Detected,
+    decode_text,
+    detect,
+    expected_type,
+)
 from egress_review.checks.dicom import check_dicom
 from egress_review.checks.encoded import find_encoded
 from egress_review.checks.files import check_hidden, check_limits, check_type
@@ -37,6 +46,9 @@ def run_checks(path: Path, display_name: str, policy: Policy, context: CheckCont
         return results  # refuse to parse what is already over the limit
     detected = detect(path)
     results.extend(check_type(display_name, detected, policy))
+    if detected.type in ARCHIVE_TYPES and detected.type in policy.files.allowed_types:
+        # an archive the policy lets leave is judged by its members, never on its container's word
+        results.extend(check_archive(path, detected, policy, context, run_checks))
     hidden, data = check_hidden(path, detected, policy)
     results.extend(hidden)
     results.extend(claims_for(display_name, context))

@@ -3,12 +3,17 @@ the controls raise none of the new checks. OCR is off: no leak here needs it, an
 
 from __future__ import annotations
 
+import gzip
+import io
+import lzma
+import tarfile
+import zipfile
 from pathlib import Path
 
 import pytest
 
 from egress_review.checks import CheckContext, CheckResult, gather_identifiers, run_checks, worst
-from tests.egress.planted_corpus import Planted, build_dataset
+from tests.egress.planted_corpus import PATIENT_ID, Planted, build_dataset
 from tests.egress.planted_round4 import controls, leaks
 from tre.policy import Policy, load_policy
 
@@ -83,3 +88,82 @@ def test_disguised_reason_is_fixed_words(
     hit = next(r for r in _run(tmp_path, planted, policy, context) if r.check == "identifiers:disguised")
     assert "HOSP" not in hit.reason.upper() and "UBFC" not in hit.reason.upper()
     assert hit.evidence == {"lines": [1], "count": 1}
+
+
+# ---------------------------------------------------------------------- archives a policy allows
+
+
+def _zip(members: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return buf.getvalue()
+
+
+def _tgz(members: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tf:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def archive_policy(policy: Policy) -> Policy:
+    """A policy that lets archives leave: their members must be checked all the same."""
+    allowed = [*policy.files.allowed_types, "zip", "tar", "gzip", "bzip2", "xz", "7z"]
+    files = policy.files.model_copy(update={"allowed_types": allowed, "archives": "allow"})
+    return policy.model_copy(update={"files": files})
+
+
+REPORT = f"patient {PATIENT_ID}\n".encode()
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "check"),
+    [
+        ("report.zip", _zip({"r.txt": REPORT}), "member:identifiers"),
+        (
+            "nested.tar.gz",
+            _tgz({"m.zip": _zip({"i.zip": _zip({"r.txt": REPORT})})}),
+            "member:member:member:identifiers",
+        ),
+        ("report.txt.gz", gzip.compress(REPORT), "member:identifiers"),
+        ("report.txt.xz", lzma.compress(REPORT), "member:identifiers"),
+        (
+            "deep.zip",
+            _zip({"a.zip": _zip({"b.zip": _zip({"c.zip": _zip({"r.txt": REPORT})})})}),
+            "member:member:member:archive_members",
+        ),
+        ("many.zip", _zip({f"f{i}.txt": b"x" for i in range(1001)}), "archive_members"),
+        ("bomb.zip", _zip({"zeros.txt": b"0" * (51 * 1024 * 1024)}), "archive_members"),
+        (
+            "lying.zip",
+            _zip({"ok.txt": b"fine\n", "r.txt": REPORT}).replace(b"r.txt", b"s.txt", 1),
+            "archive_members",
+        ),
+        ("opaque.7z", b"7z\xbc\xaf\x27\x1c" + bytes(40), "archive_members"),
+    ],
+)
+def test_an_allowed_archive_is_judged_by_its_members(
+    tmp_path: Path, archive_policy: Policy, context: CheckContext, name: str, data: bytes, check: str
+) -> None:
+    results = _run(tmp_path, Planted(name, data), archive_policy, context)
+    assert worst(results) == "block"
+    assert check in [r.check for r in results if r.outcome == "block"], [(r.check, r.reason) for r in results]
+    for r in results:  # a member is named by position; its name is for the reviewers only
+        if r.check.startswith("member:"):
+            assert "r.txt" not in r.reason and r.evidence["reviewer_only"]["member_name"]
+
+
+def test_a_clean_allowed_archive_passes(
+    tmp_path: Path, archive_policy: Policy, context: CheckContext
+) -> None:
+    results = _run(
+        tmp_path, Planted("ok.zip", _zip({"readme.txt": b"fine results\n"})), archive_policy, context
+    )
+    assert worst(results) == "pass"
+    assert any(r.check == "archive_members" and r.evidence == {"members": 1} for r in results)
