@@ -155,6 +155,7 @@ _OCTAL = re.compile(r"(?:\\[0-3][0-7]{2}){3,}")
 _UNICODE_ESCAPE = re.compile(r"(?:\\u[0-9a-fA-F]{4}|\\U[0-9a-fA-F]{8}){3,}")
 _ENTITIES = re.compile(r"(?:&#(?:[0-9]{1,7}|[xX][0-9a-fA-F]{1,6});?){3,}")
 _DECIMAL_BYTES = re.compile(r"(?<![\d.])(?:\d{2,3}[\s,;]{1,3}){2,}\d{2,3}(?![\d.])")
+_NUMERIC_TOKEN = re.compile(r"[0-9.,;:+\-eE]+")
 _B32_RUN = re.compile(r"[A-Z2-7]{8,}={0,6}")
 _B85_TOKEN = re.compile(r"[!-u]{5,}|[0-9A-Za-z!#$%&()*+\-;<=>?@^_`{|}~]{5,}")
 
@@ -204,8 +205,8 @@ def _escaped_text(line: str) -> Iterator[str]:
         # Tokens of the base64 alphabet alone are decoded as base64 (`decoded_fragments`).
         if len(token) < 7 or len(token) > 400 or _B64_TOKEN.fullmatch(token):
             continue
-        if not _B85_TOKEN.fullmatch(token) or not random_looking(token):
-            continue
+        if not _B85_TOKEN.fullmatch(token) or _NUMERIC_TOKEN.fullmatch(token) or not random_looking(token):
+            continue  # a row of numbers ("12,0.518,-3e-2") is no ascii85 of any text
         for decode in (base64.a85decode, base64.b85decode):
             with contextlib.suppress(ValueError):
                 yield decode(token.encode()).decode("latin-1")

@@ -52,7 +52,7 @@ def check_identifiers(
                 check=f"{check}:disguised",
                 outcome="flag",
                 reason="none of the dataset's patient names, IDs or UIDs appear; the text is too long "
-                "to be searched for disguised identifiers past its first 4 MiB",
+                f"to be searched for disguised identifiers past its first {MAX_DISGUISED_CHARS >> 20} MiB",
                 evidence={"identifiers_known": len(matcher), "searched_chars": MAX_DISGUISED_CHARS},
             )
         return CheckResult(
@@ -73,9 +73,9 @@ def check_identifiers(
     )
 
 
-# The disguise search rewrites every line several ways (about 3 s per MiB of numbers); past
+# The disguise search rewrites every line several ways (1-3 CPU-s per MiB of a CSV); past
 # this many characters the rest of a text is searched plainly only, and the file is flagged.
-MAX_DISGUISED_CHARS = 4 * 1024 * 1024
+MAX_DISGUISED_CHARS = 2 * 1024 * 1024
 
 
 def _disguised_hits(text: str, matcher: IdentifierMatcher, identifiers: Iterable[str]) -> list[int]:

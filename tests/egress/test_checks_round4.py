@@ -167,3 +167,21 @@ def test_a_clean_allowed_archive_passes(
     )
     assert worst(results) == "pass"
     assert any(r.check == "archive_members" and r.evidence == {"members": 1} for r in results)
+
+
+def test_text_past_the_disguise_bound_is_flagged_not_passed(
+    tmp_path: Path, policy: Policy, context: CheckContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past the bound the rest is searched plainly only: the file is flagged, and a disguised
+    name before the bound is still found."""
+    from egress_review.checks import text
+
+    monkeypatch.setattr(text, "MAX_DISGUISED_CHARS", 2000)
+    prose = "".join(f"step {i} finished without trouble\n" for i in range(200)).encode()
+    results = _run(tmp_path, Planted("long.txt", prose), policy, context)
+    assert [(r.check, r.outcome) for r in results if r.outcome != "pass"] == [
+        ("identifiers:disguised", "flag")
+    ]
+    hidden = b"patient E N A J ^ E O D\n" + prose
+    results = _run(tmp_path, Planted("long2.txt", hidden), policy, context)
+    assert worst(results) == "block"
