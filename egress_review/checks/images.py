@@ -9,10 +9,12 @@ automatically (a screenshot of a table is still a table) and are left to the rev
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 import struct
 import warnings
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +22,10 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from egress_review.checks import ocr
+from egress_review.checks.containers import jpeg_structure, png_structure
 from egress_review.checks.identifiers import matcher_for
 from egress_review.checks.model import CheckContext, CheckResult, action_outcome, mask
+from egress_review.checks.text import check_identifiers
 from tre.policy import Policy
 
 # Image.info keys that describe encoding, not content.
@@ -95,6 +99,30 @@ def binary_text(blob: bytes) -> str:
     runs = [m.group(0).decode("ascii") for m in _PRINTABLE_RUN.finditer(blob)]
     runs += [m.group(0).decode("utf-16-be") for m in _UTF16BE_RUN.finditer(blob)]
     return "\n".join(runs)
+
+
+def side_region_text(path: Path, fmt: str) -> dict[str, str]:
+    """The text of every PNG chunk and JPEG APPn/COM segment that is not pixel data, whatever
+    its type: a private chunk, an APP2 that is no ICC profile, an iTXt language tag. Pillow
+    reports only the fields it knows; a job can write text anywhere else. Compressed chunks
+    (zTXt, iTXt, iCCP) are also read inflated (bounded)."""
+    if fmt not in ("PNG", "JPEG", "MPO"):
+        return {}
+    data = path.read_bytes()
+    structure = png_structure(data) if fmt == "PNG" else jpeg_structure(data)
+    out: dict[str, str] = {}
+    for name, start, end in structure.side_regions[:1000]:
+        body = data[start:end]
+        texts = [binary_text(body)]
+        if name in ("chunk zTXt", "chunk iTXt", "chunk iCCP"):
+            z = body.find(b"\x78")  # the zlib stream after the keyword and flags
+            if z >= 0:
+                with contextlib.suppress(zlib.error):
+                    texts.append(binary_text(zlib.decompressobj().decompress(body[z:], 1 << 20)))
+        text = "\n".join(t for t in texts if t)
+        if text:
+            out[name if name not in out else f"{name} at {start}"] = text
+    return out
 
 
 # Exif 2.3 section 4.6.5: UserComment starts with an 8-byte character code.
@@ -211,6 +239,21 @@ def _metadata_results(
     if matcher:
         searched = {**(searched_only or {}), **fields}
         hits = [(key, h) for key, value in searched.items() for h in matcher.find(value)]
+        if not hits:
+            # spaced, reversed, escaped or short-encoded, as in any text the job writes
+            joined = "\n".join(f"{key}: {value}" for key, value in searched.items())
+            disguised = check_identifiers(joined, policy, context, check="image_metadata_identifiers")
+            if disguised.outcome == "block":
+                out.append(
+                    disguised.model_copy(
+                        update={
+                            "check": "image_metadata_identifiers",
+                            "reason": f"{what} metadata contains patient identifiers from the dataset in "
+                            "disguise (spaced, reversed, escaped or encoded)",
+                            "evidence": {"keys": sorted(searched)[:20]},
+                        }
+                    )
+                )
         if hits:
             out.append(
                 CheckResult(
@@ -283,7 +326,9 @@ def check_raster(path: Path, policy: Policy, context: CheckContext) -> list[Chec
                 evidence=evidence,
             )
         )
-    searched_only = {"icc_profile": binary_text(icc)} if isinstance(icc, bytes) and icc else None
+    searched_only = side_region_text(path, fmt)
+    if isinstance(icc, bytes) and icc:
+        searched_only["icc_profile"] = binary_text(icc)
     out.extend(_metadata_results(fields, policy, context, fmt, searched_only))
     out.extend(_raster_similarity(pixels, policy, context, fmt))
     out.extend(

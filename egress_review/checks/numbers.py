@@ -14,6 +14,8 @@ from egress_review.checks.tables import neighbour_correlation
 from tre.policy import Policy
 
 _TOKEN = re.compile(r"\S+")
+# list punctuation of CSV, JSON and Python reprs: "[12, 13]" is two numbers
+_SEPARATORS = str.maketrans({c: " " for c in ",;[](){}"})
 _NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
 # A long line is judged in pieces of this many tokens, so a number-only stretch is found inside
 # a line that is otherwise prose.
@@ -30,7 +32,7 @@ def _pieces(text: str) -> list[list[str]]:
     """The text's tokens by line; a long line in groups of CHUNK_TOKENS tokens."""
     out: list[list[str]] = []
     for line in text.split("\n"):
-        tokens = _TOKEN.findall(line.replace(",", " ").replace(";", " "))
+        tokens = _TOKEN.findall(line.translate(_SEPARATORS))
         out.extend(tokens[i : i + CHUNK_TOKENS] for i in range(0, len(tokens), CHUNK_TOKENS))
     return out
 

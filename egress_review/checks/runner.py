@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -152,6 +153,7 @@ def _text_checks(
             out.extend(_decoded_checks(strings, path_name or path.name, policy, context))
     if kind == "json":
         out.extend(_json_checks(text, path_name, policy, context))
+        out.extend(r for r in check_number_text(text, policy) if r.check == "sdc:image_table")
     if kind == "json" and "\\u" in text:
         # "\u0044oe" is "Doe" to any JSON reader: scan the decoded strings as well.
         try:
@@ -168,6 +170,38 @@ def _text_checks(
     elif kind == "text":
         out.extend(_embedded_tables(text, policy))
         out.extend(check_number_text(text, policy))
+        if path_name.lower().endswith((".yaml", ".yml")):
+            out.extend(_yaml_tables(text, policy))
+    return out
+
+
+# YAML read as tables only up to this size; anchors and aliases are not expanded (an alias
+# bomb multiplies a few lines into billions of cells).
+MAX_YAML_CHARS = 8 * 1024 * 1024
+_YAML_ALIAS = re.compile(r"(?:^|[\s\[{,:-])[&*][^\s\[\]{},]+", re.MULTILINE)
+
+
+def _yaml_tables(text: str, policy: Policy) -> list[CheckResult]:
+    """Counts written as YAML (`sites: {A: {n: 45}, B: {n: 3}}`) get the same SDC rules as
+    JSON: the document is read with the safe loader and its tables found the same way."""
+    import yaml
+
+    if len(text) > MAX_YAML_CHARS or _YAML_ALIAS.search(text):
+        return [
+            CheckResult(
+                check="table_read",
+                outcome="flag",
+                reason="the YAML document is too large or uses anchors and aliases, so it was not read as "
+                "tables: check any counts in it by eye",
+            )
+        ]
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return []  # not YAML after all: the text checks above have judged it
+    out: list[CheckResult] = []
+    for where, rows in list(json_tables(doc))[:20]:
+        out.extend(r for r in check_rows(rows, policy, f"YAML table at {where}") if r.outcome != "pass")
     return out
 
 

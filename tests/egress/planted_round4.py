@@ -17,6 +17,7 @@ import json
 import pickle
 import struct
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +29,7 @@ from openpyxl.comments import Comment
 from openpyxl.workbook.defined_name import DefinedName
 from PIL import Image, ImageCms
 
-from tests.egress.planted_corpus import MRN, NAME, PATIENT_ID, Planted
+from tests.egress.planted_corpus import MRN, NAME, PATIENT_ID, Planted, _deidentified, _dicom_bytes, _nifti
 
 PID = PATIENT_ID
 
@@ -99,6 +100,40 @@ def _add_footer(wb: openpyxl.Workbook, ws: object) -> None:
     ws.oddFooter.center.text = PID  # type: ignore[attr-defined]
 
 
+def _png_with_chunk(ctype: bytes, body: bytes) -> bytes:
+    png = _image(np.full((32, 32), 10, np.uint8))
+    chunk = struct.pack(">I", len(body)) + ctype + body + struct.pack(">I", zlib.crc32(ctype + body))
+    return png[:33] + chunk + png[33:]  # after IHDR
+
+
+def _jpeg_with_segment(marker: int, body: bytes) -> bytes:
+    jpg = _image(np.zeros((32, 32, 3), np.uint8), "JPEG")
+    return jpg[:2] + bytes([0xFF, marker]) + struct.pack(">H", len(body) + 2) + body + jpg[2:]
+
+
+def _nifti_with_extension(code: int, content: bytes) -> bytes:
+    arr = np.zeros((8, 8, 4), np.uint8)
+    arr[2:4, 2:4, 1] = 1
+    raw = bytearray(_nifti(arr, datatype=2))
+    size = 8 + len(content) + (-(8 + len(content)) % 16)
+    struct.pack_into("<f", raw, 108, 352.0 + size)  # vox_offset past the extension
+    raw[348:352] = b"\x01\x00\x00\x00"
+    return (
+        bytes(raw[:352])
+        + struct.pack("<ii", size, code)
+        + content.ljust(size - 8, b"\x00")
+        + bytes(raw[352:])
+    )
+
+
+def _pixel_text_dicom(dataset: Path) -> bytes:
+    ds = _deidentified(pydicom.dcmread(sorted(dataset.glob("*.dcm"))[0]))
+    px = ds.pixel_array.copy()
+    px[0, : len(PID)] = np.frombuffer(PID.encode(), np.uint8)  # one character per pixel value
+    ds.PixelData = px.tobytes()
+    return _dicom_bytes(ds)
+
+
 def leaks(dataset: Path) -> list[Planted]:
     px = _slice(dataset)
     flat = px.ravel()
@@ -166,6 +201,11 @@ def leaks(dataset: Path) -> list[Planted]:
         Planted(
             "slice_in_prose.md",
             ("Results follow.\n\n" + " ".join(map(str, flat)) + "\n\nEnd of report.\n").encode(),
+            ("sdc:image_table",),
+        ),
+        Planted(
+            "slice_flat.json",
+            json.dumps({"shape": list(px.shape), "data": flat.tolist()}).encode(),
             ("sdc:image_table",),
         ),
         # --- the slice as a picture

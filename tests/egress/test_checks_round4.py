@@ -26,6 +26,9 @@ NEW_CHECKS = (
     "model:identifiers",
     "table_binary",
     "sdc:image_table",
+    "image_metadata_identifiers",
+    "dicom:pixel_bytes",
+    "dicom:similar_to_input",
 )
 
 
