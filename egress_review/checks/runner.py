@@ -68,7 +68,22 @@ def run_checks(path: Path, display_name: str, policy: Policy, context: CheckCont
         results.extend(_binary_table_checks(path, detected, policy, context))
     elif detected.type == "model":
         results.extend(check_model(path, detected, policy, context, display_name))
+    elif detected.type in UNINSPECTED_TYPES and detected.type in policy.files.allowed_types:
+        # allowed by the policy, but no check reads inside it: never a silent pass
+        results.append(
+            CheckResult(
+                check="content_uninspected",
+                outcome="flag",
+                reason=f"no automated check reads inside {detected.detail}: the reviewers must open it "
+                "and look for identifiers and raw data themselves",
+                evidence={"detected": detected.type},
+            )
+        )
     return results
+
+
+# Content types a policy may allow that no check parses (PDF text layers, executables, bytes).
+UNINSPECTED_TYPES = frozenset({"pdf", "executable", "binary"})
 
 
 def _binary_table_checks(

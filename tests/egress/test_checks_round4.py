@@ -188,3 +188,20 @@ def test_text_past_the_disguise_bound_is_flagged_not_passed(
     hidden = b"patient E N A J ^ E O D\n" + prose
     results = _run(tmp_path, Planted("long2.txt", hidden), policy, context)
     assert worst(results) == "block"
+
+
+@pytest.mark.parametrize(
+    ("kind", "data"),
+    [
+        ("pdf", b"%PDF-1.4\n1 0 obj<<>>endobj\n" + REPORT + b"%%EOF\n"),
+        ("binary", bytes(range(256)) * 4 + REPORT),
+    ],
+)
+def test_an_allowed_type_no_check_reads_is_flagged(
+    tmp_path: Path, policy: Policy, context: CheckContext, kind: str, data: bytes
+) -> None:
+    files = policy.files.model_copy(update={"allowed_types": [*policy.files.allowed_types, kind]})
+    results = _run(
+        tmp_path, Planted(f"out.{kind}", data), policy.model_copy(update={"files": files}), context
+    )
+    assert "content_uninspected" in [r.check for r in results if r.outcome == "flag"]
