@@ -101,6 +101,21 @@ def binary_text(blob: bytes) -> str:
     return "\n".join(runs)
 
 
+def _inflated_text(body: bytes) -> str:
+    """The zlib stream of a zTXt/iTXt/iCCP chunk, inflated (1 MiB at most): it starts one or
+    two bytes after one of the first four NULs (keyword, method, language tag, translated
+    keyword)."""
+    nul = -1
+    for _ in range(4):
+        nul = body.find(b"\x00", nul + 1)
+        if nul < 0:
+            break
+        for skip in (1, 2, 3):
+            with contextlib.suppress(zlib.error):
+                return binary_text(zlib.decompressobj().decompress(body[nul + skip :], 1 << 20))
+    return ""
+
+
 def side_region_text(path: Path, fmt: str) -> dict[str, str]:
     """The text of every PNG chunk and JPEG APPn/COM segment that is not pixel data, whatever
     its type: a private chunk, an APP2 that is no ICC profile, an iTXt language tag. Pillow
@@ -115,13 +130,11 @@ def side_region_text(path: Path, fmt: str) -> dict[str, str]:
         body = data[start:end]
         texts = [binary_text(body)]
         if name in ("chunk zTXt", "chunk iTXt", "chunk iCCP"):
-            z = body.find(b"\x78")  # the zlib stream after the keyword and flags
-            if z >= 0:
-                with contextlib.suppress(zlib.error):
-                    texts.append(binary_text(zlib.decompressobj().decompress(body[z:], 1 << 20)))
+            texts.append(_inflated_text(body))
         text = "\n".join(t for t in texts if t)
         if text:
-            out[name if name not in out else f"{name} at {start}"] = text
+            # named by position: a chunk's type is four bytes the job chose
+            out[f"{'chunk' if fmt == 'PNG' else 'segment'} #{len(out) + 1} (not pixel data)"] = text
     return out
 
 
