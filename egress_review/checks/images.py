@@ -549,6 +549,36 @@ def similarity_to_inputs(arr: np.ndarray, context: CheckContext, limit: int) -> 
     return best
 
 
+RAW_DTYPES = ("<i2", "<u2", "u1", "<f4", ">i2")
+
+
+def raw_similarity(data: bytes, policy: Policy, context: CheckContext, what: str) -> CheckResult | None:
+    """Raw bytes that are an input image: read as a square of 16-bit, 8-bit or float pixels
+    (what ``ds.PixelData`` or ``arr.tobytes()`` gives) and compared like a derived volume."""
+    rules = policy.image.volumes
+    if not context.dataset_paths or len(data) > 64 * 1024 * 1024:
+        return None
+    for code in RAW_DTYPES:
+        dtype = np.dtype(code)
+        n = len(data) // dtype.itemsize
+        side = math.isqrt(n)
+        if side < 32 or side * side != n or len(data) % dtype.itemsize:
+            continue
+        arr = np.frombuffer(data, dtype=dtype).reshape(side, side).astype(np.float64)
+        if not np.isfinite(arr).all():
+            continue
+        similar = similarity_to_inputs(arr, context, rules.max_input_slices)
+        if similar is not None and similar[0] >= rules.similarity_threshold:
+            return CheckResult(
+                check="raw:similar_to_input",
+                outcome=action_outcome(rules.similar_to_input),
+                reason=f"{what} read as a {side} x {side} image of {dtype.name} pixels matches an input "
+                f"DICOM image of the dataset (correlation {similar[0]:.3f}): the scan's raw pixels",
+                evidence={"correlation": round(similar[0], 4), "side": side, "dtype": dtype.name},
+            )
+    return None
+
+
 def _cstr(raw: bytes) -> str:
     return raw.split(b"\x00", 1)[0].decode("latin-1").strip()
 

@@ -23,7 +23,7 @@ from egress_review.checks.detect import (
 from egress_review.checks.dicom import check_dicom
 from egress_review.checks.encoded import find_encoded
 from egress_review.checks.files import check_hidden, check_limits, check_type
-from egress_review.checks.images import check_nifti, check_raster
+from egress_review.checks.images import check_nifti, check_raster, raw_similarity
 from egress_review.checks.model import CheckContext, CheckResult, action_outcome
 from egress_review.checks.model_release import check_model, json_weights, structural_results
 from egress_review.checks.numbers import check_number_text
@@ -303,6 +303,10 @@ def _decoded_checks(text: str, name: str, policy: Policy, context: CheckContext)
                 r.model_copy(update={"check": f"decoded:{r.check}", "reason": f"{where}: {r.reason}"})
                 for r in results
             )
+            if inner.type == "binary":
+                raw = raw_similarity(data, policy, context, "the decoded bytes")
+                if raw is not None:
+                    out.append(raw.model_copy(update={"check": f"decoded:{raw.check}"}))
     return out
 
 

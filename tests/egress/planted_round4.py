@@ -208,6 +208,8 @@ def leaks(dataset: Path) -> list[Planted]:
             json.dumps({"shape": list(px.shape), "data": flat.tolist()}).encode(),
             ("sdc:image_table",),
         ),
+        Planted("raw_pixels_b64.txt", base64.encodebytes(px.tobytes()), ("decoded:raw:similar_to_input",)),
+        Planted("raw_pixels_hex.txt", px.tobytes().hex().encode(), ("decoded:raw:similar_to_input",)),
         # --- the slice as a picture
         Planted("slice16.png", _image((px - px.min()).astype(np.uint16)), ("image:similar_to_input",)),
         Planted("slice8.png", _image(_grey8(px)), ("image:similar_to_input",)),

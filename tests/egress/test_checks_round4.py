@@ -29,6 +29,7 @@ NEW_CHECKS = (
     "image_metadata_identifiers",
     "dicom:pixel_bytes",
     "dicom:similar_to_input",
+    "decoded:raw:similar_to_input",
 )
 
 
