@@ -53,9 +53,8 @@ def main() -> None:
         dataset = build_dataset(Path(tmp) / "ds")
         ids = gather_identifiers(dataset, identifier_columns=policy.text.identifier_columns)
     ctx = CheckContext(identifiers=ids)
-    print(
-        f"{'text':14} {'MiB':>5} {'plain s/MiB':>12} {'+disguise s/MiB':>16} {'ratio':>6} {'numbers s/MiB':>14}"
-    )
+    head = ("text", "MiB", "plain s/MiB", "+disguise s/MiB", "ratio", "numbers s/MiB")
+    print(f"{head[0]:14} {head[1]:>5} {head[2]:>12} {head[3]:>16} {head[4]:>6} {head[5]:>14}")
     for name, text in samples(args.mib).items():
         mib = len(text) / 2**20
         saved = text_checks.MAX_DISGUISED_CHARS
