@@ -85,6 +85,14 @@ def model_content(path: Path, detail: str) -> ModelContent:
                 buf = fh.read(end - start)
                 if len(buf) == int(np.prod(shape)) * dtype.itemsize:
                     _keep(out, np.frombuffer(buf, dtype=dtype).reshape(shape))
+    elif "onnx" in detail:
+        import onnx
+        from onnx import numpy_helper
+
+        model = onnx.load_model_from_string(path.read_bytes())  # protobuf only, nothing runs
+        for init in list(model.graph.initializer)[:MAX_ARRAYS]:
+            if len(init.dims) >= 2 and len(init.raw_data) <= MAX_ARRAY_BYTES:
+                _keep(out, numpy_helper.to_array(init))
     elif "numpy" in detail:
         loaded = np.load(path, allow_pickle=False)
         try:

@@ -442,8 +442,8 @@ def check_model(
             _safetensors(path, report)
         elif "numpy" in detail:
             _npz(path, report)
-        if "onnx" not in detail:
-            out.extend(_content_results(path, detected.detail, policy, context))
+        # ONNX text is screened by `_onnx`; its initializers are compared with the inputs here
+        out.extend(_content_results(path, detected.detail, policy, context))
     except OnnxRefused as exc:
         out.append(
             CheckResult(

@@ -126,6 +126,21 @@ def _nifti_with_extension(code: int, content: bytes) -> bytes:
     )
 
 
+def _onnx_matmul(weights: np.ndarray) -> bytes:
+    """A one-layer ONNX model whose weight initializer is ``weights`` (float32, n x n)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    n = weights.shape[0]
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["X", "W"], ["Y"])],
+        "g",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, [1, n])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [1, n])],
+        [numpy_helper.from_array(weights.astype(np.float32), "W")],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+
+
 def _pixel_text_dicom(dataset: Path) -> bytes:
     ds = _deidentified(pydicom.dcmread(sorted(dataset.glob("*.dcm"))[0]))
     px = ds.pixel_array.copy()
@@ -323,5 +338,6 @@ def controls() -> list[Planted]:
             "embeddings.parquet",
             _parquet(pa.table({"site": ["A", "B"], "n": [40, 55], "v": [[0.1, 0.2], [0.3, 0.4]]})),
         ),
+        Planted("weights.onnx", _onnx_matmul(rng.normal(size=(64, 64)))),
         Planted("report.md", b"# Results\n\nThe model reached an AUC of 0.81 on 412 held-out scans.\n"),
     ]
