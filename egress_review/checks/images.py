@@ -368,7 +368,15 @@ def _raster_similarity(
     rules = policy.image.volumes
     if img.width * img.height > 64_000_000:
         return []  # too big to be a slice; the size rule speaks for it
-    grey = np.asarray(img.convert("F") if img.mode not in ("F",) else img, dtype=np.float64)
+    if max(img.size) > 1024:
+        # compared as 48x48 thumbnails: shrink first, so a big picture never becomes floats whole
+        step = math.ceil(max(img.size) / 512)
+        size = (max(1, img.width // step), max(1, img.height // step))
+        try:
+            img = img.resize(size, Image.Resampling.BOX)
+        except ValueError:  # modes resize does not take (16-bit grey): every step-th pixel
+            img = Image.fromarray(np.asarray(img)[::step, ::step])
+    grey = np.asarray(img.convert("F") if img.mode != "F" else img, dtype=np.float64)
     similar = similarity_to_inputs(grey, context, rules.max_input_slices)
     if similar is None or similar[0] < rules.similarity_threshold:
         return []
