@@ -640,6 +640,23 @@ def nifti_header(data: bytes) -> dict[str, Any]:
     raise ValueError("not a NIfTI header")
 
 
+def nifti_extension_text(ext: bytes, endian: str) -> str:
+    """Each header extension's text as printable and UTF-16 runs, and inflated when it is a
+    gzip or zlib stream (1 MiB at most each): a job can compress what it hides there."""
+    texts: list[str] = []
+    pos = 0
+    while pos + 8 <= len(ext) and len(texts) < 200:
+        esize, _code = struct.unpack(f"{endian}ii", ext[pos : pos + 8])
+        if esize < 16 or esize % 16:
+            break
+        content = ext[pos + 8 : pos + esize]
+        texts.append(binary_text(content))
+        with contextlib.suppress(zlib.error):
+            texts.append(binary_text(zlib.decompressobj(47).decompress(content, 1 << 20)))
+        pos += esize
+    return "\n".join(t for t in texts if t)
+
+
 def check_nifti(data: bytes, policy: Policy, context: CheckContext) -> list[CheckResult]:
     """NIfTI header text, header extensions, volume size and bytes after the voxel data."""
     out: list[CheckResult] = []
@@ -663,7 +680,11 @@ def check_nifti(data: bytes, policy: Policy, context: CheckContext) -> list[Chec
         ext = data[hdr_size + 4 : int(hdr["vox_offset"])]
         fields["extensions"] = ext.decode("latin-1")
     if fields:
-        out.extend(_metadata_results(fields, policy, context, "NIfTI"))
+        searched_only = None
+        if "extensions" in fields:
+            inner = nifti_extension_text(fields["extensions"].encode("latin-1"), hdr["endian"])
+            searched_only = {"extensions (decoded)": inner} if inner else None
+        out.extend(_metadata_results(fields, policy, context, "NIfTI", searched_only))
     if len(data) < expected_end:
         out.append(
             CheckResult(
