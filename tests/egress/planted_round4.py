@@ -310,6 +310,53 @@ def leaks(dataset: Path) -> list[Planted]:
             _torch_zip({"archive/data.pkl": b"\x80\x02}q\x00.", "archive/extra/n.txt": PID.encode()}),
             ("model:identifiers",),
         ),
+        Planted("slice_weights.onnx", _onnx_matmul(px), ("model:similar_to_input",)),
+        # --- text in image side regions Pillow does not list
+        Planted("private_chunk.png", _png_with_chunk(b"prVt", PID.encode()), ("image_metadata_identifiers",)),
+        Planted(
+            "itxt_language_tag.png",
+            _png_with_chunk(b"iTXt", b"Comment\x00\x00\x00" + PID.encode() + b"\x00x\x00fine"),
+            ("image_metadata_identifiers",),
+        ),
+        Planted(
+            "app2_not_icc.jpg",
+            _jpeg_with_segment(0xE2, b"NOTICC\x00" + PID.encode()),
+            ("image_metadata_identifiers",),
+        ),
+        Planted(
+            "app0_jfxx.jpg",
+            _jpeg_with_segment(0xE0, b"JFXX\x00" + PID.encode()),
+            ("image_metadata_identifiers",),
+        ),
+        Planted(
+            "app14.jpg", _jpeg_with_segment(0xEE, b"Adobe" + PID.encode()), ("image_metadata_identifiers",)
+        ),
+        # --- NIfTI extensions in disguise
+        Planted(
+            "ext_b64.nii",
+            _nifti_with_extension(4, base64.b64encode(f"patient {PID}".encode())),
+            ("image_metadata_identifiers",),
+        ),
+        Planted(
+            "ext_utf16.nii",
+            _nifti_with_extension(4, f"patient {PID}".encode("utf-16-le")),
+            ("image_metadata_identifiers",),
+        ),
+        Planted(
+            "ext_gzip.nii",
+            _nifti_with_extension(4, gzip.compress(f"patient {PID}".encode())),
+            ("image_metadata_identifiers",),
+        ),
+        # --- counts written as YAML
+        Planted("counts.yaml", b"sites:\n  A:\n    n: 45\n  B:\n    n: 3\n", ("sdc:threshold",)),
+        Planted("counts_list.yml", b"- site: A\n  n: 45\n- site: B\n  n: 3\n", ("sdc:threshold",)),
+        # --- DICOM: text in the pixel bytes, and a de-identified copy of the scan
+        Planted("pixel_text.dcm", _pixel_text_dicom(dataset), ("dicom:pixel_bytes",)),
+        Planted(
+            "deidentified_copy.dcm",
+            _dicom_bytes(_deidentified(pydicom.dcmread(sorted(dataset.glob("*.dcm"))[0]))),
+            ("dicom:similar_to_input",),
+        ),
     ]
     return out
 
