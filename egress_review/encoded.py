@@ -147,10 +147,15 @@ MAX_FRAGMENTS = 4096
 # Text escapes a language or a web page would print: %41, \\101, \\u0041, &#65; / &#x41;, and
 # bytes as decimal numbers ("67 111 109"); base32 and the 85-symbol encodings of short runs.
 _PERCENT = re.compile(r"(?:%[0-9a-fA-F]{2}){3,}")
+# quoted-printable (RFC 2045): "=48=4F=53"
+_QUOTED_PRINTABLE = re.compile(r"(?:=[0-9A-F]{2}){3,}")
+# uuencode: a length character (M for 45 bytes) and 4 characters per 3 bytes, from ` ` to `` ` ``
+_UU_LINE = re.compile(r"[!-M][ -`]{4,84}")
 _OCTAL = re.compile(r"(?:\\[0-3][0-7]{2}){3,}")
 _UNICODE_ESCAPE = re.compile(r"(?:\\u[0-9a-fA-F]{4}|\\U[0-9a-fA-F]{8}){3,}")
 _ENTITIES = re.compile(r"(?:&#(?:[0-9]{1,7}|[xX][0-9a-fA-F]{1,6});?){3,}")
 _DECIMAL_BYTES = re.compile(r"(?<![\d.])(?:\d{2,3}[\s,;]{1,3}){2,}\d{2,3}(?![\d.])")
+_NUMERIC_TOKEN = re.compile(r"[0-9.,;:+\-eE]+")
 _B32_RUN = re.compile(r"[A-Z2-7]{8,}={0,6}")
 _B85_TOKEN = re.compile(r"[!-u]{5,}|[0-9A-Za-z!#$%&()*+\-;<=>?@^_`{|}~]{5,}")
 
@@ -169,6 +174,15 @@ def _escaped_text(line: str) -> Iterator[str]:
     if "&#" in line:
         for match in _ENTITIES.finditer(line):
             yield html.unescape(match.group(0))
+    if "=" in line:
+        for match in _QUOTED_PRINTABLE.finditer(line):
+            yield bytes.fromhex(match.group(0).replace("=", "")).decode("latin-1")
+    stripped = line.rstrip()  # the spaces a zero-valued tail encodes to may be lost: pad them
+    if _UU_LINE.fullmatch(stripped):
+        want = (ord(stripped[0]) - 32 + 2) // 3 * 4 + 1
+        if want - 4 < len(stripped) <= want:
+            with contextlib.suppress(binascii.Error):
+                yield binascii.a2b_uu(stripped.ljust(want)).decode("latin-1")
     for match in _DECIMAL_BYTES.finditer(line):
         values = [int(v) for v in re.findall(r"\d+", match.group(0))]
         if all(v < 256 for v in values):
@@ -177,19 +191,22 @@ def _escaped_text(line: str) -> Iterator[str]:
         run = match.group(0).rstrip("=")
         for skip in range(8):  # the fragment may start anywhere in a longer encoding
             part = run[skip:]
-            part = part[: len(part) - len(part) % 8]
             if len(part) < 8:
                 break
-            try:
-                yield base64.b32decode(part).decode("latin-1")
-            except (binascii.Error, ValueError):
-                continue
+            # a whole encoding ends in a partial group (its "=" padding stripped above): pad it;
+            # a fragment cut anywhere is trimmed to whole groups
+            for piece in (part + "=" * (-len(part) % 8), part[: len(part) - len(part) % 8]):
+                try:
+                    yield base64.b32decode(piece).decode("latin-1")
+                    break
+                except (binascii.Error, ValueError):
+                    continue
     for token in line.split():
         # Tokens of the base64 alphabet alone are decoded as base64 (`decoded_fragments`).
         if len(token) < 7 or len(token) > 400 or _B64_TOKEN.fullmatch(token):
             continue
-        if not _B85_TOKEN.fullmatch(token) or not random_looking(token):
-            continue
+        if not _B85_TOKEN.fullmatch(token) or _NUMERIC_TOKEN.fullmatch(token) or not random_looking(token):
+            continue  # a row of numbers ("12,0.518,-3e-2") is no ascii85 of any text
         for decode in (base64.a85decode, base64.b85decode):
             with contextlib.suppress(ValueError):
                 yield decode(token.encode()).decode("latin-1")

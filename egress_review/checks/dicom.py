@@ -258,6 +258,8 @@ def check_dicom(path: Path, policy: Policy, context: CheckContext) -> list[Check
             )
         )
     out.extend(_pixel_text(ds, policy, context))
+    out.extend(_pixel_bytes(ds, policy, context))
+    out.extend(_pixel_similarity(ds, policy, context))
     removed = str(ds.get("PatientIdentityRemoved", "")).strip().upper()
     if removed != "YES":
         out.append(
@@ -280,6 +282,69 @@ def check_dicom(path: Path, policy: Policy, context: CheckContext) -> list[Check
             )
         )
     return out
+
+
+_PRINTABLE_RUN = re.compile(rb"[\x20-\x7e]{6,}")
+# one character per 16-bit pixel value (little endian, as DICOM stores it)
+_PRINTABLE_WIDE_RUN = re.compile(rb"(?:[\x20-\x7e]\x00){6,}")
+# Pixel bytes read for text: at most this many (a 4096 x 4096 x 2 frame is 32 MiB).
+MAX_PIXEL_TEXT_BYTES = 64 * 1024 * 1024
+
+
+def _pixel_bytes(ds: Dataset, policy: Policy, context: CheckContext) -> list[CheckResult]:
+    """An identifier written into the pixel bytes as text (not drawn: OCR cannot see it).
+    Only identifiers of six characters or more, in printable runs of six or more: shorter ones
+    turn up by chance in megabytes of pixel values."""
+    value = ds.PixelData if "PixelData" in ds else None
+    if not isinstance(value, bytes) or not value:
+        return []
+    long_ids = {i for i in context.identifiers if len(i.strip()) >= 6}
+    matcher = matcher_for(policy, long_ids)
+    if not matcher:
+        return []
+    head = value[:MAX_PIXEL_TEXT_BYTES]
+    runs = [r.decode("ascii") for r in _PRINTABLE_RUN.findall(head)]
+    runs += [r.decode("utf-16-le") for start in (0, 1) for r in _PRINTABLE_WIDE_RUN.findall(head[start:])]
+    hits = matcher.find("\n".join(runs)) if runs else []
+    if not hits:
+        return []
+    return [
+        CheckResult(
+            check="dicom:pixel_bytes",
+            outcome=action_outcome(policy.text.identifier_action),
+            reason=f"the pixel data holds {len(hits)} patient identifier(s) from the dataset written as "
+            "text into its bytes",
+            evidence={"matches": [mask(h.identifier) for h in hits[:20]]},
+        )
+    ]
+
+
+def _pixel_similarity(ds: Dataset, policy: Policy, context: CheckContext) -> list[CheckResult]:
+    """A de-identified copy of an input image is still the scan: the reviewers are told (a
+    flag, since the policy may let de-identified DICOM leave; a NIfTI copy blocks)."""
+    from egress_review.checks.images import similarity_to_inputs
+
+    if "PixelData" not in ds or not context.dataset_paths:
+        return []
+    try:
+        pixels = ds.pixel_array
+    except PIXEL_ERRORS:
+        return []
+    frame = pixels[len(pixels) // 2] if pixels.ndim == 3 and pixels.shape[-1] not in (3, 4) else pixels
+    if frame.ndim == 3:
+        frame = frame.mean(axis=-1)
+    similar = similarity_to_inputs(frame, context, policy.image.volumes.max_input_slices)
+    if similar is None or similar[0] < policy.image.volumes.similarity_threshold:
+        return []
+    return [
+        CheckResult(
+            check="dicom:similar_to_input",
+            outcome="flag",
+            reason=f"the image matches an input DICOM image of the dataset (correlation {similar[0]:.3f}): "
+            "a de-identified copy of the scan itself, not a derived result",
+            evidence={"correlation": round(similar[0], 4)},
+        )
+    ]
 
 
 def _pixel_text(ds: Dataset, policy: Policy, context: CheckContext) -> list[CheckResult]:

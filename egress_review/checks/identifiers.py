@@ -337,6 +337,13 @@ class IdentifierMatcher:
                 compact = "".join(words)
                 if len(compact) >= max(6, rules.min_numeric_identifier_length):
                     singles.setdefault(compact, ident)
+                # "MRN-0048213" written as its number alone: a long digit part of an ID that has
+                # letters is as identifying as the whole (UIDs, all digits, share their roots
+                # and are left out; short parts such as "77" or "1234" are everyday numbers).
+                if any(w.isalpha() for w in words):
+                    for word in words:
+                        if word.isdigit() and len(word) >= max(6, rules.min_numeric_identifier_length):
+                            singles.setdefault(word, ident)
             else:
                 words = tuple(_WORD.findall(norm))
                 if len(words) == 1:

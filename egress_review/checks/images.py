@@ -9,10 +9,12 @@ automatically (a screenshot of a table is still a table) and are left to the rev
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 import struct
 import warnings
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +22,10 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from egress_review.checks import ocr
+from egress_review.checks.containers import jpeg_structure, png_structure
 from egress_review.checks.identifiers import matcher_for
 from egress_review.checks.model import CheckContext, CheckResult, action_outcome, mask
+from egress_review.checks.text import check_identifiers
 from tre.policy import Policy
 
 # Image.info keys that describe encoding, not content.
@@ -83,6 +87,55 @@ def _text_metadata(img: Image.Image) -> dict[str, str]:
         if key not in STRUCTURAL_KEYS and f"text:{key}" not in found:
             found[f"info:{key}"] = str(value)[:200]
     return found
+
+
+_PRINTABLE_RUN = re.compile(rb"[\x20-\x7e]{4,}")
+_UTF16BE_RUN = re.compile(rb"(?:\x00[\x20-\x7e]){4,}")
+
+
+def binary_text(blob: bytes) -> str:
+    """The text a binary structure carries: printable ASCII runs and UTF-16BE runs (ICC
+    `desc`/`mluc` tags), one a line, for the identifier matcher."""
+    runs = [m.group(0).decode("ascii") for m in _PRINTABLE_RUN.finditer(blob)]
+    runs += [m.group(0).decode("utf-16-be") for m in _UTF16BE_RUN.finditer(blob)]
+    return "\n".join(runs)
+
+
+def _inflated_text(body: bytes) -> str:
+    """The zlib stream of a zTXt/iTXt/iCCP chunk, inflated (1 MiB at most): it starts one or
+    two bytes after one of the first four NULs (keyword, method, language tag, translated
+    keyword)."""
+    nul = -1
+    for _ in range(4):
+        nul = body.find(b"\x00", nul + 1)
+        if nul < 0:
+            break
+        for skip in (1, 2, 3):
+            with contextlib.suppress(zlib.error):
+                return binary_text(zlib.decompressobj().decompress(body[nul + skip :], 1 << 20))
+    return ""
+
+
+def side_region_text(path: Path, fmt: str) -> dict[str, str]:
+    """The text of every PNG chunk and JPEG APPn/COM segment that is not pixel data, whatever
+    its type: a private chunk, an APP2 that is no ICC profile, an iTXt language tag. Pillow
+    reports only the fields it knows; a job can write text anywhere else. Compressed chunks
+    (zTXt, iTXt, iCCP) are also read inflated (bounded)."""
+    if fmt not in ("PNG", "JPEG", "MPO"):
+        return {}
+    data = path.read_bytes()
+    structure = png_structure(data) if fmt == "PNG" else jpeg_structure(data)
+    out: dict[str, str] = {}
+    for name, start, end in structure.side_regions[:1000]:
+        body = data[start:end]
+        texts = [binary_text(body)]
+        if name in ("chunk zTXt", "chunk iTXt", "chunk iCCP"):
+            texts.append(_inflated_text(body))
+        text = "\n".join(t for t in texts if t)
+        if text:
+            # named by position: a chunk's type is four bytes the job chose
+            out[f"{'chunk' if fmt == 'PNG' else 'segment'} #{len(out) + 1} (not pixel data)"] = text
+    return out
 
 
 # Exif 2.3 section 4.6.5: UserComment starts with an 8-byte character code.
@@ -185,13 +238,35 @@ def ocr_results(img: Image.Image, policy: Policy, context: CheckContext, what: s
 
 
 def _metadata_results(
-    fields: dict[str, str], policy: Policy, context: CheckContext, what: str
+    fields: dict[str, str],
+    policy: Policy,
+    context: CheckContext,
+    what: str,
+    searched_only: dict[str, str] | None = None,
 ) -> list[CheckResult]:
+    """``searched_only``: text searched for identifiers but not itself worth a flag (an ICC
+    profile's descriptions are in most camera and editor output)."""
     allowed = {k.lower() for k in policy.image.allowed_metadata_keys}
     out: list[CheckResult] = []
     matcher = matcher_for(policy, context.identifiers)
     if matcher:
-        hits = [(key, h) for key, value in fields.items() for h in matcher.find(value)]
+        searched = {**(searched_only or {}), **fields}
+        hits = [(key, h) for key, value in searched.items() for h in matcher.find(value)]
+        if not hits:
+            # spaced, reversed, escaped or short-encoded, as in any text the job writes
+            joined = "\n".join(f"{key}: {value}" for key, value in searched.items())
+            disguised = check_identifiers(joined, policy, context, check="image_metadata_identifiers")
+            if disguised.outcome == "block":
+                out.append(
+                    disguised.model_copy(
+                        update={
+                            "check": "image_metadata_identifiers",
+                            "reason": f"{what} metadata contains patient identifiers from the dataset in "
+                            "disguise (spaced, reversed, escaped or encoded)",
+                            "evidence": {"keys": sorted(searched)[:20]},
+                        }
+                    )
+                )
         if hits:
             out.append(
                 CheckResult(
@@ -236,6 +311,7 @@ def check_raster(path: Path, policy: Policy, context: CheckContext) -> list[Chec
                 img.load()
                 width, height = img.size
                 fields = _text_metadata(img)
+                icc = img.info.get("icc_profile")
                 fmt = img.format or "image"
                 pixels = img.copy()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -263,7 +339,11 @@ def check_raster(path: Path, policy: Policy, context: CheckContext) -> list[Chec
                 evidence=evidence,
             )
         )
-    out.extend(_metadata_results(fields, policy, context, fmt))
+    searched_only = side_region_text(path, fmt)
+    if isinstance(icc, bytes) and icc:
+        searched_only["icc_profile"] = binary_text(icc)
+    out.extend(_metadata_results(fields, policy, context, fmt, searched_only))
+    out.extend(_raster_similarity(pixels, policy, context, fmt))
     out.extend(
         r for r in ocr_results(pixels, policy, context, f"{fmt} image") if r.outcome != "pass" or r.evidence
     )
@@ -277,6 +357,38 @@ def check_raster(path: Path, policy: Policy, context: CheckContext) -> list[Chec
             )
         )
     return out
+
+
+def _raster_similarity(
+    img: Image.Image, policy: Policy, context: CheckContext, fmt: str
+) -> list[CheckResult]:
+    """A picture of an input slice is the scan itself: the same similarity rule as a derived
+    volume (`volume:similar_to_input`), on the image's grey levels (a 16-bit PNG of a CT slice
+    is its raw pixels; an 8-bit one its windowed view)."""
+    rules = policy.image.volumes
+    if img.width * img.height > 64_000_000:
+        return []  # too big to be a slice; the size rule speaks for it
+    if max(img.size) > 1024:
+        # compared as 48x48 thumbnails: shrink first, so a big picture never becomes floats whole
+        step = math.ceil(max(img.size) / 512)
+        size = (max(1, img.width // step), max(1, img.height // step))
+        try:
+            img = img.resize(size, Image.Resampling.BOX)
+        except ValueError:  # modes resize does not take (16-bit grey): every step-th pixel
+            img = Image.fromarray(np.asarray(img)[::step, ::step])
+    grey = np.asarray(img.convert("F") if img.mode != "F" else img, dtype=np.float64)
+    similar = similarity_to_inputs(grey, context, rules.max_input_slices)
+    if similar is None or similar[0] < rules.similarity_threshold:
+        return []
+    return [
+        CheckResult(
+            check="image:similar_to_input",
+            outcome=action_outcome(rules.similar_to_input),
+            reason=f"the {fmt} image matches an input DICOM image of the dataset (correlation "
+            f"{similar[0]:.3f}, threshold {rules.similarity_threshold}): a copy of the scan, not a result",
+            evidence={"correlation": round(similar[0], 4)},
+        )
+    ]
 
 
 # dcm2niix fills descrip with "TE=2.3;Time=101530.000;phase=1;mb=2": key=number pairs only.
@@ -370,6 +482,28 @@ def _thumb(img: np.ndarray) -> np.ndarray:
 
 
 def _input_thumbs(paths: list[Path], limit: int) -> np.ndarray:
+    """Thumbnails of up to ``limit`` input images, cached while the folders are unchanged
+    (every raster image and volume of a request compares against the same inputs)."""
+    key = (tuple(str(p) for p in paths), limit, tuple(_stamp(p) for p in paths))
+    if key not in _THUMBS:
+        if len(_THUMBS) >= 8:
+            _THUMBS.pop(next(iter(_THUMBS)))
+        _THUMBS[key] = _read_input_thumbs(paths, limit)
+    return _THUMBS[key]
+
+
+_THUMBS: dict[tuple[object, ...], np.ndarray] = {}
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    try:
+        st = path.stat()
+    except OSError:
+        return (0, 0)
+    return (st.st_mtime_ns, st.st_size)
+
+
+def _read_input_thumbs(paths: list[Path], limit: int) -> np.ndarray:
     import pydicom
 
     from egress_review.checks.dicom import PIXEL_ERRORS
@@ -421,6 +555,37 @@ def similarity_to_inputs(arr: np.ndarray, context: CheckContext, limit: int) -> 
         if score > best[0]:
             best = (score, z)
     return best
+
+
+RAW_DTYPES = ("<i2", "<u2", "u1", "<f4", ">i2")
+
+
+def raw_similarity(data: bytes, policy: Policy, context: CheckContext, what: str) -> CheckResult | None:
+    """Raw bytes that are an input image: read as a square of 16-bit, 8-bit or float pixels
+    (what ``ds.PixelData`` or ``arr.tobytes()`` gives) and compared like a derived volume."""
+    rules = policy.image.volumes
+    if not context.dataset_paths or len(data) > 64 * 1024 * 1024:
+        return None
+    for code in RAW_DTYPES:
+        dtype = np.dtype(code)
+        n = len(data) // dtype.itemsize
+        side = math.isqrt(n)
+        if side < 32 or side * side != n or len(data) % dtype.itemsize:
+            continue
+        step = math.ceil(side / 512)  # compared as thumbnails: never the whole square as floats
+        arr = np.frombuffer(data, dtype=dtype).reshape(side, side)[::step, ::step].astype(np.float64)
+        if not np.isfinite(arr).all():
+            continue
+        similar = similarity_to_inputs(arr, context, rules.max_input_slices)
+        if similar is not None and similar[0] >= rules.similarity_threshold:
+            return CheckResult(
+                check="raw:similar_to_input",
+                outcome=action_outcome(rules.similar_to_input),
+                reason=f"{what} read as a {side} x {side} image of {dtype.name} pixels matches an input "
+                f"DICOM image of the dataset (correlation {similar[0]:.3f}): the scan's raw pixels",
+                evidence={"correlation": round(similar[0], 4), "side": side, "dtype": dtype.name},
+            )
+    return None
 
 
 def _cstr(raw: bytes) -> str:
@@ -475,6 +640,23 @@ def nifti_header(data: bytes) -> dict[str, Any]:
     raise ValueError("not a NIfTI header")
 
 
+def nifti_extension_text(ext: bytes, endian: str) -> str:
+    """Each header extension's text as printable and UTF-16 runs, and inflated when it is a
+    gzip or zlib stream (1 MiB at most each): a job can compress what it hides there."""
+    texts: list[str] = []
+    pos = 0
+    while pos + 8 <= len(ext) and len(texts) < 200:
+        esize, _code = struct.unpack(f"{endian}ii", ext[pos : pos + 8])
+        if esize < 16 or esize % 16:
+            break
+        content = ext[pos + 8 : pos + esize]
+        texts.append(binary_text(content))
+        with contextlib.suppress(zlib.error):
+            texts.append(binary_text(zlib.decompressobj(47).decompress(content, 1 << 20)))
+        pos += esize
+    return "\n".join(t for t in texts if t)
+
+
 def check_nifti(data: bytes, policy: Policy, context: CheckContext) -> list[CheckResult]:
     """NIfTI header text, header extensions, volume size and bytes after the voxel data."""
     out: list[CheckResult] = []
@@ -498,7 +680,11 @@ def check_nifti(data: bytes, policy: Policy, context: CheckContext) -> list[Chec
         ext = data[hdr_size + 4 : int(hdr["vox_offset"])]
         fields["extensions"] = ext.decode("latin-1")
     if fields:
-        out.extend(_metadata_results(fields, policy, context, "NIfTI"))
+        searched_only = None
+        if "extensions" in fields:
+            inner = nifti_extension_text(fields["extensions"].encode("latin-1"), hdr["endian"])
+            searched_only = {"extensions (decoded)": inner} if inner else None
+        out.extend(_metadata_results(fields, policy, context, "NIfTI", searched_only))
     if len(data) < expected_end:
         out.append(
             CheckResult(

@@ -23,9 +23,11 @@ from typing import Any
 import numpy as np
 
 from egress_review.checks.detect import Detected
+from egress_review.checks.images import similarity_to_inputs
 from egress_review.checks.membership import membership_attack
 from egress_review.checks.model import CheckContext, CheckResult, SandboxUnavailable, action_outcome
 from egress_review.checks.model_card import CardError, find_card, parse_card, read_records
+from egress_review.checks.model_content import model_content
 from egress_review.checks.onnx_model import OnnxRefused, OnnxReport, inspect_onnx, leaf_occupancy
 from egress_review.checks.pickles import scan_pickle, unsafe_imports
 from egress_review.checks.text import check_identifiers, check_patterns
@@ -391,6 +393,34 @@ def _membership(
     ]
 
 
+def _content_results(path: Path, detail: str, policy: Policy, context: CheckContext) -> list[CheckResult]:
+    """Identifiers in a model's text and input slices among its arrays (ONNX has its own)."""
+    content = model_content(path, detail)
+    out: list[CheckResult] = []
+    found = check_identifiers("\n".join(content.texts), policy, context, check="model:identifiers")
+    if found.outcome != "pass":
+        out.append(
+            found.model_copy(update={"reason": f"in the {detail}'s strings or metadata: " + found.reason})
+        )
+    rules = policy.image.volumes
+    for arr in content.arrays:
+        forms = [arr, np.moveaxis(arr, 0, -1)] if arr.ndim == 3 else [arr.reshape(-1, *arr.shape[-2:])[0]]
+        best = max((similarity_to_inputs(f, context, rules.max_input_slices) or (0.0, 0))[0] for f in forms)
+        if best >= rules.similarity_threshold:
+            out.append(
+                CheckResult(
+                    check="model:similar_to_input",
+                    outcome=action_outcome(rules.similar_to_input),
+                    reason=f"an array of the {detail} matches an input DICOM image of the dataset "
+                    f"(correlation {best:.3f}, threshold {rules.similarity_threshold}): "
+                    "the scan, not weights",
+                    evidence={"correlation": round(best, 4), "shape": list(arr.shape)},
+                )
+            )
+            break
+    return out
+
+
 def check_model(
     path: Path, detected: Detected, policy: Policy, context: CheckContext, display_name: str = ""
 ) -> list[CheckResult]:
@@ -412,6 +442,8 @@ def check_model(
             _safetensors(path, report)
         elif "numpy" in detail:
             _npz(path, report)
+        # ONNX text is screened by `_onnx`; its initializers are compared with the inputs here
+        out.extend(_content_results(path, detected.detail, policy, context))
     except OnnxRefused as exc:
         out.append(
             CheckResult(

@@ -3,19 +3,30 @@
 from __future__ import annotations
 
 import json
+import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from egress_review.checks.acro import check_acro_results, claims_for, is_acro_results
-from egress_review.checks.detect import IMAGE_TYPES, TEXT_TYPES, Detected, decode_text, detect, expected_type
+from egress_review.checks.archives import check_archive
+from egress_review.checks.detect import (
+    ARCHIVE_TYPES,
+    IMAGE_TYPES,
+    TEXT_TYPES,
+    Detected,
+    decode_text,
+    detect,
+    expected_type,
+)
 from egress_review.checks.dicom import check_dicom
 from egress_review.checks.encoded import find_encoded
 from egress_review.checks.files import check_hidden, check_limits, check_type
-from egress_review.checks.images import check_nifti, check_raster
+from egress_review.checks.images import check_nifti, check_raster, raw_similarity
 from egress_review.checks.model import CheckContext, CheckResult, action_outcome
 from egress_review.checks.model_release import check_model, json_weights, structural_results
+from egress_review.checks.numbers import check_number_text
 from egress_review.checks.table_readers import ReadTables, json_tables, parse_json, read_parquet, read_xlsx
 from egress_review.checks.tables import check_rows, check_table
 from egress_review.checks.text import MAX_TEXT_BYTES, check_identifiers, check_text
@@ -36,6 +47,9 @@ def run_checks(path: Path, display_name: str, policy: Policy, context: CheckCont
         return results  # refuse to parse what is already over the limit
     detected = detect(path)
     results.extend(check_type(display_name, detected, policy))
+    if detected.type in ARCHIVE_TYPES and detected.type in policy.files.allowed_types:
+        # an archive the policy lets leave is judged by its members, never on its container's word
+        results.extend(check_archive(path, detected, policy, context, run_checks))
     hidden, data = check_hidden(path, detected, policy)
     results.extend(hidden)
     results.extend(claims_for(display_name, context))
@@ -54,7 +68,22 @@ def run_checks(path: Path, display_name: str, policy: Policy, context: CheckCont
         results.extend(_binary_table_checks(path, detected, policy, context))
     elif detected.type == "model":
         results.extend(check_model(path, detected, policy, context, display_name))
+    elif detected.type in UNINSPECTED_TYPES and detected.type in policy.files.allowed_types:
+        # allowed by the policy, but no check reads inside it: never a silent pass
+        results.append(
+            CheckResult(
+                check="content_uninspected",
+                outcome="flag",
+                reason=f"no automated check reads inside {detected.detail}: the reviewers must open it "
+                "and look for identifiers and raw data themselves",
+                evidence={"detected": detected.type},
+            )
+        )
     return results
+
+
+# Content types a policy may allow that no check parses (PDF text layers, executables, bytes).
+UNINSPECTED_TYPES = frozenset({"pdf", "executable", "binary"})
 
 
 def _binary_table_checks(
@@ -85,6 +114,20 @@ def _binary_table_checks(
         )
     cells_text = "\n".join([*read.other_text, *("\t".join(r) for rows in read.tables.values() for r in rows)])
     out.extend(check_text(cells_text, policy, context))
+    if read.part_text:
+        in_parts = check_identifiers("\n".join(read.part_text), policy, context, check="identifiers:parts")
+        if in_parts.outcome != "pass":
+            out.append(in_parts)
+    if read.binary_columns:
+        out.append(
+            CheckResult(
+                check="table_binary",
+                outcome="flag",
+                reason=f"{len(read.binary_columns)} column(s) hold raw bytes, which reviewers cannot read "
+                "and the table rules cannot judge (an image or any file can be stored in them)",
+                evidence={"columns": read.binary_columns[:20]},
+            )
+        )
     for where, rows in read.tables.items():
         if rows:
             out.extend(check_rows(rows, policy, where))
@@ -125,6 +168,7 @@ def _text_checks(
             out.extend(_decoded_checks(strings, path_name or path.name, policy, context))
     if kind == "json":
         out.extend(_json_checks(text, path_name, policy, context))
+        out.extend(r for r in check_number_text(text, policy) if r.check == "sdc:image_table")
     if kind == "json" and "\\u" in text:
         # "\u0044oe" is "Doe" to any JSON reader: scan the decoded strings as well.
         try:
@@ -140,6 +184,39 @@ def _text_checks(
         out.extend(check_table(text, "\t" if kind == "tsv" else _delimiter(text), policy))
     elif kind == "text":
         out.extend(_embedded_tables(text, policy))
+        out.extend(check_number_text(text, policy))
+        if path_name.lower().endswith((".yaml", ".yml")):
+            out.extend(_yaml_tables(text, policy))
+    return out
+
+
+# YAML read as tables only up to this size; anchors and aliases are not expanded (an alias
+# bomb multiplies a few lines into billions of cells).
+MAX_YAML_CHARS = 8 * 1024 * 1024
+_YAML_ALIAS = re.compile(r"(?:^|[\s\[{,:-])[&*][^\s\[\]{},]+", re.MULTILINE)
+
+
+def _yaml_tables(text: str, policy: Policy) -> list[CheckResult]:
+    """Counts written as YAML (`sites: {A: {n: 45}, B: {n: 3}}`) get the same SDC rules as
+    JSON: the document is read with the safe loader and its tables found the same way."""
+    import yaml
+
+    if len(text) > MAX_YAML_CHARS or _YAML_ALIAS.search(text):
+        return [
+            CheckResult(
+                check="table_read",
+                outcome="flag",
+                reason="the YAML document is too large or uses anchors and aliases, so it was not read as "
+                "tables: check any counts in it by eye",
+            )
+        ]
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return []  # not YAML after all: the text checks above have judged it
+    out: list[CheckResult] = []
+    for where, rows in list(json_tables(doc))[:20]:
+        out.extend(r for r in check_rows(rows, policy, f"YAML table at {where}") if r.outcome != "pass")
     return out
 
 
@@ -226,6 +303,10 @@ def _decoded_checks(text: str, name: str, policy: Policy, context: CheckContext)
                 r.model_copy(update={"check": f"decoded:{r.check}", "reason": f"{where}: {r.reason}"})
                 for r in results
             )
+            if inner.type == "binary":
+                raw = raw_similarity(data, policy, context, "the decoded bytes")
+                if raw is not None:
+                    out.append(raw.model_copy(update={"check": f"decoded:{raw.check}"}))
     return out
 
 

@@ -7,8 +7,10 @@ write them (3.0 -> "3"), so the rules see one representation.
 
 from __future__ import annotations
 
+import html
 import json
 import math
+import re
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -42,6 +44,11 @@ class ReadTables:
     tables: dict[str, list[list[str]]] = field(default_factory=dict)
     other_text: list[str] = field(default_factory=list)
     unusual_parts: list[str] = field(default_factory=list)
+    # Text of every part of the file that is not a cell (sheet names, headers and footers,
+    # defined names, comments, custom XML, any member a job added), searched for identifiers.
+    part_text: list[str] = field(default_factory=list)
+    # Columns of raw bytes (Parquet binary): opaque to reviewers.
+    binary_columns: list[str] = field(default_factory=list)
 
 
 def cell_text(value: Any) -> str:
@@ -169,6 +176,7 @@ def read_xlsx(path: Path) -> ReadTables:
     out = ReadTables()
     with zipfile.ZipFile(path) as zf:
         out.unusual_parts = sorted(n for n in zf.namelist() if not n.startswith(XLSX_USUAL_PARTS))
+        out.part_text = zip_part_text(zf)
     wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
     try:
         for ws in wb.worksheets[:MAX_SHEETS]:
@@ -191,23 +199,91 @@ def read_xlsx(path: Path) -> ReadTables:
     return out
 
 
+# At most this many bytes of a workbook's parts are read as text (a zip bomb stops here).
+MAX_PART_TEXT_BYTES = 64 * 1024 * 1024
+_TAG = re.compile(r"<[^>]*>")
+
+
+def zip_part_text(zf: zipfile.ZipFile, budget: int = MAX_PART_TEXT_BYTES) -> list[str]:
+    """Each member that decodes as UTF-8 text, twice: as written (attribute values such as sheet
+    names) and with its tags removed and text nodes run together (a rich-text cell splits
+    "HOSP-77-1234" into runs "HOSP" and "-77-1234"); entities unescaped. Reading stops at
+    ``budget`` inflated bytes in all."""
+    out: list[str] = []
+    for info in zf.infolist():
+        if budget <= 0:
+            break
+        with zf.open(info) as fh:
+            raw = fh.read(budget)
+        budget -= len(raw)
+        try:
+            xml = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            continue  # pictures, printer settings, embedded binaries: reported as unusual parts
+        out.append(html.unescape(xml))
+        out.append(html.unescape(_TAG.sub("", xml)))
+    return out
+
+
 def read_parquet(path: Path) -> ReadTables:
     """The table (first MAX_ROWS rows) and its key-value metadata."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
+    binary_types = (pa.types.is_binary, pa.types.is_large_binary, pa.types.is_fixed_size_binary)
     out = ReadTables()
     pf = pq.ParquetFile(path)
-    meta = pf.schema_arrow.metadata or {}
-    out.other_text.extend(
-        f"{k.decode('utf-8', 'replace')}: {v.decode('utf-8', 'replace')}" for k, v in meta.items()
-    )
-    names = pf.schema_arrow.names
+    schema = pf.schema_arrow
+    out.other_text.extend(_key_values(schema.metadata))
+    for fld in _fields(schema):
+        out.other_text.append(fld.name)
+        out.other_text.extend(_key_values(fld.metadata))
+    names = schema.names
     rows: list[list[str]] = [list(names)]
+    nested: dict[str, list[list[str]]] = {}
     for batch in pf.iter_batches(batch_size=10_000):
         columns = [batch.column(i).to_pylist() for i in range(batch.num_columns)]
         for i in range(batch.num_rows):
             rows.append([cell_text(col[i]) for col in columns])
+        for name, col, typ in zip(names, columns, schema.types, strict=True):
+            if pa.types.is_list(typ) or pa.types.is_large_list(typ) or pa.types.is_fixed_size_list(typ):
+                # a list per row is a row of its own: a slice stored one image row per record
+                nested.setdefault(f"column {name!r} (lists)", []).extend(
+                    [cell_text(v) for v in _flat(value)] for value in col if value is not None
+                )
+            elif any(is_type(typ) for is_type in binary_types):
+                if name not in out.binary_columns:
+                    out.binary_columns.append(name)
         if len(rows) > MAX_ROWS:
             break
     out.tables["table"] = rows
+    out.tables.update({k: v[:MAX_ROWS] for k, v in nested.items()})
     return out
+
+
+def _key_values(meta: dict[bytes, bytes] | None) -> list[str]:
+    return [
+        f"{k.decode('utf-8', 'replace')}: {v.decode('utf-8', 'replace')}" for k, v in (meta or {}).items()
+    ]
+
+
+def _fields(schema: Any) -> Iterator[Any]:
+    """Every field of an Arrow schema, nested ones (struct members, list items) included."""
+    stack = list(schema)
+    while stack:
+        fld = stack.pop()
+        yield fld
+        typ = fld.type
+        if hasattr(typ, "value_field"):
+            stack.append(typ.value_field)
+        if hasattr(typ, "num_fields") and not hasattr(typ, "value_field"):
+            stack.extend(typ.field(i) for i in range(typ.num_fields))
+
+
+def _flat(value: Any) -> Iterator[Any]:
+    """The scalars of a nested list value, in order."""
+    if isinstance(value, list):
+        for item in value:
+            yield from _flat(item)
+    else:
+        yield value

@@ -514,7 +514,7 @@ def _numeric_grid(table: Table, rules: SdcRules) -> list[CheckResult]:
     side = rules.image_table_min_side
     if len(numeric_cols) >= side and len(table.rows) >= side:
         grid = np.array([[_float(_cell(r, c)) for c in numeric_cols] for r in table.rows], dtype=np.float64)
-        across, down = _neighbour_correlation(grid, 1), _neighbour_correlation(grid, 0)
+        across, down = neighbour_correlation(grid, 1), neighbour_correlation(grid, 0)
         if across >= 0.5 and down >= 0.5:
             out.append(
                 CheckResult(
@@ -569,7 +569,7 @@ def _float(raw: str) -> float:
         return math.nan
 
 
-def _neighbour_correlation(grid: np.ndarray, axis: int) -> float:
+def neighbour_correlation(grid: np.ndarray, axis: int) -> float:
     """Pearson correlation of each cell with its neighbour along ``axis`` (NaN-safe, 0 if flat)."""
     a = grid[:-1, :] if axis == 0 else grid[:, :-1]
     b = grid[1:, :] if axis == 0 else grid[:, 1:]

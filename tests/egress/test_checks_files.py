@@ -220,8 +220,9 @@ def test_size_and_count_limits(tmp_path: Path) -> None:
 
 
 def test_policy_can_downgrade_archives_to_flag(tmp_path: Path) -> None:
+    # the members are checked too (round 4), so the policy must allow what the zip holds
     policy = Policy.model_validate(
-        {"name": "zips", "version": "1", "files": {"allowed_types": ["zip"], "archives": "flag"}}
+        {"name": "zips", "version": "1", "files": {"allowed_types": ["zip", "csv"], "archives": "flag"}}
     )
     path = tmp_path / "bundle.zip"
     path.write_bytes(zip_bytes())

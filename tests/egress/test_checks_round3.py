@@ -63,9 +63,11 @@ def test_compressed_payloads_are_inflated_within_a_bound() -> None:
 
 def test_identifiers_joined_with_other_separators(policy: Policy) -> None:
     matcher = matcher_for(policy, {"MRN-0048213", "HOSP-77-1234"})
-    for text in ("MRN 0048213", "mrn_0048213", "MRN0048213", "hosp/77/1234", "HOSP771234"):
+    # round 4: the long digit part alone ("0048213") is the record number without its label
+    for text in ("MRN 0048213", "mrn_0048213", "MRN0048213", "hosp/77/1234", "HOSP771234", "0048213"):
         assert matcher.find(f"joined on {text} today"), text
-    for text in ("MRN-0048214", "HOSP-77-12345", "0048213"):
+    # short parts stay everyday numbers
+    for text in ("MRN-0048214", "HOSP-77-12345", "1234", "77"):
         assert not matcher.find(f"joined on {text} today"), text
 
 
