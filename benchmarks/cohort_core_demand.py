@@ -30,6 +30,10 @@ from pathlib import Path
 from bench_cohort import TRE_RECIPE_ARGS, evict
 
 PERIOD_S = 0.05
+# Idle is summed per bin of this many seconds, then clipped at 0: each 50 ms sample is noisy
+# (a wait is counted when the thread next runs), and clipping every sample counted that noise
+# as idle (0.14 of 2 cores for two processes spinning on a loaded machine; 0.00 signed).
+BIN_S = 0.5
 
 
 def _descendants(pid: int) -> list[int]:
@@ -58,11 +62,15 @@ def _sample(pid: int) -> dict[tuple[int, int], tuple[int, int]]:
     return got
 
 
-def profile(cohort: Path, out: Path, timeline: Path, fmt: str, workers: int) -> dict[str, float]:
-    """One job; its CPU, its wall time and the core-seconds a quiet machine would leave idle."""
+def profile(
+    cohort: Path, out: Path, timeline: Path, fmt: str, workers: int, cold: bool = True
+) -> dict[str, float]:
+    """One job; its CPU, its wall time and the core-seconds a quiet machine would leave idle.
+    ``cold``: the input is dropped from the page cache first (as bench_cohort.py does)."""
     subprocess.run(["rm", "-rf", str(out)], check=True)
     out.mkdir(parents=True)
-    evict(cohort)
+    if cold:
+        evict(cohort)
     job = [sys.executable, "-m", "tre.kernels.job", "--input", str(cohort), "--output", str(out)]
     job += [*TRE_RECIPE_ARGS, "--format", fmt, "--workers", str(workers), "--timeline", str(timeline)]
     t0 = time.monotonic()
@@ -88,11 +96,14 @@ def profile(cohort: Path, out: Path, timeline: Path, fmt: str, workers: int) -> 
     cores = float(workers or os.cpu_count() or 1)
     marks = _marks(timeline)
     idle = {"start-up": 0.0, "middle": 0.0, "tail": 0.0}
-    prev = 0.0
-    for t, _ran, wanted in series:
-        phase = "start-up" if t < marks["first_kernel"] else "tail" if t > marks["last_kernel_end"] else "middle"
-        idle[phase] += max(0.0, cores - wanted) * (t - prev)
-        prev = t
+    for start, short in _idle_bins(series, cores):
+        mid = start + BIN_S / 2
+        phase = "middle"
+        if mid < marks["first_kernel"]:
+            phase = "start-up"
+        elif mid > marks["last_kernel_end"]:
+            phase = "tail"
+        idle[phase] += short
     cpu = sum(r for r, _ in last.values()) / 1e9
     samples = timeline.with_suffix(".samples.json")
     samples.write_text(json.dumps([[round(v, 3) for v in row] for row in series]))
@@ -104,6 +115,17 @@ def profile(cohort: Path, out: Path, timeline: Path, fmt: str, workers: int) -> 
         **{f"idle_{k}_core_s": v for k, v in idle.items()},
         "quiet_wall_estimate_s": (cpu + sum(idle.values())) / cores,
     }
+
+
+def _idle_bins(series: list[tuple[float, float, float]], cores: float) -> list[tuple[float, float]]:
+    """(bin start, idle core-seconds in it) per BIN_S bin of the samples."""
+    bins: dict[int, float] = {}
+    prev = 0.0
+    for t, _ran, wanted in series:
+        key = int(t // BIN_S)
+        bins[key] = bins.get(key, 0.0) + (cores - wanted) * (t - prev)
+        prev = t
+    return [(key * BIN_S, max(0.0, short)) for key, short in sorted(bins.items())]
 
 
 def _marks(timeline: Path) -> dict[str, float]:
@@ -122,10 +144,12 @@ def main() -> None:
     ap.add_argument("--format", default="nii.gz", choices=["nii.gz", "nii", "zarr"])
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--runs", type=int, default=1)
+    ap.add_argument("--warm-input", action="store_true", help="leave the input in the page cache")
     args = ap.parse_args()
     for i in range(args.runs):
         load = os.getloadavg()[0]
-        got = profile(args.input, args.output, args.output.parent / f"demand-{i + 1}.jsonl", args.format, args.workers)
+        tl = args.output.parent / f"demand-{i + 1}.jsonl"
+        got = profile(args.input, args.output, tl, args.format, args.workers, not args.warm_input)
         got["load_before"] = load
         got["load_after"] = os.getloadavg()[0]
         print(json.dumps({k: round(v, 2) for k, v in got.items()}), flush=True)
