@@ -21,7 +21,7 @@ from tre.kernels import dicom
 from tre.kernels import header_values as hv
 from tre.kernels.dicom import discover_headers, load_series, slice_header
 from tre.kernels.errors import MissingSliceError
-from tre.kernels.forked_discovery import ForkedDiscovery, own_share
+from tre.kernels.forked_discovery import MAX_CHUNKS, ForkedDiscovery, chunk_files
 from tre.kernels.job import run
 from tre.kernels.timeline import main as timeline_main
 
@@ -168,21 +168,36 @@ def test_a_file_removed_after_discovery_fails_the_load(tmp_path: Path) -> None:
 # In a fresh interpreter: this test process may run other libraries' threads (zarr's), and
 # the fork is (rightly) not used beside threads.
 _FORKED = """
-import sys
+import os, sys
 from pathlib import Path
+from tre.kernels import forked_discovery as fd
 from tre.kernels.dicom import discover_headers
-from tre.kernels.forked_discovery import ForkedDiscovery
-root, processes, warm = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
-found = ForkedDiscovery(root, processes=processes, warm_files=warm)
-started, here = found.processes, len(found._own)
+root, processes, hold = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "hold"
+parsed_here = []
+if hold:  # the children wait until this process has taken every chunk
+    gate_r, gate_w = os.pipe()
+    child, take = fd._child, fd._take
+    def held_child(*args):
+        os.read(gate_r, 1)
+        child(*args)
+    def take_here(tokens):
+        got = take(tokens)
+        if got is None:
+            os.write(gate_w, b"x" * processes)
+        else:
+            parsed_here.append(got)
+        return got
+    fd._child, fd._take = held_child, take_here
+found = fd.ForkedDiscovery(root, processes=processes)
+started = found.processes
 same = found.result() == discover_headers(root)
-print(started, same, found.result() is None, here)
+print(started, same, found.result() is None, len(parsed_here))
 """
 
 
-def _forked(root: Path, processes: int, warm_files: int = 1000) -> str:
+def _forked(root: Path, processes: int, hold: bool = False) -> str:
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    cmd = [sys.executable, "-c", _FORKED, str(root), str(processes), str(warm_files)]
+    cmd = [sys.executable, "-c", _FORKED, str(root), str(processes), "hold" if hold else "-"]
     return subprocess.run(
         cmd, env=env, capture_output=True, text=True, check=True, timeout=120
     ).stdout.strip()
@@ -201,19 +216,24 @@ def test_forked_discovery_in_several_processes_keeps_the_order(tmp_path: Path) -
     (tmp_path / "s1" / "notes.txt").write_text("not DICOM")
     assert _forked(tmp_path, 3) == "3 True True 0"
     assert _forked(tmp_path, 8) == "3 True True 0"  # at least 64 files a process
-    # This process parses the last files itself (its share once the cache load is counted):
-    # with no cache load to count, an equal share; the groups and their order are the same.
-    assert _forked(tmp_path, 1, warm_files=0) == "1 True True 100"
-    assert _forked(tmp_path, 3, warm_files=0) == "3 True True 50"
-    assert _forked(tmp_path, 1, warm_files=40) == "1 True True 80"
 
 
-def test_own_share_balances_the_cache_load() -> None:
-    """2,030 files beside one child: the child parses 1,515, this process 515 after (or
-    while) it loads the cache; a small cohort is parsed by the children alone."""
-    assert own_share(2030, 1) == 515
-    assert own_share(900, 1) == 0 and own_share(2030, 7) == 0
-    assert own_share(9000, 3) == 1500
+def test_this_process_parses_what_the_children_have_not_taken(tmp_path: Path) -> None:
+    """The shares are not fixed: with its children held back, this process parses every
+    chunk (201 files: 13 chunks of 16) and the groups and their order are the same."""
+    for i, n in enumerate((90, 111)):
+        write_series(tmp_path / f"s{i}", chest_phantom((n, 8, 8)), spacing_zyx=(1.0, 1.0, 1.0))
+    assert _forked(tmp_path, 1, hold=True) == "1 True True 13"
+    assert _forked(tmp_path, 3, hold=True) == "3 True True 13"
+
+
+def test_chunks_fit_in_one_page_of_a_pipe() -> None:
+    """Every chunk number is written before the children start: at most MAX_CHUNKS of them
+    (4 KiB), so large cohorts get larger chunks."""
+    assert chunk_files(2030) == 16 and -(-2030 // 16) == 127
+    assert chunk_files(16 * MAX_CHUNKS) == 16
+    assert chunk_files(16 * MAX_CHUNKS + 1) == 17
+    assert -(-1_000_000 // chunk_files(1_000_000)) <= MAX_CHUNKS
 
 
 def test_forked_discovery_is_not_used_beside_other_threads(tmp_path: Path) -> None:

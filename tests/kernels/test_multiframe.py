@@ -448,7 +448,7 @@ def test_forked_discovery_carries_the_frame_tables(tmp_path: Path) -> None:
     )
     write_series(tmp_path / "b", chest_phantom((2, 8, 8)), spacing_zyx=SPACING)
     assert _forked(tmp_path, 1) == "1 True True 0"  # the same records, FrameTable included
-    assert _forked(tmp_path, 1, warm_files=0) == "1 True True 1"  # one file parsed here
+    assert _forked(tmp_path, 1, hold=True) == "1 True True 1"  # all parsed here: one chunk
 
 
 @pytest.mark.filterwarnings("ignore:The end of the encapsulated pixel data")  # pydicom, RLE without a table
