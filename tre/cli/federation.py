@@ -253,12 +253,22 @@ def node_map(
     dataset: Annotated[
         list[str] | None, typer.Option("--dataset", "-d", help="Local dataset (repeatable).")
     ] = None,
+    code_review: Annotated[
+        bool,
+        typer.Option(
+            "--code-review/--no-code-review",
+            help="Run only code archives this node's admin approved (`tre node approve-code`).",
+        ),
+    ] = False,
 ) -> None:
-    """Take a federated project on: its children run here as PROJECT on these datasets."""
+    """Take a federated project on: its children run here as PROJECT on these datasets.
+
+    Mapping again replaces the earlier mapping, code review included."""
     from tre.federation.node.mapping import map_project
 
-    _unit(map_project, ADMIN, fed_project, project, dataset or [])
-    console.print(f"federated project {fed_project} runs here as {project}", highlight=False)
+    _unit(map_project, ADMIN, fed_project, project, dataset or [], code_review)
+    review = " under code review" if code_review else ""
+    console.print(f"federated project {fed_project} runs here as {project}{review}", highlight=False)
 
 
 @node_app.command("approve-code")
