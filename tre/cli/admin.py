@@ -189,6 +189,7 @@ def project_quota(
 
 @project_app.command("add-member")
 def project_add_member(project_id: str, user_id: str) -> None:
+    """Make a user a member of a project (admin): they may then submit its jobs."""
     ApiClient().post(f"/api/v1/projects/{project_id}/members", json={"user_id": user_id})
     console.print(f"{user_id} is now a member of {project_id}")
 
@@ -288,6 +289,7 @@ def dataset_list(as_json: JsonFlag = False) -> None:
 
 @grant_app.command("add")
 def grant_add(project_id: str, dataset_id: str, days: int = 365, reason: str = "") -> None:
+    """Let a project's jobs use a dataset for DAYS days (admin); `grant revoke` ends it early."""
     g = ApiClient().post(
         "/api/v1/grants",
         json={"project_id": project_id, "dataset_id": dataset_id, "days": days, "reason": reason},
