@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import click
 import pytest
 import typer
 
@@ -146,7 +145,7 @@ def check(doc: DocCommand, root: Any) -> list[str]:
 def _leaves(command: Any, ctx: Any) -> Iterator[tuple[Any, Any]]:
     """Every command that is not a group, with a click context whose parents are its groups."""
     for name, sub in command.commands.items():
-        sub_ctx = click.Context(sub, info_name=name, parent=ctx)
+        sub_ctx = typer.Context(sub, info_name=name, parent=ctx)
         if hasattr(sub, "commands"):
             yield from _leaves(sub, sub_ctx)
         else:
@@ -192,7 +191,7 @@ def test_every_command_has_help(monkeypatch: pytest.MonkeyPatch, capsys: pytest.
     monkeypatch.setenv("COLUMNS", "120")
     root = typer.main.get_command(app)
     seen = 0
-    for command, ctx in _leaves(root, click.Context(root, info_name="tre")):
+    for command, ctx in _leaves(root, typer.Context(root, info_name="tre")):
         shown = (command.get_help(ctx) or "") + capsys.readouterr().out  # Typer prints rich help
         assert f"Usage: {ctx.command_path} " in " ".join(shown.split()), shown
         assert (command.help or "").strip(), f"{ctx.command_path} has no description"
