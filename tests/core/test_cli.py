@@ -156,6 +156,24 @@ def test_tre_serve_runs_api_and_worker(settings, world, token_for):
 
 
 @pytest.mark.parametrize(
+    ("name", "options"),
+    [("serve", []), ("hub serve", []), ("witness serve", ["--name", "w.example", "--log", "x"])],
+)
+def test_a_server_on_a_taken_port_is_one_line(settings, tmp_path, name, options):  # type: ignore[no-untyped-def]
+    """A second `tre serve` (or a demo's server already on the port): one line naming the
+    address and what to do, exit 1, before a worker or anything else has started."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {**os.environ, "TRE_HOME": str(settings.home), "HOME": str(tmp_path)}
+        proc = _tre(env, *name.split(), *options, "--port", str(port), timeout=60)
+    _one_line_error(proc, f"cannot listen on 127.0.0.1:{port}", "already in use", f"`tre {name}`", "--port")
+
+
+@pytest.mark.parametrize(
     ("args", "words"),
     [
         (["submit", "-p", "p1", "--image", "x", "--cpu", "lots", "--", "true"], "Invalid value for '--cpu'"),

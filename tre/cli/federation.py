@@ -67,8 +67,12 @@ def hub_serve(host: str = "127.0.0.1", port: int = 8780) -> None:
 
     from tre.api.limits import uvicorn_options
     from tre.federation.hub.app import create_hub_app
+    from tre.listen import ensure_can_listen
 
-    uvicorn.run(create_hub_app(), host=host, port=port, log_level="warning", **uvicorn_options())  # type: ignore[arg-type]
+    ensure_can_listen(host, port, "tre hub serve")
+    app = create_hub_app()
+    console.print(f"tre hub serve: hub API on http://{host}:{port}; Ctrl-C stops it", highlight=False)
+    uvicorn.run(app, host=host, port=port, log_level="warning", **uvicorn_options())  # type: ignore[arg-type]
 
 
 @hub_app.command("key")
