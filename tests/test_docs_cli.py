@@ -1,5 +1,6 @@
 """Docs cannot drift from the CLI: every `tre ...` command README.md, SECURITY.md and docs/
-show exists, with the options and number of arguments they show.
+show exists, with the options and number of arguments they show; so does every command the
+program's own messages tell users to run.
 
 Newcomers and each kind of user (researcher, DAC member, auditor, admin) type the commands
 of the walk-throughs literally; a renamed option or a command that was never written fails
@@ -30,9 +31,11 @@ DOCS = [
     *sorted((REPO / "docs").glob("*.md")),
 ]
 
+SOURCES = [*sorted((REPO / "tre").rglob("*.py")), *sorted((REPO / "egress_review").rglob("*.py"))]
+
 # Inline code that starts with "tre " but is not a command: the catalogue title's default
-# value (README's configuration table).
-NOT_COMMANDS = {"tre node catalogue"}
+# value (README's configuration table), a list of groups in a module's docstring.
+NOT_COMMANDS = {"tre node catalogue", "tre project/dataset/grant ..."}
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,20 @@ def _shell_commands(line: str) -> Iterator[str]:
             yield part
 
 
+def _inline_commands(name: str, text: str) -> Iterator[DocCommand]:
+    """`tre ...` in backticks: a page's inline code, or a hint in the CLI's and API's messages."""
+    for inline in re.finditer(r"(?<!`)`(tre [^`\n]+)`", text):
+        if inline.group(1) not in NOT_COMMANDS:
+            line_no = text.count("\n", 0, inline.start()) + 1
+            for command in _shell_commands(inline.group(1)):
+                yield DocCommand(name, line_no, command, in_block=False)
+
+
+def hint_commands() -> list[DocCommand]:
+    """The commands the program's own messages and help tell users to run."""
+    return [c for path in SOURCES for c in _inline_commands(str(path.relative_to(REPO)), path.read_text())]
+
+
 def doc_commands() -> list[DocCommand]:
     found = []
     for page in DOCS:
@@ -70,11 +87,7 @@ def doc_commands() -> list[DocCommand]:
             for n, line in enumerate(block.group(2).splitlines()):
                 for command in _shell_commands(line):
                     found.append(DocCommand(name, first + n, command, in_block=True))
-        for inline in re.finditer(r"(?<!`)`(tre [^`\n]+)`", text):
-            if inline.group(1) not in NOT_COMMANDS:
-                line_no = text.count("\n", 0, inline.start()) + 1
-                for command in _shell_commands(inline.group(1)):
-                    found.append(DocCommand(name, line_no, command, in_block=False))
+        found.extend(_inline_commands(name, text))
     return found
 
 
@@ -168,6 +181,16 @@ def test_the_docs_show_tre_commands_from_every_role() -> None:
 def test_every_documented_command_and_option_exists() -> None:
     root = typer.main.get_command(app)
     problems = [p for doc in doc_commands() for p in check(doc, root)]
+    assert not problems, "\n".join(problems)
+
+
+def test_every_command_the_program_tells_users_to_run_exists() -> None:
+    """Hints in errors and help ("run `tre login`", "an admin runs `tre admin token ...`")
+    are followed as literally as the docs."""
+    root = typer.main.get_command(app)
+    hints = hint_commands()
+    assert len(hints) > 50
+    problems = [p for hint in hints for p in check(hint, root)]
     assert not problems, "\n".join(problems)
 
 
