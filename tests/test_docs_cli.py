@@ -49,13 +49,13 @@ class DocCommand:
 
 
 def _shell_commands(line: str) -> Iterator[str]:
-    """The `tre` commands of one shell line: comments dropped, split at `&&`, `||`, `;`, `|`,
+    """The `tre` commands of one shell line: comments dropped, split at `&&`, `||`, `;`, ` | `,
     `sudo`, `$ `, `.venv/bin/` and leading VAR=value assignments removed, as are notes set off
     by two spaces and parentheses."""
     line = re.split(r"\s#\s|^#", line, maxsplit=1)[0]
     line = re.sub(r"\s{2,}\(.*\)\s*$", "", line)  # docs/egress.md's "   (who runs it)" notes
-    line = re.sub(r"\s[<>]\s*\S+", "", line)  # redirections: `> log.vkey`, `< token.txt`
-    for part in re.split(r"&&|\|\||;|\|", line):
+    line = re.sub(r"\s[<>]\s+\S+", "", line)  # redirections: `> log.vkey`, `< token.txt` (not <ref>)
+    for part in re.split(r"&&|\|\||;|\s\|\s", line):  # a pipe has spaces; approve|reject does not
         part = re.sub(r"^(sudo\s+|\$\s+|\.venv/bin/|[A-Z_][A-Z0-9_]*=\S*\s+)+", "", part.strip())
         if part.startswith("tre "):
             yield part
@@ -202,6 +202,8 @@ def test_the_checker_catches_a_drifted_command() -> None:
         "tre jobs --status running",
         "tre logs JOB EXTRA",
         "tre submit -p lung --imagee X -- python3 a.py",
+        "tre submit -p lung --image <ref> --codez . -- python3 a.py",  # <ref> is a value, not a redirection
+        "tre egress vote REQ approve|reject [--comentary C]",
     ):
         assert check(DocCommand("x.md", 1, text, in_block=True), root), text
     for text in ("tre jobs --state running", "tre submit -p lung --image X --code . --wait -- python3 a.py"):
