@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import threading
 from datetime import UTC, datetime, timedelta
@@ -81,6 +82,13 @@ def _has_live_grant(grants: list[dict[str, str]]) -> bool:
 
 def run_demo() -> None:
     settings = get_settings()
+    if settings.executor == "local" and os.geteuid() != 0:
+        # Said first: otherwise the image build fails minutes in with mmdebstrap's own words.
+        raise CliError(
+            "the demo runs its jobs in the local sandbox, which only root can start (each job "
+            "runs as the user tre-job on a file system of its own): run it as root or with sudo, "
+            "`sudo .venv/bin/tre demo`"
+        )
     settings.ensure_dirs()
     app = create_app(settings)
     engine = app.state.engine
