@@ -186,9 +186,24 @@ def run_demo() -> None:
             release_through_airlock(settings, server.url, tokens, job["id"])
             preprocess_dataset(alice, image)
             verify_audit_log(settings, server.url, tokens["auditor"])
+            print_next_steps(settings)
     finally:
         worker.stop()
         worker_thread.join(timeout=10)
+
+
+def print_next_steps(settings: Settings) -> None:
+    """Where a newcomer goes from here: the demo's platform stays in the state directory, and
+    README's "Using it" runs against it once `tre serve` serves it."""
+    console.rule("next")
+    console.print(
+        f"The demo's platform stays in {settings.home}: users {', '.join(DEMO_USERS)}, project "
+        f"{PROJECT}, dataset {DATASET}. Serve it with `tre serve` (the CLI is .venv/bin/tre; "
+        "as root, or with sudo, like the demo), then in another shell sign in as anyone, e.g. "
+        "`tre admin token --user alice --role researcher | tre login`, and follow README.md's "
+        '"Using it"; the review panel is at http://127.0.0.1:8765/panel.',
+        highlight=False,
+    )
 
 
 def preprocess_dataset(alice: ApiClient, image: str) -> None:
