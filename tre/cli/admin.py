@@ -235,9 +235,17 @@ def project_list(as_json: JsonFlag = False) -> None:
 def dataset_add(
     dataset_id: str,
     path: Path,
-    name: str = "",
+    name: Annotated[
+        str, typer.Option(help="Title shown in listings and the catalogue (default: the id).")
+    ] = "",
     description: str = "",
-    policy: str = "default",
+    policy: Annotated[
+        str,
+        typer.Option(
+            help="The egress and job policy: NAME.yaml in the server's policies folder "
+            "(TRE_POLICIES_DIR); it must load, else the dataset is refused."
+        ),
+    ] = "default",
     condition: Annotated[
         list[str] | None,
         typer.Option(help="Condition code for the catalogue, e.g. icd10:C34 (repeatable)."),
