@@ -71,8 +71,18 @@ def _inline_commands(name: str, text: str) -> Iterator[DocCommand]:
 
 
 def hint_commands() -> list[DocCommand]:
-    """The commands the program's own messages and help tell users to run."""
-    return [c for path in SOURCES for c in _inline_commands(str(path.relative_to(REPO)), path.read_text())]
+    """The commands the program's own messages and help tell users to run: in backticks, or
+    as an example on a line of its own in a command's help."""
+    found = []
+    for path in SOURCES:
+        name, text = str(path.relative_to(REPO)), path.read_text()
+        found.extend(_inline_commands(name, text))
+        for example in re.finditer(r"^\s+(tre [a-z][^\n`\"']*)$", text, re.M):
+            line_no = text.count("\n", 0, example.start()) + 1
+            found.extend(
+                DocCommand(name, line_no, c, in_block=True) for c in _shell_commands(example.group(1))
+            )
+    return found
 
 
 def doc_commands() -> list[DocCommand]:

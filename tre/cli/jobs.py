@@ -107,9 +107,10 @@ def submit(
 ) -> None:
     """Submit a job to run next to the data.
 
-    Put the job's command after `--`, so that its own options are not read as tre's:
+    Put the job's command after `--`, so that its own options are not read as tre's; with
+    `--code .` the current folder is the job's working directory (/code):
 
-        tre submit -p p1 -d ct1 --image IMAGE@sha256:... --wait -- python3 /code/run.py --fast
+        tre submit -p p1 -d ct1 --image IMAGE@sha256:... --code . --wait -- python3 run.py --fast
     """
     client = ApiClient()
     inputs = [resolve_input_job(client, given) for given in input_job or []]
