@@ -362,7 +362,8 @@ def prove(
         raise CliError(f"your pinned checkpoint does not verify: {e}") from e
     if index >= cp.tree_size:
         raise CliError(
-            f"entry {index} is newer than your pinned checkpoint ({cp.tree_size}); re-run checkpoint"
+            f"entry {index} is not in your pinned checkpoint of {cp.tree_size} entries (numbered from 0); "
+            "`tre audit checkpoint` pins the newest"
         )
     client = ApiClient()
     entry = client.get(f"/api/v1/audit/entries/{index}")
