@@ -117,6 +117,9 @@ def install_problem_handlers(app: FastAPI) -> None:
         title = _STATUS_TITLES.get(exc.status_code, "Error")
         detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
         headers = dict(getattr(exc, "headers", None) or {})
+        if exc.status_code == 404 and detail == "Not Found":
+            # The router's own words when no route matches: say so, and where the routes are.
+            detail = "no such API route; the routes are listed in /openapi.json (and /docs)"
         if exc.status_code == 405:
             # Starlette names only the first route it tried; list every method of the path.
             from tre.api.openapi import allowed_methods
