@@ -232,3 +232,17 @@ def test_every_command_has_help(monkeypatch: pytest.MonkeyPatch, capsys: pytest.
         assert (command.help or "").strip(), f"{ctx.command_path} has no description"
         seen += 1
     assert seen > 50
+
+
+def test_the_demo_ends_with_commands_that_exist(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The demo's last words tell a newcomer what to type next; those commands exist too."""
+    from tre.config import Settings
+    from tre.demo import print_next_steps
+
+    print_next_steps(Settings(home=tmp_path / "state"))
+    shown = capsys.readouterr().out
+    commands = [c for line in shown.splitlines() for c in _shell_commands(line.strip())]
+    assert "tre serve" in commands and "tre login" in commands, shown
+    root = typer.main.get_command(app)
+    problems = [p for c in commands for p in check(DocCommand("tre demo", 0, c, in_block=True), root)]
+    assert not problems, problems

@@ -194,16 +194,22 @@ def run_demo() -> None:
 
 def print_next_steps(settings: Settings) -> None:
     """Where a newcomer goes from here: the demo's platform stays in the state directory, and
-    README's "Using it" runs against it once `tre serve` serves it."""
+    README's "Using it" runs against it once `tre serve` serves it. The commands are printed
+    on lines of their own, never wrapped, so that they can be copied."""
     console.rule("next")
     console.print(
-        f"The demo's platform stays in {settings.home}: users {', '.join(DEMO_USERS)}, project "
-        f"{PROJECT}, dataset {DATASET}. Serve it with `tre serve` (the CLI is .venv/bin/tre; "
-        "as root, or with sudo, like the demo), then in another shell sign in as anyone, e.g. "
-        "`tre admin token --user alice --role researcher | tre login`, and follow README.md's "
-        '"Using it"; the review panel is at http://127.0.0.1:8765/panel.',
+        f"The demo's platform stays in {settings.home} (users {', '.join(DEMO_USERS)}; project "
+        f'{PROJECT}; dataset {DATASET}). To go on as in README.md\'s "Using it" (the CLI is '
+        ".venv/bin/tre; run it as root or with sudo, like the demo):",
         highlight=False,
     )
+    for line in (
+        "  tre serve                                                    # the API and worker",
+        "  tre admin token --user alice --role researcher | tre login   # in another shell",
+        "  tre whoami",
+        "  review panel: http://127.0.0.1:8765/panel (sign in with a token of dac-one or dac-two)",
+    ):
+        console.print(line, highlight=False, soft_wrap=True, markup=False)
 
 
 def preprocess_dataset(alice: ApiClient, image: str) -> None:
