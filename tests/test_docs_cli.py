@@ -73,7 +73,7 @@ def _inline_commands(name: str, text: str) -> Iterator[DocCommand]:
 def hint_commands() -> list[DocCommand]:
     """The commands the program's own messages and help tell users to run: in backticks, or
     as an example on a line of its own in a command's help."""
-    found = []
+    found: list[DocCommand] = []
     for path in SOURCES:
         name, text = str(path.relative_to(REPO)), path.read_text()
         found.extend(_inline_commands(name, text))
