@@ -159,7 +159,10 @@ def hub_job_show(job_id: str, as_json: Annotated[bool, typer.Option("--json")] =
 @hub_app.command("jobs")
 def hub_jobs() -> None:
     """Your federated jobs (all of them for admins and auditors), newest first."""
-    for j in ApiClient().get("/hub/v1/jobs"):
+    jobs = ApiClient().get("/hub/v1/jobs")
+    if not jobs:
+        console.print("no federated jobs yet (submit one with `tre submit -p FEDPROJECT ...` at the hub)")
+    for j in jobs:
         console.print(f"{j['id']}\t{j['project_id']}\t{j['state']}\t{j['created_at']}", highlight=False)
 
 
