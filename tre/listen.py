@@ -15,17 +15,16 @@ from tre.errors import TreError
 
 
 def ensure_can_listen(host: str, port: int, command: str) -> None:
-    """Bind and release ``host:port`` the way uvicorn will (``SO_REUSEADDR``), or raise a
-    `TreError` naming the address, the reason and the way out (another port)."""
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    except socket.gaierror as exc:
-        raise TreError(f"cannot listen on {host}:{port}: unknown host ({exc.strerror})") from exc
-    family, kind, proto, _, address = infos[0]
-    with socket.socket(family, kind, proto) as probe:
+    """Bind and release ``host:port`` as uvicorn will (IPv6 when the host has a colon, else
+    IPv4; ``SO_REUSEADDR``), or raise a `TreError` naming the address, the reason and the way
+    out (another port)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            probe.bind(address)
+            probe.bind((host, port))
+        except socket.gaierror as exc:
+            raise TreError(f"cannot listen on {host}:{port}: unknown host ({exc.strerror})") from exc
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
                 raise TreError(

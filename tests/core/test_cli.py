@@ -173,6 +173,13 @@ def test_a_server_on_a_taken_port_is_one_line(settings, tmp_path, name, options)
     _one_line_error(proc, f"cannot listen on 127.0.0.1:{port}", "already in use", f"`tre {name}`", "--port")
 
 
+def test_an_address_not_on_this_host_is_one_line(settings, tmp_path):  # type: ignore[no-untyped-def]
+    """`tre serve --host` with an address this machine does not have (TEST-NET-1, RFC 5737)."""
+    env = {**os.environ, "TRE_HOME": str(settings.home), "HOME": str(tmp_path)}
+    proc = _tre(env, "serve", "--host", "192.0.2.1", "--port", "8765", timeout=60)
+    _one_line_error(proc, "cannot listen on 192.0.2.1:8765", "Cannot assign requested address")
+
+
 @pytest.mark.parametrize(
     ("args", "words"),
     [
