@@ -54,6 +54,12 @@ def admin_init(user: Annotated[str, typer.Option(help="Id of the first admin use
             console.print(f"user {user!r} already exists")
     TokenIssuer.from_settings(get_settings())
     console.print(f"state directory: {get_settings().home}")
+    console.print(
+        f"next: `tre serve`, then `tre admin token --user {user} --role admin | tre login`",
+        highlight=False,
+        soft_wrap=True,
+        markup=False,
+    )
 
 
 @admin_app.command("user")
