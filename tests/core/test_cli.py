@@ -186,6 +186,8 @@ def test_an_address_not_on_this_host_is_one_line(settings, tmp_path):  # type: i
         (["submit", "-p", "p1", "--image", "x", "--cpu", "lots", "--", "true"], "Invalid value for '--cpu'"),
         (["logs"], "Missing argument"),
         (["no-such-command"], "No such command"),
+        (["egress", "vote", "abc", "maybe"], "'maybe' is neither approve nor reject"),
+        (["egress", "resolve", "abc", "ok", "-m", "why"], "'ok' is neither approve nor reject"),
     ],
 )
 def test_usage_mistakes_are_one_line(settings, args, words):
