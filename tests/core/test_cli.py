@@ -187,6 +187,7 @@ def test_an_address_not_on_this_host_is_one_line(settings, tmp_path):  # type: i
         (["logs"], "Missing argument"),
         (["no-such-command"], "No such command"),
         (["egress", "vote", "abc", "maybe"], "'maybe' is neither approve nor reject"),
+        (["submit", "-p", "p1", "--image", "x"], "Missing argument '-- COMMAND'"),  # says where it goes
         (["egress", "resolve", "abc", "ok", "-m", "why"], "'ok' is neither approve nor reject"),
     ],
 )

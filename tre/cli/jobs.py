@@ -74,7 +74,12 @@ def submit(
             "one you can see (`tre image list --usable -p PROJECT`)."
         ),
     ],
-    command: Annotated[list[str], typer.Argument(help="Command and arguments run inside the sandbox.")],
+    command: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="-- COMMAND", help="Command and arguments run inside the sandbox, after `--`."
+        ),
+    ],
     dataset: Annotated[
         list[str] | None, typer.Option("--dataset", "-d", help="Dataset id (repeatable).")
     ] = None,
