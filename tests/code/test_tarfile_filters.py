@@ -23,7 +23,8 @@ WITHOUT_FILTERS = """
 import sys, tarfile
 from pathlib import Path
 for name in ("data_filter", "tar_filter", "fully_trusted_filter", "FilterError"):
-    delattr(tarfile, name)
+    if hasattr(tarfile, name):  # already absent on such a Python itself
+        delattr(tarfile, name)
 from tre.safetar import tarfile as chosen
 from tre.code.archive import CodeLimits, unpack
 manifest = unpack(Path(sys.argv[1]), Path(sys.argv[2]), CodeLimits(max_bytes=1 << 20, max_entries=100))
