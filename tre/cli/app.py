@@ -149,9 +149,10 @@ def serve(
 ) -> None:
     """Run the API (and, for the embedded mode, the worker; with --node, the federation agent)."""
     from tre.listen import ensure_can_listen
+
+    ensure_can_listen(host, port, "tre serve")  # before the server's imports: a mistake answers at once
     from tre.server import serve as run_server
 
-    ensure_can_listen(host, port, "tre serve")
     settings = get_settings()
     parts = ["the job worker" if worker else "no worker", *(["the federation agent"] if node else [])]
     console.print(

@@ -63,13 +63,14 @@ def _unit(fn: Any, *args: Any) -> Any:
 @hub_app.command("serve")
 def hub_serve(host: str = "127.0.0.1", port: int = 8780) -> None:
     """Run the hub's API (researchers and node agents connect to it; it connects to no one)."""
+    from tre.listen import ensure_can_listen
+
+    ensure_can_listen(host, port, "tre hub serve")  # before the server's imports: a mistake answers at once
     import uvicorn
 
     from tre.api.limits import uvicorn_options
     from tre.federation.hub.app import create_hub_app
-    from tre.listen import ensure_can_listen
 
-    ensure_can_listen(host, port, "tre hub serve")
     app = create_hub_app()
     console.print(f"tre hub serve: hub API on http://{host}:{port}; Ctrl-C stops it", highlight=False)
     uvicorn.run(app, host=host, port=port, log_level="warning", **uvicorn_options())  # type: ignore[arg-type]
