@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import threading
 from datetime import UTC, datetime, timedelta
@@ -81,6 +82,13 @@ def _has_live_grant(grants: list[dict[str, str]]) -> bool:
 
 def run_demo() -> None:
     settings = get_settings()
+    if settings.executor == "local" and os.geteuid() != 0:
+        # Said first: otherwise the image build fails minutes in with mmdebstrap's own words.
+        raise CliError(
+            "the demo runs its jobs in the local sandbox, which only root can start (each job "
+            "runs as the user tre-job on a file system of its own): run it as root or with sudo, "
+            "`sudo .venv/bin/tre demo`"
+        )
     settings.ensure_dirs()
     app = create_app(settings)
     engine = app.state.engine
@@ -178,9 +186,30 @@ def run_demo() -> None:
             release_through_airlock(settings, server.url, tokens, job["id"])
             preprocess_dataset(alice, image)
             verify_audit_log(settings, server.url, tokens["auditor"])
+            print_next_steps(settings)
     finally:
         worker.stop()
         worker_thread.join(timeout=10)
+
+
+def print_next_steps(settings: Settings) -> None:
+    """Where a newcomer goes from here: the demo's platform stays in the state directory, and
+    README's "Using it" runs against it once `tre serve` serves it. The commands are printed
+    on lines of their own, never wrapped, so that they can be copied."""
+    console.rule("next")
+    console.print(
+        f"The demo's platform stays in {settings.home} (users {', '.join(DEMO_USERS)}; project "
+        f'{PROJECT}; dataset {DATASET}). To go on as in README.md\'s "Using it" (the CLI is '
+        ".venv/bin/tre; run it as root or with sudo, like the demo):",
+        highlight=False,
+    )
+    for line in (
+        "  tre serve                                                    # the API and worker",
+        "  tre admin token --user alice --role researcher | tre login   # in another shell",
+        "  tre whoami",
+        "  review panel: http://127.0.0.1:8765/panel (sign in with a token of dac-one or dac-two)",
+    ):
+        console.print(line, highlight=False, soft_wrap=True, markup=False)
 
 
 def preprocess_dataset(alice: ApiClient, image: str) -> None:

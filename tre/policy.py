@@ -88,14 +88,16 @@ def _check_regex(label: str, pattern: str) -> None:
 
 
 class PolicyError(ValueError):
-    """A policy file is missing, unreadable or invalid; names the file, field and reason."""
+    """A policy file is missing, unreadable or invalid; names the file, the line (where the
+    mistake has one), the field and the reason, in one line an admin can act on."""
 
-    def __init__(self, file: Path | str, field: str, reason: str) -> None:
+    def __init__(self, file: Path | str, field: str, reason: str, line: int | None = None) -> None:
         self.file = str(file)
         self.field = field
         self.reason = reason
-        where = f"{self.file}: {field}: " if field else f"{self.file}: "
-        super().__init__(where + reason)
+        self.line = line
+        where = self.file + (f": line {line}" if line is not None else "") + (f": {field}" if field else "")
+        super().__init__(f"{where}: {reason}")
 
 
 class _Strict(BaseModel):
@@ -759,24 +761,57 @@ def _field_path(loc: tuple[int | str, ...]) -> str:
     return out
 
 
+def _line_of(text: str, loc: tuple[int | str, ...]) -> int | None:
+    """The line (1-based) of the YAML key or item a validation error's location points to, or
+    of the deepest part of it that exists (a missing key: its section); None at the top."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return None
+    line = None
+    for part in loc:
+        if isinstance(node, yaml.MappingNode) and isinstance(part, str):
+            match = next((kv for kv in node.value if kv[0].value == part), None)
+            if match is None:
+                break
+            line, node = match[0].start_mark.line + 1, match[1]
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and 0 <= part < len(node.value):
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            break
+    return line
+
+
 def parse_policy(text: str, source: Path | str, expected_name: str | None = None) -> Policy:
-    """Validate YAML text into a Policy; every failure is a PolicyError naming the field."""
+    """Validate YAML text into a Policy; every failure is a PolicyError naming the field and,
+    where the file has one, its line."""
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc)
-        raise PolicyError(source, "", f"invalid YAML: {where}{problem}") from exc
+        column = f" (column {mark.column + 1})" if mark is not None else ""
+        raise PolicyError(
+            source, "", f"invalid YAML: {problem}{column}", line=mark.line + 1 if mark is not None else None
+        ) from exc
     if not isinstance(data, dict):
         raise PolicyError(source, "", "a policy must be a YAML mapping at the top level")
     if "digest" in data:
-        raise PolicyError(source, "digest", "is computed from the file and must not be set in YAML")
+        raise PolicyError(
+            source,
+            "digest",
+            "is computed from the file and must not be set in YAML",
+            line=_line_of(text, ("digest",)),
+        )
     if expected_name is not None:
         data.setdefault("name", expected_name)
         if data["name"] != expected_name:
             raise PolicyError(
-                source, "name", f"is {data['name']!r} but the file is named {expected_name!r}.yaml"
+                source,
+                "name",
+                f"is {data['name']!r} but the file is named {expected_name!r}.yaml",
+                line=_line_of(text, ("name",)),
             )
     data["digest"] = "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
     try:
@@ -787,7 +822,8 @@ def parse_policy(text: str, source: Path | str, expected_name: str | None = None
         reason = first["msg"]
         if first["type"] == "extra_forbidden":
             reason = "unknown key (typo? see policies/SCHEMA.md)"
-        raise PolicyError(source, _field_path(tuple(first["loc"])), reason + more) from exc
+        loc = tuple(first["loc"])
+        raise PolicyError(source, _field_path(loc), reason + more, line=_line_of(text, loc)) from exc
 
 
 def load_policy(name: str, policies_dir: Path) -> Policy:

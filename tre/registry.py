@@ -21,7 +21,8 @@ from tre.auth.principal import Principal
 from tre.catalogue.cache import refresh_facts
 from tre.catalogue.vocabulary import normalise_access_rights, normalise_condition
 from tre.datasets import summarise_dicom_folder
-from tre.errors import Conflict, NotFound, TreError
+from tre.errors import Conflict, NotFound, TreError, Unprocessable
+from tre.policy import PolicyError, load_policy
 from tre.store.base import utcnow
 from tre.store.models import AccessGrant, Dataset, Project, ProjectMember, Role, User, UserRole
 
@@ -285,11 +286,19 @@ def register_dataset(
     protected: Iterable[Path] = (),
     conditions: Iterable[str] = (),
     access_rights: str = "NON_PUBLIC",
+    policies_dir: Path | None = None,
 ) -> Dataset:
     """Register a folder of DICOM files; ``protected`` adds places (the state directory) it
     may not overlap, on top of `SYSTEM_PATHS`. ``conditions`` (codes such as ``icd10:C34``)
-    and ``access_rights`` describe it in the catalogue (tre.catalogue)."""
+    and ``access_rights`` describe it in the catalogue (tre.catalogue). With
+    ``policies_dir`` the policy must load from it now: a misspelt name or a broken file is
+    refused here, naming the file and line, rather than at the first job or release."""
     check_slug("dataset", dataset_id)
+    if policies_dir is not None:
+        try:
+            load_policy(policy, policies_dir)
+        except PolicyError as exc:
+            raise Unprocessable(f"policy {policy!r} cannot be used: {exc}") from exc
     try:
         codes = sorted({normalise_condition(c) for c in conditions})
         rights = normalise_access_rights(access_rights)

@@ -50,3 +50,17 @@ def test_head_where_get_is_not_allowed_is_405(app_client, world: World) -> None:
     head = app_client.head("/api/v1/jobs/abc/cancel", headers=world.headers["alice"])
     assert head.status_code == 405
     assert head.headers["allow"] == "POST"
+
+
+@pytest.mark.parametrize("path", ["/api/v1/nope", "/api/v1/audit/serch", "/api/v2/jobs"])
+def test_an_unknown_route_says_so_and_where_the_routes_are(app_client, world: World, path: str) -> None:  # type: ignore[no-untyped-def]
+    """A mistyped address is a 404 problem whose detail says why (it said "Not Found")."""
+    for headers in (world.headers["alice"], {}):
+        r = app_client.get(path, headers=headers)
+        assert r.status_code == 404
+        assert r.headers["content-type"].startswith("application/problem+json")
+        assert "no such API route" in r.json()["detail"] and "/openapi.json" in r.json()["detail"]
+    assert (
+        app_client.get("/api/v1/jobs/nope", headers=world.headers["alice"]).json()["detail"]
+        == "no job 'nope'"
+    )

@@ -156,11 +156,39 @@ def test_tre_serve_runs_api_and_worker(settings, world, token_for):
 
 
 @pytest.mark.parametrize(
+    ("name", "options"),
+    [("serve", []), ("hub serve", []), ("witness serve", ["--name", "w.example", "--log", "x"])],
+)
+def test_a_server_on_a_taken_port_is_one_line(settings, tmp_path, name, options):  # type: ignore[no-untyped-def]
+    """A second `tre serve` (or a demo's server already on the port): one line naming the
+    address and what to do, exit 1, before a worker or anything else has started."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {**os.environ, "TRE_HOME": str(settings.home), "HOME": str(tmp_path)}
+        proc = _tre(env, *name.split(), *options, "--port", str(port), timeout=60)
+    _one_line_error(proc, f"cannot listen on 127.0.0.1:{port}", "already in use", f"`tre {name}`", "--port")
+
+
+def test_an_address_not_on_this_host_is_one_line(settings, tmp_path):  # type: ignore[no-untyped-def]
+    """`tre serve --host` with an address this machine does not have (TEST-NET-1, RFC 5737)."""
+    env = {**os.environ, "TRE_HOME": str(settings.home), "HOME": str(tmp_path)}
+    proc = _tre(env, "serve", "--host", "192.0.2.1", "--port", "8765", timeout=60)
+    _one_line_error(proc, "cannot listen on 192.0.2.1:8765", "Cannot assign requested address")
+
+
+@pytest.mark.parametrize(
     ("args", "words"),
     [
         (["submit", "-p", "p1", "--image", "x", "--cpu", "lots", "--", "true"], "Invalid value for '--cpu'"),
         (["logs"], "Missing argument"),
         (["no-such-command"], "No such command"),
+        (["egress", "vote", "abc", "maybe"], "'maybe' is neither approve nor reject"),
+        (["submit", "-p", "p1", "--image", "x"], "Missing argument '-- COMMAND'"),  # says where it goes
+        (["egress", "resolve", "abc", "ok", "-m", "why"], "'ok' is neither approve nor reject"),
     ],
 )
 def test_usage_mistakes_are_one_line(settings, args, words):

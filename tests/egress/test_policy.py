@@ -74,7 +74,8 @@ def test_unknown_key_is_rejected_with_file_and_field(tmp_path: Path) -> None:
     assert err.file == str(path)
     assert err.field == "sdc.treshold"
     assert "unknown key" in err.reason
-    assert str(path) in str(err) and "sdc.treshold" in str(err)
+    assert err.line == 4  # the misspelt key's own line, in the one-line message too
+    assert str(err) == f"{path}: line 4: sdc.treshold: unknown key (typo? see policies/SCHEMA.md)"
 
 
 def test_invalid_yaml_names_the_line(tmp_path: Path) -> None:
@@ -82,7 +83,7 @@ def test_invalid_yaml_names_the_line(tmp_path: Path) -> None:
     with pytest.raises(PolicyError) as info:
         load_policy("bad", tmp_path)
     assert "invalid YAML" in info.value.reason
-    assert "line" in info.value.reason
+    assert info.value.line is not None and f": line {info.value.line}: invalid YAML" in str(info.value)
 
 
 def test_wrong_type_and_range_errors_name_the_field(tmp_path: Path) -> None:
@@ -90,6 +91,7 @@ def test_wrong_type_and_range_errors_name_the_field(tmp_path: Path) -> None:
     with pytest.raises(PolicyError) as info:
         load_policy("t", tmp_path)
     assert info.value.field == "files.max_files"
+    assert info.value.line == 4
     write(tmp_path, "r", "name: r\nversion: '1'\nsdc:\n  nk_k: 1.5\n")
     with pytest.raises(PolicyError) as info:
         load_policy("r", tmp_path)
@@ -102,6 +104,11 @@ def test_wrong_type_and_range_errors_name_the_field(tmp_path: Path) -> None:
     with pytest.raises(PolicyError) as info:
         load_policy("c", tmp_path)
     assert info.value.field == "files.allowed_types[1]"
+    assert info.value.line == 4
+    write(tmp_path, "d", "name: d\nversion: '1'\nfiles:\n  allowed_types:\n    - png\n    - docx\n")
+    with pytest.raises(PolicyError) as info:
+        load_policy("d", tmp_path)
+    assert (info.value.field, info.value.line) == ("files.allowed_types[1]", 6)
 
 
 def test_bad_regex_missing_version_name_mismatch_and_digest_in_yaml(tmp_path: Path) -> None:

@@ -75,3 +75,21 @@ def test_federation_cli_errors_are_one_line(settings, args, says):  # type: igno
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and says in lines[0], done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_node_map_turns_code_review_on_and_off_as_docs_federation_says(settings, engine):  # type: ignore[no-untyped-def]
+    """docs/federation.md: `tre node map … --code-review` makes the node run only code its admin
+    approved; mapping again without it turns the review off."""
+    from tre.store.federation_models import FedNodeProject
+
+    with session_scope(engine) as s:
+        registry.create_project(s, "root", "lung", "Lung")
+    done = tre(settings, "node", "map", "fedlung", "--project", "lung", "--code-review")
+    assert done.returncode == 0, done.stderr
+    assert "under code review" in done.stdout
+    with session_scope(engine) as s:
+        assert s.get(FedNodeProject, "fedlung").code_review is True  # type: ignore[union-attr]
+    done = tre(settings, "node", "map", "fedlung", "--project", "lung")
+    assert done.returncode == 0, done.stderr
+    with session_scope(engine) as s:
+        assert s.get(FedNodeProject, "fedlung").code_review is False  # type: ignore[union-attr]

@@ -133,6 +133,14 @@ def test_hostile_upload_is_one_line_and_stores_nothing(live, engine, tmp_path: P
         assert s.query(Image).count() == 0
 
 
+@pytest.mark.parametrize("given", ["sha256:zz", "busybox:latest", "sha256:" + "0f" * 8])
+def test_approving_what_names_no_image_says_what_to_give(live, given: str) -> None:
+    """Not a reference, or a digest prefix of no image: one line saying what to type (the
+    server's answer was its request schema's pattern)."""
+    line = _one_line_error(_tre(live["root"], "image", "approve", given, "-p", "p1"), "names no image")
+    assert "NAME@sha256:HEX" in line and "tre image list" in line and "pattern" not in line
+
+
 def test_approving_an_unknown_image_needs_external(live) -> None:
     ref = "registry.tre.local/never-imported@sha256:" + "cd" * 32
     _one_line_error(_tre(live["root"], "image", "approve", ref, "-p", "p1"), "import it first")

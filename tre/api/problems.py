@@ -117,6 +117,9 @@ def install_problem_handlers(app: FastAPI) -> None:
         title = _STATUS_TITLES.get(exc.status_code, "Error")
         detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
         headers = dict(getattr(exc, "headers", None) or {})
+        if exc.status_code == 404 and detail == "Not Found":
+            # The router's own words when no route matches: say so, and where the routes are.
+            detail = "no such API route; the routes are listed in /openapi.json (and /docs)"
         if exc.status_code == 405:
             # Starlette names only the first route it tried; list every method of the path.
             from tre.api.openapi import allowed_methods
@@ -137,7 +140,7 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [
-            {"field": _field_name(e.get("loc", ())), "reason": _echoable(str(e.get("msg", "")), 200)}
+            {"field": _field_name(e.get("loc", ())), "reason": _echoable(_reason(e), 200)}
             for e in exc.errors()[:MAX_FIELD_ERRORS]
         ]
         detail = "; ".join(f"{e['field']}: {e['reason']}" for e in errors) or "request is not valid"
@@ -158,6 +161,28 @@ def install_problem_handlers(app: FastAPI) -> None:
             "internal-error",
             request.url.path,
         )
+
+
+def _pattern_words() -> dict[str, str]:
+    from tre.api.schemas import IMAGE_REF_PATTERN, SLUG_PATTERN
+
+    return {
+        SLUG_PATTERN: "use 1 to 63 lowercase letters, digits, '.', '_' or '-', starting with a letter or "
+        "digit",
+        IMAGE_REF_PATTERN: "give an image pinned by digest: NAME@sha256: and 64 hexadecimal digits",
+        r"^[0-9a-f]{32}$": "give a whole id: 32 hexadecimal digits",
+        r"^[0-9a-f]{64}$": "give a whole SHA-256: 64 hexadecimal digits",
+    }
+
+
+def _reason(error: Any) -> str:
+    """A field error in words: a known pattern says what to give instead of quoting the regex
+    (an id such as "Bad Name" was answered with ``String should match pattern '^[a-z0-9]...'``)."""
+    if error.get("type") == "string_pattern_mismatch":
+        words = _pattern_words().get(str((error.get("ctx") or {}).get("pattern", "")))
+        if words:
+            return words
+    return str(error.get("msg", ""))
 
 
 def _input_fault(status: int, detail: str) -> Any:

@@ -54,6 +54,12 @@ def admin_init(user: Annotated[str, typer.Option(help="Id of the first admin use
             console.print(f"user {user!r} already exists")
     TokenIssuer.from_settings(get_settings())
     console.print(f"state directory: {get_settings().home}")
+    console.print(
+        f"next: `tre serve`, then `tre admin token --user {user} --role admin | tre login`",
+        highlight=False,
+        soft_wrap=True,
+        markup=False,
+    )
 
 
 @admin_app.command("user")
@@ -189,6 +195,7 @@ def project_quota(
 
 @project_app.command("add-member")
 def project_add_member(project_id: str, user_id: str) -> None:
+    """Make a user a member of a project (admin): they may then submit its jobs."""
     ApiClient().post(f"/api/v1/projects/{project_id}/members", json={"user_id": user_id})
     console.print(f"{user_id} is now a member of {project_id}")
 
@@ -234,9 +241,17 @@ def project_list(as_json: JsonFlag = False) -> None:
 def dataset_add(
     dataset_id: str,
     path: Path,
-    name: str = "",
+    name: Annotated[
+        str, typer.Option(help="Title shown in listings and the catalogue (default: the id).")
+    ] = "",
     description: str = "",
-    policy: str = "default",
+    policy: Annotated[
+        str,
+        typer.Option(
+            help="The egress and job policy: NAME.yaml in the server's policies folder "
+            "(TRE_POLICIES_DIR); it must load, else the dataset is refused."
+        ),
+    ] = "default",
     condition: Annotated[
         list[str] | None,
         typer.Option(help="Condition code for the catalogue, e.g. icd10:C34 (repeatable)."),
@@ -288,6 +303,7 @@ def dataset_list(as_json: JsonFlag = False) -> None:
 
 @grant_app.command("add")
 def grant_add(project_id: str, dataset_id: str, days: int = 365, reason: str = "") -> None:
+    """Let a project's jobs use a dataset for DAYS days (admin); `grant revoke` ends it early."""
     g = ApiClient().post(
         "/api/v1/grants",
         json={"project_id": project_id, "dataset_id": dataset_id, "days": days, "reason": reason},

@@ -148,8 +148,19 @@ def serve(
     ] = False,
 ) -> None:
     """Run the API (and, for the embedded mode, the worker; with --node, the federation agent)."""
+    from tre.listen import ensure_can_listen
+
+    ensure_can_listen(host, port, "tre serve")  # before the server's imports: a mistake answers at once
     from tre.server import serve as run_server
 
+    settings = get_settings()
+    parts = ["the job worker" if worker else "no worker", *(["the federation agent"] if node else [])]
+    console.print(
+        f"tre serve: API on http://{host}:{port} with {' and '.join(parts)}; state directory "
+        f"{settings.home}; Ctrl-C stops it",
+        highlight=False,
+        soft_wrap=True,
+    )
     run_server(host, port, with_worker=worker, node=node)
 
 

@@ -1,7 +1,8 @@
 """Auditor commands: verify a bundle offline, search, export, and check the live checkpoint.
 
 ``verify`` needs no server and no account: it uses only ``tre.audit.verify``. ``checkpoint``
-keeps the last verified checkpoint under ``~/.tre/audit/`` and demands a consistency proof
+keeps the last verified checkpoint under ``$TRE_HOME/audit/`` (``~/.tre/audit/``, or
+``/var/lib/tre/audit/`` as root) and demands a consistency proof
 from it to the server's newest one, so a server that rewrites history, or shows different
 trees to different auditors, is caught the next time any of them looks.
 """
@@ -76,12 +77,12 @@ def verify(
         typer.Option(help="Witness policy: 'log KEY', 'witness KEY' lines and 'quorum N'."),
     ] = None,
     no_pinned: Annotated[
-        bool, typer.Option("--no-pinned", help="Ignore and do not update ~/.tre/audit/ (pins).")
+        bool, typer.Option("--no-pinned", help="Ignore and do not update the pins in $TRE_HOME/audit/.")
     ] = False,
 ) -> None:
     """Verify an exported bundle offline: tree, hash chain, checkpoint signatures, coverage, pins.
 
-    The bundle's own key is never trusted. The log key comes from ~/.tre/audit/log.vkey (pinned
+    The bundle's own key is never trusted. The log key comes from $TRE_HOME/audit/log.vkey (pinned
     earlier), else --key (then pinned), else, on first use only, the bundle's key is pinned with
     a loud notice. A key other than the pinned one fails unless a key transition signed by the
     pinned key introduces it. The saved checkpoint (from `tre audit checkpoint` or an earlier
@@ -361,7 +362,8 @@ def prove(
         raise CliError(f"your pinned checkpoint does not verify: {e}") from e
     if index >= cp.tree_size:
         raise CliError(
-            f"entry {index} is newer than your pinned checkpoint ({cp.tree_size}); re-run checkpoint"
+            f"entry {index} is not in your pinned checkpoint of {cp.tree_size} entries (numbered from 0); "
+            "`tre audit checkpoint` pins the newest"
         )
     client = ApiClient()
     entry = client.get(f"/api/v1/audit/entries/{index}")

@@ -111,8 +111,8 @@ def checked_api_url(url: str) -> str:
 
 
 EXPIRED_HINT = (
-    "get a new token (an admin runs `tre admin token USER`) and run `tre login`; where the API "
-    "uses an OpenID provider, run `tre login --oidc`"
+    "get a new token (an admin runs `tre admin token --user USER --role ROLE`) and run "
+    "`tre login`; where the API uses an OpenID provider, run `tre login --oidc`"
 )
 
 

@@ -126,10 +126,17 @@ def show(request_id: str, as_json: JsonFlag = False) -> None:
     _print_request(r)
 
 
+def _decision(value: str) -> str:
+    """Checked here, before the request is looked up: a usage mistake, not a server's answer."""
+    if value not in ("approve", "reject"):
+        raise typer.BadParameter(f"{value!r} is neither approve nor reject")
+    return value
+
+
 @app.command()
 def vote(
     request_id: str,
-    decision: Annotated[str, typer.Argument(help="approve or reject")],
+    decision: Annotated[str, typer.Argument(help="approve or reject", callback=_decision)],
     comment: Annotated[str, typer.Option("--comment", "-m")] = "",
     as_json: JsonFlag = False,
 ) -> None:
@@ -146,7 +153,7 @@ def vote(
 @app.command()
 def resolve(
     request_id: str,
-    decision: Annotated[str, typer.Argument(help="approve or reject")],
+    decision: Annotated[str, typer.Argument(help="approve or reject", callback=_decision)],
     comment: Annotated[str, typer.Option("--comment", "-m", help="Why (required).")],
     as_json: JsonFlag = False,
 ) -> None:

@@ -63,12 +63,17 @@ def _unit(fn: Any, *args: Any) -> Any:
 @hub_app.command("serve")
 def hub_serve(host: str = "127.0.0.1", port: int = 8780) -> None:
     """Run the hub's API (researchers and node agents connect to it; it connects to no one)."""
+    from tre.listen import ensure_can_listen
+
+    ensure_can_listen(host, port, "tre hub serve")  # before the server's imports: a mistake answers at once
     import uvicorn
 
     from tre.api.limits import uvicorn_options
     from tre.federation.hub.app import create_hub_app
 
-    uvicorn.run(create_hub_app(), host=host, port=port, log_level="warning", **uvicorn_options())  # type: ignore[arg-type]
+    app = create_hub_app()
+    console.print(f"tre hub serve: hub API on http://{host}:{port}; Ctrl-C stops it", highlight=False)
+    uvicorn.run(app, host=host, port=port, log_level="warning", **uvicorn_options())  # type: ignore[arg-type]
 
 
 @hub_app.command("key")
@@ -155,7 +160,10 @@ def hub_job_show(job_id: str, as_json: Annotated[bool, typer.Option("--json")] =
 @hub_app.command("jobs")
 def hub_jobs() -> None:
     """Your federated jobs (all of them for admins and auditors), newest first."""
-    for j in ApiClient().get("/hub/v1/jobs"):
+    jobs = ApiClient().get("/hub/v1/jobs")
+    if not jobs:
+        console.print("no federated jobs yet (submit one with `tre submit -p FEDPROJECT ...` at the hub)")
+    for j in jobs:
         console.print(f"{j['id']}\t{j['project_id']}\t{j['state']}\t{j['created_at']}", highlight=False)
 
 
@@ -253,12 +261,22 @@ def node_map(
     dataset: Annotated[
         list[str] | None, typer.Option("--dataset", "-d", help="Local dataset (repeatable).")
     ] = None,
+    code_review: Annotated[
+        bool,
+        typer.Option(
+            "--code-review/--no-code-review",
+            help="Run only code archives this node's admin approved (`tre node approve-code`).",
+        ),
+    ] = False,
 ) -> None:
-    """Take a federated project on: its children run here as PROJECT on these datasets."""
+    """Take a federated project on: its children run here as PROJECT on these datasets.
+
+    Mapping again replaces the earlier mapping, code review included."""
     from tre.federation.node.mapping import map_project
 
-    _unit(map_project, ADMIN, fed_project, project, dataset or [])
-    console.print(f"federated project {fed_project} runs here as {project}", highlight=False)
+    _unit(map_project, ADMIN, fed_project, project, dataset or [], code_review)
+    review = " under code review" if code_review else ""
+    console.print(f"federated project {fed_project} runs here as {project}{review}", highlight=False)
 
 
 @node_app.command("approve-code")

@@ -3,6 +3,7 @@ work, so it works from a laptop), list what may run, approve/revoke (admins), pu
 
 from __future__ import annotations
 
+import re
 import tempfile
 from pathlib import Path
 from typing import Annotated, Any
@@ -15,6 +16,21 @@ from tre.cli.resolve import resolve_image_ref
 
 app = typer.Typer(help="Container images: import, list, approve for a project, push to the registry.")
 UPLOAD_TIMEOUT_S = 3600.0
+_PINNED = re.compile(r"^\S[^\n]*@sha256:[0-9a-f]{64}$")
+
+
+def _image_ref(client: ApiClient, given: str) -> str:
+    """The pinned reference an admin command acts on, from a whole one or a digest prefix.
+
+    Why here: what is neither reached the server, which answered with its request schema's
+    pattern, not with what to type."""
+    ref = resolve_image_ref(client, given)
+    if not _PINNED.match(ref):
+        raise CliError(
+            f"{given!r} names no image you can see: give NAME@sha256:HEX, or a unique prefix of "
+            "its digest (sha256:HEX or HEX), as `tre image list` shows them"
+        )
+    return ref
 
 
 @app.command("import")
@@ -103,7 +119,7 @@ def approve(
     """Allow a project to run an image (admin; audited). REFERENCE may end in a unique
     prefix of an imported image's digest (sha256:PREFIX or name@sha256:PREFIX)."""
     client = ApiClient()
-    ref = reference if external else resolve_image_ref(client, reference)
+    ref = reference if external else _image_ref(client, reference)
     body = {"reference": ref, "project_id": project, "external": external}
     row = client.post("/api/v1/images/approvals", json=body)
     console.print(
@@ -123,7 +139,7 @@ def revoke(
     client = ApiClient()
     row = client.post(
         "/api/v1/images/approvals/revoke",
-        json={"reference": resolve_image_ref(client, reference), "project_id": project},
+        json={"reference": _image_ref(client, reference), "project_id": project},
     )
     console.print(
         f"revoked {untrusted(row['reference'])} for project {untrusted(row['project_id'])}", soft_wrap=True
@@ -134,5 +150,5 @@ def revoke(
 def push(reference: Annotated[str, typer.Argument(help="name@sha256:... of an imported image")]) -> None:
     """Copy an image by digest to the configured registry (TRE_IMAGE_REGISTRY; admin)."""
     client = ApiClient(timeout=UPLOAD_TIMEOUT_S)
-    out = client.post("/api/v1/images/push", json={"reference": resolve_image_ref(client, reference)})
+    out = client.post("/api/v1/images/push", json={"reference": _image_ref(client, reference)})
     console.print(f"pushed {untrusted(out['reference'])}", soft_wrap=True)

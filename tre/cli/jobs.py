@@ -74,7 +74,12 @@ def submit(
             "one you can see (`tre image list --usable -p PROJECT`)."
         ),
     ],
-    command: Annotated[list[str], typer.Argument(help="Command and arguments run inside the sandbox.")],
+    command: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="-- COMMAND", help="Command and arguments run inside the sandbox, after `--`."
+        ),
+    ],
     dataset: Annotated[
         list[str] | None, typer.Option("--dataset", "-d", help="Dataset id (repeatable).")
     ] = None,
@@ -107,9 +112,10 @@ def submit(
 ) -> None:
     """Submit a job to run next to the data.
 
-    Put the job's command after `--`, so that its own options are not read as tre's:
+    Put the job's command after `--`, so that its own options are not read as tre's; with
+    `--code .` the current folder is the job's working directory (/code):
 
-        tre submit -p p1 -d ct1 --image IMAGE@sha256:... --wait -- python3 /code/run.py --fast
+        tre submit -p p1 -d ct1 --image IMAGE@sha256:... --code . --wait -- python3 run.py --fast
     """
     client = ApiClient()
     inputs = [resolve_input_job(client, given) for given in input_job or []]

@@ -181,6 +181,7 @@ def preprocess(
     with reattach_on_interrupt(job["id"]):  # from the moment the job exists
         console.print(f"submitted preprocessing job [bold]{job['id']}[/]")
         if not wait:
+            console.print(f"follow it with: tre logs {job['id']} -f", highlight=False, soft_wrap=True)
             return
         final = follow_job(client, job["id"])
         console.print(f"job {final['id']}: {final['state']} {untrusted(final['reason'])}", highlight=False)

@@ -51,7 +51,9 @@ def serve(
     import uvicorn
 
     from tre.audit.witness_server import Witness, create_witness_app, load_or_create_key
+    from tre.listen import ensure_can_listen
 
+    ensure_can_listen(host, port, "tre witness serve")
     try:
         logs = [VerifierKey.parse(k) for k in log]
     except NoteError as e:

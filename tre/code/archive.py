@@ -18,7 +18,6 @@ from __future__ import annotations
 import gzip
 import os
 import stat
-import tarfile
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from tre.errors import Unprocessable
+from tre.safetar import tarfile
 
 MIB = 1024 * 1024
 # Defaults of the per-project quota (Project.max_code_mb / max_code_files).

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import shutil
 import subprocess
 import tarfile
@@ -222,7 +223,15 @@ def _debian_base(dest: Path) -> None:
     args += [SUITE, str(dest)]
     if SOURCES.is_file():
         args.append(str(SOURCES))
-    run_tool(args, timeout_s=3600)
+    try:
+        run_tool(args, timeout_s=3600)
+    except ImageToolError as exc:
+        if os.geteuid() == 0:
+            raise
+        raise ImageToolError(
+            f"{exc} (building the job image needs root, or user namespaces with subordinate ids "
+            "for mmdebstrap's unshare mode: run it as root or with sudo)"
+        ) from exc
 
 
 def _build_layout(work: Path, base: Path, packages: Path) -> Path:

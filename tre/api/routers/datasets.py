@@ -44,6 +44,7 @@ def register_dataset(
         protected=settings.protected_paths,
         conditions=body.conditions,
         access_rights=body.access_rights,
+        policies_dir=settings.resolved_policies_dir,
     )
     return DatasetOut.model_validate(ds)
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import logging
 import select
-import tarfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -37,6 +36,7 @@ from websocket import ABNF, WebSocketException
 from tre.executors.kubernetes.packer import EXIT_TOO_LARGE, EXIT_TOO_MANY, MAX_ENTRIES, MAX_PATH_BYTES
 from tre.executors.kubernetes.staging import OutputStaging
 from tre.executors.kubernetes.tarstream import OutputTooComplex, OutputTooLarge, TruncatedArchive, extract
+from tre.safetar import tarfile
 
 log = logging.getLogger(__name__)
 

@@ -15,11 +15,11 @@ and the stream may have been cut, so the host trusts nothing in it:
 
 from __future__ import annotations
 
-import tarfile
 from pathlib import Path
 from typing import IO
 
 from tre.executors.kubernetes.packer import MAX_ENTRIES, OutputTooComplex, OutputTooLarge, pack
+from tre.safetar import tarfile
 
 __all__ = ["OutputTooComplex", "OutputTooLarge", "TruncatedArchive", "check_archive", "extract", "pack"]
 
