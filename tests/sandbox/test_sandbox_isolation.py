@@ -121,6 +121,9 @@ def test_seccomp_denies_dangerous_syscalls(sandbox: Sandbox) -> None:
             rc = libc.syscall(nr, *args)
             out[name] = [rc, ctypes.get_errno()]
         out['getpid'] = [libc.syscall(39), 0]
+        # personality: switching off ASLR (ADDR_NO_RANDOMIZE) is refused, the query is not.
+        out['no_aslr'] = [libc.syscall(135, 0x0040000), ctypes.get_errno()]
+        out['persona_query'] = [libc.syscall(135, 0xFFFFFFFF), 0]
         print(json.dumps(out))
         """
     )
@@ -140,6 +143,8 @@ def test_seccomp_denies_dangerous_syscalls(sandbox: Sandbox) -> None:
     ):
         assert out[name] == [-1, eperm], name
     assert out["getpid"][0] > 0  # ordinary syscalls still work
+    assert out["no_aslr"] == [-1, eperm]
+    assert out["persona_query"][0] == 0  # PER_LINUX: the flag above was never set
 
 
 def test_no_network_at_all(sandbox: Sandbox) -> None:

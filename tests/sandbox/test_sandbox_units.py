@@ -176,6 +176,12 @@ def test_seccomp_program_decisions(arch: str) -> None:
         for special in (0o4755, 0o2755, 0o6000):
             args[index] = special
             assert run_bpf(prog, native, nr, tuple(args)) == EPERM, name
+    persona_nr = rules["personality"][0]
+    for value in seccomp.PERSONALITY_ALLOWED:
+        assert run_bpf(prog, native, persona_nr, (value,)) == ALLOW, hex(value)
+    # ADDR_NO_RANDOMIZE, READ_IMPLIES_EXEC, ADDR_COMPAT_LAYOUT, and one combined with PER_LINUX32.
+    for value in (0x0040000, 0x0400000, 0x0200000, 0x0040008, 1):
+        assert run_bpf(prog, native, persona_nr, (value,)) == EPERM, hex(value)
     assert run_bpf(prog, native, seccomp.ENOSYS_SYSCALLS[arch]["openat2"]) == ENOSYS
     assert run_bpf(prog, native, 0) == ALLOW  # read (x86_64) / io_setup (aarch64)
     assert run_bpf(prog, 0x40000003, 1) == KILL  # a foreign ABI (i386) is killed outright
