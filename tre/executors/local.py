@@ -556,6 +556,9 @@ class LocalExecutor(Executor):
                 pass_fds=(*fds.values(), status_w, hold_r),
                 start_new_session=True,
                 env=_HOST_ENV,
+                # Not the worker's folder: bash exports it as PWD to bwrap, whose init's
+                # environment the job can read at /proc/1/environ.
+                cwd="/",
             )
         except BaseException:
             os.close(status_r)

@@ -90,11 +90,12 @@ class Stage:
     def __call__(self, path: Path, writable: bool) -> str:
         if not writable and _is_system(Path(os.path.normpath(path))):
             return str(path)
-        return self._add("rw" if writable else "ro", str(path))
+        # Absolute here: the launcher runs in "/", not in the worker's working folder.
+        return self._add("rw" if writable else "ro", os.path.abspath(path))
 
     def output(self, mounted: Path) -> str:
         """The job's output folder, where the worker has mounted its own file system."""
-        return self._add("rw", str(mounted), "output")
+        return self._add("rw", os.path.abspath(mounted), "output")
 
     def tmp(self, size_bytes: int) -> str:
         return self._add("tmpfs", str(int(size_bytes)), "tmp")
