@@ -26,7 +26,7 @@ from tre.executors.bwrap import (
     sandbox_env,
     sanitise_image_ref,
 )
-from tre.executors.stage import Stage
+from tre.executors.stage import Stage, scratch_inodes
 
 
 @pytest.mark.parametrize(
@@ -268,12 +268,18 @@ def test_stage_maps_private_sources_and_leaves_system_paths(tmp_path: Path) -> N
     assert stage(tmp_path / "data", True) == "/run/tre-stage/b1"  # writable is another entry
     assert stage.output(tmp_path / "out") == "/run/tre-stage/output"
     assert stage.tmp(1024) == "/run/tre-stage/tmp"
+    # /dev/shm is a tmpfs of the same size but its own entry, not the /tmp one again.
+    assert stage.tmp(1024, "shm") == "/run/tre-stage/shm"
     assert stage.entries == [
         ("ro", str(tmp_path / "data"), "b0"),
         ("rw", str(tmp_path / "data"), "b1"),
         ("rw", str(tmp_path / "out"), "output"),
-        ("tmpfs", "1024", "tmp"),
+        ("tmpfs", "1024:4096", "tmp"),
+        ("tmpfs", "1024:4096", "shm"),
     ]
+    # Entries scale with the size (one per 8 KiB) above the floor.
+    assert scratch_inodes(512 * 2**20) == 65536
+    assert scratch_inodes(0) == 4096
     with pytest.raises(ExecutorError, match="newline"):
         stage(Path("/srv/a\nb"), False)
 
