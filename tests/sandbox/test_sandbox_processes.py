@@ -7,10 +7,12 @@ import pwd
 import shutil
 import subprocess
 import textwrap
+from pathlib import Path
 
 import pytest
 
 from tests.sandbox.conftest import Sandbox
+from tre.executors.local import LocalExecutor
 
 
 def test_kill_minus_one_reaches_no_host_process_of_the_job_user(sandbox: Sandbox, assert_clean) -> None:
@@ -78,3 +80,30 @@ def test_the_job_cannot_signal_its_own_sandbox_init_to_death(sandbox: Sandbox) -
     run = sandbox.run(code)
     assert run.result.state == "succeeded", run.log
     assert "alive" in run.log
+
+
+def test_a_flood_of_binary_log_output_is_capped_on_disk(sandbox: Sandbox, tmp_path: Path) -> None:
+    """A job that writes megabytes of NUL bytes, invalid UTF-8 and terminal escapes without a
+    newline, then closes stdout and stderr and carries on, leaves a log no larger than the cap
+    (plus the worker's own lines), and ends with its own exit status."""
+    limit = 64 * 1024
+    executor = LocalExecutor(images_dir=tmp_path / "images", host_toolchain=True, log_limit_bytes=limit)
+    code = textwrap.dedent(
+        """
+        import os
+        chunk = b'\\x00\\xff\\xfe\\x1b[2J\\x1b]0;pwned\\x07' * 4096
+        for _ in range(200):
+            os.write(1, chunk)
+        os.close(1); os.close(2)
+        try:
+            os.open('/dev/tty', os.O_WRONLY)
+        except OSError:
+            pass
+        os._exit(3)
+        """
+    )
+    run = sandbox.run(code, executor=executor)
+    assert run.result.state == "failed" and run.result.reason == "exited with code 3", run.log
+    size = run.spec.log_path.stat().st_size
+    assert limit < size <= limit + 1024  # the header, the truncation line and the result line
+    assert "[tre] log truncated" in run.log
