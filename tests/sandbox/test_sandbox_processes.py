@@ -3,6 +3,7 @@ everything it can, or leaves a daemon behind, touches nothing outside its own sa
 
 from __future__ import annotations
 
+import os
 import pwd
 import shutil
 import subprocess
@@ -107,3 +108,38 @@ def test_a_flood_of_binary_log_output_is_capped_on_disk(sandbox: Sandbox, tmp_pa
     size = run.spec.log_path.stat().st_size
     assert limit < size <= limit + 1024  # the header, the truncation line and the result line
     assert "[tre] log truncated" in run.log
+
+
+def test_no_host_descriptor_reaches_the_job_or_its_init(sandbox: Sandbox, tmp_path: Path) -> None:
+    """A descriptor the worker holds (the database, a key file, the job's own log) must not be
+    inherited into the sandbox, where ``/proc/self/fd`` or bubblewrap's init (``/proc/1/fd``,
+    readable by the job: same user) would hand it over. Even one marked inheritable stays out."""
+    secret = tmp_path / "worker-secret.key"
+    secret.write_text("k")
+    held = os.open(secret, os.O_RDONLY)
+    os.set_inheritable(held, True)
+    code = textwrap.dedent(
+        """
+        import json, os
+        out = {}
+        for pid in ('self', '1'):
+            links = []
+            for fd in os.listdir(f'/proc/{pid}/fd'):
+                try:
+                    links.append(os.readlink(f'/proc/{pid}/fd/{fd}'))
+                except OSError:
+                    pass  # the listing's own descriptor, closed by now
+            out[pid] = links
+        print(json.dumps(out))
+        """
+    )
+    try:
+        run = sandbox.run(code)
+    finally:
+        os.close(held)
+    assert run.result.state == "succeeded", run.log
+    (out,) = run.json_lines()
+    for pid in ("self", "1"):
+        for link in out[pid]:
+            # Only the null device, the log pipe, the listing itself and bubblewrap's eventfd.
+            assert link == "/dev/null" or link.startswith(("pipe:", "anon_inode:", "/proc/")), (pid, link)
