@@ -3,6 +3,7 @@ everything it can, or leaves a daemon behind, touches nothing outside its own sa
 
 from __future__ import annotations
 
+import errno
 import os
 import pwd
 import shutil
@@ -143,3 +144,30 @@ def test_no_host_descriptor_reaches_the_job_or_its_init(sandbox: Sandbox, tmp_pa
         for link in out[pid]:
             # Only the null device, the log pipe, the listing itself and bubblewrap's eventfd.
             assert link == "/dev/null" or link.startswith(("pipe:", "anon_inode:", "/proc/")), (pid, link)
+
+
+def test_no_nested_user_namespace_through_clone(sandbox: Sandbox) -> None:
+    """seccomp refuses ``unshare``, but ``clone`` (and ``clone3``) take namespace flags too: a
+    new user namespace would give the job a full capability set inside it, the usual first
+    step of a kernel exploit. bubblewrap's ``--disable-userns`` caps the count at zero."""
+    if os.uname().machine != "x86_64":
+        pytest.skip("the clone syscall number below is x86_64's")
+    code = textwrap.dedent(
+        """
+        import ctypes, json, os
+        libc = ctypes.CDLL(None, use_errno=True)
+        out = {}
+        for name, flag in (('user', 0x10000000), ('net', 0x40000000), ('mount', 0x00020000)):
+            rc = libc.syscall(56, flag | 17, 0, 0, 0, 0)  # clone(flag | SIGCHLD)
+            if rc == 0:
+                os._exit(0)
+            out[name] = [rc, ctypes.get_errno()]
+        print(json.dumps(out))
+        """
+    )
+    run = sandbox.run(code)
+    assert run.result.state == "succeeded", run.log
+    (out,) = run.json_lines()
+    assert out["user"] == [-1, errno.ENOSPC], out  # no user namespace may be made at all
+    for name in ("net", "mount"):
+        assert out[name] == [-1, errno.EPERM], out  # the others need capabilities the job lacks
