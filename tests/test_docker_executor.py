@@ -21,7 +21,7 @@ from urllib.parse import parse_qs, urlparse
 
 import docker
 import pytest
-from docker.types import DeviceRequest
+from docker.types import DeviceRequest, Ulimit
 
 from tre.executors.base import DatasetMount, ExecutorError, InputMount, JobSpec, RunControl
 from tre.executors.docker import DockerExecutor, container_options
@@ -76,6 +76,7 @@ def test_container_options_are_exactly_the_hardened_set(tmp_path: Path) -> None:
         "nano_cpus": 1_500_000_000,
         "ipc_mode": "private",
         "init": True,
+        "ulimits": [Ulimit(name="core", soft=0, hard=0)],
         "tmpfs": {"/tmp": "rw,noexec,nosuid,nodev,size=128m"},
         "volumes": {
             str(tmp_path / "ds1"): {"bind": "/data", "mode": "ro"},
@@ -249,6 +250,7 @@ def test_run_sends_hardened_host_config_and_collects_logs(tmp_path: Path, engine
         {"Driver": "nvidia", "Count": 1, "DeviceIDs": [], "Capabilities": [["gpu"]], "Options": {}}
     ]
     assert str(tmp_path / "ds1") + ":/data:ro" in hc["Binds"]
+    assert hc["Ulimits"] == [{"Name": "core", "Soft": 0, "Hard": 0}]
     assert create["User"].count(":") == 1 and create["NetworkDisabled"] is True
 
 

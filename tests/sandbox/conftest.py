@@ -107,7 +107,7 @@ class Sandbox:
 
         ctl = RunControl(is_cancelled=base.is_cancelled, on_started=on_started, heartbeat=heartbeat)
         run.result = (executor or self.executor).run(spec, ctl)
-        run.log = spec.log_path.read_text()
+        run.log = spec.log_path.read_text(errors="replace")  # a job may print any bytes
         return run
 
 

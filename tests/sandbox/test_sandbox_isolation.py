@@ -66,8 +66,15 @@ def test_log_is_streamed_while_the_job_runs(sandbox: Sandbox) -> None:
     assert any(seen_while_running), "log line was not visible before the job finished"
 
 
-def test_identity_privileges_and_environment(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_identity_privileges_and_environment(
+    sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setenv("TRE_TEST_SECRET", "do-not-leak")
+    # The worker's working folder (in production its state folder) is a host path the job
+    # must not learn, also not from the environment of bwrap's init (/proc/1/environ).
+    worker_cwd = tmp_path / "worker-cwd-d41d8cd9"
+    worker_cwd.mkdir()
+    monkeypatch.chdir(worker_cwd)
     code = textwrap.dedent(
         f"""
         import json, os
@@ -77,6 +84,7 @@ def test_identity_privileges_and_environment(sandbox: Sandbox, monkeypatch: pyte
             'cap_eff': status['CapEff'].strip(), 'cap_bnd': status['CapBnd'].strip(),
             'no_new_privs': status['NoNewPrivs'].strip(), 'seccomp': status['Seccomp'].strip(),
             'env': dict(os.environ),
+            'init_environ': open('/proc/1/environ').read(),
             'secrets': [p for p in ('/var/run/secrets', '/run/secrets', '/etc/shadow', '/root/.ssh',
                                     '/sys/fs/cgroup', '{REPO / "pyproject.toml"}', '{Path.home()}/.tre')
                         if os.path.exists(p)],
@@ -95,6 +103,9 @@ def test_identity_privileges_and_environment(sandbox: Sandbox, monkeypatch: pyte
     assert info["no_new_privs"] == "1"
     assert info["seccomp"] == "2"  # filter mode
     assert "TRE_TEST_SECRET" not in info["env"]
+    assert "do-not-leak" not in info["init_environ"]
+    assert worker_cwd.name not in info["init_environ"]
+    assert worker_cwd.name not in info["env"].get("PWD", "")
     assert info["env"]["STUDY"] == "lung-ct"
     assert info["env"]["HOME"] == "/tmp"
     allowed = {"PATH", "HOME", "LANG", "PYTHONDONTWRITEBYTECODE", "PYTHONPATH", "PWD", "STUDY"}
@@ -121,6 +132,9 @@ def test_seccomp_denies_dangerous_syscalls(sandbox: Sandbox) -> None:
             rc = libc.syscall(nr, *args)
             out[name] = [rc, ctypes.get_errno()]
         out['getpid'] = [libc.syscall(39), 0]
+        # personality: switching off ASLR (ADDR_NO_RANDOMIZE) is refused, the query is not.
+        out['no_aslr'] = [libc.syscall(135, 0x0040000), ctypes.get_errno()]
+        out['persona_query'] = [libc.syscall(135, 0xFFFFFFFF), 0]
         print(json.dumps(out))
         """
     )
@@ -140,6 +154,8 @@ def test_seccomp_denies_dangerous_syscalls(sandbox: Sandbox) -> None:
     ):
         assert out[name] == [-1, eperm], name
     assert out["getpid"][0] > 0  # ordinary syscalls still work
+    assert out["no_aslr"] == [-1, eperm]
+    assert out["persona_query"][0] == 0  # PER_LINUX: the flag above was never set
 
 
 def test_no_network_at_all(sandbox: Sandbox) -> None:

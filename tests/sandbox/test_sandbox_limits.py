@@ -3,6 +3,7 @@ and the host is unaffected afterwards (it can still fork and allocate; nothing i
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import subprocess
@@ -13,6 +14,7 @@ import time
 import pytest
 
 from tests.sandbox.conftest import Run, Sandbox
+from tre.executors import stage
 from tre.executors.base import RunControl
 from tre.executors.cgroups import CgroupLimits, create_job_cgroup, sweep_stale
 from tre.executors.local import LocalExecutor
@@ -257,3 +259,39 @@ def test_sweep_keeps_a_job_cgroup_whole_while_any_controller_holds_a_process(
         sleeper.kill()
         sleeper.wait()
         assert group.remove()
+
+
+def test_millions_of_tiny_files_fill_tmp_and_shm_not_memory(sandbox: Sandbox, assert_clean) -> None:
+    """Empty files cost kernel memory that a tmpfs size limit never sees: /tmp and /dev/shm
+    bound their entries, so creating files ends in ENOSPC (and `disk full in /tmp`), not in
+    the OOM killer (or, without a cgroup, in host memory the job was never given)."""
+    code = textwrap.dedent(
+        """
+        import errno, json, os, sys
+        out = {}
+        for where in ('/dev/shm', '/tmp'):
+            n = 0
+            try:
+                while n < 400_000:
+                    os.close(os.open(f'{where}/f{n}', os.O_CREAT | os.O_WRONLY, 0o600))
+                    n += 1
+                out[where] = [n, 0]
+            except OSError as exc:
+                out[where] = [n, exc.errno]
+            if where == '/dev/shm':
+                for i in range(n):
+                    os.unlink(f'{where}/f{i}')
+        print(json.dumps(out), flush=True)
+        sys.exit(1)
+        """
+    )
+    run = sandbox.run(code, memory_mb=64)
+    (out,) = run.json_lines()
+    scratch = 32 * 2**20  # half the memory limit
+    for where in ("/dev/shm", "/tmp"):
+        made, err = out[where]
+        assert err == errno.ENOSPC, (where, out, run.log)
+        assert 0 < made <= stage.scratch_inodes(scratch), (where, made)
+    assert run.result.state == "failed"
+    assert run.result.reason == "disk full in /tmp"
+    assert_clean(run)

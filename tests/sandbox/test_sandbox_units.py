@@ -26,7 +26,7 @@ from tre.executors.bwrap import (
     sandbox_env,
     sanitise_image_ref,
 )
-from tre.executors.stage import Stage
+from tre.executors.stage import Stage, scratch_inodes
 
 
 @pytest.mark.parametrize(
@@ -176,6 +176,12 @@ def test_seccomp_program_decisions(arch: str) -> None:
         for special in (0o4755, 0o2755, 0o6000):
             args[index] = special
             assert run_bpf(prog, native, nr, tuple(args)) == EPERM, name
+    persona_nr = rules["personality"][0]
+    for value in seccomp.PERSONALITY_ALLOWED:
+        assert run_bpf(prog, native, persona_nr, (value,)) == ALLOW, hex(value)
+    # ADDR_NO_RANDOMIZE, READ_IMPLIES_EXEC, ADDR_COMPAT_LAYOUT, and one combined with PER_LINUX32.
+    for value in (0x0040000, 0x0400000, 0x0200000, 0x0040008, 1):
+        assert run_bpf(prog, native, persona_nr, (value,)) == EPERM, hex(value)
     assert run_bpf(prog, native, seccomp.ENOSYS_SYSCALLS[arch]["openat2"]) == ENOSYS
     assert run_bpf(prog, native, 0) == ALLOW  # read (x86_64) / io_setup (aarch64)
     assert run_bpf(prog, 0x40000003, 1) == KILL  # a foreign ABI (i386) is killed outright
@@ -262,12 +268,18 @@ def test_stage_maps_private_sources_and_leaves_system_paths(tmp_path: Path) -> N
     assert stage(tmp_path / "data", True) == "/run/tre-stage/b1"  # writable is another entry
     assert stage.output(tmp_path / "out") == "/run/tre-stage/output"
     assert stage.tmp(1024) == "/run/tre-stage/tmp"
+    # /dev/shm is a tmpfs of the same size but its own entry, not the /tmp one again.
+    assert stage.tmp(1024, "shm") == "/run/tre-stage/shm"
     assert stage.entries == [
         ("ro", str(tmp_path / "data"), "b0"),
         ("rw", str(tmp_path / "data"), "b1"),
         ("rw", str(tmp_path / "out"), "output"),
-        ("tmpfs", "1024", "tmp"),
+        ("tmpfs", "1024:4096", "tmp"),
+        ("tmpfs", "1024:4096", "shm"),
     ]
+    # Entries scale with the size (one per 8 KiB) above the floor.
+    assert scratch_inodes(512 * 2**20) == 65536
+    assert scratch_inodes(0) == 4096
     with pytest.raises(ExecutorError, match="newline"):
         stage(Path("/srv/a\nb"), False)
 

@@ -4,8 +4,11 @@
 
 from __future__ import annotations
 
+import errno
 import shutil
+import socket
 import textwrap
+import uuid
 from pathlib import Path
 
 import pytest
@@ -57,6 +60,39 @@ def test_only_unix_sockets_can_be_created(sandbox: Sandbox) -> None:
         assert out[name] == eafnosupport, name
     assert out["AF_UNIX"] == "ok"
     assert out["socketpair_unix"] == "ping"
+
+
+def test_host_abstract_unix_sockets_are_out_of_reach(sandbox: Sandbox) -> None:
+    """Abstract UNIX sockets (``\\0name``) have no file to hide: they belong to the network
+    namespace. A host service listening on one (X11, D-Bus, container runtimes do) must be
+    unreachable from a job, as must be the host's table of them (/proc/net/unix)."""
+    name = f"tre-test-{uuid.uuid4().hex}"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind("\0" + name)
+    listener.listen(1)
+    listener.setblocking(False)
+    code = textwrap.dedent(
+        f"""
+        import json, socket
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            s.connect('\\0{name}')
+            out = {{'connect': 'ok'}}
+        except OSError as e:
+            out = {{'connect': e.errno}}
+        out['listed'] = '{name}' in open('/proc/net/unix').read()
+        print(json.dumps(out))
+        """
+    )
+    try:
+        run = sandbox.run(code)
+        with pytest.raises(BlockingIOError):
+            listener.accept()
+    finally:
+        listener.close()
+    assert run.result.state == "succeeded", run.log
+    (out,) = run.json_lines()
+    assert out == {"connect": errno.ECONNREFUSED, "listed": False}
 
 
 def test_o_tmpfile_cannot_pass_the_output_quota(sandbox: Sandbox) -> None:

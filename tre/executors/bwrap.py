@@ -236,6 +236,8 @@ class SandboxLayout:
     # sized tmpfs the supervisor can inspect); None: a plain bind / bwrap's own tmpfs.
     output_source: str | None = None
     tmp_source: str | None = None
+    # The same for /dev/shm (a staged tmpfs with an entry bound); None: bwrap's own tmpfs.
+    shm_source: str | None = None
     # --block-fd: bwrap reads it after every mount is made, just before running the job.
     block_fd: int | None = None
     # The image's config (Env, Entrypoint/Cmd, WorkingDir, User); None in host-toolchain mode.
@@ -344,11 +346,11 @@ def build_args(spec: JobSpec, layout: SandboxLayout) -> list[str]:
         "--dev",
         "/dev",
         *[a for dev in layout.gpu.devices for a in ("--dev-bind", dev, dev)],
-        "--size",
-        size,
-        "--tmpfs",
-        "/dev/shm",  # noqa: S108 - sandbox-private tmpfs
     ]
+    if layout.shm_source is not None:
+        args += ["--bind", layout.shm_source, "/dev/shm"]  # noqa: S108 - sandbox-private tmpfs
+    else:
+        args += ["--size", size, "--tmpfs", "/dev/shm"]  # noqa: S108 - sandbox-private tmpfs
     made: set[str] = {"/tmp"}  # noqa: S108
     for fd, dest in layout.tmp_files:
         if not dest.startswith("/tmp/") or ".." in dest.split("/"):  # noqa: S108

@@ -40,7 +40,7 @@ def container_options(
     runtime: str | None = None,
 ) -> dict[str, Any]:
     """Keyword arguments for ``client.containers.create``; pure, so tests pin every option."""
-    from docker.types import DeviceRequest
+    from docker.types import DeviceRequest, Ulimit
 
     if not _PINNED.fullmatch(spec.image):
         raise ExecutorError(f"image must be pinned by digest or image id (sha256:...), got {spec.image!r}")
@@ -80,6 +80,9 @@ def container_options(
         "nano_cpus": int(spec.cpu * 1_000_000_000),
         "ipc_mode": "private",
         "init": True,
+        # No core dumps, as in the local sandbox: without code the working folder is
+        # /output, where a dump of the job's memory would pass the quota checked only at the end.
+        "ulimits": [Ulimit(name="core", soft=0, hard=0)],
         "tmpfs": {tmp: f"rw,noexec,nosuid,nodev,size={tmp_size_mb}m"},
         "volumes": volumes,
         "detach": True,

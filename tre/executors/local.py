@@ -497,6 +497,7 @@ class LocalExecutor(Executor):
             stage=stage,
             output_source=stage.output(spec.output_dir),
             tmp_source=stage.tmp(scratch_bytes),
+            shm_source=stage.tmp(scratch_bytes, "shm"),
             block_fd=fds.get("block"),
             image_config=config,
         )
@@ -556,6 +557,9 @@ class LocalExecutor(Executor):
                 pass_fds=(*fds.values(), status_w, hold_r),
                 start_new_session=True,
                 env=_HOST_ENV,
+                # Not the worker's folder: bash exports it as PWD to bwrap, whose init's
+                # environment the job can read at /proc/1/environ.
+                cwd="/",
             )
         except BaseException:
             os.close(status_r)
@@ -625,7 +629,9 @@ class LocalExecutor(Executor):
         tmp = Path(f"/proc/{launcher_pid}/root") / str(self.stage_dir).lstrip("/") / "tmp"
         output = spec.output_dir
         ending = _Ending(returncode=exit_status, launched=_unread_bytes(block_fd) == 0)
-        ending.tmp_full = outputfs.is_full(tmp, outputfs.full_margin(spec.memory_mb * MIB // 2))
+        ending.tmp_full = outputfs.is_full(
+            tmp, outputfs.full_margin(spec.memory_mb * MIB // 2)
+        ) or outputfs.out_of_entries(tmp)
         ending.output_full = outputfs.is_full(output, outputfs.full_margin(spec.output_limit_mb * MIB))
         try:
             ending.copy = outputfs.collect(output, scratch, *host_ids, spec.output_limit_mb * MIB)

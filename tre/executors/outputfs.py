@@ -166,6 +166,15 @@ def is_full(mountpoint: Path, margin_bytes: int = 2 * BLOCK) -> bool:
     return st.f_bavail * st.f_frsize <= margin_bytes
 
 
+def out_of_entries(mountpoint: Path) -> bool:
+    """Whether the mounted file system has no free inode left (a /tmp of many tiny files)."""
+    try:
+        st = os.statvfs(mountpoint)
+    except OSError:
+        return False
+    return st.f_files > 0 and st.f_favail == 0
+
+
 @dataclass
 class CopyResult:
     """What `copy_out` copied, and the fixed-vocabulary problem that stopped it, if one did."""

@@ -11,7 +11,8 @@ primitives), io_uring (large attack surface, bypasses seccomp on many kernels), 
 and kexec loading, mount/namespace manipulation (the sandbox must not rebuild its own
 view of the file system or join another namespace), swap/reboot/acct/quotactl/syslog and
 raw port I/O. Research code has no legitimate use for any of them. Denied calls fail with
-``EPERM``.
+``EPERM``. ``personality`` is allowed only for the harmless values Docker's default profile
+allows (``ADDR_NO_RANDOMIZE`` and ``READ_IMPLIES_EXEC`` would switch off ASLR and NX).
 
 Two argument checks close channels the namespaces leave open: ``socket``/``socketpair`` work
 only for ``AF_UNIX`` (``AF_VSOCK`` reaches the hypervisor and is not isolated by a network
@@ -132,7 +133,8 @@ DENIED_SYSCALLS: dict[str, dict[str, int]] = {
 
 
 # Syscalls allowed only with harmless arguments: (name, argument index, rule). "family" allows
-# the socket only for AF_UNIX; "mode" refuses a mode with the setuid or setgid bit.
+# the socket only for AF_UNIX; "mode" refuses a mode with the setuid or setgid bit; "persona"
+# allows personality() only for the values in PERSONALITY_ALLOWED.
 ARG_RULES: dict[str, dict[str, tuple[int, int, str]]] = {
     "x86_64": {
         "socket": (41, 0, "family"),
@@ -146,6 +148,7 @@ ARG_RULES: dict[str, dict[str, tuple[int, int, str]]] = {
         "fchmod": (91, 1, "mode"),
         "fchmodat": (268, 2, "mode"),
         "fchmodat2": (452, 2, "mode"),
+        "personality": (135, 0, "persona"),
     },
     "aarch64": {
         "socket": (198, 0, "family"),
@@ -155,12 +158,18 @@ ARG_RULES: dict[str, dict[str, tuple[int, int, str]]] = {
         "fchmod": (52, 1, "mode"),
         "fchmodat": (53, 2, "mode"),
         "fchmodat2": (452, 2, "mode"),
+        "personality": (92, 0, "persona"),
     },
 }
 # openat2 passes its mode inside a struct that seccomp cannot read: answer ENOSYS so that C
 # libraries fall back to openat, whose mode is checked.
 ENOSYS_SYSCALLS: dict[str, dict[str, int]] = {"x86_64": {"openat2": 437}, "aarch64": {"openat2": 437}}
 AF_UNIX = 1
+# personality() values a job may set: PER_LINUX, PER_LINUX32, UNAME26 (and both), and the
+# query 0xffffffff (the list Docker's default profile allows). Everything else is refused,
+# above all ADDR_NO_RANDOMIZE and READ_IMPLIES_EXEC, which switch off ASLR and NX for the
+# job's processes: mitigations that make a kernel or setuid exploit harder.
+PERSONALITY_ALLOWED = (0x0, 0x8, 0x20000, 0x20008, 0xFFFFFFFF)
 _SPECIAL_MODE_BITS = 0o6000  # S_ISUID | S_ISGID
 _BPF_ALU_AND_K = 0x54
 
@@ -208,7 +217,7 @@ def build_filter(machine: str | None = None) -> bytes:
     # Positions are counted from the first dispatch instruction; each block has a fixed size.
     n_dispatch = len(denied) + len(enosys) + len(rules)
     allow_at = n_dispatch
-    block_len = {"family": 3, "mode": 4}
+    block_len = {"family": 3, "mode": 4, "persona": 2 + len(PERSONALITY_ALLOWED)}
     block_at: list[int] = []
     pos = allow_at + 1
     for _nr, _idx, kind in rules:
@@ -236,6 +245,12 @@ def build_filter(machine: str | None = None) -> bytes:
         if kind == "family":
             # AF_UNIX: on to ALLOW; anything else: EAFNOSUPPORT.
             body.append(_insn(_BPF_JEQ_K, 0, jump(len(body), eafnosupport_at), AF_UNIX))
+        elif kind == "persona":
+            # Each allowed value jumps to the block's ALLOW; the last miss goes to EPERM.
+            for i, value in enumerate(PERSONALITY_ALLOWED):
+                to_allow = len(PERSONALITY_ALLOWED) - 1 - i
+                miss = jump(len(body), eperm_at) if i == len(PERSONALITY_ALLOWED) - 1 else 0
+                body.append(_insn(_BPF_JEQ_K, to_allow, miss, value))
         else:
             body.append(_insn(_BPF_ALU_AND_K, 0, 0, _SPECIAL_MODE_BITS))
             body.append(_insn(_BPF_JEQ_K, 0, jump(len(body), eperm_at), 0))

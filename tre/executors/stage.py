@@ -55,8 +55,10 @@ while [ "$1" != "--" ]; do
         o=nosuid,nodev; [ "$k" = ro ] && o=ro,$o
         mount -o "remount,bind,$o" "$d" || fail "cannot restrict a staged bind" ;;
     tmpfs)
-        mkdir "$d" && mount -t tmpfs -o "size=$src,mode=0700,uid=$U,gid=$G,nosuid,nodev" tre-tmp "$d" \
-            || fail "cannot mount /tmp" ;;
+        sz=${src%:*} ni=${src#*:}
+        case $sz$ni in ""|*[!0-9]*) fail "bad tmpfs size" ;; esac
+        o="size=$sz,nr_inodes=$ni,mode=0700,uid=$U,gid=$G,nosuid,nodev"
+        mkdir "$d" && mount -t tmpfs -o "$o" tre-tmp "$d" || fail "cannot mount /tmp" ;;
     *) fail "unknown stage kind" ;;
     esac
 done; shift
@@ -68,6 +70,24 @@ echo "exited $rc" >&"$SF"
 read -r _ <&"$HF"
 exit $rc
 """
+
+
+# One tmpfs entry per 8 KiB of the file system's size, never fewer than _MIN_SCRATCH_INODES.
+_SCRATCH_BYTES_PER_INODE = 8192
+_MIN_SCRATCH_INODES = 4096
+
+
+def scratch_inodes(size_bytes: int) -> int:
+    """How many files and folders a job's /tmp or /dev/shm of ``size_bytes`` may hold.
+
+    Why a bound: tmpfs defaults to half the host's RAM pages in inodes (millions), and each
+    empty file costs about 1 KiB of kernel memory that its size limit never sees. Charged to
+    the job's memory cgroup, millions of tiny files end in the OOM killer rather than in
+    ``disk full in /tmp``; without a cgroup (the rlimit fallback), or where kernel memory is
+    not accounted, they are host memory the job was never given. At 8 KiB per entry the
+    inodes cost at most ~1/8 of the tmpfs size; the floor leaves room for the Numba seed.
+    """
+    return max(_MIN_SCRATCH_INODES, int(size_bytes) // _SCRATCH_BYTES_PER_INODE)
 
 
 def _is_system(path: Path) -> bool:
@@ -90,17 +110,21 @@ class Stage:
     def __call__(self, path: Path, writable: bool) -> str:
         if not writable and _is_system(Path(os.path.normpath(path))):
             return str(path)
-        return self._add("rw" if writable else "ro", str(path))
+        # Absolute here: the launcher runs in "/", not in the worker's working folder.
+        return self._add("rw" if writable else "ro", os.path.abspath(path))
 
     def output(self, mounted: Path) -> str:
         """The job's output folder, where the worker has mounted its own file system."""
-        return self._add("rw", str(mounted), "output")
+        return self._add("rw", os.path.abspath(mounted), "output")
 
-    def tmp(self, size_bytes: int) -> str:
-        return self._add("tmpfs", str(int(size_bytes)), "tmp")
+    def tmp(self, size_bytes: int, name: str = "tmp") -> str:
+        """A private tmpfs of ``size_bytes`` (the job's /tmp, or /dev/shm as ``shm``) whose
+        entries are bounded too (`scratch_inodes`)."""
+        return self._add("tmpfs", f"{int(size_bytes)}:{scratch_inodes(size_bytes)}", name)
 
     def _add(self, kind: str, source: str, name: str | None = None) -> str:
-        key = (kind, source)
+        # Named entries (output, tmp, shm) are one each, whatever their source.
+        key = (kind, name or source)
         if key not in self._names:
             if "\n" in source or "\0" in source:
                 raise ExecutorError("a bind source path contains a newline or NUL byte")
