@@ -28,6 +28,9 @@ from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
+from egress_review.checks import CheckContext, CheckResult, gather_identifiers, run_checks
+from tre.policy import Policy
+
 CT_SMALL = Path(get_testdata_file("CT_small.dcm"))  # type: ignore[arg-type]
 FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf"
 
@@ -637,3 +640,16 @@ def variant_controls(dataset: Path) -> list[Planted]:
     )
     out.append(Planted("c_train.log", timestamps.encode()))
     return out
+
+
+def check_context(dataset: Path, policy: Policy) -> CheckContext:
+    """The context an egress request's checks get for one file from ``dataset``."""
+    ids = gather_identifiers(dataset, identifier_columns=policy.text.identifier_columns)
+    return CheckContext(identifiers=ids, file_count=1, total_size=0, dataset_paths=[dataset])
+
+
+def run_planted(tmp_path: Path, planted: Planted, policy: Policy, context: CheckContext) -> list[CheckResult]:
+    """Write ``planted`` and run the checks an egress request runs on it."""
+    path = tmp_path / planted.name
+    path.write_bytes(planted.data)
+    return run_checks(path, planted.name, policy, context)

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from egress_review.checks import CheckContext, CheckResult, gather_identifiers, ocr, run_checks, worst
-from tests.egress.planted_corpus import Planted, build_dataset, controls, leaks
+from egress_review.checks import CheckContext, ocr, worst
+from tests.egress.planted_corpus import build_dataset, check_context, controls, leaks, run_planted
 from tre.policy import Policy, load_policy
 
 POLICIES = Path(__file__).resolve().parents[2] / "policies"
@@ -26,14 +26,10 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def context(dataset: Path, policy: Policy) -> CheckContext:
-    ids = gather_identifiers(dataset, identifier_columns=policy.text.identifier_columns)
-    return CheckContext(identifiers=ids, file_count=1, total_size=0, dataset_paths=[dataset])
+    return check_context(dataset, policy)
 
 
-def _run(tmp_path: Path, planted: Planted, policy: Policy, context: CheckContext) -> list[CheckResult]:
-    path = tmp_path / planted.name
-    path.write_bytes(planted.data)
-    return run_checks(path, planted.name, policy, context)
+_run = run_planted
 
 
 def test_corpus_has_every_leak_class(dataset: Path) -> None:

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from egress_review.checks import CheckContext, CheckResult, gather_identifiers, run_checks, worst
-from tests.egress.planted_corpus import PATIENT_ID, Planted, build_dataset
+from egress_review.checks import CheckContext, worst
+from tests.egress.planted_corpus import PATIENT_ID, Planted, build_dataset, check_context, run_planted
 from tests.egress.planted_round4 import controls, leaks
 from tre.policy import Policy, load_policy
 
@@ -46,14 +46,10 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def context(dataset: Path, policy: Policy) -> CheckContext:
-    ids = gather_identifiers(dataset, identifier_columns=policy.text.identifier_columns)
-    return CheckContext(identifiers=ids, file_count=1, total_size=0, dataset_paths=[dataset])
+    return check_context(dataset, policy)
 
 
-def _run(tmp_path: Path, planted: Planted, policy: Policy, context: CheckContext) -> list[CheckResult]:
-    path = tmp_path / planted.name
-    path.write_bytes(planted.data)
-    return run_checks(path, planted.name, policy, context)
+_run = run_planted
 
 
 def test_every_round4_leak_is_caught_by_its_class(
