@@ -322,7 +322,7 @@ def _pixel_bytes(ds: Dataset, policy: Policy, context: CheckContext) -> list[Che
 def _pixel_similarity(ds: Dataset, policy: Policy, context: CheckContext) -> list[CheckResult]:
     """A de-identified copy of an input image is still the scan: the reviewers are told (a
     flag, since the policy may let de-identified DICOM leave; a NIfTI copy blocks)."""
-    from egress_review.checks.images import similarity_to_inputs
+    from egress_review.checks.images import input_match
 
     if "PixelData" not in ds or not context.dataset_paths:
         return []
@@ -333,8 +333,8 @@ def _pixel_similarity(ds: Dataset, policy: Policy, context: CheckContext) -> lis
     frame = pixels[len(pixels) // 2] if pixels.ndim == 3 and pixels.shape[-1] not in (3, 4) else pixels
     if frame.ndim == 3:
         frame = frame.mean(axis=-1)
-    similar = similarity_to_inputs(frame, context, policy.image.volumes.max_input_slices)
-    if similar is None or similar[0] < policy.image.volumes.similarity_threshold:
+    similar = input_match(frame, context, policy.image.volumes)
+    if similar is None:
         return []
     return [
         CheckResult(

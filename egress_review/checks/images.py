@@ -26,7 +26,7 @@ from egress_review.checks.containers import jpeg_structure, png_structure
 from egress_review.checks.identifiers import matcher_for
 from egress_review.checks.model import CheckContext, CheckResult, action_outcome, mask
 from egress_review.checks.text import check_identifiers
-from tre.policy import Policy
+from tre.policy import Policy, VolumeRules
 
 # Image.info keys that describe encoding, not content.
 STRUCTURAL_KEYS = frozenset(
@@ -377,8 +377,8 @@ def _raster_similarity(
         except ValueError:  # modes resize does not take (16-bit grey): every step-th pixel
             img = Image.fromarray(np.asarray(img)[::step, ::step])
     grey = np.asarray(img.convert("F") if img.mode != "F" else img, dtype=np.float64)
-    similar = similarity_to_inputs(grey, context, rules.max_input_slices)
-    if similar is None or similar[0] < rules.similarity_threshold:
+    similar = input_match(grey, context, rules)
+    if similar is None:
         return []
     return [
         CheckResult(
@@ -455,8 +455,8 @@ def check_volume(
                 evidence={"distinct_values": distinct, "dtype": code, "shape": shape},
             )
         )
-        similar = similarity_to_inputs(arr, context, rules.max_input_slices)
-        if similar is not None and similar[0] >= rules.similarity_threshold:
+        similar = input_match(arr, context, rules)
+        if similar is not None:
             out.append(
                 CheckResult(
                     check="volume:similar_to_input",
@@ -557,6 +557,13 @@ def similarity_to_inputs(arr: np.ndarray, context: CheckContext, limit: int) -> 
     return best
 
 
+def input_match(arr: np.ndarray, context: CheckContext, rules: VolumeRules) -> tuple[float, int] | None:
+    """(correlation, slice) when ``arr`` matches an input DICOM image at or above the policy's
+    threshold, else None: what "a copy of the scan" means for every output kind."""
+    similar = similarity_to_inputs(arr, context, rules.max_input_slices)
+    return similar if similar is not None and similar[0] >= rules.similarity_threshold else None
+
+
 RAW_DTYPES = ("<i2", "<u2", "u1", "<f4", ">i2")
 
 
@@ -576,8 +583,8 @@ def raw_similarity(data: bytes, policy: Policy, context: CheckContext, what: str
         arr = np.frombuffer(data, dtype=dtype).reshape(side, side)[::step, ::step].astype(np.float64)
         if not np.isfinite(arr).all():
             continue
-        similar = similarity_to_inputs(arr, context, rules.max_input_slices)
-        if similar is not None and similar[0] >= rules.similarity_threshold:
+        similar = input_match(arr, context, rules)
+        if similar is not None:
             return CheckResult(
                 check="raw:similar_to_input",
                 outcome=action_outcome(rules.similar_to_input),

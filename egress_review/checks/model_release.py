@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from egress_review.checks.detect import Detected
-from egress_review.checks.images import similarity_to_inputs
+from egress_review.checks.images import input_match
 from egress_review.checks.membership import membership_attack
 from egress_review.checks.model import CheckContext, CheckResult, SandboxUnavailable, action_outcome
 from egress_review.checks.model_card import CardError, find_card, parse_card, read_records
@@ -405,8 +405,9 @@ def _content_results(path: Path, detail: str, policy: Policy, context: CheckCont
     rules = policy.image.volumes
     for arr in content.arrays:
         forms = [arr, np.moveaxis(arr, 0, -1)] if arr.ndim == 3 else [arr.reshape(-1, *arr.shape[-2:])[0]]
-        best = max((similarity_to_inputs(f, context, rules.max_input_slices) or (0.0, 0))[0] for f in forms)
-        if best >= rules.similarity_threshold:
+        matches = [m[0] for f in forms if (m := input_match(f, context, rules)) is not None]
+        if matches:
+            best = max(matches)
             out.append(
                 CheckResult(
                     check="model:similar_to_input",
