@@ -29,9 +29,6 @@ def context(dataset: Path, policy: Policy) -> CheckContext:
     return check_context(dataset, policy)
 
 
-_run = run_planted
-
-
 def test_corpus_has_every_leak_class(dataset: Path) -> None:
     names = [p.name for p in leaks(dataset)]
     assert len(names) == len(set(names)) and len(names) >= 56
@@ -42,7 +39,7 @@ def test_no_planted_leak_passes(tmp_path: Path, dataset: Path, policy: Policy, c
     missed: list[str] = []
     wrong_reason: list[str] = []
     for planted in leaks(dataset):
-        results = _run(tmp_path, planted, policy, context)
+        results = run_planted(tmp_path, planted, policy, context)
         fired = [r.check for r in results if r.outcome != "pass"]
         if worst(results) == "pass":
             missed.append(planted.name)
@@ -57,7 +54,7 @@ def test_at_most_one_control_flagged(
 ) -> None:
     flagged = {}
     for planted in controls(dataset):
-        results = _run(tmp_path, planted, policy, context)
+        results = run_planted(tmp_path, planted, policy, context)
         if worst(results) != "pass":
             flagged[planted.name] = [f"{r.check}: {r.reason}" for r in results if r.outcome != "pass"]
     assert len(flagged) <= 1, flagged
@@ -67,6 +64,6 @@ def test_every_finding_says_what_and_where(
     tmp_path: Path, dataset: Path, policy: Policy, context: CheckContext
 ) -> None:
     for planted in leaks(dataset)[:20]:
-        for r in _run(tmp_path, planted, policy, context):
+        for r in run_planted(tmp_path, planted, policy, context):
             if r.outcome != "pass":
                 assert len(r.reason) > 30, (planted.name, r)

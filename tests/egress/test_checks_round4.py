@@ -49,15 +49,12 @@ def context(dataset: Path, policy: Policy) -> CheckContext:
     return check_context(dataset, policy)
 
 
-_run = run_planted
-
-
 def test_every_round4_leak_is_caught_by_its_class(
     tmp_path: Path, dataset: Path, policy: Policy, context: CheckContext
 ) -> None:
     missed, wrong = [], []
     for planted in leaks(dataset):
-        results = _run(tmp_path, planted, policy, context)
+        results = run_planted(tmp_path, planted, policy, context)
         fired = [r.check for r in results if r.outcome != "pass"]
         if worst(results) == "pass":
             missed.append(planted.name)
@@ -71,12 +68,12 @@ def test_identifier_leaks_block(tmp_path: Path, dataset: Path, policy: Policy, c
     """An identifier found is a block under the default policy, not a flag for the reviewers."""
     for planted in leaks(dataset):
         if any("identifiers" in c for c in planted.caught_by):
-            assert worst(_run(tmp_path, planted, policy, context)) == "block", planted.name
+            assert worst(run_planted(tmp_path, planted, policy, context)) == "block", planted.name
 
 
 def test_controls_raise_none_of_the_new_checks(tmp_path: Path, policy: Policy, context: CheckContext) -> None:
     for planted in controls():
-        fired = [r.check for r in _run(tmp_path, planted, policy, context) if r.outcome != "pass"]
+        fired = [r.check for r in run_planted(tmp_path, planted, policy, context) if r.outcome != "pass"]
         assert not [f for f in fired if f.startswith(NEW_CHECKS)], f"{planted.name}: {fired}"
 
 
@@ -85,7 +82,9 @@ def test_disguised_reason_is_fixed_words(
 ) -> None:
     """The requester sees which lines, never the decoded text."""
     planted = next(p for p in leaks(dataset) if p.name == "rot13.txt")
-    hit = next(r for r in _run(tmp_path, planted, policy, context) if r.check == "identifiers:disguised")
+    hit = next(
+        r for r in run_planted(tmp_path, planted, policy, context) if r.check == "identifiers:disguised"
+    )
     assert "HOSP" not in hit.reason.upper() and "UBFC" not in hit.reason.upper()
     assert hit.evidence == {"lines": [1], "count": 1}
 
@@ -152,7 +151,7 @@ REPORT = f"patient {PATIENT_ID}\n".encode()
 def test_an_allowed_archive_is_judged_by_its_members(
     tmp_path: Path, archive_policy: Policy, context: CheckContext, name: str, data: bytes, check: str
 ) -> None:
-    results = _run(tmp_path, Planted(name, data), archive_policy, context)
+    results = run_planted(tmp_path, Planted(name, data), archive_policy, context)
     assert worst(results) == "block"
     assert check in [r.check for r in results if r.outcome == "block"], [(r.check, r.reason) for r in results]
     for r in results:  # a member is named by position; its name is for the reviewers only
@@ -163,7 +162,7 @@ def test_an_allowed_archive_is_judged_by_its_members(
 def test_a_clean_allowed_archive_passes(
     tmp_path: Path, archive_policy: Policy, context: CheckContext
 ) -> None:
-    results = _run(
+    results = run_planted(
         tmp_path, Planted("ok.zip", _zip({"readme.txt": b"fine results\n"})), archive_policy, context
     )
     assert worst(results) == "pass"
@@ -179,12 +178,12 @@ def test_text_past_the_disguise_bound_is_flagged_not_passed(
 
     monkeypatch.setattr(text, "MAX_DISGUISED_CHARS", 2000)
     prose = "".join(f"step {i} finished without trouble\n" for i in range(200)).encode()
-    results = _run(tmp_path, Planted("long.txt", prose), policy, context)
+    results = run_planted(tmp_path, Planted("long.txt", prose), policy, context)
     assert [(r.check, r.outcome) for r in results if r.outcome != "pass"] == [
         ("identifiers:disguised", "flag")
     ]
     hidden = b"patient E N A J ^ E O D\n" + prose
-    results = _run(tmp_path, Planted("long2.txt", hidden), policy, context)
+    results = run_planted(tmp_path, Planted("long2.txt", hidden), policy, context)
     assert worst(results) == "block"
 
 
@@ -200,7 +199,7 @@ def test_an_allowed_type_no_check_reads_is_flagged(
     tmp_path: Path, policy: Policy, context: CheckContext, kind: str, data: bytes
 ) -> None:
     files = policy.files.model_copy(update={"allowed_types": [*policy.files.allowed_types, kind]})
-    results = _run(
+    results = run_planted(
         tmp_path, Planted(f"out.{kind}", data), policy.model_copy(update={"files": files}), context
     )
     assert "content_uninspected" in [r.check for r in results if r.outcome == "flag"]

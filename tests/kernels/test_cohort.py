@@ -311,6 +311,12 @@ def test_a_changed_input_set_keeps_names_and_overwrites_nothing(
     keeps its name, a new one takes a number never used in the folder, and no finished
     output of another series is touched."""
     root, out = tmp_path / "in", tmp_path / "out"
+
+    def add_series(folder: str, seed: int, uid: str) -> None:
+        write_series(
+            root / folder, chest_phantom((3, 24, 20), seed=seed), spacing_zyx=(2.0, 0.9, 0.9), series_uid=uid
+        )
+
     make_cohort(root, n_good=3, bad=False)
     assert run(argv(root, out)) == 0
     first = manifest(out)
@@ -322,12 +328,7 @@ def test_a_changed_input_set_keeps_names_and_overwrites_nothing(
     }
 
     # Added: a series whose UID sorts before all the others (it is the log's series 1 now).
-    write_series(
-        root / "new",
-        chest_phantom((3, 24, 20), seed=7),
-        spacing_zyx=(2.0, 0.9, 0.9),
-        series_uid="1.2.826.0.0.5",
-    )
+    add_series("new", 7, "1.2.826.0.0.5")
     capsys.readouterr()
     assert run(argv(root, out)) == 0
     assert capsys.readouterr().out.splitlines()[-1].startswith("done 4 series: ok 1 resumed 3 failed 0")
@@ -341,12 +342,7 @@ def test_a_changed_input_set_keeps_names_and_overwrites_nothing(
     # series-00002, whose files (still described by the manifest) stay as they were.
     for path in (root / "s1").iterdir():
         path.unlink()
-    write_series(
-        root / "newer",
-        chest_phantom((3, 24, 20), seed=8),
-        spacing_zyx=(2.0, 0.9, 0.9),
-        series_uid="1.2.826.0.1.15",
-    )
+    add_series("newer", 8, "1.2.826.0.1.15")
     assert run(argv(root, out)) == 0
     third = manifest(out)
     assert third["names"]["series-00005"] == "1.2.826.0.1.15"
@@ -358,12 +354,7 @@ def test_a_changed_input_set_keeps_names_and_overwrites_nothing(
 
     # The manifest lost (or an older version's): numbers on disk are never reused either.
     (out / "manifest.json").unlink()
-    write_series(
-        root / "newest",
-        chest_phantom((3, 24, 20), seed=9),
-        spacing_zyx=(2.0, 0.9, 0.9),
-        series_uid="1.2.826.0.1.16",
-    )
+    add_series("newest", 9, "1.2.826.0.1.16")
     assert run(argv(root, out)) == 0
     fourth = manifest(out)
     assert sorted(fourth["names"]) == [f"series-{i:05d}" for i in range(6, 11)]  # 5 series, all new
