@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib.util
+import os
 import statistics
 import subprocess
 import sys
@@ -109,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
             keys += ("percentiles", "clipped_stats")
         wall: dict[str, dict[str, list[float]]] = {n: {k: [] for k in keys} for n in mods}
         cpu: dict[str, list[float]] = {n: [] for n in mods}
+        load = [os.getloadavg()[0]]
         for rnd in range(args.rounds):
             order = list(mods.items())
             for name, mod in order if rnd % 2 == 0 else order[::-1]:  # A B, B A: no order bias
@@ -120,12 +122,18 @@ def main(argv: list[str] | None = None) -> int:
                 for k in keys[1:]:
                     wall[name][k].append(res.timings_s[k])
                 del res
+    load.append(os.getloadavg()[0])
     rates = bp.copy_rates()
     bw = max(rates.values())
     bound = (raw.nbytes + out_bytes) / bw
     med = {n: {k: statistics.median(v) for k, v in wall[n].items()} for n in mods}
     cmed = {n: statistics.median(v) for n, v in cpu.items()}
-    print(f"volume {raw.shape} int16 -> grid {tables.shape}; {args.rounds} rounds; base {args.base}")
+    low = {n: {k: min(v) for k, v in wall[n].items()} for n in mods}
+    cmin = {n: min(v) for n, v in cpu.items()}
+    print(
+        f"volume {raw.shape} int16 -> grid {tables.shape}; {args.rounds} rounds; base {args.base}; "
+        f"{numba.get_num_threads()} threads; load average {min(load):.1f}-{max(load):.1f}"
+    )
     print(f"same crop: {same_box}; max |work - base| = {diff:.3g} (z-score units)")
     print(
         f"memory-bandwidth bound {bound * 1e3:.1f} ms at {bw / 1e9:.1f} GB/s, the faster copy "
@@ -140,6 +148,13 @@ def main(argv: list[str] | None = None) -> int:
             f"{cmed[name] * 1e3:.1f} ms CPU; stats pass {m['stats'] * 1e3:.1f} ms, "
             f"normalize pass {m['normalize'] * 1e3:.1f} ms"
             + "".join(f", {k} {m[k] * 1e3:.1f} ms" for k in keys[3:])
+        )
+    for name in mods:
+        m = low[name]
+        print(
+            f"{name} (min of the rounds): recipe {m['total'] * 1e3:.1f} ms wall ({m['total'] / bound:.1f}x), "
+            f"{cmin[name] * 1e3:.1f} ms CPU; stats pass {m['stats'] * 1e3:.1f} ms, "
+            f"normalize pass {m['normalize'] * 1e3:.1f} ms"
         )
     b = med["base"]
     for name in [n for n in mods if n != "base"]:
