@@ -6,7 +6,8 @@ so each part is timed on its own, all parts interleaved round by round in one pr
 same load hits every part), wall and CPU, min and median. Parts:
 
 * ``read input``: one parallel read of the int16 input (what pass 1 and pass 2 each pay at
-  least);
+  least); ``in-plane, full grid`` / ``in-plane, crop``: the y and x resampling of every input
+  slice as pass 1 (the whole plane) and pass 2 (the crop's rows and columns) do it;
 * ``stats pass``, ``normalize reused`` (into a buffer written before), ``normalize fresh``
   (into ``np.empty``: pays the first touch of the output's pages);
 * ``fill written`` / ``fill fresh`` / ``fill fresh mmap+hugepage`` / ``fill after populate``:
@@ -59,16 +60,17 @@ _libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
 
 
 @njit(parallel=True, cache=False, fastmath=True)
-def read_all(raw: np.ndarray) -> float:
+def read_all(raw: np.ndarray) -> int:
     """Sum of the input, plane by plane on every thread: one read of its bytes."""
-    acc = 0.0
+    acc = 0
     for z in prange(raw.shape[0]):
-        s = np.float32(0.0)
         plane = raw[z]
         for j in range(plane.shape[0]):
-            for v in plane[j]:
-                s += np.float32(v)
-        acc += s
+            row = plane[j]
+            s = np.int32(0)  # a row of int16 sums exactly in int32; integer lanes vectorise
+            for x in range(row.shape[0]):
+                s += np.int32(row[x])
+            acc += s
     return acc
 
 
@@ -89,6 +91,18 @@ def affine_in_place(out: np.ndarray, a: np.float32, b: np.float32) -> None:
     for k in prange((n + block - 1) // block):
         for i in range(k * block, min(n, (k + 1) * block)):
             flat[i] = flat[i] * a + b
+
+
+@njit(parallel=True, cache=False)
+def in_plane_all(raw, slopes, intercepts, yi0, yi1, yw, xi0, xi1, xw, parts):  # type: ignore[no-untyped-def]
+    """The in-plane resampling (y, x, rescale) of every input slice, as the passes do it,
+    into one thread-local plane: the share of a pass that does not depend on the output."""
+    nz = raw.shape[0]
+    for c in prange(parts):
+        tmp = np.empty((cpu.ROWS, raw.shape[2]), dtype=np.float32)
+        plane = np.empty((yi0.shape[0], xi0.shape[0]), dtype=np.float32)
+        for z in range(c * nz // parts, (c + 1) * nz // parts):
+            cpu._slice_plane(raw, z, slopes[z], intercepts[z], yi0, yi1, yw, xi0, xi1, xw, tmp, plane)
 
 
 def huge_mapping(shape: tuple[int, ...]) -> tuple[mmap.mmap, np.ndarray]:
@@ -171,8 +185,14 @@ def main(argv: list[str] | None = None) -> int:
         del arr
         mm.close()
 
+    full = be._tables((0, tables.shape[0], 0, tables.shape[1], 0, tables.shape[2]))[3:]
+    crop = be._tables(st.bbox)[3:]
+    nparts = 4 * numba.get_num_threads()
+    slopes, intercepts = be.slopes, be.intercepts
     parts: dict[str, Callable[[], object]] = {
         "read input": lambda: read_all(raw),
+        "in-plane, full grid": lambda: in_plane_all(raw, slopes, intercepts, *full, nparts),
+        "in-plane, crop": lambda: in_plane_all(raw, slopes, intercepts, *crop, nparts),
         "stats pass": lambda: be.stats(
             (clip_lo, clip_hi), shift, scale, recipe.foreground_threshold, 0.5, False
         ),

@@ -133,22 +133,3 @@ def test_rejects_bad_parameters() -> None:
         PreprocessParams(spacing=(1.0, 0.0, 1.0))
     with pytest.raises(ValueError, match="percentile"):
         PreprocessParams(spacing=(1.0, 1.0, 1.0), percentile_clip=(99.0, 1.0))
-
-
-def test_normalize_affine_saturates_unbounded_clip() -> None:
-    """Without a window the clip bounds are +-3e38; folded into the z-score's affine map
-    (`tre.kernels.cpu.zscore_affine`) with a large 1/std they exceed float32 and must
-    saturate (no overflow warning, finite output) and still match the reference."""
-    import warnings
-
-    raw = np.zeros((6, 9, 11), dtype=np.int16)
-    raw[2:4, 3:6, 4:8] = 1  # a few voxels: std ~0.1, 1/std ~10 scales 3e38 past float32
-    params = PreprocessParams(spacing=(1.0, 1.0, 1.0), window=None, foreground_threshold=0.5)
-    slopes, intercepts = np.ones(6), np.zeros(6)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        got = preprocess_array(raw, slopes, intercepts, (1.0, 1.0, 1.0), params)
-    ref = preprocess_reference(raw, slopes, intercepts, (1.0, 1.0, 1.0), params)
-    assert np.isfinite(got.image).all()
-    assert got.bbox == ref.bbox
-    assert hu_error(got.image, ref.image, ref.std, params) <= HU_TOL

@@ -515,21 +515,22 @@ def normalize_pass(
     xw,
     group_start,
     chunk_start,
-    a,
-    b,
-    lo,
-    hi,
+    clip_lo,
+    clip_hi,
+    shift,
+    scale,
+    mean,
+    inv_std,
     out,
 ):
-    """Pass 2: out = clip(hu * a + b, lo, hi) over the (cropped) tables.
+    """Pass 2: out = ((clip(hu) - shift) * scale - mean) * inv_std over the (cropped) tables.
 
-    The window and the z-score are one affine map, ``a`` and ``b`` (`zscore_affine`), and the
-    HU clip moves after it (``a`` > 0, so the order of clip and map does not matter): one
-    FMA and two clamps per voxel where window then z-score took a subtract, an FMA and a
-    multiply. Chunks of `pair_groups`, rows outer and the group's output slices inner, as in
+    Chunks of `pair_groups`, rows outer and the group's output slices inner, as in
     `stats_pass`."""
     nyo = yi0.shape[0]
     nxo = xi0.shape[0]
+    m = np.float32(mean)
+    inv = np.float32(inv_std)
     for c in prange(chunk_start.shape[0] - 1):
         tmp = np.empty((ROWS, raw.shape[2]), dtype=np.float32)
         pa = np.empty((nyo, nxo), dtype=np.float32)
@@ -548,7 +549,8 @@ def normalize_pass(
                     wz = np.float32(zw[k0 + q])
                     row = out[k0 + q, j]
                     for i in range(nxo):
-                        row[i] = clip_value(z_blend(ra[i], rb[i], wz) * a + b, lo, hi)
+                        v = window_value(z_blend(ra[i], rb[i], wz), clip_lo, clip_hi, shift, scale)
+                        row[i] = (v - m) * inv
 
 
 @njit(parallel=True, cache=True, fastmath=_FM)
@@ -653,30 +655,6 @@ def gather_pass(
                         if wanted[histogram_bin(v, vmin, bin_scale, nbins)]:
                             values[pos] = v
                             pos += 1
-
-
-_F32_MAX = float(np.finfo(np.float32).max)
-
-
-def _as_f32(v: float) -> np.float32:
-    """``v`` in float32, an overflow saturated (a clip bound of +-3e38 HU scaled up)."""
-    return np.float32(min(max(v, -_F32_MAX), _F32_MAX))
-
-
-def zscore_affine(
-    clip: tuple[float, float], shift: float, scale: float, mean: float, inv_std: float
-) -> tuple[np.float32, np.float32, np.float32, np.float32]:
-    """(a, b, lo, hi) with ((clip(h) - shift) * scale - mean) * inv_std == clip(h * a + b, lo, hi).
-
-    Computed in float64 and rounded once to float32. Why: window then z-score was five
-    vector operations per 8 voxels in the normalize pass's z loop (clamp, clamp, subtract,
-    FMA, multiply), this is three (FMA, clamp, clamp). ``a`` > 0 (scale and inv_std are), so
-    clamping after the map is clamping before it. Not bitwise the old formula: it rounds
-    once where that rounded three times (|diff| ~1e-7 in z-score units).
-    """
-    a = scale * inv_std
-    b = -(shift * scale + mean) * inv_std
-    return _as_f32(a), _as_f32(b), _as_f32(clip[0] * a + b), _as_f32(clip[1] * a + b)
 
 
 def _f32(a: np.ndarray) -> np.ndarray:
@@ -851,7 +829,12 @@ class CpuBackend:
                 *tables,
                 groups,
                 slice_chunks(len(groups) - 1),
-                *zscore_affine(clip, shift, scale, mean, inv_std),
+                np.float32(clip[0]),
+                np.float32(clip[1]),
+                np.float32(shift),
+                np.float32(scale),
+                float(mean),
+                float(inv_std),
                 out,
             )
         return out
