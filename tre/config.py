@@ -11,10 +11,11 @@ import os
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsError as PydanticSettingsError
 
 from tre.errors import TreError
 
@@ -41,6 +42,8 @@ def _default_cache_dir() -> Path:
     return Path("/var/cache/tre") if running_as_root() else Path.home() / ".cache" / "tre"
 
 
+_S = TypeVar("_S", bound=BaseSettings)
+
 # The database back-ends the store and its migrations are written and tested for.
 DATABASE_BACKENDS = ("sqlite", "postgresql")
 _DATABASE_URL = re.compile(r"^(?P<backend>[a-z]+)(\+[a-z0-9_]+)?://")
@@ -58,6 +61,22 @@ class SettingsError(TreError):
     slug = "invalid-setting"
 
 
+def load_settings(cls: type[_S], prefix: str) -> _S:
+    """``cls()`` from the environment, a bad value turned into one `SettingsError` sentence:
+    a value of the wrong type or range (pydantic's ValidationError), or a list or object
+    setting that is not JSON (pydantic-settings' own error, raised before validation)."""
+    try:
+        return cls()
+    except ValidationError as exc:
+        raise settings_error(exc, prefix) from None
+    except PydanticSettingsError as exc:
+        field = re.search(r'field "([a-z0-9_]+)"', str(exc))
+        name = f"{prefix}{field[1].upper()}" if field else f"a {prefix}* variable"
+        raise SettingsError(
+            f'invalid setting {name}: not valid JSON (a list or object, such as {{"k": "v"}})'
+        ) from None
+
+
 def settings_error(exc: ValidationError, prefix: str) -> SettingsError:
     """One sentence naming each offending variable (``TRE_API_WORKERS='abc': ...``)."""
     parts = []
@@ -67,7 +86,11 @@ def settings_error(exc: ValidationError, prefix: str) -> SettingsError:
         value = err.get("input")
         # A database URL may carry a password, a client secret is one: never echo those.
         secret = any(word in name for word in ("DATABASE_URL", "SECRET"))
-        shown = "" if secret or not isinstance(value, (str, int, float)) or len(repr(value)) > 80 else f"={value!r}"
+        shown = (
+            ""
+            if secret or not isinstance(value, (str, int, float)) or len(repr(value)) > 80
+            else f"={value!r}"
+        )
         message = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
         parts.append(f"{name}{shown}: {message[0].lower()}{message[1:]}" if message else name)
     return SettingsError("invalid setting " + "; ".join(parts))
@@ -268,10 +291,7 @@ class Settings(BaseSettings):
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     """The settings of this process; a bad ``TRE_*`` value raises `SettingsError`."""
-    try:
-        return Settings()
-    except ValidationError as exc:
-        raise settings_error(exc, "TRE_") from None
+    return load_settings(Settings, "TRE_")
 
 
 def reset_settings_cache() -> None:

@@ -40,12 +40,12 @@ def _local_engine() -> Engine:
 @admin_app.command("init")
 def admin_init(user: Annotated[str, typer.Option(help="Id of the first admin user.")] = "admin") -> None:
     """Create the database, the signing keys and a first admin user (idempotent)."""
+    from sqlalchemy.exc import IntegrityError
+
     from tre import registry
     from tre.auth.tokens import TokenIssuer
     from tre.store.db import session_scope
     from tre.store.models import User
-
-    from sqlalchemy.exc import IntegrityError
 
     engine = _local_engine()
     try:

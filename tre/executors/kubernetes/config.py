@@ -11,10 +11,10 @@ from pathlib import Path
 
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
-from pydantic import Field, ValidationError
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from tre.config import settings_error
+from tre.config import load_settings
 from tre.executors.base import ExecutorError
 
 # The output collector needs a Python interpreter and nothing else: the packer travels as
@@ -95,10 +95,7 @@ class KubernetesSettings(BaseSettings):
 def load_kubernetes_settings() -> KubernetesSettings:
     """The ``TRE_K8S_*`` settings; a bad value stops the worker at start with its name
     (`tre.config.SettingsError`), not when the first job reaches the cluster."""
-    try:
-        return KubernetesSettings()
-    except ValidationError as exc:
-        raise settings_error(exc, "TRE_K8S_") from None
+    return load_settings(KubernetesSettings, "TRE_K8S_")
 
 
 def load_api_client(settings: KubernetesSettings) -> k8s_client.ApiClient:
