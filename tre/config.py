@@ -13,7 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal, TypeVar
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from pydantic_settings import SettingsError as PydanticSettingsError
 
@@ -47,6 +47,8 @@ _S = TypeVar("_S", bound=BaseSettings)
 # The database back-ends the store and its migrations are written and tested for.
 DATABASE_BACKENDS = ("sqlite", "postgresql")
 _DATABASE_URL = re.compile(r"^(?P<backend>[a-z]+)(\+[a-z0-9_]+)?://")
+_WEB_URL = re.compile(r"^https?://[^\s/?#]+[^\s]*$")
+_IRI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:[^\s<>\"{}|\\^`]+$")
 
 
 class SettingsError(TreError):
@@ -81,7 +83,10 @@ def settings_error(exc: ValidationError, prefix: str) -> SettingsError:
     """One sentence naming each offending variable (``TRE_API_WORKERS='abc': ...``)."""
     parts = []
     for err in exc.errors(include_url=False):
-        loc = err.get("loc") or ("?",)
+        loc = err.get("loc") or ()
+        if not loc:  # a check across settings: its message names them
+            parts.append(str(err.get("msg", "invalid settings")).removeprefix("Value error, "))
+            continue
         name = f"{prefix}{str(loc[0]).upper()}"
         value = err.get("input")
         # A database URL may carry a password, a client secret is one: never echo those.
@@ -223,6 +228,34 @@ class Settings(BaseSettings):
         if match["backend"] not in DATABASE_BACKENDS:
             raise ValueError(f"database {match['backend']!r} is not supported (use postgresql or sqlite)")
         return url
+
+    @field_validator("policies_dir")
+    @classmethod
+    def _policies_folder(cls, path: Path | None) -> Path | None:
+        if path is not None and not path.is_dir():
+            raise ValueError(f"{str(path)!r} is not a folder (of policy YAML files)")
+        return path
+
+    @field_validator("oidc_issuer", "oidc_jwks_url", "oidc_redirect_url")
+    @classmethod
+    def _web_address(cls, url: str | None) -> str | None:
+        if url is not None and not _WEB_URL.match(url):
+            raise ValueError("not an http(s) URL")
+        return url
+
+    @field_validator("catalogue_base_iri")
+    @classmethod
+    def _iri(cls, iri: str) -> str:
+        if not _IRI.match(iri):
+            raise ValueError("not an IRI such as https://node.example.org/tre or urn:tre:node:NAME")
+        return iri
+
+    @model_validator(mode="after")
+    def _oidc_has_a_provider(self) -> Settings:
+        """OIDC without a provider would accept no token at all; said at start, not per request."""
+        if self.auth_mode == "oidc" and not (self.oidc_issuer or self.oidc_jwks_url):
+            raise ValueError("TRE_AUTH_MODE=oidc needs TRE_OIDC_ISSUER (or TRE_OIDC_JWKS_URL)")
+        return self
 
     @property
     def resolved_database_url(self) -> str:

@@ -53,6 +53,14 @@ def fresh_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[
             "TRE_DATABASE_URL: database 'mysql' is not supported",
         ),
         ("TRE_DATABASE_URL", "db.example.org:5432/tre", "TRE_DATABASE_URL: not a SQLAlchemy URL"),
+        (
+            "TRE_POLICIES_DIR",
+            "/nonexistent/policies",
+            "TRE_POLICIES_DIR='/nonexistent/policies': '/nonexistent",
+        ),
+        ("TRE_OIDC_ISSUER", "id.example.org", "TRE_OIDC_ISSUER='id.example.org': not an http(s) URL"),
+        ("TRE_AUTH_MODE", "oidc", "TRE_AUTH_MODE=oidc needs TRE_OIDC_ISSUER (or TRE_OIDC_JWKS_URL)"),
+        ("TRE_CATALOGUE_BASE_IRI", "node a", "TRE_CATALOGUE_BASE_IRI='node a': not an IRI"),
     ],
 )
 def test_a_bad_value_names_its_setting(
@@ -99,6 +107,9 @@ def test_good_values_still_load(fresh_settings: None, monkeypatch: pytest.Monkey
     monkeypatch.setenv("TRE_API_WORKERS", "3")
     monkeypatch.setenv("TRE_DATABASE_URL", "postgresql+psycopg://tre:pw@127.0.0.1:5432/tre")
     monkeypatch.setenv("TRE_K8S_GPU_NODE_SELECTOR", '{"tre.io/pool": "gpu"}')
+    monkeypatch.setenv("TRE_AUTH_MODE", "oidc")
+    monkeypatch.setenv("TRE_OIDC_ISSUER", "https://id.example.org/realms/tre")
+    monkeypatch.setenv("TRE_CATALOGUE_BASE_IRI", "https://node.example.org/tre")
     assert get_settings().api_workers == 3
     assert load_kubernetes_settings().gpu_node_selector == {"tre.io/pool": "gpu"}
 
