@@ -186,3 +186,34 @@ def test_postgres_migrations_wait_for_each_other(pg_server: Any) -> None:
     finally:
         engine.dispose()
         holder.dispose()
+
+
+def test_the_api_answers_503_when_the_database_goes_away(
+    pg_server: Any, settings: Any, token_for: Any
+) -> None:
+    """A PostgreSQL server that stops answering is a problem document the client may retry,
+    not an "internal error"; the driver's text (addresses) stays out of the answer."""
+    from fastapi.testclient import TestClient
+
+    from tre.api.app import create_app
+
+    url = pg_server.create_database()
+    engine = make_engine(url)
+    init_db(engine)
+    admin = create_engine(url.rsplit("/", 1)[0] + "/postgres", isolation_level="AUTOCOMMIT")
+    try:
+        with TestClient(create_app(settings, engine)) as client:
+            headers = {"Authorization": f"Bearer {token_for('admin', 'admin')}"}
+            client.get("/api/v1/projects", headers=headers)  # a pooled connection exists
+            with admin.connect() as conn:
+                conn.execute(text(f'DROP DATABASE "{engine.url.database}" WITH (FORCE)'))
+            answer = client.get("/api/v1/projects", headers=headers)
+        assert answer.status_code == 503, answer.text
+        assert answer.headers["content-type"].startswith("application/problem+json")
+        assert answer.headers["retry-after"] == "5"
+        body = answer.json()
+        assert body["detail"] == "the database did not answer; try again shortly"
+        assert "127.0.0.1" not in answer.text and "does not exist" not in answer.text
+    finally:
+        engine.dispose()
+        admin.dispose()
