@@ -239,7 +239,9 @@ class Settings(BaseSettings):
     @field_validator("oidc_issuer", "oidc_jwks_url", "oidc_redirect_url")
     @classmethod
     def _web_address(cls, url: str | None) -> str | None:
-        if url is not None and not _WEB_URL.match(url):
+        if not url:  # an empty variable (a manifest's placeholder) reads as unset
+            return None
+        if not _WEB_URL.match(url):
             raise ValueError("not an http(s) URL")
         return url
 
