@@ -1,4 +1,4 @@
-"""Two things a user following the docs met: an empty id, and a token lifetime setting.
+"""What users following the docs met: an empty id, a hub job prefix, a token lifetime setting.
 
 ``tre logs ""`` (an unset shell variable: ``tre logs $JOB``) used to send the request to the
 jobs collection's route and answer "no such API route"; every id argument now says that no
@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from tre.cli.admin import admin_app
 from tre.cli.client import ApiClient, CliError
-from tre.cli.resolve import resolve_grant_id, resolve_job_id, resolve_request_id
+from tre.cli.resolve import resolve_grant_id, resolve_hub_job_id, resolve_job_id, resolve_request_id
 from tre.config import reset_settings_cache
 
 
@@ -34,7 +34,12 @@ class NoRequests(ApiClient):
 
 @pytest.mark.parametrize(
     ("resolve", "what"),
-    [(resolve_job_id, "job"), (resolve_request_id, "egress request"), (resolve_grant_id, "grant")],
+    [
+        (resolve_job_id, "job"),
+        (resolve_request_id, "egress request"),
+        (resolve_grant_id, "grant"),
+        (resolve_hub_job_id, "federated job"),
+    ],
 )
 @pytest.mark.parametrize("given", ["", "  ", "…"])
 def test_an_empty_id_is_refused_in_words(resolve: Any, what: str, given: str) -> None:
@@ -48,6 +53,22 @@ def test_a_real_prefix_still_resolves() -> None:
             return [{"id": "ab12" + "0" * 28}]
 
     assert resolve_job_id(OneJob(), "ab12") == "ab12" + "0" * 28
+
+
+def test_a_federated_job_prefix_resolves_at_the_hub() -> None:
+    """`tre hub job show JOB` / `tre hub results JOB` took whole ids only (the hub answered
+    "give a whole id"), though the README promises prefixes for every id a command prints."""
+    asked: list[tuple[Any, ...]] = []
+
+    class Hub(NoRequests):
+        def get(self, *args: Any, **kwargs: Any) -> Any:
+            asked.append((*args, kwargs.get("params")))
+            return [{"id": "7d640" + "0" * 27}, {"id": "7d641" + "1" * 27}]
+
+    assert resolve_hub_job_id(Hub(), "7d640") == "7d640" + "0" * 27
+    assert asked == [("/hub/v1/jobs", {"limit": 1000})]
+    with pytest.raises(CliError, match="matches 2 federated jobs"):
+        resolve_hub_job_id(Hub(), "7d64")
 
 
 def _claims(output: str) -> dict[str, Any]:

@@ -113,6 +113,11 @@ def resolve_request_id(client: ApiClient, given: str) -> str:
     return pick_unique(given, _request_ids_starting_with(client, given), "egress request")
 
 
+# The hub lists a caller's newest 1,000 federated jobs at most: a prefix of an older one is
+# sent as given, and the hub answers that it is not a whole id.
+resolve_hub_job_id = _resolver(
+    lambda c: [str(j["id"]) for j in c.get("/hub/v1/jobs", params={"limit": _PAGE})], "federated job"
+)
 resolve_grant_id = _resolver(lambda c: [str(g["id"]) for g in c.get("/api/v1/grants")], "grant")
 
 _DIGEST_PREFIX = re.compile(r"^(?:(?P<name>[^@\s]+)@)?(?:sha256:)?(?P<hex>[0-9a-f]{4,63})…?$")
