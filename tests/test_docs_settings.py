@@ -5,9 +5,9 @@ a setting the page does not list is one nobody can find, a listed one the code d
 silently does nothing, and a default the page misstates misleads. Checked here, against the
 pydantic-settings classes themselves: every field of `tre.config.Settings` (``TRE_*``) and
 `KubernetesSettings` (``TRE_K8S_*``) has its row with the code's default; every row names a
-variable that exists; every ``TRE_*`` word in the documentation, the manifests, the job image
-recipes and the scripts is one of them; the control plane's Deployments set only real
-settings. Pure text and YAML parsing: well under a second.
+variable that exists; every ``"TRE_*"`` string in the source is listed; every ``TRE_*``
+word in the documentation, the manifests, the job image recipes and the scripts is one of
+them; the control plane's Deployments set only real settings. Pure text and YAML parsing: well under a second.
 """
 
 from __future__ import annotations
@@ -127,6 +127,21 @@ def test_every_variable_the_docs_and_manifests_name_exists() -> None:
             if word not in known and not word.startswith("TRE_TEST_"):
                 unknown.setdefault(word, set()).add(str(path.relative_to(REPO)))
     assert not unknown, f"TRE_* variables named in docs or manifests that nothing defines: {unknown}"
+
+
+def test_every_variable_the_code_names_is_documented() -> None:
+    """A ``"TRE_*"`` string in the platform's source is a variable it reads or sets for a job
+    (``os.environ.get("TRE_DEBUG")``, ``"TRE_JOB_ID": job.id``): each is on the page."""
+    known = known_variables()
+    sources = [p for d in ("tre", "egress_review", "aggregation") for p in sorted((REPO / d).rglob("*.py"))]
+    named = {
+        word: str(path.relative_to(REPO))
+        for path in sources
+        for word in re.findall(r"[\"'](TRE_[A-Z0-9_]*[A-Z0-9])[\"']", path.read_text())
+    }
+    assert {"TRE_DEBUG", "TRE_TOKEN", "TRE_JOB_ID"} <= set(named)
+    unknown = {word: where for word, where in named.items() if word not in known}
+    assert not unknown, f"variables the code names that docs/configuration.md does not list: {unknown}"
 
 
 def deployment_env_names() -> dict[str, set[str]]:
