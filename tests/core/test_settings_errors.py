@@ -217,20 +217,3 @@ def test_the_api_answers_503_when_the_database_goes_away(
     finally:
         engine.dispose()
         admin.dispose()
-
-
-def test_two_admin_inits_on_a_fresh_postgres_both_succeed(pg_server: Any, tmp_path: Path) -> None:
-    """docs/deploy.md's first start: `tre admin init` against an empty PostgreSQL database,
-    here twice at once (two replicas, or an operator repeating it): both succeed, one
-    creates the admin; before the advisory lock the second failed on ``alembic_version``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRE_")}
-    env |= {"TRE_HOME": str(tmp_path / "home"), "TRE_DATABASE_URL": pg_server.create_database()}
-    argv = [sys.executable, "-m", "tre.cli.main", "admin", "init", "--user", "admin"]
-    runs = [
-        subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for _ in "ab"
-    ]
-    outputs = [run.communicate(timeout=120) for run in runs]
-    assert [run.returncode for run in runs] == [0, 0], outputs
-    firsts = sorted(out.splitlines()[0] for out, _ in outputs)
-    assert firsts == ["created admin user 'admin'", "user 'admin' already exists"]
