@@ -8,12 +8,16 @@ Production overrides the database URL, the executor and the token issuer.
 from __future__ import annotations
 
 import os
+import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsError as PydanticSettingsError
+
+from tre.errors import TreError
 
 # Root runs tre as a system service: state and data live in the system's places, never in
 # /root, which dataset paths may not overlap (a job must never be able to read an admin's
@@ -36,6 +40,65 @@ def _default_data_dir() -> Path:
 
 def _default_cache_dir() -> Path:
     return Path("/var/cache/tre") if running_as_root() else Path.home() / ".cache" / "tre"
+
+
+_S = TypeVar("_S", bound=BaseSettings)
+
+# The database back-ends the store and its migrations are written and tested for.
+DATABASE_BACKENDS = ("sqlite", "postgresql")
+_DATABASE_URL = re.compile(r"^(?P<backend>[a-z]+)(\+[a-z0-9_]+)?://")
+_WEB_URL = re.compile(r"^https?://[^\s/?#]+[^\s]*$")
+_IRI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:[^\s<>\"{}|\\^`]+$")
+
+
+class SettingsError(TreError):
+    """A ``TRE_*`` variable with a value the platform cannot use, named with the reason.
+
+    Raised when the settings are first read (every command and the server's start), so a
+    mistake in a deployment's environment is one line at start-up, not a traceback later.
+    """
+
+    status = 500
+    title = "Invalid setting"
+    slug = "invalid-setting"
+
+
+def load_settings(cls: type[_S], prefix: str) -> _S:
+    """``cls()`` from the environment, a bad value turned into one `SettingsError` sentence:
+    a value of the wrong type or range (pydantic's ValidationError), or a list or object
+    setting that is not JSON (pydantic-settings' own error, raised before validation)."""
+    try:
+        return cls()
+    except ValidationError as exc:
+        raise settings_error(exc, prefix) from None
+    except PydanticSettingsError as exc:
+        field = re.search(r'field "([a-z0-9_]+)"', str(exc))
+        name = f"{prefix}{field[1].upper()}" if field else f"a {prefix}* variable"
+        raise SettingsError(
+            f'invalid setting {name}: not valid JSON (a list or object, such as {{"k": "v"}})'
+        ) from None
+
+
+def settings_error(exc: ValidationError, prefix: str) -> SettingsError:
+    """One sentence naming each offending variable (``TRE_API_WORKERS='abc': ...``)."""
+    parts = []
+    for err in exc.errors(include_url=False):
+        loc = err.get("loc") or ()
+        if not loc:  # a check across settings: its message names them
+            parts.append(str(err.get("msg", "invalid settings")).removeprefix("Value error, "))
+            continue
+        name = f"{prefix}{str(loc[0]).upper()}"
+        value = err.get("input")
+        # A database URL may carry a password, a client secret is one: never echo those.
+        secret = any(word in name for word in ("DATABASE_URL", "SECRET"))
+        shown = (
+            ""
+            if secret or not isinstance(value, (str, int, float)) or len(repr(value)) > 80
+            else f"={value!r}"
+        )
+        message = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
+        parts.append(f"{name}{shown}: {message[0].lower()}{message[1:]}" if message else name)
+    return SettingsError("invalid setting " + "; ".join(parts))
 
 
 class Settings(BaseSettings):
@@ -78,7 +141,7 @@ class Settings(BaseSettings):
     auth_mode: Literal["embedded", "oidc"] = "embedded"
     token_issuer: str = "tre-embedded"  # noqa: S105 - an issuer name, not a secret
     token_audience: str = "tre-api"  # noqa: S105 - an audience name, not a secret
-    token_ttl_s: int = 8 * 3600
+    token_ttl_s: int = Field(default=8 * 3600, ge=1)
     oidc_jwks_url: str | None = None
     oidc_algorithms: list[str] = Field(default_factory=lambda: ["RS256", "ES256", "EdDSA"])
     oidc_roles_claim: str = "tre_roles"
@@ -149,6 +212,53 @@ class Settings(BaseSettings):
     # How old the check of a dataset folder's fingerprint may be before a query checks again.
     catalogue_recheck_s: float = Field(default=60.0, ge=0)
 
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, url: str | None) -> str | None:
+        """Only the back-ends the store is tested on, as a SQLAlchemy URL; checked here so that
+        a typo stops start-up with the setting's name, not a driver's traceback later."""
+        if url is None or url == "":
+            return None
+        match = _DATABASE_URL.match(url)
+        if match is None:
+            raise ValueError(
+                "not a SQLAlchemy URL such as postgresql+psycopg://USER:PASSWORD@HOST:5432/DB "
+                "or sqlite:////var/lib/tre/tre.db"
+            )
+        if match["backend"] not in DATABASE_BACKENDS:
+            raise ValueError(f"database {match['backend']!r} is not supported (use postgresql or sqlite)")
+        return url
+
+    @field_validator("policies_dir")
+    @classmethod
+    def _policies_folder(cls, path: Path | None) -> Path | None:
+        if path is not None and not path.is_dir():
+            raise ValueError(f"{str(path)!r} is not a folder (of policy YAML files)")
+        return path
+
+    @field_validator("oidc_issuer", "oidc_jwks_url", "oidc_redirect_url")
+    @classmethod
+    def _web_address(cls, url: str | None) -> str | None:
+        if not url:  # an empty variable (a manifest's placeholder) reads as unset
+            return None
+        if not _WEB_URL.match(url):
+            raise ValueError("not an http(s) URL")
+        return url
+
+    @field_validator("catalogue_base_iri")
+    @classmethod
+    def _iri(cls, iri: str) -> str:
+        if not _IRI.match(iri):
+            raise ValueError("not an IRI such as https://node.example.org/tre or urn:tre:node:NAME")
+        return iri
+
+    @model_validator(mode="after")
+    def _oidc_has_a_provider(self) -> Settings:
+        """OIDC without a provider would accept no token at all; said at start, not per request."""
+        if self.auth_mode == "oidc" and not (self.oidc_issuer or self.oidc_jwks_url):
+            raise ValueError("TRE_AUTH_MODE=oidc needs TRE_OIDC_ISSUER (or TRE_OIDC_JWKS_URL)")
+        return self
+
     @property
     def resolved_database_url(self) -> str:
         if self.database_url:
@@ -215,7 +325,8 @@ class Settings(BaseSettings):
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    return Settings()
+    """The settings of this process; a bad ``TRE_*`` value raises `SettingsError`."""
+    return load_settings(Settings, "TRE_")
 
 
 def reset_settings_cache() -> None:

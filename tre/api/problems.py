@@ -13,7 +13,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DataError, IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tre.errors import TreError
@@ -150,6 +150,20 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     for kind, status, detail in _INPUT_FAULTS:
         app.add_exception_handler(kind, _input_fault(status, detail))
+
+    @app.exception_handler(OperationalError)
+    async def _database_down(request: Request, exc: OperationalError) -> JSONResponse:
+        # The server is down or restarting, the network dropped, SQLite's disk failed: nothing
+        # the caller did, and worth a retry; the driver's text (addresses) stays in the log.
+        log.error("database error on %s: %s", request.url.path, str(exc.orig or exc).splitlines()[:1])
+        return problem_response(
+            503,
+            "Database unavailable",
+            "the database did not answer; try again shortly",
+            "database-unavailable",
+            request.url.path,
+            {"Retry-After": "5"},
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -40,18 +40,22 @@ def _local_engine() -> Engine:
 @admin_app.command("init")
 def admin_init(user: Annotated[str, typer.Option(help="Id of the first admin user.")] = "admin") -> None:
     """Create the database, the signing keys and a first admin user (idempotent)."""
+    from sqlalchemy.exc import IntegrityError
+
     from tre import registry
     from tre.auth.tokens import TokenIssuer
     from tre.store.db import session_scope
     from tre.store.models import User
 
     engine = _local_engine()
-    with session_scope(engine) as s:
-        if s.get(User, user) is None:
-            registry.create_user(s, "bootstrap", user, ["admin"])
-            console.print(f"created admin user {user!r}")
-        else:
-            console.print(f"user {user!r} already exists")
+    try:
+        with session_scope(engine) as s:
+            created = s.get(User, user) is None
+            if created:
+                registry.create_user(s, "bootstrap", user, ["admin"])
+    except IntegrityError:  # another `admin init` (a second replica) created it meanwhile
+        created = False
+    console.print(f"created admin user {user!r}" if created else f"user {user!r} already exists")
     TokenIssuer.from_settings(get_settings())
     console.print(f"state directory: {get_settings().home}")
     console.print(
@@ -104,7 +108,9 @@ def admin_user(
 def admin_token(
     user: Annotated[str, typer.Option("--user", "-u")],
     role: Annotated[list[str], typer.Option("--role", "-r")],
-    ttl: Annotated[int, typer.Option(help="Lifetime in seconds.")] = 8 * 3600,
+    ttl: Annotated[
+        int | None, typer.Option(help="Lifetime in seconds (default: TRE_TOKEN_TTL_S, 8 hours).", min=1)
+    ] = None,
 ) -> None:
     """Mint a token with the embedded issuer for an existing user and roles they hold."""
     from tre.audit.events import record_token_issued
@@ -120,7 +126,7 @@ def admin_token(
         missing = set(role) - u.role_names
         if missing:
             raise CliError(f"user {user!r} does not hold role(s) {sorted(missing)}")
-        token = TokenIssuer.from_settings(settings).mint(user, role, ttl_s=ttl)
+        token = TokenIssuer.from_settings(settings).mint(user, role, ttl_s=ttl or settings.token_ttl_s)
         record_token_issued(s, "bootstrap", token)  # with its jti and expiry
     print(token)
 

@@ -17,6 +17,7 @@ import typer
 
 from tre.cli.client import ApiClient, CliError
 from tre.cli.output import console, untrusted
+from tre.cli.resolve import resolve_hub_job_id
 from tre.config import get_settings
 
 if TYPE_CHECKING:  # the store is imported by the node commands that use it (start-up time)
@@ -150,7 +151,8 @@ def _print_job(job: dict[str, Any]) -> None:
 @hub_job_app.command("show")
 def hub_job_show(job_id: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """The parent's state and each node's state, reason and released files, side by side."""
-    job = ApiClient().get(f"/hub/v1/jobs/{job_id}")
+    client = ApiClient()
+    job = client.get(f"/hub/v1/jobs/{resolve_hub_job_id(client, job_id)}")
     if as_json:
         console.print_json(json.dumps(job))
     else:
@@ -177,6 +179,7 @@ def hub_results(
     from tre.registry import is_slug
 
     client = ApiClient()
+    job_id = resolve_hub_job_id(client, job_id)
     job = client.get(f"/hub/v1/jobs/{job_id}")
     for c in job["children"]:
         if c["state"] != "released":

@@ -53,6 +53,7 @@ def run() -> None:
     from tre.cli.app import app
     from tre.cli.client import CliError
     from tre.errors import TreError
+    from tre.executors.base import ExecutorError
 
     interrupts.command_started()
     try:
@@ -65,7 +66,7 @@ def run() -> None:
         _interrupted(str(exc))
     except (typer.Abort, KeyboardInterrupt):
         _interrupted()
-    except (CliError, TreError) as exc:
+    except (CliError, TreError, ExecutorError) as exc:
         _print_error(str(exc))
         sys.exit(1)
     except BrokenPipeError:  # the reader of our stdout went away: nothing to say, to no one

@@ -41,6 +41,14 @@ def pick_unique(given: str, candidates: Iterable[str], what: str, full_len: int 
     return matches[0] if matches else given
 
 
+def _given(given: str, what: str) -> str:
+    """``given`` without spaces; an empty id is refused here, in words: sent as it is, it
+    would address the collection's own route and read as "no such API route"."""
+    if not given.strip().rstrip("…"):
+        raise CliError(f"no {what} id given: give its id or a unique prefix of it")
+    return given
+
+
 def _needs_listing(given: str, full_len: int) -> bool:
     given = given.strip().rstrip("…")
     return MIN_PREFIX <= len(given) < full_len
@@ -62,6 +70,7 @@ def _resolver(
     fetch: Callable[[ApiClient], Iterable[str]], what: str, full_len: int = HEX_ID_LEN
 ) -> Callable[[ApiClient, str], str]:
     def resolve(client: ApiClient, given: str) -> str:
+        given = _given(given, what)
         if not _needs_listing(given, full_len):
             return given.strip().rstrip("…")
         return pick_unique(given, fetch(client), what, full_len)
@@ -98,11 +107,17 @@ def _request_ids_starting_with(client: ApiClient, given: str) -> list[str]:
 
 def resolve_request_id(client: ApiClient, given: str) -> str:
     """An egress request id from any unique prefix of it (see `pick_unique`)."""
+    given = _given(given, "egress request")
     if not _needs_listing(given, HEX_ID_LEN):
         return given.strip().rstrip("…")
     return pick_unique(given, _request_ids_starting_with(client, given), "egress request")
 
 
+# The hub lists a caller's newest 1,000 federated jobs at most: a prefix of an older one is
+# sent as given, and the hub answers that it is not a whole id.
+resolve_hub_job_id = _resolver(
+    lambda c: [str(j["id"]) for j in c.get("/hub/v1/jobs", params={"limit": _PAGE})], "federated job"
+)
 resolve_grant_id = _resolver(lambda c: [str(g["id"]) for g in c.get("/api/v1/grants")], "grant")
 
 _DIGEST_PREFIX = re.compile(r"^(?:(?P<name>[^@\s]+)@)?(?:sha256:)?(?P<hex>[0-9a-f]{4,63})…?$")

@@ -31,9 +31,10 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import ArgumentError, DisconnectionError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from tre.config import SettingsError
 from tre.errors import TreError
 from tre.store.writer_lock import WriterLock, lock_file_for
 
@@ -96,7 +97,23 @@ SQLITE_SYNCHRONOUS = ("FULL", "NORMAL")
 def make_engine(url: str, *, sqlite_synchronous: str = "FULL", **kwargs: Any) -> Engine:
     """An engine for ``url``. ``sqlite_synchronous`` (SQLite only, `Settings.sqlite_synchronous`):
     FULL (the default) syncs the WAL on every commit; NORMAL only at checkpoints, so a commit
-    costs no ``fsync`` but a power cut may lose the last commits (docs/api-load.md)."""
+    costs no ``fsync`` but a power cut may lose the last commits (docs/api-load.md).
+
+    A URL SQLAlchemy cannot parse, or whose driver is not installed, is a `SettingsError`
+    naming ``TRE_DATABASE_URL`` (its text never repeats the URL, which may hold a password).
+    """
+    try:
+        return _make_engine(url, sqlite_synchronous=sqlite_synchronous, **kwargs)
+    except (ArgumentError, NoSuchModuleError) as exc:
+        raise SettingsError(f"invalid setting TRE_DATABASE_URL: {exc}") from None
+    except ImportError as exc:  # a dialect whose driver is not installed (postgresql+psycopg2)
+        raise SettingsError(
+            f"invalid setting TRE_DATABASE_URL: its driver is not installed ({exc}); "
+            "PostgreSQL is postgresql+psycopg://"
+        ) from None
+
+
+def _make_engine(url: str, *, sqlite_synchronous: str, **kwargs: Any) -> Engine:
     if sqlite_synchronous not in SQLITE_SYNCHRONOUS:
         raise ValueError(f"sqlite_synchronous must be one of {SQLITE_SYNCHRONOUS}")
     if url.startswith("sqlite"):
@@ -243,6 +260,41 @@ def alembic_config(engine: Engine) -> Config:
     return cfg
 
 
+class DatabaseUnreachable(TreError):
+    """The database server refused or could not be reached (address, credentials, database)."""
+
+    status = 503
+    title = "Database unreachable"
+    slug = "database-unreachable"
+
+
+# Key of the PostgreSQL advisory lock that serialises migrations (any constant bigint; this
+# is "tre-migr" in ASCII). Several processes start at once in a deployment (API replicas,
+# the worker), each bringing the schema to head: without the lock the second one to create
+# a table fails on a fresh database.
+MIGRATION_LOCK_KEY = 0x7472652D6D696772
+
+
 def init_db(engine: Engine) -> None:
-    """Bring the schema to the newest migration (idempotent)."""
-    command.upgrade(alembic_config(engine), "head")
+    """Bring the schema to the newest migration (idempotent, safe to run concurrently).
+
+    On PostgreSQL the upgrade runs under a session advisory lock, so processes starting
+    together migrate one after the other (the later ones find the schema at head). SQLite
+    needs none: its migrations take the database's write lock. A server that cannot be
+    reached is one `DatabaseUnreachable` sentence naming the URL without its password.
+    """
+    try:
+        if is_sqlite(engine):
+            command.upgrade(alembic_config(engine), "head")
+            return
+        with engine.connect() as lock_conn:
+            lock_conn.exec_driver_sql(f"SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})")
+            try:
+                command.upgrade(alembic_config(engine), "head")
+            finally:
+                lock_conn.exec_driver_sql(f"SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})")
+                lock_conn.commit()
+    except OperationalError as exc:
+        reason = str(exc.orig or exc).strip().splitlines()[0] if str(exc.orig or exc).strip() else "no answer"
+        where = engine.url.render_as_string(hide_password=True)
+        raise DatabaseUnreachable(f"cannot use the database {where} (TRE_DATABASE_URL): {reason}") from None

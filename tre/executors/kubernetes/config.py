@@ -14,6 +14,7 @@ from kubernetes import config as k8s_config
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from tre.config import load_settings
 from tre.executors.base import ExecutorError
 
 # The output collector needs a Python interpreter and nothing else: the packer travels as
@@ -89,6 +90,12 @@ class KubernetesSettings(BaseSettings):
     quota_storage: str = "500Gi"
     quota_jobs: int = 16
     quota_pvcs: int = 64
+
+
+def load_kubernetes_settings() -> KubernetesSettings:
+    """The ``TRE_K8S_*`` settings; a bad value stops the worker at start with its name
+    (`tre.config.SettingsError`), not when the first job reaches the cluster."""
+    return load_settings(KubernetesSettings, "TRE_K8S_")
 
 
 def load_api_client(settings: KubernetesSettings) -> k8s_client.ApiClient:

@@ -24,7 +24,7 @@ from urllib3.exceptions import HTTPError
 from tre.executors.base import Executor, ExecutorError, JobResult, JobSpec, RunControl
 from tre.executors.kubernetes import manifests
 from tre.executors.kubernetes.collect import CollectError, exec_tar
-from tre.executors.kubernetes.config import KubernetesSettings, load_api_client
+from tre.executors.kubernetes.config import KubernetesSettings, load_api_client, load_kubernetes_settings
 from tre.executors.kubernetes.logs import LogFollower
 from tre.executors.kubernetes.staging import MAX_ATTEMPTS, OutputStaging
 from tre.executors.kubernetes.status import PodView, final_result, job_view, pod_view, waiting_failure
@@ -57,7 +57,7 @@ class KubernetesExecutor(Executor):
         api_client: k8s_client.ApiClient | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.settings = settings or KubernetesSettings()
+        self.settings = settings or load_kubernetes_settings()
         self._api = api_client or load_api_client(self.settings)
         # Typed as Any: we send plain dict manifests (the client serialises them unchanged)
         # and read raw JSON with _preload_content=False, which the stubs do not model.
