@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import re
 
+import httpx
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select, text
 
+from tests.api.test_cli_for_people import live as live  # noqa: F401 - the fixture
+from tests.api.test_cli_for_people import one_line_error, tre
 from tre.auth.revocation import token_digest
 from tre.auth.user_cache import UserAccessCache
 from tre.store.db import session_scope
@@ -92,3 +95,15 @@ def test_a_panel_cookie_copied_before_sign_out_opens_nothing_after_it(app, world
         resp = thief.get("/panel/", follow_redirects=False)
         assert resp.status_code == 303 and resp.headers["location"] == "/panel/login"
         assert thief.get("/api/v1/me", headers=_bearer(stolen)).status_code == 401
+
+
+def test_tre_logout_signs_the_saved_token_out_and_forgets_it(live, settings) -> None:  # type: ignore[no-untyped-def]
+    env, token = live
+    assert tre(env, "login", stdin=token + "\n").returncode == 0
+    saved = settings.home / "credentials.json"
+    assert saved.stat().st_mode & 0o777 == 0o600
+    proc = tre(env, "logout")
+    assert proc.returncode == 0 and "signed out" in proc.stdout, proc.stderr
+    assert not saved.exists()
+    assert httpx.get(f"{env['TRE_API_URL']}/api/v1/me", headers=_bearer(token)).status_code == 401
+    one_line_error(tre(env, "whoami"), 1, "not logged in")
