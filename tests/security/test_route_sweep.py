@@ -15,9 +15,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from sqlalchemy import delete
 
 from tests.worlds import WorldFactory
 from tre.store.db import session_scope
+from tre.store.models import User, UserRole
 
 # Callers: alice (researcher, project p1, which owns the job and request used below), bob
 # (researcher of p2 only), dana (DAC), audrey (auditor), root (admin).
@@ -225,3 +227,37 @@ def test_each_role_and_another_projects_member_is_refused_where_it_must_be(
     for method, path in PANEL_SESSION:
         resp = _call(app_client, method, _concrete(path, ids), world.headers["dana"])
         assert resp.status_code == 303, (method, path, resp.status_code)
+
+
+# What a user stripped of every role may still do: see who they are, sign their token out.
+ROLELESS_ALLOWED = {("GET", "/api/v1/me"), ("POST", "/api/v1/auth/logout")}
+
+
+def test_a_disabled_user_and_one_whose_roles_were_just_removed_are_refused_everywhere(
+    app, app_client, world, ids, engine, token_for
+) -> None:  # type: ignore[no-untyped-def]
+    """Tokens minted before the change: disabling answers 401 on every route, taking the
+    roles away 403/404 on every route but `ROLELESS_ALLOWED`, and neither opens a panel page."""
+    disabled = {"Authorization": f"Bearer {token_for('alice', 'researcher')}"}
+    roleless = {"Authorization": f"Bearer {token_for('bob', 'researcher')}"}
+    for headers in (disabled, roleless):  # both tokens verified and their users cached first
+        assert app_client.get("/api/v1/jobs", headers=headers).status_code == 200
+    with session_scope(engine) as s:
+        registry_user = s.get(User, "alice")
+        assert registry_user is not None
+        registry_user.disabled = True
+        s.execute(delete(UserRole).where(UserRole.user_id == "bob"))
+    for method, path in app_routes(app.routes):
+        if (method, path) in PUBLIC or (method, path) in PANEL_SESSION:
+            continue
+        url = _concrete(path, ids)
+        resp = _call(app_client, method, url, disabled)
+        assert _refused(resp, (401,)), ("disabled", method, path, resp.status_code)
+        if (method, path) in SIGNS_OUT:
+            continue  # the role-less caller may sign out; not with the sweep's token
+        resp = _call(app_client, method, url, roleless)
+        if (method, path) in ROLELESS_ALLOWED:
+            assert resp.status_code < 300, (method, path, resp.status_code)
+        else:
+            ok = (403, 404, 422) if method == "POST" else (403, 404)
+            assert _refused(resp, ok), ("roleless", method, path, resp.status_code, resp.text)
