@@ -107,3 +107,17 @@ def test_tre_logout_signs_the_saved_token_out_and_forgets_it(live, settings) -> 
     assert not saved.exists()
     assert httpx.get(f"{env['TRE_API_URL']}/api/v1/me", headers=_bearer(token)).status_code == 401
     one_line_error(tre(env, "whoami"), 1, "not logged in")
+
+
+def test_a_token_is_read_from_the_authorization_header_only(app, app_client, world) -> None:  # type: ignore[no-untyped-def]
+    """Never from the query string (it lands in proxy and server logs, browser history and
+    Referer headers), nor is the panel's cookie a bearer token for the API."""
+    token = world.headers["alice"]["Authorization"].removeprefix("Bearer ")
+    for query in ("access_token", "token", "jwt", "authorization"):
+        resp = app_client.get(f"/api/v1/jobs?{query}={token}")
+        assert resp.status_code == 401 and resp.json()["type"].endswith("missing-token"), query
+    with TestClient(app) as browser:
+        browser.cookies.set("tre_panel_token", token)
+        assert browser.get("/api/v1/jobs").status_code == 401
+    dac = world.headers["dana"]["Authorization"].removeprefix("Bearer ")
+    assert app_client.get(f"/panel/?token={dac}", follow_redirects=False).status_code == 303
