@@ -111,3 +111,13 @@ def test_the_api_reference_loads_nothing_from_elsewhere(app_client) -> None:  # 
     ):
         resp = app_client.get(gone)
         assert resp.status_code == 404 and resp.headers["content-type"] == "application/problem+json", gone
+
+
+def test_over_https_browsers_are_told_to_stay_there_and_cookies_are_secure(app) -> None:  # type: ignore[no-untyped-def]
+    from fastapi.testclient import TestClient
+
+    with TestClient(app, base_url="https://tre.example") as tls, TestClient(app) as plain:
+        page = tls.get("/panel/login")
+        assert page.headers["strict-transport-security"].startswith("max-age=")
+        assert "Secure" in page.headers["set-cookie"] and "HttpOnly" in page.headers["set-cookie"]
+        assert "strict-transport-security" not in plain.get("/panel/login").headers

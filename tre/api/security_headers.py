@@ -9,7 +9,8 @@ So every answer gets a Content-Security-Policy that forbids scripts and framing,
 ``nosniff``; a route that needs more (the panel's images and styles, the docs page's own
 scripts) sets its own policy. Answers carry data of the caller, so caches must not keep
 them (``no-store``) unless the route says otherwise (the audit log's immutable tiles, the
-panel's stylesheet).
+panel's stylesheet). Over https (uvicorn sets the scheme from a trusted proxy's
+``X-Forwarded-Proto``), ``Strict-Transport-Security`` as well.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ DEFAULT_HEADERS: dict[str, str] = {
     "Cross-Origin-Resource-Policy": "same-origin",
 }
 
+HSTS = "max-age=31536000"
+
 
 class SecurityHeaders:
     """ASGI middleware: add `DEFAULT_HEADERS` that the response does not already carry."""
@@ -40,12 +43,18 @@ class SecurityHeaders:
             await self.app(scope, receive, send)
             return
 
+        https = scope.get("scheme") == "https"
+
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
                 for name, value in DEFAULT_HEADERS.items():
                     if name not in headers:
                         headers[name] = value
+                if https:
+                    # Once a browser has reached us over TLS, never plain HTTP again: a
+                    # downgraded first request would carry the panel's cookie in clear.
+                    headers.setdefault("Strict-Transport-Security", HSTS)
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
