@@ -15,7 +15,6 @@ panel's stylesheet). Over https (uvicorn sets the scheme from a trusted proxy's
 
 from __future__ import annotations
 
-from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 DEFAULT_HEADERS: dict[str, str] = {
@@ -29,7 +28,11 @@ DEFAULT_HEADERS: dict[str, str] = {
     "Cross-Origin-Resource-Policy": "same-origin",
 }
 
+# Once a browser has reached us over TLS, never plain HTTP again: a downgraded first request
+# would carry the panel's cookie in clear.
 HSTS = "max-age=31536000"
+_DEFAULTS = tuple((k.lower().encode(), v.encode()) for k, v in DEFAULT_HEADERS.items())
+_HTTPS_DEFAULTS = (*_DEFAULTS, (b"strict-transport-security", HSTS.encode()))
 
 
 class SecurityHeaders:
@@ -45,16 +48,15 @@ class SecurityHeaders:
 
         https = scope.get("scheme") == "https"
 
+        defaults = _HTTPS_DEFAULTS if https else _DEFAULTS
+
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                for name, value in DEFAULT_HEADERS.items():
-                    if name not in headers:
-                        headers[name] = value
-                if https:
-                    # Once a browser has reached us over TLS, never plain HTTP again: a
-                    # downgraded first request would carry the panel's cookie in clear.
-                    headers.setdefault("Strict-Transport-Security", HSTS)
+                # Raw header pairs, not MutableHeaders: a quarter of the cost on every answer.
+                headers = list(message.get("headers", ()))
+                present = {name.lower() for name, _ in headers}
+                headers.extend(pair for pair in defaults if pair[0] not in present)
+                message["headers"] = headers
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
