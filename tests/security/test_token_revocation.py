@@ -121,3 +121,23 @@ def test_a_token_is_read_from_the_authorization_header_only(app, app_client, wor
         assert browser.get("/api/v1/jobs").status_code == 401
     dac = world.headers["dana"]["Authorization"].removeprefix("Bearer ")
     assert app_client.get(f"/panel/?token={dac}", follow_redirects=False).status_code == 303
+
+
+def test_sign_out_on_each_store(settings, engine_any, token_for) -> None:  # type: ignore[no-untyped-def]
+    """SQLite and PostgreSQL: the sign-out is stored, refused until the token's expiry, and an
+    expired one is dropped at the next sign-out."""
+    from tests.worlds import WorldFactory
+    from tre.api.app import create_app
+
+    with session_scope(engine_any) as s:
+        WorldFactory(s).users({"root": ["admin"], "erin": ["researcher"]})
+    token, other = token_for("erin", "researcher"), token_for("erin", "researcher", ttl_s=5)
+    with TestClient(create_app(settings, engine_any)) as client:
+        assert client.post("/api/v1/auth/logout", headers=_bearer(token)).status_code == 204
+        assert client.get("/api/v1/me", headers=_bearer(token)).status_code == 401
+        assert client.get("/api/v1/me", headers=_bearer(other)).status_code == 200
+        with session_scope(engine_any) as s:
+            s.execute(text("UPDATE revoked_tokens SET expires_at = revoked_at"))  # as if long past
+        assert client.post("/api/v1/auth/logout", headers=_bearer(other)).status_code == 204
+    with session_scope(engine_any) as s:
+        assert s.scalars(select(RevokedToken.token_sha256)).all() == [token_digest(other)]
