@@ -5,7 +5,7 @@ kept in an HttpOnly, SameSite=Strict cookie (Secure on https) scoped to ``/panel
 state-changing form also carries a double-submit CSRF token: a random value held in its own
 HttpOnly cookie and echoed in a hidden field, compared in constant time. SameSite=Strict
 already stops cross-site posts in current browsers; the token covers the rest, and the
-Origin check refuses a post from any other origin outright.
+Origin check refuses a post from any other origin outright, an opaque (``null``) one included.
 """
 
 from __future__ import annotations
@@ -73,11 +73,16 @@ def set_csrf_cookie(response: Response, request: Request, value: str) -> None:
 def check_csrf(request: Request, submitted: str) -> None:
     """Refuse a form post unless its hidden token equals the cookie and its origin is ours."""
     origin = request.headers.get("origin")
-    if origin and origin != "null":
+    if origin:
+        # `null` too: an opaque origin (a sandboxed frame, a data: document, a post redirected
+        # across origins); the panel's pages send their own (`Referrer-Policy: same-origin`).
         expected = f"{request.url.scheme}://{request.url.netloc}"
         if origin != expected:
             raise Problem(
-                403, "Cross-site request refused", f"the form was posted from {origin}", "csrf-origin"
+                403,
+                "Cross-site request refused",
+                "the form was posted from another origin",
+                "csrf-origin",
             )
     cookie = request.cookies.get(CSRF_COOKIE, "")
     if not cookie or not submitted or not hmac.compare_digest(cookie.encode(), submitted.encode()):

@@ -24,6 +24,7 @@ from egress_review.panel import fragments, preview
 from egress_review.panel.auth import (
     ID_TOKEN_COOKIE,
     PANEL_ROLES,
+    TOKEN_COOKIE,
     check_csrf,
     clear_cookies,
     csrf_token,
@@ -37,6 +38,7 @@ from egress_review.panel.templating import PACKAGE_DIR, templates
 from tre.api.bounds import RowId
 from tre.api.deps import get_session, get_settings_dep, principal_from_token
 from tre.api.problems import Problem
+from tre.auth import revocation
 from tre.auth.oidc import OidcError
 from tre.auth.principal import Principal
 from tre.config import Settings
@@ -51,7 +53,10 @@ SECURITY_HEADERS = {
         "frame-ancestors 'none'; base-uri 'none'"
     ),
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    # Not no-referrer: under it a browser sends `Origin: null` with the page's own form posts,
+    # so the origin check had to let `null` through, and with it posts from sandboxed frames
+    # and data: documents. Same-origin: our posts carry our origin; nothing leaves for others.
+    "Referrer-Policy": "same-origin",
     "X-Frame-Options": "DENY",
     "Cache-Control": "no-store",
 }
@@ -138,12 +143,17 @@ def login(
 
 @router.post("/logout")
 def logout(
-    request: Request, settings: SettingsDep, csrf: Annotated[str, Form(max_length=200)] = ""
+    request: Request,
+    session: DbSession,
+    settings: SettingsDep,
+    csrf: Annotated[str, Form(max_length=200)] = "",
 ) -> Response:
-    """Forget the session here; with an OIDC provider that offers it, end the session there
+    """Sign the session's token out (refused from now on, wherever a copy of the cookie is)
+    and forget it here; with an OIDC provider that offers it, end the session there
     too (RP-initiated logout), through a page that moves on by itself: the form's CSP allows
     posts to this origin only, which Chromium also applies to a redirect after the post."""
     check_csrf(request, csrf)
+    _revoke_session_token(request, session)
     end_session = _provider_logout_url(request, settings)
     if end_session:
         response: Response = render(
@@ -155,6 +165,20 @@ def logout(
         response = see_other("/panel/login")
     clear_cookies(response, request)
     return response
+
+
+def _revoke_session_token(request: Request, session: Session) -> None:
+    """Revoke the cookie's token when it is still a valid one (an expired, forged or already
+    revoked cookie has nothing left to sign out)."""
+    token = request.cookies.get(TOKEN_COOKIE)
+    if not token:
+        return
+    try:
+        principal = principal_from_token(request, token, session)
+    except Problem:
+        return
+    claims = request.app.state.verifier.verify(token)
+    revocation.revoke(session, principal.user_id, token, float(claims["exp"]), via="panel")
 
 
 def _provider_logout_url(request: Request, settings: Settings) -> str | None:

@@ -79,6 +79,8 @@ def test_hs256_signed_with_public_key_rejected(app_client, world, settings):
         ({"exp": int(time.time()) - 3600}, "expired"),
         ({"aud": "someone-else"}, "audience"),
         ({"iss": "evil-issuer"}, "issuer"),
+        ({"nbf": int(time.time()) + 3600}, "not yet valid"),
+        ({"iat": int(time.time()) + 3600}, "not yet valid"),
     ],
 )
 def test_bad_claims_rejected(app_client, world, settings, override, reason):

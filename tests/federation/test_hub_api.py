@@ -6,6 +6,7 @@ only when hashes and the node's signed checkpoint verify."""
 from __future__ import annotations
 
 import hashlib
+import re
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -287,3 +288,21 @@ def test_a_nodes_audit_log_may_not_shrink_between_releases(hub):  # type: ignore
         resp = signed(hub, a, "POST", f"/hub/v1/agent/children/{cid}/release", body)
         assert resp.status_code == status, resp.text
     assert "cannot shrink" in resp.json()["detail"]
+
+
+def test_the_hub_serves_no_foreign_script_and_its_answers_are_browser_safe(hub):  # type: ignore[no-untyped-def]
+    """As the API (tests/security/test_security_headers.py): /docs from the hub's own origin,
+    FastAPI's CDN pages gone, every answer without framing, sniffing, scripts or caching."""
+    page = hub.get("/docs")
+    assert page.status_code == 200 and "http" not in page.text
+    assert re.findall(r"<script(?![^>]*\bsrc=\"/)", page.text) == []  # no inline script
+    assert "script-src 'self';" in page.headers["content-security-policy"]
+    assert hub.get("/redoc").status_code == 404
+    for resp in (
+        hub.get("/hub/v1/nodes", headers=hub.tokens["alice"]),
+        hub.get("/nothing"),
+        hub.get("/hub/v1/nodes"),
+    ):
+        assert resp.headers["x-content-type-options"] == "nosniff"
+        assert "frame-ancestors 'none'" in resp.headers["content-security-policy"]
+        assert resp.headers["cache-control"] == "no-store"

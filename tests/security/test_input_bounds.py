@@ -78,3 +78,27 @@ def test_egress_file_names_are_bounded(app_client, world) -> None:  # type: igno
         json={"job_id": "j", "files": ["f" * 5000], "justification": "x"},
     )
     assert resp.status_code == 422, resp.text[:300]
+
+
+def test_nesting_bytes_and_types_no_parser_expects_get_problems(app_client, world) -> None:  # type: ignore[no-untyped-def]
+    """JSON nested past the parser's recursion limit (within the body cap), bytes that are not
+    UTF-8 in the path and query, and a body of the wrong type: each a problem document with a
+    reason, never a 500."""
+    alice = world.headers["alice"]
+    as_json = {**alice, "content-type": "application/json"}
+    answers = {
+        "nested": app_client.post(JOBS, headers=as_json, content=b"[" * 400_000 + b"]" * 400_000),
+        "nested object": app_client.post(
+            JOBS, headers=as_json, content=b'{"a":' * 200_000 + b"1" + b"}" * 200_000
+        ),
+        "path bytes": app_client.get("/api/v1/jobs/%FF%FE%ED%A0%80", headers=alice),
+        "query bytes": app_client.get("/api/v1/jobs?state=%FF", headers=alice),
+        "form body": app_client.post(
+            JOBS, headers={**alice, "content-type": "application/x-www-form-urlencoded"}, content=b"a=1"
+        ),
+        "not utf-8": app_client.post(JOBS, headers=as_json, content=b"\xff\xfe{}"),
+    }
+    for what, resp in answers.items():
+        assert 400 <= resp.status_code < 500, (what, resp.status_code, resp.text[:200])
+        assert resp.headers["content-type"] == "application/problem+json", what
+        assert resp.json()["detail"], what

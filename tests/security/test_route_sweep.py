@@ -15,9 +15,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from sqlalchemy import delete
 
 from tests.worlds import WorldFactory
 from tre.store.db import session_scope
+from tre.store.models import User, UserRole
 
 # Callers: alice (researcher, project p1, which owns the job and request used below), bob
 # (researcher of p2 only), dana (DAC), audrey (auditor), root (admin).
@@ -31,8 +33,7 @@ AUDITORS = frozenset({"alice", "bob", "dana"})  # audit reads: auditors (and adm
 PUBLIC = {
     ("GET", "/openapi.json"),
     ("GET", "/docs"),
-    ("GET", "/docs/oauth2-redirect"),
-    ("GET", "/redoc"),
+    ("GET", "/docs/static/{name}"),
     ("GET", "/api/v1/auth/config"),
     ("GET", "/panel/login"),
     ("POST", "/panel/login"),
@@ -51,9 +52,19 @@ PANEL_SESSION = {
     ("POST", "/panel/requests/{request_id}/vote"),
     ("POST", "/panel/requests/{request_id}/resolve"),
 }
+# Routes that sign the calling token out (the sweep gives them a token of their own).
+SIGNS_OUT = {("POST", "/api/v1/auth/logout")}
+ROLES = {
+    "alice": ("researcher",),
+    "bob": ("researcher",),
+    "dana": ("dac",),
+    "audrey": ("auditor",),
+    "root": ("admin",),
+}
 # Who must be refused each bearer-token route (the p1 job, request and task ids are used).
 REFUSED: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/api/v1/me"): NOBODY,
+    ("POST", "/api/v1/auth/logout"): NOBODY,
     ("GET", "/api/v1/admin/users"): ADMIN_ONLY,
     ("POST", "/api/v1/admin/users"): ADMIN_ONLY,
     ("PUT", "/api/v1/admin/users/{user_id}/roles"): ADMIN_ONLY,
@@ -195,13 +206,16 @@ def test_no_token_an_expired_or_a_forged_one_is_refused_everywhere(
 
 
 def test_each_role_and_another_projects_member_is_refused_where_it_must_be(
-    app, app_client, world, ids
+    app, app_client, world, ids, token_for
 ) -> None:  # type: ignore[no-untyped-def]
     for method, path in app_routes(app.routes):
         if (method, path) in PUBLIC or (method, path) in PANEL_SESSION:
             continue
         for who in sorted(EVERYONE):
-            resp = _call(app_client, method, _concrete(path, ids), world.headers[who])
+            headers = world.headers[who]
+            if (method, path) in SIGNS_OUT:  # with a token of its own: the call revokes it
+                headers = {"Authorization": f"Bearer {token_for(who, *ROLES[who])}"}
+            resp = _call(app_client, method, _concrete(path, ids), headers)
             assert resp.status_code < 500, (who, method, path, resp.text)
             if who in REFUSED[(method, path)]:
                 # Another project's member may meet body validation first (nothing of p1 in it).
@@ -213,3 +227,37 @@ def test_each_role_and_another_projects_member_is_refused_where_it_must_be(
     for method, path in PANEL_SESSION:
         resp = _call(app_client, method, _concrete(path, ids), world.headers["dana"])
         assert resp.status_code == 303, (method, path, resp.status_code)
+
+
+# What a user stripped of every role may still do: see who they are, sign their token out.
+ROLELESS_ALLOWED = {("GET", "/api/v1/me"), ("POST", "/api/v1/auth/logout")}
+
+
+def test_a_disabled_user_and_one_whose_roles_were_just_removed_are_refused_everywhere(
+    app, app_client, world, ids, engine, token_for
+) -> None:  # type: ignore[no-untyped-def]
+    """Tokens minted before the change: disabling answers 401 on every route, taking the
+    roles away 403/404 on every route but `ROLELESS_ALLOWED`, and neither opens a panel page."""
+    disabled = {"Authorization": f"Bearer {token_for('alice', 'researcher')}"}
+    roleless = {"Authorization": f"Bearer {token_for('bob', 'researcher')}"}
+    for headers in (disabled, roleless):  # both tokens verified and their users cached first
+        assert app_client.get("/api/v1/jobs", headers=headers).status_code == 200
+    with session_scope(engine) as s:
+        registry_user = s.get(User, "alice")
+        assert registry_user is not None
+        registry_user.disabled = True
+        s.execute(delete(UserRole).where(UserRole.user_id == "bob"))
+    for method, path in app_routes(app.routes):
+        if (method, path) in PUBLIC or (method, path) in PANEL_SESSION:
+            continue
+        url = _concrete(path, ids)
+        resp = _call(app_client, method, url, disabled)
+        assert _refused(resp, (401,)), ("disabled", method, path, resp.status_code)
+        if (method, path) in SIGNS_OUT:
+            continue  # the role-less caller may sign out; not with the sweep's token
+        resp = _call(app_client, method, url, roleless)
+        if (method, path) in ROLELESS_ALLOWED:
+            assert resp.status_code < 300, (method, path, resp.status_code)
+        else:
+            ok = (403, 404, 422) if method == "POST" else (403, 404)
+            assert _refused(resp, ok), ("roleless", method, path, resp.status_code, resp.text)

@@ -8,11 +8,13 @@ from sqlalchemy import Engine
 
 from tre import __version__, audit
 from tre.api.deps import database_slots, mark_read_only_routes
+from tre.api.docs_pages import router as docs_router
 from tre.api.head import HeadAsGet
 from tre.api.limits import BodySizeLimit, RequestSanity
 from tre.api.openapi import install_openapi
 from tre.api.problems import install_problem_handlers
 from tre.api.read_cache import ReadAnswers, ReadCache
+from tre.api.security_headers import SecurityHeaders
 from tre.audit.refusals import install_refusal_audit
 from tre.auth.tokens import TokenVerifier
 from tre.auth.user_cache import UserAccessCache
@@ -38,6 +40,10 @@ def create_app(
         title="tre — trusted research environment",
         version=__version__,
         description="Sandboxed imaging jobs next to the data; outputs leave only through the airlock.",
+        # FastAPI's pages load their scripts from CDNs: ours are served here (`tre.api.docs_pages`).
+        docs_url=None,
+        redoc_url=None,
+        swagger_ui_oauth2_redirect_url=None,
     )
     app.state.settings = settings
     app.state.engine = engine
@@ -83,10 +89,14 @@ def create_app(
     app.add_middleware(RequestSanity)
     # Outermost: a HEAD is a GET to everything inside (auth, audit, cache), minus the body.
     app.add_middleware(HeadAsGet)
+    # Around everything, errors from the middlewares above included: no script, framing,
+    # sniffing or caching unless a route chose otherwise (`tre.api.security_headers`).
+    app.add_middleware(SecurityHeaders)
 
     routers = (me, auth_config, admin, projects, datasets, catalogue, jobs, code, images, egress_api)
     for module in (*routers, panel_routes, panel_oidc, audit_api):
         app.include_router(module.router)
+    app.include_router(docs_router)
     app.include_router(tes_api.router)  # GA4GH TES 1.1 at /ga4gh/tes/v1 (docs/tes.md)
     # The core's GET routes only read (checked by their tests); the airlock's and the audit
     # log's GETs audit who looked, so they keep writing transactions.

@@ -24,6 +24,7 @@ from tre.api.query_names import ROLE_GATE_MARK, refuse_unknown_query_names
 from tre.audit.events import token_use_event
 from tre.audit.log import DEFERRED_EVENTS, AuditEvent, record_events
 from tre.auth.principal import Principal
+from tre.auth.revocation import live_revocations, token_digest
 from tre.auth.tokens import TokenError, TokenVerifier
 from tre.auth.user_cache import UserAccess, UserAccessCache
 from tre.config import Settings
@@ -241,6 +242,14 @@ def principal_from_token(request: Request, token: str, session: Session) -> Prin
             "unknown-user",
             headers=_BEARER_CHALLENGE,
         )
+    if access.revoked_tokens and token_digest(token) in access.revoked_tokens:
+        raise Problem(
+            401,
+            "Unauthorized",
+            "this token was signed out; sign in again for a new one",
+            "token-revoked",
+            headers=_BEARER_CHALLENGE,
+        )
     # A token carries the roles it was minted for; the user table can only narrow them, so
     # removing a role takes effect before old tokens expire.
     roles = frozenset(verifier.roles_from(claims) & access.roles)
@@ -260,7 +269,11 @@ def _user_access(request: Request, session: Session, user_id: str) -> UserAccess
     ).all()
     if not rows:
         return None
-    access = UserAccess(bool(rows[0].disabled), frozenset(r.role for r in rows if r.role is not None))
+    access = UserAccess(
+        bool(rows[0].disabled),
+        frozenset(r.role for r in rows if r.role is not None),
+        live_revocations(session, user_id),
+    )
     if cache is not None:
         cache.put(user_id, access, read_at)
     return access
@@ -326,6 +339,8 @@ def principal_from_caches(request: Request, token: str) -> Principal | None:
     access, _ = cache.get(str(claims["sub"]))
     if access is None or access.disabled:
         return None  # the slow path gives the refusal
+    if access.revoked_tokens and token_digest(token) in access.revoked_tokens:
+        return None
     roles = frozenset(verifier.roles_from(claims) & access.roles)
     return Principal(user_id=str(claims["sub"]), roles=roles, token_id=claims.get("jti"))
 

@@ -214,7 +214,8 @@ def export(
 # --- C2SP tlog-tiles read API (see tre.audit.tiles) -------------------------------------------
 
 TILE_TYPE = "application/octet-stream"
-_IMMUTABLE = {"Cache-Control": "public, max-age=31536000, immutable"}
+# `private`: a tile is an authenticated answer (auditors only), never one for a shared cache.
+_IMMUTABLE = {"Cache-Control": "private, max-age=31536000, immutable"}
 
 
 def _tile_response(data: bytes, path: str) -> Response:

@@ -1,4 +1,5 @@
-"""A short-lived cache of each user's enabled flag and roles, for the API's authentication.
+"""A short-lived cache of each user's enabled flag, roles and signed-out tokens, for the API's
+authentication.
 
 Every request maps its token's subject to the user table (is the user known, enabled, and
 which roles does it still hold?); that query was a tenth of a small read's CPU time
@@ -25,7 +26,7 @@ from cachetools import TTLCache
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
-from tre.store.models import User, UserRole
+from tre.store.models import RevokedToken, User, UserRole
 
 TTL_S = 5.0
 MAX_USERS = 4096
@@ -39,6 +40,8 @@ class UserAccess:
 
     disabled: bool
     roles: frozenset[str]
+    # SHA-256 digests of the user's tokens signed out before their expiry (`tre.auth.revocation`).
+    revoked_tokens: frozenset[str] = frozenset()
 
 
 def generation() -> int:
@@ -83,7 +86,7 @@ class UserAccessCache:
 @event.listens_for(Session, "after_flush")
 def _note_user_changes(session: Session, _ctx: Any) -> None:
     touched = (*session.new, *session.dirty, *session.deleted)
-    if any(isinstance(obj, User | UserRole) for obj in touched):
+    if any(isinstance(obj, User | UserRole | RevokedToken) for obj in touched):
         session.info["tre.user_access_changed"] = True
         _bump()
 

@@ -11,7 +11,14 @@ from typing import Annotated
 import typer
 
 from tre.cli import admin, audit, catalogue, code, egress, federation, images, jobs, preprocess, witness
-from tre.cli.client import ApiClient, CliError, checked_api_url, save_credentials
+from tre.cli.client import (
+    ApiClient,
+    CliError,
+    TokenRefused,
+    checked_api_url,
+    credentials_path,
+    save_credentials,
+)
 from tre.cli.device_login import device_login, oidc_login_config
 from tre.cli.output import JsonFlag, console, err_console, print_json, untrusted
 from tre.config import get_settings
@@ -187,3 +194,26 @@ def demo() -> None:
     from tre.demo import run_demo
 
     run_demo()
+
+
+@app.command(rich_help_panel=RESEARCHERS)
+def logout(
+    api_url: Annotated[str | None, typer.Option(help="API address (default: the saved login's).")] = None,
+) -> None:
+    """Sign the saved token out at the API, then delete the saved login.
+
+    The API refuses the token from then on, wherever a copy of it is; deleting the file alone
+    would leave it valid until it expires. A token the API already refuses (expired, signed
+    out) is simply forgotten; when the API cannot be reached the saved login is kept, so the
+    sign-out can be retried.
+    """
+    path = credentials_path()
+    try:
+        ApiClient(api_url=api_url).post("/api/v1/auth/logout")
+        said = "signed out: the token is refused from now on"
+    except TokenRefused:
+        said = "the token was no longer valid"
+    if path.exists():
+        path.unlink()
+        said += f"; removed {path}"
+    console.print(said, highlight=False, soft_wrap=True)

@@ -62,6 +62,22 @@ class UserRole(Base):
     user: Mapped[User] = relationship(back_populates="roles")
 
 
+class RevokedToken(Base):
+    """A bearer token signed out before its expiry (panel sign-out, ``tre logout``).
+
+    Keyed by the SHA-256 of the token, not its ``jti``: an OpenID provider's access token
+    need not carry one. Kept until the token would have expired anyway (then it is refused
+    for that reason), so the table holds only live sign-outs.
+    """
+
+    __tablename__ = "revoked_tokens"
+
+    token_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    revoked_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
 class Project(Base):
     __tablename__ = "projects"
 

@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import json
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tre.access import user_project_ids
-from tre.api.deps import current_principal, get_session, writes_on_read
+from tre.api.deps import bearer_token, current_principal, get_session, writes_on_read
 from tre.api.schemas import MeOut
 from tre.audit import record_event
 from tre.auth.principal import Principal
+from tre.auth.revocation import revoke
 from tre.store.models import AuditEntry
 
 router = APIRouter(prefix="/api/v1", tags=["me"])
@@ -55,3 +56,18 @@ def whoami(
         roles=sorted(principal.roles),
         projects=user_project_ids(session, principal.user_id),
     )
+
+
+@router.post("/auth/logout", status_code=204, summary="Sign this token out before it expires")
+def logout(
+    request: Request,
+    principal: Principal = Depends(current_principal),
+    session: Session = Depends(get_session),
+) -> Response:
+    """The bearer token of this request is refused from now on (`tre logout`), wherever a
+    copy of it is; the caller's other tokens stay valid. Any signed-in caller may sign their
+    own token out, role or none: it only ever takes access away."""
+    token = bearer_token(request)
+    claims = request.app.state.verifier.verify(token)
+    revoke(session, principal.user_id, token, float(claims["exp"]), via="api")
+    return Response(status_code=204)

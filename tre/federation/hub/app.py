@@ -13,9 +13,11 @@ from starlette.types import Receive, Scope, Send
 
 from tre import __version__, audit
 from tre.api.deps import database_slots
+from tre.api.docs_pages import router as docs_router
 from tre.api.limits import BodySizeLimit, RequestSanity
 from tre.api.problems import install_problem_handlers
 from tre.api.routers import code, me
+from tre.api.security_headers import SecurityHeaders
 from tre.audit import api as audit_api
 from tre.auth.tokens import TokenVerifier
 from tre.config import Settings, get_settings
@@ -49,6 +51,10 @@ def create_hub_app(settings: Settings | None = None, engine: Engine | None = Non
         title="tre hub — federated submission and search",
         version=__version__,
         description="One submission, several data holders; each node decides for itself.",
+        # Its /docs from this origin, as the API's (`tre.api.docs_pages`), not FastAPI's CDN pages.
+        docs_url=None,
+        redoc_url=None,
+        swagger_ui_oauth2_redirect_url=None,
     )
     app.state.settings = settings
     app.state.engine = engine
@@ -59,8 +65,17 @@ def create_hub_app(settings: Settings | None = None, engine: Engine | None = Non
     install_problem_handlers(app)
     app.add_middleware(HubBodyLimits, overrides={code.UPLOAD_PATH: code.MAX_CODE_UPLOAD_BYTES})
     app.add_middleware(RequestSanity)
+    app.add_middleware(SecurityHeaders)  # no script, framing, sniffing or caching by default
     # The hub's own signed audit log of the federation, read by auditors as on any tre.
-    routers = (me.router, code.router, routes.router, agent_routes.router, audit_api.router, tes.router)
+    routers = (
+        docs_router,
+        me.router,
+        code.router,
+        routes.router,
+        agent_routes.router,
+        audit_api.router,
+        tes.router,
+    )
     for router in routers:
         app.include_router(router)
     return app
