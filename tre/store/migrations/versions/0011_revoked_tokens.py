@@ -3,7 +3,7 @@
 A sign-out (the panel's, ``tre logout``) makes its token unusable before it expires; the
 API refuses a token whose SHA-256 is listed here until its own expiry.
 
-Revision ID: 0011_api9
+Revision ID: 0011_revoked_tokens
 Revises: 0010_outputs_scale
 """
 
@@ -14,7 +14,7 @@ from alembic import op
 
 from tre.store.base import UTCDateTime
 
-revision: str = "0011_api9"
+revision: str = "0011_revoked_tokens"
 down_revision: str | None = "0010_outputs_scale"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
