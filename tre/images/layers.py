@@ -3,7 +3,12 @@
 Refused: paths that are absolute or climb out with ``..``; entries written through a
 symbolic link (``lib -> /etc`` then ``lib/passwd``: the classic way out of an unpacker);
 links whose target climbs out of the image; hard links out of the image; device nodes,
-FIFOs and sockets; a layer or an image over its size bound; too many entries. Each layer's
+FIFOs, sockets and sparse files; whiteouts that name no file (``.wh.``, ``.wh..``,
+``.wh...``: umoci would work on the folder itself or its parent); names with control
+characters or that are not UTF-8, a name over 255 bytes or a path over 3072 (the
+kernel's limits, with room for the bundle's own folder, which umoci would fail on); a layer or an image over its size bound; too many entries; a
+PAX or long-name header over 1 MiB and a decompressed stream longer than the layer's
+bound allows (`tre.tarbounds`: tarfile would read those into memory). Each layer's
 uncompressed content is hashed against the config's ``rootfs.diff_ids`` too. Setuid/setgid
 bits and extended attributes (file capabilities) are allowed in the blob, which we cannot
 change without changing the digest, and are dropped when the image is unpacked.
@@ -22,6 +27,7 @@ from typing import IO
 from tre.images.errors import ImageRejected
 from tre.images.limits import ImageLimits
 from tre.images.reference import printable
+from tre.tarbounds import BoundedTarInfo, CappedReader, TarBoundExceeded, stream_cap
 
 PLAIN_TYPES = {
     "application/vnd.oci.image.layer.v1.tar",
@@ -33,6 +39,9 @@ GZIP_TYPES = {
 }
 WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"
+# The kernel's PATH_MAX is 4096 for the whole path, the bundle's own folder included.
+MAX_PATH_BYTES = 3072
+MAX_NAME_BYTES = 255
 
 
 @dataclass
@@ -46,7 +55,7 @@ class LayerScan:
 class _Hashing:
     """A read-only stream that hashes what passes through it (the layer's diff_id)."""
 
-    def __init__(self, raw: IO[bytes]) -> None:
+    def __init__(self, raw: IO[bytes] | CappedReader) -> None:
         self.raw = raw
         self.digest = hashlib.sha256()
 
@@ -67,6 +76,13 @@ def _clean(name: str, what: str) -> str:
         path = path[2:]
     if path.startswith("/") or ".." in path.split("/"):
         raise ImageRejected(f"{what}: the path {printable(name)!r} escapes the image root")
+    if any(ord(c) < 0x20 or ord(c) == 0x7F or 0xDC80 <= ord(c) <= 0xDCFF for c in name):
+        raise ImageRejected(f"{what}: the path {printable(name)!r} has control characters or is not UTF-8")
+    encoded = name.encode("utf-8", "surrogateescape")
+    if len(encoded) > MAX_PATH_BYTES:
+        raise ImageRejected(f"{what}: the path {printable(name)!r} is longer than {MAX_PATH_BYTES} bytes")
+    if any(len(part.encode()) > MAX_NAME_BYTES for part in path.split("/")):
+        raise ImageRejected(f"{what}: the path {printable(name)!r} has a name longer than {MAX_NAME_BYTES} bytes")
     return path.rstrip("/")
 
 
@@ -103,11 +119,14 @@ def scan_layer(
     if media_type not in PLAIN_TYPES | GZIP_TYPES:
         raise ImageRejected(f"{what} has the unsupported media type {printable(media_type)!r}")
     layer_bytes = 0
+    cap = stream_cap(limits.max_layer_bytes, limits.max_files)
     with blob.open("rb") as raw:
-        stream = _Hashing(gzip.GzipFile(fileobj=raw) if media_type in GZIP_TYPES else raw)  # type: ignore[arg-type]
+        plain = gzip.GzipFile(fileobj=raw) if media_type in GZIP_TYPES else raw
+        stream = _Hashing(CappedReader(plain, cap, what))
         try:
-            with tarfile.open(fileobj=stream, mode="r|") as tar:  # type: ignore[call-overload]
+            with tarfile.open(fileobj=stream, mode="r|", tarinfo=BoundedTarInfo) as tar:  # type: ignore[call-overload]
                 for member in tar:
+                    tar.members.clear()  # a stream is read once: keep no list of every entry
                     seen.files += 1
                     if seen.files > limits.max_files:
                         raise ImageRejected(f"the image has more than {limits.max_files} files")
@@ -121,6 +140,8 @@ def scan_layer(
                             f"the image unpacks to more than {limits.max_unpacked_bytes >> 20} MiB"
                         )
             actual = stream.drain()
+        except TarBoundExceeded as exc:
+            raise ImageRejected(f"{what} is refused: it holds {exc}") from None
         except (tarfile.TarError, OSError, EOFError) as exc:
             raise ImageRejected(f"{what} is not a readable tar stream ({type(exc).__name__})") from None
     if actual != diff_id:
@@ -135,7 +156,10 @@ def _check_member(member: tarfile.TarInfo, what: str, guard: TreeGuard, seen: La
     base = posixpath.basename(path)
     if base.startswith(WHITEOUT):
         if base != OPAQUE:
-            guard.remove(posixpath.join(posixpath.dirname(path), base[len(WHITEOUT) :]))
+            target = base[len(WHITEOUT) :]
+            if target in ("", ".", "..") or target.startswith(WHITEOUT):
+                raise ImageRejected(f"{what}: the whiteout {printable(path)!r} names no file of the layer below")
+            guard.remove(posixpath.join(posixpath.dirname(path), target))
         return
     if member.ischr() or member.isblk():
         raise ImageRejected(f"{what}: {printable(path)!r} is a device node")
@@ -143,6 +167,8 @@ def _check_member(member: tarfile.TarInfo, what: str, guard: TreeGuard, seen: La
         raise ImageRejected(f"{what}: {printable(path)!r} is a special file (only files, folders and links)")
     if member.issym():
         target = member.linkname
+        if len(target.encode("utf-8", "surrogateescape")) >= MAX_PATH_BYTES:
+            raise ImageRejected(f"{what}: the symbolic link {printable(path)!r} has a target over {MAX_PATH_BYTES} bytes")
         if not target.startswith("/"):
             resolved = posixpath.normpath(posixpath.join(posixpath.dirname(path), target))
             if resolved == ".." or resolved.startswith("../"):
