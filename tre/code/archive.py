@@ -168,7 +168,7 @@ def _bound_refusal(exc: TarBoundExceeded) -> CodeRefused:
 def _entries(tar: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
     try:
         for member in tar:
-            tar.members.clear()  # a stream is read once: keep no list of every entry
+            tar.members.clear()  # type: ignore[attr-defined]  # a stream is read once: no list kept
             yield member
     except TarBoundExceeded as exc:
         raise _bound_refusal(exc) from None

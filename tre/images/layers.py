@@ -5,11 +5,12 @@ symbolic link (``lib -> /etc`` then ``lib/passwd``: the classic way out of an un
 links whose target climbs out of the image; hard links out of the image; device nodes,
 FIFOs, sockets and sparse files; whiteouts that name no file (``.wh.``, ``.wh..``,
 ``.wh...``: umoci would work on the folder itself or its parent); names with control
-characters or that are not UTF-8, a name over 255 bytes or a path over 3072 (the
-kernel's limits, with room for the bundle's own folder, which umoci would fail on); a layer or an image over its size bound; too many entries; a
-PAX or long-name header over 1 MiB and a decompressed stream longer than the layer's
-bound allows (`tre.tarbounds`: tarfile would read those into memory). Each layer's
-uncompressed content is hashed against the config's ``rootfs.diff_ids`` too. Setuid/setgid
+characters or that are not UTF-8, a name over 255 bytes or a path over 3072 (the kernel's
+limits, with room for the bundle's own folder: umoci would fail on them); a layer or an
+image over its size bound; too many entries; a PAX or long-name header over 1 MiB and a
+decompressed stream longer than the layer's bound allows (`tre.tarbounds`: tarfile would
+read those into memory). Each layer's uncompressed content is hashed against the config's
+``rootfs.diff_ids`` too. Setuid/setgid
 bits and extended attributes (file capabilities) are allowed in the blob, which we cannot
 change without changing the digest, and are dropped when the image is unpacked.
 """
@@ -82,7 +83,9 @@ def _clean(name: str, what: str) -> str:
     if len(encoded) > MAX_PATH_BYTES:
         raise ImageRejected(f"{what}: the path {printable(name)!r} is longer than {MAX_PATH_BYTES} bytes")
     if any(len(part.encode()) > MAX_NAME_BYTES for part in path.split("/")):
-        raise ImageRejected(f"{what}: the path {printable(name)!r} has a name longer than {MAX_NAME_BYTES} bytes")
+        raise ImageRejected(
+            f"{what}: the path {printable(name)!r} has a name longer than {MAX_NAME_BYTES} bytes"
+        )
     return path.rstrip("/")
 
 
@@ -158,7 +161,9 @@ def _check_member(member: tarfile.TarInfo, what: str, guard: TreeGuard, seen: La
         if base != OPAQUE:
             target = base[len(WHITEOUT) :]
             if target in ("", ".", "..") or target.startswith(WHITEOUT):
-                raise ImageRejected(f"{what}: the whiteout {printable(path)!r} names no file of the layer below")
+                raise ImageRejected(
+                    f"{what}: the whiteout {printable(path)!r} names no file of the layer below"
+                )
             guard.remove(posixpath.join(posixpath.dirname(path), target))
         return
     if member.ischr() or member.isblk():
@@ -168,7 +173,9 @@ def _check_member(member: tarfile.TarInfo, what: str, guard: TreeGuard, seen: La
     if member.issym():
         target = member.linkname
         if len(target.encode("utf-8", "surrogateescape")) >= MAX_PATH_BYTES:
-            raise ImageRejected(f"{what}: the symbolic link {printable(path)!r} has a target over {MAX_PATH_BYTES} bytes")
+            raise ImageRejected(
+                f"{what}: the symbolic link {printable(path)!r} has a target over {MAX_PATH_BYTES} bytes"
+            )
         if not target.startswith("/"):
             resolved = posixpath.normpath(posixpath.join(posixpath.dirname(path), target))
             if resolved == ".." or resolved.startswith("../"):

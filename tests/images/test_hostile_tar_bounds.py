@@ -1,0 +1,145 @@
+"""Hostile images that attack the reader rather than the root filesystem: headers tarfile
+would read into memory, compressed streams that never end, sparse members, whiteouts that
+name no file, names the kernel or a terminal cannot take. Each is refused with one sentence
+(an `ImageRejected`, never a tool's 500 quoting the control plane's paths) and leaves
+nothing in the store."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import tarfile
+import zlib
+from pathlib import Path
+
+import pytest
+
+from tests.images.conftest import store_is_empty
+from tests.images.imagekit import add_file, crafted_docker_archive, crafted_oci_archive, layer_tar, sha
+from tre.config import Settings
+from tre.images.errors import ImageRejected
+from tre.images.store import ImageStore
+
+MIB = 1 << 20
+
+
+def _refused(store: ImageStore, archive: Path, *words: str) -> str:
+    with pytest.raises(ImageRejected) as info:
+        store.import_path(archive)
+    reason = str(info.value)
+    assert "\n" not in reason and str(store.root) not in reason and "/tmp" not in reason
+    for w in words:
+        assert w in reason, reason
+    assert store_is_empty(store)
+    return reason
+
+
+def _gzip_with_zeros(head: bytes, zeros: int) -> tuple[bytes, str]:
+    """``head`` then ``zeros`` zero bytes, gzip-compressed (a few KiB per 64 MiB), and the
+    SHA-256 of the uncompressed whole (what a diff_id names)."""
+    comp = zlib.compressobj(9, zlib.DEFLATED, 31)
+    digest = hashlib.sha256(head)
+    out = [comp.compress(head)]
+    block = bytes(MIB)
+    for _ in range(zeros // MIB):
+        digest.update(block)
+        out.append(comp.compress(block))
+    out.append(comp.flush())
+    return b"".join(out), "sha256:" + digest.hexdigest()
+
+
+def _small_store(settings: Settings) -> ImageStore:
+    """Layers of at most 1 MiB and 50 entries: a compliant layer's stream is then ~1.2 MiB."""
+    return ImageStore(settings.model_copy(update={"image_max_layer_mb": 1, "image_max_files": 50}))
+
+
+def test_a_huge_pax_header_in_a_layer_is_refused_unread(store: ImageStore, tmp_path: Path) -> None:
+    """A 32 MiB PAX record gzips to ~32 KiB; tarfile would hold it in memory (a 400 KiB
+    layer made the import allocate 2 GiB), and umoci then failed with a 500."""
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo("f")
+        info.size = 1
+        info.pax_headers = {"comment": "A" * (32 * MIB)}
+        tar.addfile(info, io.BytesIO(b"x"))
+    layer = raw.getvalue()
+    blob = zlib.compress(layer, 9, wbits=31)
+    assert len(blob) < 200_000
+    archive = crafted_oci_archive(tmp_path / "pax.tar", [blob], [sha(layer)])
+    _refused(store, archive, "layer 1", "extended tar header", "more than 1 MiB")
+
+
+def test_a_huge_pax_header_in_the_archive_itself_is_refused_unread(store: ImageStore, tmp_path: Path) -> None:
+    archive = tmp_path / "outer.tar"
+    with tarfile.open(archive, "w", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo("manifest.json")
+        info.size = 2
+        info.pax_headers = {"comment": "B" * (2 * MIB)}
+        tar.addfile(info, io.BytesIO(b"[]"))
+    _refused(store, archive, "extended tar header")
+
+
+def test_a_layer_that_keeps_decompressing_after_its_tar_ends_is_refused(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """64 MiB of zeros after the end-of-archive record (and a diff_id that names them, so
+    every hash matches): hashing them was unbounded work for a few KiB of upload."""
+    store = _small_store(settings)
+    blob, diff_id = _gzip_with_zeros(layer_tar(lambda t: add_file(t, "a.txt", b"a")), 64 * MIB)
+    archive = crafted_oci_archive(tmp_path / "tail.tar", [blob], [diff_id])
+    _refused(store, archive, "layer 1", "decompresses to more than")
+
+
+def test_a_compressed_docker_layer_is_hashed_within_the_layer_bound(
+    settings: Settings, tmp_path: Path
+) -> None:
+    store = _small_store(settings)
+    blob, diff_id = _gzip_with_zeros(layer_tar(lambda t: add_file(t, "a.txt", b"a")), 64 * MIB)
+    archive = crafted_docker_archive(tmp_path / "gz.tar", [blob], diff_ids=[diff_id])
+    _refused(store, archive, "decompresses to more than")
+
+
+def test_a_sparse_member_is_refused(store: ImageStore, tmp_path: Path) -> None:
+    def add(t: tarfile.TarFile) -> None:
+        info = tarfile.TarInfo("holes")
+        info.type = tarfile.GNUTYPE_SPARSE
+        t.addfile(info)
+
+    layer = layer_tar(add)
+    _refused(store, crafted_docker_archive(tmp_path / "sparse.tar", [layer]), "sparse")
+
+
+@pytest.mark.parametrize(
+    "whiteout", [".wh.", ".wh..", ".wh...", "keep/.wh.", "keep/.wh...", "keep/.wh..wh.x"]
+)
+def test_a_whiteout_that_names_no_file_is_refused(store: ImageStore, tmp_path: Path, whiteout: str) -> None:
+    """umoci applies `dir/.wh..` to the folder itself (`.wh...` to its parent) and failed
+    with a 500 quoting the bundle's path on the control plane."""
+    base = layer_tar(lambda t: (add_file(t, "keep/a.txt", b"a"), add_file(t, "top.txt", b"t")))
+    upper = layer_tar(lambda t: add_file(t, whiteout, b""))
+    _refused(store, crafted_docker_archive(tmp_path / "wh.tar", [base, upper]), "whiteout", "names no file")
+
+
+def test_an_ordinary_whiteout_still_applies(store: ImageStore, tmp_path: Path) -> None:
+    base = layer_tar(lambda t: (add_file(t, "keep/a.txt", b"a"), add_file(t, "top.txt", b"t")))
+    upper = layer_tar(lambda t: add_file(t, "keep/.wh.a.txt", b""))
+    result = store.import_path(crafted_docker_archive(tmp_path / "ok.tar", [base, upper]))
+    root = store.rootfs(result.digest)
+    assert (root / "top.txt").is_file() and not (root / "keep" / "a.txt").exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "words"),
+    [
+        ("a\nb.txt", "control characters"),
+        ("a\x1b[2Jb", "control characters"),
+        ("bad-\udcff.txt", "not UTF-8"),
+        ("x" * 300, "longer than 255 bytes"),
+        ("d/" * 1600 + "f", "longer than 3072 bytes"),
+    ],
+)
+def test_names_the_kernel_or_a_terminal_cannot_take_are_refused(
+    store: ImageStore, tmp_path: Path, name: str, words: str
+) -> None:
+    layer = layer_tar(lambda t: add_file(t, name))
+    _refused(store, crafted_docker_archive(tmp_path / "names.tar", [layer]), "layer 1", words)
