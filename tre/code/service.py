@@ -42,7 +42,14 @@ def _add_once(session: Session, row: CodeArchive | CodeUpload) -> None:
         pass  # the concurrent request stored the same facts
 
 
-def record_upload(session: Session, principal: Principal, project_id: str, stored: StoredCode) -> None:
+def record_upload(session: Session, principal: Principal, project_id: str, stored: StoredCode) -> bool:
+    """Record the upload; returns whether *this project* had already uploaded the archive.
+
+    That, not whether the store held the bytes, is what the uploader is told: the store is
+    shared by every project, so "already stored" for an archive only another project sent
+    would confirm that someone else holds exactly this code (content addressing must not
+    answer questions across projects). Staff see both in the audit entry."""
+    in_project = session.get(CodeUpload, (project_id, stored.sha256)) is not None
     if session.get(CodeArchive, stored.sha256) is None:
         _add_once(
             session,
@@ -53,7 +60,7 @@ def record_upload(session: Session, principal: Principal, project_id: str, store
                 entry_count=stored.manifest.entry_count,
             ),
         )
-    if session.get(CodeUpload, (project_id, stored.sha256)) is None:
+    if not in_project:
         _add_once(
             session, CodeUpload(project_id=project_id, sha256=stored.sha256, uploaded_by=principal.user_id)
         )
@@ -68,8 +75,10 @@ def record_upload(session: Session, principal: Principal, project_id: str, store
             "entries": stored.manifest.entry_count,
             "unpacked_bytes": stored.manifest.total_bytes,
             "already_stored": stored.deduplicated,
+            "already_in_project": in_project,
         },
     )
+    return in_project
 
 
 def check_job_code(session: Session, project: Project, code_hash: str | None) -> None:

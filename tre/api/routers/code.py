@@ -77,13 +77,13 @@ async def upload_code(
         async for chunk in request.stream():
             incoming.write(chunk)
         stored: StoredCode = await run_in_threadpool(incoming.accept)
-    await write_unit(request, service.record_upload, p, project_id, stored)
+    in_project = await write_unit(request, service.record_upload, p, project_id, stored)
     return CodeOut(
         sha256=stored.sha256,
         size=stored.size,
         entries=stored.manifest.entry_count,
         unpacked_bytes=stored.manifest.total_bytes,
-        already_stored=stored.deduplicated,
+        already_stored=in_project,
     )
 
 
