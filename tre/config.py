@@ -131,6 +131,9 @@ class Settings(BaseSettings):
     image_max_layer_mb: int = 4096
     image_max_unpacked_mb: int = 8192
     image_max_files: int = 300_000
+    # What one researcher's imports may hold in the shared store (stored blobs plus the
+    # unpacked root file system, counted per image they imported; admins are not bounded).
+    image_max_store_mb_per_user: int = 32768
 
     # Federation (tre.federation, docs/federation.md). At a hub: a node that has not polled
     # for this long is shown offline, and work it did not acknowledge is offered again.

@@ -400,6 +400,20 @@ class Image(Base):
     imported_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class ImageImport(Base):
+    """Who imported an image, under which name, when: one row per importer. The image store is
+    content-addressed and shared, so a second researcher sending the same bytes gets their own
+    row (their name, their time) and never learns who sent them first; each importer's rows
+    are what their image quota counts (`Settings.image_max_store_mb_per_user`)."""
+
+    __tablename__ = "image_imports"
+
+    digest: Mapped[str] = mapped_column(ForeignKey("images.digest", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(64), primary_key=True, index=True)
+    name: Mapped[str] = mapped_column(String(255))
+    imported_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class ImageApproval(Base):
     """An admin's decision that a project may run an image (ingress review). ``digest`` is not
     a foreign key: an admin may also approve an image that lives only on the registry the

@@ -1,0 +1,44 @@
+"""Image imports per importer: who sent an image, under which name, when
+
+The image store is shared and content-addressed; ``images.imported_by`` named only the first
+importer, and a second researcher sending the same bytes was shown that person. One row per
+importer keeps each their own record and is what the per-user image quota counts. Existing
+images get the row of their first importer.
+
+Revision ID: 0011_img9
+Revises: 0010_outputs_scale
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+import tre.store.base
+
+revision: str = "0011_img9"
+down_revision: str | None = "0010_outputs_scale"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "image_imports",
+        sa.Column("digest", sa.String(length=71), nullable=False),
+        sa.Column("user_id", sa.String(length=64), nullable=False),
+        sa.Column("name", sa.String(length=255), nullable=False),
+        sa.Column("imported_at", tre.store.base.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(["digest"], ["images.digest"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("digest", "user_id"),
+    )
+    op.create_index("ix_image_imports_user_id", "image_imports", ["user_id"])
+    op.execute(
+        "INSERT INTO image_imports (digest, user_id, name, imported_at) "
+        "SELECT digest, imported_by, name, imported_at FROM images"
+    )
+
+
+def downgrade() -> None:
+    op.drop_index("ix_image_imports_user_id", table_name="image_imports")
+    op.drop_table("image_imports")
