@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import tarfile
 import zlib
 from pathlib import Path
@@ -143,3 +144,103 @@ def test_names_the_kernel_or_a_terminal_cannot_take_are_refused(
 ) -> None:
     layer = layer_tar(lambda t: add_file(t, name))
     _refused(store, crafted_docker_archive(tmp_path / "names.tar", [layer]), "layer 1", words)
+
+
+# --- the JSON documents skopeo parses: checked by size and count before it reads them ------
+
+
+def _oci_with(dest: Path, manifest: bytes, config: bytes, layer: bytes, platforms: list[str] | None) -> Path:
+    """An OCI archive of one image; with ``platforms``, behind an image index listing the
+    manifest once per platform (``os/arch``)."""
+    index_doc = {
+        "schemaVersion": 2,
+        "manifests": [
+            {
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "digest": sha(manifest),
+                "size": len(manifest),
+            }
+        ],
+    }
+    blobs = [config, manifest, layer]
+    if platforms is not None:
+        nested = json.dumps(
+            {
+                "schemaVersion": 2,
+                "mediaType": "application/vnd.oci.image.index.v1+json",
+                "manifests": [
+                    {
+                        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                        "digest": sha(manifest),
+                        "size": len(manifest),
+                        "platform": {"os": p.split("/")[0], "architecture": p.split("/")[1]},
+                    }
+                    for p in platforms
+                ],
+            }
+        ).encode()
+        blobs.append(nested)
+        index_doc["manifests"] = [
+            {
+                "mediaType": "application/vnd.oci.image.index.v1+json",
+                "digest": sha(nested),
+                "size": len(nested),
+            }
+        ]
+    with tarfile.open(dest, "w") as tar:
+        add_file(tar, "oci-layout", b'{"imageLayoutVersion":"1.0.0"}')
+        add_file(tar, "index.json", json.dumps(index_doc).encode())
+        for blob in blobs:
+            add_file(tar, "blobs/sha256/" + sha(blob).removeprefix("sha256:"), blob)
+    return dest
+
+
+def _parts(pad: int = 0) -> tuple[bytes, bytes, bytes]:
+    layer = layer_tar(lambda t: add_file(t, "a.txt", b"a"))
+    config = json.dumps(
+        {"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": [sha(layer)]}}
+    ).encode()
+    manifest = (
+        json.dumps(
+            {
+                "schemaVersion": 2,
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "config": {
+                    "mediaType": "application/vnd.oci.image.config.v1+json",
+                    "digest": sha(config),
+                    "size": len(config),
+                },
+                "layers": [
+                    {
+                        "mediaType": "application/vnd.oci.image.layer.v1.tar",
+                        "digest": sha(layer),
+                        "size": len(layer),
+                    }
+                ],
+            }
+        ).encode()
+        + b" " * pad
+    )
+    return manifest, config, layer
+
+
+def test_a_huge_manifest_is_refused_before_skopeo_reads_it(store: ImageStore, tmp_path: Path) -> None:
+    manifest, config, layer = _parts(pad=5 * MIB)
+    _refused(store, _oci_with(tmp_path / "big.tar", manifest, config, layer, None), "5 MiB of JSON")
+
+
+def test_an_index_of_many_platforms_is_refused_and_a_small_one_imports(
+    store: ImageStore, tmp_path: Path
+) -> None:
+    manifest, config, layer = _parts()
+    many = ["linux/amd64", *(f"linux/arch{i}" for i in range(70))]
+    _refused(store, _oci_with(tmp_path / "many.tar", manifest, config, layer, many), "more than 64 manifests")
+    result = store.import_path(
+        _oci_with(tmp_path / "two.tar", manifest, config, layer, ["linux/arm64", "linux/amd64"])
+    )
+    assert (store.rootfs(result.digest) / "a.txt").read_bytes() == b"a"
+
+
+def test_an_index_without_this_hosts_platform_is_refused_cleanly(store: ImageStore, tmp_path: Path) -> None:
+    manifest, config, layer = _parts()
+    _refused(store, _oci_with(tmp_path / "arm.tar", manifest, config, layer, ["linux/arm64", "linux/s390x"]))
