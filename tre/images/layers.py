@@ -184,7 +184,12 @@ def _check_member(member: tarfile.TarInfo, what: str, guard: TreeGuard, seen: La
         return
     guard.remove(path)  # a file or folder replaces a link of that name
     if member.islnk():
-        guard.check_parents(_clean(member.linkname, what), what)
+        target = _clean(member.linkname, what)
+        guard.check_parents(target, what)
+        if target in guard.links:
+            # A hard link to a symbolic link is that symbolic link (link(2) does not follow
+            # it): writing through ``h`` is writing through the link it names.
+            guard.links.add(path)
         return
     if member.mode & 0o6000:
         seen.setuid += 1
