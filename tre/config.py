@@ -134,6 +134,8 @@ class Settings(BaseSettings):
     # What one researcher's imports may hold in the shared store (stored blobs plus the
     # unpacked root file system, counted per image they imported; admins are not bounded).
     image_max_store_mb_per_user: int = 32768
+    # ... and how many files (inodes, once unpacked): empty files cost no bytes.
+    image_max_store_files_per_user: int = 2_000_000
 
     # Federation (tre.federation, docs/federation.md). At a hub: a node that has not polled
     # for this long is shown offline, and work it did not acknowledge is offered again.

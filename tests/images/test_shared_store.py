@@ -120,3 +120,26 @@ def test_what_a_crashed_import_left_is_swept_by_the_next(store: ImageStore, tmp_
     fresh = store.scratch()
     assert not old_scratch.exists() and not old_partial.exists()
     assert recent.is_dir() and fresh.is_dir()
+
+
+def test_one_researchers_imports_are_bounded_in_files_too(  # type: ignore[no-untyped-def]
+    settings, engine, world, tmp_path: Path
+) -> None:
+    """Empty files cost no bytes but an inode each: images of many tiny files, each within
+    the per-image file bound, would exhaust the host's inodes."""
+    require_tools()
+    small = settings.model_copy(update={"image_max_store_files_per_user": 50})
+
+    def many(prefix: str) -> Path:
+        def add(t):  # type: ignore[no-untyped-def]
+            for i in range(30):
+                add_file(t, f"{prefix}/{i}", b"")
+
+        return crafted_docker_archive(tmp_path / f"{prefix}.tar", [layer_tar(add)])
+
+    with TestClient(create_app(small, engine)) as client:
+        assert _import(client, world.headers["alice"], many("a"), "a")["digest"]
+        r = client.post("/api/v1/images", headers=world.headers["alice"], content=many("b").read_bytes())
+        assert r.status_code == 413 and "more than 50 files" in r.json()["detail"], r.text
+    with session_scope(engine) as s:
+        assert [i.files for i in s.scalars(select(Image))] == [30]

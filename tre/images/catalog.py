@@ -33,24 +33,37 @@ def reference_of(settings: Settings, image: Image) -> str:
     return canonical(settings.image_registry, image.name, image.digest)
 
 
-def stored_bytes_of(session: Session, user_id: str) -> int:
-    """Bytes of the shared store the user's imports account for (blobs plus unpacked root)."""
-    total = session.scalar(
-        select(func.coalesce(func.sum(Image.size + Image.unpacked_size), 0))
+def stored_by(session: Session, user_id: str) -> tuple[int, int]:
+    """Bytes (blobs plus unpacked root) and files of the shared store the user's imports
+    account for."""
+    row = session.execute(
+        select(
+            func.coalesce(func.sum(Image.size + Image.unpacked_size), 0),
+            func.coalesce(func.sum(Image.files), 0),
+        )
         .join(ImageImport, ImageImport.digest == Image.digest)
         .where(ImageImport.user_id == user_id)
-    )
-    return int(total or 0)
+    ).one()
+    return int(row[0]), int(row[1])
 
 
-def check_quota(session: Session, settings: Settings, user_id: str, adding: int = 0) -> None:
-    """Refuse when the user's imports (plus ``adding`` bytes) exceed their share of the store."""
-    limit = settings.image_max_store_mb_per_user << 20
-    used = stored_bytes_of(session, user_id)
-    if used + adding > limit or (adding == 0 and used >= limit):
+def check_quota(
+    session: Session, settings: Settings, user_id: str, adding: int = 0, adding_files: int = 0
+) -> None:
+    """Refuse when the user's imports (plus an image of ``adding`` bytes and ``adding_files``
+    files) exceed their share of the store; with nothing added, when it is already full."""
+    limit, max_files = settings.image_max_store_mb_per_user << 20, settings.image_max_store_files_per_user
+    used, files = stored_by(session, user_id)
+    full = adding == adding_files == 0
+    if used + adding > limit or (full and used >= limit):
         raise ImageQuotaExceeded(
             f"your imported images would hold more than {settings.image_max_store_mb_per_user} MiB "
             f"of the image store (they hold {used >> 20} MiB); ask an admin to remove old ones"
+        )
+    if files + adding_files > max_files or (full and files >= max_files):
+        raise ImageQuotaExceeded(
+            f"your imported images would hold more than {max_files} files in the image store "
+            f"(they hold {files}); ask an admin to remove old ones"
         )
 
 
@@ -64,7 +77,7 @@ def record_import(
     mine = session.get(ImageImport, (result.digest, actor))
     if settings is not None and mine is None:
         try:
-            check_quota(session, settings, actor, result.size + result.unpacked_size)
+            check_quota(session, settings, actor, result.size + result.unpacked_size, result.files)
         except ImageQuotaExceeded:
             if image is None:
                 from tre.images.store import ImageStore
@@ -78,6 +91,7 @@ def record_import(
             size=result.size,
             unpacked_size=result.unpacked_size,
             layers=result.layers,
+            files=result.files,
             created=result.created,
             config=config_to_json(result.config),
             source_format=result.source_format,

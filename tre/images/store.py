@@ -51,6 +51,7 @@ class ImportResult:
     config: ImageConfig
     source_format: str
     setuid_dropped: int
+    files: int = 0  # layer entries (each an inode once unpacked), whiteouts included
 
 
 class ImageStore:
@@ -161,6 +162,7 @@ class ImageStore:
             config=verified.image_config,
             source_format=info.format,
             setuid_dropped=verified.scan.setuid,
+            files=verified.scan.files,
         )
 
     def remove(self, digest: str) -> None:

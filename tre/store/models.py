@@ -392,6 +392,8 @@ class Image(Base):
     size: Mapped[int] = mapped_column(BigInteger)  # bytes of manifest, config and layer blobs
     unpacked_size: Mapped[int] = mapped_column(BigInteger, default=0)
     layers: Mapped[int] = mapped_column(Integer)
+    # Entries of its layers: what the unpacked root costs in inodes (the per-user file quota).
+    files: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created: Mapped[str] = mapped_column(String(64), default="")  # the image config's own claim
     # Env/Entrypoint/Cmd/WorkingDir/User from the image config (tre.executors.base.ImageConfig).
     config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

@@ -3,7 +3,8 @@
 The image store is shared and content-addressed; ``images.imported_by`` named only the first
 importer, and a second researcher sending the same bytes was shown that person. One row per
 importer keeps each their own record and is what the per-user image quota counts. Existing
-images get the row of their first importer.
+images get the row of their first importer. ``images.files`` (layer entries, each an inode
+once unpacked) lets the quota bound inodes too; images imported before count 0.
 
 Revision ID: 0011_img9
 Revises: 0010_outputs_scale
@@ -33,6 +34,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("digest", "user_id"),
     )
     op.create_index("ix_image_imports_user_id", "image_imports", ["user_id"])
+    op.add_column("images", sa.Column("files", sa.Integer(), server_default="0", nullable=False))
     op.execute(
         "INSERT INTO image_imports (digest, user_id, name, imported_at) "
         "SELECT digest, imported_by, name, imported_at FROM images"
@@ -40,5 +42,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("images") as batch:
+        batch.drop_column("files")
     op.drop_index("ix_image_imports_user_id", table_name="image_imports")
     op.drop_table("image_imports")
