@@ -136,6 +136,9 @@ class Settings(BaseSettings):
     image_max_store_mb_per_user: int = 32768
     # ... and how many files (inodes, once unpacked): empty files cost no bytes.
     image_max_store_files_per_user: int = 2_000_000
+    # Code archives (tre.code): what one project's distinct uploads may hold of the shared code
+    # store, archives plus their unpacked trees (each upload is bounded by the project's quota).
+    code_max_store_mb_per_project: int = 10240
 
     # Federation (tre.federation, docs/federation.md). At a hub: a node that has not polled
     # for this long is shown offline, and work it did not acknowledge is offered again.
