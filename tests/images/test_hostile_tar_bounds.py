@@ -244,3 +244,44 @@ def test_an_index_of_many_platforms_is_refused_and_a_small_one_imports(
 def test_an_index_without_this_hosts_platform_is_refused_cleanly(store: ImageStore, tmp_path: Path) -> None:
     manifest, config, layer = _parts()
     _refused(store, _oci_with(tmp_path / "arm.tar", manifest, config, layer, ["linux/arm64", "linux/s390x"]))
+
+
+# --- the run-time config: what it may hand the sandbox launcher -----------------------------
+
+
+@pytest.mark.parametrize(
+    ("config", "words"),
+    [
+        ({"Env": ["BIG=" + "x" * (200 << 10)]}, "too long"),
+        ({"Env": [f"V{i}=1" for i in range(2000)]}, "more than 1024"),
+        ({"Cmd": ["a" * (20 << 10)] * 20}, "too long"),
+        ({"Env": ["A=b\u0000c"]}, "NUL"),
+    ],
+)
+def test_a_config_no_job_could_start_with_is_refused(
+    store: ImageStore,
+    tmp_path: Path,
+    config: dict,
+    words: str,  # type: ignore[type-arg]
+) -> None:
+    """An Env entry over the kernel's 128 KiB argument limit (the launcher passes each with
+    --setenv) imported fine and then failed every job at start."""
+    layer = layer_tar(lambda t: add_file(t, "a.txt", b"a"))
+    archive = crafted_oci_archive(
+        tmp_path / "cfg.tar", [layer], [sha(layer)], "application/vnd.oci.image.layer.v1.tar", config
+    )
+    _refused(store, archive, "image config", words)
+
+
+def test_root_user_and_preload_env_are_kept_for_the_sandbox_to_judge(
+    store: ImageStore, tmp_path: Path
+) -> None:
+    """User 0 and LD_PRELOAD are not refused at import: the sandbox never grants root (the
+    job gets uid 10001) and applies Env only inside, after --clearenv (tests/sandbox)."""
+    layer = layer_tar(lambda t: add_file(t, "a.txt", b"a"))
+    config = {"User": "0:0", "Env": ["LD_PRELOAD=/tmp/x.so", "PATH=/tmp:/usr/bin"]}
+    archive = crafted_oci_archive(
+        tmp_path / "ok.tar", [layer], [sha(layer)], "application/vnd.oci.image.layer.v1.tar", config
+    )
+    result = store.import_path(archive)
+    assert result.config.user == "0:0" and result.config.env["LD_PRELOAD"] == "/tmp/x.so"
