@@ -285,3 +285,38 @@ def test_root_user_and_preload_env_are_kept_for_the_sandbox_to_judge(
     )
     result = store.import_path(archive)
     assert result.config.user == "0:0" and result.config.env["LD_PRELOAD"] == "/tmp/x.so"
+
+
+# --- media types that lie --------------------------------------------------------------------
+
+
+def _zstd(data: bytes) -> bytes:
+    """Compress with Debian's zstd command (scripts/install-system-deps)."""
+    import shutil
+    import subprocess
+
+    if shutil.which("zstd") is None:
+        pytest.skip("zstd is not installed")
+    return subprocess.run(["zstd", "-q", "-c"], input=data, capture_output=True, check=True).stdout
+
+
+@pytest.mark.parametrize(
+    ("encode", "media_type", "words"),
+    [
+        (_zstd, "application/vnd.oci.image.layer.v1.tar+gzip", "not a readable tar stream"),
+        (
+            lambda b: zlib.compress(b, 9, wbits=31),
+            "application/vnd.oci.image.layer.v1.tar",
+            "not a readable tar",
+        ),
+        (_zstd, "application/vnd.oci.image.layer.v1.tar+zstd", "unsupported media type"),
+    ],
+)
+def test_a_layer_whose_media_type_lies_is_refused(  # type: ignore[no-untyped-def]
+    store: ImageStore, tmp_path: Path, encode, media_type: str, words: str
+) -> None:
+    """A zstd layer claimed as gzip, a gzip one claimed as plain tar: read as claimed, refused;
+    zstd itself is not accepted (umoci 0.4.7 cannot unpack it)."""
+    layer = layer_tar(lambda t: add_file(t, "a.txt", b"a"))
+    archive = crafted_oci_archive(tmp_path / "mt.tar", [encode(layer)], [sha(layer)], media_type)
+    _refused(store, archive, "layer 1", words)
