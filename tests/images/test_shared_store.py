@@ -143,3 +143,41 @@ def test_one_researchers_imports_are_bounded_in_files_too(  # type: ignore[no-un
         assert r.status_code == 413 and "more than 50 files" in r.json()["detail"], r.text
     with session_scope(engine) as s:
         assert [i.files for i in s.scalars(select(Image))] == [30]
+
+
+def test_another_projects_image_does_not_run_by_its_digest(  # type: ignore[no-untyped-def]
+    settings, engine, world, busybox_docker_tar: Path
+) -> None:
+    """alice's image is approved for p1. bob (p2) names it by its reference, by its bare
+    digest, and after importing the same bytes himself: refused each time until an admin
+    approves it for p2 (content addressing is not authorisation)."""
+    from datetime import timedelta
+
+    from tests.worlds import job_body
+    from tre import registry
+    from tre.store.base import utcnow
+
+    require_tools()
+    with session_scope(engine) as s:
+        registry.grant_access(s, "root", "p2", "ct1", expires_at=utcnow() + timedelta(days=1))
+    with TestClient(create_app(settings, engine)) as client:
+        ref = _import(client, world.headers["alice"], busybox_docker_tar, "alice/seg")["reference"]
+        approve = {"reference": ref, "project_id": "p1"}
+        assert (
+            client.post("/api/v1/images/approvals", headers=world.headers["root"], json=approve).status_code
+            == 201
+        )
+        ok = client.post("/api/v1/jobs", headers=world.headers["alice"], json=job_body(image=ref))
+        assert ok.status_code == 201, ok.text
+
+        def bob_submits(image: str) -> str:
+            r = client.post(
+                "/api/v1/jobs", headers=world.headers["bob"], json=job_body(project_id="p2", image=image)
+            )
+            assert r.status_code in (403, 422), r.text
+            return str(r.json()["detail"])
+
+        assert "not approved for project 'p2'" in bob_submits(ref)
+        bob_submits(ref.rpartition("@")[2])  # the bare digest: not even a reference the policy allows
+        _import(client, world.headers["bob"], busybox_docker_tar, "bob/seg")
+        assert "not approved for project 'p2'" in bob_submits(ref)
