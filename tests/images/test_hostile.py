@@ -108,6 +108,49 @@ def test_symlink_written_through_a_hard_link_to_it(
     _refused(store, _image(tmp_path, *layers), "written through the symbolic link 'h'")
 
 
+def _dir(t: tarfile.TarFile, name: str) -> None:
+    info = tarfile.TarInfo(name)
+    info.type, info.mode = tarfile.DIRTYPE, 0o755
+    t.addfile(info)
+
+
+def test_a_folder_entry_does_not_forget_the_links_inside_it(store: ImageStore, tmp_path: Path) -> None:
+    """Layer 2 re-declares `lib` (as image builders do for every parent): the folder keeps
+    layer 1's `lib/x -> /etc`, so `lib/x/evil` is still a write through it (it was accepted
+    and landed in the image's /etc)."""
+    lower = layer_tar(lambda t: (_dir(t, "lib"), add_special(t, "lib/x", tarfile.SYMTYPE, "/etc")))
+    upper = layer_tar(lambda t: (_dir(t, "lib"), add_file(t, "lib/x/evil", b"x")))
+    _refused(store, _image(tmp_path, lower, upper), "written through the symbolic link 'lib/x'")
+
+
+@pytest.mark.parametrize("spelling", ["lib/./x/evil", "lib//x/evil", "./lib/x/./evil"])
+def test_a_write_through_a_link_spelled_with_dots_or_slashes(
+    store: ImageStore, tmp_path: Path, spelling: str
+) -> None:
+    def add(t: tarfile.TarFile) -> None:
+        _dir(t, "lib")
+        add_special(t, "lib/x", tarfile.SYMTYPE, "/etc")
+        add_file(t, spelling, b"x")
+
+    _refused(store, _image(tmp_path, layer_tar(add)), "written through the symbolic link 'lib/x'")
+
+
+def test_a_file_or_whiteout_replacing_a_folder_forgets_its_links(store: ImageStore, tmp_path: Path) -> None:
+    """The control: once `lib` is whited out and made a plain folder again, `lib/x/a` is an
+    ordinary path (umoci removed the old link with the folder)."""
+    lower = layer_tar(lambda t: (_dir(t, "lib"), add_special(t, "lib/x", tarfile.SYMTYPE, "/etc")))
+    upper = layer_tar(
+        lambda t: (
+            add_file(t, ".wh.lib", b""),
+            _dir(t, "lib"),
+            _dir(t, "lib/x"),
+            add_file(t, "lib/x/a", b"a"),
+        )
+    )
+    result = store.import_path(_image(tmp_path, lower, upper))
+    assert (store.rootfs(result.digest) / "lib" / "x" / "a").read_bytes() == b"a"
+
+
 def test_relative_symlink_out_of_the_image(store: ImageStore, tmp_path: Path) -> None:
     layer = layer_tar(lambda t: add_special(t, "a/b/shadow", tarfile.SYMTYPE, "../../../etc/shadow"))
     _refused(store, _image(tmp_path, layer), "points outside the image")
