@@ -78,6 +78,7 @@ def test_container_options_are_exactly_the_hardened_set(tmp_path: Path) -> None:
         "init": True,
         "ulimits": [Ulimit(name="core", soft=0, hard=0)],
         "tmpfs": {"/tmp": "rw,noexec,nosuid,nodev,size=128m"},
+        "healthcheck": {"test": ["NONE"]},
         "volumes": {
             str(tmp_path / "ds1"): {"bind": "/data", "mode": "ro"},
             str(tmp_path / "out"): {"bind": "/output", "mode": "rw"},
@@ -117,9 +118,16 @@ def test_unpinned_image_and_pathless_dataset_are_refused(tmp_path: Path) -> None
 
 class Engine:
     def __init__(
-        self, exit_code: int = 0, oom: bool = False, runs_for: float = 0.0, logs: bytes = b""
+        self,
+        exit_code: int = 0,
+        oom: bool = False,
+        runs_for: float = 0.0,
+        logs: bytes = b"",
+        has_image: bool = True,
+        volumes: dict[str, Any] | None = None,
     ) -> None:
         self.exit_code, self.oom, self.runs_for, self.logs = exit_code, oom, runs_for, logs
+        self.has_image, self.volumes = has_image, volumes
         self.calls: list[tuple[str, str, Any]] = []
         self.started_at: float | None = None
         self.killed = False
@@ -168,9 +176,17 @@ def make_handler(engine: Engine) -> type[BaseHTTPRequestHandler]:
             url = urlparse(self.path)
             path = url.path.split("/", 2)[2] if url.path.startswith("/v1.") else url.path.lstrip("/")
             body = self._body()
-            engine.calls.append((method, path, body))
+            engine.calls.append((method, path, body if body is not None else url.query))
+            if method == "POST" and path == "images/create":  # a pull
+                engine.has_image = True
+                return self._send(200, {"status": "pulled"})
             if method == "GET" and path.startswith("images/"):
-                return self._send(200, {"Id": "sha256:" + "cd" * 32, "RepoDigests": [IMAGE]})
+                if not engine.has_image:
+                    return self._send(404, {"message": "No such image"})
+                config = {"Volumes": engine.volumes, "Healthcheck": {"Test": ["CMD", "sh", "-c", "x"]}}
+                return self._send(
+                    200, {"Id": "sha256:" + "cd" * 32, "RepoDigests": [IMAGE], "Config": config}
+                )
             if method == "POST" and path == "containers/create":
                 return self._send(201, {"Id": "c0ffee", "Warnings": []})
             if method == "GET" and path == "containers/c0ffee/json":
@@ -326,3 +342,54 @@ def test_live_docker_engine_runs_a_job(tmp_path: Path) -> None:
     )
     r = DockerExecutor(client).run(spec, RunControl())
     assert r.state == "succeeded" and (spec.output_dir / "r").read_text() == "42\n"
+
+
+# --- what the image's own config asks for --------------------------------------------------
+
+
+def test_image_volumes_are_masked_read_only_and_its_healthcheck_is_off(tmp_path: Path) -> None:
+    """Docker would give each declared volume a writable anonymous volume on the host disk
+    (outside the read-only root and the output quota, kept after the container)."""
+    opts = container_options(
+        make_spec(tmp_path), uid=1, gid=1, image_volumes=["/var/lib/data", "/output", "/tmp", "/data"]
+    )
+    assert opts["tmpfs"] == {
+        "/tmp": "rw,noexec,nosuid,nodev,size=256m",
+        "/var/lib/data": "ro,noexec,nosuid,nodev,size=4k",
+    }
+    assert opts["healthcheck"] == {"test": ["NONE"]}
+    for bad in ("relative", "/a/../etc", "/"):
+        with pytest.raises(ExecutorError, match="volume"):
+            container_options(make_spec(tmp_path), uid=1, gid=1, image_volumes=[bad])
+
+
+def test_a_run_masks_the_engines_image_volumes_and_removes_anonymous_ones(
+    tmp_path: Path, engine_client: Any
+) -> None:
+    engine = Engine(volumes={"/scratch": {}})
+    result = DockerExecutor(engine_client(engine)).run(make_spec(tmp_path), RunControl())
+    assert result.state == "succeeded"
+    create = next(b for m, p, b in engine.calls if p == "containers/create")
+    assert create["HostConfig"]["Tmpfs"]["/scratch"].startswith("ro,")
+    assert create["Healthcheck"]["Test"] == ["NONE"]
+    delete = next(q for m, p, q in engine.calls if m == "DELETE" and p == "containers/c0ffee")
+    assert "v=True" in delete or "v=1" in delete
+
+
+def test_an_image_missing_from_the_engine_is_pulled_only_from_the_tres_registry(
+    tmp_path: Path, engine_client: Any
+) -> None:
+    """A reference naming any other registry (the internet) is refused, not pulled."""
+    foreign = make_spec(tmp_path, image="docker.io/evil/miner@sha256:" + "ef" * 32)
+    engine = Engine(has_image=False)
+    executor = DockerExecutor(engine_client(engine), pull_registry="registry.example.org")
+    with pytest.raises(ExecutorError, match="pulls only from the TRE's own registry"):
+        executor.run(foreign, RunControl())
+    assert not [p for m, p, b in engine.calls if p in ("images/create", "containers/create")]
+    # Without a registry configured, nothing is pulled at all.
+    with pytest.raises(ExecutorError, match="pulls only"):
+        DockerExecutor(engine_client(Engine(has_image=False))).run(make_spec(tmp_path), RunControl())
+    # The TRE's own registry is pulled from.
+    result = executor.run(make_spec(tmp_path), RunControl())
+    assert result.state == "succeeded"
+    assert [p for m, p, b in engine.calls if p == "images/create"] == ["images/create"]

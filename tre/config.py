@@ -194,6 +194,14 @@ class Settings(BaseSettings):
     image_max_layer_mb: int = 4096
     image_max_unpacked_mb: int = 8192
     image_max_files: int = 300_000
+    # What one researcher's imports may hold in the shared store (stored blobs plus the
+    # unpacked root file system, counted per image they imported; admins are not bounded).
+    image_max_store_mb_per_user: int = 32768
+    # ... and how many files (inodes, once unpacked): empty files cost no bytes.
+    image_max_store_files_per_user: int = 2_000_000
+    # Code archives (tre.code): what one project's distinct uploads may hold of the shared code
+    # store, archives plus their unpacked trees (each upload is bounded by the project's quota).
+    code_max_store_mb_per_project: int = 10240
 
     # Federation (tre.federation, docs/federation.md). At a hub: a node that has not polled
     # for this long is shown offline, and work it did not acknowledge is offered again.

@@ -4,6 +4,7 @@ SHA-256 and unpacked once into a read-only tree; folders pack deterministically.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import os
@@ -203,7 +204,8 @@ def test_folder_entry_after_its_files_is_fine(store: CodeStore, tmp_path: Path) 
 
 
 def test_a_huge_pax_header_is_refused_without_reading_it(store: CodeStore, tmp_path: Path) -> None:
-    """tarfile reads a PAX header's body into memory: the decompressed stream is capped."""
+    """tarfile reads a PAX header's body into memory: a header over 1 MiB is refused from its
+    size field, before its body is read (`tre.tarbounds`); the decompressed stream is capped too."""
     import gzip
 
     raw = io.BytesIO()
@@ -213,6 +215,26 @@ def test_a_huge_pax_header_is_refused_without_reading_it(store: CodeStore, tmp_p
         tar.addfile(info, io.BytesIO(b""))
     bomb = gzip.compress(raw.getvalue(), mtime=0)
     assert len(bomb) < 100_000
-    with pytest.raises(CodeTooLarge, match="decompresses to more than"):
+    with pytest.raises(CodeTooLarge, match="extended tar header of 16777234 bytes"):
         _put(store, tmp_path, bomb, CodeLimits(max_bytes=1 << 20, max_entries=10))
     assert _stored_anything(store) == []
+
+
+def test_file_capabilities_and_xattrs_in_an_archive_never_reach_the_tree(
+    store: CodeStore, tmp_path: Path
+) -> None:
+    """A PAX record can carry `security.capability` (cap_setuid+ep) and other xattrs: the
+    archive is accepted as code, but the unpacked tree holds plain 0644 files, no attribute."""
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo("tool")
+        info.size, info.mode = 4, 0o755
+        info.pax_headers = {
+            "SCHILY.xattr.security.capability": "\x01\x00\x00\x02\x80\x00\x00\x00",
+            "SCHILY.xattr.user.note": "x",
+        }
+        tar.addfile(info, io.BytesIO(b"#!/b"))
+    stored = _put(store, tmp_path, gzip.compress(raw.getvalue(), mtime=0))
+    path = store.tree_path(stored.sha256) / "tool"
+    assert os.listxattr(path, follow_symlinks=False) == []
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o644

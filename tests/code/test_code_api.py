@@ -244,3 +244,21 @@ def test_a_slow_upload_holds_no_write_lock(app, world, engine) -> None:  # type:
     assert [u["details"]["code_hash"] for u in _audit(engine, "code.uploaded")] == [
         hashlib.sha256(CODE).hexdigest()
     ]
+
+
+def test_already_stored_answers_for_the_uploaders_project_only(app_client, world, engine) -> None:  # type: ignore[no-untyped-def]
+    """The store is shared and content-addressed; whether another project holds the same
+    archive is not the uploader's to learn (bob in p2 re-sends alice's exact p1 archive)."""
+    first = _upload(app_client, world, CODE)
+    assert first.status_code == 201 and first.json()["already_stored"] is False
+    other = _upload(app_client, world, CODE, who="bob", project="p2")
+    assert other.status_code == 201, other.text
+    assert other.json()["already_stored"] is False
+    assert _upload(app_client, world, CODE, who="bob", project="p2").json()["already_stored"] is True
+    # Staff still see that the bytes were shared, in the audit log.
+    details = [u["details"] for u in _audit(engine, "code.uploaded")]
+    assert [(d["already_stored"], d["already_in_project"]) for d in details] == [
+        (False, False),
+        (True, False),
+        (True, True),
+    ]

@@ -110,3 +110,52 @@ def crafted_docker_archive(
             add_file(tar, name, data)
         add_file(tar, "manifest.json", manifest)
     return dest
+
+
+def crafted_oci_archive(
+    dest: Path,
+    blobs: list[bytes],
+    diff_ids: list[str],
+    media_type: str = "application/vnd.oci.image.layer.v1.tar+gzip",
+    config_extra: dict[str, object] | None = None,
+) -> Path:
+    """An OCI archive written by hand: layer ``blobs`` as stored (e.g. gzip) with the
+    ``diff_ids`` of their uncompressed content, one manifest, one index entry."""
+    config = json.dumps(
+        {
+            "architecture": "amd64",
+            "os": "linux",
+            "config": {"Cmd": ["/bin/sh"], **(config_extra or {})},
+            "rootfs": {"type": "layers", "diff_ids": diff_ids},
+        }
+    ).encode()
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {
+                "mediaType": "application/vnd.oci.image.config.v1+json",
+                "digest": sha(config),
+                "size": len(config),
+            },
+            "layers": [{"mediaType": media_type, "digest": sha(b), "size": len(b)} for b in blobs],
+        }
+    ).encode()
+    index = json.dumps(
+        {
+            "schemaVersion": 2,
+            "manifests": [
+                {
+                    "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                    "digest": sha(manifest),
+                    "size": len(manifest),
+                }
+            ],
+        }
+    ).encode()
+    with tarfile.open(dest, "w") as tar:
+        add_file(tar, "oci-layout", b'{"imageLayoutVersion":"1.0.0"}')
+        add_file(tar, "index.json", index)
+        for blob in (config, manifest, *blobs):
+            add_file(tar, "blobs/sha256/" + sha(blob).removeprefix("sha256:"), blob)
+    return dest

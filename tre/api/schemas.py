@@ -270,6 +270,7 @@ class CodeOut(BaseModel):
     size: int
     entries: int
     unpacked_bytes: int
+    # Whether this project had already uploaded the same archive (never about other projects).
     already_stored: bool
 
 

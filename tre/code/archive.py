@@ -26,6 +26,7 @@ from typing import BinaryIO
 
 from tre.errors import Unprocessable
 from tre.safetar import tarfile
+from tre.tarbounds import TarBoundExceeded, TarHeaderTooLarge, bounded_tarinfo
 
 MIB = 1024 * 1024
 # Defaults of the per-project quota (Project.max_code_mb / max_code_files).
@@ -34,6 +35,8 @@ DEFAULT_MAX_CODE_FILES = 10_000
 MAX_PATH_BYTES = 4096
 MAX_NAME_BYTES = 255
 MAX_LINK_DEPTH = 40
+# tarfile's TarInfo with header bounds (tre.tarbounds), from the module tre.safetar chose.
+BoundedTarInfo = bounded_tarinfo(tarfile.TarInfo)
 # A folder that exists only because entries are inside it (no entry of its own yet).
 IMPLIED_DIR = "implied-dir"
 # Folders `tre submit --code DIR` leaves out: version-control metadata and bytecode caches are
@@ -155,9 +158,20 @@ def _escapes(links: dict[str, str], link_path: str) -> bool:
     return walk(link_path.split("/")[:-1], links[link_path]) is None
 
 
+def _bound_refusal(exc: TarBoundExceeded) -> CodeRefused:
+    """A header too large to read is a size refusal (413); a sparse member a kind refusal."""
+    if isinstance(exc, TarHeaderTooLarge):
+        return CodeTooLarge(f"the code archive holds {exc}")
+    return CodeRefused(f"the code archive holds {exc}, which code archives may not")
+
+
 def _entries(tar: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
     try:
-        yield from tar
+        for member in tar:
+            tar.members.clear()  # type: ignore[attr-defined]  # a stream is read once: no list kept
+            yield member
+    except TarBoundExceeded as exc:
+        raise _bound_refusal(exc) from None
     except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
         raise CodeRefused(f"the code archive is not a valid gzip-compressed tar ({exc})") from exc
 
@@ -206,7 +220,9 @@ def inspect_archive(fileobj: BinaryIO, limits: CodeLimits) -> CodeManifest:
     links: dict[str, str] = {}
     try:
         stream = _Decompressed(fileobj, _tar_stream_cap(limits))
-        tar = tarfile.open(fileobj=stream, mode="r|")  # type: ignore[call-overload]
+        tar = tarfile.open(fileobj=stream, mode="r|", tarinfo=BoundedTarInfo)  # type: ignore[call-overload]
+    except TarBoundExceeded as exc:
+        raise _bound_refusal(exc) from None
     except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
         raise CodeRefused(f"the code archive is not a valid gzip-compressed tar ({exc})") from exc
     with tar:
@@ -297,7 +313,7 @@ def unpack(archive: Path, dest: Path, limits: CodeLimits) -> CodeManifest:
     manifest = inspect_file(archive, limits)
     dest.mkdir(mode=0o755)
     try:
-        with tarfile.open(archive, mode="r:gz") as tar:
+        with tarfile.open(archive, mode="r:gz", tarinfo=BoundedTarInfo) as tar:
             tar.extractall(dest, filter=_normalised)  # noqa: S202 - checked above and by the filter
     except (tarfile.FilterError, IsADirectoryError, NotADirectoryError, FileExistsError) as exc:
         raise CodeRefused(f"the code archive was refused while unpacking: {exc}") from exc

@@ -9,13 +9,14 @@ reads are audited; the hash goes into the job's `job.submitted` entry.
 
 from __future__ import annotations
 
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from tre.access import can_read_job_code, is_member
 from tre.audit import record_event
 from tre.auth.principal import Principal
-from tre.code.archive import CodeLimits, CodeManifest, inspect_file
+from tre.code.archive import MIB, CodeLimits, CodeManifest, CodeTooLarge, inspect_file
 from tre.code.store import CodeStore, StoredCode, check_sha256
 from tre.errors import AdmissionDenied, NotFound
 from tre.store.models import CodeArchive, CodeUpload, Job, Project
@@ -33,6 +34,28 @@ def upload_limits(session: Session, principal: Principal, project_id: str) -> Co
     return project_limits(project)
 
 
+def stored_bytes_of_project(session: Session, project_id: str) -> int:
+    """Bytes of the shared code store the project's uploads account for (archive plus tree)."""
+    total = session.scalar(
+        select(func.coalesce(func.sum(CodeArchive.size + CodeArchive.unpacked_bytes), 0))
+        .join(CodeUpload, CodeUpload.sha256 == CodeArchive.sha256)
+        .where(CodeUpload.project_id == project_id)
+    )
+    return int(total or 0)
+
+
+def check_store_quota(session: Session, max_mb: int, project_id: str, adding: int = 0) -> None:
+    """Refuse when the project's uploads (plus ``adding`` bytes) exceed its share of the code
+    store; with nothing added, when it is already full. Distinct archives, each within the
+    per-upload quota, would otherwise fill the control plane's disk."""
+    used = stored_bytes_of_project(session, project_id)
+    if used + adding > max_mb * MIB or (adding == 0 and used >= max_mb * MIB):
+        raise CodeTooLarge(
+            f"project {project_id!r}'s code uploads would hold more than {max_mb} MiB of the code "
+            f"store (they hold {used // MIB} MiB); ask an admin to raise TRE_CODE_MAX_STORE_MB_PER_PROJECT"
+        )
+
+
 def _add_once(session: Session, row: CodeArchive | CodeUpload) -> None:
     """Insert a row another request may insert at the same moment (same archive, same project)."""
     try:
@@ -42,8 +65,30 @@ def _add_once(session: Session, row: CodeArchive | CodeUpload) -> None:
         pass  # the concurrent request stored the same facts
 
 
-def record_upload(session: Session, principal: Principal, project_id: str, stored: StoredCode) -> None:
-    if session.get(CodeArchive, stored.sha256) is None:
+def record_upload(
+    session: Session,
+    principal: Principal,
+    project_id: str,
+    stored: StoredCode,
+    store_quota_mb: int | None = None,
+    store: CodeStore | None = None,
+) -> bool:
+    """Record the upload; returns whether *this project* had already uploaded the archive.
+
+    That, not whether the store held the bytes, is what the uploader is told: the store is
+    shared by every project, so "already stored" for an archive only another project sent
+    would confirm that someone else holds exactly this code (content addressing must not
+    answer questions across projects). Staff see both in the audit entry."""
+    in_project = session.get(CodeUpload, (project_id, stored.sha256)) is not None
+    known = session.get(CodeArchive, stored.sha256) is not None
+    if store_quota_mb is not None and not in_project:
+        try:
+            check_store_quota(session, store_quota_mb, project_id, stored.size + stored.manifest.total_bytes)
+        except CodeTooLarge:
+            if not known and store is not None:  # nobody else sent it: keep nothing of it
+                store.remove(stored.sha256)
+            raise
+    if not known:
         _add_once(
             session,
             CodeArchive(
@@ -53,7 +98,7 @@ def record_upload(session: Session, principal: Principal, project_id: str, store
                 entry_count=stored.manifest.entry_count,
             ),
         )
-    if session.get(CodeUpload, (project_id, stored.sha256)) is None:
+    if not in_project:
         _add_once(
             session, CodeUpload(project_id=project_id, sha256=stored.sha256, uploaded_by=principal.user_id)
         )
@@ -68,8 +113,10 @@ def record_upload(session: Session, principal: Principal, project_id: str, store
             "entries": stored.manifest.entry_count,
             "unpacked_bytes": stored.manifest.total_bytes,
             "already_stored": stored.deduplicated,
+            "already_in_project": in_project,
         },
     )
+    return in_project
 
 
 def check_job_code(session: Session, project: Project, code_hash: str | None) -> None:

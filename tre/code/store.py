@@ -16,6 +16,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -25,6 +26,8 @@ from tre.config import Settings
 from tre.errors import NotFound, TreError
 
 SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+# Longer than any upload or unpack runs: what is older was left by a crashed process.
+STALE_S = 6 * 3600
 
 
 def check_sha256(value: str) -> str:
@@ -72,9 +75,33 @@ class CodeStore:
     def has(self, sha256: str) -> bool:
         return self.archive_path(sha256).is_file()
 
+    def remove(self, sha256: str) -> None:
+        """Drop an archive and its tree (an upload refused after it was stored)."""
+        self.archive_path(sha256).unlink(missing_ok=True)
+        shutil.rmtree(self.tree_path(sha256), ignore_errors=True)
+
+    def sweep_stale(self, now: float | None = None) -> list[Path]:
+        """Remove uploads and unpacks a crashed process left (``incoming/upload-*``,
+        ``trees/.<hash>-*``) once older than any upload can take (`STALE_S`)."""
+        cutoff = (time.time() if now is None else now) - STALE_S
+        removed = []
+        for path in [*self.incoming.glob("upload-*"), *self.trees.glob(".*-*")]:
+            try:
+                if path.lstat().st_mtime >= cutoff:
+                    continue
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()
+                removed.append(path)
+            except FileNotFoundError:
+                continue  # another request swept it
+        return removed
+
     def receive(self, limits: CodeLimits) -> Incoming:
         """A writer for one upload; `Incoming.accept` checks and stores it (or refuses it)."""
         self.ensure_dirs()
+        self.sweep_stale()
         return Incoming(self, limits)
 
     def store_file(self, path: Path, limits: CodeLimits) -> StoredCode:

@@ -6,6 +6,13 @@ network, a read-only root filesystem, no capabilities, no privilege escalation, 
 memory cap (no swap), a non-root uid, a small noexec /tmp, datasets and earlier jobs' outputs
 (/inputs/<id>) bind-mounted read-only and only the job's output directory writable. Never
 mounts the Docker socket.
+
+What the image's own config asks for is not granted: its ``Volumes`` (Docker would give
+each a writable anonymous volume on the host's disk, outside the read-only root and the
+output quota, left behind after the container) are covered by empty read-only tmpfs
+mounts, its ``Healthcheck`` (commands Docker would keep running) is switched off, its
+``User`` is overridden. An image missing from the engine is pulled only from the TRE's own
+registry (`Settings.image_registry`), never from a registry the reference names.
 """
 
 from __future__ import annotations
@@ -14,7 +21,8 @@ import os
 import re
 import threading
 import time
-from pathlib import Path
+from collections.abc import Iterable
+from pathlib import Path, PurePosixPath
 from typing import Any, ClassVar
 
 from tre.config import Settings
@@ -31,6 +39,27 @@ _PINNED = re.compile(r"([^@\s]+@sha256:[0-9a-f]{64}|sha256:[0-9a-f]{64})")
 RUNTIMES = {"gvisor": "runsc", "runsc": "runsc", "kata": "kata-runtime"}
 
 
+def _require_pinned(image: str) -> None:
+    if not _PINNED.fullmatch(image):
+        raise ExecutorError(f"image must be pinned by digest or image id (sha256:...), got {image!r}")
+
+
+# An image's declared volume becomes this: empty, read-only, nothing runs from it.
+MASKED_VOLUME = "ro,noexec,nosuid,nodev,size=4k"
+
+
+def _masked_volumes(image_volumes: Iterable[str], mounted: set[str]) -> dict[str, str]:
+    """tmpfs mounts over the image's declared volumes that no mount of ours already covers."""
+    masks: dict[str, str] = {}
+    for raw in image_volumes:
+        path = PurePosixPath(raw)
+        if not path.is_absolute() or ".." in path.parts or "\0" in raw or str(path) == "/":
+            raise ExecutorError("the image declares a volume at a path that cannot be masked")
+        if str(path) not in mounted:
+            masks[str(path)] = MASKED_VOLUME
+    return masks
+
+
 def container_options(
     spec: JobSpec,
     *,
@@ -38,12 +67,14 @@ def container_options(
     gid: int,
     tmp_size_mb: int = 256,
     runtime: str | None = None,
+    image_volumes: Iterable[str] = (),
 ) -> dict[str, Any]:
-    """Keyword arguments for ``client.containers.create``; pure, so tests pin every option."""
+    """Keyword arguments for ``client.containers.create``; pure, so tests pin every option.
+
+    ``image_volumes``: the ``Volumes`` of the image's config, each masked read-only."""
     from docker.types import DeviceRequest, Ulimit
 
-    if not _PINNED.fullmatch(spec.image):
-        raise ExecutorError(f"image must be pinned by digest or image id (sha256:...), got {spec.image!r}")
+    _require_pinned(spec.image)
     volumes: dict[str, dict[str, str]] = {}
     for ds in spec.datasets:
         if ds.host_path is None:
@@ -83,7 +114,11 @@ def container_options(
         # No core dumps, as in the local sandbox: without code the working folder is
         # /output, where a dump of the job's memory would pass the quota checked only at the end.
         "ulimits": [Ulimit(name="core", soft=0, hard=0)],
-        "tmpfs": {tmp: f"rw,noexec,nosuid,nodev,size={tmp_size_mb}m"},
+        "tmpfs": {
+            tmp: f"rw,noexec,nosuid,nodev,size={tmp_size_mb}m",
+            **_masked_volumes(image_volumes, {tmp, *(v["bind"] for v in volumes.values())}),
+        },
+        "healthcheck": {"test": ["NONE"]},
         "volumes": volumes,
         "detach": True,
         "stdin_open": False,
@@ -129,8 +164,12 @@ class DockerExecutor(Executor):
         gid: int = 10001,
         runtime: str | None = None,
         log_limit_bytes: int = 64 * 1024 * 1024,
+        pull_registry: str | None = None,
     ) -> None:
+        """``pull_registry``: the only registry host (and path) an image missing from the
+        engine may be pulled from; None pulls nothing."""
         self._client = client
+        self.pull_registry = pull_registry.rstrip("/") if pull_registry else None
         # Non-root workers can only hand the container a directory they own.
         self.uid, self.gid = (uid, gid) if os.geteuid() == 0 else (os.getuid(), os.getgid())
         self.runtime = runtime
@@ -139,7 +178,21 @@ class DockerExecutor(Executor):
     @classmethod
     def from_settings(cls, settings: Settings) -> DockerExecutor:
         """The executor the worker builds from TRE_* settings (sandbox uid/gid)."""
-        return cls(uid=settings.sandbox_uid, gid=settings.sandbox_gid)
+        return cls(uid=settings.sandbox_uid, gid=settings.sandbox_gid, pull_registry=settings.image_registry)
+
+    def _image(self, ref: str) -> Any:
+        """The engine's image, pulled first only from the TRE's own registry."""
+        import docker
+
+        try:
+            return self.client.images.get(ref)
+        except docker.errors.ImageNotFound:
+            if self.pull_registry is None or not ref.startswith(self.pull_registry + "/"):
+                raise ExecutorError(
+                    "the image is not on this Docker engine, and the Docker executor pulls only "
+                    "from the TRE's own registry"
+                ) from None
+            return self.client.images.pull(ref)
 
     @property
     def client(self) -> Any:
@@ -155,15 +208,19 @@ class DockerExecutor(Executor):
     def run(self, spec: JobSpec, control: RunControl) -> JobResult:
         import docker
 
-        opts = container_options(spec, uid=self.uid, gid=self.gid, runtime=self.runtime)
+        _require_pinned(spec.image)  # before anything is asked of the engine
+        try:
+            image = self._image(spec.image)
+        except docker.errors.DockerException as exc:
+            raise ExecutorError(f"cannot find the image: {exc}") from exc
+        declared = ((image.attrs or {}).get("Config") or {}).get("Volumes") or {}
+        opts = container_options(
+            spec, uid=self.uid, gid=self.gid, runtime=self.runtime, image_volumes=list(declared)
+        )
         spec.output_dir.mkdir(parents=True, exist_ok=True)
         if os.geteuid() == 0:
             os.chown(spec.output_dir, self.uid, self.gid)
         try:
-            try:
-                self.client.images.get(spec.image)
-            except docker.errors.ImageNotFound:
-                self.client.images.pull(spec.image)
             container = self.client.containers.create(**opts)
         except docker.errors.DockerException as exc:
             raise ExecutorError(f"cannot create the container: {exc}") from exc
@@ -172,7 +229,7 @@ class DockerExecutor(Executor):
             container.start()
         except docker.errors.DockerException as exc:
             try:
-                container.remove(force=True)
+                container.remove(force=True, v=True)
             except docker.errors.DockerException:
                 pass
             raise ExecutorError(f"cannot start the container: {exc}") from exc
@@ -212,7 +269,7 @@ class DockerExecutor(Executor):
             return result
         finally:
             try:
-                container.remove(force=True)
+                container.remove(force=True, v=True)  # v: no anonymous volume left behind
             except docker.errors.DockerException:
                 pass
 

@@ -21,6 +21,7 @@ from typing import Any
 from tre.images.errors import ImageRejected
 from tre.images.limits import ImageLimits
 from tre.images.reference import printable
+from tre.tarbounds import BoundedTarInfo, CappedReader, TarBoundExceeded, stream_cap
 
 MAX_INDEX_BYTES = 4 << 20
 CHUNK = 1 << 20
@@ -70,11 +71,12 @@ def _member_name(member: tarfile.TarInfo) -> str:
 def inspect_archive(path: Path, limits: ImageLimits) -> ArchiveInfo:
     """Check every member of the outer tar and say which format it is."""
     docs: dict[str, Any] = {}
+    sizes: dict[str, int] = {}  # member -> bytes
     names: set[str] = set()
     hashes: dict[str, str] = {}  # member -> sha256 of its (uncompressed) content
     links: dict[str, str] = {}
     try:
-        with tarfile.open(path, mode="r:") as tar:
+        with tarfile.open(path, mode="r:", tarinfo=BoundedTarInfo) as tar:
             for count, member in enumerate(tar, start=1):
                 if count > limits.max_files:
                     raise ImageRejected(f"the archive has more than {limits.max_files} members")
@@ -99,6 +101,7 @@ def inspect_archive(path: Path, limits: ImageLimits) -> ArchiveInfo:
                         raise ImageRejected(f"the archive's {name} is implausibly large")
                     docs[name] = _json(fh.read(), name)
                 else:
+                    sizes[name] = member.size
                     hashes[name] = _content_hash(fh)
                     if name.startswith("blobs/sha256/") and hashes[name] != name.removeprefix(
                         "blobs/sha256/"
@@ -106,13 +109,17 @@ def inspect_archive(path: Path, limits: ImageLimits) -> ArchiveInfo:
                         raise ImageRejected(
                             f"digest mismatch: blob {printable(name[13:], 64)} does not hash to its name"
                         )
+    except TarBoundExceeded as exc:
+        raise ImageRejected(f"the archive is refused: it holds {exc}") from None
     except tarfile.TarError as exc:
         raise ImageRejected(f"not an image archive: it is not a readable tar file ({exc})") from None
     if "oci-layout" in docs and "index.json" in docs:
-        return ArchiveInfo("oci-archive", _oci_name(docs["index.json"]))
+        info = ArchiveInfo("oci-archive", _oci_name(docs["index.json"]))
+        _check_oci_documents(path, docs["index.json"], sizes)
+        return info
     if "manifest.json" in docs:
         info = ArchiveInfo("docker-archive", _docker_name(docs["manifest.json"], names))
-        _check_docker_diff_ids(path, docs["manifest.json"][0], hashes, links)
+        _check_docker_diff_ids(path, docs["manifest.json"][0], hashes, links, limits)
         return info
     raise ImageRejected(
         "not an image archive: no manifest.json (docker save) or oci-layout and index.json (OCI)"
@@ -134,18 +141,25 @@ def _content_hash(fh: Any) -> str:
     return digest.hexdigest()
 
 
-def _uncompressed_hash(tar_path: Path, member: str) -> str:
-    with tarfile.open(tar_path, mode="r:") as tar:
+def _uncompressed_hash(tar_path: Path, member: str, limits: ImageLimits) -> str:
+    """A compressed docker layer's diff_id, decompressing no more than a layer may hold."""
+    with tarfile.open(tar_path, mode="r:", tarinfo=BoundedTarInfo) as tar:
         fh = tar.extractfile(member)
         assert fh is not None
         head = fh.read(2)
         fh.seek(0)
         stream: Any = gzip.GzipFile(fileobj=fh) if head == b"\x1f\x8b" else fh
-        return _content_hash(stream)
+        capped = CappedReader(stream, stream_cap(limits.max_layer_bytes, limits.max_files), "a layer")
+        try:
+            return _content_hash(capped)
+        except TarBoundExceeded as exc:
+            raise ImageRejected(f"the archive is refused: {exc}") from None
+        except (OSError, EOFError):
+            raise ImageRejected("not an image archive: a layer's gzip stream is damaged") from None
 
 
 def _check_docker_diff_ids(
-    path: Path, entry: dict[str, Any], hashes: dict[str, str], links: dict[str, str]
+    path: Path, entry: dict[str, Any], hashes: dict[str, str], links: dict[str, str], limits: ImageLimits
 ) -> None:
     """Our own check of a docker archive before skopeo reads it: each layer's content hashes
     to the diff_id its config declares."""
@@ -159,7 +173,7 @@ def _check_docker_diff_ids(
         raise ImageRejected("the docker archive's links form a loop")
 
     config_name = resolve(str(entry["Config"]))
-    with tarfile.open(path, mode="r:") as tar:
+    with tarfile.open(path, mode="r:", tarinfo=BoundedTarInfo) as tar:
         fh = tar.extractfile(config_name)
         if fh is None:
             raise ImageRejected("the docker archive's config is not a regular file")
@@ -173,7 +187,7 @@ def _check_docker_diff_ids(
         actual = hashes.get(layer)
         if actual is None:
             raise ImageRejected("the docker archive's manifest.json names a layer that is not a file")
-        if "sha256:" + actual != diff_id and "sha256:" + _uncompressed_hash(path, layer) != diff_id:
+        if "sha256:" + actual != diff_id and "sha256:" + _uncompressed_hash(path, layer, limits) != diff_id:
             raise ImageRejected(
                 f"digest mismatch: layer {i + 1}'s content does not match the config's diff_id"
             )
@@ -189,6 +203,49 @@ def _docker_name(manifest: Any, names: set[str]) -> str:
             raise ImageRejected("the docker archive's manifest.json names a file the archive lacks")
     tags = entry.get("RepoTags") or []
     return str(tags[0]) if tags and isinstance(tags[0], str) else ""
+
+
+INDEX_TYPES = {
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+}
+MAX_PLATFORMS = 64
+
+
+def _check_oci_documents(path: Path, index: dict[str, Any], sizes: dict[str, int]) -> None:
+    """Before skopeo parses them: the manifest (or the image index of a multi-platform
+    image, and each manifest it lists) must be a present blob of plausible size, and an
+    index may list at most `MAX_PLATFORMS` entries. skopeo would read a gigabyte of JSON
+    into memory as readily as a kilobyte."""
+    top = index["manifests"][0]
+    blob = _document_blob(top, sizes, "manifest")
+    if top.get("mediaType") not in INDEX_TYPES:
+        return
+    with tarfile.open(path, mode="r:", tarinfo=BoundedTarInfo) as tar:
+        fh = tar.extractfile(blob)
+        assert fh is not None
+        nested = _json(fh.read(), "image index")
+    entries = nested.get("manifests") if isinstance(nested, dict) else None
+    if not isinstance(entries, list) or not entries:
+        raise ImageRejected("the image index lists no manifests")
+    if len(entries) > MAX_PLATFORMS:
+        raise ImageRejected(f"the image index lists more than {MAX_PLATFORMS} manifests")
+    for entry in entries:
+        if (
+            isinstance(entry, dict)
+            and f"blobs/sha256/{str(entry.get('digest', '')).removeprefix('sha256:')}" in sizes
+        ):
+            _document_blob(entry, sizes, "manifest")
+
+
+def _document_blob(descriptor: Any, sizes: dict[str, int], what: str) -> str:
+    digest = str(descriptor.get("digest", "")) if isinstance(descriptor, dict) else ""
+    name = "blobs/sha256/" + digest.removeprefix("sha256:")
+    if not digest.startswith("sha256:") or name not in sizes:
+        raise ImageRejected(f"the archive's index names a {what} that is not in the archive")
+    if sizes[name] > MAX_INDEX_BYTES:
+        raise ImageRejected(f"the image's {what} is implausibly large ({sizes[name] >> 20} MiB of JSON)")
+    return name
 
 
 def _oci_name(index: Any) -> str:

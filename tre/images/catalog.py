@@ -11,19 +11,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, literal, select
+from sqlalchemy import bindparam, func, literal, select
 from sqlalchemy.orm import Session
 
 from tre.access import user_project_ids
 from tre.audit import record_event
 from tre.config import Settings
 from tre.errors import AdmissionDenied, NotFound
+from tre.images.errors import ImageQuotaExceeded
 from tre.images.layout import config_to_json
 from tre.images.reference import Reference, canonical, parse_reference, printable
 from tre.images.store import ImportResult
 from tre.registry import get_project
 from tre.store.base import utcnow
-from tre.store.models import Image, ImageApproval
+from tre.store.models import Image, ImageApproval, ImageImport
 
 MAX_USABLE_IN_MESSAGE = 10
 
@@ -32,9 +33,57 @@ def reference_of(settings: Settings, image: Image) -> str:
     return canonical(settings.image_registry, image.name, image.digest)
 
 
-def record_import(session: Session, actor: str, result: ImportResult) -> Image:
-    """The database half of an import (the files are already in the store)."""
+def stored_by(session: Session, user_id: str) -> tuple[int, int]:
+    """Bytes (blobs plus unpacked root) and files of the shared store the user's imports
+    account for."""
+    row = session.execute(
+        select(
+            func.coalesce(func.sum(Image.size + Image.unpacked_size), 0),
+            func.coalesce(func.sum(Image.files), 0),
+        )
+        .join(ImageImport, ImageImport.digest == Image.digest)
+        .where(ImageImport.user_id == user_id)
+    ).one()
+    return int(row[0]), int(row[1])
+
+
+def check_quota(
+    session: Session, settings: Settings, user_id: str, adding: int = 0, adding_files: int = 0
+) -> None:
+    """Refuse when the user's imports (plus an image of ``adding`` bytes and ``adding_files``
+    files) exceed their share of the store; with nothing added, when it is already full."""
+    limit, max_files = settings.image_max_store_mb_per_user << 20, settings.image_max_store_files_per_user
+    used, files = stored_by(session, user_id)
+    full = adding == adding_files == 0
+    if used + adding > limit or (full and used >= limit):
+        raise ImageQuotaExceeded(
+            f"your imported images would hold more than {settings.image_max_store_mb_per_user} MiB "
+            f"of the image store (they hold {used >> 20} MiB); ask an admin to remove old ones"
+        )
+    if files + adding_files > max_files or (full and files >= max_files):
+        raise ImageQuotaExceeded(
+            f"your imported images would hold more than {max_files} files in the image store "
+            f"(they hold {files}); ask an admin to remove old ones"
+        )
+
+
+def record_import(
+    session: Session, actor: str, result: ImportResult, settings: Settings | None = None
+) -> Image:
+    """The database half of an import (the files are already in the store). With
+    ``settings``, the importer's quota is checked first; a refused image that nobody else
+    imported is removed from the store again."""
     image = session.get(Image, result.digest)
+    mine = session.get(ImageImport, (result.digest, actor))
+    if settings is not None and mine is None:
+        try:
+            check_quota(session, settings, actor, result.size + result.unpacked_size, result.files)
+        except ImageQuotaExceeded:
+            if image is None:
+                from tre.images.store import ImageStore
+
+                ImageStore(settings).remove(result.digest)
+            raise
     if image is None:
         image = Image(
             digest=result.digest,
@@ -42,12 +91,16 @@ def record_import(session: Session, actor: str, result: ImportResult) -> Image:
             size=result.size,
             unpacked_size=result.unpacked_size,
             layers=result.layers,
+            files=result.files,
             created=result.created,
             config=config_to_json(result.config),
             source_format=result.source_format,
             imported_by=actor,
         )
         session.add(image)
+        session.flush()
+    if mine is None:
+        session.add(ImageImport(digest=result.digest, user_id=actor, name=result.name))
         session.flush()
     record_event(
         session,
@@ -60,6 +113,7 @@ def record_import(session: Session, actor: str, result: ImportResult) -> Image:
             "layers": result.layers,
             "format": result.source_format,
             "setuid_bits_dropped": result.setuid_dropped,
+            "already_imported_by_another": image.imported_by != actor and mine is None,
         },
     )
     return image
@@ -183,8 +237,16 @@ def list_images(
     session: Session, settings: Settings, user_id: str, see_all: bool, usable_for: str | None = None
 ) -> list[ImageView]:
     """Staff see every image; a researcher sees images approved for their projects and the
-    ones they imported themselves. ``usable_for`` narrows to one project's approved images."""
+    ones they imported themselves. ``usable_for`` narrows to one project's approved images.
+
+    A researcher sees their own import (their name for it, their time, themselves as the
+    importer) for an image they imported, never who else sent the same bytes."""
     mine = None if see_all else set(user_project_ids(session, user_id))
+    own = (
+        {}
+        if see_all
+        else {r.digest: r for r in session.scalars(select(ImageImport).where(ImageImport.user_id == user_id))}
+    )
     approvals = active_approvals(session, None if mine is None else sorted(mine))
     approved: dict[str, list[str]] = {}
     external: dict[str, str] = {}
@@ -194,8 +256,12 @@ def list_images(
     views = []
     for image in session.scalars(select(Image).order_by(Image.imported_at)):
         projects = sorted(approved.get(image.digest, []))
-        if mine is not None and not projects and image.imported_by != user_id:
+        own_import = own.get(image.digest)
+        if mine is not None and not projects and own_import is None:
             continue
+        imported_by, imported_at = image.imported_by, image.imported_at
+        if own_import is not None:
+            imported_by, imported_at = user_id, own_import.imported_at
         views.append(
             ImageView(
                 digest=image.digest,
@@ -205,8 +271,8 @@ def list_images(
                 unpacked_size=image.unpacked_size,
                 layers=image.layers,
                 created=image.created,
-                imported_by=image.imported_by,
-                imported_at=image.imported_at.isoformat(),
+                imported_by=imported_by,
+                imported_at=imported_at.isoformat(),
                 source_format=image.source_format,
                 approved_for=projects,
             )

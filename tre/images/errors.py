@@ -20,3 +20,11 @@ class ImageToolError(TreError):
     status = 500
     title = "Image tool failed"
     slug = "image-tool-failed"
+
+
+class ImageQuotaExceeded(TreError):
+    """The importer's images would hold more of the shared store than their quota allows."""
+
+    status = 413
+    title = "Image quota exceeded"
+    slug = "image-quota-exceeded"

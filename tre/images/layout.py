@@ -23,6 +23,12 @@ MANIFEST_TYPES = {
     "application/vnd.docker.distribution.manifest.v2+json",
 }
 MAX_JSON_BLOB = 4 << 20
+# What the run-time config may hand the sandbox launcher: the kernel refuses a single
+# argument over 128 KiB (MAX_ARG_STRLEN) and an argv+environment over a few MiB, so a
+# longer Env or command line would only fail every job at start, not run.
+MAX_CONFIG_STRINGS = 1024
+MAX_CONFIG_STRING_BYTES = 32 << 10
+MAX_CONFIG_TOTAL_BYTES = 256 << 10
 
 
 @dataclass
@@ -115,9 +121,33 @@ def verify_layout(layout: Path, limits: ImageLimits) -> VerifiedImage:
         path = _verify_blob(layout, layer, f"layer {i + 1}")
         size += int(layer["size"])
         scan_layer(path, str(layer.get("mediaType")), str(diff_id), i, limits, guard, scan)
+    check_run_config(image_config_of(config))
     return VerifiedImage(
         digest=str(desc["digest"]), manifest=manifest, config=config, layers=len(layers), size=size, scan=scan
     )
+
+
+def check_run_config(cfg: ImageConfig) -> None:
+    """Refuse a config whose Env, Entrypoint, Cmd, WorkingDir or User could not reach a job:
+    too many strings, one too long, too much in all, or a NUL (the launcher passes each as
+    an argument)."""
+    strings = [
+        *(f"{k}={v}" for k, v in cfg.env.items()),
+        *cfg.entrypoint,
+        *cfg.cmd,
+        cfg.working_dir,
+        cfg.user,
+    ]
+    if len(strings) > MAX_CONFIG_STRINGS:
+        raise ImageRejected(f"the image config has more than {MAX_CONFIG_STRINGS} Env and command entries")
+    sizes = [len(s.encode("utf-8", "surrogatepass")) for s in strings]
+    if any(size > MAX_CONFIG_STRING_BYTES for size in sizes) or sum(sizes) > MAX_CONFIG_TOTAL_BYTES:
+        raise ImageRejected(
+            f"the image config's Env or command is too long (at most {MAX_CONFIG_STRING_BYTES >> 10} KiB "
+            f"an entry, {MAX_CONFIG_TOTAL_BYTES >> 10} KiB in all)"
+        )
+    if any("\0" in s for s in strings):
+        raise ImageRejected("the image config's Env or command holds a NUL character")
 
 
 def image_config_of(config: dict[str, Any]) -> ImageConfig:

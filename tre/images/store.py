@@ -7,6 +7,12 @@
 An import is all or nothing: the upload is checked (`archive`), converted by skopeo into a
 scratch layout, verified (`layout`), moved into ``oci/`` and unpacked (`unpack`); any
 refusal removes what was made. The worker asks `rootfs(digest)` and `config(digest)`.
+
+The store and its folders are 0700: an image a researcher imported is theirs and their
+projects' to run, not for other accounts on the host (the sandbox reaches a root file
+system through its private staging mounts, not through these permissions). What a crashed
+import or unpack left behind (``tmp/*``, ``bundles/.*.partial``) is removed by the next
+import once it is older than any import can take (`STALE_SCRATCH_S`).
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +35,10 @@ from tre.images.reference import check_digest, clean_name
 from tre.images.tools import skopeo_to_layout
 from tre.images.unpack import tree_size, unpack_once
 
+# Longer than any import runs (each tool is bounded to 30 min, an import runs three at most).
+STALE_SCRATCH_S = 6 * 3600
+PRIVATE_DIRS = ("oci", "bundles", "tmp")
+
 
 @dataclass(frozen=True)
 class ImportResult:
@@ -40,6 +51,7 @@ class ImportResult:
     config: ImageConfig
     source_format: str
     setuid_dropped: int
+    files: int = 0  # layer entries (each an inode once unpacked), whiteouts included
 
 
 class ImageStore:
@@ -55,16 +67,42 @@ class ImageStore:
     def has(self, digest: str) -> bool:
         return (self.layout(digest) / "index.json").is_file()
 
+    def ensure_dirs(self) -> None:
+        """The store's folders, private to the service user (0700)."""
+        for d in (self.root, *(self.root / sub for sub in PRIVATE_DIRS)):
+            d.mkdir(parents=True, exist_ok=True)
+            d.chmod(0o700)
+
     def scratch(self) -> Path:
-        tmp = self.root / "tmp"
-        tmp.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(dir=tmp))
+        """A new scratch folder for one import; leftovers of crashed ones are swept first."""
+        self.ensure_dirs()
+        self.sweep_stale()
+        return Path(tempfile.mkdtemp(dir=self.root / "tmp"))
+
+    def sweep_stale(self, now: float | None = None) -> list[Path]:
+        """Remove scratch folders and partial unpacks older than `STALE_SCRATCH_S`."""
+        cutoff = (time.time() if now is None else now) - STALE_SCRATCH_S
+        candidates = [*(self.root / "tmp").glob("*"), *(self.root / "bundles").glob(".*.partial")]
+        removed = []
+        for path in candidates:
+            try:
+                if path.lstat().st_mtime >= cutoff:
+                    continue
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()
+                removed.append(path)
+            except FileNotFoundError:
+                continue  # another import swept it
+        return removed
 
     # -- what the worker asks -----------------------------------------------------------------
     def rootfs(self, digest: str) -> Path:
         """The unpacked, sanitised root filesystem (unpacked now if it was removed)."""
         if not self.has(digest):
             raise ImageRejected(f"image {digest} is not in the image store")
+        self.ensure_dirs()
         return unpack_once(
             self.layout(digest),
             self.root / "bundles",
@@ -124,6 +162,7 @@ class ImageStore:
             config=verified.image_config,
             source_format=info.format,
             setuid_dropped=verified.scan.setuid,
+            files=verified.scan.files,
         )
 
     def remove(self, digest: str) -> None:

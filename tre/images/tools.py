@@ -60,5 +60,9 @@ def skopeo_to_layout(source: str, layout: Path) -> None:
 
 
 def umoci_unpack(layout: Path, bundle: Path) -> None:
-    # --rootless: no chown, no device nodes, no security.* xattrs, even when we run as root.
-    run_tool(["umoci", "unpack", "--rootless", "--image", f"{layout}:image", str(bundle)])
+    """--rootless: no chown, no device nodes, no security.* xattrs, even when we run as root.
+
+    A failure here is the image's doing (we verified the layout, but an entry the kernel
+    will not create, such as a path too long under the bundle, is only found by trying):
+    refused with the tool's last line, the control plane's paths removed."""
+    run_tool(["umoci", "unpack", "--rootless", "--image", f"{layout}:image", str(bundle)], rejects=True)

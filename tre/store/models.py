@@ -408,11 +408,27 @@ class Image(Base):
     size: Mapped[int] = mapped_column(BigInteger)  # bytes of manifest, config and layer blobs
     unpacked_size: Mapped[int] = mapped_column(BigInteger, default=0)
     layers: Mapped[int] = mapped_column(Integer)
+    # Entries of its layers: what the unpacked root costs in inodes (the per-user file quota).
+    files: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created: Mapped[str] = mapped_column(String(64), default="")  # the image config's own claim
     # Env/Entrypoint/Cmd/WorkingDir/User from the image config (tre.executors.base.ImageConfig).
     config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     source_format: Mapped[str] = mapped_column(String(32))
     imported_by: Mapped[str] = mapped_column(String(64))
+    imported_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ImageImport(Base):
+    """Who imported an image, under which name, when: one row per importer. The image store is
+    content-addressed and shared, so a second researcher sending the same bytes gets their own
+    row (their name, their time) and never learns who sent them first; each importer's rows
+    are what their image quota counts (`Settings.image_max_store_mb_per_user`)."""
+
+    __tablename__ = "image_imports"
+
+    digest: Mapped[str] = mapped_column(ForeignKey("images.digest", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(64), primary_key=True, index=True)
+    name: Mapped[str] = mapped_column(String(255))
     imported_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

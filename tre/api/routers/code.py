@@ -67,6 +67,10 @@ async def upload_code(
             415, "Unsupported media type", "send the code as a tar.gz body with Content-Type application/gzip"
         )
     limits = await run_in_threadpool(service.upload_limits, session, p, project_id)
+    # A project whose uploads already fill its share of the store: refused before a byte.
+    await run_in_threadpool(
+        service.check_store_quota, session, settings.code_max_store_mb_per_project, project_id
+    )
     # Ends the snapshot: not held open (WAL checkpoints, vacuum) while the body streams.
     await run_in_threadpool(session.commit)
     declared = request.headers.get("content-length", "")
@@ -77,13 +81,15 @@ async def upload_code(
         async for chunk in request.stream():
             incoming.write(chunk)
         stored: StoredCode = await run_in_threadpool(incoming.accept)
-    await write_unit(request, service.record_upload, p, project_id, stored)
+    in_project = await write_unit(
+        request, service.record_upload, p, project_id, stored, settings.code_max_store_mb_per_project, store
+    )
     return CodeOut(
         sha256=stored.sha256,
         size=stored.size,
         entries=stored.manifest.entry_count,
         unpacked_bytes=stored.manifest.total_bytes,
-        already_stored=stored.deduplicated,
+        already_stored=in_project,
     )
 
 

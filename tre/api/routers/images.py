@@ -88,11 +88,13 @@ def _out(view: ImageView) -> ImageOut:
 
 
 def _view(session: Session, settings: Settings, p: Principal, digest: str) -> ImageOut:
-    """The image just imported; a researcher sees only their own projects' approvals of it."""
-    for view in catalog.list_images(session, settings, p.user_id, see_all=True):
+    """The image just imported, as the importer may see it: a researcher sees their own
+    import (never who else sent the same bytes) and only their own projects' approvals."""
+    see_all = p.has("admin", "auditor", "dac")
+    for view in catalog.list_images(session, settings, p.user_id, see_all=see_all):
         if view.digest == digest:
             out = _out(view)
-            if not p.has("admin", "auditor", "dac"):
+            if not see_all:
                 mine = set(user_project_ids(session, p.user_id))
                 out.approved_for = [x for x in out.approved_for if x in mine]
             return out
@@ -128,6 +130,8 @@ async def import_image(
     folder), streamed to the control plane's scratch space and bounded in size."""
     store = ImageStore(settings)
     limit = store.limits.max_upload_bytes
+    if not p.has("admin"):  # a researcher whose imports already fill their share: before a byte
+        await write_unit(request, catalog.check_quota, settings, p.user_id)
     work = store.scratch()
     try:
         upload = work / "upload.tar"
@@ -147,7 +151,8 @@ async def import_image(
 
 
 def _record_import(session: Session, settings: Settings, p: Principal, result: ImportResult) -> ImageOut:
-    image = catalog.record_import(session, p.user_id, result)
+    quota = None if p.has("admin") else settings
+    image = catalog.record_import(session, p.user_id, result, quota)
     session.flush()
     return _view(session, settings, p, image.digest)
 
