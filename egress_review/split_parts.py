@@ -1,0 +1,88 @@
+"""An identifier written in labelled parts: "MRN part 1: 0048, part 2: 213", "site HOSP,
+cohort 77, subject 1234", "year 1962 / month 03 / day 15" (redteam9, round 5).
+
+Each part alone is an ordinary short number or word, and the labels between them keep the
+joined-identifier search (any separator, no words) from seeing one value. Here the text is
+read as a stream of tokens; an identifier (letters and digits only, six or more; also the
+digit run of six or more of an ID with letters) is found when two to four whole tokens in
+order spell it, each after a label (a word, or a one-digit part number) and within three
+lines of the one before. To keep ordinary tables and logs quiet, the parts must be separated
+by labels, never only by punctuation (that case is the joined search's), and a number that
+is not the next part breaks the chain, as does a decimal (a fraction is no identifier part).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+MIN_TARGET_CHARS = 6
+MIN_PART_CHARS = 2
+MAX_PARTS = 4
+MAX_LABELS_BETWEEN = 6
+MAX_LINES_BETWEEN = 3
+
+# A decimal is one token ("0.558" must not give the part "558"); otherwise runs of letters
+# and digits, any script (underscores split: "part_1").
+_TOKEN = re.compile(r"\d+[.,]\d+|[^\W_]+")
+_DIGITS = re.compile(rf"\d{{{MIN_TARGET_CHARS},}}")
+
+
+def _targets(identifier: str) -> set[str]:
+    joined = "".join(ch for ch in identifier.upper() if ch.isalnum())
+    found = {run for run in _DIGITS.findall(joined)}
+    if len(joined) >= MIN_TARGET_CHARS:
+        found.add(joined)
+    return found
+
+
+class SplitIndex:
+    """The identifiers by each of their proper prefixes (a first part), to start chains from."""
+
+    def __init__(self, identifiers: Iterable[str]) -> None:
+        self.by_first_part: dict[str, set[str]] = {}
+        for identifier in identifiers:
+            for target in _targets(identifier):
+                for end in range(MIN_PART_CHARS, len(target) - MIN_PART_CHARS + 1):
+                    self.by_first_part.setdefault(target[:end], set()).add(target)
+
+    def __bool__(self) -> bool:
+        return bool(self.by_first_part)
+
+    def lines_with(self, text: str) -> list[int]:
+        """1-based lines where a chain of labelled parts spelling an identifier starts."""
+        tokens: list[tuple[str, int]] = []
+        for line_no, line in enumerate(text.split("\n"), start=1):
+            tokens += [(m.group().upper(), line_no) for m in _TOKEN.finditer(line)]
+        hits: set[int] = set()
+        for i, (token, line_no) in enumerate(tokens):
+            for target in self.by_first_part.get(token, ()):
+                if _spelt_from(tokens, i + 1, target[len(token) :], line_no):
+                    hits.add(line_no)
+                    break
+        return sorted(hits)
+
+
+def _is_label(token: str) -> bool:
+    """A word, or a one-digit part number ("part 2:")."""
+    return (len(token) == 1 and token.isdigit()) or any(ch.isalpha() for ch in token)
+
+
+def _spelt_from(tokens: list[tuple[str, int]], start: int, rest: str, line_no: int) -> bool:
+    parts, labels = 1, 0
+    for token, at in tokens[start:]:
+        if not rest:
+            break
+        if at - line_no > MAX_LINES_BETWEEN:
+            return False
+        if labels and len(token) >= MIN_PART_CHARS and rest.startswith(token):
+            rest, parts, labels, line_no = rest[len(token) :], parts + 1, 0, at
+            if parts > MAX_PARTS:
+                return False
+        elif _is_label(token):
+            labels += 1
+            if labels > MAX_LABELS_BETWEEN:
+                return False
+        else:
+            return False  # another number: these parts do not make one value
+    return not rest and parts >= 2
