@@ -24,6 +24,7 @@ from egress_review.checks.dicom import check_dicom
 from egress_review.checks.encoded import find_encoded
 from egress_review.checks.files import check_hidden, check_limits, check_type
 from egress_review.checks.images import check_nifti, check_raster, raw_similarity
+from egress_review.checks.markup_tables import UNREAD, markup_kind, read_markup
 from egress_review.checks.model import CheckContext, CheckResult, action_outcome
 from egress_review.checks.model_release import check_model, json_weights, structural_results
 from egress_review.checks.numbers import check_number_text
@@ -187,6 +188,29 @@ def _text_checks(
         out.extend(check_number_text(text, policy))
         if path_name.lower().endswith((".yaml", ".yml")):
             out.extend(_yaml_tables(text, policy))
+        markup = markup_kind(path_name, text)
+        if markup is not None:
+            out.extend(_markup_tables(markup, text, policy))
+    return out
+
+
+def _markup_tables(kind: str, text: str, policy: Policy) -> list[CheckResult]:
+    """Counts written as XML, TOML or INI get the SDC rules, read as JSON would be."""
+    doc = read_markup(kind, text)
+    if doc is UNREAD:
+        return [
+            CheckResult(
+                check="table_read",
+                outcome="flag",
+                reason=f"the {kind.upper()} document is too large or declares a DOCTYPE, so it was not read "
+                "as tables: check any counts in it by eye",
+            )
+        ]
+    out: list[CheckResult] = []
+    for where, rows in list(json_tables(doc))[:20] if doc is not None else []:
+        out.extend(
+            r for r in check_rows(rows, policy, f"{kind.upper()} table at {where}") if r.outcome != "pass"
+        )
     return out
 
 
