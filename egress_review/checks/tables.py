@@ -158,7 +158,26 @@ def check_parsed(table: Table, policy: Policy) -> list[CheckResult]:
     The cells' values and row labels go to the reviewers only: shown to the requester before
     any review, a blocked table of 20 small counts with their labels was read back from the
     check results (redteam9), the block notwithstanding. The requester sees row and column."""
-    return [_content_for_reviewers(r) for r in _check_cells(table, policy)]
+    subjects = _rows_are_subjects(table, policy)
+    if subjects:
+        # One row per subject, named by the agreement's pseudonyms (Dice, lesion count, volume
+        # per case): `n_lesions` of one case is an attribute of that case, not the size of a
+        # group, so the frequency rules do not apply; record-level rules still do.
+        table = Table(table.header, table.rows, [], table.magnitudes, [])
+    return [_content_for_reviewers(r) for r in _check_cells(table, policy, subjects=subjects)]
+
+
+def _rows_are_subjects(table: Table, policy: Policy) -> bool:
+    """Whether some column names every row by a distinct pseudonym of the data agreement
+    (`dicom.pseudonym_patterns`): then each row is one subject's results."""
+    patterns = [re.compile(p) for p in policy.dicom.pseudonym_patterns]
+    if len(table.rows) < 2 or not patterns:
+        return False
+    for col in range(len(table.header)):
+        values = [_cell(row, col) for row in table.rows]
+        if len(set(values)) == len(values) and all(any(p.fullmatch(v) for p in patterns) for v in values):
+            return True
+    return False
 
 
 def _content_for_reviewers(result: CheckResult) -> CheckResult:
@@ -185,7 +204,7 @@ def _content_for_reviewers(result: CheckResult) -> CheckResult:
     return result.model_copy(update={"evidence": {**shown, REVIEWER_ONLY: hidden}})
 
 
-def _check_cells(table: Table, policy: Policy) -> list[CheckResult]:
+def _check_cells(table: Table, policy: Policy, *, subjects: bool = False) -> list[CheckResult]:
     rules = policy.sdc
     out: list[CheckResult] = []
     if not table.header:
@@ -322,7 +341,8 @@ def _check_cells(table: Table, policy: Policy) -> list[CheckResult]:
         )
     out.extend(_magnitude_rules(table, rules))
     out.extend(_missing_cells(table, rules))
-    out.extend(_unnamed_counts(table, rules))
+    if not subjects:  # a subject's small integers (lesions, stage) are not unnamed counts
+        out.extend(_unnamed_counts(table, rules))
     out.extend(_numeric_grid(table, rules))
     if len(table.rows) > rules.max_rows:
         out.append(
