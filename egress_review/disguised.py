@@ -43,6 +43,12 @@ def _letter_richest(form: str, k: int) -> int:
     return counts.index(max(counts))
 
 
+def _given_first(identifier: str) -> tuple[str, ...]:
+    """A DICOM person name ``DOE^JANE`` also squeezed given name first: "janedoe" (redteam9)."""
+    parts = [squeeze(p) for p in identifier.split("^") if squeeze(p)]
+    return ("".join(reversed(parts)),) if len(parts) >= 2 else ()
+
+
 class SqueezedIndex:
     """Long identifiers as letters and digits only, and reversed, found as substrings of
     squeezed text (catches "JANEDOE", "jane.doe.1970" run together, and "EODENAJ").
@@ -60,7 +66,7 @@ class SqueezedIndex:
             # as substrings they would collide with every run of digits in a log.
             if len(norm) < k or norm.isdigit():
                 continue
-            for form in (norm, norm[::-1]):
+            for form in (norm, norm[::-1], *_given_first(ident)):
                 at = _letter_richest(form, k)
                 self.by_anchor.setdefault(form[at : at + k], set()).add((form, at))
 

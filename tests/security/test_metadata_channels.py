@@ -64,7 +64,8 @@ def test_a_blocked_tables_counts_and_labels_stay_with_the_reviewers(tmp_path: Pa
     table = tmp_path / "counts.csv"
     table.write_text("group,n\n" + "\n".join(rows) + "\n")
     policy = load_policy("default", POLICIES)
-    results = run_checks(table, "counts.csv", policy, CheckContext(identifiers=[], file_count=1, total_size=0))
+    context = CheckContext(identifiers=[], file_count=1, total_size=0)
+    results = run_checks(table, "counts.csv", policy, context)
     threshold = next(r for r in results if r.check == "sdc:threshold")
     assert threshold.outcome == "block"
     shown = json.dumps(checking.for_requester([r.model_dump() for r in results]))
