@@ -36,6 +36,8 @@ def leaks() -> list[Planted]:
         Planted("split_in_table.csv", b"key,value\nsite,HOSP\ncohort,77\nsubject,1234\n", ids),
         Planted("accession_digits.txt", b"code: 558812\n", ids),
         Planted("name_given_first.txt", b"janedoe\n", ids),
+        # "ASCII smuggling": the name in Unicode tag characters, which render as nothing
+        Planted("name_in_tags.txt", ("x" + "".join(chr(0xE0000 + ord(c)) for c in "DOE JANE")).encode(), ids),
         Planted(
             "counts.xml",
             b"<?xml version='1.0'?>\n<table>\n<row><group>lung</group><n>3</n></row>\n"
