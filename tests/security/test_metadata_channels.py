@@ -55,6 +55,11 @@ def test_a_message_in_output_sizes_does_not_reach_the_researcher(app_client, wor
     assert {(f["size"], f["size_rounded"]) for f in seen["files"]} == {(1280, True)}
     reviewer = app_client.get(f"/api/v1/egress/requests/{request_id}", headers=world.headers["dana"]).json()
     assert sorted(f["size"] for f in reviewer["files"]) == sorted(1100 + b for b in SECRET)
+    # bytes of no allowed type: blocked by the checks, so decided, with a disclosure record
+    # that released nothing and must not give the sizes back exactly
+    assert seen["state"] == "blocked", seen["state"]
+    record = app_client.get(f"/api/v1/egress/requests/{request_id}/disclosure", headers=alice).json()
+    assert {(f["size"], f["size_rounded"]) for f in record["files"]} == {(1280, True)}
 
 
 def test_a_blocked_tables_counts_and_labels_stay_with_the_reviewers(tmp_path: Path) -> None:
