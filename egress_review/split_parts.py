@@ -51,16 +51,22 @@ class SplitIndex:
 
     def lines_with(self, text: str) -> list[int]:
         """1-based lines where a chain of labelled parts spelling an identifier starts."""
+        return sorted({chain[0] for chain in self.chains(text)})
+
+    def chains(self, text: str) -> list[list[int]]:
+        """The 1-based lines of each part, for every chain of labelled parts spelling an
+        identifier (the log screen withholds every line of one)."""
         tokens: list[tuple[str, int]] = []
         for line_no, line in enumerate(text.split("\n"), start=1):
             tokens += [(m.group().upper(), line_no) for m in _TOKEN.finditer(line)]
-        hits: set[int] = set()
+        found: list[list[int]] = []
         for i, (token, line_no) in enumerate(tokens):
             for target in self.by_first_part.get(token, ()):
-                if _spelt_from(tokens, i + 1, target[len(token) :], line_no):
-                    hits.add(line_no)
+                lines = _spelt_from(tokens, i + 1, target[len(token) :], line_no)
+                if lines:
+                    found.append(lines)
                     break
-        return sorted(hits)
+        return found
 
 
 def _is_label(token: str) -> bool:
@@ -68,21 +74,24 @@ def _is_label(token: str) -> bool:
     return (len(token) == 1 and token.isdigit()) or any(ch.isalpha() for ch in token)
 
 
-def _spelt_from(tokens: list[tuple[str, int]], start: int, rest: str, line_no: int) -> bool:
-    parts, labels = 1, 0
+def _spelt_from(tokens: list[tuple[str, int]], start: int, rest: str, line_no: int) -> list[int]:
+    """The lines of the parts when the tokens from ``start`` spell ``rest`` (the first part on
+    ``line_no`` already read), else an empty list."""
+    lines, labels = [line_no], 0
     for token, at in tokens[start:]:
         if not rest:
             break
         if at - line_no > MAX_LINES_BETWEEN:
-            return False
+            return []
         if labels and len(token) >= MIN_PART_CHARS and rest.startswith(token):
-            rest, parts, labels, line_no = rest[len(token) :], parts + 1, 0, at
-            if parts > MAX_PARTS:
-                return False
+            rest, labels, line_no = rest[len(token) :], 0, at
+            lines.append(at)
+            if len(lines) > MAX_PARTS:
+                return []
         elif _is_label(token):
             labels += 1
             if labels > MAX_LABELS_BETWEEN:
-                return False
+                return []
         else:
-            return False  # another number: these parts do not make one value
-    return not rest and parts >= 2
+            return []  # another number: these parts do not make one value
+    return lines if not rest and len(lines) >= 2 else []

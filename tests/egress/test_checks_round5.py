@@ -63,3 +63,27 @@ def test_benign_research_outputs_raise_no_false_alarm(
         if unexpected or (by_design and not fired):
             alarms.append(f"{planted.name}: {fired}")
     assert not alarms, "\n".join(alarms)
+
+
+def test_the_log_screen_withholds_every_labelled_part_and_the_tag_smuggled_name(policy: Policy) -> None:
+    """The log is the same channel as a file: what `identifiers:split` blocks in a file is
+    withheld from the screened log, every line of it; an honest log with numbers is shown."""
+    from egress_review.logscreen import LogScreen
+
+    screen = LogScreen.for_policies([policy], {"DOE^JANE", "DOE", "JANE", "MRN-0048213", "19620315"})
+    tags = "".join(chr(0xE0000 + ord(c)) for c in "DOE JANE")
+    log = (
+        "epoch 1 loss 0.48213 dice 0.0048\n"
+        "MRN part 1: 0048\n"
+        "note: continuing\n"
+        "MRN part 2: 213\n"
+        f"done{tags}\n"
+        "year 1962\nmonth 03\nday 15\n"
+        "epoch 2 step 1962 loss 0.0315 lr 1.0e-04\n"
+    ).encode()
+    shown = screen.render(screen.screen_log(log, final=True), 0).decode()
+    assert "part 1" not in shown and "part 2" not in shown, shown
+    assert "year 1962" not in shown and "month 03" not in shown and "day 15" not in shown, shown
+    assert "DOE" not in shown.upper().replace("[TRE]", "")
+    assert "epoch 1 loss 0.48213 dice 0.0048" in shown and "note: continuing" in shown
+    assert "epoch 2 step 1962 loss 0.0315" in shown
