@@ -59,6 +59,11 @@ def parse_table(text: str, delimiter: str, rules: SdcRules) -> Table:
     """Parse delimited text and classify its columns by header name."""
     reader = csv.reader(io.StringIO(text), delimiter=delimiter)
     rows = [r for r in reader if any(c.strip() for c in r)]
+    # A title or comment above the header ("# Table 1: counts by group") hid the header, and
+    # with it the count column (redteam9): leading comment rows, and one-cell title rows
+    # above a wider row, are not the header.
+    while len(rows) > 1 and (rows[0][0].lstrip().startswith("#") or (len(rows[0]) == 1 and len(rows[1]) > 1)):
+        rows = rows[1:]
     return classify(rows, rules)
 
 
