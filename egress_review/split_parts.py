@@ -6,7 +6,8 @@ joined-identifier search (any separator, no words) from seeing one value. Here t
 read as a stream of tokens; an identifier (letters and digits only, six or more; also the
 digit run of six or more of an ID with letters) is found when two to four whole tokens in
 order spell it, each after a label (a word, or a one-digit part number) and within three
-lines of the one before. To keep ordinary tables and logs quiet, the parts must be separated
+lines of the one before (an all-digit one, a date: three parts at most, the first of three
+digits or more). To keep ordinary tables and logs quiet, the parts must be separated
 by labels, never only by punctuation (that case is the joined search's), and a number that
 is not the next part breaks the chain, as does a decimal (a fraction is no identifier part).
 """
@@ -19,6 +20,7 @@ from collections.abc import Iterable
 MIN_TARGET_CHARS = 6
 MIN_PART_CHARS = 2
 MAX_PARTS = 4
+MAX_DIGIT_PARTS = 3  # a date in year, month, day
 MAX_LABELS_BETWEEN = 6
 MAX_LINES_BETWEEN = 3
 
@@ -43,7 +45,10 @@ class SplitIndex:
         self.by_first_part: dict[str, set[str]] = {}
         for identifier in identifiers:
             for target in _targets(identifier):
-                for end in range(MIN_PART_CHARS, len(target) - MIN_PART_CHARS + 1):
+                # All digits (dates, numeric IDs): the first part at least three digits, so
+                # "epoch 20 ... 19 ... 04 ... 12" in a log does not spell a study date
+                first = MIN_PART_CHARS + 1 if target.isdigit() else MIN_PART_CHARS
+                for end in range(first, len(target) - MIN_PART_CHARS + 1):
                     self.by_first_part.setdefault(target[:end], set()).add(target)
 
     def __bool__(self) -> bool:
@@ -62,7 +67,7 @@ class SplitIndex:
         found: list[list[int]] = []
         for i, (token, line_no) in enumerate(tokens):
             for target in self.by_first_part.get(token, ()):
-                lines = _spelt_from(tokens, i + 1, target[len(token) :], line_no)
+                lines = _spelt_from(tokens, i + 1, target, line_no)
                 if lines:
                     found.append(lines)
                     break
@@ -74,19 +79,23 @@ def _is_label(token: str) -> bool:
     return (len(token) == 1 and token.isdigit()) or any(ch.isalpha() for ch in token)
 
 
-def _spelt_from(tokens: list[tuple[str, int]], start: int, rest: str, line_no: int) -> list[int]:
-    """The lines of the parts when the tokens from ``start`` spell ``rest`` (the first part on
-    ``line_no`` already read), else an empty list."""
+def _spelt_from(tokens: list[tuple[str, int]], start: int, target: str, line_no: int) -> list[int]:
+    """The lines of the parts when the tokens from ``start`` spell the rest of ``target`` (its
+    first part, on ``line_no``, already read), else an empty list. Reads no further than the
+    chain can reach (a few labels and lines), never the rest of the text."""
+    rest = target[len(tokens[start - 1][0]) :]
+    most = MAX_DIGIT_PARTS if target.isdigit() else MAX_PARTS
     lines, labels = [line_no], 0
-    for token, at in tokens[start:]:
+    for index in range(start, len(tokens)):
         if not rest:
             break
+        token, at = tokens[index]
         if at - line_no > MAX_LINES_BETWEEN:
             return []
         if labels and len(token) >= MIN_PART_CHARS and rest.startswith(token):
             rest, labels, line_no = rest[len(token) :], 0, at
             lines.append(at)
-            if len(lines) > MAX_PARTS:
+            if len(lines) > most:
                 return []
         elif _is_label(token):
             labels += 1

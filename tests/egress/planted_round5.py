@@ -34,6 +34,12 @@ def leaks() -> list[Planted]:
         Planted("split_accession.md", b"accession prefix ACC, number 558812\n", ids),
         Planted("split_birth.txt", b"year 1962\nmonth 03\nday 15\n", ids),
         Planted("split_in_table.csv", b"key,value\nsite,HOSP\ncohort,77\nsubject,1234\n", ids),
+        Planted("split_in_table.parquet", _parquet_parts(), ids),
+        Planted(
+            "split_in_markdown.md",
+            b"| field | value |\n|---|---|\n| site | HOSP |\n| cohort | 77 |\n| subject | 1234 |\n",
+            ids,
+        ),
         Planted("accession_digits.txt", b"code: 558812\n", ids),
         Planted("name_given_first.txt", b"janedoe\n", ids),
         # "ASCII smuggling": the name in Unicode tag characters, which render as nothing
@@ -69,6 +75,15 @@ def leaks() -> list[Planted]:
             ("table_read",),
         ),
     ]
+
+
+def _parquet_parts() -> bytes:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    buf = io.BytesIO()
+    pq.write_table(pa.table({"field": ["part 1", "part 2"], "value": ["0048", "213"]}), buf)
+    return buf.getvalue()
 
 
 def _png_plot(draw: object) -> bytes:
