@@ -5,11 +5,13 @@ Each part alone is an ordinary short number or word, and the labels between them
 joined-identifier search (any separator, no words) from seeing one value. Here the text is
 read as a stream of tokens; an identifier (letters and digits only, six or more; also the
 digit run of six or more of an ID with letters) is found when two to four whole tokens in
-order spell it, each after a label (a word, or a one-digit part number) and within three
-lines of the one before (an all-digit one, a date: three parts at most, the first of three
-digits or more). To keep ordinary tables and logs quiet, the parts must be separated
-by labels, never only by punctuation (that case is the joined search's), and a number that
-is not the next part breaks the chain, as does a decimal (a fraction is no identifier part).
+order spell it, each after a label (a word, or a one-digit part number) or directly after
+the part before it on its line ("HOSP-77"), within three lines of the one before. An
+all-digit identifier (a date, a numeric ID) needs a first part of three digits or more and
+three parts at most. To keep ordinary tables and logs quiet, a label must stand between two
+of the parts at least (parts joined only by punctuation are the joined search's), and a
+number that is not the next part breaks the chain, as does a decimal (a fraction is no
+identifier part).
 """
 
 from __future__ import annotations
@@ -85,14 +87,17 @@ def _spelt_from(tokens: list[tuple[str, int]], start: int, target: str, line_no:
     chain can reach (a few labels and lines), never the rest of the text."""
     rest = target[len(tokens[start - 1][0]) :]
     most = MAX_DIGIT_PARTS if target.isdigit() else MAX_PARTS
-    lines, labels = [line_no], 0
+    lines, labels, labelled = [line_no], 0, False
     for index in range(start, len(tokens)):
         if not rest:
             break
         token, at = tokens[index]
         if at - line_no > MAX_LINES_BETWEEN:
             return []
-        if labels and len(token) >= MIN_PART_CHARS and rest.startswith(token):
+        # a part follows a label, or the part before it directly ("HOSP-77", then a label)
+        adjacent = labels == 0 and at == line_no  # labels == 0: the token before was a part
+        if (labels or adjacent) and len(token) >= MIN_PART_CHARS and rest.startswith(token):
+            labelled = labelled or labels > 0
             rest, labels, line_no = rest[len(token) :], 0, at
             lines.append(at)
             if len(lines) > most:
@@ -103,4 +108,5 @@ def _spelt_from(tokens: list[tuple[str, int]], start: int, target: str, line_no:
                 return []
         else:
             return []  # another number: these parts do not make one value
-    return lines if not rest and len(lines) >= 2 else []
+    # without a label between any two parts it is a joined identifier: the plain search's
+    return lines if not rest and labelled else []
