@@ -29,6 +29,16 @@ _NOT_ALNUM = re.compile(r"[^0-9a-z]+")
 MIN_SQUEEZED_CHARS = 6
 
 
+# A word with both letters and digits, and the digits that stand for letters in leetspeak.
+_MIXED_WORD = re.compile(r"\b(?=[0-9]*[A-Za-z])(?=[A-Za-z]*[0-9])[0-9A-Za-z]+\b")
+_LEET = str.maketrans("013457", "oieast")
+
+
+def _unleet(line: str) -> str:
+    """``line`` with the digits of its mixed words read as letters: "J4N3" is "JaNe"."""
+    return _MIXED_WORD.sub(lambda m: m.group(0).translate(_LEET), line)
+
+
 def despaced(line: str) -> str:
     return _SPACED.sub(lambda m: re.sub(r"[^0-9A-Za-z]", "", m.group(0)), line)
 
@@ -109,6 +119,13 @@ def disguised_lines(lines: list[str], matcher: IdentifierMatcher, squeezed_index
         by_matcher([despaced(line) for line in folded])
         if squeezed_index:
             hits |= squeezed_index.lines_with([squeeze(line) for line in folded])
+    # Digits for letters inside a word ("D03 J4N3", redteam9); lines without such a word are
+    # left empty, so the matcher's line numbers still count from the first line.
+    leet = [_unleet(line) if _MIXED_WORD.search(line) else "" for line in lines]
+    if any(leet):
+        by_matcher(leet)
+        if squeezed_index:
+            hits |= squeezed_index.lines_with([squeeze(line) for line in leet])
     spaced = [despaced(line) for line in lines]
     by_matcher(spaced)
     by_matcher([codecs.encode(line, "rot_13") for line in spaced])

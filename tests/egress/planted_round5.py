@@ -42,6 +42,7 @@ def leaks() -> list[Planted]:
         ),
         Planted("accession_digits.txt", b"code: 558812\n", ids),
         Planted("name_given_first.txt", b"janedoe\n", ids),
+        Planted("name_leet.txt", b"greetings D03 J4N3\n", ids),
         # "ASCII smuggling": the name in Unicode tag characters, which render as nothing
         Planted("name_in_tags.txt", ("x" + "".join(chr(0xE0000 + ord(c)) for c in "DOE JANE")).encode(), ids),
         Planted(
