@@ -65,7 +65,7 @@ def test_benign_research_outputs_raise_no_false_alarm(
     assert not alarms, "\n".join(alarms)
 
 
-def test_the_log_screen_withholds_every_labelled_part_and_the_tag_smuggled_name(policy: Policy) -> None:
+def test_the_log_screen_withholds_labelled_parts_tag_smuggled_and_leet_names(policy: Policy) -> None:
     """The log is the same channel as a file: what `identifiers:split` blocks in a file is
     withheld from the screened log, every line of it; an honest log with numbers is shown."""
     from egress_review.logscreen import LogScreen
@@ -78,12 +78,13 @@ def test_the_log_screen_withholds_every_labelled_part_and_the_tag_smuggled_name(
         "note: continuing\n"
         "MRN part 2: 213\n"
         f"done{tags}\n"
+        "greetings D03 J4N3\n"
         "year 1962\nmonth 03\nday 15\n"
         "epoch 2 step 1962 loss 0.0315 lr 1.0e-04\n"
     ).encode()
     shown = screen.render(screen.screen_log(log, final=True), 0).decode()
     assert "part 1" not in shown and "part 2" not in shown, shown
     assert "year 1962" not in shown and "month 03" not in shown and "day 15" not in shown, shown
-    assert "DOE" not in shown.upper().replace("[TRE]", "")
+    assert "DOE" not in shown.upper().replace("[TRE]", "") and "J4N3" not in shown
     assert "epoch 1 loss 0.48213 dice 0.0048" in shown and "note: continuing" in shown
     assert "epoch 2 step 1962 loss 0.0315" in shown
