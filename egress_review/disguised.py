@@ -29,9 +29,16 @@ _NOT_ALNUM = re.compile(r"[^0-9a-z]+")
 MIN_SQUEEZED_CHARS = 6
 
 
-# A word with both letters and digits, and the digits that stand for letters in leetspeak.
-_MIXED_WORD = re.compile(r"\b(?=[0-9]*[A-Za-z])(?=[A-Za-z]*[0-9])[0-9A-Za-z]+\b")
+# A word of three or more characters with both letters and digits, and the digits that
+# stand for letters in leetspeak.
+_MIXED_WORD = re.compile(r"\b(?=[0-9]*[A-Za-z])(?=[A-Za-z]*[0-9])[0-9A-Za-z]{3,}\b")
 _LEET = str.maketrans("013457", "oieast")
+
+
+def _leet_words(line: str) -> bool:
+    """Whether ``line`` has a mixed word that reads as letters only ("J4N3"; not "1e" of
+    "1e-4", nor "epoch12" whose 2 stands for no letter): only such lines are re-read."""
+    return any(m.group(0).translate(_LEET).isalpha() for m in _MIXED_WORD.finditer(line))
 
 
 def _unleet(line: str) -> str:
@@ -121,7 +128,7 @@ def disguised_lines(lines: list[str], matcher: IdentifierMatcher, squeezed_index
             hits |= squeezed_index.lines_with([squeeze(line) for line in folded])
     # Digits for letters inside a word ("D03 J4N3", redteam9); lines without such a word are
     # left empty, so the matcher's line numbers still count from the first line.
-    leet = [_unleet(line) if _MIXED_WORD.search(line) else "" for line in lines]
+    leet = [_unleet(line) if _leet_words(line) else "" for line in lines]
     if any(leet):
         by_matcher(leet)
         if squeezed_index:
