@@ -23,6 +23,7 @@ from egress_review.outputnames import NameView
 from egress_review.panel.cards import warm_after_commit
 from egress_review.schemas import DisclosureRecord, EgressRequestOut, EgressSummary
 from egress_review.staging import CHUNK
+from tre.access import sees_raw_output_names
 from tre.api.bounds import RowId
 from tre.api.deps import get_session, get_settings_dep, require_roles
 from tre.api.openapi import body_of
@@ -31,6 +32,7 @@ from tre.audit.events import record_read
 from tre.auth.principal import Principal
 from tre.config import Settings
 from tre.errors import Conflict
+from tre.states import EgressState
 
 router = APIRouter(prefix="/api/v1/egress", tags=["egress"])
 
@@ -165,7 +167,12 @@ def disclosure(
     names = _names(session, settings, principal, req.job_id)
     # Withheld names stay withheld here too (the full record is the auditors'; its digest in
     # the audit log covers the unmasked one).
-    return outputnames.masked_record(dict(req.disclosure_record), list(req.files), names, principal)
+    record = outputnames.masked_record(dict(req.disclosure_record), list(req.files), names, principal)
+    if req.state == EgressState.approved or sees_raw_output_names(session, principal, req.project_id):
+        return record
+    # A blocked or rejected request released nothing: its sizes stay rounded for the requester
+    # as in `tre outputs` (tre.jobs.shown_size), or its record would give them back exactly.
+    return outputnames.rounded_sizes(record)
 
 
 def _stream(fh: BinaryIO) -> Iterator[bytes]:

@@ -29,6 +29,23 @@ _NOT_ALNUM = re.compile(r"[^0-9a-z]+")
 MIN_SQUEEZED_CHARS = 6
 
 
+# A word of three or more characters with both letters and digits, and the digits that
+# stand for letters in leetspeak.
+_MIXED_WORD = re.compile(r"\b(?=[0-9]*[A-Za-z])(?=[A-Za-z]*[0-9])[0-9A-Za-z]{3,}\b")
+_LEET = str.maketrans("013457", "oieast")
+
+
+def _leet_words(line: str) -> bool:
+    """Whether ``line`` has a mixed word that reads as letters only ("J4N3"; not "1e" of
+    "1e-4", nor "epoch12" whose 2 stands for no letter): only such lines are re-read."""
+    return any(m.group(0).translate(_LEET).isalpha() for m in _MIXED_WORD.finditer(line))
+
+
+def _unleet(line: str) -> str:
+    """``line`` with the digits of its mixed words read as letters: "J4N3" is "JaNe"."""
+    return _MIXED_WORD.sub(lambda m: m.group(0).translate(_LEET), line)
+
+
 def despaced(line: str) -> str:
     return _SPACED.sub(lambda m: re.sub(r"[^0-9A-Za-z]", "", m.group(0)), line)
 
@@ -41,6 +58,12 @@ def _letter_richest(form: str, k: int) -> int:
     """Offset of the k-gram of ``form`` with the most letters (the first such)."""
     counts = [sum(c.isalpha() for c in form[j : j + k]) for j in range(len(form) - k + 1)]
     return counts.index(max(counts))
+
+
+def _given_first(identifier: str) -> tuple[str, ...]:
+    """A DICOM person name ``DOE^JANE`` also squeezed given name first: "janedoe" (redteam9)."""
+    parts = [squeeze(p) for p in identifier.split("^") if squeeze(p)]
+    return ("".join(reversed(parts)),) if len(parts) >= 2 else ()
 
 
 class SqueezedIndex:
@@ -60,7 +83,7 @@ class SqueezedIndex:
             # as substrings they would collide with every run of digits in a log.
             if len(norm) < k or norm.isdigit():
                 continue
-            for form in (norm, norm[::-1]):
+            for form in (norm, norm[::-1], *_given_first(ident)):
                 at = _letter_richest(form, k)
                 self.by_anchor.setdefault(form[at : at + k], set()).add((form, at))
 
@@ -103,6 +126,13 @@ def disguised_lines(lines: list[str], matcher: IdentifierMatcher, squeezed_index
         by_matcher([despaced(line) for line in folded])
         if squeezed_index:
             hits |= squeezed_index.lines_with([squeeze(line) for line in folded])
+    # Digits for letters inside a word ("D03 J4N3", redteam9); lines without such a word are
+    # left empty, so the matcher's line numbers still count from the first line.
+    leet = [_unleet(line) if _leet_words(line) else "" for line in lines]
+    if any(leet):
+        by_matcher(leet)
+        if squeezed_index:
+            hits |= squeezed_index.lines_with([squeeze(line) for line in leet])
     spaced = [despaced(line) for line in lines]
     by_matcher(spaced)
     by_matcher([codecs.encode(line, "rot_13") for line in spaced])

@@ -20,6 +20,10 @@ from functools import lru_cache
 # ESC-introduced sequences: CSI (colours, cursor moves), OSC (titles, links), and two-character ones.
 _TERMINAL_ESCAPES = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-Z\\-_])")
 _INVISIBLE = frozenset({"Cc", "Cf", "Mn", "Me", "Zl", "Zp"})
+# Unicode tag characters (U+E0020-U+E007E) mirror printable ASCII and render as nothing:
+# "ASCII smuggling" writes a whole name in them (redteam9). They are read as the ASCII they
+# mirror, not dropped as invisible.
+_TAGS = re.compile("[\U000e0020-\U000e007e]")
 
 
 @lru_cache(maxsize=1)
@@ -47,6 +51,7 @@ def fold(line: str) -> str:
     if not needs_folding(line):
         return line
     text = _TERMINAL_ESCAPES.sub("", line).replace("\t", " ")
+    text = _TAGS.sub(lambda m: chr(ord(m.group()) - 0xE0000), text)
     # Compatibility forms to plain letters, then accents and marks apart and dropped.
     text = unicodedata.normalize("NFD", unicodedata.normalize("NFKC", text))
     text = "".join(c for c in text if unicodedata.category(c) not in _INVISIBLE)

@@ -34,6 +34,7 @@ from itertools import accumulate
 from egress_review.checks.identifiers import IdentifierMatcher
 from egress_review.disguised import SqueezedIndex, disguised_lines
 from egress_review.encoded import longest_run, payload_chars
+from egress_review.split_parts import SplitIndex
 from tre.kernels import progress
 from tre.policy import Policy
 
@@ -104,6 +105,7 @@ class LogScreen:
     limit_bytes: int
     max_line_chars: int
     encoded_min_chars: int
+    split: SplitIndex = field(default_factory=lambda: SplitIndex(()))
 
     @classmethod
     def for_policies(cls, policies: Iterable[Policy], identifiers: set[str]) -> LogScreen:
@@ -121,6 +123,7 @@ class LogScreen:
             limit_bytes=min(j.researcher_log_limit_kib for j in jobs) * 1024,
             max_line_chars=min(j.log_max_line_chars for j in jobs),
             encoded_min_chars=min(j.log_encoded_min_chars for j in jobs),
+            split=SplitIndex(kept),
         )
 
     # -- judging --------------------------------------------------------------------------
@@ -170,6 +173,8 @@ class LogScreen:
         named = disguised_lines(texts, self.matcher, self.squeezed)
         if self.matcher:
             named.update(h.line - 1 for h in self.matcher.find("\n".join(texts), limit=100_000))
+        if self.split:  # "MRN part 1: 0048" / "part 2: 213": every line of the parts
+            named.update(line - 1 for chain in self.split.chains("\n".join(texts)) for line in chain)
         for i, text in enumerate(texts):
             if len(text) > self.max_line_chars:
                 # Fixed words only: a length the job chose would itself carry a number out.

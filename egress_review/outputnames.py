@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session
 from tre.access import STAFF_ROLES, sees_raw_output_names
 from tre.auth.principal import Principal
 from tre.config import Settings
+from tre.jobs.shown_size import rounded_size
 from tre.store.models import EgressFile, Job, JobOutput
 
 _BY_INDEX = re.compile(r"^#(\d{1,9})$")
@@ -176,3 +177,12 @@ def masked_record(
         shown.append(entry)
     shown.sort(key=lambda e: str(e.get("sha256", "")))
     return {**record, "files": shown, "masked_for_researcher": True}
+
+
+def rounded_sizes(record: dict[str, Any]) -> dict[str, Any]:
+    """The disclosure record with every file's size rounded up (`tre.jobs.shown_size`)."""
+    files = [
+        {**e, "size": rounded_size(e["size"]), "size_rounded": True} if isinstance(e.get("size"), int) else e
+        for e in record.get("files", [])
+    ]
+    return {**record, "files": files}

@@ -30,7 +30,8 @@ class EgressFileOut(BaseModel):
     id: int
     path: str
     sha256: str
-    size: int
+    size: int = Field(description="Bytes; rounded up (at most 25 %) for the requester until approval.")
+    size_rounded: bool = False
     outcome: CheckOutcome
     name_withheld: bool = False
     checks: list[CheckResultOut]

@@ -41,6 +41,7 @@ from tre.audit import AuditEvent, record_event, record_events
 from tre.auth.principal import Principal
 from tre.config import Settings
 from tre.errors import Conflict, Forbidden, NotFound, TreError, Unprocessable
+from tre.jobs.shown_size import shown_size
 from tre.policy import AppliedPolicy, FileRules, policies_for_datasets
 from tre.registry import grant_status
 from tre.states import (
@@ -832,7 +833,10 @@ def request_view(
         "decided_at": req.decided_at.isoformat() if req.decided_at else None,
         "outcome": checking.worst_outcome([f.outcome for f in req.files]),
         # Staff by path; researchers by hash, an order that spells nothing of withheld names.
-        "files": [_file_view(f, principal, names, staff) for f in _file_order(req.files, principal, names)],
+        "files": [
+            _file_view(f, principal, names, staff, exact_size=staff or req.state == EgressState.approved)
+            for f in _file_order(req.files, principal, names)
+        ],
         "disclosure_available": req.disclosure_record is not None,
     }
 
@@ -846,10 +850,11 @@ def _file_order(
 
 
 def _file_view(
-    f: EgressFile, principal: Principal, names: outputnames.NameView | None, staff: bool
+    f: EgressFile, principal: Principal, names: outputnames.NameView | None, staff: bool, *, exact_size: bool
 ) -> dict[str, Any]:
     """One file as the caller may see it: a withheld name hides its checks too (a reason may
-    quote it), and reviewer-only evidence (what the job wrote) is only for staff."""
+    quote it), reviewer-only evidence (what the job wrote) is only for staff, and the size is
+    rounded (`tre.jobs.shown_size`) for the requester until the request is approved."""
     path = shown_path(f, principal, names)
     checks = list(f.checks or [])
     shown = (checks if staff else checking.for_requester(checks)) if path == f.path else []
@@ -857,7 +862,8 @@ def _file_view(
         "id": f.id,
         "path": path,
         "sha256": f.sha256,
-        "size": f.size,
+        "size": shown_size(f.size, exact=exact_size),
+        "size_rounded": not exact_size,
         "outcome": f.outcome,
         "name_withheld": path != f.path,
         "checks": shown,

@@ -65,6 +65,17 @@ EXTENSIONS: dict[str, str] = {
     ".txt": "text",
     ".log": "text",
     ".md": "text",
+    # configuration and markup: searched as text, their tables read (runner._yaml_tables,
+    # checks/markup_tables.py), so a results.yaml is not flagged for its name (redteam9)
+    ".yaml": "text",
+    ".yml": "text",
+    ".xml": "text",
+    ".toml": "text",
+    ".ini": "text",
+    ".cfg": "text",
+    ".tex": "text",
+    ".sha256": "text",
+    ".md5": "text",
     ".out": "text",
     ".err": "text",
     ".zip": "zip",
@@ -239,10 +250,13 @@ def sniff_table(text: str, truncated: bool = False) -> str | None:
     is left out (a 1.1 MB CSV was once taken for plain text because of its cut last line).
     """
     lines = [ln for ln in text.splitlines()[:200] if ln.strip()]
-    if len(lines) < 2:
-        return None
     if truncated and "\n" in text and not text.endswith("\n"):
         lines = [ln for ln in text[: text.rindex("\n")].splitlines()[:200] if ln.strip()]
+    # comment lines above the header ("# exported by ...") do not make a table plain text
+    # (redteam9: a .csv with one was flagged as not a table); `tables.parse_table` skips them
+    lines = lines[next((i for i, ln in enumerate(lines) if not ln.lstrip().startswith("#")), len(lines)) :]
+    if len(lines) < 2:
+        return None
     for delim, kind in (("\t", "tsv"), (",", "csv"), (";", "csv")):
         if delim not in lines[0]:
             continue

@@ -298,6 +298,10 @@ class IdentifierHit:
     line: int
 
 
+_DIGIT_IN_WORD = re.compile(r"[^\W\d_]\d|\d[^\W\d_]")  # a letter next to a digit in one word
+_DIGIT_RUN = re.compile(r"\d+")
+
+
 class IdentifierMatcher:
     """Case-insensitive, whole-token matching of a dataset's identifiers in text.
 
@@ -350,6 +354,12 @@ class IdentifierMatcher:
                     singles[words[0]] = ident
                 elif words:
                     phrases.setdefault(words[0], []).append((words, ident))
+            # "ACC558812" written as "558812" (redteam9): the long digit run inside a word with
+            # letters is identifying alone, as the digit part of "MRN-0048213" is above.
+            if _DIGIT_IN_WORD.search(norm) and any(c.isalpha() for c in norm) and "." not in norm:
+                for run in _DIGIT_RUN.findall(norm):
+                    if len(run) >= max(6, rules.min_numeric_identifier_length):
+                        singles.setdefault(run, ident)
         self.singles = singles
         self.joined = joined
         self.phrases = phrases

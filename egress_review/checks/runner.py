@@ -24,13 +24,14 @@ from egress_review.checks.dicom import check_dicom
 from egress_review.checks.encoded import find_encoded
 from egress_review.checks.files import check_hidden, check_limits, check_type
 from egress_review.checks.images import check_nifti, check_raster, raw_similarity
+from egress_review.checks.markup_tables import UNREAD, markup_kind, read_markup
 from egress_review.checks.model import CheckContext, CheckResult, action_outcome
 from egress_review.checks.model_release import check_model, json_weights, structural_results
 from egress_review.checks.numbers import check_number_text
 from egress_review.checks.table_readers import ReadTables, json_tables, parse_json, read_parquet, read_xlsx
-from egress_review.checks.tables import check_rows, check_table
+from egress_review.checks.tables import check_rows, check_table, classify
 from egress_review.checks.text import MAX_TEXT_BYTES, check_identifiers, check_text
-from egress_review.checks.text_tables import html_tables, markdown_tables
+from egress_review.checks.text_tables import aligned_tables, html_tables, latex_tables, markdown_tables
 from tre.policy import Policy
 
 
@@ -187,6 +188,29 @@ def _text_checks(
         out.extend(check_number_text(text, policy))
         if path_name.lower().endswith((".yaml", ".yml")):
             out.extend(_yaml_tables(text, policy))
+        markup = markup_kind(path_name, text)
+        if markup is not None:
+            out.extend(_markup_tables(markup, text, policy))
+    return out
+
+
+def _markup_tables(kind: str, text: str, policy: Policy) -> list[CheckResult]:
+    """Counts written as XML, TOML or INI get the SDC rules, read as JSON would be."""
+    doc = read_markup(kind, text)
+    if doc is UNREAD:
+        return [
+            CheckResult(
+                check="table_read",
+                outcome="flag",
+                reason=f"the {kind.upper()} document is too large or declares a DOCTYPE, so it was not read "
+                "as tables: check any counts in it by eye",
+            )
+        ]
+    out: list[CheckResult] = []
+    for where, rows in list(json_tables(doc))[:20] if doc is not None else []:
+        out.extend(
+            r for r in check_rows(rows, policy, f"{kind.upper()} table at {where}") if r.outcome != "pass"
+        )
     return out
 
 
@@ -224,10 +248,23 @@ def _embedded_tables(text: str, policy: Policy) -> list[CheckResult]:
     """Markdown and HTML tables in text get the SDC rules (only their findings are reported)."""
     found = [(f"Markdown table at line {line}", rows) for line, rows in markdown_tables(text)]
     found += [(f"HTML table {i + 1}", rows) for i, rows in enumerate(html_tables(text))]
+    found += [(f"LaTeX table {i + 1}", rows) for i, rows in enumerate(latex_tables(text))]
+    found += [
+        (f"aligned table at line {line}", rows)
+        for line, rows in aligned_tables(text)
+        if _names_counts(rows[0], policy)
+    ]
     out: list[CheckResult] = []
     for where, rows in found:
         out.extend(r for r in check_rows(rows, policy, where) if r.outcome != "pass")
     return out
+
+
+def _names_counts(header: list[str], policy: Policy) -> bool:
+    """Whether a header names a count or contributor column (`sdc` globs). Magnitudes alone
+    do not make an aligned block a table: a training log's `mean_dice` column is not one."""
+    table = classify([header, header], policy.sdc)
+    return bool(table.counts or table.contributors)
 
 
 def _delimiter(text: str) -> str:

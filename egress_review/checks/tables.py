@@ -59,6 +59,11 @@ def parse_table(text: str, delimiter: str, rules: SdcRules) -> Table:
     """Parse delimited text and classify its columns by header name."""
     reader = csv.reader(io.StringIO(text), delimiter=delimiter)
     rows = [r for r in reader if any(c.strip() for c in r)]
+    # A title or comment above the header ("# Table 1: counts by group") hid the header, and
+    # with it the count column (redteam9): leading comment rows, and one-cell title rows
+    # above a wider row, are not the header.
+    while len(rows) > 1 and (rows[0][0].lstrip().startswith("#") or (len(rows[0]) == 1 and len(rows[1]) > 1)):
+        rows = rows[1:]
     return classify(rows, rules)
 
 
@@ -146,8 +151,65 @@ def check_rows(rows: list[list[str]], policy: Policy, where: str = "") -> list[C
     return [r.model_copy(update={"reason": f"{where}: {r.reason}"}) for r in results]
 
 
+# What a result quotes of the cells it judged, which only reviewers may read: the job wrote
+# them, and a blocked table's small counts are exactly what the block keeps in.
+_CELL_CONTENT = ("value", "label", "example")
+REVIEWER_ONLY = "reviewer_only"  # as egress_review.checking.REVIEWER_ONLY (which imports this module)
+
+
 def check_parsed(table: Table, policy: Policy) -> list[CheckResult]:
-    """Run the SDC rules on one table and return one result per rule that fired (or a pass)."""
+    """Run the SDC rules on one table and return one result per rule that fired (or a pass).
+
+    The cells' values and row labels go to the reviewers only: shown to the requester before
+    any review, a blocked table of 20 small counts with their labels was read back from the
+    check results (redteam9), the block notwithstanding. The requester sees row and column."""
+    subjects = _rows_are_subjects(table, policy)
+    if subjects:
+        # One row per subject, named by the agreement's pseudonyms (Dice, lesion count, volume
+        # per case): `n_lesions` of one case is an attribute of that case, not the size of a
+        # group, so the frequency rules do not apply; record-level rules still do.
+        table = Table(table.header, table.rows, [], table.magnitudes, [])
+    return [_content_for_reviewers(r) for r in _check_cells(table, policy, subjects=subjects)]
+
+
+def _rows_are_subjects(table: Table, policy: Policy) -> bool:
+    """Whether some column names every row by a distinct pseudonym of the data agreement
+    (`dicom.pseudonym_patterns`): then each row is one subject's results."""
+    patterns = [re.compile(p) for p in policy.dicom.pseudonym_patterns]
+    if len(table.rows) < 2 or not patterns:
+        return False
+    for col in range(len(table.header)):
+        values = [_cell(row, col) for row in table.rows]
+        if len(set(values)) == len(values) and all(any(p.fullmatch(v) for p in patterns) for v in values):
+            return True
+    return False
+
+
+def _content_for_reviewers(result: CheckResult) -> CheckResult:
+    evidence = result.evidence
+    if not isinstance(evidence, dict):
+        return result
+    shown: dict[str, object] = {}
+    hidden: dict[str, object] = {}
+    for key, value in evidence.items():
+        if (
+            key in ("cells", "columns")
+            and isinstance(value, list)
+            and any(isinstance(v, dict) and set(v) & set(_CELL_CONTENT) for v in value)
+        ):
+            shown[key] = [
+                {k: v for k, v in item.items() if k not in _CELL_CONTENT} if isinstance(item, dict) else item
+                for item in value
+            ]
+            hidden[key] = value
+        else:
+            shown[key] = value
+    if not hidden:
+        return result
+    return result.model_copy(update={"evidence": {**shown, REVIEWER_ONLY: hidden}})
+
+
+def _check_cells(table: Table, policy: Policy, *, subjects: bool = False) -> list[CheckResult]:
     rules = policy.sdc
     out: list[CheckResult] = []
     if not table.header:
@@ -226,7 +288,7 @@ def check_parsed(table: Table, policy: Policy) -> list[CheckResult]:
                 outcome=action_outcome(rules.threshold_action),
                 reason=f"{len(below)}{'+' if below[-1].get('more') else ''} cell(s) have fewer than "
                 f"{rules.threshold} observations or contributors (e.g. row {below[0]['row']}, "
-                f"column {below[0]['column']!r}: {below[0]['value']})",
+                f"column {below[0]['column']!r})",
                 evidence={"threshold": rules.threshold, "cells": below},
             )
         )
@@ -284,7 +346,8 @@ def check_parsed(table: Table, policy: Policy) -> list[CheckResult]:
         )
     out.extend(_magnitude_rules(table, rules))
     out.extend(_missing_cells(table, rules))
-    out.extend(_unnamed_counts(table, rules))
+    if not subjects:  # a subject's small integers (lesions, stage) are not unnamed counts
+        out.extend(_unnamed_counts(table, rules))
     out.extend(_numeric_grid(table, rules))
     if len(table.rows) > rules.max_rows:
         out.append(
@@ -468,7 +531,7 @@ def _unnamed_counts(table: Table, rules: SdcRules) -> list[CheckResult]:
                 outcome=action_outcome(rules.subcount_action),
                 reason=f"column {first['column']!r} never exceeds the count column {first['subcount_of']!r}, "
                 f"so it counts a subgroup; {len(below)} of its cells are below the threshold of "
-                f"{rules.threshold} (e.g. row {first['row']}: {first['value']})",
+                f"{rules.threshold} (e.g. row {first['row']})",
                 evidence={"threshold": rules.threshold, "cells": below},
             )
         )

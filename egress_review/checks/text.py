@@ -13,6 +13,7 @@ from egress_review.checks.containers import entropy
 from egress_review.checks.identifiers import IdentifierMatcher, matcher_for
 from egress_review.checks.model import CheckContext, CheckResult, action_outcome, mask
 from egress_review.disguised import SqueezedIndex, disguised_lines, squeeze
+from egress_review.split_parts import SplitIndex
 from tre.policy import Policy
 
 MAX_TEXT_BYTES = 64 * 1024 * 1024
@@ -47,6 +48,16 @@ def check_identifiers(
                 ),
                 evidence={"lines": disguised[:20], "count": len(disguised)},
             )
+        split = _split_hits(text, matcher, context.identifiers)
+        if split:
+            more = "..." if len(split) > 10 else ""
+            return CheckResult(
+                check=f"{check}:split",
+                outcome=action_outcome(policy.text.identifier_action),
+                reason="a patient identifier from the dataset written in parts with labels between them "
+                f"(e.g. 'part 1: ..., part 2: ...') (lines {', '.join(map(str, split[:10]))}{more})",
+                evidence={"lines": split[:20], "count": len(split)},
+            )
         if len(text) > MAX_DISGUISED_CHARS:
             return CheckResult(
                 check=f"{check}:disguised",
@@ -78,13 +89,23 @@ def check_identifiers(
 MAX_DISGUISED_CHARS = 2 * 1024 * 1024
 
 
+def _kept(matcher: IdentifierMatcher, identifiers: Iterable[str]) -> set[str]:
+    """The identifiers the matcher keeps (not too short, not a declared pseudonym), in one pass."""
+    listed = sorted(identifiers)
+    return {listed[h.line - 1] for h in matcher.find("\n".join(listed), limit=len(listed) * 4 + 50)}
+
+
+def _split_hits(text: str, matcher: IdentifierMatcher, identifiers: Iterable[str]) -> list[int]:
+    """1-based lines where an identifier starts written in labelled parts (`split_parts`)."""
+    index = SplitIndex(_kept(matcher, identifiers))
+    return index.lines_with(text[:MAX_DISGUISED_CHARS]) if index else []
+
+
 def _disguised_hits(text: str, matcher: IdentifierMatcher, identifiers: Iterable[str]) -> list[int]:
     """1-based line numbers holding an identifier in a disguise the job log's screen also sees
     through (`egress_review.disguised`): an output file is the same channel as the log, so a
     name the log would withhold must not leave in a file either."""
-    listed = sorted(identifiers)
-    # the identifiers the matcher keeps (not too short, not a declared pseudonym), in one pass
-    kept = {listed[h.line - 1] for h in matcher.find("\n".join(listed), limit=len(listed) * 4 + 50)}
+    kept = _kept(matcher, identifiers)
     lines = text[:MAX_DISGUISED_CHARS].split("\n")
     squeezed = SqueezedIndex(kept)
     hits = sorted(i + 1 for i in disguised_lines(lines, matcher, squeezed))

@@ -40,9 +40,12 @@ def test_count_of_three_blocks(tmp_path: Path, policy: Policy) -> None:
     assert worst(results) == "block"
     threshold = only(results, "sdc:threshold")
     assert threshold.outcome == "block"
-    cell = threshold.evidence["cells"][0]
+    cell = threshold.evidence["reviewer_only"]["cells"][0]
     assert (cell["row"], cell["column"], cell["value"]) == (3, "n", "3")
     assert cell["label"] == "adenocarcinoma / M"
+    # the requester sees where, not what: the blocked count and its label are the reviewers'
+    assert threshold.evidence["cells"][0] == {"row": 3, "column": "n"}
+    assert "3" not in threshold.reason.split("row 3")[1] and "adenocarcinoma" not in threshold.reason
 
 
 def test_safe_frequency_table_passes(tmp_path: Path, policy: Policy) -> None:
@@ -75,7 +78,7 @@ def test_zeros_are_flagged(tmp_path: Path, policy: Policy) -> None:
 def test_unrounded_small_counts_flagged_and_rounding_base(tmp_path: Path, policy: Policy) -> None:
     results = check(tmp_path, policy, "group,n\na,13\nb,50\nc,35\n")
     rounding = only(results, "sdc:rounding")
-    assert rounding.outcome == "flag" and rounding.evidence["cells"][0]["value"] == "13"
+    assert rounding.outcome == "flag" and rounding.evidence["reviewer_only"]["cells"][0]["value"] == "13"
     assert "sdc:rounding" not in checks_fired(check(tmp_path, policy, "group,n\na,15\nb,51\n"))
     lidc = load_policy("lidc-demo", POLICIES)
     assert "sdc:rounding" in checks_fired(check(tmp_path, lidc, "group,n\na,15\nb,51\n"))
@@ -130,10 +133,10 @@ def test_magnitude_table_with_contributors(tmp_path: Path, policy: Policy) -> No
     dominance = only(results, "sdc:dominance")
     assert dominance.outcome == "block"
     # east: p = (18-7-6)/7 = 0.71 and top-2 share 13/18 = 0.72, so not dominated, only too few
-    assert [c["label"] for c in dominance.evidence["cells"]] == ["north"]
+    assert [c["label"] for c in dominance.evidence["reviewer_only"]["cells"]] == ["north"]
     threshold = only(results, "sdc:threshold")
-    assert [c["label"] for c in threshold.evidence["cells"]] == ["east"]
-    assert threshold.evidence["cells"][0]["value"] == "3 contributors"
+    assert [c["label"] for c in threshold.evidence["reviewer_only"]["cells"]] == ["east"]
+    assert threshold.evidence["reviewer_only"]["cells"][0]["value"] == "3 contributors"
 
 
 def test_negative_contributors_flagged(tmp_path: Path, policy: Policy) -> None:

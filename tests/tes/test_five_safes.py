@@ -87,7 +87,7 @@ def test_five_safes_task_ends_in_the_airlock(live_tre: LiveTre, output_sink: str
     ).json()
     assert view["tags"]["tres"] == "tre-a|tre-b" and view["tags"]["tre.egress"] == "none"
     (out_log,) = view["logs"][0]["outputs"]
-    assert out_log["path"] == "/output/result.txt" and out_log["size_bytes"] == "38"
+    assert out_log["path"] == "/output/result.txt" and out_log["size_bytes"] == "40"  # 38 bytes, rounded up
     assert Recorder.seen == []  # nothing was uploaded to the declared url
 
     # The job is the task: the code it ran is the inline input, read-only at /code.
@@ -100,7 +100,8 @@ def test_five_safes_task_ends_in_the_airlock(live_tre: LiveTre, output_sink: str
 
     # The output is in the airlock: the researcher asks for its release by index.
     outputs = requests.get(f"{live_tre.url}/api/v1/jobs/{task_id}/outputs", headers=alice, timeout=10).json()
-    assert [o["size"] for o in outputs] == [38]
+    # a size is a number the job chose: researchers see it rounded up (tre.jobs.shown_size)
+    assert [(o["size"], o["size_rounded"]) for o in outputs] == [(40, True)]
     index = out_log["url"].rsplit("/", 1)[1]
     asked = requests.post(
         f"{live_tre.url}/api/v1/egress/requests",

@@ -259,7 +259,8 @@ class JobOutputOut(BaseModel):
     index: int
     path: str | None
     name_withheld: bool
-    size: int
+    size: int = Field(description="Bytes; rounded up (at most 25 %) for researchers, exact for staff.")
+    size_rounded: bool = False
     sha256: str
 
 

@@ -38,7 +38,8 @@ def _print_request(r: dict[str, Any]) -> None:
     for f in r.get("files", []):
         style = OUTCOME_STYLE.get(f["outcome"], "white")
         console.print(  # the whole hash: `egress request JOB sha256:HEX` takes it as printed
-            f"  [{style}]{f['outcome']:5}[/{style}] {untrusted(f['path'])}  {human_size(f['size'])}  "
+            f"  [{style}]{f['outcome']:5}[/{style}] {untrusted(f['path'])}  "
+            f"{'≤ ' if f.get('size_rounded') else ''}{human_size(f['size'])}  "
             f"sha256:{f['sha256']}",
             soft_wrap=True,
         )

@@ -220,7 +220,8 @@ def outputs(
 ) -> None:
     """List a job's output files with index, size and SHA-256, a page at a time (a cohort job
     has tens of thousands). A name the dataset's policy withholds shows as "(withheld)": ask
-    for release of that file as #INDEX or sha256:HEX."""
+    for release of that file as #INDEX or sha256:HEX. Sizes are rounded up for researchers
+    ("≤ 1.3 MB") until a file is released."""
     client = ApiClient()
     job_id = resolve_job_id(client, job_id)
     offset = 0 if show_all else (page - 1) * limit
@@ -249,7 +250,7 @@ def outputs(
             (
                 f"#{o['index']}",
                 o["path"] if o.get("path") is not None else "(withheld)",
-                human_size(int(str(o["size"]))),
+                ("≤ " if o.get("size_rounded") else "") + human_size(int(str(o["size"]))),
                 o["sha256"],
             )
             for o in rows

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from egress_review import outputnames
 from egress_review.joblog import researcher_log
-from tre.access import reads_raw_logs
+from tre.access import reads_raw_logs, sees_raw_output_names
 from tre.api.bounds import MAX_LOG_OFFSET
 from tre.api.deps import any_role, get_session, get_settings_dep, require_roles, writes_on_read
 from tre.api.openapi import body_of
@@ -19,6 +19,7 @@ from tre.auth.principal import Principal
 from tre.config import Settings
 from tre.jobs import service
 from tre.jobs.admission import JobRequest
+from tre.jobs.shown_size import shown_size
 from tre.store.models import JobState
 
 router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
@@ -172,8 +173,9 @@ def list_outputs(
 ) -> Response:
     """The job's outputs in index order, ``limit`` at a time from index ``offset``
     (``X-Total-Count``; ``X-Next-Offset`` while more remain). Researchers see a name only when
-    it passes the screening of the datasets' policy (never under ``status_only``); staff see
-    every name.
+    it passes the screening of the datasets' policy (never under ``status_only``) and sizes
+    rounded up (``tre.jobs.shown_size``: a size is a number the job chose); staff see every
+    name and exact sizes.
 
     A cohort job records tens of thousands of outputs: one answer is bounded (about 150 KB),
     read by one indexed query, and the names are screened once per job (`outputnames`)."""
@@ -182,12 +184,14 @@ def list_outputs(
     view = outputnames.name_view(session, settings, p, job)
     total, _ = outputnames.output_stamp(session, job.id)
     rows = outputnames.output_page(session, job.id, offset, limit)
+    exact = sees_raw_output_names(session, p, job.project_id)
     page = [
         JobOutputOut(
             index=offset + i,
             path=o.path if view.shows(o.path) else None,
             name_withheld=not view.shows(o.path),
-            size=o.size,
+            size=shown_size(o.size, exact=exact),
+            size_rounded=not exact,
             sha256=o.sha256,
         )
         for i, o in enumerate(rows)

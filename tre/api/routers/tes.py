@@ -14,9 +14,11 @@ from sqlalchemy.orm import Session
 from egress_review import outputnames
 from egress_review.joblog import researcher_log
 from tre import __version__
+from tre.access import sees_raw_output_names
 from tre.api.deps import any_role, get_session, get_settings_dep, require_roles
 from tre.auth.principal import Principal
 from tre.config import Settings
+from tre.jobs.shown_size import shown_size
 from tre.store.models import Job
 from tre.tes import service
 from tre.tes.models import (
@@ -46,8 +48,9 @@ MAX_LISTED_OUTPUTS = 100_000
 
 def shown_outputs(session: Session, settings: Settings, principal: Principal, job: Job) -> list[ShownOutput]:
     view = outputnames.name_view(session, settings, principal, job)
+    exact = sees_raw_output_names(session, principal, job.project_id)  # else rounded: tre.jobs.shown_size
     return [
-        ShownOutput(index=i, path=o.path, name_shown=view.shows(o.path), size=o.size)
+        ShownOutput(index=i, path=o.path, name_shown=view.shows(o.path), size=shown_size(o.size, exact=exact))
         for i, o in enumerate(outputnames.output_page(session, job.id, 0, MAX_LISTED_OUTPUTS))
     ]
 

@@ -1,0 +1,112 @@
+"""An identifier written in labelled parts: "MRN part 1: 0048, part 2: 213", "site HOSP,
+cohort 77, subject 1234", "year 1962 / month 03 / day 15" (redteam9, round 5).
+
+Each part alone is an ordinary short number or word, and the labels between them keep the
+joined-identifier search (any separator, no words) from seeing one value. Here the text is
+read as a stream of tokens; an identifier (letters and digits only, six or more; also the
+digit run of six or more of an ID with letters) is found when two to four whole tokens in
+order spell it, each after a label (a word, or a one-digit part number) or directly after
+the part before it on its line ("HOSP-77"), within three lines of the one before. An
+all-digit identifier (a date, a numeric ID) needs a first part of three digits or more and
+three parts at most. To keep ordinary tables and logs quiet, a label must stand between two
+of the parts at least (parts joined only by punctuation are the joined search's), and a
+number that is not the next part breaks the chain, as does a decimal (a fraction is no
+identifier part).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+MIN_TARGET_CHARS = 6
+MIN_PART_CHARS = 2
+MAX_PARTS = 4
+MAX_DIGIT_PARTS = 3  # a date in year, month, day
+MAX_LABELS_BETWEEN = 6
+MAX_LINES_BETWEEN = 3
+
+# A decimal is one token ("0.558" must not give the part "558"); otherwise runs of letters
+# and digits, any script (underscores split: "part_1").
+_TOKEN = re.compile(r"\d+[.,]\d+|[^\W_]+")
+_DIGITS = re.compile(rf"\d{{{MIN_TARGET_CHARS},}}")
+
+
+def _targets(identifier: str) -> set[str]:
+    joined = "".join(ch for ch in identifier.upper() if ch.isalnum())
+    found = {run for run in _DIGITS.findall(joined)}
+    if len(joined) >= MIN_TARGET_CHARS:
+        found.add(joined)
+    return found
+
+
+class SplitIndex:
+    """The identifiers by each of their proper prefixes (a first part), to start chains from."""
+
+    def __init__(self, identifiers: Iterable[str]) -> None:
+        self.by_first_part: dict[str, set[str]] = {}
+        for identifier in identifiers:
+            for target in _targets(identifier):
+                # All digits (dates, numeric IDs): the first part at least three digits, so
+                # "epoch 20 ... 19 ... 04 ... 12" in a log does not spell a study date
+                first = MIN_PART_CHARS + 1 if target.isdigit() else MIN_PART_CHARS
+                for end in range(first, len(target) - MIN_PART_CHARS + 1):
+                    self.by_first_part.setdefault(target[:end], set()).add(target)
+
+    def __bool__(self) -> bool:
+        return bool(self.by_first_part)
+
+    def lines_with(self, text: str) -> list[int]:
+        """1-based lines where a chain of labelled parts spelling an identifier starts."""
+        return sorted({chain[0] for chain in self.chains(text)})
+
+    def chains(self, text: str) -> list[list[int]]:
+        """The 1-based lines of each part, for every chain of labelled parts spelling an
+        identifier (the log screen withholds every line of one)."""
+        tokens: list[tuple[str, int]] = []
+        for line_no, line in enumerate(text.split("\n"), start=1):
+            tokens += [(m.group().upper(), line_no) for m in _TOKEN.finditer(line)]
+        found: list[list[int]] = []
+        for i, (token, line_no) in enumerate(tokens):
+            for target in self.by_first_part.get(token, ()):
+                lines = _spelt_from(tokens, i + 1, target, line_no)
+                if lines:
+                    found.append(lines)
+                    break
+        return found
+
+
+def _is_label(token: str) -> bool:
+    """A word, or a one-digit part number ("part 2:")."""
+    return (len(token) == 1 and token.isdigit()) or any(ch.isalpha() for ch in token)
+
+
+def _spelt_from(tokens: list[tuple[str, int]], start: int, target: str, line_no: int) -> list[int]:
+    """The lines of the parts when the tokens from ``start`` spell the rest of ``target`` (its
+    first part, on ``line_no``, already read), else an empty list. Reads no further than the
+    chain can reach (a few labels and lines), never the rest of the text."""
+    rest = target[len(tokens[start - 1][0]) :]
+    most = MAX_DIGIT_PARTS if target.isdigit() else MAX_PARTS
+    lines, labels, labelled = [line_no], 0, False
+    for index in range(start, len(tokens)):
+        if not rest:
+            break
+        token, at = tokens[index]
+        if at - line_no > MAX_LINES_BETWEEN:
+            return []
+        # a part follows a label, or the part before it directly ("HOSP-77", then a label)
+        adjacent = labels == 0 and at == line_no  # labels == 0: the token before was a part
+        if (labels or adjacent) and len(token) >= MIN_PART_CHARS and rest.startswith(token):
+            labelled = labelled or labels > 0
+            rest, labels, line_no = rest[len(token) :], 0, at
+            lines.append(at)
+            if len(lines) > most:
+                return []
+        elif _is_label(token):
+            labels += 1
+            if labels > MAX_LABELS_BETWEEN:
+                return []
+        else:
+            return []  # another number: these parts do not make one value
+    # without a label between any two parts it is a joined identifier: the plain search's
+    return lines if not rest and labelled else []
