@@ -89,6 +89,7 @@ RULES = [
             "egress_review.disguised",
             "egress_review.encoded",
             "egress_review.folding",
+            "egress_review.split_parts",
             "egress_review",
             "tre.policy",
             "tre",

@@ -228,6 +228,7 @@ def test_a_new_researcher_follows_the_readme(server, settings, token_for, tmp_pa
         "preprocess -p",
         "submit -p",
         "catalogue count",
+        "logout",
     ], verbs
     work = tmp_path / "analysis"
     work.mkdir()
@@ -242,9 +243,10 @@ def test_a_new_researcher_follows_the_readme(server, settings, token_for, tmp_pa
     for argv in lines:
         verb = " ".join(argv[:2])
         if verb == "login":  # the token typed at the hidden prompt of a terminal
-            done = me.on_pty(argv, answer=token_for("alice", "researcher")).ok()
+            saved_token = token_for("alice", "researcher")
+            done = me.on_pty(argv, answer=saved_token).ok()
             assert "logged in" in done.stdout and "alice" in done.stdout
-            assert token_for("alice", "researcher")[:20] not in done.stdout
+            assert saved_token[:20] not in done.stdout
         elif verb == "image list":
             piped, shown = me.both(argv)
             seen["<ref>"] = piped.stdout.splitlines()[0].strip()
@@ -312,6 +314,17 @@ def test_a_new_researcher_follows_the_readme(server, settings, token_for, tmp_pa
             # tests/kernels/test_cli_preprocess.py runs this line's options. Here: it is well formed.
             helped = me.piped([argv[0], "--help"]).ok()
             assert all(opt in helped.stdout for opt in ("--project", "--dataset", "--spacing", "--window"))
+        elif verb == "logout":  # last: the saved token is signed out and forgotten
+            bearer = {"Authorization": f"Bearer {saved_token}"}
+            assert httpx.get(f"{server}/api/v1/me", headers=bearer, timeout=60).status_code == 200
+            me.piped(argv).ok()
+            refused = httpx.get(f"{server}/api/v1/me", headers=bearer, timeout=60)
+            assert refused.status_code == 401 and refused.json()["type"].endswith("token-revoked"), (
+                refused.text
+            )
+            after = me.piped(["whoami"])
+            assert after.returncode != 0 and len(after.stderr.strip().splitlines()) == 1, after
+            assert "Traceback" not in after.stdout + after.stderr
         else:  # whoami, dataset list, grant list, jobs --state running: read-only
             piped, shown = me.both(filled(argv))
             if verb == "dataset list":
