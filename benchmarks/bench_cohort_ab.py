@@ -15,6 +15,7 @@ Prints one line per run and the medians with B/A ratios; a profile, not a timed 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
 import shutil
@@ -27,14 +28,34 @@ from pathlib import Path
 # The recipe, the cold-input eviction and the final fsync are bench_cohort.py's (a sibling).
 from bench_cohort import TRE_RECIPE_ARGS, evict, flush_tree
 
+# Main-thread waits from the job's timeline (tre.kernels.timeline): time the kernels' thread
+# stood still for a write to finish, for a series to load, before the first kernel.
+WAITS = ("wait-write", "wait-load", "wait-discover")
+
+
+def main_thread_waits(timeline: Path) -> dict[str, float]:
+    """Seconds the job's main thread spent in each of `WAITS`, and when its first kernel began."""
+    got = dict.fromkeys(WAITS, 0.0)
+    first_kernel = float("inf")
+    for line in timeline.read_text().splitlines():
+        span = json.loads(line)
+        if span["thread"] == "MainThread" and span["stage"] in got:
+            got[span["stage"]] += span["end"] - span["start"]
+        if span["stage"] == "kernels":
+            first_kernel = min(first_kernel, span["start"])
+    got["first-kernel"] = first_kernel
+    return got
+
 
 def one_run(tree: Path, cohort: Path, out: Path, fmt: str, workers: int) -> dict[str, float]:
-    """One job of ``tree`` over ``cohort``: wall (fsync of what is left included), CPU, fsync."""
+    """One job of ``tree`` over ``cohort``: wall (fsync of what is left included), CPU, fsync,
+    and the main thread's waits."""
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     evict(cohort)
+    timeline = out.with_suffix(".timeline.jsonl")
     cmd = [sys.executable, "-m", "tre.kernels.job", "--input", str(cohort), "--output", str(out)]
-    cmd += [*TRE_RECIPE_ARGS, "--format", fmt, "--workers", str(workers)]
+    cmd += [*TRE_RECIPE_ARGS, "--format", fmt, "--workers", str(workers), "--timeline", str(timeline)]
     env = {**os.environ, "PYTHONPATH": str(tree)}
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
@@ -43,7 +64,10 @@ def one_run(tree: Path, cohort: Path, out: Path, fmt: str, workers: int) -> dict
     job_s = time.perf_counter() - t0
     flush_s = flush_tree(out)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return {"wall": job_s + flush_s, "job": job_s, "fsync": flush_s, "cpu": cpu, "load": os.getloadavg()[0]}
+    faults = float(after.ru_minflt - before.ru_minflt)
+    got = {"wall": job_s + flush_s, "job": job_s, "fsync": flush_s, "cpu": cpu, "faults": faults}
+    got["load"] = os.getloadavg()[0]
+    return got | main_thread_waits(timeline)
 
 
 def main() -> None:
@@ -57,22 +81,27 @@ def main() -> None:
     args = ap.parse_args()
     trees = {name: Path(path).resolve() for name, path in (t.split("=", 1) for t in args.tree)}
     got: dict[str, list[dict[str, float]]] = {name: [] for name in trees}
+    first_series = sorted(p for p in args.input.iterdir() if p.is_dir())[0]
+    for name, tree in trees.items():  # untimed: each tree's Numba cache compiled or loaded once
+        one_run(tree, first_series, args.out / f"warm-{name}", args.format, args.workers)
     for run in range(args.runs):
         for name, tree in trees.items():
             r = one_run(tree, args.input, args.out / name, args.format, args.workers)
             got[name].append(r)
             print(
                 f"{name} #{run + 1}: wall {r['wall']:.2f} s (job {r['job']:.2f} + fsync {r['fsync']:.2f}), "
-                f"CPU {r['cpu']:.2f} s, load {r['load']:.1f}",
+                f"CPU {r['cpu']:.2f} s, {r['faults'] / 1e3:.0f}k page faults, load {r['load']:.1f}; "
+                "main thread waits: " + ", ".join(f"{k} {r[k]:.2f}" for k in (*WAITS, "first-kernel")),
                 flush=True,
             )
     first = next(iter(trees))
     base = {k: statistics.median(r[k] for r in got[first]) for k in ("wall", "cpu", "fsync")}
     for name, runs in got.items():
-        med = {k: statistics.median(r[k] for r in runs) for k in ("wall", "cpu", "fsync")}
+        med = {k: statistics.median(r[k] for r in runs) for k in ("wall", "cpu", "fsync", "faults")}
         print(
             f"{name}: median wall {med['wall']:.2f} s ({med['wall'] / base['wall']:.3f}x {first}), "
-            f"CPU {med['cpu']:.2f} s ({med['cpu'] / base['cpu']:.3f}x), final fsync {med['fsync']:.2f} s"
+            f"CPU {med['cpu']:.2f} s ({med['cpu'] / base['cpu']:.3f}x), final fsync {med['fsync']:.2f} s, "
+            f"{med['faults'] / 1e3:.0f}k page faults"
         )
 
 

@@ -70,6 +70,7 @@ from tre.kernels.pipeline import Device, preprocess_array
 from tre.kernels.priority_pool import PriorityThreadPool
 from tre.kernels.progress import Outcome, ProgressReporter, reason_counts
 from tre.kernels.pseudonyms import SERIES_DIR, assign_names, names_by_uid
+from tre.kernels.stack_room import with_stack_room
 from tre.kernels.suv import to_suvbw
 from tre.kernels.timeline import DISABLED, Timeline
 from tre.kernels.warm import start_warm
@@ -446,7 +447,15 @@ class CohortRun:
                         procs = _process_pool(self.workers)
                     volumes = inputs.hand_over() if inputs is not None else None
                     job = load_pool.submit(
-                        _load, files, self.opts.suv, lane, procs, tl, self.index[uid], volumes
+                        with_stack_room,
+                        _load,
+                        files,
+                        self.opts.suv,
+                        lane,
+                        procs,
+                        tl,
+                        self.index[uid],
+                        volumes,
                     )
                     loads.append((uid, fp, job))
                 if not loads:
@@ -491,7 +500,9 @@ class CohortRun:
                 )
                 del fut, s
                 image = result.image
-                writes.append((uid, fp, write_pool.submit(self._write, loaded, result, pre_s), image))
+                writes.append(
+                    (uid, fp, write_pool.submit(with_stack_room, self._write, loaded, result, pre_s), image)
+                )
                 del result, loaded, image
                 while len(writes) > max(0, self.opts.max_pending_writes - 1):
                     self._collect(writes.popleft(), pool)

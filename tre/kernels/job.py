@@ -30,6 +30,7 @@ from tre.kernels.errors import KernelInputError, is_fatal
 from tre.kernels.manifest import MANIFEST_NAME
 from tre.kernels.numba_seed import seed_numba_cache
 from tre.kernels.params import PreprocessParams
+from tre.kernels.stack_room import with_stack_room
 from tre.kernels.timeline import from_env
 from tre.kernels.warm import start_warm
 from tre.kernels.writers import FORMATS, MissingCodecError, check_format, format_note
@@ -204,7 +205,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.disable(logging.CRITICAL)
     with private_log_streams():
         try:
-            return run(argv)
+            # Its calls (header parsing here and in the forked children) in a frame-stack
+            # chunk of their own (tre.kernels.stack_room).
+            return with_stack_room(run, argv)
         finally:
             gc.freeze()
 
