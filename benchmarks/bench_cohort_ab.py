@@ -66,6 +66,7 @@ def one_run(tree: Path, cohort: Path, out: Path, fmt: str, workers: int) -> dict
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     faults = float(after.ru_minflt - before.ru_minflt)
     got = {"wall": job_s + flush_s, "job": job_s, "fsync": flush_s, "cpu": cpu, "faults": faults}
+    got["sys"] = after.ru_stime - before.ru_stime
     got["load"] = os.getloadavg()[0]
     return got | main_thread_waits(timeline)
 
@@ -90,7 +91,8 @@ def main() -> None:
             got[name].append(r)
             print(
                 f"{name} #{run + 1}: wall {r['wall']:.2f} s (job {r['job']:.2f} + fsync {r['fsync']:.2f}), "
-                f"CPU {r['cpu']:.2f} s, {r['faults'] / 1e3:.0f}k page faults, load {r['load']:.1f}; "
+                f"CPU {r['cpu']:.2f} s ({r['sys']:.2f} sys), {r['faults'] / 1e3:.0f}k page faults, "
+                f"load {r['load']:.1f}; "
                 "main thread waits: " + ", ".join(f"{k} {r[k]:.2f}" for k in (*WAITS, "first-kernel")),
                 flush=True,
             )
