@@ -165,7 +165,14 @@ def sync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def _atomic(out_dir: Path, name: str, fill: Callable[[Path], str | None]) -> Written:
+def sync_outputs(paths: list[Path], folder: Path) -> None:
+    """Make finished outputs durable: their data, then their renames into ``folder``."""
+    for path in paths:
+        sync_file(path)
+    sync_dir(folder)
+
+
+def _atomic(out_dir: Path, name: str, fill: Callable[[Path], str | None], durable: bool = True) -> Written:
     """Run ``fill(tmp_path)``, make it durable, rename it into ``out_dir/name`` and make the
     rename durable; ``fill`` may return the hash.
 
@@ -174,17 +181,22 @@ def _atomic(out_dir: Path, name: str, fill: Callable[[Path], str | None]) -> Wri
     would otherwise leave a manifest that a resumed job trusts over a truncated file); and
     the write-back `_HashingWriter` started as the file was written has left little to wait
     for, so the wait overlaps the next series instead of ending the job (0.6 s of fsync after
-    the mixed cohort's last series in the ninth round)."""
+    the mixed cohort's last series in the ninth round). ``durable=False``: the caller makes
+    the file durable itself before recording it (`sync_outputs`; the cohort does so on a
+    thread of its own, so its writers, and the kernels waiting for them, never wait for the
+    disk)."""
     fd, tmp_name = tempfile.mkstemp(prefix=f".{name}.", suffix=".partial", dir=out_dir)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
         digest = fill(tmp)
         os.chmod(tmp, 0o644)
-        sync_file(tmp)
+        if durable:
+            sync_file(tmp)
         final = out_dir / name
         os.replace(tmp, final)
-        sync_dir(out_dir)
+        if durable:
+            sync_dir(out_dir)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -198,6 +210,7 @@ def write_volume(
     affine: np.ndarray,
     fmt: OutputFormat = "nii.gz",
     threads: int = 2,
+    durable: bool = True,
 ) -> Written:
     """Write ``image_zyx`` (float32, z/y/x) as ``stem`` + the format's suffix; see module doc."""
     name = stem + SUFFIX[fmt]
@@ -209,7 +222,7 @@ def write_volume(
                 _write_zarr_zip(hashing, image_zyx, affine, threads)  # type: ignore[arg-type]
                 return hashing.digest.hexdigest()
 
-        return _atomic(out_dir, name, fill_zarr)
+        return _atomic(out_dir, name, fill_zarr, durable)
     header = nifti_header_bytes(image_zyx, affine)
     data = np.ascontiguousarray(image_zyx, dtype="<f4").data.cast("B")  # no copy when already so
 
@@ -230,7 +243,7 @@ def write_volume(
                     sink.close()
             return hashing.digest.hexdigest()
 
-    return _atomic(out_dir, name, fill)
+    return _atomic(out_dir, name, fill, durable)
 
 
 def nifti_header_bytes(image_zyx: np.ndarray, affine: np.ndarray) -> bytes:
@@ -251,15 +264,15 @@ def nifti_header_bytes(image_zyx: np.ndarray, affine: np.ndarray) -> bytes:
     return head.ljust(NIFTI_DATA_OFFSET, b"\0")
 
 
-def write_bytes(out_dir: Path, name: str, data: bytes) -> Written:
-    """Write a small file (a JSON sidecar) atomically, with its hash."""
+def write_bytes(out_dir: Path, name: str, data: bytes, durable: bool = True) -> Written:
+    """Write a small file (a JSON sidecar) atomically, with its hash (``durable``: `_atomic`)."""
 
     def fill(tmp: Path) -> str:
         with tmp.open("r+b") as fh:  # not O_TRUNC: see write_volume
             fh.write(data)
         return hashlib.sha256(data).hexdigest()
 
-    return _atomic(out_dir, name, fill)
+    return _atomic(out_dir, name, fill, durable)
 
 
 def _write_zarr_zip(sink: BinaryIO, image_zyx: np.ndarray, affine: np.ndarray, threads: int) -> None:
