@@ -149,3 +149,34 @@ def test_module_entry_point_runs(tmp_path: Path) -> None:
         "done 1 series: ok 1 resumed 0 failed 0 (details in manifest.json)",
     ]
     assert len(list((tmp_path / "o").rglob("*.json"))) == 2  # sidecar + manifest
+
+
+_PLUGINS = """
+import json, sys
+if sys.argv[1] == "job":
+    from tre.kernels.job import without_downloaders
+    without_downloaders()
+from pydicom.pixels.decoders.base import get_decoder, _PIXEL_DATA_DECODERS
+import tre.kernels.cohort  # the job's own imports
+plugins = {uid: sorted(get_decoder(uid).available_plugins) for uid in _PIXEL_DATA_DECODERS}
+modules = sorted({name.split(".")[0] for name, mod in sys.modules.items() if mod is not None})
+print(json.dumps({"plugins": plugins, "modules": modules}))
+"""
+
+
+def test_job_process_skips_download_modules_and_keeps_every_decoder() -> None:
+    """The job's process does not import requests (pydicom's example-data downloader; start-up
+    time), and pydicom offers it the same decoding plugins for every transfer syntax as a
+    process that imported everything."""
+
+    def probe(mode: str) -> dict:
+        done = subprocess.run(
+            [sys.executable, "-c", _PLUGINS, mode], capture_output=True, text=True, check=True, timeout=120
+        )
+        return json.loads(done.stdout)
+
+    job, full = probe("job"), probe("full")
+    assert "requests" in full["modules"]  # what the test is about: pydicom does import it
+    assert "requests" not in job["modules"] and "urllib3" not in job["modules"]
+    assert job["plugins"] == full["plugins"]
+    assert any(job["plugins"].values())

@@ -70,10 +70,18 @@ from tre.kernels.pipeline import Device, preprocess_array
 from tre.kernels.priority_pool import PriorityThreadPool
 from tre.kernels.progress import Outcome, ProgressReporter, reason_counts
 from tre.kernels.pseudonyms import SERIES_DIR, assign_names, names_by_uid
+from tre.kernels.stack_room import with_stack_room
 from tre.kernels.suv import to_suvbw
 from tre.kernels.timeline import DISABLED, Timeline
 from tre.kernels.warm import start_warm
-from tre.kernels.writers import OutputFormat, Written, compressor_name, write_bytes, write_volume
+from tre.kernels.writers import (
+    OutputFormat,
+    Written,
+    compressor_name,
+    sync_outputs,
+    write_bytes,
+    write_volume,
+)
 
 # Without a readable CPU quota, at most this many workers (each decode process holds ~100 MB).
 DEFAULT_MAX_WORKERS = 8
@@ -307,6 +315,10 @@ class CohortRun:
         self.name: dict[str, str] = {}  # series UID -> its pseudonym (tre.kernels.pseudonyms)
         self.reporter: ProgressReporter | None = None  # the log's lines (bounded volume)
         self.inputs: InputPool | None = None  # the stored-pixel volumes reused between series
+        # Written series waiting for their outputs to be durable before the manifest records
+        # them (`_record_synced`); their syncs run on `sync_pool`, off the writers' path.
+        self.syncing: deque[tuple[str, str, dict[str, Any], Future[None]]] = deque()
+        self.sync_pool = ThreadPoolExecutor(1, thread_name_prefix="sync")
 
     def _progress(self, force: bool = False) -> None:
         assert self.reporter is not None  # noqa: S101 - set once the cohort's size is known
@@ -344,7 +356,9 @@ class CohortRun:
         number = self.index.get(series.series_uid)
         affine = output_affine(series, params.spacing, result.crop_offset)
         with self.timeline.span("write", number):
-            volume = write_volume(self.series_dir, stem, result.image, affine, self.opts.fmt, self.workers)
+            volume = write_volume(
+                self.series_dir, stem, result.image, affine, self.opts.fmt, self.workers, durable=False
+            )
         timings = {"load": loaded.load_s, "preprocess": pre_s, "write": time.perf_counter() - t0}
         timings.update({f"pass_{k}": v for k, v in result.timings_s.items()})
         data = sidecar(
@@ -368,7 +382,7 @@ class CohortRun:
         }
         text = json.dumps(data, indent=2, sort_keys=True) + "\n"
         with self.timeline.span("sidecar", number):
-            side = write_bytes(self.series_dir, f"{stem}.json", text.encode())
+            side = write_bytes(self.series_dir, f"{stem}.json", text.encode(), durable=False)
         return {
             "status": "ok",
             "outputs": [_out(volume), _out(side)],
@@ -446,7 +460,15 @@ class CohortRun:
                         procs = _process_pool(self.workers)
                     volumes = inputs.hand_over() if inputs is not None else None
                     job = load_pool.submit(
-                        _load, files, self.opts.suv, lane, procs, tl, self.index[uid], volumes
+                        with_stack_room,
+                        _load,
+                        files,
+                        self.opts.suv,
+                        lane,
+                        procs,
+                        tl,
+                        self.index[uid],
+                        volumes,
                     )
                     loads.append((uid, fp, job))
                 if not loads:
@@ -491,12 +513,15 @@ class CohortRun:
                 )
                 del fut, s
                 image = result.image
-                writes.append((uid, fp, write_pool.submit(self._write, loaded, result, pre_s), image))
+                writes.append(
+                    (uid, fp, write_pool.submit(with_stack_room, self._write, loaded, result, pre_s), image)
+                )
                 del result, loaded, image
                 while len(writes) > max(0, self.opts.max_pending_writes - 1):
                     self._collect(writes.popleft(), pool)
             while writes:
                 self._collect(writes.popleft(), pool)
+            self._record_synced(block=True)
             shutdown = tl.now()
         finally:
             for _uid, _fp, f in loads:
@@ -506,6 +531,7 @@ class CohortRun:
                 procs.shutdown(wait=True, cancel_futures=True)
             load_pool.shutdown(wait=True, cancel_futures=True)
             write_pool.shutdown(wait=True, cancel_futures=True)
+            self.sync_pool.shutdown(wait=True, cancel_futures=True)
             self.manifest.save()
         self._progress(force=True)  # the last line is always there (done = total)
         line = self.reporter.summary()
@@ -535,8 +561,28 @@ class CohortRun:
             if pool is not None and fut.done():  # the writer is done with the pixels
                 pool.give(image)
         entry["input_fingerprint"] = fp
-        with self.timeline.span("manifest", self.index[uid]):
-            self._finish(uid, entry)
+        paths = [self.out_dir / str(out["path"]) for out in entry["outputs"]]
+        synced = self.sync_pool.submit(with_stack_room, sync_outputs, paths, self.series_dir)
+        self.syncing.append((uid, fp, entry, synced))
+        self._record_synced(block=False)
+
+    def _record_synced(self, block: bool) -> None:
+        """Record in the manifest, in order, the written series whose outputs are durable
+        (``block``: wait for all). Why not in the writer: its wait for the disk held up the
+        kernels' thread, which waits for the writers (~1 s a cohort, tenth round); here only
+        the manifest waits, so it still never names a file before the file is on the disk."""
+        while self.syncing and (block or self.syncing[0][3].done()):
+            uid, fp, entry, synced = self.syncing.popleft()
+            try:
+                with self.timeline.span("wait-sync", self.index[uid]):
+                    synced.result()
+            except BaseException as exc:  # noqa: BLE001 - a failed sync is that series' failure
+                if is_fatal(exc):
+                    raise
+                self._failed(uid, fp, exc, writing=True)
+                continue
+            with self.timeline.span("manifest", self.index[uid]):
+                self._finish(uid, entry)
 
 
 def _out(w: Written) -> dict[str, Any]:

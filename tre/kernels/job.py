@@ -30,6 +30,7 @@ from tre.kernels.errors import KernelInputError, is_fatal
 from tre.kernels.manifest import MANIFEST_NAME
 from tre.kernels.numba_seed import seed_numba_cache
 from tre.kernels.params import PreprocessParams
+from tre.kernels.stack_room import with_stack_room
 from tre.kernels.timeline import from_env
 from tre.kernels.warm import start_warm
 from tre.kernels.writers import FORMATS, MissingCodecError, check_format, format_note
@@ -195,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     objects are still freed by reference counting, only cycles among them stay, which a
     process about to exit does not mind. Not in `run`, which tests call in-process."""
     gc.freeze()
+    without_downloaders()
     # pydicom warns about what it copes with (excess padding, odd values) with text from the
     # files, NumPy about arithmetic on odd values: in the job log that is noise at best and
     # file content at worst; what the job cannot cope with still fails the series with a
@@ -203,9 +205,29 @@ def main(argv: list[str] | None = None) -> int:
     logging.disable(logging.CRITICAL)
     with private_log_streams():
         try:
-            return run(argv)
+            # Its calls (header parsing here and in the forked children) in a frame-stack
+            # chunk of their own (tre.kernels.stack_room).
+            return with_stack_room(run, argv)
         finally:
             gc.freeze()
+
+
+# Imported by pydicom only to download its example data (pydicom.data.download falls back to
+# urllib without them); a preprocessing job never downloads (its sandbox has no network).
+DOWNLOAD_ONLY_MODULES = ("requests",)
+
+
+def without_downloaders() -> None:
+    """Keep this process from importing `DOWNLOAD_ONLY_MODULES` (an import of one raises
+    ImportError, which pydicom expects of a missing optional package).
+
+    Why: ``import pydicom`` imports ``requests`` (with urllib3, charset_normalizer, idna and
+    ssl) through its example-data downloader: 0.1-0.2 s of the job's start-up on one core,
+    before discovery forks, while the other core idles (issue 13, tenth round). Only the job's
+    own process (`main`), never a process that imported them already; which decoder decodes
+    what is unchanged (pydicom's pixel plugins do not use them)."""
+    for name in DOWNLOAD_ONLY_MODULES:
+        sys.modules.setdefault(name, None)  # type: ignore[arg-type]
 
 
 @contextlib.contextmanager

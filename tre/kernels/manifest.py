@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from tre.kernels.pseudonyms import SERIES_DIR, number_of, valid_names
-from tre.kernels.writers import sha256_file
+from tre.kernels.writers import sha256_file, sync_dir
 
 MANIFEST_NAME = "manifest.json"
 # 2: outputs named by pseudonym under series/ (1 named them by UID, next to the manifest; a
@@ -124,7 +124,10 @@ class Manifest:
             self.save()
 
     def save(self, paced: bool = True) -> None:
-        """Write the manifest atomically. ``paced``: counts for `save_due` (the save of the
+        """Write the manifest atomically and durably (temporary file, ``fdatasync``, rename,
+        ``fsync`` of the folder): the outputs it names were made durable before it (by
+        `tre.kernels.writers`), so after a crash of the machine it still names only whole
+        files. ``paced``: counts for `save_due` (the save of the
         names before any series is not, so the first finished series is still saved)."""
         started = time.monotonic()
         data = {
@@ -136,13 +139,16 @@ class Manifest:
         }
         if self.unreadable:
             data["unreadable_files"] = self.unreadable
+        text = (json.dumps(data, indent=2, sort_keys=True) + "\n").encode()
         fd, tmp = tempfile.mkstemp(prefix=".manifest.", suffix=".partial", dir=self.path.parent)
         try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(data, fh, indent=2, sort_keys=True)
-                fh.write("\n")
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(text)  # one write(2): a reader of the syscalls sees the whole manifest
+                fh.flush()
+                os.fdatasync(fh.fileno())
             os.chmod(tmp, 0o644)
             os.replace(tmp, self.path)
+            sync_dir(self.path.parent)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise

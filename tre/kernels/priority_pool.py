@@ -19,6 +19,8 @@ from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from typing import Any, TypeVar
 
+from tre.kernels.stack_room import with_stack_room
+
 T = TypeVar("T")
 
 
@@ -32,7 +34,7 @@ class PriorityThreadPool:
         self._closed = False
         self._lock = threading.Lock()
         self._threads = [
-            threading.Thread(target=self._serve, name=f"{name}-{i}", daemon=True)
+            threading.Thread(target=with_stack_room, args=(self._serve,), name=f"{name}-{i}", daemon=True)
             for i in range(max(1, workers))
         ]
         for t in self._threads:

@@ -14,6 +14,7 @@ import dataclasses
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from tre.kernels.params import PreprocessParams
+from tre.kernels.stack_room import with_stack_room
 from tre.kernels.timeline import DISABLED, Timeline
 
 
@@ -45,7 +46,7 @@ def start_warm(params: PreprocessParams, device: str, timeline: Timeline = DISAB
 
     def work() -> None:
         with timeline.span("warm"):
-            warm_kernels(params, device)
+            with_stack_room(warm_kernels, params, device)  # tre.kernels.stack_room
 
     pool = ThreadPoolExecutor(1, thread_name_prefix="warm")
     try:
