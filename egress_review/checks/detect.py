@@ -101,6 +101,10 @@ class Detected:
     gzip_wrapped: bool = False
     zip_based: bool = False
     """A ZIP container (XLSX, torch, npz): its members are judged by the format's own check."""
+    one_column: bool = False
+    """Text whose lines are single short values (a header and rows, no delimiter): a one-column
+    table, which a ``.csv``/``.tsv`` name describes truthfully (newcomer9: `count` / `2` was
+    flagged as a mislabelled file)."""
 
 
 def expected_type(display_name: str) -> str | None:
@@ -270,6 +274,31 @@ def sniff_table(text: str, truncated: bool = False) -> str | None:
     return None
 
 
+ONE_COLUMN_MAX_CHARS = 128
+"""A longer line is prose, not a cell."""
+
+
+def one_column_table(text: str, truncated: bool = False) -> bool:
+    """Whether the text is a header and rows of one short value each (comment lines above it
+    allowed): a one-column CSV/TSV, which ``sniff_table`` (2+ columns) cannot tell from text."""
+    lines = text.splitlines()
+    if truncated and lines:
+        lines = lines[:-1]
+    lines = [ln for ln in lines if ln.strip()]
+    lines = lines[next((i for i, ln in enumerate(lines) if not ln.lstrip().startswith("#")), len(lines)) :]
+    if len(lines) < 2:
+        return False
+    header, rows = lines[0], lines[1:]
+    if len(header) > ONE_COLUMN_MAX_CHARS or any(d in header for d in (",", ";", "\t")):
+        return False
+    # a cell is one token: "site A had 3 patients" is a sentence, and prose named .csv stays
+    # flagged (it would otherwise skip the checks of counts written in text)
+    return all(
+        len(ln) <= ONE_COLUMN_MAX_CHARS and len(ln.split()) == 1 and not any(d in ln for d in ",;")
+        for ln in rows
+    )
+
+
 def detect(path: Path) -> Detected:
     """Detect the content type of ``path`` from its bytes."""
     with path.open("rb") as fh:
@@ -307,6 +336,8 @@ def detect(path: Path) -> Detected:
         table = sniff_table(text, truncated)
         if table:
             return Detected(table, "tab-separated table" if table == "tsv" else "comma-separated table")
+        if one_column_table(text, truncated):
+            return Detected("text", "UTF-8 text, one value per line", one_column=True)
         return Detected("text", "UTF-8 text")
     try:
         guess = puremagic.from_string(sample[:8192], mime=False)

@@ -102,7 +102,7 @@ def check_type(display_name: str, detected: Detected, policy: Policy) -> list[Ch
                 evidence={"detected": detected.type},
             )
         )
-    elif not compatible(expected, detected.type):
+    elif not compatible(expected, detected.type) and not (expected in ("csv", "tsv") and detected.one_column):
         out.append(
             CheckResult(
                 check="extension",

@@ -251,3 +251,45 @@ def test_worst_orders_outcomes_and_fails_closed() -> None:
     assert worst([r("pass"), r("flag")]) == "flag"
     assert worst([r("flag"), r("block"), r("pass")]) == "block"
     assert worst(["pass", "bogus"]) == "block"
+
+
+@pytest.mark.parametrize(
+    "name,content",
+    [
+        ("dice.csv", "dice\n0.91\n0.87\n0.93\n"),
+        ("cases.csv", "# per case, pseudonymised\ncase\nSUBJ-0001\nSUBJ-0002\n"),
+        ("auc.tsv", "auc\n0.81\n0.79\n"),
+    ],
+)
+def test_a_one_column_table_named_csv_is_not_a_mislabelled_file(
+    tmp_path: Path, policy: Policy, name: str, content: str
+) -> None:
+    # newcomer9: `count` / `2` got "extension says 'csv' but the content is UTF-8 text"
+    path = tmp_path / name
+    path.write_text(content)
+    assert detect(path).one_column
+    results = run_checks(path, name, policy, ctx())
+    assert by_check(results, "extension") == [] and worst(results) == "pass"
+
+
+def test_a_one_column_table_still_gets_the_count_rules(tmp_path: Path, policy: Policy) -> None:
+    path = tmp_path / "count.csv"
+    path.write_text("patients\n2\n")
+    results = run_checks(path, "count.csv", policy, ctx())
+    assert by_check(results, "extension") == []
+    assert by_check(results, "sdc:threshold")[0].outcome == "block"
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        "results by site\nsite A had 3 patients\nsite B had 40\n",
+        "a note\nthe, second line\n",
+        "x\n" + "y" * 200 + "\n",
+    ],
+)
+def test_prose_named_csv_is_still_flagged(tmp_path: Path, policy: Policy, content: str) -> None:
+    path = tmp_path / "counts.csv"
+    path.write_text(content)
+    assert not detect(path).one_column
+    assert by_check(run_checks(path, "counts.csv", policy, ctx()), "extension")[0].outcome == "flag"
