@@ -14,13 +14,12 @@ The index is the position in the list ordered by handle (then row id): a keyed o
 can neither steer nor read (ordered by the real hash, the permutation of n files alone
 carried log2(n!) bits of their contents; by name, the order of withheld names).
 
-A cohort job records tens of thousands of outputs, so nothing here loads a job's outputs to
-answer for one of them: pages and single files are read by SQL in index order (the index
-``ix_job_outputs_job_sha256``), and the researcher's view of the names, which must judge
-every name together, is screened once per job and kept (`_NAME_VIEWS`) while the job's
-outputs and its screen are unchanged. The index order (by handle) is computed once per job
-from its rows' ids and hashes and kept the same way (`_ORDERS`); a page then reads its rows
-by id.
+A cohort job records tens of thousands of outputs, so nothing here loads a job's outputs
+once per answer: the index order (by handle) is computed once per job from its rows' ids and
+hashes (one query, one HMAC a row) and kept (`_ORDERS`) while the job's outputs are
+unchanged, and a page or a single file is then read by row id; the researcher's view of the
+names, which must judge every name together, is screened once per job and kept
+(`_NAME_VIEWS`) while the job's outputs and its screen are unchanged.
 """
 
 from __future__ import annotations
