@@ -150,11 +150,11 @@ def name_view(session: Session, settings: Settings, principal: Principal, job: J
         if kept is not None and kept[0] is screen and kept[1] == stamp:
             _NAME_VIEWS.move_to_end(job.id)
             return kept[2]
-    names = list(
-        session.scalars(
-            select(JobOutput.path).where(JobOutput.job_id == job.id).order_by(JobOutput.sha256, JobOutput.id)
-        )
-    )
+    # In index order (by handle): the screen sums encoded payload over neighbouring names, so
+    # which names it withholds may depend on their order, which must not be the real hashes'.
+    rows = session.execute(select(JobOutput.id, JobOutput.path).where(JobOutput.job_id == job.id)).all()
+    path_of = {row_id: path for row_id, path in rows}
+    names = [path_of[i] for i in index_order(session, settings.keys_dir, job.id).ids if i in path_of]
     text = ("\n".join(names) + "\n").encode()
     # Judged as one log, but not cut at the log's per-job byte budget: the names are bounded
     # by their own policy fields (max_output_files, max_output_name_chars). Cut there, the
