@@ -36,6 +36,7 @@ from tre.api.app import create_app
 from tre.auth.tokens import TokenIssuer
 from tre.config import Settings, reset_settings_cache
 from tre.executors.base import JobResult
+from tre.jobs.output_handles import handle_key, output_handle
 from tre.jobs.worker import Worker
 from tre.store.db import init_db, make_engine, session_factory, session_scope
 from tre.store.models import Job, JobState
@@ -142,12 +143,14 @@ def run(files: int) -> None:
                 )
             wanted = "series/00007/image.json"
             digest = hashlib.sha256((out / wanted).read_bytes()).hexdigest()
+            # A researcher names it by the keyed handle they were shown (tre.jobs.output_handles).
+            handle = output_handle(handle_key(settings.keys_dir), world.job_id, digest)
             listing = client.get(url, headers=staff).json()
             index = next((o["index"] for o in listing if o["path"] == wanted), 0)
             for label, name in (
                 ("by name", wanted),
                 ("by #index", f"#{index}"),
-                ("by sha256", f"sha256:{digest}"),
+                ("by handle", f"sha256:{handle}"),
             ):
                 r, t_req = timed(
                     lambda n=name: client.post(  # type: ignore[misc]

@@ -85,7 +85,9 @@ def create(
         pause=session.commit,
     )
     warm_after_commit(session, request.app.state.engine, settings, req.id)
-    return workflow.request_view(session, req, principal, _names(session, settings, principal, req.job_id))
+    return workflow.request_view(
+        session, req, principal, _names(session, settings, principal, req.job_id), keys_dir=settings.keys_dir
+    )
 
 
 def _names(session: Session, settings: Settings, principal: Principal, job_id: str) -> NameView:
@@ -96,6 +98,7 @@ def _names(session: Session, settings: Settings, principal: Principal, job_id: s
 def list_requests(
     principal: AnyRole,
     session: DbSession,
+    settings: AppSettings,
     state: Annotated[str | None, Query(max_length=24)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
     id_prefix: Annotated[
@@ -110,7 +113,9 @@ def list_requests(
     """Reviewers, admins and auditors see every request; researchers their projects' ones."""
     reqs = workflow.list_requests(session, principal, state, limit, id_prefix=id_prefix)
     facts = workflow.viewer_facts(session, reqs, principal)  # no statements per request
-    return [workflow.summary_view(session, r, principal, facts=facts) for r in reqs]
+    return [
+        workflow.summary_view(session, r, principal, keys_dir=settings.keys_dir, facts=facts) for r in reqs
+    ]
 
 
 @router.get("/requests/{request_id}", response_model=EgressRequestOut)
@@ -126,22 +131,26 @@ def get_request(
         job_id=req.job_id,
         details={"request_id": req.id},
     )
-    return workflow.request_view(session, req, principal, _names(session, settings, principal, req.job_id))
+    return workflow.request_view(
+        session, req, principal, _names(session, settings, principal, req.job_id), keys_dir=settings.keys_dir
+    )
 
 
 @router.post("/requests/{request_id}/votes", status_code=201, response_model=EgressRequestOut)
-def vote(request_id: str, body: VoteBody, principal: Reviewer, session: DbSession) -> dict[str, Any]:
+def vote(
+    request_id: str, body: VoteBody, principal: Reviewer, session: DbSession, settings: AppSettings
+) -> dict[str, Any]:
     """A blind vote; the answer shows the caller's own vote and the vote count, nothing more."""
     req = workflow.cast_vote(session, principal, request_id, vote=body.vote, comment=body.comment)
-    return workflow.request_view(session, req, principal)
+    return workflow.request_view(session, req, principal, keys_dir=settings.keys_dir)
 
 
 @router.post("/requests/{request_id}/resolution", status_code=201, response_model=EgressRequestOut)
 def resolution(
-    request_id: str, body: ResolutionBody, principal: Resolver, session: DbSession
+    request_id: str, body: ResolutionBody, principal: Resolver, session: DbSession, settings: AppSettings
 ) -> dict[str, Any]:
     req = workflow.resolve(session, principal, request_id, decision=body.decision, comment=body.comment)
-    return workflow.request_view(session, req, principal)
+    return workflow.request_view(session, req, principal, keys_dir=settings.keys_dir)
 
 
 @router.get("/requests/{request_id}/disclosure", response_model=DisclosureRecord)
@@ -167,7 +176,11 @@ def disclosure(
     names = _names(session, settings, principal, req.job_id)
     # Withheld names stay withheld here too (the full record is the auditors'; its digest in
     # the audit log covers the unmasked one).
-    record = outputnames.masked_record(dict(req.disclosure_record), list(req.files), names, principal)
+    released = req.state == EgressState.approved
+    hashes = outputnames.hash_view(
+        session, settings.keys_dir, principal, req.project_id, req.job_id, released=released
+    )
+    record = outputnames.masked_record(dict(req.disclosure_record), list(req.files), names, hashes)
     if req.state == EgressState.approved or sees_raw_output_names(session, principal, req.project_id):
         return record
     # A blocked or rejected request released nothing: its sizes stay rounded for the requester
@@ -202,7 +215,9 @@ def download(
     f, fh = workflow.open_release_file(session, settings, principal, request_id, file_id)
     try:
         # A name withheld from the researcher stays withheld in the download's headers.
-        path = workflow.shown_path(f, principal, _names(session, settings, principal, f.request.job_id))
+        path = workflow.shown_path(
+            f, principal, _names(session, settings, principal, f.request.job_id), settings.keys_dir
+        )
         size, sha256 = f.size, f.sha256
         # Commit the download record now and release the database before a long transfer.
         session.commit()

@@ -56,12 +56,21 @@ def released_files(
     req: EgressRequest = workflow.visible_request(session, request_id, principal)
     names = outputnames.request_name_view(session, settings, principal, req.job_id)
     out = []
-    for f in sorted(req.files, key=lambda x: x.sha256):
+    for f in sorted(req.files, key=lambda x: x.id or 0):  # not by hash: that order is a channel
         _, fh = workflow.open_release_file(session, settings, principal, request_id, f.id)
         with fh:
             data = fh.read()
         out.append(
-            ReleasedFile(file_name_for(workflow.shown_path(f, principal, names)), f.sha256, f.size, data)
+            ReleasedFile(
+                file_name_for(workflow.shown_path(f, principal, names, settings.keys_dir)),
+                f.sha256,
+                f.size,
+                data,
+            )
         )
-    record = outputnames.masked_record(dict(req.disclosure_record or {}), list(req.files), names, principal)
+    # Released (approved) files: their real hashes are the requester's now.
+    hashes = outputnames.hash_view(
+        session, settings.keys_dir, principal, req.project_id, req.job_id, released=req.state == "approved"
+    )
+    record = outputnames.masked_record(dict(req.disclosure_record or {}), list(req.files), names, hashes)
     return out, record

@@ -29,7 +29,11 @@ class EgressFileOut(BaseModel):
 
     id: int
     path: str
-    sha256: str
+    sha256: str = Field(
+        description="Staff, and the requester once approved: the file's SHA-256. Otherwise a "
+        "keyed handle in its place (``sha256_keyed``; see the job outputs listing)."
+    )
+    sha256_keyed: bool = False
     size: int = Field(description="Bytes; rounded up (at most 25 %) for the requester until approval.")
     size_rounded: bool = False
     outcome: CheckOutcome

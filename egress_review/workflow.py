@@ -36,11 +36,12 @@ from egress_review.staging import (
     open_verified,
     output_file,
 )
-from tre.access import STAFF_ROLES, can_see_egress, is_member, user_project_ids
+from tre.access import STAFF_ROLES, can_see_egress, is_member, sees_raw_output_names, user_project_ids
 from tre.audit import AuditEvent, record_event, record_events
 from tre.auth.principal import Principal
 from tre.config import Settings
 from tre.errors import Conflict, Forbidden, NotFound, TreError, Unprocessable
+from tre.jobs.output_handles import handle_key
 from tre.jobs.shown_size import shown_size
 from tre.policy import AppliedPolicy, FileRules, policies_for_datasets
 from tre.registry import grant_status
@@ -215,9 +216,14 @@ def create_request(
                 slug="grant-not-active",
             )
     # A file may be named by path, by index (#3) or by hash (sha256:...): researchers who may
-    # not see the names (egress_review.outputnames) still name what they want released. One
-    # indexed query per named file: a cohort job has tens of thousands of outputs.
-    found = {w: outputnames.resolve_recorded(session, job_id, w) for w in wanted}
+    # not see the names (egress_review.outputnames) still name what they want released; by
+    # the handle they were shown, never by a real hash (a guessing oracle). One lookup per
+    # named file in the job's kept index order: a cohort job has tens of thousands of outputs.
+    real_hashes = sees_raw_output_names(session, principal, project_id)
+    found = {
+        w: outputnames.resolve_recorded(session, settings.keys_dir, job_id, w, real_hashes=real_hashes)
+        for w in wanted
+    }
     datasets = checking.job_datasets(session, job)
     applied = policies_for_datasets(datasets, settings.resolved_policies_dir)
     names = _withheld_paths_unknown(session, settings, principal, job_id, found)
@@ -262,7 +268,9 @@ def create_request(
             )
             # The file as the requester knows it, and fixed words: a withheld name must not
             # come back in the refusal (nor in the staging error, which quotes the file).
-            shown = path if names.shows(path) else outputnames.placeholder(sha256)
+            shown = (
+                path if names.shows(path) else outputnames.placeholder_of(settings.keys_dir, job_id, sha256)
+            )
             why = (
                 "it changed after the job recorded it (its size or SHA-256 differs)"
                 if isinstance(exc, HashMismatch)
@@ -755,12 +763,15 @@ def open_file_for_review(
 # ---------------------------------------------------------------------------- views
 
 
-def shown_path(f: EgressFile, principal: Principal, names: outputnames.NameView | None) -> str:
+def shown_path(
+    f: EgressFile, principal: Principal, names: outputnames.NameView | None, keys_dir: Path
+) -> str:
     """A file's path as ``principal`` may see it: as the job's name screening ``names`` for
     this caller says (`outputnames.name_view`: everything for staff reviewing another
-    project's job); with no view, staff see it and researchers do not (failing closed)."""
+    project's job); with no view, staff see it and researchers do not (failing closed). A
+    withheld name shows as the placeholder made from the file's keyed handle."""
     shown = names.shows(f.path) if names is not None else principal.has(*STAFF_ROLES)
-    return f.path if shown else outputnames.placeholder(f.sha256)
+    return f.path if shown else outputnames.placeholder_of(keys_dir, f.request.job_id, f.sha256)
 
 
 def request_view(
@@ -769,6 +780,7 @@ def request_view(
     principal: Principal,
     names: outputnames.NameView | None = None,
     *,
+    keys_dir: Path,
     facts: ViewerFacts | None = None,
 ) -> dict[str, Any]:
     """What a caller may see of a request. Votes stay blind until every required vote is in.
@@ -776,13 +788,16 @@ def request_view(
     Before that, anyone sees only how many votes are in; a reviewer also sees their own vote.
     Outcome counts are never shown while voting is open, so no reviewer can be swayed.
     File names withheld from a researcher (``names``, egress_review.outputnames) show as a
-    placeholder, and their check results are left out (a reason may quote the name).
+    placeholder, and their check results are left out (a reason may quote the name). Until
+    the request is approved, a caller who is not staff sees each file's keyed handle in place
+    of its SHA-256 (`tre.jobs.output_handles`); from approval on, the real hash.
     """
     votes = review_votes(req)
     revealed = req.state not in (EgressState.checking, EgressState.awaiting_review)
     mine = next((r for r in votes if r.reviewer_id == principal.user_id), None)
     conflicted_reason = _reviewer_conflicts(session, req, principal, facts)
     resolution = next((r for r in req.reviews if r.stage == ReviewStage.resolution), None)
+    released = req.state == EgressState.approved
     # Staff may see what the job wrote before it is reviewed; the requester may not.
     # ... and a member of the request's project is a researcher here, whatever other roles.
     staff = (
@@ -790,6 +805,7 @@ def request_view(
         and principal.user_id != req.requested_by
         and not _member(session, req.project_id, principal.user_id, facts)
     )
+    hashes = outputnames.HashView(req.job_id, handle_key(keys_dir), keyed=not (staff or released))
 
     def review_dict(r: Review) -> dict[str, Any]:
         return {
@@ -832,36 +848,50 @@ def request_view(
         "created_at": req.created_at.isoformat() if req.created_at else None,
         "decided_at": req.decided_at.isoformat() if req.decided_at else None,
         "outcome": checking.worst_outcome([f.outcome for f in req.files]),
-        # Staff by path; researchers by hash, an order that spells nothing of withheld names.
+        # Staff by path; researchers by handle, an order that spells nothing of withheld names.
         "files": [
-            _file_view(f, principal, names, staff, exact_size=staff or req.state == EgressState.approved)
-            for f in _file_order(req.files, principal, names)
+            _file_view(f, principal, names, staff, hashes, exact_size=staff or released)
+            for f in _file_order(req.files, principal, names, hashes)
         ],
         "disclosure_available": req.disclosure_record is not None,
     }
 
 
 def _file_order(
-    files: list[EgressFile], principal: Principal, names: outputnames.NameView | None
+    files: list[EgressFile],
+    principal: Principal,
+    names: outputnames.NameView | None,
+    hashes: outputnames.HashView,
 ) -> list[EgressFile]:
-    if all(shown_path(f, principal, names) == f.path for f in files):
+    if all(_name_shown(f, principal, names) for f in files):
         return sorted(files, key=lambda x: x.path)
-    return sorted(files, key=lambda x: (x.sha256, x.id or 0))
+    return sorted(files, key=lambda x: (hashes.handle(x.sha256), x.id or 0))
+
+
+def _name_shown(f: EgressFile, principal: Principal, names: outputnames.NameView | None) -> bool:
+    return names.shows(f.path) if names is not None else principal.has(*STAFF_ROLES)
 
 
 def _file_view(
-    f: EgressFile, principal: Principal, names: outputnames.NameView | None, staff: bool, *, exact_size: bool
+    f: EgressFile,
+    principal: Principal,
+    names: outputnames.NameView | None,
+    staff: bool,
+    hashes: outputnames.HashView,
+    *,
+    exact_size: bool,
 ) -> dict[str, Any]:
     """One file as the caller may see it: a withheld name hides its checks too (a reason may
     quote it), reviewer-only evidence (what the job wrote) is only for staff, and the size is
     rounded (`tre.jobs.shown_size`) for the requester until the request is approved."""
-    path = shown_path(f, principal, names)
+    path = f.path if _name_shown(f, principal, names) else hashes.placeholder(f.sha256)
     checks = list(f.checks or [])
     shown = (checks if staff else checking.for_requester(checks)) if path == f.path else []
     return {
         "id": f.id,
         "path": path,
-        "sha256": f.sha256,
+        "sha256": hashes.shown(f.sha256),
+        "sha256_keyed": hashes.keyed,
         "size": shown_size(f.size, exact=exact_size),
         "size_rounded": not exact_size,
         "outcome": f.outcome,
@@ -871,9 +901,14 @@ def _file_view(
 
 
 def summary_view(
-    session: Session, req: EgressRequest, principal: Principal, *, facts: ViewerFacts | None = None
+    session: Session,
+    req: EgressRequest,
+    principal: Principal,
+    *,
+    keys_dir: Path,
+    facts: ViewerFacts | None = None,
 ) -> dict[str, Any]:
-    full = request_view(session, req, principal, facts=facts)
+    full = request_view(session, req, principal, keys_dir=keys_dir, facts=facts)
     keep = (
         "id",
         "job_id",

@@ -94,14 +94,21 @@ def test_job_to_release_to_audit(e2e, settings, token_for, tmp_path):
             json={"vote": "approve", "comment": "aggregate image, no identifiers"},
         )
         assert r.status_code == 201, r.text
-    assert (
-        app_client.get(f"/api/v1/egress/requests/{req_id}", headers=h["alice"]).json()["state"] == "approved"
-    )
+    released = app_client.get(f"/api/v1/egress/requests/{req_id}", headers=h["alice"]).json()
+    assert released["state"] == "approved"
+    # Before release alice saw a keyed handle; now the released file's real hash, the one
+    # staff saw all along.
+    real = {
+        o["path"]: o["sha256"]
+        for o in app_client.get(f"/api/v1/jobs/{job['id']}/outputs", headers=h["aud"]).json()
+    }
+    assert outputs["montage.png"]["sha256_keyed"] and outputs["montage.png"]["sha256"] != real["montage.png"]
+    assert released["files"][0]["sha256"] == real["montage.png"]
     dl = app_client.get(f"/api/v1/egress/requests/{req_id}/files/{file_id}", headers=h["alice"])
     assert dl.status_code == 200
-    assert hashlib.sha256(dl.content).hexdigest() == outputs["montage.png"]["sha256"]
+    assert hashlib.sha256(dl.content).hexdigest() == real["montage.png"]
     record = app_client.get(f"/api/v1/egress/requests/{req_id}/disclosure", headers=h["alice"]).json()
-    assert json.dumps(record).count(outputs["montage.png"]["sha256"]) >= 1
+    assert json.dumps(record).count(real["montage.png"]) >= 1
 
     bundle = app_client.get("/api/v1/audit/export", headers=h["aud"])
     assert bundle.status_code == 200, bundle.text

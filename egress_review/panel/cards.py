@@ -165,7 +165,7 @@ def warm_request(engine: Engine, settings: Settings, request_id: str) -> int:
         session = new_session(engine, read_only=True)
         try:
             req = workflow.load_request(session, request_id)
-            view = workflow.request_view(session, req, _CARD_VIEWER)
+            view = workflow.request_view(session, req, _CARD_VIEWER, keys_dir=settings.keys_dir)
             before = fragments.fragments.misses
             file_cards(req, view["files"], {}, lambda row: open_verified(settings.staging_dir, row.sha256))
             return fragments.fragments.misses - before

@@ -13,6 +13,7 @@ import json
 import secrets
 from datetime import UTC, datetime
 from functools import partial
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Request
@@ -43,6 +44,7 @@ from tre.auth.oidc import OidcError
 from tre.auth.principal import Principal
 from tre.config import Settings
 from tre.errors import NotFound, TreError
+from tre.jobs.output_handles import handle_key
 from tre.store.db import settle
 from tre.store.models import Job
 
@@ -208,13 +210,15 @@ def static(name: str) -> Response:
 
 
 @router.get("/")
-def queue(request: Request, principal: Reviewer, session: DbSession, show: str = "open") -> HTMLResponse:
+def queue(
+    request: Request, principal: Reviewer, session: DbSession, settings: SettingsDep, show: str = "open"
+) -> HTMLResponse:
     if show not in QUEUE_FILTERS:
         show = "open"
     states = QUEUE_FILTERS[show]
     reqs = workflow.list_requests(session, principal, states or None, limit=500)
     facts = workflow.viewer_facts(session, reqs, principal)  # no statements per row
-    rows = [_queue_row(session, r, principal, facts) for r in reqs]
+    rows = [_queue_row(session, settings.keys_dir, r, principal, facts) for r in reqs]
     # The oldest open request first: a queue is served in arrival order.
     newest_first = show not in ("open", "awaiting_review", "conflicted")
     rows.sort(key=lambda r: r["created_at"] or "", reverse=newest_first)
@@ -242,11 +246,14 @@ def _age(created: datetime | None, now: datetime) -> str:
 
 
 def _queue_row(
-    session: Session, req: Any, principal: Principal, facts: workflow.ViewerFacts
+    session: Session, keys_dir: Path, req: Any, principal: Principal, facts: workflow.ViewerFacts
 ) -> dict[str, Any]:
     """What a reviewer needs to pick a request: who, why, which files, what the checks found, how old."""
-    row = workflow.summary_view(session, req, principal, facts=facts)
-    files = sorted(req.files, key=lambda f: f.path)
+    row = workflow.summary_view(session, req, principal, keys_dir=keys_dir, facts=facts)
+    member = req.project_id in facts.member_of
+    handles = outputnames.HashView(req.job_id, handle_key(keys_dir), keyed=True)
+    # A member sees placeholders, in handle order (by path, the order would spell the names).
+    files = sorted(req.files, key=lambda f: handles.handle(f.sha256) if member else f.path)
     created = (
         req.created_at.replace(tzinfo=UTC)
         if req.created_at and req.created_at.tzinfo is None
@@ -255,10 +262,7 @@ def _queue_row(
     row |= {
         "justification": req.justification,
         # Within their own project a reviewer is a researcher: no names (they are conflicted).
-        "file_names": [
-            outputnames.placeholder(f.sha256) if req.project_id in facts.member_of else f.path
-            for f in files[:QUEUE_FILE_NAMES]
-        ],
+        "file_names": [handles.placeholder(f.sha256) if member else f.path for f in files[:QUEUE_FILE_NAMES]],
         "more_files": max(0, len(files) - QUEUE_FILE_NAMES),
         "flagged": sum(1 for f in files if f.outcome == "flag"),
         "blocked": sum(1 for f in files if f.outcome == "block"),
@@ -286,7 +290,7 @@ def _request_page(
     # of its project the names as a researcher sees them.
     conflicted = workflow.review_conflict(session, req, principal) is not None
     names = outputnames.request_name_view(session, settings, principal, req.job_id) if conflicted else None
-    view = workflow.request_view(session, req, principal, names)
+    view = workflow.request_view(session, req, principal, names, keys_dir=settings.keys_dir)
     opener = partial(workflow.open_file_for_review, session, settings, principal, req)
     cards = file_cards(req, view["files"], dict(request.query_params), opener, previews=not conflicted)
     if error is None:
@@ -355,7 +359,15 @@ def disclosure(request_id: str, principal: Reviewer, session: DbSession, setting
     record = dict(req.disclosure_record)
     if workflow.review_conflict(session, req, principal) is not None:
         names = outputnames.request_name_view(session, settings, principal, req.job_id)
-        record = outputnames.masked_record(record, list(req.files), names, principal)
+        hashes = outputnames.hash_view(
+            session,
+            settings.keys_dir,
+            principal,
+            req.project_id,
+            req.job_id,
+            released=req.state == "approved",
+        )
+        record = outputnames.masked_record(record, list(req.files), names, hashes)
     body = json.dumps(record, indent=2, sort_keys=True, ensure_ascii=False)
     return Response(
         body,

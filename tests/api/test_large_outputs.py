@@ -29,6 +29,7 @@ from sqlalchemy.engine import Engine
 from egress_review.logscreen import LogScreen
 from tests.worlds import WorldFactory
 from tre.executors.base import JobResult
+from tre.jobs.output_handles import handle_key, output_handle
 from tre.jobs.worker import Worker
 from tre.store.db import session_scope
 from tre.store.models import AuditCheckpoint, AuditEntry, EgressRequest, Job, JobOutput, JobState
@@ -120,11 +121,19 @@ def test_outputs_are_paged_in_index_order_with_a_bounded_answer(
     assert [o["index"] for o in pages] == list(range(2500))
     with session_scope(engine) as s:
         rows = list(s.scalars(select(JobOutput).where(JobOutput.job_id == job_id)))
-    assert [o["sha256"] for o in pages] == sorted(o.sha256 for o in rows)
+    key = handle_key(cohort_settings.keys_dir)
+    # Staff see the real hashes, in the order of their keyed handles.
+    assert [o["sha256"] for o in pages] == sorted(
+        (o.sha256 for o in rows), key=lambda h: output_handle(key, job_id, h)
+    )
+    assert not any(o["sha256_keyed"] for o in pages)
     assert {o["path"] for o in pages} == {o.path for o in rows}
-    # The researcher sees the same indexes, sizes and hashes, page by page.
+    # The researcher sees the same indexes and sizes, page by page, and handles for hashes.
     mine = _all_pages(app_client, job_id, alice, 1000)
-    assert [(o["index"], o["sha256"]) for o in mine] == [(o["index"], o["sha256"]) for o in pages]
+    assert [(o["index"], o["sha256"]) for o in mine] == [
+        (o["index"], output_handle(key, job_id, o["sha256"])) for o in pages
+    ]
+    assert all(o["sha256_keyed"] for o in mine)
     assert any(o["path"] == "manifest.json" for o in mine)
     # Past the end: an empty page, still with the count.
     end = app_client.get(f"/api/v1/jobs/{job_id}/outputs", params={"offset": 2500}, headers=staff)
@@ -177,7 +186,8 @@ def test_an_egress_request_names_one_file_among_thousands_by_indexed_lookups(
         _all_pages(app_client, job_id, alice, 1000)
         listing = _all_pages(app_client, job_id, cohort_world.headers["audrey"], 1000)
         index = next(o["index"] for o in listing if o["path"] == wanted)
-        for label, name in (("path", wanted), ("index", f"#{index}"), ("hash", f"sha256:{digest}")):
+        handle = output_handle(handle_key(cohort_settings.keys_dir), job_id, digest)
+        for label, name in (("path", wanted), ("index", f"#{index}"), ("hash", f"sha256:{handle}")):
             with statements(engine) as seen:
                 r = app_client.post(
                     "/api/v1/egress/requests",
@@ -247,7 +257,7 @@ def test_tre_outputs_prints_a_page_and_says_how_many_there_are(
         first = tre(env, "outputs", job_id[:8])
         assert first.returncode == 0, first.stderr
         lines = first.stdout.splitlines()
-        assert lines[0].split("\t") == ["#", "path", "size", "sha256"] and len(lines) == 1 + 100
+        assert lines[0].split("\t") == ["#", "path", "size", "handle"] and len(lines) == 1 + 100
         assert [line.split("\t")[0] for line in lines[1:]] == [f"#{i}" for i in range(100)]
         assert (
             first.stderr.strip() == "outputs #0-#99 of 1200; --page 2 for the next 100 (--all for every one)"
@@ -297,9 +307,11 @@ def test_a_request_over_the_policys_limits_is_refused_before_anything_is_copied(
 
 
 def test_index_order_and_lookups_agree_on_sqlite_and_postgresql(engine_any, settings):  # type: ignore[no-untyped-def]
-    """The index is the position in (sha256, id) order; the database sorts it (PostgreSQL's
-    collation included) exactly as the hashes' bytes sort, and every lookup agrees."""
+    """The index is the position in (keyed handle, id) order, the same on both databases, and
+    every lookup agrees: by index, by handle, by path; by the real hash only for staff (for a
+    researcher it is refused like an unknown handle: a guessing oracle otherwise)."""
     from egress_review import outputnames
+    from tre.jobs.output_handles import handle_key, output_handle
 
     with session_scope(engine_any) as s:
         make = WorldFactory(s)
@@ -310,21 +322,34 @@ def test_index_order_and_lookups_agree_on_sqlite_and_postgresql(engine_any, sett
         job_id = make.finished_job(settings, "p1", "alice", [], outputs)
     with session_scope(engine_any) as s:
         rows = list(s.scalars(select(JobOutput).where(JobOutput.job_id == job_id)))
-        expected = [o.path for o in sorted(rows, key=lambda o: (o.sha256.encode(), o.id))]
-        paged = [o.path for off in range(0, 302, 64) for o in outputnames.output_page(s, job_id, off, 64)]
+        key = handle_key(settings.keys_dir)
+        expected = [o.path for o in sorted(rows, key=lambda o: (output_handle(key, job_id, o.sha256), o.id))]
+        by_real = [o.path for o in sorted(rows, key=lambda o: (o.sha256, o.id))]
+        assert expected != by_real  # not the real hashes' order (1 in 302! otherwise)
+        keys = settings.keys_dir
+        paged = [
+            o.path for off in range(0, 302, 64) for o in outputnames.output_page(s, keys, job_id, off, 64)
+        ]
         assert paged == expected and outputnames.output_stamp(s, job_id)[0] == 302
+
+        def resolve(wanted: str, real: bool = False) -> JobOutput | None:
+            return outputnames.resolve_recorded(s, keys, job_id, wanted, real_hashes=real)
+
         for i in (0, 150, 301):
-            found = outputnames.resolve_recorded(s, job_id, f"#{i}")
+            found = resolve(f"#{i}")
             assert found is not None and found.path == expected[i]
-        assert outputnames.resolve_recorded(s, job_id, "#302") is None
+        assert resolve("#302") is None
         twin = hashlib.sha256(b"same bytes").hexdigest()
-        found = outputnames.resolve_recorded(s, job_id, f"sha256:{twin}")
-        assert (
-            found is not None and found.path == expected[[p.startswith("twin") for p in expected].index(True)]
-        )
-        found = outputnames.resolve_recorded(s, job_id, "series/0042.json")
+        first_twin = expected[[p.startswith("twin") for p in expected].index(True)]
+        found = resolve(f"sha256:{output_handle(key, job_id, twin)}")
+        assert found is not None and found.path == first_twin
+        assert resolve(f"sha256:{twin}") is None  # a researcher never saw the real hash
+        found = resolve(f"sha256:{twin}", real=True)
+        assert found is not None and found.path == first_twin
+        assert resolve(f"sha256:{'0' * 64}", real=True) is None
+        found = resolve("series/0042.json")
         assert found is not None and found.sha256 == hashlib.sha256(b"42").hexdigest()
-        assert outputnames.resolve_recorded(s, job_id, "series/9999.json") is None
+        assert resolve("series/9999.json") is None
 
 
 TIGHT_LOG = """\

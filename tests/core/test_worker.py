@@ -53,7 +53,8 @@ def test_job_runs_in_sandbox_and_outputs_are_recorded(app_client, world, engine,
     assert job["exit_code"] == 0
     log = app_client.get(f"/api/v1/jobs/{job_id}/logs", headers=world.headers["alice"])
     assert "listed 2" in log.text and log.headers["X-Job-State"] == "succeeded"
-    outputs = app_client.get(f"/api/v1/jobs/{job_id}/outputs", headers=world.headers["alice"]).json()
+    # As staff: the exact size and the real hash the worker recorded.
+    outputs = app_client.get(f"/api/v1/jobs/{job_id}/outputs", headers=world.headers["audrey"]).json()
     content = b"CT_small.dcm\nMR_small.dcm"
     assert outputs == [
         {
@@ -61,7 +62,9 @@ def test_job_runs_in_sandbox_and_outputs_are_recorded(app_client, world, engine,
             "path": "sub/files.txt",
             "name_withheld": False,
             "size": len(content),
+            "size_rounded": False,
             "sha256": hashlib.sha256(content).hexdigest(),
+            "sha256_keyed": False,
         }
     ]
     with session_scope(engine) as s:
@@ -157,14 +160,16 @@ def test_worker_killed_mid_job_then_restarted(app_client, world, engine, setting
     job = _wait_state(engine, job_id, {"failed"}, timeout=5)
     assert "stopped while the job was running" in job.reason
     assert job.command[0] == "python3" and job.project_id == "p1" and job.finished_at is not None
-    outputs = app_client.get(f"/api/v1/jobs/{job_id}/outputs", headers=world.headers["alice"]).json()
+    outputs = app_client.get(f"/api/v1/jobs/{job_id}/outputs", headers=world.headers["audrey"]).json()
     assert outputs == [
         {
             "index": 0,
             "path": "partial.txt",
             "name_withheld": False,
             "size": 9,
+            "size_rounded": False,
             "sha256": hashlib.sha256(b"half done").hexdigest(),
+            "sha256_keyed": False,
         }
     ]
     with session_scope(engine) as s:

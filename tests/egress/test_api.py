@@ -213,7 +213,11 @@ def test_file_modified_after_the_request_is_never_released(client, auth, world, 
     req = create(client, auth, world, ["figures/overview.png"])
     for reviewer in ("dana", "dave"):
         client.post(f"{BASE}/{req['id']}/votes", headers=auth(reviewer, "dac"), json={"vote": "approve"})
-    frozen = staged_path(esettings.staging_dir, req["files"][0]["sha256"])
+    # Approved: the requester now sees the file's real SHA-256 (a handle until then).
+    assert req["files"][0]["sha256_keyed"] is True
+    released = client.get(f"{BASE}/{req['id']}", headers=auth(world.researcher, "researcher")).json()
+    assert released["files"][0]["sha256_keyed"] is False
+    frozen = staged_path(esettings.staging_dir, released["files"][0]["sha256"])
     os.chmod(frozen, 0o644)
     frozen.write_bytes(original[:-1] + b"\x01")
     body = problem(
@@ -223,7 +227,7 @@ def test_file_modified_after_the_request_is_never_released(client, auth, world, 
         409,
         "staged-file-altered",
     )
-    assert req["files"][0]["sha256"] in body["detail"]
+    assert released["files"][0]["sha256"] in body["detail"]
     assert audit_actions(db).count("egress.download_refused") == 1
 
 

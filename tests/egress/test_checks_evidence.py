@@ -45,11 +45,13 @@ def test_ocr_text_reaches_reviewers_not_the_requester(db: sessionmaker[Session],
         assert req.state == "blocked"
         # As the API shows it: with the job's name screening (this name passes it).
         names = outputnames.request_name_view(s, esettings, researcher, req.job_id)
-        mine = workflow.request_view(s, req, researcher, names)["files"][0]["checks"]
-        assert mine, "the requester sees the check results of a file whose name is shown"
-        dac = workflow.request_view(s, req, Principal(user_id="dana", roles=frozenset({"dac"})))["files"][0][
+        mine = workflow.request_view(s, req, researcher, names, keys_dir=esettings.keys_dir)["files"][0][
             "checks"
         ]
+        assert mine, "the requester sees the check results of a file whose name is shown"
+        dac = workflow.request_view(
+            s, req, Principal(user_id="dana", roles=frozenset({"dac"})), keys_dir=esettings.keys_dir
+        )["files"][0]["checks"]
         record = req.disclosure_record
     found = next(c for c in dac if c["check"] == "ocr:identifiers")
     assert "smithfield" in found["evidence"]["reviewer_only"]["ocr_text"].lower()

@@ -10,12 +10,14 @@ the request's files, never the job's outputs (tests/api/test_large_outputs.py bo
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import pytest
 
 from egress_review import workflow
 from tests.egress.test_workflow_support import seed_world
 from tre.auth.principal import Principal
+from tre.jobs.output_handles import handle_key, output_handle
 
 pytestmark = pytest.mark.browser
 
@@ -37,10 +39,15 @@ job:
 """
 
 
-def _as_named(names: list[str], outputs: dict[str, bytes]) -> list[str]:
-    """How the researcher names them: by path, or by hash where the name is withheld from
-    them (the 190-character run reads as encoded data), as `tre outputs` lists it."""
-    return [f"sha256:{hashlib.sha256(outputs[n]).hexdigest()}" if n == LONG else n for n in names]
+def _as_named(names: list[str], outputs: dict[str, bytes], keys_dir: Path, job_id: str) -> list[str]:
+    """How the researcher names them: by path, or by the keyed handle `tre outputs` lists in
+    place of the hash where the name is withheld from them (the 190-character run reads as
+    encoded data)."""
+    key = handle_key(keys_dir)
+    return [
+        f"sha256:{output_handle(key, job_id, hashlib.sha256(outputs[n]).hexdigest())}" if n == LONG else n
+        for n in names
+    ]
 
 
 def test_cohort_file_names_are_shown_escaped_without_breaking_the_layout(  # type: ignore[no-untyped-def]
@@ -59,7 +66,7 @@ def test_cohort_file_names_are_shown_escaped_without_breaking_the_layout(  # typ
             esettings,
             researcher,
             job_id=world.job_id,
-            paths=_as_named(NAMES, outputs),
+            paths=_as_named(NAMES, outputs, esettings.keys_dir, world.job_id),
             justification="five files",
         ).id
     context = browser.new_context(viewport=VIEWPORT)

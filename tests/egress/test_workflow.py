@@ -57,7 +57,7 @@ def test_request_freezes_outputs_read_only_and_opens_review(db, esettings, world
         req = workflow.load_request(s, rid)
         assert req.state == "awaiting_review"
         assert req.required_reviews == 2
-        pols = workflow.request_view(s, req, who("dana", "dac"))["policies"]
+        pols = workflow.request_view(s, req, who("dana", "dac"), keys_dir=esettings.keys_dir)["policies"]
         assert pols[0]["name"] == "egress-test" and pols[0]["version"] == "3"
         assert pols[0]["digest"].startswith("sha256:")
         for f in req.files:
@@ -260,9 +260,11 @@ def test_votes_stay_blind_until_all_are_in(db, esettings, world) -> None:
     vote(db, rid, "dana", "reject")
     with db() as s:
         req = workflow.load_request(s, rid)
-        other = workflow.request_view(s, req, who("dave", "dac"))
-        mine = workflow.request_view(s, req, who("dana", "dac"))
-        owner = workflow.request_view(s, req, who(world.researcher, "researcher"))
+        other = workflow.request_view(s, req, who("dave", "dac"), keys_dir=esettings.keys_dir)
+        mine = workflow.request_view(s, req, who("dana", "dac"), keys_dir=esettings.keys_dir)
+        owner = workflow.request_view(
+            s, req, who(world.researcher, "researcher"), keys_dir=esettings.keys_dir
+        )
     for view in (other, owner):
         assert view["votes"] == [] and view["my_vote"] is None and view["votes_revealed"] is False
         assert view["votes_in"] == 1
@@ -271,7 +273,9 @@ def test_votes_stay_blind_until_all_are_in(db, esettings, world) -> None:
     assert other["can_vote"] is True and mine["can_vote"] is False
     vote(db, rid, "dave", "reject")
     with db() as s:
-        view = workflow.request_view(s, workflow.load_request(s, rid), who("dora", "dac"))
+        view = workflow.request_view(
+            s, workflow.load_request(s, rid), who("dora", "dac"), keys_dir=esettings.keys_dir
+        )
     assert view["state"] == "rejected" and view["votes_revealed"]
     assert sorted(v["reviewer"] for v in view["votes"]) == ["dana", "dave"]
 

@@ -10,6 +10,8 @@ researcher sees them, and the file rendering answers 403.
 
 from __future__ import annotations
 
+import hashlib
+
 import pydicom
 from fastapi.testclient import TestClient
 from pydicom.data import get_testdata_file
@@ -17,6 +19,7 @@ from pydicom.data import get_testdata_file
 from tests.egress.test_api_panel import csrf_of
 from tests.worlds import WorldFactory
 from tre import registry
+from tre.jobs.output_handles import handle_key, output_handle
 from tre.store.db import session_scope
 
 SECRET = "unreleased-finding-7731"
@@ -77,3 +80,16 @@ def test_a_member_gets_the_disclosure_record_as_a_researcher(app, world, engine,
         _panel(dave, token_for("dave", "researcher", "dac"))
         record = dave.get(url)
         assert record.status_code == 200 and name not in record.text and "sha256-" in record.text
+        # ... and with a keyed handle, never the real hash (nor its prefix), in the record, the
+        # request's page and the queue; the independent reviewer sees the real hash.
+        real = hashlib.sha256(b"x").hexdigest()
+        handle = output_handle(handle_key(settings.keys_dir), job_id, real)
+        assert f"sha256-{handle[:16]}" in record.text and real[:16] not in record.text
+        page = dave.get(f"/panel/requests/{made.json()['id']}")
+        queue = dave.get("/panel/", params={"show": "blocked"})
+        assert page.status_code == queue.status_code == 200
+        assert real[:16] not in page.text and real[:16] not in queue.text
+        assert f"sha256-{handle[:16]}" in queue.text
+    with TestClient(app) as dana:
+        _panel(dana, token_for("dana", "dac"))
+        assert real in dana.get(url).text

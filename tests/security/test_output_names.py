@@ -17,6 +17,7 @@ import pytest
 from pydicom.data import get_testdata_file
 
 from tests.worlds import job_body
+from tre.jobs.output_handles import handle_key, output_handle
 from tre.store.db import session_scope
 from tre.store.models import Dataset
 
@@ -69,8 +70,10 @@ def test_names_are_bounded_screened_and_withheld(
     assert not any(o["name_withheld"] for o in staff) and any(NAME in o["path"] for o in staff)
 
     mine = app_client.get(f"/api/v1/jobs/{job_id}/outputs", headers=alice).json()
+    # Same indexes and sizes; a keyed handle where staff see the real hash.
+    key = handle_key(settings.keys_dir)
     assert [(o["index"], o["size"], o["sha256"]) for o in mine] == [
-        (o["index"], o["size"], o["sha256"]) for o in staff
+        (o["index"], o["size"], output_handle(key, job_id, o["sha256"])) for o in staff
     ]
     shown = [o["path"] for o in mine if o["path"] is not None]
     text = "\n".join(shown).lower()
@@ -110,7 +113,7 @@ def test_names_are_bounded_screened_and_withheld(
     assert all(NAME not in f["path"] for f in files)
     rid = req.json()["id"]
     seen_by_dac = app_client.get(f"/api/v1/egress/requests/{rid}", headers=dana).json()["files"]
-    real = {o["sha256"]: o["path"] for o in staff}
+    real = {output_handle(key, job_id, o["sha256"]): o["path"] for o in staff}  # by the handle alice saw
     assert {f["path"] for f in seen_by_dac} == {real[h["sha256"]] for h in hidden}
 
     # Approved: the disclosure record and the download keep the names withheld from the
@@ -145,7 +148,7 @@ def test_names_are_bounded_screened_and_withheld(
         ds.policy = "names"
     strict = app_client.get(f"/api/v1/jobs/{job_id}/outputs", headers=alice).json()
     assert len(strict) == 200 and all(o["path"] is None and o["name_withheld"] for o in strict)
-    assert {o["sha256"] for o in strict} == {o["sha256"] for o in staff}
+    assert {o["sha256"] for o in strict} == {o["sha256"] for o in mine}  # the same handles
     again = app_client.get(f"/api/v1/egress/requests/{rid}", headers=alice).json()["files"]
     assert all(f["name_withheld"] and f["path"].startswith("sha256-") for f in again)
     assert all(

@@ -254,14 +254,20 @@ class JobViewOut(JobOut):
 
 class JobOutputOut(BaseModel):
     """One output file. ``path`` is None when the name is withheld from the caller (see
-    egress_review.outputnames); ``index`` names it in an egress request as ``#<index>``."""
+    egress_review.outputnames); ``index`` names it in an egress request as ``#<index>``, and
+    ``sha256`` as ``sha256:<hex>``."""
 
     index: int
     path: str | None
     name_withheld: bool
     size: int = Field(description="Bytes; rounded up (at most 25 %) for researchers, exact for staff.")
     size_rounded: bool = False
-    sha256: str
+    sha256: str = Field(
+        description="Staff: the file's SHA-256. Researchers: a keyed handle in its place "
+        "(``sha256_keyed``), HMAC-SHA256 over (job id, SHA-256) under a server key: stable for "
+        "the job and content, usable as ``sha256:<handle>`` in an egress request, not invertible."
+    )
+    sha256_keyed: bool = Field(default=False, description="True when ``sha256`` is a keyed handle.")
 
 
 class CodeOut(BaseModel):

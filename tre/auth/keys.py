@@ -61,3 +61,22 @@ def load_or_create_fernet_key(path: Path) -> bytes:
     path.parent.mkdir(parents=True, exist_ok=True)
     key = Fernet.generate_key()
     return key if _create_secret_file(path, key) else load_or_create_fernet_key(path)
+
+
+def load_or_create_secret(path: Path, nbytes: int = 32) -> bytes:
+    """``nbytes`` random bytes kept hex-encoded in ``path``, made once with mode 0600.
+
+    A MAC key the server alone holds (the output handles' key): like the other keys, every
+    API replica and the worker must read the same file (the shared ``keys/`` folder), and it
+    must outlive restarts, or the handles a researcher was shown would change."""
+    if path.exists():
+        text = path.read_text(encoding="ascii").strip()
+        key = bytes.fromhex(text)  # raises ValueError on a damaged key file
+        if len(key) < 16:
+            raise ValueError(f"{path} holds a key of {len(key)} bytes; at least 16 are needed")
+        return key
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = os.urandom(nbytes)
+    return (
+        key if _create_secret_file(path, key.hex().encode() + b"\n") else load_or_create_secret(path, nbytes)
+    )

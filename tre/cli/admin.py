@@ -44,6 +44,7 @@ def admin_init(user: Annotated[str, typer.Option(help="Id of the first admin use
 
     from tre import registry
     from tre.auth.tokens import TokenIssuer
+    from tre.jobs.output_handles import handle_key
     from tre.store.db import session_scope
     from tre.store.models import User
 
@@ -57,6 +58,7 @@ def admin_init(user: Annotated[str, typer.Option(help="Id of the first admin use
         created = False
     console.print(f"created admin user {user!r}" if created else f"user {user!r} already exists")
     TokenIssuer.from_settings(get_settings())
+    handle_key(get_settings().keys_dir)  # the output handles' key (tre.jobs.output_handles)
     console.print(f"state directory: {get_settings().home}")
     console.print(
         f"next: `tre serve`, then `tre admin token --user {user} --role admin | tre login`",

@@ -40,7 +40,7 @@ def _print_request(r: dict[str, Any]) -> None:
         console.print(  # the whole hash: `egress request JOB sha256:HEX` takes it as printed
             f"  [{style}]{f['outcome']:5}[/{style}] {untrusted(f['path'])}  "
             f"{'≤ ' if f.get('size_rounded') else ''}{human_size(f['size'])}  "
-            f"sha256:{f['sha256']}",
+            f"sha256:{f['sha256']}" + (" (keyed handle)" if f.get("sha256_keyed") else ""),
             soft_wrap=True,
         )
         for c in f.get("checks", []):

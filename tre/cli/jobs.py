@@ -221,7 +221,8 @@ def outputs(
     """List a job's output files with index, size and SHA-256, a page at a time (a cohort job
     has tens of thousands). A name the dataset's policy withholds shows as "(withheld)": ask
     for release of that file as #INDEX or sha256:HEX. Sizes are rounded up for researchers
-    ("≤ 1.3 MB") until a file is released."""
+    ("≤ 1.3 MB") until a file is released, and researchers see a keyed handle in place of each
+    SHA-256 (the column reads "handle"): name a file by it as sha256:HANDLE."""
     client = ApiClient()
     job_id = resolve_job_id(client, job_id)
     offset = 0 if show_all else (page - 1) * limit
@@ -245,7 +246,7 @@ def outputs(
         return
     table(
         f"outputs of {job_id}",
-        ["#", "path", "size", "sha256"],
+        ["#", "path", "size", "handle" if any(o.get("sha256_keyed") for o in rows) else "sha256"],
         [
             (
                 f"#{o['index']}",

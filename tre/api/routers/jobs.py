@@ -183,8 +183,10 @@ def list_outputs(
     record_read(session, actor=p.user_id, action="job.outputs_read", project_id=job.project_id, job_id=job.id)
     view = outputnames.name_view(session, settings, p, job)
     total, _ = outputnames.output_stamp(session, job.id)
-    rows = outputnames.output_page(session, job.id, offset, limit)
+    rows = outputnames.output_page(session, settings.keys_dir, job.id, offset, limit)
     exact = sees_raw_output_names(session, p, job.project_id)
+    # Not the real hash to a researcher: a keyed handle (tre.jobs.output_handles).
+    hashes = outputnames.hash_view(session, settings.keys_dir, p, job.project_id, job.id)
     page = [
         JobOutputOut(
             index=offset + i,
@@ -192,7 +194,8 @@ def list_outputs(
             name_withheld=not view.shows(o.path),
             size=shown_size(o.size, exact=exact),
             size_rounded=not exact,
-            sha256=o.sha256,
+            sha256=hashes.shown(o.sha256),
+            sha256_keyed=hashes.keyed,
         )
         for i, o in enumerate(rows)
     ]

@@ -51,7 +51,9 @@ def shown_outputs(session: Session, settings: Settings, principal: Principal, jo
     exact = sees_raw_output_names(session, principal, job.project_id)  # else rounded: tre.jobs.shown_size
     return [
         ShownOutput(index=i, path=o.path, name_shown=view.shows(o.path), size=shown_size(o.size, exact=exact))
-        for i, o in enumerate(outputnames.output_page(session, job.id, 0, MAX_LISTED_OUTPUTS))
+        for i, o in enumerate(
+            outputnames.output_page(session, settings.keys_dir, job.id, 0, MAX_LISTED_OUTPUTS)
+        )
     ]
 
 
