@@ -16,7 +16,6 @@ import os
 import re
 import shutil
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -24,6 +23,7 @@ from types import TracebackType
 from tre.code.archive import MIB, CodeLimits, CodeManifest, CodeTooLarge, inspect_file, unpack
 from tre.config import Settings
 from tre.errors import NotFound, TreError
+from tre.stale import remove_stale
 
 SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 # Longer than any upload or unpack runs: what is older was left by a crashed process.
@@ -83,20 +83,7 @@ class CodeStore:
     def sweep_stale(self, now: float | None = None) -> list[Path]:
         """Remove uploads and unpacks a crashed process left (``incoming/upload-*``,
         ``trees/.<hash>-*``) once older than any upload can take (`STALE_S`)."""
-        cutoff = (time.time() if now is None else now) - STALE_S
-        removed = []
-        for path in [*self.incoming.glob("upload-*"), *self.trees.glob(".*-*")]:
-            try:
-                if path.lstat().st_mtime >= cutoff:
-                    continue
-                if path.is_dir() and not path.is_symlink():
-                    shutil.rmtree(path)
-                else:
-                    path.unlink()
-                removed.append(path)
-            except FileNotFoundError:
-                continue  # another request swept it
-        return removed
+        return remove_stale([*self.incoming.glob("upload-*"), *self.trees.glob(".*-*")], STALE_S, now)
 
     def receive(self, limits: CodeLimits) -> Incoming:
         """A writer for one upload; `Incoming.accept` checks and stores it (or refuses it)."""

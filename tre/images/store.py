@@ -21,7 +21,6 @@ import json
 import os
 import shutil
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +33,7 @@ from tre.images.limits import ImageLimits
 from tre.images.reference import check_digest, clean_name
 from tre.images.tools import skopeo_to_layout
 from tre.images.unpack import tree_size, unpack_once
+from tre.stale import remove_stale
 
 # Longer than any import runs (each tool is bounded to 30 min, an import runs three at most).
 STALE_SCRATCH_S = 6 * 3600
@@ -81,21 +81,8 @@ class ImageStore:
 
     def sweep_stale(self, now: float | None = None) -> list[Path]:
         """Remove scratch folders and partial unpacks older than `STALE_SCRATCH_S`."""
-        cutoff = (time.time() if now is None else now) - STALE_SCRATCH_S
         candidates = [*(self.root / "tmp").glob("*"), *(self.root / "bundles").glob(".*.partial")]
-        removed = []
-        for path in candidates:
-            try:
-                if path.lstat().st_mtime >= cutoff:
-                    continue
-                if path.is_dir() and not path.is_symlink():
-                    shutil.rmtree(path)
-                else:
-                    path.unlink()
-                removed.append(path)
-            except FileNotFoundError:
-                continue  # another import swept it
-        return removed
+        return remove_stale(candidates, STALE_SCRATCH_S, now)
 
     # -- what the worker asks -----------------------------------------------------------------
     def rootfs(self, digest: str) -> Path:
