@@ -250,22 +250,19 @@ def resolve_recorded(
     were never shown would answer "does this job have an output with this content?", a
     guessing oracle, so a real hash is refused exactly like an unknown handle."""
     order = index_order(session, keys_dir, job_id)
+    index: int | None = None
     if m := _BY_INDEX.match(wanted):
         index = int(m.group(1))
-        rows = _rows_by_id(session, order.ids[index : index + 1])
-        return rows[0] if rows else None
-    if m := _BY_HASH.match(wanted):
-        if m.group(1) in order.by_handle:
-            return _rows_by_id(session, [order.ids[order.by_handle[m.group(1)]]])[0]
-        if not real_hashes:
-            return None
-        key = handle_key(keys_dir)
-        first = output_handle(key, job_id, m.group(1))
-        return (
-            _rows_by_id(session, [order.ids[order.by_handle[first]]])[0] if first in order.by_handle else None
-        )
-    query = select(JobOutput).where(JobOutput.job_id == job_id, JobOutput.path == wanted)
-    return session.scalars(query.order_by(JobOutput.id).limit(1)).first()
+    elif m := _BY_HASH.match(wanted):
+        handle = m.group(1)
+        if handle not in order.by_handle and real_hashes:
+            handle = output_handle(handle_key(keys_dir), job_id, handle)
+        index = order.by_handle.get(handle)
+    else:
+        query = select(JobOutput).where(JobOutput.job_id == job_id, JobOutput.path == wanted)
+        return session.scalars(query.order_by(JobOutput.id).limit(1)).first()
+    rows = [] if index is None else _rows_by_id(session, order.ids[index : index + 1])
+    return rows[0] if rows else None
 
 
 def masked_record(

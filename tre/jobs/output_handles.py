@@ -46,14 +46,3 @@ def output_handle(key: bytes, job_id: str, sha256: str) -> str:
     The job id and the hash are joined with a NUL, which neither holds, so no other pair
     gives the same message."""
     return hmac.new(key, f"{job_id}\0{sha256}".encode(), hashlib.sha256).hexdigest()
-
-
-class Handles:
-    """The handles of one job's outputs under one key (a small helper for the views)."""
-
-    def __init__(self, keys_dir: Path, job_id: str) -> None:
-        self._key = handle_key(keys_dir)
-        self.job_id = job_id
-
-    def of(self, sha256: str) -> str:
-        return output_handle(self._key, self.job_id, sha256)
