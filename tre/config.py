@@ -48,6 +48,8 @@ _S = TypeVar("_S", bound=BaseSettings)
 DATABASE_BACKENDS = ("sqlite", "postgresql")
 _DATABASE_URL = re.compile(r"^(?P<backend>[a-z]+)(\+[a-z0-9_]+)?://")
 _WEB_URL = re.compile(r"^https?://[^\s/?#]+[^\s]*$")
+# The largest uid/gid the kernel hands out ((uid_t)-1 means "no change").
+MAX_ID = 2**32 - 2
 _IRI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:[^\s<>\"{}|\\^`]+$")
 
 
@@ -167,20 +169,23 @@ class Settings(BaseSettings):
 
     # Jobs and executors.
     executor: Literal["local", "kubernetes", "docker"] = "local"
-    worker_poll_s: float = 0.5
+    worker_poll_s: float = Field(default=0.5, gt=0)
     # How often a running job's heartbeat is written; must stay well under worker_stale_after_s.
     worker_heartbeat_s: float = Field(default=2.0, gt=0)
-    worker_stale_after_s: float = 15.0
+    worker_stale_after_s: float = Field(default=15.0, gt=0)
     # At most this many running jobs per project on one worker (0: no cap beyond fair order).
     # See docs/scheduling.md.
     worker_project_running_limit: int = Field(default=0, ge=0)
-    sandbox_uid: int = 10001
-    sandbox_gid: int = 10001
+    # The job's ids inside its sandbox (and the Docker executor's container user): never root.
+    sandbox_uid: int = Field(default=10001, ge=1, le=MAX_ID)
+    sandbox_gid: int = Field(default=10001, ge=1, le=MAX_ID)
     # A delegated cgroup v2 folder to create job cgroups under (systemd hosts); see docs/sandbox.md.
     sandbox_cgroup_parent: Path | None = None
     # The dedicated unprivileged host user every local job runs as (made by
     # scripts/install-system-deps); never root, never the worker's own user.
-    sandbox_job_user: str = "tre-job"
+    # Checked against the host when a worker with the local executor starts
+    # (tre.executors.sandbox_settings), like sandbox_cgroup_parent.
+    sandbox_job_user: str = Field(default="tre-job", min_length=1, max_length=32)
     # Developer mode: run jobs that have no image root file system on the host's /usr and
     # Python (read-only). Off by default; the local executor refuses such jobs without it.
     sandbox_host_toolchain: bool = False
@@ -190,18 +195,18 @@ class Settings(BaseSettings):
     image_registry: str = "registry.tre.local"
     image_registry_tls_verify: bool = True
     image_push_on_approve: bool = False
-    image_max_upload_mb: int = 4096
-    image_max_layer_mb: int = 4096
-    image_max_unpacked_mb: int = 8192
-    image_max_files: int = 300_000
+    image_max_upload_mb: int = Field(default=4096, ge=1)
+    image_max_layer_mb: int = Field(default=4096, ge=1)
+    image_max_unpacked_mb: int = Field(default=8192, ge=1)
+    image_max_files: int = Field(default=300_000, ge=1)
     # What one researcher's imports may hold in the shared store (stored blobs plus the
     # unpacked root file system, counted per image they imported; admins are not bounded).
-    image_max_store_mb_per_user: int = 32768
+    image_max_store_mb_per_user: int = Field(default=32768, ge=1)
     # ... and how many files (inodes, once unpacked): empty files cost no bytes.
-    image_max_store_files_per_user: int = 2_000_000
+    image_max_store_files_per_user: int = Field(default=2_000_000, ge=1)
     # Code archives (tre.code): what one project's distinct uploads may hold of the shared code
     # store, archives plus their unpacked trees (each upload is bounded by the project's quota).
-    code_max_store_mb_per_project: int = 10240
+    code_max_store_mb_per_project: int = Field(default=10240, ge=1)
 
     # Federation (tre.federation, docs/federation.md). At a hub: a node that has not polled
     # for this long is shown offline, and work it did not acknowledge is offered again.
@@ -259,6 +264,17 @@ class Settings(BaseSettings):
         if not _IRI.match(iri):
             raise ValueError("not an IRI such as https://node.example.org/tre or urn:tre:node:NAME")
         return iri
+
+    @model_validator(mode="after")
+    def _heartbeat_within_stale(self) -> Settings:
+        """A heartbeat slower than the staleness limit would make every running job look
+        orphaned to the other workers; refused at start rather than failing jobs later."""
+        if self.worker_heartbeat_s >= self.worker_stale_after_s:
+            raise ValueError(
+                f"TRE_WORKER_HEARTBEAT_S ({self.worker_heartbeat_s:g}) must be less than "
+                f"TRE_WORKER_STALE_AFTER_S ({self.worker_stale_after_s:g})"
+            )
+        return self
 
     @model_validator(mode="after")
     def _oidc_has_a_provider(self) -> Settings:

@@ -10,7 +10,11 @@ def make_executor(settings: Settings, name: str | None = None) -> Executor:
     name = name or settings.executor
     if name == "local":
         from tre.executors.local import LocalExecutor
+        from tre.executors.sandbox_settings import check_local_sandbox_settings
 
+        # A process that will run jobs here: the TRE_SANDBOX_* values are checked against the
+        # host now, so a wrong one stops `tre serve`/`tre worker` at start, not the first job.
+        check_local_sandbox_settings(settings)
         return LocalExecutor(settings)
     if name == "kubernetes":
         from tre.executors.kubernetes import KubernetesExecutor

@@ -21,7 +21,6 @@ import contextlib
 import fcntl
 import logging
 import os
-import pwd
 import select
 import shutil
 import signal
@@ -42,6 +41,7 @@ from tre.executors.base import Executor, ExecutorError, JobResult, JobSpec, RunC
 from tre.executors.bwrap import SandboxLayout, build_args, image_identity, image_rootfs
 from tre.executors.cgroups import CgroupLimits, JobCgroup, create_job_cgroup, job_cgroup_name, sweep_stale
 from tre.executors.gpu import gpu_mounts
+from tre.executors.sandbox_settings import job_user_ids
 from tre.executors.stage import DEFAULT_STAGE_DIR, LAUNCH_FAILED, Stage, ensure_stage_dir, launcher_argv
 from tre.states import JobState
 
@@ -294,15 +294,9 @@ class LocalExecutor(Executor):
     def job_host_ids(self) -> tuple[int, int]:
         """The job user's host uid and gid; refuses root, the worker's own uid, a missing user."""
         try:
-            entry = pwd.getpwnam(self.job_user)
-        except KeyError:
-            raise ExecutorError(
-                f"the job user {self.job_user!r} does not exist; run scripts/install-system-deps "
-                "(or set TRE_SANDBOX_JOB_USER)"
-            ) from None
-        if entry.pw_uid == 0 or entry.pw_gid == 0 or entry.pw_uid == os.getuid():
-            raise ExecutorError(f"the job user {self.job_user!r} must be neither root nor the worker's user")
-        return entry.pw_uid, entry.pw_gid
+            return job_user_ids(self.job_user)
+        except ValueError as exc:
+            raise ExecutorError(f"{exc} (TRE_SANDBOX_JOB_USER)") from None
 
     def _rootfs(self, spec: JobSpec) -> Path | None:
         if spec.rootfs is not None:

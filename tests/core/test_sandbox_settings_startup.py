@@ -1,0 +1,128 @@
+"""The local sandbox's settings stop `tre serve` and `tre worker` at start, with one line.
+
+Before, a job user that does not exist was found only when the first job ran (the job
+failed), and a cgroup parent that is not a usable cgroup v2 folder was never reported at all
+(jobs fell back to other cgroups or to rlimits with a log warning). Real server processes,
+started as an operator would.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.ports import free_port
+from tre.config import Settings, SettingsError
+from tre.executors.sandbox_settings import cgroup_parent_problem, check_local_sandbox_settings
+
+JOB_USER_EXISTS = "tre-job"
+
+
+def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRE_")}
+    env.update(TRE_HOME=str(tmp_path / "home"), HOME=str(tmp_path), **extra)
+    return env
+
+
+def _one_line_failure(args: list[str], env: dict[str, str], *words: str) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "tre.cli.main", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr and lines[0].startswith("error: invalid setting ")
+    for word in words:
+        assert word in lines[0], lines[0]
+
+
+def _plain_folder(tmp_path: Path) -> str:
+    folder = tmp_path / "not-a-cgroup"
+    folder.mkdir()
+    return str(folder)
+
+
+BAD = [
+    ("TRE_SANDBOX_JOB_USER", lambda _p: "no-such-user-x", "does not exist"),
+    ("TRE_SANDBOX_JOB_USER", lambda _p: "root", "neither root nor"),
+    ("TRE_SANDBOX_CGROUP_PARENT", lambda _p: "/nonexistent/tre.slice", "no such folder"),
+    ("TRE_SANDBOX_CGROUP_PARENT", _plain_folder, "not a cgroup v2 folder"),
+    ("TRE_SANDBOX_CGROUP_PARENT", lambda _p: "tre.slice", "not an absolute path"),
+    ("TRE_SANDBOX_UID", lambda _p: "0", "greater than or equal to 1"),
+    ("TRE_SANDBOX_GID", lambda _p: "-5", "greater than or equal to 1"),
+    ("TRE_SANDBOX_JOB_USER", lambda _p: "", "at least 1 character"),
+]
+
+
+@pytest.mark.parametrize(("variable", "value", "says"), BAD, ids=[f"{v}-{s}" for v, _f, s in BAD])
+@pytest.mark.parametrize("command", [["serve", "--port", "0"], ["worker"]], ids=["serve", "worker"])
+def test_a_bad_sandbox_setting_stops_the_process_at_start(
+    tmp_path: Path, command: list[str], variable: str, value: object, says: str
+) -> None:
+    """The process ends at once (no API listening, no worker polling) naming the variable."""
+    assert callable(value)
+    given = value(tmp_path)
+    args = [command[0], "--port", str(free_port())] if command[0] == "serve" else command
+    _one_line_failure(args, _env(tmp_path, **{variable: given}), variable, says)
+
+
+def test_the_api_alone_does_not_need_the_sandbox(tmp_path: Path) -> None:
+    """`tre serve --no-worker` runs no jobs here (the Kubernetes deployment's API): the local
+    sandbox's settings are not in use, so they do not stop it."""
+    port = free_port()
+    env = _env(tmp_path, TRE_SANDBOX_JOB_USER="no-such-user-x")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tre.cli.main", "serve", "--port", str(port), "--no-worker"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                assert httpx.get(f"http://127.0.0.1:{port}/docs", timeout=1).status_code == 200
+                break
+            except httpx.HTTPError:
+                assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+                assert time.monotonic() < deadline, "tre serve --no-worker did not start"
+                time.sleep(0.2)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+
+
+def test_a_good_configuration_passes(tmp_path: Path) -> None:
+    check_local_sandbox_settings(Settings(home=tmp_path, sandbox_job_user=JOB_USER_EXISTS))
+
+
+def test_a_cgroup_v2_parent_must_offer_memory_and_pids(tmp_path: Path) -> None:
+    """What the check reads of a cgroup v2 folder, on a copy (this CI host runs cgroup v1)."""
+    fake = tmp_path / "tre.slice"
+    fake.mkdir()
+    (fake / "cgroup.controllers").write_text("cpu io\n")
+    assert cgroup_parent_problem(fake) == "its cgroup.controllers lacks memory, pids"
+    (fake / "cgroup.controllers").write_text("cpu io memory pids\n")
+    assert cgroup_parent_problem(fake) is None
+    with pytest.raises(SettingsError, match="TRE_SANDBOX_CGROUP_PARENT"):
+        check_local_sandbox_settings(
+            Settings(home=tmp_path, sandbox_job_user=JOB_USER_EXISTS, sandbox_cgroup_parent=tmp_path)
+        )
+
+
+def test_a_heartbeat_slower_than_the_staleness_limit_is_refused(tmp_path: Path) -> None:
+    env = _env(tmp_path, TRE_WORKER_HEARTBEAT_S="20", TRE_WORKER_STALE_AFTER_S="15")
+    says = "TRE_WORKER_HEARTBEAT_S (20) must be less than TRE_WORKER_STALE_AFTER_S (15)"
+    _one_line_failure(["worker"], env, says)

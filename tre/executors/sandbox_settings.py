@@ -1,0 +1,72 @@
+"""The local sandbox's settings, checked when a process that will run jobs starts.
+
+Why here and not in `tre.config`: these values are only wrong in relation to the host (a
+user that does not exist, a cgroup folder that is not a usable cgroup v2 parent), and only
+matter where the local executor runs jobs: `tre serve` with its worker, `tre worker`. Before,
+they were read when the first job ran, so a typo let the service start and then failed (the
+job user) or silently weakened (the cgroup parent: jobs fell back to other cgroups, or to
+rlimits) every job. Now a wrong value stops the process at start with one line naming the
+variable, like any other bad setting (`tre.config.SettingsError`).
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+from pathlib import Path
+
+from tre.config import Settings, SettingsError
+
+# The cgroup v2 controllers a job cgroup needs under a configured parent (tre.executors.cgroups).
+REQUIRED_CONTROLLERS = ("memory", "pids")
+
+
+def job_user_ids(name: str) -> tuple[int, int]:
+    """The job user's host uid and gid; refuses a missing user, root, and the calling
+    process's own user (a job must never run with the worker's rights). Raises
+    `ValueError` with the reason."""
+    try:
+        entry = pwd.getpwnam(name)
+    except KeyError:
+        raise ValueError(f"the job user {name!r} does not exist; run scripts/install-system-deps") from None
+    if entry.pw_uid == 0 or entry.pw_gid == 0 or entry.pw_uid == os.getuid():
+        raise ValueError(f"the job user {name!r} must be neither root nor the worker's user")
+    return entry.pw_uid, entry.pw_gid
+
+
+def cgroup_parent_problem(parent: Path) -> str | None:
+    """Why ``parent`` cannot hold job cgroups, or None: it must be a cgroup v2 folder that
+    offers the memory and pids controllers (a delegated, process-free one; docs/sandbox.md)."""
+    if not parent.is_absolute():
+        return "not an absolute path"
+    if not parent.is_dir():
+        return "no such folder"
+    controllers = parent / "cgroup.controllers"
+    if not controllers.is_file():
+        return "not a cgroup v2 folder (no cgroup.controllers)"
+    try:
+        offered = set(controllers.read_text().split())
+    except OSError as exc:
+        return f"cannot read its cgroup.controllers ({exc.strerror})"
+    missing = [c for c in REQUIRED_CONTROLLERS if c not in offered]
+    if missing:
+        return f"its cgroup.controllers lacks {', '.join(missing)}"
+    if not os.access(parent, os.W_OK):
+        return "not writable by this process"
+    return None
+
+
+def check_local_sandbox_settings(settings: Settings) -> None:
+    """Every ``TRE_SANDBOX_*`` value the local executor will use, checked against the host now.
+    (``TRE_SANDBOX_UID``/``GID`` ranges and ``TRE_SANDBOX_HOST_TOOLCHAIN`` are checked with
+    the other settings when they are read.)"""
+    try:
+        job_user_ids(settings.sandbox_job_user)
+    except ValueError as exc:
+        name = settings.sandbox_job_user
+        raise SettingsError(f"invalid setting TRE_SANDBOX_JOB_USER={name!r}: {exc}") from None
+    parent = settings.sandbox_cgroup_parent
+    if parent is not None:
+        problem = cgroup_parent_problem(Path(parent))
+        if problem is not None:
+            raise SettingsError(f"invalid setting TRE_SANDBOX_CGROUP_PARENT={str(parent)!r}: {problem}")
