@@ -439,3 +439,40 @@ def admin_build_image(
             catalog.approve(s, settings, "admin-cli", built.reference, project)
         console.print(f"approved for project {project}")
     print(built.reference)
+
+
+@admin_app.command("build-control-image")
+def admin_build_control_image(
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the OCI archive.")] = Path(
+        "tre-control-plane.oci.tar"
+    ),
+    smoke: Annotated[
+        bool,
+        typer.Option("--smoke/--no-smoke", help="Start its tre (help, probes, serve) under bubblewrap."),
+    ] = True,
+) -> None:
+    """Build the control plane's image (API, worker, CLI) here, with mmdebstrap and umoci as
+    for the job image, into an OCI archive; prints its digest to pin in k8s/ (docs/deploy.md)."""
+    from tre.images.controlimage import NAME, build_control_image, smoke_test
+
+    settings = get_settings()
+    with console.status("building the control-plane image (mmdebstrap, umoci; minutes when cold)"):
+        built = build_control_image(settings, output)
+    how = "cached layout" if built.cached else "built"
+    console.print(
+        f"{how} in {built.seconds:.1f} s; wrote {built.archive} ({built.size / 2**20:.0f} MiB)",
+        highlight=False,
+        soft_wrap=True,
+    )
+    if smoke:
+        with console.status("smoke test: tre --help, the probes and tre serve inside the image"):
+            steps = smoke_test(built.layout)
+        for line in steps:
+            console.print(line, highlight=False)
+    console.print(
+        f"push it: skopeo copy oci-archive:{built.archive} docker://{NAME}:<version>\n"
+        f"pin it:  cd k8s/base && kustomize edit set image {NAME}@{built.digest}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    print(built.digest)

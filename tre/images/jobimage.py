@@ -172,11 +172,12 @@ def _scratch(settings: Settings) -> Path:
     return path
 
 
-def base_recipe() -> dict[str, object]:
-    """What the Debian layer is made of (the tre files are a layer of their own)."""
+def base_recipe(packages: tuple[str, ...] = PACKAGES) -> dict[str, object]:
+    """What the Debian layer is made of (the tre files are a layer of their own); the
+    control-plane image (`tre.images.controlimage`) asks for more ``packages``."""
     return {
         "suite": SUITE,
-        "packages": list(PACKAGES),
+        "packages": list(packages),
         "dpkg": list(DPKG_OPTIONS),
         "mmdebstrap": list(MMDEBSTRAP_OPTIONS),
         "sources": SOURCES.read_text() if SOURCES.is_file() else "default",
@@ -204,7 +205,7 @@ def cached_layout(settings: Settings, key: str) -> Path:
     with tempfile.TemporaryDirectory(dir=root) as tmp:
         if not base.is_file():
             partial = Path(tmp) / "base.tar"
-            _debian_base(partial)
+            debian_base(partial)
             partial.rename(base)
         if not packages.is_file():
             partial = Path(tmp) / "python.tar"
@@ -216,8 +217,10 @@ def cached_layout(settings: Settings, key: str) -> Path:
     return layout
 
 
-def _debian_base(dest: Path) -> None:
-    args = ["mmdebstrap", "--quiet", "--variant=essential", f"--include={','.join(PACKAGES)}"]
+def debian_base(dest: Path, packages: tuple[str, ...] = PACKAGES) -> None:
+    """A Debian root file system as one layer tar: only ``packages`` and what they need, no
+    documentation, no device nodes (mmdebstrap through this machine's apt sources)."""
+    args = ["mmdebstrap", "--quiet", "--variant=essential", f"--include={','.join(packages)}"]
     args += list(MMDEBSTRAP_OPTIONS)
     args += [f"--dpkgopt={opt}" for opt in DPKG_OPTIONS]
     args += [SUITE, str(dest)]
@@ -229,7 +232,7 @@ def _debian_base(dest: Path) -> None:
         if os.geteuid() == 0:
             raise
         raise ImageToolError(
-            f"{exc} (building the job image needs root, or user namespaces with subordinate ids "
+            f"{exc} (building an image needs root, or user namespaces with subordinate ids "
             "for mmdebstrap's unshare mode: run it as root or with sudo)"
         ) from exc
 
@@ -256,11 +259,27 @@ def _build_layout(work: Path, base: Path, packages: Path) -> Path:
 
 def _write_tre_layer(dest: Path) -> None:
     """/opt/tre/python/tre/...: root-owned, world-readable, fixed timestamps."""
+    root = TRE_ROOT.parent
+    write_files_layer(
+        dest, {f"{SITE}/{p.relative_to(root).as_posix()}": (p.read_bytes(), 0o644) for p in tre_files()}
+    )
+
+
+def write_files_layer(
+    dest: Path, files: dict[str, tuple[bytes, int]], folders: dict[str, int] | None = None
+) -> None:
+    """A layer of ``folders`` (path -> mode) first, then ``files`` (path in the image ->
+    content, mode) and their parent folders (0755), in the given order: root-owned, fixed
+    timestamps, so the same files make the same layer digest on every build."""
     with tarfile.open(dest, "w") as tar:
         seen: set[str] = set()
-        for path in tre_files():
-            rel = path.relative_to(TRE_ROOT.parent).as_posix()
-            parts = f"{SITE}/{rel}".split("/")
+        for folder, mode in (folders or {}).items():
+            seen.add(folder)
+            info = tarfile.TarInfo(folder)
+            info.type, info.mode = tarfile.DIRTYPE, mode
+            tar.addfile(info)
+        for name, (data, mode) in files.items():
+            parts = name.split("/")
             for i in range(1, len(parts)):
                 folder = "/".join(parts[:i])
                 if folder not in seen:
@@ -268,9 +287,8 @@ def _write_tre_layer(dest: Path) -> None:
                     info = tarfile.TarInfo(folder)
                     info.type, info.mode = tarfile.DIRTYPE, 0o755
                     tar.addfile(info)
-            data = path.read_bytes()
-            info = tarfile.TarInfo(f"{SITE}/{rel}")
-            info.size, info.mode = len(data), 0o644
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), mode
             tar.addfile(info, io.BytesIO(data))
 
 
@@ -324,19 +342,28 @@ def _write_seed_layer(dest: Path, layers: tuple[Path, ...], work: Path) -> None:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def _bwrap_argv(rootfs: Path, binds: list[tuple[str, Path, str]], env: dict[str, str]) -> list[str]:
+def _bwrap_argv(
+    rootfs: Path,
+    binds: list[tuple[str, Path, str]],
+    env: dict[str, str],
+    user: str = USER,
+    share_net: bool = False,
+) -> list[str]:
     """bubblewrap running a command in the image as a job would: no network, read-only
     root, the image's uid, a clean environment, a private /tmp; ``binds`` are
     (``--ro-bind`` or ``--bind``, host path, path in the image). One list for the smoke
-    test and the seed build, so the build compiles the kernels in the sandbox jobs get."""
+    test and the seed build, so the build compiles the kernels in the sandbox jobs get.
+    ``share_net`` keeps the host's network (only the control-plane image's smoke test, whose
+    `tre serve` must answer on a loopback port)."""
     bwrap = shutil.which("bwrap")
     if bwrap is None:
         raise ImageToolError("bubblewrap is not installed")
-    uid, gid = USER.split(":")  # bwrap maps them to the caller
+    uid, gid = user.split(":")  # bwrap maps them to the caller
     argv = [bwrap, "--ro-bind", str(rootfs), "/", "--proc", "/proc", "--dev", "/dev", "--tmpfs", JOB_TMP]
     for flag, source, target in binds:
         argv += [flag, str(source), target]
-    argv += ["--unshare-all", "--unshare-user", "--uid", uid, "--gid", gid, "--die-with-parent", "--clearenv"]
+    argv += ["--unshare-all", "--unshare-user", *(["--share-net"] if share_net else [])]
+    argv += ["--uid", uid, "--gid", gid, "--die-with-parent", "--clearenv"]
     for k, v in env.items():
         argv += ["--setenv", k, v]
     return [*argv, "--chdir", JOB_TMP]

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+from collections.abc import Iterable
 from importlib import metadata
 from pathlib import Path
 
@@ -70,16 +71,23 @@ def target_environment() -> dict[str, str]:
     return env
 
 
-def requirements() -> list[str]:
-    """``name==version`` for every distribution the job needs, closed over dependencies, each
-    pinned to the version installed here (a dependency not installed here is left unpinned)."""
+def requirements(top_level: Iterable[str] = TOP_LEVEL) -> list[str]:
+    """``name==version`` for every distribution ``top_level`` needs (requirement strings, extras
+    allowed: ``psycopg[binary]``), closed over dependencies, each pinned to the version
+    installed here (a dependency not installed here is left unpinned). The job image asks for
+    `TOP_LEVEL`; the control-plane image (`tre.images.controlimage`) for tre's own dependencies."""
     env = target_environment()
     wanted: dict[str, str | None] = {}
-    queue = list(TOP_LEVEL)
+    done: set[tuple[str, str]] = set()
+    queue = [Requirement(spec) for spec in top_level]
     while queue:
-        name = canonicalize_name(queue.pop())
-        if name in wanted:
+        req = queue.pop()
+        name = canonicalize_name(req.name)
+        extras = sorted(req.extras) or [""]
+        todo = [e for e in extras if (name, e) not in done]
+        if not todo:
             continue
+        done.update((name, e) for e in todo)
         try:
             dist = metadata.distribution(name)
         except metadata.PackageNotFoundError:
@@ -87,9 +95,9 @@ def requirements() -> list[str]:
             continue
         wanted[name] = dist.version
         for spec in dist.requires or []:
-            req = Requirement(spec)
-            if req.marker is None or req.marker.evaluate({**env, "extra": ""}):
-                queue.append(req.name)
+            dep = Requirement(spec)
+            if dep.marker is None or any(dep.marker.evaluate({**env, "extra": e}) for e in todo):
+                queue.append(dep)
     return sorted(f"{n}=={v}" if v else n for n, v in wanted.items())
 
 
