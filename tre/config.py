@@ -48,6 +48,11 @@ _S = TypeVar("_S", bound=BaseSettings)
 DATABASE_BACKENDS = ("sqlite", "postgresql")
 _DATABASE_URL = re.compile(r"^(?P<backend>[a-z]+)(\+[a-z0-9_]+)?://")
 _WEB_URL = re.compile(r"^https?://[^\s/?#]+[^\s]*$")
+# An OCI registry host (a DNS name or IP, optional port) and optional lowercase repository
+# path, as image references carry it: `registry.tre.local`, `registry.example.org:5000/tre`.
+_REGISTRY = re.compile(
+    r"^[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?(?::[0-9]{1,5})?(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$"
+)
 # The largest uid/gid the kernel hands out ((uid_t)-1 means "no change").
 MAX_ID = 2**32 - 2
 _IRI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:[^\s<>\"{}|\\^`]+$")
@@ -257,6 +262,16 @@ class Settings(BaseSettings):
         if not _WEB_URL.match(url):
             raise ValueError("not an http(s) URL")
         return url
+
+    @field_validator("image_registry")
+    @classmethod
+    def _registry(cls, registry: str) -> str:
+        """Part of every imported image's reference (what approvals, jobs and pushes name):
+        a scheme, a trailing slash or an upper-case path would make references that no
+        registry accepts, found only at the first push."""
+        if not _REGISTRY.match(registry):
+            raise ValueError("not a registry host[:port][/path] (no scheme, lower-case path)")
+        return registry
 
     @field_validator("catalogue_base_iri")
     @classmethod

@@ -126,3 +126,19 @@ def test_a_heartbeat_slower_than_the_staleness_limit_is_refused(tmp_path: Path) 
     env = _env(tmp_path, TRE_WORKER_HEARTBEAT_S="20", TRE_WORKER_STALE_AFTER_S="15")
     says = "TRE_WORKER_HEARTBEAT_S (20) must be less than TRE_WORKER_STALE_AFTER_S (15)"
     _one_line_failure(["worker"], env, says)
+
+
+@pytest.mark.parametrize(
+    "value", ["https://registry.example.org", "registry.local/", "reg.local/Team", "a b"]
+)
+def test_a_registry_that_no_reference_could_name_is_refused(tmp_path: Path, value: str) -> None:
+    """TRE_IMAGE_REGISTRY goes into every imported image's reference: checked at start, not
+    at the first push."""
+    _one_line_failure(
+        ["worker"], _env(tmp_path, TRE_IMAGE_REGISTRY=value), "TRE_IMAGE_REGISTRY", "registry host"
+    )
+
+
+@pytest.mark.parametrize("value", ["registry.tre.local", "registry.example.org:5000/tre", "10.0.0.5:5000"])
+def test_registries_as_references_name_them_pass(tmp_path: Path, value: str) -> None:
+    assert Settings(home=tmp_path, image_registry=value).image_registry == value
