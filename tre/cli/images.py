@@ -152,3 +152,21 @@ def push(reference: Annotated[str, typer.Argument(help="name@sha256:... of an im
     client = ApiClient(timeout=UPLOAD_TIMEOUT_S)
     out = client.post("/api/v1/images/push", json={"reference": _image_ref(client, reference)})
     console.print(f"pushed {untrusted(out['reference'])}", soft_wrap=True)
+
+
+@app.command("rm")
+def remove(
+    reference: Annotated[str, typer.Argument(help="name@sha256:... (or a unique prefix of its digest)")],
+) -> None:
+    """Remove your import of an image, freeing your image quota (audited). When nobody else
+    imported it, or when an admin removes it, the image leaves the store; refused while it is
+    approved for a project (an admin revokes that first) or a queued or running job uses it."""
+    client = ApiClient()
+    ref = _image_ref(client, reference)
+    out = client.delete(f"/api/v1/images/{ref.rsplit('@', 1)[1]}")
+    freed = f"; freed {human_size(out['freed_from_your_quota'])} of your image quota"
+    if out["removed_from_store"]:
+        said = f"removed {untrusted(ref)} from the image store"
+    else:
+        said = f"removed your import of {untrusted(ref)} (others imported it too: it stays in the store)"
+    console.print(said + (freed if out["freed_from_your_quota"] else ""), soft_wrap=True)

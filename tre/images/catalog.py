@@ -17,14 +17,14 @@ from sqlalchemy.orm import Session
 from tre.access import user_project_ids
 from tre.audit import record_event
 from tre.config import Settings
-from tre.errors import AdmissionDenied, NotFound
+from tre.errors import AdmissionDenied, Conflict, NotFound
 from tre.images.errors import ImageQuotaExceeded
 from tre.images.layout import config_to_json
 from tre.images.reference import Reference, canonical, parse_reference, printable
 from tre.images.store import ImportResult
 from tre.registry import get_project
 from tre.store.base import utcnow
-from tre.store.models import Image, ImageApproval, ImageImport
+from tre.store.models import Image, ImageApproval, ImageImport, Job, JobState
 
 MAX_USABLE_IN_MESSAGE = 10
 
@@ -67,13 +67,22 @@ def check_quota(
         )
 
 
+def _locked_image(session: Session, digest: str) -> Image | None:
+    """The image's row, locked until the unit of work ends (``FOR UPDATE`` on PostgreSQL)."""
+    return session.scalars(select(Image).where(Image.digest == digest).with_for_update()).one_or_none()
+
+
 def record_import(
     session: Session, actor: str, result: ImportResult, settings: Settings | None = None
 ) -> Image:
     """The database half of an import (the files are already in the store). With
     ``settings``, the importer's quota is checked first; a refused image that nobody else
     imported is removed from the store again."""
-    image = session.get(Image, result.digest)
+    # Locked (PostgreSQL; SQLite's writer lock serialises all writers) so that a removal of the
+    # same image (`remove_image`) commits entirely before or after this import is recorded.
+    image = session.scalars(
+        select(Image).where(Image.digest == result.digest).with_for_update()
+    ).one_or_none()
     mine = session.get(ImageImport, (result.digest, actor))
     if settings is not None and mine is None:
         try:
@@ -117,6 +126,88 @@ def record_import(
         },
     )
     return image
+
+
+@dataclass(frozen=True)
+class Removal:
+    """What `remove_image` did: the image left the store (``whole``), or only the caller's
+    import of it went (someone else imported it too); ``freed`` is what the caller's quota
+    counted for it (bytes)."""
+
+    digest: str
+    name: str
+    whole: bool
+    freed: int
+
+
+def remove_image(session: Session, actor: str, digest: str, as_admin: bool) -> Removal:
+    """Remove an image, or the caller's import of it (the database half; the caller then takes
+    the files out of the store when ``whole``, in the same unit of work).
+
+    A researcher removes their own import: their quota is freed at once. When nobody else
+    imported the image, the image itself goes, and so does it when an admin removes it (with
+    every researcher's import of it). Removing the image is refused while a project may run
+    it (an admin revokes the approvals first: removal never withdraws a decision of ingress
+    review on its own) or a queued or running job uses it. Audited as ``image.removed``."""
+    image = session.scalars(select(Image).where(Image.digest == digest).with_for_update()).one_or_none()
+    mine = session.get(ImageImport, (digest, actor))
+    if image is None or (mine is None and not as_admin):
+        raise NotFound(
+            f"no image {digest} imported by you" if not as_admin else f"no imported image {digest}"
+        )
+    imports = list(session.scalars(select(ImageImport).where(ImageImport.digest == digest)))
+    whole = as_admin or all(i.user_id == actor for i in imports)
+    if whole:
+        _refuse_while_in_use(session, digest, as_admin)
+        for row in imports:
+            session.delete(row)
+        session.flush()  # the imports first: the database would cascade them with the image
+        session.delete(image)
+    else:
+        assert mine is not None
+        session.delete(mine)
+    session.flush()
+    freed = image.size + image.unpacked_size if mine is not None else 0
+    record_event(
+        session,
+        actor=actor,
+        action="image.removed",
+        details={
+            "digest": digest,
+            "name": image.name,
+            "whole_image": whole,
+            "imports_removed": len(imports) if whole else 1,
+            "bytes": image.size + image.unpacked_size,
+        },
+    )
+    return Removal(digest=digest, name=image.name, whole=whole, freed=freed)
+
+
+def _refuse_while_in_use(session: Session, digest: str, as_admin: bool) -> None:
+    """A researcher learns how many approvals and jobs hold the image, an admin which."""
+    projects = sorted(
+        session.scalars(
+            select(ImageApproval.project_id).where(
+                ImageApproval.digest == digest, ImageApproval.revoked_at.is_(None)
+            )
+        )
+    )
+    if projects:
+        which = f"project(s) {', '.join(projects)}" if as_admin else f"{len(projects)} project(s)"
+        raise Conflict(
+            f"image {digest} is approved for {which}; an admin revokes the approvals first "
+            "(tre image revoke REF --project P)"
+        )
+    jobs = sorted(
+        session.scalars(
+            select(Job.id).where(
+                Job.state.in_([JobState.queued.value, JobState.running.value]), Job.image.like(f"%@{digest}")
+            )
+        )
+    )
+    if jobs:
+        which = f"job(s) {', '.join(jobs[:10])}" if as_admin else f"{len(jobs)} job(s)"
+        raise Conflict(f"image {digest} is used by queued or running {which}; remove it when they have ended")
 
 
 def find_image(session: Session, ref: str) -> tuple[Reference, Image | None]:

@@ -3,6 +3,12 @@
     oci/<hex>/        an OCI layout holding one image (tag ``image``), <hex> = manifest digest
     bundles/<hex>/    its unpacked bundle; ``rootfs/`` is what the local sandbox runs
     tmp/              uploads and conversions in progress (removed when they end)
+    locks/<hex>       one lock file per digest: an import's placing and a removal's detaching
+                      of that image never interleave
+
+Each image's layout holds its own copy of every blob it names (nothing is linked or shared
+between ``oci/<hex>`` folders, even for layers two images have in common), so removing an
+image frees exactly its folders and never touches another image's (`detach`).
 
 An import is all or nothing: the upload is checked (`archive`), converted by skopeo into a
 scratch layout, verified (`layout`), moved into ``oci/`` and unpacked (`unpack`); any
@@ -17,11 +23,14 @@ import once it is older than any import can take (`STALE_SCRATCH_S`).
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tre.config import Settings
@@ -37,7 +46,7 @@ from tre.stale import remove_stale
 
 # Longer than any import runs (each tool is bounded to 30 min, an import runs three at most).
 STALE_SCRATCH_S = 6 * 3600
-PRIVATE_DIRS = ("oci", "bundles", "tmp")
+PRIVATE_DIRS = ("oci", "bundles", "tmp", "locks")
 
 
 @dataclass(frozen=True)
@@ -124,21 +133,22 @@ class ImageStore:
         skopeo_to_layout(f"{info.format}:{upload}", layout)
         verified = verify_layout(layout, self.limits)
         final = self.layout(verified.digest)
-        fresh = not self.has(verified.digest)
-        if fresh:
-            final.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                os.replace(layout, final)
-            except OSError:
-                if not self.has(verified.digest):  # not a concurrent import of the same image
-                    raise
-                fresh = False
-        try:
-            rootfs = self.rootfs(verified.digest)
-        except Exception:
+        with self.digest_lock(verified.digest):
+            fresh = not self.has(verified.digest)
             if fresh:
-                self.remove(verified.digest)
-            raise
+                final.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    os.replace(layout, final)
+                except OSError:
+                    if not self.has(verified.digest):  # not a concurrent import of the same image
+                        raise
+                    fresh = False
+            try:
+                rootfs = self.rootfs(verified.digest)
+            except Exception:
+                if fresh:
+                    self.remove(verified.digest)
+                raise
         return ImportResult(
             digest=verified.digest,
             name=clean_name(name or info.name_hint),
@@ -156,6 +166,61 @@ class ImageStore:
         hex_digest = check_digest(digest).removeprefix("sha256:")
         shutil.rmtree(self.root / "oci" / hex_digest, ignore_errors=True)
         shutil.rmtree(self.root / "bundles" / hex_digest, ignore_errors=True)
+
+    # -- removal (tre image rm) -------------------------------------------------------------------
+    @contextlib.contextmanager
+    def digest_lock(self, digest: str) -> Iterator[None]:
+        """Exclusive, per digest, across processes and API replicas sharing the store."""
+        self.ensure_dirs()
+        hex_digest = check_digest(digest).removeprefix("sha256:")
+        with (self.root / "locks" / hex_digest).open("a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def detach(self, digest: str) -> Detached:
+        """Take the image out of the store at once (two renames into a scratch folder), so
+        that `has` is false from here on, while its bytes can still be put back (`restore`)
+        if the database's removal does not commit; `discard` then frees them. Under the
+        digest's lock: an import of the same image either placed its copy before (and finds
+        it gone when it records, so it is refused and can be sent again) or places a fresh
+        one after."""
+        hex_digest = check_digest(digest).removeprefix("sha256:")
+        with self.digest_lock(digest):
+            trash = Path(tempfile.mkdtemp(dir=self.root / "tmp", prefix="removed-"))
+            detached = Detached(digest, trash)
+            for sub in ("oci", "bundles"):
+                source = self.root / sub / hex_digest
+                if source.exists():
+                    os.replace(source, trash / sub)
+                    detached.moved.append((source, trash / sub))
+        return detached
+
+    def restore(self, detached: Detached) -> None:
+        """Put a detached image back (its removal was not committed), unless an import has
+        placed the same image again meanwhile."""
+        with self.digest_lock(detached.digest):
+            for source, moved in detached.moved:
+                if not source.exists():
+                    os.replace(moved, source)
+        shutil.rmtree(detached.trash, ignore_errors=True)
+
+    def discard(self, detached: Detached) -> int:
+        """Free a detached image's bytes; returns how many."""
+        freed = sum(tree_size(moved) for _source, moved in detached.moved)
+        shutil.rmtree(detached.trash, ignore_errors=True)
+        return freed
+
+
+@dataclass
+class Detached:
+    """An image taken out of the store by `ImageStore.detach`: its folders, moved aside."""
+
+    digest: str
+    trash: Path
+    moved: list[tuple[Path, Path]] = field(default_factory=list)
 
 
 def _blob(layout: Path, digest: str) -> Path:

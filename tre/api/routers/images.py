@@ -1,5 +1,6 @@
 """Container images: import (researchers and admins, streamed upload), list, approve and
-revoke per project (admins: ingress review), push to the TRE's registry (admins)."""
+revoke per project (admins: ingress review), push to the TRE's registry (admins), remove
+(the importer their import, an admin the image)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import shutil
 
 import anyio
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi import Path as PathParam
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
@@ -25,11 +27,11 @@ from tre.api.schemas import IMAGE_REF_PATTERN
 from tre.audit import record_event
 from tre.auth.principal import Principal
 from tre.config import Settings
-from tre.errors import NotFound
+from tre.errors import Conflict, NotFound
 from tre.images import catalog
 from tre.images.catalog import ImageView
 from tre.images.push import push_image
-from tre.images.store import ImageStore, ImportResult
+from tre.images.store import Detached, ImageStore, ImportResult
 
 router = APIRouter(prefix="/api/v1/images", tags=["images"])
 importers = require_roles("researcher", "admin")
@@ -153,8 +155,58 @@ async def import_image(
 def _record_import(session: Session, settings: Settings, p: Principal, result: ImportResult) -> ImageOut:
     quota = None if p.has("admin") else settings
     image = catalog.record_import(session, p.user_id, result, quota)
+    # After record_import locked the image's row: a removal that took the files out of the
+    # store while this upload was being verified has committed by now, so this sees it.
+    if not ImageStore(settings).has(result.digest):
+        raise Conflict(f"image {result.digest} was removed while it was being imported; import it again")
     session.flush()
     return _view(session, settings, p, image.digest)
+
+
+class RemovalOut(BaseModel):
+    digest: str
+    name: str
+    # True: the image left the store (and every import of it); False: only the caller's import.
+    removed_from_store: bool
+    freed_from_your_quota: int
+
+
+@router.delete("/{digest}", response_model=RemovalOut)
+@works_before_writing
+async def remove_image(
+    request: Request,
+    digest: str = PathParam(pattern=r"^sha256:[0-9a-f]{64}$", description="The image's digest."),
+    p: Principal = Depends(importers),
+    settings: Settings = Depends(get_settings_dep),
+) -> RemovalOut:
+    """Remove your import of an image (researchers), or the image itself (admins; also a
+    researcher's when nobody else imported it). Refused (409) while the image is approved for
+    a project or a queued or running job uses it; see docs/images.md, "Removing an image"."""
+    store = ImageStore(settings)
+    detached: list[Detached] = []
+    try:
+        removal = await write_unit(request, _remove, store, p, digest, detached)
+    except BaseException:
+        for d in detached:  # the database kept the image: so does the store
+            await anyio.to_thread.run_sync(store.restore, d)
+        raise
+    for d in detached:
+        await anyio.to_thread.run_sync(store.discard, d)
+    return RemovalOut(
+        digest=removal.digest,
+        name=removal.name,
+        removed_from_store=removal.whole,
+        freed_from_your_quota=removal.freed,
+    )
+
+
+def _remove(
+    session: Session, store: ImageStore, p: Principal, digest: str, detached: list[Detached]
+) -> catalog.Removal:
+    removal = catalog.remove_image(session, p.user_id, digest, as_admin=p.has("admin"))
+    if removal.whole:  # out of the store before the commit; put back if it does not commit
+        detached.append(store.detach(digest))
+    return removal
 
 
 @router.get("", response_model=list[ImageOut])
