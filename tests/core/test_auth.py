@@ -147,6 +147,8 @@ def test_researcher_cannot_read_another_projects_job(app_client, world):
         ("alice", "post", "/api/v1/images/push"),
         ("dana", "post", "/api/v1/images"),
         ("audrey", "post", "/api/v1/images"),
+        ("dana", "delete", "/api/v1/images/sha256:" + "0" * 64),
+        ("audrey", "delete", "/api/v1/images/sha256:" + "0" * 64),
     ],
 )
 def test_roles_are_enforced(app_client, world, user, method, path):

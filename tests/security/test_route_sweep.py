@@ -97,6 +97,8 @@ REFUSED: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/api/v1/images/approvals"): ADMIN_ONLY,
     ("POST", "/api/v1/images/approvals/revoke"): ADMIN_ONLY,
     ("POST", "/api/v1/images/push"): ADMIN_ONLY,
+    # The importer removes their import, an admin the image; anyone else's is a 404.
+    ("DELETE", "/api/v1/images/{digest}"): NOT_SUBMITTERS,
     ("POST", "/api/v1/egress/requests"): frozenset({"dana", "audrey", "root"}),
     ("GET", "/api/v1/egress/requests"): NOBODY,
     ("GET", "/api/v1/egress/requests/{request_id}"): frozenset({"bob"}),
@@ -157,6 +159,7 @@ def ids(app_client, world, engine, settings) -> dict[str, str]:  # type: ignore[
         "name": "panel.css",
         "level": "0",
         "path:path": "000",
+        "digest": "sha256:" + "0" * 64,
     }
 
 
