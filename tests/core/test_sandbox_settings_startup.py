@@ -104,6 +104,23 @@ def test_the_api_alone_does_not_need_the_sandbox(tmp_path: Path) -> None:
         proc.wait(timeout=15)
 
 
+def test_a_worker_without_bubblewrap_stops_at_start(tmp_path: Path) -> None:
+    """A PATH without bwrap (as on a host where scripts/install-system-deps did not run)."""
+    env = _env(tmp_path)
+    env["PATH"] = str(tmp_path / "empty-bin")
+    _one_line_failure(["worker"], env, "TRE_EXECUTOR='local'", "bubblewrap (bwrap) is not installed")
+
+
+def test_a_worker_not_run_by_root_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """(The test interpreter lives under /root, so no other user can start it: the uid is
+    faked for the check itself.)"""
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    with pytest.raises(
+        SettingsError, match=r"TRE_EXECUTOR='local': the local sandbox runs jobs only when tre runs as root"
+    ):
+        check_local_sandbox_settings(Settings(home=tmp_path, sandbox_job_user=JOB_USER_EXISTS))
+
+
 def test_a_good_configuration_passes(tmp_path: Path) -> None:
     check_local_sandbox_settings(Settings(home=tmp_path, sandbox_job_user=JOB_USER_EXISTS))
 

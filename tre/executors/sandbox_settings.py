@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import shutil
 from pathlib import Path
 
 from tre.config import Settings, SettingsError
@@ -59,7 +60,20 @@ def cgroup_parent_problem(parent: Path) -> str | None:
 def check_local_sandbox_settings(settings: Settings) -> None:
     """Every ``TRE_SANDBOX_*`` value the local executor will use, checked against the host now.
     (``TRE_SANDBOX_UID``/``GID`` ranges and ``TRE_SANDBOX_HOST_TOOLCHAIN`` are checked with
-    the other settings when they are read.)"""
+    the other settings when they are read.) First what ``TRE_EXECUTOR=local`` (the default)
+    needs of the host at all: root, which runs each job as the job user and mounts its
+    size-limited /output, and bubblewrap; before, each job failed with that reason."""
+    if os.geteuid() != 0:
+        raise SettingsError(
+            "invalid setting TRE_EXECUTOR='local': the local sandbox runs jobs only when tre runs as "
+            "root (it runs each job as TRE_SANDBOX_JOB_USER and mounts its /output); start it as root, "
+            "or run the API alone with --no-worker"
+        )
+    if shutil.which("bwrap") is None:
+        raise SettingsError(
+            "invalid setting TRE_EXECUTOR='local': bubblewrap (bwrap) is not installed; "
+            "run scripts/install-system-deps"
+        )
     try:
         job_user_ids(settings.sandbox_job_user)
     except ValueError as exc:
