@@ -225,6 +225,50 @@ def check_last_entry(session: Session, size: int, frontier: Frontier) -> str:
     return leaf.hex()
 
 
+_CHECKPOINTS = cast(Table, AuditCheckpoint.__table__)
+_NEWEST_NOTE = (
+    select(_CHECKPOINTS.c.note).order_by(_CHECKPOINTS.c.tree_size.desc(), _CHECKPOINTS.c.id.desc()).limit(1)
+)
+# The last stored note that verified, per log name: appends re-check the same note (the one
+# the previous append signed) over and over, and a note that verified once stays authentic.
+_tip_cache: dict[str, tuple[str, Checkpoint]] = {}
+
+
+def check_signed_tip(session: Session, signer: AuditSigner, size: int, frontier: Frontier) -> None:
+    """Raise AuditLogDamaged unless a checkpoint the log signed covers exactly the stored tree.
+
+    Why: every append writes its entries and a checkpoint signed over them in one transaction,
+    so any committed tree has a stored checkpoint of its own size and root. Entries an insider
+    slipped into the tables (right ``idx``, ``prev``, leaf hash and frontier) still *extend*
+    everything signed, so `check_extends_pin` accepts them; without this check the next
+    append or periodic checkpoint would sign them, and forged entries (say, a DAC vote) would
+    verify for every auditor. The note is verified, never the row's size and root columns.
+    """
+    if size == 0:
+        return
+    note = session.connection().execute(_NEWEST_NOTE).scalar_one_or_none()
+    cp: Checkpoint | None = None
+    if note is not None:
+        with _pin_lock:
+            hit = _tip_cache.get(signer.name)
+        if hit is not None and hit[0] == note:
+            cp = hit[1]
+        else:
+            try:
+                cp, _ = open_checkpoint_any(note, signer.known_keys, signer.name)
+            except NoteError:
+                cp = None
+            else:
+                with _pin_lock:
+                    _tip_cache[signer.name] = (note, cp)
+    if cp is None or cp.tree_size != size or cp.root_hash != frontier.root():
+        signed = "none that verifies" if cp is None else f"the newest covers {cp.tree_size}"
+        raise damaged(
+            f"the stored tree of {size} entries is not covered by a checkpoint the log signed "
+            f"({signed}): entries were added to the database behind the log's back"
+        )
+
+
 def check_storage(session: Session, size: int) -> None:
     """Every index 0..size-1 is stored exactly once (a cheap count; deletions show up here)."""
     count, top = session.execute(select(func.count(AuditEntry.idx), func.max(AuditEntry.idx))).one()

@@ -24,7 +24,14 @@ from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from tre.audit.guard import check_extends_pin, check_last_entry, check_storage, damaged, remember_after_commit
+from tre.audit.guard import (
+    check_extends_pin,
+    check_last_entry,
+    check_signed_tip,
+    check_storage,
+    damaged,
+    remember_after_commit,
+)
 from tre.audit.merkle import GENESIS_PREV, Frontier, ProofError
 from tre.audit.note import TIMESTAMP_EXT, Checkpoint
 from tre.audit.signing import AuditSigner, signer_for
@@ -158,6 +165,7 @@ def _checked_state(session: Session, signer: AuditSigner) -> tuple[Frontier, str
     except ProofError as e:
         raise damaged(f"the stored frontier is corrupt ({e})") from e
     check_extends_pin(session, signer, size, frontier)
+    check_signed_tip(session, signer, size, frontier)
     prev = GENESIS_PREV if size == 0 else check_last_entry(session, size, frontier)
     return frontier, prev
 

@@ -136,8 +136,8 @@ def witness_checkpoint(
                 except httpx.HTTPError as e:
                     outcome = Outcome(w.key.name, "offline", type(e).__name__)
                     break
-                if resp.status_code == 409 and resp.text.strip().isdigit():
-                    old = int(resp.text.strip())
+                if resp.status_code == 409 and (told := _size(resp.text)) is not None:
+                    old = told
                     state[name] = old
                     outcome = Outcome(w.key.name, "conflict", f"resynced to size {old}")
                     continue
@@ -152,6 +152,20 @@ def witness_checkpoint(
                 s.commit()
     _write_json(signer.keys_dir / WITNESS_STATE_FILE, state)
     return outcomes
+
+
+def _size(text: str) -> int | None:
+    """A 409's body: the witness's tree size, ASCII digits of a uint64 (C2SP tlog-witness).
+
+    Anything else (Unicode digits, a sign, a number beyond uint64 or too long for Python to
+    convert) is not a size: the answer counts as an error, never an exception in the caller
+    (the export endpoint submits to witnesses first) and never a size kept in the state file.
+    """
+    text = text.strip()
+    if not (0 < len(text) <= 20 and text.isascii() and text.isdigit()):
+        return None
+    size = int(text)
+    return size if size < 2**64 else None
 
 
 def _answer(
