@@ -414,3 +414,45 @@ def test_tile_paths_have_one_canonical_form(
     assert r.json()["type"] == "urn:tre:problem:audit-tile-not-found"
     ok = c.get("/api/v1/audit/tlog/tile/0/000.p/3", headers=h)
     assert ok.status_code == 200 and len(ok.content) == 3 * 32
+
+
+# --- A retired key (rotated out, perhaps because it leaked) ----------------------------------
+
+
+def test_a_retired_key_cannot_vouch_for_forged_entries(log: Engine, settings: Settings) -> None:
+    import time
+
+    from tre.audit.merkle import Frontier
+    from tre.audit.note import TIMESTAMP_EXT, Checkpoint
+    from tre.audit.signing import get_signer, rotate_key
+
+    old = get_signer(settings.keys_dir)
+    rotate_key(settings.keys_dir, 0)  # no overlap: the old key is retired at once
+    time.sleep(0.01)
+    append_one(log)  # the tip signed by the old key is the log's own last checkpoint: fine
+    append_one(log)
+    forge_tail(log)
+    with session_scope(log) as s:
+        f = Frontier()
+        for leaf in s.scalars(select(AuditEntry.leaf_hash).order_by(AuditEntry.idx)):
+            f.append(bytes(leaf))
+        # Backdated into the (empty) overlap, signed with the retired key the insider holds.
+        backdated = (f"{TIMESTAMP_EXT} {int(time.time() * 1000) - 60_000}",)
+        note = AuditSigner(old.private_key, old.name).sign(Checkpoint(old.name, f.size, f.root(), backdated))
+        s.add(AuditCheckpoint(tree_size=f.size, root_hash=f.root(), note=note))
+    before = count_checkpoints(log)
+    with pytest.raises(AuditLogDamaged, match="retired key"):
+        append_one(log)
+    assert count_checkpoints(log) == before
+
+
+def test_first_append_after_a_rotation_without_overlap_carries_on(log: Engine, settings: Settings) -> None:
+    import time
+
+    from tre.audit.signing import get_signer, rotate_key
+
+    rotate_key(settings.keys_dir, 0)
+    time.sleep(0.01)
+    append_one(log)
+    signer = get_signer(settings.keys_dir)
+    assert verify_bundle(export_bytes(log, signer), signer.verifier_key).ok

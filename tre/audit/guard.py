@@ -30,7 +30,7 @@ from sqlalchemy import Table, bindparam, event, func, select
 from sqlalchemy.orm import Session
 
 from tre.audit.merkle import Frontier, ProofError, verify_consistency
-from tre.audit.note import Checkpoint, NoteError, open_checkpoint_any
+from tre.audit.note import Checkpoint, NoteError, VerifierKey, open_checkpoint_any
 from tre.audit.signing import PIN_FILE, AuditSigner
 from tre.errors import TreError
 from tre.store.models import AuditCheckpoint, AuditEntry
@@ -229,9 +229,10 @@ _CHECKPOINTS = cast(Table, AuditCheckpoint.__table__)
 _NEWEST_NOTE = (
     select(_CHECKPOINTS.c.note).order_by(_CHECKPOINTS.c.tree_size.desc(), _CHECKPOINTS.c.id.desc()).limit(1)
 )
-# The last stored note that verified, per log name: appends re-check the same note (the one
-# the previous append signed) over and over, and a note that verified once stays authentic.
-_tip_cache: dict[str, tuple[str, Checkpoint]] = {}
+# The last stored note that verified, per log name, with the keys that signed it: appends
+# re-check the same note (the one the previous append signed) over and over, and a note that
+# verified once stays authentic.
+_tip_cache: dict[str, tuple[str, Checkpoint, tuple[VerifierKey, ...]]] = {}
 
 
 def check_signed_tip(session: Session, signer: AuditSigner, size: int, frontier: Frontier) -> None:
@@ -248,25 +249,52 @@ def check_signed_tip(session: Session, signer: AuditSigner, size: int, frontier:
         return
     note = session.connection().execute(_NEWEST_NOTE).scalar_one_or_none()
     cp: Checkpoint | None = None
+    signed_by: tuple[VerifierKey, ...] = ()
     if note is not None:
         with _pin_lock:
             hit = _tip_cache.get(signer.name)
         if hit is not None and hit[0] == note:
-            cp = hit[1]
+            _, cp, signed_by = hit
         else:
             try:
-                cp, _ = open_checkpoint_any(note, signer.known_keys, signer.name)
+                cp, keys = open_checkpoint_any(note, signer.known_keys, signer.name)
             except NoteError:
                 cp = None
             else:
+                signed_by = tuple(keys)
                 with _pin_lock:
-                    _tip_cache[signer.name] = (note, cp)
+                    _tip_cache[signer.name] = (note, cp, signed_by)
     if cp is None or cp.tree_size != size or cp.root_hash != frontier.root():
         signed = "none that verifies" if cp is None else f"the newest covers {cp.tree_size}"
         raise damaged(
             f"the stored tree of {size} entries is not covered by a checkpoint the log signed "
             f"({signed}): entries were added to the database behind the log's back"
         )
+    if not set(signed_by) & set(signer.signing_keys) and not _is_last_signed(signer, cp):
+        # A retired key (kept for verifying history, perhaps rotated out because it leaked)
+        # must not vouch for a new tip: only a key that signs now, or the very checkpoint this
+        # log last signed before its key rotated (the pin, kept beside the key).
+        raise damaged(
+            f"the newest stored checkpoint (size {size}) is signed only by a retired key and is "
+            "not the last checkpoint this log signed: entries were added with a retired key"
+        )
+
+
+def _is_last_signed(signer: AuditSigner, cp: Checkpoint) -> bool:
+    """Whether ``cp`` is the checkpoint kept beside the key (or committed by this process):
+    same signed text, whatever cosignatures witnesses added to the stored copy since."""
+
+    def same(other: Checkpoint | None) -> bool:
+        return other is not None and (other.tree_size, other.root_hash, other.extensions) == (
+            cp.tree_size,
+            cp.root_hash,
+            cp.extensions,
+        )
+
+    path = pin_path(signer)
+    with _pin_lock:
+        mine = _committed_here.get(path) if path is not None else None
+    return same(mine[0] if mine else None) or same(load_pin(signer))
 
 
 def check_storage(session: Session, size: int) -> None:
