@@ -456,3 +456,30 @@ def test_first_append_after_a_rotation_without_overlap_carries_on(log: Engine, s
     append_one(log)
     signer = get_signer(settings.keys_dir)
     assert verify_bundle(export_bytes(log, signer), signer.verifier_key).ok
+
+
+# --- Actors that look like other actors ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "actor",
+    [
+        "\u0430lice",  # Cyrillic a
+        "\uff41lice",  # fullwidth a
+        "alice\u0301",  # combining accent
+        "al\u200bice",  # zero-width space
+        "alice\x1b[0m",
+        "alice bob",
+        "-alice",
+        "a" * 65,
+        "",
+    ],
+)
+def test_an_actor_is_an_ascii_id(log: Engine, actor: str) -> None:
+    from tre.audit import record_event
+
+    with pytest.raises(ValueError, match="audit actor"), session_scope(log) as s:
+        record_event(s, actor=actor, action="dataset.read")
+    for fine in ("alice", "node:hospital-a", "tre:panel-cards", "u1@example.org"):
+        with session_scope(log) as s:
+            record_event(s, actor=fine, action="dataset.read")
