@@ -273,11 +273,21 @@ def _hostile_log(signer: AuditSigner) -> tuple[list[str], str]:
     )
     rest = canonical_json({"action": "egress.vote", "actor": ESC, "details": {}, "ts": ESC, "v": 1})
     one = f'{{"idx":1,"prev":"{leaf_hash(zero.encode()).hex()}",{rest[1:]}'
+    rest = canonical_json({"action": "dataset.read", "actor": "bob", "details": {}, "ts": "x", "v": 1})
+    two = f'{{"idx":2,"prev":"{leaf_hash(one.encode()).hex()}",{rest[1:]}'
     f = Frontier()
     for body in (zero, one):
         f.append(leaf_hash(body.encode()))
     note = signer.sign(Checkpoint(signer.name, 2, f.root(), (f"{TIMESTAMP_EXT} 1",)))
-    return [zero, one], note
+    return [zero, one, two], note
+
+
+def _signed(signer: AuditSigner, bodies: list[str], size: int, ts_ms: int) -> str:
+    from tre.audit.merkle import TreeLevels
+    from tre.audit.note import TIMESTAMP_EXT, Checkpoint
+
+    root = TreeLevels([leaf_hash(b.encode()) for b in bodies[:size]]).root()
+    return signer.sign(Checkpoint(signer.name, size, root, (f"{TIMESTAMP_EXT} {ts_ms}",)))
 
 
 @pytest.fixture
@@ -298,6 +308,7 @@ def evil(
     bodies, note = _hostile_log(signer)
     tree = TreeLevels([leaf_hash(b.encode()) for b in bodies])
     answers: dict[str, object] = {
+        "bodies": bodies,
         "public-key": {"vkey": signer.verifier_key.encode(), "key_history": []},
         "checkpoint": {"note": note},
         "damaged": [],
@@ -324,6 +335,10 @@ def evil(
     def inclusion(index: int, tree_size: int) -> JSONResponse:
         proof = answers.get("proof") or [h.hex() for h in tree.inclusion_proof(index, tree_size)]
         return JSONResponse({"proof": proof})
+
+    @app.get("/api/v1/audit/proof/consistency")
+    def consistency(first: int, second: int) -> JSONResponse:
+        return JSONResponse({"proof": [h.hex() for h in tree.consistency_proof(first, second)]})
 
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
@@ -483,3 +498,29 @@ def test_an_actor_is_an_ascii_id(log: Engine, actor: str) -> None:
     for fine in ("alice", "node:hospital-a", "tre:panel-cards", "u1@example.org"):
         with session_scope(log) as s:
             record_event(s, actor=fine, action="dataset.read")
+
+
+def test_checkpoint_warns_of_a_stale_one_and_refuses_a_backdated_larger_one(
+    evil: dict[str, object], signer: AuditSigner
+) -> None:
+    """Replaying an old checkpoint: /checkpoint re-signs every minute, so an hours-old one
+    is a replay or a frozen log (warned); a larger tree signed before the tree the auditor
+    pinned cannot come from an honest log (refused, like the verifier's time-order rule)."""
+    import time
+
+    from tre.cli.client import CliError
+
+    bodies = evil["bodies"]
+    assert isinstance(bodies, list)
+    code, out, exc = _cli("checkpoint")  # the note of size 2 signed at Unix time 0.001
+    assert code == 0 and "WARNING" in out and "replayed" in out, (out, exc)
+    now = int(time.time() * 1000)
+    evil["checkpoint"] = {"note": _signed(signer, bodies, 2, now)}
+    code, out, exc = _cli("checkpoint", "--json")
+    assert code == 0 and json.loads(out)["age_s"] < 60, (out, exc)
+    evil["checkpoint"] = {"note": _signed(signer, bodies, 3, now - 3_600_000)}
+    code, out, exc = _cli("checkpoint")
+    assert isinstance(exc, CliError) and "signed before" in str(exc), (out, exc)
+    evil["checkpoint"] = {"note": _signed(signer, bodies, 3, now)}
+    code, out, exc = _cli("checkpoint")
+    assert code == 0 and "WARNING" not in out, (out, exc)

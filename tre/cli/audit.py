@@ -10,6 +10,7 @@ trees to different auditors, is caught the next time any of them looks.
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -18,7 +19,7 @@ import typer
 
 from tre.audit.merkle import ProofError, leaf_hash, verify_consistency, verify_inclusion
 from tre.audit.note import Checkpoint, NoteError, VerifierKey, open_checkpoint, open_checkpoint_any
-from tre.audit.verify import Policy, VerifyReport, follow_key_history, verify_bundle
+from tre.audit.verify import MAX_CLOCK_SKEW_MS, Policy, VerifyReport, follow_key_history, verify_bundle
 from tre.cli.client import ApiClient, CliError
 from tre.cli.output import JsonFlag, console, err_console, print_json, table, terminal_safe, untrusted
 from tre.config import get_settings
@@ -297,6 +298,22 @@ def _save(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
+# The API re-signs its checkpoint when the newest is older than a minute; beyond this, with
+# the verifier's clock-skew bound, a checkpoint is stale.
+STALE_AFTER_S = 60 + MAX_CLOCK_SKEW_MS // 1000
+
+
+def _age_s(cp: Checkpoint) -> int | None:
+    ts = cp.timestamp_ms
+    return None if ts is None else max(0, int(time.time() - ts / 1000))
+
+
+def _signed_before(new: Checkpoint, old: Checkpoint) -> bool:
+    """A larger tree signed (beyond the clock-skew bound) before a smaller one you saw."""
+    a, b = new.timestamp_ms, old.timestamp_ms
+    return a is not None and b is not None and new.tree_size > old.tree_size and a < b - MAX_CLOCK_SKEW_MS
+
+
 @app.command()
 def checkpoint(
     key: Annotated[
@@ -365,6 +382,20 @@ def checkpoint(
                 f"FORK: the server's tree of {new.tree_size} entries does not extend the tree of "
                 f"{old.tree_size} entries you verified before ({e}); keep {pin_path} as evidence"
             ) from e
+    if old is not None and _signed_before(new, old):
+        raise CliError(
+            f"the server's checkpoint of {new.tree_size} entries was signed before the one of "
+            f"{old.tree_size} you pinned: a replayed or back-dated checkpoint; keep {pin_path} as evidence"
+        )
+    age_s = _age_s(new)
+    if age_s is not None and age_s > STALE_AFTER_S:
+        # /checkpoint re-signs every minute: an old one means the server replays it, or its
+        # log is frozen or withheld (or its clock is far off). Said, not fatal: still consistent.
+        _say(
+            f"WARNING: the server's newest checkpoint was signed {age_s // 60} minutes ago "
+            "(it re-signs every minute): a replayed checkpoint or a withheld log",
+            err=True,
+        )
     _save(sdir / "log.vkey", keys[-1].encode() + "\n")
     _save(pin_path, new.note)
     if as_json:
@@ -375,6 +406,7 @@ def checkpoint(
                 "previous_tree_size": old.tree_size if old else None,
                 "first_pin": old is None,
                 "key": keys[-1].encode(),
+                "age_s": age_s,
             }
         )
         return
