@@ -299,7 +299,7 @@ def evil(
 
     import uvicorn
     from fastapi import FastAPI
-    from fastapi.responses import JSONResponse
+    from fastapi.responses import JSONResponse, Response
 
     from tests.ports import free_port
     from tre.audit.merkle import TreeLevels
@@ -328,8 +328,17 @@ def evil(
         return JSONResponse({"idx": idx, "body": bodies[idx]})
 
     @app.get("/api/v1/audit/entries")
-    def entries() -> JSONResponse:
+    def entries() -> Response:
+        bomb = answers.get("bomb")
+        if isinstance(bomb, bytes):
+            return Response(bomb, media_type="application/json", headers={"Content-Encoding": "gzip"})
         return JSONResponse({"items": [], "damaged": answers["damaged"], "next_after": None})
+
+    @app.get("/api/v1/audit/export")
+    def export() -> Response:
+        bomb = answers.get("bomb")
+        assert isinstance(bomb, bytes)
+        return Response(bomb, media_type="application/x-ndjson", headers={"Content-Encoding": "gzip"})
 
     @app.get("/api/v1/audit/proof/inclusion")
     def inclusion(index: int, tree_size: int) -> JSONResponse:
@@ -524,3 +533,23 @@ def test_checkpoint_warns_of_a_stale_one_and_refuses_a_backdated_larger_one(
     evil["checkpoint"] = {"note": _signed(signer, bodies, 3, now)}
     code, out, exc = _cli("checkpoint")
     assert code == 0 and "WARNING" not in out, (out, exc)
+
+
+def test_compressed_answers_are_refused_unread(evil: dict[str, object], tmp_path: Path) -> None:
+    """A gzip "bomb": 64 MiB of valid JSON (and of bundle) in about 64 KiB on the wire. The
+    CLI asks for uncompressed answers (tre never compresses) and refuses a compressed one
+    before decoding it, so nothing is inflated in memory or on disk."""
+    import gzip
+
+    from tre.cli.client import CliError
+
+    pad = b" " * (64 << 20)
+    evil["bomb"] = gzip.compress(b'{"items":[],"damaged":[],"next_after":null}' + pad, compresslevel=9)
+    assert len(evil["bomb"]) < 1 << 20  # type: ignore[arg-type]
+    code, out, exc = _cli("search")
+    assert isinstance(exc, CliError) and "compressed" in str(exc), (out, exc)
+    evil["bomb"] = gzip.compress(pad, compresslevel=9)
+    out_file = tmp_path / "bundle.jsonl"
+    code, out, exc = _cli("export", str(out_file))
+    assert isinstance(exc, CliError) and "compressed" in str(exc), (out, exc)
+    assert not out_file.exists() and not list(tmp_path.glob("*.part"))
