@@ -553,3 +553,71 @@ def test_compressed_answers_are_refused_unread(evil: dict[str, object], tmp_path
     code, out, exc = _cli("export", str(out_file))
     assert isinstance(exc, CliError) and "compressed" in str(exc), (out, exc)
     assert not out_file.exists() and not list(tmp_path.glob("*.part"))
+
+
+# --- Numbers in notes and witness requests: uint64, ASCII digits --------------------------
+
+
+def _note_text(origin: str, size: str, root: bytes, ts: str) -> str:
+    import base64
+
+    return f"{origin}\n{size}\n{base64.b64encode(root).decode()}\ntimestamp {ts}\n"
+
+
+@pytest.mark.parametrize(
+    ("old", "size", "ts"),
+    [
+        ("9" * 5000, "1", "1"),  # old line: Python refuses to convert 5,000 digits
+        ("0", "9" * 5000, "1"),  # the (unverified) checkpoint's size
+        ("0", "18446744073709551616", "1"),  # 2**64: beyond C2SP's uint64
+    ],
+)
+def test_a_witness_answers_huge_numbers_with_400_not_500(
+    signer: AuditSigner, tmp_path: Path, old: str, size: str, ts: str
+) -> None:
+    from tests.audit.test_witness import make_witness
+    from tre.audit.note import sign_note
+    from tre.audit.witness_server import create_witness_app
+
+    w = make_witness(tmp_path, "w.example", signer)
+    note = sign_note(_note_text(signer.name, size, b"\x01" * 32, ts), signer.name, signer.private_key)
+    with TestClient(create_witness_app(w), raise_server_exceptions=False) as c:
+        r = c.post("/add-checkpoint", content=f"old {old}\n\n{note}".encode())
+    assert r.status_code in (400, 403), (r.status_code, r.text[:200])
+
+
+@pytest.mark.parametrize("field", ["size", "timestamp"])
+def test_a_signed_note_with_a_huge_number_fails_verification_in_one_line(
+    bundle: bytes,  # noqa: F811
+    signer: AuditSigner,
+    tmp_path: Path,
+    field: str,
+) -> None:
+    """A malicious server holds the key and signs what it likes; the verifier still answers
+    with FAILED, never a ValueError traceback."""
+    from tre.audit.merkle import TreeLevels
+    from tre.audit.note import sign_note
+
+    lines = _lines(bundle)
+    header = json.loads(lines[0])
+    entries = lines[1 : 1 + header["tree_size"]]
+    root = TreeLevels([leaf_hash(e) for e in entries]).root()
+    size, ts = ("9" * 5000, "1") if field == "size" else (str(len(entries)), "9" * 5000)
+    note = sign_note(_note_text(signer.name, size, root, ts), signer.name, signer.private_key)
+    lines.append(json.dumps({"checkpoint": note}).encode())
+    header["checkpoints"] += 1
+    lines[0] = json.dumps(header).encode()
+    path = tmp_path / "huge.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    report = verify_bundle(path.read_bytes(), signer.verifier_key)
+    # A size beyond uint64 is a bad checkpoint; an unreadable timestamp is no timestamp (the
+    # checkpoint is otherwise genuine, and timestamps are optional in C2SP).
+    assert report.ok is (field == "timestamp"), report.errors
+    proc = subprocess.run(
+        [sys.executable, "-m", "tre.audit.verify", str(path), "--key", signer.verifier_key.encode()],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        timeout=120,
+    )
+    assert proc.returncode == (0 if report.ok else 1) and "Traceback" not in proc.stderr, proc.stderr[-2000:]

@@ -53,6 +53,16 @@ def _is_ascii_digits(s: str) -> bool:
     return bool(s) and s.isascii() and s.isdigit()
 
 
+def parse_uint64(s: str) -> int | None:
+    """A C2SP number (tree size, timestamp, witness size): ASCII digits of a uint64, no
+    leading zero; None otherwise. Bounded before ``int()``, which raises on thousands of
+    digits (a ValueError, not the caller's NoteError: a 500 or a traceback)."""
+    if not _is_ascii_digits(s) or len(s) > 20 or (len(s) > 1 and s[0] == "0"):
+        return None
+    n = int(s)
+    return n if n < 2**64 else None
+
+
 def check_note_chars(note: str) -> None:
     """Signed notes are UTF-8 text without control characters other than newline."""
     for c in note:
@@ -214,8 +224,8 @@ class Checkpoint:
     def timestamp_ms(self) -> int | None:
         for ext in self.extensions:
             key, _, value = ext.partition(" ")
-            if key == TIMESTAMP_EXT and _is_ascii_digits(value):
-                return int(value)
+            if key == TIMESTAMP_EXT:
+                return parse_uint64(value)
         return None
 
     def body(self) -> str:
@@ -297,8 +307,9 @@ def parse_checkpoint_text(text: str) -> Checkpoint:
     if len(lines) < 3:
         raise NoteError("checkpoint needs origin, tree size and root hash lines")
     origin, size_s, root_b64, *ext = lines
-    if not _is_ascii_digits(size_s) or (len(size_s) > 1 and size_s[0] == "0"):
-        raise NoteError(f"bad tree size {size_s!r}")
+    size = parse_uint64(size_s)
+    if size is None:
+        raise NoteError(f"bad tree size {size_s[:30]!r}")
     try:
         root = base64.b64decode(root_b64, validate=True)
     except binascii.Error as e:
@@ -307,7 +318,7 @@ def parse_checkpoint_text(text: str) -> Checkpoint:
         raise NoteError("root hash is not 32 bytes")
     if not origin or any(not e for e in ext):
         raise NoteError("empty origin or extension line")
-    return Checkpoint(origin, int(size_s), root, tuple(ext))
+    return Checkpoint(origin, size, root, tuple(ext))
 
 
 def open_note(note: str, key: VerifierKey) -> str:

@@ -38,6 +38,7 @@ from tre.audit.note import (
     decode_note,
     open_checkpoint_any,
     open_note_any,
+    parse_uint64,
     split_note,
 )
 
@@ -83,11 +84,11 @@ def parse_transition(text: str) -> KeyTransition:
         if key != name or not value:
             raise NoteError(f"key transition: expected a {name!r} line")
         fields[name] = value
-    until = fields["overlap-until"]
-    if not (until.isascii() and until.isdigit()):
+    until = parse_uint64(fields["overlap-until"])
+    if until is None:
         raise NoteError("key transition: overlap-until is not a number")
     return KeyTransition(
-        fields["origin"], VerifierKey.parse(fields["old"]), VerifierKey.parse(fields["new"]), int(until)
+        fields["origin"], VerifierKey.parse(fields["old"]), VerifierKey.parse(fields["new"]), until
     )
 
 
