@@ -40,6 +40,7 @@ ALERT = logging.getLogger("tre.audit.alert")
 # next to its one-line error (the error already says everything).
 ALERT.addHandler(logging.NullHandler())
 _PENDING = "tre_audit_pending_pins"
+_PENDING_TIPS = "tre_audit_pending_tips"
 _pin_cache: dict[Path, tuple[tuple[int, int, int], Checkpoint]] = {}
 _pin_lock = threading.Lock()
 # The newest checkpoint a transaction of this process signed and committed, per pin file, set
@@ -315,6 +316,8 @@ def remember_after_commit(
     path = pin_path(signer)
     if path is not None:
         session.info.setdefault(_PENDING, []).append((path, cp, tuple(frontier)))
+    # The next append's signed-tip check finds this very note: known good, no need to verify.
+    session.info.setdefault(_PENDING_TIPS, []).append((signer.name, cp, tuple(signer.signing_keys)))
 
 
 def _pending_in(session: Session, signer: AuditSigner) -> tuple[int, bytes] | None:
@@ -355,6 +358,11 @@ def write_pin(path: Path, note: str, size: int) -> tuple[int, int, int] | None:
 
 @event.listens_for(Session, "after_commit")
 def _write_pending(session: Session) -> None:
+    tips = session.info.pop(_PENDING_TIPS, None)
+    if tips:
+        with _pin_lock:
+            for name, cp, keys in tips:  # in signing order: the last is the newest
+                _tip_cache[name] = (cp.note, cp, keys)
     pending = session.info.pop(_PENDING, None)
     if not pending:
         return
@@ -382,3 +390,4 @@ def _write_pending(session: Session) -> None:
 @event.listens_for(Session, "after_rollback")
 def _drop_pending(session: Session) -> None:
     session.info.pop(_PENDING, None)
+    session.info.pop(_PENDING_TIPS, None)
