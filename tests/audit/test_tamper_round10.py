@@ -621,3 +621,44 @@ def test_a_signed_note_with_a_huge_number_fails_verification_in_one_line(
         timeout=120,
     )
     assert proc.returncode == (0 if report.ok else 1) and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+
+
+# --- Non-canonical base64 (the same bytes under another spelling) ---------------------------
+
+
+def _respell(b64: str) -> str:
+    """The same bytes, spelled with the unused low bits of the last base64 digit set."""
+    import string
+
+    alphabet = string.ascii_uppercase + string.ascii_lowercase + string.digits + "+/"
+    body = b64.rstrip("=")
+    pad = len(b64) - len(body)
+    spare = {1: 2, 2: 4}[pad]  # unused bits in the last digit
+    last = alphabet[alphabet.index(body[-1]) | ((1 << spare) - 1)]
+    return body[:-1] + last + "=" * pad
+
+
+@pytest.mark.parametrize("part", ["signature", "root"])
+def test_a_respelled_note_is_refused(log: Engine, signer: AuditSigner, part: str) -> None:
+    """Python's and Go's lenient base64 decoders read the unused bits of the last digit as
+    nothing, so one signed note had several spellings of its signature line: an interceptor
+    could change a note's bytes without breaking its signature, and two auditors comparing
+    the notes they pinned would see different text. Only the canonical spelling is accepted.
+    (A respelled root changes the signed text; keys have no unused bits: 33 bytes.)"""
+    import base64
+
+    from tre.audit.note import NoteError, open_checkpoint
+
+    with session_scope(log) as s:
+        note = s.scalars(select(AuditCheckpoint.note).order_by(AuditCheckpoint.id.desc())).first()
+    assert note is not None
+    open_checkpoint(note, signer.verifier_key)
+    lines = note.split("\n")
+    if part == "signature":
+        prefix, blob = lines[-2].rsplit(" ", 1)
+        lines[-2] = f"{prefix} {_respell(blob)}"
+        assert base64.b64decode(_respell(blob)) == base64.b64decode(blob)
+    else:
+        lines[2] = _respell(lines[2])
+    with pytest.raises(NoteError):
+        open_checkpoint("\n".join(lines), signer.verifier_key)

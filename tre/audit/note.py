@@ -53,6 +53,18 @@ def _is_ascii_digits(s: str) -> bool:
     return bool(s) and s.isascii() and s.isdigit()
 
 
+def b64decode_canonical(s: str) -> bytes:
+    """Standard base64 in its one canonical spelling, else ``binascii.Error``.
+
+    The usual decoders ignore the unused low bits of the last digit, so ``...Q==`` and
+    ``...R==`` are the same bytes: a signature line could be respelled without breaking
+    its signature, giving one signed note several texts."""
+    raw = base64.b64decode(s, validate=True)
+    if base64.b64encode(raw).decode("ascii") != s:
+        raise binascii.Error("not in canonical base64 form")
+    return raw
+
+
 def parse_uint64(s: str) -> int | None:
     """A C2SP number (tree size, timestamp, witness size): ASCII digits of a uint64, no
     leading zero; None otherwise. Bounded before ``int()``, which raises on thousands of
@@ -124,7 +136,7 @@ def _parse_key(vkey: str, what: str, alg: int, kind: str) -> tuple[str, bytes]:
     name, hex_id, blob = parts
     _check_name(name)
     try:
-        raw = base64.b64decode(blob, validate=True)
+        raw = b64decode_canonical(blob)
         want_id = bytes.fromhex(hex_id)
     except (binascii.Error, ValueError) as e:
         raise NoteError(f"{what} is not valid hex/base64: {e}") from e
@@ -288,9 +300,9 @@ def split_note(note: str) -> tuple[str, list[tuple[str, bytes, bytes]]]:
             raise NoteError(f"malformed signature line {line!r}")
         name, _, blob = line[len(SIG_PREFIX) :].partition(" ")
         try:
-            raw = base64.b64decode(blob, validate=True)
+            raw = b64decode_canonical(blob)
         except binascii.Error as e:
-            raise NoteError(f"signature of {name!r} is not base64") from e
+            raise NoteError(f"signature of {name!r} is not canonical base64") from e
         if len(raw) < 5:
             raise NoteError(f"signature of {name!r} is too short")
         sigs.append((name, raw[:4], raw[4:]))
@@ -311,9 +323,9 @@ def parse_checkpoint_text(text: str) -> Checkpoint:
     if size is None:
         raise NoteError(f"bad tree size {size_s[:30]!r}")
     try:
-        root = base64.b64decode(root_b64, validate=True)
+        root = b64decode_canonical(root_b64)
     except binascii.Error as e:
-        raise NoteError("root hash is not base64") from e
+        raise NoteError("root hash is not canonical base64") from e
     if len(root) != 32:
         raise NoteError("root hash is not 32 bytes")
     if not origin or any(not e for e in ext):
