@@ -662,3 +662,11 @@ def test_a_respelled_note_is_refused(log: Engine, signer: AuditSigner, part: str
         lines[2] = _respell(lines[2])
     with pytest.raises(NoteError):
         open_checkpoint("\n".join(lines), signer.verifier_key)
+
+
+def test_a_policy_with_a_huge_quorum_is_a_policy_error(signer: AuditSigner) -> None:
+    from tre.audit.note import NoteError
+    from tre.audit.verify import Policy
+
+    with pytest.raises(NoteError):
+        Policy.parse(f"log {signer.verifier_key.encode()}\nquorum {'9' * 5000}\n")

@@ -125,8 +125,8 @@ class Policy:
                 if w in witnesses:
                     raise NoteError(f"policy line {n}: witness {w.name} named twice")
                 witnesses.append(w)
-            elif word == "quorum" and value.isascii() and value.isdigit():
-                quorum = int(value)
+            elif word == "quorum" and parse_uint64(value) is not None:
+                quorum = parse_uint64(value)
             else:
                 raise NoteError(f"policy line {n}: expected 'log KEY', 'witness KEY' or 'quorum N'")
         if log_key is None:
