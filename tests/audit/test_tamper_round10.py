@@ -134,7 +134,7 @@ def test_forged_checkpoint_note_under_another_key_is_refused(log: Engine) -> Non
         rogue = AuditSigner(Ed25519PrivateKey.generate(), name)
         note = rogue.sign(Checkpoint(name, f.size, f.root(), (f"{TIMESTAMP_EXT} 1",)))
         s.add(AuditCheckpoint(tree_size=f.size, root_hash=f.root(), note=note))
-    with pytest.raises(AuditLogDamaged, match="not covered"):
+    with pytest.raises(AuditLogDamaged, match="does not verify under the log.s keys"):
         append_one(log)
 
 
@@ -670,3 +670,50 @@ def test_a_policy_with_a_huge_quorum_is_a_policy_error(signer: AuditSigner) -> N
 
     with pytest.raises(NoteError):
         Policy.parse(f"log {signer.verifier_key.encode()}\nquorum {'9' * 5000}\n")
+
+
+def test_a_witness_flooding_valid_cosignatures_cannot_break_the_log(
+    log: Engine, settings: Settings, signer: AuditSigner
+) -> None:
+    """A witness answers 200 with 150 genuine cosignature lines (one key, different times).
+    Kept whole, they pushed the stored note past the 100 signature lines a note may carry:
+    the checkpoint stopped verifying for auditors and the server (every audited action then
+    failed). One cosignature per witness is kept."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from tre.audit.note import cosign, split_note
+    from tre.audit.witnessing import add_witness, witness_latest
+    from tre.store.db import session_factory
+
+    wkey = Ed25519PrivateKey.generate()
+    witness = WitnessKey("flood.example", wkey.public_key().public_bytes_raw())
+
+    class Flood(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            req = self.rfile.read(int(self.headers.get("content-length", 0))).decode()
+            text, _ = split_note(req.split("\n\n", 1)[1])
+            body = "".join(
+                cosign(text, "flood.example", wkey, 1_700_000_000 + i) for i in range(150)
+            ).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_a: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Flood)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        add_witness(settings.keys_dir, f"http://127.0.0.1:{server.server_address[1]}", witness.encode())
+        assert [o.status for o in witness_latest(session_factory(log), signer, timeout_s=5)] == ["cosigned"]
+    finally:
+        server.shutdown()
+        server.server_close()
+    append_one(log)  # the log carries on
+    report = verify_bundle(export_bytes(log, signer), signer.verifier_key)
+    assert report.ok, report.errors
+    with session_scope(log) as s:
+        notes = s.scalars(select(AuditCheckpoint.note)).all()
+    assert max(n.count("\u2014 flood.example ") for n in notes) == 1

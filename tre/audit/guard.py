@@ -265,11 +265,15 @@ def check_signed_tip(session: Session, signer: AuditSigner, size: int, frontier:
                 signed_by = tuple(keys)
                 with _pin_lock:
                     _tip_cache[signer.name] = (note, cp, signed_by)
-    if cp is None or cp.tree_size != size or cp.root_hash != frontier.root():
-        signed = "none that verifies" if cp is None else f"the newest covers {cp.tree_size}"
+    if cp is None:
+        raise damaged(
+            f"the newest stored checkpoint does not verify under the log's keys (edited, forged "
+            f"or missing), so nothing vouches for the stored tree of {size} entries"
+        )
+    if cp.tree_size != size or cp.root_hash != frontier.root():
         raise damaged(
             f"the stored tree of {size} entries is not covered by a checkpoint the log signed "
-            f"({signed}): entries were added to the database behind the log's back"
+            f"(the newest covers {cp.tree_size}): entries were added to the database behind the log's back"
         )
     if not set(signed_by) & set(signer.signing_keys) and not _is_last_signed(signer, cp):
         # A retired key (kept for verifying history, perhaps rotated out because it leaked)

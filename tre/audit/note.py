@@ -216,10 +216,13 @@ def cosignatures(note: str, witnesses: list[WitnessKey]) -> dict[str, int]:
 
 def add_signature_lines(note: str, lines: list[str]) -> str:
     """``note`` with extra signature lines (cosignatures) appended, skipping ones it holds."""
-    split_note(note)
+    _, sigs = split_note(note)
     have = set(note.split("\n"))
     extra = [line if line.endswith("\n") else line + "\n" for line in lines]
-    return note + "".join(x for x in extra if x.rstrip("\n") not in have)
+    new = [x for x in dict.fromkeys(extra) if x.rstrip("\n") not in have]
+    if len(sigs) + len(new) > MAX_SIGNATURES:
+        raise NoteError(f"a note carries at most {MAX_SIGNATURES} signature lines")
+    return note + "".join(new)
 
 
 @dataclass(frozen=True)
