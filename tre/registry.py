@@ -294,9 +294,10 @@ def register_dataset(
     ``policies_dir`` the policy must load from it now: a misspelt name or a broken file is
     refused here, naming the file and line, rather than at the first job or release."""
     check_slug("dataset", dataset_id)
+    policy_digest: str | None = None  # the exact rules the dataset starts under, for auditors
     if policies_dir is not None:
         try:
-            load_policy(policy, policies_dir)
+            policy_digest = load_policy(policy, policies_dir).digest
         except PolicyError as exc:
             raise Unprocessable(f"policy {policy!r} cannot be used: {exc}") from exc
     try:
@@ -332,6 +333,7 @@ def register_dataset(
         details={
             "path": str(path),
             "policy": policy,
+            **({"policy_digest": policy_digest} if policy_digest else {}),
             "meta": meta,
             "conditions": codes,
             "access_rights": rights,

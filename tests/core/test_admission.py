@@ -30,6 +30,39 @@ def test_admitted_job_is_queued_and_audited(app_client, world, engine):
     assert actions == ["job.submitted", "job.admitted"]
 
 
+def test_admission_names_the_exact_policy_text_it_applied(app_client, world, engine, settings):  # type: ignore[no-untyped-def]
+    """Policies are files an admin edits outside tre: each admission's entry carries the
+    sha256 of every policy it applied, so an edit (loosened, used, reverted) shows up as a
+    digest change between admissions in the signed log."""
+    import json
+    import shutil
+
+    from tre.policy import load_policy
+
+    policies = settings.home / "policies-under-test"
+    shutil.copytree(settings.resolved_policies_dir, policies)
+    settings.policies_dir = policies  # type: ignore[misc]
+
+    def admitted_digest() -> str:
+        r = app_client.post("/api/v1/jobs", headers=world.headers["alice"], json=job_body())
+        assert r.status_code == 201, r.text
+        with session_scope(engine) as s:
+            body = s.scalar(
+                select(AuditEntry.body).where(
+                    AuditEntry.job_id == r.json()["id"], AuditEntry.action == "job.admitted"
+                )
+            )
+        assert body is not None
+        return json.loads(body)["details"]["policies"]["default"]
+
+    before = admitted_digest()
+    assert before == load_policy("default", policies).digest and before.startswith("sha256:")
+    path = policies / "default.yaml"
+    path.write_text(path.read_text() + "\n# loosened by an admin\n")
+    after = admitted_digest()
+    assert after != before and after == load_policy("default", policies).digest
+
+
 def test_no_grant(app_client, world, engine):
     with session_scope(engine) as s:
         registry.add_member(s, "root", "p2", "alice")

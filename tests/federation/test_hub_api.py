@@ -170,7 +170,7 @@ def test_nodes_see_and_move_only_their_own_children(hub):  # type: ignore[no-unt
     assert hub.get(f"/hub/v1/jobs/{job['id']}", headers=hub.tokens["bob"]).status_code == 404
 
 
-def test_a_release_is_accepted_only_with_matching_hashes_and_a_verified_checkpoint(hub):  # type: ignore[no-untyped-def]
+def test_a_release_is_accepted_only_with_matching_hashes_and_a_verified_checkpoint(hub, engine_any):  # type: ignore[no-untyped-def]
     job = _submit(hub).json()
     a, b = hub.nodes["a"], hub.nodes["b"]
     cid = child_id(job["id"], "node-a")
@@ -214,6 +214,20 @@ def test_a_release_is_accepted_only_with_matching_hashes_and_a_verified_checkpoi
     assert (by_node["node-b"]["state"], by_node["node-b"]["reason"]) == ("refused", "dac_rejected")
     got = hub.get(f"/hub/v1/jobs/{job['id']}/results/node-a/summary.csv", headers=hub.tokens["alice"])
     assert got.status_code == 200 and got.content == data
+    # Each download of released data is in the hub's signed log, with who fetched which bytes.
+    import json
+
+    from sqlalchemy import select
+
+    from tre.store.models import AuditEntry
+
+    with session_scope(engine_any) as s:
+        bodies = s.scalars(
+            select(AuditEntry.body).where(AuditEntry.action == "federation.result_downloaded")
+        ).all()
+    assert [(e["actor"], e["project_id"], e["details"]) for e in map(json.loads, bodies)] == [
+        ("alice", "fedlung", {"fed_job": job["id"], "node": "node-a", "name": "summary.csv", "sha256": sha})
+    ]
     assert (
         hub.get(f"/hub/v1/jobs/{job['id']}/results/node-a/summary.csv", headers=hub.tokens["bob"]).status_code
         == 404

@@ -58,6 +58,7 @@ def check_log(session: Session, signer: AuditSigner, chunk: int = 20_000) -> tup
         except (ProofError, ValueError) as e:
             problems.append(f"the stored frontier is corrupt: {e}")
     keys = signer.known_keys
+    covered = 0  # entries [0, covered) are vouched for by a valid signed checkpoint
     for row in session.scalars(select(AuditCheckpoint).order_by(AuditCheckpoint.id)):
         try:
             cp, _ = open_checkpoint_any(row.note, keys, signer.name)
@@ -66,6 +67,15 @@ def check_log(session: Session, signer: AuditSigner, chunk: int = 20_000) -> tup
             continue
         if cp.tree_size > len(leaves) or tree.root(cp.tree_size) != cp.root_hash:
             problems.append(f"checkpoint of size {cp.tree_size} does not match the stored entries")
+        else:
+            covered = max(covered, cp.tree_size)
+    if covered < len(leaves):
+        # Every append signs a checkpoint over its entries in the same transaction: entries
+        # beyond the newest one were written behind the log's back.
+        problems.append(
+            f"entries {covered}..{len(leaves) - 1} are not covered by any checkpoint the log signed "
+            "(added to the database behind the log's back)"
+        )
     try:
         pin = load_pin(signer)
     except Exception as e:  # noqa: BLE001 - report whatever makes the pin unusable

@@ -30,7 +30,7 @@ from sqlalchemy import Table, bindparam, event, func, select
 from sqlalchemy.orm import Session
 
 from tre.audit.merkle import Frontier, ProofError, verify_consistency
-from tre.audit.note import Checkpoint, NoteError, open_checkpoint_any
+from tre.audit.note import Checkpoint, NoteError, VerifierKey, open_checkpoint_any
 from tre.audit.signing import PIN_FILE, AuditSigner
 from tre.errors import TreError
 from tre.store.models import AuditCheckpoint, AuditEntry
@@ -40,6 +40,7 @@ ALERT = logging.getLogger("tre.audit.alert")
 # next to its one-line error (the error already says everything).
 ALERT.addHandler(logging.NullHandler())
 _PENDING = "tre_audit_pending_pins"
+_PENDING_TIPS = "tre_audit_pending_tips"
 _pin_cache: dict[Path, tuple[tuple[int, int, int], Checkpoint]] = {}
 _pin_lock = threading.Lock()
 # The newest checkpoint a transaction of this process signed and committed, per pin file, set
@@ -225,6 +226,82 @@ def check_last_entry(session: Session, size: int, frontier: Frontier) -> str:
     return leaf.hex()
 
 
+_CHECKPOINTS = cast(Table, AuditCheckpoint.__table__)
+_NEWEST_NOTE = (
+    select(_CHECKPOINTS.c.note).order_by(_CHECKPOINTS.c.tree_size.desc(), _CHECKPOINTS.c.id.desc()).limit(1)
+)
+# The last stored note that verified, per log name, with the keys that signed it: appends
+# re-check the same note (the one the previous append signed) over and over, and a note that
+# verified once stays authentic.
+_tip_cache: dict[str, tuple[str, Checkpoint, tuple[VerifierKey, ...]]] = {}
+
+
+def check_signed_tip(session: Session, signer: AuditSigner, size: int, frontier: Frontier) -> None:
+    """Raise AuditLogDamaged unless a checkpoint the log signed covers exactly the stored tree.
+
+    Why: every append writes its entries and a checkpoint signed over them in one transaction,
+    so any committed tree has a stored checkpoint of its own size and root. Entries an insider
+    slipped into the tables (right ``idx``, ``prev``, leaf hash and frontier) still *extend*
+    everything signed, so `check_extends_pin` accepts them; without this check the next
+    append or periodic checkpoint would sign them, and forged entries (say, a DAC vote) would
+    verify for every auditor. The note is verified, never the row's size and root columns.
+    """
+    if size == 0:
+        return
+    note = session.connection().execute(_NEWEST_NOTE).scalar_one_or_none()
+    cp: Checkpoint | None = None
+    signed_by: tuple[VerifierKey, ...] = ()
+    if note is not None:
+        with _pin_lock:
+            hit = _tip_cache.get(signer.name)
+        if hit is not None and hit[0] == note:
+            _, cp, signed_by = hit
+        else:
+            try:
+                cp, keys = open_checkpoint_any(note, signer.known_keys, signer.name)
+            except NoteError:
+                cp = None
+            else:
+                signed_by = tuple(keys)
+                with _pin_lock:
+                    _tip_cache[signer.name] = (note, cp, signed_by)
+    if cp is None:
+        raise damaged(
+            f"the newest stored checkpoint does not verify under the log's keys (edited, forged "
+            f"or missing), so nothing vouches for the stored tree of {size} entries"
+        )
+    if cp.tree_size != size or cp.root_hash != frontier.root():
+        raise damaged(
+            f"the stored tree of {size} entries is not covered by a checkpoint the log signed "
+            f"(the newest covers {cp.tree_size}): entries were added to the database behind the log's back"
+        )
+    if not set(signed_by) & set(signer.signing_keys) and not _is_last_signed(signer, cp):
+        # A retired key (kept for verifying history, perhaps rotated out because it leaked)
+        # must not vouch for a new tip: only a key that signs now, or the very checkpoint this
+        # log last signed before its key rotated (the pin, kept beside the key).
+        raise damaged(
+            f"the newest stored checkpoint (size {size}) is signed only by a retired key and is "
+            "not the last checkpoint this log signed: entries were added with a retired key"
+        )
+
+
+def _is_last_signed(signer: AuditSigner, cp: Checkpoint) -> bool:
+    """Whether ``cp`` is the checkpoint kept beside the key (or committed by this process):
+    same signed text, whatever cosignatures witnesses added to the stored copy since."""
+
+    def same(other: Checkpoint | None) -> bool:
+        return other is not None and (other.tree_size, other.root_hash, other.extensions) == (
+            cp.tree_size,
+            cp.root_hash,
+            cp.extensions,
+        )
+
+    path = pin_path(signer)
+    with _pin_lock:
+        mine = _committed_here.get(path) if path is not None else None
+    return same(mine[0] if mine else None) or same(load_pin(signer))
+
+
 def check_storage(session: Session, size: int) -> None:
     """Every index 0..size-1 is stored exactly once (a cheap count; deletions show up here)."""
     count, top = session.execute(select(func.count(AuditEntry.idx), func.max(AuditEntry.idx))).one()
@@ -243,6 +320,8 @@ def remember_after_commit(
     path = pin_path(signer)
     if path is not None:
         session.info.setdefault(_PENDING, []).append((path, cp, tuple(frontier)))
+    # The next append's signed-tip check finds this very note: known good, no need to verify.
+    session.info.setdefault(_PENDING_TIPS, []).append((signer.name, cp, tuple(signer.signing_keys)))
 
 
 def _pending_in(session: Session, signer: AuditSigner) -> tuple[int, bytes] | None:
@@ -283,6 +362,11 @@ def write_pin(path: Path, note: str, size: int) -> tuple[int, int, int] | None:
 
 @event.listens_for(Session, "after_commit")
 def _write_pending(session: Session) -> None:
+    tips = session.info.pop(_PENDING_TIPS, None)
+    if tips:
+        with _pin_lock:
+            for name, cp, keys in tips:  # in signing order: the last is the newest
+                _tip_cache[name] = (cp.note, cp, keys)
     pending = session.info.pop(_PENDING, None)
     if not pending:
         return
@@ -310,3 +394,4 @@ def _write_pending(session: Session) -> None:
 @event.listens_for(Session, "after_rollback")
 def _drop_pending(session: Session) -> None:
     session.info.pop(_PENDING, None)
+    session.info.pop(_PENDING_TIPS, None)

@@ -24,7 +24,14 @@ from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from tre.audit.guard import check_extends_pin, check_last_entry, check_storage, damaged, remember_after_commit
+from tre.audit.guard import (
+    check_extends_pin,
+    check_last_entry,
+    check_signed_tip,
+    check_storage,
+    damaged,
+    remember_after_commit,
+)
 from tre.audit.merkle import GENESIS_PREV, Frontier, ProofError
 from tre.audit.note import TIMESTAMP_EXT, Checkpoint
 from tre.audit.signing import AuditSigner, signer_for
@@ -37,6 +44,10 @@ MAX_DETAILS_BYTES = 65535  # the most a tlog-tiles entry bundle can carry (2-byt
 # instead of appending them; the owner of the session appends them after it ends.
 DEFERRED_EVENTS = "tre.audit.deferred_events"
 _ACTION_RE = re.compile(r"^[A-Za-z0-9_.:/-]{1,64}$")
+# Actors are ids (user slugs, "system", "node:<name>", ...), ASCII only: an actor that looks
+# like another (Cyrillic "а" for "a", fullwidth letters, a combining accent, a zero-width or
+# control character) would hide from a search for the real one and read as it on screen.
+_ACTOR_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@/+-]{0,63}$")
 
 
 @dataclass(frozen=True)
@@ -98,8 +109,8 @@ def format_ts(ts: datetime) -> str:
 
 
 def _check(event: AuditEvent) -> None:
-    if not event.actor or len(event.actor) > 64:
-        raise ValueError("audit actor must be 1..64 characters")
+    if not _ACTOR_RE.match(event.actor):
+        raise ValueError("audit actor must be 1..64 characters of [A-Za-z0-9_.:@/+-], starting alphanumeric")
     if not _ACTION_RE.match(event.action):
         raise ValueError(f"audit action {event.action!r} must be 1..64 characters of [A-Za-z0-9_.:/-]")
     for name, value, limit in (
@@ -158,6 +169,7 @@ def _checked_state(session: Session, signer: AuditSigner) -> tuple[Frontier, str
     except ProofError as e:
         raise damaged(f"the stored frontier is corrupt ({e})") from e
     check_extends_pin(session, signer, size, frontier)
+    check_signed_tip(session, signer, size, frontier)
     prev = GENESIS_PREV if size == 0 else check_last_entry(session, size, frontier)
     return frontier, prev
 

@@ -53,6 +53,28 @@ def _is_ascii_digits(s: str) -> bool:
     return bool(s) and s.isascii() and s.isdigit()
 
 
+def b64decode_canonical(s: str) -> bytes:
+    """Standard base64 in its one canonical spelling, else ``binascii.Error``.
+
+    The usual decoders ignore the unused low bits of the last digit, so ``...Q==`` and
+    ``...R==`` are the same bytes: a signature line could be respelled without breaking
+    its signature, giving one signed note several texts."""
+    raw = base64.b64decode(s, validate=True)
+    if base64.b64encode(raw).decode("ascii") != s:
+        raise binascii.Error("not in canonical base64 form")
+    return raw
+
+
+def parse_uint64(s: str) -> int | None:
+    """A C2SP number (tree size, timestamp, witness size): ASCII digits of a uint64, no
+    leading zero; None otherwise. Bounded before ``int()``, which raises on thousands of
+    digits (a ValueError, not the caller's NoteError: a 500 or a traceback)."""
+    if not _is_ascii_digits(s) or len(s) > 20 or (len(s) > 1 and s[0] == "0"):
+        return None
+    n = int(s)
+    return n if n < 2**64 else None
+
+
 def check_note_chars(note: str) -> None:
     """Signed notes are UTF-8 text without control characters other than newline."""
     for c in note:
@@ -114,7 +136,7 @@ def _parse_key(vkey: str, what: str, alg: int, kind: str) -> tuple[str, bytes]:
     name, hex_id, blob = parts
     _check_name(name)
     try:
-        raw = base64.b64decode(blob, validate=True)
+        raw = b64decode_canonical(blob)
         want_id = bytes.fromhex(hex_id)
     except (binascii.Error, ValueError) as e:
         raise NoteError(f"{what} is not valid hex/base64: {e}") from e
@@ -194,10 +216,13 @@ def cosignatures(note: str, witnesses: list[WitnessKey]) -> dict[str, int]:
 
 def add_signature_lines(note: str, lines: list[str]) -> str:
     """``note`` with extra signature lines (cosignatures) appended, skipping ones it holds."""
-    split_note(note)
+    _, sigs = split_note(note)
     have = set(note.split("\n"))
     extra = [line if line.endswith("\n") else line + "\n" for line in lines]
-    return note + "".join(x for x in extra if x.rstrip("\n") not in have)
+    new = [x for x in dict.fromkeys(extra) if x.rstrip("\n") not in have]
+    if len(sigs) + len(new) > MAX_SIGNATURES:
+        raise NoteError(f"a note carries at most {MAX_SIGNATURES} signature lines")
+    return note + "".join(new)
 
 
 @dataclass(frozen=True)
@@ -214,8 +239,8 @@ class Checkpoint:
     def timestamp_ms(self) -> int | None:
         for ext in self.extensions:
             key, _, value = ext.partition(" ")
-            if key == TIMESTAMP_EXT and _is_ascii_digits(value):
-                return int(value)
+            if key == TIMESTAMP_EXT:
+                return parse_uint64(value)
         return None
 
     def body(self) -> str:
@@ -278,9 +303,9 @@ def split_note(note: str) -> tuple[str, list[tuple[str, bytes, bytes]]]:
             raise NoteError(f"malformed signature line {line!r}")
         name, _, blob = line[len(SIG_PREFIX) :].partition(" ")
         try:
-            raw = base64.b64decode(blob, validate=True)
+            raw = b64decode_canonical(blob)
         except binascii.Error as e:
-            raise NoteError(f"signature of {name!r} is not base64") from e
+            raise NoteError(f"signature of {name!r} is not canonical base64") from e
         if len(raw) < 5:
             raise NoteError(f"signature of {name!r} is too short")
         sigs.append((name, raw[:4], raw[4:]))
@@ -297,17 +322,18 @@ def parse_checkpoint_text(text: str) -> Checkpoint:
     if len(lines) < 3:
         raise NoteError("checkpoint needs origin, tree size and root hash lines")
     origin, size_s, root_b64, *ext = lines
-    if not _is_ascii_digits(size_s) or (len(size_s) > 1 and size_s[0] == "0"):
-        raise NoteError(f"bad tree size {size_s!r}")
+    size = parse_uint64(size_s)
+    if size is None:
+        raise NoteError(f"bad tree size {size_s[:30]!r}")
     try:
-        root = base64.b64decode(root_b64, validate=True)
+        root = b64decode_canonical(root_b64)
     except binascii.Error as e:
-        raise NoteError("root hash is not base64") from e
+        raise NoteError("root hash is not canonical base64") from e
     if len(root) != 32:
         raise NoteError("root hash is not 32 bytes")
     if not origin or any(not e for e in ext):
         raise NoteError("empty origin or extension line")
-    return Checkpoint(origin, int(size_s), root, tuple(ext))
+    return Checkpoint(origin, size, root, tuple(ext))
 
 
 def open_note(note: str, key: VerifierKey) -> str:

@@ -92,6 +92,16 @@ class AuditSigner:
         return keys
 
     @property
+    def signing_keys(self) -> list[VerifierKey]:
+        """The keys that sign checkpoints now: the active one, and the retiring one during
+        its overlap. A retired key may still verify old checkpoints, never vouch for new ones."""
+        keys = [self.verifier_key]
+        if self.previous_key is not None and time.time() * 1000 <= self.overlap_until_ms:
+            raw = self.previous_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+            keys.append(VerifierKey(self.name, raw))
+        return keys
+
+    @property
     def public_key(self) -> bytes:
         return self.private_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
 

@@ -48,9 +48,15 @@ def parse_index(path: str) -> tuple[int, int | None]:
         if not re.fullmatch(r"[1-9]\d{0,2}", w) or int(w) >= TILE_WIDTH:
             raise TileNotFound("partial tile width must be 1..255")
         width = int(w)
-    if not _GROUP.match(path):
+    # At most 7 groups (a uint64 index has 20 digits): longer paths are refused before int()
+    # sees them (thousands of digits make Python raise, which was a 500).
+    if path.count("/") > 6 or not _GROUP.match(path):
         raise TileNotFound("malformed tile index")
-    return int(path.replace("x", "").replace("/", "")), width
+    index = int(path.replace("x", "").replace("/", ""))
+    # One name per tile (x000/005 is not 005): a client or cache never sees a tile twice.
+    if index >= 2**64 or encode_index(index) != path:
+        raise TileNotFound("tile index not in its canonical form")
+    return index, width
 
 
 def _width(available: int, index: int, width: int | None) -> int:

@@ -26,6 +26,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeGuard
 
 from tre.audit.merkle import GENESIS_PREV, TreeLevels, leaf_hashes
 from tre.audit.note import (
@@ -37,6 +38,7 @@ from tre.audit.note import (
     decode_note,
     open_checkpoint_any,
     open_note_any,
+    parse_uint64,
     split_note,
 )
 
@@ -82,11 +84,11 @@ def parse_transition(text: str) -> KeyTransition:
         if key != name or not value:
             raise NoteError(f"key transition: expected a {name!r} line")
         fields[name] = value
-    until = fields["overlap-until"]
-    if not (until.isascii() and until.isdigit()):
+    until = parse_uint64(fields["overlap-until"])
+    if until is None:
         raise NoteError("key transition: overlap-until is not a number")
     return KeyTransition(
-        fields["origin"], VerifierKey.parse(fields["old"]), VerifierKey.parse(fields["new"]), int(until)
+        fields["origin"], VerifierKey.parse(fields["old"]), VerifierKey.parse(fields["new"]), until
     )
 
 
@@ -123,8 +125,8 @@ class Policy:
                 if w in witnesses:
                     raise NoteError(f"policy line {n}: witness {w.name} named twice")
                 witnesses.append(w)
-            elif word == "quorum" and value.isascii() and value.isdigit():
-                quorum = int(value)
+            elif word == "quorum" and parse_uint64(value) is not None:
+                quorum = parse_uint64(value)
             else:
                 raise NoteError(f"policy line {n}: expected 'log KEY', 'witness KEY' or 'quorum N'")
         if log_key is None:
@@ -194,16 +196,16 @@ def read_bundle(data: bytes) -> Bundle:
         raise BundleError("empty bundle")
     try:
         header = json.loads(lines[0])
-    except ValueError as e:
-        raise BundleError(f"bundle header is not JSON: {e}") from e
+    except (ValueError, RecursionError) as e:  # RecursionError: hostile nesting depth
+        raise BundleError(f"bundle header is not JSON: {_why(e)}") from e
     if not isinstance(header, dict) or header.get("format") != BUNDLE_FORMAT:
         raise BundleError(f"not a {BUNDLE_FORMAT} bundle")
     size = header.get("tree_size")
-    if not isinstance(size, int) or size < 0:
+    if not _count(size):
         raise BundleError("bundle header has no valid tree_size")
     body = lines[1:]
     n_cps = header.get("checkpoints")
-    if not isinstance(n_cps, int) or n_cps < 0:
+    if not _count(n_cps):
         raise BundleError("bundle header has no valid checkpoints count")
     # Checkpoints are the tail; whatever precedes them is entries (possibly too few/many).
     split = max(len(body) - n_cps, 0)
@@ -212,9 +214,19 @@ def read_bundle(data: bytes) -> Bundle:
         try:
             obj = json.loads(raw)
             notes.append(str(obj["checkpoint"]))
-        except (ValueError, KeyError, TypeError) as e:
-            raise BundleError(f"bad checkpoint line in bundle: {e}") from e
+        except (ValueError, KeyError, TypeError, RecursionError) as e:
+            raise BundleError(f"bad checkpoint line in bundle: {_why(e)}") from e
     return Bundle(header, body[:split], notes)
+
+
+def _count(value: object) -> TypeGuard[int]:
+    """A count in the header: a non-negative JSON integer (``true`` is not 1)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _why(e: Exception) -> str:
+    """A parse failure in a few words: never the hostile text itself, never a traceback."""
+    return "nested too deeply" if isinstance(e, RecursionError) else str(e)[:200]
 
 
 def _check_entries(entries: Sequence[bytes], leaves: Sequence[bytes], report: VerifyReport) -> int | None:
@@ -228,7 +240,7 @@ def _check_entries(entries: Sequence[bytes], leaves: Sequence[bytes], report: Ve
         if not e.startswith(b'{"idx":%d,"prev":"%s",' % (i, prev)):
             try:
                 obj = json.loads(e)
-            except ValueError:
+            except (ValueError, RecursionError):
                 report.bad(i, f"entry {i} is not valid JSON: it was altered or truncated")
                 return None
             idx = obj.get("idx") if isinstance(obj, dict) else None
@@ -510,10 +522,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.policy:
             policy = Policy.parse(args.policy.read_text())
         pins = [decode_note(p.read_bytes()) for p in args.pin]
+        data = args.bundle.read_bytes()
     except (NoteError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    report = verify_bundle(args.bundle.read_bytes(), key, pins, policy)
+    report = verify_bundle(data, key, pins, policy)
     for w in report.warnings:
         print(f"warning: {w}", file=sys.stderr)
     print(report.summary())

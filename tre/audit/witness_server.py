@@ -52,6 +52,7 @@ from tre.audit.note import (
     cosign,
     open_checkpoint_any,
     parse_checkpoint_text,
+    parse_uint64,
     split_note,
 )
 
@@ -92,9 +93,10 @@ def parse_request(body: bytes) -> AddCheckpoint:
     if not sep:
         raise WitnessError(400, "missing blank line between proof and checkpoint")
     lines = head.split("\n")
-    word, _, size = lines[0].partition(" ")
-    if word != "old" or not (size.isascii() and size.isdigit()) or (len(size) > 1 and size[0] == "0"):
-        raise WitnessError(400, "first line must be 'old <size>'")
+    word, _, size_s = lines[0].partition(" ")
+    size = parse_uint64(size_s)
+    if word != "old" or size is None:
+        raise WitnessError(400, "first line must be 'old <size>' (a uint64)")
     if len(lines) - 1 > MAX_PROOF_LINES:
         raise WitnessError(400, f"more than {MAX_PROOF_LINES} proof lines")
     proof = []
@@ -106,7 +108,7 @@ def parse_request(body: bytes) -> AddCheckpoint:
         if len(h) != 32:
             raise WitnessError(400, "proof hash is not 32 bytes")
         proof.append(h)
-    return AddCheckpoint(int(size), proof, note)
+    return AddCheckpoint(size, proof, note)
 
 
 def load_or_create_key(path: Path) -> Ed25519PrivateKey:

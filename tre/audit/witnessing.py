@@ -136,8 +136,8 @@ def witness_checkpoint(
                 except httpx.HTTPError as e:
                     outcome = Outcome(w.key.name, "offline", type(e).__name__)
                     break
-                if resp.status_code == 409 and resp.text.strip().isdigit():
-                    old = int(resp.text.strip())
+                if resp.status_code == 409 and (told := _size(resp.text)) is not None:
+                    old = told
                     state[name] = old
                     outcome = Outcome(w.key.name, "conflict", f"resynced to size {old}")
                     continue
@@ -147,11 +147,33 @@ def witness_checkpoint(
     if new_lines:
         with new_session() as s:
             row = s.get(AuditCheckpoint, row_id)
-            if row is not None:
-                row.note = add_signature_lines(row.note, new_lines)
-                s.commit()
+            try:
+                if row is not None:
+                    row.note = add_signature_lines(row.note, new_lines)
+                    s.commit()
+            except NoteError as e:  # more cosignatures than a note may carry: keep it valid
+                ALERT.error("cosignatures of checkpoint %d not stored: %s", size, e)
     _write_json(signer.keys_dir / WITNESS_STATE_FILE, state)
     return outcomes
+
+
+# A witness's 200 answer is its cosignature line(s): read no further than this.
+MAX_ANSWER_CHARS = 16 * 1024
+MAX_ANSWER_LINES = 16
+
+
+def _size(text: str) -> int | None:
+    """A 409's body: the witness's tree size, ASCII digits of a uint64 (C2SP tlog-witness).
+
+    Anything else (Unicode digits, a sign, a number beyond uint64 or too long for Python to
+    convert) is not a size: the answer counts as an error, never an exception in the caller
+    (the export endpoint submits to witnesses first) and never a size kept in the state file.
+    """
+    text = text.strip()
+    if not (0 < len(text) <= 20 and text.isascii() and text.isdigit()):
+        return None
+    size = int(text)
+    return size if size < 2**64 else None
 
 
 def _answer(
@@ -159,11 +181,14 @@ def _answer(
 ) -> Outcome:
     """Interpret a witness's final answer (not a 409)."""
     if resp.status_code == 200:
-        lines = [ln for ln in resp.text.splitlines() if ln]
-        good = [ln for ln in lines if cosignatures(text + "\n" + ln + "\n", [w.key])]
-        if not good:
+        # One cosignature per witness is kept: a witness answering with many genuine lines
+        # (other times) would otherwise push the stored note past the 100 signature lines a
+        # note may carry, and the checkpoint would stop verifying for everyone.
+        lines = [ln for ln in resp.text[:MAX_ANSWER_CHARS].splitlines() if ln][:MAX_ANSWER_LINES]
+        good = next((ln for ln in lines if cosignatures(text + "\n" + ln + "\n", [w.key])), None)
+        if good is None:
             return Outcome(w.key.name, "error", "answer holds no valid cosignature")
-        new_lines.extend(good)
+        new_lines.append(good)
         state[w.key.encode()] = size
         return Outcome(w.key.name, "cosigned")
     if resp.status_code == 422:

@@ -10,6 +10,7 @@ trees to different auditors, is caught the next time any of them looks.
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -18,9 +19,9 @@ import typer
 
 from tre.audit.merkle import ProofError, leaf_hash, verify_consistency, verify_inclusion
 from tre.audit.note import Checkpoint, NoteError, VerifierKey, open_checkpoint, open_checkpoint_any
-from tre.audit.verify import Policy, VerifyReport, follow_key_history, verify_bundle
+from tre.audit.verify import MAX_CLOCK_SKEW_MS, Policy, VerifyReport, follow_key_history, verify_bundle
 from tre.cli.client import ApiClient, CliError
-from tre.cli.output import JsonFlag, console, err_console, print_json, table
+from tre.cli.output import JsonFlag, console, err_console, print_json, table, terminal_safe, untrusted
 from tre.config import get_settings
 
 app = typer.Typer(help="Signed audit log: verify bundles offline, search, export, check checkpoints.")
@@ -56,8 +57,39 @@ def _bundle_key(data: bytes) -> VerifierKey:
     try:
         header = json.loads(data.split(b"\n", 1)[0])
         return VerifierKey.parse(str(header.get("vkey", "")))
+    except RecursionError:
+        raise CliError("the bundle names no usable key: its header is nested too deeply") from None
     except (ValueError, AttributeError, NoteError) as e:
         raise CliError(f"the bundle names no usable key: {e}") from e
+
+
+def _say(text: str, *, err: bool = False) -> None:
+    """Print text that holds anything from a bundle, a server or a witness: control
+    characters shown as ``\\xNN``, square brackets never read as rich markup."""
+    (err_console if err else console).print(
+        terminal_safe(text), highlight=False, soft_wrap=True, markup=False
+    )
+
+
+def _hashes(answer: Any, what: str) -> list[bytes]:
+    """The ``proof`` of a server's proof answer as hashes, or one line saying it is malformed."""
+    proof = answer.get("proof") if isinstance(answer, dict) else None
+    try:
+        if not isinstance(proof, list) or len(proof) > 64:
+            raise ValueError
+        hashes = [bytes.fromhex(h) for h in proof]
+    except (TypeError, ValueError):
+        raise CliError(f"the server's {what} proof is malformed") from None
+    if any(len(h) != 32 for h in hashes):
+        raise CliError(f"the server's {what} proof is malformed")
+    return hashes
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [k for k, _ in pairs]
+    if len(set(keys)) != len(keys):
+        raise ValueError("duplicate keys")
+    return dict(pairs)
 
 
 @app.command()
@@ -122,14 +154,14 @@ def verify(
             f"({root.encode()}) nor introduced by a key transition signed by it",
         )
     for w in report.warnings:
-        err_console.print(f"warning: {w}", highlight=False, soft_wrap=True)
+        _say(f"warning: {w}", err=True)
     if not report.ok:
         for err in report.errors:
-            err_console.print(f"  - {err}", highlight=False, soft_wrap=True)
+            _say(f"  - {err}", err=True)
         raise CliError(report.summary())
     if not no_pinned:
         _remember(report, pinned)
-    console.print(report.summary(), highlight=False, soft_wrap=True)
+    _say(report.summary())
 
 
 def _remember(report: VerifyReport, pinned: VerifierKey | None) -> None:
@@ -193,11 +225,10 @@ def search(
         )
         items.extend(page["items"])
         for idx in page.get("damaged", []):
-            err_console.print(
-                f"warning: entry {idx} is stored with a body that does not match its leaf hash "
-                "(database edited); it is not shown",
-                highlight=False,
-                soft_wrap=True,
+            _say(
+                f"warning: entry {untrusted(idx)} is stored with a body that does not match its "
+                "leaf hash (database edited); it is not shown",
+                err=True,
             )
         if page.get("next_after") is None:
             break
@@ -254,7 +285,10 @@ def export(
 @app.command("public-key")
 def public_key() -> None:
     """Print the log's verifier key (pin it out of band, e.g. in your audit records)."""
-    console.print(ApiClient().get("/api/v1/audit/public-key")["vkey"], highlight=False, soft_wrap=True)
+    info = ApiClient().get("/api/v1/audit/public-key")
+    # Parsed before it is printed: what lands in log.vkey is a key, never the server's text.
+    vkey = _parse_key(str(info.get("vkey", "")) if isinstance(info, dict) else "", "key from the server")
+    _say(vkey.encode())
 
 
 def _save(path: Path, text: str) -> None:
@@ -262,6 +296,22 @@ def _save(path: Path, text: str) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(text)
     tmp.replace(path)
+
+
+# The API re-signs its checkpoint when the newest is older than a minute; beyond this, with
+# the verifier's clock-skew bound, a checkpoint is stale.
+STALE_AFTER_S = 60 + MAX_CLOCK_SKEW_MS // 1000
+
+
+def _age_s(cp: Checkpoint) -> int | None:
+    ts = cp.timestamp_ms
+    return None if ts is None else max(0, int(time.time() - ts / 1000))
+
+
+def _signed_before(new: Checkpoint, old: Checkpoint) -> bool:
+    """A larger tree signed (beyond the clock-skew bound) before a smaller one you saw."""
+    a, b = new.timestamp_ms, old.timestamp_ms
+    return a is not None and b is not None and new.tree_size > old.tree_size and a < b - MAX_CLOCK_SKEW_MS
 
 
 @app.command()
@@ -281,8 +331,10 @@ def checkpoint(
     pinned = _pinned_key()
     vkey = pinned or (_key_arg(key) if key else None)
     info = client.get("/api/v1/audit/public-key")
+    if not isinstance(info, dict):
+        raise CliError("the server's public-key answer is malformed")
     if vkey is None:
-        vkey = _parse_key(info["vkey"], "server key")
+        vkey = _parse_key(str(info.get("vkey", "")), "server key")
         err_console.print(
             f"NOTICE: no pinned log key; trusting the server's key ON FIRST USE: {vkey.encode()} "
             "(compare it with the key published out of band)",
@@ -291,12 +343,16 @@ def checkpoint(
             soft_wrap=True,
         )
     history = VerifyReport()
-    keys, _ = follow_key_history(vkey, [str(n) for n in info.get("key_history", [])], history)
+    notes = info.get("key_history", [])
+    keys, _ = follow_key_history(vkey, [str(n) for n in notes] if isinstance(notes, list) else [], history)
     if key and _key_arg(key) not in keys:
         raise CliError("key change: the key you gave is not your pinned key nor introduced by one it signed")
     latest = client.get("/api/v1/audit/checkpoint")
     try:
-        new, _ = open_checkpoint_any(latest["note"], keys, vkey.name)
+        note = latest.get("note") if isinstance(latest, dict) else None
+        if not isinstance(note, str):
+            raise NoteError("no note in the answer")
+        new, _ = open_checkpoint_any(note, keys, vkey.name)
     except NoteError as e:
         raise CliError(f"the server's checkpoint is not valid: {e}") from e
     pin_path = sdir / "checkpoint.note"
@@ -319,13 +375,27 @@ def checkpoint(
                 new.tree_size,
                 old.root_hash,
                 new.root_hash,
-                [bytes.fromhex(h) for h in proof["proof"]],
+                _hashes(proof, "consistency"),
             )
         except ProofError as e:
             raise CliError(
                 f"FORK: the server's tree of {new.tree_size} entries does not extend the tree of "
                 f"{old.tree_size} entries you verified before ({e}); keep {pin_path} as evidence"
             ) from e
+    if old is not None and _signed_before(new, old):
+        raise CliError(
+            f"the server's checkpoint of {new.tree_size} entries was signed before the one of "
+            f"{old.tree_size} you pinned: a replayed or back-dated checkpoint; keep {pin_path} as evidence"
+        )
+    age_s = _age_s(new)
+    if age_s is not None and age_s > STALE_AFTER_S:
+        # /checkpoint re-signs every minute: an old one means the server replays it, or its
+        # log is frozen or withheld (or its clock is far off). Said, not fatal: still consistent.
+        _say(
+            f"WARNING: the server's newest checkpoint was signed {age_s // 60} minutes ago "
+            "(it re-signs every minute): a replayed checkpoint or a withheld log",
+            err=True,
+        )
     _save(sdir / "log.vkey", keys[-1].encode() + "\n")
     _save(pin_path, new.note)
     if as_json:
@@ -336,6 +406,7 @@ def checkpoint(
                 "previous_tree_size": old.tree_size if old else None,
                 "first_pin": old is None,
                 "key": keys[-1].encode(),
+                "age_s": age_s,
             }
         )
         return
@@ -368,30 +439,38 @@ def prove(
     client = ApiClient()
     entry = client.get(f"/api/v1/audit/entries/{index}")
     proof = client.get("/api/v1/audit/proof/inclusion", params={"index": index, "tree_size": cp.tree_size})
+    body = entry.get("body") if isinstance(entry, dict) else None
+    if not isinstance(body, str):
+        raise CliError(f"the server's answer for entry {index} holds no entry body")
     try:
         verify_inclusion(
-            leaf_hash(entry["body"].encode()),
+            leaf_hash(body.encode()),
             index,
             cp.tree_size,
-            [bytes.fromhex(h) for h in proof["proof"]],
+            _hashes(proof, "inclusion"),
             cp.root_hash,
         )
     except ProofError as e:
         raise CliError(f"entry {index} is NOT proven to be in the log: {e}") from e
-    # Show only what the proof covers: the hashed body, never the server's other fields.
-    fields = json.loads(entry["body"])
+    # Show only what the proof covers: the hashed body, never the server's other fields. A
+    # body two JSON readers could read differently (a repeated key: Python keeps the last,
+    # others the first) is refused rather than shown one way.
+    try:
+        fields = json.loads(body, object_pairs_hook=_no_duplicates)
+    except (ValueError, RecursionError):
+        fields = None
+    if not isinstance(fields, dict):
+        raise CliError(f"entry {index} is in the log but is not a single JSON object with distinct keys")
     if fields.get("idx") != index:
-        raise CliError(f"the server returned entry {fields.get('idx')} for index {index}")
+        raise CliError(f"the server returned entry {untrusted(fields.get('idx'))} for index {index}")
     if as_json:  # the proven body itself (its fields as hashed), and the checkpoint it is proven in
         print_json(
             {"index": index, "tree_size": cp.tree_size, "root_hash": cp.root_hash.hex(), "entry": fields}
         )
         return
-    console.print(
+    _say(
         f"entry {index} ({fields.get('action')} by {fields.get('actor')} at {fields.get('ts')}) "
-        f"is in the log of {cp.tree_size} entries",
-        highlight=False,
-        soft_wrap=True,
+        f"is in the log of {cp.tree_size} entries"
     )
 
 
@@ -409,7 +488,7 @@ def check() -> None:
         size, problems = check_log(s, get_signer(settings.keys_dir, create=False))
         s.rollback()
     for p in problems:
-        err_console.print(f"  - {p}", highlight=False, soft_wrap=True)
+        _say(f"  - {p}", err=True)
     if problems:
         raise CliError(f"audit log DAMAGED: {len(problems)} problem(s) in a tree of {size} entries")
     console.print(f"audit log intact: {size} entries, consistent with the last signed checkpoint")
@@ -471,6 +550,6 @@ def witness_run() -> None:
     if not outcomes:
         raise CliError("no witnesses configured (tre audit witness add URL KEY)")
     for o in outcomes:
-        console.print(f"{o.witness}: {o.status} {o.detail}".rstrip(), highlight=False, soft_wrap=True)
+        _say(f"{o.witness}: {o.status} {o.detail}".rstrip())  # detail: the witness's own words
     if not any(o.status == "cosigned" for o in outcomes):
         raise CliError("no witness cosigned the newest checkpoint")

@@ -138,13 +138,31 @@ class ApiClient:
         self.token = token or saved_token
         if not self.token:
             raise CliError("not logged in: run `tre login` (it asks for your token) or set TRE_TOKEN")
+        # Asked for uncompressed answers (tre never compresses): a compressed one is refused
+        # before a byte is decoded, so no server can inflate a small gzip/zstd/brotli "bomb"
+        # into gigabytes of memory or disk on the user's machine.
         self._http = httpx.Client(
-            base_url=self.api_url, timeout=timeout, headers={"Authorization": f"Bearer {self.token}"}
+            base_url=self.api_url,
+            timeout=timeout,
+            headers={"Authorization": f"Bearer {self.token}", "Accept-Encoding": "identity"},
         )
+
+    def _refuse_encoded(self, resp: httpx.Response, path: str) -> None:
+        encoding = resp.headers.get("content-encoding", "").strip().lower()
+        if encoding not in ("", "identity"):
+            raise CliError(
+                f"the answer from {self.api_url}{path} is compressed ({_one_line(encoding, 40)}) "
+                "although the client asked for none: refused unread"
+            )
 
     def request(self, method: str, path: str, **kw: Any) -> httpx.Response:
         try:
-            resp = self._http.request(method, path, **kw)
+            resp = self._http.send(self._http.build_request(method, path, **kw), stream=True)
+            try:
+                self._refuse_encoded(resp, path)
+                resp.read()
+            finally:
+                resp.close()
         except httpx.ConnectError as exc:
             raise CliError(
                 f"cannot reach the tre API at {self.api_url} ({exc}); is `tre serve` running, "
@@ -165,7 +183,7 @@ class ApiClient:
             return None
         try:
             return resp.json()
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested beyond the parser's depth
             ctype = resp.headers.get("content-type", "?").split(";")[0]
             raise CliError(
                 f"the answer from {self.api_url}{resp.request.url.path} is not JSON ({ctype}); {NOT_THE_API}"
@@ -194,6 +212,7 @@ class ApiClient:
     def stream(self, path: str, **kw: Any) -> Iterator[bytes]:
         try:
             with self._http.stream("GET", path, **kw) as resp:
+                self._refuse_encoded(resp, path)
                 if resp.status_code >= 400:
                     resp.read()
                     raise CliError(problem_message(resp))
@@ -220,6 +239,7 @@ class ApiClient:
         written = 0
         try:
             with self._http.stream("GET", path) as resp:
+                self._refuse_encoded(resp, path)
                 if resp.status_code >= 400:
                     resp.read()
                     raise CliError(problem_message(resp))

@@ -20,9 +20,10 @@ EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for `tre jobs | he
 
 def _print_error(message: str) -> None:
     """One line on stderr; plain text (no markup), whitespace folded."""
-    from tre.cli.output import err_console
+    from tre.cli.output import err_console, terminal_safe
 
-    err_console.print(f"error: {' '.join(message.split())}", highlight=False, soft_wrap=True, markup=False)
+    text = " ".join(terminal_safe(message).split())
+    err_console.print(f"error: {text}", highlight=False, soft_wrap=True, markup=False)
 
 
 def _usage_error(exc: Exception) -> None:

@@ -65,6 +65,7 @@ def admit(session: Session, settings: Settings, user_id: str, req: JobRequest) -
     derived = [d for d in lineage.dataset_ids if d not in named]
     datasets += _check_grants(session, req.project_id, derived, via_inputs=True)
     for applied in policies_for_datasets(datasets, settings.resolved_policies_dir):
+        lineage.policies[applied.name] = applied.policy.digest
         if not applied.policy.job.image_allowed(req.image):
             raise AdmissionDenied(f"image {req.image!r} is not on the allowlist of policy {applied.name!r}")
     # Ingress review: an admin approved exactly this image for this project (tre.images).

@@ -43,6 +43,9 @@ class Lineage:
     input_job_ids: list[str] = field(default_factory=list)
     # The datasets the inputs' outputs derive from, sorted, each once.
     dataset_ids: list[str] = field(default_factory=list)
+    # The policies admission applied, name -> sha256 of the file's text: policies are files an
+    # admin edits outside tre, so each admission's audit entry names the exact rules it used.
+    policies: dict[str, str] = field(default_factory=dict)
 
 
 def resolve_inputs(

@@ -72,7 +72,13 @@ def submit(session: Session, settings: Settings, principal: Principal, req: JobR
                 job_id=job.id,
                 details={"command": job.command, **job_facts(job)},
             ),
-            AuditEvent("system", "job.admitted", project_id=job.project_id, job_id=job.id),
+            AuditEvent(
+                "system",
+                "job.admitted",
+                project_id=job.project_id,
+                job_id=job.id,
+                details={"policies": lineage.policies},
+            ),
         ],
     )
     return job

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from tre.access import can_see_project
 from tre.api.deps import any_role, get_session, require_roles
+from tre.audit import record_event
 from tre.auth.principal import Principal
 from tre.errors import NotFound
 from tre.federation.hub import jobs, nodes, results, search
@@ -66,6 +67,14 @@ def result_file(
     """One released file, as the node's DAC released it (its SHA-256 in ``Repr-Digest``)."""
     job = jobs.visible_job(session, principal, job_id)
     row, path = results.result_file(session, request.app.state.settings, job, node, name)
+    # Released data leaving the hub: who fetched which bytes, like a node's egress.downloaded.
+    record_event(
+        session,
+        actor=principal.user_id,
+        action="federation.result_downloaded",
+        project_id=job.project_id,
+        details={"fed_job": job.id, "node": node, "name": name, "sha256": row.sha256},
+    )
     return FileResponse(path, media_type="application/octet-stream", headers={"X-Sha256": row.sha256})
 
 
