@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -163,16 +164,62 @@ def image_identity(config: ImageConfig | None, uid: int, gid: int) -> tuple[int,
     return int(user), new_gid
 
 
+_MAX_LINK_HOPS = 40  # the kernel's own limit on links followed in one path (ELOOP)
+
+
+def folder_in_image(rootfs: Path, path: str) -> bool:
+    """Whether ``path`` names a folder of the image as the sandbox will see it.
+
+    Resolved component by component with ``lstat``, every symbolic link read as the image's
+    (an absolute target starts again at the image's root, ``..`` stops there), never by the
+    host: an image is researcher-supplied, and ``Path.is_dir()`` on the host, as root, would
+    follow ``probe -> /home/alice`` into the host's file system and turn the job's outcome
+    into an oracle on which host folders exist (redteam round 10). A path that passes through
+    a top-level name the sandbox replaces (/tmp, /data, /proc, ...) is not the image's: no.
+    """
+    pending = [p for p in path.split("/") if p not in ("", ".")]
+    current: list[str] = []
+    hops = 0
+    while pending:
+        name = pending.pop(0)
+        if name == "..":
+            if current:
+                current.pop()
+            continue
+        if not current and name in _ROOTFS_SKIP:
+            return False
+        try:
+            st = os.lstat(rootfs.joinpath(*current, name))
+        except (OSError, ValueError):
+            return False
+        if stat.S_ISLNK(st.st_mode):
+            hops += 1
+            if hops > _MAX_LINK_HOPS:
+                return False
+            try:
+                target = os.readlink(rootfs.joinpath(*current, name))
+            except OSError:
+                return False
+            if target.startswith("/"):
+                current = []
+            pending = [p for p in target.split("/") if p not in ("", ".")] + pending
+            continue
+        if not stat.S_ISDIR(st.st_mode):
+            return False
+        current.append(name)
+    return True
+
+
 def image_workdir(config: ImageConfig | None, has_code: bool, rootfs: Path | None) -> str:
-    """/code when the job has code; else the image's WorkingDir when it exists in the image;
-    else /tmp (the image's / is read-only here, unlike Docker's)."""
+    """/code when the job has code; else the image's WorkingDir when it is a folder of the
+    image (`folder_in_image`: resolved in the image, never on the host); else /tmp (the
+    image's / is read-only here, unlike Docker's)."""
     if has_code:
         return "/code"
     wd = config.working_dir if config is not None else ""
     if wd and rootfs is not None and os.path.isabs(wd) and "\0" not in wd:
         norm = os.path.normpath(wd)
-        top = norm.strip("/").split("/")[0]
-        if norm == "/" or (top not in _ROOTFS_SKIP and (rootfs / norm.lstrip("/")).is_dir()):
+        if norm == "/" or folder_in_image(rootfs, norm):
             return norm
     return "/tmp"  # noqa: S108 - the sandbox's private tmpfs
 
