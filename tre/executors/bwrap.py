@@ -285,6 +285,11 @@ class SandboxLayout:
     tmp_source: str | None = None
     # The same for /dev/shm (a staged tmpfs with an entry bound); None: bwrap's own tmpfs.
     shm_source: str | None = None
+    # Private device nodes (`Stage.devices`) bound over bwrap's /dev entries of these names,
+    # and a private procfs for the read-only /proc entries (`Stage.proc`); None: the host's.
+    dev_source: str | None = None
+    dev_nodes: tuple[str, ...] = ()
+    proc_source: str | None = None
     # --block-fd: bwrap reads it after every mount is made, just before running the job.
     block_fd: int | None = None
     # The image's config (Env, Entrypoint/Cmd, WorkingDir, User); None in host-toolchain mode.
@@ -315,16 +320,19 @@ def _host_root_args(layout: SandboxLayout) -> tuple[list[str], str]:
     return args, ":".join([*bins, SANDBOX_PATH])
 
 
-def _proc_args(host_proc: Path = Path("/proc")) -> list[str]:
+def _proc_args(host_proc: Path = Path("/proc"), source: str | None = None) -> list[str]:
     """Mount a fresh /proc for the pid namespace, then apply the hardening above.
 
     Only entries present on the host are touched (procfs cannot create files); the
-    top-level non-pid entries of a new procfs are the same as the host's.
+    top-level non-pid entries of a new procfs are the same as the host's. ``source``: where
+    bwrap finds the read-only entries (a procfs of the job's own, `Stage.proc`), so that
+    their inodes, and locks on them, are not shared with other jobs.
     """
     args = ["--proc", "/proc"]
+    base = source or str(host_proc)
     for name in _PROC_READ_ONLY:
         if (host_proc / name).exists():
-            args += ["--ro-bind", str(host_proc / name), f"/proc/{name}"]
+            args += ["--ro-bind", f"{base}/{name}", f"/proc/{name}"]
     for name in _PROC_MASKED_FILES:
         if (host_proc / name).exists():
             args += ["--ro-bind", "/dev/null", f"/proc/{name}"]
@@ -389,9 +397,15 @@ def build_args(spec: JobSpec, layout: SandboxLayout) -> list[str]:
     for host, dest in layout.gpu.files:
         args += ["--ro-bind", layout.stage(host, False), dest]
     args += [
-        *_proc_args(),
+        *_proc_args(source=layout.proc_source),
         "--dev",
         "/dev",
+        # bwrap's --dev binds the host's nodes; these replace them with the job's own (locks).
+        *[
+            a
+            for name in layout.dev_nodes
+            for a in ("--dev-bind", f"{layout.dev_source}/{name}", f"/dev/{name}")
+        ],
         *[a for dev in layout.gpu.devices for a in ("--dev-bind", dev, dev)],
     ]
     if layout.shm_source is not None:

@@ -42,7 +42,13 @@ from tre.executors.base import Executor, ExecutorError, JobResult, JobSpec, RunC
 from tre.executors.bwrap import SandboxLayout, build_args, image_identity, image_rootfs
 from tre.executors.cgroups import CgroupLimits, JobCgroup, create_job_cgroup, job_cgroup_name, sweep_stale
 from tre.executors.gpu import gpu_mounts
-from tre.executors.stage import DEFAULT_STAGE_DIR, LAUNCH_FAILED, Stage, ensure_stage_dir, launcher_argv
+from tre.executors.stage import (
+    DEFAULT_STAGE_DIR,
+    LAUNCH_FAILED,
+    Stage,
+    ensure_stage_dir,
+    launcher_argv,
+)
 from tre.states import JobState
 
 if TYPE_CHECKING:  # the sandbox itself needs no pydantic; only the type is referenced
@@ -480,6 +486,7 @@ class LocalExecutor(Executor):
         # job's memory cgroup, so a /tmp as large as the limit would end in the OOM killer
         # instead of "disk full in /tmp".
         scratch_bytes = max(limits.memory_bytes // 2, MIB)
+        dev_source, dev_nodes = stage.devices()
         layout = SandboxLayout(
             uid=uid,
             gid=gid,
@@ -498,6 +505,9 @@ class LocalExecutor(Executor):
             output_source=stage.output(spec.output_dir),
             tmp_source=stage.tmp(scratch_bytes),
             shm_source=stage.tmp(scratch_bytes, "shm"),
+            dev_source=dev_source,
+            dev_nodes=dev_nodes,
+            proc_source=stage.proc(),
             block_fd=fds.get("block"),
             image_config=config,
         )
