@@ -32,7 +32,7 @@ import termios
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, ClassVar
@@ -160,6 +160,25 @@ class _Ending:
     tmp_full: bool = False
     output_full: bool = False
     copy: outputfs.CopyResult = field(default_factory=outputfs.CopyResult)
+
+
+# bubblewrap's options that take a descriptor (the number follows the option).
+_BWRAP_FD_OPTIONS = frozenset(
+    {"--seccomp", "--block-fd", "--ro-bind-data", "--bind-data", "--file", "--sync-fd"}
+)
+
+
+def _fds_named(argv: list[str], held: Iterable[int]) -> tuple[int, ...]:
+    """The descriptors of ``held`` that ``argv`` hands to bubblewrap by number.
+
+    Only these are passed to the launcher: bubblewrap consumes what it is told about, and
+    any other descriptor would be inherited by the job (redteam round 10: the generated
+    passwd/group/hosts, read only in the host-toolchain mode, reached image jobs)."""
+    # Only bubblewrap's own options: after --clearenv come the environment and the job's
+    # command, whose words the job chose (``--file 4`` there names nothing).
+    options = argv[: argv.index("--clearenv")] if "--clearenv" in argv else []
+    named = {options[i + 1] for i, arg in enumerate(options[:-1]) if arg in _BWRAP_FD_OPTIONS}
+    return tuple(sorted(fd for fd in set(held) if str(fd) in named))
 
 
 def _memfd(name: str, data: bytes) -> int:
@@ -564,7 +583,7 @@ class LocalExecutor(Executor):
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
-                pass_fds=(*fds.values(), status_w, hold_r),
+                pass_fds=(*_fds_named(command, fds.values()), status_w, hold_r),
                 start_new_session=True,
                 env=_HOST_ENV,
                 # Not the worker's folder: bash exports it as PWD to bwrap, whose init's
