@@ -13,6 +13,7 @@ read. Now each job reaches those through inodes of its own: read-only folders th
 private read-only overlay, /dev's nodes made afresh in a private tmpfs, the read-only /proc
 entries from a procfs of the launcher's own.
 """
+
 from __future__ import annotations
 
 import json
