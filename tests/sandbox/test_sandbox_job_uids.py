@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.sandbox.conftest import Run, Sandbox, processes_with
-from tre.executors.base import ExecutorError
+from tre.executors.base import ExecutorError, InputMount
 from tre.executors.jobuids import UidRange
 
 HOG = textwrap.dedent(
@@ -151,3 +151,26 @@ def test_the_lock_folder_must_be_private(tmp_path: Path) -> None:
     loose.chmod(0o755)
     with pytest.raises(ExecutorError, match="private"), UidRange(count=1, lock_dir=loose).hold(999):
         pass
+
+
+def test_a_later_job_reads_an_earlier_jobs_private_files_as_its_input(sandbox: Sandbox) -> None:
+    """Jobs no longer share a uid, so the copies of an earlier job's outputs (the job user's)
+    must be readable through the group: a file the earlier job wrote 0600 in a 0700 folder
+    was readable by the next job only because both were the same user."""
+    writer = sandbox.run(
+        "import os\n"
+        "os.makedirs('/output/private', mode=0o700)\n"
+        "fd = os.open('/output/private/table.csv', os.O_WRONLY | os.O_CREAT, 0o600)\n"
+        "os.write(fd, b'a,b\\n'); os.close(fd)\n"
+    )
+    assert writer.result.state == "succeeded", writer.log
+    source = "ab" * 16
+    reader = sandbox.run(
+        f"print(open('/inputs/{source}/private/table.csv').read().strip())",
+        inputs=[InputMount(source, host_path=writer.spec.output_dir, mount_path=f"/inputs/{source}")],
+    )
+    assert reader.result.state == "succeeded", reader.log
+    assert "a,b" in reader.log
+    copied = writer.spec.output_dir / "private" / "table.csv"
+    assert copied.stat().st_mode & 0o777 == 0o640  # the owner's bits, group read; nobody else
+    assert (writer.spec.output_dir / "private").stat().st_mode & 0o777 == 0o750
