@@ -21,7 +21,7 @@ from urllib.parse import parse_qs, urlparse
 
 import docker
 import pytest
-from docker.types import DeviceRequest, Ulimit
+from docker.types import DeviceRequest, LogConfig, Ulimit
 
 from tre.executors.base import DatasetMount, ExecutorError, InputMount, JobSpec, RunControl
 from tre.executors.docker import DockerExecutor, container_options
@@ -79,6 +79,7 @@ def test_container_options_are_exactly_the_hardened_set(tmp_path: Path) -> None:
         "ulimits": [Ulimit(name="core", soft=0, hard=0)],
         "tmpfs": {"/tmp": "rw,noexec,nosuid,nodev,size=128m"},
         "healthcheck": {"test": ["NONE"]},
+        "log_config": LogConfig(type="json-file", config={"max-size": "64m", "max-file": "2"}),
         "volumes": {
             str(tmp_path / "ds1"): {"bind": "/data", "mode": "ro"},
             str(tmp_path / "out"): {"bind": "/output", "mode": "rw"},
@@ -268,6 +269,22 @@ def test_run_sends_hardened_host_config_and_collects_logs(tmp_path: Path, engine
     assert str(tmp_path / "ds1") + ":/data:ro" in hc["Binds"]
     assert hc["Ulimits"] == [{"Name": "core", "Soft": 0, "Hard": 0}]
     assert create["User"].count(":") == 1 and create["NetworkDisabled"] is True
+
+
+def test_the_engine_keeps_no_more_of_the_log_than_tre_reads(tmp_path: Path, engine_client: Any) -> None:
+    """Redteam round 10: tre read at most its log limit from a container, but the engine's
+    default log driver (json-file, no rotation) kept everything the job printed on the
+    host's disk under /var/lib/docker for as long as the container lived: a job printing
+    flat out for its time limit could fill it. The engine now rotates at the limit."""
+    engine = Engine(exit_code=0, runs_for=0.1, logs=b"x\n")
+    DockerExecutor(engine_client(engine), log_limit_bytes=3 * 1024 * 1024 + 1).run(
+        make_spec(tmp_path), RunControl()
+    )
+    create = next(b for m, p, b in engine.calls if p == "containers/create")
+    assert create["HostConfig"]["LogConfig"] == {
+        "Type": "json-file",
+        "Config": {"max-size": "4m", "max-file": "2"},
+    }
 
 
 def test_oom_killed_is_reported(tmp_path: Path, engine_client: Any) -> None:

@@ -191,6 +191,11 @@ class Settings(BaseSettings):
     # Checked against the host when a worker with the local executor starts
     # (tre.executors.sandbox_settings), like sandbox_cgroup_parent.
     sandbox_job_user: str = Field(default="tre-job", min_length=1, max_length=32)
+    # Each running local job gets a host uid of its own from this range (group: the job
+    # user's), so per-user kernel counters are not shared between jobs; count 0: all jobs
+    # run as the job user's uid. The range must hold no accounts (those uids are skipped).
+    sandbox_uid_base: int = Field(default=0x70000000, ge=1000, le=0x7FFFFFFF)
+    sandbox_uid_count: int = Field(default=1024, ge=0, le=65536)
     # Developer mode: run jobs that have no image root file system on the host's /usr and
     # Python (read-only). Off by default; the local executor refuses such jobs without it.
     sandbox_host_toolchain: bool = False

@@ -76,8 +76,11 @@ def _image_seed(tmp_path: Path) -> Path:
     builder = LocalExecutor(images_dir=tmp_path / "images", host_toolchain=True, numba_cache_seed=seed)
     result = builder.warm_numba_cache(spec, RunControl())
     assert result.state == "succeeded", spec.log_path.read_text()[-3000:]
+    # As in the image (made by root, `chmod -R a-w`): readable by every job, whose host uid is
+    # its own (tre.executors.jobuids), not the job user that wrote the seed here.
     for path in [seed, *seed.rglob("*")]:
-        path.chmod(path.stat().st_mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+        readable = 0o555 if path.is_dir() else 0o444
+        path.chmod((path.stat().st_mode | readable) & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
     assert (seed / "tre-numba-seed.json").is_file()
     return seed
 

@@ -205,7 +205,7 @@ def test_setuid_copy_is_never_a_root_setuid_file_on_the_host(
 ) -> None:
     """The attack of the review: copy a shell to /output, chmod 4755, use it from another
     account while the job sleeps. seccomp refuses the mode; without seccomp the file still
-    belongs to the unprivileged job user, on a nosuid mount: nothing to gain either way."""
+    belongs to the job's unprivileged host uid, on a nosuid mount: nothing to gain either way."""
     sandbox, rootfs = image_sandbox
     executor = LocalExecutor(use_seccomp=use_seccomp)
     refs: list[str] = []
@@ -222,7 +222,10 @@ def test_setuid_copy_is_never_a_root_setuid_file_on_the_host(
     assert run.result.state == "succeeded", run.log
     uid, _gid = job_user_ids()
     assert seen, "the watcher never saw the job's file"
-    assert seen["uid"] == uid and seen["uid"] != 0
+    # While the job runs the file is its own host uid's (one of the unprivileged job uids,
+    # tre.executors.jobuids); its copy afterwards is the job user's.
+    job_uids = range(executor.uid_range.base, executor.uid_range.base + executor.uid_range.count)
+    assert seen["uid"] in job_uids and seen["uid"] != 0
     assert seen["nosuid"] is True
     if use_seccomp:
         assert "chmod-refused" in run.log

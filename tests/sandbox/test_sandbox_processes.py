@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.sandbox.conftest import Sandbox
+from tre.executors.jobuids import UidRange
 from tre.executors.local import LocalExecutor
 
 
@@ -41,7 +42,12 @@ def test_kill_minus_one_reaches_no_host_process_of_the_job_user(sandbox: Sandbox
                 print('nobody to signal')
             """
         )
-        run = sandbox.run(code, time_limit_s=20)
+        # The job user's own uid (a uid range of 0): the pid namespace alone must keep the
+        # victim out of reach, not the per-job uid (tre.executors.jobuids) that would also.
+        shared = LocalExecutor(
+            images_dir=sandbox.tmp / "images", host_toolchain=True, uid_range=UidRange(count=0)
+        )
+        run = sandbox.run(code, time_limit_s=20, executor=shared)
         assert victim.poll() is None, "the job killed a host process of its own user"
     finally:
         victim.kill()

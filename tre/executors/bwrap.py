@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -163,16 +164,62 @@ def image_identity(config: ImageConfig | None, uid: int, gid: int) -> tuple[int,
     return int(user), new_gid
 
 
+_MAX_LINK_HOPS = 40  # the kernel's own limit on links followed in one path (ELOOP)
+
+
+def folder_in_image(rootfs: Path, path: str) -> bool:
+    """Whether ``path`` names a folder of the image as the sandbox will see it.
+
+    Resolved component by component with ``lstat``, every symbolic link read as the image's
+    (an absolute target starts again at the image's root, ``..`` stops there), never by the
+    host: an image is researcher-supplied, and ``Path.is_dir()`` on the host, as root, would
+    follow ``probe -> /home/alice`` into the host's file system and turn the job's outcome
+    into an oracle on which host folders exist (redteam round 10). A path that passes through
+    a top-level name the sandbox replaces (/tmp, /data, /proc, ...) is not the image's: no.
+    """
+    pending = [p for p in path.split("/") if p not in ("", ".")]
+    current: list[str] = []
+    hops = 0
+    while pending:
+        name = pending.pop(0)
+        if name == "..":
+            if current:
+                current.pop()
+            continue
+        if not current and name in _ROOTFS_SKIP:
+            return False
+        try:
+            st = os.lstat(rootfs.joinpath(*current, name))
+        except (OSError, ValueError):
+            return False
+        if stat.S_ISLNK(st.st_mode):
+            hops += 1
+            if hops > _MAX_LINK_HOPS:
+                return False
+            try:
+                target = os.readlink(rootfs.joinpath(*current, name))
+            except OSError:
+                return False
+            if target.startswith("/"):
+                current = []
+            pending = [p for p in target.split("/") if p not in ("", ".")] + pending
+            continue
+        if not stat.S_ISDIR(st.st_mode):
+            return False
+        current.append(name)
+    return True
+
+
 def image_workdir(config: ImageConfig | None, has_code: bool, rootfs: Path | None) -> str:
-    """/code when the job has code; else the image's WorkingDir when it exists in the image;
-    else /tmp (the image's / is read-only here, unlike Docker's)."""
+    """/code when the job has code; else the image's WorkingDir when it is a folder of the
+    image (`folder_in_image`: resolved in the image, never on the host); else /tmp (the
+    image's / is read-only here, unlike Docker's)."""
     if has_code:
         return "/code"
     wd = config.working_dir if config is not None else ""
     if wd and rootfs is not None and os.path.isabs(wd) and "\0" not in wd:
         norm = os.path.normpath(wd)
-        top = norm.strip("/").split("/")[0]
-        if norm == "/" or (top not in _ROOTFS_SKIP and (rootfs / norm.lstrip("/")).is_dir()):
+        if norm == "/" or folder_in_image(rootfs, norm):
             return norm
     return "/tmp"  # noqa: S108 - the sandbox's private tmpfs
 
@@ -238,6 +285,11 @@ class SandboxLayout:
     tmp_source: str | None = None
     # The same for /dev/shm (a staged tmpfs with an entry bound); None: bwrap's own tmpfs.
     shm_source: str | None = None
+    # Private device nodes (`Stage.devices`) bound over bwrap's /dev entries of these names,
+    # and a private procfs for the read-only /proc entries (`Stage.proc`); None: the host's.
+    dev_source: str | None = None
+    dev_nodes: tuple[str, ...] = ()
+    proc_source: str | None = None
     # --block-fd: bwrap reads it after every mount is made, just before running the job.
     block_fd: int | None = None
     # The image's config (Env, Entrypoint/Cmd, WorkingDir, User); None in host-toolchain mode.
@@ -268,16 +320,19 @@ def _host_root_args(layout: SandboxLayout) -> tuple[list[str], str]:
     return args, ":".join([*bins, SANDBOX_PATH])
 
 
-def _proc_args(host_proc: Path = Path("/proc")) -> list[str]:
+def _proc_args(host_proc: Path = Path("/proc"), source: str | None = None) -> list[str]:
     """Mount a fresh /proc for the pid namespace, then apply the hardening above.
 
     Only entries present on the host are touched (procfs cannot create files); the
-    top-level non-pid entries of a new procfs are the same as the host's.
+    top-level non-pid entries of a new procfs are the same as the host's. ``source``: where
+    bwrap finds the read-only entries (a procfs of the job's own, `Stage.proc`), so that
+    their inodes, and locks on them, are not shared with other jobs.
     """
     args = ["--proc", "/proc"]
+    base = source or str(host_proc)
     for name in _PROC_READ_ONLY:
         if (host_proc / name).exists():
-            args += ["--ro-bind", str(host_proc / name), f"/proc/{name}"]
+            args += ["--ro-bind", f"{base}/{name}", f"/proc/{name}"]
     for name in _PROC_MASKED_FILES:
         if (host_proc / name).exists():
             args += ["--ro-bind", "/dev/null", f"/proc/{name}"]
@@ -342,9 +397,15 @@ def build_args(spec: JobSpec, layout: SandboxLayout) -> list[str]:
     for host, dest in layout.gpu.files:
         args += ["--ro-bind", layout.stage(host, False), dest]
     args += [
-        *_proc_args(),
+        *_proc_args(source=layout.proc_source),
         "--dev",
         "/dev",
+        # bwrap's --dev binds the host's nodes; these replace them with the job's own (locks).
+        *[
+            a
+            for name in layout.dev_nodes
+            for a in ("--dev-bind", f"{layout.dev_source}/{name}", f"/dev/{name}")
+        ],
         *[a for dev in layout.gpu.devices for a in ("--dev-bind", dev, dev)],
     ]
     if layout.shm_source is not None:

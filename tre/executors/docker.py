@@ -68,11 +68,14 @@ def container_options(
     tmp_size_mb: int = 256,
     runtime: str | None = None,
     image_volumes: Iterable[str] = (),
+    log_limit_bytes: int = 64 * 1024 * 1024,
 ) -> dict[str, Any]:
     """Keyword arguments for ``client.containers.create``; pure, so tests pin every option.
 
-    ``image_volumes``: the ``Volumes`` of the image's config, each masked read-only."""
-    from docker.types import DeviceRequest, Ulimit
+    ``image_volumes``: the ``Volumes`` of the image's config, each masked read-only.
+    ``log_limit_bytes``: what tre reads of the log; the engine keeps at most two files of
+    that size (its default driver keeps everything, on the host's disk)."""
+    from docker.types import DeviceRequest, LogConfig, Ulimit
 
     _require_pinned(spec.image)
     volumes: dict[str, dict[str, str]] = {}
@@ -119,6 +122,12 @@ def container_options(
             **_masked_volumes(image_volumes, {tmp, *(v["bind"] for v in volumes.values())}),
         },
         "healthcheck": {"test": ["NONE"]},
+        # Rotated at tre's own log limit: tre follows the log as it is written and keeps at
+        # most that much, so older files are nothing tre would read (redteam round 10).
+        "log_config": LogConfig(
+            type="json-file",
+            config={"max-size": f"{max(1, -(-log_limit_bytes // (1024 * 1024)))}m", "max-file": "2"},
+        ),
         "volumes": volumes,
         "detach": True,
         "stdin_open": False,
@@ -215,7 +224,12 @@ class DockerExecutor(Executor):
             raise ExecutorError(f"cannot find the image: {exc}") from exc
         declared = ((image.attrs or {}).get("Config") or {}).get("Volumes") or {}
         opts = container_options(
-            spec, uid=self.uid, gid=self.gid, runtime=self.runtime, image_volumes=list(declared)
+            spec,
+            uid=self.uid,
+            gid=self.gid,
+            runtime=self.runtime,
+            image_volumes=list(declared),
+            log_limit_bytes=self.log_limit_bytes,
         )
         spec.output_dir.mkdir(parents=True, exist_ok=True)
         if os.geteuid() == 0:

@@ -31,7 +31,7 @@ import termios
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, ClassVar
@@ -41,8 +41,15 @@ from tre.executors.base import Executor, ExecutorError, JobResult, JobSpec, RunC
 from tre.executors.bwrap import SandboxLayout, build_args, image_identity, image_rootfs
 from tre.executors.cgroups import CgroupLimits, JobCgroup, create_job_cgroup, job_cgroup_name, sweep_stale
 from tre.executors.gpu import gpu_mounts
+from tre.executors.jobuids import UidRange
 from tre.executors.sandbox_settings import job_user_ids
-from tre.executors.stage import DEFAULT_STAGE_DIR, LAUNCH_FAILED, Stage, ensure_stage_dir, launcher_argv
+from tre.executors.stage import (
+    DEFAULT_STAGE_DIR,
+    LAUNCH_FAILED,
+    Stage,
+    ensure_stage_dir,
+    launcher_argv,
+)
 from tre.states import JobState
 
 if TYPE_CHECKING:  # the sandbox itself needs no pydantic; only the type is referenced
@@ -156,6 +163,25 @@ class _Ending:
     copy: outputfs.CopyResult = field(default_factory=outputfs.CopyResult)
 
 
+# bubblewrap's options that take a descriptor (the number follows the option).
+_BWRAP_FD_OPTIONS = frozenset(
+    {"--seccomp", "--block-fd", "--ro-bind-data", "--bind-data", "--file", "--sync-fd"}
+)
+
+
+def _fds_named(argv: list[str], held: Iterable[int]) -> tuple[int, ...]:
+    """The descriptors of ``held`` that ``argv`` hands to bubblewrap by number.
+
+    Only these are passed to the launcher: bubblewrap consumes what it is told about, and
+    any other descriptor would be inherited by the job (redteam round 10: the generated
+    passwd/group/hosts, read only in the host-toolchain mode, reached image jobs)."""
+    # Only bubblewrap's own options: after --clearenv come the environment and the job's
+    # command, whose words the job chose (``--file 4`` there names nothing).
+    options = argv[: argv.index("--clearenv")] if "--clearenv" in argv else []
+    named = {options[i + 1] for i, arg in enumerate(options[:-1]) if arg in _BWRAP_FD_OPTIONS}
+    return tuple(sorted(fd for fd in set(held) if str(fd) in named))
+
+
 def _memfd(name: str, data: bytes) -> int:
     fd = os.memfd_create(name, 0)
     os.write(fd, data)
@@ -193,11 +219,14 @@ class LocalExecutor(Executor):
         host_toolchain: bool | None = None,
         job_user: str | None = None,
         stage_dir: Path | None = None,
+        uid_range: UidRange | None = None,
     ) -> None:
         """Configure from ``settings``, overridable per knob.
 
         ``uid``/``gid`` are the job's ids *inside* its sandbox (``sandbox_uid``); on the host
-        every job runs as ``job_user`` (``sandbox_job_user``, default ``tre-job``).
+        every job runs as ``job_user``'s group (``sandbox_job_user``, default ``tre-job``)
+        with a uid of its own from ``uid_range`` (``sandbox_uid_base``/``_count``; count 0:
+        the job user's uid, shared by all jobs), and its copied outputs belong to ``job_user``.
         ``host_toolchain`` (``sandbox_host_toolchain``, default off) is the developer mode
         that runs jobs without an image on the host's /usr and Python; without it a job
         needs ``spec.rootfs`` (or a rootfs under ``images_dir``). ``images_dir`` holds optional
@@ -218,6 +247,7 @@ class LocalExecutor(Executor):
             numba_cache_seed = numba_cache_seed or settings.home / "numba-cache"
             host_toolchain = settings.sandbox_host_toolchain if host_toolchain is None else host_toolchain
             job_user = job_user or settings.sandbox_job_user
+            uid_range = uid_range or UidRange(settings.sandbox_uid_base, settings.sandbox_uid_count)
         self.uid = 10001 if uid is None else uid
         self.gid = 10001 if gid is None else gid
         if self.uid == 0 or self.gid == 0:
@@ -234,6 +264,7 @@ class LocalExecutor(Executor):
         self.host_toolchain = bool(host_toolchain)
         self.job_user = job_user or DEFAULT_JOB_USER
         self.stage_dir = stage_dir or DEFAULT_STAGE_DIR
+        self.uid_range = uid_range or UidRange()
         # Empty output images, made once per quota and copied per job (private to root).
         template_root = (
             settings.home / "cache" / "output-fs"
@@ -331,6 +362,29 @@ class LocalExecutor(Executor):
         limits = CgroupLimits(spec.memory_mb * MIB, spec.max_processes, spec.cpu)
         scratch = spec.output_dir.parent / outputfs.scratch_name(uuid.uuid4().hex)
         scratch.mkdir(mode=0o700)
+        # A host uid of the job's own (`tre.executors.jobuids`), released only after every
+        # process of the job is gone (the cgroup is removed in the finally below). The trusted
+        # cache warm-up writes the seed as the job user itself.
+        held = self.uid_range.hold(host_ids[0]) if warm_seed is None else contextlib.nullcontext(host_ids[0])
+        with held as run_uid:
+            return self._run_held(
+                spec, control, warm_seed, bwrap, rootfs, host_ids, (run_uid, host_ids[1]), limits, scratch
+            )
+
+    def _run_held(
+        self,
+        spec: JobSpec,
+        control: RunControl,
+        warm_seed: Path | None,
+        bwrap: str,
+        rootfs: Path | None,
+        host_ids: tuple[int, int],
+        run_ids: tuple[int, int],
+        limits: CgroupLimits,
+        scratch: Path,
+    ) -> JobResult:
+        """`_run` once the job has its host uid: ``run_ids`` is what its processes run as,
+        ``host_ids`` the job user, who owns the copies of its outputs."""
         cgroup = self._make_cgroup(spec, limits)
         mounted = False
         try:
@@ -338,6 +392,7 @@ class LocalExecutor(Executor):
             self.templates.make(image, spec.output_limit_mb * MIB, *host_ids)
             outputfs.mount_image(image, spec.output_dir)
             mounted = True
+            os.chown(spec.output_dir, *run_ids)  # the template's root is the job user's
             seed = None if warm_seed is not None or rootfs is not None else self._seed_files(spec)
             with self._sandbox_fds(seed or []) as fds:
                 stage = Stage(self.stage_dir)
@@ -347,7 +402,7 @@ class LocalExecutor(Executor):
                 os.fchmod(log_fd, 0o600)
                 with open(log_fd, "ab") as log_file:
                     return self._supervise(
-                        argv, spec, rootfs, control, cgroup, fds, stage, host_ids, scratch, log_file
+                        argv, spec, rootfs, control, cgroup, fds, stage, host_ids, run_ids, scratch, log_file
                     )
         finally:
             if cgroup is not None:
@@ -474,6 +529,7 @@ class LocalExecutor(Executor):
         # job's memory cgroup, so a /tmp as large as the limit would end in the OOM killer
         # instead of "disk full in /tmp".
         scratch_bytes = max(limits.memory_bytes // 2, MIB)
+        dev_source, dev_nodes = stage.devices()
         layout = SandboxLayout(
             uid=uid,
             gid=gid,
@@ -492,6 +548,9 @@ class LocalExecutor(Executor):
             output_source=stage.output(spec.output_dir),
             tmp_source=stage.tmp(scratch_bytes),
             shm_source=stage.tmp(scratch_bytes, "shm"),
+            dev_source=dev_source,
+            dev_nodes=dev_nodes,
+            proc_source=stage.proc(),
             block_fd=fds.get("block"),
             image_config=config,
         )
@@ -532,6 +591,7 @@ class LocalExecutor(Executor):
         fds: dict[str, int],
         stage: Stage,
         host_ids: tuple[int, int],
+        run_ids: tuple[int, int],
         scratch: Path,
         log_file: IO[bytes],
     ) -> JobResult:
@@ -542,13 +602,13 @@ class LocalExecutor(Executor):
         procs = [str(p) for p in cgroup.procs_files] if cgroup is not None else []
         started = time.monotonic()
         try:
-            argv = launcher_argv(stage, procs, *host_ids, status_w, hold_r, command)
+            argv = launcher_argv(stage, procs, *run_ids, status_w, hold_r, command)
             proc = subprocess.Popen(
                 argv,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
-                pass_fds=(*fds.values(), status_w, hold_r),
+                pass_fds=(*_fds_named(command, fds.values()), status_w, hold_r),
                 start_new_session=True,
                 env=_HOST_ENV,
                 # Not the worker's folder: bash exports it as PWD to bwrap, whose init's

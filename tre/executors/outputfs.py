@@ -238,7 +238,10 @@ def _copy_dir(name: str, parent: int, mode: int, uid: int, gid: int) -> int | No
     except OSError:
         return None
     os.fchown(fd, uid, gid)
-    os.fchmod(fd, (mode & 0o755) | 0o700)
+    # Group read and search (the job user's group): a later job reading these outputs as its
+    # input runs as a uid of its own (`tre.executors.jobuids`), in that group. The output
+    # folder above stays private to the worker, so no other account gains anything.
+    os.fchmod(fd, (mode & 0o755) | 0o750)
     return fd
 
 
@@ -279,7 +282,7 @@ def _copy_file(entry: fstree.Entry, parent: int, uid: int, gid: int) -> int:
                     break
                 copied += sent
             os.fchown(dst, uid, gid)
-            os.fchmod(dst, stat.S_IMODE(st.st_mode) & 0o755)
+            os.fchmod(dst, (stat.S_IMODE(st.st_mode) & 0o755) | 0o040)  # group read: see _copy_dir
         finally:
             os.close(dst)
         return copied

@@ -27,7 +27,9 @@ the worker can see whether /tmp was full through ``/proc/<launcher>/root``.
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,17 +45,42 @@ LAUNCHER = r"""
 fail() { echo "tre-launch: $1" >&2; exit 125; }
 while [ "$1" != "--" ]; do echo $$ > "$1" || fail "cannot join a cgroup"; shift; done; shift
 S=$1 U=$2 G=$3 SF=$4 HF=$5; shift 5
+OVL=redirect_dir=nofollow,metacopy=off,index=off,xino=off
 case $SF$HF in *[!0-9]*) fail "bad status fds" ;; esac
 mount -t tmpfs -o mode=0755,size=64k,nr_inodes=4096,nosuid,nodev,noexec tre-stage "$S" \
     || fail "cannot mount the stage"
+mkdir "$S/.e" "$S/.s" || fail "cannot make the stage's folders"
+bind() {
+    mount --bind "$1" "$2" || fail "cannot stage a bind source"
+    mount -o "remount,bind,$3" "$2" || fail "cannot restrict a staged bind"
+}
 while [ "$1" != "--" ]; do
-    k=$1 src=$2 d=$S/$3; shift 3
+    k=$1 src=$2 n=$3 d=$S/$3; shift 3
     case $k in
     ro|rw)
         if [ -d "$src" ]; then mkdir "$d"; else : > "$d"; fi || fail "cannot make a stage mount point"
-        mount --bind "$src" "$d" || fail "cannot stage a bind source"
-        o=nosuid,nodev; [ "$k" = ro ] && o=ro,$o
-        mount -o "remount,bind,$o" "$d" || fail "cannot restrict a staged bind" ;;
+        if [ "$k" = rw ]; then bind "$src" "$d" nosuid,nodev
+        elif [ -d "$src" ]; then
+            # A read-only folder reaches the job through an overlay of its own: same files,
+            # but inodes (and so flock/fcntl locks) private to this job.
+            mkdir "$S/.s/$n" || fail "cannot make a stage mount point"
+            bind "$src" "$S/.s/$n" ro,nosuid,nodev
+            mount -t overlay -o "ro,nosuid,nodev,$OVL,lowerdir=$S/.s/$n:$S/.e" tre-ro "$d" \
+                || fail "cannot stage a read-only overlay"
+        else bind "$src" "$d" ro,nosuid,nodev
+        fi ;;
+    dev)
+        mkdir "$d" && mount -t tmpfs -o mode=0755,size=4k,nr_inodes=64,nosuid,noexec tre-dev "$d" \
+            || fail "cannot mount the private devices"
+        for node in $src; do
+            [ "$node" = - ] && continue
+            IFS=: read -r name major minor <<< "$node"
+            mknod -m 0666 "$d/$name" c "$major" "$minor" || fail "cannot make a private device"
+        done
+        mount -o remount,ro,nosuid,noexec "$d" || fail "cannot seal the private devices" ;;
+    proc)
+        mkdir "$d" && mount -t proc -o nosuid,nodev,noexec tre-proc "$d" \
+            || fail "cannot mount a private /proc" ;;
     tmpfs)
         sz=${src%:*} ni=${src#*:}
         case $sz$ni in ""|*[!0-9]*) fail "bad tmpfs size" ;; esac
@@ -71,6 +98,11 @@ read -r _ <&"$HF"
 exit $rc
 """
 
+
+# The device nodes bubblewrap's --dev gives a job, made afresh for each (`Stage.devices`).
+SANDBOX_DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
+# The stage folder's path is written into mount options (overlay's lowerdir): plain names only.
+_STAGE_ROOT = re.compile(r"^/[A-Za-z0-9._/-]+$")
 
 # One tmpfs entry per 8 KiB of the file system's size, never fewer than _MIN_SCRATCH_INODES.
 _SCRATCH_BYTES_PER_INODE = 8192
@@ -122,6 +154,30 @@ class Stage:
         entries are bounded too (`scratch_inodes`)."""
         return self._add("tmpfs", f"{int(size_bytes)}:{scratch_inodes(size_bytes)}", name)
 
+    def devices(self, names: tuple[str, ...] = SANDBOX_DEVICES) -> tuple[str, tuple[str, ...]]:
+        """A tmpfs of fresh character devices, one per host node of ``names`` (same numbers).
+
+        Why not the host's nodes, as bubblewrap's ``--dev`` binds them: a lock is the inode's,
+        and every sandbox bound the host's one /dev/null, so one job's ``flock`` on it was
+        seen by every other job (redteam round 10). These nodes are this job's alone.
+        Returns the staged folder and the names made in it (the host's character devices)."""
+        nodes: list[str] = []
+        for name in names:
+            try:
+                st = os.stat(f"/dev/{name}")
+            except OSError:
+                continue
+            if stat.S_ISCHR(st.st_mode):
+                nodes.append(f"{name}:{os.major(st.st_rdev)}:{os.minor(st.st_rdev)}")
+        made = tuple(node.split(":")[0] for node in nodes)
+        return self._add("dev", " ".join(nodes) or "-", "dev"), made
+
+    def proc(self) -> str:
+        """A procfs of the launcher's own, the source of the /proc entries the sandbox binds
+        read-only (/proc/sys ...): the host's procfs would share their inodes, and so their
+        locks, with every other job."""
+        return self._add("proc", "-", "proc")
+
     def _add(self, kind: str, source: str, name: str | None = None) -> str:
         # Named entries (output, tmp, shm) are one each, whatever their source.
         key = (kind, name or source)
@@ -147,7 +203,9 @@ def launcher_argv(
 ) -> list[str]:
     """The whole command line: die with the worker, own mount namespace, the launcher script,
     then ``setpriv`` to the job user (no groups, no capabilities) and ``command``."""
-    tools = {name: shutil.which(name) for name in ("setpriv", "unshare", "bash", "mount")}
+    if not _STAGE_ROOT.match(str(stage.root)):
+        raise ExecutorError(f"the sandbox stage folder {stage.root} must be a plain absolute path")
+    tools = {name: shutil.which(name) for name in ("setpriv", "unshare", "bash", "mount", "mknod")}
     missing = [name for name, path in tools.items() if path is None]
     if missing:
         raise ExecutorError(f"{', '.join(missing)} not found; run scripts/install-system-deps")
