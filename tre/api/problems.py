@@ -212,9 +212,10 @@ def _storage_full(request: Request, exc: BaseException) -> JSONResponse:
 
 
 def _pattern_words() -> dict[str, str]:
-    from tre.api.schemas import IMAGE_REF_PATTERN, SLUG_PATTERN
+    from tre.api.schemas import ABSOLUTE_PATH_PATTERN, IMAGE_REF_PATTERN, SLUG_PATTERN
 
     return {
+        ABSOLUTE_PATH_PATTERN: "give the folder's absolute path on the server (starting with /)",
         SLUG_PATTERN: "use 1 to 63 lowercase letters, digits, '.', '_' or '-', starting with a letter or "
         "digit",
         IMAGE_REF_PATTERN: "give an image pinned by digest: NAME@sha256: and 64 hexadecimal digits",
