@@ -91,7 +91,7 @@ async def upload_code(
             settings.code_max_store_mb_per_project,
             store,
         )
-    except BaseException:
+    except Exception:  # not a cancellation: that may come after the commit
         # Not recorded (the database went away, the quota refused it): an archive this upload
         # put in the store is not kept without its row; one that was there before stays.
         if not stored.deduplicated:

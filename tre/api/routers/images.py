@@ -149,7 +149,7 @@ async def import_image(
         shutil.rmtree(work, ignore_errors=True)
     try:
         return await write_unit(request, _record_import, settings, p, result)
-    except BaseException:
+    except Exception:  # not a cancellation: that may come after the commit
         # Not recorded (the database went away, a conflict): files nobody's row names are not
         # kept. An image that was in the store before this import stays.
         if result.fresh:
