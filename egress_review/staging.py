@@ -12,13 +12,18 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
+from tre.stale import remove_stale
+
 CHUNK = 1 << 20
+BATCH_PREFIX = ".batch-"
+STALE_BATCH_S = 24 * 3600  # far longer than freezing one request's files can take
 
 
 class StagingError(Exception):
@@ -94,13 +99,41 @@ def freeze(source: Path, staging_dir: Path, expected_sha256: str, expected_size:
     Hashing the bytes that are actually copied (not a separate read before the copy) means
     there is no window in which the file could change between check and use.
     """
-    target = staged_path(staging_dir, expected_sha256)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, _ = _open_regular(source)
-    h = hashlib.sha256()
-    size = 0
-    tmp_fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=".incoming-")
-    try:
+    with StagingBatch(staging_dir) as batch:
+        batch.add(source, expected_sha256, expected_size)
+        return batch.publish()[0]
+
+
+class StagingBatch:
+    """Freeze several files all or nothing: each is copied (and checked) into a folder private
+    to this batch, and only once every copy succeeded are they moved to their content
+    addresses; a failure part-way (a changed file, the disk filling up) removes the private
+    folder and leaves staging as it was. A batch a crashed process left is swept by the next.
+    """
+
+    def __init__(self, staging_dir: Path) -> None:
+        self.staging_dir = staging_dir
+        self._copies: list[tuple[Path, str, int]] = []
+        self._work: Path | None = None
+
+    def __enter__(self) -> StagingBatch:
+        self.staging_dir.mkdir(parents=True, exist_ok=True)
+        remove_stale(self.staging_dir.glob(f"{BATCH_PREFIX}*"), STALE_BATCH_S)
+        self._work = Path(tempfile.mkdtemp(dir=self.staging_dir, prefix=BATCH_PREFIX))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._work is not None:
+            shutil.rmtree(self._work, ignore_errors=True)
+
+    def add(self, source: Path, expected_sha256: str, expected_size: int) -> None:
+        """Copy ``source`` into the batch iff its bytes hash to ``expected_sha256`` and it has
+        ``expected_size`` bytes (`HashMismatch`, `StagingError` otherwise)."""
+        assert self._work is not None, "use StagingBatch as a context manager"
+        fd, _ = _open_regular(source)
+        h = hashlib.sha256()
+        size = 0
+        tmp_fd, tmp_name = tempfile.mkstemp(dir=self._work, prefix=".incoming-")
         with os.fdopen(fd, "rb") as src, os.fdopen(tmp_fd, "wb") as dst:
             for chunk in iter(lambda: src.read(CHUNK), b""):
                 h.update(chunk)
@@ -114,17 +147,24 @@ def freeze(source: Path, staging_dir: Path, expected_sha256: str, expected_size:
         if size != expected_size:
             raise StagingError(f"{source.name}: {size} bytes, but the job recorded {expected_size}")
         os.chmod(tmp_name, 0o444)
-        if target.exists() and _hash_path(target) == expected_sha256:
-            os.unlink(tmp_name)  # already frozen by an earlier request: same bytes by construction
-        else:
-            if target.exists():
-                os.chmod(target, 0o600)  # a damaged earlier copy: replace it with good bytes
-            os.replace(tmp_name, target)
-    except BaseException:
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
-        raise
-    return StagedFile(sha256=expected_sha256, size=size, path=target)
+        self._copies.append((Path(tmp_name), expected_sha256, size))
+
+    def publish(self) -> list[StagedFile]:
+        """Move every copy to its content address (renames on one file system: no space
+        needed); the staged files, in the order they were added."""
+        staged = []
+        for tmp, sha256, size in self._copies:
+            target = staged_path(self.staging_dir, sha256)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if target.exists() and _hash_path(target) == sha256:
+                tmp.unlink()  # already frozen by an earlier request: same bytes by construction
+            else:
+                if target.exists():
+                    os.chmod(target, 0o600)  # a damaged earlier copy: replace it with good bytes
+                os.replace(tmp, target)
+            staged.append(StagedFile(sha256=sha256, size=size, path=target))
+        self._copies.clear()
+        return staged
 
 
 def _hash_path(path: Path) -> str:

@@ -31,8 +31,8 @@ from egress_review.joblog import job_log_screen
 from egress_review.staging import (
     HashMismatch,
     StagedFile,
+    StagingBatch,
     StagingError,
-    freeze,
     open_verified,
     output_file,
 )
@@ -243,45 +243,44 @@ def create_request(
         pause()
 
     # Freeze first, before any row is written: a refusal then leaves only its audit record.
-    staged: list[tuple[str, StagedFile]] = []
-    for path in wanted:
-        sha256, size = outputs[path]
-        try:
-            staged.append(
-                (
-                    path,
-                    freeze(output_file(settings.jobs_dir, job_id, path), settings.staging_dir, sha256, size),
+    # All or nothing: a file refused, or the disk filling up, part-way keeps none of them.
+    with StagingBatch(settings.staging_dir) as batch:
+        for path in wanted:
+            sha256, size = outputs[path]
+            try:
+                batch.add(output_file(settings.jobs_dir, job_id, path), sha256, size)
+            except StagingError as exc:
+                slug = "output-modified" if isinstance(exc, HashMismatch) else "output-unavailable"
+                _audit(
+                    session,
+                    principal.user_id,
+                    "egress.stage_refused",
+                    job_id=job_id,
+                    project_id=project_id,
+                    path=path,
+                    reason=slug,
+                    detail=str(exc),
+                    recorded_sha256=sha256,
                 )
-            )
-        except StagingError as exc:
-            slug = "output-modified" if isinstance(exc, HashMismatch) else "output-unavailable"
-            _audit(
-                session,
-                principal.user_id,
-                "egress.stage_refused",
-                job_id=job_id,
-                project_id=project_id,
-                path=path,
-                reason=slug,
-                detail=str(exc),
-                recorded_sha256=sha256,
-            )
-            # The file as the requester knows it, and fixed words: a withheld name must not
-            # come back in the refusal (nor in the staging error, which quotes the file).
-            shown = (
-                path if names.shows(path) else outputnames.placeholder_of(settings.keys_dir, job_id, sha256)
-            )
-            why = (
-                "it changed after the job recorded it (its size or SHA-256 differs)"
-                if isinstance(exc, HashMismatch)
-                else "it is no longer the regular file the job recorded"
-            )
-            raise Conflict(
-                f"{shown}: {why}; it cannot be released",
-                slug=slug,
-                title="Output cannot be frozen",
-                audited=True,
-            ) from exc
+                # The file as the requester knows it, and fixed words: a withheld name must not
+                # come back in the refusal (nor in the staging error, which quotes the file).
+                shown = (
+                    path
+                    if names.shows(path)
+                    else outputnames.placeholder_of(settings.keys_dir, job_id, sha256)
+                )
+                why = (
+                    "it changed after the job recorded it (its size or SHA-256 differs)"
+                    if isinstance(exc, HashMismatch)
+                    else "it is no longer the regular file the job recorded"
+                )
+                raise Conflict(
+                    f"{shown}: {why}; it cannot be released",
+                    slug=slug,
+                    title="Output cannot be frozen",
+                    audited=True,
+                ) from exc
+        staged: list[tuple[str, StagedFile]] = list(zip(wanted, batch.publish(), strict=True))
     context = checking.make_context(
         checking.identifiers_for(datasets, applied),
         len(staged),

@@ -99,3 +99,34 @@ def error_is_a_problem_document(operation: Any, response: Any, also: tuple[str, 
     if kind.startswith("application/problem+json") or any(a in kind for a in also):
         return None
     return f"{operation.label}: {response.status_code} answered as {kind!r}"
+
+
+# What no error answer may carry: a stack trace, a driver's or the ORM's words, SQL. The
+# caller's own text may come back in a 422 (a field name), so these are words a generated
+# request does not hold.
+LEAK_MARKERS = (
+    "Traceback (most recent call last)",
+    'File "/',
+    "site-packages",
+    "sqlalchemy",
+    "sqlite3.",
+    "psycopg",
+    "Background on this error",
+    "INSERT INTO ",
+    "SELECT ",
+    "UPDATE ",
+    "BEGIN PRIVATE KEY",
+)
+
+
+def error_leaks_nothing(operation: Any, response: Any, secrets: tuple[str, ...]) -> str | None:
+    """An error answer names no server path, stack frame, SQL, or secret (``secrets``: the
+    server's state folder, its keys folder, the caller's own token...)."""
+    if response.status_code < 400:
+        return None
+    body = response.text
+    for marker in (*LEAK_MARKERS, *(s for s in secrets if s)):
+        if marker in body:
+            shown = marker if marker in LEAK_MARKERS else "a server path or secret"
+            return f"{operation.label}: {response.status_code} answer holds {shown!r}: {body[:200]}"
+    return None

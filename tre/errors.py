@@ -10,6 +10,9 @@ self-approval or a tampered download always leaves its trace.
 
 from __future__ import annotations
 
+import errno
+import sqlite3
+
 
 class TreError(Exception):
     status = 400
@@ -70,3 +73,48 @@ class PolicyUnavailable(TreError):
     status = 503
     title = "Policy unavailable"
     slug = "policy-unavailable"
+
+
+class StorageFull(TreError):
+    """The server's own disk (or its quota) is full: nothing the caller did, nothing of the
+    request kept, worth a retry once an admin made room. Never a 4xx blaming the input."""
+
+    status = 507
+    title = "Insufficient storage"
+    slug = "storage-full"
+
+
+STORAGE_FULL_DETAIL = "the server's storage is full; nothing of this request was kept; try again later"
+_STORAGE_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+# What skopeo, umoci, SQLite and PostgreSQL say when the disk under them is full.
+_STORAGE_FULL_WORDS = (
+    "no space left on device",
+    "disk quota exceeded",
+    "database or disk is full",
+    "could not extend file",
+)
+
+
+def is_storage_full(exc: BaseException) -> bool:
+    """Whether ``exc`` (or an error it was raised from) is the disk filling up: an OSError of
+    ENOSPC/EDQUOT, a database driver's "disk is full" (SQLSTATE 53100 on PostgreSQL)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, StorageFull):
+            return True
+        if isinstance(current, OSError) and current.errno in _STORAGE_FULL_ERRNOS:
+            return True
+        if getattr(current, "sqlstate", None) == "53100" or getattr(current, "pgcode", None) == "53100":
+            return True
+        if isinstance(current, sqlite3.OperationalError) and message_says_storage_full(str(current)):
+            return True  # SQLITE_FULL: the driver's text is all it gives
+        current = getattr(current, "orig", None) or current.__cause__ or current.__context__
+    return False
+
+
+def message_says_storage_full(text: str) -> bool:
+    """Whether a tool's or driver's message says the disk is full."""
+    lowered = text.lower()
+    return any(words in lowered for words in _STORAGE_FULL_WORDS)

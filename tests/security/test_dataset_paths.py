@@ -89,3 +89,16 @@ def test_worker_refuses_a_dataset_row_pointing_at_the_state_directory(  # type: 
     job = app_client.get(f"/api/v1/jobs/{resp.json()['id']}", headers=world.headers["alice"]).json()
     assert executor.ran == []
     assert job["state"] == "failed" and "refused to run" in job["reason"], job
+
+
+def test_a_relative_dataset_path_is_refused_without_naming_the_servers_folder(
+    app_client, world, tmp_path, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    """Found by the per-role schemathesis pass: "0" was resolved against the server's working
+    directory and the 400 named it (``dataset path /srv/.../0 is not a directory``)."""
+    monkeypatch.chdir(tmp_path)
+    for relative in ("0", "data/ct", "./ct", "../ct"):
+        resp = app_client.post(URL, headers=world.headers["root"], json={"id": "rel", "path": relative})
+        assert resp.status_code == 422, resp.text
+        assert resp.json()["errors"][0]["field"] == "path"
+        assert "absolute path" in resp.text and str(tmp_path) not in resp.text

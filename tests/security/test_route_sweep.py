@@ -10,14 +10,25 @@ an entry here fails `test_every_route_is_classified`: whoever adds it decides wh
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import json
 import re
+import time
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import jwt
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import delete
 
+from egress_review.panel.auth import TOKEN_COOKIE
 from tests.worlds import WorldFactory
+from tre.auth.tokens import TokenIssuer
 from tre.store.db import session_scope
 from tre.store.models import User, UserRole
 
@@ -264,3 +275,129 @@ def test_a_disabled_user_and_one_whose_roles_were_just_removed_are_refused_every
         else:
             ok = (403, 404, 422) if method == "POST" else (403, 404)
             assert _refused(resp, ok), ("roleless", method, path, resp.status_code, resp.text)
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _claims(settings, sub: str = "alice", **over: Any) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    now = int(time.time())
+    claims = {
+        "iss": settings.token_issuer,
+        "aud": settings.token_audience,
+        "sub": sub,
+        "roles": ["researcher"],
+        "iat": now,
+        "nbf": now,
+        "exp": now + 3600,
+        "jti": uuid.uuid4().hex,
+    }
+    return {**claims, **over}
+
+
+def bad_tokens(settings, app_client, token_for) -> dict[str, tuple[str, str]]:  # type: ignore[no-untyped-def]
+    """Tokens that must open nothing, each refused for its own reason: signed by nobody
+    (``alg: none``), by another Ed25519 key, HMAC-signed with the server's public key (the
+    algorithm-confusion attack), for another audience or issuer, not valid yet, signed out,
+    and properly signed for a user the registry does not have (deleted, or never added).
+    Each with the problem type it must be refused with."""
+    public_pem = (
+        TokenIssuer.from_settings(settings)
+        .key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    head_none = _b64(json.dumps({"alg": "none", "typ": "JWT"}).encode())
+    head_hs = _b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    body = _b64(json.dumps(_claims(settings)).encode())
+    hs_sig = _b64(hmac.new(public_pem, f"{head_hs}.{body}".encode(), hashlib.sha256).digest())
+    other_key = Ed25519PrivateKey.generate()
+    signed_out = token_for("alice", "researcher")
+    out = app_client.post("/api/v1/auth/logout", headers={"Authorization": f"Bearer {signed_out}"})
+    assert out.status_code == 204, out.text
+    key = _issuer_key(settings)
+    now = int(time.time())
+    tokens = {
+        "alg none": (f"{head_none}.{body}.", "invalid-token"),
+        "alg none, signature kept": (
+            f"{head_none}.{body}.{token_for('alice', 'researcher').split('.')[2]}",
+            "invalid-token",
+        ),
+        "another key": (jwt.encode(_claims(settings), other_key, algorithm="EdDSA"), "invalid-token"),
+        "HS256 with the public key": (f"{head_hs}.{body}.{hs_sig}", "invalid-token"),
+        "another audience": (
+            jwt.encode(_claims(settings, aud="someone-else"), key, "EdDSA"),
+            "invalid-token",
+        ),
+        "another issuer": (jwt.encode(_claims(settings, iss="evil"), key, "EdDSA"), "invalid-token"),
+        "not valid yet": (
+            jwt.encode(_claims(settings, nbf=now + 3600, iat=now + 3600), key, "EdDSA"),
+            "invalid-token",
+        ),
+        "no expiry": (
+            jwt.encode({k: v for k, v in _claims(settings).items() if k != "exp"}, key, "EdDSA"),
+            "invalid-token",
+        ),
+        "signed out": (signed_out, "token-revoked"),
+        "unknown user": (token_for("ghost", "admin"), "unknown-user"),
+    }
+    return tokens
+
+
+def _issuer_key(settings) -> Ed25519PrivateKey:  # type: ignore[no-untyped-def]
+    return TokenIssuer.from_settings(settings).key
+
+
+def test_forged_confused_foreign_signed_out_and_ownerless_tokens_open_nothing(
+    app, app_client, world, ids, settings, token_for
+) -> None:  # type: ignore[no-untyped-def]
+    """Each token of `bad_tokens`, on every bearer route (401 problem) and as the panel's
+    session cookie on every panel page (sent to sign in, or refused: never answered)."""
+    tokens = bad_tokens(settings, app_client, token_for)
+    for method, path in app_routes(app.routes):
+        if (method, path) in PUBLIC:
+            continue
+        url = _concrete(path, ids)
+        for what, (token, slug) in tokens.items():
+            if (method, path) in PANEL_SESSION:
+                app_client.cookies.clear()
+                app_client.cookies.set(TOKEN_COOKIE, token, path="/panel")
+                resp = _call(app_client, method, url, {})
+                app_client.cookies.clear()
+                assert resp.status_code in (303, 403), (what, method, path, resp.status_code)
+                if resp.status_code == 303:
+                    assert resp.headers["location"].endswith("/panel/login"), (what, method, path)
+                continue
+            resp = _call(app_client, method, url, {"Authorization": f"Bearer {token}"})
+            assert _refused(resp, (401,)), (what, method, path, resp.status_code, resp.text)
+            assert resp.json()["type"].endswith(f":{slug}"), (what, method, path, resp.json())
+
+
+def test_the_panel_refuses_a_valid_session_of_anyone_but_dac_and_admins(
+    app_client, world, ids, token_for
+) -> None:  # type: ignore[no-untyped-def]
+    """The panel's cookie holds an API token: a researcher's, even the project's own, or an
+    auditor's opens no panel page and casts no vote."""
+    for who, role in (("alice", "researcher"), ("bob", "researcher"), ("audrey", "auditor")):
+        for method, path in sorted(PANEL_SESSION):
+            app_client.cookies.clear()
+            app_client.cookies.set(TOKEN_COOKIE, token_for(who, role), path="/panel")
+            resp = _call(app_client, method, _concrete(path, ids), {})
+            app_client.cookies.clear()
+            assert resp.status_code == 403, (who, method, path, resp.status_code, resp.text[:200])
+
+
+def test_roles_a_token_claims_beyond_the_users_own_open_nothing_more(
+    app, app_client, world, ids, token_for
+) -> None:  # type: ignore[no-untyped-def]
+    """A properly signed token of alice (a researcher) that claims every role: the registry
+    narrows it to hers, so she is refused exactly where her own token is."""
+    headers = {"Authorization": f"Bearer {token_for('alice', 'researcher', 'dac', 'auditor', 'admin')}"}
+    for method, path in app_routes(app.routes):
+        if (method, path) in PUBLIC or (method, path) in PANEL_SESSION or (method, path) in SIGNS_OUT:
+            continue
+        resp = _call(app_client, method, _concrete(path, ids), headers)
+        if "alice" in REFUSED[(method, path)]:
+            assert _refused(resp, (403, 404)), (method, path, resp.status_code, resp.text)
+        else:
+            assert resp.status_code not in (401, 403), (method, path, resp.text)

@@ -34,6 +34,7 @@ COMMON_PROBLEMS: dict[int, str] = {
     422: "The request does not match this schema; ``errors`` lists each field.",
     429: "Too many requests; retry after the delay in ``Retry-After``.",
     503: "A dependency is unavailable (a dataset's policy, a busy database); retry later.",
+    507: "The server's storage is full; nothing of the request was kept; retry after ``Retry-After``.",
 }
 
 PROBLEM_SCHEMA: dict[str, Any] = {

@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from tre.errors import TreError
+from tre.errors import STORAGE_FULL_DETAIL, StorageFull, TreError, is_storage_full
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 log = logging.getLogger(__name__)
@@ -151,8 +151,22 @@ def install_problem_handlers(app: FastAPI) -> None:
     for kind, status, detail in _INPUT_FAULTS:
         app.add_exception_handler(kind, _input_fault(status, detail))
 
+    @app.exception_handler(StorageFull)
+    async def _storage_full_domain(request: Request, exc: StorageFull) -> JSONResponse:
+        return _storage_full(request, exc)
+
+    @app.exception_handler(OSError)
+    async def _os_error(request: Request, exc: OSError) -> JSONResponse:
+        # The disk filled up under an upload, an import, a staging copy: the server's state,
+        # not the caller's input. Any other system error is a server fault like the rest.
+        if is_storage_full(exc):
+            return _storage_full(request, exc)
+        return _internal_error(request)
+
     @app.exception_handler(OperationalError)
     async def _database_down(request: Request, exc: OperationalError) -> JSONResponse:
+        if is_storage_full(exc):  # SQLite's "database or disk is full", PostgreSQL's 53100
+            return _storage_full(request, exc)
         # The server is down or restarting, the network dropped, SQLite's disk failed: nothing
         # the caller did, and worth a retry; the driver's text (addresses) stays in the log.
         log.error("database error on %s: %s", request.url.path, str(exc.orig or exc).splitlines()[:1])
@@ -167,20 +181,41 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s", request.url.path)
-        return problem_response(
-            500,
-            "Internal error",
-            "the server failed to handle this request; it was logged",
-            "internal-error",
-            request.url.path,
-        )
+        if is_storage_full(exc):  # raised through a wrapper (an ExceptionGroup, a library's own)
+            return _storage_full(request, exc)
+        return _internal_error(request)
+
+
+def _internal_error(request: Request) -> JSONResponse:
+    log.exception("unhandled error on %s", request.url.path)
+    return problem_response(
+        500,
+        "Internal error",
+        "the server failed to handle this request; it was logged",
+        "internal-error",
+        request.url.path,
+    )
+
+
+def _storage_full(request: Request, exc: BaseException) -> JSONResponse:
+    """507: the server's disk is full. The cause (which file system, which path) is for the
+    server log only; the caller learns that nothing was kept and that a retry may work."""
+    log.error("storage full on %s: %s", request.url.path, str(exc)[:300])
+    return problem_response(
+        507,
+        StorageFull.title,
+        STORAGE_FULL_DETAIL,
+        StorageFull.slug,
+        request.url.path,
+        {"Retry-After": "60"},
+    )
 
 
 def _pattern_words() -> dict[str, str]:
-    from tre.api.schemas import IMAGE_REF_PATTERN, SLUG_PATTERN
+    from tre.api.schemas import ABSOLUTE_PATH_PATTERN, IMAGE_REF_PATTERN, SLUG_PATTERN
 
     return {
+        ABSOLUTE_PATH_PATTERN: "give the folder's absolute path on the server (starting with /)",
         SLUG_PATTERN: "use 1 to 63 lowercase letters, digits, '.', '_' or '-', starting with a letter or "
         "digit",
         IMAGE_REF_PATTERN: "give an image pinned by digest: NAME@sha256: and 64 hexadecimal digits",

@@ -112,9 +112,19 @@ class MemberIn(In):
     user_id: str = Field(min_length=1, max_length=63, pattern=SLUG_PATTERN)
 
 
+ABSOLUTE_PATH_PATTERN = r"^/"
+
+
 class DatasetIn(In):
     id: str = Field(min_length=1, max_length=63, pattern=SLUG_PATTERN)
-    path: str = Field(min_length=1, max_length=4096)
+    # Absolute only: a relative path would be resolved against wherever the server was
+    # started, and the refusal would then name the server's working directory.
+    path: str = Field(
+        min_length=1,
+        max_length=4096,
+        pattern=ABSOLUTE_PATH_PATTERN,
+        description="The folder's absolute path on the server (the CLI resolves a relative one).",
+    )
     name: str = Field(default="", max_length=200)
     description: str = Field(default="", max_length=MAX_TEXT_CHARS)
     policy: str = Field(default="default", min_length=1, max_length=128)

@@ -163,20 +163,30 @@ class ApiClient:
                 resp.read()
             finally:
                 resp.close()
-        except httpx.ConnectError as exc:
-            raise CliError(
+        except httpx.HTTPError as exc:
+            raise self._transport_error(exc, "request to", path) from exc
+        if resp.status_code >= 400:
+            raise self._refusal(resp)
+        return resp
+
+    def _transport_error(self, exc: httpx.HTTPError, what: str, path: str) -> CliError:
+        """One line for a request that got no answer; the same words for every kind of call
+        (a download used to say "download from ... failed: [Errno 111]" where a request said
+        that nothing listens at the address)."""
+        if isinstance(exc, httpx.ConnectError):
+            return CliError(
                 f"cannot reach the tre API at {self.api_url} ({exc}); is `tre serve` running, "
                 "and is the address right (--api-url or TRE_API_URL)?"
-            ) from exc
-        except httpx.HTTPError as exc:  # reset, timeout, protocol error, bad TLS
-            raise CliError(
-                f"request to {self.api_url}{path} failed: {_one_line(exc) or type(exc).__name__}"
-            ) from exc
+            )
+        # reset, timeout, protocol error, bad TLS
+        return CliError(f"{what} {self.api_url}{path} failed: {_one_line(exc) or type(exc).__name__}")
+
+    @staticmethod
+    def _refusal(resp: httpx.Response) -> CliError:
+        """An error answer (its body read) as one line; a refused token says how to renew it."""
         if resp.status_code == 401:
-            raise TokenRefused(f"{problem_message(resp)}; {expired_hint()}")
-        if resp.status_code >= 400:
-            raise CliError(problem_message(resp))
-        return resp
+            return TokenRefused(f"{problem_message(resp)}; {expired_hint()}")
+        return CliError(problem_message(resp))
 
     def _json(self, resp: httpx.Response) -> Any:
         if resp.status_code == 204 or not resp.content:
@@ -215,12 +225,10 @@ class ApiClient:
                 self._refuse_encoded(resp, path)
                 if resp.status_code >= 400:
                     resp.read()
-                    raise CliError(problem_message(resp))
+                    raise self._refusal(resp)
                 yield from resp.iter_bytes()
         except httpx.HTTPError as exc:
-            raise CliError(
-                f"download from {self.api_url}{path} failed: {_one_line(exc) or type(exc).__name__}"
-            ) from exc
+            raise self._transport_error(exc, "download from", path) from exc
 
     def download(
         self, path: str, dest: Path, progress: bool = True, headers_out: dict[str, str] | None = None
@@ -242,7 +250,7 @@ class ApiClient:
                 self._refuse_encoded(resp, path)
                 if resp.status_code >= 400:
                     resp.read()
-                    raise CliError(problem_message(resp))
+                    raise self._refusal(resp)
                 if headers_out is not None:
                     headers_out.update({k.lower(): v for k, v in resp.headers.items()})
                 total = int(resp.headers.get("content-length", 0)) or None
@@ -262,9 +270,7 @@ class ApiClient:
                             bar.update(task, advance=len(chunk))
             tmp.replace(dest)
         except httpx.HTTPError as exc:
-            raise CliError(
-                f"download from {self.api_url}{path} failed: {_one_line(exc) or type(exc).__name__}"
-            ) from exc
+            raise self._transport_error(exc, "download from", path) from exc
         except OSError as exc:
             raise CliError(f"cannot write {dest}: {exc.strerror or exc}") from exc
         finally:

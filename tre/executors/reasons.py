@@ -15,6 +15,12 @@ import uuid
 SUCCEEDED = "exited with code 0"
 CANCELLED = "cancelled on request"
 TMP_FULL = "disk full in /tmp"
+# The platform's own disk (the code store, the job's folders), not the job's /tmp or outputs.
+STORAGE_FULL = "the server's storage was full; submit the job again once an admin made room"
+
+
+def storage_full(reference: str) -> str:
+    return f"{STORAGE_FULL} (ref: {reference})"
 
 
 def exit_code(code: int) -> str:

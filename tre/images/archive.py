@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tre.errors import STORAGE_FULL_DETAIL, StorageFull, is_storage_full
 from tre.images.errors import ImageRejected
 from tre.images.limits import ImageLimits
 from tre.images.reference import printable
@@ -51,6 +52,8 @@ def gunzip_if_needed(path: Path, limits: ImageLimits) -> Path:
                 dst.write(chunk)
     except (OSError, EOFError) as exc:
         plain.unlink(missing_ok=True)
+        if is_storage_full(exc):  # our disk filled while writing, not a damaged stream
+            raise StorageFull(STORAGE_FULL_DETAIL) from None
         raise ImageRejected(f"not an image archive: the gzip stream is damaged ({exc})") from None
     except ImageRejected:
         plain.unlink(missing_ok=True)

@@ -61,6 +61,7 @@ class ImportResult:
     source_format: str
     setuid_dropped: int
     files: int = 0  # layer entries (each an inode once unpacked), whiteouts included
+    fresh: bool = False  # this import put the image in the store (it was not there before)
 
 
 class ImageStore:
@@ -160,6 +161,7 @@ class ImageStore:
             source_format=info.format,
             setuid_dropped=verified.scan.setuid,
             files=verified.scan.files,
+            fresh=fresh,
         )
 
     def remove(self, digest: str) -> None:

@@ -12,6 +12,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from tre.errors import STORAGE_FULL_DETAIL, StorageFull, message_says_storage_full
 from tre.images.errors import ImageRejected, ImageToolError
 from tre.images.reference import printable
 
@@ -44,6 +45,9 @@ def run_tool(args: list[str], timeout_s: float = 1800, rejects: bool = False) ->
         last = lines[-1] if lines else f"exit status {proc.returncode}"
         # Go tools log as `time=... level=fatal msg="..."`: keep the message.
         last = printable(last.split(' msg="', 1)[-1].rstrip('"') if ' msg="' in last else last, 300)
+        if message_says_storage_full(last):
+            # The control plane's disk, not the input: never "not a usable image".
+            raise StorageFull(STORAGE_FULL_DETAIL)
         if rejects:
             # The caller sees this: no paths of the control plane's scratch space.
             last = _PATH.sub("<file>", last)

@@ -31,7 +31,7 @@ from tre.audit.witnessing import witness_newest
 from tre.code.archive import CodeLimits
 from tre.code.store import CodeStore
 from tre.config import Settings
-from tre.errors import TreError
+from tre.errors import TreError, is_storage_full
 from tre.executors import reasons
 from tre.executors.base import DatasetMount, Executor, InputMount, JobResult, JobSpec, RunControl
 from tre.executors.factory import make_executor
@@ -326,12 +326,14 @@ class Worker:
                 result = self.executor.run(spec, control)
         except TreError as exc:
             result = JobResult(JobState.failed, None, f"refused to run: {exc}")
-        except Exception:  # noqa: BLE001 - any backend failure must end the job, not the worker
+        except Exception as exc:  # noqa: BLE001 - any backend failure must end the job, not the worker
             # The exception's text may quote what the job wrote (a file name in an OSError, a
             # backend's message): it goes to the worker log, the reason names only a reference.
             ref = reasons.new_reference()
             log.exception("executor failed for job %s (ref: %s)", job_id, ref)
-            result = JobResult(JobState.failed, None, f"executor error (ref: {ref})")
+            # A full disk of the platform's own is said in fixed words: retrying will work.
+            why = reasons.storage_full(ref) if is_storage_full(exc) else f"executor error (ref: {ref})"
+            result = JobResult(JobState.failed, None, why)
         self._last_beat.pop(job_id, None)
         with session_scope(self.engine) as s:
             job = s.get(Job, job_id)

@@ -81,9 +81,22 @@ async def upload_code(
         async for chunk in request.stream():
             incoming.write(chunk)
         stored: StoredCode = await run_in_threadpool(incoming.accept)
-    in_project = await write_unit(
-        request, service.record_upload, p, project_id, stored, settings.code_max_store_mb_per_project, store
-    )
+    try:
+        in_project = await write_unit(
+            request,
+            service.record_upload,
+            p,
+            project_id,
+            stored,
+            settings.code_max_store_mb_per_project,
+            store,
+        )
+    except Exception:  # not a cancellation: that may come after the commit
+        # Not recorded (the database went away, the quota refused it): an archive this upload
+        # put in the store is not kept without its row; one that was there before stays.
+        if not stored.deduplicated:
+            await run_in_threadpool(store.remove, stored.sha256)
+        raise
     return CodeOut(
         sha256=stored.sha256,
         size=stored.size,

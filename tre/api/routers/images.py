@@ -149,7 +149,14 @@ async def import_image(
         result = await anyio.to_thread.run_sync(store.import_upload, upload, name, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return await write_unit(request, _record_import, settings, p, result)
+    try:
+        return await write_unit(request, _record_import, settings, p, result)
+    except Exception:  # not a cancellation: that may come after the commit
+        # Not recorded (the database went away, a conflict): files nobody's row names are not
+        # kept. An image that was in the store before this import stays.
+        if result.fresh:
+            await anyio.to_thread.run_sync(store.remove, result.digest)
+        raise
 
 
 def _record_import(session: Session, settings: Settings, p: Principal, result: ImportResult) -> ImageOut:
