@@ -355,6 +355,10 @@ class SdcRules(_Strict):
         default_factory=lambda: ["percent", "pct", "%", "*_percent", "*_pct", "*_%", "percent_*", "pct_*"],
         description="Globs of columns holding percentages; with a denominator column the count follows.",
     )
+    proportion_columns: list[str] = Field(
+        default_factory=lambda: ["proportion", "*_proportion", "prop", "*_prop", "fraction", "*_fraction"],
+        description="Globs of columns holding proportions (0-1); with a denominator the count follows.",
+    )
     denominator_columns: list[str] = Field(
         default_factory=lambda: [
             "denominator",

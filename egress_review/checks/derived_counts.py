@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 
 from egress_review.checks.model import CheckResult, action_outcome
-from egress_review.checks.tables import MAX_CELLS_REPORTED, Table, _cell, _label, _matches, classify
+from egress_review.checks.tables import _INT, MAX_CELLS_REPORTED, Table, _cell, _label, _matches, classify
 from tre.policy import SdcRules
 
 _WITH_PERCENT = re.compile(r"^(\d+)\s*\(\s*\d+(?:\.\d+)?\s*%\s*\)$")
@@ -104,7 +104,9 @@ def _in_cells(table: Table, rules: SdcRules) -> list[dict[str, object]]:
 
 
 def _from_percentages(table: Table, rules: SdcRules) -> list[dict[str, object]]:
-    percents = [i for i, h in enumerate(table.header) if _matches(h, rules.percent_columns)]
+    scale = {i: 100.0 for i, h in enumerate(table.header) if _matches(h, rules.percent_columns)}
+    scale.update({i: 1.0 for i, h in enumerate(table.header) if _matches(h, rules.proportion_columns)})
+    percents = list(scale)
     denominators = [
         i for i, h in enumerate(table.header) if _matches(h, rules.denominator_columns) and i not in percents
     ]
@@ -117,13 +119,38 @@ def _from_percentages(table: Table, rules: SdcRules) -> list[dict[str, object]]:
                 p, d = _cell(row, p_col).rstrip("%").strip(), _cell(row, d_col)
                 if not (_NUMBER.match(p) and _NUMBER.match(d)):
                     continue
-                count = float(p) * float(d) / 100
-                if 0.5 <= count < rules.threshold - 0.5:
-                    _note(found, table, row_no, p_col, f"{p}% of {d}", denominator=table.header[d_col])
+                count = float(p) * float(d) / scale[p_col]
+                if 0.5 <= count < rules.threshold - 0.5 and (scale[p_col] == 100 or float(p) <= 1):
+                    _note(found, table, row_no, p_col, f"{p} of {d}", denominator=table.header[d_col])
     return found
 
 
+def _count_like(table: Table, rules: SdcRules) -> list[int]:
+    """Count columns, and columns of whole numbers (some suppressed) that nothing names as
+    something else: a crosstab's cells (``male``, ``female``) and its total column."""
+    out = list(table.counts)
+    for col, name in enumerate(table.header):
+        if col in out or col in table.contributors or _not_a_count(name, rules):
+            continue
+        cells = [_cell(r, col) for r in table.rows if _cell(r, col)]
+        if any(_INT.match(v) for v in cells) and all(_INT.match(v) or _SUPPRESSED.match(v) for v in cells):
+            out.append(col)
+    return out
+
+
+def _recover(total: str, parts: list[str]) -> tuple[int, float] | None:
+    """The one suppressed part and its value, when the other parts and the total are numbers."""
+    hidden = [i for i, v in enumerate(parts) if _SUPPRESSED.match(v)]
+    shown = [v for i, v in enumerate(parts) if i not in hidden and v]
+    if len(hidden) != 1 or not _NUMBER.match(total) or not all(_NUMBER.match(v) for v in shown):
+        return None
+    return hidden[0], float(total) - sum(float(v) for v in shown)
+
+
 def _differencing(table: Table, rules: SdcRules) -> list[dict[str, object]]:
+    """A suppressed cell that a total row (or a total column) gives back by subtraction."""
+    found: list[dict[str, object]] = []
+    columns = _count_like(table, rules)
     totals = [
         i
         for i, row in enumerate(table.rows)
@@ -131,35 +158,76 @@ def _differencing(table: Table, rules: SdcRules) -> list[dict[str, object]]:
             _TOTAL.match(_cell(row, c)) for c in range(len(table.header)) if not _NUMBER.match(_cell(row, c))
         )
     ]
-    found: list[dict[str, object]] = []
-    if len(totals) != 1:
-        return found
-    (t,) = totals
-    for col in table.counts:
-        total = _cell(table.rows[t], col)
-        if not _NUMBER.match(total):
-            continue
-        hidden = [i for i, row in enumerate(table.rows) if i != t and _SUPPRESSED.match(_cell(row, col))]
-        shown = [_cell(row, col) for i, row in enumerate(table.rows) if i != t and i not in hidden]
-        if len(hidden) != 1 or not all(_NUMBER.match(v) for v in shown if v):
-            continue
-        value = float(total) - sum(float(v) for v in shown if v)
-        if 0.5 <= value < rules.threshold - 0.5:
-            _note(found, table, hidden[0] + 2, col, _cell(table.rows[hidden[0]], col), recovered=True)
+    body = [i for i in range(len(table.rows)) if i not in totals]
+    if len(totals) == 1:
+        for col in columns:
+            got = _recover(_cell(table.rows[totals[0]], col), [_cell(table.rows[i], col) for i in body])
+            if got is not None and 0.5 <= got[1] < rules.threshold - 0.5:
+                row = body[got[0]]
+                _note(found, table, row + 2, col, _cell(table.rows[row], col), recovered=True)
+    total_cols = [c for c in columns if _TOTAL.match(table.header[c])]
+    if len(total_cols) == 1:
+        parts = [c for c in columns if c != total_cols[0]]
+        for i in body:
+            row_cells = table.rows[i]
+            got = _recover(_cell(row_cells, total_cols[0]), [_cell(row_cells, c) for c in parts])
+            if got is not None and 0.5 <= got[1] < rules.threshold - 0.5:
+                _note(found, table, i + 2, parts[got[0]], _cell(row_cells, parts[got[0]]), recovered=True)
     return found
 
 
 def transposed(table: Table, rules: SdcRules) -> Table | None:
-    """The table with rows as columns, when it has no count column but a row is labelled as one
-    (``n``, ``patients``): a count table written sideways."""
-    if table.counts or not 2 <= len(table.rows) + 1 <= MAX_TRANSPOSED_ROWS or len(table.header) < 3:
+    """The table with rows as columns, when a row is labelled as a count (``n``,
+    ``patients``) and no column is: a count table written sideways, or a two-column list of
+    names and values (``metric,value`` / ``n_relapsed,3``, or with no header at all)."""
+    head, body = table.header, table.rows
+    headerless = len(head) == 2 and bool(_NUMBER.match(head[1])) and not _NUMBER.match(head[0])
+    if headerless:
+        head, body = ["label", "value"], [head, *body]
+    elif table.counts:
         return None
-    labels = [_cell(row, 0) for row in table.rows]
+    if not 1 <= len(body) < MAX_TRANSPOSED_ROWS or len(head) < 2:
+        return None
+    labels = [_cell(row, 0) for row in body]
     if not any(
         _matches(label, rules.count_columns) and not _matches(label, rules.parameter_columns)
         for label in labels
     ):
         return None
-    rows = [[table.header[0] or "label", *labels]]
-    rows += [[table.header[j], *(_cell(row, j) for row in table.rows)] for j in range(1, len(table.header))]
+    rows = [[head[0] or "label", *labels]]
+    rows += [[head[j], *(_cell(row, j) for row in body)] for j in range(1, len(head))]
     return classify(rows, rules)
+
+
+def with_margins(table: Table, rules: SdcRules) -> Table:
+    """A crosstab's total column is a count, not a magnitude: when a magnitude-named column
+    (``total``) equals, in every row it can be checked, the sum of two or more other columns
+    of whole numbers, it is the table's margin and gets the count rules; the flag that ACRO's
+    dominance rules could not run on it (there are no contributors to a head count) goes."""
+    if not table.magnitudes:
+        return table
+    parts = [c for c in _count_like(table, rules) if c not in table.magnitudes]
+    if len(parts) < 2:
+        return table
+    margins = []
+    for col in table.magnitudes:
+        checked = 0
+        for row in table.rows:
+            cells = [_cell(row, c) for c in (col, *parts)]
+            if not all(_INT.match(v) for v in cells):
+                continue  # a suppressed or empty cell: this row says nothing either way
+            if int(cells[0]) != sum(int(v) for v in cells[1:]):
+                break
+            checked += 1
+        else:
+            if checked:
+                margins.append(col)
+    if not margins:
+        return table
+    return Table(
+        table.header,
+        table.rows,
+        sorted([*table.counts, *margins]),
+        [c for c in table.magnitudes if c not in margins],
+        table.contributors,
+    )

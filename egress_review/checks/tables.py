@@ -169,10 +169,12 @@ def check_parsed(table: Table, policy: Policy) -> list[CheckResult]:
         # per case): `n_lesions` of one case is an attribute of that case, not the size of a
         # group, so the frequency rules do not apply; record-level rules still do.
         table = Table(table.header, table.rows, [], table.magnitudes, [])
+    from egress_review.checks.derived_counts import derived_counts, transposed, with_margins  # use Table
+
+    if not subjects:
+        table = with_margins(table, policy.sdc)
     results = _check_cells(table, policy, subjects=subjects)
     if not subjects:
-        from egress_review.checks.derived_counts import derived_counts, transposed  # uses Table
-
         results = _merge(results, derived_counts(table, policy.sdc))
         flipped = transposed(table, policy.sdc)
         if flipped is not None:

@@ -50,7 +50,17 @@ _NOT_BETWEEN = frozenset(
 
 _KV = re.compile(r"(?<![\w.\-])([A-Za-z][\w.\-]{0,63})\s*=\s*(\d{1,9})(?![\w.%/]|\.\d)")
 # a line ending in "name: value" (a bullet, a summary, a log line's message after its prefix)
-_COLON = re.compile(r"(?:^|(?<=[\s:|>]))([A-Za-z][\w .()/\-]{0,63}?)\s*:\s*(\d{1,9})\s*(?:$|\|)")
+_COLON = re.compile(r"(?:^|(?<=[\s:|>]))([A-Za-z][\w .()/\-]{0,63}?)(?:\s*:\s*|\t+)(\d{1,9})\s*(?:$|\|)")
+# a JSON object inside a log line: {"site": "B", "n": 3}
+_QUOTED = re.compile(r"\"([A-Za-z][\w .\-]{0,63})\"\s*:\s*(\d{1,9})(?=\s*[,}\]]|\s*$)")
+# "3 of 120 patients", "three out of 120 cases": the count and its total
+_OF = re.compile(
+    r"(?<![\w.,/\-])(?P<num>\d{1,4}|"
+    + "|".join(NUMBER_WORDS)
+    + r")[ \t]+(?:out[ \t]+)?of[ \t]+(?:the[ \t]+|all[ \t]+)?"
+    rf"(?P<d>\d{{2,7}})[ \t]+(?:[A-Za-z][\w\-]*[ \t]+){{0,2}}?(?:{PEOPLE_WORDS})\b",
+    re.IGNORECASE,
+)
 # "Table 2 patients", "stage 3 cases", "fold 2 subjects": the number names something else
 _LABEL_BEFORE = re.compile(
     r"(?:table|tab|figure|fig|section|appendix|chapter|step|epoch|fold|version|grade|stage|type|phase|day|"
@@ -109,8 +119,10 @@ def named_counts(text: str, rules: SdcRules) -> list[dict[str, object]]:
     found: list[dict[str, object]] = []
     for line_no, line in enumerate(_plain(text).splitlines(), start=1):
         pairs = _KV.findall(line) if "=" in line else []
-        if ":" in line:
+        if ":" in line or "\t" in line:
             pairs.extend(m.groups() for m in _COLON.finditer(line))
+        if '":' in line:
+            pairs.extend(m.groups() for m in _QUOTED.finditer(line))
         for name, raw in pairs:
             value = int(raw)
             if 0 < value < rules.threshold and count_name(name, rules):
@@ -134,6 +146,11 @@ def prose_counts(text: str, rules: SdcRules) -> list[dict[str, object]]:
         raw = m.group("num").lower()
         value = NUMBER_WORDS.get(raw) or int(raw)
         if 0 < value < rules.threshold:
+            found.append((m.start(), m.group(0)))
+    for m in _OF.finditer(plain):
+        raw = m.group("num").lower()
+        value = NUMBER_WORDS.get(raw) or int(raw)
+        if 0 < value < rules.threshold and value <= int(m.group("d")):
             found.append((m.start(), m.group(0)))
     for m in _FRACTION.finditer(plain):
         a, b = int(m.group("a")), int(m.group("b"))

@@ -140,6 +140,16 @@ def leaks() -> list[Planted]:
             b"measure\tsite_A\tsite_B\tsite_C\npatients\t45\t2\t60\nmean_age\t61.2\t58.0\t63.4\n",
             sdc,
         ),
+        Planted("crosstab.csv", b"site,male,female,total\nA,40,38,78\nB,35,*,41\nTotal,75,44,119\n", sdc),
+        Planted("crosstab_row_total.csv", b"site,male,female,total\nA,40,38,78\nB,35,*,41\n", sdc),
+        Planted("of_prose.txt", b"Relapse was seen in 3 of 120 patients.\n", prose),
+        Planted("out_of_prose.md", b"Three out of 120 patients relapsed.\n", prose),
+        Planted("proportion.csv", b"group,proportion,denominator\nlung,0.025,120\nliver,0.375,120\n", sdc),
+        Planted("kv_semicolon.txt", b"lung_n=3; liver_n=45\n", sdc),
+        Planted("json_in_log.log", b'2026-11-30 12:00:02 INFO {"site": "B", "n": 3}\n', sdc),
+        Planted("bold_label.md", b"**Deaths:** 2\n", sdc),
+        Planted("key_value_no_header.txt", b"deaths\t2\nsurvivors\t118\n", sdc),
+        Planted("key_value.csv", b"metric,value\nauc,0.91\nn_relapsed,3\n", sdc),
         # ------------------------------------------------------------------ nested and structured
         Planted(
             "nested.json",
@@ -205,6 +215,39 @@ def leaks() -> list[Planted]:
             _npy(np.zeros(3, dtype=[("HOSP_77_1234", "f4"), ("dice", "f4")])),
             ids + ("model:identifiers",),
         ),
+    ]
+
+
+def _ct_with_text(
+    text: str, size: int, fill: int, angle: float = 0, corner: tuple[int, int] = (16, 440)
+) -> bytes:
+    """The dataset's CT slice as a 512x512 picture with ``text`` burned in: ``fill`` grey,
+    ``size`` points, turned ``angle`` degrees about its start."""
+    import pydicom
+    from PIL import ImageDraw, ImageFont
+
+    from tests.egress.planted_corpus import FONT
+
+    arr = pydicom.dcmread(CT_SMALL).pixel_array.astype(np.float64)
+    arr = (arr - arr.min()) / max(1.0, float(arr.max() - arr.min())) * 255
+    img = Image.fromarray(arr.astype(np.uint8)).resize((512, 512))
+    font = ImageFont.truetype(FONT, size)
+    box = font.getbbox(text)
+    stamp = Image.new("L", (box[2] + 8, box[3] + 8), 0)
+    ImageDraw.Draw(stamp).text((4, 4), text, fill=255, font=font)
+    stamp = stamp.rotate(angle, expand=True)
+    img.paste(Image.new("L", stamp.size, fill), corner, mask=stamp)
+    return _png(img)
+
+
+def ocr_leaks() -> list[Planted]:
+    """Identifiers burned into a CT picture, small, faint, at a slant or upside down (OCR on)."""
+    ocr = ("ocr:identifiers",)
+    return [
+        Planted("burned_small.png", _ct_with_text("DOE JANE HOSP-77-1234", 11, 255), ocr),
+        Planted("burned_faint.png", _ct_with_text("DOE JANE HOSP-77-1234", 18, 200), ocr),
+        Planted("burned_slant.png", _ct_with_text("DOE JANE HOSP-77-1234", 20, 255, 25, (40, 250)), ocr),
+        Planted("burned_upside_down.png", _ct_with_text("DOE JANE HOSP-77-1234", 20, 255, 180), ocr),
     ]
 
 
@@ -288,6 +331,17 @@ def benign() -> list[tuple[Planted, tuple[str, ...]]]:
     )
     return [
         (Planted("roc_curve.csv", roc.encode()), ()),
+        (
+            Planted(
+                "crosstab_margins.csv",
+                b"site,male,female,total\nA,40,38,78\nB,35,21,56\nTotal,75,59,134\n",
+            ),
+            (),  # the total column is the crosstab's margin, a count (was flagged as a magnitude)
+        ),
+        (
+            Planted("summary_metrics.csv", b"metric,value\nauc,0.91\nn_test,120\nepochs,200\nn_classes,3\n"),
+            (),
+        ),
         (Planted("nnunet_training.log", nnunet_log.encode()), ()),
         (Planted("dataset.json", dataset_json.encode()), ()),
         (Planted("USAGE.md", usage.encode()), ()),

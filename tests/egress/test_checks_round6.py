@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from egress_review import checking
-from egress_review.checks import CheckContext, worst
-from tests.egress.planted_corpus import build_dataset, check_context, run_planted
-from tests.egress.planted_round6 import IDS, PROSE, benign, leaks
+from egress_review.checks import CheckContext, ocr, worst
+from tests.egress.planted_corpus import Planted, build_dataset, check_context, run_planted
+from tests.egress.planted_round6 import IDS, PROSE, benign, leaks, ocr_leaks
 from tests.worlds import WorldFactory
 from tre.policy import Policy, load_policy
 from tre.store.db import session_scope
@@ -62,7 +62,7 @@ def test_round6_benign_output_raises_no_false_alarm(
 
 def test_corpus_sizes() -> None:
     """The counts docs/egress-checks.md states."""
-    assert len(LEAKS) == 53 and len(BENIGN) == 28
+    assert len(LEAKS) == 63 and len(BENIGN) == 30 and len(ocr_leaks()) == 4
     assert sum(1 for p in LEAKS.values() if p.caught_by == IDS) == 19
 
 
@@ -110,8 +110,6 @@ def test_what_the_job_wrote_stays_with_the_reviewers(
 def test_text_counts_read_names_and_sentences_not_settings(
     text: str, expected: list[str], tmp_path: Path, policy: Policy, context: CheckContext
 ) -> None:
-    from tests.egress.planted_corpus import Planted
-
     results = run_planted(tmp_path, Planted("notes.txt", text.encode()), policy, context)
     assert [r.check for r in results if r.outcome != "pass"] == expected
 
@@ -135,3 +133,15 @@ def test_round6_files_through_the_egress_api(app_client, world, engine, settings
         wanted = "flag" if LEAKS[name].caught_by == PROSE else "block"
         assert wanted in outcomes.values(), (name, outcomes)
     assert "relapse" not in seen.text and "site=B" not in seen.text and "HOSP" not in seen.text
+
+
+@pytest.mark.skipif(not ocr.available(), reason="needs Debian tesseract-ocr")
+@pytest.mark.parametrize("planted", ocr_leaks(), ids=lambda p: p.name)
+def test_identifiers_burned_in_small_faint_slanted_or_upside_down_are_read(
+    planted: Planted, tmp_path: Path, context: CheckContext
+) -> None:
+    """OCR on (the default policy): each picture is also a copy of the input slice, which
+    blocks on its own, so the OCR finding itself is asserted."""
+    policy = load_policy("default", POLICIES)
+    results = run_planted(tmp_path, planted, policy, context)
+    assert "ocr:identifiers" in [r.check for r in results if r.outcome == "block"], [r.check for r in results]
