@@ -28,6 +28,7 @@ _FRACTION = re.compile(r"^(\d+)\s*/\s*(\d+)(?:\s*\(\s*\d+(?:\.\d+)?\s*%\s*\))?$"
 _SUPPRESSED = re.compile(r"^(?:[<≤]=?\s*\d+|\*{1,3}|x|c|suppressed|redacted|masked|n/?p)$", re.IGNORECASE)
 _TOTAL = re.compile(r"^(?:grand\s+)?(?:total|totals|all|overall|sum|all\s+\w+)$", re.IGNORECASE)
 _NUMBER = re.compile(r"^[+-]?\d+(?:\.\d+)?$")
+_DATED = re.compile(r"date|time|dob|birth|month|period|when|day", re.IGNORECASE)
 MAX_TRANSPOSED_ROWS = 50
 
 
@@ -90,6 +91,8 @@ def _in_cells(table: Table, rules: SdcRules) -> list[dict[str, object]]:
             raw = _cell(row, col)
             match = _WITH_PERCENT.match(raw)
             if match is None:
+                if _DATED.search(name):
+                    continue  # "3/12" in a date column is March 2012, not 3 of 12
                 match = _FRACTION.match(raw)
                 # a fraction is a count of its denominator (3/120), not a score out of ten (7/10)
                 if match is None:

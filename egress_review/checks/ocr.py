@@ -73,7 +73,10 @@ def _strokes(gray: Image.Image, size: int) -> list[Image.Image]:
     from PIL import ImageChops, ImageFilter
 
     out = []
-    for layer in (gray, ImageChops.invert(gray)):
+    # text stands out from its background: bright strokes over a dark picture (a CT slice),
+    # dark strokes over a light one (a plot); one top-hat, the background's, costs one run
+    dark = float(np.asarray(gray).mean()) < 128
+    for layer in (gray,) if dark else (ImageChops.invert(gray),):
         opened = layer.filter(ImageFilter.MinFilter(size)).filter(ImageFilter.MaxFilter(size))
         tophat = np.asarray(ImageChops.subtract(layer, opened))
         cut = max(30.0, float(np.percentile(tophat, 99.5)) * 0.5)
@@ -132,9 +135,12 @@ def recognise(img: Image.Image) -> OcrText:
 
     gray = upscale(img.convert("L"))
     layers = [*_extremes(gray), *(upscale(c) for c in _chromatic(img))]
-    strokes = _strokes(gray, 4 * factor + 5)  # read level only: they cost a tesseract run each
+    strokes = _strokes(gray, 4 * factor + 5)
     rotated = [layer.rotate(angle, expand=True) for layer in layers or [gray] for angle in (90, 180, 270)]
-    rotated += [layer.rotate(turn, expand=True, fillcolor=255) for layer in layers for turn in _deskew(layer)]
+    # the first layer whose pixels run at a slant is turned level (two runs at most)
+    slanted = next(((layer, turns) for layer in (*layers, *strokes) if (turns := _deskew(layer))), None)
+    if slanted is not None:
+        rotated += [slanted[0].rotate(turn, expand=True, fillcolor=255) for turn in slanted[1]]
     texts: list[str] = []
     try:
         for variant in (gray, *layers, *strokes, *rotated):

@@ -342,6 +342,13 @@ def benign() -> list[tuple[Planted, tuple[str, ...]]]:
             Planted("summary_metrics.csv", b"metric,value\nauc,0.91\nn_test,120\nepochs,200\nn_classes,3\n"),
             (),
         ),
+        (
+            Planted(
+                "visits.csv",
+                b"visit,visit_month,n_patients\nbaseline,3/2019,120\nfollow-up,9/2019,104\n",
+            ),
+            (),
+        ),
         (Planted("nnunet_training.log", nnunet_log.encode()), ()),
         (Planted("dataset.json", dataset_json.encode()), ()),
         (Planted("USAGE.md", usage.encode()), ()),
