@@ -117,6 +117,7 @@ def _line_of(text: str, offset: int) -> int:
 def named_counts(text: str, rules: SdcRules) -> list[dict[str, object]]:
     """``name=value`` pairs and ``name: value`` lines whose name is a count and value is small."""
     found: list[dict[str, object]] = []
+    named: dict[str, bool] = {}  # a log repeats its few names on every line
     for line_no, line in enumerate(_plain(text).splitlines(), start=1):
         pairs = _KV.findall(line) if "=" in line else []
         if ":" in line or "\t" in line:
@@ -125,7 +126,11 @@ def named_counts(text: str, rules: SdcRules) -> list[dict[str, object]]:
             pairs.extend(m.groups() for m in _QUOTED.finditer(line))
         for name, raw in pairs:
             value = int(raw)
-            if 0 < value < rules.threshold and count_name(name, rules):
+            if not 0 < value < rules.threshold:
+                continue
+            if name not in named:
+                named[name] = count_name(name, rules)
+            if named[name]:
                 if len(found) < MAX_CELLS_REPORTED:
                     found.append(
                         {"line": line_no, "name": name.strip()[:80], "value": raw, "text": line.strip()[:160]}
