@@ -21,7 +21,7 @@ import nibabel as nib
 import numpy as np
 from PIL import Image
 
-from tests.egress.planted_corpus import CT_SMALL, Planted, _png
+from tests.egress.planted_corpus import CT_SMALL, Planted, _parquet, _png, _xlsx
 from tests.egress.planted_round5 import _png_plot
 
 IDS = ("identifiers", "file_name", "image_metadata_identifiers", "image_segment")
@@ -61,6 +61,16 @@ def _png_with(chunk: bytes) -> bytes:
     data = buf.getvalue()
     end = data.rindex(b"IEND") - 4
     return data[:end] + chunk + data[end:]
+
+
+def _zip(members: dict[str, bytes]) -> bytes:
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return buf.getvalue()
 
 
 def _mask(shape: tuple[int, int, int] = (32, 32, 16)) -> np.ndarray:
@@ -150,6 +160,16 @@ def leaks() -> list[Planted]:
         Planted("bold_label.md", b"**Deaths:** 2\n", sdc),
         Planted("key_value_no_header.txt", b"deaths\t2\nsurvivors\t118\n", sdc),
         Planted("key_value.csv", b"metric,value\nauc,0.91\nn_relapsed,3\n", sdc),
+        # ------------------------------------------------------------------ workbooks, Parquet, archives
+        Planted("kv.parquet", _parquet({"metric": ["auc", "n_relapsed"], "value": ["0.91", "3"]}), sdc),
+        Planted(
+            "table1.xlsx",
+            _xlsx([["characteristic", "treatment"], ["female", "3 (2.5%)"], ["male", "117"]]),
+            sdc,
+        ),
+        Planted("differencing.xlsx", _xlsx([["site", "n"], ["A", 45], ["B", "<10"], ["Total", 48]]), sdc),
+        Planted("notes.tex", b"\\item Deaths: 2\n\\item Survivors: 118\n", sdc),
+        Planted("counts.zip", _zip({"summary.txt": b"lung_n=3\n"}), ("file_type",)),
         # ------------------------------------------------------------------ nested and structured
         Planted(
             "nested.json",

@@ -62,7 +62,7 @@ def test_round6_benign_output_raises_no_false_alarm(
 
 def test_corpus_sizes() -> None:
     """The counts docs/egress-checks.md states."""
-    assert len(LEAKS) == 63 and len(BENIGN) == 31 and len(ocr_leaks()) == 4
+    assert len(LEAKS) == 68 and len(BENIGN) == 31 and len(ocr_leaks()) == 4
     assert sum(1 for p in LEAKS.values() if p.caught_by == IDS) == 19
 
 
@@ -145,3 +145,16 @@ def test_identifiers_burned_in_small_faint_slanted_or_upside_down_are_read(
     policy = load_policy("default", POLICIES)
     results = run_planted(tmp_path, planted, policy, context)
     assert "ocr:identifiers" in [r.check for r in results if r.outcome == "block"], [r.check for r in results]
+
+
+def test_an_archive_a_policy_allows_is_judged_by_its_counts(
+    tmp_path: Path, policy: Policy, context: CheckContext
+) -> None:
+    """The default policy refuses archives unread; one that allows zip reads the member's
+    `name=value` count and blocks it."""
+    files = policy.files.model_copy(
+        update={"archives": "allow", "allowed_types": [*policy.files.allowed_types, "zip"]}
+    )
+    allowing = policy.model_copy(update={"files": files})
+    results = run_planted(tmp_path, LEAKS["counts.zip"], allowing, context)
+    assert ("member:sdc:threshold", "block") in [(r.check, r.outcome) for r in results]
