@@ -6,10 +6,14 @@ in other shapes, which a data access committee expects an automatic check to see
 * a count written with its percentage or as a fraction in one cell (``3 (2.5%)``, ``3/120``),
   the usual form of a clinical "Table 1";
 * a percentage beside its denominator (``2.5`` percent of ``120``: the count is 3);
-* a suppressed cell (``<10``, ``*``) that the table's own total row gives back by subtraction
-  (differencing within one table);
+* a suppressed cell (``<10``, ``*``) that the table's own total row or total column gives
+  back by subtraction (differencing within one table);
 * a table written with its rows as columns (``group,lung,liver`` / ``n,3,45``): the row
-  labelled ``n`` is a count column turned sideways.
+  labelled ``n`` is a count column turned sideways; likewise a two-column list of names and
+  values (``metric,value`` / ``n_relapsed,3``), with or without a header.
+
+A crosstab's total column that is the sum of its other columns is a margin, a count
+(`with_margins`), not a magnitude whose contributors are missing.
 
 Each finding is a threshold finding (``sdc:threshold`` or ``sdc:differencing``), with the row
 and column for the requester and the cell's text for the reviewers only, as for any table.
@@ -41,7 +45,7 @@ def _not_a_count(name: str, rules: SdcRules) -> bool:
 
 def derived_counts(table: Table, rules: SdcRules) -> list[CheckResult]:
     """Small counts that follow from cells (percent forms, fractions, percent x denominator,
-    a suppressed cell and the total row)."""
+    a suppressed cell and the total row or column)."""
     below = _in_cells(table, rules) + _from_percentages(table, rules)
     out: list[CheckResult] = []
     if below:
@@ -64,7 +68,7 @@ def derived_counts(table: Table, rules: SdcRules) -> list[CheckResult]:
                 check="sdc:differencing",
                 outcome=action_outcome(rules.threshold_action),
                 reason=f"{len(recovered)} suppressed cell(s) can be recovered by subtracting the other cells "
-                f"from the table's total row, and are below the threshold of {rules.threshold} "
+                f"from the table's total row or column, and are below the threshold of {rules.threshold} "
                 f"(e.g. row {first['row']}, column {first['column']!r})",
                 evidence={"threshold": rules.threshold, "cells": recovered},
             )

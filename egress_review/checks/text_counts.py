@@ -50,7 +50,12 @@ _NOT_BETWEEN = frozenset(
 
 _KV = re.compile(r"(?<![\w.\-])([A-Za-z][\w.\-]{0,63})\s*=\s*(\d{1,9})(?![\w.%/]|\.\d)")
 # a line ending in "name: value" (a bullet, a summary, a log line's message after its prefix)
-_COLON = re.compile(r"(?:^|(?<=[\s:|>]))([A-Za-z][\w .()/\-]{0,63}?)(?:\s*:\s*|\t+)(\d{1,9})\s*(?:$|\|)")
+_COLON = re.compile(
+    r"(?:^|(?<=[\s:|>]))([A-Za-z][\w .()/\-]{0,63}?)(?:\s*:\s*|\t+)(\d{1,9}|"
+    + "|".join(NUMBER_WORDS)
+    + r")\s*(?:$|\|)",
+    re.IGNORECASE,
+)
 # a JSON object inside a log line: {"site": "B", "n": 3}
 _QUOTED = re.compile(r"\"([A-Za-z][\w .\-]{0,63})\"\s*:\s*(\d{1,9})(?=\s*[,}\]]|\s*$)")
 # "3 of 120 patients", "three out of 120 cases": the count and its total
@@ -125,7 +130,7 @@ def named_counts(text: str, rules: SdcRules) -> list[dict[str, object]]:
         if '":' in line:
             pairs.extend(m.groups() for m in _QUOTED.finditer(line))
         for name, raw in pairs:
-            value = int(raw)
+            value = NUMBER_WORDS.get(raw.lower()) or int(raw)
             if not 0 < value < rules.threshold:
                 continue
             if name not in named:

@@ -158,6 +158,7 @@ def leaks() -> list[Planted]:
         Planted("kv_semicolon.txt", b"lung_n=3; liver_n=45\n", sdc),
         Planted("json_in_log.log", b'2026-11-30 12:00:02 INFO {"site": "B", "n": 3}\n', sdc),
         Planted("bold_label.md", b"**Deaths:** 2\n", sdc),
+        Planted("count_in_words.md", b"Deaths: two\nSurvivors: 118\n", sdc),
         Planted("key_value_no_header.txt", b"deaths\t2\nsurvivors\t118\n", sdc),
         Planted("key_value.csv", b"metric,value\nauc,0.91\nn_relapsed,3\n", sdc),
         # ------------------------------------------------------------------ workbooks, Parquet, archives
