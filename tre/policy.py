@@ -313,6 +313,68 @@ class SdcRules(_Strict):
         ],
         description="Globs of integer columns that hold category codes (stage 1-4, sex 0/1), not counts.",
     )
+    parameter_columns: list[str] = Field(
+        default_factory=lambda: [
+            "*epoch*",
+            "*fold*",
+            "*seed*",
+            "*worker*",
+            "*gpu*",
+            "*thread*",
+            "*_jobs",
+            "*layers",
+            "*heads",
+            "*channels",
+            "*batch*",
+            "*steps",
+            "*_iter*",
+            "*estimators",
+            "*trees",
+            "*splits",
+            "*bins",
+            "*components",
+            "*features",
+            "*classes",
+            "*neighbors",
+            "*neighbours",
+            "*_dim*",
+            "*patience*",
+            "*warmup*",
+            "*depth",
+            "*filters",
+            "*trials",
+            "*repeats",
+            "*devices",
+            "*params",
+            "*parameters",
+        ],
+        description="Globs of settings and hyper-parameters (num_workers, n_classes, folds): never counts "
+        "of people, even when a count glob also matches.",
+    )
+    percent_columns: list[str] = Field(
+        default_factory=lambda: ["percent", "pct", "%", "*_percent", "*_pct", "*_%", "percent_*", "pct_*"],
+        description="Globs of columns holding percentages; with a denominator column the count follows.",
+    )
+    proportion_columns: list[str] = Field(
+        default_factory=lambda: ["proportion", "*_proportion", "prop", "*_prop", "fraction", "*_fraction"],
+        description="Globs of columns holding proportions (0-1); with a denominator the count follows.",
+    )
+    denominator_columns: list[str] = Field(
+        default_factory=lambda: [
+            "denominator",
+            "denom",
+            "*_denominator",
+            "n_total",
+            "total_n",
+            "total",
+            "out_of",
+        ],
+        description="Globs of columns holding the denominator of a row's percentages.",
+    )
+    prose_counts: Action = Field(
+        default="flag",
+        description="A small count written in a sentence ('3 patients had ...', '2.5% of 120 patients').",
+    )
     subcount_action: Action = Field(
         default="block",
         description="An unnamed integer column never exceeding the count column in its row (deaths of n) "

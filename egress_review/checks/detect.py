@@ -76,6 +76,11 @@ EXTENSIONS: dict[str, str] = {
     ".tex": "text",
     ".sha256": "text",
     ".md5": "text",
+    # HTML reports (their tables read, checks/text_tables.py) and Java-style properties
+    # (their `key = value` counts read, checks/text_counts.py): leaks10
+    ".html": "text",
+    ".htm": "text",
+    ".properties": "text",
     ".out": "text",
     ".err": "text",
     ".zip": "zip",

@@ -32,6 +32,8 @@ class ModelContent:
 
 
 def _keep(out: ModelContent, arr: np.ndarray) -> None:
+    if arr.dtype.names:  # a structured array's field names are the job's text (leaks10)
+        out.texts.extend(arr.dtype.names)
     if arr.dtype.kind in "US":
         out.texts.extend(str(v) for v in arr.ravel()[:20000])
     elif arr.dtype.kind in "iuf" and arr.ndim >= 2 and len(out.arrays) < MAX_ARRAYS:

@@ -109,6 +109,35 @@ def _npz(path: Path, report: dict[str, Any]) -> None:
     report["largest_shape"] = list(max(shapes, key=lambda s: int(np.prod(s)), default=()))
 
 
+def npy_trailing(path: Path, policy: Policy) -> list[CheckResult]:
+    """Bytes after a ``.npy`` array's data (leaks10): ``np.load`` stops at the array's end, so
+    anything appended there is invisible to every reader, like bytes after a PNG's IEND."""
+    with path.open("rb") as fh:
+        if fh.read(6) != b"\x93NUMPY":
+            return []  # an .npz is a zip: its members are read as arrays
+        fh.seek(0)
+        version = np.lib.format.read_magic(fh)
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
+        elif version == (2, 0):
+            shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
+        else:
+            return []  # format 3.0 (UTF-8 field names) is rare; its size rules still apply
+        end = fh.tell() + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    size = path.stat().st_size
+    if dtype.hasobject or size <= end:
+        return []
+    return [
+        CheckResult(
+            check="trailing_data",
+            outcome=action_outcome(policy.files.trailing_data),
+            reason=f"{size - end} bytes follow the end of the NumPy array's data (offset {end}); "
+            "array readers ignore them, so they can carry hidden content",
+            evidence={"offset": end, "bytes": size - end},
+        )
+    ]
+
+
 def json_weights(doc: Any, min_weights: int) -> dict[str, Any] | None:
     """Numbers held in numeric arrays of a JSON document, when there are enough to be weights."""
     count = 0
@@ -443,6 +472,7 @@ def check_model(
             _safetensors(path, report)
         elif "numpy" in detail:
             _npz(path, report)
+            out.extend(npy_trailing(path, policy))
         # ONNX text is screened by `_onnx`; its initializers are compared with the inputs here
         out.extend(_content_results(path, detected.detail, policy, context))
     except OnnxRefused as exc:

@@ -64,6 +64,28 @@ def _extremes(gray: Image.Image) -> list[Image.Image]:
     return out
 
 
+def _strokes(gray: Image.Image, size: int) -> list[Image.Image]:
+    """Thin bright (and thin dark) strokes alone, black on white, whatever their grey level
+    (leaks10): faint text over an image is neither its brightest nor its darkest pixels, but
+    it is thinner than anything anatomical. A morphological top-hat (the image minus its
+    opening with a ``size`` square, Pillow's min/max filters) keeps what is narrower than the
+    square; the strongest of it is the text."""
+    from PIL import ImageChops, ImageFilter
+
+    out = []
+    # text stands out from its background: bright strokes over a dark picture (a CT slice),
+    # dark strokes over a light one (a plot); one top-hat, the background's, costs one run
+    dark = float(np.asarray(gray).mean()) < 128
+    for layer in (gray,) if dark else (ImageChops.invert(gray),):
+        opened = layer.filter(ImageFilter.MinFilter(size)).filter(ImageFilter.MaxFilter(size))
+        tophat = np.asarray(ImageChops.subtract(layer, opened))
+        cut = max(30.0, float(np.percentile(tophat, 99.5)) * 0.5)
+        mask = tophat >= cut
+        if 0.0005 < mask.mean() < 0.1:
+            out.append(Image.fromarray(np.where(mask, 0, 255).astype(np.uint8), mode="L"))
+    return out
+
+
 def _chromatic(img: Image.Image) -> list[Image.Image]:
     """Coloured pixels alone, black on white: annotations are often drawn in colour (yellow,
     green) over a grey image, where their grey level is neither the brightest nor the darkest."""
@@ -76,10 +98,28 @@ def _chromatic(img: Image.Image) -> list[Image.Image]:
     return [Image.fromarray(np.where(mask, 0, 255).astype(np.uint8), mode="L")]
 
 
+def _deskew(layer: Image.Image) -> list[float]:
+    """The turns that bring obliquely drawn text level (leaks10): the main axis of the text
+    layer's black pixels is the direction of a line of text; both ways round, since the axis
+    does not say which end is the start. Nothing when the text is already level or upright."""
+    ys, xs = np.nonzero(np.asarray(layer) < 128)
+    if len(xs) < 50:
+        return []
+    cov = np.cov(np.stack([xs, -ys]).astype(np.float64))
+    values, vectors = np.linalg.eigh(cov)
+    if values[1] < 4 * max(values[0], 1e-9):
+        return []  # no dominant direction: not a line of text
+    dx, dy = vectors[:, 1]
+    angle = float(np.degrees(np.arctan2(dy, dx)))
+    if min(abs(angle) % 90, 90 - abs(angle) % 90) < 8:
+        return []  # level or upright: the quarter turns above read it
+    return [-angle, 180 - angle]
+
+
 def recognise(img: Image.Image) -> OcrText:
     """Run tesseract on the image, on its extreme grey levels and on its coloured pixels (where
-    burned-in text sits), and on those text layers turned a quarter either way (text written
-    sideways along an edge)."""
+    burned-in text sits), and on those text layers turned a quarter either way and upside down
+    (text written sideways along an edge, or flipped), and turned level when drawn at a slant."""
     if not available():
         return OcrText("", "tesseract is not installed")
     import pytesseract
@@ -95,10 +135,15 @@ def recognise(img: Image.Image) -> OcrText:
 
     gray = upscale(img.convert("L"))
     layers = [*_extremes(gray), *(upscale(c) for c in _chromatic(img))]
-    rotated = [layer.rotate(angle, expand=True) for layer in layers or [gray] for angle in (90, 270)]
+    strokes = _strokes(gray, 4 * factor + 5)
+    rotated = [layer.rotate(angle, expand=True) for layer in layers or [gray] for angle in (90, 180, 270)]
+    # the first layer whose pixels run at a slant is turned level (two runs at most)
+    slanted = next(((layer, turns) for layer in (*layers, *strokes) if (turns := _deskew(layer))), None)
+    if slanted is not None:
+        rotated += [slanted[0].rotate(turn, expand=True, fillcolor=255) for turn in slanted[1]]
     texts: list[str] = []
     try:
-        for variant in (gray, *layers, *rotated):
+        for variant in (gray, *layers, *strokes, *rotated):
             texts.append(pytesseract.image_to_string(variant, config="--psm 11", timeout=OCR_TIMEOUT_S))
     except (RuntimeError, pytesseract.TesseractError, OSError) as exc:
         return OcrText("\n".join(texts), f"tesseract failed: {str(exc)[:200]}")

@@ -31,6 +31,7 @@ from egress_review.checks.numbers import check_number_text
 from egress_review.checks.table_readers import ReadTables, json_tables, parse_json, read_parquet, read_xlsx
 from egress_review.checks.tables import check_rows, check_table, classify
 from egress_review.checks.text import MAX_TEXT_BYTES, check_identifiers, check_text
+from egress_review.checks.text_counts import check_text_counts
 from egress_review.checks.text_tables import aligned_tables, html_tables, latex_tables, markdown_tables
 from tre.policy import Policy
 
@@ -179,6 +180,8 @@ def _text_checks(
         escaped = check_identifiers(decoded, policy, context, check="identifiers:json_decoded")
         if escaped.outcome != "pass":
             out.append(escaped)
+    if kind in ("json", "csv", "tsv"):
+        out.extend(check_text_counts(text, policy, named=False))  # sentences in strings and cells
     if kind == "text" and expected_type(path_name) in ("csv", "tsv"):
         kind = str(expected_type(path_name))  # one column, or ragged: still a table by its name
     if kind in ("csv", "tsv"):
@@ -186,11 +189,14 @@ def _text_checks(
     elif kind == "text":
         out.extend(_embedded_tables(text, policy))
         out.extend(check_number_text(text, policy))
-        if path_name.lower().endswith((".yaml", ".yml")):
+        is_yaml = path_name.lower().endswith((".yaml", ".yml"))
+        if is_yaml:
             out.extend(_yaml_tables(text, policy))
         markup = markup_kind(path_name, text)
         if markup is not None:
             out.extend(_markup_tables(markup, text, policy))
+        # counts in `name=value` lines and in sentences (YAML, TOML and INI keys were read above)
+        out.extend(check_text_counts(text, policy, named=not is_yaml and markup in (None, "xml")))
     return out
 
 

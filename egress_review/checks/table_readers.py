@@ -19,6 +19,8 @@ from typing import Any
 
 MAX_ROWS = 200_000
 MAX_SHEETS = 50
+# nesting read for tables; a count seven levels down is still a count (leaks10)
+MAX_DEPTH = 24
 # XLSX parts that hold cells, styles and document properties; anything else (macros,
 # embedded objects, external links, pictures) is not shown as cells and is reported.
 XLSX_USUAL_PARTS = (
@@ -143,12 +145,19 @@ def json_tables(
 ) -> Iterator[tuple[str, list[list[str]]]]:
     """Every table-shaped part of a JSON document: records, columns, grids, nested mappings,
     splits, labelled numbers."""
-    if depth > 6:
+    if depth > MAX_DEPTH:
         return
     if isinstance(doc, list):
         found = _records(doc) or _grid(doc)
         if found:
             yield path, found
+            if _grid(doc):
+                return
+            # records' nested values are tables too ({"site": "A", "groups": [{"count": 2}]})
+            for i, item in enumerate(doc[:100]):
+                for key, value in item.items():
+                    if isinstance(value, dict | list):
+                        yield from json_tables(value, f"{path}[{i}].{key}", depth + 1, str(key))
             return
         for i, item in enumerate(doc[:100]):
             yield from json_tables(item, f"{path}[{i}]", depth + 1)
@@ -162,7 +171,8 @@ def json_tables(
             yield path, found
             return
         scalars = {k: v for k, v in doc.items() if not isinstance(v, dict | list)}
-        if len(scalars) >= 2:
+        # one value is a one-cell table too ({"outcome": {"n": 3}}, {"n_relapsed": 2}: leaks10)
+        if scalars:
             yield path, [list(scalars), [cell_text(v) for v in scalars.values()]]
         for key, value in doc.items():
             if isinstance(value, dict | list):

@@ -77,7 +77,7 @@ def classify(rows: list[list[str]], rules: SdcRules) -> Table:
     for i, name in enumerate(header):
         if _matches(name, rules.contributor_columns):
             contributors.append(i)
-        elif _matches(name, rules.count_columns):
+        elif _matches(name, rules.count_columns) and not _matches(name, rules.parameter_columns):
             counts.append(i)
         elif _matches(name, rules.magnitude_columns):
             magnitudes.append(i)
@@ -169,7 +169,32 @@ def check_parsed(table: Table, policy: Policy) -> list[CheckResult]:
         # per case): `n_lesions` of one case is an attribute of that case, not the size of a
         # group, so the frequency rules do not apply; record-level rules still do.
         table = Table(table.header, table.rows, [], table.magnitudes, [])
-    return [_content_for_reviewers(r) for r in _check_cells(table, policy, subjects=subjects)]
+    from egress_review.checks.derived_counts import derived_counts, transposed, with_margins  # use Table
+
+    if not subjects:
+        table = with_margins(table, policy.sdc)
+    results = _check_cells(table, policy, subjects=subjects)
+    if not subjects:
+        results = _merge(results, derived_counts(table, policy.sdc))
+        flipped = transposed(table, policy.sdc)
+        if flipped is not None:
+            results = _merge(
+                results,
+                [
+                    r.model_copy(update={"reason": f"read with rows as columns: {r.reason}"})
+                    for r in _check_cells(flipped, policy)
+                    if r.outcome != "pass"
+                ]
+                + derived_counts(flipped, policy.sdc),
+            )
+    return [_content_for_reviewers(r) for r in results]
+
+
+def _merge(results: list[CheckResult], more: list[CheckResult]) -> list[CheckResult]:
+    """Add findings; the 'nothing fired' pass goes when something did."""
+    if not more:
+        return results
+    return [r for r in results if r.outcome != "pass"] + more
 
 
 def _rows_are_subjects(table: Table, policy: Policy) -> bool:
@@ -470,7 +495,7 @@ def _unnamed_counts(table: Table, rules: SdcRules) -> list[CheckResult]:
     candidates: list[int] = []
     for col in integer:
         name = table.header[col]
-        if _matches(name, rules.measurement_columns):
+        if _matches(name, rules.measurement_columns) or _matches(name, rules.parameter_columns):
             continue
         if _matches(name, rules.category_columns):
             key_cols.append(col)

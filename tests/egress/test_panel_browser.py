@@ -48,6 +48,7 @@ def test_reviewers_vote_in_the_panel_and_the_researcher_downloads(
             "files": list(world.outputs),
             "justification": "Figure 2 (nodule overview) and a de-identified example slice",
         },
+        timeout=30.0,  # the checks (OCR of the figure and the slice) run in the request, as for the CLI
     )
     assert resp.status_code == 201, resp.text
     rid = resp.json()["id"]

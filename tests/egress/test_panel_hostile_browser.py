@@ -57,7 +57,7 @@ def test_nothing_a_researcher_wrote_runs_in_a_reviewers_browser_nor_another_orig
         world = seed_world(s, esettings, outputs=_hostile_outputs())
     researcher = {"Authorization": f"Bearer {token_for(world.researcher, 'researcher')}"}
     body = {"job_id": world.job_id, "files": list(world.outputs), "justification": XSS}
-    resp = httpx.post(f"{live.url}/api/v1/egress/requests", headers=researcher, json=body)
+    resp = httpx.post(f"{live.url}/api/v1/egress/requests", headers=researcher, json=body, timeout=30.0)
     assert resp.status_code == 201, resp.text
     rid = resp.json()["id"]
 

@@ -36,6 +36,7 @@ def _request(live, token: str, job_id: str, files: list[str], why: str) -> str: 
         f"{live.url}/api/v1/egress/requests",
         headers={"Authorization": f"Bearer {token}"},
         json={"job_id": job_id, "files": files, "justification": why},
+        timeout=30.0,  # the checks (OCR of the figure) run in the request, as for the CLI (30 s)
     )
     assert resp.status_code == 201, resp.text
     return str(resp.json()["id"])

@@ -1,0 +1,240 @@
+"""Counts a table discloses without a count cell showing them (leaks10).
+
+The threshold rule reads the cells of count-named columns. A table can give a small count away
+in other shapes, which a data access committee expects an automatic check to see:
+
+* a count written with its percentage or as a fraction in one cell (``3 (2.5%)``, ``3/120``),
+  the usual form of a clinical "Table 1";
+* a percentage beside its denominator (``2.5`` percent of ``120``: the count is 3);
+* a suppressed cell (``<10``, ``*``) that the table's own total row or total column gives
+  back by subtraction (differencing within one table);
+* a table written with its rows as columns (``group,lung,liver`` / ``n,3,45``): the row
+  labelled ``n`` is a count column turned sideways; likewise a two-column list of names and
+  values (``metric,value`` / ``n_relapsed,3``), with or without a header.
+
+A crosstab's total column that is the sum of its other columns is a margin, a count
+(`with_margins`), not a magnitude whose contributors are missing.
+
+Each finding is a threshold finding (``sdc:threshold`` or ``sdc:differencing``), with the row
+and column for the requester and the cell's text for the reviewers only, as for any table.
+"""
+
+from __future__ import annotations
+
+import re
+
+from egress_review.checks.model import CheckResult, action_outcome
+from egress_review.checks.tables import _INT, MAX_CELLS_REPORTED, Table, _cell, _label, _matches, classify
+from tre.policy import SdcRules
+
+_WITH_PERCENT = re.compile(r"^(\d+)\s*\(\s*\d+(?:\.\d+)?\s*%\s*\)$")
+_FRACTION = re.compile(r"^(\d+)\s*/\s*(\d+)(?:\s*\(\s*\d+(?:\.\d+)?\s*%\s*\))?$")
+_SUPPRESSED = re.compile(r"^(?:[<≤]=?\s*\d+|\*{1,3}|x|c|suppressed|redacted|masked|n/?p)$", re.IGNORECASE)
+_TOTAL = re.compile(r"^(?:grand\s+)?(?:total|totals|all|overall|sum|all\s+\w+)$", re.IGNORECASE)
+_NUMBER = re.compile(r"^[+-]?\d+(?:\.\d+)?$")
+_DATED = re.compile(r"date|time|dob|birth|month|period|when|day", re.IGNORECASE)
+MAX_TRANSPOSED_ROWS = 50
+
+
+def _not_a_count(name: str, rules: SdcRules) -> bool:
+    return any(
+        _matches(name, globs)
+        for globs in (rules.measurement_columns, rules.category_columns, rules.parameter_columns)
+    )
+
+
+def derived_counts(table: Table, rules: SdcRules) -> list[CheckResult]:
+    """Small counts that follow from cells (percent forms, fractions, percent x denominator,
+    a suppressed cell and the total row or column)."""
+    below = _in_cells(table, rules) + _from_percentages(table, rules)
+    out: list[CheckResult] = []
+    if below:
+        first = below[0]
+        out.append(
+            CheckResult(
+                check="sdc:threshold",
+                outcome=action_outcome(rules.threshold_action),
+                reason=f"{len(below)} count(s) follow from the table's cells (a count with its percentage, "
+                f"a fraction, or a percentage with its denominator) and are below the threshold of "
+                f"{rules.threshold} (e.g. row {first['row']}, column {first['column']!r})",
+                evidence={"threshold": rules.threshold, "cells": below},
+            )
+        )
+    recovered = _differencing(table, rules)
+    if recovered:
+        first = recovered[0]
+        out.append(
+            CheckResult(
+                check="sdc:differencing",
+                outcome=action_outcome(rules.threshold_action),
+                reason=f"{len(recovered)} suppressed cell(s) can be recovered by subtracting the other cells "
+                f"from the table's total row or column, and are below the threshold of {rules.threshold} "
+                f"(e.g. row {first['row']}, column {first['column']!r})",
+                evidence={"threshold": rules.threshold, "cells": recovered},
+            )
+        )
+    return out
+
+
+def _note(
+    bucket: list[dict[str, object]], table: Table, row_no: int, col: int, value: object, **extra: object
+) -> None:
+    if len(bucket) < MAX_CELLS_REPORTED:
+        row = table.rows[row_no - 2]
+        bucket.append(
+            {"row": row_no, "column": table.header[col], "value": value, "label": _label(table, row), **extra}
+        )
+
+
+def _in_cells(table: Table, rules: SdcRules) -> list[dict[str, object]]:
+    found: list[dict[str, object]] = []
+    for col, name in enumerate(table.header):
+        if col in table.magnitudes or col in table.contributors or _not_a_count(name, rules):
+            continue
+        for row_no, row in enumerate(table.rows, start=2):
+            raw = _cell(row, col)
+            match = _WITH_PERCENT.match(raw)
+            if match is None:
+                if _DATED.search(name):
+                    continue  # "3/12" in a date column is March 2012, not 3 of 12
+                match = _FRACTION.match(raw)
+                # a fraction is a count of its denominator (3/120), not a score out of ten (7/10)
+                if match is None:
+                    continue
+                denominator = int(match.group(2))
+                if denominator < rules.threshold or denominator < int(match.group(1)):
+                    continue
+            value = int(match.group(1))
+            if 0 < value < rules.threshold:
+                _note(found, table, row_no, col, raw)
+    return found
+
+
+def _from_percentages(table: Table, rules: SdcRules) -> list[dict[str, object]]:
+    scale = {i: 100.0 for i, h in enumerate(table.header) if _matches(h, rules.percent_columns)}
+    scale.update({i: 1.0 for i, h in enumerate(table.header) if _matches(h, rules.proportion_columns)})
+    percents = list(scale)
+    denominators = [
+        i for i, h in enumerate(table.header) if _matches(h, rules.denominator_columns) and i not in percents
+    ]
+    found: list[dict[str, object]] = []
+    if not percents or not denominators:
+        return found
+    for row_no, row in enumerate(table.rows, start=2):
+        for p_col in percents:
+            for d_col in denominators:
+                p, d = _cell(row, p_col).rstrip("%").strip(), _cell(row, d_col)
+                if not (_NUMBER.match(p) and _NUMBER.match(d)):
+                    continue
+                count = float(p) * float(d) / scale[p_col]
+                if 0.5 <= count < rules.threshold - 0.5 and (scale[p_col] == 100 or float(p) <= 1):
+                    _note(found, table, row_no, p_col, f"{p} of {d}", denominator=table.header[d_col])
+    return found
+
+
+def _count_like(table: Table, rules: SdcRules) -> list[int]:
+    """Count columns, and columns of whole numbers (some suppressed) that nothing names as
+    something else: a crosstab's cells (``male``, ``female``) and its total column."""
+    out = list(table.counts)
+    for col, name in enumerate(table.header):
+        if col in out or col in table.contributors or _not_a_count(name, rules):
+            continue
+        cells = [_cell(r, col) for r in table.rows if _cell(r, col)]
+        if any(_INT.match(v) for v in cells) and all(_INT.match(v) or _SUPPRESSED.match(v) for v in cells):
+            out.append(col)
+    return out
+
+
+def _recover(total: str, parts: list[str]) -> tuple[int, float] | None:
+    """The one suppressed part and its value, when the other parts and the total are numbers."""
+    hidden = [i for i, v in enumerate(parts) if _SUPPRESSED.match(v)]
+    shown = [v for i, v in enumerate(parts) if i not in hidden and v]
+    if len(hidden) != 1 or not _NUMBER.match(total) or not all(_NUMBER.match(v) for v in shown):
+        return None
+    return hidden[0], float(total) - sum(float(v) for v in shown)
+
+
+def _differencing(table: Table, rules: SdcRules) -> list[dict[str, object]]:
+    """A suppressed cell that a total row (or a total column) gives back by subtraction."""
+    found: list[dict[str, object]] = []
+    columns = _count_like(table, rules)
+    totals = [
+        i
+        for i, row in enumerate(table.rows)
+        if any(
+            _TOTAL.match(_cell(row, c)) for c in range(len(table.header)) if not _NUMBER.match(_cell(row, c))
+        )
+    ]
+    body = [i for i in range(len(table.rows)) if i not in totals]
+    if len(totals) == 1:
+        for col in columns:
+            got = _recover(_cell(table.rows[totals[0]], col), [_cell(table.rows[i], col) for i in body])
+            if got is not None and 0.5 <= got[1] < rules.threshold - 0.5:
+                row = body[got[0]]
+                _note(found, table, row + 2, col, _cell(table.rows[row], col), recovered=True)
+    total_cols = [c for c in columns if _TOTAL.match(table.header[c])]
+    if len(total_cols) == 1:
+        parts = [c for c in columns if c != total_cols[0]]
+        for i in body:
+            row_cells = table.rows[i]
+            got = _recover(_cell(row_cells, total_cols[0]), [_cell(row_cells, c) for c in parts])
+            if got is not None and 0.5 <= got[1] < rules.threshold - 0.5:
+                _note(found, table, i + 2, parts[got[0]], _cell(row_cells, parts[got[0]]), recovered=True)
+    return found
+
+
+def transposed(table: Table, rules: SdcRules) -> Table | None:
+    """The table with rows as columns, when a row is labelled as a count (``n``,
+    ``patients``) and no column is: a count table written sideways, or a two-column list of
+    names and values (``metric,value`` / ``n_relapsed,3``, or with no header at all)."""
+    head, body = table.header, table.rows
+    headerless = len(head) == 2 and bool(_NUMBER.match(head[1])) and not _NUMBER.match(head[0])
+    if headerless:
+        head, body = ["label", "value"], [head, *body]
+    elif table.counts:
+        return None
+    if not 1 <= len(body) < MAX_TRANSPOSED_ROWS or len(head) < 2:
+        return None
+    labels = [_cell(row, 0) for row in body]
+    if not any(
+        _matches(label, rules.count_columns) and not _matches(label, rules.parameter_columns)
+        for label in labels
+    ):
+        return None
+    rows = [[head[0] or "label", *labels]]
+    rows += [[head[j], *(_cell(row, j) for row in body)] for j in range(1, len(head))]
+    return classify(rows, rules)
+
+
+def with_margins(table: Table, rules: SdcRules) -> Table:
+    """A crosstab's total column is a count, not a magnitude: when a magnitude-named column
+    (``total``) equals, in every row it can be checked, the sum of two or more other columns
+    of whole numbers, it is the table's margin and gets the count rules; the flag that ACRO's
+    dominance rules could not run on it (there are no contributors to a head count) goes."""
+    if not table.magnitudes:
+        return table
+    parts = [c for c in _count_like(table, rules) if c not in table.magnitudes]
+    if len(parts) < 2:
+        return table
+    margins = []
+    for col in table.magnitudes:
+        checked = 0
+        for row in table.rows:
+            cells = [_cell(row, c) for c in (col, *parts)]
+            if not all(_INT.match(v) for v in cells):
+                continue  # a suppressed or empty cell: this row says nothing either way
+            if int(cells[0]) != sum(int(v) for v in cells[1:]):
+                break
+            checked += 1
+        else:
+            if checked:
+                margins.append(col)
+    if not margins:
+        return table
+    return Table(
+        table.header,
+        table.rows,
+        sorted([*table.counts, *margins]),
+        [c for c in table.magnitudes if c not in margins],
+        table.contributors,
+    )

@@ -1,0 +1,221 @@
+"""Small counts written in text outside any table (leaks10).
+
+A count leaves as surely in ``lung_n=3``, ``patients with relapse: 3`` or "3 patients had a
+relapse" as in a CSV cell. Two readers, both on the standard library:
+
+* **named values**: ``name=value`` pairs anywhere on a line (a log's ``site=B n=3``, a
+  properties file) and ``name: value`` lines (a Markdown bullet list, a summary). The name is
+  judged like a column header (`sdc.count_columns`, minus `sdc.parameter_columns`: a
+  ``num_workers=4`` is a setting), or by a word that counts people (``patients with relapse``).
+  A small value gets the threshold rule's outcome, as a cell would.
+* **sentences**: a number under the threshold (digits or a number word) followed within two
+  words by a noun that counts people (``3 patients``, ``Two patients died``, ``2 cases of``),
+  a fraction with its percentage or such a noun (``3/120 (2.5%)``), and a percentage of a
+  stated denominator (``2.5% of 120``: the count is 3). Prose is less certain than a table,
+  so these get `sdc.prose_counts` (flag by default): the reviewers read the sentence.
+
+What the job wrote (names, values, sentences) is reviewer-only evidence; the requester sees
+line numbers and fixed words.
+"""
+
+from __future__ import annotations
+
+import re
+
+from egress_review.checks.model import CheckResult, action_outcome
+from egress_review.checks.tables import MAX_CELLS_REPORTED, _matches
+from tre.policy import Policy, SdcRules
+
+MAX_CHARS = 8 * 1024 * 1024  # a longer text is read for counts in its first 8 MiB only
+
+PEOPLE_WORDS = (
+    "patients?|subjects?|cases?|participants?|people|persons?|individuals?|women|men|children|boys|girls|"
+    "deaths?|responders?|non-responders?|survivors?|donors?|volunteers?|smokers?|adults?|infants?|"
+    "residents?|relapses?|admissions?|pregnancies"
+)
+_PEOPLE = re.compile(rf"^(?:{PEOPLE_WORDS})$", re.IGNORECASE)
+NUMBER_WORDS = {
+    w: i + 1
+    for i, w in enumerate(
+        "one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
+        "sixteen seventeen eighteen nineteen".split()
+    )
+}
+# words that may stand between a number and its noun ("3 male patients", "2 new cases") are
+# adjectives; these would make it another quantity ("3 folds of 120 patients", "2 s per case")
+_NOT_BETWEEN = frozenset(
+    "of the a an per each every all and or than in from to for with by at on our these those other "
+    "more fewer less times".split()
+)
+
+_KV = re.compile(r"(?<![\w.\-])([A-Za-z][\w.\-]{0,63})\s*=\s*(\d{1,9})(?![\w.%/]|\.\d)")
+# a line ending in "name: value" (a bullet, a summary, a log line's message after its prefix)
+_COLON = re.compile(
+    r"(?:^|(?<=[\s:|>]))([A-Za-z][\w .()/\-]{0,63}?)(?:\s*:\s*|\t+)(\d{1,9}|"
+    + "|".join(NUMBER_WORDS)
+    + r")\s*(?:$|\|)",
+    re.IGNORECASE,
+)
+# a JSON object inside a log line: {"site": "B", "n": 3}
+_QUOTED = re.compile(r"\"([A-Za-z][\w .\-]{0,63})\"\s*:\s*(\d{1,9})(?=\s*[,}\]]|\s*$)")
+# "3 of 120 patients", "three out of 120 cases": the count and its total
+_OF = re.compile(
+    r"(?<![\w.,/\-])(?P<num>\d{1,4}|"
+    + "|".join(NUMBER_WORDS)
+    + r")[ \t]+(?:out[ \t]+)?of[ \t]+(?:the[ \t]+|all[ \t]+)?"
+    rf"(?P<d>\d{{2,7}})[ \t]+(?:[A-Za-z][\w\-]*[ \t]+){{0,2}}?(?:{PEOPLE_WORDS})\b",
+    re.IGNORECASE,
+)
+# "Table 2 patients", "stage 3 cases", "fold 2 subjects": the number names something else
+_LABEL_BEFORE = re.compile(
+    r"(?:table|tab|figure|fig|section|appendix|chapter|step|epoch|fold|version|grade|stage|type|phase|day|"
+    r"week|month|year|cohort|arm|group|site|page|line|no|number|item|part|level|class|category|batch|run|"
+    r"trial|round|visit|cycle|lesion|slice|series|scan)\.?\s*$|#\s*$",
+    re.IGNORECASE,
+)
+_NUMBER = r"(?<![\w.,/\-])(?P<num>\d{1,4}|" + "|".join(NUMBER_WORDS) + r")(?![\w%]|[.,]\d|-|\s*%)"
+_SENTENCE = re.compile(
+    _NUMBER + rf"[ \t]+(?P<mid>(?:[A-Za-z][\w\-]*[ \t]+){{0,2}}?)(?P<noun>{PEOPLE_WORDS})\b", re.IGNORECASE
+)
+_FRACTION = re.compile(
+    r"(?<![\w/.])(?P<a>\d{1,4})\s*/\s*(?P<b>\d{2,7})(?![\w/.])"
+    rf"(?P<tail>\s*\(\s*\d+(?:\.\d+)?\s*%\s*\)|[ \t]+(?:[A-Za-z][\w\-]*[ \t]+){{0,2}}?(?:{PEOPLE_WORDS})\b)",
+    re.IGNORECASE,
+)
+_PERCENT_OF = re.compile(
+    r"(?<![\w.])(?P<p>\d{1,3}(?:\.\d+)?)\s*%\s*(?:\([^()\n]{0,40}\)\s*)?(?:of|among|in)\s+"
+    r"(?:the\s+|all\s+|our\s+)?(?P<d>\d{2,7})(?![\w.%])",
+    re.IGNORECASE,
+)
+_MARKUP = re.compile(r"\\[A-Za-z]+\{([^{}\n]*)\}|<[^<>\n]{0,200}>|\*\*|__")
+# inline HTML elements vanish ("<b>2</b>" is "2"); the others separate cells like "|"
+_INLINE_TAG = re.compile(r"</?(?:b|i|em|strong|span|code|sup|sub|a|u|small|mark)\b", re.IGNORECASE)
+
+
+def count_name(name: str, rules: SdcRules) -> bool:
+    """Whether ``name`` (a key, a label before a colon) names a count of people."""
+    norm = re.sub(r"[^a-z0-9%]+", "_", name.lower()).strip("_")
+    if not norm or _matches(norm, rules.parameter_columns):
+        return False
+    parts = [norm, *(p for p in re.split(r"[.\s]+", name.lower()) if p)]
+    if any(_matches(p, rules.count_columns) for p in parts):
+        return True
+    return any(_PEOPLE.match(w) for w in norm.split("_"))
+
+
+def _plain(text: str) -> str:
+    """\\num{4}, \\textbf{4}, <b>4</b> and **4** are the number itself; line breaks stay."""
+
+    def plain(m: re.Match[str]) -> str:
+        whole = m.group(0)
+        if m.group(1) is not None or whole in ("**", "__") or _INLINE_TAG.match(whole):
+            return m.group(1) or ""
+        return " | " if whole.startswith("<") else ""
+
+    return _MARKUP.sub(plain, text[:MAX_CHARS])
+
+
+def _line_of(text: str, offset: int) -> int:
+    return text.count("\n", 0, offset) + 1
+
+
+def named_counts(text: str, rules: SdcRules) -> list[dict[str, object]]:
+    """``name=value`` pairs and ``name: value`` lines whose name is a count and value is small."""
+    found: list[dict[str, object]] = []
+    named: dict[str, bool] = {}  # a log repeats its few names on every line
+    for line_no, line in enumerate(_plain(text).splitlines(), start=1):
+        pairs = _KV.findall(line) if "=" in line else []
+        if ":" in line or "\t" in line:
+            pairs.extend(m.groups() for m in _COLON.finditer(line))
+        if '":' in line:
+            pairs.extend(m.groups() for m in _QUOTED.finditer(line))
+        for name, raw in pairs:
+            value = NUMBER_WORDS.get(raw.lower()) or int(raw)
+            if not 0 < value < rules.threshold:
+                continue
+            if name not in named:
+                named[name] = count_name(name, rules)
+            if named[name]:
+                if len(found) < MAX_CELLS_REPORTED:
+                    found.append(
+                        {"line": line_no, "name": name.strip()[:80], "value": raw, "text": line.strip()[:160]}
+                    )
+    return found
+
+
+def prose_counts(text: str, rules: SdcRules) -> list[dict[str, object]]:
+    """Small counts in sentences: a number before a noun that counts people, a fraction, a
+    percentage of a stated denominator."""
+    plain = _plain(text)
+    found: list[tuple[int, str]] = []
+    for m in _SENTENCE.finditer(plain):
+        if any(w.lower() in _NOT_BETWEEN for w in m.group("mid").split()):
+            continue
+        if _LABEL_BEFORE.search(plain, max(0, m.start() - 24), m.start()):
+            continue
+        raw = m.group("num").lower()
+        value = NUMBER_WORDS.get(raw) or int(raw)
+        if 0 < value < rules.threshold:
+            found.append((m.start(), m.group(0)))
+    for m in _OF.finditer(plain):
+        raw = m.group("num").lower()
+        value = NUMBER_WORDS.get(raw) or int(raw)
+        if 0 < value < rules.threshold and value <= int(m.group("d")):
+            found.append((m.start(), m.group(0)))
+    for m in _FRACTION.finditer(plain):
+        a, b = int(m.group("a")), int(m.group("b"))
+        if 0 < a < rules.threshold and a <= b:
+            found.append((m.start(), m.group(0)))
+    for m in _PERCENT_OF.finditer(plain):
+        count = float(m.group("p")) * int(m.group("d")) / 100
+        if 0.5 <= count < rules.threshold - 0.5:
+            found.append((m.start(), m.group(0)))
+    found.sort()
+    return [
+        {
+            "line": _line_of(plain, start),
+            "count": " ".join(words.split())[:120],
+            # the sentence around it, for the reviewers to judge
+            "sentence": " ".join(plain[max(0, start - 80) : start + len(words) + 80].split()),
+        }
+        for start, words in found[:MAX_CELLS_REPORTED]
+    ]
+
+
+def check_text_counts(text: str, policy: Policy, *, named: bool = True) -> list[CheckResult]:
+    """Threshold findings for counts in named values (``named``: off where the file's own
+    reader already took its keys as a table, YAML, TOML, INI) and in sentences."""
+    rules = policy.sdc
+    out: list[CheckResult] = []
+    values = named_counts(text, rules) if named else []
+    if values:
+        out.append(
+            CheckResult(
+                check="sdc:threshold",
+                outcome=action_outcome(rules.threshold_action),
+                reason=f"{len(values)} count(s) written as 'name = value' or 'name: value' are below the "
+                f"threshold of {rules.threshold} (e.g. line {values[0]['line']})",
+                evidence={
+                    "threshold": rules.threshold,
+                    "lines": sorted({int(str(v["line"])) for v in values}),
+                    "reviewer_only": {"cells": values},
+                },
+            )
+        )
+    sentences = prose_counts(text, rules)
+    if sentences:
+        out.append(
+            CheckResult(
+                check="sdc:prose",
+                outcome=action_outcome(rules.prose_counts),
+                reason=f"{len(sentences)} small count(s) written in sentences (a number under the threshold "
+                f"of {rules.threshold} counting patients, cases or subjects, or following from a fraction "
+                f"or a percentage of a stated total; e.g. line {sentences[0]['line']})",
+                evidence={
+                    "threshold": rules.threshold,
+                    "lines": sorted({int(str(s["line"])) for s in sentences}),
+                    "reviewer_only": {"sentences": sentences},
+                },
+            )
+        )
+    return out
