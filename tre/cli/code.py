@@ -17,7 +17,16 @@ from typing import Annotated, BinaryIO
 import typer
 
 from tre.cli.client import ApiClient, CliError
-from tre.cli.output import JsonFlag, console, err_console, human_size, print_json, table, untrusted
+from tre.cli.output import (
+    JsonFlag,
+    UsageMistake,
+    console,
+    err_console,
+    human_size,
+    print_json,
+    table,
+    untrusted,
+)
 from tre.cli.resolve import resolve_job_id
 from tre.code.archive import CodeLimits, CodeRefused, inspect_file, pack_folder
 
@@ -116,7 +125,7 @@ def code(
     """Download (-o FILE) or list (--list) the exact code archive a job ran (JOB_ID: any
     unique prefix)."""
     if out is None and not list_files:
-        raise CliError("say what to do with the code: -o FILE to download it, --list to list its files")
+        raise UsageMistake("say what to do with the code: -o FILE to download it, --list to list its files")
     client = ApiClient()
     job_id = resolve_job_id(client, job_id)
     if list_files:

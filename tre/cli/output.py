@@ -76,3 +76,12 @@ def human_size(n: int) -> str:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     return f"{n} B"
+
+
+class UsageMistake(typer.BadParameter):
+    """A command called in a way it cannot act on (options that need each other, nothing to
+    do): exit 2 with ``(see: tre ... --help)``, as for a misspelt option. Raised as a plain
+    `CliError` these ended with exit 1, the status of a failure, though nothing was tried."""
+
+    def format_message(self) -> str:
+        return self.message
