@@ -77,8 +77,9 @@ def upload_code(client: ApiClient, project: str, path: Path, announce: bool = Tr
     if stored["sha256"] != digest.hexdigest():
         raise CliError(f"the server stored code {stored['sha256']}, not the {digest.hexdigest()} sent")
     again = ", already stored" if stored["already_stored"] else ""
+    entries = "entry" if manifest.entry_count == 1 else "entries"
     (console if announce else err_console).print(
-        f"code {stored['sha256'][:16]}… ({manifest.entry_count} entries, "
+        f"code {stored['sha256'][:16]}… ({manifest.entry_count} {entries}, "
         f"{human_size(manifest.total_bytes)} unpacked{again})"
     )
     return str(stored["sha256"])
