@@ -60,6 +60,10 @@ def test_cli_request_vote_download(cli, db, esettings, tmp_path) -> None:
     done = cli(*me, "download", rid, "--dest", str(dest))
     assert done.exit_code == 0, done.output
     assert "hashes verified" in done.output
+    # Piped (as here), no progress bar is drawn into the output, and the record's path is
+    # never cut in two at the console's width (a script reads it from the last line).
+    assert "━" not in done.output and "bytes" not in done.output, done.output
+    assert done.output.splitlines()[-1].endswith(f"disclosure record: {dest / f'disclosure-{rid}.json'}")
     assert (dest / "tables" / "summary.csv").read_bytes() == world.outputs["tables/summary.csv"]
     assert (dest / "dicom" / "slice.dcm").read_bytes() == world.outputs["dicom/slice.dcm"]
     assert not list(dest.rglob("*.part"))

@@ -271,7 +271,7 @@ def download(
         DownloadColumn(),
         TransferSpeedColumn(),
         console=console,
-        disable=not progress,
+        disable=not progress or not console.is_terminal,  # piped: no bar drawn into the output
     ) as bar:
         overall = bar.add_task(f"request {request_id[:12]}", total=total)
         for f in files:
@@ -290,5 +290,8 @@ def download(
     write_text_file(record_path, json.dumps(record, indent=2, sort_keys=True) + "\n")
     console.print(
         f"downloaded {len(files)} file(s), {human_size(total)}, hashes verified; "
-        f"disclosure record: {record_path}"
+        f"disclosure record: {record_path}",
+        soft_wrap=True,  # a path is never cut in two, on a terminal or piped
+        highlight=False,
+        markup=False,
     )

@@ -13,7 +13,10 @@ from rich.markup import escape
 from rich.table import Table
 
 console = Console()
-err_console = Console(stderr=True)
+# Never folded at the console's width: a message on stderr is one line however long (the
+# terminal wraps it for the eye), so a script reading stderr gets whole lines; piped, rich
+# folded warnings such as `tre login --token`'s at 80 columns into two.
+err_console = Console(stderr=True, soft_wrap=True)
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON (the full records) for scripts.")]
 
