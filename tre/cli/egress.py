@@ -19,6 +19,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, Trans
 from tre.cli.client import ApiClient, CliError
 from tre.cli.output import JsonFlag, console, human_size, print_json, table, untrusted
 from tre.cli.resolve import resolve_job_id, resolve_request_id
+from tre.states import EgressState
 
 app = typer.Typer(
     help="Egress airlock: request release of job outputs, review, download.", no_args_is_help=True
@@ -88,11 +89,13 @@ def request(
 
 @app.command("list")
 def list_(
-    state: Annotated[str | None, typer.Option(help="Only requests in this state.")] = None,
+    state: Annotated[
+        EgressState | None, typer.Option(case_sensitive=False, help="Only requests in this state.")
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Requests you can see (your projects'; all of them for reviewers)."""
-    params = {"state": state} if state else {}
+    params = {"state": state.value} if state else {}
     rows = ApiClient().get(BASE, params=params)
     if as_json:
         print_json(rows)
