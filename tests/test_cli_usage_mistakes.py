@@ -49,3 +49,22 @@ def test_a_usage_mistake_is_one_line_and_exit_2(
     assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
     assert says in lines[0] and "(see: " in lines[0] and lines[0].endswith(f" {hint})"), lines[0]
     assert "Invalid value" not in lines[0]  # a plain sentence, not a value's complaint
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["serve", "--port", "99999"],
+        ["hub", "serve", "--port", "0"],
+        ["witness", "serve", "--log", "k", "--port", "70000"],
+    ],
+)
+def test_a_port_out_of_range_is_a_usage_mistake(tmp_path: Path, argv: list[str]) -> None:
+    """`tre serve --port 99999` reached bind() and ended 'unexpected OverflowError ... a bug in tre'."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRE_")}
+    env["TRE_HOME"] = str(tmp_path / "state")
+    proc = subprocess.run(
+        [sys.executable, "-m", "tre.cli.main", *argv], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert len(proc.stderr.splitlines()) == 1 and "'--port'" in proc.stderr and "bug" not in proc.stderr

@@ -20,7 +20,7 @@ from tre.cli.client import (
     save_credentials,
 )
 from tre.cli.device_login import device_login, oidc_login_config
-from tre.cli.output import JsonFlag, console, err_console, print_json, untrusted
+from tre.cli.output import JsonFlag, PortOption, console, err_console, print_json, untrusted
 from tre.config import get_settings
 
 app = typer.Typer(
@@ -148,7 +148,7 @@ def whoami(as_json: JsonFlag = False) -> None:
 @app.command(rich_help_panel=ADMINS)
 def serve(
     host: str = "127.0.0.1",
-    port: int = 8765,
+    port: PortOption = 8765,
     worker: Annotated[bool, typer.Option(help="Run the job worker in this process too.")] = True,
     node: Annotated[
         bool, typer.Option("--node", help="Also run the federation agent (after `tre node join`).")

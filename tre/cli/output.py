@@ -19,6 +19,9 @@ console = Console()
 err_console = Console(stderr=True, soft_wrap=True)
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON (the full records) for scripts.")]
+# A port outside 1-65535 is a usage mistake (exit 2); it reached bind() and ended as
+# "unexpected OverflowError ... a bug in tre".
+PortOption = Annotated[int, typer.Option(min=1, max=65535, help="TCP port to listen on.")]
 
 
 def print_json(data: Any) -> None:
