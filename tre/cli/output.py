@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from collections.abc import Iterable, Sequence
 from typing import Annotated, Any
 
@@ -12,7 +13,10 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-console = Console()
+# Piped or redirected, stdout is read by scripts: a line is never folded at rich's default
+# 80 columns there (`tre image import`'s "tre image approve REF --project P" hint, a
+# download's path and the like came out cut in two). On a terminal rich folds as usual.
+console = Console(soft_wrap=not sys.stdout.isatty())
 # Never folded at the console's width: a message on stderr is one line however long (the
 # terminal wraps it for the eye), so a script reading stderr gets whole lines; piped, rich
 # folded warnings such as `tre login --token`'s at 80 columns into two.
