@@ -29,6 +29,7 @@ from tre.cli.output import (
 )
 from tre.cli.resolve import resolve_job_id
 from tre.code.archive import CodeLimits, CodeRefused, inspect_file, pack_folder
+from tre.config import get_settings
 
 job_app = typer.Typer(help="One job: its details, and the code it ran.", no_args_is_help=True)
 
@@ -36,6 +37,30 @@ job_app = typer.Typer(help="One job: its details, and the code it ran.", no_args
 def _limits(client: ApiClient, project: str) -> CodeLimits:
     p = client.get(f"/api/v1/projects/{project}")
     return CodeLimits.of_project(int(p["max_code_mb"]), int(p["max_code_files"]))
+
+
+def _own_state(folder: Path) -> list[Path]:
+    """tre's own folders inside the code folder: the state directory (the saved login,
+    `credentials.json`, among them) and the cache. `tre submit --code .` run where the state
+    lives (`~` holds `~/.tre`; a TRE_HOME under the project folder) packed the researcher's
+    token into the code archive, which reviewers, auditors and the job itself can read. They
+    are left out, and stderr says so."""
+    settings = get_settings()
+    inside = []
+    for place in (settings.home, settings.cache_dir):
+        resolved = place.resolve()
+        if folder.is_relative_to(resolved):
+            raise CliError(
+                f"--code {folder}: it is inside tre's own state folder {resolved}; give your code's folder"
+            )
+        if resolved.is_relative_to(folder):
+            inside.append(resolved)
+            err_console.print(
+                f"left out {resolved}: tre's own state (the saved login among it) never goes with the code",
+                highlight=False,
+                markup=False,
+            )
+    return inside
 
 
 def upload_code(client: ApiClient, project: str, path: Path, announce: bool = True) -> str:
@@ -47,7 +72,7 @@ def upload_code(client: ApiClient, project: str, path: Path, announce: bool = Tr
     with tempfile.TemporaryFile() as packed:
         source: BinaryIO
         if path.is_dir():
-            manifest = pack_folder(path, packed, limits)
+            manifest = pack_folder(path, packed, limits, leave_out=_own_state(path))
             source = packed
         elif path.is_file():
             if not path.name.endswith((".tar.gz", ".tgz")):
