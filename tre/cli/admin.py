@@ -61,7 +61,8 @@ def admin_init(user: Annotated[str, typer.Option(help="Id of the first admin use
     handle_key(get_settings().keys_dir)  # the output handles' key (tre.jobs.output_handles)
     console.print(f"state directory: {get_settings().home}")
     console.print(
-        f"next: `tre serve`, then `tre admin token --user {user} --role admin | tre login`",
+        f"next: `tre serve` (a federation hub: `tre hub serve`), then "
+        f"`tre admin token --user {user} --role admin | tre login`",
         highlight=False,
         soft_wrap=True,
         markup=False,
