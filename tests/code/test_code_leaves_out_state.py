@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from tre.cli.client import CliError
 from tre.cli.code import _own_state
 from tre.code.archive import CodeLimits, pack_folder
 from tre.config import reset_settings_cache
@@ -52,9 +51,13 @@ def test_the_state_folder_inside_the_code_folder_is_left_out(
         assert skipped == [state.resolve()]
         assert "left out" in capsys.readouterr().err
         assert names(code, skipped) == ["analysis.py", "lib", "lib/util.py"]
-        # A code folder inside the state folder is refused outright.
-        with pytest.raises(CliError, match="inside tre's own state folder"):
-            _own_state(state)
+        # The state folder itself given as the code: its login and keys are still left out.
+        (state / "notes.txt").write_text("")
+        assert names(state, _own_state(state)) == ["notes.txt"]
+        # A code folder inside the state folder (the demo's) holds none of them.
+        (state / "demo-code").mkdir()
+        capsys.readouterr()
+        assert _own_state(state / "demo-code") == [] and capsys.readouterr().err == ""
         # Elsewhere nothing is left out and nothing is said.
         other = tmp_path / "other"
         other.mkdir()

@@ -16,7 +16,7 @@ from typing import Annotated, BinaryIO
 
 import typer
 
-from tre.cli.client import ApiClient, CliError
+from tre.cli.client import ApiClient, CliError, credentials_path
 from tre.cli.output import (
     JsonFlag,
     UsageMistake,
@@ -40,26 +40,26 @@ def _limits(client: ApiClient, project: str) -> CodeLimits:
 
 
 def _own_state(folder: Path) -> list[Path]:
-    """tre's own folders inside the code folder: the state directory (the saved login,
-    `credentials.json`, among them) and the cache. `tre submit --code .` run where the state
-    lives (`~` holds `~/.tre`; a TRE_HOME under the project folder) packed the researcher's
-    token into the code archive, which reviewers, auditors and the job itself can read. They
-    are left out, and stderr says so."""
+    """tre's own secrets and state inside the code folder: the saved login
+    (`credentials.json`), the keys folder, and the state and cache folders when they lie
+    inside it. `tre submit --code .` run where the state lives (`~` holds `~/.tre`; a TRE_HOME
+    under the project folder) packed the researcher's token into the code archive, which
+    reviewers, auditors and the job itself can read. They are left out, and stderr says so.
+    (A code folder inside the state folder, as the demo's is, holds none of them.)"""
     settings = get_settings()
-    inside = []
-    for place in (settings.home, settings.cache_dir):
+    places = (credentials_path(), settings.keys_dir, settings.home, settings.cache_dir)
+    inside: list[Path] = []
+    for place in places:
         resolved = place.resolve()
-        if folder.is_relative_to(resolved):
-            raise CliError(
-                f"--code {folder}: it is inside tre's own state folder {resolved}; give your code's folder"
-            )
-        if resolved.is_relative_to(folder):
-            inside.append(resolved)
-            err_console.print(
-                f"left out {resolved}: tre's own state (the saved login among it) never goes with the code",
-                highlight=False,
-                markup=False,
-            )
+        strictly_inside = resolved != folder and resolved.is_relative_to(folder)
+        if strictly_inside and not any(resolved.is_relative_to(p) for p in inside):
+            inside = [p for p in inside if not p.is_relative_to(resolved)] + [resolved]
+    for resolved in inside:
+        err_console.print(
+            f"left out {resolved}: tre's own state (a saved login, keys) never goes with the code",
+            highlight=False,
+            markup=False,
+        )
     return inside
 
 
