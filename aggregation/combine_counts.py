@@ -56,9 +56,20 @@ def main(argv: list[str]) -> int:
         print("usage: combine_counts.py RESULTS_FOLDER FILE_NAME", file=sys.stderr)
         return 2
     try:
-        rows = combine(load_released(Path(argv[1])), argv[2])
+        released = load_released(Path(argv[1]))
+        rows = combine(released, argv[2])
     except (NotReleased, OSError, ValueError, KeyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    # An empty table with exit 0 read as "every count is zero": say why there is nothing.
+    names = sorted({name for files in released.values() for name in files})
+    if argv[2] not in names:
+        print(
+            f"error: no node released {argv[2]!r}; released: {', '.join(names) or 'nothing'}", file=sys.stderr
+        )
+        return 1
+    if not rows:
+        print(f"error: {argv[2]} holds no 'label: number' lines at any node", file=sys.stderr)
         return 1
     out = csv.writer(sys.stdout)
     out.writerow(["node", "label", "value"])

@@ -99,7 +99,9 @@ def list_requests(
     principal: AnyRole,
     session: DbSession,
     settings: AppSettings,
-    state: Annotated[str | None, Query(max_length=24)] = None,
+    # An enum, not free text: a misspelt state (`awaiting-review`, as the panel prints it)
+    # was answered with an empty list, as though no request were in it.
+    state: Annotated[EgressState | None, Query(description="Only requests in this state.")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
     id_prefix: Annotated[
         str | None,

@@ -15,7 +15,7 @@ from collections import OrderedDict
 from sqlalchemy.orm import Session
 
 from egress_review import checking, logbudget
-from egress_review.logscreen import STATUS_ONLY_NOTICE, LogScreen, Screening
+from egress_review.logscreen import STATUS_ONLY_NOTICE, LogScreen, Screening, known_values
 from tre.config import Settings
 from tre.errors import PolicyUnavailable
 from tre.jobs.service import log_size, read_log
@@ -65,7 +65,8 @@ def researcher_log(session: Session, settings: Settings, job: Job, offset: int) 
         return raw, next_offset
     if screen.visibility == "status_only":
         return (STATUS_ONLY_NOTICE if offset == 0 and size else b""), max(offset, size)
-    screening = _screened(settings, job.id, screen, ended)
+    known = known_values(job.id, job.input_job_ids, job.image, job.code_hash)
+    screening = _screened(settings, job.id, screen, ended, known)
     allowed = logbudget.charge(session, job.id, job.project_id, screening, offset, daily_limit)
     body = screen.render(screening, offset, allowed.shown_to)
     next_offset = max(offset, allowed.shown_to)
@@ -85,18 +86,20 @@ _SCREENINGS_LOCK = threading.Lock()
 SCREENING_CACHE = 64
 
 
-def _screened(settings: Settings, job_id: str, screen: LogScreen, ended: bool) -> Screening:
+def _screened(
+    settings: Settings, job_id: str, screen: LogScreen, ended: bool, known: frozenset[str] = frozenset()
+) -> Screening:
     log, _, at_end = read_log(settings, job_id, 0, screen.limit_bytes + 1)
     final = ended and at_end
     # The screen object itself is part of the key: it is kept alive in _SCREENS (or by the
     # key), so its identity cannot be reused by another screen while the entry exists.
-    key = (job_id, final, screen, hashlib.sha256(log).digest())
+    key = (job_id, final, screen, known, hashlib.sha256(log).digest())
     with _SCREENINGS_LOCK:
         hit = _SCREENINGS.get(key)
         if hit is not None:
             _SCREENINGS.move_to_end(key)
             return hit
-    screening = screen.screen_log(log, final)
+    screening = screen.screen_log(log, final, known)
     with _SCREENINGS_LOCK:
         _SCREENINGS[key] = screening
         while len(_SCREENINGS) > SCREENING_CACHE:

@@ -97,6 +97,30 @@ class Screening:
     cut: bool = False
 
 
+# A known value shorter than this is not blanked: job ids and hashes are 32 and 64 characters,
+# and blanking short strings would let a job hide encoded data between them.
+MIN_KNOWN_CHARS = 32
+
+
+def known_values(
+    job_id: str, input_job_ids: Iterable[str], image: str, code_hash: str | None
+) -> frozenset[str]:
+    """What the platform gave a job that its researcher already knows: ids and hashes only."""
+    digest = image.rpartition("@sha256:")[2] if "@sha256:" in image else ""
+    values = {job_id, *input_job_ids, digest, code_hash or ""}
+    return frozenset(v for v in values if len(v) >= MIN_KNOWN_CHARS)
+
+
+def _without_known(texts: list[str], known: Iterable[str]) -> list[str]:
+    """``texts`` with every occurrence of a known value replaced by a space, longest first;
+    matched case-insensitively, as hex is."""
+    values = sorted({v.lower() for v in known if len(v) >= MIN_KNOWN_CHARS}, key=len, reverse=True)
+    if not values:
+        return texts
+    pattern = re.compile("|".join(re.escape(v) for v in values), re.IGNORECASE)
+    return [pattern.sub(" ", t) for t in texts]
+
+
 @dataclass(frozen=True)
 class LogScreen:
     matcher: IdentifierMatcher
@@ -127,11 +151,19 @@ class LogScreen:
         )
 
     # -- judging --------------------------------------------------------------------------
-    def screen_log(self, log: bytes, final: bool) -> Screening:
+    def screen_log(self, log: bytes, final: bool, known: Iterable[str] = ()) -> Screening:
         """Judge the log from its first byte. ``log`` may run past ``limit_bytes`` (the
         caller reads one byte more to know); ``final`` says the job has ended and this is all.
         Until then only whole lines are judged, and encoded-looking lines near the end wait
-        until enough follows to judge their context."""
+        until enough follows to judge their context.
+
+        ``known``: values the platform itself gave the job and the researcher already holds
+        (the job's id, its input jobs' ids, its image digest and code hash, `known_values`).
+        They are hex, so they looked like encoded data: a job printing its own `/inputs/<id>`
+        paths had those lines, and the sandbox's first line naming the image digest, withheld
+        as "encoded-looking". They carry nothing the job chose, so they are left out of the
+        encoded-data judgement (only of it: a line is still judged for everything else, and
+        whatever else it holds still counts)."""
         out = Screening()
         window = log
         if len(log) > self.limit_bytes:
@@ -152,8 +184,9 @@ class LogScreen:
             raw_lines.pop()
         texts = [r.decode("utf-8", "replace") for r in raw_lines]
         starts = list(accumulate((len(r) + 1 for r in raw_lines), initial=0))
-        payloads = self._payloads(texts)
-        reasons = self._reasons(texts, payloads)
+        judged = _without_known(texts, known)
+        payloads = self._payloads(judged)
+        reasons = self._reasons(texts, payloads, judged)
         canonical = _progress_lines(texts, reasons)
         undecided = self._undecided(texts, final, reasons, payloads)
         out.decided_to = min(starts[undecided], len(window)) if undecided < len(texts) else len(window)
@@ -167,7 +200,9 @@ class LogScreen:
     def _payloads(self, texts: list[str]) -> list[int]:
         return [payload_chars(t) if len(t) <= self.max_line_chars else 0 for t in texts]
 
-    def _reasons(self, texts: list[str], payloads: list[int]) -> list[str | None]:
+    def _reasons(self, texts: list[str], payloads: list[int], judged: list[str]) -> list[str | None]:
+        """Why each line is withheld (None: shown); ``judged`` is ``texts`` with the known
+        values blanked, for the encoded-data tests."""
         reasons: list[str | None] = [None] * len(texts)
         sums = list(accumulate(payloads, initial=0))
         named = disguised_lines(texts, self.matcher, self.squeezed)
@@ -179,7 +214,7 @@ class LogScreen:
             if len(text) > self.max_line_chars:
                 # Fixed words only: a length the job chose would itself carry a number out.
                 reasons[i] = f"[tre] withheld a line longer than {self.max_line_chars} characters"
-            elif longest_run(text) >= self.encoded_min_chars:
+            elif longest_run(judged[i]) >= self.encoded_min_chars:
                 reasons[i] = "[tre] withheld a line holding an encoded run"
             elif payloads[i] and self._context_payload(sums, i) >= self.encoded_min_chars:
                 reasons[i] = "[tre] withheld a line of encoded-looking data (judged with its neighbours)"

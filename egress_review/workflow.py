@@ -231,8 +231,9 @@ def create_request(
     outputs = {o.path: (o.sha256, o.size) for o in found.values() if o is not None}
     unknown = [w for w, p in resolved.items() if p is None]
     if unknown:
+        verb = "is not a recorded output" if len(unknown) == 1 else "are not recorded outputs"
         raise Unprocessable(
-            f"{len(unknown)} of the named files are not recorded outputs of job {job_id} "
+            f"{len(unknown)} of the named files {verb} of job {job_id} "
             "(name them by path, #index or sha256:hash as `tre outputs` lists them)",
             slug="not-a-job-output",
             title="Not a job output",

@@ -246,3 +246,10 @@ def test_the_demo_ends_with_commands_that_exist(tmp_path: Path, capsys: pytest.C
     root = typer.main.get_command(app)
     problems = [p for c in commands for p in check(DocCommand("tre demo", 0, c, in_block=True), root)]
     assert not problems, problems
+    # A state outside the default place (`TRE_HOME=... tre demo`) is named first: a bare
+    # `tre serve` afterwards served the default, empty state.
+    assert f"export TRE_HOME={tmp_path / 'state'}" in shown.splitlines()[-5], shown
+    from tre.config import default_home
+
+    print_next_steps(Settings(home=default_home()))
+    assert "export TRE_HOME" not in capsys.readouterr().out

@@ -30,7 +30,8 @@ def running_as_root() -> bool:
     return hasattr(os, "geteuid") and os.geteuid() == 0
 
 
-def _default_home() -> Path:
+def default_home() -> Path:
+    """The state directory a `tre` command uses when TRE_HOME is not set."""
     return SYSTEM_HOME if running_as_root() else Path.home() / ".tre"
 
 
@@ -113,9 +114,7 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="TRE_", extra="ignore")
 
-    home: Path = Field(
-        default_factory=_default_home, description="State directory (db, keys, jobs, staging)."
-    )
+    home: Path = Field(default_factory=default_home, description="State directory (db, keys, jobs, staging).")
     data_dir: Path = Field(
         default_factory=_default_data_dir,
         description="Where local datasets live (the demo copies its sample data here); "

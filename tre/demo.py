@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shlex
 import shutil
 import threading
 from datetime import UTC, datetime, timedelta
@@ -27,7 +28,7 @@ from tre.cli.code import upload_code
 from tre.cli.jobs import follow_job
 from tre.cli.output import console, human_size, table
 from tre.cli.preprocess import job_command, job_request, series_summary, summary_line
-from tre.config import Settings, get_settings
+from tre.config import Settings, default_home, get_settings
 from tre.demo_job import DEMO_JOB_SOURCE
 from tre.images.jobimage import ensure_cpu_job_image
 from tre.jobs.worker import Worker
@@ -203,6 +204,15 @@ def print_next_steps(settings: Settings) -> None:
         ".venv/bin/tre; run it as root or with sudo, like the demo):",
         highlight=False,
     )
+    if settings.home.resolve() != default_home().resolve():
+        # The state is not where a later `tre` looks by default: a one-off
+        # `TRE_HOME=... tre demo` followed by a bare `tre serve` served an empty state.
+        console.print(
+            f"  export TRE_HOME={shlex.quote(str(settings.home))}   # in every shell you use below",
+            highlight=False,
+            soft_wrap=True,
+            markup=False,
+        )
     for line in (
         "  tre serve                                                    # the API and worker",
         "  tre admin token --user alice --role researcher | tre login   # in another shell",

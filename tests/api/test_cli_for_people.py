@@ -93,6 +93,8 @@ def test_login_reads_the_token_from_stdin_not_argv(live) -> None:  # type: ignor
     assert tre(env, "whoami").returncode == 0
     warned = tre(env, "login", "--token", token)
     assert warned.returncode == 0 and "shell history" in warned.stderr
+    # One line on stderr, piped too (rich folded it at 80 columns).
+    assert len(warned.stderr.splitlines()) == 1 and "paste it at the prompt" in warned.stderr, warned.stderr
     one_line_error(tre(env, "login", stdin="not-a-jwt\n"), 1, "tre login")
 
 

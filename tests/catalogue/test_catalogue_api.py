@@ -132,7 +132,7 @@ def test_cli_show_export_count(live: dict[str, str], tmp_path: Path, token_for: 
     assert rows["ct1"][3:5] == ["suppressed", "suppressed"]
     as_json = tre(live, "catalogue", "show", "--json")
     assert json.loads(as_json.stdout)["@type"] == "dcat:Catalog"
-    out = tmp_path / "catalogue.jsonld"
+    out = tmp_path / "new" / "folder" / "catalogue.jsonld"  # its folder is made, as for audit export
     exported = tre(live, "catalogue", "export", "-o", str(out))
     assert exported.returncode == 0, exported.stderr
     assert len(Graph().parse(out, format="json-ld")) > 20
@@ -158,8 +158,9 @@ def test_cli_errors_are_one_line(live: dict[str, str], token_for: Any, tmp_path:
     _one_line_error(tre(live, "catalogue", "count", "--condition", "lung"), 2, "--condition")
     dac = {**live, "TRE_TOKEN": token_for("dana", "dac")}
     _one_line_error(tre(dac, "catalogue", "count", "--modality", "CT"), 1, "researcher")
+    (tmp_path / "a-file").write_text("")
     _one_line_error(
-        tre(live, "catalogue", "export", "-o", str(tmp_path / "no" / "such" / "x.jsonld")), 1, "cannot"
+        tre(live, "catalogue", "export", "-o", str(tmp_path / "a-file" / "x.jsonld")), 1, "cannot"
     )
 
 

@@ -95,3 +95,41 @@ def test_researcher_sees_the_screened_log_staff_the_raw_one(app_client, world, e
     family = name.split("^")[0]
     assert family in raw and family not in mine
     assert "done" in mine and mine.count("[tre] withheld") == 3
+
+
+def test_ids_and_hashes_the_platform_gave_the_job_are_not_encoded_data():
+    """A job that prints its own inputs (`/inputs/<id>/...`, as docs/job-inputs.md invites)
+    lost those lines and the sandbox's first line (the image digest) as "encoded-looking":
+    values the researcher already holds carry nothing and are not counted. Anything else on
+    such a line still is."""
+    import hashlib
+
+    from egress_review.logscreen import known_values
+
+    job_id, input_id = "6cc05d6a9b8d47c798d871e7a4303588", "589b6fb6b46f4c5e9edc483073bb832d"
+    digest = hashlib.sha256(b"image").hexdigest()
+    code_hash = hashlib.sha256(b"code").hexdigest()
+    known = known_values(job_id, [input_id], f"registry.tre.local/tre-job-cpu@sha256:{digest}", code_hash)
+    assert known == {job_id, input_id, digest, code_hash}
+    lines = [
+        f"[tre] local sandbox: image registry.tre.local/tre-job-cpu@sha256:{digest} (image rootfs)",
+        f"TRE_INPUTS /inputs/{input_id}",
+        f"/inputs/{input_id}/manifest.json",
+        *(f"/inputs/{input_id}/series/series-{n:05d}.nii.gz" for n in range(1, 9)),
+        f"job {job_id.upper()} code {code_hash}",
+    ]
+    raw = ("\n".join(lines) + "\n").encode()
+    screen = _screen()
+    withheld_before = screen.render(screen.screen_log(raw, True), 0).decode()
+    assert withheld_before.count("encoded-looking") >= 8  # what a researcher saw before
+    shown = screen.render(screen.screen_log(raw, True, known), 0).decode()
+    assert shown.splitlines() == lines, shown
+
+    # Data between or beside the known values is still judged: a hex dump cut by the job's id.
+    blob = hashlib.sha512(b"secret").hexdigest() * 2
+    smuggled = [f"{input_id}{blob[i : i + 40]}{job_id}" for i in range(0, len(blob), 40)]
+    raw = ("\n".join(lines[:3] + smuggled) + "\n").encode()
+    shown = screen.render(screen.screen_log(raw, True, known), 0).decode()
+    assert blob[:40] not in shown and "withheld" in shown, shown
+    # Short values are never blanked: they could hide data between them.
+    assert known_values("abc", ["0123"], "img@sha256:ab", "cd") == frozenset()

@@ -60,6 +60,10 @@ def test_cli_request_vote_download(cli, db, esettings, tmp_path) -> None:
     done = cli(*me, "download", rid, "--dest", str(dest))
     assert done.exit_code == 0, done.output
     assert "hashes verified" in done.output
+    # Piped (as here), no progress bar is drawn into the output, and the record's path is
+    # never cut in two at the console's width (a script reads it from the last line).
+    assert "━" not in done.output and "bytes" not in done.output, done.output
+    assert done.output.splitlines()[-1].endswith(f"disclosure record: {dest / f'disclosure-{rid}.json'}")
     assert (dest / "tables" / "summary.csv").read_bytes() == world.outputs["tables/summary.csv"]
     assert (dest / "dicom" / "slice.dcm").read_bytes() == world.outputs["dicom/slice.dcm"]
     assert not list(dest.rglob("*.part"))
@@ -68,3 +72,23 @@ def test_cli_request_vote_download(cli, db, esettings, tmp_path) -> None:
 
     shown = cli(*me, "disclosure", rid, "--out", str(tmp_path / "d.json"))
     assert shown.exit_code == 0 and json.loads((tmp_path / "d.json").read_text())["request"]["id"] == rid
+
+
+def test_a_state_filter_takes_only_request_states(cli, live, token_for, db, esettings) -> None:  # type: ignore[no-untyped-def]
+    """`tre egress list --state awaiting-review` (as the panel prints it) and the API's
+    `?state=bogus` answered an empty list, as though nothing were in that state."""
+    import httpx
+
+    with db.begin() as s:
+        seed_world(s, esettings)
+
+    for bad in ("bogus", "awaiting-review"):
+        r = httpx.get(
+            f"{live.url}/api/v1/egress/requests",
+            params={"state": bad},
+            headers={"Authorization": f"Bearer {token_for('dana', 'dac')}"},
+        )
+        assert r.status_code == 422 and "awaiting_review" in r.json()["detail"], r.text
+        shown = cli("dana", ("dac",), "list", "--state", bad)
+        assert shown.exit_code == 2 and "awaiting_review" in shown.output, shown.output
+    assert cli("dana", ("dac",), "list", "--state", "AWAITING_REVIEW").exit_code == 0

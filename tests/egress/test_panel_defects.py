@@ -203,7 +203,7 @@ def test_wide_table_stays_in_a_bounded_box_and_pages_columns(page, live, request
     assert box.evaluate("b => b.scrollWidth > b.clientWidth")  # the table scrolls inside its box
     assert card.locator("table.data thead th").count() == 41  # row number + 40 columns
     pager = card.locator(".pager").inner_text()
-    assert "Rows 2–26 of 60" in pager and "columns 1–40 of 2000" in pager
+    assert "Rows 2–26 of 61 (row 1 is the header)" in pager and "columns 1–40 of 2000" in pager
     card.locator("a.cols-next").click()
     page.wait_for_url("**cols*=1*")
     card = page.locator("details.file", has_text="tables/features.csv")

@@ -93,7 +93,7 @@ def test_panel_puts_findings_first_and_bounds_previews(browser, live, db, esetti
     wide = page.locator("details.file", has_text="tables/wide.csv")
     box = wide.locator(".table-box")
     assert box.count() == 1 and box.evaluate("b => b.scrollWidth > b.clientWidth")  # scrolls in its box
-    assert "Rows 2–26 of 119" in wide.inner_text()
+    assert "Rows 2–26 of 120 (row 1 is the header)" in wide.inner_text()
     small = page.locator("details.file", has_text="tables/small.csv")
     highlighted = small.locator("td.sdc-cell")
     assert highlighted.count() == 1 and highlighted.inner_text() == "3"

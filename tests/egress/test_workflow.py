@@ -144,9 +144,10 @@ def test_who_may_request_what(db, esettings, world) -> None:
     foreign = attempt(who(world.outsider, "researcher"), world.job_id, ["tables/summary.csv"])
     unknown = attempt(who(world.outsider, "researcher"), "nope", ["tables/summary.csv"])
     assert (foreign.status, foreign.slug) == (unknown.status, unknown.slug) == (404, "not-found")
-    assert (
-        attempt(who(world.researcher, "researcher"), world.job_id, ["secret.txt"]).slug == "not-a-job-output"
-    )
+    one = attempt(who(world.researcher, "researcher"), world.job_id, ["secret.txt"])
+    assert one.slug == "not-a-job-output" and "1 of the named files is not a recorded output" in str(one)
+    two = attempt(who(world.researcher, "researcher"), world.job_id, ["secret.txt", "other.txt"])
+    assert "2 of the named files are not recorded outputs" in str(two)
     assert attempt(who(world.researcher, "researcher"), "nope", ["x"]).status == 404
     with db.begin() as s:
         s.get(Job, world.job_id).state = "failed"  # type: ignore[union-attr]

@@ -25,10 +25,8 @@ def results_folder(tmp: Path, files: dict[str, bytes], refused: tuple[str, ...] 
     return tmp
 
 
-def run(folder: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, str(SCRIPT), str(folder), "result.txt"], capture_output=True, text=True
-    )
+def run(folder: Path, name: str = "result.txt") -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(SCRIPT), str(folder), name], capture_output=True, text=True)
 
 
 def test_combines_what_each_node_released(tmp_path: Path) -> None:
@@ -51,3 +49,14 @@ def test_refuses_a_file_that_is_not_what_was_released(tmp_path: Path) -> None:
     done = run(folder)
     assert done.returncode == 1
     assert done.stderr.strip() == "error: node-a/result.txt does not match its released SHA-256"
+
+
+def test_a_file_no_node_released_or_without_counts_is_an_error_not_an_empty_table(tmp_path: Path) -> None:
+    """Following docs/federation.md with another file name (summary.csv), or a file of
+    another shape, printed only the header and exited 0, as though every count were zero."""
+    folder = results_folder(tmp_path / "a", {"node-a": b"images read: 2\n"}, ("node-b",))
+    missing = run(folder, "summary.csv")
+    assert missing.returncode == 1 and missing.stdout == ""
+    assert missing.stderr.strip() == "error: no node released 'summary.csv'; released: result.txt"
+    shapeless = run(results_folder(tmp_path / "b", {"node-a": b"file,n\nx,4\n"}))
+    assert shapeless.returncode == 1 and "holds no 'label: number' lines" in shapeless.stderr

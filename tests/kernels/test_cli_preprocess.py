@@ -87,7 +87,8 @@ def test_per_series_results_are_read_from_the_jobs_own_last_line(tmp_path, capsy
     log = capsys.readouterr().out
     assert series_summary(log) == (3, 2, 1)
     line = summary_line("j1", 3, 2, 1)
-    assert line.startswith("2 of 3 series preprocessed; 1 failed") and "manifest.json" in line
+    assert line.startswith("2 of 3 series preprocessed; 1 failed and was skipped") and "manifest.json" in line
+    assert "2 failed and were skipped" in summary_line("j1", 3, 1, 2)
     assert "1.2.826" not in line
     assert series_summary("progress 0/3\n") is None  # killed before the end: nothing claimed
 

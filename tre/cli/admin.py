@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from tre.cli.client import ApiClient, CliError
-from tre.cli.output import JsonFlag, console, print_json, table, untrusted
+from tre.cli.output import JsonFlag, UsageMistake, console, print_json, table, untrusted
 from tre.cli.resolve import resolve_grant_id
 from tre.config import get_settings
 
@@ -61,7 +61,8 @@ def admin_init(user: Annotated[str, typer.Option(help="Id of the first admin use
     handle_key(get_settings().keys_dir)  # the output handles' key (tre.jobs.output_handles)
     console.print(f"state directory: {get_settings().home}")
     console.print(
-        f"next: `tre serve`, then `tre admin token --user {user} --role admin | tre login`",
+        f"next: `tre serve` (a federation hub: `tre hub serve`), then "
+        f"`tre admin token --user {user} --role admin | tre login`",
         highlight=False,
         soft_wrap=True,
         markup=False,
@@ -81,9 +82,9 @@ def admin_user(
     """Create a user, change their roles, or disable/enable them, in the local database
     (audited; the same rules as the API: the last enabled admin is never removed)."""
     if enable and disable:
-        raise CliError("choose one of --enable and --disable")
+        raise UsageMistake("choose one of --enable and --disable")
     if not (role or enable or disable):
-        raise CliError("say what to do: --role ROLE (create or set roles), --enable or --disable")
+        raise UsageMistake("say what to do: --role ROLE (create or set roles), --enable or --disable")
     from tre import registry
     from tre.store.db import session_scope
     from tre.store.models import User
@@ -193,7 +194,7 @@ def project_quota(
     )
     quota = {k: v for k, v in given.items() if v is not None}
     if not quota:
-        raise CliError("give at least one quota field to change (see --help)")
+        raise UsageMistake("give at least one quota field to change")
     p = ApiClient().patch(f"/api/v1/projects/{project_id}/quota", json=quota)
     if as_json:
         print_json(p)

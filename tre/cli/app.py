@@ -20,7 +20,7 @@ from tre.cli.client import (
     save_credentials,
 )
 from tre.cli.device_login import device_login, oidc_login_config
-from tre.cli.output import JsonFlag, console, err_console, print_json, untrusted
+from tre.cli.output import JsonFlag, PortOption, console, err_console, print_json, untrusted
 from tre.config import get_settings
 
 app = typer.Typer(
@@ -148,7 +148,7 @@ def whoami(as_json: JsonFlag = False) -> None:
 @app.command(rich_help_panel=ADMINS)
 def serve(
     host: str = "127.0.0.1",
-    port: int = 8765,
+    port: PortOption = 8765,
     worker: Annotated[bool, typer.Option(help="Run the job worker in this process too.")] = True,
     node: Annotated[
         bool, typer.Option("--node", help="Also run the federation agent (after `tre node join`).")
@@ -172,8 +172,13 @@ def serve(
 
 
 @app.command(rich_help_panel=ADMINS)
-def worker(concurrency: int = 2) -> None:
-    """Run the job worker: dispatch queued jobs to the configured executor."""
+def worker(
+    concurrency: Annotated[int, typer.Option(min=1, help="Jobs this worker runs at once.")] = 2,
+) -> None:
+    """Run the job worker: dispatch queued jobs to the configured executor (TRE_EXECUTOR).
+
+    Says on one line, once the database is ready, what it runs and where, as `tre serve` does:
+    a worker started in its own shell otherwise printed nothing until a job came."""
     from tre.jobs.worker import Worker
     from tre.store.db import init_db, make_engine
 
@@ -182,6 +187,12 @@ def worker(concurrency: int = 2) -> None:
     engine = make_engine(settings.resolved_database_url)
     init_db(engine)
     w = Worker(settings, engine, concurrency=concurrency)
+    console.print(
+        f"tre worker: {settings.executor} executor, up to {concurrency} jobs at once; state directory "
+        f"{settings.home}; Ctrl-C stops it",
+        highlight=False,
+        soft_wrap=True,
+    )
     try:
         w.serve_forever()
     except KeyboardInterrupt:

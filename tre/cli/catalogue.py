@@ -66,9 +66,11 @@ def show(
 def export(
     output: Annotated[Path, typer.Option("-o", "--output", help="File to write the JSON-LD to.")],
 ) -> None:
-    """Write the catalogue as JSON-LD (application/ld+json) to a file."""
+    """Write the catalogue as JSON-LD (application/ld+json) to a file (its folder is created,
+    as `tre audit export`, `tre job code -o` and `tre egress disclosure -o` create theirs)."""
     doc = ApiClient().get("/api/v1/catalogue")
     try:
+        output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     except OSError as exc:
         raise CliError(f"cannot write {output}: {exc.strerror or exc}") from exc

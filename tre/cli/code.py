@@ -16,10 +16,20 @@ from typing import Annotated, BinaryIO
 
 import typer
 
-from tre.cli.client import ApiClient, CliError
-from tre.cli.output import JsonFlag, console, err_console, human_size, print_json, table, untrusted
+from tre.cli.client import ApiClient, CliError, credentials_path
+from tre.cli.output import (
+    JsonFlag,
+    UsageMistake,
+    console,
+    err_console,
+    human_size,
+    print_json,
+    table,
+    untrusted,
+)
 from tre.cli.resolve import resolve_job_id
 from tre.code.archive import CodeLimits, CodeRefused, inspect_file, pack_folder
+from tre.config import get_settings
 
 job_app = typer.Typer(help="One job: its details, and the code it ran.", no_args_is_help=True)
 
@@ -27,6 +37,30 @@ job_app = typer.Typer(help="One job: its details, and the code it ran.", no_args
 def _limits(client: ApiClient, project: str) -> CodeLimits:
     p = client.get(f"/api/v1/projects/{project}")
     return CodeLimits.of_project(int(p["max_code_mb"]), int(p["max_code_files"]))
+
+
+def _own_state(folder: Path) -> list[Path]:
+    """tre's own secrets and state inside the code folder: the saved login
+    (`credentials.json`), the keys folder, and the state and cache folders when they lie
+    inside it. `tre submit --code .` run where the state lives (`~` holds `~/.tre`; a TRE_HOME
+    under the project folder) packed the researcher's token into the code archive, which
+    reviewers, auditors and the job itself can read. They are left out, and stderr says so.
+    (A code folder inside the state folder, as the demo's is, holds none of them.)"""
+    settings = get_settings()
+    places = (credentials_path(), settings.keys_dir, settings.home, settings.cache_dir)
+    inside: list[Path] = []
+    for place in places:
+        resolved = place.resolve()
+        strictly_inside = resolved != folder and resolved.is_relative_to(folder)
+        if strictly_inside and not any(resolved.is_relative_to(p) for p in inside):
+            inside = [p for p in inside if not p.is_relative_to(resolved)] + [resolved]
+    for resolved in inside:
+        err_console.print(
+            f"left out {resolved}: tre's own state (a saved login, keys) never goes with the code",
+            highlight=False,
+            markup=False,
+        )
+    return inside
 
 
 def upload_code(client: ApiClient, project: str, path: Path, announce: bool = True) -> str:
@@ -38,7 +72,7 @@ def upload_code(client: ApiClient, project: str, path: Path, announce: bool = Tr
     with tempfile.TemporaryFile() as packed:
         source: BinaryIO
         if path.is_dir():
-            manifest = pack_folder(path, packed, limits)
+            manifest = pack_folder(path, packed, limits, leave_out=_own_state(path))
             source = packed
         elif path.is_file():
             if not path.name.endswith((".tar.gz", ".tgz")):
@@ -68,8 +102,9 @@ def upload_code(client: ApiClient, project: str, path: Path, announce: bool = Tr
     if stored["sha256"] != digest.hexdigest():
         raise CliError(f"the server stored code {stored['sha256']}, not the {digest.hexdigest()} sent")
     again = ", already stored" if stored["already_stored"] else ""
+    entries = "entry" if manifest.entry_count == 1 else "entries"
     (console if announce else err_console).print(
-        f"code {stored['sha256'][:16]}… ({manifest.entry_count} entries, "
+        f"code {stored['sha256'][:16]}… ({manifest.entry_count} {entries}, "
         f"{human_size(manifest.total_bytes)} unpacked{again})"
     )
     return str(stored["sha256"])
@@ -116,7 +151,7 @@ def code(
     """Download (-o FILE) or list (--list) the exact code archive a job ran (JOB_ID: any
     unique prefix)."""
     if out is None and not list_files:
-        raise CliError("say what to do with the code: -o FILE to download it, --list to list its files")
+        raise UsageMistake("say what to do with the code: -o FILE to download it, --list to list its files")
     client = ApiClient()
     job_id = resolve_job_id(client, job_id)
     if list_files:

@@ -19,6 +19,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, Trans
 from tre.cli.client import ApiClient, CliError
 from tre.cli.output import JsonFlag, console, human_size, print_json, table, untrusted
 from tre.cli.resolve import resolve_job_id, resolve_request_id
+from tre.states import EgressState
 
 app = typer.Typer(
     help="Egress airlock: request release of job outputs, review, download.", no_args_is_help=True
@@ -88,11 +89,13 @@ def request(
 
 @app.command("list")
 def list_(
-    state: Annotated[str | None, typer.Option(help="Only requests in this state.")] = None,
+    state: Annotated[
+        EgressState | None, typer.Option(case_sensitive=False, help="Only requests in this state.")
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Requests you can see (your projects'; all of them for reviewers)."""
-    params = {"state": state} if state else {}
+    params = {"state": state.value} if state else {}
     rows = ApiClient().get(BASE, params=params)
     if as_json:
         print_json(rows)
@@ -271,7 +274,7 @@ def download(
         DownloadColumn(),
         TransferSpeedColumn(),
         console=console,
-        disable=not progress,
+        disable=not progress or not console.is_terminal,  # piped: no bar drawn into the output
     ) as bar:
         overall = bar.add_task(f"request {request_id[:12]}", total=total)
         for f in files:
@@ -290,5 +293,8 @@ def download(
     write_text_file(record_path, json.dumps(record, indent=2, sort_keys=True) + "\n")
     console.print(
         f"downloaded {len(files)} file(s), {human_size(total)}, hashes verified; "
-        f"disclosure record: {record_path}"
+        f"disclosure record: {record_path}",
+        soft_wrap=True,  # a path is never cut in two, on a terminal or piped
+        highlight=False,
+        markup=False,
     )

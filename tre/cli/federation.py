@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from tre.cli.client import ApiClient, CliError
-from tre.cli.output import console, untrusted
+from tre.cli.output import PortOption, console, untrusted
 from tre.cli.resolve import resolve_hub_job_id
 from tre.config import get_settings
 
@@ -62,7 +62,7 @@ def _unit(fn: Any, *args: Any) -> Any:
 
 # -- hub -----------------------------------------------------------------------------------------
 @hub_app.command("serve")
-def hub_serve(host: str = "127.0.0.1", port: int = 8780) -> None:
+def hub_serve(host: str = "127.0.0.1", port: PortOption = 8780) -> None:
     """Run the hub's API (researchers and node agents connect to it; it connects to no one)."""
     from tre.listen import ensure_can_listen
 
@@ -181,14 +181,18 @@ def hub_results(
     client = ApiClient()
     job_id = resolve_hub_job_id(client, job_id)
     job = client.get(f"/hub/v1/jobs/{job_id}")
+    nodes = files = 0
     for c in job["children"]:
         if c["state"] != "released":
             continue
+        nodes += 1
+        files += len(c["files"])
         if not is_slug(c["node"]) or not all(is_file_name(f["name"]) for f in c["files"]):
             raise CliError(
                 f"the hub sent a node or file name that is not one plain path segment ({c['node']!r})"
             )
         folder = out / c["node"]
+        folder.mkdir(parents=True, exist_ok=True)
         for f in c["files"]:
             dest = folder / f["name"]
             client.download(f"/hub/v1/jobs/{job_id}/results/{c['node']}/{f['name']}", dest, progress=False)
@@ -197,8 +201,20 @@ def hub_results(
                 raise CliError(f"{c['node']}/{f['name']} does not match its SHA-256; removed")
         (folder / "disclosure.json").write_text(json.dumps(c["disclosure_record"], indent=2) + "\n")
         (folder / "checkpoint.note").write_text(c["checkpoint"] or "")
+    out.mkdir(parents=True, exist_ok=True)  # also when nothing was released yet
     (out / "job.json").write_text(json.dumps({k: v for k, v in job.items()}, indent=2) + "\n")
     _print_job(job)
+    # Say what was done: the command printed only the job's table, as `hub job show` does,
+    # so nothing told the researcher whether files were fetched or the hashes checked.
+    if nodes:
+        said = (
+            f"downloaded {files} file(s) from {nodes} node(s) into {out}/<node>/, each matching its SHA-256"
+        )
+    else:
+        said = (
+            f"no node has released anything yet: nothing downloaded (the job's record is in {out}/job.json)"
+        )
+    console.print(said, highlight=False, soft_wrap=True, markup=False)
 
 
 @hub_app.command("search")

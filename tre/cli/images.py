@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from tre.cli.client import ApiClient, CliError
-from tre.cli.output import JsonFlag, console, human_size, print_json, table, untrusted
+from tre.cli.output import JsonFlag, UsageMistake, console, human_size, print_json, table, untrusted
 from tre.cli.resolve import resolve_image_ref
 
 app = typer.Typer(help="Container images: import, list, approve for a project, push to the registry.")
@@ -78,7 +78,7 @@ def list_images(
 ) -> None:
     """Images you may see: digest, name, size, layers, created, importer, approvals."""
     if usable and not project:
-        raise CliError("--usable needs --project/-p")
+        raise UsageMistake("--usable needs --project/-p")
     params = {"usable_for": project} if usable and project else {}
     rows: list[dict[str, Any]] = ApiClient().get("/api/v1/images", params=params)
     if as_json:

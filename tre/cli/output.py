@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from collections.abc import Iterable, Sequence
 from typing import Annotated, Any
 
@@ -12,10 +13,19 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-console = Console()
-err_console = Console(stderr=True)
+# Piped or redirected, stdout is read by scripts: a line is never folded at rich's default
+# 80 columns there (`tre image import`'s "tre image approve REF --project P" hint, a
+# download's path and the like came out cut in two). On a terminal rich folds as usual.
+console = Console(soft_wrap=not sys.stdout.isatty())
+# Never folded at the console's width: a message on stderr is one line however long (the
+# terminal wraps it for the eye), so a script reading stderr gets whole lines; piped, rich
+# folded warnings such as `tre login --token`'s at 80 columns into two.
+err_console = Console(stderr=True, soft_wrap=True)
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON (the full records) for scripts.")]
+# A port outside 1-65535 is a usage mistake (exit 2); it reached bind() and ended as
+# "unexpected OverflowError ... a bug in tre".
+PortOption = Annotated[int, typer.Option(min=1, max=65535, help="TCP port to listen on.")]
 
 
 def print_json(data: Any) -> None:
@@ -76,3 +86,12 @@ def human_size(n: int) -> str:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     return f"{n} B"
+
+
+class UsageMistake(typer.BadParameter):
+    """A command called in a way it cannot act on (options that need each other, nothing to
+    do): exit 2 with ``(see: tre ... --help)``, as for a misspelt option. Raised as a plain
+    `CliError` these ended with exit 1, the status of a failure, though nothing was tried."""
+
+    def format_message(self) -> str:
+        return self.message

@@ -248,8 +248,9 @@ def summary_line(job_id: str, total: int, done: int, failed: int) -> str:
     leaves only through the airlock."""
     line = f"{done} of {total} series preprocessed"
     if failed:
+        verb = "was" if failed == 1 else "were"
         line += (
-            f"; {failed} failed and were skipped: manifest.json says which and why "
+            f"; {failed} failed and {verb} skipped: manifest.json says which and why "
             f"(tre outputs {job_id}; tre egress request {job_id} manifest.json --why ...)"
         )
     return line

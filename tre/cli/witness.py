@@ -14,7 +14,7 @@ import typer
 
 from tre.audit.note import NoteError, VerifierKey
 from tre.cli.client import CliError
-from tre.cli.output import console
+from tre.cli.output import PortOption, console
 
 app = typer.Typer(help="Standalone witness for a tre audit log (C2SP tlog-witness).")
 
@@ -45,7 +45,7 @@ def serve(
     key_file: Annotated[Path | None, typer.Option(help="Private key (PEM); created if missing.")] = None,
     state: Annotated[Path | None, typer.Option(help="State file: last size and root seen per log.")] = None,
     host: str = "127.0.0.1",
-    port: int = 8790,
+    port: PortOption = 8790,
 ) -> None:
     """Serve POST /add-checkpoint: verify consistency with the last size seen, then cosign."""
     import uvicorn

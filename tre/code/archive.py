@@ -19,7 +19,7 @@ import gzip
 import os
 import stat
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -333,8 +333,11 @@ def unpack(archive: Path, dest: Path, limits: CodeLimits) -> CodeManifest:
 # -- packing a folder (CLI) ----------------------------------------------------------------
 
 
-def _folder_entries(root: Path) -> Iterator[tuple[str, os.DirEntry[str]]]:
-    """Every entry under ``root`` in sorted order (names compared as bytes), links not followed."""
+def _folder_entries(
+    root: Path, leave_out: frozenset[Path] = frozenset()
+) -> Iterator[tuple[str, os.DirEntry[str]]]:
+    """Every entry under ``root`` in sorted order (names compared as bytes), links not followed;
+    none at or below a path of ``leave_out`` (absolute, resolved)."""
 
     def walk(folder: Path, prefix: str) -> Iterator[tuple[str, os.DirEntry[str]]]:
         with os.scandir(folder) as it:
@@ -343,6 +346,8 @@ def _folder_entries(root: Path) -> Iterator[tuple[str, os.DirEntry[str]]]:
             rel = f"{prefix}{entry.name}"
             if entry.is_dir(follow_symlinks=False) and entry.name in PACK_SKIP_DIRS:
                 continue
+            if Path(entry.path) in leave_out:
+                continue
             yield rel, entry
             if entry.is_dir(follow_symlinks=False):
                 yield from walk(Path(entry.path), rel + "/")
@@ -350,21 +355,27 @@ def _folder_entries(root: Path) -> Iterator[tuple[str, os.DirEntry[str]]]:
     yield from walk(root, "")
 
 
-def pack_folder(folder: Path, out: BinaryIO, limits: CodeLimits) -> CodeManifest:
+def pack_folder(
+    folder: Path, out: BinaryIO, limits: CodeLimits, leave_out: Iterable[Path] = ()
+) -> CodeManifest:
     """Write ``folder`` as a deterministic tar.gz to ``out`` and return what it holds.
 
     Deterministic: entries sorted, no owners, modes 0644/0755, mtimes zero, gzip header
     without name or time, so the same tree always gives the same SHA-256. Special files
     are refused here with the server's reasons; version-control folders and bytecode caches
-    (`PACK_SKIP_DIRS`) are left out. The result is checked with `inspect_archive`.
+    (`PACK_SKIP_DIRS`) are left out, and so is every path of ``leave_out`` inside the folder
+    (the CLI's own state: its saved login must never travel with the code). The result is
+    checked with `inspect_archive`.
     """
     if not folder.is_dir():
         raise CodeRefused(f"{folder} is not a folder")
+    skipped = frozenset(p.resolve() for p in leave_out)
+    folder = folder.resolve()
     count = 0
     total = 0
     with gzip.GzipFile(filename="", mode="wb", fileobj=out, mtime=0, compresslevel=6) as gz:
         with tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
-            for rel, entry in _folder_entries(folder):
+            for rel, entry in _folder_entries(folder, skipped):
                 _check_name(rel, "file")
                 st = entry.stat(follow_symlinks=False)
                 info = tarfile.TarInfo(rel)

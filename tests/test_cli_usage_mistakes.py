@@ -1,0 +1,70 @@
+"""A command called in a way it cannot act on is a usage mistake: one line naming the
+command's `--help`, exit 2, as README.md ("2 for usage mistakes") and docs/api.md promise.
+
+Options that need each other or a command given nothing to do were raised as failures
+(exit 1, no hint), unlike a misspelt option; a script could not tell "you called me wrong"
+from "the server refused". Each is run as its own process, as a user types it, with no
+server and no login: a usage mistake is found before anything is asked of the API.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+CASES = [
+    (["image", "list", "--usable"], "--usable needs --project/-p", "image list --help"),
+    (
+        ["admin", "user", "alice", "--enable", "--disable"],
+        "choose one of --enable and --disable",
+        "admin user --help",
+    ),
+    (["admin", "user", "alice"], "say what to do", "admin user --help"),
+    (["project", "set-quota", "lung"], "give at least one quota field", "project set-quota --help"),
+    (["job", "code", "abc123"], "-o FILE to download it, --list", "job code --help"),
+]
+
+
+@pytest.mark.parametrize(("argv", "says", "hint"), CASES, ids=[" ".join(c[0][:2]) for c in CASES])
+def test_a_usage_mistake_is_one_line_and_exit_2(
+    tmp_path: Path, argv: list[str], says: str, hint: str
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRE_")}
+    env.update(TRE_HOME=str(tmp_path / "state"), TRE_API_URL="http://127.0.0.1:9", TRE_TOKEN="x.y.z")
+    proc = subprocess.run(
+        [sys.executable, "-m", "tre.cli.main", *argv],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    assert proc.returncode == 2, (proc.returncode, proc.stderr)
+    assert proc.stdout == ""
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    assert says in lines[0] and "(see: " in lines[0] and lines[0].endswith(f" {hint})"), lines[0]
+    assert "Invalid value" not in lines[0]  # a plain sentence, not a value's complaint
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["serve", "--port", "99999"],
+        ["hub", "serve", "--port", "0"],
+        ["witness", "serve", "--log", "k", "--port", "70000"],
+    ],
+)
+def test_a_port_out_of_range_is_a_usage_mistake(tmp_path: Path, argv: list[str]) -> None:
+    """`tre serve --port 99999` reached bind() and ended 'unexpected OverflowError ... a bug in tre'."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRE_")}
+    env["TRE_HOME"] = str(tmp_path / "state")
+    proc = subprocess.run(
+        [sys.executable, "-m", "tre.cli.main", *argv], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert len(proc.stderr.splitlines()) == 1 and "'--port'" in proc.stderr and "bug" not in proc.stderr
