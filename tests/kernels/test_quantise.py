@@ -57,13 +57,18 @@ def _volume(kind: str, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def _clip_of(params: PreprocessParams, result: Any) -> tuple[tuple[float, float], float, float]:
     clip_lo, clip_hi, shift, scale = params.clip_scale()
     if result.percentile_values is not None:
-        clip_lo, clip_hi = max(clip_lo, result.percentile_values[0]), min(clip_hi, result.percentile_values[1])
+        clip_lo, clip_hi = (
+            max(clip_lo, result.percentile_values[0]),
+            min(clip_hi, result.percentile_values[1]),
+        )
     return (clip_lo, clip_hi), shift, scale
 
 
 @pytest.mark.parametrize("recipe", RECIPES)
 @pytest.mark.parametrize("kind", ["int16", "uint16", "float32"])
-def test_analytic_range_holds_every_value_and_int16_is_within_the_bound(kind: str, recipe: dict[str, Any]) -> None:
+def test_analytic_range_holds_every_value_and_int16_is_within_the_bound(
+    kind: str, recipe: dict[str, Any]
+) -> None:
     """The range the scale is chosen from needs no pass over the output: every float32 value
     the normalize pass writes lies in it (the clip, mean and std bound it; the stored values'
     range where the recipe does not clip). And the int16 output, decoded in float64 and in
@@ -100,12 +105,18 @@ def test_too_fine_a_bound_falls_back_to_float32_exactly() -> None:
     args = (raw, slopes, intercepts, (2.5, 0.7, 0.7))
     recipe = {"window": (-1000.0, 400.0), "percentile_clip": (0.5, 99.5)}
     exact = preprocess_array(*args, PreprocessParams((1.0, 1.0, 1.0), **recipe))
-    got = preprocess_array(*args, PreprocessParams((1.0, 1.0, 1.0), output_dtype="int16", max_error=1e-6, **recipe))
+    got = preprocess_array(
+        *args, PreprocessParams((1.0, 1.0, 1.0), output_dtype="int16", max_error=1e-6, **recipe)
+    )
     q = got.quantisation
     assert q is not None and q.dtype == "float32" and q.fallback == "range-too-wide"
     assert got.image.dtype == np.float32 and np.array_equal(got.image, exact.image)  # never worse
     entry = q.manifest_entry()
-    assert entry["requested"] == "int16" and entry["dtype"] == "float32" and entry["fallback"] == "range-too-wide"
+    assert (
+        entry["requested"] == "int16"
+        and entry["dtype"] == "float32"
+        and entry["fallback"] == "range-too-wide"
+    )
 
 
 def test_plan_refuses_ranges_int16_cannot_hold() -> None:
@@ -173,7 +184,19 @@ def test_cohort_job_int16_outputs_decode_within_the_bound(tmp_path: Path, fmt: s
     decoded by nibabel (NIfTI scl_slope/scl_inter) or from zarr's scale_factor/add_offset,
     within the bound of its float32 output; the manifest and sidecar say how it was stored."""
     data = _dataset(tmp_path)
-    base = ["--input", str(data), "--spacing", "0.8", "0.8", "1.5", "--window", "-1000", "400", "--format", fmt]
+    base = [
+        "--input",
+        str(data),
+        "--spacing",
+        "0.8",
+        "0.8",
+        "1.5",
+        "--window",
+        "-1000",
+        "400",
+        "--format",
+        fmt,
+    ]
     assert run([*base, "--output", str(tmp_path / "f32")]) == 0
     assert run([*base, "--output", str(tmp_path / "i16"), "--dtype", "int16", "--max-error", "0.002"]) == 0
     m32 = json.loads((tmp_path / "f32" / "manifest.json").read_text())

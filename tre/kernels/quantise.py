@@ -113,9 +113,9 @@ class Quantisation:
     range: tuple[float, float] | None = None  # the output's range the scale was chosen from
 
     @property
-    def kernel_constants(self) -> tuple[np.float32, np.float32]:
-        """(1 / slope, -intercept / slope): the kernels store rint(x * a + b)."""
-        return np.float32(1.0 / self.slope), np.float32(-self.intercept / self.slope)
+    def kernel_constants(self) -> tuple[float, float]:
+        """(1 / slope, -intercept / slope) as float32 values: the kernels store rint(x * a + b)."""
+        return float(np.float32(1.0 / self.slope)), float(np.float32(-self.intercept / self.slope))
 
     def manifest_entry(self) -> dict[str, Any]:
         """The per-series record (manifest and sidecar): fixed words and numbers only."""
