@@ -9,8 +9,9 @@ z plus its reduction or store -- all contiguous, SIMD-friendly loops.
 
 No kernel materialises the full-resolution float image: pass 1 (`stats_pass`) reduces (sums,
 foreground count, bounding box) without storing; pass 2 (`normalize_pass`) resamples again,
-only inside the bounding box, and writes the z-scored float32 result. Recomputing is cheaper
-than a second trip through memory, and the peak extra memory is the output alone.
+only inside the bounding box, and writes the z-scored float32 result (or, for ``--dtype
+int16``, `normalize_int16_pass` stores it quantised: `tre.kernels.quantise`). Recomputing is
+cheaper than a second trip through memory, and the peak extra memory is the output alone.
 
 Determinism: partial results are kept per output slice (or per fixed chunk for integer
 histograms) and combined by the host in index order; a voxel's value does not depend on
