@@ -305,3 +305,22 @@ def test_cli_job_command_carries_the_dtype_the_job_parses() -> None:
     assert args.dtype == "int16" and args.max_error == 0.002 and args.format == "zarr"
     default = job_command((1.0, 1.0, 1.0), (-1000.0, 400.0), None, "cpu")
     assert "--dtype" not in default and _parser().parse_args(default[3:]).dtype == "float32"
+
+
+@pytest.mark.parametrize("fmt", ["nii", "zarr"])
+def test_writer_stores_int16_only_with_a_scaling(tmp_path: Path, fmt: str) -> None:
+    """The stored type follows the scaling, not the array's type: an int16 array without one
+    is written as float32 (as before this option), a scaling needs an int16 array."""
+    from tre.kernels.writers import write_volume
+
+    image = np.arange(2 * 3 * 4, dtype=np.int16).reshape(2, 3, 4)
+    (tmp_path / "a").mkdir()
+    plain = write_volume(tmp_path / "a", "s", image, np.eye(4), fmt, 1)
+    decoded, stored = _read(tmp_path / "a" / plain.name)
+    assert stored.dtype == np.float32 and np.array_equal(decoded, image)
+    (tmp_path / "b").mkdir()
+    scaled = write_volume(tmp_path / "b", "s", image, np.eye(4), fmt, 1, scaling=(0.5, -1.0))
+    decoded, stored = _read(tmp_path / "b" / scaled.name)
+    assert stored.dtype == np.int16 and np.array_equal(decoded, image * 0.5 - 1.0)
+    with pytest.raises(ValueError, match="int16 output"):
+        write_volume(tmp_path / "b", "t", image.astype(np.float32), np.eye(4), fmt, 1, scaling=(0.5, 0.0))

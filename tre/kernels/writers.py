@@ -137,12 +137,12 @@ def _gzip_opener(threads: int) -> Callable[[BinaryIO], BinaryIO]:
     return lambda fh: gzip.GzipFile(fileobj=fh, mode="wb", compresslevel=1, mtime=0)  # type: ignore[return-value]
 
 
-def _nifti_image(image_zyx: np.ndarray, affine: np.ndarray) -> Any:
+def _nifti_image(image_zyx: np.ndarray, affine: np.ndarray, scaled: bool = False) -> Any:
     import nibabel as nib
 
-    # The header needs the shape and the stored type only: a zero-stride stand-in of them, so
-    # an int16 output is not converted (copied) to float32 just to describe it.
-    kind = np.int16 if image_zyx.dtype == np.int16 else np.float32
+    # The header needs the shape and the stored type only (int16 for a scaled output, else
+    # float32): a zero-stride stand-in of them, so no image is converted (copied) to describe it.
+    kind = np.int16 if scaled else np.float32
     stand_in = np.broadcast_to(np.zeros((), dtype=kind), tuple(image_zyx.shape[::-1]))
     img = nib.Nifti1Image(stand_in, affine)
     img.set_qform(affine, code=1)
@@ -217,13 +217,14 @@ def write_volume(
     durable: bool = True,
     scaling: tuple[float, float] | None = None,
 ) -> Written:
-    """Write ``image_zyx`` (float32, z/y/x) as ``stem`` + the format's suffix; see module doc.
+    """Write ``image_zyx`` (z/y/x, stored as float32) as ``stem`` + the format's suffix; see
+    module doc.
 
-    ``scaling``: (slope, intercept) of an int16 ``image_zyx`` (`tre.kernels.quantise`):
-    NIfTI's ``scl_slope`` / ``scl_inter``, which every NIfTI reader applies, or zarr's CF
+    ``scaling``: (slope, intercept) of an int16 ``image_zyx`` (`tre.kernels.quantise`),
+    stored as int16 with NIfTI's ``scl_slope`` / ``scl_inter``, which every NIfTI reader applies, or zarr's CF
     ``scale_factor`` / ``add_offset`` attributes (xarray applies them)."""
-    if (scaling is not None) != (image_zyx.dtype == np.int16):
-        raise ValueError("an int16 output needs its scaling, and only an int16 output has one")
+    if scaling is not None and image_zyx.dtype != np.int16:
+        raise ValueError("a scaling is for an int16 output (tre.kernels.quantise)")
     name = stem + SUFFIX[fmt]
     if fmt == "zarr":
 
@@ -267,7 +268,7 @@ def nifti_header_bytes(
     through a buffer before it reaches the file; the voxels of a C-contiguous float32 (z, y, x)
     array are already the NIfTI (x, y, z) Fortran-order bytes, so the writer sends the array's
     own memory after this header (the same bytes as nibabel's, tested)."""
-    hdr = _nifti_image(image_zyx, affine).header.copy()
+    hdr = _nifti_image(image_zyx, affine, scaling is not None).header.copy()
     hdr.set_data_offset(NIFTI_DATA_OFFSET)
     if scaling is None:
         hdr.set_slope_inter(1.0, 0.0)  # what nibabel records for unscaled float32 data
@@ -306,7 +307,8 @@ def _write_zarr_zip(
         attributes["scale_factor"] = float(np.float32(scaling[0]))
         attributes["add_offset"] = float(np.float32(scaling[1]))
     try:
-        write_zarr_zip(sink, image_zyx, attributes, threads=threads, chunks=ZARR_CHUNKS)
+        dtype = "int16" if scaling is not None else "float32"
+        write_zarr_zip(sink, image_zyx, attributes, threads=threads, chunks=ZARR_CHUNKS, dtype=dtype)
     except MissingZarrError as exc:
         raise MissingCodecError(
             "output format zarr needs the zarr package (pip install zarr); use nii or nii.gz"

@@ -102,9 +102,11 @@ def write_zarr_zip(
     threads: int = 2,
     chunks: tuple[int, int, int] = CHUNKS,
     codec: dict[str, Any] | None = None,
+    dtype: str = "float32",
 ) -> None:
     """Write ``image_zyx`` to ``sink`` (append-only: it need not seek) as a ZIP holding a
-    Zarr v3 array: ``zarr.json`` then every chunk, in C order of the chunk grid."""
+    Zarr v3 array of ``dtype`` (float32, or int16 for a quantised output):
+    ``zarr.json`` then every chunk, in C order of the chunk grid."""
     try:
         from numcodecs import Blosc
     except ImportError as exc:
@@ -112,7 +114,8 @@ def write_zarr_zip(
     codec = codec or ZARR_CODEC
     shape = tuple(int(n) for n in image_zyx.shape)
     chunks = tuple(min(c, max(1, s)) for c, s in zip(chunks, shape, strict=True))  # type: ignore[assignment]
-    dtype = "int16" if image_zyx.dtype == np.int16 else "float32"  # int16: a quantised output
+    if dtype not in ("float32", "int16"):
+        raise ValueError(f"zarr outputs are float32 or int16, not {dtype}")
     stored = np.dtype(dtype).newbyteorder("<").str
     meta = _array_metadata(shape, chunks, attributes, codec, dtype)
     from zarr.core.buffer import default_buffer_prototype
