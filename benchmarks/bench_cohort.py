@@ -9,6 +9,9 @@ HU > -500) then runs end to end, each method in its own process, each writing it
 * ``tre``: ``python -m tre.kernels.job`` (the cohort job) writing ``.nii.gz``; and
   ``tre-nii`` the same writing uncompressed ``.nii`` (the disk-bound case); ``tre-zarr`` the
   same writing ``.zarr.zip`` (Zarr v3, Blosc chunks, for training loaders);
+* ``tre-i16``, ``tre-nii-i16``, ``tre-zarr-i16``: the same three with ``--dtype int16``
+  (quantised: scaled int16 within 1e-3 of the float32 output after decoding; opt-in rows,
+  not the float32 headline);
 * ``monai``: LoadImage(PydicomReader) -> Spacing -> ScaleIntensityRange ->
   NormalizeIntensity -> CropForeground (box of the windowed image) -> SaveImage(.nii.gz);
 * ``sitk``: ImageSeriesReader -> Resample -> IntensityWindowing -> Normalize -> crop ->
@@ -57,6 +60,11 @@ FG_HU = -500.0
 SPACING_XY = 0.7
 SPACING_Z = 2.5
 METHODS = ["tre", "tre-nii", "tre-zarr", "monai", "sitk"]
+# Quantised outputs (``--dtype int16``, `tre.kernels.quantise`, max error QUANT_MAX_ERROR after
+# decoding): extra rows, never the headline; the float32 rows above are what the targets are
+# claimed with.
+QUANT_METHODS = ["tre-i16", "tre-nii-i16", "tre-zarr-i16"]
+QUANT_MAX_ERROR = 1e-3
 # On a machine with an NVIDIA GPU (issue 13, goal 5): the same job with the CUDA kernels
 # (decoding and writing stay on the CPU threads; transfers and kernels overlap them).
 GPU_METHODS = ["tre-cuda", "tre-cuda-nii"]
@@ -305,10 +313,12 @@ def child(method: str, cohort: Path, out: Path, workers: int, timeline: Path | N
     else:
         from tre.kernels.job import main as run  # the process entry point, as the sandbox runs it
 
-        fmt = {"tre-nii": "nii", "tre-zarr": "zarr", "tre-cuda-nii": "nii"}.get(method, "nii.gz")
+        base = method.removesuffix("-i16")
+        fmt = {"tre-nii": "nii", "tre-zarr": "zarr", "tre-cuda-nii": "nii"}.get(base, "nii.gz")
         args = ["--input", str(cohort), "--output", str(out), *TRE_RECIPE_ARGS]
         args += ["--timeline", str(timeline)] if timeline else []
         args += ["--device", "cuda"] if method.startswith("tre-cuda") else []
+        args += ["--dtype", "int16", "--max-error", str(QUANT_MAX_ERROR)] if method.endswith("-i16") else []
         code = run([*args, "--format", fmt, "--workers", str(workers)])
         if code:
             raise SystemExit(code)
@@ -440,14 +450,16 @@ def select_cohort(workdir: Path, quick: bool, n: int, codec: str | None) -> tupl
 # --------------------------------------------------------------------------------- main
 
 
-def run_tre_warm(cohort: Path, workdir: Path, device: str = "cpu") -> None:
+def run_tre_warm(cohort: Path, workdir: Path, device: str = "cpu", dtype: str = "float32") -> None:
     """Compile or load the Numba cache once, untimed: the platform warms it when the job image
-    is built (`tre admin warm-kernels`), so jobs never compile."""
-    warm = workdir / f"warm-{device}"
+    is built (`tre admin warm-kernels`), so jobs never compile. ``dtype`` int16: the quantised
+    methods' normalize pass, a kernel of its own (without this a quantised row after a source
+    change timed its compilation: 38.9 s CPU against 25.2 s without)."""
+    warm = workdir / f"warm-{device}-{dtype}"
     shutil.rmtree(warm, ignore_errors=True)
     first = series_dirs(cohort)[0]
     cmd = [sys.executable, "-m", "tre.kernels.job", "--input", str(first), "--output", str(warm)]
-    cmd += ["--spacing", "1", "1", "1", "--window", "-1000", "400", "--device", device]
+    cmd += ["--spacing", "1", "1", "1", "--window", "-1000", "400", "--device", device, "--dtype", dtype]
     subprocess.run(cmd, env={**os.environ, "PYTHONPATH": str(REPO)}, check=True, capture_output=True)
 
 
@@ -480,7 +492,7 @@ def main() -> None:
     ap.add_argument("--series", type=int, default=None)
     ap.add_argument("--quick", action="store_true", help="6 series of 256x256x60-120")
     ap.add_argument("--codec", choices=["raw", "j2k", "jls"], help="only this codec's series of the plan")
-    ap.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS + GPU_METHODS)
+    ap.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS + QUANT_METHODS + GPU_METHODS)
     ap.add_argument("--repeat", type=int, default=1, help="runs per method, interleaved (A B A B ...)")
     ap.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "tre-bench-cohort")
     ap.add_argument("--workers", type=int, default=0)
@@ -520,6 +532,8 @@ def main() -> None:
     )
     if any(m.startswith("tre") for m in args.methods):
         run_tre_warm(cohort, args.workdir)
+    if any(m in QUANT_METHODS for m in args.methods):
+        run_tre_warm(cohort, args.workdir, dtype="int16")
     if any(m.startswith("tre-cuda") for m in args.methods):
         run_tre_warm(cohort, args.workdir, "cuda")
     runs: dict[str, list[dict[str, Any]]] = {m: [] for m in args.methods}
@@ -562,15 +576,16 @@ def main() -> None:
         diff = float("nan")
         if m in ("monai", "sitk") and "wall_s" in base:
             diff = compare(plan, cohort, args.workdir / "out-tre", args.workdir / f"out-{m}", m)
-        elif m in ("tre-nii", "tre-zarr", "tre-cuda-nii") and "wall_s" in base:
+        elif m in ("tre-nii", "tre-zarr", "tre-cuda-nii", *QUANT_METHODS) and "wall_s" in base:
             diff = compare_formats(plan, args.workdir / "out-tre", args.workdir / f"out-{m}")
         elif m == "tre-cuda" and "wall_s" in base:
             diff = compare_formats(plan, args.workdir / "out-tre", args.workdir / "out-tre-cuda")
         r["ratio_to_tre"] = ratio
         r["cpu_ratio_to_tre"] = cpu_ratio
         r["max_diff_vs_tre"] = diff
+        label = f"{m} (quantised, bound {QUANT_MAX_ERROR:g})" if m in QUANT_METHODS else m
         print(
-            f"{m:<10} {r['s_per_series']:8.2f}  {r['series_per_min']:10.1f}  "
+            f"{label:<10} {r['s_per_series']:8.2f}  {r['series_per_min']:10.1f}  "
             f"{r['wall_s']:6.1f} ({r['wall_range'][0]:.0f}-{r['wall_range'][1]:.0f})"
             f"  {r['cpu_s']:7.1f} ({r['cpu_range'][0]:.0f}-{r['cpu_range'][1]:.0f})"
             f"  {r['peak_rss_mib']:8.0f}M  {ratio:11.1f}x  {cpu_ratio:10.1f}x"
@@ -590,7 +605,8 @@ def main() -> None:
 
 
 def compare_formats(plan: list[dict[str, Any]], gz: Path, other: Path) -> float:
-    """Max |difference| between tre's .nii.gz outputs and its .nii or .zarr.zip ones."""
+    """Max |difference| between tre's .nii.gz outputs and its .nii or .zarr.zip ones (int16
+    ones decoded: nibabel applies scl_slope / scl_inter, zarr's scale_factor / add_offset here)."""
     worst = 0.0
     for s in plan:
         a = tre_output(gz, s["uid"], ".nii.gz")
@@ -606,9 +622,13 @@ def compare_formats(plan: list[dict[str, Any]], gz: Path, other: Path) -> float:
 
         store = zarr.storage.ZipStore(str(zipped), mode="r")
         try:
-            z = zarr.open_array(store, mode="r")[...]
+            arr = zarr.open_array(store, mode="r")
+            z = arr[...]
+            attrs = dict(arr.attrs)
         finally:
             store.close()
+        if "scale_factor" in attrs:  # an int16 output (CF scale_factor / add_offset)
+            z = z.astype(np.float64) * attrs["scale_factor"] + attrs["add_offset"]
         x = np.asarray(nib.load(str(a)).dataobj, dtype=np.float32).transpose(2, 1, 0)  # z, y, x
         if x.shape != z.shape:
             return float("nan")

@@ -442,13 +442,18 @@ def check_volume(
     finite = np.isfinite(sample) if sample.dtype.kind == "f" else None
     integral = sample.dtype.kind in "iu" or bool(np.all(sample[finite] == np.round(sample[finite])))
     distinct = np.unique(sample).size if integral else -1
-    is_labels = integral and 0 <= distinct <= rules.max_labels
+    # Scaled integers (scl_slope / scl_inter: e.g. `tre preprocess --dtype int16`) are an
+    # intensity image stored compactly, whatever their count of distinct values: a scan
+    # quantised to a few levels must not pass as a label map (and skip the input match).
+    is_labels = integral and not hdr.get("scaled", False) and 0 <= distinct <= rules.max_labels
     if not is_labels:
         out.append(
             CheckResult(
                 check="volume:labels",
                 outcome=action_outcome(rules.require_label_map),
                 reason="the volume is an intensity image, not a mask or label map ("
+                + ("scaled values (scl_slope / scl_inter)" if hdr.get("scaled") else "")
+                + ("; " if hdr.get("scaled") else "")
                 + (f"{distinct} distinct values" if integral else "non-integer values")
                 + f", at most {rules.max_labels} labels allowed without review): "
                 "check it is not a copy of the scan",
@@ -599,6 +604,16 @@ def _cstr(raw: bytes) -> str:
     return raw.split(b"\x00", 1)[0].decode("latin-1").strip()
 
 
+def _scaled(slope: float, inter: float) -> bool:
+    """Whether readers map the stored values through ``scl_slope`` / ``scl_inter``: the
+    standard applies them when the slope is not 0, and readers (nibabel) also ignore a NaN or
+    infinite slope (nibabel writes NaN for "unscaled"); so a finite slope other than 0 and 1,
+    or a slope of 1 with an intercept other than 0."""
+    if not math.isfinite(slope) or slope == 0.0:
+        return False
+    return slope != 1.0 or (math.isfinite(inter) and inter != 0.0)
+
+
 def nifti_header(data: bytes) -> dict[str, Any]:
     """The NIfTI-1/2 header fields that matter here (endianness detected from sizeof_hdr)."""
     for endian in "<>":
@@ -608,6 +623,7 @@ def nifti_header(data: bytes) -> dict[str, Any]:
             datatype = struct.unpack(endian + "h", data[70:72])[0]
             bitpix = struct.unpack(endian + "h", data[72:74])[0]
             vox_offset = struct.unpack(endian + "f", data[108:112])[0]
+            scl = struct.unpack(endian + "2f", data[112:120])
             text = {
                 "db_name": _cstr(data[14:32]),
                 "descrip": _cstr(data[148:228]),
@@ -621,6 +637,7 @@ def nifti_header(data: bytes) -> dict[str, Any]:
                 "dims": dims,
                 "bitpix": bitpix,
                 "vox_offset": vox_offset,
+                "scaled": _scaled(*scl),
                 "text": text,
                 "hdr": 348,
             }
@@ -629,6 +646,7 @@ def nifti_header(data: bytes) -> dict[str, Any]:
             bitpix = struct.unpack(endian + "h", data[14:16])[0]
             dims = struct.unpack(endian + "8q", data[16:80])
             vox_offset = struct.unpack(endian + "q", data[168:176])[0]
+            scl = struct.unpack(endian + "2d", data[176:192])
             text = {
                 "descrip": _cstr(data[240:320]),
                 "aux_file": _cstr(data[320:344]),
@@ -641,6 +659,7 @@ def nifti_header(data: bytes) -> dict[str, Any]:
                 "dims": dims,
                 "bitpix": bitpix,
                 "vox_offset": vox_offset,
+                "scaled": _scaled(*scl),
                 "text": text,
                 "hdr": 540,
             }

@@ -6,6 +6,7 @@ import base64
 import io
 import json
 import pickle
+import struct
 import subprocess
 import zipfile
 from pathlib import Path
@@ -18,6 +19,7 @@ from egress_review.checks import CheckContext, CheckResult, gather_identifiers, 
 from egress_review.checks.detect import detect
 from egress_review.checks.encoded import find_encoded
 from egress_review.checks.identifiers import date_variants, matcher_for
+from egress_review.checks.images import nifti_header
 from egress_review.checks.pickles import scan_pickle, unsafe_imports
 from egress_review.checks.table_readers import json_tables
 from tests.egress.planted_corpus import _nifti, _xlsx
@@ -178,6 +180,34 @@ def test_model_capacity_against_training_records(tmp_path: Path, policy: Policy)
     results = run(tmp_path, policy, "m.safetensors", data, ctx)
     (finding,) = [r for r in results if r.check == "model:structure"]
     assert "10000 parameters for 500 training records" in finding.reason
+
+
+def test_scaled_integer_volumes_are_intensity_images_not_label_maps(tmp_path: Path, policy: Policy) -> None:
+    """A scan quantised to a few int16 levels with scl_slope / scl_inter (what `tre preprocess
+    --dtype int16` writes, or any researcher's code could) has few distinct stored values; it
+    is an intensity image all the same, reviewed and matched against the inputs."""
+    levels = np.zeros((32, 32, 8), dtype=np.int16)
+    levels[8:20, 8:20, 2:6] = 3
+    levels[10:14, 10:14, 3:5] = -2
+    plain = _nifti(levels, datatype=4)
+    assert "volume:labels" not in fired(run(tmp_path, policy, "labels.nii", plain))
+    for unscaled in ((0.0, 0.0), (float("nan"), float("nan")), (0.0, 5.0)):  # what readers ignore
+        same = bytearray(plain)
+        struct.pack_into("<2f", same, 112, *unscaled)
+        assert "volume:labels" not in fired(run(tmp_path, policy, "labels.nii", bytes(same))), unscaled
+    for slope, inter in ((0.0018, 0.0), (1.0, 0.25), (-1.0, 0.0), (0.5, float("nan"))):
+        scaled = bytearray(plain)
+        struct.pack_into("<2f", scaled, 112, slope, inter)
+        results = run(tmp_path, policy, "quantised.nii", bytes(scaled))
+        assert "volume:labels" in fired(results), (slope, inter)
+        (finding,) = [r for r in results if r.check == "volume:labels"]
+        assert "scl_slope" in finding.reason
+    nifti2 = bytearray(540)  # the same rule reads NIfTI-2's float64 fields
+    struct.pack_into("<i", nifti2, 0, 540)
+    struct.pack_into("<2d", nifti2, 176, 0.5, 0.0)
+    assert nifti_header(bytes(nifti2))["scaled"]
+    struct.pack_into("<2d", nifti2, 176, 1.0, 0.0)
+    assert not nifti_header(bytes(nifti2))["scaled"]
 
 
 def test_volumes_masks_pass_intensity_volumes_are_reviewed(tmp_path: Path, policy: Policy) -> None:

@@ -97,3 +97,24 @@ def test_job_on_cuda(tmp_path: Path) -> None:
     ]
     assert run([*argv, "--window", "-1000", "400", "--device", "cuda"]) == 0
     assert len(list((tmp_path / "out" / "series").glob("*.nii.gz"))) == 1
+
+
+@pytest.mark.parametrize("recipe", [c[3] for c in CASES])
+def test_cuda_int16_outputs_within_the_bound(recipe) -> None:  # type: ignore[no-untyped-def]
+    """The CUDA int16 pass (`normalize_int16_kernel`): decoded within the bound of the float32
+    output on the same device, with the CPU's scale (both plan from the same statistics)."""
+    raw = chest_phantom((3, 6, 6) if SIM else (50, 120, 110), seed=5)
+    slopes = np.ones(raw.shape[0])
+    intercepts = np.full(raw.shape[0], -1024.0)
+    params = PreprocessParams(spacing=(1.2, 0.9, 0.8), **recipe)
+    quantised = PreprocessParams(spacing=(1.2, 0.9, 0.8), output_dtype="int16", max_error=1e-3, **recipe)
+    args = (raw, slopes, intercepts, (2.5, 0.7, 0.7))
+    exact = preprocess_array(*args, params, device="cuda")
+    got = preprocess_array(*args, quantised, device="cuda")
+    q = got.quantisation
+    assert q is not None and q.dtype == "int16" and got.image.dtype == np.int16
+    decoded = got.image.astype(np.float64) * q.slope + q.intercept
+    assert np.max(np.abs(decoded - exact.image)) <= q.max_error
+    cpu = preprocess_array(*args, quantised, device="cpu")
+    assert cpu.quantisation is not None and cpu.image.dtype == np.int16
+    assert np.max(np.abs(cpu.image.astype(np.int32) - got.image)) <= 1  # rounding ties may differ

@@ -44,6 +44,9 @@ PROBE = textwrap.dedent(
     for clip in (None, (0.5, 99.5)):
         for dtype in SEED_DTYPES:  # signed CT and unsigned (MR, unsigned CT) pixels
             warm_kernels(PreprocessParams((1.0, 1.0, 1.0), (-1000.0, 400.0), clip), "cpu", dtype)
+    for dtype in SEED_DTYPES:  # --dtype int16: the quantised normalize pass
+        params = PreprocessParams((1.0, 1.0, 1.0), (-1000.0, 400.0), output_dtype="int16")
+        warm_kernels(params, "cpu", dtype)
     cached = {n: f for n, f in vars(cpu).items()
               if isinstance(f, CPUDispatcher) and type(f._cache).__name__ == "FunctionCache"}
     print(json.dumps({"status": status,
@@ -144,5 +147,25 @@ def test_compressed_cohort_in_the_sandbox_from_a_baked_numba_cache(tmp_path: Pat
     report = json.loads(line)
     assert report["status"] == "copied"
     passes = ("stats_pass", "normalize_pass", "histogram_pass", "gather_pass")  # called from Python
+    passes += ("normalize_int16_pass",)
     assert all(report["hits"][name] >= len(SEED_DTYPES) for name in passes), report
     assert not any(report["misses"].values()), report  # the passes' callees are compiled into them
+
+    # The same cohort with --dtype int16 (tre preprocess's command), in the sandbox, from the
+    # seed: every series within the bound of the float32 job's output after nibabel decodes it.
+    quantised = _spec(
+        tmp_path,
+        "int16",
+        job_command((1.0, 1.0, 1.0), (-1000.0, 400.0), None, "cpu", dtype="int16", max_error=0.002),
+        datasets=[DatasetMount("ct", host_path=data)],
+        env=IMAGE_ENV,
+    )
+    result = executor.run(quantised, RunControl())
+    assert result.state == "succeeded", quantised.log_path.read_text()[-3000:]
+    manifest16 = json.loads((quantised.output_dir / "manifest.json").read_text())
+    for i in range(3):
+        entry = manifest16["series"][f"1.2.3.{i}"]
+        assert entry["dtype"] == "int16" and entry["quantisation"]["max_error"] == 0.002
+        img = nib.load(quantised.output_dir / entry["outputs"][0]["path"])
+        assert img.get_data_dtype() == np.int16
+        assert float(np.max(np.abs(img.get_fdata() - volumes[0]))) <= 0.002

@@ -20,6 +20,7 @@ from tre.cli.client import ApiClient, CliError
 from tre.cli.jobs import follow_job, reattach_on_interrupt
 from tre.cli.output import console, untrusted
 from tre.kernels.params import PreprocessParams
+from tre.kernels.quantise import DEFAULT_MAX_ERROR, DTYPES, output_max_error
 
 CPU_JOB_IMAGE_NAME = "tre-job-cpu"
 
@@ -46,10 +47,14 @@ def job_command(
     device: str,
     fmt: str = "nii.gz",
     workers: int = 0,
+    dtype: str = "float32",
+    max_error: float | None = None,
 ) -> list[str]:
     """The in-sandbox command line of the job (``python3 -m tre.kernels.job``).
 
     ``workers``: decode/compress threads, normally the job's CPU limit (0: the job decides).
+    ``dtype`` / ``max_error``: the output's stored type and, for int16, its error bound
+    (`tre.kernels.quantise`); float32 adds nothing, so the command is as before.
     """
     cmd = [
         "python3",
@@ -72,6 +77,10 @@ def job_command(
         cmd += ["--workers", str(int(workers))]
     if percentile_clip is not None:
         cmd += ["--percentile-clip", *(repr(float(p)) for p in percentile_clip)]
+    if dtype != "float32":
+        cmd += ["--dtype", dtype]
+        if max_error is not None:
+            cmd += ["--max-error", repr(float(max_error))]
     return cmd
 
 
@@ -130,6 +139,17 @@ def check_recipe(
         raise typer.BadParameter(str(exc), param_hint="--percentile-clip") from None
 
 
+def check_output_dtype(dtype: str, max_error: float | None) -> None:
+    """Refuse the output type and error bound here, in one line, with the job's own checks
+    (`tre.kernels.quantise.output_max_error`), before the job waits for admission."""
+    if dtype not in DTYPES:
+        raise typer.BadParameter(f"use one of {', '.join(DTYPES)}", param_hint="--dtype")
+    try:
+        output_max_error(dtype, max_error)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--max-error") from None
+
+
 def preprocess(
     dataset: Annotated[str, typer.Option("--dataset", "-d", help="Dataset to preprocess.")],
     project: Annotated[str, typer.Option("--project", "-p", help="Project the job runs for.")],
@@ -145,6 +165,20 @@ def preprocess(
     fmt: Annotated[
         str, typer.Option("--format", help="nii.gz (fast gzip), nii (uncompressed) or zarr (chunked).")
     ] = "nii.gz",
+    dtype: Annotated[
+        str,
+        typer.Option(
+            "--dtype",
+            help="Output voxels: float32 (exact) or int16 (scaled per series within --max-error).",
+        ),
+    ] = "float32",
+    max_error: Annotated[
+        float | None,
+        typer.Option(
+            "--max-error",
+            help=f"int16 only: largest error after decoding, z-score units (default {DEFAULT_MAX_ERROR:g}).",
+        ),
+    ] = None,
     gpu: Annotated[bool, typer.Option("--gpu", help="Run the CUDA kernels on one GPU.")] = False,
     image: Annotated[str | None, typer.Option(help="Job image (default: the platform's CPU image).")] = None,
     cpu: Annotated[float | None, typer.Option("--cpu", help="CPUs (default: the project's quota).")] = None,
@@ -163,13 +197,16 @@ def preprocess(
     check_recipe(spacing, window, percentile_clip)
     if fmt not in FORMATS:
         raise typer.BadParameter(f"use one of {', '.join(FORMATS)}", param_hint="--format")
+    check_output_dtype(dtype, max_error)
     client = ApiClient()
     quota = client.get(f"/api/v1/projects/{project}")
     cpus = _limit("--cpu", cpu, float(quota["max_cpu"]))
     body = job_request(
         quota,
         dataset,
-        job_command(spacing, window, percentile_clip, "cuda" if gpu else "cpu", fmt, math.ceil(cpus)),
+        job_command(
+            spacing, window, percentile_clip, "cuda" if gpu else "cpu", fmt, math.ceil(cpus), dtype, max_error
+        ),
         image=image or default_job_image(client, project),
         gpu=gpu,
         cpu=cpus,

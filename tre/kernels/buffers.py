@@ -108,7 +108,9 @@ class BufferPool:
 
 
 class OutputPool(BufferPool):
-    """float32 buffers for `tre.kernels.pipeline.run_recipe` outputs; see the module docstring.
+    """Buffers for `tre.kernels.pipeline.run_recipe` outputs (float32, or int16 for a
+    quantised output, `tre.kernels.quantise`: one buffer serves either); see the module
+    docstring.
 
     `take` lends a C-contiguous view of a free buffer with room for the shape (or None: the
     caller allocates a fresh array), `give` returns an output once nothing reads it any more
@@ -116,7 +118,7 @@ class OutputPool(BufferPool):
     """
 
     def __init__(self, max_free: int = 1) -> None:
-        super().__init__(max_free, (np.dtype(np.float32),))
+        super().__init__(max_free, (np.dtype(np.float32), np.dtype(np.int16)))
 
     def take(self, shape: tuple[int, ...]) -> np.ndarray | None:
         """A float32 view of ``shape`` (see `BufferPool.take_as`)."""

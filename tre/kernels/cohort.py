@@ -142,7 +142,7 @@ class CohortOptions:
     def recipe(self) -> dict[str, Any]:
         """What must match for a previous run's outputs to be reused."""
         p = self.params
-        return {
+        recipe: dict[str, Any] = {
             "spacing_zyx_mm": list(p.spacing),
             "window": list(p.window) if p.window else None,
             "percentile_clip": list(p.percentile_clip) if p.percentile_clip else None,
@@ -150,6 +150,10 @@ class CohortOptions:
             "suv": self.suv,
             "format": self.fmt,
         }
+        if p.output_dtype != "float32":  # absent for float32: earlier runs' manifests still match
+            recipe["output_dtype"] = p.output_dtype
+            recipe["max_error"] = p.max_error
+        return recipe
 
 
 @dataclass
@@ -356,8 +360,17 @@ class CohortRun:
         number = self.index.get(series.series_uid)
         affine = output_affine(series, params.spacing, result.crop_offset)
         with self.timeline.span("write", number):
+            quant = result.quantisation
+            scaling = (quant.slope, quant.intercept) if quant is not None and quant.dtype == "int16" else None
             volume = write_volume(
-                self.series_dir, stem, result.image, affine, self.opts.fmt, self.workers, durable=False
+                self.series_dir,
+                stem,
+                result.image,
+                affine,
+                self.opts.fmt,
+                self.workers,
+                durable=False,
+                scaling=scaling,
             )
         timings = {"load": loaded.load_s, "preprocess": pre_s, "write": time.perf_counter() - t0}
         timings.update({f"pass_{k}": v for k, v in result.timings_s.items()})
@@ -379,15 +392,22 @@ class CohortRun:
             "file": volume.name,
             "format": self.opts.fmt,
             "compressor": compressor_name(self.opts.fmt),
+            "dtype": str(result.image.dtype),
         }
+        if quant is not None:
+            data["output"]["quantisation"] = quant.manifest_entry()
         text = json.dumps(data, indent=2, sort_keys=True) + "\n"
         with self.timeline.span("sidecar", number):
             side = write_bytes(self.series_dir, f"{stem}.json", text.encode(), durable=False)
-        return {
+        entry: dict[str, Any] = {
             "status": "ok",
             "outputs": [_out(volume), _out(side)],
             "shape_zyx": list(result.image.shape),
+            "dtype": str(result.image.dtype),
         }
+        if quant is not None:  # int16 was asked for: how it was stored, or why it was not
+            entry["quantisation"] = quant.manifest_entry()
+        return entry
 
     def run(self) -> CohortSummary:
         tl = self.timeline

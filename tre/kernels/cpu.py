@@ -9,8 +9,9 @@ z plus its reduction or store -- all contiguous, SIMD-friendly loops.
 
 No kernel materialises the full-resolution float image: pass 1 (`stats_pass`) reduces (sums,
 foreground count, bounding box) without storing; pass 2 (`normalize_pass`) resamples again,
-only inside the bounding box, and writes the z-scored float32 result. Recomputing is cheaper
-than a second trip through memory, and the peak extra memory is the output alone.
+only inside the bounding box, and writes the z-scored float32 result (or, for ``--dtype
+int16``, `normalize_int16_pass` stores it quantised: `tre.kernels.quantise`). Recomputing is
+cheaper than a second trip through memory, and the peak extra memory is the output alone.
 
 Determinism: partial results are kept per output slice (or per fixed chunk for integer
 histograms) and combined by the host in index order; a voxel's value does not depend on
@@ -553,6 +554,74 @@ def normalize_pass(
                         row[i] = (v - m) * inv
 
 
+Q_MAX = np.float32(32767.0)  # stored int16 values are clamped to +-Q_MAX (never reached, see quantise.py)
+
+
+@njit(inline="always", fastmath=_FM)
+def quantise_value(x, qa, qb):
+    """The int16 a z-scored value is stored as: rint(x * qa + qb), clamped to +-Q_MAX
+    (`tre.kernels.quantise` chooses qa and qb so that the clamp never applies)."""
+    return np.int16(min(max(np.rint(x * qa + qb), -Q_MAX), Q_MAX))
+
+
+@njit(parallel=True, cache=True, fastmath=_FM)
+def normalize_int16_pass(
+    raw,
+    slopes,
+    intercepts,
+    zi0,
+    zi1,
+    zw,
+    yi0,
+    yi1,
+    yw,
+    xi0,
+    xi1,
+    xw,
+    group_start,
+    chunk_start,
+    clip_lo,
+    clip_hi,
+    shift,
+    scale,
+    mean,
+    inv_std,
+    qa,
+    qb,
+    out,
+):
+    """Pass 2 with the quantisation fused in: out = rint(x * qa + qb) as int16, where x is
+    what `normalize_pass` writes. Same traversal; half the bytes stored, no separate pass
+    over a float32 image (which would cost the float32 image's memory and a second trip
+    through it)."""
+    nyo = yi0.shape[0]
+    nxo = xi0.shape[0]
+    m = np.float32(mean)
+    inv = np.float32(inv_std)
+    a = np.float32(qa)
+    b = np.float32(qb)
+    for c in prange(chunk_start.shape[0] - 1):
+        tmp = np.empty((ROWS, raw.shape[2]), dtype=np.float32)
+        pa = np.empty((nyo, nxo), dtype=np.float32)
+        pb = np.empty((nyo, nxo), dtype=np.float32)
+        have = np.full(2, -1, dtype=np.int64)
+        for g in range(chunk_start[c], chunk_start[c + 1]):
+            k0 = group_start[g]
+            n = group_start[g + 1] - k0
+            pa, pb = _planes_for(
+                raw, slopes, intercepts, zi0[k0], zi1[k0], yi0, yi1, yw, xi0, xi1, xw, tmp, pa, pb, have
+            )
+            for j in range(nyo):
+                ra = pa[j]
+                rb = pb[j]
+                for q in range(n):
+                    wz = np.float32(zw[k0 + q])
+                    row = out[k0 + q, j]
+                    for i in range(nxo):
+                        v = window_value(z_blend(ra[i], rb[i], wz), clip_lo, clip_hi, shift, scale)
+                        row[i] = quantise_value((v - m) * inv, a, b)
+
+
 @njit(parallel=True, cache=True, fastmath=_FM)
 def histogram_pass(
     raw,
@@ -808,33 +877,39 @@ class CpuBackend:
         mean: float,
         inv_std: float,
         out: np.ndarray | None = None,
+        quant: tuple[float, float] | None = None,
     ) -> np.ndarray:
-        """Pass 2 into a fresh array, or into ``out`` (C-contiguous float32 of the crop's
-        shape, e.g. a buffer that `tre.kernels.buffers.OutputPool` reuses: its pages are
-        there already, so the pass does not pay their first touch)."""
+        """Pass 2 into a fresh array, or into ``out`` (C-contiguous, of the crop's shape,
+        e.g. a buffer that `tre.kernels.buffers.OutputPool` reuses: its pages are there
+        already, so the pass does not pay their first touch). float32, or int16 with
+        ``quant`` = (qa, qb): each value stored as rint(x * qa + qb) (`tre.kernels.quantise`)."""
         t = self.tables
         box = bbox if bbox is not None else (0, t.shape[0], 0, t.shape[1], 0, t.shape[2])
         shape = (box[1] - box[0], box[3] - box[2], box[5] - box[4])
+        kind = np.dtype(np.int16 if quant is not None else np.float32)
         if out is None:
-            out = np.empty(shape, dtype=np.float32)
-        elif out.shape != shape or out.dtype != np.float32 or not out.flags.c_contiguous:
-            raise ValueError(f"out must be C-contiguous float32 of shape {shape}")
+            out = np.empty(shape, dtype=kind)
+        elif out.shape != shape or out.dtype != kind or not out.flags.c_contiguous:
+            raise ValueError(f"out must be C-contiguous {kind} of shape {shape}")
         tables = self._tables(box)
         groups = pair_groups(tables[0])
+        args = (
+            self.raw,
+            self.slopes,
+            self.intercepts,
+            *tables,
+            groups,
+            slice_chunks(len(groups) - 1),
+            np.float32(clip[0]),
+            np.float32(clip[1]),
+            np.float32(shift),
+            np.float32(scale),
+            float(mean),
+            float(inv_std),
+        )
         with dynamic_chunks():
-            normalize_pass(  # type: ignore[call-arg]
-                self.raw,
-                self.slopes,
-                self.intercepts,
-                *tables,
-                groups,
-                slice_chunks(len(groups) - 1),
-                np.float32(clip[0]),
-                np.float32(clip[1]),
-                np.float32(shift),
-                np.float32(scale),
-                float(mean),
-                float(inv_std),
-                out,
-            )
+            if quant is None:
+                normalize_pass(*args, out)  # type: ignore[call-arg]
+            else:
+                normalize_int16_pass(*args, np.float32(quant[0]), np.float32(quant[1]), out)  # type: ignore[call-arg]
         return out

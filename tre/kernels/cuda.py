@@ -37,6 +37,7 @@ ZPT = 2 if _SIM else 8  # output slices per thread in the stats pass
 NPART = 4  # partial row: selected count, sum(d), sum(d^2), foreground count
 BIG = 3.0e38
 IBIG = 2**30
+Q_MAX = 32767.0  # int16 outputs are clamped to +-Q_MAX (see normalize_int16_kernel)
 
 
 @cuda.jit(device=True, inline=True)
@@ -232,6 +233,23 @@ def normalize_kernel(
     if i < out.shape[2] and j < out.shape[1]:
         h = _hu(raw, sl, ic, ti, tw, nz, ny, nx, k0 + k, j0 + j, i0 + i)
         out[k, j, i] = (_window(h, clip_lo, clip_hi, shift, scale) - mean) * inv
+
+
+@cuda.jit
+def normalize_int16_kernel(
+    raw, sl, ic, ti, tw, nz, ny, nx, k0, j0, i0, clip_lo, clip_hi, shift, scale, mean, inv, qa, qb, out
+):
+    """out[k, j, i] = int16 rint(x * qa + qb) of the x `normalize_kernel` writes, clamped to
+    +-32767 (never reached: `tre.kernels.quantise`); the CPU twin is
+    `tre.kernels.cpu.normalize_int16_pass`."""
+    i = cuda.blockIdx.x * BX + cuda.threadIdx.x
+    j = cuda.blockIdx.y * BY + cuda.threadIdx.y
+    k = cuda.blockIdx.z
+    if i < out.shape[2] and j < out.shape[1]:
+        h = _hu(raw, sl, ic, ti, tw, nz, ny, nx, k0 + k, j0 + j, i0 + i)
+        x = (_window(h, clip_lo, clip_hi, shift, scale) - mean) * inv
+        t = min(max(x * qa + qb, -Q_MAX), Q_MAX)
+        out[k, j, i] = math.floor(t + 0.5)
 
 
 @cuda.jit
@@ -445,13 +463,14 @@ class CudaBackend:
         scale: float,
         mean: float,
         inv_std: float,
+        quant: tuple[float, float] | None = None,
     ) -> Any:
-        """Pass 2 into a workspace device array (for callers that keep results on the GPU)."""
+        """Pass 2 into a workspace device array (for callers that keep results on the GPU):
+        float32, or int16 rint(x * qa + qb) with ``quant`` = (qa, qb)."""
         t = self.tables
         z0, z1, y0, y1, x0, x1 = bbox if bbox is not None else (0, t.shape[0], 0, t.shape[1], 0, t.shape[2])
-        out = self.ws.device("out", (z1 - z0, y1 - y0, x1 - x0), np.float32)
-        grid, block = _grid(*out.shape)
-        normalize_kernel[grid, block, self.stream](
+        shape = (z1 - z0, y1 - y0, x1 - x0)
+        args = (
             *self._args(),
             np.int32(z0),
             np.int32(y0),
@@ -462,8 +481,16 @@ class CudaBackend:
             np.float32(scale),
             np.float32(mean),
             np.float32(inv_std),
-            out,
         )
+        grid, block = _grid(*shape)
+        if quant is None:
+            out = self.ws.device("out", shape, np.float32)
+            normalize_kernel[grid, block, self.stream](*args, out)
+        else:
+            out = self.ws.device("out16", shape, np.int16)
+            normalize_int16_kernel[grid, block, self.stream](
+                *args, np.float32(quant[0]), np.float32(quant[1]), out
+            )
         return out
 
     def normalize(
@@ -475,19 +502,22 @@ class CudaBackend:
         mean: float,
         inv_std: float,
         out: np.ndarray | None = None,
+        quant: tuple[float, float] | None = None,
     ) -> np.ndarray:
-        """Pass 2, copied into ``out`` when given (C-contiguous float32 of the crop's shape),
-        else into the workspace's pinned result buffer or a fresh array."""
-        dev = self.normalize_device(bbox, clip, shift, scale, mean, inv_std)
+        """Pass 2, copied into ``out`` when given (C-contiguous, the crop's shape; float32,
+        or int16 with ``quant``), else into the workspace's pinned result buffer or a fresh
+        array."""
+        dev = self.normalize_device(bbox, clip, shift, scale, mean, inv_std, quant)
         shape = tuple(dev.shape)
+        kind = np.dtype(np.int16 if quant is not None else np.float32)
         if out is not None:
-            if out.shape != shape or out.dtype != np.float32 or not out.flags.c_contiguous:
-                raise ValueError(f"out must be C-contiguous float32 of shape {shape}")
+            if out.shape != shape or out.dtype != kind or not out.flags.c_contiguous:
+                raise ValueError(f"out must be C-contiguous {kind} of shape {shape}")
             dest = out
         elif self.ws.pinned_results:
-            dest = self.ws.pinned("out", shape, np.float32)
+            dest = self.ws.pinned("out" if quant is None else "out16", shape, kind)
         else:
-            dest = np.empty(shape, dtype=np.float32)
+            dest = np.empty(shape, dtype=kind)
         dev.copy_to_host(dest, stream=self.stream)
         self.stream.synchronize()
         return dest

@@ -30,6 +30,7 @@ from tre.kernels.errors import KernelInputError, is_fatal
 from tre.kernels.manifest import MANIFEST_NAME
 from tre.kernels.numba_seed import seed_numba_cache
 from tre.kernels.params import PreprocessParams
+from tre.kernels.quantise import DEFAULT_MAX_ERROR, DTYPES, output_max_error
 from tre.kernels.stack_room import with_stack_room
 from tre.kernels.timeline import from_env
 from tre.kernels.warm import start_warm
@@ -92,6 +93,19 @@ def _parser() -> argparse.ArgumentParser:
         default="nii.gz",
         help="nii.gz (multi-threaded gzip), nii (uncompressed) or zarr (chunked, one .zarr.zip)",
     )
+    p.add_argument(
+        "--dtype",
+        choices=list(DTYPES),
+        default="float32",
+        help="float32 (exact) or int16 (scaled per series, within --max-error; see tre.kernels.quantise)",
+    )
+    p.add_argument(
+        "--max-error",
+        type=float,
+        default=None,
+        metavar="E",
+        help=f"int16 only: largest error after decoding, in z-score units (default {DEFAULT_MAX_ERROR:g})",
+    )
     p.add_argument("--workers", type=_workers, default=0, help="decode/compress threads (0: available CPUs)")
     p.add_argument("--fail-fast", action="store_true", help="stop at the first bad series (exit 2)")
     p.add_argument(
@@ -122,6 +136,8 @@ def run(argv: list[str] | None = None) -> int:
                 window=tuple(args.window) if args.window else None,
                 percentile_clip=tuple(args.percentile_clip) if args.percentile_clip else None,
                 foreground_threshold=args.foreground_threshold,
+                output_dtype=args.dtype,
+                max_error=output_max_error(args.dtype, args.max_error),
             )
             check_format(args.format)
         except ValueError as exc:  # the arguments, before any work

@@ -199,6 +199,11 @@ def build_seed(seed: Path, sample: Path | None = None) -> dict[str, object]:
         recipe = PreprocessParams((1.0, 1.0, 1.0), (-1000.0, 400.0), percentiles)
         for dtype in SEED_DTYPES[1:]:  # SEED_DTYPES[0], int16, is the sample's: compiled above
             warm_kernels(recipe, "cpu", dtype)
+    # The int16 output's normalize pass (--dtype int16, tre.kernels.quantise) is a kernel of
+    # its own, the same for both recipes: once per pixel type.
+    quantised = PreprocessParams((1.0, 1.0, 1.0), (-1000.0, 400.0), output_dtype="int16")
+    for dtype in SEED_DTYPES:
+        warm_kernels(quantised, "cpu", dtype)
     return write_manifest(seed)
 
 

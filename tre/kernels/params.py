@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+from tre.kernels.quantise import DEFAULT_MAX_ERROR, check_dtype, check_max_error
+
+if TYPE_CHECKING:
+    from tre.kernels.quantise import Quantisation
 
 # Stand-in for "no clip" that keeps kernels free of inf arithmetic (float32-representable).
 NO_CLIP = 3.0e38
@@ -27,6 +33,10 @@ class PreprocessParams:
     percentile_clip: tuple[float, float] | None = None
     foreground_threshold: float = -500.0
     histogram_bins: int = 8192
+    # How the output is stored (`tre.kernels.quantise`): float32 (exact) or int16 with a
+    # per-series slope and intercept, decoded within ``max_error`` of the float32 output.
+    output_dtype: str = "float32"
+    max_error: float = DEFAULT_MAX_ERROR
 
     def __post_init__(self) -> None:
         if len(self.spacing) != 3 or any(not (s > 0 and math.isfinite(s)) for s in self.spacing):
@@ -42,6 +52,8 @@ class PreprocessParams:
         if not math.isfinite(self.foreground_threshold):
             # NaN made every voxel background (comparisons with NaN are false) without a word.
             raise ValueError(f"foreground threshold must be a finite number, got {self.foreground_threshold}")
+        check_dtype(self.output_dtype)
+        check_max_error(self.max_error)
 
     def clip_scale(self) -> tuple[float, float, float, float]:
         """(clip_lo, clip_hi, shift, scale) of the first stage: v = (clip(hu) - shift) * scale."""
@@ -55,7 +67,8 @@ class PreprocessParams:
 
 @dataclass
 class PreprocessResult:
-    """Cropped float32 image (z, y, x) and everything the JSON sidecar reports."""
+    """Cropped image (z, y, x) and everything the JSON sidecar reports: float32, or int16
+    when ``quantisation`` says so (decoded = stored * slope + intercept)."""
 
     image: np.ndarray
     full_shape: tuple[int, int, int]
@@ -66,6 +79,8 @@ class PreprocessResult:
     foreground_voxels: int
     percentile_values: tuple[float, float] | None = None
     timings_s: dict[str, float] = field(default_factory=dict)
+    # How ``image`` is stored when int16 was asked for (None: float32 was asked for).
+    quantisation: Quantisation | None = None
 
     @property
     def crop_offset(self) -> tuple[int, int, int]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from typing import Any, Literal, Protocol
 
 import numpy as np
@@ -18,6 +19,7 @@ from tre.kernels.buffers import OutputPool
 from tre.kernels.grid import grid_tables, output_shape
 from tre.kernels.memory import check_fits
 from tre.kernels.params import NO_CLIP, PreprocessParams, PreprocessResult
+from tre.kernels.quantise import Quantisation, output_range, plan, stored_value_range
 from tre.kernels.stats import Stats
 
 Device = Literal["cpu", "cuda"]
@@ -56,6 +58,7 @@ class Backend(Protocol):
         mean: float,
         inv_std: float,
         out: np.ndarray | None = None,
+        quant: tuple[float, float] | None = None,
     ) -> np.ndarray: ...
 
 
@@ -127,16 +130,51 @@ def output_shape_of(bbox: BBox | None, full_shape: tuple[int, int, int]) -> tupl
     return (bbox[1] - bbox[0], bbox[3] - bbox[2], bbox[5] - bbox[4])
 
 
+def plan_quantisation(
+    params: PreprocessParams,
+    clip: tuple[float, float],
+    shift: float,
+    scale: float,
+    mean: float,
+    inv_std: float,
+    h_range: Callable[[], tuple[float, float]] | None,
+    float_input: bool = False,
+) -> Quantisation | None:
+    """The int16 scale of this series' output (None when float32 was asked for).
+
+    The range comes from the recipe's clip, mean and std, known before the normalize pass
+    (`tre.kernels.quantise.output_range`): no pass of its own. Only when that leaves the
+    range unbounded (no window, no percentile clip) or too wide for the bound is
+    ``h_range()`` asked for the rescaled stored values' range (one pass over the input); and
+    always for float pixel data (``float_input``), which could hold NaN (the cohort's loader
+    refuses it, a direct caller may not have): no NaN may reach the int16 conversion."""
+    if params.output_dtype != "int16":
+        return None
+    if float_input and h_range is not None:
+        lo, hi = output_range(clip, shift, scale, mean, inv_std, h_range())
+        return plan(lo, hi, params.max_error)
+    lo, hi = output_range(clip, shift, scale, mean, inv_std)
+    q = plan(lo, hi, params.max_error)
+    if q.dtype == "int16" or h_range is None:
+        return q
+    lo, hi = output_range(clip, shift, scale, mean, inv_std, h_range())
+    return plan(lo, hi, params.max_error)
+
+
 def run_recipe(
     backend: Backend,
     params: PreprocessParams,
     full_shape: tuple[int, int, int],
     pool: OutputPool | None = None,
+    h_range: Callable[[], tuple[float, float]] | None = None,
+    float_input: bool = False,
 ) -> PreprocessResult:
     """Run the passes of ``params`` on ``backend``; timings per pass in the result.
 
     ``pool``: take the output buffer from it when one fits (`tre.kernels.buffers`); the
-    caller gives the image back once nothing reads it any more."""
+    caller gives the image back once nothing reads it any more. ``h_range``: the range of
+    the rescaled stored values, asked for only when an int16 output needs it
+    (`plan_quantisation`)."""
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     clip_lo, clip_hi, shift, scale = params.clip_scale()
@@ -165,14 +203,19 @@ def run_recipe(
         timings["clipped_stats"] = time.perf_counter() - t1
     t1 = time.perf_counter()
     inv = 1.0 / std if std > 0 else 1.0
+    quant = plan_quantisation(params, (clip_lo, clip_hi), shift, scale, mean, inv, h_range, float_input)
+    stored = quant is not None and quant.dtype == "int16"
+    kind = np.dtype(np.int16 if stored else np.float32)
     shape = output_shape_of(bbox, full_shape)
-    check_fits(f"the cropped output ({'x'.join(str(n) for n in shape)})", 4 * math.prod(shape))
-    out = pool.take(shape) if pool is not None else None
+    check_fits(f"the cropped output ({'x'.join(str(n) for n in shape)})", kind.itemsize * math.prod(shape))
+    out = pool.take_as(shape, kind) if pool is not None else None
+    constants = quant.kernel_constants if quant is not None and stored else None
     try:
+        clip = (clip_lo, clip_hi)
         if out is None:
-            image = backend.normalize(bbox, (clip_lo, clip_hi), shift, scale, mean, inv)
+            image = backend.normalize(bbox, clip, shift, scale, mean, inv, quant=constants)
         else:
-            image = backend.normalize(bbox, (clip_lo, clip_hi), shift, scale, mean, inv, out=out)
+            image = backend.normalize(bbox, clip, shift, scale, mean, inv, out=out, quant=constants)
     except BaseException:
         if pool is not None and out is not None:
             pool.give(out)
@@ -188,6 +231,7 @@ def run_recipe(
         foreground_voxels=fg,
         percentile_values=pvals,
         timings_s=timings,
+        quantisation=quant,
     )
 
 
@@ -251,4 +295,8 @@ def preprocess_array(
     backend = make_backend(
         device, raw, np.asarray(slopes), np.asarray(intercepts), spacing, params.spacing, workspace
     )
-    return run_recipe(backend, params, tables_shape, pool)
+
+    def h_range() -> tuple[float, float]:
+        return stored_value_range(raw, np.asarray(slopes), np.asarray(intercepts))
+
+    return run_recipe(backend, params, tables_shape, pool, h_range, raw.dtype.kind == "f")

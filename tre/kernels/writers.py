@@ -137,10 +137,14 @@ def _gzip_opener(threads: int) -> Callable[[BinaryIO], BinaryIO]:
     return lambda fh: gzip.GzipFile(fileobj=fh, mode="wb", compresslevel=1, mtime=0)  # type: ignore[return-value]
 
 
-def _nifti_image(image_zyx: np.ndarray, affine: np.ndarray) -> Any:
+def _nifti_image(image_zyx: np.ndarray, affine: np.ndarray, scaled: bool = False) -> Any:
     import nibabel as nib
 
-    img = nib.Nifti1Image(np.asarray(image_zyx, dtype=np.float32).transpose(2, 1, 0), affine)
+    # The header needs the shape and the stored type only (int16 for a scaled output, else
+    # float32): a zero-stride stand-in of them, so no image is converted (copied) to describe it.
+    kind = np.int16 if scaled else np.float32
+    stand_in = np.broadcast_to(np.zeros((), dtype=kind), tuple(image_zyx.shape[::-1]))
+    img = nib.Nifti1Image(stand_in, affine)
     img.set_qform(affine, code=1)
     img.set_sform(affine, code=1)
     img.header.set_xyzt_units("mm")
@@ -211,20 +215,29 @@ def write_volume(
     fmt: OutputFormat = "nii.gz",
     threads: int = 2,
     durable: bool = True,
+    scaling: tuple[float, float] | None = None,
 ) -> Written:
-    """Write ``image_zyx`` (float32, z/y/x) as ``stem`` + the format's suffix; see module doc."""
+    """Write ``image_zyx`` (z/y/x, stored as float32) as ``stem`` + the format's suffix; see
+    module doc.
+
+    ``scaling``: (slope, intercept) of an int16 ``image_zyx`` (`tre.kernels.quantise`),
+    stored as int16 with NIfTI's ``scl_slope`` / ``scl_inter``, which every NIfTI reader applies, or zarr's CF
+    ``scale_factor`` / ``add_offset`` attributes (xarray applies them)."""
+    if scaling is not None and image_zyx.dtype != np.int16:
+        raise ValueError("a scaling is for an int16 output (tre.kernels.quantise)")
     name = stem + SUFFIX[fmt]
     if fmt == "zarr":
 
         def fill_zarr(tmp: Path) -> str:
             with tmp.open("r+b") as raw:  # not O_TRUNC: see below
                 hashing = _HashingWriter(raw)
-                _write_zarr_zip(hashing, image_zyx, affine, threads)  # type: ignore[arg-type]
+                _write_zarr_zip(hashing, image_zyx, affine, threads, scaling)  # type: ignore[arg-type]
                 return hashing.digest.hexdigest()
 
         return _atomic(out_dir, name, fill_zarr, durable)
-    header = nifti_header_bytes(image_zyx, affine)
-    data = np.ascontiguousarray(image_zyx, dtype="<f4").data.cast("B")  # no copy when already so
+    header = nifti_header_bytes(image_zyx, affine, scaling)
+    stored = "<i2" if scaling is not None else "<f4"
+    data = np.ascontiguousarray(image_zyx, dtype=stored).data.cast("B")  # no copy when already so
 
     def fill(tmp: Path) -> str:
         # "r+b", not "wb": the temporary file is empty already, and on ext4 closing a file
@@ -246,16 +259,21 @@ def write_volume(
     return _atomic(out_dir, name, fill, durable)
 
 
-def nifti_header_bytes(image_zyx: np.ndarray, affine: np.ndarray) -> bytes:
+def nifti_header_bytes(
+    image_zyx: np.ndarray, affine: np.ndarray, scaling: tuple[float, float] | None = None
+) -> bytes:
     """The 352 bytes nibabel writes before the voxels of a single-file NIfTI-1 image.
 
     Why not ``img.to_stream``: nibabel copies the data slice by slice (``tobytes``) and
     through a buffer before it reaches the file; the voxels of a C-contiguous float32 (z, y, x)
     array are already the NIfTI (x, y, z) Fortran-order bytes, so the writer sends the array's
     own memory after this header (the same bytes as nibabel's, tested)."""
-    hdr = _nifti_image(image_zyx, affine).header.copy()
+    hdr = _nifti_image(image_zyx, affine, scaling is not None).header.copy()
     hdr.set_data_offset(NIFTI_DATA_OFFSET)
-    hdr.set_slope_inter(1.0, 0.0)  # what nibabel records for unscaled float32 data
+    if scaling is None:
+        hdr.set_slope_inter(1.0, 0.0)  # what nibabel records for unscaled float32 data
+    else:  # int16: decoded = stored * scl_slope + scl_inter (float32 fields, exact values)
+        hdr.set_slope_inter(float(np.float32(scaling[0])), float(np.float32(scaling[1])))
     buf = io.BytesIO()
     hdr.write_to(buf)
     head = buf.getvalue()
@@ -275,12 +293,22 @@ def write_bytes(out_dir: Path, name: str, data: bytes, durable: bool = True) -> 
     return _atomic(out_dir, name, fill, durable)
 
 
-def _write_zarr_zip(sink: BinaryIO, image_zyx: np.ndarray, affine: np.ndarray, threads: int) -> None:
+def _write_zarr_zip(
+    sink: BinaryIO,
+    image_zyx: np.ndarray,
+    affine: np.ndarray,
+    threads: int,
+    scaling: tuple[float, float] | None = None,
+) -> None:
     from tre.kernels.zarr_zip import MissingZarrError, write_zarr_zip
 
-    attributes = {"axes": ["z", "y", "x"], "affine_ras_xyz": np.asarray(affine).tolist()}
+    attributes: dict[str, Any] = {"axes": ["z", "y", "x"], "affine_ras_xyz": np.asarray(affine).tolist()}
+    if scaling is not None:  # CF conventions: decoded = stored * scale_factor + add_offset
+        attributes["scale_factor"] = float(np.float32(scaling[0]))
+        attributes["add_offset"] = float(np.float32(scaling[1]))
     try:
-        write_zarr_zip(sink, image_zyx, attributes, threads=threads, chunks=ZARR_CHUNKS)
+        dtype = "int16" if scaling is not None else "float32"
+        write_zarr_zip(sink, image_zyx, attributes, threads=threads, chunks=ZARR_CHUNKS, dtype=dtype)
     except MissingZarrError as exc:
         raise MissingCodecError(
             "output format zarr needs the zarr package (pip install zarr); use nii or nii.gz"
