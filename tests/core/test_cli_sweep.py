@@ -29,7 +29,8 @@ from tre.cli.app import app
 from tre.cli.main import run
 from tre.config import get_settings
 
-# Start something that runs until stopped, or asks at a terminal: usage checks only.
+# Start something that runs until stopped, asks at a terminal, or builds an image for
+# minutes (and writes it where it runs): usage checks only.
 RUNS_UNTIL_STOPPED = {
     ("serve",),
     ("worker",),
@@ -41,6 +42,7 @@ RUNS_UNTIL_STOPPED = {
     ("audit", "witness", "run"),
     ("admin", "warm-kernels"),
     ("admin", "build-image"),
+    ("admin", "build-control-image"),
 }
 UNKNOWN_ID = "0" * 32
 # A value for each argument and required option, by its name: ids nothing has, files that do
@@ -116,9 +118,11 @@ def filled_args(cmd: Any, tmp: Path) -> list[str]:
 
 
 @pytest.fixture
-def tre_in_process(monkeypatch, capfd) -> Iterator[Callable[..., tuple[int, str, str]]]:  # type: ignore[no-untyped-def]
+def tre_in_process(monkeypatch, capfd, tmp_path) -> Iterator[Callable[..., tuple[int, str, str]]]:  # type: ignore[no-untyped-def]
     """Run ``tre ARGS`` as the console script does, with ``env`` on top of this process's
-    environment; (exit status, stdout, stderr)."""
+    environment; (exit status, stdout, stderr). It runs in the test's own folder, so a
+    command that writes where it runs (a default ``-o``) never writes into the checkout."""
+    monkeypatch.chdir(tmp_path)
 
     def invoke(env: dict[str, str], *args: str) -> tuple[int, str, str]:
         with monkeypatch.context() as m:
