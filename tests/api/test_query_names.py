@@ -11,7 +11,7 @@ from tests.conftest import World
 CASES = [
     ("alice", "/api/v1/jobs", "state=queued", "zzstate=queued"),
     ("alice", "/api/v1/datasets", "", "zzproject=p1"),
-    ("alice", "/api/v1/egress/requests", "state=pending", "zzstate=pending"),
+    ("alice", "/api/v1/egress/requests", "state=blocked", "zzstate=blocked"),
     ("audrey", "/api/v1/audit/entries", "actor=alice", "zzactor=alice"),
     ("root", "/api/v1/admin/users", "", "zzrole=admin"),
 ]
