@@ -201,3 +201,81 @@ def test_a_release_over_the_request_limits_is_refused_as_blocked(node, settings)
     with session_scope(node) as s:
         children.advance(s, settings, federated, child.child_id)  # type: ignore[arg-type]
     assert _state(node, child.child_id)[:2] == ("refused", "egress_blocked")
+
+
+class HostileHub:
+    """Stands in for a hub that sends what the real hub never would (its own submissions are
+    bounded as `JobIn`): a compromised or buggy hub. Records every call the agent makes."""
+
+    def __init__(self, work: dict[str, object]) -> None:
+        self.work = work
+        self.calls: list[tuple[str, str, object]] = []
+
+    def json(self, method: str, path: str, body: object = None) -> object:
+        self.calls.append((method, path, body))
+        return self.work if path.endswith("/poll") else {}
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    "over",
+    [
+        {"submitted_by": "a" * 100_000},
+        {"submitted_by": "Alice\u202e"},
+        {"command": ["x"] * 100_000},
+        {"image": "i" * 10_000},
+        {"release": ["f" * 5000]},
+        {"project_id": "../lung"},
+    ],
+    ids=["huge-user", "odd-user", "huge-command", "huge-image", "huge-release", "bad-project"],
+)
+def test_a_child_out_of_bounds_is_refused_unstored_and_the_rest_received(node, settings, over):  # type: ignore[no-untyped-def]
+    """A node keeps a child's spec in its store and audit log (which never shrinks): one beyond
+    a local submission's bounds is refused (`not_admitted`, reported to the hub) and never
+    stored; the good child in the same answer is taken as usual."""
+    from egress_review import federated
+    from tre.federation.keys import hub_key
+    from tre.federation.node.agent import NodeAgent
+    from tre.federation.node.config import NodeConfig
+    from tre.federation.node.search import answer_counts
+    from tre.federation.signing import encode_public_key
+
+    bad = spec("a" * 32).model_dump(mode="json") | over
+    good = spec("b" * 32).model_dump(mode="json")
+    hub = HostileHub({"children": [bad, good], "searches": []})
+    config = NodeConfig("node-a", "http://127.0.0.1:9", encode_public_key(hub_key(settings)))
+    agent = NodeAgent(settings, node, config, federated, answer_counts)
+    agent.hub.close()
+    agent.hub = hub  # type: ignore[assignment]
+    agent.poll_once()
+    with session_scope(node, read_only=True) as s:
+        assert s.get(FedNodeChild, bad["child_id"]) is None
+        details = " ".join(e.body for e in s.scalars(select(AuditEntry)))
+        assert str(bad["child_id"]) not in details
+    assert ("POST", f"/hub/v1/agent/children/{bad['child_id']}/state") in [c[:2] for c in hub.calls]
+    refused = next(c[2] for c in hub.calls if c[1].endswith(f"{bad['child_id']}/state"))
+    assert refused == {"state": "refused", "reason": "not_admitted"}
+    state, reason, job_id = _state(node, str(good["child_id"]))
+    assert (state, reason) == ("queued", "") and job_id is not None
+
+
+def test_a_child_with_a_bad_id_is_dropped_without_a_call_built_from_it(node, settings):  # type: ignore[no-untyped-def]
+    from egress_review import federated
+    from tre.federation.keys import hub_key
+    from tre.federation.node.agent import NodeAgent
+    from tre.federation.node.config import NodeConfig
+    from tre.federation.node.search import answer_counts
+    from tre.federation.signing import encode_public_key
+
+    bad = spec("a" * 32).model_dump(mode="json") | {"child_id": "../../admin"}
+    hub = HostileHub({"children": [bad], "searches": []})
+    config = NodeConfig("node-a", "http://127.0.0.1:9", encode_public_key(hub_key(settings)))
+    agent = NodeAgent(settings, node, config, federated, answer_counts)
+    agent.hub.close()
+    agent.hub = hub  # type: ignore[assignment]
+    agent.poll_once()
+    assert [c[1] for c in hub.calls] == ["/hub/v1/agent/poll"]
+    with session_scope(node, read_only=True) as s:
+        assert s.scalar(select(func.count()).select_from(FedNodeChild)) == 0

@@ -46,6 +46,7 @@ def _own_state(folder: Path) -> list[Path]:
     under the project folder) packed the researcher's token into the code archive, which
     reviewers, auditors and the job itself can read. They are left out, and stderr says so.
     (A code folder inside the state folder, as the demo's is, holds none of them.)"""
+    folder = folder.resolve()  # the places below are resolved: compare like with like
     settings = get_settings()
     places = (credentials_path(), settings.keys_dir, settings.home, settings.cache_dir)
     inside: list[Path] = []

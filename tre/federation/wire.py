@@ -12,9 +12,10 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from tre.api.schemas import JobIn
+from tre.api.schemas import JobIn, Slug
 from tre.federation.names import FILE_NAME, is_file_name
 from tre.federation.vocabulary import ChildState, Reason
+from tre.jobs.admission import MAX_COMMAND_ARG_CHARS, MAX_COMMAND_ARGS, MAX_COMMAND_CHARS
 
 SHA256 = r"^[0-9a-f]{64}$"
 NAME = r"^[a-z0-9][a-z0-9-]{0,62}$"
@@ -54,6 +55,33 @@ class ChildSpec(BaseModel):
     output_limit_mb: int
     code_hash: str | None = None
     release: list[str] = Field(default_factory=list)
+
+
+class ReceivedChild(ChildSpec):
+    """A child as a node takes it: bounded like a local submission (`JobIn`). The node keeps
+    the spec in its store and its audit log (which never shrinks) and runs the child as the
+    local user ``submitted_by`` names (a user id is a slug), so a hub sending more (a 100 KB
+    user id, a million-argument command) is refused child by child, not stored."""
+
+    child_id: str = Field(pattern=r"^[0-9a-f]{32}$")
+    job_id: str = Field(pattern=r"^[0-9a-f]{32}$")
+    project_id: Slug
+    submitted_by: Slug
+    image: str = Field(min_length=1, max_length=512)
+    command: list[Annotated[str, Field(max_length=MAX_COMMAND_ARG_CHARS)]] = Field(
+        min_length=1, max_length=MAX_COMMAND_ARGS
+    )
+    code_hash: str | None = Field(default=None, pattern=SHA256)
+    release: list[Annotated[str, Field(min_length=1, max_length=1024)]] = Field(
+        default_factory=list, max_length=100
+    )
+
+    @field_validator("command")
+    @classmethod
+    def _command_size(cls, value: list[str]) -> list[str]:
+        if sum(len(a) for a in value) > MAX_COMMAND_CHARS:
+            raise ValueError(f"the command is longer than {MAX_COMMAND_CHARS} characters in all")
+        return value
 
 
 class SearchWork(BaseModel):

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from pydantic import ValidationError
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
@@ -34,7 +35,16 @@ from tre.federation.node.children import Airlock
 from tre.federation.node.client import HubClient, HubError
 from tre.federation.node.config import NodeConfig
 from tre.federation.vocabulary import ChildState, Reason
-from tre.federation.wire import ChildSpec, ReleasedFile, ReleaseIn, SearchAnswerIn, SearchWork, StateIn, Work
+from tre.federation.wire import (
+    ChildSpec,
+    ReceivedChild,
+    ReleasedFile,
+    ReleaseIn,
+    SearchAnswerIn,
+    SearchWork,
+    StateIn,
+    Work,
+)
 from tre.store.db import session_scope
 from tre.store.federation_models import FedNodeChild, FedNodeProject
 from tre.store.models import Project
@@ -80,12 +90,34 @@ class NodeAgent:
         work = Work.model_validate(
             self.hub.json("POST", "/hub/v1/agent/poll", {"wait_s": self.settings.federation_poll_wait_s})
         )
-        for spec in work.children:
+        for sent in work.children:
+            spec = self._bounded(sent)
+            if spec is None:
+                continue
             with self.lock:
                 self._receive(spec)
         for item in work.searches:
             self._answer(item)
         return work
+
+    def _bounded(self, sent: ChildSpec) -> ReceivedChild | None:
+        """The child if it is within a local submission's bounds; else None, and the hub is
+        told it was refused (`not_admitted`) when its id is one, so it is not sent again."""
+        try:
+            return ReceivedChild.model_validate(sent.model_dump())
+        except ValidationError as exc:
+            fields = sorted({str(e["loc"][0]) for e in exc.errors() if e["loc"]})
+            log.warning("the hub sent a child out of bounds (%s): refused unstored", ", ".join(fields))
+        if "child_id" not in fields:
+            try:
+                self.hub.json(
+                    "POST",
+                    f"/hub/v1/agent/children/{sent.child_id}/state",
+                    StateIn(state=ChildState.refused, reason=Reason.not_admitted).model_dump(),
+                )
+            except HubError as exc:
+                log.info("a refused child's state not reported yet: %s", exc)
+        return None
 
     def _receive(self, spec: ChildSpec) -> None:
         self._unit(children.receive, spec)
