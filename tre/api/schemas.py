@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from tre.api.bounds import (
     MAX_CPU,
@@ -205,25 +205,31 @@ JobId = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
 Slug = Annotated[str, Field(min_length=1, max_length=63, pattern=SLUG_PATTERN)]
 
 
+def _command_within_total(value: list[str]) -> list[str]:
+    if sum(len(a) for a in value) > MAX_COMMAND_CHARS:
+        raise ValueError(f"the command is longer than {MAX_COMMAND_CHARS} characters in all")
+    return value
+
+
+# A job's command as every way in bounds it: the API's submission (JobIn) and a federation
+# node taking a child from the hub (tre.federation.wire.ReceivedChild).
+JobCommand = Annotated[
+    list[Annotated[str, Field(max_length=MAX_COMMAND_ARG_CHARS)]],
+    Field(min_length=1, max_length=MAX_COMMAND_ARGS),
+    AfterValidator(_command_within_total),
+]
+
+
 class JobIn(In):
     project_id: Slug
     image: str = Field(min_length=1, max_length=512)
-    command: list[Annotated[str, Field(max_length=MAX_COMMAND_ARG_CHARS)]] = Field(
-        min_length=1, max_length=MAX_COMMAND_ARGS
-    )
+    command: JobCommand
     dataset_ids: list[Slug] = Field(default_factory=list, max_length=MAX_JOB_DATASETS)
     # SHA-256 of a code archive uploaded to the project (POST /api/v1/code), run at /code.
     code_hash: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
     # Succeeded jobs of the same project whose outputs the job reads at /inputs/<id>
     # (tre.jobs.lineage): full ids; the CLI resolves prefixes first.
     input_job_ids: list[JobId] = Field(default_factory=list, max_length=MAX_INPUT_JOBS)
-
-    @field_validator("command")
-    @classmethod
-    def _command_size(cls, value: list[str]) -> list[str]:
-        if sum(len(a) for a in value) > MAX_COMMAND_CHARS:
-            raise ValueError(f"the command is longer than {MAX_COMMAND_CHARS} characters in all")
-        return value
 
     cpu: float = Field(default=1.0, gt=0, le=MAX_CPU)
     memory_mb: int = Field(default=1024, gt=0, le=MAX_MEMORY_MB)

@@ -12,10 +12,9 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from tre.api.schemas import JobIn, Slug
+from tre.api.schemas import JobCommand, JobIn, Slug
 from tre.federation.names import FILE_NAME, is_file_name
 from tre.federation.vocabulary import ChildState, Reason
-from tre.jobs.admission import MAX_COMMAND_ARG_CHARS, MAX_COMMAND_ARGS, MAX_COMMAND_CHARS
 
 SHA256 = r"^[0-9a-f]{64}$"
 NAME = r"^[a-z0-9][a-z0-9-]{0,62}$"
@@ -26,15 +25,19 @@ def child_id(job_id: str, node: str) -> str:
     return hashlib.sha256(f"{job_id}/{node}".encode()).hexdigest()[:32]
 
 
+# The outputs a federated job asks each node to release: as the hub takes them, and as a
+# node takes a child.
+ReleaseNames = Annotated[list[Annotated[str, Field(min_length=1, max_length=1024)]], Field(max_length=100)]
+
+
 class FederatedJobIn(JobIn):
     """A submission at the hub: the body `tre submit` sends to a tre API (tre.api.schemas.JobIn),
     plus which outputs to ask each node's airlock to release. Datasets are each node's choice
     (its admin maps the federated project to local datasets), so none may be named here."""
 
     dataset_ids: list[str] = Field(default_factory=list, max_length=0)
-    release: list[Annotated[str, Field(min_length=1, max_length=1024)]] = Field(
+    release: ReleaseNames = Field(
         default_factory=list,
-        max_length=100,
         description="Output files each node's airlock is asked to release (names); empty: all.",
     )
 
@@ -68,20 +71,9 @@ class ReceivedChild(ChildSpec):
     project_id: Slug
     submitted_by: Slug
     image: str = Field(min_length=1, max_length=512)
-    command: list[Annotated[str, Field(max_length=MAX_COMMAND_ARG_CHARS)]] = Field(
-        min_length=1, max_length=MAX_COMMAND_ARGS
-    )
+    command: JobCommand
     code_hash: str | None = Field(default=None, pattern=SHA256)
-    release: list[Annotated[str, Field(min_length=1, max_length=1024)]] = Field(
-        default_factory=list, max_length=100
-    )
-
-    @field_validator("command")
-    @classmethod
-    def _command_size(cls, value: list[str]) -> list[str]:
-        if sum(len(a) for a in value) > MAX_COMMAND_CHARS:
-            raise ValueError(f"the command is longer than {MAX_COMMAND_CHARS} characters in all")
-        return value
+    release: ReleaseNames = Field(default_factory=list)
 
 
 class SearchWork(BaseModel):
