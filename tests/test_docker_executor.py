@@ -410,3 +410,45 @@ def test_an_image_missing_from_the_engine_is_pulled_only_from_the_tres_registry(
     result = executor.run(make_spec(tmp_path), RunControl())
     assert result.state == "succeeded"
     assert [p for m, p, b in engine.calls if p == "images/create"] == ["images/create"]
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Any:
+    """A real 1 MiB tmpfs (as root) holding the job's folder: the platform's disk."""
+    import os
+    import subprocess
+
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small file system needs root")
+    small = tmp_path / "small"
+    small.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(small)], capture_output=True, check=False
+    )
+    if done.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    yield small
+    subprocess.run(["umount", "-l", str(small)], check=False)
+
+
+def test_a_full_disk_under_the_job_log_is_said_in_fixed_words(small_disk: Path, engine_client: Any) -> None:
+    """Before: the log thread died with a traceback and the job "succeeded" with its log cut."""
+    from tre.executors import reasons
+
+    engine = Engine(exit_code=0, runs_for=0.2, logs=b"y" * (3 << 20))
+    result = DockerExecutor(engine_client(engine)).run(make_spec(small_disk), RunControl())
+    assert result.state == "failed" and result.reason.startswith(reasons.STORAGE_FULL), result
+    assert "/" not in result.reason.replace("(ref: ", "") and engine.removed
+
+
+def test_a_full_disk_under_the_outputs_is_said_in_fixed_words(small_disk: Path, engine_client: Any) -> None:
+    """The job's write to /output (a bind of its folder) failed: it exited 1, which said
+    nothing of why. The disk the folder is on is full: the API's fixed sentence."""
+    from tre.executors import reasons
+
+    spec = make_spec(small_disk)
+    spec.output_dir.mkdir()
+    with pytest.raises(OSError, match="No space left"):  # what the job met
+        (spec.output_dir / "big.bin").write_bytes(b"\1" * (2 << 20))
+    result = DockerExecutor(engine_client(Engine(exit_code=1))).run(spec, RunControl())
+    assert result.state == "failed" and result.reason.startswith(reasons.STORAGE_FULL), result

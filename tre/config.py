@@ -56,6 +56,9 @@ _REGISTRY = re.compile(
 )
 # The largest uid/gid the kernel hands out ((uid_t)-1 means "no change").
 MAX_ID = 2**32 - 2
+# The last host uid the per-job range (TRE_SANDBOX_UID_BASE/_COUNT) may reach: 2^31 - 1, as
+# some tools still read a uid as a signed 32-bit number.
+UID_RANGE_END = 2**31 - 1
 _IRI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:[^\s<>\"{}|\\^`]+$")
 
 
@@ -193,7 +196,7 @@ class Settings(BaseSettings):
     # Each running local job gets a host uid of its own from this range (group: the job
     # user's), so per-user kernel counters are not shared between jobs; count 0: all jobs
     # run as the job user's uid. The range must hold no accounts (those uids are skipped).
-    sandbox_uid_base: int = Field(default=0x70000000, ge=1000, le=0x7FFFFFFF)
+    sandbox_uid_base: int = Field(default=0x70000000, ge=1000, le=UID_RANGE_END)
     sandbox_uid_count: int = Field(default=1024, ge=0, le=65536)
     # Developer mode: run jobs that have no image root file system on the host's /usr and
     # Python (read-only). Off by default; the local executor refuses such jobs without it.
@@ -292,6 +295,20 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"TRE_WORKER_HEARTBEAT_S ({self.worker_heartbeat_s:g}) must be less than "
                 f"TRE_WORKER_STALE_AFTER_S ({self.worker_stale_after_s:g})"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _sandbox_uid_range_fits(self) -> Settings:
+        """The per-job host uids are ``base`` .. ``base + count - 1``; past 2^31 - 1 some tools
+        read a uid as a negative number and the kernel's own limit (2^32 - 2) comes near.
+        Before, only the first job found out (it failed); now every command says so."""
+        last = self.sandbox_uid_base + self.sandbox_uid_count - 1
+        if self.sandbox_uid_count and last > UID_RANGE_END:
+            raise ValueError(
+                f"TRE_SANDBOX_UID_BASE ({self.sandbox_uid_base}) + TRE_SANDBOX_UID_COUNT "
+                f"({self.sandbox_uid_count}) runs past 2^31: the last uid ({last}) must be at most "
+                f"{UID_RANGE_END}"
             )
         return self
 

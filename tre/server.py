@@ -6,8 +6,10 @@ small site needs; production runs `tre serve --no-worker` and `tre worker` separ
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import threading
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 import uvicorn
@@ -22,6 +24,9 @@ from tre.store.db import init_db, make_engine
 
 if TYPE_CHECKING:
     from tre.federation.node.agent import NodeAgent
+
+# Given the server before it starts, to stop it later (``server.should_exit = True``).
+ServerHook = Callable[[uvicorn.Server], None]
 
 
 def build(settings: Settings | None = None, with_worker: bool = True) -> tuple[object, Worker | None]:
@@ -67,9 +72,42 @@ def worker_process_app() -> object:
     return app
 
 
+class _Server(uvicorn.Server):
+    """uvicorn's server without its own signal handlers, where the caller stops it.
+
+    Why: uvicorn swaps in its handlers while it serves and, once stopped, sends the caught
+    signals again to whatever handler was there before, from inside its event loop; `tre`'s
+    handler (`tre.cli.interrupts`) asks the server to stop instead (``should_exit``; a
+    second signal ends the process at once)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def run_app(app: object, host: str, port: int, on_server: ServerHook | None = None) -> None:
+    """Serve ``app`` until stopped: by uvicorn's own signal handling, or, with ``on_server``,
+    by whoever it handed the server to (they set ``should_exit``)."""
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", **uvicorn_options())  # type: ignore[arg-type]
+    if on_server is None:
+        uvicorn.Server(config).run()
+        return
+    server = _Server(config)
+    on_server(server)
+    if not server.should_exit:  # asked to stop while the app was being built
+        server.run()
+
+
 def serve(
-    host: str, port: int, with_worker: bool = True, settings: Settings | None = None, node: bool = False
+    host: str,
+    port: int,
+    with_worker: bool = True,
+    settings: Settings | None = None,
+    node: bool = False,
+    on_server: ServerHook | None = None,
 ) -> None:
+    """The API (and the worker, and the federation agent) until stopped; ``on_server``: see
+    `run_app`."""
     settings = settings or get_settings()
     if settings.api_workers > 1:
         _serve_processes(host, port, with_worker, settings, node)
@@ -82,7 +120,7 @@ def serve(
         thread.start()
     freeze_startup_objects()
     try:
-        uvicorn.run(app, host=host, port=port, log_level="warning", **uvicorn_options())  # type: ignore[arg-type]
+        run_app(app, host, port, on_server)
     finally:
         if agent is not None:
             agent.stop()

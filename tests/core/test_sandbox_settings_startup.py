@@ -9,6 +9,7 @@ started as an operator would.
 from __future__ import annotations
 
 import os
+import pwd
 import subprocess
 import sys
 import time
@@ -18,8 +19,12 @@ import httpx
 import pytest
 
 from tests.ports import free_port
-from tre.config import Settings, SettingsError
-from tre.executors.sandbox_settings import cgroup_parent_problem, check_local_sandbox_settings
+from tre.config import Settings, SettingsError, load_settings
+from tre.executors.sandbox_settings import (
+    cgroup_parent_problem,
+    check_local_sandbox_settings,
+    uid_range_problem,
+)
 
 JOB_USER_EXISTS = "tre-job"
 
@@ -75,6 +80,75 @@ def test_a_bad_sandbox_setting_stops_the_process_at_start(
     given = value(tmp_path)
     args = [command[0], "--port", str(free_port())] if command[0] == "serve" else command
     _one_line_failure(args, _env(tmp_path, **{variable: given}), variable, says)
+
+
+UID_RANGES = [
+    # Past 2^31: before, accepted at start and refused when the first job ran.
+    ({"TRE_SANDBOX_UID_BASE": "2147483000", "TRE_SANDBOX_UID_COUNT": "1024"}, "runs past 2^31"),
+    ({"TRE_SANDBOX_UID_BASE": "2147483647", "TRE_SANDBOX_UID_COUNT": "2"}, "at most 2147483647"),
+    # Overlaps with ids that are not the job's own: before, accepted (accounts skipped silently).
+    ({"TRE_SANDBOX_UID_BASE": "65000", "TRE_SANDBOX_UID_COUNT": "1024"}, "holds 65534"),
+    ({"TRE_SANDBOX_UID_BASE": "1000", "TRE_SANDBOX_UID_COUNT": "10"}, "holds 1000, the uid of the account"),
+]
+
+
+@pytest.mark.parametrize(("given", "says"), UID_RANGES, ids=[s for _g, s in UID_RANGES])
+@pytest.mark.parametrize("command", ["serve", "worker"])
+def test_a_bad_sandbox_uid_range_stops_the_process_at_start(
+    tmp_path: Path, command: str, given: dict[str, str], says: str
+) -> None:
+    if "account" in says and not _has_account(1000):
+        pytest.skip("no account with uid 1000 on this host")
+    args = [command, "--port", str(free_port())] if command == "serve" else [command]
+    _one_line_failure(args, _env(tmp_path, **given), "TRE_SANDBOX_UID_BASE", "TRE_SANDBOX_UID_COUNT", says)
+
+
+def _has_account(uid: int) -> bool:
+    try:
+        pwd.getpwuid(uid)
+    except KeyError:
+        return False
+    return True
+
+
+def test_the_uid_range_may_not_hold_the_job_user_or_subordinate_uids(tmp_path: Path) -> None:
+    """What the start-up check reads of the host, on a range placed over each kind of id."""
+    job_uid = pwd.getpwnam(JOB_USER_EXISTS).pw_uid
+    none = tmp_path / "no-subuid"
+    assert uid_range_problem(0x70000000, 1024, job_uid, none) is None
+    assert uid_range_problem(job_uid, 0, job_uid, none) is None  # switched off: nothing to hold
+    said = uid_range_problem(job_uid - 1, 4, job_uid, none)
+    assert said is not None and f"holds {job_uid}, the job user's uid" in said
+    subuid = tmp_path / "subuid"
+    subuid.write_text("# rootless containers\nalice:100000:65536\nbroken line\n")
+    said = uid_range_problem(165000, 1024, job_uid, subuid)
+    assert said == (
+        f"the range 165000..166023 overlaps 100000..165535, the subordinate uids of 'alice' in {subuid}"
+    )
+    assert uid_range_problem(165536, 1024, job_uid, subuid) is None  # just after: disjoint
+    assert uid_range_problem(99000, 1000, job_uid, subuid) is None  # just before: disjoint
+    assert uid_range_problem(99000, 1001, job_uid, subuid) is not None
+    with pytest.raises(
+        SettingsError, match=r"TRE_SANDBOX_UID_BASE=65534 with TRE_SANDBOX_UID_COUNT=1: .*65534"
+    ):
+        check_local_sandbox_settings(
+            Settings(
+                home=tmp_path, sandbox_job_user=JOB_USER_EXISTS, sandbox_uid_base=65534, sandbox_uid_count=1
+            )
+        )
+
+
+def test_the_range_end_is_checked_by_every_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Arithmetic alone: also `tre serve --no-worker` and the client commands refuse it."""
+    monkeypatch.setenv("TRE_HOME", str(tmp_path))
+    monkeypatch.setenv("TRE_SANDBOX_UID_BASE", "2147483647")
+    monkeypatch.setenv("TRE_SANDBOX_UID_COUNT", "2")
+    with pytest.raises(SettingsError, match=r"the last uid \(2147483648\) must be at most 2147483647"):
+        load_settings(Settings, "TRE_")
+    monkeypatch.setenv("TRE_SANDBOX_UID_COUNT", "1")
+    assert load_settings(Settings, "TRE_").sandbox_uid_base == 2147483647  # the very last uid
+    monkeypatch.setenv("TRE_SANDBOX_UID_COUNT", "0")
+    assert load_settings(Settings, "TRE_").sandbox_uid_count == 0  # switched off: no range
 
 
 def test_the_api_alone_does_not_need_the_sandbox(tmp_path: Path) -> None:

@@ -6,11 +6,24 @@ The console script is `tre.cli.main:run`, which turns every failure into one lin
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+import threading
+from typing import Annotated, Any
 
 import typer
 
-from tre.cli import admin, audit, catalogue, code, egress, federation, images, jobs, preprocess, witness
+from tre.cli import (
+    admin,
+    audit,
+    catalogue,
+    code,
+    egress,
+    federation,
+    images,
+    interrupts,
+    jobs,
+    preprocess,
+    witness,
+)
 from tre.cli.client import (
     ApiClient,
     CliError,
@@ -161,6 +174,7 @@ def serve(
     from tre.server import serve as run_server
 
     settings = get_settings()
+    interrupts.serve_until_stopped()
     parts = ["the job worker" if worker else "no worker", *(["the federation agent"] if node else [])]
     console.print(
         f"tre serve: API on http://{host}:{port} with {' and '.join(parts)}; state directory "
@@ -168,7 +182,13 @@ def serve(
         highlight=False,
         soft_wrap=True,
     )
-    run_server(host, port, with_worker=worker, node=node)
+    run_server(host, port, with_worker=worker, node=node, on_server=_stop_on_signal)
+    console.print("tre serve: stopped", highlight=False)
+
+
+def _stop_on_signal(server: Any) -> None:
+    """The first SIGINT/SIGTERM stops the API gracefully (uvicorn's ``should_exit``)."""
+    interrupts.on_stop(lambda: setattr(server, "should_exit", True))
 
 
 @app.command(rich_help_panel=ADMINS)
@@ -187,16 +207,22 @@ def worker(
     engine = make_engine(settings.resolved_database_url)
     init_db(engine)
     w = Worker(settings, engine, concurrency=concurrency)
+    interrupts.serve_until_stopped()
     console.print(
         f"tre worker: {settings.executor} executor, up to {concurrency} jobs at once; state directory "
         f"{settings.home}; Ctrl-C stops it",
         highlight=False,
         soft_wrap=True,
     )
-    try:
-        w.serve_forever()
-    except KeyboardInterrupt:
-        w.stop()
+    # The loop runs beside the main thread, which only waits for SIGINT/SIGTERM: a signal
+    # never lands inside a scheduling round or a database call (tre.cli.interrupts).
+    loop = threading.Thread(target=w.serve_forever, name="tre-worker", daemon=True)
+    loop.start()
+    while loop.is_alive() and not interrupts.stop_requested():
+        loop.join(timeout=0.2)
+    w.stop()
+    loop.join()  # running jobs finish their round; a second signal ends the process at once
+    console.print("tre worker: stopped", highlight=False)
 
 
 @app.command(rich_help_panel=ADMINS)

@@ -69,12 +69,19 @@ def hub_serve(host: str = "127.0.0.1", port: PortOption = 8780) -> None:
     ensure_can_listen(host, port, "tre hub serve")  # before the server's imports: a mistake answers at once
     import uvicorn
 
-    from tre.api.limits import uvicorn_options
+    from tre.cli import interrupts
     from tre.federation.hub.app import create_hub_app
+    from tre.server import run_app
 
+    interrupts.serve_until_stopped()
     app = create_hub_app()
     console.print(f"tre hub serve: hub API on http://{host}:{port}; Ctrl-C stops it", highlight=False)
-    uvicorn.run(app, host=host, port=port, log_level="warning", **uvicorn_options())  # type: ignore[arg-type]
+
+    def stop_on_signal(server: uvicorn.Server) -> None:
+        interrupts.on_stop(lambda: setattr(server, "should_exit", True))
+
+    run_app(app, host, port, on_server=stop_on_signal)
+    console.print("tre hub serve: stopped", highlight=False)
 
 
 @hub_app.command("key")
@@ -311,24 +318,23 @@ def node_approve_code(fed_project: str, code_hash: str) -> None:
 @node_app.command("agent")
 def node_agent() -> None:
     """Run only the agent (the API and worker run elsewhere, e.g. `tre serve`)."""
-    import time
-
     from egress_review import federated
     from tre import audit
+    from tre.cli import interrupts
     from tre.federation.node.agent import NodeAgent
     from tre.federation.node.config import load
     from tre.federation.node.search import answer_counts
 
+    interrupts.serve_until_stopped()
     settings = get_settings()
     engine = _engine()
     audit.configure(engine, settings.keys_dir)
     agent = NodeAgent(settings, engine, load(settings), federated, answer_counts)
     agent.start()
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        agent.stop()
+    console.print("tre node agent: polling the hub; Ctrl-C stops it", highlight=False)
+    interrupts.wait_for_stop()
+    agent.stop()
+    console.print("tre node agent: stopped", highlight=False)
 
 
 @node_app.command("children")

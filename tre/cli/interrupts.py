@@ -12,7 +12,9 @@ command starts, a Ctrl-C ends the process at once: nothing has been done that ne
 Once the command runs, it raises KeyboardInterrupt, so that the command can clean up and say
 what goes on without it (a job followed with ``--wait`` keeps running); the press is also
 remembered, so a library that swallows the exception cannot keep a follow loop running
-(`check`).
+(`check`). A second press (or SIGTERM) ends the process at once with the same line, whatever
+the first one started; SIGTERM is taken like Ctrl-C (exit status 143). Long-running services
+raise nothing: the first signal asks them to stop (`serve_until_stopped`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
+from collections.abc import Callable
 from types import FrameType
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for a command ended by Ctrl-C
@@ -32,23 +36,88 @@ class Interrupted(Exception):
 
 
 _pressed = False
+_signum = int(signal.SIGINT)
 _exit_at_once = True
+# A long-running service (`tre serve`, `tre worker`, `tre hub serve`, `tre node agent`):
+# the first SIGINT/SIGTERM asks it to stop (the callbacks), nothing is raised.
+_service = False
+_stop_callbacks: list[Callable[[], None]] = []
+STOPPING = "stopping (Ctrl-C again to stop at once)"
 
 
-def _on_sigint(signum: int, frame: FrameType | None) -> None:
-    global _pressed
-    _pressed = True
-    if _exit_at_once:
-        os.write(2, (MESSAGE + "\n").encode())
-        os._exit(EXIT_INTERRUPTED)
+def _exit_now(signum: int) -> None:
+    """One line and the shell's status for the signal; no Python code of the command runs
+    again (a second interrupt while it cleans up, or one before it started)."""
+    os.write(2, (MESSAGE + "\n").encode())
+    os._exit(128 + signum)
+
+
+def _on_signal(signum: int, frame: FrameType | None) -> None:
+    """SIGINT (Ctrl-C) or SIGTERM (`kill`, systemd, Kubernetes).
+
+    Why a second one ends at once: before, a second Ctrl-C landed in whatever cleanup the
+    first had started (a thread join, uvicorn's shutdown, the interpreter's exit) and printed
+    a traceback, or was swallowed there. And it never raises inside a service: uvicorn
+    re-sends the signals it caught after its loop stopped, and a KeyboardInterrupt raised
+    there cancelled its lifespan task with a traceback."""
+    global _pressed, _signum
+    if _pressed or _exit_at_once:
+        _exit_now(signum)
+    _pressed, _signum = True, signum
+    if _service:
+        os.write(2, (STOPPING + "\n").encode())
+        for callback in list(_stop_callbacks):
+            callback()
+        return
     raise KeyboardInterrupt
 
 
 def install() -> None:
-    """Take over SIGINT, first thing in the console script (only the main thread may; run
-    from another, as a library, Python's own handling stays)."""
+    """Take over SIGINT and SIGTERM, first thing in the console script (only the main thread
+    may; run from another, as a library, Python's own handling stays)."""
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGINT, _on_sigint)
+        signal.signal(signal.SIGINT, _on_signal)
+        signal.signal(signal.SIGTERM, _on_signal)
+
+
+def serve_until_stopped() -> None:
+    """From now on (a service's command has started) the first SIGINT/SIGTERM only asks it to
+    stop: `stop_requested` turns true and the `on_stop` callbacks run (in the signal handler:
+    they may only set flags); a second ends the process at once."""
+    global _service
+    _service = True
+
+
+def finished() -> None:
+    """The command is done: a signal from now on is ignored. Python puts the default
+    handlers back while the interpreter shuts down (not an ignored one), so a second Ctrl-C
+    just then killed a service that had already stopped cleanly (status -2 instead of 0)."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def on_stop(callback: Callable[[], None]) -> None:
+    """Run ``callback`` when a service is asked to stop (now, if it already was)."""
+    _stop_callbacks.append(callback)
+    if _pressed:
+        callback()
+
+
+def exit_status() -> int:
+    """What a shell reports for the signal that interrupted the command: 130 or 143."""
+    return 128 + _signum
+
+
+def stop_requested() -> bool:
+    return _pressed
+
+
+def wait_for_stop(poll_s: float = 0.2) -> None:
+    """Block the main thread until a service is asked to stop (a polled flag: the signal
+    handler takes no lock that the main thread might hold)."""
+    while not _pressed:
+        time.sleep(poll_s)
 
 
 def command_started() -> None:

@@ -38,7 +38,7 @@ def _usage_error(exc: Exception) -> None:
 
 def _interrupted(message: str = "interrupted") -> None:
     _print_error(message)
-    sys.exit(interrupts.EXIT_INTERRUPTED)
+    sys.exit(interrupts.exit_status())
 
 
 def run() -> None:
@@ -97,6 +97,7 @@ def run() -> None:
         sys.exit(1)
     if rv == interrupts.EXIT_INTERRUPTED and interrupts.pressed():
         _interrupted()  # typer turned a KeyboardInterrupt in the command into a bare exit status
+    interrupts.finished()
     sys.exit(rv if isinstance(rv, int) else 0)
 
 

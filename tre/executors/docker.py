@@ -17,6 +17,7 @@ registry (`Settings.image_registry`), never from a registry the reference names.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import threading
@@ -26,9 +27,12 @@ from pathlib import Path, PurePosixPath
 from typing import Any, ClassVar
 
 from tre.config import Settings
-from tre.executors import fstree
+from tre.errors import is_storage_full
+from tre.executors import fstree, reasons
 from tre.executors.base import Executor, ExecutorError, JobResult, JobSpec, RunControl
 from tre.states import JobState
+
+log = logging.getLogger(__name__)
 
 OUTPUT_MOUNT = "/output"
 # The researcher's code (JobSpec.code_dir), read-only and the working directory when given.
@@ -153,6 +157,16 @@ def _parse_docker_time(value: str) -> float | None:
     return datetime.fromisoformat(f"{m.group(1)}{frac}{tz}").timestamp()
 
 
+def _disk_full(folder: Path) -> bool:
+    """Whether the file system holding ``folder`` has no room left (blocks or inodes) for an
+    unprivileged writer such as the job's container user."""
+    try:
+        st = os.statvfs(folder)
+    except OSError:
+        return False
+    return st.f_bavail == 0 or (st.f_files > 0 and st.f_favail == 0)
+
+
 def _dir_bytes(root: Path) -> int:
     """Bytes in regular files under ``root``, however deep the container nested them."""
     return fstree.usage(root).bytes
@@ -267,10 +281,21 @@ class DockerExecutor(Executor):
         import docker
 
         try:
-            logger = threading.Thread(target=self._copy_logs, args=(container, spec.log_path), daemon=True)
+            log_errors: list[OSError] = []
+            logger = threading.Thread(
+                target=self._copy_logs, args=(container, spec.log_path, log_errors), daemon=True
+            )
             logger.start()
             result = self._wait(container, spec, control, deadline)
             logger.join(timeout=10)
+            if result.state != JobState.cancelled and (
+                any(is_storage_full(exc) for exc in log_errors) or _disk_full(spec.output_dir)
+            ):
+                # The platform's disk (the job log, or /output, a bind of the job's folder):
+                # the API's fixed sentence, not "exited with code 1" from the job's failed write.
+                ref = reasons.new_reference()
+                log.warning("the disk under job %s filled (ref: %s): %s", spec.job_id, ref, log_errors)
+                return JobResult(JobState.failed, result.exit_code, reasons.storage_full(ref))
             if (
                 result.state == JobState.succeeded
                 and _dir_bytes(spec.output_dir) > spec.output_limit_mb * 1024 * 1024
@@ -316,19 +341,25 @@ class DockerExecutor(Executor):
             return JobResult(JobState.succeeded, 0, "completed")
         return JobResult(JobState.failed, code, f"exited with code {code}")
 
-    def _copy_logs(self, container: Any, dest: Path) -> None:
-        """Follow the container's combined stdout/stderr into the job log, capped."""
+    def _copy_logs(self, container: Any, dest: Path, errors: list[OSError]) -> None:
+        """Follow the container's combined stdout/stderr into the job log, capped. A write the
+        disk refuses is kept in ``errors`` (the job's end says so) instead of ending the
+        thread with a traceback."""
         import docker
         import requests
 
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        written = 0
-        with dest.open("wb") as fh:
-            try:
-                for chunk in container.logs(stream=True, follow=True, stdout=True, stderr=True):
-                    room = self.log_limit_bytes - written
-                    if room > 0:
-                        fh.write(chunk[:room])
-                        written += min(room, len(chunk))
-            except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
-                fh.write(f"\n[tre: log stream ended early: {exc}]\n".encode())
+        try:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            written = 0
+            with dest.open("wb") as fh:
+                try:
+                    for chunk in container.logs(stream=True, follow=True, stdout=True, stderr=True):
+                        room = self.log_limit_bytes - written
+                        if room > 0:
+                            fh.write(chunk[:room])
+                            fh.flush()
+                            written += min(room, len(chunk))
+                except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+                    fh.write(f"\n[tre: log stream ended early: {exc}]\n".encode())
+        except OSError as exc:
+            errors.append(exc)

@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from tre.config import UID_RANGE_END
 from tre.executors.base import ExecutorError
 
 DEFAULT_LOCK_DIR = Path("/run/tre-job-uids")
@@ -44,7 +45,9 @@ class UidRange:
     lock_dir: Path = DEFAULT_LOCK_DIR
 
     def __post_init__(self) -> None:
-        if self.count < 0 or (self.count and (self.base < 1000 or self.base + self.count > 0x7FFFFFFF)):
+        if self.count < 0 or (
+            self.count and (self.base < 1000 or self.base + self.count - 1 > UID_RANGE_END)
+        ):
             raise ExecutorError(
                 "the sandbox uid range must lie between 1000 and 2^31 (TRE_SANDBOX_UID_BASE, "
                 "TRE_SANDBOX_UID_COUNT)"

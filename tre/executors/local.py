@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, ClassVar
 
+from tre.errors import is_storage_full
 from tre.executors import fstree, outputfs, reasons, seccomp
 from tre.executors.base import Executor, ExecutorError, JobResult, JobSpec, RunControl
 from tre.executors.bwrap import SandboxLayout, build_args, image_identity, image_rootfs
@@ -119,6 +120,18 @@ class _LogPump(threading.Thread):
         self.source, self.log_file, self.limit = source, log_file, limit
         self.written = 0
         self.head = b""
+        # The platform's disk refused the log (full): the rest of the output is drained and
+        # dropped, so the job never blocks on a pipe no one reads, and its end says why.
+        self.write_error: OSError | None = None
+
+    def _write(self, data: bytes) -> None:
+        if self.write_error is not None:
+            return
+        try:
+            self.log_file.write(data)
+            self.log_file.flush()
+        except OSError as exc:
+            self.write_error = exc
 
     def run(self) -> None:
         fd = self.source.fileno()
@@ -135,13 +148,11 @@ class _LogPump(threading.Thread):
             room = self.limit - self.written
             if room > 0:
                 piece = chunk[:room]
-                self.log_file.write(piece)
-                self.log_file.flush()
+                self._write(piece)
                 self.written += len(piece)
             elif not truncated:
                 truncated = True
-                self.log_file.write(f"\n[tre] log truncated at {self.limit // MIB} MiB\n".encode())
-                self.log_file.flush()
+                self._write(f"\n[tre] log truncated at {self.limit // MIB} MiB\n".encode())
 
 
 @dataclass
@@ -157,6 +168,7 @@ class _Ending:
     """What the supervisor learnt about the end of a job (all platform-made facts)."""
 
     returncode: int | None = None  # the sandbox's exit status, as the launcher saw it
+    storage_full: bool = False  # the platform's disk was full while recording its log or outputs
     launched: bool = False  # bwrap finished its set-up and ran the job's command
     tmp_full: bool = False
     output_full: bool = False
@@ -400,10 +412,16 @@ class LocalExecutor(Executor):
                 # The raw log holds whatever the job printed: staff-only, never world-readable.
                 log_fd = os.open(spec.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
                 os.fchmod(log_fd, 0o600)
-                with open(log_fd, "ab") as log_file:
+                log_file = open(log_fd, "ab")  # noqa: SIM115 - closed below, a full disk allowed for
+                try:
                     return self._supervise(
                         argv, spec, rootfs, control, cgroup, fds, stage, host_ids, run_ids, scratch, log_file
                     )
+                finally:
+                    # What a full disk kept in the buffer is lost (the reason says the disk was
+                    # full); the descriptor is closed all the same.
+                    with contextlib.suppress(OSError):
+                        log_file.close()
         finally:
             if cgroup is not None:
                 cgroup.remove()
@@ -664,9 +682,18 @@ class LocalExecutor(Executor):
         if ending.returncode is None:
             ending.returncode = proc.returncode
             ending.launched = _unread_bytes(fds["block"]) == 0 and proc.returncode != LAUNCH_FAILED
+        if pump.write_error is not None:
+            ref = reasons.new_reference()
+            log.warning(
+                "the log of job %s could not be written (ref: %s): %s", spec.job_id, ref, pump.write_error
+            )
+            ending.storage_full = ending.storage_full or is_storage_full(pump.write_error)
+            if not ending.storage_full:
+                ending.copy = outputfs.CopyResult(problem=reasons.setup_failed(ref))
         result = self._result(spec, stop, cgroup, ending, pump.head)
-        log_file.write(f"\n[tre] {result.state}: {result.reason}\n".encode())
-        log_file.flush()
+        with contextlib.suppress(OSError):  # a full disk was said in the reason already
+            log_file.write(f"\n[tre] {result.state}: {result.reason}\n".encode())
+            log_file.flush()
         return result
 
     def _ending(
@@ -692,7 +719,13 @@ class LocalExecutor(Executor):
         except (OSError, ExecutorError) as exc:
             ref = reasons.new_reference()
             log.warning("copying the outputs of job %s failed (ref: %s): %s", spec.job_id, ref, exc)
-            ending.copy = outputfs.CopyResult(problem=reasons.setup_failed(ref))
+            if is_storage_full(exc):
+                # The platform's disk, not the job: said in fixed words, and the partial copy
+                # goes (a failed job's outputs are never released, and it gives the room back).
+                ending.storage_full = True
+                outputfs.clear_folder(output)
+            else:
+                ending.copy = outputfs.CopyResult(problem=reasons.setup_failed(ref))
         return ending
 
     @staticmethod
@@ -738,6 +771,8 @@ class LocalExecutor(Executor):
                 head[:512].decode(errors="replace"),
             )
             return JobResult(JobState.failed, None, reasons.setup_failed(ref))
+        if ending.storage_full:
+            return JobResult(JobState.failed, rc, reasons.storage_full(reasons.new_reference()))
         if cgroup is not None and cgroup.oom_killed():
             return JobResult(JobState.failed, rc, reasons.memory_limit(spec.memory_mb))
         quota = reasons.output_quota(spec.output_limit_mb)

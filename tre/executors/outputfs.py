@@ -32,6 +32,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from tre.errors import is_storage_full
 from tre.executors import fstree, reasons
 from tre.executors.base import ExecutorError
 
@@ -94,6 +95,21 @@ def make_image(
     _run(["tune2fs", "-r", str(usable - quota_blocks), str(path)])
 
 
+# copy_file_range refuses files on two different file systems on many kernels (EXDEV: the
+# job folders on a mount of their own, apart from the template cache); then read and write.
+_NO_COPY_RANGE = frozenset({errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL})
+
+
+def _copy_range(src_fd: int, dst_fd: int, count: int, offset: int) -> int:
+    try:
+        return os.copy_file_range(src_fd, dst_fd, count, offset, offset)
+    except OSError as exc:
+        if exc.errno not in _NO_COPY_RANGE:
+            raise
+    data = os.pread(src_fd, min(count, _COPY_CHUNK), offset)
+    return os.pwrite(dst_fd, data, offset) if data else 0
+
+
 def sparse_copy(src: Path, dst: Path) -> None:
     """Copy a sparse file, data extents only (an empty ext4 image is mostly holes)."""
     src_fd = os.open(src, os.O_RDONLY | os.O_CLOEXEC)
@@ -112,7 +128,7 @@ def sparse_copy(src: Path, dst: Path) -> None:
                     raise
                 end = os.lseek(src_fd, start, os.SEEK_HOLE)
                 while start < end:
-                    copied = os.copy_file_range(src_fd, dst_fd, end - start, start, start)
+                    copied = _copy_range(src_fd, dst_fd, end - start, start)
                     if copied <= 0:
                         raise OSError(f"short copy of {src}")
                     start += copied
@@ -231,11 +247,31 @@ def copy_out(src: Path, dst: Path, uid: int, gid: int, quota_bytes: int) -> Copy
     return result
 
 
+def _raise_if_full(exc: OSError) -> None:
+    """A full disk of the platform's own is never skipped like an entry it cannot copy:
+    before, a folder or file that found no room was left out and the job still succeeded
+    with outputs missing. The caller fails the job in fixed words (`reasons.storage_full`)."""
+    if is_storage_full(exc):
+        raise exc
+
+
+def clear_folder(folder: Path) -> None:
+    """Remove what is inside ``folder`` (a partial copy), keeping the folder itself."""
+    with contextlib.suppress(OSError):
+        for child in folder.iterdir():
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    child.unlink()
+
+
 def _copy_dir(name: str, parent: int, mode: int, uid: int, gid: int) -> int | None:
     try:
         os.mkdir(name, 0o700, dir_fd=parent)
         fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
-    except OSError:
+    except OSError as exc:
+        _raise_if_full(exc)
         return None
     os.fchown(fd, uid, gid)
     # Group read and search (the job user's group): a later job reading these outputs as its
@@ -246,10 +282,12 @@ def _copy_dir(name: str, parent: int, mode: int, uid: int, gid: int) -> int | No
 
 
 def _copy_link(entry: fstree.Entry, parent: int, uid: int, gid: int) -> None:
-    with contextlib.suppress(OSError):
+    try:
         target = os.readlink(entry.name, dir_fd=entry.dir_fd)
         os.symlink(target, entry.name, dir_fd=parent)
         os.chown(entry.name, uid, gid, dir_fd=parent, follow_symlinks=False)
+    except OSError as exc:
+        _raise_if_full(exc)
 
 
 def _copy_file(entry: fstree.Entry, parent: int, uid: int, gid: int) -> int:
@@ -270,7 +308,8 @@ def _copy_file(entry: fstree.Entry, parent: int, uid: int, gid: int) -> int:
                 0o600,
                 dir_fd=parent,
             )
-        except OSError:
+        except OSError as exc:
+            _raise_if_full(exc)
             return 0
         copied = 0
         try:

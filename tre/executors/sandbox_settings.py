@@ -57,12 +57,77 @@ def cgroup_parent_problem(parent: Path) -> str | None:
     return None
 
 
+NOBODY_UID = 65534  # the kernel's overflow uid and the usual `nobody`: owner of every unmapped id
+SUBUID_FILE = Path("/etc/subuid")
+
+
+def _overflow_uid() -> int:
+    try:
+        return int(Path("/proc/sys/kernel/overflowuid").read_text())
+    except (OSError, ValueError):
+        return NOBODY_UID
+
+
+def _subordinate_ranges(path: Path) -> list[tuple[str, int, int]]:
+    """``(owner, first, count)`` of each line of /etc/subuid: the host uids rootless
+    containers of that owner run as."""
+    try:
+        text = path.read_text()
+    except OSError:
+        return []
+    ranges = []
+    for line in text.splitlines():
+        parts = line.strip().split(":")
+        if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit():
+            ranges.append((parts[0], int(parts[1]), int(parts[2])))
+    return ranges
+
+
+def uid_range_problem(base: int, count: int, job_uid: int, subuid_file: Path = SUBUID_FILE) -> str | None:
+    """Why the per-job host uids ``base`` .. ``base + count - 1`` cannot be used, or None.
+
+    Why: a job's uid must be its own. A uid that is also an account (the job user, tre's own
+    service user, ``nobody``, a person), the kernel's overflow uid (what every unmapped id
+    shows as), or one of the uids a user's rootless containers run as (/etc/subuid) would
+    share the per-user kernel counters with, and could signal or trace, something that is
+    not this job. Accounts are also skipped when a uid is handed out, but a listed one in
+    the range is a configuration mistake, said at start.
+    """
+    if count == 0:
+        return None
+    end = base + count  # exclusive
+    named = {
+        job_uid: "the job user's uid",
+        os.getuid(): "tre's own uid",
+        os.geteuid(): "tre's own uid",
+        NOBODY_UID: "nobody's uid",
+        _overflow_uid(): "the kernel's overflow uid (nobody)",  # usually the same, said so
+    }
+    for uid, what in sorted(named.items()):
+        if base <= uid < end:
+            return f"the range {base}..{end - 1} holds {uid}, {what}"
+    for entry in pwd.getpwall():
+        if base <= entry.pw_uid < end:
+            return (
+                f"the range {base}..{end - 1} holds {entry.pw_uid}, the uid of the account {entry.pw_name!r}"
+            )
+    for owner, first, length in _subordinate_ranges(subuid_file):
+        if first < end and base < first + length:
+            return (
+                f"the range {base}..{end - 1} overlaps {first}..{first + length - 1}, the subordinate "
+                f"uids of {owner!r} in {subuid_file}"
+            )
+    return None
+
+
 def check_local_sandbox_settings(settings: Settings) -> None:
     """Every ``TRE_SANDBOX_*`` value the local executor will use, checked against the host now.
-    (``TRE_SANDBOX_UID``/``GID`` ranges and ``TRE_SANDBOX_HOST_TOOLCHAIN`` are checked with
-    the other settings when they are read.) First what ``TRE_EXECUTOR=local`` (the default)
-    needs of the host at all: root, which runs each job as the job user and mounts its
-    size-limited /output, and bubblewrap; before, each job failed with that reason."""
+    (``TRE_SANDBOX_UID``/``GID`` ranges, the per-job uid range's end and
+    ``TRE_SANDBOX_HOST_TOOLCHAIN`` are checked with the other settings when they are read;
+    what the per-job uid range holds on this host is checked here.) First what
+    ``TRE_EXECUTOR=local`` (the default) needs of the host at all: root, which runs each
+    job as the job user and mounts its size-limited /output, and bubblewrap; before, each
+    job failed with that reason."""
     if os.geteuid() != 0:
         raise SettingsError(
             "invalid setting TRE_EXECUTOR='local': the local sandbox runs jobs only when tre runs as "
@@ -75,10 +140,17 @@ def check_local_sandbox_settings(settings: Settings) -> None:
             "run scripts/install-system-deps"
         )
     try:
-        job_user_ids(settings.sandbox_job_user)
+        job_uid, _job_gid = job_user_ids(settings.sandbox_job_user)
     except ValueError as exc:
         name = settings.sandbox_job_user
         raise SettingsError(f"invalid setting TRE_SANDBOX_JOB_USER={name!r}: {exc}") from None
+    base, count = settings.sandbox_uid_base, settings.sandbox_uid_count
+    problem = uid_range_problem(base, count, job_uid)
+    if problem is not None:
+        raise SettingsError(
+            f"invalid setting TRE_SANDBOX_UID_BASE={base} with TRE_SANDBOX_UID_COUNT={count}: {problem}; "
+            "choose a range of unused uids (docs/configuration.md)"
+        )
     parent = settings.sandbox_cgroup_parent
     if parent is not None:
         problem = cgroup_parent_problem(Path(parent))

@@ -348,16 +348,16 @@ class Worker:
             scan = scan_output_tree(
                 output_dir(self.settings, job.id), *recording_limits(session, self.settings, job)
             )
-        except Exception:  # noqa: BLE001 - fail closed: no outputs, job failed
+        except Exception as exc:  # noqa: BLE001 - fail closed: no outputs, job failed
             # As above: the error may quote a name from the job's output tree.
             ref = reasons.new_reference()
             log.exception("cannot record the outputs of job %s (ref: %s)", job.id, ref)
             scan = OutputScan()
-            result = JobResult(
-                JobState.failed,
-                result.exit_code,
-                f"{result.reason}; its outputs could not be recorded (ref: {ref}), so none can be released",
+            unrecorded = (
+                f"{result.reason}; its outputs could not be recorded (ref: {ref}), so none can be released"
             )
+            why = reasons.storage_full(ref) if is_storage_full(exc) else unrecorded
+            result = JobResult(JobState.failed, result.exit_code, why)
         if scan.skipped:
             result = JobResult(
                 result.state,
