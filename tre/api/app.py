@@ -35,6 +35,10 @@ def create_app(
         init_db(engine)
     # The audit log signs with this deployment's key (created here on first start).
     audit.configure(engine, settings.keys_dir)
+    # Image removals a crash interrupted: put back or freed, as the database decided.
+    from tre.images.catalog import recover_image_store
+
+    recover_image_store(settings, engine)
 
     app = FastAPI(
         title="tre — trusted research environment",

@@ -37,6 +37,17 @@ def _local_engine() -> Engine:
     return engine
 
 
+@admin_app.command("image-store-recover")
+def admin_image_store_recover() -> None:
+    """Finish image removals a crash interrupted (also done at every API start): an image
+    whose database row is still there is put back, one whose row is gone is freed, and lock
+    files of images neither stored nor listed are removed."""
+    from tre.images.catalog import recover_image_store
+
+    settled = recover_image_store(get_settings(), _local_engine())
+    console.print(f"image store: {len(settled)} interrupted removal(s) settled", highlight=False)
+
+
 @admin_app.command("init")
 def admin_init(user: Annotated[str, typer.Option(help="Id of the first admin user.")] = "admin") -> None:
     """Create the database, the signing keys and a first admin user (idempotent)."""

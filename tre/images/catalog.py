@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, func, literal, select
+from sqlalchemy import Engine, bindparam, func, literal, select
 from sqlalchemy.orm import Session
 
 from tre.access import user_project_ids
@@ -412,3 +412,19 @@ def require_approved(session: Session, project_id: str, image: str) -> None:
     raise AdmissionDenied(
         f"image {printable(image, 200)!r} is not approved for project {project_id!r}; {hint}"
     )
+
+
+def recover_image_store(settings: Settings, engine: Engine) -> list[str]:
+    """Settle the image removals a crash left undecided (`ImageStore.recover_removals`),
+    against this database: at the API's start and by `tre admin image-store-recover`."""
+    from tre.images.store import ImageStore
+    from tre.store.db import session_scope
+
+    if not (settings.images_dir / "tmp").is_dir():
+        return []  # no image was ever imported here
+
+    def in_database(digest: str) -> bool:
+        with session_scope(engine, read_only=True) as s:
+            return s.get(Image, digest) is not None
+
+    return ImageStore(settings).recover_removals(in_database)

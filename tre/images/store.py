@@ -29,7 +29,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,12 +41,15 @@ from tre.images.layout import image_config_of, manifest_descriptor, verify_layou
 from tre.images.limits import ImageLimits
 from tre.images.reference import check_digest, clean_name
 from tre.images.tools import skopeo_to_layout
-from tre.images.unpack import tree_size, unpack_once
+from tre.images.unpack import drop_unpack_lock, tree_size, unpack_once
 from tre.stale import remove_stale
 
 # Longer than any import runs (each tool is bounded to 30 min, an import runs three at most).
 STALE_SCRATCH_S = 6 * 3600
 PRIVATE_DIRS = ("oci", "bundles", "tmp", "locks")
+# A removal's folder under tmp/ (`ImageStore.detach`) and the file in it naming the image.
+REMOVED_PREFIX = "removed-"
+CLAIM = "digest"
 
 
 @dataclass(frozen=True)
@@ -90,8 +93,13 @@ class ImageStore:
         return Path(tempfile.mkdtemp(dir=self.root / "tmp"))
 
     def sweep_stale(self, now: float | None = None) -> list[Path]:
-        """Remove scratch folders and partial unpacks older than `STALE_SCRATCH_S`."""
-        candidates = [*(self.root / "tmp").glob("*"), *(self.root / "bundles").glob(".*.partial")]
+        """Remove scratch folders and partial unpacks older than `STALE_SCRATCH_S`. Never a
+        detached image (``tmp/removed-*``): whether its bytes go or come back depends on the
+        database (`recover_removals`)."""
+        candidates = [
+            *(p for p in (self.root / "tmp").glob("*") if not p.name.startswith(REMOVED_PREFIX)),
+            *(self.root / "bundles").glob(".*.partial"),
+        ]
         return remove_stale(candidates, STALE_SCRATCH_S, now)
 
     # -- what the worker asks -----------------------------------------------------------------
@@ -172,15 +180,35 @@ class ImageStore:
     # -- removal (tre image rm) -------------------------------------------------------------------
     @contextlib.contextmanager
     def digest_lock(self, digest: str) -> Iterator[None]:
-        """Exclusive, per digest, across processes and API replicas sharing the store."""
+        """Exclusive, per digest, across processes and API replicas sharing the store.
+
+        The lock file may be removed by its holder (`drop_lock_file`, when the image left
+        the store): a waiter that then gets the lock on the removed file would hold it
+        alongside whoever opens the name afresh, so it checks that the name still is its
+        file, and opens it again if not."""
         self.ensure_dirs()
-        hex_digest = check_digest(digest).removeprefix("sha256:")
-        with (self.root / "locks" / hex_digest).open("a") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
+        path = self.root / "locks" / check_digest(digest).removeprefix("sha256:")
+        while True:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
             try:
-                yield
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                try:
+                    same = os.stat(path, follow_symlinks=False).st_ino == os.fstat(fd).st_ino
+                except FileNotFoundError:
+                    same = False
+                if same:
+                    yield
+                    return
             finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+                os.close(fd)  # releases the lock
+
+    def drop_lock_file(self, digest: str) -> None:
+        """Remove the digest's lock file; only while holding `digest_lock` and with the image
+        out of the store (before, one file per digest ever imported stayed for ever)."""
+        hex_digest = check_digest(digest).removeprefix("sha256:")
+        with contextlib.suppress(FileNotFoundError):
+            (self.root / "locks" / hex_digest).unlink()
+        drop_unpack_lock(self.root / "bundles", hex_digest)
 
     def detach(self, digest: str) -> Detached:
         """Take the image out of the store at once (two renames into a scratch folder), so
@@ -191,38 +219,125 @@ class ImageStore:
         one after."""
         hex_digest = check_digest(digest).removeprefix("sha256:")
         with self.digest_lock(digest):
-            trash = Path(tempfile.mkdtemp(dir=self.root / "tmp", prefix="removed-"))
-            detached = Detached(digest, trash)
-            for sub in ("oci", "bundles"):
-                source = self.root / sub / hex_digest
-                if source.exists():
-                    os.replace(source, trash / sub)
-                    detached.moved.append((source, trash / sub))
+            trash = Path(tempfile.mkdtemp(dir=self.root / "tmp", prefix=REMOVED_PREFIX))
+            # The claim: which image this is, locked for as long as this removal is undecided
+            # (a process that dies releases it, so `recover_removals` knows it is unfinished).
+            claim = os.open(trash / CLAIM, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            fcntl.flock(claim, fcntl.LOCK_EX)
+            detached = Detached(digest, trash, claim=claim)
+            try:
+                os.write(claim, digest.encode())
+                os.fsync(claim)
+                for sub in ("oci", "bundles"):
+                    source = self.root / sub / hex_digest
+                    if source.exists():
+                        os.replace(source, trash / sub)
+                        detached.moved.append((source, trash / sub))
+            except BaseException:
+                self._put_back(detached)
+                detached.release()
+                raise
         return detached
+
+    def _put_back(self, detached: Detached) -> None:
+        for source, moved in detached.moved:
+            if not source.exists():
+                os.replace(moved, source)
 
     def restore(self, detached: Detached) -> None:
         """Put a detached image back (its removal was not committed), unless an import has
         placed the same image again meanwhile."""
-        with self.digest_lock(detached.digest):
-            for source, moved in detached.moved:
-                if not source.exists():
-                    os.replace(moved, source)
-        shutil.rmtree(detached.trash, ignore_errors=True)
+        try:
+            with self.digest_lock(detached.digest):
+                self._put_back(detached)
+            shutil.rmtree(detached.trash, ignore_errors=True)
+        finally:
+            detached.release()
 
     def discard(self, detached: Detached) -> int:
-        """Free a detached image's bytes; returns how many."""
-        freed = sum(tree_size(moved) for _source, moved in detached.moved)
-        shutil.rmtree(detached.trash, ignore_errors=True)
-        return freed
+        """Free a detached image's bytes (its removal was committed); returns how many. Its
+        lock files go too, unless an import has placed the same image again meanwhile."""
+        try:
+            freed = sum(tree_size(moved) for _source, moved in detached.moved)
+            shutil.rmtree(detached.trash, ignore_errors=True)
+            with self.digest_lock(detached.digest):
+                if not self.has(detached.digest):
+                    self.drop_lock_file(detached.digest)
+            return freed
+        finally:
+            detached.release()
+
+    def recover_removals(self, in_database: Callable[[str], bool]) -> list[str]:
+        """Finish the removals a crash interrupted; the digests it settled.
+
+        A removal moves the image's folders aside (`detach`), deletes its row, commits, then
+        frees the folders (`discard`). A process killed in between left them in
+        ``tmp/removed-*``: before, the row stayed with no image behind it (killed before the
+        commit; the next import's sweep then deleted the bytes of an image still listed) or
+        the bytes stayed until that sweep (killed after it). Now, at the API's start (and by
+        `tre admin image-store-recover`), each one whose claim no live removal holds is put
+        back when ``in_database(digest)`` (the row is still there: the removal never
+        committed) and freed when not; lock files of digests neither stored nor listed go.
+        """
+        self.ensure_dirs()
+        settled = []
+        for trash in sorted((self.root / "tmp").glob(REMOVED_PREFIX + "*")):
+            try:
+                claim = os.open(trash / CLAIM, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            except FileNotFoundError:  # killed before it claimed anything: nothing was moved
+                shutil.rmtree(trash, ignore_errors=True)
+                continue
+            except OSError:
+                continue
+            try:
+                try:
+                    fcntl.flock(claim, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue  # a removal still deciding (this or another process)
+                digest = os.read(claim, 200).decode(errors="replace")
+                try:
+                    check_digest(digest)
+                except ImageRejected:
+                    shutil.rmtree(trash, ignore_errors=True)
+                    continue
+                hex_digest = digest.removeprefix("sha256:")
+                keep = in_database(digest)
+                with self.digest_lock(digest):
+                    if keep:
+                        for sub in ("oci", "bundles"):
+                            moved, source = trash / sub, self.root / sub / hex_digest
+                            if moved.exists() and not source.exists():
+                                os.replace(moved, source)
+                    shutil.rmtree(trash, ignore_errors=True)
+                settled.append(digest)
+            finally:
+                os.close(claim)
+        for lock in (self.root / "locks").iterdir():
+            digest = f"sha256:{lock.name}"
+            try:
+                check_digest(digest)
+            except ImageRejected:
+                continue
+            with self.digest_lock(digest):
+                if not self.has(digest) and not in_database(digest):
+                    self.drop_lock_file(digest)
+        return settled
 
 
 @dataclass
 class Detached:
-    """An image taken out of the store by `ImageStore.detach`: its folders, moved aside."""
+    """An image taken out of the store by `ImageStore.detach`: its folders, moved aside, and
+    the locked claim that says the removal is still being decided."""
 
     digest: str
     trash: Path
     moved: list[tuple[Path, Path]] = field(default_factory=list)
+    claim: int | None = None
+
+    def release(self) -> None:
+        if self.claim is not None:
+            os.close(self.claim)
+            self.claim = None
 
 
 def _blob(layout: Path, digest: str) -> Path:

@@ -10,10 +10,12 @@ place, so a half-unpacked image is never used. Empty mount points the sandbox ne
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import shutil
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 
 from tre.images.errors import ImageRejected
@@ -78,8 +80,7 @@ def unpack_once(layout: Path, bundles: Path, hex_digest: str, max_bytes: int) ->
     if rootfs.is_dir():
         return rootfs
     bundles.mkdir(parents=True, exist_ok=True)
-    with (bundles / f".{hex_digest}.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with _unpack_lock(bundles / f".{hex_digest}.lock"):
         if rootfs.is_dir():
             return rootfs
         work = bundles / f".{hex_digest}.partial"
@@ -92,3 +93,33 @@ def unpack_once(layout: Path, bundles: Path, hex_digest: str, max_bytes: int) ->
         finally:
             shutil.rmtree(work, ignore_errors=True)
     return rootfs
+
+
+def drop_unpack_lock(bundles: Path, hex_digest: str) -> None:
+    """Remove an image's unpack lock file, holding it (the only safe moment: a later opener
+    makes a new file, a waiter notices the old one went)."""
+    path = bundles / f".{hex_digest}.lock"
+    if not path.exists():
+        return
+    with _unpack_lock(path):
+        path.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _unpack_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock on ``path``, which an image's removal may delete
+    (`ImageStore.drop_lock_file`): a waiter that got the lock on the deleted file opens the
+    name again, so two unpacks of one image never share its ``.partial`` folder."""
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                same = os.stat(path, follow_symlinks=False).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                yield
+                return
+        finally:
+            os.close(fd)
