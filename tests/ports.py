@@ -38,3 +38,22 @@ def free_port() -> int:
                 continue
             return port
     raise RuntimeError(f"no free port found in {low}-{high - 1}")
+
+
+def bound_socket(port: int | None = None) -> socket.socket:
+    """A TCP socket bound on 127.0.0.1 (``port``, or a `free_port`), held by the caller until
+    its server takes it over: nothing can take the port between choosing it and serving on
+    it, however long the set-up in between (an OIDC provider that must know the address
+    first takes seconds to start on a loaded machine)."""
+    for _ in range(200):
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port if port is not None else free_port()))
+        except OSError:
+            sock.close()
+            if port is not None:
+                raise
+            continue
+        return sock
+    raise RuntimeError("no free port could be bound")

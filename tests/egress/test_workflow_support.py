@@ -8,6 +8,7 @@ so the airlock is exercised without running a sandbox.
 from __future__ import annotations
 
 import io
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from sqlalchemy.orm import Session
 
-from tests.ports import free_port
+from tests.ports import bound_socket
 from tests.worlds import WorldFactory
 from tre.config import Settings
 
@@ -163,19 +164,25 @@ def with_egress_routes(app: FastAPI) -> FastAPI:
 class LiveServer:
     """The real app under uvicorn on 127.0.0.1 in a thread (for the browser and CLI tests)."""
 
-    def __init__(self, app: object, port: int | None = None) -> None:
+    def __init__(self, app: object, port: int | None = None, sock: socket.socket | None = None) -> None:
+        """``sock``: a socket the caller bound already (`tests.ports.bound_socket`), so that
+        no other process can take the port in between; else the port is bound here, now."""
         import uvicorn
 
-        self.port = port or free_port()
+        self.sock = sock or bound_socket(port)
+        self.port = int(self.sock.getsockname()[1])
         self.url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off")
         self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
 
     def __enter__(self) -> LiveServer:
         self.thread.start()
-        deadline = time.monotonic() + 15
+        # Waits on uvicorn's own flag; a server that ended (it could not serve) is said at once.
+        deadline = time.monotonic() + 120
         while not self.server.started:
+            if not self.thread.is_alive():
+                raise RuntimeError(f"uvicorn ended before it served on port {self.port}")
             if time.monotonic() > deadline:
                 raise RuntimeError("uvicorn did not start")
             time.sleep(0.02)

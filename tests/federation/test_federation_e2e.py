@@ -59,10 +59,18 @@ LOG_MARKER = "LOGLINE-7f3a9c-never-leaves"
 RAW_MARKER = "RAWFILE-51be02-never-leaves"
 # The markers appear in the code reversed (the code itself goes to the hub and the nodes);
 # only what the job prints and writes holds them the right way round.
+# A run waits while its node's dataset holds HOLD (the test removes it): a run the test
+# kills must still be running when it is killed, however slow the machine. Before, the job
+# slept 6 s, and on a loaded machine the test could see it "running" only after it had
+# ended (or kill the node after it had), and then waited for a state that never came.
+HOLD = ".hold-while-the-test-kills-the-node"
 ANALYSIS = f"""
 import pathlib, sys, time
 time.sleep(float(sys.argv[1]))
-files = [p for p in pathlib.Path("/data").rglob("*") if p.is_file()]
+held = time.monotonic()
+while pathlib.Path("/data/{HOLD}").exists() and time.monotonic() - held < 600:
+    time.sleep(0.1)
+files = [p for p in pathlib.Path("/data").rglob("*.dcm") if p.is_file()]
 print("{LOG_MARKER[::-1]}"[::-1], flush=True)
 pathlib.Path("/output/result.txt").write_text(f"images read: {{len(files)}}\\n")
 if len(sys.argv) > 2:
@@ -318,13 +326,15 @@ def test_one_submission_each_node_deciding_for_itself(federation: Federation, tm
     }
 
     # 2. Second job: node-c's admin never approved IMAGE2; node-b's DAC rejects; node-a is
-    #    killed while the job runs and restarted.
+    #    killed while the job runs (held there until then) and restarted.
+    hold = fed.nodes["node-a"].home.parent / "data" / HOLD
+    hold.touch()
     resp = httpx.post(
         fed.hub.url + "/api/v1/jobs",
         json={
             "project_id": "fedlung",
             "image": IMAGE2,
-            "command": ["python3", "analysis.py", "6", "raw"],
+            "command": ["python3", "analysis.py", "0", "raw"],
             "code_hash": final["spec"]["code_hash"],
             "release": ["result.txt"],
         },
@@ -337,6 +347,7 @@ def test_one_submission_each_node_deciding_for_itself(federation: Federation, tm
     assert fed.child(job2, "node-c")["reason"] == "image_not_approved"
     wait_for("node-a running", lambda: fed.child(job2, "node-a")["state"] == "running")
     kill(fed.nodes["node-a"])
+    hold.unlink()  # the run after the restart goes straight through
     wait_for("node-a offline", lambda: fed.child(job2, "node-a")["node_status"] == "offline", timeout_s=30)
     wait_for("node-b awaiting review", lambda: fed.child(job2, "node-b")["state"] == "awaiting_review")
     fed.dac_decide("node-b", "reject")

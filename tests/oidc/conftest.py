@@ -12,8 +12,9 @@ from pydantic import SecretStr
 from sqlalchemy import Engine
 
 from tests.egress.conftest import browser  # noqa: F401 - the same Chromium fixture
-from tests.egress.test_workflow_support import LiveServer, free_port
+from tests.egress.test_workflow_support import LiveServer
 from tests.oidc.provider_server import OidcProviderProcess, ProviderUnavailable, ensure_installed
+from tests.ports import bound_socket
 from tre.config import Settings
 from tre.store.db import session_scope
 from tre.store.models import User, UserRole
@@ -88,7 +89,8 @@ def oidc_world_factory(provider_installed, settings: Settings, engine: Engine, t
     worlds: list[OidcWorld] = []
 
     def make(access_token_ttl_s: int = 600, clock_leeway_s: int = 10) -> OidcWorld:
-        port = free_port()
+        sock = bound_socket()  # held from here: the provider needs the address before the app runs
+        port = int(sock.getsockname()[1])
         panel_url = f"http://127.0.0.1:{port}"
         idp = OidcProviderProcess(
             panel_url, ACCOUNTS, PANEL_SECRET, tmp_path / "provider.log", access_token_ttl_s
@@ -97,7 +99,7 @@ def oidc_world_factory(provider_installed, settings: Settings, engine: Engine, t
         seed_users(engine)
         app = create_app(s, engine)
         world = OidcWorld(
-            issuer=idp.issuer, settings=s, live=LiveServer(app, port=port), provider=idp, app=app
+            issuer=idp.issuer, settings=s, live=LiveServer(app, sock=sock), provider=idp, app=app
         )
         world.live.__enter__()
         worlds.append(world)
