@@ -60,6 +60,14 @@ MAX_ID = 2**32 - 2
 # some tools still read a uid as a signed 32-bit number.
 UID_RANGE_END = 2**31 - 1
 _IRI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:[^\s<>\"{}|\\^`]+$")
+# Signature algorithms never taken for OIDC tokens: no signature at all, or a shared secret
+# (an HS* token "signed" with the provider's public key would verify). tre.auth checks them
+# again per token.
+FORBIDDEN_ALGORITHMS = frozenset({"none", "HS256", "HS384", "HS512"})
+# The asymmetric JWS algorithms (RFC 7518, RFC 8037) an OpenID provider signs with.
+KNOWN_ALGORITHMS = frozenset(
+    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+)
 
 
 class SettingsError(TreError):
@@ -148,12 +156,12 @@ class Settings(BaseSettings):
 
     # Auth: embedded issuer (Ed25519) or external OIDC issuer via JWKS.
     auth_mode: Literal["embedded", "oidc"] = "embedded"
-    token_issuer: str = "tre-embedded"  # noqa: S105 - an issuer name, not a secret
-    token_audience: str = "tre-api"  # noqa: S105 - an audience name, not a secret
+    token_issuer: str = Field(default="tre-embedded", min_length=1)
+    token_audience: str = Field(default="tre-api", min_length=1)
     token_ttl_s: int = Field(default=8 * 3600, ge=1)
     oidc_jwks_url: str | None = None
     oidc_algorithms: list[str] = Field(default_factory=lambda: ["RS256", "ES256", "EdDSA"])
-    oidc_roles_claim: str = "tre_roles"
+    oidc_roles_claim: str = Field(default="tre_roles", min_length=1)
     # OpenID Connect sign-in (docs/oidc.md). The issuer's discovery document names its
     # endpoints and keys; with it set, tokens must carry this issuer (token_issuer is then
     # ignored) and the JWKS comes from discovery unless oidc_jwks_url pins it.
@@ -236,6 +244,43 @@ class Settings(BaseSettings):
     )
     # How old the check of a dataset folder's fingerprint may be before a query checks again.
     catalogue_recheck_s: float = Field(default=60.0, ge=0)
+
+    @field_validator("home", "data_dir", "cache_dir", "policies_dir", mode="after")
+    @classmethod
+    def _absolute(cls, path: Path | None) -> Path | None:
+        """A relative folder is taken from where tre started, once: the state folder, the
+        protected paths datasets are checked against and the sandbox's mounts then never
+        depend on the working folder of a later call (before, ``TRE_HOME=state`` named a
+        different folder for each process started elsewhere)."""
+        return None if path is None else path.expanduser().absolute()
+
+    @field_validator("oidc_algorithms")
+    @classmethod
+    def _asymmetric_algorithms(cls, algorithms: list[str]) -> list[str]:
+        """Checked here, so that a wrong list stops every command with the setting's name
+        (before, ``tre serve`` printed its start line and then "unexpected TokenError ... a
+        bug in tre")."""
+        if not algorithms:
+            raise ValueError('at least one signature algorithm is needed, such as ["RS256"]')
+        forbidden = sorted(FORBIDDEN_ALGORITHMS.intersection(algorithms))
+        if forbidden:
+            raise ValueError(
+                f"refused: {', '.join(forbidden)} (no signature, or a shared secret); asymmetric ones only"
+            )
+        unknown = sorted(set(algorithms) - KNOWN_ALGORITHMS)
+        if unknown:
+            known = ", ".join(sorted(KNOWN_ALGORITHMS))
+            raise ValueError(f"unknown algorithm(s) {', '.join(unknown)}; use {known}")
+        return algorithms
+
+    @field_validator("oidc_scopes")
+    @classmethod
+    def _openid_scope(cls, scopes: str) -> str:
+        """Without ``openid`` a provider answers with no ID token: every panel sign-in would
+        fail at the callback, found only by the first DAC member signing in."""
+        if "openid" not in scopes.split():
+            raise ValueError("must include openid (space-separated scopes, such as 'openid tre')")
+        return scopes
 
     @field_validator("database_url")
     @classmethod

@@ -61,6 +61,16 @@ def fresh_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[
         ("TRE_OIDC_ISSUER", "id.example.org", "TRE_OIDC_ISSUER='id.example.org': not an http(s) URL"),
         ("TRE_AUTH_MODE", "oidc", "TRE_AUTH_MODE=oidc needs TRE_OIDC_ISSUER (or TRE_OIDC_JWKS_URL)"),
         ("TRE_CATALOGUE_BASE_IRI", "node a", "TRE_CATALOGUE_BASE_IRI='node a': not an IRI"),
+        # Round 11: before, accepted here; `tre serve` then said "unexpected TokenError".
+        ("TRE_OIDC_ALGORITHMS", '["none"]', "TRE_OIDC_ALGORITHMS: refused: none (no signature"),
+        ("TRE_OIDC_ALGORITHMS", '["RS256", "HS256"]', "TRE_OIDC_ALGORITHMS: refused: HS256"),
+        ("TRE_OIDC_ALGORITHMS", "[]", "TRE_OIDC_ALGORITHMS: at least one signature algorithm"),
+        ("TRE_OIDC_ALGORITHMS", '["RSA256"]', "TRE_OIDC_ALGORITHMS: unknown algorithm(s) RSA256"),
+        # Before, accepted: an empty audience or issuer, a panel asking for no ID token.
+        ("TRE_TOKEN_AUDIENCE", "", "TRE_TOKEN_AUDIENCE='': string should have at least 1 character"),
+        ("TRE_TOKEN_ISSUER", "", "TRE_TOKEN_ISSUER='': string should have at least 1 character"),
+        ("TRE_OIDC_ROLES_CLAIM", "", "TRE_OIDC_ROLES_CLAIM='': string should have at least 1"),
+        ("TRE_OIDC_SCOPES", "profile tre", "TRE_OIDC_SCOPES='profile tre': must include openid"),
     ],
 )
 def test_a_bad_value_names_its_setting(
@@ -95,6 +105,19 @@ def test_the_kubernetes_settings_name_theirs(
     monkeypatch.setenv(variable, value)
     with pytest.raises(SettingsError, match="^" + re.escape(says)):
         load_kubernetes_settings()
+
+
+def test_relative_folders_are_made_absolute_once(
+    fresh_settings: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Before, ``TRE_HOME=state`` stayed relative: the state folder, and the protected paths
+    datasets are checked against, followed each process's working folder."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TRE_HOME", "state")
+    monkeypatch.setenv("TRE_DATA_DIR", "data")
+    settings = get_settings()
+    assert settings.home == tmp_path / "state" and settings.data_dir == tmp_path / "data"
+    assert all(p.is_absolute() for p in settings.protected_paths)
 
 
 def test_a_list_setting_that_is_not_json(fresh_settings: None, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -26,11 +26,10 @@ import jwt
 from authlib.oauth2.rfc6749.parameters import prepare_grant_uri, prepare_token_request
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 
-from tre.config import Settings
+from tre.config import FORBIDDEN_ALGORITHMS, Settings
 
 DISCOVERY_PATH = "/.well-known/openid-configuration"
 DISCOVERY_TTL_S = 3600.0
-FORBIDDEN_ALGORITHMS = frozenset({"none", "HS256", "HS384", "HS512"})
 
 
 class OidcError(Exception):
