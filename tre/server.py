@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import signal
 import threading
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
@@ -67,6 +68,10 @@ def start_node_agent(settings: Settings, engine: Engine) -> NodeAgent:
 def worker_process_app() -> object:
     """The app of one uvicorn worker process when `Settings.api_workers` > 1 (settings from
     the environment; the parent process has already migrated the database)."""
+    # Ctrl-C reaches every process of the terminal's group: uvicorn's supervisor (the parent)
+    # stops these children with SIGTERM; a child that also took SIGINT sent it again to
+    # itself after its shutdown, from inside its event loop, and printed a traceback.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     app = create_app(get_settings(), migrate=False)
     freeze_startup_objects()
     return app

@@ -14,8 +14,10 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.ports import free_port
@@ -160,3 +162,28 @@ def test_a_signal_during_start_up_ends_with_one_line(tmp_path: Path) -> None:
     assert proc.returncode == 143, (out, err)
     lines = [line for line in err.splitlines() if not line.startswith("import time:")]
     assert lines == ["error: interrupted"], err
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("count", [1, 2])
+def test_several_api_processes_stop_without_a_traceback(tmp_path: Path, signum: int, count: int) -> None:
+    """TRE_API_WORKERS=2: uvicorn's supervisor takes the signals and stops its children with
+    SIGTERM. Before, each child also took the terminal's Ctrl-C and printed a traceback."""
+    env = {**_env(tmp_path), "TRE_API_WORKERS": "2"}
+    port = str(free_port())
+    service = _Service(["serve", "--no-worker", "--port", port], env)
+    service.wait_for(service.out, STARTED["serve"])
+    deadline = time.monotonic() + 120  # the children answer once they imported the app
+    while True:
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/docs", timeout=2)
+            break
+        except httpx.HTTPError:
+            assert time.monotonic() < deadline, (service.out, service.err)
+            time.sleep(0.2)
+    for _ in range(count):
+        service.signal(signum)
+    status, out, err = service.end()
+    assert status == 0, (out, err)
+    assert "Traceback" not in out + err and "ERROR" not in err, err
+    assert out.splitlines()[-1] == "tre serve: stopped", out
