@@ -187,3 +187,56 @@ def test_several_api_processes_stop_without_a_traceback(tmp_path: Path, signum: 
     assert status == 0, (out, err)
     assert "Traceback" not in out + err and "ERROR" not in err, err
     assert out.splitlines()[-1] == "tre serve: stopped", out
+
+
+def _joined_node(tmp_path: Path) -> dict[str, str]:
+    """A node joined to a hub that does not answer (the agent keeps retrying: still running)."""
+    hub_env = {**_env(tmp_path / "hub")}
+    said = subprocess.run(
+        [sys.executable, "-m", "tre.cli.main", "hub", "key"],
+        env=hub_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    key = said.stdout.split()[-1]
+    node_env = _env(tmp_path / "node")
+    hub_url = f"http://127.0.0.1:{free_port()}"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tre.cli.main",
+            "node",
+            "join",
+            "--name",
+            "n1",
+            "--hub",
+            hub_url,
+            "--hub-key",
+            key,
+        ],
+        env=node_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    return node_env
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("count", [1, 2])
+def test_the_node_agent_stops_cleanly(tmp_path: Path, signum: int, count: int) -> None:
+    service = _Service(["node", "agent"], _joined_node(tmp_path))
+    service.wait_for(service.out, "tre node agent: polling the hub")
+    service.signal(signum)
+    if count == 2:
+        service.wait_for(service.err, "stopping")
+        service.signal(signum)
+    status, out, err = service.end()
+    assert "Traceback" not in out + err, err
+    assert status in ((0,) if count == 1 else (0, 128 + signum)), (out, err)
+    if status == 0:
+        assert out.splitlines()[-1] == "tre node agent: stopped", out

@@ -89,12 +89,11 @@ def serve_until_stopped() -> None:
 
 
 def finished() -> None:
-    """The command is done: a signal from now on is ignored. Python puts the default
-    handlers back while the interpreter shuts down (not an ignored one), so a second Ctrl-C
-    just then killed a service that had already stopped cleanly (status -2 instead of 0)."""
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    """The command is done: a signal from now on ends the process at once with the one line
+    (whatever the interpreter's exit still waits for: threads, atexit handlers), and never
+    raises into that exit, where it printed "Exception ignored ... KeyboardInterrupt"."""
+    global _exit_at_once
+    _exit_at_once = True
 
 
 def on_stop(callback: Callable[[], None]) -> None:

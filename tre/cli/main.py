@@ -98,7 +98,16 @@ def run() -> None:
     if rv == interrupts.EXIT_INTERRUPTED and interrupts.pressed():
         _interrupted()  # typer turned a KeyboardInterrupt in the command into a bare exit status
     interrupts.finished()
-    sys.exit(rv if isinstance(rv, int) else 0)
+    code = rv if isinstance(rv, int) else 0
+    if interrupts.stop_requested():
+        # A service stopped by a signal has stopped everything it ran: leave without the
+        # interpreter's teardown, during which Python puts the default handlers back and
+        # a second Ctrl-C killed the process by the signal (status -2 instead of 0).
+        with contextlib.suppress(OSError, ValueError):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 def _silence_stdout() -> None:
