@@ -69,15 +69,16 @@ def test_container_options_are_exactly_the_hardened_set(tmp_path: Path) -> None:
         "network_disabled": True,
         "read_only": True,
         "cap_drop": ["ALL"],
-        "security_opt": ["no-new-privileges:true"],
+        "security_opt": ["no-new-privileges:true", "seccomp=builtin"],
         "pids_limit": 128,
         "mem_limit": "2048m",
         "memswap_limit": "2048m",
         "nano_cpus": 1_500_000_000,
         "ipc_mode": "private",
+        "cgroupns": "private",
         "init": True,
         "ulimits": [Ulimit(name="core", soft=0, hard=0)],
-        "tmpfs": {"/tmp": "rw,noexec,nosuid,nodev,size=128m"},
+        "tmpfs": {"/tmp": "rw,noexec,nosuid,nodev,size=128m,nr_inodes=16384"},
         "healthcheck": {"test": ["NONE"]},
         "log_config": LogConfig(type="json-file", config={"max-size": "64m", "max-file": "2"}),
         "volumes": {
@@ -261,7 +262,9 @@ def test_run_sends_hardened_host_config_and_collects_logs(tmp_path: Path, engine
     create = next(b for m, p, b in engine.calls if p == "containers/create")
     hc = create["HostConfig"]
     assert hc["NetworkMode"] == "none" and hc["ReadonlyRootfs"] is True
-    assert hc["CapDrop"] == ["ALL"] and hc["SecurityOpt"] == ["no-new-privileges:true"]
+    assert hc["CapDrop"] == ["ALL"] and hc["SecurityOpt"] == ["no-new-privileges:true", "seccomp=builtin"]
+    assert hc["CgroupnsMode"] == "private"
+    assert hc["Tmpfs"]["/tmp"] == "rw,noexec,nosuid,nodev,size=256m,nr_inodes=32768"
     assert hc["PidsLimit"] == 128 and hc["Memory"] == 2048 * 1024 * 1024 == hc["MemorySwap"]
     assert hc["DeviceRequests"] == [
         {"Driver": "nvidia", "Count": 1, "DeviceIDs": [], "Capabilities": [["gpu"]], "Options": {}}
@@ -371,7 +374,7 @@ def test_image_volumes_are_masked_read_only_and_its_healthcheck_is_off(tmp_path:
         make_spec(tmp_path), uid=1, gid=1, image_volumes=["/var/lib/data", "/output", "/tmp", "/data"]
     )
     assert opts["tmpfs"] == {
-        "/tmp": "rw,noexec,nosuid,nodev,size=256m",
+        "/tmp": "rw,noexec,nosuid,nodev,size=256m,nr_inodes=32768",
         "/var/lib/data": "ro,noexec,nosuid,nodev,size=4k",
     }
     assert opts["healthcheck"] == {"test": ["NONE"]}

@@ -28,8 +28,10 @@ from typing import Any, ClassVar
 from tre.config import Settings
 from tre.executors import fstree
 from tre.executors.base import Executor, ExecutorError, JobResult, JobSpec, RunControl
+from tre.executors.stage import scratch_inodes
 from tre.states import JobState
 
+MIB = 1024 * 1024
 OUTPUT_MOUNT = "/output"
 # The researcher's code (JobSpec.code_dir), read-only and the working directory when given.
 CODE_MOUNT = "/code"
@@ -107,18 +109,25 @@ def container_options(
         "network_disabled": True,
         "read_only": True,
         "cap_drop": ["ALL"],
-        "security_opt": ["no-new-privileges:true"],
+        # The engine's built-in seccomp profile, named: without it a daemon started with
+        # `--seccomp-profile unconfined` (or a custom file) decides what jobs may call.
+        "security_opt": ["no-new-privileges:true", "seccomp=builtin"],
         "pids_limit": spec.max_processes,
         "mem_limit": f"{spec.memory_mb}m",
         "memswap_limit": f"{spec.memory_mb}m",  # equal to mem_limit: no swap
         "nano_cpus": int(spec.cpu * 1_000_000_000),
         "ipc_mode": "private",
+        # Its own cgroup namespace whatever the daemon's default (`host` on cgroup v1 hosts
+        # and where `default-cgroupns-mode` says so), as bwrap's --unshare-all gives.
+        "cgroupns": "private",
         "init": True,
         # No core dumps, as in the local sandbox: without code the working folder is
         # /output, where a dump of the job's memory would pass the quota checked only at the end.
         "ulimits": [Ulimit(name="core", soft=0, hard=0)],
+        # Entries bounded as in the local sandbox (`tre.executors.stage.scratch_inodes`):
+        # millions of empty files cost kernel memory that no size limit sees.
         "tmpfs": {
-            tmp: f"rw,noexec,nosuid,nodev,size={tmp_size_mb}m",
+            tmp: f"rw,noexec,nosuid,nodev,size={tmp_size_mb}m,nr_inodes={scratch_inodes(tmp_size_mb * MIB)}",
             **_masked_volumes(image_volumes, {tmp, *(v["bind"] for v in volumes.values())}),
         },
         "healthcheck": {"test": ["NONE"]},
