@@ -25,6 +25,7 @@ from docker.types import DeviceRequest, LogConfig, Ulimit
 
 from tre.executors.base import DatasetMount, ExecutorError, InputMount, JobSpec, RunControl
 from tre.executors.docker import DockerExecutor, container_options
+from tre.executors.jobuids import UidRange
 
 IMAGE = "registry.example.org/tre/job@sha256:" + "ab" * 32
 
@@ -134,6 +135,7 @@ class Engine:
         self.started_at: float | None = None
         self.killed = False
         self.removed = False
+        self.user = ""  # the container's Config.User, as create recorded it
         # Docker's format: RFC 3339 with nanoseconds.
         self.started_wall = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f") + "123Z"
 
@@ -197,7 +199,7 @@ def make_handler(engine: Engine) -> type[BaseHTTPRequestHandler]:
                     {
                         "Id": "c0ffee",
                         "Name": "/tre-job-j1",
-                        "Config": {"Tty": False},
+                        "Config": {"Tty": False, "User": engine.user},
                         "State": engine.state(),
                     },
                 )
@@ -327,6 +329,56 @@ def test_reattach_follows_a_container_left_by_a_dead_worker(tmp_path: Path, engi
     assert not any(p == "containers/create" for _, p, _ in engine.calls) and engine.removed
     gone = ex.reattach(spec, "deadbeef", RunControl())
     assert gone.state == "failed" and "no longer exists" in gone.reason
+
+
+def test_each_container_runs_as_a_uid_of_its_own(tmp_path: Path, engine_client: Any) -> None:
+    """Redteam round 11: every container ran as uid 10001 in the host's user namespace, so
+    concurrent jobs of any projects shared that user's kernel counters (pending signals,
+    inotify instances): one job filling them made those calls fail in the others, the local
+    sandbox's round-10 finding on the Docker backend. Each container now holds a uid of its
+    own from the sandbox uid range until it is removed."""
+    base = 2_000_000_000
+    rng = UidRange(base=base, count=4, lock_dir=tmp_path / "uids", subid_files=())
+    engine = Engine(exit_code=0, runs_for=0.3, logs=b"x\n")
+    seen: list[bool] = []
+
+    def probe() -> None:  # while the container runs, its uid is not to be had
+        with rng.hold_again(base + 1) as got:
+            seen.append(got)
+
+    with rng.hold(1) as other:  # a job already running
+        assert other == base
+        spec = make_spec(tmp_path)
+        result = DockerExecutor(engine_client(engine), uid_range=rng).run(spec, RunControl(heartbeat=probe))
+    assert result.state == "succeeded"
+    create = next(b for m, p, b in engine.calls if p == "containers/create")
+    assert create["User"] == f"{base + 1}:10001"
+    assert spec.output_dir.stat().st_uid == base + 1
+    assert seen and not any(seen)
+    with rng.hold(1) as a, rng.hold(1) as b:  # both released when their jobs ended
+        assert (a, b) == (base, base + 1)
+    off = Engine(exit_code=0)
+    DockerExecutor(engine_client(off), uid_range=UidRange(count=0)).run(make_spec(tmp_path), RunControl())
+    assert next(b for m, p, b in off.calls if p == "containers/create")["User"] == "10001:10001"
+
+
+def test_reattach_holds_the_containers_uid_again(tmp_path: Path, engine_client: Any) -> None:
+    base = 2_000_000_000
+    rng = UidRange(base=base, count=4, lock_dir=tmp_path / "uids", subid_files=())
+    engine = Engine(exit_code=0, runs_for=0.3)
+    engine.started_at = time.monotonic()
+    engine.user = f"{base + 2}:10001"
+    seen: list[bool] = []
+
+    def probe() -> None:
+        with rng.hold_again(base + 2) as got:
+            seen.append(got)
+
+    ex = DockerExecutor(engine_client(engine), uid_range=rng)
+    assert ex.reattach(make_spec(tmp_path), "c0ffee", RunControl(heartbeat=probe)).state == "succeeded"
+    assert seen and not any(seen)
+    with rng.hold_again(base + 2) as got:
+        assert got
 
 
 def test_reattach_counts_time_already_spent(tmp_path: Path, engine_client: Any) -> None:

@@ -28,6 +28,7 @@ from typing import Any, ClassVar
 from tre.config import Settings
 from tre.executors import fstree
 from tre.executors.base import Executor, ExecutorError, JobResult, JobSpec, RunControl
+from tre.executors.jobuids import UidRange
 from tre.executors.stage import scratch_inodes
 from tre.states import JobState
 
@@ -183,20 +184,33 @@ class DockerExecutor(Executor):
         runtime: str | None = None,
         log_limit_bytes: int = 64 * 1024 * 1024,
         pull_registry: str | None = None,
+        uid_range: UidRange | None = None,
     ) -> None:
         """``pull_registry``: the only registry host (and path) an image missing from the
-        engine may be pulled from; None pulls nothing."""
+        engine may be pulled from; None pulls nothing. ``uid_range``: where each container's
+        uid of its own comes from (`tre.executors.jobuids`, shared with the local sandbox);
+        ``uid`` is used only when it is switched off (count 0) or the worker is not root."""
         self._client = client
         self.pull_registry = pull_registry.rstrip("/") if pull_registry else None
         # Non-root workers can only hand the container a directory they own.
         self.uid, self.gid = (uid, gid) if os.geteuid() == 0 else (os.getuid(), os.getgid())
+        # A uid per running container (redteam round 11): containers share the host's user
+        # namespace, so with one uid for all, a job filling its user's kernel counters
+        # (pending signals, inotify instances, message-queue bytes) made those calls fail in
+        # every concurrent job, as in the local sandbox before round 10.
+        self.uid_range = (uid_range or UidRange()) if os.geteuid() == 0 else UidRange(count=0)
         self.runtime = runtime
         self.log_limit_bytes = log_limit_bytes
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DockerExecutor:
         """The executor the worker builds from TRE_* settings (sandbox uid/gid)."""
-        return cls(uid=settings.sandbox_uid, gid=settings.sandbox_gid, pull_registry=settings.image_registry)
+        return cls(
+            uid=settings.sandbox_uid,
+            gid=settings.sandbox_gid,
+            pull_registry=settings.image_registry,
+            uid_range=UidRange(settings.sandbox_uid_base, settings.sandbox_uid_count),
+        )
 
     def _image(self, ref: str) -> Any:
         """The engine's image, pulled first only from the TRE's own registry."""
@@ -232,31 +246,34 @@ class DockerExecutor(Executor):
         except docker.errors.DockerException as exc:
             raise ExecutorError(f"cannot find the image: {exc}") from exc
         declared = ((image.attrs or {}).get("Config") or {}).get("Volumes") or {}
-        opts = container_options(
-            spec,
-            uid=self.uid,
-            gid=self.gid,
-            runtime=self.runtime,
-            image_volumes=list(declared),
-            log_limit_bytes=self.log_limit_bytes,
-        )
-        spec.output_dir.mkdir(parents=True, exist_ok=True)
-        if os.geteuid() == 0:
-            os.chown(spec.output_dir, self.uid, self.gid)
-        try:
-            container = self.client.containers.create(**opts)
-        except docker.errors.DockerException as exc:
-            raise ExecutorError(f"cannot create the container: {exc}") from exc
-        control.on_started(container.id)
-        try:
-            container.start()
-        except docker.errors.DockerException as exc:
+        # Held until the container is removed (`_follow`), so no other job gets the uid while
+        # any process of this one lives.
+        with self.uid_range.hold(self.uid) as uid:
+            opts = container_options(
+                spec,
+                uid=uid,
+                gid=self.gid,
+                runtime=self.runtime,
+                image_volumes=list(declared),
+                log_limit_bytes=self.log_limit_bytes,
+            )
+            spec.output_dir.mkdir(parents=True, exist_ok=True)
+            if os.geteuid() == 0:
+                os.chown(spec.output_dir, uid, self.gid)
             try:
-                container.remove(force=True, v=True)
-            except docker.errors.DockerException:
-                pass
-            raise ExecutorError(f"cannot start the container: {exc}") from exc
-        return self._follow(container, spec, control, time.monotonic() + spec.time_limit_s)
+                container = self.client.containers.create(**opts)
+            except docker.errors.DockerException as exc:
+                raise ExecutorError(f"cannot create the container: {exc}") from exc
+            control.on_started(container.id)
+            try:
+                container.start()
+            except docker.errors.DockerException as exc:
+                try:
+                    container.remove(force=True, v=True)
+                except docker.errors.DockerException:
+                    pass
+                raise ExecutorError(f"cannot start the container: {exc}") from exc
+            return self._follow(container, spec, control, time.monotonic() + spec.time_limit_s)
 
     def reattach(self, spec: JobSpec, executor_ref: str, control: RunControl) -> JobResult:
         """Follow a container started by a previous worker; the log is re-read from its start."""
@@ -270,7 +287,10 @@ class DockerExecutor(Executor):
             raise ExecutorError(f"cannot inspect container {executor_ref[:12]}: {exc}") from exc
         started = _parse_docker_time(container.attrs.get("State", {}).get("StartedAt", ""))
         elapsed = max(0.0, time.time() - started) if started else 0.0
-        return self._follow(container, spec, control, time.monotonic() + spec.time_limit_s - elapsed)
+        # The dead worker's hold on the container's uid went with it: take it again.
+        user = str((container.attrs.get("Config") or {}).get("User") or "").partition(":")[0]
+        with self.uid_range.hold_again(int(user) if user.isdigit() else -1):
+            return self._follow(container, spec, control, time.monotonic() + spec.time_limit_s - elapsed)
 
     def _follow(self, container: Any, spec: JobSpec, control: RunControl, deadline: float) -> JobResult:
         import docker
