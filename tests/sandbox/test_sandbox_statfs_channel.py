@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 from tests.sandbox.conftest import Run, Sandbox
+from tests.sandbox.test_sandbox_image import image_sandbox, run_sh  # noqa: F401 - fixture
 from tre.executors.base import DatasetMount
 
 SAMPLER = textwrap.dedent(
@@ -115,3 +116,25 @@ def test_free_space_of_the_host_is_not_a_counter_the_job_reads(sandbox: Sandbox,
     # The folder itself is unchanged for the job: same mode, same entries.
     assert lines["data_mode"] == "0o750"
     assert lines["listing"] == ["scan.dcm"]
+
+
+def test_an_image_jobs_folders_show_no_host_figures(
+    image_sandbox: tuple[Sandbox, Path],  # noqa: F811 - fixture
+    tmp_path: Path,
+) -> None:
+    """The image root's entries are staged the same way: busybox's ``stat -f`` on /bin (the
+    image) and /data answers the stage's figures, not those of the host file system holding
+    the image store."""
+    sandbox, rootfs = image_sandbox
+    dataset = tmp_path / "dataset"
+    dataset.mkdir()
+    (dataset / "a.dcm").write_bytes(b"DICM")
+    dataset.chmod(0o755)
+    script = "for p in /bin /data; do stat -f -c '%b %f %c %d' $p; done"
+    run = run_sh(sandbox, rootfs, script, datasets=[DatasetMount("ct", host_path=dataset)])
+    assert run.result.exit_code == 0, run.log
+    host = os.statvfs(rootfs)
+    figures = [line.split() for line in run.log.splitlines() if line and line[0].isdigit()]
+    assert len(figures) == 2, run.log
+    for blocks, _free, _files, _ffree in figures:
+        assert int(blocks) != host.f_blocks
