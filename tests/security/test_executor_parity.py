@@ -28,7 +28,7 @@ from typing import Any
 
 import pytest
 
-from tre.executors.base import DatasetMount, InputMount, JobSpec
+from tre.executors.base import DatasetMount, ImageConfig, InputMount, JobSpec
 from tre.executors.docker import DockerExecutor, container_options
 from tre.executors.kubernetes import manifests as k8s
 from tre.executors.kubernetes.config import KubernetesSettings
@@ -41,6 +41,8 @@ IMAGE = "registry.tre.local/seg@sha256:" + "5e" * 32
 MIB = 1024 * 1024
 WRITABLE = {"/output", "/tmp", "/dev/shm"}  # noqa: S108 - paths inside the job
 READ_ONLY = {"/data", "/code", f"/inputs/{INPUT_JOB}"}
+# An image's declared Volumes: one of its own, one on a mount of ours, one under /output.
+IMAGE_VOLUMES = ["/var/lib/app", "/data", "/output/cache"]
 
 
 @dataclass
@@ -117,6 +119,7 @@ def job_spec(tmp: Path, gpu: int = 0) -> JobSpec:
         code_dir=tmp / "code",
         code_hash="c0de" * 16,
         inputs=[InputMount(INPUT_JOB, tmp / "input", f"/inputs/{INPUT_JOB}")],
+        image_config=ImageConfig(volumes=IMAGE_VOLUMES),
     )
 
 
@@ -137,7 +140,7 @@ def render_local(tmp: Path, spec: JobSpec) -> Local:
 
 
 def render_docker(spec: JobSpec) -> Docker:
-    volumes = ["/var/lib/app", "/data"]
+    volumes = list(IMAGE_VOLUMES)
     count = DockerExecutor(client=object()).uid_range.count
     return Docker(spec, container_options(spec, uid=10001, gid=10001, image_volumes=volumes), volumes, count)
 
@@ -438,7 +441,18 @@ def _docker_image_volumes(r: Docker) -> bool:
 
 
 def _kube_image_volumes(r: Kube) -> bool:
-    return False  # containerd's CRI gives each a writable host folder unless told to ignore them
+    # containerd's CRI gives each a writable host folder unless a mount has that very path.
+    volumes = {v["name"]: v for v in r.pod["volumes"]}
+    mounts = {m["mountPath"]: m for m in r.container["volumeMounts"]}
+    declared = r.spec.image_config.volumes if r.spec.image_config else []
+    return bool(declared) and all(
+        p in mounts
+        and (
+            mounts[p].get("readOnly") is True or p in WRITABLE  # our own /output or /tmp covers it
+        )
+        and ("emptyDir" not in volumes[mounts[p]["name"]] or mounts[p].get("readOnly") is True)
+        for p in declared
+    )
 
 
 def _local_own_uid(r: Local) -> bool:
@@ -495,7 +509,6 @@ GAPS: dict[tuple[str, str], str] = {
     ("/tmp entries bounded", "kubernetes"): "an emptyDir has no entry bound",
     ("no core dumps", "kubernetes"): "core dumps of a pod",
     ("log kept on the host bounded", "kubernetes"): "containerLogMaxSize",
-    ("image volumes not writable", "kubernetes"): "ignore_image_defined_volumes",
 }
 
 
@@ -590,6 +603,9 @@ def test_the_checks_notice_a_dropped_control(rendered: dict[str, Any]) -> None:
     )
     assert not _docker_own_uid(Docker(docker.spec, docker.opts, docker.image_volumes, 0))
     assert not _kube_own_uid(kube_with(lambda p: p.pop("runtimeClassName")))
+    assert not _kube_image_volumes(
+        kube_with(lambda p: p["containers"][0]["volumeMounts"].pop())  # the last mask's mount
+    )
     assert not _kube_no_network(
         Kube(kube.spec, kube.job, [o for o in kube.namespace if o["kind"] != "NetworkPolicy"])
     )
