@@ -10,6 +10,7 @@ run against a real engine is at the end, skipped where no Docker engine runs.
 from __future__ import annotations
 
 import json
+import os
 import struct
 import threading
 import time
@@ -342,19 +343,42 @@ def test_each_container_runs_as_a_uid_of_its_own(tmp_path: Path, engine_client: 
     engine = Engine(exit_code=0, runs_for=0.3, logs=b"x\n")
     seen: list[bool] = []
 
+    owners: list[int] = []
+
     def probe() -> None:  # while the container runs, its uid is not to be had
         with rng.hold_again(base + 1) as got:
             seen.append(got)
+        owners.append(spec.output_dir.stat().st_uid)
 
+    spec = make_spec(tmp_path)
+    # What the container wrote (here before it starts): private, setuid, a private folder.
+    spec.output_dir.mkdir()
+    (spec.output_dir / "private.csv").write_text("a,b\n")
+    (spec.output_dir / "private.csv").chmod(0o600)
+    (spec.output_dir / "tool").write_text("#!/bin/sh\n")
+    (spec.output_dir / "tool").chmod(0o4755)
+    (spec.output_dir / "sub").mkdir(mode=0o700)
+    (spec.output_dir / "link").symlink_to("/etc/passwd")
     with rng.hold(1) as other:  # a job already running
         assert other == base
-        spec = make_spec(tmp_path)
         result = DockerExecutor(engine_client(engine), uid_range=rng).run(spec, RunControl(heartbeat=probe))
     assert result.state == "succeeded"
     create = next(b for m, p, b in engine.calls if p == "containers/create")
     assert create["User"] == f"{base + 1}:10001"
-    assert spec.output_dir.stat().st_uid == base + 1
+    assert owners and set(owners) == {base + 1}
     assert seen and not any(seen)
+    # Afterwards nothing is left owned by the uid the next container gets, and a later job
+    # (another uid, the same group) can read what this one wrote 0600.
+    out = spec.output_dir
+    modes = {
+        p.name: (p.lstat().st_uid, p.lstat().st_gid, oct(p.lstat().st_mode & 0o7777)) for p in out.iterdir()
+    }
+    assert modes["private.csv"] == (10001, 10001, "0o640")
+    assert modes["tool"] == (10001, 10001, "0o755")
+    assert modes["sub"] == (10001, 10001, "0o750")
+    assert modes["link"][:2] == (10001, 10001)
+    assert (out.stat().st_uid, oct(out.stat().st_mode & 0o777)) == (10001, "0o750")
+    assert os.stat("/etc/passwd").st_uid == 0  # the link was not followed
     with rng.hold(1) as a, rng.hold(1) as b:  # both released when their jobs ended
         assert (a, b) == (base, base + 1)
     off = Engine(exit_code=0)

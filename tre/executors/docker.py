@@ -17,8 +17,10 @@ registry (`Settings.image_registry`), never from a registry the reference names.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import stat
 import threading
 import time
 from collections.abc import Iterable
@@ -151,6 +153,31 @@ def container_options(
     return opts
 
 
+def settle_outputs(root: Path, uid: int, gid: int) -> None:
+    """After the container is gone: its outputs become ``uid``:``gid``'s (the sandbox user),
+    at most 0755, group-readable, never setuid/setgid, as the local sandbox's copies are.
+
+    Why: the container ran as a uid of its own from the job uid range, which the next
+    container reuses once this one is removed; files left owned by it would belong to
+    whichever job holds it next, and a later job reading them as inputs (another uid, the
+    same group) could not read a file the job wrote 0600."""
+    try:
+        os.chown(root, uid, gid, follow_symlinks=False)
+        os.chmod(root, 0o750)  # noqa: S103 - the sandbox group enters it, as an input
+    except OSError:
+        return
+    for entry in fstree.walk(root):
+        mode = entry.st.st_mode
+        if stat.S_ISLNK(mode):
+            with contextlib.suppress(OSError):
+                os.chown(entry.name, uid, gid, dir_fd=entry.dir_fd, follow_symlinks=False)
+            continue
+        keep = (stat.S_IMODE(mode) & 0o755) | (0o750 if stat.S_ISDIR(mode) else 0o040)
+        with contextlib.suppress(OSError):
+            os.chown(entry.name, uid, gid, dir_fd=entry.dir_fd, follow_symlinks=False)
+            os.chmod(entry.name, keep, dir_fd=entry.dir_fd)
+
+
 def _parse_docker_time(value: str) -> float | None:
     """Docker's RFC 3339 timestamps carry nanoseconds; keep microseconds for `datetime`."""
     from datetime import datetime
@@ -273,7 +300,11 @@ class DockerExecutor(Executor):
                 except docker.errors.DockerException:
                     pass
                 raise ExecutorError(f"cannot start the container: {exc}") from exc
-            return self._follow(container, spec, control, time.monotonic() + spec.time_limit_s)
+            try:
+                return self._follow(container, spec, control, time.monotonic() + spec.time_limit_s)
+            finally:
+                if os.geteuid() == 0 and uid != self.uid:
+                    settle_outputs(spec.output_dir, self.uid, self.gid)
 
     def reattach(self, spec: JobSpec, executor_ref: str, control: RunControl) -> JobResult:
         """Follow a container started by a previous worker; the log is re-read from its start."""
@@ -290,7 +321,11 @@ class DockerExecutor(Executor):
         # The dead worker's hold on the container's uid went with it: take it again.
         user = str((container.attrs.get("Config") or {}).get("User") or "").partition(":")[0]
         with self.uid_range.hold_again(int(user) if user.isdigit() else -1):
-            return self._follow(container, spec, control, time.monotonic() + spec.time_limit_s - elapsed)
+            try:
+                return self._follow(container, spec, control, time.monotonic() + spec.time_limit_s - elapsed)
+            finally:
+                if os.geteuid() == 0 and user != str(self.uid):
+                    settle_outputs(spec.output_dir, self.uid, self.gid)
 
     def _follow(self, container: Any, spec: JobSpec, control: RunControl, deadline: float) -> JobResult:
         import docker
