@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import replace
+from pathlib import PurePosixPath
 from typing import Any
 
 from tre.executors.base import JobSpec
@@ -424,6 +425,30 @@ def input_volumes(spec: JobSpec, settings: KubernetesSettings) -> tuple[list[Man
     return [volume], mounts
 
 
+# An image's declared volume becomes this: empty, memory-backed, mounted read-only.
+MASK_SIZE = "4Ki"
+
+
+def image_volume_masks(spec: JobSpec, mounted: set[str]) -> tuple[list[Manifest], list[Manifest]]:
+    """An empty read-only emptyDir over each ``Volumes`` path of the image's config that no
+    mount of ours covers exactly.
+
+    Why (redteam round 11): containerd's CRI (and CRI-O) give every declared volume a
+    writable folder on the node's disk, outside ``readOnlyRootFilesystem`` and the pod's
+    ephemeral-storage accounting, unless a mount of the pod has that very path. The paths
+    were checked at import (`tre.images.layout.check_volumes`); an image the TRE did not
+    import (external approvals) has no config here, and the node setting
+    (``ignore_image_defined_volumes``, k8s/node/README.md) covers it."""
+    config = spec.image_config
+    paths = sorted({str(PurePosixPath(v)) for v in (config.volumes if config else [])} - mounted)
+    volumes = [
+        {"name": f"mask-{i}", "emptyDir": {"medium": "Memory", "sizeLimit": MASK_SIZE}}
+        for i in range(len(paths))
+    ]
+    mounts = [{"name": f"mask-{i}", "mountPath": path, "readOnly": True} for i, path in enumerate(paths)]
+    return volumes, mounts
+
+
 def job(spec: JobSpec, settings: KubernetesSettings) -> Manifest:
     """The batch/v1 Job: one attempt, a hard deadline, and a pod locked down to 'restricted' and more."""
     image = require_digest(spec.image)
@@ -460,6 +485,9 @@ def job(spec: JobSpec, settings: KubernetesSettings) -> Manifest:
         init_containers.append(init)
         volumes += code_volumes
         mounts.append(code_mount)
+    mask_volumes, mask_mounts = image_volume_masks(spec, {m["mountPath"] for m in mounts})
+    volumes += mask_volumes
+    mounts += mask_mounts
     container: Manifest = {
         "name": "job",
         "image": image,
