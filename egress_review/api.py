@@ -143,7 +143,14 @@ def vote(
     request_id: str, body: VoteBody, principal: Reviewer, session: DbSession, settings: AppSettings
 ) -> dict[str, Any]:
     """A blind vote; the answer shows the caller's own vote and the vote count, nothing more."""
-    req = workflow.cast_vote(session, principal, request_id, vote=body.vote, comment=body.comment)
+    req = workflow.cast_vote(
+        session,
+        principal,
+        request_id,
+        vote=body.vote,
+        comment=body.comment,
+        policies_dir=settings.resolved_policies_dir,
+    )
     return workflow.request_view(session, req, principal, keys_dir=settings.keys_dir)
 
 
@@ -151,7 +158,14 @@ def vote(
 def resolution(
     request_id: str, body: ResolutionBody, principal: Resolver, session: DbSession, settings: AppSettings
 ) -> dict[str, Any]:
-    req = workflow.resolve(session, principal, request_id, decision=body.decision, comment=body.comment)
+    req = workflow.resolve(
+        session,
+        principal,
+        request_id,
+        decision=body.decision,
+        comment=body.comment,
+        policies_dir=settings.resolved_policies_dir,
+    )
     return workflow.request_view(session, req, principal, keys_dir=settings.keys_dir)
 
 

@@ -40,7 +40,7 @@ from tre.access import STAFF_ROLES, can_see_egress, is_member, sees_raw_output_n
 from tre.audit import AuditEvent, record_event, record_events
 from tre.auth.principal import Principal
 from tre.config import Settings
-from tre.errors import Conflict, Forbidden, NotFound, TreError, Unprocessable
+from tre.errors import Conflict, Forbidden, NotFound, PolicyUnavailable, TreError, Unprocessable
 from tre.jobs.output_handles import handle_key
 from tre.jobs.shown_size import shown_size
 from tre.policy import AppliedPolicy, FileRules, policies_for_datasets
@@ -495,10 +495,77 @@ def review_conflict(session: Session, req: EgressRequest, principal: Principal) 
     return _reviewer_conflicts(session, req, principal)
 
 
+def policy_drift(session: Session, req: EgressRequest, policies_dir: Path) -> str | None:
+    """Why the request's checks are no longer the rules in force (None: they are).
+
+    A request is checked once, when it is made, under the policies of every dataset the job
+    read; each result records the policy's name and digest (the exact text). Before a request
+    may be approved, the policies in force now (the datasets' policy names, the files' text)
+    must be those same ones: a DAC that tightens a policy, raises its ``required_reviews``,
+    or moves a dataset to another policy while a request waits has made the old checks and
+    the old number of reviews say nothing about the new rules. Returns fixed words with the
+    policy names only (a loader error could quote the file)."""
+    job = session.get(Job, req.job_id)
+    datasets = checking.job_datasets(session, job) if job is not None else []
+    checked = {(p["name"], p["digest"]) for p in checking.policies_of(req.files)}
+    try:
+        now = {(ap.name, ap.describe()["digest"]) for ap in policies_for_datasets(datasets, policies_dir)}
+    except PolicyUnavailable:
+        return "unavailable"
+    if now == checked:
+        return None
+    was = ", ".join(sorted(name for name, _ in checked)) or "none"
+    changed = ", ".join(sorted({name for name, _ in now ^ checked}))
+    return f"checked under {was}; changed since: {changed}"
+
+
+def _rules_still_in_force(
+    session: Session, principal: Principal, req: EgressRequest, policies_dir: Path, action: str
+) -> None:
+    """Refuse (audited) an approval of a request whose checks are not the rules in force.
+    Rejections stay allowed, so a request checked under old rules can always be closed."""
+    drift = policy_drift(session, req, policies_dir)
+    if drift is None:
+        return
+    if drift == "unavailable":
+        raise _refuse(
+            session,
+            principal,
+            req,
+            Conflict,
+            "Policy unavailable",
+            "a policy of the job's datasets cannot be loaded now; nothing can be approved until "
+            "an administrator fixes it (`python -m tre.policy check`)",
+            "policy-unavailable",
+            action,
+        )
+    raise _refuse(
+        session,
+        principal,
+        req,
+        Conflict,
+        "Policy changed",
+        f"the datasets' policies changed since this request was checked ({drift}), so its checks "
+        "and its number of required reviews are not the rules in force: it cannot be approved. "
+        "Reject it; the requester can ask again, and the files are checked under the current rules",
+        "policy-changed",
+        action,
+    )
+
+
 def cast_vote(
-    session: Session, principal: Principal, request_id: str, *, vote: str, comment: str = ""
+    session: Session,
+    principal: Principal,
+    request_id: str,
+    *,
+    vote: str,
+    comment: str = "",
+    policies_dir: Path,
 ) -> EgressRequest:
-    """One blind vote by a DAC member; the last required vote decides the request."""
+    """One blind vote by a DAC member; the last required vote decides the request.
+
+    ``policies_dir`` is where the policies in force are read: an approval is refused while
+    they differ from those the request was checked under (`_rules_still_in_force`)."""
     if vote not in VOTES:
         raise Unprocessable("vote must be 'approve' or 'reject'", slug="invalid-vote")
     if not principal.has("dac"):
@@ -532,6 +599,8 @@ def cast_vote(
         raise Conflict(
             "you have already voted on this request; votes cannot be changed", slug="already-voted"
         )
+    if vote == Vote.approve:
+        _rules_still_in_force(session, principal, req, policies_dir, "egress.vote_refused")
 
     req.reviews.append(
         Review(
@@ -573,9 +642,16 @@ def cast_vote(
 
 
 def resolve(
-    session: Session, principal: Principal, request_id: str, *, decision: str, comment: str
+    session: Session,
+    principal: Principal,
+    request_id: str,
+    *,
+    decision: str,
+    comment: str,
+    policies_dir: Path,
 ) -> EgressRequest:
-    """Settle a conflicted request: a DAC member who did not vote, or an admin."""
+    """Settle a conflicted request: a DAC member who did not vote, or an admin (an approval
+    only under the policies the request was checked under, as for a vote)."""
     if decision not in VOTES:
         raise Unprocessable("decision must be 'approve' or 'reject'", slug="invalid-vote")
     if not principal.has("dac", "admin"):
@@ -610,6 +686,8 @@ def resolve(
             "resolver-voted",
             "egress.resolution_refused",
         )
+    if decision == Vote.approve:
+        _rules_still_in_force(session, principal, req, policies_dir, "egress.resolution_refused")
     req.reviews.append(
         Review(
             reviewer_id=principal.user_id,
