@@ -63,6 +63,10 @@ class ResolutionBody(In):
     comment: str = Field(min_length=1, max_length=10_000)
 
 
+class WithdrawalBody(In):
+    reason: str = Field(default="", max_length=2_000)
+
+
 @router.post("/requests", status_code=201, response_model=EgressRequestOut)
 def create(
     body: CreateRequest,
@@ -167,6 +171,17 @@ def resolution(
         policies_dir=settings.resolved_policies_dir,
     )
     return workflow.request_view(session, req, principal, keys_dir=settings.keys_dir)
+
+
+@router.post("/requests/{request_id}/withdrawal", status_code=201, response_model=EgressRequestOut)
+def withdrawal(
+    request_id: str, body: WithdrawalBody, principal: Researcher, session: DbSession, settings: AppSettings
+) -> dict[str, Any]:
+    """The requester withdraws an open request (final; votes cast so far stay blind)."""
+    req = workflow.withdraw(session, principal, request_id, reason=body.reason)
+    return workflow.request_view(
+        session, req, principal, _names(session, settings, principal, req.job_id), keys_dir=settings.keys_dir
+    )
 
 
 @router.get("/requests/{request_id}/disclosure", response_model=DisclosureRecord)

@@ -62,6 +62,7 @@ VOTES = tuple(v.value for v in Vote)
 OPEN_STATES = tuple(s.value for s in OPEN_EGRESS_STATES)
 FINAL_STATES = tuple(s.value for s in FINAL_EGRESS_STATES)
 MAX_FILES = 1000
+MAX_WITHDRAW_REASON = 2000
 
 
 # ---------------------------------------------------------------------------- look-ups
@@ -432,11 +433,13 @@ def _record_checks(session: Session, req: EgressRequest) -> None:
     _audit(session, "system", "egress.checked", req, state=req.state, outcome=overall)
 
 
-def _finalise(session: Session, req: EgressRequest, actor: str) -> None:
+def _finalise(
+    session: Session, req: EgressRequest, actor: str, withdrawal: dict[str, Any] | None = None
+) -> None:
     """Write the disclosure record of a final state and bind it into the audit log."""
     session.flush()
     session.refresh(req, attribute_names=["reviews"])
-    record = build_record(req)
+    record = build_record(req, withdrawal)
     req.disclosure_record = record
     approved = req.state == EgressState.approved
     action = "egress.released" if approved else "egress.closed"
@@ -712,6 +715,47 @@ def resolve(
     return req
 
 
+def withdraw(session: Session, principal: Principal, request_id: str, *, reason: str = "") -> EgressRequest:
+    """The requester takes back an open request (awaiting review or conflicted): a file named
+    by mistake, a wrong version. Final: the request can no longer be voted on, resolved or
+    downloaded, and its disclosure record says who withdrew it and why.
+
+    Only the researcher who made it, while still a member of its project (a colleague, a DAC
+    member or an admin cannot: a reviewer ends a request by rejecting it). The row is locked
+    like a vote's, so a withdrawal racing the last vote or a resolution loses or wins whole:
+    one of them finds the request closed. Votes cast before the withdrawal stay blind for
+    good (`disclosure.build_record`): withdrawing must not reveal how a reviewer voted."""
+    if len(reason) > MAX_WITHDRAW_REASON:
+        raise Unprocessable(f"a reason has at most {MAX_WITHDRAW_REASON} characters", slug="reason-too-long")
+    req = visible_request(session, request_id, principal, lock=True)
+    if (
+        principal.user_id != req.requested_by
+        or not principal.has("researcher")
+        or not is_member(session, req.project_id, principal.user_id)
+    ):
+        raise _refuse(
+            session,
+            principal,
+            req,
+            Forbidden,
+            "Not your request",
+            "only the researcher who made this request, while a member of its project, can withdraw it",
+            "not-the-requester",
+            "egress.withdraw_refused",
+        )
+    if req.state not in (EgressState.awaiting_review, EgressState.conflicted):
+        raise Conflict(
+            f"this request is {req.state}; only a request awaiting review or a resolution can be withdrawn",
+            slug="not-withdrawable",
+        )
+    _move(req, EgressState.withdrawn)
+    req.decided_at = utcnow()
+    votes_in = len(review_votes(req))
+    _audit(session, principal.user_id, "egress.withdrawn", req, reason=reason.strip(), votes_in=votes_in)
+    _finalise(session, req, principal.user_id, {"by": principal.user_id, "reason": reason.strip()})
+    return req
+
+
 # ---------------------------------------------------------------------------- release
 
 
@@ -871,7 +915,8 @@ def request_view(
     of its SHA-256 (`tre.jobs.output_handles`); from approval on, the real hash.
     """
     votes = review_votes(req)
-    revealed = req.state not in (EgressState.checking, EgressState.awaiting_review)
+    # A withdrawn request's votes were never all in: blind for good (see `withdraw`).
+    revealed = req.state not in (EgressState.checking, EgressState.awaiting_review, EgressState.withdrawn)
     mine = next((r for r in votes if r.reviewer_id == principal.user_id), None)
     conflicted_reason = _reviewer_conflicts(session, req, principal, facts)
     resolution = next((r for r in req.reviews if r.stage == ReviewStage.resolution), None)

@@ -71,6 +71,7 @@ QUEUE_FILTERS = {
     "approved": ("approved",),
     "rejected": ("rejected",),
     "blocked": ("blocked",),
+    "withdrawn": ("withdrawn",),
     "all": (),
 }
 

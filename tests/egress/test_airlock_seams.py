@@ -243,3 +243,175 @@ def test_the_session_cookie_outlives_its_token_so_the_expiry_can_be_named(
         cookie = next(h for h in r.headers.get_list("set-cookie") if h.startswith("tre_panel_token="))
         max_age = int(re.search(r"Max-Age=(\d+)", cookie, re.I).group(1))  # type: ignore[union-attr]
         assert max_age > 600
+
+
+# ---------------------------------------------------------------------------- withdrawal
+
+
+def withdraw(factory, rid: str, user: str, *roles: str, reason: str = "wrong file"):  # type: ignore[no-untyped-def]
+    with factory() as s:
+        try:
+            req = workflow.withdraw(s, who(user, *(roles or ("researcher",))), rid, reason=reason)
+            s.commit()
+            return req.state
+        except TreError as exc:
+            if exc.audited:
+                s.commit()
+            raise
+
+
+def test_the_requester_withdraws_after_one_vote_and_the_vote_stays_blind(factory, esettings, world) -> None:
+    rid = request_all(factory, esettings, world)
+    assert vote(factory, esettings, rid, "dana", "reject") == "awaiting_review"
+    assert withdraw(factory, rid, world.researcher, reason="named the wrong table") == "withdrawn"
+    with factory() as s:
+        req = workflow.load_request(s, rid)
+        mine = workflow.request_view(s, req, who(world.researcher, "researcher"), keys_dir=esettings.keys_dir)
+        assert mine["state"] == "withdrawn" and not mine["votes_revealed"] and mine["votes"] == []
+        assert mine["votes_in"] == 1 and not mine["can_download"]
+        other = workflow.request_view(s, req, who("dave", "dac"), keys_dir=esettings.keys_dir)
+        assert other["votes"] == [] and other["my_vote"] is None and not other["can_vote"]
+        record = req.disclosure_record
+        assert record is not None and record["outcome"] == "withdrawn" and record["released"] is False
+        assert record["decided_by"] == "requester" and record["votes_in"] == 1
+        assert record["decisions"] == [] and record["reviewers"] == []  # how dana voted stays hidden
+        assert record["withdrawal"]["by"] == world.researcher
+        assert record["withdrawal"]["reason"] == "named the wrong table" and record["withdrawal"]["at"]
+    (event,) = audited(factory, "egress.withdrawn")
+    assert event["request_id"] == rid and event["votes_in"] == 1
+    # Final: no vote, no resolution, no second withdrawal, no download.
+    with pytest.raises(TreError) as closed:
+        vote(factory, esettings, rid, "dave", "approve")
+    assert closed.value.slug == "voting-closed"
+    with pytest.raises(TreError) as again:
+        withdraw(factory, rid, world.researcher)
+    assert again.value.status == 409 and again.value.slug == "not-withdrawable"
+    with pytest.raises(TreError) as dl, factory() as s:
+        workflow.open_release_file(s, esettings, who(world.researcher, "researcher"), rid, 1)
+    assert dl.value.slug == "not-approved"
+
+
+def test_only_the_requester_still_in_the_project_may_withdraw(factory, esettings, world) -> None:
+    from tre.store.models import ProjectMember, User, UserRole
+
+    rid = request_all(factory, esettings, world)
+    with factory.begin() as s:
+        s.add(User(id="carol", display_name="carol", roles=[UserRole(role="researcher")]))
+        s.flush()
+        s.add(ProjectMember(project_id=world.project_id, user_id="carol"))
+    for user, roles, slug in [
+        ("carol", ("researcher",), "not-the-requester"),  # a colleague in the same project
+        ("dana", ("dac",), "not-the-requester"),  # a reviewer ends a request by rejecting it
+        (world.admin, ("admin",), "not-the-requester"),
+        (world.researcher, ("dac",), "not-the-requester"),  # the requester without the role
+    ]:
+        with pytest.raises(TreError) as err:
+            withdraw(factory, rid, user, *roles)
+        assert (err.value.status, err.value.slug) == (403, slug), user
+    with pytest.raises(TreError) as outsider:
+        withdraw(factory, rid, world.outsider)  # another project: the request does not exist
+    assert outsider.value.status == 404
+    with factory.begin() as s:
+        row = s.get(ProjectMember, (world.project_id, world.researcher))
+        assert row is not None
+        s.delete(row)
+    with pytest.raises(TreError) as removed:
+        withdraw(factory, rid, world.researcher)
+    assert removed.value.status == 404  # removed from the project: its requests are not theirs to see
+    assert len(audited(factory, "egress.withdraw_refused")) == 4
+    with factory() as s:
+        assert workflow.load_request(s, rid).state == "awaiting_review"
+
+
+def test_decided_requests_cannot_be_withdrawn_but_a_conflicted_one_can(factory, esettings, world) -> None:
+    rid = request_all(factory, esettings, world)
+    vote(factory, esettings, rid, "dana", "approve")
+    assert vote(factory, esettings, rid, "dave", "approve") == "approved"
+    with pytest.raises(TreError) as err:
+        withdraw(factory, rid, world.researcher)
+    assert err.value.slug == "not-withdrawable"
+    rid2 = request_all(factory, esettings, world)
+    vote(factory, esettings, rid2, "dana", "approve")
+    assert vote(factory, esettings, rid2, "dave", "reject") == "conflicted"
+    assert withdraw(factory, rid2, world.researcher) == "withdrawn"
+    with pytest.raises(TreError) as res, factory.begin() as s:
+        workflow.resolve(
+            s,
+            who("dora", "dac"),
+            rid2,
+            decision="approve",
+            comment="ok",
+            policies_dir=esettings.resolved_policies_dir,
+        )
+    assert res.value.slug == "not-conflicted"
+
+
+def test_a_withdrawal_racing_the_last_vote_decides_once(factory, esettings, world) -> None:
+    """Both lock the request row: one wins whole, the other finds it closed."""
+    import threading
+
+    outcomes: list[tuple[str, str]] = []
+    for _ in range(3):
+        rid = request_all(factory, esettings, world)
+        vote(factory, esettings, rid, "dana", "approve")
+        barrier = threading.Barrier(2)
+        errors: dict[str, str] = {}
+
+        def run(name: str, act, rid: str = rid, barrier=barrier, errors=errors) -> None:  # type: ignore[no-untyped-def]
+            barrier.wait()
+            try:
+                act(rid)
+            except TreError as exc:
+                errors[name] = exc.slug
+
+        threads = [
+            threading.Thread(
+                target=run, args=("vote", lambda r: vote(factory, esettings, r, "dave", "approve"))
+            ),
+            threading.Thread(target=run, args=("withdraw", lambda r: withdraw(factory, r, world.researcher))),
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        with factory() as s:
+            req = workflow.load_request(s, rid)
+            if req.state == "approved":
+                assert errors == {"withdraw": "not-withdrawable"}
+                assert len(workflow.review_votes(req)) == 2
+            else:
+                assert req.state == "withdrawn" and errors == {"vote": "voting-closed"}
+                assert len(workflow.review_votes(req)) == 1
+            outcomes.append((req.state, str(req.disclosure_record["outcome"])))  # type: ignore[index]
+    assert all(state == outcome for state, outcome in outcomes)
+
+
+def test_withdrawal_through_the_api_cli_and_the_panel(app, esettings, sworld, token_for, monkeypatch) -> None:
+    panel_app = with_egress_routes(app)
+    researcher = {"Authorization": f"Bearer {token_for(sworld.researcher, 'researcher')}"}
+    with TestClient(panel_app) as c:
+        r = c.post(
+            BASE,
+            headers=researcher,
+            json={"job_id": sworld.job_id, "files": list(sworld.outputs), "justification": "paper"},
+        )
+        rid = r.json()["id"]
+        dac = {"Authorization": f"Bearer {token_for('dana', 'dac')}"}
+        assert c.post(f"{BASE}/{rid}/withdrawal", headers=dac, json={}).status_code == 403
+        r = c.post(f"{BASE}/{rid}/withdrawal", headers=researcher, json={"reason": "x" * 2001})
+        assert r.status_code == 422
+        r = c.post(f"{BASE}/{rid}/withdrawal", headers=researcher, json={"reason": "wrong file"})
+        assert r.status_code == 201 and r.json()["state"] == "withdrawn", r.text
+        r = c.post(f"{BASE}/{rid}/withdrawal", headers=researcher, json={})
+        assert r.status_code == 409 and r.json()["type"] == "urn:tre:problem:not-withdrawable"
+        listed = c.get(BASE, headers=researcher, params={"state": "withdrawn"}).json()
+        assert [x["id"] for x in listed] == [rid]
+        record = c.get(f"{BASE}/{rid}/disclosure", headers=researcher).json()
+        assert record["outcome"] == "withdrawn" and record["withdrawal"]["reason"] == "wrong file"
+        # Nothing was released: the requester's copy keeps keyed hashes and rounded sizes.
+        assert record["hashes_keyed"] is True and all(f["size_rounded"] for f in record["files"])
+        login(c, token_for("dave", "dac"))
+        queue = c.get("/panel/?show=withdrawn").text
+        assert rid in queue
+        page = c.get(f"/panel/requests/{rid}").text
+        assert 'id="withdrawn"' in page and 'id="vote-form"' not in page

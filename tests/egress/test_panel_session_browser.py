@@ -58,3 +58,32 @@ def test_an_expired_session_is_visible_and_the_lost_vote_named(
     )
     assert r.json()["votes_in"] == 0
     context.close()
+
+
+def test_the_back_button_after_sign_out_shows_no_review_page(browser, live, db, esettings, token_for) -> None:
+    """A reviewer signs out on a shared workstation; the next person presses Back: the request
+    page (file names, findings) must not come back from the browser's caches."""
+    with db.begin() as s:
+        world = seed_world(s, esettings, {"tables/summary.csv": b"group,count\nnodule,120\nno_nodule,340\n"})
+    resp = httpx.post(
+        f"{live.url}/api/v1/egress/requests",
+        headers={"Authorization": f"Bearer {token_for(world.researcher, 'researcher')}"},
+        json={"job_id": world.job_id, "files": ["tables/summary.csv"], "justification": "Secret-ish counts"},
+        timeout=30.0,
+    )
+    rid = resp.json()["id"]
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(f"{live.url}/panel/login")
+    page.fill("#token", token_for("dana", "dac"))
+    page.click("#sign-in")
+    page.wait_for_url(f"{live.url}/panel/")
+    page.goto(f"{live.url}/panel/requests/{rid}")
+    assert "Secret-ish counts" in page.content()
+    page.click("header form button[type=submit]")  # Sign out
+    page.wait_for_url(f"{live.url}/panel/login")
+    page.go_back()
+    page.wait_for_load_state()
+    assert "Secret-ish counts" not in page.content() and "tables/summary.csv" not in page.content()
+    assert page.url.split("?")[0].endswith("/panel/login")
+    context.close()
