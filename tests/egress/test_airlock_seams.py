@@ -415,3 +415,52 @@ def test_withdrawal_through_the_api_cli_and_the_panel(app, esettings, sworld, to
         assert rid in queue
         page = c.get(f"/panel/requests/{rid}").text
         assert 'id="withdrawn"' in page and 'id="vote-form"' not in page
+
+
+# ---------------------------------------------------------------------------- contradictory policy files
+
+
+@pytest.mark.parametrize(
+    ("text", "field"),
+    [
+        # The second key silently won: a reader of the file saw 3 reviews, the airlock used 1.
+        ("required_reviews: 3\nrequired_reviews: 1\n", "required_reviews"),
+        ("text:\n  identifier_action: block\n  identifier_action: allow\n", "text.identifier_action"),
+        ("sdc:\n  threshold: 10\nsdc:\n  threshold: 1\n", "sdc"),
+    ],
+    ids=["top-level", "nested", "whole-section"],
+)
+def test_a_policy_naming_a_key_twice_is_refused(text: str, field: str) -> None:
+    from tre.policy import PolicyError, parse_policy
+
+    with pytest.raises(PolicyError) as err:
+        parse_policy(f"name: t\nversion: '1'\n{text}", "t.yaml", expected_name="t")
+    assert "more than once" in err.value.reason and err.value.field == field
+    assert err.value.line is not None and err.value.line > 3
+
+
+@pytest.mark.parametrize(
+    ("text", "field"),
+    [
+        # YAML 1.1 reads yes/no/on/off/true as booleans, and a boolean passed as a number: a
+        # threshold of `yes` was 1 (no small-cell suppression at all), `required_reviews: on` 1.
+        ("sdc:\n  threshold: yes\n", "sdc.threshold"),
+        ("required_reviews: on\n", "required_reviews"),
+        ("files:\n  max_files: true\n", "files.max_files"),
+        ("image:\n  max_width: no\n", "image.max_width"),
+    ],
+)
+def test_a_boolean_where_a_policy_wants_a_number_is_refused(text: str, field: str) -> None:
+    from tre.policy import PolicyError, parse_policy
+
+    with pytest.raises(PolicyError) as err:
+        parse_policy(f"name: t\nversion: '1'\n{text}", "t.yaml", expected_name="t")
+    assert err.value.field == field and "number" in err.value.reason
+
+
+def test_the_shipped_policies_still_load() -> None:
+    from pathlib import Path
+
+    from tre.policy import load_all
+
+    assert {"default", "lidc-demo"} <= set(load_all(Path(__file__).resolve().parents[2] / "policies"))
