@@ -464,3 +464,49 @@ def test_the_shipped_policies_still_load() -> None:
     from tre.policy import load_all
 
     assert {"default", "lidc-demo"} <= set(load_all(Path(__file__).resolve().parents[2] / "policies"))
+
+
+def test_two_resolutions_at_the_same_moment_settle_once(factory, esettings, world) -> None:
+    """Two DAC members (or a member and an admin) resolve one conflict at the same moment:
+    one resolution is recorded, the other finds the request no longer conflicted."""
+    import threading
+
+    rid = request_all(factory, esettings, world)
+    vote(factory, esettings, rid, "dana", "approve")
+    assert vote(factory, esettings, rid, "dave", "reject") == "conflicted"
+    barrier = threading.Barrier(2)
+    errors: list[str] = []
+
+    def settle(user: str, roles: tuple[str, ...], decision: str) -> None:
+        barrier.wait()
+        try:
+            with factory.begin() as s:
+                workflow.resolve(
+                    s,
+                    who(user, *roles),
+                    rid,
+                    decision=decision,
+                    comment=f"{user} settles",
+                    policies_dir=esettings.resolved_policies_dir,
+                )
+        except TreError as exc:
+            errors.append(exc.slug)
+
+    threads = [
+        threading.Thread(target=settle, args=("dora", ("dac",), "approve")),
+        threading.Thread(target=settle, args=(world.admin, ("admin",), "reject")),
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert errors == ["not-conflicted"]
+    with factory() as s:
+        req = workflow.load_request(s, rid)
+        resolutions = [r for r in req.reviews if r.stage == "resolution"]
+        assert (
+            len(resolutions) == 1
+            and req.state == {"approve": "approved", "reject": "rejected"}[resolutions[0].vote]
+        )
+        assert req.disclosure_record is not None and req.disclosure_record["outcome"] == req.state
+    assert len(audited(factory, "egress.resolved")) == 1
