@@ -36,7 +36,14 @@ from egress_review.staging import (
     open_verified,
     output_file,
 )
-from tre.access import STAFF_ROLES, can_see_egress, is_member, sees_raw_output_names, user_project_ids
+from tre.access import (
+    STAFF_ROLES,
+    can_see_egress,
+    former_project_ids,
+    is_member,
+    sees_raw_output_names,
+    user_project_ids,
+)
 from tre.audit import AuditEvent, record_event, record_events
 from tre.auth.principal import Principal
 from tre.config import Settings
@@ -464,13 +471,18 @@ class ViewerFacts:
 
     member_of: frozenset[str]
     jobs: dict[str, Job]
+    former_member_of: frozenset[str] = frozenset()
 
 
 def viewer_facts(session: Session, reqs: list[EgressRequest], principal: Principal) -> ViewerFacts:
     """Two statements for a list of requests instead of two per request (the queue's N+1)."""
     job_ids = {r.job_id for r in reqs}
     jobs = {j.id: j for j in session.scalars(select(Job).where(Job.id.in_(job_ids)))} if job_ids else {}
-    return ViewerFacts(frozenset(user_project_ids(session, principal.user_id)), jobs)
+    return ViewerFacts(
+        frozenset(user_project_ids(session, principal.user_id)),
+        jobs,
+        former_project_ids(session, principal.user_id),
+    )
 
 
 def _member(session: Session, project_id: str, user_id: str, facts: ViewerFacts | None) -> bool:
@@ -489,6 +501,12 @@ def _reviewer_conflicts(
         return (
             f"you are a member of project {req.project_id}; releases are reviewed by DAC members "
             "independent of the project"
+        )
+    former = facts.former_member_of if facts is not None else former_project_ids(session, principal.user_id)
+    if req.project_id in former:
+        return (
+            f"you were a member of project {req.project_id}; releases are reviewed by DAC members "
+            "independent of the project, also after leaving it"
         )
     return None
 

@@ -510,3 +510,37 @@ def test_two_resolutions_at_the_same_moment_settle_once(factory, esettings, worl
         )
         assert req.disclosure_record is not None and req.disclosure_record["outcome"] == req.state
     assert len(audited(factory, "egress.resolved")) == 1
+
+
+# ---------------------------------------------------------------------------- former members
+
+
+def test_a_dac_member_removed_from_the_project_still_may_not_review_it(factory, esettings, world) -> None:
+    """A researcher of the project who also holds the DAC role was conflicted while a member;
+    removed from the project (the day before the vote), they reviewed their former
+    colleagues' release as though independent."""
+    from tre import registry
+
+    with factory.begin() as s:
+        registry.add_member(s, world.admin, world.project_id, "dora")
+    rid = request_all(factory, esettings, world)
+    with factory.begin() as s:
+        registry.remove_member(s, world.admin, world.project_id, "dora")
+    err = refused(factory, esettings, rid, "dora", "approve")
+    assert (err.status, err.slug) == (403, "self-review") and "were a member" in err.detail
+    with factory() as s:
+        req = workflow.load_request(s, rid)
+        view = workflow.request_view(s, req, who("dora", "dac"), keys_dir=esettings.keys_dir)
+        assert not view["can_vote"]
+        # The queue's batched facts say the same as the one-request look-up.
+        facts = workflow.viewer_facts(s, [req], who("dora", "dac"))
+        assert workflow.review_conflict(s, req, who("dora", "dac")) is not None
+        assert not workflow.request_view(
+            s, req, who("dora", "dac"), keys_dir=esettings.keys_dir, facts=facts
+        )["can_vote"]
+        with pytest.raises(TreError) as preview:
+            workflow.open_for_review(s, esettings, who("dora", "dac"), rid, req.files[0].id)
+        assert preview.value.slug == "conflicted-reviewer"
+    # Reviewers who never were members are unaffected.
+    assert vote(factory, esettings, rid, "dana", "approve") == "awaiting_review"
+    assert vote(factory, esettings, rid, "dave", "approve") == "approved"
