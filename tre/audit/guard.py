@@ -275,7 +275,7 @@ def check_signed_tip(session: Session, signer: AuditSigner, size: int, frontier:
             f"the stored tree of {size} entries is not covered by a checkpoint the log signed "
             f"(the newest covers {cp.tree_size}): entries were added to the database behind the log's back"
         )
-    if not set(signed_by) & set(signer.signing_keys) and not _is_last_signed(signer, cp):
+    if not set(signed_by) & set(signer.signing_keys) and not is_last_signed(signer, cp):
         # A retired key (kept for verifying history, perhaps rotated out because it leaked)
         # must not vouch for a new tip: only a key that signs now, or the very checkpoint this
         # log last signed before its key rotated (the pin, kept beside the key).
@@ -285,7 +285,7 @@ def check_signed_tip(session: Session, signer: AuditSigner, size: int, frontier:
         )
 
 
-def _is_last_signed(signer: AuditSigner, cp: Checkpoint) -> bool:
+def is_last_signed(signer: AuditSigner, cp: Checkpoint) -> bool:
     """Whether ``cp`` is the checkpoint kept beside the key (or committed by this process):
     same signed text, whatever cosignatures witnesses added to the stored copy since."""
 
