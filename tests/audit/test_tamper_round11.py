@@ -9,20 +9,37 @@ which of the documented procedures catch it.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
-from sqlalchemy import Engine, select
+import pytest
+from sqlalchemy import Engine, func, select
+from typer.testing import CliRunner
 
-from tests.audit.test_server_guard import append_one, build
+from tests.audit.conftest import export_bytes
+from tests.audit.test_cli import live, seed  # noqa: F401, F811 - `live` is a fixture
+from tests.audit.test_server_guard import append_one, build, rebuild_state
 from tests.audit.test_tamper_round10 import forge_tail
+from tests.audit.test_witness import Served, append, make_witness
+from tre.audit import checkpoint
 from tre.audit.check import check_log
 from tre.audit.merkle import Frontier
-from tre.audit.note import TIMESTAMP_EXT, Checkpoint
+from tre.audit.note import TIMESTAMP_EXT, Checkpoint, cosignatures, open_checkpoint
 from tre.audit.signing import AuditSigner, get_signer, rotate_key
+from tre.audit.verify import Policy, verify_bundle
+from tre.audit.witness_server import WitnessError, encode_request
+from tre.audit.witnessing import add_witness, witness_latest
+from tre.cli.audit import app as audit_app
+from tre.cli.client import CliError
 from tre.config import Settings
-from tre.store.db import session_scope
+from tre.store.db import session_factory, session_scope
 from tre.store.models import AuditCheckpoint, AuditEntry
+
+runner = CliRunner()
 
 
 def _frontier(engine: Engine) -> Frontier:
@@ -72,3 +89,190 @@ def test_check_accepts_the_last_checkpoint_the_old_key_signed(log_engine: Engine
     with session_scope(log_engine) as s:
         _, problems = check_log(s, signer)
     assert problems == []
+
+
+# --- A rollback by an admin who holds the signing key ------------------------------------
+
+
+def roll_back(engine: Engine, keys_dir: Path, size: int) -> None:
+    """What an admin with the database, the state folder and the key does to hide entries
+    [size, ...): restore the tables to `size` (a backup, or deletes), put the checkpoint of that
+    size back beside the key, rewind the witness state file, restart the server."""
+    from sqlalchemy import delete
+
+    from tre.audit import guard
+    from tre.audit.guard import PIN_FILE
+    from tre.audit.witnessing import WITNESS_STATE_FILE
+
+    with session_scope(engine) as s:
+        s.execute(delete(AuditEntry).where(AuditEntry.idx >= size))
+        s.execute(delete(AuditCheckpoint).where(AuditCheckpoint.tree_size > size))
+        note = s.scalar(
+            select(AuditCheckpoint.note)
+            .where(AuditCheckpoint.tree_size == size)
+            .order_by(AuditCheckpoint.id.desc())
+            .limit(1)
+        )
+    assert note is not None
+    rebuild_state(engine)
+    (keys_dir / PIN_FILE).write_text(note)
+    state = keys_dir / WITNESS_STATE_FILE
+    if state.exists():
+        state.write_text(json.dumps({k: min(v, size) for k, v in json.loads(state.read_text()).items()}))
+    with guard._pin_lock:  # a restarted server process remembers nothing
+        guard._committed_here.clear()
+        guard._tip_cache.clear()
+    guard._pin_cache.clear()
+
+
+def witness_policy(signer: AuditSigner, served: list[Served], quorum: int, urls: bool = True) -> str:
+    lines = [f"log {signer.verifier_key.encode()}"]
+    lines += [f"witness {w.witness.public_key.encode()}" + (f" {w.url}" if urls else "") for w in served]
+    return "\n".join([*lines, f"quorum {quorum}", ""])
+
+
+@pytest.fixture
+def two_witnesses(settings: Settings, signer: AuditSigner, tmp_path: Path) -> Iterator[list[Served]]:
+    served = [Served(make_witness(tmp_path, n, signer)) for n in ("dpo.hospital-a.example", "dpo.b.example")]
+    for w in served:
+        add_witness(settings.keys_dir, w.url, w.witness.public_key.encode())
+    yield served
+    for w in served:
+        w.stop()
+
+
+@pytest.mark.parametrize("then_append", [0, 4])
+def test_a_rollback_with_the_key_is_caught_by_the_witnesses_checkpoints(
+    log_engine: Engine,
+    settings: Settings,
+    signer: AuditSigner,
+    two_witnesses: list[Served],
+    tmp_path: Path,
+    then_append: int,
+) -> None:
+    """The admin holds the key: the rolled-back log (and a fork grown on it, signed with the
+    real key) verifies under a witness policy, because the bundle still ends at checkpoints the
+    witnesses cosigned before. The witnesses remember the larger tree; `tre audit verify
+    --policy` fetches what each cosigned and the bundle must contain it."""
+    new = session_factory(log_engine)
+    append(log_engine, 3)
+    assert [o.status for o in witness_latest(new, signer)] == ["cosigned", "cosigned"]
+    append(log_engine, 3, "hidden")
+    assert [o.status for o in witness_latest(new, signer)] == ["cosigned", "cosigned"]
+    size_hidden = two_witnesses[0].witness.latest(signer.name).split("\n")[1]
+
+    roll_back(log_engine, settings.keys_dir, 3)
+    append(log_engine, then_append, "fork", signer=get_signer(settings.keys_dir))
+    with session_scope(log_engine) as s:
+        checkpoint(s, max_age_s=0)  # a fresh signature, as the API's /checkpoint gives
+    outcomes = witness_latest(new, signer)
+    # They refuse: a witness that saw 6 entries never cosigns 3 (409, its size is larger),
+    # nor a tree of 7 that does not extend its 6 (422).
+    assert [o.status for o in outcomes] == ["conflict" if then_append == 0 else "refused"] * 2, outcomes
+
+    data = export_bytes(log_engine, signer)
+    bundle = tmp_path / "rolled-back.jsonl"
+    bundle.write_bytes(data)
+    pol_file = tmp_path / "witnesses.policy"
+    pol_file.write_text(witness_policy(signer, two_witnesses, 2))
+    pol = Policy.parse(pol_file.read_text())
+    if then_append == 0:
+        # The gap: the witnesses' cosigned checkpoint of size 3 is still in the bundle.
+        assert verify_bundle(data, signer.verifier_key, policy=pol).ok
+    res = runner.invoke(audit_app, ["verify", str(bundle), "--policy", str(pol_file)])
+    assert res.exit_code == 1, res.output
+    assert isinstance(res.exception, CliError)
+    expected = "log truncated" if then_append == 0 else "fork"
+    assert expected in str(res.exception) + res.output, (res.output, size_hidden)
+    # Offline (no witness fetched), the same bundle passes: the fetch is what catches it.
+    offline = runner.invoke(audit_app, ["verify", str(bundle), "--policy", str(pol_file), "--offline"])
+    assert (offline.exit_code == 0) == (then_append == 0), offline.output
+
+
+def test_witness_serves_what_it_cosigned_and_nothing_a_submitter_added(
+    signer: AuditSigner, tmp_path: Path
+) -> None:
+    w = make_witness(tmp_path, "dpo.example", signer)
+    with pytest.raises(WitnessError) as e:
+        w.latest(signer.name)
+    assert e.value.status == 404
+    note = signer.sign(Checkpoint(signer.name, 0, hashlib.sha256(b"").digest(), ()))
+    junk = f"\u2014 someone {base64.b64encode(b'x' * 68).decode()}\n"
+    line = w.add_checkpoint(encode_request(0, [], note + junk))
+    served = w.latest(signer.name)
+    assert served == note + line and "someone" not in served
+    assert cosignatures(served, [w.public_key]) and open_checkpoint(served, signer.verifier_key)
+
+
+def test_checkpoint_with_a_policy_catches_a_rollback_on_a_live_server(
+    live: str,  # noqa: F811 - the fixture
+    engine: Engine,
+    settings: Settings,
+    signer: AuditSigner,
+    two_witnesses: list[Served],
+    tmp_path: Path,
+) -> None:
+    """`tre audit checkpoint --policy` against the real API: an auditor with no pin yet (a new
+    one, or one whose pin is older than the hidden entries) sees the rolled-back log as
+    consistent; the policy's witnesses' checkpoints make the same command fail."""
+    new = session_factory(engine)
+    assert [o.status for o in witness_latest(new, signer)] == ["cosigned", "cosigned"]
+    with session_scope(engine) as s:
+        kept = int(s.scalar(select(func.count(AuditEntry.idx))) or 0)
+    seed(engine, 10, actor="carol")  # what the admin will hide
+    assert [o.status for o in witness_latest(new, signer)] == ["cosigned", "cosigned"]
+    pol_file = tmp_path / "witnesses.policy"
+    pol_file.write_text(witness_policy(signer, two_witnesses, 2))
+    key = signer.verifier_key.encode()
+    ok = runner.invoke(audit_app, ["checkpoint", "--key", key, "--policy", str(pol_file)])
+    assert ok.exit_code == 0, ok.output
+    for name in ("checkpoint.note", "log.vkey"):  # a new auditor from here on: no pin of their own
+        (settings.home / "audit" / name).unlink()
+
+    roll_back(engine, settings.keys_dir, kept)
+    res = runner.invoke(audit_app, ["checkpoint", "--key", key, "--policy", str(pol_file)])
+    assert isinstance(res.exception, CliError), res.output
+    assert "ROLLBACK" in str(res.exception) or "FORK" in str(res.exception), res.exception
+    assert not (settings.home / "audit" / "checkpoint.note").exists()  # nothing pinned
+    # Without the witnesses' checkpoints the same auditor accepts the rolled-back log.
+    blind = runner.invoke(audit_app, ["checkpoint", "--key", key])
+    assert blind.exit_code == 0 and "first pin" in blind.output, blind.output
+
+
+def test_a_witness_that_does_not_answer_with_its_own_cosignature_fails_the_check(
+    log_engine: Engine, settings: Settings, signer: AuditSigner, two_witnesses: list[Served], tmp_path: Path
+) -> None:
+    """The witness URL answers with another witness's checkpoint (a server in the middle, or a
+    malicious witness), or nobody listens: fewer valid answers than the quorum is an error, not
+    a silent skip that would hide a rollback again."""
+    from tests.ports import free_port
+
+    append(log_engine, 2)
+    witness_latest(session_factory(log_engine), signer)
+    bundle = tmp_path / "b.jsonl"
+    bundle.write_bytes(export_bytes(log_engine, signer))
+    a, b = two_witnesses
+    pol_file = tmp_path / "p.policy"
+    for url in (b.url, f"http://127.0.0.1:{free_port()}", f"{a.url}/nowhere"):
+        pol_file.write_text(
+            f"log {signer.verifier_key.encode()}\nwitness {a.witness.public_key.encode()} {url}\nquorum 1\n"
+        )
+        res = runner.invoke(audit_app, ["verify", str(bundle), "--policy", str(pol_file), "--no-pinned"])
+        assert isinstance(res.exception, CliError), res.output
+        assert "cannot rule out a rollback" in str(res.exception)
+    pol_file.write_text(
+        f"log {signer.verifier_key.encode()}\nwitness {a.witness.public_key.encode()} {a.url}\nquorum 1\n"
+    )
+    res = runner.invoke(audit_app, ["verify", str(bundle), "--policy", str(pol_file), "--no-pinned"])
+    assert res.exit_code == 0, res.output
+
+
+@pytest.mark.parametrize(
+    "url", ["ftp://w.example", "http://", "http://w.example/?x=1", "javascript:alert(1)", "http://w .example"]
+)
+def test_a_policy_witness_url_is_http_and_plain(signer: AuditSigner, url: str) -> None:
+    from tre.audit.note import NoteError, WitnessKey
+
+    w = WitnessKey("w.example", b"\x01" * 32).encode()
+    with pytest.raises(NoteError, match="witness URL"):
+        Policy.parse(f"log {signer.verifier_key.encode()}\nwitness {w} {url}\n")
