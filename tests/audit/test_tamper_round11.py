@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 from tests.audit.conftest import export_bytes
 from tests.audit.test_cli import live, seed  # noqa: F401, F811 - `live` is a fixture
 from tests.audit.test_server_guard import append_one, build, rebuild_state
-from tests.audit.test_tamper_round10 import forge_tail
+from tests.audit.test_tamper_round10 import evil, forge_tail  # noqa: F401 - `evil` is a fixture
 from tests.audit.test_witness import Served, append, make_witness
 from tre.audit import checkpoint
 from tre.audit.check import check_log
@@ -276,3 +276,61 @@ def test_a_policy_witness_url_is_http_and_plain(signer: AuditSigner, url: str) -
     w = WitnessKey("w.example", b"\x01" * 32).encode()
     with pytest.raises(NoteError, match="witness URL"):
         Policy.parse(f"log {signer.verifier_key.encode()}\nwitness {w} {url}\n")
+
+
+# --- Time: the server's clock set back -----------------------------------------------------
+
+
+def test_a_server_clock_set_back_never_signs_a_checkpoint_that_breaks_the_log(
+    log_engine: Engine, signer: AuditSigner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The log's order is its size; a larger tree signed more than the skew bound *before* a
+    smaller one is an error for every verifier, forever (both checkpoints stay in the log). A
+    server whose clock steps back an hour (a VM restored, NTP corrected, or an admin) signed
+    exactly that, and the whole log failed verification from then on. Timestamps now never go
+    back: a checkpoint is dated no earlier than the tip it extends."""
+    from datetime import UTC, datetime, timedelta
+
+    import tre.audit.log as log_mod
+
+    build(log_engine, 3)
+    real = datetime.now(UTC)
+
+    class Behind(datetime):
+        @classmethod
+        def now(cls, tz: object = None) -> datetime:  # type: ignore[override]
+            return real - timedelta(hours=1)
+
+    monkeypatch.setattr(log_mod, "datetime", Behind)
+    append_one(log_engine)
+    with session_scope(log_engine) as s:
+        checkpoint(s, max_age_s=None)
+    monkeypatch.undo()
+    report = verify_bundle(export_bytes(log_engine, signer), signer.verifier_key)
+    assert report.ok, report.errors
+    with session_scope(log_engine) as s:
+        stamps = [
+            open_checkpoint(n, signer.verifier_key).timestamp_ms
+            for n in s.scalars(select(AuditCheckpoint.note).order_by(AuditCheckpoint.id))
+        ]
+    assert stamps == sorted(stamps), stamps
+
+
+def test_checkpoint_refuses_one_signed_in_the_future(
+    evil: dict[str, object],  # noqa: F811 - the fixture
+    signer: AuditSigner,
+) -> None:
+    """A checkpoint dated ahead (signed in advance by whoever holds the key, to be replayed
+    while the log is frozen, or a server clock far ahead) read as zero seconds old: it passed
+    the staleness check for as long as its date lay ahead."""
+    from tests.audit.test_tamper_round10 import _cli, _signed
+
+    bodies = evil["bodies"]
+    assert isinstance(bodies, list)
+    now = int(time.time() * 1000)
+    evil["checkpoint"] = {"note": _signed(signer, bodies, 2, now + 3_600_000)}
+    code, out, exc = _cli("checkpoint")
+    assert isinstance(exc, CliError) and "future" in str(exc), (out, exc)
+    evil["checkpoint"] = {"note": _signed(signer, bodies, 2, now + 30_000)}  # within the skew
+    code, out, exc = _cli("checkpoint")
+    assert code == 0, (out, exc)

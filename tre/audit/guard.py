@@ -236,8 +236,11 @@ _NEWEST_NOTE = (
 _tip_cache: dict[str, tuple[str, Checkpoint, tuple[VerifierKey, ...]]] = {}
 
 
-def check_signed_tip(session: Session, signer: AuditSigner, size: int, frontier: Frontier) -> None:
-    """Raise AuditLogDamaged unless a checkpoint the log signed covers exactly the stored tree.
+def check_signed_tip(
+    session: Session, signer: AuditSigner, size: int, frontier: Frontier
+) -> Checkpoint | None:
+    """Raise AuditLogDamaged unless a checkpoint the log signed covers exactly the stored tree;
+    return that checkpoint (None for the empty log).
 
     Why: every append writes its entries and a checkpoint signed over them in one transaction,
     so any committed tree has a stored checkpoint of its own size and root. Entries an insider
@@ -247,7 +250,7 @@ def check_signed_tip(session: Session, signer: AuditSigner, size: int, frontier:
     verify for every auditor. The note is verified, never the row's size and root columns.
     """
     if size == 0:
-        return
+        return None
     note = session.connection().execute(_NEWEST_NOTE).scalar_one_or_none()
     cp: Checkpoint | None = None
     signed_by: tuple[VerifierKey, ...] = ()
@@ -283,6 +286,7 @@ def check_signed_tip(session: Session, signer: AuditSigner, size: int, frontier:
             f"the newest stored checkpoint (size {size}) is signed only by a retired key and is "
             "not the last checkpoint this log signed: entries were added with a retired key"
         )
+    return cp
 
 
 def is_last_signed(signer: AuditSigner, cp: Checkpoint) -> bool:

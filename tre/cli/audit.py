@@ -498,6 +498,14 @@ def checkpoint(
             f"the server's checkpoint of {new.tree_size} entries was signed before the one of "
             f"{old.tree_size} you pinned: a replayed or back-dated checkpoint; keep {pin_path} as evidence"
         )
+    ahead_s = (new.timestamp_ms or 0) / 1000 - time.time()
+    if ahead_s > MAX_CLOCK_SKEW_MS / 1000:
+        # Dated ahead: signed in advance (to be replayed while the log is frozen) or by a host
+        # whose clock is far off; its age would read as zero until that date.
+        raise CliError(
+            f"FUTURE: the server's newest checkpoint is dated {int(ahead_s)} s in the future "
+            "(beyond the clock-skew bound): signed in advance, or the server's clock is wrong"
+        )
     age_s = _age_s(new)
     if new.timestamp_ms is None or (age_s is not None and age_s > max_age):
         # /checkpoint re-signs every minute: an old (or undated) one means the server replays
