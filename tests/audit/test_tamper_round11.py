@@ -334,3 +334,38 @@ def test_checkpoint_refuses_one_signed_in_the_future(
     evil["checkpoint"] = {"note": _signed(signer, bodies, 2, now + 30_000)}  # within the skew
     code, out, exc = _cli("checkpoint")
     assert code == 0, (out, exc)
+
+
+def test_two_auditors_compare_checkpoints_and_see_the_fork(
+    live: str,  # noqa: F811 - the fixture
+    engine: Engine,
+    settings: Settings,
+    signer: AuditSigner,
+    tmp_path: Path,
+) -> None:
+    """A split view: the key's holder shows auditor B a history that forks from what auditor A
+    pinned. B alone sees a consistent log; with A's checkpoint (exchanged out of band, as
+    gossip) `tre audit checkpoint --seen` fails as a FORK, and `tre audit verify --pin` of a
+    bundle as well."""
+    key = signer.verifier_key.encode()
+    with session_scope(engine) as s:
+        kept = int(s.scalar(select(func.count(AuditEntry.idx))) or 0)
+    seed(engine, 5, actor="carol")
+    a = runner.invoke(audit_app, ["checkpoint", "--key", key])  # auditor A
+    assert a.exit_code == 0, a.output
+    a_note = tmp_path / "a.note"
+    a_note.write_text((settings.home / "audit" / "checkpoint.note").read_text())
+    for name in ("checkpoint.note", "log.vkey"):  # auditor B: a state folder of their own
+        (settings.home / "audit" / name).unlink()
+
+    roll_back(engine, settings.keys_dir, kept)
+    seed(engine, 9, actor="dave")  # another history, longer than what A saw, signed with the key
+    b = runner.invoke(audit_app, ["checkpoint", "--key", key])
+    assert b.exit_code == 0, b.output  # alone, B cannot tell
+    (settings.home / "audit" / "checkpoint.note").unlink()
+    b = runner.invoke(audit_app, ["checkpoint", "--key", key, "--seen", str(a_note)])
+    assert isinstance(b.exception, CliError) and "FORK" in str(b.exception), b.output
+    bundle = tmp_path / "b.jsonl"
+    assert runner.invoke(audit_app, ["export", str(bundle)]).exit_code == 0
+    v = runner.invoke(audit_app, ["verify", str(bundle), "--key", key, "--pin", str(a_note), "--no-pinned"])
+    assert isinstance(v.exception, CliError) and "fork" in str(v.exception) + v.output, v.output

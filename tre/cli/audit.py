@@ -414,6 +414,10 @@ def checkpoint(
     max_age: Annotated[
         int, typer.Option(min=1, help="Refuse a newest checkpoint signed longer ago than this (seconds).")
     ] = STALE_AFTER_S,
+    seen: Annotated[
+        list[Path] | None,
+        typer.Option(help="A checkpoint note another auditor (or a monitor) saw; the log must extend it."),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Fetch the newest checkpoint, check its signature and its consistency with the one you saw last.
@@ -422,7 +426,9 @@ def checkpoint(
     later run fails loudly if the server cannot prove the new tree extends the pinned one.
     With --policy, it must also extend the last checkpoint each witness (with a URL in the
     policy) cosigned, fetched from the witness: a log rolled back by whoever holds its key fails.
-    A checkpoint older than --max-age (the server re-signs every minute) is refused.
+    A checkpoint older than --max-age (the server re-signs every minute) is refused. --seen
+    takes checkpoints others saw (exchanged out of band): a log showing them another history
+    fails as a FORK.
     """
     client = ApiClient()
     sdir = state_dir()
@@ -465,8 +471,14 @@ def checkpoint(
         raise CliError(f"the server's checkpoint is not valid: {e}") from e
     pin_path = sdir / "checkpoint.note"
     if pol is not None and pol.urls:
-        for seen in witnessed_checkpoints(pol, keys, vkey.name):
-            _extends(client, seen, new, "a witness cosigned")
+        for cosigned in witnessed_checkpoints(pol, keys, vkey.name):
+            _extends(client, cosigned, new, "a witness cosigned")
+    for path in seen or []:
+        try:
+            other, _ = open_checkpoint_any(decode_note(path.read_bytes()), keys, vkey.name)
+        except (NoteError, OSError) as e:
+            raise CliError(f"the checkpoint in {path} does not verify under the log's keys: {e}") from e
+        _extends(client, other, new, f"{path} holds")
     old: Checkpoint | None = None
     if pin_path.is_file():
         try:
