@@ -369,3 +369,50 @@ def test_two_auditors_compare_checkpoints_and_see_the_fork(
     assert runner.invoke(audit_app, ["export", str(bundle)]).exit_code == 0
     v = runner.invoke(audit_app, ["verify", str(bundle), "--key", key, "--pin", str(a_note), "--no-pinned"])
     assert isinstance(v.exception, CliError) and "fork" in str(v.exception) + v.output, v.output
+
+
+def test_a_witness_trickling_its_answer_is_cut_off(
+    log_engine: Engine, signer: AuditSigner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A malicious witness answering one byte at a time (each read well inside the per-read
+    timeout) held `tre audit verify --policy` for as long as it liked; the whole answer now
+    has a deadline, and the witness counts as not answering."""
+    import socket
+    import threading
+
+    import tre.cli.audit as cli_audit
+    from tests.ports import free_port
+
+    monkeypatch.setattr(cli_audit, "WITNESS_DEADLINE_S", 1.0)
+    port = free_port()
+    srv = socket.create_server(("127.0.0.1", port))
+    stop = threading.Event()
+
+    def trickle() -> None:
+        conn, _ = srv.accept()
+        conn.recv(4096)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 60000\r\n\r\n")
+        while not stop.is_set():
+            try:
+                conn.sendall(b"x")
+            except OSError:
+                break
+            time.sleep(0.2)
+        conn.close()
+
+    thread = threading.Thread(target=trickle, daemon=True)
+    thread.start()
+    append(log_engine, 2)
+    bundle = tmp_path / "b.jsonl"
+    bundle.write_bytes(export_bytes(log_engine, signer))
+    w = make_witness(tmp_path, "slow.example", signer).public_key.encode()
+    pol = tmp_path / "p.policy"
+    pol.write_text(f"log {signer.verifier_key.encode()}\nwitness {w} http://127.0.0.1:{port}\nquorum 1\n")
+    started = time.monotonic()
+    res = runner.invoke(audit_app, ["verify", str(bundle), "--policy", str(pol), "--no-pinned"])
+    took = time.monotonic() - started
+    stop.set()
+    srv.close()
+    assert isinstance(res.exception, CliError) and "cannot rule out a rollback" in str(res.exception)
+    assert "within 1 s" in res.output, res.output
+    assert took < 10, took

@@ -81,14 +81,17 @@ def _bundle_history(data: bytes) -> list[str]:
     return [h for h in history if isinstance(h, str)] if isinstance(history, list) else []
 
 
-# A witness's checkpoint answer: one note, at most 100 signature lines.
+# A witness's checkpoint answer: one note, at most 100 signature lines, within this time in
+# all (httpx's timeout bounds each read, not a witness trickling a byte every few seconds).
 MAX_WITNESS_ANSWER = 64 * 1024
+WITNESS_DEADLINE_S = 20.0
 
 
 def _fetch_witness_note(url: str, origin: str) -> str:
     """GET <witness>/checkpoint?origin=...: the note as text, bounded, never decompressed."""
+    deadline = time.monotonic() + WITNESS_DEADLINE_S
     with (
-        httpx.Client(timeout=10.0) as http,
+        httpx.Client(timeout=min(10.0, WITNESS_DEADLINE_S)) as http,
         http.stream(
             "GET", f"{url}/checkpoint", params={"origin": origin}, headers={"Accept-Encoding": "identity"}
         ) as resp,
@@ -102,6 +105,8 @@ def _fetch_witness_note(url: str, origin: str) -> str:
             raw += chunk
             if len(raw) > MAX_WITNESS_ANSWER:
                 raise NoteError("an answer larger than a checkpoint note")
+            if time.monotonic() > deadline:
+                raise NoteError(f"no complete answer within {WITNESS_DEADLINE_S:g} s")
     return decode_note(raw)
 
 
