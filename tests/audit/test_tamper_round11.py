@@ -416,3 +416,67 @@ def test_a_witness_trickling_its_answer_is_cut_off(
     assert isinstance(res.exception, CliError) and "cannot rule out a rollback" in str(res.exception)
     assert "within 1 s" in res.output, res.output
     assert took < 10, took
+
+
+# --- Key rotation: a retired key introducing a key of its own --------------------------------
+
+
+@pytest.mark.parametrize("thief_first", [False, True])
+def test_two_handovers_from_one_key_are_a_forked_key_history(
+    log_engine: Engine, settings: Settings, thief_first: bool
+) -> None:
+    """The log rotated A -> B (A leaked, say). Whoever holds A signs a transition A -> C with A
+    and a key C of their own and puts it in the bundle's key history (or a server shows it).
+    An auditor who pinned A followed whichever came first and ignored the other: the history
+    verified (A -> B first), or the bundle failed only as an unexplained key change."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from tre.audit.note import VerifierKey, sign_note
+    from tre.audit.verify import KeyTransition
+
+    old = get_signer(settings.keys_dir)
+    append(log_engine, 2)
+    rotate_key(settings.keys_dir, 0)
+    time.sleep(0.01)
+    append(log_engine, 2, signer=get_signer(settings.keys_dir))
+    new = get_signer(settings.keys_dir)
+    thief = Ed25519PrivateKey.generate()
+    c = VerifierKey(old.name, thief.public_key().public_bytes_raw())
+    t = KeyTransition(old.name, old.verifier_key, c, 0)
+    forged = sign_note(t.text(), old.name, old.private_key, thief)
+    data = export_bytes(log_engine, new)
+    header_raw, rest = data.split(b"\n", 1)
+    header = json.loads(header_raw)
+    assert len(header["key_history"]) == 1
+    header["key_history"] = (
+        [forged, *header["key_history"]] if thief_first else [*header["key_history"], forged]
+    )
+    report = verify_bundle(json.dumps(header).encode() + b"\n" + rest, old.verifier_key)
+    assert any("key history forks" in e for e in report.errors), report.errors
+    # The honest history alone still verifies for the same auditor.
+    assert verify_bundle(data, old.verifier_key).ok
+
+
+def test_checkpoint_refuses_a_server_showing_a_forked_key_history(
+    evil: dict[str, object],  # noqa: F811 - the fixture
+    signer: AuditSigner,
+) -> None:
+    """`tre audit checkpoint` followed the server's key history and dropped what was wrong
+    with it: a server (holding a leaked key) showing two hand-overs from the pinned key had the
+    auditor follow the first."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from tests.audit.test_tamper_round10 import _cli
+    from tre.audit.note import VerifierKey, sign_note
+    from tre.audit.verify import KeyTransition
+
+    handovers = []
+    for _ in range(2):
+        k = Ed25519PrivateKey.generate()
+        t = KeyTransition(
+            signer.name, signer.verifier_key, VerifierKey(signer.name, k.public_key().public_bytes_raw()), 0
+        )
+        handovers.append(sign_note(t.text(), signer.name, signer.private_key, k))
+    evil["public-key"] = {"vkey": signer.verifier_key.encode(), "key_history": handovers}
+    code, out, exc = _cli("checkpoint", "--key", signer.verifier_key.encode(), "--max-age", str(10**10))
+    assert isinstance(exc, CliError) and "key history forks" in str(exc), (out, exc)

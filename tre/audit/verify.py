@@ -470,7 +470,38 @@ def follow_key_history(
         if t.old in signed and t.new in signed:
             retired[t.old] = t.overlap_until_ms
             keys.insert(0, t.old)
+    _check_single_successor(pinned.name, keys, notes, report)
     return keys, retired
+
+
+def _check_single_successor(
+    origin: str, keys: Sequence[VerifierKey], notes: Sequence[str], report: VerifyReport
+) -> None:
+    """A trusted key hands over to one key only. The log never rotates away from a key
+    twice, so two valid transitions from one trusted key to different keys mean someone
+    else holds it (a retired key, perhaps rotated out because it leaked, introducing a key
+    of their own): an error, whichever of the two the history above followed."""
+    successors: dict[VerifierKey, set[VerifierKey]] = {}
+    for note in notes:
+        try:
+            t = parse_transition(split_note(note)[0])
+        except NoteError:
+            continue
+        if t.origin != origin or t.old not in keys:
+            continue
+        try:
+            _, signed = open_note_any(note, [t.old, t.new])
+        except NoteError:
+            continue
+        if t.old in signed and t.new in signed:
+            successors.setdefault(t.old, set()).add(t.new)
+    for old, new in successors.items():
+        if len(new) > 1:
+            report.bad(
+                None,
+                f"key history forks: {old.encode()} hands over to {len(new)} different keys "
+                "(someone else holds that key)",
+            )
 
 
 def _check_retired(

@@ -454,6 +454,8 @@ def checkpoint(
     history = VerifyReport()
     notes = info.get("key_history", [])
     keys, _ = follow_key_history(vkey, [str(n) for n in notes] if isinstance(notes, list) else [], history)
+    if history.errors:  # a forged or forked key history from the server: nothing is pinned
+        raise CliError(f"the server's key history is not valid: {history.errors[0]}")
     if key and _key_arg(key) not in keys:
         raise CliError("key change: the key you gave is not your pinned key nor introduced by one it signed")
     pol = None
