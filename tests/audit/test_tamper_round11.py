@@ -17,12 +17,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import Engine, func, select
 from typer.testing import CliRunner
 
 from tests.audit.conftest import export_bytes
 from tests.audit.test_cli import live, seed  # noqa: F401, F811 - `live` is a fixture
-from tests.audit.test_server_guard import append_one, build, rebuild_state
+from tests.audit.test_server_guard import append_one, build, client, rebuild_state  # noqa: F401
 from tests.audit.test_tamper_round10 import evil, forge_tail  # noqa: F401 - `evil` is a fixture
 from tests.audit.test_witness import Served, append, make_witness
 from tre.audit import checkpoint
@@ -480,3 +481,29 @@ def test_checkpoint_refuses_a_server_showing_a_forked_key_history(
     evil["public-key"] = {"vkey": signer.verifier_key.encode(), "key_history": handovers}
     code, out, exc = _cli("checkpoint", "--key", signer.verifier_key.encode(), "--max-age", str(10**10))
     assert isinstance(exc, CliError) and "key history forks" in str(exc), (out, exc)
+
+
+# --- Tiles and entries written behind the log's back ---------------------------------------
+
+
+def test_tiles_never_serve_rows_beyond_the_signed_tree(
+    client: tuple[TestClient, dict[str, str]],  # noqa: F811 - the fixture
+    engine: Engine,
+) -> None:
+    """An insider without the key appends well-formed entries straight into the tables. The
+    server refuses to sign them (round 10: /checkpoint answers 503), but the tile endpoints
+    served them as part of the log (hash tiles and entry bundles of the stored size, so a
+    full tile of forged rows would have gone out marked immutable). Tiles now stop at the
+    newest signed checkpoint."""
+    c, h = client
+    note = c.get("/api/v1/audit/tlog/checkpoint", headers=h)
+    assert note.status_code == 200
+    size = int(note.text.split("\n")[1])
+    forge_tail(engine, 2)
+    for path in (f"entries/000.p/{size + 2}", f"0/000.p/{size + 2}", f"entries/000.p/{size + 1}"):
+        r = c.get(f"/api/v1/audit/tlog/tile/{path}", headers=h)
+        assert r.status_code == 404, (path, r.status_code)
+        assert b"mallory" not in r.content
+    signed = c.get(f"/api/v1/audit/tlog/tile/entries/000.p/{size}", headers=h)
+    assert signed.status_code == 200 and b"mallory" not in signed.content
+    assert c.get("/api/v1/audit/tlog/checkpoint", headers=h).status_code == 503
