@@ -41,6 +41,7 @@ from egress_review.panel.templating import PACKAGE_DIR, templates
 from tre.api.bounds import RowId
 from tre.api.deps import get_session, get_settings_dep, principal_from_token
 from tre.api.problems import Problem
+from tre.audit import record_event
 from tre.auth import revocation
 from tre.auth.oidc import OidcError
 from tre.auth.principal import Principal
@@ -147,6 +148,14 @@ def login(
         error = "this token does not carry the dac or admin role; the panel is for reviewers"
         return render(request, "login.html", _login_context(settings, error), status=403)
     claims = request.app.state.verifier.verify(token)
+    # A session starts here, as with the provider's sign-in (`auth.login`, via panel-oidc):
+    # every sign-in is an entry, not only the token's first use in the hour.
+    record_event(
+        session,
+        actor=principal.user_id,
+        action="auth.login",
+        details={"token_id": principal.token_id, "roles": sorted(principal.roles), "via": "panel-token"},
+    )
     response = see_other("/panel/")
     set_token_cookie(response, request, token, int(claims["exp"]))
     # A new CSRF value at sign-in: a value planted before login is worthless afterwards.
