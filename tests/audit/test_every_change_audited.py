@@ -133,6 +133,21 @@ def steps(world_dir: Path) -> list[Step]:
         ),
         (
             "POST",
+            "/api/v1/egress/requests/{request_id}/withdrawal",
+            "alice",
+            {"json": {}},
+            ["{request_id}"],
+        ),
+        # a second request (the first is withdrawn, final) for the votes and the resolution
+        (
+            "POST",
+            "/api/v1/egress/requests",
+            "alice",
+            {"json": {"job_id": "{done_job}", "files": ["summary.csv"], "justification": "counts"}},
+            ["{done_job}"],
+        ),
+        (
+            "POST",
             "/api/v1/egress/requests/{request_id}/votes",
             "dana",
             {"json": {"vote": "approve"}},
