@@ -502,7 +502,7 @@ class FakeApiServer:
 
     def seed_admission_policies(self) -> None:
         """The policy bindings k8s/base installs first; the executor checks they exist."""
-        for name in ("tre-job-pods", "tre-worker-claims", "tre-project-namespaces"):
+        for name in ("tre-job-pods", "tre-worker-claims", "tre-project-namespaces", "tre-worker-exec"):
             self.seed(
                 f"/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicybindings/{name}",
                 {

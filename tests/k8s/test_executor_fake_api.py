@@ -400,7 +400,9 @@ def test_a_fresh_run_starts_the_log_afresh(tmp_path: Path) -> None:
 def test_no_namespace_is_provisioned_without_the_admission_policies(tmp_path: Path) -> None:
     """The worker's RBAC is only safe with the policies bound; without them it refuses to start."""
     with FakeApiServer(Scenario(SUCCESS), tmp_path) as server:
-        with pytest.raises(ExecutorError, match="tre-job-pods, tre-worker-claims, tre-project-namespaces"):
+        with pytest.raises(
+            ExecutorError, match="tre-job-pods, tre-worker-claims, tre-project-namespaces, tre-worker-exec"
+        ):
             executor_for(server, policies=False).run(spec_for(tmp_path), RunControl())
         assert not server.calls("POST", r"^/api/v1/namespaces$") and not server.calls("POST", r"/jobs$")
 

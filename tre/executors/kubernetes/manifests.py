@@ -29,7 +29,7 @@ INPUTS_VOLUME = "job-inputs"
 TMP_MOUNT = "/tmp"  # noqa: S108
 # The ValidatingAdmissionPolicyBindings (k8s/base/admission-policy.yaml) the worker's
 # rights are only safe with; the executor checks they exist before provisioning.
-ADMISSION_POLICY_BINDINGS = ("tre-job-pods", "tre-worker-claims", "tre-project-namespaces")
+ADMISSION_POLICY_BINDINGS = ("tre-job-pods", "tre-worker-claims", "tre-project-namespaces", "tre-worker-exec")
 LABEL_JOB = "tre.io/job-id"
 LABEL_PROJECT = "tre.io/project-id"
 LABEL_COMPONENT = "app.kubernetes.io/component"
