@@ -438,3 +438,34 @@ def test_a_collector_pod_left_by_a_dead_worker_is_replaced(tmp_path: Path) -> No
     assert (spec.output_dir / "r.txt").read_bytes() == b"ok"
     first_delete = order.index(("DELETE", stale["metadata"]["name"]))
     assert order[0] == ("POST", "pods") and order[first_delete + 1] == ("POST", "pods")
+
+
+@pytest.mark.parametrize(
+    ("ask", "resource"),
+    [
+        ({"gpu": 8}, "nvidia.com/gpu"),
+        ({"cpu": 64.0}, "cpu"),
+        ({"memory_mb": 256 * 1024}, "memory"),
+        ({"output_limit_mb": 600 * 1024}, "storage"),
+    ],
+)
+def test_a_job_larger_than_the_project_quota_fails_at_once(
+    tmp_path: Path, ask: dict[str, object], resource: str
+) -> None:
+    """Kubernetes would accept the Job and then refuse its pod (quota, LimitRange) on every
+    retry until the deadline: the job sat 'running' for its whole time limit. Now it fails
+    before anything is created, with fixed words and the namespace's maximum (fake API)."""
+    with FakeApiServer(Scenario(SUCCESS), tmp_path) as server:
+        result = executor_for(server).run(spec_for(tmp_path, **ask), RunControl())
+        assert not server.calls("POST", r"/jobs$") and not server.calls("POST", r"/persistentvolumeclaims$")
+    assert result.state == "failed", result
+    assert result.reason.startswith("the job asks for more than a project namespace may use: "), result.reason
+    assert resource in result.reason
+
+
+def test_a_job_at_the_quota_runs(tmp_path: Path) -> None:
+    with FakeApiServer(Scenario(SUCCESS, output_tar=make_tar({})), tmp_path) as server:
+        result = executor_for(server).run(
+            spec_for(tmp_path, gpu=4, cpu=32.0, memory_mb=128 * 1024), RunControl()
+        )
+    assert result.state == "succeeded", result

@@ -151,6 +151,13 @@ class KubernetesExecutor(Executor):
     def run(self, spec: JobSpec, control: RunControl) -> JobResult:
         spec = manifests.with_dataset_pvcs(spec)
         job_obj = manifests.job(spec, self.settings)
+        over = manifests.over_quota(spec, self.settings)
+        if over:
+            return JobResult(
+                JobState.failed,
+                None,
+                "the job asks for more than a project namespace may use: " + ", ".join(over),
+            )
         if self.settings.manage_namespaces:
             ns = self.ensure_namespace(spec.project_id)
         else:

@@ -13,6 +13,8 @@ import re
 from dataclasses import replace
 from typing import Any
 
+from kubernetes.utils import parse_quantity
+
 from tre.executors.base import JobSpec
 from tre.executors.kubernetes.config import KubernetesSettings
 
@@ -320,6 +322,32 @@ def _resources(spec: JobSpec, settings: KubernetesSettings) -> Manifest:
     if spec.gpu > 0:
         amounts[GPU_RESOURCE] = str(spec.gpu)
     return {"requests": dict(amounts), "limits": dict(amounts)}
+
+
+def over_quota(spec: JobSpec, settings: KubernetesSettings) -> list[str]:
+    """What the job asks for beyond what one project namespace may ever give it.
+
+    The ResourceQuota and the LimitRange's per-container maxima (both the ``quota_*``
+    settings) refuse such a pod, but only when the Job controller creates it: the Job is
+    accepted, its pod refused on every retry (FailedCreate, an event the executor does not
+    follow), and the job would sit for its whole time limit. Checked before anything is
+    created instead; the words are fixed, the numbers the operator's maxima.
+    """
+    maxima = {
+        "cpu": settings.quota_cpu,
+        "memory": settings.quota_memory,
+        "ephemeral-storage": settings.quota_ephemeral_storage,
+        GPU_RESOURCE: str(settings.quota_gpu),
+    }
+    asked = _resources(spec, settings)["limits"]
+    over = [
+        f"{name} (at most {maxima[name]})"
+        for name, amount in asked.items()
+        if parse_quantity(amount) > parse_quantity(maxima[name])
+    ]
+    if parse_quantity(f"{spec.output_limit_mb}Mi") > parse_quantity(settings.quota_storage):
+        over.append(f"storage for /output (at most {settings.quota_storage})")
+    return over
 
 
 def _placement(spec: JobSpec, settings: KubernetesSettings) -> Manifest:
