@@ -469,3 +469,82 @@ def test_a_job_at_the_quota_runs(tmp_path: Path) -> None:
             spec_for(tmp_path, gpu=4, cpu=32.0, memory_mb=128 * 1024), RunControl()
         )
     assert result.state == "succeeded", result
+
+
+@pytest.mark.parametrize("pvc_made", [False, True])
+def test_a_job_left_by_a_worker_that_died_before_recording_it_is_adopted(
+    tmp_path: Path, pvc_made: bool
+) -> None:
+    """The worker died after creating the Job (and perhaps its output claim) but before the
+    reference was stored, so the next worker calls run() again (tre/jobs/worker.py: reattach
+    without a reference). Before: 409 on the Job, an executor error, and the first Job, its
+    pod and claim left running in the cluster. Now the Job, which carries this job's id, is
+    followed to the end and everything is deleted (fake API)."""
+    from tre.executors.kubernetes import manifests
+
+    scenario = Scenario(SUCCESS, logs=b"ran once\n", output_tar=make_tar({"r.txt": b"ok"}))
+    with FakeApiServer(scenario, tmp_path) as server:
+        first = executor_for(server)
+        spec = spec_for(tmp_path)
+        first.ensure_namespace(spec.project_id)
+        job = manifests.job(spec, first.settings)
+        ns = job["metadata"]["namespace"]
+        first.batch.create_namespaced_job(ns, job, _preload_content=False)
+        if pvc_made:
+            owner = server.cluster.job()
+            pvc = manifests.output_pvc(spec, first.settings, owner=owner)
+            first.core.create_namespaced_persistent_volume_claim(ns, pvc, _preload_content=False)
+        started: list[str] = []
+        result = executor_for(server).run(spec, RunControl(on_started=started.append))
+        assert len(server.calls("POST", r"/jobs$")) == 2  # the second answered 409
+        assert len([k for k in server.cluster.objects if "/jobs/" in k]) == 0
+        left = [k for k in server.cluster.objects if "/tre-out-" in k or "/tre-collect-" in k]
+    assert result.state == "succeeded", result.reason
+    assert started == [f"{ns}/{job['metadata']['name']}"]
+    assert (spec.output_dir / "r.txt").read_bytes() == b"ok"
+    assert left == []
+
+
+def test_a_foreign_job_under_the_same_name_is_not_adopted(tmp_path: Path) -> None:
+    """A Job under this job's name but without its id label is not ours to follow or delete."""
+    from tre.executors.kubernetes import manifests
+
+    with FakeApiServer(Scenario(SUCCESS), tmp_path) as server:
+        first = executor_for(server)
+        spec = spec_for(tmp_path)
+        first.ensure_namespace(spec.project_id)
+        job = manifests.job(spec, first.settings)
+        job["metadata"]["labels"][manifests.LABEL_JOB] = "someone-else"
+        first.batch.create_namespaced_job(job["metadata"]["namespace"], job, _preload_content=False)
+        with pytest.raises(ExecutorError, match="already exists and is not this job's"):
+            executor_for(server).run(spec, RunControl())
+        assert not server.calls("DELETE", r"/jobs/")
+
+
+def test_a_reference_that_cannot_be_stored_leaves_nothing_in_the_cluster(tmp_path: Path) -> None:
+    """The worker's database write of the reference fails: no later worker could find the Job,
+    so it and its claim are deleted before the error goes up (fake API)."""
+
+    def refuse(ref: str) -> None:
+        raise RuntimeError("database is locked")
+
+    with FakeApiServer(Scenario(SUCCESS), tmp_path) as server:
+        with pytest.raises(RuntimeError, match="database is locked"):
+            executor_for(server).run(spec_for(tmp_path), RunControl(on_started=refuse))
+        left = [k for k in server.cluster.objects if "/jobs/" in k or "/tre-out-" in k]
+    assert left == []
+
+
+def test_the_collector_pod_is_owned_by_its_job(tmp_path: Path) -> None:
+    """A bare pod that ended is never garbage-collected on its own: a worker lost mid-collection
+    (and a job never reattached) left the collector pod object in the namespace for good.
+    Owned by the Job, it goes when the Job does (deleted, or its TTL) (fake API)."""
+    with FakeApiServer(Scenario(SUCCESS, output_tar=make_tar({"a": b"1"})), tmp_path) as server:
+        result = executor_for(server).run(spec_for(tmp_path), RunControl())
+        job_name = server.calls("POST", r"/jobs$")[0].body["metadata"]["name"]
+        created_jobs = [r for r in server.cluster.requests if r.method == "GET" and "/jobs/" in r.path]
+        collector = server.calls("POST", r"/pods$")[0].body
+    assert result.state == "succeeded", result.reason
+    owners = collector["metadata"].get("ownerReferences") or []
+    assert [(o["kind"], o["name"], o["blockOwnerDeletion"]) for o in owners] == [("Job", job_name, False)]
+    assert len(owners[0]["uid"]) == 36 and "controller" not in owners[0] and created_jobs

@@ -174,16 +174,47 @@ class KubernetesExecutor(Executor):
         try:
             created = _raw(self.batch.create_namespaced_job(ns, job_obj, _preload_content=False))
         except ApiException as exc:
-            raise ExecutorError(f"cannot create Job {ns}/{name}: {_api_reason(exc)}") from exc
+            if exc.status != HTTP_CONFLICT:
+                raise ExecutorError(f"cannot create Job {ns}/{name}: {_api_reason(exc)}") from exc
+            created = self._adopt_job(spec, ns, name)
         try:
             pvc = manifests.output_pvc(spec, self.settings, owner=created)
             self.core.create_namespaced_persistent_volume_claim(ns, pvc, _preload_content=False)
         except ApiException as exc:
-            self._delete_job(ns, name)
-            raise ExecutorError(f"cannot create the output volume for {name}: {_api_reason(exc)}") from exc
+            if exc.status != HTTP_CONFLICT:  # 409: made by the attempt whose Job was adopted
+                self._delete_job(ns, name)
+                raise ExecutorError(
+                    f"cannot create the output volume for {name}: {_api_reason(exc)}"
+                ) from exc
         ref = f"{ns}/{name}"
-        control.on_started(ref)
+        try:
+            control.on_started(ref)  # the worker stores the reference (a database write)
+        except BaseException:
+            # Not recorded, so no later worker could find the Job: remove it rather than
+            # leave it running unfollowed (it, its pod and its claim) until its deadline.
+            self._delete_job(ns, name)
+            self._delete_pvc(ns, manifests.output_pvc_name(spec.job_id))
+            raise
         return self._follow_and_finish(spec, ns, name, control, resume=False)
+
+    def _adopt_job(self, spec: JobSpec, ns: str, name: str) -> Manifest:
+        """The Job an earlier attempt of this same job created, to follow instead of failing.
+
+        A worker that dies after creating the Job but before the reference is stored leaves
+        the job `running` without one, and the next worker calls `run` again (its name comes
+        from the job id, so the create answers 409). Failing there left that Job, its pod and
+        its claim running in the cluster with nobody following or deleting them. Only a Job
+        carrying this job's id label is adopted; anything else under the name is refused.
+        """
+        try:
+            existing = _raw(self.batch.read_namespaced_job(name, ns, _preload_content=False))
+        except ApiException as exc:
+            raise ExecutorError(f"cannot read the existing Job {ns}/{name}: {_api_reason(exc)}") from exc
+        labels = (existing.get("metadata") or {}).get("labels") or {}
+        if labels.get(manifests.LABEL_JOB) != manifests.job_label(spec.job_id):
+            raise ExecutorError(f"Job {ns}/{name} already exists and is not this job's; not touching it")
+        log.warning("adopting Job %s/%s left by an earlier attempt of the same job", ns, name)
+        return existing
 
     def _missing_dataset_claims(self, ns: str, spec: JobSpec) -> list[str]:
         """Dataset PVCs absent from the namespace (else the pod would sit Pending until its deadline)."""
@@ -225,7 +256,7 @@ class KubernetesExecutor(Executor):
                         break
                     control.heartbeat()
             if pod is not None and pod.started and result.state != JobState.cancelled:
-                result = self._collect(spec, ns, result, control)
+                result = self._collect(spec, ns, name, result, control)
             return result
         finally:
             self._delete_job(ns, name)
@@ -378,7 +409,9 @@ class KubernetesExecutor(Executor):
 
     # --- outputs and cleanup -------------------------------------------------------------
 
-    def _collect(self, spec: JobSpec, ns: str, result: JobResult, control: RunControl) -> JobResult:
+    def _collect(
+        self, spec: JobSpec, ns: str, name: str, result: JobResult, control: RunControl
+    ) -> JobResult:
         """Copy /output out once: idempotent across reattaches, fail closed, nothing partial."""
         staging = OutputStaging(spec.output_dir, manifests.job_label(spec.job_id))
         if staging.done:
@@ -392,7 +425,11 @@ class KubernetesExecutor(Executor):
                 "not retried",
             )
         staging.begin()
-        pod_obj = manifests.collector_pod(spec, self.settings)
+        try:
+            owner = self._read_job(ns, name)  # the collector pod goes with its Job
+        except ExecutorError:
+            owner = None  # the API keeps failing: collect anyway; the pod's deadline still holds
+        pod_obj = manifests.collector_pod(spec, self.settings, owner=owner)
         pod_name = pod_obj["metadata"]["name"]
         try:
             self._start_collector(ns, pod_obj, control)

@@ -265,20 +265,27 @@ def namespace_objects(project_id: str, settings: KubernetesSettings) -> list[Man
 # --- one job -----------------------------------------------------------------------------
 
 
+def owned_by(owner: Manifest) -> list[Manifest]:
+    """An owner reference to the Job: when the Job goes (deleted, or its TTL), the garbage
+    collector removes the object too. Not a controller reference, and not blocking the
+    owner's deletion (that would need a right on jobs/finalizers)."""
+    return [
+        {
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "name": owner["metadata"]["name"],
+            "uid": owner["metadata"]["uid"],
+            "blockOwnerDeletion": False,
+        }
+    ]
+
+
 def output_pvc(spec: JobSpec, settings: KubernetesSettings, owner: Manifest | None = None) -> Manifest:
     """A claim sized to the job's output limit; owned by the Job so the cluster cleans it up too."""
     ns = namespace_name(spec.project_id, settings)
     meta = _meta(output_pvc_name(spec.job_id), ns, _labels(spec, "output"))
     if owner is not None:
-        meta["ownerReferences"] = [
-            {
-                "apiVersion": "batch/v1",
-                "kind": "Job",
-                "name": owner["metadata"]["name"],
-                "uid": owner["metadata"]["uid"],
-                "blockOwnerDeletion": False,
-            }
-        ]
+        meta["ownerReferences"] = owned_by(owner)
     pvc_spec: Manifest = {
         "accessModes": ["ReadWriteOnce"],
         "resources": {"requests": {"storage": f"{spec.output_limit_mb}Mi"}},
@@ -541,13 +548,15 @@ def job(spec: JobSpec, settings: KubernetesSettings) -> Manifest:
 PYTHON_ISOLATED = ["python3", "-I", "-S"]
 
 
-def collector_pod(spec: JobSpec, settings: KubernetesSettings) -> Manifest:
+def collector_pod(spec: JobSpec, settings: KubernetesSettings, owner: Manifest | None = None) -> Manifest:
     """A short-lived pod that mounts the output PVC read-only so the executor can tar it out via exec.
 
     It only sleeps; the executor execs the packer in it (`collect.packer_command`). Its
     image is a minimal Python (`TRE_K8S_COLLECTOR_IMAGE`), never the job's image, and it
     never runs anything from /output. Same lockdown as the job, no GPU, and its own
-    deadline so a lost worker cannot leak it.
+    deadline so a lost worker cannot keep it running; owned by the Job (``owner``) so that a
+    worker lost mid-collection does not leave the pod object behind either: a bare pod that
+    ended is never garbage-collected on its own.
     """
     image = require_digest(settings.collector_image)
     ns = namespace_name(spec.project_id, settings)
@@ -599,6 +608,9 @@ def collector_pod(spec: JobSpec, settings: KubernetesSettings) -> Manifest:
     return {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": _meta(collector_pod_name(spec.job_id), ns, _labels(spec, "collector")),
+        "metadata": {
+            **_meta(collector_pod_name(spec.job_id), ns, _labels(spec, "collector")),
+            **({"ownerReferences": owned_by(owner)} if owner is not None else {}),
+        },
         "spec": pod_spec,
     }
