@@ -32,6 +32,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -86,6 +87,7 @@ class FakeCluster:
     watches: int = 0
     log_requests: list[dict[str, list[str]]] = field(default_factory=list)
     exec_commands: list[list[str]] = field(default_factory=list)
+    log_bytes_sent: int = 0  # how much of the log body the client took before it hung up
     rv: int = 5000
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -254,7 +256,7 @@ class Handler(BaseHTTPRequestHandler):
                 self.connection.shutdown(socket.SHUT_RDWR)
                 self.close_connection = True
                 return
-            self._send(200, body, "text/plain")
+            self._send_log(body)
             return
         m = re.fullmatch(r"/api/v1/namespaces/([^/]+)/pods", path)
         if m:
@@ -296,11 +298,28 @@ class Handler(BaseHTTPRequestHandler):
         if q.get("timestamps") != ["true"]:
             return b"".join(lines)
         out = []
+        start = datetime(2025, 6, 2, 10, 15, 3, tzinfo=UTC)
         for i, line in enumerate(lines):
             secs, half = divmod(i, 2)
             frac = ".5" if half else ""  # RFC 3339 with trailing zeros trimmed, like the kubelet
-            out.append(f"2025-06-02T10:15:{3 + secs:02d}{frac}Z ".encode() + line)
+            stamp = (start + timedelta(seconds=secs)).strftime("%Y-%m-%dT%H:%M:%S")
+            out.append(f"{stamp}{frac}Z ".encode() + line)
         return b"".join(out)
+
+    def _send_log(self, body: bytes) -> None:
+        """The log as one body, written in 64 KiB pieces; counts what got out before the
+        client closed the connection (a follower that stops reading at its budget)."""
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        try:
+            for i in range(0, len(body), 64 * 1024):
+                self.wfile.write(body[i : i + 64 * 1024])
+                with self.cluster.lock:
+                    self.cluster.log_bytes_sent += len(body[i : i + 64 * 1024])
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
 
     def _unavailable(self, what: str) -> bool:
         with self.cluster.lock:

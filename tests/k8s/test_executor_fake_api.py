@@ -548,3 +548,102 @@ def test_the_collector_pod_is_owned_by_its_job(tmp_path: Path) -> None:
     owners = collector["metadata"].get("ownerReferences") or []
     assert [(o["kind"], o["name"], o["blockOwnerDeletion"]) for o in owners] == [("Job", job_name, False)]
     assert len(owners[0]["uid"]) == 36 and "controller" not in owners[0] and created_jobs
+
+
+def test_a_log_over_its_budget_is_not_downloaded_to_the_end(tmp_path: Path) -> None:
+    """A job that prints without end: the follower kept reading (and dropping) every byte
+    through the API server for the job's whole life once its budget was spent. It now hangs
+    up at the budget and says so in the log (fake API: it counts the bytes it got out)."""
+    line = b"y" * 1023 + b"\n"
+    scenario = Scenario(SUCCESS, logs=line * (48 * 1024), output_tar=make_tar({}))  # 48 MiB
+    with FakeApiServer(scenario, tmp_path) as server:
+        server.seed_dataset_claim("tre-p-lung-ct-01", "ds-lidc")
+        server.seed_admission_policies()
+        settings = KubernetesSettings(
+            kubeconfig=server.kubeconfig,
+            watch_window_s=1,
+            retry_backoff_s=0.01,
+            log_limit_mb=1,
+            collector_image="registry.example.org/tre/job-cpu@sha256:" + "cd" * 32,
+        )
+        spec = spec_for(tmp_path)
+        result = KubernetesExecutor(settings).run(spec, RunControl())
+        sent = server.cluster.log_bytes_sent
+    assert result.state == "succeeded", result.reason
+    saved = spec.log_path.read_bytes()
+    assert saved.endswith(b"[tre: log truncated at 1048576 bytes]\n")
+    assert len(saved) < 1024 * 1024 + 100
+    assert sent < 24 * 1024 * 1024, f"{sent} bytes of a 48 MiB log were downloaded past a 1 MiB budget"
+
+
+@pytest.mark.parametrize("forged", [b"2099-01-01T00:00:00Z ", b"2025-06-02T10:15:99Z "])
+def test_a_forged_timestamp_in_a_long_lines_tail_does_not_hide_later_lines(
+    tmp_path: Path, forged: bytes
+) -> None:
+    """A line longer than 64 KiB is saved in pieces; the piece that ends it began with text
+    the job wrote, and was parsed as a kubelet timestamp: a job could set the follower's
+    'last line seen' to 2099 so that a resumed follower skipped every later line (and asked
+    the kubelet for the last second only), or with 10:15:99, crash the follower's thread so
+    that nothing more was saved."""
+    from tre.executors.kubernetes.logs import LogFollower
+
+    body = (
+        b"2025-06-02T10:15:03Z " + b"z" * (200 * 1024 - len(forged)) + forged + b"tail\n"
+        b"2025-06-02T10:15:04Z next line\n"
+    )
+
+    class Resp:
+        def stream(self, n: int) -> list[bytes]:
+            # Cut so that the piece ending the long line starts with the forged stamp.
+            cut = body.index(forged)
+            return [body[i : min(i + 64 * 1024, cut)] for i in range(0, cut, 64 * 1024)] + [body[cut:]]
+
+        def release_conn(self) -> None:
+            pass
+
+        def close(self) -> None:
+            pass
+
+    class Core:
+        def read_namespaced_pod_log(self, *a: object, **kw: object) -> Resp:
+            return Resp()
+
+    dest = tmp_path / "job.log"
+    f = LogFollower(Core(), "ns", "pod", "job", dest, 10 * 1024 * 1024).start()  # type: ignore[arg-type]
+    assert f.join(10) and f.error is None
+    import json as _json
+
+    state = _json.loads(dest.with_name("job.log.k8s-offset").read_text())
+    assert state["last"][0] < 4102444800, state  # 2100-01-01: the kubelet's stamp, not the job's
+    saved = dest.read_bytes()
+    assert saved.startswith(b"zzz") and saved.endswith(forged + b"tail\nnext line\n"), saved[-80:]
+
+
+def test_the_log_follower_hangs_up_at_its_budget(tmp_path: Path) -> None:
+    """The budget case measured in bytes read (fake response): 48 MiB printed, 1 MiB budget."""
+    from tre.executors.kubernetes.logs import LogFollower
+
+    line = b"2025-06-02T10:15:03Z " + b"y" * 1002 + b"\n"
+    taken = []
+
+    class Resp:
+        def stream(self, n: int):  # type: ignore[no-untyped-def]
+            for _ in range(48 * 1024 * 1024 // (64 * len(line))):
+                taken.append(64 * len(line))
+                yield line * 64
+
+        def release_conn(self) -> None:
+            pass
+
+        def close(self) -> None:
+            pass
+
+    class Core:
+        def read_namespaced_pod_log(self, *a: object, **kw: object) -> Resp:
+            return Resp()
+
+    dest = tmp_path / "job.log"
+    f = LogFollower(Core(), "ns", "pod", "job", dest, 1024 * 1024).start()  # type: ignore[arg-type]
+    assert f.join(30) and f.error is None
+    assert dest.read_bytes().endswith(b"[tre: log truncated at 1048576 bytes]\n")
+    assert sum(taken) < 2 * 1024 * 1024, sum(taken)
