@@ -67,7 +67,9 @@ class Scenario:
     output_files: dict[str, bytes] | None = None
     exec_dir: Path | None = None  # set by FakeApiServer: where output_files are written
     # Answer the first N requests of a kind with a recorded 503 (etcd leader change).
-    unavailable: dict[str, int] = field(default_factory=dict)  # keys: "get_job", "list_pods"
+    # keys: "get_job", "list_pods", "list_collector" (lists and watches of the collector
+    # pod), "create_pod" (creating the collector pod)
+    unavailable: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -181,6 +183,8 @@ class Handler(BaseHTTPRequestHandler):
     # -- verbs -----------------------------------------------------------------------------
     def do_POST(self) -> None:
         path, _, body = self._record("POST")
+        if path.endswith("/pods") and self._unavailable("create_pod"):
+            return
         name = body["metadata"]["name"]
         key = f"{path}/{name}"
         c = self.cluster
@@ -361,6 +365,8 @@ class Handler(BaseHTTPRequestHandler):
         self._stream([json.dumps({"type": t, "object": o}).encode() + b"\n" for t, o in events])
 
     def _collector_pods(self, path: str, q: dict[str, list[str]]) -> None:
+        if self._unavailable("list_collector"):
+            return
         name = q["fieldSelector"][0].split("=", 1)[1]
         with self.cluster.lock:
             obj = copy.deepcopy(self.cluster.objects.get(f"{path}/{name}"))

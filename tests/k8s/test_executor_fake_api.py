@@ -647,3 +647,37 @@ def test_the_log_follower_hangs_up_at_its_budget(tmp_path: Path) -> None:
     assert f.join(30) and f.error is None
     assert dest.read_bytes().endswith(b"[tre: log truncated at 1048576 bytes]\n")
     assert sum(taken) < 2 * 1024 * 1024, sum(taken)
+
+
+@pytest.mark.parametrize(
+    "errors",
+    [{"list_collector": 1}, {"list_collector": 3}, {"create_pod": 2}],
+    ids=["list1", "list3", "create2"],
+)
+def test_an_api_hiccup_while_starting_the_collector_does_not_lose_the_outputs(
+    tmp_path: Path, errors: dict[str, int]
+) -> None:
+    """Following the job retries 5xx answers; waiting for the collector pod did not: one 503
+    (an etcd leader change) ended the run with an executor error, and the finally deleted the
+    output claim, so a job that had succeeded lost its outputs (fake API)."""
+    scenario = Scenario(SUCCESS, output_tar=make_tar({"r.txt": b"kept"}), unavailable=dict(errors))
+    with FakeApiServer(scenario, tmp_path) as server:
+        spec = spec_for(tmp_path)
+        result = executor_for(server).run(spec, RunControl())
+    assert result.state == "succeeded", result.reason
+    assert (spec.output_dir / "r.txt").read_bytes() == b"kept"
+
+
+def test_an_api_that_keeps_failing_fails_the_collection_in_fixed_words(tmp_path: Path) -> None:
+    scenario = Scenario(SUCCESS, output_tar=make_tar({"r.txt": b"x"}), unavailable={"list_collector": 1000})
+    with FakeApiServer(scenario, tmp_path) as server:
+        spec = spec_for(tmp_path)
+        result = executor_for(server).run(spec, RunControl())
+        left = [
+            k for k in server.cluster.objects if "/jobs/" in k or "/tre-out-" in k or "/tre-collect-" in k
+        ]
+    assert result.state == "failed"
+    assert (
+        result.reason == "outputs not collected: the Kubernetes API kept failing while the collector started"
+    )
+    assert left == []

@@ -468,8 +468,16 @@ class KubernetesExecutor(Executor):
                 self.core.create_namespaced_pod(ns, pod_obj, _preload_content=False)
                 return
             except ApiException as exc:
+                if _transient(exc):  # 429/5xx: try again, as for every other call
+                    control.heartbeat()
+                    time.sleep(min(self.settings.retry_backoff_s, 1.0))
+                    continue
                 if exc.status != HTTP_CONFLICT:
                     raise CollectError(f"cannot start the collector pod ({exc.status})") from exc
+            except HTTPError:
+                control.heartbeat()
+                time.sleep(min(self.settings.retry_backoff_s, 1.0))
+                continue
             log.info("replacing the collector pod %s/%s left by a previous worker", ns, name)
             self._delete(
                 lambda: self.core.delete_namespaced_pod(
@@ -481,37 +489,29 @@ class KubernetesExecutor(Executor):
         raise CollectError("a previous collector pod could not be replaced")
 
     def _wait_running(self, ns: str, pod_name: str, control: RunControl) -> None:
+        """Until the collector pod is Running and Ready; API hiccups retried like the follow loop's.
+
+        An error here must not end the run: the caller's cleanup deletes the output claim,
+        so a job that succeeded would lose its outputs to one 503 (an etcd leader change).
+        """
         deadline = self._clock() + self.settings.collector_timeout_s
-        selector = f"metadata.name={pod_name}"
         rv: str | None = None
+        transient_errors = 0
         while self._clock() < deadline:
             control.heartbeat()
-            if rv is None:
-                data = _raw(
-                    self.core.list_namespaced_pod(ns, field_selector=selector, _preload_content=False)
-                )
-                rv = str(data["metadata"].get("resourceVersion", ""))
-                items = data.get("items") or []
-            else:
-                items = []
-                try:
-                    for event in k8s_watch.Watch().stream(
-                        self.core.list_namespaced_pod,
-                        ns,
-                        field_selector=selector,
-                        resource_version=rv,
-                        timeout_seconds=self.settings.watch_window_s,
-                    ):
-                        obj = event.get("raw_object") or {}
-                        rv = (obj.get("metadata") or {}).get("resourceVersion") or rv
-                        if event.get("type") in ("ADDED", "MODIFIED"):
-                            items = [obj]
-                            if _collector_state(obj) != "pending":
-                                break
-                except ApiException as exc:
-                    if exc.status != HTTP_GONE:
-                        raise CollectError(f"watching the collector failed: {_api_reason(exc)}") from exc
-                    rv = None
+            try:
+                rv, items = self._collector_events(ns, pod_name, rv)
+                transient_errors = 0
+            except (ApiException, HTTPError) as exc:
+                if isinstance(exc, ApiException) and not _transient(exc):
+                    raise CollectError(f"watching the collector failed ({exc.status})") from exc
+                transient_errors += 1
+                if transient_errors > MAX_TRANSIENT_ERRORS:
+                    raise CollectError("the Kubernetes API kept failing while the collector started") from exc
+                log.warning("transient API error waiting for the collector %s/%s: %s", ns, pod_name, exc)
+                rv = None
+                time.sleep(min(self.settings.retry_backoff_s * transient_errors, 10.0))
+                continue
             for obj in items:
                 state = _collector_state(obj)
                 if state == "running":
@@ -522,6 +522,36 @@ class KubernetesExecutor(Executor):
                         f"collector pod failed: {view.waiting_reason or view.pod_reason or view.phase}"
                     )
         raise CollectError("collector pod did not start in time")
+
+    def _collector_events(self, ns: str, pod_name: str, rv: str | None) -> tuple[str | None, list[Manifest]]:
+        """A list (rv None) or one watch window of the collector pod: (next rv, its states).
+
+        Returns rv None after a 410 Gone (re-list); other API errors are raised to the caller.
+        """
+        selector = f"metadata.name={pod_name}"
+        if rv is None:
+            data = _raw(self.core.list_namespaced_pod(ns, field_selector=selector, _preload_content=False))
+            return str(data["metadata"].get("resourceVersion", "")), list(data.get("items") or [])
+        items: list[Manifest] = []
+        try:
+            for event in k8s_watch.Watch().stream(
+                self.core.list_namespaced_pod,
+                ns,
+                field_selector=selector,
+                resource_version=rv,
+                timeout_seconds=self.settings.watch_window_s,
+            ):
+                obj = event.get("raw_object") or {}
+                rv = (obj.get("metadata") or {}).get("resourceVersion") or rv
+                if event.get("type") in ("ADDED", "MODIFIED"):
+                    items = [obj]
+                    if _collector_state(obj) != "pending":
+                        break
+        except ApiException as exc:
+            if exc.status != HTTP_GONE:
+                raise
+            return None, items
+        return rv, items
 
     def _delete_job(self, ns: str, name: str) -> None:
         self._delete(
