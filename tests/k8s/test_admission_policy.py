@@ -110,6 +110,20 @@ def test_the_job_controllers_pod_is_admitted(name: str) -> None:
     assert verdict.matched == ["tre-job-pods"] and verdict.allowed, verdict.denials
 
 
+@pytest.mark.parametrize(
+    "priority",
+    [{"priority": 0}, {"priorityClassName": "tre-default", "priority": 1000, "preemptionPolicy": "Never"}],
+)
+def test_pods_as_the_priority_plugin_leaves_them_are_admitted(priority: dict[str, Any]) -> None:
+    """Without or with a global default PriorityClass the plugin fills these in before validation."""
+    pod = controller_pod(base("job.yaml"))
+    pod["spec"].update(priority)
+    assert admit(pod, username=JOB_CONTROLLER).allowed
+    collector = base("collector-pod.yaml")
+    collector["spec"].update(priority)
+    assert admit(collector).allowed
+
+
 def test_the_code_init_container_and_read_only_code_volume_are_admitted() -> None:
     job = with_code(base("job.yaml"))
     assert admit(job).allowed, admit(job).denials
@@ -208,6 +222,7 @@ def test_every_bypass_in_the_issue_has_a_negative_case() -> None:
         "imagePullSecrets",
         "without the project label",
         "named tre-collect-*",
+        "system-node-critical",
     ):
         assert words in bypasses, words
 
