@@ -347,3 +347,36 @@ def test_the_workers_roles_grant_exactly_the_reviewed_rights() -> None:
     for doc in yaml.safe_load_all(RBAC_FILE.read_text()):
         if doc and doc["kind"] in ("ClusterRoleBinding", "RoleBinding"):
             assert doc["roleRef"]["name"] in WORKER_RIGHTS
+
+
+# --- updates of a running pod ----------------------------------------------------------
+
+
+def test_a_running_pods_image_and_tolerations_cannot_be_changed() -> None:
+    """A pod's container images (and tolerations, additions only) stay mutable after creation,
+    and tre-job-pods checks pods on CREATE only: anyone allowed to patch pods in a project
+    namespace (an operator's `edit` binding) could swap a running job's image for an unpinned
+    one, or let it tolerate the GPU taint. tre-pod-updates pins both, for every user."""
+    old = controller_pod(base("job.yaml"))
+    old["metadata"]["finalizers"] = ["batch.kubernetes.io/job-tracking"]
+    for mutate in (
+        lambda p: p["spec"]["containers"][0].update(image="docker.io/library/python:latest"),
+        lambda p: p["spec"]["tolerations"].append({"key": "nvidia.com/gpu", "operator": "Exists"}),
+        lambda p: p["spec"].update(initContainers=[{"name": "x", "image": "busybox"}]),
+    ):
+        new = copy.deepcopy(old)
+        mutate(new)
+        for user in (JOB_CONTROLLER, WORKER, ADMIN):
+            verdict = admit(new, "UPDATE", username=user, old=old)
+            assert "tre-pod-updates" in verdict.matched and not verdict.allowed, (user, verdict)
+    # What controllers do to a running pod stays allowed: the job controller removes its
+    # tracking finalizer, someone labels it, the deadline is shortened.
+    for mutate in (
+        lambda p: p["metadata"].update(finalizers=[]),
+        lambda p: p["metadata"]["labels"].update(debug="1"),
+        lambda p: p["spec"].update(activeDeadlineSeconds=60),
+    ):
+        new = copy.deepcopy(old)
+        mutate(new)
+        verdict = admit(new, "UPDATE", username=JOB_CONTROLLER, old=old)
+        assert verdict.matched == ["tre-pod-updates"] and verdict.allowed, verdict.denials
