@@ -67,6 +67,9 @@ class Scenario:
     output_files: dict[str, bytes] | None = None
     exec_dir: Path | None = None  # set by FakeApiServer: where output_files are written
     # Answer the first N requests of a kind with a recorded 503 (etcd leader change).
+    # Refuse creating these (plural resource name -> the quota resource named in the 403), as
+    # the ResourceQuota admission plugin does once the project's quota is used up.
+    quota_exceeded: dict[str, str] = field(default_factory=dict)
     # keys: "get_job", "list_pods", "list_collector" (lists and watches of the collector
     # pod), "create_pod" (creating the collector pod)
     unavailable: dict[str, int] = field(default_factory=dict)
@@ -184,6 +187,12 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         path, _, body = self._record("POST")
         if path.endswith("/pods") and self._unavailable("create_pod"):
+            return
+        plural = path.rsplit("/", 1)[1]
+        if plural in self.cluster.scenario.quota_exceeded:
+            name = body["metadata"]["name"]
+            res = self.cluster.scenario.quota_exceeded[plural]
+            self._send(403, _status("status_403_quota", NAME=name, KIND=f"{plural}", RESOURCE=res))
             return
         name = body["metadata"]["name"]
         key = f"{path}/{name}"

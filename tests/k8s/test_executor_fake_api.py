@@ -681,3 +681,25 @@ def test_an_api_that_keeps_failing_fails_the_collection_in_fixed_words(tmp_path:
         result.reason == "outputs not collected: the Kubernetes API kept failing while the collector started"
     )
     assert left == []
+
+
+@pytest.mark.parametrize(
+    ("plural", "resource", "words"),
+    [
+        ("jobs", "count/jobs.batch", "the project's limit of running jobs in Kubernetes is reached"),
+        ("persistentvolumeclaims", "requests.storage", "the project's Kubernetes quota is used up"),
+    ],
+)
+def test_a_used_up_quota_fails_the_job_in_fixed_words(
+    tmp_path: Path, plural: str, resource: str, words: str
+) -> None:
+    """Many jobs at once: the ResourceQuota refuses the 17th Job (or its claim) with a 403.
+    Before, that was an executor error with a reference only; now a fixed reason, and
+    nothing of the job is left in the cluster (fake API)."""
+    scenario = Scenario(SUCCESS, quota_exceeded={plural: resource})
+    with FakeApiServer(scenario, tmp_path) as server:
+        result = executor_for(server).run(spec_for(tmp_path), RunControl())
+        left = [k for k in server.cluster.objects if "/jobs/" in k or "/tre-out-" in k]
+    assert result.state == "failed"
+    assert result.reason.startswith(words + " (ResourceQuota tre-project-quota)"), result.reason
+    assert "used:" not in result.reason and left == []

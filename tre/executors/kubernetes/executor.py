@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 Manifest = dict[str, Any]
 HTTP_CONFLICT = 409
+HTTP_FORBIDDEN = 403
 HTTP_GONE = 410
 HTTP_NOT_FOUND = 404
 MAX_TRANSIENT_ERRORS = 5
@@ -174,6 +175,8 @@ class KubernetesExecutor(Executor):
         try:
             created = _raw(self.batch.create_namespaced_job(ns, job_obj, _preload_content=False))
         except ApiException as exc:
+            if _quota_exceeded(exc):
+                return JobResult(JobState.failed, None, _quota_reason(exc))
             if exc.status != HTTP_CONFLICT:
                 raise ExecutorError(f"cannot create Job {ns}/{name}: {_api_reason(exc)}") from exc
             created = self._adopt_job(spec, ns, name)
@@ -183,6 +186,8 @@ class KubernetesExecutor(Executor):
         except ApiException as exc:
             if exc.status != HTTP_CONFLICT:  # 409: made by the attempt whose Job was adopted
                 self._delete_job(ns, name)
+                if _quota_exceeded(exc):
+                    return JobResult(JobState.failed, None, _quota_reason(exc))
                 raise ExecutorError(
                     f"cannot create the output volume for {name}: {_api_reason(exc)}"
                 ) from exc
@@ -593,6 +598,20 @@ def _collector_state(pod: Manifest) -> str:
         for c in (pod.get("status") or {}).get("conditions") or []
     )
     return "running" if view.phase == "Running" and ready else "pending"
+
+
+def _quota_exceeded(exc: ApiException) -> bool:
+    """The ResourceQuota admission plugin's refusal (403 "exceeded quota")."""
+    return exc.status == HTTP_FORBIDDEN and "exceeded quota" in str(exc.body or "")
+
+
+def _quota_reason(exc: ApiException) -> str:
+    """Fixed words for a used-up project quota (the API's message carries usage figures)."""
+    if "count/jobs.batch" in str(exc.body or ""):
+        words = "the project's limit of running jobs in Kubernetes is reached"
+    else:
+        words = "the project's Kubernetes quota is used up"
+    return f"{words} (ResourceQuota tre-project-quota); resubmit when some of its jobs have finished"
 
 
 def _transient(exc: ApiException) -> bool:
