@@ -182,16 +182,21 @@ def admit(
     old: dict[str, Any] | None = None,
     namespace: dict[str, Any] | None = PROJECT_NAMESPACE,
     name: str | None = None,
+    kind: str | None = None,
 ) -> Verdict:
     """What every policy that matches the request says about it (by default in a project namespace).
 
-    ``name`` is request.name, which CONNECT requests (exec) need: there it names the pod.
+    ``name`` is request.name, which CONNECT requests (exec) need: there it names the pod;
+    ``kind`` names the resource when the object carries no type fields.
     """
-    kind = (obj or old or {})["kind"]
+    kind = kind or (obj or old or {})["kind"]
     target = obj or old or {}
+    resource = RESOURCES[kind][1]
     request = {
         "operation": operation,
         "userInfo": {"username": username},
+        "resource": {"group": RESOURCES[kind][0], "version": "v1", "resource": resource.split("/")[0]},
+        "subResource": resource.split("/")[1] if "/" in resource else "",
         "name": name if name is not None else target.get("metadata", {}).get("name", ""),
         "namespace": target.get("metadata", {}).get("namespace", "") if kind != "Namespace" else "",
     }

@@ -285,6 +285,10 @@ def test_the_worker_may_exec_into_its_collector_only() -> None:
     for kind in ("PodAttachOptions", "PodPortForwardOptions"):
         verdict = admit({**exec_options("collector"), "kind": kind}, "CONNECT", name=collector)
         assert verdict.matched == ["tre-worker-exec"] and not verdict.allowed, kind
+    # The options may reach admission without type fields: the subresource decides.
+    bare = {k: v for k, v in exec_options("collector").items() if k not in ("kind", "apiVersion")}
+    verdict = admit(bare, "CONNECT", name=collector, kind="PodExecOptions")
+    assert verdict.allowed, verdict.denials
     # An administrator debugging a job is not the worker: the policy does not apply.
     assert admit(exec_options("job"), "CONNECT", username=ADMIN, name=job_pod).matched == []
 
