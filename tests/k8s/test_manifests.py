@@ -191,16 +191,19 @@ def test_control_plane_liveness_waits_for_a_cold_start() -> None:
 
 
 def test_all_manifests_validate_and_pass_checkov(tmp_path: Path) -> None:
-    """One checkov run over generated manifests, k8s/base and the rendered GPU overlay."""
+    """One checkov run over generated manifests, k8s/base and every rendered overlay
+    (test_manifest_coverage.py validates them for each supported Kubernetes version)."""
     gen = write_docs(tmp_path / "scan" / "generated" / "jobs.yaml", generated(tmp_path))
-    overlay = write_docs(
-        tmp_path / "scan" / "overlay" / "gpu-pool.yaml", render(ROOT / "k8s" / "overlays" / "gpu-pool")
-    )
+    rendered = [
+        write_docs(tmp_path / "scan" / "overlay" / f"{o.name}.yaml", render(o))
+        for o in sorted(p.parent for p in (ROOT / "k8s" / "overlays").glob("*/kustomization.yaml"))
+    ]
+    assert rendered
     base_dir = tmp_path / "scan" / "base"
     base_dir.mkdir()
     for f in _base_files():
         shutil.copy(f, base_dir / f.name)
-    kubernetes_validate([gen, overlay, *sorted(base_dir.iterdir())])
+    kubernetes_validate([gen, *rendered, *sorted(base_dir.iterdir())])
 
     report = run_checkov(tmp_path / "scan")
     assert failed_checks(report) == []
