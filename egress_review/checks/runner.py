@@ -32,7 +32,16 @@ from egress_review.checks.table_readers import ReadTables, json_tables, parse_js
 from egress_review.checks.tables import check_rows, check_table, classify
 from egress_review.checks.text import MAX_TEXT_BYTES, check_identifiers, check_text
 from egress_review.checks.text_counts import check_text_counts
-from egress_review.checks.text_tables import aligned_tables, html_tables, latex_tables, markdown_tables
+from egress_review.checks.text_tables import (
+    aligned_tables,
+    asciidoc_tables,
+    framed_tables,
+    html_tables,
+    latex_tables,
+    markdown_tables,
+    rst_list_tables,
+    rst_simple_tables,
+)
 from tre.policy import Policy
 
 
@@ -184,6 +193,10 @@ def _text_checks(
         out.extend(check_text_counts(text, policy, named=False))  # sentences in strings and cells
     if kind == "text" and expected_type(path_name) in ("csv", "tsv"):
         kind = str(expected_type(path_name))  # one column, or ragged: still a table by its name
+    if kind in ("csv", "tsv") and path_name.lower().endswith((".yaml", ".yml")) and _yaml_mapping(text):
+        # `sites: [A, B, C]` / `n: [45, 3, 52]` has three comma-separated fields a line and was
+        # read as a CSV whose header is `sites: [A` (leaks11): a YAML document is read as YAML
+        kind = "text"
     if kind in ("csv", "tsv"):
         out.extend(check_table(text, "\t" if kind == "tsv" else _delimiter(text), policy))
     elif kind == "text":
@@ -250,11 +263,28 @@ def _yaml_tables(text: str, policy: Policy) -> list[CheckResult]:
     return out
 
 
+def _yaml_mapping(text: str) -> bool:
+    """Whether ``text`` parses as a YAML mapping or list (bounded, no aliases expanded)."""
+    import yaml
+
+    if len(text) > MAX_YAML_CHARS or _YAML_ALIAS.search(text):
+        return False
+    try:
+        return isinstance(yaml.safe_load(text), dict | list)
+    except yaml.YAMLError:
+        return False
+
+
 def _embedded_tables(text: str, policy: Policy) -> list[CheckResult]:
-    """Markdown and HTML tables in text get the SDC rules (only their findings are reported)."""
+    """Tables written in text (Markdown, org, HTML, LaTeX, reStructuredText, AsciiDoc, aligned
+    columns) get the SDC rules (only their findings are reported)."""
     found = [(f"Markdown table at line {line}", rows) for line, rows in markdown_tables(text)]
     found += [(f"HTML table {i + 1}", rows) for i, rows in enumerate(html_tables(text))]
     found += [(f"LaTeX table {i + 1}", rows) for i, rows in enumerate(latex_tables(text))]
+    found += [(f"pipe-framed table at line {line}", rows) for line, rows in framed_tables(text)]
+    found += [(f"reStructuredText table at line {line}", rows) for line, rows in rst_simple_tables(text)]
+    found += [(f"reStructuredText list-table at line {line}", rows) for line, rows in rst_list_tables(text)]
+    found += [(f"AsciiDoc table at line {line}", rows) for line, rows in asciidoc_tables(text)]
     found += [
         (f"aligned table at line {line}", rows)
         for line, rows in aligned_tables(text)
