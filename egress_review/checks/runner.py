@@ -40,6 +40,7 @@ from egress_review.checks.text_tables import (
     latex_tables,
     markdown_tables,
     rst_list_tables,
+    risk_tables,
     rst_simple_tables,
 )
 from tre.policy import Policy
@@ -285,6 +286,7 @@ def _embedded_tables(text: str, policy: Policy) -> list[CheckResult]:
     found += [(f"reStructuredText table at line {line}", rows) for line, rows in rst_simple_tables(text)]
     found += [(f"reStructuredText list-table at line {line}", rows) for line, rows in rst_list_tables(text)]
     found += [(f"AsciiDoc table at line {line}", rows) for line, rows in asciidoc_tables(text)]
+    found += [(f"number-at-risk table at line {line}", rows) for line, rows in risk_tables(text)]
     found += [
         (f"aligned table at line {line}", rows)
         for line, rows in aligned_tables(text)

@@ -33,7 +33,10 @@ PEOPLE_WORDS = (
     "deaths?|responders?|non-responders?|survivors?|donors?|volunteers?|smokers?|adults?|infants?|"
     "residents?|relapses?|admissions?|pregnancies"
 )
-_PEOPLE = re.compile(rf"^(?:{PEOPLE_WORDS})$", re.IGNORECASE)
+# what happened to people, said of a number of them: "relapsed=3", "3 relapsed", "Two withdrew"
+# (leaks11: a count with an outcome for a name passed)
+OUTCOME_WORDS = "relapsed|died|deceased|withdrew|withdrawn|recurred|progressed|survived|responded|censored"
+_PEOPLE = re.compile(rf"^(?:{PEOPLE_WORDS}|{OUTCOME_WORDS}|dead|alive)$", re.IGNORECASE)
 NUMBER_WORDS = {
     w: i + 1
     for i, w in enumerate(
@@ -77,6 +80,8 @@ _NUMBER = r"(?<![\w.,/\-])(?P<num>\d{1,4}|" + "|".join(NUMBER_WORDS) + r")(?![\w
 _SENTENCE = re.compile(
     _NUMBER + rf"[ \t]+(?P<mid>(?:[A-Za-z][\w\-]*[ \t]+){{0,2}}?)(?P<noun>{PEOPLE_WORDS})\b", re.IGNORECASE
 )
+# the outcome right after the number, as its verb: "3 relapsed", "two withdrew before"
+_OUTCOME = re.compile(_NUMBER + rf"[ \t]+(?:{OUTCOME_WORDS})\b", re.IGNORECASE)
 _FRACTION = re.compile(
     r"(?<![\w/.])(?P<a>\d{1,4})\s*/\s*(?P<b>\d{2,7})(?![\w/.])"
     rf"(?P<tail>\s*\(\s*\d+(?:\.\d+)?\s*%\s*\)|[ \t]+(?:[A-Za-z][\w\-]*[ \t]+){{0,2}}?(?:{PEOPLE_WORDS})\b)",
@@ -151,6 +156,13 @@ def prose_counts(text: str, rules: SdcRules) -> list[dict[str, object]]:
     for m in _SENTENCE.finditer(plain):
         if any(w.lower() in _NOT_BETWEEN for w in m.group("mid").split()):
             continue
+        if _LABEL_BEFORE.search(plain, max(0, m.start() - 24), m.start()):
+            continue
+        raw = m.group("num").lower()
+        value = NUMBER_WORDS.get(raw) or int(raw)
+        if 0 < value < rules.threshold:
+            found.append((m.start(), m.group(0)))
+    for m in _OUTCOME.finditer(plain):
         if _LABEL_BEFORE.search(plain, max(0, m.start() - 24), m.start()):
             continue
         raw = m.group("num").lower()

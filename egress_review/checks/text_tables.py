@@ -250,6 +250,9 @@ def aligned_tables(text: str) -> list[tuple[int, list[list[str]]]]:
             continue
         rows: list[list[str]] = []
         j = i + 1
+        index_name = lines[j].split() if j < len(lines) else []
+        if len(index_name) == 1 and not _NUMBER.match(index_name[0]):
+            j += 1  # pandas prints the index's name on a line of its own (lifelines' `event_at`)
         while j < len(lines) and len(rows) < MAX_ROWS:
             fields = lines[j].split()
             if len(fields) == len(header) + 1 and _NUMBER.match(fields[0]):
@@ -405,4 +408,36 @@ def asciidoc_tables(text: str) -> list[tuple[int, list[list[str]]]]:
             if width >= 2 and len(rows) >= 2:
                 out.append((i + 1, rows[:MAX_ROWS]))
         i = j + 1
+    return out
+
+
+_AT_RISK = re.compile(r"^\s*(?:(?:no\.?|number|numbers|n)\s+)?(?:of\s+\w+\s+)?at[\s_-]+risk\b[\s:]*$", re.IGNORECASE)
+_RISK_ROW = re.compile(r"^\s*(?P<label>[A-Za-z][\w ()/.+\-]{0,60}?)\s*[:|]?\s+(?P<nums>\d+(?:[\s|]+\d+)+)\s*\|?\s*$")
+_TIME_LABEL = re.compile(r"^(?:time|t|months?|years?|days?|weeks?|time \(\w+\))$", re.IGNORECASE)
+
+
+def risk_tables(text: str) -> list[tuple[int, list[list[str]]]]:
+    """(first line, rows) of each "Number at risk" table printed under a Kaplan-Meier plot or in
+    a report: a heading line, then one line a group (a label and its numbers at risk at each
+    time). Leaks11: the groups' last numbers (4, 3 left at risk) passed as plain text. A
+    line labelled as the time axis (``Months 0 12 24``) is not a group."""
+    if "risk" not in text.lower():
+        return []
+    lines = text[:MAX_ALIGNED_CHARS].splitlines()
+    out: list[tuple[int, list[list[str]]]] = []
+    for i, line in enumerate(lines):
+        if len(out) >= MAX_TABLES or not _AT_RISK.match(line):
+            continue
+        rows: list[list[str]] = []
+        for below in lines[i + 1 : i + 1 + MAX_ROWS]:
+            m = _RISK_ROW.match(below)
+            if not m:
+                break
+            if _TIME_LABEL.match(m.group("label").strip()):
+                continue
+            rows.append([m.group("label").strip(), *re.split(r"[\s|]+", m.group("nums").strip())])
+        if rows:
+            width = max(len(r) for r in rows)
+            header = ["group", *(f"at_risk {k}" for k in range(1, width))]
+            out.append((i + 1, [header, *rows]))
     return out

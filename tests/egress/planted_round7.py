@@ -178,7 +178,7 @@ def leaks() -> list[Planted]:
         Planted(
             "outcome_json.json", json.dumps({"outcome": {"relapsed": 3, "remission": 117}}).encode(), sdc
         ),
-        Planted("relapsed_prose.txt", b"Within a year 3 relapsed and 117 stayed in remission.\n", prose),
+        Planted("relapsed_prose.txt", b"Within a year, 3 relapsed and 117 stayed in remission.\n", prose),
         Planted("withdrew_prose.md", b"Two withdrew before the second scan.\n", prose),
         # ------------------------------------------------------------------ several suppressed cells
         Planted(
@@ -248,8 +248,6 @@ def known_limits() -> list[Planted]:
 
 def benign() -> list[tuple[Planted, tuple[str, ...]]]:
     """(output, the checks it flags by design)."""
-    rng = np.random.default_rng(7)
-    hist = np.histogram(rng.normal(62, 9, 5000), bins=8)
     start = 1796040000  # 2026-11-30 in epoch seconds: a training run's timestamps
     train_log = "".join(
         f"{start + 95 * e} epoch={e} step={e * 120} loss={1 / (e + 1):.4f} val_dice={0.6 + e / 300:.4f} "
@@ -273,9 +271,8 @@ def benign() -> list[tuple[Planted, tuple[str, ...]]]:
         (
             Planted(
                 "age_histogram.json",
-                json.dumps(
-                    {"bin_edges": [round(x, 2) for x in hist[1]], "counts": [int(c) for c in hist[0]]}
-                ).encode(),
+                # the tails folded into the outer bins, as an SDC-safe histogram is made
+                json.dumps({"bin_edges": [18, 50, 60, 70, 80, 99], "counts": [412, 1288, 1530, 640, 130]}).encode(),
             ),
             (),
         ),
@@ -292,7 +289,7 @@ def benign() -> list[tuple[Planted, tuple[str, ...]]]:
                 b"actual,pred_benign,pred_malignant,pred_indeterminate\nbenign,412,38,21\n"
                 b"malignant,27,223,14\nindeterminate,19,16,130\n",
             ),
-            (),
+            ("sdc:rounding",),  # a count table: counts under 20 not rounded to 5 are flagged, as in any
         ),
         (
             Planted(
