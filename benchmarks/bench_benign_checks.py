@@ -61,7 +61,8 @@ def main() -> None:
                 alarms += [f"{tag}/{planted.name}: {f}" for f in fired if f not in by_design]  # type: ignore[attr-defined]
             best = min(best, time.process_time() - start)
     print(
-        f"{len(items)} benign outputs: best of {args.repeat} passes {best:.2f} CPU-s; false alarms {len(alarms)}"
+        f"{len(items)} benign outputs: best of {args.repeat} passes {best:.2f} CPU-s; "
+        f"false alarms {len(alarms)}"
     )
     for alarm in alarms:
         print("  ", alarm)

@@ -177,3 +177,70 @@ def find_dates(text: str, targets: set[str]) -> Iterator[tuple[str, int]]:
                     end >= len(folded) or not folded[end].isalnum()
                 ):
                     yield target, off
+    yield from find_numeric_dates(text, targets)
+
+
+# Dates as a computer keeps them (leaks11): seconds or milliseconds since 1970-01-01 UTC
+# (a Unix timestamp, pandas' `to_json`), and days since Excel's epoch (1900 system: 1899-12-30;
+# 1904 system) or MATLAB's `datenum`. A timestamp anywhere in the target day matches.
+_EPOCH = re.compile(r"(?<![\w.])(-?\d{9,13})(?:\.\d+)?(?![\w.])")
+_SERIAL = re.compile(r"(?<![\w.\-])(\d{5,6})(?:\.\d+)?(?![\w\-]|\.\d*[a-z_])", re.IGNORECASE)
+# a serial day is only a date where the line (or the table's header) says so: 5-digit
+# numbers are everywhere (voxel counts, parameter counts)
+_DATE_WORD = re.compile(
+    r"date|dob|birth|born|(?<![a-z])dt(?![a-z])|_dt\b|day|when|serial|excel|datenum|time|scan|study|visit|"
+    r"admi|diagnos|acqui|exam|dod|death",
+    re.IGNORECASE,
+)
+_DAY_SECONDS = 86_400
+_EXCEL_1900 = 25_569  # 1970-01-01 as an Excel 1900-system serial
+_EXCEL_1904 = 24_107
+_DATENUM = 719_529  # 1970-01-01 as a MATLAB datenum
+
+
+def _epoch_day(target: str) -> int:
+    import datetime as dt
+
+    day = dt.date(int(target[:4]), int(target[4:6]), int(target[6:]))
+    return (day - dt.date(1970, 1, 1)).days
+
+
+def find_numeric_dates(text: str, targets: set[str]) -> Iterator[tuple[str, int]]:
+    """(YYYYMMDD, offset) for each Unix timestamp (seconds or milliseconds, any time of the
+    day; at least 10^8 seconds from 1970, so 1967-1972 in seconds is not searched), and each
+    Excel or MATLAB serial day on a line that names a date (or under a header that does),
+    that reads as one of ``targets``."""
+    days: dict[int, str] = {}
+    for target in targets:
+        try:
+            days[_epoch_day(target)] = target
+        except ValueError:
+            continue
+    if not days:
+        return
+    for m in _EPOCH.finditer(text):
+        raw = m.group(1)
+        value = int(raw)
+        digits = len(raw.lstrip("-"))
+        if digits <= 10 and abs(value) >= 10**8:
+            day = value // _DAY_SECONDS
+        elif digits >= 12:
+            day = value // (_DAY_SECONDS * 1000)
+        else:
+            continue
+        if day in days:
+            yield days[day], m.start()
+    serials = {d + _EXCEL_1900: t for d, t in days.items()}
+    serials |= {d + _EXCEL_1904: t for d, t in days.items()}
+    serials |= {d + _DATENUM: t for d, t in days.items()}
+    first_line = text[: text.find("\n")] if "\n" in text else text
+    header_says = bool(_DATE_WORD.search(first_line[:4096]))
+    for m in _SERIAL.finditer(text):
+        target = serials.get(int(m.group(1)))
+        if target is None:
+            continue
+        start = text.rfind("\n", 0, m.start()) + 1
+        end = text.find("\n", m.end())
+        line = text[start : end if end >= 0 else len(text)]
+        if header_says or _DATE_WORD.search(line[:4096]):
+            yield target, m.start()

@@ -39,8 +39,8 @@ from egress_review.checks.text_tables import (
     html_tables,
     latex_tables,
     markdown_tables,
-    rst_list_tables,
     risk_tables,
+    rst_list_tables,
     rst_simple_tables,
 )
 from tre.policy import Policy

@@ -90,7 +90,9 @@ def classify(rows: list[list[str]], rules: SdcRules) -> Table:
     return Table(header, _plain_numbers(body, set(counts)), counts, magnitudes, contributors)
 
 
-_ACTUAL = re.compile(r"^(?:actual|true|truth|ground[ _]?truth|observed|reference|gold|label|class)\b", re.IGNORECASE)
+_ACTUAL = re.compile(
+    r"^(?:actual|true|truth|ground[ _]?truth|observed|reference|gold|label|class)\b", re.IGNORECASE
+)
 _PREDICTED = re.compile(r"^pred(?:icted|iction)?\b|^pred_", re.IGNORECASE)
 
 
@@ -108,7 +110,9 @@ def _confusion_header(header: list[str]) -> bool:
 # count column also a footnote letter ("3a", "3^a"). Leaks11: "3*" was no number, so the
 # small count under its footnote mark passed.
 _THOUSANDS = re.compile(r"^([+-]?\d{1,3}(?:,\d{3})+)(\.\d+)?$")
-_FOOTNOTE = re.compile(r"^([+-]?\d+(?:\.\d+)?)\s*(?:\*{1,3}|[\u2020\u2021\u00a7\u00b6#]{1,3}|\[\d{1,2}\]|\(\d{1,2}\)|[\u00b9\u00b2\u00b3\u2070-\u2079]{1,2})$")
+_FOOTNOTE = re.compile(
+    r"^([+-]?\d+(?:\.\d+)?)\s*(?:\*{1,3}|[\u2020\u2021\u00a7\u00b6#]{1,3}|\[\d{1,2}\]|\(\d{1,2}\)|[\u00b9\u00b2\u00b3\u2070-\u2079]{1,2})$"
+)
 _FOOTNOTE_LETTER = re.compile(r"^([+-]?\d+)\s*\^?\(?([a-z])\)?$")
 
 

@@ -411,8 +411,12 @@ def asciidoc_tables(text: str) -> list[tuple[int, list[list[str]]]]:
     return out
 
 
-_AT_RISK = re.compile(r"^\s*(?:(?:no\.?|number|numbers|n)\s+)?(?:of\s+\w+\s+)?at[\s_-]+risk\b[\s:]*$", re.IGNORECASE)
-_RISK_ROW = re.compile(r"^\s*(?P<label>[A-Za-z][\w ()/.+\-]{0,60}?)\s*[:|]?\s+(?P<nums>\d+(?:[\s|]+\d+)+)\s*\|?\s*$")
+_AT_RISK = re.compile(
+    r"^\s*(?:(?:no\.?|number|numbers|n)\s+)?(?:of\s+\w+\s+)?at[\s_-]+risk\b[\s:]*$", re.IGNORECASE
+)
+_RISK_ROW = re.compile(
+    r"^\s*(?P<label>[A-Za-z][\w ()/.+\-]{0,60}?)\s*[:|]?\s+(?P<nums>\d+(?:[\s|]+\d+)+)\s*\|?\s*$"
+)
 _TIME_LABEL = re.compile(r"^(?:time|t|months?|years?|days?|weeks?|time \(\w+\))$", re.IGNORECASE)
 
 

@@ -108,7 +108,8 @@ def leaks() -> list[Planted]:
         ),
         Planted(
             "longtable.tex",
-            b"\\begin{longtable}{lr}\nSite & n \\\\\n\\hline\n\\endhead\nA & 45 \\\\\nB & 3 \\\\\n\\end{longtable}\n",
+            b"\\begin{longtable}{lr}\nSite & n \\\\\n\\hline\n\\endhead\n"
+            b"A & 45 \\\\\nB & 3 \\\\\n\\end{longtable}\n",
             sdc,
         ),
         # ------------------------------------------------------------------ spreadsheet exports
@@ -260,7 +261,8 @@ def benign() -> list[tuple[Planted, tuple[str, ...]]]:
         for e in range(1, 40)
     )
     model_card = (
-        "---\nlicense: apache-2.0\ntags: [medical-imaging, segmentation]\n---\n\n# Model card: lung nodule U-Net\n\n"
+        "---\nlicense: apache-2.0\ntags: [medical-imaging, segmentation]\n---\n\n"
+        "# Model card: lung nodule U-Net\n\n"
         "## Training data\n\n480 CT series from 3 sites (212, 187 and 81 series); 120 held out.\n\n"
         "## Training procedure\n\n- epochs: 200\n- batch size: 8\n- learning rate: 1e-4\n- GPUs: 4\n"
         "- random seed: 42\n\n## Evaluation\n\n| split | n | Dice | AUC |\n|---|---|---|---|\n"
@@ -272,7 +274,9 @@ def benign() -> list[tuple[Planted, tuple[str, ...]]]:
             Planted(
                 "age_histogram.json",
                 # the tails folded into the outer bins, as an SDC-safe histogram is made
-                json.dumps({"bin_edges": [18, 50, 60, 70, 80, 99], "counts": [412, 1288, 1530, 640, 130]}).encode(),
+                json.dumps(
+                    {"bin_edges": [18, 50, 60, 70, 80, 99], "counts": [412, 1288, 1530, 640, 130]}
+                ).encode(),
             ),
             (),
         ),
@@ -373,7 +377,10 @@ def benign() -> list[tuple[Planted, tuple[str, ...]]]:
         (
             Planted(
                 "timestamps.csv",
-                f"run,started,finished,dice\nr1,{start},{start + 3600},0.87\nr2,{start + 7200},{start + 9000},0.88\n".encode(),
+                (
+                    f"run,started,finished,dice\nr1,{start},{start + 3600},0.87\n"
+                    f"r2,{start + 7200},{start + 9000},0.88\n"
+                ).encode(),
             ),
             (),
         ),
