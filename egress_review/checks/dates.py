@@ -233,14 +233,22 @@ def find_numeric_dates(text: str, targets: set[str]) -> Iterator[tuple[str, int]
     serials = {d + _EXCEL_1900: t for d, t in days.items()}
     serials |= {d + _EXCEL_1904: t for d, t in days.items()}
     serials |= {d + _DATENUM: t for d, t in days.items()}
-    first_line = text[: text.find("\n")] if "\n" in text else text
-    header_says = bool(_DATE_WORD.search(first_line[:4096]))
+    first_line = (text[: text.find("\n")] if "\n" in text else text)[:4096]
+    delimiter = max(",;\t|", key=first_line.count)
+    dated_columns = (
+        {i for i, name in enumerate(first_line.split(delimiter)) if _DATE_WORD.search(name)}
+        if first_line.count(delimiter)
+        else set()
+    )
     for m in _SERIAL.finditer(text):
-        target = serials.get(int(m.group(1)))
-        if target is None:
+        hit = serials.get(int(m.group(1)))
+        if hit is None:
             continue
         start = text.rfind("\n", 0, m.start()) + 1
         end = text.find("\n", m.end())
         line = text[start : end if end >= 0 else len(text)]
-        if header_says or _DATE_WORD.search(line[:4096]):
-            yield target, m.start()
+        # in a table, the cell's column must name a date (a voxel count beside a scan date is
+        # no date); elsewhere the line must
+        in_dated_column = text.count(delimiter, start, m.start()) in dated_columns
+        if in_dated_column or _DATE_WORD.search(line[: m.start() - start]):
+            yield hit, m.start()

@@ -11,6 +11,7 @@ from typing import Any
 
 from egress_review.checks.acro import check_acro_results, claims_for, is_acro_results
 from egress_review.checks.archives import check_archive
+from egress_review.checks.cross_file import check_across_files
 from egress_review.checks.detect import (
     ARCHIVE_TYPES,
     IMAGE_TYPES,
@@ -29,7 +30,7 @@ from egress_review.checks.model import CheckContext, CheckResult, action_outcome
 from egress_review.checks.model_release import check_model, json_weights, structural_results
 from egress_review.checks.numbers import check_number_text
 from egress_review.checks.table_readers import ReadTables, json_tables, parse_json, read_parquet, read_xlsx
-from egress_review.checks.tables import check_rows, check_table, classify
+from egress_review.checks.tables import check_rows, check_table, classify, parse_table
 from egress_review.checks.text import MAX_TEXT_BYTES, check_identifiers, check_text
 from egress_review.checks.text_counts import check_text_counts
 from egress_review.checks.text_tables import (
@@ -124,7 +125,9 @@ def _binary_table_checks(
                 evidence={"parts": read.unusual_parts[:30]},
             )
         )
-    cells_text = "\n".join([*read.other_text, *("\t".join(r) for rows in read.tables.values() for r in rows)])
+    # the first table first: its header is then the text's first line, which tells a serial day
+    # in a `dob` column from a number in another (checks/dates.py)
+    cells_text = "\n".join([*("\t".join(r) for rows in read.tables.values() for r in rows), *read.other_text])
     out.extend(check_text(cells_text, policy, context))
     if read.part_text:
         in_parts = check_identifiers("\n".join(read.part_text), policy, context, check="identifiers:parts")
@@ -199,7 +202,10 @@ def _text_checks(
         # read as a CSV whose header is `sites: [A` (leaks11): a YAML document is read as YAML
         kind = "text"
     if kind in ("csv", "tsv"):
-        out.extend(check_table(text, "\t" if kind == "tsv" else _delimiter(text), policy))
+        delimiter = "\t" if kind == "tsv" else _delimiter(text)
+        out.extend(check_table(text, delimiter, policy))
+        # a suppressed cell whose total another file of the request states (leaks11)
+        out.extend(check_across_files(parse_table(text, delimiter, policy.sdc), path_name, policy, context))
     elif kind == "text":
         out.extend(_embedded_tables(text, policy))
         out.extend(check_number_text(text, policy))

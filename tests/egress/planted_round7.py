@@ -415,6 +415,35 @@ def benign() -> list[tuple[Planted, tuple[str, ...]]]:
             (),
         ),
         (Planted("outcomes_prose.txt", b"At one year 48 relapsed and 472 stayed in remission.\n"), ()),
+        (
+            Planted(
+                "age_histogram.npz",
+                _npz(
+                    counts=np.array([412, 1288, 1530, 640, 130]),
+                    bin_edges=np.array([18.0, 50, 60, 70, 80, 99]),
+                ),
+            ),
+            ("model:release_review",),  # every array file goes to model-release review
+        ),
+        (
+            Planted(
+                "predictions.npz",
+                _npz(
+                    labels=np.array([0, 1, 2, 1, 0, 2, 1, 1]), probs=np.linspace(0, 1, 8).astype(np.float32)
+                ),
+            ),
+            ("model:release_review",),
+        ),
+        (
+            Planted(
+                "run_summary.txt", b"started 1796040000, finished 1796047200 (2 h); 200 epochs, 4 GPUs\n"
+            ),
+            (),
+        ),
+        (
+            Planted("voxels.csv", b"case,voxels,volume_ml,scan_date\nSUBJ-0001,22720,31.2,2026-01-05\n"),
+            (),  # 22720 voxels is not the birth date's serial day: the date column holds ISO dates
+        ),
     ]
 
 
