@@ -10,6 +10,7 @@ imaging data (English, French, German, Spanish, Italian, Dutch, Portuguese), ful
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections.abc import Iterator
@@ -183,8 +184,6 @@ def find_dates(text: str, targets: set[str]) -> Iterator[tuple[str, int]]:
 # Dates as a computer keeps them (leaks11): seconds or milliseconds since 1970-01-01 UTC
 # (a Unix timestamp, pandas' `to_json`), and days since Excel's epoch (1900 system: 1899-12-30;
 # 1904 system) or MATLAB's `datenum`. A timestamp anywhere in the target day matches.
-_EPOCH = re.compile(r"(?<![\w.])(-?\d{9,13})(?:\.\d+)?(?![\w.])")
-_SERIAL = re.compile(r"(?<![\w.\-])(\d{5,6})(?:\.\d+)?(?![\w\-]|\.\d*[a-z_])", re.IGNORECASE)
 # a serial day is only a date where the line (or the table's header) says so: 5-digit
 # numbers are everywhere (voxel counts, parameter counts)
 _DATE_WORD = re.compile(
@@ -205,34 +204,71 @@ def _epoch_day(target: str) -> int:
     return (day - dt.date(1970, 1, 1)).days
 
 
-def find_numeric_dates(text: str, targets: set[str]) -> Iterator[tuple[str, int]]:
-    """(YYYYMMDD, offset) for each Unix timestamp (seconds or milliseconds, any time of the
-    day; at least 10^8 seconds from 1970, so 1967-1972 in seconds is not searched), and each
-    Excel or MATLAB serial day on a line that names a date (or under a header that does),
-    that reads as one of ``targets``."""
+def _prefix(value: int, tail: int) -> str:
+    """The digits of ``value`` as written, without its last ``tail`` digits (sign kept)."""
+    digits = str(abs(value))
+    return ("-" if value < 0 else "") + digits[:-tail]
+
+
+@functools.lru_cache(maxsize=64)
+def _numeric_forms(
+    targets: frozenset[str],
+) -> tuple[dict[int, str], tuple[str, ...], re.Pattern[str], dict[int, str], re.Pattern[str]]:
+    """For the target dates: their days since 1970, the literal prefixes of their timestamps,
+    the timestamp pattern, their serial days and the serial pattern (built once per set).
+
+    Only the numbers that can be one of the days are matched: a day's seconds share their
+    digits but the last five (milliseconds: eight), so each day is one or two literal
+    prefixes, and a log of other timestamps costs the regex engine, not a loop per number."""
     days: dict[int, str] = {}
     for target in targets:
         try:
             days[_epoch_day(target)] = target
         except ValueError:
             continue
-    if not days:
-        return
-    for m in _EPOCH.finditer(text):
-        raw = m.group(1)
-        value = int(raw)
-        digits = len(raw.lstrip("-"))
-        if digits <= 10 and abs(value) >= 10**8:
-            day = value // _DAY_SECONDS
-        elif digits >= 12:
-            day = value // (_DAY_SECONDS * 1000)
-        else:
-            continue
-        if day in days:
-            yield days[day], m.start()
+    seconds = {_prefix(v, 5) for d in days for v in (d * _DAY_SECONDS, (d + 1) * _DAY_SECONDS - 1)}
+    millis = {
+        _prefix(v, 8) for d in days for v in (d * _DAY_SECONDS * 1000, (d + 1) * _DAY_SECONDS * 1000 - 1)
+    }
+    epoch = re.compile(
+        r"(?<![\w.])((?:" + "|".join(map(re.escape, sorted(seconds) or ["x"])) + r")\d{5}"
+        r"|(?:" + "|".join(map(re.escape, sorted(millis) or ["x"])) + r")\d{8})(?:\.\d+)?(?![\w.])"
+    )
     serials = {d + _EXCEL_1900: t for d, t in days.items()}
     serials |= {d + _EXCEL_1904: t for d, t in days.items()}
     serials |= {d + _DATENUM: t for d, t in days.items()}
+    serial = re.compile(
+        r"(?<![\w.\-])("
+        + "|".join(str(v) for v in sorted(serials) or ["x"])
+        + r")(?:\.\d+)?(?![\w\-]|\.\d*[a-z_])",
+        re.IGNORECASE,
+    )
+    return days, tuple(sorted(seconds | millis)), epoch, serials, serial
+
+
+def find_numeric_dates(text: str, targets: set[str]) -> Iterator[tuple[str, int]]:
+    """(YYYYMMDD, offset) for each Unix timestamp (seconds or milliseconds, any time of the
+    day; at least 10^8 seconds from 1970, so 1967-1972 in seconds is not searched), and each
+    Excel or MATLAB serial day in a date-named column of a table or after a date word on its
+    line, that reads as one of ``targets``."""
+    days, prefixes, epoch, serials, serial = _numeric_forms(frozenset(targets))
+    if not days:
+        return
+    if any(p in text for p in prefixes):  # str.find first: memory speed
+        for m in epoch.finditer(text):
+            raw = m.group(1)
+            value = int(raw)
+            digits = len(raw.lstrip("-"))
+            if digits <= 10 and abs(value) >= 10**8:
+                day = value // _DAY_SECONDS
+            elif digits >= 12:
+                day = value // (_DAY_SECONDS * 1000)
+            else:
+                continue
+            if day in days:
+                yield days[day], m.start()
+    if not any(str(v) in text for v in serials):
+        return
     first_line = (text[: text.find("\n")] if "\n" in text else text)[:4096]
     delimiter = max(",;\t|", key=first_line.count)
     dated_columns = (
@@ -240,15 +276,13 @@ def find_numeric_dates(text: str, targets: set[str]) -> Iterator[tuple[str, int]
         if first_line.count(delimiter)
         else set()
     )
-    for m in _SERIAL.finditer(text):
+    for m in serial.finditer(text):
         hit = serials.get(int(m.group(1)))
         if hit is None:
             continue
         start = text.rfind("\n", 0, m.start()) + 1
-        end = text.find("\n", m.end())
-        line = text[start : end if end >= 0 else len(text)]
         # in a table, the cell's column must name a date (a voxel count beside a scan date is
-        # no date); elsewhere the line must
+        # no date); elsewhere a date word must come before it on its line
         in_dated_column = text.count(delimiter, start, m.start()) in dated_columns
-        if in_dated_column or _DATE_WORD.search(line[: m.start() - start]):
+        if in_dated_column or _DATE_WORD.search(text, start, m.start()):
             yield hit, m.start()

@@ -80,8 +80,11 @@ _NUMBER = r"(?<![\w.,/\-])(?P<num>\d{1,4}|" + "|".join(NUMBER_WORDS) + r")(?![\w
 _SENTENCE = re.compile(
     _NUMBER + rf"[ \t]+(?P<mid>(?:[A-Za-z][\w\-]*[ \t]+){{0,2}}?)(?P<noun>{PEOPLE_WORDS})\b", re.IGNORECASE
 )
-# the outcome right after the number, as its verb: "3 relapsed", "two withdrew before"
-_OUTCOME = re.compile(_NUMBER + rf"[ \t]+(?:{OUTCOME_WORDS})\b", re.IGNORECASE)
+# the outcome right after the number, as its verb: "3 relapsed", "two withdrew before". The
+# rare word is found first and the number read back from it: a number-first pattern tried
+# every number of a long log (a third more time for the prose reader)
+_OUTCOME_WORD = re.compile(rf"\b(?:{OUTCOME_WORDS})\b", re.IGNORECASE)
+_NUMBER_BEFORE = re.compile(_NUMBER + r"[ \t]+$", re.IGNORECASE)
 _FRACTION = re.compile(
     r"(?<![\w/.])(?P<a>\d{1,4})\s*/\s*(?P<b>\d{2,7})(?![\w/.])"
     rf"(?P<tail>\s*\(\s*\d+(?:\.\d+)?\s*%\s*\)|[ \t]+(?:[A-Za-z][\w\-]*[ \t]+){{0,2}}?(?:{PEOPLE_WORDS})\b)",
@@ -162,13 +165,16 @@ def prose_counts(text: str, rules: SdcRules) -> list[dict[str, object]]:
         value = NUMBER_WORDS.get(raw) or int(raw)
         if 0 < value < rules.threshold:
             found.append((m.start(), m.group(0)))
-    for m in _OUTCOME.finditer(plain):
-        if _LABEL_BEFORE.search(plain, max(0, m.start() - 24), m.start()):
+    lower = plain.lower()
+    outcomes = [w for w in OUTCOME_WORDS.split("|") if w in lower]  # str.find: memory speed
+    for word in _OUTCOME_WORD.finditer(plain) if outcomes else ():
+        m = _NUMBER_BEFORE.search(plain, max(0, word.start() - 24), word.start())
+        if m is None or _LABEL_BEFORE.search(plain, max(0, m.start() - 24), m.start()):
             continue
         raw = m.group("num").lower()
         value = NUMBER_WORDS.get(raw) or int(raw)
         if 0 < value < rules.threshold:
-            found.append((m.start(), m.group(0)))
+            found.append((m.start(), plain[m.start() : word.end()]))
     for m in _OF.finditer(plain):
         raw = m.group("num").lower()
         value = NUMBER_WORDS.get(raw) or int(raw)

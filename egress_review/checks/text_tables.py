@@ -186,6 +186,7 @@ _LATEX_RULES = re.compile(
     r"\\(?:hline|toprule|midrule|bottomrule|addlinespace|endfirsthead|endhead|endfoot|endlastfoot|"
     r"cline\{[^}]*\}|cmidrule(?:\([^)]*\))?\{[^}]*\}|caption\{[^{}]*\}|label\{[^{}]*\})"
 )
+_HEAD_RULE = re.compile(r"^\s*\\(?:midrule|hline)")
 _LATEX_COMMAND = re.compile(r"\\[a-zA-Z]+\*?(?:\[[^\]]*\])?\{([^{}]*)\}")
 # \multicolumn{2}{c}{Patients} spans two columns; \multirow{2}{*}{A} is its text in one
 _MULTICOLUMN = re.compile(r"^\s*\\multicolumn\{(\d{1,3})\}\{[^{}]*\}\{(.*)\}\s*$", re.DOTALL)
@@ -224,10 +225,14 @@ def latex_tables(text: str) -> list[list[list[str]]]:
         body = match.group("body")
         # [t]{lrr}; tabular* and tabularx take a width first: {\textwidth}{lrr}
         body = re.sub(r"^\s*(?:\[[^\]]*\]\s*)?(?:\{(?:[^{}]|\{[^{}]*\})*\}\s*){1,2}", "", body, count=1)
-        body = _LATEX_RULES.sub("", body)
-        rows = [_latex_row(line) for line in re.split(r"\\\\(?:\[[^\]]*\])?", body) if line.strip()]
+        lines = [
+            line for line in re.split(r"\\\\(?:\[[^\]]*\])?", body) if _LATEX_RULES.sub("", line).strip()
+        ]
+        # the rows above the first rule under a row (\midrule, \hline) are the header, years too
+        ruled = next((i for i, line in enumerate(lines[1:], 1) if _HEAD_RULE.search(line)), None)
+        rows = [_latex_row(_LATEX_RULES.sub("", line)) for line in lines]
         if len(rows) >= 2 and max(len(r) for r in rows) >= 2:
-            out.append(merge_header_rows(rows[:MAX_ROWS]))
+            out.append(merge_header_rows(rows[:MAX_ROWS], ruled if ruled and ruled <= 3 else None))
         if len(out) >= MAX_TABLES:
             break
     return out
