@@ -238,6 +238,11 @@ class SdcRules(_Strict):
             "*_cases",
             "*_patients",
             # leaks11: histogram bins, confusion matrices, survival tables, outcomes by name
+            "*_counts",
+            "counts_*",
+            "frequencies",
+            "*_frequency",
+            "*_frequencies",
             "hist",
             "*_hist",
             "histogram",

@@ -84,7 +84,7 @@ def classify(rows: list[list[str]], rules: SdcRules) -> Table:
             counts.append(i)
         elif _matches(name, rules.magnitude_columns):
             magnitudes.append(i)
-    if _confusion_header(header):
+    if _confusion_header(header) or _same_labels(header, body):
         counts = sorted({*counts, *(i for i in range(1, len(header)) if i not in contributors)})
         magnitudes = [i for i in magnitudes if i not in counts]
     return Table(header, _plain_numbers(body, set(counts)), counts, magnitudes, contributors)
@@ -104,6 +104,18 @@ def _confusion_header(header: list[str]) -> bool:
         and (not header[0].strip() or bool(_ACTUAL.match(header[0].strip())))
         and all(_PREDICTED.match(h.strip()) for h in header[1:])
     )
+
+
+def _same_labels(header: list[str], body: list[list[str]]) -> bool:
+    """A square table whose rows are labelled by its own column names (``,benign,malignant`` /
+    ``benign,412,3``): a confusion matrix or a crosstab of one variable against itself, whose
+    every cell counts cases (leaks11)."""
+    names = [h.strip().lower() for h in header[1:]]
+    labels = [r[0].strip().lower() for r in body if r and not _TOTALISH.match(r[0].strip())]
+    return len(names) >= 2 and len(set(names)) == len(names) and sorted(names) == sorted(labels)
+
+
+_TOTALISH = re.compile(r"^(?:total|all|overall|sum)$", re.IGNORECASE)
 
 
 # a spreadsheet's number as written for people: "1,234", "3*", "3†", "3 [1]", "3¹"; in a

@@ -295,11 +295,21 @@ def framed_tables(text: str) -> list[tuple[int, list[list[str]]]]:
         j = i
         rows: list[list[str]] = []
         markdown = False
+        grid = (
+            lines[i].lstrip().startswith("+")
+        )  # a reStructuredText grid: the lines between two rules are one row
+        joined = False
         while j < len(lines) and (_FRAMED_ROW.match(lines[j]) or _GRID_RULE.match(lines[j])):
             if _GRID_RULE.match(lines[j]):
                 markdown = markdown or (len(rows) == 1 and bool(_MD_RULE.match(lines[j].strip())))
+                joined = False
             elif len(rows) < MAX_ROWS:
-                rows.append(_md_cells(lines[j]))
+                cells = _md_cells(lines[j])
+                if grid and joined and rows and len(rows[-1]) == len(cells):
+                    rows[-1] = [f"{a} {b}".strip() for a, b in zip(rows[-1], cells, strict=True)]
+                else:
+                    rows.append(cells)
+                joined = grid
             j += 1
         widths = {len(r) for r in rows}
         if not markdown and len(rows) >= 2 and len(widths) == 1 and widths.pop() >= 2:

@@ -60,6 +60,12 @@ def leaks() -> list[Planted]:
             sdc,
         ),
         Planted(
+            "table_grid_multiline.rst",
+            b"+------+-------+\n| site | cases |\n+======+=======+\n| A    | 45    |\n| (UK) |       |\n"
+            b"+------+-------+\n| B    | 3     |\n+------+-------+\n",
+            sdc,
+        ),
+        Planted(
             "table_simple.rst",
             b"======  =====\nsite    n\n======  =====\nA       45\nB       3\n======  =====\n",
             sdc,
@@ -137,6 +143,12 @@ def leaks() -> list[Planted]:
         ),
         Planted(
             "confusion_small.csv", b"actual,pred_benign,pred_malignant\nbenign,412,3\nmalignant,27,223\n", sdc
+        ),
+        Planted("confusion_labels.csv", b",benign,malignant\nbenign,412,3\nmalignant,27,223\n", sdc),
+        Planted(
+            "class_counts.json",
+            json.dumps({"bin_counts": [120, 45, 3], "labels": ["a", "b", "c"]}).encode(),
+            sdc,
         ),
         Planted(
             "confusion_small.json",
@@ -366,6 +378,13 @@ def benign() -> list[tuple[Planted, tuple[str, ...]]]:
             (),
         ),
         (Planted("thousands.csv", b'site,n\nA,"1,234"\nB,"2,310"\nC,"1,045"\n'), ()),
+        (Planted("confusion_labels.csv", b",benign,malignant\nbenign,412,38\nmalignant,27,223\n"), ()),
+        (
+            Planted(
+                "class_counts.json", json.dumps({"class_counts": {"benign": 450, "malignant": 250}}).encode()
+            ),
+            (),
+        ),
         (Planted("footnotes.csv", "site,n\nA,45*\nB,52\nC,60\u2020\n".encode()), ()),
         (
             Planted(
