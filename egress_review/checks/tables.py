@@ -84,7 +84,7 @@ def classify(rows: list[list[str]], rules: SdcRules) -> Table:
             counts.append(i)
         elif _matches(name, rules.magnitude_columns):
             magnitudes.append(i)
-    if _confusion_header(header) or _same_labels(header, body):
+    if (_confusion_header(header) or _same_labels(header, body)) and _count_matrix(body):
         counts = sorted({*counts, *(i for i in range(1, len(header)) if i not in contributors)})
         magnitudes = [i for i in magnitudes if i not in counts]
     return Table(header, _plain_numbers(body, set(counts)), counts, magnitudes, contributors)
@@ -104,6 +104,24 @@ def _confusion_header(header: list[str]) -> bool:
         and (not header[0].strip() or bool(_ACTUAL.match(header[0].strip())))
         and all(_PREDICTED.match(h.strip()) for h in header[1:])
     )
+
+
+MAX_MATRIX_ROWS = 50
+
+
+def _count_matrix(body: list[list[str]]) -> bool:
+    """Whether the body is a small matrix of whole numbers under row labels, as a confusion
+    matrix is; per-case predictions (``label,pred_benign,pred_malignant`` with probabilities)
+    and a correlation matrix (floats) are not."""
+    if not body or len(body) > MAX_MATRIX_ROWS:
+        return False
+    for row in body:
+        label, cells = (row[0].strip(), [c.strip() for c in row[1:]]) if row else ("", [])
+        if not label or _NUM.match(label):
+            return False
+        if not all(_INT.match(_plain_number(c, True)) for c in cells if c):
+            return False
+    return True
 
 
 def _same_labels(header: list[str], body: list[list[str]]) -> bool:

@@ -381,6 +381,20 @@ def benign() -> list[tuple[Planted, tuple[str, ...]]]:
         (Planted("confusion_labels.csv", b",benign,malignant\nbenign,412,38\nmalignant,27,223\n"), ()),
         (
             Planted(
+                "correlation.csv",
+                b",age,diameter_mm,dice\nage,1.0,0.12,-0.05\ndiameter_mm,0.12,1.0,0.31\ndice,-0.05,0.31,1.0\n",
+            ),
+            (),
+        ),
+        (
+            Planted(
+                "predictions.csv",
+                b"label,pred_benign,pred_malignant\nbenign,0.91,0.09\nmalignant,0.22,0.78\nbenign,0.64,0.36\n",
+            ),
+            (),
+        ),
+        (
+            Planted(
                 "class_counts.json", json.dumps({"class_counts": {"benign": 450, "malignant": 250}}).encode()
             ),
             (),
