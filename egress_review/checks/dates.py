@@ -210,16 +210,21 @@ def _prefix(value: int, tail: int) -> str:
     return ("-" if value < 0 else "") + digits[:-tail]
 
 
-@functools.lru_cache(maxsize=64)
-def _numeric_forms(
-    targets: frozenset[str],
-) -> tuple[dict[int, str], tuple[str, ...], re.Pattern[str], dict[int, str], re.Pattern[str]]:
-    """For the target dates: their days since 1970, the literal prefixes of their timestamps,
-    the timestamp pattern, their serial days and the serial pattern (built once per set).
+_AFTER_PREFIX = re.compile(r"(\d{5}|\d{8})(?:\.\d+)?(?![\w.])")
+_SERIAL_END = re.compile(r"(?:\.\d+)?(?![\w\-]|\.\d*[a-z_])", re.IGNORECASE)
+MAX_OCCURRENCES = 10_000  # of one literal in one text: bounds the cost of a pathological text
 
-    Only the numbers that can be one of the days are matched: a day's seconds share their
-    digits but the last five (milliseconds: eight), so each day is one or two literal
-    prefixes, and a log of other timestamps costs the regex engine, not a loop per number."""
+
+@functools.lru_cache(maxsize=64)
+def _numeric_forms(targets: frozenset[str]) -> tuple[dict[int, str], tuple[str, ...], dict[int, str]]:
+    """For the target dates: their days since 1970, the literal prefixes of their timestamps
+    and their serial days (built once per set of dates).
+
+    A day's seconds share their digits but the last five (milliseconds: eight), so each day's
+    timestamps start with one or two literal prefixes; they and the serial days are found
+    with ``str.find`` (memory speed) and only their occurrences are read, so a log full of
+    other timestamps costs no loop per number (the disguise search runs the matcher on a
+    dozen forms of one text)."""
     days: dict[int, str] = {}
     for target in targets:
         try:
@@ -230,20 +235,25 @@ def _numeric_forms(
     millis = {
         _prefix(v, 8) for d in days for v in (d * _DAY_SECONDS * 1000, (d + 1) * _DAY_SECONDS * 1000 - 1)
     }
-    epoch = re.compile(
-        r"(?<![\w.])((?:" + "|".join(map(re.escape, sorted(seconds) or ["x"])) + r")\d{5}"
-        r"|(?:" + "|".join(map(re.escape, sorted(millis) or ["x"])) + r")\d{8})(?:\.\d+)?(?![\w.])"
-    )
     serials = {d + _EXCEL_1900: t for d, t in days.items()}
     serials |= {d + _EXCEL_1904: t for d, t in days.items()}
     serials |= {d + _DATENUM: t for d, t in days.items()}
-    serial = re.compile(
-        r"(?<![\w.\-])("
-        + "|".join(str(v) for v in sorted(serials) or ["x"])
-        + r")(?:\.\d+)?(?![\w\-]|\.\d*[a-z_])",
-        re.IGNORECASE,
-    )
-    return days, tuple(sorted(seconds | millis)), epoch, serials, serial
+    return days, tuple(sorted(seconds | millis)), serials
+
+
+def _occurrences(text: str, literal: str) -> Iterator[int]:
+    """Offsets of ``literal`` in ``text`` that start a number (not inside a word, a decimal
+    or a longer or negative number)."""
+    start, seen = 0, 0
+    while seen < MAX_OCCURRENCES:
+        k = text.find(literal, start)
+        if k < 0:
+            return
+        start, seen = k + 1, seen + 1
+        before = text[k - 1] if k else " "
+        if before.isalnum() or before in "_." or (before == "-" and not literal.startswith("-")):
+            continue
+        yield k
 
 
 def find_numeric_dates(text: str, targets: set[str]) -> Iterator[tuple[str, int]]:
@@ -251,23 +261,20 @@ def find_numeric_dates(text: str, targets: set[str]) -> Iterator[tuple[str, int]
     day; at least 10^8 seconds from 1970, so 1967-1972 in seconds is not searched), and each
     Excel or MATLAB serial day in a date-named column of a table or after a date word on its
     line, that reads as one of ``targets``."""
-    days, prefixes, epoch, serials, serial = _numeric_forms(frozenset(targets))
+    days, prefixes, serials = _numeric_forms(frozenset(targets))
     if not days:
         return
-    if any(p in text for p in prefixes):  # str.find first: memory speed
-        for m in epoch.finditer(text):
-            raw = m.group(1)
-            value = int(raw)
-            digits = len(raw.lstrip("-"))
-            if digits <= 10 and abs(value) >= 10**8:
-                day = value // _DAY_SECONDS
-            elif digits >= 12:
-                day = value // (_DAY_SECONDS * 1000)
-            else:
+    for literal in prefixes:
+        for k in _occurrences(text, literal):
+            m = _AFTER_PREFIX.match(text, k + len(literal))
+            if m is None:
                 continue
-            if day in days:
-                yield days[day], m.start()
-    if not any(str(v) in text for v in serials):
+            value = int(literal + m.group(1))
+            day = value // _DAY_SECONDS if len(m.group(1)) == 5 else value // (_DAY_SECONDS * 1000)
+            if (len(m.group(1)) == 8 or abs(value) >= 10**8) and day in days:
+                yield days[day], k
+    found = [(k, v) for v in serials for k in _occurrences(text, str(v))]
+    if not found:
         return
     first_line = (text[: text.find("\n")] if "\n" in text else text)[:4096]
     delimiter = max(",;\t|", key=first_line.count)
@@ -276,13 +283,12 @@ def find_numeric_dates(text: str, targets: set[str]) -> Iterator[tuple[str, int]
         if first_line.count(delimiter)
         else set()
     )
-    for m in serial.finditer(text):
-        hit = serials.get(int(m.group(1)))
-        if hit is None:
+    for k, v in sorted(found):
+        if not _SERIAL_END.match(text, k + len(str(v))):
             continue
-        start = text.rfind("\n", 0, m.start()) + 1
+        start = text.rfind("\n", 0, k) + 1
         # in a table, the cell's column must name a date (a voxel count beside a scan date is
         # no date); elsewhere a date word must come before it on its line
-        in_dated_column = text.count(delimiter, start, m.start()) in dated_columns
-        if in_dated_column or _DATE_WORD.search(text, start, m.start()):
-            yield hit, m.start()
+        in_dated_column = text.count(delimiter, start, k) in dated_columns
+        if in_dated_column or _DATE_WORD.search(text, start, k):
+            yield serials[v], k

@@ -168,13 +168,13 @@ def prose_counts(text: str, rules: SdcRules) -> list[dict[str, object]]:
     lower = plain.lower()
     outcomes = [w for w in OUTCOME_WORDS.split("|") if w in lower]  # str.find: memory speed
     for word in _OUTCOME_WORD.finditer(plain) if outcomes else ():
-        m = _NUMBER_BEFORE.search(plain, max(0, word.start() - 24), word.start())
-        if m is None or _LABEL_BEFORE.search(plain, max(0, m.start() - 24), m.start()):
+        before = _NUMBER_BEFORE.search(plain, max(0, word.start() - 24), word.start())
+        if before is None or _LABEL_BEFORE.search(plain, max(0, before.start() - 24), before.start()):
             continue
-        raw = m.group("num").lower()
+        raw = before.group("num").lower()
         value = NUMBER_WORDS.get(raw) or int(raw)
         if 0 < value < rules.threshold:
-            found.append((m.start(), plain[m.start() : word.end()]))
+            found.append((before.start(), plain[before.start() : word.end()]))
     for m in _OF.finditer(plain):
         raw = m.group("num").lower()
         value = NUMBER_WORDS.get(raw) or int(raw)
