@@ -63,6 +63,10 @@ class ResolutionBody(In):
     comment: str = Field(min_length=1, max_length=10_000)
 
 
+class WithdrawalBody(In):
+    reason: str = Field(default="", max_length=2_000)
+
+
 @router.post("/requests", status_code=201, response_model=EgressRequestOut)
 def create(
     body: CreateRequest,
@@ -143,7 +147,14 @@ def vote(
     request_id: str, body: VoteBody, principal: Reviewer, session: DbSession, settings: AppSettings
 ) -> dict[str, Any]:
     """A blind vote; the answer shows the caller's own vote and the vote count, nothing more."""
-    req = workflow.cast_vote(session, principal, request_id, vote=body.vote, comment=body.comment)
+    req = workflow.cast_vote(
+        session,
+        principal,
+        request_id,
+        vote=body.vote,
+        comment=body.comment,
+        policies_dir=settings.resolved_policies_dir,
+    )
     return workflow.request_view(session, req, principal, keys_dir=settings.keys_dir)
 
 
@@ -151,8 +162,26 @@ def vote(
 def resolution(
     request_id: str, body: ResolutionBody, principal: Resolver, session: DbSession, settings: AppSettings
 ) -> dict[str, Any]:
-    req = workflow.resolve(session, principal, request_id, decision=body.decision, comment=body.comment)
+    req = workflow.resolve(
+        session,
+        principal,
+        request_id,
+        decision=body.decision,
+        comment=body.comment,
+        policies_dir=settings.resolved_policies_dir,
+    )
     return workflow.request_view(session, req, principal, keys_dir=settings.keys_dir)
+
+
+@router.post("/requests/{request_id}/withdrawal", status_code=201, response_model=EgressRequestOut)
+def withdrawal(
+    request_id: str, body: WithdrawalBody, principal: Researcher, session: DbSession, settings: AppSettings
+) -> dict[str, Any]:
+    """The requester withdraws an open request (final; votes cast so far stay blind)."""
+    req = workflow.withdraw(session, principal, request_id, reason=body.reason)
+    return workflow.request_view(
+        session, req, principal, _names(session, settings, principal, req.job_id), keys_dir=settings.keys_dir
+    )
 
 
 @router.get("/requests/{request_id}/disclosure", response_model=DisclosureRecord)

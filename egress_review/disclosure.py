@@ -50,9 +50,19 @@ def _job_section(req: EgressRequest) -> dict[str, Any]:
     }
 
 
-def build_record(req: EgressRequest) -> dict[str, Any]:
+def build_record(req: EgressRequest, withdrawal: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The record of a final request. A withdrawn one (``withdrawal``: who, why, when) was
+    withdrawn before its votes were all in: they stay blind for good (only their count), or
+    withdrawing after one vote would tell the requester how that reviewer voted."""
     reviews = sorted(req.reviews, key=lambda r: (r.stage != "review", r.created_at, r.id or 0))
+    votes_in = sum(1 for r in reviews if r.stage == "review")
+    if req.state == "withdrawn":
+        reviews = []
     resolution = next((r for r in reviews if r.stage == "resolution"), None)
+    if req.state == "withdrawn":
+        decided_by = "requester"
+    else:
+        decided_by = "resolution" if resolution else ("checks" if req.state == "blocked" else "votes")
     return {
         "schema": SCHEMA,
         "request": {
@@ -67,7 +77,7 @@ def build_record(req: EgressRequest) -> dict[str, Any]:
         "outcome": req.state,
         "released": req.state == "approved",
         "decided_at": _ts(req.decided_at),
-        "decided_by": "resolution" if resolution else ("checks" if req.state == "blocked" else "votes"),
+        "decided_by": decided_by,
         "policies": policies_of(req.files),
         "required_reviews": req.required_reviews,
         "files": [
@@ -94,6 +104,11 @@ def build_record(req: EgressRequest) -> dict[str, Any]:
             }
             for r in reviews
         ],
+        **(
+            {"withdrawal": {**withdrawal, "at": _ts(req.decided_at)}, "votes_in": votes_in}
+            if withdrawal is not None
+            else {}
+        ),
         "generated_at": _ts(utcnow()),
     }
 

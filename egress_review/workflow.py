@@ -36,11 +36,18 @@ from egress_review.staging import (
     open_verified,
     output_file,
 )
-from tre.access import STAFF_ROLES, can_see_egress, is_member, sees_raw_output_names, user_project_ids
+from tre.access import (
+    STAFF_ROLES,
+    can_see_egress,
+    former_project_ids,
+    is_member,
+    sees_raw_output_names,
+    user_project_ids,
+)
 from tre.audit import AuditEvent, record_event, record_events
 from tre.auth.principal import Principal
 from tre.config import Settings
-from tre.errors import Conflict, Forbidden, NotFound, TreError, Unprocessable
+from tre.errors import Conflict, Forbidden, NotFound, PolicyUnavailable, TreError, Unprocessable
 from tre.jobs.output_handles import handle_key
 from tre.jobs.shown_size import shown_size
 from tre.policy import AppliedPolicy, FileRules, policies_for_datasets
@@ -62,6 +69,7 @@ VOTES = tuple(v.value for v in Vote)
 OPEN_STATES = tuple(s.value for s in OPEN_EGRESS_STATES)
 FINAL_STATES = tuple(s.value for s in FINAL_EGRESS_STATES)
 MAX_FILES = 1000
+MAX_WITHDRAW_REASON = 2000
 
 
 # ---------------------------------------------------------------------------- look-ups
@@ -432,11 +440,13 @@ def _record_checks(session: Session, req: EgressRequest) -> None:
     _audit(session, "system", "egress.checked", req, state=req.state, outcome=overall)
 
 
-def _finalise(session: Session, req: EgressRequest, actor: str) -> None:
+def _finalise(
+    session: Session, req: EgressRequest, actor: str, withdrawal: dict[str, Any] | None = None
+) -> None:
     """Write the disclosure record of a final state and bind it into the audit log."""
     session.flush()
     session.refresh(req, attribute_names=["reviews"])
-    record = build_record(req)
+    record = build_record(req, withdrawal)
     req.disclosure_record = record
     approved = req.state == EgressState.approved
     action = "egress.released" if approved else "egress.closed"
@@ -461,13 +471,18 @@ class ViewerFacts:
 
     member_of: frozenset[str]
     jobs: dict[str, Job]
+    former_member_of: frozenset[str] = frozenset()
 
 
 def viewer_facts(session: Session, reqs: list[EgressRequest], principal: Principal) -> ViewerFacts:
     """Two statements for a list of requests instead of two per request (the queue's N+1)."""
     job_ids = {r.job_id for r in reqs}
     jobs = {j.id: j for j in session.scalars(select(Job).where(Job.id.in_(job_ids)))} if job_ids else {}
-    return ViewerFacts(frozenset(user_project_ids(session, principal.user_id)), jobs)
+    return ViewerFacts(
+        frozenset(user_project_ids(session, principal.user_id)),
+        jobs,
+        former_project_ids(session, principal.user_id),
+    )
 
 
 def _member(session: Session, project_id: str, user_id: str, facts: ViewerFacts | None) -> bool:
@@ -487,6 +502,12 @@ def _reviewer_conflicts(
             f"you are a member of project {req.project_id}; releases are reviewed by DAC members "
             "independent of the project"
         )
+    former = facts.former_member_of if facts is not None else former_project_ids(session, principal.user_id)
+    if req.project_id in former:
+        return (
+            f"you were a member of project {req.project_id}; releases are reviewed by DAC members "
+            "independent of the project, also after leaving it"
+        )
     return None
 
 
@@ -495,10 +516,77 @@ def review_conflict(session: Session, req: EgressRequest, principal: Principal) 
     return _reviewer_conflicts(session, req, principal)
 
 
+def policy_drift(session: Session, req: EgressRequest, policies_dir: Path) -> str | None:
+    """Why the request's checks are no longer the rules in force (None: they are).
+
+    A request is checked once, when it is made, under the policies of every dataset the job
+    read; each result records the policy's name and digest (the exact text). Before a request
+    may be approved, the policies in force now (the datasets' policy names, the files' text)
+    must be those same ones: a DAC that tightens a policy, raises its ``required_reviews``,
+    or moves a dataset to another policy while a request waits has made the old checks and
+    the old number of reviews say nothing about the new rules. Returns fixed words with the
+    policy names only (a loader error could quote the file)."""
+    job = session.get(Job, req.job_id)
+    datasets = checking.job_datasets(session, job) if job is not None else []
+    checked = {(p["name"], p["digest"]) for p in checking.policies_of(req.files)}
+    try:
+        now = {(ap.name, ap.describe()["digest"]) for ap in policies_for_datasets(datasets, policies_dir)}
+    except PolicyUnavailable:
+        return "unavailable"
+    if now == checked:
+        return None
+    was = ", ".join(sorted(name for name, _ in checked)) or "none"
+    changed = ", ".join(sorted({name for name, _ in now ^ checked}))
+    return f"checked under {was}; changed since: {changed}"
+
+
+def _rules_still_in_force(
+    session: Session, principal: Principal, req: EgressRequest, policies_dir: Path, action: str
+) -> None:
+    """Refuse (audited) an approval of a request whose checks are not the rules in force.
+    Rejections stay allowed, so a request checked under old rules can always be closed."""
+    drift = policy_drift(session, req, policies_dir)
+    if drift is None:
+        return
+    if drift == "unavailable":
+        raise _refuse(
+            session,
+            principal,
+            req,
+            Conflict,
+            "Policy unavailable",
+            "a policy of the job's datasets cannot be loaded now; nothing can be approved until "
+            "an administrator fixes it (`python -m tre.policy check`)",
+            "policy-unavailable",
+            action,
+        )
+    raise _refuse(
+        session,
+        principal,
+        req,
+        Conflict,
+        "Policy changed",
+        f"the datasets' policies changed since this request was checked ({drift}), so its checks "
+        "and its number of required reviews are not the rules in force: it cannot be approved. "
+        "Reject it; the requester can ask again, and the files are checked under the current rules",
+        "policy-changed",
+        action,
+    )
+
+
 def cast_vote(
-    session: Session, principal: Principal, request_id: str, *, vote: str, comment: str = ""
+    session: Session,
+    principal: Principal,
+    request_id: str,
+    *,
+    vote: str,
+    comment: str = "",
+    policies_dir: Path,
 ) -> EgressRequest:
-    """One blind vote by a DAC member; the last required vote decides the request."""
+    """One blind vote by a DAC member; the last required vote decides the request.
+
+    ``policies_dir`` is where the policies in force are read: an approval is refused while
+    they differ from those the request was checked under (`_rules_still_in_force`)."""
     if vote not in VOTES:
         raise Unprocessable("vote must be 'approve' or 'reject'", slug="invalid-vote")
     if not principal.has("dac"):
@@ -532,6 +620,8 @@ def cast_vote(
         raise Conflict(
             "you have already voted on this request; votes cannot be changed", slug="already-voted"
         )
+    if vote == Vote.approve:
+        _rules_still_in_force(session, principal, req, policies_dir, "egress.vote_refused")
 
     req.reviews.append(
         Review(
@@ -573,9 +663,16 @@ def cast_vote(
 
 
 def resolve(
-    session: Session, principal: Principal, request_id: str, *, decision: str, comment: str
+    session: Session,
+    principal: Principal,
+    request_id: str,
+    *,
+    decision: str,
+    comment: str,
+    policies_dir: Path,
 ) -> EgressRequest:
-    """Settle a conflicted request: a DAC member who did not vote, or an admin."""
+    """Settle a conflicted request: a DAC member who did not vote, or an admin (an approval
+    only under the policies the request was checked under, as for a vote)."""
     if decision not in VOTES:
         raise Unprocessable("decision must be 'approve' or 'reject'", slug="invalid-vote")
     if not principal.has("dac", "admin"):
@@ -610,6 +707,8 @@ def resolve(
             "resolver-voted",
             "egress.resolution_refused",
         )
+    if decision == Vote.approve:
+        _rules_still_in_force(session, principal, req, policies_dir, "egress.resolution_refused")
     req.reviews.append(
         Review(
             reviewer_id=principal.user_id,
@@ -631,6 +730,47 @@ def resolve(
         as_role="admin" if not principal.has("dac") else "dac",
     )
     _finalise(session, req, principal.user_id)
+    return req
+
+
+def withdraw(session: Session, principal: Principal, request_id: str, *, reason: str = "") -> EgressRequest:
+    """The requester takes back an open request (awaiting review or conflicted): a file named
+    by mistake, a wrong version. Final: the request can no longer be voted on, resolved or
+    downloaded, and its disclosure record says who withdrew it and why.
+
+    Only the researcher who made it, while still a member of its project (a colleague, a DAC
+    member or an admin cannot: a reviewer ends a request by rejecting it). The row is locked
+    like a vote's, so a withdrawal racing the last vote or a resolution loses or wins whole:
+    one of them finds the request closed. Votes cast before the withdrawal stay blind for
+    good (`disclosure.build_record`): withdrawing must not reveal how a reviewer voted."""
+    if len(reason) > MAX_WITHDRAW_REASON:
+        raise Unprocessable(f"a reason has at most {MAX_WITHDRAW_REASON} characters", slug="reason-too-long")
+    req = visible_request(session, request_id, principal, lock=True)
+    if (
+        principal.user_id != req.requested_by
+        or not principal.has("researcher")
+        or not is_member(session, req.project_id, principal.user_id)
+    ):
+        raise _refuse(
+            session,
+            principal,
+            req,
+            Forbidden,
+            "Not your request",
+            "only the researcher who made this request, while a member of its project, can withdraw it",
+            "not-the-requester",
+            "egress.withdraw_refused",
+        )
+    if req.state not in (EgressState.awaiting_review, EgressState.conflicted):
+        raise Conflict(
+            f"this request is {req.state}; only a request awaiting review or a resolution can be withdrawn",
+            slug="not-withdrawable",
+        )
+    _move(req, EgressState.withdrawn)
+    req.decided_at = utcnow()
+    votes_in = len(review_votes(req))
+    _audit(session, principal.user_id, "egress.withdrawn", req, reason=reason.strip(), votes_in=votes_in)
+    _finalise(session, req, principal.user_id, {"by": principal.user_id, "reason": reason.strip()})
     return req
 
 
@@ -793,7 +933,8 @@ def request_view(
     of its SHA-256 (`tre.jobs.output_handles`); from approval on, the real hash.
     """
     votes = review_votes(req)
-    revealed = req.state not in (EgressState.checking, EgressState.awaiting_review)
+    # A withdrawn request's votes were never all in: blind for good (see `withdraw`).
+    revealed = req.state not in (EgressState.checking, EgressState.awaiting_review, EgressState.withdrawn)
     mine = next((r for r in votes if r.reviewer_id == principal.user_id), None)
     conflicted_reason = _reviewer_conflicts(session, req, principal, facts)
     resolution = next((r for r in req.reviews if r.stage == ReviewStage.resolution), None)

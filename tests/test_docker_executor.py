@@ -10,6 +10,7 @@ run against a real engine is at the end, skipped where no Docker engine runs.
 from __future__ import annotations
 
 import json
+import os
 import struct
 import threading
 import time
@@ -25,6 +26,7 @@ from docker.types import DeviceRequest, LogConfig, Ulimit
 
 from tre.executors.base import DatasetMount, ExecutorError, InputMount, JobSpec, RunControl
 from tre.executors.docker import DockerExecutor, container_options
+from tre.executors.jobuids import UidRange
 
 IMAGE = "registry.example.org/tre/job@sha256:" + "ab" * 32
 
@@ -69,15 +71,16 @@ def test_container_options_are_exactly_the_hardened_set(tmp_path: Path) -> None:
         "network_disabled": True,
         "read_only": True,
         "cap_drop": ["ALL"],
-        "security_opt": ["no-new-privileges:true"],
+        "security_opt": ["no-new-privileges:true", "seccomp=builtin"],
         "pids_limit": 128,
         "mem_limit": "2048m",
         "memswap_limit": "2048m",
         "nano_cpus": 1_500_000_000,
         "ipc_mode": "private",
+        "cgroupns": "private",
         "init": True,
         "ulimits": [Ulimit(name="core", soft=0, hard=0)],
-        "tmpfs": {"/tmp": "rw,noexec,nosuid,nodev,size=128m"},
+        "tmpfs": {"/tmp": "rw,noexec,nosuid,nodev,size=128m,nr_inodes=16384"},
         "healthcheck": {"test": ["NONE"]},
         "log_config": LogConfig(type="json-file", config={"max-size": "64m", "max-file": "2"}),
         "volumes": {
@@ -133,6 +136,7 @@ class Engine:
         self.started_at: float | None = None
         self.killed = False
         self.removed = False
+        self.user = ""  # the container's Config.User, as create recorded it
         # Docker's format: RFC 3339 with nanoseconds.
         self.started_wall = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f") + "123Z"
 
@@ -196,7 +200,7 @@ def make_handler(engine: Engine) -> type[BaseHTTPRequestHandler]:
                     {
                         "Id": "c0ffee",
                         "Name": "/tre-job-j1",
-                        "Config": {"Tty": False},
+                        "Config": {"Tty": False, "User": engine.user},
                         "State": engine.state(),
                     },
                 )
@@ -261,7 +265,9 @@ def test_run_sends_hardened_host_config_and_collects_logs(tmp_path: Path, engine
     create = next(b for m, p, b in engine.calls if p == "containers/create")
     hc = create["HostConfig"]
     assert hc["NetworkMode"] == "none" and hc["ReadonlyRootfs"] is True
-    assert hc["CapDrop"] == ["ALL"] and hc["SecurityOpt"] == ["no-new-privileges:true"]
+    assert hc["CapDrop"] == ["ALL"] and hc["SecurityOpt"] == ["no-new-privileges:true", "seccomp=builtin"]
+    assert hc["CgroupnsMode"] == "private"
+    assert hc["Tmpfs"]["/tmp"] == "rw,noexec,nosuid,nodev,size=256m,nr_inodes=32768"
     assert hc["PidsLimit"] == 128 and hc["Memory"] == 2048 * 1024 * 1024 == hc["MemorySwap"]
     assert hc["DeviceRequests"] == [
         {"Driver": "nvidia", "Count": 1, "DeviceIDs": [], "Capabilities": [["gpu"]], "Options": {}}
@@ -326,6 +332,79 @@ def test_reattach_follows_a_container_left_by_a_dead_worker(tmp_path: Path, engi
     assert gone.state == "failed" and "no longer exists" in gone.reason
 
 
+def test_each_container_runs_as_a_uid_of_its_own(tmp_path: Path, engine_client: Any) -> None:
+    """Redteam round 11: every container ran as uid 10001 in the host's user namespace, so
+    concurrent jobs of any projects shared that user's kernel counters (pending signals,
+    inotify instances): one job filling them made those calls fail in the others, the local
+    sandbox's round-10 finding on the Docker backend. Each container now holds a uid of its
+    own from the sandbox uid range until it is removed."""
+    base = 2_000_000_000
+    rng = UidRange(base=base, count=4, lock_dir=tmp_path / "uids", subid_files=())
+    engine = Engine(exit_code=0, runs_for=0.3, logs=b"x\n")
+    seen: list[bool] = []
+
+    owners: list[int] = []
+
+    def probe() -> None:  # while the container runs, its uid is not to be had
+        with rng.hold_again(base + 1) as got:
+            seen.append(got)
+        owners.append(spec.output_dir.stat().st_uid)
+
+    spec = make_spec(tmp_path)
+    # What the container wrote (here before it starts): private, setuid, a private folder.
+    spec.output_dir.mkdir()
+    (spec.output_dir / "private.csv").write_text("a,b\n")
+    (spec.output_dir / "private.csv").chmod(0o600)
+    (spec.output_dir / "tool").write_text("#!/bin/sh\n")
+    (spec.output_dir / "tool").chmod(0o4755)
+    (spec.output_dir / "sub").mkdir(mode=0o700)
+    (spec.output_dir / "link").symlink_to("/etc/passwd")
+    with rng.hold(1) as other:  # a job already running
+        assert other == base
+        result = DockerExecutor(engine_client(engine), uid_range=rng).run(spec, RunControl(heartbeat=probe))
+    assert result.state == "succeeded"
+    create = next(b for m, p, b in engine.calls if p == "containers/create")
+    assert create["User"] == f"{base + 1}:10001"
+    assert owners and set(owners) == {base + 1}
+    assert seen and not any(seen)
+    # Afterwards nothing is left owned by the uid the next container gets, and a later job
+    # (another uid, the same group) can read what this one wrote 0600.
+    out = spec.output_dir
+    modes = {
+        p.name: (p.lstat().st_uid, p.lstat().st_gid, oct(p.lstat().st_mode & 0o7777)) for p in out.iterdir()
+    }
+    assert modes["private.csv"] == (10001, 10001, "0o640")
+    assert modes["tool"] == (10001, 10001, "0o755")
+    assert modes["sub"] == (10001, 10001, "0o750")
+    assert modes["link"][:2] == (10001, 10001)
+    assert (out.stat().st_uid, oct(out.stat().st_mode & 0o777)) == (10001, "0o750")
+    assert os.stat("/etc/passwd").st_uid == 0  # the link was not followed
+    with rng.hold(1) as a, rng.hold(1) as b:  # both released when their jobs ended
+        assert (a, b) == (base, base + 1)
+    off = Engine(exit_code=0)
+    DockerExecutor(engine_client(off), uid_range=UidRange(count=0)).run(make_spec(tmp_path), RunControl())
+    assert next(b for m, p, b in off.calls if p == "containers/create")["User"] == "10001:10001"
+
+
+def test_reattach_holds_the_containers_uid_again(tmp_path: Path, engine_client: Any) -> None:
+    base = 2_000_000_000
+    rng = UidRange(base=base, count=4, lock_dir=tmp_path / "uids", subid_files=())
+    engine = Engine(exit_code=0, runs_for=0.3)
+    engine.started_at = time.monotonic()
+    engine.user = f"{base + 2}:10001"
+    seen: list[bool] = []
+
+    def probe() -> None:
+        with rng.hold_again(base + 2) as got:
+            seen.append(got)
+
+    ex = DockerExecutor(engine_client(engine), uid_range=rng)
+    assert ex.reattach(make_spec(tmp_path), "c0ffee", RunControl(heartbeat=probe)).state == "succeeded"
+    assert seen and not any(seen)
+    with rng.hold_again(base + 2) as got:
+        assert got
+
+
 def test_reattach_counts_time_already_spent(tmp_path: Path, engine_client: Any) -> None:
     engine = Engine(runs_for=30)
     engine.started_at = time.monotonic()
@@ -371,7 +450,7 @@ def test_image_volumes_are_masked_read_only_and_its_healthcheck_is_off(tmp_path:
         make_spec(tmp_path), uid=1, gid=1, image_volumes=["/var/lib/data", "/output", "/tmp", "/data"]
     )
     assert opts["tmpfs"] == {
-        "/tmp": "rw,noexec,nosuid,nodev,size=256m",
+        "/tmp": "rw,noexec,nosuid,nodev,size=256m,nr_inodes=32768",
         "/var/lib/data": "ro,noexec,nosuid,nodev,size=4k",
     }
     assert opts["healthcheck"] == {"test": ["NONE"]}

@@ -8,11 +8,15 @@ oracle.
 
 from __future__ import annotations
 
+import json
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tre.auth.principal import Principal
-from tre.store.models import AccessGrant, ProjectMember
+from tre.store.models import AccessGrant, AuditEntry, ProjectMember
+
+MEMBER_REMOVED = "admin.member_removed"  # tre.registry.remove_member's audit action
 
 # Oversight roles that see every project's jobs and read job logs unscreened.
 OVERSIGHT_ROLES = ("admin", "auditor")
@@ -26,6 +30,25 @@ def is_member(session: Session, project_id: str, user_id: str) -> bool:
 
 def user_project_ids(session: Session, user_id: str) -> list[str]:
     return list(session.scalars(select(ProjectMember.project_id).where(ProjectMember.user_id == user_id)))
+
+
+def former_project_ids(session: Session, user_id: str) -> frozenset[str]:
+    """The projects ``user_id`` was removed from (``admin.member_removed`` in the audit log:
+    membership rows are deleted on removal, the signed log keeps that they existed).
+
+    A reviewer's independence from a project does not start the day they leave it: a DAC
+    member removed from a project stays conflicted on its releases. The removals are few (an
+    admin's actions), read in one statement and matched here, as the body is JSON."""
+    rows = session.execute(
+        select(AuditEntry.project_id, AuditEntry.body).where(AuditEntry.action == MEMBER_REMOVED)
+    )
+    former: set[str] = set()
+    for project_id, body in rows:
+        if project_id and project_id not in former:
+            details = json.loads(body).get("details") or {}
+            if details.get("user") == user_id:
+                former.add(project_id)
+    return frozenset(former)
 
 
 def sees_every_project(principal: Principal) -> bool:

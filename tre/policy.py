@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Protocol, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from tre.errors import PolicyUnavailable
 
@@ -101,9 +101,26 @@ class PolicyError(ValueError):
 
 
 class _Strict(BaseModel):
-    """Base for every policy section: unknown keys are errors, values are immutable."""
+    """Base for every policy section: unknown keys are errors, values are immutable, and a
+    number is a number (see `_no_booleans_for_numbers`)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_booleans_for_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        """YAML 1.1 reads ``yes``, ``no``, ``on``, ``off``, ``true`` and ``false`` as booleans,
+        and pydantic takes a boolean as the number 1 or 0: ``sdc.threshold: yes`` was a
+        threshold of 1 (no small-cell suppression at all). A number field refuses them."""
+        if isinstance(value, bool) and info.field_name is not None:
+            field = cls.model_fields.get(info.field_name)
+            kinds = set(get_args(field.annotation)) | {field.annotation} if field is not None else set()
+            if kinds & {int, float} and bool not in kinds:
+                raise ValueError(
+                    f"a number is needed, not {str(value).lower()} (YAML reads yes, no, on, off, "
+                    "true and false as booleans)"
+                )
+        return value
 
 
 class FileRules(_Strict):
@@ -237,6 +254,34 @@ class SdcRules(_Strict):
             "*_events",
             "*_cases",
             "*_patients",
+            # leaks11: histogram bins, confusion matrices, survival tables, outcomes by name
+            "*_counts",
+            "counts_*",
+            "frequencies",
+            "*_frequency",
+            "*_frequencies",
+            "hist",
+            "*_hist",
+            "histogram",
+            "*confusion*",
+            "*at_risk*",
+            "relapses",
+            "*_relapses",
+            "recurrences",
+            "relapsed",
+            "*_relapsed",
+            "died",
+            "*_died",
+            "deceased",
+            "dead",
+            "alive",
+            "withdrew",
+            "withdrawn",
+            "recurred",
+            "progressed",
+            "responded",
+            "survived",
+            "censored",
         ],
         description="Case-insensitive glob patterns of column names holding counts.",
     )
@@ -823,6 +868,35 @@ def _field_path(loc: tuple[int | str, ...]) -> str:
     return out
 
 
+def _repeated_key(text: str) -> tuple[str, int] | None:
+    """The first key a mapping of the file names twice (its dotted path and line), if any.
+
+    PyYAML keeps the last of two equal keys without a word, so a policy read as ``3`` reviews
+    by a person (the first ``required_reviews``) was ``1`` for the airlock (the second), and a
+    section repeated further down replaced the first one whole. Walked on the composed nodes
+    (aliases visited once: a shared node is not walked again)."""
+    root = yaml.compose(text, Loader=yaml.SafeLoader)
+    seen_nodes: set[int] = set()
+    stack: list[tuple[yaml.Node | None, str]] = [(root, "")]
+    while stack:
+        node, path = stack.pop()
+        if node is None or id(node) in seen_nodes:
+            continue
+        seen_nodes.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            keys: set[str] = set()
+            for key_node, value_node in node.value:
+                key = str(key_node.value)
+                where = f"{path}.{key}" if path else key
+                if key in keys:
+                    return where, key_node.start_mark.line + 1
+                keys.add(key)
+                stack.append((value_node, where))
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend((item, f"{path}[{i}]") for i, item in enumerate(node.value))
+    return None
+
+
 def _line_of(text: str, loc: tuple[int | str, ...]) -> int | None:
     """The line (1-based) of the YAML key or item a validation error's location points to, or
     of the deepest part of it that exists (a missing key: its section); None at the top."""
@@ -859,6 +933,11 @@ def parse_policy(text: str, source: Path | str, expected_name: str | None = None
         ) from exc
     if not isinstance(data, dict):
         raise PolicyError(source, "", "a policy must be a YAML mapping at the top level")
+    repeated = _repeated_key(text)
+    if repeated is not None:
+        raise PolicyError(
+            source, repeated[0], "is given more than once (YAML would keep the last)", line=repeated[1]
+        )
     if "digest" in data:
         raise PolicyError(
             source,

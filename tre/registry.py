@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from tre.access import can_see_project, visible_dataset_ids
+from tre.access import MEMBER_REMOVED, can_see_project, visible_dataset_ids
 from tre.audit import record_event
 from tre.auth.principal import Principal
 from tre.catalogue.cache import refresh_facts
@@ -238,7 +238,7 @@ def remove_member(session: Session, actor: str, project_id: str, user_id: str) -
         raise NotFound(f"{user_id!r} is not a member of {project_id!r}")
     session.delete(member)
     record_event(
-        session, actor=actor, action="admin.member_removed", project_id=project_id, details={"user": user_id}
+        session, actor=actor, action=MEMBER_REMOVED, project_id=project_id, details={"user": user_id}
     )
 
 

@@ -38,7 +38,8 @@ JOB_TRANSITIONS: Mapping[JobState, frozenset[JobState]] = {
 
 class EgressState(StrEnum):
     """checking → blocked (final) | awaiting_review; awaiting_review → approved | rejected |
-    conflicted (votes disagree); conflicted → approved | rejected (one resolution)."""
+    conflicted (votes disagree); conflicted → approved | rejected (one resolution); an open
+    request (awaiting_review, conflicted) → withdrawn by its requester (final)."""
 
     checking = "checking"
     awaiting_review = "awaiting_review"
@@ -46,10 +47,16 @@ class EgressState(StrEnum):
     blocked = "blocked"
     approved = "approved"
     rejected = "rejected"
+    withdrawn = "withdrawn"
 
     @property
     def final(self) -> bool:
-        return self in (EgressState.blocked, EgressState.approved, EgressState.rejected)
+        return self in (
+            EgressState.blocked,
+            EgressState.approved,
+            EgressState.rejected,
+            EgressState.withdrawn,
+        )
 
 
 OPEN_EGRESS_STATES = tuple(s for s in EgressState if not s.final)
@@ -58,9 +65,9 @@ FINAL_EGRESS_STATES = tuple(s for s in EgressState if s.final)
 EGRESS_TRANSITIONS: Mapping[EgressState, frozenset[EgressState]] = {
     EgressState.checking: frozenset({EgressState.blocked, EgressState.awaiting_review}),
     EgressState.awaiting_review: frozenset(
-        {EgressState.approved, EgressState.rejected, EgressState.conflicted}
+        {EgressState.approved, EgressState.rejected, EgressState.conflicted, EgressState.withdrawn}
     ),
-    EgressState.conflicted: frozenset({EgressState.approved, EgressState.rejected}),
+    EgressState.conflicted: frozenset({EgressState.approved, EgressState.rejected, EgressState.withdrawn}),
 }
 
 

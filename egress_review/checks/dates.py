@@ -10,6 +10,7 @@ imaging data (English, French, German, Spanish, Italian, Dutch, Portuguese), ful
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections.abc import Iterator
@@ -177,3 +178,117 @@ def find_dates(text: str, targets: set[str]) -> Iterator[tuple[str, int]]:
                     end >= len(folded) or not folded[end].isalnum()
                 ):
                     yield target, off
+    yield from find_numeric_dates(text, targets)
+
+
+# Dates as a computer keeps them (leaks11): seconds or milliseconds since 1970-01-01 UTC
+# (a Unix timestamp, pandas' `to_json`), and days since Excel's epoch (1900 system: 1899-12-30;
+# 1904 system) or MATLAB's `datenum`. A timestamp anywhere in the target day matches.
+# a serial day is only a date where the line (or the table's header) says so: 5-digit
+# numbers are everywhere (voxel counts, parameter counts)
+_DATE_WORD = re.compile(
+    r"date|dob|birth|born|(?<![a-z])dt(?![a-z])|_dt\b|day|when|serial|excel|datenum|time|scan|study|visit|"
+    r"admi|diagnos|acqui|exam|dod|death",
+    re.IGNORECASE,
+)
+_DAY_SECONDS = 86_400
+_EXCEL_1900 = 25_569  # 1970-01-01 as an Excel 1900-system serial
+_EXCEL_1904 = 24_107
+_DATENUM = 719_529  # 1970-01-01 as a MATLAB datenum
+
+
+def _epoch_day(target: str) -> int:
+    import datetime as dt
+
+    day = dt.date(int(target[:4]), int(target[4:6]), int(target[6:]))
+    return (day - dt.date(1970, 1, 1)).days
+
+
+def _prefix(value: int, tail: int) -> str:
+    """The digits of ``value`` as written, without its last ``tail`` digits (sign kept)."""
+    digits = str(abs(value))
+    return ("-" if value < 0 else "") + digits[:-tail]
+
+
+_AFTER_PREFIX = re.compile(r"(\d{5}|\d{8})(?:\.\d+)?(?![\w.])")
+_SERIAL_END = re.compile(r"(?:\.\d+)?(?![\w\-]|\.\d*[a-z_])", re.IGNORECASE)
+MAX_OCCURRENCES = 10_000  # of one literal in one text: bounds the cost of a pathological text
+
+
+@functools.lru_cache(maxsize=64)
+def _numeric_forms(targets: frozenset[str]) -> tuple[dict[int, str], tuple[str, ...], dict[int, str]]:
+    """For the target dates: their days since 1970, the literal prefixes of their timestamps
+    and their serial days (built once per set of dates).
+
+    A day's seconds share their digits but the last five (milliseconds: eight), so each day's
+    timestamps start with one or two literal prefixes; they and the serial days are found
+    with ``str.find`` (memory speed) and only their occurrences are read, so a log full of
+    other timestamps costs no loop per number (the disguise search runs the matcher on a
+    dozen forms of one text)."""
+    days: dict[int, str] = {}
+    for target in targets:
+        try:
+            days[_epoch_day(target)] = target
+        except ValueError:
+            continue
+    seconds = {_prefix(v, 5) for d in days for v in (d * _DAY_SECONDS, (d + 1) * _DAY_SECONDS - 1)}
+    millis = {
+        _prefix(v, 8) for d in days for v in (d * _DAY_SECONDS * 1000, (d + 1) * _DAY_SECONDS * 1000 - 1)
+    }
+    serials = {d + _EXCEL_1900: t for d, t in days.items()}
+    serials |= {d + _EXCEL_1904: t for d, t in days.items()}
+    serials |= {d + _DATENUM: t for d, t in days.items()}
+    return days, tuple(sorted(seconds | millis)), serials
+
+
+def _occurrences(text: str, literal: str) -> Iterator[int]:
+    """Offsets of ``literal`` in ``text`` that start a number (not inside a word, a decimal
+    or a longer or negative number)."""
+    start, seen = 0, 0
+    while seen < MAX_OCCURRENCES:
+        k = text.find(literal, start)
+        if k < 0:
+            return
+        start, seen = k + 1, seen + 1
+        before = text[k - 1] if k else " "
+        if before.isalnum() or before in "_." or (before == "-" and not literal.startswith("-")):
+            continue
+        yield k
+
+
+def find_numeric_dates(text: str, targets: set[str]) -> Iterator[tuple[str, int]]:
+    """(YYYYMMDD, offset) for each Unix timestamp (seconds or milliseconds, any time of the
+    day; at least 10^8 seconds from 1970, so 1967-1972 in seconds is not searched), and each
+    Excel or MATLAB serial day in a date-named column of a table or after a date word on its
+    line, that reads as one of ``targets``."""
+    days, prefixes, serials = _numeric_forms(frozenset(targets))
+    if not days:
+        return
+    for literal in prefixes:
+        for k in _occurrences(text, literal):
+            m = _AFTER_PREFIX.match(text, k + len(literal))
+            if m is None:
+                continue
+            value = int(literal + m.group(1))
+            day = value // _DAY_SECONDS if len(m.group(1)) == 5 else value // (_DAY_SECONDS * 1000)
+            if (len(m.group(1)) == 8 or abs(value) >= 10**8) and day in days:
+                yield days[day], k
+    found = [(k, v) for v in serials for k in _occurrences(text, str(v))]
+    if not found:
+        return
+    first_line = (text[: text.find("\n")] if "\n" in text else text)[:4096]
+    delimiter = max(",;\t|", key=first_line.count)
+    dated_columns = (
+        {i for i, name in enumerate(first_line.split(delimiter)) if _DATE_WORD.search(name)}
+        if first_line.count(delimiter)
+        else set()
+    )
+    for k, v in sorted(found):
+        if not _SERIAL_END.match(text, k + len(str(v))):
+            continue
+        start = text.rfind("\n", 0, k) + 1
+        # in a table, the cell's column must name a date (a voxel count beside a scan date is
+        # no date); elsewhere a date word must come before it on its line
+        in_dated_column = text.count(delimiter, start, k) in dated_columns
+        if in_dated_column or _DATE_WORD.search(text, start, k):
+            yield serials[v], k

@@ -67,8 +67,10 @@ def derived_counts(table: Table, rules: SdcRules) -> list[CheckResult]:
             CheckResult(
                 check="sdc:differencing",
                 outcome=action_outcome(rules.threshold_action),
-                reason=f"{len(recovered)} suppressed cell(s) can be recovered by subtracting the other cells "
-                f"from the table's total row or column, and are below the threshold of {rules.threshold} "
+                reason=f"{len(recovered)} suppressed cell(s) can be recovered, alone or together, by "
+                f"subtracting the other cells from the table's total row or column, and are below the "
+                f"threshold of "
+                f"{rules.threshold} "
                 f"(e.g. row {first['row']}, column {first['column']!r})",
                 evidence={"threshold": rules.threshold, "cells": recovered},
             )
@@ -145,17 +147,13 @@ def _count_like(table: Table, rules: SdcRules) -> list[int]:
     return out
 
 
-def _recover(total: str, parts: list[str]) -> tuple[int, float] | None:
-    """The one suppressed part and its value, when the other parts and the total are numbers."""
-    hidden = [i for i, v in enumerate(parts) if _SUPPRESSED.match(v)]
-    shown = [v for i, v in enumerate(parts) if i not in hidden and v]
-    if len(hidden) != 1 or not _NUMBER.match(total) or not all(_NUMBER.match(v) for v in shown):
-        return None
-    return hidden[0], float(total) - sum(float(v) for v in shown)
-
-
 def _differencing(table: Table, rules: SdcRules) -> list[dict[str, object]]:
-    """A suppressed cell that a total row (or a total column) gives back by subtraction."""
+    """Suppressed cells that the table's margins give back (a total row, a total column or
+    both): every row and column is an equation (its cells add up to its total), solved one
+    unknown at a time until nothing more follows, so two or more suppressed cells that are
+    recoverable together are recovered (leaks11: a row's hidden cell, once its column gave it
+    back, gave the row's other one). A line whose hidden cells stay unknown but add up to a
+    number under the threshold discloses them together (they are a group under the threshold)."""
     found: list[dict[str, object]] = []
     columns = _count_like(table, rules)
     totals = [
@@ -166,20 +164,59 @@ def _differencing(table: Table, rules: SdcRules) -> list[dict[str, object]]:
         )
     ]
     body = [i for i in range(len(table.rows)) if i not in totals]
-    if len(totals) == 1:
-        for col in columns:
-            got = _recover(_cell(table.rows[totals[0]], col), [_cell(table.rows[i], col) for i in body])
-            if got is not None and 0.5 <= got[1] < rules.threshold - 0.5:
-                row = body[got[0]]
-                _note(found, table, row + 2, col, _cell(table.rows[row], col), recovered=True)
+    total_row = totals[0] if len(totals) == 1 else None
     total_cols = [c for c in columns if _TOTAL.match(table.header[c])]
-    if len(total_cols) == 1:
-        parts = [c for c in columns if c != total_cols[0]]
-        for i in body:
-            row_cells = table.rows[i]
-            got = _recover(_cell(row_cells, total_cols[0]), [_cell(row_cells, c) for c in parts])
-            if got is not None and 0.5 <= got[1] < rules.threshold - 0.5:
-                _note(found, table, i + 2, parts[got[0]], _cell(row_cells, parts[got[0]]), recovered=True)
+    total_col = total_cols[0] if len(total_cols) == 1 else None
+    parts = [c for c in columns if c != total_col]
+    if total_row is None and total_col is None:
+        return found
+    # each cell: a number, None (suppressed: unknown), or absent (text or empty: no equation)
+    cells: dict[tuple[int, int], float | None] = {}
+    for r in [*body, *([total_row] if total_row is not None else [])]:
+        for c in [*parts, *([total_col] if total_col is not None else [])]:
+            raw = _cell(table.rows[r], c)
+            if _NUMBER.match(raw):
+                cells[(r, c)] = float(raw)
+            elif _SUPPRESSED.match(raw):
+                cells[(r, c)] = None
+    equations: list[tuple[list[tuple[int, int]], tuple[int, int]]] = []
+    if total_col is not None:
+        equations += [([(r, c) for c in parts], (r, total_col)) for r in body]
+        if total_row is not None:
+            equations.append(([(total_row, c) for c in parts], (total_row, total_col)))
+    if total_row is not None:
+        cols = [*parts, *([total_col] if total_col is not None else [])]
+        equations += [([(r, c) for r in body], (total_row, c)) for c in cols]
+    equations = [(terms, total) for terms, total in equations if all(k in cells for k in (*terms, total))]
+    hidden = {k for k, v in cells.items() if v is None}
+    solved: dict[tuple[int, int], float] = {}
+
+    def known(key: tuple[int, int]) -> float | None:
+        return solved[key] if key in solved else cells[key]
+
+    for _ in range(len(hidden) + 1):
+        progress = False
+        for terms, total in equations:
+            unknown = [k for k in (*terms, total) if known(k) is None]
+            if len(unknown) != 1:
+                continue
+            others = sum(known(k) or 0.0 for k in terms if k != unknown[0])
+            solved[unknown[0]] = others if unknown[0] == total else (known(total) or 0.0) - others
+            progress = True
+        if not progress:
+            break
+    for (r, c), got in sorted(solved.items()):
+        if 0.5 <= got < rules.threshold - 0.5:
+            _note(found, table, r + 2, c, _cell(table.rows[r], c), recovered=True)
+    for terms, total in equations:
+        unknown = [k for k in terms if known(k) is None]
+        total_value = known(total)
+        if len(unknown) < 2 or total_value is None:
+            continue
+        together = total_value - sum(known(k) or 0.0 for k in terms if k not in unknown)
+        if 0.5 <= together < rules.threshold - 0.5:
+            r, c = unknown[0]
+            _note(found, table, r + 2, c, _cell(table.rows[r], c), together=len(unknown))
     return found
 
 

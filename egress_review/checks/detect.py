@@ -81,6 +81,11 @@ EXTENSIONS: dict[str, str] = {
     ".html": "text",
     ".htm": "text",
     ".properties": "text",
+    # reStructuredText, AsciiDoc and org-mode documents: their tables are read (leaks11)
+    ".rst": "text",
+    ".adoc": "text",
+    ".asciidoc": "text",
+    ".org": "text",
     ".out": "text",
     ".err": "text",
     ".zip": "zip",

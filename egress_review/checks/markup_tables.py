@@ -10,6 +10,7 @@ billion-laughs family) is not read at all and is flagged instead.
 from __future__ import annotations
 
 import configparser
+import re
 import tomllib
 import xml.etree.ElementTree as ET
 from typing import Any
@@ -32,9 +33,20 @@ def markup_kind(name: str, text: str) -> str | None:
     if lower.endswith((".ini", ".cfg")):
         return "ini"
     head = text.lstrip("\ufeff \t\r\n")[:200]
-    if lower.endswith(".xml") or head.startswith("<?xml") or (head.startswith("<") and "</" in text[:4096]):
+    if lower.endswith(".xml") or head.startswith("<?xml"):
+        return "xml"
+    if lower.endswith((".html", ".htm")) or _HTML_START.match(head):
+        return None  # an HTML page: its tables are read as a browser lays them out (text_tables)
+    if head.startswith("<") and "</" in text[:4096]:
         return "xml"
     return None
+
+
+# an HTML page or fragment read as XML gave its `rowspan`/`colspan` attributes as columns of
+# small numbers (leaks11)
+_HTML_START = re.compile(
+    r"<(?:!doctype\s+html|html|head|body|table|div|p|ul|ol|h[1-6]|section|article|span)[\s>/]", re.IGNORECASE
+)
 
 
 def read_markup(kind: str, text: str) -> Any:

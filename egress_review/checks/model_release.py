@@ -109,6 +109,41 @@ def _npz(path: Path, report: dict[str, Any]) -> None:
     report["largest_shape"] = list(max(shapes, key=lambda s: int(np.prod(s)), default=()))
 
 
+MAX_COUNT_ARRAY = 10_000
+
+
+def named_array_counts(path: Path, policy: Policy) -> list[CheckResult]:
+    """Counts saved as arrays under a count's name (leaks11): ``np.savez(counts=...,
+    bin_edges=...)`` (a histogram) or a structured array's ``n`` field were weights to the
+    model review only. A 1-D integer array (or field) whose name is a count is read as a
+    one-column table of that name and gets the SDC rules; an unnamed ``.npy`` is not."""
+    from egress_review.checks.tables import check_rows
+
+    loaded = np.load(path, allow_pickle=False)
+    named: list[tuple[str, np.ndarray]] = []
+    try:
+        if hasattr(loaded, "files"):
+            for member in loaded.files[:100]:
+                arr = loaded[member]
+                if arr.dtype.names:
+                    named += [(f"{member}.{f}", arr[f]) for f in arr.dtype.names]
+                else:
+                    named.append((member, arr))
+        elif loaded.dtype.names:
+            named += [(f, loaded[f]) for f in loaded.dtype.names]
+    finally:
+        if hasattr(loaded, "close"):
+            loaded.close()
+    out: list[CheckResult] = []
+    for name, arr in named:
+        if arr.ndim != 1 or arr.size > MAX_COUNT_ARRAY or arr.dtype.kind not in "iu":
+            continue
+        short = name.rsplit(".", 1)[-1]
+        rows = [[short], *([str(int(v))] for v in arr)]
+        out.extend(r for r in check_rows(rows, policy, f"array {name!r}") if r.outcome != "pass")
+    return out
+
+
 def npy_trailing(path: Path, policy: Policy) -> list[CheckResult]:
     """Bytes after a ``.npy`` array's data (leaks10): ``np.load`` stops at the array's end, so
     anything appended there is invisible to every reader, like bytes after a PNG's IEND."""
@@ -473,6 +508,7 @@ def check_model(
         elif "numpy" in detail:
             _npz(path, report)
             out.extend(npy_trailing(path, policy))
+            out.extend(named_array_counts(path, policy))
         # ONNX text is screened by `_onnx`; its initializers are compared with the inputs here
         out.extend(_content_results(path, detected.detail, policy, context))
     except OnnxRefused as exc:

@@ -11,6 +11,7 @@ from typing import Any
 
 from egress_review.checks.acro import check_acro_results, claims_for, is_acro_results
 from egress_review.checks.archives import check_archive
+from egress_review.checks.cross_file import check_across_files
 from egress_review.checks.detect import (
     ARCHIVE_TYPES,
     IMAGE_TYPES,
@@ -29,10 +30,20 @@ from egress_review.checks.model import CheckContext, CheckResult, action_outcome
 from egress_review.checks.model_release import check_model, json_weights, structural_results
 from egress_review.checks.numbers import check_number_text
 from egress_review.checks.table_readers import ReadTables, json_tables, parse_json, read_parquet, read_xlsx
-from egress_review.checks.tables import check_rows, check_table, classify
+from egress_review.checks.tables import check_rows, check_table, classify, parse_table
 from egress_review.checks.text import MAX_TEXT_BYTES, check_identifiers, check_text
 from egress_review.checks.text_counts import check_text_counts
-from egress_review.checks.text_tables import aligned_tables, html_tables, latex_tables, markdown_tables
+from egress_review.checks.text_tables import (
+    aligned_tables,
+    asciidoc_tables,
+    framed_tables,
+    html_tables,
+    latex_tables,
+    markdown_tables,
+    risk_tables,
+    rst_list_tables,
+    rst_simple_tables,
+)
 from tre.policy import Policy
 
 
@@ -114,7 +125,9 @@ def _binary_table_checks(
                 evidence={"parts": read.unusual_parts[:30]},
             )
         )
-    cells_text = "\n".join([*read.other_text, *("\t".join(r) for rows in read.tables.values() for r in rows)])
+    # the first table first: its header is then the text's first line, which tells a serial day
+    # in a `dob` column from a number in another (checks/dates.py)
+    cells_text = "\n".join([*("\t".join(r) for rows in read.tables.values() for r in rows), *read.other_text])
     out.extend(check_text(cells_text, policy, context))
     if read.part_text:
         in_parts = check_identifiers("\n".join(read.part_text), policy, context, check="identifiers:parts")
@@ -184,8 +197,15 @@ def _text_checks(
         out.extend(check_text_counts(text, policy, named=False))  # sentences in strings and cells
     if kind == "text" and expected_type(path_name) in ("csv", "tsv"):
         kind = str(expected_type(path_name))  # one column, or ragged: still a table by its name
+    if kind in ("csv", "tsv") and path_name.lower().endswith((".yaml", ".yml")) and _yaml_mapping(text):
+        # `sites: [A, B, C]` / `n: [45, 3, 52]` has three comma-separated fields a line and was
+        # read as a CSV whose header is `sites: [A` (leaks11): a YAML document is read as YAML
+        kind = "text"
     if kind in ("csv", "tsv"):
-        out.extend(check_table(text, "\t" if kind == "tsv" else _delimiter(text), policy))
+        delimiter = "\t" if kind == "tsv" else _delimiter(text)
+        out.extend(check_table(text, delimiter, policy))
+        # a suppressed cell whose total another file of the request states (leaks11)
+        out.extend(check_across_files(parse_table(text, delimiter, policy.sdc), path_name, policy, context))
     elif kind == "text":
         out.extend(_embedded_tables(text, policy))
         out.extend(check_number_text(text, policy))
@@ -250,11 +270,29 @@ def _yaml_tables(text: str, policy: Policy) -> list[CheckResult]:
     return out
 
 
+def _yaml_mapping(text: str) -> bool:
+    """Whether ``text`` parses as a YAML mapping or list (bounded, no aliases expanded)."""
+    import yaml
+
+    if len(text) > MAX_YAML_CHARS or _YAML_ALIAS.search(text):
+        return False
+    try:
+        return isinstance(yaml.safe_load(text), dict | list)
+    except yaml.YAMLError:
+        return False
+
+
 def _embedded_tables(text: str, policy: Policy) -> list[CheckResult]:
-    """Markdown and HTML tables in text get the SDC rules (only their findings are reported)."""
+    """Tables written in text (Markdown, org, HTML, LaTeX, reStructuredText, AsciiDoc, aligned
+    columns) get the SDC rules (only their findings are reported)."""
     found = [(f"Markdown table at line {line}", rows) for line, rows in markdown_tables(text)]
     found += [(f"HTML table {i + 1}", rows) for i, rows in enumerate(html_tables(text))]
     found += [(f"LaTeX table {i + 1}", rows) for i, rows in enumerate(latex_tables(text))]
+    found += [(f"pipe-framed table at line {line}", rows) for line, rows in framed_tables(text)]
+    found += [(f"reStructuredText table at line {line}", rows) for line, rows in rst_simple_tables(text)]
+    found += [(f"reStructuredText list-table at line {line}", rows) for line, rows in rst_list_tables(text)]
+    found += [(f"AsciiDoc table at line {line}", rows) for line, rows in asciidoc_tables(text)]
+    found += [(f"number-at-risk table at line {line}", rows) for line, rows in risk_tables(text)]
     found += [
         (f"aligned table at line {line}", rows)
         for line, rows in aligned_tables(text)

@@ -57,6 +57,9 @@ def _matches(name: str, patterns: list[str]) -> bool:
 
 def parse_table(text: str, delimiter: str, rules: SdcRules) -> Table:
     """Parse delimited text and classify its columns by header name."""
+    if text.startswith(("sep=", "\ufeffsep=")):  # Excel's delimiter line: "sep=;"
+        first, _, text = text.partition("\n")
+        delimiter = first.strip().lstrip("\ufeff")[4:5] or delimiter
     reader = csv.reader(io.StringIO(text), delimiter=delimiter)
     rows = [r for r in reader if any(c.strip() for c in r)]
     # A title or comment above the header ("# Table 1: counts by group") hid the header, and
@@ -81,7 +84,89 @@ def classify(rows: list[list[str]], rules: SdcRules) -> Table:
             counts.append(i)
         elif _matches(name, rules.magnitude_columns):
             magnitudes.append(i)
-    return Table(header, body, counts, magnitudes, contributors)
+    if (_confusion_header(header) or _same_labels(header, body)) and _count_matrix(body):
+        counts = sorted({*counts, *(i for i in range(1, len(header)) if i not in contributors)})
+        magnitudes = [i for i in magnitudes if i not in counts]
+    return Table(header, _plain_numbers(body, set(counts)), counts, magnitudes, contributors)
+
+
+_ACTUAL = re.compile(
+    r"^(?:actual|true|truth|ground[ _]?truth|observed|reference|gold|label|class)\b", re.IGNORECASE
+)
+_PREDICTED = re.compile(r"^pred(?:icted|iction)?\b|^pred_", re.IGNORECASE)
+
+
+def _confusion_header(header: list[str]) -> bool:
+    """A confusion matrix (``actual,pred_benign,pred_malignant``; a blank corner): every
+    cell counts cases (leaks11: its small cell was only an unclassified integer)."""
+    return (
+        len(header) >= 3
+        and (not header[0].strip() or bool(_ACTUAL.match(header[0].strip())))
+        and all(_PREDICTED.match(h.strip()) for h in header[1:])
+    )
+
+
+MAX_MATRIX_ROWS = 50
+
+
+def _count_matrix(body: list[list[str]]) -> bool:
+    """Whether the body is a small matrix of whole numbers under row labels, as a confusion
+    matrix is; per-case predictions (``label,pred_benign,pred_malignant`` with probabilities)
+    and a correlation matrix (floats) are not."""
+    if not body or len(body) > MAX_MATRIX_ROWS:
+        return False
+    for row in body:
+        label, cells = (row[0].strip(), [c.strip() for c in row[1:]]) if row else ("", [])
+        if not label or _NUM.match(label):
+            return False
+        if not all(_INT.match(_plain_number(c, True)) for c in cells if c):
+            return False
+    return True
+
+
+def _same_labels(header: list[str], body: list[list[str]]) -> bool:
+    """A square table whose rows are labelled by its own column names (``,benign,malignant`` /
+    ``benign,412,3``): a confusion matrix or a crosstab of one variable against itself, whose
+    every cell counts cases (leaks11)."""
+    names = [h.strip().lower() for h in header[1:]]
+    labels = [r[0].strip().lower() for r in body if r and not _TOTALISH.match(r[0].strip())]
+    return len(names) >= 2 and len(set(names)) == len(names) and sorted(names) == sorted(labels)
+
+
+_TOTALISH = re.compile(r"^(?:total|all|overall|sum)$", re.IGNORECASE)
+
+
+# a spreadsheet's number as written for people: "1,234", "3*", "3†", "3 [1]", "3¹"; in a
+# count column also a footnote letter ("3a", "3^a"). Leaks11: "3*" was no number, so the
+# small count under its footnote mark passed.
+_THOUSANDS = re.compile(r"^([+-]?\d{1,3}(?:,\d{3})+)(\.\d+)?$")
+_FOOTNOTE = re.compile(
+    r"^([+-]?\d+(?:\.\d+)?)\s*(?:\*{1,3}|[\u2020\u2021\u00a7\u00b6#]{1,3}|\[\d{1,2}\]|\(\d{1,2}\)|[\u00b9\u00b2\u00b3\u2070-\u2079]{1,2})$"
+)
+_FOOTNOTE_LETTER = re.compile(r"^([+-]?\d+)\s*\^?\(?([a-z])\)?$")
+
+
+def _plain_number(raw: str, count: bool) -> str:
+    cell = raw.strip()
+    if not cell or not cell[0].isdigit() and cell[0] not in "+-" or _NUM.match(cell):
+        return raw
+    thousands = _THOUSANDS.match(cell)
+    if thousands:
+        return thousands.group(1).replace(",", "") + (thousands.group(2) or "")
+    mark = _FOOTNOTE.match(cell) or (_FOOTNOTE_LETTER.match(cell) if count else None)
+    return _plain_number(mark.group(1), count) if mark else raw
+
+
+def _plain_numbers(body: list[list[str]], counts: set[int]) -> list[list[str]]:
+    """Rows with numbers written for people read as numbers (see `_plain_number`)."""
+    out = body
+    for r, row in enumerate(body):
+        plain = [_plain_number(c, i in counts) for i, c in enumerate(row)]
+        if plain != row:
+            if out is body:
+                out = list(body)
+            out[r] = plain
+    return out
 
 
 def _cell(row: list[str], i: int) -> str:

@@ -33,7 +33,10 @@ PEOPLE_WORDS = (
     "deaths?|responders?|non-responders?|survivors?|donors?|volunteers?|smokers?|adults?|infants?|"
     "residents?|relapses?|admissions?|pregnancies"
 )
-_PEOPLE = re.compile(rf"^(?:{PEOPLE_WORDS})$", re.IGNORECASE)
+# what happened to people, said of a number of them: "relapsed=3", "3 relapsed", "Two withdrew"
+# (leaks11: a count with an outcome for a name passed)
+OUTCOME_WORDS = "relapsed|died|deceased|withdrew|withdrawn|recurred|progressed|survived|responded|censored"
+_PEOPLE = re.compile(rf"^(?:{PEOPLE_WORDS}|{OUTCOME_WORDS}|dead|alive)$", re.IGNORECASE)
 NUMBER_WORDS = {
     w: i + 1
     for i, w in enumerate(
@@ -77,6 +80,11 @@ _NUMBER = r"(?<![\w.,/\-])(?P<num>\d{1,4}|" + "|".join(NUMBER_WORDS) + r")(?![\w
 _SENTENCE = re.compile(
     _NUMBER + rf"[ \t]+(?P<mid>(?:[A-Za-z][\w\-]*[ \t]+){{0,2}}?)(?P<noun>{PEOPLE_WORDS})\b", re.IGNORECASE
 )
+# the outcome right after the number, as its verb: "3 relapsed", "two withdrew before". The
+# rare word is found first and the number read back from it: a number-first pattern tried
+# every number of a long log (a third more time for the prose reader)
+_OUTCOME_WORD = re.compile(rf"\b(?:{OUTCOME_WORDS})\b", re.IGNORECASE)
+_NUMBER_BEFORE = re.compile(_NUMBER + r"[ \t]+$", re.IGNORECASE)
 _FRACTION = re.compile(
     r"(?<![\w/.])(?P<a>\d{1,4})\s*/\s*(?P<b>\d{2,7})(?![\w/.])"
     rf"(?P<tail>\s*\(\s*\d+(?:\.\d+)?\s*%\s*\)|[ \t]+(?:[A-Za-z][\w\-]*[ \t]+){{0,2}}?(?:{PEOPLE_WORDS})\b)",
@@ -157,6 +165,16 @@ def prose_counts(text: str, rules: SdcRules) -> list[dict[str, object]]:
         value = NUMBER_WORDS.get(raw) or int(raw)
         if 0 < value < rules.threshold:
             found.append((m.start(), m.group(0)))
+    lower = plain.lower()
+    outcomes = [w for w in OUTCOME_WORDS.split("|") if w in lower]  # str.find: memory speed
+    for word in _OUTCOME_WORD.finditer(plain) if outcomes else ():
+        before = _NUMBER_BEFORE.search(plain, max(0, word.start() - 24), word.start())
+        if before is None or _LABEL_BEFORE.search(plain, max(0, before.start() - 24), before.start()):
+            continue
+        raw = before.group("num").lower()
+        value = NUMBER_WORDS.get(raw) or int(raw)
+        if 0 < value < rules.threshold:
+            found.append((before.start(), plain[before.start() : word.end()]))
     for m in _OF.finditer(plain):
         raw = m.group("num").lower()
         value = NUMBER_WORDS.get(raw) or int(raw)

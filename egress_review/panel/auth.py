@@ -13,6 +13,7 @@ from __future__ import annotations
 import hmac
 import secrets
 import time
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import Depends, Request, Response
@@ -21,6 +22,7 @@ from sqlalchemy.orm import Session
 from tre.api.deps import get_session, principal_from_token
 from tre.api.problems import Problem
 from tre.auth.principal import Principal
+from tre.auth.tokens import TOKEN_EXPIRED
 
 TOKEN_COOKIE = "tre_panel_token"  # noqa: S105 - a cookie name, not a secret
 CSRF_COOKIE = "tre_panel_csrf"
@@ -28,6 +30,16 @@ CSRF_COOKIE = "tre_panel_csrf"
 ID_TOKEN_COOKIE = "tre_panel_idt"  # noqa: S105 - a cookie name, not a secret
 COOKIE_PATH = "/panel"
 PANEL_ROLES = ("dac", "admin")
+# The cookie outlives its token by this much, so the server still receives an expired one and
+# can say the session *expired* rather than silently showing a bare sign-in page (an expired
+# token is worthless: it is refused everywhere).
+SESSION_NOTICE_S = 24 * 3600
+# Why a session ended, as the sign-in page names it: fixed words, chosen by the server.
+ENDED = {
+    "expired": "Your session expired",
+    "signed-out": "This session was signed out",
+    "invalid": "Your session is no longer valid (your account or roles changed, or the token was refused)",
+}
 
 
 def _secure(request: Request) -> bool:
@@ -37,7 +49,7 @@ def _secure(request: Request) -> bool:
 def set_token_cookie(
     response: Response, request: Request, token: str, expires_at: int | None, name: str = TOKEN_COOKIE
 ) -> None:
-    max_age = max(60, int(expires_at - time.time())) if expires_at else 8 * 3600
+    max_age = (max(60, int(expires_at - time.time())) if expires_at else 8 * 3600) + SESSION_NOTICE_S
     response.set_cookie(
         name,
         token,
@@ -94,16 +106,26 @@ def check_csrf(request: Request, submitted: str) -> None:
         )
 
 
-def _login_redirect(request: Request) -> Problem:
-    # A 303 with a Location header: the browser goes to the login page; API-style clients
-    # still get a problem document saying why.
-    return Problem(
-        303,
-        "Sign-in required",
-        "sign in to the review panel with your token",
-        "panel-login",
-        headers={"Location": f"{COOKIE_PATH}/login"},
-    )
+def _login_redirect(request: Request, ended: str | None = None) -> Problem:
+    """A 303 to the sign-in page; API-style clients still get a problem document saying why.
+
+    ``ended`` (a key of `ENDED`) says why a session the browser still held was refused, and
+    for a post, that what it carried (a vote, a resolution) was not recorded: the reviewer is
+    told, never left to guess why the panel went back to its sign-in page."""
+    where = f"{COOKIE_PATH}/login"
+    detail = "sign in to the review panel with your token"
+    if ended is not None:
+        where += f"?ended={ended}" + ("&lost=1" if request.method != "GET" else "")
+        detail = f"{ENDED[ended]}; sign in again"
+    return Problem(303, "Sign-in required", detail, "panel-login", headers={"Location": where})
+
+
+def _why_ended(exc: Problem) -> str:
+    if exc.type_ == "token-revoked":
+        return "signed-out"
+    if exc.type_ == "invalid-token" and exc.detail == TOKEN_EXPIRED:
+        return "expired"
+    return "invalid"
 
 
 def panel_principal(request: Request, session: Annotated[Session, Depends(get_session)]) -> Principal:
@@ -115,7 +137,7 @@ def panel_principal(request: Request, session: Annotated[Session, Depends(get_se
         principal = principal_from_token(request, token, session)
     except Problem as exc:
         if exc.status == 401:
-            raise _login_redirect(request) from exc
+            raise _login_redirect(request, _why_ended(exc)) from exc
         raise
     if not principal.has(*PANEL_ROLES):
         raise Problem(
@@ -125,4 +147,16 @@ def panel_principal(request: Request, session: Annotated[Session, Depends(get_se
             "missing-role",
         )
     request.state.principal = principal
+    # Shown on every page (base.html): a session's end is never a surprise.
+    request.state.session_ends = int(request.app.state.verifier.verify(token)["exp"])
     return principal
+
+
+def session_end_text(request: Request) -> str | None:
+    """``HH:MM UTC`` (with the date when not today) at which the signed-in session ends."""
+    ends = getattr(request.state, "session_ends", None)
+    if ends is None:
+        return None
+    at = datetime.fromtimestamp(ends, UTC)
+    today = datetime.now(UTC).date()
+    return at.strftime("%H:%M UTC") if at.date() == today else at.strftime("%Y-%m-%d %H:%M UTC")

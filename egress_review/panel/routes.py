@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from egress_review import outputnames, workflow
 from egress_review.panel import fragments, preview
 from egress_review.panel.auth import (
+    ENDED,
     ID_TOKEN_COOKIE,
     PANEL_ROLES,
     TOKEN_COOKIE,
@@ -30,6 +31,7 @@ from egress_review.panel.auth import (
     clear_cookies,
     csrf_token,
     panel_principal,
+    session_end_text,
     set_csrf_cookie,
     set_token_cookie,
 )
@@ -39,6 +41,7 @@ from egress_review.panel.templating import PACKAGE_DIR, templates
 from tre.api.bounds import RowId
 from tre.api.deps import get_session, get_settings_dep, principal_from_token
 from tre.api.problems import Problem
+from tre.audit import record_event
 from tre.auth import revocation
 from tre.auth.oidc import OidcError
 from tre.auth.principal import Principal
@@ -69,6 +72,7 @@ QUEUE_FILTERS = {
     "approved": ("approved",),
     "rejected": ("rejected",),
     "blocked": ("blocked",),
+    "withdrawn": ("withdrawn",),
     "all": (),
 }
 
@@ -81,7 +85,8 @@ SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 
 def render(request: Request, name: str, context: dict[str, Any], status: int = 200) -> HTMLResponse:
     csrf, fresh = csrf_token(request)
-    response = templates.TemplateResponse(request, name, {"csrf": csrf, **context}, status_code=status)
+    shared = {"csrf": csrf, "session_ends": session_end_text(request)}
+    response = templates.TemplateResponse(request, name, {**shared, **context}, status_code=status)
     response.headers.update(SECURITY_HEADERS)
     if fresh:
         set_csrf_cookie(response, request, csrf)
@@ -109,8 +114,15 @@ def _login_context(settings: Settings, error: str | None = None) -> dict[str, An
 
 
 @router.get("/login")
-def login_page(request: Request, settings: SettingsDep) -> HTMLResponse:
-    return render(request, "login.html", _login_context(settings))
+def login_page(request: Request, settings: SettingsDep, ended: str = "", lost: str = "") -> HTMLResponse:
+    """The sign-in page; ``ended`` (set by `panel_principal`'s redirect) names why the previous
+    session ended, and ``lost`` that the form it refused was not recorded. Only the fixed
+    words of `ENDED` are shown: the query string itself is never echoed."""
+    context = _login_context(settings)
+    if ended in ENDED:
+        context["ended"] = ENDED[ended]
+        context["lost"] = lost == "1"
+    return render(request, "login.html", context)
 
 
 @router.post("/login")
@@ -136,6 +148,14 @@ def login(
         error = "this token does not carry the dac or admin role; the panel is for reviewers"
         return render(request, "login.html", _login_context(settings, error), status=403)
     claims = request.app.state.verifier.verify(token)
+    # A session starts here, as with the provider's sign-in (`auth.login`, via panel-oidc):
+    # every sign-in is an entry, not only the token's first use in the hour.
+    record_event(
+        session,
+        actor=principal.user_id,
+        action="auth.login",
+        details={"token_id": principal.token_id, "roles": sorted(principal.roles), "via": "panel-token"},
+    )
     response = see_other("/panel/")
     set_token_cookie(response, request, token, int(claims["exp"]))
     # A new CSRF value at sign-in: a value planted before login is worthless afterwards.
@@ -296,6 +316,12 @@ def _request_page(
     if error is None:
         workflow.record_review_view(session, principal, req)
     job = session.get(Job, req.job_id)  # what produced the files: image and the exact code
+    # Said before anyone votes: an open request checked under policies changed since.
+    drift = (
+        workflow.policy_drift(session, req, settings.resolved_policies_dir)
+        if req.state in workflow.OPEN_STATES
+        else None
+    )
     return render(
         request,
         "request.html",
@@ -306,6 +332,7 @@ def _request_page(
             "error": error,
             "notice": request.query_params.get("done"),
             "job": job,
+            "policy_drift": drift,
         },
         status=status,
     )
@@ -391,9 +418,23 @@ def _act(
 ) -> Response:
     try:
         if action == "vote":
-            workflow.cast_vote(session, principal, request_id, vote=vote, comment=comment)
+            workflow.cast_vote(
+                session,
+                principal,
+                request_id,
+                vote=vote,
+                comment=comment,
+                policies_dir=settings.resolved_policies_dir,
+            )
         else:
-            workflow.resolve(session, principal, request_id, decision=vote, comment=comment)
+            workflow.resolve(
+                session,
+                principal,
+                request_id,
+                decision=vote,
+                comment=comment,
+                policies_dir=settings.resolved_policies_dir,
+            )
     except TreError as exc:
         settle(session, exc)
         if isinstance(exc, NotFound):

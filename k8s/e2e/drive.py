@@ -181,11 +181,17 @@ def s_network() -> None:
         ("kubelet", node_ip, 10250, "tcp"),
         ("dcgm-exporter", node_ip, 9400, "tcp"),
         ("metadata", "169.254.169.254", 80, "tcp"),
+        # IPv6: a dual-stack cluster's metadata endpoint (AWS Nitro), the internet, and the
+        # API server's IPv6 address if the cluster has one (E2E_API_IPV6).
+        ("metadata-ipv6", "fd00:ec2::254", 80, "tcp"),
+        ("internet-ipv6", "2606:4700:4700::1111", 443, "tcp"),
         ("internet", "1.1.1.1", 443, "tcp"),
         ("internet-name", "example.com", 443, "dns-name"),
     ]
     if other_pod:
         probes.append(("other-pod", other_pod, 8080, "tcp"))
+    if os.environ.get("E2E_API_IPV6"):
+        probes.append(("api-ipv6", os.environ["E2E_API_IPV6"], 443, "tcp"))
     sp = spec("net", ["python3", "-c", PROBE], env={"PROBES": json.dumps(probes)})
     r = run("network", sp)
     reached = (

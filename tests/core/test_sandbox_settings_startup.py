@@ -114,20 +114,20 @@ def _has_account(uid: int) -> bool:
 def test_the_uid_range_may_not_hold_the_job_user_or_subordinate_uids(tmp_path: Path) -> None:
     """What the start-up check reads of the host, on a range placed over each kind of id."""
     job_uid = pwd.getpwnam(JOB_USER_EXISTS).pw_uid
-    none = tmp_path / "no-subuid"
+    none = (tmp_path / "no-subuid",)
     assert uid_range_problem(0x70000000, 1024, job_uid, none) is None
     assert uid_range_problem(job_uid, 0, job_uid, none) is None  # switched off: nothing to hold
     said = uid_range_problem(job_uid - 1, 4, job_uid, none)
     assert said is not None and f"holds {job_uid}, the job user's uid" in said
     subuid = tmp_path / "subuid"
     subuid.write_text("# rootless containers\nalice:100000:65536\nbroken line\n")
-    said = uid_range_problem(165000, 1024, job_uid, subuid)
+    said = uid_range_problem(165000, 1024, job_uid, (tmp_path / "subgid", subuid))
     assert said == (
-        f"the range 165000..166023 overlaps 100000..165535, the subordinate uids of 'alice' in {subuid}"
+        f"the range 165000..166023 overlaps 100000..165535, the subordinate ids of 'alice' in {subuid}"
     )
-    assert uid_range_problem(165536, 1024, job_uid, subuid) is None  # just after: disjoint
-    assert uid_range_problem(99000, 1000, job_uid, subuid) is None  # just before: disjoint
-    assert uid_range_problem(99000, 1001, job_uid, subuid) is not None
+    assert uid_range_problem(165536, 1024, job_uid, (subuid,)) is None  # just after: disjoint
+    assert uid_range_problem(99000, 1000, job_uid, (subuid,)) is None  # just before: disjoint
+    assert uid_range_problem(99000, 1001, job_uid, (subuid,)) is not None
     with pytest.raises(
         SettingsError, match=r"TRE_SANDBOX_UID_BASE=65534 with TRE_SANDBOX_UID_COUNT=1: .*65534"
     ):

@@ -92,3 +92,20 @@ def test_a_state_filter_takes_only_request_states(cli, live, token_for, db, eset
         shown = cli("dana", ("dac",), "list", "--state", bad)
         assert shown.exit_code == 2 and "awaiting_review" in shown.output, shown.output
     assert cli("dana", ("dac",), "list", "--state", "AWAITING_REVIEW").exit_code == 0
+
+
+def test_cli_withdraw(cli, db, esettings) -> None:  # type: ignore[no-untyped-def]
+    with db.begin() as s:
+        world = seed_world(s, esettings)
+    me = (world.researcher, ("researcher",))
+    r = cli(*me, "request", world.job_id, "tables/summary.csv", "--why", "Table 1")
+    rid = next(w for w in r.output.split() if len(w) == 32)
+    other = cli("dana", ("dac",), "withdraw", rid[:8])
+    assert other.exit_code == 1 and isinstance(other.exception, CliError)
+    done = cli(*me, "withdraw", rid[:8], "-m", "wrong table")
+    assert done.exit_code == 0 and f"request {rid} withdrawn" in done.output, done.output
+    again = cli(*me, "withdraw", rid)
+    assert again.exit_code == 1 and isinstance(again.exception, CliError)
+    assert "only a request awaiting review or a resolution can be withdrawn" in str(again.exception)
+    listed = cli(*me, "list", "--state", "withdrawn")
+    assert listed.exit_code == 0 and rid[:8] in listed.output

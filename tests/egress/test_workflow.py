@@ -7,6 +7,7 @@ import json
 import os
 import stat
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -25,6 +26,16 @@ from tre.store.models import AccessGrant, AuditEntry, Dataset, EgressRequest, Jo
 
 def who(user_id: str, *roles: str) -> Principal:
     return Principal(user_id=user_id, roles=frozenset(roles))
+
+
+POLICIES: list[Path] = []  # the test's policies folder, for the `vote` helper
+
+
+@pytest.fixture(autouse=True)
+def _policies_folder(esettings: Settings):  # type: ignore[no-untyped-def]
+    POLICIES[:] = [esettings.resolved_policies_dir]
+    yield
+    POLICIES.clear()
 
 
 @pytest.fixture
@@ -181,13 +192,22 @@ def test_identifier_from_the_dataset_blocks_and_cannot_be_approved(db, esettings
         assert blocking and all(c["reason"] for c in blocking)
         assert req.disclosure_record is not None and req.disclosure_record["released"] is False
     with pytest.raises(TreError) as err, db.begin() as s:
-        workflow.cast_vote(s, who("dana", "dac"), rid, vote="approve")
+        workflow.cast_vote(
+            s, who("dana", "dac"), rid, vote="approve", policies_dir=esettings.resolved_policies_dir
+        )
     assert err.value.status == 409 and err.value.slug == "request-blocked"
 
 
 def vote(db, rid: str, user: str, v: str, *roles: str) -> EgressRequest:  # type: ignore[no-untyped-def]
     with db.begin() as s:
-        return workflow.cast_vote(s, who(user, *(roles or ("dac",))), rid, vote=v, comment=f"{user} says {v}")
+        return workflow.cast_vote(
+            s,
+            who(user, *(roles or ("dac",))),
+            rid,
+            vote=v,
+            comment=f"{user} says {v}",
+            policies_dir=POLICIES[0],
+        )
 
 
 def test_two_approvals_release_with_a_disclosure_record(db, esettings, world) -> None:
@@ -291,7 +311,9 @@ def test_disagreement_needs_a_resolution_by_someone_who_did_not_vote(db, esettin
 
     def resolve(user: str, *roles: str, comment: str = "settled") -> EgressRequest:
         with db.begin() as s:
-            return workflow.resolve(s, who(user, *roles), rid, decision="approve", comment=comment)
+            return workflow.resolve(
+                s, who(user, *roles), rid, decision="approve", comment=comment, policies_dir=POLICIES[0]
+            )
 
     with pytest.raises(TreError) as voted:
         resolve("dana", "dac")
@@ -317,7 +339,14 @@ def test_admin_may_resolve_but_not_vote(db, esettings, world) -> None:
     vote(db, rid, "dana", "approve")
     vote(db, rid, "dave", "reject")
     with db.begin() as s:
-        req = workflow.resolve(s, who(world.admin, "admin"), rid, decision="reject", comment="not needed")
+        req = workflow.resolve(
+            s,
+            who(world.admin, "admin"),
+            rid,
+            decision="reject",
+            comment="not needed",
+            policies_dir=POLICIES[0],
+        )
         assert req.state == "rejected"
 
 

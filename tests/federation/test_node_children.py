@@ -279,3 +279,38 @@ def test_a_child_with_a_bad_id_is_dropped_without_a_call_built_from_it(node, set
     assert [c[1] for c in hub.calls] == ["/hub/v1/agent/poll"]
     with session_scope(node, read_only=True) as s:
         assert s.scalar(select(func.count()).select_from(FedNodeChild)) == 0
+
+
+def test_a_withdrawn_release_is_refused_with_its_own_reason(node, settings):  # type: ignore[no-untyped-def]
+    """The release request of a child withdrawn on the node (`tre egress withdraw`): the child
+    ends as refused with the fixed reason `release_withdrawn`, not left awaiting review."""
+    from egress_review import federated
+    from tre.store.models import EgressRequest
+
+    child = spec()
+    with session_scope(node) as s:
+        children.receive(s, child)
+        children.start(s, settings, child.child_id)
+    _, _, job_id = _state(node, child.child_id)
+    with session_scope(node) as s:
+        job = s.get(Job, job_id)
+        assert job is not None
+        job.state, job.exit_code, job.reason = "succeeded", 0, "exited with code 0"
+        req = EgressRequest(
+            job_id=job_id,
+            project_id=job.project_id,
+            requested_by="alice",
+            justification="federated",
+            state="withdrawn",
+            policy_name="default",
+            policy_version="1",
+            required_reviews=2,
+        )
+        s.add(req)
+        s.flush()
+        row = s.get(FedNodeChild, child.child_id)
+        assert row is not None
+        row.egress_request_id = req.id
+    with session_scope(node) as s:
+        children.advance(s, settings, federated, child.child_id)  # type: ignore[arg-type]
+    assert _state(node, child.child_id)[:2] == ("refused", "release_withdrawn")

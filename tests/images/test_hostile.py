@@ -311,3 +311,48 @@ def test_tool_refusals_do_not_show_server_paths(store: ImageStore, tmp_path: Pat
         add_file(tar, "blobs/sha256/" + sha(manifest).removeprefix("sha256:"), manifest)
     reason = _refused(store, missing, "not a usable image")
     assert str(store.root) not in reason and "/tmp" not in reason
+
+
+@pytest.mark.parametrize(
+    "volumes",
+    [
+        {f"/v{i}": {} for i in range(33)},
+        {"../escape": {}},
+        {"relative/path": {}},
+        {"/": {}},
+        {"/a/../../etc": {}},
+        {"/bad\nname": {}},
+        {"/" + "x" * 1100: {}},
+    ],
+    ids=["too-many", "dotdot", "relative", "root", "inner-dotdot", "newline", "long"],
+)
+def test_declared_volumes_that_cannot_be_masked_are_refused(
+    store: ImageStore, tmp_path: Path, volumes: dict[str, object]
+) -> None:
+    """Redteam round 11: Docker and Kubernetes cover each declared volume with an empty
+    read-only mount, so each must be a plain absolute path, and few of them."""
+    import zlib
+
+    from tests.images.imagekit import crafted_oci_archive
+
+    layer = layer_tar(lambda t: add_file(t, "hello.txt", b"hi"))
+    blob = zlib.compress(layer, 6, wbits=31)
+    archive = crafted_oci_archive(
+        tmp_path / "vol.tar", [blob], [sha(layer)], config_extra={"Volumes": volumes}
+    )
+    assert "volume" in _refused(store, archive).lower()
+
+
+def test_declared_volumes_are_kept_for_the_backends(store: ImageStore, tmp_path: Path) -> None:
+    import zlib
+
+    from tests.images.imagekit import crafted_oci_archive
+    from tre.images.layout import config_from_json, config_to_json
+
+    layer = layer_tar(lambda t: add_file(t, "hello.txt", b"hi"))
+    blob = zlib.compress(layer, 6, wbits=31)
+    extra = {"Volumes": {"/var/lib/app": {}, "/cache/": {}}}
+    archive = crafted_oci_archive(tmp_path / "vol.tar", [blob], [sha(layer)], config_extra=extra)
+    result = store.import_path(archive)
+    assert result.config.volumes == ["/cache/", "/var/lib/app"]
+    assert config_from_json(config_to_json(result.config)).volumes == ["/cache/", "/var/lib/app"]

@@ -3,8 +3,10 @@
 `cel-python` runs each ValidatingAdmissionPolicy that matches a request (resource rules,
 operation, match conditions), with its ``params`` taken from k8s/base/admission-params.yaml,
 its ``variables`` computed in order, then every validation; an evaluation error counts as
-a denial (``failurePolicy: Fail``). What it does not model: namespace selectors (every
-object is taken to be in a project namespace), the API server's CEL type checking and its
+a denial (``failurePolicy: Fail``). ``namespaceObject`` is the request's namespace (by default
+a labelled project namespace; pass ``namespace`` to model another one), and a binding's
+``namespaceSelector`` is applied to its labels. What it does not model: the API server's CEL
+type checking and its
 Kubernetes-specific CEL libraries (the policies use none), and the mutating admission that
 runs first (tests add the default tolerations the DefaultTolerationSeconds plugin adds).
 """
@@ -35,6 +37,22 @@ RESOURCES = {
     "ResourceQuota": ("", "resourcequotas"),
     "LimitRange": ("", "limitranges"),
     "ServiceAccount": ("", "serviceaccounts"),
+    # CONNECT requests: the object is the options of the connection, the pod is request.name.
+    "PodExecOptions": ("", "pods/exec"),
+    "PodAttachOptions": ("", "pods/attach"),
+    "PodPortForwardOptions": ("", "pods/portforward"),
+}
+PROJECT_NAMESPACE: dict[str, Any] = {
+    "apiVersion": "v1",
+    "kind": "Namespace",
+    "metadata": {
+        "name": "tre-p-e2e",
+        "labels": {
+            "kubernetes.io/metadata.name": "tre-p-e2e",
+            "tre.io/project-namespace": "true",
+            "pod-security.kubernetes.io/enforce": "restricted",
+        },
+    },
 }
 
 
@@ -93,6 +111,7 @@ def admission_failures(
     request: dict[str, Any] | None = None,
     old: dict[str, Any] | None = None,
     param: dict[str, Any] | None = None,
+    namespace: dict[str, Any] | None = PROJECT_NAMESPACE,
 ) -> list[str]:
     """Evaluate variables then validations; returns the messages of the rules that deny."""
     if request is None:
@@ -102,6 +121,7 @@ def admission_failures(
         "oldObject": to_cel(old),
         "request": to_cel(request),
         "params": to_cel(param if param is not None else params()),
+        "namespaceObject": to_cel(namespace),
     }
     variables: dict[str, Any] = {}
     for var in pol["spec"].get("variables", []):
@@ -139,23 +159,63 @@ class Verdict:
         return not self.denials
 
 
+def _selected(binding: dict[str, Any] | None, namespace: dict[str, Any] | None) -> bool:
+    """A binding's namespaceSelector (matchLabels only, as ours use) over the request's namespace."""
+    selector = ((binding or {}).get("spec", {}).get("matchResources") or {}).get("namespaceSelector")
+    if not selector:
+        return True
+    if namespace is None:  # cluster-scoped objects (a Namespace) are matched against themselves
+        return True
+    labels = namespace["metadata"].get("labels") or {}
+    return all(labels.get(k) == v for k, v in selector.get("matchLabels", {}).items())
+
+
+def bindings() -> dict[str, dict[str, Any]]:
+    docs = yaml.safe_load_all(POLICY_FILE.read_text())
+    return {d["spec"]["policyName"]: d for d in docs if d and d["kind"] == "ValidatingAdmissionPolicyBinding"}
+
+
 def admit(
     obj: dict[str, Any] | None,
     operation: str = "CREATE",
     username: str = WORKER,
     old: dict[str, Any] | None = None,
+    namespace: dict[str, Any] | None = PROJECT_NAMESPACE,
+    name: str | None = None,
+    kind: str | None = None,
 ) -> Verdict:
-    """What every policy that matches the request says about it (objects in a project namespace)."""
-    kind = (obj or old or {})["kind"]
-    request = {"operation": operation, "userInfo": {"username": username}}
-    base = {"object": to_cel(obj), "oldObject": to_cel(old), "request": to_cel(request)}
+    """What every policy that matches the request says about it (by default in a project namespace).
+
+    ``name`` is request.name, which CONNECT requests (exec) need: there it names the pod;
+    ``kind`` names the resource when the object carries no type fields.
+    """
+    kind = kind or (obj or old or {})["kind"]
+    target = obj or old or {}
+    resource = RESOURCES[kind][1]
+    request = {
+        "operation": operation,
+        "userInfo": {"username": username},
+        "resource": {"group": RESOURCES[kind][0], "version": "v1", "resource": resource.split("/")[0]},
+        "subResource": resource.split("/")[1] if "/" in resource else "",
+        "name": name if name is not None else target.get("metadata", {}).get("name", ""),
+        "namespace": target.get("metadata", {}).get("namespace", "") if kind != "Namespace" else "",
+    }
+    if kind == "Namespace":
+        namespace = None  # cluster-scoped: the API server passes no namespaceObject
+    base = {
+        "object": to_cel(obj),
+        "oldObject": to_cel(old),
+        "request": to_cel(request),
+        "namespaceObject": to_cel(namespace),
+    }
     denials: list[tuple[str, str]] = []
     matched: list[str] = []
-    for name, pol in policies().items():
-        if not _matches(pol, kind, operation, request, base):
+    binds = bindings()
+    for pname, pol in policies().items():
+        if not _selected(binds.get(pname), namespace) or not _matches(pol, kind, operation, request, base):
             continue
-        matched.append(name)
-        denials += [(name, m) for m in admission_failures(pol, obj, request, old)]
+        matched.append(pname)
+        denials += [(pname, m) for m in admission_failures(pol, obj, request, old, namespace=namespace)]
     return Verdict(denials, matched)
 
 

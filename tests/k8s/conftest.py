@@ -14,6 +14,9 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S_VERSION = "1.33.0"
+# The Kubernetes versions docs/deploy.md names as supported (ValidatingAdmissionPolicy v1 is
+# GA from 1.30): every manifest is validated against each one's schema.
+SUPPORTED_K8S_VERSIONS = ("1.30.0", "1.31.0", "1.32.0", "1.33.0")
 
 
 def checkov_bin() -> str | None:
@@ -34,10 +37,10 @@ def write_docs(path: Path, docs: list[dict[str, Any]]) -> Path:
     return path
 
 
-def kubernetes_validate(files: list[Path]) -> None:
-    """`kubernetes-validate -k 1.33.0 --strict`: schema plus no unknown fields."""
+def kubernetes_validate(files: list[Path], version: str = K8S_VERSION) -> None:
+    """`kubernetes-validate -k <version> --strict`: schema plus no unknown fields."""
     proc = subprocess.run(
-        [kubernetes_validate_bin(), "-k", K8S_VERSION, "--strict", "--quiet", *map(str, files)],
+        [kubernetes_validate_bin(), "-k", version, "--strict", "--quiet", *map(str, files)],
         capture_output=True,
         text=True,
         timeout=120,

@@ -67,7 +67,7 @@ def bases(settings: KubernetesSettings | None = None) -> dict[str, dict[str, Any
         "job.yaml": job,
         "gpu-job.yaml": gpu_job,
         "output-pvc.yaml": m.output_pvc(spec, s, owner=owner),
-        "collector-pod.yaml": m.collector_pod(spec, s),
+        "collector-pod.yaml": m.collector_pod(spec, s, owner=owner),
     }
 
 

@@ -32,6 +32,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -66,7 +67,12 @@ class Scenario:
     output_files: dict[str, bytes] | None = None
     exec_dir: Path | None = None  # set by FakeApiServer: where output_files are written
     # Answer the first N requests of a kind with a recorded 503 (etcd leader change).
-    unavailable: dict[str, int] = field(default_factory=dict)  # keys: "get_job", "list_pods"
+    # Refuse creating these (plural resource name -> the quota resource named in the 403), as
+    # the ResourceQuota admission plugin does once the project's quota is used up.
+    quota_exceeded: dict[str, str] = field(default_factory=dict)
+    # keys: "get_job", "list_pods", "list_collector" (lists and watches of the collector
+    # pod), "create_pod" (creating the collector pod)
+    unavailable: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -86,6 +92,7 @@ class FakeCluster:
     watches: int = 0
     log_requests: list[dict[str, list[str]]] = field(default_factory=list)
     exec_commands: list[list[str]] = field(default_factory=list)
+    log_bytes_sent: int = 0  # how much of the log body the client took before it hung up
     rv: int = 5000
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -179,6 +186,14 @@ class Handler(BaseHTTPRequestHandler):
     # -- verbs -----------------------------------------------------------------------------
     def do_POST(self) -> None:
         path, _, body = self._record("POST")
+        if path.endswith("/pods") and self._unavailable("create_pod"):
+            return
+        plural = path.rsplit("/", 1)[1]
+        if plural in self.cluster.scenario.quota_exceeded:
+            name = body["metadata"]["name"]
+            res = self.cluster.scenario.quota_exceeded[plural]
+            self._send(403, _status("status_403_quota", NAME=name, KIND=f"{plural}", RESOURCE=res))
+            return
         name = body["metadata"]["name"]
         key = f"{path}/{name}"
         c = self.cluster
@@ -254,7 +269,7 @@ class Handler(BaseHTTPRequestHandler):
                 self.connection.shutdown(socket.SHUT_RDWR)
                 self.close_connection = True
                 return
-            self._send(200, body, "text/plain")
+            self._send_log(body)
             return
         m = re.fullmatch(r"/api/v1/namespaces/([^/]+)/pods", path)
         if m:
@@ -296,11 +311,28 @@ class Handler(BaseHTTPRequestHandler):
         if q.get("timestamps") != ["true"]:
             return b"".join(lines)
         out = []
+        start = datetime(2025, 6, 2, 10, 15, 3, tzinfo=UTC)
         for i, line in enumerate(lines):
             secs, half = divmod(i, 2)
             frac = ".5" if half else ""  # RFC 3339 with trailing zeros trimmed, like the kubelet
-            out.append(f"2025-06-02T10:15:{3 + secs:02d}{frac}Z ".encode() + line)
+            stamp = (start + timedelta(seconds=secs)).strftime("%Y-%m-%dT%H:%M:%S")
+            out.append(f"{stamp}{frac}Z ".encode() + line)
         return b"".join(out)
+
+    def _send_log(self, body: bytes) -> None:
+        """The log as one body, written in 64 KiB pieces; counts what got out before the
+        client closed the connection (a follower that stops reading at its budget)."""
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        try:
+            for i in range(0, len(body), 64 * 1024):
+                self.wfile.write(body[i : i + 64 * 1024])
+                with self.cluster.lock:
+                    self.cluster.log_bytes_sent += len(body[i : i + 64 * 1024])
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
 
     def _unavailable(self, what: str) -> bool:
         with self.cluster.lock:
@@ -342,6 +374,8 @@ class Handler(BaseHTTPRequestHandler):
         self._stream([json.dumps({"type": t, "object": o}).encode() + b"\n" for t, o in events])
 
     def _collector_pods(self, path: str, q: dict[str, list[str]]) -> None:
+        if self._unavailable("list_collector"):
+            return
         name = q["fieldSelector"][0].split("=", 1)[1]
         with self.cluster.lock:
             obj = copy.deepcopy(self.cluster.objects.get(f"{path}/{name}"))
@@ -502,7 +536,7 @@ class FakeApiServer:
 
     def seed_admission_policies(self) -> None:
         """The policy bindings k8s/base installs first; the executor checks they exist."""
-        for name in ("tre-job-pods", "tre-worker-claims", "tre-project-namespaces"):
+        for name in ("tre-job-pods", "tre-worker-claims", "tre-project-namespaces", "tre-worker-exec"):
             self.seed(
                 f"/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicybindings/{name}",
                 {

@@ -19,7 +19,15 @@ import pytest
 import yaml
 
 from tests.k8s import e2e_bases
-from tests.k8s.celharness import JOB_CONTROLLER, WORKER, admission_failures, admit, params, policy
+from tests.k8s.celharness import (
+    JOB_CONTROLLER,
+    PROJECT_NAMESPACE,
+    WORKER,
+    admission_failures,
+    admit,
+    params,
+    policy,
+)
 from tre.executors.kubernetes.config import KubernetesSettings
 
 NEGATIVE = sorted(e2e_bases.NEGATIVE.glob("*.json"))
@@ -102,6 +110,20 @@ def test_the_job_controllers_pod_is_admitted(name: str) -> None:
     assert verdict.matched == ["tre-job-pods"] and verdict.allowed, verdict.denials
 
 
+@pytest.mark.parametrize(
+    "priority",
+    [{"priority": 0}, {"priorityClassName": "tre-default", "priority": 1000, "preemptionPolicy": "Never"}],
+)
+def test_pods_as_the_priority_plugin_leaves_them_are_admitted(priority: dict[str, Any]) -> None:
+    """Without or with a global default PriorityClass the plugin fills these in before validation."""
+    pod = controller_pod(base("job.yaml"))
+    pod["spec"].update(priority)
+    assert admit(pod, username=JOB_CONTROLLER).allowed
+    collector = base("collector-pod.yaml")
+    collector["spec"].update(priority)
+    assert admit(collector).allowed
+
+
 def test_the_code_init_container_and_read_only_code_volume_are_admitted() -> None:
     job = with_code(base("job.yaml"))
     assert admit(job).allowed, admit(job).denials
@@ -164,10 +186,14 @@ def test_negative_case_is_denied(case: Path) -> None:
     doc = json.loads(case.read_text())
     obj = jsonpatch.apply_patch(base(doc["base"]), doc["patch"])
     assert doc["as"] == "worker"
+    namespace = PROJECT_NAMESPACE
+    if "namespace_labels" in doc:
+        namespace = {"kind": "Namespace", "metadata": {"name": obj["metadata"]["namespace"]}}
+        namespace["metadata"]["labels"] = doc["namespace_labels"]
     if doc["operation"] == "DELETE":
-        verdict = admit(None, "DELETE", username=WORKER, old=obj)
+        verdict = admit(None, "DELETE", username=WORKER, old=obj, namespace=namespace)
     else:
-        verdict = admit(obj, doc["operation"], username=WORKER)
+        verdict = admit(obj, doc["operation"], username=WORKER, namespace=namespace)
     assert doc["expect_denied_by"] in verdict.matched, verdict.matched
     assert any(p == doc["expect_denied_by"] for p, _ in verdict.denials), (doc["bypass"], verdict)
     # ... and the unpatched base is admitted, so the patch is what the policy caught.
@@ -191,6 +217,13 @@ def test_every_bypass_in_the_issue_has_a_negative_case() -> None:
         "deleting a dataset claim",
         "kube-system",
         "deadline of 30 years",
+        "secretKeyRef",
+        "envFrom",
+        "imagePullSecrets",
+        "without the project label",
+        "named tre-collect-*",
+        "system-node-critical",
+        "ServiceAccount carrying imagePullSecrets",
     ):
         assert words in bypasses, words
 
@@ -214,3 +247,141 @@ def test_missing_params_deny_everything() -> None:
             and "paramKind" in policy(doc["spec"]["policyName"])["spec"]
         ):
             assert doc["spec"]["paramRef"]["parameterNotFoundAction"] == "Deny"
+
+
+# --- exec: the worker's pods/exec right reaches only its collector pods ------------------
+
+
+def exec_options(container: str, **flags: bool) -> dict[str, Any]:
+    """The PodExecOptions of a CONNECT request, as the API server hands it to admission."""
+    return {
+        "kind": "PodExecOptions",
+        "apiVersion": "v1",
+        "metadata": {"namespace": "tre-p-e2e"},
+        "container": container,
+        "command": ["python3", "-I", "-c", "..."],
+        "stdout": True,
+        "stderr": True,
+        **flags,
+    }
+
+
+def test_the_worker_may_exec_into_its_collector_only() -> None:
+    """RBAC grants pods/exec on every pod of a project namespace; the policy narrows it to the
+    collector container of a tre-collect-* pod, output only: a job pod (dataset mounted) is refused."""
+    collector = base("collector-pod.yaml")["metadata"]["name"]
+    ok = admit(exec_options("collector"), "CONNECT", name=collector)
+    assert ok.matched == ["tre-worker-exec"] and ok.allowed, ok.denials
+    job_pod = controller_pod(base("job.yaml"))["metadata"]["name"]
+    for name, options in (
+        (job_pod, exec_options("job")),
+        (job_pod, exec_options("collector")),
+        (collector, exec_options("job")),
+        (collector, exec_options("collector", stdin=True)),
+        (collector, exec_options("collector", tty=True)),
+    ):
+        verdict = admit(options, "CONNECT", name=name)
+        assert verdict.matched == ["tre-worker-exec"] and not verdict.allowed, (name, options)
+    for kind in ("PodAttachOptions", "PodPortForwardOptions"):
+        verdict = admit({**exec_options("collector"), "kind": kind}, "CONNECT", name=collector)
+        assert verdict.matched == ["tre-worker-exec"] and not verdict.allowed, kind
+    # The options may reach admission without type fields: the subresource decides.
+    bare = {k: v for k, v in exec_options("collector").items() if k not in ("kind", "apiVersion")}
+    verdict = admit(bare, "CONNECT", name=collector, kind="PodExecOptions")
+    assert verdict.allowed, verdict.denials
+    # An administrator debugging a job is not the worker: the policy does not apply.
+    assert admit(exec_options("job"), "CONNECT", username=ADMIN, name=job_pod).matched == []
+
+
+# --- RBAC: least privilege of the worker's roles -----------------------------------------
+
+RBAC_FILE = e2e_bases.ROOT / "k8s" / "base" / "rbac.yaml"
+# Every right the worker holds, (group, resource, verb) -> resourceNames (None: any name).
+# A new right fails this test until it is added here and its admission guard is in place.
+WORKER_RIGHTS: dict[str, dict[tuple[str, str, str], tuple[str, ...] | None]] = {
+    "tre-job-runner": {
+        **{("batch", "jobs", v): None for v in ("create", "get", "list", "watch", "delete")},
+        **{("", "pods", v): None for v in ("create", "get", "list", "watch", "delete")},
+        ("", "pods/log", "get"): None,
+        ("", "pods/exec", "create"): None,  # narrowed to collectors by tre-worker-exec
+        ("", "pods/exec", "get"): None,
+        **{("", "persistentvolumeclaims", v): None for v in ("create", "get", "delete")},
+        **{("networking.k8s.io", "networkpolicies", v): None for v in ("create", "get", "patch")},
+    },
+    "tre-namespace-provisioner": {
+        **{("", "namespaces", v): None for v in ("create", "get", "patch")},
+        **{
+            ("", r, v): None
+            for r in ("resourcequotas", "limitranges", "serviceaccounts")
+            for v in ("create", "get", "patch")
+        },
+        **{("networking.k8s.io", "networkpolicies", v): None for v in ("create", "get", "patch")},
+        **{("rbac.authorization.k8s.io", "rolebindings", v): None for v in ("create", "get", "patch")},
+        ("rbac.authorization.k8s.io", "clusterroles", "bind"): ("tre-job-runner",),
+        ("admissionregistration.k8s.io", "validatingadmissionpolicybindings", "get"): (
+            "tre-job-pods",
+            "tre-worker-claims",
+            "tre-project-namespaces",
+            "tre-worker-exec",
+        ),
+    },
+}
+
+
+def test_the_workers_roles_grant_exactly_the_reviewed_rights() -> None:
+    """No wildcard, no Secrets or ConfigMaps, no escalate/impersonate, no update of pods or
+    Jobs (a running pod's image is mutable), and `bind` only on tre-job-runner."""
+    roles = {
+        d["metadata"]["name"]: d
+        for d in yaml.safe_load_all(RBAC_FILE.read_text())
+        if d and d["kind"] == "ClusterRole"
+    }
+    assert set(roles) == set(WORKER_RIGHTS)
+    for name, role in roles.items():
+        granted: dict[tuple[str, str, str], tuple[str, ...] | None] = {}
+        for rule in role["rules"]:
+            assert "nonResourceURLs" not in rule, name
+            for g in rule["apiGroups"]:
+                for r in rule["resources"]:
+                    for v in rule["verbs"]:
+                        assert "*" not in (g, r, v), (name, rule)
+                        names = rule.get("resourceNames")
+                        granted[(g, r, v)] = tuple(sorted(names)) if names else None
+        want = {k: (tuple(sorted(v)) if v else None) for k, v in WORKER_RIGHTS[name].items()}
+        assert granted == want, (name, set(granted) ^ set(want))
+    for doc in yaml.safe_load_all(RBAC_FILE.read_text()):
+        if doc and doc["kind"] in ("ClusterRoleBinding", "RoleBinding"):
+            assert doc["roleRef"]["name"] in WORKER_RIGHTS
+
+
+# --- updates of a running pod ----------------------------------------------------------
+
+
+def test_a_running_pods_image_and_tolerations_cannot_be_changed() -> None:
+    """A pod's container images (and tolerations, additions only) stay mutable after creation,
+    and tre-job-pods checks pods on CREATE only: anyone allowed to patch pods in a project
+    namespace (an operator's `edit` binding) could swap a running job's image for an unpinned
+    one, or let it tolerate the GPU taint. tre-pod-updates pins both, for every user."""
+    old = controller_pod(base("job.yaml"))
+    old["metadata"]["finalizers"] = ["batch.kubernetes.io/job-tracking"]
+    for mutate in (
+        lambda p: p["spec"]["containers"][0].update(image="docker.io/library/python:latest"),
+        lambda p: p["spec"]["tolerations"].append({"key": "nvidia.com/gpu", "operator": "Exists"}),
+        lambda p: p["spec"].update(initContainers=[{"name": "x", "image": "busybox"}]),
+    ):
+        new = copy.deepcopy(old)
+        mutate(new)
+        for user in (JOB_CONTROLLER, WORKER, ADMIN):
+            verdict = admit(new, "UPDATE", username=user, old=old)
+            assert "tre-pod-updates" in verdict.matched and not verdict.allowed, (user, verdict)
+    # What controllers do to a running pod stays allowed: the job controller removes its
+    # tracking finalizer, someone labels it, the deadline is shortened.
+    for mutate in (
+        lambda p: p["metadata"].update(finalizers=[]),
+        lambda p: p["metadata"]["labels"].update(debug="1"),
+        lambda p: p["spec"].update(activeDeadlineSeconds=60),
+    ):
+        new = copy.deepcopy(old)
+        mutate(new)
+        verdict = admit(new, "UPDATE", username=JOB_CONTROLLER, old=old)
+        assert verdict.matched == ["tre-pod-updates"] and verdict.allowed, verdict.denials

@@ -400,7 +400,9 @@ def test_a_fresh_run_starts_the_log_afresh(tmp_path: Path) -> None:
 def test_no_namespace_is_provisioned_without_the_admission_policies(tmp_path: Path) -> None:
     """The worker's RBAC is only safe with the policies bound; without them it refuses to start."""
     with FakeApiServer(Scenario(SUCCESS), tmp_path) as server:
-        with pytest.raises(ExecutorError, match="tre-job-pods, tre-worker-claims, tre-project-namespaces"):
+        with pytest.raises(
+            ExecutorError, match="tre-job-pods, tre-worker-claims, tre-project-namespaces, tre-worker-exec"
+        ):
             executor_for(server, policies=False).run(spec_for(tmp_path), RunControl())
         assert not server.calls("POST", r"^/api/v1/namespaces$") and not server.calls("POST", r"/jobs$")
 
@@ -436,3 +438,268 @@ def test_a_collector_pod_left_by_a_dead_worker_is_replaced(tmp_path: Path) -> No
     assert (spec.output_dir / "r.txt").read_bytes() == b"ok"
     first_delete = order.index(("DELETE", stale["metadata"]["name"]))
     assert order[0] == ("POST", "pods") and order[first_delete + 1] == ("POST", "pods")
+
+
+@pytest.mark.parametrize(
+    ("ask", "resource"),
+    [
+        ({"gpu": 8}, "nvidia.com/gpu"),
+        ({"cpu": 64.0}, "cpu"),
+        ({"memory_mb": 256 * 1024}, "memory"),
+        ({"output_limit_mb": 600 * 1024}, "storage"),
+    ],
+)
+def test_a_job_larger_than_the_project_quota_fails_at_once(
+    tmp_path: Path, ask: dict[str, object], resource: str
+) -> None:
+    """Kubernetes would accept the Job and then refuse its pod (quota, LimitRange) on every
+    retry until the deadline: the job sat 'running' for its whole time limit. Now it fails
+    before anything is created, with fixed words and the namespace's maximum (fake API)."""
+    with FakeApiServer(Scenario(SUCCESS), tmp_path) as server:
+        result = executor_for(server).run(spec_for(tmp_path, **ask), RunControl())
+        assert not server.calls("POST", r"/jobs$") and not server.calls("POST", r"/persistentvolumeclaims$")
+    assert result.state == "failed", result
+    assert result.reason.startswith("the job asks for more than a project namespace may use: "), result.reason
+    assert resource in result.reason
+
+
+def test_a_job_at_the_quota_runs(tmp_path: Path) -> None:
+    with FakeApiServer(Scenario(SUCCESS, output_tar=make_tar({})), tmp_path) as server:
+        result = executor_for(server).run(
+            spec_for(tmp_path, gpu=4, cpu=32.0, memory_mb=128 * 1024), RunControl()
+        )
+    assert result.state == "succeeded", result
+
+
+@pytest.mark.parametrize("pvc_made", [False, True])
+def test_a_job_left_by_a_worker_that_died_before_recording_it_is_adopted(
+    tmp_path: Path, pvc_made: bool
+) -> None:
+    """The worker died after creating the Job (and perhaps its output claim) but before the
+    reference was stored, so the next worker calls run() again (tre/jobs/worker.py: reattach
+    without a reference). Before: 409 on the Job, an executor error, and the first Job, its
+    pod and claim left running in the cluster. Now the Job, which carries this job's id, is
+    followed to the end and everything is deleted (fake API)."""
+    from tre.executors.kubernetes import manifests
+
+    scenario = Scenario(SUCCESS, logs=b"ran once\n", output_tar=make_tar({"r.txt": b"ok"}))
+    with FakeApiServer(scenario, tmp_path) as server:
+        first = executor_for(server)
+        spec = spec_for(tmp_path)
+        first.ensure_namespace(spec.project_id)
+        job = manifests.job(spec, first.settings)
+        ns = job["metadata"]["namespace"]
+        first.batch.create_namespaced_job(ns, job, _preload_content=False)
+        if pvc_made:
+            owner = server.cluster.job()
+            pvc = manifests.output_pvc(spec, first.settings, owner=owner)
+            first.core.create_namespaced_persistent_volume_claim(ns, pvc, _preload_content=False)
+        started: list[str] = []
+        result = executor_for(server).run(spec, RunControl(on_started=started.append))
+        assert len(server.calls("POST", r"/jobs$")) == 2  # the second answered 409
+        assert len([k for k in server.cluster.objects if "/jobs/" in k]) == 0
+        left = [k for k in server.cluster.objects if "/tre-out-" in k or "/tre-collect-" in k]
+    assert result.state == "succeeded", result.reason
+    assert started == [f"{ns}/{job['metadata']['name']}"]
+    assert (spec.output_dir / "r.txt").read_bytes() == b"ok"
+    assert left == []
+
+
+def test_a_foreign_job_under_the_same_name_is_not_adopted(tmp_path: Path) -> None:
+    """A Job under this job's name but without its id label is not ours to follow or delete."""
+    from tre.executors.kubernetes import manifests
+
+    with FakeApiServer(Scenario(SUCCESS), tmp_path) as server:
+        first = executor_for(server)
+        spec = spec_for(tmp_path)
+        first.ensure_namespace(spec.project_id)
+        job = manifests.job(spec, first.settings)
+        job["metadata"]["labels"][manifests.LABEL_JOB] = "someone-else"
+        first.batch.create_namespaced_job(job["metadata"]["namespace"], job, _preload_content=False)
+        with pytest.raises(ExecutorError, match="already exists and is not this job's"):
+            executor_for(server).run(spec, RunControl())
+        assert not server.calls("DELETE", r"/jobs/")
+
+
+def test_a_reference_that_cannot_be_stored_leaves_nothing_in_the_cluster(tmp_path: Path) -> None:
+    """The worker's database write of the reference fails: no later worker could find the Job,
+    so it and its claim are deleted before the error goes up (fake API)."""
+
+    def refuse(ref: str) -> None:
+        raise RuntimeError("database is locked")
+
+    with FakeApiServer(Scenario(SUCCESS), tmp_path) as server:
+        with pytest.raises(RuntimeError, match="database is locked"):
+            executor_for(server).run(spec_for(tmp_path), RunControl(on_started=refuse))
+        left = [k for k in server.cluster.objects if "/jobs/" in k or "/tre-out-" in k]
+    assert left == []
+
+
+def test_the_collector_pod_is_owned_by_its_job(tmp_path: Path) -> None:
+    """A bare pod that ended is never garbage-collected on its own: a worker lost mid-collection
+    (and a job never reattached) left the collector pod object in the namespace for good.
+    Owned by the Job, it goes when the Job does (deleted, or its TTL) (fake API)."""
+    with FakeApiServer(Scenario(SUCCESS, output_tar=make_tar({"a": b"1"})), tmp_path) as server:
+        result = executor_for(server).run(spec_for(tmp_path), RunControl())
+        job_name = server.calls("POST", r"/jobs$")[0].body["metadata"]["name"]
+        created_jobs = [r for r in server.cluster.requests if r.method == "GET" and "/jobs/" in r.path]
+        collector = server.calls("POST", r"/pods$")[0].body
+    assert result.state == "succeeded", result.reason
+    owners = collector["metadata"].get("ownerReferences") or []
+    assert [(o["kind"], o["name"], o["blockOwnerDeletion"]) for o in owners] == [("Job", job_name, False)]
+    assert len(owners[0]["uid"]) == 36 and "controller" not in owners[0] and created_jobs
+
+
+def test_a_log_over_its_budget_is_not_downloaded_to_the_end(tmp_path: Path) -> None:
+    """A job that prints without end: the follower kept reading (and dropping) every byte
+    through the API server for the job's whole life once its budget was spent. It now hangs
+    up at the budget and says so in the log (fake API: it counts the bytes it got out)."""
+    line = b"y" * 1023 + b"\n"
+    scenario = Scenario(SUCCESS, logs=line * (48 * 1024), output_tar=make_tar({}))  # 48 MiB
+    with FakeApiServer(scenario, tmp_path) as server:
+        server.seed_dataset_claim("tre-p-lung-ct-01", "ds-lidc")
+        server.seed_admission_policies()
+        settings = KubernetesSettings(
+            kubeconfig=server.kubeconfig,
+            watch_window_s=1,
+            retry_backoff_s=0.01,
+            log_limit_mb=1,
+            collector_image="registry.example.org/tre/job-cpu@sha256:" + "cd" * 32,
+        )
+        spec = spec_for(tmp_path)
+        result = KubernetesExecutor(settings).run(spec, RunControl())
+        sent = server.cluster.log_bytes_sent
+    assert result.state == "succeeded", result.reason
+    saved = spec.log_path.read_bytes()
+    assert saved.endswith(b"[tre: log truncated at 1048576 bytes]\n")
+    assert len(saved) < 1024 * 1024 + 100
+    assert sent < 24 * 1024 * 1024, f"{sent} bytes of a 48 MiB log were downloaded past a 1 MiB budget"
+
+
+@pytest.mark.parametrize("forged", [b"2099-01-01T00:00:00Z ", b"2025-06-02T10:15:99Z "])
+def test_a_forged_timestamp_in_a_long_lines_tail_does_not_hide_later_lines(
+    tmp_path: Path, forged: bytes
+) -> None:
+    """A line longer than 64 KiB is saved in pieces; the piece that ends it began with text
+    the job wrote, and was parsed as a kubelet timestamp: a job could set the follower's
+    'last line seen' to 2099 so that a resumed follower skipped every later line (and asked
+    the kubelet for the last second only), or with 10:15:99, crash the follower's thread so
+    that nothing more was saved."""
+    from tre.executors.kubernetes.logs import LogFollower
+
+    body = (
+        b"2025-06-02T10:15:03Z " + b"z" * (200 * 1024 - len(forged)) + forged + b"tail\n"
+        b"2025-06-02T10:15:04Z next line\n"
+    )
+
+    class Resp:
+        def stream(self, n: int) -> list[bytes]:
+            # Cut so that the piece ending the long line starts with the forged stamp.
+            cut = body.index(forged)
+            return [body[i : min(i + 64 * 1024, cut)] for i in range(0, cut, 64 * 1024)] + [body[cut:]]
+
+        def release_conn(self) -> None:
+            pass
+
+        def close(self) -> None:
+            pass
+
+    class Core:
+        def read_namespaced_pod_log(self, *a: object, **kw: object) -> Resp:
+            return Resp()
+
+    dest = tmp_path / "job.log"
+    f = LogFollower(Core(), "ns", "pod", "job", dest, 10 * 1024 * 1024).start()  # type: ignore[arg-type]
+    assert f.join(10) and f.error is None
+    import json as _json
+
+    state = _json.loads(dest.with_name("job.log.k8s-offset").read_text())
+    assert state["last"][0] < 4102444800, state  # 2100-01-01: the kubelet's stamp, not the job's
+    saved = dest.read_bytes()
+    assert saved.startswith(b"zzz") and saved.endswith(forged + b"tail\nnext line\n"), saved[-80:]
+
+
+def test_the_log_follower_hangs_up_at_its_budget(tmp_path: Path) -> None:
+    """The budget case measured in bytes read (fake response): 48 MiB printed, 1 MiB budget."""
+    from tre.executors.kubernetes.logs import LogFollower
+
+    line = b"2025-06-02T10:15:03Z " + b"y" * 1002 + b"\n"
+    taken = []
+
+    class Resp:
+        def stream(self, n: int):  # type: ignore[no-untyped-def]
+            for _ in range(48 * 1024 * 1024 // (64 * len(line))):
+                taken.append(64 * len(line))
+                yield line * 64
+
+        def release_conn(self) -> None:
+            pass
+
+        def close(self) -> None:
+            pass
+
+    class Core:
+        def read_namespaced_pod_log(self, *a: object, **kw: object) -> Resp:
+            return Resp()
+
+    dest = tmp_path / "job.log"
+    f = LogFollower(Core(), "ns", "pod", "job", dest, 1024 * 1024).start()  # type: ignore[arg-type]
+    assert f.join(30) and f.error is None
+    assert dest.read_bytes().endswith(b"[tre: log truncated at 1048576 bytes]\n")
+    assert sum(taken) < 2 * 1024 * 1024, sum(taken)
+
+
+@pytest.mark.parametrize(
+    "errors",
+    [{"list_collector": 1}, {"list_collector": 3}, {"create_pod": 2}],
+    ids=["list1", "list3", "create2"],
+)
+def test_an_api_hiccup_while_starting_the_collector_does_not_lose_the_outputs(
+    tmp_path: Path, errors: dict[str, int]
+) -> None:
+    """Following the job retries 5xx answers; waiting for the collector pod did not: one 503
+    (an etcd leader change) ended the run with an executor error, and the finally deleted the
+    output claim, so a job that had succeeded lost its outputs (fake API)."""
+    scenario = Scenario(SUCCESS, output_tar=make_tar({"r.txt": b"kept"}), unavailable=dict(errors))
+    with FakeApiServer(scenario, tmp_path) as server:
+        spec = spec_for(tmp_path)
+        result = executor_for(server).run(spec, RunControl())
+    assert result.state == "succeeded", result.reason
+    assert (spec.output_dir / "r.txt").read_bytes() == b"kept"
+
+
+def test_an_api_that_keeps_failing_fails_the_collection_in_fixed_words(tmp_path: Path) -> None:
+    scenario = Scenario(SUCCESS, output_tar=make_tar({"r.txt": b"x"}), unavailable={"list_collector": 1000})
+    with FakeApiServer(scenario, tmp_path) as server:
+        spec = spec_for(tmp_path)
+        result = executor_for(server).run(spec, RunControl())
+        left = [
+            k for k in server.cluster.objects if "/jobs/" in k or "/tre-out-" in k or "/tre-collect-" in k
+        ]
+    assert result.state == "failed"
+    assert (
+        result.reason == "outputs not collected: the Kubernetes API kept failing while the collector started"
+    )
+    assert left == []
+
+
+@pytest.mark.parametrize(
+    ("plural", "resource", "words"),
+    [
+        ("jobs", "count/jobs.batch", "the project's limit of running jobs in Kubernetes is reached"),
+        ("persistentvolumeclaims", "requests.storage", "the project's Kubernetes quota is used up"),
+    ],
+)
+def test_a_used_up_quota_fails_the_job_in_fixed_words(
+    tmp_path: Path, plural: str, resource: str, words: str
+) -> None:
+    """Many jobs at once: the ResourceQuota refuses the 17th Job (or its claim) with a 403.
+    Before, that was an executor error with a reference only; now a fixed reason, and
+    nothing of the job is left in the cluster (fake API)."""
+    scenario = Scenario(SUCCESS, quota_exceeded={plural: resource})
+    with FakeApiServer(scenario, tmp_path) as server:
+        result = executor_for(server).run(spec_for(tmp_path), RunControl())
+        left = [k for k in server.cluster.objects if "/jobs/" in k or "/tre-out-" in k]
+    assert result.state == "failed"
+    assert result.reason.startswith(words + " (ResourceQuota tre-project-quota)"), result.reason
+    assert "used:" not in result.reason and left == []

@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.k8s.celharness import JOB_CONTROLLER, admission_failures, admit, policy
+from tests.k8s.celharness import JOB_CONTROLLER, admission_failures, admit, denials_after, policy
 from tests.k8s.conftest import ROOT, failed_checks, kubernetes_validate, run_checkov, write_docs
 from tests.k8s.kustomize_lite import normalise, render
-from tre.executors.base import DatasetMount, InputMount, JobSpec
+from tre.executors.base import DatasetMount, ImageConfig, InputMount, JobSpec
 from tre.executors.kubernetes import manifests as m
 from tre.executors.kubernetes.config import KubernetesSettings
 
@@ -64,6 +64,8 @@ def specs(tmp: Path) -> list[JobSpec]:
             datasets=[DatasetMount("lidc", pvc_name="dataset-lidc")],
             inputs=[InputMount("9e" * 16, tmp / "in", "/inputs/" + "9e" * 16)],
             runtime_class="kata",
+            # Declared volumes (round 11): masked read-only unless a mount of ours is there.
+            image_config=ImageConfig(volumes=["/var/lib/app", "/data", "/tmp/cache"]),
             **common,
         ),
     ]
@@ -189,16 +191,19 @@ def test_control_plane_liveness_waits_for_a_cold_start() -> None:
 
 
 def test_all_manifests_validate_and_pass_checkov(tmp_path: Path) -> None:
-    """One checkov run over generated manifests, k8s/base and the rendered GPU overlay."""
+    """One checkov run over generated manifests, k8s/base and every rendered overlay
+    (test_manifest_coverage.py validates them for each supported Kubernetes version)."""
     gen = write_docs(tmp_path / "scan" / "generated" / "jobs.yaml", generated(tmp_path))
-    overlay = write_docs(
-        tmp_path / "scan" / "overlay" / "gpu-pool.yaml", render(ROOT / "k8s" / "overlays" / "gpu-pool")
-    )
+    rendered = [
+        write_docs(tmp_path / "scan" / "overlay" / f"{o.name}.yaml", render(o))
+        for o in sorted(p.parent for p in (ROOT / "k8s" / "overlays").glob("*/kustomization.yaml"))
+    ]
+    assert rendered
     base_dir = tmp_path / "scan" / "base"
     base_dir.mkdir()
     for f in _base_files():
         shutil.copy(f, base_dir / f.name)
-    kubernetes_validate([gen, overlay, *sorted(base_dir.iterdir())])
+    kubernetes_validate([gen, *rendered, *sorted(base_dir.iterdir())])
 
     report = run_checkov(tmp_path / "scan")
     assert failed_checks(report) == []
@@ -371,3 +376,24 @@ def test_policies_come_before_the_rights_they_restrict() -> None:
         if k in ("ClusterRole", "ClusterRoleBinding", "RoleBinding", "Deployment")
     )
     assert kinds.index("ConfigMap") < last_guard < first_right, kinds
+
+
+def test_an_images_declared_volumes_are_masked_read_only(tmp_path: Path) -> None:
+    """Redteam round 11: containerd's CRI makes each ``Volumes`` path of an image's config a
+    writable folder on the node's disk (outside the read-only root and the ephemeral-storage
+    accounting) unless a mount of the pod has that path. Each is now an empty read-only
+    memory emptyDir; the admission policy admits such masks only read-only."""
+    spec = specs(tmp_path)[2]
+    job = m.job(spec, SETTINGS)
+    pod = job["spec"]["template"]["spec"]
+    mounts = {v["mountPath"]: v for v in pod["containers"][0]["volumeMounts"]}
+    masks = {v["name"]: v for v in pod["volumes"] if v["name"].startswith("mask-")}
+    assert {mounts[p]["name"] for p in ("/var/lib/app", "/tmp/cache")} == set(masks)
+    assert all(mounts[p]["readOnly"] is True for p in ("/var/lib/app", "/tmp/cache"))
+    assert mounts["/data"]["name"] == "data-0"  # our own read-only dataset mount covers it
+    assert all(v["emptyDir"] == {"medium": "Memory", "sizeLimit": "4Ki"} for v in masks.values())
+    assert admit(job).allowed
+    writable = denials_after(job, lambda p: p["containers"][0]["volumeMounts"][-1].pop("readOnly"))
+    assert writable, "a writable mask must be refused"
+    on_disk = denials_after(job, lambda p: p["volumes"][-1]["emptyDir"].pop("medium"))
+    assert on_disk, "a mask on the node's disk must be refused"

@@ -145,6 +145,27 @@ def test_uids_are_held_one_job_each_and_released(tmp_path: Path) -> None:
         UidRange(base=0, count=5)
 
 
+def test_subordinate_ids_of_host_users_are_never_a_jobs_uid(tmp_path: Path) -> None:
+    """Redteam round 11: only uids naming an account were skipped. A host user's rootless
+    containers run as, and own files as, the uids /etc/subuid and /etc/subgid delegate to
+    them; an operator who delegates a range overlapping the job uids made jobs share those
+    uids (per-uid counters, ownership of the user's container files)."""
+    subuid, subgid = tmp_path / "subuid", tmp_path / "subgid"
+    subuid.write_text("alice:2000000000:2\n# a comment\nbob:x:y\n")
+    subgid.write_text("carol:2000000003:1\n")
+    rng = UidRange(base=2_000_000_000, count=5, lock_dir=tmp_path / "uids", subid_files=(subuid, subgid))
+    with rng.hold(999) as first, rng.hold(999) as second:
+        assert (first, second) == (2_000_000_002, 2_000_000_004)
+        with pytest.raises(ExecutorError, match="subordinate"), rng.hold(999):
+            pass
+    # The range's last uid is handed out like any other; a missing file delegates nothing.
+    edge = UidRange(
+        base=0x7FFFFFFF - 2, count=2, lock_dir=tmp_path / "edge", subid_files=(tmp_path / "none",)
+    )
+    with edge.hold(999) as a, edge.hold(999) as b:
+        assert (a, b) == (0x7FFFFFFD, 0x7FFFFFFE)
+
+
 def test_the_lock_folder_must_be_private(tmp_path: Path) -> None:
     loose = tmp_path / "loose"
     loose.mkdir(mode=0o755)

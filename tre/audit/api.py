@@ -237,11 +237,14 @@ def tlog_checkpoint(
 
 @router.get("/tlog/tile/entries/{path:path}", responses=body_of(TILE_TYPE, "An entry bundle tile."))
 def tlog_entries(
-    path: str, principal: Principal = Depends(auditor_only), session: Session = Depends(get_session)
+    path: str,
+    principal: Principal = Depends(auditor_only),
+    session: Session = Depends(get_session),
+    signer: AuditSigner = Depends(audit_signer),
 ) -> Response:
     """Entry bundle: the exact hashed bodies (pseudonymous ids only), uint16-length-prefixed."""
     try:
-        data = tiles.entry_bundle(session, service.tree_size(session), path)
+        data = tiles.entry_bundle(session, tiles.signed_tree_size(session, signer), path)
     except tiles.TileNotFound as e:
         raise Problem(404, "Not found", str(e), "audit-tile-not-found") from e
     return _tile_response(data, path)
@@ -249,11 +252,15 @@ def tlog_entries(
 
 @router.get("/tlog/tile/{level}/{path:path}", responses=body_of(TILE_TYPE, "A hash tile."))
 def tlog_tile(
-    level: int, path: str, _: Principal = Depends(auditor_or_admin), session: Session = Depends(get_session)
+    level: int,
+    path: str,
+    _: Principal = Depends(auditor_or_admin),
+    session: Session = Depends(get_session),
+    signer: AuditSigner = Depends(audit_signer),
 ) -> Response:
     """Hash tile: node hashes at tree level 8*level, 32 bytes each."""
     try:
-        data = tiles.hash_tile(session, service.tree_size(session), level, path)
+        data = tiles.hash_tile(session, tiles.signed_tree_size(session, signer), level, path)
     except tiles.TileNotFound as e:
         raise Problem(404, "Not found", str(e), "audit-tile-not-found") from e
     return _tile_response(data, path)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from tre.audit.guard import load_pin
+from tre.audit.guard import is_last_signed, load_pin
 from tre.audit.merkle import GENESIS_PREV, Frontier, ProofError, TreeLevels, leaf_hash
 from tre.audit.note import NoteError, open_checkpoint_any
 from tre.audit.signing import AuditSigner
@@ -59,12 +59,15 @@ def check_log(session: Session, signer: AuditSigner, chunk: int = 20_000) -> tup
             problems.append(f"the stored frontier is corrupt: {e}")
     keys = signer.known_keys
     covered = 0  # entries [0, covered) are vouched for by a valid signed checkpoint
+    newest = None  # (checkpoint, keys that signed it) of the newest row that verifies
     for row in session.scalars(select(AuditCheckpoint).order_by(AuditCheckpoint.id)):
         try:
-            cp, _ = open_checkpoint_any(row.note, keys, signer.name)
+            cp, signed_by = open_checkpoint_any(row.note, keys, signer.name)
         except NoteError as e:
             problems.append(f"checkpoint row {row.id}: {e}")
             continue
+        if newest is None or cp.tree_size >= newest[0].tree_size:  # the guard's order: size, then row
+            newest = (cp, signed_by)
         if cp.tree_size > len(leaves) or tree.root(cp.tree_size) != cp.root_hash:
             problems.append(f"checkpoint of size {cp.tree_size} does not match the stored entries")
         else:
@@ -76,6 +79,15 @@ def check_log(session: Session, signer: AuditSigner, chunk: int = 20_000) -> tup
             f"entries {covered}..{len(leaves) - 1} are not covered by any checkpoint the log signed "
             "(added to the database behind the log's back)"
         )
+    if newest is not None and not set(newest[1]) & set(signer.signing_keys):
+        cp = newest[0]
+        if not is_last_signed(signer, cp):
+            # The same rule the server applies before it signs (guard.check_signed_tip): a
+            # retired key, kept only to verify history, must not vouch for the tip.
+            problems.append(
+                f"the newest checkpoint (size {cp.tree_size}) is signed only by a retired key and is "
+                "not the last checkpoint this log signed: entries were added with a retired key"
+            )
     try:
         pin = load_pin(signer)
     except Exception as e:  # noqa: BLE001 - report whatever makes the pin unusable

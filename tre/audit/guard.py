@@ -236,8 +236,11 @@ _NEWEST_NOTE = (
 _tip_cache: dict[str, tuple[str, Checkpoint, tuple[VerifierKey, ...]]] = {}
 
 
-def check_signed_tip(session: Session, signer: AuditSigner, size: int, frontier: Frontier) -> None:
-    """Raise AuditLogDamaged unless a checkpoint the log signed covers exactly the stored tree.
+def check_signed_tip(
+    session: Session, signer: AuditSigner, size: int, frontier: Frontier
+) -> Checkpoint | None:
+    """Raise AuditLogDamaged unless a checkpoint the log signed covers exactly the stored tree;
+    return that checkpoint (None for the empty log).
 
     Why: every append writes its entries and a checkpoint signed over them in one transaction,
     so any committed tree has a stored checkpoint of its own size and root. Entries an insider
@@ -247,7 +250,7 @@ def check_signed_tip(session: Session, signer: AuditSigner, size: int, frontier:
     verify for every auditor. The note is verified, never the row's size and root columns.
     """
     if size == 0:
-        return
+        return None
     note = session.connection().execute(_NEWEST_NOTE).scalar_one_or_none()
     cp: Checkpoint | None = None
     signed_by: tuple[VerifierKey, ...] = ()
@@ -275,7 +278,7 @@ def check_signed_tip(session: Session, signer: AuditSigner, size: int, frontier:
             f"the stored tree of {size} entries is not covered by a checkpoint the log signed "
             f"(the newest covers {cp.tree_size}): entries were added to the database behind the log's back"
         )
-    if not set(signed_by) & set(signer.signing_keys) and not _is_last_signed(signer, cp):
+    if not set(signed_by) & set(signer.signing_keys) and not is_last_signed(signer, cp):
         # A retired key (kept for verifying history, perhaps rotated out because it leaked)
         # must not vouch for a new tip: only a key that signs now, or the very checkpoint this
         # log last signed before its key rotated (the pin, kept beside the key).
@@ -283,9 +286,10 @@ def check_signed_tip(session: Session, signer: AuditSigner, size: int, frontier:
             f"the newest stored checkpoint (size {size}) is signed only by a retired key and is "
             "not the last checkpoint this log signed: entries were added with a retired key"
         )
+    return cp
 
 
-def _is_last_signed(signer: AuditSigner, cp: Checkpoint) -> bool:
+def is_last_signed(signer: AuditSigner, cp: Checkpoint) -> bool:
     """Whether ``cp`` is the checkpoint kept beside the key (or committed by this process):
     same signed text, whatever cosignatures witnesses added to the stored copy since."""
 

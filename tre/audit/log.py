@@ -25,6 +25,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from tre.audit.guard import (
+    ALERT,
     check_extends_pin,
     check_last_entry,
     check_signed_tip,
@@ -35,10 +36,14 @@ from tre.audit.guard import (
 from tre.audit.merkle import GENESIS_PREV, Frontier, ProofError
 from tre.audit.note import TIMESTAMP_EXT, Checkpoint
 from tre.audit.signing import AuditSigner, signer_for
+from tre.audit.verify import MAX_CLOCK_SKEW_MS
 from tre.store.models import AuditCheckpoint, AuditEntry, AuditState
 
 STATE_ID = 1
 ENTRY_VERSION = 1
+# A host whose clock is this far behind the log's last checkpoint raises an alert (verifiers
+# tolerate this much disagreement between hosts).
+CLOCK_ALERT_MS = MAX_CLOCK_SKEW_MS
 MAX_DETAILS_BYTES = 65535  # the most a tlog-tiles entry bundle can carry (2-byte length)
 # Key in ``Session.info`` of a read-only unit of work: a list that collects its audit events
 # instead of appending them; the owner of the session appends them after it ends.
@@ -161,17 +166,18 @@ def _lock_state(session: Session) -> tuple[int, list[bytes]]:
     raise damaged("the audit state row cannot be created or locked")
 
 
-def _checked_state(session: Session, signer: AuditSigner) -> tuple[Frontier, str]:
-    """Lock the tree, prove it extends the last signed checkpoint; return frontier and last leaf."""
+def _checked_state(session: Session, signer: AuditSigner) -> tuple[Frontier, str, int]:
+    """Lock the tree, prove it extends the last signed checkpoint; return frontier, last leaf
+    and the signed time (Unix ms) of the checkpoint covering it (0 for the empty log)."""
     size, hashes = _lock_state(session)
     try:
         frontier = Frontier(size, hashes)
     except ProofError as e:
         raise damaged(f"the stored frontier is corrupt ({e})") from e
     check_extends_pin(session, signer, size, frontier)
-    check_signed_tip(session, signer, size, frontier)
+    tip = check_signed_tip(session, signer, size, frontier)
     prev = GENESIS_PREV if size == 0 else check_last_entry(session, size, frontier)
-    return frontier, prev
+    return frontier, prev, (tip.timestamp_ms or 0) if tip is not None else 0
 
 
 def record_events(
@@ -193,7 +199,7 @@ def record_events(
         deferred.extend(replace(ev, timestamp=ev.timestamp or now) for ev in batch)
         return []
     signer = signer or signer_for(session)
-    frontier, prev = _checked_state(session, signer)
+    frontier, prev, tip_ms = _checked_state(session, signer)
     now = datetime.now(UTC)
     rows: list[dict[str, Any]] = []
     sha = hashlib.sha256
@@ -239,7 +245,7 @@ def record_events(
     conn = session.connection()
     conn.execute(_INSERT_ENTRIES, rows)
     conn.execute(_SAVE_STATE, {"size": frontier.size, "hashes": [h.hex() for h in frontier.hashes]})
-    conn.execute(_INSERT_CHECKPOINT, _signed_checkpoint(session, signer, frontier))
+    conn.execute(_INSERT_CHECKPOINT, _signed_checkpoint(session, signer, frontier, tip_ms))
     return [r["idx"] for r in rows]
 
 
@@ -264,13 +270,28 @@ def record_event(
     return indices[0] if indices else -1  # -1: deferred (see DEFERRED_EVENTS)
 
 
-def _signed_checkpoint(session: Session, signer: AuditSigner, frontier: Frontier) -> dict[str, Any]:
+def _signed_checkpoint(
+    session: Session, signer: AuditSigner, frontier: Frontier, not_before_ms: int
+) -> dict[str, Any]:
     """Sign a checkpoint of the frontier's tree and arrange for the pin file to follow it
     once the transaction commits; returns the checkpoint row's values, for the caller to
-    store in the same transaction."""
+    store in the same transaction.
+
+    Dated no earlier than ``not_before_ms`` (the checkpoint it extends): verifiers refuse a
+    larger tree signed well before a smaller one, so a clock stepped back (a restored VM, an
+    NTP correction) would otherwise sign a checkpoint that breaks the log for every auditor,
+    forever. A clock far behind is also an alert.
+    """
     size, root = frontier.size, frontier.root()
     now = datetime.now(UTC)
-    cp = Checkpoint(signer.name, size, root, (f"{TIMESTAMP_EXT} {int(now.timestamp() * 1000)}",))
+    now_ms = int(now.timestamp() * 1000)
+    if now_ms < not_before_ms - CLOCK_ALERT_MS:
+        ALERT.critical(
+            "this host's clock is %d s behind the log's last checkpoint: checkpoints keep that time",
+            (not_before_ms - now_ms) // 1000,
+        )
+    stamp = max(now_ms, not_before_ms)
+    cp = Checkpoint(signer.name, size, root, (f"{TIMESTAMP_EXT} {stamp}",))
     note = signer.sign(cp)
     remember_after_commit(session, signer, replace(cp, note=note), frontier.hashes)
     return {"tree_size": size, "root_hash": root, "created_at": now, "note": note}
@@ -292,14 +313,14 @@ def checkpoint(
     being withheld. ``max_age_s=None`` always signs a new one.
     """
     signer = signer or signer_for(session)
-    frontier, _ = _checked_state(session, signer)
+    frontier, _, tip_ms = _checked_state(session, signer)
     check_storage(session, frontier.size)
     latest = latest_checkpoint(session)
     if latest is not None and latest.tree_size == frontier.size and max_age_s is not None:
         age = (datetime.now(UTC) - latest.created_at).total_seconds()
         if age <= max_age_s and latest.root_hash == frontier.root():
             return latest
-    row = AuditCheckpoint(**_signed_checkpoint(session, signer, frontier))
+    row = AuditCheckpoint(**_signed_checkpoint(session, signer, frontier, tip_ms))
     session.add(row)
     session.flush()
     return row

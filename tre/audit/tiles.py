@@ -8,8 +8,10 @@
 * ``<N>`` is written in groups of three digits, all but the last prefixed with ``x``:
   1234067 is ``x001/x234/067``.
 
-Tiles describe the tree of the checkpoint served beside them, so a client can check every
-tile against that signed root.
+Tiles describe the tree of the newest *signed* checkpoint (`signed_tree_size`), never rows
+beyond it: entries an insider wrote into the tables behind the log's back (which the server
+refuses to sign) must not be served as part of the log, least of all in a full tile marked
+immutable that a client keeps.
 """
 
 from __future__ import annotations
@@ -20,12 +22,38 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tre.audit.merkle import TreeLevels
-from tre.audit.service import StoredTree
-from tre.store.models import AuditEntry
+from tre.audit.note import NoteError, open_checkpoint_any
+from tre.audit.service import StoredTree, tree_size
+from tre.audit.signing import AuditSigner
+from tre.store.models import AuditCheckpoint, AuditEntry
 
 TILE_WIDTH = 256
 TILE_HEIGHT = 8
 _GROUP = re.compile(r"^(?:x\d{3}/)*\d{3}$")
+
+
+def signed_tree_size(session: Session, signer: AuditSigner) -> int:
+    """The size of the newest stored checkpoint whose note verifies under the log's keys.
+
+    Raises AuditLogDamaged when that note does not verify or covers more than is stored: the
+    tiles then answer 503 like the rest of the audit API, never unsigned rows.
+    """
+    from tre.audit.guard import damaged
+
+    note = session.scalar(
+        select(AuditCheckpoint.note)
+        .order_by(AuditCheckpoint.tree_size.desc(), AuditCheckpoint.id.desc())
+        .limit(1)
+    )
+    if note is None:
+        return 0
+    try:
+        cp, _ = open_checkpoint_any(note, signer.known_keys, signer.name)
+    except NoteError as e:
+        raise damaged(f"the newest stored checkpoint does not verify under the log's keys ({e})") from e
+    if cp.tree_size > tree_size(session):
+        raise damaged(f"the newest signed checkpoint covers {cp.tree_size} entries, fewer are stored")
+    return cp.tree_size
 
 
 class TileNotFound(LookupError):

@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeGuard
+from urllib.parse import urlsplit
 
 from tre.audit.merkle import GENESIS_PREV, TreeLevels, leaf_hashes
 from tre.audit.note import (
@@ -99,19 +100,25 @@ class Policy:
     Text form, one statement a line (``#`` starts a comment)::
 
         log <log verifier key>
-        witness <witness cosignature/v1 key>     (repeatable)
+        witness <witness cosignature/v1 key> [<url>]   (repeatable)
         quorum <n>                               (default: 1 if any witness is named)
+
+    A witness's URL (``http://`` or ``https://``) is where ``tre audit checkpoint`` and
+    ``tre audit verify`` fetch the last checkpoint that witness cosigned: the log must extend
+    it, which is what catches a rollback by someone who holds the log's signing key.
     """
 
     log_key: VerifierKey
     witnesses: list[WitnessKey]
     quorum: int
+    urls: dict[str, str] = field(default_factory=dict)  # encoded witness key -> base URL
 
     @classmethod
     def parse(cls, text: str) -> Policy:
         log_key: VerifierKey | None = None
         witnesses: list[WitnessKey] = []
         quorum: int | None = None
+        urls: dict[str, str] = {}
         for n, raw in enumerate(text.splitlines(), 1):
             line = raw.split("#", 1)[0].strip()
             if not line:
@@ -121,10 +128,13 @@ class Policy:
             if word == "log" and log_key is None:
                 log_key = VerifierKey.parse(value)
             elif word == "witness":
-                w = WitnessKey.parse(value)
+                key_text, _, url = value.partition(" ")
+                w = WitnessKey.parse(key_text)
                 if w in witnesses:
                     raise NoteError(f"policy line {n}: witness {w.name} named twice")
                 witnesses.append(w)
+                if url.strip():
+                    urls[w.encode()] = _witness_url(url.strip(), n)
             elif word == "quorum" and parse_uint64(value) is not None:
                 quorum = parse_uint64(value)
             else:
@@ -135,7 +145,22 @@ class Policy:
             quorum = 1 if witnesses else 0
         if quorum > len(witnesses):
             raise NoteError(f"policy quorum {quorum} exceeds its {len(witnesses)} witnesses")
-        return cls(log_key, witnesses, quorum)
+        return cls(log_key, witnesses, quorum, urls)
+
+
+def _witness_url(url: str, line: int) -> str:
+    """A witness's base URL: http(s), a host, no spaces, query or fragment."""
+    parts = urlsplit(url)
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or parts.query
+        or parts.fragment
+        or any(c.isspace() or not c.isprintable() for c in url)
+        or len(url) > 2000
+    ):
+        raise NoteError(f"policy line {line}: a witness URL must be http:// or https://HOST[:PORT][/PATH]")
+    return url.rstrip("/")
 
 
 @dataclass
@@ -445,7 +470,38 @@ def follow_key_history(
         if t.old in signed and t.new in signed:
             retired[t.old] = t.overlap_until_ms
             keys.insert(0, t.old)
+    _check_single_successor(pinned.name, keys, notes, report)
     return keys, retired
+
+
+def _check_single_successor(
+    origin: str, keys: Sequence[VerifierKey], notes: Sequence[str], report: VerifyReport
+) -> None:
+    """A trusted key hands over to one key only. The log never rotates away from a key
+    twice, so two valid transitions from one trusted key to different keys mean someone
+    else holds it (a retired key, perhaps rotated out because it leaked, introducing a key
+    of their own): an error, whichever of the two the history above followed."""
+    successors: dict[VerifierKey, set[VerifierKey]] = {}
+    for note in notes:
+        try:
+            t = parse_transition(split_note(note)[0])
+        except NoteError:
+            continue
+        if t.origin != origin or t.old not in keys:
+            continue
+        try:
+            _, signed = open_note_any(note, [t.old, t.new])
+        except NoteError:
+            continue
+        if t.old in signed and t.new in signed:
+            successors.setdefault(t.old, set()).add(t.new)
+    for old, new in successors.items():
+        if len(new) > 1:
+            report.bad(
+                None,
+                f"key history forks: {old.encode()} hands over to {len(new)} different keys "
+                "(someone else holds that key)",
+            )
 
 
 def _check_retired(

@@ -18,6 +18,14 @@ Answers: 200 + cosignature line(s); 409 + ``<size>`` (text/x.tlog.size) when ``o
 the witness's size; 422 when the proof does not verify; 403 when the note is not signed by a
 known key of its origin; 404 for an unknown origin; 400 for a malformed request.
 
+``GET /checkpoint?origin=<origin>`` (tre's addition, read-only) answers the last checkpoint
+this witness cosigned for that log: the log's signature(s) and this witness's cosignature.
+Why: a log operator who also holds the signing key can roll the log back and re-sign the
+shorter (or forked) tree; the server's own guard cannot stop the key's holder, and the
+witness refuses to cosign, but an auditor who never asks the witness does not see that. An
+auditor fetches this note straight from the witness (`tre audit checkpoint --policy`,
+`tre audit verify --policy`) and demands that the log's tree extends it.
+
 The witness has no accounts: anyone may submit, and only checkpoints signed by a log key it
 was configured with are cosigned. Bind it to the address the log reaches it on.
 """
@@ -46,6 +54,7 @@ from fastapi.responses import PlainTextResponse
 
 from tre.audit.merkle import ProofError, verify_consistency
 from tre.audit.note import (
+    SIG_PREFIX,
     NoteError,
     VerifierKey,
     WitnessKey,
@@ -166,7 +175,7 @@ class Witness:
         if not keys:
             raise WitnessError(404, f"unknown log {origin}")
         try:
-            cp, _ = open_checkpoint_any(req.note, keys, origin)
+            cp, signed_by = open_checkpoint_any(req.note, keys, origin)
         except NoteError as e:
             raise WitnessError(403, f"checkpoint not signed by a known key of {origin}: {e}") from e
         with self._lock:
@@ -185,9 +194,26 @@ class Witness:
                     raise WitnessError(422, f"consistency proof does not verify: {e}") from e
             elif req.proof:
                 raise WitnessError(422, "a proof from the empty tree must be empty")
-            self._state[origin] = {"size": cp.tree_size, "root": cp.root_hash.hex()}
+            line = cosign(text, self.name, self.key, int(time.time()))
+            # Kept whole for auditors (GET /checkpoint): the log's verified signatures and
+            # ours, never other lines the submitter added.
+            log_lines = "".join(
+                f"{SIG_PREFIX}{name} {base64.b64encode(kid + sig).decode()}\n"
+                for name, kid, sig in split_note(req.note)[1]
+                if any(name == k.name and kid == k.key_id for k in signed_by)
+            )
+            note = f"{text}\n{log_lines}{line}"
+            self._state[origin] = {"size": cp.tree_size, "root": cp.root_hash.hex(), "note": note}
             self._save()
-        return cosign(text, self.name, self.key, int(time.time()))
+        return line
+
+    def latest(self, origin: str) -> str:
+        """The last checkpoint of ``origin`` this witness cosigned, with its cosignature."""
+        with self._lock:
+            note = self._state.get(origin, {}).get("note")
+        if not isinstance(note, str):
+            raise WitnessError(404, f"no cosigned checkpoint of {origin}")
+        return note
 
 
 def create_witness_app(witness: Witness) -> FastAPI:
@@ -201,5 +227,13 @@ def create_witness_app(witness: Witness) -> FastAPI:
         except WitnessError as e:
             return PlainTextResponse(e.message, status_code=e.status, media_type=e.media_type)
         return PlainTextResponse(line)
+
+    @app.get("/checkpoint")
+    async def latest_checkpoint(origin: str = "") -> PlainTextResponse:
+        try:
+            note = witness.latest(origin)
+        except WitnessError as e:
+            return PlainTextResponse(e.message, status_code=e.status, media_type=e.media_type)
+        return PlainTextResponse(note)
 
     return app

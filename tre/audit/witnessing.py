@@ -125,6 +125,15 @@ def witness_checkpoint(
             outcome = Outcome(w.key.name, "error", "no answer")
             for _ in range(2):
                 if old > size:
+                    # The witness cosigned a larger tree than the one the log now has: it was
+                    # rolled back (an old backup restored, or entries deleted and re-signed).
+                    ALERT.critical(
+                        "witness %s has cosigned %d entries, the log's checkpoint has %d: "
+                        "the log was rolled back",
+                        w.key.name,
+                        old,
+                        size,
+                    )
                     outcome = Outcome(w.key.name, "conflict", f"witness has seen {old} entries already")
                     break
                 try:

@@ -30,6 +30,10 @@ VERIFIED_CACHE_SIZE = 4096
 SIGNING_KEY_FILENAME = "token-signing-ed25519.pem"
 
 
+# The one wording of an expired token: the panel tells an expired session from other refusals by it.
+TOKEN_EXPIRED = "token has expired"  # noqa: S105 - a message, not a secret
+
+
 class TokenError(Exception):
     """The token is not acceptable; the message says why (safe to show the caller)."""
 
@@ -151,7 +155,7 @@ class TokenVerifier:
                 leeway=self.settings.token_clock_leeway_s,
             )
         except jwt.ExpiredSignatureError as exc:
-            raise TokenError("token has expired") from exc
+            raise TokenError(TOKEN_EXPIRED) from exc
         except jwt.InvalidAudienceError as exc:
             raise TokenError("token audience is not this service") from exc
         except jwt.InvalidIssuerError as exc:

@@ -15,10 +15,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
+import httpx
 import typer
 
 from tre.audit.merkle import ProofError, leaf_hash, verify_consistency, verify_inclusion
-from tre.audit.note import Checkpoint, NoteError, VerifierKey, open_checkpoint, open_checkpoint_any
+from tre.audit.note import (
+    Checkpoint,
+    NoteError,
+    VerifierKey,
+    cosignatures,
+    decode_note,
+    open_checkpoint,
+    open_checkpoint_any,
+)
 from tre.audit.verify import MAX_CLOCK_SKEW_MS, Policy, VerifyReport, follow_key_history, verify_bundle
 from tre.cli.client import ApiClient, CliError
 from tre.cli.output import JsonFlag, console, err_console, print_json, table, terminal_safe, untrusted
@@ -61,6 +70,80 @@ def _bundle_key(data: bytes) -> VerifierKey:
         raise CliError("the bundle names no usable key: its header is nested too deeply") from None
     except (ValueError, AttributeError, NoteError) as e:
         raise CliError(f"the bundle names no usable key: {e}") from e
+
+
+def _bundle_history(data: bytes) -> list[str]:
+    """The bundle header's key history (unverified: each transition is checked when followed)."""
+    try:
+        history = json.loads(data.split(b"\n", 1)[0]).get("key_history", [])
+    except (ValueError, AttributeError, RecursionError):
+        return []
+    return [h for h in history if isinstance(h, str)] if isinstance(history, list) else []
+
+
+# A witness's checkpoint answer: one note, at most 100 signature lines, within this time in
+# all (httpx's timeout bounds each read, not a witness trickling a byte every few seconds).
+MAX_WITNESS_ANSWER = 64 * 1024
+WITNESS_DEADLINE_S = 20.0
+
+
+def _fetch_witness_note(url: str, origin: str) -> str:
+    """GET <witness>/checkpoint?origin=...: the note as text, bounded, never decompressed."""
+    deadline = time.monotonic() + WITNESS_DEADLINE_S
+    with (
+        httpx.Client(timeout=min(10.0, WITNESS_DEADLINE_S)) as http,
+        http.stream(
+            "GET", f"{url}/checkpoint", params={"origin": origin}, headers={"Accept-Encoding": "identity"}
+        ) as resp,
+    ):
+        if resp.status_code != 200:
+            raise NoteError(f"HTTP {resp.status_code}")
+        if resp.headers.get("content-encoding", "identity").lower() != "identity":
+            raise NoteError("a compressed answer")
+        raw = b""
+        for chunk in resp.iter_raw():
+            raw += chunk
+            if len(raw) > MAX_WITNESS_ANSWER:
+                raise NoteError("an answer larger than a checkpoint note")
+            if time.monotonic() > deadline:
+                raise NoteError(f"no complete answer within {WITNESS_DEADLINE_S:g} s")
+    return decode_note(raw)
+
+
+def witnessed_checkpoints(pol: Policy, keys: list[VerifierKey], origin: str) -> list[Checkpoint]:
+    """The last checkpoint each of the policy's witnesses (with a URL) cosigned, from the witness.
+
+    Why: whoever holds the log's signing key can roll the log back (restore an old database,
+    rewind the files beside the key) and re-sign the shorter or forked tree; every checkpoint
+    still verifies. Witnesses refuse to cosign it, but that only helps an auditor who asks
+    them. Each note must carry a valid log signature and that witness's cosignature; fewer
+    valid answers than the quorum (or than the witnesses with a URL, if fewer) is an error,
+    so the server cannot hide them by sitting between the auditor and a witness.
+    """
+    found: list[Checkpoint] = []
+    failures: list[str] = []
+    for w in pol.witnesses:
+        url = pol.urls.get(w.encode())
+        if url is None:
+            continue
+        try:
+            note = _fetch_witness_note(url, origin)
+            cp, _ = open_checkpoint_any(note, keys, origin)
+            if not cosignatures(note, [w]):
+                raise NoteError("it does not carry this witness's cosignature")
+        except (httpx.HTTPError, NoteError) as e:
+            failures.append(f"{w.name}: {type(e).__name__ if isinstance(e, httpx.HTTPError) else e}")
+            continue
+        found.append(cp)
+    needed = min(pol.quorum or 1, len(pol.urls))
+    for f in failures:
+        _say(f"warning: witness {f}", err=True)
+    if len(found) < needed:
+        raise CliError(
+            f"only {len(found)} of the policy's witnesses gave a valid cosigned checkpoint "
+            f"({needed} needed): cannot rule out a rollback"
+        )
+    return found
 
 
 def _say(text: str, *, err: bool = False) -> None:
@@ -111,8 +194,15 @@ def verify(
     no_pinned: Annotated[
         bool, typer.Option("--no-pinned", help="Ignore and do not update the pins in $TRE_HOME/audit/.")
     ] = False,
+    offline: Annotated[
+        bool, typer.Option("--offline", help="Do not fetch the policy's witnesses' checkpoints.")
+    ] = False,
 ) -> None:
     """Verify an exported bundle offline: tree, hash chain, checkpoint signatures, coverage, pins.
+
+    With --policy, the last checkpoint each witness with a URL cosigned is fetched from the
+    witness itself and must be contained in the bundle (a rollback by whoever holds the log's
+    key fails as truncation or fork); --offline skips that.
 
     The bundle's own key is never trusted. The log key comes from $TRE_HOME/audit/log.vkey (pinned
     earlier), else --key (then pinned), else, on first use only, the bundle's key is pinned with
@@ -146,6 +236,9 @@ def verify(
     saved = sdir / "checkpoint.note"
     if not no_pinned and saved.is_file():
         notes.append(saved.read_text())
+    if pol is not None and pol.urls and not offline:
+        keys, _ = follow_key_history(root, _bundle_history(data), VerifyReport())
+        notes.extend(cp.note for cp in witnessed_checkpoints(pol, keys, root.name))
     report = verify_bundle(data, root, notes, pol)
     if given is not None and given not in report.keys:
         report.bad(
@@ -319,12 +412,28 @@ def checkpoint(
     key: Annotated[
         str | None, typer.Option(help="Trusted log key; default: pinned, else trust the server once.")
     ] = None,
+    policy: Annotated[
+        Path | None,
+        typer.Option(help="Witness policy; the newest checkpoint must extend what its witnesses cosigned."),
+    ] = None,
+    max_age: Annotated[
+        int, typer.Option(min=1, help="Refuse a newest checkpoint signed longer ago than this (seconds).")
+    ] = STALE_AFTER_S,
+    seen: Annotated[
+        list[Path] | None,
+        typer.Option(help="A checkpoint note another auditor (or a monitor) saw; the log must extend it."),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Fetch the newest checkpoint, check its signature and its consistency with the one you saw last.
 
     The first run pins the log key and checkpoint (trust on first use, unless --key); each
     later run fails loudly if the server cannot prove the new tree extends the pinned one.
+    With --policy, it must also extend the last checkpoint each witness (with a URL in the
+    policy) cosigned, fetched from the witness: a log rolled back by whoever holds its key fails.
+    A checkpoint older than --max-age (the server re-signs every minute) is refused. --seen
+    takes checkpoints others saw (exchanged out of band): a log showing them another history
+    fails as a FORK.
     """
     client = ApiClient()
     sdir = state_dir()
@@ -345,8 +454,20 @@ def checkpoint(
     history = VerifyReport()
     notes = info.get("key_history", [])
     keys, _ = follow_key_history(vkey, [str(n) for n in notes] if isinstance(notes, list) else [], history)
+    if history.errors:  # a forged or forked key history from the server: nothing is pinned
+        raise CliError(f"the server's key history is not valid: {history.errors[0]}")
     if key and _key_arg(key) not in keys:
         raise CliError("key change: the key you gave is not your pinned key nor introduced by one it signed")
+    pol = None
+    if policy is not None:
+        try:
+            pol = Policy.parse(policy.read_text())
+        except (NoteError, OSError) as e:
+            raise CliError(f"bad policy {policy}: {e}") from e
+        if pol.log_key not in keys:
+            raise CliError(
+                "key change: the policy's log key is not your pinned key nor introduced by one it signed"
+            )
     latest = client.get("/api/v1/audit/checkpoint")
     try:
         note = latest.get("note") if isinstance(latest, dict) else None
@@ -356,6 +477,15 @@ def checkpoint(
     except NoteError as e:
         raise CliError(f"the server's checkpoint is not valid: {e}") from e
     pin_path = sdir / "checkpoint.note"
+    if pol is not None and pol.urls:
+        for cosigned in witnessed_checkpoints(pol, keys, vkey.name):
+            _extends(client, cosigned, new, "a witness cosigned")
+    for path in seen or []:
+        try:
+            other, _ = open_checkpoint_any(decode_note(path.read_bytes()), keys, vkey.name)
+        except (NoteError, OSError) as e:
+            raise CliError(f"the checkpoint in {path} does not verify under the log's keys: {e}") from e
+        _extends(client, other, new, f"{path} holds")
     old: Checkpoint | None = None
     if pin_path.is_file():
         try:
@@ -387,14 +517,23 @@ def checkpoint(
             f"the server's checkpoint of {new.tree_size} entries was signed before the one of "
             f"{old.tree_size} you pinned: a replayed or back-dated checkpoint; keep {pin_path} as evidence"
         )
+    ahead_s = (new.timestamp_ms or 0) / 1000 - time.time()
+    if ahead_s > MAX_CLOCK_SKEW_MS / 1000:
+        # Dated ahead: signed in advance (to be replayed while the log is frozen) or by a host
+        # whose clock is far off; its age would read as zero until that date.
+        raise CliError(
+            f"FUTURE: the server's newest checkpoint is dated {int(ahead_s)} s in the future "
+            "(beyond the clock-skew bound): signed in advance, or the server's clock is wrong"
+        )
     age_s = _age_s(new)
-    if age_s is not None and age_s > STALE_AFTER_S:
-        # /checkpoint re-signs every minute: an old one means the server replays it, or its
-        # log is frozen or withheld (or its clock is far off). Said, not fatal: still consistent.
-        _say(
-            f"WARNING: the server's newest checkpoint was signed {age_s // 60} minutes ago "
-            "(it re-signs every minute): a replayed checkpoint or a withheld log",
-            err=True,
+    if new.timestamp_ms is None or (age_s is not None and age_s > max_age):
+        # /checkpoint re-signs every minute: an old (or undated) one means the server replays
+        # it, or its log is frozen or withheld (or its clock is far off). Refused, not pinned:
+        # a warning scrolls past unread in a cron job.
+        when = "carries no time" if age_s is None else f"was signed {age_s} s ago"
+        raise CliError(
+            f"STALE: the server's newest checkpoint {when} (it re-signs every minute; limit "
+            f"--max-age {max_age} s): a replayed checkpoint, or a frozen or withheld log"
         )
     _save(sdir / "log.vkey", keys[-1].encode() + "\n")
     _save(pin_path, new.note)
@@ -416,6 +555,29 @@ def checkpoint(
         highlight=False,
         soft_wrap=True,
     )
+
+
+def _extends(client: ApiClient, seen: Checkpoint, new: Checkpoint, who: str) -> None:
+    """Fail unless the server proves ``new`` extends ``seen`` (a signed tree seen elsewhere)."""
+    if new.tree_size < seen.tree_size:
+        raise CliError(
+            f"ROLLBACK: {who} a tree of {seen.tree_size} entries, the server's newest checkpoint has "
+            f"{new.tree_size}: the log was rolled back or truncated (by someone who holds its key)"
+        )
+    if seen.tree_size == 0 or seen.tree_size == new.tree_size and seen.root_hash == new.root_hash:
+        return
+    proof = client.get(
+        "/api/v1/audit/proof/consistency", params={"first": seen.tree_size, "second": new.tree_size}
+    )
+    try:
+        verify_consistency(
+            seen.tree_size, new.tree_size, seen.root_hash, new.root_hash, _hashes(proof, "consistency")
+        )
+    except ProofError as e:
+        raise CliError(
+            f"FORK: the server's tree of {new.tree_size} entries does not extend the tree of "
+            f"{seen.tree_size} entries {who} ({e})"
+        ) from e
 
 
 @app.command()

@@ -173,6 +173,23 @@ def resolve(
 
 
 @app.command()
+def withdraw(
+    request_id: str,
+    reason: Annotated[str, typer.Option("--reason", "-m", help="Why (shown to the reviewers).")] = "",
+    as_json: JsonFlag = False,
+) -> None:
+    """Withdraw your own open request (awaiting review or a resolution): final, nothing is
+    released. REQUEST_ID may be any unique prefix of the id."""
+    client = ApiClient()
+    request_id = resolve_request_id(client, request_id)
+    r = client.post(f"{BASE}/{request_id}/withdrawal", json={"reason": reason})
+    if as_json:
+        print_json(r)
+        return
+    console.print(f"request {r['id']} withdrawn; nothing will be released")
+
+
+@app.command()
 def disclosure(
     request_id: str,
     out: Annotated[

@@ -56,6 +56,10 @@ class ImageConfig:
     cmd: list[str] = field(default_factory=list)
     working_dir: str = ""
     user: str = ""
+    # The config's declared ``Volumes`` (paths). No backend grants them: Docker and Kubernetes
+    # cover each with an empty read-only mount (their engines would make each a writable
+    # folder on the host's disk); the local sandbox makes nothing for them.
+    volumes: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

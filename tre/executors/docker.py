@@ -17,9 +17,11 @@ registry (`Settings.image_registry`), never from a registry the reference names.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
+import stat
 import threading
 import time
 from collections.abc import Iterable
@@ -30,10 +32,12 @@ from tre.config import Settings
 from tre.errors import is_storage_full
 from tre.executors import fstree, reasons
 from tre.executors.base import Executor, ExecutorError, JobResult, JobSpec, RunControl
+from tre.executors.jobuids import UidRange
+from tre.executors.stage import scratch_inodes
 from tre.states import JobState
 
 log = logging.getLogger(__name__)
-
+MIB = 1024 * 1024
 OUTPUT_MOUNT = "/output"
 # The researcher's code (JobSpec.code_dir), read-only and the working directory when given.
 CODE_MOUNT = "/code"
@@ -111,18 +115,25 @@ def container_options(
         "network_disabled": True,
         "read_only": True,
         "cap_drop": ["ALL"],
-        "security_opt": ["no-new-privileges:true"],
+        # The engine's built-in seccomp profile, named: without it a daemon started with
+        # `--seccomp-profile unconfined` (or a custom file) decides what jobs may call.
+        "security_opt": ["no-new-privileges:true", "seccomp=builtin"],
         "pids_limit": spec.max_processes,
         "mem_limit": f"{spec.memory_mb}m",
         "memswap_limit": f"{spec.memory_mb}m",  # equal to mem_limit: no swap
         "nano_cpus": int(spec.cpu * 1_000_000_000),
         "ipc_mode": "private",
+        # Its own cgroup namespace whatever the daemon's default (`host` on cgroup v1 hosts
+        # and where `default-cgroupns-mode` says so), as bwrap's --unshare-all gives.
+        "cgroupns": "private",
         "init": True,
         # No core dumps, as in the local sandbox: without code the working folder is
         # /output, where a dump of the job's memory would pass the quota checked only at the end.
         "ulimits": [Ulimit(name="core", soft=0, hard=0)],
+        # Entries bounded as in the local sandbox (`tre.executors.stage.scratch_inodes`):
+        # millions of empty files cost kernel memory that no size limit sees.
         "tmpfs": {
-            tmp: f"rw,noexec,nosuid,nodev,size={tmp_size_mb}m",
+            tmp: f"rw,noexec,nosuid,nodev,size={tmp_size_mb}m,nr_inodes={scratch_inodes(tmp_size_mb * MIB)}",
             **_masked_volumes(image_volumes, {tmp, *(v["bind"] for v in volumes.values())}),
         },
         "healthcheck": {"test": ["NONE"]},
@@ -143,6 +154,31 @@ def container_options(
     if chosen:
         opts["runtime"] = RUNTIMES.get(chosen, chosen)
     return opts
+
+
+def settle_outputs(root: Path, uid: int, gid: int) -> None:
+    """After the container is gone: its outputs become ``uid``:``gid``'s (the sandbox user),
+    at most 0755, group-readable, never setuid/setgid, as the local sandbox's copies are.
+
+    Why: the container ran as a uid of its own from the job uid range, which the next
+    container reuses once this one is removed; files left owned by it would belong to
+    whichever job holds it next, and a later job reading them as inputs (another uid, the
+    same group) could not read a file the job wrote 0600."""
+    try:
+        os.chown(root, uid, gid, follow_symlinks=False)
+        os.chmod(root, 0o750)  # noqa: S103 - the sandbox group enters it, as an input
+    except OSError:
+        return
+    for entry in fstree.walk(root):
+        mode = entry.st.st_mode
+        if stat.S_ISLNK(mode):
+            with contextlib.suppress(OSError):
+                os.chown(entry.name, uid, gid, dir_fd=entry.dir_fd, follow_symlinks=False)
+            continue
+        keep = (stat.S_IMODE(mode) & 0o755) | (0o750 if stat.S_ISDIR(mode) else 0o040)
+        with contextlib.suppress(OSError):
+            os.chown(entry.name, uid, gid, dir_fd=entry.dir_fd, follow_symlinks=False)
+            os.chmod(entry.name, keep, dir_fd=entry.dir_fd)
 
 
 def _parse_docker_time(value: str) -> float | None:
@@ -188,20 +224,33 @@ class DockerExecutor(Executor):
         runtime: str | None = None,
         log_limit_bytes: int = 64 * 1024 * 1024,
         pull_registry: str | None = None,
+        uid_range: UidRange | None = None,
     ) -> None:
         """``pull_registry``: the only registry host (and path) an image missing from the
-        engine may be pulled from; None pulls nothing."""
+        engine may be pulled from; None pulls nothing. ``uid_range``: where each container's
+        uid of its own comes from (`tre.executors.jobuids`, shared with the local sandbox);
+        ``uid`` is used only when it is switched off (count 0) or the worker is not root."""
         self._client = client
         self.pull_registry = pull_registry.rstrip("/") if pull_registry else None
         # Non-root workers can only hand the container a directory they own.
         self.uid, self.gid = (uid, gid) if os.geteuid() == 0 else (os.getuid(), os.getgid())
+        # A uid per running container (redteam round 11): containers share the host's user
+        # namespace, so with one uid for all, a job filling its user's kernel counters
+        # (pending signals, inotify instances, message-queue bytes) made those calls fail in
+        # every concurrent job, as in the local sandbox before round 10.
+        self.uid_range = (uid_range or UidRange()) if os.geteuid() == 0 else UidRange(count=0)
         self.runtime = runtime
         self.log_limit_bytes = log_limit_bytes
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DockerExecutor:
         """The executor the worker builds from TRE_* settings (sandbox uid/gid)."""
-        return cls(uid=settings.sandbox_uid, gid=settings.sandbox_gid, pull_registry=settings.image_registry)
+        return cls(
+            uid=settings.sandbox_uid,
+            gid=settings.sandbox_gid,
+            pull_registry=settings.image_registry,
+            uid_range=UidRange(settings.sandbox_uid_base, settings.sandbox_uid_count),
+        )
 
     def _image(self, ref: str) -> Any:
         """The engine's image, pulled first only from the TRE's own registry."""
@@ -237,31 +286,38 @@ class DockerExecutor(Executor):
         except docker.errors.DockerException as exc:
             raise ExecutorError(f"cannot find the image: {exc}") from exc
         declared = ((image.attrs or {}).get("Config") or {}).get("Volumes") or {}
-        opts = container_options(
-            spec,
-            uid=self.uid,
-            gid=self.gid,
-            runtime=self.runtime,
-            image_volumes=list(declared),
-            log_limit_bytes=self.log_limit_bytes,
-        )
-        spec.output_dir.mkdir(parents=True, exist_ok=True)
-        if os.geteuid() == 0:
-            os.chown(spec.output_dir, self.uid, self.gid)
-        try:
-            container = self.client.containers.create(**opts)
-        except docker.errors.DockerException as exc:
-            raise ExecutorError(f"cannot create the container: {exc}") from exc
-        control.on_started(container.id)
-        try:
-            container.start()
-        except docker.errors.DockerException as exc:
+        # Held until the container is removed (`_follow`), so no other job gets the uid while
+        # any process of this one lives.
+        with self.uid_range.hold(self.uid) as uid:
+            opts = container_options(
+                spec,
+                uid=uid,
+                gid=self.gid,
+                runtime=self.runtime,
+                image_volumes=list(declared),
+                log_limit_bytes=self.log_limit_bytes,
+            )
+            spec.output_dir.mkdir(parents=True, exist_ok=True)
+            if os.geteuid() == 0:
+                os.chown(spec.output_dir, uid, self.gid)
             try:
-                container.remove(force=True, v=True)
-            except docker.errors.DockerException:
-                pass
-            raise ExecutorError(f"cannot start the container: {exc}") from exc
-        return self._follow(container, spec, control, time.monotonic() + spec.time_limit_s)
+                container = self.client.containers.create(**opts)
+            except docker.errors.DockerException as exc:
+                raise ExecutorError(f"cannot create the container: {exc}") from exc
+            control.on_started(container.id)
+            try:
+                container.start()
+            except docker.errors.DockerException as exc:
+                try:
+                    container.remove(force=True, v=True)
+                except docker.errors.DockerException:
+                    pass
+                raise ExecutorError(f"cannot start the container: {exc}") from exc
+            try:
+                return self._follow(container, spec, control, time.monotonic() + spec.time_limit_s)
+            finally:
+                if os.geteuid() == 0 and uid != self.uid:
+                    settle_outputs(spec.output_dir, self.uid, self.gid)
 
     def reattach(self, spec: JobSpec, executor_ref: str, control: RunControl) -> JobResult:
         """Follow a container started by a previous worker; the log is re-read from its start."""
@@ -275,7 +331,14 @@ class DockerExecutor(Executor):
             raise ExecutorError(f"cannot inspect container {executor_ref[:12]}: {exc}") from exc
         started = _parse_docker_time(container.attrs.get("State", {}).get("StartedAt", ""))
         elapsed = max(0.0, time.time() - started) if started else 0.0
-        return self._follow(container, spec, control, time.monotonic() + spec.time_limit_s - elapsed)
+        # The dead worker's hold on the container's uid went with it: take it again.
+        user = str((container.attrs.get("Config") or {}).get("User") or "").partition(":")[0]
+        with self.uid_range.hold_again(int(user) if user.isdigit() else -1):
+            try:
+                return self._follow(container, spec, control, time.monotonic() + spec.time_limit_s - elapsed)
+            finally:
+                if os.geteuid() == 0 and user != str(self.uid):
+                    settle_outputs(spec.output_dir, self.uid, self.gid)
 
     def _follow(self, container: Any, spec: JobSpec, control: RunControl, deadline: float) -> JobResult:
         import docker

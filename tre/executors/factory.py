@@ -23,6 +23,8 @@ def make_executor(settings: Settings, name: str | None = None) -> Executor:
         return KubernetesExecutor()
     if name == "docker":
         from tre.executors.docker import DockerExecutor
+        from tre.executors.sandbox_settings import check_sandbox_uid_range
 
+        check_sandbox_uid_range(settings)  # its containers take their uids from the same range
         return DockerExecutor.from_settings(settings)
     raise ValueError(f"unknown executor {name!r}; use local, kubernetes or docker")

@@ -13,7 +13,13 @@ and input folders are reached through that group or world permissions, as before
 sandbox still shows it ``sandbox_uid``, and its copied outputs still belong to the job user.
 A uid is held with an ``flock`` on a file named after it in a root-only folder, for the
 job's whole life, so workers in several processes never hand one out twice; a worker that
-dies releases its locks with its descriptors. uids that name an account are skipped.
+dies releases its locks with its descriptors. uids that name an account are skipped, and so
+are uids inside a subordinate range of ``/etc/subuid`` or ``/etc/subgid`` (redteam round 11):
+a rootless container of a host user runs its processes, and owns its files, as those uids,
+so a job given one would share that user's per-uid counters and own their files on the host.
+
+The Docker executor holds its jobs' uids from the same range and lock folder (round 11: every
+container ran as uid 10001, so concurrent jobs shared the counters again).
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ DEFAULT_LOCK_DIR = Path("/run/tre-job-uids")
 # 2^31 (some tools still read a uid as a signed int).
 DEFAULT_BASE = 0x70000000
 DEFAULT_COUNT = 1024
+SUBID_FILES = (Path("/etc/subuid"), Path("/etc/subgid"))
 
 
 @dataclass(frozen=True)
@@ -43,6 +50,7 @@ class UidRange:
     base: int = DEFAULT_BASE
     count: int = DEFAULT_COUNT
     lock_dir: Path = DEFAULT_LOCK_DIR
+    subid_files: tuple[Path, ...] = SUBID_FILES
 
     def __post_init__(self) -> None:
         if self.count < 0 or (
@@ -62,16 +70,12 @@ class UidRange:
             yield fallback
             return
         self._prepare()
+        subordinate = _subordinate_ranges(self.subid_files)
         for uid in range(self.base, self.base + self.count):
-            if _is_account(uid):
+            if _is_account(uid) or any(start <= uid < end for start, end in subordinate):
                 continue
-            fd = os.open(
-                self.lock_dir / str(uid), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600
-            )
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
+            fd = self._lock(uid)
+            if fd is None:
                 continue
             try:
                 yield uid
@@ -79,8 +83,33 @@ class UidRange:
                 os.close(fd)
             return
         raise ExecutorError(
-            f"all {self.count} sandbox uids are in use by running jobs (TRE_SANDBOX_UID_COUNT)"
+            f"all {self.count} sandbox uids are in use by running jobs, or name accounts or "
+            "subordinate ids (TRE_SANDBOX_UID_COUNT)"
         )
+
+    @contextlib.contextmanager
+    def hold_again(self, uid: int) -> Iterator[bool]:
+        """Hold ``uid`` again for a job a worker that died had started (reattach); True if
+        now held. A uid outside the range, or held already, is followed all the same."""
+        if self.count == 0 or not self.base <= uid < self.base + self.count:
+            yield False
+            return
+        self._prepare()
+        fd = self._lock(uid)
+        try:
+            yield fd is not None
+        finally:
+            if fd is not None:
+                os.close(fd)
+
+    def _lock(self, uid: int) -> int | None:
+        fd = os.open(self.lock_dir / str(uid), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        return fd
 
     def _prepare(self) -> None:
         try:
@@ -98,3 +127,18 @@ def _is_account(uid: int) -> bool:
     except KeyError:
         return False
     return True
+
+
+def _subordinate_ranges(files: tuple[Path, ...]) -> list[tuple[int, int]]:
+    """[start, end) of every ``name:start:count`` line of the subordinate id files present."""
+    ranges: list[tuple[int, int]] = []
+    for path in files:
+        try:
+            text = path.read_text(errors="replace")
+        except OSError:
+            continue
+        for line in text.splitlines():
+            parts = line.strip().split(":")
+            if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit():
+                ranges.append((int(parts[1]), int(parts[1]) + int(parts[2])))
+    return ranges

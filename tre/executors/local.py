@@ -81,6 +81,14 @@ def output_size(root: Path) -> int:
     return fstree.usage(root).bytes
 
 
+def job_limits(spec: JobSpec) -> CgroupLimits:
+    """The cgroup limits of a job: its memory (no swap), processes and CPU as submitted.
+
+    A function of its own so the backends' parity test (`tests/security/test_executor_parity.py`)
+    compares exactly what the sandbox enforces with the Docker and Kubernetes configs."""
+    return CgroupLimits(spec.memory_mb * MIB, spec.max_processes, spec.cpu)
+
+
 def output_shape_problem(usage: fstree.Usage) -> str | None:
     """Why an output tree is unacceptable in shape (not size), if it is."""
     if usage.entries > fstree.MAX_ENTRIES:
@@ -371,7 +379,7 @@ class LocalExecutor(Executor):
         spec.output_dir.chmod(0o700)
         self._open_inputs(spec, host_ids[1])
         spec.log_path.parent.mkdir(parents=True, exist_ok=True)
-        limits = CgroupLimits(spec.memory_mb * MIB, spec.max_processes, spec.cpu)
+        limits = job_limits(spec)
         scratch = spec.output_dir.parent / outputfs.scratch_name(uuid.uuid4().hex)
         scratch.mkdir(mode=0o700)
         # A host uid of the job's own (`tre.executors.jobuids`), released only after every

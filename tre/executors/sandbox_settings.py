@@ -17,6 +17,7 @@ import shutil
 from pathlib import Path
 
 from tre.config import Settings, SettingsError
+from tre.executors.jobuids import SUBID_FILES
 
 # The cgroup v2 controllers a job cgroup needs under a configured parent (tre.executors.cgroups).
 REQUIRED_CONTROLLERS = ("memory", "pids")
@@ -58,7 +59,6 @@ def cgroup_parent_problem(parent: Path) -> str | None:
 
 
 NOBODY_UID = 65534  # the kernel's overflow uid and the usual `nobody`: owner of every unmapped id
-SUBUID_FILE = Path("/etc/subuid")
 
 
 def _overflow_uid() -> int:
@@ -83,7 +83,9 @@ def _subordinate_ranges(path: Path) -> list[tuple[str, int, int]]:
     return ranges
 
 
-def uid_range_problem(base: int, count: int, job_uid: int, subuid_file: Path = SUBUID_FILE) -> str | None:
+def uid_range_problem(
+    base: int, count: int, job_uid: int | None, subid_files: tuple[Path, ...] = SUBID_FILES
+) -> str | None:
     """Why the per-job host uids ``base`` .. ``base + count - 1`` cannot be used, or None.
 
     Why: a job's uid must be its own. A uid that is also an account (the job user, tre's own
@@ -97,7 +99,7 @@ def uid_range_problem(base: int, count: int, job_uid: int, subuid_file: Path = S
         return None
     end = base + count  # exclusive
     named = {
-        job_uid: "the job user's uid",
+        **({job_uid: "the job user's uid"} if job_uid is not None else {}),
         os.getuid(): "tre's own uid",
         os.geteuid(): "tre's own uid",
         NOBODY_UID: "nobody's uid",
@@ -111,13 +113,26 @@ def uid_range_problem(base: int, count: int, job_uid: int, subuid_file: Path = S
             return (
                 f"the range {base}..{end - 1} holds {entry.pw_uid}, the uid of the account {entry.pw_name!r}"
             )
-    for owner, first, length in _subordinate_ranges(subuid_file):
-        if first < end and base < first + length:
-            return (
-                f"the range {base}..{end - 1} overlaps {first}..{first + length - 1}, the subordinate "
-                f"uids of {owner!r} in {subuid_file}"
-            )
+    for subid_file in subid_files:
+        for owner, first, length in _subordinate_ranges(subid_file):
+            if first < end and base < first + length:
+                return (
+                    f"the range {base}..{end - 1} overlaps {first}..{first + length - 1}, the subordinate "
+                    f"ids of {owner!r} in {subid_file}"
+                )
     return None
+
+
+def check_sandbox_uid_range(settings: Settings, job_uid: int | None = None) -> None:
+    """The per-job uid range against this host (`uid_range_problem`), one line if wrong: for
+    the local executor and the Docker executor, which both hand out its uids."""
+    base, count = settings.sandbox_uid_base, settings.sandbox_uid_count
+    problem = uid_range_problem(base, count, job_uid)
+    if problem is not None:
+        raise SettingsError(
+            f"invalid setting TRE_SANDBOX_UID_BASE={base} with TRE_SANDBOX_UID_COUNT={count}: {problem}; "
+            "choose a range of unused uids (docs/configuration.md)"
+        )
 
 
 def check_local_sandbox_settings(settings: Settings) -> None:
@@ -144,13 +159,7 @@ def check_local_sandbox_settings(settings: Settings) -> None:
     except ValueError as exc:
         name = settings.sandbox_job_user
         raise SettingsError(f"invalid setting TRE_SANDBOX_JOB_USER={name!r}: {exc}") from None
-    base, count = settings.sandbox_uid_base, settings.sandbox_uid_count
-    problem = uid_range_problem(base, count, job_uid)
-    if problem is not None:
-        raise SettingsError(
-            f"invalid setting TRE_SANDBOX_UID_BASE={base} with TRE_SANDBOX_UID_COUNT={count}: {problem}; "
-            "choose a range of unused uids (docs/configuration.md)"
-        )
+    check_sandbox_uid_range(settings, job_uid)
     parent = settings.sandbox_cgroup_parent
     if parent is not None:
         problem = cgroup_parent_problem(Path(parent))

@@ -62,10 +62,16 @@ while [ "$1" != "--" ]; do
         if [ "$k" = rw ]; then bind "$src" "$d" nosuid,nodev
         elif [ -d "$src" ]; then
             # A read-only folder reaches the job through an overlay of its own: same files,
-            # but inodes (and so flock/fcntl locks) private to this job.
-            mkdir "$S/.s/$n" || fail "cannot make a stage mount point"
+            # but inodes (and so flock/fcntl locks) private to this job. Its topmost layer is
+            # an empty folder of the stage's, dressed as the source's root: overlayfs answers
+            # statfs from that layer, so the job reads the sealed stage's fixed figures, not
+            # the host file system's live free space (redteam round 11).
+            mkdir "$S/.s/$n" "$S/.e/$n" || fail "cannot make a stage mount point"
             bind "$src" "$S/.s/$n" ro,nosuid,nodev
-            mount -t overlay -o "ro,nosuid,nodev,$OVL,lowerdir=$S/.s/$n:$S/.e" tre-ro "$d" \
+            chown --reference="$S/.s/$n" "$S/.e/$n" && chmod --reference="$S/.s/$n" "$S/.e/$n" \
+                && touch --no-dereference --reference="$S/.s/$n" "$S/.e/$n" \
+                || fail "cannot dress a read-only overlay's top"
+            mount -t overlay -o "ro,nosuid,nodev,$OVL,lowerdir=$S/.e/$n:$S/.s/$n" tre-ro "$d" \
                 || fail "cannot stage a read-only overlay"
         else bind "$src" "$d" ro,nosuid,nodev
         fi ;;
@@ -205,7 +211,10 @@ def launcher_argv(
     then ``setpriv`` to the job user (no groups, no capabilities) and ``command``."""
     if not _STAGE_ROOT.match(str(stage.root)):
         raise ExecutorError(f"the sandbox stage folder {stage.root} must be a plain absolute path")
-    tools = {name: shutil.which(name) for name in ("setpriv", "unshare", "bash", "mount", "mknod")}
+    tools = {
+        name: shutil.which(name)
+        for name in ("setpriv", "unshare", "bash", "mount", "mknod", "chown", "chmod", "touch")
+    }
     missing = [name for name, path in tools.items() if path is None]
     if missing:
         raise ExecutorError(f"{', '.join(missing)} not found; run scripts/install-system-deps")

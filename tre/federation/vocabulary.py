@@ -36,6 +36,7 @@ class Reason(StrEnum):
     outputs_not_found = "outputs_not_found"  # the files to release are not among the outputs
     egress_blocked = "egress_blocked"  # the node's automated airlock checks blocked them
     dac_rejected = "dac_rejected"  # the node's data access committee rejected the release
+    release_withdrawn = "release_withdrawn"  # the release request was withdrawn on the node
     release_interrupted = "release_interrupted"  # the local job was lost in a crash, retried
 
 

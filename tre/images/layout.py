@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from tre.executors.base import ImageConfig
@@ -148,6 +148,28 @@ def check_run_config(cfg: ImageConfig) -> None:
         )
     if any("\0" in s for s in strings):
         raise ImageRejected("the image config's Env or command holds a NUL character")
+    check_volumes(cfg.volumes)
+
+
+MAX_CONFIG_VOLUMES = 32
+
+
+def check_volumes(volumes: list[str]) -> None:
+    """Refuse declared ``Volumes`` that cannot be masked: each must be a plain absolute path
+    (no ``..``, no control characters, at most 1 KiB), not ``/``, and there may be at most
+    32. Docker and Kubernetes cover each with an empty read-only mount (redteam round 11)."""
+    if len(volumes) > MAX_CONFIG_VOLUMES:
+        raise ImageRejected(f"the image config declares more than {MAX_CONFIG_VOLUMES} Volumes")
+    for raw in volumes:
+        path = PurePosixPath(raw)
+        if (
+            not raw.startswith("/")
+            or ".." in path.parts
+            or str(path) == "/"
+            or len(raw.encode("utf-8", "surrogatepass")) > 1024
+            or any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in raw)
+        ):
+            raise ImageRejected("the image config declares a volume that is not a plain absolute path")
 
 
 def image_config_of(config: dict[str, Any]) -> ImageConfig:
@@ -164,12 +186,14 @@ def image_config_of(config: dict[str, Any]) -> ImageConfig:
         key, sep, value = item.partition("=")
         if sep and key:
             env[key] = value
+    volumes = c.get("Volumes")
     return ImageConfig(
         env=env,
         entrypoint=strings(c.get("Entrypoint")),
         cmd=strings(c.get("Cmd")),
         working_dir=str(c.get("WorkingDir") or ""),
         user=str(c.get("User") or ""),
+        volumes=sorted(str(v) for v in volumes) if isinstance(volumes, dict) else [],
     )
 
 
@@ -180,6 +204,7 @@ def config_to_json(cfg: ImageConfig) -> dict[str, Any]:
         "cmd": cfg.cmd,
         "working_dir": cfg.working_dir,
         "user": cfg.user,
+        "volumes": cfg.volumes,
     }
 
 
@@ -190,4 +215,5 @@ def config_from_json(data: dict[str, Any]) -> ImageConfig:
         cmd=list(data.get("cmd") or []),
         working_dir=str(data.get("working_dir") or ""),
         user=str(data.get("user") or ""),
+        volumes=[str(v) for v in data.get("volumes") or []],
     )

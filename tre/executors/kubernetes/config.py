@@ -11,7 +11,8 @@ from pathlib import Path
 
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
-from pydantic import Field
+from kubernetes.utils import parse_quantity
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tre.config import load_settings
@@ -85,11 +86,24 @@ class KubernetesSettings(BaseSettings):
     # Namespace-wide ceilings (ResourceQuota) for one project.
     quota_cpu: str = "32"
     quota_memory: str = "128Gi"
-    quota_gpu: int = 4
+    quota_gpu: int = Field(default=4, ge=0)
     quota_ephemeral_storage: str = "100Gi"
     quota_storage: str = "500Gi"
-    quota_jobs: int = 16
-    quota_pvcs: int = 64
+    quota_jobs: int = Field(default=16, ge=1)
+    quota_pvcs: int = Field(default=64, ge=1)
+
+    @field_validator("quota_cpu", "quota_memory", "quota_ephemeral_storage", "quota_storage")
+    @classmethod
+    def _quantity(cls, value: str) -> str:
+        """A Kubernetes quantity (``32``, ``500m``, ``128Gi``), checked at start: a typo such as
+        ``128GB`` would otherwise pass until the API server refused the first project's quota."""
+        try:
+            amount = parse_quantity(value)
+        except ValueError:
+            raise ValueError("not a Kubernetes quantity (such as 32, 500m or 128Gi)") from None
+        if amount <= 0:
+            raise ValueError("must be more than zero")
+        return value
 
 
 def load_kubernetes_settings() -> KubernetesSettings:

@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 Manifest = dict[str, Any]
 HTTP_CONFLICT = 409
+HTTP_FORBIDDEN = 403
 HTTP_GONE = 410
 HTTP_NOT_FOUND = 404
 MAX_TRANSIENT_ERRORS = 5
@@ -151,6 +152,13 @@ class KubernetesExecutor(Executor):
     def run(self, spec: JobSpec, control: RunControl) -> JobResult:
         spec = manifests.with_dataset_pvcs(spec)
         job_obj = manifests.job(spec, self.settings)
+        over = manifests.over_quota(spec, self.settings)
+        if over:
+            return JobResult(
+                JobState.failed,
+                None,
+                "the job asks for more than a project namespace may use: " + ", ".join(over),
+            )
         if self.settings.manage_namespaces:
             ns = self.ensure_namespace(spec.project_id)
         else:
@@ -167,16 +175,51 @@ class KubernetesExecutor(Executor):
         try:
             created = _raw(self.batch.create_namespaced_job(ns, job_obj, _preload_content=False))
         except ApiException as exc:
-            raise ExecutorError(f"cannot create Job {ns}/{name}: {_api_reason(exc)}") from exc
+            if _quota_exceeded(exc):
+                return JobResult(JobState.failed, None, _quota_reason(exc))
+            if exc.status != HTTP_CONFLICT:
+                raise ExecutorError(f"cannot create Job {ns}/{name}: {_api_reason(exc)}") from exc
+            created = self._adopt_job(spec, ns, name)
         try:
             pvc = manifests.output_pvc(spec, self.settings, owner=created)
             self.core.create_namespaced_persistent_volume_claim(ns, pvc, _preload_content=False)
         except ApiException as exc:
-            self._delete_job(ns, name)
-            raise ExecutorError(f"cannot create the output volume for {name}: {_api_reason(exc)}") from exc
+            if exc.status != HTTP_CONFLICT:  # 409: made by the attempt whose Job was adopted
+                self._delete_job(ns, name)
+                if _quota_exceeded(exc):
+                    return JobResult(JobState.failed, None, _quota_reason(exc))
+                raise ExecutorError(
+                    f"cannot create the output volume for {name}: {_api_reason(exc)}"
+                ) from exc
         ref = f"{ns}/{name}"
-        control.on_started(ref)
+        try:
+            control.on_started(ref)  # the worker stores the reference (a database write)
+        except BaseException:
+            # Not recorded, so no later worker could find the Job: remove it rather than
+            # leave it running unfollowed (it, its pod and its claim) until its deadline.
+            self._delete_job(ns, name)
+            self._delete_pvc(ns, manifests.output_pvc_name(spec.job_id))
+            raise
         return self._follow_and_finish(spec, ns, name, control, resume=False)
+
+    def _adopt_job(self, spec: JobSpec, ns: str, name: str) -> Manifest:
+        """The Job an earlier attempt of this same job created, to follow instead of failing.
+
+        A worker that dies after creating the Job but before the reference is stored leaves
+        the job `running` without one, and the next worker calls `run` again (its name comes
+        from the job id, so the create answers 409). Failing there left that Job, its pod and
+        its claim running in the cluster with nobody following or deleting them. Only a Job
+        carrying this job's id label is adopted; anything else under the name is refused.
+        """
+        try:
+            existing = _raw(self.batch.read_namespaced_job(name, ns, _preload_content=False))
+        except ApiException as exc:
+            raise ExecutorError(f"cannot read the existing Job {ns}/{name}: {_api_reason(exc)}") from exc
+        labels = (existing.get("metadata") or {}).get("labels") or {}
+        if labels.get(manifests.LABEL_JOB) != manifests.job_label(spec.job_id):
+            raise ExecutorError(f"Job {ns}/{name} already exists and is not this job's; not touching it")
+        log.warning("adopting Job %s/%s left by an earlier attempt of the same job", ns, name)
+        return existing
 
     def _missing_dataset_claims(self, ns: str, spec: JobSpec) -> list[str]:
         """Dataset PVCs absent from the namespace (else the pod would sit Pending until its deadline)."""
@@ -218,7 +261,7 @@ class KubernetesExecutor(Executor):
                         break
                     control.heartbeat()
             if pod is not None and pod.started and result.state != JobState.cancelled:
-                result = self._collect(spec, ns, result, control)
+                result = self._collect(spec, ns, name, result, control)
             return result
         finally:
             self._delete_job(ns, name)
@@ -371,7 +414,9 @@ class KubernetesExecutor(Executor):
 
     # --- outputs and cleanup -------------------------------------------------------------
 
-    def _collect(self, spec: JobSpec, ns: str, result: JobResult, control: RunControl) -> JobResult:
+    def _collect(
+        self, spec: JobSpec, ns: str, name: str, result: JobResult, control: RunControl
+    ) -> JobResult:
         """Copy /output out once: idempotent across reattaches, fail closed, nothing partial."""
         staging = OutputStaging(spec.output_dir, manifests.job_label(spec.job_id))
         if staging.done:
@@ -385,7 +430,11 @@ class KubernetesExecutor(Executor):
                 "not retried",
             )
         staging.begin()
-        pod_obj = manifests.collector_pod(spec, self.settings)
+        try:
+            owner = self._read_job(ns, name)  # the collector pod goes with its Job
+        except ExecutorError:
+            owner = None  # the API keeps failing: collect anyway; the pod's deadline still holds
+        pod_obj = manifests.collector_pod(spec, self.settings, owner=owner)
         pod_name = pod_obj["metadata"]["name"]
         try:
             self._start_collector(ns, pod_obj, control)
@@ -424,8 +473,16 @@ class KubernetesExecutor(Executor):
                 self.core.create_namespaced_pod(ns, pod_obj, _preload_content=False)
                 return
             except ApiException as exc:
+                if _transient(exc):  # 429/5xx: try again, as for every other call
+                    control.heartbeat()
+                    time.sleep(min(self.settings.retry_backoff_s, 1.0))
+                    continue
                 if exc.status != HTTP_CONFLICT:
                     raise CollectError(f"cannot start the collector pod ({exc.status})") from exc
+            except HTTPError:
+                control.heartbeat()
+                time.sleep(min(self.settings.retry_backoff_s, 1.0))
+                continue
             log.info("replacing the collector pod %s/%s left by a previous worker", ns, name)
             self._delete(
                 lambda: self.core.delete_namespaced_pod(
@@ -437,37 +494,29 @@ class KubernetesExecutor(Executor):
         raise CollectError("a previous collector pod could not be replaced")
 
     def _wait_running(self, ns: str, pod_name: str, control: RunControl) -> None:
+        """Until the collector pod is Running and Ready; API hiccups retried like the follow loop's.
+
+        An error here must not end the run: the caller's cleanup deletes the output claim,
+        so a job that succeeded would lose its outputs to one 503 (an etcd leader change).
+        """
         deadline = self._clock() + self.settings.collector_timeout_s
-        selector = f"metadata.name={pod_name}"
         rv: str | None = None
+        transient_errors = 0
         while self._clock() < deadline:
             control.heartbeat()
-            if rv is None:
-                data = _raw(
-                    self.core.list_namespaced_pod(ns, field_selector=selector, _preload_content=False)
-                )
-                rv = str(data["metadata"].get("resourceVersion", ""))
-                items = data.get("items") or []
-            else:
-                items = []
-                try:
-                    for event in k8s_watch.Watch().stream(
-                        self.core.list_namespaced_pod,
-                        ns,
-                        field_selector=selector,
-                        resource_version=rv,
-                        timeout_seconds=self.settings.watch_window_s,
-                    ):
-                        obj = event.get("raw_object") or {}
-                        rv = (obj.get("metadata") or {}).get("resourceVersion") or rv
-                        if event.get("type") in ("ADDED", "MODIFIED"):
-                            items = [obj]
-                            if _collector_state(obj) != "pending":
-                                break
-                except ApiException as exc:
-                    if exc.status != HTTP_GONE:
-                        raise CollectError(f"watching the collector failed: {_api_reason(exc)}") from exc
-                    rv = None
+            try:
+                rv, items = self._collector_events(ns, pod_name, rv)
+                transient_errors = 0
+            except (ApiException, HTTPError) as exc:
+                if isinstance(exc, ApiException) and not _transient(exc):
+                    raise CollectError(f"watching the collector failed ({exc.status})") from exc
+                transient_errors += 1
+                if transient_errors > MAX_TRANSIENT_ERRORS:
+                    raise CollectError("the Kubernetes API kept failing while the collector started") from exc
+                log.warning("transient API error waiting for the collector %s/%s: %s", ns, pod_name, exc)
+                rv = None
+                time.sleep(min(self.settings.retry_backoff_s * transient_errors, 10.0))
+                continue
             for obj in items:
                 state = _collector_state(obj)
                 if state == "running":
@@ -478,6 +527,36 @@ class KubernetesExecutor(Executor):
                         f"collector pod failed: {view.waiting_reason or view.pod_reason or view.phase}"
                     )
         raise CollectError("collector pod did not start in time")
+
+    def _collector_events(self, ns: str, pod_name: str, rv: str | None) -> tuple[str | None, list[Manifest]]:
+        """A list (rv None) or one watch window of the collector pod: (next rv, its states).
+
+        Returns rv None after a 410 Gone (re-list); other API errors are raised to the caller.
+        """
+        selector = f"metadata.name={pod_name}"
+        if rv is None:
+            data = _raw(self.core.list_namespaced_pod(ns, field_selector=selector, _preload_content=False))
+            return str(data["metadata"].get("resourceVersion", "")), list(data.get("items") or [])
+        items: list[Manifest] = []
+        try:
+            for event in k8s_watch.Watch().stream(
+                self.core.list_namespaced_pod,
+                ns,
+                field_selector=selector,
+                resource_version=rv,
+                timeout_seconds=self.settings.watch_window_s,
+            ):
+                obj = event.get("raw_object") or {}
+                rv = (obj.get("metadata") or {}).get("resourceVersion") or rv
+                if event.get("type") in ("ADDED", "MODIFIED"):
+                    items = [obj]
+                    if _collector_state(obj) != "pending":
+                        break
+        except ApiException as exc:
+            if exc.status != HTTP_GONE:
+                raise
+            return None, items
+        return rv, items
 
     def _delete_job(self, ns: str, name: str) -> None:
         self._delete(
@@ -519,6 +598,20 @@ def _collector_state(pod: Manifest) -> str:
         for c in (pod.get("status") or {}).get("conditions") or []
     )
     return "running" if view.phase == "Running" and ready else "pending"
+
+
+def _quota_exceeded(exc: ApiException) -> bool:
+    """The ResourceQuota admission plugin's refusal (403 "exceeded quota")."""
+    return exc.status == HTTP_FORBIDDEN and "exceeded quota" in str(exc.body or "")
+
+
+def _quota_reason(exc: ApiException) -> str:
+    """Fixed words for a used-up project quota (the API's message carries usage figures)."""
+    if "count/jobs.batch" in str(exc.body or ""):
+        words = "the project's limit of running jobs in Kubernetes is reached"
+    else:
+        words = "the project's Kubernetes quota is used up"
+    return f"{words} (ResourceQuota tre-project-quota); resubmit when some of its jobs have finished"
 
 
 def _transient(exc: ApiException) -> bool:

@@ -38,11 +38,15 @@ SINCE_MARGIN_S = 60  # clock skew between this host and the node (overlap is ded
 
 
 def parse_ts(raw: bytes) -> tuple[int, int] | None:
-    """(epoch seconds, nanoseconds) of an RFC 3339 timestamp as the kubelet writes it."""
+    """(epoch seconds, nanoseconds) of an RFC 3339 timestamp as the kubelet writes it; None
+    for anything else (never an exception: a follower thread that raised stopped saving)."""
     m = _TS.match(raw)
     if not m:
         return None
-    secs = calendar.timegm(time.strptime(m.group(1).decode(), "%Y-%m-%dT%H:%M:%S"))
+    try:  # the pattern admits 10:15:99 or month 13; such text is not a timestamp either
+        secs = calendar.timegm(time.strptime(m.group(1).decode(), "%Y-%m-%dT%H:%M:%S"))
+    except ValueError:
+        return None
     return secs, int((m.group(2) or b"0").ljust(9, b"0"))
 
 
@@ -70,6 +74,14 @@ class LogFollower:
         self.error: str | None = None
         self.bytes_written = 0
         self._last: tuple[int, int] | None = None
+        # The last line the previous follower saved: a resumed stream skips lines up to it.
+        # Only then: within one stream, a line stamped no later than the one before (two
+        # lines in one nanosecond, the node's clock stepped back) is still new.
+        self._resume_after: tuple[int, int] | None = None
+        # Within a line longer than MAX_LINE, saved in pieces: whether it is being kept (None:
+        # at the start of a line, where the kubelet's timestamp comes). Only that start is
+        # parsed; a later piece begins with whatever the job printed, a forged stamp included.
+        self._keep_line: bool | None = None
         self._thread = threading.Thread(target=self._run, name=f"k8s-log-{pod}", daemon=True)
 
     def start(self) -> LogFollower:
@@ -102,6 +114,7 @@ class LogFollower:
         if self._resume:
             self._load_state()
         if self._resume and self._dest.exists():
+            self._resume_after = self._last
             fh = self._dest.open("r+b")
             fh.truncate(min(self.bytes_written, fh.seek(0, os.SEEK_END)))
             self.bytes_written = fh.seek(0, os.SEEK_END)
@@ -113,20 +126,26 @@ class LogFollower:
     def _write(self, fh: IO[bytes], data: bytes) -> None:
         room = self._limit - self.bytes_written
         if room <= 0:
-            return  # keep draining so the kubelet is not held up
+            return
         fh.write(data[:room])
         self.bytes_written += min(len(data), room)
 
-    def _line(self, fh: IO[bytes], line: bytes) -> None:
-        stamp, _, text = line.partition(b" ")
-        ts = parse_ts(stamp)
-        if ts is None:
-            self._write(fh, line)  # not a timestamped line (a piece of an over-long one)
-            return
-        if self._last is not None and ts <= self._last:
-            return  # saved by the previous follower already
-        self._last = ts
-        self._write(fh, text)
+    def _piece(self, fh: IO[bytes], data: bytes, ends_line: bool) -> None:
+        """A whole line, or a piece of one longer than MAX_LINE (``ends_line`` False)."""
+        if self._keep_line is None:  # the start of a line: the kubelet's timestamp, a space
+            stamp, sep, text = data.partition(b" ")
+            ts = parse_ts(stamp) if sep else None
+            if ts is None:
+                keep, text = True, data  # not timestamped (should not happen): keep as is
+            elif self._resume_after is not None and ts <= self._resume_after:
+                keep = False  # saved by the previous follower already
+            else:
+                self._last, keep = max(ts, self._last or ts), True
+        else:
+            keep, text = self._keep_line, data
+        if keep:
+            self._write(fh, text)
+        self._keep_line = None if ends_line else keep
 
     def _run(self) -> None:
         try:
@@ -154,15 +173,21 @@ class LogFollower:
                         nl = pending.find(b"\n")
                         if nl < 0:
                             break
-                        self._line(fh, pending[: nl + 1])
+                        self._piece(fh, pending[: nl + 1], ends_line=True)
                         pending = pending[nl + 1 :]
                     if len(pending) > MAX_LINE:
-                        self._write(fh, pending)
+                        self._piece(fh, pending, ends_line=False)
                         pending = b""
                     fh.flush()
                     self._save_state()
+                    if self.bytes_written >= self._limit:
+                        # Over budget: hang up. Reading on would only drop every byte the job
+                        # prints from here to its end, through the API server and this worker.
+                        pending = b""
+                        resp.close()
+                        break
                 if pending:
-                    self._line(fh, pending)
+                    self._piece(fh, pending, ends_line=True)
                 if self.bytes_written >= self._limit:
                     fh.write(f"\n[tre: log truncated at {self._limit} bytes]\n".encode())
                     self.bytes_written = self._limit

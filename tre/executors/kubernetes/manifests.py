@@ -11,7 +11,10 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import replace
+from pathlib import PurePosixPath
 from typing import Any
+
+from kubernetes.utils import parse_quantity
 
 from tre.executors.base import JobSpec
 from tre.executors.kubernetes.config import KubernetesSettings
@@ -29,7 +32,7 @@ INPUTS_VOLUME = "job-inputs"
 TMP_MOUNT = "/tmp"  # noqa: S108
 # The ValidatingAdmissionPolicyBindings (k8s/base/admission-policy.yaml) the worker's
 # rights are only safe with; the executor checks they exist before provisioning.
-ADMISSION_POLICY_BINDINGS = ("tre-job-pods", "tre-worker-claims", "tre-project-namespaces")
+ADMISSION_POLICY_BINDINGS = ("tre-job-pods", "tre-worker-claims", "tre-project-namespaces", "tre-worker-exec")
 LABEL_JOB = "tre.io/job-id"
 LABEL_PROJECT = "tre.io/project-id"
 LABEL_COMPONENT = "app.kubernetes.io/component"
@@ -263,20 +266,27 @@ def namespace_objects(project_id: str, settings: KubernetesSettings) -> list[Man
 # --- one job -----------------------------------------------------------------------------
 
 
+def owned_by(owner: Manifest) -> list[Manifest]:
+    """An owner reference to the Job: when the Job goes (deleted, or its TTL), the garbage
+    collector removes the object too. Not a controller reference, and not blocking the
+    owner's deletion (that would need a right on jobs/finalizers)."""
+    return [
+        {
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "name": owner["metadata"]["name"],
+            "uid": owner["metadata"]["uid"],
+            "blockOwnerDeletion": False,
+        }
+    ]
+
+
 def output_pvc(spec: JobSpec, settings: KubernetesSettings, owner: Manifest | None = None) -> Manifest:
     """A claim sized to the job's output limit; owned by the Job so the cluster cleans it up too."""
     ns = namespace_name(spec.project_id, settings)
     meta = _meta(output_pvc_name(spec.job_id), ns, _labels(spec, "output"))
     if owner is not None:
-        meta["ownerReferences"] = [
-            {
-                "apiVersion": "batch/v1",
-                "kind": "Job",
-                "name": owner["metadata"]["name"],
-                "uid": owner["metadata"]["uid"],
-                "blockOwnerDeletion": False,
-            }
-        ]
+        meta["ownerReferences"] = owned_by(owner)
     pvc_spec: Manifest = {
         "accessModes": ["ReadWriteOnce"],
         "resources": {"requests": {"storage": f"{spec.output_limit_mb}Mi"}},
@@ -320,6 +330,32 @@ def _resources(spec: JobSpec, settings: KubernetesSettings) -> Manifest:
     if spec.gpu > 0:
         amounts[GPU_RESOURCE] = str(spec.gpu)
     return {"requests": dict(amounts), "limits": dict(amounts)}
+
+
+def over_quota(spec: JobSpec, settings: KubernetesSettings) -> list[str]:
+    """What the job asks for beyond what one project namespace may ever give it.
+
+    The ResourceQuota and the LimitRange's per-container maxima (both the ``quota_*``
+    settings) refuse such a pod, but only when the Job controller creates it: the Job is
+    accepted, its pod refused on every retry (FailedCreate, an event the executor does not
+    follow), and the job would sit for its whole time limit. Checked before anything is
+    created instead; the words are fixed, the numbers the operator's maxima.
+    """
+    maxima = {
+        "cpu": settings.quota_cpu,
+        "memory": settings.quota_memory,
+        "ephemeral-storage": settings.quota_ephemeral_storage,
+        GPU_RESOURCE: str(settings.quota_gpu),
+    }
+    asked = _resources(spec, settings)["limits"]
+    over = [
+        f"{name} (at most {maxima[name]})"
+        for name, amount in asked.items()
+        if parse_quantity(amount) > parse_quantity(maxima[name])
+    ]
+    if parse_quantity(f"{spec.output_limit_mb}Mi") > parse_quantity(settings.quota_storage):
+        over.append(f"storage for /output (at most {settings.quota_storage})")
+    return over
 
 
 def _placement(spec: JobSpec, settings: KubernetesSettings) -> Manifest:
@@ -424,6 +460,30 @@ def input_volumes(spec: JobSpec, settings: KubernetesSettings) -> tuple[list[Man
     return [volume], mounts
 
 
+# An image's declared volume becomes this: empty, memory-backed, mounted read-only.
+MASK_SIZE = "4Ki"
+
+
+def image_volume_masks(spec: JobSpec, mounted: set[str]) -> tuple[list[Manifest], list[Manifest]]:
+    """An empty read-only emptyDir over each ``Volumes`` path of the image's config that no
+    mount of ours covers exactly.
+
+    Why (redteam round 11): containerd's CRI (and CRI-O) give every declared volume a
+    writable folder on the node's disk, outside ``readOnlyRootFilesystem`` and the pod's
+    ephemeral-storage accounting, unless a mount of the pod has that very path. The paths
+    were checked at import (`tre.images.layout.check_volumes`); an image the TRE did not
+    import (external approvals) has no config here, and the node setting
+    (``ignore_image_defined_volumes``, k8s/node/README.md) covers it."""
+    config = spec.image_config
+    paths = sorted({str(PurePosixPath(v)) for v in (config.volumes if config else [])} - mounted)
+    volumes = [
+        {"name": f"mask-{i}", "emptyDir": {"medium": "Memory", "sizeLimit": MASK_SIZE}}
+        for i in range(len(paths))
+    ]
+    mounts = [{"name": f"mask-{i}", "mountPath": path, "readOnly": True} for i, path in enumerate(paths)]
+    return volumes, mounts
+
+
 def job(spec: JobSpec, settings: KubernetesSettings) -> Manifest:
     """The batch/v1 Job: one attempt, a hard deadline, and a pod locked down to 'restricted' and more."""
     image = require_digest(spec.image)
@@ -460,6 +520,9 @@ def job(spec: JobSpec, settings: KubernetesSettings) -> Manifest:
         init_containers.append(init)
         volumes += code_volumes
         mounts.append(code_mount)
+    mask_volumes, mask_mounts = image_volume_masks(spec, {m["mountPath"] for m in mounts})
+    volumes += mask_volumes
+    mounts += mask_mounts
     container: Manifest = {
         "name": "job",
         "image": image,
@@ -513,13 +576,15 @@ def job(spec: JobSpec, settings: KubernetesSettings) -> Manifest:
 PYTHON_ISOLATED = ["python3", "-I", "-S"]
 
 
-def collector_pod(spec: JobSpec, settings: KubernetesSettings) -> Manifest:
+def collector_pod(spec: JobSpec, settings: KubernetesSettings, owner: Manifest | None = None) -> Manifest:
     """A short-lived pod that mounts the output PVC read-only so the executor can tar it out via exec.
 
     It only sleeps; the executor execs the packer in it (`collect.packer_command`). Its
     image is a minimal Python (`TRE_K8S_COLLECTOR_IMAGE`), never the job's image, and it
     never runs anything from /output. Same lockdown as the job, no GPU, and its own
-    deadline so a lost worker cannot leak it.
+    deadline so a lost worker cannot keep it running; owned by the Job (``owner``) so that a
+    worker lost mid-collection does not leave the pod object behind either: a bare pod that
+    ended is never garbage-collected on its own.
     """
     image = require_digest(settings.collector_image)
     ns = namespace_name(spec.project_id, settings)
@@ -571,6 +636,9 @@ def collector_pod(spec: JobSpec, settings: KubernetesSettings) -> Manifest:
     return {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": _meta(collector_pod_name(spec.job_id), ns, _labels(spec, "collector")),
+        "metadata": {
+            **_meta(collector_pod_name(spec.job_id), ns, _labels(spec, "collector")),
+            **({"ownerReferences": owned_by(owner)} if owner is not None else {}),
+        },
         "spec": pod_spec,
     }

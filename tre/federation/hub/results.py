@@ -58,6 +58,15 @@ def receive_file(session: Session, settings: Settings, node: str, cid: str, sha2
     if session.get(FedUpload, (cid, sha256)) is None:
         session.add(FedUpload(child_id=cid, sha256=sha256, size=len(data)))
         session.flush()
+        # Bytes that left the node and now sit on the hub's disk: the hub's log says whose.
+        job = session.get(FedJob, child.job_id)
+        record_event(
+            session,
+            actor=f"node:{node}",
+            action="federation.result_uploaded",
+            project_id=job.project_id if job else None,
+            details={"fed_job": child.job_id, "child": cid, "sha256": sha256, "size": len(data)},
+        )
 
 
 def _released_hashes(record: dict[str, object]) -> set[str]:

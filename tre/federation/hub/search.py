@@ -3,6 +3,8 @@ agents' channel; each node answers counts only (or nothing), under its own polic
 
 from __future__ import annotations
 
+import hashlib
+import json
 from datetime import timedelta
 from typing import Any
 
@@ -62,6 +64,19 @@ def answer(session: Session, node: str, search_id: str, body: SearchAnswerIn) ->
     if row.state != "pending":
         return
     row.state, row.answer, row.answered_at = body.state, body.answer, utcnow()
+    # The figures researchers will read came from this node: the digest of what it sent
+    # (the figures themselves are in the node's own log, beside the query it answered).
+    canonical = json.dumps(body.answer, sort_keys=True, separators=(",", ":")).encode()
+    record_event(
+        session,
+        actor=f"node:{node}",
+        action="federation.search_answered",
+        details={
+            "search": search_id,
+            "state": body.state,
+            "answer_sha256": hashlib.sha256(canonical).hexdigest() if body.answer is not None else None,
+        },
+    )
 
 
 def visible(session: Session, principal: Principal, search_id: str) -> FedSearch:

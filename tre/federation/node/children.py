@@ -228,6 +228,8 @@ def advance(session: Session, settings: Settings, airlock: Airlock, child_id: st
         _end(session, row, ChildState.refused, Reason.egress_blocked)
     elif egress == EgressState.rejected:
         _end(session, row, ChildState.refused, Reason.dac_rejected)
+    elif egress == EgressState.withdrawn:
+        _end(session, row, ChildState.refused, Reason.release_withdrawn)
     elif egress == EgressState.approved:
         _end(session, row, ChildState.awaiting_review, Reason.none)
         return True
