@@ -233,3 +233,9 @@ def test_a_registry_that_no_reference_could_name_is_refused(tmp_path: Path, valu
 @pytest.mark.parametrize("value", ["registry.tre.local", "registry.example.org:5000/tre", "10.0.0.5:5000"])
 def test_registries_as_references_name_them_pass(tmp_path: Path, value: str) -> None:
     assert Settings(home=tmp_path, image_registry=value).image_registry == value
+
+
+def test_the_docker_executor_checks_the_uid_range_too(tmp_path: Path) -> None:
+    """Its containers take their uids from the same range (since round 11)."""
+    env = _env(tmp_path, TRE_EXECUTOR="docker", TRE_SANDBOX_UID_BASE="65000", TRE_SANDBOX_UID_COUNT="1024")
+    _one_line_failure(["worker"], env, "TRE_SANDBOX_UID_BASE=65000", "holds 65534")
