@@ -457,21 +457,23 @@ def follow_key_history(
     # Backwards too: an auditor who pinned a newer key trusts the keys it replaced (each
     # transition is signed by the newer key as well), for checkpoints until their overlap ended.
     for note in reversed(notes):
-        try:
-            t = parse_transition(split_note(note)[0])
-        except NoteError:
-            continue
-        if t.origin != pinned.name or t.new != keys[0] or t.old in keys:
-            continue
-        try:
-            _, signed = open_note_any(note, [t.old, t.new])
-        except NoteError:
-            continue
-        if t.old in signed and t.new in signed:
+        t = _doubly_signed(note)
+        if t is not None and t.origin == pinned.name and t.new == keys[0] and t.old not in keys:
             retired[t.old] = t.overlap_until_ms
             keys.insert(0, t.old)
     _check_single_successor(pinned.name, keys, notes, report)
     return keys, retired
+
+
+def _doubly_signed(note: str) -> KeyTransition | None:
+    """The transition ``note`` states when both its old and its new key signed it, else None
+    (the forward walk in `follow_key_history` reports such notes; the other walks skip them)."""
+    try:
+        t = parse_transition(split_note(note)[0])
+        _, signed = open_note_any(note, [t.old, t.new])
+    except NoteError:
+        return None
+    return t if t.old in signed and t.new in signed else None
 
 
 def _check_single_successor(
@@ -483,17 +485,8 @@ def _check_single_successor(
     of their own): an error, whichever of the two the history above followed."""
     successors: dict[VerifierKey, set[VerifierKey]] = {}
     for note in notes:
-        try:
-            t = parse_transition(split_note(note)[0])
-        except NoteError:
-            continue
-        if t.origin != origin or t.old not in keys:
-            continue
-        try:
-            _, signed = open_note_any(note, [t.old, t.new])
-        except NoteError:
-            continue
-        if t.old in signed and t.new in signed:
+        t = _doubly_signed(note)
+        if t is not None and t.origin == origin and t.old in keys:
             successors.setdefault(t.old, set()).add(t.new)
     for old, new in successors.items():
         if len(new) > 1:

@@ -47,6 +47,14 @@ def _parse_key(text: str, what: str) -> VerifierKey:
         raise CliError(f"bad {what}: {e}") from e
 
 
+def _read_policy(path: Path) -> Policy:
+    """A witness policy file (C2SP tlog-witness), or the one-line error naming it."""
+    try:
+        return Policy.parse(path.read_text())
+    except (NoteError, OSError) as e:
+        raise CliError(f"bad policy {path}: {e}") from e
+
+
 def _key_arg(key: str) -> VerifierKey:
     path = Path(key)
     return _parse_key(path.read_text() if path.is_file() else key, "verifier key")
@@ -216,10 +224,7 @@ def verify(
     given = _key_arg(key) if key else None
     pol = None
     if policy is not None:
-        try:
-            pol = Policy.parse(policy.read_text())
-        except (NoteError, OSError) as e:
-            raise CliError(f"bad policy {policy}: {e}") from e
+        pol = _read_policy(policy)
         given = given or pol.log_key
     root = pinned or given
     if root is None:
@@ -460,10 +465,7 @@ def checkpoint(
         raise CliError("key change: the key you gave is not your pinned key nor introduced by one it signed")
     pol = None
     if policy is not None:
-        try:
-            pol = Policy.parse(policy.read_text())
-        except (NoteError, OSError) as e:
-            raise CliError(f"bad policy {policy}: {e}") from e
+        pol = _read_policy(policy)
         if pol.log_key not in keys:
             raise CliError(
                 "key change: the policy's log key is not your pinned key nor introduced by one it signed"

@@ -41,7 +41,7 @@ from tre.images.layout import image_config_of, manifest_descriptor, verify_layou
 from tre.images.limits import ImageLimits
 from tre.images.reference import check_digest, clean_name
 from tre.images.tools import skopeo_to_layout
-from tre.images.unpack import drop_unpack_lock, tree_size, unpack_once
+from tre.images.unpack import drop_unpack_lock, removable_lock, tree_size, unpack_once
 from tre.stale import remove_stale
 
 # Longer than any import runs (each tool is bounded to 30 min, an import runs three at most).
@@ -180,27 +180,11 @@ class ImageStore:
     # -- removal (tre image rm) -------------------------------------------------------------------
     @contextlib.contextmanager
     def digest_lock(self, digest: str) -> Iterator[None]:
-        """Exclusive, per digest, across processes and API replicas sharing the store.
-
-        The lock file may be removed by its holder (`drop_lock_file`, when the image left
-        the store): a waiter that then gets the lock on the removed file would hold it
-        alongside whoever opens the name afresh, so it checks that the name still is its
-        file, and opens it again if not."""
+        """Exclusive, per digest, across processes and API replicas sharing the store (a lock
+        file its holder may remove: `removable_lock`)."""
         self.ensure_dirs()
-        path = self.root / "locks" / check_digest(digest).removeprefix("sha256:")
-        while True:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX)
-                try:
-                    same = os.stat(path, follow_symlinks=False).st_ino == os.fstat(fd).st_ino
-                except FileNotFoundError:
-                    same = False
-                if same:
-                    yield
-                    return
-            finally:
-                os.close(fd)  # releases the lock
+        with removable_lock(self.root / "locks" / check_digest(digest).removeprefix("sha256:")):
+            yield
 
     def drop_lock_file(self, digest: str) -> None:
         """Remove the digest's lock file; only while holding `digest_lock` and with the image

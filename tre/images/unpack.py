@@ -80,7 +80,7 @@ def unpack_once(layout: Path, bundles: Path, hex_digest: str, max_bytes: int) ->
     if rootfs.is_dir():
         return rootfs
     bundles.mkdir(parents=True, exist_ok=True)
-    with _unpack_lock(bundles / f".{hex_digest}.lock"):
+    with removable_lock(bundles / f".{hex_digest}.lock"):
         if rootfs.is_dir():
             return rootfs
         work = bundles / f".{hex_digest}.partial"
@@ -101,15 +101,17 @@ def drop_unpack_lock(bundles: Path, hex_digest: str) -> None:
     path = bundles / f".{hex_digest}.lock"
     if not path.exists():
         return
-    with _unpack_lock(path):
+    with removable_lock(path):
         path.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
-def _unpack_lock(path: Path) -> Iterator[None]:
-    """An exclusive lock on ``path``, which an image's removal may delete
-    (`ImageStore.drop_lock_file`): a waiter that got the lock on the deleted file opens the
-    name again, so two unpacks of one image never share its ``.partial`` folder."""
+def removable_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock on the file ``path``, which its holder may delete when the image
+    leaves the store (`drop_unpack_lock`, `ImageStore.drop_lock_file`): a waiter that got the
+    lock on the deleted file would hold it beside whoever opens the name afresh, so it checks
+    that the name still is its file and opens it again if not (two unpacks of one image never
+    share its ``.partial`` folder, two removals never run at once)."""
     while True:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         try:
