@@ -457,10 +457,10 @@ def follow_key_history(
     # Backwards too: an auditor who pinned a newer key trusts the keys it replaced (each
     # transition is signed by the newer key as well), for checkpoints until their overlap ended.
     for note in reversed(notes):
-        t = _doubly_signed(note)
-        if t is not None and t.origin == pinned.name and t.new == keys[0] and t.old not in keys:
-            retired[t.old] = t.overlap_until_ms
-            keys.insert(0, t.old)
+        back = _doubly_signed(note)
+        if back is not None and back.origin == pinned.name and back.new == keys[0] and back.old not in keys:
+            retired[back.old] = back.overlap_until_ms
+            keys.insert(0, back.old)
     _check_single_successor(pinned.name, keys, notes, report)
     return keys, retired
 
