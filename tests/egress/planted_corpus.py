@@ -29,7 +29,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
 from egress_review.checks import CheckContext, CheckResult, gather_identifiers, run_checks
-from tre.policy import Policy
+from tre.policy import Policy, load_policy
 
 CT_SMALL = Path(get_testdata_file("CT_small.dcm"))  # type: ignore[arg-type]
 FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf"
@@ -640,6 +640,16 @@ def variant_controls(dataset: Path) -> list[Planted]:
     )
     out.append(Planted("c_train.log", timestamps.encode()))
     return out
+
+
+POLICIES = Path(__file__).resolve().parents[2] / "policies"
+
+
+def default_policy_without_ocr() -> Policy:
+    """The shipped default policy with OCR off: the planted rounds test the other checks at
+    their default settings, and OCR's pictures have tests of their own."""
+    base = load_policy("default", POLICIES)
+    return base.model_copy(update={"image": base.image.model_copy(update={"ocr": False})})
 
 
 def check_context(dataset: Path, policy: Policy) -> CheckContext:

@@ -13,11 +13,17 @@ from pathlib import Path
 import pytest
 
 from egress_review.checks import CheckContext, worst
-from tests.egress.planted_corpus import PATIENT_ID, Planted, build_dataset, check_context, run_planted
+from tests.egress.planted_corpus import (
+    PATIENT_ID,
+    Planted,
+    build_dataset,
+    check_context,
+    default_policy_without_ocr,
+    run_planted,
+)
 from tests.egress.planted_round4 import controls, leaks
-from tre.policy import Policy, load_policy
+from tre.policy import Policy
 
-POLICIES = Path(__file__).resolve().parents[2] / "policies"
 NEW_CHECKS = (
     "identifiers:disguised",
     "identifiers:parts",
@@ -35,8 +41,7 @@ NEW_CHECKS = (
 
 @pytest.fixture(scope="module")
 def policy() -> Policy:
-    base = load_policy("default", POLICIES)
-    return base.model_copy(update={"image": base.image.model_copy(update={"ocr": False})})
+    return default_policy_without_ocr()
 
 
 @pytest.fixture(scope="module")

@@ -9,17 +9,14 @@ from pathlib import Path
 import pytest
 
 from egress_review.checks import CheckContext, worst
-from tests.egress.planted_corpus import build_dataset, check_context, run_planted
+from tests.egress.planted_corpus import build_dataset, check_context, default_policy_without_ocr, run_planted
 from tests.egress.planted_round5 import benign, leaks
-from tre.policy import Policy, load_policy
-
-POLICIES = Path(__file__).resolve().parents[2] / "policies"
+from tre.policy import Policy
 
 
 @pytest.fixture(scope="module")
 def policy() -> Policy:
-    base = load_policy("default", POLICIES)
-    return base.model_copy(update={"image": base.image.model_copy(update={"ocr": False})})
+    return default_policy_without_ocr()
 
 
 @pytest.fixture(scope="module")

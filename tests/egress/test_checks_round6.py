@@ -12,7 +12,13 @@ import pytest
 
 from egress_review import checking
 from egress_review.checks import CheckContext, ocr, worst
-from tests.egress.planted_corpus import Planted, build_dataset, check_context, run_planted
+from tests.egress.planted_corpus import (
+    Planted,
+    build_dataset,
+    check_context,
+    default_policy_without_ocr,
+    run_planted,
+)
 from tests.egress.planted_round6 import IDS, PROSE, benign, leaks, ocr_leaks
 from tests.worlds import WorldFactory
 from tre.policy import Policy, load_policy
@@ -25,8 +31,7 @@ BENIGN = {p.name: (p, by_design) for p, by_design in benign()}
 
 @pytest.fixture(scope="module")
 def policy() -> Policy:
-    base = load_policy("default", POLICIES)
-    return base.model_copy(update={"image": base.image.model_copy(update={"ocr": False})})
+    return default_policy_without_ocr()
 
 
 @pytest.fixture(scope="module")

@@ -26,7 +26,13 @@ from egress_review.checks.text_tables import (
     rst_list_tables,
     rst_simple_tables,
 )
-from tests.egress.planted_corpus import Planted, build_dataset, check_context, run_planted
+from tests.egress.planted_corpus import (
+    Planted,
+    build_dataset,
+    check_context,
+    default_policy_without_ocr,
+    run_planted,
+)
 from tests.egress.planted_round7 import (
     BIRTH_EPOCH,
     BIRTH_SERIAL,
@@ -52,8 +58,7 @@ BENIGN_REQUESTS = dict(benign_requests())
 
 @pytest.fixture(scope="module")
 def policy() -> Policy:
-    base = load_policy("default", POLICIES)
-    return base.model_copy(update={"image": base.image.model_copy(update={"ocr": False})})
+    return default_policy_without_ocr()
 
 
 @pytest.fixture(scope="module")
