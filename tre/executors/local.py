@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, ClassVar
 
 from tre.errors import is_storage_full
-from tre.executors import fstree, outputfs, reasons, seccomp
+from tre.executors import fstree, outputfs, procview, reasons, seccomp
 from tre.executors.base import Executor, ExecutorError, JobResult, JobSpec, RunControl
 from tre.executors.bwrap import SandboxLayout, build_args, image_identity, image_rootfs
 from tre.executors.cgroups import CgroupLimits, JobCgroup, create_job_cgroup, job_cgroup_name, sweep_stale
@@ -414,7 +414,7 @@ class LocalExecutor(Executor):
             mounted = True
             os.chown(spec.output_dir, *run_ids)  # the template's root is the job user's
             seed = None if warm_seed is not None or rootfs is not None else self._seed_files(spec)
-            with self._sandbox_fds(seed or []) as fds:
+            with self._sandbox_fds(seed or [], procview.job_files(spec.cpu, limits.memory_bytes)) as fds:
                 stage = Stage(self.stage_dir)
                 argv = self._argv(bwrap, spec, rootfs, limits, fds, stage, cgroup, warm_seed)
                 # The raw log holds whatever the job printed: staff-only, never world-readable.
@@ -497,11 +497,16 @@ class LocalExecutor(Executor):
         return files
 
     @contextlib.contextmanager
-    def _sandbox_fds(self, seed_files: list[tuple[Path, str]]) -> Iterator[dict[str, int]]:
-        """Files bwrap reads at start-up: seccomp program, /etc/passwd, group, hosts, and the
-        Numba cache seed (keys ``seed:<relative path>``)."""
+    def _sandbox_fds(
+        self, seed_files: list[tuple[Path, str]], proc_files: dict[str, bytes] | None = None
+    ) -> Iterator[dict[str, int]]:
+        """Files bwrap reads at start-up: seccomp program, /etc/passwd, group, hosts, the
+        Numba cache seed (keys ``seed:<relative path>``) and the job's own /proc files
+        (keys ``proc:<name>``, `tre.executors.procview`)."""
         fds: dict[str, int] = {}
         try:
+            for name, data in (proc_files or {}).items():
+                fds[f"proc:{name}"] = _memfd(f"tre-proc-{name}", data)
             for path, rel in seed_files:
                 with contextlib.suppress(OSError):
                     fds[f"seed:{rel}"] = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
@@ -577,6 +582,8 @@ class LocalExecutor(Executor):
             dev_source=dev_source,
             dev_nodes=dev_nodes,
             proc_source=stage.proc(),
+            empty_source=stage.empty(),
+            proc_files=[(fd, f"/proc/{key[5:]}") for key, fd in fds.items() if key.startswith("proc:")],
             block_fd=fds.get("block"),
             image_config=config,
         )

@@ -84,6 +84,8 @@ while [ "$1" != "--" ]; do
             mknod -m 0666 "$d/$name" c "$major" "$minor" || fail "cannot make a private device"
         done
         mount -o remount,ro,nosuid,noexec "$d" || fail "cannot seal the private devices" ;;
+    empty)
+        : > "$d" && chmod 0444 "$d" || fail "cannot make the empty file" ;;
     proc)
         mkdir "$d" && mount -t proc -o nosuid,nodev,noexec tre-proc "$d" \
             || fail "cannot mount a private /proc" ;;
@@ -183,6 +185,12 @@ class Stage:
         read-only (/proc/sys ...): the host's procfs would share their inodes, and so their
         locks, with every other job."""
         return self._add("proc", "-", "proc")
+
+    def empty(self) -> str:
+        """An empty read-only file of the job's own, bound over the host-wide /proc counters
+        it masks (`tre.executors.procview`): it reads as empty, where the host's /dev/null
+        on the sandbox's ``nodev`` /proc refused reads, and its inode is nobody else's."""
+        return self._add("empty", "-", "empty")
 
     def _add(self, kind: str, source: str, name: str | None = None) -> str:
         # Named entries (output, tmp, shm) are one each, whatever their source.
