@@ -132,8 +132,9 @@ def container_options(
     if spec.code_dir is not None:
         volumes[str(spec.code_dir)] = {"bind": CODE_MOUNT, "mode": "ro"}
     # The job's own /proc figures over the host's counters (written by `write_proc_view`).
-    for name in DOCKER_PROC_FILES if proc_dir is not None else ():
-        volumes[str(proc_dir / name)] = {"bind": f"/proc/{name}", "mode": "ro"}
+    if proc_dir is not None:
+        for name in DOCKER_PROC_FILES:
+            volumes[str(proc_dir / name)] = {"bind": f"/proc/{name}", "mode": "ro"}
     # Earlier jobs' outputs (tre.jobs.lineage): read-only, each at /inputs/<job id>.
     for mount in spec.inputs:
         if not _JOB_ID.fullmatch(mount.job_id) or mount.mount_path != f"/inputs/{mount.job_id}":

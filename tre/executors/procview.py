@@ -42,7 +42,9 @@ MIB = 1024 * 1024
 # per-job files written here, /sys (read-only; its counters masked below), and static
 # descriptions of the kernel (version, filesystems) that do not move.
 SYNTHESISED = ("cpuinfo", "loadavg", "meminfo", "stat", "uptime")
-KEPT = frozenset({"self", "thread-self", "net", "sys", "mounts", "sysvipc", "version", "filesystems", *SYNTHESISED})
+KEPT = frozenset(
+    {"self", "thread-self", "net", "sys", "mounts", "sysvipc", "version", "filesystems", *SYNTHESISED}
+)
 # Counters under /proc/sys that move with every process on the host (the rest are settings).
 SYS_COUNTERS = (
     "fs/file-nr",
@@ -86,9 +88,9 @@ def meminfo(memory_bytes: int) -> bytes:
     """A /proc/meminfo for a machine of the job's memory limit, all of it free, no swap."""
     total_kib = max(memory_bytes // 1024, 1024)
     values = dict.fromkeys(_MEMINFO_KEYS, 0)
-    values.update(
-        MemTotal=total_kib, MemFree=total_kib, MemAvailable=total_kib, CommitLimit=total_kib, Hugepagesize=2048
-    )
+    for key in ("MemTotal", "MemFree", "MemAvailable", "CommitLimit"):
+        values[key] = total_kib
+    values["Hugepagesize"] = 2048
     lines = []
     for key in _MEMINFO_KEYS:
         unit = "" if key.startswith("HugePages_") else " kB"
