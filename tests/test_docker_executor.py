@@ -80,7 +80,7 @@ def test_container_options_are_exactly_the_hardened_set(tmp_path: Path) -> None:
         "cgroupns": "private",
         "init": True,
         "ulimits": [Ulimit(name="core", soft=0, hard=0)],
-        "tmpfs": {"/tmp": "rw,noexec,nosuid,nodev,size=128m,nr_inodes=16384"},
+        "tmpfs": {"/tmp": "rw,noexec,nosuid,nodev,size=128m,nr_inodes=16384"},  # a GPU job keeps /sys
         "healthcheck": {"test": ["NONE"]},
         "log_config": LogConfig(type="json-file", config={"max-size": "64m", "max-file": "2"}),
         "volumes": {
@@ -97,6 +97,15 @@ def test_container_options_are_exactly_the_hardened_set(tmp_path: Path) -> None:
         "tty": False,
     }
     assert not any("docker.sock" in k for k in opts["volumes"])
+
+
+def test_a_cpu_job_has_no_sysfs(tmp_path: Path) -> None:
+    """Redteam round 12: the engine's read-only /sys showed the host's CPU clocks, disk I/O
+    counts and file-system write totals, live. A job without GPUs gets an empty read-only
+    tmpfs there instead (the local sandbox has no /sys at all)."""
+    opts = container_options(make_spec(tmp_path), uid=10001, gid=10002)
+    assert opts["tmpfs"]["/sys"] == "ro,noexec,nosuid,nodev,size=4k"
+    assert "/sys" not in container_options(make_spec(tmp_path, gpu=1), uid=10001, gid=10002)["tmpfs"]
 
 
 def test_input_jobs_are_read_only_binds_at_their_own_path(tmp_path: Path) -> None:
@@ -487,6 +496,7 @@ def test_image_volumes_are_masked_read_only_and_its_healthcheck_is_off(tmp_path:
     assert opts["tmpfs"] == {
         "/tmp": "rw,noexec,nosuid,nodev,size=256m,nr_inodes=32768",
         "/var/lib/data": "ro,noexec,nosuid,nodev,size=4k",
+        "/sys": "ro,noexec,nosuid,nodev,size=4k",
     }
     assert opts["healthcheck"] == {"test": ["NONE"]}
     for bad in ("relative", "/a/../etc", "/"):

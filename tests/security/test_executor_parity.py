@@ -504,6 +504,16 @@ def _docker_host_counters_masked(r: Docker) -> bool:
     return all(f"/proc/{n}" in binds for n in ("vmstat", "interrupts", "locks"))
 
 
+def _local_no_sysfs(r: Local) -> bool:
+    return not any(
+        d == "/sys" or d.startswith("/sys/") for _s, d in r.pairs("--bind", "--ro-bind", "--dev-bind")
+    )
+
+
+def _docker_no_sysfs(r: Docker) -> bool:
+    return r.opts.get("tmpfs", {}).get("/sys", "").startswith("ro,")
+
+
 Check = Callable[[Any], bool]
 CONTROLS: dict[str, tuple[Check, Check, Check]] = {
     "no network": (_local_no_network, _docker_no_network, _kube_no_network),
@@ -539,6 +549,7 @@ CONTROLS: dict[str, tuple[Check, Check, Check]] = {
         _docker_own_proc_figures,
         _kube_own_kernel,
     ),
+    "no host /sys": (_local_no_sysfs, _docker_no_sysfs, _kube_own_kernel),
     "other host-wide /proc counters masked": (
         _local_host_counters_masked,
         _docker_host_counters_masked,
@@ -590,7 +601,7 @@ def test_a_gpu_job_gets_a_gpu_on_every_backend(tmp_path: Path) -> None:
     assert not _kube_no_gpu(render_kube(spec))
     # The other controls hold for a GPU job as well.
     for control, (_l, d, k) in CONTROLS.items():
-        if control == "no GPU unless asked":
+        if control in ("no GPU unless asked", "no host /sys"):  # a GPU job's driver reads /sys
             continue
         assert (control, "docker") in GAPS or d(render_docker(spec)), control
         assert (control, "kubernetes") in GAPS or k(render_kube(spec)), control
@@ -663,6 +674,8 @@ def test_the_checks_notice_a_dropped_control(rendered: dict[str, Any]) -> None:
     assert not _docker_own_proc_figures(
         Docker(docker.spec, container_options(docker.spec, uid=10001, gid=10001), docker.image_volumes)
     )
+    assert not _docker_no_sysfs(docker_with(tmpfs={"/tmp": docker.opts["tmpfs"]["/tmp"]}))
+    assert not _local_no_sysfs(local_with(local.argv[:2] + ["--ro-bind", "/sys", "/sys"] + local.argv[2:]))
     assert not _kube_own_kernel(kube_with(lambda p: p.pop("runtimeClassName")))
     assert not _kube_no_network(
         Kube(kube.spec, kube.job, [o for o in kube.namespace if o["kind"] != "NetworkPolicy"])

@@ -174,6 +174,11 @@ def container_options(
         "tmpfs": {
             tmp: f"rw,noexec,nosuid,nodev,size={tmp_size_mb}m,nr_inodes={scratch_inodes(tmp_size_mb * MIB)}",
             **_masked_volumes(image_volumes, {tmp, *(v["bind"] for v in volumes.values())}),
+            # No sysfs, as in the local sandbox: the engine's read-only /sys showed the host's
+            # live CPU clocks, block-device I/O counts and file-system write totals, which move
+            # with every other job (redteam round 12). GPU jobs keep it: the driver's
+            # libraries read the PCI topology there.
+            **({} if spec.gpu > 0 else {"/sys": MASKED_VOLUME}),
         },
         "healthcheck": {"test": ["NONE"]},
         # Rotated at tre's own log limit: tre follows the log as it is written and keeps at
