@@ -100,7 +100,7 @@ def test_container_options_are_exactly_the_hardened_set(tmp_path: Path) -> None:
 
 
 def test_a_cpu_job_has_no_sysfs(tmp_path: Path) -> None:
-    """Redteam round 12: the engine's read-only /sys showed the host's CPU clocks, disk I/O
+    """Redteam round 12: the engine's read-only /sys is the host's: CPU clocks, disk I/O
     counts and file-system write totals, live. A job without GPUs gets an empty read-only
     tmpfs there instead (the local sandbox has no /sys at all)."""
     opts = container_options(make_spec(tmp_path), uid=10001, gid=10002)

@@ -174,7 +174,7 @@ def container_options(
         "tmpfs": {
             tmp: f"rw,noexec,nosuid,nodev,size={tmp_size_mb}m,nr_inodes={scratch_inodes(tmp_size_mb * MIB)}",
             **_masked_volumes(image_volumes, {tmp, *(v["bind"] for v in volumes.values())}),
-            # No sysfs, as in the local sandbox: the engine's read-only /sys showed the host's
+            # No sysfs, as in the local sandbox: the engine's read-only /sys is the host's sysfs:
             # live CPU clocks, block-device I/O counts and file-system write totals, which move
             # with every other job (redteam round 12). GPU jobs keep it: the driver's
             # libraries read the PCI topology there.
