@@ -200,3 +200,56 @@ def test_an_image_job_reads_the_same_proc(
     assert ["0.00", "0.00", "0.00", "1/1", "1"] in lines, run.log
     assert lines.count(["0"]) == 1, run.log  # diskstats is empty
     assert ["pressure-masked"] in lines, run.log
+
+
+def test_the_free_space_of_every_mount_of_an_image_job_is_its_own(
+    image_sandbox: tuple[Sandbox, Path],  # noqa: F811 - fixture
+    tmp_path: Path,
+) -> None:
+    """``statfs`` of each mount point the job has (its whole mount table: the image's
+    entries, /data, /code, /output, /tmp, /dev/shm, /dev, /proc and the /proc files bound
+    over it) does not move while another job fills its /output and /tmp and the host writes
+    32 MiB beside the image store: every figure is a file system of the job's own or fixed."""
+    sandbox, rootfs = image_sandbox
+    dataset = tmp_path / "dataset"
+    dataset.mkdir()
+    (dataset / "a.dcm").write_bytes(b"DICM")
+    dataset.chmod(0o755)
+    script = (
+        "s() { for m in $(cut -d' ' -f2 /proc/self/mounts); do "
+        'stat -f -c "$m %b %f %a %c %d" "$m"; done; }; '
+        'a=$(s); echo ready; sleep 8; b=$(s); echo "mounts $(echo "$a" | wc -l)"; '
+        'if [ "$a" = "$b" ]; then echo statfs-same; else echo statfs-moved; echo "$a"; echo "$b"; fi'
+    )
+    holder: dict[str, Run] = {}
+
+    def job() -> None:
+        from tre.executors.base import DatasetMount
+
+        holder["run"] = run_sh(
+            sandbox, rootfs, script, datasets=[DatasetMount("ct", host_path=dataset)], time_limit_s=60
+        )
+
+    thread = threading.Thread(target=job)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 45
+        while time.monotonic() < deadline:
+            logs = list(tmp_path.glob("*/log.txt"))
+            if logs and "ready" in logs[0].read_text(errors="replace"):
+                break
+            time.sleep(0.05)
+        noise = run_sh(
+            sandbox,
+            rootfs,
+            "dd if=/dev/zero of=/output/f bs=1M count=16; dd if=/dev/zero of=/tmp/f bs=1M count=16",
+        )
+        _host_noise(tmp_path / "host-noise")
+    finally:
+        thread.join()
+    assert noise.result.exit_code == 0, noise.log
+    run = holder["run"]
+    assert run.result.exit_code == 0, run.log
+    assert "statfs-same" in run.log, run.log
+    count = next(int(line.split()[1]) for line in run.log.splitlines() if line.startswith("mounts "))
+    assert count >= 10, run.log  # the image's entries, /data, /output, /tmp, /proc and its files
