@@ -6,11 +6,13 @@ another job forked, wrote and locked, and the host wrote to its disk, saw 22 of 
 /proc/stat, uptime, vmstat, loadavg, meminfo, softirqs, zoneinfo, buddyinfo, diskstats,
 interrupts, pressure/io and pressure/cpu, fs/ext4/<disk>/mb_groups (free blocks per group),
 irq/<n>/spurious, sys/fs/dentry-state, file-nr, inode-nr, inode-state (plus
-sys/kernel/random/uuid, which is random, and the reader's own /proc/self/stat). Each is a
-covert channel between two concurrent jobs of different projects and an activity monitor.
+sys/kernel/random/uuid, which is random, and the reader's own /proc/self/stat), and so did
+``sysinfo(2)``'s load, free, shared and buffer RAM and process count. Each is a covert
+channel between two concurrent jobs of different projects and an activity monitor.
 Now the job reads its own meminfo, cpuinfo, stat, loadavg and uptime
 (`tre.executors.procview`), every other host-wide top-level entry is masked deny by
-default, and /proc/sys's counters are masked. Programs still size themselves to the job.
+default, /proc/sys's counters are masked, and the worker answers ``sysinfo`` with the job's
+own figures (`tre.executors.sysinfo`). Programs still size themselves to the job.
 """
 
 from __future__ import annotations
@@ -45,14 +47,27 @@ READER = textwrap.dedent(
                 return fh.read(1 << 20)
         except OSError:
             return None
+    import ctypes
+    class SI(ctypes.Structure):
+        _fields_ = [("uptime", ctypes.c_long), ("rest", ctypes.c_ulong * 9), ("procs", ctypes.c_ushort),
+                    ("pad", ctypes.c_ushort), ("high", ctypes.c_ulong * 2), ("unit", ctypes.c_uint),
+                    ("f", ctypes.c_char * 8)]
+    libc = ctypes.CDLL(None, use_errno=True)
+    def sysinfo():  # everything but the uptime (a clock)
+        s = SI()
+        assert libc.sysinfo(ctypes.byref(s)) == 0
+        return [*s.rest, s.procs, *s.high, s.unit]
     paths = files()
     first = {p: read(p) for p in paths}
+    first_sysinfo = sysinfo()
     readable = [p for p in paths if first[p] is not None]
     print(json.dumps({"ready": len(readable)}), flush=True)
     moved = set()
     end = time.monotonic() + float(sys.argv[1])
     while time.monotonic() < end:
         moved |= {p for p in readable if p not in moved and read(p) != first[p]}
+        if sysinfo() != first_sysinfo:
+            moved.add("sysinfo(2)")
         time.sleep(0.1)
     print(json.dumps({"moved": sorted(moved)}), flush=True)
     """
@@ -145,6 +160,8 @@ PROGRAM = textwrap.dedent(
         "cpu_count": os.cpu_count(),
         "mp": multiprocessing.cpu_count(),
         "onln": os.sysconf("SC_NPROCESSORS_ONLN"),
+        "phys": os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"),
+        "free": subprocess.run(["free", "-b"], capture_output=True, text=True).stdout.split()[7],
         "getconf": subprocess.run(["getconf", "_NPROCESSORS_ONLN"], capture_output=True, text=True).stdout,
         "mem_total": mem["MemTotal"].strip(),
         "mem_available": mem["MemAvailable"].strip(),
@@ -165,7 +182,8 @@ PROGRAM = textwrap.dedent(
 def test_programs_size_themselves_to_the_jobs_limits(sandbox: Sandbox) -> None:
     """Python, multiprocessing, glibc's sysconf (which counts /proc/stat's cpuN lines when
     /sys is absent), getconf and NumPy see the job's CPU limit rounded up and its memory
-    limit, not the host's; the model name is still there, the live clock is not."""
+    limit, not the host's (``sysconf(_SC_PHYS_PAGES)`` asks ``sysinfo``, ``free`` reads
+    /proc/meminfo); the model name is still there, the live clock is not."""
     run = sandbox.run(PROGRAM, cpu=1.5, memory_mb=640, time_limit_s=60)
     assert run.result.exit_code == 0, run.log
     got = run.json_lines()[0]
@@ -173,6 +191,7 @@ def test_programs_size_themselves_to_the_jobs_limits(sandbox: Sandbox) -> None:
     assert got["cpu_count"] == got["mp"] == got["onln"] == got["processors"] == cpus
     assert int(got["getconf"].strip()) == cpus
     assert got["mem_total"] == got["mem_available"] == f"{640 * 1024} kB"
+    assert got["phys"] == int(got["free"]) == 640 * 1024 * 1024  # sysinfo(2), /proc/meminfo
     assert got["swap"] == "0 kB"
     assert not got["mhz"] and got["model"]
     assert got["loadavg"] == ["0.00", "0.00", "0.00"]
@@ -253,3 +272,32 @@ def test_the_free_space_of_every_mount_of_an_image_job_is_its_own(
     assert "statfs-same" in run.log, run.log
     count = next(int(line.split()[1]) for line in run.log.splitlines() if line.startswith("mounts "))
     assert count >= 10, run.log  # the image's entries, /data, /output, /tmp, /proc and its files
+
+
+SYSINFO_CALLS = textwrap.dedent(
+    """
+    import ctypes, json, threading, time
+    libc = ctypes.CDLL(None, use_errno=True)
+    buf = ctypes.create_string_buffer(128)
+    def spin(n):
+        for _ in range(n):
+            assert libc.sysinfo(buf) == 0
+    start = time.monotonic()
+    threads = [threading.Thread(target=spin, args=(2000,)) for _ in range(4)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    elapsed = time.monotonic() - start
+    bad = libc.sysinfo(ctypes.c_void_p(16))
+    print(json.dumps({"per_call_us": elapsed / 8000 * 1e6, "bad": [bad, ctypes.get_errno()]}))
+    """
+)
+
+
+def test_sysinfo_is_answered_for_every_thread_and_a_bad_pointer_is_efault(sandbox: Sandbox) -> None:
+    """8,000 calls from four threads are each answered (none hangs, none falls through to
+    the host); a pointer the job does not own gets EFAULT, as from the kernel."""
+    run = sandbox.run(SYSINFO_CALLS, time_limit_s=60)
+    assert run.result.exit_code == 0, run.log
+    got = run.json_lines()[0]
+    assert got["bad"] == [-1, 14], got
+    assert got["per_call_us"] > 0

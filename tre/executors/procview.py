@@ -146,17 +146,22 @@ def uptime(seconds: float) -> bytes:
     return f"{max(seconds, 0.0):.2f} 0.00\n".encode()
 
 
+def shown_memory(memory_bytes: int, host_proc: Path = Path("/proc")) -> int:
+    """The memory a job is told the machine has: its limit, at most the host's."""
+    try:
+        host = int(next(line.split()[1] for line in (host_proc / "meminfo").read_text().splitlines()
+                        if line.startswith("MemTotal:"))) * 1024  # fmt: skip
+    except (OSError, StopIteration, ValueError, IndexError):
+        return memory_bytes
+    return min(memory_bytes, host) if host > 0 else memory_bytes
+
+
 def job_files(cpu: float, memory_bytes: int, host_proc: Path = Path("/proc")) -> dict[str, bytes]:
     """name -> content of each file in `SYNTHESISED`, for a job with these limits."""
     try:
         host_cpuinfo = (host_proc / "cpuinfo").read_text(errors="replace")
     except OSError:
         host_cpuinfo = ""
-    try:
-        host_mem = int(next(line.split()[1] for line in (host_proc / "meminfo").read_text().splitlines()
-                            if line.startswith("MemTotal:"))) * 1024  # fmt: skip
-    except (OSError, StopIteration, ValueError, IndexError):
-        host_mem = memory_bytes
     try:
         up = float((host_proc / "uptime").read_text().split()[0])
     except (OSError, ValueError, IndexError):
@@ -165,7 +170,7 @@ def job_files(cpu: float, memory_bytes: int, host_proc: Path = Path("/proc")) ->
     return {
         "cpuinfo": cpuinfo(host_cpuinfo, cpus),
         "loadavg": b"0.00 0.00 0.00 1/1 1\n",
-        "meminfo": meminfo(min(memory_bytes, host_mem) if host_mem > 0 else memory_bytes),
+        "meminfo": meminfo(shown_memory(memory_bytes, host_proc)),
         "stat": stat(cpus, host_btime(host_proc)),
         "uptime": uptime(up),
     }

@@ -214,9 +214,11 @@ def launcher_argv(
     status_fd: int,
     hold_fd: int,
     command: list[str],
+    wrap: list[str] | None = None,
 ) -> list[str]:
     """The whole command line: die with the worker, own mount namespace, the launcher script,
-    then ``setpriv`` to the job user (no groups, no capabilities) and ``command``."""
+    then ``wrap`` (still root: `tre.executors.sysinfo.helper_argv`), ``setpriv`` to the job
+    user (no groups, no capabilities) and ``command``."""
     if not _STAGE_ROOT.match(str(stage.root)):
         raise ExecutorError(f"the sandbox stage folder {stage.root} must be a plain absolute path")
     tools = {
@@ -238,7 +240,7 @@ def launcher_argv(
         *procs_files, "--",
         str(stage.root), str(uid), str(gid), str(status_fd), str(hold_fd),
         *spec_args, "--",
-        *drop, *command,
+        *(wrap or []), *drop, *command,
     ]  # fmt: skip
 
 
