@@ -28,7 +28,7 @@ from typing import Any
 
 import pytest
 
-from tre.executors import procview
+from tre.executors import procview, sysinfo
 from tre.executors.base import DatasetMount, ImageConfig, InputMount, JobSpec
 from tre.executors.docker import DOCKER_PROC_FILES, DockerExecutor, container_options
 from tre.executors.kubernetes import manifests as k8s
@@ -137,7 +137,7 @@ def render_local(tmp: Path, spec: JobSpec) -> Local:
     # The job's own /proc files, as `_sandbox_fds` hands them over (one descriptor each).
     fds = {"seccomp": 97, "block": 98, **{f"proc:{n}": 80 + i for i, n in enumerate(procview.SYNTHESISED)}}
     argv = executor._argv("bwrap", spec, rootfs, limits, fds, stage, object())  # type: ignore[arg-type]
-    launcher = launcher_argv(stage, [], 0x70000000, 990, 5, 6, argv)
+    launcher = launcher_argv(stage, [], 0x70000000, 990, 5, 6, argv, sysinfo.helper_argv("python3", 7))
     entries = [e.name for e in rootfs.iterdir()]
     return Local(spec, argv, stage, launcher, entries, executor.log_limit_bytes, executor.uid_range.count)
 
@@ -504,6 +504,16 @@ def _docker_host_counters_masked(r: Docker) -> bool:
     return all(f"/proc/{n}" in binds for n in ("vmstat", "interrupts", "locks"))
 
 
+def _local_own_sysinfo(r: Local) -> bool:
+    # The helper that hands sysinfo(2) to the worker runs before setpriv drops to the job user.
+    launcher = r.launcher
+    return sysinfo.HELPER in launcher and launcher.index(sysinfo.HELPER) < launcher.index("--inh-caps=-all")
+
+
+def _docker_own_sysinfo(r: Docker) -> bool:
+    return False  # the engine's seccomp profile cannot answer a call; runsc (gVisor) does
+
+
 def _local_no_sysfs(r: Local) -> bool:
     return not any(
         d == "/sys" or d.startswith("/sys/") for _s, d in r.pairs("--bind", "--ro-bind", "--dev-bind")
@@ -550,6 +560,7 @@ CONTROLS: dict[str, tuple[Check, Check, Check]] = {
         _kube_own_kernel,
     ),
     "no host /sys": (_local_no_sysfs, _docker_no_sysfs, _kube_own_kernel),
+    "sysinfo(2) of the job's own": (_local_own_sysinfo, _docker_own_sysinfo, _kube_own_kernel),
     "other host-wide /proc counters masked": (
         _local_host_counters_masked,
         _docker_host_counters_masked,
@@ -566,6 +577,7 @@ GAPS: dict[tuple[str, str], str] = {
     ("no core dumps", "kubernetes"): "core dumps of a pod",
     ("log kept on the host bounded", "kubernetes"): "containerLogMaxSize",
     ("other host-wide /proc counters masked", "docker"): "runc refuses any other mount inside /proc",
+    ("sysinfo(2) of the job's own", "docker"): "still answers from the host on the Docker backend",
 }
 
 
@@ -674,6 +686,7 @@ def test_the_checks_notice_a_dropped_control(rendered: dict[str, Any]) -> None:
     assert not _docker_own_proc_figures(
         Docker(docker.spec, container_options(docker.spec, uid=10001, gid=10001), docker.image_volumes)
     )
+    assert not _local_own_sysinfo(local_with(launcher=[a for a in local.launcher if a != sysinfo.HELPER]))
     assert not _docker_no_sysfs(docker_with(tmpfs={"/tmp": docker.opts["tmpfs"]["/tmp"]}))
     assert not _local_no_sysfs(local_with(local.argv[:2] + ["--ro-bind", "/sys", "/sys"] + local.argv[2:]))
     assert not _kube_own_kernel(kube_with(lambda p: p.pop("runtimeClassName")))
