@@ -52,7 +52,7 @@ def make_spec(tmp_path: Path, **kw: Any) -> JobSpec:
 
 def test_container_options_are_exactly_the_hardened_set(tmp_path: Path) -> None:
     spec = make_spec(tmp_path, gpu=2)
-    opts = container_options(spec, uid=10001, gid=10002, tmp_size_mb=128)
+    opts = container_options(spec, uid=10001, gid=10002, tmp_size_mb=128, proc_dir=tmp_path / "proc")
     assert opts == {
         "image": IMAGE,
         "command": ["python", "-m", "analysis"],
@@ -80,12 +80,16 @@ def test_container_options_are_exactly_the_hardened_set(tmp_path: Path) -> None:
         "cgroupns": "private",
         "init": True,
         "ulimits": [Ulimit(name="core", soft=0, hard=0)],
-        "tmpfs": {"/tmp": "rw,noexec,nosuid,nodev,size=128m,nr_inodes=16384"},
+        "tmpfs": {"/tmp": "rw,noexec,nosuid,nodev,size=128m,nr_inodes=16384"},  # a GPU job keeps /sys
         "healthcheck": {"test": ["NONE"]},
         "log_config": LogConfig(type="json-file", config={"max-size": "64m", "max-file": "2"}),
         "volumes": {
             str(tmp_path / "ds1"): {"bind": "/data", "mode": "ro"},
             str(tmp_path / "out"): {"bind": "/output", "mode": "rw"},
+            **{
+                str(tmp_path / "proc" / name): {"bind": f"/proc/{name}", "mode": "ro"}
+                for name in ("cpuinfo", "loadavg", "meminfo", "stat", "uptime", "diskstats")
+            },
         },
         "device_requests": [DeviceRequest(driver="nvidia", count=2, capabilities=[["gpu"]])],
         "detach": True,
@@ -93,6 +97,15 @@ def test_container_options_are_exactly_the_hardened_set(tmp_path: Path) -> None:
         "tty": False,
     }
     assert not any("docker.sock" in k for k in opts["volumes"])
+
+
+def test_a_cpu_job_has_no_sysfs(tmp_path: Path) -> None:
+    """Redteam round 12: the engine's read-only /sys is the host's: CPU clocks, disk I/O
+    counts and file-system write totals, live. A job without GPUs gets an empty read-only
+    tmpfs there instead (the local sandbox has no /sys at all)."""
+    opts = container_options(make_spec(tmp_path), uid=10001, gid=10002)
+    assert opts["tmpfs"]["/sys"] == "ro,noexec,nosuid,nodev,size=4k"
+    assert "/sys" not in container_options(make_spec(tmp_path, gpu=1), uid=10001, gid=10002)["tmpfs"]
 
 
 def test_input_jobs_are_read_only_binds_at_their_own_path(tmp_path: Path) -> None:
@@ -277,6 +290,37 @@ def test_run_sends_hardened_host_config_and_collects_logs(tmp_path: Path, engine
     assert create["User"].count(":") == 1 and create["NetworkDisabled"] is True
 
 
+def test_the_container_reads_its_own_proc_figures_not_the_hosts(tmp_path: Path, engine_client: Any) -> None:
+    """Redteam round 12: /proc/meminfo, cpuinfo, stat, loadavg, uptime and diskstats of a
+    container are the host's, moving with every other job. The executor binds files of the
+    job's own over them (the paths runc allows inside /proc), written before the container
+    starts and removed with it."""
+    engine = Engine(exit_code=0, runs_for=0.6)
+    spec = make_spec(tmp_path, cpu=1.5, memory_mb=768)
+    seen: dict[str, bytes] = {}
+    real_create = docker.models.containers.ContainerCollection.create
+
+    def create(self: Any, **kwargs: Any) -> Any:  # the files as the engine finds them
+        for source, bind in kwargs["volumes"].items():
+            if bind["bind"].startswith("/proc/"):
+                seen[bind["bind"]] = Path(source).read_bytes()
+                seen["folder"] = str(Path(source).parent).encode()
+        return real_create(self, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(docker.models.containers.ContainerCollection, "create", create)
+        DockerExecutor(engine_client(engine)).run(spec, RunControl())
+    binds = next(b for m, p, b in engine.calls if p == "containers/create")["HostConfig"]["Binds"]
+    folder = Path(seen["folder"].decode())
+    for name in ("cpuinfo", "meminfo", "stat", "loadavg", "uptime", "diskstats"):
+        assert f"{folder / name}:/proc/{name}:ro" in binds
+    assert f"MemTotal:         {768 * 1024} kB".encode() in seen["/proc/meminfo"]
+    assert seen["/proc/stat"].count(b"\ncpu") == min(2, len(os.sched_getaffinity(0)))
+    assert b"cpu MHz" not in seen["/proc/cpuinfo"] and seen["/proc/diskstats"] == b""
+    assert seen["/proc/loadavg"] == b"0.00 0.00 0.00 1/1 1\n"
+    assert not folder.exists()  # removed with the container
+
+
 def test_the_engine_keeps_no_more_of_the_log_than_tre_reads(tmp_path: Path, engine_client: Any) -> None:
     """Redteam round 10: tre read at most its log limit from a container, but the engine's
     default log driver (json-file, no rotation) kept everything the job printed on the
@@ -452,6 +496,7 @@ def test_image_volumes_are_masked_read_only_and_its_healthcheck_is_off(tmp_path:
     assert opts["tmpfs"] == {
         "/tmp": "rw,noexec,nosuid,nodev,size=256m,nr_inodes=32768",
         "/var/lib/data": "ro,noexec,nosuid,nodev,size=4k",
+        "/sys": "ro,noexec,nosuid,nodev,size=4k",
     }
     assert opts["healthcheck"] == {"test": ["NONE"]}
     for bad in ("relative", "/a/../etc", "/"):

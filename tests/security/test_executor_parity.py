@@ -28,8 +28,9 @@ from typing import Any
 
 import pytest
 
+from tre.executors import procview, sysinfo
 from tre.executors.base import DatasetMount, ImageConfig, InputMount, JobSpec
-from tre.executors.docker import DockerExecutor, container_options
+from tre.executors.docker import DOCKER_PROC_FILES, DockerExecutor, container_options
 from tre.executors.kubernetes import manifests as k8s
 from tre.executors.kubernetes.config import KubernetesSettings
 from tre.executors.local import LocalExecutor, job_limits
@@ -133,8 +134,10 @@ def render_local(tmp: Path, spec: JobSpec) -> Local:
     stage = Stage(tmp / "stage")
     limits = job_limits(spec)
     # The cgroup path (not the rlimit fallback): any object stands for the job's cgroup here.
-    argv = executor._argv("bwrap", spec, rootfs, limits, {"seccomp": 97, "block": 98}, stage, object())  # type: ignore[arg-type]
-    launcher = launcher_argv(stage, [], 0x70000000, 990, 5, 6, argv)
+    # The job's own /proc files, as `_sandbox_fds` hands them over (one descriptor each).
+    fds = {"seccomp": 97, "block": 98, **{f"proc:{n}": 80 + i for i, n in enumerate(procview.SYNTHESISED)}}
+    argv = executor._argv("bwrap", spec, rootfs, limits, fds, stage, object())  # type: ignore[arg-type]
+    launcher = launcher_argv(stage, [], 0x70000000, 990, 5, 6, argv, sysinfo.helper_argv("python3", 7))
     entries = [e.name for e in rootfs.iterdir()]
     return Local(spec, argv, stage, launcher, entries, executor.log_limit_bytes, executor.uid_range.count)
 
@@ -142,7 +145,9 @@ def render_local(tmp: Path, spec: JobSpec) -> Local:
 def render_docker(spec: JobSpec) -> Docker:
     volumes = list(IMAGE_VOLUMES)
     count = DockerExecutor(client=object()).uid_range.count
-    return Docker(spec, container_options(spec, uid=10001, gid=10001, image_volumes=volumes), volumes, count)
+    proc = Path("/run/tre-proc-view")  # where `write_proc_view` put the job's /proc files
+    opts = container_options(spec, uid=10001, gid=10001, image_volumes=volumes, proc_dir=proc)
+    return Docker(spec, opts, volumes, count)
 
 
 def render_kube(spec: JobSpec) -> Kube:
@@ -469,6 +474,56 @@ def _kube_own_uid(r: Kube) -> bool:
     return r.pod.get("runtimeClassName") in ("gvisor", "kata") or r.pod.get("hostUsers") is False
 
 
+def _local_own_proc_figures(r: Local) -> bool:
+    data = {r.argv[i + 2] for i, a in enumerate(r.argv[:-2]) if a == "--ro-bind-data"}
+    return {f"/proc/{n}" for n in procview.SYNTHESISED} <= data
+
+
+def _docker_own_proc_figures(r: Docker) -> bool:
+    binds = {v["bind"]: v["mode"] for v in r.opts.get("volumes", {}).values()}
+    return all(binds.get(f"/proc/{n}") == "ro" for n in DOCKER_PROC_FILES)
+
+
+def _kube_own_kernel(r: Kube) -> bool:
+    # gVisor answers /proc and sysinfo(2) from its own kernel, which knows only the pod;
+    # Kata runs the pod in a VM of the pod's size. Required by the admission policy.
+    return r.pod.get("runtimeClassName") in ("gvisor", "kata")
+
+
+def _local_host_counters_masked(r: Local) -> bool:
+    covered = {d for _s, d in r.pairs("--ro-bind")} | {
+        r.argv[i + 1] for i, a in enumerate(r.argv[:-1]) if a == "--tmpfs"
+    }
+    files, folders = procview.masked()
+    return bool(files) and {f"/proc/{n}" for n in files + folders} <= covered
+
+
+def _docker_host_counters_masked(r: Docker) -> bool:
+    # runc refuses mounts inside /proc but for its allow-list (`DOCKER_PROC_FILES`).
+    binds = {v["bind"] for v in r.opts.get("volumes", {}).values()}
+    return all(f"/proc/{n}" in binds for n in ("vmstat", "interrupts", "locks"))
+
+
+def _local_own_sysinfo(r: Local) -> bool:
+    # The helper that hands sysinfo(2) to the worker runs before setpriv drops to the job user.
+    launcher = r.launcher
+    return sysinfo.HELPER in launcher and launcher.index(sysinfo.HELPER) < launcher.index("--inh-caps=-all")
+
+
+def _docker_own_sysinfo(r: Docker) -> bool:
+    return False  # the engine's seccomp profile cannot answer a call; runsc (gVisor) does
+
+
+def _local_no_sysfs(r: Local) -> bool:
+    return not any(
+        d == "/sys" or d.startswith("/sys/") for _s, d in r.pairs("--bind", "--ro-bind", "--dev-bind")
+    )
+
+
+def _docker_no_sysfs(r: Docker) -> bool:
+    return r.opts.get("tmpfs", {}).get("/sys", "").startswith("ro,")
+
+
 Check = Callable[[Any], bool]
 CONTROLS: dict[str, tuple[Check, Check, Check]] = {
     "no network": (_local_no_network, _docker_no_network, _kube_no_network),
@@ -499,6 +554,18 @@ CONTROLS: dict[str, tuple[Check, Check, Check]] = {
     "log kept on the host bounded": (_local_log_bounded, _docker_log_bounded, _kube_log_bounded),
     "image volumes not writable": (_local_image_volumes, _docker_image_volumes, _kube_image_volumes),
     "per-user kernel counters of the job's own": (_local_own_uid, _docker_own_uid, _kube_own_uid),
+    "/proc meminfo, cpuinfo, stat, loadavg, uptime of the job's own": (
+        _local_own_proc_figures,
+        _docker_own_proc_figures,
+        _kube_own_kernel,
+    ),
+    "no host /sys": (_local_no_sysfs, _docker_no_sysfs, _kube_own_kernel),
+    "sysinfo(2) of the job's own": (_local_own_sysinfo, _docker_own_sysinfo, _kube_own_kernel),
+    "other host-wide /proc counters masked": (
+        _local_host_counters_masked,
+        _docker_host_counters_masked,
+        _kube_own_kernel,
+    ),
 }
 BACKENDS = ("local", "docker", "kubernetes")
 
@@ -509,6 +576,8 @@ GAPS: dict[tuple[str, str], str] = {
     ("/tmp entries bounded", "kubernetes"): "an emptyDir has no entry bound",
     ("no core dumps", "kubernetes"): "core dumps of a pod",
     ("log kept on the host bounded", "kubernetes"): "containerLogMaxSize",
+    ("other host-wide /proc counters masked", "docker"): "runc refuses any other mount inside /proc",
+    ("sysinfo(2) of the job's own", "docker"): "still answers from the host on the Docker backend",
 }
 
 
@@ -544,9 +613,9 @@ def test_a_gpu_job_gets_a_gpu_on_every_backend(tmp_path: Path) -> None:
     assert not _kube_no_gpu(render_kube(spec))
     # The other controls hold for a GPU job as well.
     for control, (_l, d, k) in CONTROLS.items():
-        if control == "no GPU unless asked":
+        if control in ("no GPU unless asked", "no host /sys"):  # a GPU job's driver reads /sys
             continue
-        assert d(render_docker(spec)), control
+        assert (control, "docker") in GAPS or d(render_docker(spec)), control
         assert (control, "kubernetes") in GAPS or k(render_kube(spec)), control
 
 
@@ -606,6 +675,21 @@ def test_the_checks_notice_a_dropped_control(rendered: dict[str, Any]) -> None:
     assert not _kube_image_volumes(
         kube_with(lambda p: p["containers"][0]["volumeMounts"].pop())  # the last mask's mount
     )
+    proc_data = [
+        i for i, a in enumerate(local.argv) if a == "--ro-bind-data" and "/proc/meminfo" == local.argv[i + 2]
+    ]
+    assert len(proc_data) == 1
+    i = proc_data[0]
+    assert not _local_own_proc_figures(local_with(local.argv[:i] + local.argv[i + 3 :]))
+    i = local.argv.index("/proc/locks") - 2
+    assert not _local_host_counters_masked(local_with(local.argv[:i] + local.argv[i + 3 :]))
+    assert not _docker_own_proc_figures(
+        Docker(docker.spec, container_options(docker.spec, uid=10001, gid=10001), docker.image_volumes)
+    )
+    assert not _local_own_sysinfo(local_with(launcher=[a for a in local.launcher if a != sysinfo.HELPER]))
+    assert not _docker_no_sysfs(docker_with(tmpfs={"/tmp": docker.opts["tmpfs"]["/tmp"]}))
+    assert not _local_no_sysfs(local_with(local.argv[:2] + ["--ro-bind", "/sys", "/sys"] + local.argv[2:]))
+    assert not _kube_own_kernel(kube_with(lambda p: p.pop("runtimeClassName")))
     assert not _kube_no_network(
         Kube(kube.spec, kube.job, [o for o in kube.namespace if o["kind"] != "NetworkPolicy"])
     )

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tre.executors import procview
 from tre.executors.base import ExecutorError, ImageConfig, JobSpec
 from tre.executors.gpu import SANDBOX_DIR as GPU_SANDBOX_DIR
 from tre.executors.gpu import GpuMounts, nvidia_devices
@@ -290,6 +291,11 @@ class SandboxLayout:
     dev_source: str | None = None
     dev_nodes: tuple[str, ...] = ()
     proc_source: str | None = None
+    # (fd, /proc/<name>): the job's own /proc files (`tre.executors.procview.job_files`),
+    # bound read-only over the procfs's host-wide counters.
+    proc_files: list[tuple[int, str]] = field(default_factory=list)
+    # An empty file (`Stage.empty`) bound over each masked /proc file; None: /dev/null.
+    empty_source: str | None = None
     # --block-fd: bwrap reads it after every mount is made, just before running the job.
     block_fd: int | None = None
     # The image's config (Env, Entrypoint/Cmd, WorkingDir, User); None in host-toolchain mode.
@@ -320,25 +326,35 @@ def _host_root_args(layout: SandboxLayout) -> tuple[list[str], str]:
     return args, ":".join([*bins, SANDBOX_PATH])
 
 
-def _proc_args(host_proc: Path = Path("/proc"), source: str | None = None) -> list[str]:
+def _proc_args(
+    host_proc: Path = Path("/proc"),
+    source: str | None = None,
+    files: list[tuple[int, str]] | None = None,
+    empty: str | None = None,
+) -> list[str]:
     """Mount a fresh /proc for the pid namespace, then apply the hardening above.
 
     Only entries present on the host are touched (procfs cannot create files); the
     top-level non-pid entries of a new procfs are the same as the host's. ``source``: where
     bwrap finds the read-only entries (a procfs of the job's own, `Stage.proc`), so that
-    their inodes, and locks on them, are not shared with other jobs.
+    their inodes, and locks on them, are not shared with other jobs. Then every host-wide
+    counter is masked, deny by default (`tre.executors.procview.masked`), and ``files``
+    (the job's own meminfo, cpuinfo, stat, loadavg, uptime) are bound over the procfs's.
+    A masked file is ``empty`` (a file of the job's stage) or /dev/null (unreadable there:
+    the sandbox's /proc is ``nodev``).
     """
     args = ["--proc", "/proc"]
     base = source or str(host_proc)
     for name in _PROC_READ_ONLY:
-        if (host_proc / name).exists():
+        if name in procview.KEPT and (host_proc / name).exists():  # the others are masked
             args += ["--ro-bind", f"{base}/{name}", f"/proc/{name}"]
-    for name in _PROC_MASKED_FILES:
-        if (host_proc / name).exists():
-            args += ["--ro-bind", "/dev/null", f"/proc/{name}"]
-    for name in _PROC_MASKED_DIRS:
-        if (host_proc / name).is_dir():
-            args += ["--tmpfs", f"/proc/{name}", "--remount-ro", f"/proc/{name}"]
+    masked_files, masked_dirs = procview.masked(host_proc)
+    for name in sorted({*masked_files, *(n for n in _PROC_MASKED_FILES if (host_proc / n).exists())}):
+        args += ["--ro-bind", empty or "/dev/null", f"/proc/{name}"]
+    for name in sorted({*masked_dirs, *(n for n in _PROC_MASKED_DIRS if (host_proc / n).is_dir())}):
+        args += ["--tmpfs", f"/proc/{name}", "--remount-ro", f"/proc/{name}"]
+    for fd, dest in files or []:
+        args += ["--ro-bind-data", str(fd), dest]
     return args
 
 
@@ -397,7 +413,7 @@ def build_args(spec: JobSpec, layout: SandboxLayout) -> list[str]:
     for host, dest in layout.gpu.files:
         args += ["--ro-bind", layout.stage(host, False), dest]
     args += [
-        *_proc_args(source=layout.proc_source),
+        *_proc_args(source=layout.proc_source, files=layout.proc_files, empty=layout.empty_source),
         "--dev",
         "/dev",
         # bwrap's --dev binds the host's nodes; these replace them with the job's own (locks).

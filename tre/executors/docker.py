@@ -21,16 +21,18 @@ import contextlib
 import logging
 import os
 import re
+import shutil
 import stat
+import tempfile
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any, ClassVar
 
 from tre.config import Settings
 from tre.errors import is_storage_full
-from tre.executors import fstree, reasons
+from tre.executors import fstree, procview, reasons
 from tre.executors.base import Executor, ExecutorError, JobResult, JobSpec, RunControl
 from tre.executors.jobuids import UidRange
 from tre.executors.stage import scratch_inodes
@@ -45,6 +47,36 @@ _JOB_ID = re.compile(r"[0-9a-f]{32}")
 _PINNED = re.compile(r"([^@\s]+@sha256:[0-9a-f]{64}|sha256:[0-9a-f]{64})")
 # Policy names for sandboxed runtimes -> the Docker runtime that implements them.
 RUNTIMES = {"gvisor": "runsc", "runsc": "runsc", "kata": "kata-runtime"}
+
+
+# /proc files runc lets a container bind over (its allow-list, the one lxcfs uses): the
+# job's own figures (`tre.executors.procview`) and an empty diskstats. The other host-wide
+# counters (vmstat, interrupts, pressure, locks, /proc/sys/fs/file-nr ...) cannot be covered
+# on this backend: runc refuses any other mount inside /proc (SECURITY.md, residual risks).
+DOCKER_PROC_FILES = (*procview.SYNTHESISED, "diskstats")
+
+
+def write_proc_view(spec: JobSpec, host_proc: Path = Path("/proc")) -> Path:
+    """A new folder (in the worker's temporary folder, not on the disk jobs fill) holding the
+    job's /proc files (`DOCKER_PROC_FILES`), read-only. Removed once the container is: the
+    container's binds keep their own hold on the files, so a worker that restarts and
+    reattaches needs them no more."""
+    folder = Path(tempfile.mkdtemp(prefix=f"tre-proc-{spec.job_id}-"))
+    folder.chmod(0o755)
+    files = {**procview.job_files(spec.cpu, spec.memory_mb * MIB, host_proc), "diskstats": b""}
+    for name in DOCKER_PROC_FILES:
+        path = folder / name
+        path.write_bytes(files[name])
+        path.chmod(0o444)
+    return folder
+
+
+@contextlib.contextmanager
+def _removed_after(folder: Path) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _require_pinned(image: str) -> None:
@@ -77,8 +109,11 @@ def container_options(
     runtime: str | None = None,
     image_volumes: Iterable[str] = (),
     log_limit_bytes: int = 64 * 1024 * 1024,
+    proc_dir: Path | None = None,
 ) -> dict[str, Any]:
     """Keyword arguments for ``client.containers.create``; pure, so tests pin every option.
+
+    ``proc_dir``: the folder `write_proc_view` wrote, bound over the container's /proc files.
 
     ``image_volumes``: the ``Volumes`` of the image's config, each masked read-only.
     ``log_limit_bytes``: what tre reads of the log; the engine keeps at most two files of
@@ -96,6 +131,10 @@ def container_options(
     volumes[str(spec.output_dir)] = {"bind": OUTPUT_MOUNT, "mode": "rw"}
     if spec.code_dir is not None:
         volumes[str(spec.code_dir)] = {"bind": CODE_MOUNT, "mode": "ro"}
+    # The job's own /proc figures over the host's counters (written by `write_proc_view`).
+    if proc_dir is not None:
+        for name in DOCKER_PROC_FILES:
+            volumes[str(proc_dir / name)] = {"bind": f"/proc/{name}", "mode": "ro"}
     # Earlier jobs' outputs (tre.jobs.lineage): read-only, each at /inputs/<job id>.
     for mount in spec.inputs:
         if not _JOB_ID.fullmatch(mount.job_id) or mount.mount_path != f"/inputs/{mount.job_id}":
@@ -135,6 +174,11 @@ def container_options(
         "tmpfs": {
             tmp: f"rw,noexec,nosuid,nodev,size={tmp_size_mb}m,nr_inodes={scratch_inodes(tmp_size_mb * MIB)}",
             **_masked_volumes(image_volumes, {tmp, *(v["bind"] for v in volumes.values())}),
+            # No sysfs, as in the local sandbox: the engine's read-only /sys is the host's sysfs:
+            # live CPU clocks, block-device I/O counts and file-system write totals, which move
+            # with every other job (redteam round 12). GPU jobs keep it: the driver's
+            # libraries read the PCI topology there.
+            **({} if spec.gpu > 0 else {"/sys": MASKED_VOLUME}),
         },
         "healthcheck": {"test": ["NONE"]},
         # Rotated at tre's own log limit: tre follows the log as it is written and keeps at
@@ -288,7 +332,11 @@ class DockerExecutor(Executor):
         declared = ((image.attrs or {}).get("Config") or {}).get("Volumes") or {}
         # Held until the container is removed (`_follow`), so no other job gets the uid while
         # any process of this one lives.
-        with self.uid_range.hold(self.uid) as uid:
+        try:
+            proc_dir = write_proc_view(spec)
+        except OSError as exc:
+            raise ExecutorError(f"cannot write the job's /proc files: {exc}") from exc
+        with self.uid_range.hold(self.uid) as uid, _removed_after(proc_dir):
             opts = container_options(
                 spec,
                 uid=uid,
@@ -296,6 +344,7 @@ class DockerExecutor(Executor):
                 runtime=self.runtime,
                 image_volumes=list(declared),
                 log_limit_bytes=self.log_limit_bytes,
+                proc_dir=proc_dir,
             )
             spec.output_dir.mkdir(parents=True, exist_ok=True)
             if os.geteuid() == 0:

@@ -24,8 +24,10 @@ import os
 import select
 import shutil
 import signal
+import socket
 import stat
 import subprocess
+import sys
 import tempfile
 import termios
 import threading
@@ -37,7 +39,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, ClassVar
 
 from tre.errors import is_storage_full
-from tre.executors import fstree, outputfs, reasons, seccomp
+from tre.executors import fstree, outputfs, procview, reasons, seccomp, sysinfo
 from tre.executors.base import Executor, ExecutorError, JobResult, JobSpec, RunControl
 from tre.executors.bwrap import SandboxLayout, build_args, image_identity, image_rootfs
 from tre.executors.cgroups import CgroupLimits, JobCgroup, create_job_cgroup, job_cgroup_name, sweep_stale
@@ -414,7 +416,7 @@ class LocalExecutor(Executor):
             mounted = True
             os.chown(spec.output_dir, *run_ids)  # the template's root is the job user's
             seed = None if warm_seed is not None or rootfs is not None else self._seed_files(spec)
-            with self._sandbox_fds(seed or []) as fds:
+            with self._sandbox_fds(seed or [], procview.job_files(spec.cpu, limits.memory_bytes)) as fds:
                 stage = Stage(self.stage_dir)
                 argv = self._argv(bwrap, spec, rootfs, limits, fds, stage, cgroup, warm_seed)
                 # The raw log holds whatever the job printed: staff-only, never world-readable.
@@ -497,11 +499,16 @@ class LocalExecutor(Executor):
         return files
 
     @contextlib.contextmanager
-    def _sandbox_fds(self, seed_files: list[tuple[Path, str]]) -> Iterator[dict[str, int]]:
-        """Files bwrap reads at start-up: seccomp program, /etc/passwd, group, hosts, and the
-        Numba cache seed (keys ``seed:<relative path>``)."""
+    def _sandbox_fds(
+        self, seed_files: list[tuple[Path, str]], proc_files: dict[str, bytes] | None = None
+    ) -> Iterator[dict[str, int]]:
+        """Files bwrap reads at start-up: seccomp program, /etc/passwd, group, hosts, the
+        Numba cache seed (keys ``seed:<relative path>``) and the job's own /proc files
+        (keys ``proc:<name>``, `tre.executors.procview`)."""
         fds: dict[str, int] = {}
         try:
+            for name, data in (proc_files or {}).items():
+                fds[f"proc:{name}"] = _memfd(f"tre-proc-{name}", data)
             for path, rel in seed_files:
                 with contextlib.suppress(OSError):
                     fds[f"seed:{rel}"] = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
@@ -577,6 +584,8 @@ class LocalExecutor(Executor):
             dev_source=dev_source,
             dev_nodes=dev_nodes,
             proc_source=stage.proc(),
+            empty_source=stage.empty(),
+            proc_files=[(fd, f"/proc/{key[5:]}") for key, fd in fds.items() if key.startswith("proc:")],
             block_fd=fds.get("block"),
             image_config=config,
         )
@@ -627,14 +636,27 @@ class LocalExecutor(Executor):
         hold_r, hold_w = os.pipe()
         procs = [str(p) for p in cgroup.procs_files] if cgroup is not None else []
         started = time.monotonic()
+        # sysinfo(2) answered by this worker with the job's own figures (`tre.executors.sysinfo`).
+        responder: sysinfo.Responder | None = None
+        wrap: list[str] = []
+        helper_end: socket.socket | None = None
+        if self.use_seccomp and sysinfo.supported():
+            ours, helper_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            responder = sysinfo.Responder(ours, procview.shown_memory(spec.memory_mb * MIB))
+            wrap = sysinfo.helper_argv(sys.executable, helper_end.fileno())
         try:
-            argv = launcher_argv(stage, procs, *run_ids, status_w, hold_r, command)
+            argv = launcher_argv(stage, procs, *run_ids, status_w, hold_r, command, wrap)
             proc = subprocess.Popen(
                 argv,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
-                pass_fds=(*_fds_named(command, fds.values()), status_w, hold_r),
+                pass_fds=(
+                    *_fds_named(command, fds.values()),
+                    status_w,
+                    hold_r,
+                    *([helper_end.fileno()] if helper_end is not None else []),
+                ),
                 start_new_session=True,
                 env=_HOST_ENV,
                 # Not the worker's folder: bash exports it as PWD to bwrap, whose init's
@@ -648,6 +670,10 @@ class LocalExecutor(Executor):
         finally:
             os.close(status_w)
             os.close(hold_r)
+            if helper_end is not None:
+                helper_end.close()
+        if responder is not None:
+            responder.start()
         assert proc.stdout is not None
         pump = _LogPump(proc.stdout, log_file, self.log_limit_bytes)
         pump.start()
@@ -687,6 +713,9 @@ class LocalExecutor(Executor):
             pump.join(timeout=5)
             proc.stdout.close()
             status.close()
+            if responder is not None:
+                responder.stop()
+                responder.join(timeout=5)
         if ending.returncode is None:
             ending.returncode = proc.returncode
             ending.launched = _unread_bytes(fds["block"]) == 0 and proc.returncode != LAUNCH_FAILED

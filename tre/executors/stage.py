@@ -84,6 +84,8 @@ while [ "$1" != "--" ]; do
             mknod -m 0666 "$d/$name" c "$major" "$minor" || fail "cannot make a private device"
         done
         mount -o remount,ro,nosuid,noexec "$d" || fail "cannot seal the private devices" ;;
+    empty)
+        : > "$d" && chmod 0444 "$d" || fail "cannot make the empty file" ;;
     proc)
         mkdir "$d" && mount -t proc -o nosuid,nodev,noexec tre-proc "$d" \
             || fail "cannot mount a private /proc" ;;
@@ -184,6 +186,12 @@ class Stage:
         locks, with every other job."""
         return self._add("proc", "-", "proc")
 
+    def empty(self) -> str:
+        """An empty read-only file of the job's own, bound over the host-wide /proc counters
+        it masks (`tre.executors.procview`): it reads as empty, where the host's /dev/null
+        on the sandbox's ``nodev`` /proc refused reads, and its inode is nobody else's."""
+        return self._add("empty", "-", "empty")
+
     def _add(self, kind: str, source: str, name: str | None = None) -> str:
         # Named entries (output, tmp, shm) are one each, whatever their source.
         key = (kind, name or source)
@@ -206,9 +214,11 @@ def launcher_argv(
     status_fd: int,
     hold_fd: int,
     command: list[str],
+    wrap: list[str] | None = None,
 ) -> list[str]:
     """The whole command line: die with the worker, own mount namespace, the launcher script,
-    then ``setpriv`` to the job user (no groups, no capabilities) and ``command``."""
+    then ``wrap`` (still root: `tre.executors.sysinfo.helper_argv`), ``setpriv`` to the job
+    user (no groups, no capabilities) and ``command``."""
     if not _STAGE_ROOT.match(str(stage.root)):
         raise ExecutorError(f"the sandbox stage folder {stage.root} must be a plain absolute path")
     tools = {
@@ -230,7 +240,7 @@ def launcher_argv(
         *procs_files, "--",
         str(stage.root), str(uid), str(gid), str(status_fd), str(hold_fd),
         *spec_args, "--",
-        *drop, *command,
+        *(wrap or []), *drop, *command,
     ]  # fmt: skip
 
 
