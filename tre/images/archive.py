@@ -22,7 +22,7 @@ from tre.errors import STORAGE_FULL_DETAIL, StorageFull, is_storage_full
 from tre.images.errors import ImageRejected
 from tre.images.limits import ImageLimits
 from tre.images.reference import printable
-from tre.tarbounds import BoundedTarInfo, CappedReader, TarBoundExceeded, stream_cap
+from tre.tarbounds import CappedReader, StrictTarInfo, TarBoundExceeded, stream_cap
 
 MAX_INDEX_BYTES = 4 << 20
 CHUNK = 1 << 20
@@ -79,7 +79,7 @@ def inspect_archive(path: Path, limits: ImageLimits) -> ArchiveInfo:
     hashes: dict[str, str] = {}  # member -> sha256 of its (uncompressed) content
     links: dict[str, str] = {}
     try:
-        with tarfile.open(path, mode="r:", tarinfo=BoundedTarInfo) as tar:
+        with tarfile.open(path, mode="r:", tarinfo=StrictTarInfo) as tar:
             for count, member in enumerate(tar, start=1):
                 if count > limits.max_files:
                     raise ImageRejected(f"the archive has more than {limits.max_files} members")
@@ -146,7 +146,7 @@ def _content_hash(fh: Any) -> str:
 
 def _uncompressed_hash(tar_path: Path, member: str, limits: ImageLimits) -> str:
     """A compressed docker layer's diff_id, decompressing no more than a layer may hold."""
-    with tarfile.open(tar_path, mode="r:", tarinfo=BoundedTarInfo) as tar:
+    with tarfile.open(tar_path, mode="r:", tarinfo=StrictTarInfo) as tar:
         fh = tar.extractfile(member)
         assert fh is not None
         head = fh.read(2)
@@ -176,7 +176,7 @@ def _check_docker_diff_ids(
         raise ImageRejected("the docker archive's links form a loop")
 
     config_name = resolve(str(entry["Config"]))
-    with tarfile.open(path, mode="r:", tarinfo=BoundedTarInfo) as tar:
+    with tarfile.open(path, mode="r:", tarinfo=StrictTarInfo) as tar:
         fh = tar.extractfile(config_name)
         if fh is None:
             raise ImageRejected("the docker archive's config is not a regular file")
@@ -224,7 +224,7 @@ def _check_oci_documents(path: Path, index: dict[str, Any], sizes: dict[str, int
     blob = _document_blob(top, sizes, "manifest")
     if top.get("mediaType") not in INDEX_TYPES:
         return
-    with tarfile.open(path, mode="r:", tarinfo=BoundedTarInfo) as tar:
+    with tarfile.open(path, mode="r:", tarinfo=StrictTarInfo) as tar:
         fh = tar.extractfile(blob)
         assert fh is not None
         nested = _json(fh.read(), "image index")
