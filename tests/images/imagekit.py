@@ -12,6 +12,7 @@ import subprocess
 import tarfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 BUSYBOX = Path("/bin/busybox")
 MARKER = "tre-image-marker-7f3a"
@@ -118,9 +119,11 @@ def crafted_oci_archive(
     diff_ids: list[str],
     media_type: str = "application/vnd.oci.image.layer.v1.tar+gzip",
     config_extra: dict[str, object] | None = None,
+    edit_manifest: Callable[[dict[str, Any]], None] | None = None,
 ) -> Path:
     """An OCI archive written by hand: layer ``blobs`` as stored (e.g. gzip) with the
-    ``diff_ids`` of their uncompressed content, one manifest, one index entry."""
+    ``diff_ids`` of their uncompressed content, one manifest (``edit_manifest`` may change
+    it before it is hashed), one index entry."""
     config = json.dumps(
         {
             "architecture": "amd64",
@@ -129,18 +132,19 @@ def crafted_oci_archive(
             "rootfs": {"type": "layers", "diff_ids": diff_ids},
         }
     ).encode()
-    manifest = json.dumps(
-        {
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "config": {
-                "mediaType": "application/vnd.oci.image.config.v1+json",
-                "digest": sha(config),
-                "size": len(config),
-            },
-            "layers": [{"mediaType": media_type, "digest": sha(b), "size": len(b)} for b in blobs],
-        }
-    ).encode()
+    manifest_doc: dict[str, Any] = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            "digest": sha(config),
+            "size": len(config),
+        },
+        "layers": [{"mediaType": media_type, "digest": sha(b), "size": len(b)} for b in blobs],
+    }
+    if edit_manifest is not None:
+        edit_manifest(manifest_doc)
+    manifest = json.dumps(manifest_doc).encode()
     index = json.dumps(
         {
             "schemaVersion": 2,
