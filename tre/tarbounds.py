@@ -13,6 +13,10 @@ Two guards, used for image archives, image layers and code archives:
   them;
 - `CappedReader` counts the bytes read through it (after decompression) and refuses past
   a cap, so the stream a tar walk or a hash consumes is bounded whatever it claims.
+
+And for archives a Go tool reads after us (image layers: umoci; image archives: skopeo),
+`StrictTarInfo` also refuses every header Go's archive/tar would read differently, so that
+what we checked is what gets unpacked (docs/images.md, "One archive to both readers").
 """
 
 from __future__ import annotations
