@@ -91,13 +91,17 @@ def sha(data: bytes) -> str:
 
 
 def crafted_docker_archive(
-    dest: Path, layers: list[bytes], diff_ids: list[str] | None = None, tag: str = "evil/image:1"
+    dest: Path,
+    layers: list[bytes],
+    diff_ids: list[str] | None = None,
+    tag: str = "evil/image:1",
+    platform: tuple[str, str] = ("linux", "amd64"),
 ) -> Path:
     """A `docker save` archive written by hand; ``diff_ids`` may lie about the layers."""
     config = json.dumps(
         {
-            "architecture": "amd64",
-            "os": "linux",
+            "architecture": platform[1],
+            "os": platform[0],
             "config": {"Env": ["A=1"], "Cmd": ["/bin/sh"]},
             "rootfs": {"type": "layers", "diff_ids": diff_ids or [sha(x) for x in layers]},
         }
@@ -120,14 +124,15 @@ def crafted_oci_archive(
     media_type: str = "application/vnd.oci.image.layer.v1.tar+gzip",
     config_extra: dict[str, object] | None = None,
     edit_manifest: Callable[[dict[str, Any]], None] | None = None,
+    platform: tuple[str, str] = ("linux", "amd64"),
 ) -> Path:
     """An OCI archive written by hand: layer ``blobs`` as stored (e.g. gzip) with the
     ``diff_ids`` of their uncompressed content, one manifest (``edit_manifest`` may change
     it before it is hashed), one index entry."""
     config = json.dumps(
         {
-            "architecture": "amd64",
-            "os": "linux",
+            "architecture": platform[1],
+            "os": platform[0],
             "config": {"Cmd": ["/bin/sh"], **(config_extra or {})},
             "rootfs": {"type": "layers", "diff_ids": diff_ids},
         }

@@ -18,10 +18,10 @@ from typing import Any
 import pytest
 
 from tests.images.conftest import store_is_empty
-from tests.images.imagekit import add_file, crafted_oci_archive, layer_tar, sha
+from tests.images.imagekit import add_file, crafted_docker_archive, crafted_oci_archive, layer_tar, sha
 from tre.config import Settings
 from tre.images.errors import ImageRejected
-from tre.images.layout import verify_layout
+from tre.images.layout import host_architecture, verify_layout
 from tre.images.limits import ImageLimits
 from tre.images.store import ImageStore
 
@@ -157,3 +157,26 @@ def test_duplicate_layers_and_an_opaque_whiteout_in_the_first_layer_import(
     root = store.rootfs(result.digest)
     assert (root / "etc" / "hostname").read_text() == "box\n" and (root / "a.txt").read_text() == "a"
     assert not (root / "etc" / ".wh..wh..opq").exists()
+
+
+OTHER_ARCH = "s390x" if host_architecture() != "s390x" else "arm64"
+
+
+@pytest.mark.parametrize("fmt", ["oci", "docker"])
+@pytest.mark.parametrize("platform", [("linux", OTHER_ARCH), ("windows", host_architecture())])
+def test_an_image_for_another_platform_is_refused_at_import(
+    store: ImageStore, tmp_path: Path, fmt: str, platform: tuple[str, str]
+) -> None:
+    """An Apple-silicon laptop builds linux/arm64 by default: before, such an image imported,
+    though this host cannot execute its programs."""
+    if fmt == "oci":
+        archive = crafted_oci_archive(tmp_path / "p.tar", [BLOB], [sha(LAYER)], platform=platform)
+    else:
+        archive = crafted_docker_archive(tmp_path / "p.tar", [LAYER], platform=platform)
+    host = host_architecture()
+    _refused(
+        store,
+        archive,
+        f"the image is built for {platform[0]}/{platform[1]}, and jobs here run on linux/{host}",
+        f"docker build --platform linux/{host}",
+    )

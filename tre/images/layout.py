@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import platform
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -155,6 +156,7 @@ def verify_layout(layout: Path, limits: ImageLimits) -> VerifiedImage:
     manifest = _json_blob(_verify_blob(layout, desc, "manifest"), "manifest")
     config_desc = manifest.get("config")
     config = _json_blob(_verify_blob(layout, config_desc, "config"), "config")
+    check_platform(config)
     layers = manifest.get("layers")
     check_layer_descriptors(layers, limits)
     assert isinstance(layers, list)
@@ -173,6 +175,35 @@ def verify_layout(layout: Path, limits: ImageLimits) -> VerifiedImage:
     return VerifiedImage(
         digest=str(desc["digest"]), manifest=manifest, config=config, layers=len(layers), size=size, scan=scan
     )
+
+
+# platform.machine() -> the GOARCH names image configs use.
+_GOARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386", "i386": "386"}
+
+
+def host_architecture() -> str:
+    machine = platform.machine().lower()
+    return _GOARCH.get(machine, machine)
+
+
+def check_platform(config: dict[str, Any]) -> None:
+    """Refuse an image built for another OS or CPU than the one jobs run on here.
+
+    A researcher on an Apple-silicon laptop builds linux/arm64 by default: such an image
+    imported fine, though the kernel here cannot execute its programs ("exec format error"
+    in every job; review round 12). An
+    image index already resolves to this host's platform (skopeo picks it); a single image
+    says its platform in its config. A config without ``architecture`` is left to run."""
+    system, arch = config.get("os"), config.get("architecture")
+    host = host_architecture()
+    if (isinstance(system, str) and system and system != "linux") or (
+        isinstance(arch, str) and arch and arch != host
+    ):
+        built = f"{printable(str(system or '?'), 16)}/{printable(str(arch or '?'), 16)}"
+        raise ImageRejected(
+            f"the image is built for {built}, and jobs here run on linux/{host}: rebuild it "
+            f"for linux/{host} (docker build --platform linux/{host})"
+        )
 
 
 def check_run_config(cfg: ImageConfig) -> None:
