@@ -13,10 +13,15 @@ Two guards, used for image archives, image layers and code archives:
   them;
 - `CappedReader` counts the bytes read through it (after decompression) and refuses past
   a cap, so the stream a tar walk or a hash consumes is bounded whatever it claims.
+
+And for archives a Go tool reads after us (image layers: umoci; image archives: skopeo),
+`StrictTarInfo` also refuses every header Go's archive/tar would read differently, so that
+what we checked is what gets unpacked (docs/images.md, "One archive to both readers").
 """
 
 from __future__ import annotations
 
+import re
 import tarfile
 from typing import IO, Any
 
@@ -69,6 +74,15 @@ class _HeaderBounds:
     def _proc_gnusparse_10(self, next_: Any, pax_headers: Any, tarfile_: Any) -> Any:
         raise TarSparseMember("a sparse file")
 
+    def _apply_pax_info(self, pax_headers: Any, encoding: Any, errors: Any) -> Any:
+        # Every GNU.sparse.* record, not only the ones tarfile acts on: format 0.0 and 0.1
+        # sparse members (tarfile reads their map, then yields an ordinary-looking file) and
+        # GNU.sparse.name, which tarfile applies as the member's name always and Go's
+        # archive/tar only for a sparse member (review round 12).
+        if any(str(key).startswith("GNU.sparse.") for key in pax_headers):
+            raise TarSparseMember("a sparse file (GNU.sparse records)")
+        return super()._apply_pax_info(pax_headers, encoding, errors)  # type: ignore[misc]
+
 
 def bounded_tarinfo(base: type[tarfile.TarInfo]) -> type[tarfile.TarInfo]:
     """``base`` with the header bounds: pass it as ``tarfile.open(..., tarinfo=...)`` of the
@@ -77,6 +91,114 @@ def bounded_tarinfo(base: type[tarfile.TarInfo]) -> type[tarfile.TarInfo]:
 
 
 BoundedTarInfo = bounded_tarinfo(tarfile.TarInfo)
+
+
+class TarAmbiguousHeader(TarBoundExceeded):
+    """A header that Go's archive/tar (umoci, skopeo) would read differently from tarfile."""
+
+
+# The numeric fields of a tar header: (start, end, name).
+_NUMERIC_FIELDS = (
+    (100, 108, "mode"),
+    (108, 116, "uid"),
+    (116, 124, "gid"),
+    (124, 136, "size"),
+    (136, 148, "mtime"),
+    (148, 156, "checksum"),
+    (329, 337, "devmajor"),
+    (337, 345, "devminor"),
+)
+# Octal digits, padded with spaces before and spaces or NULs after: the only spelling both
+# readers parse to the same number. tarfile stops at the first NUL, Go's archive/tar first
+# trims NULs and spaces from both ends: a size field "\0000001000" is 0 to tarfile and 512 to Go.
+_CANONICAL_OCTAL = re.compile(rb" *[0-7]*[ \x00]*")
+_PAX_DIGITS = re.compile(r"[0-9]+")
+# What a global PAX header may set: `git archive` writes the commit id as a comment.
+_GLOBAL_PAX_KEYS = {"comment"}
+
+
+def _check_block(buf: bytes) -> None:
+    for start, end, name in _NUMERIC_FIELDS:
+        field = buf[start:end]
+        if field[0] in (0o200, 0o377):  # base-256, read alike by both
+            continue
+        if not _CANONICAL_OCTAL.fullmatch(field):
+            raise TarAmbiguousHeader(f"a tar header whose {name} field tar readers disagree on")
+    kind = buf[156:157]
+    if kind == tarfile.AREGTYPE:
+        # tarfile makes it a folder if the header's own name ends in "/", Go if the final
+        # name (after a PAX path or GNU long name) does: one skips the data, the other not.
+        raise TarAmbiguousHeader("an old-style (V7) file header, which tar readers disagree on")
+    if kind == tarfile.SOLARIS_XHDTYPE:
+        raise TarAmbiguousHeader("a Solaris extended header, which Go's tar reader does not know")
+    prefix_used = buf[345] != 0 and kind not in tarfile.GNU_TYPES
+    if prefix_used and (buf[257:263] != b"ustar\x00" or buf[508:512] == b"tar\x00"):
+        # tarfile joins the prefix field to the name in every format; Go only in POSIX ustar.
+        raise TarAmbiguousHeader("a tar header with a name prefix outside the POSIX ustar format")
+
+
+class _StrictHeaders(_HeaderBounds):
+    """Header reading that refuses what Go's archive/tar would read differently.
+
+    An image layer is checked by tarfile here and then unpacked by umoci (Go). Where the two
+    parsers disagree on a header, they disagree on where the next one starts, and everything
+    after that is a different archive to each: a layer whose size field began with a NUL
+    showed tarfile two harmless files while umoci unpacked a 256 MiB sparse file (written
+    out in full) that no check had seen (review round 12). So every header must be spelled
+    the one way both read alike: canonical numeric fields, no V7 regular-file type, no name
+    prefix outside ustar, no Solaris or non-comment global PAX headers, at most one PAX
+    header and one GNU long name and link per member and not both a PAX path and a GNU long
+    name (each reader lets a different one win), PAX numbers in plain digits.
+    """
+
+    @classmethod
+    def frombuf(cls, buf: bytes, encoding: str, errors: str) -> Any:
+        # tarfile first: it refuses what is not a tar header at all (bad checksum, end of
+        # archive) with its own errors, which callers report as "not a readable tar".
+        obj = super().frombuf(buf, encoding, errors)  # type: ignore[misc]
+        _check_block(buf)
+        if obj.size < 0:
+            raise TarAmbiguousHeader("a tar header with a negative size")
+        return obj
+
+    def _proc_pax(self, tarfile_: Any) -> Any:
+        nxt = super()._proc_pax(tarfile_)  # type: ignore[misc]
+        if self.type == tarfile.XGLTYPE:
+            if set(tarfile_.pax_headers) - _GLOBAL_PAX_KEYS:
+                raise TarAmbiguousHeader("a global PAX header (Go's tar reader does not apply it)")
+            return nxt
+        return _mark(nxt, "pax")
+
+    def _proc_gnulong(self, tarfile_: Any) -> Any:
+        nxt = super()._proc_gnulong(tarfile_)  # type: ignore[misc]
+        return _mark(nxt, "longname" if self.type == tarfile.GNUTYPE_LONGNAME else "longlink")
+
+    def _apply_pax_info(self, pax_headers: Any, encoding: Any, errors: Any) -> Any:
+        for key in ("size", "uid", "gid"):
+            if key in pax_headers and not _PAX_DIGITS.fullmatch(str(pax_headers[key])):
+                raise TarAmbiguousHeader(f"a PAX {key} record that is not a plain number")
+        return super()._apply_pax_info(pax_headers, encoding, errors)
+
+
+def _mark(member: Any, kind: str) -> Any:
+    seen: set[str] = getattr(member, "_tre_extended", set())
+    if kind in seen:
+        raise TarAmbiguousHeader("two extended headers of one kind for one member")
+    seen = seen | {kind}
+    member._tre_extended = seen
+    pax = member.pax_headers
+    if ("longname" in seen and "path" in pax) or ("longlink" in seen and "linkpath" in pax):
+        raise TarAmbiguousHeader("both a PAX path and a GNU long name for one member")
+    return member
+
+
+def strict_tarinfo(base: type[tarfile.TarInfo]) -> type[tarfile.TarInfo]:
+    """``base`` with the header bounds and the strict header reading of `_StrictHeaders`."""
+    return type("StrictTarInfo", (_StrictHeaders, base), {})
+
+
+# For archives a Go tool reads after us: image layers (umoci) and image archives (skopeo).
+StrictTarInfo = strict_tarinfo(tarfile.TarInfo)
 
 
 class CappedReader:

@@ -154,7 +154,11 @@ def test_hostile_folder_is_refused_before_upload(live, tmp_path: Path, settings)
     args = shlex.split(readme_submit_line().replace("<ref>", IMAGE))[1:]
     proc = _tre(live["alice"], args, cwd=work)
     assert proc.returncode == 1
-    assert proc.stderr.strip() == "error: symbolic link 'secrets' points to an absolute path"
+    assert (
+        proc.stderr.strip()
+        == "error: symbolic link 'secrets' points to an absolute path, which the job cannot reach: "
+        "make it relative, or leave it out"
+    )
     assert "Traceback" not in proc.stderr + proc.stdout
     archives = settings.home / "code" / "archives"
     assert not archives.exists() or not any(archives.iterdir())

@@ -12,6 +12,7 @@ import subprocess
 import tarfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 BUSYBOX = Path("/bin/busybox")
 MARKER = "tre-image-marker-7f3a"
@@ -90,13 +91,17 @@ def sha(data: bytes) -> str:
 
 
 def crafted_docker_archive(
-    dest: Path, layers: list[bytes], diff_ids: list[str] | None = None, tag: str = "evil/image:1"
+    dest: Path,
+    layers: list[bytes],
+    diff_ids: list[str] | None = None,
+    tag: str = "evil/image:1",
+    platform: tuple[str, str] = ("linux", "amd64"),
 ) -> Path:
     """A `docker save` archive written by hand; ``diff_ids`` may lie about the layers."""
     config = json.dumps(
         {
-            "architecture": "amd64",
-            "os": "linux",
+            "architecture": platform[1],
+            "os": platform[0],
             "config": {"Env": ["A=1"], "Cmd": ["/bin/sh"]},
             "rootfs": {"type": "layers", "diff_ids": diff_ids or [sha(x) for x in layers]},
         }
@@ -118,29 +123,33 @@ def crafted_oci_archive(
     diff_ids: list[str],
     media_type: str = "application/vnd.oci.image.layer.v1.tar+gzip",
     config_extra: dict[str, object] | None = None,
+    edit_manifest: Callable[[dict[str, Any]], None] | None = None,
+    platform: tuple[str, str] = ("linux", "amd64"),
 ) -> Path:
     """An OCI archive written by hand: layer ``blobs`` as stored (e.g. gzip) with the
-    ``diff_ids`` of their uncompressed content, one manifest, one index entry."""
+    ``diff_ids`` of their uncompressed content, one manifest (``edit_manifest`` may change
+    it before it is hashed), one index entry."""
     config = json.dumps(
         {
-            "architecture": "amd64",
-            "os": "linux",
+            "architecture": platform[1],
+            "os": platform[0],
             "config": {"Cmd": ["/bin/sh"], **(config_extra or {})},
             "rootfs": {"type": "layers", "diff_ids": diff_ids},
         }
     ).encode()
-    manifest = json.dumps(
-        {
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "config": {
-                "mediaType": "application/vnd.oci.image.config.v1+json",
-                "digest": sha(config),
-                "size": len(config),
-            },
-            "layers": [{"mediaType": media_type, "digest": sha(b), "size": len(b)} for b in blobs],
-        }
-    ).encode()
+    manifest_doc: dict[str, Any] = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            "digest": sha(config),
+            "size": len(config),
+        },
+        "layers": [{"mediaType": media_type, "digest": sha(b), "size": len(b)} for b in blobs],
+    }
+    if edit_manifest is not None:
+        edit_manifest(manifest_doc)
+    manifest = json.dumps(manifest_doc).encode()
     index = json.dumps(
         {
             "schemaVersion": 2,

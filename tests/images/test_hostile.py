@@ -292,7 +292,10 @@ def test_tool_refusals_do_not_show_server_paths(store: ImageStore, tmp_path: Pat
                 "digest": sha(b"nope"),
                 "size": 4,
             },
-            "layers": [],
+            # One present layer: an empty list is now refused by our own check first.
+            "layers": [
+                {"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": sha(b"x"), "size": 1}
+            ],
         }
     ).encode()
     index = {
@@ -309,6 +312,7 @@ def test_tool_refusals_do_not_show_server_paths(store: ImageStore, tmp_path: Pat
         add_file(tar, "oci-layout", b'{"imageLayoutVersion":"1.0.0"}')
         add_file(tar, "index.json", json.dumps(index).encode())
         add_file(tar, "blobs/sha256/" + sha(manifest).removeprefix("sha256:"), manifest)
+        add_file(tar, "blobs/sha256/" + sha(b"x").removeprefix("sha256:"), b"x")
     reason = _refused(store, missing, "not a usable image")
     assert str(store.root) not in reason and "/tmp" not in reason
 

@@ -28,7 +28,7 @@ from tre.cli.output import (
     untrusted,
 )
 from tre.cli.resolve import resolve_job_id
-from tre.code.archive import CodeLimits, CodeRefused, inspect_file, pack_folder
+from tre.code.archive import CodeLimits, CodeRefused, inspect_file, pack_folder, virtual_environments
 from tre.config import get_settings
 
 job_app = typer.Typer(help="One job: its details, and the code it ran.", no_args_is_help=True)
@@ -64,6 +64,20 @@ def _own_state(folder: Path) -> list[Path]:
     return inside
 
 
+def _venvs(folder: Path) -> list[Path]:
+    """Python virtual environments inside the code folder, left out and named on stderr
+    (`tre.code.archive.virtual_environments` says why)."""
+    found = virtual_environments(folder.resolve())
+    for venv in found:
+        err_console.print(
+            f"left out {venv}: a Python virtual environment (its interpreter is this machine's); "
+            "install the job's packages in its image",
+            highlight=False,
+            markup=False,
+        )
+    return found
+
+
 def upload_code(client: ApiClient, project: str, path: Path, announce: bool = True) -> str:
     """Pack (if a folder), check, upload; returns the archive's SHA-256 as the server stored it.
 
@@ -73,7 +87,7 @@ def upload_code(client: ApiClient, project: str, path: Path, announce: bool = Tr
     with tempfile.TemporaryFile() as packed:
         source: BinaryIO
         if path.is_dir():
-            manifest = pack_folder(path, packed, limits, leave_out=_own_state(path))
+            manifest = pack_folder(path, packed, limits, leave_out=_own_state(path) + _venvs(path))
             source = packed
         elif path.is_file():
             if not path.name.endswith((".tar.gz", ".tgz")):

@@ -259,7 +259,10 @@ def inspect_archive(fileobj: BinaryIO, limits: CodeLimits) -> CodeManifest:
                 entry = CodeEntry(path, "dir")
             elif member.issym():
                 if member.linkname.startswith("/"):
-                    raise CodeRefused(f"symbolic link {path!r} points to an absolute path")
+                    raise CodeRefused(
+                        f"symbolic link {path!r} points to an absolute path, which the job cannot "
+                        "reach: make it relative, or leave it out"
+                    )
                 _check_name(member.linkname, f"the target of symbolic link {path!r},", link_target=True)
                 links[path] = member.linkname
                 entry = CodeEntry(path, "symlink", target=member.linkname)
@@ -353,6 +356,37 @@ def _folder_entries(
                 yield from walk(Path(entry.path), rel + "/")
 
     yield from walk(root, "")
+
+
+VENV_MARKERS = ("pyvenv.cfg", "conda-meta")
+
+
+def virtual_environments(folder: Path) -> list[Path]:
+    """The Python virtual environments (a folder holding ``pyvenv.cfg``, or a conda
+    environment's ``conda-meta``) under ``folder``, outermost only, links not followed.
+
+    Why: a researcher's project folder often holds its ``.venv``; its interpreter links are
+    absolute paths to the laptop's Python, so every push was refused (``symbolic link
+    '.venv/bin/python3' points to an absolute path``), and its packages were built for the
+    laptop, not the job's image. `tre code push` leaves them out and says so (review round 12);
+    the job's packages belong in its image."""
+    found: list[Path] = []
+
+    def walk(path: Path) -> None:
+        try:
+            entries = sorted(os.scandir(path), key=lambda e: os.fsencode(e.name))
+        except OSError:
+            return
+        names = {e.name for e in entries}
+        if path != folder and any(marker in names for marker in VENV_MARKERS):
+            found.append(path)
+            return
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False) and entry.name not in PACK_SKIP_DIRS:
+                walk(Path(entry.path))
+
+    walk(folder)
+    return found
 
 
 def pack_folder(

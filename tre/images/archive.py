@@ -20,9 +20,10 @@ from typing import Any
 
 from tre.errors import STORAGE_FULL_DETAIL, StorageFull, is_storage_full
 from tre.images.errors import ImageRejected
+from tre.images.layout import check_layer_descriptors, digest_problem
 from tre.images.limits import ImageLimits
 from tre.images.reference import printable
-from tre.tarbounds import BoundedTarInfo, CappedReader, TarBoundExceeded, stream_cap
+from tre.tarbounds import CappedReader, StrictTarInfo, TarBoundExceeded, stream_cap
 
 MAX_INDEX_BYTES = 4 << 20
 CHUNK = 1 << 20
@@ -79,7 +80,7 @@ def inspect_archive(path: Path, limits: ImageLimits) -> ArchiveInfo:
     hashes: dict[str, str] = {}  # member -> sha256 of its (uncompressed) content
     links: dict[str, str] = {}
     try:
-        with tarfile.open(path, mode="r:", tarinfo=BoundedTarInfo) as tar:
+        with tarfile.open(path, mode="r:", tarinfo=StrictTarInfo) as tar:
             for count, member in enumerate(tar, start=1):
                 if count > limits.max_files:
                     raise ImageRejected(f"the archive has more than {limits.max_files} members")
@@ -118,7 +119,7 @@ def inspect_archive(path: Path, limits: ImageLimits) -> ArchiveInfo:
         raise ImageRejected(f"not an image archive: it is not a readable tar file ({exc})") from None
     if "oci-layout" in docs and "index.json" in docs:
         info = ArchiveInfo("oci-archive", _oci_name(docs["index.json"]))
-        _check_oci_documents(path, docs["index.json"], sizes)
+        _check_oci_documents(path, docs["index.json"], sizes, limits)
         return info
     if "manifest.json" in docs:
         info = ArchiveInfo("docker-archive", _docker_name(docs["manifest.json"], names))
@@ -146,7 +147,7 @@ def _content_hash(fh: Any) -> str:
 
 def _uncompressed_hash(tar_path: Path, member: str, limits: ImageLimits) -> str:
     """A compressed docker layer's diff_id, decompressing no more than a layer may hold."""
-    with tarfile.open(tar_path, mode="r:", tarinfo=BoundedTarInfo) as tar:
+    with tarfile.open(tar_path, mode="r:", tarinfo=StrictTarInfo) as tar:
         fh = tar.extractfile(member)
         assert fh is not None
         head = fh.read(2)
@@ -176,7 +177,7 @@ def _check_docker_diff_ids(
         raise ImageRejected("the docker archive's links form a loop")
 
     config_name = resolve(str(entry["Config"]))
-    with tarfile.open(path, mode="r:", tarinfo=BoundedTarInfo) as tar:
+    with tarfile.open(path, mode="r:", tarinfo=StrictTarInfo) as tar:
         fh = tar.extractfile(config_name)
         if fh is None:
             raise ImageRejected("the docker archive's config is not a regular file")
@@ -215,7 +216,9 @@ INDEX_TYPES = {
 MAX_PLATFORMS = 64
 
 
-def _check_oci_documents(path: Path, index: dict[str, Any], sizes: dict[str, int]) -> None:
+def _check_oci_documents(
+    path: Path, index: dict[str, Any], sizes: dict[str, int], limits: ImageLimits
+) -> None:
     """Before skopeo parses them: the manifest (or the image index of a multi-platform
     image, and each manifest it lists) must be a present blob of plausible size, and an
     index may list at most `MAX_PLATFORMS` entries. skopeo would read a gigabyte of JSON
@@ -223,8 +226,13 @@ def _check_oci_documents(path: Path, index: dict[str, Any], sizes: dict[str, int
     top = index["manifests"][0]
     blob = _document_blob(top, sizes, "manifest")
     if top.get("mediaType") not in INDEX_TYPES:
+        with tarfile.open(path, mode="r:", tarinfo=StrictTarInfo) as tar:
+            fh = tar.extractfile(blob)
+            assert fh is not None
+            manifest = _json(fh.read(), "manifest")
+        check_layer_descriptors(manifest.get("layers") if isinstance(manifest, dict) else None, limits)
         return
-    with tarfile.open(path, mode="r:", tarinfo=BoundedTarInfo) as tar:
+    with tarfile.open(path, mode="r:", tarinfo=StrictTarInfo) as tar:
         fh = tar.extractfile(blob)
         assert fh is not None
         nested = _json(fh.read(), "image index")
@@ -244,7 +252,9 @@ def _check_oci_documents(path: Path, index: dict[str, Any], sizes: dict[str, int
 def _document_blob(descriptor: Any, sizes: dict[str, int], what: str) -> str:
     digest = str(descriptor.get("digest", "")) if isinstance(descriptor, dict) else ""
     name = "blobs/sha256/" + digest.removeprefix("sha256:")
-    if not digest.startswith("sha256:") or name not in sizes:
+    if not digest.startswith("sha256:"):
+        raise ImageRejected(digest_problem(digest, f"the archive's index names its {what}"))
+    if name not in sizes:
         raise ImageRejected(f"the archive's index names a {what} that is not in the archive")
     if sizes[name] > MAX_INDEX_BYTES:
         raise ImageRejected(f"the image's {what} is implausibly large ({sizes[name] >> 20} MiB of JSON)")

@@ -28,7 +28,7 @@ from typing import IO
 from tre.images.errors import ImageRejected
 from tre.images.limits import ImageLimits
 from tre.images.reference import printable
-from tre.tarbounds import BoundedTarInfo, CappedReader, TarBoundExceeded, stream_cap
+from tre.tarbounds import CappedReader, StrictTarInfo, TarBoundExceeded, stream_cap
 
 PLAIN_TYPES = {
     "application/vnd.oci.image.layer.v1.tar",
@@ -176,7 +176,7 @@ def scan_layer(
         plain = gzip.GzipFile(fileobj=raw) if media_type in GZIP_TYPES else raw
         stream = _Hashing(CappedReader(plain, cap, what))
         try:
-            with tarfile.open(fileobj=stream, mode="r|", tarinfo=BoundedTarInfo) as tar:  # type: ignore[call-overload]
+            with tarfile.open(fileobj=stream, mode="r|", tarinfo=StrictTarInfo) as tar:  # type: ignore[call-overload]
                 for member in tar:
                     tar.members.clear()  # a stream is read once: keep no list of every entry
                     seen.files += 1

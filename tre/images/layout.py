@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import platform
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from tre.executors.base import ImageConfig
 from tre.images.errors import ImageRejected
-from tre.images.layers import LayerScan, TreeGuard, scan_layer
+from tre.images.layers import GZIP_TYPES, PLAIN_TYPES, LayerScan, TreeGuard, scan_layer
 from tre.images.limits import ImageLimits
 from tre.images.reference import DIGEST_RE, printable
 
@@ -22,6 +23,7 @@ MANIFEST_TYPES = {
     "application/vnd.oci.image.manifest.v1+json",
     "application/vnd.docker.distribution.manifest.v2+json",
 }
+LAYER_TYPES = PLAIN_TYPES | GZIP_TYPES
 MAX_JSON_BLOB = 4 << 20
 # What the run-time config may hand the sandbox launcher: the kernel refuses a single
 # argument over 128 KiB (MAX_ARG_STRLEN) and an argv+environment over a few MiB, so a
@@ -52,8 +54,57 @@ class VerifiedImage:
 
 def blob_path(layout: Path, digest: str) -> Path:
     if not isinstance(digest, str) or not DIGEST_RE.match(digest):
-        raise ImageRejected(f"the image names a blob with a malformed digest {printable(str(digest), 80)!r}")
+        raise ImageRejected(digest_problem(digest, "the image names a blob"))
     return layout / "blobs" / "sha256" / digest.removeprefix("sha256:")
+
+
+def digest_problem(digest: Any, what: str) -> str:
+    """Why ``digest`` is refused, for a researcher: another algorithm (sha512, which OCI
+    allows and our store, skopeo's layouts and the registry path do not use) is named as such."""
+    algorithm, sep, rest = str(digest).partition(":")
+    if sep and rest and algorithm.isalnum() and algorithm != "sha256":
+        return (
+            f"{what} by a {printable(algorithm, 16)} digest: only sha256 digests are supported "
+            "(re-export the image with docker save or skopeo copy, which write sha256)"
+        )
+    return f"{what} with a malformed digest {printable(str(digest), 80)!r}"
+
+
+# Layer media types whose bytes are not in the image (or not in a form umoci 0.4 unpacks).
+_FOREIGN = ("foreign", "nondistributable")
+
+
+def check_layer_descriptors(layers: Any, limits: ImageLimits) -> None:
+    """Refuse a manifest's layer list before any blob is read, each reason with its remedy:
+    too many layers, a layer that names URLs to fetch it from (foreign/non-distributable:
+    skopeo copies only the descriptor, and the TRE fetches nothing from the network), a
+    media type umoci cannot unpack (zstd), a digest that is not sha256. Used before skopeo
+    parses an OCI archive's manifest and again on the layout skopeo wrote."""
+    if not isinstance(layers, list) or not layers:
+        raise ImageRejected("the image manifest lists no layers")
+    if len(layers) > limits.max_layers:
+        raise ImageRejected(
+            f"the image has {len(layers)} layers, more than the {limits.max_layers} allowed: "
+            "rebuild it with fewer layers (fewer RUN steps, or squash it)"
+        )
+    for i, layer in enumerate(layers):
+        what = f"layer {i + 1}"
+        if not isinstance(layer, dict):
+            raise ImageRejected(f"the image manifest's {what} descriptor is malformed")
+        media_type = str(layer.get("mediaType"))
+        if layer.get("urls") is not None or any(word in media_type for word in _FOREIGN):
+            raise ImageRejected(
+                f"{what} is a foreign or non-distributable layer (its bytes live at URLs outside "
+                "the image): the TRE fetches nothing from the network; rebuild the image on a base "
+                "whose layers are all in it"
+            )
+        if media_type not in LAYER_TYPES:
+            raise ImageRejected(
+                f"{what} has the unsupported media type {printable(media_type)!r}: only tar and "
+                "tar+gzip layers are (re-export with skopeo copy --dest-compress-format=gzip)"
+            )
+        if not isinstance(layer.get("digest"), str) or not DIGEST_RE.match(layer["digest"]):
+            raise ImageRejected(digest_problem(layer.get("digest"), f"the image names its {what}"))
 
 
 def _verify_blob(layout: Path, descriptor: Any, what: str) -> Path:
@@ -105,11 +156,10 @@ def verify_layout(layout: Path, limits: ImageLimits) -> VerifiedImage:
     manifest = _json_blob(_verify_blob(layout, desc, "manifest"), "manifest")
     config_desc = manifest.get("config")
     config = _json_blob(_verify_blob(layout, config_desc, "config"), "config")
+    check_platform(config)
     layers = manifest.get("layers")
-    if not isinstance(layers, list) or not layers:
-        raise ImageRejected("the image manifest lists no layers")
-    if len(layers) > limits.max_layers:
-        raise ImageRejected(f"the image has more than {limits.max_layers} layers")
+    check_layer_descriptors(layers, limits)
+    assert isinstance(layers, list)
     diff_ids = (
         (config.get("rootfs") or {}).get("diff_ids") if isinstance(config.get("rootfs"), dict) else None
     )
@@ -125,6 +175,35 @@ def verify_layout(layout: Path, limits: ImageLimits) -> VerifiedImage:
     return VerifiedImage(
         digest=str(desc["digest"]), manifest=manifest, config=config, layers=len(layers), size=size, scan=scan
     )
+
+
+# platform.machine() -> the GOARCH names image configs use.
+_GOARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386", "i386": "386"}
+
+
+def host_architecture() -> str:
+    machine = platform.machine().lower()
+    return _GOARCH.get(machine, machine)
+
+
+def check_platform(config: dict[str, Any]) -> None:
+    """Refuse an image built for another OS or CPU than the one jobs run on here.
+
+    A researcher on an Apple-silicon laptop builds linux/arm64 by default: such an image
+    imported fine, though the kernel here cannot execute its programs ("exec format error"
+    in every job; review round 12). An
+    image index already resolves to this host's platform (skopeo picks it); a single image
+    says its platform in its config. A config without ``architecture`` is left to run."""
+    system, arch = config.get("os"), config.get("architecture")
+    host = host_architecture()
+    if (isinstance(system, str) and system and system != "linux") or (
+        isinstance(arch, str) and arch and arch != host
+    ):
+        built = f"{printable(str(system or '?'), 16)}/{printable(str(arch or '?'), 16)}"
+        raise ImageRejected(
+            f"the image is built for {built}, and jobs here run on linux/{host}: rebuild it "
+            f"for linux/{host} (docker build --platform linux/{host})"
+        )
 
 
 def check_run_config(cfg: ImageConfig) -> None:

@@ -527,7 +527,10 @@ def job(spec: JobSpec, settings: KubernetesSettings) -> Manifest:
         "name": "job",
         "image": image,
         "imagePullPolicy": "Always",
-        "command": list(spec.command),
+        # args, not command: the image's Entrypoint stays and the job's command replaces its Cmd,
+        # as `docker run IMAGE CMD…`, the Docker executor and the local sandbox do (a command
+        # here replaced the Entrypoint: one job ran differently per backend; review round 12).
+        "args": list(spec.command),
         "env": [{"name": k, "value": v} for k, v in sorted(env.items())],
         "workingDir": CODE_MOUNT if spec.code_hash else OUTPUT_MOUNT,
         "resources": _resources(spec, settings),

@@ -1,0 +1,66 @@
+"""A researcher's project folder with its virtual environment inside (review round 12).
+
+Before: ``tre code push .`` in a folder holding ``.venv`` was refused outright (``symbolic
+link '.venv/bin/python3' points to an absolute path``), with no hint of what to do; the
+venv's interpreter is the laptop's and its packages were built for the laptop, so it could
+not have run in the job's image anyway. Now the CLI leaves virtual environments out and
+names each on stderr; an archive made by hand with such a link is still refused, saying what
+to do."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from tests.code.hostile import link, targz
+from tre.cli.code import _venvs
+from tre.code.archive import CodeLimits, CodeRefused, inspect_archive, pack_folder, virtual_environments
+
+LIMITS = CodeLimits(max_bytes=1 << 30, max_entries=100_000)
+
+
+def _project(tmp_path: Path) -> Path:
+    src = tmp_path / "proj"
+    (src / "pkg").mkdir(parents=True)
+    (src / "main.py").write_text("print('hi')\n")
+    (src / "pkg" / "__init__.py").write_text("")
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(src / ".venv")], check=True)
+    (src / "tools" / "env" / "conda-meta").mkdir(parents=True)
+    (src / "tools" / "env" / "bin").mkdir()
+    (src / "tools" / "env" / "bin" / "python").symlink_to("/usr/bin/python3")
+    return src
+
+
+def test_a_folder_with_a_venv_packs_without_it_and_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = _project(tmp_path)
+    with pytest.raises(
+        CodeRefused, match=r"'\.venv/bin/python[0-9.]*' points to an absolute path.*make it relative"
+    ):
+        pack_folder(src, io.BytesIO(), LIMITS)
+    assert virtual_environments(src.resolve()) == [
+        (src / ".venv").resolve(),
+        (src / "tools" / "env").resolve(),
+    ]
+    out = io.BytesIO()
+    manifest = pack_folder(src, out, LIMITS, leave_out=_venvs(src))
+    names = {e.path for e in manifest.entries}
+    assert {"main.py", "pkg/__init__.py"} <= names
+    assert not any(n.startswith((".venv", "tools/env")) for n in names), names
+    err = capsys.readouterr().err
+    assert "left out" in err and ".venv" in err and "virtual environment" in err
+    out.seek(0)
+    with tarfile.open(fileobj=out, mode="r:gz") as tar:
+        assert not any(".venv" in m.name for m in tar.getmembers())
+
+
+def test_a_hand_made_archive_with_an_absolute_link_says_what_to_do() -> None:
+    with pytest.raises(CodeRefused) as info:
+        inspect_archive(io.BytesIO(targz(link(".venv/bin/python", "/usr/bin/python3"))), LIMITS)
+    assert "points to an absolute path" in str(info.value) and "make it relative" in str(info.value)
