@@ -30,6 +30,7 @@ from tre.store.models import AuditCheckpoint, AuditEntry
 TILE_WIDTH = 256
 TILE_HEIGHT = 8
 _GROUP = re.compile(r"^(?:x\d{3}/)*\d{3}$")
+_LEVEL = re.compile(r"0|[1-9][0-9]?")
 
 
 def signed_tree_size(session: Session, signer: AuditSigner) -> int:
@@ -94,6 +95,14 @@ def _width(available: int, index: int, width: int | None) -> int:
     if have < want:
         raise TileNotFound("tile not available at this tree size")
     return want
+
+
+def parse_level(text: str) -> int:
+    """A tile level as C2SP spells it: decimal ASCII 0..63, no leading zero. Parsed here, not
+    by the web framework, which reads "00", "+0", "0_0" and " 0" as 0: one tile, many URLs."""
+    if not _LEVEL.fullmatch(text) or int(text) > 63:
+        raise TileNotFound("tile level must be 0..63, in decimal without leading zeroes")
+    return int(text)
 
 
 def hash_tile(session: Session, tree_size: int, level: int, path: str) -> bytes:
