@@ -9,17 +9,28 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import http.server
+import json
 import logging
+import os
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
+from typer.testing import CliRunner
 
+from tests.audit.test_cli import live, seed  # noqa: F401 - `live` is a fixture
 from tests.audit.test_server_guard import client  # noqa: F401 - `client` is a fixture
 from tests.audit.test_witness import Served, append, make_witness, witnesses  # noqa: F401
+from tre.audit import AuditEvent, checkpoint, record_events
 from tre.audit.log import latest_checkpoint
+from tre.audit.merkle import leaf_hash
 from tre.audit.note import (
     SIG_PREFIX,
     Checkpoint,
@@ -30,13 +41,18 @@ from tre.audit.note import (
     cosignatures,
     cosigned_message,
     key_id,
+    open_checkpoint,
     open_note,
     sign_checkpoint,
     split_note,
 )
-from tre.audit.signing import AuditSigner
+from tre.audit.signing import AuditSigner, configure
+from tre.audit.tile_verify import TileError, verify_tiles
 from tre.audit.witness_server import Witness, WitnessError, create_witness_app, encode_request
 from tre.audit.witnessing import ALERT, witness_latest
+from tre.cli.audit import app as audit_app
+from tre.cli.client import CliError
+from tre.config import Settings
 from tre.store.db import session_factory, session_scope
 
 LEAF = hashlib.sha256(b"\x00x").digest()
@@ -239,3 +255,200 @@ def test_the_log_reads_a_409_fork_answer_as_a_refusal_not_a_resync(
     assert got.status == "refused" and "root" in got.detail, got
     assert any("forked" in r.getMessage() for r in caplog.records)
     assert outcomes[witnesses[1].witness.name].status == "cosigned"
+
+
+# --- A tile mirror that lies: every byte it serves is checked against the signed root ---------
+
+MIRRORED = 300  # with the auditor token's first use: a full level-0 tile, a partial one, level 1
+
+
+@pytest.fixture
+def mirror(
+    app: FastAPI,
+    engine: Engine,
+    settings: Settings,
+    make_user: Callable[..., object],
+    token_for: Callable[..., str],
+) -> Iterator[tuple[Callable[[str], bytes], str]]:
+    """The real server's tiles (fetch by path under ``tlog/``) and its newest checkpoint."""
+    configure(engine, settings.keys_dir)
+    with session_scope(engine) as s:
+        make_user(s, "audrey", "auditor")
+    for start in range(0, MIRRORED, 100):
+        with session_scope(engine) as s:
+            record_events(
+                s,
+                [AuditEvent(f"u{i % 5}", "dataset.read", dataset_id="d1") for i in range(start, start + 100)],
+            )
+    with TestClient(app) as c:
+        h = {"Authorization": f"Bearer {token_for('audrey', 'auditor')}"}
+
+        def fetch(path: str) -> bytes:
+            r = c.get(f"/api/v1/audit/tlog/{path}", headers=h)
+            assert r.status_code == 200, (path, r.text[:200])
+            return r.content
+
+        yield fetch, fetch("checkpoint").decode()
+
+
+def _lying(
+    fetch: Callable[[str], bytes], path: str, change: Callable[[bytes], bytes]
+) -> Callable[[str], bytes]:
+    return lambda p: change(fetch(p)) if p == path else fetch(p)
+
+
+def _entries(data: bytes) -> list[bytes]:
+    out, pos = [], 0
+    while pos < len(data):
+        n = int.from_bytes(data[pos : pos + 2], "big")
+        out.append(data[pos + 2 : pos + 2 + n])
+        pos += 2 + n
+    return out
+
+
+def _bundle(entries: list[bytes]) -> bytes:
+    return b"".join(len(e).to_bytes(2, "big") + e for e in entries)
+
+
+def test_an_honest_mirror_reproduces_the_signed_root(
+    mirror: tuple[Callable[[str], bytes], str], signer: AuditSigner
+) -> None:
+    fetch, note = mirror
+    got = verify_tiles(fetch, note, [signer.verifier_key], signer.name)
+    assert got.checkpoint.tree_size == MIRRORED + 1 == len(got.entries)
+    assert [leaf_hash(e) for e in got.entries] == list(got.tree.levels[0])
+
+
+def _edit_entry(data: bytes) -> bytes:
+    es = _entries(data)
+    es[3] = es[3].replace(b"dataset.read", b"dataset.READ")
+    return _bundle(es)
+
+
+def _swap_entries(data: bytes) -> bytes:
+    es = _entries(data)
+    es[1], es[2] = es[2], es[1]
+    return _bundle(es)
+
+
+def _swap_hashes(data: bytes) -> bytes:
+    return data[:32] + data[64:96] + data[32:64] + data[96:]
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        ({"tile/entries/000": _edit_entry}, "does not hash to its level-0 tile hash"),
+        ({"tile/entries/000": _swap_entries}, "does not hash"),
+        # Reordered consistently in both: each entry hashes to its place, the root breaks.
+        ({"tile/entries/000": _swap_entries, "tile/0/000": _swap_hashes}, "do not reproduce the signed root"),
+        ({"tile/entries/001.p/45": lambda d: _bundle(_entries(d)[:-1])}, "exactly 45 entries"),
+        ({"tile/entries/001.p/45": lambda d: d + b"\x00\x01A"}, "exactly 45 entries"),
+        ({"tile/entries/001.p/45": lambda d: d[:-1]}, "ends inside entry"),
+        ({"tile/0/001.p/45": lambda d: d[:-32]}, "not 45 hashes"),
+        ({"tile/0/001.p/45": lambda d: d + bytes(32)}, "not 45 hashes"),
+        ({"tile/1/000.p/1": lambda d: bytes(32)}, "tile 1/000.p/1 does not match"),
+    ],
+)
+def test_a_lying_mirror_is_named(
+    mirror: tuple[Callable[[str], bytes], str],
+    signer: AuditSigner,
+    changes: dict[str, Callable[[bytes], bytes]],
+    reason: str,
+) -> None:
+    fetch, note = mirror
+    for path, change in changes.items():
+        fetch = _lying(fetch, path, change)
+    with pytest.raises(TileError, match=reason):
+        verify_tiles(fetch, note, [signer.verifier_key], signer.name)
+
+
+def test_a_mirror_replaying_an_old_checkpoint_or_a_fork_is_refused(
+    mirror: tuple[Callable[[str], bytes], str], signer: AuditSigner, engine: Engine
+) -> None:
+    fetch, note = mirror
+    keys = [signer.verifier_key]
+    newest = open_checkpoint(note, signer.verifier_key)
+    with session_scope(engine) as s:
+        record_events(s, [AuditEvent("u1", "dataset.read", dataset_id="d1")])
+        later = checkpoint(s, signer=signer)
+    assert later.tree_size > newest.tree_size
+    # The mirror still serves the older (genuinely signed) checkpoint and its tiles.
+    with pytest.raises(TileError, match="old checkpoint replayed"):
+        verify_tiles(
+            fetch, note, keys, signer.name, earlier=[open_checkpoint(later.note, signer.verifier_key)]
+        )
+    # A checkpoint someone else saw, signed by the real key over another tree: a fork.
+    forked = open_checkpoint(signer.sign(Checkpoint(signer.name, 7, OTHER_ROOT, ())), signer.verifier_key)
+    with pytest.raises(TileError, match="FORK"):
+        verify_tiles(fetch, note, keys, signer.name, earlier=[forked])
+    # A checkpoint under another key is not the log's.
+    stranger = Ed25519PrivateKey.generate()
+    alien = sign_checkpoint(newest, signer.name, stranger)
+    with pytest.raises(TileError, match="does not verify"):
+        verify_tiles(fetch, alien, keys, signer.name)
+    ok = verify_tiles(fetch, note, keys, signer.name, earlier=[open_checkpoint(note, signer.verifier_key)])
+    assert ok.checkpoint.tree_size == newest.tree_size
+
+
+class _Mirror:
+    """A static tiles mirror on a real port (stdlib HTTP server), serving what it was given."""
+
+    def __init__(self, files: dict[str, bytes]) -> None:
+        self.files = files
+        files_ = files
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+                body = files_.get(self.path.removeprefix("/log/"))
+                self.send_response(200 if body is not None else 404)
+                self.end_headers()
+                self.wfile.write(body or b"")
+
+            def log_message(self, *_: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/log"
+
+    def stop(self) -> None:
+        self.server.shutdown()
+
+
+def _copy_of_the_server(base: str, paths: list[str]) -> dict[str, bytes]:
+    token = os.environ["TRE_TOKEN"]
+    with httpx.Client(
+        base_url=f"{base}/api/v1/audit/tlog/", headers={"Authorization": f"Bearer {token}"}
+    ) as c:
+        return {p: c.get(p).raise_for_status().content for p in paths}
+
+
+def test_tre_audit_tiles_checks_the_server_and_a_mirror(
+    live: str,  # noqa: F811
+    engine: Engine,
+) -> None:
+    runner = CliRunner()
+    assert runner.invoke(audit_app, ["checkpoint"]).exit_code == 0  # pins key and checkpoint
+    ok = runner.invoke(audit_app, ["tiles"])
+    assert ok.exit_code == 0 and "tiles OK: 7 entries" in ok.output, ok.output
+    files = _copy_of_the_server(live, ["checkpoint", "tile/0/000.p/7", "tile/entries/000.p/7"])
+    honest = _Mirror(dict(files))
+    lying = _Mirror({**files, "tile/entries/000.p/7": _edit_entry(files["tile/entries/000.p/7"])})
+    try:
+        res = runner.invoke(audit_app, ["tiles", "--mirror", honest.url, "--json"])
+        assert res.exit_code == 0 and json.loads(res.output)["tree_size"] == 7, res.output
+        res = runner.invoke(audit_app, ["tiles", "--mirror", lying.url])
+        assert res.exit_code == 1 and isinstance(res.exception, CliError), res.output
+        assert "entry 3 in bundle 000.p/7 does not hash" in str(res.exception)
+        # The log grows and the auditor pins the new checkpoint; the honest mirror is now a
+        # stale copy serving an old, genuinely signed checkpoint: refused as a replay.
+        seed(engine, 2)
+        assert runner.invoke(audit_app, ["checkpoint"]).exit_code == 0
+        res = runner.invoke(audit_app, ["tiles", "--mirror", honest.url])
+        assert res.exit_code == 1 and "old checkpoint replayed" in str(res.exception), res.output
+        res = runner.invoke(audit_app, ["tiles", "--mirror", "ftp://x"])
+        assert res.exit_code == 1 and "http(s)" in str(res.exception)
+    finally:
+        honest.stop()
+        lying.stop()

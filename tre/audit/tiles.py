@@ -25,10 +25,9 @@ from tre.audit.merkle import TreeLevels
 from tre.audit.note import NoteError, open_checkpoint_any
 from tre.audit.service import StoredTree, tree_size
 from tre.audit.signing import AuditSigner
+from tre.audit.tilepath import TILE_HEIGHT, TILE_WIDTH, encode_index
 from tre.store.models import AuditCheckpoint, AuditEntry
 
-TILE_WIDTH = 256
-TILE_HEIGHT = 8
 _GROUP = re.compile(r"^(?:x\d{3}/)*\d{3}$")
 _LEVEL = re.compile(r"0|[1-9][0-9]?")
 
@@ -59,14 +58,6 @@ def signed_tree_size(session: Session, signer: AuditSigner) -> int:
 
 class TileNotFound(LookupError):
     """No such tile (malformed path, or beyond the tree of the served checkpoint)."""
-
-
-def encode_index(n: int) -> str:
-    """Tile index as C2SP path groups: 1234067 -> x001/x234/067, 5 -> 005."""
-    digits = str(n)
-    digits = "0" * (-len(digits) % 3) + digits
-    groups = [digits[i : i + 3] for i in range(0, len(digits), 3)]
-    return "/".join([*("x" + g for g in groups[:-1]), groups[-1]])
 
 
 def parse_index(path: str) -> tuple[int, int | None]:

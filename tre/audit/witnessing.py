@@ -28,7 +28,7 @@ from tre.audit.log import latest_checkpoint
 from tre.audit.note import NoteError, WitnessKey, add_signature_lines, cosignatures, split_note
 from tre.audit.service import StoredTree
 from tre.audit.signing import AuditSigner
-from tre.audit.witness_server import encode_request
+from tre.audit.witness_server import SIZE_TYPE, encode_request
 from tre.store.models import AuditCheckpoint
 
 WITNESSES_FILE = "audit-witnesses.json"
@@ -209,8 +209,9 @@ def _answer(
         new_lines.append(good)
         state[w.key.encode()] = size
         return Outcome(w.key.name, "cosigned")
-    if resp.status_code == 409:
-        # A 409 that is not a size: the witness cosigned another root at this very size.
+    if resp.status_code == 409 and not resp.headers.get("content-type", "").startswith(SIZE_TYPE):
+        # A 409 that is not a size answer: the witness cosigned another root at this very size
+        # (tlog-witness). A size answer whose body is no size is a garbled answer: an error.
         ALERT.critical(
             "witness %s holds another root hash for size %d: the log has forked",
             w.key.name,
