@@ -22,7 +22,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine
+from sqlalchemy import Engine, func, select
 from typer.testing import CliRunner
 
 from tests.audit.test_cli import live, seed  # noqa: F401 - `live` is a fixture
@@ -46,7 +46,15 @@ from tre.audit.note import (
     sign_checkpoint,
     split_note,
 )
-from tre.audit.signing import AuditSigner, configure
+from tre.audit.signing import (
+    HISTORY_FILE,
+    KEY_FILE,
+    ORIGIN_FILE,
+    PREVIOUS_KEY_FILE,
+    ROTATION_FILE,
+    AuditSigner,
+    configure,
+)
 from tre.audit.tile_verify import TileError, verify_tiles
 from tre.audit.witness_server import Witness, WitnessError, create_witness_app, encode_request
 from tre.audit.witnessing import ALERT, witness_latest
@@ -54,6 +62,7 @@ from tre.cli.audit import app as audit_app
 from tre.cli.client import CliError
 from tre.config import Settings
 from tre.store.db import session_factory, session_scope
+from tre.store.models import AuditCheckpoint, AuditEntry
 
 LEAF = hashlib.sha256(b"\x00x").digest()
 OTHER_ROOT = hashlib.sha256(b"\x00y").digest()
@@ -452,3 +461,71 @@ def test_tre_audit_tiles_checks_the_server_and_a_mirror(
     finally:
         honest.stop()
         lying.stop()
+
+
+# --- A corrupted key file, key history or origin file --------------------------------------
+
+
+def _rsa_pem() -> bytes:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+@pytest.mark.parametrize(
+    ("file", "content"),
+    [
+        (KEY_FILE, b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"),
+        (KEY_FILE, b""),
+        (KEY_FILE, "rsa"),
+        (HISTORY_FILE, b"{not json\n"),
+        (HISTORY_FILE, b'{"no": "transition"}\n'),
+        (ORIGIN_FILE, b"\n"),
+        (ORIGIN_FILE, b"two words\n"),
+        (ROTATION_FILE, b"[]"),
+        (KEY_FILE, "world-readable"),
+    ],
+)
+def test_a_corrupted_key_file_is_a_503_problem_and_signs_nothing(
+    client: tuple[TestClient, dict[str, str]],  # noqa: F811
+    settings: Settings,
+    engine: Engine,
+    file: str,
+    content: bytes | str,
+) -> None:
+    """Each of the log's key files damaged (bit rot, a bad restore, an edit): every audit
+    endpoint answers the documented 503 problem naming the file, never a 500 or a traceback,
+    and no entry is appended or checkpoint signed with anything else."""
+    c, h = client
+    path = settings.keys_dir / file
+    with session_scope(engine) as s:
+        before = (
+            s.scalar(select(func.count(AuditEntry.idx))),
+            s.scalar(select(func.count(AuditCheckpoint.id))),
+        )
+    if content == "rsa":
+        path.write_bytes(_rsa_pem())
+    elif content == "world-readable":
+        path.chmod(0o644)
+    else:
+        assert isinstance(content, bytes)
+        if file == ROTATION_FILE:  # a rotation file only counts beside a previous key
+            (settings.keys_dir / PREVIOUS_KEY_FILE).write_bytes((settings.keys_dir / KEY_FILE).read_bytes())
+            (settings.keys_dir / PREVIOUS_KEY_FILE).chmod(0o600)
+        path.write_bytes(content)
+    for url in ("/api/v1/audit/checkpoint", "/api/v1/audit/public-key", "/api/v1/audit/tlog/checkpoint"):
+        r = c.get(url, headers=h)
+        assert r.status_code == 503, (url, r.status_code, r.text[:300])
+        problem = r.json()
+        assert problem["type"] == "urn:tre:problem:audit-key-unavailable"
+        assert file in problem["detail"] and "Traceback" not in problem["detail"]
+    with session_scope(engine) as s:
+        after = (
+            s.scalar(select(func.count(AuditEntry.idx))),
+            s.scalar(select(func.count(AuditCheckpoint.id))),
+        )
+    assert after == before
