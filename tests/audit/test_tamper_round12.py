@@ -529,3 +529,63 @@ def test_a_corrupted_key_file_is_a_503_problem_and_signs_nothing(
             s.scalar(select(func.count(AuditCheckpoint.id))),
         )
     assert after == before
+
+
+# --- Role limits on every audit endpoint, enumerated from the app (new routes included) --------
+
+ADMIN_MAY_READ = {
+    "/api/v1/audit/public-key",
+    "/api/v1/audit/checkpoint",
+    "/api/v1/audit/tlog/checkpoint",
+    "/api/v1/audit/tlog/tile/{level}/{path:path}",  # hashes only, no entry
+}
+EXAMPLE = {
+    "/api/v1/audit/entries/{idx}": "/api/v1/audit/entries/0",
+    "/api/v1/audit/proof/inclusion": "/api/v1/audit/proof/inclusion?index=0&tree_size=1",
+    "/api/v1/audit/proof/consistency": "/api/v1/audit/proof/consistency?first=1&second=2",
+    "/api/v1/audit/tlog/tile/entries/{path:path}": "/api/v1/audit/tlog/tile/entries/000.p/1",
+    "/api/v1/audit/tlog/tile/{level}/{path:path}": "/api/v1/audit/tlog/tile/0/000.p/1",
+}
+
+
+def test_every_audit_endpoint_is_auditor_only_but_the_documented_few(
+    client: tuple[TestClient, dict[str, str]],  # noqa: F811
+    token_for: Callable[..., str],
+    make_user: Callable[..., object],
+    engine: Engine,
+    settings: Settings,
+) -> None:
+    """Deny by default, checked on the routes the app really has (a new audit route that
+    forgets its role check fails here): no token 401; researcher and dac 403 problems; admin
+    only the key, checkpoints and hash tiles; no answer to anyone carries a private key."""
+    from tre.store.models import Role
+
+    api_client, auditor = client
+    with session_scope(engine) as s:
+        for role in Role:
+            make_user(s, f"u-{role.value}", role.value)
+    from tre.audit.api import router
+
+    routes = [r for r in router.routes if getattr(r, "path", "").startswith("/api/v1/audit")]
+    assert len(routes) >= 10
+    private = (settings.keys_dir / KEY_FILE).read_text()
+    for route in routes:
+        path = str(getattr(route, "path", ""))
+        url = EXAMPLE.get(path, path)
+        assert "{" not in url, f"add an example URL for the new audit route {path}"
+        for method in sorted(set(getattr(route, "methods", ())) - {"HEAD"}):
+            assert method == "GET", f"{path} accepts {method}: the audit API is read-only"
+        assert api_client.get(url).status_code == 401, url
+        for role in Role:
+            r = api_client.get(
+                url, headers={"Authorization": f"Bearer {token_for(f'u-{role.value}', role.value)}"}
+            )
+            allowed = role is Role.auditor or (role is Role.admin and path in ADMIN_MAY_READ)
+            if allowed:
+                assert r.status_code == 200, (url, role, r.status_code, r.text[:200])
+            else:
+                assert r.status_code == 403, (url, role, r.status_code)
+                assert r.headers["content-type"] == "application/problem+json"
+            assert "PRIVATE KEY" not in r.text and private.splitlines()[1] not in r.text, (url, role)
+        for verb in ("post", "put", "delete", "patch"):
+            assert getattr(api_client, verb)(url, headers=auditor).status_code in (401, 403, 405), (verb, url)
