@@ -22,13 +22,17 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, delete, func, select
 from typer.testing import CliRunner
 
+from tests.audit.conftest import export_bytes
 from tests.audit.test_cli import live, seed  # noqa: F401 - `live` is a fixture
-from tests.audit.test_server_guard import client  # noqa: F401 - `client` is a fixture
+from tests.audit.test_server_guard import N, append_one, client, count_checkpoints, log, rebuild_state  # noqa: F401
+from tests.audit.test_tamper_round10 import forge_tail
 from tests.audit.test_witness import Served, append, make_witness, witnesses  # noqa: F401
 from tre.audit import AuditEvent, checkpoint, record_events
+from tre.audit.check import check_log
+from tre.audit.guard import AuditLogDamaged
 from tre.audit.log import latest_checkpoint
 from tre.audit.merkle import leaf_hash
 from tre.audit.note import (
@@ -56,6 +60,7 @@ from tre.audit.signing import (
     configure,
 )
 from tre.audit.tile_verify import TileError, verify_tiles
+from tre.audit.verify import verify_bundle
 from tre.audit.witness_server import Witness, WitnessError, create_witness_app, encode_request
 from tre.audit.witnessing import ALERT, witness_latest
 from tre.cli.audit import app as audit_app
@@ -589,3 +594,104 @@ def test_every_audit_endpoint_is_auditor_only_but_the_documented_few(
             assert "PRIVATE KEY" not in r.text and private.splitlines()[1] not in r.text, (url, role)
         for verb in ("post", "put", "delete", "patch"):
             assert getattr(api_client, verb)(url, headers=auditor).status_code in (401, 403, 405), (verb, url)
+
+
+# --- The database rewritten behind the log's back (SQLite and PostgreSQL) ----------------------
+
+
+def _drop_tail(engine: Engine, count: int) -> int:
+    """Delete the last ``count`` entries and every checkpoint beyond what is left."""
+    with session_scope(engine) as s:
+        size = int(s.scalar(select(func.count(AuditEntry.idx))) or 0) - count
+        s.execute(delete(AuditEntry).where(AuditEntry.idx >= size))
+        s.execute(delete(AuditCheckpoint).where(AuditCheckpoint.tree_size > size))
+    rebuild_state(engine)
+    return size
+
+
+@pytest.mark.parametrize("count", [1, 2])
+def test_truncated_and_regrown_to_the_same_size_is_never_signed(
+    log: Engine,  # noqa: F811
+    signer: AuditSigner,
+    count: int,
+) -> None:
+    """An insider without the key drops the last entries (and the checkpoints over them) and
+    writes as many others in their place: the same size, another content. The checkpoint kept
+    beside the key still names the old tree: nothing is signed on top, `tre audit check` and
+    the exported bundle show the signed history only."""
+    before = N
+    kept = _drop_tail(log, count)
+    forge_tail(log, count)
+    with session_scope(log) as s:
+        assert int(s.scalar(select(func.count(AuditEntry.idx))) or 0) == before
+    n_cp = count_checkpoints(log)
+    with pytest.raises(AuditLogDamaged):
+        append_one(log)
+    with pytest.raises(AuditLogDamaged), session_scope(log) as s:
+        checkpoint(s)
+    assert count_checkpoints(log) == n_cp
+    with session_scope(log) as s:
+        _, problems = check_log(s, signer)
+    assert problems, "check_log called a regrown log intact"
+    report = verify_bundle(export_bytes(log, signer), signer.verifier_key)
+    assert report.tree_size <= kept or not report.ok, (report.tree_size, report.errors)
+
+
+def test_an_entry_edited_by_another_connection_mid_append_is_caught(
+    log: Engine,  # noqa: F811
+    signer: AuditSigner,
+) -> None:
+    """A second connection rewrites entry 2's body (leaf hash recomputed) while an append holds
+    its transaction open. SQLite serialises writers (the edit waits, then fails or follows);
+    PostgreSQL lets it commit first: the append then signs its frontier, which never re-reads
+    entry 2, so the edited row no longer matches the signed tree and is named."""
+    from sqlalchemy.exc import OperationalError
+
+    appending = session_factory(log)()
+    edited = False
+    try:
+        record_events(appending, [AuditEvent("alice", "dataset.read", dataset_id="d1")])
+        appending.flush()
+        try:
+            with session_scope(log) as other:
+                row = other.get(AuditEntry, 2)
+                assert row is not None
+                body = row.body.replace('"actor":"u2"', '"actor":"mallory"')
+                assert body != row.body
+                row.body, row.leaf_hash = body, leaf_hash(body.encode())
+            edited = True
+        except OperationalError:  # SQLite: the database is locked by the append
+            pass
+        appending.commit()
+    finally:
+        appending.close()
+    with session_scope(log) as s:
+        _, problems = check_log(s, signer)
+    report = verify_bundle(export_bytes(log, signer), signer.verifier_key)
+    if edited:
+        assert problems, "check_log missed an entry edited mid-append"
+        assert not report.ok and report.first_bad_index == 2, report.errors
+    else:
+        assert not problems and report.ok, (problems, report.errors)
+
+
+def test_a_cosignature_replayed_onto_another_origin_or_size_counts_for_nothing() -> None:
+    """cosignature/v1 signs the whole checkpoint body (origin line included) and its time: the
+    line copied onto a checkpoint of another log with the same size and root, onto another
+    size, or with its time changed, verifies for no one."""
+    priv = Ed25519PrivateKey.generate()
+    key = WitnessKey("w.example", priv.public_key().public_bytes_raw())
+    root = base64.b64encode(LEAF).decode()
+    body_a = f"a.example/log\n3\n{root}\n"
+    line = cosign(body_a, "w.example", priv, 1_800_000_000)
+    assert cosignatures(body_a + "\n" + line, [key])
+    for other in (
+        f"b.example/log\n3\n{root}\n",
+        f"a.example/log\n4\n{root}\n",
+        f"a.example/log\n3\n{root}\nx y\n",
+    ):
+        assert cosignatures(other + "\n" + line, [key]) == {}
+    blob = bytearray(base64.b64decode(line.split(" ")[-1]))
+    blob[11] ^= 1  # the time, one second off
+    moved = f"{SIG_PREFIX}w.example {base64.b64encode(bytes(blob)).decode()}\n"
+    assert cosignatures(body_a + "\n" + moved, [key]) == {}
