@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -695,3 +696,77 @@ def test_a_cosignature_replayed_onto_another_origin_or_size_counts_for_nothing()
     blob[11] ^= 1  # the time, one second off
     moved = f"{SIG_PREFIX}w.example {base64.b64encode(bytes(blob)).decode()}\n"
     assert cosignatures(body_a + "\n" + moved, [key]) == {}
+
+
+# --- Key rotation racing appends, and two rotations at once ------------------------------------
+
+
+def test_rotation_while_appends_race_keeps_one_verifiable_history(
+    log_engine: Engine, settings: Settings, signer: AuditSigner
+) -> None:
+    """Three threads append while the key is rotated: every append lands in one tree, each
+    checkpoint is signed by the key of its moment, and an auditor who pinned the old key
+    follows the transition through the whole bundle."""
+    from tre.audit.signing import get_signer, rotate_key
+
+    old = signer.verifier_key
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def appender(tag: int) -> None:
+        try:
+            while not stop.is_set():
+                with session_scope(log_engine) as s:
+                    record_events(s, [AuditEvent(f"u{tag}", "dataset.read", dataset_id="d1")])
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=appender, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(0.5)
+        transition = rotate_key(settings.keys_dir, overlap_s=3600)
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=30)
+    assert not errors, errors
+    new = get_signer(settings.keys_dir)
+    with session_scope(log_engine) as s:
+        _, problems = check_log(s, new)
+    assert not problems, problems
+    report = verify_bundle(export_bytes(log_engine, new), old)
+    assert report.ok, report.errors[:3]
+    assert report.keys == [old, transition.new]
+
+
+def test_two_rotations_at_once_hand_over_once(log_engine: Engine, settings: Settings) -> None:
+    """Two operators rotate at the same moment: one hand-over happens, the other is refused.
+    Two transitions from one key would be a forked key history that no auditor can follow."""
+    from tre.audit.signing import AuditKeyError, get_signer, rotate_key
+
+    pinned = get_signer(settings.keys_dir).verifier_key
+    barrier = threading.Barrier(2)
+    results: list[object] = []
+
+    def rotate() -> None:
+        barrier.wait()
+        try:
+            results.append(rotate_key(settings.keys_dir, overlap_s=3600))
+        except Exception as e:  # noqa: BLE001 - anything but AuditKeyError fails the test below
+            results.append(e)
+
+    threads = [threading.Thread(target=rotate) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert len(results) == 2 and sum(isinstance(r, AuditKeyError) for r in results) == 1, results
+    with session_scope(log_engine) as s:
+        record_events(s, [AuditEvent("alice", "dataset.read", dataset_id="d1")])
+    new = get_signer(settings.keys_dir)
+    assert len(new.history) == 1
+    report = verify_bundle(export_bytes(log_engine, new), pinned)
+    assert report.ok, report.errors[:3]

@@ -22,13 +22,15 @@ new identity.
 from __future__ import annotations
 
 import base64
+import fcntl
 import hashlib
 import json
 import os
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -55,6 +57,7 @@ PREVIOUS_KEY_FILE = "audit-ed25519.previous.pem"
 ROTATION_FILE = "audit-rotation.json"
 HISTORY_FILE = "audit-key-history.jsonl"
 PIN_FILE = "audit-last-checkpoint.note"
+ROTATION_LOCK_FILE = ".audit-rotation.lock"
 _WATCHED = (KEY_FILE, ORIGIN_FILE, PREVIOUS_KEY_FILE, ROTATION_FILE, HISTORY_FILE)
 
 
@@ -256,6 +259,19 @@ def _history(data: bytes) -> tuple[str, ...]:
     return tuple(out)
 
 
+@contextmanager
+def _rotation_lock(keys_dir: Path) -> Iterator[None]:
+    """One rotation at a time, across processes: two operators rotating at once each read the
+    same current key and wrote a transition from it, two hand-overs from one key, a forked key
+    history that every auditor's verification then refuses (round 12)."""
+    fd = os.open(keys_dir / ROTATION_LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
+
+
 def rotate_key(keys_dir: Path, overlap_s: float) -> KeyTransition:
     """Replace the log's key: same origin, a transition signed by both keys, an overlap period.
 
@@ -263,6 +279,12 @@ def rotate_key(keys_dir: Path, overlap_s: float) -> KeyTransition:
     overlap ends, so auditors who pinned it follow the transition (exported in every bundle)
     without a break. Refused while a previous rotation's overlap is still running.
     """
+    with _rotation_lock(keys_dir):
+        return _rotate_locked(keys_dir, overlap_s)
+
+
+def _rotate_locked(keys_dir: Path, overlap_s: float) -> KeyTransition:
+    """rotate_key's work, under the rotation lock: the current key is read inside it."""
     current = load_or_create_signer(keys_dir, create=False)
     now_ms = int(time.time() * 1000)
     if current.previous_key is not None and now_ms <= current.overlap_until_ms:
