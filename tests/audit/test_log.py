@@ -13,7 +13,7 @@ from sqlalchemy import Engine, func, select
 from tre.audit import AuditEvent, checkpoint, record_event, record_events
 from tre.audit.merkle import TreeLevels, leaf_hash
 from tre.audit.note import open_checkpoint
-from tre.audit.signing import KEY_FILE, ORIGIN_FILE, AuditSigner, load_or_create_signer
+from tre.audit.signing import KEY_FILE, ORIGIN_FILE, AuditKeyError, AuditSigner, load_or_create_signer
 from tre.config import Settings
 from tre.store.db import session_scope
 from tre.store.models import AuditCheckpoint, AuditEntry, AuditState
@@ -100,7 +100,7 @@ def test_signing_key_is_private_and_stable(settings: Settings) -> None:
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert one.public_key == two.public_key and one.name == two.name
     path.chmod(0o644)
-    with pytest.raises(PermissionError):
+    with pytest.raises(AuditKeyError, match="readable by others"):  # the API's 503 problem
         load_or_create_signer(settings.keys_dir)
 
 

@@ -13,7 +13,8 @@ from tre.audit import AuditEvent, record_events
 from tre.audit.merkle import TreeLevels, leaf_hash
 from tre.audit.note import open_checkpoint
 from tre.audit.signing import AuditSigner, configure
-from tre.audit.tiles import TileNotFound, encode_index, parse_index
+from tre.audit.tilepath import encode_index
+from tre.audit.tiles import TileNotFound, parse_index
 from tre.config import Settings
 from tre.store.db import session_scope
 

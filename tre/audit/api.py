@@ -215,12 +215,13 @@ def export(
 
 TILE_TYPE = "application/octet-stream"
 # `private`: a tile is an authenticated answer (auditors only), never one for a shared cache.
+# Partial tiles too: ``.p/W`` names the first W hashes, which never change either (tlog-tiles
+# calls the whole endpoint immutable); a log that changed one would be caught by the root.
 _IMMUTABLE = {"Cache-Control": "private, max-age=31536000, immutable"}
 
 
-def _tile_response(data: bytes, path: str) -> Response:
-    headers = {} if ".p/" in path else _IMMUTABLE
-    return Response(data, media_type=TILE_TYPE, headers=headers)
+def _tile_response(data: bytes) -> Response:
+    return Response(data, media_type=TILE_TYPE, headers=_IMMUTABLE)
 
 
 @router.get("/tlog/checkpoint", response_class=PlainTextResponse)
@@ -247,12 +248,12 @@ def tlog_entries(
         data = tiles.entry_bundle(session, tiles.signed_tree_size(session, signer), path)
     except tiles.TileNotFound as e:
         raise Problem(404, "Not found", str(e), "audit-tile-not-found") from e
-    return _tile_response(data, path)
+    return _tile_response(data)
 
 
 @router.get("/tlog/tile/{level}/{path:path}", responses=body_of(TILE_TYPE, "A hash tile."))
 def tlog_tile(
-    level: int,
+    level: str,
     path: str,
     _: Principal = Depends(auditor_or_admin),
     session: Session = Depends(get_session),
@@ -260,7 +261,9 @@ def tlog_tile(
 ) -> Response:
     """Hash tile: node hashes at tree level 8*level, 32 bytes each."""
     try:
-        data = tiles.hash_tile(session, tiles.signed_tree_size(session, signer), level, path)
+        data = tiles.hash_tile(
+            session, tiles.signed_tree_size(session, signer), tiles.parse_level(level), path
+        )
     except tiles.TileNotFound as e:
         raise Problem(404, "Not found", str(e), "audit-tile-not-found") from e
-    return _tile_response(data, path)
+    return _tile_response(data)

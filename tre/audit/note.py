@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import re
 from dataclasses import dataclass, field
 
 from cryptography.exceptions import InvalidSignature
@@ -33,6 +34,8 @@ SIG_PREFIX = "\u2014 "  # em dash and a space, as C2SP signed-note requires
 TIMESTAMP_EXT = "timestamp"
 MAX_SIGNATURES = 100  # as golang.org/x/mod/sumdb/note: a note with more is rejected unread
 COSIGNATURE_HEADER = "cosignature/v1\n"
+MAX_COSIGNATURE_TIME = 2**63 - 1  # C2SP tlog-cosignature: a timestamp never exceeds it
+_HEX_KEY_ID = re.compile(r"[0-9a-fA-F]{8}")  # a uint32 in hex, as Go's note.NewVerifier reads it
 
 
 class NoteError(ValueError):
@@ -135,6 +138,8 @@ def _parse_key(vkey: str, what: str, alg: int, kind: str) -> tuple[str, bytes]:
         raise NoteError(f"{what} must be <name>+<hex key id>+<base64 key>")
     name, hex_id, blob = parts
     _check_name(name)
+    if not _HEX_KEY_ID.fullmatch(hex_id):
+        raise NoteError(f"{what} ID must be 8 hex digits")
     try:
         raw = b64decode_canonical(blob)
         want_id = bytes.fromhex(hex_id)
@@ -178,6 +183,8 @@ class WitnessKey:
         if len(signature) != 8 + 64:
             return None
         t = int.from_bytes(signature[:8], "big")
+        if t > MAX_COSIGNATURE_TIME:  # tlog-cosignature: "MUST NOT exceed 2^63 - 1"
+            return None
         try:
             Ed25519PublicKey.from_public_bytes(self.public_key).verify(
                 signature[8:], cosigned_message(body, t)
@@ -195,6 +202,8 @@ def cosigned_message(body: str, timestamp_s: int) -> bytes:
 def cosign(body: str, name: str, private_key: Ed25519PrivateKey, timestamp_s: int) -> str:
     """A witness's cosignature line over a checkpoint ``body`` (newline-terminated)."""
     _check_name(name)
+    if not 0 <= timestamp_s <= MAX_COSIGNATURE_TIME:
+        raise NoteError(f"cosignature time {timestamp_s} is outside 0..2^63-1")
     pub = _raw_public(private_key.public_key())
     sig = private_key.sign(cosigned_message(body, timestamp_s))
     blob = key_id(name, pub, ALG_COSIGNATURE_V1) + timestamp_s.to_bytes(8, "big") + sig
@@ -302,6 +311,9 @@ def split_note(note: str) -> tuple[str, list[tuple[str, bytes, bytes]]]:
         if not line.startswith(SIG_PREFIX):
             raise NoteError(f"malformed signature line {line!r}")
         name, _, blob = line[len(SIG_PREFIX) :].partition(" ")
+        # A line naming an impossible key is a malformed note (as Go's note.Open), not an
+        # unknown signer to skip: signed-note key names are non-empty, no spaces, no "+".
+        _check_name(name)
         try:
             raw = b64decode_canonical(blob)
         except binascii.Error as e:

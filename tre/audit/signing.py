@@ -22,15 +22,20 @@ new identity.
 from __future__ import annotations
 
 import base64
+import fcntl
 import hashlib
 import json
 import os
 import threading
 import time
 import weakref
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import (
     Encoding,
@@ -52,6 +57,7 @@ PREVIOUS_KEY_FILE = "audit-ed25519.previous.pem"
 ROTATION_FILE = "audit-rotation.json"
 HISTORY_FILE = "audit-key-history.jsonl"
 PIN_FILE = "audit-last-checkpoint.note"
+ROTATION_LOCK_FILE = ".audit-rotation.lock"
 _WATCHED = (KEY_FILE, ORIGIN_FILE, PREVIOUS_KEY_FILE, ROTATION_FILE, HISTORY_FILE)
 
 
@@ -149,10 +155,10 @@ def _create_key_file(path: Path) -> None:
 def _load_key(path: Path) -> Ed25519PrivateKey:
     mode = path.stat().st_mode & 0o777
     if mode & 0o077:
-        raise PermissionError(f"audit signing key {path} is readable by others (mode {mode:o}); chmod 600 it")
-    key = load_pem_private_key(path.read_bytes(), password=None)
+        raise AuditKeyError(f"audit signing key {path} is readable by others (mode {mode:o}); chmod 600 it")
+    key = _parse_file(path, lambda data: load_pem_private_key(data, password=None))
     if not isinstance(key, Ed25519PrivateKey):
-        raise ValueError(f"{path} does not hold an Ed25519 private key")
+        raise AuditKeyError(f"the audit log's key file {path} does not hold an Ed25519 private key")
     return key
 
 
@@ -204,20 +210,66 @@ def load_or_create_signer(keys_dir: Path, *, create: bool = True) -> AuditSigner
                 f.write(origin_for(_raw(key)) + "\n")
         except FileExistsError:
             pass
-    origin = origin_path.read_text().strip()
+    origin = _parse_file(origin_path, _origin)
     previous: Ed25519PrivateKey | None = None
     until = 0
     if (keys_dir / PREVIOUS_KEY_FILE).exists() and (keys_dir / ROTATION_FILE).exists():
         previous = _load_key(keys_dir / PREVIOUS_KEY_FILE)
-        until = int(json.loads((keys_dir / ROTATION_FILE).read_text())["overlap_until_ms"])
+        until = _parse_file(keys_dir / ROTATION_FILE, lambda d: int(json.loads(d)["overlap_until_ms"]))
     history: tuple[str, ...] = ()
     if (keys_dir / HISTORY_FILE).exists():
-        history = tuple(
-            json.loads(line)["transition"]
-            for line in (keys_dir / HISTORY_FILE).read_text().splitlines()
-            if line
-        )
+        history = _parse_file(keys_dir / HISTORY_FILE, _history)
     return AuditSigner(key, origin, keys_dir, previous, until, history)
+
+
+_T = TypeVar("_T")
+
+
+def _parse_file(path: Path, parse: Callable[[bytes], _T]) -> _T:
+    """``parse`` of one of the log's key files. A damaged file (bit rot, a bad restore, a hand
+    edit) is an AuditKeyError naming it: the API's 503 problem, as for a missing key, never a
+    500, and nothing is appended or signed meanwhile. File contents are not echoed (keys)."""
+    try:
+        return parse(path.read_bytes())
+    except (OSError, ValueError, TypeError, KeyError, IndexError, UnsupportedAlgorithm) as e:
+        raise AuditKeyError(
+            f"the audit log's key file {path} is unusable ({type(e).__name__}); nothing is signed "
+            "(and so nothing audited) until it is restored from backup (mode 0600); see 'Lost key' "
+            "in docs/audit.md"
+        ) from e
+
+
+def _origin(data: bytes) -> str:
+    """The origin line: a signed-note key name (it names the log's key)."""
+    origin = data.decode("utf-8").strip()
+    if not origin or any(c.isspace() for c in origin) or "+" in origin:
+        raise ValueError("the origin is not a valid key name")
+    return origin
+
+
+def _history(data: bytes) -> tuple[str, ...]:
+    """The signed key transitions, one JSON object per line."""
+    out = []
+    for line in data.decode("utf-8").splitlines():
+        if line:
+            transition = json.loads(line)["transition"]
+            if not isinstance(transition, str):
+                raise TypeError("a transition is not a string")
+            out.append(transition)
+    return tuple(out)
+
+
+@contextmanager
+def _rotation_lock(keys_dir: Path) -> Iterator[None]:
+    """One rotation at a time, across processes: two operators rotating at once each read the
+    same current key and wrote a transition from it, two hand-overs from one key, a forked key
+    history that every auditor's verification then refuses (round 12)."""
+    fd = os.open(keys_dir / ROTATION_LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
 
 
 def rotate_key(keys_dir: Path, overlap_s: float) -> KeyTransition:
@@ -227,6 +279,12 @@ def rotate_key(keys_dir: Path, overlap_s: float) -> KeyTransition:
     overlap ends, so auditors who pinned it follow the transition (exported in every bundle)
     without a break. Refused while a previous rotation's overlap is still running.
     """
+    with _rotation_lock(keys_dir):
+        return _rotate_locked(keys_dir, overlap_s)
+
+
+def _rotate_locked(keys_dir: Path, overlap_s: float) -> KeyTransition:
+    """rotate_key's work, under the rotation lock: the current key is read inside it."""
     current = load_or_create_signer(keys_dir, create=False)
     now_ms = int(time.time() * 1000)
     if current.previous_key is not None and now_ms <= current.overlap_until_ms:
@@ -302,9 +360,10 @@ def _stamp(keys_dir: Path) -> tuple[int, ...]:
     for name in _WATCHED:
         try:
             st = (keys_dir / name).stat()
-            out += [st.st_mtime_ns, st.st_size, st.st_ino]
+            # st_mode too: a key file made readable by others is refused at once, as at start.
+            out += [st.st_mtime_ns, st.st_size, st.st_ino, st.st_mode]
         except FileNotFoundError:
-            out += [-1, -1, -1]
+            out += [-1, -1, -1, -1]
     return tuple(out)
 
 

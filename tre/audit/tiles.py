@@ -25,11 +25,11 @@ from tre.audit.merkle import TreeLevels
 from tre.audit.note import NoteError, open_checkpoint_any
 from tre.audit.service import StoredTree, tree_size
 from tre.audit.signing import AuditSigner
+from tre.audit.tilepath import TILE_HEIGHT, TILE_WIDTH, encode_index
 from tre.store.models import AuditCheckpoint, AuditEntry
 
-TILE_WIDTH = 256
-TILE_HEIGHT = 8
 _GROUP = re.compile(r"^(?:x\d{3}/)*\d{3}$")
+_LEVEL = re.compile(r"0|[1-9][0-9]?")
 
 
 def signed_tree_size(session: Session, signer: AuditSigner) -> int:
@@ -60,14 +60,6 @@ class TileNotFound(LookupError):
     """No such tile (malformed path, or beyond the tree of the served checkpoint)."""
 
 
-def encode_index(n: int) -> str:
-    """Tile index as C2SP path groups: 1234067 -> x001/x234/067, 5 -> 005."""
-    digits = str(n)
-    digits = "0" * (-len(digits) % 3) + digits
-    groups = [digits[i : i + 3] for i in range(0, len(digits), 3)]
-    return "/".join([*("x" + g for g in groups[:-1]), groups[-1]])
-
-
 def parse_index(path: str) -> tuple[int, int | None]:
     """``x001/x234/067[.p/W]`` -> (index, width or None for a full tile)."""
     width: int | None = None
@@ -94,6 +86,14 @@ def _width(available: int, index: int, width: int | None) -> int:
     if have < want:
         raise TileNotFound("tile not available at this tree size")
     return want
+
+
+def parse_level(text: str) -> int:
+    """A tile level as C2SP spells it: decimal ASCII 0..63, no leading zero. Parsed here, not
+    by the web framework, which reads "00", "+0", "0_0" and " 0" as 0: one tile, many URLs."""
+    if not _LEVEL.fullmatch(text) or int(text) > 63:
+        raise TileNotFound("tile level must be 0..63, in decimal without leading zeroes")
+    return int(text)
 
 
 def hash_tile(session: Session, tree_size: int, level: int, path: str) -> bytes:

@@ -14,9 +14,11 @@ Protocol (C2SP tlog-witness), ``POST /add-checkpoint`` with body::
 
     <signed checkpoint note>
 
-Answers: 200 + cosignature line(s); 409 + ``<size>`` (text/x.tlog.size) when ``old`` is not
-the witness's size; 422 when the proof does not verify; 403 when the note is not signed by a
-known key of its origin; 404 for an unknown origin; 400 for a malformed request.
+Answers: 200 + cosignature line(s); 409 + ``<size>`` (exactly ``text/x.tlog.size``) when
+``old`` is not the witness's size; 409 + a reason (text/plain) when the checkpoint has the
+witness's size but another root; 422 when the proof does not verify; 403 when the note is not
+signed by a known key of its origin; 404 for an unknown origin; 400 for a malformed request
+(``old`` beyond the checkpoint's size included).
 
 ``GET /checkpoint?origin=<origin>`` (tre's addition, read-only) answers the last checkpoint
 this witness cosigned for that log: the log's signature(s) and this witness's cosignature.
@@ -50,7 +52,7 @@ from cryptography.hazmat.primitives.serialization import (
     load_pem_private_key,
 )
 from fastapi import FastAPI, Request
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import PlainTextResponse, Response
 
 from tre.audit.merkle import ProofError, verify_consistency
 from tre.audit.note import (
@@ -58,6 +60,7 @@ from tre.audit.note import (
     NoteError,
     VerifierKey,
     WitnessKey,
+    b64decode_canonical,
     cosign,
     open_checkpoint_any,
     parse_checkpoint_text,
@@ -111,9 +114,9 @@ def parse_request(body: bytes) -> AddCheckpoint:
     proof = []
     for line in lines[1:]:
         try:
-            h = base64.b64decode(line, validate=True)
+            h = b64decode_canonical(line)
         except binascii.Error as e:
-            raise WitnessError(400, "proof line is not base64") from e
+            raise WitnessError(400, "proof line is not canonical base64") from e
         if len(h) != 32:
             raise WitnessError(400, "proof hash is not 32 bytes")
         proof.append(h)
@@ -178,13 +181,20 @@ class Witness:
             cp, signed_by = open_checkpoint_any(req.note, keys, origin)
         except NoteError as e:
             raise WitnessError(403, f"checkpoint not signed by a known key of {origin}: {e}") from e
+        # The order of the checks is the spec's: a request whose old size exceeds its own
+        # checkpoint is malformed (400) whatever this witness holds, and only then is ``old``
+        # compared with the witness's size (409 with that size).
+        if req.old > cp.tree_size:
+            raise WitnessError(400, "old size is larger than the checkpoint's tree size")
         with self._lock:
             seen = self._state.get(origin, {"size": 0, "root": ""})
             size = int(seen["size"])  # type: ignore[call-overload]
             if req.old != size:
                 raise WitnessError(409, f"{size}\n", SIZE_TYPE)
-            if cp.tree_size < size:
-                raise WitnessError(400, "checkpoint is smaller than the old size")
+            if size > 0 and cp.tree_size == size and cp.root_hash.hex() != seen["root"]:
+                # Same size, another root: a fork. 409 as the spec asks, but with a reason, not
+                # a size: a log reading "<size>" would resync to the size it sent and retry.
+                raise WitnessError(409, f"a checkpoint of size {size} with another root was cosigned")
             if size > 0:
                 try:
                     verify_consistency(
@@ -216,24 +226,33 @@ class Witness:
         return note
 
 
+def _error(e: WitnessError) -> Response:
+    """A refusal. The 409 size answer carries exactly ``text/x.tlog.size``, as tlog-witness
+    requires (Starlette would append "; charset=utf-8" to a text media type, and Go clients
+    compare the header whole); other refusals are plain UTF-8 text."""
+    if e.media_type == SIZE_TYPE:
+        return Response(e.message, status_code=e.status, headers={"Content-Type": SIZE_TYPE})
+    return PlainTextResponse(e.message, status_code=e.status, media_type=e.media_type)
+
+
 def create_witness_app(witness: Witness) -> FastAPI:
     app = FastAPI(title="tre witness", docs_url=None, redoc_url=None, openapi_url=None)
 
     @app.post("/add-checkpoint")
-    async def add_checkpoint(request: Request) -> PlainTextResponse:
+    async def add_checkpoint(request: Request) -> Response:
         body = await request.body()
         try:
             line = witness.add_checkpoint(body)
         except WitnessError as e:
-            return PlainTextResponse(e.message, status_code=e.status, media_type=e.media_type)
+            return _error(e)
         return PlainTextResponse(line)
 
     @app.get("/checkpoint")
-    async def latest_checkpoint(origin: str = "") -> PlainTextResponse:
+    async def latest_checkpoint(origin: str = "") -> Response:
         try:
             note = witness.latest(origin)
         except WitnessError as e:
-            return PlainTextResponse(e.message, status_code=e.status, media_type=e.media_type)
+            return _error(e)
         return PlainTextResponse(note)
 
     return app

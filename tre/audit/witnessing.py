@@ -28,7 +28,7 @@ from tre.audit.log import latest_checkpoint
 from tre.audit.note import NoteError, WitnessKey, add_signature_lines, cosignatures, split_note
 from tre.audit.service import StoredTree
 from tre.audit.signing import AuditSigner
-from tre.audit.witness_server import encode_request
+from tre.audit.witness_server import SIZE_TYPE, encode_request
 from tre.store.models import AuditCheckpoint
 
 WITNESSES_FILE = "audit-witnesses.json"
@@ -185,6 +185,15 @@ def _size(text: str) -> int | None:
     return size if size < 2**64 else None
 
 
+def _cosigns(text: str, line: str, key: WitnessKey) -> bool:
+    """Whether an answer line is ``key``'s valid cosignature of ``text``; a malformed line
+    (bad base64, an impossible key name) is just not one, never an exception."""
+    try:
+        return bool(cosignatures(text + "\n" + line + "\n", [key]))
+    except NoteError:
+        return False
+
+
 def _answer(
     w: WitnessConfig, resp: httpx.Response, text: str, size: int, new_lines: list[str], state: dict[str, int]
 ) -> Outcome:
@@ -194,12 +203,21 @@ def _answer(
         # (other times) would otherwise push the stored note past the 100 signature lines a
         # note may carry, and the checkpoint would stop verifying for everyone.
         lines = [ln for ln in resp.text[:MAX_ANSWER_CHARS].splitlines() if ln][:MAX_ANSWER_LINES]
-        good = next((ln for ln in lines if cosignatures(text + "\n" + ln + "\n", [w.key])), None)
+        good = next((ln for ln in lines if _cosigns(text, ln, w.key)), None)
         if good is None:
             return Outcome(w.key.name, "error", "answer holds no valid cosignature")
         new_lines.append(good)
         state[w.key.encode()] = size
         return Outcome(w.key.name, "cosigned")
+    if resp.status_code == 409 and not resp.headers.get("content-type", "").startswith(SIZE_TYPE):
+        # A 409 that is not a size answer: the witness cosigned another root at this very size
+        # (tlog-witness). A size answer whose body is no size is a garbled answer: an error.
+        ALERT.critical(
+            "witness %s holds another root hash for size %d: the log has forked",
+            w.key.name,
+            size,
+        )
+        return Outcome(w.key.name, "refused", resp.text.strip()[:200])
     if resp.status_code == 422:
         ALERT.critical(
             "witness %s refuses checkpoint %d: the log cannot prove it extends what the witness "

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -28,6 +29,7 @@ from tre.audit.note import (
     open_checkpoint,
     open_checkpoint_any,
 )
+from tre.audit.tile_verify import TileError, verify_tiles
 from tre.audit.verify import MAX_CLOCK_SKEW_MS, Policy, VerifyReport, follow_key_history, verify_bundle
 from tre.cli.client import ApiClient, CliError
 from tre.cli.output import JsonFlag, console, err_console, print_json, table, terminal_safe, untrusted
@@ -554,6 +556,98 @@ def checkpoint(
     since = f", consistent with the pinned size {old.tree_size}" if old else " (first pin)"
     console.print(
         f"checkpoint OK: {new.tree_size} entries, root {new.root_hash.hex()}{since}",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+# The largest answer a tiles prefix has reason to send: an entry bundle of 256 entries of at
+# most 65,535 bytes each, with their 2-byte lengths.
+MAX_TILE_ANSWER = 256 * (2 + 65535)
+
+
+def _mirror_fetch(prefix: str) -> Callable[[str], bytes]:
+    """GET <prefix>/<path> from an untrusted mirror: bounded, never decompressed or redirected."""
+    if not prefix.startswith(("http://", "https://")) or any(c.isspace() for c in prefix):
+        raise CliError("--mirror must be an http(s) URL prefix")
+    http = httpx.Client(timeout=30.0, follow_redirects=False)
+
+    def fetch(path: str) -> bytes:
+        try:
+            with http.stream(
+                "GET", f"{prefix.rstrip('/')}/{path}", headers={"Accept-Encoding": "identity"}
+            ) as r:
+                if r.status_code != 200:
+                    raise TileError(f"the mirror answered HTTP {r.status_code} for {path}")
+                if r.headers.get("content-encoding", "identity").lower() != "identity":
+                    raise TileError(f"the mirror sent {path} compressed")
+                raw = b""
+                for chunk in r.iter_raw():
+                    raw += chunk
+                    if len(raw) > MAX_TILE_ANSWER:
+                        raise TileError(f"the mirror's {path} is larger than any tile")
+                return raw
+        except httpx.HTTPError as e:
+            raise TileError(f"the mirror could not be read ({type(e).__name__}) for {path}") from e
+
+    return fetch
+
+
+def _server_fetch(client: ApiClient) -> Callable[[str], bytes]:
+    """The server's own tlog-tiles API (auditor login): checked exactly like a mirror."""
+    return lambda path: client.request("GET", f"/api/v1/audit/tlog/{path}").content
+
+
+@app.command()
+def tiles(
+    mirror: Annotated[
+        str | None,
+        typer.Option(help="Tiles URL prefix of a mirror (untrusted); default: the server's tlog API."),
+    ] = None,
+    key: Annotated[str | None, typer.Option(help="Trusted log key; default: the pinned one.")] = None,
+    seen: Annotated[
+        list[Path] | None,
+        typer.Option(help="A checkpoint note another auditor saw; the served tree must extend it."),
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Check every tile and entry bundle of the log (C2SP tlog-tiles) against its signed root.
+
+    Fetches the checkpoint, the level-0 tiles, the entry bundles and the higher tiles from the
+    server or from --mirror, and fails unless each entry hashes to its tile, the tiles rebuild
+    the root that the pinned (or --key) log key signed, and the tree extends your pinned
+    checkpoint and every --seen one (a mirror replaying an old checkpoint, or a fork, fails).
+    Nothing is pinned: `tre audit checkpoint` does that.
+    """
+    vkey = _load_key(key)
+    if vkey is None:
+        raise CliError("no pinned log key: run `tre audit checkpoint` first, or give --key")
+    fetch = _server_fetch(ApiClient()) if mirror is None else _mirror_fetch(mirror)
+    earlier: list[Checkpoint] = []
+    pin_path = state_dir() / "checkpoint.note"
+    for path in ([pin_path] if pin_path.is_file() else []) + list(seen or []):
+        try:
+            earlier.append(open_checkpoint(decode_note(path.read_bytes()), vkey))
+        except (NoteError, OSError) as e:
+            raise CliError(f"the checkpoint in {path} does not verify under the log key: {e}") from e
+    try:
+        note = decode_note(fetch("checkpoint"))
+        log = verify_tiles(fetch, note, [vkey], vkey.name, earlier)
+    except (TileError, NoteError) as e:
+        raise CliError(f"TILES: {e}") from e
+    cp = log.checkpoint
+    if as_json:
+        print_json(
+            {
+                "tree_size": cp.tree_size,
+                "root_hash": cp.root_hash.hex(),
+                "extends": [c.tree_size for c in earlier],
+            }
+        )
+        return
+    console.print(
+        f"tiles OK: {cp.tree_size} entries, root {cp.root_hash.hex()}, "
+        f"extending {len(earlier)} checkpoint(s) seen before",
         highlight=False,
         soft_wrap=True,
     )
