@@ -17,6 +17,7 @@ from tre.cli import (
     catalogue,
     code,
     egress,
+    examples,
     federation,
     images,
     interrupts,
@@ -254,3 +255,7 @@ def logout(
         path.unlink()
         said += f"; removed {path}"
     console.print(said, highlight=False, soft_wrap=True)
+
+
+# Last, once every command is registered: the example at the foot of each command's --help.
+examples.attach(app)
