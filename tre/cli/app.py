@@ -175,6 +175,8 @@ def serve(
     from tre.server import serve as run_server
 
     settings = get_settings()
+    # A state directory tre cannot use fails here, before the banner says the API is up.
+    settings.ensure_dirs()
     interrupts.serve_until_stopped()
     parts = ["the job worker" if worker else "no worker", *(["the federation agent"] if node else [])]
     console.print(
