@@ -221,8 +221,11 @@ class _Misbehaving(http.server.BaseHTTPRequestHandler):
             "html200": (200, "text/html", b"<html><form>sign in to the proxy</form></html>"),
             "text500": (500, "text/plain", b"Internal\nServer\nError"),
             "shape": (200, "application/json", b'{"unexpected": true}'),
+            "redirect": (302, "text/plain", b""),
         }[self.mode]
         self.send_response(status)
+        if status == 302:  # a proxy sending the CLI to its sign-in page
+            self.send_header("Location", "https://sso.example/login")
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -256,6 +259,57 @@ def test_a_server_that_is_not_a_healthy_api_is_one_line(misbehaving, offline, mo
     env = {**offline, "TRE_API_URL": misbehaving, "TRE_TOKEN": "t"}
     line = one_line_error(tre(env, "jobs"), 1, *words)
     assert "\x1b" not in line
+
+
+JOB = "0123456789abcdef0123456789abcdef"  # whole: sent as given, no listing first
+
+
+@pytest.mark.parametrize("mode", ["html200", "redirect", "shape"])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["logs", JOB],
+        ["logs", JOB, "-f"],
+        ["audit", "export", "bundle.jsonl"],
+        ["job", "code", JOB, "-o", "code.tar.gz"],
+        ["whoami"],
+    ],
+    ids=["logs", "logs-f", "audit-export", "job-code", "whoami"],
+)
+def test_an_answer_the_api_never_gives_is_refused_and_nothing_is_written(  # type: ignore[no-untyped-def]
+    misbehaving, offline, tmp_path, mode, argv
+) -> None:
+    """A proxy's sign-in page (HTML with status 200), a redirect (httpx does not follow one)
+    or JSON where a log, a bundle or an archive belongs was taken as the answer: `tre logs`
+    printed the page as the job's log and exited 0 (with -f, printed it forever), `tre audit
+    export` wrote it as the bundle and said "wrote"; a redirect's empty body crashed the JSON
+    commands. Each is one line naming TRE_API_URL, exit 1, and a file already at the target
+    stays as it was."""
+    _Misbehaving.mode = mode
+    env = {**offline, "TRE_API_URL": misbehaving, "TRE_TOKEN": "t"}
+    cwd = tmp_path / "work"
+    cwd.mkdir()
+    kept = cwd / "code.tar.gz"
+    kept.write_bytes(b"the archive downloaded yesterday")
+    proc = subprocess.run(
+        [sys.executable, "-m", "tre.cli.main", *argv],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        stdin=subprocess.DEVNULL,
+    )
+    if mode == "shape" and argv == ["whoami"]:
+        words: tuple[str, ...] = ("unexpected",)  # JSON of another shape: a bug or another version
+    elif mode == "redirect":
+        words = ("HTTP 302", "redirect to https://sso.example/login", "TRE_API_URL")
+    else:
+        words = ("TRE_API_URL",)
+    one_line_error(proc, 1, *words)
+    assert proc.stdout == ""
+    assert kept.read_bytes() == b"the archive downloaded yesterday"
+    assert sorted(p.name for p in cwd.iterdir()) == ["code.tar.gz"]
 
 
 @pytest.fixture

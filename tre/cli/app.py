@@ -17,6 +17,7 @@ from tre.cli import (
     catalogue,
     code,
     egress,
+    examples,
     federation,
     images,
     interrupts,
@@ -174,6 +175,8 @@ def serve(
     from tre.server import serve as run_server
 
     settings = get_settings()
+    # A state directory tre cannot use fails here, before the banner says the API is up.
+    settings.ensure_dirs()
     interrupts.serve_until_stopped()
     parts = ["the job worker" if worker else "no worker", *(["the federation agent"] if node else [])]
     console.print(
@@ -254,3 +257,7 @@ def logout(
         path.unlink()
         said += f"; removed {path}"
     console.print(said, highlight=False, soft_wrap=True)
+
+
+# Last, once every command is registered: the example at the foot of each command's --help.
+examples.attach(app)

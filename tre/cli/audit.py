@@ -42,6 +42,17 @@ def state_dir() -> Path:
     return get_settings().home / "audit"
 
 
+def _read_text(path: Path, what: str) -> str:
+    """A text file the auditor names (a key, a policy, a pinned note), or one line saying why
+    it cannot be one: a binary file given as --key ended as "unexpected UnicodeDecodeError"."""
+    try:
+        return path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        raise CliError(f"{what} {path} is not UTF-8 text") from None
+    except OSError as e:
+        raise CliError(f"cannot read {what} {path}: {e.strerror or e}") from e
+
+
 def _parse_key(text: str, what: str) -> VerifierKey:
     try:
         return VerifierKey.parse(text)
@@ -52,19 +63,21 @@ def _parse_key(text: str, what: str) -> VerifierKey:
 def _read_policy(path: Path) -> Policy:
     """A witness policy file (C2SP tlog-witness), or the one-line error naming it."""
     try:
-        return Policy.parse(path.read_text())
-    except (NoteError, OSError) as e:
+        return Policy.parse(_read_text(path, "policy"))
+    except NoteError as e:
         raise CliError(f"bad policy {path}: {e}") from e
 
 
 def _key_arg(key: str) -> VerifierKey:
     path = Path(key)
-    return _parse_key(path.read_text() if path.is_file() else key, "verifier key")
+    return _parse_key(_read_text(path, "verifier key") if path.is_file() else key, "verifier key")
 
 
 def _pinned_key() -> VerifierKey | None:
     pinned = state_dir() / "log.vkey"
-    return _parse_key(pinned.read_text(), f"pinned key in {pinned}") if pinned.is_file() else None
+    if not pinned.is_file():
+        return None
+    return _parse_key(_read_text(pinned, "pinned key"), f"pinned key in {pinned}")
 
 
 def _load_key(key: str | None) -> VerifierKey | None:
@@ -239,10 +252,10 @@ def verify(
             highlight=False,
             soft_wrap=True,
         )
-    notes = [p.read_text() for p in pin or []]
+    notes = [_read_text(p, "checkpoint note") for p in pin or []]
     saved = sdir / "checkpoint.note"
     if not no_pinned and saved.is_file():
-        notes.append(saved.read_text())
+        notes.append(_read_text(saved, "saved checkpoint"))
     if pol is not None and pol.urls and not offline:
         keys, _ = follow_key_history(root, _bundle_history(data), VerifyReport())
         notes.extend(cp.note for cp in witnessed_checkpoints(pol, keys, root.name))
@@ -282,7 +295,7 @@ def _remember(report: VerifyReport, pinned: VerifierKey | None) -> None:
         return
     if saved.is_file():
         try:
-            old, _ = open_checkpoint_any(saved.read_text(), report.keys, newest.name)
+            old, _ = open_checkpoint_any(_read_text(saved, "saved checkpoint"), report.keys, newest.name)
             if old.tree_size >= cp.tree_size:
                 return
         except NoteError:
@@ -376,7 +389,9 @@ def export(
         params["tree_size"] = tree_size
     client = ApiClient()
     query = "&".join(f"{k}={v}" for k, v in params.items())
-    size = client.download(f"/api/v1/audit/export?{query}", out, progress=True)
+    size = client.download(
+        f"/api/v1/audit/export?{query}", out, progress=True, expect=("application/x-ndjson",)
+    )
     console.print(
         f"wrote {out} ({size} bytes); check it with: tre audit verify {out}", highlight=False, soft_wrap=True
     )
@@ -493,7 +508,7 @@ def checkpoint(
     old: Checkpoint | None = None
     if pin_path.is_file():
         try:
-            old, _ = open_checkpoint_any(pin_path.read_text(), keys, vkey.name)
+            old, _ = open_checkpoint_any(_read_text(pin_path, "saved checkpoint"), keys, vkey.name)
         except NoteError as e:
             raise CliError(f"your pinned checkpoint {pin_path} does not verify: {e}") from e
         if new.tree_size < old.tree_size:
@@ -686,7 +701,7 @@ def prove(
     if vkey is None or not pin_path.is_file():
         raise CliError("no pinned checkpoint: run `tre audit checkpoint` first")
     try:
-        cp = open_checkpoint(pin_path.read_text(), vkey)
+        cp = open_checkpoint(_read_text(pin_path, "saved checkpoint"), vkey)
     except NoteError as e:
         raise CliError(f"your pinned checkpoint does not verify: {e}") from e
     if index >= cp.tree_size:

@@ -6,6 +6,7 @@ from ``TRE_TOKEN``; the API address from ``TRE_API_URL`` or the saved login.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Iterator
@@ -155,11 +156,38 @@ class ApiClient:
                 "although the client asked for none: refused unread"
             )
 
-    def request(self, method: str, path: str, **kw: Any) -> httpx.Response:
+    def _refuse_unexpected(self, resp: httpx.Response, path: str, expect: tuple[str, ...]) -> None:
+        """Refuse, unread, an answer the tre API never gives to this call.
+
+        The API never redirects a CLI call: a 3xx comes from something in front of it (a
+        proxy's sign-in page, a load balancer moving to https), and taking its empty body as
+        the answer printed nothing as a job's log, or crashed on a missing record. A call
+        whose answer is not JSON (a log, an export, a file) names the content types it takes
+        (``expect``): an HTML page with status 200 is not a job log or an audit bundle.
+        """
+        where = f"{self.api_url}{path.split('?', 1)[0]}"
+        if 300 <= resp.status_code < 400:
+            location = _one_line(resp.headers.get("location", ""), 120)
+            moved = f" to {location}" if location else ""
+            raise CliError(
+                f"HTTP {resp.status_code} {resp.reason_phrase} from {where}: a redirect{moved}, which "
+                f"the tre API never sends; {NOT_THE_API}"
+            )
+        ctype = resp.headers.get("content-type", "").split(";")[0].strip().lower()
+        if expect and resp.status_code < 400 and ctype not in expect:
+            raise CliError(
+                f"the answer from {where} is {_one_line(ctype, 60) or 'of no stated type'}, not "
+                f"{' or '.join(expect)}; {NOT_THE_API}"
+            )
+
+    def request(self, method: str, path: str, expect: tuple[str, ...] = (), **kw: Any) -> httpx.Response:
+        """One call, its answer read whole; an error answer raised as one line. ``expect``:
+        the content types a non-JSON answer must have (the JSON helpers check JSON)."""
         try:
             resp = self._http.send(self._http.build_request(method, path, **kw), stream=True)
             try:
                 self._refuse_encoded(resp, path)
+                self._refuse_unexpected(resp, path, expect)
                 resp.read()
             finally:
                 resp.close()
@@ -168,6 +196,10 @@ class ApiClient:
         if resp.status_code >= 400:
             raise self._refusal(resp)
         return resp
+
+    def text(self, path: str, **kw: Any) -> str:
+        """A plain-text answer (a job's log), refused when it is anything else."""
+        return self.request("GET", path, expect=("text/plain",), **kw).content.decode("utf-8", "replace")
 
     def _transport_error(self, exc: httpx.HTTPError, what: str, path: str) -> CliError:
         """One line for a request that got no answer; the same words for every kind of call
@@ -219,10 +251,11 @@ class ApiClient:
     def delete(self, path: str, **kw: Any) -> Any:
         return self._json(self.request("DELETE", path, **kw))
 
-    def stream(self, path: str, **kw: Any) -> Iterator[bytes]:
+    def stream(self, path: str, expect: tuple[str, ...] = (), **kw: Any) -> Iterator[bytes]:
         try:
             with self._http.stream("GET", path, **kw) as resp:
                 self._refuse_encoded(resp, path)
+                self._refuse_unexpected(resp, path, expect)
                 if resp.status_code >= 400:
                     resp.read()
                     raise self._refusal(resp)
@@ -231,11 +264,22 @@ class ApiClient:
             raise self._transport_error(exc, "download from", path) from exc
 
     def download(
-        self, path: str, dest: Path, progress: bool = True, headers_out: dict[str, str] | None = None
+        self,
+        path: str,
+        dest: Path,
+        progress: bool = True,
+        headers_out: dict[str, str] | None = None,
+        expect: tuple[str, ...] = (),
+        sha256: str | None = None,
+        sha256_header: str | None = None,
     ) -> int:
-        """Stream to ``dest`` (written to a temp name first, so a failed download leaves nothing).
+        """Stream to ``dest`` (written to a temp name first, so a failed download leaves nothing
+        and a file already at ``dest`` stays as it was).
 
-        ``headers_out``, if given, receives the response headers (e.g. a hash to verify against).
+        ``headers_out``, if given, receives the response headers. ``expect``: the content
+        types the answer must have. ``sha256`` (or the answer's header ``sha256_header``) is
+        the hash the bytes must have: checked before ``dest`` is replaced, so a wrong answer
+        never takes the place of a good file.
         """
         from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
@@ -248,11 +292,19 @@ class ApiClient:
         try:
             with self._http.stream("GET", path) as resp:
                 self._refuse_encoded(resp, path)
+                self._refuse_unexpected(resp, path, expect)
                 if resp.status_code >= 400:
                     resp.read()
                     raise self._refusal(resp)
                 if headers_out is not None:
                     headers_out.update({k.lower(): v for k, v in resp.headers.items()})
+                if sha256_header is not None:
+                    sha256 = resp.headers.get(sha256_header)
+                    if not sha256:
+                        raise CliError(
+                            f"the answer from {self.api_url}{path} has no {sha256_header}; {NOT_THE_API}"
+                        )
+                digest = hashlib.sha256()
                 total = int(resp.headers.get("content-length", 0)) or None
                 with Progress(
                     "[progress.description]{task.description}",
@@ -266,8 +318,14 @@ class ApiClient:
                     with tmp.open("wb") as fh:
                         for chunk in resp.iter_bytes():
                             fh.write(chunk)
+                            digest.update(chunk)
                             written += len(chunk)
                             bar.update(task, advance=len(chunk))
+            if sha256 is not None and digest.hexdigest() != sha256.lower():
+                raise CliError(
+                    f"{dest.name}: the downloaded bytes hash to {digest.hexdigest()}, not "
+                    f"{_one_line(sha256, 80)}; nothing was written"
+                )
             tmp.replace(dest)
         except httpx.HTTPError as exc:
             raise self._transport_error(exc, "download from", path) from exc

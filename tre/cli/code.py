@@ -184,10 +184,15 @@ def code(
             )
     if out is not None:
         headers: dict[str, str] = {}
-        client.download(f"/api/v1/jobs/{job_id}/code", out, progress=False, headers_out=headers)
-        expected = headers.get("x-code-sha256")
-        digest = hashlib.sha256(out.read_bytes()).hexdigest()
-        if digest != expected:
-            out.unlink(missing_ok=True)
-            raise CliError(f"the downloaded code has SHA-256 {digest}, not the job's {expected}")
+        # Checked against the answer's X-Code-SHA256 before `out` is replaced: a wrong answer
+        # never takes the place of a file already there.
+        client.download(
+            f"/api/v1/jobs/{job_id}/code",
+            out,
+            progress=False,
+            headers_out=headers,
+            expect=("application/gzip",),
+            sha256_header="X-Code-SHA256",
+        )
+        digest = headers["x-code-sha256"].lower()
         (err_console if as_json else console).print(f"saved code {digest} of job {job_id} to {out}")

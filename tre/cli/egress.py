@@ -239,7 +239,7 @@ def _fetch(
     digest = hashlib.sha256()
     try:
         with part.open("wb") as fh:
-            for chunk in client.stream(url):
+            for chunk in client.stream(url, expect=("application/octet-stream",)):
                 fh.write(chunk)
                 digest.update(chunk)
                 progress.update(task, advance=len(chunk))

@@ -8,7 +8,6 @@ token (`TRE_API_URL` or `tre login --api-url` pointed at the hub).
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -202,10 +201,13 @@ def hub_results(
         folder.mkdir(parents=True, exist_ok=True)
         for f in c["files"]:
             dest = folder / f["name"]
-            client.download(f"/hub/v1/jobs/{job_id}/results/{c['node']}/{f['name']}", dest, progress=False)
-            if hashlib.sha256(dest.read_bytes()).hexdigest() != f["sha256"]:
-                dest.unlink()
-                raise CliError(f"{c['node']}/{f['name']} does not match its SHA-256; removed")
+            client.download(
+                f"/hub/v1/jobs/{job_id}/results/{c['node']}/{f['name']}",
+                dest,
+                progress=False,
+                expect=("application/octet-stream",),
+                sha256=str(f["sha256"]),
+            )
         (folder / "disclosure.json").write_text(json.dumps(c["disclosure_record"], indent=2) + "\n")
         (folder / "checkpoint.note").write_text(c["checkpoint"] or "")
     out.mkdir(parents=True, exist_ok=True)  # also when nothing was released yet

@@ -44,6 +44,9 @@ def follow_or_explain(client: ApiClient, job_id: str, show_logs: bool = True) ->
         return follow_job(client, job_id, show_logs=show_logs)
 
 
+LOG_TYPES = ("text/plain",)  # what the API serves a job's log as; a proxy's HTML page is refused
+
+
 def follow_job(client: ApiClient, job_id: str, show_logs: bool = True, poll_s: float = 0.5) -> dict:
     """Stream the job's log while a spinner shows its state (and, for a cohort job, a
     progress bar: `tre.cli.logview`); return the final job record."""
@@ -51,7 +54,9 @@ def follow_job(client: ApiClient, job_id: str, show_logs: bool = True, poll_s: f
     with LogView(console, job_id, spinner=True) as view:
         view.state("queued")
         while True:
-            resp = client.request("GET", f"/api/v1/jobs/{job_id}/logs", params={"offset": offset})
+            resp = client.request(
+                "GET", f"/api/v1/jobs/{job_id}/logs", expect=LOG_TYPES, params={"offset": offset}
+            )
             offset = int(resp.headers.get("X-Next-Offset", offset))
             state = resp.headers.get("X-Job-State", "")
             if show_logs and resp.content:
@@ -203,9 +208,9 @@ def logs(job_id: str, follow: Annotated[bool, typer.Option("--follow", "-f")] = 
     if follow:
         _print_end(follow_or_explain(client, job_id))
         return
-    resp = client.request("GET", f"/api/v1/jobs/{job_id}/logs")
+    text = client.text(f"/api/v1/jobs/{job_id}/logs")
     with LogView(console, job_id) as view:
-        view.feed(resp.content.decode("utf-8", "replace"))
+        view.feed(text)
 
 
 OUTPUTS_PAGE = 100

@@ -222,7 +222,7 @@ def preprocess(
             return
         final = follow_job(client, job["id"])
         console.print(f"job {final['id']}: {final['state']} {untrusted(final['reason'])}", highlight=False)
-        summary = series_summary(client.request("GET", f"/api/v1/jobs/{job['id']}/logs").text)
+        summary = series_summary(client.text(f"/api/v1/jobs/{job['id']}/logs"))
         if summary is not None:
             console.print(summary_line(final["id"], *summary), highlight=False, soft_wrap=True)
         hint = unrecorded_hint(str(final.get("reason") or ""))
