@@ -1,7 +1,7 @@
-"""Pipeline cost of the egress checks on the benign research outputs (leaks11).
+"""Pipeline cost of the egress checks on the benign research outputs (leaks11, leaks12).
 
 Runs `run_checks` (default policy, OCR off, as the planted-leak tests do) over the benign
-corpora of rounds 5, 6 and 7 (`tests/egress/planted_round*.py`) against the planted
+corpora of rounds 5 to 8 (`tests/egress/planted_round*.py`) against the planted
 dataset's identifiers, a few times, and prints the CPU seconds of the best pass and every
 finding (each one a false alarm unless the corpus names it as flagged by design). A
 benchmark, not a test: run by hand, interleaved before/after a change.
@@ -29,7 +29,10 @@ def corpus() -> list[tuple[str, object, tuple[str, ...]]]:
         from tests.egress import planted_round7
 
         rounds.append(("r7", planted_round7))
-    except ImportError:  # measuring the code before round 7
+        from tests.egress import planted_round8
+
+        rounds.append(("r8", planted_round8))
+    except ImportError:  # measuring the code before round 7 or 8
         pass
     return [(tag, p, by) for tag, mod in rounds for p, by in mod.benign()]  # type: ignore[attr-defined]
 
@@ -37,7 +40,7 @@ def corpus() -> list[tuple[str, object, tuple[str, ...]]]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--rounds", default="r5,r6,r7", help="which rounds' benign outputs")
+    parser.add_argument("--rounds", default="r5,r6,r7,r8", help="which rounds' benign outputs")
     args = parser.parse_args()
     base = load_policy("default", POLICIES)
     policy = base.model_copy(update={"image": base.image.model_copy(update={"ocr": False})})

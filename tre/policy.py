@@ -42,6 +42,7 @@ ContentType = Literal[
     "pdf",
     "xlsx",
     "parquet",
+    "arrow",
     "model",
     "csv",
     "tsv",

@@ -258,37 +258,57 @@ def _occurrences(text: str, literal: str) -> Iterator[int]:
 
 def find_numeric_dates(text: str, targets: set[str]) -> Iterator[tuple[str, int]]:
     """(YYYYMMDD, offset) for each Unix timestamp (seconds or milliseconds, any time of the
-    day; at least 10^8 seconds from 1970, so 1967-1972 in seconds is not searched), and each
-    Excel or MATLAB serial day in a date-named column of a table or after a date word on its
-    line, that reads as one of ``targets``."""
+    day), and each Excel or MATLAB serial day, that reads as one of ``targets``.
+
+    A timestamp of at least 10^8 seconds from 1970 is a date anywhere; nearer 1970 (March
+    1966 to March 1973, 7 to 9 digits, as common as any count) and a serial day are dates
+    only in a date-named column of a table or after a date word on their line (leaks12: a
+    birth date in 1969 as ``dob,-14256000`` passed)."""
     days, prefixes, serials = _numeric_forms(frozenset(targets))
     if not days:
         return
+    dated = _DatedContext(text)
     for literal in prefixes:
+        if literal in ("", "-"):
+            continue  # the first day or two of 1970: too few digits to tell from any number
         for k in _occurrences(text, literal):
             m = _AFTER_PREFIX.match(text, k + len(literal))
             if m is None:
                 continue
             value = int(literal + m.group(1))
             day = value // _DAY_SECONDS if len(m.group(1)) == 5 else value // (_DAY_SECONDS * 1000)
-            if (len(m.group(1)) == 8 or abs(value) >= 10**8) and day in days:
+            if day not in days:
+                continue
+            if len(m.group(1)) == 8 or abs(value) >= 10**8 or dated(k):
                 yield days[day], k
     found = [(k, v) for v in serials for k in _occurrences(text, str(v))]
-    if not found:
-        return
-    first_line = (text[: text.find("\n")] if "\n" in text else text)[:4096]
-    delimiter = max(",;\t|", key=first_line.count)
-    dated_columns = (
-        {i for i, name in enumerate(first_line.split(delimiter)) if _DATE_WORD.search(name)}
-        if first_line.count(delimiter)
-        else set()
-    )
     for k, v in sorted(found):
-        if not _SERIAL_END.match(text, k + len(str(v))):
-            continue
-        start = text.rfind("\n", 0, k) + 1
+        if _SERIAL_END.match(text, k + len(str(v))) and dated(k):
+            yield serials[v], k
+
+
+class _DatedContext:
+    """Whether the number at an offset is in a date-named column of the text's table (its
+    first line read as a header) or follows a date word on its line: a number that is a date
+    only where the text says so."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.columns: set[int] | None = None
+        self.delimiter = ","
+
+    def _header(self) -> set[int]:
+        first_line = (self.text[: self.text.find("\n")] if "\n" in self.text else self.text)[:4096]
+        self.delimiter = max(",;\t|", key=first_line.count)
+        if not first_line.count(self.delimiter):
+            return set()
+        return {i for i, name in enumerate(first_line.split(self.delimiter)) if _DATE_WORD.search(name)}
+
+    def __call__(self, k: int) -> bool:
+        if self.columns is None:
+            self.columns = self._header()
+        start = self.text.rfind("\n", 0, k) + 1
         # in a table, the cell's column must name a date (a voxel count beside a scan date is
         # no date); elsewhere a date word must come before it on its line
-        in_dated_column = text.count(delimiter, start, k) in dated_columns
-        if in_dated_column or _DATE_WORD.search(text, start, k):
-            yield serials[v], k
+        in_dated_column = self.text.count(self.delimiter, start, k) in self.columns
+        return in_dated_column or _DATE_WORD.search(self.text, start, k) is not None

@@ -25,7 +25,7 @@ TEXT_SAMPLE_BYTES = 1024 * 1024
 ARCHIVE_TYPES = frozenset({"zip", "gzip", "bzip2", "xz", "7z", "rar", "tar", "zstd"})
 TEXT_TYPES = frozenset({"text", "csv", "tsv", "json"})
 IMAGE_TYPES = frozenset({"png", "jpeg", "gif", "tiff", "bmp", "webp"})
-TABLE_TYPES = frozenset({"csv", "tsv", "xlsx", "parquet"})
+TABLE_TYPES = frozenset({"csv", "tsv", "xlsx", "parquet", "arrow"})
 JSON_FULL_READ_BYTES = 64 * 1024 * 1024
 
 # Extension -> the content type it promises. Longest suffix first (.nii.gz before .gz).
@@ -52,6 +52,11 @@ EXTENSIONS: dict[str, str] = {
     ".xlsx": "xlsx",
     ".parquet": "parquet",
     ".pq": "parquet",
+    # Arrow IPC: Feather v2 files and streams (leaks12), read as Parquet is
+    ".feather": "arrow",
+    ".arrow": "arrow",
+    ".arrows": "arrow",
+    ".ipc": "arrow",
     ".pkl": "model",
     ".pickle": "model",
     ".pt": "model",
@@ -88,6 +93,10 @@ EXTENSIONS: dict[str, str] = {
     ".org": "text",
     ".out": "text",
     ".err": "text",
+    # SVG figures (their labels read, checks/figures.py) and Jupyter notebooks (their cells
+    # and outputs read, checks/notebooks.py): leaks12
+    ".svg": "text",
+    ".ipynb": "json",
     ".zip": "zip",
     ".gz": "gzip",
     ".tgz": "gzip",
@@ -373,6 +382,19 @@ def _zip_kind(path: Path) -> tuple[str, str] | None:
     return None
 
 
+def _arrow_stream(path: Path) -> bool:
+    """Whether the bytes open as an Arrow IPC stream (a schema message after the continuation
+    marker; no magic of its own)."""
+    try:
+        import pyarrow as pa
+
+        with pa.OSFile(str(path)) as source:
+            pa.ipc.open_stream(source)
+    except Exception:  # noqa: BLE001 - any failure means it is not a stream
+        return False
+    return True
+
+
 def _model_or_table(path: Path, head: bytes) -> tuple[str, str] | None:
     """Formats with no magic at offset 0 that _magic knows: Parquet, safetensors, ONNX, pickle, npy."""
     size = path.stat().st_size
@@ -383,6 +405,10 @@ def _model_or_table(path: Path, head: bytes) -> tuple[str, str] | None:
                 return "parquet", "Apache Parquet table"
     if head.startswith(b"\x93NUMPY"):
         return "model", "NumPy .npy array"
+    if head.startswith(b"ARROW1") and size >= 12:
+        return "arrow", "Apache Arrow IPC file (Feather)"
+    if head.startswith(b"\xff\xff\xff\xff") and len(head) >= 16 and _arrow_stream(path):
+        return "arrow", "Apache Arrow IPC stream"
     if len(head) >= 10 and head[8:9] == b"{":
         (n,) = struct.unpack("<Q", head[:8])
         if 2 <= n <= size - 8 and n <= len(head) - 8:

@@ -112,11 +112,12 @@ def _npz(path: Path, report: dict[str, Any]) -> None:
 MAX_COUNT_ARRAY = 10_000
 
 
-def named_array_counts(path: Path, policy: Policy) -> list[CheckResult]:
+def named_array_counts(path: Path, policy: Policy, display_name: str = "") -> list[CheckResult]:
     """Counts saved as arrays under a count's name (leaks11): ``np.savez(counts=...,
     bin_edges=...)`` (a histogram) or a structured array's ``n`` field were weights to the
     model review only. A 1-D integer array (or field) whose name is a count is read as a
-    one-column table of that name and gets the SDC rules; an unnamed ``.npy`` is not."""
+    one-column table of that name and gets the SDC rules. A plain ``.npy`` is named by its
+    file (leaks12: ``np.save("histogram.npy", counts)`` passed unread)."""
     from egress_review.checks.tables import check_rows
 
     loaded = np.load(path, allow_pickle=False)
@@ -131,6 +132,9 @@ def named_array_counts(path: Path, policy: Policy) -> list[CheckResult]:
                     named.append((member, arr))
         elif loaded.dtype.names:
             named += [(f, loaded[f]) for f in loaded.dtype.names]
+        elif display_name:
+            stem = Path(display_name).name.split(".", 1)[0]
+            named.append((stem, loaded))
     finally:
         if hasattr(loaded, "close"):
             loaded.close()
@@ -508,7 +512,7 @@ def check_model(
         elif "numpy" in detail:
             _npz(path, report)
             out.extend(npy_trailing(path, policy))
-            out.extend(named_array_counts(path, policy))
+            out.extend(named_array_counts(path, policy, display_name))
         # ONNX text is screened by `_onnx`; its initializers are compared with the inputs here
         out.extend(_content_results(path, detected.detail, policy, context))
     except OnnxRefused as exc:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,14 +23,24 @@ from egress_review.checks.detect import (
 )
 from egress_review.checks.dicom import check_dicom
 from egress_review.checks.encoded import find_encoded
+from egress_review.checks.figures import check_drawn_counts, is_svg, svg_texts
 from egress_review.checks.files import check_hidden, check_limits, check_type
 from egress_review.checks.images import check_nifti, check_raster, raw_similarity
 from egress_review.checks.markup_tables import UNREAD, markup_kind, read_markup
 from egress_review.checks.model import CheckContext, CheckResult, action_outcome
 from egress_review.checks.model_release import check_model, json_weights, structural_results
+from egress_review.checks.name_counts import check_name_counts, check_text_token_counts
+from egress_review.checks.notebooks import is_notebook, read_notebook, series_tables
 from egress_review.checks.numbers import check_number_text
-from egress_review.checks.table_readers import ReadTables, json_tables, parse_json, read_parquet, read_xlsx
-from egress_review.checks.tables import check_rows, check_table, classify, parse_table
+from egress_review.checks.table_readers import (
+    ReadTables,
+    json_tables,
+    parse_json,
+    read_arrow,
+    read_parquet,
+    read_xlsx,
+)
+from egress_review.checks.tables import _matches, check_rows, check_table, classify, parse_table
 from egress_review.checks.text import MAX_TEXT_BYTES, check_identifiers, check_text
 from egress_review.checks.text_counts import check_text_counts
 from egress_review.checks.text_tables import (
@@ -69,6 +79,8 @@ def run_checks(path: Path, display_name: str, policy: Policy, context: CheckCont
     name_check = check_identifiers(display_name, policy, context, check="file_name")
     if name_check.outcome != "pass":
         results.append(name_check)
+    # "n3_relapsed.csv": a count in the name travels with the file (leaks12)
+    results.extend(check_name_counts([("file name", display_name)], policy))
     if detected.type in TEXT_TYPES:
         results.extend(_text_checks(path, data, detected.type, policy, context, display_name))
     elif detected.type in IMAGE_TYPES:
@@ -77,7 +89,7 @@ def run_checks(path: Path, display_name: str, policy: Policy, context: CheckCont
         results.extend(check_nifti(data, policy, context))
     elif detected.type == "dicom":
         results.extend(check_dicom(path, policy, context))
-    elif detected.type in ("xlsx", "parquet"):
+    elif detected.type in ("xlsx", "parquet", "arrow"):
         results.extend(_binary_table_checks(path, detected, policy, context))
     elif detected.type == "model":
         results.extend(check_model(path, detected, policy, context, display_name))
@@ -104,7 +116,8 @@ def _binary_table_checks(
 ) -> list[CheckResult]:
     """XLSX sheets and Parquet tables: SDC on every table, identifiers in every cell and property."""
     try:
-        read: ReadTables = read_xlsx(path) if detected.type == "xlsx" else read_parquet(path)
+        readers = {"xlsx": read_xlsx, "parquet": read_parquet, "arrow": read_arrow}
+        read: ReadTables = readers[detected.type](path)
     except Exception as exc:  # noqa: BLE001 - any reader failure means the content is not what it claims
         return [
             CheckResult(
@@ -129,6 +142,12 @@ def _binary_table_checks(
     # in a `dob` column from a number in another (checks/dates.py)
     cells_text = "\n".join([*("\t".join(r) for rows in read.tables.values() for r in rows), *read.other_text])
     out.extend(check_text(cells_text, policy, context))
+    for rows in list(read.tables.values())[1:50]:
+        # each further sheet alone too: its own header tells a serial day in its `dob` column
+        # (leaks12: a birth date as a serial day on a workbook's second sheet passed)
+        sheet = check_identifiers("\n".join("\t".join(r) for r in rows), policy, context)
+        if sheet.outcome != "pass" and not any(r.check == "identifiers" and r.outcome != "pass" for r in out):
+            out.append(sheet)
     if read.part_text:
         in_parts = check_identifiers("\n".join(read.part_text), policy, context, check="identifiers:parts")
         if in_parts.outcome != "pass":
@@ -146,6 +165,10 @@ def _binary_table_checks(
     for where, rows in read.tables.items():
         if rows:
             out.extend(check_rows(rows, policy, where))
+    headers = (
+        ("column header", h) for rows in read.tables.values() for h in (rows[0] if rows else [])[:1000]
+    )
+    out.extend(check_name_counts(headers, policy))
     return out
 
 
@@ -174,6 +197,10 @@ def _text_checks(
                 reason=f"only the first {MAX_TEXT_BYTES // (1024 * 1024)} MiB of this text were scanned",
             )
         )
+    if kind == "json" and '"nbformat"' in text[:65536] + text[-65536:]:
+        notebook = _notebook_checks(text, path_name or path.name, policy, context)
+        if notebook is not None:
+            return out + notebook
     out.extend(check_text(text, policy, context))
     out.extend(_decoded_checks(text, path_name or path.name, policy, context))
     if kind == "json":
@@ -195,6 +222,10 @@ def _text_checks(
             out.append(escaped)
     if kind in ("json", "csv", "tsv"):
         out.extend(check_text_counts(text, policy, named=False))  # sentences in strings and cells
+    # counts glued into tokens (`site_A_had_3`, `3pts`, `auc_n3`), a header's or a key's `n=3`
+    out.extend(check_text_token_counts(text, policy))
+    if kind == "json":
+        out.extend(check_name_counts((("key", k) for k in _json_keys(text)), policy))
     if kind == "text" and expected_type(path_name) in ("csv", "tsv"):
         kind = str(expected_type(path_name))  # one column, or ragged: still a table by its name
     if kind in ("csv", "tsv") and path_name.lower().endswith((".yaml", ".yml")) and _yaml_mapping(text):
@@ -203,6 +234,8 @@ def _text_checks(
         kind = "text"
     if kind in ("csv", "tsv"):
         delimiter = "\t" if kind == "tsv" else _delimiter(text)
+        header = text.lstrip("\ufeff").split("\n", 1)[0].split(delimiter)
+        out.extend(check_name_counts((("column header", h) for h in header[:1000]), policy))
         out.extend(check_table(text, delimiter, policy))
         # a suppressed cell whose total another file of the request states (leaks11)
         out.extend(check_across_files(parse_table(text, delimiter, policy.sdc), path_name, policy, context))
@@ -212,8 +245,14 @@ def _text_checks(
         is_yaml = path_name.lower().endswith((".yaml", ".yml"))
         if is_yaml:
             out.extend(_yaml_tables(text, policy))
-        markup = markup_kind(path_name, text)
-        if markup is not None:
+        svg = is_svg(path_name, text)
+        markup = None if svg else markup_kind(path_name, text)
+        if svg:
+            # a figure: its labels are read (bar labels are counts), not its attributes as tables
+            labels = svg_texts(text)
+            out.extend(check_drawn_counts(labels, policy, "SVG figure"))
+            out.extend(check_text_counts("\n".join(labels), policy))
+        elif markup is not None:
             out.extend(_markup_tables(markup, text, policy))
         # counts in `name=value` lines and in sentences (YAML, TOML and INI keys were read above)
         out.extend(check_text_counts(text, policy, named=not is_yaml and markup in (None, "xml")))
@@ -233,7 +272,7 @@ def _markup_tables(kind: str, text: str, policy: Policy) -> list[CheckResult]:
             )
         ]
     out: list[CheckResult] = []
-    for where, rows in list(json_tables(doc))[:20] if doc is not None else []:
+    for where, rows in _without_settings(json_tables(doc), policy) if doc is not None else []:
         out.extend(
             r for r in check_rows(rows, policy, f"{kind.upper()} table at {where}") if r.outcome != "pass"
         )
@@ -265,8 +304,25 @@ def _yaml_tables(text: str, policy: Policy) -> list[CheckResult]:
     except yaml.YAMLError:
         return []  # not YAML after all: the text checks above have judged it
     out: list[CheckResult] = []
-    for where, rows in list(json_tables(doc))[:20]:
+    for where, rows in _without_settings(json_tables(doc), policy):
         out.extend(r for r in check_rows(rows, policy, f"YAML table at {where}") if r.outcome != "pass")
+    return out
+
+
+def _without_settings(
+    tables: Iterator[tuple[str, list[list[str]]]], policy: Policy
+) -> list[tuple[str, list[list[str]]]]:
+    """The first 20 tables of a document, a mapping of labels to numbers without the labels
+    that name settings (leaks12: ``train: {epochs: 200, batch_size: 8, seed: 42}`` in a
+    config was a column 'train' holding a small count). The labels are the values' own names:
+    `sdc.parameter_columns` judges them as it judges column headers."""
+    out: list[tuple[str, list[list[str]]]] = []
+    for where, rows in list(tables)[:20]:
+        if rows and rows[0][:1] == ["label"] and len(rows[0]) == 2:
+            rows = [rows[0], *(r for r in rows[1:] if not _matches(r[0], policy.sdc.parameter_columns))]
+            if len(rows) == 1:
+                continue
+        out.append((where, rows))
     return out
 
 
@@ -293,6 +349,8 @@ def _embedded_tables(text: str, policy: Policy) -> list[CheckResult]:
     found += [(f"reStructuredText list-table at line {line}", rows) for line, rows in rst_list_tables(text)]
     found += [(f"AsciiDoc table at line {line}", rows) for line, rows in asciidoc_tables(text)]
     found += [(f"number-at-risk table at line {line}", rows) for line, rows in risk_tables(text)]
+    if "type:" in text:
+        found += [(f"printed pandas Series at line {line}", rows) for line, rows in series_tables(text)]
     found += [
         (f"aligned table at line {line}", rows)
         for line, rows in aligned_tables(text)
@@ -326,7 +384,7 @@ def _json_checks(text: str, name: str, policy: Policy, context: CheckContext) ->
     if is_acro_results(doc):
         return check_acro_results(doc, name, context)
     out: list[CheckResult] = []
-    for where, rows in list(json_tables(doc))[:20]:
+    for where, rows in _without_settings(json_tables(doc), policy):
         results = check_rows(rows, policy, f"JSON table at {where}")
         out.extend(r for r in results if r.outcome != "pass")
     weights = json_weights(doc, policy.models.min_weights)
@@ -415,6 +473,72 @@ def decompressed(data: bytes, limit: int) -> tuple[bytes, str]:
         if inner:
             return inner, name
     return data, ""
+
+
+def _notebook_checks(text: str, name: str, policy: Policy, context: CheckContext) -> list[CheckResult] | None:
+    """A Jupyter notebook: its identifiers anywhere in the JSON, then its cells and outputs as
+    the text a reader sees and its pictures as image files (checks/notebooks.py); None when the
+    JSON is no notebook."""
+    try:
+        doc: Any = parse_json(text)
+    except ValueError:
+        return None
+    if not is_notebook(doc):
+        return None
+    nb = read_notebook(doc)
+    out = [check_identifiers(text, policy, context)]  # metadata, attachments' names, anything
+    parts = [(f"{name}#cells.md", nb.text.encode())] if nb.text else []
+    parts += [(f"{name}#output-{i}.{suffix}", data) for i, (suffix, data) in enumerate(nb.images)]
+    with tempfile.TemporaryDirectory(prefix="tre-notebook-") as tmp:
+        for i, (part_name, data) in enumerate(parts):
+            part = Path(tmp) / f"part-{i}{Path(part_name).suffix}"
+            part.write_bytes(data)
+            where = (
+                "the notebook's cells and outputs"
+                if i == 0 and nb.text
+                else "a picture output of the notebook"
+            )
+            out.extend(
+                r.model_copy(update={"reason": f"in {where}: {r.reason}"})
+                for r in run_checks(part, part_name, policy, context)
+                if r.outcome != "pass" and r.check not in ("extension", "limits", "file_name")
+            )
+    if nb.undecodable:
+        out.append(
+            CheckResult(
+                check="notebook",
+                outcome="flag",
+                reason=f"{nb.undecodable} picture output(s) of the notebook are not valid base64: "
+                "open them by hand",
+            )
+        )
+    return out
+
+
+MAX_KEYS = 10_000  # keys of one JSON document read for counts in their names
+
+
+def _json_keys(text: str) -> list[str]:
+    """The distinct keys of a JSON document (at most MAX_KEYS, 20 levels deep)."""
+    try:
+        doc: Any = parse_json(text)
+    except ValueError:
+        return []
+    keys: dict[str, None] = {}
+
+    def walk(node: Any, depth: int) -> None:
+        if depth > 20 or len(keys) >= MAX_KEYS:
+            return
+        if isinstance(node, list):
+            for x in node[:10_000]:
+                walk(x, depth + 1)
+        elif isinstance(node, dict):
+            for k, v in node.items():
+                keys.setdefault(str(k))
+                walk(v, depth + 1)
+
+    walk(doc, 0)
+    return list(keys)
 
 
 def _json_strings(text: str, min_chars: int = 256) -> list[str]:

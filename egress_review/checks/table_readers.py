@@ -266,8 +266,9 @@ def zip_part_text(zf: zipfile.ZipFile, budget: int = MAX_PART_TEXT_BYTES) -> lis
     return out
 
 
-def read_parquet(path: Path) -> ReadTables:
-    """The table (first MAX_ROWS rows) and its key-value metadata."""
+def read_parquet(path: Path | Any) -> ReadTables:
+    """The table (first MAX_ROWS rows) and its key-value metadata (``path``: a file or an
+    Arrow buffer, see `read_arrow`)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -300,6 +301,25 @@ def read_parquet(path: Path) -> ReadTables:
     out.tables["table"] = rows
     out.tables.update({k: v[:MAX_ROWS] for k, v in nested.items()})
     return out
+
+
+def read_arrow(path: Path) -> ReadTables:
+    """An Arrow IPC file (Feather v2) or stream: its table and metadata, as `read_parquet`
+    reads a Parquet file (leaks12: Feather outputs had no reader)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    with pa.memory_map(str(path)) as source:
+        try:
+            table = pa.ipc.open_file(source).read_all()
+        except pa.ArrowInvalid:
+            source.seek(0)
+            table = pa.ipc.open_stream(source).read_all()
+    # the same reader as Parquet, through an in-memory Parquet copy of the first MAX_ROWS rows
+    buf = pa.BufferOutputStream()
+    pq.write_table(table.slice(0, MAX_ROWS + 1), buf)
+    tmp = pa.BufferReader(buf.getvalue())
+    return read_parquet(tmp)
 
 
 def _key_values(meta: dict[bytes, bytes] | None) -> list[str]:

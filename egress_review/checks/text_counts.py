@@ -95,6 +95,20 @@ _PERCENT_OF = re.compile(
     r"(?:the\s+|all\s+|our\s+)?(?P<d>\d{2,7})(?![\w.%])",
     re.IGNORECASE,
 )
+# "relapsed patients (3)", "deaths (2)": the count in brackets after its noun (leaks12)
+_PAREN_COUNT = re.compile(
+    rf"\b(?:{PEOPLE_WORDS}|{OUTCOME_WORDS})[ \t]*\([ \t]*(?P<num>\d{{1,4}})[ \t]*\)", re.IGNORECASE
+)
+# a bare fraction "3/120": a count and its total unless a label names it ("epoch 3/200") or it
+# is a progress bar ("3/120 [00:01<00:40]", "|  3/120") or a month ("3/2019") (leaks12)
+_BARE_FRACTION = re.compile(r"(?<![\w/.:\-])(?P<a>\d{1,4})[ \t]*/[ \t]*(?P<b>\d{2,7})(?![\w/.:\-]|[ \t]*\[)")
+_PROGRESS_BEFORE = re.compile(r"\|[ \t]*$")
+# "of the 124 patients, 121 completed": the rest (3) is a count too (leaks12)
+_OF_TOTAL = re.compile(
+    r"\bof[ \t]+(?:the[ \t]+|all[ \t]+|our[ \t]+)?(?P<d>\d{2,7})[ \t]+(?:[A-Za-z][\w\-]*[ \t]+){0,2}?"
+    rf"(?:{PEOPLE_WORDS})\b[ \t]*[,;:]?[ \t]+(?:only[ \t]+|just[ \t]+)?(?P<a>\d{{1,7}})(?![\w.%/])",
+    re.IGNORECASE,
+)
 _MARKUP = re.compile(r"\\[A-Za-z]+\{([^{}\n]*)\}|<[^<>\n]{0,200}>|\*\*|__")
 # inline HTML elements vanish ("<b>2</b>" is "2"); the others separate cells like "|"
 _INLINE_TAG = re.compile(r"</?(?:b|i|em|strong|span|code|sup|sub|a|u|small|mark)\b", re.IGNORECASE)
@@ -178,11 +192,30 @@ def prose_counts(text: str, rules: SdcRules) -> list[dict[str, object]]:
     for m in _OF.finditer(plain):
         raw = m.group("num").lower()
         value = NUMBER_WORDS.get(raw) or int(raw)
-        if 0 < value < rules.threshold and value <= int(m.group("d")):
+        rest = int(m.group("d")) - value  # "121 of the 124 patients": 3 did not
+        if value <= int(m.group("d")) and (0 < value < rules.threshold or 0 < rest < rules.threshold):
             found.append((m.start(), m.group(0)))
+    for m in _OF_TOTAL.finditer(plain):
+        a, d = int(m.group("a")), int(m.group("d"))
+        if a <= d and (0 < a < rules.threshold or 0 < d - a < rules.threshold):
+            found.append((m.start(), m.group(0)))
+    fractions = {m.start() for m in _FRACTION.finditer(plain)}
     for m in _FRACTION.finditer(plain):
         a, b = int(m.group("a")), int(m.group("b"))
         if 0 < a < rules.threshold and a <= b:
+            found.append((m.start(), m.group(0)))
+    for m in _BARE_FRACTION.finditer(plain) if "/" in plain else ():
+        a, b = int(m.group("a")), int(m.group("b"))
+        if m.start() in fractions or not (0 < a < rules.threshold <= b) or 1900 <= b <= 2100:
+            continue  # "3/2019" is a month
+        if _LABEL_BEFORE.search(plain, max(0, m.start() - 24), m.start()) or _PROGRESS_BEFORE.search(
+            plain, max(0, m.start() - 8), m.start()
+        ):
+            continue
+        found.append((m.start(), m.group(0)))
+    for m in _PAREN_COUNT.finditer(plain):
+        value = int(m.group("num"))
+        if 0 < value < rules.threshold:
             found.append((m.start(), m.group(0)))
     for m in _PERCENT_OF.finditer(plain):
         count = float(m.group("p")) * int(m.group("d")) / 100

@@ -241,21 +241,18 @@ def request_leaks() -> list[tuple[str, list[Planted], tuple[str, ...]]]:
 
 
 def known_limits() -> list[Planted]:
-    """Variants that still pass (or are only flagged for something else) after this round."""
+    """Variants that still pass (or are only flagged for something else) after this round.
+
+    Round 8 (leaks12) catches three of round 7's four: a count inside a token
+    (``site_A_had_3``, `sdc:prose`), an SVG's bar labels (`sdc:figure`) and an unnamed
+    ``histogram.npy`` (named by its file); they are round 8's leaks now
+    (`tests/egress/planted_round8.py`). A PNG's drawn labels still pass."""
     return [
-        Planted("token.txt", b"site_A_had_3 site_B_had_45\n", SDC),
         Planted(
             "bars.png",
             _png_plot(lambda ax: (ax.bar(["A", "B", "C"], [45, 3, 52]), ax.bar_label(ax.containers[0]))),
             SDC,
         ),
-        Planted(
-            "bars.svg",
-            b'<svg xmlns="http://www.w3.org/2000/svg"><rect height="45"/><text>A: 45</text>'
-            b'<rect height="3"/><text>B: 3</text></svg>\n',
-            SDC,
-        ),
-        Planted("histogram.npy", _npy(np.array([120, 45, 3, 17], np.int64)), SDC),
     ]
 
 

@@ -142,7 +142,7 @@ def test_totals_across_files_that_reveal_nothing_raise_nothing(
 
 def test_corpus_sizes() -> None:
     """The counts docs/egress-checks.md states."""
-    assert len(LEAKS) == 44 and len(REQUESTS) == 2 and len(LIMITS) == 4
+    assert len(LEAKS) == 44 and len(REQUESTS) == 2 and len(LIMITS) == 1
     assert len(BENIGN) == 31 and len(BENIGN_REQUESTS) == 2
     assert sum(1 for p in LEAKS.values() if p.caught_by == IDS) == 7
 
