@@ -51,6 +51,19 @@ def former_project_ids(session: Session, user_id: str) -> frozenset[str]:
     return frozenset(former)
 
 
+def former_member_ids(session: Session, project_id: str) -> frozenset[str]:
+    """The users removed from ``project_id`` (see `former_project_ids`, the same records read
+    the other way): conflicted on its releases for good."""
+    rows = session.scalars(
+        select(AuditEntry.body).where(
+            AuditEntry.action == MEMBER_REMOVED, AuditEntry.project_id == project_id
+        )
+    )
+    return frozenset(
+        str(user) for body in rows if (user := (json.loads(body).get("details") or {}).get("user"))
+    )
+
+
 def sees_every_project(principal: Principal) -> bool:
     return principal.has(*OVERSIGHT_ROLES)
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from pydicom.data import get_testdata_file
 
+from egress_review import expiry
 from tre import registry
 from tre.api.app import create_app
 from tre.audit.events import record_token_issued
@@ -109,7 +110,7 @@ def run_demo() -> None:
     with console.status("preparing the CPU job image (the first build on a host takes minutes)"):
         image = ensure_cpu_job_image(settings, engine)
 
-    worker = Worker(settings, engine)
+    worker = Worker(settings, engine, periodic=[expiry.sweeper(engine, settings)])
     worker_thread = threading.Thread(target=worker.serve_forever, daemon=True)
     worker_thread.start()
     try:
