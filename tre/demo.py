@@ -139,6 +139,12 @@ def run_demo() -> None:
                     json={"id": DATASET, "path": str(data), "name": "pydicom bundled test images"},
                 )
                 console.print(f"admin registered dataset {DATASET}: {d['meta']}")
+            # The dataset's DAC committee (docs/egress.md, "Committees"): deny by default.
+            seated = next(c for c in admin.get("/api/v1/admin/committees") if c["dataset_id"] == DATASET)
+            for reviewer in ("dac-one", "dac-two"):
+                if reviewer not in seated["members"]:
+                    admin.post(f"/api/v1/admin/committees/{DATASET}/members", json={"user_id": reviewer})
+                    console.print(f"admin seated {reviewer} on the committee of {DATASET}")
             if not _has_live_grant(admin.get("/api/v1/grants", params={"project_id": PROJECT})):
                 # Also on a later run: the demo's grant lapses after 30 days, or an admin revoked it.
                 g = admin.post(

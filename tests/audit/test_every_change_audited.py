@@ -228,7 +228,9 @@ def _template(path: str) -> str:
         "/api/v1/projects/p3/members/carl": "/api/v1/projects/{project_id}/members/{user_id}",
         "/api/v1/admin/committees/ct1/members": "/api/v1/admin/committees/{dataset_id}/members",
         "/api/v1/admin/committees/ct9/members": "/api/v1/admin/committees/{dataset_id}/members",
-        "/api/v1/admin/committees/ct9/members/dana": "/api/v1/admin/committees/{dataset_id}/members/{user_id}",
+        "/api/v1/admin/committees/ct9/members/dana": (
+            "/api/v1/admin/committees/{dataset_id}/members/{user_id}"
+        ),
     }.get(path, path)
 
 

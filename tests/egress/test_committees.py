@@ -440,3 +440,39 @@ def test_show_says_the_policy_changed_since_the_checks(app, db, esettings, token
             words = " ".join(shown.output.split())
             assert shown.exit_code == 0 and "policy changed since this request's checks ran" in words, words
             assert "ask again (tre egress request)" in words
+
+
+# ---------------------------------------------------------------------------- panel
+
+
+@pytest.mark.browser
+def test_the_panel_shows_a_dac_member_only_their_committees_requests(
+    browser, live, db, esettings, token_for
+) -> None:
+    from tests.egress.test_panel_browser import sign_in
+
+    with db.begin() as s:
+        two = build_two(s, esettings)
+    factory = session_factory(db.kw["bind"])
+    rid_a = ask(factory, esettings, two.world, two.job_a)
+    rid_b = ask(factory, esettings, two.world, two.job_b)
+    with db.begin() as s:  # lidc-subset's committee down to dana alone: its quorum of two is out of reach
+        committees.unassign(
+            s, two.world.admin, two.world.dataset_id, "dave", esettings.resolved_policies_dir, force=True
+        )
+    context, page = sign_in(browser, live, token_for("dana", "dac"))
+    try:
+        queue = page.content()
+        assert rid_a[:8] in queue and rid_b[:8] not in queue
+        page.goto(f"{live.url}/panel/?state=all")
+        assert rid_b[:8] not in page.content()
+        other = page.goto(f"{live.url}/panel/requests/{rid_b}")
+        assert other is not None and other.status == 404
+        unknown = page.goto(f"{live.url}/panel/requests/{'0' * 32}")
+        assert unknown is not None and unknown.status == 404
+        mine = page.goto(f"{live.url}/panel/requests/{rid_a}")
+        assert mine is not None and mine.status == 200
+        note = page.locator("#quorum-unmeetable")
+        assert note.is_visible() and "cannot reach its quorum" in note.inner_text()
+    finally:
+        context.close()
