@@ -124,6 +124,25 @@ def test_a_dac_member_sees_and_reviews_only_their_committees_requests(factory, e
     assert vote(factory, esettings, rid_a, "dave", "approve") == "approved"
 
 
+def test_a_dac_member_reads_the_code_of_their_committees_jobs_only(factory, esettings, two) -> None:
+    from tre.code.service import job_with_code
+    from tre.store.models import Job
+
+    with factory.begin() as s:
+        for job_id in (two.job_a, two.job_b):
+            job = s.get(Job, job_id)
+            assert job is not None
+            job.code_hash = "ab" * 32
+    with factory() as s:
+        assert job_with_code(s, who("dana", "dac"), two.job_a).id == two.job_a
+        assert job_with_code(s, who("erin", "dac"), two.job_b).id == two.job_b
+        assert job_with_code(s, who("audrey", "auditor"), two.job_b).id == two.job_b
+        for user, job_id in (("dana", two.job_b), ("erin", two.job_a)):
+            with pytest.raises(TreError) as err:
+                job_with_code(s, who(user, "dac"), job_id)
+            assert err.value.status == 404 and str(err.value) == f"no job {job_id!r}"
+
+
 def test_a_request_over_two_datasets_needs_each_committees_quorum(factory, esettings, two) -> None:
     rid = ask(factory, esettings, two.world, two.job_ab)
     with factory() as s:
