@@ -493,5 +493,12 @@ def test_the_panel_shows_a_dac_member_only_their_committees_requests(
         assert mine is not None and mine.status == 200
         note = page.locator("#quorum-unmeetable")
         assert note.is_visible() and "cannot reach its quorum" in note.inner_text()
+        # An expired request: the state's own line and the fixed words.
+        rid_c = ask(factory, esettings, two.world, two.job_a)
+        age(factory, rid_c, 31)
+        assert expiry.sweep(db.kw["bind"], timedelta(days=30)) == [rid_c]
+        page.goto(f"{live.url}/panel/requests/{rid_c}")
+        assert page.locator("#expired").is_visible()
+        assert "the request expired" in page.content()
     finally:
         context.close()
