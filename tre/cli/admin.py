@@ -298,6 +298,11 @@ def dataset_add(
         },
     )
     console.print(f"registered dataset {d['id']}: {d['meta']}")
+    console.print(
+        "its DAC committee is empty: nobody reviews its releases until "
+        "`tre admin dac assign DATASET USER` seats DAC members",
+        highlight=False,
+    )
 
 
 @dataset_app.command("list")
