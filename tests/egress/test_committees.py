@@ -483,7 +483,7 @@ def test_the_panel_shows_a_dac_member_only_their_committees_requests(
     try:
         queue = page.content()
         assert rid_a[:8] in queue and rid_b[:8] not in queue
-        page.goto(f"{live.url}/panel/?state=all")
+        page.goto(f"{live.url}/panel/?show=all")
         assert rid_b[:8] not in page.content()
         other = page.goto(f"{live.url}/panel/requests/{rid_b}")
         assert other is not None and other.status == 404
