@@ -138,7 +138,12 @@ def get_request(
         details={"request_id": req.id},
     )
     return workflow.request_view(
-        session, req, principal, _names(session, settings, principal, req.job_id), keys_dir=settings.keys_dir
+        session,
+        req,
+        principal,
+        _names(session, settings, principal, req.job_id),
+        keys_dir=settings.keys_dir,
+        policies_dir=settings.resolved_policies_dir,
     )
 
 

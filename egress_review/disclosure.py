@@ -56,11 +56,13 @@ def build_record(req: EgressRequest, withdrawal: dict[str, Any] | None = None) -
     withdrawing after one vote would tell the requester how that reviewer voted."""
     reviews = sorted(req.reviews, key=lambda r: (r.stage != "review", r.created_at, r.id or 0))
     votes_in = sum(1 for r in reviews if r.stage == "review")
-    if req.state == "withdrawn":
-        reviews = []
+    if req.state in ("withdrawn", "expired"):
+        reviews = []  # never decided by votes: those cast stay blind for good
     resolution = next((r for r in reviews if r.stage == "resolution"), None)
     if req.state == "withdrawn":
         decided_by = "requester"
+    elif req.state == "expired":
+        decided_by = "expiry"
     else:
         decided_by = "resolution" if resolution else ("checks" if req.state == "blocked" else "votes")
     return {
@@ -107,6 +109,11 @@ def build_record(req: EgressRequest, withdrawal: dict[str, Any] | None = None) -
         **(
             {"withdrawal": {**withdrawal, "at": _ts(req.decided_at)}, "votes_in": votes_in}
             if withdrawal is not None
+            else {}
+        ),
+        **(
+            {"expiry": {"reason": "no-decision-in-time", "at": _ts(req.decided_at)}, "votes_in": votes_in}
+            if req.state == "expired"
             else {}
         ),
         "generated_at": _ts(utcnow()),

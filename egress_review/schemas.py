@@ -96,6 +96,10 @@ class EgressRequestOut(BaseModel):
     outcome: CheckOutcome
     files: list[EgressFileOut]
     disclosure_available: bool
+    # Fixed words (egress_review.workflow): quorum unmeetable, policy changed, expired.
+    quorum_unmeetable: bool = False
+    policy_changed: bool = False
+    notices: list[str] = []
 
 
 class DisclosureRecord(BaseModel):

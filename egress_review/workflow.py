@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from egress_review import checking, model_sandbox, outputnames, quoted
@@ -36,9 +36,11 @@ from egress_review.staging import (
     open_verified,
     output_file,
 )
+from tre import committees
 from tre.access import (
+    OVERSIGHT_ROLES,
     STAFF_ROLES,
-    can_see_egress,
+    former_member_ids,
     former_project_ids,
     is_member,
     sees_raw_output_names,
@@ -63,7 +65,17 @@ from tre.states import (
     check_move,
 )
 from tre.store.base import utcnow
-from tre.store.models import EgressFile, EgressRequest, Job, JobOutput, JobState, ProjectMember, Review
+from tre.store.models import (
+    DatasetReviewer,
+    EgressFile,
+    EgressRequest,
+    EgressRequestDataset,
+    Job,
+    JobOutput,
+    JobState,
+    ProjectMember,
+    Review,
+)
 
 VOTES = tuple(v.value for v in Vote)
 OPEN_STATES = tuple(s.value for s in OPEN_EGRESS_STATES)
@@ -76,14 +88,33 @@ MAX_WITHDRAW_REASON = 2000
 
 
 def can_view(session: Session, req: EgressRequest, principal: Principal) -> bool:
-    return can_see_egress(session, principal, req.project_id)
+    """Admins and auditors see every request; members of its project see it as researchers; a
+    DAC member only when they sit on the committee of one of its datasets (`tre.committees`;
+    a request whose job read no dataset is the platform DAC's: every DAC member's)."""
+    if principal.has(*OVERSIGHT_ROLES) or is_member(session, req.project_id, principal.user_id):
+        return True
+    return principal.has("dac") and on_committee(session, req, principal.user_id)
+
+
+def on_committee(session: Session, req: EgressRequest, user_id: str, *, every: bool = False) -> bool:
+    """Whether ``user_id`` sits on the committee of one of the request's datasets (``every``:
+    of all of them). A request over no dataset is reviewed by every DAC member."""
+    mine = committees.reviewer_dataset_ids(session, user_id)
+    wanted = set(req.dataset_ids)
+    if not wanted:
+        return True
+    return wanted <= mine if every else bool(wanted & mine)
 
 
 def load_request(session: Session, request_id: str, *, lock: bool = False) -> EgressRequest:
     stmt = (
         select(EgressRequest)
         .where(EgressRequest.id == request_id)
-        .options(selectinload(EgressRequest.files), selectinload(EgressRequest.reviews))
+        .options(
+            selectinload(EgressRequest.files),
+            selectinload(EgressRequest.reviews),
+            selectinload(EgressRequest.dataset_links),
+        )
     )
     if lock:
         # Serialises concurrent votes on PostgreSQL; SQLite already runs BEGIN IMMEDIATE.
@@ -111,11 +142,21 @@ def list_requests(
     id_prefix: str | None = None,
 ) -> list[EgressRequest]:
     stmt = select(EgressRequest).options(
-        selectinload(EgressRequest.files), selectinload(EgressRequest.reviews)
+        selectinload(EgressRequest.files),
+        selectinload(EgressRequest.reviews),
+        selectinload(EgressRequest.dataset_links),
     )
-    if not principal.has(*STAFF_ROLES):
+    if not principal.has(*OVERSIGHT_ROLES):
+        # Deny by default: a researcher's projects' requests, and a DAC member's committees'.
         projects = select(ProjectMember.project_id).where(ProjectMember.user_id == principal.user_id)
-        stmt = stmt.where(EgressRequest.project_id.in_(projects))
+        seen = [EgressRequest.project_id.in_(projects)]
+        if principal.has("dac"):
+            reviewed = select(EgressRequestDataset.request_id).join(
+                DatasetReviewer, DatasetReviewer.dataset_id == EgressRequestDataset.dataset_id
+            )
+            seen.append(EgressRequest.id.in_(reviewed.where(DatasetReviewer.user_id == principal.user_id)))
+            seen.append(~EgressRequest.id.in_(select(EgressRequestDataset.request_id)))
+        stmt = stmt.where(or_(*seen))
     if state:
         stmt = stmt.where(EgressRequest.state.in_((state,) if isinstance(state, str) else state))
     if id_prefix:
@@ -315,6 +356,8 @@ def create_request(
         policy_version="+".join(p.describe()["version"] for p in applied)[:64],
         required_reviews=checking.required_reviews(applied),
     )
+    for dataset_id in job.governing_dataset_ids:
+        req.dataset_links.append(EgressRequestDataset(dataset_id=dataset_id))
     for path, frozen in staged:
         req.files.append(
             EgressFile(
@@ -472,6 +515,8 @@ class ViewerFacts:
     member_of: frozenset[str]
     jobs: dict[str, Job]
     former_member_of: frozenset[str] = frozenset()
+    # The datasets on whose committees the viewer sits (`tre.committees`).
+    reviews_datasets: frozenset[str] = frozenset()
 
 
 def viewer_facts(session: Session, reqs: list[EgressRequest], principal: Principal) -> ViewerFacts:
@@ -482,6 +527,24 @@ def viewer_facts(session: Session, reqs: list[EgressRequest], principal: Princip
         frozenset(user_project_ids(session, principal.user_id)),
         jobs,
         former_project_ids(session, principal.user_id),
+        committees.reviewer_dataset_ids(session, principal.user_id),
+    )
+
+
+def _on_every_committee(
+    session: Session, req: EgressRequest, user_id: str, facts: ViewerFacts | None
+) -> bool:
+    return _on_committee(session, req, user_id, facts, every=True)
+
+
+def _on_committee(
+    session: Session, req: EgressRequest, user_id: str, facts: ViewerFacts | None, *, every: bool = False
+) -> bool:
+    if facts is None:
+        return on_committee(session, req, user_id, every=every)
+    wanted = set(req.dataset_ids)
+    return not wanted or (
+        wanted <= facts.reviews_datasets if every else bool(wanted & facts.reviews_datasets)
     )
 
 
@@ -509,6 +572,62 @@ def _reviewer_conflicts(
             "independent of the project, also after leaving it"
         )
     return None
+
+
+# Fixed words (nothing a job or a requester controls): what the DAC and the requester are
+# told when a request can never be decided by votes, and when it expired.
+QUORUM_UNMEETABLE = (
+    "This request cannot reach its quorum: a committee that must review it has fewer able, "
+    "independent reviewers than its policy requires. An administrator must assign reviewers "
+    "(tre admin dac assign); until then it can only be rejected, withdrawn, or left to expire."
+)
+EXPIRED_REASON = (
+    "No decision was reached within the review time; the request expired. Ask again with a new "
+    "request (tre egress request): the files are checked under the rules in force then."
+)
+POLICY_CHANGED = (
+    "The datasets' policy changed since this request's checks ran: it cannot be approved as it "
+    "stands. Reviewers: reject it. Requester: withdraw it and ask again (tre egress request), so "
+    "the files are checked under the current policy."
+)
+POLICY_UNAVAILABLE = (
+    "A policy of the job's datasets cannot be loaded now: nothing can be approved until an "
+    "administrator fixes it."
+)
+
+
+def conflicted_user_ids(session: Session, req: EgressRequest) -> frozenset[str]:
+    """Everyone who may never review ``req`` (see `_reviewer_conflicts`): its requester, the
+    job's submitter, its project's members and former members."""
+    job = session.get(Job, req.job_id)
+    members = session.scalars(select(ProjectMember.user_id).where(ProjectMember.project_id == req.project_id))
+    return frozenset(
+        {req.requested_by, *([job.submitted_by] if job is not None else []), *members}
+        | former_member_ids(session, req.project_id)
+    )
+
+
+def quorum_shortfall(session: Session, req: EgressRequest) -> list[str]:
+    """The datasets whose committee cannot reach the request's quorum: fewer able reviewers
+    (enabled, holding ``dac``, on the committee) who are not conflicted than the required
+    reviews. ``""`` stands for the platform DAC of a request over no dataset. Empty: every
+    committee can still decide."""
+    able = committees.active_reviewers(session, req.dataset_ids or None)
+    conflicted = conflicted_user_ids(session, req)
+    return [d for d, users in sorted(able.items()) if len(users - conflicted) < req.required_reviews]
+
+
+def quorum_reached(session: Session, req: EgressRequest, votes: list[Review]) -> bool:
+    """Whether every committee has its quorum: for each of the request's datasets, at least
+    ``required_reviews`` votes by members of that dataset's committee (one vote counts for
+    each committee its reviewer sits on). Strictest wins: a request over datasets A and B is
+    decided only when A's committee and B's committee have each reached it."""
+    voters = {r.reviewer_id for r in votes}
+    if not req.dataset_ids:
+        return len(voters) >= req.required_reviews
+    return all(
+        len(voters & set(committees.committee(session, d))) >= req.required_reviews for d in req.dataset_ids
+    )
 
 
 def review_conflict(session: Session, req: EgressRequest, principal: Principal) -> str | None:
@@ -615,6 +734,17 @@ def cast_vote(
         )
     if req.state != EgressState.awaiting_review:
         raise Conflict(f"this request is {req.state}; voting is closed", slug="voting-closed")
+    if not on_committee(session, req, principal.user_id):
+        raise _refuse(
+            session,
+            principal,
+            req,
+            Forbidden,
+            "Not on the committee",
+            "you do not sit on the committee of any dataset this request is over",
+            "not-on-committee",
+            "egress.vote_refused",
+        )
     votes = review_votes(req)
     if any(r.reviewer_id == principal.user_id for r in votes):
         raise Conflict(
@@ -640,7 +770,7 @@ def cast_vote(
         votes_in=len(votes),
         required=req.required_reviews,
     )
-    if len(votes) >= req.required_reviews:
+    if quorum_reached(session, req, votes):
         outcomes = {Vote(r.vote) for r in votes}
         if outcomes == {Vote.approve}:
             _move(req, EgressState.approved)
@@ -695,6 +825,19 @@ def resolve(
     if req.state != EgressState.conflicted:
         raise Conflict(
             f"this request is {req.state}; only conflicted requests need a resolution", slug="not-conflicted"
+        )
+    if not principal.has("admin") and not on_committee(session, req, principal.user_id, every=True):
+        # Strictest wins: one committee's member does not settle another committee's data.
+        raise _refuse(
+            session,
+            principal,
+            req,
+            Forbidden,
+            "Not on every committee",
+            "a conflict over several datasets is settled by a member of every one of their "
+            "committees, or by an admin",
+            "not-on-committee",
+            "egress.resolution_refused",
         )
     if any(r.reviewer_id == principal.user_id for r in review_votes(req)):
         raise _refuse(
@@ -772,6 +915,23 @@ def withdraw(session: Session, principal: Principal, request_id: str, *, reason:
     _audit(session, principal.user_id, "egress.withdrawn", req, reason=reason.strip(), votes_in=votes_in)
     _finalise(session, req, principal.user_id, {"by": principal.user_id, "reason": reason.strip()})
     return req
+
+
+def expire(session: Session, req: EgressRequest) -> None:
+    """Close an open request that waited past the review time (`egress_review.expiry`; the
+    caller has locked the row and checked it is open and overdue). Final, with fixed words;
+    votes cast so far stay blind for good, as for a withdrawal."""
+    _move(req, EgressState.expired)
+    req.decided_at = utcnow()
+    _audit(
+        session,
+        "system",
+        "egress.expired",
+        req,
+        reason="no-decision-in-time",
+        votes_in=len(review_votes(req)),
+    )
+    _finalise(session, req, "system")
 
 
 # ---------------------------------------------------------------------------- release
@@ -922,8 +1082,13 @@ def request_view(
     *,
     keys_dir: Path,
     facts: ViewerFacts | None = None,
+    policies_dir: Path | None = None,
 ) -> dict[str, Any]:
     """What a caller may see of a request. Votes stay blind until every required vote is in.
+
+    ``notices`` are fixed words, for the DAC and the requester alike: a request that cannot
+    reach its quorum, one checked under a policy changed since (given ``policies_dir``), an
+    expired one. They are worked out for one request's view (``facts`` None), not a list's.
 
     Before that, anyone sees only how many votes are in; a reviewer also sees their own vote.
     Outcome counts are never shown while voting is open, so no reviewer can be swayed.
@@ -934,11 +1099,19 @@ def request_view(
     """
     votes = review_votes(req)
     # A withdrawn request's votes were never all in: blind for good (see `withdraw`).
-    revealed = req.state not in (EgressState.checking, EgressState.awaiting_review, EgressState.withdrawn)
+    # So are an expired request's: it expired before a decision, whatever was cast.
+    revealed = req.state not in (
+        EgressState.checking,
+        EgressState.awaiting_review,
+        EgressState.withdrawn,
+        EgressState.expired,
+    )
     mine = next((r for r in votes if r.reviewer_id == principal.user_id), None)
     conflicted_reason = _reviewer_conflicts(session, req, principal, facts)
     resolution = next((r for r in req.reviews if r.stage == ReviewStage.resolution), None)
     released = req.state == EgressState.approved
+    reviewer_here = principal.has("dac") and _on_committee(session, req, principal.user_id, facts)
+    notices, unmeetable, drift = _notices(session, req, facts, policies_dir)
     # Staff may see what the job wrote before it is reviewed; the requester may not.
     # ... and a member of the request's project is a researcher here, whatever other roles.
     staff = (
@@ -972,13 +1145,18 @@ def request_view(
         "my_vote": review_dict(mine) if mine else None,
         "resolution": review_dict(resolution) if resolution else None,
         "can_vote": (
-            principal.has("dac")
+            reviewer_here
             and req.state == EgressState.awaiting_review
             and mine is None
             and conflicted_reason is None
         ),
         "can_resolve": (
-            principal.has("dac", "admin")
+            (
+                principal.has("admin")
+                or (
+                    principal.has("dac") and _on_committee(session, req, principal.user_id, facts, every=True)
+                )
+            )
             and req.state == EgressState.conflicted
             and mine is None
             and conflicted_reason is None
@@ -995,7 +1173,29 @@ def request_view(
             for f in _file_order(req.files, principal, names, hashes)
         ],
         "disclosure_available": req.disclosure_record is not None,
+        "quorum_unmeetable": unmeetable,
+        "policy_changed": drift,
+        "notices": notices,
     }
+
+
+def _notices(
+    session: Session, req: EgressRequest, facts: ViewerFacts | None, policies_dir: Path | None
+) -> tuple[list[str], bool, bool]:
+    """(fixed words, quorum unmeetable, policy changed) for one request's view."""
+    notices: list[str] = []
+    unmeetable = drift = False
+    if facts is None and req.state in OPEN_STATES:
+        unmeetable = bool(quorum_shortfall(session, req))
+        if unmeetable:
+            notices.append(QUORUM_UNMEETABLE)
+        changed = policy_drift(session, req, policies_dir) if policies_dir is not None else None
+        if changed is not None:
+            drift = True
+            notices.append(POLICY_UNAVAILABLE if changed == "unavailable" else POLICY_CHANGED)
+    if req.state == EgressState.expired:
+        notices.append(EXPIRED_REASON)
+    return notices, unmeetable, drift
 
 
 def _file_order(

@@ -13,7 +13,7 @@ import pytest
 from pydicom.data import get_testdata_file
 
 from tests.worlds import IMAGE
-from tre import registry
+from tre import committees, registry
 from tre.audit.note import VerifierKey
 from tre.audit.verify import verify_bundle
 from tre.demo_job import DEMO_JOB_SOURCE
@@ -48,6 +48,8 @@ def test_job_to_release_to_audit(e2e, settings, token_for, tmp_path):
         registry.create_project(s, "root", "lung", "Lung")
         registry.add_member(s, "root", "lung", "alice")
         registry.register_dataset(s, "root", "ct", "CT", data)
+        for reviewer in ("dac1", "dac2"):  # the dataset's DAC committee (tre.committees)
+            committees.assign(s, "root", "ct", reviewer, settings.resolved_policies_dir)
         registry.grant_access(s, "root", "lung", "ct", days=1)
         catalog.approve(s, settings, "root", IMAGE, "lung", external=True)
     h = {u: {"Authorization": f"Bearer {token_for(u, *r)}"} for u, r in users.items()}

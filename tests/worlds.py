@@ -13,14 +13,16 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from tre import registry
+from tre import committees, registry
 from tre.config import Settings
 from tre.images import catalog
 from tre.store.base import utcnow
-from tre.store.models import Job, JobOutput
+from tre.store.models import Job, JobOutput, UserRole
 
+REPO = Path(__file__).resolve().parent.parent
 IMAGE = "registry.tre.local/tre-job-cpu@sha256:" + "ab" * 32
 ADMIN = "root"
 
@@ -48,7 +50,12 @@ class WorldFactory:
         name: str = "",
         policy: str = "default",
         protected: Iterable[Path] = (),
+        committee: Iterable[str] | None = None,
     ) -> None:
+        """Register a dataset and seat its DAC committee (`tre.committees`): ``committee``, or
+        by default every user holding the dac role at this point (the test worlds' DAC
+        reviewed every dataset before committees were per dataset; tests of committees name
+        them)."""
         registry.register_dataset(
             self.session,
             self.actor,
@@ -58,6 +65,13 @@ class WorldFactory:
             policy=policy,
             protected=protected,
         )
+        self.committee(dataset_id, committee)
+
+    def committee(self, dataset_id: str, members: Iterable[str] | None = None) -> None:
+        if members is None:
+            members = self.session.scalars(select(UserRole.user_id).where(UserRole.role == "dac")).all()
+        for user_id in members:
+            committees.assign(self.session, self.actor, dataset_id, user_id, REPO / "policies")
 
     def grant(self, project_id: str, dataset_id: str, days: int = 30) -> str:
         grant = registry.grant_access(

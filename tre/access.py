@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tre.auth.principal import Principal
-from tre.store.models import AccessGrant, AuditEntry, ProjectMember
+from tre.store.models import AccessGrant, AuditEntry, DatasetReviewer, ProjectMember
 
 MEMBER_REMOVED = "admin.member_removed"  # tre.registry.remove_member's audit action
 
@@ -51,6 +51,19 @@ def former_project_ids(session: Session, user_id: str) -> frozenset[str]:
     return frozenset(former)
 
 
+def former_member_ids(session: Session, project_id: str) -> frozenset[str]:
+    """The users removed from ``project_id`` (see `former_project_ids`, the same records read
+    the other way): conflicted on its releases for good."""
+    rows = session.scalars(
+        select(AuditEntry.body).where(
+            AuditEntry.action == MEMBER_REMOVED, AuditEntry.project_id == project_id
+        )
+    )
+    return frozenset(
+        str(user) for body in rows if (user := (json.loads(body).get("details") or {}).get("user"))
+    )
+
+
 def sees_every_project(principal: Principal) -> bool:
     return principal.has(*OVERSIGHT_ROLES)
 
@@ -78,10 +91,23 @@ def can_see_egress(session: Session, principal: Principal, project_id: str) -> b
     return principal.has(*STAFF_ROLES) or is_member(session, project_id, principal.user_id)
 
 
-def can_read_job_code(session: Session, principal: Principal, project_id: str) -> bool:
-    """The code a job ran: for those who review its outputs (DAC), oversee (admins, auditors),
-    or belong to its project."""
-    return principal.has(*STAFF_ROLES) or is_member(session, project_id, principal.user_id)
+def can_read_job_code(
+    session: Session, principal: Principal, project_id: str, dataset_ids: list[str] | None = None
+) -> bool:
+    """The code a job ran: for those who oversee (admins, auditors), belong to its project, or
+    review its outputs: a DAC member on the committee of one of the datasets governing the job
+    (``dataset_ids``; a job over none is the platform DAC's). A DAC member of another data
+    holder's committee reads nothing of it (tre.committees)."""
+    if principal.has(*OVERSIGHT_ROLES) or is_member(session, project_id, principal.user_id):
+        return True
+    if not principal.has("dac"):
+        return False
+    if not dataset_ids:
+        return True
+    seats = select(DatasetReviewer.dataset_id).where(
+        DatasetReviewer.user_id == principal.user_id, DatasetReviewer.dataset_id.in_(dataset_ids)
+    )
+    return session.scalars(seats.limit(1)).first() is not None
 
 
 def reads_raw_logs(session: Session, principal: Principal, project_id: str) -> bool:

@@ -188,6 +188,9 @@ class Settings(BaseSettings):
     # How often a running job's heartbeat is written; must stay well under worker_stale_after_s.
     worker_heartbeat_s: float = Field(default=2.0, gt=0)
     worker_stale_after_s: float = Field(default=15.0, gt=0)
+    # An egress request still awaiting votes or a resolution this long after it was made
+    # expires (final; egress_review.expiry, swept by the worker). 0: requests never expire.
+    egress_open_ttl_days: float = Field(default=30.0, ge=0, le=3650)
     # At most this many running jobs per project on one worker (0: no cap beyond fair order).
     # See docs/scheduling.md.
     worker_project_running_limit: int = Field(default=0, ge=0)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from pydicom.data import get_testdata_file
 
+from egress_review import expiry
 from tre import registry
 from tre.api.app import create_app
 from tre.audit.events import record_token_issued
@@ -109,7 +110,7 @@ def run_demo() -> None:
     with console.status("preparing the CPU job image (the first build on a host takes minutes)"):
         image = ensure_cpu_job_image(settings, engine)
 
-    worker = Worker(settings, engine)
+    worker = Worker(settings, engine, periodic=[expiry.sweeper(engine, settings)])
     worker_thread = threading.Thread(target=worker.serve_forever, daemon=True)
     worker_thread.start()
     try:
@@ -138,6 +139,12 @@ def run_demo() -> None:
                     json={"id": DATASET, "path": str(data), "name": "pydicom bundled test images"},
                 )
                 console.print(f"admin registered dataset {DATASET}: {d['meta']}")
+            # The dataset's DAC committee (docs/egress.md, "Committees"): deny by default.
+            seated = next(c for c in admin.get("/api/v1/admin/committees") if c["dataset_id"] == DATASET)
+            for reviewer in ("dac-one", "dac-two"):
+                if reviewer not in seated["members"]:
+                    admin.post(f"/api/v1/admin/committees/{DATASET}/members", json={"user_id": reviewer})
+                    console.print(f"admin seated {reviewer} on the committee of {DATASET}")
             if not _has_live_grant(admin.get("/api/v1/grants", params={"project_id": PROJECT})):
                 # Also on a later run: the demo's grant lapses after 30 days, or an admin revoked it.
                 g = admin.post(

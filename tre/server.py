@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import uvicorn
 from sqlalchemy import Engine
 
+from egress_review import expiry
 from tre import audit
 from tre.api.app import create_app
 from tre.api.limits import uvicorn_options
@@ -33,7 +34,11 @@ ServerHook = Callable[[uvicorn.Server], None]
 def build(settings: Settings | None = None, with_worker: bool = True) -> tuple[object, Worker | None]:
     settings = settings or get_settings()
     app = create_app(settings)
-    worker = Worker(settings, app.state.engine) if with_worker else None
+    worker = (
+        Worker(settings, app.state.engine, periodic=[expiry.sweeper(app.state.engine, settings)])
+        if with_worker
+        else None
+    )
     return app, worker
 
 
@@ -145,7 +150,7 @@ def _serve_processes(host: str, port: int, with_worker: bool, settings: Settings
     engine = make_engine(settings.resolved_database_url, sqlite_synchronous=settings.sqlite_synchronous)
     init_db(engine)  # once, before the workers start
     audit.configure(engine, settings.keys_dir)  # the worker thread's appends sign with this key
-    worker = Worker(settings, engine) if with_worker else None
+    worker = Worker(settings, engine, periodic=[expiry.sweeper(engine, settings)]) if with_worker else None
     agent = start_node_agent(settings, engine) if node else None
     thread = None
     if worker is not None:

@@ -39,7 +39,8 @@ JOB_TRANSITIONS: Mapping[JobState, frozenset[JobState]] = {
 class EgressState(StrEnum):
     """checking → blocked (final) | awaiting_review; awaiting_review → approved | rejected |
     conflicted (votes disagree); conflicted → approved | rejected (one resolution); an open
-    request (awaiting_review, conflicted) → withdrawn by its requester (final)."""
+    request (awaiting_review, conflicted) → withdrawn by its requester (final), or → expired
+    when it waited longer than ``TRE_EGRESS_OPEN_TTL_DAYS`` (final, swept by the worker)."""
 
     checking = "checking"
     awaiting_review = "awaiting_review"
@@ -48,6 +49,7 @@ class EgressState(StrEnum):
     approved = "approved"
     rejected = "rejected"
     withdrawn = "withdrawn"
+    expired = "expired"
 
     @property
     def final(self) -> bool:
@@ -56,6 +58,7 @@ class EgressState(StrEnum):
             EgressState.approved,
             EgressState.rejected,
             EgressState.withdrawn,
+            EgressState.expired,
         )
 
 
@@ -65,9 +68,17 @@ FINAL_EGRESS_STATES = tuple(s for s in EgressState if s.final)
 EGRESS_TRANSITIONS: Mapping[EgressState, frozenset[EgressState]] = {
     EgressState.checking: frozenset({EgressState.blocked, EgressState.awaiting_review}),
     EgressState.awaiting_review: frozenset(
-        {EgressState.approved, EgressState.rejected, EgressState.conflicted, EgressState.withdrawn}
+        {
+            EgressState.approved,
+            EgressState.rejected,
+            EgressState.conflicted,
+            EgressState.withdrawn,
+            EgressState.expired,
+        }
     ),
-    EgressState.conflicted: frozenset({EgressState.approved, EgressState.rejected, EgressState.withdrawn}),
+    EgressState.conflicted: frozenset(
+        {EgressState.approved, EgressState.rejected, EgressState.withdrawn, EgressState.expired}
+    ),
 }
 
 

@@ -73,6 +73,7 @@ QUEUE_FILTERS = {
     "rejected": ("rejected",),
     "blocked": ("blocked",),
     "withdrawn": ("withdrawn",),
+    "expired": ("expired",),
     "all": (),
 }
 

@@ -41,6 +41,7 @@ def live(settings, engine, world, token_for, app_client):  # type: ignore[no-unt
     an egress request for it, and tokens of every role."""
     with session_scope(engine) as s:
         WorldFactory(s).users({"dave": ["dac"]})  # the default policy wants two reviewers
+        WorldFactory(s).committee("ct1", ["dave"])  # ... from ct1's committee (tre.committees)
         job_id = WorldFactory(s).finished_job(
             settings, "p1", "alice", ["ct1"], {"summary.csv": b"group,n\na,40\nb,52\n"}
         )

@@ -90,6 +90,29 @@ def steps(world_dir: Path) -> list[Step]:
             ["p3", "ct9"],
         ),
         ("POST", "/api/v1/grants/{grant_id}/revoke", "root", {"json": {}}, ["{grant_id}"]),
+        # Committees (tre.committees): carl (given dac above) reviews ct1's requests below; a
+        # seat on ct9 taken back again (forced: ct9's committee cannot meet its quorum then).
+        (
+            "POST",
+            "/api/v1/admin/committees/ct1/members",
+            "root",
+            {"json": {"user_id": "carl"}},
+            ["ct1", "carl"],
+        ),
+        (
+            "POST",
+            "/api/v1/admin/committees/ct9/members",
+            "root",
+            {"json": {"user_id": "dana"}},
+            ["ct9", "dana"],
+        ),
+        (
+            "DELETE",
+            "/api/v1/admin/committees/ct9/members/dana",
+            "root",
+            {"params": {"force": "true"}},
+            ["ct9", "dana"],
+        ),
         ("POST", "/api/v1/catalogue/counts", "alice", {"json": {"modality": "ct"}}, []),
         (
             "POST",
@@ -203,6 +226,11 @@ def _template(path: str) -> str:
         "/api/v1/projects/p3/quota": "/api/v1/projects/{project_id}/quota",
         "/api/v1/projects/p3/members": "/api/v1/projects/{project_id}/members",
         "/api/v1/projects/p3/members/carl": "/api/v1/projects/{project_id}/members/{user_id}",
+        "/api/v1/admin/committees/ct1/members": "/api/v1/admin/committees/{dataset_id}/members",
+        "/api/v1/admin/committees/ct9/members": "/api/v1/admin/committees/{dataset_id}/members",
+        "/api/v1/admin/committees/ct9/members/dana": (
+            "/api/v1/admin/committees/{dataset_id}/members/{user_id}"
+        ),
     }.get(path, path)
 
 

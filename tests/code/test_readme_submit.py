@@ -79,6 +79,8 @@ def live(settings, engine, token_for, dicom_dir):  # type: ignore[no-untyped-def
         registry.add_member(s, "t", "lung", "alice")
         registry.add_member(s, "t", "other", "bob")
         registry.register_dataset(s, "t", "lidc", "LIDC sample", dicom_dir)
+        # dana reviews lidc's releases, so she may read the code of its jobs (tre.committees).
+        WorldFactory(s, actor="root").committee("lidc", ["dana"])
         registry.grant_access(s, "t", "lung", "lidc", expires_at=utcnow() + timedelta(days=1))
         WorldFactory(s, actor="root").approve_image("lung")
     app = create_app(settings, engine)

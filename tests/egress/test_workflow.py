@@ -17,6 +17,7 @@ from egress_review import checking, workflow
 from egress_review.disclosure import record_digest
 from egress_review.staging import StagingError, freeze, output_file, staged_path
 from tests.egress.test_workflow_support import LEAKY_CSV, SAFE_CSV, seed_world
+from tests.worlds import WorldFactory
 from tre.auth.principal import Principal
 from tre.config import Settings
 from tre.errors import TreError
@@ -372,6 +373,8 @@ def test_strictest_policy_of_all_datasets_applies(db, esettings, world) -> None:
         s.add(Dataset(id="third", name="third", path=str(esettings.home / "nowhere"), policy="lenient1"))
         s.flush()
         for ds in ("second", "third"):
+            # Each dataset's committee must reach the quorum (tre.committees): the same three.
+            WorldFactory(s, actor=world.admin).committee(ds, world.reviewers)
             s.add(
                 AccessGrant(
                     project_id=world.project_id,

@@ -32,7 +32,7 @@ from pydicom.data import get_testdata_file
 
 from tests.federation.wiretap import WireTap
 from tests.ports import free_port
-from tre import audit, registry
+from tre import audit, committees, registry
 from tre.audit.note import VerifierKey
 from tre.audit.signing import get_signer
 from tre.audit.verify import verify_bundle
@@ -165,6 +165,8 @@ def _setup_node(tmp: Path, name: str, hub_url: str, hub_pub: str, approved: list
         registry.create_project(s, "root", "lung-local", "Lung (local)")
         registry.add_member(s, "root", "lung-local", "alice")
         registry.register_dataset(s, "root", "ct", "CT", data)
+        for reviewer in ("dac1", "dac2"):  # the dataset's DAC committee (tre.committees)
+            committees.assign(s, "root", "ct", reviewer, settings.resolved_policies_dir)
         registry.grant_access(s, "root", "lung-local", "ct", days=1)
         for ref in approved:
             catalog.approve(s, settings, "root", ref, "lung-local", external=True)

@@ -281,9 +281,13 @@ def test_a_child_with_a_bad_id_is_dropped_without_a_call_built_from_it(node, set
         assert s.scalar(select(func.count()).select_from(FedNodeChild)) == 0
 
 
-def test_a_withdrawn_release_is_refused_with_its_own_reason(node, settings):  # type: ignore[no-untyped-def]
-    """The release request of a child withdrawn on the node (`tre egress withdraw`): the child
-    ends as refused with the fixed reason `release_withdrawn`, not left awaiting review."""
+@pytest.mark.parametrize(
+    ("final", "reason"), [("withdrawn", "release_withdrawn"), ("expired", "release_expired")]
+)
+def test_a_withdrawn_or_expired_release_is_refused_with_its_own_reason(node, settings, final, reason):  # type: ignore[no-untyped-def]
+    """The release request of a child withdrawn on the node (`tre egress withdraw`), or expired
+    there (no decision within its review time): the child ends as refused with its own fixed
+    reason, not left awaiting review."""
     from egress_review import federated
     from tre.store.models import EgressRequest
 
@@ -301,7 +305,7 @@ def test_a_withdrawn_release_is_refused_with_its_own_reason(node, settings):  # 
             project_id=job.project_id,
             requested_by="alice",
             justification="federated",
-            state="withdrawn",
+            state=final,
             policy_name="default",
             policy_version="1",
             required_reviews=2,
@@ -313,4 +317,4 @@ def test_a_withdrawn_release_is_refused_with_its_own_reason(node, settings):  # 
         row.egress_request_id = req.id
     with session_scope(node) as s:
         children.advance(s, settings, federated, child.child_id)  # type: ignore[arg-type]
-    assert _state(node, child.child_id)[:2] == ("refused", "release_withdrawn")
+    assert _state(node, child.child_id)[:2] == ("refused", reason)

@@ -125,6 +125,9 @@ def test_names_are_bounded_screened_and_withheld(
         ).status_code
         == 201
     )
+    # A new DAC member reviews nothing until seated on the dataset's committee (tre.committees).
+    seat = app_client.post("/api/v1/admin/committees/ct1/members", headers=root, json={"user_id": "dave"})
+    assert seat.status_code == 201, seat.text
     dave = {"Authorization": f"Bearer {token_for('dave', 'dac')}"}
     for reviewer in (dana, dave):
         vote = app_client.post(

@@ -81,6 +81,9 @@ REFUSED: dict[tuple[str, str], frozenset[str]] = {
     ("PUT", "/api/v1/admin/users/{user_id}/roles"): ADMIN_ONLY,
     ("POST", "/api/v1/admin/users/{user_id}/disable"): ADMIN_ONLY,
     ("POST", "/api/v1/admin/users/{user_id}/enable"): ADMIN_ONLY,
+    ("GET", "/api/v1/admin/committees"): ADMIN_ONLY,
+    ("POST", "/api/v1/admin/committees/{dataset_id}/members"): ADMIN_ONLY,
+    ("DELETE", "/api/v1/admin/committees/{dataset_id}/members/{user_id}"): ADMIN_ONLY,
     ("GET", "/api/v1/projects"): NOBODY,
     ("GET", "/api/v1/projects/{project_id}"): frozenset({"bob", "dana"}),
     ("POST", "/api/v1/projects"): ADMIN_ONLY,
@@ -166,6 +169,7 @@ def ids(app_client, world, engine, settings) -> dict[str, str]:  # type: ignore[
         "request_id": req.json()["id"],
         "file_id": str(req.json()["files"][0]["id"]),
         "project_id": "p1",
+        "dataset_id": "ct1",
         "user_id": "nobody",  # never a real user: the admin routes must not change the callers
         "grant_id": "0" * 32,
         "idx": "0",

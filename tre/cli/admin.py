@@ -25,6 +25,10 @@ admin_app = typer.Typer(help="Local administration on the control-plane host (ne
 project_app = typer.Typer(help="Projects and members (admin).")
 dataset_app = typer.Typer(help="Datasets (admin registers; researchers list what they may use).")
 grant_app = typer.Typer(help="Access grants of projects to datasets (admin).")
+dac_app = typer.Typer(
+    help="Per-dataset DAC committees: who reviews which dataset's releases (admin, via the API)."
+)
+admin_app.add_typer(dac_app, name="dac")
 
 
 def _local_engine() -> Engine:
@@ -294,6 +298,11 @@ def dataset_add(
         },
     )
     console.print(f"registered dataset {d['id']}: {d['meta']}")
+    console.print(
+        "its DAC committee is empty: nobody reviews its releases until "
+        "`tre admin dac assign DATASET USER` seats DAC members",
+        highlight=False,
+    )
 
 
 @dataset_app.command("list")
@@ -329,6 +338,64 @@ def grant_add(project_id: str, dataset_id: str, days: int = 365, reason: str = "
         json={"project_id": project_id, "dataset_id": dataset_id, "days": days, "reason": reason},
     )
     console.print(f"grant {g['id']}: {project_id} may use {dataset_id} until {g['expires_at']}")
+
+
+def _committee_line(c: dict[str, object]) -> str:
+    quorum = c["quorum"] if c["quorum"] is not None else "?"
+    words = "" if c["quorum_meetable"] else "  QUORUM CANNOT BE MET"
+    return f"{c['dataset_id']}: {c['able_reviewers']} able reviewer(s), quorum {quorum}{words}"
+
+
+@dac_app.command("assign")
+def dac_assign(dataset_id: str, user_id: str) -> None:
+    """Put a DAC member on a dataset's committee: they then see and review its requests."""
+    c = ApiClient().post(f"/api/v1/admin/committees/{dataset_id}/members", json={"user_id": user_id})
+    console.print(f"{user_id} now reviews {dataset_id}; {_committee_line(c)}", highlight=False)
+
+
+@dac_app.command("unassign")
+def dac_unassign(
+    dataset_id: str,
+    user_id: str,
+    force: Annotated[
+        bool, typer.Option("--force", help="Also when the committee can then no longer meet its quorum.")
+    ] = False,
+) -> None:
+    """Take a member off a dataset's committee (refused if its quorum could then not be met)."""
+    c = ApiClient().delete(
+        f"/api/v1/admin/committees/{dataset_id}/members/{user_id}", params={"force": str(force).lower()}
+    )
+    console.print(f"{user_id} no longer reviews {dataset_id}; {_committee_line(c)}", highlight=False)
+
+
+@dac_app.command("list")
+def dac_list(as_json: JsonFlag = False) -> None:
+    """Every dataset's committee and whether its quorum can be met; exit 1 if one cannot."""
+    rows = ApiClient().get("/api/v1/admin/committees")
+    if as_json:
+        print_json(rows)
+    else:
+        table(
+            "committees",
+            ["dataset", "policy", "members", "able", "quorum", "meetable"],
+            [
+                (
+                    c["dataset_id"],
+                    c["policy"],
+                    ",".join(c["members"]),
+                    c["able_reviewers"],
+                    c["quorum"] if c["quorum"] is not None else "?",
+                    "yes" if c["quorum_meetable"] else "NO",
+                )
+                for c in rows
+            ],
+        )
+    short = [c["dataset_id"] for c in rows if not c["quorum_meetable"]]
+    if short:
+        raise CliError(
+            f"the quorum of {len(short)} dataset(s) cannot be met: {', '.join(short)} "
+            "(tre admin dac assign DATASET USER)"
+        )
 
 
 @grant_app.command("revoke")

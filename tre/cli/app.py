@@ -209,7 +209,9 @@ def worker(
     settings.ensure_dirs()
     engine = make_engine(settings.resolved_database_url)
     init_db(engine)
-    w = Worker(settings, engine, concurrency=concurrency)
+    from egress_review import expiry
+
+    w = Worker(settings, engine, concurrency=concurrency, periodic=[expiry.sweeper(engine, settings)])
     interrupts.serve_until_stopped()
     console.print(
         f"tre worker: {settings.executor} executor, up to {concurrency} jobs at once; state directory "

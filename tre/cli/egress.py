@@ -36,6 +36,11 @@ def _print_request(r: dict[str, Any]) -> None:
     )
     pols = ", ".join(f"{p['name']} v{p['version']}" for p in r.get("policies", []))
     console.print(f"policies: {pols or '-'}   votes: {r['votes_in']}/{r['required_reviews']}")
+    # Fixed words from the server (quorum unmeetable, policy changed, expired), said first.
+    for notice in r.get("notices", []):
+        console.print(
+            f"[bold yellow]note:[/bold yellow] {untrusted(notice)}", soft_wrap=True, highlight=False
+        )
     for f in r.get("files", []):
         style = OUTCOME_STYLE.get(f["outcome"], "white")
         console.print(  # the whole hash: `egress request JOB sha256:HEX` takes it as printed

@@ -144,7 +144,9 @@ def check_job_code(session: Session, project: Project, code_hash: str | None) ->
 def job_with_code(session: Session, principal: Principal, job_id: str) -> Job:
     """The job whose code the caller may read; 404 for jobs they may not see or that had no code."""
     job = session.get(Job, job_id)
-    allowed = job is not None and can_read_job_code(session, principal, job.project_id)
+    allowed = job is not None and can_read_job_code(
+        session, principal, job.project_id, job.governing_dataset_ids
+    )
     if job is None or not allowed:
         raise NotFound(f"no job {job_id!r}")
     if job.code_hash is None:

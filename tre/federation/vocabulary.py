@@ -37,6 +37,7 @@ class Reason(StrEnum):
     egress_blocked = "egress_blocked"  # the node's automated airlock checks blocked them
     dac_rejected = "dac_rejected"  # the node's data access committee rejected the release
     release_withdrawn = "release_withdrawn"  # the release request was withdrawn on the node
+    release_expired = "release_expired"  # the release request waited past the node's review time
     release_interrupted = "release_interrupted"  # the local job was lost in a crash, retried
 
 

@@ -15,7 +15,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
@@ -81,6 +81,7 @@ class Worker:
         executor: Executor | None = None,
         concurrency: int = 2,
         clock: Callable[[], float] = time.monotonic,
+        periodic: Sequence[Callable[[], None]] = (),
     ) -> None:
         self.settings = settings
         self.engine = engine
@@ -91,6 +92,9 @@ class Worker:
         self._running: dict[str, Future[None]] = {}
         self._stop = threading.Event()
         self._clock = clock
+        # Other periodic work of the control plane, run once per round (each rate-limits
+        # itself): the composition roots pass the airlock's expiry sweep (egress_review.expiry).
+        self._periodic = tuple(periodic)
         # None, not 0.0: a monotonic clock counts from boot, so on a machine up for less than
         # a period "0.0" would look recent and the first checkpoint would be skipped.
         self._last_checkpoint: float | None = None
@@ -120,6 +124,11 @@ class Worker:
         """One scheduling round: recover orphans, reap finished threads, start queued jobs."""
         self.recover_orphans()
         self._periodic_checkpoint()
+        for hook in self._periodic:
+            try:
+                hook()
+            except Exception:  # noqa: BLE001 - a failed sweep must not stop the jobs
+                log.exception("worker %s: periodic task failed", self.worker_id)
         for job_id, fut in list(self._running.items()):
             if fut.done():
                 del self._running[job_id]

@@ -129,6 +129,20 @@ class Dataset(Base):
     access_rights: Mapped[str] = mapped_column(String(16), default="NON_PUBLIC")
 
 
+class DatasetReviewer(Base):
+    """A DAC member on a dataset's committee (`tre.committees`): they review, and see, only the
+    egress requests of jobs governed by a dataset whose committee they sit on."""
+
+    __tablename__ = "dataset_reviewers"
+
+    dataset_id: Mapped[str] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[str] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    assigned_by: Mapped[str] = mapped_column(String(64))
+    assigned_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class DatasetCatalogue(Base):
     """The catalogue facts extracted from a dataset's DICOM headers (tre.catalogue.extract),
     kept so that count queries never read the data; rebuilt when the folder's fingerprint
@@ -304,6 +318,27 @@ class EgressRequest(Base):
 
     files: Mapped[list[EgressFile]] = relationship(back_populates="request", cascade="all, delete-orphan")
     reviews: Mapped[list[Review]] = relationship(back_populates="request", cascade="all, delete-orphan")
+    dataset_links: Mapped[list[EgressRequestDataset]] = relationship(
+        order_by="EgressRequestDataset.dataset_id", cascade="all, delete-orphan"
+    )
+
+    @property
+    def dataset_ids(self) -> list[str]:
+        """The datasets governing the request's job when it was made (read directly and
+        through its inputs): each one's committee must reach the quorum (`tre.committees`)."""
+        return [link.dataset_id for link in self.dataset_links]
+
+
+class EgressRequestDataset(Base):
+    """A dataset governing an egress request, fixed when it is made: which committees review
+    it and who may see it (an SQL filter for the DAC's queue, not a JSON scan of jobs)."""
+
+    __tablename__ = "egress_request_datasets"
+
+    request_id: Mapped[str] = mapped_column(
+        ForeignKey("egress_requests.id", ondelete="CASCADE"), primary_key=True
+    )
+    dataset_id: Mapped[str] = mapped_column(ForeignKey("datasets.id"), primary_key=True, index=True)
 
 
 class EgressFile(Base):

@@ -1,14 +1,16 @@
-"""User administration (role admin only)."""
+"""User administration and the datasets' DAC committees (role admin only)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
-from tre import registry
-from tre.api.deps import get_session, require_roles
-from tre.api.schemas import UserIn, UserOut, UserRolesIn
+from tre import committees, registry
+from tre.api.deps import get_session, get_settings_dep, require_roles
+from tre.api.schemas import In, UserIn, UserOut, UserRolesIn
 from tre.auth.principal import Principal
+from tre.config import Settings
 from tre.store.models import User
 
 router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
@@ -56,3 +58,61 @@ def enable_user(
     user_id: str, p: Principal = Depends(admin_only), session: Session = Depends(get_session)
 ) -> UserOut:
     return _out(registry.set_user_disabled(session, p.user_id, user_id, False))
+
+
+# ---------------------------------------------------------------------------- committees
+
+
+class CommitteeMemberIn(In):
+    user_id: str = Field(min_length=1, max_length=64)
+
+
+class CommitteeOut(BaseModel):
+    """One dataset's committee against its quorum (`tre.committees`)."""
+
+    dataset_id: str
+    policy: str
+    members: list[str]
+    able_reviewers: int
+    quorum: int | None
+    quorum_meetable: bool
+
+
+@router.get("/committees", response_model=list[CommitteeOut])
+def list_committees(
+    _: Principal = Depends(admin_only),
+    session: Session = Depends(get_session),
+    settings: Settings = Depends(get_settings_dep),
+) -> list[dict[str, object]]:
+    """Every dataset's DAC committee, and whether its policy's quorum can be met at all."""
+    return [c.as_dict() for c in committees.committee_report(session, settings.resolved_policies_dir)]
+
+
+@router.post("/committees/{dataset_id}/members", response_model=CommitteeOut, status_code=201)
+def assign_reviewer(
+    dataset_id: str,
+    body: CommitteeMemberIn,
+    p: Principal = Depends(admin_only),
+    session: Session = Depends(get_session),
+    settings: Settings = Depends(get_settings_dep),
+) -> dict[str, object]:
+    """Put a DAC member on a dataset's committee (audited ``admin.dac_assigned``)."""
+    state = committees.assign(session, p.user_id, dataset_id, body.user_id, settings.resolved_policies_dir)
+    return state.as_dict()
+
+
+@router.delete("/committees/{dataset_id}/members/{user_id}", response_model=CommitteeOut)
+def unassign_reviewer(
+    dataset_id: str,
+    user_id: str,
+    force: bool = Query(False, description="Also when the committee can then no longer meet its quorum."),
+    p: Principal = Depends(admin_only),
+    session: Session = Depends(get_session),
+    settings: Settings = Depends(get_settings_dep),
+) -> dict[str, object]:
+    """Take a member off a dataset's committee (audited ``admin.dac_unassigned``); refused
+    with ``409 quorum-unmeetable`` when its quorum could then not be met, unless forced."""
+    state = committees.unassign(
+        session, p.user_id, dataset_id, user_id, settings.resolved_policies_dir, force=force
+    )
+    return state.as_dict()

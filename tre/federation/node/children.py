@@ -230,6 +230,8 @@ def advance(session: Session, settings: Settings, airlock: Airlock, child_id: st
         _end(session, row, ChildState.refused, Reason.dac_rejected)
     elif egress == EgressState.withdrawn:
         _end(session, row, ChildState.refused, Reason.release_withdrawn)
+    elif egress == EgressState.expired:
+        _end(session, row, ChildState.refused, Reason.release_expired)
     elif egress == EgressState.approved:
         _end(session, row, ChildState.awaiting_review, Reason.none)
         return True

@@ -1,0 +1,95 @@
+"""Expiry of open egress requests: none waits for ever.
+
+A request still awaiting votes or a resolution ``TRE_EGRESS_OPEN_TTL_DAYS`` after it was made
+moves to ``expired`` (final) with fixed words (`workflow.EXPIRED_REASON`), is audited as
+``egress.expired`` and gets its disclosure record; the requester asks again with a new request.
+
+Swept by the job worker (`Worker(periodic=...)`, wired by the composition roots) at most once
+per `SWEEP_EVERY_S`. Restart-safe and idempotent: the sweep keeps no state of its own, it
+re-reads the open requests older than the cutoff each time. Race-safe: each request is
+expired in its own transaction after locking its row and reading its state again, exactly as
+a vote locks it, so a vote landing at the same moment either decides the request first (the
+sweep then finds it closed and skips it) or finds it expired (``409 voting-closed``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from egress_review import workflow
+from tre.config import Settings
+from tre.store.base import utcnow
+from tre.store.db import session_scope
+from tre.store.models import EgressRequest
+
+log = logging.getLogger(__name__)
+SWEEP_EVERY_S = 60.0
+BATCH = 200
+
+
+def overdue_ids(session: Session, cutoff: datetime, limit: int = BATCH) -> list[str]:
+    """Open requests made before ``cutoff``, oldest first."""
+    return list(
+        session.scalars(
+            select(EgressRequest.id)
+            .where(EgressRequest.state.in_(workflow.OPEN_STATES), EgressRequest.created_at < cutoff)
+            .order_by(EgressRequest.created_at, EgressRequest.id)
+            .limit(limit)
+        )
+    )
+
+
+def expire_one(session: Session, request_id: str, cutoff: datetime) -> bool:
+    """Expire one request if it is still open and older than ``cutoff`` (row locked first;
+    the caller's transaction commits it). False: it was decided, withdrawn or already
+    expired meanwhile, and nothing is written."""
+    req = workflow.load_request(session, request_id, lock=True)
+    if req.state not in workflow.OPEN_STATES or req.created_at >= cutoff:
+        return False
+    was = req.state
+    workflow.expire(session, req)
+    log.info("egress request %s expired (was %s)", request_id, was)
+    return True
+
+
+def sweep(engine: Engine, ttl: timedelta, now: datetime | None = None) -> list[str]:
+    """Expire every overdue open request, one transaction each; the ids expired."""
+    cutoff = (now or utcnow()) - ttl
+    done: list[str] = []
+    while True:
+        with session_scope(engine) as s:
+            ids = overdue_ids(s, cutoff)
+        progressed = False
+        for request_id in ids:
+            with session_scope(engine) as s:
+                if expire_one(s, request_id, cutoff):
+                    done.append(request_id)
+                    progressed = True
+        if len(ids) < BATCH or not progressed:
+            return done
+
+
+def sweeper(
+    engine: Engine, settings: Settings, clock: Callable[[], float] = time.monotonic
+) -> Callable[[], None]:
+    """The worker's periodic hook: a sweep at most every `SWEEP_EVERY_S` (none when the
+    setting is 0: requests never expire)."""
+    last: list[float] = []
+
+    def run() -> None:
+        days = settings.egress_open_ttl_days
+        if days <= 0:
+            return
+        now = clock()
+        if last and now - last[0] < SWEEP_EVERY_S:
+            return
+        last[:] = [now]
+        sweep(engine, timedelta(days=days))
+
+    return run
