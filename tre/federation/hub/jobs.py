@@ -18,8 +18,8 @@ from tre.access import can_see_project, is_member, visible_project_ids
 from tre.audit import record_event
 from tre.auth.principal import Principal
 from tre.errors import AdmissionDenied, Conflict, NotFound
-from tre.federation.hub.nodes import is_online, project_nodes
-from tre.federation.vocabulary import ChildState, parent_state
+from tre.federation.hub.nodes import node_status, project_nodes
+from tre.federation.vocabulary import PROGRESS, ChildState, parent_state
 from tre.federation.wire import ChildSpec, FederatedJobIn, StateIn, child_id
 from tre.store.base import utcnow
 from tre.store.federation_models import FedChild, FedJob, FedNode, FedResultFile
@@ -33,9 +33,13 @@ def submit(session: Session, principal: Principal, body: FederatedJobIn) -> FedJ
     project = session.get(Project, body.project_id)
     if project is None or not is_member(session, body.project_id, principal.user_id):
         raise AdmissionDenied(f"you are not a member of project {body.project_id!r}")
-    nodes = project_nodes(session, body.project_id)
-    if not nodes:
+    spanned = project_nodes(session, body.project_id)
+    if not spanned:
         raise AdmissionDenied(f"project {body.project_id!r} is not a federated project")
+    # No work for a revoked node: it could not fetch it, and it is no longer trusted with it.
+    nodes = [n for n in spanned if node_status(session.get(FedNode, n), 0) != "revoked"]
+    if not nodes:
+        raise AdmissionDenied(f"every node of project {body.project_id!r} was revoked")
     if body.code_hash and session.get(CodeUpload, (body.project_id, body.code_hash)) is None:
         raise AdmissionDenied(f"code {body.code_hash} was not uploaded to project {body.project_id!r}")
     spec: dict[str, Any] = {k: getattr(body, k) for k in SPEC_FIELDS} | {"release": list(body.release)}
@@ -100,18 +104,37 @@ def node_child(session: Session, node: str, cid: str) -> FedChild:
 
 
 def set_state(session: Session, node: str, cid: str, new: StateIn) -> FedChild:
-    """A node's report. Final states stay final (a late or repeated report changes nothing);
-    ``released`` comes only with verified results (`tre.federation.hub.results`)."""
+    """A node's report. A child only moves forward and final states stay final: a repeated
+    report changes nothing, a late, reordered or contradicting one is audited and changes
+    nothing; ``released`` comes only with verified results (`tre.federation.hub.results`)."""
     child = node_child(session, node, cid)
     if new.state == ChildState.released:
         raise Conflict("a child is released only by uploading its released results", slug="release-by-upload")
     if new.state == ChildState.pending:
         raise Conflict("a node cannot put a child back to pending")
     current = ChildState(child.state)
-    if current.final or (current.value, child.reason) == (new.state.value, new.reason.value):
+    if (current.value, child.reason) == (new.state.value, new.reason.value):
+        return child
+    job = session.get(FedJob, child.job_id)
+    if current.final or PROGRESS[new.state] < PROGRESS[current]:
+        # Late, reordered or contradicting a final state: kept out, and kept in the audit log
+        # (a node whose reports keep going back is worth an admin's look).
+        record_event(
+            session,
+            actor=f"node:{node}",
+            action="federation.child_state_ignored",
+            project_id=job.project_id if job else None,
+            details={
+                "fed_job": child.job_id,
+                "child": cid,
+                "state": new.state.value,
+                "reason": new.reason.value,
+                "kept": child.state,
+                "kept_reason": child.reason,
+            },
+        )
         return child
     child.state, child.reason, child.updated_at = new.state.value, new.reason.value, utcnow()
-    job = session.get(FedJob, child.job_id)
     record_event(
         session,
         actor=f"node:{node}",
@@ -136,7 +159,7 @@ def job_view(session: Session, job: FedJob, lease_s: float) -> dict[str, Any]:
     )
     rows = []
     for child in children:
-        online = is_online(session.get(FedNode, child.node), lease_s)
+        status = node_status(session.get(FedNode, child.node), lease_s)
         files = session.scalars(
             select(FedResultFile).where(FedResultFile.child_id == child.id).order_by(FedResultFile.name)
         )
@@ -146,7 +169,7 @@ def job_view(session: Session, job: FedJob, lease_s: float) -> dict[str, Any]:
                 "child_id": child.id,
                 "state": child.state,
                 "reason": child.reason,
-                "node_status": "online" if online else "offline",
+                "node_status": status,
                 "deliveries": child.deliveries,
                 "updated_at": child.updated_at.isoformat(),
                 "files": [{"name": f.name, "sha256": f.sha256, "size": f.size} for f in files],
@@ -157,7 +180,14 @@ def job_view(session: Session, job: FedJob, lease_s: float) -> dict[str, Any]:
     # A node is given one lease to pick up a new job before its silence counts against it.
     fresh = utcnow() - job.created_at < timedelta(seconds=lease_s)
     state = parent_state(
-        [(str(r["state"]), r["node_status"] == "online" or (fresh and r["deliveries"] == 0)) for r in rows]
+        [
+            (
+                str(r["state"]),
+                r["node_status"] == "online"
+                or (fresh and r["deliveries"] == 0 and r["node_status"] != "revoked"),
+            )
+            for r in rows
+        ]
     )
     return {
         "id": job.id,

@@ -1,0 +1,33 @@
+"""Revoked federation nodes: fed_nodes.revoked_at, revoked_by
+
+A hub admin revokes a node whose key leaked or that left the federation (`tre hub node
+revoke`): its signed requests are refused from then on, and its open children are shown as
+belonging to a revoked node. The row stays, since children and results refer to it.
+
+Revision ID: 0013_tes12_node_revocation
+Revises: 0012_image_imports
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+from tre.store.base import UTCDateTime
+
+revision: str = "0013_tes12_node_revocation"
+down_revision: str | None = "0012_image_imports"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("fed_nodes") as batch:
+        batch.add_column(sa.Column("revoked_at", UTCDateTime(timezone=True), nullable=True))
+        batch.add_column(sa.Column("revoked_by", sa.String(64), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("fed_nodes") as batch:
+        batch.drop_column("revoked_by")
+        batch.drop_column("revoked_at")
