@@ -28,8 +28,11 @@ from tre.store.models import CodeUpload, Project
 SPEC_FIELDS = ("image", "command", "cpu", "memory_mb", "gpu", "time_limit_s", "output_limit_mb", "code_hash")
 
 
-def submit(session: Session, principal: Principal, body: FederatedJobIn) -> FedJob:
-    """Accept a submission from a member of the federated project; one child per node."""
+def submit(
+    session: Session, principal: Principal, body: FederatedJobIn, tes: dict[str, Any] | None = None
+) -> FedJob:
+    """Accept a submission from a member of the federated project; one child per node.
+    ``tes``: the TES task as sent (`tre.federation.hub.tes`), kept for its views only."""
     project = session.get(Project, body.project_id)
     if project is None or not is_member(session, body.project_id, principal.user_id):
         raise AdmissionDenied(f"you are not a member of project {body.project_id!r}")
@@ -43,6 +46,8 @@ def submit(session: Session, principal: Principal, body: FederatedJobIn) -> FedJ
     if body.code_hash and session.get(CodeUpload, (body.project_id, body.code_hash)) is None:
         raise AdmissionDenied(f"code {body.code_hash} was not uploaded to project {body.project_id!r}")
     spec: dict[str, Any] = {k: getattr(body, k) for k in SPEC_FIELDS} | {"release": list(body.release)}
+    if tes is not None:
+        spec["tes"] = tes
     job = FedJob(project_id=body.project_id, submitted_by=principal.user_id, spec=spec)
     session.add(job)
     session.flush()
