@@ -45,6 +45,7 @@ from tre.federation.wire import (
     StateIn,
     Work,
 )
+from tre.federation.wire import child_id as derived_child_id
 from tre.store.db import session_scope
 from tre.store.federation_models import FedNodeChild, FedNodeProject
 from tre.store.models import Project
@@ -92,7 +93,7 @@ class NodeAgent:
         )
         for sent in work.children:
             spec = self._bounded(sent)
-            if spec is None:
+            if spec is None or not self._addressed_here(spec):
                 continue
             with self.lock:
                 self._receive(spec)
@@ -118,6 +119,18 @@ class NodeAgent:
             except HubError as exc:
                 log.info("a refused child's state not reported yet: %s", exc)
         return None
+
+    def _addressed_here(self, spec: ReceivedChild) -> bool:
+        """A child's id is `child_id(parent, node)`: one for another node, or one id sent again
+        for a different parent (which the node would take as a redelivery of the first and
+        never run), is dropped unstored and without a call, and audited here."""
+        if spec.child_id == derived_child_id(spec.job_id, self.config.node):
+            return True
+        log.warning(
+            "the hub sent child %s of job %s, not addressed to this node: dropped", spec.child_id, spec.job_id
+        )
+        self._unit(children.misaddressed, spec)
+        return False
 
     def _receive(self, spec: ChildSpec) -> None:
         self._unit(children.receive, spec)

@@ -86,6 +86,17 @@ def receive(session: Session, spec: ChildSpec) -> bool:
     return True
 
 
+def misaddressed(session: Session, spec: ChildSpec) -> None:
+    """Audit a child dropped for an id not derived from its parent and this node (the ids are
+    bounded hex by then: `tre.federation.wire.ReceivedChild`)."""
+    record_event(
+        session,
+        actor=ACTOR,
+        action="federation.child_misaddressed",
+        details={"child": spec.child_id, "fed_job": spec.job_id, "fed_project": spec.project_id},
+    )
+
+
 def _end(session: Session, row: FedNodeChild, state: ChildState, reason: Reason) -> None:
     if (row.state, row.reason) == (state.value, reason.value):
         return
