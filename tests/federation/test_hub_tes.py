@@ -131,3 +131,44 @@ def test_the_hubs_tes_answers_conform_to_the_published_schema(settings, engine, 
             resp = requests.get(base + "/tasks", params=params, headers=headers, timeout=10)  # type: ignore[arg-type]
             assert resp.status_code in (400, 422), resp.text
             assert resp.headers["content-type"].startswith("application/problem+json")
+
+
+def test_a_hub_listing_reads_a_bounded_number_of_jobs_per_answer(
+    settings, engine, token_for, tmp_path, monkeypatch
+):  # type: ignore[no-untyped-def]
+    """A filter matching few jobs must not make one answer sum up every job of the hub: past
+    `MAX_SCANNED` jobs read, the answer stops with the token to carry on from."""
+    from tre.federation.hub import tes as hub_tes
+
+    node = node_identity(tmp_path, "node-a")
+    app = create_hub_app(settings, engine)
+    with session_scope(engine) as s:
+        registry.create_user(s, "test", "alice", ["researcher"])
+        nodes.add_node(s, "root", node.name, node.public_key, node.audit_key)
+        nodes.create_project(s, "root", "fedlung", "Federated lung", ["node-a"])
+        registry.add_member(s, "root", "fedlung", "alice")
+    monkeypatch.setattr(hub_tes, "MAX_SCANNED", 2)
+    with BackgroundServer(app) as server:
+        cli = tes.HTTPClient(server.url, token=token_for("alice", "researcher"), timeout=30)
+        wanted = cli.create_task(task())  # the oldest
+        for _ in range(3):
+            other = task()
+            other.name = "other"
+            cli.create_task(other)
+        headers = {"Authorization": f"Bearer {token_for('alice', 'researcher')}"}
+        found: list[str] = []
+        pages = 0
+        params: dict[str, object] = {"name_prefix": "federated"}
+        while True:
+            page = requests.get(
+                server.url + "/ga4gh/tes/v1/tasks",
+                params=params,
+                headers=headers,
+                timeout=10,  # type: ignore[arg-type]
+            ).json()
+            pages += 1
+            found += [t["id"] for t in page["tasks"]]
+            if "next_page_token" not in page:
+                break
+            params["page_token"] = page["next_page_token"]
+        assert found == [wanted] and pages == 2  # 4 jobs read 2 at a time

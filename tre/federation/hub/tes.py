@@ -48,6 +48,8 @@ router = APIRouter(prefix="/ga4gh/tes/v1", tags=["federation TES"])
 Submitter = Annotated[Principal, Depends(require_roles("researcher", "admin"))]
 Reader = Annotated[Principal, Depends(any_role())]
 DbSession = Annotated[Session, Depends(get_session)]
+# A listing reads at most this many federated jobs per answer, whatever its filters match.
+MAX_SCANNED = 2000
 PARENT_TO_TES = {
     "running": TesState.RUNNING,
     "complete": TesState.COMPLETE,
@@ -175,9 +177,15 @@ def list_tasks(
             or_(FedJob.created_at < created, and_(FedJob.created_at == created, FedJob.id < last_id))
         )
     tasks: list[TesTaskView] = []
-    last: FedJob | None = None
+    judged: FedJob | None = None  # the last job judged: the next page starts after it
     more = False
-    for job in session.scalars(query.execution_options(yield_per=200)):
+    for scanned, job in enumerate(session.scalars(query.execution_options(yield_per=200))):
+        if len(tasks) == page_size or scanned == MAX_SCANNED:
+            # A page is full, or this answer has read enough jobs (each summed up from its
+            # children): TES lets a page hold fewer tasks, and the token carries on from here.
+            more = True
+            break
+        judged = job
         name = str(job.spec.get("tes", {}).get("name") or "")
         if name_prefix and not name.startswith(name_prefix):
             continue
@@ -186,10 +194,6 @@ def list_tasks(
             continue
         if not tags_match(_task_tags(job, shown), pairs):
             continue
-        if len(tasks) == page_size:
-            more = True
-            break
         tasks.append(_task(job, shown, view))
-        last = job
-    token = encode_page_token(last.created_at, last.id) if more and last is not None else None
+    token = encode_page_token(judged.created_at, judged.id) if more and judged is not None else None
     return TesListTasksResponse(tasks=tasks, next_page_token=token)
