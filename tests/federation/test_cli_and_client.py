@@ -33,7 +33,11 @@ def test_the_agent_acts_only_on_answers_signed_by_the_pinned_hub_key(settings, e
         nodes.add_node(s, "root", node.name, node.public_key, node.audit_key)
     with BackgroundServer(app) as server:
         good = HubClient(NodeConfig("node-a", server.url, encode_public_key(hub_key(settings))), node.key)
-        assert good.json("POST", "/hub/v1/agent/poll", {"wait_s": 0}) == {"children": [], "searches": []}
+        assert good.json("POST", "/hub/v1/agent/poll", {"wait_s": 0}) == {
+            "children": [],
+            "searches": [],
+            "cancels": [],
+        }
         impostor = encode_public_key(Ed25519PrivateKey.generate())
         pinned_other = HubClient(NodeConfig("node-a", server.url, impostor), node.key)
         with pytest.raises(HubError, match="not signed by the pinned key"):

@@ -347,3 +347,43 @@ def test_a_child_not_addressed_to_this_node_is_dropped_and_audited(node, setting
         (others["child_id"], "b" * 32),
         (reused["child_id"], "c" * 32),
     ]
+
+
+def test_a_child_cancelled_at_the_hub_cancels_its_local_job(node, settings):  # type: ignore[no-untyped-def]
+    from egress_review import federated
+    from tre.federation.keys import hub_key
+    from tre.federation.node.agent import NodeAgent
+    from tre.federation.node.config import NodeConfig
+    from tre.federation.node.search import answer_counts
+    from tre.federation.signing import encode_public_key
+
+    queued, waiting = spec("1" * 32), spec("2" * 32)
+    for child in (queued, waiting):
+        with session_scope(node) as s:
+            children.receive(s, child)
+    with session_scope(node) as s:
+        children.start(s, settings, queued.child_id)  # its local job is queued; `waiting` is not started
+    never = child_id("3" * 32, "node-a")  # a child whose delivery was still pending
+    hub = HostileHub({"children": [], "searches": [], "cancels": [queued.child_id, waiting.child_id, never]})
+    config = NodeConfig("node-a", "http://127.0.0.1:9", encode_public_key(hub_key(settings)))
+    agent = NodeAgent(settings, node, config, federated, answer_counts)
+    agent.hub.close()
+    agent.hub = hub  # type: ignore[assignment]
+    agent.poll_once()
+    agent.poll_once()  # told again until the hub sees it final: nothing new happens
+    _, _, job_id = _state(node, queued.child_id)
+    with session_scope(node, read_only=True) as s:
+        job = s.get(Job, job_id)
+        assert job is not None and job.state == "cancelled"
+        told = s.scalar(
+            select(func.count())
+            .select_from(AuditEntry)
+            .where(AuditEntry.action == "federation.child_cancel_requested")
+        )
+        assert told == 2
+    with session_scope(node) as s:
+        children.advance(s, settings, federated, queued.child_id)
+    assert _state(node, queued.child_id)[:2] == ("failed", "job_cancelled")
+    assert _state(node, waiting.child_id)[:2] == ("failed", "job_cancelled")
+    sent = [c for c in hub.calls if c[1] == f"/hub/v1/agent/children/{never}/state"]
+    assert sent and all(c[2] == {"state": "failed", "reason": "job_cancelled"} for c in sent)

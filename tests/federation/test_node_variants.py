@@ -144,3 +144,45 @@ def test_a_revoked_node_is_refused_shown_revoked_and_given_no_work(hub, engine_a
     resp = _submit(hub)
     assert resp.status_code == 403, resp.text
     assert resp.json()["detail"] == "every node of project 'fedlung' was revoked"
+
+
+def test_a_federated_task_is_cancelled_at_every_node_still_running_it(hub, engine_any) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    """Round 12: the hub had no cancel (`POST /tasks/{id}:cancel` answered 405)."""
+    a, b = hub.nodes["a"], hub.nodes["b"]
+    job = _submit(hub).json()
+    cid_a, cid_b = child_id(job["id"], "node-a"), child_id(job["id"], "node-b")
+    assert _report(hub, a, cid_a, "running").status_code == 200  # node-b has not picked it up
+    cancel = f"/ga4gh/tes/v1/tasks/{job['id']}:cancel"
+    assert hub.post(cancel, headers=hub.tokens["bob"]).status_code == 404  # not his project's
+    assert hub.post(cancel, headers=hub.tokens["dana"]).status_code == 403  # a reviewer
+    resp = hub.post(cancel, headers=hub.tokens["alice"])
+    assert resp.status_code == 200 and resp.json() == {}
+    [entry] = _entries(engine_any, "federation.job_cancel_requested")
+    assert entry["actor"] == "alice" and entry["details"] == {
+        "fed_job": job["id"],
+        "nodes_told": ["node-a", "node-b"],
+    }
+    task = f"/ga4gh/tes/v1/tasks/{job['id']}"
+    assert hub.get(task, headers=hub.tokens["alice"]).json()["state"] == "CANCELING"
+
+    # Each node is told with its poll; node-b is not given the cancelled child to run.
+    work_a = signed(hub, a, "POST", "/hub/v1/agent/poll", {"wait_s": 0}).json()
+    assert work_a["cancels"] == [cid_a]
+    work_b = signed(hub, b, "POST", "/hub/v1/agent/poll", {"wait_s": 0}).json()
+    assert work_b["children"] == [] and work_b["cancels"] == [cid_b]
+    assert _report(hub, a, cid_a, "failed", "job_cancelled").status_code == 200
+    assert hub.get(task, headers=hub.tokens["alice"]).json()["state"] == "CANCELING"
+    assert _report(hub, b, cid_b, "failed", "job_cancelled").status_code == 200
+    assert hub.get(task, headers=hub.tokens["alice"]).json()["state"] == "CANCELED"
+    assert signed(hub, a, "POST", "/hub/v1/agent/poll", {"wait_s": 0}).json()["cancels"] == []
+    # Again: {} (nothing new audited); a task that ended at every node: 409.
+    assert hub.post(cancel, headers=hub.tokens["alice"]).json() == {}
+    assert len(_entries(engine_any, "federation.job_cancel_requested")) == 1
+    ended = _submit(hub).json()
+    for node, name in ((a, "node-a"), (b, "node-b")):
+        assert _report(hub, node, child_id(ended["id"], name), "failed", "job_failed").status_code == 200
+    resp = hub.post(f"/ga4gh/tes/v1/tasks/{ended['id']}:cancel", headers=hub.tokens["alice"])
+    assert resp.status_code == 409 and "already ended" in resp.json()["detail"]
+    assert hub.get(f"/ga4gh/tes/v1/tasks/{ended['id']}", headers=hub.tokens["alice"]).json()["state"] == (
+        "EXECUTOR_ERROR"
+    )

@@ -87,6 +87,10 @@ class Work(BaseModel):
 
     children: list[ChildSpec] = Field(default_factory=list)
     searches: list[SearchWork] = Field(default_factory=list)
+    # This node's children whose federated job was cancelled at the hub, until each is final.
+    cancels: list[Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]] = Field(
+        default_factory=list, max_length=1000
+    )
 
 
 class PollIn(BaseModel):

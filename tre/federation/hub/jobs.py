@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from tre.access import can_see_project, is_member, visible_project_ids
 from tre.audit import record_event
 from tre.auth.principal import Principal
-from tre.errors import AdmissionDenied, Conflict, NotFound
+from tre.errors import AdmissionDenied, Conflict, Forbidden, NotFound
 from tre.federation.hub.nodes import node_status, project_nodes
 from tre.federation.vocabulary import PROGRESS, ChildState, parent_state
 from tre.federation.wire import ChildSpec, FederatedJobIn, StateIn, child_id
@@ -84,7 +84,9 @@ def take_children(session: Session, node: str, lease_s: float) -> list[ChildSpec
     children = list(
         session.scalars(
             select(FedChild)
+            .join(FedJob, FedJob.id == FedChild.job_id)
             .where(FedChild.node == node, FedChild.state == ChildState.pending.value)
+            .where(FedJob.cancel_requested_at.is_(None))  # a cancelled job's child: `take_cancels`
             .where(or_(FedChild.delivered_at.is_(None), FedChild.delivered_at < stale))
             .order_by(FedChild.id)
             .limit(50)
@@ -98,6 +100,49 @@ def take_children(session: Session, node: str, lease_s: float) -> list[ChildSpec
         if job is not None:
             specs.append(child_spec(job, child))
     return specs
+
+
+def take_cancels(session: Session, node: str) -> list[str]:
+    """This node's open children of cancelled jobs: sent with every poll until each is final
+    (cancelling is idempotent at the node)."""
+    rows = session.scalars(
+        select(FedChild.id)
+        .join(FedJob, FedJob.id == FedChild.job_id)
+        .where(FedChild.node == node, FedJob.cancel_requested_at.is_not(None))
+        .where(FedChild.state.not_in([s.value for s in ChildState if s.final]))
+        .order_by(FedChild.id)
+        .limit(1000)
+    )
+    return list(rows)
+
+
+def request_cancel(session: Session, principal: Principal, job_id: str) -> FedJob:
+    """The submitter or an admin cancels a federated job: each node still running its child
+    is told with its next poll. Asking again changes nothing; a job ended at every node is
+    a conflict (as a single tre answers for a job that ended)."""
+    job = visible_job(session, principal, job_id)
+    if job.submitted_by != principal.user_id and not principal.has("admin"):
+        raise Forbidden("only the submitter or an admin can cancel a federated job")
+    if job.cancel_requested_at is not None:
+        return job
+    open_children = list(
+        session.scalars(
+            select(FedChild.node).where(
+                FedChild.job_id == job.id, FedChild.state.not_in([s.value for s in ChildState if s.final])
+            )
+        )
+    )
+    if not open_children:
+        raise Conflict(f"federated job {job.id} already ended at every node", slug="already-ended")
+    job.cancel_requested_at, job.cancel_requested_by = utcnow(), principal.user_id
+    record_event(
+        session,
+        actor=principal.user_id,
+        action="federation.job_cancel_requested",
+        project_id=job.project_id,
+        details={"fed_job": job.id, "nodes_told": sorted(open_children)},
+    )
+    return job
 
 
 def node_child(session: Session, node: str, cid: str) -> FedChild:

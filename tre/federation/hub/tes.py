@@ -21,10 +21,12 @@ from tre.api.deps import any_role, get_session, require_roles
 from tre.auth.principal import Principal
 from tre.errors import Unprocessable
 from tre.federation.hub import jobs
+from tre.federation.vocabulary import ChildState
 from tre.federation.wire import FederatedJobIn
 from tre.store.federation_models import FedJob
 from tre.tes.models import (
     ServiceOrganization,
+    TesCancelTaskResponse,
     TesCreateTaskResponse,
     TesListTasksResponse,
     TesServiceInfo,
@@ -107,6 +109,19 @@ def create_task(
     return TesCreateTaskResponse(id=jobs.submit(session, principal, submission, tes=sent).id)
 
 
+def tes_state(job: FedJob, view: dict[str, Any]) -> TesState:
+    """The parent's state in TES words. A cancelled job is CANCELING while a child is still
+    open (its node is told with its next poll), then CANCELED, or COMPLETE when a node had
+    released results before the cancel reached it."""
+    if job.cancel_requested_at is None:
+        return PARENT_TO_TES[view["state"]]
+    if any(not ChildState(c["state"]).final for c in view["children"]):
+        return TesState.CANCELING
+    if any(c["state"] == ChildState.released for c in view["children"]):
+        return TesState.COMPLETE
+    return TesState.CANCELED
+
+
 def _task_tags(job: FedJob, view: dict[str, Any]) -> dict[str, str]:
     tags = dict(job.spec.get("tes", {}).get("tags") or {})
     tags |= {"Project": job.project_id, "tre.federation.state": view["state"]}
@@ -119,7 +134,7 @@ def _task(job: FedJob, view: dict[str, Any], shown: View) -> TesTaskView:
     the inline inputs' content, kept only as the code archive, `tre.code_hash`), the nodes'
     states as tags. There is no task log: each node's job log stays at the node, and results
     come through `GET /hub/v1/jobs/{id}`."""
-    state = PARENT_TO_TES[view["state"]]
+    state = tes_state(job, view)
     if shown == View.MINIMAL:
         return TesTaskView(id=job.id, state=state)
     doc = job.spec.get("tes") or {
@@ -147,6 +162,17 @@ def get_task(
 ) -> TesTaskView:
     job = jobs.visible_job(session, principal, task_id)
     return _task(job, jobs.job_view(session, job, request.app.state.settings.federation_lease_s), view)
+
+
+@router.post("/tasks/{task_id}:cancel", response_model=TesCancelTaskResponse)
+def cancel_task(
+    task_id: Annotated[str, Path(pattern=r"^[0-9a-f]{32}$")], principal: Submitter, session: DbSession
+) -> TesCancelTaskResponse:
+    """Cancel a federated task (the submitter or an admin): every node still running its
+    child cancels its local job; asking again answers ``{}`` too, a task ended at every
+    node ``409``."""
+    jobs.request_cancel(session, principal, task_id)
+    return TesCancelTaskResponse()
 
 
 @router.get("/tasks", response_model=TesListTasksResponse, response_model_exclude_none=True)
@@ -190,7 +216,7 @@ def list_tasks(
         if name_prefix and not name.startswith(name_prefix):
             continue
         shown = jobs.job_view(session, job, lease)
-        if state is not None and PARENT_TO_TES[shown["state"]] != state:
+        if state is not None and tes_state(job, shown) != state:
             continue
         if not tags_match(_task_tags(job, shown), pairs):
             continue

@@ -99,7 +99,24 @@ class NodeAgent:
                 self._receive(spec)
         for item in work.searches:
             self._answer(item)
+        for cid in work.cancels:
+            with self.lock:
+                known = self._unit(children.cancel, cid)
+            if not known:
+                self._cancel_unreceived(cid)
         return work
+
+    def _cancel_unreceived(self, cid: str) -> None:
+        """A cancelled child this node never received (its delivery was still pending): it
+        ends at the hub as cancelled, with nothing run."""
+        try:
+            self.hub.json(
+                "POST",
+                f"/hub/v1/agent/children/{cid}/state",
+                StateIn(state=ChildState.failed, reason=Reason.job_cancelled).model_dump(),
+            )
+        except HubError as exc:
+            log.info("a cancelled child's state not reported yet: %s", exc)
 
     def _bounded(self, sent: ChildSpec) -> ReceivedChild | None:
         """The child if it is within a local submission's bounds; else None, and the hub is
