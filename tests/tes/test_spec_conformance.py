@@ -75,6 +75,12 @@ def _wait(http: httpx.Client, task_id: str, until: set[str], timeout: float = 12
         time.sleep(0.3)
 
 
+def _stopped(live: LiveTre, task_id: str) -> None:
+    with _http(live) as http:
+        http.post(f"/tasks/{task_id}:cancel")
+        _wait(http, task_id, {"CANCELED", "COMPLETE", "EXECUTOR_ERROR", "SYSTEM_ERROR"}, timeout=30)
+
+
 def _problem(resp: httpx.Response, status: int) -> str:
     assert resp.status_code == status, resp.text
     assert resp.headers["content-type"].startswith("application/problem+json"), resp.headers
@@ -100,7 +106,9 @@ def test_service_info_is_ga4gh_service_info_with_the_tes_fields(live_tre: LiveTr
     _problem(httpx.get(live_tre.url + API + "/service-info", timeout=10), 401)
 
 
-def test_every_answer_conforms_through_a_tasks_life(live_tre: LiveTre) -> None:
+def test_every_answer_conforms_through_a_tasks_life(
+    live_tre: LiveTre, request: pytest.FixtureRequest
+) -> None:
     cli = client(live_tre)
     http = _http(live_tre)
     # Created with py-tes and with raw JSON (the same document py-tes sends).
@@ -114,6 +122,9 @@ def test_every_answer_conforms_through_a_tasks_life(live_tre: LiveTre) -> None:
     sleeper = count_task(name="conf-cancel", stage="c").as_dict()
     sleeper["executors"][0]["command"] = ["python3", "-c", "import time; time.sleep(120)"]
     cancel_id = http.post("/tasks", json=sleeper).json()["id"]
+    # Should an assertion fail first, the sleeper is still stopped before the worker is: a
+    # worker stopped under a running job leaves its sandbox's output mount behind.
+    request.addfinalizer(lambda: _stopped(live_tre, cancel_id))
 
     # While it runs: RUNNING (or QUEUED) in every view, each conforming.
     for view in VIEWS:
