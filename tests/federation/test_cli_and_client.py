@@ -33,7 +33,11 @@ def test_the_agent_acts_only_on_answers_signed_by_the_pinned_hub_key(settings, e
         nodes.add_node(s, "root", node.name, node.public_key, node.audit_key)
     with BackgroundServer(app) as server:
         good = HubClient(NodeConfig("node-a", server.url, encode_public_key(hub_key(settings))), node.key)
-        assert good.json("POST", "/hub/v1/agent/poll", {"wait_s": 0}) == {"children": [], "searches": []}
+        assert good.json("POST", "/hub/v1/agent/poll", {"wait_s": 0}) == {
+            "children": [],
+            "searches": [],
+            "cancels": [],
+        }
         impostor = encode_public_key(Ed25519PrivateKey.generate())
         pinned_other = HubClient(NodeConfig("node-a", server.url, impostor), node.key)
         with pytest.raises(HubError, match="not signed by the pinned key"):
@@ -67,6 +71,7 @@ def tre(settings, *args: str) -> subprocess.CompletedProcess[str]:  # type: igno
         (["node", "agent"], "tre node join"),
         (["hub", "node", "add", "a", "--key", "ed25519:AAAA", "--audit-key", "x"], "node key"),
         (["hub", "project", "create", "fed", "--nodes", "ghost"], "no node 'ghost'"),
+        (["hub", "node", "revoke", "ghost"], "no node 'ghost'"),
     ],
 )
 def test_federation_cli_errors_are_one_line(settings, args, says):  # type: ignore[no-untyped-def]
@@ -93,3 +98,18 @@ def test_node_map_turns_code_review_on_and_off_as_docs_federation_says(settings,
     assert done.returncode == 0, done.stderr
     with session_scope(engine) as s:
         assert s.get(FedNodeProject, "fedlung").code_review is False  # type: ignore[union-attr]
+
+
+def test_hub_node_revoke_from_the_cli(settings, engine, tmp_path):  # type: ignore[no-untyped-def]
+    ident = node_identity(tmp_path, "node-r")
+    done = tre(
+        settings, "hub", "node", "add", "node-r", "--key", ident.public_key, "--audit-key", ident.audit_key
+    )
+    assert done.returncode == 0, done.stderr
+    done = tre(settings, "hub", "node", "revoke", "node-r")
+    assert done.returncode == 0, done.stderr
+    assert "revoked" in done.stdout
+    listed = tre(settings, "hub", "node", "list")
+    assert listed.stdout.split()[:2] == ["node-r", "revoked"], listed.stdout
+    again = tre(settings, "hub", "node", "revoke", "node-r")
+    assert again.returncode == 1 and again.stderr.strip() == "error: node 'node-r' was already revoked"

@@ -62,6 +62,8 @@ REFUSED: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/api/v1/audit/tlog/tile/{level}/{path:path}"): AUDITORS,
     ("GET", "/ga4gh/tes/v1/service-info"): NOBODY,
     ("POST", "/ga4gh/tes/v1/tasks"): NOT_SUBMITTERS,
+    ("GET", "/ga4gh/tes/v1/tasks"): NOBODY,  # each role lists what it may see
+    ("POST", "/ga4gh/tes/v1/tasks/{task_id}:cancel"): NOT_SUBMITTERS | {"bob"},
     ("GET", "/ga4gh/tes/v1/tasks/{task_id}"): frozenset({"bob", "dana"}),
 }
 ROLES = {"alice": "researcher", "bob": "researcher", "dana": "dac", "audrey": "auditor", "root": "admin"}

@@ -4,6 +4,8 @@ non-members are refused with fixed reasons; a job lost with its worker is run on
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from sqlalchemy import func, select
 
@@ -318,3 +320,74 @@ def test_a_withdrawn_or_expired_release_is_refused_with_its_own_reason(node, set
     with session_scope(node) as s:
         children.advance(s, settings, federated, child.child_id)  # type: ignore[arg-type]
     assert _state(node, child.child_id)[:2] == ("refused", reason)
+
+
+def test_a_child_not_addressed_to_this_node_is_dropped_and_audited(node, settings):  # type: ignore[no-untyped-def]
+    """Round 12: a child whose id is not `child_id(job, this node)` (another node's child, or
+    a hub reusing one child id for a second job) was taken, or silently counted as a
+    redelivery of the first. It is dropped unstored, without a call, and audited."""
+    from egress_review import federated
+    from tre.federation.keys import hub_key
+    from tre.federation.node.agent import NodeAgent
+    from tre.federation.node.config import NodeConfig
+    from tre.federation.node.search import answer_counts
+    from tre.federation.signing import encode_public_key
+
+    others = spec("b" * 32).model_dump(mode="json") | {"child_id": child_id("b" * 32, "node-b")}
+    reused = spec("c" * 32).model_dump(mode="json") | {"child_id": child_id("d" * 32, "node-a")}
+    mine = spec("e" * 32).model_dump(mode="json")
+    hub = HostileHub({"children": [others, reused, mine], "searches": []})
+    config = NodeConfig("node-a", "http://127.0.0.1:9", encode_public_key(hub_key(settings)))
+    agent = NodeAgent(settings, node, config, federated, answer_counts)
+    agent.hub.close()
+    agent.hub = hub  # type: ignore[assignment]
+    agent.poll_once()
+    with session_scope(node, read_only=True) as s:
+        assert list(s.scalars(select(FedNodeChild.child_id))) == [mine["child_id"]]
+        bodies = [e.body for e in s.scalars(select(AuditEntry).order_by(AuditEntry.idx))]
+    assert not [c for c in hub.calls if others["child_id"] in c[1] or reused["child_id"] in c[1]]
+    dropped = [json.loads(b) for b in bodies if '"federation.child_misaddressed"' in b]
+    assert [(d["details"]["child"], d["details"]["fed_job"]) for d in dropped] == [
+        (others["child_id"], "b" * 32),
+        (reused["child_id"], "c" * 32),
+    ]
+
+
+def test_a_child_cancelled_at_the_hub_cancels_its_local_job(node, settings):  # type: ignore[no-untyped-def]
+    from egress_review import federated
+    from tre.federation.keys import hub_key
+    from tre.federation.node.agent import NodeAgent
+    from tre.federation.node.config import NodeConfig
+    from tre.federation.node.search import answer_counts
+    from tre.federation.signing import encode_public_key
+
+    queued, waiting = spec("1" * 32), spec("2" * 32)
+    for child in (queued, waiting):
+        with session_scope(node) as s:
+            children.receive(s, child)
+    with session_scope(node) as s:
+        children.start(s, settings, queued.child_id)  # its local job is queued; `waiting` is not started
+    never = child_id("3" * 32, "node-a")  # a child whose delivery was still pending
+    hub = HostileHub({"children": [], "searches": [], "cancels": [queued.child_id, waiting.child_id, never]})
+    config = NodeConfig("node-a", "http://127.0.0.1:9", encode_public_key(hub_key(settings)))
+    agent = NodeAgent(settings, node, config, federated, answer_counts)
+    agent.hub.close()
+    agent.hub = hub  # type: ignore[assignment]
+    agent.poll_once()
+    agent.poll_once()  # told again until the hub sees it final: nothing new happens
+    _, _, job_id = _state(node, queued.child_id)
+    with session_scope(node, read_only=True) as s:
+        job = s.get(Job, job_id)
+        assert job is not None and job.state == "cancelled"
+        told = s.scalar(
+            select(func.count())
+            .select_from(AuditEntry)
+            .where(AuditEntry.action == "federation.child_cancel_requested")
+        )
+        assert told == 2
+    with session_scope(node) as s:
+        children.advance(s, settings, federated, queued.child_id)
+    assert _state(node, queued.child_id)[:2] == ("failed", "job_cancelled")
+    assert _state(node, waiting.child_id)[:2] == ("failed", "job_cancelled")
+    sent = [c for c in hub.calls if c[1] == f"/hub/v1/agent/children/{never}/state"]
+    assert sent and all(c[2] == {"state": "failed", "reason": "job_cancelled"} for c in sent)

@@ -105,14 +105,23 @@ def hub_node_add(
     console.print(f"node [bold]{name}[/] registered")
 
 
+@hub_node_app.command("revoke")
+def hub_node_revoke(name: str) -> None:
+    """Stop trusting a node (a leaked key, a node that left): its requests are refused from now on."""
+    from tre.federation.hub.nodes import revoke_node
+
+    _unit(revoke_node, ADMIN, name)
+    console.print(f"node [bold]{name}[/] revoked; register it again under a new name with new keys")
+
+
 @hub_node_app.command("list")
 def hub_node_list() -> None:
-    """Registered nodes, online or offline (silent for longer than the lease)."""
-    from tre.federation.hub.nodes import is_online, list_nodes
+    """Registered nodes: online, offline (silent for longer than the lease) or revoked."""
+    from tre.federation.hub.nodes import list_nodes, node_status
 
     settings = get_settings()
     for n in _unit(list_nodes):
-        status = "online" if is_online(n, settings.federation_lease_s) else "offline"
+        status = node_status(n, settings.federation_lease_s)
         console.print(f"{n.name}\t{status}\t{n.public_key}", highlight=False)
 
 

@@ -41,6 +41,51 @@ class Reason(StrEnum):
     release_interrupted = "release_interrupted"  # the local job was lost in a crash, retried
 
 
+# Which reasons go with which state: a report pairing them otherwise is not one a node makes
+# (`tre.federation.node.children`), so the hub refuses it rather than show the researcher
+# e.g. "queued: dac_rejected". ``release_interrupted`` is said only in the node's audit log.
+REASONS: dict[ChildState, frozenset[Reason]] = {
+    ChildState.queued: frozenset({Reason.none}),
+    ChildState.running: frozenset({Reason.none}),
+    ChildState.awaiting_review: frozenset({Reason.none}),
+    ChildState.released: frozenset({Reason.none}),
+    ChildState.refused: frozenset(
+        {
+            Reason.project_not_mapped,
+            Reason.not_admitted,
+            Reason.image_not_approved,
+            Reason.code_not_approved,
+            Reason.code_unavailable,
+            Reason.outputs_not_found,
+            Reason.egress_blocked,
+            Reason.dac_rejected,
+            Reason.release_withdrawn,
+            Reason.release_expired,
+        }
+    ),
+    ChildState.failed: frozenset({Reason.job_failed, Reason.job_timed_out, Reason.job_cancelled}),
+}
+
+# How far along a child is. A node's reports may arrive out of order (a report the hub took
+# but whose answer was lost is sent again after a later one; a node retries a child lost with
+# its worker, from queued); the hub never moves a child back: an earlier state than the one it
+# shows is answered with the state it keeps.
+PROGRESS: dict[ChildState, int] = {
+    ChildState.pending: 0,
+    ChildState.queued: 1,
+    ChildState.running: 2,
+    ChildState.awaiting_review: 3,
+    ChildState.released: 4,
+    ChildState.refused: 4,
+    ChildState.failed: 4,
+}
+
+
+def fits(state: ChildState, reason: Reason) -> bool:
+    """Whether a node could report this state with this reason."""
+    return reason in REASONS.get(state, frozenset())
+
+
 class ParentState(StrEnum):
     running = "running"
     complete = "complete"

@@ -10,11 +10,11 @@ from __future__ import annotations
 import hashlib
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from tre.api.schemas import JobCommand, JobIn, Slug
 from tre.federation.names import FILE_NAME, is_file_name
-from tre.federation.vocabulary import ChildState, Reason
+from tre.federation.vocabulary import ChildState, Reason, fits
 
 SHA256 = r"^[0-9a-f]{64}$"
 NAME = r"^[a-z0-9][a-z0-9-]{0,62}$"
@@ -87,6 +87,10 @@ class Work(BaseModel):
 
     children: list[ChildSpec] = Field(default_factory=list)
     searches: list[SearchWork] = Field(default_factory=list)
+    # This node's children whose federated job was cancelled at the hub, until each is final.
+    cancels: list[Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]] = Field(
+        default_factory=list, max_length=1000
+    )
 
 
 class PollIn(BaseModel):
@@ -98,6 +102,12 @@ class StateIn(BaseModel):
 
     state: ChildState
     reason: Reason = Reason.none
+
+    @model_validator(mode="after")
+    def _reason_fits_state(self) -> StateIn:
+        if self.state != ChildState.pending and not fits(self.state, self.reason):
+            raise ValueError(f"reason {self.reason.value!r} does not go with state {self.state.value!r}")
+        return self
 
 
 class ReleasedFile(BaseModel):

@@ -34,6 +34,9 @@ class FedNode(Base):
     # The largest tree size of the node's audit log the hub has verified a checkpoint for: a
     # later release must not come with a smaller one (the node's log cannot shrink).
     checkpoint_size: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Set by `tre hub node revoke`: from then on every request signed by the node is refused.
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    revoked_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class FedProjectNode(Base):
@@ -56,6 +59,10 @@ class FedJob(Base):
     # The job body each node receives (tre.federation.wire.ChildSpec without the ids).
     spec: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Set when the submitter (or an admin) cancels it: each node still running its child is
+    # told so with its next poll (`Work.cancels`).
+    cancel_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    cancel_requested_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class FedChild(Base):

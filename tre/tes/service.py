@@ -161,32 +161,33 @@ def list_tasks(
     if flt.state is not None:
         query = query.where(state_condition(flt.state))
     if page_token:
-        created, last_id = _decode_token(page_token)
+        created, last_id = decode_page_token(page_token)
         query = query.where(or_(Job.created_at < created, and_(Job.created_at == created, Job.id < last_id)))
     rows: list[tuple[Job, TesTask]] = []
     more = False
     # Tags are JSON: judged here rather than in SQL, streaming until the page is full.
     for job, row in session.execute(query.execution_options(yield_per=500)):
-        if not _tags_match(row.tags or {}, flt.tags):
+        if not tags_match(row.tags or {}, flt.tags):
             continue
         if len(rows) == page_size:
             more = True
             break
         rows.append((job, row))
-    token = _encode_token(rows[-1][0]) if more and rows else None
+    token = encode_page_token(rows[-1][0].created_at, rows[-1][0].id) if more and rows else None
     return TaskPage(rows=rows, next_page_token=token)
 
 
-def _tags_match(tags: dict[str, str], wanted: tuple[tuple[str, str], ...]) -> bool:
+def tags_match(tags: dict[str, str], wanted: tuple[tuple[str, str], ...]) -> bool:
     return all(key in tags and (not value or tags[key] == value) for key, value in wanted)
 
 
-def _encode_token(job: Job) -> str:
-    raw = f"{job.created_at.isoformat()}|{job.id}".encode()
+def encode_page_token(created_at: datetime, last_id: str) -> str:
+    """The position after the last task of a page (keyset paging; the hub's listing too)."""
+    raw = f"{created_at.isoformat()}|{last_id}".encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def _decode_token(token: str) -> tuple[datetime, str]:
+def decode_page_token(token: str) -> tuple[datetime, str]:
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
         created, job_id = raw.split("|", 1)

@@ -40,7 +40,9 @@ async def _run(request: Request, fn: Callable[..., T], *args: Any) -> T:
 
 def _take_work(session: Any, node: str, lease_s: float) -> Work:
     return Work(
-        children=jobs.take_children(session, node, lease_s), searches=search.take(session, node, lease_s)
+        children=jobs.take_children(session, node, lease_s),
+        searches=search.take(session, node, lease_s),
+        cancels=jobs.take_cancels(session, node),
     )
 
 

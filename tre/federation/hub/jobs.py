@@ -17,9 +17,9 @@ from sqlalchemy.orm import Session
 from tre.access import can_see_project, is_member, visible_project_ids
 from tre.audit import record_event
 from tre.auth.principal import Principal
-from tre.errors import AdmissionDenied, Conflict, NotFound
-from tre.federation.hub.nodes import is_online, project_nodes
-from tre.federation.vocabulary import ChildState, parent_state
+from tre.errors import AdmissionDenied, Conflict, Forbidden, NotFound
+from tre.federation.hub.nodes import node_status, project_nodes
+from tre.federation.vocabulary import PROGRESS, ChildState, parent_state
 from tre.federation.wire import ChildSpec, FederatedJobIn, StateIn, child_id
 from tre.store.base import utcnow
 from tre.store.federation_models import FedChild, FedJob, FedNode, FedResultFile
@@ -28,17 +28,26 @@ from tre.store.models import CodeUpload, Project
 SPEC_FIELDS = ("image", "command", "cpu", "memory_mb", "gpu", "time_limit_s", "output_limit_mb", "code_hash")
 
 
-def submit(session: Session, principal: Principal, body: FederatedJobIn) -> FedJob:
-    """Accept a submission from a member of the federated project; one child per node."""
+def submit(
+    session: Session, principal: Principal, body: FederatedJobIn, tes: dict[str, Any] | None = None
+) -> FedJob:
+    """Accept a submission from a member of the federated project; one child per node.
+    ``tes``: the TES task as sent (`tre.federation.hub.tes`), kept for its views only."""
     project = session.get(Project, body.project_id)
     if project is None or not is_member(session, body.project_id, principal.user_id):
         raise AdmissionDenied(f"you are not a member of project {body.project_id!r}")
-    nodes = project_nodes(session, body.project_id)
-    if not nodes:
+    spanned = project_nodes(session, body.project_id)
+    if not spanned:
         raise AdmissionDenied(f"project {body.project_id!r} is not a federated project")
+    # No work for a revoked node: it could not fetch it, and it is no longer trusted with it.
+    nodes = [n for n in spanned if node_status(session.get(FedNode, n), 0) != "revoked"]
+    if not nodes:
+        raise AdmissionDenied(f"every node of project {body.project_id!r} was revoked")
     if body.code_hash and session.get(CodeUpload, (body.project_id, body.code_hash)) is None:
         raise AdmissionDenied(f"code {body.code_hash} was not uploaded to project {body.project_id!r}")
     spec: dict[str, Any] = {k: getattr(body, k) for k in SPEC_FIELDS} | {"release": list(body.release)}
+    if tes is not None:
+        spec["tes"] = tes
     job = FedJob(project_id=body.project_id, submitted_by=principal.user_id, spec=spec)
     session.add(job)
     session.flush()
@@ -75,7 +84,9 @@ def take_children(session: Session, node: str, lease_s: float) -> list[ChildSpec
     children = list(
         session.scalars(
             select(FedChild)
+            .join(FedJob, FedJob.id == FedChild.job_id)
             .where(FedChild.node == node, FedChild.state == ChildState.pending.value)
+            .where(FedJob.cancel_requested_at.is_(None))  # a cancelled job's child: `take_cancels`
             .where(or_(FedChild.delivered_at.is_(None), FedChild.delivered_at < stale))
             .order_by(FedChild.id)
             .limit(50)
@@ -91,6 +102,49 @@ def take_children(session: Session, node: str, lease_s: float) -> list[ChildSpec
     return specs
 
 
+def take_cancels(session: Session, node: str) -> list[str]:
+    """This node's open children of cancelled jobs: sent with every poll until each is final
+    (cancelling is idempotent at the node)."""
+    rows = session.scalars(
+        select(FedChild.id)
+        .join(FedJob, FedJob.id == FedChild.job_id)
+        .where(FedChild.node == node, FedJob.cancel_requested_at.is_not(None))
+        .where(FedChild.state.not_in([s.value for s in ChildState if s.final]))
+        .order_by(FedChild.id)
+        .limit(1000)
+    )
+    return list(rows)
+
+
+def request_cancel(session: Session, principal: Principal, job_id: str) -> FedJob:
+    """The submitter or an admin cancels a federated job: each node still running its child
+    is told with its next poll. Asking again changes nothing; a job ended at every node is
+    a conflict (as a single tre answers for a job that ended)."""
+    job = visible_job(session, principal, job_id)
+    if job.submitted_by != principal.user_id and not principal.has("admin"):
+        raise Forbidden("only the submitter or an admin can cancel a federated job")
+    if job.cancel_requested_at is not None:
+        return job
+    open_children = list(
+        session.scalars(
+            select(FedChild.node).where(
+                FedChild.job_id == job.id, FedChild.state.not_in([s.value for s in ChildState if s.final])
+            )
+        )
+    )
+    if not open_children:
+        raise Conflict(f"federated job {job.id} already ended at every node", slug="already-ended")
+    job.cancel_requested_at, job.cancel_requested_by = utcnow(), principal.user_id
+    record_event(
+        session,
+        actor=principal.user_id,
+        action="federation.job_cancel_requested",
+        project_id=job.project_id,
+        details={"fed_job": job.id, "nodes_told": sorted(open_children)},
+    )
+    return job
+
+
 def node_child(session: Session, node: str, cid: str) -> FedChild:
     child = session.get(FedChild, cid)
     if child is None or child.node != node:
@@ -100,18 +154,37 @@ def node_child(session: Session, node: str, cid: str) -> FedChild:
 
 
 def set_state(session: Session, node: str, cid: str, new: StateIn) -> FedChild:
-    """A node's report. Final states stay final (a late or repeated report changes nothing);
-    ``released`` comes only with verified results (`tre.federation.hub.results`)."""
+    """A node's report. A child only moves forward and final states stay final: a repeated
+    report changes nothing, a late, reordered or contradicting one is audited and changes
+    nothing; ``released`` comes only with verified results (`tre.federation.hub.results`)."""
     child = node_child(session, node, cid)
     if new.state == ChildState.released:
         raise Conflict("a child is released only by uploading its released results", slug="release-by-upload")
     if new.state == ChildState.pending:
         raise Conflict("a node cannot put a child back to pending")
     current = ChildState(child.state)
-    if current.final or (current.value, child.reason) == (new.state.value, new.reason.value):
+    if (current.value, child.reason) == (new.state.value, new.reason.value):
+        return child
+    job = session.get(FedJob, child.job_id)
+    if current.final or PROGRESS[new.state] < PROGRESS[current]:
+        # Late, reordered or contradicting a final state: kept out, and kept in the audit log
+        # (a node whose reports keep going back is worth an admin's look).
+        record_event(
+            session,
+            actor=f"node:{node}",
+            action="federation.child_state_ignored",
+            project_id=job.project_id if job else None,
+            details={
+                "fed_job": child.job_id,
+                "child": cid,
+                "state": new.state.value,
+                "reason": new.reason.value,
+                "kept": child.state,
+                "kept_reason": child.reason,
+            },
+        )
         return child
     child.state, child.reason, child.updated_at = new.state.value, new.reason.value, utcnow()
-    job = session.get(FedJob, child.job_id)
     record_event(
         session,
         actor=f"node:{node}",
@@ -136,7 +209,7 @@ def job_view(session: Session, job: FedJob, lease_s: float) -> dict[str, Any]:
     )
     rows = []
     for child in children:
-        online = is_online(session.get(FedNode, child.node), lease_s)
+        status = node_status(session.get(FedNode, child.node), lease_s)
         files = session.scalars(
             select(FedResultFile).where(FedResultFile.child_id == child.id).order_by(FedResultFile.name)
         )
@@ -146,7 +219,7 @@ def job_view(session: Session, job: FedJob, lease_s: float) -> dict[str, Any]:
                 "child_id": child.id,
                 "state": child.state,
                 "reason": child.reason,
-                "node_status": "online" if online else "offline",
+                "node_status": status,
                 "deliveries": child.deliveries,
                 "updated_at": child.updated_at.isoformat(),
                 "files": [{"name": f.name, "sha256": f.sha256, "size": f.size} for f in files],
@@ -157,7 +230,14 @@ def job_view(session: Session, job: FedJob, lease_s: float) -> dict[str, Any]:
     # A node is given one lease to pick up a new job before its silence counts against it.
     fresh = utcnow() - job.created_at < timedelta(seconds=lease_s)
     state = parent_state(
-        [(str(r["state"]), r["node_status"] == "online" or (fresh and r["deliveries"] == 0)) for r in rows]
+        [
+            (
+                str(r["state"]),
+                r["node_status"] == "online"
+                or (fresh and r["deliveries"] == 0 and r["node_status"] != "revoked"),
+            )
+            for r in rows
+        ]
     )
     return {
         "id": job.id,

@@ -64,6 +64,8 @@ def authenticate(engine: Engine, headers: dict[str, str], method: str, target: s
         node = s.get(FedNode, name)
         if node is None:
             raise _unauthorized("the request is not signed by a registered node")
+        if node.revoked_at is not None:
+            raise _unauthorized("this node was revoked by the hub's admin")
         try:
             nonce = verify_request(parse_public_key(node.public_key), headers, method, target, body)
         except (SignatureError, ValueError) as exc:

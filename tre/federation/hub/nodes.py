@@ -12,8 +12,9 @@ from tre.audit import record_event
 from tre.audit.note import NoteError, VerifierKey
 from tre.errors import Conflict, NotFound, Unprocessable
 from tre.federation.signing import parse_public_key
+from tre.federation.vocabulary import ChildState
 from tre.store.base import utcnow
-from tre.store.federation_models import FedNode, FedProjectNode
+from tre.store.federation_models import FedChild, FedNode, FedProjectNode
 from tre.store.models import Project
 
 
@@ -42,13 +43,48 @@ def add_node(session: Session, actor: str, name: str, public_key: str, audit_key
     return node
 
 
+def revoke_node(session: Session, actor: str, name: str) -> FedNode:
+    """Stop trusting a node (its key leaked, or it left the federation): every request it signs
+    is refused from now on, and its open children count as lost. Released results received
+    before stay, each verified when it came. Revocation is final; a node that comes back is
+    registered under a new name with new keys, so no request signed by the old key is ever
+    taken again."""
+    node = session.get(FedNode, name)
+    if node is None:
+        raise NotFound(f"no node {name!r} is registered")
+    if node.revoked_at is not None:
+        raise Conflict(f"node {name!r} was already revoked")
+    node.revoked_at, node.revoked_by = utcnow(), actor
+    open_children = session.scalars(
+        select(FedChild.id).where(
+            FedChild.node == name,
+            FedChild.state.not_in([s.value for s in ChildState if s.final]),
+        )
+    )
+    record_event(
+        session,
+        actor=actor,
+        action="federation.node_revoked",
+        details={"node": name, "public_key": node.public_key, "open_children": sorted(open_children)},
+    )
+    return node
+
+
+def node_status(node: FedNode | None, lease_s: float) -> str:
+    """What the researcher is shown about a child's node: ``online``, ``offline`` (silent for
+    longer than the lease) or ``revoked`` (the hub's admin stopped trusting it)."""
+    if node is not None and node.revoked_at is not None:
+        return "revoked"
+    return "online" if is_online(node, lease_s) else "offline"
+
+
 def list_nodes(session: Session) -> list[FedNode]:
     return list(session.scalars(select(FedNode).order_by(FedNode.name)))
 
 
 def is_online(node: FedNode | None, lease_s: float) -> bool:
-    """A node is online while it has polled within the lease."""
-    if node is None or node.last_seen_at is None:
+    """A node is online while it has polled within the lease (a revoked node never is)."""
+    if node is None or node.last_seen_at is None or node.revoked_at is not None:
         return False
     return utcnow() - node.last_seen_at <= timedelta(seconds=lease_s)
 

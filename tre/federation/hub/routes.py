@@ -85,7 +85,7 @@ def list_nodes(principal: Overseer, session: DbSession, request: Request) -> lis
             "name": n.name,
             "public_key": n.public_key,
             "audit_key": n.audit_key,
-            "status": "online" if nodes.is_online(n, _lease(request)) else "offline",
+            "status": nodes.node_status(n, _lease(request)),
             "last_seen_at": n.last_seen_at.isoformat() if n.last_seen_at else None,
         }
         for n in nodes.list_nodes(session)

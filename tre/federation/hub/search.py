@@ -28,6 +28,8 @@ def create(session: Session, principal: Principal, query: dict[str, Any]) -> Fed
     session.add(search)
     session.flush()
     for node in list_nodes(session):
+        if node.revoked_at is not None:
+            continue  # a revoked node is asked nothing (it could not answer anyway)
         session.add(FedSearchAnswer(search_id=search.id, node=node.name))
     session.flush()
     record_event(

@@ -9,33 +9,49 @@ its state sums up the nodes' states, which are listed in the task's tags as
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from tre import __version__
+from tre.access import visible_project_ids
 from tre.api.deps import any_role, get_session, require_roles
 from tre.auth.principal import Principal
 from tre.errors import Unprocessable
 from tre.federation.hub import jobs
+from tre.federation.vocabulary import ChildState
 from tre.federation.wire import FederatedJobIn
+from tre.store.federation_models import FedJob
 from tre.tes.models import (
     ServiceOrganization,
+    TesCancelTaskResponse,
     TesCreateTaskResponse,
+    TesListTasksResponse,
     TesServiceInfo,
     TesServiceType,
     TesState,
     TesTask,
     TesTaskView,
+    View,
 )
-from tre.tes.service import store_inline_code
+from tre.tes.service import (
+    DEFAULT_PAGE_SIZE,
+    MAX_PAGE_SIZE,
+    decode_page_token,
+    encode_page_token,
+    store_inline_code,
+    tags_match,
+)
 from tre.tes.submission import plan_task
 
 router = APIRouter(prefix="/ga4gh/tes/v1", tags=["federation TES"])
 Submitter = Annotated[Principal, Depends(require_roles("researcher", "admin"))]
 Reader = Annotated[Principal, Depends(any_role())]
 DbSession = Annotated[Session, Depends(get_session)]
+# A listing reads at most this many federated jobs per answer, whatever its filters match.
+MAX_SCANNED = 2000
 PARENT_TO_TES = {
     "running": TesState.RUNNING,
     "complete": TesState.COMPLETE,
@@ -85,7 +101,55 @@ def create_task(
         output_limit_mb=r.output_limit_mb,
         code_hash=code_hash,
     )
-    return TesCreateTaskResponse(id=jobs.submit(session, principal, submission).id)
+    # The task as sent, less the inline inputs' content (it is the code archive): what the
+    # BASIC view answers. Nodes receive only the job body (`jobs.child_spec`), never this.
+    sent = body.model_dump(exclude_none=True, mode="json", exclude={"id", "state", "logs", "creation_time"})
+    for item in sent.get("inputs", []):
+        item.pop("content", None)
+    return TesCreateTaskResponse(id=jobs.submit(session, principal, submission, tes=sent).id)
+
+
+def tes_state(job: FedJob, view: dict[str, Any]) -> TesState:
+    """The parent's state in TES words. A cancelled job is CANCELING while a child is still
+    open (its node is told with its next poll), then CANCELED, or COMPLETE when a node had
+    released results before the cancel reached it."""
+    if job.cancel_requested_at is None:
+        return PARENT_TO_TES[view["state"]]
+    if any(not ChildState(c["state"]).final for c in view["children"]):
+        return TesState.CANCELING
+    if any(c["state"] == ChildState.released for c in view["children"]):
+        return TesState.COMPLETE
+    return TesState.CANCELED
+
+
+def _task_tags(job: FedJob, view: dict[str, Any]) -> dict[str, str]:
+    tags = dict(job.spec.get("tes", {}).get("tags") or {})
+    tags |= {"Project": job.project_id, "tre.federation.state": view["state"]}
+    tags |= {f"tre.node.{c['node']}": c["state"] for c in view["children"]}
+    return tags
+
+
+def _task(job: FedJob, view: dict[str, Any], shown: View) -> TesTaskView:
+    """The task in a TES view. MINIMAL: id and state. BASIC and FULL: the task as sent (less
+    the inline inputs' content, kept only as the code archive, `tre.code_hash`), the nodes'
+    states as tags. There is no task log: each node's job log stays at the node, and results
+    come through `GET /hub/v1/jobs/{id}`."""
+    state = tes_state(job, view)
+    if shown == View.MINIMAL:
+        return TesTaskView(id=job.id, state=state)
+    doc = job.spec.get("tes") or {
+        # A job submitted with `tre submit` at the hub: its executor is its image and command.
+        "executors": [{"image": job.spec["image"], "command": job.spec["command"]}],
+    }
+    return TesTaskView.model_validate(
+        {
+            **doc,
+            "id": job.id,
+            "state": state,
+            "tags": _task_tags(job, view),
+            "creation_time": job.created_at.isoformat().replace("+00:00", "Z"),
+        }
+    )
 
 
 @router.get("/tasks/{task_id}", response_model=TesTaskView, response_model_exclude_none=True)
@@ -94,14 +158,68 @@ def get_task(
     principal: Reader,
     session: DbSession,
     request: Request,
+    view: View = View.MINIMAL,
 ) -> TesTaskView:
     job = jobs.visible_job(session, principal, task_id)
-    view = jobs.job_view(session, job, request.app.state.settings.federation_lease_s)
-    tags = {"Project": job.project_id, "tre.federation.state": view["state"]}
-    tags |= {f"tre.node.{c['node']}": c["state"] for c in view["children"]}
-    return TesTaskView(
-        id=job.id,
-        state=PARENT_TO_TES[view["state"]],
-        tags=tags,
-        creation_time=job.created_at.isoformat(),
-    )
+    return _task(job, jobs.job_view(session, job, request.app.state.settings.federation_lease_s), view)
+
+
+@router.post("/tasks/{task_id}:cancel", response_model=TesCancelTaskResponse)
+def cancel_task(
+    task_id: Annotated[str, Path(pattern=r"^[0-9a-f]{32}$")], principal: Submitter, session: DbSession
+) -> TesCancelTaskResponse:
+    """Cancel a federated task (the submitter or an admin): every node still running its
+    child cancels its local job; asking again answers ``{}`` too, a task ended at every
+    node ``409``."""
+    jobs.request_cancel(session, principal, task_id)
+    return TesCancelTaskResponse()
+
+
+@router.get("/tasks", response_model=TesListTasksResponse, response_model_exclude_none=True)
+def list_tasks(
+    principal: Reader,
+    session: DbSession,
+    request: Request,
+    name_prefix: str | None = Query(None, max_length=256),
+    state: TesState | None = None,
+    tag_key: list[Annotated[str, Query(max_length=1024)]] = Query(default=[], max_length=64),
+    tag_value: list[Annotated[str, Query(max_length=1024)]] = Query(default=[], max_length=64),
+    page_size: int = Query(DEFAULT_PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE),
+    page_token: str | None = Query(None, max_length=512),
+    view: View = View.MINIMAL,
+) -> TesListTasksResponse:
+    """The federated jobs the caller may see, newest first, filtered as a single tre's TES
+    filters (`tre.tes.service`); a job's state sums up its nodes', so the filters on state
+    and tags are judged per job while the page fills."""
+    lease = request.app.state.settings.federation_lease_s
+    pairs = tuple((k, tag_value[i] if i < len(tag_value) else "") for i, k in enumerate(tag_key))
+    query = select(FedJob).order_by(FedJob.created_at.desc(), FedJob.id.desc())
+    visible = visible_project_ids(session, principal)
+    if visible is not None:
+        query = query.where(FedJob.project_id.in_(visible))
+    if page_token:
+        created, last_id = decode_page_token(page_token)
+        query = query.where(
+            or_(FedJob.created_at < created, and_(FedJob.created_at == created, FedJob.id < last_id))
+        )
+    tasks: list[TesTaskView] = []
+    judged: FedJob | None = None  # the last job judged: the next page starts after it
+    more = False
+    for scanned, job in enumerate(session.scalars(query.execution_options(yield_per=200))):
+        if len(tasks) == page_size or scanned == MAX_SCANNED:
+            # A page is full, or this answer has read enough jobs (each summed up from its
+            # children): TES lets a page hold fewer tasks, and the token carries on from here.
+            more = True
+            break
+        judged = job
+        name = str(job.spec.get("tes", {}).get("name") or "")
+        if name_prefix and not name.startswith(name_prefix):
+            continue
+        shown = jobs.job_view(session, job, lease)
+        if state is not None and tes_state(job, shown) != state:
+            continue
+        if not tags_match(_task_tags(job, shown), pairs):
+            continue
+        tasks.append(_task(job, shown, view))
+    token = encode_page_token(judged.created_at, judged.id) if more and judged is not None else None
+    return TesListTasksResponse(tasks=tasks, next_page_token=token)

@@ -45,6 +45,7 @@ from tre.federation.wire import (
     StateIn,
     Work,
 )
+from tre.federation.wire import child_id as derived_child_id
 from tre.store.db import session_scope
 from tre.store.federation_models import FedNodeChild, FedNodeProject
 from tre.store.models import Project
@@ -92,13 +93,30 @@ class NodeAgent:
         )
         for sent in work.children:
             spec = self._bounded(sent)
-            if spec is None:
+            if spec is None or not self._addressed_here(spec):
                 continue
             with self.lock:
                 self._receive(spec)
         for item in work.searches:
             self._answer(item)
+        for cid in work.cancels:
+            with self.lock:
+                known = self._unit(children.cancel, cid)
+            if not known:
+                self._cancel_unreceived(cid)
         return work
+
+    def _cancel_unreceived(self, cid: str) -> None:
+        """A cancelled child this node never received (its delivery was still pending): it
+        ends at the hub as cancelled, with nothing run."""
+        try:
+            self.hub.json(
+                "POST",
+                f"/hub/v1/agent/children/{cid}/state",
+                StateIn(state=ChildState.failed, reason=Reason.job_cancelled).model_dump(),
+            )
+        except HubError as exc:
+            log.info("a cancelled child's state not reported yet: %s", exc)
 
     def _bounded(self, sent: ChildSpec) -> ReceivedChild | None:
         """The child if it is within a local submission's bounds; else None, and the hub is
@@ -118,6 +136,18 @@ class NodeAgent:
             except HubError as exc:
                 log.info("a refused child's state not reported yet: %s", exc)
         return None
+
+    def _addressed_here(self, spec: ReceivedChild) -> bool:
+        """A child's id is `child_id(parent, node)`: one for another node, or one id sent again
+        for a different parent (which the node would take as a redelivery of the first and
+        never run), is dropped unstored and without a call, and audited here."""
+        if spec.child_id == derived_child_id(spec.job_id, self.config.node):
+            return True
+        log.warning(
+            "the hub sent child %s of job %s, not addressed to this node: dropped", spec.child_id, spec.job_id
+        )
+        self._unit(children.misaddressed, spec)
+        return False
 
     def _receive(self, spec: ChildSpec) -> None:
         self._unit(children.receive, spec)

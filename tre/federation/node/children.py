@@ -86,6 +86,17 @@ def receive(session: Session, spec: ChildSpec) -> bool:
     return True
 
 
+def misaddressed(session: Session, spec: ChildSpec) -> None:
+    """Audit a child dropped for an id not derived from its parent and this node (the ids are
+    bounded hex by then: `tre.federation.wire.ReceivedChild`)."""
+    record_event(
+        session,
+        actor=ACTOR,
+        action="federation.child_misaddressed",
+        details={"child": spec.child_id, "fed_job": spec.job_id, "fed_project": spec.project_id},
+    )
+
+
 def _end(session: Session, row: FedNodeChild, state: ChildState, reason: Reason) -> None:
     if (row.state, row.reason) == (state.value, reason.value):
         return
@@ -245,6 +256,36 @@ def mark_released(session: Session, child_id: str) -> None:
     if row is not None:
         _end(session, row, ChildState.released, Reason.none)
         row.reported = f"{row.state}:{row.reason}"
+
+
+def cancel(session: Session, child_id: str) -> bool:
+    """The hub cancelled this child's federated job: cancel the local job (the worker stops
+    it if it runs; the child then ends ``failed`` / ``job_cancelled`` as any cancelled job),
+    or end a child not started yet. False for a child this node never received."""
+    row = session.get(FedNodeChild, child_id)
+    if row is None:
+        return False
+    if ChildState(row.state).final:
+        return True
+    job = session.get(Job, row.local_job_id) if row.local_job_id else None
+    if job is not None and job.cancel_requested:
+        return True  # asked before: the worker is stopping it
+    record_event(
+        session,
+        actor=ACTOR,
+        action="federation.child_cancel_requested",
+        job_id=job.id if job is not None else None,
+        details={"child": row.child_id, "fed_job": row.fed_job_id},
+    )
+    if job is None:
+        _end(session, row, ChildState.failed, Reason.job_cancelled)
+    elif not JobState(job.state).terminal:
+        try:
+            service.cancel(session, submitter(ChildSpec.model_validate(row.spec)), job.id)
+        except TreError as exc:  # the submitter left the project: cancel as the node itself
+            log.info("child %s: cancelling its job as the node: %s", row.child_id, exc)
+            job.cancel_requested = True
+    return True
 
 
 def unreported(session: Session) -> list[tuple[str, str, str]]:
