@@ -1,6 +1,6 @@
 """A researcher's project folder with its virtual environment inside (review round 12).
 
-Before: ``tre code push .`` in a folder holding ``.venv`` was refused outright (``symbolic
+Before: ``tre submit`` in a folder holding ``.venv`` was refused outright (``symbolic
 link '.venv/bin/python3' points to an absolute path``), with no hint of what to do; the
 venv's interpreter is the laptop's and its packages were built for the laptop, so it could
 not have run in the job's image anyway. Now the CLI leaves virtual environments out and

@@ -368,8 +368,8 @@ def virtual_environments(folder: Path) -> list[Path]:
     Why: a researcher's project folder often holds its ``.venv``; its interpreter links are
     absolute paths to the laptop's Python, so every push was refused (``symbolic link
     '.venv/bin/python3' points to an absolute path``), and its packages were built for the
-    laptop, not the job's image. `tre code push` leaves them out and says so (review round 12);
-    the job's packages belong in its image."""
+    laptop, not the job's image. `tre submit` (packing the code folder) leaves them out and says so
+    (review round 12); the job's packages belong in its image."""
     found: list[Path] = []
 
     def walk(path: Path) -> None:
