@@ -45,7 +45,7 @@ class ChunkedClient(FakeClient):
         super().__init__(payload)
         self.chunks = chunks
 
-    def request(self, method: str, url: str, params: Any = None) -> FakeResponse:
+    def request(self, method: str, url: str, params: Any = None, **kw: Any) -> FakeResponse:
         chunk = self.chunks.pop(0) if self.chunks else b""
         resp = FakeResponse(chunk)
         resp.headers["X-Job-State"] = "running" if self.chunks or chunk else "succeeded"

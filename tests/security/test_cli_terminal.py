@@ -31,9 +31,13 @@ class FakeClient:
     def get(self, url: str, params: Any = None) -> Any:
         return self.payload
 
-    def request(self, method: str, url: str, params: Any = None) -> FakeResponse:
+    def request(self, method: str, url: str, params: Any = None, **kw: Any) -> FakeResponse:
         chunk, self.log = self.log, b""  # the whole log once, then the end
         return FakeResponse(chunk)
+
+    def text(self, path: str, **kw: Any) -> str:
+        """Like ApiClient.text: the log's bytes as text."""
+        return self.request("GET", path, **kw).content.decode("utf-8", "replace")
 
 
 def _request_view() -> dict[str, Any]:
