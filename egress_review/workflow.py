@@ -99,7 +99,11 @@ def can_view(session: Session, req: EgressRequest, principal: Principal) -> bool
 def on_committee(session: Session, req: EgressRequest, user_id: str, *, every: bool = False) -> bool:
     """Whether ``user_id`` sits on the committee of one of the request's datasets (``every``:
     of all of them). A request over no dataset is reviewed by every DAC member."""
-    mine = committees.reviewer_dataset_ids(session, user_id)
+    return _covers(req, committees.reviewer_dataset_ids(session, user_id), every=every)
+
+
+def _covers(req: EgressRequest, mine: frozenset[str], *, every: bool) -> bool:
+    """The committee rule itself, on the datasets whose committees the user sits on."""
     wanted = set(req.dataset_ids)
     if not wanted:
         return True
@@ -531,21 +535,12 @@ def viewer_facts(session: Session, reqs: list[EgressRequest], principal: Princip
     )
 
 
-def _on_every_committee(
-    session: Session, req: EgressRequest, user_id: str, facts: ViewerFacts | None
-) -> bool:
-    return _on_committee(session, req, user_id, facts, every=True)
-
-
 def _on_committee(
     session: Session, req: EgressRequest, user_id: str, facts: ViewerFacts | None, *, every: bool = False
 ) -> bool:
     if facts is None:
         return on_committee(session, req, user_id, every=every)
-    wanted = set(req.dataset_ids)
-    return not wanted or (
-        wanted <= facts.reviews_datasets if every else bool(wanted & facts.reviews_datasets)
-    )
+    return _covers(req, facts.reviews_datasets, every=every)
 
 
 def _member(session: Session, project_id: str, user_id: str, facts: ViewerFacts | None) -> bool:
