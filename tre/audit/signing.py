@@ -47,6 +47,7 @@ from cryptography.hazmat.primitives.serialization import (
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
+from tre import privatefile
 from tre.audit.note import Checkpoint, NoteError, VerifierKey, sign_checkpoint, sign_note, split_note
 from tre.audit.verify import KeyTransition, parse_transition
 from tre.errors import TreError
@@ -137,19 +138,7 @@ def origin_for(public_key: bytes) -> str:
 
 def _create_key_file(path: Path) -> None:
     pem = Ed25519PrivateKey.generate().private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(pem)
-            f.flush()
-            os.fsync(f.fileno())
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            pass  # another process created it first; use theirs
-    finally:
-        tmp.unlink(missing_ok=True)
+    privatefile.create_once(path, pem)  # a concurrent starter's key wins; use theirs
 
 
 def _load_key(path: Path) -> Ed25519PrivateKey:
@@ -164,17 +153,6 @@ def _load_key(path: Path) -> Ed25519PrivateKey:
 
 def _raw(key: Ed25519PrivateKey) -> bytes:
     return key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically, 0600, fsynced (keys and their metadata)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def log_exists(keys_dir: Path) -> bool:
@@ -194,8 +172,11 @@ def load_or_create_signer(keys_dir: Path, *, create: bool = True) -> AuditSigner
     """The log's signer, generating the key file (0600, in a 0700 folder) for a new log only."""
     keys_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     path = keys_dir / KEY_FILE
+    # Looked at before the key: a first start writes the key before the origin, so a concurrent
+    # first start's origin seen here means its key was already in place when we look for it.
+    had_log_files = log_exists(keys_dir)
     if not path.exists():
-        if log_exists(keys_dir):
+        if had_log_files:
             raise _missing_key(path, f"this log's files are still in {keys_dir}")
         if not create:
             raise _missing_key(path, "the log already holds entries")
@@ -204,12 +185,7 @@ def load_or_create_signer(keys_dir: Path, *, create: bool = True) -> AuditSigner
     origin_path = keys_dir / ORIGIN_FILE
     if not origin_path.exists():
         # First start (or a log from before origins were stored): the origin is fixed now.
-        try:
-            fd = os.open(origin_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as f:
-                f.write(origin_for(_raw(key)) + "\n")
-        except FileExistsError:
-            pass
+        privatefile.create_once(origin_path, (origin_for(_raw(key)) + "\n").encode())
     origin = _parse_file(origin_path, _origin)
     previous: Ed25519PrivateKey | None = None
     until = 0
@@ -303,11 +279,12 @@ def _rotate_locked(keys_dir: Path, overlap_s: float) -> KeyTransition:
         f.flush()
         os.fsync(f.fileno())
     os.chmod(keys_dir / HISTORY_FILE, 0o600)
-    _write_private(keys_dir / PREVIOUS_KEY_FILE, old_pem)
-    _write_private(
+    privatefile.replace(keys_dir / PREVIOUS_KEY_FILE, old_pem)
+    privatefile.replace(
         keys_dir / ROTATION_FILE, json.dumps({"overlap_until_ms": transition.overlap_until_ms}).encode()
     )
-    _write_private(keys_dir / KEY_FILE, new.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
+    pem = new.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
+    privatefile.replace(keys_dir / KEY_FILE, pem)
     with _lock:
         _cache.pop(keys_dir.resolve(), None)
     return transition

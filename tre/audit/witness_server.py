@@ -54,6 +54,7 @@ from cryptography.hazmat.primitives.serialization import (
 from fastapi import FastAPI, Request
 from fastapi.responses import PlainTextResponse, Response
 
+from tre import privatefile
 from tre.audit.merkle import ProofError, verify_consistency
 from tre.audit.note import (
     SIG_PREFIX,
@@ -128,9 +129,7 @@ def load_or_create_key(path: Path) -> Ed25519PrivateKey:
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         pem = Ed25519PrivateKey.generate().private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(pem)
+        privatefile.create_once(path, pem)  # a concurrent first start's key wins
     if path.stat().st_mode & 0o077:
         raise PermissionError(f"witness key {path} is readable by others; chmod 600 it")
     key = load_pem_private_key(path.read_bytes(), password=None)

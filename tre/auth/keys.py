@@ -12,19 +12,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-
-def _create_secret_file(path: Path, data: bytes) -> bool:
-    """Write a new key file readable only by its owner; False if one appeared meanwhile.
-
-    O_EXCL: two processes starting at once must not each write a different key; the one that
-    loses reads the winner's."""
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return False
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-    return True
+from tre import privatefile
 
 
 def load_or_create_ed25519(path: Path) -> Ed25519PrivateKey:
@@ -38,7 +26,7 @@ def load_or_create_ed25519(path: Path) -> Ed25519PrivateKey:
     pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    return key if _create_secret_file(path, pem) else load_or_create_ed25519(path)
+    return key if privatefile.create_once(path, pem) else load_or_create_ed25519(path)
 
 
 def public_pem(key: Ed25519PrivateKey | Ed25519PublicKey) -> bytes:
@@ -60,7 +48,7 @@ def load_or_create_fernet_key(path: Path) -> bytes:
         return key
     path.parent.mkdir(parents=True, exist_ok=True)
     key = Fernet.generate_key()
-    return key if _create_secret_file(path, key) else load_or_create_fernet_key(path)
+    return key if privatefile.create_once(path, key) else load_or_create_fernet_key(path)
 
 
 def load_or_create_secret(path: Path, nbytes: int = 32) -> bytes:
@@ -77,6 +65,5 @@ def load_or_create_secret(path: Path, nbytes: int = 32) -> bytes:
         return key
     path.parent.mkdir(parents=True, exist_ok=True)
     key = os.urandom(nbytes)
-    return (
-        key if _create_secret_file(path, key.hex().encode() + b"\n") else load_or_create_secret(path, nbytes)
-    )
+    created = privatefile.create_once(path, key.hex().encode() + b"\n")
+    return key if created else load_or_create_secret(path, nbytes)
