@@ -71,14 +71,18 @@ def engine(settings: Settings) -> Iterator[Engine]:
 @pytest.fixture(params=["sqlite", "postgresql"])
 def engine_any(request: pytest.FixtureRequest, settings: Settings) -> Iterator[Engine]:
     """The same test on the embedded SQLite store and on a real PostgreSQL server."""
+    server = None
     if request.param == "sqlite":
         url = settings.resolved_database_url
     else:
-        url = request.getfixturevalue("pg_server").create_database()
+        server = request.getfixturevalue("pg_server")
+        url = server.create_database()
     eng = make_engine(url)
     init_db(eng)
     yield eng
     eng.dispose()
+    if server is not None:
+        server.drop_database(url)
 
 
 @pytest.fixture
