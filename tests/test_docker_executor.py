@@ -24,6 +24,7 @@ import docker
 import pytest
 from docker.types import DeviceRequest, LogConfig, Ulimit
 
+from tre.executors import procview
 from tre.executors.base import DatasetMount, ExecutorError, InputMount, JobSpec, RunControl
 from tre.executors.docker import DockerExecutor, container_options
 from tre.executors.jobuids import UidRange
@@ -53,6 +54,10 @@ def make_spec(tmp_path: Path, **kw: Any) -> JobSpec:
 def test_container_options_are_exactly_the_hardened_set(tmp_path: Path) -> None:
     spec = make_spec(tmp_path, gpu=2)
     opts = container_options(spec, uid=10001, gid=10002, tmp_size_mb=128, proc_dir=tmp_path / "proc")
+    # The job's CPUs: its limit rounded up, drawn from the worker's own (redteam round 13).
+    cpuset = {int(c) for c in opts.pop("cpuset_cpus").split(",")}
+    assert len(cpuset) == procview.job_cpus(1.5, len(os.sched_getaffinity(0)))
+    assert cpuset <= os.sched_getaffinity(0)
     assert opts == {
         "image": IMAGE,
         "command": ["python", "-m", "analysis"],

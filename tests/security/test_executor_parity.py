@@ -137,7 +137,9 @@ def render_local(tmp: Path, spec: JobSpec) -> Local:
     # The job's own /proc files, as `_sandbox_fds` hands them over (one descriptor each).
     fds = {"seccomp": 97, "block": 98, **{f"proc:{n}": 80 + i for i, n in enumerate(procview.SYNTHESISED)}}
     argv = executor._argv("bwrap", spec, rootfs, limits, fds, stage, object())  # type: ignore[arg-type]
-    launcher = launcher_argv(stage, [], 0x70000000, 990, 5, 6, argv, sysinfo.helper_argv("python3", 7))
+    launcher = launcher_argv(
+        stage, [], 0x70000000, 990, 5, 6, argv, sysinfo.helper_argv("python3", 7), limits.cpus
+    )
     entries = [e.name for e in rootfs.iterdir()]
     return Local(spec, argv, stage, launcher, entries, executor.log_limit_bytes, executor.uid_range.count)
 
@@ -524,6 +526,30 @@ def _docker_no_sysfs(r: Docker) -> bool:
     return r.opts.get("tmpfs", {}).get("/sys", "").startswith("ro,")
 
 
+def _affinity_size(spec: JobSpec) -> int:
+    return procview.job_cpus(spec.cpu, len(os.sched_getaffinity(0)))
+
+
+def _local_cpu_affinity(r: Local) -> bool:
+    # The launcher starts under taskset with the job's CPUs, and its cpuset cgroup holds the
+    # same set (the kernel keeps the job in it whatever it asks sched_setaffinity for).
+    cpus = job_limits(r.spec).cpus
+    launcher = r.launcher
+    if "--cpu-list" not in launcher or launcher.index("--cpu-list") > launcher.index("--pdeathsig"):
+        return False
+    pinned = {int(c) for c in launcher[launcher.index("--cpu-list") + 1].split(",")}
+    return len(cpus) == len(pinned) == _affinity_size(r.spec)
+
+
+def _docker_cpu_affinity(r: Docker) -> bool:
+    cpuset = r.opts.get("cpuset_cpus")
+    return bool(cpuset) and len(cpuset.split(",")) == _affinity_size(r.spec)
+
+
+def _kube_cpu_affinity(r: Kube) -> bool:
+    return False  # a pod spec names no CPUs: the kubelet's static CPU manager policy does
+
+
 Check = Callable[[Any], bool]
 CONTROLS: dict[str, tuple[Check, Check, Check]] = {
     "no network": (_local_no_network, _docker_no_network, _kube_no_network),
@@ -535,6 +561,7 @@ CONTROLS: dict[str, tuple[Check, Check, Check]] = {
     "process limit": (_local_pids, _docker_pids, _kube_pids),
     "memory limit, no swap": (_local_memory, _docker_memory, _kube_memory),
     "cpu limit": (_local_cpu, _docker_cpu, _kube_cpu),
+    "CPU affinity of the CPU limit": (_local_cpu_affinity, _docker_cpu_affinity, _kube_cpu_affinity),
     "sized /tmp": (_local_tmp_sized, _docker_tmp_sized, _kube_tmp_sized),
     "/tmp entries bounded": (_local_tmp_entries, _docker_tmp_entries, _kube_tmp_entries),
     "data, code and inputs read-only": (
@@ -578,6 +605,7 @@ GAPS: dict[tuple[str, str], str] = {
     ("log kept on the host bounded", "kubernetes"): "containerLogMaxSize",
     ("other host-wide /proc counters masked", "docker"): "runc refuses any other mount inside /proc",
     ("sysinfo(2) of the job's own", "docker"): "still answers from the host on the Docker backend",
+    ("CPU affinity of the CPU limit", "kubernetes"): "cpuManagerPolicy: static",
 }
 
 
@@ -658,6 +686,8 @@ def test_the_checks_notice_a_dropped_control(rendered: dict[str, Any]) -> None:
     assert not _docker_pids(docker_with(pids_limit=None))
     assert not _docker_image_volumes(docker_with(tmpfs={"/tmp": docker.opts["tmpfs"]["/tmp"]}))
     assert not _docker_read_only_root(docker_with(read_only=False))
+    assert not _docker_cpu_affinity(docker_with(cpuset_cpus=None))
+    assert not _local_cpu_affinity(local_with(launcher=local.launcher[3:]))  # taskset dropped
 
     def kube_with(edit: Callable[[dict[str, Any]], None]) -> Kube:
         job = copy.deepcopy(kube.job)

@@ -34,6 +34,7 @@ from tre.config import Settings
 from tre.errors import is_storage_full
 from tre.executors import fstree, procview, reasons
 from tre.executors.base import Executor, ExecutorError, JobResult, JobSpec, RunControl
+from tre.executors.cgroups import cpu_list
 from tre.executors.jobuids import UidRange
 from tre.executors.stage import scratch_inodes
 from tre.states import JobState
@@ -161,6 +162,10 @@ def container_options(
         "mem_limit": f"{spec.memory_mb}m",
         "memswap_limit": f"{spec.memory_mb}m",  # equal to mem_limit: no swap
         "nano_cpus": int(spec.cpu * 1_000_000_000),
+        # The job's affinity is its CPU limit rounded up, drawn at random from the worker's
+        # CPUs (the engine is local on workstations), as in the local sandbox: without it
+        # `sched_getaffinity`/`nproc` listed every CPU of the host (redteam round 13).
+        "cpuset_cpus": cpu_list(procview.job_cpu_set(spec.cpu)),
         "ipc_mode": "private",
         # Its own cgroup namespace whatever the daemon's default (`host` on cgroup v1 hosts
         # and where `default-cgroupns-mode` says so), as bwrap's --unshare-all gives.
