@@ -93,7 +93,7 @@ def test_container_options_are_exactly_the_hardened_set(tmp_path: Path) -> None:
             str(tmp_path / "out"): {"bind": "/output", "mode": "rw"},
             **{
                 str(tmp_path / "proc" / name): {"bind": f"/proc/{name}", "mode": "ro"}
-                for name in ("cpuinfo", "loadavg", "meminfo", "stat", "uptime", "diskstats")
+                for name in ("cpuinfo", "loadavg", "meminfo", "stat", "uptime", "diskstats", "swaps")
             },
         },
         "device_requests": [DeviceRequest(driver="nvidia", count=2, capabilities=[["gpu"]])],
@@ -317,11 +317,11 @@ def test_the_container_reads_its_own_proc_figures_not_the_hosts(tmp_path: Path, 
         DockerExecutor(engine_client(engine)).run(spec, RunControl())
     binds = next(b for m, p, b in engine.calls if p == "containers/create")["HostConfig"]["Binds"]
     folder = Path(seen["folder"].decode())
-    for name in ("cpuinfo", "meminfo", "stat", "loadavg", "uptime", "diskstats"):
+    for name in ("cpuinfo", "meminfo", "stat", "loadavg", "uptime", "diskstats", "swaps"):
         assert f"{folder / name}:/proc/{name}:ro" in binds
     assert f"MemTotal:         {768 * 1024} kB".encode() in seen["/proc/meminfo"]
     assert seen["/proc/stat"].count(b"\ncpu") == min(2, len(os.sched_getaffinity(0)))
-    assert b"cpu MHz" not in seen["/proc/cpuinfo"] and seen["/proc/diskstats"] == b""
+    assert b"cpu MHz" not in seen["/proc/cpuinfo"] and seen["/proc/diskstats"] == seen["/proc/swaps"] == b""
     assert seen["/proc/loadavg"] == b"0.00 0.00 0.00 1/1 1\n"
     assert not folder.exists()  # removed with the container
 

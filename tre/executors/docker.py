@@ -51,10 +51,12 @@ RUNTIMES = {"gvisor": "runsc", "runsc": "runsc", "kata": "kata-runtime"}
 
 
 # /proc files runc lets a container bind over (its allow-list, the one lxcfs uses): the
-# job's own figures (`tre.executors.procview`) and an empty diskstats. The other host-wide
+# job's own figures (`tre.executors.procview`) and an empty diskstats and swaps (swaps' `Used`
+# column is the host's swap in use, which moves with every other job's memory pressure:
+# redteam round 13; the local sandbox masks it likewise). The other host-wide
 # counters (vmstat, interrupts, pressure, locks, /proc/sys/fs/file-nr ...) cannot be covered
 # on this backend: runc refuses any other mount inside /proc (SECURITY.md, residual risks).
-DOCKER_PROC_FILES = (*procview.SYNTHESISED, "diskstats")
+DOCKER_PROC_FILES = (*procview.SYNTHESISED, "diskstats", "swaps")
 
 
 def write_proc_view(spec: JobSpec, host_proc: Path = Path("/proc")) -> Path:
@@ -64,7 +66,7 @@ def write_proc_view(spec: JobSpec, host_proc: Path = Path("/proc")) -> Path:
     reattaches needs them no more."""
     folder = Path(tempfile.mkdtemp(prefix=f"tre-proc-{spec.job_id}-"))
     folder.chmod(0o755)
-    files = {**procview.job_files(spec.cpu, spec.memory_mb * MIB, host_proc), "diskstats": b""}
+    files = {**procview.job_files(spec.cpu, spec.memory_mb * MIB, host_proc), "diskstats": b"", "swaps": b""}
     for name in DOCKER_PROC_FILES:
         path = folder / name
         path.write_bytes(files[name])
