@@ -277,9 +277,11 @@ def _set_cpuset(directory: Path, cpus: tuple[int, ...], parent: Path) -> None:
     CPUs, whatever the process asks ``sched_setaffinity`` for (redteam round 13: a job's
     affinity listed the host's CPUs). v1 also needs the memory nodes, copied from the
     parent (a v1 cpuset without them takes no process)."""
-    mems = directory / "cpuset.mems"
-    if mems.exists() and not mems.read_text().strip():
-        _write(mems, (parent / "cpuset.mems").read_text().strip())
+    mems, parent_mems = directory / "cpuset.mems", parent / "cpuset.mems"
+    if mems.exists() and not mems.read_text().strip() and parent_mems.exists():
+        value = parent_mems.read_text().strip()
+        if value:  # v2: empty means the parent's, and a v2 root has no cpuset.mems at all
+            _write(mems, value)
     _write(directory / "cpuset.cpus", cpu_list(cpus))
 
 
