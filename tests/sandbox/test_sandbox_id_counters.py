@@ -114,4 +114,5 @@ def test_pids_and_file_inode_numbers_are_the_jobs_own(sandbox: Sandbox, tmp_path
     drift, samples = _drift(sandbox, tmp_path)
     for key in ("pid", "tmp", "shm", "output"):
         assert drift[key] < _own(samples), (key, drift, samples)
-    assert min(drift["pipe"], drift["socket"]) > 5000, (drift, samples)  # the residual, measured
+    # The residual, measured (12,767 on the CI VM): well past what the reader made itself.
+    assert min(drift["pipe"], drift["socket"]) > 2000, (drift, samples)
