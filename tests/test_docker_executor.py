@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import struct
+import subprocess
 import threading
 import time
 from datetime import UTC, datetime
@@ -24,6 +25,7 @@ import docker
 import pytest
 from docker.types import DeviceRequest, LogConfig, Ulimit
 
+from tre.executors import procview
 from tre.executors.base import DatasetMount, ExecutorError, InputMount, JobSpec, RunControl
 from tre.executors.docker import DockerExecutor, container_options
 from tre.executors.jobuids import UidRange
@@ -53,6 +55,10 @@ def make_spec(tmp_path: Path, **kw: Any) -> JobSpec:
 def test_container_options_are_exactly_the_hardened_set(tmp_path: Path) -> None:
     spec = make_spec(tmp_path, gpu=2)
     opts = container_options(spec, uid=10001, gid=10002, tmp_size_mb=128, proc_dir=tmp_path / "proc")
+    # The job's CPUs: its limit rounded up, drawn from the worker's own (redteam round 13).
+    cpuset = {int(c) for c in opts.pop("cpuset_cpus").split(",")}
+    assert len(cpuset) == procview.job_cpus(1.5, len(os.sched_getaffinity(0)))
+    assert cpuset <= os.sched_getaffinity(0)
     assert opts == {
         "image": IMAGE,
         "command": ["python", "-m", "analysis"],
@@ -88,7 +94,7 @@ def test_container_options_are_exactly_the_hardened_set(tmp_path: Path) -> None:
             str(tmp_path / "out"): {"bind": "/output", "mode": "rw"},
             **{
                 str(tmp_path / "proc" / name): {"bind": f"/proc/{name}", "mode": "ro"}
-                for name in ("cpuinfo", "loadavg", "meminfo", "stat", "uptime", "diskstats")
+                for name in ("cpuinfo", "loadavg", "meminfo", "stat", "uptime", "diskstats", "swaps")
             },
         },
         "device_requests": [DeviceRequest(driver="nvidia", count=2, capabilities=[["gpu"]])],
@@ -312,11 +318,11 @@ def test_the_container_reads_its_own_proc_figures_not_the_hosts(tmp_path: Path, 
         DockerExecutor(engine_client(engine)).run(spec, RunControl())
     binds = next(b for m, p, b in engine.calls if p == "containers/create")["HostConfig"]["Binds"]
     folder = Path(seen["folder"].decode())
-    for name in ("cpuinfo", "meminfo", "stat", "loadavg", "uptime", "diskstats"):
+    for name in ("cpuinfo", "meminfo", "stat", "loadavg", "uptime", "diskstats", "swaps"):
         assert f"{folder / name}:/proc/{name}:ro" in binds
     assert f"MemTotal:         {768 * 1024} kB".encode() in seen["/proc/meminfo"]
     assert seen["/proc/stat"].count(b"\ncpu") == min(2, len(os.sched_getaffinity(0)))
-    assert b"cpu MHz" not in seen["/proc/cpuinfo"] and seen["/proc/diskstats"] == b""
+    assert b"cpu MHz" not in seen["/proc/cpuinfo"] and seen["/proc/diskstats"] == seen["/proc/swaps"] == b""
     assert seen["/proc/loadavg"] == b"0.00 0.00 0.00 1/1 1\n"
     assert not folder.exists()  # removed with the container
 
@@ -576,3 +582,107 @@ def test_a_full_disk_under_the_outputs_is_said_in_fixed_words(small_disk: Path, 
         (spec.output_dir / "big.bin").write_bytes(b"\1" * (2 << 20))
     result = DockerExecutor(engine_client(Engine(exit_code=1))).run(spec, RunControl())
     assert result.state == "failed" and result.reason.startswith(reasons.STORAGE_FULL), result
+
+
+def _as_owner(folder: Path, code: str) -> int:
+    """Run ``code`` in ``folder`` as its owner (the container's uid), as the job would."""
+    st = folder.stat()
+    run = subprocess.run(
+        [
+            "setpriv",
+            f"--reuid={st.st_uid}",
+            f"--regid={st.st_gid}",
+            "--clear-groups",
+            "/usr/bin/python3",
+            "-c",
+            code,
+        ],
+        cwd=folder,
+        capture_output=True,
+        check=False,
+    )
+    return run.returncode
+
+
+def _figures(path: Path) -> list[int]:
+    s = os.statvfs(path)
+    return [s.f_blocks, s.f_bfree, s.f_bavail, s.f_files, s.f_ffree]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting the job's file system needs root")
+def test_the_containers_output_is_a_file_system_of_the_quota(tmp_path: Path, engine_client: Any) -> None:
+    """Redteam round 13: /output was a bind of a folder on the host's disk, so the job's
+    ``statvfs("/output")`` read that disk's free blocks and inodes, live, as other jobs'
+    logs and outputs filled it, and the quota was checked only after the job. Now the folder
+    the container binds is a file system of exactly the quota: its figures are its own and
+    do not move when the host writes, a write past the quota fails with ENOSPC, and the files
+    are plain files in the output folder afterwards."""
+    from tre.executors import outputfs
+
+    spec = make_spec(tmp_path, output_limit_mb=8)
+    seen: dict[str, Any] = {}
+
+    def during() -> None:  # what the container sees and does while it runs
+        out = spec.output_dir
+        if "first" in seen or not outputfs.is_mount_point(out):
+            return
+        seen["first"] = _figures(out)
+        # As the container's user (root could use the blocks reserved past the quota).
+        assert _as_owner(out, "open('result.csv', 'w').write('a,b\\n1,2\\n')") == 0
+        seen["fill"] = _as_owner(out, "open('fill.bin', 'wb').write(b'1' * (9 << 20))")
+        (out / "fill.bin").unlink()
+        seen["after_own"] = _figures(out)
+        with open(tmp_path / "host-noise", "wb") as fh:  # another job's log, on the host's disk
+            fh.write(os.urandom(16 * 1024 * 1024))
+            os.fsync(fh.fileno())
+        seen["after_host"] = _figures(out)
+        seen["host"] = _figures(tmp_path)
+
+    engine = Engine(exit_code=0, runs_for=1.0)
+    result = DockerExecutor(engine_client(engine)).run(spec, RunControl(heartbeat=during))
+    assert result.state == "succeeded", result
+    _blocks, _free, avail, files, _ffree = seen["first"]
+    # What an unprivileged writer may use: the quota, less the file system's own overhead.
+    assert 4 * 1024 * 1024 < avail * 4096 <= 8 * 1024 * 1024 + 64 * 1024, seen["first"]
+    assert seen["first"] != seen["host"] and files < seen["host"][3]
+    assert seen["fill"] != 0  # ENOSPC at the quota
+    assert seen["after_host"] == seen["after_own"]  # the host's writes do not show
+    assert not outputfs.is_mount_point(spec.output_dir)
+    assert (spec.output_dir / "result.csv").read_text() == "a,b\n1,2\n"
+    assert not (spec.output_dir / "fill.bin").exists()
+    assert not list(tmp_path.glob("*/.docker-output-*")) and engine.removed
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting the job's file system needs root")
+def test_a_job_that_filled_its_output_is_told_its_quota(tmp_path: Path, engine_client: Any) -> None:
+    """The full file system is the job's own quota, not the platform's disk."""
+    spec = make_spec(tmp_path, output_limit_mb=4)
+
+    def fill() -> None:
+        if spec.output_dir.stat().st_uid != 0:
+            _as_owner(spec.output_dir, "open('big.bin', 'ab').write(b'1' * (5 << 20))")
+
+    result = DockerExecutor(engine_client(Engine(exit_code=1, runs_for=0.5))).run(
+        spec, RunControl(heartbeat=fill)
+    )
+    assert result.state == "failed" and result.reason == "outputs exceed the limit of 4 MiB", result
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting the job's file system needs root")
+def test_reattach_collects_the_output_file_system_a_dead_worker_mounted(
+    tmp_path: Path, engine_client: Any
+) -> None:
+    from tre.executors import outputfs
+
+    spec = make_spec(tmp_path)
+    spec.output_dir.mkdir(parents=True)
+    first = DockerExecutor(engine_client(Engine()))
+    assert first._mount_output(spec, 10001) is not None  # what the dead worker left
+    (spec.output_dir / "model.json").write_text("{}")
+    engine = Engine(exit_code=0, runs_for=0.3)
+    engine.started_at = time.monotonic()
+    result = DockerExecutor(engine_client(engine)).reattach(spec, "c0ffee", RunControl())
+    assert result.state == "succeeded", result
+    assert not outputfs.is_mount_point(spec.output_dir)
+    assert (spec.output_dir / "model.json").read_text() == "{}"
+    assert not list(spec.output_dir.parent.glob(".docker-output-*"))

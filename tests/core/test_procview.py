@@ -12,7 +12,7 @@ import math
 import os
 from pathlib import Path
 
-from tre.executors import procview
+from tre.executors import cgroups, procview
 
 HOST_CPUINFO = "\n\n".join(
     f"processor\t: {i}\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC\ncpu MHz\t\t: {2000 + i}.5\n"
@@ -94,3 +94,34 @@ def test_the_files_follow_the_jobs_limits() -> None:
     assert {k: v for k, v in again.items() if k != "uptime"} == {
         k: v for k, v in files.items() if k != "uptime"
     }
+
+
+def test_a_jobs_cpu_set_is_its_limit_drawn_from_the_workers_cpus() -> None:
+    """Round 13: the set is the job's affinity. Its size is ``ceil(cpu)`` (at most the
+    worker's), its CPUs are the worker's, and it is drawn at random, never from what other
+    jobs hold (nothing but the worker's CPUs goes in)."""
+    host = {0, 3, 5, 8, 13, 21}
+    drawn = {procview.job_cpu_set(1.5, host) for _ in range(200)}
+    assert all(len(cpus) == 2 and set(cpus) <= host and list(cpus) == sorted(cpus) for cpus in drawn)
+    assert len(drawn) > 5  # spread over the host's CPUs, not always the first ones
+    assert procview.job_cpu_set(64, host) == tuple(sorted(host))
+    assert len(procview.job_cpu_set(0.1, host)) == 1
+    assert set(procview.job_cpu_set(1)) <= os.sched_getaffinity(0)
+
+
+def test_a_cpuset_gets_the_cpus_and_on_v1_the_parents_memory_nodes(tmp_path: Path) -> None:
+    parent, child = tmp_path / "parent", tmp_path / "parent" / "tre-job"
+    child.mkdir(parents=True)
+    (parent / "cpuset.mems").write_text("0-1\n")
+    for name in ("cpuset.mems", "cpuset.cpus"):
+        (child / name).write_text("\n")  # what the kernel shows in a new v1 cpuset
+    cgroups._set_cpuset(child, (5, 1), parent)
+    assert (child / "cpuset.cpus").read_text() == "1,5"
+    assert (child / "cpuset.mems").read_text() == "0-1"
+    v2 = tmp_path / "v2"
+    (v2 / "tre-job").mkdir(parents=True)  # a v2 root has no cpuset.mems; the child's stays empty
+    (v2 / "tre-job" / "cpuset.mems").write_text("\n")
+    (v2 / "tre-job" / "cpuset.cpus").write_text("\n")
+    cgroups._set_cpuset(v2 / "tre-job", (2,), v2)
+    assert (v2 / "tre-job" / "cpuset.mems").read_text() == "\n"
+    assert (v2 / "tre-job" / "cpuset.cpus").read_text() == "2"

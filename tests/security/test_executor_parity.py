@@ -81,6 +81,7 @@ class Docker:
     opts: dict[str, Any]
     image_volumes: list[str]
     uid_count: int = 1024
+    output_fs: bool = True
 
 
 @dataclass
@@ -137,17 +138,19 @@ def render_local(tmp: Path, spec: JobSpec) -> Local:
     # The job's own /proc files, as `_sandbox_fds` hands them over (one descriptor each).
     fds = {"seccomp": 97, "block": 98, **{f"proc:{n}": 80 + i for i, n in enumerate(procview.SYNTHESISED)}}
     argv = executor._argv("bwrap", spec, rootfs, limits, fds, stage, object())  # type: ignore[arg-type]
-    launcher = launcher_argv(stage, [], 0x70000000, 990, 5, 6, argv, sysinfo.helper_argv("python3", 7))
+    launcher = launcher_argv(
+        stage, [], 0x70000000, 990, 5, 6, argv, sysinfo.helper_argv("python3", 7), limits.cpus
+    )
     entries = [e.name for e in rootfs.iterdir()]
     return Local(spec, argv, stage, launcher, entries, executor.log_limit_bytes, executor.uid_range.count)
 
 
 def render_docker(spec: JobSpec) -> Docker:
     volumes = list(IMAGE_VOLUMES)
-    count = DockerExecutor(client=object()).uid_range.count
+    executor = DockerExecutor(client=object())
     proc = Path("/run/tre-proc-view")  # where `write_proc_view` put the job's /proc files
     opts = container_options(spec, uid=10001, gid=10001, image_volumes=volumes, proc_dir=proc)
-    return Docker(spec, opts, volumes, count)
+    return Docker(spec, opts, volumes, executor.uid_range.count, executor.output_fs)
 
 
 def render_kube(spec: JobSpec) -> Kube:
@@ -524,6 +527,45 @@ def _docker_no_sysfs(r: Docker) -> bool:
     return r.opts.get("tmpfs", {}).get("/sys", "").startswith("ro,")
 
 
+def _affinity_size(spec: JobSpec) -> int:
+    return procview.job_cpus(spec.cpu, len(os.sched_getaffinity(0)))
+
+
+def _local_cpu_affinity(r: Local) -> bool:
+    # The launcher starts under taskset with the job's CPUs, and its cpuset cgroup holds the
+    # same set (the kernel keeps the job in it whatever it asks sched_setaffinity for).
+    cpus = job_limits(r.spec).cpus
+    launcher = r.launcher
+    if "--cpu-list" not in launcher or launcher.index("--cpu-list") > launcher.index("--pdeathsig"):
+        return False
+    pinned = {int(c) for c in launcher[launcher.index("--cpu-list") + 1].split(",")}
+    return len(cpus) == len(pinned) == _affinity_size(r.spec)
+
+
+def _docker_cpu_affinity(r: Docker) -> bool:
+    cpuset = r.opts.get("cpuset_cpus")
+    return bool(cpuset) and len(cpuset.split(",")) == _affinity_size(r.spec)
+
+
+def _local_output_fs(r: Local) -> bool:
+    # /output is bound from the stage's "output" entry: the job's output folder, on which
+    # `LocalExecutor._run_held` has mounted the ext4 image of the quota (never a plain bind).
+    output = [e for e in r.stage.entries if e[2] == "output"]
+    return bool(output) and (f"{r.stage.root}/output", "/output") in r.pairs("--bind")
+
+
+def _docker_output_fs(r: Docker) -> bool:
+    return r.output_fs  # `DockerExecutor._mount_output`, on by default for a root worker
+
+
+def _kube_output_fs(r: Kube) -> bool:
+    return False  # a pod names a claim; whether its statfs is its own is the storage class's
+
+
+def _kube_cpu_affinity(r: Kube) -> bool:
+    return False  # a pod spec names no CPUs: the kubelet's static CPU manager policy does
+
+
 Check = Callable[[Any], bool]
 CONTROLS: dict[str, tuple[Check, Check, Check]] = {
     "no network": (_local_no_network, _docker_no_network, _kube_no_network),
@@ -535,6 +577,8 @@ CONTROLS: dict[str, tuple[Check, Check, Check]] = {
     "process limit": (_local_pids, _docker_pids, _kube_pids),
     "memory limit, no swap": (_local_memory, _docker_memory, _kube_memory),
     "cpu limit": (_local_cpu, _docker_cpu, _kube_cpu),
+    "CPU affinity of the CPU limit": (_local_cpu_affinity, _docker_cpu_affinity, _kube_cpu_affinity),
+    "/output a file system of the quota's own": (_local_output_fs, _docker_output_fs, _kube_output_fs),
     "sized /tmp": (_local_tmp_sized, _docker_tmp_sized, _kube_tmp_sized),
     "/tmp entries bounded": (_local_tmp_entries, _docker_tmp_entries, _kube_tmp_entries),
     "data, code and inputs read-only": (
@@ -578,6 +622,8 @@ GAPS: dict[tuple[str, str], str] = {
     ("log kept on the host bounded", "kubernetes"): "containerLogMaxSize",
     ("other host-wide /proc counters masked", "docker"): "runc refuses any other mount inside /proc",
     ("sysinfo(2) of the job's own", "docker"): "still answers from the host on the Docker backend",
+    ("CPU affinity of the CPU limit", "kubernetes"): "cpuManagerPolicy: static",
+    ("/output a file system of the quota's own", "kubernetes"): "provisions a file system per claim",
 }
 
 
@@ -595,6 +641,8 @@ def rendered(tmp_path: Path) -> dict[str, Any]:
 def test_every_backend_keeps_the_control_or_says_why_not(control: str, rendered: dict[str, Any]) -> None:
     if control == "per-user kernel counters of the job's own" and os.geteuid() != 0:
         pytest.skip("the executors take uids of their own only when the worker is root")
+    if control == "/output a file system of the quota's own" and os.geteuid() != 0:
+        pytest.skip("the Docker executor mounts the job's file system only when the worker is root")
     security = (ROOT / "SECURITY.md").read_text()
     for backend, check in zip(BACKENDS, CONTROLS[control], strict=True):
         enforced = check(rendered[backend])
@@ -658,6 +706,13 @@ def test_the_checks_notice_a_dropped_control(rendered: dict[str, Any]) -> None:
     assert not _docker_pids(docker_with(pids_limit=None))
     assert not _docker_image_volumes(docker_with(tmpfs={"/tmp": docker.opts["tmpfs"]["/tmp"]}))
     assert not _docker_read_only_root(docker_with(read_only=False))
+    assert not _docker_cpu_affinity(docker_with(cpuset_cpus=None))
+    assert not _docker_output_fs(Docker(docker.spec, docker.opts, docker.image_volumes, output_fs=False))
+    i = local.argv.index("/output") - 2
+    assert not _local_output_fs(
+        local_with(local.argv[:i] + ["--bind", "/srv/out", "/output"] + local.argv[i + 3 :])
+    )
+    assert not _local_cpu_affinity(local_with(launcher=local.launcher[3:]))  # taskset dropped
 
     def kube_with(edit: Callable[[dict[str, Any]], None]) -> Kube:
         job = copy.deepcopy(kube.job)

@@ -54,6 +54,9 @@ class CgroupLimits:
     memory_bytes: int
     max_processes: int
     cpu: float
+    # The CPUs the job may run on (a cpuset; `tre.executors.procview.job_cpu_set`): empty
+    # leaves the job on every CPU of its parent.
+    cpus: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -264,6 +267,24 @@ def _cpu_quota_us(cpu: float) -> int:
     return max(1000, int(cpu * _CPU_PERIOD_US))
 
 
+def cpu_list(cpus: tuple[int, ...]) -> str:
+    """The kernel's list syntax for a CPU set (``0,3,5``)."""
+    return ",".join(str(c) for c in sorted(cpus))
+
+
+def _set_cpuset(directory: Path, cpus: tuple[int, ...], parent: Path) -> None:
+    """Confine a cgroup to ``cpus``: the kernel then keeps every process in it on those
+    CPUs, whatever the process asks ``sched_setaffinity`` for (redteam round 13: a job's
+    affinity listed the host's CPUs). v1 also needs the memory nodes, copied from the
+    parent (a v1 cpuset without them takes no process)."""
+    mems, parent_mems = directory / "cpuset.mems", parent / "cpuset.mems"
+    if mems.exists() and not mems.read_text().strip() and parent_mems.exists():
+        value = parent_mems.read_text().strip()
+        if value:  # v2: empty means the parent's, and a v2 root has no cpuset.mems at all
+            _write(mems, value)
+    _write(directory / "cpuset.cpus", cpu_list(cpus))
+
+
 def _try_v2(parent: Path, name: str, limits: CgroupLimits) -> CgroupV2Job | None:
     try:
         available = set((parent / "cgroup.controllers").read_text().split())
@@ -276,9 +297,10 @@ def _try_v2(parent: Path, name: str, limits: CgroupLimits) -> CgroupV2Job | None
         missing = {"memory", "pids"} - enabled
         if missing:
             _write(parent / "cgroup.subtree_control", " ".join(f"+{c}" for c in sorted(missing)))
-        if "cpu" in available and "cpu" not in enabled:
-            with contextlib.suppress(OSError):
-                _write(parent / "cgroup.subtree_control", "+cpu")
+        for optional_controller in ("cpu", "cpuset"):
+            if optional_controller in available and optional_controller not in enabled:
+                with contextlib.suppress(OSError):
+                    _write(parent / "cgroup.subtree_control", f"+{optional_controller}")
     except OSError as exc:
         log.debug("cannot enable cgroup v2 controllers under %s: %s", parent, exc)
         return None
@@ -298,6 +320,12 @@ def _try_v2(parent: Path, name: str, limits: CgroupLimits) -> CgroupV2Job | None
         ):
             if (child / optional).exists():
                 _write(child / optional, value)
+        if limits.cpus and (child / "cpuset.cpus").exists():
+            # Best effort: without it the launcher's own affinity (`taskset`) still holds.
+            try:
+                _set_cpuset(child, limits.cpus, parent)
+            except OSError as exc:
+                log.warning("cannot confine %s to CPUs %s: %s", child, cpu_list(limits.cpus), exc)
     except OSError as exc:
         log.debug("cannot configure %s: %s", child, exc)
         _rmdir_patiently(child, 0.5)
@@ -325,7 +353,7 @@ def _try_v1(mounts: list[_Mount], own: dict[str, str], name: str, limits: Cgroup
         c: m
         for m in mounts
         if m.fstype == "cgroup"
-        for c in ("pids", "memory", "cpu")
+        for c in ("pids", "memory", "cpu", "cpuset")
         if c in m.super_options
     }
     if "pids" not in by_controller or "memory" not in by_controller:
@@ -336,7 +364,7 @@ def _try_v1(mounts: list[_Mount], own: dict[str, str], name: str, limits: Cgroup
         for controller, mount in by_controller.items():
             child = _v1_child(mount, own.get(controller), name)
             if child is None:
-                if controller == "cpu":
+                if controller in ("cpu", "cpuset"):
                     continue
                 raise OSError(f"no writable {controller} cgroup")
             dirs[controller] = child
@@ -351,6 +379,15 @@ def _try_v1(mounts: list[_Mount], own: dict[str, str], name: str, limits: Cgroup
             with contextlib.suppress(OSError):
                 _write(dirs["cpu"] / "cpu.cfs_period_us", str(_CPU_PERIOD_US))
                 _write(dirs["cpu"] / "cpu.cfs_quota_us", str(_cpu_quota_us(limits.cpu)))
+        if "cpuset" in dirs:
+            try:
+                if not limits.cpus:
+                    raise OSError("no CPU set asked for")
+                _set_cpuset(dirs["cpuset"], limits.cpus, dirs["cpuset"].parent)
+            except OSError as exc:
+                # A v1 cpuset without CPUs or memory nodes would take no process at all.
+                log.warning("no cpuset for %s: %s", dirs["cpuset"], exc)
+                _rmdir_patiently(dirs.pop("cpuset"), 0.5)
     except OSError as exc:
         log.debug("cgroup v1 setup failed: %s", exc)
         for d in dirs.values():

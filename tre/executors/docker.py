@@ -26,14 +26,16 @@ import stat
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any, ClassVar
 
 from tre.config import Settings
 from tre.errors import is_storage_full
-from tre.executors import fstree, procview, reasons
+from tre.executors import fstree, outputfs, procview, reasons
 from tre.executors.base import Executor, ExecutorError, JobResult, JobSpec, RunControl
+from tre.executors.cgroups import cpu_list
 from tre.executors.jobuids import UidRange
 from tre.executors.stage import scratch_inodes
 from tre.states import JobState
@@ -50,10 +52,12 @@ RUNTIMES = {"gvisor": "runsc", "runsc": "runsc", "kata": "kata-runtime"}
 
 
 # /proc files runc lets a container bind over (its allow-list, the one lxcfs uses): the
-# job's own figures (`tre.executors.procview`) and an empty diskstats. The other host-wide
+# job's own figures (`tre.executors.procview`) and an empty diskstats and swaps (swaps' `Used`
+# column is the host's swap in use, which moves with every other job's memory pressure:
+# redteam round 13; the local sandbox masks it likewise). The other host-wide
 # counters (vmstat, interrupts, pressure, locks, /proc/sys/fs/file-nr ...) cannot be covered
 # on this backend: runc refuses any other mount inside /proc (SECURITY.md, residual risks).
-DOCKER_PROC_FILES = (*procview.SYNTHESISED, "diskstats")
+DOCKER_PROC_FILES = (*procview.SYNTHESISED, "diskstats", "swaps")
 
 
 def write_proc_view(spec: JobSpec, host_proc: Path = Path("/proc")) -> Path:
@@ -63,7 +67,7 @@ def write_proc_view(spec: JobSpec, host_proc: Path = Path("/proc")) -> Path:
     reattaches needs them no more."""
     folder = Path(tempfile.mkdtemp(prefix=f"tre-proc-{spec.job_id}-"))
     folder.chmod(0o755)
-    files = {**procview.job_files(spec.cpu, spec.memory_mb * MIB, host_proc), "diskstats": b""}
+    files = {**procview.job_files(spec.cpu, spec.memory_mb * MIB, host_proc), "diskstats": b"", "swaps": b""}
     for name in DOCKER_PROC_FILES:
         path = folder / name
         path.write_bytes(files[name])
@@ -161,6 +165,10 @@ def container_options(
         "mem_limit": f"{spec.memory_mb}m",
         "memswap_limit": f"{spec.memory_mb}m",  # equal to mem_limit: no swap
         "nano_cpus": int(spec.cpu * 1_000_000_000),
+        # The job's affinity is its CPU limit rounded up, drawn at random from the worker's
+        # CPUs (the engine is local on workstations), as in the local sandbox: without it
+        # `sched_getaffinity`/`nproc` listed every CPU of the host (redteam round 13).
+        "cpuset_cpus": cpu_list(procview.job_cpu_set(spec.cpu)),
         "ipc_mode": "private",
         # Its own cgroup namespace whatever the daemon's default (`host` on cgroup v1 hosts
         # and where `default-cgroupns-mode` says so), as bwrap's --unshare-all gives.
@@ -247,6 +255,19 @@ def _disk_full(folder: Path) -> bool:
     return st.f_bavail == 0 or (st.f_files > 0 and st.f_favail == 0)
 
 
+_OUTPUT_SCRATCH = ".docker-output-"
+
+
+def _output_scratch(output_dir: Path) -> Path | None:
+    """The scratch folder (beside ``output_dir``) holding the image mounted on it, if any:
+    what a restarted worker needs to collect a reattached job's outputs."""
+    with contextlib.suppress(OSError):
+        for entry in output_dir.parent.iterdir():
+            if entry.name.startswith(_OUTPUT_SCRATCH) and entry.is_dir() and not entry.is_symlink():
+                return entry
+    return None
+
+
 def _dir_bytes(root: Path) -> int:
     """Bytes in regular files under ``root``, however deep the container nested them."""
     return fstree.usage(root).bytes
@@ -269,11 +290,16 @@ class DockerExecutor(Executor):
         log_limit_bytes: int = 64 * 1024 * 1024,
         pull_registry: str | None = None,
         uid_range: UidRange | None = None,
+        output_fs: bool | None = None,
+        templates_dir: Path | None = None,
     ) -> None:
         """``pull_registry``: the only registry host (and path) an image missing from the
         engine may be pulled from; None pulls nothing. ``uid_range``: where each container's
         uid of its own comes from (`tre.executors.jobuids`, shared with the local sandbox);
-        ``uid`` is used only when it is switched off (count 0) or the worker is not root."""
+        ``uid`` is used only when it is switched off (count 0) or the worker is not root.
+        ``output_fs``: mount a file system of exactly the output quota on each job's output
+        folder before the container binds it (default: when the worker is root);
+        ``templates_dir`` keeps the empty images it is copied from (private to root)."""
         self._client = client
         self.pull_registry = pull_registry.rstrip("/") if pull_registry else None
         # Non-root workers can only hand the container a directory they own.
@@ -285,6 +311,12 @@ class DockerExecutor(Executor):
         self.uid_range = (uid_range or UidRange()) if os.geteuid() == 0 else UidRange(count=0)
         self.runtime = runtime
         self.log_limit_bytes = log_limit_bytes
+        # /output as a file system of the job's own (redteam round 13), as in the local
+        # sandbox: needs root (mount) and an engine that sees the worker's mounts.
+        self.output_fs = os.geteuid() == 0 if output_fs is None else output_fs
+        self.templates = outputfs.ImageTemplates(
+            templates_dir or Path(tempfile.gettempdir()) / f"tre-output-fs-{os.geteuid()}"
+        )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DockerExecutor:
@@ -294,6 +326,7 @@ class DockerExecutor(Executor):
             gid=settings.sandbox_gid,
             pull_registry=settings.image_registry,
             uid_range=UidRange(settings.sandbox_uid_base, settings.sandbox_uid_count),
+            templates_dir=settings.home / "cache" / "output-fs",
         )
 
     def _image(self, ref: str) -> Any:
@@ -347,26 +380,91 @@ class DockerExecutor(Executor):
                 proc_dir=proc_dir,
             )
             spec.output_dir.mkdir(parents=True, exist_ok=True)
-            if os.geteuid() == 0:
-                os.chown(spec.output_dir, uid, self.gid)
+            scratch = self._mount_output(spec, uid)
             try:
-                container = self.client.containers.create(**opts)
-            except docker.errors.DockerException as exc:
-                raise ExecutorError(f"cannot create the container: {exc}") from exc
-            control.on_started(container.id)
-            try:
-                container.start()
-            except docker.errors.DockerException as exc:
+                if os.geteuid() == 0:
+                    os.chown(spec.output_dir, uid, self.gid)
                 try:
-                    container.remove(force=True, v=True)
-                except docker.errors.DockerException:
-                    pass
-                raise ExecutorError(f"cannot start the container: {exc}") from exc
-            try:
-                return self._follow(container, spec, control, time.monotonic() + spec.time_limit_s)
+                    container = self.client.containers.create(**opts)
+                except docker.errors.DockerException as exc:
+                    raise ExecutorError(f"cannot create the container: {exc}") from exc
+                control.on_started(container.id)
+                try:
+                    container.start()
+                except docker.errors.DockerException as exc:
+                    try:
+                        container.remove(force=True, v=True)
+                    except docker.errors.DockerException:
+                        pass
+                    raise ExecutorError(f"cannot start the container: {exc}") from exc
+                result = self._follow(
+                    container, spec, control, time.monotonic() + spec.time_limit_s, scratch is not None
+                )
+                return self._collect(spec, scratch, result)
             finally:
+                self._release_output(spec, scratch)
                 if os.geteuid() == 0 and uid != self.uid:
                     settle_outputs(spec.output_dir, self.uid, self.gid)
+
+    def _mount_output(self, spec: JobSpec, uid: int) -> Path | None:
+        """Mount a file system of exactly the output quota on the job's (new, empty) output
+        folder; return its scratch folder, or None where there is none (not root, switched
+        off, a folder that already holds files).
+
+        Why (redteam round 13): the container's /output was a bind of a folder of the host's
+        disk, so ``statvfs("/output")`` read that disk's free blocks and inodes, live, as
+        other jobs' logs and outputs filled it (a covert channel and an activity monitor),
+        and the quota was checked only after the job, so a job could fill that disk while it
+        ran. An ext4 image of the quota's size, loop-mounted (`tre.executors.outputfs`, as
+        the local sandbox does), answers ``statfs`` with its own figures and ``ENOSPC`` at
+        the quota."""
+        if not self.output_fs:
+            return None
+        with contextlib.suppress(OSError):
+            if any(spec.output_dir.iterdir()):
+                log.warning("output folder of job %s is not empty: no file system of its own", spec.job_id)
+                return None
+        scratch = spec.output_dir.parent / f"{_OUTPUT_SCRATCH}{uuid.uuid4().hex[:8]}"
+        scratch.mkdir(mode=0o700)
+        try:
+            image = scratch / "output.ext4"
+            self.templates.make(image, spec.output_limit_mb * MIB, self.uid, self.gid)
+            outputfs.mount_image(image, spec.output_dir)
+        except (ExecutorError, OSError) as exc:
+            shutil.rmtree(scratch, ignore_errors=True)
+            raise ExecutorError(f"cannot make the job's output file system: {exc}") from exc
+        return scratch
+
+    def _collect(self, spec: JobSpec, scratch: Path | None, result: JobResult) -> JobResult:
+        """Copy the files of the job's own file system into its output folder (the container
+        is gone), then say why the copy stopped, if it did."""
+        if scratch is None or not outputfs.is_mount_point(spec.output_dir):
+            return result
+        quota = spec.output_limit_mb * MIB
+        try:
+            copied = outputfs.collect(spec.output_dir, scratch, self.uid, self.gid, quota)
+        except OSError as exc:
+            if not is_storage_full(exc):
+                raise
+            ref = reasons.new_reference()
+            log.warning(
+                "the disk under job %s filled while its outputs were copied (ref: %s)", spec.job_id, ref
+            )
+            outputfs.clear_folder(spec.output_dir)
+            return JobResult(JobState.failed, result.exit_code, reasons.storage_full(ref))
+        if copied.problem is not None and result.state == JobState.succeeded:
+            return JobResult(JobState.failed, result.exit_code, copied.problem)
+        return result
+
+    def _release_output(self, spec: JobSpec, scratch: Path | None) -> None:
+        """Whatever happened: no mount left on the output folder (what the job wrote kept as
+        plain files when it still is one), no image left behind."""
+        if scratch is None:
+            return
+        if outputfs.is_mount_point(spec.output_dir):
+            with contextlib.suppress(ExecutorError, OSError):
+                outputfs.collect(spec.output_dir, scratch, self.uid, self.gid, spec.output_limit_mb * MIB)
+        shutil.rmtree(scratch, ignore_errors=True)
 
     def reattach(self, spec: JobSpec, executor_ref: str, control: RunControl) -> JobResult:
         """Follow a container started by a previous worker; the log is re-read from its start."""
@@ -382,14 +480,27 @@ class DockerExecutor(Executor):
         elapsed = max(0.0, time.time() - started) if started else 0.0
         # The dead worker's hold on the container's uid went with it: take it again.
         user = str((container.attrs.get("Config") or {}).get("User") or "").partition(":")[0]
+        scratch = _output_scratch(spec.output_dir) if outputfs.is_mount_point(spec.output_dir) else None
         with self.uid_range.hold_again(int(user) if user.isdigit() else -1):
             try:
-                return self._follow(container, spec, control, time.monotonic() + spec.time_limit_s - elapsed)
+                result = self._follow(
+                    container,
+                    spec,
+                    control,
+                    time.monotonic() + spec.time_limit_s - elapsed,
+                    scratch is not None,
+                )
+                return self._collect(spec, scratch, result)
             finally:
+                self._release_output(spec, scratch)
                 if os.geteuid() == 0 and user != str(self.uid):
                     settle_outputs(spec.output_dir, self.uid, self.gid)
 
-    def _follow(self, container: Any, spec: JobSpec, control: RunControl, deadline: float) -> JobResult:
+    def _follow(
+        self, container: Any, spec: JobSpec, control: RunControl, deadline: float, own_fs: bool = False
+    ) -> JobResult:
+        """Wait for the container and remove it. ``own_fs``: /output is the job's own file
+        system (`_mount_output`), so a full one is the job's quota, not the platform's disk."""
         import docker
 
         try:
@@ -400,8 +511,19 @@ class DockerExecutor(Executor):
             logger.start()
             result = self._wait(container, spec, control, deadline)
             logger.join(timeout=10)
+            if (
+                own_fs
+                and result.state == JobState.failed
+                and outputfs.is_full(spec.output_dir, outputfs.full_margin(spec.output_limit_mb * MIB))
+            ):
+                return JobResult(
+                    JobState.failed,
+                    result.exit_code,
+                    f"outputs exceed the limit of {spec.output_limit_mb} MiB",
+                )
             if result.state != JobState.cancelled and (
-                any(is_storage_full(exc) for exc in log_errors) or _disk_full(spec.output_dir)
+                any(is_storage_full(exc) for exc in log_errors)
+                or (not own_fs and _disk_full(spec.output_dir))
             ):
                 # The platform's disk (the job log, or /output, a bind of the job's folder):
                 # the API's fixed sentence, not "exited with code 1" from the job's failed write.

@@ -88,7 +88,7 @@ def job_limits(spec: JobSpec) -> CgroupLimits:
 
     A function of its own so the backends' parity test (`tests/security/test_executor_parity.py`)
     compares exactly what the sandbox enforces with the Docker and Kubernetes configs."""
-    return CgroupLimits(spec.memory_mb * MIB, spec.max_processes, spec.cpu)
+    return CgroupLimits(spec.memory_mb * MIB, spec.max_processes, spec.cpu, procview.job_cpu_set(spec.cpu))
 
 
 def output_shape_problem(usage: fstree.Usage) -> str | None:
@@ -425,7 +425,18 @@ class LocalExecutor(Executor):
                 log_file = open(log_fd, "ab")  # noqa: SIM115 - closed below, a full disk allowed for
                 try:
                     return self._supervise(
-                        argv, spec, rootfs, control, cgroup, fds, stage, host_ids, run_ids, scratch, log_file
+                        argv,
+                        spec,
+                        rootfs,
+                        control,
+                        cgroup,
+                        fds,
+                        stage,
+                        host_ids,
+                        run_ids,
+                        scratch,
+                        log_file,
+                        limits.cpus,
                     )
                 finally:
                     # What a full disk kept in the buffer is lost (the reason says the disk was
@@ -629,6 +640,7 @@ class LocalExecutor(Executor):
         run_ids: tuple[int, int],
         scratch: Path,
         log_file: IO[bytes],
+        cpus: tuple[int, ...] = (),
     ) -> JobResult:
         log_file.write(self._header(spec, rootfs, cgroup))
         log_file.flush()
@@ -645,7 +657,7 @@ class LocalExecutor(Executor):
             responder = sysinfo.Responder(ours, procview.shown_memory(spec.memory_mb * MIB))
             wrap = sysinfo.helper_argv(sys.executable, helper_end.fileno())
         try:
-            argv = launcher_argv(stage, procs, *run_ids, status_w, hold_r, command, wrap)
+            argv = launcher_argv(stage, procs, *run_ids, status_w, hold_r, command, wrap, cpus)
             proc = subprocess.Popen(
                 argv,
                 stdin=subprocess.DEVNULL,

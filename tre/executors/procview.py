@@ -33,6 +33,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import secrets
 from pathlib import Path
 
 MIB = 1024 * 1024
@@ -74,6 +75,23 @@ def job_cpus(cpu: float, host_cpus: int) -> int:
     """The processors a job is shown: its CPU limit rounded up, at most the host's."""
     wanted = math.ceil(cpu) if cpu and cpu > 0 else host_cpus
     return max(1, min(wanted, host_cpus))
+
+
+def job_cpu_set(cpu: float, host: set[int] | None = None) -> tuple[int, ...]:
+    """The CPUs a job runs on: `job_cpus` of the worker's own, drawn at random.
+
+    Why at random: the set is the job's affinity (``sched_getaffinity``, ``nproc``,
+    ``Cpus_allowed_list``), so it must not depend on what other jobs hold (a job would read
+    their pinning in its own) and must not crowd every job onto the first CPUs (which would
+    make CPU contention between jobs, a covert channel, as strong as it can be). The numbers
+    themselves still bound the host's size, as ``getcpu`` does (SECURITY.md)."""
+    if host is None:
+        try:
+            host = os.sched_getaffinity(0)
+        except OSError:
+            host = set(range(os.cpu_count() or 1))
+    pool = sorted(host)
+    return tuple(sorted(secrets.SystemRandom().sample(pool, job_cpus(cpu, len(pool)))))
 
 
 def host_cpu_count() -> int:

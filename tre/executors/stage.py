@@ -215,15 +215,21 @@ def launcher_argv(
     hold_fd: int,
     command: list[str],
     wrap: list[str] | None = None,
+    cpus: tuple[int, ...] = (),
 ) -> list[str]:
-    """The whole command line: die with the worker, own mount namespace, the launcher script,
-    then ``wrap`` (still root: `tre.executors.sysinfo.helper_argv`), ``setpriv`` to the job
-    user (no groups, no capabilities) and ``command``."""
+    """The whole command line: the job's CPUs (``taskset``, when ``cpus`` names them), die
+    with the worker, own mount namespace, the launcher script, then ``wrap`` (still root:
+    `tre.executors.sysinfo.helper_argv`), ``setpriv`` to the job user (no groups, no
+    capabilities) and ``command``.
+
+    ``taskset`` gives every process of the job the affinity of its CPU limit from the first
+    instruction (redteam round 13); the job's cpuset cgroup, where there is one, is what
+    stops the job widening it again (`tre.executors.cgroups`)."""
     if not _STAGE_ROOT.match(str(stage.root)):
         raise ExecutorError(f"the sandbox stage folder {stage.root} must be a plain absolute path")
     tools = {
         name: shutil.which(name)
-        for name in ("setpriv", "unshare", "bash", "mount", "mknod", "chown", "chmod", "touch")
+        for name in ("setpriv", "unshare", "bash", "mount", "mknod", "chown", "chmod", "touch", "taskset")
     }
     missing = [name for name, path in tools.items() if path is None]
     if missing:
@@ -233,7 +239,9 @@ def launcher_argv(
         str(tools["setpriv"]), f"--reuid={uid}", f"--regid={gid}", "--clear-groups",
         "--inh-caps=-all", "--bounding-set=-all", "--",
     ]  # fmt: skip
+    pin = [str(tools["taskset"]), "--cpu-list", ",".join(map(str, sorted(cpus)))] if cpus else []
     return [
+        *pin,
         str(tools["setpriv"]), "--pdeathsig", "KILL", "--",
         str(tools["unshare"]), "--mount", "--propagation", "private", "--",
         str(tools["bash"]), "--norc", "--noprofile", "-c", LAUNCHER, "tre-launch",
