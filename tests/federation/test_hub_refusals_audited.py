@@ -1,8 +1,8 @@
 """Every refusal at the hub is an entry of its signed audit log, under a fixed reason.
 
 Round 13: agent requests the hub refused (unsigned, unregistered, revoked, forged, stale,
-replayed) and researchers' submissions it refused (not a member, over quota, code not
-uploaded, every node revoked) left no entry at all; an auditor could not tell a node probing
+replayed) and researchers' submissions it refused (not a member, not a federated project,
+code not uploaded, every node revoked) left no entry at all; an auditor could not tell a node probing
 with an old key from silence. Each is now ``federation.node_refused`` /
 ``federation.submission_refused`` with one word of `tre.federation.hub.refusals`, the log
 still verifies as `tre audit verify` verifies it, and nothing the caller chose (a claimed node
@@ -11,6 +11,7 @@ name, the raw path) is written.
 
 from __future__ import annotations
 
+import gzip
 import json
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -26,7 +27,7 @@ from tre.federation.hub import nodes
 from tre.federation.hub.refusals import NodeRefusal, SubmissionRefusal
 from tre.federation.signing import sign_request
 from tre.store.db import session_scope
-from tre.store.models import AuditEntry
+from tre.store.models import AuditEntry, Project
 
 POLL = "/hub/v1/agent/poll"
 BODY = b'{"wait_s": 0}'
@@ -114,14 +115,16 @@ def test_each_refused_submission_is_an_entry_with_its_reason(hub, engine_any, se
     cases = [
         ("bob", {"project_id": "fedlung"}, SubmissionRefusal.not_member),
         ("alice", {"project_id": "nosuch"}, SubmissionRefusal.not_member),
-        ("alice", {"project_id": "fedlung", "cpu": 64}, SubmissionRefusal.over_quota),
         ("alice", {"project_id": "fedlung", "code_hash": "ab" * 32}, SubmissionRefusal.code_not_uploaded),
         ("alice", {"project_id": "plain"}, SubmissionRefusal.not_federated),
     ]
     with session_scope(engine_any) as s:  # a project of the hub that spans no node
         registry.create_project(s, "root", "plain", "plain")
         registry.add_member(s, "root", "plain", "alice")
-    assert {c[2] for c in cases} | {SubmissionRefusal.nodes_revoked} == set(SubmissionRefusal)
+    assert {c[2] for c in cases} | {
+        SubmissionRefusal.nodes_revoked,
+        SubmissionRefusal.over_code_quota,
+    } == set(SubmissionRefusal)
     for who, extra, reason in cases:
         before = _last(engine_any)
         resp = hub.post("/api/v1/jobs", json={**base, **extra}, headers=hub.tokens[who])
@@ -144,4 +147,23 @@ def test_each_refused_submission_is_an_entry_with_its_reason(hub, engine_any, se
     assert resp.status_code == 403, resp.text
     got = _after(engine_any, before, "federation.submission_refused")
     assert [e["details"]["reason"] for e in got] == [SubmissionRefusal.nodes_revoked.value]
+    _verifies(engine_any, settings)
+
+
+def test_a_code_archive_over_the_code_quota_is_a_refused_submission(hub, engine_any, settings) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    with session_scope(engine_any) as s:
+        project = s.get(Project, "fedlung")
+        assert project is not None
+        project.max_code_mb = 0  # nothing fits
+    archive = gzip.compress(b"\0" * 1024)
+    before = _last(engine_any)
+    resp = hub.post(
+        "/api/v1/code",
+        params={"project_id": "fedlung"},
+        content=archive,
+        headers={**hub.tokens["alice"], "Content-Type": "application/gzip"},
+    )
+    assert resp.status_code == 413, resp.text
+    got = _after(engine_any, before, "federation.submission_refused")
+    assert [(e["actor"], e["details"]["reason"]) for e in got] == [("alice", "over_code_quota")]
     _verifies(engine_any, settings)

@@ -29,17 +29,6 @@ from tre.store.models import CodeUpload, Project
 SPEC_FIELDS = ("image", "command", "cpu", "memory_mb", "gpu", "time_limit_s", "output_limit_mb", "code_hash")
 
 
-# The hub project's quota bounds what one federated job may ask of every node it spans
-# (each node's own admission then applies the local project's quota as well).
-QUOTA = (
-    ("cpu", "max_cpu", ""),
-    ("memory_mb", "max_memory_mb", " MiB"),
-    ("gpu", "max_gpu", ""),
-    ("time_limit_s", "max_time_s", " s"),
-    ("output_limit_mb", "max_output_mb", " MiB"),
-)
-
-
 def _refuse(
     session: Session, principal: Principal, body: FederatedJobIn, reason: SubmissionRefusal, detail: str
 ) -> AdmissionDenied:
@@ -65,11 +54,6 @@ def _admit(session: Session, principal: Principal, body: FederatedJobIn) -> list
     if not spanned:
         detail = f"project {body.project_id!r} is not a federated project"
         raise _refuse(session, principal, body, SubmissionRefusal.not_federated, detail)
-    for field, limit, unit in QUOTA:
-        asked, allowed = getattr(body, field), getattr(project, limit)
-        if asked > allowed:
-            detail = f"{field} {asked}{unit} is over project {project.id!r} quota of {allowed}{unit}"
-            raise _refuse(session, principal, body, SubmissionRefusal.over_quota, detail)
     # No work for a revoked node: it could not fetch it, and it is no longer trusted with it.
     nodes = [n for n in spanned if node_status(session.get(FedNode, n), 0) != "revoked"]
     if not nodes:

@@ -5,7 +5,10 @@ not take: unsigned, from a name no admin registered, from a revoked node, with a
 that does not verify, too far off the hub's clock, or a nonce seen before. A **submission
 refusal** (``federation.submission_refused``) is a researcher's federated job the hub would
 not fan out: not a member, not a federated project, every node revoked, code not uploaded
-to the project, over the project's quota.
+to the project, or its code archive over the project's code quota (``over_code_quota``:
+refused when it is uploaded, `CodeQuotaAudit`). Resource quotas are each node's: its own
+admission refuses a child over the local project's quota, reported as ``not_admitted`` and
+audited in the node's log.
 
 Nothing the caller chose is written as text: the reason is one word of these enums, the
 route is the route's template, and a node is named only when an admin registered that name
@@ -24,6 +27,9 @@ import time
 from enum import StrEnum
 
 from sqlalchemy import Engine
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tre.audit.log import AuditEvent, record_events
 from tre.store.db import session_scope
@@ -47,7 +53,7 @@ class SubmissionRefusal(StrEnum):
     not_federated = "not_federated"  # the project spans no node
     nodes_revoked = "nodes_revoked"  # every node of the project was revoked
     code_not_uploaded = "code_not_uploaded"  # the code hash was not uploaded to the project
-    over_quota = "over_quota"  # resources over the hub project's quota
+    over_code_quota = "over_code_quota"  # the code archive is over the project's code quota
 
 
 Key = tuple[str, str, str, str]  # reason, registered node ("" when none), method, route template
@@ -114,10 +120,48 @@ def record_node_refusal(engine: Engine, counter: NodeRefusals, key: Key) -> None
     refused request's, if any, is rolled back). The refusal stands even if this fails."""
     reason = NodeRefusal(key[0])  # only the fixed words reach the log
     events = counter.observe((reason.value, *key[1:]))
-    if not events:
-        return
+    if events:
+        _record(engine, events)
+
+
+class CodeQuotaAudit:
+    """Pure ASGI middleware around the hub's code upload (`tre.api.routers.code`, shared
+    with a single tre): an authenticated researcher's archive refused for the project's code
+    quota (``413``, `tre.code.archive.CodeTooLarge`: the archive, what it unpacks to, or the
+    project's share of the store) is a ``federation.submission_refused`` entry
+    (``over_code_quota``). Anonymous requests are refused before they are anyone's
+    submission (and counted by the refusal audit when a token was wrong)."""
+
+    def __init__(self, app: ASGIApp, path: str) -> None:
+        self.app = app
+        self.path = path
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("path") != self.path or scope.get("method") != "POST":
+            await self.app(scope, receive, send)
+            return
+        status = 0
+
+        async def watch(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        await self.app(scope, receive, watch)
+        principal = getattr(getattr(Request(scope).state, "principal", None), "user_id", None)
+        if status == 413 and principal:
+            event = AuditEvent(
+                str(principal)[:64],
+                "federation.submission_refused",
+                details={"reason": SubmissionRefusal.over_code_quota.value, "route": self.path},
+            )
+            await run_in_threadpool(_record, scope["app"].state.engine, [event])
+
+
+def _record(engine: Engine, events: list[AuditEvent]) -> None:
     try:
         with session_scope(engine) as s:
             record_events(s, events)
-    except Exception:  # a damaged log raises its own alert; the 401 is answered anyway
-        log.exception("could not record %d node refusal entries", len(events))
+    except Exception:  # the refusal stands either way; a damaged log raises its own alert
+        log.exception("could not record %d refusal entries", len(events))
