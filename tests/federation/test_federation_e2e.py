@@ -58,7 +58,7 @@ IMAGE2 = "registry.tre.local/tre-job-cpu@sha256:" + "cd" * 32
 # A log line the node's researcher screening lets through: it reaches the hub in the node's
 # screened log (the TES FULL view, round 13). A hex run the screening withholds (encoded
 # data) and a file never released must never reach the hub.
-LOG_MARKER = "LOGLINE-7f3a9c-screened-view"
+LOG_MARKER = "the screened log reaches the hub: LOGLINE 7F3A shown"
 ENCODED_MARKER = hashlib.sha512(b"ENCODED-c0ffee-never-leaves").hexdigest()
 RAW_MARKER = "RAWFILE-51be02-never-leaves"
 # The markers appear in the code reversed (the code itself goes to the hub and the nodes);

@@ -1,7 +1,8 @@
 """A hostile node and a hostile researcher at the hub (round 13).
 
-Failing before this round: a task's own tags could claim the hub's (`tre.node.<name>`: a
-node state no node reported, shown next to the real ones), and `tre hub job show` /
+Failing before this round: a task's own tags could claim the hub's in another case
+(`TRE.Node.node-a`: beside the hub's `tre.node.node-a`, a node state no node reported; the
+lowercase prefix was refused already, `tre.tes.submission`), and `tre hub job show` /
 `tre hub jobs` / `tre hub search` printed the hub's fields through Rich markup, so a field
 holding ``[link=…]`` or an escape restyled or rewrote the researcher's terminal. Held
 already, kept by these tests: huge and malformed agent bodies are problem documents (never
@@ -31,7 +32,7 @@ def test_a_task_cannot_carry_the_hubs_own_tags(hub) -> None:  # type: ignore[no-
     for key in ("tre.node.node-z", "tre.federation.state", "TRE.Node.node-a"):
         body = {**TASK, "tags": {"Project": "fedlung", key: "released"}}
         resp = hub.post("/ga4gh/tes/v1/tasks", json=body, headers=hub.tokens["alice"])
-        assert resp.status_code == 422, (key, resp.text)
+        assert resp.status_code == 400, (key, resp.text)
         assert resp.headers["content-type"].startswith("application/problem+json")
     # Markup in a name, a description or a tag is data: stored and answered as JSON text.
     marked = {**TASK, "name": "<script>x</script>[red]n[/]", "description": f"d{OSC52}"}

@@ -53,7 +53,6 @@ Reader = Annotated[Principal, Depends(any_role())]
 DbSession = Annotated[Session, Depends(get_session)]
 # A listing reads at most this many federated jobs per answer, whatever its filters match.
 MAX_SCANNED = 2000
-RESERVED_TAG_PREFIX = "tre."
 PARENT_TO_TES = {
     "running": TesState.RUNNING,
     "complete": TesState.COMPLETE,
@@ -85,14 +84,6 @@ def service_info(request: Request, principal: Reader) -> TesServiceInfo:
 def create_task(
     body: TesTask, principal: Submitter, session: DbSession, request: Request
 ) -> TesCreateTaskResponse:
-    # The hub's own tags (`tre.federation.state`, `tre.node.<name>`) say what nodes reported;
-    # a task sent with one would show, next to them, a node state no node reported.
-    reserved = sorted(k for k in (body.tags or {}) if k.casefold().startswith(RESERVED_TAG_PREFIX))
-    if reserved:
-        raise Unprocessable(
-            f"tags starting {RESERVED_TAG_PREFIX!r} are the hub's own (the nodes' states): "
-            f"{len(reserved)} of this task's tags do; rename them"
-        )
     plan = plan_task(body)
     if plan.request.dataset_ids:
         raise Unprocessable("a federated task names no dataset: each node's admin chooses its datasets")
