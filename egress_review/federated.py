@@ -15,12 +15,12 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from egress_review import outputnames, workflow
+from egress_review import joblog, outputnames, workflow
 from tre.auth.principal import Principal
 from tre.config import Settings
 from tre.federation.names import file_name_for
 from tre.states import EgressState
-from tre.store.models import EgressRequest
+from tre.store.models import EgressRequest, Job
 
 
 @dataclass(frozen=True)
@@ -74,3 +74,11 @@ def released_files(
     )
     record = outputnames.masked_record(dict(req.disclosure_record or {}), list(req.files), names, hashes)
     return out, record
+
+
+def screened_log(session: Session, settings: Settings, job: Job) -> bytes:
+    """The job's log as the submitter (a researcher of the local project) may see it here:
+    screened by the datasets' policies and cut at the per-job and per-project budgets, each
+    byte charged as if they read it (`joblog.researcher_log`). Never the raw log."""
+    data, _ = joblog.researcher_log(session, settings, job, 0)
+    return data

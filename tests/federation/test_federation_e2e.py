@@ -55,7 +55,11 @@ REPO = Path(__file__).resolve().parents[2]
 AUDITED = REPO / "tests" / "federation" / "connect_audit.py"
 IMAGE = "registry.tre.local/tre-job-cpu@sha256:" + "ab" * 32
 IMAGE2 = "registry.tre.local/tre-job-cpu@sha256:" + "cd" * 32
-LOG_MARKER = "LOGLINE-7f3a9c-never-leaves"
+# A log line the node's researcher screening lets through: it reaches the hub in the node's
+# screened log (the TES FULL view, round 13). A hex run the screening withholds (encoded
+# data) and a file never released must never reach the hub.
+LOG_MARKER = "the screened log reaches the hub: LOGLINE 7F3A shown"
+ENCODED_MARKER = hashlib.sha512(b"ENCODED-c0ffee-never-leaves").hexdigest()
 RAW_MARKER = "RAWFILE-51be02-never-leaves"
 # The markers appear in the code reversed (the code itself goes to the hub and the nodes);
 # only what the job prints and writes holds them the right way round.
@@ -72,6 +76,7 @@ while pathlib.Path("/data/{HOLD}").exists() and time.monotonic() - held < 600:
     time.sleep(0.1)
 files = [p for p in pathlib.Path("/data").rglob("*.dcm") if p.is_file()]
 print("{LOG_MARKER[::-1]}"[::-1], flush=True)
+print("{ENCODED_MARKER[::-1]}"[::-1], flush=True)
 pathlib.Path("/output/result.txt").write_text(f"images read: {{len(files)}}\\n")
 if len(sys.argv) > 2:
     pathlib.Path("/output/raw.txt").write_text("{RAW_MARKER[::-1]}"[::-1])
@@ -493,6 +498,7 @@ def test_one_submission_each_node_deciding_for_itself(federation: Federation, tm
         local = s.get(Job, local_job_id)
         assert local is not None and local.state == "succeeded"
         assert LOG_MARKER.encode() in log_path(node_a, local.id).read_bytes()
+        assert ENCODED_MARKER.encode() in log_path(node_a, local.id).read_bytes()
         assert (output_dir(node_a, local.id) / "raw.txt").read_bytes() == RAW_MARKER.encode()
     wire = fed.tap.wire()
     assert b"/hub/v1/agent/" in wire and b"images read: 2" in wire  # the tap saw the traffic
@@ -504,10 +510,17 @@ def test_one_submission_each_node_deciding_for_itself(federation: Federation, tm
         "/hub/v1/agent/code/ID",
         "/hub/v1/agent/children/ID/state",
         "/hub/v1/agent/children/ID/files/ID",
+        "/hub/v1/agent/children/ID/log",
         "/hub/v1/agent/children/ID/release",
         "/hub/v1/agent/searches/ID/answer",
     }, kinds
-    for marker in (LOG_MARKER.encode(), RAW_MARKER.encode()):
+    # The screened log did come (the line the screening passes, the run it withholds did not),
+    # and the researcher reads it in the TES FULL view.
+    full = fed.hub_get(f"/ga4gh/tes/v1/tasks/{job2}?view=FULL")
+    (shown,) = [log for log in full["logs"] if log["metadata"]["tre.node"] == "node-a"]
+    assert LOG_MARKER in shown["logs"][0]["stdout"] and "[tre] withheld" in shown["logs"][0]["stdout"]
+    assert LOG_MARKER.encode() in wire
+    for marker in (ENCODED_MARKER.encode(), RAW_MARKER.encode()):
         assert marker not in wire
         for path in fed.hub.home.rglob("*"):
             if path.is_file():

@@ -31,6 +31,7 @@ NODE_SIGNED = {
     ("POST", "/hub/v1/agent/poll"),
     ("POST", "/hub/v1/agent/children/{child_id}/state"),
     ("PUT", "/hub/v1/agent/children/{child_id}/files/{sha256}"),
+    ("PUT", "/hub/v1/agent/children/{child_id}/log"),
     ("POST", "/hub/v1/agent/children/{child_id}/release"),
     ("GET", "/hub/v1/agent/code/{sha256}"),
     ("POST", "/hub/v1/agent/searches/{search_id}/answer"),

@@ -391,3 +391,43 @@ def test_a_child_cancelled_at_the_hub_cancels_its_local_job(node, settings):  # 
     assert _state(node, waiting.child_id)[:2] == ("failed", "job_cancelled")
     sent = [c for c in hub.calls if c[1] == f"/hub/v1/agent/children/{never}/state"]
     assert sent and all(c[2] == {"state": "failed", "reason": "job_cancelled"} for c in sent)
+
+
+def test_the_log_a_node_sends_is_the_submitters_screened_view_never_the_raw_log(node, settings):  # type: ignore[no-untyped-def]
+    """Round 13: the hub's TES FULL view shows each node's log. What the agent sends is the
+    log as the node's researcher screening shows the submitter (a line naming the data's
+    patient withheld) and the exit code; nothing while the job runs, nothing for a child
+    refused before it ran."""
+    import pydicom
+    from pydicom.data import get_testdata_file
+
+    from egress_review import federated
+    from tre.jobs.paths import log_path
+
+    name = str(pydicom.dcmread(get_testdata_file("CT_small.dcm")).PatientName)
+    child = spec()
+    with session_scope(node) as s:
+        children.receive(s, child)
+        children.start(s, settings, child.child_id)
+    _, _, job_id = _state(node, child.child_id)
+    assert job_id is not None
+    with session_scope(node) as s:  # queued: no log yet
+        assert children.screened_log(s, settings, federated, child.child_id) is None
+    raw = f"step 1 done\nname {name}\n".encode()
+    path = log_path(settings, job_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(raw)
+    with session_scope(node) as s:
+        job = s.get(Job, job_id)
+        assert job is not None
+        job.state, job.exit_code = "failed", 3
+    with session_scope(node) as s:
+        shown = children.screened_log(s, settings, federated, child.child_id)
+    assert shown is not None and shown.exit_code == 3
+    assert "step 1 done" in shown.log and name not in shown.log and "[tre] withheld" in shown.log
+    refused = spec(job_id="e" * 32, image="registry.tre.local/other@sha256:" + "9" * 64)
+    with session_scope(node) as s:
+        children.receive(s, refused)
+        children.start(s, settings, refused.child_id)
+    with session_scope(node) as s:
+        assert children.screened_log(s, settings, federated, refused.child_id) is None

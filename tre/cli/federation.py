@@ -153,14 +153,26 @@ def hub_project_add_member(project: str, user: str) -> None:
     console.print(f"{user} is a member of {project}")
 
 
+def _field(value: object) -> str:
+    """One value the hub sent, for a line of a table: `untrusted` (no markup, no control
+    characters), and no line break or tab either, which would rewrite or shift the table."""
+    text = "" if value is None else str(value)
+    return untrusted(text.replace("\r", "\\x0d").replace("\n", "\\x0a").replace("\t", "\\x09"))
+
+
 def _print_job(job: dict[str, Any]) -> None:
+    # Every field the hub sent goes through `_field`: a hub (or a node through it) must not
+    # restyle the terminal, hide a line or set the clipboard with markup or escapes.
+    u = _field
     console.print(
-        f"federated job [bold]{job['id']}[/] ({job['project_id']}): {job['state']}", highlight=False
+        f"federated job [bold]{u(job['id'])}[/] ({u(job['project_id'])}): {u(job['state'])}", highlight=False
     )
     for c in job["children"]:
-        files = ", ".join(f"{untrusted(f['name'])} {f['sha256'][:12]}" for f in c["files"]) or "-"
-        reason = f" ({c['reason']})" if c["reason"] else ""
-        console.print(f"  {c['node']}\t{c['node_status']}\t{c['state']}{reason}\t{files}", highlight=False)
+        files = ", ".join(f"{u(f['name'])} {u(str(f['sha256'])[:12])}" for f in c["files"]) or "-"
+        reason = f" ({u(c['reason'])})" if c["reason"] else ""
+        console.print(
+            f"  {u(c['node'])}\t{u(c['node_status'])}\t{u(c['state'])}{reason}\t{files}", highlight=False
+        )
 
 
 @hub_job_app.command("show")
@@ -181,7 +193,8 @@ def hub_jobs() -> None:
     if not jobs:
         console.print("no federated jobs yet (submit one with `tre submit -p FEDPROJECT ...` at the hub)")
     for j in jobs:
-        console.print(f"{j['id']}\t{j['project_id']}\t{j['state']}\t{j['created_at']}", highlight=False)
+        row = (j["id"], j["project_id"], j["state"], j["created_at"])
+        console.print("\t".join(_field(v) for v in row), highlight=False)
 
 
 @hub_app.command("results")
@@ -260,7 +273,7 @@ def hub_search(
             f"studies={d['studies'] if d['studies'] is not None else 'withheld'}"
             for d in datasets
         )
-        console.print(f"{n['node']}\t{n['state']}\t{shown or '-'}", highlight=False)
+        console.print("\t".join(_field(v) for v in (n["node"], n["state"], shown or "-")), highlight=False)
 
 
 # -- node ----------------------------------------------------------------------------------------

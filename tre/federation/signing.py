@@ -33,7 +33,15 @@ _PREFIX = "ed25519:"
 
 
 class SignatureError(Exception):
-    """A signature is missing, malformed, stale, replayed or made by another key."""
+    """A signature is missing, malformed, stale, replayed or made by another key.
+
+    ``reason`` is one word of `tre.federation.hub.refusals.NodeRefusal` (``unsigned``,
+    ``stale``, ``bad_signature``): the hub audits a refusal under it, never under the text,
+    which may quote what the caller sent."""
+
+    def __init__(self, message: str, reason: str = "bad_signature") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 def encode_public_key(key: Ed25519PrivateKey | Ed25519PublicKey) -> str:
@@ -90,16 +98,16 @@ def sign_request(
 def _header(headers: Mapping[str, str], name: str, limit: int = 200) -> str:
     value = headers.get(name)
     if not value or len(value) > limit:
-        raise SignatureError(f"the {name} header is missing or too long")
+        raise SignatureError(f"the {name} header is missing or too long", "unsigned")
     return value
 
 
 def _check_fresh(created: str, now: float | None) -> None:
     if not created.isdigit():
-        raise SignatureError("the signature's creation time is not a number of seconds")
+        raise SignatureError("the signature's creation time is not a number of seconds", "unsigned")
     skew = abs((time.time() if now is None else now) - int(created))
     if skew > MAX_SKEW_S:
-        raise SignatureError(f"the signature's creation time is {int(skew)} s from this clock")
+        raise SignatureError(f"the signature's creation time is {int(skew)} s from this clock", "stale")
 
 
 def _check_signature(key: Ed25519PublicKey, base: bytes, headers: Mapping[str, str]) -> None:

@@ -136,6 +136,22 @@ class ReleaseIn(BaseModel):
     checkpoint: str = Field(min_length=1, max_length=20_000)
 
 
+# A node's screened log of a child's local job: what the node's researcher screening showed
+# the submitter (`egress_review.joblog.researcher_log`), within the per-job budget (256 KiB
+# by default) and its notices. The hub takes no more than this, whatever the node's policy.
+MAX_SCREENED_LOG_CHARS = 320 * 1024
+
+
+class ScreenedLogIn(BaseModel):
+    """A child's log as its submitter may see it at the node, and the local job's exit code
+    (which the node shows them too). Never the raw log: the node screens it before sending."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    exit_code: int | None = Field(default=None, ge=-255, le=255)
+    log: str = Field(max_length=MAX_SCREENED_LOG_CHARS)
+
+
 class SearchAnswerIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

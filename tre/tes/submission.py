@@ -121,7 +121,8 @@ def _check_unicode(value: object) -> None:
 
 def _project(tags: dict[str, str]) -> str:
     for key in tags:
-        if key.startswith(RESERVED_TAG_PREFIX):
+        # Any case: `TRE.node.x` beside the hub's `tre.node.x` reads as the same tag.
+        if key.casefold().startswith(RESERVED_TAG_PREFIX):
             raise TaskRefused(f"tag {key!r}: tags starting with 'tre.' are set by tre itself")
     project_id = tags.get(PROJECT_TAG, "").strip()
     if not project_id:

@@ -15,10 +15,10 @@ from starlette.concurrency import run_in_threadpool
 from tre.code.store import CodeStore
 from tre.config import Settings
 from tre.errors import NotFound
-from tre.federation.hub import jobs, results, search
+from tre.federation.hub import jobs, results, search, tasklogs
 from tre.federation.hub.nodeauth import NodeCall, node_call, signed_bytes, signed_json
 from tre.federation.vocabulary import ChildState
-from tre.federation.wire import SHA256, PollIn, ReleaseIn, SearchAnswerIn, StateIn, Work
+from tre.federation.wire import SHA256, PollIn, ReleaseIn, ScreenedLogIn, SearchAnswerIn, StateIn, Work
 from tre.store.db import session_scope
 from tre.store.federation_models import FedChild, FedJob
 
@@ -71,6 +71,16 @@ async def upload_file(request: Request, call: Node, child_id: ChildId, sha256: S
     settings = request.app.state.settings
     await _run(request, results.receive_file, settings, call.node, child_id, sha256, call.body)
     return signed_json(request, call, {"sha256": sha256, "size": len(call.body)})
+
+
+@router.put("/children/{child_id}/log")
+async def screened_log(request: Request, call: Node, child_id: ChildId) -> Response:
+    """The child's log as the node's researcher screening showed it to the submitter, and
+    its exit code (`tre.federation.hub.tasklogs`); never the raw log."""
+    body = call.parse(ScreenedLogIn)
+    settings = request.app.state.settings
+    sha = await _run(request, tasklogs.receive_log, settings, call.node, child_id, body)
+    return signed_json(request, call, {"child_id": child_id, "sha256": sha})
 
 
 @router.post("/children/{child_id}/release")

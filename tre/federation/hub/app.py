@@ -19,9 +19,11 @@ from tre.api.problems import install_problem_handlers
 from tre.api.routers import code, me
 from tre.api.security_headers import SecurityHeaders
 from tre.audit import api as audit_api
+from tre.audit.refusals import install_refusal_audit
 from tre.auth.tokens import TokenVerifier
 from tre.config import Settings, get_settings
 from tre.federation.hub import agent_routes, routes, tes
+from tre.federation.hub.refusals import CodeQuotaAudit, NodeRefusals
 from tre.federation.keys import hub_key
 from tre.store.db import init_db, make_engine
 
@@ -62,7 +64,12 @@ def create_hub_app(settings: Settings | None = None, engine: Engine | None = Non
     app.state.hub_key = hub_key(settings)
     app.state.write_gate = anyio.Lock()
     app.state.db_slots = anyio.Semaphore(database_slots(engine))
+    # Agent requests refused (unsigned, unknown, revoked, forged, stale, replayed): audited
+    # with fixed reasons, aggregated per window (`tre.federation.hub.refusals`).
+    app.state.node_refusals = NodeRefusals()
     install_problem_handlers(app)
+    install_refusal_audit(app)  # people's 401/403/404, as on any tre: recorded, aggregated
+    app.add_middleware(CodeQuotaAudit, path=code.UPLOAD_PATH)  # a code archive over quota
     app.add_middleware(HubBodyLimits, overrides={code.UPLOAD_PATH: code.MAX_CODE_UPLOAD_BYTES})
     app.add_middleware(RequestSanity)
     app.add_middleware(SecurityHeaders)  # no script, framing, sniffing or caching by default

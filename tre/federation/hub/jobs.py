@@ -19,6 +19,7 @@ from tre.audit import record_event
 from tre.auth.principal import Principal
 from tre.errors import AdmissionDenied, Conflict, Forbidden, NotFound
 from tre.federation.hub.nodes import node_status, project_nodes
+from tre.federation.hub.refusals import SubmissionRefusal
 from tre.federation.vocabulary import PROGRESS, ChildState, parent_state
 from tre.federation.wire import ChildSpec, FederatedJobIn, StateIn, child_id
 from tre.store.base import utcnow
@@ -28,23 +29,49 @@ from tre.store.models import CodeUpload, Project
 SPEC_FIELDS = ("image", "command", "cpu", "memory_mb", "gpu", "time_limit_s", "output_limit_mb", "code_hash")
 
 
+def _refuse(
+    session: Session, principal: Principal, body: FederatedJobIn, reason: SubmissionRefusal, detail: str
+) -> AdmissionDenied:
+    """The refusal, audited as ``federation.submission_refused`` with its fixed reason; the
+    entry is kept although the request fails (``audited``: `tre.store.db.settle`)."""
+    record_event(
+        session,
+        actor=principal.user_id,
+        action="federation.submission_refused",
+        project_id=body.project_id,
+        details={"reason": reason.value, "image": body.image, "code_hash": body.code_hash},
+    )
+    return AdmissionDenied(detail, audited=True)
+
+
+def _admit(session: Session, principal: Principal, body: FederatedJobIn) -> list[str]:
+    """The nodes a submission fans out to, or the reason it is refused."""
+    project = session.get(Project, body.project_id)
+    if project is None or not is_member(session, body.project_id, principal.user_id):
+        detail = f"you are not a member of project {body.project_id!r}"
+        raise _refuse(session, principal, body, SubmissionRefusal.not_member, detail)
+    spanned = project_nodes(session, body.project_id)
+    if not spanned:
+        detail = f"project {body.project_id!r} is not a federated project"
+        raise _refuse(session, principal, body, SubmissionRefusal.not_federated, detail)
+    # No work for a revoked node: it could not fetch it, and it is no longer trusted with it.
+    nodes = [n for n in spanned if node_status(session.get(FedNode, n), 0) != "revoked"]
+    if not nodes:
+        detail = f"every node of project {body.project_id!r} was revoked"
+        raise _refuse(session, principal, body, SubmissionRefusal.nodes_revoked, detail)
+    if body.code_hash and session.get(CodeUpload, (body.project_id, body.code_hash)) is None:
+        detail = f"code {body.code_hash} was not uploaded to project {body.project_id!r}"
+        raise _refuse(session, principal, body, SubmissionRefusal.code_not_uploaded, detail)
+    return nodes
+
+
 def submit(
     session: Session, principal: Principal, body: FederatedJobIn, tes: dict[str, Any] | None = None
 ) -> FedJob:
     """Accept a submission from a member of the federated project; one child per node.
-    ``tes``: the TES task as sent (`tre.federation.hub.tes`), kept for its views only."""
-    project = session.get(Project, body.project_id)
-    if project is None or not is_member(session, body.project_id, principal.user_id):
-        raise AdmissionDenied(f"you are not a member of project {body.project_id!r}")
-    spanned = project_nodes(session, body.project_id)
-    if not spanned:
-        raise AdmissionDenied(f"project {body.project_id!r} is not a federated project")
-    # No work for a revoked node: it could not fetch it, and it is no longer trusted with it.
-    nodes = [n for n in spanned if node_status(session.get(FedNode, n), 0) != "revoked"]
-    if not nodes:
-        raise AdmissionDenied(f"every node of project {body.project_id!r} was revoked")
-    if body.code_hash and session.get(CodeUpload, (body.project_id, body.code_hash)) is None:
-        raise AdmissionDenied(f"code {body.code_hash} was not uploaded to project {body.project_id!r}")
+    ``tes``: the TES task as sent (`tre.federation.hub.tes`), kept for its views only.
+    A refusal is itself an audit entry (`_refuse`)."""
+    nodes = _admit(session, principal, body)
     spec: dict[str, Any] = {k: getattr(body, k) for k in SPEC_FIELDS} | {"release": list(body.release)}
     if tes is not None:
         spec["tes"] = tes
@@ -245,9 +272,19 @@ def job_view(session: Session, job: FedJob, lease_s: float) -> dict[str, Any]:
         "submitted_by": job.submitted_by,
         "created_at": job.created_at.isoformat(),
         "state": state.value,
-        "spec": job.spec,
+        "spec": _public_spec(job.spec),
         "children": rows,
     }
+
+
+def _public_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    """The job's spec as `GET /hub/v1/jobs` shows it: a TES task's inline inputs' content is
+    left out (it is the code archive, by hash; the TES FULL view shows it)."""
+    tes = spec.get("tes")
+    if not isinstance(tes, dict) or not tes.get("inputs"):
+        return spec
+    inputs = [{k: v for k, v in i.items() if k != "content"} for i in tes["inputs"]]
+    return {**spec, "tes": {**tes, "inputs": inputs}}
 
 
 def list_jobs(session: Session, principal: Principal, limit: int = 100) -> list[FedJob]:

@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 
 from tre.api.problems import Problem
+from tre.federation.hub.refusals import NodeRefusal, record_node_refusal
 from tre.federation.signing import (
     MAX_SKEW_S,
     SignatureError,
@@ -50,8 +51,14 @@ class NodeCall:
             raise Problem(422, "Invalid request", f"the body is not a valid {model.__name__}") from exc
 
 
-def _unauthorized(detail: str) -> Problem:
-    return Problem(401, "Unauthorized", detail, "invalid-signature", headers=_CHALLENGE)
+class NodeRefused(Problem):
+    """A ``401`` for an agent request, with the fixed reason and the registered node (if the
+    name is one) that the hub audits it under (`tre.federation.hub.refusals`)."""
+
+    def __init__(self, detail: str, reason: NodeRefusal, node: str = "") -> None:
+        super().__init__(401, "Unauthorized", detail, "invalid-signature", headers=_CHALLENGE)
+        self.reason = reason
+        self.node = node
 
 
 def authenticate(engine: Engine, headers: dict[str, str], method: str, target: str, body: bytes) -> NodeCall:
@@ -59,36 +66,45 @@ def authenticate(engine: Engine, headers: dict[str, str], method: str, target: s
     try:
         name = request_node(headers)
     except SignatureError as exc:
-        raise _unauthorized(str(exc)) from exc
+        raise NodeRefused(str(exc), NodeRefusal(exc.reason)) from exc
     with session_scope(engine) as s:
         node = s.get(FedNode, name)
         if node is None:
-            raise _unauthorized("the request is not signed by a registered node")
+            raise NodeRefused("the request is not signed by a registered node", NodeRefusal.unknown_node)
         if node.revoked_at is not None:
-            raise _unauthorized("this node was revoked by the hub's admin")
+            raise NodeRefused("this node was revoked by the hub's admin", NodeRefusal.revoked_node, name)
         try:
             nonce = verify_request(parse_public_key(node.public_key), headers, method, target, body)
         except (SignatureError, ValueError) as exc:
-            raise _unauthorized(str(exc)) from exc
+            reason = exc.reason if isinstance(exc, SignatureError) else NodeRefusal.bad_signature
+            raise NodeRefused(str(exc), NodeRefusal(reason), name) from exc
         now = utcnow()
         s.execute(delete(FedNonce).where(FedNonce.seen_at < now - timedelta(seconds=2 * MAX_SKEW_S)))
         s.add(FedNonce(node=name, nonce=nonce, seen_at=now))
         try:
             s.flush()
         except IntegrityError as exc:
-            raise _unauthorized("this request was seen before (replayed nonce)") from exc
+            raise NodeRefused(
+                "this request was seen before (replayed nonce)", NodeRefusal.replayed, name
+            ) from exc
         node.last_seen_at = now
     return NodeCall(name, nonce, body)
 
 
 async def node_call(request: Request) -> NodeCall:
-    """FastAPI dependency: the agent request's verified caller."""
+    """FastAPI dependency: the agent request's verified caller. A refusal is audited
+    (aggregated, `tre.federation.hub.refusals`) before it is answered."""
     body = await request.body()
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     headers = {k.lower(): v for k, v in request.headers.items()}
-    return await run_in_threadpool(
-        authenticate, request.app.state.engine, headers, request.method, target, body
-    )
+    engine = request.app.state.engine
+    try:
+        return await run_in_threadpool(authenticate, engine, headers, request.method, target, body)
+    except NodeRefused as refused:
+        route = str(getattr(request.scope.get("route"), "path", "unmatched"))[:200]
+        key = (refused.reason.value, refused.node, request.method, route)
+        await run_in_threadpool(record_node_refusal, engine, request.app.state.node_refusals, key)
+        raise
 
 
 def signed_json(request: Request, call: NodeCall, payload: Any, status: int = 200) -> Response:

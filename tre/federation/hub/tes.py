@@ -19,8 +19,9 @@ from tre import __version__
 from tre.access import visible_project_ids
 from tre.api.deps import any_role, get_session, require_roles
 from tre.auth.principal import Principal
+from tre.config import Settings
 from tre.errors import Unprocessable
-from tre.federation.hub import jobs
+from tre.federation.hub import jobs, tasklogs
 from tre.federation.vocabulary import ChildState
 from tre.federation.wire import FederatedJobIn
 from tre.store.federation_models import FedJob
@@ -101,11 +102,9 @@ def create_task(
         output_limit_mb=r.output_limit_mb,
         code_hash=code_hash,
     )
-    # The task as sent, less the inline inputs' content (it is the code archive): what the
-    # BASIC view answers. Nodes receive only the job body (`jobs.child_spec`), never this.
+    # The task as sent, for its views (the FULL view with the inline inputs' content, which
+    # is also the code archive). Nodes receive only the job body (`jobs.child_spec`).
     sent = body.model_dump(exclude_none=True, mode="json", exclude={"id", "state", "logs", "creation_time"})
-    for item in sent.get("inputs", []):
-        item.pop("content", None)
     return TesCreateTaskResponse(id=jobs.submit(session, principal, submission, tes=sent).id)
 
 
@@ -129,27 +128,37 @@ def _task_tags(job: FedJob, view: dict[str, Any]) -> dict[str, str]:
     return tags
 
 
-def _task(job: FedJob, view: dict[str, Any], shown: View) -> TesTaskView:
-    """The task in a TES view. MINIMAL: id and state. BASIC and FULL: the task as sent (less
-    the inline inputs' content, kept only as the code archive, `tre.code_hash`), the nodes'
-    states as tags. There is no task log: each node's job log stays at the node, and results
-    come through `GET /hub/v1/jobs/{id}`."""
+def _task(
+    session: Session, settings: Settings, job: FedJob, view: dict[str, Any], shown: View, base_url: str
+) -> TesTaskView:
+    """The task in a TES view. MINIMAL: id and state. BASIC: the task as sent less the inline
+    inputs' content, the nodes' states as tags, a task log per node (its released files, its
+    local job's exit code). FULL: also the inline content, each node's screened log as its
+    ``stdout`` and its state as a system log (`tre.federation.hub.tasklogs`)."""
     state = tes_state(job, view)
     if shown == View.MINIMAL:
         return TesTaskView(id=job.id, state=state)
-    doc = job.spec.get("tes") or {
+    full = shown == View.FULL
+    doc = dict(job.spec.get("tes") or {})
+    if not doc:
         # A job submitted with `tre submit` at the hub: its executor is its image and command.
-        "executors": [{"image": job.spec["image"], "command": job.spec["command"]}],
-    }
+        doc = {"executors": [{"image": job.spec["image"], "command": job.spec["command"]}]}
+    if not full and doc.get("inputs"):
+        doc["inputs"] = [{k: v for k, v in i.items() if k != "content"} for i in doc["inputs"]]
     return TesTaskView.model_validate(
         {
             **doc,
             "id": job.id,
             "state": state,
             "tags": _task_tags(job, view),
+            "logs": tasklogs.task_logs(session, settings, job, view, base_url, full),
             "creation_time": job.created_at.isoformat().replace("+00:00", "Z"),
         }
     )
+
+
+def _base(request: Request) -> str:
+    return str(request.base_url).rstrip("/")
 
 
 @router.get("/tasks/{task_id}", response_model=TesTaskView, response_model_exclude_none=True)
@@ -161,7 +170,9 @@ def get_task(
     view: View = View.MINIMAL,
 ) -> TesTaskView:
     job = jobs.visible_job(session, principal, task_id)
-    return _task(job, jobs.job_view(session, job, request.app.state.settings.federation_lease_s), view)
+    settings = request.app.state.settings
+    shown = jobs.job_view(session, job, settings.federation_lease_s)
+    return _task(session, settings, job, shown, view, _base(request))
 
 
 @router.post("/tasks/{task_id}:cancel", response_model=TesCancelTaskResponse)
@@ -220,6 +231,6 @@ def list_tasks(
             continue
         if not tags_match(_task_tags(job, shown), pairs):
             continue
-        tasks.append(_task(job, shown, view))
+        tasks.append(_task(session, request.app.state.settings, job, shown, view, _base(request)))
     token = encode_page_token(judged.created_at, judged.id) if more and judged is not None else None
     return TesListTasksResponse(tasks=tasks, next_page_token=token)

@@ -53,6 +53,8 @@ from tre.store.models import Project
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 MAX_UPLOAD_PAUSE_S = 300.0
+# States after which a child's local job has ended (or never ran): its screened log goes first.
+ENDED = frozenset({ChildState.awaiting_review.value, ChildState.refused.value, ChildState.failed.value})
 CountAnswerer = Callable[[Session, Settings, dict[str, Any], str], SearchAnswerIn]
 
 
@@ -217,6 +219,8 @@ class NodeAgent:
     def _report(self) -> None:
         for child_id, state, reason in self._unit(children.unreported):
             try:
+                if state in ENDED:
+                    self._send_log(child_id)
                 self.hub.json(
                     "POST",
                     f"/hub/v1/agent/children/{child_id}/state",
@@ -228,6 +232,22 @@ class NodeAgent:
                     return  # the hub is away: try again next round
                 continue
             self._unit(children.mark_reported, child_id, state, reason)
+
+    def _send_log(self, child_id: str) -> None:
+        """Before the hub hears that a child's job ended: its screened log (the submitter's
+        view here, within the budgets) and exit code, for the hub's TES FULL view."""
+        shown = self._unit(children.screened_log, self.settings, self.airlock, child_id)
+        if shown is None:
+            return
+        try:
+            self.hub.request(
+                "PUT", f"/hub/v1/agent/children/{child_id}/log", shown.model_dump_json().encode()
+            )
+        except HubError as exc:
+            if exc.status is None:
+                raise  # the hub is away: the state waits for the log, next round
+            # Refused (an older hub without the route): the state is reported without it.
+            log.warning("child %s: screened log not taken by the hub: %s", child_id, exc)
 
     def _upload(self, child_id: str) -> None:
         """Send exactly the released files (by hash), the disclosure record and the newest

@@ -21,7 +21,7 @@ from tre.config import Settings
 from tre.errors import Conflict, NotFound, TreError, Unprocessable
 from tre.federation.node.mapping import code_approved
 from tre.federation.vocabulary import ChildState, Reason
-from tre.federation.wire import ChildSpec
+from tre.federation.wire import MAX_SCREENED_LOG_CHARS, ChildSpec, ScreenedLogIn
 from tre.images.catalog import usable_references
 from tre.jobs import service
 from tre.jobs.admission import JobRequest
@@ -55,6 +55,8 @@ class Airlock(Protocol):
     def released_files(
         self, session: Session, settings: Settings, principal: Principal, request_id: str
     ) -> tuple[list[Any], dict[str, Any]]: ...
+
+    def screened_log(self, session: Session, settings: Settings, job: Job) -> bytes: ...
 
 
 def submitter(spec: ChildSpec) -> Principal:
@@ -312,3 +314,19 @@ def release_material(
         raise NotFound(f"no release for child {child_id}")
     spec = ChildSpec.model_validate(row.spec)
     return airlock.released_files(session, settings, submitter(spec), row.egress_request_id)
+
+
+def screened_log(
+    session: Session, settings: Settings, airlock: Airlock, child_id: str
+) -> ScreenedLogIn | None:
+    """What the hub may show of the child's local job, once it ended: its log as the node's
+    researcher screening shows the submitter (within the budgets) and its exit code. None
+    while it runs, or for a child that never had a job (refused before it ran)."""
+    row = session.get(FedNodeChild, child_id)
+    if row is None or row.local_job_id is None:
+        return None
+    job = session.get(Job, row.local_job_id)
+    if job is None or not JobState(job.state).terminal:
+        return None
+    text = airlock.screened_log(session, settings, job).decode("utf-8", errors="replace")
+    return ScreenedLogIn(exit_code=job.exit_code, log=text[:MAX_SCREENED_LOG_CHARS])

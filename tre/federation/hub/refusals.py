@@ -1,0 +1,167 @@
+"""Refusals at the hub, each an entry of the hub's signed audit log under a fixed reason.
+
+Two kinds. A **node refusal** (``federation.node_refused``) is an agent request the hub would
+not take: unsigned, from a name no admin registered, from a revoked node, with a signature
+that does not verify, too far off the hub's clock, or a nonce seen before. A **submission
+refusal** (``federation.submission_refused``) is a researcher's federated job the hub would
+not fan out: not a member, not a federated project, every node revoked, code not uploaded
+to the project, or its code archive over the project's code quota (``over_code_quota``:
+refused when it is uploaded, `CodeQuotaAudit`). Resource quotas are each node's: its own
+admission refuses a child over the local project's quota, reported as ``not_admitted`` and
+audited in the node's log.
+
+Nothing the caller chose is written as text: the reason is one word of these enums, the
+route is the route's template, and a node is named only when an admin registered that name
+(an unregistered caller's claimed name is not kept). Node refusals need no key to provoke,
+so they are counted as `tre.audit.refusals` counts the API's: the first of each (reason,
+node, method, route) in a window is written at once, repeats as one summary entry when the
+window rolls over, and past `MAX_KEYS` keys a single overflow count; a flood of forged
+requests adds a bounded number of entries.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from enum import StrEnum
+
+from sqlalchemy import Engine
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from tre.audit.log import AuditEvent, record_events
+from tre.store.db import session_scope
+
+WINDOW_S = 60.0
+MAX_KEYS = 200
+log = logging.getLogger(__name__)
+
+
+class NodeRefusal(StrEnum):
+    unsigned = "unsigned"  # signature headers missing or malformed
+    unknown_node = "unknown_node"  # a name no admin registered
+    revoked_node = "revoked_node"  # a name the hub's admin revoked
+    bad_signature = "bad_signature"  # another key, another path, a changed body
+    stale = "stale"  # the creation time is more than 5 minutes off the hub's clock
+    replayed = "replayed"  # a nonce seen before
+
+
+class SubmissionRefusal(StrEnum):
+    not_member = "not_member"  # no such project, or the caller is not its member
+    not_federated = "not_federated"  # the project spans no node
+    nodes_revoked = "nodes_revoked"  # every node of the project was revoked
+    code_not_uploaded = "code_not_uploaded"  # the code hash was not uploaded to the project
+    over_code_quota = "over_code_quota"  # the code archive is over the project's code quota
+
+
+Key = tuple[str, str, str, str]  # reason, registered node ("" when none), method, route template
+
+
+def _event(key: Key, count: int, first: bool, window_s: float) -> AuditEvent:
+    reason, node, method, route = key
+    return AuditEvent(
+        f"node:{node}" if node else "anonymous",
+        "federation.node_refused",
+        details={
+            "reason": reason,
+            "node": node or None,
+            "method": method,
+            "route": route,
+            "count": count,
+            "kind": "first" if first else "repeats",
+            "window_s": window_s,
+        },
+    )
+
+
+class NodeRefusals:
+    """Per-window counts of node refusals; `observe` answers the entries to write now."""
+
+    def __init__(self, window_s: float = WINDOW_S, max_keys: int = MAX_KEYS) -> None:
+        self.window_s = window_s
+        self.max_keys = max_keys
+        self._lock = threading.Lock()
+        self._start = time.monotonic()
+        self._counts: dict[Key, int] = {}
+        self._overflow = 0
+
+    def observe(self, key: Key) -> list[AuditEvent]:
+        out: list[AuditEvent] = []
+        with self._lock:
+            if time.monotonic() - self._start >= self.window_s:
+                out += self._summaries()
+                self._start, self._counts, self._overflow = time.monotonic(), {}, 0
+            if key in self._counts:
+                self._counts[key] += 1
+            elif len(self._counts) < self.max_keys:
+                self._counts[key] = 1
+                out.append(_event(key, 1, True, self.window_s))
+            else:
+                self._overflow += 1
+        return out
+
+    def _summaries(self) -> list[AuditEvent]:
+        out = [_event(k, n - 1, False, self.window_s) for k, n in self._counts.items() if n > 1]
+        if self._overflow:
+            out.append(
+                AuditEvent(
+                    "anonymous",
+                    "federation.node_refused_overflow",
+                    details={"count": self._overflow, "window_s": self.window_s},
+                )
+            )
+        return out
+
+
+def record_node_refusal(engine: Engine, counter: NodeRefusals, key: Key) -> None:
+    """Write what `counter` says for this refusal, in a unit of work of its own (the
+    refused request's, if any, is rolled back). The refusal stands even if this fails."""
+    reason = NodeRefusal(key[0])  # only the fixed words reach the log
+    events = counter.observe((reason.value, *key[1:]))
+    if events:
+        _record(engine, events)
+
+
+class CodeQuotaAudit:
+    """Pure ASGI middleware around the hub's code upload (`tre.api.routers.code`, shared
+    with a single tre): an authenticated researcher's archive refused for the project's code
+    quota (``413``, `tre.code.archive.CodeTooLarge`: the archive, what it unpacks to, or the
+    project's share of the store) is a ``federation.submission_refused`` entry
+    (``over_code_quota``). Anonymous requests are refused before they are anyone's
+    submission (and counted by the refusal audit when a token was wrong)."""
+
+    def __init__(self, app: ASGIApp, path: str) -> None:
+        self.app = app
+        self.path = path
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("path") != self.path or scope.get("method") != "POST":
+            await self.app(scope, receive, send)
+            return
+        status = 0
+
+        async def watch(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        await self.app(scope, receive, watch)
+        principal = getattr(getattr(Request(scope).state, "principal", None), "user_id", None)
+        if status == 413 and principal:
+            event = AuditEvent(
+                str(principal)[:64],
+                "federation.submission_refused",
+                details={"reason": SubmissionRefusal.over_code_quota.value, "route": self.path},
+            )
+            await run_in_threadpool(_record, scope["app"].state.engine, [event])
+
+
+def _record(engine: Engine, events: list[AuditEvent]) -> None:
+    try:
+        with session_scope(engine) as s:
+            record_events(s, events)
+    except Exception:  # the refusal stands either way; a damaged log raises its own alert
+        log.exception("could not record %d refusal entries", len(events))
