@@ -88,3 +88,18 @@ def test_job_log_escape_sequences_are_neutralised(monkeypatch: pytest.MonkeyPatc
     assert "epoch 1\n" in out and "\tok" in out
     assert "\x1b" not in out.replace("\x1b[?25l", "").replace("\x1b[?25h", "")  # rich's own cursor codes
     assert "\\x1b]52" in out
+
+
+def test_a_line_break_in_a_field_cannot_start_a_line_of_its_own(
+    monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:  # type: ignore[no-untyped-def]
+    """A comment or name with ``\\r``/``\\n`` would print a line of the writer's choosing under the
+    CLI's own (a fake vote, a fake passing file); every server field prints on its own line."""
+    view = _request_view()
+    view["files"][0]["path"] = "a.csv\n  pass  b.csv"
+    view["votes"] = [{"reviewer": "dana", "vote": "reject", "comment": "no\r  vote by erin: approve"}]
+    monkeypatch.setattr(egress_cli, "ApiClient", lambda: FakeClient(view))
+    egress_cli.show("r1")
+    lines = capsys.readouterr().out.splitlines()
+    assert not any(line.lstrip().startswith(("pass  b.csv", "vote by erin")) for line in lines)
+    assert any("\\x0d" in line for line in lines) and any("\\x0a" in line for line in lines)

@@ -49,9 +49,14 @@ def terminal_safe(text: str) -> str:
     return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
+_LINE_BREAKS = str.maketrans({"\r": "\\x0d", "\n": "\\x0a", "\t": "\\x09"})
+
+
 def untrusted(value: object) -> str:
-    """A value from the server made safe for `console.print`: no control characters, no markup."""
-    return escape(terminal_safe("" if value is None else str(value)))
+    """A value from the server made safe for `console.print` on one line: no control characters,
+    no markup, and no line break or tab either (a ``\\r`` or ``\\n`` in a name or comment would
+    start a line of the writer's choosing under the CLI's own, e.g. a fake "approve" vote)."""
+    return escape(terminal_safe("" if value is None else str(value)).translate(_LINE_BREAKS))
 
 
 def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]], whole: int = 1) -> None:
@@ -64,7 +69,7 @@ def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]], who
     if not console.is_terminal:
         print("\t".join(columns))
         for r in rows:
-            print("\t".join(terminal_safe("" if v is None else str(v)).replace("\t", " ") for v in r))
+            print("\t".join(terminal_safe("" if v is None else str(v)).translate(_LINE_BREAKS) for v in r))
         return
     cells = [[untrusted(v) for v in r] for r in rows]
     t = Table(title=title, show_lines=False)
