@@ -1,0 +1,306 @@
+"""Tamper round 13: crashes (real SIGKILL of real processes) in the middle of appends and of
+key rotations, and a key history file forged or torn beside the key.
+
+Each process here is a fresh interpreter (``subprocess``), so nothing cached in the test
+process (signer, pin, tip caches) hides what a restarted server would see.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlalchemy import Engine, func, select
+
+from tests.audit.conftest import export_bytes
+from tre.audit import AuditEvent, record_events
+from tre.audit.check import check_log
+from tre.audit.note import VerifierKey, sign_note
+from tre.audit.signing import (
+    HISTORY_FILE,
+    KEY_FILE,
+    AuditKeyError,
+    AuditSigner,
+    get_signer,
+    load_or_create_signer,
+    rotate_key,
+)
+from tre.audit.verify import KeyTransition, verify_bundle
+from tre.config import Settings
+from tre.store.db import session_scope
+from tre.store.models import AuditEntry
+
+REPO = Path(__file__).resolve().parents[2]
+
+# Appends forever (one event, or a batch of 3, per transaction) until killed.
+_APPENDER = """
+import itertools, sys
+from pathlib import Path
+from tre.audit import AuditEvent, configure, record_events
+from tre.store.db import make_engine, session_scope
+engine = make_engine(sys.argv[1])
+configure(engine, Path(sys.argv[2]))
+print("ready", flush=True)
+for i in itertools.count():
+    batch = [AuditEvent("w", "job.output", job_id=f"{sys.argv[3]}-{i}-{k}") for k in range(1 + 2 * (i % 2))]
+    with session_scope(engine) as s:
+        record_events(s, batch)
+"""
+
+# Appends a few events and exits 0 (a restarted server's first requests).
+_RESTART = """
+import sys
+from pathlib import Path
+from tre.audit import AuditEvent, configure, record_events
+from tre.store.db import make_engine, session_scope
+engine = make_engine(sys.argv[1])
+configure(engine, Path(sys.argv[2]))
+for i in range(3):
+    with session_scope(engine) as s:
+        record_events(s, [AuditEvent("restart", "job.start", job_id=f"r{i}")])
+"""
+
+# Rotates the key, SIGKILLing itself just before the n-th atomic file replacement (argv[2]):
+# the process dies with the rotation's files half written, as a crash or an OOM kill would.
+_ROTATE_KILLED = """
+import os, signal, sys
+from pathlib import Path
+import tre.privatefile as pf
+from tre.audit.signing import rotate_key
+calls = [0]
+real = pf.replace
+def dying(path, data):
+    if calls[0] == int(sys.argv[2]):
+        os.kill(os.getpid(), signal.SIGKILL)
+    calls[0] += 1
+    real(path, data)
+pf.replace = dying
+rotate_key(Path(sys.argv[1]), overlap_s=float(sys.argv[3]))
+print("completed", flush=True)
+"""
+
+
+def _python(code: str, *args: str) -> list[str]:
+    return [sys.executable, "-c", textwrap.dedent(code), *args]
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(REPO)}
+
+
+def _url(engine: Engine) -> str:
+    return engine.url.render_as_string(hide_password=False)
+
+
+def _restart_and_append(engine: Engine, keys_dir: Path) -> None:
+    done = subprocess.run(
+        _python(_RESTART, _url(engine), str(keys_dir)),
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def _append(engine: Engine, n: int = 3) -> None:
+    for i in range(n):
+        with session_scope(engine) as s:
+            record_events(s, [AuditEvent("alice", "dataset.read", dataset_id=f"d{i}")])
+
+
+def _pin_file(settings: Settings) -> list[str]:
+    return [(settings.keys_dir / "audit-last-checkpoint.note").read_text()]
+
+
+# --- crash mid-append --------------------------------------------------------------------
+
+
+def test_sigkill_mid_append_at_random_points_then_restart_verifies(
+    log_engine: Engine, settings: Settings, signer: AuditSigner
+) -> None:
+    """Two appending processes SIGKILLed at random moments, five times over; after a restart
+    the log appends, `check` calls it intact, and the export verifies against the pinned key
+    and the checkpoint kept beside the key (no gap, no duplicate, no unsigned tail)."""
+    rng = random.Random(13)
+    keys = str(settings.keys_dir)
+    url = _url(log_engine)
+    for round_no in range(5):
+        procs = [
+            subprocess.Popen(
+                _python(_APPENDER, url, keys, f"{round_no}.{w}"),
+                env=_env(),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for w in (0, 1)
+        ]
+        for p in procs:
+            assert p.stdout is not None and p.stdout.readline().strip() == "ready", (
+                p.stderr.read() if p.stderr else ""
+            )
+        time.sleep(rng.uniform(0.3, 1.5))
+        for p in procs:
+            p.send_signal(signal.SIGKILL)
+            time.sleep(rng.uniform(0, 0.05))
+        for p in procs:
+            p.wait(timeout=30)
+            assert p.returncode == -signal.SIGKILL, p.stderr.read() if p.stderr else ""
+            if p.stdout:
+                p.stdout.close()
+            if p.stderr:
+                p.stderr.close()
+    _restart_and_append(log_engine, settings.keys_dir)
+    signer = get_signer(settings.keys_dir)
+    with session_scope(log_engine) as s:
+        size, problems = check_log(s, signer)
+        stored = s.scalar(select(func.count()).select_from(AuditEntry))
+        top = s.scalar(select(func.max(AuditEntry.idx)))
+    assert problems == [] and size == stored and top == size - 1
+    assert size > 10  # the workers really appended before they were killed
+    report = verify_bundle(export_bytes(log_engine, signer), signer.verifier_key, _pin_file(settings))
+    assert report.ok, report.errors
+    assert report.tree_size == size
+
+
+# --- crash mid-rotation ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kill_at", range(5))
+def test_sigkill_mid_rotation_keeps_one_key_history(
+    log_engine: Engine, settings: Settings, signer: AuditSigner, kill_at: int
+) -> None:
+    """A rotation SIGKILLed before any of its file writes. After the restart the log must
+    sign under one consistent key history: an auditor who pinned the old key, and one who
+    pins the newest, both verify, before and after a later rotation (which used to fork the
+    history: the killed rotation had recorded a hand-over to a key that was never installed)."""
+    old = signer.verifier_key
+    _append(log_engine)
+    killed = subprocess.run(
+        _python(_ROTATE_KILLED, str(settings.keys_dir), str(kill_at), "0"),
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert killed.returncode in (-signal.SIGKILL, 0), killed.stderr[-3000:]
+    _restart_and_append(log_engine, settings.keys_dir)
+    rotate_key(settings.keys_dir, overlap_s=0)  # the next rotation, after the crash
+    _restart_and_append(log_engine, settings.keys_dir)
+    newest = get_signer(settings.keys_dir)
+    data = export_bytes(log_engine, newest)
+    for pinned in (old, newest.verifier_key):
+        report = verify_bundle(data, pinned, _pin_file(settings))
+        assert report.ok, (kill_at, pinned.encode(), report.errors)
+    with session_scope(log_engine) as s:
+        assert check_log(s, newest)[1] == []
+
+
+# --- the key history beside the key --------------------------------------------------------
+
+
+def _add_history_line(settings: Settings, note: str) -> None:
+    with open(settings.keys_dir / HISTORY_FILE, "a") as f:
+        f.write(json.dumps({"transition": note}) + "\n")
+
+
+def _transition_note(
+    origin: str, old: VerifierKey, new_key: Ed25519PrivateKey, *signers: Ed25519PrivateKey
+) -> str:
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    new = VerifierKey(origin, new_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw))
+    t = KeyTransition(origin, old, new, int(time.time() * 1000) + 3_600_000)
+    return sign_note(t.text(), origin, *signers)
+
+
+def _forged_histories(signer: AuditSigner) -> dict[str, str]:
+    attacker = Ed25519PrivateKey.generate()
+    stranger = Ed25519PrivateKey.generate()
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    stranger_vkey = VerifierKey(
+        signer.name, stranger.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    )
+    return {
+        # Signed by the attacker's key only: the log's key never handed over.
+        "signed by the new key only": _transition_note(signer.name, signer.verifier_key, attacker, attacker),
+        # A well-signed transition that does not start from any key of this log.
+        "from a stranger's key": _transition_note(signer.name, stranger_vkey, attacker, stranger, attacker),
+        # Signed by both keys (the insider holds the key file), but the active key is not the new one.
+        "to a key that is not installed": _transition_note(
+            signer.name, signer.verifier_key, attacker, signer.private_key, attacker
+        ),
+    }
+
+
+@pytest.mark.parametrize(
+    "variant", ["signed by the new key only", "from a stranger's key", "to a key that is not installed"]
+)
+def test_forged_key_history_stops_signing(
+    log_engine: Engine, settings: Settings, signer: AuditSigner, variant: str
+) -> None:
+    """A transition appended to the history file that is not the log's own hand-over to its
+    active key is refused at load (503 `audit-key-unavailable`, nothing signed): the server
+    used to trust every key the file named, without checking a signature, for verifying the
+    pin and the stored tip."""
+    _append(log_engine)
+    _add_history_line(settings, _forged_histories(signer)[variant])
+    with pytest.raises(AuditKeyError, match="key history"):
+        load_or_create_signer(settings.keys_dir)
+    with pytest.raises(AuditKeyError), session_scope(log_engine) as s:
+        record_events(s, [AuditEvent("alice", "dataset.read")])
+
+
+def test_torn_key_history_line_is_named(log_engine: Engine, settings: Settings, signer: AuditSigner) -> None:
+    """A history file whose last line was cut short (a disk full, a bad copy) stops signing
+    with the file named, never a 500."""
+    _append(log_engine)
+    rotate_key(settings.keys_dir, overlap_s=0)
+    path = settings.keys_dir / HISTORY_FILE
+    path.write_bytes(path.read_bytes()[:-40])
+    with pytest.raises(AuditKeyError, match=HISTORY_FILE):
+        load_or_create_signer(settings.keys_dir)
+
+
+def test_genuine_history_after_two_rotations_still_loads(
+    log_engine: Engine, settings: Settings, signer: AuditSigner
+) -> None:
+    """The check above accepts the log's real history: a chain of hand-overs ending at the
+    active key (two rotations, appends between them)."""
+    _append(log_engine)
+    rotate_key(settings.keys_dir, overlap_s=0)
+    _append(log_engine)
+    rotate_key(settings.keys_dir, overlap_s=0)
+    _append(log_engine)
+    loaded = load_or_create_signer(settings.keys_dir)
+    assert len(loaded.history) == 2 and loaded.known_keys[-1] == loaded.verifier_key
+    assert (settings.keys_dir / KEY_FILE).exists()
+    report = verify_bundle(export_bytes(log_engine, loaded), signer.verifier_key)
+    assert report.ok, report.errors
+
+
+def test_key_file_restored_from_before_a_rotation_stops_signing(
+    log_engine: Engine, settings: Settings, signer: AuditSigner
+) -> None:
+    """The key folder restored from a backup older than its key history (the retired key back
+    as the active one): refused, naming the history, rather than signing with a retired key."""
+    _append(log_engine)
+    old_pem = (settings.keys_dir / KEY_FILE).read_bytes()
+    rotate_key(settings.keys_dir, overlap_s=3600)
+    _append(log_engine)
+    (settings.keys_dir / KEY_FILE).write_bytes(old_pem)
+    with pytest.raises(AuditKeyError, match="older backup"):
+        load_or_create_signer(settings.keys_dir)
+    with pytest.raises(AuditKeyError), session_scope(log_engine) as s:
+        record_events(s, [AuditEvent("alice", "dataset.read")])
