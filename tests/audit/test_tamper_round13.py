@@ -304,3 +304,131 @@ def test_key_file_restored_from_before_a_rotation_stops_signing(
         load_or_create_signer(settings.keys_dir)
     with pytest.raises(AuditKeyError), session_scope(log_engine) as s:
         record_events(s, [AuditEvent("alice", "dataset.read")])
+
+
+# --- every API error is a JSON problem -------------------------------------------------------
+
+_HOSTILE = [
+    "/api/v1/audit/entries/-1",
+    "/api/v1/audit/entries/abc",
+    "/api/v1/audit/entries/99999999999999999999999999",
+    "/api/v1/audit/entries/5000",
+    "/api/v1/audit/entries?limit=0",
+    "/api/v1/audit/entries?limit=1000000000000",
+    "/api/v1/audit/entries?after=-5",
+    "/api/v1/audit/entries?after=1e3",
+    "/api/v1/audit/entries?since=yesterday",
+    "/api/v1/audit/entries?since=2026-01-01T00:00:00",
+    "/api/v1/audit/entries?until=2026-13-01T00:00:00Z",
+    "/api/v1/audit/entries?actor=" + "a" * 5000,
+    "/api/v1/audit/entries?actor=%00",
+    "/api/v1/audit/entries?details=1",
+    "/api/v1/audit/proof/inclusion?index=-1&tree_size=2",
+    "/api/v1/audit/proof/inclusion?index=3&tree_size=2",
+    "/api/v1/audit/proof/inclusion?index=0&tree_size=99999999999999999999999",
+    "/api/v1/audit/proof/inclusion?index=0&tree_size=4000",
+    "/api/v1/audit/proof/inclusion?index=0",
+    "/api/v1/audit/proof/consistency?first=3&second=2",
+    "/api/v1/audit/proof/consistency?first=0&second=4000",
+    "/api/v1/audit/proof/consistency?first=-1&second=2",
+    "/api/v1/audit/proof/consistency?first=1&second=NaN",
+    "/api/v1/audit/export?tree_size=2",
+    "/api/v1/audit/export?tree_size=-1",
+    "/api/v1/audit/export?tree_size=100000",
+    "/api/v1/audit/export?max_checkpoints=-1",
+    "/api/v1/audit/export?max_checkpoints=99999999999999999999999",
+    "/api/v1/audit/tlog/tile/0/x001/000",
+    "/api/v1/audit/tlog/tile/0/000.p/0",
+    "/api/v1/audit/tlog/tile/0/000.p/256",
+    "/api/v1/audit/tlog/tile/64/000",
+    "/api/v1/audit/tlog/tile/entries/001",
+    "/api/v1/audit/tlog/tile/entries/000.p/200",
+    "/api/v1/audit/tlog/tile/../checkpoint",
+    "/api/v1/audit/nothing-here",
+]
+
+
+@pytest.mark.parametrize("path", _HOSTILE)
+def test_hostile_audit_requests_answer_json_problems(
+    app: object, engine: Engine, settings: Settings, make_user: object, token_for: object, path: str
+) -> None:
+    """Every error an auditor can provoke on the audit API is a JSON problem with a reason
+    (never a 500, an HTML page or a framework's bare JSON), and a valid tree answers 200."""
+    from fastapi.testclient import TestClient
+
+    configure_engine(engine, settings)
+    with session_scope(engine) as s:
+        make_user(s, "audrey", "auditor")  # type: ignore[operator]
+        record_events(s, [AuditEvent("alice", "dataset.read", dataset_id=f"d{i}") for i in range(3)])
+    headers = {"Authorization": f"Bearer {token_for('audrey', 'auditor')}"}  # type: ignore[operator]
+    with TestClient(app) as c:  # type: ignore[arg-type]
+        r = c.get(path, headers=headers)
+    if r.status_code < 400:
+        return  # a valid request (an empty search, a partial tile that exists)
+    assert r.status_code < 500, (path, r.status_code, r.text[:300])
+    assert r.headers["content-type"].startswith("application/problem+json"), (path, r.headers, r.text[:300])
+    body = r.json()
+    assert body["type"].startswith("urn:tre:problem:") and body["title"] and body.get("detail"), (path, body)
+    assert "Traceback" not in r.text
+
+
+def configure_engine(engine: Engine, settings: Settings) -> None:
+    from tre.audit.signing import configure
+
+    configure(engine, settings.keys_dir)
+
+
+@pytest.mark.parametrize("kill_at", [1, 3])
+def test_rotation_killed_while_two_processes_append(
+    log_engine: Engine, settings: Settings, signer: AuditSigner, kill_at: int
+) -> None:
+    """Two processes append throughout while a third rotates the key and is SIGKILLed after
+    the commit point (1: before anything is installed, 3: with the key not yet installed):
+    the appenders finish the rotation themselves (one of them, under the rotation lock), no
+    index is lost or doubled, and auditors pinned on either key verify."""
+    old = signer.verifier_key
+    _append(log_engine)
+    keys, url = str(settings.keys_dir), _url(log_engine)
+    procs = [
+        subprocess.Popen(
+            _python(_APPENDER, url, keys, f"k{w}"),
+            env=_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for w in (0, 1)
+    ]
+    try:
+        for p in procs:
+            assert p.stdout is not None and p.stdout.readline().strip() == "ready"
+        time.sleep(0.5)
+        killed = subprocess.run(
+            _python(_ROTATE_KILLED, keys, str(kill_at + 1), "3600"),
+            env=_env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+        time.sleep(1.5)
+        for p in procs:
+            assert p.poll() is None, p.stderr.read() if p.stderr else ""  # still appending
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait(timeout=30)
+            for f in (p.stdout, p.stderr):
+                if f:
+                    f.close()
+    _restart_and_append(log_engine, settings.keys_dir)
+    newest = get_signer(settings.keys_dir)
+    assert newest.verifier_key != old and len(newest.history) == 1
+    assert not (settings.keys_dir / "audit-ed25519.next.pem").exists()
+    data = export_bytes(log_engine, newest)
+    for pinned in (old, newest.verifier_key):
+        report = verify_bundle(data, pinned, _pin_file(settings))
+        assert report.ok, (pinned.encode(), report.errors)
+    with session_scope(log_engine) as s:
+        size, problems = check_log(s, newest)
+        assert problems == [] and s.scalar(select(func.count()).select_from(AuditEntry)) == size
