@@ -432,3 +432,66 @@ def test_rotation_killed_while_two_processes_append(
     with session_scope(log_engine) as s:
         size, problems = check_log(s, newest)
         assert problems == [] and s.scalar(select(func.count()).select_from(AuditEntry)) == size
+
+
+# Appends, and SIGKILLs itself at a chosen point of the n-th append (argv[3]): "commit" just
+# after the database commit, before the pin file moves; "pin" with the new pin file written
+# under its temporary name, before the rename; "flush" before the commit, entries written.
+_APPEND_KILLED = """
+import os, signal, sys
+from pathlib import Path
+import tre.audit.guard as guard
+from tre.audit import AuditEvent, configure, record_events
+from tre.store.db import make_engine, session_scope
+engine = make_engine(sys.argv[1])
+configure(engine, Path(sys.argv[2]))
+point, n = sys.argv[3], int(sys.argv[4])
+def die():
+    os.kill(os.getpid(), signal.SIGKILL)
+real_write, real_replace = guard.write_pin, os.replace
+count = [0]
+def write_pin(path, note, size):
+    if point == "commit" and count[0] == n:
+        die()
+    return real_write(path, note, size)
+def replace(src, dst):
+    if point == "pin" and count[0] == n and str(dst).endswith("audit-last-checkpoint.note"):
+        die()
+    return real_replace(src, dst)
+guard.write_pin = write_pin
+guard.os.replace = replace
+for i in range(n + 1):
+    count[0] = i
+    with session_scope(engine) as s:
+        record_events(s, [AuditEvent("w", "job.output", job_id=f"{point}-{i}-{k}") for k in range(2)])
+        if point == "flush" and i == n:
+            s.flush()
+            die()
+"""
+
+
+@pytest.mark.parametrize("point", ["flush", "commit", "pin"])
+def test_sigkill_at_each_point_of_an_append(
+    log_engine: Engine, settings: Settings, signer: AuditSigner, point: str
+) -> None:
+    """SIGKILL at the three points of an append where state outside one transaction could
+    disagree (entries flushed, not committed; committed, pin not moved; new pin written, not
+    renamed): after a restart, appends go on and the log verifies against the pin."""
+    _append(log_engine)
+    killed = subprocess.run(
+        _python(_APPEND_KILLED, _url(log_engine), str(settings.keys_dir), point, "3"),
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    _restart_and_append(log_engine, settings.keys_dir)
+    fresh = get_signer(settings.keys_dir)
+    with session_scope(log_engine) as s:
+        size, problems = check_log(s, fresh)
+    assert problems == []
+    assert size == 3 + 2 * (3 + (point != "flush")) + 3  # the killed append committed unless "flush"
+    report = verify_bundle(export_bytes(log_engine, fresh), fresh.verifier_key, _pin_file(settings))
+    assert report.ok, report.errors
+    assert report.tree_size == size
