@@ -495,3 +495,28 @@ def test_sigkill_at_each_point_of_an_append(
     report = verify_bundle(export_bytes(log_engine, fresh), fresh.verifier_key, _pin_file(settings))
     assert report.ok, report.errors
     assert report.tree_size == size
+
+
+@pytest.mark.parametrize("damage", ["history removed", "history cut back", "overlap stretched"])
+def test_retiring_key_must_match_the_history(
+    log_engine: Engine, settings: Settings, signer: AuditSigner, damage: str
+) -> None:
+    """After two rotations, the history removed or cut back to its first transition (hiding
+    the last hand-over from every auditor's bundle), or the overlap stretched so the retired
+    key keeps signing: refused at load, nothing signed."""
+    _append(log_engine)
+    rotate_key(settings.keys_dir, overlap_s=0)
+    _append(log_engine)
+    rotate_key(settings.keys_dir, overlap_s=60)
+    _append(log_engine)
+    history = settings.keys_dir / HISTORY_FILE
+    if damage == "history removed":
+        history.unlink()
+    elif damage == "history cut back":
+        history.write_text(history.read_text().splitlines()[0] + "\n")
+    else:
+        (settings.keys_dir / "audit-rotation.json").write_text(json.dumps({"overlap_until_ms": 2**62}))
+    with pytest.raises(AuditKeyError):
+        load_or_create_signer(settings.keys_dir)
+    with pytest.raises(AuditKeyError), session_scope(log_engine) as s:
+        record_events(s, [AuditEvent("alice", "dataset.read")])

@@ -230,6 +230,16 @@ def load_or_create_signer(
                     return load_or_create_signer(keys_dir, create=create, _rotation_held=True)
             _finish_rotation(keys_dir, origin, last, key)
             return load_or_create_signer(keys_dir, create=create, _rotation_held=True)
+    if previous is not None and (
+        not history or (last.old, last.overlap_until_ms) != (VerifierKey(origin, _raw(previous)), until)
+    ):
+        # The retiring key and its overlap come from the last transition: a history removed or
+        # cut back (hiding the hand-over from auditors), or an overlap stretched, shows here.
+        raise AuditKeyError(
+            f"the audit log's retiring key {keys_dir / PREVIOUS_KEY_FILE} and overlap "
+            f"{keys_dir / ROTATION_FILE} do not match the last transition of its key history "
+            f"{keys_dir / HISTORY_FILE}; nothing is signed until they are restored from backup"
+        )
     return AuditSigner(key, origin, keys_dir, previous, until, history)
 
 
