@@ -22,6 +22,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import Engine, func, select
 
 from tests.audit.conftest import export_bytes
+from tests.audit.test_cli import live, seed  # noqa: F401 - `live` is a fixture
+from tests.audit.test_tamper_round10 import _cli, _signed, evil  # noqa: F401 - `evil` is a fixture
 from tre.audit import AuditEvent, record_events
 from tre.audit.check import check_log
 from tre.audit.note import VerifierKey, sign_note
@@ -520,3 +522,65 @@ def test_retiring_key_must_match_the_history(
         load_or_create_signer(settings.keys_dir)
     with pytest.raises(AuditKeyError), session_scope(log_engine) as s:
         record_events(s, [AuditEvent("alice", "dataset.read")])
+
+
+# --- auditor commands across a key rotation -------------------------------------------------
+
+
+def test_tiles_follow_the_signed_key_history_of_the_server(
+    live: str,  # noqa: F811
+    engine: Engine,
+    settings: Settings,
+    tmp_path: Path,
+) -> None:
+    """After a rotation whose overlap has ended, `tre audit tiles` from an auditor who pinned
+    the old key, and with a checkpoint another auditor saw before the rotation (`--seen`),
+    follows the server's signed key history as `tre audit checkpoint` and `verify` do; it
+    used to call both "not signed by the trusted key". A history the pinned key did not sign
+    still fails."""
+    from typer.testing import CliRunner
+
+    from tre.cli.audit import app as audit_app
+    from tre.cli.audit import state_dir
+
+    runner = CliRunner()
+    assert runner.invoke(audit_app, ["checkpoint"]).exit_code == 0  # pins the old key
+    seen = tmp_path / "seen.note"
+    seen.write_text((state_dir() / "checkpoint.note").read_text())
+    rotate_key(settings.keys_dir, overlap_s=0)
+    seed(engine, 2)
+    res = runner.invoke(audit_app, ["tiles", "--seen", str(seen)])
+    assert res.exit_code == 0, (res.output, res.exception)
+    assert runner.invoke(audit_app, ["checkpoint"]).exit_code == 0  # moves the pin to the new key
+    res = runner.invoke(audit_app, ["tiles", "--seen", str(seen)])
+    assert res.exit_code == 0 and "tiles OK" in res.output, (res.output, res.exception)
+
+
+def test_checkpoint_signed_only_by_a_retired_key_after_its_overlap_is_refused_online(
+    evil: dict[str, object],  # noqa: F811
+    signer: AuditSigner,
+) -> None:
+    """Whoever holds a retired key (rotated out because it leaked) runs a server that shows an
+    auditor a fresh checkpoint signed by that key alone, long after its overlap: `tre audit
+    checkpoint` refuses it as `verify` does for a bundle (it took it and pinned it; `tiles`,
+    which did not follow the history at all, now applies the same rule)."""
+    from tre.cli.client import CliError
+
+    code, out, exc = _cli("checkpoint", "--max-age", str(10**10))  # pins the old key, size 2
+    assert code == 0, (out, exc)
+    new_key = Ed25519PrivateKey.generate()
+    ended = KeyTransition(
+        signer.name,
+        signer.verifier_key,
+        VerifierKey(signer.name, new_key.public_key().public_bytes_raw()),
+        1_000,  # the overlap ended in 1970
+    )
+    evil["public-key"] = {
+        "vkey": ended.new.encode(),
+        "key_history": [sign_note(ended.text(), signer.name, signer.private_key, new_key)],
+    }
+    bodies = evil["bodies"]
+    assert isinstance(bodies, list)
+    evil["checkpoint"] = {"note": _signed(signer, bodies, 3, int(time.time() * 1000))}
+    code, out, exc = _cli("checkpoint")
+    assert isinstance(exc, CliError) and "retired key" in str(exc), (code, out, exc)
