@@ -584,3 +584,40 @@ def test_checkpoint_signed_only_by_a_retired_key_after_its_overlap_is_refused_on
     evil["checkpoint"] = {"note": _signed(signer, bodies, 3, int(time.time() * 1000))}
     code, out, exc = _cli("checkpoint")
     assert isinstance(exc, CliError) and "retired key" in str(exc), (code, out, exc)
+
+
+# --- the witness's own name ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["", "bad+name", "a b", "x\x1b[31my", "tab\tname", "nbsp\u00a0name"])
+def test_witness_refuses_a_name_no_signed_note_can_carry(name: str, tmp_path: Path) -> None:
+    """signed-note key names are non-empty, without Unicode spaces, `+` or control
+    characters. `tre witness key` printed a vkey for any name (an empty one, one with `+`
+    or terminal escapes), and `serve` cosigned under it: lines that every verifier (tre's,
+    Go's note.Open) reads as a malformed note, making the log's cosigned checkpoints
+    unreadable. Now one line, exit 1, no key file created, and `Witness` refuses it too."""
+    from typer.testing import CliRunner
+
+    from tre.audit.note import NoteError
+    from tre.audit.witness_server import Witness
+    from tre.cli.client import CliError
+    from tre.cli.witness import app as witness_app
+
+    key_file = tmp_path / "w.pem"
+    res = CliRunner().invoke(witness_app, ["key", "--name", name, "--key-file", str(key_file)])
+    assert res.exit_code == 1 and isinstance(res.exception, CliError), (res.output, res.exception)
+    assert "\n" not in str(res.exception).strip() and "\x1b" not in str(res.exception)
+    assert not key_file.exists()
+    with pytest.raises(NoteError):
+        Witness(name, Ed25519PrivateKey.generate(), tmp_path / "state.json", [])
+
+
+def test_witness_accepts_an_ordinary_name(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from tre.cli.witness import app as witness_app
+
+    res = CliRunner().invoke(
+        witness_app, ["key", "--name", "dpo.hospital.example", "--key-file", str(tmp_path / "k")]
+    )
+    assert res.exit_code == 0 and res.output.startswith("dpo.hospital.example+"), res.output
