@@ -621,3 +621,17 @@ def test_witness_accepts_an_ordinary_name(tmp_path: Path) -> None:
         witness_app, ["key", "--name", "dpo.hospital.example", "--key-file", str(tmp_path / "k")]
     )
     assert res.exit_code == 0 and res.output.startswith("dpo.hospital.example+"), res.output
+
+
+def test_check_on_a_new_install_says_there_is_no_log_yet(settings: Settings) -> None:
+    """`tre audit check` before anything was ever audited (no entries, no key, no log files)
+    said the key was missing "but the log already holds entries": false, and alarming. Now
+    it says there is nothing to check yet; with entries and no key it still refuses."""
+    from typer.testing import CliRunner
+
+    from tre.cli.audit import app as audit_app
+
+    assert not (settings.keys_dir / KEY_FILE).exists()
+    res = CliRunner().invoke(audit_app, ["check"])
+    assert res.exit_code == 0 and "no audit log yet" in res.output, (res.output, res.exception)
+    assert not (settings.keys_dir / KEY_FILE).exists()  # check stays read-only

@@ -794,14 +794,24 @@ def prove(
 @app.command("check")
 def check() -> None:
     """Admin, on the control-plane host: check the stored log in full (read-only)."""
+    from sqlalchemy import func, select
+
     from tre.audit.check import check_log
-    from tre.audit.signing import get_signer
+    from tre.audit.service import tree_size
+    from tre.audit.signing import KEY_FILE, get_signer, log_exists
     from tre.store.db import init_db, make_engine, session_scope
+    from tre.store.models import AuditEntry
 
     settings = get_settings()
     engine = make_engine(settings.resolved_database_url)
     init_db(engine)
     with session_scope(engine) as s:
+        keys = settings.keys_dir
+        stored = s.scalar(select(func.count()).select_from(AuditEntry)) or 0
+        if not (keys / KEY_FILE).exists() and not log_exists(keys) and tree_size(s) == 0 == stored:
+            # A new install: nothing audited yet. Not a missing key (and check creates none).
+            console.print(f"no audit log yet: no entries and no key in {keys}; nothing to check")
+            return
         size, problems = check_log(s, get_signer(settings.keys_dir, create=False))
         s.rollback()
     for p in problems:
