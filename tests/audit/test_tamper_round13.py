@@ -635,3 +635,23 @@ def test_check_on_a_new_install_says_there_is_no_log_yet(settings: Settings) -> 
     res = CliRunner().invoke(audit_app, ["check"])
     assert res.exit_code == 0 and "no audit log yet" in res.output, (res.output, res.exception)
     assert not (settings.keys_dir / KEY_FILE).exists()  # check stays read-only
+
+
+def test_unfinished_rotation_that_cannot_be_finished_is_a_key_problem(
+    log_engine: Engine, settings: Settings, signer: AuditSigner
+) -> None:
+    """A rotation killed after its commit point, in a keys folder where it cannot be finished
+    (here its lock cannot be opened): the documented `audit-key-unavailable` error, not an
+    OSError (a 500) and not a signature by the retired key."""
+    _append(log_engine)
+    killed = subprocess.run(
+        _python(_ROTATE_KILLED, str(settings.keys_dir), "2", "0"), env=_env(), capture_output=True, timeout=60
+    )
+    assert killed.returncode == -signal.SIGKILL
+    lock = settings.keys_dir / ".audit-rotation.lock"
+    lock.unlink(missing_ok=True)
+    lock.mkdir()
+    with pytest.raises(AuditKeyError, match="unfinished"):
+        load_or_create_signer(settings.keys_dir)
+    lock.rmdir()
+    assert load_or_create_signer(settings.keys_dir).verifier_key != signer.verifier_key  # finished now

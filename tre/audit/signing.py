@@ -224,11 +224,17 @@ def load_or_create_signer(
                 f"key hand-overs ({str(e)[:200]}); nothing is signed until it is restored from backup"
             ) from e
         if last.new != VerifierKey(origin, _raw(key)):
-            if not _rotation_held:
-                # Perhaps a rotation in progress (another process): wait for it, then look again.
-                with _rotation_lock(keys_dir):
-                    return load_or_create_signer(keys_dir, create=create, _rotation_held=True)
-            _finish_rotation(keys_dir, origin, last, key)
+            try:
+                if not _rotation_held:
+                    # Perhaps a rotation in progress (another process): wait for it, look again.
+                    with _rotation_lock(keys_dir):
+                        return load_or_create_signer(keys_dir, create=create, _rotation_held=True)
+                _finish_rotation(keys_dir, origin, last, key)
+            except OSError as e:  # a read-only or full keys folder: the 503 problem, not a 500
+                raise AuditKeyError(
+                    f"the audit log's key rotation in {keys_dir} is unfinished and cannot be "
+                    f"completed ({type(e).__name__}: {e.strerror}); nothing is signed until it is"
+                ) from e
             return load_or_create_signer(keys_dir, create=create, _rotation_held=True)
     if previous is not None and (
         not history or (last.old, last.overlap_until_ms) != (VerifierKey(origin, _raw(previous)), until)
