@@ -102,6 +102,15 @@ def _check_name(name: str) -> None:
         raise NoteError(f"invalid key name {name!r}: must be non-empty, no spaces or '+'")
 
 
+def check_key_name(name: str) -> None:
+    """A name a signed note can carry in its signature lines: non-empty, no Unicode space,
+    no ``+``, no control character. Why: a signer (a witness) whose name breaks these rules
+    writes lines every verifier reads as a malformed note, so its cosignatures would make
+    the log's checkpoints unreadable."""
+    check_note_chars(name)
+    _check_name(name)
+
+
 @dataclass(frozen=True)
 class VerifierKey:
     """A trusted (name, Ed25519 public key) pair, as pinned by an auditor."""

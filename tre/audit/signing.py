@@ -8,7 +8,10 @@ Files beside the key (all in ``keys_dir``, 0700):
 * ``audit-ed25519.previous.pem`` and ``audit-rotation.json``: the retiring key and the end of
   its overlap period, during which checkpoints carry both signatures;
 * ``audit-key-history.jsonl``: signed key transitions, exported with every bundle so that a
-  verifier who pinned an older key can follow the rotation;
+  verifier who pinned an older key can follow the rotation; checked at every load: a chain of
+  hand-overs, each signed by both of its keys, ending at the active key;
+* ``audit-ed25519.next.pem``: a rotation's new key, staged before the history names it, so a
+  rotation killed half-way is finished at the next load (see `rotate_key`);
 * ``audit-last-checkpoint.note``: the last signed checkpoint (see ``tre.audit.guard``).
 
 Every process that appends (API, workers) loads the same files, so creation is race-free: the
@@ -25,6 +28,7 @@ import base64
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import threading
 import time
@@ -48,13 +52,22 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from tre import privatefile
-from tre.audit.note import Checkpoint, NoteError, VerifierKey, sign_checkpoint, sign_note, split_note
+from tre.audit.note import (
+    Checkpoint,
+    NoteError,
+    VerifierKey,
+    open_note_any,
+    sign_checkpoint,
+    sign_note,
+    split_note,
+)
 from tre.audit.verify import KeyTransition, parse_transition
 from tre.errors import TreError
 
 KEY_FILE = "audit-ed25519.pem"
 ORIGIN_FILE = "audit-origin"
 PREVIOUS_KEY_FILE = "audit-ed25519.previous.pem"
+NEXT_KEY_FILE = "audit-ed25519.next.pem"
 ROTATION_FILE = "audit-rotation.json"
 HISTORY_FILE = "audit-key-history.jsonl"
 PIN_FILE = "audit-last-checkpoint.note"
@@ -168,8 +181,15 @@ def _missing_key(path: Path, why: str) -> AuditKeyError:
     )
 
 
-def load_or_create_signer(keys_dir: Path, *, create: bool = True) -> AuditSigner:
-    """The log's signer, generating the key file (0600, in a 0700 folder) for a new log only."""
+def load_or_create_signer(
+    keys_dir: Path, *, create: bool = True, _rotation_held: bool = False
+) -> AuditSigner:
+    """The log's signer, generating the key file (0600, in a 0700 folder) for a new log only.
+
+    The key history must be this log's own chain of hand-overs ending at the active key; a
+    rotation killed after it recorded its transition but before it installed the new key is
+    finished here (under the rotation lock), anything else is an AuditKeyError naming the file.
+    """
     keys_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     path = keys_dir / KEY_FILE
     # Looked at before the key: a first start writes the key before the origin, so a concurrent
@@ -195,7 +215,86 @@ def load_or_create_signer(keys_dir: Path, *, create: bool = True) -> AuditSigner
     history: tuple[str, ...] = ()
     if (keys_dir / HISTORY_FILE).exists():
         history = _parse_file(keys_dir / HISTORY_FILE, _history)
+    if history:
+        try:
+            last = _chain_end(origin, history)
+        except NoteError as e:
+            raise AuditKeyError(
+                f"the audit log's key history {keys_dir / HISTORY_FILE} is not this log's own chain of "
+                f"key hand-overs ({str(e)[:200]}); nothing is signed until it is restored from backup"
+            ) from e
+        if last.new != VerifierKey(origin, _raw(key)):
+            try:
+                if not _rotation_held:
+                    # Perhaps a rotation in progress (another process): wait for it, look again.
+                    with _rotation_lock(keys_dir):
+                        return load_or_create_signer(keys_dir, create=create, _rotation_held=True)
+                _finish_rotation(keys_dir, origin, last, key)
+            except OSError as e:  # a read-only or full keys folder: the 503 problem, not a 500
+                raise AuditKeyError(
+                    f"the audit log's key rotation in {keys_dir} is unfinished and cannot be "
+                    f"completed ({type(e).__name__}: {e.strerror}); nothing is signed until it is"
+                ) from e
+            return load_or_create_signer(keys_dir, create=create, _rotation_held=True)
+    if previous is not None and (
+        not history or (last.old, last.overlap_until_ms) != (VerifierKey(origin, _raw(previous)), until)
+    ):
+        # The retiring key and its overlap come from the last transition: a history removed or
+        # cut back (hiding the hand-over from auditors), or an overlap stretched, shows here.
+        raise AuditKeyError(
+            f"the audit log's retiring key {keys_dir / PREVIOUS_KEY_FILE} and overlap "
+            f"{keys_dir / ROTATION_FILE} do not match the last transition of its key history "
+            f"{keys_dir / HISTORY_FILE}; nothing is signed until they are restored from backup"
+        )
     return AuditSigner(key, origin, keys_dir, previous, until, history)
+
+
+def _chain_end(origin: str, history: tuple[str, ...]) -> KeyTransition:
+    """The last transition of ``history``, once every transition is checked to be this log's
+    (its origin), signed by both its old and its new key, and to start from the key the one
+    before it handed over to. Why: the server trusts every key of the history for verifying
+    the checkpoint kept beside the key and the stored tip; a line an insider appended (a
+    transition to a key of theirs, signed by that key alone) must not become one of them."""
+    prev: VerifierKey | None = None
+    last: KeyTransition | None = None
+    for j, note in enumerate(history):
+        t = parse_transition(split_note(note)[0])
+        if t.origin != origin:
+            raise NoteError(f"key history #{j} is a transition of another log ({t.origin})")
+        if prev is not None and t.old != prev:
+            raise NoteError(f"key history #{j} does not start from the key #{j - 1} handed over to")
+        _, signed = open_note_any(note, [t.old, t.new])
+        if t.old not in signed or t.new not in signed:
+            raise NoteError(f"key history #{j} is not signed by both its old and its new key")
+        prev, last = t.new, t
+    assert last is not None  # history is non-empty
+    return last
+
+
+def _finish_rotation(keys_dir: Path, origin: str, last: KeyTransition, key: Ed25519PrivateKey) -> None:
+    """Complete a rotation that was killed after recording ``last`` (its commit point) and
+    before installing the new key: the staged key must be the one ``last`` hands over to, and
+    the active key the one it retires. Called under the rotation lock. Otherwise the history
+    names a key this log does not hold: refused, nothing signed.
+
+    Why: left half-done, the log kept signing with the retired key after the overlap (every
+    auditor's verification fails), and the next rotation wrote a second hand-over from it (a
+    forked history, which verification also refuses)."""
+    path = keys_dir / HISTORY_FILE
+    staged = keys_dir / NEXT_KEY_FILE
+    active = VerifierKey(origin, _raw(key))
+    nxt = _load_key(staged) if staged.exists() else None
+    if active != last.old or nxt is None or VerifierKey(origin, _raw(nxt)) != last.new:
+        raise AuditKeyError(
+            f"the audit log's key history {path} hands over to {last.new.encode()}, but the key "
+            f"file holds {active.encode()} and no staged rotation completes it: the history is "
+            "forged or the key file was restored from an older backup. Nothing is signed until "
+            "the matching key and history are restored (see 'Key rotation' in docs/audit.md)"
+        )
+    logging.getLogger("tre.audit.alert").warning(
+        "finishing the key rotation to %s that was interrupted", last.new.encode()
+    )
+    _install_key(keys_dir, (keys_dir / KEY_FILE).read_bytes(), staged.read_bytes(), last.overlap_until_ms)
 
 
 _T = TypeVar("_T")
@@ -256,12 +355,21 @@ def rotate_key(keys_dir: Path, overlap_s: float) -> KeyTransition:
     without a break. Refused while a previous rotation's overlap is still running.
     """
     with _rotation_lock(keys_dir):
-        return _rotate_locked(keys_dir, overlap_s)
+        transition = _rotate_locked(keys_dir, overlap_s)
+    with _lock:  # after the file lock: a loader may hold _lock while it waits for the file lock
+        _cache.pop(keys_dir.resolve(), None)
+    return transition
 
 
 def _rotate_locked(keys_dir: Path, overlap_s: float) -> KeyTransition:
-    """rotate_key's work, under the rotation lock: the current key is read inside it."""
-    current = load_or_create_signer(keys_dir, create=False)
+    """rotate_key's work, under the rotation lock: the current key is read inside it.
+
+    Crash-safe (a SIGKILL between any two writes): the new key is staged first
+    (``audit-ed25519.next.pem``), then the history is replaced atomically with the transition
+    added (the commit point), then the key is installed. Killed before the commit point, the
+    rotation did not happen; after it, the next load finishes it (`_finish_rotation`).
+    """
+    current = load_or_create_signer(keys_dir, create=False, _rotation_held=True)
     now_ms = int(time.time() * 1000)
     if current.previous_key is not None and now_ms <= current.overlap_until_ms:
         raise AuditKeyError("a key rotation is still in its overlap period; rotate again after it ends")
@@ -274,20 +382,21 @@ def _rotate_locked(keys_dir: Path, overlap_s: float) -> KeyTransition:
     )
     note = sign_note(transition.text(), current.name, current.private_key, new)
     old_pem = (keys_dir / KEY_FILE).read_bytes()
-    with open(keys_dir / HISTORY_FILE, "a") as f:
-        f.write(json.dumps({"transition": note}) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.chmod(keys_dir / HISTORY_FILE, 0o600)
-    privatefile.replace(keys_dir / PREVIOUS_KEY_FILE, old_pem)
-    privatefile.replace(
-        keys_dir / ROTATION_FILE, json.dumps({"overlap_until_ms": transition.overlap_until_ms}).encode()
-    )
     pem = new.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
-    privatefile.replace(keys_dir / KEY_FILE, pem)
-    with _lock:
-        _cache.pop(keys_dir.resolve(), None)
+    privatefile.replace(keys_dir / NEXT_KEY_FILE, pem)
+    lines = "".join(json.dumps({"transition": n}) + "\n" for n in (*current.history, note))
+    privatefile.replace(keys_dir / HISTORY_FILE, lines.encode())  # the commit point
+    _install_key(keys_dir, old_pem, pem, transition.overlap_until_ms)
     return transition
+
+
+def _install_key(keys_dir: Path, old_pem: bytes, new_pem: bytes, overlap_until_ms: int) -> None:
+    """The steps after a rotation's commit point, each atomic and repeatable: the retiring key
+    and its overlap, then the new key, then the staged copy is dropped."""
+    privatefile.replace(keys_dir / PREVIOUS_KEY_FILE, old_pem)
+    privatefile.replace(keys_dir / ROTATION_FILE, json.dumps({"overlap_until_ms": overlap_until_ms}).encode())
+    privatefile.replace(keys_dir / KEY_FILE, new_pem)
+    (keys_dir / NEXT_KEY_FILE).unlink(missing_ok=True)
 
 
 _lock = threading.Lock()

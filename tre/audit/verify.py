@@ -501,15 +501,25 @@ def _check_retired(
     cp: Checkpoint, signed_by: Sequence[VerifierKey], retired: dict[VerifierKey, int], report: VerifyReport
 ) -> None:
     """A retired key may sign only until its overlap ends (within the clock-skew bound)."""
-    if any(k not in retired for k in signed_by):
-        return
-    ends = max(retired[k] for k in signed_by)
-    ts = cp.timestamp_ms
-    if ts is None or ts > ends + MAX_CLOCK_SKEW_MS:
+    if signed_only_after_retirement(cp, signed_by, retired):
         report.bad(
             None,
             f"checkpoint of size {cp.tree_size} is signed only by a retired key after its overlap ended",
         )
+
+
+def signed_only_after_retirement(
+    cp: Checkpoint, signed_by: Sequence[VerifierKey], retired: dict[VerifierKey, int]
+) -> bool:
+    """Whether every key that signed ``cp`` is retired and ``cp`` is dated after the end of
+    their overlap (plus the clock-skew bound), or undated: such a checkpoint vouches for
+    nothing, in a bundle as online (`tre audit checkpoint`, `tiles`), since whoever holds a
+    retired key (perhaps rotated out because it leaked) can sign any tree with it."""
+    if not signed_by or any(k not in retired for k in signed_by):
+        return False
+    ends = max(retired[k] for k in signed_by)
+    ts = cp.timestamp_ms
+    return ts is None or ts > ends + MAX_CLOCK_SKEW_MS
 
 
 def _check_time_order(checkpoints: Sequence[Checkpoint], report: VerifyReport) -> None:

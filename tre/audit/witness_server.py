@@ -62,6 +62,7 @@ from tre.audit.note import (
     VerifierKey,
     WitnessKey,
     b64decode_canonical,
+    check_key_name,
     cosign,
     open_checkpoint_any,
     parse_checkpoint_text,
@@ -142,6 +143,7 @@ class Witness:
     """The witness's state machine: per origin, the last (size, root) it cosigned."""
 
     def __init__(self, name: str, key: Ed25519PrivateKey, state_file: Path, logs: list[VerifierKey]) -> None:
+        check_key_name(name)  # its cosignature lines must be readable by every verifier
         self.name = name
         self.key = key
         self.state_file = state_file

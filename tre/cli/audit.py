@@ -30,7 +30,14 @@ from tre.audit.note import (
     open_checkpoint_any,
 )
 from tre.audit.tile_verify import TileError, verify_tiles
-from tre.audit.verify import MAX_CLOCK_SKEW_MS, Policy, VerifyReport, follow_key_history, verify_bundle
+from tre.audit.verify import (
+    MAX_CLOCK_SKEW_MS,
+    Policy,
+    VerifyReport,
+    follow_key_history,
+    signed_only_after_retirement,
+    verify_bundle,
+)
 from tre.cli.client import ApiClient, CliError
 from tre.cli.output import JsonFlag, console, err_console, print_json, table, terminal_safe, untrusted
 from tre.config import get_settings
@@ -473,11 +480,7 @@ def checkpoint(
             highlight=False,
             soft_wrap=True,
         )
-    history = VerifyReport()
-    notes = info.get("key_history", [])
-    keys, _ = follow_key_history(vkey, [str(n) for n in notes] if isinstance(notes, list) else [], history)
-    if history.errors:  # a forged or forked key history from the server: nothing is pinned
-        raise CliError(f"the server's key history is not valid: {history.errors[0]}")
+    keys, retired = _followed_keys(vkey, info)
     if key and _key_arg(key) not in keys:
         raise CliError("key change: the key you gave is not your pinned key nor introduced by one it signed")
     pol = None
@@ -492,9 +495,10 @@ def checkpoint(
         note = latest.get("note") if isinstance(latest, dict) else None
         if not isinstance(note, str):
             raise NoteError("no note in the answer")
-        new, _ = open_checkpoint_any(note, keys, vkey.name)
+        new, signed_by = open_checkpoint_any(note, keys, vkey.name)
     except NoteError as e:
         raise CliError(f"the server's checkpoint is not valid: {e}") from e
+    _refuse_retired(new, signed_by, retired, "the server's checkpoint")
     pin_path = sdir / "checkpoint.note"
     if pol is not None and pol.urls:
         for cosigned in witnessed_checkpoints(pol, keys, vkey.name):
@@ -637,17 +641,30 @@ def tiles(
     vkey = _load_key(key)
     if vkey is None:
         raise CliError("no pinned log key: run `tre audit checkpoint` first, or give --key")
+    keys: list[VerifierKey] = [vkey]
+    retired: dict[VerifierKey, int] = {}
+    if mirror is None:
+        # The server publishes its signed key history: follow it from the pinned key, as
+        # `checkpoint` and `verify` do (a mirror has none: pin the newest key with `checkpoint`).
+        client = ApiClient()
+        info = client.get("/api/v1/audit/public-key")
+        if not isinstance(info, dict):
+            raise CliError("the server's public-key answer is malformed")
+        keys, retired = _followed_keys(vkey, info)
     fetch = _server_fetch(ApiClient()) if mirror is None else _mirror_fetch(mirror)
     earlier: list[Checkpoint] = []
     pin_path = state_dir() / "checkpoint.note"
     for path in ([pin_path] if pin_path.is_file() else []) + list(seen or []):
         try:
-            earlier.append(open_checkpoint(decode_note(path.read_bytes()), vkey))
+            earlier.append(open_checkpoint_any(decode_note(path.read_bytes()), keys, vkey.name)[0])
         except (NoteError, OSError) as e:
             raise CliError(f"the checkpoint in {path} does not verify under the log key: {e}") from e
     try:
         note = decode_note(fetch("checkpoint"))
-        log = verify_tiles(fetch, note, [vkey], vkey.name, earlier)
+        log = verify_tiles(fetch, note, keys, vkey.name, earlier)
+        _refuse_retired(
+            log.checkpoint, open_checkpoint_any(note, keys, vkey.name)[1], retired, "the checkpoint"
+        )
     except (TileError, NoteError) as e:
         raise CliError(f"TILES: {e}") from e
     cp = log.checkpoint
@@ -666,6 +683,33 @@ def tiles(
         highlight=False,
         soft_wrap=True,
     )
+
+
+def _followed_keys(
+    vkey: VerifierKey, info: dict[str, Any]
+) -> tuple[list[VerifierKey], dict[VerifierKey, int]]:
+    """The keys the pinned ``vkey`` hands over to in the server's signed key history (from
+    its public-key answer ``info``), and when each retired key's overlap ended."""
+    history = VerifyReport()
+    notes = info.get("key_history", [])
+    keys, retired = follow_key_history(
+        vkey, [str(n) for n in notes] if isinstance(notes, list) else [], history
+    )
+    if history.errors:  # a forged or forked key history from the server: nothing is pinned
+        raise CliError(f"the server's key history is not valid: {history.errors[0]}")
+    return keys, retired
+
+
+def _refuse_retired(
+    cp: Checkpoint, signed_by: list[VerifierKey], retired: dict[VerifierKey, int], what: str
+) -> None:
+    """The overlap rule of `verify` (a checkpoint signed only by retired keys after their
+    overlap vouches for nothing), online too."""
+    if signed_only_after_retirement(cp, signed_by, retired):
+        raise CliError(
+            f"RETIRED KEY: {what} of {cp.tree_size} entries is signed only by a retired key after "
+            "its overlap ended (whoever holds that old key signed it, not the log)"
+        )
 
 
 def _extends(client: ApiClient, seen: Checkpoint, new: Checkpoint, who: str) -> None:
@@ -750,14 +794,24 @@ def prove(
 @app.command("check")
 def check() -> None:
     """Admin, on the control-plane host: check the stored log in full (read-only)."""
+    from sqlalchemy import func, select
+
     from tre.audit.check import check_log
-    from tre.audit.signing import get_signer
+    from tre.audit.service import tree_size
+    from tre.audit.signing import KEY_FILE, get_signer, log_exists
     from tre.store.db import init_db, make_engine, session_scope
+    from tre.store.models import AuditEntry
 
     settings = get_settings()
     engine = make_engine(settings.resolved_database_url)
     init_db(engine)
     with session_scope(engine) as s:
+        keys = settings.keys_dir
+        stored = s.scalar(select(func.count()).select_from(AuditEntry)) or 0
+        if not (keys / KEY_FILE).exists() and not log_exists(keys) and tree_size(s) == 0 == stored:
+            # A new install: nothing audited yet. Not a missing key (and check creates none).
+            console.print(f"no audit log yet: no entries and no key in {keys}; nothing to check")
+            return
         size, problems = check_log(s, get_signer(settings.keys_dir, create=False))
         s.rollback()
     for p in problems:

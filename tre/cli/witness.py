@@ -19,6 +19,17 @@ from tre.cli.output import PortOption, console
 app = typer.Typer(help="Standalone witness for a tre audit log (C2SP tlog-witness).")
 
 
+def _name(name: str) -> str:
+    """The witness's name, checked before any key file is created (one line if unusable)."""
+    from tre.audit.note import check_key_name
+
+    try:
+        check_key_name(name)
+    except NoteError as e:
+        raise CliError(f"bad witness name: {str(e).encode('ascii', 'backslashreplace').decode()}") from e
+    return name
+
+
 def _default_dir() -> Path:
     from tre.config import get_settings
 
@@ -33,6 +44,7 @@ def key(
     """Print this witness's cosignature/v1 verifier key (creating the private key if needed)."""
     from tre.audit.witness_server import Witness, load_or_create_key
 
+    name = _name(name)
     path = key_file or _default_dir() / "witness-ed25519.pem"
     w = Witness(name, load_or_create_key(path), path.with_name("state.json"), [])
     console.print(w.public_key.encode(), highlight=False, soft_wrap=True)
@@ -53,6 +65,7 @@ def serve(
     from tre.audit.witness_server import Witness, create_witness_app, load_or_create_key
     from tre.listen import ensure_can_listen
 
+    name = _name(name)
     ensure_can_listen(host, port, "tre witness serve")
     try:
         logs = [VerifierKey.parse(k) for k in log]
