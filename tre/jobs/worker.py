@@ -17,7 +17,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 
@@ -47,6 +47,9 @@ from tre.store.models import Dataset, Job, JobState
 
 log = logging.getLogger(__name__)
 CHECKPOINT_EVERY_S = 300.0
+# How often a worker looks for what dead workers' sandboxes left (besides at its start, done
+# by the executor, and whenever it finds an orphaned job).
+LEFTOVER_SWEEP_S = 600.0
 
 
 def new_worker_id() -> str:
@@ -71,6 +74,16 @@ WORKER_LOST = "stopped while the job was running"
 def lost_with_its_worker(job: Job) -> bool:
     """Whether a failed job ended because its worker died (a crash, not the job's doing)."""
     return job.state == JobState.failed and job.exit_code is None and WORKER_LOST in (job.reason or "")
+
+
+def worker_gone(job: Job, stale_before: datetime, hostname: str) -> bool:
+    """Whether the worker recorded on a running job is gone: its process on this host has
+    ended, or (any host) its heartbeat is older than ``stale_before``."""
+    host, _, rest = (job.worker_id or "").partition(":")
+    pid = rest.partition(":")[0]
+    if host == hostname and pid.isdigit() and not _pid_alive(int(pid)):
+        return True
+    return job.heartbeat_at is None or job.heartbeat_at < stale_before
 
 
 class Worker:
@@ -98,6 +111,8 @@ class Worker:
         # None, not 0.0: a monotonic clock counts from boot, so on a machine up for less than
         # a period "0.0" would look recent and the first checkpoint would be skipped.
         self._last_checkpoint: float | None = None
+        # The executor swept at its construction: the next periodic sweep is a period away.
+        self._last_leftover_sweep: float | None = clock()
 
         # Executors call the heartbeat hook as often as they poll; the row is written at most
         # once per worker_heartbeat_s (monotonic seconds; absent = never written yet).
@@ -204,6 +219,15 @@ class Worker:
                 )
             )
             orphans = [j.id for j in running if j.id not in self._running and self._is_orphan(j)]
+        if orphans or self._leftover_sweep_due():
+            # Before the orphans are ended: the outputs a dead worker's sandbox left mounted
+            # are copied out first, so that the failed job records what it wrote, and its
+            # mounts, image file and cgroup do not stay behind while this worker lives on.
+            self._last_leftover_sweep = self._clock()
+            try:
+                self.executor.clean_leftovers()
+            except Exception:  # noqa: BLE001 - a failed clean-up must not keep jobs running
+                log.exception("worker %s: cleaning what dead workers left failed", self.worker_id)
         for job_id in orphans:
             if self.executor.supports_reattach:
                 if self._take_over(job_id):
@@ -211,15 +235,17 @@ class Worker:
             else:
                 self._fail_orphan(job_id)
 
+    def _leftover_sweep_due(self) -> bool:
+        """Every LEFTOVER_SWEEP_S: leftovers of a worker whose jobs another worker already
+        ended (a crash mid clean-up) are found even when no job is orphaned now."""
+        last = self._last_leftover_sweep
+        return last is None or self._clock() - last >= LEFTOVER_SWEEP_S
+
     def _is_orphan(self, job: Job) -> bool:
         if job.worker_id == self.worker_id:
             return False
-        host, _, rest = (job.worker_id or "").partition(":")
-        pid = rest.partition(":")[0]
-        if host == socket.gethostname() and pid.isdigit() and not _pid_alive(int(pid)):
-            return True
         stale = utcnow() - timedelta(seconds=self.settings.worker_stale_after_s)
-        return job.heartbeat_at is None or job.heartbeat_at < stale
+        return worker_gone(job, stale, socket.gethostname())
 
     def _take_over(self, job_id: str) -> bool:
         with session_scope(self.engine) as s:
