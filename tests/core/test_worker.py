@@ -278,3 +278,24 @@ def test_a_live_worker_cleans_up_after_a_dead_neighbour_without_touching_its_job
     assert (output / "partial.txt").read_text() == "half done"
     outputs = app_client.get(f"/api/v1/jobs/{job_id}/outputs", headers=world.headers["audrey"]).json()
     assert [o["path"] for o in outputs] == ["partial.txt"]
+
+
+def test_a_job_whose_thread_ended_unrecorded_is_ended_not_forgotten(app_client, world, engine, settings):  # type: ignore[no-untyped-def]
+    """A job marked running by this very worker that no thread of it runs (its thread met
+    the database away before the job started) is ended at the next round, not left running
+    while the worker lives on."""
+    from sqlalchemy import update
+
+    from tre.store.base import utcnow
+
+    job_id = app_client.post("/api/v1/jobs", headers=world.headers["alice"], json=job_body()).json()["id"]
+    worker = Worker(settings, engine)
+    with session_scope(engine) as s:
+        s.execute(
+            update(Job)
+            .where(Job.id == job_id)
+            .values(state="running", worker_id=worker.worker_id, heartbeat_at=utcnow(), started_at=utcnow())
+        )
+    worker.recover_orphans()
+    job = _wait_state(engine, job_id, {"failed"}, timeout=5)
+    assert "stopped while the job was running" in (job.reason or "")

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, Engine, select, update
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
 from tre import audit
@@ -86,6 +87,18 @@ def worker_gone(job: Job, stale_before: datetime, hostname: str) -> bool:
     return job.heartbeat_at is None or job.heartbeat_at < stale_before
 
 
+# What a database that went away raises (a server stopped or failing over, a dropped
+# connection, SQLite's lock held past the busy timeout or its disk full): worth a retry.
+DB_AWAY = (OperationalError, InterfaceError)
+
+
+def _db_error_words(exc: BaseException) -> str:
+    """The driver's first line, without the statement SQLAlchemy appends (admin log only)."""
+    orig = getattr(exc, "orig", None) or exc
+    text = str(orig).strip()
+    return text.splitlines()[0][:200] if text else type(orig).__name__
+
+
 class Worker:
     def __init__(
         self,
@@ -117,6 +130,8 @@ class Worker:
         # Executors call the heartbeat hook as often as they poll; the row is written at most
         # once per worker_heartbeat_s (monotonic seconds; absent = never written yet).
         self._last_beat: dict[str, float] = {}
+        # When "database unreachable" was last logged per job (monotonic seconds).
+        self._away_logged: dict[str, float] = {}
         audit.configure(engine, settings.keys_dir)
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -243,7 +258,9 @@ class Worker:
 
     def _is_orphan(self, job: Job) -> bool:
         if job.worker_id == self.worker_id:
-            return False
+            # Ours, yet no thread of ours runs it (the caller checked): the thread ended
+            # without recording it (the database away at its start). Ended, never forgotten.
+            return True
         stale = utcnow() - timedelta(seconds=self.settings.worker_stale_after_s)
         return worker_gone(job, stale, socket.gethostname())
 
@@ -370,10 +387,42 @@ class Worker:
             why = reasons.storage_full(ref) if is_storage_full(exc) else f"executor error (ref: {ref})"
             result = JobResult(JobState.failed, None, why)
         self._last_beat.pop(job_id, None)
-        with session_scope(self.engine) as s:
-            job = s.get(Job, job_id)
-            assert job is not None
-            self._finish(s, job, result)
+        self._record_end(job_id, result)
+
+    def _record_end(self, job_id: str, result: JobResult) -> None:
+        """Record how a job ended, waiting out a database that is away (a restart, a
+        failover, SQLite's "disk is full") rather than losing the result: the job's outputs
+        are on disk and its result is here, so it is written once the database answers.
+
+        Written only while the job is still this worker's and running: if the database was
+        away for longer than ``worker_stale_after_s``, another worker may have ended it as
+        lost meanwhile, and a job never ends twice.
+        """
+        delay = 0.5
+        while True:
+            try:
+                with session_scope(self.engine) as s:
+                    job = s.get(Job, job_id)
+                    if job is None or job.state != JobState.running.value or job.worker_id != self.worker_id:
+                        log.warning(
+                            "job %s was ended elsewhere while this worker could not reach the database;"
+                            " its result here (%s) is not recorded",
+                            job_id,
+                            result.state,
+                        )
+                        return
+                    self._finish(s, job, result)
+                return
+            except DB_AWAY as exc:
+                log.warning(
+                    "worker %s: cannot record the end of job %s (%s); retrying in %.0f s",
+                    self.worker_id,
+                    job_id,
+                    _db_error_words(exc),
+                    delay,
+                )
+                time.sleep(delay)
+                delay = min(delay * 2, 30.0)
 
     def _finish(self, session: Session, job: Job, result: JobResult) -> None:
         # The output tree was shaped by research code: whatever it holds, the job must end
@@ -436,12 +485,42 @@ class Worker:
         )
 
     def _cancel_requested(self, job_id: str) -> bool:
-        with session_scope(self.engine) as s:
-            return bool(s.scalar(select(Job.cancel_requested).where(Job.id == job_id)))
+        """Asked by the executor as it polls. While the database is away the answer is "no"
+        (asked again at the next poll): an outage must not stop every running job."""
+        try:
+            with session_scope(self.engine, read_only=True) as s:
+                return bool(s.scalar(select(Job.cancel_requested).where(Job.id == job_id)))
+        except DB_AWAY as exc:
+            self._database_away(job_id, exc)
+            return False
 
     def _set_ref(self, job_id: str, ref: str) -> None:
-        with session_scope(self.engine) as s:
-            s.execute(update(Job).where(Job.id == job_id).values(executor_ref=ref, heartbeat_at=utcnow()))
+        """Store the backend's reference of a started job (what a later worker reattaches
+        by), retried while the database is away for up to ``worker_stale_after_s``."""
+        deadline = time.monotonic() + self.settings.worker_stale_after_s
+        while True:
+            try:
+                with session_scope(self.engine) as s:
+                    stored = {"executor_ref": ref, "heartbeat_at": utcnow()}
+                    s.execute(update(Job).where(Job.id == job_id).values(**stored))
+                return
+            except DB_AWAY as exc:
+                self._database_away(job_id, exc)
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.5)
+
+    def _database_away(self, job_id: str, exc: BaseException) -> None:
+        """One log line per job and outage minute for the admin (the job goes on)."""
+        now = time.monotonic()
+        if now - self._away_logged.get(job_id, -60.0) >= 60.0:
+            self._away_logged[job_id] = now
+            log.warning(
+                "worker %s: database unreachable while job %s runs (%s); the job goes on",
+                self.worker_id,
+                job_id,
+                _db_error_words(exc),
+            )
 
     def _heartbeat(self, job_id: str) -> None:
         now = time.monotonic()
@@ -449,9 +528,12 @@ class Worker:
         if last is not None and now - last < self.settings.worker_heartbeat_s:
             return
         self._last_beat[job_id] = now
-        with session_scope(self.engine) as s:
-            s.execute(
-                update(Job)
-                .where(Job.id == job_id, Job.worker_id == self.worker_id)
-                .values(heartbeat_at=utcnow())
-            )
+        try:
+            with session_scope(self.engine) as s:
+                s.execute(
+                    update(Job)
+                    .where(Job.id == job_id, Job.worker_id == self.worker_id)
+                    .values(heartbeat_at=utcnow())
+                )
+        except DB_AWAY as exc:  # the next beat tries again; the job goes on
+            self._database_away(job_id, exc)
