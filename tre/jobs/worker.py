@@ -43,7 +43,7 @@ from tre.jobs.outputs import OutputScan, record_scanned, recording_limits, scan_
 from tre.jobs.paths import log_path, output_dir
 from tre.registry import check_dataset_path
 from tre.store.base import utcnow
-from tre.store.db import session_scope
+from tre.store.db import DatabaseBusy, session_scope
 from tre.store.models import Dataset, Job, JobState
 
 log = logging.getLogger(__name__)
@@ -89,7 +89,8 @@ def worker_gone(job: Job, stale_before: datetime, hostname: str) -> bool:
 
 # What a database that went away raises (a server stopped or failing over, a dropped
 # connection, SQLite's lock held past the busy timeout or its disk full): worth a retry.
-DB_AWAY = (OperationalError, InterfaceError)
+# `DatabaseBusy` is SQLite's write slot not had within the busy timeout (a long writer).
+DB_AWAY = (OperationalError, InterfaceError, DatabaseBusy)
 
 
 def _db_error_words(exc: BaseException) -> str:
@@ -353,6 +354,13 @@ class Worker:
                 datasets = [d for d in (s.get(Dataset, i) for i in job.dataset_ids) if d is not None]
                 spec = self._spec(job, datasets, self._inputs(s, job))
                 executor_ref = job.executor_ref
+        except DB_AWAY as exc:
+            # Nothing ran. The job stays this worker's and running, and with no thread of
+            # ours on it, the next round ends it as lost (`_is_orphan`): never left running.
+            log.warning(
+                "worker %s: cannot read job %s to start it (%s)", self.worker_id, job_id, _db_error_words(exc)
+            )
+            return
         except TreError as exc:  # e.g. the job's image cannot be unpacked: end the job, not the thread
             with session_scope(self.engine) as s:
                 job = s.get(Job, job_id)
