@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import select
 
 from tests.worlds import job_body
+from tre.executors import outputfs
 from tre.jobs.worker import Worker
 from tre.store.db import session_scope
 from tre.store.models import AuditEntry, Job
@@ -222,3 +223,79 @@ def test_heartbeats_are_written_at_most_once_per_interval(app_client, world, eng
     worker._heartbeat(job_id)
     with session_scope(engine) as s:
         assert s.get(Job, job_id).heartbeat_at > first  # type: ignore[union-attr,operator]
+
+
+def test_a_live_worker_cleans_up_after_a_dead_neighbour_without_touching_its_jobs(
+    app_client, world, engine, settings
+):  # type: ignore[no-untyped-def]
+    """Two workers on one machine. The second starts while the first runs a job: it must
+    leave that job's mount alone. Then the first is SIGKILLed: the second, still running,
+    ends the job (failed, worker lost) with what it wrote recorded, and removes the mount,
+    the image file and the scratch folder the dead sandbox left (not only at its own start)."""
+    script = "open('/output/partial.txt','w').write('half done'); import time; time.sleep(120)"
+    r = app_client.post(
+        "/api/v1/jobs",
+        headers=world.headers["alice"],
+        json=job_body(command=["python3", "-c", script], time_limit_s=300),
+    )
+    job_id = r.json()["id"]
+    env = {
+        **os.environ,
+        "TRE_HOME": str(settings.home),
+        "TRE_POLICIES_DIR": str(settings.resolved_policies_dir),
+    }
+    first = subprocess.Popen(
+        [sys.executable, "-m", "tre.cli.main", "worker"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    job_dir = settings.jobs_dir / job_id
+    output = job_dir / "output"
+    try:
+        _wait_state(engine, job_id, {"running"})
+        deadline = time.monotonic() + 30
+        while not (output / "partial.txt").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert (output / "partial.txt").exists()
+        second = Worker(settings, engine)  # starts beside a live worker: its job is not a leftover
+        second.recover_orphans()
+        assert outputfs.is_mount_point(output)
+        assert [p.name for p in job_dir.iterdir() if p.name.startswith(".sandbox-")]
+        with session_scope(engine) as s:
+            assert s.get(Job, job_id).state == "running"  # type: ignore[union-attr]
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait(timeout=10)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    second.recover_orphans()  # the live worker's round, not a restart
+    job = _wait_state(engine, job_id, {"failed"}, timeout=5)
+    assert "stopped while the job was running" in (job.reason or "")
+    assert not outputfs.is_mount_point(output)
+    assert [p.name for p in job_dir.iterdir() if p.name.startswith(".sandbox-")] == []
+    assert (output / "partial.txt").read_text() == "half done"
+    outputs = app_client.get(f"/api/v1/jobs/{job_id}/outputs", headers=world.headers["audrey"]).json()
+    assert [o["path"] for o in outputs] == ["partial.txt"]
+
+
+def test_a_job_whose_thread_ended_unrecorded_is_ended_not_forgotten(app_client, world, engine, settings):  # type: ignore[no-untyped-def]
+    """A job marked running by this very worker that no thread of it runs (its thread met
+    the database away before the job started) is ended at the next round, not left running
+    while the worker lives on."""
+    from sqlalchemy import update
+
+    from tre.store.base import utcnow
+
+    job_id = app_client.post("/api/v1/jobs", headers=world.headers["alice"], json=job_body()).json()["id"]
+    worker = Worker(settings, engine)
+    with session_scope(engine) as s:
+        s.execute(
+            update(Job)
+            .where(Job.id == job_id)
+            .values(state="running", worker_id=worker.worker_id, heartbeat_at=utcnow(), started_at=utcnow())
+        )
+    worker.recover_orphans()
+    job = _wait_state(engine, job_id, {"failed"}, timeout=5)
+    assert "stopped while the job was running" in (job.reason or "")

@@ -52,6 +52,28 @@ def admin_image_store_recover() -> None:
     console.print(f"image store: {len(settled)} interrupted removal(s) settled", highlight=False)
 
 
+@admin_app.command("doctor")
+def admin_doctor(as_json: JsonFlag = False) -> None:
+    """Check this host after a crash, a full disk or a database outage: the database reachable
+    and migrated, free space where the platform writes, the key files private, leftovers of
+    dead workers' sandboxes, and jobs still marked running whose worker is gone. Reports only
+    (the worker repairs); exit 1 when a check fails, so it can run from a monitoring probe."""
+    from tre.doctor import FAIL, checks_as_json, run_checks
+    from tre.store.db import make_engine
+
+    settings = get_settings()
+    checks = run_checks(settings, make_engine(settings.resolved_database_url))
+    if as_json:
+        print_json(checks_as_json(checks))
+    else:
+        for check in checks:
+            console.print(
+                f"{check.status:<4}  {check.name:<13}  {check.detail}", highlight=False, markup=False
+            )
+    if any(c.status == FAIL for c in checks):
+        raise typer.Exit(1)
+
+
 @admin_app.command("init")
 def admin_init(user: Annotated[str, typer.Option(help="Id of the first admin user.")] = "admin") -> None:
     """Create the database, the signing keys and a first admin user (idempotent)."""

@@ -103,6 +103,7 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "tre admin build-control-image": ("tre admin build-control-image -o tre-control.tar",),
     "tre admin warm-kernels": ("tre admin warm-kernels",),
     "tre admin image-store-recover": ("tre admin image-store-recover",),
+    "tre admin doctor": ("tre admin doctor", "tre admin doctor --json"),
     "tre project": ("tre project create lung --max-cpu 4 && tre project add-member lung alice",),
     "tre project create": ("tre project create lung --name 'Lung CT' --max-cpu 4 --max-output-mb 4096",),
     "tre project add-member": ("tre project add-member lung alice",),

@@ -127,6 +127,13 @@ class Executor(ABC):
     def run(self, spec: JobSpec, control: RunControl) -> JobResult:
         """Run the job to completion (blocking) and return how it ended."""
 
+    def clean_leftovers(self) -> int:
+        """Clean up what sandboxes of workers that died left on this machine (mounts, image
+        files, scratch folders, cgroups), keeping what their jobs wrote; return how many
+        leftovers were cleaned. Nothing of a live worker's job is touched. Backends whose
+        sandboxes leave nothing on the worker's machine have nothing to do."""
+        return 0
+
     def reattach(self, spec: JobSpec, executor_ref: str, control: RunControl) -> JobResult:
         """Follow a job started by a previous worker process; see `supports_reattach`."""
         raise ExecutorError(f"the {self.name} executor cannot reattach to a running job")

@@ -34,19 +34,23 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 
+from tre.executors import liveness
+
 log = logging.getLogger(__name__)
 
 MIB = 1024 * 1024
 _CPU_PERIOD_US = 100_000
-# tre-<job id>-<pid of the worker that created it>-<random>: the pid lets a later worker tell
-# a leftover (its creator is gone) from a cgroup another live worker is about to use.
-_JOB_CGROUP = re.compile(r"^tre-[A-Za-z0-9_.-]+-(?P<pid>\d+)-[0-9a-f]{6}$")
+# tre-<job id>-<pid>.<start time of the worker that created it>-<random>: they let a later
+# worker tell a leftover (its creator is gone, even if its pid was reused) from a cgroup
+# another live worker is about to use (`tre.executors.liveness`). Names without the start
+# time (made before it was recorded) are judged on the pid alone.
+_JOB_CGROUP = re.compile(r"^tre-[A-Za-z0-9_.-]+-(?P<pid>\d+)(?:\.(?P<start>\d+))?-[0-9a-f]{6}$")
 
 
 def job_cgroup_name(job_id: str, token: str) -> str:
     """The directory name of a job's cgroup(s); see `sweep_stale`."""
     safe = re.sub(r"[^A-Za-z0-9_.-]", "_", job_id)[:64]
-    return f"tre-{safe}-{os.getpid()}-{token[:6]}"
+    return f"tre-{safe}-{liveness.owner_tag()}-{token[:6]}"
 
 
 @dataclass(frozen=True)
@@ -419,10 +423,6 @@ def create_job_cgroup(name: str, limits: CgroupLimits, v2_parent: Path | None = 
     return _try_v1(mounts, own, name, limits)
 
 
-def _pid_alive(pid: int) -> bool:
-    return pid == os.getpid() or os.path.exists(f"/proc/{pid}")
-
-
 def _holds_processes(path: Path) -> bool:
     """Whether a cgroup directory has a member process (unreadable counts as yes)."""
     try:
@@ -433,23 +433,14 @@ def _holds_processes(path: Path) -> bool:
         return True
 
 
-def sweep_stale(max_depth: int = 5) -> list[Path]:
-    """Remove empty job cgroups whose creating worker no longer exists; return them.
-
-    A worker that is SIGKILLed mid-job takes its sandbox down (``--die-with-parent``) but
-    cannot remove the job's cgroup; the next worker does it here. ``rmdir`` refuses a
-    cgroup that still holds processes, so this can never pull limits from under a job.
-    """
-    removed: list[Path] = []
+def stale_job_cgroups(max_depth: int = 5) -> dict[str, list[Path]]:
+    """The job cgroups whose creating worker no longer exists, by name (one directory per
+    controller hierarchy on cgroup v1, one on v2); nothing is removed (see `sweep_stale`)."""
+    groups: dict[str, list[Path]] = {}
     try:
         mounts = [m for m in _mounts() if m.fstype in ("cgroup", "cgroup2")]
     except OSError:
-        return removed
-    # A job cgroup is one directory per controller hierarchy (cgroup v1); it is removed as
-    # a unit, and kept whole while any of its directories still holds a process: a process
-    # that has joined some controllers but not yet the rest would otherwise lose the limits
-    # it was about to join.
-    groups: dict[str, list[Path]] = {}
+        return groups
     for mount in mounts:
         base_depth = len(mount.mountpoint.parts)
         for dirpath, dirnames, _files in os.walk(mount.mountpoint):
@@ -460,8 +451,25 @@ def sweep_stale(max_depth: int = 5) -> list[Path]:
                 if match is None:
                     continue
                 dirnames.remove(name)
-                if not _pid_alive(int(match["pid"])):
+                start = int(match["start"]) if match["start"] is not None else None
+                if not liveness.owner_alive(int(match["pid"]), start):
                     groups.setdefault(name, []).append(Path(dirpath) / name)
+    return groups
+
+
+def sweep_stale(max_depth: int = 5) -> list[Path]:
+    """Remove empty job cgroups whose creating worker no longer exists; return them.
+
+    A worker that is SIGKILLed mid-job takes its sandbox down (``--die-with-parent``) but
+    cannot remove the job's cgroup; the next worker does it here. ``rmdir`` refuses a
+    cgroup that still holds processes, so this can never pull limits from under a job.
+    A job cgroup is one directory per controller hierarchy (cgroup v1); it is removed as
+    a unit, and kept whole while any of its directories still holds a process: a process
+    that has joined some controllers but not yet the rest would otherwise lose the limits
+    it was about to join.
+    """
+    removed: list[Path] = []
+    groups = stale_job_cgroups(max_depth)
     for name, paths in groups.items():
         if any(_holds_processes(path) for path in paths):
             log.debug("leaving job cgroup %s: it still holds processes", name)

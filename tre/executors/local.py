@@ -294,25 +294,36 @@ class LocalExecutor(Executor):
             else Path(tempfile.gettempdir()) / f"tre-output-fs-{os.geteuid()}"
         )
         self.templates = outputfs.ImageTemplates(template_root)
-        if use_cgroups:
-            sweep_stale()
-        if settings is not None and os.geteuid() == 0:
-            self._recover_stale_outputs(settings.jobs_dir)
+        self._jobs_dir = settings.jobs_dir if settings is not None else None
+        self.clean_leftovers()
 
-    def _recover_stale_outputs(self, jobs_dir: Path) -> None:
+    def clean_leftovers(self) -> int:
+        """What sandboxes of workers that died left behind (`Executor.clean_leftovers`): at
+        construction (a worker's start) and whenever the worker finds a job orphaned."""
+        cleaned = len(sweep_stale()) if self.use_cgroups else 0
+        if self._jobs_dir is not None and os.geteuid() == 0:
+            cleaned += self._recover_stale_outputs(self._jobs_dir)
+        return cleaned
+
+    def _recover_stale_outputs(self, jobs_dir: Path) -> int:
         """Output file systems a SIGKILLed worker left mounted become plain folders again, so
         that what the job wrote before is kept (and the mounts do not pile up)."""
         try:
             ids = self.job_host_ids()
         except ExecutorError:
-            return
+            return 0
         try:
             recovered = outputfs.recover_stale([jobs_dir], *ids)
         except (OSError, ExecutorError) as exc:
             log.warning("could not recover output file systems left under %s: %s", jobs_dir, exc)
-            return
+            return 0
         if recovered:
-            log.warning("recovered %d output folder(s) left mounted by a worker that died", len(recovered))
+            log.warning(
+                "recovered %d output folder(s) left mounted by a worker that died: %s",
+                len(recovered),
+                ", ".join(str(p) for p in recovered),
+            )
+        return len(recovered)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LocalExecutor:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
 import re
 import shutil
@@ -33,9 +34,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tre.errors import is_storage_full
-from tre.executors import fstree, reasons
+from tre.executors import fstree, liveness, reasons
 from tre.executors.base import ExecutorError
 
+log = logging.getLogger(__name__)
 BLOCK = 4096
 INODE_SIZE = 256
 MIB = 1024 * 1024
@@ -331,13 +333,16 @@ def _copy_file(entry: fstree.Entry, parent: int, uid: int, gid: int) -> int:
 
 # -- mounting on the host -----------------------------------------------------------------
 
-_SCRATCH = re.compile(r"^\.sandbox-(?P<pid>\d+)-[0-9a-f]{8}$")
+# .sandbox-<pid>.<start time>-<token>; names made before start times were recorded lack
+# ".<start time>" and are judged on the pid alone (`tre.executors.liveness`).
+_SCRATCH = re.compile(r"^\.sandbox-(?P<pid>\d+)(?:\.(?P<start>\d+))?-[0-9a-f]{8}$")
 
 
 def scratch_name(token: str) -> str:
-    """Name of a job's private scratch folder (beside its output folder): the worker's pid
-    lets a later worker tell a leftover of a dead worker (see `recover_stale`)."""
-    return f".sandbox-{os.getpid()}-{token[:8]}"
+    """Name of a job's private scratch folder (beside its output folder): the worker's pid and
+    start time let a later worker tell a leftover of a dead worker (see `recover_stale`) from
+    a live worker's, even once the dead worker's pid has been reused."""
+    return f".sandbox-{liveness.owner_tag()}-{token[:8]}"
 
 
 def mount_image(image: Path, target: Path) -> None:
@@ -381,29 +386,81 @@ def is_mount_point(path: Path, mountinfo: Path = Path("/proc/self/mountinfo")) -
         return False
 
 
-def recover_stale(roots: list[Path], uid: int, gid: int, quota_bytes: int = 1 << 40) -> list[Path]:
-    """Turn output file systems left mounted by a worker that died into plain folders.
+@dataclass(frozen=True)
+class Leftover:
+    """A scratch folder whose worker is gone, and what of the job's output it still holds."""
 
-    Looks for ``<job dir>/.sandbox-<pid>-<token>`` scratch folders under each root whose
-    worker pid is gone; if the job's ``output`` folder beside it is still a mount point, its
-    files are copied out (as `collect` does) and the mount removed; the scratch folder goes.
-    Returns the output folders that were recovered.
-    """
-    recovered: list[Path] = []
+    scratch: Path
+    output_mounted: bool  # the job's output file system is still mounted on its folder
+    copy_interrupted: bool  # the worker died while copying it out (its read-only view mounted)
+
+
+def find_leftovers(roots: list[Path]) -> list[Leftover]:
+    """The scratch folders under ``<root>/<job>/`` whose creating worker no longer lives."""
+    found: list[Leftover] = []
     for root in roots:
         try:
             job_dirs = [d for d in root.iterdir() if d.is_dir() and not d.is_symlink()]
         except OSError:
             continue
         for job_dir in job_dirs:
-            with contextlib.suppress(OSError):
-                for scratch in job_dir.iterdir():
-                    match = _SCRATCH.match(scratch.name)
-                    if match is None or os.path.exists(f"/proc/{match['pid']}"):
-                        continue
-                    output = job_dir / "output"
-                    if is_mount_point(output):
-                        collect(output, scratch, uid, gid, quota_bytes)
-                        recovered.append(output)
-                    shutil.rmtree(scratch, ignore_errors=True)
+            try:
+                children = list(job_dir.iterdir())
+            except OSError:
+                continue
+            for scratch in children:
+                match = _SCRATCH.match(scratch.name)
+                if match is None:
+                    continue
+                start = int(match["start"]) if match["start"] is not None else None
+                if liveness.owner_alive(int(match["pid"]), start):
+                    continue
+                found.append(
+                    Leftover(scratch, is_mount_point(job_dir / "output"), is_mount_point(scratch / "view"))
+                )
+    return found
+
+
+def recover_stale(roots: list[Path], uid: int, gid: int, quota_bytes: int = 1 << 40) -> list[Path]:
+    """Turn output file systems left mounted by a worker that died into plain folders.
+
+    Looks for ``<job dir>/.sandbox-<pid>.<start>-<token>`` scratch folders under each root
+    whose worker is gone (`find_leftovers`). If the job's ``output`` folder beside it is still
+    a mount point, its files are copied out (as `collect` does). If the worker died *while*
+    copying (the output unmounted, the read-only view in the scratch folder still mounted),
+    the partial copy is thrown away and the copy made again, whole, from the view: a file cut
+    short by the crash is never recorded as the job's output. Then every mount goes (the
+    loop device with it), and the scratch folder with the image file. Returns the output
+    folders that were recovered.
+    """
+    recovered: list[Path] = []
+    for left in find_leftovers(roots):
+        output = left.scratch.parent / "output"
+        try:
+            if left.copy_interrupted:
+                view = left.scratch / "view"
+                if left.output_mounted:  # killed between the bind and the unmount
+                    unmount(view)
+                    collect(output, left.scratch, uid, gid, quota_bytes)
+                else:
+                    try:
+                        clear_folder(output)
+                        copy_out(view, output, uid, gid, quota_bytes)
+                    finally:
+                        unmount(view)
+                recovered.append(output)
+            elif left.output_mounted:
+                collect(output, left.scratch, uid, gid, quota_bytes)
+                recovered.append(output)
+        except (OSError, ExecutorError) as exc:
+            # A copy that failed (a full disk) is no copy: nothing cut short is recorded. The
+            # others are recovered all the same; this one is tried again at the next sweep if
+            # its file system is still mounted.
+            log.warning("could not recover the outputs left in %s: %s", left.scratch, exc)
+            if not is_mount_point(output):
+                clear_folder(output)
+        finally:
+            # Never delete through a mount; a file system still mounted is tried again later.
+            if not is_mount_point(left.scratch / "view") and not is_mount_point(output):
+                shutil.rmtree(left.scratch, ignore_errors=True)
     return recovered

@@ -17,11 +17,12 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, Engine, select, update
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
 from tre import audit
@@ -42,11 +43,14 @@ from tre.jobs.outputs import OutputScan, record_scanned, recording_limits, scan_
 from tre.jobs.paths import log_path, output_dir
 from tre.registry import check_dataset_path
 from tre.store.base import utcnow
-from tre.store.db import session_scope
+from tre.store.db import DatabaseBusy, session_scope
 from tre.store.models import Dataset, Job, JobState
 
 log = logging.getLogger(__name__)
 CHECKPOINT_EVERY_S = 300.0
+# How often a worker looks for what dead workers' sandboxes left (besides at its start, done
+# by the executor, and whenever it finds an orphaned job).
+LEFTOVER_SWEEP_S = 600.0
 
 
 def new_worker_id() -> str:
@@ -71,6 +75,29 @@ WORKER_LOST = "stopped while the job was running"
 def lost_with_its_worker(job: Job) -> bool:
     """Whether a failed job ended because its worker died (a crash, not the job's doing)."""
     return job.state == JobState.failed and job.exit_code is None and WORKER_LOST in (job.reason or "")
+
+
+def worker_gone(job: Job, stale_before: datetime, hostname: str) -> bool:
+    """Whether the worker recorded on a running job is gone: its process on this host has
+    ended, or (any host) its heartbeat is older than ``stale_before``."""
+    host, _, rest = (job.worker_id or "").partition(":")
+    pid = rest.partition(":")[0]
+    if host == hostname and pid.isdigit() and not _pid_alive(int(pid)):
+        return True
+    return job.heartbeat_at is None or job.heartbeat_at < stale_before
+
+
+# What a database that went away raises (a server stopped or failing over, a dropped
+# connection, SQLite's lock held past the busy timeout or its disk full): worth a retry.
+# `DatabaseBusy` is SQLite's write slot not had within the busy timeout (a long writer).
+DB_AWAY = (OperationalError, InterfaceError, DatabaseBusy)
+
+
+def _db_error_words(exc: BaseException) -> str:
+    """The driver's first line, without the statement SQLAlchemy appends (admin log only)."""
+    orig = getattr(exc, "orig", None) or exc
+    text = str(orig).strip()
+    return text.splitlines()[0][:200] if text else type(orig).__name__
 
 
 class Worker:
@@ -98,10 +125,14 @@ class Worker:
         # None, not 0.0: a monotonic clock counts from boot, so on a machine up for less than
         # a period "0.0" would look recent and the first checkpoint would be skipped.
         self._last_checkpoint: float | None = None
+        # The executor swept at its construction: the next periodic sweep is a period away.
+        self._last_leftover_sweep: float | None = clock()
 
         # Executors call the heartbeat hook as often as they poll; the row is written at most
         # once per worker_heartbeat_s (monotonic seconds; absent = never written yet).
         self._last_beat: dict[str, float] = {}
+        # When "database unreachable" was last logged per job (monotonic seconds).
+        self._away_logged: dict[str, float] = {}
         audit.configure(engine, settings.keys_dir)
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -204,6 +235,15 @@ class Worker:
                 )
             )
             orphans = [j.id for j in running if j.id not in self._running and self._is_orphan(j)]
+        if orphans or self._leftover_sweep_due():
+            # Before the orphans are ended: the outputs a dead worker's sandbox left mounted
+            # are copied out first, so that the failed job records what it wrote, and its
+            # mounts, image file and cgroup do not stay behind while this worker lives on.
+            self._last_leftover_sweep = self._clock()
+            try:
+                self.executor.clean_leftovers()
+            except Exception:  # noqa: BLE001 - a failed clean-up must not keep jobs running
+                log.exception("worker %s: cleaning what dead workers left failed", self.worker_id)
         for job_id in orphans:
             if self.executor.supports_reattach:
                 if self._take_over(job_id):
@@ -211,15 +251,19 @@ class Worker:
             else:
                 self._fail_orphan(job_id)
 
+    def _leftover_sweep_due(self) -> bool:
+        """Every LEFTOVER_SWEEP_S: leftovers of a worker whose jobs another worker already
+        ended (a crash mid clean-up) are found even when no job is orphaned now."""
+        last = self._last_leftover_sweep
+        return last is None or self._clock() - last >= LEFTOVER_SWEEP_S
+
     def _is_orphan(self, job: Job) -> bool:
         if job.worker_id == self.worker_id:
-            return False
-        host, _, rest = (job.worker_id or "").partition(":")
-        pid = rest.partition(":")[0]
-        if host == socket.gethostname() and pid.isdigit() and not _pid_alive(int(pid)):
+            # Ours, yet no thread of ours runs it (the caller checked): the thread ended
+            # without recording it (the database away at its start). Ended, never forgotten.
             return True
         stale = utcnow() - timedelta(seconds=self.settings.worker_stale_after_s)
-        return job.heartbeat_at is None or job.heartbeat_at < stale
+        return worker_gone(job, stale, socket.gethostname())
 
     def _take_over(self, job_id: str) -> bool:
         with session_scope(self.engine) as s:
@@ -310,6 +354,13 @@ class Worker:
                 datasets = [d for d in (s.get(Dataset, i) for i in job.dataset_ids) if d is not None]
                 spec = self._spec(job, datasets, self._inputs(s, job))
                 executor_ref = job.executor_ref
+        except DB_AWAY as exc:
+            # Nothing ran. The job stays this worker's and running, and with no thread of
+            # ours on it, the next round ends it as lost (`_is_orphan`): never left running.
+            log.warning(
+                "worker %s: cannot read job %s to start it (%s)", self.worker_id, job_id, _db_error_words(exc)
+            )
+            return
         except TreError as exc:  # e.g. the job's image cannot be unpacked: end the job, not the thread
             with session_scope(self.engine) as s:
                 job = s.get(Job, job_id)
@@ -344,10 +395,42 @@ class Worker:
             why = reasons.storage_full(ref) if is_storage_full(exc) else f"executor error (ref: {ref})"
             result = JobResult(JobState.failed, None, why)
         self._last_beat.pop(job_id, None)
-        with session_scope(self.engine) as s:
-            job = s.get(Job, job_id)
-            assert job is not None
-            self._finish(s, job, result)
+        self._record_end(job_id, result)
+
+    def _record_end(self, job_id: str, result: JobResult) -> None:
+        """Record how a job ended, waiting out a database that is away (a restart, a
+        failover, SQLite's "disk is full") rather than losing the result: the job's outputs
+        are on disk and its result is here, so it is written once the database answers.
+
+        Written only while the job is still this worker's and running: if the database was
+        away for longer than ``worker_stale_after_s``, another worker may have ended it as
+        lost meanwhile, and a job never ends twice.
+        """
+        delay = 0.5
+        while True:
+            try:
+                with session_scope(self.engine) as s:
+                    job = s.get(Job, job_id)
+                    if job is None or job.state != JobState.running.value or job.worker_id != self.worker_id:
+                        log.warning(
+                            "job %s was ended elsewhere while this worker could not reach the database;"
+                            " its result here (%s) is not recorded",
+                            job_id,
+                            result.state,
+                        )
+                        return
+                    self._finish(s, job, result)
+                return
+            except DB_AWAY as exc:
+                log.warning(
+                    "worker %s: cannot record the end of job %s (%s); retrying in %.0f s",
+                    self.worker_id,
+                    job_id,
+                    _db_error_words(exc),
+                    delay,
+                )
+                time.sleep(delay)
+                delay = min(delay * 2, 30.0)
 
     def _finish(self, session: Session, job: Job, result: JobResult) -> None:
         # The output tree was shaped by research code: whatever it holds, the job must end
@@ -410,12 +493,42 @@ class Worker:
         )
 
     def _cancel_requested(self, job_id: str) -> bool:
-        with session_scope(self.engine) as s:
-            return bool(s.scalar(select(Job.cancel_requested).where(Job.id == job_id)))
+        """Asked by the executor as it polls. While the database is away the answer is "no"
+        (asked again at the next poll): an outage must not stop every running job."""
+        try:
+            with session_scope(self.engine, read_only=True) as s:
+                return bool(s.scalar(select(Job.cancel_requested).where(Job.id == job_id)))
+        except DB_AWAY as exc:
+            self._database_away(job_id, exc)
+            return False
 
     def _set_ref(self, job_id: str, ref: str) -> None:
-        with session_scope(self.engine) as s:
-            s.execute(update(Job).where(Job.id == job_id).values(executor_ref=ref, heartbeat_at=utcnow()))
+        """Store the backend's reference of a started job (what a later worker reattaches
+        by), retried while the database is away for up to ``worker_stale_after_s``."""
+        deadline = time.monotonic() + self.settings.worker_stale_after_s
+        while True:
+            try:
+                with session_scope(self.engine) as s:
+                    stored = {"executor_ref": ref, "heartbeat_at": utcnow()}
+                    s.execute(update(Job).where(Job.id == job_id).values(**stored))
+                return
+            except DB_AWAY as exc:
+                self._database_away(job_id, exc)
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.5)
+
+    def _database_away(self, job_id: str, exc: BaseException) -> None:
+        """One log line per job and outage minute for the admin (the job goes on)."""
+        now = time.monotonic()
+        if now - self._away_logged.get(job_id, -60.0) >= 60.0:
+            self._away_logged[job_id] = now
+            log.warning(
+                "worker %s: database unreachable while job %s runs (%s); the job goes on",
+                self.worker_id,
+                job_id,
+                _db_error_words(exc),
+            )
 
     def _heartbeat(self, job_id: str) -> None:
         now = time.monotonic()
@@ -423,9 +536,12 @@ class Worker:
         if last is not None and now - last < self.settings.worker_heartbeat_s:
             return
         self._last_beat[job_id] = now
-        with session_scope(self.engine) as s:
-            s.execute(
-                update(Job)
-                .where(Job.id == job_id, Job.worker_id == self.worker_id)
-                .values(heartbeat_at=utcnow())
-            )
+        try:
+            with session_scope(self.engine) as s:
+                s.execute(
+                    update(Job)
+                    .where(Job.id == job_id, Job.worker_id == self.worker_id)
+                    .values(heartbeat_at=utcnow())
+                )
+        except DB_AWAY as exc:  # the next beat tries again; the job goes on
+            self._database_away(job_id, exc)

@@ -1,0 +1,193 @@
+"""`tre admin doctor`: the state of a control-plane host an operator needs after a crash, a
+full disk or a database outage, each named with what to do.
+
+Read-only on purpose: it reports, the worker repairs (`Worker.recover_orphans`, the local
+executor's `clean_leftovers`). A doctor that also cleaned could race a starting worker; one
+that only looks is safe to run at any time, from cron or a monitoring probe (exit 1 when a
+check fails).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import stat
+from dataclasses import asdict, dataclass
+from datetime import timedelta
+from pathlib import Path
+
+from sqlalchemy import Engine, select, text
+
+from tre.config import Settings
+
+OK, WARN, FAIL = "ok", "warn", "fail"
+# Below this much free space (or share of the file system) writes start to fail: a job's
+# outputs, the audit log, the database. Fixed, not a setting: it only words the report.
+LOW_FREE_BYTES = 1 << 30
+LOW_FREE_SHARE = 0.05
+FULL_FREE_BYTES = 64 << 20  # "full": under this, or under 1 % of a small file system
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: str  # OK, WARN or FAIL
+    detail: str
+
+
+def check_database(engine: Engine) -> Check:
+    """Reachable and answering, and the schema at Alembic's head."""
+    from tre.store.db import schema_is_current
+
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+            current = schema_is_current(conn)
+    except Exception as exc:  # noqa: BLE001 - any driver error means "not reachable"
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        return Check("database", FAIL, f"unreachable ({engine.url.render_as_string()}): {first}")
+    if not current:
+        return Check("database", WARN, "reachable, schema not at the newest migration: run tre admin init")
+    return Check("database", OK, f"reachable ({engine.url.render_as_string()}), schema current")
+
+
+def _disk(name: str, path: Path) -> Check:
+    try:
+        usage = shutil.disk_usage(path)
+    except OSError as exc:
+        return Check(name, FAIL, f"{path}: cannot read its file system: {exc.strerror}")
+    free_mib = usage.free // (1 << 20)
+    share = usage.free / usage.total if usage.total else 0.0
+    where = f"{path}: {free_mib} MiB free ({share:.0%})"
+    if usage.free < min(FULL_FREE_BYTES, usage.total // 100):
+        return Check(name, FAIL, f"{where}: full; jobs, uploads and audit writes fail until room is made")
+    if usage.free < LOW_FREE_BYTES or share < LOW_FREE_SHARE:
+        return Check(name, WARN, f"{where}: low")
+    return Check(name, OK, where)
+
+
+def check_disks(settings: Settings, engine: Engine) -> list[Check]:
+    """Free space where the platform writes: the state folder, job outputs, the database file."""
+    places = {"disk state": settings.home, "disk jobs": settings.jobs_dir}
+    database = engine.url.database if engine.url.get_backend_name() == "sqlite" else None
+    if database and database != ":memory:":
+        places["disk database"] = Path(database).parent
+    seen: set[int] = set()
+    checks = []
+    for name, path in places.items():
+        probe = path if path.exists() else settings.home
+        try:
+            dev = probe.stat().st_dev
+        except OSError:
+            dev = -1
+        if dev in seen and dev != -1:
+            continue  # the same file system as one already reported
+        seen.add(dev)
+        checks.append(_disk(name, probe))
+    return checks
+
+
+def check_keys(settings: Settings) -> Check:
+    """The key folder private (0700) and every key file in it private (0600), non-empty and
+    the platform's own: a readable signing key lets anyone forge tokens or audit entries."""
+    from tre.audit.signing import KEY_FILE
+    from tre.auth.tokens import SIGNING_KEY_FILENAME
+
+    keys = settings.keys_dir
+    try:
+        st = keys.lstat()
+    except FileNotFoundError:
+        return Check("keys", FAIL, f"{keys} is missing: run tre admin init (or restore it from backup)")
+    if not stat.S_ISDIR(st.st_mode) or st.st_mode & 0o077 or st.st_uid != os.geteuid():
+        return Check("keys", FAIL, f"{keys} is not a folder private to this user (chmod 700, chown)")
+    problems = []
+    for path in sorted(keys.iterdir()):
+        try:
+            fst = path.lstat()
+        except OSError:
+            continue
+        if not stat.S_ISREG(fst.st_mode):
+            problems.append(f"{path.name} is not a plain file")
+        elif fst.st_mode & 0o077 or fst.st_uid != os.geteuid():
+            problems.append(f"{path.name} is readable by others or not this user's (chmod 600)")
+        elif fst.st_size == 0 and not path.name.startswith("."):
+            problems.append(f"{path.name} is empty (restore it from backup)")
+    missing = [n for n in (KEY_FILE, SIGNING_KEY_FILENAME) if not (keys / n).exists()]
+    if problems:
+        return Check("keys", FAIL, "; ".join(problems))
+    if missing:
+        return Check("keys", WARN, f"not made yet: {', '.join(missing)} (made at the first start)")
+    return Check("keys", OK, f"{keys}: private")
+
+
+def check_leftovers(settings: Settings) -> list[Check]:
+    """What sandboxes of dead workers left on this host (the local executor's): mounted
+    output file systems, scratch folders, job cgroups. The next worker start, or a running
+    worker's next sweep, cleans them; a leftover that stays is named here."""
+    from tre.executors import outputfs
+    from tre.executors.cgroups import stale_job_cgroups
+
+    left = outputfs.find_leftovers([settings.jobs_dir])
+    mounted = [str(x.scratch.parent.name) for x in left if x.output_mounted or x.copy_interrupted]
+    checks = []
+    if left:
+        checks.append(
+            Check(
+                "leftovers",
+                WARN,
+                f"{len(left)} scratch folder(s) of dead workers under {settings.jobs_dir}"
+                + (f", outputs still mounted for job(s) {', '.join(sorted(mounted))}" if mounted else "")
+                + ": start (or restart) a worker on this host to recover them",
+            )
+        )
+    else:
+        checks.append(Check("leftovers", OK, f"no scratch folder of a dead worker under {settings.jobs_dir}"))
+    groups = stale_job_cgroups()
+    if groups:
+        checks.append(
+            Check(
+                "cgroups",
+                WARN,
+                f"{len(groups)} job cgroup(s) of dead workers: {', '.join(sorted(groups))}"
+                "; a worker removes them when they are empty",
+            )
+        )
+    return checks
+
+
+def check_running_jobs(settings: Settings, engine: Engine) -> Check:
+    """Jobs still marked running whose worker is gone: a live worker ends them within a
+    round; if one stays, no worker of that executor is running."""
+    from tre.jobs.worker import worker_gone
+    from tre.store.base import utcnow
+    from tre.store.db import session_scope
+    from tre.store.models import Job, JobState
+
+    try:
+        with session_scope(engine) as s:
+            running = list(s.scalars(select(Job).where(Job.state == JobState.running.value)))
+            stale_before = utcnow() - timedelta(seconds=settings.worker_stale_after_s)
+            lost = sorted(j.id for j in running if worker_gone(j, stale_before, socket.gethostname()))
+    except Exception:  # noqa: BLE001 - the database check says why
+        return Check("jobs", WARN, "not checked: the database cannot be read")
+    if lost:
+        return Check(
+            "jobs",
+            WARN,
+            f"{len(lost)} job(s) marked running whose worker is gone: {', '.join(lost[:20])}"
+            "; start a worker (of each job's executor): it ends them (failed, worker lost) or reattaches",
+        )
+    return Check("jobs", OK, f"{len(running)} running, none orphaned")
+
+
+def run_checks(settings: Settings, engine: Engine) -> list[Check]:
+    database = check_database(engine)
+    checks = [database, *check_disks(settings, engine), check_keys(settings), *check_leftovers(settings)]
+    if database.status != FAIL:
+        checks.append(check_running_jobs(settings, engine))
+    return checks
+
+
+def checks_as_json(checks: list[Check]) -> list[dict[str, str]]:
+    return [asdict(c) for c in checks]
