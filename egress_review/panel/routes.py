@@ -99,6 +99,8 @@ def reviewer_or_ended(request: Request, session: DbSession) -> Principal | str:
     try:
         return panel_principal(request, session)
     except SessionEnded as exc:
+        if exc.ended == "invalid":  # a forged, foreign or ownerless token: nothing is answered
+            raise
         return exc.ended
 
 
@@ -616,6 +618,36 @@ def _act(
 
 
 SEEN_STATES = frozenset(s.value for s in EgressState)
+MAX_COMMENT = 10_000
+
+
+def _decision_post(
+    request: Request,
+    principal: Principal | str,
+    session: Session,
+    settings: Settings,
+    request_id: str,
+    action: str,
+    choice: str,
+    comment: str,
+    csrf: str,
+    seen_state: str,
+) -> Response:
+    """A vote or resolution form. The form's fields are all optional and bounded here, after
+    the session was looked at (`reviewer_or_ended`), so nobody learns anything from form
+    validation before signing in; then the CSRF check, before anything is echoed."""
+    check_csrf(request, csrf[:200])
+    if len(comment) > MAX_COMMENT:
+        raise Problem(
+            422,
+            "Invalid request",
+            f"the comment is longer than {MAX_COMMENT} characters; shorten it",
+            "invalid-request",
+        )
+    choice = choice if choice in workflow.VOTES else choice[:16]
+    if isinstance(principal, str):
+        return _kept_on_sign_in(request, settings, principal, request_id, choice, comment)
+    return _act(request, session, settings, principal, request_id, action, choice, comment, seen_state[:32])
 
 
 def _kept_on_sign_in(
@@ -646,15 +678,14 @@ def vote(
     principal: ReviewerOrEnded,
     session: DbSession,
     settings: SettingsDep,
-    vote: Annotated[str, Form(max_length=16)],
-    comment: Annotated[str, Form(max_length=10_000)] = "",
-    csrf: Annotated[str, Form(max_length=200)] = "",
-    seen_state: Annotated[str, Form(max_length=32)] = "",
+    vote: Annotated[str, Form()] = "",
+    comment: Annotated[str, Form()] = "",
+    csrf: Annotated[str, Form()] = "",
+    seen_state: Annotated[str, Form()] = "",
 ) -> Response:
-    check_csrf(request, csrf)  # before anything is echoed: this is our own page's form
-    if isinstance(principal, str):
-        return _kept_on_sign_in(request, settings, principal, request_id, vote, comment)
-    return _act(request, session, settings, principal, request_id, "vote", vote, comment, seen_state)
+    return _decision_post(
+        request, principal, session, settings, request_id, "vote", vote, comment, csrf, seen_state
+    )
 
 
 @router.post("/requests/{request_id}/resolve")
@@ -664,12 +695,11 @@ def resolve(
     principal: ReviewerOrEnded,
     session: DbSession,
     settings: SettingsDep,
-    decision: Annotated[str, Form(max_length=16)],
-    comment: Annotated[str, Form(max_length=10_000)] = "",
-    csrf: Annotated[str, Form(max_length=200)] = "",
-    seen_state: Annotated[str, Form(max_length=32)] = "",
+    decision: Annotated[str, Form()] = "",
+    comment: Annotated[str, Form()] = "",
+    csrf: Annotated[str, Form()] = "",
+    seen_state: Annotated[str, Form()] = "",
 ) -> Response:
-    check_csrf(request, csrf)  # before anything is echoed: this is our own page's form
-    if isinstance(principal, str):
-        return _kept_on_sign_in(request, settings, principal, request_id, decision, comment)
-    return _act(request, session, settings, principal, request_id, "resolve", decision, comment, seen_state)
+    return _decision_post(
+        request, principal, session, settings, request_id, "resolve", decision, comment, csrf, seen_state
+    )
