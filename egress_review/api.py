@@ -18,7 +18,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import Field
 from sqlalchemy.orm import Session
 
-from egress_review import outputnames, workflow
+from egress_review import expiry, outputnames, workflow
 from egress_review.outputnames import NameView
 from egress_review.panel.cards import warm_after_commit
 from egress_review.schemas import DisclosureRecord, EgressRequestOut, EgressSummary
@@ -32,7 +32,7 @@ from tre.audit.events import record_read
 from tre.auth.principal import Principal
 from tre.config import Settings
 from tre.errors import Conflict
-from tre.states import EgressState
+from tre.states import OPEN_EGRESS_STATES, EgressState
 
 router = APIRouter(prefix="/api/v1/egress", tags=["egress"])
 
@@ -90,7 +90,12 @@ def create(
     )
     warm_after_commit(session, request.app.state.engine, settings, req.id)
     return workflow.request_view(
-        session, req, principal, _names(session, settings, principal, req.job_id), keys_dir=settings.keys_dir
+        session,
+        req,
+        principal,
+        _names(session, settings, principal, req.job_id),
+        keys_dir=settings.keys_dir,
+        open_ttl_days=settings.egress_open_ttl_days,
     )
 
 
@@ -115,12 +120,36 @@ def list_requests(
             "resolves a shortened id with it, however many requests there are.",
         ),
     ] = None,
+    expiring_within_days: Annotated[
+        float | None,
+        Query(
+            ge=0,
+            le=3650,
+            description="Only open requests that expire within this many days "
+            "(TRE_EGRESS_OPEN_TTL_DAYS; none when requests never expire), soonest first.",
+        ),
+    ] = None,
 ) -> list[dict[str, Any]]:
-    """Reviewers, admins and auditors see every request; researchers their projects' ones."""
-    reqs = workflow.list_requests(session, principal, state, limit, id_prefix=id_prefix)
+    """Admins and auditors see every request; DAC members their committees' datasets';
+    researchers their projects' ones."""
+    ttl = settings.egress_open_ttl_days
+    made_before = None
+    if expiring_within_days is not None:
+        made_before = expiry.made_before_for_expiring(ttl, expiring_within_days)
+        if made_before is None or (state is not None and state not in OPEN_EGRESS_STATES):
+            return []  # requests never expire, or a final state was asked for
+    states = state.value if state is not None else (workflow.OPEN_STATES if made_before else None)
+    reqs = workflow.list_requests(
+        session, principal, states, limit, id_prefix=id_prefix, made_before=made_before
+    )
+    if expiring_within_days is not None:
+        reqs.reverse()  # soonest to expire first
     facts = workflow.viewer_facts(session, reqs, principal)  # no statements per request
     return [
-        workflow.summary_view(session, r, principal, keys_dir=settings.keys_dir, facts=facts) for r in reqs
+        workflow.summary_view(
+            session, r, principal, keys_dir=settings.keys_dir, facts=facts, open_ttl_days=ttl
+        )
+        for r in reqs
     ]
 
 
@@ -144,6 +173,7 @@ def get_request(
         _names(session, settings, principal, req.job_id),
         keys_dir=settings.keys_dir,
         policies_dir=settings.resolved_policies_dir,
+        open_ttl_days=settings.egress_open_ttl_days,
     )
 
 
@@ -160,7 +190,9 @@ def vote(
         comment=body.comment,
         policies_dir=settings.resolved_policies_dir,
     )
-    return workflow.request_view(session, req, principal, keys_dir=settings.keys_dir)
+    return workflow.request_view(
+        session, req, principal, keys_dir=settings.keys_dir, open_ttl_days=settings.egress_open_ttl_days
+    )
 
 
 @router.post("/requests/{request_id}/resolution", status_code=201, response_model=EgressRequestOut)
@@ -175,7 +207,9 @@ def resolution(
         comment=body.comment,
         policies_dir=settings.resolved_policies_dir,
     )
-    return workflow.request_view(session, req, principal, keys_dir=settings.keys_dir)
+    return workflow.request_view(
+        session, req, principal, keys_dir=settings.keys_dir, open_ttl_days=settings.egress_open_ttl_days
+    )
 
 
 @router.post("/requests/{request_id}/withdrawal", status_code=201, response_model=EgressRequestOut)
@@ -185,7 +219,12 @@ def withdrawal(
     """The requester withdraws an open request (final; votes cast so far stay blind)."""
     req = workflow.withdraw(session, principal, request_id, reason=body.reason)
     return workflow.request_view(
-        session, req, principal, _names(session, settings, principal, req.job_id), keys_dir=settings.keys_dir
+        session,
+        req,
+        principal,
+        _names(session, settings, principal, req.job_id),
+        keys_dir=settings.keys_dir,
+        open_ttl_days=settings.egress_open_ttl_days,
     )
 
 

@@ -4,6 +4,12 @@ A request still awaiting votes or a resolution ``TRE_EGRESS_OPEN_TTL_DAYS`` afte
 moves to ``expired`` (final) with fixed words (`workflow.EXPIRED_REASON`), is audited as
 ``egress.expired`` and gets its disclosure record; the requester asks again with a new request.
 
+Before that, reviewers and requesters are told: every open request's view and summary carry
+its ``expires_at`` (`workflow.expires_at`), ``GET /requests?expiring_within_days=N`` and ``tre egress
+list --expiring DAYS`` list those about to expire, and the panel's queue marks each one that
+expires within ``TRE_EGRESS_EXPIRY_WARN_DAYS`` and has a tab for them (there is no mail or
+push channel in the TRE to remind anyone by; the queue is where reviewers look).
+
 Swept by the job worker (`Worker(periodic=...)`, wired by the composition roots) at most once
 per `SWEEP_EVERY_S`. Restart-safe and idempotent: the sweep keeps no state of its own, it
 re-reads the open requests older than the cutoff each time. Race-safe: each request is
@@ -31,6 +37,16 @@ from tre.store.models import EgressRequest
 log = logging.getLogger(__name__)
 SWEEP_EVERY_S = 60.0
 BATCH = 200
+
+
+def made_before_for_expiring(
+    ttl_days: float, within_days: float, now: datetime | None = None
+) -> datetime | None:
+    """The creation time before which an open request expires within ``within_days`` (None:
+    requests never expire, so none is about to)."""
+    if ttl_days <= 0:
+        return None
+    return (now or utcnow()) - timedelta(days=max(ttl_days - within_days, 0))
 
 
 def overdue_ids(session: Session, cutoff: datetime, limit: int = BATCH) -> list[str]:

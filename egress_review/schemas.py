@@ -66,6 +66,8 @@ class EgressSummary(BaseModel):
     outcome: CheckOutcome
     created_at: str | None
     decided_at: str | None
+    # When an open request expires (TRE_EGRESS_OPEN_TTL_DAYS); None once final or if never.
+    expires_at: str | None = None
     can_vote: bool
     can_resolve: bool
     file_count: int
@@ -93,6 +95,8 @@ class EgressRequestOut(BaseModel):
     can_download: bool
     created_at: str | None
     decided_at: str | None
+    # When an open request expires (TRE_EGRESS_OPEN_TTL_DAYS); None once final or if never.
+    expires_at: str | None = None
     outcome: CheckOutcome
     files: list[EgressFileOut]
     disclosure_available: bool

@@ -19,10 +19,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from egress_review import checking, model_sandbox, outputnames, quoted
@@ -138,18 +139,21 @@ def visible_request(
     return req
 
 
-def list_requests(
-    session: Session,
-    principal: Principal,
-    state: str | tuple[str, ...] | None = None,
-    limit: int = 200,
-    id_prefix: str | None = None,
-) -> list[EgressRequest]:
-    stmt = select(EgressRequest).options(
-        selectinload(EgressRequest.files),
-        selectinload(EgressRequest.reviews),
-        selectinload(EgressRequest.dataset_links),
-    )
+@dataclass(frozen=True)
+class RequestFilter:
+    """What a list of requests is narrowed to, beyond what its viewer may see at all (the
+    API's list, the panel's queue tabs, filters and pages)."""
+
+    states: tuple[str, ...] = ()
+    id_prefix: str | None = None
+    made_before: datetime | None = None  # older than an age, or about to expire
+    dataset_id: str | None = None  # requests over this dataset (its job read it)
+    reviewed_by: str | None = None  # requests this user voted on or resolved (their history)
+
+
+def _visible(principal: Principal, f: RequestFilter) -> list[Any]:
+    """The WHERE clauses: what ``principal`` may see, narrowed by ``f``."""
+    where: list[Any] = []
     if not principal.has(*OVERSIGHT_ROLES):
         # Deny by default: a researcher's projects' requests, and a DAC member's committees'.
         projects = select(ProjectMember.project_id).where(ProjectMember.user_id == principal.user_id)
@@ -160,13 +164,76 @@ def list_requests(
             )
             seen.append(EgressRequest.id.in_(reviewed.where(DatasetReviewer.user_id == principal.user_id)))
             seen.append(~EgressRequest.id.in_(select(EgressRequestDataset.request_id)))
-        stmt = stmt.where(or_(*seen))
-    if state:
-        stmt = stmt.where(EgressRequest.state.in_((state,) if isinstance(state, str) else state))
-    if id_prefix:
-        stmt = stmt.where(EgressRequest.id.startswith(id_prefix, autoescape=True))
-    stmt = stmt.order_by(EgressRequest.created_at.desc()).limit(limit)
+        where.append(or_(*seen))
+    if f.states:
+        where.append(EgressRequest.state.in_(f.states))
+    if f.id_prefix:
+        where.append(EgressRequest.id.startswith(f.id_prefix, autoescape=True))
+    if f.made_before is not None:
+        where.append(EgressRequest.created_at < f.made_before)
+    if f.dataset_id is not None:
+        over = select(EgressRequestDataset.request_id).where(EgressRequestDataset.dataset_id == f.dataset_id)
+        where.append(EgressRequest.id.in_(over))
+    if f.reviewed_by is not None:
+        where.append(
+            EgressRequest.id.in_(select(Review.request_id).where(Review.reviewer_id == f.reviewed_by))
+        )
+    return where
+
+
+def list_requests(
+    session: Session,
+    principal: Principal,
+    state: str | tuple[str, ...] | None = None,
+    limit: int = 200,
+    id_prefix: str | None = None,
+    made_before: datetime | None = None,
+    *,
+    narrow: RequestFilter | None = None,
+    oldest_first: bool = False,
+    offset: int = 0,
+) -> list[EgressRequest]:
+    """The requests ``principal`` may see, newest first (or oldest), ``offset`` rows on;
+    ``made_before`` keeps those made before then (the ones about to expire:
+    `expiry.made_before_for_expiring`); ``narrow`` adds the panel's filters."""
+    f = narrow or RequestFilter()
+    states = (state,) if isinstance(state, str) else tuple(state or ())
+    f = RequestFilter(
+        states=states or f.states,
+        id_prefix=id_prefix or f.id_prefix,
+        made_before=made_before or f.made_before,
+        dataset_id=f.dataset_id,
+        reviewed_by=f.reviewed_by,
+    )
+    order = EgressRequest.created_at.asc() if oldest_first else EgressRequest.created_at.desc()
+    stmt = (
+        select(EgressRequest)
+        .options(
+            selectinload(EgressRequest.files),
+            selectinload(EgressRequest.reviews),
+            selectinload(EgressRequest.dataset_links),
+        )
+        .where(*_visible(principal, f))
+        .order_by(order, EgressRequest.id)
+        .offset(offset)
+        .limit(limit)
+    )
     return list(session.scalars(stmt))
+
+
+def count_requests(session: Session, principal: Principal, narrow: RequestFilter) -> int:
+    """How many requests ``principal`` may see under ``narrow`` (one statement)."""
+    stmt = select(func.count()).select_from(EgressRequest).where(*_visible(principal, narrow))
+    return int(session.scalar(stmt) or 0)
+
+
+def expires_at(req: EgressRequest, ttl_days: float) -> datetime | None:
+    """When an open request expires (UTC; `egress_review.expiry` sweeps it then, within a
+    minute); None for a final one, or when requests never expire (``ttl_days`` 0)."""
+    if ttl_days <= 0 or req.state not in OPEN_STATES or req.created_at is None:
+        return None
+    created = req.created_at if req.created_at.tzinfo else req.created_at.replace(tzinfo=UTC)
+    return created + timedelta(days=ttl_days)
 
 
 def _not_found(what: str) -> NotFound:
@@ -1078,6 +1145,7 @@ def request_view(
     keys_dir: Path,
     facts: ViewerFacts | None = None,
     policies_dir: Path | None = None,
+    open_ttl_days: float = 0.0,
 ) -> dict[str, Any]:
     """What a caller may see of a request. Votes stay blind until every required vote is in.
 
@@ -1161,6 +1229,7 @@ def request_view(
         ),
         "created_at": req.created_at.isoformat() if req.created_at else None,
         "decided_at": req.decided_at.isoformat() if req.decided_at else None,
+        "expires_at": _iso(expires_at(req, open_ttl_days)),
         "outcome": checking.worst_outcome([f.outcome for f in req.files]),
         # Staff by path; researchers by handle, an order that spells nothing of withheld names.
         "files": [
@@ -1172,6 +1241,10 @@ def request_view(
         "policy_changed": drift,
         "notices": notices,
     }
+
+
+def _iso(at: datetime | None) -> str | None:
+    return at.isoformat() if at is not None else None
 
 
 def _notices(
@@ -1243,8 +1316,9 @@ def summary_view(
     *,
     keys_dir: Path,
     facts: ViewerFacts | None = None,
+    open_ttl_days: float = 0.0,
 ) -> dict[str, Any]:
-    full = request_view(session, req, principal, keys_dir=keys_dir, facts=facts)
+    full = request_view(session, req, principal, keys_dir=keys_dir, facts=facts, open_ttl_days=open_ttl_days)
     keep = (
         "id",
         "job_id",
@@ -1257,6 +1331,7 @@ def summary_view(
         "outcome",
         "created_at",
         "decided_at",
+        "expires_at",
         "can_vote",
         "can_resolve",
     )

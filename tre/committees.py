@@ -170,12 +170,21 @@ def unassign(
     """Take a member off a dataset's committee (admin). Refused (``409 quorum-unmeetable``)
     when the committee would then be smaller than the dataset's quorum, unless ``force``:
     the dataset's requests could then never be decided. Forced, it is audited as such."""
+    from tre import review_capacity  # it builds on this module
+
     ds = _dataset(session, dataset_id)
     row = session.get(DatasetReviewer, (dataset_id, user_id))
     if row is None:
         raise NotFound(f"{user_id!r} does not sit on the committee of {dataset_id!r}")
-    session.delete(row)
-    session.flush()
+    # Open requests too: a committee that still meets its quorum on paper may not for a
+    # request whose project counts some of its members (conflicts of interest).
+    lost = review_capacity.guarded(
+        session,
+        None,
+        f"taking {user_id!r} off the committee of {dataset_id!r}",
+        lambda: session.delete(row),
+        force=force,
+    )
     state = committee_state(session, ds, policies_dir)
     if not state.meetable and not force:
         raise Conflict(
@@ -185,10 +194,13 @@ def unassign(
             slug="quorum-unmeetable",
             title="Quorum could not be met",
         )
-    record_event(
-        session,
-        actor=actor,
-        action="admin.dac_unassigned",
-        details={"dataset": dataset_id, "user": user_id, "quorum_meetable": state.meetable, "forced": force},
-    )
+    details: dict[str, object] = {
+        "dataset": dataset_id,
+        "user": user_id,
+        "quorum_meetable": state.meetable and not lost,
+        "forced": force,
+    }
+    if lost:
+        details["quorum_lost_requests"] = sorted(lost.requests)
+    record_event(session, actor=actor, action="admin.dac_unassigned", details=details)
     return state

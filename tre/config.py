@@ -191,6 +191,9 @@ class Settings(BaseSettings):
     # An egress request still awaiting votes or a resolution this long after it was made
     # expires (final; egress_review.expiry, swept by the worker). 0: requests never expire.
     egress_open_ttl_days: float = Field(default=30.0, ge=0, le=3650)
+    # The panel's queue marks an open request that expires within this many days, and its
+    # "expiring" tab lists them (docs/egress.md, "Expiry"). 0: no marks.
+    egress_expiry_warn_days: float = Field(default=3.0, ge=0, le=3650)
     # At most this many running jobs per project on one worker (0: no cap beyond fair order).
     # See docs/scheduling.md.
     worker_project_running_limit: int = Field(default=0, ge=0)

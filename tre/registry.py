@@ -7,7 +7,7 @@ change is validated and audited in exactly one place.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from tre import review_capacity
 from tre.access import MEMBER_REMOVED, can_see_project, visible_dataset_ids
 from tre.audit import record_event
 from tre.auth.principal import Principal
@@ -90,37 +91,75 @@ def _keep_an_admin(session: Session, user: User, action: str) -> None:
         )
 
 
-def set_user_roles(session: Session, actor: str, user_id: str, roles: list[str]) -> User:
+def set_user_roles(
+    session: Session, actor: str, user_id: str, roles: list[str], *, policies_dir: Path, force: bool = False
+) -> User:
+    """Replace a user's roles (admin). Taking ``dac`` from an able reviewer is refused (``409
+    quorum-unmeetable``) when a committee or an open request could then not reach its quorum,
+    unless ``force`` (`tre.review_capacity`)."""
     user = get_user(session, user_id)
     check_roles(roles)
     if Role.admin.value not in roles:
         _keep_an_admin(session, user, "take the admin role from")
     before = sorted(user.role_names)
-    user.roles = [UserRole(role=r) for r in sorted(set(roles))]
-    session.flush()
+    wanted = sorted(set(roles))
+
+    def change() -> None:
+        user.roles = [UserRole(role=r) for r in wanted]
+
+    lost = _reviewer_change(
+        session, user, f"changing the roles of {user_id!r} to {wanted}", change, policies_dir, force
+    )
     record_event(
         session,
         actor=actor,
         action="admin.user_roles_changed",
-        details={"user": user_id, "before": before, "after": sorted(set(roles))},
+        details={"user": user_id, "before": before, "after": wanted, **_forced(lost, force)},
     )
     return user
 
 
-def set_user_disabled(session: Session, actor: str, user_id: str, disabled: bool) -> User:
+def set_user_disabled(
+    session: Session, actor: str, user_id: str, disabled: bool, *, policies_dir: Path, force: bool = False
+) -> User:
+    """Disable or enable a user (admin). Disabling an able reviewer is refused like taking
+    their ``dac`` role (`set_user_roles`) unless ``force``."""
     user = get_user(session, user_id)
     if disabled:
         _keep_an_admin(session, user, "disable")
     if user.disabled == disabled:
         raise Conflict(f"user {user_id!r} is already {'disabled' if disabled else 'enabled'}")
-    user.disabled = disabled
+
+    def change() -> None:
+        user.disabled = disabled
+
+    lost = _reviewer_change(session, user, f"disabling {user_id!r}", change, policies_dir, force)
     record_event(
         session,
         actor=actor,
         action="admin.user_disabled" if disabled else "admin.user_enabled",
-        details={"user": user_id},
+        details={"user": user_id, **_forced(lost, force)},
     )
     return user
+
+
+def _reviewer_change(
+    session: Session, user: User, what: str, change: Callable[[], None], policies_dir: Path, force: bool
+) -> review_capacity.Shortfall | None:
+    """Apply a change to ``user``; guarded (`tre.review_capacity`) when they can review now,
+    since only then can it take review capacity away. None: not guarded."""
+    if not review_capacity.is_able_reviewer(session, user.id):
+        change()
+        session.flush()
+        return None
+    return review_capacity.guarded(session, policies_dir, what, change, force=force)
+
+
+def _forced(lost: review_capacity.Shortfall | None, force: bool) -> dict[str, object]:
+    """Audit details of a change that left quorums unmeetable (only when it did: forced)."""
+    if not lost:
+        return {}
+    return {"forced": force, "quorum_meetable": False, **lost.as_details()}
 
 
 def list_users(session: Session) -> list[User]:
@@ -221,14 +260,31 @@ def set_quota(session: Session, actor: str, project_id: str, quota: dict[str, An
     return project
 
 
-def add_member(session: Session, actor: str, project_id: str, user_id: str) -> None:
+def add_member(session: Session, actor: str, project_id: str, user_id: str, *, force: bool = False) -> None:
+    """Make a user a member of a project (admin). A DAC member who joins may no longer review
+    the project's requests (a conflict of interest), so joining is refused (``409
+    quorum-unmeetable``) when one of its open requests could then not reach its quorum,
+    unless ``force`` (`tre.review_capacity`)."""
     get_project(session, project_id)
-    get_user(session, user_id)
+    user = get_user(session, user_id)
     if session.get(ProjectMember, (project_id, user_id)) is not None:
         raise Conflict(f"{user_id!r} is already a member of {project_id!r}")
-    session.add(ProjectMember(project_id=project_id, user_id=user_id))
+
+    def change() -> None:
+        session.add(ProjectMember(project_id=project_id, user_id=user_id))
+
+    lost = None
+    if review_capacity.is_able_reviewer(session, user.id):
+        what = f"making {user_id!r} a member of {project_id!r} (a conflict of interest for its requests)"
+        lost = review_capacity.guarded(session, None, what, change, force=force, project_id=project_id)
+    else:
+        change()
     record_event(
-        session, actor=actor, action="admin.member_added", project_id=project_id, details={"user": user_id}
+        session,
+        actor=actor,
+        action="admin.member_added",
+        project_id=project_id,
+        details={"user": user_id, **_forced(lost, force)},
     )
 
 

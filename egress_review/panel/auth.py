@@ -106,18 +106,35 @@ def check_csrf(request: Request, submitted: str) -> None:
         )
 
 
+class SessionEnded(Problem):
+    """The 303 to the sign-in page for a session the browser still held but that ended
+    (``ended``: a key of `ENDED`). A vote or resolution route catches it to keep what the
+    reviewer wrote (`routes.reviewer_or_ended`) instead of dropping it on the redirect."""
+
+    def __init__(self, request: Request, ended: str) -> None:
+        where = f"{COOKIE_PATH}/login?ended={ended}" + ("&lost=1" if request.method != "GET" else "")
+        super().__init__(
+            303,
+            "Sign-in required",
+            f"{ENDED[ended]}; sign in again",
+            "panel-login",
+            headers={"Location": where},
+        )
+        self.ended = ended
+
+
 def _login_redirect(request: Request, ended: str | None = None) -> Problem:
     """A 303 to the sign-in page; API-style clients still get a problem document saying why.
 
     ``ended`` (a key of `ENDED`) says why a session the browser still held was refused, and
     for a post, that what it carried (a vote, a resolution) was not recorded: the reviewer is
     told, never left to guess why the panel went back to its sign-in page."""
-    where = f"{COOKIE_PATH}/login"
-    detail = "sign in to the review panel with your token"
     if ended is not None:
-        where += f"?ended={ended}" + ("&lost=1" if request.method != "GET" else "")
-        detail = f"{ENDED[ended]}; sign in again"
-    return Problem(303, "Sign-in required", detail, "panel-login", headers={"Location": where})
+        return SessionEnded(request, ended)
+    detail = "sign in to the review panel with your token"
+    return Problem(
+        303, "Sign-in required", detail, "panel-login", headers={"Location": f"{COOKIE_PATH}/login"}
+    )
 
 
 def _why_ended(exc: Problem) -> str:

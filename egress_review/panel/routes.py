@@ -10,23 +10,27 @@ they can only settle a conflicted request, as the workflow allows. All decisions
 from __future__ import annotations
 
 import json
+import re
 import secrets
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from functools import partial
-from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from egress_review import outputnames, workflow
+from egress_review import expiry, outputnames, workflow
 from egress_review.panel import fragments, preview
 from egress_review.panel.auth import (
     ENDED,
     ID_TOKEN_COOKIE,
     PANEL_ROLES,
     TOKEN_COOKIE,
+    SessionEnded,
     check_csrf,
     clear_cookies,
     csrf_token,
@@ -38,6 +42,7 @@ from egress_review.panel.auth import (
 from egress_review.panel.cards import file_cards
 from egress_review.panel.oidc_session import end_session_url
 from egress_review.panel.templating import PACKAGE_DIR, templates
+from tre import committees
 from tre.api.bounds import RowId
 from tre.api.deps import get_session, get_settings_dep, principal_from_token
 from tre.api.problems import Problem
@@ -48,8 +53,9 @@ from tre.auth.principal import Principal
 from tre.config import Settings
 from tre.errors import NotFound, TreError
 from tre.jobs.output_handles import handle_key
+from tre.states import EgressState
 from tre.store.db import settle
-from tre.store.models import Job
+from tre.store.models import Dataset, Job
 
 STATIC_FILES = {"panel.css": "text/css; charset=utf-8"}
 SECURITY_HEADERS = {
@@ -75,12 +81,30 @@ QUEUE_FILTERS = {
     "withdrawn": ("withdrawn",),
     "expired": ("expired",),
     "all": (),
+    # Open requests that expire within TRE_EGRESS_EXPIRY_WARN_DAYS (the queue's route).
+    "expiring": ("awaiting_review", "conflicted"),
+    # The viewer's own history: every request they voted on or resolved, any state.
+    "mine": (),
 }
 
 router = APIRouter(prefix="/panel", include_in_schema=False)
 
 DbSession = Annotated[Session, Depends(get_session)]
 Reviewer = Annotated[Principal, Depends(panel_principal)]
+
+
+def reviewer_or_ended(request: Request, session: DbSession) -> Principal | str:
+    """The signed-in reviewer, or why their session ended (a key of `ENDED`): a vote or a
+    resolution posted after the end is answered with what it carried, not a bare redirect."""
+    try:
+        return panel_principal(request, session)
+    except SessionEnded as exc:
+        if exc.ended == "invalid":  # a forged, foreign or ownerless token: nothing is answered
+            raise
+        return exc.ended
+
+
+ReviewerOrEnded = Annotated[Principal | str, Depends(reviewer_or_ended)]
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 
 
@@ -92,6 +116,13 @@ def render(request: Request, name: str, context: dict[str, Any], status: int = 2
     if fresh:
         set_csrf_cookie(response, request, csrf)
     return response
+
+
+def problem_page(request: Request, problem: dict[str, Any]) -> Response:
+    """Any error under ``/panel`` as a page for a browser (`tre.api.problems`): the problem's
+    title and detail (server words, autoescaped), never a JSON document or a traceback."""
+    principal = getattr(request.state, "principal", None)
+    return render(request, "error.html", {"principal": principal, "problem": problem})
 
 
 def see_other(url: str) -> RedirectResponse:
@@ -135,6 +166,7 @@ def login(
     settings: SettingsDep,
     token: Annotated[str, Form(max_length=8192)],
     csrf: Annotated[str, Form(max_length=200)] = "",
+    next_page: Annotated[str, Form(alias="next", max_length=64)] = "",
 ) -> Response:
     check_csrf(request, csrf)
     if settings.auth_mode != "embedded":
@@ -157,7 +189,9 @@ def login(
         action="auth.login",
         details={"token_id": principal.token_id, "roles": sorted(principal.roles), "via": "panel-token"},
     )
-    response = see_other("/panel/")
+    # Back to the request whose vote the ended session refused; only a request page of ours.
+    back = next_page if NEXT_PAGE.fullmatch(next_page) else "/panel/"
+    response = see_other(back)
     set_token_cookie(response, request, token, int(claims["exp"]))
     # A new CSRF value at sign-in: a value planted before login is worthless afterwards.
     set_csrf_cookie(response, request, secrets.token_urlsafe(32))
@@ -230,24 +264,113 @@ def static(name: str) -> Response:
 # ---------------------------------------------------------------------------- queue
 
 
+QUEUE_PAGE = 50
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+QUEUE_SORTS = ("oldest", "newest")
+QUEUE_AGES = (1, 7, 14, 30)  # "older than N days" choices
+
+
+def _queue_int(raw: str, default: int, lo: int, hi: int) -> int:
+    """A queue parameter as a number in range; anything else is the default (the queue's
+    links and form make only good values; a hand-edited URL gets the plain queue)."""
+    try:
+        value = int(raw)
+    except ValueError:
+        return default
+    return value if lo <= value <= hi else default
+
+
 @router.get("/")
 def queue(
-    request: Request, principal: Reviewer, session: DbSession, settings: SettingsDep, show: str = "open"
+    request: Request,
+    principal: Reviewer,
+    session: DbSession,
+    settings: SettingsDep,
+    show: str = "open",
+    dataset: str = "",
+    older_than: str = "",
+    sort: str = "",
+    page: str = "1",
 ) -> HTMLResponse:
+    """The queue: a state tab (or ``expiring``: open requests that expire within
+    TRE_EGRESS_EXPIRY_WARN_DAYS; ``mine``: the viewer's own votes and resolutions), narrowed
+    by dataset and age, sorted, 50 a page."""
     if show not in QUEUE_FILTERS:
         show = "open"
-    states = QUEUE_FILTERS[show]
-    reqs = workflow.list_requests(session, principal, states or None, limit=500)
+    now = datetime.now(UTC)
+    warn_before = expiry.made_before_for_expiring(
+        settings.egress_open_ttl_days, settings.egress_expiry_warn_days, now
+    )
+    datasets = _queue_datasets(session, principal)
+    older = _queue_int(older_than, 0, 1, 3650) if older_than else 0
+    narrow = workflow.RequestFilter(
+        states=QUEUE_FILTERS[show],
+        dataset_id=dataset if dataset in datasets else None,
+        made_before=now - timedelta(days=older) if older else None,
+        reviewed_by=principal.user_id if show == "mine" else None,
+    )
+    if show == "expiring":
+        # No window (TTL 0, or no warning days): an empty tab, not every open request.
+        cut = warn_before if warn_before is not None and settings.egress_expiry_warn_days > 0 else EPOCH
+        narrow = replace(narrow, made_before=min(cut, narrow.made_before or cut))
+    # The oldest open request first: a queue is served in arrival order (so is an expiring one).
+    default_sort = "oldest" if show in ("open", "awaiting_review", "conflicted", "expiring") else "newest"
+    sort = sort if sort in QUEUE_SORTS else default_sort
+    total = workflow.count_requests(session, principal, narrow)
+    pages = max(1, -(-total // QUEUE_PAGE))
+    page_no = _queue_int(page, 1, 1, pages)
+    reqs = workflow.list_requests(
+        session,
+        principal,
+        narrow=narrow,
+        oldest_first=sort == "oldest",
+        limit=QUEUE_PAGE,
+        offset=(page_no - 1) * QUEUE_PAGE,
+    )
     facts = workflow.viewer_facts(session, reqs, principal)  # no statements per row
-    rows = [_queue_row(session, settings.keys_dir, r, principal, facts) for r in reqs]
-    # The oldest open request first: a queue is served in arrival order.
-    newest_first = show not in ("open", "awaiting_review", "conflicted")
-    rows.sort(key=lambda r: r["created_at"] or "", reverse=newest_first)
+    rows = [_queue_row(session, settings, r, principal, facts, now) for r in reqs]
+    expiring = 0
+    if warn_before is not None and settings.egress_expiry_warn_days > 0:
+        expiring = workflow.count_requests(
+            session,
+            principal,
+            workflow.RequestFilter(states=workflow.OPEN_STATES, made_before=warn_before),
+        )
+    keep = {"show": show, "dataset": narrow.dataset_id or "", "older_than": older or "", "sort": sort}
     return render(
         request,
         "queue.html",
-        {"principal": principal, "rows": rows, "show": show, "filters": list(QUEUE_FILTERS)},
+        {
+            "principal": principal,
+            "rows": rows,
+            "show": show,
+            "filters": list(QUEUE_FILTERS),
+            "datasets": sorted(datasets),
+            "ages": QUEUE_AGES,
+            "sorts": QUEUE_SORTS,
+            "chosen": keep,
+            "page": page_no,
+            "pages": pages,
+            "total": total,
+            "first_row": (page_no - 1) * QUEUE_PAGE + 1,
+            "page_link": partial(_queue_link, keep),
+            "expiring": expiring,
+            "warn_days": settings.egress_expiry_warn_days,
+        },
     )
+
+
+def _queue_link(keep: dict[str, Any], **change: Any) -> str:
+    """The queue's URL with the current choices, some changed (Jinja2 escapes it in href)."""
+    params = {k: v for k, v in (keep | change).items() if v not in ("", None)}
+    return "/panel/?" + urlencode(params)
+
+
+def _queue_datasets(session: Session, principal: Principal) -> frozenset[str]:
+    """The datasets the viewer may filter by: their committees' (all for admins and auditors)."""
+    if principal.has(*workflow.OVERSIGHT_ROLES):
+        return frozenset(session.scalars(select(Dataset.id)))
+    return committees.reviewer_dataset_ids(session, principal.user_id)
 
 
 QUEUE_FILE_NAMES = 4
@@ -267,10 +390,21 @@ def _age(created: datetime | None, now: datetime) -> str:
 
 
 def _queue_row(
-    session: Session, keys_dir: Path, req: Any, principal: Principal, facts: workflow.ViewerFacts
+    session: Session,
+    settings: Settings,
+    req: Any,
+    principal: Principal,
+    facts: workflow.ViewerFacts,
+    now: datetime,
 ) -> dict[str, Any]:
-    """What a reviewer needs to pick a request: who, why, which files, what the checks found, how old."""
-    row = workflow.summary_view(session, req, principal, keys_dir=keys_dir, facts=facts)
+    """What a reviewer needs to pick a request: who, why, which files, what the checks found,
+    how old, when it expires, and how the viewer voted on it."""
+    keys_dir = settings.keys_dir
+    ttl = settings.egress_open_ttl_days
+    row = workflow.summary_view(session, req, principal, keys_dir=keys_dir, facts=facts, open_ttl_days=ttl)
+    expires = workflow.expires_at(req, ttl)
+    left = (expires - now) if expires is not None else None
+    mine = next((r for r in req.reviews if r.reviewer_id == principal.user_id), None)
     member = req.project_id in facts.member_of
     handles = outputnames.HashView(req.job_id, handle_key(keys_dir), keyed=True)
     # A member sees placeholders, in handle order (by path, the order would spell the names).
@@ -290,6 +424,11 @@ def _queue_row(
         "age": _age(created, datetime.now(UTC)),
         "created_utc": created.strftime("%Y-%m-%d %H:%M UTC") if created else "",
         "created_iso": created.isoformat() if created else "",
+        "expires_utc": expires.strftime("%Y-%m-%d %H:%M UTC") if expires else "",
+        "expires_iso": expires.isoformat() if expires else "",
+        "expires_in": _age(now, now + left) if left is not None and left.total_seconds() > 0 else "",
+        "expires_soon": left is not None and left <= timedelta(days=settings.egress_expiry_warn_days),
+        "my_decision": f"{mine.stage}: {mine.vote}" if mine is not None else "",
     }
     return row
 
@@ -305,6 +444,7 @@ def _request_page(
     request_id: str,
     error: str | None = None,
     status: int = 200,
+    kept: dict[str, str] | None = None,
 ) -> HTMLResponse:
     req = workflow.visible_request(session, request_id, principal)
     # A reviewer conflicted on the request (e.g. in its project) gets no previews, and a member
@@ -334,6 +474,7 @@ def _request_page(
             "notice": request.query_params.get("done"),
             "job": job,
             "policy_drift": drift,
+            "kept": kept,
         },
         status=status,
     )
@@ -416,8 +557,31 @@ def _act(
     action: str,
     vote: str,
     comment: str,
+    seen_state: str = "",
 ) -> Response:
+    """Record a vote or resolution; a refusal shows the request again with the reason and
+    what the reviewer wrote, so nothing typed is lost. A request whose state changed since
+    the page was opened (``seen_state``: withdrawn, expired, decided, conflicted) is refused
+    in those words before the workflow is asked."""
+    kept = {"comment": comment, "choice": vote if vote in workflow.VOTES else ""}
     try:
+        req = workflow.visible_request(session, request_id, principal)
+        if seen_state in SEEN_STATES and seen_state != req.state:
+            return _request_page(
+                request,
+                session,
+                settings,
+                principal,
+                request_id,
+                error=(
+                    f"This request changed while you were reviewing it: it was "
+                    f"{seen_state.replace('_', ' ')} when you opened it and is {req.state.replace('_', ' ')} "
+                    f"now. Your {'vote' if action == 'vote' else 'resolution'} was not recorded; "
+                    "what you wrote is kept below."
+                ),
+                status=409,
+                kept=kept,
+            )
         if action == "vote":
             workflow.cast_vote(
                 session,
@@ -446,37 +610,96 @@ def _act(
             settings,
             principal,
             request_id,
-            error=f"{exc.title}: {exc.detail}",
+            error=f"{exc.title}: {exc.detail}. Nothing was recorded; what you wrote is kept below.",
             status=exc.status,
+            kept=kept,
         )
     return see_other(f"/panel/requests/{request_id}?done={'voted' if action == 'vote' else 'resolved'}")
+
+
+SEEN_STATES = frozenset(s.value for s in EgressState)
+MAX_COMMENT = 10_000
+
+
+def _decision_post(
+    request: Request,
+    principal: Principal | str,
+    session: Session,
+    settings: Settings,
+    request_id: str,
+    action: str,
+    choice: str,
+    comment: str,
+    csrf: str,
+    seen_state: str,
+) -> Response:
+    """A vote or resolution form. The form's fields are all optional and bounded here, after
+    the session was looked at (`reviewer_or_ended`), so nobody learns anything from form
+    validation before signing in; then the CSRF check, before anything is echoed."""
+    check_csrf(request, csrf[:200])
+    if len(comment) > MAX_COMMENT:
+        raise Problem(
+            422,
+            "Invalid request",
+            f"the comment is longer than {MAX_COMMENT} characters; shorten it",
+            "invalid-request",
+        )
+    choice = choice if choice in workflow.VOTES else choice[:16]
+    if isinstance(principal, str):
+        return _kept_on_sign_in(request, settings, principal, request_id, choice, comment)
+    return _act(request, session, settings, principal, request_id, action, choice, comment, seen_state[:32])
+
+
+def _kept_on_sign_in(
+    request: Request, settings: Settings, ended: str, request_id: str, choice: str, comment: str
+) -> HTMLResponse:
+    """The sign-in page for a vote or resolution sent after the session ended: why, that it
+    was not recorded, and what the reviewer wrote (to copy into the form after signing in).
+    Only the CSRF-checked post of our own page gets here; the comment is autoescaped."""
+    context = _login_context(settings)
+    context |= {
+        "ended": ENDED[ended],
+        "lost": True,
+        "kept_comment": comment,
+        "kept_choice": choice if choice in workflow.VOTES else "",
+        "back_to": f"/panel/requests/{request_id}" if REQUEST_ID.fullmatch(request_id) else "/panel/",
+    }
+    return render(request, "login.html", context, status=401)
+
+
+REQUEST_ID = re.compile(r"[0-9a-f]{32}")
+NEXT_PAGE = re.compile(r"/panel/requests/[0-9a-f]{32}")
 
 
 @router.post("/requests/{request_id}/vote")
 def vote(
     request: Request,
     request_id: str,
-    principal: Reviewer,
+    principal: ReviewerOrEnded,
     session: DbSession,
     settings: SettingsDep,
-    vote: Annotated[str, Form(max_length=16)],
-    comment: Annotated[str, Form(max_length=10_000)] = "",
-    csrf: Annotated[str, Form(max_length=200)] = "",
+    vote: Annotated[str, Form()] = "",
+    comment: Annotated[str, Form()] = "",
+    csrf: Annotated[str, Form()] = "",
+    seen_state: Annotated[str, Form()] = "",
 ) -> Response:
-    check_csrf(request, csrf)
-    return _act(request, session, settings, principal, request_id, "vote", vote, comment)
+    return _decision_post(
+        request, principal, session, settings, request_id, "vote", vote, comment, csrf, seen_state
+    )
 
 
 @router.post("/requests/{request_id}/resolve")
 def resolve(
     request: Request,
     request_id: str,
-    principal: Reviewer,
+    principal: ReviewerOrEnded,
     session: DbSession,
     settings: SettingsDep,
-    decision: Annotated[str, Form(max_length=16)],
-    comment: Annotated[str, Form(max_length=10_000)] = "",
-    csrf: Annotated[str, Form(max_length=200)] = "",
+    decision: Annotated[str, Form()] = "",
+    comment: Annotated[str, Form()] = "",
+    csrf: Annotated[str, Form()] = "",
+    seen_state: Annotated[str, Form()] = "",
 ) -> Response:
-    check_csrf(request, csrf)
-    return _act(request, session, settings, principal, request_id, "resolve", decision, comment)
+    return _decision_post(
+        request, principal, session, settings, request_id, "resolve", decision, comment, csrf, seen_state
+    )

@@ -212,10 +212,20 @@ def test_an_expired_panel_session_is_named_not_silent(app, esettings, sworld, to
         c.cookies.set("tre_panel_token", token_for("dana", "dac", ttl_s=-3600), path="/panel")
         r = c.get("/panel/", follow_redirects=False)
         assert r.status_code == 303 and r.headers["location"] == "/panel/login?ended=expired"
-        r = c.post("/panel/requests/x/vote", data={"vote": "approve", "csrf": csrf}, follow_redirects=False)
-        assert r.headers["location"] == "/panel/login?ended=expired&lost=1"
-        shown = c.get(r.headers["location"]).text
+        r = c.post(
+            "/panel/requests/x/vote",
+            data={"vote": "approve", "comment": "kept <b>as text</b>", "csrf": csrf},
+            follow_redirects=False,
+        )
+        # Round 13: answered in place by the sign-in page, with what was written kept.
+        assert r.status_code == 401
+        shown = r.text
         assert 'id="session-ended"' in shown and "expired" in shown and "not recorded" in shown
+        assert "kept &lt;b&gt;as text&lt;/b&gt;</textarea>" in shown
+        assert 'name="next" value="/panel/"' in shown  # not a request id: back to the queue
+        # A post without our CSRF token echoes nothing.
+        forged = c.post("/panel/requests/x/vote", data={"vote": "approve", "comment": "planted", "csrf": "x"})
+        assert forged.status_code == 403 and "planted" not in forged.text
         # Only fixed words: whatever the query says is never echoed.
         odd = c.get("/panel/login?ended=<b>pwned</b>&lost=<i>x</i>").text
         assert "pwned" not in odd and 'id="session-ended"' not in odd

@@ -234,8 +234,12 @@ def test_a_quorum_the_committee_cannot_reach_is_said_in_fixed_words(factory, ese
         assert workflow.quorum_shortfall(s, req) == []
         view = workflow.request_view(s, req, who("erin", "dac"), keys_dir=esettings.keys_dir)
         assert view["quorum_unmeetable"] is False and view["notices"] == []
-    with factory.begin() as s:
+    # Said at the moment of the change (round 13): refused unless forced.
+    with pytest.raises(TreError) as err, factory.begin() as s:
         registry.add_member(s, two.world.admin, two.world.project_id, "dora")
+    assert err.value.slug == "quorum-unmeetable" and rid in err.value.detail
+    with factory.begin() as s:
+        registry.add_member(s, two.world.admin, two.world.project_id, "dora", force=True)
     with factory() as s:
         req = workflow.load_request(s, rid)
         assert workflow.quorum_shortfall(s, req) == ["ct2"]

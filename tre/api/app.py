@@ -12,7 +12,7 @@ from tre.api.docs_pages import router as docs_router
 from tre.api.head import HeadAsGet
 from tre.api.limits import BodySizeLimit, RequestSanity
 from tre.api.openapi import install_openapi
-from tre.api.problems import install_problem_handlers
+from tre.api.problems import install_problem_handlers, register_problem_page
 from tre.api.read_cache import ReadAnswers, ReadCache
 from tre.api.security_headers import SecurityHeaders
 from tre.audit.refusals import install_refusal_audit
@@ -101,6 +101,8 @@ def create_app(
     for module in (*routers, panel_routes, panel_oidc, audit_api):
         app.include_router(module.router)
     app.include_router(docs_router)
+    # Errors under /panel are pages for a browser (the panel's own), problems for the rest.
+    register_problem_page(app, "/panel", panel_routes.problem_page)
     app.include_router(tes_api.router)  # GA4GH TES 1.1 at /ga4gh/tes/v1 (docs/tes.md)
     # The core's GET routes only read (checked by their tests); the airlock's and the audit
     # log's GETs audit who looked, so they keep writing transactions.

@@ -2,17 +2,23 @@
 
 Clients (the CLI above all) rely on ``title``/``detail`` to print one clear line, so no
 error path may fall through to FastAPI's default ``{"detail": ...}`` body or an HTML page.
+
+A browser is the one exception: under a prefix that registered a page renderer
+(`register_problem_page`: the review panel's ``/panel``), a request that asks for HTML gets
+the same problem as a readable page (with the status), not a JSON document.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import unicodedata
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -23,6 +29,43 @@ log = logging.getLogger(__name__)
 
 
 MAX_FIELD_ERRORS = 20
+
+# A page for a problem: (request, problem document) -> an HTML response.
+ProblemPage = Callable[[Request, dict[str, Any]], Response]
+
+
+def register_problem_page(app: FastAPI, prefix: str, page: ProblemPage) -> None:
+    """Answer problems under ``prefix`` with ``page`` when the caller asks for HTML."""
+    pages: dict[str, ProblemPage] = getattr(app.state, "problem_pages", {})
+    app.state.problem_pages = pages | {prefix: page}
+
+
+def _as_page(request: Request, response: Response) -> Response:
+    """The problem as a page, for a browser under a prefix with a page renderer; otherwise
+    (an API client, a redirect) as it is."""
+    if response.status_code < 400 or "text/html" not in request.headers.get("accept", ""):
+        return response
+    pages: dict[str, ProblemPage] = getattr(request.app.state, "problem_pages", {})
+    path = request.url.path
+    page = next((p for prefix, p in pages.items() if path == prefix or path.startswith(prefix + "/")), None)
+    if page is None:
+        return response
+    html = page(request, json.loads(bytes(response.body)))
+    html.status_code = response.status_code
+    for name in ("allow", "retry-after", "www-authenticate"):
+        if name in response.headers:
+            html.headers[name] = response.headers[name]
+    return html
+
+
+Handler = Callable[[Request, Any], Awaitable[Response]]
+
+
+def _pages(handler: Handler) -> Handler:
+    async def wrapped(request: Request, exc: Any) -> Response:
+        return _as_page(request, await handler(request, exc))
+
+    return wrapped
 
 
 def _echoable(text: str, limit: int) -> str:
@@ -101,18 +144,21 @@ _INPUT_FAULTS: tuple[tuple[type[Exception], int, str], ...] = (
 )
 
 
-def install_problem_handlers(app: FastAPI) -> None:
+def install_problem_handlers(app: FastAPI) -> None:  # noqa: C901 - one handler per kind
     @app.exception_handler(Problem)
+    @_pages
     async def _problem(request: Request, exc: Problem) -> JSONResponse:
         return problem_response(
             exc.status, exc.title, exc.detail, exc.type_, request.url.path, exc.headers, **exc.extra
         )
 
     @app.exception_handler(TreError)
+    @_pages
     async def _domain(request: Request, exc: TreError) -> JSONResponse:
         return problem_response(exc.status, exc.title, str(exc), exc.slug, request.url.path)
 
     @app.exception_handler(StarletteHTTPException)
+    @_pages
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         title = _STATUS_TITLES.get(exc.status_code, "Error")
         detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
@@ -138,6 +184,7 @@ def install_problem_handlers(app: FastAPI) -> None:
         )
 
     @app.exception_handler(RequestValidationError)
+    @_pages
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [
             {"field": _field_name(e.get("loc", ())), "reason": _echoable(_reason(e), 200)}
@@ -149,13 +196,15 @@ def install_problem_handlers(app: FastAPI) -> None:
         )
 
     for kind, status, detail in _INPUT_FAULTS:
-        app.add_exception_handler(kind, _input_fault(status, detail))
+        app.add_exception_handler(kind, _pages(_input_fault(status, detail)))
 
     @app.exception_handler(StorageFull)
+    @_pages
     async def _storage_full_domain(request: Request, exc: StorageFull) -> JSONResponse:
         return _storage_full(request, exc)
 
     @app.exception_handler(OSError)
+    @_pages
     async def _os_error(request: Request, exc: OSError) -> JSONResponse:
         # The disk filled up under an upload, an import, a staging copy: the server's state,
         # not the caller's input. Any other system error is a server fault like the rest.
@@ -164,6 +213,7 @@ def install_problem_handlers(app: FastAPI) -> None:
         return _internal_error(request)
 
     @app.exception_handler(OperationalError)
+    @_pages
     async def _database_down(request: Request, exc: OperationalError) -> JSONResponse:
         if is_storage_full(exc):  # SQLite's "database or disk is full", PostgreSQL's 53100
             return _storage_full(request, exc)
@@ -180,6 +230,7 @@ def install_problem_handlers(app: FastAPI) -> None:
         )
 
     @app.exception_handler(Exception)
+    @_pages
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         if is_storage_full(exc):  # raised through a wrapper (an ExceptionGroup, a library's own)
             return _storage_full(request, exc)

@@ -115,9 +115,16 @@ def admin_user(
     ] = None,
     enable: Annotated[bool, typer.Option("--enable", help="Re-enable a disabled user.")] = False,
     disable: Annotated[bool, typer.Option("--disable", help="Disable a user (not the last admin).")] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Also when a DAC committee or an open request can then no longer meet its quorum."
+        ),
+    ] = False,
 ) -> None:
     """Create a user, change their roles, or disable/enable them, in the local database
-    (audited; the same rules as the API: the last enabled admin is never removed)."""
+    (audited; the same rules as the API: the last enabled admin is never removed, and a
+    reviewer a quorum needs keeps ``dac`` and stays enabled unless --force)."""
     if enable and disable:
         raise UsageMistake("choose one of --enable and --disable")
     if not (role or enable or disable):
@@ -126,18 +133,19 @@ def admin_user(
     from tre.store.db import session_scope
     from tre.store.models import User
 
+    policies = get_settings().resolved_policies_dir
     with session_scope(_local_engine()) as s:
         exists = s.get(User, user_id) is not None
         if role and not exists:
             registry.create_user(s, "bootstrap", user_id, role)
             done = f"created user {user_id!r} with roles {', '.join(role)}"
         elif role:
-            registry.set_user_roles(s, "bootstrap", user_id, role)
+            registry.set_user_roles(s, "bootstrap", user_id, role, policies_dir=policies, force=force)
             done = f"user {user_id!r} now has roles {', '.join(sorted(set(role)))}"
         else:
             done = ""
         if enable or disable:
-            registry.set_user_disabled(s, "bootstrap", user_id, disable)
+            registry.set_user_disabled(s, "bootstrap", user_id, disable, policies_dir=policies, force=force)
             done = "; ".join(
                 x for x in (done, f"user {user_id!r} is {'disabled' if disable else 'enabled'}") if x
             )
@@ -240,9 +248,23 @@ def project_quota(
 
 
 @project_app.command("add-member")
-def project_add_member(project_id: str, user_id: str) -> None:
-    """Make a user a member of a project (admin): they may then submit its jobs."""
-    ApiClient().post(f"/api/v1/projects/{project_id}/members", json={"user_id": user_id})
+def project_add_member(
+    project_id: str,
+    user_id: str,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Also when one of its open requests can then no longer meet its quorum."
+        ),
+    ] = False,
+) -> None:
+    """Make a user a member of a project (admin): they may then submit its jobs (a DAC member
+    then no longer reviews its requests: refused if one could then not be decided)."""
+    ApiClient().post(
+        f"/api/v1/projects/{project_id}/members",
+        json={"user_id": user_id},
+        params={"force": "true"} if force else None,
+    )
     console.print(f"{user_id} is now a member of {project_id}")
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any
 
@@ -29,6 +30,17 @@ BASE = "/api/v1/egress/requests"
 OUTCOME_STYLE = {"pass": "green", "flag": "yellow", "block": "red"}
 
 
+def _utc(iso: str) -> str:
+    """An ISO time from the server as ``2026-12-01 04:10 UTC`` (the server's is UTC)."""
+    try:
+        at = datetime.fromisoformat(iso)
+    except ValueError:
+        return untrusted(iso)
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
 def _print_request(r: dict[str, Any]) -> None:
     console.print(
         f"[bold]Request {r['id']}[/bold]  state: [bold]{r['state']}[/bold]  "
@@ -36,6 +48,8 @@ def _print_request(r: dict[str, Any]) -> None:
     )
     pols = ", ".join(f"{p['name']} v{p['version']}" for p in r.get("policies", []))
     console.print(f"policies: {pols or '-'}   votes: {r['votes_in']}/{r['required_reviews']}")
+    if r.get("expires_at"):
+        console.print(f"expires: {_utc(r['expires_at'])} unless decided first", highlight=False)
     # Fixed words from the server (quorum unmeetable, policy changed, expired), said first.
     for notice in r.get("notices", []):
         console.print(
@@ -97,17 +111,30 @@ def list_(
     state: Annotated[
         EgressState | None, typer.Option(case_sensitive=False, help="Only requests in this state.")
     ] = None,
+    expiring: Annotated[
+        float | None,
+        typer.Option(
+            "--expiring",
+            min=0,
+            max=3650,
+            metavar="DAYS",
+            help="Only open requests that expire within DAYS days, soonest first.",
+        ),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Requests you can see (your projects'; all of them for reviewers)."""
-    params = {"state": state.value} if state else {}
+    """Requests you can see (your projects'; your committees' for reviewers; all for admins
+    and auditors). Open requests show when they expire (TRE_EGRESS_OPEN_TTL_DAYS)."""
+    params: dict[str, str] = {"state": state.value} if state else {}
+    if expiring is not None:
+        params["expiring_within_days"] = str(expiring)
     rows = ApiClient().get(BASE, params=params)
     if as_json:
         print_json(rows)
         return
     table(
-        "Egress requests",
-        ["id", "project", "by", "files", "checks", "state", "votes"],
+        "Egress requests" + (f" expiring within {expiring:g} days" if expiring is not None else ""),
+        ["id", "project", "by", "files", "checks", "state", "votes", "expires"],
         [
             (
                 r["id"],
@@ -117,6 +144,7 @@ def list_(
                 r["outcome"],
                 r["state"],
                 f"{r['votes_in']}/{r['required_reviews']}",
+                _utc(r["expires_at"]) if r.get("expires_at") else "-",
             )
             for r in rows
         ],

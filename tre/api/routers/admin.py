@@ -40,24 +40,53 @@ def create_user(
 def set_roles(
     user_id: str,
     body: UserRolesIn,
+    force: bool = Query(
+        False, description="Also when a committee or an open request can then no longer meet its quorum."
+    ),
     p: Principal = Depends(admin_only),
     session: Session = Depends(get_session),
+    settings: Settings = Depends(get_settings_dep),
 ) -> UserOut:
-    return _out(registry.set_user_roles(session, p.user_id, user_id, [str(r) for r in body.roles]))
+    """Replace a user's roles; taking ``dac`` from a reviewer a quorum needs answers ``409
+    quorum-unmeetable`` unless forced (`tre.review_capacity`)."""
+    roles = [str(r) for r in body.roles]
+    return _out(
+        registry.set_user_roles(
+            session, p.user_id, user_id, roles, policies_dir=settings.resolved_policies_dir, force=force
+        )
+    )
 
 
 @router.post("/users/{user_id}/disable", response_model=UserOut)
 def disable_user(
-    user_id: str, p: Principal = Depends(admin_only), session: Session = Depends(get_session)
+    user_id: str,
+    force: bool = Query(
+        False, description="Also when a committee or an open request can then no longer meet its quorum."
+    ),
+    p: Principal = Depends(admin_only),
+    session: Session = Depends(get_session),
+    settings: Settings = Depends(get_settings_dep),
 ) -> UserOut:
-    return _out(registry.set_user_disabled(session, p.user_id, user_id, True))
+    """Disable a user; a reviewer a quorum needs answers ``409 quorum-unmeetable`` unless forced."""
+    return _out(
+        registry.set_user_disabled(
+            session, p.user_id, user_id, True, policies_dir=settings.resolved_policies_dir, force=force
+        )
+    )
 
 
 @router.post("/users/{user_id}/enable", response_model=UserOut)
 def enable_user(
-    user_id: str, p: Principal = Depends(admin_only), session: Session = Depends(get_session)
+    user_id: str,
+    p: Principal = Depends(admin_only),
+    session: Session = Depends(get_session),
+    settings: Settings = Depends(get_settings_dep),
 ) -> UserOut:
-    return _out(registry.set_user_disabled(session, p.user_id, user_id, False))
+    return _out(
+        registry.set_user_disabled(
+            session, p.user_id, user_id, False, policies_dir=settings.resolved_policies_dir
+        )
+    )
 
 
 # ---------------------------------------------------------------------------- committees

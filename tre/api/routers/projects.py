@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query
 from sqlalchemy.orm import Session
 
 from tre import registry
@@ -61,10 +61,13 @@ def set_quota(
 def add_member(
     project_id: str,
     body: MemberIn,
+    force: bool = Query(False, description="Also when an open request can then no longer meet its quorum."),
     p: Principal = Depends(admin_only),
     session: Session = Depends(get_session),
 ) -> ProjectOut:
-    registry.add_member(session, p.user_id, project_id, body.user_id)
+    """Add a member; a DAC member whose conflict of interest would leave one of the project's
+    open requests unable to reach its quorum answers ``409 quorum-unmeetable`` unless forced."""
+    registry.add_member(session, p.user_id, project_id, body.user_id, force=force)
     session.flush()
     project = registry.get_project(session, project_id)
     session.refresh(project)
