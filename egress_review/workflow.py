@@ -41,7 +41,6 @@ from tre import committees
 from tre.access import (
     OVERSIGHT_ROLES,
     STAFF_ROLES,
-    former_member_ids,
     former_project_ids,
     is_member,
     sees_raw_output_names,
@@ -49,6 +48,7 @@ from tre.access import (
 )
 from tre.audit import AuditEvent, record_event, record_events
 from tre.auth.principal import Principal
+from tre.committees import quorum_shortfall
 from tre.config import Settings
 from tre.errors import Conflict, Forbidden, NotFound, PolicyUnavailable, TreError, Unprocessable
 from tre.jobs.output_handles import handle_key
@@ -656,27 +656,6 @@ POLICY_UNAVAILABLE = (
     "A policy of the job's datasets cannot be loaded now: nothing can be approved until an "
     "administrator fixes it."
 )
-
-
-def conflicted_user_ids(session: Session, req: EgressRequest) -> frozenset[str]:
-    """Everyone who may never review ``req`` (see `_reviewer_conflicts`): its requester, the
-    job's submitter, its project's members and former members."""
-    job = session.get(Job, req.job_id)
-    members = session.scalars(select(ProjectMember.user_id).where(ProjectMember.project_id == req.project_id))
-    return frozenset(
-        {req.requested_by, *([job.submitted_by] if job is not None else []), *members}
-        | former_member_ids(session, req.project_id)
-    )
-
-
-def quorum_shortfall(session: Session, req: EgressRequest) -> list[str]:
-    """The datasets whose committee cannot reach the request's quorum: fewer able reviewers
-    (enabled, holding ``dac``, on the committee) who are not conflicted than the required
-    reviews. ``""`` stands for the platform DAC of a request over no dataset. Empty: every
-    committee can still decide."""
-    able = committees.active_reviewers(session, req.dataset_ids or None)
-    conflicted = conflicted_user_ids(session, req)
-    return [d for d, users in sorted(able.items()) if len(users - conflicted) < req.required_reviews]
 
 
 def quorum_reached(session: Session, req: EgressRequest, votes: list[Review]) -> bool:

@@ -21,10 +21,11 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from tre.access import former_member_ids
 from tre.audit import record_event
 from tre.errors import Conflict, NotFound, Unprocessable
 from tre.policy import PolicyUnavailable, policies_for_datasets
-from tre.store.models import Dataset, DatasetReviewer, User, UserRole
+from tre.store.models import Dataset, DatasetReviewer, EgressRequest, Job, ProjectMember, User, UserRole
 
 # The two-person rule: no policy can ask for fewer reviews than this (egress_review.checking).
 MIN_REVIEWS = 2
@@ -123,7 +124,7 @@ def committee_state(session: Session, dataset: Dataset, policies_dir: Path) -> C
 
 def committee_report(session: Session, policies_dir: Path) -> list[CommitteeState]:
     """Every dataset's committee, with whether its quorum can be met at all (before conflicts
-    of interest, which depend on the request: see `egress_review.workflow.quorum_shortfall`)."""
+    of interest, which depend on the request: see `quorum_shortfall`)."""
     datasets = session.scalars(select(Dataset).order_by(Dataset.id))
     return [committee_state(session, d, policies_dir) for d in datasets]
 
@@ -204,3 +205,26 @@ def unassign(
         details["quorum_lost_requests"] = sorted(lost.requests)
     record_event(session, actor=actor, action="admin.dac_unassigned", details=details)
     return state
+
+
+# Here, not in the airlock, because core admin acts (roles, disabling, memberships: see
+# tre.review_capacity) must weigh what they take from open requests' quorums.
+def conflicted_user_ids(session: Session, req: EgressRequest) -> frozenset[str]:
+    """Everyone who may never review ``req`` (the airlock's `_reviewer_conflicts` refuses them):
+    its requester, the job's submitter, its project's members and former members."""
+    job = session.get(Job, req.job_id)
+    members = session.scalars(select(ProjectMember.user_id).where(ProjectMember.project_id == req.project_id))
+    return frozenset(
+        {req.requested_by, *([job.submitted_by] if job is not None else []), *members}
+        | former_member_ids(session, req.project_id)
+    )
+
+
+def quorum_shortfall(session: Session, req: EgressRequest) -> list[str]:
+    """The datasets whose committee cannot reach the request's quorum: fewer able reviewers
+    (enabled, holding ``dac``, on the committee) who are not conflicted than the required
+    reviews. ``""`` stands for the platform DAC of a request over no dataset. Empty: every
+    committee can still decide."""
+    able = active_reviewers(session, req.dataset_ids or None)
+    conflicted = conflicted_user_ids(session, req)
+    return [d for d, users in sorted(able.items()) if len(users - conflicted) < req.required_reviews]

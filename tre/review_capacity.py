@@ -32,7 +32,7 @@ from tre.store.models import Dataset, EgressRequest
 @dataclass(frozen=True)
 class Shortfall:
     """What cannot reach its quorum: dataset committees (before conflicts of interest) and
-    open requests (after them: `egress_review.workflow.quorum_shortfall`)."""
+    open requests (after them: `tre.committees.quorum_shortfall`)."""
 
     datasets: frozenset[str]
     requests: frozenset[str]
@@ -52,8 +52,6 @@ def shortfall(session: Session, policies_dir: Path | None, *, project_id: str | 
     """Every dataset whose committee cannot meet its quorum (not asked without
     ``policies_dir``) and every open request (of ``project_id`` only, if given) that cannot
     reach its own."""
-    from egress_review.workflow import quorum_shortfall  # egress_review imports tre: not at import time
-
     datasets: frozenset[str] = frozenset()
     if policies_dir is not None:
         states = (
@@ -64,7 +62,7 @@ def shortfall(session: Session, policies_dir: Path | None, *, project_id: str | 
     query = select(EgressRequest).where(EgressRequest.state.in_([s.value for s in OPEN_EGRESS_STATES]))
     if project_id is not None:
         query = query.where(EgressRequest.project_id == project_id)
-    requests = frozenset(r.id for r in session.scalars(query) if quorum_shortfall(session, r))
+    requests = frozenset(r.id for r in session.scalars(query) if committees.quorum_shortfall(session, r))
     return Shortfall(datasets, requests)
 
 
