@@ -56,9 +56,9 @@ def researcher_log(session: Session, settings: Settings, job: Job, offset: int) 
     datasets' policies, and shown within the per-job and per-project daily budgets
     (egress_review.logbudget).
 
-    Under the screening policies ``offset`` and the offset returned count bytes of what the
-    researcher is shown (`ResearcherView`), never of the raw log: raw offsets told the raw
-    log's size (live, while the job wrote; also under ``status_only`` and past the limits)
+    Under the screening policies ``offset`` and the offset returned count lines of what the
+    researcher is shown (`ResearcherView`), never bytes of the raw log: raw offsets told the
+    raw log's size (live, while the job wrote; also under ``status_only`` and past the limits)
     and each withheld line's length, a channel no screening saw (redteam13).
     """
     # The state is read before the log: if the job had ended then, the file is complete.
@@ -68,8 +68,8 @@ def researcher_log(session: Session, settings: Settings, job: Job, offset: int) 
         raw, next_offset, _ = read_log(settings, job.id, offset)
         return raw, next_offset
     if screen.visibility == "status_only":
-        # The same answer whatever the job wrote, or whether it wrote anything.
-        return (STATUS_ONLY_NOTICE if offset == 0 else b""), max(offset, len(STATUS_ONLY_NOTICE))
+        # The same answer whatever the job wrote, or whether it wrote anything: one line.
+        return (STATUS_ONLY_NOTICE if offset == 0 else b""), max(offset, 1)
     known = known_values(job.id, job.input_job_ids, job.image, job.code_hash)
     screening = _screened(settings, job.id, screen, ended, known)
     view = ResearcherView(screening)
@@ -84,46 +84,42 @@ def researcher_log(session: Session, settings: Settings, job: Job, offset: int) 
 
 
 class ResearcherView:
-    """The bytes a researcher is shown of a judged log, addressed by their own offsets.
+    """The lines a researcher is shown of a judged log, addressed by their own offsets.
 
-    The view is the judged lines' screened texts, each with its newline, up to what the
-    budgets let through, then the notice that ends it (limit or daily budget) if any: an
-    offset into it says only what the researcher has already read.
+    The view is the judged lines' screened texts, up to what the budgets let through, then
+    the notice that ends it (limit or daily budget) if any. A researcher's offset counts the
+    view's lines (a notice is one), so it says only what they have already read. Lines, not
+    bytes: a line shown before its neighbours arrived can be withheld once they do (labelled
+    parts of an identifier are withheld together), which changes its text's length but never
+    the number of lines before the next one, so a follower neither skips nor repeats a line.
     """
 
     def __init__(self, screening: Screening) -> None:
         self.lines = screening.lines
-        self.starts: list[int] = []  # each judged line's start in the view
-        at = 0
-        for line in self.lines:
-            self.starts.append(at)
-            at += len(line.text.encode()) + 1
 
     def raw_start(self, offset: int) -> int:
-        """The raw offset of the first judged line at or after view ``offset`` (past every
-        judged line: the raw end of the judged part), for the budget's in-order charging."""
-        for line, start in zip(self.lines, self.starts, strict=True):
-            if start >= offset:
-                return line.start
+        """The raw offset of view line ``offset`` (past every judged line: the raw end of the
+        judged part, and one more), for the budget's in-order charging."""
+        if offset < len(self.lines):
+            return self.lines[max(offset, 0)].start
         return self.lines[-1].end + 1 if self.lines else 1 if offset else 0
 
     def read(self, offset: int, shown_to: int, notice: bytes) -> tuple[bytes, int]:
-        """The shown lines (ending by raw ``shown_to``) that start at or after view ``offset``,
-        the notice after them, and the view offset to read from next."""
+        """The shown lines (ending by raw ``shown_to``) from view line ``offset`` on, the
+        notice after them, and the view line to read from next."""
         parts: list[bytes] = []
-        at = 0
-        for line, start in zip(self.lines, self.starts, strict=True):
+        count = 0
+        for line in self.lines:
             if line.end > shown_to:
                 break
-            text = line.text.encode() + b"\n"
-            if start >= offset:
-                parts.append(text)
-            at = start + len(text)
+            if count >= offset:
+                parts.append(line.text.encode() + b"\n")
+            count += 1
         if notice:
-            if at >= offset:
+            if count >= offset:
                 parts.append(notice)
-            at += len(notice)
-        return b"".join(parts), max(offset, at)
+            count += 1
+        return b"".join(parts), max(offset, count)
 
 
 # Judging a log costs about 1-2 ms per KiB, and a follower polls twice a second: the last
