@@ -232,13 +232,21 @@ class LogScreen:
         self, texts: list[str], final: bool, reasons: list[str | None], payloads: list[int]
     ) -> int:
         """Index of the first line that must wait: an encoded-looking line, not yet withheld,
-        whose following context is not all written yet."""
+        whose following context is not all written yet, or a line that may be the first part
+        of a labelled identifier whose next part could still be written (`SplitIndex`)."""
         if final:
             return len(texts)
-        for i in range(max(0, len(texts) - CONTEXT_LINES), len(texts)):
+        wait = len(texts)
+        if self.split:
+            # A possible first part of a labelled identifier waits for the lines that could
+            # hold its next part: shown now, it would be withheld only after it was read.
+            opened = self.split.first_open_line("\n".join(texts))
+            if opened is not None:
+                wait = opened - 1
+        for i in range(max(0, len(texts) - CONTEXT_LINES), wait):
             if payloads[i] and reasons[i] is None:
                 return i
-        return len(texts)
+        return wait
 
     # -- what a researcher gets ---------------------------------------------------------------
     def render(self, screening: Screening, offset: int, upto: int | None = None) -> bytes:

@@ -119,22 +119,32 @@ def test_a_follower_sees_each_line_once(app_client, world, engine, settings, tmp
     assert staff.text == f"two {NAME}\nthree\n"
 
 
-def test_a_line_withheld_after_it_was_shown_moves_no_later_line() -> None:
-    """Labelled parts of an identifier are withheld together once the last part arrives, so a
-    line shown to a follower can be withheld afterwards (its text changes length): the
-    follower's offset, in lines, still reaches every later line exactly once."""
+def test_a_labelled_part_waits_for_the_lines_that_could_finish_it() -> None:
+    """A follower read "MRN part 1: 0048" as soon as it was written; once "part 2: 213" came
+    both lines were withheld, too late. A possible first part now waits for the lines that
+    could hold the next one, and a follower's offset (lines) reaches every later line once."""
     from egress_review.joblog import ResearcherView
     from egress_review.logscreen import LogScreen
     from tre.policy import load_policy
 
     policy = load_policy("default", REPO / "policies")
     screen = LogScreen.for_policies([policy], {"MRN-0048213"})
+
+    def view(log: bytes, offset: int = 0, final: bool = False) -> tuple[bytes, int]:
+        return ResearcherView(screen.screen_log(log, final)).read(offset, len(log), b"")
+
     early = b"start\nMRN part 1: 0048\n"
-    shown, offset = ResearcherView(screen.screen_log(early, False)).read(0, len(early), b"")
-    assert shown == early  # the first part alone names nothing
+    shown, offset = view(early)
+    assert shown == b"start\n" and offset == 1  # the first part waits
     grown = early + b"MRN part 2: 213\n" + b"".join(b"later %d\n" % i for i in range(5))
-    rest, following = ResearcherView(screen.screen_log(grown, False)).read(offset, len(grown), b"")
-    whole, _ = ResearcherView(screen.screen_log(grown, False)).read(0, len(grown), b"")
-    assert b"part 1" not in whole and b"part 2" not in whole  # the line shown before is withheld now
-    assert rest.decode().splitlines()[1:] == [f"later {i}" for i in range(5)]
-    assert rest.startswith(b"[tre] withheld") and following == 8
+    rest, following = view(grown, offset)
+    assert b"part 1" not in rest and b"part 2" not in rest and b"0048" not in rest
+    assert rest.decode().splitlines()[2:] == [f"later {i}" for i in range(5)] and following == 8
+    # A first part whose chain breaks (no next part within three lines) is shown then.
+    honest = b"epoch 1 part 1: 0048\n" + b"loss 0.5\n" * 4
+    assert view(honest)[0] == honest
+    # A job that ended is judged whole: nothing waits.
+    assert view(early, final=True)[0] == early
+    # Joined across a line break, the same.
+    wrapped, _ = view(b"id MRN-00\n")
+    assert wrapped == b""
