@@ -27,6 +27,8 @@ _NOT_ALNUM = re.compile(r"[^0-9a-z]+")
 # Identifiers at least this long (letters and digits only) are also searched as substrings of
 # squeezed lines: long enough that a chance match in ordinary text is unlikely.
 MIN_SQUEEZED_CHARS = 6
+# A running log's last lines wait when they end with this much of an identifier's start.
+MIN_WAIT_PREFIX_CHARS = 3
 
 
 # A word of three or more characters with both letters and digits, and the digits that
@@ -77,6 +79,9 @@ class SqueezedIndex:
     def __init__(self, identifiers: Iterable[str]) -> None:
         k = MIN_SQUEEZED_CHARS
         self.by_anchor: dict[str, set[tuple[str, int]]] = {}
+        self._prefixes: set[str] | None = None  # built on first use (`open_wrap_start`)
+        self._rot13: dict[str, set[tuple[str, int]]] | None = None
+        self._longest = 0
         for ident in identifiers:
             norm = squeeze(ident)
             # Numbers (IDs, UIDs) stay with the whole-token matcher, forwards and reversed:
@@ -106,6 +111,61 @@ class SqueezedIndex:
                         hits.add(bisect_right(starts, pos - at) - 1)
                 pos = text.find(anchor, pos + 1)
         return hits
+
+    def wrapped_lines(self, squeezed_lines: list[str]) -> set[int]:
+        """0-based numbers of every line an identifier (forwards, reversed, or either in ROT13)
+        runs across when the lines are joined with nothing between them: "PAT-123" at one
+        line's end and "456" at the next's start (redteam13: the file check found these, the
+        log screen did not). One pass: the text's k-grams are collected once for all forms."""
+        k = MIN_SQUEEZED_CHARS
+        text = "".join(squeezed_lines)
+        grams = {text[i : i + k] for i in range(len(text) - k + 1)}
+        starts = list(accumulate((len(line) for line in squeezed_lines), initial=0))
+        hits: set[int] = set()
+        for index in (self.by_anchor, self._rot13_index()):
+            for anchor in grams & index.keys():
+                forms = index[anchor]
+                pos = text.find(anchor)
+                while pos >= 0:
+                    for form, at in forms:
+                        begin = pos - at
+                        if begin >= 0 and text.startswith(form, begin):
+                            first = bisect_right(starts, begin) - 1
+                            last = bisect_right(starts, begin + len(form) - 1) - 1
+                            if last > first:
+                                hits.update(range(first, last + 1))
+                    pos = text.find(anchor, pos + 1)
+        return hits
+
+    def _rot13_index(self) -> dict[str, set[tuple[str, int]]]:
+        """The forms in ROT13, by their anchors in ROT13 (built on first use)."""
+        if self._rot13 is None:
+            self._rot13 = {}
+            for anchor, forms in self.by_anchor.items():
+                rotated = {(codecs.encode(form, "rot13"), at) for form, at in forms}
+                self._rot13.setdefault(codecs.encode(anchor, "rot13"), set()).update(rotated)
+        return self._rot13
+
+    def open_wrap_start(self, squeezed_lines: list[str]) -> int | None:
+        """0-based line where the joined lines end with the start of an identifier (three
+        letters or digits at least, forwards, reversed, or either in ROT13) that the next line
+        could finish; a running job's log waits there, so such a line is never shown before it
+        is judged with the line that follows."""
+        if self._prefixes is None:
+            forms = [
+                form
+                for index in (self.by_anchor, self._rot13_index())
+                for fs in index.values()
+                for form, _ in fs
+            ]
+            self._prefixes = {form[:end] for form in forms for end in range(MIN_WAIT_PREFIX_CHARS, len(form))}
+            self._longest = max((len(p) for p in self._prefixes), default=0)
+        text = "".join(squeezed_lines)
+        starts = list(accumulate((len(line) for line in squeezed_lines), initial=0))
+        for size in range(min(len(text), self._longest), MIN_WAIT_PREFIX_CHARS - 1, -1):
+            if text[-size:] in self._prefixes:
+                return bisect_right(starts, len(text) - size) - 1
+        return None
 
 
 def disguised_lines(lines: list[str], matcher: IdentifierMatcher, squeezed_index: SqueezedIndex) -> set[int]:

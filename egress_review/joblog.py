@@ -18,7 +18,7 @@ from egress_review import checking, logbudget
 from egress_review.logscreen import STATUS_ONLY_NOTICE, LogScreen, Screening, known_values
 from tre.config import Settings
 from tre.errors import PolicyUnavailable
-from tre.jobs.service import log_size, read_log
+from tre.jobs.service import read_log
 from tre.policy import policies_for_datasets
 from tre.store.models import Job, JobState
 
@@ -55,26 +55,71 @@ def researcher_log(session: Session, settings: Settings, job: Job, offset: int) 
     Judged from the start of the log whatever the offset, by the screening of the job's
     datasets' policies, and shown within the per-job and per-project daily budgets
     (egress_review.logbudget).
+
+    Under the screening policies ``offset`` and the offset returned count lines of what the
+    researcher is shown (`ResearcherView`), never bytes of the raw log: raw offsets told the
+    raw log's size (live, while the job wrote; also under ``status_only`` and past the limits)
+    and each withheld line's length, a channel no screening saw (redteam13).
     """
     # The state is read before the log: if the job had ended then, the file is complete.
     ended = JobState(job.state).terminal
     screen, daily_limit = job_log_screen(session, settings, job)
-    size = log_size(settings, job.id)
     if screen.visibility == "full":
         raw, next_offset, _ = read_log(settings, job.id, offset)
         return raw, next_offset
     if screen.visibility == "status_only":
-        return (STATUS_ONLY_NOTICE if offset == 0 and size else b""), max(offset, size)
+        # The same answer whatever the job wrote, or whether it wrote anything: one line.
+        return (STATUS_ONLY_NOTICE if offset == 0 else b""), max(offset, 1)
     known = known_values(job.id, job.input_job_ids, job.image, job.code_hash)
     screening = _screened(settings, job.id, screen, ended, known)
-    allowed = logbudget.charge(session, job.id, job.project_id, screening, offset, daily_limit)
-    body = screen.render(screening, offset, allowed.shown_to)
-    next_offset = max(offset, allowed.shown_to)
+    view = ResearcherView(screening)
+    start = view.raw_start(offset)
+    allowed = logbudget.charge(session, job.id, job.project_id, screening, start, daily_limit)
+    notice = b""
     if allowed.exhausted:
-        return body + logbudget.daily_notice(daily_limit), max(next_offset, size)
-    if screening.cut and allowed.shown_to >= screening.decided_to and offset <= screening.decided_to:
-        return body + screen.limit_notice(), max(next_offset, size)
-    return body, next_offset
+        notice = logbudget.daily_notice(daily_limit)
+    elif screening.cut and allowed.shown_to >= screening.decided_to:
+        notice = screen.limit_notice()
+    return view.read(offset, allowed.shown_to, notice)
+
+
+class ResearcherView:
+    """The lines a researcher is shown of a judged log, addressed by their own offsets.
+
+    The view is the judged lines' screened texts, up to what the budgets let through, then
+    the notice that ends it (limit or daily budget) if any. A researcher's offset counts the
+    view's lines (a notice is one), so it says only what they have already read. Lines, not
+    bytes: a line shown before its neighbours arrived can be withheld once they do (labelled
+    parts of an identifier are withheld together), which changes its text's length but never
+    the number of lines before the next one, so a follower neither skips nor repeats a line.
+    """
+
+    def __init__(self, screening: Screening) -> None:
+        self.lines = screening.lines
+
+    def raw_start(self, offset: int) -> int:
+        """The raw offset of view line ``offset`` (past every judged line: the raw end of the
+        judged part, and one more), for the budget's in-order charging."""
+        if offset < len(self.lines):
+            return self.lines[max(offset, 0)].start
+        return self.lines[-1].end + 1 if self.lines else 1 if offset else 0
+
+    def read(self, offset: int, shown_to: int, notice: bytes) -> tuple[bytes, int]:
+        """The shown lines (ending by raw ``shown_to``) from view line ``offset`` on, the
+        notice after them, and the view line to read from next."""
+        parts: list[bytes] = []
+        count = 0
+        for line in self.lines:
+            if line.end > shown_to:
+                break
+            if count >= offset:
+                parts.append(line.text.encode() + b"\n")
+            count += 1
+        if notice:
+            if count >= offset:
+                parts.append(notice)
+            count += 1
+        return b"".join(parts), max(offset, count)
 
 
 # Judging a log costs about 1-2 ms per KiB, and a follower polls twice a second: the last

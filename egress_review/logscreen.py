@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from itertools import accumulate
 
 from egress_review.checks.identifiers import IdentifierMatcher
-from egress_review.disguised import SqueezedIndex, disguised_lines
+from egress_review.disguised import SqueezedIndex, disguised_lines, squeeze
 from egress_review.encoded import longest_run, payload_chars
 from egress_review.split_parts import SplitIndex
 from tre.kernels import progress
@@ -43,6 +43,8 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 # Encoded payload is added up over this many lines either side of a line: a file cut into
 # lines, or interleaved with ordinary lines, is still judged as one run.
 CONTEXT_LINES = 32
+# How many of a running log's last lines are looked at for an identifier begun and not ended.
+WRAP_TAIL_LINES = 8
 
 STATUS_ONLY_NOTICE = (
     b"[tre] this dataset's policy withholds job logs from researchers; "
@@ -210,6 +212,8 @@ class LogScreen:
             named.update(h.line - 1 for h in self.matcher.find("\n".join(texts), limit=100_000))
         if self.split:  # "MRN part 1: 0048" / "part 2: 213": every line of the parts
             named.update(line - 1 for chain in self.split.chains("\n".join(texts)) for line in chain)
+        if self.squeezed:  # "PAT-123" / "456": wrapped across lines, every line it runs over
+            named.update(self.squeezed.wrapped_lines([squeeze(t) for t in texts]))
         for i, text in enumerate(texts):
             if len(text) > self.max_line_chars:
                 # Fixed words only: a length the job chose would itself carry a number out.
@@ -232,13 +236,28 @@ class LogScreen:
         self, texts: list[str], final: bool, reasons: list[str | None], payloads: list[int]
     ) -> int:
         """Index of the first line that must wait: an encoded-looking line, not yet withheld,
-        whose following context is not all written yet."""
+        whose following context is not all written yet, or a line that may be the first part
+        of a labelled identifier whose next part could still be written (`SplitIndex`)."""
         if final:
             return len(texts)
-        for i in range(max(0, len(texts) - CONTEXT_LINES), len(texts)):
+        wait = len(texts)
+        if self.split:
+            # A possible first part of a labelled identifier waits for the lines that could
+            # hold its next part: shown now, it would be withheld only after it was read.
+            opened = self.split.first_open_line("\n".join(texts))
+            if opened is not None:
+                wait = opened - 1
+        if self.squeezed:
+            # The last lines ending with the start of an identifier wait for the next line,
+            # which could finish it ("PAT-123" now, "456" next).
+            tail = max(0, len(texts) - WRAP_TAIL_LINES)
+            begun = self.squeezed.open_wrap_start([squeeze(t) for t in texts[tail:]])
+            if begun is not None:
+                wait = min(wait, tail + begun)
+        for i in range(max(0, len(texts) - CONTEXT_LINES), wait):
             if payloads[i] and reasons[i] is None:
                 return i
-        return len(texts)
+        return wait
 
     # -- what a researcher gets ---------------------------------------------------------------
     def render(self, screening: Screening, offset: int, upto: int | None = None) -> bytes:

@@ -75,6 +75,25 @@ class SplitIndex:
                     break
         return found
 
+    def first_open_line(self, text: str) -> int | None:
+        """The 1-based line where the earliest chain still open at the end of ``text`` starts:
+        its parts so far spell the start of an identifier and the next line could carry the
+        next part. A live log waits there (redteam13: a follower read "MRN part 1: 0048" before
+        "part 2: 213" was written, after which both lines were withheld, too late)."""
+        lines = text.split("\n")
+        last = len(lines)
+        # A chain still open started at most this many lines before the end.
+        first = max(1, last - MAX_LINES_BETWEEN * (MAX_PARTS - 1))
+        tokens: list[tuple[str, int]] = []
+        for line_no in range(first, last + 1):
+            tokens += [(m.group().upper(), line_no) for m in _TOKEN.finditer(lines[line_no - 1])]
+        for i, (token, line_no) in enumerate(tokens):
+            for target in self.by_first_part.get(token, ()):
+                open_at = _open_from(tokens, i + 1, target, line_no)
+                if open_at is not None and last + 1 - open_at <= MAX_LINES_BETWEEN:
+                    return line_no
+        return None
+
 
 def _is_label(token: str) -> bool:
     """A word, or a one-digit part number ("part 2:")."""
@@ -85,6 +104,20 @@ def _spelt_from(tokens: list[tuple[str, int]], start: int, target: str, line_no:
     """The lines of the parts when the tokens from ``start`` spell the rest of ``target`` (its
     first part, on ``line_no``, already read), else an empty list. Reads no further than the
     chain can reach (a few labels and lines), never the rest of the text."""
+    lines, alive = _follow(tokens, start, target, line_no)
+    return [] if alive else lines
+
+
+def _open_from(tokens: list[tuple[str, int]], start: int, target: str, line_no: int) -> int | None:
+    """The line of the last part read when the tokens run out with the chain from ``start``
+    still alive (more tokens could complete it), else None."""
+    lines, alive = _follow(tokens, start, target, line_no)
+    return lines[-1] if alive else None
+
+
+def _follow(tokens: list[tuple[str, int]], start: int, target: str, line_no: int) -> tuple[list[int], bool]:
+    """(the lines of the parts read, [] for a broken chain; whether the tokens ran out with the
+    chain still alive, its parts so far spelling the start of ``target``)."""
     rest = target[len(tokens[start - 1][0]) :]
     most = MAX_DIGIT_PARTS if target.isdigit() else MAX_PARTS
     lines, labels, labelled = [line_no], 0, False
@@ -93,7 +126,7 @@ def _spelt_from(tokens: list[tuple[str, int]], start: int, target: str, line_no:
             break
         token, at = tokens[index]
         if at - line_no > MAX_LINES_BETWEEN:
-            return []
+            return [], False
         # a part follows a label, or the part before it directly ("HOSP-77", then a label)
         adjacent = labels == 0 and at == line_no  # labels == 0: the token before was a part
         if (labels or adjacent) and len(token) >= MIN_PART_CHARS and rest.startswith(token):
@@ -101,12 +134,16 @@ def _spelt_from(tokens: list[tuple[str, int]], start: int, target: str, line_no:
             rest, labels, line_no = rest[len(token) :], 0, at
             lines.append(at)
             if len(lines) > most:
-                return []
+                return [], False
         elif _is_label(token):
             labels += 1
             if labels > MAX_LABELS_BETWEEN:
-                return []
+                return [], False
         else:
-            return []  # another number: these parts do not make one value
+            return [], False  # another number: these parts do not make one value
+    if rest:
+        # Out of tokens before the identifier was spelt: alive if another part may still come.
+        alive = len(lines) < most and len(rest) >= MIN_PART_CHARS
+        return (lines if alive else []), alive
     # without a label between any two parts it is a joined identifier: the plain search's
-    return lines if not rest and labelled else []
+    return (lines if labelled else []), False

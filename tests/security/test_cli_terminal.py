@@ -103,3 +103,30 @@ def test_a_line_break_in_a_field_cannot_start_a_line_of_its_own(
     lines = capsys.readouterr().out.splitlines()
     assert not any(line.lstrip().startswith(("pass  b.csv", "vote by erin")) for line in lines)
     assert any("\\x0d" in line for line in lines) and any("\\x0a" in line for line in lines)
+
+
+@pytest.mark.parametrize("follow", [False, True])
+def test_a_log_cannot_overwrite_or_reorder_text(monkeypatch: pytest.MonkeyPatch, capsys, follow) -> None:  # type: ignore[no-untyped-def]
+    """redteam13: a lone carriage return passed (``name CompressedSamples\\r`` then spaces and
+    ``epoch 2``: a terminal shows only the second part, so an auditor reading the raw log with
+    ``tre logs JOB | cat`` did not see the first), and so did Unicode's bidirectional
+    overrides and isolates, which reorder what a terminal shows (``\\u202egnp.py`` reads
+    ``yp.png``). Both are shown as escapes now; a CRLF line end is still a line end."""
+    log = "name CompressedSamples\r          epoch 2\n\u202egnp.py \u2067x\u2069\u200f\r\n".encode()
+    client = FakeClient({"id": "j1", "state": "succeeded", "reason": "exited with code 0"}, log)
+    monkeypatch.setattr(jobs_cli, "ApiClient", lambda: client)
+    monkeypatch.setattr(jobs_cli.time, "sleep", lambda s: None)
+    jobs_cli.logs("j1", follow=follow)
+    out = capsys.readouterr().out
+    assert "CompressedSamples" in out and "CompressedSamples\r" not in out
+    for mark in ("\u202e", "\u2067", "\u2069", "\u200f"):
+        assert mark not in out and f"\\u{ord(mark):04x}" in out
+
+
+def test_egress_show_shows_bidi_controls_in_names_as_escapes(monkeypatch: pytest.MonkeyPatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    view = _request_view()
+    view["files"][0]["path"] = "\u202egnp.py"
+    monkeypatch.setattr(egress_cli, "ApiClient", lambda: FakeClient(view))
+    egress_cli.show("r1")
+    out = capsys.readouterr().out
+    assert "\u202e" not in out and "\\u202egnp.py" in out

@@ -89,3 +89,42 @@ def test_an_honest_training_log_is_shown_in_full() -> None:
             f"mean HU -812.{i % 10}, std 211.3; spacing 0.70 0.70 1.25; shape (512, 512, {100 + i})",
         ]
     assert not any(_withheld(_screen(), lines))
+
+
+WRAPS = {
+    "cut in two": lambda n, c: [n[:c], n[c:]],
+    "cut, spaced out": lambda n, c: [" ".join(n[:c]), " ".join(n[c:])],
+    "cut, reversed": lambda n, c: [n[::-1][:c], n[::-1][c:]],
+    "cut, rot13": lambda n, c: [codecs.encode(n, "rot13")[:c], codecs.encode(n, "rot13")[c:]],
+    "cut in three": lambda n, c: [n[:c], n[c : c + 4], n[c + 4 :]],
+}
+
+
+@pytest.mark.parametrize("how", sorted(WRAPS))
+@pytest.mark.parametrize("cut", [3, 6, 10, 13])
+def test_a_name_wrapped_across_lines_is_withheld_live_and_whole(how: str, cut: int) -> None:
+    """redteam13: "CompressedSa" on one line and "mples^CT1" on the next passed the log screen
+    (the file check joined lines, the log screen did not), and so did an MRN or a patient ID
+    wrapped at its dash. Now every line an identifier runs across is withheld, and in a running
+    job's log a line ending with three or more letters of an identifier's start waits for the
+    next line, so a follower never reads a part that is withheld once the rest arrives."""
+    screen = _screen()
+    lines = ["epoch 1 done", *WRAPS[how](NAME, cut), "epoch 2 done"]
+    assert _withheld(screen, lines) == [False, *([True] * (len(lines) - 2)), False]
+    raw = ("\n".join(lines) + "\n").encode()
+    at = 0
+    for line in lines:
+        at += len(line.encode()) + 1
+        live = screen.screen_log(raw[:at], final=False)
+        shown = [x.text for x in live.lines if not x.withheld]
+        assert all(x in ("epoch 1 done", "epoch 2 done") for x in shown), (raw[:at], shown)
+
+
+def test_identifiers_wrapped_at_a_dash_are_withheld() -> None:
+    policy = load_policy("default", REPO / "policies")
+    screen = LogScreen.for_policies([policy], {"MRN-0048213", "PAT-123456"})
+    for lines in (["id PAT-123", "456 ok"], ["MRN-0048", "213 done"], ["patient PAT12", "3456"]):
+        assert _withheld(screen, ["start", *lines, "end"]) == [False, True, True, False], lines
+    # An honest log with the same prefixes is shown, and waits for no more than a line.
+    honest = ["loaded PAT files", "mrn column dropped", "epoch 1 loss 0.48", "done"]
+    assert _withheld(screen, honest) == [False] * 4

@@ -34,19 +34,30 @@ def print_json(data: Any) -> None:
     print(json.dumps(data, indent=2, sort_keys=True))
 
 
-# C0 and C1 control characters except tab, newline and carriage return: ESC starts the ANSI
-# and OSC sequences a terminal obeys (recolour, retitle, rewrite the clipboard, hide text).
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+# C0 and C1 control characters except tab, newline and the carriage return of a CRLF line end:
+# ESC starts the ANSI and OSC sequences a terminal obeys (recolour, retitle, rewrite the
+# clipboard, hide text), and a lone carriage return writes the rest of a line over its start
+# (redteam13). Also Unicode's bidirectional controls (embeddings, overrides, isolates, marks),
+# which reorder what a terminal shows ("\u202egnp.py" reads "yp.png").
+_CONTROL = re.compile(
+    r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]|\r(?!\n)"
+)
 
 
 def terminal_safe(text: str) -> str:
-    """Text that came from a job or another user, with control characters shown as ``\\xNN``.
+    """Text that came from a job or another user, with control characters shown as ``\\xNN``
+    (``\\uNNNN`` for the bidirectional ones).
 
     Job logs, output names, check reasons and comments are written by researchers; printing
     them raw would let one of them drive the terminal of whoever reads them (an admin, a
     reviewer, an auditor).
     """
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    return _CONTROL.sub(_shown, text)
+
+
+def _shown(match: re.Match[str]) -> str:
+    code = ord(match.group()[0])
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
 
 
 _LINE_BREAKS = str.maketrans({"\r": "\\x0d", "\n": "\\x0a", "\t": "\\x09"})

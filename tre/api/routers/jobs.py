@@ -105,7 +105,12 @@ def get_job(
         "text/plain",
         "The log from ``offset`` (screened for researchers).",
         headers={
-            "X-Next-Offset": {"type": "integer", "minimum": 0, "description": "The offset to ask for next."},
+            "X-Next-Offset": {
+                "type": "integer",
+                "minimum": 0,
+                "description": "The offset to ask for next: bytes of the raw log for staff (and under a "
+                "`full` policy), lines of the screened view for a researcher (never raw bytes).",
+            },
             "X-Job-State": {"type": "string", "enum": [s.value for s in JobState]},
         },
     ),
@@ -121,6 +126,8 @@ def get_logs(
     """A chunk of the log from ``offset``; ``X-Next-Offset`` and ``X-Job-State`` let the CLI follow.
 
     Researchers see the screened log (lines naming the data withheld), staff the raw one.
+    A researcher's offsets count lines of what they were shown (`egress_review.joblog`): raw
+    byte offsets told the size of what was withheld.
     """
     job = service.get_visible_job(session, p, job_id)
     data, next_offset = service.visible_log(session, settings, p, job, offset, screen=researcher_log)
