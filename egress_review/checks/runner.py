@@ -32,6 +32,7 @@ from egress_review.checks.model_release import check_model, json_weights, struct
 from egress_review.checks.name_counts import check_name_counts, check_text_token_counts
 from egress_review.checks.notebooks import is_notebook, read_notebook, series_tables
 from egress_review.checks.numbers import check_number_text
+from egress_review.checks.released import check_against_releases
 from egress_review.checks.table_readers import (
     ReadTables,
     json_tables,
@@ -82,6 +83,8 @@ def run_checks(path: Path, display_name: str, policy: Policy, context: CheckCont
     # "n3_relapsed.csv": a count in the name travels with the file (leaks12)
     results.extend(check_name_counts([("file name", display_name)], policy))
     if detected.type in TEXT_TYPES:
+        # counts a few off those an earlier request of the project released (leaks13)
+        results.extend(check_against_releases(path, display_name, policy, context))
         results.extend(_text_checks(path, data, detected.type, policy, context, display_name))
     elif detected.type in IMAGE_TYPES:
         results.extend(check_raster(path, policy, context))
