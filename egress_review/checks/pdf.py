@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from egress_review.checks.model import CheckContext, CheckResult
@@ -141,7 +141,7 @@ def check_pdf(
 _ACTION_TYPES = {"/JavaScript", "/Launch", "/SubmitForm", "/ImportData", "/RichMediaExecute"}
 
 
-def _has_actions(reader: object, pages: list[object]) -> bool:
+def _has_actions(reader: object, pages: Sequence[object]) -> bool:
     """Scripts or actions anywhere a viewer runs them: the catalog's /OpenAction, /AA and
     /Names /JavaScript, each page's /AA and its annotations' /A (object streams are
     compressed, so the raw bytes alone do not show them)."""
