@@ -159,6 +159,7 @@ def make_context(
     request_paths: dict[str, Path] | None = None,
     job_outputs: Mapping[str, tuple[Path, str]] | None = None,
     model_sandbox: ModelSandbox | None = None,
+    released: Mapping[str, list[Any]] | None = None,
 ) -> CheckContext:
     """What the checks know beyond each file: identifiers, request size, the input datasets
     (derived volumes are compared with their series), every file's SHA-256 (ACRO results),
@@ -174,6 +175,7 @@ def make_context(
         job_outputs=job_outputs if job_outputs is not None else {},
         datasets={d.id: Path(d.path) for d in datasets or []},
         model_sandbox=model_sandbox,
+        released=dict(released or {}),
     )
 
 

@@ -27,6 +27,12 @@ WITHHELD_REASON = (
 )
 
 
+# Checks whose reason and evidence are fixed words, numbers and ids the server made (an
+# earlier request's id, 32 hex digits, reads to the screen as encoded data): nothing the job
+# wrote, so nothing to screen (`checks.released`).
+SERVER_WORDED = frozenset({"sdc:differencing_releases"})
+
+
 def _strings(value: Any) -> Iterator[str]:
     """Every string in a JSON-like value, dict keys included."""
     if isinstance(value, str):
@@ -63,6 +69,8 @@ def screened_results(
     lines: list[str] = []
     for path, file_results in results.items():
         for i, result in enumerate(file_results):
+            if result.get("check") in SERVER_WORDED:
+                continue
             first = len(lines)
             lines += _lines(
                 _strings([result.get("reason", ""), _shown(result.get("evidence"))]), screen.max_line_chars

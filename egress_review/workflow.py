@@ -26,7 +26,8 @@ from typing import Any, BinaryIO
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
-from egress_review import checking, model_sandbox, outputnames, quoted
+from egress_review import checking, model_sandbox, outputnames, quoted, releases
+from egress_review.checks.released import extract_aggregates
 from egress_review.disclosure import build_record, record_digest
 from egress_review.joblog import job_log_screen
 from egress_review.staging import (
@@ -53,7 +54,7 @@ from tre.config import Settings
 from tre.errors import Conflict, Forbidden, NotFound, PolicyUnavailable, TreError, Unprocessable
 from tre.jobs.output_handles import handle_key
 from tre.jobs.shown_size import shown_size
-from tre.policy import AppliedPolicy, FileRules, policies_for_datasets
+from tre.policy import AppliedPolicy, FileRules, Policy, policies_for_datasets
 from tre.registry import grant_status
 from tre.states import (
     EGRESS_TRANSITIONS,
@@ -249,6 +250,30 @@ def review_votes(req: EgressRequest) -> list[Review]:
     return [r for r in req.reviews if r.stage == ReviewStage.review]
 
 
+def _no_unseen_release(session: Session, principal: Principal, req: EgressRequest, action: str) -> None:
+    """Refuse (audited) an approval while a request of the same project released after this
+    one was checked states counts a few off this one's (`releases.released_since`). The
+    project's lock is taken here and held to the end of the approval, so two requests that
+    each passed the checks before the other's release cannot both be released unseen."""
+    releases.lock_project(session, req.project_id)
+    unseen = releases.released_since(session, req)
+    if not unseen:
+        return
+    raise _refuse(
+        session,
+        principal,
+        req,
+        Conflict,
+        "Released since checked",
+        f"request {unseen[0]} of this project was released after this request was checked, and "
+        "counts in the two differ by less than the policy's threshold (differencing across "
+        "releases): it cannot be approved. Reject it; the requester can ask again, and the checks "
+        "then show the reviewers which counts differ",
+        "released-since-checked",
+        action,
+    )
+
+
 def _audit(
     session: Session,
     actor: str,
@@ -411,6 +436,7 @@ def create_request(
         {path: f.path for path, f in staged},
         RecordedOutputs(session, settings, job_id),
         model_sandbox.sandbox_for(settings),
+        released=releases.released_for(session, project_id),
     )
     results = {path: checking.check_file(f.path, path, applied, context) for path, f in staged}
     # What the results quote from the files is shown to the requester: screened like the log.
@@ -442,6 +468,14 @@ def create_request(
         )
     session.add(req)
     session.flush()
+    # the counts the files state: compared with this project's later requests once released
+    reading = applied[0].policy if applied else Policy(name="default", version="0")
+    releases.store(
+        session,
+        req,
+        {path: extract_aggregates(f.path, path, reading) for path, f in staged},
+        max([10, *(ap.policy.sdc.threshold for ap in applied)]),
+    )
     _audit(
         session,
         principal.user_id,
@@ -563,6 +597,8 @@ def _finalise(
     record = build_record(req, withdrawal)
     req.disclosure_record = record
     approved = req.state == EgressState.approved
+    if approved:
+        releases.mark_released(session, req)
     action = "egress.released" if approved else "egress.closed"
     _audit(
         session,
@@ -793,6 +829,7 @@ def cast_vote(
         )
     if vote == Vote.approve:
         _rules_still_in_force(session, principal, req, policies_dir, "egress.vote_refused")
+        _no_unseen_release(session, principal, req, "egress.vote_refused")
 
     req.reviews.append(
         Review(
@@ -893,6 +930,7 @@ def resolve(
         )
     if decision == Vote.approve:
         _rules_still_in_force(session, principal, req, policies_dir, "egress.resolution_refused")
+        _no_unseen_release(session, principal, req, "egress.resolution_refused")
     req.reviews.append(
         Review(
             reviewer_id=principal.user_id,

@@ -23,6 +23,7 @@ from PIL import Image, UnidentifiedImageError
 
 from egress_review.checks import ocr
 from egress_review.checks.containers import jpeg_structure, png_structure
+from egress_review.checks.figure_pixels import check_figure_pixels
 from egress_review.checks.identifiers import matcher_for
 from egress_review.checks.model import CheckContext, CheckResult, action_outcome, mask
 from egress_review.checks.text import check_identifiers
@@ -347,6 +348,8 @@ def check_raster(path: Path, policy: Policy, context: CheckContext) -> list[Chec
     out.extend(
         r for r in ocr_results(pixels, policy, context, f"{fmt} image") if r.outcome != "pass" or r.evidence
     )
+    # a chart's drawn counts and its bars (leaks13): OCR of the whole picture skips a lone "3"
+    out.extend(check_figure_pixels(pixels, policy, read_text=policy.image.ocr and ocr.available()))
     if not [r for r in out if r.outcome != "pass"]:
         out.append(
             CheckResult(

@@ -83,6 +83,9 @@ class CheckContext:
     """The job's datasets by id (a model card may name a table of a dataset)."""
     model_sandbox: ModelSandbox | None = None
     """Runs a model on records in a sandbox (membership-inference test); None: not available."""
+    released: Mapping[str, list[Any]] = field(default_factory=dict)
+    """The counts this project's earlier requests released, by key (`checks.released`): a new
+    count a few off one of them is differencing across releases. Never another project's."""
 
 
 def worst(results: Iterable[CheckResult | str]) -> Outcome:

@@ -32,6 +32,8 @@ from egress_review.checks.model_release import check_model, json_weights, struct
 from egress_review.checks.name_counts import check_name_counts, check_text_token_counts
 from egress_review.checks.notebooks import is_notebook, read_notebook, series_tables
 from egress_review.checks.numbers import check_number_text
+from egress_review.checks.pdf import check_pdf
+from egress_review.checks.released import check_against_releases
 from egress_review.checks.table_readers import (
     ReadTables,
     json_tables,
@@ -82,6 +84,8 @@ def run_checks(path: Path, display_name: str, policy: Policy, context: CheckCont
     # "n3_relapsed.csv": a count in the name travels with the file (leaks12)
     results.extend(check_name_counts([("file name", display_name)], policy))
     if detected.type in TEXT_TYPES:
+        # counts a few off those an earlier request of the project released (leaks13)
+        results.extend(check_against_releases(path, display_name, policy, context))
         results.extend(_text_checks(path, data, detected.type, policy, context, display_name))
     elif detected.type in IMAGE_TYPES:
         results.extend(check_raster(path, policy, context))
@@ -91,6 +95,17 @@ def run_checks(path: Path, display_name: str, policy: Policy, context: CheckCont
         results.extend(check_dicom(path, policy, context))
     elif detected.type in ("xlsx", "parquet", "arrow"):
         results.extend(_binary_table_checks(path, detected, policy, context))
+    elif detected.type == "pdf" and detected.type in policy.files.allowed_types:
+        # its text layer as a text file, its images as pictures (leaks13)
+        results.extend(
+            check_pdf(
+                path,
+                policy,
+                context,
+                lambda text, kind: _text_checks(text, None, kind, policy, context, "pdf-text.txt"),
+                lambda picture: check_raster(picture, policy, context),
+            )
+        )
     elif detected.type == "model":
         results.extend(check_model(path, detected, policy, context, display_name))
     elif detected.type in UNINSPECTED_TYPES and detected.type in policy.files.allowed_types:
@@ -107,8 +122,8 @@ def run_checks(path: Path, display_name: str, policy: Policy, context: CheckCont
     return results
 
 
-# Content types a policy may allow that no check parses (PDF text layers, executables, bytes).
-UNINSPECTED_TYPES = frozenset({"pdf", "executable", "binary"})
+# Content types a policy may allow that no check parses (executables, unknown bytes).
+UNINSPECTED_TYPES = frozenset({"executable", "binary"})
 
 
 def _binary_table_checks(

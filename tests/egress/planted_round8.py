@@ -525,7 +525,8 @@ def benign() -> list[tuple[Planted, tuple[str, ...]]]:
         ),  # fmt: skip
         (Planted("dicom_tags.txt", b"Modality: CT\nSliceThickness: 5.0\nKVP: 120\nRows: 512\n"), ()),
         (Planted("train_cases.json", json.dumps({"train_cases": ["SUBJ-0001", "SUBJ-0002"]}).encode()), ()),
-        (Planted("bars_large.png", _bars_png([212, 187, 145])), ()),
+        # a bar chart is flagged for the reviewers to check its heights (leaks13, figure:bars)
+        (Planted("bars_large.png", _bars_png([212, 187, 145])), ("figure:bars",)),
         (Planted("matplotlib_bars_large.svg", _matplotlib_svg([212, 187, 145])), ()),
         (
             Planted(

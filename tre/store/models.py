@@ -14,6 +14,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -355,6 +356,30 @@ class EgressFile(Base):
     checks: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
 
     request: Mapped[EgressRequest] = relationship(back_populates="files")
+
+
+class EgressAggregate(Base):
+    """A count one request's file states (`egress_review.checks.released`), kept per project so
+    later requests are compared with what was released (differencing across releases).
+
+    ``released_at`` is set, under the project's lock, when the DAC approves the request; rows of
+    requests never released only serve the approval-time re-check. Keys are normalised column
+    names and row labels, read by the checks only, never shown to a researcher."""
+
+    __tablename__ = "egress_aggregates"
+    __table_args__ = (
+        UniqueConstraint("request_id", "key", name="uq_egress_aggregates_request_key"),
+        Index("ix_egress_aggregates_project_released", "project_id", "released_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    request_id: Mapped[str] = mapped_column(ForeignKey("egress_requests.id", ondelete="CASCADE"), index=True)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id"))
+    key: Mapped[str] = mapped_column(String(200))
+    value: Mapped[float] = mapped_column(Float)
+    # the largest small-cell threshold of the request's policies: the approval-time re-check's
+    threshold: Mapped[int] = mapped_column(Integer, default=10)
+    released_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class Review(Base):
