@@ -15,8 +15,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
+from typing import Generic, TypeVar
 
 from fastapi import FastAPI, Request
+from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -29,20 +32,32 @@ MAX_KEYS_PER_WINDOW = 200
 log = logging.getLogger(__name__)
 
 Key = tuple[int, str, str, str]  # status, method, route template, actor
+K = TypeVar("K", bound=tuple[object, ...])
 
 
-class RefusalCounter:
-    """Per-window counts; ``observe`` says which entries to write now."""
+class WindowedCounts(Generic[K]):
+    """Per-window counts of refusals under fixed-vocabulary keys; ``observe`` says which
+    entries to write now: a key's first refusal at once, its repeats as one summary when the
+    window rolls over, and past ``max_keys`` keys one overflow count (``overflow_action``).
+    Shared by the API's refusals and the federation hub's node refusals."""
 
-    def __init__(self, window_s: float = WINDOW_S, max_keys: int = MAX_KEYS_PER_WINDOW) -> None:
+    def __init__(
+        self,
+        event: Callable[[K, int, bool, float], AuditEvent],
+        overflow_action: str,
+        window_s: float = WINDOW_S,
+        max_keys: int = MAX_KEYS_PER_WINDOW,
+    ) -> None:
+        self.event = event
+        self.overflow_action = overflow_action
         self.window_s = window_s
         self.max_keys = max_keys
         self.lock = threading.Lock()
         self.start = time.monotonic()
-        self.counts: dict[Key, int] = {}
+        self.counts: dict[K, int] = {}
         self.overflow = 0
 
-    def observe(self, key: Key) -> list[AuditEvent]:
+    def observe(self, key: K) -> list[AuditEvent]:
         out: list[AuditEvent] = []
         with self.lock:
             now = time.monotonic()
@@ -53,7 +68,7 @@ class RefusalCounter:
                 self.counts[key] += 1
             elif len(self.counts) < self.max_keys:
                 self.counts[key] = 1
-                out.append(_event(key, 1, first=True, window_s=self.window_s))
+                out.append(self.event(key, 1, True, self.window_s))
             else:
                 self.overflow += 1
         return out
@@ -65,19 +80,26 @@ class RefusalCounter:
         return out
 
     def _summaries(self) -> list[AuditEvent]:
-        out = [_event(k, n - 1, first=False, window_s=self.window_s) for k, n in self.counts.items() if n > 1]
+        out = [self.event(k, n - 1, False, self.window_s) for k, n in self.counts.items() if n > 1]
         if self.overflow:
             out.append(
                 AuditEvent(
                     "anonymous",
-                    "auth.refused_overflow",
+                    self.overflow_action,
                     details={"count": self.overflow, "window_s": self.window_s},
                 )
             )
         return out
 
 
-def _event(key: Key, count: int, *, first: bool, window_s: float) -> AuditEvent:
+class RefusalCounter(WindowedCounts[Key]):
+    """The API's 401/403/404 refusals (``auth.refused``)."""
+
+    def __init__(self, window_s: float = WINDOW_S, max_keys: int = MAX_KEYS_PER_WINDOW) -> None:
+        super().__init__(_event, "auth.refused_overflow", window_s, max_keys)
+
+
+def _event(key: Key, count: int, first: bool, window_s: float) -> AuditEvent:
     status, method, route, actor = key
     return AuditEvent(
         actor,
@@ -134,7 +156,7 @@ class RefusalAudit:
             if events:
                 # After the answer is sent: the request's own transaction may have held the
                 # store's write lock until then (SQLite), and writing earlier would wait on it.
-                await run_in_threadpool(_record, scope["app"].state.engine, events)
+                await run_in_threadpool(record_refusals, scope["app"].state.engine, events)
 
 
 def install_refusal_audit(app: FastAPI, counter: RefusalCounter | None = None) -> RefusalCounter:
@@ -144,9 +166,11 @@ def install_refusal_audit(app: FastAPI, counter: RefusalCounter | None = None) -
     return counter
 
 
-def _record(engine: object, events: list[AuditEvent]) -> None:
+def record_refusals(engine: Engine, events: list[AuditEvent]) -> None:
+    """Write refusal entries in a unit of work of their own (the refused request's, if any, is
+    rolled back). The refusal stands even if this fails."""
     try:
-        with session_scope(engine) as s:  # type: ignore[arg-type]
+        with session_scope(engine) as s:
             record_events(s, events)
     except Exception:  # the refusal stands either way; a damaged log raises its own alert
         log.exception("could not record %d refusal entries", len(events))

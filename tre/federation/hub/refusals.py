@@ -21,9 +21,6 @@ requests adds a bounded number of entries.
 
 from __future__ import annotations
 
-import logging
-import threading
-import time
 from enum import StrEnum
 
 from sqlalchemy import Engine
@@ -31,12 +28,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from tre.audit.log import AuditEvent, record_events
-from tre.store.db import session_scope
+from tre.audit.log import AuditEvent
+from tre.audit.refusals import WindowedCounts, record_refusals
 
 WINDOW_S = 60.0
 MAX_KEYS = 200
-log = logging.getLogger(__name__)
 
 
 class NodeRefusal(StrEnum):
@@ -76,43 +72,11 @@ def _event(key: Key, count: int, first: bool, window_s: float) -> AuditEvent:
     )
 
 
-class NodeRefusals:
-    """Per-window counts of node refusals; `observe` answers the entries to write now."""
+class NodeRefusals(WindowedCounts[Key]):
+    """Per-window counts of node refusals (``federation.node_refused``)."""
 
     def __init__(self, window_s: float = WINDOW_S, max_keys: int = MAX_KEYS) -> None:
-        self.window_s = window_s
-        self.max_keys = max_keys
-        self._lock = threading.Lock()
-        self._start = time.monotonic()
-        self._counts: dict[Key, int] = {}
-        self._overflow = 0
-
-    def observe(self, key: Key) -> list[AuditEvent]:
-        out: list[AuditEvent] = []
-        with self._lock:
-            if time.monotonic() - self._start >= self.window_s:
-                out += self._summaries()
-                self._start, self._counts, self._overflow = time.monotonic(), {}, 0
-            if key in self._counts:
-                self._counts[key] += 1
-            elif len(self._counts) < self.max_keys:
-                self._counts[key] = 1
-                out.append(_event(key, 1, True, self.window_s))
-            else:
-                self._overflow += 1
-        return out
-
-    def _summaries(self) -> list[AuditEvent]:
-        out = [_event(k, n - 1, False, self.window_s) for k, n in self._counts.items() if n > 1]
-        if self._overflow:
-            out.append(
-                AuditEvent(
-                    "anonymous",
-                    "federation.node_refused_overflow",
-                    details={"count": self._overflow, "window_s": self.window_s},
-                )
-            )
-        return out
+        super().__init__(_event, "federation.node_refused_overflow", window_s, max_keys)
 
 
 def record_node_refusal(engine: Engine, counter: NodeRefusals, key: Key) -> None:
@@ -121,7 +85,7 @@ def record_node_refusal(engine: Engine, counter: NodeRefusals, key: Key) -> None
     reason = NodeRefusal(key[0])  # only the fixed words reach the log
     events = counter.observe((reason.value, *key[1:]))
     if events:
-        _record(engine, events)
+        record_refusals(engine, events)
 
 
 class CodeQuotaAudit:
@@ -156,12 +120,4 @@ class CodeQuotaAudit:
                 "federation.submission_refused",
                 details={"reason": SubmissionRefusal.over_code_quota.value, "route": self.path},
             )
-            await run_in_threadpool(_record, scope["app"].state.engine, [event])
-
-
-def _record(engine: Engine, events: list[AuditEvent]) -> None:
-    try:
-        with session_scope(engine) as s:
-            record_events(s, events)
-    except Exception:  # the refusal stands either way; a damaged log raises its own alert
-        log.exception("could not record %d refusal entries", len(events))
+            await run_in_threadpool(record_refusals, scope["app"].state.engine, [event])
