@@ -33,6 +33,7 @@ from tre.auth.principal import Principal
 from tre.config import Settings
 from tre.errors import Conflict
 from tre.states import OPEN_EGRESS_STATES, EgressState
+from tre.store.models import EgressRequest
 
 router = APIRouter(prefix="/api/v1/egress", tags=["egress"])
 
@@ -89,18 +90,25 @@ def create(
         pause=session.commit,
     )
     warm_after_commit(session, request.app.state.engine, settings, req.id)
+    return _view(session, settings, principal, req)
+
+
+def _names(session: Session, settings: Settings, principal: Principal, job_id: str) -> NameView:
+    return outputnames.request_name_view(session, settings, principal, job_id)
+
+
+def _view(session: Session, settings: Settings, principal: Principal, req: EgressRequest) -> dict[str, Any]:
+    """The request as ``principal`` may see it, the same whichever route answers (a vote's or a
+    withdrawal's answer once lacked the file names or the changed-policy notice a GET shows)."""
     return workflow.request_view(
         session,
         req,
         principal,
         _names(session, settings, principal, req.job_id),
         keys_dir=settings.keys_dir,
+        policies_dir=settings.resolved_policies_dir,
         open_ttl_days=settings.egress_open_ttl_days,
     )
-
-
-def _names(session: Session, settings: Settings, principal: Principal, job_id: str) -> NameView:
-    return outputnames.request_name_view(session, settings, principal, job_id)
 
 
 @router.get("/requests", response_model=list[EgressSummary])
@@ -166,15 +174,7 @@ def get_request(
         job_id=req.job_id,
         details={"request_id": req.id},
     )
-    return workflow.request_view(
-        session,
-        req,
-        principal,
-        _names(session, settings, principal, req.job_id),
-        keys_dir=settings.keys_dir,
-        policies_dir=settings.resolved_policies_dir,
-        open_ttl_days=settings.egress_open_ttl_days,
-    )
+    return _view(session, settings, principal, req)
 
 
 @router.post("/requests/{request_id}/votes", status_code=201, response_model=EgressRequestOut)
@@ -190,9 +190,7 @@ def vote(
         comment=body.comment,
         policies_dir=settings.resolved_policies_dir,
     )
-    return workflow.request_view(
-        session, req, principal, keys_dir=settings.keys_dir, open_ttl_days=settings.egress_open_ttl_days
-    )
+    return _view(session, settings, principal, req)
 
 
 @router.post("/requests/{request_id}/resolution", status_code=201, response_model=EgressRequestOut)
@@ -207,9 +205,7 @@ def resolution(
         comment=body.comment,
         policies_dir=settings.resolved_policies_dir,
     )
-    return workflow.request_view(
-        session, req, principal, keys_dir=settings.keys_dir, open_ttl_days=settings.egress_open_ttl_days
-    )
+    return _view(session, settings, principal, req)
 
 
 @router.post("/requests/{request_id}/withdrawal", status_code=201, response_model=EgressRequestOut)
@@ -218,14 +214,7 @@ def withdrawal(
 ) -> dict[str, Any]:
     """The requester withdraws an open request (final; votes cast so far stay blind)."""
     req = workflow.withdraw(session, principal, request_id, reason=body.reason)
-    return workflow.request_view(
-        session,
-        req,
-        principal,
-        _names(session, settings, principal, req.job_id),
-        keys_dir=settings.keys_dir,
-        open_ttl_days=settings.egress_open_ttl_days,
-    )
+    return _view(session, settings, principal, req)
 
 
 @router.get("/requests/{request_id}/disclosure", response_model=DisclosureRecord)
