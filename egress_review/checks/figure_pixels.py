@@ -30,8 +30,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from egress_review.checks.figures import _LABEL
-from egress_review.checks.model import CheckResult, action_outcome
+from egress_review.checks.figures import _LABEL, small_counts_flag
+from egress_review.checks.model import CheckResult
 from tre.policy import Policy
 
 MAX_PIXELS = 4_000_000
@@ -316,16 +316,7 @@ def check_figure_pixels(img: Image.Image, policy: Policy, *, read_text: bool) ->
         boxes, frame, text = word_boxes(rgb)
         words = read_words(Image.fromarray(text, mode="L"), boxes)
         small = drawn_labels(words or [], frame, policy.sdc.threshold)
-    if small:
-        out.append(
-            CheckResult(
-                check="sdc:figure",
-                outcome=action_outcome(policy.sdc.prose_counts),
-                reason=f"{len(small)} label(s) drawn in the image (OCR) read as counts below the threshold "
-                f"of {policy.sdc.threshold} (a bar or point label that is not an axis tick)",
-                evidence={"threshold": policy.sdc.threshold, "reviewer_only": {"labels": small[:50]}},
-            )
-        )
+    out += small_counts_flag(small, policy, "image (OCR)")
     bars = count_bars(rgb)
     if bars:
         out.append(
