@@ -35,13 +35,16 @@ def _fill(folder: Path) -> Path:
     """A file taking every free byte of the file system under ``folder``."""
     filler = folder / "filler"
     chunk = b"\0" * (64 << 10)
-    with filler.open("wb") as fh:
-        try:
-            while True:
-                fh.write(chunk)
-                fh.flush()
-        except OSError as exc:
-            assert exc.errno == errno.ENOSPC
+    # Unbuffered: a buffered file re-flushes its unwritten tail when closed and raised ENOSPC
+    # there, after the disk was full (the CI saw it).
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        while True:
+            os.write(fd, chunk)
+    except OSError as exc:
+        assert exc.errno == errno.ENOSPC
+    finally:
+        os.close(fd)
     return filler
 
 
