@@ -126,6 +126,21 @@ def _key(request: Request, status: int) -> Key:
     return (status, method, template, actor)
 
 
+async def answered_status(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> int:
+    """Run ``app`` on the request, passing its answer on, and say the status it started with
+    (the refusal middlewares decide what to audit from it once the answer is sent)."""
+    status = 0
+
+    async def watch(message: Message) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = int(message["status"])
+        await send(message)
+
+    await app(scope, receive, watch)
+    return status
+
+
 class RefusalAudit:
     """Pure ASGI middleware: watches the status an answer starts with and, for a refusal,
     records what `RefusalCounter.observe` says once the answer is sent.
@@ -142,15 +157,7 @@ class RefusalAudit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        status = 0
-
-        async def watch(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-            await send(message)
-
-        await self.app(scope, receive, watch)
+        status = await answered_status(self.app, scope, receive, send)
         if status in REFUSED:
             events = self.counter.observe(_key(Request(scope), status))
             if events:

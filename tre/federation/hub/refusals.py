@@ -26,10 +26,10 @@ from enum import StrEnum
 from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tre.audit.log import AuditEvent
-from tre.audit.refusals import WindowedCounts, record_refusals
+from tre.audit.refusals import WindowedCounts, answered_status, record_refusals
 
 WINDOW_S = 60.0
 MAX_KEYS = 200
@@ -104,15 +104,7 @@ class CodeQuotaAudit:
         if scope["type"] != "http" or scope.get("path") != self.path or scope.get("method") != "POST":
             await self.app(scope, receive, send)
             return
-        status = 0
-
-        async def watch(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-            await send(message)
-
-        await self.app(scope, receive, watch)
+        status = await answered_status(self.app, scope, receive, send)
         principal = getattr(getattr(Request(scope).state, "principal", None), "user_id", None)
         if status == 413 and principal:
             event = AuditEvent(
