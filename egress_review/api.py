@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from typing import Annotated, Any, BinaryIO, Literal
 from urllib.parse import quote
 
+from anyio import from_thread
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import Field
@@ -25,7 +26,7 @@ from egress_review.schemas import DisclosureRecord, EgressRequestOut, EgressSumm
 from egress_review.staging import CHUNK
 from tre.access import sees_raw_output_names
 from tre.api.bounds import RowId
-from tre.api.deps import get_session, get_settings_dep, require_roles
+from tre.api.deps import get_session, get_settings_dep, require_roles, works_before_writing, write_unit
 from tre.api.openapi import body_of
 from tre.api.schemas import In
 from tre.audit.events import record_read
@@ -41,7 +42,7 @@ AnyRole = Annotated[Principal, Depends(require_roles("researcher", "dac", "admin
 Researcher = Annotated[Principal, Depends(require_roles("researcher"))]
 Reviewer = Annotated[Principal, Depends(require_roles("dac"))]
 Resolver = Annotated[Principal, Depends(require_roles("dac", "admin"))]
-DbSession = Annotated[Session, Depends(get_session)]
+DbSession = Annotated[Session, Depends(get_session, scope="function")]
 AppSettings = Annotated[Settings, Depends(get_settings_dep)]
 
 
@@ -69,6 +70,7 @@ class WithdrawalBody(In):
 
 
 @router.post("/requests", status_code=201, response_model=EgressRequestOut)
+@works_before_writing
 def create(
     body: CreateRequest,
     principal: Researcher,
@@ -78,19 +80,26 @@ def create(
 ) -> dict[str, Any]:
     """Ask for release of outputs of a succeeded job; they are frozen and checked at once.
 
-    Once the request is committed, the review panel's file cards are rendered ahead of the
-    first reviewer (`egress_review.panel.cards.warm_after_commit`)."""
-    req = workflow.create_request(
+    The checks run in the request's read-only snapshot and the request is written in a short
+    unit of work after them (`workflow.prepare_request` says why). Once committed, the review
+    panel's file cards are rendered ahead of the first reviewer
+    (`egress_review.panel.cards.warm_after_commit`)."""
+    write = workflow.prepare_request(
         session,
         settings,
         principal,
         job_id=body.job_id,
         paths=body.files,
         justification=body.justification,
-        pause=session.commit,
     )
-    warm_after_commit(session, request.app.state.engine, settings, req.id)
-    return _view(session, settings, principal, req)
+
+    def record(s: Session) -> dict[str, Any]:
+        req = write(s)
+        s.flush()
+        warm_after_commit(s, request.app.state.engine, settings, req.id)
+        return _view(s, settings, principal, req)
+
+    return from_thread.run(write_unit, request, record)
 
 
 def _names(session: Session, settings: Settings, principal: Principal, job_id: str) -> NameView:

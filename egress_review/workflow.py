@@ -321,13 +321,34 @@ def create_request(
     job_id: str,
     paths: list[str],
     justification: str,
-    pause: Callable[[], None] | None = None,
 ) -> EgressRequest:
-    """Freeze the chosen outputs, check them, and open the request for review (or block it).
+    """Freeze the chosen outputs, check them, and open the request for review (or block it),
+    all in ``session``."""
+    write = prepare_request(
+        session, settings, principal, job_id=job_id, paths=paths, justification=justification
+    )
+    return write(session)
 
-    ``pause`` is called once the checks on who may ask for what are done and before the slow
-    part (copying, hashing, scanning the datasets for identifiers, running the checks); the
-    API passes ``session.commit`` so no database write lock is held during that work.
+
+def prepare_request(
+    session: Session,
+    settings: Settings,
+    principal: Principal,
+    *,
+    job_id: str,
+    paths: list[str],
+    justification: str,
+) -> Callable[[Session], EgressRequest]:
+    """Everything of `create_request` but its writes: who may ask for what, then the slow part
+    (copying, hashing, scanning the datasets for identifiers, running the checks, OCR). Returns
+    the function that records the request in a session.
+
+    Why apart: only reads happen here, so the API runs it in a read-only snapshot and writes
+    in a short unit of work afterwards. Run in a writing transaction, the checks held the
+    process's write gate (and SQLite's writer lock) for their whole time: the OCR of a few
+    figures took over 30 s on a loaded machine, and meanwhile the worker's rounds and every
+    other writer of the API failed with "database busy" (the demo's airlock step timed out).
+    Audit records of refusals here go where ``session`` sends them (deferred in a snapshot).
     """
     justification = justification.strip()
     if not justification:
@@ -385,8 +406,6 @@ def create_request(
         )
     wanted = list(dict.fromkeys(p for p in resolved.values() if p is not None))
     _within_request_limits(applied, [outputs[p][1] for p in wanted])
-    if pause is not None:
-        pause()
 
     # Freeze first, before any row is written: a refusal then leaves only its audit record.
     # All or nothing: a file refused, or the disk filling up, part-way keeps none of them.
@@ -443,52 +462,58 @@ def create_request(
     screen, _ = job_log_screen(session, settings, job)
     results = quoted.screened_results(results, screen)
 
-    req = EgressRequest(
-        job_id=job_id,
-        project_id=project_id,
-        requested_by=principal.user_id,
-        justification=justification,
-        state=EgressState.checking.value,
-        policy_name="+".join(p.name for p in applied)[:128],
-        policy_version="+".join(p.describe()["version"] for p in applied)[:64],
-        required_reviews=checking.required_reviews(applied),
-    )
-    for dataset_id in job.governing_dataset_ids:
-        req.dataset_links.append(EgressRequestDataset(dataset_id=dataset_id))
-    for path, frozen in staged:
-        req.files.append(
-            EgressFile(
-                path=path,
-                sha256=frozen.sha256,
-                size=frozen.size,
-                staged_path=str(frozen.path),
-                outcome=checking.worst_outcome([r["outcome"] for r in results[path]]),
-                checks=results[path],
-            )
-        )
-    session.add(req)
-    session.flush()
+    governing = list(job.governing_dataset_ids)
     # the counts the files state: compared with this project's later requests once released
     reading = applied[0].policy if applied else Policy(name="default", version="0")
-    releases.store(
-        session,
-        req,
-        {path: extract_aggregates(f.path, path, reading) for path, f in staged},
-        max([10, *(ap.policy.sdc.threshold for ap in applied)]),
-    )
-    _audit(
-        session,
-        principal.user_id,
-        "egress.requested",
-        req,
-        files=[f.path for f in req.files],
-        justification=justification,
-        policies=[p.describe() for p in applied],
-    )
-    for f in req.files:
-        _audit(session, "system", "egress.staged", req, path=f.path, sha256=f.sha256, size=f.size)
-    _record_checks(session, req)
-    return req
+    aggregates = {path: extract_aggregates(f.path, path, reading) for path, f in staged}
+
+    def write(s: Session) -> EgressRequest:
+        req = EgressRequest(
+            job_id=job_id,
+            project_id=project_id,
+            requested_by=principal.user_id,
+            justification=justification,
+            state=EgressState.checking.value,
+            policy_name="+".join(p.name for p in applied)[:128],
+            policy_version="+".join(p.describe()["version"] for p in applied)[:64],
+            required_reviews=checking.required_reviews(applied),
+        )
+        for dataset_id in governing:
+            req.dataset_links.append(EgressRequestDataset(dataset_id=dataset_id))
+        for path, frozen in staged:
+            req.files.append(
+                EgressFile(
+                    path=path,
+                    sha256=frozen.sha256,
+                    size=frozen.size,
+                    staged_path=str(frozen.path),
+                    outcome=checking.worst_outcome([r["outcome"] for r in results[path]]),
+                    checks=results[path],
+                )
+            )
+        s.add(req)
+        s.flush()
+        releases.store(
+            s,
+            req,
+            aggregates,
+            max([10, *(ap.policy.sdc.threshold for ap in applied)]),
+        )
+        _audit(
+            s,
+            principal.user_id,
+            "egress.requested",
+            req,
+            files=[f.path for f in req.files],
+            justification=justification,
+            policies=[p.describe() for p in applied],
+        )
+        for f in req.files:
+            _audit(s, "system", "egress.staged", req, path=f.path, sha256=f.sha256, size=f.size)
+        _record_checks(s, req)
+        return req
+
+    return write
 
 
 def _withheld_paths_unknown(

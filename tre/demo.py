@@ -26,6 +26,7 @@ from tre.audit.events import record_token_issued
 from tre.auth.tokens import TokenIssuer
 from tre.cli.client import ApiClient, CliError
 from tre.cli.code import upload_code
+from tre.cli.egress import CHECKS_TIMEOUT_S
 from tre.cli.jobs import follow_job
 from tre.cli.output import console, human_size, table
 from tre.cli.preprocess import job_command, job_request, series_summary, summary_line
@@ -260,6 +261,7 @@ def release_through_airlock(settings: Settings, url: str, tokens: dict[str, str]
             "files": ["summary.csv", "montage.png"],
             "justification": "per-image summary statistics and a thumbnail montage for the methods section",
         },
+        timeout=CHECKS_TIMEOUT_S,
     )
     view = dac_one.get(f"/api/v1/egress/requests/{req['id']}")
     rows = [

@@ -145,7 +145,9 @@ def _why_ended(exc: Problem) -> str:
     return "invalid"
 
 
-def panel_principal(request: Request, session: Annotated[Session, Depends(get_session)]) -> Principal:
+def panel_principal(
+    request: Request, session: Annotated[Session, Depends(get_session, scope="function")]
+) -> Principal:
     """The signed-in reviewer (dac or admin); everyone else is sent to the login page or refused."""
     token = request.cookies.get(TOKEN_COOKIE)
     if not token:

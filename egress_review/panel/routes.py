@@ -89,7 +89,7 @@ QUEUE_FILTERS = {
 
 router = APIRouter(prefix="/panel", include_in_schema=False)
 
-DbSession = Annotated[Session, Depends(get_session)]
+DbSession = Annotated[Session, Depends(get_session, scope="function")]
 Reviewer = Annotated[Principal, Depends(panel_principal)]
 
 

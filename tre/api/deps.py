@@ -110,6 +110,12 @@ def request_reads_only(request: Request) -> bool:
 async def get_session(request: Request) -> AsyncIterator[Session]:
     """One transaction per request: committed when the handler returns without error.
 
+    Every route takes it with ``Depends(get_session, scope="function")``: FastAPI otherwise
+    runs a yield dependency's exit after the answer was sent, so a client could act on a 201
+    before the commit (a fresh install's ``tre demo`` listed committees without the dataset it
+    had just registered), and a commit that failed then lost a change already answered 201
+    (tests/api/test_commit_before_answer.py checks every route).
+
     Async on purpose: every wait happens in the event loop, never in a threadpool thread.
     Were a thread to block on a lock or on the connection pool, a burst of requests could
     occupy every thread while the requests holding what they wait for need a thread to
@@ -311,7 +317,7 @@ BEARER_SCHEME = HTTPBearer(
 
 async def current_principal(
     request: Request,
-    session: Session = Depends(get_session),
+    session: Session = Depends(get_session, scope="function"),
     _declared: HTTPAuthorizationCredentials | None = Security(BEARER_SCHEME),
 ) -> Principal:
     """The verified caller. A token verified before, of a user looked up in the last seconds,

@@ -67,7 +67,7 @@ def public_key(
 @router.get("/checkpoint")
 def latest(
     _: Principal = Depends(auditor_or_admin),
-    session: Session = Depends(get_session),
+    session: Session = Depends(get_session, scope="function"),
     signer: AuditSigner = Depends(audit_signer),
 ) -> dict[str, object]:
     """The latest signed checkpoint, re-signed if older than a minute (proves liveness)."""
@@ -77,7 +77,7 @@ def latest(
 @router.get("/entries")
 def entries(
     principal: Principal = Depends(auditor_only),
-    session: Session = Depends(get_session),
+    session: Session = Depends(get_session, scope="function"),
     actor: Annotated[str | None, Query(description="user or service that acted")] = None,
     action: str | None = None,
     project_id: str | None = None,
@@ -109,7 +109,7 @@ def entries(
 def entry(
     idx: Annotated[int, PathParam(ge=0, le=MAX_INT64)],
     principal: Principal = Depends(auditor_only),
-    session: Session = Depends(get_session),
+    session: Session = Depends(get_session, scope="function"),
 ) -> dict[str, Any]:
     """One entry as its hashed body says; a row whose body does not hash to its leaf is damage."""
     row = session.scalar(select(AuditEntry).where(AuditEntry.idx == idx))
@@ -137,7 +137,7 @@ def inclusion(
     index: Annotated[int, Query(ge=0, le=MAX_INT64)],
     tree_size: Annotated[int, Query(ge=1, le=MAX_INT64)],
     principal: Principal = Depends(auditor_only),
-    session: Session = Depends(get_session),
+    session: Session = Depends(get_session, scope="function"),
 ) -> dict[str, Any]:
     """RFC 9162 inclusion proof of leaf ``index`` in the tree of ``tree_size`` leaves."""
     tree = _tree(session, tree_size)
@@ -161,7 +161,7 @@ def consistency(
     first: Annotated[int, Query(ge=0, le=MAX_INT64)],
     second: Annotated[int, Query(ge=0, le=MAX_INT64)],
     principal: Principal = Depends(auditor_only),
-    session: Session = Depends(get_session),
+    session: Session = Depends(get_session, scope="function"),
 ) -> dict[str, Any]:
     """RFC 9162 consistency proof that tree ``second`` extends tree ``first`` (fork check)."""
     if first > second:
@@ -182,7 +182,7 @@ def consistency(
 def export(
     request: Request,
     principal: Principal = Depends(auditor_only),
-    session: Session = Depends(get_session),
+    session: Session = Depends(get_session, scope="function"),
     signer: AuditSigner = Depends(audit_signer),
     tree_size: Annotated[
         int | None, Query(ge=0, le=MAX_INT64, description="default: latest checkpoint")
@@ -227,7 +227,7 @@ def _tile_response(data: bytes) -> Response:
 @router.get("/tlog/checkpoint", response_class=PlainTextResponse)
 def tlog_checkpoint(
     _: Principal = Depends(auditor_or_admin),
-    session: Session = Depends(get_session),
+    session: Session = Depends(get_session, scope="function"),
     signer: AuditSigner = Depends(audit_signer),
 ) -> PlainTextResponse:
     """The latest signed checkpoint note, as tlog-tiles clients expect it (text)."""
@@ -240,7 +240,7 @@ def tlog_checkpoint(
 def tlog_entries(
     path: str,
     principal: Principal = Depends(auditor_only),
-    session: Session = Depends(get_session),
+    session: Session = Depends(get_session, scope="function"),
     signer: AuditSigner = Depends(audit_signer),
 ) -> Response:
     """Entry bundle: the exact hashed bodies (pseudonymous ids only), uint16-length-prefixed."""
@@ -256,7 +256,7 @@ def tlog_tile(
     level: str,
     path: str,
     _: Principal = Depends(auditor_or_admin),
-    session: Session = Depends(get_session),
+    session: Session = Depends(get_session, scope="function"),
     signer: AuditSigner = Depends(audit_signer),
 ) -> Response:
     """Hash tile: node hashes at tree level 8*level, 32 bytes each."""

@@ -27,6 +27,10 @@ app = typer.Typer(
 )
 
 BASE = "/api/v1/egress/requests"
+# Asking for release waits for the checks (copying, hashing, OCR of every figure): seconds per
+# image, so a request for a dozen figures outlasted the client's usual 30 s while the server
+# carried on (the researcher saw "timed out" for a request that was then opened).
+CHECKS_TIMEOUT_S = 900.0
 OUTCOME_STYLE = {"pass": "green", "flag": "yellow", "block": "red"}
 
 
@@ -95,7 +99,9 @@ def request(
     checked at once."""
     client = ApiClient()
     r = client.post(
-        BASE, json={"job_id": resolve_job_id(client, job_id), "files": files, "justification": why}
+        BASE,
+        json={"job_id": resolve_job_id(client, job_id), "files": files, "justification": why},
+        timeout=CHECKS_TIMEOUT_S,
     )
     if as_json:
         print_json(r)

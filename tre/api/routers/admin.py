@@ -24,13 +24,17 @@ def _out(user: User) -> UserOut:
 
 
 @router.get("/users", response_model=list[UserOut])
-def list_users(_: Principal = Depends(admin_only), session: Session = Depends(get_session)) -> list[UserOut]:
+def list_users(
+    _: Principal = Depends(admin_only), session: Session = Depends(get_session, scope="function")
+) -> list[UserOut]:
     return [_out(u) for u in registry.list_users(session)]
 
 
 @router.post("/users", response_model=UserOut, status_code=201)
 def create_user(
-    body: UserIn, p: Principal = Depends(admin_only), session: Session = Depends(get_session)
+    body: UserIn,
+    p: Principal = Depends(admin_only),
+    session: Session = Depends(get_session, scope="function"),
 ) -> UserOut:
     roles: list[str] = list(body.roles)
     return _out(registry.create_user(session, p.user_id, body.id, roles, body.display_name, body.email))
@@ -44,7 +48,7 @@ def set_roles(
         False, description="Also when a committee or an open request can then no longer meet its quorum."
     ),
     p: Principal = Depends(admin_only),
-    session: Session = Depends(get_session),
+    session: Session = Depends(get_session, scope="function"),
     settings: Settings = Depends(get_settings_dep),
 ) -> UserOut:
     """Replace a user's roles; taking ``dac`` from a reviewer a quorum needs answers ``409
@@ -64,7 +68,7 @@ def disable_user(
         False, description="Also when a committee or an open request can then no longer meet its quorum."
     ),
     p: Principal = Depends(admin_only),
-    session: Session = Depends(get_session),
+    session: Session = Depends(get_session, scope="function"),
     settings: Settings = Depends(get_settings_dep),
 ) -> UserOut:
     """Disable a user; a reviewer a quorum needs answers ``409 quorum-unmeetable`` unless forced."""
@@ -79,7 +83,7 @@ def disable_user(
 def enable_user(
     user_id: str,
     p: Principal = Depends(admin_only),
-    session: Session = Depends(get_session),
+    session: Session = Depends(get_session, scope="function"),
     settings: Settings = Depends(get_settings_dep),
 ) -> UserOut:
     return _out(
@@ -110,7 +114,7 @@ class CommitteeOut(BaseModel):
 @router.get("/committees", response_model=list[CommitteeOut])
 def list_committees(
     _: Principal = Depends(admin_only),
-    session: Session = Depends(get_session),
+    session: Session = Depends(get_session, scope="function"),
     settings: Settings = Depends(get_settings_dep),
 ) -> list[dict[str, object]]:
     """Every dataset's DAC committee, and whether its policy's quorum can be met at all."""
@@ -122,7 +126,7 @@ def assign_reviewer(
     dataset_id: str,
     body: CommitteeMemberIn,
     p: Principal = Depends(admin_only),
-    session: Session = Depends(get_session),
+    session: Session = Depends(get_session, scope="function"),
     settings: Settings = Depends(get_settings_dep),
 ) -> dict[str, object]:
     """Put a DAC member on a dataset's committee (audited ``admin.dac_assigned``)."""
@@ -136,7 +140,7 @@ def unassign_reviewer(
     user_id: str,
     force: bool = Query(False, description="Also when the committee can then no longer meet its quorum."),
     p: Principal = Depends(admin_only),
-    session: Session = Depends(get_session),
+    session: Session = Depends(get_session, scope="function"),
     settings: Settings = Depends(get_settings_dep),
 ) -> dict[str, object]:
     """Take a member off a dataset's committee (audited ``admin.dac_unassigned``); refused

@@ -55,7 +55,7 @@ class JsonLdResponse(JSONResponse):
 @writes_on_read  # refreshes the cached facts of a dataset whose folder changed
 def get_catalogue(
     p: Principal = Depends(readers),
-    session: Session = Depends(get_session),
+    session: Session = Depends(get_session, scope="function"),
     settings: Settings = Depends(get_settings_dep),
 ) -> JsonLdResponse:
     """Every listed dataset with its figures released under its own policy."""
@@ -66,7 +66,7 @@ def get_catalogue(
 def post_count_query(
     query: CountQuery,
     p: Principal = Depends(askers),
-    session: Session = Depends(get_session),
+    session: Session = Depends(get_session, scope="function"),
     settings: Settings = Depends(get_settings_dep),
 ) -> CountAnswer:
     """Subjects and studies per dataset matching modality, body part and condition; figures

@@ -57,7 +57,7 @@ async def upload_code(
     request: Request,
     project_id: str = Query(min_length=1, max_length=63),
     p: Principal = Depends(uploaders),
-    session: Session = Depends(get_session),
+    session: Session = Depends(get_session, scope="function"),
     settings: Settings = Depends(get_settings_dep),
 ) -> CodeOut:
     """Store a tar.gz of the caller's code for ``project_id``; answers its SHA-256."""
@@ -110,7 +110,7 @@ async def upload_code(
 def download_code(
     job_id: str,
     p: Principal = Depends(readers),
-    session: Session = Depends(get_session),
+    session: Session = Depends(get_session, scope="function"),
     settings: Settings = Depends(get_settings_dep),
 ) -> FileResponse:
     """The exact archive the job ran (its SHA-256 in ``X-Code-SHA256``); audited."""
@@ -132,7 +132,7 @@ def download_code(
 def list_code(
     job_id: str,
     p: Principal = Depends(readers),
-    session: Session = Depends(get_session),
+    session: Session = Depends(get_session, scope="function"),
     settings: Settings = Depends(get_settings_dep),
 ) -> CodeListingOut:
     """The entries of the archive the job ran (path, kind, size, link target); audited."""

@@ -21,7 +21,7 @@ readers = any_role()
 
 @router.get("/datasets", response_model=list[DatasetOut])
 def list_datasets(
-    p: Principal = Depends(readers), session: Session = Depends(get_session)
+    p: Principal = Depends(readers), session: Session = Depends(get_session, scope="function")
 ) -> list[DatasetOut]:
     return [DatasetOut.model_validate(d) for d in registry.list_visible_datasets(session, p)]
 
@@ -30,7 +30,7 @@ def list_datasets(
 def register_dataset(
     body: DatasetIn,
     p: Principal = Depends(admin_only),
-    session: Session = Depends(get_session),
+    session: Session = Depends(get_session, scope="function"),
     settings: Settings = Depends(get_settings_dep),
 ) -> DatasetOut:
     ds = registry.register_dataset(
@@ -53,7 +53,7 @@ def register_dataset(
 def list_grants(
     project_id: str | None = Query(None, pattern=SLUG_PATTERN, max_length=63),
     p: Principal = Depends(readers),
-    session: Session = Depends(get_session),
+    session: Session = Depends(get_session, scope="function"),
 ) -> list[GrantOut]:
     """Grants with their expiry: staff see all, a researcher those of their own projects
     (`tre grant list`, to know what may be run before submitting)."""
@@ -64,7 +64,9 @@ def list_grants(
 
 @router.post("/grants", response_model=GrantOut, status_code=201)
 def grant(
-    body: GrantIn, p: Principal = Depends(admin_only), session: Session = Depends(get_session)
+    body: GrantIn,
+    p: Principal = Depends(admin_only),
+    session: Session = Depends(get_session, scope="function"),
 ) -> GrantOut:
     g = registry.grant_access(
         session, p.user_id, body.project_id, body.dataset_id, body.expires_at, body.days, body.reason
@@ -74,6 +76,9 @@ def grant(
 
 @router.post("/grants/{grant_id}/revoke", response_model=GrantOut)
 def revoke(
-    grant_id: str, body: RevokeIn, p: Principal = Depends(admin_only), session: Session = Depends(get_session)
+    grant_id: str,
+    body: RevokeIn,
+    p: Principal = Depends(admin_only),
+    session: Session = Depends(get_session, scope="function"),
 ) -> GrantOut:
     return GrantOut.model_validate(registry.revoke_grant(session, p.user_id, grant_id, body.reason))

@@ -220,7 +220,7 @@ def _remove(
 def list_images(
     usable_for: str | None = Query(None, max_length=64, description="Only images approved for this project."),
     p: Principal = Depends(readers),
-    session: Session = Depends(get_session),
+    session: Session = Depends(get_session, scope="function"),
     settings: Settings = Depends(get_settings_dep),
 ) -> list[ImageOut]:
     see_all = p.has("admin", "auditor", "dac")
@@ -233,7 +233,7 @@ async def approve_image(
     request: Request,
     body: ApprovalIn,
     p: Principal = Depends(admin_only),
-    session: Session = Depends(get_session),
+    session: Session = Depends(get_session, scope="function"),
     settings: Settings = Depends(get_settings_dep),
 ) -> ApprovalOut:
     """Approve an image for a project; with ``image_push_on_approve`` it is pushed first
@@ -257,7 +257,9 @@ async def approve_image(
 
 @router.post("/approvals/revoke", response_model=ApprovalOut)
 def revoke_image(
-    body: RevokeImageIn, p: Principal = Depends(admin_only), session: Session = Depends(get_session)
+    body: RevokeImageIn,
+    p: Principal = Depends(admin_only),
+    session: Session = Depends(get_session, scope="function"),
 ) -> ApprovalOut:
     row = catalog.revoke(session, p.user_id, body.reference, body.project_id)
     return ApprovalOut(
@@ -275,7 +277,7 @@ async def push(
     request: Request,
     body: PushIn,
     p: Principal = Depends(admin_only),
-    session: Session = Depends(get_session),
+    session: Session = Depends(get_session, scope="function"),
     settings: Settings = Depends(get_settings_dep),
 ) -> PushOut:
     return PushOut(reference=await _push(request, session, settings, p, body.reference))

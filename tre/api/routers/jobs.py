@@ -31,7 +31,7 @@ readers = any_role()
 def submit_job(
     body: JobIn,
     p: Principal = Depends(submitters),
-    session: Session = Depends(get_session),
+    session: Session = Depends(get_session, scope="function"),
     settings: Settings = Depends(get_settings_dep),
 ) -> Response:
     """Queue a job after admission (``tre.jobs.admission``); the answer is the queued job.
@@ -74,7 +74,7 @@ def list_jobs(
     limit: int = Query(DEFAULT_PAGE, ge=1, le=1000, description="Jobs per page (default 50)."),
     offset: int = Query(0, ge=0, le=1_000_000, description="Skip this many (newest first), to page."),
     p: Principal = Depends(readers),
-    session: Session = Depends(get_session),
+    session: Session = Depends(get_session, scope="function"),
 ) -> Response:
     """The caller's visible jobs, newest first, ``limit`` at a time; page with ``offset`` (the
     ``X-Next-Offset`` header gives the next one while pages are full).
@@ -92,7 +92,7 @@ def list_jobs(
 
 @router.get("/{job_id}", response_model=JobViewOut)
 def get_job(
-    job_id: str, p: Principal = Depends(readers), session: Session = Depends(get_session)
+    job_id: str, p: Principal = Depends(readers), session: Session = Depends(get_session, scope="function")
 ) -> JobViewOut:
     """The job, with the earlier jobs it reads and the datasets their outputs derive from."""
     return JobViewOut.model_validate(service.get_visible_job(session, p, job_id))
@@ -120,7 +120,7 @@ def get_logs(
     job_id: str,
     offset: int = Query(0, ge=0, le=MAX_LOG_OFFSET),
     p: Principal = Depends(readers),
-    session: Session = Depends(get_session),
+    session: Session = Depends(get_session, scope="function"),
     settings: Settings = Depends(get_settings_dep),
 ) -> Response:
     """A chunk of the log from ``offset``; ``X-Next-Offset`` and ``X-Job-State`` let the CLI follow.
@@ -175,7 +175,7 @@ def list_outputs(
     limit: int = Query(OUTPUT_PAGE, ge=1, le=OUTPUT_PAGE, description="Outputs per page (default 1000)."),
     offset: int = Query(0, ge=0, le=1_000_000, description="The index to start from, to page."),
     p: Principal = Depends(readers),
-    session: Session = Depends(get_session),
+    session: Session = Depends(get_session, scope="function"),
     settings: Settings = Depends(get_settings_dep),
 ) -> Response:
     """The job's outputs in index order, ``limit`` at a time from index ``offset``
@@ -214,6 +214,6 @@ def list_outputs(
 
 @router.post("/{job_id}/cancel", response_model=JobViewOut)
 def cancel_job(
-    job_id: str, p: Principal = Depends(submitters), session: Session = Depends(get_session)
+    job_id: str, p: Principal = Depends(submitters), session: Session = Depends(get_session, scope="function")
 ) -> JobViewOut:
     return JobViewOut.model_validate(service.cancel(session, p, job_id))

@@ -42,7 +42,8 @@ def signed_in_before(session: Session, principal: Principal) -> bool:
 @router.get("/me", response_model=MeOut)
 @writes_on_read
 def whoami(
-    principal: Principal = Depends(current_principal), session: Session = Depends(get_session)
+    principal: Principal = Depends(current_principal),
+    session: Session = Depends(get_session, scope="function"),
 ) -> MeOut:
     if principal.token_id is None or not signed_in_before(session, principal):
         record_event(
@@ -62,7 +63,7 @@ def whoami(
 def logout(
     request: Request,
     principal: Principal = Depends(current_principal),
-    session: Session = Depends(get_session),
+    session: Session = Depends(get_session, scope="function"),
 ) -> Response:
     """The bearer token of this request is refused from now on (`tre logout`), wherever a
     copy of it is; the caller's other tokens stay valid. Any signed-in caller may sign their

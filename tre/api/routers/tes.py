@@ -82,7 +82,7 @@ def service_info(request: Request, p: Principal = Depends(readers)) -> TesServic
 def create_task(
     body: TesTask,
     p: Principal = Depends(submitters),
-    session: Session = Depends(get_session),
+    session: Session = Depends(get_session, scope="function"),
     settings: Settings = Depends(get_settings_dep),
 ) -> TesCreateTaskResponse:
     job = service.create_task(session, settings, p, body)
@@ -99,7 +99,7 @@ def list_tasks(
     page_token: str | None = Query(None, max_length=512),
     view: View = View.MINIMAL,
     p: Principal = Depends(readers),
-    session: Session = Depends(get_session),
+    session: Session = Depends(get_session, scope="function"),
     settings: Settings = Depends(get_settings_dep),
 ) -> TesListTasksResponse:
     """Newest first. ``tag_key[i]`` pairs with ``tag_value[i]``; a missing or empty value
@@ -125,7 +125,7 @@ def get_task(
     task_id: str,
     view: View = View.MINIMAL,
     p: Principal = Depends(readers),
-    session: Session = Depends(get_session),
+    session: Session = Depends(get_session, scope="function"),
     settings: Settings = Depends(get_settings_dep),
 ) -> TesTaskView:
     job, row = service.get_task(session, p, task_id)
@@ -134,7 +134,9 @@ def get_task(
 
 @router.post("/tasks/{task_id}:cancel", response_model=TesCancelTaskResponse)
 def cancel_task(
-    task_id: str, p: Principal = Depends(submitters), session: Session = Depends(get_session)
+    task_id: str,
+    p: Principal = Depends(submitters),
+    session: Session = Depends(get_session, scope="function"),
 ) -> TesCancelTaskResponse:
     service.cancel_task(session, p, task_id)
     return TesCancelTaskResponse()

@@ -23,7 +23,7 @@ router = APIRouter(tags=["federation"])
 Researcher = Annotated[Principal, Depends(require_roles("researcher", "admin"))]
 Reader = Annotated[Principal, Depends(any_role())]
 Overseer = Annotated[Principal, Depends(require_roles("admin", "auditor"))]
-DbSession = Annotated[Session, Depends(get_session)]
+DbSession = Annotated[Session, Depends(get_session, scope="function")]
 JobId = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$")]
 
 

@@ -50,7 +50,7 @@ from tre.tes.submission import plan_task
 router = APIRouter(prefix="/ga4gh/tes/v1", tags=["federation TES"])
 Submitter = Annotated[Principal, Depends(require_roles("researcher", "admin"))]
 Reader = Annotated[Principal, Depends(any_role())]
-DbSession = Annotated[Session, Depends(get_session)]
+DbSession = Annotated[Session, Depends(get_session, scope="function")]
 # A listing reads at most this many federated jobs per answer, whatever its filters match.
 MAX_SCANNED = 2000
 PARENT_TO_TES = {
