@@ -23,8 +23,11 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture
-def browser():  # type: ignore[no-untyped-def]
+@pytest.fixture(scope="module")
+def _chromium():  # type: ignore[no-untyped-def]
+    """One Chromium per test module: launching it for each test cost seconds apiece on CI's
+    two shared cores. Tests stay apart through their own browser contexts (cookies, storage,
+    pages), which `browser` closes after each test."""
     if not shutil.which(CHROMIUM):
         if os.environ.get("CI"):
             pytest.fail("chromium missing in CI: scripts/install-system-deps must install it")
@@ -32,9 +35,27 @@ def browser():  # type: ignore[no-untyped-def]
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield b
-        b.close()
+        launched = [p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)]
+
+        def current():  # type: ignore[no-untyped-def]
+            # A test that crashed or closed the browser does not take the next ones with it.
+            if not launched[0].is_connected():
+                launched[0] = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+            return launched[0]
+
+        yield current
+        if launched[0].is_connected():
+            launched[0].close()
+
+
+@pytest.fixture
+def browser(_chromium):  # type: ignore[no-untyped-def]
+    """The module's Chromium; every context a test opened is closed when it ends."""
+    b = _chromium()
+    yield b
+    if b.is_connected():
+        for context in list(b.contexts):
+            context.close()
 
 
 @pytest.fixture

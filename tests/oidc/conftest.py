@@ -11,7 +11,7 @@ import pytest
 from pydantic import SecretStr
 from sqlalchemy import Engine
 
-from tests.egress.conftest import browser  # noqa: F401 - the same Chromium fixture
+from tests.egress.conftest import _chromium, browser  # noqa: F401 - the same Chromium fixtures
 from tests.egress.test_workflow_support import LiveServer
 from tests.oidc.provider_server import OidcProviderProcess, ProviderUnavailable, ensure_installed
 from tests.ports import bound_socket
