@@ -54,10 +54,33 @@ RUNTIMES = {"gvisor": "runsc", "runsc": "runsc", "kata": "kata-runtime"}
 # /proc files runc lets a container bind over (its allow-list, the one lxcfs uses): the
 # job's own figures (`tre.executors.procview`) and an empty diskstats and swaps (swaps' `Used`
 # column is the host's swap in use, which moves with every other job's memory pressure:
-# redteam round 13; the local sandbox masks it likewise). The other host-wide
-# counters (vmstat, interrupts, pressure, locks, /proc/sys/fs/file-nr ...) cannot be covered
-# on this backend: runc refuses any other mount inside /proc (SECURITY.md, residual risks).
+# redteam round 13; the local sandbox masks it likewise).
 DOCKER_PROC_FILES = (*procview.SYNTHESISED, "diskstats", "swaps")
+# The engine's own lists (moby's `oci.DefaultSpec`), which a HostConfig that names its own
+# replaces: kept, so nothing the engine hides becomes visible.
+ENGINE_MASKED_PATHS = (
+    "/proc/acpi", "/proc/asound", "/proc/interrupts", "/proc/kcore", "/proc/keys",
+    "/proc/latency_stats", "/proc/sched_debug", "/proc/scsi", "/proc/timer_list",
+    "/proc/timer_stats", "/sys/devices/virtual/powercap", "/sys/firmware",
+)  # fmt: skip
+ENGINE_READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
+
+
+def masked_paths(host_proc: Path = Path("/proc")) -> list[str]:
+    """The container paths the runtime masks (``HostConfig.MaskedPaths``): the engine's own
+    and every host-wide /proc entry the local sandbox masks (`procview.masked`, deny by
+    default: `vmstat`, `interrupts`, `softirqs`, `pressure/*`, `locks`, `cgroups`,
+    `/proc/sys/fs/file-nr` ...) but the files bound over with the job's own.
+
+    Why (redteam round 14): round 13 bound the job's own figures over the seven files runc
+    lets a mount cover and left the rest of the host's counters readable, live, believing
+    the engine's masked paths could not be extended. They can: the Engine API's
+    ``HostConfig.MaskedPaths`` replaces the engine's list, and runc masks each entry after
+    the container's mounts (``/dev/null`` bound over a file, an empty read-only tmpfs over a
+    folder, a path the kernel lacks skipped), a step its /proc mount check does not cover."""
+    files, folders = procview.masked(host_proc)
+    ours = {f"/proc/{name}" for name in files + folders if name not in DOCKER_PROC_FILES}
+    return sorted(ours | set(ENGINE_MASKED_PATHS))
 
 
 def write_proc_view(spec: JobSpec, host_proc: Path = Path("/proc")) -> Path:
@@ -114,10 +137,13 @@ def container_options(
     image_volumes: Iterable[str] = (),
     log_limit_bytes: int = 64 * 1024 * 1024,
     proc_dir: Path | None = None,
+    host_proc: Path = Path("/proc"),
 ) -> dict[str, Any]:
     """Keyword arguments for ``client.containers.create``; pure, so tests pin every option.
 
     ``proc_dir``: the folder `write_proc_view` wrote, bound over the container's /proc files.
+    ``masked_paths`` and ``readonly_paths`` are not the SDK's: `create_container` puts them in
+    the HostConfig it sends.
 
     ``image_volumes``: the ``Volumes`` of the image's config, each masked read-only.
     ``log_limit_bytes``: what tre reads of the log; the engine keeps at most two files of
@@ -196,6 +222,9 @@ def container_options(
             config={"max-size": f"{max(1, -(-log_limit_bytes // (1024 * 1024)))}m", "max-file": "2"},
         ),
         "volumes": volumes,
+        # The host's counters in /proc the binds above cannot cover (`masked_paths`).
+        "masked_paths": masked_paths(host_proc),
+        "readonly_paths": list(ENGINE_READONLY_PATHS),
         "detach": True,
         "stdin_open": False,
         "tty": False,
@@ -206,6 +235,23 @@ def container_options(
     if chosen:
         opts["runtime"] = RUNTIMES.get(chosen, chosen)
     return opts
+
+
+def create_container(client: Any, opts: dict[str, Any]) -> Any:
+    """``client.containers.create(**opts)``, with the HostConfig fields the Docker SDK has no
+    keyword for (``MaskedPaths``, ``ReadonlyPaths``) added to the body it sends.
+
+    Why not the SDK's own call: it refuses keywords it does not know, and its HostConfig has
+    none for these (docker-py 7); the SDK's own translation of the other options is used
+    unchanged, so every option reaches the engine as ``containers.create`` would send it."""
+    from docker.models.containers import _create_container_args
+
+    rest = dict(opts)
+    extra = {"MaskedPaths": rest.pop("masked_paths", None), "ReadonlyPaths": rest.pop("readonly_paths", None)}
+    args = _create_container_args({**rest, "version": client.api._version})
+    args["host_config"].update({k: v for k, v in extra.items() if v is not None})
+    created = client.api.create_container(**args)
+    return client.containers.get(created["Id"])
 
 
 def settle_outputs(root: Path, uid: int, gid: int) -> None:
@@ -385,7 +431,7 @@ class DockerExecutor(Executor):
                 if os.geteuid() == 0:
                     os.chown(spec.output_dir, uid, self.gid)
                 try:
-                    container = self.client.containers.create(**opts)
+                    container = create_container(self.client, opts)
                 except docker.errors.DockerException as exc:
                     raise ExecutorError(f"cannot create the container: {exc}") from exc
                 control.on_started(container.id)
