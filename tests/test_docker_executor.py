@@ -733,3 +733,75 @@ def test_reattach_collects_the_output_file_system_a_dead_worker_mounted(
     assert not outputfs.is_mount_point(spec.output_dir)
     assert (spec.output_dir / "model.json").read_text() == "{}"
     assert not list(spec.output_dir.parent.glob(".docker-output-*"))
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting the overlays needs root")
+def test_the_containers_read_only_folders_do_not_show_the_hosts_free_space(
+    tmp_path: Path, engine_client: Any
+) -> None:
+    """Redteam round 14: /data, /code and /inputs/<id> were read-only binds of host folders,
+    so the job's ``statvfs`` of them read the host disk's free blocks and inodes, live, as
+    other jobs' logs and outputs filled it (a covert channel between concurrent jobs and an
+    activity monitor). Now each is bound through a read-only overlay whose topmost layer is
+    an empty folder of a sealed tmpfs: the figures are that tmpfs's and do not move when the
+    host writes; the files, the folder's mode and listing are the source's; nothing is left
+    mounted after the job."""
+    a = "a" * 32
+    code, data, inp = tmp_path / "code", tmp_path / "ds1", tmp_path / "jobs" / a / "output"
+    for folder, name in ((code, "main.py"), (data, "scan.dcm"), (inp, "result.csv")):
+        folder.mkdir(parents=True)
+        (folder / name).write_bytes(b"x" * 100)
+    data.chmod(0o750)
+    spec = make_spec(tmp_path, code_dir=code, inputs=[InputMount(a, inp, f"/inputs/{a}")])
+    engine = Engine(exit_code=0, runs_for=1.0)
+    seen: dict[str, Any] = {}
+
+    def during() -> None:  # what the container would see while it runs
+        create = next((b for m, p, b in engine.calls if p == "containers/create"), None)
+        if create is None or "first" in seen:
+            return
+        binds = {b.split(":")[1]: Path(b.split(":")[0]) for b in create["HostConfig"]["Binds"]}
+        sources = {m: binds[m] for m in ("/data", "/code", f"/inputs/{a}")}
+        seen["first"] = {m: _figures(p) for m, p in sources.items()}
+        seen["host_first"] = _figures(tmp_path)
+        with open(tmp_path / "host-noise", "wb") as fh:  # another job's log, on the host's disk
+            fh.write(os.urandom(16 * 1024 * 1024))
+            os.fsync(fh.fileno())
+        for i in range(200):  # and its many small files
+            (tmp_path / f"noise-{i}").touch()
+        seen["after"] = {m: _figures(p) for m, p in sources.items()}
+        seen["host_after"] = _figures(tmp_path)
+        seen["listing"] = {m: sorted(os.listdir(p)) for m, p in sources.items()}
+        seen["data_mode"] = sources["/data"].stat().st_mode & 0o7777
+        try:
+            (sources["/data"] / "new").write_text("x")
+            seen["writable"] = True
+        except OSError:
+            seen["writable"] = False
+
+    result = DockerExecutor(engine_client(engine)).run(spec, RunControl(heartbeat=during))
+    assert result.state == "succeeded", result
+    assert seen["host_first"] != seen["host_after"]  # the host's disk did move
+    assert seen["after"] == seen["first"], seen  # ... and no read-only folder showed it
+    assert seen["listing"] == {"/data": ["scan.dcm"], "/code": ["main.py"], f"/inputs/{a}": ["result.csv"]}
+    assert seen["data_mode"] == 0o750 and seen["writable"] is False
+    assert not list(tmp_path.glob(".docker-cover-*"))
+    assert str(tmp_path) not in Path("/proc/self/mountinfo").read_text()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting the overlays needs root")
+def test_a_read_only_folder_whose_name_the_mount_options_would_split_is_covered_too(tmp_path: Path) -> None:
+    """A comma or colon in a dataset's host path would cut overlayfs's ``lowerdir`` list:
+    such a folder is seen through a bind with a plain name; everything goes after."""
+    from tre.executors import rocover
+
+    odd = tmp_path / "scans, 2024: a=b"
+    odd.mkdir()
+    (odd / "x.dcm").write_bytes(b"1")
+    scratch, covers = rocover.mount_covers([odd], tmp_path)
+    try:
+        assert os.listdir(covers[str(odd)]) == ["x.dcm"]
+        assert _figures(covers[str(odd)]) != _figures(odd)
+    finally:
+        rocover.unmount_all(scratch)
+    assert not scratch.exists() and str(tmp_path) not in Path("/proc/self/mountinfo").read_text()
