@@ -25,6 +25,7 @@ import docker
 import pytest
 from docker.types import DeviceRequest, LogConfig, Ulimit
 
+from tre.executors import docker as docker_executor
 from tre.executors import procview
 from tre.executors.base import DatasetMount, ExecutorError, InputMount, JobSpec, RunControl
 from tre.executors.docker import DockerExecutor, container_options
@@ -57,6 +58,9 @@ def test_container_options_are_exactly_the_hardened_set(tmp_path: Path) -> None:
     opts = container_options(spec, uid=10001, gid=10002, tmp_size_mb=128, proc_dir=tmp_path / "proc")
     # The job's CPUs: its limit rounded up, drawn from the worker's own (redteam round 13).
     cpuset = {int(c) for c in opts.pop("cpuset_cpus").split(",")}
+    # Every host-wide /proc entry but the bound files (redteam round 14; tested below).
+    assert opts.pop("masked_paths") == docker_executor.masked_paths()
+    assert opts.pop("readonly_paths") == list(docker_executor.ENGINE_READONLY_PATHS)
     assert len(cpuset) == procview.job_cpus(1.5, len(os.sched_getaffinity(0)))
     assert cpuset <= os.sched_getaffinity(0)
     assert opts == {
@@ -304,17 +308,17 @@ def test_the_container_reads_its_own_proc_figures_not_the_hosts(tmp_path: Path, 
     engine = Engine(exit_code=0, runs_for=0.6)
     spec = make_spec(tmp_path, cpu=1.5, memory_mb=768)
     seen: dict[str, bytes] = {}
-    real_create = docker.models.containers.ContainerCollection.create
+    real_create = docker_executor.create_container
 
-    def create(self: Any, **kwargs: Any) -> Any:  # the files as the engine finds them
-        for source, bind in kwargs["volumes"].items():
+    def create(client: Any, opts: dict[str, Any]) -> Any:  # the files as the engine finds them
+        for source, bind in opts["volumes"].items():
             if bind["bind"].startswith("/proc/"):
                 seen[bind["bind"]] = Path(source).read_bytes()
                 seen["folder"] = str(Path(source).parent).encode()
-        return real_create(self, **kwargs)
+        return real_create(client, opts)
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(docker.models.containers.ContainerCollection, "create", create)
+        mp.setattr(docker_executor, "create_container", create)
         DockerExecutor(engine_client(engine)).run(spec, RunControl())
     binds = next(b for m, p, b in engine.calls if p == "containers/create")["HostConfig"]["Binds"]
     folder = Path(seen["folder"].decode())
@@ -325,6 +329,49 @@ def test_the_container_reads_its_own_proc_figures_not_the_hosts(tmp_path: Path, 
     assert b"cpu MHz" not in seen["/proc/cpuinfo"] and seen["/proc/diskstats"] == seen["/proc/swaps"] == b""
     assert seen["/proc/loadavg"] == b"0.00 0.00 0.00 1/1 1\n"
     assert not folder.exists()  # removed with the container
+
+
+def test_the_container_cannot_read_the_hosts_other_proc_counters(tmp_path: Path, engine_client: Any) -> None:
+    """Redteam round 14: runc lets a bind cover only seven files inside /proc, so a
+    container still read the host's `vmstat`, `interrupts`, `softirqs`, `pressure/*`,
+    `locks`, `cgroups`, `zoneinfo`, `buddyinfo`, `/proc/sys/fs/file-nr` ..., live: each moves
+    with every other job (tests/sandbox/test_sandbox_proc_counters.py measures which). The
+    engine masks whatever the HostConfig's `MaskedPaths` names (after the mounts, as
+    `/dev/null` or an empty read-only tmpfs), so the body sent names every entry the local
+    sandbox masks, deny by default from this host's /proc, and the engine's own list."""
+    engine = Engine(exit_code=0, runs_for=0.1)
+    DockerExecutor(engine_client(engine)).run(make_spec(tmp_path), RunControl())
+    hc = next(b for m, p, b in engine.calls if p == "containers/create")["HostConfig"]
+    masked = set(hc["MaskedPaths"])
+    files, folders = procview.masked()
+    bound = {f"/proc/{n}" for n in docker_executor.DOCKER_PROC_FILES}
+    expected = {f"/proc/{n}" for n in files + folders} - bound
+    assert expected <= masked
+    for name in ("vmstat", "interrupts", "softirqs", "pressure", "locks", "cgroups", "sys/fs/file-nr"):
+        if (Path("/proc") / name).exists():
+            assert f"/proc/{name}" in masked, name
+    # Nothing the engine hides by itself is given back; the job's own files stay readable.
+    assert {"/proc/kcore", "/proc/keys", "/proc/timer_list", "/sys/firmware"} <= masked
+    assert not {f"/proc/{n}" for n in docker_executor.DOCKER_PROC_FILES} & masked
+    assert not {p for p in masked if p.startswith(("/proc/self", "/proc/net", "/proc/1"))}
+    assert "/proc/sys" in hc["ReadonlyPaths"]
+
+
+def test_masked_paths_are_deny_by_default(tmp_path: Path) -> None:
+    """An entry a newer kernel adds to /proc is masked too; a process folder, a link and
+    the kept entries are not."""
+    fake = tmp_path / "proc"
+    for name in ("newcounter", "vmstat", "meminfo", "version"):
+        (fake / name).parent.mkdir(parents=True, exist_ok=True)
+        (fake / name).write_text("1\n")
+    (fake / "42").mkdir()
+    (fake / "pressure").mkdir()
+    (fake / "self").symlink_to("42")
+    (fake / "sys" / "fs").mkdir(parents=True)
+    (fake / "sys" / "fs" / "file-nr").write_text("1 0 9\n")
+    masked = set(docker_executor.masked_paths(fake))
+    assert {"/proc/newcounter", "/proc/vmstat", "/proc/pressure", "/proc/sys/fs/file-nr"} <= masked
+    assert not {"/proc/meminfo", "/proc/version", "/proc/42", "/proc/self"} & masked
 
 
 def test_the_engine_keeps_no_more_of_the_log_than_tre_reads(tmp_path: Path, engine_client: Any) -> None:
@@ -686,3 +733,75 @@ def test_reattach_collects_the_output_file_system_a_dead_worker_mounted(
     assert not outputfs.is_mount_point(spec.output_dir)
     assert (spec.output_dir / "model.json").read_text() == "{}"
     assert not list(spec.output_dir.parent.glob(".docker-output-*"))
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting the overlays needs root")
+def test_the_containers_read_only_folders_do_not_show_the_hosts_free_space(
+    tmp_path: Path, engine_client: Any
+) -> None:
+    """Redteam round 14: /data, /code and /inputs/<id> were read-only binds of host folders,
+    so the job's ``statvfs`` of them read the host disk's free blocks and inodes, live, as
+    other jobs' logs and outputs filled it (a covert channel between concurrent jobs and an
+    activity monitor). Now each is bound through a read-only overlay whose topmost layer is
+    an empty folder of a sealed tmpfs: the figures are that tmpfs's and do not move when the
+    host writes; the files, the folder's mode and listing are the source's; nothing is left
+    mounted after the job."""
+    a = "a" * 32
+    code, data, inp = tmp_path / "code", tmp_path / "ds1", tmp_path / "jobs" / a / "output"
+    for folder, name in ((code, "main.py"), (data, "scan.dcm"), (inp, "result.csv")):
+        folder.mkdir(parents=True)
+        (folder / name).write_bytes(b"x" * 100)
+    data.chmod(0o750)
+    spec = make_spec(tmp_path, code_dir=code, inputs=[InputMount(a, inp, f"/inputs/{a}")])
+    engine = Engine(exit_code=0, runs_for=1.0)
+    seen: dict[str, Any] = {}
+
+    def during() -> None:  # what the container would see while it runs
+        create = next((b for m, p, b in engine.calls if p == "containers/create"), None)
+        if create is None or "first" in seen:
+            return
+        binds = {b.split(":")[1]: Path(b.split(":")[0]) for b in create["HostConfig"]["Binds"]}
+        sources = {m: binds[m] for m in ("/data", "/code", f"/inputs/{a}")}
+        seen["first"] = {m: _figures(p) for m, p in sources.items()}
+        seen["host_first"] = _figures(tmp_path)
+        with open(tmp_path / "host-noise", "wb") as fh:  # another job's log, on the host's disk
+            fh.write(os.urandom(16 * 1024 * 1024))
+            os.fsync(fh.fileno())
+        for i in range(200):  # and its many small files
+            (tmp_path / f"noise-{i}").touch()
+        seen["after"] = {m: _figures(p) for m, p in sources.items()}
+        seen["host_after"] = _figures(tmp_path)
+        seen["listing"] = {m: sorted(os.listdir(p)) for m, p in sources.items()}
+        seen["data_mode"] = sources["/data"].stat().st_mode & 0o7777
+        try:
+            (sources["/data"] / "new").write_text("x")
+            seen["writable"] = True
+        except OSError:
+            seen["writable"] = False
+
+    result = DockerExecutor(engine_client(engine)).run(spec, RunControl(heartbeat=during))
+    assert result.state == "succeeded", result
+    assert seen["host_first"] != seen["host_after"]  # the host's disk did move
+    assert seen["after"] == seen["first"], seen  # ... and no read-only folder showed it
+    assert seen["listing"] == {"/data": ["scan.dcm"], "/code": ["main.py"], f"/inputs/{a}": ["result.csv"]}
+    assert seen["data_mode"] == 0o750 and seen["writable"] is False
+    assert not list(tmp_path.glob(".docker-cover-*"))
+    assert str(tmp_path) not in Path("/proc/self/mountinfo").read_text()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting the overlays needs root")
+def test_a_read_only_folder_whose_name_the_mount_options_would_split_is_covered_too(tmp_path: Path) -> None:
+    """A comma or colon in a dataset's host path would cut overlayfs's ``lowerdir`` list:
+    such a folder is seen through a bind with a plain name; everything goes after."""
+    from tre.executors import rocover
+
+    odd = tmp_path / "scans, 2024: a=b"
+    odd.mkdir()
+    (odd / "x.dcm").write_bytes(b"1")
+    scratch, covers = rocover.mount_covers([odd], tmp_path)
+    try:
+        assert os.listdir(covers[str(odd)]) == ["x.dcm"]
+        assert _figures(covers[str(odd)]) != _figures(odd)
+    finally:
+        rocover.unmount_all(scratch)
+    assert not scratch.exists() and str(tmp_path) not in Path("/proc/self/mountinfo").read_text()

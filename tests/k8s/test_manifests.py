@@ -397,3 +397,14 @@ def test_an_images_declared_volumes_are_masked_read_only(tmp_path: Path) -> None
     assert writable, "a writable mask must be refused"
     on_disk = denials_after(job, lambda p: p["volumes"][-1]["emptyDir"].pop("medium"))
     assert on_disk, "a mask on the node's disk must be refused"
+
+
+def test_a_job_pod_is_told_nothing_of_the_clusters_dns(tmp_path: Path) -> None:
+    """Redteam round 14: with the default `ClusterFirst` policy the kubelet writes the
+    cluster DNS service's address, the cluster domain and the project namespace's search
+    path into the job's /etc/resolv.conf. The job has no network, so every job pod gets a
+    resolver configuration naming only the loopback address and no search path."""
+    for spec in specs(tmp_path):
+        pod = m.job(spec, SETTINGS)["spec"]["template"]["spec"]
+        assert pod.get("dnsPolicy") == "None", spec.job_id
+        assert pod.get("dnsConfig") == {"nameservers": ["127.0.0.1"]}, spec.job_id

@@ -502,9 +502,10 @@ def _local_host_counters_masked(r: Local) -> bool:
 
 
 def _docker_host_counters_masked(r: Docker) -> bool:
-    # runc refuses mounts inside /proc but for its allow-list (`DOCKER_PROC_FILES`).
-    binds = {v["bind"] for v in r.opts.get("volumes", {}).values()}
-    return all(f"/proc/{n}" in binds for n in ("vmstat", "interrupts", "locks"))
+    # Bound with the job's own (`DOCKER_PROC_FILES`) or masked by the runtime (round 14).
+    covered = {v["bind"] for v in r.opts.get("volumes", {}).values()} | set(r.opts.get("masked_paths", ()))
+    files, folders = procview.masked()
+    return bool(files) and {f"/proc/{n}" for n in files + folders} <= covered
 
 
 def _local_own_sysinfo(r: Local) -> bool:
@@ -620,7 +621,6 @@ GAPS: dict[tuple[str, str], str] = {
     ("/tmp entries bounded", "kubernetes"): "an emptyDir has no entry bound",
     ("no core dumps", "kubernetes"): "core dumps of a pod",
     ("log kept on the host bounded", "kubernetes"): "containerLogMaxSize",
-    ("other host-wide /proc counters masked", "docker"): "runc refuses any other mount inside /proc",
     ("sysinfo(2) of the job's own", "docker"): "still answers from the host on the Docker backend",
     ("CPU affinity of the CPU limit", "kubernetes"): "cpuManagerPolicy: static",
     ("/output a file system of the quota's own", "kubernetes"): "provisions a file system per claim",
@@ -741,6 +741,8 @@ def test_the_checks_notice_a_dropped_control(rendered: dict[str, Any]) -> None:
     assert not _docker_own_proc_figures(
         Docker(docker.spec, container_options(docker.spec, uid=10001, gid=10001), docker.image_volumes)
     )
+    without_vmstat = [p for p in docker.opts["masked_paths"] if p != "/proc/vmstat"]
+    assert not _docker_host_counters_masked(docker_with(masked_paths=without_vmstat))
     assert not _local_own_sysinfo(local_with(launcher=[a for a in local.launcher if a != sysinfo.HELPER]))
     assert not _docker_no_sysfs(docker_with(tmpfs={"/tmp": docker.opts["tmpfs"]["/tmp"]}))
     assert not _local_no_sysfs(local_with(local.argv[:2] + ["--ro-bind", "/sys", "/sys"] + local.argv[2:]))

@@ -33,7 +33,7 @@ from typing import Any, ClassVar
 
 from tre.config import Settings
 from tre.errors import is_storage_full
-from tre.executors import fstree, outputfs, procview, reasons
+from tre.executors import fstree, outputfs, procview, reasons, rocover
 from tre.executors.base import Executor, ExecutorError, JobResult, JobSpec, RunControl
 from tre.executors.cgroups import cpu_list
 from tre.executors.jobuids import UidRange
@@ -54,10 +54,33 @@ RUNTIMES = {"gvisor": "runsc", "runsc": "runsc", "kata": "kata-runtime"}
 # /proc files runc lets a container bind over (its allow-list, the one lxcfs uses): the
 # job's own figures (`tre.executors.procview`) and an empty diskstats and swaps (swaps' `Used`
 # column is the host's swap in use, which moves with every other job's memory pressure:
-# redteam round 13; the local sandbox masks it likewise). The other host-wide
-# counters (vmstat, interrupts, pressure, locks, /proc/sys/fs/file-nr ...) cannot be covered
-# on this backend: runc refuses any other mount inside /proc (SECURITY.md, residual risks).
+# redteam round 13; the local sandbox masks it likewise).
 DOCKER_PROC_FILES = (*procview.SYNTHESISED, "diskstats", "swaps")
+# The engine's own lists (moby's `oci.DefaultSpec`), which a HostConfig that names its own
+# replaces: kept, so nothing the engine hides becomes visible.
+ENGINE_MASKED_PATHS = (
+    "/proc/acpi", "/proc/asound", "/proc/interrupts", "/proc/kcore", "/proc/keys",
+    "/proc/latency_stats", "/proc/sched_debug", "/proc/scsi", "/proc/timer_list",
+    "/proc/timer_stats", "/sys/devices/virtual/powercap", "/sys/firmware",
+)  # fmt: skip
+ENGINE_READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
+
+
+def masked_paths(host_proc: Path = Path("/proc")) -> list[str]:
+    """The container paths the runtime masks (``HostConfig.MaskedPaths``): the engine's own
+    and every host-wide /proc entry the local sandbox masks (`procview.masked`, deny by
+    default: `vmstat`, `interrupts`, `softirqs`, `pressure/*`, `locks`, `cgroups`,
+    `/proc/sys/fs/file-nr` ...) but the files bound over with the job's own.
+
+    Why (redteam round 14): round 13 bound the job's own figures over the seven files runc
+    lets a mount cover and left the rest of the host's counters readable, live, believing
+    the engine's masked paths could not be extended. They can: the Engine API's
+    ``HostConfig.MaskedPaths`` replaces the engine's list, and runc masks each entry after
+    the container's mounts (``/dev/null`` bound over a file, an empty read-only tmpfs over a
+    folder, a path the kernel lacks skipped), a step its /proc mount check does not cover."""
+    files, folders = procview.masked(host_proc)
+    ours = {f"/proc/{name}" for name in files + folders if name not in DOCKER_PROC_FILES}
+    return sorted(ours | set(ENGINE_MASKED_PATHS))
 
 
 def write_proc_view(spec: JobSpec, host_proc: Path = Path("/proc")) -> Path:
@@ -73,6 +96,15 @@ def write_proc_view(spec: JobSpec, host_proc: Path = Path("/proc")) -> Path:
         path.write_bytes(files[name])
         path.chmod(0o444)
     return folder
+
+
+@contextlib.contextmanager
+def _unmounted_after(scratch: Path | None) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        if scratch is not None:
+            rocover.unmount_all(scratch)
 
 
 @contextlib.contextmanager
@@ -114,10 +146,16 @@ def container_options(
     image_volumes: Iterable[str] = (),
     log_limit_bytes: int = 64 * 1024 * 1024,
     proc_dir: Path | None = None,
+    host_proc: Path = Path("/proc"),
+    covers: dict[str, Path] | None = None,
 ) -> dict[str, Any]:
     """Keyword arguments for ``client.containers.create``; pure, so tests pin every option.
 
     ``proc_dir``: the folder `write_proc_view` wrote, bound over the container's /proc files.
+    ``covers``: host folder -> the read-only overlay `rocover.mount_covers` made of it, bound
+    in its place (its ``statfs`` is a sealed tmpfs's, not the host disk's).
+    ``masked_paths`` and ``readonly_paths`` are not the SDK's: `create_container` puts them in
+    the HostConfig it sends.
 
     ``image_volumes``: the ``Volumes`` of the image's config, each masked read-only.
     ``log_limit_bytes``: what tre reads of the log; the engine keeps at most two files of
@@ -125,16 +163,21 @@ def container_options(
     from docker.types import DeviceRequest, LogConfig, Ulimit
 
     _require_pinned(spec.image)
+    covers = covers or {}
+
+    def ro(path: Path) -> str:
+        return str(covers.get(str(path), path))
+
     volumes: dict[str, dict[str, str]] = {}
     for ds in spec.datasets:
         if ds.host_path is None:
             raise ExecutorError(
                 f"dataset {ds.dataset_id} has no host path; the Docker executor bind-mounts paths"
             )
-        volumes[str(ds.host_path)] = {"bind": ds.mount_path, "mode": "ro"}
+        volumes[ro(ds.host_path)] = {"bind": ds.mount_path, "mode": "ro"}
     volumes[str(spec.output_dir)] = {"bind": OUTPUT_MOUNT, "mode": "rw"}
     if spec.code_dir is not None:
-        volumes[str(spec.code_dir)] = {"bind": CODE_MOUNT, "mode": "ro"}
+        volumes[ro(spec.code_dir)] = {"bind": CODE_MOUNT, "mode": "ro"}
     # The job's own /proc figures over the host's counters (written by `write_proc_view`).
     if proc_dir is not None:
         for name in DOCKER_PROC_FILES:
@@ -143,7 +186,7 @@ def container_options(
     for mount in spec.inputs:
         if not _JOB_ID.fullmatch(mount.job_id) or mount.mount_path != f"/inputs/{mount.job_id}":
             raise ExecutorError(f"input job {mount.job_id!r} must be mounted at /inputs/<its id>")
-        volumes[str(mount.host_path)] = {"bind": mount.mount_path, "mode": "ro"}
+        volumes[ro(mount.host_path)] = {"bind": mount.mount_path, "mode": "ro"}
     tmp = "/tmp"  # noqa: S108 - a private tmpfs inside the container
     env = {**spec.env, "HOME": tmp, "TMPDIR": tmp, "TRE_OUTPUT_DIR": OUTPUT_MOUNT, "TRE_JOB_ID": spec.job_id}
     opts: dict[str, Any] = {
@@ -196,6 +239,9 @@ def container_options(
             config={"max-size": f"{max(1, -(-log_limit_bytes // (1024 * 1024)))}m", "max-file": "2"},
         ),
         "volumes": volumes,
+        # The host's counters in /proc the binds above cannot cover (`masked_paths`).
+        "masked_paths": masked_paths(host_proc),
+        "readonly_paths": list(ENGINE_READONLY_PATHS),
         "detach": True,
         "stdin_open": False,
         "tty": False,
@@ -206,6 +252,23 @@ def container_options(
     if chosen:
         opts["runtime"] = RUNTIMES.get(chosen, chosen)
     return opts
+
+
+def create_container(client: Any, opts: dict[str, Any]) -> Any:
+    """``client.containers.create(**opts)``, with the HostConfig fields the Docker SDK has no
+    keyword for (``MaskedPaths``, ``ReadonlyPaths``) added to the body it sends.
+
+    Why not the SDK's own call: it refuses keywords it does not know, and its HostConfig has
+    none for these (docker-py 7); the SDK's own translation of the other options is used
+    unchanged, so every option reaches the engine as ``containers.create`` would send it."""
+    from docker.models.containers import _create_container_args
+
+    rest = dict(opts)
+    extra = {"MaskedPaths": rest.pop("masked_paths", None), "ReadonlyPaths": rest.pop("readonly_paths", None)}
+    args = _create_container_args({**rest, "version": client.api._version})
+    args["host_config"].update({k: v for k, v in extra.items() if v is not None})
+    created = client.api.create_container(**args)
+    return client.containers.get(created["Id"])
 
 
 def settle_outputs(root: Path, uid: int, gid: int) -> None:
@@ -370,41 +433,73 @@ class DockerExecutor(Executor):
         except OSError as exc:
             raise ExecutorError(f"cannot write the job's /proc files: {exc}") from exc
         with self.uid_range.hold(self.uid) as uid, _removed_after(proc_dir):
-            opts = container_options(
-                spec,
-                uid=uid,
-                gid=self.gid,
-                runtime=self.runtime,
-                image_volumes=list(declared),
-                log_limit_bytes=self.log_limit_bytes,
-                proc_dir=proc_dir,
-            )
-            spec.output_dir.mkdir(parents=True, exist_ok=True)
-            scratch = self._mount_output(spec, uid)
+            spec.output_dir.parent.mkdir(parents=True, exist_ok=True)
+            cover_scratch, covers = self._cover_read_only(spec)
+            with _unmounted_after(cover_scratch):
+                return self._run_in(spec, control, uid, declared, proc_dir, covers)
+
+    def _run_in(
+        self,
+        spec: JobSpec,
+        control: RunControl,
+        uid: int,
+        declared: Any,
+        proc_dir: Path,
+        covers: dict[str, Path],
+    ) -> JobResult:
+        """`run` once the job's uid, /proc files and read-only covers are held."""
+        import docker
+
+        opts = container_options(
+            spec,
+            uid=uid,
+            gid=self.gid,
+            runtime=self.runtime,
+            image_volumes=list(declared),
+            log_limit_bytes=self.log_limit_bytes,
+            proc_dir=proc_dir,
+            covers=covers,
+        )
+        spec.output_dir.mkdir(parents=True, exist_ok=True)
+        scratch = self._mount_output(spec, uid)
+        try:
+            if os.geteuid() == 0:
+                os.chown(spec.output_dir, uid, self.gid)
             try:
-                if os.geteuid() == 0:
-                    os.chown(spec.output_dir, uid, self.gid)
+                container = create_container(self.client, opts)
+            except docker.errors.DockerException as exc:
+                raise ExecutorError(f"cannot create the container: {exc}") from exc
+            control.on_started(container.id)
+            try:
+                container.start()
+            except docker.errors.DockerException as exc:
                 try:
-                    container = self.client.containers.create(**opts)
-                except docker.errors.DockerException as exc:
-                    raise ExecutorError(f"cannot create the container: {exc}") from exc
-                control.on_started(container.id)
-                try:
-                    container.start()
-                except docker.errors.DockerException as exc:
-                    try:
-                        container.remove(force=True, v=True)
-                    except docker.errors.DockerException:
-                        pass
-                    raise ExecutorError(f"cannot start the container: {exc}") from exc
-                result = self._follow(
-                    container, spec, control, time.monotonic() + spec.time_limit_s, scratch is not None
-                )
-                return self._collect(spec, scratch, result)
-            finally:
-                self._release_output(spec, scratch)
-                if os.geteuid() == 0 and uid != self.uid:
-                    settle_outputs(spec.output_dir, self.uid, self.gid)
+                    container.remove(force=True, v=True)
+                except docker.errors.DockerException:
+                    pass
+                raise ExecutorError(f"cannot start the container: {exc}") from exc
+            result = self._follow(
+                container, spec, control, time.monotonic() + spec.time_limit_s, scratch is not None
+            )
+            return self._collect(spec, scratch, result)
+        finally:
+            self._release_output(spec, scratch)
+            if os.geteuid() == 0 and uid != self.uid:
+                settle_outputs(spec.output_dir, self.uid, self.gid)
+
+    def _cover_read_only(self, spec: JobSpec) -> tuple[Path | None, dict[str, Path]]:
+        """The read-only overlays of the job's datasets, code and inputs (`tre.executors.rocover`)
+        where the worker mounts file systems for its jobs (``output_fs``: root); else none,
+        and the container's ``statfs`` of those folders is the host's (SECURITY.md)."""
+        if not self.output_fs:
+            return None, {}
+        sources = [ds.host_path for ds in spec.datasets if ds.host_path is not None]
+        sources += [m.host_path for m in spec.inputs]
+        if spec.code_dir is not None:
+            sources.append(spec.code_dir)
+        if not sources:
+            return None, {}
+        return rocover.mount_covers(sources, spec.output_dir.parent)
 
     def _mount_output(self, spec: JobSpec, uid: int) -> Path | None:
         """Mount a file system of exactly the output quota on the job's (new, empty) output
@@ -481,7 +576,8 @@ class DockerExecutor(Executor):
         # The dead worker's hold on the container's uid went with it: take it again.
         user = str((container.attrs.get("Config") or {}).get("User") or "").partition(":")[0]
         scratch = _output_scratch(spec.output_dir) if outputfs.is_mount_point(spec.output_dir) else None
-        with self.uid_range.hold_again(int(user) if user.isdigit() else -1):
+        cover_scratch = rocover.find_scratch(spec.output_dir.parent)
+        with self.uid_range.hold_again(int(user) if user.isdigit() else -1), _unmounted_after(cover_scratch):
             try:
                 result = self._follow(
                     container,

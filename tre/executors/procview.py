@@ -24,7 +24,8 @@ The class is closed deny-by-default, as lxcfs does for containers:
 * the counters under `/proc/sys` (`SYS_COUNTERS`) are masked; the rest of /proc/sys are
   settings that do not move.
 
-The Docker backend binds the same files (`tre.executors.docker`); Kubernetes jobs get a
+The Docker backend binds the same files and has the runtime mask the rest
+(`tre.executors.docker.masked_paths`); Kubernetes jobs get a
 kernel of their own (gVisor or Kata), whose /proc knows only the pod.
 """
 

@@ -542,6 +542,11 @@ def job(spec: JobSpec, settings: KubernetesSettings) -> Manifest:
         "serviceAccountName": JOB_SERVICE_ACCOUNT,
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
+        # The kubelet's /etc/resolv.conf named the cluster's DNS service address, the
+        # cluster domain and the search path of the project's namespace: facts about the
+        # cluster a job has no use for (it has no network; redteam round 14). Now it names
+        # only the loopback address, which answers nothing.
+        **JOB_DNS,
         "hostNetwork": False,
         "hostPID": False,
         "hostIPC": False,
@@ -571,6 +576,10 @@ def job(spec: JobSpec, settings: KubernetesSettings) -> Manifest:
             "template": {"metadata": {"labels": labels}, "spec": pod_spec},
         },
     }
+
+
+# A resolver configuration that tells a job nothing about the cluster (`job`).
+JOB_DNS: Manifest = {"dnsPolicy": "None", "dnsConfig": {"nameservers": ["127.0.0.1"]}}
 
 
 # How the collector runs Python: isolated (-I: no PYTHON* variables, no user site, no working
