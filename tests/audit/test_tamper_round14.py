@@ -364,6 +364,26 @@ def test_rollback_to_every_earlier_boundary_fails_against_the_remembered_checkpo
         assert not report.ok and "truncated" in report.errors[0], size
 
 
+def test_rollback_is_caught_by_the_state_the_cli_remembers(
+    engine: Engine, settings: Settings, signer: AuditSigner, tmp_path: Path
+) -> None:
+    """`tre audit verify` remembers the newest checkpoint it verified and compares every later
+    bundle with it: the log and its checkpoints rolled back to an older consistent copy (as
+    the operator's own export of last week) fail, without --pin. Held."""
+    configure(engine, settings.keys_dir)
+    seed(engine, 2)
+    older = export_bytes(engine, signer)
+    seed(engine, 2)
+    newer, old = tmp_path / "new.jsonl", tmp_path / "old.jsonl"
+    newer.write_bytes(export_bytes(engine, signer))
+    old.write_bytes(older)
+    key = signer.verifier_key.encode()
+    assert _cli("verify", str(old), "--key", key)[0] == 0
+    assert _cli("verify", str(newer), "--key", key)[0] == 0
+    code, out, _ = _cli("verify", str(old), "--key", key)
+    assert code == 1 and "truncated" in out, out
+
+
 def test_database_truncated_at_every_boundary_is_named(
     engine: Engine, settings: Settings, signer: AuditSigner
 ) -> None:
