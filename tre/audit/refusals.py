@@ -207,14 +207,20 @@ def install_refusal_audit(app: FastAPI, counter: RefusalCounter | None = None) -
     shutdown the counts of the running window (and any unwritten entries) are written."""
     counter = counter or RefusalCounter()
     app.add_middleware(RefusalAudit, counter=counter)
+    flush_at_shutdown(app, counter)
+    return counter
 
-    def flush_at_shutdown() -> None:
+
+def flush_at_shutdown(app: FastAPI, counter: WindowedCounts[Any]) -> None:
+    """At ``app``'s shutdown, write what ``counter`` still holds (the running window's repeats,
+    entries a failed write kept): a restart must not erase them."""
+
+    def flush() -> None:
         events = counter.flush()
         if events and not record_refusals(app.state.engine, events):
             log.error("%d refusal entries could not be written at shutdown", len(events))
 
-    app.router.on_shutdown.append(flush_at_shutdown)
-    return counter
+    app.router.on_shutdown.append(flush)
 
 
 def record_or_keep(engine: Engine, counter: WindowedCounts[Any], events: list[AuditEvent]) -> None:
