@@ -29,6 +29,7 @@ from typing import cast
 from sqlalchemy import Table, bindparam, event, func, select
 from sqlalchemy.orm import Session
 
+from tre import privatefile
 from tre.audit.merkle import Frontier, ProofError, verify_consistency
 from tre.audit.note import Checkpoint, NoteError, VerifierKey, open_checkpoint_any
 from tre.audit.signing import PIN_FILE, AuditSigner
@@ -355,10 +356,14 @@ def write_pin(path: Path, note: str, size: int) -> tuple[int, int, int] | None:
         with os.fdopen(fd, "w") as f:
             f.write(note)
             f.flush()
+            # Durable before the name moves, and the folder after (privatefile): a power cut
+            # must not leave the pin behind (or empty) while the database holds its commit.
+            os.fsync(f.fileno())
             # Taken from the file written, not the path after the rename: a rename keeps
             # inode and mtime, and another process may replace the path right after ours.
             st = os.fstat(f.fileno())
         os.replace(tmp, path)
+        privatefile.fsync_dir(path.parent)
         return (st.st_mtime_ns, st.st_size, st.st_ino)
     finally:
         os.close(lock_fd)

@@ -8,6 +8,12 @@ written as one summary entry per key when the window rolls over. At most
 ``MAX_KEYS_PER_WINDOW`` keys are tracked per window; beyond that a single overflow counter
 is kept, so however many requests an attacker sends, a window adds a bounded number of
 entries.
+
+Nothing counted is dropped quietly. Entries whose write fails (the store busy under load, the
+key briefly unavailable) are kept and written with the next ones (at most ``MAX_PENDING``; past
+that they are counted into the overflow entry). A window's summaries are written by the first
+request after it ends, refused or not, and when the app shuts down; until round 14 they waited
+for the next *refusal*, and a restart lost them.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from fastapi import FastAPI, Request
 from sqlalchemy import Engine
@@ -29,6 +35,7 @@ from tre.store.db import session_scope
 REFUSED = {401, 403, 404}
 WINDOW_S = 60.0
 MAX_KEYS_PER_WINDOW = 200
+MAX_PENDING = 10 * MAX_KEYS_PER_WINDOW  # unwritten entries kept for the next write
 log = logging.getLogger(__name__)
 
 Key = tuple[int, str, str, str]  # status, method, route template, actor
@@ -56,14 +63,40 @@ class WindowedCounts(Generic[K]):
         self.start = time.monotonic()
         self.counts: dict[K, int] = {}
         self.overflow = 0
+        self.pending: list[AuditEvent] = []  # written unsuccessfully; retried with the next ones
+
+    def _take(self, now: float) -> list[AuditEvent]:
+        """(Under the lock) the entries due now: the unwritten ones, and the summaries of a
+        window that has ended."""
+        out, self.pending = self.pending, []
+        if now - self.start >= self.window_s:
+            out += self._summaries()
+            self.start, self.counts, self.overflow = now, {}, 0
+        return out
+
+    def due(self) -> list[AuditEvent]:
+        """Entries to write now without a new refusal (called on every answer: one clock read
+        unless something is due)."""
+        now = time.monotonic()
+        if not self.pending and now - self.start < self.window_s:
+            return []
+        with self.lock:
+            return self._take(now)
+
+    def requeue(self, events: list[AuditEvent]) -> None:
+        """Keep ``events`` (their write failed) for the next write. Past ``MAX_PENDING`` the
+        refusals they stand for are added to the overflow count: counted, never lost."""
+        with self.lock:
+            room = max(MAX_PENDING - len(self.pending), 0)
+            self.pending += events[:room]
+            for e in events[room:]:
+                count = (e.details or {}).get("count", 1)
+                self.overflow += count if isinstance(count, int) and count > 0 else 1
 
     def observe(self, key: K) -> list[AuditEvent]:
         out: list[AuditEvent] = []
         with self.lock:
-            now = time.monotonic()
-            if now - self.start >= self.window_s:
-                out += self._summaries()
-                self.start, self.counts, self.overflow = now, {}, 0
+            out += self._take(time.monotonic())
             if key in self.counts:
                 self.counts[key] += 1
             elif len(self.counts) < self.max_keys:
@@ -75,7 +108,8 @@ class WindowedCounts(Generic[K]):
 
     def flush(self) -> list[AuditEvent]:
         with self.lock:
-            out = self._summaries()
+            out = self.pending + self._summaries()
+            self.pending = []
             self.start, self.counts, self.overflow = time.monotonic(), {}, 0
         return out
 
@@ -160,24 +194,48 @@ class RefusalAudit:
         status = await answered_status(self.app, scope, receive, send)
         if status in REFUSED:
             events = self.counter.observe(_key(Request(scope), status))
-            if events:
-                # After the answer is sent: the request's own transaction may have held the
-                # store's write lock until then (SQLite), and writing earlier would wait on it.
-                await run_in_threadpool(record_refusals, scope["app"].state.engine, events)
+        else:
+            events = self.counter.due()  # a window's summaries, or entries a failed write kept
+        if events:
+            # After the answer is sent: the request's own transaction may have held the
+            # store's write lock until then (SQLite), and writing earlier would wait on it.
+            await run_in_threadpool(record_or_keep, scope["app"].state.engine, self.counter, events)
 
 
 def install_refusal_audit(app: FastAPI, counter: RefusalCounter | None = None) -> RefusalCounter:
-    """Add the middleware to a FastAPI ``app`` whose ``state.engine`` is the store."""
+    """Add the middleware to a FastAPI ``app`` whose ``state.engine`` is the store; at
+    shutdown the counts of the running window (and any unwritten entries) are written."""
     counter = counter or RefusalCounter()
     app.add_middleware(RefusalAudit, counter=counter)
+    flush_at_shutdown(app, counter)
     return counter
 
 
-def record_refusals(engine: Engine, events: list[AuditEvent]) -> None:
+def flush_at_shutdown(app: FastAPI, counter: WindowedCounts[Any]) -> None:
+    """At ``app``'s shutdown, write what ``counter`` still holds (the running window's repeats,
+    entries a failed write kept): a restart must not erase them."""
+
+    def flush() -> None:
+        events = counter.flush()
+        if events and not record_refusals(app.state.engine, events):
+            log.error("%d refusal entries could not be written at shutdown", len(events))
+
+    app.router.on_shutdown.append(flush)
+
+
+def record_or_keep(engine: Engine, counter: WindowedCounts[Any], events: list[AuditEvent]) -> None:
+    """Write ``events``; if that fails, keep them in ``counter`` for its next write."""
+    if not record_refusals(engine, events):
+        counter.requeue(events)
+
+
+def record_refusals(engine: Engine, events: list[AuditEvent]) -> bool:
     """Write refusal entries in a unit of work of their own (the refused request's, if any, is
-    rolled back). The refusal stands even if this fails."""
+    rolled back); False if that failed. The refusal stands either way."""
     try:
         with session_scope(engine) as s:
             record_events(s, events)
     except Exception:  # the refusal stands either way; a damaged log raises its own alert
         log.exception("could not record %d refusal entries", len(events))
+        return False
+    return True

@@ -132,6 +132,10 @@ class Policy:
                 w = WitnessKey.parse(key_text)
                 if w in witnesses:
                     raise NoteError(f"policy line {n}: witness {w.name} named twice")
+                # A cosignature signs the checkpoint and a time, not the witness's name: one
+                # key listed under two names would cosign twice and make a quorum of 2 alone.
+                if any(w.public_key == o.public_key for o in witnesses):
+                    raise NoteError(f"policy line {n}: witness {w.name} has the key of another witness")
                 witnesses.append(w)
                 if url.strip():
                     urls[w.encode()] = _witness_url(url.strip(), n)
@@ -141,6 +145,9 @@ class Policy:
                 raise NoteError(f"policy line {n}: expected 'log KEY', 'witness KEY' or 'quorum N'")
         if log_key is None:
             raise NoteError("policy names no log key")
+        own = [w.name for w in witnesses if w.public_key == log_key.public_key]
+        if own:  # whoever signs the log would witness it too: no independent check at all
+            raise NoteError(f"policy witness {own[0]} has the log's own key")
         if quorum is None:
             quorum = 1 if witnesses else 0
         if quorum > len(witnesses):
@@ -212,15 +219,38 @@ class Bundle:
     checkpoint_notes: list[str]
 
 
+def _strict_object(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    """A JSON object with distinct keys: with a repeated one, readers disagree on what the
+    line says (Python keeps the last value, others the first), so the bundle means two things."""
+    keys = [k for k, _ in pairs]
+    if len(set(keys)) != len(keys):
+        dup = next(k for k in keys if keys.count(k) > 1)
+        raise ValueError(f"repeated key {dup[:40]!r}")
+    return dict(pairs)
+
+
+def _no_constant(name: str) -> object:
+    raise ValueError(f"{name} is not JSON")
+
+
+def strict_json(raw: bytes | str) -> object:
+    """RFC 8259 JSON as one meaning: no repeated keys, no NaN or Infinity (Python's extension)."""
+    return json.loads(raw, object_pairs_hook=_strict_object, parse_constant=_no_constant)
+
+
 def read_bundle(data: bytes) -> Bundle:
-    """Split a bundle into header, raw entry lines and checkpoint notes (no checking yet)."""
+    """Split a bundle into header, raw entry lines and checkpoint notes (no checking yet).
+
+    The header and checkpoint lines are read as strict JSON (`strict_json`): the server
+    writes neither repeated keys nor NaN, so a line that has them was edited after export.
+    """
     lines = data.split(b"\n")
     if lines and lines[-1] == b"":
         lines.pop()
     if not lines:
         raise BundleError("empty bundle")
     try:
-        header = json.loads(lines[0])
+        header = strict_json(lines[0])
     except (ValueError, RecursionError) as e:  # RecursionError: hostile nesting depth
         raise BundleError(f"bundle header is not JSON: {_why(e)}") from e
     if not isinstance(header, dict) or header.get("format") != BUNDLE_FORMAT:
@@ -237,8 +267,14 @@ def read_bundle(data: bytes) -> Bundle:
     notes = []
     for raw in body[split:]:
         try:
-            obj = json.loads(raw)
-            notes.append(str(obj["checkpoint"]))
+            obj = strict_json(raw)
+            if (
+                not isinstance(obj, dict)
+                or set(obj) != {"checkpoint"}
+                or not isinstance(obj["checkpoint"], str)
+            ):
+                raise ValueError('expected {"checkpoint": "<signed note>"}')
+            notes.append(obj["checkpoint"])
         except (ValueError, KeyError, TypeError, RecursionError) as e:
             raise BundleError(f"bad checkpoint line in bundle: {_why(e)}") from e
     return Bundle(header, body[:split], notes)

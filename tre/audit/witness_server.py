@@ -37,7 +37,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import os
 import threading
 import time
 from dataclasses import dataclass
@@ -160,13 +159,10 @@ class Witness:
         return WitnessKey(self.name, self.key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw))
 
     def _save(self) -> None:
-        tmp = self.state_file.with_suffix(".tmp")
+        # Durable, folder included: a witness that forgets its last cosigned size after a
+        # power cut would cosign a rolled-back log (privatefile.replace).
         self.state_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        with open(tmp, "w") as f:
-            json.dump(self._state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.state_file)
+        privatefile.replace(self.state_file, json.dumps(self._state).encode())
 
     def add_checkpoint(self, body: bytes) -> str:
         req = parse_request(body)

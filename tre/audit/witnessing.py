@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ import httpx
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from tre import privatefile
 from tre.audit.log import latest_checkpoint
 from tre.audit.note import NoteError, WitnessKey, add_signature_lines, cosignatures, split_note
 from tre.audit.service import StoredTree
@@ -52,11 +52,8 @@ class Outcome:
 
 
 def _write_json(path: Path, obj: object) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=1)
-    os.replace(tmp, path)
+    """Atomically and durably (a witness state rolled back by a power cut reads as a rollback)."""
+    privatefile.replace(path, json.dumps(obj, indent=1).encode())
 
 
 def load_witnesses(keys_dir: Path) -> list[WitnessConfig]:

@@ -19,6 +19,7 @@ from typing import Annotated, Any
 import httpx
 import typer
 
+from tre import privatefile
 from tre.audit.merkle import ProofError, leaf_hash, verify_consistency, verify_inclusion
 from tre.audit.note import (
     Checkpoint,
@@ -414,10 +415,11 @@ def public_key() -> None:
 
 
 def _save(path: Path, text: str) -> None:
+    """The auditor's remembered state (pinned key, last checkpoint): atomic, private to this
+    process's temporary name (two runs at once never share one), and durable, folder
+    included: a checkpoint that a power cut moves back is a rollback nobody would see."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    privatefile.replace(path, text.encode())
 
 
 # The API re-signs its checkpoint when the newest is older than a minute; beyond this, with

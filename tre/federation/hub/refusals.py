@@ -29,7 +29,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tre.audit.log import AuditEvent
-from tre.audit.refusals import WindowedCounts, answered_status, record_refusals
+from tre.audit.refusals import WindowedCounts, answered_status, record_or_keep, record_refusals
 
 WINDOW_S = 60.0
 MAX_KEYS = 200
@@ -85,7 +85,7 @@ def record_node_refusal(engine: Engine, counter: NodeRefusals, key: Key) -> None
     reason = NodeRefusal(key[0])  # only the fixed words reach the log
     events = counter.observe((reason.value, *key[1:]))
     if events:
-        record_refusals(engine, events)
+        record_or_keep(engine, counter, events)  # a failed write is kept for the next one
 
 
 class CodeQuotaAudit:
