@@ -32,7 +32,14 @@ MIB = 1024 * 1024
 # Defaults of the per-project quota (Project.max_code_mb / max_code_files).
 DEFAULT_MAX_CODE_MB = 50
 DEFAULT_MAX_CODE_FILES = 10_000
-MAX_PATH_BYTES = 4096
+# A path's bytes and folders deep, each with room to spare for where the tree is unpacked:
+# the kernel's PATH_MAX (4096) counts the store's own folder too (a 4,000-byte path inside
+# the 4,096 bound failed with ENAMETOOLONG under ``$TRE_HOME/code/trees``), and the walkers
+# that finish and remove a tree (``os.walk``, ``shutil.rmtree``) recurse one Python frame
+# per level (1,500 nested folders raised RecursionError and left the scratch folder behind;
+# redteam round 14). The same bounds as an image's layers (`tre.images.layers`).
+MAX_PATH_BYTES = 3072
+MAX_DEPTH = 256
 MAX_NAME_BYTES = 255
 MAX_LINK_DEPTH = 40
 # tarfile's TarInfo with header bounds (tre.tarbounds), from the module tre.safetar chose.
@@ -119,6 +126,8 @@ def _check_name(raw: str, what: str, link_target: bool = False) -> list[str]:
         raise CodeRefused(f"{what} {shown!r} contains '..'")
     if any(len(p.encode()) > MAX_NAME_BYTES for p in parts):
         raise CodeRefused(f"{what} {shown!r} has a name longer than {MAX_NAME_BYTES} bytes")
+    if len(parts) > MAX_DEPTH:
+        raise CodeRefused(f"{what} {shown!r} is nested deeper than {MAX_DEPTH} folders")
     return parts
 
 
