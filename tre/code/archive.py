@@ -380,21 +380,27 @@ def virtual_environments(folder: Path) -> list[Path]:
     laptop, not the job's image. `tre submit` (packing the code folder) leaves them out and says so
     (review round 12); the job's packages belong in its image."""
     found: list[Path] = []
-
-    def walk(path: Path) -> None:
+    # A stack, not recursion, and no deeper than a code path may be: a folder nested past
+    # Python's recursion limit ended `tre code upload` in RecursionError, before the packer
+    # could refuse it with its reason (redteam round 14).
+    pending: list[tuple[Path, int]] = [(folder, 0)]
+    while pending:
+        path, depth = pending.pop()
         try:
             entries = sorted(os.scandir(path), key=lambda e: os.fsencode(e.name))
         except OSError:
-            return
+            continue
         names = {e.name for e in entries}
         if path != folder and any(marker in names for marker in VENV_MARKERS):
             found.append(path)
-            return
-        for entry in entries:
-            if entry.is_dir(follow_symlinks=False) and entry.name not in PACK_SKIP_DIRS:
-                walk(Path(entry.path))
-
-    walk(folder)
+            continue
+        if depth >= MAX_DEPTH:
+            continue
+        pending += [
+            (Path(entry.path), depth + 1)
+            for entry in reversed(entries)
+            if entry.is_dir(follow_symlinks=False) and entry.name not in PACK_SKIP_DIRS
+        ]
     return found
 
 
