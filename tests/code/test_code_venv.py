@@ -68,7 +68,7 @@ def test_a_hand_made_archive_with_an_absolute_link_says_what_to_do() -> None:
 
 
 def test_a_folder_nested_past_the_depth_bound_is_refused_with_its_reason(tmp_path: Path) -> None:
-    """Redteam round 14: `tre code upload DIR` looked for virtual environments first, with a
+    """Redteam round 14: `tre submit --code DIR` looked for virtual environments first, with a
     walker that recursed once per level, so a folder of 1,500 nested folders ended in
     "unexpected RecursionError ... (a bug in tre ...)" instead of the packer's reason."""
     folder = tmp_path / "proj"

@@ -381,7 +381,7 @@ def virtual_environments(folder: Path) -> list[Path]:
     (review round 12); the job's packages belong in its image."""
     found: list[Path] = []
     # A stack, not recursion, and no deeper than a code path may be: a folder nested past
-    # Python's recursion limit ended `tre code upload` in RecursionError, before the packer
+    # Python's recursion limit ended `tre submit --code DIR` in RecursionError, before the packer
     # could refuse it with its reason (redteam round 14).
     pending: list[tuple[Path, int]] = [(folder, 0)]
     while pending:
