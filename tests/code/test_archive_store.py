@@ -238,3 +238,24 @@ def test_file_capabilities_and_xattrs_in_an_archive_never_reach_the_tree(
     path = store.tree_path(stored.sha256) / "tool"
     assert os.listxattr(path, follow_symlinks=False) == []
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o644
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "/".join(["d"] * 1500) + "/x.py",  # deeper than os.walk / shutil.rmtree can recurse
+        "/".join(["n" * 250] * 16) + "/x.py",  # 4 KiB: over PATH_MAX once under the store
+    ],
+    ids=["deep", "long"],
+)
+def test_a_tree_too_deep_or_too_long_to_unpack_is_refused(
+    store: CodeStore, tmp_path: Path, name: str
+) -> None:
+    """Redteam round 14: a code archive of 1,500 nested folders made the unpack raise
+    RecursionError (os.walk) and left its scratch folder (shutil.rmtree recursed too); one
+    whose path fitted the 4 KiB bound by itself ran into ENAMETOOLONG below the store's own
+    folder. Both were internal errors, not a reason."""
+    with pytest.raises(CodeRefused) as info:
+        _put(store, tmp_path, targz(file(name)))
+    assert "\n" not in str(info.value)
+    assert _stored_anything(store) == []

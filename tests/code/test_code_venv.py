@@ -10,6 +10,7 @@ to do."""
 from __future__ import annotations
 
 import io
+import os
 import subprocess
 import sys
 import tarfile
@@ -64,3 +65,23 @@ def test_a_hand_made_archive_with_an_absolute_link_says_what_to_do() -> None:
     with pytest.raises(CodeRefused) as info:
         inspect_archive(io.BytesIO(targz(link(".venv/bin/python", "/usr/bin/python3"))), LIMITS)
     assert "points to an absolute path" in str(info.value) and "make it relative" in str(info.value)
+
+
+def test_a_folder_nested_past_the_depth_bound_is_refused_with_its_reason(tmp_path: Path) -> None:
+    """Redteam round 14: `tre submit --code DIR` looked for virtual environments first, with a
+    walker that recursed once per level, so a folder of 1,500 nested folders ended in
+    "unexpected RecursionError ... (a bug in tre ...)" instead of the packer's reason."""
+    folder = tmp_path / "proj"
+    folder.mkdir()
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    for _ in range(1500):  # one level at a time: Path.mkdir(parents=True) recurses too
+        os.mkdir("d", dir_fd=fd)
+        sub = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+        os.close(fd)
+        fd = sub
+    os.close(os.open("x.py", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd))
+    os.close(fd)
+    leave_out = _venvs(folder)  # what the CLI runs before packing
+    with pytest.raises(CodeRefused, match="nested deeper than"):
+        pack_folder(folder, io.BytesIO(), LIMITS, leave_out=leave_out)
+    assert virtual_environments(folder) == []

@@ -32,7 +32,14 @@ MIB = 1024 * 1024
 # Defaults of the per-project quota (Project.max_code_mb / max_code_files).
 DEFAULT_MAX_CODE_MB = 50
 DEFAULT_MAX_CODE_FILES = 10_000
-MAX_PATH_BYTES = 4096
+# A path's bytes and folders deep, each with room to spare for where the tree is unpacked:
+# the kernel's PATH_MAX (4096) counts the store's own folder too (a 4,000-byte path inside
+# the 4,096 bound failed with ENAMETOOLONG under ``$TRE_HOME/code/trees``), and the walkers
+# that finish and remove a tree (``os.walk``, ``shutil.rmtree``) recurse one Python frame
+# per level (1,500 nested folders raised RecursionError and left the scratch folder behind;
+# redteam round 14). The same bounds as an image's layers (`tre.images.layers`).
+MAX_PATH_BYTES = 3072
+MAX_DEPTH = 256
 MAX_NAME_BYTES = 255
 MAX_LINK_DEPTH = 40
 # tarfile's TarInfo with header bounds (tre.tarbounds), from the module tre.safetar chose.
@@ -119,6 +126,8 @@ def _check_name(raw: str, what: str, link_target: bool = False) -> list[str]:
         raise CodeRefused(f"{what} {shown!r} contains '..'")
     if any(len(p.encode()) > MAX_NAME_BYTES for p in parts):
         raise CodeRefused(f"{what} {shown!r} has a name longer than {MAX_NAME_BYTES} bytes")
+    if len(parts) > MAX_DEPTH:
+        raise CodeRefused(f"{what} {shown!r} is nested deeper than {MAX_DEPTH} folders")
     return parts
 
 
@@ -371,21 +380,27 @@ def virtual_environments(folder: Path) -> list[Path]:
     laptop, not the job's image. `tre submit` (packing the code folder) leaves them out and says so
     (review round 12); the job's packages belong in its image."""
     found: list[Path] = []
-
-    def walk(path: Path) -> None:
+    # A stack, not recursion, and no deeper than a code path may be: a folder nested past
+    # Python's recursion limit ended `tre submit --code DIR` in RecursionError, before the packer
+    # could refuse it with its reason (redteam round 14).
+    pending: list[tuple[Path, int]] = [(folder, 0)]
+    while pending:
+        path, depth = pending.pop()
         try:
             entries = sorted(os.scandir(path), key=lambda e: os.fsencode(e.name))
         except OSError:
-            return
+            continue
         names = {e.name for e in entries}
         if path != folder and any(marker in names for marker in VENV_MARKERS):
             found.append(path)
-            return
-        for entry in entries:
-            if entry.is_dir(follow_symlinks=False) and entry.name not in PACK_SKIP_DIRS:
-                walk(Path(entry.path))
-
-    walk(folder)
+            continue
+        if depth >= MAX_DEPTH:
+            continue
+        pending += [
+            (Path(entry.path), depth + 1)
+            for entry in reversed(entries)
+            if entry.is_dir(follow_symlinks=False) and entry.name not in PACK_SKIP_DIRS
+        ]
     return found
 
 

@@ -8,6 +8,7 @@ the same admission, state machine, output hashing and audit code serve every bac
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -41,6 +42,17 @@ class InputMount:
     job_id: str
     host_path: Path
     mount_path: str
+
+
+# The environment variable names the local sandbox sets: shell identifiers. One rule for the
+# job's own variables, the image's Env (refused at import, `tre.images.layout`, so an image
+# that imports is one every job can start with) and the executors' extras.
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def is_env_name(name: str) -> bool:
+    """Whether ``name`` is a variable name the sandbox sets (whole string: no line break)."""
+    return ENV_NAME.fullmatch(name) is not None
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tre.executors import procview
-from tre.executors.base import ExecutorError, ImageConfig, JobSpec
+from tre.executors.base import ExecutorError, ImageConfig, JobSpec, is_env_name
 from tre.executors.gpu import SANDBOX_DIR as GPU_SANDBOX_DIR
 from tre.executors.gpu import GpuMounts, nvidia_devices
 
@@ -24,7 +24,6 @@ __all__ = ["nvidia_devices"]  # re-exported: it lived here before `tre.executors
 
 MIB = 1024 * 1024
 SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin"
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _DATASET_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _PATH_LIKE = frozenset({"PATH", "LD_LIBRARY_PATH"})
 # Top-level names of a rootfs image that the sandbox replaces with its own mounts.
@@ -238,13 +237,13 @@ def sandbox_env(
     }
     for source in (image_env or {}, extra):
         for key, value in source.items():
-            if not _ENV_NAME.match(key) or "\0" in value:
+            if not is_env_name(key) or "\0" in value:
                 raise ExecutorError(f"invalid environment variable {key!r} in the image or sandbox")
             if key in _PATH_LIKE and source is extra and env.get(key):
                 value = f"{value}:{env[key]}"
             env[key] = value
     for key, value in spec.env.items():
-        if not _ENV_NAME.match(key):
+        if not is_env_name(key):
             raise ExecutorError(f"invalid environment variable name {key!r}")
         if "\0" in value:
             raise ExecutorError(f"environment variable {key} contains a NUL byte")

@@ -6,7 +6,11 @@ links whose target climbs out of the image; hard links out of the image; device 
 FIFOs, sockets and sparse files; whiteouts that name no file (``.wh.``, ``.wh..``,
 ``.wh...``: umoci would work on the folder itself or its parent); names with control
 characters or that are not UTF-8, a name over 255 bytes or a path over 3072 (the kernel's
-limits, with room for the bundle's own folder: umoci would fail on them); a layer or an
+limits, with room for the bundle's own folder: umoci would fail on them); a path more than
+`MAX_DEPTH` folders deep (the walkers that clean, measure and remove an unpacked root
+filesystem, ``os.walk`` and ``shutil.rmtree``, recurse one Python frame per level: 1,500
+nested folders, a 3,000-byte path, made the unpack raise RecursionError and left the
+half-made bundle behind; redteam round 14); a layer or an
 image over its size bound; too many entries; a PAX or long-name header over 1 MiB and a
 decompressed stream longer than the layer's bound allows (`tre.tarbounds`: tarfile would
 read those into memory). Each layer's uncompressed content is hashed against the config's
@@ -43,6 +47,9 @@ OPAQUE = ".wh..wh..opq"
 # The kernel's PATH_MAX is 4096 for the whole path, the bundle's own folder included.
 MAX_PATH_BYTES = 3072
 MAX_NAME_BYTES = 255
+# Folders deep, a path's components. Far beyond real images (Debian's deepest is about 15,
+# node_modules trees some 40) and far below Python's recursion limit of 1,000 frames.
+MAX_DEPTH = 256
 
 
 @dataclass
@@ -85,6 +92,10 @@ def _clean(name: str, what: str) -> str:
     if any(len(part.encode()) > MAX_NAME_BYTES for part in path.split("/")):
         raise ImageRejected(
             f"{what}: the path {printable(name)!r} has a name longer than {MAX_NAME_BYTES} bytes"
+        )
+    if len(_parts(path)) > MAX_DEPTH:
+        raise ImageRejected(
+            f"{what}: the path {printable(name, 80)!r} is nested deeper than {MAX_DEPTH} folders"
         )
     return path.rstrip("/")
 

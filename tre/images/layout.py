@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from tre.executors.base import ImageConfig
+from tre.executors.base import ImageConfig, is_env_name
 from tre.images.errors import ImageRejected
 from tre.images.layers import GZIP_TYPES, PLAIN_TYPES, LayerScan, TreeGuard, scan_layer
 from tre.images.limits import ImageLimits
@@ -208,8 +208,9 @@ def check_platform(config: dict[str, Any]) -> None:
 
 def check_run_config(cfg: ImageConfig) -> None:
     """Refuse a config whose Env, Entrypoint, Cmd, WorkingDir or User could not reach a job:
-    too many strings, one too long, too much in all, or a NUL (the launcher passes each as
-    an argument)."""
+    too many strings, one too long, too much in all, a NUL (the launcher passes each as
+    an argument), or an Env name that is not a shell identifier (the sandbox refuses it at
+    every start: ``A.B=1`` imported and then failed every job; redteam round 14)."""
     strings = [
         *(f"{k}={v}" for k, v in cfg.env.items()),
         *cfg.entrypoint,
@@ -227,6 +228,13 @@ def check_run_config(cfg: ImageConfig) -> None:
         )
     if any("\0" in s for s in strings):
         raise ImageRejected("the image config's Env or command holds a NUL character")
+    bad = sorted(name for name in cfg.env if not is_env_name(name))
+    if bad:
+        raise ImageRejected(
+            f"the image config's Env has the environment variable name {printable(bad[0], 64)!r}, "
+            "which the job sandbox cannot set: use letters, digits and underscores, not starting "
+            "with a digit"
+        )
     check_volumes(cfg.volumes)
 
 

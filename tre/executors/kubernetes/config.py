@@ -50,6 +50,14 @@ class KubernetesSettings(BaseSettings):
     require_admission_policies: bool = True
     job_uid: int = 10001
     job_gid: int = 10001
+    # supplementalGroupsPolicy: Strict on every pod: the groups are runAsGroup, fsGroup and
+    # nothing else. Without it (Merge, the API's default) the container runtime adds every
+    # group the image's own /etc/group lists the job uid in, so an image decides its job's
+    # groups (redteam round 14). Off by default only because the supported floor cannot
+    # honour it: the field exists from Kubernetes 1.31 (1.33 enables it), and job nodes need
+    # containerd 2.0+ or CRI-O 1.31+, else the kubelet refuses every pod (the node set-up in
+    # k8s/node/README.md is containerd 1.7). Turn it on where nodes support it.
+    strict_supplemental_groups: bool = False
     # Nodes carrying GPUs: label selector plus the taint that keeps other pods off them.
     gpu_node_selector: dict[str, str] = Field(default_factory=lambda: {"tre.io/pool": "gpu"})
     gpu_taint_key: str = "nvidia.com/gpu"

@@ -297,7 +297,10 @@ def output_pvc(spec: JobSpec, settings: KubernetesSettings, owner: Manifest | No
 
 
 def _pod_security_context(settings: KubernetesSettings) -> Manifest:
-    return {
+    """The pod's identity: the job uid and gid whatever the image says, and (Strict) no
+    supplementary group taken from the image's /etc/group (`KubernetesSettings.
+    strict_supplemental_groups` says why)."""
+    context: Manifest = {
         "runAsNonRoot": True,
         "runAsUser": settings.job_uid,
         "runAsGroup": settings.job_gid,
@@ -305,6 +308,9 @@ def _pod_security_context(settings: KubernetesSettings) -> Manifest:
         "fsGroupChangePolicy": "OnRootMismatch",
         "seccompProfile": {"type": "RuntimeDefault"},
     }
+    if settings.strict_supplemental_groups:
+        context["supplementalGroupsPolicy"] = "Strict"
+    return context
 
 
 def _container_security_context(settings: KubernetesSettings) -> Manifest:
