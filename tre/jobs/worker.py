@@ -37,6 +37,7 @@ from tre.executors import reasons
 from tre.executors.base import DatasetMount, Executor, InputMount, JobResult, JobSpec, RunControl
 from tre.executors.factory import make_executor
 from tre.images.runtime import job_image
+from tre.jobs import end_spool
 from tre.jobs.fairness import fair_order
 from tre.jobs.lineage import INPUTS_ENV, input_mount_path, missing_outputs
 from tre.jobs.outputs import OutputScan, record_scanned, recording_limits, scan_output_tree
@@ -152,7 +153,9 @@ class Worker:
         self._stop.set()
 
     def tick(self) -> None:
-        """One scheduling round: recover orphans, reap finished threads, start queued jobs."""
+        """One scheduling round: write ends kept on disk, recover orphans, reap finished
+        threads, start queued jobs."""
+        self._replay_spooled_ends()
         self.recover_orphans()
         self._periodic_checkpoint()
         for hook in self._periodic:
@@ -234,7 +237,14 @@ class Worker:
                     select(Job).where(Job.state == JobState.running.value, Job.executor == self.executor.name)
                 )
             )
-            orphans = [j.id for j in running if j.id not in self._running and self._is_orphan(j)]
+            # A job whose end waits on disk ended: it is written (`_replay_spooled_ends`), not
+            # ended again as lost.
+            waiting = end_spool.spooled_job_ids(self.settings)
+            orphans = [
+                j.id
+                for j in running
+                if j.id not in self._running and j.id not in waiting and self._is_orphan(j)
+            ]
         if orphans or self._leftover_sweep_due():
             # Before the orphans are ended: the outputs a dead worker's sandbox left mounted
             # are copied out first, so that the failed job records what it wrote, and its
@@ -398,9 +408,11 @@ class Worker:
         self._record_end(job_id, result)
 
     def _record_end(self, job_id: str, result: JobResult) -> None:
-        """Record how a job ended, waiting out a database that is away (a restart, a
-        failover, SQLite's "disk is full") rather than losing the result: the job's outputs
-        are on disk and its result is here, so it is written once the database answers.
+        """Record how a job ended. With the database away (a restart, a failover, SQLite's
+        "disk is full", a server gone for good) the end is kept on local disk
+        (`end_spool`) and the slot freed: the next round that reaches the database writes it,
+        once, with the outputs (on disk too). Only if the state disk cannot take the spool
+        file either does the thread wait, retrying both, rather than lose the result.
 
         Written only while the job is still this worker's and running: if the database was
         away for longer than ``worker_stale_after_s``, another worker may have ended it as
@@ -422,75 +434,44 @@ class Worker:
                     self._finish(s, job, result)
                 return
             except DB_AWAY as exc:
+                try:
+                    where = end_spool.spool_end(self.settings, job_id, self.worker_id, result)
+                except OSError as spool_exc:
+                    log.warning(
+                        "worker %s: cannot record the end of job %s (%s), nor keep it on disk (%s);"
+                        " retrying in %.0f s",
+                        self.worker_id,
+                        job_id,
+                        _db_error_words(exc),
+                        spool_exc.strerror or type(spool_exc).__name__,
+                        delay,
+                    )
+                    time.sleep(delay)
+                    delay = min(delay * 2, 30.0)
+                    continue
                 log.warning(
-                    "worker %s: cannot record the end of job %s (%s); retrying in %.0f s",
+                    "worker %s: cannot record the end of job %s (%s); kept in %s, written when the"
+                    " database answers (next worker round or tre admin doctor)",
                     self.worker_id,
                     job_id,
                     _db_error_words(exc),
-                    delay,
+                    where,
                 )
-                time.sleep(delay)
-                delay = min(delay * 2, 30.0)
+                return
+
+    def _replay_spooled_ends(self) -> None:
+        """Write the ends kept on disk while the database was away (any worker's)."""
+        # Raises while the database is away, like the rest of the round; the files stay.
+        written = end_spool.replay(self.settings, self.engine, self._finish)
+        if written:
+            log.info(
+                "worker %s: wrote %d job end(s) kept on disk while the database was away",
+                self.worker_id,
+                written,
+            )
 
     def _finish(self, session: Session, job: Job, result: JobResult) -> None:
-        # The output tree was shaped by research code: whatever it holds, the job must end
-        # with a state and the worker must keep running (a crash here left the job "running"
-        # for ever and made every restarted worker crash on it again).
-        try:
-            scan = scan_output_tree(
-                output_dir(self.settings, job.id), *recording_limits(session, self.settings, job)
-            )
-        except Exception as exc:  # noqa: BLE001 - fail closed: no outputs, job failed
-            # As above: the error may quote a name from the job's output tree.
-            ref = reasons.new_reference()
-            log.exception("cannot record the outputs of job %s (ref: %s)", job.id, ref)
-            scan = OutputScan()
-            unrecorded = (
-                f"{result.reason}; its outputs could not be recorded (ref: {ref}), so none can be released"
-            )
-            why = reasons.storage_full(ref) if is_storage_full(exc) else unrecorded
-            result = JobResult(JobState.failed, result.exit_code, why)
-        if scan.skipped:
-            result = JobResult(
-                result.state,
-                result.exit_code,
-                # Fixed words: how many the job left unrecordable is a number it chose (the
-                # count is in the worker log, from `scan_output_tree`, for staff).
-                f"{result.reason}; some output files were not recorded and cannot be released "
-                "(names with control characters, not UTF-8, not in NFC form, with leading or trailing "
-                "spaces or too long, nested too deep, or too many files)",
-            )
-        outputs = record_scanned(session, job.id, scan)
-        job.state = result.state
-        job.exit_code = result.exit_code
-        job.reason = result.reason
-        job.finished_at = utcnow()
-        # One batch: a cohort job records tens of thousands of files, and one append per file
-        # (its own lock, INSERT and signed checkpoint) cost ~3 ms each, minutes per job.
-        record_events(
-            session,
-            (
-                AuditEvent(
-                    "system",
-                    "job.output_recorded",
-                    job.project_id,
-                    None,
-                    job.id,
-                    {"path": out.path, "size": out.size, "sha256": out.sha256},
-                )
-                for out in outputs
-            ),
-        )
-        record_job_ended(
-            session,
-            job,
-            {
-                "state": result.state,
-                "exit_code": result.exit_code,
-                "reason": result.reason,
-                "outputs": len(outputs),
-            },
-        )
+        finish_job(self.settings, session, job, result)
 
     def _cancel_requested(self, job_id: str) -> bool:
         """Asked by the executor as it polls. While the database is away the answer is "no"
@@ -545,3 +526,63 @@ class Worker:
                 )
         except DB_AWAY as exc:  # the next beat tries again; the job goes on
             self._database_away(job_id, exc)
+
+
+def finish_job(settings: Settings, session: Session, job: Job, result: JobResult) -> None:
+    """Write how a job ended: its outputs scanned and recorded, its state, the audit."""
+    # The output tree was shaped by research code: whatever it holds, the job must end
+    # with a state and the worker must keep running (a crash here left the job "running"
+    # for ever and made every restarted worker crash on it again).
+    try:
+        scan = scan_output_tree(output_dir(settings, job.id), *recording_limits(session, settings, job))
+    except Exception as exc:  # noqa: BLE001 - fail closed: no outputs, job failed
+        # As above: the error may quote a name from the job's output tree.
+        ref = reasons.new_reference()
+        log.exception("cannot record the outputs of job %s (ref: %s)", job.id, ref)
+        scan = OutputScan()
+        unrecorded = (
+            f"{result.reason}; its outputs could not be recorded (ref: {ref}), so none can be released"
+        )
+        why = reasons.storage_full(ref) if is_storage_full(exc) else unrecorded
+        result = JobResult(JobState.failed, result.exit_code, why)
+    if scan.skipped:
+        result = JobResult(
+            result.state,
+            result.exit_code,
+            # Fixed words: how many the job left unrecordable is a number it chose (the
+            # count is in the worker log, from `scan_output_tree`, for staff).
+            f"{result.reason}; some output files were not recorded and cannot be released "
+            "(names with control characters, not UTF-8, not in NFC form, with leading or trailing "
+            "spaces or too long, nested too deep, or too many files)",
+        )
+    outputs = record_scanned(session, job.id, scan)
+    job.state = result.state
+    job.exit_code = result.exit_code
+    job.reason = result.reason
+    job.finished_at = utcnow()
+    # One batch: a cohort job records tens of thousands of files, and one append per file
+    # (its own lock, INSERT and signed checkpoint) cost ~3 ms each, minutes per job.
+    record_events(
+        session,
+        (
+            AuditEvent(
+                "system",
+                "job.output_recorded",
+                job.project_id,
+                None,
+                job.id,
+                {"path": out.path, "size": out.size, "sha256": out.sha256},
+            )
+            for out in outputs
+        ),
+    )
+    record_job_ended(
+        session,
+        job,
+        {
+            "state": result.state,
+            "exit_code": result.exit_code,
+            "reason": result.reason,
+            "outputs": len(outputs),
+        },
+    )

@@ -17,7 +17,7 @@ from sqlalchemy import Engine, delete
 from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 
-from tre.api.problems import Problem
+from tre.api.problems import Problem, validation_detail
 from tre.federation.hub.refusals import NodeRefusal, record_node_refusal
 from tre.federation.signing import (
     MAX_SKEW_S,
@@ -48,7 +48,10 @@ class NodeCall:
         try:
             return model.model_validate_json(self.body or b"{}")
         except ValidationError as exc:
-            raise Problem(422, "Invalid request", f"the body is not a valid {model.__name__}") from exc
+            detail, _ = validation_detail(exc.errors())
+            raise Problem(
+                422, "Invalid request", f"the body is not a valid {model.__name__}: {detail}"
+            ) from exc
 
 
 class NodeRefused(Problem):
