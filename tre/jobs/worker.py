@@ -17,7 +17,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any, cast
 
@@ -78,14 +78,53 @@ def lost_with_its_worker(job: Job) -> bool:
     return job.state == JobState.failed and job.exit_code is None and WORKER_LOST in (job.reason or "")
 
 
-def worker_gone(job: Job, stale_before: datetime, hostname: str) -> bool:
-    """Whether the worker recorded on a running job is gone: its process on this host has
-    ended, or (any host) its heartbeat is older than ``stale_before``."""
+def process_gone(job: Job, hostname: str) -> bool:
+    """Whether the worker recorded on a running job was a process on this host that ended."""
     host, _, rest = (job.worker_id or "").partition(":")
     pid = rest.partition(":")[0]
-    if host == hostname and pid.isdigit() and not _pid_alive(int(pid)):
+    return host == hostname and pid.isdigit() and not _pid_alive(int(pid))
+
+
+def worker_gone(job: Job, stale_before: datetime, hostname: str) -> bool:
+    """Whether the worker recorded on a running job looks gone (`tre admin doctor`'s report):
+    its process on this host has ended, or (any host) its heartbeat is older than
+    ``stale_before``. A worker decides by `HeartbeatWatch` instead, which a jump of the wall
+    clock cannot fool."""
+    if process_gone(job, hostname):
         return True
     return job.heartbeat_at is None or job.heartbeat_at < stale_before
+
+
+class HeartbeatWatch:
+    """Whether another worker's heartbeat on a job has stopped, by this worker's monotonic clock.
+
+    Why not compare the heartbeat's time with the wall clock: a wall clock that jumps (an NTP
+    step, a virtual machine resumed, an admin's ``date -s``) made every live worker's
+    heartbeat look an hour stale, or a dead worker's fresh for an hour, so a second worker
+    ended live jobs as lost, or left dead ones running. A heartbeat is a value that a live
+    worker changes every ``worker_heartbeat_s``; it is stale when this worker has seen the
+    same value for ``worker_stale_after_s`` of its own monotonic time, whatever the clocks say.
+    The cost: a worker that starts after a crash on another host ends that host's jobs one
+    ``worker_stale_after_s`` later (a dead process on this host is seen at once).
+    """
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._seen: dict[str, tuple[datetime | None, float]] = {}
+
+    def quiet_for(self, job_id: str, heartbeat_at: datetime | None) -> float:
+        """Seconds (monotonic) this job's heartbeat has been seen unchanged."""
+        now = self._clock()
+        seen = self._seen.get(job_id)
+        if seen is None or seen[0] != heartbeat_at:
+            self._seen[job_id] = (heartbeat_at, now)
+            return 0.0
+        return now - seen[1]
+
+    def keep_only(self, job_ids: set[str]) -> None:
+        """Forget jobs that are no longer running (the watch stays as small as the jobs)."""
+        for job_id in [j for j in self._seen if j not in job_ids]:
+            del self._seen[job_id]
 
 
 # What a database that went away raises (a server stopped or failing over, a dropped
@@ -132,6 +171,8 @@ class Worker:
         # Executors call the heartbeat hook as often as they poll; the row is written at most
         # once per worker_heartbeat_s (monotonic seconds; absent = never written yet).
         self._last_beat: dict[str, float] = {}
+        # Other workers' heartbeats as this worker saw them (`HeartbeatWatch`).
+        self._heartbeats = HeartbeatWatch(clock)
         # When "database unreachable" was last logged per job (monotonic seconds).
         self._away_logged: dict[str, float] = {}
         audit.configure(engine, settings.keys_dir)
@@ -240,6 +281,7 @@ class Worker:
             # A job whose end waits on disk ended: it is written (`_replay_spooled_ends`), not
             # ended again as lost.
             waiting = end_spool.spooled_job_ids(self.settings)
+            self._heartbeats.keep_only({j.id for j in running})
             orphans = [
                 j.id
                 for j in running
@@ -272,8 +314,9 @@ class Worker:
             # Ours, yet no thread of ours runs it (the caller checked): the thread ended
             # without recording it (the database away at its start). Ended, never forgotten.
             return True
-        stale = utcnow() - timedelta(seconds=self.settings.worker_stale_after_s)
-        return worker_gone(job, stale, socket.gethostname())
+        if process_gone(job, socket.gethostname()):
+            return True
+        return self._heartbeats.quiet_for(job.id, job.heartbeat_at) >= self.settings.worker_stale_after_s
 
     def _take_over(self, job_id: str) -> bool:
         with session_scope(self.engine) as s:
