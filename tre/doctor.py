@@ -187,7 +187,7 @@ def check_running_jobs(settings: Settings, engine: Engine) -> Check:
 def check_spooled_ends(settings: Settings, engine: Engine, database_up: bool) -> Check:
     """Job ends kept on disk while the database was away: written now if it answers."""
     from tre.jobs import end_spool
-    from tre.jobs.worker import finish_job
+    from tre.jobs.worker import DB_AWAY, finish_job
 
     waiting = end_spool.spooled(settings)
     if not waiting:
@@ -195,7 +195,7 @@ def check_spooled_ends(settings: Settings, engine: Engine, database_up: bool) ->
     if database_up:
         try:
             written = end_spool.replay(
-                settings, engine, lambda s, job, result: finish_job(settings, s, job, result)
+                settings, engine, lambda s, job, result: finish_job(settings, s, job, result), DB_AWAY
             )
         except Exception as exc:  # noqa: BLE001 - reported, the files stay for the next try
             first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__

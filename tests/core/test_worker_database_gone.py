@@ -22,7 +22,7 @@ from tests.api.test_disk_full import small_fs as small_fs  # noqa: F401 - the fi
 from tests.worlds import job_body
 from tre.doctor import run_checks
 from tre.jobs import end_spool
-from tre.jobs.worker import Worker
+from tre.jobs.worker import DB_AWAY, Worker
 from tre.store.db import init_db, make_engine, session_scope
 from tre.store.models import AuditEntry, Job, JobOutput
 
@@ -127,5 +127,41 @@ def test_a_spooled_end_of_a_job_ended_elsewhere_is_dropped(app_client, world, en
         assert job is not None
         job.state, job.worker_id, job.reason = "failed", "other:1:x", "stopped while the job was running"
     end_spool.spool_end(settings, job_id, "gone:2:y", JobResult(JobState.succeeded, 0, "done"))
-    assert end_spool.replay(settings, engine, lambda *a: pytest.fail("written over an ended job")) == 0
+    assert (
+        end_spool.replay(settings, engine, lambda *a: pytest.fail("written over an ended job"), DB_AWAY) == 0
+    )
     assert end_spool.spooled(settings) == []
+
+
+def test_one_end_that_cannot_be_written_holds_up_neither_the_others_nor_the_round(  # type: ignore[no-untyped-def]
+    app_client, world, engine, settings
+) -> None:
+    """A spooled end whose writing fails for a reason other than the database is left for
+    an operator; the next end is written and the caller (a worker round) goes on."""
+    from tre.executors.base import JobResult
+    from tre.states import JobState
+
+    worker = Worker(settings, engine, concurrency=1)
+    ids = [
+        app_client.post("/api/v1/jobs", headers=world.headers["alice"], json=job_body()).json()["id"]
+        for _ in range(2)
+    ]
+    with session_scope(engine) as s:
+        for job_id in ids:
+            job = s.get(Job, job_id)
+            assert job is not None
+            job.state, job.worker_id = "running", worker.worker_id
+    bad, good = sorted(ids)
+    end_spool.spool_end(settings, bad, worker.worker_id, JobResult(JobState.failed, None, "x"))
+    end_spool.spool_end(settings, good, worker.worker_id, JobResult(JobState.failed, None, "y"))
+
+    def finish(s, job, result) -> None:  # type: ignore[no-untyped-def]
+        if job.id == bad:
+            raise RuntimeError("cannot write this one")
+        worker._finish(s, job, result)
+
+    assert end_spool.replay(settings, engine, finish, DB_AWAY) == 1
+    assert [e.job_id for e in end_spool.spooled(settings)] == [bad]
+    with session_scope(engine) as s:
+        assert s.get(Job, good).state == "failed"  # type: ignore[union-attr]
+        assert s.get(Job, bad).state == "running"  # type: ignore[union-attr]

@@ -97,23 +97,40 @@ def spooled_job_ids(settings: Settings) -> set[str]:
     return {e.job_id for e in spooled(settings)}
 
 
-def replay(settings: Settings, engine: Engine, finish: Finish) -> int:
-    """Write every spooled end the database will take now; how many were written. Raises
-    what the database raises when it is still away (the files stay for the next try)."""
+def replay(settings: Settings, engine: Engine, finish: Finish, away: tuple[type[BaseException], ...]) -> int:
+    """Write every spooled end the database will take now; how many were written.
+
+    Raises what the database raises when it is still away (``away``: the files stay for the
+    next try). Any other failure of one end is logged and that file left for an operator
+    (`tre admin doctor` names it), so that one bad end never holds up the others, nor the
+    worker round that called this."""
     written = 0
     for end in spooled(settings):
-        with session_scope(engine) as s:
-            job = s.get(Job, end.job_id, with_for_update=True)
-            if job is None or job.state != JobState.running.value or job.worker_id != end.worker_id:
-                log.warning(
-                    "job %s was ended elsewhere while its end (%s) waited on disk; that end is dropped",
-                    end.job_id,
-                    end.result.state,
-                )
-            else:
-                finish(s, job, end.result)
-                written += 1
-        # After the commit: a crash between the two leaves a file whose job has ended, which
-        # the next replay drops (the check above), never writes again.
-        end.path.unlink(missing_ok=True)
+        try:
+            written += _write(engine, finish, end)
+        except away:
+            raise
+        except Exception:  # noqa: BLE001 - one end must not stop the others
+            log.exception(
+                "spooled end of job %s could not be written; %s left in place", end.job_id, end.path
+            )
     return written
+
+
+def _write(engine: Engine, finish: Finish, end: SpooledEnd) -> int:
+    """Write one end (1) or drop it as ended elsewhere (0), then remove its file."""
+    with session_scope(engine) as s:
+        job = s.get(Job, end.job_id, with_for_update=True)
+        ours = job is not None and job.state == JobState.running.value and job.worker_id == end.worker_id
+        if job is not None and ours:
+            finish(s, job, end.result)
+        else:
+            log.warning(
+                "job %s was ended elsewhere while its end (%s) waited on disk; that end is dropped",
+                end.job_id,
+                end.result.state,
+            )
+    # After the commit: a crash between the two leaves a file whose job has ended, which
+    # the next replay drops (the check above), never writes again.
+    end.path.unlink(missing_ok=True)
+    return 1 if ours else 0

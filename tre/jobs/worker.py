@@ -505,7 +505,7 @@ class Worker:
     def _replay_spooled_ends(self) -> None:
         """Write the ends kept on disk while the database was away (any worker's)."""
         # Raises while the database is away, like the rest of the round; the files stay.
-        written = end_spool.replay(self.settings, self.engine, self._finish)
+        written = end_spool.replay(self.settings, self.engine, self._finish, DB_AWAY)
         if written:
             log.info(
                 "worker %s: wrote %d job end(s) kept on disk while the database was away",
