@@ -86,3 +86,33 @@ def test_rotation_refusals(hub, engine_any) -> None:  # type: ignore[no-untyped-
         nodes.revoke_node(s, "root", "node-b")
     with pytest.raises(Conflict):  # a revoked node's keys are never taken again
         _rotate(engine_any, Ed25519PrivateKey.generate(), 60, "node-b")
+
+
+def test_the_cli_rotates_the_nodes_key_and_registers_it_at_the_hub(settings) -> None:  # type: ignore[no-untyped-def]
+    """`tre node key --rotate` makes a new key (the old file kept, 0600); `tre hub node
+    rotate-key` registers it (here one state directory plays both); a bad key is one line."""
+    from typer.testing import CliRunner
+
+    from tre.cli.app import app
+    from tre.federation.keys import NODE_KEY_FILE
+
+    runner = CliRunner()
+    before = runner.invoke(app, ["node", "key"])
+    assert before.exit_code == 0, before.output
+    old = before.output.split()[1]
+    rotated = runner.invoke(app, ["node", "key", "--rotate"])
+    assert rotated.exit_code == 0, rotated.output
+    new = rotated.output.split()[1]
+    assert new != old and runner.invoke(app, ["node", "key"]).output.split()[1] == new
+    kept = list(settings.keys_dir.glob(f"{NODE_KEY_FILE}.replaced-*"))
+    assert len(kept) == 1 and kept[0].stat().st_mode & 0o077 == 0
+    audit_key = before.output.split("audit-key", 1)[1].split()[0]
+    assert (
+        runner.invoke(app, ["hub", "node", "add", "node-a", "--key", old, "--audit-key", audit_key]).exit_code
+        == 0
+    )
+    done = runner.invoke(app, ["hub", "node", "rotate-key", "node-a", "--key", new, "--overlap-hours", "2"])
+    assert done.exit_code == 0 and "taken for 2 h more" in done.output, done.output
+    bad = runner.invoke(app, ["hub", "node", "rotate-key", "node-a", "--key", "nonsense"])
+    # A TreError: `tre`'s entry point prints it as one line, exit 1 (tre.cli.main.run).
+    assert isinstance(bad.exception, Unprocessable) and "node key" in str(bad.exception)
