@@ -4,7 +4,10 @@ full disk or a database outage, each named with what to do.
 Read-only on purpose: it reports, the worker repairs (`Worker.recover_orphans`, the local
 executor's `clean_leftovers`). A doctor that also cleaned could race a starting worker; one
 that only looks is safe to run at any time, from cron or a monitoring probe (exit 1 when a
-check fails).
+check fails). One exception, safe to race: job ends a worker kept on disk while the database
+was away (`tre.jobs.end_spool`) are written once it answers, by the doctor as by any worker
+(each under a row lock, only while the job is still running under the worker that kept it),
+so a host whose worker is gone does not leave its jobs "running".
 """
 
 from __future__ import annotations
@@ -181,9 +184,41 @@ def check_running_jobs(settings: Settings, engine: Engine) -> Check:
     return Check("jobs", OK, f"{len(running)} running, none orphaned")
 
 
+def check_spooled_ends(settings: Settings, engine: Engine, database_up: bool) -> Check:
+    """Job ends kept on disk while the database was away: written now if it answers."""
+    from tre.jobs import end_spool
+    from tre.jobs.worker import DB_AWAY, finish_job
+
+    waiting = end_spool.spooled(settings)
+    if not waiting:
+        return Check("job ends", OK, "none waiting on disk for the database")
+    if database_up:
+        try:
+            written = end_spool.replay(
+                settings, engine, lambda s, job, result: finish_job(settings, s, job, result), DB_AWAY
+            )
+        except Exception as exc:  # noqa: BLE001 - reported, the files stay for the next try
+            first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+            return Check("job ends", FAIL, f"{len(waiting)} kept on disk; writing them failed: {first}")
+        left = end_spool.spooled(settings)
+        if not left:
+            return Check(
+                "job ends", OK, f"wrote {written} job end(s) kept on disk while the database was away"
+            )
+        waiting = left
+    names = ", ".join(e.job_id for e in waiting[:20])
+    return Check(
+        "job ends",
+        WARN,
+        f"{len(waiting)} job end(s) kept in {end_spool.spool_dir(settings)} for the database: {names}"
+        "; written when it answers (a worker round or tre admin doctor)",
+    )
+
+
 def run_checks(settings: Settings, engine: Engine) -> list[Check]:
     database = check_database(engine)
     checks = [database, *check_disks(settings, engine), check_keys(settings), *check_leftovers(settings)]
+    checks.append(check_spooled_ends(settings, engine, database.status != FAIL))
     if database.status != FAIL:
         checks.append(check_running_jobs(settings, engine))
     return checks

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import unicodedata
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -77,6 +77,18 @@ def _echoable(text: str, limit: int) -> str:
 
 def _field_name(loc: Any) -> str:
     return ".".join(_echoable(str(p), 64) for p in loc if p != "body")
+
+
+def validation_detail(raw: Sequence[Any]) -> tuple[str, list[dict[str, str]]]:
+    """Pydantic's errors as a problem says them: each field and why, in one detail line and
+    as a list (bounded; values are never quoted). Shared by every route that validates a body
+    itself (the federation agent routes) so each answer names the field like the API's."""
+    errors = [
+        {"field": _field_name(e.get("loc", ())), "reason": _echoable(_reason(e), 200)}
+        for e in raw[:MAX_FIELD_ERRORS]
+    ]
+    detail = "; ".join(f"{e['field']}: {e['reason']}" for e in errors) or "request is not valid"
+    return detail, errors
 
 
 class Problem(Exception):
@@ -186,11 +198,7 @@ def install_problem_handlers(app: FastAPI) -> None:  # noqa: C901 - one handler 
     @app.exception_handler(RequestValidationError)
     @_pages
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [
-            {"field": _field_name(e.get("loc", ())), "reason": _echoable(_reason(e), 200)}
-            for e in exc.errors()[:MAX_FIELD_ERRORS]
-        ]
-        detail = "; ".join(f"{e['field']}: {e['reason']}" for e in errors) or "request is not valid"
+        detail, errors = validation_detail(exc.errors())
         return problem_response(
             422, "Invalid request", detail, "invalid-request", request.url.path, errors=errors
         )

@@ -114,6 +114,30 @@ def hub_node_revoke(name: str) -> None:
     console.print(f"node [bold]{name}[/] revoked; register it again under a new name with new keys")
 
 
+@hub_node_app.command("rotate-key")
+def hub_node_rotate_key(
+    name: str,
+    key: Annotated[str, typer.Option("--key", help="The node agent's new key (`tre node key --rotate`).")],
+    overlap_hours: Annotated[
+        float,
+        typer.Option(
+            "--overlap-hours",
+            min=0,
+            max=168,
+            help="How long the replaced key is still taken (0: refused at once, for a leaked key).",
+        ),
+    ] = 24.0,
+) -> None:
+    """Register a node's new agent key; the old one is taken until the overlap ends (audited)."""
+    from tre.federation.hub.nodes import rotate_node_key
+
+    _unit(rotate_node_key, ADMIN, name, key, overlap_hours * 3600)
+    after = f"for {overlap_hours:g} h more" if overlap_hours > 0 else "no more"
+    console.print(
+        f"node [bold]{name}[/]: new key registered; the replaced key is taken {after}", highlight=False
+    )
+
+
 @hub_node_app.command("list")
 def hub_node_list() -> None:
     """Registered nodes: online, offline (silent for longer than the lease) or revoked."""
@@ -276,14 +300,25 @@ def hub_search(
 
 # -- node ----------------------------------------------------------------------------------------
 @node_app.command("key")
-def node_key() -> None:
+def node_key(
+    rotate: Annotated[
+        bool,
+        typer.Option(
+            "--rotate",
+            help="Make a new agent key (the old file is kept); the hub's admin registers it with"
+            " `tre hub node rotate-key`, then restart the agent.",
+        ),
+    ] = False,
+) -> None:
     """Print this node's agent key and audit log key (the hub's admin registers both)."""
     from tre.audit.signing import get_signer
     from tre.federation.keys import node_key as load
+    from tre.federation.keys import rotate_node_key
     from tre.federation.signing import encode_public_key
 
     settings = get_settings()
-    console.print(f"key {encode_public_key(load(settings))}", highlight=False)
+    agent_key = rotate_node_key(settings) if rotate else load(settings)
+    console.print(f"key {encode_public_key(agent_key)}", highlight=False)
     console.print(
         f"audit-key {get_signer(settings.keys_dir).verifier_key.encode()}", highlight=False, soft_wrap=True
     )
@@ -299,7 +334,7 @@ def node_join(
     from tre.federation.node.config import join
 
     join(get_settings(), name, hub, hub_key)
-    node_key()
+    node_key(rotate=False)
 
 
 @node_app.command("map")

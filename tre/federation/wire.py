@@ -13,6 +13,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from tre.api.schemas import JobCommand, JobIn, Slug
+from tre.federation.bounded_json import MAX_DISCLOSURE_RECORD_BYTES, MAX_SEARCH_ANSWER_BYTES, bounded
 from tre.federation.names import FILE_NAME, is_file_name
 from tre.federation.vocabulary import ChildState, Reason, fits
 
@@ -132,7 +133,7 @@ class ReleaseIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     files: list[ReleasedFile] = Field(min_length=1, max_length=1000)
-    disclosure_record: dict[str, Any]
+    disclosure_record: Annotated[dict[str, Any], bounded("disclosure record", MAX_DISCLOSURE_RECORD_BYTES)]
     checkpoint: str = Field(min_length=1, max_length=20_000)
 
 
@@ -156,7 +157,7 @@ class SearchAnswerIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     state: str = Field(pattern=r"^(answered|no_answer)$")
-    answer: dict[str, Any] | None = None
+    answer: Annotated[dict[str, Any], bounded("search answer", MAX_SEARCH_ANSWER_BYTES)] | None = None
 
 
 class SearchIn(BaseModel):

@@ -17,7 +17,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any, cast
 
@@ -37,6 +37,7 @@ from tre.executors import reasons
 from tre.executors.base import DatasetMount, Executor, InputMount, JobResult, JobSpec, RunControl
 from tre.executors.factory import make_executor
 from tre.images.runtime import job_image
+from tre.jobs import end_spool
 from tre.jobs.fairness import fair_order
 from tre.jobs.lineage import INPUTS_ENV, input_mount_path, missing_outputs
 from tre.jobs.outputs import OutputScan, record_scanned, recording_limits, scan_output_tree
@@ -77,14 +78,53 @@ def lost_with_its_worker(job: Job) -> bool:
     return job.state == JobState.failed and job.exit_code is None and WORKER_LOST in (job.reason or "")
 
 
-def worker_gone(job: Job, stale_before: datetime, hostname: str) -> bool:
-    """Whether the worker recorded on a running job is gone: its process on this host has
-    ended, or (any host) its heartbeat is older than ``stale_before``."""
+def process_gone(job: Job, hostname: str) -> bool:
+    """Whether the worker recorded on a running job was a process on this host that ended."""
     host, _, rest = (job.worker_id or "").partition(":")
     pid = rest.partition(":")[0]
-    if host == hostname and pid.isdigit() and not _pid_alive(int(pid)):
+    return host == hostname and pid.isdigit() and not _pid_alive(int(pid))
+
+
+def worker_gone(job: Job, stale_before: datetime, hostname: str) -> bool:
+    """Whether the worker recorded on a running job looks gone (`tre admin doctor`'s report):
+    its process on this host has ended, or (any host) its heartbeat is older than
+    ``stale_before``. A worker decides by `HeartbeatWatch` instead, which a jump of the wall
+    clock cannot fool."""
+    if process_gone(job, hostname):
         return True
     return job.heartbeat_at is None or job.heartbeat_at < stale_before
+
+
+class HeartbeatWatch:
+    """Whether another worker's heartbeat on a job has stopped, by this worker's monotonic clock.
+
+    Why not compare the heartbeat's time with the wall clock: a wall clock that jumps (an NTP
+    step, a virtual machine resumed, an admin's ``date -s``) made every live worker's
+    heartbeat look an hour stale, or a dead worker's fresh for an hour, so a second worker
+    ended live jobs as lost, or left dead ones running. A heartbeat is a value that a live
+    worker changes every ``worker_heartbeat_s``; it is stale when this worker has seen the
+    same value for ``worker_stale_after_s`` of its own monotonic time, whatever the clocks say.
+    The cost: a worker that starts after a crash on another host ends that host's jobs one
+    ``worker_stale_after_s`` later (a dead process on this host is seen at once).
+    """
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._seen: dict[str, tuple[datetime | None, float]] = {}
+
+    def quiet_for(self, job_id: str, heartbeat_at: datetime | None) -> float:
+        """Seconds (monotonic) this job's heartbeat has been seen unchanged."""
+        now = self._clock()
+        seen = self._seen.get(job_id)
+        if seen is None or seen[0] != heartbeat_at:
+            self._seen[job_id] = (heartbeat_at, now)
+            return 0.0
+        return now - seen[1]
+
+    def keep_only(self, job_ids: set[str]) -> None:
+        """Forget jobs that are no longer running (the watch stays as small as the jobs)."""
+        for job_id in [j for j in self._seen if j not in job_ids]:
+            del self._seen[job_id]
 
 
 # What a database that went away raises (a server stopped or failing over, a dropped
@@ -131,6 +171,8 @@ class Worker:
         # Executors call the heartbeat hook as often as they poll; the row is written at most
         # once per worker_heartbeat_s (monotonic seconds; absent = never written yet).
         self._last_beat: dict[str, float] = {}
+        # Other workers' heartbeats as this worker saw them (`HeartbeatWatch`).
+        self._heartbeats = HeartbeatWatch(clock)
         # When "database unreachable" was last logged per job (monotonic seconds).
         self._away_logged: dict[str, float] = {}
         audit.configure(engine, settings.keys_dir)
@@ -152,7 +194,9 @@ class Worker:
         self._stop.set()
 
     def tick(self) -> None:
-        """One scheduling round: recover orphans, reap finished threads, start queued jobs."""
+        """One scheduling round: write ends kept on disk, recover orphans, reap finished
+        threads, start queued jobs."""
+        self._replay_spooled_ends()
         self.recover_orphans()
         self._periodic_checkpoint()
         for hook in self._periodic:
@@ -234,7 +278,15 @@ class Worker:
                     select(Job).where(Job.state == JobState.running.value, Job.executor == self.executor.name)
                 )
             )
-            orphans = [j.id for j in running if j.id not in self._running and self._is_orphan(j)]
+            # A job whose end waits on disk ended: it is written (`_replay_spooled_ends`), not
+            # ended again as lost.
+            waiting = end_spool.spooled_job_ids(self.settings)
+            self._heartbeats.keep_only({j.id for j in running})
+            orphans = [
+                j.id
+                for j in running
+                if j.id not in self._running and j.id not in waiting and self._is_orphan(j)
+            ]
         if orphans or self._leftover_sweep_due():
             # Before the orphans are ended: the outputs a dead worker's sandbox left mounted
             # are copied out first, so that the failed job records what it wrote, and its
@@ -262,8 +314,9 @@ class Worker:
             # Ours, yet no thread of ours runs it (the caller checked): the thread ended
             # without recording it (the database away at its start). Ended, never forgotten.
             return True
-        stale = utcnow() - timedelta(seconds=self.settings.worker_stale_after_s)
-        return worker_gone(job, stale, socket.gethostname())
+        if process_gone(job, socket.gethostname()):
+            return True
+        return self._heartbeats.quiet_for(job.id, job.heartbeat_at) >= self.settings.worker_stale_after_s
 
     def _take_over(self, job_id: str) -> bool:
         with session_scope(self.engine) as s:
@@ -398,9 +451,11 @@ class Worker:
         self._record_end(job_id, result)
 
     def _record_end(self, job_id: str, result: JobResult) -> None:
-        """Record how a job ended, waiting out a database that is away (a restart, a
-        failover, SQLite's "disk is full") rather than losing the result: the job's outputs
-        are on disk and its result is here, so it is written once the database answers.
+        """Record how a job ended. With the database away (a restart, a failover, SQLite's
+        "disk is full", a server gone for good) the end is kept on local disk
+        (`end_spool`) and the slot freed: the next round that reaches the database writes it,
+        once, with the outputs (on disk too). Only if the state disk cannot take the spool
+        file either does the thread wait, retrying both, rather than lose the result.
 
         Written only while the job is still this worker's and running: if the database was
         away for longer than ``worker_stale_after_s``, another worker may have ended it as
@@ -422,75 +477,44 @@ class Worker:
                     self._finish(s, job, result)
                 return
             except DB_AWAY as exc:
+                try:
+                    where = end_spool.spool_end(self.settings, job_id, self.worker_id, result)
+                except OSError as spool_exc:
+                    log.warning(
+                        "worker %s: cannot record the end of job %s (%s), nor keep it on disk (%s);"
+                        " retrying in %.0f s",
+                        self.worker_id,
+                        job_id,
+                        _db_error_words(exc),
+                        spool_exc.strerror or type(spool_exc).__name__,
+                        delay,
+                    )
+                    time.sleep(delay)
+                    delay = min(delay * 2, 30.0)
+                    continue
                 log.warning(
-                    "worker %s: cannot record the end of job %s (%s); retrying in %.0f s",
+                    "worker %s: cannot record the end of job %s (%s); kept in %s, written when the"
+                    " database answers (next worker round or tre admin doctor)",
                     self.worker_id,
                     job_id,
                     _db_error_words(exc),
-                    delay,
+                    where,
                 )
-                time.sleep(delay)
-                delay = min(delay * 2, 30.0)
+                return
+
+    def _replay_spooled_ends(self) -> None:
+        """Write the ends kept on disk while the database was away (any worker's)."""
+        # Raises while the database is away, like the rest of the round; the files stay.
+        written = end_spool.replay(self.settings, self.engine, self._finish, DB_AWAY)
+        if written:
+            log.info(
+                "worker %s: wrote %d job end(s) kept on disk while the database was away",
+                self.worker_id,
+                written,
+            )
 
     def _finish(self, session: Session, job: Job, result: JobResult) -> None:
-        # The output tree was shaped by research code: whatever it holds, the job must end
-        # with a state and the worker must keep running (a crash here left the job "running"
-        # for ever and made every restarted worker crash on it again).
-        try:
-            scan = scan_output_tree(
-                output_dir(self.settings, job.id), *recording_limits(session, self.settings, job)
-            )
-        except Exception as exc:  # noqa: BLE001 - fail closed: no outputs, job failed
-            # As above: the error may quote a name from the job's output tree.
-            ref = reasons.new_reference()
-            log.exception("cannot record the outputs of job %s (ref: %s)", job.id, ref)
-            scan = OutputScan()
-            unrecorded = (
-                f"{result.reason}; its outputs could not be recorded (ref: {ref}), so none can be released"
-            )
-            why = reasons.storage_full(ref) if is_storage_full(exc) else unrecorded
-            result = JobResult(JobState.failed, result.exit_code, why)
-        if scan.skipped:
-            result = JobResult(
-                result.state,
-                result.exit_code,
-                # Fixed words: how many the job left unrecordable is a number it chose (the
-                # count is in the worker log, from `scan_output_tree`, for staff).
-                f"{result.reason}; some output files were not recorded and cannot be released "
-                "(names with control characters, not UTF-8, not in NFC form, with leading or trailing "
-                "spaces or too long, nested too deep, or too many files)",
-            )
-        outputs = record_scanned(session, job.id, scan)
-        job.state = result.state
-        job.exit_code = result.exit_code
-        job.reason = result.reason
-        job.finished_at = utcnow()
-        # One batch: a cohort job records tens of thousands of files, and one append per file
-        # (its own lock, INSERT and signed checkpoint) cost ~3 ms each, minutes per job.
-        record_events(
-            session,
-            (
-                AuditEvent(
-                    "system",
-                    "job.output_recorded",
-                    job.project_id,
-                    None,
-                    job.id,
-                    {"path": out.path, "size": out.size, "sha256": out.sha256},
-                )
-                for out in outputs
-            ),
-        )
-        record_job_ended(
-            session,
-            job,
-            {
-                "state": result.state,
-                "exit_code": result.exit_code,
-                "reason": result.reason,
-                "outputs": len(outputs),
-            },
-        )
+        finish_job(self.settings, session, job, result)
 
     def _cancel_requested(self, job_id: str) -> bool:
         """Asked by the executor as it polls. While the database is away the answer is "no"
@@ -545,3 +569,63 @@ class Worker:
                 )
         except DB_AWAY as exc:  # the next beat tries again; the job goes on
             self._database_away(job_id, exc)
+
+
+def finish_job(settings: Settings, session: Session, job: Job, result: JobResult) -> None:
+    """Write how a job ended: its outputs scanned and recorded, its state, the audit."""
+    # The output tree was shaped by research code: whatever it holds, the job must end
+    # with a state and the worker must keep running (a crash here left the job "running"
+    # for ever and made every restarted worker crash on it again).
+    try:
+        scan = scan_output_tree(output_dir(settings, job.id), *recording_limits(session, settings, job))
+    except Exception as exc:  # noqa: BLE001 - fail closed: no outputs, job failed
+        # As above: the error may quote a name from the job's output tree.
+        ref = reasons.new_reference()
+        log.exception("cannot record the outputs of job %s (ref: %s)", job.id, ref)
+        scan = OutputScan()
+        unrecorded = (
+            f"{result.reason}; its outputs could not be recorded (ref: {ref}), so none can be released"
+        )
+        why = reasons.storage_full(ref) if is_storage_full(exc) else unrecorded
+        result = JobResult(JobState.failed, result.exit_code, why)
+    if scan.skipped:
+        result = JobResult(
+            result.state,
+            result.exit_code,
+            # Fixed words: how many the job left unrecordable is a number it chose (the
+            # count is in the worker log, from `scan_output_tree`, for staff).
+            f"{result.reason}; some output files were not recorded and cannot be released "
+            "(names with control characters, not UTF-8, not in NFC form, with leading or trailing "
+            "spaces or too long, nested too deep, or too many files)",
+        )
+    outputs = record_scanned(session, job.id, scan)
+    job.state = result.state
+    job.exit_code = result.exit_code
+    job.reason = result.reason
+    job.finished_at = utcnow()
+    # One batch: a cohort job records tens of thousands of files, and one append per file
+    # (its own lock, INSERT and signed checkpoint) cost ~3 ms each, minutes per job.
+    record_events(
+        session,
+        (
+            AuditEvent(
+                "system",
+                "job.output_recorded",
+                job.project_id,
+                None,
+                job.id,
+                {"path": out.path, "size": out.size, "sha256": out.sha256},
+            )
+            for out in outputs
+        ),
+    )
+    record_job_ended(
+        session,
+        job,
+        {
+            "state": result.state,
+            "exit_code": result.exit_code,
+            "reason": result.reason,
+            "outputs": len(outputs),
+        },
+    )

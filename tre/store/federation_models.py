@@ -37,6 +37,9 @@ class FedNode(Base):
     # Set by `tre hub node revoke`: from then on every request signed by the node is refused.
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     revoked_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # Set by `tre hub node rotate-key`: the key replaced, still taken until the overlap ends.
+    previous_public_key: Mapped[str | None] = mapped_column(String(120), nullable=True)
+    previous_key_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class FedProjectNode(Base):

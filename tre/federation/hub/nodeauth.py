@@ -17,7 +17,8 @@ from sqlalchemy import Engine, delete
 from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 
-from tre.api.problems import Problem
+from tre.api.problems import Problem, validation_detail
+from tre.federation.hub.nodes import keys_taken
 from tre.federation.hub.refusals import NodeRefusal, record_node_refusal
 from tre.federation.signing import (
     MAX_SKEW_S,
@@ -48,7 +49,10 @@ class NodeCall:
         try:
             return model.model_validate_json(self.body or b"{}")
         except ValidationError as exc:
-            raise Problem(422, "Invalid request", f"the body is not a valid {model.__name__}") from exc
+            detail, _ = validation_detail(exc.errors())
+            raise Problem(
+                422, "Invalid request", f"the body is not a valid {model.__name__}: {detail}"
+            ) from exc
 
 
 class NodeRefused(Problem):
@@ -73,11 +77,7 @@ def authenticate(engine: Engine, headers: dict[str, str], method: str, target: s
             raise NodeRefused("the request is not signed by a registered node", NodeRefusal.unknown_node)
         if node.revoked_at is not None:
             raise NodeRefused("this node was revoked by the hub's admin", NodeRefusal.revoked_node, name)
-        try:
-            nonce = verify_request(parse_public_key(node.public_key), headers, method, target, body)
-        except (SignatureError, ValueError) as exc:
-            reason = exc.reason if isinstance(exc, SignatureError) else NodeRefusal.bad_signature
-            raise NodeRefused(str(exc), NodeRefusal(reason), name) from exc
+        nonce = _verified(node, headers, method, target, body)
         now = utcnow()
         s.execute(delete(FedNonce).where(FedNonce.seen_at < now - timedelta(seconds=2 * MAX_SKEW_S)))
         s.add(FedNonce(node=name, nonce=nonce, seen_at=now))
@@ -89,6 +89,21 @@ def authenticate(engine: Engine, headers: dict[str, str], method: str, target: s
             ) from exc
         node.last_seen_at = now
     return NodeCall(name, nonce, body)
+
+
+def _verified(node: FedNode, headers: dict[str, str], method: str, target: str, body: bytes) -> str:
+    """The request's nonce, its signature checked with the node's key or, during a key
+    rotation's overlap, the key it replaced (`tre.federation.hub.nodes.rotate_node_key`).
+    A failure is answered with the current key's reason."""
+    first: SignatureError | ValueError | None = None
+    for key in keys_taken(node):
+        try:
+            return verify_request(parse_public_key(key), headers, method, target, body)
+        except (SignatureError, ValueError) as exc:
+            first = first or exc
+    assert first is not None
+    reason = first.reason if isinstance(first, SignatureError) else NodeRefusal.bad_signature
+    raise NodeRefused(str(first), NodeRefusal(reason), node.name) from first
 
 
 async def node_call(request: Request) -> NodeCall:

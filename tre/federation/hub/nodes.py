@@ -17,6 +17,10 @@ from tre.store.base import utcnow
 from tre.store.federation_models import FedChild, FedNode, FedProjectNode
 from tre.store.models import Project
 
+# The longest a replaced agent key is still taken (`rotate_node_key`): long enough for a
+# node's admin to restart its agent, short enough that an old key does not linger.
+MAX_KEY_OVERLAP_S = 7 * 24 * 3600
+
 
 def add_node(session: Session, actor: str, name: str, public_key: str, audit_key: str) -> FedNode:
     """Register a node: its agent's request-signing key and its audit log's verifier key."""
@@ -68,6 +72,60 @@ def revoke_node(session: Session, actor: str, name: str) -> FedNode:
         details={"node": name, "public_key": node.public_key, "open_children": sorted(open_children)},
     )
     return node
+
+
+def rotate_node_key(session: Session, actor: str, name: str, public_key: str, overlap_s: float) -> FedNode:
+    """Register a node's new agent key; the key it replaces is still taken for ``overlap_s``
+    seconds (0: refused at once, for a key that leaked), so the node's agent can switch (a
+    restart) without a refused request. The node keeps its name, children and results, which
+    a revocation and a new name did not. One rotation at a time: a key replaced earlier whose
+    overlap has not ended must end first (it would otherwise be trusted with no record of
+    which key the node now holds)."""
+    try:
+        parse_public_key(public_key)
+    except ValueError as exc:
+        raise Unprocessable(f"node key: {exc}") from exc
+    if overlap_s < 0 or overlap_s > MAX_KEY_OVERLAP_S:
+        raise Unprocessable(f"the overlap is 0 to {MAX_KEY_OVERLAP_S // 3600} hours")
+    node = session.get(FedNode, name, with_for_update=True)
+    if node is None:
+        raise NotFound(f"no node {name!r} is registered")
+    if node.revoked_at is not None:
+        raise Conflict(f"node {name!r} was revoked; a revoked node's key is never taken again")
+    new = public_key.strip()
+    if new in (node.public_key, node.previous_public_key):
+        raise Conflict(f"node {name!r} holds or held this key already; rotate to a new one")
+    now = utcnow()
+    if node.previous_key_until is not None and node.previous_key_until > now:
+        raise Conflict(
+            f"node {name!r} is still in the overlap of its last rotation (until "
+            f"{node.previous_key_until.isoformat(timespec='seconds')}); rotate again after it"
+        )
+    until = now + timedelta(seconds=overlap_s)
+    previous = node.public_key
+    node.public_key = new
+    node.previous_public_key, node.previous_key_until = (previous, until) if overlap_s > 0 else (None, None)
+    record_event(
+        session,
+        actor=actor,
+        action="federation.node_key_rotated",
+        details={
+            "node": name,
+            "public_key": new,
+            "previous_key": previous,
+            "previous_taken_until": until.isoformat() if overlap_s > 0 else None,
+        },
+    )
+    return node
+
+
+def keys_taken(node: FedNode) -> list[str]:
+    """The agent keys a request of this node may be signed with now: its key, and the one it
+    replaced while the rotation's overlap lasts."""
+    keys = [node.public_key]
+    if node.previous_public_key and node.previous_key_until and utcnow() < node.previous_key_until:
+        keys.append(node.previous_public_key)
+    return keys
 
 
 def node_status(node: FedNode | None, lease_s: float) -> str:

@@ -255,6 +255,24 @@ class NodeAgent:
         files, record = self._unit(children.release_material, self.settings, self.airlock, child_id)
         note = self._unit(_latest_note)
         try:
+            # Checked here with the hub's own bounds (`tre.federation.bounded_json`): a record
+            # the hub would refuse is named in this node's log, not sent again and again.
+            body = ReleaseIn(
+                files=[ReleasedFile(name=f.name, sha256=f.sha256, size=f.size) for f in files],
+                disclosure_record=record,
+                checkpoint=note,
+            )
+        except ValidationError as exc:
+            self.upload_backoff[child_id] = (time.monotonic() + MAX_UPLOAD_PAUSE_S, MAX_UPLOAD_PAUSE_S)
+            first = exc.errors()[0]
+            log.error(
+                "child %s: the release cannot be sent, the hub would refuse it (%s: %s); an admin must act",
+                child_id,
+                ".".join(str(p) for p in first.get("loc", ())),
+                first.get("msg", ""),
+            )
+            return
+        try:
             for f in files:
                 self.hub.request(
                     "PUT",
@@ -262,11 +280,6 @@ class NodeAgent:
                     f.data,
                     "application/octet-stream",
                 )
-            body = ReleaseIn(
-                files=[ReleasedFile(name=f.name, sha256=f.sha256, size=f.size) for f in files],
-                disclosure_record=record,
-                checkpoint=note,
-            )
             self.hub.request(
                 "POST", f"/hub/v1/agent/children/{child_id}/release", body.model_dump_json().encode()
             )
