@@ -10,6 +10,7 @@ hits map back to line numbers.
 
 from __future__ import annotations
 
+import base64
 import codecs
 import re
 from bisect import bisect_right
@@ -27,8 +28,13 @@ _NOT_ALNUM = re.compile(r"[^0-9a-z]+")
 # Identifiers at least this long (letters and digits only) are also searched as substrings of
 # squeezed lines: long enough that a chance match in ordinary text is unlikely.
 MIN_SQUEEZED_CHARS = 6
-# A running log's last lines wait when they end with this much of an identifier's start.
-MIN_WAIT_PREFIX_CHARS = 3
+# A running log's last lines wait when they end with this much of an identifier's start: one
+# character, so an identifier printed a character or two a line shows nothing of itself to a
+# follower before the line that completes it is judged (redteam14; three let two through).
+MIN_WAIT_PREFIX_CHARS = 1
+# An identifier of digits only (a date, an MRN) up to this long is also looked for run on
+# across lines ("1962" / "0315"); longer ones are UIDs, one per image, too many to index.
+MAX_NUMERIC_CHARS = 16
 
 
 # A word of three or more characters with both letters and digits, and the digits that
@@ -68,32 +74,66 @@ def _given_first(identifier: str) -> tuple[str, ...]:
     return ("".join(reversed(parts)),) if len(parts) >= 2 else ()
 
 
+def _base64_cores(data: bytes) -> set[str]:
+    """The base64 characters of ``data`` that do not depend on what stands around it, at each
+    of its three alignments in a longer encoded run (``data`` after 0, 1 or 2 other bytes)."""
+    cores = set()
+    for skip in range(3):
+        encoded = base64.b64encode(bytes(skip) + data).decode()
+        cores.add(encoded[-(-skip * 8 // 6) : (skip + len(data)) * 8 // 6])
+    return cores
+
+
+def encoded_forms(identifier: str) -> set[str]:
+    """``identifier`` hex- and base64-encoded (any alignment), squeezed as log text is: a
+    job printing an identifier's encoding a few characters a line (redteam14) is found like
+    the identifier itself run on across lines. Case and ``+/-_`` are lost in squeezing, which
+    only widens the match (standard and URL-safe base64 alike)."""
+    data = identifier.encode()
+    return {squeeze(form) for form in (data.hex(), *_base64_cores(data))}
+
+
+def _anchored(index: dict[str, set[tuple[str, int]]], form: str) -> None:
+    at = _letter_richest(form, MIN_SQUEEZED_CHARS)
+    index.setdefault(form[at : at + MIN_SQUEEZED_CHARS], set()).add((form, at))
+
+
 class SqueezedIndex:
     """Long identifiers as letters and digits only, and reversed, found as substrings of
     squeezed text (catches "JANEDOE", "jane.doe.1970" run together, and "EODENAJ").
 
     The text's distinct k-grams are collected once (C-speed set building) and intersected
     with one anchor k-gram per identifier form (the one richest in letters: runs of digits
-    are everywhere in logs); only those candidates are then searched."""
+    are everywhere in logs); only those candidates are then searched.
+
+    Three indexes: ``by_anchor``, the identifiers squeezed, reversed and given name first
+    (also searched in ROT13); ``encoded``, their hex and base64 encodings; ``numeric``, the
+    short all-digit identifiers (dates, MRNs), searched only where they run across lines (in
+    one line they are the whole-token matcher's: as substrings they would collide with every
+    run of digits)."""
 
     def __init__(self, identifiers: Iterable[str]) -> None:
         k = MIN_SQUEEZED_CHARS
         self.by_anchor: dict[str, set[tuple[str, int]]] = {}
+        self.encoded: dict[str, set[tuple[str, int]]] = {}
+        self.numeric: dict[str, set[tuple[str, int]]] = {}
         self._prefixes: set[str] | None = None  # built on first use (`open_wrap_start`)
         self._rot13: dict[str, set[tuple[str, int]]] | None = None
         self._longest = 0
         for ident in identifiers:
             norm = squeeze(ident)
-            # Numbers (IDs, UIDs) stay with the whole-token matcher, forwards and reversed:
-            # as substrings they would collide with every run of digits in a log.
-            if len(norm) < k or norm.isdigit():
+            if len(norm) < k or (norm.isdigit() and len(norm) > MAX_NUMERIC_CHARS):
                 continue
-            for form in (norm, norm[::-1], *_given_first(ident)):
-                at = _letter_richest(form, k)
-                self.by_anchor.setdefault(form[at : at + k], set()).add((form, at))
+            if norm.isdigit():
+                _anchored(self.numeric, norm)
+            else:
+                for form in (norm, norm[::-1], *_given_first(ident)):
+                    _anchored(self.by_anchor, form)
+            for form in encoded_forms(ident):
+                _anchored(self.encoded, form)
 
     def __bool__(self) -> bool:
-        return bool(self.by_anchor)
+        return bool(self.by_anchor or self.encoded or self.numeric)
 
     def lines_with(self, squeezed_lines: list[str]) -> set[int]:
         """0-based numbers of the lines holding an identifier (forwards or reversed)."""
@@ -102,14 +142,15 @@ class SqueezedIndex:
         grams = {text[i : i + k] for i in range(len(text) - k + 1)}
         hits: set[int] = set()
         starts = list(accumulate((len(line) + 1 for line in squeezed_lines), initial=0))
-        for anchor in grams & self.by_anchor.keys():
-            forms = self.by_anchor[anchor]
-            pos = text.find(anchor)
-            while pos >= 0:
-                for form, at in forms:
-                    if pos >= at and text.startswith(form, pos - at):
-                        hits.add(bisect_right(starts, pos - at) - 1)
-                pos = text.find(anchor, pos + 1)
+        for index in (self.by_anchor, self.encoded):
+            for anchor in grams & index.keys():
+                forms = index[anchor]
+                pos = text.find(anchor)
+                while pos >= 0:
+                    for form, at in forms:
+                        if pos >= at and text.startswith(form, pos - at):
+                            hits.add(bisect_right(starts, pos - at) - 1)
+                    pos = text.find(anchor, pos + 1)
         return hits
 
     def wrapped_lines(self, squeezed_lines: list[str]) -> set[int]:
@@ -122,7 +163,7 @@ class SqueezedIndex:
         grams = {text[i : i + k] for i in range(len(text) - k + 1)}
         starts = list(accumulate((len(line) for line in squeezed_lines), initial=0))
         hits: set[int] = set()
-        for index in (self.by_anchor, self._rot13_index()):
+        for index in self._indexes():
             for anchor in grams & index.keys():
                 forms = index[anchor]
                 pos = text.find(anchor)
@@ -136,6 +177,9 @@ class SqueezedIndex:
                                 hits.update(range(first, last + 1))
                     pos = text.find(anchor, pos + 1)
         return hits
+
+    def _indexes(self) -> tuple[dict[str, set[tuple[str, int]]], ...]:
+        return (self.by_anchor, self._rot13_index(), self.encoded, self.numeric)
 
     def _rot13_index(self) -> dict[str, set[tuple[str, int]]]:
         """The forms in ROT13, by their anchors in ROT13 (built on first use)."""
@@ -151,21 +195,32 @@ class SqueezedIndex:
         letters or digits at least, forwards, reversed, or either in ROT13) that the next line
         could finish; a running job's log waits there, so such a line is never shown before it
         is judged with the line that follows."""
-        if self._prefixes is None:
-            forms = [
-                form
-                for index in (self.by_anchor, self._rot13_index())
-                for fs in index.values()
-                for form, _ in fs
-            ]
-            self._prefixes = {form[:end] for form in forms for end in range(MIN_WAIT_PREFIX_CHARS, len(form))}
-            self._longest = max((len(p) for p in self._prefixes), default=0)
+        prefixes = self._wait_prefixes()
         text = "".join(squeezed_lines)
         starts = list(accumulate((len(line) for line in squeezed_lines), initial=0))
         for size in range(min(len(text), self._longest), MIN_WAIT_PREFIX_CHARS - 1, -1):
-            if text[-size:] in self._prefixes:
+            if text[-size:] in prefixes:
                 return bisect_right(starts, len(text) - size) - 1
         return None
+
+    def _wait_prefixes(self) -> set[str]:
+        if self._prefixes is None:
+            forms = [form for index in self._indexes() for fs in index.values() for form, _ in fs]
+            self._prefixes = {form[:end] for form in forms for end in range(MIN_WAIT_PREFIX_CHARS, len(form))}
+            self._longest = max((len(p) for p in self._prefixes), default=0)
+        return self._prefixes
+
+    def wrap_tail(self, lines: list[str]) -> int:
+        """Index of the first of the last lines whose squeezed text together is as long as the
+        longest identifier start (`open_wrap_start`'s reach): counted in characters, not lines,
+        so blank or punctuation lines between the pieces push none of them out of sight."""
+        self._wait_prefixes()
+        total = 0
+        for i in range(len(lines) - 1, -1, -1):
+            total += len(squeeze(lines[i]))
+            if total >= self._longest:
+                return i
+        return 0
 
 
 def disguised_lines(lines: list[str], matcher: IdentifierMatcher, squeezed_index: SqueezedIndex) -> set[int]:

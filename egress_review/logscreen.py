@@ -43,8 +43,6 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 # Encoded payload is added up over this many lines either side of a line: a file cut into
 # lines, or interleaved with ordinary lines, is still judged as one run.
 CONTEXT_LINES = 32
-# How many of a running log's last lines are looked at for an identifier begun and not ended.
-WRAP_TAIL_LINES = 8
 
 STATUS_ONLY_NOTICE = (
     b"[tre] this dataset's policy withholds job logs from researchers; "
@@ -248,9 +246,10 @@ class LogScreen:
             if opened is not None:
                 wait = opened - 1
         if self.squeezed:
-            # The last lines ending with the start of an identifier wait for the next line,
-            # which could finish it ("PAT-123" now, "456" next).
-            tail = max(0, len(texts) - WRAP_TAIL_LINES)
+            # The last lines ending with the start of an identifier (one character or more,
+            # however many blank lines lie between its pieces) wait for the next line, which
+            # could finish it ("PAT-123" now, "456" next).
+            tail = self.squeezed.wrap_tail(texts)
             begun = self.squeezed.open_wrap_start([squeeze(t) for t in texts[tail:]])
             if begun is not None:
                 wait = min(wait, tail + begun)

@@ -38,7 +38,9 @@ def test_lines_naming_the_data_or_carrying_files_are_withheld():
         "id=PAT-123456 done\n"
         f"payload {blob[:300]}\n"
         f"{'x' * 500}\n"
-        "bell \x07 and escape \x1b[31m\n"
+        # (ends with a letter no identifier form begins with: a running log's last line that
+        # ends with an identifier's start waits for the next one, redteam14)
+        "bell \x07 and escape \x1b[31m ig\n"
         "epoch 2 loss 0.2"
     ).encode()
     text, decided = _shown(_screen(), raw, final=False)

@@ -136,10 +136,12 @@ def test_a_labelled_part_waits_for_the_lines_that_could_finish_it() -> None:
     early = b"start\nMRN part 1: 0048\n"
     shown, offset = view(early)
     assert shown == b"start\n" and offset == 1  # the first part waits
-    grown = early + b"MRN part 2: 213\n" + b"".join(b"later %d\n" % i for i in range(5))
+    # (each later line ends with a letter no form of the MRN begins with: a running log's last
+    # line ending with an identifier's start waits for the next, redteam14)
+    grown = early + b"MRN part 2: 213\n" + b"".join(b"later %d ok\n" % i for i in range(5))
     rest, following = view(grown, offset)
     assert b"part 1" not in rest and b"part 2" not in rest and b"0048" not in rest
-    assert rest.decode().splitlines()[2:] == [f"later {i}" for i in range(5)] and following == 8
+    assert rest.decode().splitlines()[2:] == [f"later {i} ok" for i in range(5)] and following == 8
     # A first part whose chain breaks (no next part within three lines) is shown then.
     honest = b"epoch 1 part 1: 0048\n" + b"loss 0.5\n" * 4
     assert view(honest)[0] == honest
