@@ -6,12 +6,15 @@ import base64
 import hashlib
 import json
 import os
+from typing import Any
 
 import pytest
 from sqlalchemy import select
 
+from egress_review import checking
 from egress_review.staging import staged_path
 from tests.egress.test_workflow_support import seed_world, with_egress_routes
+from tre.store.db import raw_writer_lock
 from tre.store.models import AuditEntry, UserRole
 
 BASE = "/api/v1/egress/requests"
@@ -284,3 +287,26 @@ def test_conflict_then_resolution_over_http(client, auth, world) -> None:
     )
     assert done.status_code == 201 and done.json()["state"] == "rejected"
     assert done.json()["resolution"]["reviewer"] == world.admin
+
+
+def test_a_writer_is_not_kept_waiting_while_the_checks_run(
+    client, auth, world, engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The airlock's checks run without the database's write lock. (`workflow.prepare_request` says why)."""
+    lock = raw_writer_lock(engine)
+    assert lock is not None, "this test is about SQLite's writer lock"
+    real_check = checking.check_file
+    free_during_checks: list[bool] = []
+
+    def check_while_trying_the_lock(*args: Any, **kwargs: Any) -> Any:
+        got = lock.acquire(timeout=3)  # the worker's round, in another thread of this process
+        if got:
+            lock.release()
+        free_during_checks.append(got)
+        return real_check(*args, **kwargs)
+
+    monkeypatch.setattr(checking, "check_file", check_while_trying_the_lock)
+    req = create(client, auth, world)
+    assert free_during_checks and all(free_during_checks), free_during_checks
+    shown = client.get(f"{BASE}/{req['id']}", headers=auth(world.researcher, "researcher"))
+    assert shown.status_code == 200 and shown.json()["state"] == req["state"]
