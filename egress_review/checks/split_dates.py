@@ -73,13 +73,13 @@ def check_split_dates(
 ) -> list[CheckResult]:
     """`dates:split_columns`: a dataset date (birth, scan) spelt by a row's year, month and
     day cells. The reason is fixed words and a row count: nothing of the file is quoted."""
-    matcher = matcher_for(policy, context.identifiers)
-    if not matcher.dates:
-        return []
     dates = [d for rows in tables for d in split_dates(rows)]
-    if not dates or not matcher.find("\n".join(dates)):
+    if not dates:
+        return []  # most tables: no year/month/day columns, so no matcher is built
+    matcher = matcher_for(policy, context.identifiers)
+    hits = len(matcher.find("\n".join(dates), limit=1000)) if matcher.dates else 0
+    if not hits:
         return []
-    hits = len(matcher.find("\n".join(dates), limit=1000))
     return [
         CheckResult(
             check="dates:split_columns",
