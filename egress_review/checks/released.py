@@ -10,6 +10,10 @@ see one request; this module gives them the project's memory:
   row label (``n@site_a``, ``patients@total``), never the file name, so renaming a file does
   not hide it. The workflow stores them for every request (`egress_review.releases`) and
   marks them released when the DAC approves.
+* Since leaks14 the same table in another file format is read too (Markdown and aligned
+  `.txt`/`.md` tables, XLSX sheets), and keys are compared under a canonical column name as
+  well (`canonical_key`): a count column renamed from ``n`` to ``patients`` or ``n_patients``
+  is the same count of people, so ``n@site_a`` and ``patients@site_a`` meet.
 * `check_against_releases` compares a new file's aggregates with the released ones of the
   same project (the caller loads them: `CheckContext.released`) and flags a pair that differs
   by more than nothing and less than the policy's threshold. The reason names only the earlier
@@ -22,7 +26,7 @@ Bounded: files over `MAX_BYTES` and tables past `MAX_ROWS` rows add nothing, at 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +34,7 @@ from typing import Any
 from egress_review.checks.derived_counts import _TOTAL, _count_like
 from egress_review.checks.model import CheckContext, CheckResult
 from egress_review.checks.table_readers import parse_json
-from egress_review.checks.tables import Table, _cell, parse_table
+from egress_review.checks.tables import Table, _cell, classify, parse_table
 from tre.policy import Policy
 
 MAX_BYTES = 1024 * 1024
@@ -39,7 +43,13 @@ MAX_KEYS = 2000
 MAX_KEY_CHARS = 200
 _INT = re.compile(r"^\d{1,15}(?:\.0+)?$")
 _NUMERIC = re.compile(r"^[+-]?\d+(?:[.,]\d+)?%?$")
-TABLE_SUFFIXES = (".csv", ".tsv", ".txt", ".json", ".yaml", ".yml")
+TABLE_SUFFIXES = (".csv", ".tsv", ".txt", ".json", ".yaml", ".yml", ".md", ".markdown", ".xlsx")
+# Column-name words that say "a number of people" and nothing about which people: a column
+# renamed among them (``n`` -> ``patients`` -> ``n_patients``) still counts the same thing.
+_GENERIC = frozenset(
+    "n no num number count counts freq frequency of patients patient subjects subject cases "
+    "participants people persons individuals".split()
+)
 
 
 @dataclass(frozen=True)
@@ -84,6 +94,15 @@ def _table_aggregates(table: Table, policy: Policy) -> Iterator[tuple[str, float
                 yield _key(table.header[col], label or "total"), float(value)
 
 
+def canonical_key(key: str) -> str:
+    """``key`` with its column name reduced to the words that say which people it counts
+    (``n_patients@total`` and ``patients@total`` -> ``n@total``; ``n_relapsed`` -> ``relapsed``).
+    Applied when comparing, so keys stored by earlier releases compare the same way."""
+    column, sep, label = key.partition("@")
+    words = [w for w in column.split("_") if w and w not in _GENERIC]
+    return f"{'_'.join(words) or 'n'}{sep}{label}"
+
+
 def _doc_aggregates(doc: Any) -> Iterator[tuple[str, float]]:
     """A summary's top-level counts (``{"patients": 99}``) and one level of groups
     (``{"by_site": {"A": 45}}``): key ``patients@total``, ``by_site@a``."""
@@ -115,6 +134,8 @@ def extract_aggregates(path: Path, display_name: str, policy: Policy) -> dict[st
     try:
         if path.stat().st_size > MAX_BYTES:
             return {}
+        if lower.endswith(".xlsx"):
+            return _collect(_sheet_aggregates(path, policy))
         text = path.read_bytes().decode("utf-8-sig")
     except (OSError, UnicodeDecodeError):
         return {}
@@ -132,17 +153,46 @@ def extract_aggregates(path: Path, display_name: str, policy: Policy) -> dict[st
         except yaml.YAMLError:
             return {}
         pairs = _doc_aggregates(doc)
+    elif lower.endswith((".md", ".markdown")) or (
+        lower.endswith(".txt") and _delimiter(text) not in text.split("\n", 1)[0]
+    ):
+        pairs = _text_table_aggregates(text, policy)
     else:
         delimiter = "\t" if lower.endswith(".tsv") else _delimiter(text)
-        if lower.endswith(".txt") and delimiter not in text.split("\n", 1)[0]:
-            return {}
         pairs = _table_aggregates(parse_table(text, delimiter, policy.sdc), policy)
+    return _collect(pairs)
+
+
+def _collect(pairs: Iterable[tuple[str, float]]) -> dict[str, float]:
     out: dict[str, float] = {}
     for key, value in pairs:
         if len(out) >= MAX_KEYS:
             break
         out.setdefault(key, value)
     return out
+
+
+def _text_table_aggregates(text: str, policy: Policy) -> Iterator[tuple[str, float]]:
+    """The counts of the Markdown and whitespace-aligned tables of a text (a report's table,
+    ``print(df)``): the same table released before as CSV is the same counts."""
+    from egress_review.checks.text_tables import aligned_tables, markdown_tables
+
+    for _, rows in [*markdown_tables(text), *aligned_tables(text)]:
+        yield from _table_aggregates(classify(rows, policy.sdc), policy)
+
+
+def _sheet_aggregates(path: Path, policy: Policy) -> Iterator[tuple[str, float]]:
+    """The counts of every sheet of a workbook (an unreadable one adds nothing: `table_read`
+    blocks it)."""
+    from egress_review.checks.table_readers import read_xlsx
+
+    try:
+        sheets = read_xlsx(path).tables
+    except Exception:  # noqa: BLE001 - openpyxl raises many kinds on a damaged workbook
+        return
+    for rows in sheets.values():
+        if rows:
+            yield from _table_aggregates(classify(rows, policy.sdc), policy)
 
 
 def check_against_releases(
@@ -179,9 +229,13 @@ def check_against_releases(
 def differences(
     mine: Mapping[str, float], released: Mapping[str, list[Released]], threshold: int
 ) -> Iterator[tuple[str, str]]:
-    """(key, earlier request id) for each of ``mine`` within (0, threshold) of a released value."""
+    """(key, earlier request id) for each of ``mine`` within (0, threshold) of a released value
+    of the same key, or of the same key once both column names are canonical (`canonical_key`)."""
+    canonical: dict[str, list[Released]] = {}
+    for key, values in released.items():
+        canonical.setdefault(canonical_key(key), []).extend(values)
     for key, value in mine.items():
-        for earlier in released.get(key, []):
+        for earlier in [*released.get(key, []), *canonical.get(canonical_key(key), [])]:
             gap = abs(value - earlier.value)
             if 0.5 <= gap < threshold:
                 yield key, earlier.request_id

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import tempfile
@@ -34,6 +35,8 @@ from egress_review.checks.notebooks import is_notebook, read_notebook, series_ta
 from egress_review.checks.numbers import check_number_text
 from egress_review.checks.pdf import check_pdf
 from egress_review.checks.released import check_against_releases
+from egress_review.checks.split_dates import MAX_ROWS as MAX_SPLIT_DATE_ROWS
+from egress_review.checks.split_dates import check_split_dates
 from egress_review.checks.table_readers import (
     ReadTables,
     json_tables,
@@ -94,6 +97,8 @@ def run_checks(path: Path, display_name: str, policy: Policy, context: CheckCont
     elif detected.type == "dicom":
         results.extend(check_dicom(path, policy, context))
     elif detected.type in ("xlsx", "parquet", "arrow"):
+        if detected.type == "xlsx":  # the same table released before as CSV (leaks14)
+            results.extend(check_against_releases(path, display_name, policy, context))
         results.extend(_binary_table_checks(path, detected, policy, context))
     elif detected.type == "pdf" and detected.type in policy.files.allowed_types:
         # its text layer as a text file, its images as pictures (leaks13)
@@ -157,6 +162,7 @@ def _binary_table_checks(
     # in a `dob` column from a number in another (checks/dates.py)
     cells_text = "\n".join([*("\t".join(r) for rows in read.tables.values() for r in rows), *read.other_text])
     out.extend(check_text(cells_text, policy, context))
+    out.extend(check_split_dates(list(read.tables.values())[:50], policy, context))
     for rows in list(read.tables.values())[1:50]:
         # each further sheet alone too: its own header tells a serial day in its `dob` column
         # (leaks12: a birth date as a serial day on a workbook's second sheet passed)
@@ -252,6 +258,7 @@ def _text_checks(
         header = text.lstrip("\ufeff").split("\n", 1)[0].split(delimiter)
         out.extend(check_name_counts((("column header", h) for h in header[:1000]), policy))
         out.extend(check_table(text, delimiter, policy))
+        out.extend(check_split_dates([_csv_rows(text, delimiter)], policy, context))
         # a suppressed cell whose total another file of the request states (leaks11)
         out.extend(check_across_files(parse_table(text, delimiter, policy.sdc), path_name, policy, context))
     elif kind == "text":
@@ -272,6 +279,14 @@ def _text_checks(
         # counts in `name=value` lines and in sentences (YAML, TOML and INI keys were read above)
         out.extend(check_text_counts(text, policy, named=not is_yaml and markup in (None, "xml")))
     return out
+
+
+def _csv_rows(text: str, delimiter: str) -> list[list[str]]:
+    """A delimited text's rows as written (cells not yet read as numbers), bounded."""
+    import csv
+    import itertools
+
+    return list(itertools.islice(csv.reader(io.StringIO(text), delimiter=delimiter), MAX_SPLIT_DATE_ROWS))
 
 
 def _markup_tables(kind: str, text: str, policy: Policy) -> list[CheckResult]:
