@@ -59,7 +59,9 @@ def _codec(series: Path) -> str:
     import pydicom
     from pydicom.uid import JPEG2000, JPEG2000Lossless, JPEGLSLossless, JPEGLSNearLossless
 
-    ts = pydicom.dcmread(next(iter(sorted(series.glob("*.dcm")))), stop_before_pixels=True).file_meta.TransferSyntaxUID
+    ts = pydicom.dcmread(
+        next(iter(sorted(series.glob("*.dcm")))), stop_before_pixels=True
+    ).file_meta.TransferSyntaxUID
     if ts in (JPEG2000, JPEG2000Lossless):
         return "j2k"
     if ts in (JPEGLSLossless, JPEGLSNearLossless):
@@ -90,7 +92,9 @@ def _gdcm() -> Decode:
         reader.SetFileName(str(path))
         if not reader.Read():
             raise RuntimeError("gdcm could not read the file")
-        return reader.GetImage().GetBuffer()
+        buf = reader.GetImage().GetBuffer()
+        # SWIG hands the pixel bytes back as a str, each byte a surrogate-escaped character.
+        return buf.encode("utf-8", "surrogateescape") if isinstance(buf, str) else buf
 
     return read
 
@@ -213,7 +217,9 @@ def _table(codec: str, series: Path, got: dict[str, list[dict[str, Any]]]) -> No
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--series", type=Path, nargs="+", required=True, help="JPEG 2000 or JPEG-LS series folders")
+    ap.add_argument(
+        "--series", type=Path, nargs="+", required=True, help="JPEG 2000 or JPEG-LS series folders"
+    )
     ap.add_argument("--slices", type=int, default=40)
     ap.add_argument("--repeat", type=int, default=2, help="decodes of each slice a run")
     ap.add_argument("--rounds", type=int, default=3, help="runs of each decoder, interleaved")

@@ -38,7 +38,10 @@ def test_each_compressed_slice_is_decoded_once(tmp_path: Path, monkeypatch: pyte
     slices = {JPEG2000Lossless: 5, JPEGLSLossless: 4}
     for i, (ts, n) in enumerate(slices.items()):
         paths = write_series(
-            root / f"s{i}", chest_phantom((n, 64, 64), seed=i), spacing_zyx=(2.0, 0.9, 0.9), series_uid=f"1.2.826.0.7.{i}"
+            root / f"s{i}",
+            chest_phantom((n, 64, 64), seed=i),
+            spacing_zyx=(2.0, 0.9, 0.9),
+            series_uid=f"1.2.826.0.7.{i}",
         )
         compress_files(paths, ts)
     counts: Counter[str] = Counter()
