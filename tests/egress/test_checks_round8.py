@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from egress_review import checking
-from egress_review.checks import CheckContext, worst
+from egress_review.checks import CheckContext
 from egress_review.checks.dates import find_numeric_dates
 from egress_review.checks.figures import drawn_counts, svg_texts
 from egress_review.checks.name_counts import name_counts, text_token_counts
@@ -21,6 +21,9 @@ from egress_review.checks.notebooks import read_notebook, series_tables
 from egress_review.checks.text_counts import prose_counts
 from tests.egress.planted_corpus import (
     Planted,
+    assert_caught,
+    assert_no_false_alarm,
+    assert_still_missed,
     build_dataset,
     check_context,
     default_policy_without_ocr,
@@ -76,16 +79,7 @@ def test_round8_leak_is_caught_by_its_class(
     name: str, tmp_path: Path, policy: Policy, context: CheckContext
 ) -> None:
     planted = LEAKS[name]
-    results = run_planted(tmp_path, planted, policy, context)
-    fired = [r.check for r in results if r.outcome != "pass"]
-    assert any(f.startswith(planted.caught_by) for f in fired), (
-        f"{name}: expected {planted.caught_by}, got {fired}"
-    )
-    if planted.caught_by in UNCERTAIN:
-        assert worst(results) != "pass", f"{name}: {fired}"
-    else:
-        # a count of n, a table's cell, an identifier: blocked, not only flagged
-        assert worst(results) == "block", f"{name}: {fired}"
+    assert_caught(run_planted(tmp_path, planted, policy, context), planted, UNCERTAIN)
 
 
 @pytest.mark.parametrize("name", sorted(BENIGN))
@@ -93,9 +87,7 @@ def test_round8_benign_output_raises_no_false_alarm(
     name: str, tmp_path: Path, policy: Policy, context: CheckContext
 ) -> None:
     planted, by_design = BENIGN[name]
-    fired = [r.check for r in run_planted(tmp_path, planted, policy, context) if r.outcome != "pass"]
-    assert [f for f in fired if f not in by_design] == [], f"{name}: {fired}"
-    assert not by_design or fired, f"{name}: expected {by_design}"
+    assert_no_false_alarm(run_planted(tmp_path, planted, policy, context), name, by_design)
 
 
 @pytest.mark.parametrize("name", sorted(LIMITS))
@@ -103,8 +95,7 @@ def test_round8_known_limits_are_as_documented(
     name: str, tmp_path: Path, policy: Policy, context: CheckContext
 ) -> None:
     planted = LIMITS[name]
-    fired = [r.check for r in run_planted(tmp_path, planted, policy, context) if r.outcome != "pass"]
-    assert not any(f.startswith(planted.caught_by) for f in fired), f"{name} is caught now: {fired}"
+    assert_still_missed(run_planted(tmp_path, planted, policy, context), planted)
 
 
 @pytest.mark.parametrize("name", sorted(ALLOWED))

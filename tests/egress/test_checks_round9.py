@@ -10,10 +10,18 @@ from pathlib import Path
 
 import pytest
 
-from egress_review.checks import CheckContext, worst
+from egress_review.checks import CheckContext
 from egress_review.checks.figure_pixels import Frame, Word, drawn_labels
 from egress_review.checks.ocr import available
-from tests.egress.planted_corpus import build_dataset, check_context, default_policy_without_ocr, run_planted
+from tests.egress.planted_corpus import (
+    assert_caught,
+    assert_no_false_alarm,
+    assert_still_missed,
+    build_dataset,
+    check_context,
+    default_policy_without_ocr,
+    run_planted,
+)
 from tests.egress.planted_round9 import BARS, FIGURE, RELEASES, benign, known_limits, leaks, released
 from tre.policy import Policy
 
@@ -46,15 +54,7 @@ def test_round9_leak_is_caught_by_its_class(
     name: str, tmp_path: Path, policy: Policy, context: CheckContext
 ) -> None:
     planted = LEAKS[name]
-    results = run_planted(tmp_path, planted, policy, context)
-    fired = [r.check for r in results if r.outcome != "pass"]
-    assert any(f.startswith(planted.caught_by) for f in fired), (
-        f"{name}: expected {planted.caught_by}, got {fired}"
-    )
-    if planted.caught_by in UNCERTAIN:
-        assert worst(results) != "pass", f"{name}: {fired}"
-    else:
-        assert worst(results) == "block", f"{name}: {fired}"
+    assert_caught(run_planted(tmp_path, planted, policy, context), planted, UNCERTAIN)
 
 
 @pytest.mark.parametrize("name", sorted(BENIGN))
@@ -62,9 +62,7 @@ def test_round9_benign_output_raises_no_false_alarm(
     name: str, tmp_path: Path, policy: Policy, context: CheckContext
 ) -> None:
     planted, by_design = BENIGN[name]
-    fired = [r.check for r in run_planted(tmp_path, planted, policy, context) if r.outcome != "pass"]
-    assert [f for f in fired if f not in by_design] == [], f"{name}: {fired}"
-    assert not by_design or fired, f"{name}: expected {by_design}"
+    assert_no_false_alarm(run_planted(tmp_path, planted, policy, context), name, by_design)
 
 
 @pytest.mark.parametrize("name", sorted(LIMITS))
@@ -72,8 +70,7 @@ def test_round9_known_limits_are_as_documented(
     name: str, tmp_path: Path, policy: Policy, context: CheckContext
 ) -> None:
     planted = LIMITS[name]
-    fired = [r.check for r in run_planted(tmp_path, planted, policy, context) if r.outcome != "pass"]
-    assert not any(f.startswith(planted.caught_by) for f in fired), f"{name} is caught now: {fired}"
+    assert_still_missed(run_planted(tmp_path, planted, policy, context), planted)
 
 
 def test_the_default_policy_still_refuses_pdf(tmp_path: Path, context: CheckContext) -> None:
