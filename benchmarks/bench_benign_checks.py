@@ -1,7 +1,8 @@
 """Pipeline cost of the egress checks on the benign research outputs (leaks11, leaks12).
 
 Runs `run_checks` (default policy, OCR off, as the planted-leak tests do) over the benign
-corpora of rounds 5 to 8 (`tests/egress/planted_round*.py`) against the planted
+corpora of rounds 5 to 10b (`tests/egress/planted_round*.py`; ``--released``: with round 9's
+earlier release, so that release differencing runs) against the planted
 dataset's identifiers, a few times, and prints the CPU seconds of the best pass and every
 finding (each one a false alarm unless the corpus names it as flagged by design). A
 benchmark, not a test: run by hand, interleaved before/after a change.
@@ -12,6 +13,7 @@ benchmark, not a test: run by hand, interleaved before/after a change.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import tempfile
 import time
 from pathlib import Path
@@ -32,7 +34,13 @@ def corpus() -> list[tuple[str, object, tuple[str, ...]]]:
         from tests.egress import planted_round8
 
         rounds.append(("r8", planted_round8))
-    except ImportError:  # measuring the code before round 7 or 8
+        from tests.egress import planted_round9, planted_round10
+
+        rounds += [("r9", planted_round9), ("r10", planted_round10)]
+        from tests.egress import planted_round10b
+
+        rounds.append(("r10b", planted_round10b))
+    except ImportError:  # measuring the code before a round
         pass
     return [(tag, p, by) for tag, mod in rounds for p, by in mod.benign()]  # type: ignore[attr-defined]
 
@@ -41,6 +49,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--rounds", default="r5,r6,r7,r8", help="which rounds' benign outputs")
+    parser.add_argument(
+        "--released", action="store_true", help="against round 9's earlier release (differencing runs)"
+    )
     args = parser.parse_args()
     base = load_policy("default", POLICIES)
     policy = base.model_copy(update={"image": base.image.model_copy(update={"ocr": False})})
@@ -50,6 +61,11 @@ def main() -> None:
         root = Path(tmp)
         (root / "out").mkdir()
         context = check_context(build_dataset(root / "dataset"), policy)
+        if args.released:  # the project's earlier release, so release differencing runs too
+            from tests.egress import planted_round9
+
+            (root / "earlier").mkdir()
+            context = dataclasses.replace(context, released=planted_round9.released(root / "earlier", policy))
         best = float("inf")
         alarms: list[str] = []
         for _ in range(args.repeat):

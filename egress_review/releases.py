@@ -76,19 +76,13 @@ def released_since(session: Session, req: EgressRequest) -> list[str]:
     if not mine:
         return []
     threshold = max(int(t) for _, _, t in mine)
-    released: dict[str, list[Released]] = defaultdict(list)
-    keys = [k for k, _, _ in mine]
-    for start in range(0, len(keys), 500):  # bound the IN list
-        rows = session.execute(
-            select(EgressAggregate.key, EgressAggregate.value, EgressAggregate.request_id).where(
-                EgressAggregate.project_id == req.project_id,
-                EgressAggregate.released_at.is_not(None),
-                EgressAggregate.request_id != req.id,
-                EgressAggregate.key.in_(keys[start : start + 500]),
-            )
-        )
-        for key, value, request_id in rows:
-            released[key].append(Released(float(value), request_id))
+    # every released row of the project, not only those of the same keys: a count compares with
+    # another column name (`canonical_key`) and with a share of a total (leaks14b)
+    released = {
+        key: kept
+        for key, values in released_for(session, req.project_id).items()
+        if (kept := [r for r in values if r.request_id != req.id])
+    }
     found = {r for _, r in differences({k: float(v) for k, v, _ in mine}, released, threshold)}
     return sorted(found - _named_by_checks(req))
 

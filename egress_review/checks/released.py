@@ -25,14 +25,24 @@ Bounded: files over `MAX_BYTES` and tables past `MAX_ROWS` rows add nothing, at 
 
 from __future__ import annotations
 
+import itertools
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from egress_review.checks.derived_counts import _TOTAL, _count_like
 from egress_review.checks.model import CheckContext, CheckResult
+from egress_review.checks.shares import (
+    count_from_mean_and_sum,
+    parse_share_key,
+    pct_column,
+    pct_value,
+    share_count,
+    share_differs,
+    share_key,
+)
 from egress_review.checks.table_readers import parse_json
 from egress_review.checks.tables import Table, _cell, classify, parse_table
 from tre.policy import Policy
@@ -41,7 +51,9 @@ MAX_BYTES = 1024 * 1024
 MAX_ROWS = 2000
 MAX_KEYS = 2000
 MAX_KEY_CHARS = 200
+MAX_PAIRS = 20  # released counts and totals tried per share (the newest first)
 _INT = re.compile(r"^\d{1,15}(?:\.0+)?$")
+_CUMULATIVE = frozenset({"cum", "cumul", "cumulative", "running", "cumsum"})
 _NUMERIC = re.compile(r"^[+-]?\d+(?:[.,]\d+)?%?$")
 TABLE_SUFFIXES = (".csv", ".tsv", ".txt", ".json", ".yaml", ".yml", ".md", ".markdown", ".xlsx")
 # Column-name words that say "a number of people" and nothing about which people: a column
@@ -82,16 +94,61 @@ def _key(column: str, label: str) -> str:
 def _table_aggregates(table: Table, policy: Policy) -> Iterator[tuple[str, float]]:
     if len(table.rows) > MAX_ROWS:
         return
-    counts = set(_count_like(table, policy.sdc))
+    shares = {
+        col: name for col, header in enumerate(table.header) if (name := pct_column(header)) is not None
+    }
+    counts = set(_count_like(table, policy.sdc)) - set(shares)
+    denominators = [c for c in sorted(counts) if c < len(table.header) and _is_denominator(table.header[c])]
     single = len(table.rows) == 1
     for row in table.rows:
-        label = _row_label(table, row, counts)
-        if not label and not single:
+        label = _row_label(table, row, counts | set(shares)) or ("total" if single else "")
+        if not label:
             continue  # an unlabelled row of many is not the same cell in another release
         for col in sorted(counts):
             value = _cell(row, col)
             if col < len(table.header) and _INT.match(value):
-                yield _key(table.header[col], label or "total"), float(value)
+                yield _key(table.header[col], label), float(value)
+        total = next((float(v) for c in denominators if _INT.match(v := _cell(row, c))), None)
+        cells = ((name, _cell(row, col), table.header[col]) for col, name in shares.items())
+        yield from _shares(cells, label, total)
+        named = {_norm(h): _cell(row, i) for i, h in enumerate(table.header)}
+        if (n := count_from_mean_and_sum(named)) is not None:
+            yield _key("n", label), n
+    yield from _cumulative_totals(table, counts)
+
+
+def _cumulative_totals(table: Table, counts: set[int]) -> Iterator[tuple[str, float]]:
+    """A cumulative count's last row is the whole cohort (``cumulative_patients`` by month ends
+    at the total): kept as the total of the count it accumulates (leaks14b)."""
+    for col in sorted(counts):
+        words = _norm(table.header[col]).split("_") if col < len(table.header) else []
+        if _CUMULATIVE.isdisjoint(words):
+            continue
+        values = [v for row in table.rows if _INT.match(v := _cell(row, col))]
+        if values:
+            yield _key("_".join(w for w in words if w not in _CUMULATIVE) or "n", "total"), float(values[-1])
+
+
+def _is_denominator(header: str) -> bool:
+    """A count column that names no one in particular (``n``, ``patients``): the row's people,
+    of whom the row's percentages are shares."""
+    return canonical_key(_key(header, "")).startswith("n@")
+
+
+def _shares(
+    cells: Iterable[tuple[str, str, str]], label: str, total: float | None
+) -> Iterator[tuple[str, float]]:
+    """A row's percentages (the count's name, the cell, the column's header): as counts where
+    the row states its denominator ``total``, else as shares (`shares.share_key`)."""
+    for name, cell, header in cells:
+        parsed = pct_value(cell, header)
+        if parsed is None:
+            continue
+        pct, decimals = parsed
+        if total is None:
+            yield share_key(decimals, _key(name, label)), pct
+        elif (count := share_count(pct, decimals, total)) is not None:
+            yield _key(name, label), count
 
 
 def canonical_key(key: str) -> str:
@@ -108,8 +165,10 @@ def _doc_aggregates(doc: Any) -> Iterator[tuple[str, float]]:
     (``{"by_site": {"A": 45}}``): key ``patients@total``, ``by_site@a``."""
     if not isinstance(doc, dict):
         return
+    scalars = {str(k): v for k, v in list(doc.items())[:MAX_KEYS] if type(v) in (int, float)}
+    shares = [(name, str(v), k) for k, v in scalars.items() if (name := pct_column(k)) is not None]
     for key, value in list(doc.items())[:MAX_KEYS]:
-        if isinstance(value, bool):
+        if isinstance(value, bool) or pct_column(str(key)) is not None:
             continue
         if isinstance(value, int) and value >= 0:
             yield _key(str(key), "total"), float(value)
@@ -118,6 +177,11 @@ def _doc_aggregates(doc: Any) -> Iterator[tuple[str, float]]:
                 if isinstance(v, int) and not isinstance(v, bool) and v >= 0:
                     label = "total" if _TOTAL.match(str(inner)) else _norm(str(inner))
                     yield _key(str(key), label), float(v)
+    # after the stated counts, which win over what is derived (`_collect` keeps the first)
+    total = next((float(v) for k, v in scalars.items() if type(v) is int and _is_denominator(k)), None)
+    yield from _shares(shares, "total", total)
+    if (n := count_from_mean_and_sum({_norm(k): str(v) for k, v in scalars.items()})) is not None:
+        yield _key("n", "total"), n
 
 
 def _delimiter(text: str) -> str:
@@ -160,7 +224,18 @@ def extract_aggregates(path: Path, display_name: str, policy: Policy) -> dict[st
     else:
         delimiter = "\t" if lower.endswith(".tsv") else _delimiter(text)
         pairs = _table_aggregates(parse_table(text, delimiter, policy.sdc), policy)
+    if lower.endswith((".txt", ".md", ".markdown")):
+        pairs = itertools.chain(pairs, _prose_aggregates(text))
     return _collect(pairs)
+
+
+def _prose_aggregates(text: str) -> Iterator[tuple[str, float]]:
+    """The cohort's total said in a sentence ("Of the 99 patients included"), the first one: a
+    report's text is compared with the totals released as tables (leaks14b)."""
+    from egress_review.checks.text_counts import prose_totals
+
+    for noun, value in prose_totals(text)[:1]:
+        yield _key(noun, "total"), float(value)
 
 
 def _collect(pairs: Iterable[tuple[str, float]]) -> dict[str, float]:
@@ -230,13 +305,71 @@ def differences(
     mine: Mapping[str, float], released: Mapping[str, list[Released]], threshold: int
 ) -> Iterator[tuple[str, str]]:
     """(key, earlier request id) for each of ``mine`` within (0, threshold) of a released value
-    of the same key, or of the same key once both column names are canonical (`canonical_key`)."""
+    of the same key, or of the same key once both column names are canonical (`canonical_key`);
+    and (leaks14b) for each share that is a few people off a released count of the same total,
+    or count a few off a released share (`shares.share_differs`)."""
     canonical: dict[str, list[Released]] = {}
+    shares: dict[str, list[tuple[int, Released]]] = {}
     for key, values in released.items():
-        canonical.setdefault(canonical_key(key), []).extend(values)
+        if (share := parse_share_key(key)) is not None:
+            shares.setdefault(canonical_key(share[1]), []).extend((share[0], v) for v in values)
+        else:
+            canonical.setdefault(canonical_key(key), []).extend(values)
+    totals = _totals(mine, canonical)
     for key, value in mine.items():
-        for earlier in [*released.get(key, []), *canonical.get(canonical_key(key), [])]:
-            gap = abs(value - earlier.value)
-            if 0.5 <= gap < threshold:
-                yield key, earlier.request_id
-                break
+        if (share := parse_share_key(key)) is not None:
+            decimals, counted = share
+            name = canonical_key(counted)
+            hit = next(
+                (
+                    c.request_id
+                    for c in canonical.get(name, [])[:MAX_PAIRS]
+                    for t in totals(name)
+                    if share_differs(value, decimals, c.value, t, threshold)
+                ),
+                None,
+            )
+            if hit is not None:
+                yield key, hit
+            continue
+        found = next(
+            (
+                e.request_id
+                for e in [*released.get(key, []), *canonical.get(canonical_key(key), [])]
+                if 0.5 <= abs(value - e.value) < threshold
+            ),
+            None,
+        )
+        if found is None:
+            name = canonical_key(key)
+            found = next(
+                (
+                    e.request_id
+                    for decimals, e in shares.get(name, [])[:MAX_PAIRS]
+                    for t in totals(name)
+                    if share_differs(e.value, decimals, value, t, threshold)
+                ),
+                None,
+            )
+        if found is not None:
+            yield key, found
+
+
+def _totals(
+    mine: Mapping[str, float], canonical: Mapping[str, list[Released]]
+) -> Callable[[str], list[float]]:
+    """The people a count of ``name`` (canonical) is a share of: the row's total (``n@site_a``
+    for ``relapsed@site_a``), or the grand total for a row's own total (``n@site_a``), as this
+    request states it or the project released it."""
+    mine_canonical: dict[str, list[float]] = {}
+    for key, value in mine.items():
+        if parse_share_key(key) is None:
+            mine_canonical.setdefault(canonical_key(key), []).append(value)
+
+    def of(name: str) -> list[float]:
+        column, _, label = name.partition("@")
+        denominator = "n@total" if column == "n" else f"n@{label}"
+        found = [*mine_canonical.get(denominator, []), *(r.value for r in canonical.get(denominator, []))]
+        return list(dict.fromkeys(found))[:MAX_PAIRS]
+
+    return of

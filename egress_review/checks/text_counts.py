@@ -275,3 +275,27 @@ def check_text_counts(text: str, policy: Policy, *, named: bool = True) -> list[
             )
         )
     return out
+
+
+# the whole of a cohort said in a sentence (leaks14b): "of the 99 patients", "a total of 99
+# patients", "99 patients were included": compared with the totals the project released
+_TOTAL_PHRASE = re.compile(
+    r"(?:\b(?:of|among|total[ \t]+of|cohort[ \t]+of|all)[ \t]+(?:the[ \t]+|all[ \t]+|our[ \t]+)?"
+    rf"(?P<d>\d{{2,7}})[ \t]+(?:[A-Za-z][\w\-]*[ \t]+){{0,2}}?(?P<noun>{PEOPLE_WORDS})\b)"
+    r"|(?:\b(?:comprised|comprising|consisted[ \t]+of|consisting[ \t]+of|we[ \t]+included|we[ \t]+enrolled|"
+    r"we[ \t]+recruited|we[ \t]+analy[sz]ed|we[ \t]+studied)[ \t]+(?:a[ \t]+total[ \t]+of[ \t]+)?"
+    rf"(?P<f>\d{{2,7}})[ \t]+(?:[A-Za-z][\w\-]*[ \t]+){{0,2}}?(?P<noun3>{PEOPLE_WORDS})\b)"
+    rf"|(?:(?<![\w.,/\-])(?P<e>\d{{2,7}})[ \t]+(?:[A-Za-z][\w\-]*[ \t]+){{0,2}}?(?P<noun2>{PEOPLE_WORDS})"
+    r"[ \t]+(?:were[ \t]+|was[ \t]+)?(?:included|enrolled|recruited|analy[sz]ed|eligible|in[ \t]+total)\b)",
+    re.IGNORECASE,
+)
+
+
+def prose_totals(text: str) -> list[tuple[str, int]]:
+    """(the noun, the number) of each cohort total a text states in a sentence, in order: the
+    people of whom its other numbers are parts, which a later release may state one fewer."""
+    out = []
+    for m in _TOTAL_PHRASE.finditer(_plain(text[:MAX_CHARS])):
+        noun = (m.group("noun") or m.group("noun2") or m.group("noun3")).lower()
+        out.append((noun, int(m.group("d") or m.group("e") or m.group("f"))))
+    return out

@@ -287,10 +287,8 @@ def benign() -> list[tuple[Planted, tuple[str, ...]]]:
 
 
 def known_limits() -> list[Planted]:
-    """Variants that still pass (or are only flagged for something else) after this round."""
-    return [
-        # a count released as a number, now as a share of the released total (12 of 100 -> 11 %)
-        Planted("share_today.csv", b"cohort,relapsed_pct\nall,11.0\n", RELEASES),
-        # the released total, one less, in a sentence: prose is not compared across releases
-        Planted("prose_today.txt", b"Of the 99 patients included, most were treated at site A.\n", RELEASES),
-    ]
+    """Variants that still pass (or are only flagged for something else) after this round.
+
+    Round 10's two (a count come back as a share, ``relapsed_pct 11.0``, and the total one less
+    in a sentence) are caught since leaks14b: `planted_round10b.leaks`."""
+    return []

@@ -16,7 +16,6 @@ from tests.egress import planted_round9
 from tests.egress.planted_corpus import (
     assert_caught,
     assert_no_false_alarm,
-    assert_still_missed,
     build_dataset,
     check_context,
     default_policy_without_ocr,
@@ -80,12 +79,7 @@ def test_round10_benign_output_raises_no_false_alarm(
     assert_no_false_alarm(run_planted(tmp_path, planted, policy, context), name, by_design)
 
 
-@pytest.mark.parametrize("name", sorted(LIMITS))
-def test_round10_known_limits_are_as_documented(
-    name: str, tmp_path: Path, policy: Policy, context: CheckContext
-) -> None:
-    planted = LIMITS[name]
-    assert_still_missed(run_planted(tmp_path, planted, policy, context), planted)
+# round 10's two known limits are caught since leaks14b: tests/egress/test_checks_round10b.py
 
 
 def test_reasons_shown_to_the_requester_are_fixed_words(
@@ -111,4 +105,4 @@ def test_split_dates_need_all_three_parts_of_one_name() -> None:
 
 def test_corpus_sizes(dataset: Path) -> None:
     """The counts docs/egress-checks.md states."""
-    assert len(leaks(dataset)) == 39 and len(BENIGN) == 11 and len(LIMITS) == 2
+    assert len(leaks(dataset)) == 39 and len(BENIGN) == 11 and len(LIMITS) == 0

@@ -103,4 +103,4 @@ def test_drawn_labels_outside_the_frame_are_axes_unless_named() -> None:
 
 def test_corpus_sizes() -> None:
     """The counts docs/egress-checks.md states."""
-    assert len(LEAKS) == 32 and len(BENIGN) == 21 and len(LIMITS) == 2
+    assert len(LEAKS) == 32 and len(BENIGN) == 21 and len(LIMITS) == 1

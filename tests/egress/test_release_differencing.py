@@ -199,3 +199,48 @@ def test_aggregate_keys_ignore_file_names_and_total_spellings(tmp_path: Path) ->
     assert extract_aggregates(c, "c.json", policy) == {"patients@total": 98.0}
     # not a table: nothing
     assert extract_aggregates(a, "a.png", policy) == {}
+
+
+def _second_job(db: sessionmaker[Session], settings: Settings, world, outputs: dict[str, bytes]) -> str:  # type: ignore[no-untyped-def]
+    """Another finished job of the same project (leaks14b: releases are the project's)."""
+    with db.begin() as s:
+        make = WorldFactory(s, actor=world.admin)
+        return make.finished_job(settings, world.project_id, world.researcher, [world.dataset_id], outputs)
+
+
+def test_a_release_from_another_job_of_the_project_is_compared(dbany, esettings, world) -> None:
+    """Released by one job, the total comes back from another in a sentence and as a share."""
+    first = request(dbany, esettings, world, ["v1/total.csv"])
+    release(dbany, esettings, first)
+    job = _second_job(
+        dbany,
+        esettings,
+        world,
+        {"report.md": b"A total of 99 patients were analysed.\n", "far.md": b"A total of 140 patients.\n"},
+    )
+    second = request(dbany, esettings, world, ["report.md", "far.md"], job_id=job)
+    found = findings(dbany, second)
+    assert found["far.md"] == []
+    assert found["report.md"][0]["evidence"]["released_requests"] == [first]
+
+
+def test_an_approval_after_an_unseen_release_under_another_name_is_refused(dbany, esettings, world) -> None:
+    """The race check compares as the checks do: a renamed count column (``subjects`` for
+    ``patients``) released in between refuses the approval too (before leaks14b only rows of
+    the very same key were compared, and it was approved)."""
+    job = _second_job(dbany, esettings, world, {"renamed.csv": b"group,subjects\noverall,99\n"})
+    first = request(dbany, esettings, world, ["v1/total.csv"])
+    second = request(dbany, esettings, world, ["renamed.csv"], job_id=job)
+    assert findings(dbany, second) == {"renamed.csv": []}
+    release(dbany, esettings, first)
+    with pytest.raises(TreError) as err:
+        with dbany.begin() as s:
+            workflow.cast_vote(
+                s,
+                who("dana", "dac"),
+                second,
+                vote="approve",
+                comment="ok",
+                policies_dir=esettings.resolved_policies_dir,
+            )
+    assert err.value.slug == "released-since-checked" and first in err.value.detail

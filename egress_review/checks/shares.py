@@ -1,0 +1,128 @@
+"""Counts released as shares, and counts a table implies without stating (leaks14b).
+
+A count released as ``relapsed,12`` comes back as ``relapsed_pct,11.0`` next week: against the
+released total of 100 that is 11 patients, one fewer. And a mean with its sum
+(``age_mean 61.2``, ``age_sum 6059``) states the number of people as surely as ``n 99``.
+
+* `pct_column` recognises a percentage column (``relapsed_pct``, ``% relapsed``,
+  ``relapsed (%)``) and names the count it is a share of.
+* Where the row also states the denominator (a count column that names no one in particular:
+  ``n``, ``patients``), the share becomes that count (`share_count`) and is stored as one.
+  Without a denominator it is stored as a share, under `share_key` (its decimals kept in the
+  key, since ``11`` and ``11.0`` are not the same precision), and compared when checking
+  against the counts and totals released for the same row (`share_differs`).
+* `count_from_mean_and_sum` reads ``n`` back from a mean and a sum of the same quantity.
+"""
+
+from __future__ import annotations
+
+import re
+
+_PCT_WORDS = re.compile(r"(?:^|[\s_(\[-])(?:pct|percent|percentage|perc)(?=$|[\s_)\]-])|%", re.IGNORECASE)
+_PROPORTION_WORDS = re.compile(
+    r"(?:^|[\s_(\[-])(?:proportion|prop|fraction|frac)(?=$|[\s_)\]-])", re.IGNORECASE
+)
+_PCT_VALUE = re.compile(r"^(\d{1,3})(?:[.,](\d{1,4}))?\s*%?$")
+_SHARE_KEY = re.compile(r"^pct(\d):(.*)$")
+_MEAN = re.compile(r"^(?:mean|avg|average)_(.+)$|^(.+)_(?:mean|avg|average)$")
+_SUM = re.compile(r"^(?:sum|total)_(.+)$|^(.+)_(?:sum|total)$")
+_EPS = 1e-9
+
+
+def pct_column(header: str) -> str | None:
+    """The name of the count a percentage or proportion column is a share of
+    (``relapsed_pct``, ``relapsed_proportion`` -> ``relapsed``), or None if ``header`` names no
+    share. A bare ``%`` is a share of the row's count column itself: ``n`` (and so compared
+    with totals, which is what it is)."""
+    words = _PCT_WORDS if _PCT_WORDS.search(header) else _PROPORTION_WORDS
+    if not words.search(header):
+        return None
+    rest = words.sub(" ", header)
+    rest = re.sub(r"[^A-Za-z0-9]+", "_", rest).strip("_").lower()
+    return rest or "n"
+
+
+def pct_value(cell: str, header: str = "") -> tuple[float, int] | None:
+    """A share's value in percent and its number of decimals (``11.0`` -> (11.0, 1)); a
+    proportion column's ``0.11`` (``header`` names a proportion, no ``%``) is (11.0, 0)."""
+    m = _PCT_VALUE.match(cell.strip())
+    if not m:
+        return None
+    decimals = len(m.group(2) or "")
+    value = float(f"{m.group(1)}.{m.group(2) or 0}")
+    if header and not _PCT_WORDS.search(header) and _PROPORTION_WORDS.search(header):
+        if value > 1:
+            return None
+        return round(value * 100, max(0, decimals - 2)), max(0, decimals - 2)
+    return (value, decimals) if value <= 100 else None
+
+
+def share_count(pct: float, decimals: int, denominator: float) -> float | None:
+    """The whole count of which ``pct`` (stated to ``decimals``) is the share of
+    ``denominator``, or None when no whole count gives that share (then it is not a share of
+    it) or more than one does (then it tells no count)."""
+    if denominator <= 0:
+        return None
+    half = 0.5 * 10**-decimals
+    found = [k for k in _around(pct * denominator / 100) if abs(100 * k / denominator - pct) <= half + _EPS]
+    return float(found[0]) if len(found) == 1 else None
+
+
+def _around(x: float) -> range:
+    return range(max(0, int(x) - 2), int(x) + 3)
+
+
+def share_key(decimals: int, key: str) -> str:
+    return f"pct{min(decimals, 9)}:{key}"
+
+
+def parse_share_key(key: str) -> tuple[int, str] | None:
+    """(decimals, the count's key) of a share key, or None for a count's key."""
+    m = _SHARE_KEY.match(key)
+    return (int(m.group(1)), m.group(2)) if m else None
+
+
+def share_differs(pct: float, decimals: int, count: float, total: float, threshold: int) -> bool:
+    """A share of ``total`` that is not ``count``'s but is that of a count less than
+    ``threshold`` away from it: the two releases differ by a few people."""
+    if total <= 0:
+        return False
+    half = 0.5 * 10**-decimals + _EPS
+
+    def fits(k: float) -> bool:
+        return abs(100 * k / total - pct) <= half
+
+    if fits(count):
+        return False
+    return any(fits(count + d) or fits(count - d) for d in range(1, threshold))
+
+
+def count_from_mean_and_sum(cells: dict[str, str]) -> float | None:
+    """The number of people a mean and a sum of the same quantity imply (``sum / mean``), when
+    exactly one whole number fits the mean as stated (``61.2`` is 61.15 to 61.25); ``cells``
+    maps normalised names to the numbers as written."""
+    means = {_base(_MEAN, k): v for k, v in cells.items() if _MEAN.match(k)}
+    sums = {_base(_SUM, k): v for k, v in cells.items() if _SUM.match(k)}
+    for base, mean_text in means.items():
+        mean, total = _number(mean_text), _number(sums.get(base, ""))
+        if mean is None or total is None or mean[0] <= 0 or total[0] <= 0:
+            continue
+        low = total[0] / (mean[0] + 0.5 * 10 ** -mean[1])
+        high = total[0] / (mean[0] - 0.5 * 10 ** -mean[1]) if mean[0] > 0.5 * 10 ** -mean[1] else low * 2
+        whole = [k for k in range(max(1, int(low)), int(high) + 2) if low - _EPS <= k <= high + _EPS]
+        if len(whole) == 1:
+            return float(whole[0])
+    return None
+
+
+def _number(text: str) -> tuple[float, int] | None:
+    m = re.match(r"^\s*(\d{1,12})(?:\.(\d{1,6}))?\s*$", text)
+    if not m:
+        return None
+    return float(f"{m.group(1)}.{m.group(2) or 0}"), len(m.group(2) or "")
+
+
+def _base(pattern: re.Pattern[str], name: str) -> str:
+    m = pattern.match(name)
+    assert m is not None
+    return m.group(1) or m.group(2)

@@ -1,0 +1,104 @@
+"""Round 10b of the planted-leak run (leaks14b): differencing against the project's earlier
+release through shares, prose totals, derived and cumulative counts, rounding and other files:
+each leak is flagged for the reviewers with the fixed-vocabulary reason, the benign outputs of
+the same shapes raise no false alarm, and what still passes is as documented."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from egress_review.checks import CheckContext
+from egress_review.checks.released import extract_aggregates
+from tests.egress import planted_round9
+from tests.egress.planted_corpus import (
+    assert_caught,
+    assert_no_false_alarm,
+    assert_still_missed,
+    build_dataset,
+    check_context,
+    default_policy_without_ocr,
+    run_planted,
+)
+from tests.egress.planted_round10b import RELEASES, benign, known_limits, leaks
+from tre.policy import Policy
+
+LEAKS = {p.name: p for p in leaks()}
+BENIGN = {p.name: (p, by_design) for p, by_design in benign()}
+LIMITS = {p.name: p for p in known_limits()}
+
+
+@pytest.fixture(scope="module")
+def policy() -> Policy:
+    return default_policy_without_ocr()
+
+
+@pytest.fixture(scope="module")
+def context(tmp_path_factory: pytest.TempPathFactory, policy: Policy) -> CheckContext:
+    """The corpus's dataset, and the project's earlier release (round 9's)."""
+    base = check_context(build_dataset(tmp_path_factory.mktemp("dataset")), policy)
+    return dataclasses.replace(
+        base, released=planted_round9.released(tmp_path_factory.mktemp("earlier"), policy)
+    )
+
+
+@pytest.mark.parametrize("name", sorted(LEAKS))
+def test_round10b_leak_is_flagged_for_the_reviewers(
+    name: str, tmp_path: Path, policy: Policy, context: CheckContext
+) -> None:
+    results = run_planted(tmp_path, LEAKS[name], policy, context)
+    assert_caught(results, LEAKS[name], (RELEASES,))
+    for r in results:  # fixed words: nothing the file holds
+        if r.check == "sdc:differencing_releases":
+            assert r.evidence["released_requests"] == [planted_round9.EARLIER_REQUEST]
+            for word in ("relapsed", "patients", "11.0", "99", "age", "cumulative"):
+                assert word not in r.reason, (name, r.reason)
+
+
+@pytest.mark.parametrize("name", sorted(BENIGN))
+def test_round10b_benign_output_raises_no_false_alarm(
+    name: str, tmp_path: Path, policy: Policy, context: CheckContext
+) -> None:
+    planted, by_design = BENIGN[name]
+    assert_no_false_alarm(run_planted(tmp_path, planted, policy, context), name, by_design)
+
+
+@pytest.mark.parametrize("name", sorted(LIMITS))
+def test_round10b_known_limits_are_as_documented(
+    name: str, tmp_path: Path, policy: Policy, context: CheckContext
+) -> None:
+    assert_still_missed(run_planted(tmp_path, LIMITS[name], policy, context), LIMITS[name])
+
+
+def test_a_share_with_its_denominator_is_stored_as_the_count(tmp_path: Path, policy: Policy) -> None:
+    """So a later release of the count itself compares with it, in either order."""
+    path = tmp_path / "t.csv"
+    path.write_bytes(b"site,n,relapsed (%)\nA,45,20.0\nB,52,9.6\n")
+    assert extract_aggregates(path, "t.csv", policy) == {
+        "n@a": 45.0,
+        "relapsed@a": 9.0,
+        "n@b": 52.0,
+        "relapsed@b": 5.0,
+    }
+    path.write_bytes(b"cohort,relapsed_pct\nall,11.0\n")
+    assert extract_aggregates(path, "t.csv", policy) == {"pct1:relapsed@total": 11.0}
+
+
+def test_a_count_compares_with_a_released_share(tmp_path: Path, policy: Policy) -> None:
+    """Released: 12.0 % of 100 (12 people); now a count of 11 of the same: flagged."""
+    from egress_review.checks.released import Released, differences
+
+    released = {
+        "pct1:relapsed@total": [Released(12.0, "r1")],
+        "patients@total": [Released(100.0, "r1")],
+    }
+    assert list(differences({"relapsed@total": 11.0}, released, 10)) == [("relapsed@total", "r1")]
+    assert list(differences({"relapsed@total": 12.0}, released, 10)) == []
+    assert list(differences({"relapsed@total": 40.0}, released, 10)) == []
+
+
+def test_corpus_sizes() -> None:
+    """The counts docs/egress-checks.md states."""
+    assert len(LEAKS) == 15 and len(BENIGN) == 8 and len(LIMITS) == 2
