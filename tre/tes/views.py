@@ -106,7 +106,7 @@ def task_view(
     if not full:
         inputs = [i.model_copy(update={"content": None}) for i in inputs]
     tags = {**(row.tags or {}), "tre.job_state": job.state, "tre.egress": _egress(session, job.id, egress)}
-    logs, cut = _logs(session, settings, principal, job, row, full, screen, outputs)
+    logs, cut = _logs(session, settings, principal, job, row, full, screen, outputs, exact)
     if cut:
         tags[OUTPUT_LOGS_CUT_TAG] = OUTPUT_LOGS_CUT_NOTE.format(limit=MAX_OUTPUT_FILE_LOGS, job=job.id)
     return TesTaskView(
@@ -140,13 +140,13 @@ def _logs(
     full: bool,
     screen: LogScreener,
     outputs: OutputLister,
+    exact: bool,
 ) -> tuple[list[TesTaskLog] | None, bool]:
     """The task's log, and whether its output file logs were cut at `MAX_OUTPUT_FILE_LOGS`."""
     ended = JobState(job.state).terminal
     if job.started_at is None and not ended:
         return None, False
-    # Coarsened for a researcher (tre.jobs.shown_run): the exit code, reason and times are the job's numbers.
-    exact = sees_exact_run(session, principal, job.project_id)
+    # Coarsened unless ``exact`` (tre.jobs.shown_run): the exit code, reason and times are the job's numbers.
     run = shown_job_fields(
         {
             "exit_code": job.exit_code,
