@@ -123,3 +123,9 @@ def sees_raw_output_names(session: Session, principal: Principal, project_id: st
     """Staff see every output name of jobs they review; a member of the job's project sees
     them screened, as a researcher, whatever other roles they hold (see `reads_raw_logs`)."""
     return principal.has(*STAFF_ROLES) and not is_member(session, project_id, principal.user_id)
+
+
+def sees_exact_run(session: Session, principal: Principal, project_id: str) -> bool:
+    """Exact exit codes, end reasons and times of a job (`tre.jobs.shown_run`): for the staff
+    who see its raw output names; a member of the project sees them coarsened, as a researcher."""
+    return sees_raw_output_names(session, principal, project_id)

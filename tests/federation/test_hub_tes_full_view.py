@@ -93,7 +93,8 @@ def test_the_full_view_shows_screened_logs_and_released_files_never_a_planted_se
     assert (
         signed(hub, b, "PUT", f"/hub/v1/agent/children/{cid_b}/files/{out_sha}", raw=out).status_code == 200
     )
-    assert signed(hub, b, "PUT", log_b, {"exit_code": 0, "log": "counted\n"}).status_code == 200
+    # An exit code as a node before redteam14b sent it (the job's own byte): shown as a class.
+    assert signed(hub, b, "PUT", log_b, {"exit_code": 77, "log": "counted\n"}).status_code == 200
     release = {
         "files": [{"name": "summary.csv", "sha256": out_sha, "size": len(out)}],
         "disclosure_record": {"released": True, "files": [{"sha256": out_sha, "size": len(out)}]},
@@ -115,6 +116,7 @@ def test_the_full_view_shows_screened_logs_and_released_files_never_a_planted_se
     assert by_node["node-a"]["outputs"] == []  # uploaded, never released: not listed
     assert by_node["node-a"]["system_logs"] == ["node node-a: refused (dac_rejected)"]
     assert by_node["node-b"]["logs"][0]["stdout"] == "counted\n"
+    assert by_node["node-b"]["logs"][0]["exit_code"] == 1
     assert by_node["node-b"]["outputs"] == [
         {
             "url": f"http://testserver/hub/v1/jobs/{task_id}/results/node-b/summary.csv",

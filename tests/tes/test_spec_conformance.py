@@ -153,7 +153,8 @@ def test_every_answer_conforms_through_a_tasks_life(
 
     full = http.get(f"/tasks/{fail_id}", params={"view": "FULL"}).json()
     (executor_log,) = full["logs"][0]["logs"]
-    assert executor_log["exit_code"] == 3 and "about to fail" in executor_log["stdout"]
+    # The job exited 3; its researcher sees the class (tre.jobs.shown_run, redteam14b).
+    assert executor_log["exit_code"] == 1 and "about to fail" in executor_log["stdout"]
     full = http.get(f"/tasks/{done_id}", params={"view": "FULL"}).json()
     assert full["inputs"][0]["content"] == COUNT
     assert {o["path"] for o in full["logs"][0]["outputs"]} == {"/output/summary.csv", "/output/tables/t1.csv"}

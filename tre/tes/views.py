@@ -18,10 +18,12 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from tre.access import sees_exact_run
 from tre.auth.principal import Principal
 from tre.config import Settings
 from tre.errors import PolicyUnavailable
 from tre.jobs.service import LogScreener, visible_log
+from tre.jobs.shown_run import shown_job_fields, shown_time
 from tre.store.models import EgressRequest, Job, JobState, TesTask
 from tre.tes.models import (
     TesExecutor,
@@ -99,11 +101,12 @@ def task_view(
     if view == View.MINIMAL:
         return TesTaskView(id=job.id, state=state)
     full = view == View.FULL
+    exact = sees_exact_run(session, principal, job.project_id)  # tre.jobs.shown_run
     inputs = [TesInput.model_validate(i) for i in row.inputs]
     if not full:
         inputs = [i.model_copy(update={"content": None}) for i in inputs]
     tags = {**(row.tags or {}), "tre.job_state": job.state, "tre.egress": _egress(session, job.id, egress)}
-    logs, cut = _logs(session, settings, principal, job, row, full, screen, outputs)
+    logs, cut = _logs(session, settings, principal, job, row, full, screen, outputs, exact)
     if cut:
         tags[OUTPUT_LOGS_CUT_TAG] = OUTPUT_LOGS_CUT_NOTE.format(limit=MAX_OUTPUT_FILE_LOGS, job=job.id)
     return TesTaskView(
@@ -118,7 +121,7 @@ def task_view(
         volumes=list(row.volumes) or None,
         tags=tags,
         logs=logs,
-        creation_time=_time(job.created_at),
+        creation_time=_time(shown_time(job.created_at, exact=exact)),
     )
 
 
@@ -137,12 +140,25 @@ def _logs(
     full: bool,
     screen: LogScreener,
     outputs: OutputLister,
+    exact: bool,
 ) -> tuple[list[TesTaskLog] | None, bool]:
     """The task's log, and whether its output file logs were cut at `MAX_OUTPUT_FILE_LOGS`."""
     ended = JobState(job.state).terminal
     if job.started_at is None and not ended:
         return None, False
-    system_logs = [f"tre job {job.state}" + (f": {job.reason}" if job.reason else ""), AIRLOCK_NOTICE]
+    # Coarsened unless ``exact`` (tre.jobs.shown_run): the exit code, reason and times are the job's numbers.
+    run = shown_job_fields(
+        {
+            "exit_code": job.exit_code,
+            "reason": job.reason,
+            "created_at": job.created_at,
+            "started_at": job.started_at,
+            "finished_at": job.finished_at,
+        },
+        exact=exact,
+    )
+    reason = run["reason"]
+    system_logs = [f"tre job {job.state}" + (f": {reason}" if reason else ""), AIRLOCK_NOTICE]
     executor_logs: list[TesExecutorLog] = []
     if job.exit_code is not None:
         stdout = None
@@ -154,11 +170,11 @@ def _logs(
                 system_logs.append(exc.detail)
         executor_logs.append(
             TesExecutorLog(
-                start_time=_time(job.started_at),
-                end_time=_time(job.finished_at),
+                start_time=_time(run["started_at"]),
+                end_time=_time(run["finished_at"]),
                 stdout=stdout,
                 stderr="" if full else None,
-                exit_code=job.exit_code,
+                exit_code=run["exit_code"],
             )
         )
     metadata = {"tre.job_id": job.id, "tre.executor": job.executor, "tre.project": job.project_id}
@@ -170,8 +186,8 @@ def _logs(
     task_log = TesTaskLog(
         logs=executor_logs,
         metadata=metadata,
-        start_time=_time(job.started_at),
-        end_time=_time(job.finished_at),
+        start_time=_time(run["started_at"]),
+        end_time=_time(run["finished_at"]),
         outputs=file_logs,
         system_logs=system_logs if full else None,
     )

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Depends, Query, Response
 from fastapi.responses import PlainTextResponse
 from pydantic import TypeAdapter
+from sqlalchemy import RowMapping
 from sqlalchemy.orm import Session
 
 from egress_review import outputnames
 from egress_review.joblog import researcher_log
-from tre.access import reads_raw_logs, sees_raw_output_names
+from tre.access import reads_raw_logs, sees_exact_run, sees_raw_output_names
 from tre.api.bounds import MAX_LOG_OFFSET
 from tre.api.deps import any_role, get_session, get_settings_dep, require_roles, writes_on_read
 from tre.api.openapi import body_of
@@ -19,8 +22,9 @@ from tre.auth.principal import Principal
 from tre.config import Settings
 from tre.jobs import service
 from tre.jobs.admission import JobRequest
+from tre.jobs.shown_run import shown_job_fields
 from tre.jobs.shown_size import shown_size
-from tre.store.models import JobState
+from tre.store.models import Job, JobState
 
 router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
 submitters = require_roles("researcher", "admin")
@@ -39,7 +43,7 @@ def submit_job(
     Returned as JSON bytes from the one `JobOut` built here: FastAPI would otherwise validate
     and serialise the model a second time against ``response_model`` (docs/api-load.md)."""
     job = service.submit(session, settings, p, JobRequest(**body.model_dump()))
-    content = JobViewOut.model_validate(job).model_dump_json()
+    content = _job_view(session, p, job).model_dump_json()
     # Committed here, in this thread, rather than by `get_session` after a trip back through
     # the event loop: the submission's audit append holds the tree lock until the commit
     # (PostgreSQL: a row lock every API process's appends queue on), and under load that trip
@@ -85,7 +89,16 @@ def list_jobs(
     rows = service.list_visible_job_rows(
         session, p, _JOB_COLUMNS, project_id, state.value if state else None, limit, offset
     )
-    body = _JOB_LIST.dump_json(_JOB_LIST.validate_python(rows))
+    exact: dict[str, bool] = {}
+
+    def shown(row: RowMapping) -> dict[str, Any]:
+        fields = dict(row)
+        project = fields["project_id"]
+        if project not in exact:
+            exact[project] = sees_exact_run(session, p, project)
+        return {**fields, **shown_job_fields(fields, exact=exact[project])}
+
+    body = _JOB_LIST.dump_json(_JOB_LIST.validate_python([shown(row) for row in rows]))
     headers = {"X-Next-Offset": str(offset + len(rows))} if len(rows) == limit else None
     return Response(content=body, media_type="application/json", headers=headers)
 
@@ -95,7 +108,7 @@ def get_job(
     job_id: str, p: Principal = Depends(readers), session: Session = Depends(get_session, scope="function")
 ) -> JobViewOut:
     """The job, with the earlier jobs it reads and the datasets their outputs derive from."""
-    return JobViewOut.model_validate(service.get_visible_job(session, p, job_id))
+    return _job_view(session, p, service.get_visible_job(session, p, job_id))
 
 
 @router.get(
@@ -216,4 +229,12 @@ def list_outputs(
 def cancel_job(
     job_id: str, p: Principal = Depends(submitters), session: Session = Depends(get_session, scope="function")
 ) -> JobViewOut:
-    return JobViewOut.model_validate(service.cancel(session, p, job_id))
+    return _job_view(session, p, service.cancel(session, p, job_id))
+
+
+def _job_view(session: Session, p: Principal, job: Job) -> JobViewOut:
+    """``job`` as the caller sees it: its exit code, reason and times coarsened for a
+    researcher (`tre.jobs.shown_run`: numbers the job chose)."""
+    view = JobViewOut.model_validate(job)
+    exact = sees_exact_run(session, p, job.project_id)
+    return view.model_copy(update=shown_job_fields(view.model_dump(), exact=exact))

@@ -27,6 +27,7 @@ from tre.config import Settings
 from tre.federation.hub.jobs import node_child
 from tre.federation.vocabulary import ChildState
 from tre.federation.wire import ScreenedLogIn
+from tre.jobs.shown_run import exit_class
 from tre.store.federation_models import FedChild, FedJob, FedResultFile
 from tre.tes.models import TesExecutorLog, TesOutputFileLog, TesTaskLog
 
@@ -93,7 +94,8 @@ def task_logs(
         if shown is not None and shown.exit_code is not None:
             executor_logs.append(
                 TesExecutorLog(
-                    exit_code=shown.exit_code,
+                    # A class (tre.jobs.shown_run), whatever an older node sent.
+                    exit_code=exit_class(shown.exit_code),
                     stdout=shown.log if full else None,
                     stderr="" if full else None,
                 )

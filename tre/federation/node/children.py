@@ -25,6 +25,7 @@ from tre.federation.wire import MAX_SCREENED_LOG_CHARS, ChildSpec, ScreenedLogIn
 from tre.images.catalog import usable_references
 from tre.jobs import service
 from tre.jobs.admission import JobRequest
+from tre.jobs.shown_run import shown_exit_code
 from tre.jobs.worker import lost_with_its_worker
 from tre.states import EgressState, JobState
 from tre.store.federation_models import FedNodeChild, FedNodeProject
@@ -329,4 +330,6 @@ def screened_log(
     if job is None or not JobState(job.state).terminal:
         return None
     text = airlock.screened_log(session, settings, job).decode("utf-8", errors="replace")
-    return ScreenedLogIn(exit_code=job.exit_code, log=text[:MAX_SCREENED_LOG_CHARS])
+    # The exit code as a class (tre.jobs.shown_run): the hub shows it to the submitter.
+    exit_code = shown_exit_code(job.exit_code, exact=False)
+    return ScreenedLogIn(exit_code=exit_code, log=text[:MAX_SCREENED_LOG_CHARS])
