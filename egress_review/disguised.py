@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 import codecs
 import re
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable
 from itertools import accumulate
 
@@ -117,7 +117,7 @@ class SqueezedIndex:
         self.by_anchor: dict[str, set[tuple[str, int]]] = {}
         self.encoded: dict[str, set[tuple[str, int]]] = {}
         self.numeric: dict[str, set[tuple[str, int]]] = {}
-        self._prefixes: set[str] | None = None  # built on first use (`open_wrap_start`)
+        self._forms: list[str] | None = None  # built on first use (`open_wrap_start`)
         self._rot13: dict[str, set[tuple[str, int]]] | None = None
         self._longest = 0
         for ident in identifiers:
@@ -191,34 +191,48 @@ class SqueezedIndex:
         return self._rot13
 
     def open_wrap_start(self, squeezed_lines: list[str]) -> int | None:
-        """0-based line where the joined lines end with the start of an identifier (three
-        letters or digits at least, forwards, reversed, or either in ROT13) that the next line
-        could finish; a running job's log waits there, so such a line is never shown before it
-        is judged with the line that follows."""
-        prefixes = self._wait_prefixes()
+        """0-based line where the joined lines end with the start of an identifier (one
+        letter or digit at least, forwards, reversed, or either in ROT13, or encoded) that the
+        next line could finish; a running job's log waits there, so such a line is never shown
+        before it is judged with the line that follows."""
         text = "".join(squeezed_lines)
         starts = list(accumulate((len(line) for line in squeezed_lines), initial=0))
-        for size in range(min(len(text), self._longest), MIN_WAIT_PREFIX_CHARS - 1, -1):
-            if text[-size:] in prefixes:
+        for size in range(min(len(text), self._wait_longest()), MIN_WAIT_PREFIX_CHARS - 1, -1):
+            if self._begins_form(text[-size:]):
                 return bisect_right(starts, len(text) - size) - 1
         return None
 
-    def _wait_prefixes(self) -> set[str]:
-        if self._prefixes is None:
-            forms = [form for index in self._indexes() for fs in index.values() for form, _ in fs]
-            self._prefixes = {form[:end] for form in forms for end in range(MIN_WAIT_PREFIX_CHARS, len(form))}
-            self._longest = max((len(p) for p in self._prefixes), default=0)
-        return self._prefixes
+    def _begins_form(self, start: str) -> bool:
+        """Whether ``start`` is a proper prefix of a form: the forms it begins follow it in
+        sorted order, so one bisection answers (storing every prefix of every form, as before
+        round 14b, took hundreds of MB for 10,000 identifiers)."""
+        forms = self._wait_forms()
+        at = bisect_left(forms, start)
+        if at < len(forms) and forms[at] == start:
+            at += 1
+        return at < len(forms) and forms[at].startswith(start)
+
+    def _wait_forms(self) -> list[str]:
+        if self._forms is None:
+            found = {form for index in self._indexes() for fs in index.values() for form, _ in fs}
+            self._forms = sorted(found)
+            self._longest = max((len(f) - 1 for f in self._forms), default=0)
+        return self._forms
+
+    def _wait_longest(self) -> int:
+        """The longest proper prefix of a form: how far back a wait can reach."""
+        self._wait_forms()
+        return self._longest
 
     def wrap_tail(self, lines: list[str]) -> int:
         """Index of the first of the last lines whose squeezed text together is as long as the
         longest identifier start (`open_wrap_start`'s reach): counted in characters, not lines,
         so blank or punctuation lines between the pieces push none of them out of sight."""
-        self._wait_prefixes()
+        longest = self._wait_longest()
         total = 0
         for i in range(len(lines) - 1, -1, -1):
             total += len(squeeze(lines[i]))
-            if total >= self._longest:
+            if total >= longest:
                 return i
         return 0
 

@@ -15,7 +15,7 @@ import os
 import re
 import struct
 import threading
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -265,7 +265,7 @@ def _is_word_char(ch: str) -> bool:
     return bool(ch) and _WORD.fullmatch(ch) is not None
 
 
-def _occurrences(text: str, needle: str, pattern: re.Pattern[str] | None, limit: int) -> list[int]:
+def _occurrences(text: str, needle: str, pattern: _Phrase | None, limit: int) -> list[int]:
     """Offsets where ``needle`` (or ``pattern``, anchored at needle) occurs as a whole word.
 
     ``str.find`` runs at memory speed; a regex with a leading look-behind would test every
@@ -284,7 +284,7 @@ def _occurrences(text: str, needle: str, pattern: re.Pattern[str] | None, limit:
             end = off + len(needle)
             if end < len(text) and _is_word_char(text[end]):
                 continue
-        elif pattern.match(text, off) is None:
+        elif not pattern.match(text, off):
             continue
         out.append(off)
     return out
@@ -300,6 +300,35 @@ class IdentifierHit:
 
 _DIGIT_IN_WORD = re.compile(r"[^\W\d_]\d|\d[^\W\d_]")  # a letter next to a digit in one word
 _DIGIT_RUN = re.compile(r"\d+")
+
+
+def _rarest(words: Iterable[str], counts: Counter[str]) -> str:
+    """The word fewest identifiers share (ties: the first in order), to index one by."""
+    return min(sorted(set(words)), key=counts.__getitem__)
+
+
+_GAP_RUN = re.compile(_GAP)
+
+
+@dataclass(frozen=True)
+class _Phrase:
+    """A phrase's words with any separator between them, matched word by word: compiling a
+    regex per phrase cost milliseconds each (most of a dataset-scale screen's build)."""
+
+    parts: tuple[str, ...]
+
+    def match(self, text: str, pos: int) -> bool:
+        """Whether the phrase stands at ``pos``, ending a word (what ``_GAP.join + _A`` did)."""
+        for index, part in enumerate(self.parts):
+            if index:
+                gap = _GAP_RUN.match(text, pos)
+                if gap is None:
+                    return False
+                pos = gap.end()
+            if not text.startswith(part, pos):
+                return False
+            pos += len(part)
+        return not _is_word_char(text[pos : pos + 1])
 
 
 class IdentifierMatcher:
@@ -369,7 +398,22 @@ class IdentifierMatcher:
         }
         # Identifiers with joiners (UIDs, "HOSP-77-1234") can sit inside longer tokens such as
         # file names, so they are searched by regex, but only those whose every word occurs.
+        # Indexed by each one's rarest word among them: a dataset's UIDs share their roots, so
+        # a search tests only those whose most telling word the text holds, not every UID of
+        # the dataset (round 14b: every call was linear in the UIDs, and the log screen's
+        # build, which asks once per identifier, was quadratic).
         self._joined_words = {norm: frozenset(_WORD.findall(norm)) for norm in joined}
+        # Phrases likewise: keyed by their first word, every UID was under "1", and each search
+        # of a text holding a "1" ("epoch 1") tested them all.
+        counts = Counter(w for needed in self._joined_words.values() for w in needed)
+        counts.update(w for entries in phrases.values() for parts, _ in entries for w in set(parts))
+        self._joined_by_word: dict[str, list[str]] = {}
+        for norm, needed in self._joined_words.items():
+            self._joined_by_word.setdefault(_rarest(needed, counts), []).append(norm)
+        self._phrases_by_word: dict[str, list[tuple[tuple[str, ...], str]]] = {}
+        for entries in phrases.values():
+            for parts, ident in entries:
+                self._phrases_by_word.setdefault(_rarest(parts, counts), []).append((parts, ident))
 
     def __bool__(self) -> bool:
         return bool(self.singles or self.joined or self.phrases or self.dates)
@@ -382,16 +426,16 @@ class IdentifierMatcher:
         lower = text.lower()
         words = set(_WORD.findall(lower))
         located: list[tuple[int, str]] = []
-        for norm, needed in self._joined_words.items():
-            if needed <= words:
+        for norm in (n for w in words & self._joined_by_word.keys() for n in self._joined_by_word[w]):
+            if self._joined_words[norm] <= words:
                 located.extend((off, self.joined[norm]) for off in _occurrences(lower, norm, None, limit))
         for norm in words & self.singles.keys():
             located.extend((off, self.singles[norm]) for off in _occurrences(lower, norm, None, limit))
-        for first in words & self.phrases.keys():
-            for parts, ident in self.phrases[first]:
+        for rarest in words & self._phrases_by_word.keys():
+            for parts, ident in self._phrases_by_word[rarest]:
                 if all(p in words for p in parts):
-                    rest = re.compile(_GAP.join(re.escape(p) for p in parts) + _A)
-                    located.extend((off, ident) for off in _occurrences(lower, first, rest, limit))
+                    rest = _Phrase(parts)
+                    located.extend((off, ident) for off in _occurrences(lower, parts[0], rest, limit))
         if self.dates:
             located.extend((off, self.dates[value]) for value, off in find_dates(text, set(self.dates)))
         located.sort()
