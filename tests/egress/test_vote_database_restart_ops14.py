@@ -66,7 +66,7 @@ def test_a_vote_across_a_database_crash_is_kept_or_refused_never_doubled(  # typ
     )
     voting.start()
     try:
-        for _ in range(200):  # until the vote waits on the lock
+        for _ in range(1200):  # until the vote waits on the lock (a loaded CI: up to 60 s)
             waiting = holder.execute(
                 "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
             ).fetchone()
