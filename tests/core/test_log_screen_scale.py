@@ -44,7 +44,7 @@ def _dataset(patients: int) -> set[str]:
 
 def test_a_screen_holds_memory_in_proportion_to_its_identifiers():
     policy = load_policy("default", REPO / "policies")
-    identifiers = _dataset(100)
+    identifiers = _dataset(40)
     tracemalloc.start()
     try:
         screen = LogScreen.for_policies([policy], identifiers)
