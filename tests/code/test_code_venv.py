@@ -81,7 +81,12 @@ def test_a_folder_nested_past_the_depth_bound_is_refused_with_its_reason(tmp_pat
         fd = sub
     os.close(os.open("x.py", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd))
     os.close(fd)
-    leave_out = _venvs(folder)  # what the CLI runs before packing
-    with pytest.raises(CodeRefused, match="nested deeper than"):
-        pack_folder(folder, io.BytesIO(), LIMITS, leave_out=leave_out)
-    assert virtual_environments(folder) == []
+    try:
+        leave_out = _venvs(folder)  # what the CLI runs before packing
+        with pytest.raises(CodeRefused, match="nested deeper than"):
+            pack_folder(folder, io.BytesIO(), LIMITS, leave_out=leave_out)
+        assert virtual_environments(folder) == []
+    finally:
+        # pytest's later clean-up of old temporary folders (shutil.rmtree: a frame per level)
+        # ended a later session with RecursionError on this tree; rm(1) does not recurse so.
+        subprocess.run(["rm", "-rf", "--", str(folder)], check=True)
