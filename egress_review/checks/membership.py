@@ -24,11 +24,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import roc_auc_score, roc_curve
-from sklearn.model_selection import StratifiedKFold, cross_val_predict
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 
 from egress_review.checks.model import Predictions
 
@@ -125,6 +120,8 @@ def _balanced(n_in: int, n_out: int, cap: int, rng: np.random.Generator) -> tupl
 
 
 def _curve_figures(y: np.ndarray, score: np.ndarray) -> tuple[float, float, dict[str, float]]:
+    from sklearn.metrics import roc_auc_score, roc_curve  # see membership_attack
+
     auc = float(roc_auc_score(y, score))
     fpr, tpr, _ = roc_curve(y, score)
     advantage = float(np.max(tpr - fpr))
@@ -155,6 +152,14 @@ def membership_attack(
         f_out = f_out[:, [names_out.index(name) for name in names]]
     x = np.vstack([f_in[pick_in], f_out[pick_out]])
     y = np.concatenate([np.ones(n), np.zeros(n)])
+    # Imported here, not with the module: scikit-learn (with scipy.stats) is a third of every
+    # server's start-up CPU (`tre serve` imports the checks through the airlock's expiry
+    # sweeper), and only a model release with a membership test needs it.
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
     folds = StratifiedKFold(n_splits=5, shuffle=True, random_state=seed)
     learner = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
     learned = cross_val_predict(learner, x, y, cv=folds, method="predict_proba")[:, 1]
