@@ -26,7 +26,13 @@ from egress_review.schemas import DisclosureRecord, EgressRequestOut, EgressSumm
 from egress_review.staging import CHUNK
 from tre.access import sees_raw_output_names
 from tre.api.bounds import RowId
-from tre.api.deps import get_session, get_settings_dep, require_roles, works_before_writing, write_unit
+from tre.api.deps import (
+    DbSession,
+    get_settings_dep,
+    require_roles,
+    works_before_writing,
+    write_unit,
+)
 from tre.api.openapi import body_of
 from tre.api.schemas import In
 from tre.audit.events import record_read
@@ -42,7 +48,6 @@ AnyRole = Annotated[Principal, Depends(require_roles("researcher", "dac", "admin
 Researcher = Annotated[Principal, Depends(require_roles("researcher"))]
 Reviewer = Annotated[Principal, Depends(require_roles("dac"))]
 Resolver = Annotated[Principal, Depends(require_roles("dac", "admin"))]
-DbSession = Annotated[Session, Depends(get_session, scope="function")]
 AppSettings = Annotated[Settings, Depends(get_settings_dep)]
 
 

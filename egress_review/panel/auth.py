@@ -14,12 +14,10 @@ import hmac
 import secrets
 import time
 from datetime import UTC, datetime
-from typing import Annotated
 
-from fastapi import Depends, Request, Response
-from sqlalchemy.orm import Session
+from fastapi import Request, Response
 
-from tre.api.deps import get_session, principal_from_token
+from tre.api.deps import DbSession, principal_from_token
 from tre.api.problems import Problem
 from tre.auth.principal import Principal
 from tre.auth.tokens import TOKEN_EXPIRED
@@ -145,9 +143,7 @@ def _why_ended(exc: Problem) -> str:
     return "invalid"
 
 
-def panel_principal(
-    request: Request, session: Annotated[Session, Depends(get_session, scope="function")]
-) -> Principal:
+def panel_principal(request: Request, session: DbSession) -> Principal:
     """The signed-in reviewer (dac or admin); everyone else is sent to the login page or refused."""
     token = request.cookies.get(TOKEN_COOKIE)
     if not token:

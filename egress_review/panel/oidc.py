@@ -35,7 +35,7 @@ from egress_review.panel.oidc_session import (
     set_state_cookie,
 )
 from egress_review.panel.routes import render, see_other
-from tre.api.deps import get_session, get_settings_dep, principal_from_token
+from tre.api.deps import DbSession, get_settings_dep, principal_from_token
 from tre.api.problems import Problem
 from tre.audit import record_event
 from tre.audit.events import RecentKeys
@@ -48,7 +48,6 @@ router = APIRouter(prefix="/panel/oidc", include_in_schema=False)
 # The session ends before the answer is sent ("function" scope): a refusal page is a 401/403
 # whose audit entry the refusal middleware writes after the answer, and on SQLite that
 # write must not wait for the writer lock this request's own session would still hold.
-DbSession = Annotated[Session, Depends(get_session, scope="function")]
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 
 REFUSAL_WINDOW_S = 300.0

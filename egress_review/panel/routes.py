@@ -44,7 +44,7 @@ from egress_review.panel.oidc_session import end_session_url
 from egress_review.panel.templating import PACKAGE_DIR, templates
 from tre import committees
 from tre.api.bounds import RowId
-from tre.api.deps import get_session, get_settings_dep, principal_from_token
+from tre.api.deps import DbSession, get_settings_dep, principal_from_token
 from tre.api.problems import Problem
 from tre.audit import record_event
 from tre.auth import revocation
@@ -89,7 +89,6 @@ QUEUE_FILTERS = {
 
 router = APIRouter(prefix="/panel", include_in_schema=False)
 
-DbSession = Annotated[Session, Depends(get_session, scope="function")]
 Reviewer = Annotated[Principal, Depends(panel_principal)]
 
 
@@ -162,7 +161,7 @@ def login(
     request: Request,
     # Ends before the answer (see egress_review.panel.oidc): a refused sign-in's 401/403 is
     # audited by the refusal middleware, which must not wait on this request's writer lock.
-    session: Annotated[Session, Depends(get_session, scope="function")],
+    session: DbSession,
     settings: SettingsDep,
     token: Annotated[str, Form(max_length=8192)],
     csrf: Annotated[str, Form(max_length=200)] = "",

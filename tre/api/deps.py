@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import ParamSpec, TypeVar
+from typing import Annotated, ParamSpec, TypeVar
 
 import anyio
 from fastapi import Depends, Request, Security
@@ -110,7 +110,7 @@ def request_reads_only(request: Request) -> bool:
 async def get_session(request: Request) -> AsyncIterator[Session]:
     """One transaction per request: committed when the handler returns without error.
 
-    Every route takes it with ``Depends(get_session, scope="function")``: FastAPI otherwise
+    Every route takes it as `DbSession`, ``Depends(get_session, scope="function")``: FastAPI otherwise
     runs a yield dependency's exit after the answer was sent, so a client could act on a 201
     before the commit (a fresh install's ``tre demo`` listed committees without the dataset it
     had just registered), and a commit that failed then lost a change already answered 201
@@ -144,6 +144,10 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
         raise
     if deferred:
         await _append_deferred(request, deferred)
+
+
+# What every route takes: the one place the session's scope is declared (see `get_session`).
+DbSession = Annotated[Session, Depends(get_session, scope="function")]
 
 
 async def _append_deferred(request: Request, events: list[AuditEvent]) -> None:
@@ -317,7 +321,7 @@ BEARER_SCHEME = HTTPBearer(
 
 async def current_principal(
     request: Request,
-    session: Session = Depends(get_session, scope="function"),
+    session: DbSession,
     _declared: HTTPAuthorizationCredentials | None = Security(BEARER_SCHEME),
 ) -> Principal:
     """The verified caller. A token verified before, of a user looked up in the last seconds,

@@ -18,7 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tre.api.bounds import MAX_INT64
-from tre.api.deps import get_session, require_roles
+from tre.api.deps import DbSession, require_roles
 from tre.api.openapi import body_of
 from tre.api.problems import Problem
 from tre.audit import service, tiles
@@ -66,8 +66,8 @@ def public_key(
 
 @router.get("/checkpoint")
 def latest(
+    session: DbSession,
     _: Principal = Depends(auditor_or_admin),
-    session: Session = Depends(get_session, scope="function"),
     signer: AuditSigner = Depends(audit_signer),
 ) -> dict[str, object]:
     """The latest signed checkpoint, re-signed if older than a minute (proves liveness)."""
@@ -76,8 +76,8 @@ def latest(
 
 @router.get("/entries")
 def entries(
+    session: DbSession,
     principal: Principal = Depends(auditor_only),
-    session: Session = Depends(get_session, scope="function"),
     actor: Annotated[str | None, Query(description="user or service that acted")] = None,
     action: str | None = None,
     project_id: str | None = None,
@@ -107,9 +107,9 @@ def entries(
 
 @router.get("/entries/{idx}")
 def entry(
+    session: DbSession,
     idx: Annotated[int, PathParam(ge=0, le=MAX_INT64)],
     principal: Principal = Depends(auditor_only),
-    session: Session = Depends(get_session, scope="function"),
 ) -> dict[str, Any]:
     """One entry as its hashed body says; a row whose body does not hash to its leaf is damage."""
     row = session.scalar(select(AuditEntry).where(AuditEntry.idx == idx))
@@ -134,10 +134,10 @@ def _tree(session: Session, size: int) -> service.StoredTree:
 
 @router.get("/proof/inclusion")
 def inclusion(
+    session: DbSession,
     index: Annotated[int, Query(ge=0, le=MAX_INT64)],
     tree_size: Annotated[int, Query(ge=1, le=MAX_INT64)],
     principal: Principal = Depends(auditor_only),
-    session: Session = Depends(get_session, scope="function"),
 ) -> dict[str, Any]:
     """RFC 9162 inclusion proof of leaf ``index`` in the tree of ``tree_size`` leaves."""
     tree = _tree(session, tree_size)
@@ -158,10 +158,10 @@ def inclusion(
 
 @router.get("/proof/consistency")
 def consistency(
+    session: DbSession,
     first: Annotated[int, Query(ge=0, le=MAX_INT64)],
     second: Annotated[int, Query(ge=0, le=MAX_INT64)],
     principal: Principal = Depends(auditor_only),
-    session: Session = Depends(get_session, scope="function"),
 ) -> dict[str, Any]:
     """RFC 9162 consistency proof that tree ``second`` extends tree ``first`` (fork check)."""
     if first > second:
@@ -180,9 +180,9 @@ def consistency(
 
 @router.get("/export", responses=body_of("application/x-ndjson", "An export bundle: a JSON document a line"))
 def export(
+    session: DbSession,
     request: Request,
     principal: Principal = Depends(auditor_only),
-    session: Session = Depends(get_session, scope="function"),
     signer: AuditSigner = Depends(audit_signer),
     tree_size: Annotated[
         int | None, Query(ge=0, le=MAX_INT64, description="default: latest checkpoint")
@@ -226,8 +226,8 @@ def _tile_response(data: bytes) -> Response:
 
 @router.get("/tlog/checkpoint", response_class=PlainTextResponse)
 def tlog_checkpoint(
+    session: DbSession,
     _: Principal = Depends(auditor_or_admin),
-    session: Session = Depends(get_session, scope="function"),
     signer: AuditSigner = Depends(audit_signer),
 ) -> PlainTextResponse:
     """The latest signed checkpoint note, as tlog-tiles clients expect it (text)."""
@@ -238,9 +238,9 @@ def tlog_checkpoint(
 
 @router.get("/tlog/tile/entries/{path:path}", responses=body_of(TILE_TYPE, "An entry bundle tile."))
 def tlog_entries(
+    session: DbSession,
     path: str,
     principal: Principal = Depends(auditor_only),
-    session: Session = Depends(get_session, scope="function"),
     signer: AuditSigner = Depends(audit_signer),
 ) -> Response:
     """Entry bundle: the exact hashed bodies (pseudonymous ids only), uint16-length-prefixed."""
@@ -253,10 +253,10 @@ def tlog_entries(
 
 @router.get("/tlog/tile/{level}/{path:path}", responses=body_of(TILE_TYPE, "A hash tile."))
 def tlog_tile(
+    session: DbSession,
     level: str,
     path: str,
     _: Principal = Depends(auditor_or_admin),
-    session: Session = Depends(get_session, scope="function"),
     signer: AuditSigner = Depends(audit_signer),
 ) -> Response:
     """Hash tile: node hashes at tree level 8*level, 32 bytes each."""

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
-from sqlalchemy.orm import Session
 
 from tre import committees, registry
-from tre.api.deps import get_session, get_settings_dep, require_roles
+from tre.api.deps import DbSession, get_settings_dep, require_roles
 from tre.api.schemas import In, UserIn, UserOut, UserRolesIn
 from tre.auth.principal import Principal
 from tre.config import Settings
@@ -25,16 +24,17 @@ def _out(user: User) -> UserOut:
 
 @router.get("/users", response_model=list[UserOut])
 def list_users(
-    _: Principal = Depends(admin_only), session: Session = Depends(get_session, scope="function")
+    session: DbSession,
+    _: Principal = Depends(admin_only),
 ) -> list[UserOut]:
     return [_out(u) for u in registry.list_users(session)]
 
 
 @router.post("/users", response_model=UserOut, status_code=201)
 def create_user(
+    session: DbSession,
     body: UserIn,
     p: Principal = Depends(admin_only),
-    session: Session = Depends(get_session, scope="function"),
 ) -> UserOut:
     roles: list[str] = list(body.roles)
     return _out(registry.create_user(session, p.user_id, body.id, roles, body.display_name, body.email))
@@ -42,13 +42,13 @@ def create_user(
 
 @router.put("/users/{user_id}/roles", response_model=UserOut)
 def set_roles(
+    session: DbSession,
     user_id: str,
     body: UserRolesIn,
     force: bool = Query(
         False, description="Also when a committee or an open request can then no longer meet its quorum."
     ),
     p: Principal = Depends(admin_only),
-    session: Session = Depends(get_session, scope="function"),
     settings: Settings = Depends(get_settings_dep),
 ) -> UserOut:
     """Replace a user's roles; taking ``dac`` from a reviewer a quorum needs answers ``409
@@ -63,12 +63,12 @@ def set_roles(
 
 @router.post("/users/{user_id}/disable", response_model=UserOut)
 def disable_user(
+    session: DbSession,
     user_id: str,
     force: bool = Query(
         False, description="Also when a committee or an open request can then no longer meet its quorum."
     ),
     p: Principal = Depends(admin_only),
-    session: Session = Depends(get_session, scope="function"),
     settings: Settings = Depends(get_settings_dep),
 ) -> UserOut:
     """Disable a user; a reviewer a quorum needs answers ``409 quorum-unmeetable`` unless forced."""
@@ -81,9 +81,9 @@ def disable_user(
 
 @router.post("/users/{user_id}/enable", response_model=UserOut)
 def enable_user(
+    session: DbSession,
     user_id: str,
     p: Principal = Depends(admin_only),
-    session: Session = Depends(get_session, scope="function"),
     settings: Settings = Depends(get_settings_dep),
 ) -> UserOut:
     return _out(
@@ -113,8 +113,8 @@ class CommitteeOut(BaseModel):
 
 @router.get("/committees", response_model=list[CommitteeOut])
 def list_committees(
+    session: DbSession,
     _: Principal = Depends(admin_only),
-    session: Session = Depends(get_session, scope="function"),
     settings: Settings = Depends(get_settings_dep),
 ) -> list[dict[str, object]]:
     """Every dataset's DAC committee, and whether its policy's quorum can be met at all."""
@@ -123,10 +123,10 @@ def list_committees(
 
 @router.post("/committees/{dataset_id}/members", response_model=CommitteeOut, status_code=201)
 def assign_reviewer(
+    session: DbSession,
     dataset_id: str,
     body: CommitteeMemberIn,
     p: Principal = Depends(admin_only),
-    session: Session = Depends(get_session, scope="function"),
     settings: Settings = Depends(get_settings_dep),
 ) -> dict[str, object]:
     """Put a DAC member on a dataset's committee (audited ``admin.dac_assigned``)."""
@@ -136,11 +136,11 @@ def assign_reviewer(
 
 @router.delete("/committees/{dataset_id}/members/{user_id}", response_model=CommitteeOut)
 def unassign_reviewer(
+    session: DbSession,
     dataset_id: str,
     user_id: str,
     force: bool = Query(False, description="Also when the committee can then no longer meet its quorum."),
     p: Principal = Depends(admin_only),
-    session: Session = Depends(get_session, scope="function"),
     settings: Settings = Depends(get_settings_dep),
 ) -> dict[str, object]:
     """Take a member off a dataset's committee (audited ``admin.dac_unassigned``); refused

@@ -11,9 +11,8 @@ from typing import Any
 
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
-from sqlalchemy.orm import Session
 
-from tre.api.deps import any_role, get_session, get_settings_dep, require_roles, writes_on_read
+from tre.api.deps import DbSession, any_role, get_settings_dep, require_roles, writes_on_read
 from tre.auth.principal import Principal
 from tre.catalogue.counts import answer_count_query
 from tre.catalogue.dcat import JSONLD_MEDIA_TYPE, build_catalogue
@@ -54,8 +53,8 @@ class JsonLdResponse(JSONResponse):
 )
 @writes_on_read  # refreshes the cached facts of a dataset whose folder changed
 def get_catalogue(
+    session: DbSession,
     p: Principal = Depends(readers),
-    session: Session = Depends(get_session, scope="function"),
     settings: Settings = Depends(get_settings_dep),
 ) -> JsonLdResponse:
     """Every listed dataset with its figures released under its own policy."""
@@ -64,9 +63,9 @@ def get_catalogue(
 
 @router.post("/catalogue/counts", response_model=CountAnswer)
 def post_count_query(
+    session: DbSession,
     query: CountQuery,
     p: Principal = Depends(askers),
-    session: Session = Depends(get_session, scope="function"),
     settings: Settings = Depends(get_settings_dep),
 ) -> CountAnswer:
     """Subjects and studies per dataset matching modality, body part and condition; figures

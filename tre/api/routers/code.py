@@ -11,12 +11,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse
-from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from tre.api.deps import (
+    DbSession,
     any_role,
-    get_session,
     get_settings_dep,
     require_roles,
     works_before_writing,
@@ -54,10 +53,10 @@ GZIP_TYPES = ("application/gzip", "application/x-gzip", "application/octet-strea
 )
 @works_before_writing
 async def upload_code(
+    session: DbSession,
     request: Request,
     project_id: str = Query(min_length=1, max_length=63),
     p: Principal = Depends(uploaders),
-    session: Session = Depends(get_session, scope="function"),
     settings: Settings = Depends(get_settings_dep),
 ) -> CodeOut:
     """Store a tar.gz of the caller's code for ``project_id``; answers its SHA-256."""
@@ -108,9 +107,9 @@ async def upload_code(
 
 @router.get("/api/v1/jobs/{job_id}/code", response_class=FileResponse)
 def download_code(
+    session: DbSession,
     job_id: str,
     p: Principal = Depends(readers),
-    session: Session = Depends(get_session, scope="function"),
     settings: Settings = Depends(get_settings_dep),
 ) -> FileResponse:
     """The exact archive the job ran (its SHA-256 in ``X-Code-SHA256``); audited."""
@@ -130,9 +129,9 @@ def download_code(
 
 @router.get("/api/v1/jobs/{job_id}/code/files", response_model=CodeListingOut)
 def list_code(
+    session: DbSession,
     job_id: str,
     p: Principal = Depends(readers),
-    session: Session = Depends(get_session, scope="function"),
     settings: Settings = Depends(get_settings_dep),
 ) -> CodeListingOut:
     """The entries of the archive the job ran (path, kind, size, link target); audited."""

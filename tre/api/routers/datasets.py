@@ -5,11 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastapi import APIRouter, Depends, Query
-from sqlalchemy.orm import Session
 
 from tre import registry
 from tre.access import STAFF_ROLES, user_project_ids
-from tre.api.deps import any_role, get_session, get_settings_dep, require_roles
+from tre.api.deps import DbSession, any_role, get_settings_dep, require_roles
 from tre.api.schemas import SLUG_PATTERN, DatasetIn, DatasetOut, GrantIn, GrantOut, RevokeIn
 from tre.auth.principal import Principal
 from tre.config import Settings
@@ -21,16 +20,17 @@ readers = any_role()
 
 @router.get("/datasets", response_model=list[DatasetOut])
 def list_datasets(
-    p: Principal = Depends(readers), session: Session = Depends(get_session, scope="function")
+    session: DbSession,
+    p: Principal = Depends(readers),
 ) -> list[DatasetOut]:
     return [DatasetOut.model_validate(d) for d in registry.list_visible_datasets(session, p)]
 
 
 @router.post("/datasets", response_model=DatasetOut, status_code=201)
 def register_dataset(
+    session: DbSession,
     body: DatasetIn,
     p: Principal = Depends(admin_only),
-    session: Session = Depends(get_session, scope="function"),
     settings: Settings = Depends(get_settings_dep),
 ) -> DatasetOut:
     ds = registry.register_dataset(
@@ -51,9 +51,9 @@ def register_dataset(
 
 @router.get("/grants", response_model=list[GrantOut])
 def list_grants(
+    session: DbSession,
     project_id: str | None = Query(None, pattern=SLUG_PATTERN, max_length=63),
     p: Principal = Depends(readers),
-    session: Session = Depends(get_session, scope="function"),
 ) -> list[GrantOut]:
     """Grants with their expiry: staff see all, a researcher those of their own projects
     (`tre grant list`, to know what may be run before submitting)."""
@@ -64,9 +64,9 @@ def list_grants(
 
 @router.post("/grants", response_model=GrantOut, status_code=201)
 def grant(
+    session: DbSession,
     body: GrantIn,
     p: Principal = Depends(admin_only),
-    session: Session = Depends(get_session, scope="function"),
 ) -> GrantOut:
     g = registry.grant_access(
         session, p.user_id, body.project_id, body.dataset_id, body.expires_at, body.days, body.reason
@@ -76,9 +76,9 @@ def grant(
 
 @router.post("/grants/{grant_id}/revoke", response_model=GrantOut)
 def revoke(
+    session: DbSession,
     grant_id: str,
     body: RevokeIn,
     p: Principal = Depends(admin_only),
-    session: Session = Depends(get_session, scope="function"),
 ) -> GrantOut:
     return GrantOut.model_validate(registry.revoke_grant(session, p.user_id, grant_id, body.reason))

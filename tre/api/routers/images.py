@@ -15,8 +15,8 @@ from starlette.concurrency import run_in_threadpool
 
 from tre.access import user_project_ids
 from tre.api.deps import (
+    DbSession,
     any_role,
-    get_session,
     get_settings_dep,
     require_roles,
     works_before_writing,
@@ -218,9 +218,9 @@ def _remove(
 
 @router.get("", response_model=list[ImageOut])
 def list_images(
+    session: DbSession,
     usable_for: str | None = Query(None, max_length=64, description="Only images approved for this project."),
     p: Principal = Depends(readers),
-    session: Session = Depends(get_session, scope="function"),
     settings: Settings = Depends(get_settings_dep),
 ) -> list[ImageOut]:
     see_all = p.has("admin", "auditor", "dac")
@@ -230,10 +230,10 @@ def list_images(
 @router.post("/approvals", response_model=ApprovalOut, status_code=201)
 @works_before_writing
 async def approve_image(
+    session: DbSession,
     request: Request,
     body: ApprovalIn,
     p: Principal = Depends(admin_only),
-    session: Session = Depends(get_session, scope="function"),
     settings: Settings = Depends(get_settings_dep),
 ) -> ApprovalOut:
     """Approve an image for a project; with ``image_push_on_approve`` it is pushed first
@@ -257,9 +257,9 @@ async def approve_image(
 
 @router.post("/approvals/revoke", response_model=ApprovalOut)
 def revoke_image(
+    session: DbSession,
     body: RevokeImageIn,
     p: Principal = Depends(admin_only),
-    session: Session = Depends(get_session, scope="function"),
 ) -> ApprovalOut:
     row = catalog.revoke(session, p.user_id, body.reference, body.project_id)
     return ApprovalOut(
@@ -274,10 +274,10 @@ def revoke_image(
 @router.post("/push", response_model=PushOut)
 @works_before_writing
 async def push(
+    session: DbSession,
     request: Request,
     body: PushIn,
     p: Principal = Depends(admin_only),
-    session: Session = Depends(get_session, scope="function"),
     settings: Settings = Depends(get_settings_dep),
 ) -> PushOut:
     return PushOut(reference=await _push(request, session, settings, p, body.reference))

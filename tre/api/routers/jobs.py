@@ -14,7 +14,7 @@ from egress_review import outputnames
 from egress_review.joblog import researcher_log
 from tre.access import reads_raw_logs, sees_exact_run, sees_raw_output_names
 from tre.api.bounds import MAX_LOG_OFFSET
-from tre.api.deps import any_role, get_session, get_settings_dep, require_roles, writes_on_read
+from tre.api.deps import DbSession, any_role, get_settings_dep, require_roles, writes_on_read
 from tre.api.openapi import body_of
 from tre.api.schemas import SLUG_PATTERN, JobIn, JobOut, JobOutputOut, JobViewOut
 from tre.audit.events import record_read
@@ -33,9 +33,9 @@ readers = any_role()
 
 @router.post("", response_model=JobViewOut, status_code=201)
 def submit_job(
+    session: DbSession,
     body: JobIn,
     p: Principal = Depends(submitters),
-    session: Session = Depends(get_session, scope="function"),
     settings: Settings = Depends(get_settings_dep),
 ) -> Response:
     """Queue a job after admission (``tre.jobs.admission``); the answer is the queued job.
@@ -73,12 +73,12 @@ _JOB_LIST = TypeAdapter(list[JobOut])
     },
 )
 def list_jobs(
+    session: DbSession,
     project_id: str | None = Query(None, pattern=SLUG_PATTERN, max_length=63),
     state: JobState | None = None,
     limit: int = Query(DEFAULT_PAGE, ge=1, le=1000, description="Jobs per page (default 50)."),
     offset: int = Query(0, ge=0, le=1_000_000, description="Skip this many (newest first), to page."),
     p: Principal = Depends(readers),
-    session: Session = Depends(get_session, scope="function"),
 ) -> Response:
     """The caller's visible jobs, newest first, ``limit`` at a time; page with ``offset`` (the
     ``X-Next-Offset`` header gives the next one while pages are full).
@@ -105,7 +105,9 @@ def list_jobs(
 
 @router.get("/{job_id}", response_model=JobViewOut)
 def get_job(
-    job_id: str, p: Principal = Depends(readers), session: Session = Depends(get_session, scope="function")
+    session: DbSession,
+    job_id: str,
+    p: Principal = Depends(readers),
 ) -> JobViewOut:
     """The job, with the earlier jobs it reads and the datasets their outputs derive from."""
     return _job_view(session, p, service.get_visible_job(session, p, job_id))
@@ -130,10 +132,10 @@ def get_job(
 )
 @writes_on_read  # charges the project's daily log budget (log_reveals)
 def get_logs(
+    session: DbSession,
     job_id: str,
     offset: int = Query(0, ge=0, le=MAX_LOG_OFFSET),
     p: Principal = Depends(readers),
-    session: Session = Depends(get_session, scope="function"),
     settings: Settings = Depends(get_settings_dep),
 ) -> Response:
     """A chunk of the log from ``offset``; ``X-Next-Offset`` and ``X-Job-State`` let the CLI follow.
@@ -184,11 +186,11 @@ _OUTPUT_LIST = TypeAdapter(list[JobOutputOut])
     },
 )
 def list_outputs(
+    session: DbSession,
     job_id: str,
     limit: int = Query(OUTPUT_PAGE, ge=1, le=OUTPUT_PAGE, description="Outputs per page (default 1000)."),
     offset: int = Query(0, ge=0, le=1_000_000, description="The index to start from, to page."),
     p: Principal = Depends(readers),
-    session: Session = Depends(get_session, scope="function"),
     settings: Settings = Depends(get_settings_dep),
 ) -> Response:
     """The job's outputs in index order, ``limit`` at a time from index ``offset``
@@ -227,7 +229,9 @@ def list_outputs(
 
 @router.post("/{job_id}/cancel", response_model=JobViewOut)
 def cancel_job(
-    job_id: str, p: Principal = Depends(submitters), session: Session = Depends(get_session, scope="function")
+    session: DbSession,
+    job_id: str,
+    p: Principal = Depends(submitters),
 ) -> JobViewOut:
     return _job_view(session, p, service.cancel(session, p, job_id))
 

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tre.access import user_project_ids
-from tre.api.deps import bearer_token, current_principal, get_session, writes_on_read
+from tre.api.deps import DbSession, bearer_token, current_principal, writes_on_read
 from tre.api.schemas import MeOut
 from tre.audit import record_event
 from tre.auth.principal import Principal
@@ -42,8 +42,8 @@ def signed_in_before(session: Session, principal: Principal) -> bool:
 @router.get("/me", response_model=MeOut)
 @writes_on_read
 def whoami(
+    session: DbSession,
     principal: Principal = Depends(current_principal),
-    session: Session = Depends(get_session, scope="function"),
 ) -> MeOut:
     if principal.token_id is None or not signed_in_before(session, principal):
         record_event(
@@ -61,9 +61,9 @@ def whoami(
 
 @router.post("/auth/logout", status_code=204, summary="Sign this token out before it expires")
 def logout(
+    session: DbSession,
     request: Request,
     principal: Principal = Depends(current_principal),
-    session: Session = Depends(get_session, scope="function"),
 ) -> Response:
     """The bearer token of this request is refused from now on (`tre logout`), wherever a
     copy of it is; the caller's other tokens stay valid. Any signed-in caller may sign their

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Query
-from sqlalchemy.orm import Session
 
 from tre import registry
-from tre.api.deps import any_role, get_session, require_roles
+from tre.api.deps import DbSession, any_role, require_roles
 from tre.api.schemas import MemberIn, ProjectIn, ProjectOut, QuotaIn
 from tre.auth.principal import Principal
 from tre.store.models import Project
@@ -23,25 +22,26 @@ def _out(p: Project) -> ProjectOut:
 
 @router.get("", response_model=list[ProjectOut])
 def list_projects(
-    p: Principal = Depends(readers), session: Session = Depends(get_session, scope="function")
+    session: DbSession,
+    p: Principal = Depends(readers),
 ) -> list[ProjectOut]:
     return [_out(x) for x in registry.list_visible_projects(session, p)]
 
 
 @router.get("/{project_id}", response_model=ProjectOut)
 def get_project(
+    session: DbSession,
     project_id: str,
     p: Principal = Depends(readers),
-    session: Session = Depends(get_session, scope="function"),
 ) -> ProjectOut:
     return _out(registry.get_visible_project(session, p, project_id))
 
 
 @router.post("", response_model=ProjectOut, status_code=201)
 def create_project(
+    session: DbSession,
     body: ProjectIn,
     p: Principal = Depends(admin_only),
-    session: Session = Depends(get_session, scope="function"),
 ) -> ProjectOut:
     project = registry.create_project(
         session, p.user_id, body.id, body.name, body.description, body.quota.model_dump(exclude_none=True)
@@ -51,10 +51,10 @@ def create_project(
 
 @router.patch("/{project_id}/quota", response_model=ProjectOut)
 def set_quota(
+    session: DbSession,
     project_id: str,
     body: QuotaIn,
     p: Principal = Depends(admin_only),
-    session: Session = Depends(get_session, scope="function"),
 ) -> ProjectOut:
     project = registry.set_quota(session, p.user_id, project_id, body.model_dump(exclude_none=True))
     session.refresh(project)
@@ -63,11 +63,11 @@ def set_quota(
 
 @router.post("/{project_id}/members", response_model=ProjectOut, status_code=201)
 def add_member(
+    session: DbSession,
     project_id: str,
     body: MemberIn,
     force: bool = Query(False, description="Also when an open request can then no longer meet its quorum."),
     p: Principal = Depends(admin_only),
-    session: Session = Depends(get_session, scope="function"),
 ) -> ProjectOut:
     """Add a member; a DAC member whose conflict of interest would leave one of the project's
     open requests unable to reach its quorum answers ``409 quorum-unmeetable`` unless forced."""
@@ -80,9 +80,9 @@ def add_member(
 
 @router.delete("/{project_id}/members/{user_id}", status_code=204)
 def remove_member(
+    session: DbSession,
     project_id: str,
     user_id: str,
     p: Principal = Depends(admin_only),
-    session: Session = Depends(get_session, scope="function"),
 ) -> None:
     registry.remove_member(session, p.user_id, project_id, user_id)

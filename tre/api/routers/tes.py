@@ -15,7 +15,7 @@ from egress_review import outputnames
 from egress_review.joblog import researcher_log
 from tre import __version__
 from tre.access import sees_raw_output_names
-from tre.api.deps import any_role, get_session, get_settings_dep, require_roles
+from tre.api.deps import DbSession, any_role, get_settings_dep, require_roles
 from tre.auth.principal import Principal
 from tre.config import Settings
 from tre.jobs.shown_size import shown_size
@@ -80,9 +80,9 @@ def service_info(request: Request, p: Principal = Depends(readers)) -> TesServic
 
 @router.post("/tasks", response_model=TesCreateTaskResponse)
 def create_task(
+    session: DbSession,
     body: TesTask,
     p: Principal = Depends(submitters),
-    session: Session = Depends(get_session, scope="function"),
     settings: Settings = Depends(get_settings_dep),
 ) -> TesCreateTaskResponse:
     job = service.create_task(session, settings, p, body)
@@ -91,6 +91,7 @@ def create_task(
 
 @router.get("/tasks", response_model=TesListTasksResponse, response_model_exclude_none=True)
 def list_tasks(
+    session: DbSession,
     name_prefix: str | None = Query(None, max_length=256),
     state: TesState | None = None,
     tag_key: list[Annotated[str, Query(max_length=1024)]] = Query(default=[], max_length=64),
@@ -99,7 +100,6 @@ def list_tasks(
     page_token: str | None = Query(None, max_length=512),
     view: View = View.MINIMAL,
     p: Principal = Depends(readers),
-    session: Session = Depends(get_session, scope="function"),
     settings: Settings = Depends(get_settings_dep),
 ) -> TesListTasksResponse:
     """Newest first. ``tag_key[i]`` pairs with ``tag_value[i]``; a missing or empty value
@@ -122,10 +122,10 @@ def list_tasks(
 
 @router.get("/tasks/{task_id}", response_model=TesTaskView, response_model_exclude_none=True)
 def get_task(
+    session: DbSession,
     task_id: str,
     view: View = View.MINIMAL,
     p: Principal = Depends(readers),
-    session: Session = Depends(get_session, scope="function"),
     settings: Settings = Depends(get_settings_dep),
 ) -> TesTaskView:
     job, row = service.get_task(session, p, task_id)
@@ -134,9 +134,9 @@ def get_task(
 
 @router.post("/tasks/{task_id}:cancel", response_model=TesCancelTaskResponse)
 def cancel_task(
+    session: DbSession,
     task_id: str,
     p: Principal = Depends(submitters),
-    session: Session = Depends(get_session, scope="function"),
 ) -> TesCancelTaskResponse:
     service.cancel_task(session, p, task_id)
     return TesCancelTaskResponse()

@@ -8,10 +8,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import FileResponse
-from sqlalchemy.orm import Session
 
 from tre.access import can_see_project
-from tre.api.deps import any_role, get_session, require_roles
+from tre.api.deps import DbSession, any_role, require_roles
 from tre.audit import record_event
 from tre.auth.principal import Principal
 from tre.errors import NotFound
@@ -23,7 +22,6 @@ router = APIRouter(tags=["federation"])
 Researcher = Annotated[Principal, Depends(require_roles("researcher", "admin"))]
 Reader = Annotated[Principal, Depends(any_role())]
 Overseer = Annotated[Principal, Depends(require_roles("admin", "auditor"))]
-DbSession = Annotated[Session, Depends(get_session, scope="function")]
 JobId = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$")]
 
 
@@ -57,11 +55,11 @@ def show_job(job_id: JobId, principal: Reader, session: DbSession, request: Requ
 
 @router.get("/hub/v1/jobs/{job_id}/results/{node}/{name}", response_class=FileResponse)
 def result_file(
+    session: DbSession,
     job_id: JobId,
     node: Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$")],
     name: Annotated[str, Path(pattern=FILE_NAME)],
     principal: Reader,
-    session: DbSession,
     request: Request,
 ) -> FileResponse:
     """One released file, as the node's DAC released it (its SHA-256 in ``Repr-Digest``)."""
@@ -106,7 +104,9 @@ def show_search(search_id: JobId, principal: Reader, session: DbSession) -> dict
 
 @router.get("/api/v1/projects/{project_id}")
 def show_project(
-    project_id: Annotated[str, Path(min_length=1, max_length=63)], principal: Reader, session: DbSession
+    session: DbSession,
+    project_id: Annotated[str, Path(min_length=1, max_length=63)],
+    principal: Reader,
 ) -> dict[str, Any]:
     """A federated project as its members see it: the nodes it spans and its code quota
     (what `tre submit --code` checks before uploading)."""

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from tre import __version__
 from tre.access import visible_project_ids
-from tre.api.deps import any_role, get_session, require_roles
+from tre.api.deps import DbSession, any_role, require_roles
 from tre.auth.principal import Principal
 from tre.config import Settings
 from tre.errors import Unprocessable
@@ -50,7 +50,6 @@ from tre.tes.submission import plan_task
 router = APIRouter(prefix="/ga4gh/tes/v1", tags=["federation TES"])
 Submitter = Annotated[Principal, Depends(require_roles("researcher", "admin"))]
 Reader = Annotated[Principal, Depends(any_role())]
-DbSession = Annotated[Session, Depends(get_session, scope="function")]
 # A listing reads at most this many federated jobs per answer, whatever its filters match.
 MAX_SCANNED = 2000
 PARENT_TO_TES = {
@@ -163,9 +162,9 @@ def _base(request: Request) -> str:
 
 @router.get("/tasks/{task_id}", response_model=TesTaskView, response_model_exclude_none=True)
 def get_task(
+    session: DbSession,
     task_id: Annotated[str, Path(pattern=r"^[0-9a-f]{32}$")],
     principal: Reader,
-    session: DbSession,
     request: Request,
     view: View = View.MINIMAL,
 ) -> TesTaskView:
@@ -177,7 +176,9 @@ def get_task(
 
 @router.post("/tasks/{task_id}:cancel", response_model=TesCancelTaskResponse)
 def cancel_task(
-    task_id: Annotated[str, Path(pattern=r"^[0-9a-f]{32}$")], principal: Submitter, session: DbSession
+    session: DbSession,
+    task_id: Annotated[str, Path(pattern=r"^[0-9a-f]{32}$")],
+    principal: Submitter,
 ) -> TesCancelTaskResponse:
     """Cancel a federated task (the submitter or an admin): every node still running its
     child cancels its local job; asking again answers ``{}`` too, a task ended at every
