@@ -6,6 +6,7 @@ RecursionError and left its half-made bundle behind)."""
 
 from __future__ import annotations
 
+import shutil
 import tarfile
 from pathlib import Path
 
@@ -49,3 +50,26 @@ def test_a_layer_at_the_depth_bound_imports(store: ImageStore, tmp_path: Path) -
     archive = crafted_docker_archive(tmp_path / "ok.tar", [_deep(MAX_DEPTH - 1, file_at_bottom=True)])
     result = store.import_path(archive)
     assert (store.rootfs(result.digest) / "/".join(["d"] * (MAX_DEPTH - 1)) / "x.txt").is_file()
+
+
+def test_an_image_stored_before_the_depth_bound_is_refused_at_unpack(
+    store: ImageStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An image that entered the store before the bound (simulated: imported with the bound
+    raised) and whose bundle is unpacked again later (bundles are a cache: removed, or on a
+    new host) is checked again first, refused with the import's reason, and no bundle is made.
+    Before, the stored layout went to umoci unchecked."""
+    archive = crafted_docker_archive(tmp_path / "old.tar", [_deep(MAX_DEPTH + 40, file_at_bottom=True)])
+    with monkeypatch.context() as before_the_bound:
+        before_the_bound.setattr("tre.images.layers.MAX_DEPTH", 4000)
+        digest = store.import_path(archive).digest
+    hex_digest = digest.removeprefix("sha256:")
+    # The bundle is a cache: made again on the next job's start.
+    bundle = store.root / "bundles" / hex_digest
+    shutil.rmtree(bundle)
+    with pytest.raises(ImageRejected) as info:
+        store.rootfs(digest)
+    assert f"nested deeper than {MAX_DEPTH} folders" in str(info.value)
+    assert not bundle.exists()
+    assert not list((store.root / "bundles").glob(".*partial"))
+    assert store.has(digest)  # the stored image itself stays: an admin decides (tre image rm)

@@ -103,17 +103,30 @@ class ImageStore:
         return remove_stale(candidates, STALE_SCRATCH_S, now)
 
     # -- what the worker asks -----------------------------------------------------------------
-    def rootfs(self, digest: str) -> Path:
-        """The unpacked, sanitised root filesystem (unpacked now if it was removed)."""
+    def rootfs(self, digest: str, verified: bool = False) -> Path:
+        """The unpacked, sanitised root filesystem (unpacked now if it was removed).
+
+        An unpack of a stored image verifies its layout again first (`verify_layout`: every
+        layer's entries, the config, the platform), with today's rules: the bundle is a cache
+        made again after a removal or on a new host, and an image stored before a rule existed
+        (the depth bound of redteam round 14, the Env names) went to umoci unchecked, failing
+        (RecursionError, a half-made bundle) or running where a new import is refused.
+        ``verified``: the import that has just verified this layout."""
         if not self.has(digest):
             raise ImageRejected(f"image {digest} is not in the image store")
         self.ensure_dirs()
+        layout = self.layout(digest)
         return unpack_once(
-            self.layout(digest),
+            layout,
             self.root / "bundles",
             digest.removeprefix("sha256:"),
             self.limits.max_unpacked_bytes,
+            check=None if verified else lambda: self._verify_stored(layout, digest),
         )
+
+    def _verify_stored(self, layout: Path, digest: str) -> None:
+        if verify_layout(layout, self.limits).digest != digest:
+            raise ImageRejected(f"image {digest}'s stored layout names another manifest")
 
     def config(self, digest: str) -> ImageConfig:
         layout = self.layout(digest)
@@ -153,7 +166,7 @@ class ImageStore:
                         raise
                     fresh = False
             try:
-                rootfs = self.rootfs(verified.digest)
+                rootfs = self.rootfs(verified.digest, verified=fresh)
             except Exception:
                 if fresh:
                     self.remove(verified.digest)

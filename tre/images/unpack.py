@@ -15,7 +15,7 @@ import fcntl
 import os
 import shutil
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from tre.images.errors import ImageRejected
@@ -73,8 +73,14 @@ def tree_size(root: Path) -> int:
     return total
 
 
-def unpack_once(layout: Path, bundles: Path, hex_digest: str, max_bytes: int) -> Path:
-    """The root filesystem of an image; unpacked on first use, under a lock per digest."""
+def unpack_once(
+    layout: Path, bundles: Path, hex_digest: str, max_bytes: int, check: Callable[[], None] | None = None
+) -> Path:
+    """The root filesystem of an image; unpacked on first use, under a lock per digest.
+
+    ``check`` runs under the lock before umoci reads the layout, only when an unpack is
+    needed: the store passes its verification of the stored layout, so that an image kept
+    from before a rule existed meets that rule before it is unpacked again."""
     final = bundles / hex_digest
     rootfs = final / "rootfs"
     if rootfs.is_dir():
@@ -86,6 +92,8 @@ def unpack_once(layout: Path, bundles: Path, hex_digest: str, max_bytes: int) ->
         work = bundles / f".{hex_digest}.partial"
         shutil.rmtree(work, ignore_errors=True)
         try:
+            if check is not None:
+                check()
             umoci_unpack(layout, work)
             sanitise_tree(work / "rootfs", max_bytes)
             add_mount_points(work / "rootfs")
