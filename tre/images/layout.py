@@ -74,6 +74,15 @@ def digest_problem(digest: Any, what: str) -> str:
 _FOREIGN = ("foreign", "nondistributable")
 
 
+def check_layer_count(count: int, limits: ImageLimits) -> None:
+    """Refuse more layers than `ImageLimits.max_layers`, before any layer is read."""
+    if count > limits.max_layers:
+        raise ImageRejected(
+            f"the image has {count} layers, more than the {limits.max_layers} allowed: "
+            "rebuild it with fewer layers (fewer RUN steps, or squash it)"
+        )
+
+
 def check_layer_descriptors(layers: Any, limits: ImageLimits) -> None:
     """Refuse a manifest's layer list before any blob is read, each reason with its remedy:
     too many layers, a layer that names URLs to fetch it from (foreign/non-distributable:
@@ -82,11 +91,7 @@ def check_layer_descriptors(layers: Any, limits: ImageLimits) -> None:
     parses an OCI archive's manifest and again on the layout skopeo wrote."""
     if not isinstance(layers, list) or not layers:
         raise ImageRejected("the image manifest lists no layers")
-    if len(layers) > limits.max_layers:
-        raise ImageRejected(
-            f"the image has {len(layers)} layers, more than the {limits.max_layers} allowed: "
-            "rebuild it with fewer layers (fewer RUN steps, or squash it)"
-        )
+    check_layer_count(len(layers), limits)
     for i, layer in enumerate(layers):
         what = f"layer {i + 1}"
         if not isinstance(layer, dict):
