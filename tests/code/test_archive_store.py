@@ -56,6 +56,29 @@ HOSTILE = {
         "entry 'lib' is not a folder",
     ),
     "control characters": (targz(file("evil\x1b]0;pwned\x07.py")), "control characters"),
+    # Redteam round 15: a C1 control (CSI, U+009B), a bidirectional override, a zero-width
+    # space and a line separator, in a name or a link's target, were accepted.
+    "C1 control character": (targz(file("evil\x9b31mred.py")), "control characters"),
+    "bidirectional override": (targz(file("report\u202egnp.py")), "control characters"),
+    "zero-width space": (targz(file("ana\u200blysis.py")), "control characters"),
+    "line separator": (targz(file("a\u2028b.py")), "control characters"),
+    "formatting in a link target": (targz(file("a.py"), link("b.py", "a\u202e.py")), "control characters"),
+    "names differing only in case": (
+        targz(file("Analysis.py"), file("analysis.py")),
+        "differ only in letter case or Unicode normalisation",
+    ),
+    "names differing only in normalisation": (
+        targz(file("caf\u00e9.py"), file("cafe\u0301.py")),
+        "differ only in letter case or Unicode normalisation",
+    ),
+    "folders differing only in case": (
+        targz(file("Lib/a.py"), file("lib/b.py")),
+        "entries 'Lib' and 'lib' differ only in letter case",
+    ),
+    "ligature against its letters": (
+        targz(file("STRASSE.py"), file("stra\u00dfe.py")),
+        "differ only in letter case",
+    ),
     "not gzip": (b"PK\x03\x04 this is a zip file, not a tar.gz" * 10, "not a valid gzip-compressed tar"),
     "gzip of garbage": (__import__("gzip").compress(os.urandom(4096)), "not a valid gzip-compressed tar"),
 }
@@ -259,3 +282,15 @@ def test_a_tree_too_deep_or_too_long_to_unpack_is_refused(
         _put(store, tmp_path, targz(file(name)))
     assert "\n" not in str(info.value)
     assert _stored_anything(store) == []
+
+
+def test_a_folder_with_lookalike_names_is_refused_before_upload(tmp_path: Path) -> None:
+    """`tre submit --code DIR` refuses locally what the server refuses: two files whose names
+    differ only in case (redteam round 15), with one line naming both."""
+    folder = tmp_path / "code"
+    folder.mkdir()
+    (folder / "Analysis.py").write_text("print(1)\n")
+    (folder / "analysis.py").write_text("print(2)\n")
+    with pytest.raises(CodeRefused) as info:
+        pack_folder(folder, io.BytesIO(), CodeLimits())
+    assert "'Analysis.py' and 'analysis.py' differ only in letter case" in str(info.value)

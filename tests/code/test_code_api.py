@@ -71,6 +71,10 @@ def test_upload_refusals(app_client, world, engine, settings) -> None:  # type: 
     # Hostile content: one-line reasons, nothing stored.
     assert "points to an absolute path" in _problem(_upload(app_client, world, targz(link("x", "/etc"))), 422)
     assert "contains '..'" in _problem(_upload(app_client, world, targz(file("../x.py"))), 422)
+    lookalikes = targz(file("Analysis.py"), file("analysis.py"))  # redteam round 15
+    assert "differ only in letter case" in _problem(_upload(app_client, world, lookalikes), 422)
+    override = _problem(_upload(app_client, world, targz(file("report\u202egnp.py"))), 422)
+    assert "control characters" in override and "\u202e" not in override
     # Quota: an admin lowers it, a 2 MiB archive of noise is then too large.
     r = app_client.patch("/api/v1/projects/p1/quota", headers=world.headers["root"], json={"max_code_mb": 1})
     assert r.status_code == 200 and r.json()["max_code_mb"] == 1 and r.json()["max_code_files"] == 10_000

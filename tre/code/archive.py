@@ -18,6 +18,7 @@ from __future__ import annotations
 import gzip
 import os
 import stat
+import unicodedata
 import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -108,6 +109,20 @@ class CodeManifest:
         return len(self.entries)
 
 
+def _unlistable(c: str) -> bool:
+    """A character no name may hold: a control character (C0, DEL and the C1 range, whose
+    CSI, U+009B, starts an escape sequence on terminals that honour 8-bit controls), a
+    surrogate (a byte that was not UTF-8), a line or paragraph separator, or an invisible
+    formatting character (bidirectional overrides and isolates, zero-width spaces and
+    joiners, the soft hyphen): each makes a listing show another name than the one stored
+    (``report\u202egnp.py`` reads as ``reportyp.png``). Redteam round 15: the C1 and
+    formatting ones were accepted."""
+    return unicodedata.category(c) in _UNLISTABLE
+
+
+_UNLISTABLE = {"Cc", "Cf", "Cs", "Zl", "Zp"}
+
+
 def _check_name(raw: str, what: str, link_target: bool = False) -> list[str]:
     """The path's components, or a refusal naming why the path is unsafe.
 
@@ -115,8 +130,10 @@ def _check_name(raw: str, what: str, link_target: bool = False) -> list[str]:
     stays inside the tree is decided by `_escapes` once every link is known.
     """
     shown = raw.encode("utf-8", "backslashreplace").decode("ascii", "backslashreplace")[:200]
-    if any(ord(c) < 0x20 or ord(c) == 0x7F or 0xD800 <= ord(c) <= 0xDFFF for c in raw):
-        raise CodeRefused(f"{what} {shown!r} has control characters or is not UTF-8")
+    if any(_unlistable(c) for c in raw):
+        raise CodeRefused(
+            f"{what} {shown!r} has control characters (or invisible formatting ones) or is not UTF-8"
+        )
     if len(raw.encode("utf-8", "surrogateescape")) > MAX_PATH_BYTES:
         raise CodeRefused(f"{what} {shown!r} is longer than {MAX_PATH_BYTES} bytes")
     if raw.startswith("/"):
@@ -165,6 +182,28 @@ def _escapes(links: dict[str, str], link_path: str) -> bool:
         return here
 
     return walk(link_path.split("/")[:-1], links[link_path]) is None
+
+
+class _Lookalikes:
+    """Paths that differ only in letter case or Unicode normalisation (``Analysis.py`` and
+    ``analysis.py``; ``café.py`` written as one code point or as ``e`` and a combining
+    accent) are two files here but one name to read: a listing shows two identical-looking
+    entries, a reviewer reads one and the job imports the other, and on a case-insensitive
+    or normalising file system (macOS, Windows: where a downloaded archive is unpacked) one
+    silently overwrites the other. Refused, naming both (redteam round 15)."""
+
+    def __init__(self) -> None:
+        self._seen: dict[str, str] = {}
+
+    def claim(self, path: str) -> None:
+        key = unicodedata.normalize("NFC", unicodedata.normalize("NFD", path).casefold())
+        other = self._seen.setdefault(key, path)
+        if other != path:
+            raise CodeRefused(
+                f"entries {other!r} and {path!r} differ only in letter case or Unicode "
+                "normalisation, which look alike in listings and collide on case-insensitive "
+                "file systems: rename one"
+            )
 
 
 def _bound_refusal(exc: TarBoundExceeded) -> CodeRefused:
@@ -227,6 +266,7 @@ def inspect_archive(fileobj: BinaryIO, limits: CodeLimits) -> CodeManifest:
     manifest = CodeManifest()
     kinds: dict[str, str] = {}
     links: dict[str, str] = {}
+    lookalikes = _Lookalikes()
     try:
         stream = _Decompressed(fileobj, _tar_stream_cap(limits))
         tar = tarfile.open(fileobj=stream, mode="r|", tarinfo=BoundedTarInfo)  # type: ignore[call-overload]
@@ -246,13 +286,16 @@ def inspect_archive(fileobj: BinaryIO, limits: CodeLimits) -> CodeManifest:
                 raise CodeRefused(f"entry {path!r} is not a folder, but other entries are inside it")
             if path in kinds and kinds[path] != IMPLIED_DIR:
                 raise CodeRefused(f"entry {path!r} appears twice in the archive")
+            lookalikes.claim(path)
             for i in range(1, len(parts)):
                 parent = "/".join(parts[:i])
                 if kinds.get(parent) == "symlink":
                     raise CodeRefused(f"entry {path!r} goes through the symbolic link {parent!r}")
                 if kinds.get(parent) in ("file", "hardlink"):
                     raise CodeRefused(f"entry {path!r} is inside the file {parent!r}")
-                kinds.setdefault(parent, IMPLIED_DIR)
+                if parent not in kinds:
+                    lookalikes.claim(parent)
+                    kinds[parent] = IMPLIED_DIR
             if member.mode & (stat.S_ISUID | stat.S_ISGID):
                 raise CodeRefused(f"entry {path!r} has the setuid or setgid bit set")
             if member.ischr() or member.isblk():
