@@ -320,3 +320,42 @@ def test_a_layer_whose_media_type_lies_is_refused(  # type: ignore[no-untyped-de
     layer = layer_tar(lambda t: add_file(t, "a.txt", b"a"))
     archive = crafted_oci_archive(tmp_path / "mt.tar", [encode(layer)], [sha(layer)], media_type)
     _refused(store, archive, "layer 1", words)
+
+
+@pytest.mark.parametrize("fmt", ["oci", "docker"])
+def test_layers_that_keep_decompressing_are_bounded_for_the_image_as_a_whole(
+    settings: Settings, tmp_path: Path, fmt: str
+) -> None:
+    """Each layer's stream within its own bound (2 MiB of zeros after the tar's end, under
+    the 2.4 MiB a 1 MiB layer of 100 entries may take), 70 of them: before, the whole image
+    was decompressed and hashed however many there were (with the default bounds, 128
+    layers of 5 MiB of gzip each were 665 GiB to decompress; redteam round 15). Now all
+    layers together may take what the image's files, headers and padding can."""
+    store = ImageStore(
+        settings.model_copy(
+            update={"image_max_layer_mb": 1, "image_max_files": 100, "image_max_unpacked_mb": 1}
+        )
+    )
+    blobs, diff_ids = [], []
+    for i in range(70):
+        blob, diff_id = _gzip_with_zeros(layer_tar(lambda t, i=i: add_file(t, f"{i}.txt", b"a")), 2 * MIB)
+        blobs.append(blob)
+        diff_ids.append(diff_id)
+    if fmt == "oci":
+        archive = crafted_oci_archive(tmp_path / "tails.tar", blobs, diff_ids)
+    else:
+        archive = crafted_docker_archive(tmp_path / "tails.tar", blobs, diff_ids=diff_ids)
+    _refused(store, archive, "the image's layers decompress to more than 129 MiB in all")
+
+
+def test_an_image_of_many_layers_within_the_image_bound_imports(settings: Settings, tmp_path: Path) -> None:
+    """The control case: the same layers without the zeros after their end import."""
+    store = ImageStore(
+        settings.model_copy(
+            update={"image_max_layer_mb": 1, "image_max_files": 100, "image_max_unpacked_mb": 1}
+        )
+    )
+    layers = [layer_tar(lambda t, i=i: add_file(t, f"{i}.txt", b"a" * 4096)) for i in range(70)]
+    blobs = [zlib.compress(x, 9, wbits=31) for x in layers]
+    result = store.import_path(crafted_oci_archive(tmp_path / "ok.tar", blobs, [sha(x) for x in layers]))
+    assert result.layers == 70 and (store.rootfs(result.digest) / "69.txt").is_file()

@@ -21,7 +21,7 @@ from typing import Any
 from tre.errors import STORAGE_FULL_DETAIL, StorageFull, is_storage_full
 from tre.images.errors import ImageRejected
 from tre.images.layout import check_layer_count, check_layer_descriptors, digest_problem
-from tre.images.limits import ImageLimits
+from tre.images.limits import ImageLimits, StreamBudget
 from tre.images.reference import printable
 from tre.tarbounds import CappedReader, StrictTarInfo, TarBoundExceeded, stream_cap
 
@@ -145,14 +145,16 @@ def _content_hash(fh: Any) -> str:
     return digest.hexdigest()
 
 
-def _uncompressed_hash(tar: tarfile.TarFile, member: str, limits: ImageLimits) -> str:
-    """A compressed docker layer's diff_id, decompressing no more than a layer may hold."""
+def _uncompressed_hash(tar: tarfile.TarFile, member: str, limits: ImageLimits, budget: StreamBudget) -> str:
+    """A compressed docker layer's diff_id, decompressing no more than a layer may hold, nor
+    more than what is left of the image's ``budget``."""
     fh = tar.extractfile(member)
     assert fh is not None
     head = fh.read(2)
     fh.seek(0)
     stream: Any = gzip.GzipFile(fileobj=fh) if head == b"\x1f\x8b" else fh
-    capped = CappedReader(stream, stream_cap(limits.max_layer_bytes, limits.max_files), "a layer")
+    cap = stream_cap(limits.max_layer_bytes, limits.max_files)
+    capped = CappedReader(budget.reader(stream), cap, "a layer")
     try:
         return _content_hash(capped)
     except TarBoundExceeded as exc:
@@ -182,6 +184,7 @@ def _check_docker_diff_ids(
 
     layers = [resolve(str(x)) for x in entry.get("Layers") or []]
     check_layer_count(len(layers), limits)
+    budget = StreamBudget(limits)
     config_name = resolve(str(entry["Config"]))
     with tarfile.open(path, mode="r:", tarinfo=StrictTarInfo) as tar:
         fh = tar.extractfile(config_name)
@@ -197,7 +200,7 @@ def _check_docker_diff_ids(
             if actual is None:
                 raise ImageRejected("the docker archive's manifest.json names a layer that is not a file")
             stored = f"sha256:{actual}" == diff_id
-            if not stored and f"sha256:{_uncompressed_hash(tar, layer, limits)}" != diff_id:
+            if not stored and f"sha256:{_uncompressed_hash(tar, layer, limits, budget)}" != diff_id:
                 raise ImageRejected(
                     f"digest mismatch: layer {i + 1}'s content does not match the config's diff_id"
                 )

@@ -13,7 +13,8 @@ nested folders, a 3,000-byte path, made the unpack raise RecursionError and left
 half-made bundle behind; redteam round 14); a layer or an
 image over its size bound; too many entries; a PAX or long-name header over 1 MiB and a
 decompressed stream longer than the layer's bound allows (`tre.tarbounds`: tarfile would
-read those into memory). Each layer's uncompressed content is hashed against the config's
+read those into memory), or all layers' streams together longer than the image's bound
+allows (`tre.images.limits.StreamBudget`). Each layer's uncompressed content is hashed against the config's
 ``rootfs.diff_ids`` too. Setuid/setgid
 bits and extended attributes (file capabilities) are allowed in the blob, which we cannot
 change without changing the digest, and are dropped when the image is unpacked.
@@ -30,7 +31,7 @@ from pathlib import Path
 from typing import IO
 
 from tre.images.errors import ImageRejected
-from tre.images.limits import ImageLimits
+from tre.images.limits import ImageLimits, StreamBudget
 from tre.images.reference import printable
 from tre.tarbounds import CappedReader, StrictTarInfo, TarBoundExceeded, stream_cap
 
@@ -58,6 +59,8 @@ class LayerScan:
     bytes: int = 0
     setuid: int = 0
     xattrs: int = 0
+    # The decompressed bytes of all layers so far (`StreamBudget`), made on the first layer.
+    budget: StreamBudget | None = None
 
 
 class _Hashing:
@@ -183,9 +186,11 @@ def scan_layer(
         raise ImageRejected(f"{what} has the unsupported media type {printable(media_type)!r}")
     layer_bytes = 0
     cap = stream_cap(limits.max_layer_bytes, limits.max_files)
+    if seen.budget is None:
+        seen.budget = StreamBudget(limits)
     with blob.open("rb") as raw:
         plain = gzip.GzipFile(fileobj=raw) if media_type in GZIP_TYPES else raw
-        stream = _Hashing(CappedReader(plain, cap, what))
+        stream = _Hashing(CappedReader(seen.budget.reader(plain), cap, what))
         try:
             with tarfile.open(fileobj=stream, mode="r|", tarinfo=StrictTarInfo) as tar:  # type: ignore[call-overload]
                 for member in tar:
