@@ -120,7 +120,8 @@ def test_a_cpu_job_has_no_sysfs(tmp_path: Path) -> None:
     counts and file-system write totals, live. A job without GPUs gets an empty read-only
     tmpfs there instead (the local sandbox has no /sys at all)."""
     opts = container_options(make_spec(tmp_path), uid=10001, gid=10002)
-    assert opts["tmpfs"]["/sys"] == "ro,noexec,nosuid,nodev,size=4k"
+    # Entries bounded: a tmpfs without nr_inodes tells statfs half the host's RAM (round 15).
+    assert opts["tmpfs"]["/sys"] == "ro,noexec,nosuid,nodev,size=4k,nr_inodes=16"
     assert "/sys" not in container_options(make_spec(tmp_path, gpu=1), uid=10001, gid=10002)["tmpfs"]
 
 
@@ -592,8 +593,8 @@ def test_image_volumes_are_masked_read_only_and_its_healthcheck_is_off(tmp_path:
     )
     assert opts["tmpfs"] == {
         "/tmp": "rw,noexec,nosuid,nodev,size=256m,nr_inodes=32768",
-        "/var/lib/data": "ro,noexec,nosuid,nodev,size=4k",
-        "/sys": "ro,noexec,nosuid,nodev,size=4k",
+        "/var/lib/data": "ro,noexec,nosuid,nodev,size=4k,nr_inodes=16",
+        "/sys": "ro,noexec,nosuid,nodev,size=4k,nr_inodes=16",
     }
     assert opts["healthcheck"] == {"test": ["NONE"]}
     for bad in ("relative", "/a/../etc", "/"):

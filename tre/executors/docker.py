@@ -137,7 +137,9 @@ def _require_pinned(image: str) -> None:
 
 
 # An image's declared volume becomes this: empty, read-only, nothing runs from it.
-MASKED_VOLUME = "ro,noexec,nosuid,nodev,size=4k"
+# Its entries bounded too: a tmpfs without nr_inodes answers statfs with half the host's RAM
+# as its inode count (redteam round 15).
+MASKED_VOLUME = "ro,noexec,nosuid,nodev,size=4k,nr_inodes=16"
 
 
 def _masked_volumes(image_volumes: Iterable[str], mounted: set[str]) -> dict[str, str]:
