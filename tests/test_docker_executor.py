@@ -13,6 +13,7 @@ import json
 import os
 import struct
 import subprocess
+import sys
 import threading
 import time
 from datetime import UTC, datetime
@@ -67,6 +68,7 @@ def test_container_options_are_exactly_the_hardened_set(tmp_path: Path) -> None:
         "image": IMAGE,
         "command": ["python", "-m", "analysis"],
         "name": "tre-job-j1",
+        "hostname": "tre-sandbox",
         "labels": {"tre.job-id": "j1", "tre.project-id": "p1"},
         "user": "10001:10002",
         "working_dir": "/output",
@@ -100,6 +102,10 @@ def test_container_options_are_exactly_the_hardened_set(tmp_path: Path) -> None:
                 str(tmp_path / "proc" / name): {"bind": f"/proc/{name}", "mode": "ro"}
                 for name in ("cpuinfo", "loadavg", "meminfo", "stat", "uptime", "diskstats", "swaps")
             },
+            **{
+                str(tmp_path / "proc" / "etc" / name): {"bind": f"/etc/{name}", "mode": "ro"}
+                for name in ("hosts", "hostname", "resolv.conf")
+            },
         },
         "device_requests": [DeviceRequest(driver="nvidia", count=2, capabilities=[["gpu"]])],
         "detach": True,
@@ -114,7 +120,8 @@ def test_a_cpu_job_has_no_sysfs(tmp_path: Path) -> None:
     counts and file-system write totals, live. A job without GPUs gets an empty read-only
     tmpfs there instead (the local sandbox has no /sys at all)."""
     opts = container_options(make_spec(tmp_path), uid=10001, gid=10002)
-    assert opts["tmpfs"]["/sys"] == "ro,noexec,nosuid,nodev,size=4k"
+    # Entries bounded: a tmpfs without nr_inodes tells statfs half the host's RAM (round 15).
+    assert opts["tmpfs"]["/sys"] == "ro,noexec,nosuid,nodev,size=4k,nr_inodes=16"
     assert "/sys" not in container_options(make_spec(tmp_path, gpu=1), uid=10001, gid=10002)["tmpfs"]
 
 
@@ -160,6 +167,7 @@ class Engine:
         self.killed = False
         self.removed = False
         self.user = ""  # the container's Config.User, as create recorded it
+        self.kept_jobs: set[str] = set()  # jobs whose containers the engine still has, by name
         # Docker's format: RFC 3339 with nanoseconds.
         self.started_wall = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f") + "123Z"
 
@@ -227,6 +235,10 @@ def make_handler(engine: Engine) -> type[BaseHTTPRequestHandler]:
                         "State": engine.state(),
                     },
                 )
+            if method == "GET" and path.removeprefix("containers/tre-job-").removesuffix("/json") in (
+                engine.kept_jobs
+            ):
+                return self._send(200, {"Id": "c0ffee", "Name": path.split("/")[1], "State": engine.state()})
             if method == "POST" and path == "containers/c0ffee/start":
                 engine.started_at = time.monotonic()
                 return self._send(204)
@@ -329,6 +341,39 @@ def test_the_container_reads_its_own_proc_figures_not_the_hosts(tmp_path: Path, 
     assert b"cpu MHz" not in seen["/proc/cpuinfo"] and seen["/proc/diskstats"] == seen["/proc/swaps"] == b""
     assert seen["/proc/loadavg"] == b"0.00 0.00 0.00 1/1 1\n"
     assert not folder.exists()  # removed with the container
+
+
+def test_the_container_is_told_nothing_of_the_hosts_resolver_or_its_own_name(
+    tmp_path: Path, engine_client: Any
+) -> None:
+    """Redteam round 15: the engine writes /etc/resolv.conf, /etc/hosts and /etc/hostname
+    into every container, `--network none` included; its resolv.conf is a copy of the
+    host's (the site's search domains and resolvers) and its hostname the container's id.
+    The executor binds fixed files of its own at those paths (the engine writes none where
+    the container has a mount) and names one hostname for every job, as the local sandbox
+    and Kubernetes do; the files go with the container."""
+    engine = Engine(exit_code=0, runs_for=0.3)
+    seen: dict[str, bytes] = {}
+    real_create = docker_executor.create_container
+
+    def create(client: Any, opts: dict[str, Any]) -> Any:  # the files as the engine finds them
+        for source, bind in opts["volumes"].items():
+            if bind["bind"].startswith("/etc/"):
+                seen[bind["bind"]] = Path(source).read_bytes()
+        return real_create(client, opts)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(docker_executor, "create_container", create)
+        DockerExecutor(engine_client(engine)).run(make_spec(tmp_path), RunControl())
+    body = next(b for m, p, b in engine.calls if p == "containers/create")
+    assert body["Hostname"] == "tre-sandbox"
+    targets = {b.split(":")[1]: b for b in body["HostConfig"]["Binds"]}
+    for name in ("/etc/resolv.conf", "/etc/hosts", "/etc/hostname"):
+        assert targets[name].endswith(":ro"), name
+    assert seen["/etc/resolv.conf"] == b"nameserver 127.0.0.1\n"
+    assert seen["/etc/hostname"] == b"tre-sandbox\n"
+    assert seen["/etc/hosts"] == b"127.0.0.1 localhost tre-sandbox\n::1 localhost\n"
+    assert not Path(targets["/etc/hosts"].split(":")[0]).exists()  # removed with the container
 
 
 def test_the_container_cannot_read_the_hosts_other_proc_counters(tmp_path: Path, engine_client: Any) -> None:
@@ -548,8 +593,8 @@ def test_image_volumes_are_masked_read_only_and_its_healthcheck_is_off(tmp_path:
     )
     assert opts["tmpfs"] == {
         "/tmp": "rw,noexec,nosuid,nodev,size=256m,nr_inodes=32768",
-        "/var/lib/data": "ro,noexec,nosuid,nodev,size=4k",
-        "/sys": "ro,noexec,nosuid,nodev,size=4k",
+        "/var/lib/data": "ro,noexec,nosuid,nodev,size=4k,nr_inodes=16",
+        "/sys": "ro,noexec,nosuid,nodev,size=4k,nr_inodes=16",
     }
     assert opts["healthcheck"] == {"test": ["NONE"]}
     for bad in ("relative", "/a/../etc", "/"):
@@ -805,3 +850,126 @@ def test_a_read_only_folder_whose_name_the_mount_options_would_split_is_covered_
     finally:
         rocover.unmount_all(scratch)
     assert not scratch.exists() and str(tmp_path) not in Path("/proc/self/mountinfo").read_text()
+
+
+# A worker that dies mid-job (os._exit: nothing unmounted), having mounted the job's covers
+# and output file system as `DockerExecutor.run` does before creating the container.
+_DYING_WORKER = """
+import os, sys
+from pathlib import Path
+from tre.executors.base import DatasetMount, JobSpec
+from tre.executors.docker import DockerExecutor
+
+jobs, data, job_id = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
+spec = JobSpec(job_id=job_id, project_id="p1", image=sys.argv[4], command=["x"],
+               datasets=[DatasetMount("d", host_path=data, mount_path="/data")],
+               output_dir=jobs / job_id / "output", log_path=jobs / job_id / "job.log")
+spec.output_dir.mkdir(parents=True)
+executor = DockerExecutor(client=object(), output_fs=True)
+executor._cover_read_only(spec)
+executor._mount_output(spec, 10001)
+(spec.output_dir / "result.csv").write_text("a,b")
+os._exit(0)
+"""
+
+
+def _left_by_a_dead_worker(jobs: Path, data: Path, job_id: str) -> Path:
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(
+        [sys.executable, "-c", _DYING_WORKER, str(jobs), str(data), job_id, IMAGE],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return jobs / job_id
+
+
+def _mounted_under(folder: Path) -> list[str]:
+    return [
+        line.split()[4]
+        for line in Path("/proc/self/mountinfo").read_text().splitlines()
+        if line.split()[4].startswith(str(folder) + "/")
+    ]
+
+
+def _unmount_everything_under(folder: Path) -> None:
+    for point in sorted(_mounted_under(folder), key=len, reverse=True):
+        subprocess.run(["umount", "-l", point], check=False, capture_output=True)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting the covers and output file systems needs root")
+def test_a_dead_workers_mounts_are_swept_when_a_worker_starts(tmp_path: Path, engine_client: Any) -> None:
+    """Redteam round 15: the covers (``.docker-cover-*``) and output file system
+    (``.docker-output-*``) a Docker worker mounts beside a job's output folder were unmounted
+    only by a worker that reattached to the container; a worker that never came back, or
+    whose container was gone, left overlays, a tmpfs and a loop device mounted for good and
+    the job's outputs inside an image. A starting worker now sweeps them, as the local
+    sandbox does its own: a dead worker's whose container is gone are unmounted (the outputs
+    copied out as plain files); a dead worker's whose container the engine still has (a
+    worker will reattach) and a live worker's are left alone."""
+    jobs, data = tmp_path / "jobs", tmp_path / "data"
+    data.mkdir()
+    (data / "scan.dcm").write_bytes(b"x")
+    gone, kept, live = "a" * 32, "b" * 32, "c" * 32
+    try:
+        gone_dir = _left_by_a_dead_worker(jobs, data, gone)
+        kept_dir = _left_by_a_dead_worker(jobs, data, kept)
+        ours = make_spec(
+            tmp_path,
+            job_id=live,
+            datasets=[DatasetMount("d", host_path=data, mount_path="/data")],
+            output_dir=jobs / live / "output",
+        )
+        ours.output_dir.mkdir(parents=True)
+        mine = DockerExecutor(engine_client(Engine()), output_fs=True)
+        mine._cover_read_only(ours)
+        mine._mount_output(ours, 10001)
+        assert _mounted_under(gone_dir) and _mounted_under(kept_dir) and _mounted_under(jobs / live)
+        engine = Engine()
+        engine.kept_jobs = {kept}
+        DockerExecutor(engine_client(engine), jobs_dir=jobs)  # a worker starts
+        assert _mounted_under(gone_dir) == []
+        assert sorted(p.name for p in gone_dir.iterdir()) == ["output"]
+        assert (gone_dir / "output" / "result.csv").read_text() == "a,b"
+        assert len(_mounted_under(kept_dir)) >= 3  # the cover tmpfs, an overlay, the output
+        assert len(_mounted_under(jobs / live)) >= 3
+    finally:
+        _unmount_everything_under(jobs)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting the covers and output file systems needs root")
+def test_a_reattaching_worker_takes_over_what_the_dead_one_left(tmp_path: Path, engine_client: Any) -> None:
+    """A worker that reattaches renames the dead worker's folders to its own name before it
+    follows the container, so a third worker sweeping while the container ends (and is
+    removed) leaves them to it; it then copies the outputs out and unmounts everything."""
+    jobs, data = tmp_path / "jobs", tmp_path / "data"
+    data.mkdir()
+    job_id = "d" * 32
+    try:
+        job_dir = _left_by_a_dead_worker(jobs, data, job_id)
+        spec = make_spec(
+            tmp_path,
+            job_id=job_id,
+            datasets=[DatasetMount("d", host_path=data, mount_path="/data")],
+            output_dir=job_dir / "output",
+        )
+        engine = Engine(exit_code=0, runs_for=0.5)
+        engine.started_at = time.monotonic()
+        elsewhere = Engine()  # what another worker's engine client says
+        elsewhere.kept_jobs = {job_id}
+        sweeper = DockerExecutor(engine_client(elsewhere), jobs_dir=jobs)
+        assert _mounted_under(job_dir)  # the container existed: nothing swept at its start
+        elsewhere.kept_jobs = set()  # from now on it says the container is gone
+        swept: list[int] = []
+        result = DockerExecutor(engine_client(engine)).reattach(
+            spec, "c0ffee", RunControl(heartbeat=lambda: swept.append(sweeper.clean_leftovers()))
+        )
+        assert result.state == "succeeded", result
+        assert swept and not any(swept)
+        assert (job_dir / "output" / "result.csv").read_text() == "a,b"
+        assert _mounted_under(job_dir) == [] and sorted(p.name for p in job_dir.iterdir()) == ["output"]
+    finally:
+        _unmount_everything_under(jobs)

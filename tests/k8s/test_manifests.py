@@ -6,6 +6,7 @@ with zero failed checks; the admission policy's CEL accepts them and rejects wea
 from __future__ import annotations
 
 import copy
+import dataclasses
 import shutil
 import subprocess
 from pathlib import Path
@@ -408,3 +409,35 @@ def test_a_job_pod_is_told_nothing_of_the_clusters_dns(tmp_path: Path) -> None:
         pod = m.job(spec, SETTINGS)["spec"]["template"]["spec"]
         assert pod.get("dnsPolicy") == "None", spec.job_id
         assert pod.get("dnsConfig") == {"nameservers": ["127.0.0.1"]}, spec.job_id
+
+
+def test_a_job_pod_is_told_neither_its_pod_name_nor_the_api_servers_address(tmp_path: Path) -> None:
+    """Redteam round 15: a job pod's hostname was its pod name (the job id and the Job
+    controller's random suffix, paired with the pod IP in /etc/hosts), and the kubelet put
+    the `kubernetes` service's cluster IP and port in its environment (it does so whatever
+    `enableServiceLinks` says, but never over a variable the container declares). Every job
+    pod now has one fixed hostname and declares those variables empty; no token is mounted
+    and no service links are injected; the admission policy still admits it."""
+    for spec in specs(tmp_path):
+        job = m.job(spec, SETTINGS)
+        pod = job["spec"]["template"]["spec"]
+        assert pod.get("hostname") == "tre-sandbox", spec.job_id
+        assert pod["automountServiceAccountToken"] is False and pod["enableServiceLinks"] is False
+        env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+        for name in ("HOST", "PORT", "PORT_HTTPS"):
+            assert env.get(f"KUBERNETES_SERVICE_{name}") == "", (spec.job_id, name)
+        for name in ("", "_443_TCP", "_443_TCP_PROTO", "_443_TCP_PORT", "_443_TCP_ADDR"):
+            assert env.get(f"KUBERNETES_PORT{name}") == "", (spec.job_id, name)
+        assert not any(v.get("projected") or v.get("secret") for v in pod["volumes"])
+        assert admit(job).allowed
+
+
+def test_a_jobs_own_env_cannot_put_the_api_servers_address_back(tmp_path: Path) -> None:
+    """The empty declarations come after the job's own variables."""
+    spec = specs(tmp_path)[1]
+    spec = dataclasses.replace(spec, env={**spec.env, "KUBERNETES_SERVICE_HOST": "10.96.0.1"})
+    env = {
+        e["name"]: e.get("value")
+        for e in m.job(spec, SETTINGS)["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert env["KUBERNETES_SERVICE_HOST"] == ""

@@ -71,7 +71,10 @@ class Local:
         return any(tuple(self.argv[i : i + n]) == seq for i in range(len(self.argv) - n + 1))
 
     def writable(self) -> set[str]:
-        dests = {d for _s, d in self.pairs("--bind", "--bind-try")}
+        # A destination remounted read-only after its bind (the root, /dev: staged trees of
+        # mount points, round 15) is not writable.
+        sealed = {self.argv[i + 1] for i, a in enumerate(self.argv[:-1]) if a == "--remount-ro"}
+        dests = {d for _s, d in self.pairs("--bind", "--bind-try")} - sealed
         return dests | {d for _s, d in self.pairs("--dev-bind") if not d.startswith("/dev/")}
 
 
@@ -135,9 +138,10 @@ def render_local(tmp: Path, spec: JobSpec) -> Local:
     stage = Stage(tmp / "stage")
     limits = job_limits(spec)
     # The cgroup path (not the rlimit fallback): any object stands for the job's cgroup here.
-    # The job's own /proc files, as `_sandbox_fds` hands them over (one descriptor each).
-    fds = {"seccomp": 97, "block": 98, **{f"proc:{n}": 80 + i for i, n in enumerate(procview.SYNTHESISED)}}
-    argv = executor._argv("bwrap", spec, rootfs, limits, fds, stage, object())  # type: ignore[arg-type]
+    # The job's own /proc files, staged by the launcher (`Stage.data`).
+    fds = {"seccomp": 97, "block": 98}
+    files = procview.job_files(spec.cpu, spec.memory_mb << 20)
+    argv = executor._argv("bwrap", spec, rootfs, limits, fds, stage, object(), None, files)  # type: ignore[arg-type]
     launcher = launcher_argv(
         stage, [], 0x70000000, 990, 5, 6, argv, sysinfo.helper_argv("python3", 7), limits.cpus
     )
@@ -478,8 +482,9 @@ def _kube_own_uid(r: Kube) -> bool:
 
 
 def _local_own_proc_figures(r: Local) -> bool:
-    data = {r.argv[i + 2] for i, a in enumerate(r.argv[:-2]) if a == "--ro-bind-data"}
-    return {f"/proc/{n}" for n in procview.SYNTHESISED} <= data
+    staged = {f"{r.stage.root}/{name}/f" for kind, _, name in r.stage.entries if kind == "data"}
+    bound = {r.argv[i + 2] for i, a in enumerate(r.argv[:-2]) if a == "--ro-bind" and r.argv[i + 1] in staged}
+    return {f"/proc/{n}" for n in procview.SYNTHESISED} <= bound
 
 
 def _docker_own_proc_figures(r: Docker) -> bool:
@@ -731,7 +736,7 @@ def test_the_checks_notice_a_dropped_control(rendered: dict[str, Any]) -> None:
         kube_with(lambda p: p["containers"][0]["volumeMounts"].pop())  # the last mask's mount
     )
     proc_data = [
-        i for i, a in enumerate(local.argv) if a == "--ro-bind-data" and "/proc/meminfo" == local.argv[i + 2]
+        i for i, a in enumerate(local.argv) if a == "--ro-bind" and "/proc/meminfo" == local.argv[i + 2]
     ]
     assert len(proc_data) == 1
     i = proc_data[0]

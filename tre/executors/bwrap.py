@@ -293,6 +293,13 @@ class SandboxLayout:
     # (fd, /proc/<name>): the job's own /proc files (`tre.executors.procview.job_files`),
     # bound read-only over the procfs's host-wide counters.
     proc_files: list[tuple[int, str]] = field(default_factory=list)
+    # (staged file, /proc/<name>): the same files staged (`Stage.data`), used instead when set.
+    proc_sources: list[tuple[str, str]] = field(default_factory=list)
+    # Staged tmpfs trees (`Stage.tree`) for the root and /dev, and an empty read-only folder
+    # (`Stage.empty_dir`) for masked /proc folders; bwrap's own tmpfs where None.
+    root_source: str | None = None
+    devroot_source: str | None = None
+    empty_dir_source: str | None = None
     # An empty file (`Stage.empty`) bound over each masked /proc file; None: /dev/null.
     empty_source: str | None = None
     # --block-fd: bwrap reads it after every mount is made, just before running the job.
@@ -330,6 +337,8 @@ def _proc_args(
     source: str | None = None,
     files: list[tuple[int, str]] | None = None,
     empty: str | None = None,
+    staged: list[tuple[str, str]] | None = None,
+    empty_dir: str | None = None,
 ) -> list[str]:
     """Mount a fresh /proc for the pid namespace, then apply the hardening above.
 
@@ -340,7 +349,9 @@ def _proc_args(
     counter is masked, deny by default (`tre.executors.procview.masked`), and ``files``
     (the job's own meminfo, cpuinfo, stat, loadavg, uptime) are bound over the procfs's.
     A masked file is ``empty`` (a file of the job's stage) or /dev/null (unreadable there:
-    the sandbox's /proc is ``nodev``).
+    the sandbox's /proc is ``nodev``). ``staged``: the job's own files as staged files
+    (`Stage.data`), bound in place of ``files``; ``empty_dir``: an empty read-only folder
+    (`Stage.empty_dir`) bound over each masked folder in place of a tmpfs.
     """
     args = ["--proc", "/proc"]
     base = source or str(host_proc)
@@ -351,10 +362,42 @@ def _proc_args(
     for name in sorted({*masked_files, *(n for n in _PROC_MASKED_FILES if (host_proc / n).exists())}):
         args += ["--ro-bind", empty or "/dev/null", f"/proc/{name}"]
     for name in sorted({*masked_dirs, *(n for n in _PROC_MASKED_DIRS if (host_proc / n).is_dir())}):
-        args += ["--tmpfs", f"/proc/{name}", "--remount-ro", f"/proc/{name}"]
-    for fd, dest in files or []:
-        args += ["--ro-bind-data", str(fd), dest]
+        if empty_dir is not None:
+            args += ["--ro-bind", empty_dir, f"/proc/{name}"]
+        else:  # bwrap's tmpfs: its statfs is half the host's RAM (see `Stage.tree`)
+            args += ["--size", "4096", "--tmpfs", f"/proc/{name}", "--remount-ro", f"/proc/{name}"]
+    if staged:
+        for source, dest in staged:
+            args += ["--ro-bind", source, dest]
+    else:
+        for fd, dest in files or []:
+            args += ["--ro-bind-data", str(fd), dest]
     return args
+
+
+def _dev_args(layout: SandboxLayout) -> list[str]:
+    """/dev: a tmpfs holding the job's own six nodes (`tre.executors.stage.Stage.devices`:
+    a lock on one is nobody else's) and the ``fd``, ``stdin``, ``stdout``, ``stderr`` links,
+    as bubblewrap's ``--dev`` makes.
+
+    Why not ``--dev`` with the job's nodes bound over it (rounds 10 to 14): ``--dev`` first
+    binds the host's nodes from the host's devtmpfs, and covered mounts still show in the
+    job's /proc/self/mountinfo with that file system's options, whose ``size=`` and
+    ``nr_inodes=`` are half the host's RAM (redteam round 15: ``size=12334492k`` on a
+    24,684,092 kB host whose jobs' meminfo and ``sysinfo`` show their own limit): a
+    fingerprint of the machine. No devpts instance either: jobs are batch jobs without a
+    terminal. Without a staged folder (unit tests) it is ``--dev``."""
+    if layout.dev_source is None:
+        return ["--dev", "/dev"]
+    if layout.devroot_source is not None:
+        args = ["--bind", layout.devroot_source, "/dev"]
+    else:  # bwrap's tmpfs, sized (its entries are not: see `Stage.tree`)
+        args = ["--size", "65536", "--tmpfs", "/dev"]
+    for name in layout.dev_nodes:
+        args += ["--dev-bind", f"{layout.dev_source}/{name}", f"/dev/{name}"]
+    for fd, name in enumerate(("stdin", "stdout", "stderr")):
+        args += ["--symlink", f"/proc/self/fd/{fd}", f"/dev/{name}"]
+    return [*args, "--symlink", "/proc/self/fd", "/dev/fd"]
 
 
 def _rootfs_args(rootfs: Path, stage: Callable[[Path, bool], str]) -> list[str]:
@@ -376,6 +419,10 @@ def _rootfs_args(rootfs: Path, stage: Callable[[Path, bool], str]) -> list[str]:
     return args
 
 
+# The sandbox's root tmpfs (mount points and bwrap's links only; read-only once made).
+ROOT_TMPFS_BYTES = 1 << 20
+
+
 def build_args(spec: JobSpec, layout: SandboxLayout) -> list[str]:
     """bwrap's arguments (without the program name) up to and including the job command."""
     argv = image_argv(spec.command, layout.image_config)
@@ -395,6 +442,12 @@ def build_args(spec: JobSpec, layout: SandboxLayout) -> list[str]:
         "--hostname",
         "tre-sandbox",
     ]
+    # The root every other mount is made on: a tmpfs of a fixed size and entry count. bwrap's
+    # own root has neither, and answered statfs("/") with half the host's RAM (round 15).
+    if layout.root_source is not None:
+        args += ["--bind", layout.root_source, "/"]
+    else:
+        args += ["--size", str(ROOT_TMPFS_BYTES), "--tmpfs", "/"]
     size = str(layout.tmp_size_bytes)
     # The private /tmp comes before the toolchain binds: a checkout or virtualenv that lives
     # under the host's /tmp (CI clones often do) is then bound on top of it, not hidden by it.
@@ -412,21 +465,22 @@ def build_args(spec: JobSpec, layout: SandboxLayout) -> list[str]:
     for host, dest in layout.gpu.files:
         args += ["--ro-bind", layout.stage(host, False), dest]
     args += [
-        *_proc_args(source=layout.proc_source, files=layout.proc_files, empty=layout.empty_source),
-        "--dev",
-        "/dev",
-        # bwrap's --dev binds the host's nodes; these replace them with the job's own (locks).
-        *[
-            a
-            for name in layout.dev_nodes
-            for a in ("--dev-bind", f"{layout.dev_source}/{name}", f"/dev/{name}")
-        ],
+        *_proc_args(
+            source=layout.proc_source,
+            files=layout.proc_files,
+            empty=layout.empty_source,
+            staged=layout.proc_sources,
+            empty_dir=layout.empty_dir_source,
+        ),
+        *_dev_args(layout),
         *[a for dev in layout.gpu.devices for a in ("--dev-bind", dev, dev)],
     ]
     if layout.shm_source is not None:
         args += ["--bind", layout.shm_source, "/dev/shm"]  # noqa: S108 - sandbox-private tmpfs
     else:
         args += ["--size", size, "--tmpfs", "/dev/shm"]  # noqa: S108 - sandbox-private tmpfs
+    if layout.devroot_source is not None:
+        args += ["--remount-ro", "/dev"]  # its nodes and /dev/shm are mounts of their own
     made: set[str] = {"/tmp"}  # noqa: S108
     for fd, dest in layout.tmp_files:
         if not dest.startswith("/tmp/") or ".." in dest.split("/"):  # noqa: S108

@@ -26,14 +26,13 @@ import stat
 import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any, ClassVar
 
 from tre.config import Settings
 from tre.errors import is_storage_full
-from tre.executors import fstree, outputfs, procview, reasons, rocover
+from tre.executors import dockerleftovers, fstree, outputfs, procview, reasons, rocover
 from tre.executors.base import Executor, ExecutorError, JobResult, JobSpec, RunControl
 from tre.executors.cgroups import cpu_list
 from tre.executors.jobuids import UidRange
@@ -64,6 +63,17 @@ ENGINE_MASKED_PATHS = (
     "/proc/timer_stats", "/sys/devices/virtual/powercap", "/sys/firmware",
 )  # fmt: skip
 ENGINE_READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
+# Every container's hostname, as the local sandbox's and a Kubernetes job pod's.
+HOSTNAME = "tre-sandbox"
+# The files the engine writes into every container, `--network none` included, replaced by
+# fixed ones (redteam round 15): its /etc/resolv.conf was a copy of the host's (its search
+# domains, the site's resolvers), its /etc/hosts and /etc/hostname named the container. The
+# engine writes none of its own where the container has a mount at that path.
+ETC_FILES: dict[str, bytes] = {
+    "hosts": f"127.0.0.1 localhost {HOSTNAME}\n::1 localhost\n".encode(),
+    "hostname": f"{HOSTNAME}\n".encode(),
+    "resolv.conf": b"nameserver 127.0.0.1\n",
+}
 
 
 def masked_paths(host_proc: Path = Path("/proc")) -> list[str]:
@@ -85,7 +95,8 @@ def masked_paths(host_proc: Path = Path("/proc")) -> list[str]:
 
 def write_proc_view(spec: JobSpec, host_proc: Path = Path("/proc")) -> Path:
     """A new folder (in the worker's temporary folder, not on the disk jobs fill) holding the
-    job's /proc files (`DOCKER_PROC_FILES`), read-only. Removed once the container is: the
+    job's /proc files (`DOCKER_PROC_FILES`) and, in ``etc/``, its `ETC_FILES`, read-only.
+    Removed once the container is: the
     container's binds keep their own hold on the files, so a worker that restarts and
     reattaches needs them no more."""
     folder = Path(tempfile.mkdtemp(prefix=f"tre-proc-{spec.job_id}-"))
@@ -95,6 +106,11 @@ def write_proc_view(spec: JobSpec, host_proc: Path = Path("/proc")) -> Path:
         path = folder / name
         path.write_bytes(files[name])
         path.chmod(0o444)
+    etc = folder / "etc"
+    etc.mkdir(mode=0o755)
+    for name, content in ETC_FILES.items():
+        (etc / name).write_bytes(content)
+        (etc / name).chmod(0o444)
     return folder
 
 
@@ -121,7 +137,9 @@ def _require_pinned(image: str) -> None:
 
 
 # An image's declared volume becomes this: empty, read-only, nothing runs from it.
-MASKED_VOLUME = "ro,noexec,nosuid,nodev,size=4k"
+# Its entries bounded too: a tmpfs without nr_inodes answers statfs with half the host's RAM
+# as its inode count (redteam round 15).
+MASKED_VOLUME = "ro,noexec,nosuid,nodev,size=4k,nr_inodes=16"
 
 
 def _masked_volumes(image_volumes: Iterable[str], mounted: set[str]) -> dict[str, str]:
@@ -182,6 +200,8 @@ def container_options(
     if proc_dir is not None:
         for name in DOCKER_PROC_FILES:
             volumes[str(proc_dir / name)] = {"bind": f"/proc/{name}", "mode": "ro"}
+        for name in ETC_FILES:
+            volumes[str(proc_dir / "etc" / name)] = {"bind": f"/etc/{name}", "mode": "ro"}
     # Earlier jobs' outputs (tre.jobs.lineage): read-only, each at /inputs/<job id>.
     for mount in spec.inputs:
         if not _JOB_ID.fullmatch(mount.job_id) or mount.mount_path != f"/inputs/{mount.job_id}":
@@ -193,6 +213,7 @@ def container_options(
         "image": spec.image,
         "command": list(spec.command),
         "name": f"tre-job-{spec.job_id}",
+        "hostname": HOSTNAME,
         "labels": {"tre.job-id": spec.job_id, "tre.project-id": spec.project_id},
         "user": f"{uid}:{gid}",
         "working_dir": CODE_MOUNT if spec.code_dir is not None else OUTPUT_MOUNT,
@@ -318,7 +339,7 @@ def _disk_full(folder: Path) -> bool:
     return st.f_bavail == 0 or (st.f_files > 0 and st.f_favail == 0)
 
 
-_OUTPUT_SCRATCH = ".docker-output-"
+_OUTPUT_SCRATCH = dockerleftovers.OUTPUT_PREFIX
 
 
 def _output_scratch(output_dir: Path) -> Path | None:
@@ -355,6 +376,7 @@ class DockerExecutor(Executor):
         uid_range: UidRange | None = None,
         output_fs: bool | None = None,
         templates_dir: Path | None = None,
+        jobs_dir: Path | None = None,
     ) -> None:
         """``pull_registry``: the only registry host (and path) an image missing from the
         engine may be pulled from; None pulls nothing. ``uid_range``: where each container's
@@ -362,7 +384,9 @@ class DockerExecutor(Executor):
         ``uid`` is used only when it is switched off (count 0) or the worker is not root.
         ``output_fs``: mount a file system of exactly the output quota on each job's output
         folder before the container binds it (default: when the worker is root);
-        ``templates_dir`` keeps the empty images it is copied from (private to root)."""
+        ``templates_dir`` keeps the empty images it is copied from (private to root).
+        ``jobs_dir``: where jobs' folders are, swept at construction (a worker's start) and
+        by `clean_leftovers` for what workers that died left mounted there."""
         self._client = client
         self.pull_registry = pull_registry.rstrip("/") if pull_registry else None
         # Non-root workers can only hand the container a directory they own.
@@ -380,6 +404,28 @@ class DockerExecutor(Executor):
         self.templates = outputfs.ImageTemplates(
             templates_dir or Path(tempfile.gettempdir()) / f"tre-output-fs-{os.geteuid()}"
         )
+        self._jobs_dir = jobs_dir
+        self.clean_leftovers()
+
+    def clean_leftovers(self) -> int:
+        """The covers and output file systems of workers that died whose containers are gone
+        (`tre.executors.dockerleftovers`); only a root worker mounts any."""
+        if self._jobs_dir is None or os.geteuid() != 0:
+            return 0
+        return dockerleftovers.sweep(self._jobs_dir, self._container_exists, self.uid, self.gid)
+
+    def _container_exists(self, job_id: str) -> bool:
+        """Whether the engine still has the job's container; yes when it cannot say."""
+        import docker
+        import requests
+
+        try:
+            self.client.containers.get(f"tre-job-{job_id}")
+        except docker.errors.NotFound:
+            return False
+        except (docker.errors.DockerException, requests.exceptions.RequestException, ExecutorError):
+            return True
+        return True
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DockerExecutor:
@@ -390,6 +436,7 @@ class DockerExecutor(Executor):
             pull_registry=settings.image_registry,
             uid_range=UidRange(settings.sandbox_uid_base, settings.sandbox_uid_count),
             templates_dir=settings.home / "cache" / "output-fs",
+            jobs_dir=settings.jobs_dir,
         )
 
     def _image(self, ref: str) -> Any:
@@ -519,7 +566,7 @@ class DockerExecutor(Executor):
             if any(spec.output_dir.iterdir()):
                 log.warning("output folder of job %s is not empty: no file system of its own", spec.job_id)
                 return None
-        scratch = spec.output_dir.parent / f"{_OUTPUT_SCRATCH}{uuid.uuid4().hex[:8]}"
+        scratch = spec.output_dir.parent / dockerleftovers.scratch_name(_OUTPUT_SCRATCH)
         scratch.mkdir(mode=0o700)
         try:
             image = scratch / "output.ext4"
@@ -577,6 +624,9 @@ class DockerExecutor(Executor):
         user = str((container.attrs.get("Config") or {}).get("User") or "").partition(":")[0]
         scratch = _output_scratch(spec.output_dir) if outputfs.is_mount_point(spec.output_dir) else None
         cover_scratch = rocover.find_scratch(spec.output_dir.parent)
+        # This worker's from now on: another worker's sweep leaves them to it.
+        scratch = dockerleftovers.adopt(scratch) if scratch is not None else None
+        cover_scratch = dockerleftovers.adopt(cover_scratch) if cover_scratch is not None else None
         with self.uid_range.hold_again(int(user) if user.isdigit() else -1), _unmounted_after(cover_scratch):
             try:
                 result = self._follow(

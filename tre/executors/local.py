@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, ClassVar
 
 from tre.errors import is_storage_full
-from tre.executors import fstree, outputfs, procview, reasons, seccomp, sysinfo
+from tre.executors import fstree, jobclock, outputfs, procview, reasons, seccomp, sysinfo
 from tre.executors.base import Executor, ExecutorError, JobResult, JobSpec, RunControl
 from tre.executors.bwrap import SandboxLayout, build_args, image_identity, image_rootfs
 from tre.executors.cgroups import CgroupLimits, JobCgroup, create_job_cgroup, job_cgroup_name, sweep_stale
@@ -427,9 +427,14 @@ class LocalExecutor(Executor):
             mounted = True
             os.chown(spec.output_dir, *run_ids)  # the template's root is the job user's
             seed = None if warm_seed is not None or rootfs is not None else self._seed_files(spec)
-            with self._sandbox_fds(seed or [], procview.job_files(spec.cpu, limits.memory_bytes)) as fds:
+            # The job's clocks since boot count from its start (`tre.executors.jobclock`).
+            clock = jobclock.JobClock.starting_now() if jobclock.supported() else None
+            files = procview.job_files(
+                spec.cpu, limits.memory_bytes, boottime_offset=clock.boottime_offset if clock else 0
+            )
+            with self._sandbox_fds(seed or []) as fds:
                 stage = Stage(self.stage_dir)
-                argv = self._argv(bwrap, spec, rootfs, limits, fds, stage, cgroup, warm_seed)
+                argv = self._argv(bwrap, spec, rootfs, limits, fds, stage, cgroup, warm_seed, files)
                 # The raw log holds whatever the job printed: staff-only, never world-readable.
                 log_fd = os.open(spec.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
                 os.fchmod(log_fd, 0o600)
@@ -448,6 +453,7 @@ class LocalExecutor(Executor):
                         scratch,
                         log_file,
                         limits.cpus,
+                        clock,
                     )
                 finally:
                     # What a full disk kept in the buffer is lost (the reason says the disk was
@@ -521,16 +527,12 @@ class LocalExecutor(Executor):
         return files
 
     @contextlib.contextmanager
-    def _sandbox_fds(
-        self, seed_files: list[tuple[Path, str]], proc_files: dict[str, bytes] | None = None
-    ) -> Iterator[dict[str, int]]:
-        """Files bwrap reads at start-up: seccomp program, /etc/passwd, group, hosts, the
-        Numba cache seed (keys ``seed:<relative path>``) and the job's own /proc files
-        (keys ``proc:<name>``, `tre.executors.procview`)."""
+    def _sandbox_fds(self, seed_files: list[tuple[Path, str]]) -> Iterator[dict[str, int]]:
+        """Files bwrap reads at start-up: seccomp program, /etc/passwd, group, hosts and the
+        Numba cache seed (keys ``seed:<relative path>``). The job's own /proc files are
+        staged instead (`Stage.data`, round 15)."""
         fds: dict[str, int] = {}
         try:
-            for name, data in (proc_files or {}).items():
-                fds[f"proc:{name}"] = _memfd(f"tre-proc-{name}", data)
             for path, rel in seed_files:
                 with contextlib.suppress(OSError):
                     fds[f"seed:{rel}"] = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
@@ -566,8 +568,11 @@ class LocalExecutor(Executor):
         stage: Stage,
         cgroup: JobCgroup | None,
         warm_seed: Path | None = None,
+        proc_files: dict[str, bytes] | None = None,
     ) -> list[str]:
-        """prlimit + bwrap's command line (the launcher is put around it by `_supervise`)."""
+        """prlimit + bwrap's command line (the launcher is put around it by `_supervise`).
+        ``proc_files``: the job's own /proc files (`tre.executors.procview.job_files`),
+        staged (`Stage.data`) and bound over the procfs's."""
         binds = list(self.extra_ro_binds)
         extra_env: dict[str, str] = {}
         if rootfs is None and self.expose_tre_package:
@@ -605,9 +610,14 @@ class LocalExecutor(Executor):
             shm_source=stage.tmp(scratch_bytes, "shm"),
             dev_source=dev_source,
             dev_nodes=dev_nodes,
+            root_source=stage.tree(1 << 20, 1024, "root"),
+            devroot_source=stage.tree(64 << 10, 64, "devroot"),
+            empty_dir_source=stage.empty_dir(),
             proc_source=stage.proc(),
             empty_source=stage.empty(),
-            proc_files=[(fd, f"/proc/{key[5:]}") for key, fd in fds.items() if key.startswith("proc:")],
+            proc_sources=[
+                (stage.data(data, name), f"/proc/{name}") for name, data in (proc_files or {}).items()
+            ],
             block_fd=fds.get("block"),
             image_config=config,
         )
@@ -652,6 +662,7 @@ class LocalExecutor(Executor):
         scratch: Path,
         log_file: IO[bytes],
         cpus: tuple[int, ...] = (),
+        clock: jobclock.JobClock | None = None,
     ) -> JobResult:
         log_file.write(self._header(spec, rootfs, cgroup))
         log_file.flush()
@@ -665,10 +676,12 @@ class LocalExecutor(Executor):
         helper_end: socket.socket | None = None
         if self.use_seccomp and sysinfo.supported():
             ours, helper_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-            responder = sysinfo.Responder(ours, procview.shown_memory(spec.memory_mb * MIB))
+            responder = sysinfo.Responder(
+                ours, procview.shown_memory(spec.memory_mb * MIB), clock.boottime_offset if clock else 0
+            )
             wrap = sysinfo.helper_argv(sys.executable, helper_end.fileno())
         try:
-            argv = launcher_argv(stage, procs, *run_ids, status_w, hold_r, command, wrap, cpus)
+            argv = launcher_argv(stage, procs, *run_ids, status_w, hold_r, command, wrap, cpus, clock)
             proc = subprocess.Popen(
                 argv,
                 stdin=subprocess.DEVNULL,

@@ -30,6 +30,7 @@ import shutil
 import stat
 import subprocess
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -395,8 +396,14 @@ class Leftover:
     copy_interrupted: bool  # the worker died while copying it out (its read-only view mounted)
 
 
-def find_leftovers(roots: list[Path]) -> list[Leftover]:
-    """The scratch folders under ``<root>/<job>/`` whose creating worker no longer lives."""
+def find_leftovers(
+    roots: list[Path], pattern: re.Pattern[str] = _SCRATCH, keep: Callable[[Path], bool] | None = None
+) -> list[Leftover]:
+    """The scratch folders under ``<root>/<job>/`` whose creating worker no longer lives.
+
+    ``pattern``: their names (groups ``pid`` and ``start``, either may be absent; a name
+    without a pid is a dead worker's). ``keep``: a leftover it says yes to is left alone
+    (the Docker executor's whose container still exists: a worker will reattach to it)."""
     found: list[Leftover] = []
     for root in roots:
         try:
@@ -409,11 +416,14 @@ def find_leftovers(roots: list[Path]) -> list[Leftover]:
             except OSError:
                 continue
             for scratch in children:
-                match = _SCRATCH.match(scratch.name)
+                match = pattern.match(scratch.name)
                 if match is None:
                     continue
-                start = int(match["start"]) if match["start"] is not None else None
-                if liveness.owner_alive(int(match["pid"]), start):
+                groups = match.groupdict()
+                start = int(groups["start"]) if groups.get("start") is not None else None
+                if groups.get("pid") is not None and liveness.owner_alive(int(groups["pid"]), start):
+                    continue
+                if keep is not None and keep(scratch):
                     continue
                 found.append(
                     Leftover(scratch, is_mount_point(job_dir / "output"), is_mount_point(scratch / "view"))
@@ -421,7 +431,14 @@ def find_leftovers(roots: list[Path]) -> list[Leftover]:
     return found
 
 
-def recover_stale(roots: list[Path], uid: int, gid: int, quota_bytes: int = 1 << 40) -> list[Path]:
+def recover_stale(
+    roots: list[Path],
+    uid: int,
+    gid: int,
+    quota_bytes: int = 1 << 40,
+    pattern: re.Pattern[str] = _SCRATCH,
+    keep: Callable[[Path], bool] | None = None,
+) -> list[Path]:
     """Turn output file systems left mounted by a worker that died into plain folders.
 
     Looks for ``<job dir>/.sandbox-<pid>.<start>-<token>`` scratch folders under each root
@@ -431,10 +448,11 @@ def recover_stale(roots: list[Path], uid: int, gid: int, quota_bytes: int = 1 <<
     the partial copy is thrown away and the copy made again, whole, from the view: a file cut
     short by the crash is never recorded as the job's output. Then every mount goes (the
     loop device with it), and the scratch folder with the image file. Returns the output
-    folders that were recovered.
+    folders that were recovered. ``pattern``, ``keep``: as `find_leftovers` (the Docker
+    executor's scratch folders are named otherwise).
     """
     recovered: list[Path] = []
-    for left in find_leftovers(roots):
+    for left in find_leftovers(roots, pattern, keep):
         output = left.scratch.parent / "output"
         try:
             if left.copy_interrupted:

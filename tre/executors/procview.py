@@ -59,6 +59,9 @@ SYS_COUNTERS = (
     "kernel/pty/nr",
     "kernel/tainted",
     "kernel/keys",
+    # Not a counter but the host's boot, named: the same in every job on the host until it
+    # reboots (a fingerprint of the machine; redteam round 15, `tre.executors.jobclock`).
+    "kernel/random/boot_id",
 )
 # /proc/cpuinfo lines that are live readings, not descriptions (the clock moves with load).
 _LIVE_CPUINFO = re.compile(r"^(cpu MHz|BogoMIPS|bogomips)\s*:", re.IGNORECASE)
@@ -175,8 +178,13 @@ def shown_memory(memory_bytes: int, host_proc: Path = Path("/proc")) -> int:
     return min(memory_bytes, host) if host > 0 else memory_bytes
 
 
-def job_files(cpu: float, memory_bytes: int, host_proc: Path = Path("/proc")) -> dict[str, bytes]:
-    """name -> content of each file in `SYNTHESISED`, for a job with these limits."""
+def job_files(
+    cpu: float, memory_bytes: int, host_proc: Path = Path("/proc"), boottime_offset: int = 0
+) -> dict[str, bytes]:
+    """name -> content of each file in `SYNTHESISED`, for a job with these limits.
+
+    ``boottime_offset``: seconds the job's boot-time clock is shifted by (its time namespace,
+    `tre.executors.jobclock`): its uptime and boot time (``btime``) are then its own."""
     try:
         host_cpuinfo = (host_proc / "cpuinfo").read_text(errors="replace")
     except OSError:
@@ -190,8 +198,8 @@ def job_files(cpu: float, memory_bytes: int, host_proc: Path = Path("/proc")) ->
         "cpuinfo": cpuinfo(host_cpuinfo, cpus),
         "loadavg": b"0.00 0.00 0.00 1/1 1\n",
         "meminfo": meminfo(shown_memory(memory_bytes, host_proc)),
-        "stat": stat(cpus, host_btime(host_proc)),
-        "uptime": uptime(up),
+        "stat": stat(cpus, host_btime(host_proc) - boottime_offset),
+        "uptime": uptime(up + boottime_offset),
     }
 
 

@@ -28,6 +28,7 @@ import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
+from tre.executors import liveness
 from tre.executors.base import ExecutorError
 
 SCRATCH_PREFIX = ".docker-cover-"
@@ -62,7 +63,9 @@ def mount_covers(sources: Sequence[Path], beside: Path) -> tuple[Path, dict[str,
     ``beside``; return the scratch folder and {source: overlay}. Files are left as they are
     (a single file has no free space of its own to hide behind; none is bound today).
     Everything mounted so far is unmounted again if one step fails."""
-    scratch = beside / f"{SCRATCH_PREFIX}{uuid.uuid4().hex[:8]}"
+    # Named by this worker's pid and start time: whose it is, should the worker die
+    # (`tre.executors.dockerleftovers`).
+    scratch = beside / f"{SCRATCH_PREFIX}{liveness.owner_tag()}-{uuid.uuid4().hex[:8]}"
     scratch.mkdir(mode=0o755)
     folders = [s for s in dict.fromkeys(sources) if s.is_dir()]
     covers: dict[str, Path] = {}

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tre.executors.base import ExecutorError
+from tre.executors.jobclock import JobClock
 
 DEFAULT_STAGE_DIR = Path("/run/tre-stage")
 # Host folders any user can read: bound directly, never staged.
@@ -86,14 +87,21 @@ while [ "$1" != "--" ]; do
         mount -o remount,ro,nosuid,noexec "$d" || fail "cannot seal the private devices" ;;
     empty)
         : > "$d" && chmod 0444 "$d" || fail "cannot make the empty file" ;;
+    data)
+        mkdir "$d" && mount -t tmpfs -o mode=0755,size=1m,nr_inodes=4,nosuid,nodev,noexec tre-file "$d" \
+            && printf '%s' "$src" > "$d/f" && chmod 0444 "$d/f" \
+            && mount -o remount,ro,nosuid,nodev,noexec "$d" || fail "cannot stage a file" ;;
     proc)
         mkdir "$d" && mount -t proc -o nosuid,nodev,noexec tre-proc "$d" \
             || fail "cannot mount a private /proc" ;;
-    tmpfs)
-        sz=${src%:*} ni=${src#*:}
+    tmpfs|tree)
+        sz=${src%:*} ni=${src#*:} m=0700
+        [ "$k" = tree ] && m=0755
         case $sz$ni in ""|*[!0-9]*) fail "bad tmpfs size" ;; esac
-        o="size=$sz,nr_inodes=$ni,mode=0700,uid=$U,gid=$G,nosuid,nodev"
+        o="size=$sz,nr_inodes=$ni,mode=$m,uid=$U,gid=$G,nosuid,nodev"
         mkdir "$d" && mount -t tmpfs -o "$o" tre-tmp "$d" || fail "cannot mount /tmp" ;;
+    emptydir)
+        mkdir -m 0555 "$d" || fail "cannot make the empty folder" ;;
     *) fail "unknown stage kind" ;;
     esac
 done; shift
@@ -192,11 +200,40 @@ class Stage:
         on the sandbox's ``nodev`` /proc refused reads, and its inode is nobody else's."""
         return self._add("empty", "-", "empty")
 
+    def tree(self, size_bytes: int, inodes: int, name: str) -> str:
+        """A tmpfs of the job's own, 0755, of ``size_bytes`` and ``inodes`` entries, that
+        bubblewrap builds a tree of mount points in: the sandbox's root and its /dev.
+
+        Why not bubblewrap's root or ``--tmpfs``: bwrap's root has no size, and ``--tmpfs``
+        takes a size but no entry count, and a tmpfs without them answers ``statfs`` with
+        half the host's RAM in blocks and in inodes (redteam round 15: 3,085,511 of each for
+        ``/``, ``/dev`` and the masked /proc folders on a 24,684,092 kB host, whose jobs'
+        meminfo and ``sysinfo`` show their own memory limit)."""
+        return self._add("tree", f"{int(size_bytes)}:{int(inodes)}", name)
+
+    def empty_dir(self) -> str:
+        """An empty read-only folder of the sealed stage: mounted over the /proc folders the
+        job's procfs masks (a fixed ``statfs``, see `tree`)."""
+        return self._add("emptydir", "-", "emptydir")
+
+    def data(self, content: bytes, name: str) -> str:
+        """A read-only file holding ``content`` (text, at most 1 MiB), on a sealed 1 MiB tmpfs
+        of its own: the job's /proc files (`tre.executors.procview.job_files`).
+
+        Why not bubblewrap's ``--ro-bind-data``: it writes the file into bwrap's own tmpfs,
+        mounted without a size, whose ``statfs`` answers half the host's RAM (redteam round
+        15: ``statvfs("/proc/meminfo")`` told a job of a 1 GiB limit that the host had 24 GiB,
+        which meminfo itself hides). This file system's figures are fixed."""
+        text = content.decode()
+        if len(content) > 1 << 20 or "\0" in text:
+            raise ExecutorError("a staged file is over 1 MiB or holds a NUL byte")
+        return self._add("data", text, f"d-{name}") + "/f"
+
     def _add(self, kind: str, source: str, name: str | None = None) -> str:
         # Named entries (output, tmp, shm) are one each, whatever their source.
         key = (kind, name or source)
         if key not in self._names:
-            if "\n" in source or "\0" in source:
+            if kind != "data" and ("\n" in source or "\0" in source):
                 raise ExecutorError("a bind source path contains a newline or NUL byte")
             self._names[key] = name or f"b{len(self._names)}"
             self.entries.append((kind, source, self._names[key]))
@@ -216,6 +253,7 @@ def launcher_argv(
     command: list[str],
     wrap: list[str] | None = None,
     cpus: tuple[int, ...] = (),
+    clock: JobClock | None = None,
 ) -> list[str]:
     """The whole command line: the job's CPUs (``taskset``, when ``cpus`` names them), die
     with the worker, own mount namespace, the launcher script, then ``wrap`` (still root:
@@ -224,7 +262,9 @@ def launcher_argv(
 
     ``taskset`` gives every process of the job the affinity of its CPU limit from the first
     instruction (redteam round 13); the job's cpuset cgroup, where there is one, is what
-    stops the job widening it again (`tre.executors.cgroups`)."""
+    stops the job widening it again (`tre.executors.cgroups`). ``clock``: the job's time
+    namespace (`tre.executors.jobclock`), made by the same ``unshare``; every process the
+    launcher starts is in it."""
     if not _STAGE_ROOT.match(str(stage.root)):
         raise ExecutorError(f"the sandbox stage folder {stage.root} must be a plain absolute path")
     tools = {
@@ -240,10 +280,11 @@ def launcher_argv(
         "--inh-caps=-all", "--bounding-set=-all", "--",
     ]  # fmt: skip
     pin = [str(tools["taskset"]), "--cpu-list", ",".join(map(str, sorted(cpus)))] if cpus else []
+    time_ns = clock.unshare_args() if clock is not None else []
     return [
         *pin,
         str(tools["setpriv"]), "--pdeathsig", "KILL", "--",
-        str(tools["unshare"]), "--mount", "--propagation", "private", "--",
+        str(tools["unshare"]), "--mount", "--propagation", "private", *time_ns, "--",
         str(tools["bash"]), "--norc", "--noprofile", "-c", LAUNCHER, "tre-launch",
         *procs_files, "--",
         str(stage.root), str(uid), str(gid), str(status_fd), str(hold_fd),

@@ -129,10 +129,13 @@ class Responder(threading.Thread):
     """Receives the listener from `HELPER` over ``sock`` and answers the job's ``sysinfo``
     calls until every process of the job is gone or `stop` is called."""
 
-    def __init__(self, sock: socket.socket, memory_bytes: int) -> None:
+    def __init__(self, sock: socket.socket, memory_bytes: int, boottime_offset: int = 0) -> None:
+        """``boottime_offset``: the job's time namespace's (`tre.executors.jobclock`), so the
+        uptime answered is the job's clock, not the host's."""
         super().__init__(name="tre-sysinfo", daemon=True)
         self.sock = sock
         self.memory_bytes = memory_bytes
+        self.boottime_offset = boottime_offset
         self.answered = 0
         self._stopping = threading.Event()
 
@@ -190,7 +193,8 @@ class Responder(threading.Thread):
             fcntl.ioctl(listener, _NOTIF_ID_VALID, struct.pack("Q", notif_id))
             with open(f"/proc/{pid}/mem", "r+b", buffering=0) as mem:
                 mem.seek(buf_addr)
-                mem.write(job_sysinfo(self.memory_bytes, time.clock_gettime(time.CLOCK_BOOTTIME)))
+                uptime = time.clock_gettime(time.CLOCK_BOOTTIME) + self.boottime_offset
+                mem.write(job_sysinfo(self.memory_bytes, max(uptime, 0.0)))
             self.answered += 1
         except (OSError, ValueError, OverflowError):
             err = -errno.EFAULT  # a bad pointer, or the caller is gone

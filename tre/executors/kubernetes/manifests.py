@@ -519,6 +519,8 @@ def job(spec: JobSpec, settings: KubernetesSettings) -> Manifest:
         "TMPDIR": TMP_MOUNT,
         "TRE_OUTPUT_DIR": OUTPUT_MOUNT,
         "TRE_JOB_ID": spec.job_id,
+        # Last, so no job's env can set them back: the API server's service address.
+        **MASTER_SERVICE_ENV_MASK,
     }
     init_containers: list[Manifest] = []
     if spec.code_hash:
@@ -553,6 +555,10 @@ def job(spec: JobSpec, settings: KubernetesSettings) -> Manifest:
         # cluster a job has no use for (it has no network; redteam round 14). Now it names
         # only the loopback address, which answers nothing.
         **JOB_DNS,
+        # The pod's name (the job's id and the Job controller's random suffix) was its
+        # hostname, and /etc/hosts paired it with the pod's IP (redteam round 15): one name
+        # for every job, as the local sandbox (`tre-sandbox`) and Docker give.
+        "hostname": JOB_HOSTNAME,
         "hostNetwork": False,
         "hostPID": False,
         "hostIPC": False,
@@ -586,6 +592,27 @@ def job(spec: JobSpec, settings: KubernetesSettings) -> Manifest:
 
 # A resolver configuration that tells a job nothing about the cluster (`job`).
 JOB_DNS: Manifest = {"dnsPolicy": "None", "dnsConfig": {"nameservers": ["127.0.0.1"]}}
+# Every job pod's hostname (`job`): the same for all, as the other backends'.
+JOB_HOSTNAME = "tre-sandbox"
+# What the kubelet injects into every container whatever `enableServiceLinks` says: the
+# `kubernetes` service of the `default` namespace as Docker-link variables (the API server's
+# cluster IP and port; redteam round 15). A variable the container declares itself is not
+# overwritten by the kubelet (it adds service variables only under names the container does
+# not set), so each is declared empty. The names follow the service's port, 443 on every
+# distribution we know; `k8s/node/README.md` says how to check a cluster's.
+MASTER_SERVICE_ENV_MASK: dict[str, str] = dict.fromkeys(
+    (
+        "KUBERNETES_SERVICE_HOST",
+        "KUBERNETES_SERVICE_PORT",
+        "KUBERNETES_SERVICE_PORT_HTTPS",
+        "KUBERNETES_PORT",
+        "KUBERNETES_PORT_443_TCP",
+        "KUBERNETES_PORT_443_TCP_PROTO",
+        "KUBERNETES_PORT_443_TCP_PORT",
+        "KUBERNETES_PORT_443_TCP_ADDR",
+    ),
+    "",
+)
 
 
 # How the collector runs Python: isolated (-I: no PYTHON* variables, no user site, no working
