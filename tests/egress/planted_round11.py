@@ -16,7 +16,7 @@ import tarfile
 
 from PIL import Image
 
-from tests.egress.planted_corpus import BIRTH, NAME, PATIENT_ID, STUDY, Planted, _xlsx
+from tests.egress.planted_corpus import BIRTH, NAME, PATIENT_ID, STUDY, Planted
 from tests.egress.planted_round8 import _code_cell, _notebook
 from tests.egress.planted_round10 import _jpeg, _nifti_field, _png, _zip
 
@@ -92,7 +92,9 @@ def leaks() -> list[Planted]:
         Planted("arms_today.csv", b"arm,patients\nexperimental,51\nstandard,48\n", RELEASES),
         Planted("arms_today.json", json.dumps({"by_arm": {"control": 49, "treated": 50}}).encode(), RELEASES),
         Planted("sites_today.json", json.dumps({"by_site": {"A": 45, "B": 51, "C": 30}}).encode(), RELEASES),
-        Planted("arm_today.md", b"| Arm | Patients |\n|---|---|\n| control | 49 |\n| treated | 49 |\n", RELEASES),
+        Planted(
+            "arm_today.md", b"| Arm | Patients |\n|---|---|\n| control | 49 |\n| treated | 49 |\n", RELEASES
+        ),
         # the total in prose as N = 99
         Planted("abstract.txt", b"Patients (N = 99) were followed for a median of 24 months.\n", RELEASES),
         Planted("abstract_n.md", b"# Abstract\n\nN=99; median follow-up 24 months.\n", RELEASES),
@@ -114,7 +116,9 @@ def leaks() -> list[Planted]:
             b"row,column,value\nA,relapsed,14\nA,remission,31\nB,relapsed,3\nB,remission,49\n",
             SDC,
         ),
-        Planted("nested.json", json.dumps({"site": {"A": {"relapsed": 14}, "B": {"relapsed": 3}}}).encode(), SDC),
+        Planted(
+            "nested.json", json.dumps({"site": {"A": {"relapsed": 14}, "B": {"relapsed": 3}}}).encode(), SDC
+        ),
         Planted(
             "notebook_markdown.ipynb",
             _notebook(
@@ -147,7 +151,8 @@ def leaks() -> list[Planted]:
         ),
         Planted(
             "suppressed.md",
-            b"| site | relapsed | remission | total |\n|---|---|---|---|\n| A | <10 | 40 | 44 |\n| B | 14 | 31 | 45 |\n",
+            b"| site | relapsed | remission | total |\n|---|---|---|---|\n"
+            b"| A | <10 | 40 | 44 |\n| B | 14 | 31 | 45 |\n",
             SDC,
         ),
         Planted("suppressed_n_lt.csv", b"site,relapsed,remission,total\nA,n<10,40,46\nB,14,31,45\n", SDC),
@@ -167,10 +172,14 @@ def leaks() -> list[Planted]:
         Planted("descrip_name.nii", _nifti_field(148, 80, SPOKEN), META),
         Planted("aux_date.nii", _nifti_field(228, 24, STUDY), META),
         Planted(
-            "nested_ids.zip", _zip({"inner.zip": _zip({"notes.txt": f"subject {PATIENT_ID}\n".encode()})}), ("member:",)
+            "nested_ids.zip",
+            _zip({"inner.zip": _zip({"notes.txt": f"subject {PATIENT_ID}\n".encode()})}),
+            ("member:",),
         ),
         Planted(
-            "zip_in_tar.tar.gz", _tar_gz({"out/inner.zip": _zip({"dob.txt": f"born {ISO_BIRTH}\n".encode()})}), ("member:",)
+            "zip_in_tar.tar.gz",
+            _tar_gz({"out/inner.zip": _zip({"dob.txt": f"born {ISO_BIRTH}\n".encode()})}),
+            ("member:",),
         ),
     ]
 
@@ -199,11 +208,18 @@ def benign() -> list[tuple[Planted, tuple[str, ...]]]:
         # a long table of measurements: "value" is not a count there
         (Planted("melted_measures.csv", b"site,variable,value\nA,age_median,61\nB,age_median,58\n"), ()),
         (Planted("big_numbers.txt", b"site   voxels\nA      1 204 311\nB      2 310 007\n"), ()),
-        (Planted("nested_large.json", json.dumps({"site": {"A": {"relapsed": 40}, "B": {"relapsed": 35}}}).encode()), ()),
+        (
+            Planted(
+                "nested_large.json",
+                json.dumps({"site": {"A": {"relapsed": 40}, "B": {"relapsed": 35}}}).encode(),
+            ),
+            (),
+        ),
         (
             Planted(
                 "table_large.tex",
-                b"\\begin{tabular}{lrr}\nSite & Relapsed & Remission \\\\\nA & 40 & 60 \\\\\nB & 35 & 65 \\\\\n\\end{tabular}\n",
+                b"\\begin{tabular}{lrr}\nSite & Relapsed & Remission \\\\\n"
+                b"A & 40 & 60 \\\\\nB & 35 & 65 \\\\\n\\end{tabular}\n",
             ),
             (),
         ),
@@ -212,14 +228,21 @@ def benign() -> list[tuple[Planted, tuple[str, ...]]]:
         (Planted("sheet_plain.xlsx", _workbook(title="Summary 2024")), ()),
         # text metadata is flagged for the reviewers by design (invisible in viewers)
         (
-            Planted("title.png", _png(Software=("text", "matplotlib 3.8"), Title=("itxt", "Overall survival"))),
+            Planted(
+                "title.png", _png(Software=("text", "matplotlib 3.8"), Title=("itxt", "Overall survival"))
+            ),
             ("image_metadata",),
         ),
         (Planted("exif_other_date.jpg", _exif_jpeg(0x9003, "2024:06:01 10:00:00")), ("image_metadata",)),
-        (Planted("descrip_plain.nii", _nifti_field(148, 80, "tumour mask v2 (nnU-Net)")), ("image_metadata",)),
+        (
+            Planted("descrip_plain.nii", _nifti_field(148, 80, "tumour mask v2 (nnU-Net)")),
+            ("image_metadata",),
+        ),
         # an archive inside an archive is flagged by the round's policy, by design
         (
-            Planted("nested_plain.zip", _zip({"inner.zip": _zip({"notes.txt": b"model trained for 50 epochs\n"})})),
+            Planted(
+                "nested_plain.zip", _zip({"inner.zip": _zip({"notes.txt": b"model trained for 50 epochs\n"})})
+            ),
             ("file_type", "member:file_type"),
         ),
     ]
@@ -234,4 +257,3 @@ def known_limits() -> list[Planted]:
         Planted("excluded_share.csv", b"cohort,withdrawn_pct\nall,11.1\n", RELEASES),
         Planted("excluded_share.json", json.dumps({"withdrawn_percent": 33.3}).encode(), RELEASES),
     ]
-

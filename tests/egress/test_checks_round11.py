@@ -121,3 +121,27 @@ def test_a_breakdown_is_stored_with_its_sum_by_dimension(tmp_path: Path) -> None
 def test_corpus_sizes() -> None:
     """The counts docs/egress-checks.md states."""
     assert len(LEAKS) == 38 and len(BENIGN) == 20 and len(LIMITS) == 2
+
+
+def test_a_breakdown_sum_compares_only_with_a_dimension_released_whole() -> None:
+    """Arms 50 + 50 of 100 were released: arms summing to 99 leave one out; sites summed to
+    127, not a released total, so two new sites summing to 135 are other people."""
+    from egress_review.checks.released import Released, differences
+
+    released = {
+        "patients@total": [Released(100.0, "r1")],
+        "sum:arm@total": [Released(100.0, "r1")],
+        "sum:site@total": [Released(127.0, "r1")],
+    }
+    assert list(differences({"sum:arm@total": 99.0}, released, 10)) == [("sum:arm@total", "r1")]
+    assert list(differences({"sum:arm@total": 100.0}, released, 10)) == []
+    assert list(differences({"sum:site@total": 135.0}, released, 10)) == []
+
+
+def test_a_summary_group_is_the_count_of_its_category() -> None:
+    """``{"by_site": {"B": 51}}`` compares with a released ``site,n`` table's ``B,52``."""
+    from egress_review.checks.released import canonical_key
+
+    assert canonical_key("by_site@b") == canonical_key("n@b") == "n@b"
+    assert canonical_key("relapsed_by_site@b") == "relapsed_by_site@b"
+    assert canonical_key("sum:site@total") == "sum:site@total"
