@@ -28,8 +28,8 @@ _NUMBER = re.compile(
     rf"\b{_BELOW_1000}(?:{_SEP}thousand(?:{_SEP}(?:and{_SEP})?{_BELOW_1000})?)?\b",
     re.IGNORECASE,
 )
+# every compound number has one of these; a text without any is returned as it is, unread
 _COMPOUND = re.compile(r"ty\b|hundred|thousand", re.IGNORECASE)
-_HINT = re.compile(r"ty\b|hundred", re.IGNORECASE)  # every compound number has one
 
 
 def value_of(words: str) -> int:
@@ -50,7 +50,7 @@ def value_of(words: str) -> int:
 
 def words_to_digits(text: str) -> str:
     """``text`` with each compound number in words replaced by its digits; lines stay."""
-    if not _HINT.search(text):
+    if not _COMPOUND.search(text):
         return text
 
     def digits(m: re.Match[str]) -> str:

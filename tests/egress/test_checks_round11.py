@@ -88,6 +88,7 @@ def test_round11_known_limits_are_as_documented(
         ("one hundred and twelve cases", "112 cases"),
         ("a hundred people", "100 people"),
         ("two thousand three hundred and four", "2304"),
+        ("two thousand patients", "2000 patients"),
         ("twenty one\nyears", "21\nyears"),
         ("three patients, one of them", "three patients, one of them"),  # lone words stay
         ("plenty of twentysomethings", "plenty of twentysomethings"),
