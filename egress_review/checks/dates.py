@@ -77,7 +77,8 @@ _LETTERS = re.compile(r"[a-z]+")
 
 
 def _after(m: re.Match[str], year: int) -> str | None:
-    """The date a year-first match reads as: 1962-03-15, 1962/3/15, 19620315, 1962 March 15."""
+    """The date a year-first match reads as: 1962-03-15, 1962/3/15, 19620315, 1962 March 15,
+    and EXIF's 1962:03:15 (leaks15: a JPEG's DateTimeOriginal held the scan's date)."""
     if m.group("m1"):
         return _valid(year, int(m.group("m1")), int(m.group("d1")))
     if m.group("m2"):
@@ -111,7 +112,7 @@ def _year_pattern(year: str) -> re.Pattern[str]:
     """The year as a literal (so the regex engine finds it at memory speed), then what may follow."""
     return re.compile(
         re.escape(year)
-        + r"(?:(?P<s>[-/. ])(?P<m1>\d{1,2})(?P=s)(?P<d1>\d{1,2})(?!\d)|(?P<m2>[01]\d)(?P<d2>[0-3]\d)(?!\d)"
+        + r"(?:(?P<s>[-/.: ])(?P<m1>\d{1,2})(?P=s)(?P<d1>\d{1,2})(?!\d)|(?P<m2>[01]\d)(?P<d2>[0-3]\d)(?!\d)"
         + rf"|(?={_SEP}{_MONTH}{_SEP}{_DAY}(?![0-9]))(?P<w>))?(?!\d)"
     )
 

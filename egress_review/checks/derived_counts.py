@@ -29,7 +29,13 @@ from tre.policy import SdcRules
 
 _WITH_PERCENT = re.compile(r"^(\d+)\s*\(\s*\d+(?:\.\d+)?\s*%\s*\)$")
 _FRACTION = re.compile(r"^(\d+)\s*/\s*(\d+)(?:\s*\(\s*\d+(?:\.\d+)?\s*%\s*\))?$")
-_SUPPRESSED = re.compile(r"^(?:[<≤]=?\s*\d+|\*{1,3}|x|c|suppressed|redacted|masked|n/?p)$", re.IGNORECASE)
+# a suppressed cell's marks: "<10", "*", and (leaks15) the UK statistics code of practice's
+# bracketed "[c]" (confidential), "[x]", "[low]", and "n<10"; each passed as a plain text cell
+_SUPPRESSED = re.compile(
+    r"^(?:n?\s*[<≤]=?\s*\d+|\*{1,3}|x|c|suppressed|redacted|masked|n/?p"
+    r"|\[\s*(?:c|x|s|low|suppressed|redacted)\s*\])$",
+    re.IGNORECASE,
+)
 _TOTAL = re.compile(r"^(?:grand\s+)?(?:total|totals|all|overall|sum|all\s+\w+)$", re.IGNORECASE)
 _NUMBER = re.compile(r"^[+-]?\d+(?:\.\d+)?$")
 _DATED = re.compile(r"date|time|dob|birth|month|period|when|day", re.IGNORECASE)

@@ -56,6 +56,9 @@ _INT = re.compile(r"^\d{1,15}(?:\.0+)?$")
 _CUMULATIVE = frozenset({"cum", "cumul", "cumulative", "running", "cumsum"})
 _NUMERIC = re.compile(r"^[+-]?\d+(?:[.,]\d+)?%?$")
 TABLE_SUFFIXES = (".csv", ".tsv", ".txt", ".json", ".yaml", ".yml", ".md", ".markdown", ".xlsx")
+# documents read for their prose totals only: a LaTeX report's text and a figure's caption or
+# title (leaks15: "\\caption{Overall survival, N = 99}", an SVG's <title>)
+PROSE_SUFFIXES = (".tex", ".svg")
 # Column-name words that say "a number of people" and nothing about which people: a column
 # renamed among them (``n`` -> ``patients`` -> ``n_patients``) still counts the same thing.
 _GENERIC = frozenset(
@@ -115,6 +118,45 @@ def _table_aggregates(table: Table, policy: Policy) -> Iterator[tuple[str, float
         if (n := count_from_mean_and_sum(named)) is not None:
             yield _key("n", label), n
     yield from _cumulative_totals(table, counts)
+    yield from _breakdown_sum(table, counts, set(shares))
+
+
+def _dimension(name: str) -> str:
+    """A breakdown's dimension as a key's column: ``by_arm``, ``Arm`` and ``arms`` are ``arm``."""
+    norm = _norm(name).removeprefix("by_")
+    return norm[:-1] if len(norm) > 3 and norm.endswith("s") and not norm.endswith("ss") else norm
+
+
+def breakdown_key(dimension: str) -> str:
+    """The key of a breakdown's sum: ``sum:arm@total``, compared with the same dimension's sum
+    in a release, whatever its categories are called (leaks15)."""
+    return f"sum:{_dimension(dimension)}@total"[:MAX_KEY_CHARS]
+
+
+def _breakdown_sum(table: Table, counts: set[int], shares: set[int]) -> Iterator[tuple[str, float]]:
+    """The sum of a one-way breakdown (one label column, one count column, no total row): the
+    people the breakdown covers. A total released once and its subgroups later (100, then
+    ``arm`` 51 + 48) differ by the one person the subgroups leave out (leaks15). The sum is
+    compared only with a dimension the project released whole (its parts summed to a released
+    total: arms 50 + 50 of 100): a breakdown of part of a cohort (two age groups of three, two
+    new sites) sums to less, or to other people, by design."""
+    if len(counts) != 1 or len(table.rows) < 2:
+        return
+    col = next(iter(counts))
+    labels = [
+        i
+        for i in range(len(table.header))
+        if i not in counts and i not in shares and any(not _NUMERIC.match(_cell(r, i)) for r in table.rows)
+    ]
+    if len(labels) != 1 or not _norm(table.header[labels[0]]):
+        return
+    values = []
+    for row in table.rows:
+        value, label = _cell(row, col), _cell(row, labels[0])
+        if not _INT.match(value) or not label or _TOTAL.match(label):
+            return  # a stated total is compared as itself; a gap is not a breakdown
+        values.append(float(value))
+    yield breakdown_key(table.header[labels[0]]), sum(values)
 
 
 def _cumulative_totals(table: Table, counts: set[int]) -> Iterator[tuple[str, float]]:
@@ -157,6 +199,8 @@ def canonical_key(key: str) -> str:
     Applied when comparing, so keys stored by earlier releases compare the same way."""
     column, sep, label = key.partition("@")
     words = [w for w in column.split("_") if w and w not in _GENERIC]
+    if words[:1] == ["by"] and label != "total" and not column.startswith("sum:"):
+        words = []  # a summary's group (``by_site@b``) counts that category's people (leaks15)
     return f"{'_'.join(words) or 'n'}{sep}{label}"
 
 
@@ -177,6 +221,11 @@ def _doc_aggregates(doc: Any) -> Iterator[tuple[str, float]]:
                 if isinstance(v, int) and not isinstance(v, bool) and v >= 0:
                     label = "total" if _TOTAL.match(str(inner)) else _norm(str(inner))
                     yield _key(str(key), label), float(v)
+            groups = list(value.items())[:MAX_KEYS]
+            if len(groups) >= 2 and all(
+                type(v) is int and v >= 0 and not _TOTAL.match(str(k)) for k, v in groups
+            ):
+                yield breakdown_key(str(key)), float(sum(v for _, v in groups))
     # after the stated counts, which win over what is derived (`_collect` keeps the first)
     total = next((float(v) for k, v in scalars.items() if type(v) is int and _is_denominator(k)), None)
     yield from _shares(shares, "total", total)
@@ -193,7 +242,7 @@ def _delimiter(text: str) -> str:
 def extract_aggregates(path: Path, display_name: str, policy: Policy) -> dict[str, float]:
     """The counts a table or summary file states, by key (see the module docstring)."""
     lower = display_name.lower()
-    if not lower.endswith(TABLE_SUFFIXES):
+    if not lower.endswith(TABLE_SUFFIXES + PROSE_SUFFIXES):
         return {}
     try:
         if path.stat().st_size > MAX_BYTES:
@@ -204,7 +253,9 @@ def extract_aggregates(path: Path, display_name: str, policy: Policy) -> dict[st
     except (OSError, UnicodeDecodeError):
         return {}
     pairs: Iterator[tuple[str, float]]
-    if lower.endswith(".json"):
+    if lower.endswith(PROSE_SUFFIXES):
+        pairs = iter(())
+    elif lower.endswith(".json"):
         try:
             pairs = _doc_aggregates(parse_json(text))
         except ValueError:
@@ -224,7 +275,7 @@ def extract_aggregates(path: Path, display_name: str, policy: Policy) -> dict[st
     else:
         delimiter = "\t" if lower.endswith(".tsv") else _delimiter(text)
         pairs = _table_aggregates(parse_table(text, delimiter, policy.sdc), policy)
-    if lower.endswith((".txt", ".md", ".markdown")):
+    if lower.endswith((".txt", ".md", ".markdown", *PROSE_SUFFIXES)):
         pairs = itertools.chain(pairs, _prose_aggregates(text))
     return _collect(pairs)
 
@@ -316,7 +367,22 @@ def differences(
         else:
             canonical.setdefault(canonical_key(key), []).extend(values)
     totals = _totals(mine, canonical)
+    whole = {r.value for r in canonical.get("n@total", [])}
     for key, value in mine.items():
+        if key.startswith("sum:"):
+            # a breakdown by a dimension the project released whole (its parts summed to a
+            # released total): the new parts' sum a few short of it leaves a few out (leaks15)
+            hit = next(
+                (
+                    e.request_id
+                    for e in released.get(key, [])
+                    if e.value in whole and 0.5 <= abs(value - e.value) < threshold
+                ),
+                None,
+            )
+            if hit is not None:
+                yield key, hit
+            continue
         if (share := parse_share_key(key)) is not None:
             decimals, counted = share
             name = canonical_key(counted)

@@ -84,10 +84,35 @@ def classify(rows: list[list[str]], rules: SdcRules) -> Table:
             counts.append(i)
         elif _matches(name, rules.magnitude_columns):
             magnitudes.append(i)
+    counts.extend(i for i in _melted_counts(header, body) if i not in counts and i not in contributors)
     if (_confusion_header(header) or _same_labels(header, body)) and _count_matrix(body):
         counts = sorted({*counts, *(i for i in range(1, len(header)) if i not in contributors)})
         magnitudes = [i for i in magnitudes if i not in counts]
     return Table(header, _plain_numbers(body, set(counts)), counts, magnitudes, contributors)
+
+
+_GENERIC_VALUE = re.compile(r"^(?:value|values|val|cell|cell_value|frequency|freq)$", re.IGNORECASE)
+MAX_MELTED_ROWS = 2000  # a long table's labels are looked at in its first rows only
+
+
+def _melted_counts(header: list[str], body: list[list[str]]) -> list[int]:
+    """The value column of a crosstab in long format (pandas' ``melt``/``stack``: ``row,
+    column,value``, one row per cell) whose labels name what happened to people
+    (``relapsed``): its cells count them, though "value" says nothing (leaks15: the small
+    cell was only an unclassified integer). A long table of measurements (``variable`` of
+    ``age``, ``volume``) keeps its values unclassified."""
+    from egress_review.checks.text_counts import people_word
+
+    cols = [i for i, h in enumerate(header) if _GENERIC_VALUE.match(h)]
+    if len(cols) != 1 or len(header) < 3:
+        return []
+    value = cols[0]
+    rows = body[:MAX_MELTED_ROWS]
+    cells = [r[value].strip() for r in rows if len(r) > value and r[value].strip()]
+    if not cells or not all(_INT.match(_plain_number(c, True)) for c in cells):
+        return []
+    labels = {c.strip() for r in rows for i, c in enumerate(r) if i != value and c.strip()}
+    return [value] if any(people_word(label) for label in labels) else []
 
 
 _ACTUAL = re.compile(

@@ -23,6 +23,7 @@ from __future__ import annotations
 import re
 
 from egress_review.checks.model import CheckResult, action_outcome
+from egress_review.checks.number_words import words_to_digits
 from egress_review.checks.tables import MAX_CELLS_REPORTED, _matches
 from tre.policy import Policy, SdcRules
 
@@ -114,6 +115,12 @@ _MARKUP = re.compile(r"\\[A-Za-z]+\{([^{}\n]*)\}|<[^<>\n]{0,200}>|\*\*|__")
 _INLINE_TAG = re.compile(r"</?(?:b|i|em|strong|span|code|sup|sub|a|u|small|mark)\b", re.IGNORECASE)
 
 
+def people_word(word: str) -> bool:
+    """Whether ``word`` is a noun for people or what happened to them (``patients``,
+    ``relapsed``): a table label that says its numbers count people."""
+    return bool(_PEOPLE.match(word))
+
+
 def count_name(name: str, rules: SdcRules) -> bool:
     """Whether ``name`` (a key, a label before a colon) names a count of people."""
     norm = re.sub(r"[^a-z0-9%]+", "_", name.lower()).strip("_")
@@ -126,7 +133,8 @@ def count_name(name: str, rules: SdcRules) -> bool:
 
 
 def _plain(text: str) -> str:
-    """\\num{4}, \\textbf{4}, <b>4</b> and **4** are the number itself; line breaks stay."""
+    """\\num{4}, \\textbf{4}, <b>4</b> and **4** are the number itself, and so is "ninety-four"
+    (leaks15); line breaks stay."""
 
     def plain(m: re.Match[str]) -> str:
         whole = m.group(0)
@@ -134,7 +142,7 @@ def _plain(text: str) -> str:
             return m.group(1) or ""
         return " | " if whole.startswith("<") else ""
 
-    return _MARKUP.sub(plain, text[:MAX_CHARS])
+    return words_to_digits(_MARKUP.sub(plain, text[:MAX_CHARS]))
 
 
 def _line_of(text: str, offset: int) -> int:
@@ -291,11 +299,26 @@ _TOTAL_PHRASE = re.compile(
 )
 
 
+# the sample size as statistics writes it (leaks15): a capital N is the whole sample by
+# convention ("Patients (N = 99)", "N=99;"), a small n only after a word that says "all of
+# them" ("the study cohort (n = 99)"): a small n alone is a subgroup's ("site A (n = 45)")
+_SAMPLE_SIZE = re.compile(
+    r"(?<![\w.\-])N[ \t]*=[ \t]*(?P<n>\d{2,7})(?![.,]?\d)"
+    r"|\b(?:cohort|population|sample|overall|total|(?:all|whole)[ \t]+(?:the[ \t]+)?(?:"
+    + PEOPLE_WORDS
+    + r"))[ \t]*[(\[,:]?[ \t]*[nN][ \t]*=[ \t]*(?P<m>\d{2,7})(?![.,]?\d)"
+)
+
+
 def prose_totals(text: str) -> list[tuple[str, int]]:
     """(the noun, the number) of each cohort total a text states in a sentence, in order: the
-    people of whom its other numbers are parts, which a later release may state one fewer."""
-    out = []
-    for m in _TOTAL_PHRASE.finditer(_plain(text[:MAX_CHARS])):
+    people of whom its other numbers are parts, which a later release may state one fewer.
+    A sample size (``N = 99``) is a total of people under no particular noun."""
+    plain = _plain(text[:MAX_CHARS])
+    found: list[tuple[int, str, int]] = []
+    for m in _TOTAL_PHRASE.finditer(plain):
         noun = (m.group("noun") or m.group("noun2") or m.group("noun3")).lower()
-        out.append((noun, int(m.group("d") or m.group("e") or m.group("f"))))
-    return out
+        found.append((m.start(), noun, int(m.group("d") or m.group("e") or m.group("f"))))
+    for m in _SAMPLE_SIZE.finditer(plain):
+        found.append((m.start(), "patients", int(m.group("n") or m.group("m"))))
+    return [(noun, value) for _, noun, value in sorted(found)]

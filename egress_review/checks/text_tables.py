@@ -238,6 +238,16 @@ def latex_tables(text: str) -> list[list[list[str]]]:
     return out
 
 
+# a number with a space between its thousands ("1 204", SI style): one field, not two, where
+# the line has more fields than the header (leaks15: the row of "1 204" ended the table, and
+# its small cell below was never read)
+_SPACED_THOUSANDS = re.compile(r"(?<![\w.,])\d{1,3}(?:[ \u00a0\u202f]\d{3})+(?![\w.,])")
+
+
+def _join_thousands(line: str) -> str:
+    return _SPACED_THOUSANDS.sub(lambda m: re.sub(r"\s", "", m.group(0)), line)
+
+
 def aligned_tables(text: str) -> list[tuple[int, list[list[str]]]]:
     """(first line, rows) of each whitespace-aligned table: a header line of words, then at
     least two lines with as many fields (or one more: a pandas index), some of them numbers.
@@ -262,6 +272,10 @@ def aligned_tables(text: str) -> list[tuple[int, list[list[str]]]]:
             fields = lines[j].split()
             if len(fields) == len(header) + 1 and _NUMBER.match(fields[0]):
                 fields = fields[1:]  # the DataFrame's index
+            if len(fields) > len(header) and _SPACED_THOUSANDS.search(lines[j]):
+                fields = _join_thousands(lines[j]).split()
+                if len(fields) == len(header) + 1 and _NUMBER.match(fields[0]):
+                    fields = fields[1:]
             if len(fields) != len(header):
                 break
             rows.append(fields)

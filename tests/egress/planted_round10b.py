@@ -64,10 +64,9 @@ def benign() -> list[tuple[Planted, tuple[str, ...]]]:
 def known_limits() -> list[Planted]:
     """Variants that still pass after this round."""
     return [
-        # the total released before, the subgroups now (51 + 48 = 99): a breakdown's sum is not
-        # compared with totals, since a breakdown of part of a cohort (two age groups) sums to
-        # less than the whole by design (round 10's benign ages.csv)
-        Planted("arms_today.csv", b"arm,patients\nexperimental,51\nstandard,48\n", RELEASES),
+        # (the total released before and the subgroups now, 51 + 48 = 99, is caught since
+        # round 11: a breakdown's sum is compared with the same dimension's released sum,
+        # `planted_round11.leaks`)
         # a share of a total released as a share, with no released count of it: 11.1 % of 99
         Planted("excluded_share.csv", b"cohort,withdrawn_pct\nall,11.1\n", RELEASES),
     ]
