@@ -6,7 +6,7 @@ a second checkpoint of that size with another root (the node's log forked: two h
 shown to the hub with one release and another with the next) was taken. The root is kept
 beside the size; a checkpoint of the same size must carry it.
 
-Revision ID: 0017_tamper15_node_checkpoint_root
+Revision ID: 0017_tamper15_node_cp_root
 Revises: 0016_ops14_node_key_rotation
 """
 
@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0017_tamper15_node_checkpoint_root"
+revision: str = "0017_tamper15_node_cp_root"
 down_revision: str | None = "0016_ops14_node_key_rotation"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
