@@ -190,3 +190,20 @@ def test_a_spooled_batch_is_written_once_by_two_processes(settings: Settings, en
     assert len(first) == 1 and second == []
     refusal_spool.give_back(first)  # the write failed: this process takes it again
     assert len(refusal_spool.claim(settings.home)) == 1
+
+
+def test_kept_entries_past_the_bound_are_counted_under_their_own_action() -> None:
+    """A failed write of more submission refusals than are kept: the rest are counted as
+    ``federation.submission_refused_overflow``. Was: counted as ``auth.refused`` overflow, a
+    count of refusals that never happened, under the wrong name."""
+    from tre.audit.log import AuditEvent
+    from tre.audit.refusals import MAX_PENDING, RefusalCounter
+
+    c = RefusalCounter(window_s=3600)
+    event = AuditEvent("alice", "federation.submission_refused", details={"reason": "not_member"})
+    c.requeue([event] * (MAX_PENDING + 7))
+    out = c.flush()
+    kept = [e for e in out if e.action == "federation.submission_refused"]
+    over = {e.action: (e.details or {}).get("count") for e in out if e.action.endswith("_overflow")}
+    assert len(kept) == MAX_PENDING
+    assert over == {"federation.submission_refused_overflow": 7}
