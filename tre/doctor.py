@@ -7,7 +7,9 @@ that only looks is safe to run at any time, from cron or a monitoring probe (exi
 check fails). One exception, safe to race: job ends a worker kept on disk while the database
 was away (`tre.jobs.end_spool`) are written once it answers, by the doctor as by any worker
 (each under a row lock, only while the job is still running under the worker that kept it),
-so a host whose worker is gone does not leave its jobs "running".
+so a host whose worker is gone does not leave its jobs "running". The same for refusal
+entries a server kept on disk when the store could not take them (`tre.audit.refusal_spool`):
+written now, each batch claimed first, so a running server never writes it too.
 """
 
 from __future__ import annotations
@@ -215,10 +217,44 @@ def check_spooled_ends(settings: Settings, engine: Engine, database_up: bool) ->
     )
 
 
+def check_spooled_refusals(settings: Settings, engine: Engine, database_up: bool) -> Check:
+    """Refusal entries a server kept on disk (killed, or the store away): written now."""
+    from tre.audit import refusal_spool
+    from tre.audit.refusals import record_refusals
+
+    name = "refusal entries"
+    bad = refusal_spool.damaged(settings.home)
+    if database_up:
+        claimed = refusal_spool.claim(settings.home)
+        events = [e for c in claimed for e in c.events]
+        if claimed and record_refusals(engine, events):
+            refusal_spool.release(claimed)
+            written = f"wrote {len(events)} refusal entr(ies) kept on disk"
+        else:
+            refusal_spool.give_back(claimed)
+            written = ""
+    else:
+        written = ""
+    left = refusal_spool.waiting(settings.home)
+    folder = refusal_spool.spool_dir(settings.home)
+    if bad:
+        return Check(
+            name,
+            FAIL,
+            f"{len(bad)} unreadable file(s) in {folder}: {bad[0].name}; restore or read them by hand",
+        )
+    if left:
+        return Check(
+            name, WARN, f"{len(left)} batch(es) kept in {folder} for the database; written when it answers"
+        )
+    return Check(name, OK, written or "none waiting on disk for the database")
+
+
 def run_checks(settings: Settings, engine: Engine) -> list[Check]:
     database = check_database(engine)
     checks = [database, *check_disks(settings, engine), check_keys(settings), *check_leftovers(settings)]
     checks.append(check_spooled_ends(settings, engine, database.status != FAIL))
+    checks.append(check_spooled_refusals(settings, engine, database.status != FAIL))
     if database.status != FAIL:
         checks.append(check_running_jobs(settings, engine))
     return checks

@@ -5,19 +5,25 @@ documents once (status from the class, a stable slug and title that an instance 
 and the CLI prints the sentence. ``audited`` marks a refusal that was itself written to the
 audit log in the current transaction: the one session helper that settles transactions
 (`tre.store.db.settle`) commits that record even though the action failed, so a refused
-self-approval or a tampered download always leaves its trace.
+self-approval or a tampered download always leaves its trace. ``refusals`` are refusal entries
+*not* written in the transaction (which is rolled back): the API writes them after it, in a
+unit of work of their own, and keeps them on disk if that fails
+(`tre.audit.refusals.keep_refusals`), so a refusal is recorded even when the store could not
+take it at that moment.
 """
 
 from __future__ import annotations
 
 import errno
 import sqlite3
+from typing import Any
 
 
 class TreError(Exception):
     status = 400
     title = "Bad request"
     slug = "bad-request"
+    refusals: tuple[Any, ...] = ()  # `tre.audit.AuditEvent`s written after the rollback
 
     def __init__(
         self, detail: str = "", *, slug: str | None = None, title: str | None = None, audited: bool = False

@@ -23,6 +23,7 @@ from tre.api.problems import Problem
 from tre.api.query_names import ROLE_GATE_MARK, refuse_unknown_query_names
 from tre.audit.events import token_use_event
 from tre.audit.log import DEFERRED_EVENTS, AuditEvent, record_events
+from tre.audit.refusals import keep_refusals
 from tre.auth.principal import Principal
 from tre.auth.revocation import live_revocations, token_digest
 from tre.auth.tokens import TokenError, TokenVerifier
@@ -141,6 +142,8 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
     except TreError as exc:
         if exc.audited and deferred:
             await _append_deferred(request, deferred)
+        if exc.refusals:
+            await _keep_refusals(request, list(exc.refusals))
         raise
     if deferred:
         await _append_deferred(request, deferred)
@@ -148,6 +151,16 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
 
 # What every route takes: the one place the session's scope is declared (see `get_session`).
 DbSession = Annotated[Session, Depends(get_session, scope="function")]
+
+
+async def _keep_refusals(request: Request, events: list[AuditEvent]) -> None:
+    """Refusal entries of a failed request, after its rollback: written in a unit of work of
+    their own, or kept on disk for the next write when the store cannot take them now."""
+    try:
+        async with _slot(request, writing=True):
+            await run_in_threadpool(keep_refusals, request.app, events)
+    except DatabaseBusy:  # the store stays busy: kept like a write that failed
+        keep_refusals(request.app, events, write=False)
 
 
 async def _append_deferred(request: Request, events: list[AuditEvent]) -> None:

@@ -3,19 +3,50 @@
 Reads every stored entry once and checks what the fast paths only sample: dense indices, each
 body against its leaf hash, the hash chain, the frontier against the leaves, every stored
 checkpoint against the recomputed tree, and consistency with the last checkpoint kept beside
-the key. It changes nothing.
+the key, and that each row's searchable columns (time, actor, action, ids) are the copies of
+its body they claim to be: nothing reads them for search, display or verification (the
+body is what is hashed), but a tool reading the table directly would be misled, so an edit
+of them is named too. It changes nothing.
 """
 
 from __future__ import annotations
+
+import json
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tre.audit.guard import is_last_signed, load_pin
+from tre.audit.log import format_ts
 from tre.audit.merkle import GENESIS_PREV, Frontier, ProofError, TreeLevels, leaf_hash
 from tre.audit.note import NoteError, open_checkpoint_any
 from tre.audit.signing import AuditSigner
 from tre.store.models import AuditCheckpoint, AuditEntry, AuditState
+
+COPIES = (
+    AuditEntry.timestamp,
+    AuditEntry.actor,
+    AuditEntry.action,
+    AuditEntry.project_id,
+    AuditEntry.dataset_id,
+    AuditEntry.job_id,
+)
+
+
+def _copies_differ(body: str, copies: list[Any]) -> str | None:
+    """The first column whose value is not the body's (None if all agree)."""
+    try:
+        fields = json.loads(body)
+    except ValueError:
+        return "body"  # not JSON: named by the chain check too
+    ts, *rest = copies
+    if ts is None or format_ts(ts) != fields.get("ts"):
+        return "timestamp"
+    for column, value in zip(("actor", "action", "project_id", "dataset_id", "job_id"), rest, strict=True):
+        if value != fields.get(column):
+            return column
+    return None
 
 
 def check_log(session: Session, signer: AuditSigner, chunk: int = 20_000) -> tuple[int, list[str]]:
@@ -28,14 +59,14 @@ def check_log(session: Session, signer: AuditSigner, chunk: int = 20_000) -> tup
     after = -1
     while True:
         rows = session.execute(
-            select(AuditEntry.idx, AuditEntry.body, AuditEntry.leaf_hash)
+            select(AuditEntry.idx, AuditEntry.body, AuditEntry.leaf_hash, *COPIES)
             .where(AuditEntry.idx > after)
             .order_by(AuditEntry.idx)
             .limit(chunk)
         ).all()
         if not rows:
             break
-        for idx, body, stored in rows:
+        for idx, body, stored, *copies in rows:
             if idx != len(leaves):
                 problems.append(f"entries {len(leaves)}..{idx - 1} are missing")
                 return size, problems
@@ -44,6 +75,10 @@ def check_log(session: Session, signer: AuditSigner, chunk: int = 20_000) -> tup
                 problems.append(f"entry {idx}: body does not match its stored leaf hash")
             if not body.startswith(f'{{"idx":{idx},"prev":"{prev}",'):
                 problems.append(f"entry {idx}: index or hash-chain link is wrong")
+            if leaf == bytes(stored) and (moved := _copies_differ(body, copies)):
+                problems.append(
+                    f"entry {idx}: column {moved} differs from the hashed body (edited in the table)"
+                )
             leaves.append(leaf)
             prev = leaf.hex()
         after = rows[-1].idx

@@ -42,7 +42,7 @@ ALERT = logging.getLogger("tre.audit.alert")
 ALERT.addHandler(logging.NullHandler())
 _PENDING = "tre_audit_pending_pins"
 _PENDING_TIPS = "tre_audit_pending_tips"
-_pin_cache: dict[Path, tuple[tuple[int, int, int], Checkpoint]] = {}
+_pin_cache: dict[Path, tuple[tuple[int, int, int], Checkpoint, tuple[VerifierKey, ...]]] = {}
 _pin_lock = threading.Lock()
 # The newest checkpoint a transaction of this process signed and committed, per pin file, set
 # the moment the commit returns. Another request's append can take the tree lock right after
@@ -82,6 +82,12 @@ def pin_path(signer: AuditSigner) -> Path | None:
 
 def load_pin(signer: AuditSigner) -> Checkpoint | None:
     """The last checkpoint this log signed, as kept beside the key (verified), if any."""
+    got = _load_pin_signed(signer)
+    return got[0] if got else None
+
+
+def _load_pin_signed(signer: AuditSigner) -> tuple[Checkpoint, tuple[VerifierKey, ...]] | None:
+    """The pin and the log keys whose signatures on it verify."""
     path = pin_path(signer)
     if path is None:
         return None
@@ -93,14 +99,14 @@ def load_pin(signer: AuditSigner) -> Checkpoint | None:
     with _pin_lock:
         hit = _pin_cache.get(path)
         if hit is not None and hit[0] == stamp:
-            return hit[1]
+            return hit[1], hit[2]
     try:
-        cp, _ = open_checkpoint_any(path.read_text(), signer.known_keys, signer.name)
+        cp, keys = open_checkpoint_any(path.read_text(), signer.known_keys, signer.name)
     except (NoteError, OSError, UnicodeDecodeError) as e:
         raise damaged(f"the last signed checkpoint {path} cannot be read or verified ({e})") from e
     with _pin_lock:
-        _pin_cache[path] = (stamp, cp)
-    return cp
+        _pin_cache[path] = (stamp, cp, tuple(keys))
+    return cp, tuple(keys)
 
 
 def _bootstrap_pin(session: Session, signer: AuditSigner) -> Checkpoint | None:
@@ -292,7 +298,12 @@ def check_signed_tip(
 
 def is_last_signed(signer: AuditSigner, cp: Checkpoint) -> bool:
     """Whether ``cp`` is the checkpoint kept beside the key (or committed by this process):
-    same signed text, whatever cosignatures witnesses added to the stored copy since."""
+    same signed text, whatever cosignatures witnesses added to the stored copy since.
+
+    The copy beside the key counts only with a signature of a key that signs *now* (a
+    rotation co-signs it with the new key, `tre.audit.signing`): signed by a retired key
+    alone, it is what anyone holding that key and the state folder could have written, with
+    a rewritten history in the database to match (round 15)."""
 
     def same(other: Checkpoint | None) -> bool:
         return other is not None and (other.tree_size, other.root_hash, other.extensions) == (
@@ -304,7 +315,10 @@ def is_last_signed(signer: AuditSigner, cp: Checkpoint) -> bool:
     path = pin_path(signer)
     with _pin_lock:
         mine = _committed_here.get(path) if path is not None else None
-    return same(mine[0] if mine else None) or same(load_pin(signer))
+    if same(mine[0] if mine else None):
+        return True
+    pinned = _load_pin_signed(signer)
+    return pinned is not None and same(pinned[0]) and bool(set(pinned[1]) & set(signer.signing_keys))
 
 
 def check_storage(session: Session, size: int) -> None:
@@ -324,7 +338,7 @@ def remember_after_commit(
     ``frontier`` is the one ``cp`` was signed from (kept in memory, see `_committed_here`)."""
     path = pin_path(signer)
     if path is not None:
-        session.info.setdefault(_PENDING, []).append((path, cp, tuple(frontier)))
+        session.info.setdefault(_PENDING, []).append((path, cp, tuple(frontier), tuple(signer.signing_keys)))
     # The next append's signed-tip check finds this very note: known good, no need to verify.
     session.info.setdefault(_PENDING_TIPS, []).append((signer.name, cp, tuple(signer.signing_keys)))
 
@@ -332,7 +346,7 @@ def remember_after_commit(
 def _pending_in(session: Session, signer: AuditSigner) -> tuple[int, bytes] | None:
     """(size, root) of the newest checkpoint this transaction signed for this log, if any."""
     path = pin_path(signer)
-    mine = [(cp.tree_size, cp.root_hash) for p, cp, _ in session.info.get(_PENDING, ()) if p == path]
+    mine = [(cp.tree_size, cp.root_hash) for p, cp, *_ in session.info.get(_PENDING, ()) if p == path]
     return max(mine, key=lambda x: x[0]) if mine else None
 
 
@@ -379,16 +393,16 @@ def _write_pending(session: Session) -> None:
     pending = session.info.pop(_PENDING, None)
     if not pending:
         return
-    newest: dict[Path, tuple[Checkpoint, tuple[bytes, ...]]] = {}
-    for path, cp, frontier in pending:
+    newest: dict[Path, tuple[Checkpoint, tuple[bytes, ...], tuple[VerifierKey, ...]]] = {}
+    for path, cp, frontier, keys in pending:
         if path not in newest or cp.tree_size >= newest[path][0].tree_size:
-            newest[path] = (cp, frontier)
+            newest[path] = (cp, frontier, keys)
     with _pin_lock:
-        for path, signed in newest.items():
+        for path, (cp, frontier, _) in newest.items():
             known = _committed_here.get(path)
-            if known is None or signed[0].tree_size > known[0].tree_size:
-                _committed_here[path] = signed
-    for path, (cp, _) in newest.items():
+            if known is None or cp.tree_size > known[0].tree_size:
+                _committed_here[path] = (cp, frontier)
+    for path, (cp, _, keys) in newest.items():
         try:
             stamp = write_pin(path, cp.note, cp.tree_size)
         except OSError:
@@ -397,7 +411,7 @@ def _write_pending(session: Session) -> None:
         if stamp is not None:
             # This process signed it: the next append need not read and verify it again.
             with _pin_lock:
-                _pin_cache[path] = (stamp, cp)
+                _pin_cache[path] = (stamp, cp, keys)
 
 
 @event.listens_for(Session, "after_rollback")

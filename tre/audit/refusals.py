@@ -10,10 +10,15 @@ is kept, so however many requests an attacker sends, a window adds a bounded num
 entries.
 
 Nothing counted is dropped quietly. Entries whose write fails (the store busy under load, the
-key briefly unavailable) are kept and written with the next ones (at most ``MAX_PENDING``; past
-that they are counted into the overflow entry). A window's summaries are written by the first
-request after it ends, refused or not, and when the app shuts down; until round 14 they waited
-for the next *refusal*, and a restart lost them.
+key briefly unavailable) are kept on disk (`tre.audit.refusal_spool`: a killed server loses
+none; until round 15 they waited in memory) and written with the next ones, by the next start
+on the same home, or by `tre admin doctor` (at most ``MAX_PENDING``; past that they are counted
+into an overflow entry). Refusals a route records (`TreError.refusals`: the hub's refused
+submissions and node checkpoints) are written the same way, after the request's rollback
+(`keep_refusals`). A window's summaries are written by the first request after it ends,
+refused or not, and when the app shuts down; until round 14 they waited for the next
+*refusal*, and a restart lost them. The counts of the running window are in memory only: a
+killed server loses at most one window's repeats (each key's first refusal is written at once).
 """
 
 from __future__ import annotations
@@ -21,7 +26,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from fastapi import FastAPI, Request
@@ -29,6 +35,7 @@ from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from tre.audit import refusal_spool
 from tre.audit.log import AuditEvent, record_events
 from tre.store.db import session_scope
 
@@ -42,11 +49,27 @@ Key = tuple[int, str, str, str]  # status, method, route template, actor
 K = TypeVar("K", bound=tuple[object, ...])
 
 
+class Batch(list[AuditEvent]):
+    """Entries to write now; ``claimed``: the spooled batches among them, whose files are
+    removed once the write commits (`record_or_keep`)."""
+
+    claimed: list[refusal_spool.Claimed]
+
+    def __init__(
+        self, events: Iterable[AuditEvent] = (), claimed: Iterable[refusal_spool.Claimed] = ()
+    ) -> None:
+        super().__init__(events)
+        self.claimed = list(claimed)
+
+
 class WindowedCounts(Generic[K]):
     """Per-window counts of refusals under fixed-vocabulary keys; ``observe`` says which
     entries to write now: a key's first refusal at once, its repeats as one summary when the
     window rolls over, and past ``max_keys`` keys one overflow count (``overflow_action``).
-    Shared by the API's refusals and the federation hub's node refusals."""
+    Shared by the API's refusals and the federation hub's node refusals.
+
+    Entries whose write failed are kept on disk under ``home`` (`tre.audit.refusal_spool`,
+    set by `install_refusal_audit`), in memory only without one or while the disk refuses."""
 
     def __init__(
         self,
@@ -63,40 +86,81 @@ class WindowedCounts(Generic[K]):
         self.start = time.monotonic()
         self.counts: dict[K, int] = {}
         self.overflow = 0
-        self.pending: list[AuditEvent] = []  # written unsuccessfully; retried with the next ones
+        self.lost: dict[str, int] = {}  # refusals of other actions past the bound, by action
+        self.pending: list[AuditEvent] = []  # written unsuccessfully, not on disk; retried next
+        self.home: Path | None = None
+        self.on_disk = 0  # entries this process spooled and has not taken back
+        self.spooled = False  # a batch may wait on disk
 
-    def _take(self, now: float) -> list[AuditEvent]:
-        """(Under the lock) the entries due now: the unwritten ones, and the summaries of a
-        window that has ended."""
-        out, self.pending = self.pending, []
+    def _take(self, now: float) -> Batch:
+        """(Under the lock) the entries due now: the unwritten ones (from disk too), and the
+        summaries of a window that has ended."""
+        out = Batch(self.pending)
+        self.pending = []
+        if self.spooled and self.home is not None:
+            self.spooled, self.on_disk = False, 0
+            try:
+                out.claimed = refusal_spool.claim(self.home)
+            except OSError:
+                log.exception("could not read the refusal spool in %s", self.home)
+                self.spooled = True
+            for c in out.claimed:
+                out += c.events
         if now - self.start >= self.window_s:
             out += self._summaries()
-            self.start, self.counts, self.overflow = now, {}, 0
+            self.start, self.counts, self.overflow, self.lost = now, {}, 0, {}
         return out
 
-    def due(self) -> list[AuditEvent]:
+    def due(self) -> Batch:
         """Entries to write now without a new refusal (called on every answer: one clock read
         unless something is due)."""
         now = time.monotonic()
-        if not self.pending and now - self.start < self.window_s:
-            return []
+        if not self.pending and not self.spooled and now - self.start < self.window_s:
+            return Batch()
         with self.lock:
             return self._take(now)
 
     def requeue(self, events: list[AuditEvent]) -> None:
-        """Keep ``events`` (their write failed) for the next write. Past ``MAX_PENDING`` the
-        refusals they stand for are added to the overflow count: counted, never lost."""
+        """Keep ``events`` (their write failed) for the next write: on disk first, so that a
+        killed server loses none. Past ``MAX_PENDING`` the refusals they stand for are added
+        to the overflow count: counted, never lost."""
+        claimed = list(getattr(events, "claimed", []))
+        from_disk = {id(e) for c in claimed for e in c.events}
+        fresh = [e for e in events if id(e) not in from_disk]
         with self.lock:
-            room = max(MAX_PENDING - len(self.pending), 0)
-            self.pending += events[:room]
-            for e in events[room:]:
+            if claimed:  # already on disk: they wait there again
+                refusal_spool.give_back(claimed)
+                self.on_disk += sum(len(c.events) for c in claimed)
+                self.spooled = True
+            room = max(MAX_PENDING - len(self.pending) - self.on_disk, 0)
+            kept, past = fresh[:room], fresh[room:]
+            for e in past:
                 count = (e.details or {}).get("count", 1)
-                self.overflow += count if isinstance(count, int) and count > 0 else 1
+                n = count if isinstance(count, int) and count > 0 else 1
+                if e.action in (self.overflow_action, self.overflow_action.removesuffix("_overflow")):
+                    self.overflow += n
+                else:
+                    self.lost[e.action] = self.lost.get(e.action, 0) + n
+            if not kept:
+                return
+            if self.home is not None:
+                try:
+                    refusal_spool.keep(self.home, kept)
+                except OSError:
+                    log.exception("could not keep %d refusal entries on disk", len(kept))
+                else:
+                    self.on_disk += len(kept)
+                    self.spooled = True
+                    return
+            self.pending += kept
 
-    def observe(self, key: K) -> list[AuditEvent]:
-        out: list[AuditEvent] = []
+    def written(self, events: list[AuditEvent]) -> None:
+        """``events`` were committed: the spooled batches among them are removed from disk."""
+        refusal_spool.release(list(getattr(events, "claimed", [])))
+
+    def observe(self, key: K) -> Batch:
         with self.lock:
-            out += self._take(time.monotonic())
+            out = self._take(time.monotonic())
             if key in self.counts:
                 self.counts[key] += 1
             elif len(self.counts) < self.max_keys:
@@ -106,11 +170,11 @@ class WindowedCounts(Generic[K]):
                 self.overflow += 1
         return out
 
-    def flush(self) -> list[AuditEvent]:
+    def flush(self) -> Batch:
         with self.lock:
-            out = self.pending + self._summaries()
-            self.pending = []
-            self.start, self.counts, self.overflow = time.monotonic(), {}, 0
+            out = self._take(time.monotonic())
+            out += self._summaries()
+            self.start, self.counts, self.overflow, self.lost = time.monotonic(), {}, 0, {}
         return out
 
     def _summaries(self) -> list[AuditEvent]:
@@ -123,6 +187,8 @@ class WindowedCounts(Generic[K]):
                     details={"count": self.overflow, "window_s": self.window_s},
                 )
             )
+        for action, n in sorted(self.lost.items()):
+            out.append(AuditEvent("anonymous", f"{action[:55]}_overflow", details={"count": n}))
         return out
 
 
@@ -204,28 +270,70 @@ class RefusalAudit:
 
 def install_refusal_audit(app: FastAPI, counter: RefusalCounter | None = None) -> RefusalCounter:
     """Add the middleware to a FastAPI ``app`` whose ``state.engine`` is the store; at
-    shutdown the counts of the running window (and any unwritten entries) are written."""
+    shutdown the counts of the running window (and any unwritten entries) are written. The
+    counter is ``app.state.refusals``, which also keeps the refusals routes record
+    (`keep_refusals`)."""
     counter = counter or RefusalCounter()
     app.add_middleware(RefusalAudit, counter=counter)
+    app.state.refusals = counter
+    keep_on_disk(app, counter)
     flush_at_shutdown(app, counter)
     return counter
 
 
+def keep_on_disk(app: FastAPI, counter: WindowedCounts[Any]) -> None:
+    """Spool ``counter``'s unwritten entries under the app's home, and write at start what an
+    earlier process on this home left there (killed before the store took them)."""
+    settings = getattr(app.state, "settings", None)
+    if settings is None:
+        return
+    counter.home = Path(settings.home)
+
+    def replay() -> None:
+        counter.spooled = True
+        with counter.lock:
+            events = counter._take(time.monotonic())
+        if events:
+            record_or_keep(app.state.engine, counter, events)
+
+    app.router.on_startup.append(replay)
+
+
 def flush_at_shutdown(app: FastAPI, counter: WindowedCounts[Any]) -> None:
     """At ``app``'s shutdown, write what ``counter`` still holds (the running window's repeats,
-    entries a failed write kept): a restart must not erase them."""
+    entries a failed write kept): a restart must not erase them. What cannot be written
+    stays on disk for the next start."""
 
     def flush() -> None:
         events = counter.flush()
-        if events and not record_refusals(app.state.engine, events):
-            log.error("%d refusal entries could not be written at shutdown", len(events))
+        if events:
+            record_or_keep(app.state.engine, counter, events)
+        if counter.pending:
+            log.error("%d refusal entries could not be written at shutdown", len(counter.pending))
 
     app.router.on_shutdown.append(flush)
 
 
 def record_or_keep(engine: Engine, counter: WindowedCounts[Any], events: list[AuditEvent]) -> None:
-    """Write ``events``; if that fails, keep them in ``counter`` for its next write."""
-    if not record_refusals(engine, events):
+    """Write ``events``; if that fails, keep them (on disk) in ``counter`` for its next write."""
+    if record_refusals(engine, events):
+        counter.written(events)
+    else:
+        counter.requeue(events)
+
+
+def keep_refusals(app: Any, events: list[AuditEvent], *, write: bool = True) -> None:
+    """Write refusal entries a route recorded (`tre.errors.TreError.refusals`) now, in a unit
+    of work of their own, kept like the middleware's when that fails (``write=False``: keep
+    them without trying, the store is known to be busy)."""
+    counter = getattr(app.state, "refusals", None)
+    if counter is None:  # an app without the refusal audit: written or logged
+        if not (write and record_refusals(app.state.engine, events)):
+            log.error("%d refusal entries could not be written", len(events))
+        return
+    if write:
+        record_or_keep(app.state.engine, counter, events)
+    else:
         counter.requeue(events)
 
 
@@ -234,7 +342,7 @@ def record_refusals(engine: Engine, events: list[AuditEvent]) -> bool:
     rolled back); False if that failed. The refusal stands either way."""
     try:
         with session_scope(engine) as s:
-            record_events(s, events)
+            record_events(s, list(events))
     except Exception:  # the refusal stands either way; a damaged log raises its own alert
         log.exception("could not record %d refusal entries", len(events))
         return False

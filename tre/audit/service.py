@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from tre.audit.guard import damaged, stored_leaves
 from tre.audit.log import format_ts, latest_checkpoint
 from tre.audit.merkle import ProofError, TreeLevels, consistency_proof, inclusion_proof, leaf_hash, node_hash
+from tre.audit.note import parse_checkpoint_text, split_note
 from tre.audit.signing import AuditSigner
 from tre.audit.verify import BUNDLE_FORMAT
 from tre.store.models import AuditCheckpoint, AuditEntry, AuditState
@@ -233,10 +234,16 @@ def entry_json(e: VerifiedEntry) -> dict[str, object]:
 
 
 def checkpoint_json(cp: AuditCheckpoint) -> dict[str, object]:
+    """The checkpoint as JSON, every field read from the signed note (the guard verified it
+    before it was served): the row's size, root and time columns are copies an insider can
+    move without touching the note, so they are never shown (round 15)."""
+    signed = parse_checkpoint_text(split_note(cp.note)[0])
+    ms = signed.timestamp_ms
+    when = cp.created_at if ms is None else datetime.fromtimestamp(ms / 1000, UTC)
     return {
-        "tree_size": cp.tree_size,
-        "root_hash": bytes(cp.root_hash).hex(),
-        "timestamp": cp.created_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+        "tree_size": signed.tree_size,
+        "root_hash": signed.root_hash.hex(),
+        "timestamp": when.astimezone(UTC).isoformat().replace("+00:00", "Z"),
         "note": cp.note,
     }
 

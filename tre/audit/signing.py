@@ -56,6 +56,7 @@ from tre.audit.note import (
     Checkpoint,
     NoteError,
     VerifierKey,
+    add_signature_lines,
     open_note_any,
     sign_checkpoint,
     sign_note,
@@ -294,6 +295,7 @@ def _finish_rotation(keys_dir: Path, origin: str, last: KeyTransition, key: Ed25
     logging.getLogger("tre.audit.alert").warning(
         "finishing the key rotation to %s that was interrupted", last.new.encode()
     )
+    _cosign_pin(keys_dir, origin, nxt)
     _install_key(keys_dir, (keys_dir / KEY_FILE).read_bytes(), staged.read_bytes(), last.overlap_until_ms)
 
 
@@ -386,8 +388,39 @@ def _rotate_locked(keys_dir: Path, overlap_s: float) -> KeyTransition:
     privatefile.replace(keys_dir / NEXT_KEY_FILE, pem)
     lines = "".join(json.dumps({"transition": n}) + "\n" for n in (*current.history, note))
     privatefile.replace(keys_dir / HISTORY_FILE, lines.encode())  # the commit point
+    _cosign_pin(keys_dir, current.name, new)
     _install_key(keys_dir, old_pem, pem, transition.overlap_until_ms)
     return transition
+
+
+def _cosign_pin(keys_dir: Path, name: str, new: Ed25519PrivateKey) -> None:
+    """Add the new key's signature to the last signed checkpoint kept beside the key (same
+    text). The server takes that checkpoint as the tip it signed last only with a signature
+    of a key that signs now (`tre.audit.guard.is_last_signed`): after a rotation and before
+    the next checkpoint, the retiring key's signature alone would not do, and once the key
+    has retired its holder could otherwise plant a rewritten history of their own there.
+    Repeatable (a rotation finished after a crash signs it again, the same line)."""
+    path = keys_dir / PIN_FILE
+    lock_fd = os.open(path.with_name(f".{path.name}.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(lock_fd, fcntl.LOCK_EX)  # the pin's writers' lock (`guard.write_pin`)
+        try:
+            note = path.read_text()
+        except FileNotFoundError:
+            return  # nothing signed yet
+        try:
+            text, _ = split_note(note)
+            line = sign_note(text, name, new).rstrip("\n").rsplit("\n", 1)[-1]
+            cosigned = add_signature_lines(note, [line])
+        except NoteError as e:  # the server's guard refuses it too, naming the file
+            logging.getLogger("tre.audit.alert").error(
+                "the last signed checkpoint %s cannot be read: %s", path, e
+            )
+            return
+        if cosigned != note:
+            privatefile.replace(path, cosigned.encode())
+    finally:
+        os.close(lock_fd)
 
 
 def _install_key(keys_dir: Path, old_pem: bytes, new_pem: bytes, overlap_until_ms: int) -> None:

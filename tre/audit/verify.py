@@ -244,11 +244,25 @@ def read_bundle(data: bytes) -> Bundle:
     The header and checkpoint lines are read as strict JSON (`strict_json`): the server
     writes neither repeated keys nor NaN, so a line that has them was edited after export.
     """
+    if data.startswith(b"\xef\xbb\xbf"):
+        raise BundleError(
+            "the bundle starts with a byte-order mark: it was re-saved by an editor, not as exported"
+        )
     lines = data.split(b"\n")
     if lines and lines[-1] == b"":
         lines.pop()
     if not lines:
         raise BundleError("empty bundle")
+    cr = data.find(b"\r")
+    if cr >= 0:
+        # One spelling, the server's, which never writes a carriage return (entries and JSON
+        # strings escape it): line endings converted to CRLF (a text-mode transfer) changed
+        # every entry's bytes, and in the header or a checkpoint line JSON would ignore it.
+        line = data.count(b"\n", 0, cr) + 1
+        raise BundleError(
+            f"line {line} holds a carriage return: the bundle's line endings "
+            "were converted (copy it in binary mode, as exported)"
+        )
     try:
         header = strict_json(lines[0])
     except (ValueError, RecursionError) as e:  # RecursionError: hostile nesting depth

@@ -268,7 +268,9 @@ def verify(
         keys, _ = follow_key_history(root, _bundle_history(data), VerifyReport())
         notes.extend(cp.note for cp in witnessed_checkpoints(pol, keys, root.name))
     report = verify_bundle(data, root, notes, pol)
-    if given is not None and given not in report.keys:
+    # No keys when the bundle could not be read at all: its own error says why, and "the key
+    # you gave is not your pinned key" (naming the same key twice) would only mislead.
+    if given is not None and report.keys and given not in report.keys:
         report.bad(
             None,
             f"key change: the key you gave ({given.encode()}) is not your pinned key "

@@ -34,6 +34,8 @@ class FedNode(Base):
     # The largest tree size of the node's audit log the hub has verified a checkpoint for: a
     # later release must not come with a smaller one (the node's log cannot shrink).
     checkpoint_size: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Its root (hex): another checkpoint of that size must have it, else the log forked.
+    checkpoint_root: Mapped[str | None] = mapped_column(String(64), nullable=True)
     # Set by `tre hub node revoke`: from then on every request signed by the node is refused.
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     revoked_by: Mapped[str | None] = mapped_column(String(64), nullable=True)

@@ -12,9 +12,10 @@ from fastapi.responses import Response
 from sqlalchemy import Engine, select
 from starlette.concurrency import run_in_threadpool
 
+from tre.audit.refusals import keep_refusals
 from tre.code.store import CodeStore
 from tre.config import Settings
-from tre.errors import NotFound
+from tre.errors import NotFound, TreError
 from tre.federation.hub import jobs, results, search, tasklogs
 from tre.federation.hub.nodeauth import NodeCall, node_call, signed_bytes, signed_json
 from tre.federation.vocabulary import ChildState
@@ -35,7 +36,12 @@ def _unit(engine: Engine, fn: Callable[..., T], *args: Any) -> T:
 
 
 async def _run(request: Request, fn: Callable[..., T], *args: Any) -> T:
-    return await run_in_threadpool(_unit, request.app.state.engine, fn, *args)
+    try:
+        return await run_in_threadpool(_unit, request.app.state.engine, fn, *args)
+    except TreError as exc:
+        if exc.refusals:  # entries of a refusal, after the rollback (kept if the store fails)
+            await run_in_threadpool(keep_refusals, request.app, list(exc.refusals))
+        raise
 
 
 def _take_work(session: Any, node: str, lease_s: float) -> Work:

@@ -19,7 +19,7 @@ from tre.api.problems import install_problem_handlers
 from tre.api.routers import code, me
 from tre.api.security_headers import SecurityHeaders
 from tre.audit import api as audit_api
-from tre.audit.refusals import flush_at_shutdown, install_refusal_audit
+from tre.audit.refusals import flush_at_shutdown, install_refusal_audit, keep_on_disk
 from tre.auth.tokens import TokenVerifier
 from tre.config import Settings, get_settings
 from tre.federation.hub import agent_routes, routes, tes
@@ -67,6 +67,7 @@ def create_hub_app(settings: Settings | None = None, engine: Engine | None = Non
     # Agent requests refused (unsigned, unknown, revoked, forged, stale, replayed): audited
     # with fixed reasons, aggregated per window (`tre.federation.hub.refusals`).
     app.state.node_refusals = NodeRefusals()
+    keep_on_disk(app, app.state.node_refusals)  # unwritten entries survive a killed hub
     flush_at_shutdown(app, app.state.node_refusals)  # the window's repeats survive a restart
     install_problem_handlers(app)
     install_refusal_audit(app)  # people's 401/403/404, as on any tre: recorded, aggregated

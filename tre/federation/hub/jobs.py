@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from tre.access import can_see_project, is_member, visible_project_ids
 from tre.audit import record_event
+from tre.audit.log import AuditEvent
 from tre.auth.principal import Principal
 from tre.errors import AdmissionDenied, Conflict, Forbidden, NotFound
 from tre.federation.hub.nodes import node_status, project_nodes
@@ -32,16 +33,20 @@ SPEC_FIELDS = ("image", "command", "cpu", "memory_mb", "gpu", "time_limit_s", "o
 def _refuse(
     session: Session, principal: Principal, body: FederatedJobIn, reason: SubmissionRefusal, detail: str
 ) -> AdmissionDenied:
-    """The refusal, audited as ``federation.submission_refused`` with its fixed reason; the
-    entry is kept although the request fails (``audited``: `tre.store.db.settle`)."""
-    record_event(
-        session,
-        actor=principal.user_id,
-        action="federation.submission_refused",
-        project_id=body.project_id,
-        details={"reason": reason.value, "image": body.image, "code_hash": body.code_hash},
+    """The refusal, audited as ``federation.submission_refused`` with its fixed reason. The
+    entry is written after the request's rollback in a unit of work of its own and kept on
+    disk if the store cannot take it then (`TreError.refusals`): written in the request's
+    transaction, it was lost whenever that write or its commit failed."""
+    exc = AdmissionDenied(detail)
+    exc.refusals = (
+        AuditEvent(
+            principal.user_id,
+            "federation.submission_refused",
+            project_id=body.project_id,
+            details={"reason": reason.value, "image": body.image, "code_hash": body.code_hash},
+        ),
     )
-    return AdmissionDenied(detail, audited=True)
+    return exc
 
 
 def _admit(session: Session, principal: Principal, body: FederatedJobIn) -> list[str]:

@@ -29,7 +29,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tre.audit.log import AuditEvent
-from tre.audit.refusals import WindowedCounts, answered_status, record_or_keep, record_refusals
+from tre.audit.refusals import WindowedCounts, answered_status, keep_refusals, record_or_keep
 
 WINDOW_S = 60.0
 MAX_KEYS = 200
@@ -112,4 +112,5 @@ class CodeQuotaAudit:
                 "federation.submission_refused",
                 details={"reason": SubmissionRefusal.over_code_quota.value, "route": self.path},
             )
-            await run_in_threadpool(record_refusals, scope["app"].state.engine, [event])
+            # Kept (on disk) when the store cannot take it now, as every refusal entry.
+            await run_in_threadpool(keep_refusals, scope["app"], [event])

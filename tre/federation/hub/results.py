@@ -12,6 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tre.audit import record_event
+from tre.audit.log import AuditEvent
 from tre.audit.note import NoteError, VerifierKey, open_checkpoint
 from tre.config import Settings
 from tre.errors import Conflict, NotFound, Unprocessable
@@ -108,13 +109,30 @@ def accept_release(session: Session, settings: Settings, node: str, cid: str, bo
             f"the audit checkpoint does not verify under node {node}'s registered key: {exc}",
             slug="checkpoint-invalid",
         ) from exc
+    root = checkpoint.root_hash.hex()
     if checkpoint.tree_size < registered.checkpoint_size:
-        raise Unprocessable(
+        raise _checkpoint_refused(
+            node,
+            cid,
+            "rollback",
+            checkpoint.tree_size,
+            root,
             f"node {node}'s audit checkpoint is for tree size {checkpoint.tree_size}, smaller than the "
             f"{registered.checkpoint_size} already verified: its log cannot shrink",
-            slug="checkpoint-rollback",
         )
-    registered.checkpoint_size = checkpoint.tree_size
+    if checkpoint.tree_size == registered.checkpoint_size and registered.checkpoint_root not in (None, root):
+        # Two signed checkpoints of one size with different roots: the node's log forked (two
+        # histories, one shown with each release), whoever holds its key.
+        raise _checkpoint_refused(
+            node,
+            cid,
+            "fork",
+            checkpoint.tree_size,
+            root,
+            f"node {node}'s audit checkpoint for tree size {checkpoint.tree_size} has another root "
+            "than the one already verified at that size: its log forked",
+        )
+    registered.checkpoint_size, registered.checkpoint_root = checkpoint.tree_size, root
     for f in body.files:
         session.add(FedResultFile(child_id=cid, name=f.name, sha256=f.sha256, size=f.size))
     child.state, child.reason, child.updated_at = ChildState.released.value, "", utcnow()
@@ -134,6 +152,21 @@ def accept_release(session: Session, settings: Settings, node: str, cid: str, bo
         },
     )
     return child
+
+
+def _checkpoint_refused(node: str, cid: str, reason: str, size: int, root: str, detail: str) -> Unprocessable:
+    """A node checkpoint that contradicts one the hub verified (a shrunk or forked log): the
+    release is refused and the refusal is an entry of the hub's log
+    (``federation.node_checkpoint_refused``), written after the rollback (`TreError.refusals`)."""
+    exc = Unprocessable(detail, slug=f"checkpoint-{reason}")
+    exc.refusals = (
+        AuditEvent(
+            f"node:{node}",
+            "federation.node_checkpoint_refused",
+            details={"reason": reason, "child": cid, "tree_size": size, "root_hash": root},
+        ),
+    )
+    return exc
 
 
 def result_file(

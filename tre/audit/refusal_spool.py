@@ -1,0 +1,163 @@
+"""Refusal entries whose write failed, kept on local disk until the store takes them.
+
+Refusals (``auth.refused``, ``federation.node_refused``, ``federation.submission_refused``)
+are written in a unit of work of their own after the answer. When that write fails (the
+store busy under load, the database away, the key briefly unavailable) the entries used to
+wait in the server's memory for the next write, and a SIGKILL, an out-of-memory kill or a
+power cut lost them. Now each failed batch is written here first: one small JSON file per
+batch under ``<home>/spool/audit-refusals``, synced and renamed into place (whole or absent),
+the folder synced after. The next write of the same process takes them, so does the next
+start of a server on this home and ``tre admin doctor``.
+
+A batch is *claimed* by renaming its file to ``<name>.taken-<pid>`` before it is written, so
+two processes on one home never both write it; a claimed file whose process is gone (killed
+while writing) is taken again. The file is removed after the write commits: a crash between
+the two writes that batch once more (at least once, never lost).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from tre import privatefile
+from tre.audit.log import AuditEvent
+
+log = logging.getLogger(__name__)
+
+SPOOL = Path("spool") / "audit-refusals"
+SUFFIX = ".json"
+TAKEN = ".taken-"
+_held: set[str] = set()  # files this process has claimed and not yet released or given back
+_held_lock = threading.Lock()
+
+
+def spool_dir(home: Path) -> Path:
+    return Path(home) / SPOOL
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A batch taken from the spool by this process: its entries and the file to remove."""
+
+    path: Path
+    events: list[AuditEvent]
+
+
+def _encode(ev: AuditEvent) -> dict[str, Any]:
+    ts = ev.timestamp or datetime.now(UTC)
+    return {
+        "actor": ev.actor,
+        "action": ev.action,
+        "project_id": ev.project_id,
+        "dataset_id": ev.dataset_id,
+        "job_id": ev.job_id,
+        "details": dict(ev.details) if ev.details is not None else None,
+        "ts": ts.astimezone(UTC).isoformat(),
+    }
+
+
+def _decode(obj: dict[str, Any]) -> AuditEvent:
+    return AuditEvent(
+        str(obj["actor"]),
+        str(obj["action"]),
+        project_id=obj.get("project_id"),
+        dataset_id=obj.get("dataset_id"),
+        job_id=obj.get("job_id"),
+        details=obj.get("details"),
+        timestamp=datetime.fromisoformat(str(obj["ts"])),
+    )
+
+
+def keep(home: Path, events: list[AuditEvent]) -> Path:
+    """Write ``events`` to the spool durably (raises OSError if the state disk cannot take them
+    either). Each keeps the time of its refusal, not of its later write."""
+    folder = spool_dir(home)
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    name = f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%S%f')}-{uuid.uuid4().hex}{SUFFIX}"
+    path = folder / name
+    body = json.dumps([_encode(e) for e in events], default=str, separators=(",", ":"))
+    privatefile.replace(path, body.encode())  # data synced, renamed into place, folder synced
+    return path
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _takeable(path: Path) -> bool:
+    """A batch nobody holds: never claimed, or claimed by a process that is gone."""
+    if path.name.endswith(SUFFIX):
+        return not path.name.startswith(".")
+    head, _, pid = path.name.rpartition(TAKEN)
+    if not head or not pid.isdigit():
+        return False
+    if int(pid) == os.getpid():  # ours, unless an earlier process of the same id left it
+        with _held_lock:
+            return str(path) not in _held
+    return not _alive(int(pid))
+
+
+def waiting(home: Path) -> list[Path]:
+    """The batches on disk that this process could take now, oldest first."""
+    folder = spool_dir(home)
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.is_file() and _takeable(p))
+
+
+def claim(home: Path) -> list[Claimed]:
+    """Take every batch waiting on disk (renamed to this process's name first). A file that
+    cannot be read is named in the log and left for an operator (`tre admin doctor` says so)."""
+    out = []
+    for path in waiting(home):
+        base = path.name.rpartition(TAKEN)[0] or path.name
+        mine = path.with_name(f"{base}{TAKEN}{os.getpid()}")
+        try:
+            os.rename(path, mine)  # atomic: another process that took it first wins
+        except FileNotFoundError:
+            continue
+        try:
+            events = [_decode(o) for o in json.loads(mine.read_bytes())]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.error("spooled refusal entries %s cannot be read (%s); left for an operator", mine, exc)
+            os.rename(mine, mine.with_name(f".damaged-{base}"))
+            continue
+        with _held_lock:
+            _held.add(str(mine))
+        out.append(Claimed(mine, events))
+    return out
+
+
+def give_back(claimed: list[Claimed]) -> None:
+    """Writing the claimed batches failed: they wait on disk again (under this process's name,
+    which it takes again; another process only once this one is gone)."""
+    with _held_lock:
+        _held.difference_update(str(c.path) for c in claimed)
+
+
+def release(claimed: list[Claimed]) -> None:
+    """The claimed batches were written (committed): remove their files."""
+    for c in claimed:
+        c.path.unlink(missing_ok=True)
+    give_back(claimed)
+    if claimed:
+        privatefile.fsync_dir(claimed[0].path.parent)
+
+
+def damaged(home: Path) -> list[Path]:
+    folder = spool_dir(home)
+    return sorted(folder.glob(".damaged-*")) if folder.is_dir() else []
