@@ -32,9 +32,16 @@ MIN_SQUEEZED_CHARS = 6
 # character, so an identifier printed a character or two a line shows nothing of itself to a
 # follower before the line that completes it is judged (redteam14; three let two through).
 MIN_WAIT_PREFIX_CHARS = 1
-# An identifier of digits only (a date, an MRN) up to this long is also looked for run on
-# across lines ("1962" / "0315"); longer ones are UIDs, one per image, too many to index.
+# An identifier of digits only (a date, an MRN) up to this long also has its hex and base64
+# forms looked for; longer ones are UIDs, one per image, too many to encode (their digits are
+# looked for run on across lines, `SqueezedIndex.numeric`).
 MAX_NUMERIC_CHARS = 16
+# Across lines the numeric search reads a line of at most this many digits as its digits alone
+# (`digit_lines`).
+MAX_DIGITS_A_LINE = 4
+# ... skipping at most this many lines in a row without digits between them.
+MAX_WORD_LINES_BETWEEN = 3
+_NOT_DIGIT = re.compile(r"[^0-9]+")
 
 
 # A word of three or more characters with both letters and digits, and the digits that
@@ -54,12 +61,38 @@ def _unleet(line: str) -> str:
     return _MIXED_WORD.sub(lambda m: m.group(0).translate(_LEET), line)
 
 
+# Short groups of digits with any separators between them ("19 62 03 15", "1  9  6  2",
+# "0048-213"): read joined, the whole-token matcher sees the number they spell (redteam15).
+_DIGIT_GROUPS = re.compile(
+    r"(?<![0-9A-Za-z])[0-9]{1,4}(?:[^0-9A-Za-z\n]+[0-9]{1,4}(?![0-9]))+(?![0-9A-Za-z])"
+)
+
+
+def digits_joined(line: str) -> str:
+    """``line`` with each run of short digit groups joined, when one spells a number as long as
+    the shortest numeric identifier at least ("" otherwise, so only such lines are matched
+    again: an ordinary log's "loss 0.5000" gives none)."""
+    found = False
+
+    def join(match: re.Match[str]) -> str:
+        nonlocal found
+        digits = _NOT_DIGIT.sub("", match.group(0))
+        found = found or len(digits) >= MIN_SQUEEZED_CHARS
+        return digits
+
+    joined = _DIGIT_GROUPS.sub(join, line)
+    return joined if found else ""
+
+
 def despaced(line: str) -> str:
     return _SPACED.sub(lambda m: re.sub(r"[^0-9A-Za-z]", "", m.group(0)), line)
 
 
 def squeeze(text: str) -> str:
-    return _NOT_ALNUM.sub("", text.lower())
+    """``text`` as letters and digits only, lower case, folded first (`fold`: look-alikes,
+    other scripts' digits, invisible characters and terminal escapes), so a piece of an
+    identifier cut across lines reads the same in any of those spellings (redteam15)."""
+    return _NOT_ALNUM.sub("", fold(text).lower())
 
 
 def _letter_richest(form: str, k: int) -> int:
@@ -93,9 +126,38 @@ def encoded_forms(identifier: str) -> set[str]:
     return {squeeze(form) for form in (data.hex(), *_base64_cores(data))}
 
 
-def _anchored(index: dict[str, set[tuple[str, int]]], form: str) -> None:
-    at = _letter_richest(form, MIN_SQUEEZED_CHARS)
+def _anchored(index: dict[str, set[tuple[str, int]]], form: str, at: int | None = None) -> None:
+    """File ``form`` under one of its k-grams: the one richest in letters unless ``at`` says."""
+    if at is None:
+        at = _letter_richest(form, MIN_SQUEEZED_CHARS)
     index.setdefault(form[at : at + MIN_SQUEEZED_CHARS], set()).add((form, at))
+
+
+def digit_lines(squeezed_lines: list[str]) -> list[str]:
+    """Squeezed lines as the numeric search reads them across lines (redteam15): a line of at
+    most `MAX_DIGITS_A_LINE` digits gives only its digits, so a date printed a digit a line
+    with "step" (or any words) between is still one run ("1" / "step" / "9" / ...), and up to
+    `MAX_WORD_LINES_BETWEEN` lines in a row without digits are left out (more break the run,
+    so a running log whose last number could start an identifier waits a few lines, not until
+    the next number); a line with more digits (timestamps, metrics) stays as it is, its
+    letters breaking runs, so an ordinary log's numbers are not strung together."""
+    shown = []
+    wordy = 0
+    for line in squeezed_lines:
+        digits = _NOT_DIGIT.sub("", line)
+        wordy = 0 if digits else wordy + 1
+        if not digits:
+            shown.append("" if wordy <= MAX_WORD_LINES_BETWEEN else "-")
+        else:
+            shown.append(digits if len(digits) <= MAX_DIGITS_A_LINE else line)
+    return shown
+
+
+def _reversed_each(lines: list[str]) -> list[str]:
+    """Each line reversed, in the same order: read with the forms (kept with their reversals)
+    this finds an identifier whose pieces were printed last piece first ("15" / "03" / "62" /
+    "19"), and its line numbers still count from the first line."""
+    return [line[::-1] for line in lines]
 
 
 class SqueezedIndex:
@@ -108,9 +170,14 @@ class SqueezedIndex:
 
     Three indexes: ``by_anchor``, the identifiers squeezed, reversed and given name first
     (also searched in ROT13); ``encoded``, their hex and base64 encodings; ``numeric``, the
-    short all-digit identifiers (dates, MRNs), searched only where they run across lines (in
-    one line they are the whole-token matcher's: as substrings they would collide with every
-    run of digits)."""
+    all-digit identifiers (dates, MRNs, and UIDs squeezed: redteam15 found a UID printed
+    a few digits a line passed) and their reversals, searched only where they run across
+    lines (in one line they are the whole-token matcher's: as substrings they would collide
+    with every run of digits), in `digit_lines`. Digit forms are anchored on their own end
+    (a UID's root, "1.2.840.", is shared by every UID of a site; its end is not).
+
+    Across lines each index is searched twice: in the lines as written and with each line
+    reversed (pieces printed last first), so a researcher gains nothing by ordering them."""
 
     def __init__(self, identifiers: Iterable[str]) -> None:
         k = MIN_SQUEEZED_CHARS
@@ -118,14 +185,23 @@ class SqueezedIndex:
         self.encoded: dict[str, set[tuple[str, int]]] = {}
         self.numeric: dict[str, set[tuple[str, int]]] = {}
         self._forms: list[str] | None = None  # built on first use (`open_wrap_start`)
+        self._numeric_forms: list[str] | None = None
+        self._reversible_forms: list[str] = []
         self._rot13: dict[str, set[tuple[str, int]]] | None = None
         self._longest = 0
+        self._numeric_longest = 0
         for ident in identifiers:
             norm = squeeze(ident)
-            if len(norm) < k or (norm.isdigit() and len(norm) > MAX_NUMERIC_CHARS):
+            if len(norm) < k:
                 continue
             if norm.isdigit():
-                _anchored(self.numeric, norm)
+                _anchored(self.numeric, norm, len(norm) - k)
+                if len(norm) > MAX_NUMERIC_CHARS:
+                    # A UID: neither its encodings nor its reversal are looked for (a reversed
+                    # UID starts with its own random digits: a running log's short numbers
+                    # would begin one of 100,000 of them, and wait, all the time).
+                    continue
+                _anchored(self.numeric, norm[::-1], 0)
             else:
                 for form in (norm, norm[::-1], *_given_first(ident)):
                     _anchored(self.by_anchor, form)
@@ -157,29 +233,23 @@ class SqueezedIndex:
         """0-based numbers of every line an identifier (forwards, reversed, or either in ROT13)
         runs across when the lines are joined with nothing between them: "PAT-123" at one
         line's end and "456" at the next's start (redteam13: the file check found these, the
-        log screen did not). One pass: the text's k-grams are collected once for all forms."""
-        k = MIN_SQUEEZED_CHARS
-        text = "".join(squeezed_lines)
-        grams = {text[i : i + k] for i in range(len(text) - k + 1)}
-        starts = list(accumulate((len(line) for line in squeezed_lines), initial=0))
+        log screen did not); also with each line reversed, and the numeric identifiers in
+        `digit_lines` (redteam15)."""
         hits: set[int] = set()
-        for index in self._indexes():
-            for anchor in grams & index.keys():
-                forms = index[anchor]
-                pos = text.find(anchor)
-                while pos >= 0:
-                    for form, at in forms:
-                        begin = pos - at
-                        if begin >= 0 and text.startswith(form, begin):
-                            first = bisect_right(starts, begin) - 1
-                            last = bisect_right(starts, begin + len(form) - 1) - 1
-                            if last > first:
-                                hits.update(range(first, last + 1))
-                    pos = text.find(anchor, pos + 1)
+        digits = digit_lines(squeezed_lines)
+        hits |= _wrapped(squeezed_lines, self._indexes())
+        hits |= _wrapped(_reversed_each(squeezed_lines), self._reversible())
+        for lines in (digits, _reversed_each(digits)):
+            hits |= _wrapped(lines, (self.numeric,))
         return hits
 
     def _indexes(self) -> tuple[dict[str, set[tuple[str, int]]], ...]:
-        return (self.by_anchor, self._rot13_index(), self.encoded, self.numeric)
+        return (*self._reversible(), self.encoded)
+
+    def _reversible(self) -> tuple[dict[str, set[tuple[str, int]]], ...]:
+        """The indexes that hold each form's reversal too, the ones `_reversed_each` lines
+        are read with (the encodings' reversals are not kept: a residual)."""
+        return (self.by_anchor, self._rot13_index())
 
     def _rot13_index(self) -> dict[str, set[tuple[str, int]]]:
         """The forms in ROT13, by their anchors in ROT13 (built on first use)."""
@@ -194,47 +264,96 @@ class SqueezedIndex:
         """0-based line where the joined lines end with the start of an identifier (one
         letter or digit at least, forwards, reversed, or either in ROT13, or encoded) that the
         next line could finish; a running job's log waits there, so such a line is never shown
-        before it is judged with the line that follows."""
-        text = "".join(squeezed_lines)
-        starts = list(accumulate((len(line) for line in squeezed_lines), initial=0))
-        for size in range(min(len(text), self._wait_longest()), MIN_WAIT_PREFIX_CHARS - 1, -1):
-            if self._begins_form(text[-size:]):
-                return bisect_right(starts, len(text) - size) - 1
-        return None
-
-    def _begins_form(self, start: str) -> bool:
-        """Whether ``start`` is a proper prefix of a form: the forms it begins follow it in
-        sorted order, so one bisection answers (storing every prefix of every form, as before
-        round 14b, took hundreds of MB for 10,000 identifiers)."""
-        forms = self._wait_forms()
-        at = bisect_left(forms, start)
-        if at < len(forms) and forms[at] == start:
-            at += 1
-        return at < len(forms) and forms[at].startswith(start)
+        before it is judged with the line that follows. Read as `wrapped_lines` reads: also
+        with each line reversed (the forms hold their reversals, so a piece printed last first
+        waits as well), and the numeric identifiers in `digit_lines`."""
+        self._wait_forms()
+        digits = digit_lines(squeezed_lines)
+        found = [
+            _open_start(lines, forms, longest)
+            for lines, forms, longest in (
+                (squeezed_lines, self._forms, self._longest),
+                (_reversed_each(squeezed_lines), self._reversible_forms, self._longest),
+                (digits, self._numeric_forms, self._numeric_longest),
+                (_reversed_each(digits), self._numeric_forms, self._numeric_longest),
+            )
+        ]
+        starts = [at for at in found if at is not None]
+        return min(starts) if starts else None
 
     def _wait_forms(self) -> list[str]:
-        if self._forms is None:
+        if self._forms is None or self._numeric_forms is None:
             found = {form for index in self._indexes() for fs in index.values() for form, _ in fs}
+            reversible = {form for index in self._reversible() for fs in index.values() for form, _ in fs}
+            numeric = {form for fs in self.numeric.values() for form, _ in fs}
             self._forms = sorted(found)
+            self._reversible_forms = sorted(reversible)
+            self._numeric_forms = sorted(numeric)
             self._longest = max((len(f) - 1 for f in self._forms), default=0)
+            self._numeric_longest = max((len(f) - 1 for f in self._numeric_forms), default=0)
         return self._forms
 
-    def _wait_longest(self) -> int:
-        """The longest proper prefix of a form: how far back a wait can reach."""
-        self._wait_forms()
-        return self._longest
-
     def wrap_tail(self, lines: list[str]) -> int:
-        """Index of the first of the last lines whose squeezed text together is as long as the
-        longest identifier start (`open_wrap_start`'s reach): counted in characters, not lines,
-        so blank or punctuation lines between the pieces push none of them out of sight."""
-        longest = self._wait_longest()
-        total = 0
+        """Index of the first of the last lines that `open_wrap_start` must read: back until
+        their squeezed text is as long as the longest identifier start, and their digits (in
+        `digit_lines`) as many as the longest numeric one's; counted in characters, not
+        lines, so blank, punctuation or word lines between the pieces push none of them out
+        of sight."""
+        self._wait_forms()
+        total = digits = 0
         for i in range(len(lines) - 1, -1, -1):
-            total += len(squeeze(lines[i]))
-            if total >= longest:
+            squeezed = squeeze(lines[i])
+            total += len(squeezed)
+            digits += len(digit_lines([squeezed])[0])
+            if total >= self._longest and digits >= self._numeric_longest:
                 return i
         return 0
+
+
+def _wrapped(lines: list[str], indexes: Iterable[dict[str, set[tuple[str, int]]]]) -> set[int]:
+    """0-based numbers of every line a form of ``indexes`` runs across when ``lines`` are
+    joined with nothing between them. One pass: the text's k-grams are collected once."""
+    k = MIN_SQUEEZED_CHARS
+    text = "".join(lines)
+    grams = {text[i : i + k] for i in range(len(text) - k + 1)}
+    starts = list(accumulate((len(line) for line in lines), initial=0))
+    hits: set[int] = set()
+    for index in indexes:
+        for anchor in grams & index.keys():
+            forms = index[anchor]
+            pos = text.find(anchor)
+            while pos >= 0:
+                for form, at in forms:
+                    begin = pos - at
+                    if begin >= 0 and text.startswith(form, begin):
+                        first = bisect_right(starts, begin) - 1
+                        last = bisect_right(starts, begin + len(form) - 1) - 1
+                        if last > first:
+                            hits.update(range(first, last + 1))
+                pos = text.find(anchor, pos + 1)
+    return hits
+
+
+def _open_start(lines: list[str], forms: list[str] | None, longest: int) -> int | None:
+    """0-based line where ``lines`` joined end with a proper prefix of one of ``forms``."""
+    if not forms:
+        return None
+    text = "".join(lines)
+    starts = list(accumulate((len(line) for line in lines), initial=0))
+    for size in range(min(len(text), longest), MIN_WAIT_PREFIX_CHARS - 1, -1):
+        if _begins_form(forms, text[-size:]):
+            return bisect_right(starts, len(text) - size) - 1
+    return None
+
+
+def _begins_form(forms: list[str], start: str) -> bool:
+    """Whether ``start`` is a proper prefix of one of the sorted ``forms``: the forms it
+    begins follow it in sorted order, so one bisection answers (storing every prefix of every
+    form, as before round 14b, took hundreds of MB for 10,000 identifiers)."""
+    at = bisect_left(forms, start)
+    if at < len(forms) and forms[at] == start:
+        at += 1
+    return at < len(forms) and forms[at].startswith(start)
 
 
 def disguised_lines(lines: list[str], matcher: IdentifierMatcher, squeezed_index: SqueezedIndex) -> set[int]:
@@ -266,6 +385,16 @@ def disguised_lines(lines: list[str], matcher: IdentifierMatcher, squeezed_index
     by_matcher(spaced)
     by_matcher([codecs.encode(line, "rot_13") for line in spaced])
     by_matcher([line[::-1] for line in spaced])
+    # Reversed as written too: despacing joins a UID's one-digit parts ("1.3.6.1"), so its
+    # reversal was found in neither form (redteam15).
+    # (only lines despacing changed: the others' reversal was just read)
+    changed = [line[::-1] if line != joined else "" for line, joined in zip(lines, spaced, strict=True)]
+    if any(changed):
+        by_matcher(changed)
+    grouped = [digits_joined(fold(line)) for line in lines]
+    if any(grouped):
+        by_matcher(grouped)
+        by_matcher([line[::-1] for line in grouped])
     decoded = [" ".join(decoded_fragments(line)).replace("\n", " ") for line in lines]
     by_matcher(decoded)
     by_matcher([line[::-1] for line in decoded])

@@ -5,8 +5,10 @@ that it reads the same to a person but not to a matcher: Cyrillic or Greek lette
 Latin ("Сompressed" with a Cyrillic С), fullwidth or mathematical letters, terminal escape
 sequences or invisible characters between the letters. `fold` undoes that: terminal escape
 sequences, control/format characters and combining marks (accents) are removed,
-compatibility forms are normalised (NFKC: fullwidth, ligatures, mathematical alphabets) and
-each remaining non-ASCII character that Unicode's confusables data (TR39, via
+compatibility forms are normalised (NFKC: fullwidth, ligatures, mathematical alphabets),
+every decimal digit of another script (Arabic-Indic ``١٩٦٢``, Devanagari, Bengali, ...: NFKC
+keeps them) is read as its ASCII digit (redteam15: a birth date printed in Arabic-Indic digits
+passed the log screen), and each remaining non-ASCII character that Unicode's confusables data (TR39, via
 ``confusable_homoglyphs``) lists as looking like an ASCII letter or digit is replaced by it.
 The identifier matchers then see the plain text.
 """
@@ -56,4 +58,12 @@ def fold(line: str) -> str:
     text = unicodedata.normalize("NFD", unicodedata.normalize("NFKC", text))
     text = "".join(c for c in text if unicodedata.category(c) not in _INVISIBLE)
     table = _look_alikes()
-    return "".join(table.get(c, c) for c in text)
+    return "".join(_ascii_digit(c) or table.get(c, c) for c in text)
+
+
+def _ascii_digit(char: str) -> str:
+    """The ASCII digit a non-ASCII decimal digit stands for ("٣" is "3"), else ""."""
+    if char.isascii():
+        return ""
+    value = unicodedata.decimal(char, None)
+    return "" if value is None else str(value)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import tracemalloc
 from pathlib import Path
 
+from egress_review.folding import fold
 from egress_review.logscreen import LogScreen
 from tre.policy import load_policy
 
@@ -45,15 +46,20 @@ def _dataset(patients: int) -> set[str]:
 def test_a_screen_holds_memory_in_proportion_to_its_identifiers():
     policy = load_policy("default", REPO / "policies")
     identifiers = _dataset(40)
+    # The look-alikes table is the process's, loaded once (`egress_review.folding`), not the
+    # screen's: identifiers are folded since redteam15, and a name with an accent loads it.
+    fold("Müller")
     tracemalloc.start()
     try:
         screen = LogScreen.for_policies([policy], identifiers)
-        # A live judgement builds the hold-back index; a line ending in an identifier's start waits.
-        screening = screen.screen_log(b"epoch 1 loss 0.3\nsubject SURNAME12\n", final=False)
+        # A live judgement builds the hold-back index; a line ending in an identifier's start
+        # waits. (The first line's number has more digits than a line gives the cross-line
+        # numeric search, redteam15: "1", "0", "3" then "12" could be a date's first digits.)
+        screening = screen.screen_log(b"epoch 1 loss 0.3105\nsubject SURNAME12\n", final=False)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert screening.decided_to == len(b"epoch 1 loss 0.3\n")
+    assert screening.decided_to == len(b"epoch 1 loss 0.3105\n")
     assert peak / len(identifiers) < MAX_BYTES_PER_IDENTIFIER, f"{peak / len(identifiers):.0f} bytes each"
 
 
