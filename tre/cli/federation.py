@@ -74,12 +74,14 @@ def hub_serve(host: str = "127.0.0.1", port: PortOption = 8780) -> None:
 
     interrupts.serve_until_stopped()
     app = create_hub_app()
-    console.print(f"tre hub serve: hub API on http://{host}:{port}; Ctrl-C stops it", highlight=False)
 
     def stop_on_signal(server: uvicorn.Server) -> None:
         interrupts.on_stop(lambda: setattr(server, "should_exit", True))
 
-    run_app(app, host, port, on_server=stop_on_signal)
+    def banner() -> None:  # once the socket listens (a script waiting on it then connects)
+        console.print(f"tre hub serve: hub API on http://{host}:{port}; Ctrl-C stops it", highlight=False)
+
+    run_app(app, host, port, on_server=stop_on_signal, on_listening=banner)
     console.print("tre hub serve: stopped", highlight=False)
 
 
