@@ -16,8 +16,9 @@ import os
 import shutil
 import socket
 import stat
+import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy import Engine, select, text
@@ -159,29 +160,70 @@ def check_leftovers(settings: Settings) -> list[Check]:
     return checks
 
 
-def check_running_jobs(settings: Settings, engine: Engine) -> Check:
+def check_running_jobs(
+    settings: Settings,
+    engine: Engine,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Check:
     """Jobs still marked running whose worker is gone: a live worker ends them within a
-    round; if one stays, no worker of that executor is running."""
-    from tre.jobs.worker import worker_gone
-    from tre.store.base import utcnow
+    round; if one stays, no worker of that executor is running.
+
+    Judged as a worker judges (`tre.jobs.worker.HeartbeatWatch`), never by the heartbeat's
+    age on the wall clock: a job's worker is gone when its process on this host has ended,
+    or when the doctor has watched its heartbeat stand still for ``worker_stale_after_s`` of
+    its own monotonic time. Why: read by the wall clock, a clock step forward (NTP, a resumed
+    virtual machine) made every live job look orphaned, and one back hid dead ones. The
+    cost: with running jobs the check takes about one ``worker_heartbeat_s`` (each live
+    heartbeat moves once), and ``worker_stale_after_s`` when one has stopped."""
+    from tre.jobs.worker import HeartbeatWatch, process_gone
     from tre.store.db import session_scope
     from tre.store.models import Job, JobState
 
-    try:
+    def look() -> dict[str, Job]:
         with session_scope(engine) as s:
-            running = list(s.scalars(select(Job).where(Job.state == JobState.running.value)))
-            stale_before = utcnow() - timedelta(seconds=settings.worker_stale_after_s)
-            lost = sorted(j.id for j in running if worker_gone(j, stale_before, socket.gethostname()))
+            rows = s.scalars(select(Job).where(Job.state == JobState.running.value))
+            jobs = {j.id: j for j in rows}
+            s.expunge_all()
+            return jobs
+
+    try:
+        running = look()
+        count = len(running)
+        host = socket.gethostname()
+        lost = {job_id for job_id, job in running.items() if process_gone(job, host)}
+        watch = HeartbeatWatch(clock)
+        watched = {job_id: job.heartbeat_at for job_id, job in running.items() if job_id not in lost}
+        for job_id, beat in watched.items():
+            watch.quiet_for(job_id, beat)
+        while watched:
+            sleep(settings.worker_heartbeat_s / 2)
+            now = look()
+            # Ended, or its heartbeat moved: its worker lives. Still the same: watched on.
+            watched = {
+                job_id: beat
+                for job_id, beat in watched.items()
+                if job_id in now and now[job_id].heartbeat_at == beat
+            }
+            stopped = {
+                job_id
+                for job_id, beat in watched.items()
+                if watch.quiet_for(job_id, beat) >= settings.worker_stale_after_s
+            }
+            lost |= stopped
+            watched = {job_id: beat for job_id, beat in watched.items() if job_id not in stopped}
     except Exception:  # noqa: BLE001 - the database check says why
         return Check("jobs", WARN, "not checked: the database cannot be read")
     if lost:
+        names = sorted(lost)
         return Check(
             "jobs",
             WARN,
-            f"{len(lost)} job(s) marked running whose worker is gone: {', '.join(lost[:20])}"
+            f"{len(names)} job(s) marked running whose worker is gone (its process ended, or its "
+            f"heartbeat stood still for {settings.worker_stale_after_s:g} s): {', '.join(names[:20])}"
             "; start a worker (of each job's executor): it ends them (failed, worker lost) or reattaches",
         )
-    return Check("jobs", OK, f"{len(running)} running, none orphaned")
+    return Check("jobs", OK, f"{count} running, none orphaned")
 
 
 def check_spooled_ends(settings: Settings, engine: Engine, database_up: bool) -> Check:

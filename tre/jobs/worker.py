@@ -85,16 +85,6 @@ def process_gone(job: Job, hostname: str) -> bool:
     return host == hostname and pid.isdigit() and not _pid_alive(int(pid))
 
 
-def worker_gone(job: Job, stale_before: datetime, hostname: str) -> bool:
-    """Whether the worker recorded on a running job looks gone (`tre admin doctor`'s report):
-    its process on this host has ended, or (any host) its heartbeat is older than
-    ``stale_before``. A worker decides by `HeartbeatWatch` instead, which a jump of the wall
-    clock cannot fool."""
-    if process_gone(job, hostname):
-        return True
-    return job.heartbeat_at is None or job.heartbeat_at < stale_before
-
-
 class HeartbeatWatch:
     """Whether another worker's heartbeat on a job has stopped, by this worker's monotonic clock.
 
