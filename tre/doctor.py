@@ -19,6 +19,7 @@ import stat
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import Engine, select, text
@@ -160,6 +161,32 @@ def check_leftovers(settings: Settings) -> list[Check]:
     return checks
 
 
+def check_clock(engine: Engine, now: Callable[[], datetime] | None = None) -> Check:
+    """This host's wall clock against the database server's (`tre.store.dbclock`): airlock
+    requests expire only when both agree, so a skew holds them; said here, where an
+    operator looks after an NTP step or a resumed virtual machine."""
+    from tre.store.base import utcnow
+    from tre.store.dbclock import SKEW_TOLERANCE, database_now
+
+    try:
+        with engine.connect() as conn:
+            db_now = database_now(conn)
+    except Exception:  # noqa: BLE001 - the database check says why
+        return Check("clock", WARN, "not checked: the database cannot be read")
+    skew = (now or utcnow)() - db_now
+    ahead = "this host's clock is ahead" if skew > timedelta(0) else "the database's clock is ahead"
+    if abs(skew) > SKEW_TOLERANCE:
+        return Check(
+            "clock",
+            WARN,
+            f"this host's clock and the database's differ by {abs(skew).total_seconds():.0f} s ({ahead}): "
+            "airlock requests expire only once both agree; fix the time sync (NTP) of the one that is wrong",
+        )
+    return Check(
+        "clock", OK, f"this host's clock and the database's agree (within {abs(skew).total_seconds():.1f} s)"
+    )
+
+
 def check_running_jobs(
     settings: Settings,
     engine: Engine,
@@ -262,6 +289,7 @@ def run_checks(settings: Settings, engine: Engine) -> list[Check]:
     checks = [database, *check_disks(settings, engine), check_keys(settings), *check_leftovers(settings)]
     checks.append(check_spooled_ends(settings, engine, database.status != FAIL))
     if database.status != FAIL:
+        checks.append(check_clock(engine))
         checks.append(check_running_jobs(settings, engine))
     return checks
 

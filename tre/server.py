@@ -94,7 +94,9 @@ class _Server(uvicorn.Server):
     handler (`tre.cli.interrupts`) asks the server to stop instead (``should_exit``; a
     second signal ends the process at once)."""
 
-    def __init__(self, config: uvicorn.Config, on_listening: Listening | None = None, own_signals: bool = False) -> None:
+    def __init__(
+        self, config: uvicorn.Config, on_listening: Listening | None = None, own_signals: bool = False
+    ) -> None:
         super().__init__(config)
         self._on_listening = on_listening
         self._own_signals = own_signals

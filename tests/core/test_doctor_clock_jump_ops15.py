@@ -38,7 +38,10 @@ def _submit(app_client, world) -> str:  # type: ignore[no-untyped-def]
 
 
 def test_a_live_worker_whose_clock_is_an_hour_behind_is_not_reported_gone(
-    settings: Settings, engine: Engine, app_client, world  # type: ignore[no-untyped-def]
+    settings: Settings,
+    engine: Engine,
+    app_client,
+    world,  # type: ignore[no-untyped-def]
 ) -> None:
     job_id = _submit(app_client, world)
     behind = timedelta(hours=-1)
@@ -61,10 +64,24 @@ def test_a_live_worker_whose_clock_is_an_hour_behind_is_not_reported_gone(
 
 
 def test_a_dead_worker_whose_heartbeat_lies_in_the_future_is_reported_gone(
-    settings: Settings, engine: Engine, app_client, world  # type: ignore[no-untyped-def]
+    settings: Settings,
+    engine: Engine,
+    app_client,
+    world,  # type: ignore[no-untyped-def]
 ) -> None:
     job_id = _submit(app_client, world)
     _running(engine, job_id, "other-host:4242:cafebabe", timedelta(hours=1))  # then it died
     check = check_running_jobs(settings, engine)
     assert check.status == WARN, check.detail
     assert job_id in check.detail and "stood still" in check.detail
+
+
+def test_the_clock_check_says_when_this_host_and_the_database_disagree(engine: Engine) -> None:
+    """The airlock's expiry waits for both clocks (`tre.store.dbclock`): a skew is said."""
+    from tre.doctor import check_clock
+
+    assert check_clock(engine).status == OK
+    ahead = check_clock(engine, now=lambda: utcnow() + timedelta(hours=2))
+    assert ahead.status == WARN and "this host's clock is ahead" in ahead.detail
+    behind = check_clock(engine, now=lambda: utcnow() - timedelta(hours=2))
+    assert behind.status == WARN and "the database's clock is ahead" in behind.detail

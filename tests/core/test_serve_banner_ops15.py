@@ -28,7 +28,9 @@ def _args(which: str, port: int) -> list[str]:
 
 
 @pytest.mark.parametrize(
-    ("which", "api_workers"), [("serve", 1), ("serve", 2), ("hub", 1)], ids=["serve", "serve-2-processes", "hub"]
+    ("which", "api_workers"),
+    [("serve", 1), ("serve", 2), ("hub", 1)],
+    ids=["serve", "serve-2-processes", "hub"],
 )
 def test_the_banner_comes_once_the_socket_listens(tmp_path: Path, which: str, api_workers: int) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRE_")}
