@@ -60,8 +60,19 @@ def check_database(engine: Engine) -> Check:
 def _disk(name: str, path: Path) -> Check:
     try:
         usage = shutil.disk_usage(path)
+        read_only = bool(os.statvfs(path).f_flag & os.ST_RDONLY)
     except OSError as exc:
         return Check(name, FAIL, f"{path}: cannot read its file system: {exc.strerror}")
+    if read_only:
+        # Mounted read-only (by an admin, or by the kernel after a disk error: ext4's
+        # errors=remount-ro): every write fails, and the database's own error ("unable to
+        # open database file") does not say why.
+        return Check(
+            name,
+            FAIL,
+            f"{path}: read-only file system; jobs, uploads, the database and audit writes fail "
+            "until it is writable again (check the kernel log for a disk error, then remount it)",
+        )
     free_mib = usage.free // (1 << 20)
     share = usage.free / usage.total if usage.total else 0.0
     where = f"{path}: {free_mib} MiB free ({share:.0%})"
