@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
@@ -32,6 +32,7 @@ from egress_review import workflow
 from tre.config import Settings
 from tre.store.base import utcnow
 from tre.store.db import session_scope
+from tre.store.dbclock import SKEW_TOLERANCE, database_now
 from tre.store.models import EgressRequest
 
 log = logging.getLogger(__name__)
@@ -61,22 +62,55 @@ def overdue_ids(session: Session, cutoff: datetime, limit: int = BATCH) -> list[
     )
 
 
-def expire_one(session: Session, request_id: str, cutoff: datetime) -> bool:
-    """Expire one request if it is still open and older than ``cutoff`` (row locked first;
-    the caller's transaction commits it). False: it was decided, withdrawn or already
-    expired meanwhile, and nothing is written."""
+def expire_one(session: Session, request_id: str, ttl: timedelta, now: datetime | None = None) -> bool:
+    """Expire one request if it is still open and older than ``ttl`` by both clocks: this
+    host's (``now``) and the database's (`tre.store.dbclock`); row locked first, the caller's
+    transaction commits it. False: decided, withdrawn or expired meanwhile, or younger than
+    ``ttl`` by either clock, and nothing is written.
+
+    Why two clocks: by this host's alone, a step of its wall clock forward (an NTP step, a
+    resumed virtual machine) expired requests days early, on a deadline no monotonic clock
+    can keep across restarts. One host's jump now expires nothing early; a disagreement of
+    the two beyond `SKEW_TOLERANCE` is logged (and `tre admin doctor` reports it), so a
+    request is held past its time only while an operator is told why. The audit entry says
+    which clock decided (the later to agree) and both readings."""
+    host_now = now or utcnow()
     req = workflow.load_request(session, request_id, lock=True)
-    if req.state not in workflow.OPEN_STATES or req.created_at >= cutoff:
+    if req.state not in workflow.OPEN_STATES:
+        return False
+    db_now = database_now(session)
+    created = _aware(req.created_at)
+    if abs(host_now - db_now) > SKEW_TOLERANCE:
+        log.warning(
+            "egress request %s: this host's clock (%s) and the database's (%s) disagree; "
+            "expired only once both say it is %s old",
+            request_id,
+            host_now.isoformat(),
+            db_now.isoformat(),
+            ttl,
+        )
+    if host_now - created < ttl or db_now - created < ttl:
         return False
     was = req.state
-    workflow.expire(session, req)
-    log.info("egress request %s expired (was %s)", request_id, was)
+    decided_by = "database" if db_now - created <= host_now - created else "host"
+    workflow.expire(
+        session,
+        req,
+        clock={"decided_by": decided_by, "host": host_now.isoformat(), "database": db_now.isoformat()},
+    )
+    log.info("egress request %s expired (was %s; by the %s clock)", request_id, was, decided_by)
     return True
 
 
+def _aware(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
 def sweep(engine: Engine, ttl: timedelta, now: datetime | None = None) -> list[str]:
-    """Expire every overdue open request, one transaction each; the ids expired."""
-    cutoff = (now or utcnow()) - ttl
+    """Expire every overdue open request, one transaction each; the ids expired. ``now``:
+    this host's clock (the database's is read in each transaction)."""
+    host_now = now or utcnow()
+    cutoff = host_now - ttl
     done: list[str] = []
     while True:
         with session_scope(engine) as s:
@@ -84,7 +118,7 @@ def sweep(engine: Engine, ttl: timedelta, now: datetime | None = None) -> list[s
         progressed = False
         for request_id in ids:
             with session_scope(engine) as s:
-                if expire_one(s, request_id, cutoff):
+                if expire_one(s, request_id, ttl, host_now):
                     done.append(request_id)
                     progressed = True
         if len(ids) < BATCH or not progressed:

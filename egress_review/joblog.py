@@ -9,6 +9,7 @@ twice a second, so screens and judgements are cached.
 from __future__ import annotations
 
 import hashlib
+import sys
 import threading
 from collections import OrderedDict
 
@@ -124,11 +125,30 @@ class ResearcherView:
 
 # Judging a log costs about 1-2 ms per KiB, and a follower polls twice a second: the last
 # judgements are kept per (job, log size, ended, screen), which a log that has not grown
-# since the last poll (or is read again) reuses.
-_SCREENINGS: OrderedDict[tuple[object, ...], Screening] = OrderedDict()
+# since the last poll (or is read again) reuses. Bounded by count and by the memory they
+# hold: a judgement holds every judged line of its log (up to the policy's per-job limit,
+# MiBs each), so 64 of them could hold hundreds of MiB of a server's memory.
+_SCREENINGS: OrderedDict[tuple[object, ...], tuple[Screening, int]] = OrderedDict()
 _SCREENS: OrderedDict[tuple[object, ...], LogScreen] = OrderedDict()
 _SCREENINGS_LOCK = threading.Lock()
+_SCREENINGS_HELD = [0]  # bytes the kept judgements hold (`footprint`), under the lock
 SCREENING_CACHE = 64
+SCREENING_CACHE_BYTES = 32 << 20
+# What a judged line costs besides its text, at most (CPython 3.11, measured with
+# tracemalloc: the ScreenedLine object, its attributes, its two ints and its list slot came
+# to 60-180 bytes): the estimate errs high, so the budget is never exceeded.
+_LINE_OVERHEAD = 180
+
+
+def footprint(screening: Screening) -> int:
+    """How many bytes of memory ``screening`` holds, at most (measured: 50-100 % of this)."""
+    return 64 + sum(sys.getsizeof(line.text) + _LINE_OVERHEAD for line in screening.lines)
+
+
+def screenings_held() -> int:
+    """The bytes the kept judgements hold now (`SCREENING_CACHE_BYTES` at most)."""
+    with _SCREENINGS_LOCK:
+        return _SCREENINGS_HELD[0]
 
 
 def _screened(
@@ -143,10 +163,14 @@ def _screened(
         hit = _SCREENINGS.get(key)
         if hit is not None:
             _SCREENINGS.move_to_end(key)
-            return hit
+            return hit[0]
     screening = screen.screen_log(log, final, known)
+    size = footprint(screening)
     with _SCREENINGS_LOCK:
-        _SCREENINGS[key] = screening
-        while len(_SCREENINGS) > SCREENING_CACHE:
-            _SCREENINGS.popitem(last=False)
+        if size > SCREENING_CACHE_BYTES or key in _SCREENINGS:
+            return screening  # larger than the whole budget: judged again when asked again
+        _SCREENINGS[key] = (screening, size)
+        _SCREENINGS_HELD[0] += size
+        while len(_SCREENINGS) > SCREENING_CACHE or _SCREENINGS_HELD[0] > SCREENING_CACHE_BYTES:
+            _SCREENINGS_HELD[0] -= _SCREENINGS.popitem(last=False)[1][1]
     return screening

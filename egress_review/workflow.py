@@ -1021,12 +1021,14 @@ def withdraw(session: Session, principal: Principal, request_id: str, *, reason:
     return req
 
 
-def expire(session: Session, req: EgressRequest) -> None:
+def expire(session: Session, req: EgressRequest, clock: dict[str, str] | None = None) -> None:
     """Close an open request that waited past the review time (`egress_review.expiry`; the
     caller has locked the row and checked it is open and overdue). Final, with fixed words;
-    votes cast so far stay blind for good, as for a withdrawal."""
+    votes cast so far stay blind for good, as for a withdrawal. ``clock``: which clock
+    decided and what each read, kept in the audit entry."""
     _move(req, EgressState.expired)
     req.decided_at = utcnow()
+    extra: dict[str, Any] = {"clock": clock} if clock is not None else {}
     _audit(
         session,
         "system",
@@ -1034,6 +1036,7 @@ def expire(session: Session, req: EgressRequest) -> None:
         req,
         reason="no-decision-in-time",
         votes_in=len(review_votes(req)),
+        **extra,
     )
     _finalise(session, req, "system")
 

@@ -18,8 +18,10 @@ import os
 import shutil
 import socket
 import stat
+import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import Engine, select, text
@@ -60,8 +62,19 @@ def check_database(engine: Engine) -> Check:
 def _disk(name: str, path: Path) -> Check:
     try:
         usage = shutil.disk_usage(path)
+        read_only = bool(os.statvfs(path).f_flag & os.ST_RDONLY)
     except OSError as exc:
         return Check(name, FAIL, f"{path}: cannot read its file system: {exc.strerror}")
+    if read_only:
+        # Mounted read-only (by an admin, or by the kernel after a disk error: ext4's
+        # errors=remount-ro): every write fails, and the database's own error ("unable to
+        # open database file") does not say why.
+        return Check(
+            name,
+            FAIL,
+            f"{path}: read-only file system; jobs, uploads, the database and audit writes fail "
+            "until it is writable again (check the kernel log for a disk error, then remount it)",
+        )
     free_mib = usage.free // (1 << 20)
     share = usage.free / usage.total if usage.total else 0.0
     where = f"{path}: {free_mib} MiB free ({share:.0%})"
@@ -161,29 +174,96 @@ def check_leftovers(settings: Settings) -> list[Check]:
     return checks
 
 
-def check_running_jobs(settings: Settings, engine: Engine) -> Check:
-    """Jobs still marked running whose worker is gone: a live worker ends them within a
-    round; if one stays, no worker of that executor is running."""
-    from tre.jobs.worker import worker_gone
+def check_clock(engine: Engine, now: Callable[[], datetime] | None = None) -> Check:
+    """This host's wall clock against the database server's (`tre.store.dbclock`): airlock
+    requests expire only when both agree, so a skew holds them; said here, where an
+    operator looks after an NTP step or a resumed virtual machine."""
     from tre.store.base import utcnow
+    from tre.store.dbclock import SKEW_TOLERANCE, database_now
+
+    try:
+        with engine.connect() as conn:
+            db_now = database_now(conn)
+    except Exception:  # noqa: BLE001 - the database check says why
+        return Check("clock", WARN, "not checked: the database cannot be read")
+    skew = (now or utcnow)() - db_now
+    ahead = "this host's clock is ahead" if skew > timedelta(0) else "the database's clock is ahead"
+    if abs(skew) > SKEW_TOLERANCE:
+        return Check(
+            "clock",
+            WARN,
+            f"this host's clock and the database's differ by {abs(skew).total_seconds():.0f} s ({ahead}): "
+            "airlock requests expire only once both agree; fix the time sync (NTP) of the one that is wrong",
+        )
+    return Check(
+        "clock", OK, f"this host's clock and the database's agree (within {abs(skew).total_seconds():.1f} s)"
+    )
+
+
+def check_running_jobs(
+    settings: Settings,
+    engine: Engine,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Check:
+    """Jobs still marked running whose worker is gone: a live worker ends them within a
+    round; if one stays, no worker of that executor is running.
+
+    Judged as a worker judges (`tre.jobs.worker.HeartbeatWatch`), never by the heartbeat's
+    age on the wall clock: a job's worker is gone when its process on this host has ended,
+    or when the doctor has watched its heartbeat stand still for ``worker_stale_after_s`` of
+    its own monotonic time. Why: read by the wall clock, a clock step forward (NTP, a resumed
+    virtual machine) made every live job look orphaned, and one back hid dead ones. The
+    cost: with running jobs the check takes about one ``worker_heartbeat_s`` (each live
+    heartbeat moves once), and ``worker_stale_after_s`` when one has stopped."""
+    from tre.jobs.worker import HeartbeatWatch, process_gone
     from tre.store.db import session_scope
     from tre.store.models import Job, JobState
 
-    try:
+    def look() -> dict[str, Job]:
         with session_scope(engine) as s:
-            running = list(s.scalars(select(Job).where(Job.state == JobState.running.value)))
-            stale_before = utcnow() - timedelta(seconds=settings.worker_stale_after_s)
-            lost = sorted(j.id for j in running if worker_gone(j, stale_before, socket.gethostname()))
+            rows = s.scalars(select(Job).where(Job.state == JobState.running.value))
+            jobs = {j.id: j for j in rows}
+            s.expunge_all()
+            return jobs
+
+    try:
+        running = look()
+        count = len(running)
+        host = socket.gethostname()
+        lost = {job_id for job_id, job in running.items() if process_gone(job, host)}
+        watch = HeartbeatWatch(clock)
+        watched = {job_id: job.heartbeat_at for job_id, job in running.items() if job_id not in lost}
+        for job_id, beat in watched.items():
+            watch.quiet_for(job_id, beat)
+        while watched:
+            sleep(settings.worker_heartbeat_s / 2)
+            now = look()
+            # Ended, or its heartbeat moved: its worker lives. Still the same: watched on.
+            watched = {
+                job_id: beat
+                for job_id, beat in watched.items()
+                if job_id in now and now[job_id].heartbeat_at == beat
+            }
+            stopped = {
+                job_id
+                for job_id, beat in watched.items()
+                if watch.quiet_for(job_id, beat) >= settings.worker_stale_after_s
+            }
+            lost |= stopped
+            watched = {job_id: beat for job_id, beat in watched.items() if job_id not in stopped}
     except Exception:  # noqa: BLE001 - the database check says why
         return Check("jobs", WARN, "not checked: the database cannot be read")
     if lost:
+        names = sorted(lost)
         return Check(
             "jobs",
             WARN,
-            f"{len(lost)} job(s) marked running whose worker is gone: {', '.join(lost[:20])}"
+            f"{len(names)} job(s) marked running whose worker is gone (its process ended, or its "
+            f"heartbeat stood still for {settings.worker_stale_after_s:g} s): {', '.join(names[:20])}"
             "; start a worker (of each job's executor): it ends them (failed, worker lost) or reattaches",
         )
-    return Check("jobs", OK, f"{len(running)} running, none orphaned")
+    return Check("jobs", OK, f"{count} running, none orphaned")
 
 
 def check_spooled_ends(settings: Settings, engine: Engine, database_up: bool) -> Check:
@@ -256,6 +336,7 @@ def run_checks(settings: Settings, engine: Engine) -> list[Check]:
     checks.append(check_spooled_ends(settings, engine, database.status != FAIL))
     checks.append(check_spooled_refusals(settings, engine, database.status != FAIL))
     if database.status != FAIL:
+        checks.append(check_clock(engine))
         checks.append(check_running_jobs(settings, engine))
     return checks
 

@@ -9,12 +9,14 @@ from __future__ import annotations
 import contextlib
 import gc
 import signal
+import socket
 import threading
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 import uvicorn
 from sqlalchemy import Engine
+from uvicorn.supervisors import Multiprocess
 
 from egress_review import expiry
 from tre import audit
@@ -29,6 +31,8 @@ if TYPE_CHECKING:
 
 # Given the server before it starts, to stop it later (``server.should_exit = True``).
 ServerHook = Callable[[uvicorn.Server], None]
+# Called once the API's socket listens (a banner saying where it answers, `tre serve`).
+Listening = Callable[[], None]
 
 
 def build(settings: Settings | None = None, with_worker: bool = True) -> tuple[object, Worker | None]:
@@ -90,20 +94,44 @@ class _Server(uvicorn.Server):
     handler (`tre.cli.interrupts`) asks the server to stop instead (``should_exit``; a
     second signal ends the process at once)."""
 
+    def __init__(
+        self, config: uvicorn.Config, on_listening: Listening | None = None, own_signals: bool = False
+    ) -> None:
+        super().__init__(config)
+        self._on_listening = on_listening
+        self._own_signals = own_signals
+
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
+        if self._own_signals:
+            with super().capture_signals():
+                yield
+            return
         yield
 
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        """uvicorn's start-up (the app's lifespan, then the listening socket), then the
+        ``on_listening`` hook: a banner printed before this lied to a script waiting on it
+        (its first connection was refused while the app was still being built)."""
+        await super().startup(sockets=sockets)
+        if self.started and not self.should_exit and self._on_listening is not None:
+            self._on_listening()
 
-def run_app(app: object, host: str, port: int, on_server: ServerHook | None = None) -> None:
+
+def run_app(
+    app: object,
+    host: str,
+    port: int,
+    on_server: ServerHook | None = None,
+    on_listening: Listening | None = None,
+) -> None:
     """Serve ``app`` until stopped: by uvicorn's own signal handling, or, with ``on_server``,
-    by whoever it handed the server to (they set ``should_exit``)."""
+    by whoever it handed the server to (they set ``should_exit``). ``on_listening`` is called
+    once the socket listens (never if the server stopped first or could not start)."""
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", **uvicorn_options())  # type: ignore[arg-type]
-    if on_server is None:
-        uvicorn.Server(config).run()
-        return
-    server = _Server(config)
-    on_server(server)
+    server = _Server(config, on_listening, own_signals=on_server is None)
+    if on_server is not None:
+        on_server(server)
     if not server.should_exit:  # asked to stop while the app was being built
         server.run()
 
@@ -115,12 +143,13 @@ def serve(
     settings: Settings | None = None,
     node: bool = False,
     on_server: ServerHook | None = None,
+    on_listening: Listening | None = None,
 ) -> None:
-    """The API (and the worker, and the federation agent) until stopped; ``on_server``: see
-    `run_app`."""
+    """The API (and the worker, and the federation agent) until stopped; ``on_server`` and
+    ``on_listening``: see `run_app`."""
     settings = settings or get_settings()
     if settings.api_workers > 1:
-        _serve_processes(host, port, with_worker, settings, node)
+        _serve_processes(host, port, with_worker, settings, node, on_listening)
         return
     app, worker = build(settings, with_worker)
     agent = start_node_agent(settings, app.state.engine) if node else None  # type: ignore[attr-defined]
@@ -130,7 +159,7 @@ def serve(
         thread.start()
     freeze_startup_objects()
     try:
-        run_app(app, host, port, on_server)
+        run_app(app, host, port, on_server, on_listening)
     finally:
         if agent is not None:
             agent.stop()
@@ -139,8 +168,19 @@ def serve(
             thread.join(timeout=10)
 
 
-def _serve_processes(host: str, port: int, with_worker: bool, settings: Settings, node: bool = False) -> None:
+def _serve_processes(
+    host: str,
+    port: int,
+    with_worker: bool,
+    settings: Settings,
+    node: bool = False,
+    on_listening: Listening | None = None,
+) -> None:
     """Several API processes (uvicorn's supervisor here, the job worker in a thread beside it).
+
+    The supervisor binds the socket and listens on it before the processes start (as
+    ``uvicorn.run`` would, plus the ``listen``): a client that connects once ``on_listening``
+    said so waits in the backlog until a process accepts it, never refused.
 
     SQLite writers of all processes queue on one file lock (`tre.store.writer_lock`); caches
     are per process, so a role change made through one process reaches the others within
@@ -157,7 +197,7 @@ def _serve_processes(host: str, port: int, with_worker: bool, settings: Settings
         thread = threading.Thread(target=worker.serve_forever, name="tre-worker", daemon=True)
         thread.start()
     try:
-        uvicorn.run(
+        config = uvicorn.Config(
             "tre.server:worker_process_app",
             factory=True,
             workers=settings.api_workers,
@@ -166,6 +206,14 @@ def _serve_processes(host: str, port: int, with_worker: bool, settings: Settings
             log_level="warning",
             **uvicorn_options(),  # type: ignore[arg-type]
         )
+        sock = config.bind_socket()
+        sock.listen(config.backlog)
+        if on_listening is not None:
+            on_listening()
+        try:
+            Multiprocess(config, sockets=[sock]).run()
+        except KeyboardInterrupt:  # as uvicorn.run: the supervisor's Ctrl-C ends it quietly
+            pass
     finally:
         if agent is not None:
             agent.stop()
@@ -178,8 +226,6 @@ class BackgroundServer:
     """uvicorn in a thread on a chosen port (the demo and end-to-end tests)."""
 
     def __init__(self, app: object, host: str = "127.0.0.1", port: int = 0) -> None:
-        import socket
-
         if port == 0:
             with socket.socket() as s:
                 s.bind((host, 0))

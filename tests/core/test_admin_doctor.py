@@ -149,3 +149,25 @@ def test_leftovers_and_orphaned_jobs_are_named(settings: Settings, engine: Engin
     assert checks["leftovers"].status == WARN and "1 scratch folder" in checks["leftovers"].detail
     assert checks["jobs"].status == WARN and job_id in checks["jobs"].detail
     assert scratch.exists() and live.exists()  # the doctor only reports
+
+
+def test_a_state_directory_on_a_read_only_file_system_is_named(small_disk: Path) -> None:
+    """ops15: a state disk mounted read-only (by an admin, or by the kernel after a disk error:
+    ext4's errors=remount-ro) was reported "15 MiB free" (ok or low) with the database's
+    "unable to open database file": now the disk check fails saying it is read-only."""
+    settings = Settings(home=small_disk / "home", policies_dir=Path(__file__).parents[2] / "policies")
+    settings.ensure_dirs()
+    engine = make_engine(settings.resolved_database_url)
+    from tre.store.db import init_db
+
+    init_db(engine)
+    engine.dispose()
+    subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
+    try:
+        proc = _doctor(settings, "--json")
+        assert proc.returncode == 1, proc.stderr
+        checks = {c["name"]: c for c in json.loads(proc.stdout)}
+        assert checks["disk state"]["status"] == FAIL, checks
+        assert "read-only file system" in checks["disk state"]["detail"]
+    finally:
+        subprocess.run(["mount", "-o", "remount,rw", str(small_disk)], check=False)

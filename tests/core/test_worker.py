@@ -213,7 +213,8 @@ def test_heartbeats_are_written_at_most_once_per_interval(app_client, world, eng
     with session_scope(engine) as s:
         job = s.get(Job, job_id)
         assert job is not None
-        job.worker_id, job.heartbeat_at = worker.worker_id, None
+        # Running and this worker's: a heartbeat writes only such a job (ops15).
+        job.state, job.worker_id, job.heartbeat_at = "running", worker.worker_id, None
     worker._heartbeat(job_id)
     with session_scope(engine) as s:
         first = s.get(Job, job_id).heartbeat_at  # type: ignore[union-attr]

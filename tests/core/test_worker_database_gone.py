@@ -75,6 +75,14 @@ def _database_full_while_the_job_runs(
     return job_id, _fill(tmp_path / "dbfs")
 
 
+def _shown(app_client, world, job_id: str) -> list[dict]:  # type: ignore[no-untyped-def, type-arg]
+    """The job as its researcher sees it: its own page and its line in the listing."""
+    page = app_client.get(f"/api/v1/jobs/{job_id}", headers=world.headers["alice"])
+    listing = app_client.get("/api/v1/jobs", headers=world.headers["alice"])
+    assert page.status_code == 200 and listing.status_code == 200, (page.text, listing.text)
+    return [page.json(), *[j for j in listing.json() if j["id"] == job_id]]
+
+
 @pytest.mark.parametrize("written_by", ["worker", "doctor"])
 def test_a_job_end_the_database_cannot_take_frees_the_slot_and_is_written_later(  # type: ignore[no-untyped-def]
     app_client, world, engine, settings, tmp_path: Path, written_by: str
@@ -91,6 +99,9 @@ def test_a_job_end_the_database_cannot_take_frees_the_slot_and_is_written_later(
         body = json.loads(spooled.read_text())
         assert (body["state"], body["exit_code"], body["worker_id"]) == ("succeeded", 0, worker.worker_id)
         assert spooled.stat().st_mode & 0o077 == 0
+        # Shown as ending, not as running (ops15), its outcome not until it is recorded.
+        for seen in _shown(app_client, world, job_id):
+            assert (seen["state"], seen["end_pending"], seen["exit_code"]) == ("running", True, None), seen
         if written_by == "doctor":  # the worker is gone before the database is back
             worker.stop()
             runner.join(timeout=60)
@@ -110,6 +121,8 @@ def test_a_job_end_the_database_cannot_take_frees_the_slot_and_is_written_later(
         runner.join(timeout=60)
     assert not spooled.exists()
     _ended_once(engine, job_id)
+    for seen in _shown(app_client, world, job_id):
+        assert (seen["state"], seen["end_pending"]) == ("succeeded", False), seen
     # Written again by a later round or doctor: nothing changes (a job never ends twice).
     Worker(settings, engine, concurrency=1).tick()
     assert {c.name: c.status for c in run_checks(settings, engine)}["job ends"] == "ok"

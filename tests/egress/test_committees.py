@@ -320,6 +320,26 @@ def test_open_requests_expire_once_audited_and_can_be_asked_again(
         assert workflow.load_request(s, again).state == "awaiting_review"
 
 
+def test_a_host_clock_stepped_forward_expires_nothing_early(factory, esettings, two, engine_any) -> None:
+    """Before, the sweep judged age by the sweeping host's wall clock alone: a step of 40 days
+    forward (a resumed virtual machine, ``date -s``) expired a two-day-old request. Now the
+    database's clock must agree, and the audit entry says which clock decided."""
+    young = ask(factory, esettings, two.world, two.job_a)
+    old = ask(factory, esettings, two.world, two.job_b)
+    age(factory, young, 2)
+    age(factory, old, 31)
+    jumped = utcnow() + timedelta(days=40)
+    assert expiry.sweep(engine_any, timedelta(days=30), now=jumped) == [old]
+    with factory() as s:
+        assert workflow.load_request(s, young).state == "awaiting_review"
+        assert workflow.load_request(s, old).state == "expired"
+    (event,) = audited(factory, "egress.expired")
+    assert event["clock"]["decided_by"] == "database"  # the later of the two to agree
+    assert event["clock"]["host"].startswith(jumped.date().isoformat())
+    assert event["clock"]["database"].startswith(utcnow().date().isoformat())
+    assert expiry.sweep(engine_any, timedelta(days=30)) == []  # by the right clock: still young
+
+
 @pytest.mark.parametrize("first", ["vote", "expiry"])
 def test_expiry_racing_the_last_vote_decides_once(factory, esettings, two, first) -> None:
     """Two connections: the one that locks the row first wins whole; the other finds the
@@ -327,7 +347,6 @@ def test_expiry_racing_the_last_vote_decides_once(factory, esettings, two, first
     rid = ask(factory, esettings, two.world, two.job_a)
     vote(factory, esettings, rid, "dana", "approve")
     age(factory, rid, 31)
-    cutoff = utcnow() - timedelta(days=30)
     holder = factory()
     other: dict[str, object] = {}
     if first == "vote":
@@ -337,9 +356,9 @@ def test_expiry_racing_the_last_vote_decides_once(factory, esettings, two, first
 
         def second() -> None:
             with factory.begin() as s:
-                other["expired"] = expiry.expire_one(s, rid, cutoff)
+                other["expired"] = expiry.expire_one(s, rid, timedelta(days=30))
     else:
-        assert expiry.expire_one(holder, rid, cutoff)
+        assert expiry.expire_one(holder, rid, timedelta(days=30))
 
         def second() -> None:
             try:

@@ -53,6 +53,12 @@ def test_both_keys_are_taken_during_the_overlap_then_only_the_new(hub, engine_an
         (b["actor"], b["details"]["node"], b["details"]["public_key"], b["details"]["previous_key"])
         for b in bodies
     ] == [("root", "node-a", encode_public_key(new), encode_public_key(old))]
+    # The listing shows the old key while the hub still takes it (ops15: it showed only the new).
+    (listed,) = [
+        n for n in hub.get("/hub/v1/nodes", headers=hub.tokens["root"]).json() if n["name"] == "node-a"
+    ]
+    assert listed["public_key"] == encode_public_key(new)
+    assert listed["previous_key"] == encode_public_key(old) and listed["previous_key_until"]
     # A second rotation waits for the first overlap to end (one old key at a time).
     with pytest.raises(Conflict):
         _rotate(engine_any, Ed25519PrivateKey.generate(), 3600)
@@ -63,6 +69,10 @@ def test_both_keys_are_taken_during_the_overlap_then_only_the_new(hub, engine_an
             .values(previous_key_until=utcnow() - timedelta(seconds=1))
         )
     assert _poll(hub, old) == 401 and _poll(hub, new) == 200
+    (listed,) = [
+        n for n in hub.get("/hub/v1/nodes", headers=hub.tokens["root"]).json() if n["name"] == "node-a"
+    ]
+    assert listed["previous_key"] is None and listed["previous_key_until"] is None
     # Back to a key it held: refused.
     with pytest.raises(Conflict):
         _rotate(engine_any, old, 0)
@@ -113,6 +123,11 @@ def test_the_cli_rotates_the_nodes_key_and_registers_it_at_the_hub(settings) -> 
     )
     done = runner.invoke(app, ["hub", "node", "rotate-key", "node-a", "--key", new, "--overlap-hours", "2"])
     assert done.exit_code == 0 and "taken for 2 h more" in done.output, done.output
+    shown = runner.invoke(app, ["hub", "node", "list"])
+    assert shown.exit_code == 0, shown.output
+    rows = [row.split() for row in shown.output.splitlines() if row.startswith("node-a")]
+    assert len(rows) == 1, shown.output
+    assert rows[0][2] == new and "also taken until" in " ".join(rows[0]) and rows[0][-1] == old, rows
     bad = runner.invoke(app, ["hub", "node", "rotate-key", "node-a", "--key", "nonsense"])
     # A TreError: `tre`'s entry point prints it as one line, exit 1 (tre.cli.main.run).
     assert isinstance(bad.exception, Unprocessable) and "node key" in str(bad.exception)

@@ -258,6 +258,9 @@ class JobOut(Out):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    # True while a job shown "running" has in fact ended and its end waits on this server's
+    # disk for the database (`tre.jobs.end_spool`): how it ended is not said until recorded.
+    end_pending: bool = False
 
 
 class JobViewOut(JobOut):

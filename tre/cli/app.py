@@ -179,13 +179,18 @@ def serve(
     settings.ensure_dirs()
     interrupts.serve_until_stopped()
     parts = ["the job worker" if worker else "no worker", *(["the federation agent"] if node else [])]
-    console.print(
-        f"tre serve: API on http://{host}:{port} with {' and '.join(parts)}; state directory "
-        f"{settings.home}; Ctrl-C stops it",
-        highlight=False,
-        soft_wrap=True,
-    )
-    run_server(host, port, with_worker=worker, node=node, on_server=_stop_on_signal)
+
+    def banner() -> None:
+        # Printed once the socket listens: a script that waits for this line and connects
+        # is answered (it was printed before the app was built, and the connection refused).
+        console.print(
+            f"tre serve: API on http://{host}:{port} with {' and '.join(parts)}; state directory "
+            f"{settings.home}; Ctrl-C stops it",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+    run_server(host, port, with_worker=worker, node=node, on_server=_stop_on_signal, on_listening=banner)
     console.print("tre serve: stopped", highlight=False)
 
 

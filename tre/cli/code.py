@@ -18,6 +18,7 @@ import typer
 
 from tre.cli.client import ApiClient, CliError, credentials_path
 from tre.cli.output import (
+    ENDING,
     JsonFlag,
     UsageMistake,
     console,
@@ -145,7 +146,7 @@ def show(job_id: str, as_json: JsonFlag = False) -> None:
         ("inputs", ", ".join(j.get("input_job_ids") or []) or "-"),
         ("lineage", ", ".join(j.get("lineage_dataset_ids") or []) or "-"),
         ("code", j.get("code_hash") or "-"),
-        ("state", j["state"]),
+        ("state", ENDING if j.get("end_pending") else j["state"]),
         ("reason", j["reason"] or "-"),
         ("exit code", "-" if j["exit_code"] is None else j["exit_code"]),
         ("created", j["created_at"]),

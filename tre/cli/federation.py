@@ -74,12 +74,14 @@ def hub_serve(host: str = "127.0.0.1", port: PortOption = 8780) -> None:
 
     interrupts.serve_until_stopped()
     app = create_hub_app()
-    console.print(f"tre hub serve: hub API on http://{host}:{port}; Ctrl-C stops it", highlight=False)
 
     def stop_on_signal(server: uvicorn.Server) -> None:
         interrupts.on_stop(lambda: setattr(server, "should_exit", True))
 
-    run_app(app, host, port, on_server=stop_on_signal)
+    def banner() -> None:  # once the socket listens (a script waiting on it then connects)
+        console.print(f"tre hub serve: hub API on http://{host}:{port}; Ctrl-C stops it", highlight=False)
+
+    run_app(app, host, port, on_server=stop_on_signal, on_listening=banner)
     console.print("tre hub serve: stopped", highlight=False)
 
 
@@ -140,13 +142,16 @@ def hub_node_rotate_key(
 
 @hub_node_app.command("list")
 def hub_node_list() -> None:
-    """Registered nodes: online, offline (silent for longer than the lease) or revoked."""
-    from tre.federation.hub.nodes import list_nodes, node_status
+    """Registered nodes: online, offline (silent for longer than the lease) or revoked; its
+    key, and during a rotation's overlap the old key still taken and until when."""
+    from tre.federation.hub.nodes import list_nodes, listed
 
     settings = get_settings()
-    for n in _unit(list_nodes):
-        status = node_status(n, settings.federation_lease_s)
-        console.print(f"{n.name}\t{status}\t{n.public_key}", highlight=False)
+    for n in _unit(lambda s: [listed(node, settings.federation_lease_s) for node in list_nodes(s)]):
+        line = f"{n['name']}\t{n['status']}\t{n['public_key']}"
+        if n["previous_key"]:
+            line += f"\talso taken until {n['previous_key_until']}: {n['previous_key']}"
+        console.print(line, highlight=False, soft_wrap=True)  # a key is copied whole
 
 
 @hub_project_app.command("create")

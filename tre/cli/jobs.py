@@ -189,7 +189,7 @@ def jobs(
                 j["id"],
                 j["project_id"],
                 j["submitted_by"],
-                j["state"],
+                "ending" if j.get("end_pending") else j["state"],
                 (j.get("code_hash") or "-")[:12],
                 j["created_at"][:19],
                 j["reason"][:60],

@@ -39,6 +39,10 @@ def print_json(data: Any) -> None:
 # clipboard, hide text), and a lone carriage return writes the rest of a line over its start
 # (redteam13). Also Unicode's bidirectional controls (embeddings, overrides, isolates, marks),
 # which reorder what a terminal shows ("\u202egnp.py" reads "yp.png").
+# A job the database still calls running whose end waits on the server's disk for the
+# database (the API's ``end_pending``): said as such, its outcome not until it is recorded.
+ENDING = "ending (it ended; how is recorded once the database takes it)"
+
 _CONTROL = re.compile(
     r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]|\r(?!\n)"
 )

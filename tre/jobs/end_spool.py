@@ -93,6 +93,12 @@ def spooled(settings: Settings) -> list[SpooledEnd]:
     return ends
 
 
+def is_spooled(settings: Settings, job_id: str) -> bool:
+    """Whether ``job_id``'s end waits here for the database (one stat; the API asks it of
+    each running job it shows)."""
+    return _name_ok(job_id) and (spool_dir(settings) / f"{job_id}.json").is_file()
+
+
 def spooled_job_ids(settings: Settings) -> set[str]:
     return {e.job_id for e in spooled(settings)}
 

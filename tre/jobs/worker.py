@@ -85,16 +85,6 @@ def process_gone(job: Job, hostname: str) -> bool:
     return host == hostname and pid.isdigit() and not _pid_alive(int(pid))
 
 
-def worker_gone(job: Job, stale_before: datetime, hostname: str) -> bool:
-    """Whether the worker recorded on a running job looks gone (`tre admin doctor`'s report):
-    its process on this host has ended, or (any host) its heartbeat is older than
-    ``stale_before``. A worker decides by `HeartbeatWatch` instead, which a jump of the wall
-    clock cannot fool."""
-    if process_gone(job, hostname):
-        return True
-    return job.heartbeat_at is None or job.heartbeat_at < stale_before
-
-
 class HeartbeatWatch:
     """Whether another worker's heartbeat on a job has stopped, by this worker's monotonic clock.
 
@@ -175,6 +165,9 @@ class Worker:
         self._heartbeats = HeartbeatWatch(clock)
         # When "database unreachable" was last logged per job (monotonic seconds).
         self._away_logged: dict[str, float] = {}
+        # Jobs this worker still runs that another worker ended or took over meanwhile
+        # (`_heartbeat`): stopped here, their end not recorded.
+        self._lost_elsewhere: set[str] = set()
         audit.configure(engine, settings.keys_dir)
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -449,6 +442,7 @@ class Worker:
             result = JobResult(JobState.failed, None, why)
         self._last_beat.pop(job_id, None)
         self._record_end(job_id, result)
+        self._lost_elsewhere.discard(job_id)
 
     def _record_end(self, job_id: str, result: JobResult) -> None:
         """Record how a job ended. With the database away (a restart, a failover, SQLite's
@@ -518,7 +512,12 @@ class Worker:
 
     def _cancel_requested(self, job_id: str) -> bool:
         """Asked by the executor as it polls. While the database is away the answer is "no"
-        (asked again at the next poll): an outage must not stop every running job."""
+        (asked again at the next poll): an outage must not stop every running job. A job
+        another worker ended as lost (`_heartbeat`) is stopped here; one it took over
+        (Kubernetes, Docker: it follows the same backend job now) is left to it, and only
+        its end not recorded here."""
+        if job_id in self._lost_elsewhere and not self.executor.supports_reattach:
+            return True
         try:
             with session_scope(self.engine, read_only=True) as s:
                 return bool(s.scalar(select(Job.cancel_requested).where(Job.id == job_id)))
@@ -562,13 +561,32 @@ class Worker:
         self._last_beat[job_id] = now
         try:
             with session_scope(self.engine) as s:
-                s.execute(
+                beat = s.execute(
                     update(Job)
-                    .where(Job.id == job_id, Job.worker_id == self.worker_id)
+                    .where(
+                        Job.id == job_id, Job.worker_id == self.worker_id, Job.state == JobState.running.value
+                    )
                     .values(heartbeat_at=utcnow())
                 )
+                ours = cast(CursorResult[Any], beat).rowcount != 0
         except DB_AWAY as exc:  # the next beat tries again; the job goes on
             self._database_away(job_id, exc)
+            return
+        if not ours and job_id not in self._lost_elsewhere:
+            # This worker was not heard from for longer than TRE_WORKER_STALE_AFTER_S (its
+            # host suspended and resumed, a network split): another worker ended the job as
+            # lost (a local sandbox: stopped here, the executor polls `_cancel_requested`,
+            # not left running research code on data for a job the record calls ended) or
+            # took it over (a backend job it now follows: left to it). Either way its end is
+            # not recorded here (`_record_end`).
+            self._lost_elsewhere.add(job_id)
+            log.warning(
+                "worker %s: job %s was ended or taken over by another worker while this one was not"
+                " heard from (a host suspended, a network split); %s",
+                self.worker_id,
+                job_id,
+                "its end is left to that worker" if self.executor.supports_reattach else "stopping it here",
+            )
 
 
 def finish_job(settings: Settings, session: Session, job: Job, result: JobResult) -> None:

@@ -20,7 +20,7 @@ from tre.api.schemas import SLUG_PATTERN, JobIn, JobOut, JobOutputOut, JobViewOu
 from tre.audit.events import record_read
 from tre.auth.principal import Principal
 from tre.config import Settings
-from tre.jobs import service
+from tre.jobs import end_spool, service
 from tre.jobs.admission import JobRequest
 from tre.jobs.shown_run import shown_job_fields
 from tre.jobs.shown_size import shown_size
@@ -53,7 +53,8 @@ def submit_job(
 
 
 DEFAULT_PAGE = 50
-_JOB_COLUMNS = tuple(JobOut.model_fields)
+# The columns the listing reads; ``end_pending`` is not one (`_end_pending`).
+_JOB_COLUMNS = tuple(name for name in JobOut.model_fields if name != "end_pending")
 _JOB_LIST = TypeAdapter(list[JobOut])
 
 
@@ -79,6 +80,7 @@ def list_jobs(
     limit: int = Query(DEFAULT_PAGE, ge=1, le=1000, description="Jobs per page (default 50)."),
     offset: int = Query(0, ge=0, le=1_000_000, description="Skip this many (newest first), to page."),
     p: Principal = Depends(readers),
+    settings: Settings = Depends(get_settings_dep),
 ) -> Response:
     """The caller's visible jobs, newest first, ``limit`` at a time; page with ``offset`` (the
     ``X-Next-Offset`` header gives the next one while pages are full).
@@ -96,7 +98,11 @@ def list_jobs(
         project = fields["project_id"]
         if project not in exact:
             exact[project] = sees_exact_run(session, p, project)
-        return {**fields, **shown_job_fields(fields, exact=exact[project])}
+        return {
+            **fields,
+            **shown_job_fields(fields, exact=exact[project]),
+            "end_pending": _end_pending(settings, fields["id"], fields["state"]),
+        }
 
     body = _JOB_LIST.dump_json(_JOB_LIST.validate_python([shown(row) for row in rows]))
     headers = {"X-Next-Offset": str(offset + len(rows))} if len(rows) == limit else None
@@ -108,9 +114,21 @@ def get_job(
     session: DbSession,
     job_id: str,
     p: Principal = Depends(readers),
+    settings: Settings = Depends(get_settings_dep),
 ) -> JobViewOut:
     """The job, with the earlier jobs it reads and the datasets their outputs derive from."""
-    return _job_view(session, p, service.get_visible_job(session, p, job_id))
+    job = service.get_visible_job(session, p, job_id)
+    return _job_view(session, p, job, _end_pending(settings, job.id, job.state))
+
+
+def _end_pending(settings: Settings, job_id: str, state: str) -> bool:
+    """Whether a job the database still calls running has ended, its end kept on this
+    server's disk until the database takes it (`tre.jobs.end_spool`; the embedded worker's,
+    or a worker's on this state directory). Why: it showed "running" for as long as the
+    database was away or full, which neither a researcher nor an operator could tell from a
+    job still at work. Its outcome is not shown until it is recorded (another worker may
+    have ended it as lost meanwhile, and then the kept end is dropped)."""
+    return state == JobState.running.value and end_spool.is_spooled(settings, job_id)
 
 
 @router.get(
@@ -236,9 +254,11 @@ def cancel_job(
     return _job_view(session, p, service.cancel(session, p, job_id))
 
 
-def _job_view(session: Session, p: Principal, job: Job) -> JobViewOut:
+def _job_view(session: Session, p: Principal, job: Job, end_pending: bool = False) -> JobViewOut:
     """``job`` as the caller sees it: its exit code, reason and times coarsened for a
     researcher (`tre.jobs.shown_run`: numbers the job chose)."""
     view = JobViewOut.model_validate(job)
     exact = sees_exact_run(session, p, job.project_id)
-    return view.model_copy(update=shown_job_fields(view.model_dump(), exact=exact))
+    return view.model_copy(
+        update={**shown_job_fields(view.model_dump(), exact=exact), "end_pending": end_pending}
+    )

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -119,13 +120,34 @@ def rotate_node_key(session: Session, actor: str, name: str, public_key: str, ov
     return node
 
 
+def previous_key_taken(node: FedNode) -> tuple[str, datetime] | None:
+    """The key a rotation replaced and until when it is still taken, while that lasts (None
+    after, or when the rotation had no overlap). Shown in the node listing: an old key the
+    hub still trusts is never invisible to its admin."""
+    if node.previous_public_key and node.previous_key_until and utcnow() < node.previous_key_until:
+        return node.previous_public_key, node.previous_key_until
+    return None
+
+
 def keys_taken(node: FedNode) -> list[str]:
     """The agent keys a request of this node may be signed with now: its key, and the one it
     replaced while the rotation's overlap lasts."""
-    keys = [node.public_key]
-    if node.previous_public_key and node.previous_key_until and utcnow() < node.previous_key_until:
-        keys.append(node.previous_public_key)
-    return keys
+    previous = previous_key_taken(node)
+    return [node.public_key, *([previous[0]] if previous else [])]
+
+
+def listed(node: FedNode, lease_s: float) -> dict[str, Any]:
+    """A node as the hub's listing shows it (`GET /hub/v1/nodes`, `tre hub node list`)."""
+    previous = previous_key_taken(node)
+    return {
+        "name": node.name,
+        "public_key": node.public_key,
+        "audit_key": node.audit_key,
+        "status": node_status(node, lease_s),
+        "last_seen_at": node.last_seen_at.isoformat() if node.last_seen_at else None,
+        "previous_key": previous[0] if previous else None,
+        "previous_key_until": previous[1].isoformat() if previous else None,
+    }
 
 
 def node_status(node: FedNode | None, lease_s: float) -> str:

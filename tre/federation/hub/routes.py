@@ -78,16 +78,8 @@ def result_file(
 
 @router.get("/hub/v1/nodes")
 def list_nodes(principal: Overseer, session: DbSession, request: Request) -> list[dict[str, Any]]:
-    return [
-        {
-            "name": n.name,
-            "public_key": n.public_key,
-            "audit_key": n.audit_key,
-            "status": nodes.node_status(n, _lease(request)),
-            "last_seen_at": n.last_seen_at.isoformat() if n.last_seen_at else None,
-        }
-        for n in nodes.list_nodes(session)
-    ]
+    """Every node: its keys (with a rotation's old key while it is still taken), status."""
+    return [nodes.listed(n, _lease(request)) for n in nodes.list_nodes(session)]
 
 
 @router.post("/hub/v1/search", status_code=201)
