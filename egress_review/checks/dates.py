@@ -117,8 +117,12 @@ def _year_pattern(year: str) -> re.Pattern[str]:
     )
 
 
-def _short_year_forms(target: str) -> set[str]:
-    """The two-digit-year spellings of one date (15/3/62, 3-15-62, 15MAR62, 15-mar-62...)."""
+@functools.lru_cache(maxsize=4096)
+def _short_year_forms(target: str) -> frozenset[str]:
+    """The two-digit-year spellings of one date (15/3/62, 3-15-62, 15MAR62, 15-mar-62...).
+
+    Cached: a log screen's set-up asks for every dataset date's forms once per identifier it
+    screens, so building them anew each time made that set-up quadratic in the dataset."""
     y, m, d = target[2:4], int(target[4:6]), int(target[6:])
     days, months = {str(d), f"{d:02d}"}, {str(m), f"{m:02d}"}
     out = {
@@ -130,7 +134,7 @@ def _short_year_forms(target: str) -> set[str]:
     }
     names = [n for n, k in MONTHS.items() if k == m and len(n) == 3]
     out |= {f"{dd}{sep}{n}{sep}{y}" for dd in days for n in names for sep in ("", "-", " ")}
-    return out
+    return frozenset(out)
 
 
 def find_dates(text: str, targets: set[str]) -> Iterator[tuple[str, int]]:
@@ -164,6 +168,8 @@ def find_dates(text: str, targets: set[str]) -> Iterator[tuple[str, int]]:
                 yield value, off
     for target in targets:
         yy = target[2:4]
+        if yy not in folded:
+            continue  # every two-digit-year form ends with the year's two digits
         tails = {t for t in (f"-{yy}", f"/{yy}", f".{yy}", f" {yy}") if t in folded}
         for form in _short_year_forms(target):
             if not any(form.endswith(t) for t in tails) and not form[-3:-2].isalpha():

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from egress_review.checks import CheckContext, ocr, worst
-from tests.egress.planted_corpus import build_dataset, check_context, controls, leaks, run_planted
+from egress_review.checks import CheckContext, CheckResult, ocr, worst
+from tests.egress.planted_corpus import Planted, build_dataset, check_context, controls, leaks, run_planted
 from tre.policy import Policy, load_policy
 
 POLICIES = Path(__file__).resolve().parents[2] / "policies"
@@ -29,17 +29,26 @@ def context(dataset: Path, policy: Policy) -> CheckContext:
     return check_context(dataset, policy)
 
 
+@pytest.fixture(scope="module")
+def leak_results(
+    tmp_path_factory: pytest.TempPathFactory, dataset: Path, policy: Policy, context: CheckContext
+) -> list[tuple[Planted, list[CheckResult]]]:
+    """Every planted leak with the checks' results, run once for the module's tests (the
+    checks are deterministic; two tests running the same leaks again cost ~10 s on CI)."""
+    folder = tmp_path_factory.mktemp("leaks")
+    return [(planted, run_planted(folder, planted, policy, context)) for planted in leaks(dataset)]
+
+
 def test_corpus_has_every_leak_class(dataset: Path) -> None:
     names = [p.name for p in leaks(dataset)]
     assert len(names) == len(set(names)) and len(names) >= 56
     assert len(controls(dataset)) >= 12
 
 
-def test_no_planted_leak_passes(tmp_path: Path, dataset: Path, policy: Policy, context: CheckContext) -> None:
+def test_no_planted_leak_passes(leak_results: list[tuple[Planted, list[CheckResult]]]) -> None:
     missed: list[str] = []
     wrong_reason: list[str] = []
-    for planted in leaks(dataset):
-        results = run_planted(tmp_path, planted, policy, context)
+    for planted, results in leak_results:
         fired = [r.check for r in results if r.outcome != "pass"]
         if worst(results) == "pass":
             missed.append(planted.name)
@@ -62,10 +71,8 @@ def test_at_most_one_control_flagged(
     assert len(flagged) <= 1, flagged
 
 
-def test_every_finding_says_what_and_where(
-    tmp_path: Path, dataset: Path, policy: Policy, context: CheckContext
-) -> None:
-    for planted in leaks(dataset)[:20]:
-        for r in run_planted(tmp_path, planted, policy, context):
+def test_every_finding_says_what_and_where(leak_results: list[tuple[Planted, list[CheckResult]]]) -> None:
+    for planted, results in leak_results:
+        for r in results:
             if r.outcome != "pass":
                 assert len(r.reason) > 30, (planted.name, r)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,11 +16,23 @@ import numpy as np
 import pydicom
 import pytest
 from pydicom.pixels import pack_bits
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
 
 from egress_review import workflow
+from tests.conftest import REPO, seed_sqlite
 from tests.egress.planted_corpus import _nifti
-from tests.egress.test_workflow_support import World, dicom_bytes, seed_world
+from tests.egress.test_workflow_support import (
+    LiveServer,
+    World,
+    dicom_bytes,
+    seed_world,
+    with_egress_routes,
+    write_policy,
+)
 from tre.auth.principal import Principal
+from tre.config import Settings, reset_settings_cache
+from tre.store.db import init_db, make_engine, session_factory
 
 pytestmark = pytest.mark.browser
 
@@ -108,7 +121,71 @@ dicom:
 """
 
 
-@pytest.fixture
+# One world for the module: its 51-file request's checks (a 2.5 MiB log, a 2,000-column
+# table) took ~12 s of set-up for each of the seven tests. The tests only read it, except
+# the vote in `test_large_request_puts_findings_and_vote_first`, which is last in the file
+# so that the queue test's "0 / 2" sees the request before any vote (pytest runs a module's
+# tests in file order). Each test still gets its own browser context and page.
+@pytest.fixture(scope="module")
+def settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    """`tests.conftest.settings` for the module's one world (its own state folder)."""
+    home = tmp_path_factory.mktemp("panel-defects") / "home"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TRE_HOME", str(home))
+        mp.setenv("TRE_SANDBOX_HOST_TOOLCHAIN", "1")
+        mp.delenv("TRE_DATABASE_URL", raising=False)
+        reset_settings_cache()
+        s = Settings(
+            home=home,
+            policies_dir=REPO / "policies",
+            worker_poll_s=0.05,
+            worker_heartbeat_s=0.5,
+            worker_stale_after_s=3.0,
+            sandbox_host_toolchain=True,
+        )
+        s.ensure_dirs()
+        yield s
+    reset_settings_cache()
+
+
+@pytest.fixture(scope="module")
+def esettings(settings: Settings) -> Settings:
+    write_policy(settings.home.parent / "policies")
+    settings.policies_dir = settings.home.parent / "policies"
+    return settings
+
+
+@pytest.fixture(scope="module")
+def engine(settings: Settings, migrated_sqlite: Path) -> Iterator[Engine]:
+    seed_sqlite(settings.resolved_database_url, migrated_sqlite)
+    eng = make_engine(settings.resolved_database_url)
+    init_db(eng)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture(scope="module")
+def db(engine: Engine) -> sessionmaker[Session]:
+    return session_factory(engine)
+
+
+@pytest.fixture(scope="module")
+def live(esettings: Settings, engine: Engine) -> Iterator[LiveServer]:
+    from tre.api.app import create_app
+
+    with LiveServer(with_egress_routes(create_app(esettings, engine))) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def token_for(settings: Settings) -> Callable[..., str]:
+    from tre.auth.tokens import TokenIssuer
+
+    issuer = TokenIssuer.from_settings(settings)
+    return lambda user_id, *roles: issuer.mint(user_id, list(roles), ttl_s=3600)
+
+
+@pytest.fixture(scope="module")
 def requests(db, esettings) -> Requests:  # type: ignore[no-untyped-def]
     (esettings.policies_dir / "panel-large.yaml").write_text(POLICY)
     with db.begin() as s:
@@ -155,43 +232,6 @@ def test_queue_says_what_each_request_is(page, live, requests, db) -> None:  # t
     assert blocked.locator("td.votes").inner_text().strip() == "no vote"  # not "0 / 2 votes"
     assert "0 / 2" not in blocked.inner_text() and "1 blocked" in blocked.locator("td.counts").inner_text()
     assert "blocked" in blocked.locator("td .state").inner_text()
-
-
-def test_large_request_puts_findings_and_vote_first(page, live, requests, db) -> None:  # type: ignore[no-untyped-def]
-    page.goto(f"{live.url}/panel/requests/{requests.large}")
-    states = outcomes(db, requests.large)
-    not_passed = sorted(p for p, o in states.items() if o != "pass")
-    summary = page.inner_text("#summary")
-    assert all(p in summary for p in not_passed)
-    assert "tables/ok_00.csv" not in summary
-    flagged = sum(1 for o in states.values() if o == "flag")
-    assert f"{flagged} flagged" in page.inner_text("#decision-counts")  # what the vote is about
-    # The decision is on the first screen; passed files are collapsed; the page is short.
-    box = page.locator("#vote-form").bounding_box()
-    assert box is not None and box["y"] + box["height"] <= VIEWPORT["height"]
-    passed = page.locator("details.file.pass")
-    assert passed.count() == sum(1 for o in states.values() if o == "pass")
-    assert not any(d.evaluate("d => d.open") for d in passed.all())
-    assert page.evaluate("document.documentElement.scrollHeight") < 12_000  # was 21,000 px
-    page.mouse.wheel(0, 6000)  # and it stays in view while the reviewer reads the files
-    page.wait_for_function("() => window.scrollY > 1000")
-    box = page.locator("#submit-vote").bounding_box()
-    assert box is not None and 0 <= box["y"] <= VIEWPORT["height"] - box["height"]
-    page.evaluate("window.scrollTo(0, 0)")
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "egress-panel-51-files.png"))
-    # From the top of the page, the vote button is a few Tab presses away, not behind the
-    # evidence of every file (nor the findings): header links, the vote, comment, button.
-    page.evaluate("document.activeElement && document.activeElement.blur()")
-    presses = 0
-    while page.evaluate("document.activeElement && document.activeElement.id") != "submit-vote":
-        page.keyboard.press("Tab")
-        presses += 1
-        assert presses <= 8, f"vote button not reached after {presses} Tab presses"
-    page.check("input[name=vote][value=approve]")
-    page.click("#submit-vote")
-    page.wait_for_selector("#notice")
-    assert "1 of 2" in page.inner_text("#votes-count")
 
 
 def test_wide_table_stays_in_a_bounded_box_and_pages_columns(page, live, requests) -> None:  # type: ignore[no-untyped-def]
@@ -286,3 +326,40 @@ def test_sizes_are_human_readable(page, live, requests) -> None:  # type: ignore
     small = page.locator("details.file", has_text="tables/ok_00.csv")
     assert small.locator("summary .size").inner_text() == f"{len(SAFE)} bytes"
     assert f"({len(BIG_LOG)} bytes)" in (log.text_content() or "")  # the exact count stays available
+
+
+def test_large_request_puts_findings_and_vote_first(page, live, requests, db) -> None:  # type: ignore[no-untyped-def]
+    page.goto(f"{live.url}/panel/requests/{requests.large}")
+    states = outcomes(db, requests.large)
+    not_passed = sorted(p for p, o in states.items() if o != "pass")
+    summary = page.inner_text("#summary")
+    assert all(p in summary for p in not_passed)
+    assert "tables/ok_00.csv" not in summary
+    flagged = sum(1 for o in states.values() if o == "flag")
+    assert f"{flagged} flagged" in page.inner_text("#decision-counts")  # what the vote is about
+    # The decision is on the first screen; passed files are collapsed; the page is short.
+    box = page.locator("#vote-form").bounding_box()
+    assert box is not None and box["y"] + box["height"] <= VIEWPORT["height"]
+    passed = page.locator("details.file.pass")
+    assert passed.count() == sum(1 for o in states.values() if o == "pass")
+    assert not any(d.evaluate("d => d.open") for d in passed.all())
+    assert page.evaluate("document.documentElement.scrollHeight") < 12_000  # was 21,000 px
+    page.mouse.wheel(0, 6000)  # and it stays in view while the reviewer reads the files
+    page.wait_for_function("() => window.scrollY > 1000")
+    box = page.locator("#submit-vote").bounding_box()
+    assert box is not None and 0 <= box["y"] <= VIEWPORT["height"] - box["height"]
+    page.evaluate("window.scrollTo(0, 0)")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "egress-panel-51-files.png"))
+    # From the top of the page, the vote button is a few Tab presses away, not behind the
+    # evidence of every file (nor the findings): header links, the vote, comment, button.
+    page.evaluate("document.activeElement && document.activeElement.blur()")
+    presses = 0
+    while page.evaluate("document.activeElement && document.activeElement.id") != "submit-vote":
+        page.keyboard.press("Tab")
+        presses += 1
+        assert presses <= 8, f"vote button not reached after {presses} Tab presses"
+    page.check("input[name=vote][value=approve]")
+    page.click("#submit-vote")
+    page.wait_for_selector("#notice")
+    assert "1 of 2" in page.inner_text("#votes-count")
