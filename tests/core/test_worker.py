@@ -184,17 +184,13 @@ def test_worker_killed_mid_job_then_restarted(app_client, world, engine, setting
         assert '"failed"' in ended.body
 
 
-def test_idle_worker_signs_periodic_checkpoints(engine, settings, world):
-    from datetime import timedelta
-
-    from tre.store.base import utcnow
+def test_idle_worker_signs_periodic_checkpoints(engine, settings, world, monkeypatch):
+    from tests.security.test_checkpoint_clock import checkpoints_seen_as_old
     from tre.store.models import AuditCheckpoint, AuditEntry
 
     with session_scope(engine) as s:
         before = s.scalars(select(AuditCheckpoint)).all()
-        # Nothing appended for ten minutes: the newest checkpoint is stale.
-        for cp in before:
-            cp.created_at = utcnow() - timedelta(minutes=10)
+    checkpoints_seen_as_old(monkeypatch)  # nothing appended for ten minutes: the newest is stale
     worker = Worker(settings, engine)
     worker.tick()
     worker.tick()  # a second round within the period signs nothing more

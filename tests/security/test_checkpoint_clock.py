@@ -7,22 +7,26 @@ skipped, and an idle deployment showed auditors a stale checkpoint.
 
 from __future__ import annotations
 
-from datetime import timedelta
-
+import pytest
 from sqlalchemy import select
 
 from tre.jobs.worker import CHECKPOINT_EVERY_S, Worker
-from tre.store.base import utcnow
 from tre.store.db import session_scope
 from tre.store.models import AuditCheckpoint
 
 
-def _age_checkpoints(engine) -> int:  # type: ignore[no-untyped-def]
-    with session_scope(engine) as s:
-        cps = s.scalars(select(AuditCheckpoint)).all()
-        for cp in cps:
-            cp.created_at = utcnow() - timedelta(minutes=10)
-        return len(cps)
+def checkpoints_seen_as_old(monkeypatch: pytest.MonkeyPatch, seconds: float = 600) -> None:
+    """The audit log reads the wall clock ``seconds`` ahead: every checkpoint signed so far is
+    that old. (Editing the rows' created_at no longer ages them: the log judges a checkpoint's
+    age by its signed time since round 15, as an insider could move the column.)"""
+    import time as real_time
+    from types import SimpleNamespace
+
+    from tre.audit import log
+
+    ahead = {name: getattr(real_time, name) for name in dir(real_time) if not name.startswith("_")}
+    ahead["time"] = lambda: real_time.time() + seconds
+    monkeypatch.setattr(log, "time", SimpleNamespace(**ahead))
 
 
 def _count(engine) -> int:  # type: ignore[no-untyped-def]
@@ -30,19 +34,21 @@ def _count(engine) -> int:  # type: ignore[no-untyped-def]
         return len(s.scalars(select(AuditCheckpoint)).all())
 
 
-def test_first_checkpoint_on_a_freshly_booted_machine(settings, engine) -> None:  # type: ignore[no-untyped-def]
+def test_first_checkpoint_on_a_freshly_booted_machine(
+    settings, engine, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
     from tre import audit
 
     audit.configure(engine, settings.keys_dir)
     with session_scope(engine) as s:
         audit.record_event(s, actor="test", action="test.event")
-    before = _age_checkpoints(engine)
+    before = _count(engine)
+    checkpoints_seen_as_old(monkeypatch)
     now = [3.0]  # seconds since boot, as time.monotonic() reads right after boot
     worker = Worker(settings, engine, clock=lambda: now[0])
     worker.tick()
     assert _count(engine) == before + 1
     # Within the period nothing more is signed; after it, the next one is.
-    _age_checkpoints(engine)
     now[0] += CHECKPOINT_EVERY_S / 2
     worker.tick()
     assert _count(engine) == before + 1
