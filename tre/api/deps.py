@@ -6,6 +6,7 @@ route without an explicit role check still refuses anonymous callers.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Annotated, ParamSpec, TypeVar
@@ -33,6 +34,7 @@ from tre.errors import TreError
 from tre.store.db import BUSY_TIMEOUT_S, DatabaseBusy, is_sqlite, new_session, raw_writer_lock, settle
 from tre.store.models import Role, User, UserRole
 
+log = logging.getLogger(__name__)
 _BEARER_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="tre"'}
 _SAFE_METHODS = frozenset({"GET", "HEAD"})
 WRITES_ATTR = "__tre_writes_on_read__"
@@ -155,11 +157,17 @@ DbSession = Annotated[Session, Depends(get_session, scope="function")]
 
 async def _keep_refusals(request: Request, events: list[AuditEvent]) -> None:
     """Refusal entries of a failed request, after its rollback: written in a unit of work of
-    their own, or kept on disk for the next write when the store cannot take them now."""
+    their own, or kept on disk for the next write when the store cannot take them now.
+
+    Written as `_append_deferred` writes, inside the slot (which already holds SQLite's
+    writer lock for this process): `tre.audit.refusals.record_refusals` opens a
+    `session_scope`, which takes that lock again from the thread and waited out the busy
+    timeout (30 s) on every refused hub submission, then spooled the entries."""
     try:
         async with _slot(request, writing=True):
-            await run_in_threadpool(keep_refusals, request.app, events)
-    except DatabaseBusy:  # the store stays busy: kept like a write that failed
+            await run_in_threadpool(_append_events, request.app.state.engine, events)
+    except Exception:  # noqa: BLE001 - busy, or the write failed: kept like any refusal not written
+        log.warning("could not record %d refusal entries now; kept for the next write", len(events))
         keep_refusals(request.app, events, write=False)
 
 
