@@ -29,6 +29,7 @@ from typing import Any
 
 from tre import privatefile
 from tre.audit.log import AuditEvent
+from tre.executors import liveness
 
 log = logging.getLogger(__name__)
 
@@ -88,16 +89,6 @@ def keep(home: Path, events: list[AuditEvent]) -> Path:
     return path
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _takeable(path: Path) -> bool:
     """A batch nobody holds: never claimed, or claimed by a process that is gone."""
     if path.name.endswith(SUFFIX):
@@ -108,7 +99,7 @@ def _takeable(path: Path) -> bool:
     if int(pid) == os.getpid():  # ours, unless an earlier process of the same id left it
         with _held_lock:
             return str(path) not in _held
-    return not _alive(int(pid))
+    return not liveness.owner_alive(int(pid), None)
 
 
 def waiting(home: Path) -> list[Path]:
