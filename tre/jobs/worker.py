@@ -33,7 +33,7 @@ from tre.code.archive import CodeLimits
 from tre.code.store import CodeStore
 from tre.config import Settings
 from tre.errors import TreError, is_storage_full
-from tre.executors import reasons
+from tre.executors import liveness, reasons
 from tre.executors.base import DatasetMount, Executor, InputMount, JobResult, JobSpec, RunControl
 from tre.executors.factory import make_executor
 from tre.images.runtime import job_image
@@ -58,16 +58,6 @@ def new_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 # The words of an orphaned job's reason (`Worker._fail_orphan`): the job did not fail, its
 # worker did. The federation agent reruns such a child once (`lost_with_its_worker`).
 WORKER_LOST = "stopped while the job was running"
@@ -82,7 +72,7 @@ def process_gone(job: Job, hostname: str) -> bool:
     """Whether the worker recorded on a running job was a process on this host that ended."""
     host, _, rest = (job.worker_id or "").partition(":")
     pid = rest.partition(":")[0]
-    return host == hostname and pid.isdigit() and not _pid_alive(int(pid))
+    return host == hostname and pid.isdigit() and not liveness.owner_alive(int(pid), None)
 
 
 class HeartbeatWatch:
