@@ -172,9 +172,13 @@ def serve(
     from tre.listen import ensure_can_listen
 
     ensure_can_listen(host, port, "tre serve")  # before the server's imports: a mistake answers at once
+    settings = get_settings()
+    if worker:
+        from tre.executors.factory import check_executor_settings
+
+        check_executor_settings(settings)  # so too a sandbox setting this host cannot honour
     from tre.server import serve as run_server
 
-    settings = get_settings()
     # A state directory tre cannot use fails here, before the banner says the API is up.
     settings.ensure_dirs()
     interrupts.serve_until_stopped()
@@ -207,10 +211,13 @@ def worker(
 
     Says on one line, once the database is ready, what it runs and where, as `tre serve` does:
     a worker started in its own shell otherwise printed nothing until a job came."""
+    from tre.executors.factory import check_executor_settings
+
+    settings = get_settings()
+    check_executor_settings(settings)  # before the imports below: a wrong setting answers at once
     from tre.jobs.worker import Worker
     from tre.store.db import init_db, make_engine
 
-    settings = get_settings()
     settings.ensure_dirs()
     engine = make_engine(settings.resolved_database_url)
     init_db(engine)

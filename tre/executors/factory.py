@@ -6,25 +6,38 @@ from tre.config import Settings
 from tre.executors.base import Executor
 
 
-def make_executor(settings: Settings, name: str | None = None) -> Executor:
+def check_executor_settings(settings: Settings, name: str | None = None) -> None:
+    """Check the named executor's settings against this host (raises `SettingsError`).
+
+    A process that will run jobs calls it first, before its heavy imports and the database:
+    a wrong TRE_SANDBOX_* value then stops `tre serve`/`tre worker` within a second with one
+    line (it took ~4.5 CPU-s of imports to say so), not at the first job."""
     name = name or settings.executor
     if name == "local":
-        from tre.executors.local import LocalExecutor
         from tre.executors.sandbox_settings import check_local_sandbox_settings
 
-        # A process that will run jobs here: the TRE_SANDBOX_* values are checked against the
-        # host now, so a wrong one stops `tre serve`/`tre worker` at start, not the first job.
         check_local_sandbox_settings(settings)
+    elif name == "docker":
+        from tre.executors.sandbox_settings import check_sandbox_uid_range
+
+        check_sandbox_uid_range(settings)  # its containers take their uids from the same range
+
+
+def make_executor(settings: Settings, name: str | None = None) -> Executor:
+    name = name or settings.executor
+    if name not in ("local", "kubernetes", "docker"):
+        raise ValueError(f"unknown executor {name!r}; use local, kubernetes or docker")
+    # Checked here too: not every caller has checked first (tests, `tre demo`).
+    check_executor_settings(settings, name)
+    if name == "local":
+        from tre.executors.local import LocalExecutor
+
         return LocalExecutor(settings)
     if name == "kubernetes":
         from tre.executors.kubernetes import KubernetesExecutor
 
         # Cluster settings (kubeconfig or in-cluster, namespaces, GPU pool) come from TRE_K8S_*.
         return KubernetesExecutor()
-    if name == "docker":
-        from tre.executors.docker import DockerExecutor
-        from tre.executors.sandbox_settings import check_sandbox_uid_range
+    from tre.executors.docker import DockerExecutor
 
-        check_sandbox_uid_range(settings)  # its containers take their uids from the same range
-        return DockerExecutor.from_settings(settings)
-    raise ValueError(f"unknown executor {name!r}; use local, kubernetes or docker")
+    return DockerExecutor.from_settings(settings)
