@@ -49,6 +49,17 @@ class SandboxUnavailable(RuntimeError):
     """The model could not be run; ``reason`` is fixed text (nothing the model printed)."""
 
 
+class OnnxRefused(ValueError):
+    """The bytes are not a self-contained ONNX model; ``reason`` is fixed text, ``detail`` is
+    the parser's message (it may quote job-written names: reviewers only). Here, not beside
+    the ONNX reader: the model check catches it without importing onnx (~1.1 s)."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.detail = detail
+
+
 @dataclass
 class Predictions:
     """A model's outputs on one record set: class probabilities (rows x classes) or regression

@@ -24,21 +24,13 @@ import onnx
 from google.protobuf.message import DecodeError
 from onnx import AttributeProto, GraphProto, ModelProto, NodeProto, TensorProto
 
+from egress_review.checks.model import OnnxRefused
+
 TREE_OPS = frozenset({"TreeEnsembleClassifier", "TreeEnsembleRegressor", "TreeEnsemble"})
 ML_DOMAIN = "ai.onnx.ml"
 STANDARD_DOMAINS = frozenset({"", "ai.onnx", ML_DOMAIN, "ai.onnx.preview.training"})
 """Domains whose operators the ONNX checker validates against the standard's schemas."""
 MAX_TEXTS = 5000
-
-
-class OnnxRefused(ValueError):
-    """The bytes are not a self-contained ONNX model; ``reason`` is fixed text, ``detail`` is
-    the parser's message (it may quote job-written names: reviewers only)."""
-
-    def __init__(self, reason: str, detail: str = "") -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.detail = detail
 
 
 @dataclass

@@ -1,0 +1,42 @@
+"""What `tre serve` and `tre worker` import before they answer: none of the libraries that only
+one airlock check or one job needs.
+
+Every start paid for them: onnx alone was ~1.1 s of a `tre serve` start's ~5 CPU-s (imported
+through the model check at module level), scikit-learn/scipy ~2 s before round 15. They are
+imported by the check that uses them (`egress_review.checks.model_release`,
+`egress_review.checks.membership`) or by the job (`tre.kernels`)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+# Imported by `tre serve` (API, panel, worker, expiry sweeper) and `tre worker` at start.
+START_MODULES = ("tre.cli.app", "tre.server", "tre.api.app", "egress_review.api", "egress_review.expiry")
+# Libraries of one check or of the jobs: each costs 0.1-1.1 s to import.
+NOT_AT_START = (
+    "onnx",
+    "onnxruntime",
+    "sklearn",
+    "scipy",
+    "torch",
+    "pytesseract",
+    "pandas",
+    "zarr",
+    "numba",
+    "nibabel",
+    "imagecodecs",
+    "kubernetes",
+)
+
+
+def test_a_server_start_imports_no_check_only_library() -> None:
+    code = (
+        "import importlib, json, sys\n"
+        f"for name in {START_MODULES!r}: importlib.import_module(name)\n"
+        f"print(json.dumps([m for m in {NOT_AT_START!r} if m in sys.modules]))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == [], "imported at start: " + proc.stdout
