@@ -53,3 +53,37 @@ def start_warm(params: PreprocessParams, device: str, timeline: Timeline = DISAB
         return pool.submit(work)
     finally:
         pool.shutdown(wait=False)
+
+
+# The recipes whose kernels differ: window only, percentile clip, and the int16 output's
+# normalize pass (`tre.kernels.quantise`); the values do not matter, Numba compiles per type.
+DISTINCT_RECIPES = (
+    PreprocessParams((1.0, 1.0, 1.0), (-1000.0, 400.0)),
+    PreprocessParams((1.0, 1.0, 1.0), (-1000.0, 400.0), (0.5, 99.5)),
+    PreprocessParams((1.0, 1.0, 1.0), (-1000.0, 400.0), output_dtype="int16"),
+)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m tre.kernels.warm [DTYPE ...]``: compile every recipe's CPU kernels for each
+    pixel type (default all of `tre.kernels.pipeline.KERNEL_DTYPES`) into ``$NUMBA_CACHE_DIR``,
+    so that later processes on this host load them (~1 s) instead of compiling (~130 CPU-s
+    for all three types). scripts/test runs it before the suite; it is not needed otherwise."""
+    import sys
+
+    from tre.kernels.pipeline import KERNEL_DTYPES
+
+    known = [d.name for d in KERNEL_DTYPES]
+    dtypes = (sys.argv[1:] if argv is None else argv) or known
+    unknown = [d for d in dtypes if d not in known]
+    if unknown:
+        print(f"error: unknown pixel type {unknown[0]!r}; use {', '.join(known)}", file=sys.stderr)
+        return 2
+    for dtype in dtypes:
+        for recipe in DISTINCT_RECIPES:
+            with_stack_room(warm_kernels, recipe, "cpu", dtype)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
