@@ -48,19 +48,44 @@ def fuzz_operations(
     path_prefix: str = "",
     reproducible: int | None = None,
 ) -> list[str]:
-    """One bounded schemathesis pass over the app's operations (those under ``path_prefix``).
+    """One bounded schemathesis pass over the app's operations (those under ``path_prefix``):
+    `generate_cases`, then `judge_cases` with ``headers``."""
+    cases = generate_cases(
+        app,
+        examples=examples,
+        known_ids=known_ids,
+        negative_with_ids=negative_with_ids,
+        path_prefix=path_prefix,
+        reproducible=reproducible,
+    )
+    return judge_cases(cases, headers, judge)
+
+
+Case = tuple[Any, Any]  # (operation, case)
+
+
+def generate_cases(
+    app: Any,
+    *,
+    examples: int,
+    known_ids: dict[str, str] | None = None,
+    negative_with_ids: bool = False,
+    path_prefix: str = "",
+    reproducible: int | None = None,
+) -> list[Case]:
+    """Requests for the app's operations (those under ``path_prefix``), generated once so that
+    several callers (one per role) can send the same ones: generating is ~85 % of a pass.
 
     Each operation gets valid and invalid requests by the schema, and valid ones (with
     ``negative_with_ids``, invalid ones too) whose path ids name things that exist, so the
-    checks behind the lookups are reached. ``judge(operation, case, response)`` says what is
-    wrong with one answer (or None); every problem is collected, so one run reports them all.
-    No shrinking, no example database; ``reproducible``: a seed, the same requests each run.
+    checks behind the lookups are reached. No shrinking, no example database;
+    ``reproducible``: a seed, the same requests each run.
     """
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     schema.config.checks.negative_data_rejection = NegativeDataRejectionConfig(
         expected_statuses=REJECTION_STATUSES
     )
-    problems: list[str] = []
+    cases: list[Case] = []
     for result in schema.get_all_operations():
         operation = result.ok()
         if not operation.path.startswith(path_prefix) or operation.label in SIGNS_OUT:
@@ -82,12 +107,22 @@ def fuzz_operations(
             phases=[Phase.explicit, Phase.generate],
             suppress_health_check=list(HealthCheck),
         )
-        def run(case: Any) -> None:
-            problem = judge(operation, case, case.call(headers=headers))
-            if problem is not None:
-                problems.append(problem)
+        def keep(case: Any) -> None:
+            cases.append((operation, case))
 
-        (seed(reproducible)(run) if reproducible is not None else run)()
+        # run here, so `keep` sees this loop's `operation`
+        (seed(reproducible)(keep) if reproducible is not None else keep)()
+    return cases
+
+
+def judge_cases(cases: list[Case], headers: dict[str, str], judge: Judge) -> list[str]:
+    """Send each case with ``headers``; ``judge(operation, case, response)`` says what is wrong
+    with one answer (or None). Every problem is collected, so one run reports them all."""
+    problems: list[str] = []
+    for operation, case in cases:
+        problem = judge(operation, case, case.call(headers=headers))
+        if problem is not None:
+            problems.append(problem)
     return problems
 
 
