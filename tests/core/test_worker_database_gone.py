@@ -20,6 +20,7 @@ from sqlalchemy import Engine, func, select
 from tests.api.test_database_disk_full import _fill
 from tests.api.test_disk_full import small_fs as small_fs  # noqa: F401 - the fixture
 from tests.worlds import job_body
+from tre.cli.jobs import shown_state
 from tre.doctor import run_checks
 from tre.jobs import end_spool
 from tre.jobs.worker import DB_AWAY, Worker
@@ -83,6 +84,15 @@ def _shown(app_client, world, job_id: str) -> list[dict]:  # type: ignore[no-unt
     return [page.json(), *[j for j in listing.json() if j["id"] == job_id]]
 
 
+def _logs_say(app_client, world, job_id: str, state: str, end_pending: str) -> None:  # type: ignore[no-untyped-def]
+    """What the log route tells a follower (`tre logs -f`, `tre.cli.jobs.follow_job`)."""
+    got = app_client.get(f"/api/v1/jobs/{job_id}/logs", headers=world.headers["alice"])
+    assert got.status_code == 200, got.text
+    said = (got.headers["X-Job-State"], got.headers["X-Job-End-Pending"])
+    assert said == (state, end_pending)
+    assert shown_state(*said) == ("ending" if end_pending == "true" else state)
+
+
 @pytest.mark.parametrize("written_by", ["worker", "doctor"])
 def test_a_job_end_the_database_cannot_take_frees_the_slot_and_is_written_later(  # type: ignore[no-untyped-def]
     app_client, world, engine, settings, tmp_path: Path, written_by: str
@@ -109,6 +119,9 @@ def test_a_job_end_the_database_cannot_take_frees_the_slot_and_is_written_later(
         os.unlink(filler)
         filler = None
         if written_by == "doctor":
+            # The database takes writes again, the end still waits: `tre logs -f` shows it ending
+            # (the log route writes on read, so it could not answer while the disk was full).
+            _logs_say(app_client, world, job_id, "running", "true")
             checks = {c.name: c for c in run_checks(settings, engine)}
             assert checks["job ends"].status == "ok", checks["job ends"]
             assert "wrote 1" in checks["job ends"].detail
@@ -123,6 +136,7 @@ def test_a_job_end_the_database_cannot_take_frees_the_slot_and_is_written_later(
     _ended_once(engine, job_id)
     for seen in _shown(app_client, world, job_id):
         assert (seen["state"], seen["end_pending"]) == ("succeeded", False), seen
+    _logs_say(app_client, world, job_id, "succeeded", "false")
     # Written again by a later round or doctor: nothing changes (a job never ends twice).
     Worker(settings, engine, concurrency=1).tick()
     assert {c.name: c.status for c in run_checks(settings, engine)}["job ends"] == "ok"

@@ -47,6 +47,12 @@ def follow_or_explain(client: ApiClient, job_id: str, show_logs: bool = True) ->
 LOG_TYPES = ("text/plain",)  # what the API serves a job's log as; a proxy's HTML page is refused
 
 
+def shown_state(state: str, end_pending: str | None) -> str:
+    """The state a follower is shown: a running job whose end waits for the database is
+    "ending" (as `tre job show` says), not "running"."""
+    return "ending" if state == "running" and end_pending == "true" else state
+
+
 def follow_job(client: ApiClient, job_id: str, show_logs: bool = True, poll_s: float = 0.5) -> dict:
     """Stream the job's log while a spinner shows its state (and, for a cohort job, a
     progress bar: `tre.cli.logview`); return the final job record."""
@@ -61,7 +67,7 @@ def follow_job(client: ApiClient, job_id: str, show_logs: bool = True, poll_s: f
             state = resp.headers.get("X-Job-State", "")
             if show_logs and resp.content:
                 view.feed(resp.content.decode("utf-8", "replace"))
-            view.state(state)
+            view.state(shown_state(state, resp.headers.get("X-Job-End-Pending")))
             if state in TERMINAL and not resp.content:
                 break
             interrupts.check()  # a Ctrl-C that a library caught still ends the loop

@@ -145,6 +145,12 @@ def _end_pending(settings: Settings, job_id: str, state: str) -> bool:
                 "`full` policy), lines of the screened view for a researcher (never raw bytes).",
             },
             "X-Job-State": {"type": "string", "enum": [s.value for s in JobState]},
+            "X-Job-End-Pending": {
+                "type": "string",
+                "enum": ["true", "false"],
+                "description": "Whether a job the state calls running has ended, its end kept on "
+                "the server's disk until the database takes it (`end_pending` of the job).",
+            },
         },
     ),
 )
@@ -156,7 +162,9 @@ def get_logs(
     p: Principal = Depends(readers),
     settings: Settings = Depends(get_settings_dep),
 ) -> Response:
-    """A chunk of the log from ``offset``; ``X-Next-Offset`` and ``X-Job-State`` let the CLI follow.
+    """A chunk of the log from ``offset``; ``X-Next-Offset``, ``X-Job-State`` and
+    ``X-Job-End-Pending`` let the CLI follow (`tre logs -f` showed "running" for a job whose end
+    waited on disk).
 
     Researchers see the screened log (lines naming the data withheld), staff the raw one.
     A researcher's offsets count lines of what they were shown (`egress_review.joblog`): raw
@@ -176,7 +184,11 @@ def get_logs(
     return Response(
         content=data,
         media_type="text/plain; charset=utf-8",
-        headers={"X-Next-Offset": str(next_offset), "X-Job-State": job.state},
+        headers={
+            "X-Next-Offset": str(next_offset),
+            "X-Job-State": job.state,
+            "X-Job-End-Pending": "true" if _end_pending(settings, job.id, job.state) else "false",
+        },
     )
 
 
