@@ -185,7 +185,7 @@ def test_worker_killed_mid_job_then_restarted(app_client, world, engine, setting
 
 
 def test_idle_worker_signs_periodic_checkpoints(engine, settings, world, monkeypatch):
-    from tests.security.test_checkpoint_clock import checkpoints_seen_as_old
+    from tests.audit_clock import checkpoints_seen_as_old
     from tre.store.models import AuditCheckpoint, AuditEntry
 
     with session_scope(engine) as s:

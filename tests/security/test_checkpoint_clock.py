@@ -10,23 +10,10 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
+from tests.audit_clock import checkpoints_seen_as_old
 from tre.jobs.worker import CHECKPOINT_EVERY_S, Worker
 from tre.store.db import session_scope
 from tre.store.models import AuditCheckpoint
-
-
-def checkpoints_seen_as_old(monkeypatch: pytest.MonkeyPatch, seconds: float = 600) -> None:
-    """The audit log reads the wall clock ``seconds`` ahead: every checkpoint signed so far is
-    that old. (Editing the rows' created_at no longer ages them: the log judges a checkpoint's
-    age by its signed time since round 15, as an insider could move the column.)"""
-    import time as real_time
-    from types import SimpleNamespace
-
-    from tre.audit import log
-
-    ahead = {name: getattr(real_time, name) for name in dir(real_time) if not name.startswith("_")}
-    ahead["time"] = lambda: real_time.time() + seconds
-    monkeypatch.setattr(log, "time", SimpleNamespace(**ahead))
 
 
 def _count(engine) -> int:  # type: ignore[no-untyped-def]
