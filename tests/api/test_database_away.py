@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import Engine, func, select
+from sqlalchemy.exc import OperationalError
 
 from tests.api.test_disk_full import _code_archive, _files_under
 from tests.worlds import job_body
@@ -144,3 +145,26 @@ def test_the_database_goes_away_while_an_image_is_imported(
         assert s.scalar(select(func.count()).select_from(Image)) == 0
     again = app_client.post("/api/v1/images", content=body, headers=headers)
     assert again.status_code == 201, again.text
+
+
+def test_connections_idle_across_a_failed_connect_are_pinged_after_a_quick_restart(
+    engine: Engine, pg: StoppablePg
+) -> None:
+    """Pooled connections are pinged only after 2 s idle (`tre.store.db._ping_after_idle`),
+    but one checked in before a connection attempt failed is pinged whatever its idle: a
+    server back within 2 s otherwise handed the next unit of work a dead connection (CI:
+    "server terminated abnormally" right after the upload test's restart)."""
+    held = [engine.connect() for _ in range(2)]
+    for conn in held:
+        conn.execute(select(1))
+    for conn in held:
+        conn.close()  # two live connections back in the pool, idle for moments only
+    pg.crash()
+    stale = [engine.connect() for _ in range(2)]  # the pool's two: not pinged, not used
+    with pytest.raises(OperationalError):
+        engine.connect()  # a third needs a new connection: refused, the server is down
+    for conn in stale:
+        conn.close()
+    pg.restart()
+    with session_scope(engine) as s:
+        assert s.scalar(select(1)) == 1

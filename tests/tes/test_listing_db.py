@@ -75,7 +75,8 @@ def test_create_list_and_page(engine_any: Any, settings: Any, dicom_dir: Any) ->
         hashes = {j.code_hash for j in s.scalars(select(Job))}
         assert len(hashes) == 1 and None not in hashes
 
-    with session_scope(engine_any) as s, pytest.raises(AdmissionDenied):
+    # the unit of work ends with the refusal: rolled back, the job.denied entry written after
+    with pytest.raises(AdmissionDenied), session_scope(engine_any) as s:
         other = task("x")
         other.tags = {"Project": "other"}
         service.create_task(s, settings, ALICE, other)

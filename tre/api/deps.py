@@ -251,7 +251,7 @@ def _end(session: Session, exc: BaseException | None) -> None:
         if exc is None:
             session.commit()
         else:
-            settle(session, exc)
+            settle(session, exc, refusals_written_later=True)  # by `get_session`, kept if it fails
     finally:
         session.close()
 

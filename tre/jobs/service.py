@@ -28,21 +28,25 @@ def submit(session: Session, settings: Settings, principal: Principal, req: JobR
     try:
         lineage = admit(session, settings, principal.user_id, req)
     except TreError as exc:
-        record_event(
-            session,
-            actor=principal.user_id,
-            action="job.denied",
-            project_id=req.project_id,
-            details={
-                "image": req.image,
-                "datasets": req.dataset_ids,
-                "code_hash": req.code_hash,
-                **({"input_jobs": list(req.input_job_ids)} if req.input_job_ids else {}),
-                "reason": str(exc),
-            },
+        # Written after the request's rollback, in a unit of work of its own, and kept on disk
+        # when the store cannot take it then (`TreError.refusals`): written in the request's
+        # transaction (``audited``) it was lost with a commit that failed, and that commit
+        # also kept whatever the request had written before admission refused it.
+        exc.refusals = (
+            *exc.refusals,
+            AuditEvent(
+                principal.user_id,
+                "job.denied",
+                project_id=req.project_id,
+                details={
+                    "image": req.image,
+                    "datasets": req.dataset_ids,
+                    "code_hash": req.code_hash,
+                    **({"input_jobs": list(req.input_job_ids)} if req.input_job_ids else {}),
+                    "reason": str(exc),
+                },
+            ),
         )
-        # The denial is audited although the request fails: the transaction keeps it.
-        exc.audited = True
         raise
     job = _insert_job(
         session,

@@ -20,6 +20,7 @@ seconds of p99 (see docs/api-load.md):
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import weakref
@@ -37,6 +38,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from tre.config import SettingsError
 from tre.errors import TreError
 from tre.store.writer_lock import WriterLock, lock_file_for
+
+log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 READ_ONLY_OPTION = "tre_read_only"
@@ -171,7 +174,20 @@ def _ping_after_idle(engine: Engine) -> None:
     recipe: DisconnectionError on checkout makes the pool retry with a new connection). A
     connection that dies within the window fails its statement instead; SQLAlchemy then
     invalidates the pool, so only requests already holding such connections see an error.
+    One more is pinged however short its idle: one last known alive before a connection to
+    the server failed (a restart within the window: the first unit of work after it used a
+    dead connection and failed, "server terminated abnormally").
     """
+    failures = {"seen": 0}  # connection attempts and connections that failed, so far
+
+    @event.listens_for(engine, "handle_error")
+    def _failed(context: Any) -> None:
+        if context.is_disconnect or context.connection is None:
+            failures["seen"] += 1
+
+    @event.listens_for(engine, "connect")
+    def _connected(_dbapi_conn: Any, record: Any) -> None:
+        record.info["tre_failures_seen"] = failures["seen"]
 
     @event.listens_for(engine, "checkin")
     def _checked_in(_dbapi_conn: Any, record: Any) -> None:
@@ -181,30 +197,46 @@ def _ping_after_idle(engine: Engine) -> None:
     @event.listens_for(engine, "checkout")
     def _checked_out(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
         idle_since = record.info.get("tre_idle_since")
-        if idle_since is None or time.monotonic() - idle_since < PING_AFTER_IDLE_S:
-            return  # new (just connected) or used moments ago
+        if idle_since is None:
+            return  # new: just connected
+        fresh = record.info.get("tre_failures_seen") == failures["seen"]
+        if fresh and time.monotonic() - idle_since < PING_AFTER_IDLE_S:
+            return  # used moments ago, and nothing failed since it was last known alive
         try:
             alive = engine.dialect.do_ping(dbapi_conn)
         except Exception as e:
             raise DisconnectionError(f"pooled connection failed its ping: {e}") from e
         if not alive:
             raise DisconnectionError("pooled connection failed its ping")
+        record.info["tre_failures_seen"] = failures["seen"]
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(bind=engine, expire_on_commit=False)
 
 
-def settle(session: Session, exc: BaseException) -> None:
-    """End a failed unit of work: keep an audited refusal's record, roll back anything else.
+def settle(session: Session, exc: BaseException, *, refusals_written_later: bool = False) -> None:
+    """End a failed unit of work: keep an audited refusal's record, roll back anything else,
+    then write the refusal entries the error carries (`TreError.refusals`) on their own.
 
     The one place that decides it, so a refusal audited by any service (admission, the
-    airlock's workflow) is committed the same way behind the API, the panel and the worker.
+    airlock's workflow) is kept the same way behind the API, the panel, the worker and the
+    CLI's own units of work. ``refusals_written_later``: the caller writes them itself after
+    the rollback (the API, which keeps them on disk when the store cannot take them).
     """
     if isinstance(exc, TreError) and exc.audited:
         session.commit()
-    else:
-        session.rollback()
+        return
+    session.rollback()
+    if isinstance(exc, TreError) and exc.refusals and not refusals_written_later:
+        from tre.audit.log import record_events  # the audit log imports this module
+
+        try:
+            record_events(session, list(exc.refusals))
+            session.commit()
+        except Exception:  # the refusal stands either way; the failure is reported, not raised
+            session.rollback()
+            log.exception("could not record %d refusal entries", len(exc.refusals))
 
 
 def read_only_engine(engine: Engine) -> Engine:
@@ -223,8 +255,11 @@ def new_session(engine: Engine, *, read_only: bool = False) -> Session:
 
 
 @contextmanager
-def session_scope(engine: Engine, *, read_only: bool = False) -> Iterator[Session]:
-    """One unit of work: commit on success; on error see `settle`.
+def session_scope(
+    engine: Engine, *, read_only: bool = False, refusals_written_later: bool = False
+) -> Iterator[Session]:
+    """One unit of work: commit on success; on error see `settle` (``refusals_written_later``
+    is its).
 
     ``read_only`` units never take SQLite's write lock (PostgreSQL runs them as READ ONLY
     transactions); writing ones hold the process's writer lock until they end.
@@ -246,7 +281,7 @@ def session_scope(engine: Engine, *, read_only: bool = False) -> Iterator[Sessio
             yield session
             session.commit()
         except BaseException as exc:
-            settle(session, exc)
+            settle(session, exc, refusals_written_later=refusals_written_later)
             raise
         finally:
             session.close()

@@ -31,7 +31,7 @@ T = TypeVar("T")
 
 
 def _unit(engine: Engine, fn: Callable[..., T], *args: Any) -> T:
-    with session_scope(engine) as s:
+    with session_scope(engine, refusals_written_later=True) as s:  # by `_run`, kept if that fails
         return fn(s, *args)
 
 

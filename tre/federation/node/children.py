@@ -16,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tre.audit import record_event
+from tre.audit.log import record_events
 from tre.auth.principal import Principal
 from tre.config import Settings
 from tre.errors import Conflict, NotFound, TreError, Unprocessable
@@ -162,6 +163,7 @@ def _submit(
         job = service.submit(session, settings, submitter(spec), request)
     except TreError as exc:
         log.info("child %s not admitted: %s", row.child_id, exc)  # the detail stays here
+        record_events(session, list(exc.refusals))  # the denial, in the agent's own transaction
         return _end(session, row, ChildState.refused, Reason.not_admitted)
     row.local_job_id = job.id
     row.attempts += 1
