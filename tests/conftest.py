@@ -26,29 +26,32 @@ REPO = Path(__file__).resolve().parent.parent
 # The test files that take longest on CI (by a full run's --durations), longest first. The
 # suite runs a file at a time on each of several workers (scripts/test), and a worker takes
 # the next file when it is free: a long file started last would run on alone at the end.
-# Files not named here keep their collection order after these.
+# Files not named here keep their collection order after these. tests/test_readme.py builds
+# the demo's job image when the host has none cached (minutes): first.
 SLOWEST_FILES = (
-    "tests/security/test_schemathesis_roles.py",
-    "tests/egress/test_checks_round9.py",
-    "tests/egress/test_checks_planted.py",
-    "tests/audit/test_tamper_round13.py",
-    "tests/core/test_service_signals.py",
-    "tests/api/test_cli_scripts.py",
-    "tests/egress/test_airlock_seams.py",
-    "tests/kernels/test_sandbox_cohort.py",
-    "tests/api/test_openapi_schemathesis.py",
     "tests/test_readme.py",
+    "tests/egress/test_checks_round9.py",
+    "tests/audit/test_tamper_round13.py",
+    "tests/egress/test_checks_planted.py",
+    "tests/api/test_cli_scripts.py",
+    "tests/kernels/test_sandbox_cohort.py",
+    "tests/core/test_service_signals.py",
+    "tests/egress/test_airlock_seams.py",
+    "tests/security/test_schemathesis_roles.py",
     "tests/oidc/test_cli_device_flow.py",
     "tests/egress/test_panel_defects.py",
     "tests/api/test_readme_walkthrough.py",
-    "tests/audit/test_tamper_round12.py",
+    "tests/federation/test_cli_and_client.py",
     "tests/egress/test_checks_dicom.py",
-    "tests/federation/test_federation_e2e.py",
-    "tests/core/test_cli_sweep.py",
-    "tests/egress/test_panel_bounds.py",
-    "tests/egress/test_workflow.py",
-    "tests/core/test_sandbox_settings_startup.py",
+    "tests/audit/test_tamper_round12.py",
     "tests/core/test_preprocess_job.py",
+    "tests/federation/test_federation_e2e.py",
+    "tests/egress/test_api.py",
+    "tests/egress/test_panel_bounds.py",
+    "tests/core/test_sandbox_settings_startup.py",
+    "tests/oidc/test_panel_sign_in.py",
+    "tests/egress/test_api_panel.py",
+    "tests/egress/test_workflow.py",
     "tests/core/test_cli.py",
 )
 

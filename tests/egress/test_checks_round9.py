@@ -6,11 +6,12 @@ the round's policy (the default policy refuses it by type, as before)."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from egress_review.checks import CheckContext
+from egress_review.checks import CheckContext, CheckResult
 from egress_review.checks.figure_pixels import Frame, Word, drawn_labels
 from egress_review.checks.ocr import available
 from tests.egress.planted_corpus import (
@@ -49,12 +50,28 @@ def context(tmp_path_factory: pytest.TempPathFactory, policy: Policy) -> CheckCo
     return dataclasses.replace(base, released=released(tmp_path_factory.mktemp("earlier"), policy))
 
 
+@pytest.fixture(scope="module")
+def leak_results(
+    tmp_path_factory: pytest.TempPathFactory, policy: Policy, context: CheckContext
+) -> Callable[[str], list[CheckResult]]:
+    """A leak's check results, run once for the module (the checks are deterministic): the
+    reasons test reads the leak tests' results instead of running OCR on them again."""
+    folder = tmp_path_factory.mktemp("leaks")
+    kept: dict[str, list[CheckResult]] = {}
+
+    def results(name: str) -> list[CheckResult]:
+        if name not in kept:
+            kept[name] = run_planted(folder, LEAKS[name], policy, context)
+        return kept[name]
+
+    return results
+
+
 @pytest.mark.parametrize("name", sorted(LEAKS))
 def test_round9_leak_is_caught_by_its_class(
-    name: str, tmp_path: Path, policy: Policy, context: CheckContext
+    name: str, leak_results: Callable[[str], list[CheckResult]]
 ) -> None:
-    planted = LEAKS[name]
-    assert_caught(run_planted(tmp_path, planted, policy, context), planted, UNCERTAIN)
+    assert_caught(leak_results(name), LEAKS[name], UNCERTAIN)
 
 
 @pytest.mark.parametrize("name", sorted(BENIGN))
@@ -79,11 +96,11 @@ def test_the_default_policy_still_refuses_pdf(tmp_path: Path, context: CheckCont
 
 
 def test_reasons_shown_to_the_requester_are_fixed_words(
-    tmp_path: Path, policy: Policy, context: CheckContext
+    leak_results: Callable[[str], list[CheckResult]],
 ) -> None:
     """The figure, bars, PDF and release findings quote nothing the job drew or wrote."""
     for name in ("bars_labelled.png", "legend_n.png", "histogram.png", "total_today.csv", "attachment.pdf"):
-        for r in run_planted(tmp_path, LEAKS[name], policy, context):
+        for r in leak_results(name):
             if r.check in ("sdc:figure", "figure:bars", "pdf", "sdc:differencing_releases"):
                 for word in ("relapsed", "cells.csv", "patients", "cohort", "(n=3)"):
                     assert word not in r.reason, (name, r.reason)
