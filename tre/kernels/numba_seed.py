@@ -192,18 +192,15 @@ def build_seed(seed: Path, sample: Path | None = None) -> dict[str, object]:
     # unsigned with a -1024 intercept) take kernels of their own, compiled here the way the
     # job's warm-up thread calls them. float32 (float and 32-bit pixel data, rare) is left
     # to compile in the job: each type costs the build as much again.
-    from tre.kernels.params import PreprocessParams
-    from tre.kernels.warm import warm_kernels
+    from tre.kernels.warm import INT16_OUTPUT, PERCENTILE_CLIP, WINDOW_ONLY, warm_kernels
 
-    for percentiles in (None, (0.5, 99.5)):
-        recipe = PreprocessParams((1.0, 1.0, 1.0), (-1000.0, 400.0), percentiles)
+    for recipe in (WINDOW_ONLY, PERCENTILE_CLIP):
         for dtype in SEED_DTYPES[1:]:  # SEED_DTYPES[0], int16, is the sample's: compiled above
             warm_kernels(recipe, "cpu", dtype)
     # The int16 output's normalize pass (--dtype int16, tre.kernels.quantise) is a kernel of
     # its own, the same for both recipes: once per pixel type.
-    quantised = PreprocessParams((1.0, 1.0, 1.0), (-1000.0, 400.0), output_dtype="int16")
     for dtype in SEED_DTYPES:
-        warm_kernels(quantised, "cpu", dtype)
+        warm_kernels(INT16_OUTPUT, "cpu", dtype)
     return write_manifest(seed)
 
 
