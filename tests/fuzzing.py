@@ -1,5 +1,5 @@
-"""What every schemathesis pass of the suite shares (no tests here): `fuzz_operations`, the
-one bounded loop over the API's operations, and the judges the passes have in common.
+"""What every schemathesis pass of the suite shares (no tests here): `generate_cases` and
+`judge_cases`, the one bounded loop over the API's operations, and the judges the passes have in common.
 
 Importing it also registers, once for the process, how schemathesis sends bodies to the upload
 routes (code archives, images): the generated value as raw bytes. Those routes must refuse
@@ -35,30 +35,6 @@ Judge = Callable[[Any, Any, Any], "str | None"]
 # Operations that revoke the token they are called with: no parameters or body to fuzz, and a
 # pass would sign out the token every later operation uses (tests/security/test_token_revocation.py).
 SIGNS_OUT = frozenset({"POST /api/v1/auth/logout"})
-
-
-def fuzz_operations(
-    app: Any,
-    headers: dict[str, str],
-    judge: Judge,
-    *,
-    examples: int,
-    known_ids: dict[str, str] | None = None,
-    negative_with_ids: bool = False,
-    path_prefix: str = "",
-    reproducible: int | None = None,
-) -> list[str]:
-    """One bounded schemathesis pass over the app's operations (those under ``path_prefix``):
-    `generate_cases`, then `judge_cases` with ``headers``."""
-    cases = generate_cases(
-        app,
-        examples=examples,
-        known_ids=known_ids,
-        negative_with_ids=negative_with_ids,
-        path_prefix=path_prefix,
-        reproducible=reproducible,
-    )
-    return judge_cases(cases, headers, judge)
 
 
 Case = tuple[Any, Any]  # (operation, case)

@@ -7,7 +7,7 @@ must conform: documented status codes, content types, headers and bodies,
 no 5xx, refusals of schema-invalid requests, and so on. Clients are generated from this
 document, so a mismatch is a bug whichever side is wrong. Bounded (a few examples per
 operation, no shrinking, no example database, the same requests on every run of the same
-schema: `tests.fuzzing.fuzz_operations`).
+schema: `tests.fuzzing.generate_cases`).
 """
 
 from __future__ import annotations
