@@ -24,6 +24,9 @@ class TreError(Exception):
     title = "Bad request"
     slug = "bad-request"
     refusals: tuple[Any, ...] = ()  # `tre.audit.AuditEvent`s written after the rollback
+    # Seconds after which the same request may work (sent as ``Retry-After``): set on the
+    # transient faults only, never where an operator must act first.
+    retry_after_s: int | None = None
 
     def __init__(
         self, detail: str = "", *, slug: str | None = None, title: str | None = None, audited: bool = False

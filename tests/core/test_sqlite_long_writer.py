@@ -1,7 +1,12 @@
 """SQLite locked by a long writer (another process's transaction holding the write lock past
 the 30 s busy timeout, as a stuck backup or a hand-run migration would): a write to the API
-is answered with a 503 `database-unavailable` problem worth a retry, a job running in the
-real local sandbox goes on, and its end is recorded once the lock is released, exactly once."""
+is answered with a 503 problem worth a retry (with `Retry-After`), a job running in the
+real local sandbox goes on, and its end is recorded once the lock is released, exactly once.
+
+Which 503: `database-unavailable` when the request itself waited out SQLite's busy timeout;
+`database-busy` when the job's worker thread was already waiting for SQLite inside this
+process's writer lock, so the request waited for that lock instead. Both are the same fault
+seen from two places (CI met the second one), and both must say when to retry."""
 
 from __future__ import annotations
 
@@ -43,8 +48,9 @@ def test_a_long_writer_gets_503s_and_costs_no_job(app_client, world, engine, set
             refused = app_client.post("/api/v1/jobs", headers=alice, json=job_body())
             assert refused.status_code == 503, refused.text
             assert refused.headers["content-type"].startswith("application/problem+json")
-            assert refused.json()["type"].endswith(":database-unavailable")
-            assert refused.headers.get("retry-after")
+            slug = refused.json()["type"].rsplit(":", 1)[-1]
+            assert slug in {"database-unavailable", "database-busy"}, refused.text
+            assert refused.headers.get("retry-after", "").isdigit(), refused.headers
             with session_scope(engine, read_only=True) as s:  # readers are not blocked (WAL)
                 assert s.scalar(select(Job.state).where(Job.id == job_id)) == "running"
             writer.execute("ROLLBACK")

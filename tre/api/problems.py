@@ -167,7 +167,8 @@ def install_problem_handlers(app: FastAPI) -> None:  # noqa: C901 - one handler 
     @app.exception_handler(TreError)
     @_pages
     async def _domain(request: Request, exc: TreError) -> JSONResponse:
-        return problem_response(exc.status, exc.title, str(exc), exc.slug, request.url.path)
+        retry = {"Retry-After": str(exc.retry_after_s)} if exc.retry_after_s is not None else None
+        return problem_response(exc.status, exc.title, str(exc), exc.slug, request.url.path, retry)
 
     @app.exception_handler(StarletteHTTPException)
     @_pages

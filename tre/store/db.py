@@ -60,6 +60,7 @@ class DatabaseBusy(TreError):
     status = 503
     title = "Database busy"
     slug = "database-busy"
+    retry_after_s = 5
 
 
 @contextmanager
@@ -310,6 +311,7 @@ class DatabaseUnreachable(TreError):
     status = 503
     title = "Database unreachable"
     slug = "database-unreachable"
+    retry_after_s = 5
 
 
 # Key of the PostgreSQL advisory lock that serialises migrations (any constant bigint; this
