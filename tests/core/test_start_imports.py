@@ -40,3 +40,20 @@ def test_a_server_start_imports_no_check_only_library() -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout) == [], "imported at start: " + proc.stdout
+
+
+# What every `tre` command imports before it runs (the app and its sub-commands): a
+# researcher's command talks HTTP; numpy (~0.15 s) is for the job and the kernels' own checks,
+# SQLAlchemy for the control plane's commands, which import it when they run.
+NOT_IN_A_COMMAND = (*NOT_AT_START, "numpy", "sqlalchemy")
+
+
+def test_a_cli_command_imports_neither_numpy_nor_the_store() -> None:
+    code = (
+        "import json, sys\n"
+        "import tre.cli.app\n"
+        f"print(json.dumps([m for m in {NOT_IN_A_COMMAND!r} if m in sys.modules]))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == [], "imported by every command: " + proc.stdout

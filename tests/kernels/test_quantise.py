@@ -19,13 +19,12 @@ from pydicom.data import get_testdata_file
 
 from tests.kernels.synth import chest_phantom, write_series
 from tre.kernels.job import run
+from tre.kernels.output_choices import DEFAULT_MAX_ERROR, check_max_error
 from tre.kernels.params import PreprocessParams
 from tre.kernels.pipeline import preprocess_array
 from tre.kernels.quantise import (
-    DEFAULT_MAX_ERROR,
     ERROR_STEPS,
     MAX_STEPS,
-    check_max_error,
     output_range,
     plan,
     slope_for,

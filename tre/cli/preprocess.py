@@ -19,8 +19,8 @@ import typer
 from tre.cli.client import ApiClient, CliError
 from tre.cli.jobs import follow_job, reattach_on_interrupt
 from tre.cli.output import console, untrusted
+from tre.kernels.output_choices import DEFAULT_MAX_ERROR, DTYPES, output_max_error
 from tre.kernels.params import PreprocessParams
-from tre.kernels.quantise import DEFAULT_MAX_ERROR, DTYPES, output_max_error
 
 CPU_JOB_IMAGE_NAME = "tre-job-cpu"
 
@@ -141,7 +141,7 @@ def check_recipe(
 
 def check_output_dtype(dtype: str, max_error: float | None) -> None:
     """Refuse the output type and error bound here, in one line, with the job's own checks
-    (`tre.kernels.quantise.output_max_error`), before the job waits for admission."""
+    (`tre.kernels.output_choices.output_max_error`), before the job waits for admission."""
     if dtype not in DTYPES:
         raise typer.BadParameter(f"use one of {', '.join(DTYPES)}", param_hint="--dtype")
     try:

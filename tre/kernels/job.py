@@ -29,8 +29,8 @@ from typing import TYPE_CHECKING, NoReturn
 from tre.kernels.errors import KernelInputError, is_fatal
 from tre.kernels.manifest import MANIFEST_NAME
 from tre.kernels.numba_seed import seed_numba_cache
+from tre.kernels.output_choices import DEFAULT_MAX_ERROR, DTYPES, output_max_error
 from tre.kernels.params import PreprocessParams
-from tre.kernels.quantise import DEFAULT_MAX_ERROR, DTYPES, output_max_error
 from tre.kernels.stack_room import with_stack_room
 from tre.kernels.timeline import from_env
 from tre.kernels.warm import start_warm

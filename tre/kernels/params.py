@@ -6,11 +6,11 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-import numpy as np
-
-from tre.kernels.quantise import DEFAULT_MAX_ERROR, check_dtype, check_max_error
+from tre.kernels.output_choices import DEFAULT_MAX_ERROR, check_dtype, check_max_error
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from tre.kernels.quantise import Quantisation
 
 # Stand-in for "no clip" that keeps kernels free of inf arithmetic (float32-representable).
