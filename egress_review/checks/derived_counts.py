@@ -24,7 +24,16 @@ from __future__ import annotations
 import re
 
 from egress_review.checks.model import CheckResult, action_outcome
-from egress_review.checks.tables import _INT, MAX_CELLS_REPORTED, Table, _cell, _label, _matches, classify
+from egress_review.checks.tables import (
+    _GENERIC_VALUE,
+    _INT,
+    MAX_CELLS_REPORTED,
+    Table,
+    _cell,
+    _label,
+    _matches,
+    classify,
+)
 from tre.policy import SdcRules
 
 _WITH_PERCENT = re.compile(r"^(\d+)\s*\(\s*\d+(?:\.\d+)?\s*%\s*\)$")
@@ -119,14 +128,24 @@ def _in_cells(table: Table, rules: SdcRules) -> list[dict[str, object]]:
 
 
 def _from_percentages(table: Table, rules: SdcRules) -> list[dict[str, object]]:
+    """A percentage (or proportion) times its row's denominator: a denominator column
+    (``total``, ``n_total``), or else (leaks16) the row's count of people under no particular
+    name (``n``, ``patients``: ``site,n,died_pct`` / ``B,52,3.8`` is 2 deaths). Of the latter
+    only a share that exactly one whole count fits at its stated precision is a count, and a
+    share of a metric (``sensitivity_pct``) is none."""
+    from egress_review.checks.shares import is_metric, share_count
+
     scale = {i: 100.0 for i, h in enumerate(table.header) if _matches(h, rules.percent_columns)}
     scale.update({i: 1.0 for i, h in enumerate(table.header) if _matches(h, rules.proportion_columns)})
     percents = list(scale)
     denominators = [
         i for i, h in enumerate(table.header) if _matches(h, rules.denominator_columns) and i not in percents
     ]
+    people = (
+        [] if denominators else [c for c in table.counts if c not in percents and _people(table.header[c])]
+    )
     found: list[dict[str, object]] = []
-    if not percents or not denominators:
+    if not percents or not (denominators or people):
         return found
     for row_no, row in enumerate(table.rows, start=2):
         for p_col in percents:
@@ -137,7 +156,25 @@ def _from_percentages(table: Table, rules: SdcRules) -> list[dict[str, object]]:
                 count = float(p) * float(d) / scale[p_col]
                 if 0.5 <= count < rules.threshold - 0.5 and (scale[p_col] == 100 or float(p) <= 1):
                     _note(found, table, row_no, p_col, f"{p} of {d}", denominator=table.header[d_col])
+            if is_metric(table.header[p_col]):
+                continue
+            for d_col in people:
+                p, d = _cell(row, p_col).rstrip("%").strip(), _cell(row, d_col)
+                if not (_NUMBER.match(p) and _INT.match(d)) or (scale[p_col] == 1 and float(p) > 1):
+                    continue
+                decimals = len(p.partition(".")[2])
+                pct = float(p) * 100 / scale[p_col]
+                whole = share_count(pct, max(0, decimals - (2 if scale[p_col] == 1 else 0)), float(d))
+                if whole is not None and 0 < whole < rules.threshold:
+                    _note(found, table, row_no, p_col, f"{p} of {d}", denominator=table.header[d_col])
     return found
+
+
+def _people(header: str) -> bool:
+    """A count column that names no one in particular (``n``, ``patients``, ``n_patients``)."""
+    from egress_review.checks.released import is_denominator
+
+    return is_denominator(header)
 
 
 def _count_like(table: Table, rules: SdcRules) -> list[int]:
@@ -229,8 +266,12 @@ def _differencing(table: Table, rules: SdcRules) -> list[dict[str, object]]:
 def transposed(table: Table, rules: SdcRules) -> Table | None:
     """The table with rows as columns, when a row is labelled as a count (``n``,
     ``patients``) and no column is: a count table written sideways, or a two-column list of
-    names and values (``metric,value`` / ``n_relapsed,3``, or with no header at all)."""
+    names and values (``metric,value`` / ``n_relapsed,3``, or with no header at all). A long
+    table (three or more columns, one of them ``value``: one row per cell) is not sideways:
+    its first column's labels (``relapsed``) head no column of counts (leaks16)."""
     head, body = table.header, table.rows
+    if len(head) >= 3 and any(_GENERIC_VALUE.match(h) for h in head):
+        return None
     headerless = len(head) == 2 and bool(_NUMBER.match(head[1])) and not _NUMBER.match(head[0])
     if headerless:
         head, body = ["label", "value"], [head, *body]
@@ -280,4 +321,5 @@ def with_margins(table: Table, rules: SdcRules) -> Table:
         sorted([*table.counts, *margins]),
         [c for c in table.magnitudes if c not in margins],
         table.contributors,
+        table.measured,
     )
