@@ -133,19 +133,16 @@ def _from_percentages(table: Table, rules: SdcRules) -> list[dict[str, object]]:
     name (``n``, ``patients``: ``site,n,died_pct`` / ``B,52,3.8`` is 2 deaths). Of the latter
     only a share that exactly one whole count fits at its stated precision is a count, and a
     share of a metric (``sensitivity_pct``) is none."""
-    from egress_review.checks.shares import is_metric, share_count
-
     scale = {i: 100.0 for i, h in enumerate(table.header) if _matches(h, rules.percent_columns)}
     scale.update({i: 1.0 for i, h in enumerate(table.header) if _matches(h, rules.proportion_columns)})
     percents = list(scale)
     denominators = [
         i for i, h in enumerate(table.header) if _matches(h, rules.denominator_columns) and i not in percents
     ]
-    people = (
-        [] if denominators else [c for c in table.counts if c not in percents and _people(table.header[c])]
-    )
     found: list[dict[str, object]] = []
-    if not percents or not (denominators or people):
+    if not denominators:
+        return _shares_of_people(table, rules, percents)
+    if not percents:
         return found
     for row_no, row in enumerate(table.rows, start=2):
         for p_col in percents:
@@ -156,17 +153,41 @@ def _from_percentages(table: Table, rules: SdcRules) -> list[dict[str, object]]:
                 count = float(p) * float(d) / scale[p_col]
                 if 0.5 <= count < rules.threshold - 0.5 and (scale[p_col] == 100 or float(p) <= 1):
                     _note(found, table, row_no, p_col, f"{p} of {d}", denominator=table.header[d_col])
-            if is_metric(table.header[p_col]):
+    return found
+
+
+def _shares_of_people(table: Table, rules: SdcRules, percents: list[int]) -> list[dict[str, object]]:
+    """Shares (the policy's percent and proportion columns, and ``died_pct``, ``Died (%)``,
+    ``died_proportion``: `shares.pct_column`) of the row's count of people (``n``,
+    ``patients``) that are a whole count under the threshold."""
+    from egress_review.checks.shares import is_metric, pct_column, pct_value, share_count
+
+    people = [c for c in table.counts if _people(table.header[c])]
+    shares = [
+        c
+        for c, h in enumerate(table.header)
+        if c not in people and (c in percents or pct_column(h) is not None) and not is_metric(h)
+    ]
+    found: list[dict[str, object]] = []
+    if not people or not shares:
+        return found
+    for row_no, row in enumerate(table.rows, start=2):
+        for p_col in shares:
+            parsed = pct_value(_cell(row, p_col), table.header[p_col])
+            if parsed is None:
                 continue
             for d_col in people:
-                p, d = _cell(row, p_col).rstrip("%").strip(), _cell(row, d_col)
-                if not (_NUMBER.match(p) and _INT.match(d)) or (scale[p_col] == 1 and float(p) > 1):
-                    continue
-                decimals = len(p.partition(".")[2])
-                pct = float(p) * 100 / scale[p_col]
-                whole = share_count(pct, max(0, decimals - (2 if scale[p_col] == 1 else 0)), float(d))
+                d = _cell(row, d_col)
+                whole = share_count(parsed[0], parsed[1], float(d)) if _INT.match(d) else None
                 if whole is not None and 0 < whole < rules.threshold:
-                    _note(found, table, row_no, p_col, f"{p} of {d}", denominator=table.header[d_col])
+                    _note(
+                        found,
+                        table,
+                        row_no,
+                        p_col,
+                        f"{_cell(row, p_col)} of {d}",
+                        denominator=table.header[d_col],
+                    )
     return found
 
 

@@ -49,6 +49,7 @@ def leaks() -> list[Planted]:
         Planted(
             "arm_proportion.csv", b"arm,n_patients,died_proportion\ncontrol,50,0.04\ntreated,50,0.24\n", SDC
         ),
+        Planted("site_share_paren.csv", b"site,patients,Relapsed (%)\nA,45,24.4\nB,52,5.8\n", SDC),
         Planted("summary_share.json", json.dumps({"patients": 83, "withdrawn_pct": 1.2}).encode(), SDC),
         Planted(
             "site_share.xlsx", _xlsx([["site", "n", "relapsed_pct"], ["A", 45, 24.4], ["B", 52, 5.8]]), SDC
