@@ -166,7 +166,9 @@ def _shares_of_people(table: Table, rules: SdcRules, percents: list[int]) -> lis
     shares = [
         c
         for c, h in enumerate(table.header)
-        if c not in people and (c in percents or pct_column(h) is not None) and not is_metric(h)
+        if c not in people
+        and (c in percents or pct_column(h) is not None or _all_percent(table, c))
+        and not is_metric(h)
     ]
     found: list[dict[str, object]] = []
     if not people or not shares:
@@ -189,6 +191,12 @@ def _shares_of_people(table: Table, rules: SdcRules, percents: list[int]) -> lis
                         denominator=table.header[d_col],
                     )
     return found
+
+
+def _all_percent(table: Table, col: int) -> bool:
+    """A column whose every cell is written as a percentage (``3.8%``), whatever its name."""
+    cells = [_cell(r, col) for r in table.rows if _cell(r, col)]
+    return bool(cells) and all(c.endswith("%") and _NUMBER.match(c[:-1].strip()) for c in cells)
 
 
 def _people(header: str) -> bool:

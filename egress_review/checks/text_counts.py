@@ -102,6 +102,12 @@ _PERCENT_OF = re.compile(
     r"(?:of|among|in)\s+(?:the\s+|all\s+|our\s+)?)(?P<d>\d{1,7})(?![\w%]|\.\d)",
     re.IGNORECASE,
 )
+# "Of the 52 patients at site B, 3.8 % died": a share after its total in one clause (leaks16)
+_TOTAL_THEN_PERCENT = re.compile(
+    r"\bof[ \t]+(?:the[ \t]+|all[ \t]+|our[ \t]+)?(?P<d>\d{2,7})[ \t]+(?:[A-Za-z][\w\-]*[ \t]+){0,2}?"
+    rf"(?:{PEOPLE_WORDS})\b[^.;%\n\d]{{0,40}}(?<![\w.])(?P<p>\d{{1,3}}(?:\.\d+)?)[ \t]*%",
+    re.IGNORECASE,
+)
 # the word after a one-digit total, past up to two adjectives ("of 8 eligible patients")
 _WORD_AFTER = re.compile(r"[ \t]+(?:[A-Za-z][\w\-]*[ \t]+){0,2}?([A-Za-z][\w\-]*)")
 # "relapsed patients (3)", "deaths (2)": the count in brackets after its noun (leaks12)
@@ -246,6 +252,11 @@ def prose_counts(text: str, rules: SdcRules) -> list[dict[str, object]]:
                 continue  # "80 % of 5 folds": a share of something else
             count = share_count(float(m.group("p")), len(m.group("p").partition(".")[2]), int(m.group("d")))
         if count is not None and 0.5 <= count < rules.threshold - 0.5:
+            found.append((m.start(), m.group(0)))
+    for m in _TOTAL_THEN_PERCENT.finditer(plain) if has_of and "%" in plain else ():
+        p = m.group("p")
+        whole = share_count(float(p), len(p.partition(".")[2]), int(m.group("d")))
+        if whole is not None and 0 < whole < rules.threshold:
             found.append((m.start(), m.group(0)))
     found.sort()
     return [

@@ -50,6 +50,7 @@ def leaks() -> list[Planted]:
             "arm_proportion.csv", b"arm,n_patients,died_proportion\ncontrol,50,0.04\ntreated,50,0.24\n", SDC
         ),
         Planted("site_share_paren.csv", b"site,patients,Relapsed (%)\nA,45,24.4\nB,52,5.8\n", SDC),
+        Planted("site_share_signs.csv", b"site,n,died\nA,45,22.2%\nB,52,3.8%\n", SDC),
         Planted("summary_share.json", json.dumps({"patients": 83, "withdrawn_pct": 1.2}).encode(), SDC),
         Planted(
             "site_share.xlsx", _xlsx([["site", "n", "relapsed_pct"], ["A", 45, 24.4], ["B", 52, 5.8]]), SDC
@@ -74,6 +75,7 @@ def leaks() -> list[Planted]:
             RELEASED_SHARE,
         ),
         # ------------------------------------ a share of a one-digit total, in a sentence
+        Planted("site_b.txt", b"Of the 52 patients at site B, 3.8 % died within a year.\n", PROSE),
         Planted("withdrawal_of8.txt", b"Withdrawal: 12.5 % (of 8).\n", PROSE),
         Planted("earlier_release.txt", b"12.5 % of the 8 patients in the earlier release withdrew.\n", PROSE),
         # ------------------------------------ counting idioms
@@ -155,6 +157,7 @@ def benign() -> list[tuple[Planted, tuple[str, ...]]]:
         (Planted("withdrawn_large.csv", b"cohort,withdrawn_pct\nall,15.0\n"), ()),
         (Planted("site_died_large.csv", b"site,died_pct\nA,22.2\nB,25.0\n"), ()),
         (Planted("relapse_share.txt", b"Relapse occurred in 25 % of the cohort.\n"), ()),
+        (Planted("site_a.txt", b"Of the 45 patients at site A, 22.2 % died within a year.\n"), ()),
         (Planted("folds.txt", b"In 80 % of 5 cross-validation folds the model converged.\n"), ()),
         # number words that are no small count
         (Planted("dozen.txt", b"A dozen patients were excluded for motion artefacts.\n"), ()),
