@@ -30,7 +30,7 @@ WITHHELD_REASON = (
 # Checks whose reason and evidence are fixed words, numbers and ids the server made (an
 # earlier request's id, 32 hex digits, reads to the screen as encoded data): nothing the job
 # wrote, so nothing to screen (`checks.released`).
-SERVER_WORDED = frozenset({"sdc:differencing_releases"})
+SERVER_WORDED = frozenset({"sdc:differencing_releases", "sdc:released_share"})
 
 
 def _strings(value: Any) -> Iterator[str]:

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from egress_review.checks.released import Released, differences
+from egress_review.checks.released import Released, differences, small_shares
 from tre.store.base import utcnow
 from tre.store.models import EgressAggregate, EgressRequest, Project
 
@@ -83,7 +83,10 @@ def released_since(session: Session, req: EgressRequest) -> list[str]:
         for key, values in released_for(session, req.project_id).items()
         if (kept := [r for r in values if r.request_id != req.id])
     }
-    found = {r for _, r in differences({k: float(v) for k, v, _ in mine}, released, threshold)}
+    counts = {k: float(v) for k, v, _ in mine}
+    found = {r for _, r in differences(counts, released, threshold)}
+    # and a share that a total released since turns into a small count (leaks16)
+    found |= {r for _, r in small_shares(counts, released, threshold)}
     return sorted(found - _named_by_checks(req))
 
 

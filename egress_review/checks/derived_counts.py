@@ -24,7 +24,16 @@ from __future__ import annotations
 import re
 
 from egress_review.checks.model import CheckResult, action_outcome
-from egress_review.checks.tables import _INT, MAX_CELLS_REPORTED, Table, _cell, _label, _matches, classify
+from egress_review.checks.tables import (
+    _GENERIC_VALUE,
+    _INT,
+    MAX_CELLS_REPORTED,
+    Table,
+    _cell,
+    _label,
+    _matches,
+    classify,
+)
 from tre.policy import SdcRules
 
 _WITH_PERCENT = re.compile(r"^(\d+)\s*\(\s*\d+(?:\.\d+)?\s*%\s*\)$")
@@ -119,6 +128,11 @@ def _in_cells(table: Table, rules: SdcRules) -> list[dict[str, object]]:
 
 
 def _from_percentages(table: Table, rules: SdcRules) -> list[dict[str, object]]:
+    """A percentage (or proportion) times its row's denominator: a denominator column
+    (``total``, ``n_total``), or else (leaks16) the row's count of people under no particular
+    name (``n``, ``patients``: ``site,n,died_pct`` / ``B,52,3.8`` is 2 deaths). Of the latter
+    only a share that exactly one whole count fits at its stated precision is a count, and a
+    share of a metric (``sensitivity_pct``) is none."""
     scale = {i: 100.0 for i, h in enumerate(table.header) if _matches(h, rules.percent_columns)}
     scale.update({i: 1.0 for i, h in enumerate(table.header) if _matches(h, rules.proportion_columns)})
     percents = list(scale)
@@ -126,7 +140,9 @@ def _from_percentages(table: Table, rules: SdcRules) -> list[dict[str, object]]:
         i for i, h in enumerate(table.header) if _matches(h, rules.denominator_columns) and i not in percents
     ]
     found: list[dict[str, object]] = []
-    if not percents or not denominators:
+    if not denominators:
+        return _shares_of_people(table, rules, percents)
+    if not percents:
         return found
     for row_no, row in enumerate(table.rows, start=2):
         for p_col in percents:
@@ -138,6 +154,56 @@ def _from_percentages(table: Table, rules: SdcRules) -> list[dict[str, object]]:
                 if 0.5 <= count < rules.threshold - 0.5 and (scale[p_col] == 100 or float(p) <= 1):
                     _note(found, table, row_no, p_col, f"{p} of {d}", denominator=table.header[d_col])
     return found
+
+
+def _shares_of_people(table: Table, rules: SdcRules, percents: list[int]) -> list[dict[str, object]]:
+    """Shares (the policy's percent and proportion columns, and ``died_pct``, ``Died (%)``,
+    ``died_proportion``: `shares.pct_column`) of the row's count of people (``n``,
+    ``patients``) that are a whole count under the threshold."""
+    from egress_review.checks.shares import is_metric, pct_column, pct_value, share_count
+
+    people = [c for c in table.counts if _people(table.header[c])]
+    shares = [
+        c
+        for c, h in enumerate(table.header)
+        if c not in people
+        and (c in percents or pct_column(h) is not None or _all_percent(table, c))
+        and not is_metric(h)
+    ]
+    found: list[dict[str, object]] = []
+    if not people or not shares:
+        return found
+    for row_no, row in enumerate(table.rows, start=2):
+        for p_col in shares:
+            parsed = pct_value(_cell(row, p_col), table.header[p_col])
+            if parsed is None:
+                continue
+            for d_col in people:
+                d = _cell(row, d_col)
+                whole = share_count(parsed[0], parsed[1], float(d)) if _INT.match(d) else None
+                if whole is not None and 0 < whole < rules.threshold:
+                    _note(
+                        found,
+                        table,
+                        row_no,
+                        p_col,
+                        f"{_cell(row, p_col)} of {d}",
+                        denominator=table.header[d_col],
+                    )
+    return found
+
+
+def _all_percent(table: Table, col: int) -> bool:
+    """A column whose every cell is written as a percentage (``3.8%``), whatever its name."""
+    cells = [_cell(r, col) for r in table.rows if _cell(r, col)]
+    return bool(cells) and all(c.endswith("%") and _NUMBER.match(c[:-1].strip()) for c in cells)
+
+
+def _people(header: str) -> bool:
+    """A count column that names no one in particular (``n``, ``patients``, ``n_patients``)."""
+    from egress_review.checks.released import is_denominator
+
+    return is_denominator(header)
 
 
 def _count_like(table: Table, rules: SdcRules) -> list[int]:
@@ -229,8 +295,12 @@ def _differencing(table: Table, rules: SdcRules) -> list[dict[str, object]]:
 def transposed(table: Table, rules: SdcRules) -> Table | None:
     """The table with rows as columns, when a row is labelled as a count (``n``,
     ``patients``) and no column is: a count table written sideways, or a two-column list of
-    names and values (``metric,value`` / ``n_relapsed,3``, or with no header at all)."""
+    names and values (``metric,value`` / ``n_relapsed,3``, or with no header at all). A long
+    table (three or more columns, one of them ``value``: one row per cell) is not sideways:
+    its first column's labels (``relapsed``) head no column of counts (leaks16)."""
     head, body = table.header, table.rows
+    if len(head) >= 3 and any(_GENERIC_VALUE.match(h) for h in head):
+        return None
     headerless = len(head) == 2 and bool(_NUMBER.match(head[1])) and not _NUMBER.match(head[0])
     if headerless:
         head, body = ["label", "value"], [head, *body]
@@ -280,4 +350,5 @@ def with_margins(table: Table, rules: SdcRules) -> Table:
         sorted([*table.counts, *margins]),
         [c for c in table.magnitudes if c not in margins],
         table.contributors,
+        table.measured,
     )

@@ -36,6 +36,7 @@ from egress_review.checks.derived_counts import _TOTAL, _count_like
 from egress_review.checks.model import CheckContext, CheckResult
 from egress_review.checks.shares import (
     count_from_mean_and_sum,
+    is_metric,
     parse_share_key,
     pct_column,
     pct_value,
@@ -101,7 +102,7 @@ def _table_aggregates(table: Table, policy: Policy) -> Iterator[tuple[str, float
         col: name for col, header in enumerate(table.header) if (name := pct_column(header)) is not None
     }
     counts = set(_count_like(table, policy.sdc)) - set(shares)
-    denominators = [c for c in sorted(counts) if c < len(table.header) and _is_denominator(table.header[c])]
+    denominators = [c for c in sorted(counts) if c < len(table.header) and is_denominator(table.header[c])]
     single = len(table.rows) == 1
     for row in table.rows:
         label = _row_label(table, row, counts | set(shares)) or ("total" if single else "")
@@ -171,7 +172,7 @@ def _cumulative_totals(table: Table, counts: set[int]) -> Iterator[tuple[str, fl
             yield _key("_".join(w for w in words if w not in _CUMULATIVE) or "n", "total"), float(values[-1])
 
 
-def _is_denominator(header: str) -> bool:
+def is_denominator(header: str) -> bool:
     """A count column that names no one in particular (``n``, ``patients``): the row's people,
     of whom the row's percentages are shares."""
     return canonical_key(_key(header, "")).startswith("n@")
@@ -227,7 +228,7 @@ def _doc_aggregates(doc: Any) -> Iterator[tuple[str, float]]:
             ):
                 yield breakdown_key(str(key)), float(sum(v for _, v in groups))
     # after the stated counts, which win over what is derived (`_collect` keeps the first)
-    total = next((float(v) for k, v in scalars.items() if type(v) is int and _is_denominator(k)), None)
+    total = next((float(v) for k, v in scalars.items() if type(v) is int and is_denominator(k)), None)
     yield from _shares(shares, "total", total)
     if (n := count_from_mean_and_sum({_norm(k): str(v) for k, v in scalars.items()})) is not None:
         yield _key("n", "total"), n
@@ -280,6 +281,17 @@ def extract_aggregates(path: Path, display_name: str, policy: Policy) -> dict[st
     return _collect(pairs)
 
 
+# "3.0 % of the cohort withdrew": a share of the whole cohort with no count beside it (leaks16),
+# stored as a share of the total, which a released total turns into a count (`small_shares`)
+_PROSE_SHARE = re.compile(
+    r"(?<![\w.])(?P<p>\d{1,3}(?:\.(?P<d>\d{1,3}))?)[ \t]*%[ \t]+(?:of|among)[ \t]+"
+    r"(?:the[ \t]+|all[ \t]+|our[ \t]+)?(?:whole[ \t]+|study[ \t]+|included[ \t]+|enrolled[ \t]+)?"
+    r"(?:cohort|patients|participants|subjects|population|sample|people|cases)\b"
+    r"(?![ \t]+(?:with|who|in|at|of|from)\b)",
+    re.IGNORECASE,
+)
+
+
 def _prose_aggregates(text: str) -> Iterator[tuple[str, float]]:
     """The cohort's total said in a sentence ("Of the 99 patients included"), the first one: a
     report's text is compared with the totals released as tables (leaks14b)."""
@@ -287,6 +299,8 @@ def _prose_aggregates(text: str) -> Iterator[tuple[str, float]]:
 
     for noun, value in prose_totals(text)[:1]:
         yield _key(noun, "total"), float(value)
+    for m in _PROSE_SHARE.finditer(text[: 1024 * 1024]) if "%" in text else ():
+        yield share_key(len(m.group("d") or ""), _key("share", "total")), float(m.group("p"))
 
 
 def _collect(pairs: Iterable[tuple[str, float]]) -> dict[str, float]:
@@ -331,10 +345,11 @@ def check_against_releases(
         return []
     mine = extract_aggregates(path, display_name, policy)
     found = list(differences(mine, released, policy.sdc.threshold))
+    out = _small_shares_result(list(small_shares(mine, released, policy.sdc.threshold)), policy)
     if not found:
-        return []
+        return out
     requests = sorted({r for _, r in found})
-    return [
+    return out + [
         CheckResult(
             check="sdc:differencing_releases",
             outcome="flag",
@@ -350,6 +365,61 @@ def check_against_releases(
             },
         )
     ]
+
+
+def _small_shares_result(found: list[tuple[str, str]], policy: Policy) -> list[CheckResult]:
+    if not found:
+        return []
+    requests = sorted({r for _, r in found})
+    return [
+        CheckResult(
+            check="sdc:released_share",
+            outcome="flag",
+            reason=f"{len(found)} percentage(s) in this file are a count below the threshold of "
+            f"{policy.sdc.threshold} of a total released earlier by this project (request {requests[0]}"
+            + (f" and {len(requests) - 1} other(s)" if len(requests) > 1 else "")
+            + "): the share and the released total give the count back; compare the two releases",
+            evidence={
+                "threshold": policy.sdc.threshold,
+                "released_requests": requests[:20],
+                "count": len(found),
+            },
+        )
+    ]
+
+
+def small_shares(
+    mine: Mapping[str, float], released: Mapping[str, list[Released]], threshold: int
+) -> Iterator[tuple[str, str]]:
+    """(key, earlier request id) for each share of ``mine`` that, of the total the project
+    released for its row (``n@site_b`` for ``died_pct`` of site B, the grand total for the
+    whole cohort's), is a whole count under the threshold: ``withdrawn_pct 3.0`` after a
+    released total of 100 is 3 people, though no count of them was ever released (leaks16).
+    Only where exactly one whole count fits the share as stated (`shares.share_count`), and
+    not for a metric's share (``sensitivity_pct``)."""
+    denominators: dict[str, list[Released]] = {}
+    for key, values in released.items():
+        if parse_share_key(key) is None:
+            denominators.setdefault(canonical_key(key), []).extend(values)
+    for key, value in mine.items():
+        share = parse_share_key(key)
+        if share is None:
+            continue
+        decimals, counted = share
+        column, _, label = canonical_key(counted).partition("@")
+        if is_metric(counted.partition("@")[0]):
+            continue
+        of = "n@total" if column == "n" else f"n@{label}"
+        hit = next(
+            (
+                r.request_id
+                for r in denominators.get(of, [])[:MAX_PAIRS]
+                if (k := share_count(value, decimals, r.value)) is not None and 0 < k < threshold
+            ),
+            None,
+        )
+        if hit is not None:
+            yield key, hit
 
 
 def differences(

@@ -27,6 +27,14 @@ _SHARE_KEY = re.compile(r"^pct(\d):(.*)$")
 _MEAN = re.compile(r"^(?:mean|avg|average)_(.+)$|^(.+)_(?:mean|avg|average)$")
 _SUM = re.compile(r"^(?:sum|total)_(.+)$|^(.+)_(?:sum|total)$")
 _EPS = 1e-9
+# shares that are a model's or a machine's, not of people (leaks16): ``sensitivity_pct 5.0`` of
+# 100 patients is no count of 5 people
+_METRIC = re.compile(
+    r"dice|iou|jaccard|sensitiv|specific|accura|precision|recall|f1|auc|ppv|npv|error|loss|agreement|"
+    r"kappa|overlap|coverage|confidence|power|cpu|gpu|memory|disk|progress|util|variance|explained|"
+    r"reduction|change|growth|difference|improvement|cv\b|ci\b",
+    re.IGNORECASE,
+)
 
 
 def pct_column(header: str) -> str | None:
@@ -55,6 +63,11 @@ def pct_value(cell: str, header: str = "") -> tuple[float, int] | None:
             return None
         return round(value * 100, max(0, decimals - 2)), max(0, decimals - 2)
     return (value, decimals) if value <= 100 else None
+
+
+def is_metric(name: str) -> bool:
+    """Whether a share's name (``dice_pct``, ``sensitivity``) is a metric, not people's."""
+    return bool(_METRIC.search(name))
 
 
 def share_count(pct: float, decimals: int, denominator: float) -> float | None:

@@ -48,6 +48,9 @@ class Table:
     counts: list[int]
     magnitudes: list[int]
     contributors: list[int]
+    # (row, column) cells of a long table's value column that its row labels as a measurement
+    # (``relapsed,median_months,7``): not counts, though the column counts people elsewhere
+    measured: frozenset[tuple[int, int]] = frozenset()
 
 
 def _matches(name: str, patterns: list[str]) -> bool:
@@ -84,35 +87,71 @@ def classify(rows: list[list[str]], rules: SdcRules) -> Table:
             counts.append(i)
         elif _matches(name, rules.magnitude_columns):
             magnitudes.append(i)
-    counts.extend(i for i in _melted_counts(header, body) if i not in counts and i not in contributors)
+    melted, measured = _melted_counts(header, body)
+    counts.extend(i for i in melted if i not in counts and i not in contributors)
     if (_confusion_header(header) or _same_labels(header, body)) and _count_matrix(body):
         counts = sorted({*counts, *(i for i in range(1, len(header)) if i not in contributors)})
         magnitudes = [i for i in magnitudes if i not in counts]
-    return Table(header, _plain_numbers(body, set(counts)), counts, magnitudes, contributors)
+    return Table(header, _plain_numbers(body, set(counts)), counts, magnitudes, contributors, measured)
 
 
 _GENERIC_VALUE = re.compile(r"^(?:value|values|val|cell|cell_value|frequency|freq)$", re.IGNORECASE)
 MAX_MELTED_ROWS = 2000  # a long table's labels are looked at in its first rows only
 
 
-def _melted_counts(header: list[str], body: list[list[str]]) -> list[int]:
+# a long table's row whose label says its value is a statistic or a quantity, not a number of
+# people (leaks16: ``relapsed,median_months,7`` was blocked as a small count of relapses)
+_STATISTIC_WORDS = frozenset(
+    "median mean average avg sd std stdev se sem iqr min max minimum maximum range percentile quartile "
+    "q1 q3 hr".split()
+)
+_QUANTITY_WORDS = frozenset(
+    "month months week weeks day days year years hour hours time duration mm cm ml cc hu kg gy volume "
+    "size diameter length dose weight bmi pct percent percentage proportion rate ratio".split()
+)
+
+
+def _measured_label(cell: str) -> bool:
+    """Whether a long table's label names a measurement: a statistic (``median``), or a
+    quantity (``time_to_event_months``) that is not a time point (``6_months``: the people
+    relapsed within six months are counted) and names no people (``relapsed``)."""
+    from egress_review.checks.text_counts import people_word
+
+    words = [w for w in re.split(r"[^a-z0-9]+", cell.lower()) if w]
+    if not _STATISTIC_WORDS.isdisjoint(words):
+        return True
+    if any(people_word(w) for w in words):
+        return False
+    return any(w in _QUANTITY_WORDS and (i == 0 or not words[i - 1].isdigit()) for i, w in enumerate(words))
+
+
+def _melted_counts(header: list[str], body: list[list[str]]) -> tuple[list[int], frozenset[tuple[int, int]]]:
     """The value column of a crosstab in long format (pandas' ``melt``/``stack``: ``row,
     column,value``, one row per cell) whose labels name what happened to people
     (``relapsed``): its cells count them, though "value" says nothing (leaks15: the small
     cell was only an unclassified integer). A long table of measurements (``variable`` of
-    ``age``, ``volume``) keeps its values unclassified."""
+    ``age``, ``volume``) keeps its values unclassified; so does each row whose own label
+    names a statistic or quantity (``relapsed,median_months,7``, leaks16): the cells returned
+    with the column, which the count rules skip."""
     from egress_review.checks.text_counts import people_word
 
     cols = [i for i, h in enumerate(header) if _GENERIC_VALUE.match(h)]
     if len(cols) != 1 or len(header) < 3:
-        return []
+        return [], frozenset()
     value = cols[0]
     rows = body[:MAX_MELTED_ROWS]
     cells = [r[value].strip() for r in rows if len(r) > value and r[value].strip()]
     if not cells or not all(_INT.match(_plain_number(c, True)) for c in cells):
-        return []
-    labels = {c.strip() for r in rows for i, c in enumerate(r) if i != value and c.strip()}
-    return [value] if any(people_word(label) for label in labels) else []
+        return [], frozenset()
+    measured: set[tuple[int, int]] = set()
+    people = False
+    for n, row in enumerate(rows):
+        labels = [c.strip() for i, c in enumerate(row) if i != value and c.strip()]
+        if any(_measured_label(label) for label in labels):
+            measured.add((n, value))
+        elif not people:
+            people = any(people_word(label) for label in labels)
+    return ([value] if people else []), frozenset(measured)
 
 
 _ACTUAL = re.compile(
@@ -374,7 +413,7 @@ def _check_cells(table: Table, policy: Policy, *, subjects: bool = False) -> lis
     for row_no, row in enumerate(table.rows, start=2):
         for col in table.counts:
             raw = _cell(row, col)
-            if not raw:
+            if not raw or (row_no - 2, col) in table.measured:
                 continue
             try:
                 value = float(raw)
@@ -586,12 +625,14 @@ def _unnamed_counts(table: Table, rules: SdcRules) -> list[CheckResult]:
     crosstab's keys: sex 0/1 by stage 1-4). Measurements (``lesion_mm``, ``age``) and
     category-named columns are neither. What is left is a measure: when it never exceeds the
     named count in its row it is a sub-count (``deaths`` of ``n``) and the threshold applies;
-    otherwise small values are flagged as a possible unlabelled count.
+    otherwise small values are flagged as a possible unlabelled count. A long table's value
+    column whose every row is labelled a measurement (``median_months``) is not a count.
     """
     integer = [
         c
         for c in _integer_columns(table)
         if not _is_row_index([_cell(r, c) for r in table.rows if _cell(r, c)])
+        and not all((r, c) in table.measured for r in range(len(table.rows)))
     ]
     measures: list[int] = []
     key_cols = [

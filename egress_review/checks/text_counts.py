@@ -24,6 +24,7 @@ import re
 
 from egress_review.checks.model import CheckResult, action_outcome
 from egress_review.checks.number_words import words_to_digits
+from egress_review.checks.shares import share_count
 from egress_review.checks.tables import MAX_CELLS_REPORTED, _matches
 from tre.policy import Policy, SdcRules
 
@@ -78,24 +79,37 @@ _LABEL_BEFORE = re.compile(
     re.IGNORECASE,
 )
 _NUMBER = r"(?<![\w.,/\-])(?P<num>\d{1,4}|" + "|".join(NUMBER_WORDS) + r")(?![\w%]|[.,]\d|-|\s*%)"
+# words of a sentence are one space apart: a tab or a run of spaces is a column boundary of an
+# aligned or tab-separated table (leaks16: "1      relapsed   22", month 1 of a long table,
+# was read as "1 relapsed"), whose cells the table readers judge
 _SENTENCE = re.compile(
-    _NUMBER + rf"[ \t]+(?P<mid>(?:[A-Za-z][\w\-]*[ \t]+){{0,2}}?)(?P<noun>{PEOPLE_WORDS})\b", re.IGNORECASE
+    _NUMBER + rf" (?P<mid>(?:[A-Za-z][\w\-]* ){{0,2}}?)(?P<noun>{PEOPLE_WORDS})\b", re.IGNORECASE
 )
 # the outcome right after the number, as its verb: "3 relapsed", "two withdrew before". The
 # rare word is found first and the number read back from it: a number-first pattern tried
 # every number of a long log (a third more time for the prose reader)
 _OUTCOME_WORD = re.compile(rf"\b(?:{OUTCOME_WORDS})\b", re.IGNORECASE)
-_NUMBER_BEFORE = re.compile(_NUMBER + r"[ \t]+$", re.IGNORECASE)
+_NUMBER_BEFORE = re.compile(_NUMBER + r" $", re.IGNORECASE)
 _FRACTION = re.compile(
     r"(?<![\w/.])(?P<a>\d{1,4})\s*/\s*(?P<b>\d{2,7})(?![\w/.])"
     rf"(?P<tail>\s*\(\s*\d+(?:\.\d+)?\s*%\s*\)|[ \t]+(?:[A-Za-z][\w\-]*[ \t]+){{0,2}}?(?:{PEOPLE_WORDS})\b)",
     re.IGNORECASE,
 )
+# "2.5% of 120", and (leaks16) "12.5 % (of 8)" and "12.5 % of 8": a one-digit total only where
+# exactly one whole count fits the share as written ("95 % of 5" folds fits none)
 _PERCENT_OF = re.compile(
-    r"(?<![\w.])(?P<p>\d{1,3}(?:\.\d+)?)\s*%\s*(?:\([^()\n]{0,40}\)\s*)?(?:of|among|in)\s+"
-    r"(?:the\s+|all\s+|our\s+)?(?P<d>\d{2,7})(?![\w.%])",
+    r"(?<![\w.])(?P<p>\d{1,3}(?:\.\d+)?)\s*%\s*(?:\((?:of\s+)?(?=\d{1,7}\s*\))|(?:\([^()\n]{0,40}\)\s*)?"
+    r"(?:of|among|in)\s+(?:the\s+|all\s+|our\s+)?)(?P<d>\d{1,7})(?![\w%]|\.\d)",
     re.IGNORECASE,
 )
+# "Of the 52 patients at site B, 3.8 % died": a share after its total in one clause (leaks16)
+_TOTAL_THEN_PERCENT = re.compile(
+    r"\bof[ \t]+(?:the[ \t]+|all[ \t]+|our[ \t]+)?(?P<d>\d{2,7})[ \t]+(?:[A-Za-z][\w\-]*[ \t]+){0,2}?"
+    rf"(?:{PEOPLE_WORDS})\b[^.;%\n\d]{{0,40}}(?<![\w.])(?P<p>\d{{1,3}}(?:\.\d+)?)[ \t]*%",
+    re.IGNORECASE,
+)
+# the word after a one-digit total, past up to two adjectives ("of 8 eligible patients")
+_WORD_AFTER = re.compile(r"[ \t]+(?:[A-Za-z][\w\-]*[ \t]+){0,2}?([A-Za-z][\w\-]*)")
 # "relapsed patients (3)", "deaths (2)": the count in brackets after its noun (leaks12)
 _PAREN_COUNT = re.compile(
     rf"\b(?:{PEOPLE_WORDS}|{OUTCOME_WORDS})[ \t]*\([ \t]*(?P<num>\d{{1,4}})[ \t]*\)", re.IGNORECASE
@@ -231,8 +245,18 @@ def prose_counts(text: str, rules: SdcRules) -> list[dict[str, object]]:
         if 0 < value < rules.threshold:
             found.append((m.start(), m.group(0)))
     for m in _PERCENT_OF.finditer(plain) if "%" in plain else ():
-        count = float(m.group("p")) * int(m.group("d")) / 100
-        if 0.5 <= count < rules.threshold - 0.5:
+        count: float | None = float(m.group("p")) * int(m.group("d")) / 100
+        if len(m.group("d")) == 1:
+            after = _WORD_AFTER.match(plain, m.end())
+            if after is not None and not _PEOPLE.match(after.group(1)):
+                continue  # "80 % of 5 folds": a share of something else
+            count = share_count(float(m.group("p")), len(m.group("p").partition(".")[2]), int(m.group("d")))
+        if count is not None and 0.5 <= count < rules.threshold - 0.5:
+            found.append((m.start(), m.group(0)))
+    for m in _TOTAL_THEN_PERCENT.finditer(plain) if has_of and "%" in plain else ():
+        p = m.group("p")
+        whole = share_count(float(p), len(p.partition(".")[2]), int(m.group("d")))
+        if whole is not None and 0 < whole < rules.threshold:
             found.append((m.start(), m.group(0)))
     found.sort()
     return [

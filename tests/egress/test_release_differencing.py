@@ -249,3 +249,43 @@ def test_an_approval_after_an_unseen_release_under_another_name_is_refused(dbany
                 policies_dir=esettings.resolved_policies_dir,
             )
     assert err.value.slug == "released-since-checked" and first in err.value.detail
+
+
+def _released_shares(db: sessionmaker[Session], rid: str) -> dict[str, list[dict]]:
+    with db() as s:
+        req = workflow.load_request(s, rid)
+        return {f.path: [c for c in f.checks if c["check"] == "sdc:released_share"] for f in req.files}
+
+
+def test_a_share_of_a_released_total_is_flagged_naming_the_release(dbany, esettings, world) -> None:
+    """3.0 % withdrawn after a released total of 100 is 3 people (leaks16). The reason names
+    the earlier request by its server-made id, which the requester sees as written (the log
+    screen would withhold the 32 hex digits as encoded data: the reason is fixed words)."""
+    job = _second_job(dbany, esettings, world, {"share.csv": b"cohort,withdrawn_pct\nall,3.0\n"})
+    first = request(dbany, esettings, world, ["v1/total.csv"])
+    release(dbany, esettings, first)
+    second = request(dbany, esettings, world, ["share.csv"], job_id=job)
+    [result] = _released_shares(dbany, second)["share.csv"]
+    assert result["outcome"] == "flag" and result["evidence"]["released_requests"] == [first]
+    assert first in result["reason"] and "withdrawn" not in result["reason"]
+
+
+def test_an_approval_after_an_unseen_release_of_a_shares_total_is_refused(dbany, esettings, world) -> None:
+    """The race check turns shares into counts as the checks do: the total released after the
+    share was checked refuses the approval (leaks16)."""
+    job = _second_job(dbany, esettings, world, {"share.csv": b"cohort,withdrawn_pct\nall,3.0\n"})
+    first = request(dbany, esettings, world, ["v1/total.csv"])
+    second = request(dbany, esettings, world, ["share.csv"], job_id=job)
+    assert _released_shares(dbany, second) == {"share.csv": []}
+    release(dbany, esettings, first)
+    with pytest.raises(TreError) as err:
+        with dbany.begin() as s:
+            workflow.cast_vote(
+                s,
+                who("dana", "dac"),
+                second,
+                vote="approve",
+                comment="ok",
+                policies_dir=esettings.resolved_policies_dir,
+            )
+    assert err.value.slug == "released-since-checked" and first in err.value.detail
