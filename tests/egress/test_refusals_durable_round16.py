@@ -247,3 +247,16 @@ def test_every_airlock_refusal_over_the_api_is_audited_exactly_once(  # type: ig
     assert status in (403, 409), status
     assert client.get(BASE, headers=auth("dana", "dac")).status_code == 200  # anything kept: written
     assert len(_entries(engine, action)) == 1
+
+
+def test_a_refusal_in_a_read_only_unit_of_work_is_written_after_it(  # type: ignore[no-untyped-def]
+    client, auth, world, esettings, engine: Engine
+) -> None:
+    """A snapshot cannot write: the entry was appended in it (a loud write error in place of
+    the refusal on SQLite); now it is written after it, in a writing unit of its own."""
+    req = _create(client, auth, world)
+    me = Principal(user_id=world.researcher, roles=frozenset({"researcher"}))
+    with pytest.raises(TreError) as err, session_scope(engine, read_only=True) as s:
+        workflow.open_release_file(s, esettings, me, req["id"], req["files"][0]["id"])
+    assert err.value.slug == "not-approved"
+    assert [e["details"]["reason"] for e in _entries(engine, "egress.download_refused")] == ["not-approved"]

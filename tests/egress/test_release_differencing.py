@@ -144,7 +144,7 @@ def test_an_approval_after_an_unseen_release_is_refused_and_audited(dbany, esett
     assert findings(dbany, second) == {"v2/total_today.csv": []}
     release(dbany, esettings, first)
     with pytest.raises(TreError) as err:
-        with dbany.begin() as s:
+        with dbany() as s:
             try:
                 workflow.cast_vote(
                     s,
