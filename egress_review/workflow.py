@@ -10,9 +10,12 @@ Rules that hold in every transition: the requester and the job's submitter never
 own release; a reviewer votes once; votes stay blind until every required vote is in. The
 API and the panel only call these functions, so the rules cannot differ between them.
 
-Every step is written to the audit log in the caller's transaction; refusals that matter for
-security (self-review, tampered files) are audited too and raised with ``audited=True``, so the
-transaction keeps that record even though the action failed (`tre.store.db.settle`).
+Every step is written to the audit log in the caller's transaction. Refusals that matter for
+security (self-review, tampered files) are audited too, but not in that transaction, which is
+rolled back whole: the error carries its entry (`tre.errors.TreError.refusals`) and whoever
+ends the unit of work writes it after the rollback (`tre.store.db.settle`; the API keeps it on
+disk when the store cannot take it then). A caller that catches one and answers normally hands
+the entry on with `tre.store.db.note_refusals`.
 """
 
 from __future__ import annotations
@@ -47,7 +50,7 @@ from tre.access import (
     sees_raw_output_names,
     user_project_ids,
 )
-from tre.audit import AuditEvent, record_event, record_events
+from tre.audit import AuditEvent, record_events
 from tre.auth.principal import Principal
 from tre.committees import quorum_shortfall
 from tre.config import Settings
@@ -260,7 +263,6 @@ def _no_unseen_release(session: Session, principal: Principal, req: EgressReques
     if not unseen:
         return
     raise _refuse(
-        session,
         principal,
         req,
         Conflict,
@@ -274,6 +276,25 @@ def _no_unseen_release(session: Session, principal: Principal, req: EgressReques
     )
 
 
+def _event(
+    actor: str,
+    action: str,
+    req: EgressRequest | None = None,
+    job_id: str | None = None,
+    project_id: str | None = None,
+    **details: Any,
+) -> AuditEvent:
+    if req is not None:
+        details = {"request_id": req.id, **details}
+    return AuditEvent(
+        actor,
+        action,
+        project_id=req.project_id if req is not None else project_id,
+        job_id=req.job_id if req is not None else job_id,
+        details=details,
+    )
+
+
 def _audit(
     session: Session,
     actor: str,
@@ -283,20 +304,10 @@ def _audit(
     project_id: str | None = None,
     **details: Any,
 ) -> None:
-    if req is not None:
-        details = {"request_id": req.id, **details}
-    record_event(
-        session,
-        actor=actor,
-        action=action,
-        project_id=req.project_id if req is not None else project_id,
-        job_id=req.job_id if req is not None else job_id,
-        details=details,
-    )
+    record_events(session, [_event(actor, action, req, job_id, project_id, **details)])
 
 
 def _refuse(
-    session: Session,
     principal: Principal,
     req: EgressRequest,
     error: type[TreError],
@@ -305,9 +316,10 @@ def _refuse(
     slug: str,
     action: str = "egress.refused",
 ) -> TreError:
-    """Audit a security-relevant refusal and return the error for the caller to raise."""
-    _audit(session, principal.user_id, action, req, reason=slug, detail=detail)
-    return error(detail, slug=slug, title=title, audited=True)
+    """The error for the caller to raise, carrying its audit entry (`TreError.refusals`):
+    written after the unit of work is rolled back, never in it (see the module doc)."""
+    entry = _event(principal.user_id, action, req, reason=slug, detail=detail)
+    return error(detail, slug=slug, title=title, refusals=(entry,))
 
 
 # ---------------------------------------------------------------------------- request
@@ -416,8 +428,7 @@ def prepare_request(
                 batch.add(output_file(settings.jobs_dir, job_id, path), sha256, size)
             except StagingError as exc:
                 slug = "output-modified" if isinstance(exc, HashMismatch) else "output-unavailable"
-                _audit(
-                    session,
+                entry = _event(
                     principal.user_id,
                     "egress.stage_refused",
                     job_id=job_id,
@@ -443,7 +454,7 @@ def prepare_request(
                     f"{shown}: {why}; it cannot be released",
                     slug=slug,
                     title="Output cannot be frozen",
-                    audited=True,
+                    refusals=(entry,),  # written after the rollback (see the module doc)
                 ) from exc
         staged: list[tuple[str, StagedFile]] = list(zip(wanted, batch.publish(), strict=True))
     context = checking.make_context(
@@ -771,7 +782,6 @@ def _rules_still_in_force(
         return
     if drift == "unavailable":
         raise _refuse(
-            session,
             principal,
             req,
             Conflict,
@@ -782,7 +792,6 @@ def _rules_still_in_force(
             action,
         )
     raise _refuse(
-        session,
         principal,
         req,
         Conflict,
@@ -816,7 +825,6 @@ def cast_vote(
     why = _reviewer_conflicts(session, req, principal)
     if why:
         raise _refuse(
-            session,
             principal,
             req,
             Forbidden,
@@ -838,7 +846,6 @@ def cast_vote(
         raise Conflict(f"this request is {req.state}; voting is closed", slug="voting-closed")
     if not on_committee(session, req, principal.user_id):
         raise _refuse(
-            session,
             principal,
             req,
             Forbidden,
@@ -916,7 +923,6 @@ def resolve(
     why = _reviewer_conflicts(session, req, principal)
     if why:
         raise _refuse(
-            session,
             principal,
             req,
             Forbidden,
@@ -932,7 +938,6 @@ def resolve(
     if not principal.has("admin") and not on_committee(session, req, principal.user_id, every=True):
         # Strictest wins: one committee's member does not settle another committee's data.
         raise _refuse(
-            session,
             principal,
             req,
             Forbidden,
@@ -944,7 +949,6 @@ def resolve(
         )
     if any(r.reviewer_id == principal.user_id for r in review_votes(req)):
         raise _refuse(
-            session,
             principal,
             req,
             Forbidden,
@@ -999,7 +1003,6 @@ def withdraw(session: Session, principal: Principal, request_id: str, *, reason:
         or not is_member(session, req.project_id, principal.user_id)
     ):
         raise _refuse(
-            session,
             principal,
             req,
             Forbidden,
@@ -1051,7 +1054,6 @@ def open_release_file(
     req = visible_request(session, request_id, principal)
     if not is_member(session, req.project_id, principal.user_id):
         raise _refuse(
-            session,
             principal,
             req,
             Forbidden,
@@ -1062,7 +1064,6 @@ def open_release_file(
         )
     if req.state != EgressState.approved:
         raise _refuse(
-            session,
             principal,
             req,
             Conflict,
@@ -1079,7 +1080,6 @@ def open_release_file(
         if status != "active":
             state = status if status != "none" else "missing"
             raise _refuse(
-                session,
                 principal,
                 req,
                 Forbidden,
@@ -1097,7 +1097,6 @@ def open_release_file(
     except StagingError as exc:
         slug = "staged-file-altered" if isinstance(exc, HashMismatch) else "staged-file-missing"
         raise _refuse(
-            session,
             principal,
             req,
             Conflict,
@@ -1128,7 +1127,6 @@ def open_for_review(
     why = _reviewer_conflicts(session, req, principal)
     if why:
         raise _refuse(
-            session,
             principal,
             req,
             Forbidden,
@@ -1155,7 +1153,6 @@ def open_file_for_review(
         fh = open_verified(settings.staging_dir, f.sha256)
     except StagingError as exc:
         raise _refuse(
-            session,
             principal,
             req,
             Conflict,

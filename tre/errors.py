@@ -2,20 +2,23 @@
 
 Services raise these with a sentence a user can act on; the API maps them to problem
 documents once (status from the class, a stable slug and title that an instance may refine)
-and the CLI prints the sentence. ``audited`` marks a refusal that was itself written to the
-audit log in the current transaction: the one session helper that settles transactions
-(`tre.store.db.settle`) commits that record even though the action failed, so a refused
-self-approval or a tampered download always leaves its trace. ``refusals`` are refusal entries
-*not* written in the transaction (which is rolled back): the API writes them after it, in a
-unit of work of their own, and keeps them on disk if that fails
-(`tre.audit.refusals.keep_refusals`), so a refusal is recorded even when the store could not
-take it at that moment.
+and the CLI prints the sentence. ``refusals`` are the audit entries of a refusal that matters
+for security (a denied job, a self-review, a tampered download...). They are *not* written in
+the failed transaction, which is rolled back whole: whoever ends the unit of work writes them
+after it, in a unit of work of their own (`tre.store.db.settle`); the API keeps them on disk
+when the store cannot take them at that moment (`tre.audit.refusals.keep_refusals`). A caller
+that catches such an error and answers normally hands them on the same way
+(`tre.store.db.note_refusals`). Until round 16 the airlock's refusals were instead written in
+the request's transaction and that transaction committed although the action failed: a commit
+that failed lost the record (answered 503), and one that worked kept whatever the request had
+written before it was refused.
 """
 
 from __future__ import annotations
 
 import errno
 import sqlite3
+from collections.abc import Iterable
 from typing import Any
 
 
@@ -29,7 +32,12 @@ class TreError(Exception):
     retry_after_s: int | None = None
 
     def __init__(
-        self, detail: str = "", *, slug: str | None = None, title: str | None = None, audited: bool = False
+        self,
+        detail: str = "",
+        *,
+        slug: str | None = None,
+        title: str | None = None,
+        refusals: Iterable[Any] = (),
     ) -> None:
         super().__init__(detail)
         self.detail = detail
@@ -37,7 +45,8 @@ class TreError(Exception):
             self.slug = slug
         if title is not None:
             self.title = title
-        self.audited = audited
+        if refusals:
+            self.refusals = tuple(refusals)
 
 
 class NotFound(TreError):

@@ -26,7 +26,7 @@ from egress_review.staging import StagingError, open_verified
 from tre.auth.principal import Principal
 from tre.config import Settings
 from tre.errors import TreError
-from tre.store.db import new_session
+from tre.store.db import new_session, note_refusals
 from tre.store.models import EgressFile, EgressRequest
 
 log = logging.getLogger(__name__)
@@ -48,6 +48,22 @@ class FileCard:
     findings: list[dict[str, Any]]
     deferred: bool
     html: Markup = Markup("")
+
+
+def noting_refusals(session: Session, opener: Opener) -> Opener:
+    """``opener``, handing the entry of a refusal it raises (a staged copy that no longer
+    matches its hash: `TreError.refusals`) to ``session``'s unit of work, which writes it after
+    it ends (`tre.store.db.note_refusals`): `_preview` catches the error and renders the card
+    with the reason instead, so nothing else would."""
+
+    def open_noting(row: EgressFile) -> BinaryIO:
+        try:
+            return opener(row)
+        except TreError as exc:
+            note_refusals(session, exc)
+            raise
+
+    return open_noting
 
 
 def query_int(query: dict[str, str], name: str) -> int | None:

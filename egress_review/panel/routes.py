@@ -39,7 +39,7 @@ from egress_review.panel.auth import (
     set_csrf_cookie,
     set_token_cookie,
 )
-from egress_review.panel.cards import file_cards
+from egress_review.panel.cards import file_cards, noting_refusals
 from egress_review.panel.oidc_session import end_session_url
 from egress_review.panel.templating import PACKAGE_DIR, templates
 from tre import committees
@@ -451,7 +451,10 @@ def _request_page(
     conflicted = workflow.review_conflict(session, req, principal) is not None
     names = outputnames.request_name_view(session, settings, principal, req.job_id) if conflicted else None
     view = workflow.request_view(session, req, principal, names, keys_dir=settings.keys_dir)
-    opener = partial(workflow.open_file_for_review, session, settings, principal, req)
+    # A card shows why its staged copy cannot be read instead of raising: the refusal's entry
+    # is handed to the unit of work's end all the same (`cards.noting_refusals`).
+    opening = partial(workflow.open_file_for_review, session, settings, principal, req)
+    opener = noting_refusals(session, opening)
     cards = file_cards(req, view["files"], dict(request.query_params), opener, previews=not conflicted)
     if error is None:
         workflow.record_review_view(session, principal, req)
@@ -600,7 +603,9 @@ def _act(
                 policies_dir=settings.resolved_policies_dir,
             )
     except TreError as exc:
-        settle(session, exc)
+        # Rolled back whole; a refusal's entry (a self-review...) is written after the request's
+        # unit of work ends, by `tre.api.deps.get_session` (kept on disk if the store cannot).
+        settle(session, exc, refusals_written_later=True)
         if isinstance(exc, NotFound):
             raise
         return _request_page(

@@ -16,7 +16,7 @@ from tests.egress.test_workflow_support import seed_world, with_egress_routes, w
 from tre.auth.principal import Principal
 from tre.config import Settings
 from tre.errors import TreError
-from tre.store.db import session_factory
+from tre.store.db import session_factory, settle
 from tre.store.models import AuditEntry, Dataset
 
 BASE = "/api/v1/egress/requests"
@@ -59,8 +59,7 @@ def refused(factory, settings: Settings, rid: str, user: str, v: str) -> TreErro
                 )
                 s.commit()
             except TreError as exc:
-                if exc.audited:
-                    s.commit()
+                settle(s, exc)  # as the API ends a refused request: rolled back, entry written
                 raise
     return err.value
 
@@ -265,8 +264,7 @@ def withdraw(factory, rid: str, user: str, *roles: str, reason: str = "wrong fil
             s.commit()
             return req.state
         except TreError as exc:
-            if exc.audited:
-                s.commit()
+            settle(s, exc)  # as the API ends a refused request: rolled back, entry written
             raise
 
 

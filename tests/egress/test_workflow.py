@@ -22,6 +22,7 @@ from tre.auth.principal import Principal
 from tre.config import Settings
 from tre.errors import TreError
 from tre.store.base import utcnow
+from tre.store.db import session_scope
 from tre.store.models import AccessGrant, AuditEntry, Dataset, EgressRequest, Job, ProjectMember, UserRole
 
 
@@ -92,21 +93,21 @@ def test_request_freezes_outputs_read_only_and_opens_review(db, esettings, world
     assert actions[-1] == "egress.checked"
 
 
-def test_output_modified_after_the_job_is_refused_and_audited(db, esettings, world) -> None:
+def test_output_modified_after_the_job_is_refused_and_audited(db, engine, esettings, world) -> None:
     target = world.output_path(esettings, "tables/summary.csv")
     target.write_bytes(SAFE_CSV.replace(b"120", b"121"))
-    # The API commits audited refusals; do the same here and check the trail.
-    with db.begin() as s:
-        with pytest.raises(TreError) as err:
-            workflow.create_request(
-                s,
-                esettings,
-                who(world.researcher, "researcher"),
-                job_id=world.job_id,
-                paths=["tables/summary.csv"],
-                justification="x",
-            )
-    assert err.value.status == 409 and err.value.slug == "output-modified" and err.value.audited
+    # The refusal's entry is written after the unit of work's rollback (`settle`).
+    with pytest.raises(TreError) as err, session_scope(engine) as s:
+        workflow.create_request(
+            s,
+            esettings,
+            who(world.researcher, "researcher"),
+            job_id=world.job_id,
+            paths=["tables/summary.csv"],
+            justification="x",
+        )
+    assert err.value.status == 409 and err.value.slug == "output-modified"
+    assert [e.action for e in err.value.refusals] == ["egress.stage_refused"]
     assert "changed after the job recorded it" in err.value.detail
     with db() as s:
         assert s.scalars(select(EgressRequest)).all() == []
@@ -260,7 +261,8 @@ def test_requester_cannot_review_own_request(db, esettings, world) -> None:
     rid = make_request(db, esettings, world)
     with pytest.raises(TreError) as err:
         vote(db, rid, world.researcher, "approve", "dac", "researcher")
-    assert err.value.status == 403 and err.value.slug == "self-review" and err.value.audited
+    assert err.value.status == 403 and err.value.slug == "self-review"
+    assert [e.action for e in err.value.refusals] == ["egress.vote_refused"]
     with pytest.raises(TreError) as err2:
         vote(db, rid, "bob", "approve", "researcher")
     assert err2.value.status == 403 and err2.value.slug == "missing-role"
@@ -363,7 +365,8 @@ def test_staged_copy_altered_after_approval_is_refused_at_download(db, esettings
     frozen.write_bytes(b"group,count\nnodule,3\n")
     with pytest.raises(TreError) as err, db.begin() as s:
         workflow.open_release_file(s, esettings, who(world.researcher, "researcher"), rid, fid)
-    assert err.value.status == 409 and err.value.slug == "staged-file-altered" and err.value.audited
+    assert err.value.status == 409 and err.value.slug == "staged-file-altered"
+    assert [e.action for e in err.value.refusals] == ["egress.download_refused"]
     assert sha in err.value.detail
 
 

@@ -205,6 +205,31 @@ def test_a_release_over_the_request_limits_is_refused_as_blocked(node, settings)
     assert _state(node, child.child_id)[:2] == ("refused", "egress_blocked")
 
 
+def test_a_release_refused_at_staging_is_audited_once_and_the_child_refused(node, settings):  # type: ignore[no-untyped-def]
+    """The node agent catches the airlock's refusal (an output that is no longer the file the
+    job recorded) and records the child refused in the same unit of work: the refusal's
+    ``egress.stage_refused`` entry is written after it (`tre.store.db.note_refusals`), once."""
+    from egress_review import federated
+    from tre.store.models import JobOutput
+
+    child = spec()
+    with session_scope(node) as s:
+        children.receive(s, child)
+        children.start(s, settings, child.child_id)
+    _, _, job_id = _state(node, child.child_id)
+    with session_scope(node) as s:
+        job = s.get(Job, job_id)
+        assert job is not None
+        job.state, job.exit_code, job.reason = "succeeded", 0, "exited with code 0"
+        s.add(JobOutput(job_id=job_id, path="table.csv", size=10, sha256="ab" * 32))  # no such file
+    with session_scope(node) as s:
+        children.advance(s, settings, federated, child.child_id)  # type: ignore[arg-type]
+    assert _state(node, child.child_id)[:2] == ("refused", "not_admitted")
+    with session_scope(node, read_only=True) as s:
+        bodies = s.scalars(select(AuditEntry.body).where(AuditEntry.action == "egress.stage_refused")).all()
+    assert [json.loads(b)["details"]["reason"] for b in bodies] == ["output-unavailable"]
+
+
 class HostileHub:
     """Stands in for a hub that sends what the real hub never would (its own submissions are
     bounded as `JobIn`): a compromised or buggy hub. Records every call the agent makes."""

@@ -30,8 +30,15 @@ from tre.auth.revocation import live_revocations, token_digest
 from tre.auth.tokens import TokenError, TokenVerifier
 from tre.auth.user_cache import UserAccess, UserAccessCache
 from tre.config import Settings
-from tre.errors import TreError
-from tre.store.db import BUSY_TIMEOUT_S, DatabaseBusy, is_sqlite, new_session, raw_writer_lock, settle
+from tre.store.db import (
+    BUSY_TIMEOUT_S,
+    DatabaseBusy,
+    is_sqlite,
+    new_session,
+    noted_refusals,
+    raw_writer_lock,
+    settle,
+)
 from tre.store.models import Role, User, UserRole
 
 log = logging.getLogger(__name__)
@@ -75,10 +82,19 @@ def works_before_writing(endpoint: Callable[P, R]) -> Callable[P, R]:
 
 async def write_unit(request: Request, fn: Callable[..., R], *args: object) -> R:
     """``fn(session, *args)`` in a short writing unit of work of its own, committed when it
-    returns (gate, writer lock and all, as `get_session` takes them for a writing route)."""
-    async with _slot(request, writing=True):
-        async with _unit_of_work(request.app.state.engine, read_only=False) as session:
-            return await run_in_threadpool(fn, session, *args)
+    returns (gate, writer lock and all, as `get_session` takes them for a writing route);
+    refusal entries written after it, as `get_session` writes them."""
+    units: list[Session] = []
+    try:
+        async with _slot(request, writing=True):
+            async with _unit_of_work(request.app.state.engine, read_only=False) as session:
+                units.append(session)
+                result = await run_in_threadpool(fn, session, *args)
+    except Exception:
+        await _keep_noted(request, units)
+        raise
+    await _keep_noted(request, units)
+    return result
 
 
 def mark_read_only_routes(routes: Iterable[BaseRoute]) -> list[str]:
@@ -131,28 +147,40 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
     A read-only request that audits something (a token's first use, a log read) collects
     the events instead, and appends them in one short writing transaction after its
     snapshot ends and before it answers.
+
+    Refusal entries (`TreError.refusals`: a denied job, a self-review, a tampered download),
+    of an error raised through the unit of work or of one a route caught and answered
+    (`tre.store.db.note_refusals`), are written after the unit ends, rolled back or
+    committed, in a unit of work of their own; kept on disk when the store cannot take them.
     """
     engine = request.app.state.engine
     read_only = request_reads_only(request)
     deferred: list[AuditEvent] = []
+    units: list[Session] = []
     try:
         async with _slot(request, writing=not read_only):
             async with _unit_of_work(engine, read_only) as session:
+                units.append(session)
                 if read_only:
                     session.info[DEFERRED_EVENTS] = deferred
                 yield session
-    except TreError as exc:
-        if exc.audited and deferred:
-            await _append_deferred(request, deferred)
-        if exc.refusals:
-            await _keep_refusals(request, list(exc.refusals))
+    except Exception:
+        await _keep_noted(request, units)
         raise
+    await _keep_noted(request, units)
     if deferred:
         await _append_deferred(request, deferred)
 
 
 # What every route takes: the one place the session's scope is declared (see `get_session`).
 DbSession = Annotated[Session, Depends(get_session, scope="function")]
+
+
+async def _keep_noted(request: Request, units: list[Session]) -> None:
+    """Write the refusal entries noted in the request's ended unit of work (if it began)."""
+    events = [e for session in units for e in noted_refusals(session)]
+    if events:
+        await _keep_refusals(request, events)
 
 
 async def _keep_refusals(request: Request, events: list[AuditEvent]) -> None:
@@ -251,7 +279,7 @@ def _end(session: Session, exc: BaseException | None) -> None:
         if exc is None:
             session.commit()
         else:
-            settle(session, exc, refusals_written_later=True)  # by `get_session`, kept if it fails
+            settle(session, exc, refusals_written_later=True)  # noted: `get_session` writes them
     finally:
         session.close()
 

@@ -13,12 +13,13 @@ Nothing counted is dropped quietly. Entries whose write fails (the store busy un
 key briefly unavailable) are kept on disk (`tre.audit.refusal_spool`: a killed server loses
 none; until round 15 they waited in memory) and written with the next ones, by the next start
 on the same home, or by `tre admin doctor` (at most ``MAX_PENDING``; past that they are counted
-into an overflow entry). Refusals a route records (`TreError.refusals`: the hub's refused
-submissions and node checkpoints) are written the same way, after the request's rollback
-(`keep_refusals`). A window's summaries are written by the first request after it ends,
-refused or not, and when the app shuts down; until round 14 they waited for the next
-*refusal*, and a restart lost them. The counts of the running window are in memory only: a
-killed server loses at most one window's repeats (each key's first refusal is written at once).
+into an overflow entry). Refusals a service records (`TreError.refusals`: a denied job, the
+airlock's refusals, the hub's refused submissions and node checkpoints) are written the same
+way, after the request's rollback (`keep_refusals`). A window's summaries are written by the
+first request after it ends, refused or not, and when the app shuts down; until round 14 they
+waited for the next *refusal*, and a restart lost them. The counts of the running window are
+in memory only: a killed server loses at most one window's repeats (each key's first refusal
+is written at once).
 """
 
 from __future__ import annotations

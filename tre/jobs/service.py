@@ -30,7 +30,7 @@ def submit(session: Session, settings: Settings, principal: Principal, req: JobR
     except TreError as exc:
         # Written after the request's rollback, in a unit of work of its own, and kept on disk
         # when the store cannot take it then (`TreError.refusals`): written in the request's
-        # transaction (``audited``) it was lost with a commit that failed, and that commit
+        # transaction (until round 15) it was lost with a commit that failed, and that commit
         # also kept whatever the request had written before admission refused it.
         exc.refusals = (
             *exc.refusals,

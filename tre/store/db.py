@@ -216,28 +216,59 @@ def session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(bind=engine, expire_on_commit=False)
 
 
+# Key in ``Session.info``: refusal entries (`TreError.refusals`) waiting for the end of the
+# unit of work, written after it by whoever ends it (`note_refusals`).
+REFUSALS_LATER = "tre.audit.refusals_later"
+
+
+def note_refusals(session: Session, exc: BaseException) -> None:
+    """Hand ``exc``'s refusal entries (`TreError.refusals`) to whoever ends ``session``'s unit
+    of work, which writes them after it ends, in a unit of work of their own.
+
+    For a caller that catches a refusal and answers normally (the panel shows a refused vote
+    again with the reason; a file card says why its staged copy cannot be read): the entries
+    are written as for an error raised through the unit of work, never lost with it, and never
+    in its transaction (whose commit failing would lose them)."""
+    if isinstance(exc, TreError) and exc.refusals:
+        session.info.setdefault(REFUSALS_LATER, []).extend(exc.refusals)
+
+
+def noted_refusals(session: Session) -> list[Any]:
+    """Take the refusal entries noted in ``session`` (`note_refusals`), for writing them."""
+    return list(session.info.pop(REFUSALS_LATER, ()))
+
+
 def settle(session: Session, exc: BaseException, *, refusals_written_later: bool = False) -> None:
-    """End a failed unit of work: keep an audited refusal's record, roll back anything else,
-    then write the refusal entries the error carries (`TreError.refusals`) on their own.
+    """End a failed unit of work: roll it back whole, then write the refusal entries the error
+    carries (`TreError.refusals`), and those noted in it, on their own.
 
     The one place that decides it, so a refusal audited by any service (admission, the
     airlock's workflow) is kept the same way behind the API, the panel, the worker and the
-    CLI's own units of work. ``refusals_written_later``: the caller writes them itself after
-    the rollback (the API, which keeps them on disk when the store cannot take them).
+    CLI's own units of work. ``refusals_written_later``: the entries stay noted in the session
+    (`noted_refusals`) and its owner writes them after the unit of work ends (the API, which
+    keeps them on disk when the store cannot take them).
     """
-    if isinstance(exc, TreError) and exc.audited:
-        session.commit()
-        return
     session.rollback()
-    if isinstance(exc, TreError) and exc.refusals and not refusals_written_later:
-        from tre.audit.log import record_events  # the audit log imports this module
+    note_refusals(session, exc)
+    if not refusals_written_later:
+        write_noted_refusals(session)
 
-        try:
-            record_events(session, list(exc.refusals))
-            session.commit()
-        except Exception:  # the refusal stands either way; the failure is reported, not raised
-            session.rollback()
-            log.exception("could not record %d refusal entries", len(exc.refusals))
+
+def write_noted_refusals(session: Session) -> None:
+    """Write the refusal entries noted in ``session`` now, in a transaction of their own (the
+    unit of work they came from has ended). The refusal stands either way: a failure is
+    logged, not raised."""
+    events = noted_refusals(session)
+    if not events:
+        return
+    from tre.audit.log import record_events  # the audit log imports this module
+
+    try:
+        record_events(session, events)
+        session.commit()
+    except Exception:  # the refusal stands either way; the failure is reported, not raised
+        session.rollback()
+        log.exception("could not record %d refusal entries", len(events))
 
 
 def read_only_engine(engine: Engine) -> Engine:
@@ -260,7 +291,7 @@ def session_scope(
     engine: Engine, *, read_only: bool = False, refusals_written_later: bool = False
 ) -> Iterator[Session]:
     """One unit of work: commit on success; on error see `settle` (``refusals_written_later``
-    is its).
+    is its). Refusal entries noted in it (`note_refusals`) are written after the commit.
 
     ``read_only`` units never take SQLite's write lock (PostgreSQL runs them as READ ONLY
     transactions); writing ones hold the process's writer lock until they end.
@@ -270,11 +301,13 @@ def session_scope(
         try:
             yield session
             session.commit()
-        except BaseException:
+        except BaseException as exc:
             session.rollback()
+            note_refusals(session, exc)
             raise
         finally:
             session.close()
+            _write_apart(engine, noted_refusals(session))  # a snapshot cannot write them
         return
     with writer_lock(engine):
         session = session_factory(engine)()
@@ -284,8 +317,23 @@ def session_scope(
         except BaseException as exc:
             settle(session, exc, refusals_written_later=refusals_written_later)
             raise
+        else:
+            if not refusals_written_later:
+                write_noted_refusals(session)
         finally:
             session.close()
+
+
+def _write_apart(engine: Engine, events: list[Any]) -> None:
+    """Write refusal entries of a read-only unit of work in a writing one of their own."""
+    if not events:
+        return
+    try:
+        with writer_lock(engine), session_factory(engine)() as session:
+            session.info[REFUSALS_LATER] = events
+            write_noted_refusals(session)
+    except DatabaseBusy:  # the refusal stands either way (as in `write_noted_refusals`)
+        log.exception("could not record %d refusal entries", len(events))
 
 
 def alembic_config(engine: Engine) -> Config:

@@ -16,7 +16,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tre.audit import record_event
-from tre.audit.log import record_events
 from tre.auth.principal import Principal
 from tre.config import Settings
 from tre.errors import Conflict, NotFound, TreError, Unprocessable
@@ -29,6 +28,7 @@ from tre.jobs.admission import JobRequest
 from tre.jobs.shown_run import shown_exit_code
 from tre.jobs.worker import lost_with_its_worker
 from tre.states import EgressState, JobState
+from tre.store.db import note_refusals
 from tre.store.federation_models import FedNodeChild, FedNodeProject
 from tre.store.models import Job, User
 
@@ -163,7 +163,7 @@ def _submit(
         job = service.submit(session, settings, submitter(spec), request)
     except TreError as exc:
         log.info("child %s not admitted: %s", row.child_id, exc)  # the detail stays here
-        record_events(session, list(exc.refusals))  # the denial, in the agent's own transaction
+        note_refusals(session, exc)  # the denial, written after the agent's unit of work
         return _end(session, row, ChildState.refused, Reason.not_admitted)
     row.local_job_id = job.id
     row.attempts += 1
@@ -228,6 +228,7 @@ def advance(session: Session, settings: Settings, airlock: Airlock, child_id: st
             )
         except (Unprocessable, NotFound) as exc:
             log.info("child %s: nothing to release: %s", row.child_id, exc)
+            note_refusals(session, exc)  # written after the agent's unit of work, if any
             # More files or bytes than the policy lets one request hold: the airlock's limits
             # refuse it before staging, as they would have blocked it after.
             over = getattr(exc, "slug", "") == "request-over-limits"
@@ -237,6 +238,9 @@ def advance(session: Session, settings: Settings, airlock: Airlock, child_id: st
             return False
         except (Conflict, TreError) as exc:
             log.info("child %s: release refused: %s", row.child_id, exc)
+            # An output changed since its job recorded it (``egress.stage_refused``): its entry
+            # is written after the agent's unit of work, which records the child refused.
+            note_refusals(session, exc)
             _end(session, row, ChildState.refused, Reason.not_admitted)
             return False
     egress = airlock.request_state(session, row.egress_request_id)
