@@ -164,3 +164,34 @@ def test_researchers_list_the_grants_of_their_own_projects(app_client, world: Wo
     assert [g["id"] for g in app_client.get("/api/v1/grants", headers=world.headers["dana"]).json()] == [
         world.grant_id
     ]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        ("GET", "/api/v1/jobs/no-such-job", 404),  # a read, refused
+        ("POST", "/api/v1/projects", 403),  # a write, refused by role
+        ("POST", "/api/v1/jobs", 422),  # a write whose body is wrong
+    ],
+)
+def test_a_failed_request_still_audits_its_tokens_first_use(
+    app_client, engine: Engine, world: World, token_for, method: str, path: str, status: int
+) -> None:  # type: ignore[no-untyped-def]
+    """The entry is due once an hour and marked as recorded when the request appends it: a
+    request that failed rolled it back with everything else, and the token's use of that hour
+    was never recorded (every later request of the hour found it recorded already)."""
+    import jwt
+
+    token = token_for("alice", "researcher")
+    headers = {"Authorization": f"Bearer {token}"}
+    r = app_client.request(
+        method, path, headers=headers, json={"nonsense": True} if method == "POST" else None
+    )
+    assert r.status_code == status, r.text
+    assert app_client.get("/api/v1/jobs", headers=headers).status_code == 200  # within the hour
+    jti = jwt.decode(token, options={"verify_signature": False})["jti"]
+    with session_scope(engine, read_only=True) as s:
+        used = s.scalars(
+            select(AuditEntry.body).where(AuditEntry.action == "auth.token_used", AuditEntry.actor == "alice")
+        ).all()
+    assert sum(jti in body for body in used) == 1, used

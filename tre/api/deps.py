@@ -42,6 +42,8 @@ from tre.store.db import (
 from tre.store.models import Role, User, UserRole
 
 log = logging.getLogger(__name__)
+# The session key of the ``auth.token_used`` entries a request appended (`current_principal`).
+USE_ENTRIES_KEY = "tre.api.token_use_entries"
 _BEARER_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="tre"'}
 _SAFE_METHODS = frozenset({"GET", "HEAD"})
 WRITES_ATTR = "__tre_writes_on_read__"
@@ -91,7 +93,7 @@ async def write_unit(request: Request, fn: Callable[..., R], *args: object) -> R
                 units.append(session)
                 result = await run_in_threadpool(fn, session, *args)
     except Exception:
-        await _keep_noted(request, units)
+        await _keep_noted(request, units, failed=True)
         raise
     await _keep_noted(request, units)
     return result
@@ -165,7 +167,7 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
                     session.info[DEFERRED_EVENTS] = deferred
                 yield session
     except Exception:
-        await _keep_noted(request, units)
+        await _keep_noted(request, units, failed=True)
         raise
     await _keep_noted(request, units)
     if deferred:
@@ -176,9 +178,13 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
 DbSession = Annotated[Session, Depends(get_session, scope="function")]
 
 
-async def _keep_noted(request: Request, units: list[Session]) -> None:
-    """Write the refusal entries noted in the request's ended unit of work (if it began)."""
-    events = [e for session in units for e in noted_refusals(session)]
+async def _keep_noted(request: Request, units: list[Session], *, failed: bool = False) -> None:
+    """Write the refusal entries noted in the request's ended unit of work (if it began), and
+    when it failed, the token's use its rollback took (`current_principal`)."""
+    events: list[AuditEvent] = []
+    for session in units:
+        token_uses = session.info.pop(USE_ENTRIES_KEY, [])
+        events += (token_uses if failed else []) + noted_refusals(session)
     if events:
         await _keep_refusals(request, events)
 
@@ -385,6 +391,9 @@ async def current_principal(
     event = token_use_event(principal.user_id, principal.token_id)  # audit: tie token to use
     if event is not None:
         await run_in_threadpool(record_events, session, [event])
+        # Due once an hour and marked as recorded already: should the request fail (a 404, a
+        # refusal, a commit that failed), `get_session` writes it after the rollback.
+        session.info.setdefault(USE_ENTRIES_KEY, []).append(event)
     return principal
 
 
