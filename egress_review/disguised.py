@@ -20,6 +20,7 @@ from itertools import accumulate
 from egress_review.checks.identifiers import IdentifierMatcher
 from egress_review.encoded import decoded_fragments
 from egress_review.folding import fold, needs_folding
+from egress_review.mixed_words import digits_of_mixed, has_mixed, letters_of_mixed
 
 # A run of single characters separated by exactly one non-alphanumeric character:
 # "J a n e", "J.a.n.e", "C-I-T-I-Z-E-N". Longer gaps separate words.
@@ -401,6 +402,15 @@ def disguised_lines(lines: list[str], matcher: IdentifierMatcher, squeezed_index
     changed = [line[::-1] if line != joined else "" for line, joined in zip(lines, spaced, strict=True)]
     if any(changed):
         by_matcher(changed)
+    # Letters between an identifier's digits, digits between a name's letters (round 16):
+    # each word of both read as its digits alone and as its letters alone.
+    if any(has_mixed(line) for line in lines):
+        for read in (digits_of_mixed, letters_of_mixed):
+            variant = [read(fold(line)) if has_mixed(line) else "" for line in lines]
+            by_matcher(variant)
+            by_matcher([despaced(line) for line in variant])
+            if squeezed_index:
+                hits |= squeezed_index.lines_with([squeeze(line) for line in variant])
     grouped = [digits_joined(fold(line)) for line in lines]
     if any(grouped):
         by_matcher(grouped)
