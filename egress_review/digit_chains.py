@@ -35,15 +35,14 @@ from egress_review.mixed_words import digits_of_mixed
 # such a line as its digits alone).
 SHORT_LINE_DIGITS = 4
 MIN_BUSY_PIECE = 2
-# A piece joins at most this many digit groups ("1.3.6.1.4.1.5" of a UID cut eight a line).
-MAX_GROUPS_A_PIECE = 8
 _DIGITS = re.compile(r"[0-9]+")
 # Digit groups separated by anything but letters and line ends.
 _RUN = re.compile(r"[0-9]+(?:[^0-9A-Za-z\n]+[0-9]+)*")
 
 
-def pieces(line: str) -> set[str]:
-    """The candidate pieces a line offers (see the module's docstring)."""
+def pieces(line: str, longest: int = 64) -> set[str]:
+    """The candidate pieces a line offers (see the module's docstring), ``longest`` digits
+    at most."""
     text = digits_of_mixed(fold(line))
     found: set[str] = set()
     total = 0
@@ -55,8 +54,11 @@ def pieces(line: str) -> set[str]:
     least = 1 if total <= SHORT_LINE_DIGITS else MIN_BUSY_PIECE
     for groups in runs:
         for first in range(len(groups)):
-            for last in range(first + 1, min(len(groups), first + MAX_GROUPS_A_PIECE) + 1):
-                piece = "".join(groups[first:last])
+            piece = ""
+            for group in groups[first:]:
+                piece += group
+                if len(piece) > longest:
+                    break
                 if len(piece) >= least:
                     found.add(piece)
     return found
@@ -86,6 +88,7 @@ class DigitChains:
 
     def __init__(self, identifiers: Iterable[str]) -> None:
         self.forms = sorted(numeric_forms(identifiers))
+        self.longest = max((len(f) for f in self.forms), default=0)
 
     def __bool__(self) -> bool:
         return bool(self.forms)
@@ -102,17 +105,25 @@ class DigitChains:
         """Chains over ``lines``; a form longer than ``long_alone`` digits is also found as one
         line's piece (a UID's digits in one line, dots or letters between: no chance match)."""
         hits: set[int] = set()
+        whole_lines: set[int] = set()
         states: dict[str, tuple[int, ...]] = {}
         for i, line in enumerate(lines):
-            offered = pieces(line)
+            offered = pieces(line, self.longest)
             if not offered:
                 continue  # no digits: the chain goes on across it
             grown: dict[str, tuple[int, ...]] = {}
+            if any(self._status(piece)[0] for piece in offered):
+                # The line holds a whole identifier alone: the whole-token matcher's (or,
+                # long, found here alone); chains through it would only drag its neighbours
+                # in ("epoch 1" before "1.2.826...": "1" + "2826...").
+                whole_lines.add(i)
             for piece in offered:
                 for before, at in (("", ()), *states.items()):
                     joined = before + piece
                     whole, more = self._status(joined)
-                    if whole and (at or (long_alone is not None and len(joined) > long_alone)):
+                    if whole and not at and long_alone is not None and len(joined) > long_alone:
+                        hits.add(i)
+                    elif whole and at and whole_lines.isdisjoint((*at, i)):
                         hits.update((*at, i))
                     if more and joined not in grown:
                         grown[joined] = (*at, i)
