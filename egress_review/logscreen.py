@@ -18,8 +18,18 @@ are replaced by a ``[tre] withheld ...`` notice, and only the first ``limit_byte
 are considered at all (the per-job budget; the per-project daily budget is kept by the
 caller, `egress_review.logbudget`). Staff (admin, auditor) read the raw log.
 
+An all-digit identifier printed a piece a line among other numbers, across any number of
+word lines, reversed, or with letters between its digits is found by `DigitChains`; a base64
+payload's short tail on a line of its own is withheld with the payload.
+
 This narrows the channel; it does not close it (a job can still print small facts one
-line at a time, within the budgets). Progress lines that pass are shown as re-printed from
+line at a time, within the budgets). Known residuals (round 16): an identifier printed one
+digit a line on lines that also hold more than four other digits ("step 12345 d 1": taking a
+busy line's lone digits as pieces would string together the epochs and folds of every
+training log); pieces separated by lines holding other numbers (a chain must use every line
+with digits between its pieces, else any log's numbers spell a date); a name with digits
+between its letters cut across lines (read in one line only); a payload's lone first
+character, shown before the payload arrives. Progress lines that pass are shown as re-printed from
 their parsed counts, so nothing but those numbers comes from the job. `status_only` in the
 dataset's policy closes it at the price of no live log.
 """

@@ -131,7 +131,8 @@ def test_a_payloads_lone_tail_is_withheld_with_it(how: str) -> None:
 def _tqdm(total: int) -> list[str]:
     return [
         f"train: {100 * n // total:3d}%|{'█' * (10 * n // total):10s}| {n}/{total} "
-        f"[{n // 60:02d}:{n % 60:02d}<{(total - n) // 60:02d}:{(total - n) % 60:02d}, {3.2 + n % 7 / 10:.2f}it/s]"
+        f"[{n // 60:02d}:{n % 60:02d}<{(total - n) // 60:02d}:{(total - n) % 60:02d}, "
+        f"{3.2 + n % 7 / 10:.2f}it/s]"
         for n in range(0, total + 1, 7)
     ]
 
@@ -166,7 +167,8 @@ BENIGN = {
         for line in (
             "Traceback (most recent call last):",
             f'  File "/code/train.py", line {100 + i * 13}, in <module>',
-            f'  File "/usr/lib/python3.11/site-packages/torch/nn/modules/module.py", line {1500 + i}, in _call_impl',
+            f'  File "/usr/lib/python3.11/site-packages/torch/nn/modules/module.py", line {1500 + i}, '
+            "in _call_impl",
             "    return forward_call(*args, **kwargs)",
             "ModuleNotFoundError: No module named 'monai'" if i % 2 else "During handling:",
             f"RuntimeError: size mismatch at dim {i % 4}: {i * 64} vs {512 + i}",
@@ -177,7 +179,8 @@ BENIGN = {
         for i in range(120)
     ],
     "run directories and checkpoints": [
-        f"run {i:03d} saved runs/exp{i % 12}/weights/epoch{i % 50:03d}_step{i * 1250}.pt (best 0.{i * 37 % 1000:03d})"
+        f"run {i:03d} saved runs/exp{i % 12}/weights/epoch{i % 50:03d}_step{i * 1250}.pt "
+        f"(best 0.{i * 37 % 1000:03d})"
         for i in range(200)
     ],
 }
