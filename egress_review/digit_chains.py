@@ -29,14 +29,17 @@ from bisect import bisect_left
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from egress_review.disguised import MIN_SQUEEZED_CHARS, squeeze
 from egress_review.folding import fold, needs_folding
 from egress_review.mixed_words import digits_of_mixed
 
 # A line holding this many digits or fewer offers every stretch of its digit groups (as
 # `digit_lines` reads such a line as its digits alone).
 SHORT_LINE_DIGITS = 4
-MIN_BUSY_PIECE = 2
+MIN_BUSY_PIECE = 1
+# As `egress_review.disguised.MIN_SQUEEZED_CHARS` (not imported: importing that module first
+# runs into the checks package's import of it).
+MIN_FORM_DIGITS = 6
+_NOT_ALNUM = re.compile(r"[^0-9a-z]+")
 _DIGITS = re.compile(r"[0-9]+")
 _ANY_DIGIT = re.compile(r"\d")
 # Digit groups separated by anything but letters and line ends.
@@ -45,30 +48,33 @@ _RUN = re.compile(r"[0-9]+(?:[^0-9A-Za-z\n]+[0-9]+)*")
 _NUMBER = re.compile(r"[0-9]+(?:[.,][0-9]+)*")
 
 
-def pieces(line: str, longest: int = 64) -> tuple[bool, set[str]]:
-    """(whether the line is busy, the candidate pieces it offers, ``longest`` digits at most;
-    see the module's docstring)."""
+Piece = tuple[str, int | None]  # its digits; on a busy line, its place among the line's numbers
+
+
+def pieces(line: str, longest: int = 64) -> tuple[bool | None, set[Piece]]:
+    """(whether the line is busy, None without digits; the candidate pieces it offers,
+    ``longest`` digits at most; see the module's docstring)."""
     if not _ANY_DIGIT.search(line):
-        return False, set()
+        return None, set()
     text = digits_of_mixed(fold(line) if needs_folding(line) else line)
     runs = [_DIGITS.findall(m.group(0)) for m in _RUN.finditer(text)]
     if sum(len(g) for groups in runs for g in groups) > SHORT_LINE_DIGITS:
-        numbers = {"".join(_DIGITS.findall(m.group(0))) for m in _NUMBER.finditer(text)}
-        return True, {n for n in numbers if MIN_BUSY_PIECE <= len(n) <= longest}
-    found: set[str] = set()
+        numbers = ["".join(_DIGITS.findall(m.group(0))) for m in _NUMBER.finditer(text)]
+        return True, {(n, at) for at, n in enumerate(numbers) if MIN_BUSY_PIECE <= len(n) <= longest}
+    found: set[Piece] = set()
     for groups in runs:
         for first in range(len(groups)):
             piece = ""
             for group in groups[first:]:
                 piece += group
-                found.add(piece)
-    return False, found
+                found.add((piece, None))
+    return (False if found else None), found
 
 
 def numeric_forms(identifiers: Iterable[str]) -> set[str]:
     """The all-digit identifiers squeezed (a UID's digits), six digits or more."""
-    found = {squeeze(identifier) for identifier in identifiers}
-    return {digits for digits in found if digits.isdigit() and len(digits) >= MIN_SQUEEZED_CHARS}
+    found = {_NOT_ALNUM.sub("", fold(identifier).lower()) for identifier in identifiers}
+    return {digits for digits in found if digits.isdigit() and len(digits) >= MIN_FORM_DIGITS}
 
 
 @dataclass(frozen=True)
@@ -117,35 +123,40 @@ class DigitChains:
 
 
 def _chains(
-    offered: list[tuple[bool, set[str]]], forms: _Forms, long_alone: int | None, busy_too: bool
+    offered: list[tuple[bool | None, set[Piece]]], forms: _Forms, long_alone: int | None, busy_too: bool
 ) -> ChainResult:
-    """Chains of one piece a line with digits spelling one of ``forms``; without
-    ``busy_too`` a busy line offers nothing and breaks every chain."""
+    """Chains of one piece a line with digits spelling one of ``forms``, the pieces of busy
+    lines at one place among their numbers; without ``busy_too`` a busy line offers nothing
+    and breaks every chain."""
     hits: set[int] = set()
     whole_lines: set[int] = set()
-    states: dict[str, tuple[int, ...]] = {}
+    # (digits so far, the place its busy lines' pieces hold) -> the lines of its pieces
+    states: dict[tuple[str, int | None], tuple[int, ...]] = {}
     for i, (busy, found) in enumerate(offered):
-        if not found:
+        if busy is None:
             continue  # no digits: the chain goes on across it
         if busy and not busy_too:
             states = {}
             continue
-        grown: dict[str, tuple[int, ...]] = {}
-        if any(forms.status(piece)[0] for piece in found):
+        grown: dict[tuple[str, int | None], tuple[int, ...]] = {}
+        if any(forms.status(piece)[0] for piece, _ in found):
             # The line holds a whole identifier alone: the whole-token matcher's (or, long,
             # found here alone); chains through it would only drag its neighbours in
             # ("epoch 1" before "1.2.826...": "1" + "2826...").
             whole_lines.add(i)
-        for piece in found:
-            for before, at in (("", ()), *states.items()):
+        for piece, place in found:
+            for (before, held), at in ((("", None), ()), *states.items()):
+                if place is not None and held is not None and place != held:
+                    continue  # another column of a busy line: not the next piece
                 joined = before + piece
                 whole, more = forms.status(joined)
                 if whole and not at and long_alone is not None and len(joined) > long_alone:
                     hits.add(i)
                 elif whole and at and whole_lines.isdisjoint((*at, i)):
                     hits.update((*at, i))
-                if more and joined not in grown:
-                    grown[joined] = (*at, i)
+                key = (joined, held if held is not None else place)
+                if more and key not in grown:
+                    grown[key] = (*at, i)
         states = grown
     open_from = min((at[0] for at in states.values()), default=None)
     return ChainResult(hits, open_from)

@@ -64,6 +64,10 @@ SPELLINGS: dict[str, list[str]] = {
     "UID's digits, six a line beside a counter": [
         f"step {20_000 + i} chunk {c}" for i, c in enumerate(_chunks(UID_DIGITS, 6))
     ],
+    "birth date a digit a line beside a counter": [f"step {10_000 + i} d {d}" for i, d in enumerate(BIRTH)],
+    "MRN beside a timestamp, two and three digits a line": [
+        f"2026-12-01 12:00:{s:02d} INFO part {p} ok" for s, p in enumerate(["00", "482", "13"])
+    ],
     "UID in parts of eight beside a counter": [f"{30_000 + i}: {c}" for i, c in enumerate(_chunks(UID, 8))],
     # four or more word lines between the pieces
     "birth date a digit a line, four word lines between": _between(_chunks(BIRTH, 1), NOISE),
