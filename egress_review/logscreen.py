@@ -23,15 +23,14 @@ word lines, reversed, or with letters between its digits is found by `DigitChain
 payload's short tail on a line of its own is withheld with the payload.
 
 This narrows the channel; it does not close it (a job can still print small facts one
-line at a time, within the budgets). Known residuals (round 16): an identifier printed one
-digit a line on lines that also hold more than four other digits ("step 12345 d 1"), or as
-decimals' fractions, or reversed, beside other numbers (taking a busy line's lone digits,
-fractions or reversals as pieces strings together the epochs, losses and counters of every
-training log: 54 of 4,197 lines of the benchmark's ordinary log were withheld); pieces
-separated by lines holding other numbers (a chain must use every line with digits between its
-pieces, else any log's numbers spell a date); a name with digits between its letters cut
-across lines (read in one line only); a payload's lone first character, shown before the
-payload arrives.
+line at a time, within the budgets). Known residuals (round 16): an identifier's pieces
+printed at different places among their lines' other numbers, as decimals' fractions, or
+reversed beside other numbers (taking any number of a busy line, fractions or reversals as
+pieces strings together the epochs, losses and counters of every training log: 54 of 4,197
+lines of the benchmark's ordinary log were withheld); pieces separated by lines holding other
+numbers (a chain must use every line with digits between its pieces, else any log's numbers
+spell a date); a name with digits between its letters cut across lines (read in one line
+only); a payload's lone first character, shown before the payload arrives.
 """
 
 from __future__ import annotations
