@@ -200,6 +200,10 @@ _DATE_WORD = re.compile(
 )
 _DAY_SECONDS = 86_400
 _EXCEL_1900 = 25_569  # 1970-01-01 as an Excel 1900-system serial
+# A serial day of fewer digits is no date, even after a date word: Excel's serials below it are
+# days before 1927-05-18, and the placeholder birth date of de-identified archives, 1900-01-01,
+# is Excel's serial 2, so with it every "day 2" or "time 3" of a log was withheld as a date.
+MIN_SERIAL_DAY = 10_000
 _EXCEL_1904 = 24_107
 _DATENUM = 719_529  # 1970-01-01 as a MATLAB datenum
 
@@ -245,6 +249,7 @@ def _numeric_forms(targets: frozenset[str]) -> tuple[dict[int, str], tuple[str, 
     serials = {d + _EXCEL_1900: t for d, t in days.items()}
     serials |= {d + _EXCEL_1904: t for d, t in days.items()}
     serials |= {d + _DATENUM: t for d, t in days.items()}
+    serials = {v: t for v, t in serials.items() if v >= MIN_SERIAL_DAY}
     return days, tuple(sorted(seconds | millis)), serials
 
 
