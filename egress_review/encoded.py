@@ -30,10 +30,6 @@ _STRIPPED_B64 = re.compile(r"[A-Za-z0-9+/_=-]+")
 _LONG_RUN = re.compile(r"[A-Za-z0-9+/_=-]{12,}")
 # A token this long, from the base64 alphabet and mixing classes, is payload, not a word.
 MIN_TOKEN_CHARS = 12
-# Capitalised words run together (an exception's or a class's name): twenty tracebacks'
-# "RuntimeError" lines added up to an encoded payload (round 16). Random base64 of twelve
-# characters or more seldom has this shape, and a payload is judged by all its tokens.
-_CAMEL_WORDS = re.compile(r"(?:[A-Z][a-z]+)+")
 # Hex dumps: this many fixed-width hex groups on one line.
 MIN_HEX_GROUPS = 8
 
@@ -70,8 +66,6 @@ def _encoded_token(token: str) -> bool:
     if len(token) < MIN_TOKEN_CHARS:
         return False
     longest = max(re.split(r"[-_/]", token), key=len)
-    if _CAMEL_WORDS.fullmatch(longest):
-        return False  # "RuntimeError", "ModuleNotFoundError": words run together, not bytes
     return len(longest) >= MIN_TOKEN_CHARS and random_looking(longest)
 
 

@@ -18,19 +18,10 @@ are replaced by a ``[tre] withheld ...`` notice, and only the first ``limit_byte
 are considered at all (the per-job budget; the per-project daily budget is kept by the
 caller, `egress_review.logbudget`). Staff (admin, auditor) read the raw log.
 
-An all-digit identifier printed a piece a line among other numbers, across any number of
-word lines, reversed, or with letters between its digits is found by `DigitChains`; a base64
-payload's short tail on a line of its own is withheld with the payload.
-
 This narrows the channel; it does not close it (a job can still print small facts one
-line at a time, within the budgets). Known residuals (round 16): an identifier's pieces
-printed at different places among their lines' other numbers, as decimals' fractions, or
-reversed beside other numbers (taking any number of a busy line, fractions or reversals as
-pieces strings together the epochs, losses and counters of every training log: 54 of 4,197
-lines of the benchmark's ordinary log were withheld); pieces separated by lines holding other
-numbers (a chain must use every line with digits between its pieces, else any log's numbers
-spell a date); a name with digits between its letters cut across lines (read in one line
-only); a payload's lone first character, shown before the payload arrives.
+line at a time, within the budgets). Progress lines that pass are shown as re-printed from
+their parsed counts, so nothing but those numbers comes from the job. `status_only` in the
+dataset's policy closes it at the price of no live log.
 """
 
 from __future__ import annotations
@@ -41,8 +32,7 @@ from dataclasses import dataclass, field
 from itertools import accumulate
 
 from egress_review.checks.identifiers import IdentifierMatcher
-from egress_review.digit_chains import ChainResult, DigitChains
-from egress_review.disguised import MAX_NUMERIC_CHARS, SqueezedIndex, disguised_lines, squeeze
+from egress_review.disguised import SqueezedIndex, disguised_lines, squeeze
 from egress_review.encoded import longest_run, payload_chars
 from egress_review.split_parts import SplitIndex
 from tre.kernels import progress
@@ -131,31 +121,6 @@ def _without_known(texts: list[str], known: Iterable[str]) -> list[str]:
     return [pattern.sub(" ", t) for t in texts]
 
 
-ENCODED_TAIL = "[tre] withheld a line continuing encoded data"
-_ENCODED = ("[tre] withheld a line holding an encoded run", "[tre] withheld a line of encoded-looking")
-# A short line of the base64 (or hex) alphabet alone, "=" padding included: the tail of a
-# payload wrapped at some width (round 16: "Q" or "==" on its own line was shown).
-_TAIL = re.compile(r"[A-Za-z0-9+/_-]{0,15}={0,3}")
-
-
-def _withhold_tails(texts: list[str], reasons: list[str | None]) -> None:
-    """Withhold the short lines of the encoding's alphabet alone that follow a line withheld
-    as encoded data (blank lines between skipped): too short to be judged encoded alone, they
-    are still its last characters. Judged only after an encoded line, so ordinary logs are
-    unaffected."""
-    after_payload = False
-    for i, text in enumerate(texts):
-        reason = reasons[i]
-        if reason is not None and reason.startswith(_ENCODED):
-            after_payload = True
-        elif not text.strip():
-            continue
-        elif after_payload and reason is None and _TAIL.fullmatch(text.strip()):
-            reasons[i] = ENCODED_TAIL
-        else:
-            after_payload = reason == ENCODED_TAIL
-
-
 @dataclass(frozen=True)
 class LogScreen:
     matcher: IdentifierMatcher
@@ -165,7 +130,6 @@ class LogScreen:
     max_line_chars: int
     encoded_min_chars: int
     split: SplitIndex = field(default_factory=lambda: SplitIndex(()))
-    chains: DigitChains = field(default_factory=lambda: DigitChains(()))
 
     @classmethod
     def for_policies(cls, policies: Iterable[Policy], identifiers: set[str]) -> LogScreen:
@@ -184,7 +148,6 @@ class LogScreen:
             max_line_chars=min(j.log_max_line_chars for j in jobs),
             encoded_min_chars=min(j.log_encoded_min_chars for j in jobs),
             split=SplitIndex(kept),
-            chains=DigitChains(kept),
         )
 
     # -- judging --------------------------------------------------------------------------
@@ -223,10 +186,9 @@ class LogScreen:
         starts = list(accumulate((len(r) + 1 for r in raw_lines), initial=0))
         judged = _without_known(texts, known)
         payloads = self._payloads(judged)
-        chained = self.chains.search(texts, long_alone=MAX_NUMERIC_CHARS) if self.chains else None
-        reasons = self._reasons(texts, payloads, judged, chained)
+        reasons = self._reasons(texts, payloads, judged)
         canonical = _progress_lines(texts, reasons)
-        undecided = self._undecided(texts, final, reasons, payloads, chained)
+        undecided = self._undecided(texts, final, reasons, payloads)
         out.decided_to = min(starts[undecided], len(window)) if undecided < len(texts) else len(window)
         for i in range(min(undecided, len(texts))):
             end = min(starts[i + 1], len(window))
@@ -238,45 +200,28 @@ class LogScreen:
     def _payloads(self, texts: list[str]) -> list[int]:
         return [payload_chars(t) if len(t) <= self.max_line_chars else 0 for t in texts]
 
-    def _reasons(
-        self, texts: list[str], payloads: list[int], judged: list[str], chained: ChainResult | None
-    ) -> list[str | None]:
+    def _reasons(self, texts: list[str], payloads: list[int], judged: list[str]) -> list[str | None]:
         """Why each line is withheld (None: shown); ``judged`` is ``texts`` with the known
-        values blanked, for the encoded-data tests; ``chained``: the pieces of all-digit
-        identifiers found one a line among other numbers (`DigitChains`)."""
+        values blanked, for the encoded-data tests."""
         reasons: list[str | None] = [None] * len(texts)
         sums = list(accumulate(payloads, initial=0))
-        runs = [longest_run(text) for text in judged]
-        # withheld as encoded data whatever they name: left out of the costlier readings
-        encoded = frozenset(
-            i
-            for i, text in enumerate(texts)
-            if len(text) <= self.max_line_chars
-            and (
-                runs[i] >= self.encoded_min_chars
-                or (payloads[i] and self._context_payload(sums, i) >= self.encoded_min_chars)
-            )
-        )
-        named = disguised_lines(texts, self.matcher, self.squeezed, encoded)
+        named = disguised_lines(texts, self.matcher, self.squeezed)
         if self.matcher:
             named.update(h.line - 1 for h in self.matcher.find("\n".join(texts), limit=100_000))
         if self.split:  # "MRN part 1: 0048" / "part 2: 213": every line of the parts
             named.update(line - 1 for chain in self.split.chains("\n".join(texts)) for line in chain)
         if self.squeezed:  # "PAT-123" / "456": wrapped across lines, every line it runs over
             named.update(self.squeezed.wrapped_lines([squeeze(t) for t in texts]))
-        if chained is not None:  # "step 12345 id-part 0048" / "step 12346 id-part 213"
-            named.update(chained.hits)
         for i, text in enumerate(texts):
             if len(text) > self.max_line_chars:
                 # Fixed words only: a length the job chose would itself carry a number out.
                 reasons[i] = f"[tre] withheld a line longer than {self.max_line_chars} characters"
-            elif runs[i] >= self.encoded_min_chars:
+            elif longest_run(judged[i]) >= self.encoded_min_chars:
                 reasons[i] = "[tre] withheld a line holding an encoded run"
             elif payloads[i] and self._context_payload(sums, i) >= self.encoded_min_chars:
                 reasons[i] = "[tre] withheld a line of encoded-looking data (judged with its neighbours)"
             elif i in named:
                 reasons[i] = "[tre] withheld a line naming an identifier from the dataset"
-        _withhold_tails(texts, reasons)
         return reasons
 
     @staticmethod
@@ -286,12 +231,7 @@ class LogScreen:
         return sums[hi] - sums[lo]
 
     def _undecided(
-        self,
-        texts: list[str],
-        final: bool,
-        reasons: list[str | None],
-        payloads: list[int],
-        chained: ChainResult | None,
+        self, texts: list[str], final: bool, reasons: list[str | None], payloads: list[int]
     ) -> int:
         """Index of the first line that must wait: an encoded-looking line, not yet withheld,
         whose following context is not all written yet, or a line that may be the first part
@@ -313,10 +253,6 @@ class LogScreen:
             begun = self.squeezed.open_wrap_start([squeeze(t) for t in texts[tail:]])
             if begun is not None:
                 wait = min(wait, tail + begun)
-        if chained is not None and chained.open_from is not None:
-            # Pieces so far spelling the start of a date, MRN or UID wait for the next line
-            # with digits, which could finish it.
-            wait = min(wait, chained.open_from)
         for i in range(max(0, len(texts) - CONTEXT_LINES), wait):
             if payloads[i] and reasons[i] is None:
                 return i
