@@ -344,46 +344,40 @@ def check_against_releases(
     if context.depth or not released:
         return []
     mine = extract_aggregates(path, display_name, policy)
-    found = list(differences(mine, released, policy.sdc.threshold))
-    out = _small_shares_result(list(small_shares(mine, released, policy.sdc.threshold)), policy)
-    if not found:
-        return out
-    requests = sorted({r for _, r in found})
-    return out + [
-        CheckResult(
-            check="sdc:differencing_releases",
-            outcome="flag",
-            reason=f"{len(found)} count(s) in this file differ by less than the threshold of "
-            f"{policy.sdc.threshold} from counts of the same name released earlier by this project "
-            f"(request {requests[0]}"
-            + (f" and {len(requests) - 1} other(s)" if len(requests) > 1 else "")
-            + "): subtracting one from the other may give back individuals; compare the two releases",
-            evidence={
-                "threshold": policy.sdc.threshold,
-                "released_requests": requests[:20],
-                "count": len(found),
-            },
-        )
-    ]
+    threshold = policy.sdc.threshold
+    return _release_flag(
+        "sdc:released_share",
+        list(small_shares(mine, released, threshold)),
+        f"percentage(s) in this file are a count below the threshold of {threshold} of a total "
+        "released earlier by this project",
+        "the share and the released total give the count back",
+        threshold,
+    ) + _release_flag(
+        "sdc:differencing_releases",
+        list(differences(mine, released, threshold)),
+        f"count(s) in this file differ by less than the threshold of {threshold} from counts of "
+        "the same name released earlier by this project",
+        "subtracting one from the other may give back individuals",
+        threshold,
+    )
 
 
-def _small_shares_result(found: list[tuple[str, str]], policy: Policy) -> list[CheckResult]:
+def _release_flag(
+    check: str, found: list[tuple[str, str]], finding: str, consequence: str, threshold: int
+) -> list[CheckResult]:
+    """One flag for what ``found`` pairs (a figure, the earlier request that released what
+    recovers it) with the earlier releases: the reason names only the first request's id."""
     if not found:
         return []
     requests = sorted({r for _, r in found})
+    others = f" and {len(requests) - 1} other(s)" if len(requests) > 1 else ""
     return [
         CheckResult(
-            check="sdc:released_share",
+            check=check,
             outcome="flag",
-            reason=f"{len(found)} percentage(s) in this file are a count below the threshold of "
-            f"{policy.sdc.threshold} of a total released earlier by this project (request {requests[0]}"
-            + (f" and {len(requests) - 1} other(s)" if len(requests) > 1 else "")
-            + "): the share and the released total give the count back; compare the two releases",
-            evidence={
-                "threshold": policy.sdc.threshold,
-                "released_requests": requests[:20],
-                "count": len(found),
-            },
+            reason=f"{len(found)} {finding} (request {requests[0]}{others}): {consequence}; "
+            "compare the two releases",
+            evidence={"threshold": threshold, "released_requests": requests[:20], "count": len(found)},
         )
     ]
 
