@@ -229,6 +229,13 @@ def test_a_release_from_another_job_of_the_project_is_compared(dbany, esettings,
     assert found["report.md"][0]["evidence"]["released_requests"] == [first]
 
 
+def _approval_refused(db: sessionmaker[Session], settings: Settings, rid: str) -> TreError:
+    """A DAC member's approval of ``rid`` (`vote`), which must be refused: the error."""
+    with pytest.raises(TreError) as err:
+        vote(db, settings, rid, "dana")
+    return err.value
+
+
 def test_an_approval_after_an_unseen_release_under_another_name_is_refused(dbany, esettings, world) -> None:
     """The race check compares as the checks do: a renamed count column (``subjects`` for
     ``patients``) released in between refuses the approval too (before leaks14b only rows of
@@ -238,17 +245,8 @@ def test_an_approval_after_an_unseen_release_under_another_name_is_refused(dbany
     second = request(dbany, esettings, world, ["renamed.csv"], job_id=job)
     assert findings(dbany, second) == {"renamed.csv": []}
     release(dbany, esettings, first)
-    with pytest.raises(TreError) as err:
-        with dbany.begin() as s:
-            workflow.cast_vote(
-                s,
-                who("dana", "dac"),
-                second,
-                vote="approve",
-                comment="ok",
-                policies_dir=esettings.resolved_policies_dir,
-            )
-    assert err.value.slug == "released-since-checked" and first in err.value.detail
+    refused = _approval_refused(dbany, esettings, second)
+    assert refused.slug == "released-since-checked" and first in refused.detail
 
 
 def _released_shares(db: sessionmaker[Session], rid: str) -> dict[str, list[dict]]:
@@ -278,14 +276,5 @@ def test_an_approval_after_an_unseen_release_of_a_shares_total_is_refused(dbany,
     second = request(dbany, esettings, world, ["share.csv"], job_id=job)
     assert _released_shares(dbany, second) == {"share.csv": []}
     release(dbany, esettings, first)
-    with pytest.raises(TreError) as err:
-        with dbany.begin() as s:
-            workflow.cast_vote(
-                s,
-                who("dana", "dac"),
-                second,
-                vote="approve",
-                comment="ok",
-                policies_dir=esettings.resolved_policies_dir,
-            )
-    assert err.value.slug == "released-since-checked" and first in err.value.detail
+    refused = _approval_refused(dbany, esettings, second)
+    assert refused.slug == "released-since-checked" and first in refused.detail
