@@ -183,10 +183,9 @@ def test_a_child_received_just_before_a_crash_is_started_by_the_restarted_agent(
         assert row is not None and row.reported == ""  # not acknowledged by the hub yet
 
 
-def test_a_release_over_the_request_limits_is_refused_as_blocked(node, settings):  # type: ignore[no-untyped-def]
-    """A child asking for every output of a job with more outputs than one egress request may
-    hold (the default policy: 50) ends as blocked by the airlock, not as missing outputs."""
-    from egress_review import federated
+def _child_whose_job_succeeded(node, settings, outputs: list[tuple[str, str]]):  # type: ignore[no-untyped-def]
+    """A child started on the node whose job is marked succeeded with ``outputs`` (path,
+    sha256; 10 bytes each) recorded, and no files behind them."""
     from tre.store.models import JobOutput
 
     child = spec()
@@ -198,8 +197,18 @@ def test_a_release_over_the_request_limits_is_refused_as_blocked(node, settings)
         job = s.get(Job, job_id)
         assert job is not None
         job.state, job.exit_code, job.reason = "succeeded", 0, "exited with code 0"
-        for i in range(60):
-            s.add(JobOutput(job_id=job_id, path=f"series/{i:02d}.json", size=10, sha256=f"{i:064x}"))
+        for path, sha256 in outputs:
+            s.add(JobOutput(job_id=job_id, path=path, size=10, sha256=sha256))
+    return child
+
+
+def test_a_release_over_the_request_limits_is_refused_as_blocked(node, settings):  # type: ignore[no-untyped-def]
+    """A child asking for every output of a job with more outputs than one egress request may
+    hold (the default policy: 50) ends as blocked by the airlock, not as missing outputs."""
+    from egress_review import federated
+
+    outputs = [(f"series/{i:02d}.json", f"{i:064x}") for i in range(60)]
+    child = _child_whose_job_succeeded(node, settings, outputs)
     with session_scope(node) as s:
         children.advance(s, settings, federated, child.child_id)  # type: ignore[arg-type]
     assert _state(node, child.child_id)[:2] == ("refused", "egress_blocked")
@@ -210,18 +219,8 @@ def test_a_release_refused_at_staging_is_audited_once_and_the_child_refused(node
     job recorded) and records the child refused in the same unit of work: the refusal's
     ``egress.stage_refused`` entry is written after it (`tre.store.db.note_refusals`), once."""
     from egress_review import federated
-    from tre.store.models import JobOutput
 
-    child = spec()
-    with session_scope(node) as s:
-        children.receive(s, child)
-        children.start(s, settings, child.child_id)
-    _, _, job_id = _state(node, child.child_id)
-    with session_scope(node) as s:
-        job = s.get(Job, job_id)
-        assert job is not None
-        job.state, job.exit_code, job.reason = "succeeded", 0, "exited with code 0"
-        s.add(JobOutput(job_id=job_id, path="table.csv", size=10, sha256="ab" * 32))  # no such file
+    child = _child_whose_job_succeeded(node, settings, [("table.csv", "ab" * 32)])  # no such file
     with session_scope(node) as s:
         children.advance(s, settings, federated, child.child_id)  # type: ignore[arg-type]
     assert _state(node, child.child_id)[:2] == ("refused", "not_admitted")
