@@ -68,17 +68,19 @@ def _strokes(gray: Image.Image, size: int) -> list[Image.Image]:
     """Thin bright (and thin dark) strokes alone, black on white, whatever their grey level
     (leaks10): faint text over an image is neither its brightest nor its darkest pixels, but
     it is thinner than anything anatomical. A morphological top-hat (the image minus its
-    opening with a ``size`` square, Pillow's min/max filters) keeps what is narrower than the
-    square; the strongest of it is the text."""
-    from PIL import ImageChops, ImageFilter
+    opening with a ``size`` square) keeps what is narrower than the square; the strongest of it
+    is the text. scipy's opening runs the square as two one-dimensional passes: the same pixels
+    as Pillow's MinFilter/MaxFilter, which cost ~0.6 s each on an upscaled 1024x1024 slice."""
+    from scipy import ndimage
 
     out = []
     # text stands out from its background: bright strokes over a dark picture (a CT slice),
     # dark strokes over a light one (a plot); one top-hat, the background's, costs one run
-    dark = float(np.asarray(gray).mean()) < 128
-    for layer in (gray,) if dark else (ImageChops.invert(gray),):
-        opened = layer.filter(ImageFilter.MinFilter(size)).filter(ImageFilter.MaxFilter(size))
-        tophat = np.asarray(ImageChops.subtract(layer, opened))
+    pixels = np.asarray(gray)
+    dark = float(pixels.mean()) < 128
+    for layer in (pixels,) if dark else (255 - pixels,):
+        opened = ndimage.grey_opening(layer, size=(size, size), mode="nearest")
+        tophat = layer - opened  # an opening is never above the image: no wrap-around
         cut = max(30.0, float(np.percentile(tophat, 99.5)) * 0.5)
         mask = tophat >= cut
         if 0.0005 < mask.mean() < 0.1:
