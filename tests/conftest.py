@@ -4,8 +4,10 @@ PostgreSQL where a test asks for `engine_any`), the API app with real tokens."""
 from __future__ import annotations
 
 import os
+import resource
 import shutil
 import sqlite3
+import time
 from collections.abc import Callable, Iterator
 from contextlib import closing
 from dataclasses import dataclass
@@ -64,6 +66,34 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         return rank.get(item.path.relative_to(REPO).as_posix(), len(rank))
 
     items.sort(key=file_rank)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    """With TRE_TEST_CPU_LOG set, each test's wall time and the CPU seconds it cost (this
+    worker's own and its waited-for subprocesses': sandboxes, CLI runs, servers) are appended
+    to that file. Why: CI runs three workers on two cores, so a test that waits costs the
+    suite little and one that computes costs it much; wall times alone do not tell them apart."""
+    log = os.environ.get("TRE_TEST_CPU_LOG")
+    if not log:
+        yield
+        return
+    start_wall, start_self, start_children = (
+        time.monotonic(),
+        _cpu(resource.RUSAGE_SELF),
+        _cpu(resource.RUSAGE_CHILDREN),
+    )
+    yield
+    wall = time.monotonic() - start_wall
+    own = _cpu(resource.RUSAGE_SELF) - start_self
+    children = _cpu(resource.RUSAGE_CHILDREN) - start_children
+    with open(log, "a", encoding="utf-8") as out:
+        out.write(f"{item.nodeid}\t{wall:.2f}\t{own:.2f}\t{children:.2f}\n")
+
+
+def _cpu(who: int) -> float:
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
 
 
 @pytest.fixture(scope="session")
