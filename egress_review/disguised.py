@@ -16,10 +16,13 @@ import re
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable
 from itertools import accumulate
+from typing import TYPE_CHECKING
 
-from egress_review.checks.identifiers import IdentifierMatcher
 from egress_review.encoded import decoded_fragments
 from egress_review.folding import fold, needs_folding
+
+if TYPE_CHECKING:  # importing the checks package here would import this module back through it
+    from egress_review.checks.identifiers import IdentifierMatcher
 
 # A run of single characters separated by exactly one non-alphanumeric character:
 # "J a n e", "J.a.n.e", "C-I-T-I-Z-E-N". Longer gaps separate words.

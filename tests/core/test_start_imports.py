@@ -57,3 +57,17 @@ def test_a_cli_command_imports_neither_numpy_nor_the_store() -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout) == [], "imported by every command: " + proc.stdout
+
+
+# The log screen's text modules, each imported first in its own process: `disguised` imported
+# the checks package (for a type annotation), which imports `disguised` back before its names
+# exist; it worked only when something had imported the checks package before.
+SCREEN_MODULES = ("egress_review.disguised", "egress_review.split_parts", "egress_review.encoded")
+
+
+def test_the_screens_text_modules_import_alone() -> None:
+    for name in SCREEN_MODULES:
+        proc = subprocess.run(
+            [sys.executable, "-c", f"import {name}"], capture_output=True, text=True, timeout=120
+        )
+        assert proc.returncode == 0, f"{name}: {proc.stderr[-600:]}"
