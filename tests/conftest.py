@@ -25,36 +25,54 @@ from tre.store.models import User, UserRole
 
 REPO = Path(__file__).resolve().parent.parent
 
-# The test files that take longest on CI (by a full run's --durations), longest first. The
-# suite runs a file at a time on each of several workers (scripts/test), and a worker takes
-# the next file when it is free: a long file started last would run on alone at the end.
-# Files not named here keep their collection order after these. tests/test_readme.py builds
-# the demo's job image when the host has none cached (minutes): first.
+# The test files that take longest on CI, longest first (each file's summed test times in a
+# full run, TRE_TEST_CPU_LOG or --junitxml; December 2026). The suite runs a file at a time on
+# each of several workers (scripts/test, which keeps this order with --no-loadscope-reorder),
+# and a worker takes the next file when it is free: a long file started last would run on
+# alone at the end. Files not named here keep their collection order after these.
+# tests/test_readme.py builds the demo's job image when the host has none cached (minutes): first.
 SLOWEST_FILES = (
     "tests/test_readme.py",
-    "tests/egress/test_checks_round9.py",
-    "tests/audit/test_tamper_round13.py",
-    "tests/egress/test_checks_planted.py",
-    "tests/api/test_cli_scripts.py",
     "tests/kernels/test_sandbox_cohort.py",
     "tests/core/test_service_signals.py",
+    "tests/api/test_cli_scripts.py",
     "tests/egress/test_airlock_seams.py",
-    "tests/security/test_schemathesis_roles.py",
-    "tests/oidc/test_cli_device_flow.py",
-    "tests/egress/test_panel_defects.py",
-    "tests/api/test_readme_walkthrough.py",
+    "tests/core/test_cli_sweep.py",
     "tests/federation/test_cli_and_client.py",
-    "tests/egress/test_checks_dicom.py",
-    "tests/audit/test_tamper_round12.py",
+    "tests/egress/test_panel_defects.py",
+    "tests/egress/test_checks_planted.py",
     "tests/core/test_preprocess_job.py",
-    "tests/federation/test_federation_e2e.py",
+    "tests/egress/test_workflow.py",
+    "tests/security/test_schemathesis_roles.py",
+    "tests/audit/test_tamper_round13.py",
     "tests/egress/test_api.py",
     "tests/egress/test_panel_bounds.py",
-    "tests/core/test_sandbox_settings_startup.py",
-    "tests/oidc/test_panel_sign_in.py",
-    "tests/egress/test_api_panel.py",
-    "tests/egress/test_workflow.py",
+    "tests/egress/test_refusals_durable_round16.py",
     "tests/core/test_cli.py",
+    "tests/api/test_load_concurrency.py",
+    "tests/images/test_remove_crash.py",
+    "tests/oidc/test_cli_device_flow.py",
+    "tests/code/test_readme_submit.py",
+    "tests/federation/test_federation_e2e.py",
+    "tests/images/test_remove.py",
+    "tests/egress/test_api_panel.py",
+    "tests/egress/test_checks_round9.py",
+    "tests/egress/test_checks_round6.py",
+    "tests/test_cli_help_examples.py",
+    "tests/oidc/test_panel_sign_in.py",
+    "tests/test_deploy_postgres_walkthrough.py",
+    "tests/egress/test_checks_dicom.py",
+    "tests/api/test_openapi_schemathesis.py",
+    "tests/kernels/test_cohort.py",
+    "tests/federation/test_hub_api.py",
+    "tests/api/test_large_outputs.py",
+    "tests/catalogue/test_catalogue_api.py",
+    "tests/tes/test_openapi_schemathesis.py",
+    "tests/federation/test_node_variants.py",
+    "tests/federation/test_hub_route_sweep.py",
+    "tests/kernels/test_cuda.py",
+    "tests/api/test_cli_for_people.py",
+    "tests/egress/test_committees.py",
 )
 
 
