@@ -69,12 +69,11 @@ def _hex_dump_chars(tokens: list[str]) -> int:
     """Hex digits in a line that looks like a hex dump: at least MIN_HEX_GROUPS hex groups of
     one width (xxd, hexdump -C, od -x, bytes.hex(' '), 0x.. lists). Decimal numbers the row's
     own steps predict (`_predicted`) are not groups."""
+    hexes = [i for i, t in enumerate(tokens) if _HEX_TOKEN.fullmatch(t)]
+    if len(hexes) < MIN_HEX_GROUPS:
+        return 0
     predicted = _predicted(tokens)
-    groups = [
-        t[2:] if t[:2] in ("0x", "0X") else t
-        for i, t in enumerate(tokens)
-        if i not in predicted and _HEX_TOKEN.fullmatch(t)
-    ]
+    groups = [t[2:] if t[:2] in ("0x", "0X") else t for t in (tokens[i] for i in hexes if i not in predicted)]
     if len(groups) < MIN_HEX_GROUPS:
         return 0
     width, count = Counter(len(g) for g in groups).most_common(1)[0]
@@ -149,19 +148,21 @@ def payload_chars(line: str) -> int:
     if len(line) < 16:
         return 0
     tokens = [t for t in _SPLIT.split(line) if t]
+    words = line.split()
     encoded: list[str] | None = None
     spaced = 0
-    stripped = "".join(line.split())
+    stripped = "".join(words)
     if len(stripped) >= 16 and _STRIPPED_B64.fullmatch(stripped) and random_looking(stripped):
         # A line that is nothing but base64 (wrapped, or spaced into groups): its groups count,
         # but not its words and numbers ("steps 0 100 200 300", "Successfully built
         # lungmask"), nor a label's one content hash ("commit <hex>").
-        encoded = _encoded_tokens(tokens)
-        if not _labelled_digest(tokens, encoded):
-            spaced = sum(len(t) for t in line.split() if not _plain(t))
+        if len(words) > 1:
+            encoded = _encoded_tokens(tokens)
+        if encoded is None or not _labelled_digest(tokens, encoded):
+            spaced = sum(len(t) for t in words if not _plain(t))
             if spaced == len(stripped):
                 return spaced
-    dense = sum(len(t) for t in line.split() if dense_token(t))
+    dense = sum(len(t) for t in words if dense_token(t))
     if len(tokens) < MIN_HEX_GROUPS and not _LONG_RUN.search(line):
         return max(spaced, dense)
     hex_chars = _hex_dump_chars(tokens)
