@@ -20,6 +20,7 @@ import string
 import sys
 from collections import Counter
 from collections.abc import Iterator
+from decimal import Decimal
 
 # Tokens are split on white space, the punctuation dumps and lists put between values, and
 # dots (file extensions: "<base64>.bin").
@@ -48,32 +49,37 @@ def random_looking(token: str) -> bool:
     return any(c.islower() for c in body) and any(c.isupper() for c in body)
 
 
-def _predicted(tokens: list[str]) -> set[int]:
-    """Positions of the decimal numbers that the two before them predict: a row counting in
-    steps (``0 3 6 9 12``, ``100 200 300``), doubling (``64 128 256``) or repeating
-    (``0 0 0``). Such a row is a table of epochs, steps or sizes printed in a line; its
-    numbers after the first two carry nothing, so they are not hex groups (random bytes
-    almost never run on in steps, and a row that does says nothing)."""
-    found: set[int] = set()
-    for i in range(2, len(tokens)):
-        a, b, c = tokens[i - 2], tokens[i - 1], tokens[i]
-        if not (a.isdecimal() and b.isdecimal() and c.isdecimal()):
-            continue
-        x, y, z = int(a), int(b), int(c)
+# A number as a row prints it: "12", "-3", "0.25", "1,024" is two numbers (a list's comma).
+_NUMBER = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?(?![\w.])")
+
+
+def without_steps(line: str) -> str:
+    """``line`` with the numbers that the two before them predict blanked: a row counting in
+    steps (``0 3 6 9 12``, ``0.25 0.50 0.75``, ``10.0 20.0 30.0``), doubling (``64 128 256``)
+    or repeating (``0 0 0``). Such a row is a table of epochs, steps or sizes printed in a
+    line; its numbers after the first two carry nothing, so they are no hex-dump groups
+    (random bytes almost never run on in steps, and a row that does says nothing)."""
+    numbers = list(_NUMBER.finditer(line))
+    if len(numbers) < 3:
+        return line
+    values = [Decimal(m.group(0)) for m in numbers]
+    out = list(line)
+    for i in range(2, len(values)):
+        x, y, z = values[i - 2], values[i - 1], values[i]
         if z - y == y - x or (x and y and y * y == x * z):
-            found.add(i)
-    return found
+            start, end = numbers[i].span()
+            out[start:end] = " " * (end - start)
+    return "".join(out)
 
 
-def _hex_dump_chars(tokens: list[str]) -> int:
+def _hex_dump_chars(line: str, tokens: list[str]) -> int:
     """Hex digits in a line that looks like a hex dump: at least MIN_HEX_GROUPS hex groups of
-    one width (xxd, hexdump -C, od -x, bytes.hex(' '), 0x.. lists). Decimal numbers the row's
-    own steps predict (`_predicted`) are not groups."""
-    hexes = [i for i, t in enumerate(tokens) if _HEX_TOKEN.fullmatch(t)]
-    if len(hexes) < MIN_HEX_GROUPS:
+    one width (xxd, hexdump -C, od -x, bytes.hex(' '), 0x.. lists). Numbers the row's own
+    steps predict (`without_steps`) are not groups."""
+    if sum(1 for t in tokens if _HEX_TOKEN.fullmatch(t)) < MIN_HEX_GROUPS:
         return 0
-    predicted = _predicted(tokens)
-    groups = [t[2:] if t[:2] in ("0x", "0X") else t for t in (tokens[i] for i in hexes if i not in predicted)]
+    tokens = [t for t in _SPLIT.split(without_steps(line)) if t]
+    groups = [t[2:] if t[:2] in ("0x", "0X") else t for t in tokens if _HEX_TOKEN.fullmatch(t)]
     if len(groups) < MIN_HEX_GROUPS:
         return 0
     width, count = Counter(len(g) for g in groups).most_common(1)[0]
@@ -165,7 +171,7 @@ def payload_chars(line: str) -> int:
     dense = sum(len(t) for t in words if dense_token(t))
     if len(tokens) < MIN_HEX_GROUPS and not _LONG_RUN.search(line):
         return max(spaced, dense)
-    hex_chars = _hex_dump_chars(tokens)
+    hex_chars = _hex_dump_chars(line, tokens)
     encoded = _encoded_tokens(tokens) if encoded is None else encoded
     b64_chars = 0 if _labelled_digest(tokens, encoded) else sum(len(t) for t in encoded)
     return max(spaced, hex_chars, b64_chars, dense)
