@@ -20,6 +20,7 @@ import string
 import sys
 from collections import Counter
 from collections.abc import Iterator
+from decimal import Decimal
 
 # Tokens are split on white space, the punctuation dumps and lists put between values, and
 # dots (file extensions: "<base64>.bin").
@@ -48,9 +49,36 @@ def random_looking(token: str) -> bool:
     return any(c.islower() for c in body) and any(c.isupper() for c in body)
 
 
-def _hex_dump_chars(tokens: list[str]) -> int:
+# A number as a row prints it: "12", "-3", "0.25", "1,024" is two numbers (a list's comma).
+_NUMBER = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?(?![\w.])")
+
+
+def without_steps(line: str) -> str:
+    """``line`` with the numbers that the two before them predict blanked: a row counting in
+    steps (``0 3 6 9 12``, ``0.25 0.50 0.75``, ``10.0 20.0 30.0``), doubling (``64 128 256``)
+    or repeating (``0 0 0``). Such a row is a table of epochs, steps or sizes printed in a
+    line; its numbers after the first two carry nothing, so they are no hex-dump groups
+    (random bytes almost never run on in steps, and a row that does says nothing)."""
+    numbers = list(_NUMBER.finditer(line))
+    if len(numbers) < 3:
+        return line
+    values = [Decimal(m.group(0)) for m in numbers]
+    out = list(line)
+    for i in range(2, len(values)):
+        x, y, z = values[i - 2], values[i - 1], values[i]
+        if z - y == y - x or (x and y and y * y == x * z):
+            start, end = numbers[i].span()
+            out[start:end] = " " * (end - start)
+    return "".join(out)
+
+
+def _hex_dump_chars(line: str, tokens: list[str]) -> int:
     """Hex digits in a line that looks like a hex dump: at least MIN_HEX_GROUPS hex groups of
-    one width (xxd, hexdump -C, od -x, bytes.hex(' '), 0x.. lists)."""
+    one width (xxd, hexdump -C, od -x, bytes.hex(' '), 0x.. lists). Numbers the row's own
+    steps predict (`without_steps`) are not groups."""
+    if sum(1 for t in tokens if _HEX_TOKEN.fullmatch(t)) < MIN_HEX_GROUPS:
+        return 0
+    tokens = [t for t in _SPLIT.split(without_steps(line)) if t]
     groups = [t[2:] if t[:2] in ("0x", "0X") else t for t in tokens if _HEX_TOKEN.fullmatch(t)]
     if len(groups) < MIN_HEX_GROUPS:
         return 0
@@ -60,30 +88,121 @@ def _hex_dump_chars(tokens: list[str]) -> int:
     return sum(len(g) for g in groups)
 
 
+_LOWER_RUN = re.compile(r"[a-z]+")
+# A compound name's words: lower-case runs this long on average (random base64 has ~1.7).
+_NAME_MEAN_LOWER_RUN = 2.5
+
+
+def compound_name(token: str) -> bool:
+    """Whether a letters-and-digits token reads as words run together in CamelCase
+    ("RuntimeError", "ResNet50EncoderDecoderBlock", "BatchNorm2d"): mostly lower case, in
+    runs of word length (at most one of a single letter, besides "2d"-like suffixes).
+    Encoded bytes switch case every couple of characters; a 12-character base64 run reads
+    as such a name ~6 % of the time, a 40-character one ~0.3 % (measured on random bytes)."""
+    if not token.isalnum() or not token.isascii() or token.islower() or token.isupper():
+        return False  # (one case: hex, or a word the other rules already read as one)
+    runs = list(_LOWER_RUN.finditer(token))
+    lower = sum(len(m.group(0)) for m in runs)
+    if not runs or lower * 2 < len(token) or lower < _NAME_MEAN_LOWER_RUN * len(runs):
+        return False
+    single = sum(1 for m in runs if len(m.group(0)) == 1 and not token[m.start() - 1 : m.start()].isdigit())
+    return single <= 1
+
+
+# A content hash as tools print one (git's short and full ids, docker's layer ids, md5, sha1,
+# sha224/256, pip's wheel-cache directory): one case of hex, letters and digits both.
+_DIGEST = re.compile(r"[0-9a-f]{7,64}|[0-9A-F]{7,64}")
+
+
+def hex_digest(piece: str) -> bool:
+    """Whether ``piece`` is a content hash: hex of one case, 7 to 64 digits, mixing digits and
+    letters (a word of hex letters, "decade", or a number is not)."""
+    return bool(_DIGEST.fullmatch(piece)) and not piece.isdecimal() and not piece.isalpha()
+
+
 def _encoded_token(token: str) -> bool:
-    """A base64 token, not a name joined with separators ("weights-epoch-10", "a/b_c"): its
-    longest piece between -, _ and / is long and mixes character classes."""
+    """A base64 token, not a name joined with separators ("weights-epoch-10", "a/b_c",
+    "filename=dicom2nifti") or in CamelCase (`compound_name`): its longest piece between -,
+    _, / and = (base64 pads with = only at its end) is long and mixes character classes."""
     if len(token) < MIN_TOKEN_CHARS:
         return False
-    longest = max(re.split(r"[-_/]", token), key=len)
-    return len(longest) >= MIN_TOKEN_CHARS and random_looking(longest)
+    longest = max(re.split(r"[-_/=]", token), key=len)
+    return len(longest) >= MIN_TOKEN_CHARS and random_looking(longest) and not compound_name(longest)
+
+
+def _digest_token(token: str) -> bool:
+    """A token whose only long piece (between ``-_/=:``) is a content hash: "sha256=<hex>",
+    ".../wheels/ab/cd/ef/<hex>", "<hex>"."""
+    pieces = [p for p in re.split(r"[-_/=:]", token) if len(p) >= MIN_TOKEN_CHARS]
+    return len(pieces) == 1 and hex_digest(pieces[0])
+
+
+def _labelled_digest(tokens: list[str], encoded: list[str]) -> bool:
+    """Whether a line's only encoded-looking token is one content hash beside words that are
+    not (a label: "commit", "Digest: sha256:", "Stored in directory:", a file name). Tools
+    print one hash a line this way; a hex file cut into lines is hex alone on each line, and a
+    hex dump has many groups a line: both still count."""
+    return (
+        len(encoded) == 1
+        and _digest_token(encoded[0])
+        and any(t is not encoded[0] and any(c.isalpha() for c in t) for t in tokens)
+    )
 
 
 def payload_chars(line: str) -> int:
     """How many characters of ``line`` look like encoded data (0 for ordinary text)."""
     if len(line) < 16:
         return 0
-    stripped = "".join(line.split())
-    if len(stripped) >= 16 and _STRIPPED_B64.fullmatch(stripped) and random_looking(stripped):
-        # A line that is nothing but base64 (wrapped, or spaced into groups).
-        return len(stripped)
-    dense = sum(len(t) for t in line.split() if dense_token(t))
     tokens = [t for t in _SPLIT.split(line) if t]
+    words = line.split()
+    encoded: list[str] | None = None
+    spaced = 0
+    stripped = "".join(words)
+    if len(stripped) >= 16 and _STRIPPED_B64.fullmatch(stripped) and random_looking(stripped):
+        # A line that is nothing but base64 (wrapped, or spaced into groups): its groups count,
+        # but not its words and numbers ("steps 0 100 200 300", "Successfully built
+        # lungmask"), nor a label's one content hash ("commit <hex>").
+        if len(words) > 1:
+            encoded = _encoded_tokens(tokens)
+        if encoded is None or not _labelled_digest(tokens, encoded):
+            spaced = sum(len(t) for t in words if not _plain(t))
+            if spaced == len(stripped):
+                return spaced
+    dense = sum(len(t) for t in words if dense_token(t))
     if len(tokens) < MIN_HEX_GROUPS and not _LONG_RUN.search(line):
-        return dense
-    hex_chars = _hex_dump_chars(tokens)
-    b64_chars = sum(len(t) for t in tokens if _B64_TOKEN.fullmatch(t) and _encoded_token(t))
-    return max(hex_chars, b64_chars, dense)
+        return max(spaced, dense)
+    hex_chars = _hex_dump_chars(line, tokens)
+    encoded = _encoded_tokens(tokens) if encoded is None else encoded
+    b64_chars = 0 if _labelled_digest(tokens, encoded) else sum(len(t) for t in encoded)
+    return max(spaced, hex_chars, b64_chars, dense)
+
+
+_NAME_SEPARATORS = re.compile(r"[-_=/]")
+
+
+def _plain(token: str) -> bool:
+    """Whether a base64-alphabet token is a word or a number, not a group of encoded bytes:
+    digits only, letters of one case or capitalised, a CamelCase name, or such pieces joined
+    with - _ = / ("radiomics-utils"). A random base64 group of four is one ~7 % of the time."""
+    pieces = _NAME_SEPARATORS.split(token)
+    return all(
+        p.isdecimal()
+        or (p.isascii() and p.isalpha() and (p.islower() or p.isupper() or p.istitle()))
+        or _digits_in_a_word(p)
+        or compound_name(p)
+        for p in pieces
+    )
+
+
+def _digits_in_a_word(piece: str) -> bool:
+    """A lower-case word with a digit or two in it ("dicom2nifti", "nnunetv2", "resnet50"):
+    hex of that length holds more digits (16 random hex digits hold two or fewer 1 in 10^5)."""
+    digits = sum(c.isdigit() for c in piece)
+    return piece.isascii() and piece.isalnum() and piece.islower() and 0 < digits <= 2 < len(piece) - digits
+
+
+def _encoded_tokens(tokens: list[str]) -> list[str]:
+    return [t for t in tokens if _B64_TOKEN.fullmatch(t) and _encoded_token(t)]
 
 
 # Encodings whose alphabets hold punctuation (ascii85, base85/Z85, base91, uuencode) are cut
@@ -104,15 +223,26 @@ _CLASS_RUNS = re.compile(r"[a-z]+|[A-Z]+|[0-9]+|[^a-zA-Z0-9]+")
 _DENSE_CANDIDATE = re.compile(rf"[!-~]{{{MIN_DENSE_CHARS},}}")
 
 
+_ENCLOSING = string.punctuation
+
+
 def dense_token(token: str) -> bool:
-    """Whether a white-space-free token looks like bytes in an 85/91-symbol encoding."""
+    """Whether a white-space-free token looks like bytes in an 85/91-symbol encoding.
+    Punctuation only around it (quotes, brackets, a trailing colon) is not judged: a quoted
+    CamelCase class name (``'ResNet3DBlockV2',``) switches class as often as ascii85, but its
+    only punctuation is the quoting; an 85-symbol alphabet puts punctuation throughout."""
+    token = token.strip(_ENCLOSING)
     if len(token) < MIN_DENSE_CHARS or not _DENSE_CANDIDATE.fullmatch(token):
         return False
     if _HEX_AND_PUNCTUATION.issuperset(token):  # hex, UUIDs, dates: the hex rules judge them
         return False
     runs = _CLASS_RUNS.findall(token)
     kinds = {_run_class(r) for r in runs}
-    if 3 not in kinds or len(kinds) < 3:  # punctuation and two of digits, lower, upper case
+    # Punctuation and letters of both cases: the 85/91-symbol alphabets hold all three, so a
+    # long token of them lacks one only by chance (~1 % at 16 characters, less the longer it
+    # is); a package's file name ("torch-2.1.0-cp311-none-any.whl", pip prints them) is one
+    # case of letters, digits and separators.
+    if not {1, 2, 3} <= kinds:
         return False
     # A word, or a number of three or more digits (a measurement, a count): encoded bytes
     # hold one now and then, text holds them throughout.
@@ -133,9 +263,19 @@ def _run_class(run: str) -> int:
 def longest_run(line: str) -> int:
     """Length of the longest unbroken run of an encoding's alphabet in ``line``: base64/hex,
     or an 85/91-symbol one (`dense_token`)."""
-    b64 = max((len(m) for m in re.findall(r"[A-Za-z0-9+/]+", line)), default=0)
+    b64 = max((_run_length(m) for m in re.findall(r"[A-Za-z0-9+/]+", line)), default=0)
     dense = max((len(t) for t in line.split() if dense_token(t)), default=0)
     return max(b64, dense)
+
+
+def _run_length(run: str) -> int:
+    """A run's length; a path ending in a content hash (pip's wheel cache,
+    ``.../wheels/ab/cd/ef/<hex>``) is measured as its two parts, the directories and the hash,
+    each still judged by the same limit."""
+    head, _, last = run.rpartition("/")
+    if head and hex_digest(last):
+        return max(len(head), len(last))
+    return len(run)
 
 
 _HEX_RUN = re.compile(r"(?:(?:0[xX])?[0-9a-fA-F]{2}[\s:,.\-]?){3,}")

@@ -9,6 +9,11 @@ reading cannot change what a line is judged to be):
   run together, reversed, or printed as hex, ``\\xNN`` escapes or base64;
 * lines that carry encoded data: one long base64/hex run, or a stretch of lines whose
   encoded-looking payload adds up (base64 wrapped at 76 columns, hex dumps, spaced groups);
+  what ordinary tools print is not payload (round 17, `egress_review.encoded`): a row of
+  numbers counting in steps (``0 3 6 9 12``), one content hash a line beside words (git
+  commit ids, pip's ``sha256=`` and wheel-cache paths, docker layer ids, ``sha256sum``),
+  CamelCase names (``RuntimeError``, ``'ResNet3DBlockV2'``), words and numbers; hex alone
+  on a line, two hashes a line, hex dumps and runs of 96 characters still count;
 * overlong lines;
 * lines that present themselves as progress reports (``tre-progress:``, ``tre-series:``) but
   are not exactly one of the fixed forms of `tre.kernels.progress`, or whose counts contradict
