@@ -322,6 +322,7 @@ _GROUP_SHARE = re.compile(
     r"(?:site|centre|center|hospital|arm|group)[ \t]+(?P<label>[A-Za-z0-9]{1,20})\b",
     re.IGNORECASE,
 )
+_SHARE_OF = re.compile(r"%[ \t]+(?:of|among)[ \t]", re.IGNORECASE)
 _PERCENT_STRING = re.compile(r"^\s*\d{1,3}(?:[.,]\d{1,4})?\s*%\s*$")
 
 
@@ -335,9 +336,16 @@ def _prose_aggregates(text: str) -> Iterator[tuple[str, float]]:
     if "%" not in text:
         return
     head = text[: 1024 * 1024]
-    found = [
-        (m.start(), m, "total") for pattern in (_PROSE_SHARE, _BARE_SHARE) for m in pattern.finditer(head)
-    ] + [(m.start(), m, _norm(m.group("label"))) for m in _GROUP_SHARE.finditer(head)]
+    lower = head.lower()
+    # each pattern is tried only where its literal words occur: the patterns open with a
+    # look-behind and a digit, tried at every digit of an encoded blob or a log
+    share_of = _SHARE_OF.search(head) is not None
+    patterns = [_PROSE_SHARE] if share_of else []
+    if any(w in lower for w in OUTCOME_WORDS.split("|")):
+        patterns.append(_BARE_SHARE)
+    found = [(m.start(), m, "total") for pattern in patterns for m in pattern.finditer(head)]
+    if share_of:
+        found += [(m.start(), m, _norm(m.group("label"))) for m in _GROUP_SHARE.finditer(head)]
     for i, (_, m, label) in enumerate(sorted(found, key=lambda f: f[0])[:MAX_PROSE_SHARES]):
         # numbered: a text's several shares are several keys ("share", "share_2", ...)
         column = "share" if i == 0 else f"share_{i + 1}"

@@ -25,6 +25,7 @@ from egress_review.checks.text_counts import PEOPLE_WORDS
 LINES_ABOVE = 3  # the size's line may be this far above the table's header (blank lines between)
 MAX_SIZES = 50  # sizes read per text
 MAX_WINDOW_LINES = 200  # lines after a size read for its table
+MAX_HEAD_CHARS = 4096  # characters after a size in which its table must start
 _NUMERIC = re.compile(r"^[+-]?\d+(?:[.,]\d+)?%?$")
 
 
@@ -55,6 +56,11 @@ def table_subgroup_shares(text: str, threshold: int) -> list[tuple[int, str]]:
         if line_end == -1:
             continue
         size = int(m.group("d") or m.group("n"))
+        head = text[line_end + 1 : line_end + 1 + MAX_HEAD_CHARS].split("\n", LINES_ABOVE + 3)[
+            : LINES_ABOVE + 3
+        ]
+        if not _starts_table("\n".join(head)):
+            continue  # most sizes (a log's "(n = 33)" on every line) have no table below them
         window = text[line_end + 1 :].split("\n", MAX_WINDOW_LINES)[:MAX_WINDOW_LINES]
         below = "\n".join(window)
         for first, rows in markdown_tables(below) or aligned_tables(below):
@@ -64,6 +70,16 @@ def table_subgroup_shares(text: str, threshold: int) -> list[tuple[int, str]]:
             offset = line_end + 1 + sum(len(w) + 1 for w in between)
             found.extend((offset, share) for share in _small_shares(rows, size, threshold))
     return list(dict.fromkeys(found))
+
+
+def _starts_table(head: str) -> bool:
+    """Whether a table with a share column starts within `LINES_ABOVE` lines of ``head``."""
+    from egress_review.checks.text_tables import aligned_tables, markdown_tables
+
+    return any(
+        first <= LINES_ABOVE and any(pct_column(h) is not None for h in rows[0])
+        for first, rows in markdown_tables(head) or aligned_tables(head)
+    )
 
 
 def _small_shares(rows: list[list[str]], size: int, threshold: int) -> Iterator[str]:

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 
 from egress_review.checks import CheckContext
+from egress_review.checks.shares import is_metric, pct_column, pct_value
+from egress_review.checks.subgroup_shares import table_subgroup_shares
 from tests.egress import planted_round9
 from tests.egress.planted_corpus import (
     assert_caught,
@@ -75,3 +77,49 @@ def test_round13_known_limits_are_as_documented(
 def test_corpus_sizes() -> None:
     """The counts docs/egress-checks.md states."""
     assert len(LEAKS) == 22 and len(BENIGN) == 12 and len(LIMITS) == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "metric"),
+    [
+        ("dice", True),
+        ("TPR", True),
+        ("fpr", True),
+        ("mape", True),
+        ("hd95", True),
+        ("volume_change", True),  # a measured quantity's change, not people
+        ("sensitivity", True),
+        ("progressed", False),  # the substring "progress" named people who progressed
+        ("recalled", False),  # "recall" named people recalled for screening
+        ("changed_regimen", False),  # "change"
+        ("died", False),
+        ("relapse", False),
+    ],
+)
+def test_a_shares_name_is_a_metric_by_its_words(name: str, metric: bool) -> None:
+    assert is_metric(name) is metric
+
+
+@pytest.mark.parametrize(
+    ("header", "cell", "share"),
+    [
+        ("relapse_rate", "0.0303", (3.03, 2)),  # a fraction of the row's people
+        ("Relapse rate", "0.25", (25.0, 0)),
+        ("rate_per_1000_py", "24.9", None),  # per person-time: no share of anyone
+        ("learning_rate", "0.03", None),
+        ("heart_rate", "0.9", None),
+    ],
+)
+def test_a_rate_is_a_share_only_as_a_fraction_of_people(
+    header: str, cell: str, share: tuple[float, int] | None
+) -> None:
+    assert (pct_value(cell, header) if pct_column(header) is not None else None) == share
+
+
+def test_a_subgroup_size_applies_only_to_the_table_right_below_it() -> None:
+    table = "| outcome | % |\n|---|---|\n| relapsed | 25.0 |\n"
+    assert [s for _, s in table_subgroup_shares(f"Of the 12 women:\n\n{table}", 10)] == ["25.0 % of 12"]
+    assert table_subgroup_shares(f"Of the 12 women:\n\nSome text.\n\nMore text.\n\n{table}", 10) == []
+    assert table_subgroup_shares(f"Of the 40 women:\n\n{table}", 10) == []  # 10 of 40
+    dice = "| metric | % |\n|---|---|\n| dice | 91.7 |\n"
+    assert table_subgroup_shares(f"Of the 12 women:\n\n{dice}", 10) == []
