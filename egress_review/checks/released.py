@@ -236,6 +236,9 @@ def _doc_aggregates(doc: Any) -> Iterator[tuple[str, float]]:
                 if isinstance(v, int) and not isinstance(v, bool) and v >= 0:
                     label = "total" if _TOTAL.match(str(inner)) else _norm(str(inner))
                     yield _key(str(key), label), float(v)
+                elif isinstance(v, str) and _PERCENT_STRING.match(v):
+                    # {"summary": {"relapse": "5.9%"}}: a share of the whole cohort (leaks17)
+                    yield from _shares([(_norm(str(inner)) or "n", v, str(inner))], "total", None)
             groups = list(value.items())[:MAX_KEYS]
             if len(groups) >= 2 and all(
                 type(v) is int and v >= 0 and not _TOTAL.match(str(k)) for k, v in groups
@@ -450,7 +453,8 @@ def _request_share_flag(
             reason=f"{len(found)} percentage(s) in this file are a count below the threshold of {threshold} "
             "of a total this request states (in this file or another of its files): the share and the "
             "total give the count back; compare the files",
-            evidence={"threshold": threshold, "files": files[:20], "count": len(found)},
+            # the other files' names are the job's words: reviewers only
+            evidence={"threshold": threshold, "count": len(found), "reviewer_only": {"files": files[:20]}},
         )
     ]
 

@@ -260,10 +260,10 @@ def prose_counts(text: str, rules: SdcRules) -> list[dict[str, object]]:
         whole = share_count(float(p), len(p.partition(".")[2]), int(m.group("d")))
         if whole is not None and 0 < whole < rules.threshold:
             found.append((m.start(), m.group(0)))
-    if has_of or "=" in plain:  # a subgroup's size said above its table of shares (leaks17)
-        from egress_review.checks.subgroup_shares import table_subgroup_shares
+    # a subgroup's size said above its table of shares (leaks17; only a text with a share word)
+    from egress_review.checks.subgroup_shares import table_subgroup_shares
 
-        found.extend(table_subgroup_shares(plain, rules.threshold))
+    found.extend(table_subgroup_shares(plain, rules.threshold))
     found.sort()
     return [
         {

@@ -68,6 +68,11 @@ def leaks() -> list[Planted]:
             b"## Women (n = 12)\n\n| outcome | pct |\n|---|---|\n| relapsed | 16.7 |\n| remission | 83.3 |\n",
             PROSE,
         ),
+        Planted(
+            "smokers_among.txt",
+            b"Among the 16 smokers:\n\noutcome     pct\nprogressed  12.5\nstable      87.5\n",
+            PROSE,
+        ),
         Planted("smokers.txt", b"Among the 16 smokers, 12.5 % progressed within a year.\n", PROSE),
         Planted(
             "smokers_aligned.txt",
@@ -80,6 +85,12 @@ def leaks() -> list[Planted]:
             json.dumps([{"site": "A", "relapse": "6.8%"}, {"site": "B", "relapse": "25.0%"}]).encode(),
             REQUEST_SHARE,
             (SITES_CSV,),
+        ),
+        Planted(
+            "summary_nested.json",
+            json.dumps({"summary": {"relapse": "9.1%"}}).encode(),
+            REQUEST_SHARE,
+            (COHORT_CSV,),
         ),
         Planted("relapse_str.yaml", b"relapse: '6.1 %'\n", REQUEST_SHARE, (SUMMARY_JSON,)),
         Planted("relapse_rate.csv", b"arm,n,relapse_rate\ncontrol,33,0.0303\ntreated,40,0.25\n", SDC),

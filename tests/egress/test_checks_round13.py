@@ -57,6 +57,9 @@ def test_round13_leak_is_caught_by_its_class(
         if r.check == "sdc:request_share":
             for word in ("withdr", "died", "relaps", "6.1", "33"):
                 assert word not in r.reason, (name, r.reason)
+            # which file states the whole (the job's file names): reviewers only
+            assert set(r.evidence) == {"threshold", "count", "reviewer_only"}, r.evidence
+            assert r.evidence["reviewer_only"]["files"], r.evidence
 
 
 @pytest.mark.parametrize("name", sorted(BENIGN))
@@ -76,7 +79,7 @@ def test_round13_known_limits_are_as_documented(
 
 def test_corpus_sizes() -> None:
     """The counts docs/egress-checks.md states."""
-    assert len(LEAKS) == 22 and len(BENIGN) == 12 and len(LIMITS) == 1
+    assert len(LEAKS) == 24 and len(BENIGN) == 12 and len(LIMITS) == 1
 
 
 @pytest.mark.parametrize(
