@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from egress_review.checks.derived_counts import _TOTAL, _count_like
+from egress_review.checks.derived_counts import _TOTAL, _all_percent, _count_like
 from egress_review.checks.model import CheckContext, CheckResult
 from egress_review.checks.shares import (
     count_from_mean_and_sum,
@@ -46,6 +46,7 @@ from egress_review.checks.shares import (
 )
 from egress_review.checks.table_readers import parse_json
 from egress_review.checks.tables import Table, _cell, classify, parse_table
+from egress_review.checks.text_counts import OUTCOME_WORDS
 from tre.policy import Policy
 
 MAX_BYTES = 1024 * 1024
@@ -53,6 +54,8 @@ MAX_ROWS = 2000
 MAX_KEYS = 2000
 MAX_KEY_CHARS = 200
 MAX_PAIRS = 20  # released counts and totals tried per share (the newest first)
+MAX_PROSE_SHARES = 50  # shares read from a text's sentences
+MAX_OTHER_FILES = 20  # the request's other files read for the wholes of this file's shares
 _INT = re.compile(r"^\d{1,15}(?:\.0+)?$")
 _CUMULATIVE = frozenset({"cum", "cumul", "cumulative", "running", "cumsum"})
 _NUMERIC = re.compile(r"^[+-]?\d+(?:[.,]\d+)?%?$")
@@ -101,6 +104,11 @@ def _table_aggregates(table: Table, policy: Policy) -> Iterator[tuple[str, float
     shares = {
         col: name for col, header in enumerate(table.header) if (name := pct_column(header)) is not None
     }
+    # a column whose every cell is written "3.0%" is shares whatever its name (leaks17: JSON
+    # records' "relapse": "6.1%")
+    shares.update(
+        {c: _norm(h) or "n" for c, h in enumerate(table.header) if c not in shares and _all_percent(table, c)}
+    )
     counts = set(_count_like(table, policy.sdc)) - set(shares)
     denominators = [c for c in sorted(counts) if c < len(table.header) and is_denominator(table.header[c])]
     single = len(table.rows) == 1
@@ -212,6 +220,12 @@ def _doc_aggregates(doc: Any) -> Iterator[tuple[str, float]]:
         return
     scalars = {str(k): v for k, v in list(doc.items())[:MAX_KEYS] if type(v) in (int, float)}
     shares = [(name, str(v), k) for k, v in scalars.items() if (name := pct_column(k)) is not None]
+    # a share written as a string ("relapse": "3.0%", leaks17) is a share whatever its name
+    shares.extend(
+        (pct_column(str(k)) or _norm(str(k)) or "n", v, str(k))
+        for k, v in list(doc.items())[:MAX_KEYS]
+        if isinstance(v, str) and _PERCENT_STRING.match(v)
+    )
     for key, value in list(doc.items())[:MAX_KEYS]:
         if isinstance(value, bool) or pct_column(str(key)) is not None:
             continue
@@ -222,6 +236,9 @@ def _doc_aggregates(doc: Any) -> Iterator[tuple[str, float]]:
                 if isinstance(v, int) and not isinstance(v, bool) and v >= 0:
                     label = "total" if _TOTAL.match(str(inner)) else _norm(str(inner))
                     yield _key(str(key), label), float(v)
+                elif isinstance(v, str) and _PERCENT_STRING.match(v):
+                    # {"summary": {"relapse": "5.9%"}}: a share of the whole cohort (leaks17)
+                    yield from _shares([(_norm(str(inner)) or "n", v, str(inner))], "total", None)
             groups = list(value.items())[:MAX_KEYS]
             if len(groups) >= 2 and all(
                 type(v) is int and v >= 0 and not _TOTAL.match(str(k)) for k, v in groups
@@ -258,9 +275,10 @@ def extract_aggregates(path: Path, display_name: str, policy: Policy) -> dict[st
         pairs = iter(())
     elif lower.endswith(".json"):
         try:
-            pairs = _doc_aggregates(parse_json(text))
+            doc = parse_json(text)
         except ValueError:
             return {}
+        pairs = _doc_aggregates(doc) if isinstance(doc, dict) else _records_aggregates(doc, policy)
     elif lower.endswith((".yaml", ".yml")):
         import yaml
 
@@ -292,6 +310,25 @@ _PROSE_SHARE = re.compile(
 )
 
 
+# "Overall, 3.0 % withdrew consent", "25 % of them relapsed": a share of the whole cohort said
+# with what happened to the people and no whole at all (leaks17)
+_BARE_SHARE = re.compile(
+    r"(?<![\w.])(?P<p>\d{1,3}(?:\.(?P<d>\d{1,3}))?)[ \t]*%[ \t]+(?:of[ \t]+(?:them|these|those)[ \t]+)?"
+    r"(?:had[ \t]+|have[ \t]+|were[ \t]+|was[ \t]+)?(?:" + OUTCOME_WORDS + r")\b",
+    re.IGNORECASE,
+)
+# "3.8 % of the patients at site B died": a share of a site's or an arm's people (leaks17),
+# of the count the project released (or this request states) for that row
+_GROUP_SHARE = re.compile(
+    r"(?<![\w.])(?P<p>\d{1,3}(?:\.(?P<d>\d{1,3}))?)[ \t]*%[ \t]+of[ \t]+(?:the[ \t]+|all[ \t]+)?"
+    r"(?:patients|participants|subjects|cases|people)[ \t]+(?:at|in|from|of)[ \t]+(?:the[ \t]+)?"
+    r"(?:site|centre|center|hospital|arm|group)[ \t]+(?P<label>[A-Za-z0-9]{1,20})\b",
+    re.IGNORECASE,
+)
+_SHARE_OF = re.compile(r"%[ \t]+(?:of|among)[ \t]", re.IGNORECASE)
+_PERCENT_STRING = re.compile(r"^\s*\d{1,3}(?:[.,]\d{1,4})?\s*%\s*$")
+
+
 def _prose_aggregates(text: str) -> Iterator[tuple[str, float]]:
     """The cohort's total said in a sentence ("Of the 99 patients included"), the first one: a
     report's text is compared with the totals released as tables (leaks14b)."""
@@ -299,8 +336,23 @@ def _prose_aggregates(text: str) -> Iterator[tuple[str, float]]:
 
     for noun, value in prose_totals(text)[:1]:
         yield _key(noun, "total"), float(value)
-    for m in _PROSE_SHARE.finditer(text[: 1024 * 1024]) if "%" in text else ():
-        yield share_key(len(m.group("d") or ""), _key("share", "total")), float(m.group("p"))
+    if "%" not in text:
+        return
+    head = text[: 1024 * 1024]
+    lower = head.lower()
+    # each pattern is tried only where its literal words occur: the patterns open with a
+    # look-behind and a digit, tried at every digit of an encoded blob or a log
+    share_of = _SHARE_OF.search(head) is not None
+    patterns = [_PROSE_SHARE] if share_of else []
+    if any(w in lower for w in OUTCOME_WORDS.split("|")):
+        patterns.append(_BARE_SHARE)
+    found = [(m.start(), m, "total") for pattern in patterns for m in pattern.finditer(head)]
+    if share_of:
+        found += [(m.start(), m, _norm(m.group("label"))) for m in _GROUP_SHARE.finditer(head)]
+    for i, (_, m, label) in enumerate(sorted(found, key=lambda f: f[0])[:MAX_PROSE_SHARES]):
+        # numbered: a text's several shares are several keys ("share", "share_2", ...)
+        column = "share" if i == 0 else f"share_{i + 1}"
+        yield share_key(len(m.group("d") or ""), _key(column, label)), float(m.group("p"))
 
 
 def _collect(pairs: Iterable[tuple[str, float]]) -> dict[str, float]:
@@ -310,6 +362,16 @@ def _collect(pairs: Iterable[tuple[str, float]]) -> dict[str, float]:
             break
         out.setdefault(key, value)
     return out
+
+
+def _records_aggregates(doc: Any, policy: Policy) -> Iterator[tuple[str, float]]:
+    """The counts and shares of a JSON list of records (``[{"site": "A", "relapse": "6.8%"}]``,
+    leaks17), read as the table it is."""
+    from egress_review.checks.table_readers import json_tables
+
+    for _, rows in itertools.islice(json_tables(doc), 20):
+        if rows:
+            yield from _table_aggregates(classify(rows, policy.sdc), policy)
 
 
 def _text_table_aggregates(text: str, policy: Policy) -> Iterator[tuple[str, float]]:
@@ -340,26 +402,78 @@ def check_against_releases(
 ) -> list[CheckResult]:
     """`sdc:differencing_releases`: this file's counts differ from counts an earlier request of
     the same project released by less than the threshold."""
-    released: Mapping[str, list[Released]] = context.released
-    if context.depth or not released:
+    if context.depth:
         return []
+    released: Mapping[str, list[Released]] = context.released
     mine = extract_aggregates(path, display_name, policy)
     threshold = policy.sdc.threshold
-    return _release_flag(
-        "sdc:released_share",
-        list(small_shares(mine, released, threshold)),
-        f"percentage(s) in this file are a count below the threshold of {threshold} of a total "
-        "released earlier by this project",
-        "the share and the released total give the count back",
-        threshold,
-    ) + _release_flag(
-        "sdc:differencing_releases",
-        list(differences(mine, released, threshold)),
-        f"count(s) in this file differ by less than the threshold of {threshold} from counts of "
-        "the same name released earlier by this project",
-        "subtracting one from the other may give back individuals",
-        threshold,
+    results = _request_share_flag(mine, display_name, policy, context)
+    if not released:
+        return results
+    return (
+        results
+        + _release_flag(
+            "sdc:released_share",
+            list(small_shares(mine, released, threshold)),
+            f"percentage(s) in this file are a count below the threshold of {threshold} of a total "
+            "released earlier by this project",
+            "the share and the released total give the count back",
+            threshold,
+        )
+        + _release_flag(
+            "sdc:differencing_releases",
+            list(differences(mine, released, threshold)),
+            f"count(s) in this file differ by less than the threshold of {threshold} from counts of "
+            "the same name released earlier by this project",
+            "subtracting one from the other may give back individuals",
+            threshold,
+        )
     )
+
+
+def _request_share_flag(
+    mine: Mapping[str, float], display_name: str, policy: Policy, context: CheckContext
+) -> list[CheckResult]:
+    """`sdc:request_share`: a share of this file is a count under the threshold of a whole
+    that this request states, in this file (``N = 33`` above "6.1 % withdrew") or in another
+    of its files (``cohort.csv``'s 33), though no whole stands beside the share (leaks17).
+    The other files are read only when this file has a share without its whole."""
+    if not any(parse_share_key(k) is not None for k in mine):
+        return []
+    threshold = policy.sdc.threshold
+    wholes = _request_wholes(mine, display_name, policy, context)
+    found = list(small_shares(mine, wholes, threshold))
+    if not found:
+        return []
+    files = sorted({f for _, f in found})
+    return [
+        CheckResult(
+            check="sdc:request_share",
+            outcome="flag",
+            reason=f"{len(found)} percentage(s) in this file are a count below the threshold of {threshold} "
+            "of a total this request states (in this file or another of its files): the share and the "
+            "total give the count back; compare the files",
+            # the other files' names are the job's words: reviewers only
+            evidence={"threshold": threshold, "count": len(found), "reviewer_only": {"files": files[:20]}},
+        )
+    ]
+
+
+def _request_wholes(
+    mine: Mapping[str, float], display_name: str, policy: Policy, context: CheckContext
+) -> dict[str, list[Released]]:
+    """The counts this file and the request's other files state (bounded), as wholes a share
+    may be of; each tagged with the file that states it ("this file" for its own)."""
+    wholes: dict[str, list[Released]] = {}
+    for key, value in mine.items():
+        if parse_share_key(key) is None:
+            wholes.setdefault(key, []).append(Released(value, "this file"))
+    others = [(n, p) for n, p in context.request_paths.items() if n != display_name][:MAX_OTHER_FILES]
+    for name, other in others:
+        for key, value in extract_aggregates(other, name, policy).items():
+            if parse_share_key(key) is None:
+                wholes.setdefault(key, []).append(Released(value, name))
+    return wholes
 
 
 def _release_flag(

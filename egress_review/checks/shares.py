@@ -22,19 +22,43 @@ _PCT_WORDS = re.compile(r"(?:^|[\s_(\[-])(?:pct|percent|percentage|perc)(?=$|[\s
 _PROPORTION_WORDS = re.compile(
     r"(?:^|[\s_(\[-])(?:proportion|prop|fraction|frac)(?=$|[\s_)\]-])", re.IGNORECASE
 )
+# ``relapse_rate 0.0303`` of 33 is 1 person (leaks17): a rate that is a fraction of the row's
+# people. Not a rate per person-time or per 1000 (``rate_per_1000_py``), nor a machine's or a
+# body's rate (``learning_rate``, ``heart_rate``): those are no share of anyone.
+_RATE = re.compile(r"(?:^|[\s_(\[-])rate(?=$|[\s_)\]-])", re.IGNORECASE)
+_NOT_A_SHARE_RATE = frozenset(
+    "per py pyrs pys person persons years months days 100 1000 10000 100000 1k 10k 100k learning lr "
+    "heart pulse respiratory breathing flow infusion sampling frame bit refresh decay dropout dose "
+    "growth clearance filtration".split()
+)
 _PCT_VALUE = re.compile(r"^(\d{1,3})(?:[.,](\d{1,4}))?\s*%?$")
 _SHARE_KEY = re.compile(r"^pct(\d):(.*)$")
 _MEAN = re.compile(r"^(?:mean|avg|average)_(.+)$|^(.+)_(?:mean|avg|average)$")
 _SUM = re.compile(r"^(?:sum|total)_(.+)$|^(.+)_(?:sum|total)$")
 _EPS = 1e-9
-# shares that are a model's or a machine's, not of people (leaks16): ``sensitivity_pct 5.0`` of
-# 100 patients is no count of 5 people
-_METRIC = re.compile(
-    r"dice|iou|jaccard|sensitiv|specific|accura|precision|recall|f1|auc|ppv|npv|error|loss|agreement|"
-    r"kappa|overlap|coverage|confidence|power|cpu|gpu|memory|disk|progress|util|variance|explained|"
-    r"reduction|change|growth|difference|improvement|cv\b|ci\b",
-    re.IGNORECASE,
+# shares that are a model's or a machine's, not of people (leaks16). Since leaks17 a class
+# rule on the name's words, not substrings of a fixed list: ``progressed_pct`` (substring
+# "progress") and ``recalled_pct`` ("recall") are shares of people, ``mape_pct`` and
+# ``tpr_pct`` are a model's. A name is a metric's when one of its words is a performance or
+# resource measure (`_METRIC_WORDS`, or a word opening with one of `_METRIC_STEMS`), or names
+# a measured quantity's statistic or change (`_MEASURE_WORDS` with `_CHANGE_WORDS`:
+# ``volume_change_pct``); a word for people or what happened to them (``relapsed``) wins.
+_METRIC_WORDS = frozenset(
+    "dice iou jaccard dsc auc auroc auprc roc ppv npv tpr fpr tnr fnr fdr acc accuracy precision recall "
+    "f1 f1score fscore error errors err loss mae mse rmse nrmse mape smape bias kappa icc ccc r2 rsquared "
+    "agreement overlap coverage confidence ci cv power cpu gpu memory mem ram disk vram util utilisation "
+    "utilization occupancy throughput latency progress variance explained snr cnr psnr ssim hausdorff "
+    "hd hd95 assd asd msd youden brier calibration concordance c_index cindex map miou".split()
 )
+_METRIC_STEMS = ("sensitiv", "specific", "accura", "utili", "precis")
+_MEASURE_WORDS = frozenset(
+    "volume size diameter length area dose intensity signal weight bmi density suv hu mass width depth "
+    "thickness uptake".split()
+)
+_CHANGE_WORDS = frozenset(
+    "change growth difference diff improvement reduction increase decrease delta".split()
+)
+_WORD_SPLIT = re.compile(r"[^A-Za-z0-9]+|(?<=[a-z])(?=[A-Z])")
 
 
 def pct_column(header: str) -> str | None:
@@ -44,10 +68,19 @@ def pct_column(header: str) -> str | None:
     with totals, which is what it is)."""
     words = _PCT_WORDS if _PCT_WORDS.search(header) else _PROPORTION_WORDS
     if not words.search(header):
-        return None
+        if not _proportion_rate(header):
+            return None
+        words = _RATE
     rest = words.sub(" ", header)
     rest = re.sub(r"[^A-Za-z0-9]+", "_", rest).strip("_").lower()
     return rest or "n"
+
+
+def _proportion_rate(header: str) -> bool:
+    """Whether ``header`` names a rate that is a fraction of people (``relapse_rate``)."""
+    if not _RATE.search(header):
+        return False
+    return _NOT_A_SHARE_RATE.isdisjoint(w.lower() for w in _WORD_SPLIT.split(header) if w)
 
 
 def pct_value(cell: str, header: str = "") -> tuple[float, int] | None:
@@ -58,7 +91,11 @@ def pct_value(cell: str, header: str = "") -> tuple[float, int] | None:
         return None
     decimals = len(m.group(2) or "")
     value = float(f"{m.group(1)}.{m.group(2) or 0}")
-    if header and not _PCT_WORDS.search(header) and _PROPORTION_WORDS.search(header):
+    if (
+        header
+        and not _PCT_WORDS.search(header)
+        and (_PROPORTION_WORDS.search(header) or _proportion_rate(header))
+    ):
         if value > 1:
             return None
         return round(value * 100, max(0, decimals - 2)), max(0, decimals - 2)
@@ -66,8 +103,18 @@ def pct_value(cell: str, header: str = "") -> tuple[float, int] | None:
 
 
 def is_metric(name: str) -> bool:
-    """Whether a share's name (``dice_pct``, ``sensitivity``) is a metric, not people's."""
-    return bool(_METRIC.search(name))
+    """Whether a share's name (``dice_pct``, ``sensitivity``, ``volume_change_pct``) is a
+    metric's, not people's (``progressed_pct``, ``recalled_pct``): judged word by word (see
+    `_METRIC_WORDS`), a word for people or their outcome winning."""
+    from egress_review.checks.text_counts import people_word
+
+    words = [w for w in _WORD_SPLIT.split(name) if w]
+    words = [w.lower() for w in words]
+    if any(people_word(w) for w in words):
+        return False
+    if any(w in _METRIC_WORDS or w.startswith(_METRIC_STEMS) for w in words):
+        return True
+    return not _MEASURE_WORDS.isdisjoint(words) and not _CHANGE_WORDS.isdisjoint(words)
 
 
 def share_count(pct: float, decimals: int, denominator: float) -> float | None:

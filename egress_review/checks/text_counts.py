@@ -102,9 +102,11 @@ _PERCENT_OF = re.compile(
     r"(?:of|among|in)\s+(?:the\s+|all\s+|our\s+)?)(?P<d>\d{1,7})(?![\w%]|\.\d)",
     re.IGNORECASE,
 )
-# "Of the 52 patients at site B, 3.8 % died": a share after its total in one clause (leaks16)
+# "Of the 52 patients at site B, 3.8 % died": a share after its total in one clause (leaks16);
+# "Among the 16 smokers, 12.5 % progressed" (leaks17)
 _TOTAL_THEN_PERCENT = re.compile(
-    r"\bof[ \t]+(?:the[ \t]+|all[ \t]+|our[ \t]+)?(?P<d>\d{2,7})[ \t]+(?:[A-Za-z][\w\-]*[ \t]+){0,2}?"
+    r"\b(?:of|among)[ \t]+(?:the[ \t]+|all[ \t]+|our[ \t]+)?(?P<d>\d{2,7})[ \t]+"
+    r"(?:[A-Za-z][\w\-]*[ \t]+){0,2}?"
     rf"(?:{PEOPLE_WORDS})\b[^.;%\n\d]{{0,40}}(?<![\w.])(?P<p>\d{{1,3}}(?:\.\d+)?)[ \t]*%",
     re.IGNORECASE,
 )
@@ -253,11 +255,15 @@ def prose_counts(text: str, rules: SdcRules) -> list[dict[str, object]]:
             count = share_count(float(m.group("p")), len(m.group("p").partition(".")[2]), int(m.group("d")))
         if count is not None and 0.5 <= count < rules.threshold - 0.5:
             found.append((m.start(), m.group(0)))
-    for m in _TOTAL_THEN_PERCENT.finditer(plain) if has_of and "%" in plain else ():
+    for m in _TOTAL_THEN_PERCENT.finditer(plain) if (has_of or "among" in lower) and "%" in plain else ():
         p = m.group("p")
         whole = share_count(float(p), len(p.partition(".")[2]), int(m.group("d")))
         if whole is not None and 0 < whole < rules.threshold:
             found.append((m.start(), m.group(0)))
+    # a subgroup's size said above its table of shares (leaks17; only a text with a share word)
+    from egress_review.checks.subgroup_shares import table_subgroup_shares
+
+    found.extend(table_subgroup_shares(plain, rules.threshold))
     found.sort()
     return [
         {

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import dataclasses
 import io
 import json
 import pickle
@@ -60,6 +61,8 @@ class Planted:
     name: str
     data: bytes
     caught_by: tuple[str, ...] = ()
+    others: tuple[tuple[str, bytes], ...] = ()
+    """The same request's other files (name, bytes), which the checks may read (leaks17)."""
 
 
 def _source() -> Dataset:
@@ -659,9 +662,16 @@ def check_context(dataset: Path, policy: Policy) -> CheckContext:
 
 
 def run_planted(tmp_path: Path, planted: Planted, policy: Policy, context: CheckContext) -> list[CheckResult]:
-    """Write ``planted`` and run the checks an egress request runs on it."""
+    """Write ``planted`` (and the same request's ``others``) and run the checks an egress
+    request runs on it."""
     path = tmp_path / planted.name
     path.write_bytes(planted.data)
+    if planted.others:
+        request = {planted.name: path}
+        for name, data in planted.others:
+            (tmp_path / name).write_bytes(data)
+            request[name] = tmp_path / name
+        context = dataclasses.replace(context, request_paths=request, file_count=len(request))
     return run_checks(path, planted.name, policy, context)
 
 

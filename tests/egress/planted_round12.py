@@ -170,8 +170,6 @@ def benign() -> list[tuple[Planted, tuple[str, ...]]]:
 def known_limits() -> list[Planted]:
     """Variants that still pass after this round."""
     return [
-        # a share with no total beside it in a sentence that names no whole: "3 % withdrew"
-        Planted("bare_share.txt", b"Overall, 3.0 % withdrew consent.\n", RELEASED_SHARE),
         # a share of a subgroup whose size was released only in prose
         Planted("subgroup_share.txt", b"3.0 % of the patients at site B died.\n", RELEASED_SHARE),
     ]

@@ -78,7 +78,7 @@ def test_round12_known_limits_are_as_documented(
 
 def test_corpus_sizes() -> None:
     """The counts docs/egress-checks.md states."""
-    assert len(LEAKS) == 26 and len(BENIGN) == 17 and len(LIMITS) == 2
+    assert len(LEAKS) == 26 and len(BENIGN) == 17 and len(LIMITS) == 1
 
 
 @pytest.mark.parametrize(

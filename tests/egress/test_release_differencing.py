@@ -278,3 +278,21 @@ def test_an_approval_after_an_unseen_release_of_a_shares_total_is_refused(dbany,
     release(dbany, esettings, first)
     refused = _approval_refused(dbany, esettings, second)
     assert refused.slug == "released-since-checked" and first in refused.detail
+
+
+def test_a_share_of_a_whole_another_file_of_the_request_states_is_flagged(dbany, esettings, world) -> None:
+    """6.1 % withdrew, beside the same request's cohort.csv of 33, is 2 people (leaks17): the
+    workflow gives each file's checks the request's other files. Which file states the whole
+    (a name the job chose) is reviewer-only evidence."""
+    from egress_review.checking import for_requester
+
+    outputs = {"share.txt": b"Overall, 6.1 % withdrew consent.\n", "cohort.csv": b"cohort,n\nall,33\n"}
+    job = _second_job(dbany, esettings, world, outputs)
+    rid = request(dbany, esettings, world, ["share.txt", "cohort.csv"], job_id=job)
+    with dbany() as s:
+        checks = {f.path: f.checks for f in workflow.load_request(s, rid).files}
+    [result] = [c for c in checks["share.txt"] if c["check"] == "sdc:request_share"]
+    assert result["outcome"] == "flag" and result["evidence"]["reviewer_only"]["files"] == ["cohort.csv"]
+    [shown] = [c for c in for_requester(checks["share.txt"]) if c["check"] == "sdc:request_share"]
+    assert "cohort.csv" not in json.dumps(shown)
+    assert not [c for c in checks["cohort.csv"] if c["check"] == "sdc:request_share"]

@@ -1,0 +1,128 @@
+"""Round 13 of the planted-leak run (leaks17): shares whose whole the checks can know (another
+output of the request, the same document, a subgroup's size in prose), shares as JSON strings
+and fractions, shares of people named with a metric's word. Each leak is caught by its class's
+check, the benign look-alikes (metric tables, rates per 1000 person-years, large shares) raise
+no false alarm, and what still passes is as documented. OCR is off."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from egress_review.checks import CheckContext
+from egress_review.checks.shares import is_metric, pct_column, pct_value
+from egress_review.checks.subgroup_shares import table_subgroup_shares
+from tests.egress import planted_round9
+from tests.egress.planted_corpus import (
+    assert_caught,
+    assert_no_false_alarm,
+    assert_still_missed,
+    build_dataset,
+    check_context,
+    default_policy_without_ocr,
+    run_planted,
+)
+from tests.egress.planted_round13 import PROSE, RELEASED_SHARE, REQUEST_SHARE, benign, known_limits, leaks
+from tre.policy import Policy
+
+LEAKS = {p.name: p for p in leaks()}
+BENIGN = {p.name: (p, by_design) for p, by_design in benign()}
+LIMITS = {p.name: p for p in known_limits()}
+UNCERTAIN = (REQUEST_SHARE, RELEASED_SHARE, PROSE)  # flagged for the reviewers, not blocked
+
+
+@pytest.fixture(scope="module")
+def policy() -> Policy:
+    return default_policy_without_ocr()
+
+
+@pytest.fixture(scope="module")
+def context(tmp_path_factory: pytest.TempPathFactory, policy: Policy) -> CheckContext:
+    """The corpus's dataset, and the project's earlier release (round 9's)."""
+    base = check_context(build_dataset(tmp_path_factory.mktemp("dataset")), policy)
+    return dataclasses.replace(
+        base, released=planted_round9.released(tmp_path_factory.mktemp("earlier"), policy)
+    )
+
+
+@pytest.mark.parametrize("name", sorted(LEAKS))
+def test_round13_leak_is_caught_by_its_class(
+    name: str, tmp_path: Path, policy: Policy, context: CheckContext
+) -> None:
+    results = run_planted(tmp_path, LEAKS[name], policy, context)
+    assert_caught(results, LEAKS[name], UNCERTAIN)
+    for r in results:  # fixed words and file names of the request: nothing the file holds
+        if r.check == "sdc:request_share":
+            for word in ("withdr", "died", "relaps", "6.1", "33"):
+                assert word not in r.reason, (name, r.reason)
+            # which file states the whole (the job's file names): reviewers only
+            assert set(r.evidence) == {"threshold", "count", "reviewer_only"}, r.evidence
+            assert r.evidence["reviewer_only"]["files"], r.evidence
+
+
+@pytest.mark.parametrize("name", sorted(BENIGN))
+def test_round13_benign_output_raises_no_false_alarm(
+    name: str, tmp_path: Path, policy: Policy, context: CheckContext
+) -> None:
+    planted, by_design = BENIGN[name]
+    assert_no_false_alarm(run_planted(tmp_path, planted, policy, context), name, by_design)
+
+
+@pytest.mark.parametrize("name", sorted(LIMITS))
+def test_round13_known_limits_are_as_documented(
+    name: str, tmp_path: Path, policy: Policy, context: CheckContext
+) -> None:
+    assert_still_missed(run_planted(tmp_path, LIMITS[name], policy, context), LIMITS[name])
+
+
+def test_corpus_sizes() -> None:
+    """The counts docs/egress-checks.md states."""
+    assert len(LEAKS) == 24 and len(BENIGN) == 12 and len(LIMITS) == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "metric"),
+    [
+        ("dice", True),
+        ("TPR", True),
+        ("fpr", True),
+        ("mape", True),
+        ("hd95", True),
+        ("volume_change", True),  # a measured quantity's change, not people
+        ("sensitivity", True),
+        ("progressed", False),  # the substring "progress" named people who progressed
+        ("recalled", False),  # "recall" named people recalled for screening
+        ("changed_regimen", False),  # "change"
+        ("died", False),
+        ("relapse", False),
+    ],
+)
+def test_a_shares_name_is_a_metric_by_its_words(name: str, metric: bool) -> None:
+    assert is_metric(name) is metric
+
+
+@pytest.mark.parametrize(
+    ("header", "cell", "share"),
+    [
+        ("relapse_rate", "0.0303", (3.03, 2)),  # a fraction of the row's people
+        ("Relapse rate", "0.25", (25.0, 0)),
+        ("rate_per_1000_py", "24.9", None),  # per person-time: no share of anyone
+        ("learning_rate", "0.03", None),
+        ("heart_rate", "0.9", None),
+    ],
+)
+def test_a_rate_is_a_share_only_as_a_fraction_of_people(
+    header: str, cell: str, share: tuple[float, int] | None
+) -> None:
+    assert (pct_value(cell, header) if pct_column(header) is not None else None) == share
+
+
+def test_a_subgroup_size_applies_only_to_the_table_right_below_it() -> None:
+    table = "| outcome | % |\n|---|---|\n| relapsed | 25.0 |\n"
+    assert [s for _, s in table_subgroup_shares(f"Of the 12 women:\n\n{table}", 10)] == ["25.0 % of 12"]
+    assert table_subgroup_shares(f"Of the 12 women:\n\nSome text.\n\nMore text.\n\n{table}", 10) == []
+    assert table_subgroup_shares(f"Of the 40 women:\n\n{table}", 10) == []  # 10 of 40
+    dice = "| metric | % |\n|---|---|\n| dice | 91.7 |\n"
+    assert table_subgroup_shares(f"Of the 12 women:\n\n{dice}", 10) == []
