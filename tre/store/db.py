@@ -37,7 +37,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from tre.config import SettingsError
 from tre.errors import TreError
-from tre.store.writer_lock import WriterLock, lock_file_for
+from tre.store.writer_lock import WriterLock, file_lock_held, lock_file_for
 
 log = logging.getLogger(__name__)
 
@@ -372,14 +372,18 @@ MIGRATION_LOCK_KEY = 0x7472652D6D696772
 def init_db(engine: Engine) -> None:
     """Bring the schema to the newest migration (idempotent, safe to run concurrently).
 
-    On PostgreSQL the upgrade runs under a session advisory lock, so processes starting
-    together migrate one after the other (the later ones find the schema at head). SQLite
-    needs none: its migrations take the database's write lock. A server that cannot be
-    reached is one `DatabaseUnreachable` sentence naming the URL without its password.
+    Processes starting together migrate one after the other (the later ones find the schema
+    at head): on PostgreSQL under a session advisory lock; on SQLite under the writer lock's
+    file (`tre.store.writer_lock`), waited on without a timeout. SQLite's own write lock is not
+    enough: Alembic runs SQLite's DDL outside one transaction (the version is read apart from
+    each migration's statements), so two processes found a new database empty and both
+    created its tables, and one failed to start ("table ... already exists"). A server that
+    cannot be reached is one `DatabaseUnreachable` sentence naming the URL without its password.
     """
     try:
-        if is_sqlite(engine):
-            command.upgrade(alembic_config(engine), "head")
+        if is_sqlite(engine):  # no timeout: a long migration of a big database is waited for
+            with file_lock_held(lock_file_for(engine.url.database or "")):
+                command.upgrade(alembic_config(engine), "head")
             return
         with engine.connect() as lock_conn:
             lock_conn.exec_driver_sql(f"SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})")

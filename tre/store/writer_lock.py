@@ -19,6 +19,8 @@ import fcntl
 import os
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 POLL_FIRST_S = 0.0005
@@ -81,3 +83,21 @@ def lock_file_for(database: str) -> Path | None:
     if not database or database == ":memory:" or database.startswith("file::memory:"):
         return None
     return Path(database).with_name(Path(database).name + "-writer.lock")
+
+
+@contextmanager
+def file_lock_held(lock_file: Path | None) -> Iterator[None]:
+    """The writer lock's file held, waited for without a timeout, through a descriptor of its
+    own that is closed after (closing releases the lock): for migrating the schema at start
+    (`tre.store.db.init_db`), which must not leave the file open in a process that never
+    writes (an open writable file keeps its disk from being remounted read-only). Nothing to
+    hold for an in-memory database (``None``)."""
+    if lock_file is None:
+        yield
+        return
+    fd = os.open(lock_file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
