@@ -62,7 +62,7 @@ class WriterLock:
     def _take_file_lock(self, blocking: bool, deadline: float | None) -> bool:
         if self._fd is None:
             assert self._lock_file is not None
-            self._fd = os.open(self._lock_file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            self._fd = _open(self._lock_file)
         delay = POLL_FIRST_S
         while True:
             try:
@@ -95,9 +95,14 @@ def file_lock_held(lock_file: Path | None) -> Iterator[None]:
     if lock_file is None:
         yield
         return
-    fd = os.open(lock_file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fd = _open(lock_file)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
         os.close(fd)
+
+
+def _open(lock_file: Path) -> int:
+    """The lock file, created if missing, readable by its owner only."""
+    return os.open(lock_file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
