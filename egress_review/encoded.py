@@ -120,13 +120,17 @@ def hex_digest(piece: str) -> bool:
     return bool(_DIGEST.fullmatch(piece)) and not piece.isdecimal() and not piece.isalpha()
 
 
+# What joins a name's pieces ("weights-epoch-10", "a/b_c", "filename=dicom2nifti")
+_NAME_SEPARATORS = re.compile(r"[-_=/]")
+
+
 def _encoded_token(token: str) -> bool:
     """A base64 token, not a name joined with separators ("weights-epoch-10", "a/b_c",
     "filename=dicom2nifti") or in CamelCase (`compound_name`): its longest piece between -,
     _, / and = (base64 pads with = only at its end) is long and mixes character classes."""
     if len(token) < MIN_TOKEN_CHARS:
         return False
-    longest = max(re.split(r"[-_/=]", token), key=len)
+    longest = max(_NAME_SEPARATORS.split(token), key=len)
     return len(longest) >= MIN_TOKEN_CHARS and random_looking(longest) and not compound_name(longest)
 
 
@@ -175,9 +179,6 @@ def payload_chars(line: str) -> int:
     encoded = _encoded_tokens(tokens) if encoded is None else encoded
     b64_chars = 0 if _labelled_digest(tokens, encoded) else sum(len(t) for t in encoded)
     return max(spaced, hex_chars, b64_chars, dense)
-
-
-_NAME_SEPARATORS = re.compile(r"[-_=/]")
 
 
 def _plain(token: str) -> bool:

@@ -35,6 +35,7 @@ from typing import Any
 from egress_review.checks.derived_counts import _TOTAL, _all_percent, _count_like
 from egress_review.checks.model import CheckContext, CheckResult
 from egress_review.checks.shares import (
+    NUMERIC_CELL,
     count_from_mean_and_sum,
     is_metric,
     parse_share_key,
@@ -58,7 +59,6 @@ MAX_PROSE_SHARES = 50  # shares read from a text's sentences
 MAX_OTHER_FILES = 20  # the request's other files read for the wholes of this file's shares
 _INT = re.compile(r"^\d{1,15}(?:\.0+)?$")
 _CUMULATIVE = frozenset({"cum", "cumul", "cumulative", "running", "cumsum"})
-_NUMERIC = re.compile(r"^[+-]?\d+(?:[.,]\d+)?%?$")
 TABLE_SUFFIXES = (".csv", ".tsv", ".txt", ".json", ".yaml", ".yml", ".md", ".markdown", ".xlsx")
 # documents read for their prose totals only: a LaTeX report's text and a figure's caption or
 # title (leaks15: "\\caption{Overall survival, N = 99}", an SVG's <title>)
@@ -88,7 +88,7 @@ def _row_label(table: Table, row: list[str], counts: set[int]) -> str:
     parts = []
     for i in range(len(table.header)):
         cell = _cell(row, i)
-        if i in counts or not cell or _NUMERIC.match(cell):
+        if i in counts or not cell or NUMERIC_CELL.match(cell):
             continue
         parts.append("total" if _TOTAL.match(cell) else _norm(cell))
     return "/".join(p for p in parts if p)
@@ -155,7 +155,9 @@ def _breakdown_sum(table: Table, counts: set[int], shares: set[int]) -> Iterator
     labels = [
         i
         for i in range(len(table.header))
-        if i not in counts and i not in shares and any(not _NUMERIC.match(_cell(r, i)) for r in table.rows)
+        if i not in counts
+        and i not in shares
+        and any(not NUMERIC_CELL.match(_cell(r, i)) for r in table.rows)
     ]
     if len(labels) != 1 or not _norm(table.header[labels[0]]):
         return
@@ -464,15 +466,13 @@ def _request_wholes(
 ) -> dict[str, list[Released]]:
     """The counts this file and the request's other files state (bounded), as wholes a share
     may be of; each tagged with the file that states it ("this file" for its own)."""
-    wholes: dict[str, list[Released]] = {}
-    for key, value in mine.items():
-        if parse_share_key(key) is None:
-            wholes.setdefault(key, []).append(Released(value, "this file"))
     others = [(n, p) for n, p in context.request_paths.items() if n != display_name][:MAX_OTHER_FILES]
-    for name, other in others:
-        for key, value in extract_aggregates(other, name, policy).items():
+    stated = [("this file", mine), *((name, extract_aggregates(p, name, policy)) for name, p in others)]
+    wholes: dict[str, list[Released]] = {}
+    for source, aggregates in stated:
+        for key, value in aggregates.items():
             if parse_share_key(key) is None:
-                wholes.setdefault(key, []).append(Released(value, name))
+                wholes.setdefault(key, []).append(Released(value, source))
     return wholes
 
 

@@ -31,6 +31,8 @@ _NOT_A_SHARE_RATE = frozenset(
     "heart pulse respiratory breathing flow infusion sampling frame bit refresh decay dropout dose "
     "growth clearance filtration".split()
 )
+# A cell that is a number or a percentage (``12``, ``-3.5``, ``4,2``, ``25%``), not a label
+NUMERIC_CELL = re.compile(r"^[+-]?\d+(?:[.,]\d+)?%?$")
 _PCT_VALUE = re.compile(r"^(\d{1,3})(?:[.,](\d{1,4}))?\s*%?$")
 _SHARE_KEY = re.compile(r"^pct(\d):(.*)$")
 _MEAN = re.compile(r"^(?:mean|avg|average)_(.+)$|^(.+)_(?:mean|avg|average)$")
@@ -108,8 +110,7 @@ def is_metric(name: str) -> bool:
     `_METRIC_WORDS`), a word for people or their outcome winning."""
     from egress_review.checks.text_counts import people_word
 
-    words = [w for w in _WORD_SPLIT.split(name) if w]
-    words = [w.lower() for w in words]
+    words = [w.lower() for w in _WORD_SPLIT.split(name) if w]
     if any(people_word(w) for w in words):
         return False
     if any(w in _METRIC_WORDS or w.startswith(_METRIC_STEMS) for w in words):

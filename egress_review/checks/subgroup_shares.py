@@ -19,14 +19,13 @@ import itertools
 import re
 from collections.abc import Iterator
 
-from egress_review.checks.shares import is_metric, pct_column, pct_value, share_count
+from egress_review.checks.shares import NUMERIC_CELL, is_metric, pct_column, pct_value, share_count
 from egress_review.checks.text_counts import PEOPLE_WORDS
 
 LINES_ABOVE = 3  # the size's line may be this far above the table's header (blank lines between)
 MAX_SIZES = 50  # sizes read per text
 MAX_WINDOW_LINES = 200  # lines after a size read for its table
 MAX_HEAD_CHARS = 4096  # characters after a size in which its table must start
-_NUMERIC = re.compile(r"^[+-]?\d+(?:[.,]\d+)?%?$")
 
 
 # "of the 12 women", "among 16 smokers", and a heading's or caption's "(n = 12)" at its end
@@ -89,7 +88,7 @@ def _small_shares(rows: list[list[str]], size: int, threshold: int) -> Iterator[
     header = rows[0]
     columns = [c for c, h in enumerate(header) if pct_column(h) is not None and not is_metric(h)]
     for row in rows[1:]:
-        labels = [cell for cell in row if cell and not _NUMERIC.match(cell)]
+        labels = [cell for cell in row if cell and not NUMERIC_CELL.match(cell)]
         if any(is_metric(label) for label in labels):
             continue  # a metric's row ("dice | 91.7"): a share of cases' scores, not people
         for c in columns:
