@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from egress_review.checks import ocr
 from egress_review.checks.figures import _LABEL, small_counts_flag
 from egress_review.checks.model import CheckResult
 from tre.policy import Policy
@@ -152,6 +153,7 @@ def read_words(gray: Image.Image, boxes: list[tuple[int, int, int, int]]) -> lis
         sheet.paste(c, (gap, y))
         offsets.append((y, y + c.height))
         y += c.height + gap
+    ocr.one_thread_each()
     try:
         data = pytesseract.image_to_data(
             sheet, config="--psm 6", output_type=pytesseract.Output.DICT, timeout=OCR_TIMEOUT_S
