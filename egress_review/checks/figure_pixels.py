@@ -155,8 +155,13 @@ def read_words(gray: Image.Image, boxes: list[tuple[int, int, int, int]]) -> lis
         y += c.height + gap
     ocr.one_thread_each()
     try:
-        data = pytesseract.image_to_data(
-            sheet, config="--psm 6", output_type=pytesseract.Output.DICT, timeout=OCR_TIMEOUT_S
+        data = ocr.once_per_picture(
+            "words",
+            sheet,
+            lambda: pytesseract.image_to_data(
+                sheet, config="--psm 6", output_type=pytesseract.Output.DICT, timeout=OCR_TIMEOUT_S
+            ),
+            lambda _: True,
         )
     except (RuntimeError, pytesseract.TesseractError, OSError):
         return None

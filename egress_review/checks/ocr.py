@@ -9,16 +9,22 @@ reviewer-only evidence). OCR misses stylised or tiny text: reviewers still see t
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar, cast
 
 import numpy as np
+from cachetools import LRUCache
 from PIL import Image
 
 OCR_TIMEOUT_S = 30
 MIN_SIDE = 1000  # tesseract reads ~20 px glyphs best: small images are upscaled
+RECOGNISED_KEPT = 512  # pictures whose text is remembered (a few KB each at most)
 
 
 @dataclass(frozen=True)
@@ -129,12 +135,51 @@ def _deskew(layer: Image.Image) -> list[float]:
     return [-angle, 180 - angle]
 
 
+# What tesseract read in pictures already seen, by their pixels: reading one costs seconds of
+# CPU (10-14 runs of tesseract), and the same picture comes back — a request resubmitted after
+# a rejection, the same figure in a notebook and beside it, an archive holding one picture many
+# times over (which made the checks' cost grow with the copies, not with what is new). Only
+# readings that succeeded are kept: a failure (a timeout on a loaded machine) is tried again.
+_recognised: LRUCache[str, Any] = LRUCache(maxsize=RECOGNISED_KEPT)
+_recognised_lock = threading.Lock()
+_T = TypeVar("_T")
+
+
+def _pixels_key(kind: str, img: Image.Image) -> str:
+    """The picture's identity for the cache: what is read, its mode, size, palette, every pixel."""
+    digest = hashlib.sha256(f"{kind}:{img.mode}:{img.width}x{img.height}:".encode())
+    palette = img.getpalette()
+    if palette:
+        digest.update(bytes(palette))
+    digest.update(img.tobytes())
+    return digest.hexdigest()
+
+
+def once_per_picture(kind: str, img: Image.Image, read: Callable[[], _T], kept: Callable[[_T], bool]) -> _T:
+    """``read()``'s result for this picture, remembered when ``kept`` says it succeeded (an
+    exception is not remembered either)."""
+    key = _pixels_key(kind, img)
+    with _recognised_lock:
+        if key in _recognised:
+            return cast(_T, _recognised[key])
+    found = read()
+    if kept(found):
+        with _recognised_lock:
+            _recognised[key] = found
+    return found
+
+
 def recognise(img: Image.Image) -> OcrText:
+    """The text tesseract reads in the picture (`_read_text`), once per distinct picture."""
+    if not available():
+        return OcrText("", "tesseract is not installed")
+    return once_per_picture("text", img, lambda: _read_text(img), lambda found: not found.error)
+
+
+def _read_text(img: Image.Image) -> OcrText:
     """Run tesseract on the image, on its extreme grey levels and on its coloured pixels (where
     burned-in text sits), and on those text layers turned a quarter either way and upside down
     (text written sideways along an edge, or flipped), and turned level when drawn at a slant."""
-    if not available():
-        return OcrText("", "tesseract is not installed")
     import pytesseract
 
     one_thread_each()
