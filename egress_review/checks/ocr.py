@@ -25,7 +25,7 @@ from PIL import Image
 
 OCR_TIMEOUT_S = 30
 MIN_SIDE = 1000  # tesseract reads ~20 px glyphs best: small images are upscaled
-RECOGNISED_KEPT = 512  # pictures whose text is remembered (a few KB each at most)
+RECOGNISED_KEPT_BYTES = 16 << 20  # the remembered readings' text, at most (`_text_bytes`)
 
 
 @dataclass(frozen=True)
@@ -140,8 +140,21 @@ def _deskew(layer: Image.Image) -> list[float]:
 # CPU (10-14 runs of tesseract), and the same picture comes back — a request resubmitted after
 # a rejection, the same figure in a notebook and beside it, an archive holding one picture many
 # times over (which made the checks' cost grow with the copies, not with what is new). Only
-# readings that succeeded are kept: a failure (a timeout on a loaded machine) is tried again.
-_recognised: LRUCache[str, Any] = LRUCache(maxsize=RECOGNISED_KEPT)
+# readings that succeeded are kept: a failure (a timeout on a loaded machine) is tried again;
+# and none over 1/64 of the bound (256 KiB), so one picture never pushes the others out.
+
+
+def _text_bytes(found: Any) -> int:
+    """About what a remembered reading holds: its strings and a fixed cost a string. A job
+    controls how much text its pictures hold, so the cache is bounded in bytes, not entries."""
+    if isinstance(found, OcrText):
+        return 256 + len(found.text) + len(found.error)
+    if isinstance(found, dict):  # tesseract's words table (`image_to_data`): a list a field
+        return 256 + sum(64 + len(str(v)) for column in found.values() for v in column)
+    return 1024
+
+
+_recognised: LRUCache[str, Any] = LRUCache(maxsize=RECOGNISED_KEPT_BYTES, getsizeof=_text_bytes)
 _recognised_lock = threading.Lock()
 _T = TypeVar("_T")
 
@@ -164,7 +177,7 @@ def once_per_picture(kind: str, img: Image.Image, read: Callable[[], _T], kept: 
         if key in _recognised:
             return cast(_T, _recognised[key])
     found = read()
-    if kept(found):
+    if kept(found) and _text_bytes(found) <= RECOGNISED_KEPT_BYTES // 64:
         with _recognised_lock:
             _recognised[key] = found
     return found

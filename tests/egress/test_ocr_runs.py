@@ -125,3 +125,36 @@ def test_the_variants_read_as_one_document_read_as_each_alone() -> None:
         pages = [page.strip() for page in ocr._read_pages(variants).split("\f")]
         assert pages[: len(variants)] == alone and not any(pages[len(variants) :])
         assert any(alone), "nothing read: the comparison would prove nothing"
+
+
+def test_what_is_kept_is_bounded_in_bytes_whatever_the_pictures_hold() -> None:
+    """A job controls how much text its pictures hold: the readings kept are bounded in bytes,
+    the newest kept, and a reading too large for its share is not kept at all."""
+    from PIL import Image
+
+    from egress_review.checks import ocr
+
+    read: list[int] = []
+
+    def reading(text: str) -> ocr.OcrText:
+        read.append(1)
+        return ocr.OcrText(text)
+
+    big = "x" * (ocr.RECOGNISED_KEPT_BYTES // 100)  # ~100 of these fill the cache
+    for i in range(300):
+        ocr.once_per_picture(
+            "test",
+            Image.new("L", (8, 8), i % 256 if i < 256 else 0).resize((8, 9 + i)),
+            lambda: reading(big),
+            lambda _: True,
+        )
+    assert sum(ocr._text_bytes(v) for v in ocr._recognised.values()) <= ocr.RECOGNISED_KEPT_BYTES
+    last = Image.new("L", (8, 8), 0).resize((8, 9 + 299))
+    before = len(read)
+    ocr.once_per_picture("test", last, lambda: reading(big), lambda _: True)
+    assert len(read) == before  # the newest is still kept
+    huge = "x" * (ocr.RECOGNISED_KEPT_BYTES // 32)
+    tall = Image.new("L", (3, 3), 7)
+    ocr.once_per_picture("test", tall, lambda: reading(huge), lambda _: True)
+    ocr.once_per_picture("test", tall, lambda: reading(huge), lambda _: True)
+    assert len(read) == before + 2  # too large to keep: read each time
