@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from egress_review.encoded import decoded_fragments
 from egress_review.folding import fold, needs_folding
+from egress_review.mixed_words import digits_of_mixed, has_mixed, letters_of_mixed
 
 if TYPE_CHECKING:  # importing the checks package here would import this module back through it
     from egress_review.checks.identifiers import IdentifierMatcher
@@ -369,8 +370,17 @@ def _begins_form(forms: list[str], start: str) -> bool:
     return at < len(forms) and forms[at].startswith(start)
 
 
-def disguised_lines(lines: list[str], matcher: IdentifierMatcher, squeezed_index: SqueezedIndex) -> set[int]:
-    """0-based numbers of the lines that carry an identifier in any handled disguise."""
+def disguised_lines(
+    lines: list[str],
+    matcher: IdentifierMatcher,
+    squeezed_index: SqueezedIndex,
+    withheld_anyway: frozenset[int] = frozenset(),
+) -> set[int]:
+    """0-based numbers of the lines that carry an identifier in any handled disguise.
+
+    ``withheld_anyway``: lines the caller withholds whatever they name (encoded data), left
+    out of the readings added in round 16 (a base64 line is all mixed words: re-reading
+    every one took a third more time on the benchmark's adversarial log)."""
     hits: set[int] = set()
     if not matcher and not squeezed_index:
         return hits
@@ -404,6 +414,15 @@ def disguised_lines(lines: list[str], matcher: IdentifierMatcher, squeezed_index
     changed = [line[::-1] if line != joined else "" for line, joined in zip(lines, spaced, strict=True)]
     if any(changed):
         by_matcher(changed)
+    # Letters between an identifier's digits, digits between a name's letters (round 16):
+    # each word of both read as its digits alone and as its letters alone.
+    mixed = [i not in withheld_anyway and has_mixed(line) for i, line in enumerate(lines)]
+    if any(mixed):
+        for read in (digits_of_mixed, letters_of_mixed):
+            variant = [read(fold(line)) if m else "" for line, m in zip(lines, mixed, strict=True)]
+            by_matcher(variant)
+            if squeezed_index:
+                hits |= squeezed_index.lines_with([squeeze(line) for line in variant])
     grouped = [digits_joined(fold(line)) for line in lines]
     if any(grouped):
         by_matcher(grouped)

@@ -23,10 +23,31 @@ are replaced by a ``[tre] withheld ...`` notice, and only the first ``limit_byte
 are considered at all (the per-job budget; the per-project daily budget is kept by the
 caller, `egress_review.logbudget`). Staff (admin, auditor) read the raw log.
 
+An all-digit identifier printed a piece a line among other numbers, across any number of
+word lines, reversed, or with letters between its digits is found by `DigitChains`; a base64
+payload's short tail on a line of its own is withheld with the payload. A chain never makes a
+running log wait for more than its last line (round 18; round 16 held every line from a
+chain's first piece, and a follower of "step 1 of 3" / "step 2 of 3" saw nothing): the line
+completing an identifier is withheld as it is judged, its earlier pieces from then on, so a
+follower has read those before the last two (SECURITY.md says what that gives away).
+
+Name parts inside a fixed phrase a tool prints ("Traceback (most recent call last):" and a
+patient named Last) are no hit (`egress_review.checks.standard_phrases`); class names with
+acronyms and versions ("'ConvNeXtV2Blk3D'") are no base64 (`egress_review.encoded`).
+
 This narrows the channel; it does not close it (a job can still print small facts one
-line at a time, within the budgets). Progress lines that pass are shown as re-printed from
-their parsed counts, so nothing but those numbers comes from the job. `status_only` in the
-dataset's policy closes it at the price of no live log.
+line at a time, within the budgets). Known residuals (round 18): an identifier's pieces
+printed at different places among their lines' other numbers, past a busy line's first 32
+numbers, as decimals' fractions, or reversed beside other numbers (taking any number of a
+busy line, fractions or reversals as pieces strings together the epochs, losses and counters
+of every training log: 54 of 4,197 lines of the benchmark's ordinary log were withheld);
+pieces separated by lines holding other numbers (a chain must use every line with digits
+between its pieces, else any log's numbers spell a date); a name with digits between its
+letters cut across lines (read in one line only); a payload's lone first character, shown
+before the payload arrives; and, to a follower, an identifier's pieces before its last two.
+Progress lines that pass are shown as re-printed from their parsed counts, so nothing but
+those numbers comes from the job. `status_only` in the dataset's policy closes it at the
+price of no live log.
 """
 
 from __future__ import annotations
@@ -37,7 +58,8 @@ from dataclasses import dataclass, field
 from itertools import accumulate
 
 from egress_review.checks.identifiers import IdentifierMatcher
-from egress_review.disguised import SqueezedIndex, disguised_lines, squeeze
+from egress_review.digit_chains import ChainResult, DigitChains
+from egress_review.disguised import MAX_NUMERIC_CHARS, SqueezedIndex, disguised_lines, squeeze
 from egress_review.encoded import longest_run, payload_chars
 from egress_review.split_parts import SplitIndex
 from tre.kernels import progress
@@ -126,6 +148,33 @@ def _without_known(texts: list[str], known: Iterable[str]) -> list[str]:
     return [pattern.sub(" ", t) for t in texts]
 
 
+ENCODED_TAIL = "[tre] withheld a line continuing encoded data"
+_ENCODED = ("[tre] withheld a line holding an encoded run", "[tre] withheld a line of encoded-looking")
+# A short line of the base64 (or hex) alphabet alone, "=" padding included: the tail of a
+# payload wrapped at some width (round 16: "Q" or "==" on its own line was shown).
+_TAIL = re.compile(r"[A-Za-z0-9+/_-]{0,15}={0,3}")
+
+
+def _withhold_tails(texts: list[str], reasons: list[str | None]) -> None:
+    """Withhold the short line of the encoding's alphabet alone that follows a line withheld
+    as encoded data (blank lines between skipped): too short to be judged encoded alone, it
+    is still the payload's last characters. One line only, the first after the payload (a
+    word or two printed after it, "done" / "ok", are not all tails), and judged only after an
+    encoded line, so ordinary logs are unaffected. It never waits: the payload's lines are
+    withheld before the tail is written."""
+    after_payload = False
+    for i, text in enumerate(texts):
+        reason = reasons[i]
+        if reason is not None and reason.startswith(_ENCODED):
+            after_payload = True
+        elif not text.strip():
+            continue
+        else:
+            if after_payload and reason is None and _TAIL.fullmatch(text.strip()):
+                reasons[i] = ENCODED_TAIL
+            after_payload = False
+
+
 @dataclass(frozen=True)
 class LogScreen:
     matcher: IdentifierMatcher
@@ -135,6 +184,7 @@ class LogScreen:
     max_line_chars: int
     encoded_min_chars: int
     split: SplitIndex = field(default_factory=lambda: SplitIndex(()))
+    chains: DigitChains = field(default_factory=lambda: DigitChains(()))
 
     @classmethod
     def for_policies(cls, policies: Iterable[Policy], identifiers: set[str]) -> LogScreen:
@@ -153,6 +203,7 @@ class LogScreen:
             max_line_chars=min(j.log_max_line_chars for j in jobs),
             encoded_min_chars=min(j.log_encoded_min_chars for j in jobs),
             split=SplitIndex(kept),
+            chains=DigitChains(kept),
         )
 
     # -- judging --------------------------------------------------------------------------
@@ -191,9 +242,9 @@ class LogScreen:
         starts = list(accumulate((len(r) + 1 for r in raw_lines), initial=0))
         judged = _without_known(texts, known)
         payloads = self._payloads(judged)
-        reasons = self._reasons(texts, payloads, judged)
+        reasons, chained = self._reasons(texts, payloads, judged)
         canonical = _progress_lines(texts, reasons)
-        undecided = self._undecided(texts, final, reasons, payloads)
+        undecided = self._undecided(texts, final, reasons, payloads, chained)
         out.decided_to = min(starts[undecided], len(window)) if undecided < len(texts) else len(window)
         for i in range(min(undecided, len(texts))):
             end = min(starts[i + 1], len(window))
@@ -205,29 +256,50 @@ class LogScreen:
     def _payloads(self, texts: list[str]) -> list[int]:
         return [payload_chars(t) if len(t) <= self.max_line_chars else 0 for t in texts]
 
-    def _reasons(self, texts: list[str], payloads: list[int], judged: list[str]) -> list[str | None]:
-        """Why each line is withheld (None: shown); ``judged`` is ``texts`` with the known
-        values blanked, for the encoded-data tests."""
+    def _reasons(
+        self, texts: list[str], payloads: list[int], judged: list[str]
+    ) -> tuple[list[str | None], ChainResult | None]:
+        """Why each line is withheld (None: shown), and the chains of all-digit identifiers'
+        pieces found one a line among other numbers (`DigitChains`); ``judged`` is ``texts``
+        with the known values blanked, for the encoded-data tests."""
         reasons: list[str | None] = [None] * len(texts)
         sums = list(accumulate(payloads, initial=0))
-        named = disguised_lines(texts, self.matcher, self.squeezed)
+        runs = [longest_run(text) if len(text) <= self.max_line_chars else 0 for text in judged]
+        # withheld as encoded data whatever they name: left out of the costlier readings
+        encoded = frozenset(
+            i
+            for i, text in enumerate(texts)
+            if len(text) <= self.max_line_chars
+            and (
+                runs[i] >= self.encoded_min_chars
+                or (payloads[i] and self._context_payload(sums, i) >= self.encoded_min_chars)
+            )
+        )
+        overlong = frozenset(i for i, text in enumerate(texts) if len(text) > self.max_line_chars)
+        chained = None
+        if self.chains:
+            chained = self.chains.search(texts, long_alone=MAX_NUMERIC_CHARS, skip=encoded | overlong)
+        named = disguised_lines(texts, self.matcher, self.squeezed, encoded | overlong)
         if self.matcher:
             named.update(h.line - 1 for h in self.matcher.find("\n".join(texts), limit=100_000))
         if self.split:  # "MRN part 1: 0048" / "part 2: 213": every line of the parts
             named.update(line - 1 for chain in self.split.chains("\n".join(texts)) for line in chain)
         if self.squeezed:  # "PAT-123" / "456": wrapped across lines, every line it runs over
             named.update(self.squeezed.wrapped_lines([squeeze(t) for t in texts]))
+        if chained is not None:  # "step 12345 id-part 0048" / "step 12346 id-part 213"
+            named.update(chained.hits)
         for i, text in enumerate(texts):
             if len(text) > self.max_line_chars:
                 # Fixed words only: a length the job chose would itself carry a number out.
                 reasons[i] = f"[tre] withheld a line longer than {self.max_line_chars} characters"
-            elif longest_run(judged[i]) >= self.encoded_min_chars:
+            elif runs[i] >= self.encoded_min_chars:
                 reasons[i] = "[tre] withheld a line holding an encoded run"
             elif payloads[i] and self._context_payload(sums, i) >= self.encoded_min_chars:
                 reasons[i] = "[tre] withheld a line of encoded-looking data (judged with its neighbours)"
             elif i in named:
                 reasons[i] = "[tre] withheld a line naming an identifier from the dataset"
-        return reasons
+        _withhold_tails(texts, reasons)
+        return reasons, chained
 
     @staticmethod
     def _context_payload(sums: list[int], i: int) -> int:
@@ -236,11 +308,17 @@ class LogScreen:
         return sums[hi] - sums[lo]
 
     def _undecided(
-        self, texts: list[str], final: bool, reasons: list[str | None], payloads: list[int]
+        self,
+        texts: list[str],
+        final: bool,
+        reasons: list[str | None],
+        payloads: list[int],
+        chained: ChainResult | None,
     ) -> int:
         """Index of the first line that must wait: an encoded-looking line, not yet withheld,
-        whose following context is not all written yet, or a line that may be the first part
-        of a labelled identifier whose next part could still be written (`SplitIndex`)."""
+        whose following context is not all written yet, a line that may be the first part
+        of a labelled identifier whose next part could still be written (`SplitIndex`), or
+        the last line when it ends an open digit chain (`DigitChains`)."""
         if final:
             return len(texts)
         wait = len(texts)
@@ -258,6 +336,12 @@ class LogScreen:
             begun = self.squeezed.open_wrap_start([squeeze(t) for t in texts[tail:]])
             if begun is not None:
                 wait = min(wait, tail + begun)
+        if chained is not None and chained.open_at == len(texts) - 1:
+            # The last line, ending a chain that spells the start of a date, MRN or UID, waits
+            # for the next line, which could complete it; only the last line ever waits on a
+            # chain (round 16 held every line from its first piece: a follower of "step 1 of
+            # 3" / "step 2 of 3" saw nothing), so the earlier pieces have been shown.
+            wait = min(wait, len(texts) - 1)
         for i in range(max(0, len(texts) - CONTEXT_LINES), wait):
             if payloads[i] and reasons[i] is None:
                 return i

@@ -24,6 +24,7 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import BytesLengthException, InvalidDicomError
 
+from egress_review.checks import standard_phrases
 from egress_review.checks.dates import find_dates
 from tre.policy import Policy, TextRules
 
@@ -390,6 +391,11 @@ class IdentifierMatcher:
                     if len(run) >= max(6, rules.min_numeric_identifier_length):
                         singles.setdefault(run, ident)
         self.singles = singles
+        # A name's single words that a tool's fixed phrase holds ("last" of "most recent call
+        # last"): not hits inside that phrase (`standard_phrases`).
+        self._phrase_words = frozenset(
+            norm for norm in singles if norm.isalpha() and norm in standard_phrases.WORDS
+        )
         self.joined = joined
         self.phrases = phrases
         # Dates (birth, study) are also found in any written form by parsing (`checks.dates`).
@@ -429,8 +435,13 @@ class IdentifierMatcher:
         for norm in (n for w in words & self._joined_by_word.keys() for n in self._joined_by_word[w]):
             if self._joined_words[norm] <= words:
                 located.extend((off, self.joined[norm]) for off in _occurrences(lower, norm, None, limit))
+        spans: list[tuple[int, int]] | None = None
         for norm in words & self.singles.keys():
-            located.extend((off, self.singles[norm]) for off in _occurrences(lower, norm, None, limit))
+            found = _occurrences(lower, norm, None, limit)
+            if norm in self._phrase_words:
+                spans = standard_phrases.phrase_spans(lower) if spans is None else spans
+                found = [off for off in found if not standard_phrases.inside(spans, off, off + len(norm))]
+            located.extend((off, self.singles[norm]) for off in found)
         for rarest in words & self._phrases_by_word.keys():
             for parts, ident in self._phrases_by_word[rarest]:
                 if all(p in words for p in parts):

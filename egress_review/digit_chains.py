@@ -1,0 +1,199 @@
+"""An all-digit identifier (a date, an MRN, a UID's digits) printed a piece a line, each piece
+among other numbers (rounds 16 and 18).
+
+`egress_review.disguised.digit_lines` joins the digits of lines holding four digits or fewer;
+a line with more (a step counter, a timestamp) kept its letters, which broke the run, so
+"step 12345 id-part 0048" / "step 12346 id-part 213" passed, as did pieces with letters
+between their digits ("1a9b6c2d"). Here each line with digits offers candidate pieces, and an
+identifier is found when one piece from each of two or more consecutive lines with digits, in
+order, spells it; lines without digits between the pieces (however many) are skipped, and so
+are lines the screen withholds anyway (encoded data, overlong). Letters between digits are
+dropped first (`mixed_words`: "1a9b6c2d" is 1962).
+
+A line holding `SHORT_LINE_DIGITS` digits or fewer offers every stretch of its consecutive
+digit groups, read joined. A busier line (a counter, a timestamp, metrics) offers only its
+whole numbers, a number being digit groups joined by single dots or commas ("0.0048" is
+00048, "1.3.6.1" is 1361; a fraction alone is no piece: "0.91" in every line of a training
+log gave "91"), each at its place among the line's numbers, and a chain keeps to one place on
+every busy line (a column: "step 12345 id-part 0048" is the second number of each line);
+and only forwards. Taking any number of a busy line, or fractions and reversals too, found
+dates in an ordinary log's counters: with 603 identifiers, 54 of the benchmark log's 4,197
+lines, and 13 lines of tqdm bars, timestamps and tracebacks, were withheld; with the column
+rule, none. Every line with digits between two pieces must give the next piece: another
+number breaks the chain.
+
+A chain never makes a running log wait for more than its last line (round 18; round 16 held
+every line from a chain's first piece while it was open, so a follower of an ordinary counting
+log, "step 1 of 3" / "step 2 of 3", saw nothing): every line of a chain is withheld once the
+piece that completes it is written, the completing line is never shown, and the log's last
+line waits while it ends a chain that has spelt `HOLD_DIGITS` or more of an identifier's
+start. A follower has therefore read the pieces before the last two when the identifier is
+completed; what they give away is written in SECURITY.md.
+
+The search is one pass over the lines, bounded per line and per log: a busy line offers its
+first `MAX_BUSY_NUMBERS` numbers, and at most `MAX_STATES` chains are followed at once (those
+extended first, then those begun on the line).
+
+Residuals, documented in SECURITY.md: pieces at different places among their lines' numbers,
+or past a busy line's first `MAX_BUSY_NUMBERS` numbers, pieces separated by lines holding other
+numbers, an identifier's reversal printed beside other numbers, and a piece that is part of a
+number (a decimal's fraction).
+"""
+
+from __future__ import annotations
+
+import re
+from bisect import bisect_left
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from egress_review.folding import fold, needs_folding
+from egress_review.mixed_words import digits_of_mixed
+
+# A line holding this many digits or fewer offers every stretch of its digit groups (as
+# `digit_lines` reads such a line as its digits alone).
+SHORT_LINE_DIGITS = 4
+MIN_BUSY_PIECE = 1
+# As `egress_review.disguised.MIN_SQUEEZED_CHARS` (not imported: importing that module first
+# runs into the checks package's import of it).
+MIN_FORM_DIGITS = 6
+# Bounds on the search (per line, per log): a busy line's numbers offered, chains followed.
+MAX_BUSY_NUMBERS = 32
+MAX_STATES = 64
+# A running log's last line waits while it ends a chain that spells this many digits of an
+# identifier's start (fewer: "1" or "13" begins some UID in almost every line with digits).
+HOLD_DIGITS = 3
+_NOT_ALNUM = re.compile(r"[^0-9a-z]+")
+_DIGITS = re.compile(r"[0-9]+")
+_ANY_DIGIT = re.compile(r"\d")
+# Digit groups separated by anything but letters and line ends.
+_RUN = re.compile(r"[0-9]+(?:[^0-9A-Za-z\n]+[0-9]+)*")
+# A number: digit groups joined by single dots or commas.
+_NUMBER = re.compile(r"[0-9]+(?:[.,][0-9]+)*")
+_NO_JOINERS = str.maketrans("", "", ".,")
+
+
+Piece = tuple[str, int | None]  # its digits; on a busy line, its place among the line's numbers
+
+
+def pieces(line: str, longest: int = 64) -> tuple[bool | None, set[Piece]]:
+    """(whether the line is busy, None without digits; the candidate pieces it offers,
+    ``longest`` digits at most; see the module's docstring)."""
+    if not _ANY_DIGIT.search(line):
+        return None, set()
+    text = digits_of_mixed(fold(line) if needs_folding(line) else line)
+    if sum(map(len, _DIGITS.findall(text))) > SHORT_LINE_DIGITS:
+        numbers = (n.translate(_NO_JOINERS) for n in _NUMBER.findall(text)[:MAX_BUSY_NUMBERS])
+        return True, {(n, at) for at, n in enumerate(numbers) if MIN_BUSY_PIECE <= len(n) <= longest}
+    runs = [_DIGITS.findall(m.group(0)) for m in _RUN.finditer(text)]
+    found: set[Piece] = set()
+    for groups in runs:
+        for first in range(len(groups)):
+            piece = ""
+            for group in groups[first:]:
+                piece += group
+                found.add((piece, None))
+    return (False if found else None), found
+
+
+def numeric_forms(identifiers: Iterable[str]) -> set[str]:
+    """The all-digit identifiers squeezed (a UID's digits), six digits or more."""
+    found = {_NOT_ALNUM.sub("", fold(identifier).lower()) for identifier in identifiers}
+    return {digits for digits in found if digits.isdigit() and len(digits) >= MIN_FORM_DIGITS}
+
+
+@dataclass(frozen=True)
+class ChainResult:
+    hits: set[int]  # 0-based lines of every piece of every chain spelling a form
+    # 0-based line of the last piece of the open chains (proper prefixes of a form) that spell
+    # `HOLD_DIGITS` or more; None when there is none
+    open_at: int | None
+
+
+class _Forms:
+    """Sorted forms, so that whether a joined prefix can still become one is one bisection."""
+
+    def __init__(self, forms: Iterable[str]) -> None:
+        self.sorted = sorted(set(forms))
+        self.longest = max((len(f) for f in self.sorted), default=0)
+
+    def status(self, joined: str) -> tuple[bool, bool]:
+        """(``joined`` is a form, ``joined`` is a proper prefix of one)."""
+        at = bisect_left(self.sorted, joined)
+        whole = at < len(self.sorted) and self.sorted[at] == joined
+        if whole:
+            at += 1
+        return whole, at < len(self.sorted) and self.sorted[at].startswith(joined)
+
+
+class DigitChains:
+    """The all-digit identifiers (dates, MRNs, UIDs' digits), searched forwards over every line
+    with digits, and reversed (all of them, UIDs too: one printed last character first, a
+    character a line, passed round 15) over the lines of a few digits only."""
+
+    def __init__(self, identifiers: Iterable[str]) -> None:
+        forms = numeric_forms(identifiers)
+        self.forwards = _Forms(forms)
+        self.reversed = _Forms(form[::-1] for form in forms)
+
+    def __bool__(self) -> bool:
+        return bool(self.forwards.sorted)
+
+    def search(
+        self, lines: list[str], long_alone: int | None = None, skip: frozenset[int] = frozenset()
+    ) -> ChainResult:
+        """Chains over ``lines``; a form longer than ``long_alone`` digits is also found as one
+        line's piece (a UID's digits in one line, dots or letters between: no chance match).
+        ``skip``: lines withheld anyway (encoded data, overlong), read as lines without digits."""
+        longest = self.forwards.longest
+        offered = [(None, set()) if i in skip else pieces(line, longest) for i, line in enumerate(lines)]
+        ahead = _chains(offered, self.forwards, long_alone, busy_too=True)
+        back = _chains(offered, self.reversed, None, busy_too=False)
+        opened = [at for at in (ahead.open_at, back.open_at) if at is not None]
+        return ChainResult(ahead.hits | back.hits, max(opened, default=None))
+
+
+def _chains(
+    offered: list[tuple[bool | None, set[Piece]]], forms: _Forms, long_alone: int | None, busy_too: bool
+) -> ChainResult:
+    """Chains of one piece a line with digits spelling one of ``forms``, the pieces of busy
+    lines at one place among their numbers; without ``busy_too`` a busy line offers nothing
+    and breaks every chain. At most `MAX_STATES` chains are followed from line to line."""
+    hits: set[int] = set()
+    whole_lines: set[int] = set()
+    # (digits so far, the place its busy lines' pieces hold) -> the lines of its pieces
+    states: dict[tuple[str, int | None], tuple[int, ...]] = {}
+    for i, (busy, found) in enumerate(offered):
+        if busy is None:
+            continue  # no digits: the chain goes on across it
+        if busy and not busy_too:
+            states = {}
+            continue
+        grown: dict[tuple[str, int | None], tuple[int, ...]] = {}
+        alone = {piece: forms.status(piece) for piece, _ in found}  # each piece as a chain's first
+        if any(whole for whole, _ in alone.values()):
+            # The line holds a whole identifier alone: the whole-token matcher's (or, long,
+            # found here alone); chains through it would only drag its neighbours in
+            # ("epoch 1" before "1.2.826...": "1" + "2826...").
+            whole_lines.add(i)
+        # the chains going on first, then those the line begins, while there is room
+        for (before, held), at in states.items():
+            for piece, place in found:
+                if place is not None and held is not None and place != held:
+                    continue  # another column of a busy line: not the next piece
+                joined = before + piece
+                whole, more = forms.status(joined)
+                if whole and whole_lines.isdisjoint((*at, i)):
+                    hits.update((*at, i))
+                key = (joined, held if held is not None else place)
+                if more and key not in grown and len(grown) < MAX_STATES:
+                    grown[key] = (*at, i)
+        for piece, place in found:
+            whole, more = alone[piece]
+            if whole and long_alone is not None and len(piece) > long_alone:
+                hits.add(i)
+            if more and (piece, place) not in grown and len(grown) < MAX_STATES:
+                grown[(piece, place)] = (i,)
+        states = grown
+    held_open = [at[-1] for (joined, _), at in states.items() if len(joined) >= HOLD_DIGITS]
+    return ChainResult(hits, max(held_open, default=None))
