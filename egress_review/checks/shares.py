@@ -16,6 +16,7 @@ released total of 100 that is 11 patients, one fewer. And a mean with its sum
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 
@@ -130,13 +131,25 @@ def is_metric(name: str, siblings: Iterable[str] = ()) -> bool:
     is a metric only by a statistic word in its name or by a metric or unit among ``siblings``
     (the other column names of its table, the other keys of its document)."""
     words = _words(name)
+    change = not _MEASURE_WORDS.isdisjoint(words) and not _CHANGE_WORDS.isdisjoint(words)
+    if not change and not _THING_WORDS.isdisjoint(words) and not any(_people_noun().match(w) for w in words):
+        return True  # ``lesions_progressed_pct``: what happened to lesions, not to people
     if _people(words):
         return False
-    if not _MEASURE_WORDS.isdisjoint(words) and not _CHANGE_WORDS.isdisjoint(words):
+    if change:
         return not _STATISTIC_WORDS.isdisjoint(words) or any(
             _metric_or_unit(_words(s)) for s in siblings if s != name
         )
     return _metric_or_unit(words, units=False) or not _THING_WORDS.isdisjoint(words)
+
+
+@functools.cache
+def _people_noun() -> re.Pattern[str]:
+    """A noun for people (``patients``, ``women``), not an outcome word; compiled once, on
+    first use (text_counts imports this module)."""
+    from egress_review.checks.text_counts import PEOPLE_WORDS
+
+    return re.compile(rf"^(?:{PEOPLE_WORDS})$", re.IGNORECASE)
 
 
 def _words(name: str) -> list[str]:

@@ -135,6 +135,7 @@ def benign() -> list[tuple[Planted, tuple[str, ...]]]:
             ),
             (),
         ),
+        (Planted("lesions.json", json.dumps({"n_lesions": 40, "lesions_progressed_pct": 6.1}).encode()), ()),
         (
             Planted(
                 "possessive.txt", b"On average, 6.1 % of the patients' slices were excluded for motion.\n"

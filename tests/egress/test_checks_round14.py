@@ -92,7 +92,7 @@ def test_round14_known_limits_are_as_documented(
 
 def test_corpus_sizes() -> None:
     """The counts docs/egress-checks.md states."""
-    assert len(LEAKS) == 21 and len(BENIGN) == 14 and len(LIMITS) == 1
+    assert len(LEAKS) == 21 and len(BENIGN) == 15 and len(LIMITS) == 1
 
 
 def test_the_cohort_is_the_distinct_patient_ids(cohort: Path, tmp_path: Path) -> None:
@@ -127,6 +127,8 @@ def test_the_dataset_cohort_is_read_only_where_no_whole_is_stated(
         ("voxels_pct", (), True),  # shares of things
         ("lesion_volume_pct", (), True),
         ("slices", (), True),
+        ("lesions_progressed_pct", (), True),  # what happened to lesions
+        ("patients_with_progressed_lesions", (), False),  # a noun for people wins
         ("relapsed", ("voxels_pct",), False),
         ("patients_with_dose_reduction", ("dice",), False),  # a people word wins
     ],
