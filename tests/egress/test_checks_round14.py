@@ -18,12 +18,7 @@ from egress_review.checks.identifiers import dataset_patients
 from egress_review.checks.released import extract_aggregates
 from egress_review.checks.shares import is_metric, is_percent_string
 from egress_review.checks.tables import classify
-from tests.egress import planted_round9
 from tests.egress.planted_corpus import (
-    assert_caught,
-    assert_no_false_alarm,
-    assert_still_missed,
-    check_context,
     default_policy_without_ocr,
     run_planted,
 )
@@ -35,6 +30,13 @@ from tests.egress.planted_round14 import (
     build_cohort,
     known_limits,
     leaks,
+)
+from tests.egress.round_harness import (
+    benign_test,
+    earlier_release_context,
+    fixed_words,
+    leak_test,
+    limits_test,
 )
 from tre.policy import Policy
 
@@ -57,37 +59,18 @@ def cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def context(tmp_path_factory: pytest.TempPathFactory, policy: Policy, cohort: Path) -> CheckContext:
     """The 33-patient dataset, and the project's earlier release (round 9's)."""
-    base = check_context(cohort, policy)
-    return dataclasses.replace(
-        base, released=planted_round9.released(tmp_path_factory.mktemp("earlier"), policy)
-    )
+    return earlier_release_context(tmp_path_factory, policy, cohort)
 
 
-@pytest.mark.parametrize("name", sorted(LEAKS))
-def test_round14_leak_is_caught_by_its_class(
-    name: str, tmp_path: Path, policy: Policy, context: CheckContext
-) -> None:
-    results = run_planted(tmp_path, LEAKS[name], policy, context)
-    assert_caught(results, LEAKS[name], UNCERTAIN)
-    for r in results:  # fixed words: neither the share nor the cohort's size
-        if r.check == "sdc:request_share":
-            for word in ("withdr", "relaps", "dose", "6.1", "33"):
-                assert word not in r.reason, (name, r.reason)
+test_round14_leak_is_caught_by_its_class = leak_test(
+    LEAKS, UNCERTAIN, fixed_words("sdc:request_share", ("withdr", "relaps", "dose", "6.1", "33"))
+)
 
 
-@pytest.mark.parametrize("name", sorted(BENIGN))
-def test_round14_benign_output_raises_no_false_alarm(
-    name: str, tmp_path: Path, policy: Policy, context: CheckContext
-) -> None:
-    planted, by_design = BENIGN[name]
-    assert_no_false_alarm(run_planted(tmp_path, planted, policy, context), name, by_design)
+test_round14_benign_output_raises_no_false_alarm = benign_test(BENIGN)
 
 
-@pytest.mark.parametrize("name", sorted(LIMITS))
-def test_round14_known_limits_are_as_documented(
-    name: str, tmp_path: Path, policy: Policy, context: CheckContext
-) -> None:
-    assert_still_missed(run_planted(tmp_path, LIMITS[name], policy, context), LIMITS[name])
+test_round14_known_limits_are_as_documented = limits_test(LIMITS)
 
 
 def test_corpus_sizes() -> None:
