@@ -150,3 +150,18 @@ def test_a_group_share_is_of_the_group(tmp_path: Path, policy: Policy) -> None:
     got = extract_aggregates(path, "g.json", policy)
     assert got["pct1:share@a"] == 6.8 and got["n@b"] == 12 and got["relapse@b"] == 1
     assert not [k for k in got if k.endswith("@total")]
+
+
+def test_the_request_context_counts_the_datasets_patients_once(tmp_path: Path) -> None:
+    """`checking.make_context` gives the checks the union of the datasets' PatientIDs: two
+    datasets of the same 3 patients are 3 people, not 6; a dataset with no DICOM, no cohort."""
+    from egress_review.checking import make_context
+    from tre.store.models import Dataset
+
+    first = Dataset(id="d1", name="d1", path=str(build_cohort(tmp_path / "first", patients=3)))
+    again = Dataset(id="d2", name="d2", path=str(build_cohort(tmp_path / "again", patients=3)))
+    assert make_context(set(), 1, 0, [first, again]).cohort_size == 3
+    (tmp_path / "tables").mkdir()
+    (tmp_path / "tables" / "clinical.csv").write_text("mrn\nMRN-1\n")
+    tables = Dataset(id="d3", name="d3", path=str(tmp_path / "tables"))
+    assert make_context(set(), 1, 0, [tables]).cohort_size is None
