@@ -126,8 +126,10 @@ def _table_aggregates(table: Table, policy: Policy) -> Iterator[tuple[str, float
             if col < len(table.header) and _INT.match(value):
                 yield _key(table.header[col], label), float(value)
         total = next((float(v) for c in denominators if _INT.match(v := _cell(row, c))), None)
+        # a metric's row (``error | 6.1``) is a model's share, not its people's (leaks18)
+        skip = set(shares) if any(is_metric(part) for part in label.split("/")) else metric
         cells = (
-            (name, _cell(row, col), table.header[col]) for col, name in shares.items() if col not in metric
+            (name, _cell(row, col), table.header[col]) for col, name in shares.items() if col not in skip
         )
         yield from _shares(cells, label, total)
         named = {_norm(h): _cell(row, i) for i, h in enumerate(table.header)}

@@ -80,6 +80,12 @@ _THING_WORDS = frozenset(
     "areas lesion lesions nodule nodules mask masks region regions roi rois tissue file files byte "
     "bytes".split()
 )
+# A data split's share (``train_pct``, ``test_split_fraction``): of the cohort's patients,
+# and so always a whole count of them, but it says nothing about anyone (leaks18)
+_SPLIT_WORDS = frozenset(
+    "train training test testing val valid validation holdout tuning dev split fold".split()
+)
+_SHARE_WORDS = frozenset("pct percent percentage fraction frac proportion prop".split())
 _WORD_SPLIT = re.compile(r"[^A-Za-z0-9]+|(?<=[a-z])(?=[A-Z])")
 
 
@@ -131,6 +137,8 @@ def is_metric(name: str, siblings: Iterable[str] = ()) -> bool:
     is a metric only by a statistic word in its name or by a metric or unit among ``siblings``
     (the other column names of its table, the other keys of its document)."""
     words = _words(name)
+    if not _SPLIT_WORDS.isdisjoint(words) and _SPLIT_WORDS.union(_SHARE_WORDS).issuperset(words):
+        return True  # ``test_pct``: a data split's share, whole patients by design (leaks18)
     change = not _MEASURE_WORDS.isdisjoint(words) and not _CHANGE_WORDS.isdisjoint(words)
     if not change and not _THING_WORDS.isdisjoint(words) and not any(_people_noun().match(w) for w in words):
         return True  # ``lesions_progressed_pct``: what happened to lesions, not to people

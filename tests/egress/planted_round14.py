@@ -135,6 +135,12 @@ def benign() -> list[tuple[Planted, tuple[str, ...]]]:
             ),
             (),
         ),
+        # a model's rows in a share column, a data split's shares (whole patients by design)
+        (Planted("metric_rows.csv", b"metric,pct\nsensitivity,93.9\nerror,6.1\n"), ()),
+        (
+            Planted("split.json", json.dumps({"train_pct": 84.8, "val_pct": 6.1, "test_pct": 9.1}).encode()),
+            (),
+        ),
         (Planted("lesions.json", json.dumps({"n_lesions": 40, "lesions_progressed_pct": 6.1}).encode()), ()),
         (
             Planted(

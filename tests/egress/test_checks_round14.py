@@ -75,7 +75,7 @@ test_round14_known_limits_are_as_documented = limits_test(LIMITS)
 
 def test_corpus_sizes() -> None:
     """The counts docs/egress-checks.md states."""
-    assert len(LEAKS) == 21 and len(BENIGN) == 15 and len(LIMITS) == 1
+    assert len(LEAKS) == 21 and len(BENIGN) == 17 and len(LIMITS) == 1
 
 
 def test_the_cohort_is_the_distinct_patient_ids(cohort: Path, tmp_path: Path) -> None:
@@ -112,6 +112,10 @@ def test_the_dataset_cohort_is_read_only_where_no_whole_is_stated(
         ("slices", (), True),
         ("lesions_progressed_pct", (), True),  # what happened to lesions
         ("patients_with_progressed_lesions", (), False),  # a noun for people wins
+        ("test_pct", (), True),  # a data split's share
+        ("validation_fraction", (), True),
+        ("test_positive_pct", (), False),  # people who tested positive
+        ("pct", (), False),  # a bare share column: of the row's people
         ("relapsed", ("voxels_pct",), False),
         ("patients_with_dose_reduction", ("dice",), False),  # a people word wins
     ],
