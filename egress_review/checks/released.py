@@ -260,6 +260,8 @@ def _doc_aggregates(doc: Any) -> Iterator[tuple[str, float]]:
                 elif isinstance(v, str) and is_percent_string(v):
                     # {"summary": {"relapse": "5.9%"}}: a share of the whole cohort (leaks17)
                     yield from _shares([(_norm(str(inner)) or "n", v, str(inner))], "total", None)
+                elif isinstance(v, dict) and _is_breakdown(str(inner)):
+                    yield from _group_aggregates(str(inner), v)  # {"results": {"by_site": ...}}
             groups = list(value.items())[:MAX_KEYS]
             if len(groups) >= 2 and all(
                 type(v) is int and v >= 0 and not _TOTAL.match(str(k)) for k, v in groups
@@ -276,9 +278,17 @@ _BREAKDOWN = re.compile(r"(?:^|_)(?:by|per)(?:_|$)")
 
 
 def _is_breakdown(key: str) -> bool:
-    """A key naming a breakdown (``by_site``, ``n_by_site``, ``relapse_pct_per_arm``): its
-    inner keys are the groups' labels, not quantities of the whole cohort."""
-    return _BREAKDOWN.search(_norm(key)) is not None
+    """A key naming a breakdown (``by_site``, ``n_by_site``, ``relapse_pct_per_arm``, or a
+    dimension itself: ``sites``, ``arms``): its inner keys are the groups' labels, not
+    quantities of the whole cohort."""
+    return _BREAKDOWN.search(_norm(key)) is not None or _dimension(key) in _DIMENSIONS
+
+
+# a breakdown named by its dimension alone (``{"sites": {"A": "6.8%"}}``)
+_DIMENSIONS = frozenset(
+    "site centre center hospital arm stage grade region country sex gender age_group subgroup stratum "
+    "strata".split()
+)
 
 
 def _group_aggregates(key: str, groups: dict[Any, Any]) -> Iterator[tuple[str, float]]:
@@ -288,6 +298,8 @@ def _group_aggregates(key: str, groups: dict[Any, Any]) -> Iterator[tuple[str, f
     count where the group states its ``n`` beside it. Before leaks18 a group's share was read
     as a share of the whole cohort, and a group's own row was not read."""
     share_of_key = pct_column(key) is not None
+    if is_metric(key):
+        return  # ``dice_by_site``: a model's score by site, no share of anyone
     counted: list[float] = []
     for inner, v in list(groups.items())[:MAX_KEYS]:
         label = "total" if _TOTAL.match(str(inner)) else _norm(str(inner))
@@ -356,6 +368,9 @@ def extract_aggregates(path: Path, display_name: str, policy: Policy) -> dict[st
         except ValueError:
             return {}
         pairs = _doc_aggregates(doc) if isinstance(doc, dict) else _records_aggregates(doc, policy)
+        if isinstance(doc, dict):  # {"by_site": [{"site": "A", "relapse": "6.8%"}]}: records
+            lists = [v for v in list(doc.values())[:MAX_KEYS] if isinstance(v, list)]
+            pairs = itertools.chain(pairs, *(_records_aggregates(v, policy) for v in lists[:20]))
     elif lower.endswith((".yaml", ".yml")):
         import yaml
 

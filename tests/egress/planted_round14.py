@@ -99,6 +99,27 @@ def leaks() -> list[Planted]:
             REQUEST_SHARE,
             (SITES_CSV,),
         ),
+        # ... named by its dimension alone, as records under a key, one level deeper
+        Planted(
+            "sites.json",
+            json.dumps({"sites": {"A": "6.8%", "B": "25.0%"}}).encode(),
+            REQUEST_SHARE,
+            (SITES_CSV,),
+        ),
+        Planted(
+            "by_site_records.json",
+            json.dumps(
+                {"by_site": [{"site": "A", "relapse": "6.8%"}, {"site": "B", "relapse": "25.0%"}]}
+            ).encode(),
+            REQUEST_SHARE,
+            (SITES_CSV,),
+        ),
+        Planted(
+            "results_by_site.json",
+            json.dumps({"results": {"by_site": {"A": "6.8%", "B": "25.0%"}}}).encode(),
+            REQUEST_SHARE,
+            (SITES_CSV,),
+        ),
         Planted(
             "by_site_n.json",
             json.dumps(
@@ -175,6 +196,15 @@ def benign() -> list[tuple[Planted, tuple[str, ...]]]:
                 json.dumps(
                     {"by_site": {"A": "6.0%", "B": "25.0%"}, "n_by_site": {"A": 500, "B": 600}}
                 ).encode(),
+            ),
+            (),
+        ),
+        (
+            Planted(
+                "dice_by_site.json",
+                json.dumps({"dice_by_site": {"A": "6.8%", "B": "25.0%"}}).encode(),
+                (),
+                (SITES_CSV,),
             ),
             (),
         ),
