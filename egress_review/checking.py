@@ -22,6 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from egress_review.checks import CheckContext, gather_identifiers, run_checks
+from egress_review.checks.identifiers import dataset_patients
 from egress_review.checks.model import ModelSandbox, worst
 from tre.policy import AppliedPolicy
 from tre.states import CheckOutcome
@@ -58,6 +59,18 @@ def identifiers_for(datasets: list[Dataset], applied: list[AppliedPolicy] | None
             # which can only make the identifier check weaker, so say so loudly in the log.
             log.warning("cannot gather identifiers of dataset %s: %s", d.id, exc)
     return found
+
+
+def cohort_size(datasets: list[Dataset]) -> int | None:
+    """The distinct patients of the datasets (`checks.identifiers.dataset_patients`), or None
+    when none was counted: the shares checks read a share with no whole beside it against it."""
+    patients: set[str] = set()
+    for d in datasets:
+        try:
+            patients |= dataset_patients(Path(d.path))
+        except OSError as exc:
+            log.warning("cannot count the patients of dataset %s: %s", d.id, exc)
+    return len(patients) or None
 
 
 def _jsonable(value: Any) -> Any:
@@ -176,6 +189,7 @@ def make_context(
         datasets={d.id: Path(d.path) for d in datasets or []},
         model_sandbox=model_sandbox,
         released=dict(released or {}),
+        cohort_size=cohort_size(datasets or []),
     )
 
 

@@ -241,7 +241,44 @@ def gather_identifiers(
         if cached is not None:
             _CACHE.move_to_end(key)
             return set(cached)
+    found, _ = _scan(root, files, signature, max_files, columns)
+    with _CACHE_LOCK:
+        _CACHE[key] = frozenset(found)
+        while len(_CACHE) > CACHE_DATASETS:
+            _CACHE.popitem(last=False)
+    return found
+
+
+def dataset_patients(dataset_path: Path) -> frozenset[str]:
+    """The distinct PatientIDs of a dataset's DICOM headers: its cohort (leaks18). A share of
+    the cohort that no output states ("3.0 % relapsed" of 33 patients is 1) needs the whole
+    it is a share of; the platform keeps no cohort size per dataset, so it is counted here,
+    in the same header pass as the identifiers (`gather_identifiers` stores it; a dataset
+    whose scan was cached before is scanned again once)."""
+    root = Path(dataset_path).resolve()
+    files, signature = _listing(root)
+    with _CACHE_LOCK:
+        cached = _PATIENTS.get((str(root), signature))
+        if cached is not None:
+            _PATIENTS.move_to_end((str(root), signature))
+            return cached
+    return _scan(root, files, signature, None, ())[1]
+
+
+_PATIENTS: OrderedDict[tuple[str, tuple[int, int, int]], frozenset[str]] = OrderedDict()
+
+
+def _scan(
+    root: Path,
+    files: list[Path],
+    signature: tuple[int, int, int],
+    max_files: int | None,
+    columns: tuple[str, ...],
+) -> tuple[set[str], frozenset[str]]:
+    """One pass over a dataset's files: their identifiers, and (a DICOM header's PatientID)
+    its patients, stored for `dataset_patients` when every file was read."""
     found: set[str] = set()
+    patients: set[str] = set()
     for count, path in enumerate(files):
         if max_files is not None and count >= max_files:
             break
@@ -253,13 +290,16 @@ def gather_identifiers(
         try:
             ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=HEADER_TAGS)
             found |= identifiers_from_dataset(ds)
+            patients.update(_values(ds, "PatientID"))
         except MALFORMED_DICOM:
             continue  # pydicom parses lazily: a corrupt element fails here, not in dcmread
-    with _CACHE_LOCK:
-        _CACHE[key] = frozenset(found)
-        while len(_CACHE) > CACHE_DATASETS:
-            _CACHE.popitem(last=False)
-    return found
+    cohort = frozenset(patients)
+    if max_files is None:
+        with _CACHE_LOCK:
+            _PATIENTS[(str(root), signature)] = cohort
+            while len(_PATIENTS) > CACHE_DATASETS:
+                _PATIENTS.popitem(last=False)
+    return found, cohort
 
 
 def _is_word_char(ch: str) -> bool:

@@ -38,6 +38,7 @@ from egress_review.checks.shares import (
     NUMERIC_CELL,
     count_from_mean_and_sum,
     is_metric,
+    is_percent_string,
     parse_share_key,
     pct_column,
     pct_value,
@@ -57,6 +58,7 @@ MAX_KEY_CHARS = 200
 MAX_PAIRS = 20  # released counts and totals tried per share (the newest first)
 MAX_PROSE_SHARES = 50  # shares read from a text's sentences
 MAX_OTHER_FILES = 20  # the request's other files read for the wholes of this file's shares
+DATASET_COHORT = "the datasets' patients"  # where a whole counted from the datasets comes from
 _INT = re.compile(r"^\d{1,15}(?:\.0+)?$")
 _CUMULATIVE = frozenset({"cum", "cumul", "cumulative", "running", "cumsum"})
 TABLE_SUFFIXES = (".csv", ".tsv", ".txt", ".json", ".yaml", ".yml", ".md", ".markdown", ".xlsx")
@@ -109,6 +111,9 @@ def _table_aggregates(table: Table, policy: Policy) -> Iterator[tuple[str, float
     shares.update(
         {c: _norm(h) or "n" for c, h in enumerate(table.header) if c not in shares and _all_percent(table, c)}
     )
+    # a measured change beside a model's metrics (``volume_change_pct`` by ``dice_pct``) is the
+    # table's measurement, not a share of its people (`shares.is_metric`, leaks18)
+    metric = {c for c in shares if is_metric(table.header[c], table.header)}
     counts = set(_count_like(table, policy.sdc)) - set(shares)
     denominators = [c for c in sorted(counts) if c < len(table.header) and is_denominator(table.header[c])]
     single = len(table.rows) == 1
@@ -121,7 +126,11 @@ def _table_aggregates(table: Table, policy: Policy) -> Iterator[tuple[str, float
             if col < len(table.header) and _INT.match(value):
                 yield _key(table.header[col], label), float(value)
         total = next((float(v) for c in denominators if _INT.match(v := _cell(row, c))), None)
-        cells = ((name, _cell(row, col), table.header[col]) for col, name in shares.items())
+        # a metric's row (``error | 6.1``) is a model's share, not its people's (leaks18)
+        skip = set(shares) if any(is_metric(part) for part in label.split("/")) else metric
+        cells = (
+            (name, _cell(row, col), table.header[col]) for col, name in shares.items() if col not in skip
+        )
         yield from _shares(cells, label, total)
         named = {_norm(h): _cell(row, i) for i, h in enumerate(table.header)}
         if (n := count_from_mean_and_sum(named)) is not None:
@@ -217,18 +226,28 @@ def canonical_key(key: str) -> str:
 
 def _doc_aggregates(doc: Any) -> Iterator[tuple[str, float]]:
     """A summary's top-level counts (``{"patients": 99}``) and one level of groups
-    (``{"by_site": {"A": 45}}``): key ``patients@total``, ``by_site@a``."""
+    (``{"by_site": {"A": 45}}``): key ``patients@total``, ``by_site@a``. A breakdown's group
+    (a key with ``by``/``per``: `_is_breakdown`) is a row of its own: its shares are of the
+    group's people, not the cohort's (leaks18, `_group_aggregates`)."""
     if not isinstance(doc, dict):
         return
+    names = [str(k) for k in list(doc)[:MAX_KEYS]]
     scalars = {str(k): v for k, v in list(doc.items())[:MAX_KEYS] if type(v) in (int, float)}
-    shares = [(name, str(v), k) for k, v in scalars.items() if (name := pct_column(k)) is not None]
+    shares = [
+        (name, str(v), k)
+        for k, v in scalars.items()
+        if (name := pct_column(k)) is not None and not is_metric(k, names)
+    ]
     # a share written as a string ("relapse": "3.0%", leaks17) is a share whatever its name
     shares.extend(
         (pct_column(str(k)) or _norm(str(k)) or "n", v, str(k))
         for k, v in list(doc.items())[:MAX_KEYS]
-        if isinstance(v, str) and _PERCENT_STRING.match(v)
+        if isinstance(v, str) and is_percent_string(v) and not is_metric(str(k), names)
     )
     for key, value in list(doc.items())[:MAX_KEYS]:
+        if isinstance(value, dict) and _is_breakdown(str(key)):
+            yield from _group_aggregates(str(key), value)
+            continue
         if isinstance(value, bool) or pct_column(str(key)) is not None:
             continue
         if isinstance(value, int) and value >= 0:
@@ -238,9 +257,11 @@ def _doc_aggregates(doc: Any) -> Iterator[tuple[str, float]]:
                 if isinstance(v, int) and not isinstance(v, bool) and v >= 0:
                     label = "total" if _TOTAL.match(str(inner)) else _norm(str(inner))
                     yield _key(str(key), label), float(v)
-                elif isinstance(v, str) and _PERCENT_STRING.match(v):
+                elif isinstance(v, str) and is_percent_string(v):
                     # {"summary": {"relapse": "5.9%"}}: a share of the whole cohort (leaks17)
                     yield from _shares([(_norm(str(inner)) or "n", v, str(inner))], "total", None)
+                elif isinstance(v, dict) and _is_breakdown(str(inner)):
+                    yield from _group_aggregates(str(inner), v)  # {"results": {"by_site": ...}}
             groups = list(value.items())[:MAX_KEYS]
             if len(groups) >= 2 and all(
                 type(v) is int and v >= 0 and not _TOTAL.match(str(k)) for k, v in groups
@@ -251,6 +272,72 @@ def _doc_aggregates(doc: Any) -> Iterator[tuple[str, float]]:
     yield from _shares(shares, "total", total)
     if (n := count_from_mean_and_sum({_norm(k): str(v) for k, v in scalars.items()})) is not None:
         yield _key("n", "total"), n
+
+
+_BREAKDOWN = re.compile(r"(?:^|_)(?:by|per)(?:_|$)")
+
+
+def _is_breakdown(key: str) -> bool:
+    """A key naming a breakdown (``by_site``, ``n_by_site``, ``relapse_pct_per_arm``, or a
+    dimension itself: ``sites``, ``arms``): its inner keys are the groups' labels, not
+    quantities of the whole cohort."""
+    return _BREAKDOWN.search(_norm(key)) is not None or _dimension(key) in _DIMENSIONS
+
+
+# a breakdown named by its dimension alone (``{"sites": {"A": "6.8%"}}``)
+_DIMENSIONS = frozenset(
+    "site centre center hospital arm stage grade region country sex gender age_group subgroup stratum "
+    "strata".split()
+)
+
+
+def _group_aggregates(key: str, groups: dict[Any, Any]) -> Iterator[tuple[str, float]]:
+    """A breakdown's groups (``{"by_site": {"A": 45}}``, ``{"A": "6.8%"}``, ``{"A": {"n": 12,
+    "relapse": "8.3%"}}``): a count as ``by_site@a``; a share as a share of the group's people
+    (``share@a``, compared with site A's ``n`` wherever it is stated or released), or as a
+    count where the group states its ``n`` beside it. Before leaks18 a group's share was read
+    as a share of the whole cohort, and a group's own row was not read."""
+    share_of_key = pct_column(key) is not None
+    if is_metric(key):
+        return  # ``dice_by_site``: a model's score by site, no share of anyone
+    counted: list[float] = []
+    for inner, v in list(groups.items())[:MAX_KEYS]:
+        label = "total" if _TOTAL.match(str(inner)) else _norm(str(inner))
+        if not label:
+            continue
+        if isinstance(v, dict):
+            yield from _row_doc_aggregates(v, label)
+        elif isinstance(v, str) and is_percent_string(v):
+            yield from _shares([("share", v, "")], label, None)
+        elif type(v) in (int, float) and share_of_key:
+            yield from _shares([("share", str(v), key)], label, None)
+        elif type(v) is int and v >= 0:
+            yield _key(key, label), float(v)
+            if label != "total":
+                counted.append(float(v))
+    if len(counted) >= 2 and len(counted) == len(groups):
+        yield breakdown_key(key), sum(counted)
+
+
+def _row_doc_aggregates(row: dict[Any, Any], label: str) -> Iterator[tuple[str, float]]:
+    """One group's own counts and shares (``{"n": 12, "relapse": "8.3%"}`` under ``by_site``'s
+    ``A``): its shares are of its ``n`` where it states one, else of the group's people."""
+    names = [str(k) for k in list(row)[:MAX_KEYS]]
+    cells: list[tuple[str, str, str]] = []
+    total = None
+    for k, v in list(row.items())[:MAX_KEYS]:
+        name = str(k)
+        if type(v) is int and v >= 0 and pct_column(name) is None:
+            yield _key(name, label), float(v)
+            if total is None and is_denominator(name):
+                total = float(v)
+        elif is_metric(name, names):
+            continue
+        elif isinstance(v, str) and is_percent_string(v):
+            cells.append((pct_column(name) or _norm(name) or "n", v, name))
+        elif type(v) in (int, float) and (share := pct_column(name)) is not None:
+            cells.append((share, str(v), name))
+    yield from _shares(cells, label, total)
 
 
 def _delimiter(text: str) -> str:
@@ -281,6 +368,9 @@ def extract_aggregates(path: Path, display_name: str, policy: Policy) -> dict[st
         except ValueError:
             return {}
         pairs = _doc_aggregates(doc) if isinstance(doc, dict) else _records_aggregates(doc, policy)
+        if isinstance(doc, dict):  # {"by_site": [{"site": "A", "relapse": "6.8%"}]}: records
+            lists = [v for v in list(doc.values())[:MAX_KEYS] if isinstance(v, list)]
+            pairs = itertools.chain(pairs, *(_records_aggregates(v, policy) for v in lists[:20]))
     elif lower.endswith((".yaml", ".yml")):
         import yaml
 
@@ -307,7 +397,7 @@ _PROSE_SHARE = re.compile(
     r"(?<![\w.])(?P<p>\d{1,3}(?:\.(?P<d>\d{1,3}))?)[ \t]*%[ \t]+(?:of|among)[ \t]+"
     r"(?:the[ \t]+|all[ \t]+|our[ \t]+)?(?:whole[ \t]+|study[ \t]+|included[ \t]+|enrolled[ \t]+)?"
     r"(?:cohort|patients|participants|subjects|population|sample|people|cases)\b"
-    r"(?![ \t]+(?:with|who|in|at|of|from)\b)",
+    r"(?![ \t]+(?:with|who|in|at|of|from)\b|['\u2019])",
     re.IGNORECASE,
 )
 
@@ -328,7 +418,6 @@ _GROUP_SHARE = re.compile(
     re.IGNORECASE,
 )
 _SHARE_OF = re.compile(r"%[ \t]+(?:of|among)[ \t]", re.IGNORECASE)
-_PERCENT_STRING = re.compile(r"^\s*\d{1,3}(?:[.,]\d{1,4})?\s*%\s*$")
 
 
 def _prose_aggregates(text: str) -> Iterator[tuple[str, float]]:
@@ -438,7 +527,8 @@ def _request_share_flag(
 ) -> list[CheckResult]:
     """`sdc:request_share`: a share of this file is a count under the threshold of a whole
     that this request states, in this file (``N = 33`` above "6.1 % withdrew") or in another
-    of its files (``cohort.csv``'s 33), though no whole stands beside the share (leaks17).
+    of its files (``cohort.csv``'s 33), though no whole stands beside the share (leaks17), or
+    of the cohort of the datasets the job read (`CheckContext.cohort_size`, leaks18).
     The other files are read only when this file has a share without its whole."""
     if not any(parse_share_key(k) is not None for k in mine):
         return []
@@ -453,8 +543,9 @@ def _request_share_flag(
             check="sdc:request_share",
             outcome="flag",
             reason=f"{len(found)} percentage(s) in this file are a count below the threshold of {threshold} "
-            "of a total this request states (in this file or another of its files): the share and the "
-            "total give the count back; compare the files",
+            "of a total this request states (in this file or another of its files) or of the number of "
+            "patients in the datasets the job read: the share and the total give the count back; "
+            "compare the files",
             # the other files' names are the job's words: reviewers only
             evidence={"threshold": threshold, "count": len(found), "reviewer_only": {"files": files[:20]}},
         )
@@ -473,6 +564,10 @@ def _request_wholes(
         for key, value in aggregates.items():
             if parse_share_key(key) is None:
                 wholes.setdefault(key, []).append(Released(value, source))
+    if context.cohort_size:
+        # the datasets' own cohort, which no output need state (leaks18): after the stated
+        # wholes, which win where both fit
+        wholes.setdefault("n@total", []).append(Released(float(context.cohort_size), DATASET_COHORT))
     return wholes
 
 

@@ -16,7 +16,9 @@ released total of 100 that is 11 patients, one fewer. And a mean with its sum
 
 from __future__ import annotations
 
+import functools
 import re
+from collections.abc import Iterable
 
 _PCT_WORDS = re.compile(r"(?:^|[\s_(\[-])(?:pct|percent|percentage|perc)(?=$|[\s_)\]-])|%", re.IGNORECASE)
 _PROPORTION_WORDS = re.compile(
@@ -33,6 +35,7 @@ _NOT_A_SHARE_RATE = frozenset(
 )
 # A cell that is a number or a percentage (``12``, ``-3.5``, ``4,2``, ``25%``), not a label
 NUMERIC_CELL = re.compile(r"^[+-]?\d+(?:[.,]\d+)?%?$")
+_PERCENT_STRING = re.compile(r"^\s*\d{1,3}(?:[.,]\d{1,4})?\s*%\s*$")
 _PCT_VALUE = re.compile(r"^(\d{1,3})(?:[.,](\d{1,4}))?\s*%?$")
 _SHARE_KEY = re.compile(r"^pct(\d):(.*)$")
 _MEAN = re.compile(r"^(?:mean|avg|average)_(.+)$|^(.+)_(?:mean|avg|average)$")
@@ -42,9 +45,8 @@ _EPS = 1e-9
 # rule on the name's words, not substrings of a fixed list: ``progressed_pct`` (substring
 # "progress") and ``recalled_pct`` ("recall") are shares of people, ``mape_pct`` and
 # ``tpr_pct`` are a model's. A name is a metric's when one of its words is a performance or
-# resource measure (`_METRIC_WORDS`, or a word opening with one of `_METRIC_STEMS`), or names
-# a measured quantity's statistic or change (`_MEASURE_WORDS` with `_CHANGE_WORDS`:
-# ``volume_change_pct``); a word for people or what happened to them (``relapsed``) wins.
+# resource measure (`_METRIC_WORDS`, or a word opening with one of `_METRIC_STEMS`); a word for
+# people or what happened to them (``relapsed``) wins.
 _METRIC_WORDS = frozenset(
     "dice iou jaccard dsc auc auroc auprc roc ppv npv tpr fpr tnr fnr fdr acc accuracy precision recall "
     "f1 f1score fscore error errors err loss mae mse rmse nrmse mape smape bias kappa icc ccc r2 rsquared "
@@ -53,13 +55,37 @@ _METRIC_WORDS = frozenset(
     "hd hd95 assd asd msd youden brier calibration concordance c_index cindex map miou".split()
 )
 _METRIC_STEMS = ("sensitiv", "specific", "accura", "utili", "precis")
+# A measured quantity's change (``volume_change_pct``, ``dose_reduction_pct``,
+# ``weight_loss_pct``) names either the change of a measurement or the share of people whom the
+# change happened to (a dose reduction is an event of treatment): the name alone cannot tell
+# (leaks18). It is a measurement's where the name says a statistic of it (``mean_``,
+# ``median_``, ``relative_``) or the table beside it is a measurement's or a model's (another
+# column is a metric by its words, or states a unit: ``dice_pct``, ``hd95_mm``); else people's.
 _MEASURE_WORDS = frozenset(
     "volume size diameter length area dose intensity signal weight bmi density suv hu mass width depth "
     "thickness uptake".split()
 )
 _CHANGE_WORDS = frozenset(
-    "change growth difference diff improvement reduction increase decrease delta".split()
+    "change growth difference diff improvement reduction increase decrease delta loss gain shift drop "
+    "rise escalation".split()
 )
+_STATISTIC_WORDS = frozenset(
+    "mean median avg average relative rel absolute abs sd std stdev iqr min max geomean".split()
+)
+_UNIT_WORDS = frozenset("mm cm ml cc mm3 cm3 hu mgy gy kg ms sec mbq".split())
+# A share of things, not of people (leaks18): a share of voxels, slices, pixels or of lesions'
+# volume is no share of the cohort, though the dataset's cohort size is now known.
+_THING_WORDS = frozenset(
+    "voxel voxels pixel pixels slice slices image images frame frames series scans volume volumes area "
+    "areas lesion lesions nodule nodules mask masks region regions roi rois tissue file files byte "
+    "bytes".split()
+)
+# A data split's share (``train_pct``, ``test_split_fraction``): of the cohort's patients,
+# and so always a whole count of them, but it says nothing about anyone (leaks18)
+_SPLIT_WORDS = frozenset(
+    "train training test testing val valid validation holdout tuning dev split fold".split()
+)
+_SHARE_WORDS = frozenset("pct percent percentage fraction frac proportion prop".split())
 _WORD_SPLIT = re.compile(r"[^A-Za-z0-9]+|(?<=[a-z])(?=[A-Z])")
 
 
@@ -104,18 +130,67 @@ def pct_value(cell: str, header: str = "") -> tuple[float, int] | None:
     return (value, decimals) if value <= 100 else None
 
 
-def is_metric(name: str) -> bool:
-    """Whether a share's name (``dice_pct``, ``sensitivity``, ``volume_change_pct``) is a
-    metric's, not people's (``progressed_pct``, ``recalled_pct``): judged word by word (see
-    `_METRIC_WORDS`), a word for people or their outcome winning."""
+def is_metric(name: str, siblings: Iterable[str] = ()) -> bool:
+    """Whether a share's name (``dice_pct``, ``sensitivity``, ``voxels_pct``) is not people's
+    (``progressed_pct``, ``recalled_pct``): judged word by word (see `_METRIC_WORDS`), a word
+    for people or their outcome winning. A measured quantity's change (``dose_reduction_pct``)
+    is a metric only by a statistic word in its name or by a metric or unit among ``siblings``
+    (the other column names of its table, the other keys of its document)."""
+    words = _words(name)
+    if not _SPLIT_WORDS.isdisjoint(words) and _SPLIT_WORDS.union(_SHARE_WORDS).issuperset(words):
+        return True  # ``test_pct``: a data split's share, whole patients by design (leaks18)
+    change = not _MEASURE_WORDS.isdisjoint(words) and not _CHANGE_WORDS.isdisjoint(words)
+    if not change and not _THING_WORDS.isdisjoint(words) and not any(_people_noun().match(w) for w in words):
+        return True  # ``lesions_progressed_pct``: what happened to lesions, not to people
+    if _people(words):
+        return False
+    if change:
+        return not _STATISTIC_WORDS.isdisjoint(words) or any(
+            _metric_or_unit(_words(s)) for s in siblings if s != name
+        )
+    return _metric_or_unit(words, units=False) or not _THING_WORDS.isdisjoint(words)
+
+
+@functools.cache
+def _people_noun() -> re.Pattern[str]:
+    """A noun for people (``patients``, ``women``), not an outcome word; compiled once, on
+    first use (text_counts imports this module)."""
+    from egress_review.checks.text_counts import PEOPLE_WORDS
+
+    return re.compile(rf"^(?:{PEOPLE_WORDS})$", re.IGNORECASE)
+
+
+def _words(name: str) -> list[str]:
+    return [w.lower() for w in _WORD_SPLIT.split(name) if w]
+
+
+def _people(words: list[str]) -> bool:
     from egress_review.checks.text_counts import people_word
 
-    words = [w.lower() for w in _WORD_SPLIT.split(name) if w]
-    if any(people_word(w) for w in words):
+    return any(people_word(w) for w in words)
+
+
+def _metric_or_unit(words: list[str], units: bool = True) -> bool:
+    """A metric by its words alone (no people word), or (``units``) a column stating a unit."""
+    if _people(words):
         return False
     if any(w in _METRIC_WORDS or w.startswith(_METRIC_STEMS) for w in words):
         return True
-    return not _MEASURE_WORDS.isdisjoint(words) and not _CHANGE_WORDS.isdisjoint(words)
+    return units and not _UNIT_WORDS.isdisjoint(words)
+
+
+def is_percent_string(cell: str) -> bool:
+    """Whether a cell is a share written as a percentage (``3.0%``, ``6,8 %``): one rule for a
+    JSON string and a table's cell (leaks18). A signed one (``-2.5%``, ``+3.0%``) is a change,
+    not a share of anyone."""
+    return _PERCENT_STRING.match(cell) is not None
+
+
+def all_percent(cells: Iterable[str]) -> bool:
+    """Whether every non-empty cell is a share written as a percentage (`is_percent_string`):
+    such a column is shares whatever its name."""
+    written = [c for c in cells if c.strip()]
+    return bool(written) and all(is_percent_string(c) for c in written)
 
 
 def share_count(pct: float, decimals: int, denominator: float) -> float | None:

@@ -86,7 +86,7 @@ def _small_shares(rows: list[list[str]], size: int, threshold: int) -> Iterator[
     if size <= 0:
         return
     header = rows[0]
-    columns = [c for c, h in enumerate(header) if pct_column(h) is not None and not is_metric(h)]
+    columns = [c for c, h in enumerate(header) if pct_column(h) is not None and not is_metric(h, header)]
     for row in rows[1:]:
         labels = [cell for cell in row if cell and not NUMERIC_CELL.match(cell)]
         if any(is_metric(label) for label in labels):

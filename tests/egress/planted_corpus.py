@@ -30,6 +30,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
 from egress_review.checks import CheckContext, CheckResult, gather_identifiers, run_checks, worst
+from egress_review.checks.identifiers import dataset_patients
 from tre.policy import Policy, load_policy
 
 CT_SMALL = Path(get_testdata_file("CT_small.dcm"))  # type: ignore[arg-type]
@@ -658,7 +659,13 @@ def default_policy_without_ocr() -> Policy:
 def check_context(dataset: Path, policy: Policy) -> CheckContext:
     """The context an egress request's checks get for one file from ``dataset``."""
     ids = gather_identifiers(dataset, identifier_columns=policy.text.identifier_columns)
-    return CheckContext(identifiers=ids, file_count=1, total_size=0, dataset_paths=[dataset])
+    return CheckContext(
+        identifiers=ids,
+        file_count=1,
+        total_size=0,
+        dataset_paths=[dataset],
+        cohort_size=len(dataset_patients(dataset)) or None,
+    )
 
 
 def run_planted(tmp_path: Path, planted: Planted, policy: Policy, context: CheckContext) -> list[CheckResult]:

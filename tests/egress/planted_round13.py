@@ -165,6 +165,7 @@ def benign() -> list[tuple[Planted, tuple[str, ...]]]:
 def known_limits() -> list[Planted]:
     """Variants that still pass after this round."""
     return [
-        # the dataset's cohort size, never stated by any output: the checks do not count it
+        # the dataset's cohort size, never stated by any output: counted since round 14, but the
+        # corpus's dataset here has one patient (round 14 plants it with a dataset of 33)
         Planted("withdrew_dataset.txt", b"Overall, 6.1 % withdrew consent.\n", REQUEST_SHARE),
     ]

@@ -6,22 +6,19 @@ checks run rather than the file-type refusal."""
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import pytest
 
 from egress_review.checks import CheckContext
-from tests.egress import planted_round9
 from tests.egress.planted_corpus import (
     assert_caught,
-    assert_no_false_alarm,
     build_dataset,
-    check_context,
     default_policy_without_ocr,
     run_planted,
 )
 from tests.egress.planted_round10 import RELEASES, benign, known_limits, leaks
+from tests.egress.round_harness import benign_test, earlier_release_context
 from tre.policy import Policy
 
 BENIGN = {p.name: (p, by_design) for p, by_design in benign()}
@@ -50,10 +47,7 @@ def policy() -> Policy:
 @pytest.fixture(scope="module")
 def context(tmp_path_factory: pytest.TempPathFactory, dataset: Path, policy: Policy) -> CheckContext:
     """The corpus's dataset, and the project's earlier release (round 9's)."""
-    base = check_context(dataset, policy)
-    return dataclasses.replace(
-        base, released=planted_round9.released(tmp_path_factory.mktemp("earlier"), policy)
-    )
+    return earlier_release_context(tmp_path_factory, policy, dataset)
 
 
 def _names() -> list[str]:
@@ -71,12 +65,7 @@ def test_round10_leak_is_caught_by_its_class(
     assert_caught(run_planted(tmp_path, planted, policy, context), planted, UNCERTAIN)
 
 
-@pytest.mark.parametrize("name", sorted(BENIGN))
-def test_round10_benign_output_raises_no_false_alarm(
-    name: str, tmp_path: Path, policy: Policy, context: CheckContext
-) -> None:
-    planted, by_design = BENIGN[name]
-    assert_no_false_alarm(run_planted(tmp_path, planted, policy, context), name, by_design)
+test_round10_benign_output_raises_no_false_alarm = benign_test(BENIGN)
 
 
 # round 10's two known limits are caught since leaks14b: tests/egress/test_checks_round10b.py

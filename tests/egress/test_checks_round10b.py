@@ -5,24 +5,23 @@ the same shapes raise no false alarm, and what still passes is as documented."""
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import pytest
 
 from egress_review.checks import CheckContext
 from egress_review.checks.released import extract_aggregates
-from tests.egress import planted_round9
 from tests.egress.planted_corpus import (
-    assert_caught,
-    assert_no_false_alarm,
-    assert_still_missed,
-    build_dataset,
-    check_context,
     default_policy_without_ocr,
-    run_planted,
 )
 from tests.egress.planted_round10b import RELEASES, benign, known_limits, leaks
+from tests.egress.round_harness import (
+    benign_test,
+    earlier_release_context,
+    fixed_words,
+    leak_test,
+    limits_test,
+)
 from tre.policy import Policy
 
 LEAKS = {p.name: p for p in leaks()}
@@ -38,38 +37,22 @@ def policy() -> Policy:
 @pytest.fixture(scope="module")
 def context(tmp_path_factory: pytest.TempPathFactory, policy: Policy) -> CheckContext:
     """The corpus's dataset, and the project's earlier release (round 9's)."""
-    base = check_context(build_dataset(tmp_path_factory.mktemp("dataset")), policy)
-    return dataclasses.replace(
-        base, released=planted_round9.released(tmp_path_factory.mktemp("earlier"), policy)
-    )
+    return earlier_release_context(tmp_path_factory, policy)
 
 
-@pytest.mark.parametrize("name", sorted(LEAKS))
-def test_round10b_leak_is_flagged_for_the_reviewers(
-    name: str, tmp_path: Path, policy: Policy, context: CheckContext
-) -> None:
-    results = run_planted(tmp_path, LEAKS[name], policy, context)
-    assert_caught(results, LEAKS[name], (RELEASES,))
-    for r in results:  # fixed words: nothing the file holds
-        if r.check == "sdc:differencing_releases":
-            assert r.evidence["released_requests"] == [planted_round9.EARLIER_REQUEST]
-            for word in ("relapsed", "patients", "11.0", "99", "age", "cumulative"):
-                assert word not in r.reason, (name, r.reason)
+test_round10b_leak_is_flagged_for_the_reviewers = leak_test(
+    LEAKS,
+    (RELEASES,),
+    fixed_words(
+        "sdc:differencing_releases", ("relapsed", "patients", "11.0", "99", "age", "cumulative"), earlier=True
+    ),
+)
 
 
-@pytest.mark.parametrize("name", sorted(BENIGN))
-def test_round10b_benign_output_raises_no_false_alarm(
-    name: str, tmp_path: Path, policy: Policy, context: CheckContext
-) -> None:
-    planted, by_design = BENIGN[name]
-    assert_no_false_alarm(run_planted(tmp_path, planted, policy, context), name, by_design)
+test_round10b_benign_output_raises_no_false_alarm = benign_test(BENIGN)
 
 
-@pytest.mark.parametrize("name", sorted(LIMITS))
-def test_round10b_known_limits_are_as_documented(
-    name: str, tmp_path: Path, policy: Policy, context: CheckContext
-) -> None:
-    assert_still_missed(run_planted(tmp_path, LIMITS[name], policy, context), LIMITS[name])
+test_round10b_known_limits_are_as_documented = limits_test(LIMITS)
 
 
 def test_a_share_with_its_denominator_is_stored_as_the_count(tmp_path: Path, policy: Policy) -> None:

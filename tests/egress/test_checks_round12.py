@@ -5,9 +5,6 @@ false alarm, and what still passes is as documented. OCR is off."""
 
 from __future__ import annotations
 
-import dataclasses
-from pathlib import Path
-
 import pytest
 
 from egress_review.checks import CheckContext
@@ -15,17 +12,17 @@ from egress_review.checks.number_words import words_to_digits
 from egress_review.checks.released import Released, small_shares
 from egress_review.checks.tables import _measured_label
 from egress_review.checks.text_counts import prose_counts
-from tests.egress import planted_round9
 from tests.egress.planted_corpus import (
-    assert_caught,
-    assert_no_false_alarm,
-    assert_still_missed,
-    build_dataset,
-    check_context,
     default_policy_without_ocr,
-    run_planted,
 )
 from tests.egress.planted_round12 import PROSE, RELEASED_SHARE, RELEASES, benign, known_limits, leaks
+from tests.egress.round_harness import (
+    benign_test,
+    earlier_release_context,
+    fixed_words,
+    leak_test,
+    limits_test,
+)
 from tre.policy import Policy
 
 LEAKS = {p.name: p for p in leaks()}
@@ -42,38 +39,18 @@ def policy() -> Policy:
 @pytest.fixture(scope="module")
 def context(tmp_path_factory: pytest.TempPathFactory, policy: Policy) -> CheckContext:
     """The corpus's dataset, and the project's earlier release (round 9's)."""
-    base = check_context(build_dataset(tmp_path_factory.mktemp("dataset")), policy)
-    return dataclasses.replace(
-        base, released=planted_round9.released(tmp_path_factory.mktemp("earlier"), policy)
-    )
+    return earlier_release_context(tmp_path_factory, policy)
 
 
-@pytest.mark.parametrize("name", sorted(LEAKS))
-def test_round12_leak_is_caught_by_its_class(
-    name: str, tmp_path: Path, policy: Policy, context: CheckContext
-) -> None:
-    results = run_planted(tmp_path, LEAKS[name], policy, context)
-    assert_caught(results, LEAKS[name], UNCERTAIN)
-    for r in results:  # fixed words and the server's request id: nothing the file holds
-        if r.check == "sdc:released_share":
-            assert r.evidence["released_requests"] == [planted_round9.EARLIER_REQUEST]
-            for word in ("withdr", "died", "3.8", "cohort"):
-                assert word not in r.reason, (name, r.reason)
+test_round12_leak_is_caught_by_its_class = leak_test(
+    LEAKS, UNCERTAIN, fixed_words("sdc:released_share", ("withdr", "died", "3.8", "cohort"), earlier=True)
+)
 
 
-@pytest.mark.parametrize("name", sorted(BENIGN))
-def test_round12_benign_output_raises_no_false_alarm(
-    name: str, tmp_path: Path, policy: Policy, context: CheckContext
-) -> None:
-    planted, by_design = BENIGN[name]
-    assert_no_false_alarm(run_planted(tmp_path, planted, policy, context), name, by_design)
+test_round12_benign_output_raises_no_false_alarm = benign_test(BENIGN)
 
 
-@pytest.mark.parametrize("name", sorted(LIMITS))
-def test_round12_known_limits_are_as_documented(
-    name: str, tmp_path: Path, policy: Policy, context: CheckContext
-) -> None:
-    assert_still_missed(run_planted(tmp_path, LIMITS[name], policy, context), LIMITS[name])
+test_round12_known_limits_are_as_documented = limits_test(LIMITS)
 
 
 def test_corpus_sizes() -> None:

@@ -6,25 +6,22 @@ no false alarm, and what still passes is as documented. OCR is off."""
 
 from __future__ import annotations
 
-import dataclasses
-from pathlib import Path
-
 import pytest
 
-from egress_review.checks import CheckContext
+from egress_review.checks import CheckContext, CheckResult
 from egress_review.checks.shares import is_metric, pct_column, pct_value
 from egress_review.checks.subgroup_shares import table_subgroup_shares
-from tests.egress import planted_round9
 from tests.egress.planted_corpus import (
-    assert_caught,
-    assert_no_false_alarm,
-    assert_still_missed,
-    build_dataset,
-    check_context,
     default_policy_without_ocr,
-    run_planted,
 )
 from tests.egress.planted_round13 import PROSE, RELEASED_SHARE, REQUEST_SHARE, benign, known_limits, leaks
+from tests.egress.round_harness import (
+    benign_test,
+    earlier_release_context,
+    fixed_words,
+    leak_test,
+    limits_test,
+)
 from tre.policy import Policy
 
 LEAKS = {p.name: p for p in leaks()}
@@ -41,40 +38,26 @@ def policy() -> Policy:
 @pytest.fixture(scope="module")
 def context(tmp_path_factory: pytest.TempPathFactory, policy: Policy) -> CheckContext:
     """The corpus's dataset, and the project's earlier release (round 9's)."""
-    base = check_context(build_dataset(tmp_path_factory.mktemp("dataset")), policy)
-    return dataclasses.replace(
-        base, released=planted_round9.released(tmp_path_factory.mktemp("earlier"), policy)
-    )
+    return earlier_release_context(tmp_path_factory, policy)
 
 
-@pytest.mark.parametrize("name", sorted(LEAKS))
-def test_round13_leak_is_caught_by_its_class(
-    name: str, tmp_path: Path, policy: Policy, context: CheckContext
-) -> None:
-    results = run_planted(tmp_path, LEAKS[name], policy, context)
-    assert_caught(results, LEAKS[name], UNCERTAIN)
-    for r in results:  # fixed words and file names of the request: nothing the file holds
+def _request_share_words(name: str, results: list[CheckResult]) -> None:
+    """Fixed words and file names of the request: nothing the file holds."""
+    fixed_words("sdc:request_share", ("withdr", "died", "relaps", "6.1", "33"))(name, results)
+    for r in results:
         if r.check == "sdc:request_share":
-            for word in ("withdr", "died", "relaps", "6.1", "33"):
-                assert word not in r.reason, (name, r.reason)
             # which file states the whole (the job's file names): reviewers only
             assert set(r.evidence) == {"threshold", "count", "reviewer_only"}, r.evidence
             assert r.evidence["reviewer_only"]["files"], r.evidence
 
 
-@pytest.mark.parametrize("name", sorted(BENIGN))
-def test_round13_benign_output_raises_no_false_alarm(
-    name: str, tmp_path: Path, policy: Policy, context: CheckContext
-) -> None:
-    planted, by_design = BENIGN[name]
-    assert_no_false_alarm(run_planted(tmp_path, planted, policy, context), name, by_design)
+test_round13_leak_is_caught_by_its_class = leak_test(LEAKS, UNCERTAIN, _request_share_words)
 
 
-@pytest.mark.parametrize("name", sorted(LIMITS))
-def test_round13_known_limits_are_as_documented(
-    name: str, tmp_path: Path, policy: Policy, context: CheckContext
-) -> None:
-    assert_still_missed(run_planted(tmp_path, LIMITS[name], policy, context), LIMITS[name])
+test_round13_benign_output_raises_no_false_alarm = benign_test(BENIGN)
+
+
+test_round13_known_limits_are_as_documented = limits_test(LIMITS)
 
 
 def test_corpus_sizes() -> None:
@@ -90,7 +73,7 @@ def test_corpus_sizes() -> None:
         ("fpr", True),
         ("mape", True),
         ("hd95", True),
-        ("volume_change", True),  # a measured quantity's change, not people
+        ("mean_volume_change", True),  # a measured change (leaks18: by "mean"; round 14: context)
         ("sensitivity", True),
         ("progressed", False),  # the substring "progress" named people who progressed
         ("recalled", False),  # "recall" named people recalled for screening

@@ -21,9 +21,6 @@ from egress_review.checks.notebooks import read_notebook, series_tables
 from egress_review.checks.text_counts import prose_counts
 from tests.egress.planted_corpus import (
     Planted,
-    assert_caught,
-    assert_no_false_alarm,
-    assert_still_missed,
     build_dataset,
     check_context,
     default_policy_without_ocr,
@@ -41,6 +38,7 @@ from tests.egress.planted_round8 import (
     known_limits,
     leaks,
 )
+from tests.egress.round_harness import benign_test, leak_test, limits_test
 from tre.policy import Policy
 
 LEAKS = {p.name: p for p in leaks()}
@@ -74,28 +72,13 @@ def allowing(policy: Policy) -> Policy:
     return policy.model_copy(update={"files": files})
 
 
-@pytest.mark.parametrize("name", sorted(LEAKS))
-def test_round8_leak_is_caught_by_its_class(
-    name: str, tmp_path: Path, policy: Policy, context: CheckContext
-) -> None:
-    planted = LEAKS[name]
-    assert_caught(run_planted(tmp_path, planted, policy, context), planted, UNCERTAIN)
+test_round8_leak_is_caught_by_its_class = leak_test(LEAKS, UNCERTAIN)
 
 
-@pytest.mark.parametrize("name", sorted(BENIGN))
-def test_round8_benign_output_raises_no_false_alarm(
-    name: str, tmp_path: Path, policy: Policy, context: CheckContext
-) -> None:
-    planted, by_design = BENIGN[name]
-    assert_no_false_alarm(run_planted(tmp_path, planted, policy, context), name, by_design)
+test_round8_benign_output_raises_no_false_alarm = benign_test(BENIGN)
 
 
-@pytest.mark.parametrize("name", sorted(LIMITS))
-def test_round8_known_limits_are_as_documented(
-    name: str, tmp_path: Path, policy: Policy, context: CheckContext
-) -> None:
-    planted = LIMITS[name]
-    assert_still_missed(run_planted(tmp_path, planted, policy, context), planted)
+test_round8_known_limits_are_as_documented = limits_test(LIMITS)
 
 
 @pytest.mark.parametrize("name", sorted(ALLOWED))

@@ -5,7 +5,6 @@ the round's policy (the default policy refuses it by type, as before)."""
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,14 +15,11 @@ from egress_review.checks.figure_pixels import Frame, Word, drawn_labels
 from egress_review.checks.ocr import available
 from tests.egress.planted_corpus import (
     assert_caught,
-    assert_no_false_alarm,
-    assert_still_missed,
-    build_dataset,
-    check_context,
     default_policy_without_ocr,
     run_planted,
 )
-from tests.egress.planted_round9 import BARS, FIGURE, RELEASES, benign, known_limits, leaks, released
+from tests.egress.planted_round9 import BARS, FIGURE, RELEASES, benign, known_limits, leaks
+from tests.egress.round_harness import benign_test, earlier_release_context, limits_test
 from tre.policy import Policy
 
 LEAKS = {p.name: p for p in leaks()}
@@ -46,8 +42,7 @@ def policy() -> Policy:
 @pytest.fixture(scope="module")
 def context(tmp_path_factory: pytest.TempPathFactory, policy: Policy) -> CheckContext:
     """The corpus's dataset, and the project's earlier release."""
-    base = check_context(build_dataset(tmp_path_factory.mktemp("dataset")), policy)
-    return dataclasses.replace(base, released=released(tmp_path_factory.mktemp("earlier"), policy))
+    return earlier_release_context(tmp_path_factory, policy)
 
 
 @pytest.fixture(scope="module")
@@ -74,20 +69,10 @@ def test_round9_leak_is_caught_by_its_class(
     assert_caught(leak_results(name), LEAKS[name], UNCERTAIN)
 
 
-@pytest.mark.parametrize("name", sorted(BENIGN))
-def test_round9_benign_output_raises_no_false_alarm(
-    name: str, tmp_path: Path, policy: Policy, context: CheckContext
-) -> None:
-    planted, by_design = BENIGN[name]
-    assert_no_false_alarm(run_planted(tmp_path, planted, policy, context), name, by_design)
+test_round9_benign_output_raises_no_false_alarm = benign_test(BENIGN)
 
 
-@pytest.mark.parametrize("name", sorted(LIMITS))
-def test_round9_known_limits_are_as_documented(
-    name: str, tmp_path: Path, policy: Policy, context: CheckContext
-) -> None:
-    planted = LIMITS[name]
-    assert_still_missed(run_planted(tmp_path, planted, policy, context), planted)
+test_round9_known_limits_are_as_documented = limits_test(LIMITS)
 
 
 def test_the_default_policy_still_refuses_pdf(tmp_path: Path, context: CheckContext) -> None:
