@@ -163,6 +163,9 @@ def _shares_of_people(table: Table, rules: SdcRules, percents: list[int]) -> lis
     from egress_review.checks.shares import is_metric, pct_column, pct_value, share_count
 
     people = [c for c in table.counts if _people(table.header[c])]
+    found: list[dict[str, object]] = []
+    if not people:
+        return found  # before the shares: reading every column's cells as percentages is the cost
     shares = [
         c
         for c, h in enumerate(table.header)
@@ -170,8 +173,7 @@ def _shares_of_people(table: Table, rules: SdcRules, percents: list[int]) -> lis
         and (c in percents or pct_column(h) is not None or _all_percent(table, c))
         and not is_metric(h, table.header)
     ]
-    found: list[dict[str, object]] = []
-    if not people or not shares:
+    if not shares:
         return found
     for row_no, row in enumerate(table.rows, start=2):
         for p_col in shares:
