@@ -136,14 +136,12 @@ def _deskew(layer: Image.Image) -> list[float]:
     return [-angle, 180 - angle]
 
 
-# What tesseract read in pictures already seen, by their pixels: reading one costs seconds of
-# CPU (10-14 runs of tesseract), and the same picture comes back — a request resubmitted after
+# What tesseract read in pictures already seen, by their pixels: reading one costs up to
+# seconds of CPU (10-14 variants), and the same picture comes back — a request resubmitted after
 # a rejection, the same figure in a notebook and beside it, an archive holding one picture many
 # times over (which made the checks' cost grow with the copies, not with what is new). Only
 # readings that succeeded are kept: a failure (a timeout on a loaded machine) is tried again;
 # and none over 1/64 of the bound (256 KiB), so one picture never pushes the others out.
-
-
 def _text_bytes(found: Any) -> int:
     """About what a remembered reading holds: its strings and a fixed cost a string. A job
     controls how much text its pictures hold, so the cache is bounded in bytes, not entries."""
