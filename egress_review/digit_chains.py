@@ -47,6 +47,7 @@ from bisect import bisect_left
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from egress_review.disguised import MIN_SQUEEZED_CHARS, squeeze
 from egress_review.folding import fold, needs_folding
 from egress_review.mixed_words import digits_of_mixed
 
@@ -54,16 +55,12 @@ from egress_review.mixed_words import digits_of_mixed
 # `digit_lines` reads such a line as its digits alone).
 SHORT_LINE_DIGITS = 4
 MIN_BUSY_PIECE = 1
-# As `egress_review.disguised.MIN_SQUEEZED_CHARS` (not imported: importing that module first
-# runs into the checks package's import of it).
-MIN_FORM_DIGITS = 6
 # Bounds on the search (per line, per log): a busy line's numbers offered, chains followed.
 MAX_BUSY_NUMBERS = 32
 MAX_STATES = 64
 # A running log's last line waits while it ends a chain that spells this many digits of an
 # identifier's start (fewer: "1" or "13" begins some UID in almost every line with digits).
 HOLD_DIGITS = 3
-_NOT_ALNUM = re.compile(r"[^0-9a-z]+")
 _DIGITS = re.compile(r"[0-9]+")
 _ANY_DIGIT = re.compile(r"\d")
 # Digit groups separated by anything but letters and line ends.
@@ -98,8 +95,8 @@ def pieces(line: str, longest: int = 64) -> tuple[bool | None, set[Piece]]:
 
 def numeric_forms(identifiers: Iterable[str]) -> set[str]:
     """The all-digit identifiers squeezed (a UID's digits), six digits or more."""
-    found = {_NOT_ALNUM.sub("", fold(identifier).lower()) for identifier in identifiers}
-    return {digits for digits in found if digits.isdigit() and len(digits) >= MIN_FORM_DIGITS}
+    found = {squeeze(identifier) for identifier in identifiers}
+    return {digits for digits in found if digits.isdigit() and len(digits) >= MIN_SQUEEZED_CHARS}
 
 
 @dataclass(frozen=True)

@@ -62,7 +62,13 @@ def test_a_cli_command_imports_neither_numpy_nor_the_store() -> None:
 # The log screen's text modules, each imported first in its own process: `disguised` imported
 # the checks package (for a type annotation), which imports `disguised` back before its names
 # exist; it worked only when something had imported the checks package before.
-SCREEN_MODULES = ("egress_review.disguised", "egress_review.split_parts", "egress_review.encoded")
+SCREEN_MODULES = (
+    "egress_review.disguised",
+    "egress_review.split_parts",
+    "egress_review.encoded",
+    "egress_review.digit_chains",
+    "egress_review.mixed_words",
+)
 
 
 def test_the_screens_text_modules_import_alone() -> None:
