@@ -233,16 +233,11 @@ def _doc_aggregates(doc: Any) -> Iterator[tuple[str, float]]:
         return
     names = [str(k) for k in list(doc)[:MAX_KEYS]]
     scalars = {str(k): v for k, v in list(doc.items())[:MAX_KEYS] if type(v) in (int, float)}
-    shares = [
-        (name, str(v), k)
-        for k, v in scalars.items()
-        if (name := pct_column(k)) is not None and not is_metric(k, names)
-    ]
-    # a share written as a string ("relapse": "3.0%", leaks17) is a share whatever its name
+    shares = [cell for k, v in scalars.items() if (cell := _share_cell(k, v, names)) is not None]
     shares.extend(
-        (pct_column(str(k)) or _norm(str(k)) or "n", v, str(k))
+        cell
         for k, v in list(doc.items())[:MAX_KEYS]
-        if isinstance(v, str) and is_percent_string(v) and not is_metric(str(k), names)
+        if isinstance(v, str) and (cell := _share_cell(str(k), v, names)) is not None
     )
     for key, value in list(doc.items())[:MAX_KEYS]:
         if isinstance(value, dict) and _is_breakdown(str(key)):
@@ -331,13 +326,23 @@ def _row_doc_aggregates(row: dict[Any, Any], label: str) -> Iterator[tuple[str, 
             yield _key(name, label), float(v)
             if total is None and is_denominator(name):
                 total = float(v)
-        elif is_metric(name, names):
-            continue
-        elif isinstance(v, str) and is_percent_string(v):
-            cells.append((pct_column(name) or _norm(name) or "n", v, name))
-        elif type(v) in (int, float) and (share := pct_column(name)) is not None:
-            cells.append((share, str(v), name))
+        elif (cell := _share_cell(name, v, names)) is not None:
+            cells.append(cell)
     yield from _shares(cells, label, total)
+
+
+def _share_cell(key: str, value: Any, names: list[str]) -> tuple[str, str, str] | None:
+    """A document's entry read as a share (the count's name, the value, the key; see `_shares`):
+    a number under a share's name (``relapse_pct``), or a percentage string under any name
+    (``"relapse": "3.0%"``, leaks17); none for a metric's (`shares.is_metric`, judged beside
+    the document's other keys ``names``)."""
+    if isinstance(value, str) and is_percent_string(value):
+        name = pct_column(key) or _norm(key) or "n"
+    elif type(value) in (int, float) and (share := pct_column(key)) is not None:
+        name = share
+    else:
+        return None
+    return None if is_metric(key, names) else (name, str(value), key)
 
 
 def _delimiter(text: str) -> str:
