@@ -30,7 +30,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from egress_review import checking, model_sandbox, outputnames, quoted, releases
-from egress_review.checks.released import extract_aggregates
+from egress_review.checks.released import aggregates_of
 from egress_review.disclosure import build_record, record_digest
 from egress_review.joblog import job_log_screen
 from egress_review.staging import (
@@ -476,7 +476,7 @@ def prepare_request(
     governing = list(job.governing_dataset_ids)
     # the counts the files state: compared with this project's later requests once released
     reading = applied[0].policy if applied else Policy(name="default", version="0")
-    aggregates = {path: extract_aggregates(f.path, path, reading) for path, f in staged}
+    aggregates = {path: aggregates_of(f.path, path, reading, context) for path, f in staged}
 
     def write(s: Session) -> EgressRequest:
         req = EgressRequest(

@@ -100,6 +100,13 @@ class CheckContext:
     cohort_size: int | None = None
     """The distinct patients (DICOM PatientIDs) of the datasets the job read, when counted: the
     whole a share no output states a whole for is of ("3.0 % relapsed", leaks18)."""
+    aggregates: dict[tuple[str, str, int, int, int], tuple[Any, dict[str, float]]] = field(
+        default_factory=dict
+    )
+    """Each file's counts and shares (`checks.released.aggregates_of`) by its frozen copy (and
+    its size and time), name and policy, read once per request: every file with a share is
+    compared with the wholes all the request's other files state, and the request keeps them
+    all once checked."""
 
 
 def worst(results: Iterable[CheckResult | str]) -> Outcome:

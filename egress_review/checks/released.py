@@ -460,6 +460,25 @@ def _collect(pairs: Iterable[tuple[str, float]]) -> dict[str, float]:
     return out
 
 
+def aggregates_of(path: Path, display_name: str, policy: Policy, context: CheckContext) -> dict[str, float]:
+    """`extract_aggregates`, read once per request for a file and a policy (kept on the request's
+    `CheckContext.aggregates`): a file's shares are compared with every other file's wholes, so
+    each file was read again for every file of the request with a share, and once more when the
+    request kept its counts. The result is shared: callers only read it."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return extract_aggregates(path, display_name, policy)
+    # the file's size and time too: a context may outlive a file rewritten in its place
+    key = (str(path), display_name, id(policy), stat.st_size, stat.st_mtime_ns)
+    kept = context.aggregates.get(key)
+    if kept is not None and kept[0] is policy:
+        return kept[1]
+    found = extract_aggregates(path, display_name, policy)
+    context.aggregates[key] = (policy, found)  # the policy kept with it: its id stays its own
+    return found
+
+
 def _records_aggregates(doc: Any, policy: Policy) -> Iterator[tuple[str, float]]:
     """The counts and shares of a JSON list of records (``[{"site": "A", "relapse": "6.8%"}]``,
     leaks17), read as the table it is."""
@@ -501,7 +520,7 @@ def check_against_releases(
     if context.depth:
         return []
     released: Mapping[str, list[Released]] = context.released
-    mine = extract_aggregates(path, display_name, policy)
+    mine = aggregates_of(path, display_name, policy, context)
     threshold = policy.sdc.threshold
     results = _request_share_flag(mine, display_name, policy, context)
     if not released:
@@ -563,7 +582,7 @@ def _request_wholes(
     """The counts this file and the request's other files state (bounded), as wholes a share
     may be of; each tagged with the file that states it ("this file" for its own)."""
     others = [(n, p) for n, p in context.request_paths.items() if n != display_name][:MAX_OTHER_FILES]
-    stated = [("this file", mine), *((name, extract_aggregates(p, name, policy)) for name, p in others)]
+    stated = [("this file", mine), *((name, aggregates_of(p, name, policy, context)) for name, p in others)]
     wholes: dict[str, list[Released]] = {}
     for source, aggregates in stated:
         for key, value in aggregates.items():

@@ -296,3 +296,31 @@ def test_a_share_of_a_whole_another_file_of_the_request_states_is_flagged(dbany,
     [shown] = [c for c in for_requester(checks["share.txt"]) if c["check"] == "sdc:request_share"]
     assert "cohort.csv" not in json.dumps(shown)
     assert not [c for c in checks["cohort.csv"] if c["check"] == "sdc:request_share"]
+
+
+def test_each_file_of_a_request_is_read_for_its_counts_once(dbany, esettings, world, monkeypatch) -> None:
+    """Every file with a share is compared with the wholes of all the request's other files,
+    and the request keeps every file's counts: each file was read again for each file with a
+    share (4 files: 4 reads each, 16 in all). Now once each, and the checks say the same."""
+    from collections import Counter
+
+    from egress_review.checks import released
+
+    reads: Counter[str] = Counter()
+    real = released.extract_aggregates
+
+    def counted(path: Path, display_name: str, policy: Policy) -> dict[str, float]:
+        reads[display_name] += 1
+        return real(path, display_name, policy)
+
+    monkeypatch.setattr(released, "extract_aggregates", counted)
+    shares = ("3.0", "6.1", "9.1")  # 1, 2 and 3 of 33
+    outputs = {f"share{i}.txt": f"Overall, {p} % withdrew consent.\n".encode() for i, p in enumerate(shares)}
+    outputs["cohort.csv"] = b"cohort,n\nall,33\n"
+    job = _second_job(dbany, esettings, world, outputs)
+    rid = request(dbany, esettings, world, sorted(outputs), job_id=job)
+    assert reads == Counter({name: 1 for name in outputs}), reads
+    with dbany() as s:
+        checks = {f.path: f.checks for f in workflow.load_request(s, rid).files}
+    flagged = {p for p, cs in checks.items() if any(c["check"] == "sdc:request_share" for c in cs)}
+    assert flagged == {"share0.txt", "share1.txt", "share2.txt"}
