@@ -28,6 +28,7 @@ from sqlalchemy.engine import Engine
 
 from egress_review.logscreen import LogScreen
 from tests.worlds import WorldFactory
+from tre.auth.user_cache import UserAccessCache
 from tre.executors.base import JobResult
 from tre.jobs.output_handles import handle_key, output_handle
 from tre.jobs.worker import Worker
@@ -75,6 +76,17 @@ def cohort_world(world: Any, engine: Engine, cohort_settings: Any) -> Any:
         make.grant("p1", "cohort-ds", days=1)
         make.users({"dave": ["dac"]})
     return world
+
+
+@pytest.fixture(autouse=True)
+def _user_cache_outlives_the_test(app: Any) -> None:
+    """The counts compare one request's own lookups, not when the user cache's 5 s expire.
+
+    Under load (CI with three helpers: listing 2,500 outputs twice took over 5 s) the
+    caller's cached roles expired between the two jobs' requests, and the large job's request
+    read the user and their roles again: 73 statements against 71, a failure of the clock.
+    """
+    app.state.user_cache = UserAccessCache(ttl_s=3600.0)
 
 
 @contextmanager
