@@ -18,37 +18,30 @@ from egress_review.checks.identifiers import dataset_patients
 from egress_review.checks.released import extract_aggregates
 from egress_review.checks.shares import is_metric, is_percent_string
 from egress_review.checks.tables import classify
+from tests.egress import planted_round14
 from tests.egress.planted_corpus import (
-    default_policy_without_ocr,
     run_planted,
 )
 from tests.egress.planted_round14 import (
     COHORT,
     RELEASED_SHARE,
     REQUEST_SHARE,
-    benign,
     build_cohort,
-    known_limits,
-    leaks,
 )
 from tests.egress.round_harness import (
     benign_test,
+    by_name,
     earlier_release_context,
     fixed_words,
     leak_test,
     limits_test,
+    round_fixtures,
 )
 from tre.policy import Policy
 
-LEAKS = {p.name: p for p in leaks()}
-BENIGN = {p.name: (p, by_design) for p, by_design in benign()}
-LIMITS = {p.name: p for p in known_limits()}
+LEAKS, BENIGN, LIMITS = by_name(planted_round14)
+policy = round_fixtures()[0]
 UNCERTAIN = (REQUEST_SHARE, RELEASED_SHARE)  # flagged for the reviewers, not blocked
-
-
-@pytest.fixture(scope="module")
-def policy() -> Policy:
-    return default_policy_without_ocr()
 
 
 @pytest.fixture(scope="module")

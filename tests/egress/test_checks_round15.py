@@ -11,30 +11,27 @@ from pathlib import Path
 import pydicom
 import pytest
 
-from egress_review.checks import CheckContext, identifiers
+from egress_review.checks import identifiers
 from egress_review.checks.identifiers import dataset_patients, gather_identifiers
 from egress_review.checks.shares import is_metric
-from tests.egress.planted_corpus import CT_SMALL, build_dataset, default_policy_without_ocr
+from tests.egress import planted_round15
+from tests.egress.planted_corpus import CT_SMALL, build_dataset
 from tests.egress.planted_round14 import COHORT, build_cohort
-from tests.egress.planted_round15 import PROSE, REQUEST_SHARE, benign, known_limits, leaks
-from tests.egress.round_harness import benign_test, earlier_release_context, leak_test, limits_test
-from tre.policy import Policy
+from tests.egress.planted_round15 import PROSE, REQUEST_SHARE
+from tests.egress.round_harness import (
+    benign_test,
+    by_name,
+    leak_test,
+    limits_test,
+    round_fixtures,
+)
 
-LEAKS = {p.name: p for p in leaks()}
-BENIGN = {p.name: (p, by_design) for p, by_design in benign()}
-LIMITS = {p.name: p for p in known_limits()}
+LEAKS, BENIGN, LIMITS = by_name(planted_round15)
 UNCERTAIN = (REQUEST_SHARE, PROSE)  # flagged for the reviewers, not blocked
 
 
-@pytest.fixture(scope="module")
-def policy() -> Policy:
-    return default_policy_without_ocr()
-
-
-@pytest.fixture(scope="module")
-def context(tmp_path_factory: pytest.TempPathFactory, policy: Policy) -> CheckContext:
-    """Round 14's 33-patient dataset, and the project's earlier release (round 9's)."""
-    return earlier_release_context(tmp_path_factory, policy, build_cohort(tmp_path_factory.mktemp("cohort")))
+# round 14's 33-patient dataset, and the project's earlier release (round 9's)
+policy, context = round_fixtures(dataset=build_cohort)
 
 
 test_round15_leak_is_caught_by_its_class = leak_test(LEAKS, UNCERTAIN)
