@@ -74,7 +74,7 @@ class Cohort:
             self._tables.append(table)
 
     def patients(self) -> Patients:
-        sources = [{i for row in t for i in row} for t in self._tables]
+        sources: list[set[str]] = [{i for row in t for i in row} for t in self._tables]
         headers = {patient_id for patient_id, _ in self._headers}
         joined = _Joined()
         for patient_id, others in self._headers:
@@ -82,7 +82,8 @@ class Cohort:
         if headers:
             included = set(headers)
         elif sources:
-            included = set(max(sources, key=len))
+            largest: set[str] = max(sources, key=len)
+            included = set(largest)
         else:
             return frozenset()
         left = list(range(len(self._tables)))
