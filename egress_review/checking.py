@@ -22,6 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from egress_review.checks import CheckContext, gather_identifiers, run_checks
+from egress_review.checks.cohort import merge
 from egress_review.checks.identifiers import dataset_patients
 from egress_review.checks.model import ModelSandbox, worst
 from tre.policy import AppliedPolicy
@@ -62,15 +63,16 @@ def identifiers_for(datasets: list[Dataset], applied: list[AppliedPolicy] | None
 
 
 def cohort_size(datasets: list[Dataset]) -> int | None:
-    """The distinct patients of the datasets (`checks.identifiers.dataset_patients`), or None
-    when none was counted: the shares checks read a share with no whole beside it against it."""
-    patients: set[str] = set()
+    """The distinct patients of the datasets (`checks.identifiers.dataset_patients`), one
+    person in two datasets (by an ID they share) once, or None when none was counted: the
+    shares checks read a share with no whole beside it against it."""
+    counted = []
     for d in datasets:
         try:
-            patients |= dataset_patients(Path(d.path))
+            counted.append(dataset_patients(Path(d.path)))
         except OSError as exc:
             log.warning("cannot count the patients of dataset %s: %s", d.id, exc)
-    return len(patients) or None
+    return len(merge(counted)) or None
 
 
 def _jsonable(value: Any) -> Any:

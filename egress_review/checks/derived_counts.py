@@ -160,7 +160,7 @@ def _shares_of_people(table: Table, rules: SdcRules, percents: list[int]) -> lis
     """Shares (the policy's percent and proportion columns, and ``died_pct``, ``Died (%)``,
     ``died_proportion``: `shares.pct_column`) of the row's count of people (``n``,
     ``patients``) that are a whole count under the threshold."""
-    from egress_review.checks.shares import is_metric, pct_column, pct_value, share_count
+    from egress_review.checks.shares import is_metric, pct_column, pct_value, share_count, undirected_change
 
     people = [c for c in table.counts if _people(table.header[c])]
     found: list[dict[str, object]] = []
@@ -171,7 +171,7 @@ def _shares_of_people(table: Table, rules: SdcRules, percents: list[int]) -> lis
         for c, h in enumerate(table.header)
         if c not in people
         and (c in percents or pct_column(h) is not None or _all_percent(table, c))
-        and not is_metric(h, table.header)
+        and (not is_metric(h, table.header) or (undirected_change(h) and _every_row_whole(table, c, people)))
     ]
     if not shares:
         return found
@@ -193,6 +193,25 @@ def _shares_of_people(table: Table, rules: SdcRules, percents: list[int]) -> lis
                         denominator=table.header[d_col],
                     )
     return found
+
+
+def _every_row_whole(table: Table, col: int, people: list[int]) -> bool:
+    """Whether two or more rows state a value in ``col`` and each is a whole count's share of
+    its row's people (leaks19): ``volume_change_pct`` by arm is a measurement, and a
+    measurement's value fits a whole count of its row's ``n`` by chance in one row (about 1 in
+    30 to a decimal), hardly in every row; a share of people fits in all of them."""
+    from egress_review.checks.shares import pct_value, share_count
+
+    stated = 0
+    for row in table.rows:
+        parsed = pct_value(_cell(row, col), table.header[col])
+        if parsed is None:
+            continue
+        wholes = [_cell(row, d) for d in people if _INT.match(_cell(row, d))]
+        if not any(share_count(parsed[0], parsed[1], float(d)) is not None for d in wholes):
+            return False
+        stated += 1
+    return stated >= 2
 
 
 def _all_percent(table: Table, col: int) -> bool:

@@ -25,6 +25,7 @@ from pydicom.dataset import Dataset
 from pydicom.errors import BytesLengthException, InvalidDicomError
 
 from egress_review.checks import standard_phrases
+from egress_review.checks.cohort import Cohort, Patients, patient_columns
 from egress_review.checks.dates import find_dates
 from tre.policy import Policy, TextRules
 
@@ -130,9 +131,10 @@ MALFORMED_DICOM: tuple[type[Exception], ...] = (
     IndexError,
     struct.error,
 )
-_CACHE: OrderedDict[tuple[str, int | None, tuple[int, int, int], tuple[str, ...]], frozenset[str]] = (
-    OrderedDict()
-)
+_CacheKey = tuple[str, int | None, tuple[int, int, int], tuple[str, ...]]
+# a dataset's identifiers and (a whole scan's) patients, kept together: one scan gives both, so
+# neither is scanned again while the other is cached (leaks19)
+_CACHE: OrderedDict[_CacheKey, tuple[frozenset[str], Patients | None]] = OrderedDict()
 _CACHE_LOCK = threading.Lock()
 CACHE_DATASETS = 16
 
@@ -174,11 +176,13 @@ def date_variants(value: str) -> list[str]:
     ]  # fmt: skip
 
 
-def sidecar_identifiers(path: Path, columns: Iterable[str]) -> set[str]:
+def sidecar_identifiers(path: Path, columns: Iterable[str], cohort: Cohort | None = None) -> set[str]:
     """Values of identifier columns (policy globs, e.g. ``mrn``) in one table of a dataset:
-    CSV/TSV, or an XLSX workbook (every sheet) or Parquet file (read by openpyxl, pyarrow)."""
+    CSV/TSV, or an XLSX workbook (every sheet) or Parquet file (read by openpyxl, pyarrow).
+    With ``cohort``, each row's patient-id columns are added to it as one person (leaks19: a
+    clinical table's patients are the dataset's too), from the same read."""
     patterns = [c.lower() for c in columns]
-    if not patterns or path.stat().st_size > MAX_SIDECAR_BYTES:
+    if (not patterns and cohort is None) or path.stat().st_size > MAX_SIDECAR_BYTES:
         return set()
     try:
         tables = _sidecar_tables(path)
@@ -192,6 +196,9 @@ def sidecar_identifiers(path: Path, columns: Iterable[str]) -> set[str]:
             for i in wanted:
                 if i < len(row) and row[i].strip():
                     found |= _sidecar_value(row[i].strip())
+        people = patient_columns(header_cells) if cohort is not None else []
+        if cohort is not None and people:
+            cohort.add_table([row[i] for i in people if i < len(row)] for row in rows)
     return found
 
 
@@ -240,32 +247,27 @@ def gather_identifiers(
         cached = _CACHE.get(key)
         if cached is not None:
             _CACHE.move_to_end(key)
-            return set(cached)
-    found, _ = _scan(root, files, signature, max_files, columns)
-    with _CACHE_LOCK:
-        _CACHE[key] = frozenset(found)
-        while len(_CACHE) > CACHE_DATASETS:
-            _CACHE.popitem(last=False)
-    return found
+            return set(cached[0])
+    return set(_scan(root, files, signature, max_files, columns)[0])
 
 
-def dataset_patients(dataset_path: Path) -> frozenset[str]:
-    """The distinct PatientIDs of a dataset's DICOM headers: its cohort (leaks18). A share of
-    the cohort that no output states ("3.0 % relapsed" of 33 patients is 1) needs the whole
-    it is a share of; the platform keeps no cohort size per dataset, so it is counted here,
-    in the same header pass as the identifiers (`gather_identifiers` stores it; a dataset
-    whose scan was cached before is scanned again once)."""
+def dataset_patients(dataset_path: Path) -> Patients:
+    """A dataset's patients, each the set of IDs they go by (`cohort.Cohort`): the DICOM
+    headers' PatientIDs (joined with their OtherPatientIDs) and a clinical table's patient-id
+    columns (leaks18, leaks19). A share of the cohort that no output states ("3.0 % relapsed"
+    of 33 patients is 1) needs the whole it is a share of; the platform keeps no cohort size
+    per dataset, so it is counted here, in the same header pass as the identifiers and cached
+    with them: a dataset whose identifiers any whole scan cached is not scanned again."""
     root = Path(dataset_path).resolve()
     files, signature = _listing(root)
     with _CACHE_LOCK:
-        cached = _PATIENTS.get((str(root), signature))
-        if cached is not None:
-            _PATIENTS.move_to_end((str(root), signature))
-            return cached
-    return _scan(root, files, signature, None, ())[1]
-
-
-_PATIENTS: OrderedDict[tuple[str, tuple[int, int, int]], frozenset[str]] = OrderedDict()
+        for key, (_, patients) in reversed(_CACHE.items()):
+            if key[0] == str(root) and key[2] == signature and patients is not None:
+                _CACHE.move_to_end(key)
+                return patients
+    patients = _scan(root, files, signature, None, ())[1]
+    assert patients is not None  # a whole scan counts them
+    return patients
 
 
 def _scan(
@@ -274,32 +276,41 @@ def _scan(
     signature: tuple[int, int, int],
     max_files: int | None,
     columns: tuple[str, ...],
-) -> tuple[set[str], frozenset[str]]:
-    """One pass over a dataset's files: their identifiers, and (a DICOM header's PatientID)
-    its patients, stored for `dataset_patients` when every file was read."""
+) -> tuple[frozenset[str], Patients | None]:
+    """One pass over a dataset's files: their identifiers, and (when every file was read) its
+    patients; both cached under the scan's key."""
     found: set[str] = set()
-    patients: set[str] = set()
+    cohort = Cohort()
     for count, path in enumerate(files):
         if max_files is not None and count >= max_files:
             break
         if path.suffix.lower() in SIDECAR_SUFFIXES:
-            found |= sidecar_identifiers(path, columns)
+            found |= sidecar_identifiers(path, columns, cohort)
             continue
         if not _looks_like_dicom(path):
             continue
         try:
             ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=HEADER_TAGS)
             found |= identifiers_from_dataset(ds)
-            patients.update(_values(ds, "PatientID"))
+            _add_patient(cohort, ds)
         except MALFORMED_DICOM:
             continue  # pydicom parses lazily: a corrupt element fails here, not in dcmread
-    cohort = frozenset(patients)
-    if max_files is None:
-        with _CACHE_LOCK:
-            _PATIENTS[(str(root), signature)] = cohort
-            while len(_PATIENTS) > CACHE_DATASETS:
-                _PATIENTS.popitem(last=False)
-    return found, cohort
+    identifiers = frozenset(found)
+    patients = cohort.patients() if max_files is None else None
+    with _CACHE_LOCK:
+        _CACHE[(str(root), max_files, signature, columns)] = (identifiers, patients)
+        while len(_CACHE) > CACHE_DATASETS:
+            _CACHE.popitem(last=False)
+    return identifiers, patients
+
+
+def _add_patient(cohort: Cohort, ds: Dataset) -> None:
+    """A header's PatientID, and the other IDs it says the same patient goes by."""
+    others = list(_values(ds, "OtherPatientIDs"))
+    for item in ds.get("OtherPatientIDsSequence", None) or []:
+        others += _values(item, "PatientID")
+    for patient_id in _values(ds, "PatientID"):
+        cohort.add_header(patient_id, others)
 
 
 def _is_word_char(ch: str) -> bool:

@@ -34,6 +34,7 @@ from typing import Any
 
 from egress_review.checks.derived_counts import _TOTAL, _all_percent, _count_like
 from egress_review.checks.model import CheckContext, CheckResult
+from egress_review.checks.prose_shares import prose_shares
 from egress_review.checks.shares import (
     NUMERIC_CELL,
     count_from_mean_and_sum,
@@ -48,7 +49,6 @@ from egress_review.checks.shares import (
 )
 from egress_review.checks.table_readers import parse_json
 from egress_review.checks.tables import Table, _cell, classify, parse_table
-from egress_review.checks.text_counts import OUTCOME_WORDS
 from tre.policy import Policy
 
 MAX_BYTES = 1024 * 1024
@@ -396,59 +396,19 @@ def extract_aggregates(path: Path, display_name: str, policy: Policy) -> dict[st
     return _collect(pairs)
 
 
-# "3.0 % of the cohort withdrew": a share of the whole cohort with no count beside it (leaks16),
-# stored as a share of the total, which a released total turns into a count (`small_shares`)
-_PROSE_SHARE = re.compile(
-    r"(?<![\w.])(?P<p>\d{1,3}(?:\.(?P<d>\d{1,3}))?)[ \t]*%[ \t]+(?:of|among)[ \t]+"
-    r"(?:the[ \t]+|all[ \t]+|our[ \t]+)?(?:whole[ \t]+|study[ \t]+|included[ \t]+|enrolled[ \t]+)?"
-    r"(?:cohort|patients|participants|subjects|population|sample|people|cases)\b"
-    r"(?![ \t]+(?:with|who|in|at|of|from)\b|['\u2019])",
-    re.IGNORECASE,
-)
-
-
-# "Overall, 3.0 % withdrew consent", "25 % of them relapsed": a share of the whole cohort said
-# with what happened to the people and no whole at all (leaks17)
-_BARE_SHARE = re.compile(
-    r"(?<![\w.])(?P<p>\d{1,3}(?:\.(?P<d>\d{1,3}))?)[ \t]*%[ \t]+(?:of[ \t]+(?:them|these|those)[ \t]+)?"
-    r"(?:had[ \t]+|have[ \t]+|were[ \t]+|was[ \t]+)?(?:" + OUTCOME_WORDS + r")\b",
-    re.IGNORECASE,
-)
-# "3.8 % of the patients at site B died": a share of a site's or an arm's people (leaks17),
-# of the count the project released (or this request states) for that row
-_GROUP_SHARE = re.compile(
-    r"(?<![\w.])(?P<p>\d{1,3}(?:\.(?P<d>\d{1,3}))?)[ \t]*%[ \t]+of[ \t]+(?:the[ \t]+|all[ \t]+)?"
-    r"(?:patients|participants|subjects|cases|people)[ \t]+(?:at|in|from|of)[ \t]+(?:the[ \t]+)?"
-    r"(?:site|centre|center|hospital|arm|group)[ \t]+(?P<label>[A-Za-z0-9]{1,20})\b",
-    re.IGNORECASE,
-)
-_SHARE_OF = re.compile(r"%[ \t]+(?:of|among)[ \t]", re.IGNORECASE)
-
-
 def _prose_aggregates(text: str) -> Iterator[tuple[str, float]]:
     """The cohort's total said in a sentence ("Of the 99 patients included"), the first one: a
-    report's text is compared with the totals released as tables (leaks14b)."""
+    report's text is compared with the totals released as tables (leaks14b); and the shares
+    its sentences state (`prose_shares`), of the cohort's or a group's total."""
     from egress_review.checks.text_counts import prose_totals
 
     for noun, value in prose_totals(text)[:1]:
         yield _key(noun, "total"), float(value)
-    if "%" not in text:
-        return
-    head = text[: 1024 * 1024]
-    lower = head.lower()
-    # each pattern is tried only where its literal words occur: the patterns open with a
-    # look-behind and a digit, tried at every digit of an encoded blob or a log
-    share_of = _SHARE_OF.search(head) is not None
-    patterns = [_PROSE_SHARE] if share_of else []
-    if any(w in lower for w in OUTCOME_WORDS.split("|")):
-        patterns.append(_BARE_SHARE)
-    found = [(m.start(), m, "total") for pattern in patterns for m in pattern.finditer(head)]
-    if share_of:
-        found += [(m.start(), m, _norm(m.group("label"))) for m in _GROUP_SHARE.finditer(head)]
-    for i, (_, m, label) in enumerate(sorted(found, key=lambda f: f[0])[:MAX_PROSE_SHARES]):
+    for i, share in enumerate(prose_shares(text)[:MAX_PROSE_SHARES]):
         # numbered: a text's several shares are several keys ("share", "share_2", ...)
         column = "share" if i == 0 else f"share_{i + 1}"
-        yield share_key(len(m.group("d") or ""), _key(column, label)), float(m.group("p"))
+        label = "total" if share.group is None else _norm(share.group)
+        yield share_key(share.decimals, _key(column, label)), float(share.percent)
 
 
 def _collect(pairs: Iterable[tuple[str, float]]) -> dict[str, float]:

@@ -21,8 +21,9 @@ import re
 from collections.abc import Iterable
 
 _PCT_WORDS = re.compile(r"(?:^|[\s_(\[-])(?:pct|percent|percentage|perc)(?=$|[\s_)\]-])|%", re.IGNORECASE)
+# ``relapse_share 0.061`` is a proportion as surely as ``relapse_fraction`` (leaks19)
 _PROPORTION_WORDS = re.compile(
-    r"(?:^|[\s_(\[-])(?:proportion|prop|fraction|frac)(?=$|[\s_)\]-])", re.IGNORECASE
+    r"(?:^|[\s_(\[-])(?:proportion|prop|fraction|frac|share)(?=$|[\s_)\]-])", re.IGNORECASE
 )
 # ``relapse_rate 0.0303`` of 33 is 1 person (leaks17): a rate that is a fraction of the row's
 # people. Not a rate per person-time or per 1000 (``rate_per_1000_py``), nor a machine's or a
@@ -67,8 +68,14 @@ _MEASURE_WORDS = frozenset(
 )
 _CHANGE_WORDS = frozenset(
     "change growth difference diff improvement reduction increase decrease delta loss gain shift drop "
-    "rise escalation".split()
+    "rise escalation variation".split()
 )
+# A change with no direction (leaks19): ``volume_change_pct``, ``hu_shift_pct`` name how much a
+# measurement moved, which happens to every patient; a share of people is of those to whom
+# something happened in one direction (a dose reduction, a weight loss, a tumour's increase). A
+# name whose only change words are these is a measurement's, unless its table's every row
+# states a whole count of that row's people (`undirected_change`, `derived_counts`).
+_UNDIRECTED_CHANGE_WORDS = frozenset("change difference diff delta shift variation".split())
 _STATISTIC_WORDS = frozenset(
     "mean median avg average relative rel absolute abs sd std stdev iqr min max geomean".split()
 )
@@ -85,7 +92,20 @@ _THING_WORDS = frozenset(
 _SPLIT_WORDS = frozenset(
     "train training test testing val valid validation holdout tuning dev split fold".split()
 )
-_SHARE_WORDS = frozenset("pct percent percentage fraction frac proportion prop".split())
+_SHARE_WORDS = frozenset("pct percent percentage fraction frac proportion prop share".split())
+# A share of the data, not of people (leaks19): ``missing_pct``, ``pct_missing_values``,
+# ``completeness_pct``. Only where the name is nothing but such words, split words and share
+# words: ``missing_followup_patients_pct`` names people, ``completed_pct`` an outcome.
+_DATA_WORDS = frozenset(
+    "missing missingness completeness available availability imputed null nulls nan na empty duplicate "
+    "duplicates invalid corrupt corrupted unreadable".split()
+)
+_DATA_NOUNS = frozenset("data value values field fields entry entries cell cells label labels".split())
+# A metric written as a phrase (``false positive rate``, ``positive predictive value``, ``area
+# under curve``, ``root mean squared error``): three or more words whose initials, past these
+# small words, spell a metric of `_METRIC_WORDS` (leaks19: their percentages were read as
+# people's shares)
+_PHRASE_SMALL_WORDS = frozenset("the of a an".split())
 _WORD_SPLIT = re.compile(r"[^A-Za-z0-9]+|(?<=[a-z])(?=[A-Z])")
 
 
@@ -133,22 +153,57 @@ def pct_value(cell: str, header: str = "") -> tuple[float, int] | None:
 def is_metric(name: str, siblings: Iterable[str] = ()) -> bool:
     """Whether a share's name (``dice_pct``, ``sensitivity``, ``voxels_pct``) is not people's
     (``progressed_pct``, ``recalled_pct``): judged word by word (see `_METRIC_WORDS`), a word
-    for people or their outcome winning. A measured quantity's change (``dose_reduction_pct``)
-    is a metric only by a statistic word in its name or by a metric or unit among ``siblings``
-    (the other column names of its table, the other keys of its document)."""
+    for people or their outcome winning. A share of the data (``train_pct``, ``missing_pct``)
+    is no one's. A measured quantity's change in one direction (``dose_reduction_pct``) is a
+    metric only by a statistic word in its name or by a metric or unit among ``siblings`` (the
+    other column names of its table, the other keys of its document); one with no direction
+    (``volume_change_pct``) is a measurement's (`undirected_change`)."""
     words = _words(name)
-    if not _SPLIT_WORDS.isdisjoint(words) and _SPLIT_WORDS.union(_SHARE_WORDS).issuperset(words):
-        return True  # ``test_pct``: a data split's share, whole patients by design (leaks18)
+    if _data_share(words):
+        return True  # ``test_pct``, ``missing_pct``: a share of the data (leaks18, leaks19)
     change = not _MEASURE_WORDS.isdisjoint(words) and not _CHANGE_WORDS.isdisjoint(words)
     if not change and not _THING_WORDS.isdisjoint(words) and not any(_people_noun().match(w) for w in words):
         return True  # ``lesions_progressed_pct``: what happened to lesions, not to people
     if _people(words):
         return False
     if change:
-        return not _STATISTIC_WORDS.isdisjoint(words) or any(
-            _metric_or_unit(_words(s)) for s in siblings if s != name
+        return (
+            _undirected(words)
+            or not _STATISTIC_WORDS.isdisjoint(words)
+            or any(_metric_or_unit(_words(s)) for s in siblings if s != name)
         )
-    return _metric_or_unit(words, units=False) or not _THING_WORDS.isdisjoint(words)
+    return _metric_words(words) or not _THING_WORDS.isdisjoint(words)
+
+
+def thing_word(word: str) -> bool:
+    """Whether ``word`` names things (``voxels``, ``lesions``, ``slices``), not people: a
+    sentence's share after it is theirs (`prose_shares`)."""
+    return word.lower() in _THING_WORDS
+
+
+def undirected_change(name: str) -> bool:
+    """Whether ``name`` is a measured quantity's change with no direction (``volume_change_pct``,
+    ``hu_shift_pct``) and nothing else makes it a metric: a share of people only where its
+    table's every row says so (`derived_counts`)."""
+    words = _words(name)
+    return (
+        not _MEASURE_WORDS.isdisjoint(words)
+        and _undirected(words)
+        and _STATISTIC_WORDS.isdisjoint(words)
+        and not _data_share(words)
+        and not _people(words)
+    )
+
+
+def _undirected(words: list[str]) -> bool:
+    changes = _CHANGE_WORDS.intersection(words)
+    return bool(changes) and changes <= _UNDIRECTED_CHANGE_WORDS
+
+
+def _data_share(words: list[str]) -> bool:
+    """A share of the data: a split's or the data's own (missing, complete), no other word."""
+    own = _SPLIT_WORDS | _DATA_WORDS
+    return not own.isdisjoint(words) and own.union(_SHARE_WORDS, _DATA_NOUNS).issuperset(words)
 
 
 @functools.cache
@@ -170,13 +225,20 @@ def _people(words: list[str]) -> bool:
     return any(people_word(w) for w in words)
 
 
-def _metric_or_unit(words: list[str], units: bool = True) -> bool:
-    """A metric by its words alone (no people word), or (``units``) a column stating a unit."""
+def _metric_or_unit(words: list[str]) -> bool:
+    """A metric by its words alone (no people word), or a column stating a unit."""
     if _people(words):
         return False
+    return _metric_words(words) or not _UNIT_WORDS.isdisjoint(words)
+
+
+def _metric_words(words: list[str]) -> bool:
+    """A metric by one of its words (``dice``, ``sensitivity``) or its phrase's initials
+    (``false positive rate``); the caller has ruled out a word for people."""
     if any(w in _METRIC_WORDS or w.startswith(_METRIC_STEMS) for w in words):
         return True
-    return units and not _UNIT_WORDS.isdisjoint(words)
+    spelled = [w for w in words if w not in _PHRASE_SMALL_WORDS and w not in _SHARE_WORDS]
+    return len(spelled) >= 3 and "".join(w[0] for w in spelled) in _METRIC_WORDS
 
 
 def is_percent_string(cell: str) -> bool:

@@ -112,6 +112,15 @@ _TOTAL_THEN_PERCENT = re.compile(
 )
 # the word after a one-digit total, past up to two adjectives ("of 8 eligible patients")
 _WORD_AFTER = re.compile(r"[ \t]+(?:[A-Za-z][\w\-]*[ \t]+){0,2}?([A-Za-z][\w\-]*)")
+# "2 (6.1 %) patients relapsed", "two (6.1%) withdrew": the count, its share in brackets, then
+# its noun (leaks19: the bracket stood between the number and its noun)
+_COUNT_SHARE_NOUN = re.compile(
+    r"(?<![\w.,/\-])(?P<num>\d{1,4}|"
+    + "|".join(NUMBER_WORDS)
+    + r")[ \t]*\([ \t]*\d{1,3}(?:[.,]\d{1,4})?[ \t]*%[ \t]*\)[ \t]+(?:[A-Za-z][\w\-]*[ \t]+){0,2}?"
+    rf"(?:{PEOPLE_WORDS}|{OUTCOME_WORDS})\b",
+    re.IGNORECASE,
+)
 # "relapsed patients (3)", "deaths (2)": the count in brackets after its noun (leaks12)
 _PAREN_COUNT = re.compile(
     rf"\b(?:{PEOPLE_WORDS}|{OUTCOME_WORDS})[ \t]*\([ \t]*(?P<num>\d{{1,4}})[ \t]*\)", re.IGNORECASE
@@ -242,6 +251,11 @@ def prose_counts(text: str, rules: SdcRules) -> list[dict[str, object]]:
         ):
             continue
         found.append((m.start(), m.group(0)))
+    for m in _COUNT_SHARE_NOUN.finditer(plain) if "(" in plain and "%" in plain else ():
+        raw = m.group("num").lower()
+        value = NUMBER_WORDS.get(raw) or int(raw)
+        if 0 < value < rules.threshold and not _LABEL_BEFORE.search(plain, max(0, m.start() - 24), m.start()):
+            found.append((m.start(), m.group(0)))
     for m in _PAREN_COUNT.finditer(plain) if "(" in plain else ():
         value = int(m.group("num"))
         if 0 < value < rules.threshold:

@@ -3,10 +3,11 @@
 Rounds 8-14 each ran their corpus through the same three parametrized tests (each leak caught
 by its class, each benign output without a false alarm, each known limit still missed) against
 the same context (the corpus's dataset and round 9's earlier release), written out again in
-every module. The modules keep their own `policy` and `context` fixtures (a round may allow
-more file types, or add identifiers) and take the tests from here: `leak_test`, `benign_test`
-and `limits_test` return a test function, parametrized by the corpus's names, that the module
-binds to its own test name (so the test ids stay what they were).
+every module. The modules take the tests from here: `leak_test`, `benign_test` and
+`limits_test` return a test function, parametrized by the corpus's names, that the module
+binds to its own test name (so the test ids stay what they were). Since leaks19 also the
+corpus by name (`by_name`) and the `policy` and `context` fixtures (`round_fixtures`: a round
+may pass its own policy, allowing more file types, or its own dataset).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -26,12 +29,45 @@ from tests.egress.planted_corpus import (
     assert_still_missed,
     build_dataset,
     check_context,
+    default_policy_without_ocr,
     run_planted,
 )
 from tre.policy import Policy
 
 ResultsCheck = Callable[[str, list[CheckResult]], None]
 """More a round asserts on a leak's results (its name, the results): fixed words in reasons."""
+Corpus = tuple[dict[str, Planted], dict[str, tuple[Planted, tuple[str, ...]]], dict[str, Planted]]
+
+
+def by_name(round_module: ModuleType) -> Corpus:
+    """A planted round's leaks, benign outputs (with the flags each raises by design) and known
+    limits, each by its file name: what the parametrized tests take."""
+    return (
+        {p.name: p for p in round_module.leaks()},
+        {p.name: (p, by_design) for p, by_design in round_module.benign()},
+        {p.name: p for p in round_module.known_limits()},
+    )
+
+
+def round_fixtures(
+    make_policy: Callable[[], Policy] = default_policy_without_ocr,
+    dataset: Callable[[Path], Path] | None = None,
+) -> tuple[Any, Any]:
+    """The module-scoped ``policy`` and ``context`` fixtures of a round module, which binds them
+    by those names (``policy, context = round_fixtures()``): the policy (the default, OCR
+    off, unless ``make_policy``), and the corpus's dataset (or ``dataset`` built in a fresh
+    folder) with round 9's earlier release (`earlier_release_context`)."""
+
+    @pytest.fixture(scope="module", name="policy")
+    def policy_fixture() -> Policy:
+        return make_policy()
+
+    @pytest.fixture(scope="module", name="context")
+    def context_fixture(tmp_path_factory: pytest.TempPathFactory, policy: Policy) -> CheckContext:
+        built = dataset(tmp_path_factory.mktemp("cohort")) if dataset is not None else None
+        return earlier_release_context(tmp_path_factory, policy, built)
+
+    return policy_fixture, context_fixture
 
 
 def earlier_release_context(

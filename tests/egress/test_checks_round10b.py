@@ -7,37 +7,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
-from egress_review.checks import CheckContext
 from egress_review.checks.released import extract_aggregates
-from tests.egress.planted_corpus import (
-    default_policy_without_ocr,
-)
-from tests.egress.planted_round10b import RELEASES, benign, known_limits, leaks
+from tests.egress import planted_round10b
+from tests.egress.planted_round10b import RELEASES
 from tests.egress.round_harness import (
     benign_test,
-    earlier_release_context,
+    by_name,
     fixed_words,
     leak_test,
     limits_test,
+    round_fixtures,
 )
 from tre.policy import Policy
 
-LEAKS = {p.name: p for p in leaks()}
-BENIGN = {p.name: (p, by_design) for p, by_design in benign()}
-LIMITS = {p.name: p for p in known_limits()}
+LEAKS, BENIGN, LIMITS = by_name(planted_round10b)
 
 
-@pytest.fixture(scope="module")
-def policy() -> Policy:
-    return default_policy_without_ocr()
-
-
-@pytest.fixture(scope="module")
-def context(tmp_path_factory: pytest.TempPathFactory, policy: Policy) -> CheckContext:
-    """The corpus's dataset, and the project's earlier release (round 9's)."""
-    return earlier_release_context(tmp_path_factory, policy)
+policy, context = round_fixtures()
 
 
 test_round10b_leak_is_flagged_for_the_reviewers = leak_test(

@@ -10,31 +10,29 @@ from pathlib import Path
 
 import pytest
 
-from egress_review.checks import CheckContext
 from egress_review.checks.number_words import words_to_digits
 from egress_review.checks.released import extract_aggregates
 from egress_review.checks.text_counts import prose_totals
+from tests.egress import planted_round11
 from tests.egress.planted_corpus import (
     default_policy_without_ocr,
 )
-from tests.egress.planted_round11 import RELEASES, benign, known_limits, leaks
+from tests.egress.planted_round11 import RELEASES
 from tests.egress.round_harness import (
     benign_test,
-    earlier_release_context,
+    by_name,
     fixed_words,
     leak_test,
     limits_test,
+    round_fixtures,
 )
 from tre.policy import Policy
 
-LEAKS = {p.name: p for p in leaks()}
-BENIGN = {p.name: (p, by_design) for p, by_design in benign()}
-LIMITS = {p.name: p for p in known_limits()}
+LEAKS, BENIGN, LIMITS = by_name(planted_round11)
 UNCERTAIN = (RELEASES, ("member:",))  # flagged for the reviewers, not blocked
 
 
-@pytest.fixture(scope="module")
-def policy() -> Policy:
+def _archives_policy() -> Policy:
     """The default policy (OCR off) allowing archives, flagged."""
     base = default_policy_without_ocr()
     files = base.files.model_copy(
@@ -43,10 +41,7 @@ def policy() -> Policy:
     return base.model_copy(update={"files": files})
 
 
-@pytest.fixture(scope="module")
-def context(tmp_path_factory: pytest.TempPathFactory, policy: Policy) -> CheckContext:
-    """The corpus's dataset, and the project's earlier release (round 9's)."""
-    return earlier_release_context(tmp_path_factory, policy)
+policy, context = round_fixtures(_archives_policy)
 
 
 test_round11_leak_is_caught_by_its_class = leak_test(

@@ -7,39 +7,29 @@ from __future__ import annotations
 
 import pytest
 
-from egress_review.checks import CheckContext
 from egress_review.checks.number_words import words_to_digits
 from egress_review.checks.released import Released, small_shares
 from egress_review.checks.tables import _measured_label
 from egress_review.checks.text_counts import prose_counts
+from tests.egress import planted_round12
 from tests.egress.planted_corpus import (
     default_policy_without_ocr,
 )
-from tests.egress.planted_round12 import PROSE, RELEASED_SHARE, RELEASES, benign, known_limits, leaks
+from tests.egress.planted_round12 import PROSE, RELEASED_SHARE, RELEASES
 from tests.egress.round_harness import (
     benign_test,
-    earlier_release_context,
+    by_name,
     fixed_words,
     leak_test,
     limits_test,
+    round_fixtures,
 )
-from tre.policy import Policy
 
-LEAKS = {p.name: p for p in leaks()}
-BENIGN = {p.name: (p, by_design) for p, by_design in benign()}
-LIMITS = {p.name: p for p in known_limits()}
+LEAKS, BENIGN, LIMITS = by_name(planted_round12)
 UNCERTAIN = (RELEASED_SHARE, RELEASES, PROSE)  # flagged for the reviewers, not blocked
 
 
-@pytest.fixture(scope="module")
-def policy() -> Policy:
-    return default_policy_without_ocr()
-
-
-@pytest.fixture(scope="module")
-def context(tmp_path_factory: pytest.TempPathFactory, policy: Policy) -> CheckContext:
-    """The corpus's dataset, and the project's earlier release (round 9's)."""
-    return earlier_release_context(tmp_path_factory, policy)
+policy, context = round_fixtures()
 
 
 test_round12_leak_is_caught_by_its_class = leak_test(

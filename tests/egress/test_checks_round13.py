@@ -8,37 +8,25 @@ from __future__ import annotations
 
 import pytest
 
-from egress_review.checks import CheckContext, CheckResult
+from egress_review.checks import CheckResult
 from egress_review.checks.shares import is_metric, pct_column, pct_value
 from egress_review.checks.subgroup_shares import table_subgroup_shares
-from tests.egress.planted_corpus import (
-    default_policy_without_ocr,
-)
-from tests.egress.planted_round13 import PROSE, RELEASED_SHARE, REQUEST_SHARE, benign, known_limits, leaks
+from tests.egress import planted_round13
+from tests.egress.planted_round13 import PROSE, RELEASED_SHARE, REQUEST_SHARE
 from tests.egress.round_harness import (
     benign_test,
-    earlier_release_context,
+    by_name,
     fixed_words,
     leak_test,
     limits_test,
+    round_fixtures,
 )
-from tre.policy import Policy
 
-LEAKS = {p.name: p for p in leaks()}
-BENIGN = {p.name: (p, by_design) for p, by_design in benign()}
-LIMITS = {p.name: p for p in known_limits()}
+LEAKS, BENIGN, LIMITS = by_name(planted_round13)
 UNCERTAIN = (REQUEST_SHARE, RELEASED_SHARE, PROSE)  # flagged for the reviewers, not blocked
 
 
-@pytest.fixture(scope="module")
-def policy() -> Policy:
-    return default_policy_without_ocr()
-
-
-@pytest.fixture(scope="module")
-def context(tmp_path_factory: pytest.TempPathFactory, policy: Policy) -> CheckContext:
-    """The corpus's dataset, and the project's earlier release (round 9's)."""
-    return earlier_release_context(tmp_path_factory, policy)
+policy, context = round_fixtures()
 
 
 def _request_share_words(name: str, results: list[CheckResult]) -> None:

@@ -18,37 +18,30 @@ from egress_review.checks.identifiers import dataset_patients
 from egress_review.checks.released import extract_aggregates
 from egress_review.checks.shares import is_metric, is_percent_string
 from egress_review.checks.tables import classify
+from tests.egress import planted_round14
 from tests.egress.planted_corpus import (
-    default_policy_without_ocr,
     run_planted,
 )
 from tests.egress.planted_round14 import (
     COHORT,
     RELEASED_SHARE,
     REQUEST_SHARE,
-    benign,
     build_cohort,
-    known_limits,
-    leaks,
 )
 from tests.egress.round_harness import (
     benign_test,
+    by_name,
     earlier_release_context,
     fixed_words,
     leak_test,
     limits_test,
+    round_fixtures,
 )
 from tre.policy import Policy
 
-LEAKS = {p.name: p for p in leaks()}
-BENIGN = {p.name: (p, by_design) for p, by_design in benign()}
-LIMITS = {p.name: p for p in known_limits()}
+LEAKS, BENIGN, LIMITS = by_name(planted_round14)
+policy = round_fixtures()[0]
 UNCERTAIN = (REQUEST_SHARE, RELEASED_SHARE)  # flagged for the reviewers, not blocked
-
-
-@pytest.fixture(scope="module")
-def policy() -> Policy:
-    return default_policy_without_ocr()
 
 
 @pytest.fixture(scope="module")
@@ -100,13 +93,13 @@ def test_the_dataset_cohort_is_read_only_where_no_whole_is_stated(
     [
         ("dose_reduction_pct", (), False),  # people whose dose was reduced
         ("weight_loss_pct", (), False),  # "loss" is also a model's word
-        ("volume_change_pct", ("arm", "n"), False),
-        ("hu_shift_pct", (), False),
+        ("volume_change_pct", ("arm", "n"), True),  # leaks19: a change with no direction
+        ("hu_shift_pct", (), True),  # is a measurement's (`shares.undirected_change`)
         ("mean_dose_reduction_pct", (), True),  # a statistic of a measurement
         ("relative_volume_change", (), True),
         ("volume_change_pct", ("dice_pct", "n"), True),  # beside a model's metric
         ("volume_change_pct", ("diameter_mm",), True),  # beside a measurement in a unit
-        ("volume_change_pct", ("relapsed_pct",), False),
+        ("size_reduction_pct", ("relapsed_pct",), False),
         ("voxels_pct", (), True),  # shares of things
         ("lesion_volume_pct", (), True),
         ("slices", (), True),
@@ -158,14 +151,11 @@ def test_a_group_share_is_of_the_group(tmp_path: Path, policy: Policy) -> None:
 
 def test_the_request_context_counts_the_datasets_patients_once(tmp_path: Path) -> None:
     """`checking.make_context` gives the checks the union of the datasets' PatientIDs: two
-    datasets of the same 3 patients are 3 people, not 6; a dataset with no DICOM, no cohort."""
+    datasets of the same 3 patients are 3 people, not 6 (a dataset of clinical tables only:
+    round 15)."""
     from egress_review.checking import make_context
     from tre.store.models import Dataset
 
     first = Dataset(id="d1", name="d1", path=str(build_cohort(tmp_path / "first", patients=3)))
     again = Dataset(id="d2", name="d2", path=str(build_cohort(tmp_path / "again", patients=3)))
     assert make_context(set(), 1, 0, [first, again]).cohort_size == 3
-    (tmp_path / "tables").mkdir()
-    (tmp_path / "tables" / "clinical.csv").write_text("mrn\nMRN-1\n")
-    tables = Dataset(id="d3", name="d3", path=str(tmp_path / "tables"))
-    assert make_context(set(), 1, 0, [tables]).cohort_size is None

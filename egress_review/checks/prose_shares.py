@@ -1,0 +1,122 @@
+"""Shares of people said in a report's sentences, with no count beside them (leaks16-leaks19).
+
+"3.0 % of the cohort withdrew", "Overall, 3.0 % withdrew consent", "3.8 % of the patients at
+site B died": each is a share of a whole (the cohort's, a site's) that a released or stated
+total turns into a count (`released.small_shares`, the request-share check). Moved here from
+`released` in leaks19, which added the spellings that name what happened without an outcome
+word ("6.1 % had a dose reduction", "9.1 % developed grade 3 toxicity", "a dose reduction
+occurred in 6.1 %") and a share as a named line ("Relapse rate: 6.1 %").
+
+A clause that opens on things ("Of the lesions, 6.1 % progressed", "Across slices, 3.0 % had
+artefacts") is no share of people: the bare spellings are skipped there.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from egress_review.checks.shares import is_metric, thing_word
+from egress_review.checks.text_counts import OUTCOME_WORDS, people_word
+
+MAX_HEAD = 1024 * 1024  # the first MiB of a text is read for its shares
+_P = r"(?<![\w.])(?P<p>\d{1,3}(?:\.(?P<d>\d{1,3}))?)[ \t]*%"
+
+# "3.0 % of the cohort withdrew": a share of the whole cohort with no count beside it (leaks16)
+_OF_COHORT = re.compile(
+    _P + r"[ \t]+(?:of|among)[ \t]+"
+    r"(?:the[ \t]+|all[ \t]+|our[ \t]+)?(?:whole[ \t]+|study[ \t]+|included[ \t]+|enrolled[ \t]+)?"
+    r"(?:cohort|patients|participants|subjects|population|sample|people|cases)\b"
+    r"(?![ \t]+(?:with|who|in|at|of|from)\b|['\u2019])",
+    re.IGNORECASE,
+)
+# what happened to the people and no whole at all: "Overall, 3.0 % withdrew consent", "25 % of
+# them relapsed" (leaks17); since leaks19 also what they had, underwent or needed ("6.1 % had
+# a dose reduction", "9.1 % developed grade 3 toxicity")
+_EVENT_VERBS = "had|has|have|experienced|developed|underwent|required|received|needed|suffered"
+_BARE = re.compile(
+    _P + r"[ \t]+(?:of[ \t]+(?:them|these|those)[ \t]+)?"
+    r"(?:(?:had[ \t]+|have[ \t]+|were[ \t]+|was[ \t]+)?(?:" + OUTCOME_WORDS + r")|" + _EVENT_VERBS + r")\b",
+    re.IGNORECASE,
+)
+# "a dose reduction occurred in 6.1 %", "was seen in 9.1 %": the share after its event, of no
+# named whole (a named one, "in 6.1 % of slices", is not the cohort's)
+_OCCURRED_IN = re.compile(
+    r"\b(?:occurred|happened|(?:was|were)[ \t]+(?:seen|observed|reported|found|needed|required))"
+    r"[ \t]+in[ \t]+" + _P + r"(?![ \t]*(?:of|among)\b)",
+    re.IGNORECASE,
+)
+# "Relapse rate: 6.1 %", "- Dose reduction (%): 6.1 %": a named share on a line of its own
+_NAMED = re.compile(
+    r"^[ \t]*(?:[-*+][ \t]+)?(?P<name>[A-Za-z][A-Za-z0-9 ()%\-_/]{0,60}?)[ \t]*:[ \t]*" + _P + r"[ \t]*$",
+    re.IGNORECASE | re.MULTILINE,
+)
+# "3.8 % of the patients at site B died": a share of a site's or an arm's people (leaks17)
+_OF_GROUP = re.compile(
+    _P + r"[ \t]+of[ \t]+(?:the[ \t]+|all[ \t]+)?"
+    r"(?:patients|participants|subjects|cases|people)[ \t]+(?:at|in|from|of)[ \t]+(?:the[ \t]+)?"
+    r"(?:site|centre|center|hospital|arm|group)[ \t]+(?P<label>[A-Za-z0-9]{1,20})\b",
+    re.IGNORECASE,
+)
+_SHARE_OF = re.compile(r"%[ \t]+(?:of|among)[ \t]", re.IGNORECASE)
+# the literals that let a pattern run at all (each opens on a look-behind or a word boundary)
+_OCCURRED_WORDS = ("occurred", "happened", "seen", "observed", "reported", "found", "needed", "required")
+_LINE_ENDS_IN_PERCENT = re.compile(r"%[ \t]*$", re.MULTILINE)
+_CLAUSE_START = re.compile(r"[.;:!?\n][^.;:!?\n]*$")
+_NAME_WORDS = re.compile(r"[A-Za-z]+")
+_SHARE_NAME_WORDS = frozenset("rate rates share proportion percentage percent pct fraction".split())
+_BARE_WORDS = tuple({*OUTCOME_WORDS.split("|"), *_EVENT_VERBS.split("|")})
+
+
+@dataclass(frozen=True)
+class ProseShare:
+    """A share in a sentence: where, its value as written, and whose (``total``, a site)."""
+
+    start: int
+    percent: str
+    decimals: int
+    group: str | None  # the site's or arm's label; None for the whole cohort
+
+
+def prose_shares(text: str) -> list[ProseShare]:
+    """The shares of people a text's sentences state, in order. Each pattern is tried only
+    where its literal words occur: they open with a look-behind and a digit, tried at every
+    digit of an encoded blob or a log."""
+    if "%" not in text:
+        return []
+    head = text[:MAX_HEAD]
+    lower = head.lower()
+    share_of = _SHARE_OF.search(head) is not None
+    found: list[tuple[int, re.Match[str], str | None]] = []
+    if share_of:
+        found += [(m.start(), m, None) for m in _OF_COHORT.finditer(head)]
+        found += [(m.start(), m, m.group("label")) for m in _OF_GROUP.finditer(head)]
+    if any(w in lower for w in _BARE_WORDS):
+        found += [(m.start(), m, None) for m in _BARE.finditer(head) if not _of_things(head, m.start())]
+    if any(f"{w} in" in lower for w in _OCCURRED_WORDS):
+        found += [
+            (m.start("p"), m, None) for m in _OCCURRED_IN.finditer(head) if not _of_things(head, m.start())
+        ]
+    if _LINE_ENDS_IN_PERCENT.search(head):
+        found += [(m.start("p"), m, None) for m in _NAMED.finditer(head) if _people_share(m.group("name"))]
+    return [
+        ProseShare(start, m.group("p"), len(m.group("d") or ""), group)
+        for start, m, group in sorted(found, key=lambda f: f[0])
+    ]
+
+
+def _of_things(text: str, start: int) -> bool:
+    """Whether the clause before ``start`` names things ("Of the lesions, ..."): the share is
+    theirs, not the cohort's."""
+    clause = _CLAUSE_START.search(text, max(0, start - 200), start)
+    before = text[clause.start() + 1 if clause else max(0, start - 200) : start]
+    return any(thing_word(w) for w in _NAME_WORDS.findall(before))
+
+
+def _people_share(name: str) -> bool:
+    """A line's name that says a share of people: a share word or a word for people or their
+    outcome (``Relapse rate``, ``Relapsed``), and no metric's or data's name (``Error rate``,
+    ``Missing``)."""
+    words = [w.lower() for w in _NAME_WORDS.findall(name)]
+    said = any(w in _SHARE_NAME_WORDS or people_word(w) for w in words)
+    return said and not is_metric(name)
