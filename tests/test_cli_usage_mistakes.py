@@ -68,3 +68,23 @@ def test_a_port_out_of_range_is_a_usage_mistake(tmp_path: Path, argv: list[str])
     )
     assert proc.returncode == 2, proc.stderr
     assert len(proc.stderr.splitlines()) == 1 and "'--port'" in proc.stderr and "bug" not in proc.stderr
+
+
+@pytest.mark.parametrize("argv", [["admin", "doctor"], ["--help"], ["submit", "--help"]])
+def test_a_reader_that_stops_early_is_141_for_rich_output_too(tmp_path: Path, argv: list[str]) -> None:
+    """`tre admin doctor | head -1` and `tre --help | head -1` (anything printed through a
+    rich console, typer's help included) ended with exit 1 and nothing said: rich's own
+    broken-pipe handler exits 1, so a script could not tell it from a failed check. The README
+    promises 141, as `tre jobs | head -1` already had."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRE_")}
+    env["TRE_HOME"] = str(tmp_path / "state")
+    cli = [sys.executable, "-m", "tre.cli.main"]
+    subprocess.run([*cli, "admin", "init"], env=env, capture_output=True, check=True, timeout=60)
+    proc = subprocess.Popen(
+        [*cli, *argv], env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # like `| head -0`: gone before tre writes
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 141, err
+    assert err == "", err
