@@ -46,10 +46,13 @@ def check_roles(roles: list[str]) -> None:
         raise TreError(f"unknown role(s) {bad}; roles are {', '.join(Role.__members__)}")
 
 
-def get_user(session: Session, user_id: str) -> User:
+def get_user(session: Session, user_id: str, role: str = "ROLE") -> User:
+    """The user, or 404 saying how one is made: users are made only on the control-plane
+    host (`tre admin user`), and the README's walkthrough once seated a DAC member it had
+    never made, answered by a bare "no user 'dana'"."""
     user = session.get(User, user_id)
     if user is None:
-        raise NotFound(f"no user {user_id!r}")
+        raise NotFound(f"no user {user_id!r}: create it first (tre admin user {user_id} --role {role})")
     return user
 
 
@@ -266,7 +269,7 @@ def add_member(session: Session, actor: str, project_id: str, user_id: str, *, f
     quorum-unmeetable``) when one of its open requests could then not reach its quorum,
     unless ``force`` (`tre.review_capacity`)."""
     get_project(session, project_id)
-    user = get_user(session, user_id)
+    user = get_user(session, user_id, "researcher")
     if session.get(ProjectMember, (project_id, user_id)) is not None:
         raise Conflict(f"{user_id!r} is already a member of {project_id!r}")
 
