@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from tre.access import former_member_ids
 from tre.audit import record_event
-from tre.errors import Conflict, NotFound, Unprocessable
+from tre.errors import Conflict, NotFound, Unprocessable, no_such
 from tre.policy import PolicyUnavailable, policies_for_datasets
 from tre.store.models import Dataset, DatasetReviewer, EgressRequest, Job, ProjectMember, User, UserRole
 
@@ -132,7 +132,7 @@ def committee_report(session: Session, policies_dir: Path) -> list[CommitteeStat
 def _dataset(session: Session, dataset_id: str) -> Dataset:
     ds = session.get(Dataset, dataset_id)
     if ds is None:
-        raise NotFound(f"no dataset {dataset_id!r}")
+        raise no_such("dataset", dataset_id)
     return ds
 
 

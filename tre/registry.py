@@ -22,7 +22,7 @@ from tre.auth.principal import Principal
 from tre.catalogue.cache import refresh_facts
 from tre.catalogue.vocabulary import normalise_access_rights, normalise_condition
 from tre.datasets import summarise_dicom_folder
-from tre.errors import Conflict, NotFound, TreError, Unprocessable
+from tre.errors import Conflict, NotFound, TreError, Unprocessable, no_such
 from tre.policy import PolicyError, load_policy
 from tre.store.base import utcnow
 from tre.store.models import AccessGrant, Dataset, Project, ProjectMember, Role, User, UserRole
@@ -178,7 +178,7 @@ def get_visible_project(session: Session, principal: Principal, project_id: str)
     """A project the caller may see; 404 alike for one that does not exist and one that is not theirs."""
     project = session.get(Project, project_id)
     if project is None or not can_see_project(session, principal, project_id):
-        raise NotFound(f"no project {project_id!r}")
+        raise no_such("project", project_id)
     return project
 
 
@@ -198,7 +198,7 @@ def list_grants(session: Session, project_id: str | None = None) -> list[AccessG
 def get_project(session: Session, project_id: str) -> Project:
     project = session.get(Project, project_id)
     if project is None:
-        raise NotFound(f"no project {project_id!r}")
+        raise no_such("project", project_id)
     return project
 
 
@@ -304,7 +304,7 @@ def remove_member(session: Session, actor: str, project_id: str, user_id: str) -
 def get_dataset(session: Session, dataset_id: str) -> Dataset:
     ds = session.get(Dataset, dataset_id)
     if ds is None:
-        raise NotFound(f"no dataset {dataset_id!r}")
+        raise no_such("dataset", dataset_id)
     return ds
 
 
