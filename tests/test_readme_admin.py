@@ -10,7 +10,8 @@ brings), ``tre admin build-image`` (minutes; the demo and tests/images build it)
 ``image approve`` line whose ``<digest>`` placeholder names that import.
 
 The block once seated DAC members (``tre admin dac assign lidc dana``) it never made: the
-line failed with a bare "no user 'dana'" (round 19).
+line failed with a bare "no user 'dana'"; and ``tre dataset add`` printed what it found as a
+Python dict (round 19).
 """
 
 from __future__ import annotations
@@ -84,6 +85,10 @@ def test_the_readme_admin_block_runs_as_written(tmp_path: Path) -> None:
             assert "Traceback" not in said, (line, said)
             assert proc.returncode == 0, (line, said)
             ran.append(line)
+            if line.startswith("tre dataset add"):
+                # What registering found, in words (it was a Python dict), and the next step.
+                assert "registered dataset lidc: 2 DICOM files (0 others), " in proc.stdout, proc.stdout
+                assert "{" not in proc.stdout and "tre admin dac assign lidc USER" in proc.stdout, proc.stdout
         assert server is not None
         # The committee the block seated is there and can meet its quorum.
         listed = subprocess.run(

@@ -9,12 +9,12 @@ through the registry) are most of a second of start-up that no API command needs
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from tre.cli.client import ApiClient, CliError
-from tre.cli.output import JsonFlag, UsageMistake, console, print_json, table, untrusted
+from tre.cli.output import JsonFlag, UsageMistake, console, human_size, print_json, table, untrusted
 from tre.cli.resolve import resolve_grant_id
 from tre.config import get_settings
 
@@ -305,6 +305,26 @@ def project_list(as_json: JsonFlag = False) -> None:
     )
 
 
+# Text from the server (a dataset's modalities come from its files' headers): no markup.
+PLAIN: dict[str, Any] = {"highlight": False, "markup": False, "soft_wrap": True}
+
+
+def _folder_summary(meta: dict[str, Any]) -> str:
+    """What registering found, in words: it was printed as a Python dict
+    (``{'dicom_files': 2, 'other_files': 0, 'bytes': 49036, ...}``)."""
+
+    def count(key: str, one: str, many: str) -> str:
+        n = int(meta.get(key) or 0)
+        return f"{n} {one if n == 1 else many}"
+
+    modalities = ", ".join(f"{untrusted(m)} {n}" for m, n in (meta.get("modalities") or {}).items())
+    return (
+        f"{count('dicom_files', 'DICOM file', 'DICOM files')} ({count('other_files', 'other', 'others')}), "
+        f"{human_size(int(meta.get('bytes') or 0))}, {count('studies', 'study', 'studies')}, "
+        f"{count('series', 'series', 'series')}" + (f"; modalities {modalities}" if modalities else "")
+    )
+
+
 @dataset_app.command("add")
 def dataset_add(
     dataset_id: str,
@@ -341,11 +361,11 @@ def dataset_add(
             "access_rights": access_rights.upper().replace("-", "_"),
         },
     )
-    console.print(f"registered dataset {d['id']}: {d['meta']}")
+    console.print(f"registered dataset {d['id']}: {_folder_summary(d.get('meta') or {})}", **PLAIN)
     console.print(
         "its DAC committee is empty: nobody reviews its releases until "
-        "`tre admin dac assign DATASET USER` seats DAC members",
-        highlight=False,
+        f"`tre admin dac assign {d['id']} USER` seats DAC members",
+        **PLAIN,
     )
 
 
