@@ -88,3 +88,50 @@ def test_a_reader_that_stops_early_is_141_for_rich_output_too(tmp_path: Path, ar
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=60) == 141, err
     assert err == "", err
+
+
+@pytest.mark.parametrize(
+    ("role", "says"), [("reseacher", "(did you mean 'researcher'?)"), ("Admin", "'admin'?")]
+)
+def test_a_misspelt_role_is_named_with_the_closest(tmp_path: Path, role: str, says: str) -> None:
+    """`tre admin user alice --role reseacher` said "unknown role(s) ['reseacher']" (a Python list)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRE_")}
+    env["TRE_HOME"] = str(tmp_path / "state")
+    proc = subprocess.run(
+        [sys.executable, "-m", "tre.cli.main", "admin", "user", "alice", "--role", role],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    assert proc.returncode == 1 and proc.stdout == "", (proc.stdout, proc.stderr)
+    (line,) = proc.stderr.splitlines()
+    assert line.startswith(f"error: unknown role '{role}' ") and says in line and "[" not in line, line
+    assert line.endswith("roles are researcher, dac, auditor, admin"), line
+
+
+def test_a_token_for_a_role_not_held_says_how_to_give_it(tmp_path: Path) -> None:
+    """`tre admin token --user alice --role dac` said "does not hold role(s) ['dac']", and
+    `--role reseacher` the same, as if it were a role alice merely lacked."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRE_")}
+    env["TRE_HOME"] = str(tmp_path / "state")
+    cli = [sys.executable, "-m", "tre.cli.main"]
+    subprocess.run([*cli, "admin", "user", "alice", "--role", "researcher"], env=env, check=True, timeout=60)
+    said = {}
+    for role in ("dac", "reseacher"):
+        proc = subprocess.run(
+            [*cli, "admin", "token", "--user", "alice", "--role", role],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            stdin=subprocess.DEVNULL,
+        )
+        assert proc.returncode == 1 and proc.stdout == "", (proc.stdout, proc.stderr)
+        (said[role],) = proc.stderr.splitlines()
+    assert said["dac"] == (
+        "error: user 'alice' does not hold the role dac (roles: researcher); "
+        "to give it, keeping the others: tre admin user alice --role dac --role researcher"
+    ), said
+    assert said["reseacher"].startswith("error: unknown role 'reseacher' (did you mean 'researcher'?)"), said

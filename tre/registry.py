@@ -6,6 +6,7 @@ change is validated and audited in exactly one place.
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
@@ -41,9 +42,14 @@ def check_slug(kind: str, value: str) -> str:
 
 
 def check_roles(roles: list[str]) -> None:
-    bad = [r for r in roles if r not in Role.__members__]
-    if bad:
-        raise TreError(f"unknown role(s) {bad}; roles are {', '.join(Role.__members__)}")
+    """Every role known, or one sentence naming the first that is not and the closest one
+    (`--role reseacher` was answered "unknown role(s) ['reseacher']", a Python list)."""
+    known = list(Role.__members__)
+    for role in roles:
+        if role not in known:
+            close = difflib.get_close_matches(role.lower(), known, n=1)
+            guess = f" (did you mean {close[0]!r}?)" if close else ""
+            raise TreError(f"unknown role {role!r}{guess}; roles are {', '.join(known)}")
 
 
 def get_user(session: Session, user_id: str, role: str = "ROLE") -> User:

@@ -163,6 +163,7 @@ def admin_token(
     """Mint a token with the embedded issuer for an existing user and roles they hold."""
     from tre.audit.events import record_token_issued
     from tre.auth.tokens import TokenIssuer
+    from tre.registry import check_roles
     from tre.store.db import session_scope
     from tre.store.models import User
 
@@ -171,9 +172,15 @@ def admin_token(
         u = s.get(User, user)
         if u is None:
             raise CliError(f"no user {user!r}; create it first (tre admin user {user} --role ...)")
-        missing = set(role) - u.role_names
+        check_roles(role)  # a misspelt role is named as such, with the closest one
+        missing = sorted(set(role) - u.role_names)
         if missing:
-            raise CliError(f"user {user!r} does not hold role(s) {sorted(missing)}")
+            held = ", ".join(sorted(u.role_names)) or "none"
+            wanted = " ".join(f"--role {r}" for r in sorted(u.role_names | set(missing)))
+            raise CliError(
+                f"user {user!r} does not hold the role {', '.join(missing)} (roles: {held}); "
+                f"to give it, keeping the others: tre admin user {user} {wanted}"
+            )
         token = TokenIssuer.from_settings(settings).mint(user, role, ttl_s=ttl or settings.token_ttl_s)
         record_token_issued(s, "bootstrap", token)  # with its jti and expiry
     print(token)
@@ -305,8 +312,9 @@ def project_list(as_json: JsonFlag = False) -> None:
     )
 
 
-# Text from the server (a dataset's modalities come from its files' headers): no markup.
-PLAIN: dict[str, Any] = {"highlight": False, "markup": False, "soft_wrap": True}
+# Lines holding text from the server (a dataset's modalities come from its files' headers),
+# each such value passed through `untrusted` (markup escaped, control characters shown).
+PLAIN: dict[str, Any] = {"highlight": False, "soft_wrap": True}
 
 
 def _folder_summary(meta: dict[str, Any]) -> str:
@@ -361,10 +369,11 @@ def dataset_add(
             "access_rights": access_rights.upper().replace("-", "_"),
         },
     )
-    console.print(f"registered dataset {d['id']}: {_folder_summary(d.get('meta') or {})}", **PLAIN)
+    registered = untrusted(d["id"])
+    console.print(f"registered dataset {registered}: {_folder_summary(d.get('meta') or {})}", **PLAIN)
     console.print(
         "its DAC committee is empty: nobody reviews its releases until "
-        f"`tre admin dac assign {d['id']} USER` seats DAC members",
+        f"`tre admin dac assign {registered} USER` seats DAC members",
         **PLAIN,
     )
 
