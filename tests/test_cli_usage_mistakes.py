@@ -135,3 +135,26 @@ def test_a_token_for_a_role_not_held_says_how_to_give_it(tmp_path: Path) -> None
         "to give it, keeping the others: tre admin user alice --role dac --role researcher"
     ), said
     assert said["reseacher"].startswith("error: unknown role 'reseacher' (did you mean 'researcher'?)"), said
+
+
+def test_a_token_before_init_names_the_state_directory_and_init(tmp_path: Path) -> None:
+    """`tre admin token --user admin --role admin` on a state with no users (before `tre admin
+    init`, or init run as root and the token asked for as another user, whose state is
+    ~/.tre) said "create it first (tre admin user admin --role ...)": a newcomer made a second
+    admin in the wrong place instead of finding the state the first one is in."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRE_")}
+    env["TRE_HOME"] = str(tmp_path / "state")
+    proc = subprocess.run(
+        [sys.executable, "-m", "tre.cli.main", "admin", "token", "--user", "admin", "--role", "admin"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    assert proc.returncode == 1 and proc.stdout == "", (proc.stdout, proc.stderr)
+    (line,) = proc.stderr.splitlines()
+    assert line == (
+        f"error: no user 'admin': the state directory {tmp_path / 'state'} has no users yet; "
+        "run `tre admin init --user admin` first, or set TRE_HOME to the one it made"
+    ), line

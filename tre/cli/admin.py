@@ -161,6 +161,8 @@ def admin_token(
     ] = None,
 ) -> None:
     """Mint a token with the embedded issuer for an existing user and roles they hold."""
+    from sqlalchemy import select
+
     from tre.audit.events import record_token_issued
     from tre.auth.tokens import TokenIssuer
     from tre.registry import check_roles
@@ -170,6 +172,13 @@ def admin_token(
     settings = get_settings()
     with session_scope(_local_engine()) as s:
         u = s.get(User, user)
+        if u is None and s.scalar(select(User.id).limit(1)) is None:
+            # The usual cause is another state directory than the one `tre admin init` made
+            # (init as root: /var/lib/tre; this user: ~/.tre), so name the one read.
+            raise CliError(
+                f"no user {user!r}: the state directory {settings.home} has no users yet; "
+                f"run `tre admin init --user {user}` first, or set TRE_HOME to the one it made"
+            )
         if u is None:
             raise CliError(f"no user {user!r}; create it first (tre admin user {user} --role ...)")
         check_roles(role)  # a misspelt role is named as such, with the closest one
