@@ -68,3 +68,93 @@ def test_a_port_out_of_range_is_a_usage_mistake(tmp_path: Path, argv: list[str])
     )
     assert proc.returncode == 2, proc.stderr
     assert len(proc.stderr.splitlines()) == 1 and "'--port'" in proc.stderr and "bug" not in proc.stderr
+
+
+@pytest.mark.parametrize("argv", [["admin", "doctor"], ["--help"], ["submit", "--help"]])
+def test_a_reader_that_stops_early_is_141_for_rich_output_too(tmp_path: Path, argv: list[str]) -> None:
+    """`tre admin doctor | head -1` and `tre --help | head -1` (anything printed through a
+    rich console, typer's help included) ended with exit 1 and nothing said: rich's own
+    broken-pipe handler exits 1, so a script could not tell it from a failed check. The README
+    promises 141, as `tre jobs | head -1` already had."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRE_")}
+    env["TRE_HOME"] = str(tmp_path / "state")
+    cli = [sys.executable, "-m", "tre.cli.main"]
+    subprocess.run([*cli, "admin", "init"], env=env, capture_output=True, check=True, timeout=60)
+    proc = subprocess.Popen(
+        [*cli, *argv], env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # like `| head -0`: gone before tre writes
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 141, err
+    assert err == "", err
+
+
+@pytest.mark.parametrize(
+    ("role", "says"), [("reseacher", "(did you mean 'researcher'?)"), ("Admin", "'admin'?")]
+)
+def test_a_misspelt_role_is_named_with_the_closest(tmp_path: Path, role: str, says: str) -> None:
+    """`tre admin user alice --role reseacher` said "unknown role(s) ['reseacher']" (a Python list)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRE_")}
+    env["TRE_HOME"] = str(tmp_path / "state")
+    proc = subprocess.run(
+        [sys.executable, "-m", "tre.cli.main", "admin", "user", "alice", "--role", role],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    assert proc.returncode == 1 and proc.stdout == "", (proc.stdout, proc.stderr)
+    (line,) = proc.stderr.splitlines()
+    assert line.startswith(f"error: unknown role '{role}' ") and says in line and "[" not in line, line
+    assert line.endswith("roles are researcher, dac, auditor, admin"), line
+
+
+def test_a_token_for_a_role_not_held_says_how_to_give_it(tmp_path: Path) -> None:
+    """`tre admin token --user alice --role dac` said "does not hold role(s) ['dac']", and
+    `--role reseacher` the same, as if it were a role alice merely lacked."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRE_")}
+    env["TRE_HOME"] = str(tmp_path / "state")
+    cli = [sys.executable, "-m", "tre.cli.main"]
+    subprocess.run([*cli, "admin", "user", "alice", "--role", "researcher"], env=env, check=True, timeout=60)
+    said = {}
+    for role in ("dac", "reseacher"):
+        proc = subprocess.run(
+            [*cli, "admin", "token", "--user", "alice", "--role", role],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            stdin=subprocess.DEVNULL,
+        )
+        assert proc.returncode == 1 and proc.stdout == "", (proc.stdout, proc.stderr)
+        (said[role],) = proc.stderr.splitlines()
+    assert said["dac"] == (
+        "error: user 'alice' does not hold the role dac (roles: researcher); "
+        "to give it, keeping the others: tre admin user alice --role dac --role researcher"
+    ), said
+    assert said["reseacher"].startswith("error: unknown role 'reseacher' (did you mean 'researcher'?)"), said
+
+
+def test_a_token_before_init_names_the_state_directory_and_init(tmp_path: Path) -> None:
+    """`tre admin token --user admin --role admin` on a state with no users (before `tre admin
+    init`, or init run as root and the token asked for as another user, whose state is
+    ~/.tre) said "create it first (tre admin user admin --role ...)": a newcomer made a second
+    admin in the wrong place instead of finding the state the first one is in."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRE_")}
+    env["TRE_HOME"] = str(tmp_path / "state")
+    proc = subprocess.run(
+        [sys.executable, "-m", "tre.cli.main", "admin", "token", "--user", "admin", "--role", "admin"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    assert proc.returncode == 1 and proc.stdout == "", (proc.stdout, proc.stderr)
+    (line,) = proc.stderr.splitlines()
+    assert line == (
+        f"error: no user 'admin': the state directory {tmp_path / 'state'} has no users yet; "
+        "run `tre admin init --user admin` first, or set TRE_HOME to the one it made"
+    ), line

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from tre.access import former_member_ids
 from tre.audit import record_event
-from tre.errors import Conflict, NotFound, Unprocessable
+from tre.errors import Conflict, NotFound, Unprocessable, no_such
 from tre.policy import PolicyUnavailable, policies_for_datasets
 from tre.store.models import Dataset, DatasetReviewer, EgressRequest, Job, ProjectMember, User, UserRole
 
@@ -132,7 +132,7 @@ def committee_report(session: Session, policies_dir: Path) -> list[CommitteeStat
 def _dataset(session: Session, dataset_id: str) -> Dataset:
     ds = session.get(Dataset, dataset_id)
     if ds is None:
-        raise NotFound(f"no dataset {dataset_id!r}")
+        raise no_such("dataset", dataset_id)
     return ds
 
 
@@ -140,9 +140,9 @@ def assign(session: Session, actor: str, dataset_id: str, user_id: str, policies
     """Put a DAC member on a dataset's committee (admin). Only a user holding the ``dac``
     role: a researcher on a committee would review their colleagues' work."""
     ds = _dataset(session, dataset_id)
-    user = session.get(User, user_id)
-    if user is None:
-        raise NotFound(f"no user {user_id!r}")
+    from tre.registry import get_user  # registry imports this module (through review_capacity)
+
+    user = get_user(session, user_id, REVIEWER_ROLE)
     if REVIEWER_ROLE not in user.role_names:
         raise Unprocessable(
             f"{user_id!r} does not hold the dac role; only DAC members sit on a committee",

@@ -18,7 +18,10 @@ from tre.errors import TreError
 
 def summarise_dicom_folder(path: Path, max_files: int = 100_000) -> dict[str, Any]:
     if not path.is_dir():
-        raise TreError(f"dataset path {path} is not a directory")
+        raise TreError(
+            f"dataset path {path} is not a folder on the server: put the DICOM files in a folder "
+            "on the API's host (the data folder, /srv/tre as root) and give its absolute path"
+        )
     modalities: Counter[str] = Counter()
     series: set[str] = set()
     studies: set[str] = set()

@@ -57,6 +57,14 @@ class NotFound(TreError):
     slug = "not-found"
 
 
+def no_such(kind: str, ident: str) -> NotFound:
+    """404 for a project or dataset id, saying when its letter case is why: ids are lowercase,
+    and `-d LIDC` or `grant add Lung lidc` was answered "no project 'Lung'" with nothing more.
+    The hint is the id lowercased, whether or not that exists: no oracle either."""
+    hint = f" (ids are lowercase: {ident.lower()!r})" if ident != ident.lower() else ""
+    return NotFound(f"no {kind} {ident!r}{hint}")
+
+
 class Forbidden(TreError):
     status = 403
     title = "Forbidden"

@@ -6,6 +6,7 @@ change is validated and audited in exactly one place.
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
@@ -22,7 +23,7 @@ from tre.auth.principal import Principal
 from tre.catalogue.cache import refresh_facts
 from tre.catalogue.vocabulary import normalise_access_rights, normalise_condition
 from tre.datasets import summarise_dicom_folder
-from tre.errors import Conflict, NotFound, TreError, Unprocessable
+from tre.errors import Conflict, NotFound, TreError, Unprocessable, no_such
 from tre.policy import PolicyError, load_policy
 from tre.store.base import utcnow
 from tre.store.models import AccessGrant, Dataset, Project, ProjectMember, Role, User, UserRole
@@ -41,15 +42,23 @@ def check_slug(kind: str, value: str) -> str:
 
 
 def check_roles(roles: list[str]) -> None:
-    bad = [r for r in roles if r not in Role.__members__]
-    if bad:
-        raise TreError(f"unknown role(s) {bad}; roles are {', '.join(Role.__members__)}")
+    """Every role known, or one sentence naming the first that is not and the closest one
+    (`--role reseacher` was answered "unknown role(s) ['reseacher']", a Python list)."""
+    known = list(Role.__members__)
+    for role in roles:
+        if role not in known:
+            close = difflib.get_close_matches(role.lower(), known, n=1)
+            guess = f" (did you mean {close[0]!r}?)" if close else ""
+            raise TreError(f"unknown role {role!r}{guess}; roles are {', '.join(known)}")
 
 
-def get_user(session: Session, user_id: str) -> User:
+def get_user(session: Session, user_id: str, role: str = "ROLE") -> User:
+    """The user, or 404 saying how one is made: users are made only on the control-plane
+    host (`tre admin user`), and the README's walkthrough once seated a DAC member it had
+    never made, answered by a bare "no user 'dana'"."""
     user = session.get(User, user_id)
     if user is None:
-        raise NotFound(f"no user {user_id!r}")
+        raise NotFound(f"no user {user_id!r}: create it first (tre admin user {user_id} --role {role})")
     return user
 
 
@@ -175,7 +184,7 @@ def get_visible_project(session: Session, principal: Principal, project_id: str)
     """A project the caller may see; 404 alike for one that does not exist and one that is not theirs."""
     project = session.get(Project, project_id)
     if project is None or not can_see_project(session, principal, project_id):
-        raise NotFound(f"no project {project_id!r}")
+        raise no_such("project", project_id)
     return project
 
 
@@ -195,7 +204,7 @@ def list_grants(session: Session, project_id: str | None = None) -> list[AccessG
 def get_project(session: Session, project_id: str) -> Project:
     project = session.get(Project, project_id)
     if project is None:
-        raise NotFound(f"no project {project_id!r}")
+        raise no_such("project", project_id)
     return project
 
 
@@ -266,7 +275,7 @@ def add_member(session: Session, actor: str, project_id: str, user_id: str, *, f
     quorum-unmeetable``) when one of its open requests could then not reach its quorum,
     unless ``force`` (`tre.review_capacity`)."""
     get_project(session, project_id)
-    user = get_user(session, user_id)
+    user = get_user(session, user_id, "researcher")
     if session.get(ProjectMember, (project_id, user_id)) is not None:
         raise Conflict(f"{user_id!r} is already a member of {project_id!r}")
 
@@ -301,7 +310,7 @@ def remove_member(session: Session, actor: str, project_id: str, user_id: str) -
 def get_dataset(session: Session, dataset_id: str) -> Dataset:
     ds = session.get(Dataset, dataset_id)
     if ds is None:
-        raise NotFound(f"no dataset {dataset_id!r}")
+        raise no_such("dataset", dataset_id)
     return ds
 
 

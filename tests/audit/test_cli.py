@@ -175,3 +175,29 @@ def test_live_database_edits_caught_as_the_readme_says(live: str, engine: Engine
     assert res.exit_code == 1 and "audit log damaged" in str(res.exception), res.output
     res = runner.invoke(audit_app, ["checkpoint", "--key", str(vkey)])
     assert res.exit_code == 1 and "audit log damaged" in str(res.exception), res.output
+
+
+def test_an_older_bundle_after_a_newer_pin_says_what_to_do(
+    live: str, engine: Engine, tmp_path: Path, signer: AuditSigner
+) -> None:
+    """The README's auditor lines in order (export and verify, then checkpoint), and the first
+    bundle verified again: it fails, rightly (it is shorter than a tree the auditor saw, as a
+    truncated log is), but said only "log truncated", not that a newer export settles it."""
+    old = tmp_path / "bundle.jsonl"
+    key = signer.verifier_key.encode()
+    assert runner.invoke(audit_app, ["export", str(old)]).exit_code == 0
+    first = runner.invoke(audit_app, ["verify", str(old), "--key", key])
+    assert first.exit_code == 0, first.output
+    seed(engine, 2)
+    assert runner.invoke(audit_app, ["checkpoint"]).exit_code == 0
+    again = runner.invoke(audit_app, ["verify", str(old)])
+    assert again.exit_code == 1
+    said = str(again.exception)
+    assert "log truncated: you saw a signed tree of" in said, said
+    assert (
+        "export a newer bundle (tre audit export); if a new export is still shorter, the log was truncated"
+        in said
+    )
+    new = tmp_path / "newer.jsonl"
+    assert runner.invoke(audit_app, ["export", str(new)]).exit_code == 0
+    assert runner.invoke(audit_app, ["verify", str(new)]).exit_code == 0

@@ -419,8 +419,17 @@ def require_roles(*roles: str) -> Callable[..., Awaitable[Principal]]:
 
     async def _gate(request: Request, principal: Principal = Depends(current_principal)) -> Principal:
         if not principal.roles & wanted:
+            # Who the caller is signed in as, which they know already: a newcomer who ran a
+            # DAC member's command signed in as the researcher was told only the role wanted.
             needed = ", ".join(sorted(wanted))
-            raise Problem(403, "Forbidden", f"this action needs one of the roles: {needed}", "missing-role")
+            held = ", ".join(sorted(principal.roles)) or "none"
+            raise Problem(
+                403,
+                "Forbidden",
+                f"this action needs one of the roles: {needed}; you are signed in as "
+                f"{principal.user_id!r} (roles: {held}): sign in as a user who holds one",
+                "missing-role",
+            )
         refuse_unknown_query_names(request, from_gate=True)
         return principal
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import unicodedata
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -288,7 +289,17 @@ def _reason(error: Any) -> str:
     """A field error in words: a known pattern says what to give instead of quoting the regex
     (an id such as "Bad Name" was answered with ``String should match pattern '^[a-z0-9]...'``)."""
     if error.get("type") == "string_pattern_mismatch":
-        words = _pattern_words().get(str((error.get("ctx") or {}).get("pattern", "")))
+        pattern = str((error.get("ctx") or {}).get("pattern", ""))
+        given = error.get("input")
+        if (
+            isinstance(given, str)
+            and given.isascii()
+            and given != given.lower()
+            and re.fullmatch(pattern, given.lower())
+        ):
+            # `-d LIDC`: the one thing wrong is the letter case, so say that, not the rules.
+            return f"ids are lowercase: {given.lower()!r}, not {given!r}"
+        words = _pattern_words().get(pattern)
         if words:
             return words
     return str(error.get("msg", ""))

@@ -605,7 +605,14 @@ def _check_pin(
         report.bad(None, f"pinned checkpoint: {e}")
         return
     if pin.tree_size > n:
-        report.bad(n, f"log truncated: you saw a signed tree of {pin.tree_size} entries, the bundle has {n}")
+        # Also what a bundle exported before the pinned checkpoint looks like (the README's
+        # auditor runs `checkpoint` after `export`): say how to tell the two apart.
+        report.bad(
+            n,
+            f"log truncated: you saw a signed tree of {pin.tree_size} entries, the bundle has {n}: "
+            "export a newer bundle (tre audit export); if a new export is still shorter, the log "
+            "was truncated",
+        )
     elif tree.root(pin.tree_size) != pin.root_hash:
         report.bad(
             None,

@@ -9,12 +9,12 @@ through the registry) are most of a second of start-up that no API command needs
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from tre.cli.client import ApiClient, CliError
-from tre.cli.output import JsonFlag, UsageMistake, console, print_json, table, untrusted
+from tre.cli.output import JsonFlag, UsageMistake, console, human_size, print_json, table, untrusted
 from tre.cli.resolve import resolve_grant_id
 from tre.config import get_settings
 
@@ -161,19 +161,35 @@ def admin_token(
     ] = None,
 ) -> None:
     """Mint a token with the embedded issuer for an existing user and roles they hold."""
+    from sqlalchemy import select
+
     from tre.audit.events import record_token_issued
     from tre.auth.tokens import TokenIssuer
+    from tre.registry import check_roles
     from tre.store.db import session_scope
     from tre.store.models import User
 
     settings = get_settings()
     with session_scope(_local_engine()) as s:
         u = s.get(User, user)
+        if u is None and s.scalar(select(User.id).limit(1)) is None:
+            # The usual cause is another state directory than the one `tre admin init` made
+            # (init as root: /var/lib/tre; this user: ~/.tre), so name the one read.
+            raise CliError(
+                f"no user {user!r}: the state directory {settings.home} has no users yet; "
+                f"run `tre admin init --user {user}` first, or set TRE_HOME to the one it made"
+            )
         if u is None:
             raise CliError(f"no user {user!r}; create it first (tre admin user {user} --role ...)")
-        missing = set(role) - u.role_names
+        check_roles(role)  # a misspelt role is named as such, with the closest one
+        missing = sorted(set(role) - u.role_names)
         if missing:
-            raise CliError(f"user {user!r} does not hold role(s) {sorted(missing)}")
+            held = ", ".join(sorted(u.role_names)) or "none"
+            wanted = " ".join(f"--role {r}" for r in sorted(u.role_names | set(missing)))
+            raise CliError(
+                f"user {user!r} does not hold the role {', '.join(missing)} (roles: {held}); "
+                f"to give it, keeping the others: tre admin user {user} {wanted}"
+            )
         token = TokenIssuer.from_settings(settings).mint(user, role, ttl_s=ttl or settings.token_ttl_s)
         record_token_issued(s, "bootstrap", token)  # with its jti and expiry
     print(token)
@@ -305,6 +321,27 @@ def project_list(as_json: JsonFlag = False) -> None:
     )
 
 
+# Lines holding text from the server (a dataset's modalities come from its files' headers),
+# each such value passed through `untrusted` (markup escaped, control characters shown).
+PLAIN: dict[str, Any] = {"highlight": False, "soft_wrap": True}
+
+
+def _folder_summary(meta: dict[str, Any]) -> str:
+    """What registering found, in words: it was printed as a Python dict
+    (``{'dicom_files': 2, 'other_files': 0, 'bytes': 49036, ...}``)."""
+
+    def count(key: str, one: str, many: str) -> str:
+        n = int(meta.get(key) or 0)
+        return f"{n} {one if n == 1 else many}"
+
+    modalities = ", ".join(f"{untrusted(m)} {n}" for m, n in (meta.get("modalities") or {}).items())
+    return (
+        f"{count('dicom_files', 'DICOM file', 'DICOM files')} ({count('other_files', 'other', 'others')}), "
+        f"{human_size(int(meta.get('bytes') or 0))}, {count('studies', 'study', 'studies')}, "
+        f"{count('series', 'series', 'series')}" + (f"; modalities {modalities}" if modalities else "")
+    )
+
+
 @dataset_app.command("add")
 def dataset_add(
     dataset_id: str,
@@ -341,11 +378,12 @@ def dataset_add(
             "access_rights": access_rights.upper().replace("-", "_"),
         },
     )
-    console.print(f"registered dataset {d['id']}: {d['meta']}")
+    registered = untrusted(d["id"])
+    console.print(f"registered dataset {registered}: {_folder_summary(d.get('meta') or {})}", **PLAIN)
     console.print(
         "its DAC committee is empty: nobody reviews its releases until "
-        "`tre admin dac assign DATASET USER` seats DAC members",
-        highlight=False,
+        f"`tre admin dac assign {registered} USER` seats DAC members",
+        **PLAIN,
     )
 
 

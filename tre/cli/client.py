@@ -281,6 +281,7 @@ class ApiClient:
         the hash the bytes must have: checked before ``dest`` is replaced, so a wrong answer
         never takes the place of a good file.
         """
+        from rich import get_console
         from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
         try:
@@ -311,7 +312,9 @@ class ApiClient:
                     BarColumn(),
                     DownloadColumn(),
                     TransferSpeedColumn(),
-                    disable=not progress,
+                    # Piped, no bar: a transient bar drawn into a pipe left an empty line
+                    # in the output once it had refreshed (`tre audit export X | ...`).
+                    disable=not progress or not get_console().is_terminal,
                     transient=True,
                 ) as bar:
                     task = bar.add_task(dest.name, total=total)

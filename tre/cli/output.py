@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import re
 import sys
@@ -12,6 +13,21 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+
+
+def _reader_went_away(self: Console) -> None:
+    """A reader that went away is a BrokenPipeError for rich too, as it is for `print`.
+
+    rich's own handler exits 1 with nothing said, so `tre admin doctor | head -1` and
+    `tre --help | head -1` looked like failures; the entry point (`tre.cli.main`) turns
+    BrokenPipeError into 141, what a shell reports for any command in a pipeline whose reader
+    stopped early. Set on the class (rich's documented hook) so that every console in the
+    process has it, typer's help and progress bars included, not only the two below."""
+    self.quiet = True  # nothing more is written to a pipe nobody reads
+    raise BrokenPipeError(errno.EPIPE, "the reader of this output went away")
+
+
+Console.on_broken_pipe = _reader_went_away  # type: ignore[method-assign]
 
 # Piped or redirected, stdout is read by scripts: a line is never folded at rich's default
 # 80 columns there (`tre image import`'s "tre image approve REF --project P" hint, a

@@ -18,7 +18,7 @@ from tre.audit import record_event
 from tre.auth.principal import Principal
 from tre.code.archive import MIB, CodeLimits, CodeManifest, CodeTooLarge, inspect_file
 from tre.code.store import CodeStore, StoredCode, check_sha256
-from tre.errors import AdmissionDenied, NotFound
+from tre.errors import AdmissionDenied, NotFound, no_such
 from tre.store.models import CodeArchive, CodeUpload, Job, Project
 
 
@@ -30,7 +30,7 @@ def upload_limits(session: Session, principal: Principal, project_id: str) -> Co
     """The quota an upload to ``project_id`` is held to; 404 unless the caller is a member."""
     project = session.get(Project, project_id)
     if project is None or not is_member(session, project_id, principal.user_id):
-        raise NotFound(f"no project {project_id!r}")
+        raise no_such("project", project_id)
     return project_limits(project)
 
 

@@ -13,7 +13,7 @@ from tre.access import can_see_project
 from tre.api.deps import DbSession, any_role, require_roles
 from tre.audit import record_event
 from tre.auth.principal import Principal
-from tre.errors import NotFound
+from tre.errors import no_such
 from tre.federation.hub import jobs, nodes, results, search
 from tre.federation.wire import FILE_NAME, FederatedJobIn, SearchIn
 from tre.store.models import Project
@@ -104,7 +104,7 @@ def show_project(
     (what `tre submit --code` checks before uploading)."""
     project = session.get(Project, project_id)
     if project is None or not can_see_project(session, principal, project_id):
-        raise NotFound(f"no project {project_id!r}")
+        raise no_such("project", project_id)
     return {
         "id": project.id,
         "name": project.name,
