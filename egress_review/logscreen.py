@@ -322,18 +322,19 @@ class LogScreen:
         if final:
             return len(texts)
         wait = len(texts)
-        if self.split:
-            # A possible first part of a labelled identifier waits for the lines that could
-            # hold its next part: shown now, it would be withheld only after it was read.
-            opened = self.split.first_open_line("\n".join(texts))
-            if opened is not None:
-                wait = opened - 1
+        if self.split and self.split.first_open_line("\n".join(texts)) is not None:
+            # A labelled identifier's parts so far, the next part possibly still to come: the
+            # last line waits, so a part written last is judged with the line after it
+            # ("MRN part 1: 0048" then "part 2: 213", redteam13). Only the last line (round
+            # 19): holding every line from the first part, up to three, made a follower of
+            # "epoch 12" / word lines, or "in_channels=64 out_channels=128", wait.
+            wait = len(texts) - 1
         if self.squeezed:
             # The last lines ending with the start of an identifier (one character or more,
             # however many blank lines lie between its pieces) wait for the next line, which
             # could finish it ("PAT-123" now, "456" next).
             tail = self.squeezed.wrap_tail(texts)
-            begun = self.squeezed.open_wrap_start([squeeze(t) for t in texts[tail:]])
+            begun = self.squeezed.open_wrap_start([squeeze(t) for t in texts[tail:]], texts[tail:])
             if begun is not None:
                 wait = min(wait, tail + begun)
         if chained is not None and chained.open_at == len(texts) - 1:
