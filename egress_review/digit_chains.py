@@ -70,7 +70,10 @@ _NUMBER = re.compile(r"[0-9]+(?:[.,][0-9]+)*")
 _NO_JOINERS = str.maketrans("", "", ".,")
 
 
-Piece = tuple[str, int | None]  # its digits; on a busy line, its place among the line's numbers
+# its digits; on a busy line, its place among the line's numbers; whether it may continue a
+# chain (on a line of a few digits, a stretch from the line's first digit: digits before it
+# would stand between two pieces)
+Piece = tuple[str, int | None, bool]
 
 
 def pieces(line: str, longest: int = 64) -> tuple[bool | None, set[Piece]]:
@@ -81,15 +84,15 @@ def pieces(line: str, longest: int = 64) -> tuple[bool | None, set[Piece]]:
     text = digits_of_mixed(fold(line) if needs_folding(line) else line)
     if sum(map(len, _DIGITS.findall(text))) > SHORT_LINE_DIGITS:
         numbers = (n.translate(_NO_JOINERS) for n in _NUMBER.findall(text)[:MAX_BUSY_NUMBERS])
-        return True, {(n, at) for at, n in enumerate(numbers) if MIN_BUSY_PIECE <= len(n) <= longest}
+        return True, {(n, at, True) for at, n in enumerate(numbers) if MIN_BUSY_PIECE <= len(n) <= longest}
     runs = [_DIGITS.findall(m.group(0)) for m in _RUN.finditer(text)]
     found: set[Piece] = set()
-    for groups in runs:
+    for run, groups in enumerate(runs):
         for first in range(len(groups)):
             piece = ""
             for group in groups[first:]:
                 piece += group
-                found.add((piece, None))
+                found.add((piece, None, run == 0 and first == 0))
     return (False if found else None), found
 
 
@@ -167,7 +170,7 @@ def _chains(
             states = {}
             continue
         grown: dict[tuple[str, int | None], tuple[int, ...]] = {}
-        alone = {piece: forms.status(piece) for piece, _ in found}  # each piece as a chain's first
+        alone = {piece: forms.status(piece) for piece, _, _ in found}  # each piece as a chain's first
         if any(whole for whole, _ in alone.values()):
             # The line holds a whole identifier alone: the whole-token matcher's (or, long,
             # found here alone); chains through it would only drag its neighbours in
@@ -175,7 +178,9 @@ def _chains(
             whole_lines.add(i)
         # the chains going on first, then those the line begins, while there is room
         for (before, held), at in states.items():
-            for piece, place in found:
+            for piece, place, continues in found:
+                if not continues:
+                    continue  # digits before it on its line would stand between two pieces
                 if place is not None and held is not None and place != held:
                     continue  # another column of a busy line: not the next piece
                 joined = before + piece
@@ -185,7 +190,7 @@ def _chains(
                 key = (joined, held if held is not None else place)
                 if more and key not in grown and len(grown) < MAX_STATES:
                     grown[key] = (*at, i)
-        for piece, place in found:
+        for piece, place, _ in found:
             whole, more = alone[piece]
             if whole and long_alone is not None and len(piece) > long_alone:
                 hits.add(i)

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from egress_review.encoded import decoded_fragments
 from egress_review.folding import fold, needs_folding
+from egress_review.mixed_words import ONE_MIXED_WORD as _ONE_MIXED
 from egress_review.mixed_words import digits_of_mixed, has_mixed, letters_of_mixed
 
 if TYPE_CHECKING:  # importing the checks package here would import this module back through it
@@ -256,6 +257,26 @@ class SqueezedIndex:
         for lines in (digits, _reversed_each(digits)):
             hits |= _wrapped(lines, (self.numeric,))
         return hits
+
+    def wrapped_mixed_lines(self, lines: list[str], skip: frozenset[int] = frozenset()) -> set[int]:
+        """0-based numbers of every line a name with digits between its letters runs across
+        ("C1o2m3p4r5" / "e6s7s8e9d0S1a2m3p4l5e6s7", round 19: each line was read for such a
+        name alone): the lines with such words (`mixed_words.has_mixed`, or one mixed word
+        alone: "C1") read as their letters alone, the others as they are, joined as
+        `wrapped_lines` joins them, forwards and each reversed. Only when some line has such
+        words; ``skip``: lines withheld anyway (encoded data, overlong), which break a run."""
+        changed = [
+            i not in skip and (has_mixed(line) or bool(_ONE_MIXED.fullmatch(line)))
+            for i, line in enumerate(lines)
+        ]
+        if not any(changed) or not self.by_anchor:
+            return set()
+        letters = [
+            "-" if i in skip else squeeze(letters_of_mixed(fold(line)) if mixed else line)
+            for i, (line, mixed) in enumerate(zip(lines, changed, strict=True))
+        ]
+        hits = _wrapped(letters, self._reversible())
+        return hits | _wrapped(_reversed_each(letters), self._reversible())
 
     def _indexes(self) -> tuple[dict[str, set[tuple[str, int]]], ...]:
         return (*self._reversible(), self.encoded)

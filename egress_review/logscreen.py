@@ -148,7 +148,7 @@ def _without_known(texts: list[str], known: Iterable[str]) -> list[str]:
     return [pattern.sub(" ", t) for t in texts]
 
 
-ENCODED_TAIL = "[tre] withheld a line continuing encoded data"
+ENCODED_TAIL = "[tre] withheld a line continuing encoded data"  # (its tail or its head)
 _ENCODED = ("[tre] withheld a line holding an encoded run", "[tre] withheld a line of encoded-looking")
 # A short line of the base64 (or hex) alphabet alone, "=" padding included: the tail of a
 # payload wrapped at some width (round 16: "Q" or "==" on its own line was shown).
@@ -156,23 +156,26 @@ _TAIL = re.compile(r"[A-Za-z0-9+/_-]{0,15}={0,3}")
 
 
 def _withhold_tails(texts: list[str], reasons: list[str | None]) -> None:
-    """Withhold the short line of the encoding's alphabet alone that follows a line withheld
-    as encoded data (blank lines between skipped): too short to be judged encoded alone, it
-    is still the payload's last characters. One line only, the first after the payload (a
-    word or two printed after it, "done" / "ok", are not all tails), and judged only after an
-    encoded line, so ordinary logs are unaffected. It never waits: the payload's lines are
-    withheld before the tail is written."""
-    after_payload = False
-    for i, text in enumerate(texts):
-        reason = reasons[i]
-        if reason is not None and reason.startswith(_ENCODED):
-            after_payload = True
-        elif not text.strip():
-            continue
-        else:
-            if after_payload and reason is None and _TAIL.fullmatch(text.strip()):
-                reasons[i] = ENCODED_TAIL
-            after_payload = False
+    """Withhold the short line of the encoding's alphabet alone next to a line withheld as
+    encoded data (blank lines between skipped), the one after it and the one before it: too
+    short to be judged encoded alone, it is still the payload's last characters, or its first
+    (round 19: a lone first character on the line before the payload was shown). One line on
+    each side only (a word or two printed after it, "done" / "ok", are not all tails), and
+    judged only next to an encoded line, so ordinary logs are unaffected. A tail never waits:
+    the payload's lines are withheld before it is written. A head is shown to a follower
+    before the payload arrives (one line of at most 15 characters; SECURITY.md)."""
+    for order in (range(len(texts)), range(len(texts) - 1, -1, -1)):
+        next_to_payload = False
+        for i in order:
+            reason = reasons[i]
+            if reason is not None and reason.startswith(_ENCODED):
+                next_to_payload = True
+            elif not texts[i].strip():
+                continue
+            else:
+                if next_to_payload and reason is None and _TAIL.fullmatch(texts[i].strip()):
+                    reasons[i] = ENCODED_TAIL
+                next_to_payload = False
 
 
 @dataclass(frozen=True)
@@ -286,6 +289,8 @@ class LogScreen:
             named.update(line - 1 for chain in self.split.chains("\n".join(texts)) for line in chain)
         if self.squeezed:  # "PAT-123" / "456": wrapped across lines, every line it runs over
             named.update(self.squeezed.wrapped_lines([squeeze(t) for t in texts]))
+            # "C1o2m3p4r5" / "e6s7s8e9d0S1a2m3p4l5e6s7": a name with digits between its letters
+            named.update(self.squeezed.wrapped_mixed_lines(texts, encoded | overlong))
         if chained is not None:  # "step 12345 id-part 0048" / "step 12346 id-part 213"
             named.update(chained.hits)
         for i, text in enumerate(texts):
