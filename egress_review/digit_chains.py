@@ -20,7 +20,9 @@ and only forwards. Taking any number of a busy line, or fractions and reversals 
 dates in an ordinary log's counters: with 603 identifiers, 54 of the benchmark log's 4,197
 lines, and 13 lines of tqdm bars, timestamps and tracebacks, were withheld; with the column
 rule, none. Every line with digits between two pieces must give the next piece: another
-number breaks the chain.
+number breaks the chain, and on a line of a few digits the piece continuing a chain starts at
+the line's first digit (round 19: "epoch 1" before "1.3." / "6.1." / ... gave "1", then "3"
+of "1.3.", spelling the same UID, and was withheld with it).
 
 A chain never makes a running log wait for more than its last line (round 18; round 16 held
 every line from a chain's first piece while it was open, so a follower of an ordinary counting

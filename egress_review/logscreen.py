@@ -24,27 +24,35 @@ are considered at all (the per-job budget; the per-project daily budget is kept 
 caller, `egress_review.logbudget`). Staff (admin, auditor) read the raw log.
 
 An all-digit identifier printed a piece a line among other numbers, across any number of
-word lines, reversed, or with letters between its digits is found by `DigitChains`; a base64
-payload's short tail on a line of its own is withheld with the payload. A chain never makes a
-running log wait for more than its last line (round 18; round 16 held every line from a
-chain's first piece, and a follower of "step 1 of 3" / "step 2 of 3" saw nothing): the line
-completing an identifier is withheld as it is judged, its earlier pieces from then on, so a
-follower has read those before the last two (SECURITY.md says what that gives away).
+word lines, reversed, or with letters between its digits is found by `DigitChains`; a name
+with digits between its letters cut across lines by `SqueezedIndex.wrapped_mixed_lines`; a
+base64 payload's short head or tail on a line of its own is withheld with the payload.
+
+What a follower waits for (round 19): every line of a running log but the last is shown,
+except a bare piece of an identifier's start (a line lying all inside it: "C", "1.2.",
+"4a61", a line of digits alone with word lines after it) while the lines after it could
+still complete the identifier (`SqueezedIndex.open_wrap_start`), and an encoded-looking line
+whose context is not written yet. A line that ends with an identifier's start among other
+text ("loss 0.9000", "epoch 1" then word lines), a labelled part ("MRN part 1: 0048") and a
+digit chain's piece wait only while they are the last line (rounds 14-15 held them, and the
+lines after them, up to six lines of ordinary logs): the line completing an identifier is
+withheld as it is judged, its earlier pieces from then on, so a follower has read those
+before the last one or two (SECURITY.md says what that gives away).
 
 Name parts inside a fixed phrase a tool prints ("Traceback (most recent call last):" and a
 patient named Last) are no hit (`egress_review.checks.standard_phrases`); class names with
 acronyms and versions ("'ConvNeXtV2Blk3D'") are no base64 (`egress_review.encoded`).
 
 This narrows the channel; it does not close it (a job can still print small facts one
-line at a time, within the budgets). Known residuals (round 18): an identifier's pieces
+line at a time, within the budgets). Known residuals (round 19): an identifier's pieces
 printed at different places among their lines' other numbers, past a busy line's first 32
 numbers, as decimals' fractions, or reversed beside other numbers (taking any number of a
 busy line, fractions or reversals as pieces strings together the epochs, losses and counters
 of every training log: 54 of 4,197 lines of the benchmark's ordinary log were withheld);
 pieces separated by lines holding other numbers (a chain must use every line with digits
-between its pieces, else any log's numbers spell a date); a name with digits between its
-letters cut across lines (read in one line only); a payload's lone first character, shown
-before the payload arrives; and, to a follower, an identifier's pieces before its last two.
+between its pieces, else any log's numbers spell a date); to a follower, a payload's head
+(shown before the payload arrives), a labelled part or a first piece followed by another
+line, and an identifier's pieces before its last one or two.
 Progress lines that pass are shown as re-printed from their parsed counts, so nothing but
 those numbers comes from the job. `status_only` in the dataset's policy closes it at the
 price of no live log.
