@@ -91,3 +91,36 @@ def test_a_counter_line_before_an_identifiers_pieces_is_not_withheld_with_them(h
     withheld = _withheld(["start", before, *pieces, "done"])
     assert withheld[1] is False, (how, before)
     assert all(withheld[2 : 2 + len(pieces)]), (how, before)
+
+
+FRACTIONS = {
+    "MRN in two losses": ["epoch 3 loss 0.0048 acc 0.51", "epoch 4 loss 0.213 acc 0.52"],
+    "birth date in two losses": ["epoch 3 loss 0.1962 acc 0.51", "epoch 4 loss 0.0315 acc 0.52"],
+    "birth date in four timings": [f"step {100 + i} took 12.{p} s" for i, p in enumerate(_chunks(BIRTH, 2))],
+    "MRN after decimal commas": ["epoch 3 verlust 0,0048", "epoch 4 verlust 0,213"],
+    "UID's digits in fractions": [f"step {500 + i} lr 0.{c}" for i, c in enumerate(_chunks(UID_DIGITS, 6))],
+}
+
+
+@pytest.mark.parametrize("how", sorted(FRACTIONS))
+def test_an_identifier_in_decimals_fractions_is_withheld(how: str) -> None:
+    pieces = FRACTIONS[how]
+    assert _withheld(["start", *pieces, "done"]) == [False, *[True] * len(pieces), False]
+
+
+REVERSED = {
+    "MRN reversed in two parts beside step numbers": ["step 12345 part 3128", "step 12346 part 400"],
+    "birth date reversed in pairs beside a timestamp": [
+        f"12:00:{s:02d} step {10_000 + s} piece {p}" for s, p in enumerate(_chunks(BIRTH[::-1], 2))
+    ],
+    "UID's digits reversed, six a line beside a counter": [
+        f"step {20_000 + i} chunk {c}" for i, c in enumerate(_chunks(UID_DIGITS[::-1], 6))
+    ],
+    "MRN reversed in fractions": ["epoch 3 loss 0.3128 acc 0.51", "epoch 4 loss 0.400 acc 0.52"],
+}
+
+
+@pytest.mark.parametrize("how", sorted(REVERSED))
+def test_an_identifier_reversed_beside_other_numbers_is_withheld(how: str) -> None:
+    pieces = REVERSED[how]
+    assert _withheld(["start", *pieces, "done"]) == [False, *[True] * len(pieces), False]
