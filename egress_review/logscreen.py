@@ -45,14 +45,14 @@ acronyms and versions ("'ConvNeXtV2Blk3D'") are no base64 (`egress_review.encode
 
 This narrows the channel; it does not close it (a job can still print small facts one
 line at a time, within the budgets). Known residuals (round 19): an identifier's pieces
-printed at different places among their lines' other numbers, or past a busy line's first 32
-numbers (taking any number of a busy line strings together the epochs, losses and counters
-of every training log: 112 of 5,904 benign lines withheld; decimals' fractions and reversals
-beside other numbers are pieces since round 19, within a column); pieces separated by lines
-holding other numbers (a chain must use every line with digits between its pieces, else any
-log's numbers spell a date); to a follower, a payload's head
-(shown before the payload arrives), a labelled part or a first piece followed by another
-line, and an identifier's pieces before its last one or two.
+printed at different places among their lines' other numbers, or past a busy line's first
+256 (round 19; 32 before) or behind 64 chains begun on it (taking any number of a busy line
+strings together the epochs, losses and counters of every training log: 112 of 5,904 benign
+lines withheld; decimals' fractions and reversals beside other numbers are pieces since
+round 19, within a column); pieces separated by lines holding other numbers (a chain must
+use every line with digits between its pieces, else any log's numbers spell a date); to a
+follower, a payload's head (shown before the payload arrives), a labelled part or a first
+piece followed by another line, and an identifier's pieces before its last one or two.
 Progress lines that pass are shown as re-printed from their parsed counts, so nothing but
 those numbers comes from the job. `status_only` in the dataset's policy closes it at the
 price of no live log.

@@ -124,3 +124,10 @@ REVERSED = {
 def test_an_identifier_reversed_beside_other_numbers_is_withheld(how: str) -> None:
     pieces = REVERSED[how]
     assert _withheld(["start", *pieces, "done"]) == [False, *[True] * len(pieces), False]
+
+
+@pytest.mark.parametrize("before", [33, 60, 100])
+def test_an_identifiers_pieces_past_a_busy_lines_first_32_numbers_are_withheld(before: int) -> None:
+    numbers = " ".join(str(i * 7) for i in range(before))
+    pieces = [f"{numbers} {MRN[:4]}", f"{numbers} {MRN[4:]}"]
+    assert _withheld(["start", *pieces, "done"]) == [False, True, True, False]
