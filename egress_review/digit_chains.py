@@ -11,16 +11,20 @@ are lines the screen withholds anyway (encoded data, overlong). Letters between 
 dropped first (`mixed_words`: "1a9b6c2d" is 1962).
 
 A line holding `SHORT_LINE_DIGITS` digits or fewer offers every stretch of its consecutive
-digit groups, read joined. A busier line (a counter, a timestamp, metrics) offers only its
-whole numbers, a number being digit groups joined by single dots or commas ("0.0048" is
-00048, "1.3.6.1" is 1361; a fraction alone is no piece: "0.91" in every line of a training
-log gave "91"), each at its place among the line's numbers, and a chain keeps to one place on
-every busy line (a column: "step 12345 id-part 0048" is the second number of each line);
-and only forwards. Taking any number of a busy line, or fractions and reversals too, found
-dates in an ordinary log's counters: with 603 identifiers, 54 of the benchmark log's 4,197
-lines, and 13 lines of tqdm bars, timestamps and tracebacks, were withheld; with the column
-rule, none. Every line with digits between two pieces must give the next piece: another
-number breaks the chain.
+digit groups, read joined. A busier line (a counter, a timestamp, metrics) offers its whole
+numbers, a number being digit groups joined by single dots or commas ("0.0048" is 00048,
+"1.3.6.1" is 1361), and each group of one ("loss 0.0048" / "loss 0.213": the fractions,
+round 19), each at its number's place among the line's numbers, and a chain keeps to one
+place on every busy line (a column: "step 12345 id-part 0048" is the second number of each
+line); forwards and, since round 19, reversed. Taking any number of a busy line found dates
+in an ordinary log's counters: with 603 identifiers, 54 of the benchmark log's 4,197 lines,
+and 13 lines of tqdm bars, timestamps and tracebacks, were withheld (round 18; 112 of 5,904
+benign lines in round 19's count); with the column rule, none, fractions and reversals
+included (round 19: 0 of 5,904).
+Every line with digits between two pieces must give the next piece: another
+number breaks the chain, and on a line of a few digits the piece continuing a chain starts at
+the line's first digit (round 19: "epoch 1" before "1.3." / "6.1." / ... gave "1", then "3"
+of "1.3.", spelling the same UID, and was withheld with it).
 
 A chain never makes a running log wait for more than its last line (round 18; round 16 held
 every line from a chain's first piece while it was open, so a follower of an ordinary counting
@@ -34,10 +38,11 @@ The search is one pass over the lines, bounded per line and per log: a busy line
 first `MAX_BUSY_NUMBERS` numbers, and at most `MAX_STATES` chains are followed at once (those
 extended first, then those begun on the line).
 
-Residuals, documented in SECURITY.md: pieces at different places among their lines' numbers,
-or past a busy line's first `MAX_BUSY_NUMBERS` numbers, pieces separated by lines holding other
-numbers, an identifier's reversal printed beside other numbers, and a piece that is part of a
-number (a decimal's fraction).
+Residuals, documented in SECURITY.md: pieces at different places among their lines' numbers
+(112 of 5,904 benign lines withheld when any place was taken), pieces separated by lines
+holding other numbers, and, bounds on the cost, a piece past a busy line's first
+`MAX_BUSY_NUMBERS` numbers (only on lines longer than the default policy lets through) or
+pushed out by more than `MAX_STATES` chains begun before it on its line.
 """
 
 from __future__ import annotations
@@ -56,7 +61,10 @@ from egress_review.mixed_words import digits_of_mixed
 SHORT_LINE_DIGITS = 4
 MIN_BUSY_PIECE = 1
 # Bounds on the search (per line, per log): a busy line's numbers offered, chains followed.
-MAX_BUSY_NUMBERS = 32
+# 256 numbers: more than a line within the default `log_max_line_chars` (400) can hold, so
+# under it every number of a line is offered (round 19; 32 let a piece hide as the 33rd);
+# each piece continues only the chains keeping to its column, so the cost stays linear.
+MAX_BUSY_NUMBERS = 256
 MAX_STATES = 64
 # A running log's last line waits while it ends a chain that spells this many digits of an
 # identifier's start (fewer: "1" or "13" begins some UID in almost every line with digits).
@@ -68,9 +76,13 @@ _RUN = re.compile(r"[0-9]+(?:[^0-9A-Za-z\n]+[0-9]+)*")
 # A number: digit groups joined by single dots or commas.
 _NUMBER = re.compile(r"[0-9]+(?:[.,][0-9]+)*")
 _NO_JOINERS = str.maketrans("", "", ".,")
+_JOINERS = re.compile(r"[.,]")
 
 
-Piece = tuple[str, int | None]  # its digits; on a busy line, its place among the line's numbers
+# its digits; on a busy line, its place among the line's numbers; whether it may continue a
+# chain (on a line of a few digits, a stretch from the line's first digit: digits before it
+# would stand between two pieces)
+Piece = tuple[str, int | None, bool]
 
 
 def pieces(line: str, longest: int = 64) -> tuple[bool | None, set[Piece]]:
@@ -80,16 +92,22 @@ def pieces(line: str, longest: int = 64) -> tuple[bool | None, set[Piece]]:
         return None, set()
     text = digits_of_mixed(fold(line) if needs_folding(line) else line)
     if sum(map(len, _DIGITS.findall(text))) > SHORT_LINE_DIGITS:
-        numbers = (n.translate(_NO_JOINERS) for n in _NUMBER.findall(text)[:MAX_BUSY_NUMBERS])
-        return True, {(n, at) for at, n in enumerate(numbers) if MIN_BUSY_PIECE <= len(n) <= longest}
+        busy: set[Piece] = set()
+        for at, number in enumerate(_NUMBER.findall(text)[:MAX_BUSY_NUMBERS]):
+            # the whole number, and each of its parts: a decimal's fraction ("loss 0.0048" /
+            # "loss 0.213", round 19), at the number's place
+            for part in (number.translate(_NO_JOINERS), *_JOINERS.split(number)):
+                if MIN_BUSY_PIECE <= len(part) <= longest:
+                    busy.add((part, at, True))
+        return True, busy
     runs = [_DIGITS.findall(m.group(0)) for m in _RUN.finditer(text)]
     found: set[Piece] = set()
-    for groups in runs:
+    for run, groups in enumerate(runs):
         for first in range(len(groups)):
             piece = ""
             for group in groups[first:]:
                 piece += group
-                found.add((piece, None))
+                found.add((piece, None, run == 0 and first == 0))
     return (False if found else None), found
 
 
@@ -126,7 +144,8 @@ class _Forms:
 class DigitChains:
     """The all-digit identifiers (dates, MRNs, UIDs' digits), searched forwards over every line
     with digits, and reversed (all of them, UIDs too: one printed last character first, a
-    character a line, passed round 15) over the lines of a few digits only."""
+    character a line, passed round 15), over busy lines too since round 19 ("step 12345 part
+    3128" / "step 12346 part 400": 0 of 5,904 benign lines withheld)."""
 
     def __init__(self, identifiers: Iterable[str]) -> None:
         forms = numeric_forms(identifiers)
@@ -144,48 +163,61 @@ class DigitChains:
         ``skip``: lines withheld anyway (encoded data, overlong), read as lines without digits."""
         longest = self.forwards.longest
         offered = [(None, set()) if i in skip else pieces(line, longest) for i, line in enumerate(lines)]
-        ahead = _chains(offered, self.forwards, long_alone, busy_too=True)
-        back = _chains(offered, self.reversed, None, busy_too=False)
+        ahead = _chains(offered, self.forwards, long_alone)
+        back = _chains(offered, self.reversed, None)
         opened = [at for at in (ahead.open_at, back.open_at) if at is not None]
         return ChainResult(ahead.hits | back.hits, max(opened, default=None))
 
 
 def _chains(
-    offered: list[tuple[bool | None, set[Piece]]], forms: _Forms, long_alone: int | None, busy_too: bool
+    offered: list[tuple[bool | None, set[Piece]]], forms: _Forms, long_alone: int | None
 ) -> ChainResult:
     """Chains of one piece a line with digits spelling one of ``forms``, the pieces of busy
-    lines at one place among their numbers; without ``busy_too`` a busy line offers nothing
-    and breaks every chain. At most `MAX_STATES` chains are followed from line to line."""
+    lines at one place among their numbers. At most `MAX_STATES` chains are followed from
+    line to line."""
     hits: set[int] = set()
     whole_lines: set[int] = set()
+    # each digit string's standing, looked up once a search: a log repeats its numbers
+    # (fractions, counters' digits), and every piece is looked up as a chain's first
+    known: dict[str, tuple[bool, bool]] = {}
+
+    def status(digits: str) -> tuple[bool, bool]:
+        found = known.get(digits)
+        if found is None:
+            found = known[digits] = forms.status(digits)
+        return found
+
     # (digits so far, the place its busy lines' pieces hold) -> the lines of its pieces
     states: dict[tuple[str, int | None], tuple[int, ...]] = {}
     for i, (busy, found) in enumerate(offered):
         if busy is None:
             continue  # no digits: the chain goes on across it
-        if busy and not busy_too:
-            states = {}
-            continue
         grown: dict[tuple[str, int | None], tuple[int, ...]] = {}
-        alone = {piece: forms.status(piece) for piece, _ in found}  # each piece as a chain's first
+        alone = {piece: status(piece) for piece, _, _ in found}  # each piece as a chain's first
         if any(whole for whole, _ in alone.values()):
             # The line holds a whole identifier alone: the whole-token matcher's (or, long,
             # found here alone); chains through it would only drag its neighbours in
             # ("epoch 1" before "1.2.826...": "1" + "2826...").
             whole_lines.add(i)
         # the chains going on first, then those the line begins, while there is room
+        # the pieces that may continue a chain (digits before one on its line would stand
+        # between two pieces), by their place: a chain keeping to a column of busy lines
+        # reads only that column's pieces
+        going_on: dict[int | None, list[tuple[str, int | None]]] = {}
+        for piece, place, continues in found:
+            if continues:
+                going_on.setdefault(place, []).append((piece, place))
+        every = [p for group in going_on.values() for p in group]
         for (before, held), at in states.items():
-            for piece, place in found:
-                if place is not None and held is not None and place != held:
-                    continue  # another column of a busy line: not the next piece
+            for piece, place in every if held is None or not busy else going_on.get(held, ()):
                 joined = before + piece
-                whole, more = forms.status(joined)
+                whole, more = status(joined)
                 if whole and whole_lines.isdisjoint((*at, i)):
                     hits.update((*at, i))
                 key = (joined, held if held is not None else place)
                 if more and key not in grown and len(grown) < MAX_STATES:
                     grown[key] = (*at, i)
-        for piece, place in found:
+        for piece, place, _ in found:
             whole, more = alone[piece]
             if whole and long_alone is not None and len(piece) > long_alone:
                 hits.add(i)

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from egress_review.encoded import decoded_fragments
 from egress_review.folding import fold, needs_folding
+from egress_review.mixed_words import ONE_MIXED_WORD as _ONE_MIXED
 from egress_review.mixed_words import digits_of_mixed, has_mixed, letters_of_mixed
 
 if TYPE_CHECKING:  # importing the checks package here would import this module back through it
@@ -257,6 +258,26 @@ class SqueezedIndex:
             hits |= _wrapped(lines, (self.numeric,))
         return hits
 
+    def wrapped_mixed_lines(self, lines: list[str], skip: frozenset[int] = frozenset()) -> set[int]:
+        """0-based numbers of every line a name with digits between its letters runs across
+        ("C1o2m3p4r5" / "e6s7s8e9d0S1a2m3p4l5e6s7", round 19: each line was read for such a
+        name alone): the lines with such words (`mixed_words.has_mixed`, or one mixed word
+        alone: "C1") read as their letters alone, the others as they are, joined as
+        `wrapped_lines` joins them, forwards and each reversed. Only when some line has such
+        words; ``skip``: lines withheld anyway (encoded data, overlong), which break a run."""
+        changed = [
+            i not in skip and (has_mixed(line) or bool(_ONE_MIXED.fullmatch(line)))
+            for i, line in enumerate(lines)
+        ]
+        if not any(changed) or not self.by_anchor:
+            return set()
+        letters = [
+            "-" if i in skip else squeeze(letters_of_mixed(fold(line)) if mixed else line)
+            for i, (line, mixed) in enumerate(zip(lines, changed, strict=True))
+        ]
+        hits = _wrapped(letters, self._reversible())
+        return hits | _wrapped(_reversed_each(letters), self._reversible())
+
     def _indexes(self) -> tuple[dict[str, set[tuple[str, int]]], ...]:
         return (*self._reversible(), self.encoded)
 
@@ -274,22 +295,32 @@ class SqueezedIndex:
                 self._rot13.setdefault(codecs.encode(anchor, "rot13"), set()).update(rotated)
         return self._rot13
 
-    def open_wrap_start(self, squeezed_lines: list[str]) -> int | None:
-        """0-based line where the joined lines end with the start of an identifier (one
-        letter or digit at least, forwards, reversed, or either in ROT13, or encoded) that the
-        next line could finish; a running job's log waits there, so such a line is never shown
-        before it is judged with the line that follows. Read as `wrapped_lines` reads: also
-        with each line reversed (the forms hold their reversals, so a piece printed last first
-        waits as well), and the numeric identifiers in `digit_lines`."""
+    def open_wrap_start(self, squeezed_lines: list[str], texts: list[str] | None = None) -> int | None:
+        """0-based line from which a running job's log waits because the joined lines end
+        with the start of an identifier (one letter or digit at least, forwards, reversed, or
+        either in ROT13, or encoded) that the next line could finish; None when they do not.
+        Read as `wrapped_lines` reads: also with each line reversed (the forms hold their
+        reversals, so a piece printed last first waits as well), and the numeric identifiers
+        in `digit_lines`.
+
+        Only a bare piece waits beyond the last line (round 19, `_held_from`): a line that
+        is nothing but the identifier's start (all of it inside the start: "C", "1.2.",
+        "4a61"), so a piece printed alone a line is never shown before the line completing
+        it is judged. A line that holds more ("loss 0.9000" ending in "00", the start of an
+        MRN; "epoch 1" followed by word lines) waits while it is the last line only: round
+        14's rule held it, and every line after it, for as long as the start stayed open,
+        so a follower of an ordinary training log, pip's output or a traceback waited up to
+        six lines. ``texts``: the lines as written, for `_numeric_holds`."""
         self._wait_forms()
         digits = digit_lines(squeezed_lines)
+        numeric_holds = _numeric_holds(squeezed_lines, texts)
         found = [
-            _open_start(lines, forms, longest)
-            for lines, forms, longest in (
-                (squeezed_lines, self._forms, self._longest),
-                (_reversed_each(squeezed_lines), self._reversible_forms, self._longest),
-                (digits, self._numeric_forms, self._numeric_longest),
-                (_reversed_each(digits), self._numeric_forms, self._numeric_longest),
+            _open_start(lines, forms, longest, holds)
+            for lines, forms, longest, holds in (
+                (squeezed_lines, self._forms, self._longest, None),
+                (_reversed_each(squeezed_lines), self._reversible_forms, self._longest, None),
+                (digits, self._numeric_forms, self._numeric_longest, numeric_holds),
+                (_reversed_each(digits), self._numeric_forms, self._numeric_longest, numeric_holds),
             )
         ]
         starts = [at for at in found if at is not None]
@@ -348,16 +379,69 @@ def _wrapped(lines: list[str], indexes: Iterable[dict[str, set[tuple[str, int]]]
     return hits
 
 
-def _open_start(lines: list[str], forms: list[str] | None, longest: int) -> int | None:
-    """0-based line where ``lines`` joined end with a proper prefix of one of ``forms``."""
+def _open_start(
+    lines: list[str], forms: list[str] | None, longest: int, holds: list[int] | None = None
+) -> int | None:
+    """0-based line from which ``lines`` wait when joined they end with a proper prefix of
+    one of ``forms`` (`_held_from`), else None."""
     if not forms:
         return None
     text = "".join(lines)
     starts = list(accumulate((len(line) for line in lines), initial=0))
     for size in range(min(len(text), longest), MIN_WAIT_PREFIX_CHARS - 1, -1):
         if _begins_form(forms, text[-size:]):
-            return bisect_right(starts, len(text) - size) - 1
+            begin = len(text) - size
+            first = bisect_right(starts, begin) - 1  # (empty lines at ``begin`` skipped)
+            return _held_from(lines, first, begin - starts[first], holds)
     return None
+
+
+# An identifier's base64 begins up to this many characters into its first line (the bytes
+# before it share its first characters: "eENvbX" for "x" then the name), so a piece with as
+# many characters before it is still a bare piece (`_held_from`).
+MAX_LEAD_CHARS = 3
+# How a line may wait in the numeric reading (`_numeric_holds`).
+HOLDS = 0  # digits alone: a bare piece, also across word lines
+HOLDS_IN_A_RUN = 1  # words and numbers: a piece while every line after it gives digits too
+NEVER_HOLDS = 2  # digits run into letters ("UNet3D", "run0"): waits as the last line only
+# A digit touching a letter, any script.
+_GLUED = re.compile(r"[^\W\d_]\d|\d[^\W\d_]")
+
+
+def _numeric_holds(squeezed_lines: list[str], texts: list[str] | None) -> list[int]:
+    """How each line may wait in the numeric reading: a line of digits alone is a bare piece
+    ("1" / "step" / "9": round 15's date a digit a line with words between); a line of words
+    and numbers ("item 1 ready") only within a run of lines that all give digits, so "epoch
+    1" followed by word lines is shown; a line whose digits are glued to letters (class
+    names, paths: "UNet3D", "run0") never waits beyond the last line."""
+    holds = []
+    for i, line in enumerate(squeezed_lines):
+        if line.isdigit():
+            holds.append(HOLDS)
+        elif texts is not None and _GLUED.search(fold(texts[i])):
+            holds.append(NEVER_HOLDS)
+        else:
+            holds.append(HOLDS_IN_A_RUN)
+    return holds
+
+
+def _held_from(lines: list[str], first: int, lead: int, holds: list[int] | None) -> int:
+    """The first line that waits when an identifier's start open at the end of ``lines``
+    begins ``lead`` characters into line ``first``: the first bare piece, a line lying all
+    inside the start and giving some of it (and allowed to by ``holds``, `_numeric_holds`;
+    outside the numeric reading up to `MAX_LEAD_CHARS` may come before the start); a line
+    that gives nothing (a blank line, a word line in the numeric reading) waits only after a
+    piece that waits. The last line always waits: the next line could finish the
+    identifier."""
+    last = len(lines) - 1
+    whole = lead == 0 or (holds is None and lead <= MAX_LEAD_CHARS)
+    for k in range(first if whole else first + 1, last):
+        if not lines[k]:
+            continue
+        hold = HOLDS if holds is None else holds[k]
+        if hold == HOLDS or (hold == HOLDS_IN_A_RUN and all(lines[k + 1 :])):
+            return k
+    return last
 
 
 def _begins_form(forms: list[str], start: str) -> bool:

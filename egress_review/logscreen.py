@@ -24,27 +24,35 @@ are considered at all (the per-job budget; the per-project daily budget is kept 
 caller, `egress_review.logbudget`). Staff (admin, auditor) read the raw log.
 
 An all-digit identifier printed a piece a line among other numbers, across any number of
-word lines, reversed, or with letters between its digits is found by `DigitChains`; a base64
-payload's short tail on a line of its own is withheld with the payload. A chain never makes a
-running log wait for more than its last line (round 18; round 16 held every line from a
-chain's first piece, and a follower of "step 1 of 3" / "step 2 of 3" saw nothing): the line
-completing an identifier is withheld as it is judged, its earlier pieces from then on, so a
-follower has read those before the last two (SECURITY.md says what that gives away).
+word lines, reversed, or with letters between its digits is found by `DigitChains`; a name
+with digits between its letters cut across lines by `SqueezedIndex.wrapped_mixed_lines`; a
+base64 payload's short head or tail on a line of its own is withheld with the payload.
+
+What a follower waits for (round 19): every line of a running log but the last is shown,
+except a bare piece of an identifier's start (a line lying all inside it: "C", "1.2.",
+"4a61", a line of digits alone with word lines after it) while the lines after it could
+still complete the identifier (`SqueezedIndex.open_wrap_start`), and an encoded-looking line
+whose context is not written yet. A line that ends with an identifier's start among other
+text ("loss 0.9000", "epoch 1" then word lines), a labelled part ("MRN part 1: 0048") and a
+digit chain's piece wait only while they are the last line (rounds 14-15 held them, and the
+lines after them, up to six lines of ordinary logs): the line completing an identifier is
+withheld as it is judged, its earlier pieces from then on, so a follower has read those
+before the last one or two (SECURITY.md says what that gives away).
 
 Name parts inside a fixed phrase a tool prints ("Traceback (most recent call last):" and a
 patient named Last) are no hit (`egress_review.checks.standard_phrases`); class names with
 acronyms and versions ("'ConvNeXtV2Blk3D'") are no base64 (`egress_review.encoded`).
 
 This narrows the channel; it does not close it (a job can still print small facts one
-line at a time, within the budgets). Known residuals (round 18): an identifier's pieces
-printed at different places among their lines' other numbers, past a busy line's first 32
-numbers, as decimals' fractions, or reversed beside other numbers (taking any number of a
-busy line, fractions or reversals as pieces strings together the epochs, losses and counters
-of every training log: 54 of 4,197 lines of the benchmark's ordinary log were withheld);
-pieces separated by lines holding other numbers (a chain must use every line with digits
-between its pieces, else any log's numbers spell a date); a name with digits between its
-letters cut across lines (read in one line only); a payload's lone first character, shown
-before the payload arrives; and, to a follower, an identifier's pieces before its last two.
+line at a time, within the budgets). Known residuals (round 19): an identifier's pieces
+printed at different places among their lines' other numbers, or past a busy line's first
+256 (round 19; 32 before) or behind 64 chains begun on it (taking any number of a busy line
+strings together the epochs, losses and counters of every training log: 112 of 5,904 benign
+lines withheld; decimals' fractions and reversals beside other numbers are pieces since
+round 19, within a column); pieces separated by lines holding other numbers (a chain must
+use every line with digits between its pieces, else any log's numbers spell a date); to a
+follower, a payload's head (shown before the payload arrives), a labelled part or a first
+piece followed by another line, and an identifier's pieces before its last one or two.
 Progress lines that pass are shown as re-printed from their parsed counts, so nothing but
 those numbers comes from the job. `status_only` in the dataset's policy closes it at the
 price of no live log.
@@ -148,7 +156,7 @@ def _without_known(texts: list[str], known: Iterable[str]) -> list[str]:
     return [pattern.sub(" ", t) for t in texts]
 
 
-ENCODED_TAIL = "[tre] withheld a line continuing encoded data"
+ENCODED_TAIL = "[tre] withheld a line continuing encoded data"  # (its tail or its head)
 _ENCODED = ("[tre] withheld a line holding an encoded run", "[tre] withheld a line of encoded-looking")
 # A short line of the base64 (or hex) alphabet alone, "=" padding included: the tail of a
 # payload wrapped at some width (round 16: "Q" or "==" on its own line was shown).
@@ -156,23 +164,26 @@ _TAIL = re.compile(r"[A-Za-z0-9+/_-]{0,15}={0,3}")
 
 
 def _withhold_tails(texts: list[str], reasons: list[str | None]) -> None:
-    """Withhold the short line of the encoding's alphabet alone that follows a line withheld
-    as encoded data (blank lines between skipped): too short to be judged encoded alone, it
-    is still the payload's last characters. One line only, the first after the payload (a
-    word or two printed after it, "done" / "ok", are not all tails), and judged only after an
-    encoded line, so ordinary logs are unaffected. It never waits: the payload's lines are
-    withheld before the tail is written."""
-    after_payload = False
-    for i, text in enumerate(texts):
-        reason = reasons[i]
-        if reason is not None and reason.startswith(_ENCODED):
-            after_payload = True
-        elif not text.strip():
-            continue
-        else:
-            if after_payload and reason is None and _TAIL.fullmatch(text.strip()):
-                reasons[i] = ENCODED_TAIL
-            after_payload = False
+    """Withhold the short line of the encoding's alphabet alone next to a line withheld as
+    encoded data (blank lines between skipped), the one after it and the one before it: too
+    short to be judged encoded alone, it is still the payload's last characters, or its first
+    (round 19: a lone first character on the line before the payload was shown). One line on
+    each side only (a word or two printed after it, "done" / "ok", are not all tails), and
+    judged only next to an encoded line, so ordinary logs are unaffected. A tail never waits:
+    the payload's lines are withheld before it is written. A head is shown to a follower
+    before the payload arrives (one line of at most 15 characters; SECURITY.md)."""
+    for order in (range(len(texts)), range(len(texts) - 1, -1, -1)):
+        next_to_payload = False
+        for i in order:
+            reason = reasons[i]
+            if reason is not None and reason.startswith(_ENCODED):
+                next_to_payload = True
+            elif not texts[i].strip():
+                continue
+            else:
+                if next_to_payload and reason is None and _TAIL.fullmatch(texts[i].strip()):
+                    reasons[i] = ENCODED_TAIL
+                next_to_payload = False
 
 
 @dataclass(frozen=True)
@@ -286,6 +297,8 @@ class LogScreen:
             named.update(line - 1 for chain in self.split.chains("\n".join(texts)) for line in chain)
         if self.squeezed:  # "PAT-123" / "456": wrapped across lines, every line it runs over
             named.update(self.squeezed.wrapped_lines([squeeze(t) for t in texts]))
+            # "C1o2m3p4r5" / "e6s7s8e9d0S1a2m3p4l5e6s7": a name with digits between its letters
+            named.update(self.squeezed.wrapped_mixed_lines(texts, encoded | overlong))
         if chained is not None:  # "step 12345 id-part 0048" / "step 12346 id-part 213"
             named.update(chained.hits)
         for i, text in enumerate(texts):
@@ -322,18 +335,19 @@ class LogScreen:
         if final:
             return len(texts)
         wait = len(texts)
-        if self.split:
-            # A possible first part of a labelled identifier waits for the lines that could
-            # hold its next part: shown now, it would be withheld only after it was read.
-            opened = self.split.first_open_line("\n".join(texts))
-            if opened is not None:
-                wait = opened - 1
+        if self.split and self.split.first_open_line("\n".join(texts)) is not None:
+            # A labelled identifier's parts so far, the next part possibly still to come: the
+            # last line waits, so a part written last is judged with the line after it
+            # ("MRN part 1: 0048" then "part 2: 213", redteam13). Only the last line (round
+            # 19): holding every line from the first part, up to three, made a follower of
+            # "epoch 12" / word lines, or "in_channels=64 out_channels=128", wait.
+            wait = len(texts) - 1
         if self.squeezed:
             # The last lines ending with the start of an identifier (one character or more,
             # however many blank lines lie between its pieces) wait for the next line, which
             # could finish it ("PAT-123" now, "456" next).
             tail = self.squeezed.wrap_tail(texts)
-            begun = self.squeezed.open_wrap_start([squeeze(t) for t in texts[tail:]])
+            begun = self.squeezed.open_wrap_start([squeeze(t) for t in texts[tail:]], texts[tail:])
             if begun is not None:
                 wait = min(wait, tail + begun)
         if chained is not None and chained.open_at == len(texts) - 1:

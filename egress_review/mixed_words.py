@@ -19,6 +19,8 @@ import re
 _MIXED = re.compile(r"(?<![0-9A-Za-z])(?=[A-Za-z]+[0-9]|[0-9]+[A-Za-z])[0-9A-Za-z]+")
 # ... with letters between digits or digits between letters (each start scans to the next
 # class change only).
+# A line that is one such word alone, space around it ("C1": a name cut a letter a line).
+ONE_MIXED_WORD = re.compile(r"\s*(?=[A-Za-z]+[0-9]|[0-9]+[A-Za-z])[0-9A-Za-z]+\s*")
 _SANDWICH = re.compile(r"[0-9][A-Za-z]+[0-9]|[A-Za-z][0-9]+[A-Za-z]")
 _LETTERS = re.compile(r"[A-Za-z]+")
 _DIGITS = re.compile(r"[0-9]+")
