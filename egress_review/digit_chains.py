@@ -111,10 +111,31 @@ def pieces(line: str, longest: int = 64) -> tuple[bool | None, set[Piece]]:
     return (False if found else None), found
 
 
+def spelt_by_chance(digits: str) -> bool:
+    """Whether ordinary logs spell ``digits`` a piece a line by themselves.
+
+    A form of at most two distinct digits ("11111111", "00000001", "12121212") is spelt by any
+    log whose lines hold those digits (a metric's "0.91", "1e-4"), and a form counting by one
+    ("12345678", "87654321") by any counter ("epoch 1 of 20", "epoch 2 of 20", ...): with one
+    such identifier in the dataset (pydicom's test files hold "11111111") every line of an
+    ordinary training log was withheld. Such forms are not chased across lines; whole on a
+    line they are still found by the identifier matcher.
+    """
+    if len(set(digits)) <= 2:
+        return True
+    steps = {(int(b) - int(a)) % 10 for a, b in zip(digits, digits[1:], strict=False)}
+    return steps in ({1}, {9})
+
+
 def numeric_forms(identifiers: Iterable[str]) -> set[str]:
-    """The all-digit identifiers squeezed (a UID's digits), six digits or more."""
+    """The all-digit identifiers squeezed (a UID's digits), six digits or more, but those
+    ordinary logs spell by chance (`spelt_by_chance`)."""
     found = {squeeze(identifier) for identifier in identifiers}
-    return {digits for digits in found if digits.isdigit() and len(digits) >= MIN_SQUEEZED_CHARS}
+    return {
+        digits
+        for digits in found
+        if digits.isdigit() and len(digits) >= MIN_SQUEEZED_CHARS and not spelt_by_chance(digits)
+    }
 
 
 @dataclass(frozen=True)
