@@ -34,7 +34,7 @@ from tre.cli.client import (
     save_credentials,
 )
 from tre.cli.device_login import device_login, oidc_login_config
-from tre.cli.output import JsonFlag, PortOption, console, err_console, print_json, untrusted
+from tre.cli.output import JsonFlag, console, err_console, print_json, untrusted
 from tre.config import get_settings
 
 app = typer.Typer(
@@ -159,10 +159,37 @@ def whoami(as_json: JsonFlag = False) -> None:
     console.print(f"{me['user_id']} roles={','.join(me['roles'])} projects={','.join(me['projects']) or '-'}")
 
 
+def local_api_port(api_url: str, host: str) -> int | None:
+    """The port of ``TRE_API_URL`` when it is plain HTTP to ``host`` or this machine's loopback:
+    a newcomer who set ``TRE_API_URL=http://127.0.0.1:9000`` ran `tre serve` and every CLI
+    command said the API could not be reached (it listened on 8765). A URL of another host (a
+    proxy in front of the API) says nothing about where this process listens."""
+    from urllib.parse import urlsplit
+
+    try:
+        url = urlsplit(api_url)
+        port = url.port
+    except ValueError:
+        return None
+    loopback = {"127.0.0.1", "localhost", "::1"}
+    if url.scheme != "http" or port is None:
+        return None
+    if url.hostname == host or (url.hostname in loopback and host in loopback):
+        return port
+    return None
+
+
 @app.command(rich_help_panel=ADMINS)
 def serve(
     host: str = "127.0.0.1",
-    port: PortOption = 8765,
+    port: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=65535,
+            help="TCP port to listen on (default: TRE_API_URL's port when it names this host, else 8765).",
+        ),
+    ] = None,
     worker: Annotated[bool, typer.Option(help="Run the job worker in this process too.")] = True,
     node: Annotated[
         bool, typer.Option("--node", help="Also run the federation agent (after `tre node join`).")
@@ -171,8 +198,9 @@ def serve(
     """Run the API (and, for the embedded mode, the worker; with --node, the federation agent)."""
     from tre.listen import ensure_can_listen
 
-    ensure_can_listen(host, port, "tre serve")  # before the server's imports: a mistake answers at once
     settings = get_settings()
+    port = port or local_api_port(settings.api_url, host) or 8765
+    ensure_can_listen(host, port, "tre serve")  # before the server's imports: a mistake answers at once
     if worker:
         from tre.executors.factory import check_executor_settings
 
