@@ -16,6 +16,26 @@ from pathlib import Path
 
 import pytest
 
+
+def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    """The caller's environment without its TRE_ settings, on a state of the test's own."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRE_")}
+    env.update(TRE_HOME=str(tmp_path / "state"), **extra)
+    return env
+
+
+def _tre(env: dict[str, str], *argv: str) -> subprocess.CompletedProcess[str]:
+    """One `tre` command as a user types it: its own process, no terminal, nothing on stdin."""
+    return subprocess.run(
+        [sys.executable, "-m", "tre.cli.main", *argv],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+
+
 CASES = [
     (["image", "list", "--usable"], "--usable needs --project/-p", "image list --help"),
     (
@@ -33,16 +53,7 @@ CASES = [
 def test_a_usage_mistake_is_one_line_and_exit_2(
     tmp_path: Path, argv: list[str], says: str, hint: str
 ) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRE_")}
-    env.update(TRE_HOME=str(tmp_path / "state"), TRE_API_URL="http://127.0.0.1:9", TRE_TOKEN="x.y.z")
-    proc = subprocess.run(
-        [sys.executable, "-m", "tre.cli.main", *argv],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        stdin=subprocess.DEVNULL,
-    )
+    proc = _tre(_env(tmp_path, TRE_API_URL="http://127.0.0.1:9", TRE_TOKEN="x.y.z"), *argv)
     assert proc.returncode == 2, (proc.returncode, proc.stderr)
     assert proc.stdout == ""
     lines = proc.stderr.splitlines()
@@ -61,11 +72,7 @@ def test_a_usage_mistake_is_one_line_and_exit_2(
 )
 def test_a_port_out_of_range_is_a_usage_mistake(tmp_path: Path, argv: list[str]) -> None:
     """`tre serve --port 99999` reached bind() and ended 'unexpected OverflowError ... a bug in tre'."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRE_")}
-    env["TRE_HOME"] = str(tmp_path / "state")
-    proc = subprocess.run(
-        [sys.executable, "-m", "tre.cli.main", *argv], env=env, capture_output=True, text=True, timeout=60
-    )
+    proc = _tre(_env(tmp_path), *argv)
     assert proc.returncode == 2, proc.stderr
     assert len(proc.stderr.splitlines()) == 1 and "'--port'" in proc.stderr and "bug" not in proc.stderr
 
@@ -76,10 +83,9 @@ def test_a_reader_that_stops_early_is_141_for_rich_output_too(tmp_path: Path, ar
     rich console, typer's help included) ended with exit 1 and nothing said: rich's own
     broken-pipe handler exits 1, so a script could not tell it from a failed check. The README
     promises 141, as `tre jobs | head -1` already had."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRE_")}
-    env["TRE_HOME"] = str(tmp_path / "state")
+    env = _env(tmp_path)
     cli = [sys.executable, "-m", "tre.cli.main"]
-    subprocess.run([*cli, "admin", "init"], env=env, capture_output=True, check=True, timeout=60)
+    assert _tre(env, "admin", "init").returncode == 0
     proc = subprocess.Popen(
         [*cli, *argv], env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
@@ -95,16 +101,7 @@ def test_a_reader_that_stops_early_is_141_for_rich_output_too(tmp_path: Path, ar
 )
 def test_a_misspelt_role_is_named_with_the_closest(tmp_path: Path, role: str, says: str) -> None:
     """`tre admin user alice --role reseacher` said "unknown role(s) ['reseacher']" (a Python list)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRE_")}
-    env["TRE_HOME"] = str(tmp_path / "state")
-    proc = subprocess.run(
-        [sys.executable, "-m", "tre.cli.main", "admin", "user", "alice", "--role", role],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        stdin=subprocess.DEVNULL,
-    )
+    proc = _tre(_env(tmp_path), "admin", "user", "alice", "--role", role)
     assert proc.returncode == 1 and proc.stdout == "", (proc.stdout, proc.stderr)
     (line,) = proc.stderr.splitlines()
     assert line.startswith(f"error: unknown role '{role}' ") and says in line and "[" not in line, line
@@ -114,20 +111,11 @@ def test_a_misspelt_role_is_named_with_the_closest(tmp_path: Path, role: str, sa
 def test_a_token_for_a_role_not_held_says_how_to_give_it(tmp_path: Path) -> None:
     """`tre admin token --user alice --role dac` said "does not hold role(s) ['dac']", and
     `--role reseacher` the same, as if it were a role alice merely lacked."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRE_")}
-    env["TRE_HOME"] = str(tmp_path / "state")
-    cli = [sys.executable, "-m", "tre.cli.main"]
-    subprocess.run([*cli, "admin", "user", "alice", "--role", "researcher"], env=env, check=True, timeout=60)
+    env = _env(tmp_path)
+    assert _tre(env, "admin", "user", "alice", "--role", "researcher").returncode == 0
     said = {}
     for role in ("dac", "reseacher"):
-        proc = subprocess.run(
-            [*cli, "admin", "token", "--user", "alice", "--role", role],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            stdin=subprocess.DEVNULL,
-        )
+        proc = _tre(env, "admin", "token", "--user", "alice", "--role", role)
         assert proc.returncode == 1 and proc.stdout == "", (proc.stdout, proc.stderr)
         (said[role],) = proc.stderr.splitlines()
     assert said["dac"] == (
@@ -142,16 +130,7 @@ def test_a_token_before_init_names_the_state_directory_and_init(tmp_path: Path) 
     init`, or init run as root and the token asked for as another user, whose state is
     ~/.tre) said "create it first (tre admin user admin --role ...)": a newcomer made a second
     admin in the wrong place instead of finding the state the first one is in."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRE_")}
-    env["TRE_HOME"] = str(tmp_path / "state")
-    proc = subprocess.run(
-        [sys.executable, "-m", "tre.cli.main", "admin", "token", "--user", "admin", "--role", "admin"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        stdin=subprocess.DEVNULL,
-    )
+    proc = _tre(_env(tmp_path), "admin", "token", "--user", "admin", "--role", "admin")
     assert proc.returncode == 1 and proc.stdout == "", (proc.stdout, proc.stderr)
     (line,) = proc.stderr.splitlines()
     assert line == (
