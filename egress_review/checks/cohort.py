@@ -23,14 +23,14 @@ reviewers, never a block). docs/egress-checks.md says so.
 
 from __future__ import annotations
 
-import fnmatch
-import re
 from collections.abc import Iterable
+
+from egress_review.checks.tables import _matches
 
 Patients = frozenset[frozenset[str]]
 """A cohort: each patient as the set of IDs they go by."""
 
-# a sidecar column naming a patient (its normalised header, fnmatch globs)
+# a sidecar column naming a patient (its normalised header, globs)
 PATIENT_ID_COLUMNS = (
     "patient_id",
     "patientid",
@@ -140,6 +140,6 @@ class _Joined:
 
 
 def patient_columns(header: list[str]) -> list[int]:
-    """The columns of a sidecar table that name a patient."""
-    norm = [re.sub(r"[\s\-]+", "_", h.strip().lower()) for h in header]
-    return [i for i, h in enumerate(norm) if any(fnmatch.fnmatchcase(h, p) for p in PATIENT_ID_COLUMNS)]
+    """The columns of a sidecar table that name a patient (matched as a policy's column globs
+    are, `tables._matches`)."""
+    return [i for i, h in enumerate(header) if _matches(h, PATIENT_ID_COLUMNS)]

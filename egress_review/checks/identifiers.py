@@ -27,6 +27,7 @@ from pydicom.errors import BytesLengthException, InvalidDicomError
 from egress_review.checks import standard_phrases
 from egress_review.checks.cohort import Cohort, Patients, patient_columns
 from egress_review.checks.dates import find_dates
+from egress_review.checks.tables import _matches
 from tre.policy import Policy, TextRules
 
 PERSON_NAME_KEYWORDS = (
@@ -181,7 +182,7 @@ def sidecar_identifiers(path: Path, columns: Iterable[str], cohort: Cohort | Non
     CSV/TSV, or an XLSX workbook (every sheet) or Parquet file (read by openpyxl, pyarrow).
     With ``cohort``, each row's patient-id columns are added to it as one person (leaks19: a
     clinical table's patients are the dataset's too), from the same read."""
-    patterns = [c.lower() for c in columns]
+    patterns = tuple(columns)
     if (not patterns and cohort is None) or path.stat().st_size > MAX_SIDECAR_BYTES:
         return set()
     try:
@@ -190,8 +191,7 @@ def sidecar_identifiers(path: Path, columns: Iterable[str], cohort: Cohort | Non
         return set()
     found: set[str] = set()
     for header_cells, rows in tables:
-        header = [re.sub(r"[\s\-]+", "_", h.strip().lower()) for h in header_cells]
-        wanted = [i for i, h in enumerate(header) if any(fnmatch.fnmatchcase(h, p) for p in patterns)]
+        wanted = [i for i, h in enumerate(header_cells) if _matches(h, patterns)]
         for row in rows:
             for i in wanted:
                 if i < len(row) and row[i].strip():

@@ -26,6 +26,7 @@ import functools
 import io
 import math
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -65,7 +66,7 @@ def _globs(patterns: tuple[str, ...]) -> re.Pattern[str]:
     return re.compile("|".join(f"(?:{fnmatch.translate(p.lower())})" for p in patterns) or "(?!)")
 
 
-def _matches(name: str, patterns: list[str]) -> bool:
+def _matches(name: str, patterns: Iterable[str]) -> bool:
     norm = _SEPARATORS.sub("_", name.strip().lower())
     return _globs(tuple(patterns)).match(norm) is not None
 
