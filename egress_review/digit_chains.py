@@ -10,7 +10,7 @@ order, spells it; lines without digits between the pieces (however many) are ski
 are lines the screen withholds anyway (encoded data, overlong). Letters between digits are
 dropped first (`mixed_words`: "1a9b6c2d" is 1962).
 
-A line holding `SHORT_LINE_DIGITS` digits or fewer offers every stretch of its consecutive
+A line holding `MAX_DIGITS_A_LINE` digits or fewer offers every stretch of its consecutive
 digit groups, read joined. A busier line (a counter, a timestamp, metrics) offers its whole
 numbers, a number being digit groups joined by single dots or commas ("0.0048" is 00048,
 "1.3.6.1" is 1361), and each group of one ("loss 0.0048" / "loss 0.213": the fractions,
@@ -51,14 +51,12 @@ import re
 from bisect import bisect_left
 from collections.abc import Iterable
 from dataclasses import dataclass
+from itertools import pairwise
 
-from egress_review.disguised import MIN_SQUEEZED_CHARS, squeeze
+from egress_review.disguised import MAX_DIGITS_A_LINE, MIN_SQUEEZED_CHARS, squeeze
 from egress_review.folding import fold, needs_folding
 from egress_review.mixed_words import digits_of_mixed
 
-# A line holding this many digits or fewer offers every stretch of its digit groups (as
-# `digit_lines` reads such a line as its digits alone).
-SHORT_LINE_DIGITS = 4
 MIN_BUSY_PIECE = 1
 # Bounds on the search (per line, per log): a busy line's numbers offered, chains followed.
 # 256 numbers: more than a line within the default `log_max_line_chars` (400) can hold, so
@@ -91,7 +89,8 @@ def pieces(line: str, longest: int = 64) -> tuple[bool | None, set[Piece]]:
     if not _ANY_DIGIT.search(line):
         return None, set()
     text = digits_of_mixed(fold(line) if needs_folding(line) else line)
-    if sum(map(len, _DIGITS.findall(text))) > SHORT_LINE_DIGITS:
+    # busier than a line `digit_lines` reads as its digits alone
+    if sum(map(len, _DIGITS.findall(text))) > MAX_DIGITS_A_LINE:
         busy: set[Piece] = set()
         for at, number in enumerate(_NUMBER.findall(text)[:MAX_BUSY_NUMBERS]):
             # the whole number, and each of its parts: a decimal's fraction ("loss 0.0048" /
@@ -123,7 +122,7 @@ def spelt_by_chance(digits: str) -> bool:
     """
     if len(set(digits)) <= 2:
         return True
-    steps = {(int(b) - int(a)) % 10 for a, b in zip(digits, digits[1:], strict=False)}
+    steps = {(int(b) - int(a)) % 10 for a, b in pairwise(digits)}
     return steps in ({1}, {9})
 
 
