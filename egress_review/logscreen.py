@@ -156,14 +156,15 @@ def _without_known(texts: list[str], known: Iterable[str]) -> list[str]:
     return [pattern.sub(" ", t) for t in texts]
 
 
+ENCODED_RUN = "[tre] withheld a line holding an encoded run"
+ENCODED_CONTEXT = "[tre] withheld a line of encoded-looking data (judged with its neighbours)"
 ENCODED_TAIL = "[tre] withheld a line continuing encoded data"  # (its tail or its head)
-_ENCODED = ("[tre] withheld a line holding an encoded run", "[tre] withheld a line of encoded-looking")
 # A short line of the base64 (or hex) alphabet alone, "=" padding included: the tail of a
 # payload wrapped at some width (round 16: "Q" or "==" on its own line was shown).
 _TAIL = re.compile(r"[A-Za-z0-9+/_-]{0,15}={0,3}")
 
 
-def _withhold_tails(texts: list[str], reasons: list[str | None]) -> None:
+def _withhold_tails(texts: list[str], reasons: list[str | None], encoded: frozenset[int]) -> None:
     """Withhold the short line of the encoding's alphabet alone next to a line withheld as
     encoded data (blank lines between skipped), the one after it and the one before it: too
     short to be judged encoded alone, it is still the payload's last characters, or its first
@@ -171,17 +172,17 @@ def _withhold_tails(texts: list[str], reasons: list[str | None]) -> None:
     each side only (a word or two printed after it, "done" / "ok", are not all tails), and
     judged only next to an encoded line, so ordinary logs are unaffected. A tail never waits:
     the payload's lines are withheld before it is written. A head is shown to a follower
-    before the payload arrives (one line of at most 15 characters; SECURITY.md)."""
+    before the payload arrives (one line of at most 15 characters; SECURITY.md). ``encoded``:
+    the lines withheld as encoded data."""
     for order in (range(len(texts)), range(len(texts) - 1, -1, -1)):
         next_to_payload = False
         for i in order:
-            reason = reasons[i]
-            if reason is not None and reason.startswith(_ENCODED):
+            if i in encoded:
                 next_to_payload = True
             elif not texts[i].strip():
                 continue
             else:
-                if next_to_payload and reason is None and _TAIL.fullmatch(texts[i].strip()):
+                if next_to_payload and reasons[i] is None and _TAIL.fullmatch(texts[i].strip()):
                     reasons[i] = ENCODED_TAIL
                 next_to_payload = False
 
@@ -287,10 +288,11 @@ class LogScreen:
             )
         )
         overlong = frozenset(i for i, text in enumerate(texts) if len(text) > self.max_line_chars)
+        anyway = encoded | overlong
         chained = None
         if self.chains:
-            chained = self.chains.search(texts, long_alone=MAX_NUMERIC_CHARS, skip=encoded | overlong)
-        named = disguised_lines(texts, self.matcher, self.squeezed, encoded | overlong)
+            chained = self.chains.search(texts, long_alone=MAX_NUMERIC_CHARS, skip=anyway)
+        named = disguised_lines(texts, self.matcher, self.squeezed, anyway)
         if self.matcher:
             named.update(h.line - 1 for h in self.matcher.find("\n".join(texts), limit=100_000))
         if self.split:  # "MRN part 1: 0048" / "part 2: 213": every line of the parts
@@ -298,20 +300,18 @@ class LogScreen:
         if self.squeezed:  # "PAT-123" / "456": wrapped across lines, every line it runs over
             named.update(self.squeezed.wrapped_lines([squeeze(t) for t in texts]))
             # "C1o2m3p4r5" / "e6s7s8e9d0S1a2m3p4l5e6s7": a name with digits between its letters
-            named.update(self.squeezed.wrapped_mixed_lines(texts, encoded | overlong))
+            named.update(self.squeezed.wrapped_mixed_lines(texts, anyway))
         if chained is not None:  # "step 12345 id-part 0048" / "step 12346 id-part 213"
             named.update(chained.hits)
-        for i, text in enumerate(texts):
-            if len(text) > self.max_line_chars:
+        for i in range(len(texts)):
+            if i in overlong:
                 # Fixed words only: a length the job chose would itself carry a number out.
                 reasons[i] = f"[tre] withheld a line longer than {self.max_line_chars} characters"
-            elif runs[i] >= self.encoded_min_chars:
-                reasons[i] = "[tre] withheld a line holding an encoded run"
-            elif payloads[i] and self._context_payload(sums, i) >= self.encoded_min_chars:
-                reasons[i] = "[tre] withheld a line of encoded-looking data (judged with its neighbours)"
+            elif i in encoded:
+                reasons[i] = ENCODED_RUN if runs[i] >= self.encoded_min_chars else ENCODED_CONTEXT
             elif i in named:
                 reasons[i] = "[tre] withheld a line naming an identifier from the dataset"
-        _withhold_tails(texts, reasons)
+        _withhold_tails(texts, reasons, encoded)
         return reasons, chained
 
     @staticmethod
