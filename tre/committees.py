@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from tre.access import former_member_ids
 from tre.audit import record_event
-from tre.errors import Conflict, NotFound, Unprocessable, no_such
+from tre.errors import Conflict, NotFound, Unprocessable
 from tre.policy import PolicyUnavailable, policies_for_datasets
 from tre.store.models import Dataset, DatasetReviewer, EgressRequest, Job, ProjectMember, User, UserRole
 
@@ -129,19 +129,12 @@ def committee_report(session: Session, policies_dir: Path) -> list[CommitteeStat
     return [committee_state(session, d, policies_dir) for d in datasets]
 
 
-def _dataset(session: Session, dataset_id: str) -> Dataset:
-    ds = session.get(Dataset, dataset_id)
-    if ds is None:
-        raise no_such("dataset", dataset_id)
-    return ds
-
-
 def assign(session: Session, actor: str, dataset_id: str, user_id: str, policies_dir: Path) -> CommitteeState:
     """Put a DAC member on a dataset's committee (admin). Only a user holding the ``dac``
     role: a researcher on a committee would review their colleagues' work."""
-    ds = _dataset(session, dataset_id)
-    from tre.registry import get_user  # registry imports this module (through review_capacity)
+    from tre.registry import get_dataset, get_user  # registry imports this module (review_capacity)
 
+    ds = get_dataset(session, dataset_id)
     user = get_user(session, user_id, REVIEWER_ROLE)
     if REVIEWER_ROLE not in user.role_names:
         raise Unprocessable(
@@ -172,8 +165,9 @@ def unassign(
     when the committee would then be smaller than the dataset's quorum, unless ``force``:
     the dataset's requests could then never be decided. Forced, it is audited as such."""
     from tre import review_capacity  # it builds on this module
+    from tre.registry import get_dataset  # registry imports this module (review_capacity)
 
-    ds = _dataset(session, dataset_id)
+    ds = get_dataset(session, dataset_id)
     row = session.get(DatasetReviewer, (dataset_id, user_id))
     if row is None:
         raise NotFound(f"{user_id!r} does not sit on the committee of {dataset_id!r}")
