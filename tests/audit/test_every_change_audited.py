@@ -127,6 +127,13 @@ def steps(world_dir: Path) -> list[Step]:
         ),
         (
             "POST",
+            "/api/v1/jobs/check",
+            "alice",
+            {"json": {"project_id": "p1", "image": IMAGE, "command": ["true"], "dataset_ids": ["ct1"]}},
+            ["p1", "job.checked"],
+        ),
+        (
+            "POST",
             "/api/v1/jobs",
             "alice",
             {"json": {"project_id": "p1", "image": IMAGE, "command": ["true"], "dataset_ids": ["ct1"]}},

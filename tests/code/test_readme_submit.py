@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import shlex
 import subprocess
@@ -16,6 +17,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from tests.worlds import IMAGE, WorldFactory
 from tre import registry
@@ -25,6 +27,7 @@ from tre.jobs.worker import Worker
 from tre.server import BackgroundServer
 from tre.store.base import utcnow
 from tre.store.db import session_scope
+from tre.store.models import AuditEntry
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.skipif(not os.path.exists("/usr/bin/bwrap"), reason="bubblewrap not installed")
@@ -174,3 +177,39 @@ def test_hostile_folder_is_refused_before_upload(live, tmp_path: Path, settings)
     assert over.returncode == 1
     assert over.stderr.strip() == f"error: the code folder {work} holds more than 1 MiB, the project's quota"
     assert not archives.exists() or not any(archives.iterdir())
+
+
+REFUSED = "error: Job not admitted:"
+
+
+@pytest.mark.parametrize(
+    ("change", "said"),
+    [
+        (("-d", "lidc", "-d", "nope"), f"{REFUSED} project 'lung' has no access to dataset 'nope'"),
+        (("-p", "lung", "-p", "other"), f"{REFUSED} you are not a member of project 'other'"),
+        (("--image", IMAGE, "--image", "other@sha256:" + "0" * 64), f"{REFUSED} image 'other@sha256:"),
+    ],
+    ids=["dataset", "project", "image"],
+)
+def test_a_refused_submission_uploads_no_code(  # type: ignore[no-untyped-def]
+    live, tmp_path: Path, settings, engine, change: tuple[str, ...], said: str
+) -> None:
+    """Admission is asked before the code is packed and sent: a mistyped dataset, project or
+    image used to be refused only after the upload (up to the project's code quota), leaving
+    the archive stored. Failed before: the archive store held the folder's archive."""
+    work = tmp_path / "analysis"
+    work.mkdir()
+    (work / "analysis.py").write_text(ANALYSIS)
+    line = readme_submit_line().replace("<ref>", IMAGE)
+    old, new = " ".join(change[:2]), " ".join(change[2:])
+    assert old in line
+    proc = _tre(live["alice"], shlex.split(line.replace(old, new))[1:], cwd=work)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and said in proc.stderr, proc.stderr
+    assert "code " not in proc.stdout  # nothing announced as stored
+    archives = settings.home / "code" / "archives"
+    assert not archives.exists() or not any(archives.iterdir())
+    with session_scope(engine) as s:
+        entries = [json.loads(body) for body in s.scalars(select(AuditEntry.body))]
+    denied = [e for e in entries if e["action"] == "job.denied"]
+    assert [d["details"].get("check") for d in denied] == [True]

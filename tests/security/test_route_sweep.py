@@ -98,6 +98,7 @@ REFUSED: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/api/v1/catalogue"): NOBODY,
     ("POST", "/api/v1/catalogue/counts"): NOT_SUBMITTERS,
     ("POST", "/api/v1/jobs"): NOT_SUBMITTERS,
+    ("POST", "/api/v1/jobs/check"): NOT_SUBMITTERS,
     ("GET", "/api/v1/jobs"): NOBODY,
     ("GET", "/api/v1/jobs/{job_id}"): frozenset({"bob", "dana"}),
     ("GET", "/api/v1/jobs/{job_id}/logs"): frozenset({"bob", "dana"}),

@@ -129,24 +129,25 @@ def submit(
         tre submit -p p1 -d ct1 --image IMAGE@sha256:... --code . --wait -- python3 run.py --fast
     """
     client = ApiClient()
-    inputs = [resolve_input_job(client, given) for given in input_job or []]
-    code_hash = upload_code(client, project, code, announce=not as_json) if code is not None else None
-    job = client.post(
-        "/api/v1/jobs",
-        json={
-            "project_id": project,
-            "image": resolve_image_ref(client, image),
-            "command": command,
-            "dataset_ids": dataset or [],
-            "cpu": cpu,
-            "memory_mb": memory_mb,
-            "gpu": gpu,
-            "time_limit_s": time_limit,
-            "output_limit_mb": output_limit_mb,
-            "code_hash": code_hash,
-            "input_job_ids": inputs,
-        },
-    )
+    request = {
+        "project_id": project,
+        "image": resolve_image_ref(client, image),
+        "command": command,
+        "dataset_ids": dataset or [],
+        "cpu": cpu,
+        "memory_mb": memory_mb,
+        "gpu": gpu,
+        "time_limit_s": time_limit,
+        "output_limit_mb": output_limit_mb,
+        "input_job_ids": [resolve_input_job(client, given) for given in input_job or []],
+    }
+    code_hash = None
+    if code is not None:
+        # Admission first: a mistyped dataset or project is refused before the code is packed
+        # and uploaded (up to the project's code quota), not after.
+        client.post("/api/v1/jobs/check", json=request)
+        code_hash = upload_code(client, project, code, announce=not as_json)
+    job = client.post("/api/v1/jobs", json={**request, "code_hash": code_hash})
     if as_json and not wait:
         print_json(job)
         return

@@ -18,20 +18,40 @@ from tre.auth.principal import Principal
 from tre.config import Settings
 from tre.errors import Conflict, Forbidden, NotFound, TreError
 from tre.jobs.admission import JobRequest, admit
-from tre.jobs.lineage import record_lineage
+from tre.jobs.lineage import Lineage, record_lineage
 from tre.jobs.paths import log_path
 from tre.store.base import utcnow
 from tre.store.models import Job, JobState
 
 
-def submit(session: Session, settings: Settings, principal: Principal, req: JobRequest) -> Job:
+def check(session: Session, settings: Settings, principal: Principal, req: JobRequest) -> None:
+    """Admission without queueing: the CLI asks before it packs and uploads a job's code, so
+    that a mistyped dataset, image or project is refused in a second rather than after an
+    upload of up to the project's code quota. Audited either way (a refusal as `job.denied`
+    marked ``check``, an admission as `job.checked`): a researcher probing admission is
+    visible to auditors like one submitting."""
+    _admit_or_refuse(session, settings, principal, req, check=True)
+    record_event(
+        session,
+        actor=principal.user_id,
+        action="job.checked",
+        project_id=req.project_id,
+        details={"image": req.image, "datasets": req.dataset_ids, "code_hash": req.code_hash},
+    )
+
+
+def _admit_or_refuse(
+    session: Session, settings: Settings, principal: Principal, req: JobRequest, check: bool = False
+) -> Lineage:
+    """`admit`, with a refusal carrying its `job.denied` entry.
+
+    The entry is written after the request's rollback, in a unit of work of its own, and kept
+    on disk when the store cannot take it then (`TreError.refusals`): written in the request's
+    transaction (until round 15) it was lost with a commit that failed, and that commit also
+    kept whatever the request had written before admission refused it."""
     try:
-        lineage = admit(session, settings, principal.user_id, req)
+        return admit(session, settings, principal.user_id, req)
     except TreError as exc:
-        # Written after the request's rollback, in a unit of work of its own, and kept on disk
-        # when the store cannot take it then (`TreError.refusals`): written in the request's
-        # transaction (until round 15) it was lost with a commit that failed, and that commit
-        # also kept whatever the request had written before admission refused it.
         exc.refusals = (
             *exc.refusals,
             AuditEvent(
@@ -44,10 +64,15 @@ def submit(session: Session, settings: Settings, principal: Principal, req: JobR
                     "code_hash": req.code_hash,
                     **({"input_jobs": list(req.input_job_ids)} if req.input_job_ids else {}),
                     "reason": str(exc),
+                    **({"check": True} if check else {}),
                 },
             ),
         )
         raise
+
+
+def submit(session: Session, settings: Settings, principal: Principal, req: JobRequest) -> Job:
+    lineage = _admit_or_refuse(session, settings, principal, req)
     job = _insert_job(
         session,
         project_id=req.project_id,

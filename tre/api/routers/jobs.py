@@ -52,6 +52,20 @@ def submit_job(
     return Response(content=content, status_code=201, media_type="application/json")
 
 
+@router.post("/check", status_code=204, response_class=Response)
+def check_job(
+    session: DbSession,
+    body: JobIn,
+    p: Principal = Depends(submitters),
+    settings: Settings = Depends(get_settings_dep),
+) -> Response:
+    """Admission of the job as `POST /api/v1/jobs` would decide it, without queueing it: 204
+    when it would be admitted, the refusal's problem otherwise. `tre submit --code` asks this
+    before it packs and uploads the code."""
+    service.check(session, settings, p, JobRequest(**body.model_dump()))
+    return Response(status_code=204)
+
+
 DEFAULT_PAGE = 50
 # The columns the listing reads; ``end_pending`` is not one (`_end_pending`).
 _JOB_COLUMNS = tuple(name for name in JobOut.model_fields if name != "end_pending")
