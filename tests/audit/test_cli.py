@@ -201,3 +201,19 @@ def test_an_older_bundle_after_a_newer_pin_says_what_to_do(
     new = tmp_path / "newer.jsonl"
     assert runner.invoke(audit_app, ["export", str(new)]).exit_code == 0
     assert runner.invoke(audit_app, ["verify", str(new)]).exit_code == 0
+
+
+def test_a_search_for_an_action_no_entry_has_says_so(live: str) -> None:
+    """`--action dataset.reads` (misspelt) answered an empty table and nothing else, which an
+    auditor reads as "no job read a dataset". Failed before: no warning."""
+    res = runner.invoke(audit_app, ["search", "--action", "dataset.reads"])
+    assert res.exit_code == 0, res.output
+    said = "warning: no entry in the log has action 'dataset.reads'; did you mean 'dataset.read'?"
+    assert said in res.stderr, res.output
+    # An action the log has, filtered out by another criterion: empty, and no warning.
+    res = runner.invoke(audit_app, ["search", "--action", "dataset.read", "--user", "nobody"])
+    assert res.exit_code == 0 and "warning" not in res.stderr, res.output
+    # Nothing near: said without a guess.
+    res = runner.invoke(audit_app, ["search", "--action", "zz", "--json"])
+    assert res.exit_code == 0 and res.stdout == ""
+    assert res.stderr.strip() == "warning: no entry in the log has action 'zz'"

@@ -94,15 +94,21 @@ def entries(
             raise Problem(422, "Invalid request", f"{name} needs a time zone (e.g. 2026-01-01T00:00:00Z)")
     flt = service.EntryFilter(actor, action, project_id, dataset_id, job_id, since, until)
     result = service.search(session, flt, after, limit)
+    closest = None
+    if action is not None and after == -1 and not result.entries and result.last_scanned is None:
+        closest = service.closest_actions(session, action)
     # Auditors are accountable too: what they looked for is itself in the log.
     query = {k: v for k, v in flt.__dict__.items() if v is not None}
     record_event(session, actor=principal.user_id, action="audit.search", details={"query": query})
     session.commit()
-    return {
+    answer: dict[str, Any] = {
         "items": [service.entry_json(e) for e in result.entries],
         "damaged": result.damaged,
         "next_after": result.last_scanned,
     }
+    if closest is not None:  # no entry at all has this action: say so, and what is near
+        answer["unknown_action"] = {"action": action, "closest": closest}
+    return answer
 
 
 @router.get("/entries/{idx}")

@@ -7,6 +7,7 @@ hashes of those ranges, so one proof reads at most ``tree_size`` leaf hashes.
 
 from __future__ import annotations
 
+import difflib
 import json
 import threading
 from collections.abc import Callable, Iterator
@@ -147,6 +148,18 @@ def search(session: Session, flt: EntryFilter, after: int = -1, limit: int = 100
         elif flt.matches(entry.fields):
             out.append(entry)
     return SearchResult(out, bad, rows[-1].idx if len(rows) == limit else None)
+
+
+def closest_actions(session: Session, action: str, most: int = 3) -> list[str] | None:
+    """None when some entry has ``action``; else the log's actions most like it (perhaps
+    none). Why: a search for an action no entry has (`job.submit` for `job.submitted`) answered
+    an empty page, which an auditor reads as "it never happened". Read from the indexed search
+    column (an insider could edit it; this is a hint, not evidence), and only when a search by
+    action found nothing."""
+    present = set(session.scalars(select(AuditEntry.action).distinct()))
+    if action in present:
+        return None
+    return difflib.get_close_matches(action, sorted(present), n=most, cutoff=0.6)
 
 
 def tree_size(session: Session) -> int:

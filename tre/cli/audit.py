@@ -185,6 +185,17 @@ def _say(text: str, *, err: bool = False) -> None:
     )
 
 
+def _warn_unknown_action(unknown: Any) -> None:
+    """Say so when no entry at all has the searched action: an empty table alone reads as
+    "it never happened" when the action was misspelt (`job.submit` for `job.submitted`)."""
+    if not isinstance(unknown, dict):
+        return
+    given = unknown.get("closest")
+    closest = [str(a) for a in given[:3]] if isinstance(given, list) else []
+    near = f"; did you mean {' or '.join(repr(a) for a in closest)}?" if closest else ""
+    _say(f"warning: no entry in the log has action {str(unknown.get('action'))!r}{near}", err=True)
+
+
 def _hashes(answer: Any, what: str) -> list[bytes]:
     """The ``proof`` of a server's proof answer as hashes, or one line saying it is malformed."""
     proof = answer.get("proof") if isinstance(answer, dict) else None
@@ -319,7 +330,7 @@ def search(
     project: Annotated[str | None, typer.Option(help="Project id.")] = None,
     dataset: Annotated[str | None, typer.Option(help="Dataset id.")] = None,
     job: Annotated[str | None, typer.Option(help="Job id.")] = None,
-    action: Annotated[str | None, typer.Option(help="Action, e.g. job.submit.")] = None,
+    action: Annotated[str | None, typer.Option(help="Action, e.g. job.submitted.")] = None,
     since: Annotated[datetime | None, typer.Option(help="From this time (UTC unless zoned).")] = None,
     until: Annotated[datetime | None, typer.Option(help="Before this time (UTC unless zoned).")] = None,
     limit: Annotated[int, typer.Option(min=1, help="Most entries to show.")] = 100,
@@ -347,6 +358,7 @@ def search(
             "/api/v1/audit/entries", params={**params, "after": after, "limit": min(1000, limit - len(items))}
         )
         items.extend(page["items"])
+        _warn_unknown_action(page.get("unknown_action"))
         for idx in page.get("damaged", []):
             _say(
                 f"warning: entry {untrusted(idx)} is stored with a body that does not match its "
