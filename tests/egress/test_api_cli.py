@@ -7,7 +7,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from tests.egress.test_workflow_support import LiveServer, seed_world, with_egress_routes
+from tests.egress.test_workflow_support import LEAKY_CSV, LiveServer, seed_world, with_egress_routes
 from tre.cli.client import CliError
 from tre.cli.egress import app as egress_cli
 from tre.config import reset_settings_cache
@@ -109,3 +109,20 @@ def test_cli_withdraw(cli, db, esettings) -> None:  # type: ignore[no-untyped-de
     assert "only a request awaiting review or a resolution can be withdrawn" in str(again.exception)
     listed = cli(*me, "list", "--state", "withdrawn")
     assert listed.exit_code == 0 and rid[:8] in listed.output
+
+
+@pytest.mark.parametrize("as_json", [False, True], ids=["table", "json"])
+def test_a_blocked_request_exits_non_zero(cli, db, esettings, as_json: bool) -> None:
+    """Blocked by the checks, the request can never be approved: `tre egress request ... &&
+    next-step` went on (exit 0) with only a red line to tell. Failed before: exit code 0."""
+    with db.begin() as s:
+        world = seed_world(s, esettings, {"tables/patients.csv": LEAKY_CSV})
+    args = ["request", world.job_id, "tables/patients.csv", "--why", "per-patient volumes"]
+    r = cli(world.researcher, ("researcher",), *args, *(["--json"] if as_json else []))
+    assert r.exit_code == 1, r.output
+    assert r.exception is None or isinstance(r.exception, SystemExit)  # no traceback
+    if as_json:
+        assert json.loads(r.stdout)["state"] == "blocked"
+    else:
+        assert "blocked" in r.stdout and "it cannot be approved" in r.stdout
+        assert "follow it with: tre egress show" in r.stdout

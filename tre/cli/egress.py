@@ -105,11 +105,16 @@ def request(
     )
     if as_json:
         print_json(r)
-        return
-    _print_request(r)
-    console.print(f"follow it with: tre egress show {r['id']}", highlight=False, soft_wrap=True)
+    else:
+        _print_request(r)
+        console.print(f"follow it with: tre egress show {r['id']}", highlight=False, soft_wrap=True)
     if r["state"] == "blocked":
-        console.print("[red]The automated checks blocked this request; it cannot be approved.[/red]")
+        # Non-zero, as `tre submit --wait` for a job that failed: a script (or `&&`) must not
+        # go on as if the files were on their way to the committee. The request exists (for
+        # the record and for `tre egress show`); it can never be approved.
+        if not as_json:
+            console.print("[red]The automated checks blocked this request; it cannot be approved.[/red]")
+        raise typer.Exit(1)
 
 
 @app.command("list")
