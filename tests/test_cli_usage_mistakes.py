@@ -137,3 +137,20 @@ def test_a_token_before_init_names_the_state_directory_and_init(tmp_path: Path) 
         f"error: no user 'admin': the state directory {tmp_path / 'state'} has no users yet; "
         "run `tre admin init --user admin` first, or set TRE_HOME to the one it made"
     ), line
+
+
+def test_admin_init_again_with_another_name_makes_no_second_admin(tmp_path: Path) -> None:
+    """`tre admin init` is repeated to migrate a state (docs/deploy.md); run with another
+    `--user` (or its default `admin` on a state whose admin is `root`) it created a second admin
+    account, audited only as `bootstrap`. Failed before: 'created admin user 'ops''."""
+    env = _env(tmp_path)
+    assert _tre(env, "admin", "init", "--user", "root").returncode == 0
+    again = _tre(env, "admin", "init", "--user", "ops")
+    assert again.returncode == 0, again.stderr
+    assert "no user created: this state already has its admin ('root')" in again.stdout
+    assert "tre admin user ops --role admin" in again.stdout
+    assert "--user root --role admin | tre login" in again.stdout  # the next step names root
+    token = _tre(env, "admin", "token", "--user", "ops", "--role", "admin")
+    assert token.returncode == 1 and "ops" in token.stderr  # no such user
+    same = _tre(env, "admin", "init", "--user", "root")
+    assert same.returncode == 0 and "user 'root' already exists" in same.stdout

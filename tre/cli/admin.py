@@ -20,6 +20,7 @@ from tre.config import get_settings
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
+    from sqlalchemy.orm import Session
 
 admin_app = typer.Typer(help="Local administration on the control-plane host (needs the state directory).")
 project_app = typer.Typer(help="Projects and members (admin).")
@@ -86,14 +87,30 @@ def admin_init(user: Annotated[str, typer.Option(help="Id of the first admin use
     from tre.store.models import User
 
     engine = _local_engine()
+    admins: list[str] = []
     try:
         with session_scope(engine) as s:
             created = s.get(User, user) is None
-            if created:
+            admins = _enabled_admins(s) if created else []
+            if created and not admins:
                 registry.create_user(s, "bootstrap", user, ["admin"])
     except IntegrityError:  # another `admin init` (a second replica) created it meanwhile
         created = False
-    console.print(f"created admin user {user!r}" if created else f"user {user!r} already exists")
+    if admins:
+        # `admin init` is repeated to migrate an existing state (docs/deploy.md): run with its
+        # default `--user admin` on a state whose first admin has another name, it used to make
+        # a second admin account on the way. The rest of init (schema, keys) still runs.
+        shown = ", ".join(repr(a) for a in admins[:3]) + (" ..." if len(admins) > 3 else "")
+        console.print(
+            f"no user created: this state already has its admin ({shown}); to add {user!r} as "
+            f"another admin: tre admin user {user} --role admin",
+            highlight=False,
+            soft_wrap=True,
+            markup=False,
+        )
+        user = admins[0]
+    else:
+        console.print(f"created admin user {user!r}" if created else f"user {user!r} already exists")
     TokenIssuer.from_settings(get_settings())
     handle_key(get_settings().keys_dir)  # the output handles' key (tre.jobs.output_handles)
     console.print(f"state directory: {get_settings().home}")
@@ -104,6 +121,21 @@ def admin_init(user: Annotated[str, typer.Option(help="Id of the first admin use
         soft_wrap=True,
         markup=False,
     )
+
+
+def _enabled_admins(session: Session) -> list[str]:
+    """Ids of the enabled users holding ``admin``, in id order."""
+    from sqlalchemy import select
+
+    from tre.store.models import User, UserRole
+
+    query = (
+        select(User.id)
+        .join(UserRole, UserRole.user_id == User.id)
+        .where(UserRole.role == "admin", User.disabled.is_(False))
+        .order_by(User.id)
+    )
+    return list(session.scalars(query))
 
 
 @admin_app.command("user")
