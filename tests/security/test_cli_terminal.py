@@ -130,3 +130,21 @@ def test_egress_show_shows_bidi_controls_in_names_as_escapes(monkeypatch: pytest
     egress_cli.show("r1")
     out = capsys.readouterr().out
     assert "\u202e" not in out and "\\u202egnp.py" in out
+
+
+@pytest.mark.parametrize("follow", [False, True])
+def test_unicode_line_separators_in_a_log_are_shown_as_escapes(  # type: ignore[no-untyped-def]
+    monkeypatch: pytest.MonkeyPatch, capsys, follow
+) -> None:
+    """U+2028/U+2029 passed as they were (noticed in log screen round 20): the screen judges a
+    line up to its newline, but a pager, an editor or `str.splitlines` starts a new line there,
+    so a reader could be shown one judged line as two. Failed before: the characters printed."""
+    log = "epoch 1\u2028name Smith\u2029 loss 0.5\n".encode()
+    client = FakeClient({"id": "j1", "state": "succeeded", "reason": "exited with code 0"}, log)
+    monkeypatch.setattr(jobs_cli, "ApiClient", lambda: client)
+    monkeypatch.setattr(jobs_cli.time, "sleep", lambda s: None)
+    jobs_cli.logs("j1", follow=follow)
+    out = capsys.readouterr().out
+    assert "\u2028" not in out and "\u2029" not in out
+    assert "epoch 1\\u2028name Smith\\u2029 loss 0.5" in out
+    assert len(out.splitlines()) == len(out.split("\n")) - (1 if out.endswith("\n") else 0)

@@ -54,13 +54,15 @@ def print_json(data: Any) -> None:
 # ESC starts the ANSI and OSC sequences a terminal obeys (recolour, retitle, rewrite the
 # clipboard, hide text), and a lone carriage return writes the rest of a line over its start
 # (redteam13). Also Unicode's bidirectional controls (embeddings, overrides, isolates, marks),
-# which reorder what a terminal shows ("\u202egnp.py" reads "yp.png").
+# which reorder what a terminal shows ("\u202egnp.py" reads "yp.png"), and its line and
+# paragraph separators (U+2028/2029), which pagers, editors and `str.splitlines` take for a line
+# end: a log line the screen judged as one would be read as two.
 # A job the database still calls running whose end waits on the server's disk for the
 # database (the API's ``end_pending``): said as such, its outcome not until it is recorded.
 ENDING = "ending (it ended; how is recorded once the database takes it)"
 
 _CONTROL = re.compile(
-    r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]|\r(?!\n)"
+    r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]|\r(?!\n)"
 )
 
 
