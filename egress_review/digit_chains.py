@@ -38,11 +38,26 @@ The search is one pass over the lines, bounded per line and per log: a busy line
 first `MAX_BUSY_NUMBERS` numbers, and at most `MAX_STATES` chains are followed at once (those
 extended first, then those begun on the line).
 
-Residuals, documented in SECURITY.md: pieces at different places among their lines' numbers
-(112 of 5,904 benign lines withheld when any place was taken), pieces separated by lines
-holding other numbers, and, bounds on the cost, a piece past a busy line's first
-`MAX_BUSY_NUMBERS` numbers (only on lines longer than the default policy lets through) or
-pushed out by more than `MAX_STATES` chains begun before it on its line.
+Round 20 closed two residuals, each with a rule that keeps the benign corpora whole
+(`benchmarks/log_benign_withholds.py`: 6,054 lines, 0 withheld with the benchmark's 606
+identifiers before and after, 21 with every pydicom test file's before and after):
+
+* pieces at different places among their lines' numbers ("step 12345 id 0048" / "epoch 3
+  step 12346 id 213"): a busy line's digit groups of `MIN_LOOSE_PIECE` (3) digits or more are
+  also pieces placed nowhere, chained over busy lines at any place (`_anywhere`). Any group
+  of any length strung together the counters of every training log (4,321 of the 6,054 lines
+  withheld; two digits or more: 46; three with decimals also read joined, "0.91" as "091": 6);
+* pieces separated by lines of other numbers ("id part 0048" / "epoch 3 loss 0.52" / "id part
+  213"): the lines one print statement writes share a `shape` (digits as ``#``), and the
+  chains are also searched within each shape, the lines of other shapes read as lines
+  without digits (`_interleaved_shapes`).
+
+Residuals, documented in SECURITY.md: pieces of one or two digits at different places among
+their lines' numbers (a date two digits a line, wandering), pieces separated by lines of
+other numbers and printed by lines of different shapes, and, bounds on the cost, a piece
+past a busy line's first `MAX_BUSY_NUMBERS` numbers (only on lines longer than the default
+policy lets through) or pushed out by more than `MAX_STATES` chains begun before it on its
+line.
 """
 
 from __future__ import annotations
@@ -58,6 +73,11 @@ from egress_review.folding import fold, needs_folding
 from egress_review.mixed_words import digits_of_mixed
 
 MIN_BUSY_PIECE = 1
+# A busy line's digit groups of this many digits or more are also pieces at any place among
+# its numbers (round 20): with two, 46 of 6,054 benign lines were withheld, with three none.
+MIN_LOOSE_PIECE = 3
+# The place of those pieces (`Piece`): read only by the chains that ignore places.
+LOOSE = -1
 # Bounds on the search (per line, per log): a busy line's numbers offered, chains followed.
 # 256 numbers: more than a line within the default `log_max_line_chars` (400) can hold, so
 # under it every number of a line is offered (round 19; 32 let a piece hide as the 33rd);
@@ -95,9 +115,14 @@ def pieces(line: str, longest: int = 64) -> tuple[bool | None, set[Piece]]:
         for at, number in enumerate(_NUMBER.findall(text)[:MAX_BUSY_NUMBERS]):
             # the whole number, and each of its parts: a decimal's fraction ("loss 0.0048" /
             # "loss 0.213", round 19), at the number's place
-            for part in (number.translate(_NO_JOINERS), *_JOINERS.split(number)):
+            groups = _JOINERS.split(number)
+            for part in (number.translate(_NO_JOINERS), *groups):
                 if MIN_BUSY_PIECE <= len(part) <= longest:
                     busy.add((part, at, True))
+            # anywhere on the line: its digit groups of `MIN_LOOSE_PIECE` digits or more
+            for part in groups:
+                if MIN_LOOSE_PIECE <= len(part) <= longest:
+                    busy.add((part, LOOSE, True))
         return True, busy
     runs = [_DIGITS.findall(m.group(0)) for m in _RUN.finditer(text)]
     found: set[Piece] = set()
@@ -165,7 +190,8 @@ class DigitChains:
     """The all-digit identifiers (dates, MRNs, UIDs' digits), searched forwards over every line
     with digits, and reversed (all of them, UIDs too: one printed last character first, a
     character a line, passed round 15), over busy lines too since round 19 ("step 12345 part
-    3128" / "step 12346 part 400": 0 of 5,904 benign lines withheld)."""
+    3128" / "step 12346 part 400": 0 of 5,904 benign lines withheld); since round 20 also
+    with a busy line's long groups at any place, and within each line shape."""
 
     def __init__(self, identifiers: Iterable[str]) -> None:
         forms = numeric_forms(identifiers)
@@ -182,11 +208,70 @@ class DigitChains:
         line's piece (a UID's digits in one line, dots or letters between: no chance match).
         ``skip``: lines withheld anyway (encoded data, overlong), read as lines without digits."""
         longest = self.forwards.longest
-        offered = [(None, set()) if i in skip else pieces(line, longest) for i, line in enumerate(lines)]
-        ahead = _chains(offered, self.forwards, long_alone)
-        back = _chains(offered, self.reversed, None)
-        opened = [at for at in (ahead.open_at, back.open_at) if at is not None]
-        return ChainResult(ahead.hits | back.hits, max(opened, default=None))
+        both = [(None, set()) if i in skip else pieces(line, longest) for i, line in enumerate(lines)]
+        offered = [_placed(offer) for offer in both]
+        results = [_chains(offered, self.forwards, long_alone), _chains(offered, self.reversed, None)]
+        loose = [_anywhere(offer) for offer in both]
+        if any(busy for busy, _ in loose):
+            results += [_chains(loose, forms, None) for forms in (self.forwards, self.reversed)]
+        for group in _interleaved_shapes(lines, offered):
+            within = [offered[i] for i in group]
+            for forms in (self.forwards, self.reversed):
+                found = _chains(within, forms, None)
+                opened = None if found.open_at is None else group[found.open_at]
+                results.append(ChainResult({group[i] for i in found.hits}, opened))
+        opened_at = [r.open_at for r in results if r.open_at is not None]
+        return ChainResult(set().union(*(r.hits for r in results)), max(opened_at, default=None))
+
+
+Offer = tuple[bool | None, set[Piece]]
+
+
+def _placed(offer: Offer) -> Offer:
+    """A line's pieces but those at `LOOSE`: the chains keeping to a column."""
+    busy, found = offer
+    return (busy, {p for p in found if p[1] != LOOSE}) if busy else offer
+
+
+def _anywhere(offer: Offer) -> Offer:
+    """A busy line's `LOOSE` pieces, placed nowhere (a chain takes any of them on any busy
+    line), for the chains whose pieces stand at different places among their lines' numbers
+    ("step 12345 id 0048" / "epoch 3 step 12346 id 213", round 20); lines of a few digits are
+    read as without digits here, their pieces being the column chains' already."""
+    busy, found = offer
+    if not busy:
+        return None, set()
+    return True, {(piece, None, True) for piece, place, _ in found if place == LOOSE}
+
+
+_SHAPE_DIGITS = re.compile(r"[0-9]+")
+_SPACES = re.compile(r"\s+")
+
+
+def shape(line: str) -> str:
+    """``line`` with each digit group as ``#`` and its spaces collapsed: the lines one print
+    statement writes share it ("id part 0048" and "id part 213": "id part #")."""
+    return _SPACES.sub(" ", _SHAPE_DIGITS.sub("#", line)).strip()
+
+
+def _interleaved_shapes(lines: list[str], offered: list[Offer]) -> list[list[int]]:
+    """The lines with digits grouped by `shape`, each group whose lines have lines with digits
+    of other shapes between them (round 20: "id part 0048" / "epoch 3 loss 0.52" / "id part
+    213"). A chain over one such group reads the lines of other shapes as lines without
+    digits; taking any line with digits between two pieces as no digits would let an
+    ordinary log's numbers spell a date, and one statement's lines are ordered by their own
+    counter. A group whose lines follow each other is the plain search's."""
+    groups: dict[str, list[int]] = {}
+    rank: dict[int, int] = {}
+    for i, (busy, _) in enumerate(offered):
+        if busy is not None:
+            groups.setdefault(shape(lines[i]), []).append(i)
+            rank[i] = len(rank)
+    return [
+        group
+        for group in groups.values()
+        if len(group) >= 2 and any(rank[b] - rank[a] > 1 for a, b in pairwise(group))
+    ]
 
 
 def _chains(

@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from itertools import accumulate
 from typing import TYPE_CHECKING
 
+from egress_review import number_forms
 from egress_review.encoded import decoded_fragments
 from egress_review.folding import fold, needs_folding
 from egress_review.mixed_words import ONE_MIXED_WORD as _ONE_MIXED
@@ -507,6 +508,10 @@ def disguised_lines(
             by_matcher(variant)
             if squeezed_index:
                 hits |= squeezed_index.lines_with([squeeze(line) for line in variant])
+    # Numbers in another notation: "1.9620315e7", "19.620315", "0x12b61db", "0o112660733"
+    # (round 20, `egress_review.number_forms`).
+    if matcher:
+        hits |= number_forms.lines_with(lines, matcher.digit_singles)
     grouped = [digits_joined(fold(line)) for line in lines]
     if any(grouped):
         by_matcher(grouped)

@@ -31,28 +31,37 @@ base64 payload's short head or tail on a line of its own is withheld with the pa
 What a follower waits for (round 19): every line of a running log but the last is shown,
 except a bare piece of an identifier's start (a line lying all inside it: "C", "1.2.",
 "4a61", a line of digits alone with word lines after it) while the lines after it could
-still complete the identifier (`SqueezedIndex.open_wrap_start`), and an encoded-looking line
-whose context is not written yet. A line that ends with an identifier's start among other
-text ("loss 0.9000", "epoch 1" then word lines), a labelled part ("MRN part 1: 0048") and a
-digit chain's piece wait only while they are the last line (rounds 14-15 held them, and the
-lines after them, up to six lines of ordinary logs): the line completing an identifier is
-withheld as it is judged, its earlier pieces from then on, so a follower has read those
-before the last one or two (SECURITY.md says what that gives away).
+still complete the identifier (`SqueezedIndex.open_wrap_start`). An encoded-looking line
+whose context is not all written waits only while it is the last (round 20; up to 32 lines
+before) and is judged with twice the context behind it (`_judged_for_follower`). A line
+that ends with an identifier's start among other text ("loss 0.9000", "epoch 1" then word
+lines), a labelled part ("MRN part 1: 0048") and a digit chain's piece wait only while they
+are the last line (rounds 14-15 held them, and the lines after them, up to six lines of
+ordinary logs): the line completing an identifier is withheld as it is judged, its earlier
+pieces from then on, so a follower has read those before the last one or two (SECURITY.md
+says what that gives away).
 
 Name parts inside a fixed phrase a tool prints ("Traceback (most recent call last):" and a
 patient named Last) are no hit (`egress_review.checks.standard_phrases`); class names with
 acronyms and versions ("'ConvNeXtV2Blk3D'") are no base64 (`egress_review.encoded`).
 
+Round 20: an all-digit identifier's pieces at different places among their lines' numbers
+(three digits a piece or more), separated by lines of other numbers (on lines of one shape),
+in a progress bar's ``\r`` redraws of one line (`_chained`), and the number itself in
+scientific notation, with its decimal point moved, in hex or in octal
+(`egress_review.number_forms`) are withheld.
+
 This narrows the channel; it does not close it (a job can still print small facts one
-line at a time, within the budgets). Known residuals (round 19): an identifier's pieces
-printed at different places among their lines' other numbers, or past a busy line's first
-256 (round 19; 32 before) or behind 64 chains begun on it (taking any number of a busy line
-strings together the epochs, losses and counters of every training log: 112 of 5,904 benign
-lines withheld; decimals' fractions and reversals beside other numbers are pieces since
-round 19, within a column); pieces separated by lines holding other numbers (a chain must
-use every line with digits between its pieces, else any log's numbers spell a date); to a
-follower, a payload's head (shown before the payload arrives), a labelled part or a first
-piece followed by another line, and an identifier's pieces before its last one or two.
+line at a time, within the budgets). Known residuals (round 20): an identifier's pieces of
+one or two digits at different places among their lines' other numbers (46 of 6,054 benign
+lines withheld when two-digit pieces were taken), or past a busy line's first 256 or behind
+64 chains begun on it; pieces separated by lines holding other numbers and printed on lines
+of different shapes (a chain must use every other line with digits between its pieces, else
+any log's numbers spell a date); an identifier with leading zeros printed as its value
+(``48213`` for MRN ``0048213``), split over two numbers of a list's repr (``[1962, 315]``),
+or as the sum or difference of two numbers; to a follower, a payload's head (shown before
+the payload arrives), a labelled part or a first piece followed by another line, and an
+identifier's pieces before its last one or two.
 Progress lines that pass are shown as re-printed from their parsed counts, so nothing but
 those numbers comes from the job. `status_only` in the dataset's policy closes it at the
 price of no live log.
@@ -187,6 +196,29 @@ def _withhold_tails(texts: list[str], reasons: list[str | None], encoded: frozen
                 next_to_payload = False
 
 
+def _judged_for_follower(reasons: list[str | None], payloads: list[int], min_chars: int) -> None:
+    """Withhold, in a running log, an encoded-looking line whose context is not all written
+    when the payload of the lines written around it, `CONTEXT_LINES` after it and twice as
+    many before, adds up to ``min_chars``.
+
+    The ended log judges a line with the 32 lines on each side; a follower reads a line once
+    the next is written (round 20; before, such a line waited for its 32 lines of context).
+    Judged with only the lines before it and the next, a follower read about twice the payload
+    the ended log lets through (one 44-character run every 17 lines: 12 in 200 lines, where
+    the ended log shows at most 7, one every 33). With twice the window behind it, a follower
+    reads no more than the ended log shows and the payload of one window (under
+    ``min_chars``) besides; the ended log may show such a line that a follower saw withheld
+    (tests/security/test_log_residuals_round20.py)."""
+    sums = list(accumulate(payloads, initial=0))
+    last = len(payloads) - 1
+    for i in range(max(0, last - CONTEXT_LINES), last):
+        if payloads[i] and reasons[i] is None:
+            lo = max(0, i - 2 * CONTEXT_LINES)
+            hi = min(len(payloads), i + CONTEXT_LINES + 1)
+            if sums[hi] - sums[lo] >= min_chars:
+                reasons[i] = ENCODED_CONTEXT
+
+
 @dataclass(frozen=True)
 class LogScreen:
     matcher: IdentifierMatcher
@@ -255,6 +287,8 @@ class LogScreen:
         judged = _without_known(texts, known)
         payloads = self._payloads(judged)
         reasons, chained = self._reasons(texts, payloads, judged)
+        if not final:
+            _judged_for_follower(reasons, payloads, self.encoded_min_chars)
         canonical = _progress_lines(texts, reasons)
         undecided = self._undecided(texts, final, reasons, payloads, chained)
         out.decided_to = min(starts[undecided], len(window)) if undecided < len(texts) else len(window)
@@ -291,7 +325,7 @@ class LogScreen:
         anyway = encoded | overlong
         chained = None
         if self.chains:
-            chained = self.chains.search(texts, long_alone=MAX_NUMERIC_CHARS, skip=anyway)
+            chained = self._chained(texts, anyway)
         named = disguised_lines(texts, self.matcher, self.squeezed, anyway)
         if self.matcher:
             named.update(h.line - 1 for h in self.matcher.find("\n".join(texts), limit=100_000))
@@ -313,6 +347,24 @@ class LogScreen:
                 reasons[i] = "[tre] withheld a line naming an identifier from the dataset"
         _withhold_tails(texts, reasons, encoded)
         return reasons, chained
+
+    def _chained(self, texts: list[str], anyway: frozenset[int]) -> ChainResult:
+        """The digit chains (`DigitChains`) over the log's lines cut at carriage returns too,
+        as the 0-based lines they lie on: a progress bar redrawn with ``\r`` is one line of
+        the log, each redraw a line to its reader, so "10% step 1000 0048\r20% step 1001 213"
+        is two pieces (round 20), and the screen shows the ``\r`` escaped, every redraw read."""
+        segments: list[str] = []
+        owner: list[int] = []
+        for i, text in enumerate(texts):
+            for segment in text.split("\r"):
+                segments.append(segment)
+                owner.append(i)
+        if len(segments) == len(texts):
+            return self.chains.search(texts, long_alone=MAX_NUMERIC_CHARS, skip=anyway)
+        skip = frozenset(j for j, i in enumerate(owner) if i in anyway)
+        found = self.chains.search(segments, long_alone=MAX_NUMERIC_CHARS, skip=skip)
+        opened = None if found.open_at is None else owner[found.open_at]
+        return ChainResult({owner[j] for j in found.hits}, opened)
 
     @staticmethod
     def _context_payload(sums: list[int], i: int) -> int:
@@ -356,9 +408,11 @@ class LogScreen:
             # chain (round 16 held every line from its first piece: a follower of "step 1 of
             # 3" / "step 2 of 3" saw nothing), so the earlier pieces have been shown.
             wait = min(wait, len(texts) - 1)
-        for i in range(max(0, len(texts) - CONTEXT_LINES), wait):
-            if payloads[i] and reasons[i] is None:
-                return i
+        if payloads[-1] and reasons[-1] is None:
+            # An encoded-looking line waits while it is the last: the line after it is in its
+            # context (`_judged_for_follower`). Only the last line (round 20: up to
+            # `CONTEXT_LINES` lines waited for their context to be written).
+            wait = min(wait, len(texts) - 1)
         return wait
 
     # -- what a researcher gets ---------------------------------------------------------------

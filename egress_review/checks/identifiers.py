@@ -442,6 +442,9 @@ class IdentifierMatcher:
                     if len(run) >= max(6, rules.min_numeric_identifier_length):
                         singles.setdefault(run, ident)
         self.singles = singles
+        # The all-digit ones, as numbers in other notations are compared with them
+        # (`egress_review.number_forms`).
+        self.digit_singles = frozenset(norm for norm in singles if norm.isdigit())
         # A name's single words that a tool's fixed phrase holds ("last" of "most recent call
         # last"): not hits inside that phrase (`standard_phrases`).
         self._phrase_words = frozenset(
