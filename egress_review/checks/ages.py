@@ -29,18 +29,19 @@ _NOT_YEARS = frozenset(
     "mean median avg average sd std stdev iqr var variance days day weeks week months month mo wk hours "
     "gestational bone brain biological predicted group groups band bands range category bin bins".split()
 )
-_AGE_WORD = re.compile(r"(?<![a-z])age(?![a-z])")
 _NUMBER = re.compile(r"^\s*(\d{2,3})(?:\.0+)?\s*$")
-# "94 years old", "94-year-old", "aged 93", "at the age of 91", "age 95"
-_PROSE = re.compile(
-    r"(?<![\d.])(?P<a>9\d|1[01]\d)[ \t-]*(?:years?|yrs?|y)[ \t-]*old\b"
-    r"|\b(?:aged|age[ \t]+of|age)[ \t]+(?P<b>9\d|1[01]\d)(?![\d.]|[ \t-]*(?:days?|weeks?|months?)\b)",
-    re.IGNORECASE,
+_AGE = r"(?P<age>9\d|1[01]\d)"
+# "94 years old", "94-year-old": read backwards from each "old" (a pattern that opens on a
+# literal is searched for it; one that opens on a digit is tried at every position)
+_OLD = re.compile(r"old\b")
+_YEARS_OLD = re.compile(r"(?<![\d.])" + _AGE + r"[ \t-]*(?:years?|yrs?|y)[ \t-]*$")
+# "aged 93", "at the age of 91", "age 95", and a named value ("oldest_age: 93", '"age": 95',
+# "age_at_diagnosis = 91"); on the lower-cased text, each match opening on "age"
+_AGED = re.compile(
+    r"age(?:(?:d|[ \t]+of)?[ \t]+" + _AGE + r"(?![\d.]|[ \t-]*(?:days?|weeks?|months?)\b)"
+    r"|(?![a-z])(?P<rest>[a-z0-9_ -]{0,30}?)[\"']?[ \t]*[:=][ \t]*[\"']?(?P<named>9\d|1[01]\d)(?![\d.]))"
 )
-# a named value: "oldest_age: 93", '"age": 95', "age_at_diagnosis = 91"
-_NAMED = re.compile(
-    r"(?P<key>[A-Za-z][A-Za-z0-9_ -]{0,40}?)[\"']?[ \t]*[:=][ \t]*[\"']?(?P<v>9\d|1[01]\d)(?![\d.])"
-)
+_KEY_BEFORE = re.compile(r"[a-z0-9_ -]{0,30}$")
 
 
 def age_name(name: str) -> bool:
@@ -64,12 +65,22 @@ def table_ages(table: Table) -> list[CheckResult]:
 def text_ages(text: str) -> list[CheckResult]:
     """`identifiers:age_over_89` for a text that states an age over 89."""
     lower = text.lower()
-    if "age" not in lower and "old" not in lower:
-        return []
-    found = sum(1 for _ in _PROSE.finditer(text))
-    if _AGE_WORD.search(lower):
-        found += sum(1 for m in _NAMED.finditer(text) if age_name(m.group("key")))
+    found = sum(
+        1 for m in _OLD.finditer(lower) if _YEARS_OLD.search(lower, max(0, m.start() - 16), m.start())
+    )
+    found += sum(
+        1
+        for m in _AGED.finditer(lower)
+        if (m.start() == 0 or not lower[m.start() - 1].isalpha()) and (m.group("age") or _named_age(lower, m))
+    )
     return [_result(found, "time(s) in the text")] if found else []
+
+
+def _named_age(lower: str, m: re.Match[str]) -> bool:
+    """Whether a named value's whole key (the words before ``age`` too: ``oldest_age``,
+    ``mean_age``) names an age in years."""
+    before = _KEY_BEFORE.search(lower, max(0, m.start() - 30), m.start())
+    return age_name(f"{before.group(0) if before else ''}age{m.group('rest')}")
 
 
 def _over(cell: str) -> bool:
