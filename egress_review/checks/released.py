@@ -546,36 +546,40 @@ _FLOW_STAGES = frozenset(
 
 
 def _flow_differences(mine: Mapping[str, float], policy: Policy) -> list[CheckResult]:
-    """`sdc:flow_differencing`: two counts of this file named for stages of the study's flow
-    (``patients_screened 35``, ``patients_enrolled 33``; rows ``enrolled``/``analysed`` of a
-    ``patients`` column) that differ by less than the threshold: the difference is the number
-    of people who left between the stages, a small count no cell states (leaks20). Counts of
-    groups side by side (sites, arms) are no stages: their difference counts no one."""
+    """`sdc:flow_differencing`: two counts of this file named for different stages of the
+    study's flow and otherwise alike (``patients_screened 35``, ``patients_enrolled 33``; rows
+    ``enrolled``/``analysed`` of a ``patients`` column) that differ by less than the threshold:
+    the difference is the number of people who left between the stages, a small count no cell
+    states (leaks20). Counts of groups side by side (sites, arms: ``n_enrolled`` of site A and
+    of site B) are one stage: their difference counts no one."""
     threshold = policy.sdc.threshold
-    stages = sorted(
-        {
-            v
-            for k, v in mine.items()
-            if parse_share_key(k) is None and not k.startswith("sum:") and _flow_stage(k)
-        }
+    alike: dict[str, dict[frozenset[str], float]] = {}
+    for key, value in mine.items():
+        if parse_share_key(key) is not None or key.startswith("sum:"):
+            continue
+        words = re.split(r"([^a-z]+)", key.lower())
+        stages = frozenset(w for w in words if w in _FLOW_STAGES)
+        if stages:
+            rest = "".join(w for w in words if w not in _FLOW_STAGES)
+            alike.setdefault(rest, {}).setdefault(stages, value)
+    gaps = sum(
+        1
+        for counts in alike.values()
+        for (s1, a), (s2, b) in itertools.combinations(counts.items(), 2)
+        if s1 != s2 and 0.5 <= abs(a - b) < threshold
     )
-    gaps = [b - a for a, b in itertools.pairwise(stages) if 0.5 <= b - a < threshold]
     if not gaps:
         return []
     return [
         CheckResult(
             check="sdc:flow_differencing",
             outcome="flag",
-            reason=f"{len(gaps)} pair(s) of counts in this file named for stages of the study's flow "
+            reason=f"{gaps} pair(s) of counts in this file named for stages of the study's flow "
             f"(screened, enrolled, analysed...) differ by less than the threshold of {threshold}: the "
             "difference is the number of people who left between the stages",
-            evidence={"threshold": threshold, "count": len(gaps)},
+            evidence={"threshold": threshold, "count": gaps},
         )
     ]
-
-
-def _flow_stage(key: str) -> bool:
-    return not _FLOW_STAGES.isdisjoint(re.split(r"[^a-z]+", key.lower()))
 
 
 def _request_differences(

@@ -8,8 +8,9 @@ rest of the name (``birth_year``/``birth_month``/``birth_day``, ``scan yyyy``/``
 ISO dates, and that text is searched for the dataset's dates like any other.
 
 Since leaks20 also a year with a day of the year (``scan_year``/``scan_day_of_year``, a
-day's date) or with a week (``year``/``iso_week``: the seven days of that ISO week are
-searched, so a dataset date in it is found), in a table's columns or in a JSON object's keys
+day's date) or with a week of a named event (``scan_year``/``scan_iso_week``: the seven days
+of that ISO week are searched, so a dataset date in it is found; a bare ``year``/``week`` is a
+calendar's axis of counts by week), in a table's columns or in a JSON object's keys
 (``{"study_year": 2004, "study_doy": 19}``), and the ISO forms written in text: a week
 ``2004-W04`` (``2004W041``) and an ordinal date ``2004-019``. A day of the year or a week with
 no year is not read: like "15 March", it is a date of every year.
@@ -80,11 +81,13 @@ def split_dates(rows: list[list[str]]) -> Iterator[str]:
     triples = [
         (g["year"], g["month"], g["day"]) for g in groups.values() if {"year", "month", "day"} <= g.keys()
     ]
+    # a week only of a named event (``scan_year``/``scan_week``): bare ``year``/``week`` is a
+    # calendar's axis, of counts by week, and a busy dataset has a scan in most weeks
     days = [
         (g["year"], g[part], part)
-        for g in groups.values()
+        for rest, g in groups.items()
         for part in ("doy", "week")
-        if {"year", part} <= g.keys()
+        if {"year", part} <= g.keys() and (part == "doy" or rest)
     ]
     for row in rows[1:MAX_ROWS]:
         for y, m, d in triples:

@@ -124,10 +124,12 @@ def benign() -> list[tuple[Planted, tuple[str, ...]]]:
         (Planted("rate_per_1000.csv", b"arm,n,rate_per_1000_py\ncontrol,33,61\n"), ()),
         # counts side by side that are no stages, stages far apart
         (Planted("images_patients.json", _json({"patients": 33, "images": 35})), ()),
+        (Planted("enrolled_by_site.csv", b"site,n_enrolled\nA,35\nB,33\n"), ()),
         (Planted("screened_large.json", _json({"patients_screened": 60, "patients_enrolled": 33})), ()),
         (Planted("sites_close.json", _json({"patients_site_a": 35, "patients_site_b": 33})), ()),
         # weeks and days that are no dataset date
         (Planted("week_followup.csv", b"week,n_scans\n4,40\n12,40\n"), ()),
+        (Planted("scans_by_week.csv", b"year,week,n_scans\n2004,4,40\n2004,5,45\n"), ()),
         (Planted("year_week_other.json", _json({"year": 2010, "week": 4, "scanner": "CT2"})), ()),
         (Planted("iso_week_other.txt", b"Data frozen in week 2021-W10.\n"), ()),
         # ages aggregated, or no one's age in years
