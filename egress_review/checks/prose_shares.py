@@ -12,7 +12,8 @@ artefacts") is no share of people: the bare spellings are skipped there; nor is 
 had ("6.1 % had missing values", leaks20: a share of values, fields or records).
 
 Since leaks20 a share in other spellings is read as its percentage first (`as_percentages`):
-"one in eleven patients" (9.091 % of patients), "2 out of every 33", "61 per mille", "61 ‰".
+"one in eleven patients" (9.091 % of patients), "2 out of every 33", "one of every eleven",
+"61 per mille", "61 ‰", "6.1 percent".
 """
 
 from __future__ import annotations
@@ -80,11 +81,16 @@ _OBJECT_WORDS = 4
 # a share in other spellings (leaks20): "one in eleven", "2 out of every 33"; "61 per mille", "61 ‰"
 _SMALL_NUMBER = r"\d{1,5}|" + "|".join(sorted(VALUES, key=len, reverse=True))
 _RATIO = re.compile(
-    rf"\b(?P<k>{_SMALL_NUMBER})[ \t]+(?:in|out[ \t]+of)[ \t]+(?:every[ \t]+)?(?P<n>{_SMALL_NUMBER})\b"
+    rf"\b(?P<k>{_SMALL_NUMBER})[ \t]+(?:in|out[ \t]+of|of[ \t]+every)[ \t]+(?:every[ \t]+)?"
+    rf"(?P<n>{_SMALL_NUMBER})\b"
     rf"(?![.,]\d)(?P<noun>[ \t]+(?:{PEOPLE_WORDS})\b)?",
     re.IGNORECASE,
 )
-_RATIO_WORDS = (" in ", " out of ")
+_RATIO_WORDS = (" in ", " out of ", " of every ")
+# "6.1 percent", "6.1 per cent", "6.1 pct": a percentage in words
+_PERCENT_WORDS = re.compile(
+    r"(?<![\w.])(\d{1,3}(?:\.\d{1,3})?)[ \t]*(?:percent|per[ \t]+cent|pct)\b", re.IGNORECASE
+)
 _PER_MILLE = re.compile(
     r"(?<![\w.])(?P<v>\d{1,4})(?:\.(?P<d>\d{1,2}))?[ \t]*(?:\u2030|per[ \t]*mill?e?\b|per[ \t]+thousand\b)",
     re.IGNORECASE,
@@ -133,11 +139,14 @@ def prose_shares(text: str) -> list[ProseShare]:
 
 
 def as_percentages(text: str) -> str:
-    """``text`` with each share in another spelling written as a percentage (leaks20): a
-    ratio ("one in eleven patients" is "9.091 % of patients", to three decimals, which tell
-    3 of 33 from any other count of 33) and a per-mille ("61 per mille", "61 ‰" is "6.1 %").
+    """``text`` with each share in another spelling written as a percentage (leaks20): in
+    words ("6.1 percent", "6.1 per cent"), a ratio ("one in eleven patients" is "9.091 % of
+    patients", to three decimals, which tell 3 of 33 from any other count of 33) and a
+    per-mille ("61 per mille", "61 ‰" is "6.1 %").
     A ratio that is no share (the first not less than the second) stays."""
     lower = text.lower()
+    if "percent" in lower or "per cent" in lower or "pct" in lower:
+        text = _PERCENT_WORDS.sub(r"\1 %", text)
     if "\u2030" in text or "per mil" in lower or "permil" in lower or "per thousand" in lower:
         text = _PER_MILLE.sub(_per_mille, text)
     if any(w in lower for w in _RATIO_WORDS):

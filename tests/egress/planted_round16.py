@@ -48,6 +48,8 @@ def leaks() -> list[Planted]:
         Planted("one_in_eleven.txt", b"One in eleven patients relapsed.\n", REQUEST_SHARE),
         Planted("one_in_11.md", b"Grade 3 toxicity occurred in 1 in 11 patients.\n", REQUEST_SHARE),
         Planted("two_out_of_every.txt", b"Two out of every 33 withdrew consent.\n", REQUEST_SHARE),
+        Planted("percent_words.txt", b"Overall, 6.1 percent had a dose reduction.\n", REQUEST_SHARE),
+        Planted("one_of_every.md", b"One of every eleven patients relapsed.\n", REQUEST_SHARE),
         Planted("per_mille.txt", b"Relapse: 61 per mille.\n", REQUEST_SHARE),
         Planted("per_mille_sign.md", "- Relapsed: 61 \u2030\n".encode(), REQUEST_SHARE),
         Planted("per_mille_col.csv", b"arm,n,relapsed_permille\ncontrol,33,61\ntreated,40,250\n", SDC),
@@ -120,6 +122,8 @@ def benign() -> list[tuple[Planted, tuple[str, ...]]]:
         (Planted("one_in_three.txt", b"One in three patients relapsed.\n"), ()),
         (Planted("ratio_slices.txt", b"One in eleven slices had motion artefacts.\n"), ()),
         (Planted("per_mille_large.txt", b"Relapse: 303 per mille.\n"), ()),
+        (Planted("per_cent_large.txt", b"30.3 per cent had a dose reduction.\n"), ()),
+        (Planted("error_percent.md", b"- Error rate: 6.1 percent\n"), ()),
         (Planted("prop_metric.csv", b"metric,prop\nsensitivity,0.939\nspecificity,0.909\n"), ()),
         (Planted("rate_per_1000.csv", b"arm,n,rate_per_1000_py\ncontrol,33,61\n"), ()),
         # counts side by side that are no stages, stages far apart

@@ -33,7 +33,7 @@ test_round16_known_limits_are_as_documented = limits_test(LIMITS)
 
 def test_corpus_sizes() -> None:
     """The counts docs/egress-checks.md states."""
-    assert (len(LEAKS), len(BENIGN), len(LIMITS)) == (28, 26, 3)
+    assert (len(LEAKS), len(BENIGN), len(LIMITS)) == (30, 28, 3)
     assert AGE not in UNCERTAIN  # an age over 89 is blocked
 
 
@@ -44,6 +44,8 @@ def test_corpus_sizes() -> None:
         ("1 in 11 had a dose reduction", "9.091 % had a dose reduction"),
         ("two out of every 33 withdrew", "6.061 % withdrew"),
         ("Relapse: 61 per mille", "Relapse: 6.1 %"),
+        ("6.1 per cent had", "6.1 % had"),
+        ("One of every eleven patients", "9.091 % of patients"),
         ("61.5\u2030 relapsed", "6.15 % relapsed"),
         ("12 in 11 runs", "12 in 11 runs"),  # no share: the first is not less
         ("1 in 2019", "0.050 %"),  # a share, but of no one: read only where people follow
