@@ -85,6 +85,8 @@ def run_checks(path: Path, display_name: str, policy: Policy, context: CheckCont
     name_check = check_identifiers(display_name, policy, context, check="file_name")
     if name_check.outcome != "pass":
         results.append(name_check)
+    # "km_2004-W04.png": a dataset date's ISO week or ordinal date in the name (leaks20)
+    results.extend(check_iso_form_dates(display_name, policy, context))
     # "n3_relapsed.csv": a count in the name travels with the file (leaks12)
     results.extend(check_name_counts([("file name", display_name)], policy))
     if detected.type in TEXT_TYPES:

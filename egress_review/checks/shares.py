@@ -38,8 +38,10 @@ _NOT_A_SHARE_RATE = frozenset(
 )
 # A cell that is a number or a percentage (``12``, ``-3.5``, ``4,2``, ``25%``), not a label
 NUMERIC_CELL = re.compile(r"^[+-]?\d+(?:[.,]\d+)?%?$")
-_PERCENT_STRING = re.compile(r"^\s*\d{1,3}(?:[.,]\d{1,4})?\s*%\s*$")
-_PCT_VALUE = re.compile(r"^(\d{1,3})(?:[.,](\d{1,4}))?\s*%?$")
+# ``6.1 percent``, ``6.1 per cent``, ``6.1 pct`` are percentages as ``6.1%`` is (leaks20)
+_PERCENT_SIGN = r"(?:%|percent|per[ \t]*cent|pct)"
+_PERCENT_STRING = re.compile(rf"^\s*\d{{1,3}}(?:[.,]\d{{1,4}})?\s*{_PERCENT_SIGN}\s*$", re.IGNORECASE)
+_PCT_VALUE = re.compile(rf"^(\d{{1,3}})(?:[.,](\d{{1,4}}))?\s*(?P<sign>{_PERCENT_SIGN})?$", re.IGNORECASE)
 _SHARE_KEY = re.compile(r"^pct(\d):(.*)$")
 _MEAN = re.compile(r"^(?:mean|avg|average)_(.+)$|^(.+)_(?:mean|avg|average)$")
 _SUM = re.compile(r"^(?:sum|total)_(.+)$|^(.+)_(?:sum|total)$")
@@ -154,6 +156,7 @@ def pct_value(cell: str, header: str = "") -> tuple[float, int] | None:
         return (round(value / 10, decimals + 1), decimals + 1) if value <= 1000 else None
     if (
         header
+        and not m.group("sign")  # ``6.1 %`` under ``share`` is a percentage, not a proportion
         and not _PCT_WORDS.search(header)
         and (_PROPORTION_WORDS.search(header) or _proportion_rate(header))
     ):

@@ -40,9 +40,11 @@ _OF_YEAR = re.compile(r"(day|week)[\s_-]*of[\s_-]*(?:the[\s_-]*)?year")
 _WORD = re.compile(r"[a-z]+")
 MAX_ROWS = 100_000
 MAX_OBJECTS = 10_000  # JSON objects read as one-row tables
-# an ISO week (``2004-W04``, ``2004W041``) or ordinal date (``2004-019``) in text (leaks20)
+# an ISO week (``2004-W04``, ``2004W041``) or ordinal date (``2004-019``) in text or a file
+# name (``km_2004-W04.png``: an underscore is a separator there) (leaks20)
 _ISO_FORMS = re.compile(
-    r"(?<![\w.])((?:18|19|20|21)\d\d)(?:-W([0-5]\d)(?:-[1-7])?|W([0-5]\d)[1-7]?|-([0-3]\d\d))(?!\w|[.-]\d)"
+    r"(?<![0-9A-Za-z.])((?:18|19|20|21)\d\d)(?:-W([0-5]\d)(?:-[1-7])?|W([0-5]\d)[1-7]?|-([0-3]\d\d))"
+    r"(?![0-9A-Za-z]|[.-]\d)"
 )
 
 

@@ -51,6 +51,11 @@ def leaks() -> list[Planted]:
         Planted("percent_words.txt", b"Overall, 6.1 percent had a dose reduction.\n", REQUEST_SHARE),
         Planted("one_of_every.md", b"One of every eleven patients relapsed.\n", REQUEST_SHARE),
         Planted("per_mille.txt", b"Relapse: 61 per mille.\n", REQUEST_SHARE),
+        Planted(
+            "share_in_words.md",
+            b"| outcome | share |\n|---|---|\n| relapsed | 6.1 percent |\n",
+            REQUEST_SHARE,
+        ),
         Planted("per_mille_sign.md", "- Relapsed: 61 \u2030\n".encode(), REQUEST_SHARE),
         Planted("per_mille_col.csv", b"arm,n,relapsed_permille\ncontrol,33,61\ntreated,40,250\n", SDC),
         # ----------------------- a count as the difference of two stages of the flow
@@ -61,6 +66,7 @@ def leaks() -> list[Planted]:
         Planted("iso_week.txt", b"Scanned in week 2004-W04.\n", DATES),
         Planted("ordinal.txt", b"Study date (ISO ordinal): 2004-019\n", DATES),
         Planted("doy.json", _json({"study_year": 2004, "study_doy": 19}), DATES),
+        Planted("km_2004-W04.png", _png_plain(), DATES),
         Planted("year_week.csv", b"subject,scan_year,scan_week_of_year\n1,2004,4\n", DATES),
         # ----------------------- an age over 89
         Planted("age_91.csv", b"subject,age,stage\n1,91,II\n2,64,III\n", AGE),
@@ -136,6 +142,7 @@ def benign() -> list[tuple[Planted, tuple[str, ...]]]:
         (Planted("scans_by_week.csv", b"year,week,n_scans\n2004,4,40\n2004,5,45\n"), ()),
         (Planted("year_week_other.json", _json({"year": 2010, "week": 4, "scanner": "CT2"})), ()),
         (Planted("iso_week_other.txt", b"Data frozen in week 2021-W10.\n"), ()),
+        (Planted("km_2021-W10.png", _png_plain()), ()),
         # ages aggregated, or no one's age in years
         (Planted("age_topcoded.csv", b"age_group,n\n<50,15\n50-89,20\n90+,15\n"), ()),
         (Planted("mean_age.md", b"- Mean age: 91.4 years\n- Age range: 90 or older\n"), ()),
@@ -177,6 +184,8 @@ def known_limits() -> list[Planted]:
         Planted("size_change_one_row.csv", b"arm,n,size_change_pct\ncontrol,33,6.1\n", SDC),
         # a day of the year with no year: a date of every year, as "19 January" is
         Planted("doy_no_year.csv", b"subject,scan_day_of_year\n1,19\n", DATES),
+        # two stages of the flow in a sentence: only the first total of a text is read
+        Planted("flow_prose.txt", b"Of 35 patients screened, 33 were enrolled.\n", FLOW),
         # sex and site without an exact age: groups a table of counts states anyway
         Planted("sex_site.csv", b"sex,site,dice\nF,A,0.91\nM,B,0.88\n", QUASI),
     ]
