@@ -159,59 +159,72 @@ def _from_percentages(table: Table, rules: SdcRules) -> list[dict[str, object]]:
 def _shares_of_people(table: Table, rules: SdcRules, percents: list[int]) -> list[dict[str, object]]:
     """Shares (the policy's percent and proportion columns, and ``died_pct``, ``Died (%)``,
     ``died_proportion``: `shares.pct_column`) of the row's count of people (``n``,
-    ``patients``) that are a whole count under the threshold."""
-    from egress_review.checks.shares import is_metric, pct_column, pct_value, share_count, undirected_change
+    ``patients``) that are a whole count under the threshold. Each share column's cells are
+    parsed once (leaks20: an undirected change's were parsed again by the row rule)."""
+    from egress_review.checks.shares import is_metric, pct_column, pct_value, undirected_change
 
     people = [c for c in table.counts if _people(table.header[c])]
     found: list[dict[str, object]] = []
     if not people:
         return found  # before the shares: reading every column's cells as percentages is the cost
-    shares = [
+    candidates = [
         c
         for c, h in enumerate(table.header)
-        if c not in people
-        and (c in percents or pct_column(h) is not None or _all_percent(table, c))
-        and (not is_metric(h, table.header) or (undirected_change(h) and _every_row_whole(table, c, people)))
+        if c not in people and (c in percents or pct_column(h) is not None or _all_percent(table, c))
     ]
-    if not shares:
-        return found
-    for row_no, row in enumerate(table.rows, start=2):
-        for p_col in shares:
-            parsed = pct_value(_cell(row, p_col), table.header[p_col])
-            if parsed is None:
-                continue
-            for d_col in people:
-                d = _cell(row, d_col)
-                whole = share_count(parsed[0], parsed[1], float(d)) if _INT.match(d) else None
-                if whole is not None and 0 < whole < rules.threshold:
+    for p_col in candidates:
+        header = table.header[p_col]
+        metric = is_metric(header, table.header)
+        if metric and not undirected_change(header):
+            continue
+        counted = [_whole_counts(pct_value(_cell(row, p_col), header), row, people) for row in table.rows]
+        if metric and not _every_row_whole(counted):
+            continue
+        for row_no, wholes in enumerate(counted, start=2):
+            for d_col, whole in wholes:
+                if 0 < whole < rules.threshold:
+                    row = table.rows[row_no - 2]
                     _note(
                         found,
                         table,
                         row_no,
                         p_col,
-                        f"{_cell(row, p_col)} of {d}",
+                        f"{_cell(row, p_col)} of {_cell(row, d_col)}",
                         denominator=table.header[d_col],
                     )
     return found
 
 
-def _every_row_whole(table: Table, col: int, people: list[int]) -> bool:
-    """Whether two or more rows state a value in ``col`` and each is a whole count's share of
-    its row's people (leaks19): ``volume_change_pct`` by arm is a measurement, and a
-    measurement's value fits a whole count of its row's ``n`` by chance in one row (about 1 in
-    30 to a decimal), hardly in every row; a share of people fits in all of them."""
-    from egress_review.checks.shares import pct_value, share_count
+def _whole_counts(
+    parsed: tuple[float, int] | None, row: list[str], people: list[int]
+) -> list[tuple[int, float]]:
+    """(the people column, the whole count) for each of a row's people columns that one whole
+    count of gives the row's share; None for a row that states no share."""
+    from egress_review.checks.shares import share_count
 
-    stated = 0
-    for row in table.rows:
-        parsed = pct_value(_cell(row, col), table.header[col])
-        if parsed is None:
-            continue
-        wholes = [_cell(row, d) for d in people if _INT.match(_cell(row, d))]
-        if not any(share_count(parsed[0], parsed[1], float(d)) is not None for d in wholes):
-            return False
-        stated += 1
-    return stated >= 2
+    if parsed is None:
+        return _NO_SHARE
+    out: list[tuple[int, float]] = []
+    for d_col in people:
+        d = _cell(row, d_col)
+        whole = share_count(parsed[0], parsed[1], float(d)) if _INT.match(d) else None
+        if whole is not None:
+            out.append((d_col, whole))
+    return out
+
+
+_NO_SHARE: list[tuple[int, float]] = []  # the row states no share (its identity tells it apart)
+
+
+def _every_row_whole(counted: list[list[tuple[int, float]]]) -> bool:
+    """Whether two or more rows state a value in an undirected change's column and each is a
+    whole count's share of its row's people (leaks19): ``volume_change_pct`` by arm is a
+    measurement, and a measurement's value fits a whole count of its row's ``n`` by chance in
+    one row (about 1 in 30 to a decimal), hardly in every row; a share of people fits in all
+    of them. One row cannot be told (leaks20): round 15's benign ``diameter_delta_pct 9.1`` of
+    33 fits 3 as the known limit's ``size_change_pct 6.1`` fits 2."""
+    stated = [wholes for wholes in counted if wholes is not _NO_SHARE]
+    return len(stated) >= 2 and all(stated)
 
 
 def _all_percent(table: Table, col: int) -> bool:

@@ -16,7 +16,7 @@ import re
 import struct
 import threading
 from collections import Counter, OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,6 +67,7 @@ MONTHS = (
 )  # fmt: skip
 SIDECAR_SUFFIXES = (".csv", ".tsv", ".txt", ".xlsx", ".parquet", ".pq")
 MAX_SIDECAR_BYTES = 64 * 1024 * 1024
+MAX_HEADER_CHARS = 1024 * 1024  # a sidecar's header line is read up to this many characters
 
 _TOKEN = re.compile(r"[0-9a-z\u00c0-\uffff]+(?:[.\-_][0-9a-z\u00c0-\uffff]+)*")
 _SPLIT = re.compile(r"[\s^=,;/\\|]+")
@@ -186,6 +187,8 @@ def sidecar_identifiers(path: Path, columns: Iterable[str], cohort: Cohort | Non
     if (not patterns and cohort is None) or path.stat().st_size > MAX_SIDECAR_BYTES:
         return set()
     try:
+        if not any(_wanted(h, patterns, cohort) for h in _sidecar_headers(path)):
+            return set()  # leaks20: no row of a table without such a column is read
         tables = _sidecar_tables(path)
     except Exception:  # noqa: BLE001 - an unreadable sidecar adds no identifiers, as an unreadable DICOM
         return set()
@@ -200,6 +203,50 @@ def sidecar_identifiers(path: Path, columns: Iterable[str], cohort: Cohort | Non
         if cohort is not None and people:
             cohort.add_table([row[i] for i in people if i < len(row)] for row in rows)
     return found
+
+
+def _wanted(header: list[str], patterns: tuple[str, ...], cohort: Cohort | None) -> bool:
+    """Whether a sidecar table's header has an identifier column or, counting a cohort, a
+    patient-id column."""
+    return any(_matches(h, patterns) for h in header) or (
+        cohort is not None and bool(patient_columns(header))
+    )
+
+
+def _sidecar_headers(path: Path) -> list[list[str]]:
+    """The header row of each table in a sidecar, read without its rows (leaks20): a dataset's
+    tables of measurements, up to `MAX_SIDECAR_BYTES` each, were read whole for patient
+    columns they do not have. A CSV/TSV's first line, a Parquet file's schema, a workbook's
+    first non-empty row of each sheet."""
+    suffix = path.suffix.lower()
+    if suffix in (".parquet", ".pq"):
+        import pyarrow.parquet as pq
+
+        return [list(pq.read_schema(path).names)]
+    if suffix == ".xlsx":
+        import openpyxl
+
+        from egress_review.checks.table_readers import MAX_SHEETS, cell_text
+
+        wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
+        try:
+            return [
+                _first_row(ws.iter_rows(values_only=True), cell_text) for ws in wb.worksheets[:MAX_SHEETS]
+            ]
+        finally:
+            wb.close()
+    with path.open(encoding="utf-8-sig", newline="") as f:
+        first = f.readline(MAX_HEADER_CHARS)
+    delimiter = "\t" if first.count("\t") > first.count(",") else ","
+    return [next(csv.reader([first], delimiter=delimiter), [])]
+
+
+def _first_row(rows: Iterable[tuple[object, ...]], text: Callable[[object], str]) -> list[str]:
+    for row in rows:
+        cells = [text(v) for v in row]
+        if any(c.strip() for c in cells):
+            return cells
+    return []
 
 
 def _sidecar_tables(path: Path) -> list[tuple[list[str], list[list[str]]]]:

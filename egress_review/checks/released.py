@@ -483,6 +483,7 @@ def check_against_releases(
     mine = aggregates_of(path, display_name, policy, context)
     threshold = policy.sdc.threshold
     results = _request_share_flag(mine, display_name, policy, context)
+    results += _request_differences(mine, display_name, policy, context) + _flow_differences(mine, policy)
     if not released:
         return results
     return (
@@ -532,6 +533,82 @@ def _request_share_flag(
             "compare the files",
             # the other files' names are the job's words: reviewers only
             evidence={"threshold": threshold, "count": len(found), "reviewer_only": {"files": files[:20]}},
+        )
+    ]
+
+
+# the stages of a study's flow (CONSORT): each a size of the same cohort, nested in the one
+# before, so two of them a few apart state the few lost between them (leaks20)
+_FLOW_STAGES = frozenset(
+    "screened assessed eligible enrolled enroled recruited registered consented randomised randomized "
+    "allocated included analysed analyzed evaluable treated completed followed".split()
+)
+
+
+def _flow_differences(mine: Mapping[str, float], policy: Policy) -> list[CheckResult]:
+    """`sdc:flow_differencing`: two counts of this file named for different stages of the
+    study's flow and otherwise alike (``patients_screened 35``, ``patients_enrolled 33``; rows
+    ``enrolled``/``analysed`` of a ``patients`` column) that differ by less than the threshold:
+    the difference is the number of people who left between the stages, a small count no cell
+    states (leaks20). Counts of groups side by side (sites, arms: ``n_enrolled`` of site A and
+    of site B) are one stage: their difference counts no one."""
+    threshold = policy.sdc.threshold
+    alike: dict[str, dict[frozenset[str], float]] = {}
+    for key, value in mine.items():
+        if parse_share_key(key) is not None or key.startswith("sum:"):
+            continue
+        words = re.split(r"([^a-z]+)", key.lower())
+        stages = frozenset(w for w in words if w in _FLOW_STAGES)
+        if stages:
+            rest = "".join(w for w in words if w not in _FLOW_STAGES)
+            alike.setdefault(rest, {}).setdefault(stages, value)
+    gaps = sum(
+        1
+        for counts in alike.values()
+        for (s1, a), (s2, b) in itertools.combinations(counts.items(), 2)
+        if s1 != s2 and 0.5 <= abs(a - b) < threshold
+    )
+    if not gaps:
+        return []
+    return [
+        CheckResult(
+            check="sdc:flow_differencing",
+            outcome="flag",
+            reason=f"{gaps} pair(s) of counts in this file named for stages of the study's flow "
+            f"(screened, enrolled, analysed...) differ by less than the threshold of {threshold}: the "
+            "difference is the number of people who left between the stages",
+            evidence={"threshold": threshold, "count": gaps},
+        )
+    ]
+
+
+def _request_differences(
+    mine: Mapping[str, float], display_name: str, policy: Policy, context: CheckContext
+) -> list[CheckResult]:
+    """`sdc:differencing_request`: a count of this file a few off a count of the same name in
+    another file of the same request (leaks20): the same table twice, one row changed
+    (``site E 37`` in one file, ``35`` in the other), gives back the two people between them as
+    a table released twice across requests does (`differences`, the same rule)."""
+    if len(context.request_paths) < 2 or not mine:
+        return []
+    others = [(n, p) for n, p in context.request_paths.items() if n != display_name][:MAX_OTHER_FILES]
+    stated: dict[str, list[Released]] = {}
+    for name, path in others:
+        for key, value in aggregates_of(path, name, policy, context).items():
+            stated.setdefault(key, []).append(Released(value, name))
+    threshold = policy.sdc.threshold
+    found = list(differences(mine, stated, threshold)) if stated else []
+    if not found:
+        return []
+    files = sorted({f for _, f in found})
+    return [
+        CheckResult(
+            check="sdc:differencing_request",
+            outcome="flag",
+            reason=f"{len(found)} count(s) in this file differ by less than the threshold of {threshold} "
+            f"from counts of the same name in {len(files)} other file(s) of this request: subtracting one "
+            "from the other may give back individuals; compare the files",
+            evidence={"threshold": threshold, "other_files": files[:20], "count": len(found)},
         )
     ]
 

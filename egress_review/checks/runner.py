@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from egress_review.checks.acro import check_acro_results, claims_for, is_acro_results
+from egress_review.checks.ages import text_ages
 from egress_review.checks.archives import check_archive
 from egress_review.checks.cross_file import check_across_files
 from egress_review.checks.detect import (
@@ -36,7 +37,7 @@ from egress_review.checks.numbers import check_number_text
 from egress_review.checks.pdf import check_pdf
 from egress_review.checks.released import check_against_releases
 from egress_review.checks.split_dates import MAX_ROWS as MAX_SPLIT_DATE_ROWS
-from egress_review.checks.split_dates import check_split_dates
+from egress_review.checks.split_dates import check_iso_form_dates, check_split_dates, object_rows
 from egress_review.checks.table_readers import (
     ReadTables,
     json_tables,
@@ -84,6 +85,8 @@ def run_checks(path: Path, display_name: str, policy: Policy, context: CheckCont
     name_check = check_identifiers(display_name, policy, context, check="file_name")
     if name_check.outcome != "pass":
         results.append(name_check)
+    # "km_2004-W04.png": a dataset date's ISO week or ordinal date in the name (leaks20)
+    results.extend(check_iso_form_dates(display_name, policy, context))
     # "n3_relapsed.csv": a count in the name travels with the file (leaks12)
     results.extend(check_name_counts([("file name", display_name)], policy))
     if detected.type in TEXT_TYPES:
@@ -223,6 +226,8 @@ def _text_checks(
         if notebook is not None:
             return out + notebook
     out.extend(check_text(text, policy, context))
+    out.extend(check_iso_form_dates(text, policy, context))  # "2004-W04", "2004-019" (leaks20)
+    out.extend(text_ages(text))  # "aged 93", "oldest_age: 93" (leaks20)
     out.extend(_decoded_checks(text, path_name or path.name, policy, context))
     if kind == "json":
         # base64 inside a JSON string has its line breaks escaped ("\\n"): look at the strings
@@ -422,6 +427,8 @@ def _json_checks(text: str, name: str, policy: Policy, context: CheckContext) ->
         out.extend(structural_results(weights, policy, context))
     if not out:
         out.append(CheckResult(check="sdc", outcome="pass", reason="no disclosive table found in the JSON"))
+    # a year and a day of the year (or a month and a day) as keys of one object (leaks20)
+    out.extend(check_split_dates(object_rows(doc), policy, context))
     return out
 
 

@@ -25,6 +25,8 @@ _PCT_WORDS = re.compile(r"(?:^|[\s_(\[-])(?:pct|percent|percentage|perc)(?=$|[\s
 _PROPORTION_WORDS = re.compile(
     r"(?:^|[\s_(\[-])(?:proportion|prop|fraction|frac|share)(?=$|[\s_)\]-])", re.IGNORECASE
 )
+# ``relapsed_permille 61`` of 33 is 2 people (leaks20): a share per thousand
+_PER_MILLE_WORDS = re.compile(r"(?:^|[\s_(\[-])per[\s_-]?mill?e(?=$|[\s_)\]-])|\u2030", re.IGNORECASE)
 # ``relapse_rate 0.0303`` of 33 is 1 person (leaks17): a rate that is a fraction of the row's
 # people. Not a rate per person-time or per 1000 (``rate_per_1000_py``), nor a machine's or a
 # body's rate (``learning_rate``, ``heart_rate``): those are no share of anyone.
@@ -36,8 +38,10 @@ _NOT_A_SHARE_RATE = frozenset(
 )
 # A cell that is a number or a percentage (``12``, ``-3.5``, ``4,2``, ``25%``), not a label
 NUMERIC_CELL = re.compile(r"^[+-]?\d+(?:[.,]\d+)?%?$")
-_PERCENT_STRING = re.compile(r"^\s*\d{1,3}(?:[.,]\d{1,4})?\s*%\s*$")
-_PCT_VALUE = re.compile(r"^(\d{1,3})(?:[.,](\d{1,4}))?\s*%?$")
+# ``6.1 percent``, ``6.1 per cent``, ``6.1 pct`` are percentages as ``6.1%`` is (leaks20)
+_PERCENT_SIGN = r"(?:%|percent|per[ \t]*cent|pct)"
+_PERCENT_STRING = re.compile(rf"^\s*\d{{1,3}}(?:[.,]\d{{1,4}})?\s*{_PERCENT_SIGN}\s*$", re.IGNORECASE)
+_PCT_VALUE = re.compile(rf"^(\d{{1,3}})(?:[.,](\d{{1,4}}))?\s*(?P<sign>{_PERCENT_SIGN})?$", re.IGNORECASE)
 _SHARE_KEY = re.compile(r"^pct(\d):(.*)$")
 _MEAN = re.compile(r"^(?:mean|avg|average)_(.+)$|^(.+)_(?:mean|avg|average)$")
 _SUM = re.compile(r"^(?:sum|total)_(.+)$|^(.+)_(?:sum|total)$")
@@ -100,7 +104,13 @@ _DATA_WORDS = frozenset(
     "missing missingness completeness available availability imputed null nulls nan na empty duplicate "
     "duplicates invalid corrupt corrupted unreadable".split()
 )
-_DATA_NOUNS = frozenset("data value values field fields entry entries cell cells label labels".split())
+# ``records`` since leaks20: "6.1 % of records had no stage" is the data's share
+DATA_NOUNS = frozenset(
+    "data value values field fields entry entries cell cells label labels record records".split()
+)
+_DATA_OWN = _SPLIT_WORDS | _DATA_WORDS
+# the words a share of the data's name is made of (built once: leaks20)
+_DATA_SHARE_NAME = _DATA_OWN | _SHARE_WORDS | DATA_NOUNS
 # A metric written as a phrase (``false positive rate``, ``positive predictive value``, ``area
 # under curve``, ``root mean squared error``): three or more words whose initials, past these
 # small words, spell a metric of `_METRIC_WORDS` (leaks19: their percentages were read as
@@ -115,7 +125,9 @@ def pct_column(header: str) -> str | None:
     share. A bare ``%`` is a share of the row's count column itself: ``n`` (and so compared
     with totals, which is what it is)."""
     words = _PCT_WORDS if _PCT_WORDS.search(header) else _PROPORTION_WORDS
-    if not words.search(header):
+    if _PER_MILLE_WORDS.search(header):
+        words = _PER_MILLE_WORDS
+    elif not words.search(header):
         if not _proportion_rate(header):
             return None
         words = _RATE
@@ -133,14 +145,18 @@ def _proportion_rate(header: str) -> bool:
 
 def pct_value(cell: str, header: str = "") -> tuple[float, int] | None:
     """A share's value in percent and its number of decimals (``11.0`` -> (11.0, 1)); a
-    proportion column's ``0.11`` (``header`` names a proportion, no ``%``) is (11.0, 0)."""
+    proportion column's ``0.11`` (``header`` names a proportion, no ``%``) is (11.0, 0), a
+    per-mille column's ``61`` (6.1, 1)."""
     m = _PCT_VALUE.match(cell.strip())
     if not m:
         return None
     decimals = len(m.group(2) or "")
     value = float(f"{m.group(1)}.{m.group(2) or 0}")
+    if header and _PER_MILLE_WORDS.search(header):
+        return (round(value / 10, decimals + 1), decimals + 1) if value <= 1000 else None
     if (
         header
+        and not m.group("sign")  # ``6.1 %`` under ``share`` is a percentage, not a proportion
         and not _PCT_WORDS.search(header)
         and (_PROPORTION_WORDS.search(header) or _proportion_rate(header))
     ):
@@ -202,8 +218,7 @@ def _undirected(words: list[str]) -> bool:
 
 def _data_share(words: list[str]) -> bool:
     """A share of the data: a split's or the data's own (missing, complete), no other word."""
-    own = _SPLIT_WORDS | _DATA_WORDS
-    return not own.isdisjoint(words) and own.union(_SHARE_WORDS, _DATA_NOUNS).issuperset(words)
+    return not _DATA_OWN.isdisjoint(words) and _DATA_SHARE_NAME.issuperset(words)
 
 
 @functools.cache

@@ -6,12 +6,22 @@ between other numbers. A table's columns named for a year, a month and a day wit
 rest of the name (``birth_year``/``birth_month``/``birth_day``, ``scan yyyy``/``scan mm``/
 ``scan dd``, or bare ``year``/``month``/``day``) are put back together, row by row, as
 ISO dates, and that text is searched for the dataset's dates like any other.
+
+Since leaks20 also a year with a day of the year (``scan_year``/``scan_day_of_year``, a
+day's date) or with a week of a named event (``scan_year``/``scan_iso_week``: the seven days
+of that ISO week are searched, so a dataset date in it is found; a bare ``year``/``week`` is a
+calendar's axis of counts by week), in a table's columns or in a JSON object's keys
+(``{"study_year": 2004, "study_doy": 19}``), and the ISO forms written in text: a week
+``2004-W04`` (``2004W041``) and an ordinal date ``2004-019``. A day of the year or a week with
+no year is not read: like "15 March", it is a date of every year.
 """
 
 from __future__ import annotations
 
+import datetime
 import re
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 from egress_review.checks.dates import MONTHS
 from egress_review.checks.identifiers import matcher_for
@@ -19,18 +29,30 @@ from egress_review.checks.model import CheckContext, CheckResult, action_outcome
 from tre.policy import Policy
 
 _PARTS = {
+    "doy": ("doy", "yday", "ordinal"),
+    "week": ("week", "wk", "isoweek", "woy"),
     "year": ("year", "yr", "yyyy", "yob"),
     "month": ("month", "mon", "mm", "mob"),
     "day": ("day", "dd", "dob_day", "dom"),
 }
+# "day of (the) year", "week of (the) year" are one part each (leaks20)
+_OF_YEAR = re.compile(r"(day|week)[\s_-]*of[\s_-]*(?:the[\s_-]*)?year")
 _WORD = re.compile(r"[a-z]+")
 MAX_ROWS = 100_000
+MAX_OBJECTS = 10_000  # JSON objects read as one-row tables
+# an ISO week (``2004-W04``, ``2004W041``) or ordinal date (``2004-019``) in text or a file
+# name (``km_2004-W04.png``: an underscore is a separator there) (leaks20)
+_ISO_FORMS = re.compile(
+    r"(?<![0-9A-Za-z.])((?:18|19|20|21)\d\d)(?:-W([0-5]\d)(?:-[1-7])?|W([0-5]\d)[1-7]?|-([0-3]\d\d))"
+    r"(?![0-9A-Za-z]|[.-]\d)"
+)
 
 
 def _split_name(header: str) -> tuple[str, str] | None:
     """(part, rest of the name) when ``header`` names a year, month or day: ``birth_year`` ->
     ("year", "birth")."""
-    words = _WORD.findall(header.lower())
+    named = _OF_YEAR.sub(lambda m: "doy" if m.group(1) == "day" else "week", header.lower())
+    words = [w for w in _WORD.findall(named) if w != "iso"]  # ``iso_week`` is the ``year``'s week
     for part, names in _PARTS.items():
         for i, word in enumerate(words):
             if word in names:
@@ -58,7 +80,17 @@ def split_dates(rows: list[list[str]]) -> Iterator[str]:
         split = _split_name(name)
         if split is not None:
             groups.setdefault(split[1], {}).setdefault(split[0], i)
-    triples = [(g["year"], g["month"], g["day"]) for g in groups.values() if len(g) == 3]
+    triples = [
+        (g["year"], g["month"], g["day"]) for g in groups.values() if {"year", "month", "day"} <= g.keys()
+    ]
+    # a week only of a named event (``scan_year``/``scan_week``): bare ``year``/``week`` is a
+    # calendar's axis, of counts by week, and a busy dataset has a scan in most weeks
+    days = [
+        (g["year"], g[part], part)
+        for rest, g in groups.items()
+        for part in ("doy", "week")
+        if {"year", part} <= g.keys() and (part == "doy" or rest)
+    ]
     for row in rows[1:MAX_ROWS]:
         for y, m, d in triples:
             if max(y, m, d) >= len(row):
@@ -66,6 +98,45 @@ def split_dates(rows: list[list[str]]) -> Iterator[str]:
             year, month, day = _number(row[y], "year"), _number(row[m], "month"), _number(row[d], "day")
             if year and month and day and 1800 <= year <= 2200 and 1 <= month <= 12 and 1 <= day <= 31:
                 yield f"{year:04d}-{month:02d}-{day:02d}"
+        for y, c, part in days:
+            if max(y, c) < len(row):
+                yield from _days(_number(row[y], "year"), _number(row[c], part), part)
+
+
+def _days(year: int | None, value: int | None, part: str) -> list[str]:
+    """The ISO dates a year's day (``doy``) or ISO week (``week``: its seven days) spells."""
+    if not year or not value or not 1800 <= year <= 2200:
+        return []
+    try:
+        if part == "doy":
+            first = datetime.date(year, 1, 1) + datetime.timedelta(days=value - 1)
+            return [first.isoformat()] if 1 <= value <= 366 and first.year == year else []
+        return [datetime.date.fromisocalendar(year, value, d).isoformat() for d in range(1, 8)]
+    except ValueError:
+        return []  # week 54, day 0
+
+
+def iso_form_dates(text: str) -> Iterator[str]:
+    """The ISO dates an ISO week (its seven days) or ordinal date written in ``text`` spells."""
+    for m in _ISO_FORMS.finditer(text):
+        week = m.group(2) or m.group(3)
+        yield from _days(int(m.group(1)), int(week or m.group(4)), "week" if week else "doy")
+
+
+def object_rows(doc: Any) -> Iterator[list[list[str]]]:
+    """Each JSON object with two or more scalar values as a one-row table (its keys, its
+    values): a year and a day of the year as two keys of one object are one date (leaks20)."""
+    stack, seen = [doc], 0
+    while stack and seen < MAX_OBJECTS:
+        node = stack.pop()
+        if isinstance(node, dict):
+            seen += 1
+            scalars = {str(k): str(v) for k, v in node.items() if isinstance(v, (int, float, str))}
+            if len(scalars) >= 2:
+                yield [list(scalars), list(scalars.values())]
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
 
 
 def check_split_dates(
@@ -73,7 +144,18 @@ def check_split_dates(
 ) -> list[CheckResult]:
     """`dates:split_columns`: a dataset date (birth, scan) spelt by a row's year, month and
     day cells. The reason is fixed words and a row count: nothing of the file is quoted."""
-    dates = [d for rows in tables for d in split_dates(rows)]
+    return _dataset_dates([d for rows in tables for d in split_dates(rows)], policy, context)
+
+
+def check_iso_form_dates(text: str, policy: Policy, context: CheckContext) -> list[CheckResult]:
+    """`dates:split_columns` for an ISO week or ordinal date in a text that is a dataset
+    date's (leaks20): ``2004-W04`` is the week of a scan on 19 January 2004."""
+    if not context.identifiers:
+        return []
+    return _dataset_dates(list(iso_form_dates(text)), policy, context)
+
+
+def _dataset_dates(dates: list[str], policy: Policy, context: CheckContext) -> list[CheckResult]:
     if not dates:
         return []  # most tables: no year/month/day columns, so no matcher is built
     matcher = matcher_for(policy, context.identifiers)
@@ -84,8 +166,9 @@ def check_split_dates(
         CheckResult(
             check="dates:split_columns",
             outcome=action_outcome(policy.text.identifier_action),
-            reason="a date of the dataset (birth or scan) written across a table's year, month and day "
-            f"columns ({hits} row(s))",
+            reason="a date of the dataset (birth or scan) written in parts: a table's year, month and day "
+            f"columns, a year with a day of the year or a week, or an ISO week or ordinal date ({hits} "
+            "time(s))",
             evidence={"rows": hits},
         )
     ]

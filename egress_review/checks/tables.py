@@ -331,7 +331,9 @@ def check_parsed(table: Table, policy: Policy) -> list[CheckResult]:
         # per case): `n_lesions` of one case is an attribute of that case, not the size of a
         # group, so the frequency rules do not apply; record-level rules still do.
         table = Table(table.header, table.rows, [], table.magnitudes, [])
-    from egress_review.checks.derived_counts import derived_counts, transposed, with_margins  # use Table
+    from egress_review.checks.ages import table_ages  # use Table
+    from egress_review.checks.derived_counts import derived_counts, transposed, with_margins
+    from egress_review.checks.quasi_identifiers import rare_combinations
 
     if not subjects:
         table = with_margins(table, policy.sdc)
@@ -349,6 +351,8 @@ def check_parsed(table: Table, policy: Policy) -> list[CheckResult]:
                 ]
                 + derived_counts(flipped, policy.sdc),
             )
+    # an age over 89, rare combinations of an age with sex or site (leaks20)
+    results = _merge(results, table_ages(table) + rare_combinations(table, policy.sdc.threshold))
     return [_content_for_reviewers(r) for r in results]
 
 

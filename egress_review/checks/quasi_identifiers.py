@@ -1,0 +1,77 @@
+"""Rare combinations of quasi-identifiers in record-level tables (leaks20).
+
+A table of one row per patient with no name in it (``sex,age,site,dice``) still picks people
+out: the one 71-year-old man at site B is known to anyone who knows him, and his row's other
+cells are then his. Record-level tables pass the frequency rules (they have no count column),
+so their rows are grouped by the quasi-identifiers they state (sex or gender, an exact age,
+the site, postcode, ethnicity) and a combination fewer rows than the threshold share is
+flagged for the reviewers (k-anonymity with k the threshold).
+
+Only where an exact age (whole years) stands beside at least one other of them: an age band
+(``60-69``) is the aggregated form, and sex with site alone are groups a released table of
+counts states anyway. A table with a count column is a table of groups: its small cells are
+the threshold rule's.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+
+from egress_review.checks.ages import age_name
+from egress_review.checks.model import CheckResult
+from egress_review.checks.tables import Table, _matches
+
+QUASI_COLUMNS = (
+    "sex",
+    "gender",
+    "site",
+    "site_id",
+    "centre",
+    "center",
+    "hospital",
+    "institution",
+    "postcode",
+    "post_code",
+    "zip",
+    "zip_code",
+    "ethnicity",
+    "race",
+)
+_WHOLE_YEARS = re.compile(r"^\s*\d{1,3}\s*$")
+
+
+def rare_combinations(table: Table, threshold: int) -> list[CheckResult]:
+    """`sdc:quasi_identifiers`: rows of a record-level table whose exact age and other
+    quasi-identifiers fewer than ``threshold`` rows share."""
+    if table.counts or not table.rows:
+        return []
+    ages = [c for c, h in enumerate(table.header) if age_name(h) and _whole_years(table, c)]
+    others = [c for c, h in enumerate(table.header) if _matches(h, QUASI_COLUMNS)]
+    if not ages or not others:
+        return []
+    columns = ages[:1] + others
+    combos = Counter(tuple(_cell(row, c) for c in columns) for row in table.rows)
+    rare = sum(n for n in combos.values() if n < threshold)
+    if not rare:
+        return []
+    names = ", ".join(table.header[c] for c in columns)
+    return [
+        CheckResult(
+            check="sdc:quasi_identifiers",
+            outcome="flag",
+            reason=f"{rare} row(s) of a record-level table have a combination of {names} that fewer "
+            f"than {threshold} rows share: a person who has it is recognisable (band the ages, "
+            "merge small sites, or release counts)",
+            evidence={"rows": rare, "columns": [table.header[c] for c in columns]},
+        )
+    ]
+
+
+def _whole_years(table: Table, col: int) -> bool:
+    cells = [_cell(r, col) for r in table.rows if _cell(r, col)]
+    return bool(cells) and all(_WHOLE_YEARS.match(c) for c in cells)
+
+
+def _cell(row: list[str], col: int) -> str:
+    return row[col].strip().lower() if col < len(row) else ""
