@@ -141,6 +141,16 @@ def test_tre_submit_with_code_at_the_hub_as_docs_federation_says(settings, engin
             "PYTHONPATH": str(REPO),
         }
 
+        def run(*argv: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [sys.executable, "-m", "tre.cli.main", *argv],
+                env=env,
+                cwd=code,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+
         def submit(project: str) -> subprocess.CompletedProcess[str]:
             argv = ["submit", "-p", project, "--image", image, "--code", ".", "--", "python3", "analysis.py"]
             return subprocess.run(
@@ -158,3 +168,18 @@ def test_tre_submit_with_code_at_the_hub_as_docs_federation_says(settings, engin
         refused = submit("lung-elsewhere")
         assert refused.returncode == 1 and "not a member of project 'lung-elsewhere'" in refused.stderr
         assert len(refused.stderr.strip().splitlines()) == 1 and "uploaded" not in refused.stdout
+
+        # A single tre's commands at the hub (the README's researcher lines: `--wait`, `tre
+        # jobs`, `tre logs`) reach routes it has not: said in one line with what to use there,
+        # not "no such API route" / "GET is not allowed here; allowed: POST".
+        for argv in (
+            ("submit", "-p", "fedlung", "--image", image, "--wait", "--", "python3", "analysis.py"),
+            ("jobs",),
+            ("logs", "0" * 32),
+            ("outputs", "0" * 32),
+        ):
+            answered = run(*argv)
+            assert answered.returncode == 1, (argv, answered.stdout)
+            line = answered.stderr.strip()
+            assert len(line.splitlines()) == 1 and "Traceback" not in answered.stderr, (argv, line)
+            assert "federation hub" in line and "tre hub job show JOB" in line, (argv, line)
