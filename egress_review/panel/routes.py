@@ -50,6 +50,7 @@ from tre.api.problems import Problem
 from tre.audit import record_event
 from tre.auth import revocation
 from tre.auth.oidc import OidcError
+from tre.auth.pasted import pasted_token
 from tre.auth.principal import Principal
 from tre.config import Settings
 from tre.errors import NotFound, TreError
@@ -176,7 +177,7 @@ def login(
     if settings.auth_mode != "embedded":
         error = "pasting a token is only for the embedded issuer; sign in with your identity provider"
         return render(request, "login.html", _login_context(settings, error), status=403)
-    token = token.strip()
+    token = pasted_token(token)  # as copied from a curl line or a quoted string, too
     try:
         principal = principal_from_token(request, token, session)
     except Problem as exc:
