@@ -104,6 +104,32 @@ def check_csrf(request: Request, submitted: str) -> None:
         )
 
 
+def form_is_stale(request: Request, submitted: str) -> bool:
+    """True for a post of one of our own pages whose CSRF token is out of date; raises as
+    `check_csrf` does for anything else.
+
+    The token rotates at sign-in and goes at sign-out, so a form opened in another tab before
+    the reviewer signed in again carries an old one. When the browser names our own origin the
+    post came from our page (another site cannot make a browser send our ``Origin``): the
+    route then says the form was out of date and keeps what the reviewer wrote, instead of a
+    bare "cross-site request refused" that lost it. Without an ``Origin`` nothing proves
+    where the post came from, and it is refused as before."""
+    try:
+        check_csrf(request, submitted)
+    except Problem as exc:
+        origin = request.headers.get("origin")
+        if exc.type_ == "csrf-mismatch" and origin == f"{request.url.scheme}://{request.url.netloc}":
+            return True
+        raise
+    return False
+
+
+STALE_FORM = (
+    "This page's form was out of date (opened before you last signed in, e.g. in another tab), "
+    "so your {what} was not recorded. What you wrote is kept below: send it again."
+)
+
+
 class SessionEnded(Problem):
     """The 303 to the sign-in page for a session the browser still held but that ended
     (``ended``: a key of `ENDED`). A vote or resolution route catches it to keep what the

@@ -29,11 +29,12 @@ from egress_review.panel.auth import (
     ENDED,
     ID_TOKEN_COOKIE,
     PANEL_ROLES,
+    STALE_FORM,
     TOKEN_COOKIE,
     SessionEnded,
-    check_csrf,
     clear_cookies,
     csrf_token,
+    form_is_stale,
     panel_principal,
     session_end_text,
     set_csrf_cookie,
@@ -49,6 +50,7 @@ from tre.api.problems import Problem
 from tre.audit import record_event
 from tre.auth import revocation
 from tre.auth.oidc import OidcError
+from tre.auth.pasted import pasted_token
 from tre.auth.principal import Principal
 from tre.config import Settings
 from tre.errors import NotFound, TreError
@@ -167,11 +169,15 @@ def login(
     csrf: Annotated[str, Form(max_length=200)] = "",
     next_page: Annotated[str, Form(alias="next", max_length=64)] = "",
 ) -> Response:
-    check_csrf(request, csrf)
+    if form_is_stale(request, csrf):  # a sign-in page left open in another tab: say so, ask again
+        error = (
+            "this sign-in page was out of date (you signed in or out in another tab): paste your token again"
+        )
+        return render(request, "login.html", _login_context(settings, error), status=403)
     if settings.auth_mode != "embedded":
         error = "pasting a token is only for the embedded issuer; sign in with your identity provider"
         return render(request, "login.html", _login_context(settings, error), status=403)
-    token = token.strip()
+    token = pasted_token(token)  # as copied from a curl line or a quoted string, too
     try:
         principal = principal_from_token(request, token, session)
     except Problem as exc:
@@ -208,7 +214,9 @@ def logout(
     and forget it here; with an OIDC provider that offers it, end the session there
     too (RP-initiated logout), through a page that moves on by itself: the form's CSP allows
     posts to this origin only, which Chromium also applies to a redirect after the post."""
-    check_csrf(request, csrf)
+    # An out-of-date form of our own page (a tab opened before the last sign-in) still signs
+    # out: refusing it left a reviewer signed in who had pressed Sign out.
+    form_is_stale(request, csrf)
     _revoke_session_token(request, session)
     end_session = _provider_logout_url(request, settings)
     if end_session:
@@ -640,7 +648,7 @@ def _decision_post(
     """A vote or resolution form. The form's fields are all optional and bounded here, after
     the session was looked at (`reviewer_or_ended`), so nobody learns anything from form
     validation before signing in; then the CSRF check, before anything is echoed."""
-    check_csrf(request, csrf[:200])
+    stale = form_is_stale(request, csrf[:200])
     if len(comment) > MAX_COMMENT:
         raise Problem(
             422,
@@ -651,6 +659,17 @@ def _decision_post(
     choice = choice if choice in workflow.VOTES else choice[:16]
     if isinstance(principal, str):
         return _kept_on_sign_in(request, settings, principal, request_id, choice, comment)
+    if stale:  # our own page's form, from before the reviewer signed in again: nothing acted on
+        return _request_page(
+            request,
+            session,
+            settings,
+            principal,
+            request_id,
+            error=STALE_FORM.format(what="vote" if action == "vote" else "resolution"),
+            status=403,
+            kept={"comment": comment, "choice": choice if choice in workflow.VOTES else ""},
+        )
     return _act(request, session, settings, principal, request_id, action, choice, comment, seen_state[:32])
 
 

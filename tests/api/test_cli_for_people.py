@@ -125,3 +125,42 @@ def test_ids_print_whole_and_any_unique_prefix_works(live, app_client, world) ->
     assert json.loads(outputs.stdout) == []
     cancelled = tre(env, "cancel", target[:n])
     assert cancelled.returncode == 0 and target in cancelled.stdout
+
+
+PASTES = ("Bearer {t}", "Authorization: Bearer {t}", '"{t}"', "'{t}'", ' "Bearer {t}" ', "bearer '{t}'")
+
+
+def test_a_token_pasted_with_its_wrapping_signs_in(live) -> None:  # type: ignore[no-untyped-def]
+    """Round 20 (newcomer): a token copied from a curl line (`Bearer eyJ...`) or a quoted
+    string was refused as "malformed token: Invalid header padding", and the CLI then said to
+    get a new token, though it was fine. The wrapping is taken off; a token that is not one is
+    still refused, saying what a token looks like."""
+    env, token = live
+    for paste in PASTES:
+        proc = tre(env, "login", stdin=paste.format(t=token) + "\n")
+        assert proc.returncode == 0 and "alice" in proc.stdout, (paste, proc.stderr)
+    line = one_line_error(tre(env, "login", stdin="Bearer not-a-jwt\n"), 1, "malformed token")
+    assert "copied whole" in line
+
+
+def test_the_panel_takes_a_token_pasted_with_its_wrapping(settings, engine, world, token_for) -> None:  # type: ignore[no-untyped-def]
+    """The same pastes on the panel's sign-in page (egress_review.panel), for a DAC member."""
+    import re
+
+    from fastapi.testclient import TestClient
+
+    from tre.api.app import create_app
+
+    app = create_app(settings, engine)
+    token = token_for("dana", "dac")
+    for paste in PASTES:
+        with TestClient(app) as c:
+            page = c.get("/panel/login")
+            csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
+            assert csrf is not None
+            r = c.post(
+                "/panel/login",
+                data={"token": paste.format(t=token), "csrf": csrf.group(1)},
+                follow_redirects=False,
+            )
+            assert r.status_code == 303 and r.headers["location"] == "/panel/", (paste, r.text[:300])

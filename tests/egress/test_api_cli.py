@@ -126,3 +126,29 @@ def test_a_blocked_request_exits_non_zero(cli, db, esettings, as_json: bool) -> 
     else:
         assert "blocked" in r.stdout and "it cannot be approved" in r.stdout
         assert "follow it with: tre egress show" in r.stdout
+
+
+def test_a_reviewer_reads_who_asked_why_and_their_own_vote(cli, db, esettings) -> None:  # type: ignore[no-untyped-def]
+    """Round 20 (newcomer, the DAC member's README lines): `tre egress show REQ` printed the
+    files and checks but not the justification the requester was told "the reviewers will
+    read", nor who asked, nor the reviewer's own blind vote, so a DAC member reviewing from
+    the CLI voted without the reason for the release."""
+    with db.begin() as s:
+        world = seed_world(s, esettings)
+    made = cli(
+        world.researcher, ("researcher",), "request", world.job_id, "tables/summary.csv", "--why", "Table 1"
+    )
+    rid = next(w for w in made.output.split() if len(w) == 32)
+
+    before = cli("dana", ("dac",), "show", rid[:8])
+    assert before.exit_code == 0, before.output
+    assert f"requested by {world.researcher} at " in before.output
+    assert "why: Table 1" in before.output
+    assert f"your vote is needed: tre egress vote {rid} approve" in before.output
+
+    assert cli("dana", ("dac",), "vote", rid, "reject", "-m", "cell of 3").exit_code == 0
+    assert cli("dave", ("dac",), "show", rid).output.count("your vote is needed") == 1
+    mine = cli("dana", ("dac",), "show", rid)
+    assert "your vote: reject  cell of 3" in mine.output and "your vote is needed" not in mine.output
+    # Still blind to the others: dave's view names no vote of dana's.
+    assert "cell of 3" not in cli("dave", ("dac",), "show", rid).output

@@ -113,3 +113,73 @@ def test_hub_node_revoke_from_the_cli(settings, engine, tmp_path):  # type: igno
     assert listed.stdout.split()[:2] == ["node-r", "revoked"], listed.stdout
     again = tre(settings, "hub", "node", "revoke", "node-r")
     assert again.returncode == 1 and again.stderr.strip() == "error: node 'node-r' was already revoked"
+
+
+def test_tre_submit_with_code_at_the_hub_as_docs_federation_says(settings, engine, tmp_path, token_for):  # type: ignore[no-untyped-def]
+    """Round 20 (newcomer, docs/federation.md's researcher line `tre submit -p fedlung --image
+    ... --code . -- python3 analysis.py` against the hub): the CLI first asks admission at
+    `POST /api/v1/jobs/check` (round 19), a route the hub lacked, so every `--code` submission
+    at a hub ended with "no such API route". A refusal there names why, before any upload."""
+    node = node_identity(tmp_path, "node-a")
+    app = create_hub_app(settings, engine)
+    with session_scope(engine) as s:
+        registry.create_user(s, "test", "root", ["admin"])
+        registry.create_user(s, "alice", "alice", ["researcher"])
+        nodes.add_node(s, "root", node.name, node.public_key, node.audit_key)
+        nodes.create_project(s, "root", "fedlung", "Federated lung", ["node-a"])
+        registry.add_member(s, "root", "fedlung", "alice")
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "analysis.py").write_text("print('counts')\n")
+    image = "registry.tre.local/tre-job-cpu@sha256:" + "ab" * 32
+    with BackgroundServer(app) as server:
+        env = {
+            **os.environ,
+            "TRE_HOME": str(tmp_path / "client"),
+            "TRE_API_URL": server.url,
+            "TRE_TOKEN": token_for("alice", "researcher"),
+            "PYTHONPATH": str(REPO),
+        }
+
+        def run(*argv: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [sys.executable, "-m", "tre.cli.main", *argv],
+                env=env,
+                cwd=code,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+
+        def submit(project: str) -> subprocess.CompletedProcess[str]:
+            argv = ["submit", "-p", project, "--image", image, "--code", ".", "--", "python3", "analysis.py"]
+            return subprocess.run(
+                [sys.executable, "-m", "tre.cli.main", *argv],
+                env=env,
+                cwd=code,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+
+        done = submit("fedlung")
+        assert done.returncode == 0, done.stderr
+        assert "submitted job" in done.stdout and done.stderr == ""
+        refused = submit("lung-elsewhere")
+        assert refused.returncode == 1 and "not a member of project 'lung-elsewhere'" in refused.stderr
+        assert len(refused.stderr.strip().splitlines()) == 1 and "uploaded" not in refused.stdout
+
+        # A single tre's commands at the hub (the README's researcher lines: `--wait`, `tre
+        # jobs`, `tre logs`) reach routes it has not: said in one line with what to use there,
+        # not "no such API route" / "GET is not allowed here; allowed: POST".
+        for argv in (
+            ("submit", "-p", "fedlung", "--image", image, "--wait", "--", "python3", "analysis.py"),
+            ("jobs",),
+            ("logs", "0" * 32),
+            ("outputs", "0" * 32),
+        ):
+            answered = run(*argv)
+            assert answered.returncode == 1, (argv, answered.stdout)
+            line = answered.stderr.strip()
+            assert len(line.splitlines()) == 1 and "Traceback" not in answered.stderr, (argv, line)
+            assert "federation hub" in line and "tre hub job show JOB" in line, (argv, line)

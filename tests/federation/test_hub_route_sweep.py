@@ -44,6 +44,7 @@ REFUSED: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/api/v1/jobs/{job_id}/code"): frozenset({"bob", "dana"}),
     ("GET", "/api/v1/jobs/{job_id}/code/files"): frozenset({"bob", "dana"}),
     ("POST", "/api/v1/jobs"): NOT_SUBMITTERS,
+    ("POST", "/api/v1/jobs/check"): NOT_SUBMITTERS | {"bob"},  # bob: no federated project (403)
     ("GET", "/hub/v1/jobs"): NOBODY,
     ("GET", "/hub/v1/jobs/{job_id}"): frozenset({"bob", "dana"}),
     ("GET", "/hub/v1/jobs/{job_id}/results/{node}/{name}"): frozenset({"bob", "dana"}),

@@ -177,9 +177,12 @@ def install_problem_handlers(app: FastAPI) -> None:  # noqa: C901 - one handler 
         title = _STATUS_TITLES.get(exc.status_code, "Error")
         detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
         headers = dict(getattr(exc, "headers", None) or {})
+        # What this server is not, for a command meant for another kind (the hub's: a single
+        # tre's `tre jobs`, `tre logs`, `tre submit --wait` there), said with what to use.
+        hint = getattr(request.app.state, "unrouted_hint", "")
         if exc.status_code == 404 and detail == "Not Found":
             # The router's own words when no route matches: say so, and where the routes are.
-            detail = "no such API route; the routes are listed in /openapi.json (and /docs)"
+            detail = hint or "no such API route; the routes are listed in /openapi.json (and /docs)"
         if exc.status_code == 405:
             # Starlette names only the first route it tried; list every method of the path.
             from tre.api.openapi import allowed_methods
@@ -188,6 +191,8 @@ def install_problem_handlers(app: FastAPI) -> None:  # noqa: C901 - one handler 
             if allowed:
                 headers["Allow"] = ", ".join(allowed)
                 detail = f"{request.method} is not allowed here; allowed: {', '.join(allowed)}"
+                if hint:
+                    detail = f"{hint} ({detail})"
         return problem_response(
             exc.status_code,
             title,

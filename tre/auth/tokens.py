@@ -127,7 +127,10 @@ class TokenVerifier:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:
-            raise TokenError(f"malformed token: {exc}") from exc
+            raise TokenError(
+                f"malformed token: {exc}; a token is the one line `tre admin token` (or your "
+                "identity provider) printed, copied whole"
+            ) from exc
         alg = str(header.get("alg", ""))
         if alg in FORBIDDEN_ALGORITHMS or alg not in self.algorithms:
             raise TokenError(f"token algorithm {alg!r} is not accepted")

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
+from tre.auth.pasted import pasted_token
 from tre.cli import (
     admin,
     audit,
@@ -141,7 +142,7 @@ def login(
         token = typer.prompt("Token", hide_input=True)
     else:
         token = sys.stdin.readline()
-    token = token.strip()
+    token = pasted_token(token)  # as copied from a curl line or a quoted string, too
     if not token:
         raise CliError("no token given: paste it at the prompt or pipe it on stdin")
     me = ApiClient(api_url=url, token=token).get("/api/v1/me")

@@ -50,8 +50,29 @@ def _print_request(r: dict[str, Any]) -> None:
         f"[bold]Request {r['id']}[/bold]  state: [bold]{r['state']}[/bold]  "
         f"job {r['job_id']}  project {r['project_id']}"
     )
+    # What a reviewer judges the request by, as the panel shows it: who asked, when, and why
+    # (the --why the requester was told "the reviewers will read").
+    if r.get("requested_by"):
+        console.print(
+            f"requested by {untrusted(r['requested_by'])} at {_utc(r.get('created_at') or '')}",
+            highlight=False,
+        )
+    if r.get("justification") is not None:
+        console.print(f"why: {untrusted(r['justification'])}", soft_wrap=True, highlight=False)
     pols = ", ".join(f"{p['name']} v{p['version']}" for p in r.get("policies", []))
     console.print(f"policies: {pols or '-'}   votes: {r['votes_in']}/{r['required_reviews']}")
+    mine = r.get("my_vote")
+    if mine and not r.get("votes_revealed"):  # blind: a reviewer sees only their own vote
+        console.print(f"your vote: {mine['vote']}  {untrusted(mine.get('comment') or '')}", highlight=False)
+    elif r.get("can_vote"):
+        console.print(
+            f"your vote is needed: tre egress vote {r['id']} approve (or reject) -m WHY", highlight=False
+        )
+    elif r.get("can_resolve"):
+        console.print(
+            f"the votes disagree; settle it: tre egress resolve {r['id']} approve (or reject) -m WHY",
+            highlight=False,
+        )
     if r.get("expires_at"):
         console.print(f"expires: {_utc(r['expires_at'])} unless decided first", highlight=False)
     # Fixed words from the server (quorum unmeetable, policy changed, expired), said first.

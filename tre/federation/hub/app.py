@@ -43,6 +43,13 @@ class HubBodyLimits(BodySizeLimit):
         await super().__call__(scope, receive, send)
 
 
+HUB_UNROUTED = (
+    "this is a federation hub, not a tre node: it runs no jobs itself, so it has no such route; "
+    "follow federated jobs with tre hub jobs, tre hub job show JOB and tre hub results JOB -o DIR "
+    "(docs/federation.md)"
+)
+
+
 def create_hub_app(settings: Settings | None = None, engine: Engine | None = None) -> FastAPI:
     settings = settings or get_settings()
     settings.ensure_dirs()
@@ -62,6 +69,9 @@ def create_hub_app(settings: Settings | None = None, engine: Engine | None = Non
     app.state.engine = engine
     app.state.verifier = TokenVerifier(settings)
     app.state.hub_key = hub_key(settings)
+    # A single tre's commands pointed at the hub (`tre jobs`, `tre logs`, `tre submit --wait`)
+    # reach routes it does not have: its 404/405 say what this is and what to use instead.
+    app.state.unrouted_hint = HUB_UNROUTED
     app.state.write_gate = anyio.Lock()
     app.state.db_slots = anyio.Semaphore(database_slots(engine))
     # Agent requests refused (unsigned, unknown, revoked, forged, stale, replayed): audited

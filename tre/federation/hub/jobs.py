@@ -70,6 +70,14 @@ def _admit(session: Session, principal: Principal, body: FederatedJobIn) -> list
     return nodes
 
 
+def check(session: Session, principal: Principal, body: FederatedJobIn) -> list[str]:
+    """The hub's answer to ``tre submit --code``'s admission question (``POST
+    /api/v1/jobs/check``, as on a single tre): the nodes a submission would fan out to, or
+    its refusal (audited as a submission's), before the code is packed and uploaded. The code
+    is not asked about: it is uploaded after this answer."""
+    return _admit(session, principal, body.model_copy(update={"code_hash": None}))
+
+
 def submit(
     session: Session, principal: Principal, body: FederatedJobIn, tes: dict[str, Any] | None = None
 ) -> FedJob:

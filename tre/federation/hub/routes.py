@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, Response
 
 from tre.access import can_see_project
 from tre.api.deps import DbSession, any_role, require_roles
@@ -36,6 +36,15 @@ def submit(
     """Submit once: one child job per node of the federated project."""
     job = jobs.submit(session, principal, body)
     return jobs.job_view(session, job, _lease(request))
+
+
+@router.post("/api/v1/jobs/check", status_code=204, response_class=Response)
+def check_job(body: FederatedJobIn, principal: Researcher, session: DbSession) -> Response:
+    """Would this submission be taken (204), or why not (its problem)? What `tre submit
+    --code` asks a tre API before it packs and uploads the code; without this route at the
+    hub, `tre submit --code` to a federated project was answered "no such API route"."""
+    jobs.check(session, principal, body)
+    return Response(status_code=204)
 
 
 @router.get("/hub/v1/jobs")
