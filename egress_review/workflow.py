@@ -839,7 +839,8 @@ def cast_vote(
         )
     if req.state == EgressState.conflicted:
         raise Conflict(
-            "the votes disagree; this request now needs a resolution, not another vote",
+            "the votes disagree; this request now needs a resolution, not another vote: by a "
+            "DAC member who did not vote, or an admin (tre egress resolve, or Resolve in the panel)",
             slug="needs-resolution",
         )
     if req.state != EgressState.awaiting_review:

@@ -199,3 +199,16 @@ def test_request_page_names_the_jobs_image_and_code(panel_app, db, world, token_
         page = c.get(f"/panel/requests/{rid}")
         assert "c0de" * 16 in page.text and f"tre job code {world.job_id} -o code.tar.gz" in page.text
         assert image in page.text
+
+
+def test_a_small_files_size_is_said_once(panel_app, world, token_for, rid) -> None:  # type: ignore[no-untyped-def]
+    """A 43-byte file's card read '43 bytes (43 bytes)' (newcomer round 20): the exact count
+    in brackets only where the readable size rounds it. Failed before."""
+    small = len(world.outputs["tables/summary.csv"])
+    assert small < 1024
+    with TestClient(panel_app) as c:
+        login(c, token_for("dora", "dac"))
+        page = c.get(f"/panel/requests/{rid}").text
+    assert f"{small} bytes ({small} bytes)" not in page and f"{small} bytes · sha256" in page
+    big = len(world.outputs["dicom/slice.dcm"])  # 8.7 KiB: the exact count stays
+    assert big >= 1024 and f"({big} bytes) · sha256" in page

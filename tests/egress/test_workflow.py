@@ -311,6 +311,7 @@ def test_disagreement_needs_a_resolution_by_someone_who_did_not_vote(db, esettin
     with pytest.raises(TreError) as more:
         vote(db, rid, "dora", "approve")
     assert more.value.slug == "needs-resolution"
+    assert "tre egress resolve" in str(more.value)  # what to do, not only what is wrong
 
     def resolve(user: str, *roles: str, comment: str = "settled") -> EgressRequest:
         with db.begin() as s:
