@@ -317,7 +317,7 @@ def flush_at_shutdown(app: FastAPI, counter: WindowedCounts[Any]) -> None:
 
 def record_or_keep(engine: Engine, counter: WindowedCounts[Any], events: list[AuditEvent]) -> None:
     """Write ``events``; if that fails, keep them (on disk) in ``counter`` for its next write."""
-    if record_refusals(engine, events):
+    if record_refusals(engine, events, claimed=getattr(events, "claimed", ())):
         counter.written(events)
     else:
         counter.requeue(events)
@@ -338,12 +338,18 @@ def keep_refusals(app: Any, events: list[AuditEvent], *, write: bool = True) -> 
         counter.requeue(events)
 
 
-def record_refusals(engine: Engine, events: list[AuditEvent]) -> bool:
+def record_refusals(
+    engine: Engine, events: list[AuditEvent], *, claimed: Iterable[refusal_spool.Claimed] = ()
+) -> bool:
     """Write refusal entries in a unit of work of their own (the refused request's, if any, is
-    rolled back); False if that failed. The refusal stands either way."""
+    rolled back); False if that failed. The refusal stands either way. ``claimed``: the spooled
+    batches among ``events``; one written before is not written again."""
     try:
         with session_scope(engine) as s:
-            record_events(s, list(events))
+            skip = refusal_spool.not_yet_written(s, list(claimed))
+            fresh = [e for e in events if id(e) not in skip]
+            if fresh:
+                record_events(s, fresh)
     except Exception:  # the refusal stands either way; a damaged log raises its own alert
         log.exception("could not record %d refusal entries", len(events))
         return False
