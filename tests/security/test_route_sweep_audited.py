@@ -124,3 +124,33 @@ def test_every_refusal_on_every_route_is_recorded_and_counted(  # type: ignore[n
         assert signed_in <= set(keyed), "signed-in callers' refusals lost their route to anonymous ones"
     else:
         assert set(overflow) >= {"anonymous", "alice", "bob", "dana", "audrey", "root"}, overflow
+
+
+def test_a_signed_in_caller_the_panel_refuses_is_named_in_the_refusal(  # type: ignore[no-untyped-def]
+    app_client, world, engine, token_for
+) -> None:
+    """A researcher's and an auditor's valid session on the review panel (its pages, and the
+    sign-in form given their token): refused (403), and the refusal names who. Was:
+    ``anonymous`` for both (the panel checked the role before it named the caller), so the
+    two were one key, and a researcher trying the DAC panel was in no entry of theirs."""
+    from egress_review.panel.auth import CSRF_COOKIE, TOKEN_COOKIE
+
+    for who, role in (("alice", "researcher"), ("audrey", "auditor")):
+        token = token_for(who, role)
+        app_client.cookies.clear()
+        app_client.cookies.set(TOKEN_COOKIE, token, path="/panel")
+        assert app_client.get("/panel/", follow_redirects=False).status_code == 403
+        app_client.cookies.clear()
+        page = app_client.get("/panel/login")
+        csrf = app_client.cookies.get(CSRF_COOKIE) or ""
+        form = {"token": token, "csrf": csrf, "next": "/panel/"}
+        assert app_client.post("/panel/login", data=form, follow_redirects=False).status_code == 403, (
+            page.text
+        )
+    keyed, _ = _recorded(engine)
+    assert {(k[0], k[2], k[3]) for k in keyed if k[3] != "anonymous"} == {
+        (403, "/panel/", "alice"),
+        (403, "/panel/login", "alice"),
+        (403, "/panel/", "audrey"),
+        (403, "/panel/login", "audrey"),
+    }
