@@ -20,16 +20,27 @@ from sqlalchemy import Engine, select
 from tests.audit.conftest import export_bytes
 from tests.audit.test_cli import seed
 from tests.audit.test_tamper_round10 import _cli
-from tests.audit.test_tamper_round15 import _header, _join, _lines, _relinked
+from tests.audit.test_tamper_round15 import (
+    _KEYS,
+    _bodies,
+    _header,
+    _join,
+    _lines,
+    _relinked,
+    _sign,
+    _write_tree,
+)
+from tests.conftest import seed_sqlite
 from tre.audit import configure, refusal_spool
 from tre.audit.check import check_log
 from tre.audit.guard import AuditLogDamaged
 from tre.audit.log import AuditEvent
 from tre.audit.merkle import TreeLevels, leaf_hash
-from tre.audit.note import TIMESTAMP_EXT, Checkpoint, VerifierKey
+from tre.audit.note import TIMESTAMP_EXT, Checkpoint, VerifierKey, add_signature_lines, cosign, split_note
 from tre.audit.signing import AuditSigner
+from tre.audit.verify import verify_bundle
 from tre.config import Settings
-from tre.store.db import alembic_config, init_db, session_scope
+from tre.store.db import alembic_config, init_db, make_engine, session_scope
 from tre.store.models import AuditEntry
 
 BEFORE_SPOOL_TABLE = "0017_tamper15_node_cp_root"
@@ -146,3 +157,61 @@ def test_an_auditors_state_of_another_deployment_refuses_the_bundle(
     code, out, _ = _cli("verify", str(bundle))
     assert code == 1 and "key change" in out.lower(), out
     assert (state / "log.vkey").read_text().strip() == other.encode()
+
+
+def test_a_rewrite_signed_and_cosigned_with_a_witness_key_is_refused(
+    engine_any: Engine, settings: Settings, signer: AuditSigner
+) -> None:
+    """Someone holding a witness's key (not the log's): entry 1 deleted, the chain re-linked,
+    the checkpoint signed with the witness's key under the log's name and cosigned by the
+    witness. The server signs nothing on it (appends fail closed), `tre audit check` names
+    it, and the bundle holds no checkpoint the log's key signed. Held."""
+    configure(engine_any, settings.keys_dir)
+    seed(engine_any, 4)
+    real = export_bytes(engine_any, signer)
+    witness = Ed25519PrivateKey.generate()
+    bodies = _relinked([b for i, b in enumerate(_bodies(engine_any)) if i != 1])
+    note = _sign(signer.name, witness, bodies, int(time.time() * 1000))
+    signed = note
+    note = add_signature_lines(note, [cosign(split_note(note)[0], "w.example", witness, int(time.time()))])
+    _KEYS[note] = _KEYS[signed]
+    _write_tree(engine_any, bodies, note)
+    with pytest.raises(AuditLogDamaged):
+        seed(engine_any, 1)
+    with session_scope(engine_any) as s:
+        assert check_log(s, signer)[1]
+    forged = _join(
+        [
+            json.dumps({**_header(real), "tree_size": 3, "checkpoints": 1}).encode(),
+            *(b.encode() for b in bodies),
+            json.dumps({"checkpoint": note}).encode(),
+        ]
+    )
+    report = verify_bundle(forged, signer.verifier_key)
+    assert not report.ok and "no valid signed checkpoint" in " ".join(report.errors), report.errors
+
+
+def test_keys_of_one_deployment_on_the_database_of_another_sign_nothing(
+    engine: Engine, settings: Settings, signer: AuditSigner, tmp_path: Path, migrated_sqlite: Path
+) -> None:
+    """A server of deployment A started against deployment B's database (a wrong
+    ``TRE_DATABASE_URL``, a restored copy): B's tree does not extend the checkpoint kept beside
+    A's key and B's checkpoints are not signed by A's keys, so appends fail closed and `tre
+    audit check` names it; nothing of B is signed under A's identity. Held."""
+    configure(engine, settings.keys_dir)
+    seed(engine, 3)
+    url = f"sqlite:///{tmp_path / 'b.db'}"
+    seed_sqlite(url, migrated_sqlite)
+    other = make_engine(url)
+    try:
+        b_keys = tmp_path / "b-keys"
+        b_keys.mkdir(mode=0o700)
+        configure(other, b_keys)
+        seed(other, 5)
+        configure(other, settings.keys_dir)  # A's keys, B's database
+        with pytest.raises(AuditLogDamaged):
+            seed(other, 1)
+        with session_scope(other) as s:
+            assert check_log(s, signer)[1]
+    finally:
+        other.dispose()
