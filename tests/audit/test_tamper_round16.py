@@ -215,3 +215,43 @@ def test_keys_of_one_deployment_on_the_database_of_another_sign_nothing(
             assert check_log(s, signer)[1]
     finally:
         other.dispose()
+
+
+ENCODINGS = ["utf-16-le", "utf-16-be", "utf-16", "utf-32-le", "utf-32-be"]
+
+
+@pytest.mark.parametrize("line", ["header", "checkpoint"])
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_a_bundle_line_in_another_encoding_fails(
+    engine: Engine, settings: Settings, signer: AuditSigner, line: str, encoding: str
+) -> None:
+    """The header or a checkpoint line re-encoded (UTF-16, UTF-32, with or without a BOM):
+    ``json.loads`` guesses the encoding of bytes, so each verified (10 variants failed before),
+    though a bundle has one spelling, the server's UTF-8. Now each fails, saying why."""
+    configure(engine, settings.keys_dir)
+    seed(engine, 3)
+    lines = _lines(export_bytes(engine, signer))
+    at = 0 if line == "header" else len(lines) - 1
+    lines[at] = lines[at].decode().encode(encoding)
+    report = verify_bundle(_join(lines), signer.verifier_key)
+    assert not report.ok
+    said = " ".join(report.errors).lower()
+    assert ("header" in said or "utf-8" in said) if line == "header" else "checkpoint line" in said, said
+
+
+@pytest.mark.parametrize("how", ["gzip", "utf-16", "utf-32"])
+def test_a_whole_bundle_compressed_or_re_encoded_is_named(
+    engine: Engine, settings: Settings, signer: AuditSigner, tmp_path: Path, how: str
+) -> None:
+    """Was refused, but as "line 2 holds a carriage return" (gzip) or "bad checkpoint line"
+    (UTF-16): misleading. Now named, in one line."""
+    import gzip
+
+    configure(engine, settings.keys_dir)
+    seed(engine, 3)
+    real = export_bytes(engine, signer)
+    data = gzip.compress(real) if how == "gzip" else real.decode().encode(how)
+    (tmp_path / "b").write_bytes(data)
+    code, out, _ = _cli("verify", str(tmp_path / "b"), "--key", signer.verifier_key.encode(), "--no-pinned")
+    assert code == 1 and ("gzip" if how == "gzip" else "not utf-8") in out.lower(), out
+    assert len(out.strip().splitlines()) <= 2, out
