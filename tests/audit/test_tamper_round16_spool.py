@@ -149,3 +149,46 @@ def test_a_batch_replayed_after_it_was_written_is_not_written_again(
     _start_and_stop(settings, engine)
     assert _doctor(settings, engine).status == "ok"
     assert [b["actor"] for b in _bodies(engine) if b["action"] == "auth.refused"] == ["alice"]
+
+
+def _poison(kind: str) -> bytes:
+    entry = {
+        "actor": "anonymous",
+        "action": "auth.refused",
+        "details": {"count": 1},
+        "ts": "2026-12-01T00:00:00+00:00",
+    }
+    if kind == "actor":
+        entry["actor"] = "not an actor!"
+    elif kind == "too large":
+        entry["details"] = {"pad": "x" * 70_000}
+    elif kind == "nested":
+        return b"[" * 100_000 + b"]" * 100_000
+    elif kind == "not a list":
+        return json.dumps({"actor": "a"}).encode()
+    return json.dumps([entry]).encode()
+
+
+@pytest.mark.parametrize("kind", ["actor", "too large", "nested", "not a list"])
+def test_a_batch_that_cannot_be_written_does_not_hold_back_the_others(
+    settings: Settings, engine: Engine, kind: str
+) -> None:
+    """A batch whose entries can never be written (an actor the log refuses, an entry past
+    65,535 bytes), or whose JSON is nested 100,000 deep. Was: claimed with every later
+    refusal and written with them in one append, which failed every time, so no refusal
+    reached the log any more (all waited on disk), and the nested one ended the server's
+    start in a RecursionError. Now it is set aside at once, and the others are written."""
+    from tre.api.app import create_app
+
+    folder = refusal_spool.spool_dir(settings.home)
+    folder.mkdir(parents=True, mode=0o700)
+    (folder / ("20260101T000000000000-" + "a" * 32 + refusal_spool.SUFFIX)).write_bytes(_poison(kind))
+    with TestClient(create_app(settings, engine)) as client:
+        assert client.get("/api/v1/jobs", headers={"Authorization": "Bearer x"}).status_code == 401
+        assert client.get("/api/v1/jobs", headers={"Authorization": "Bearer x"}).status_code == 401
+    assert [b["details"]["route"] for b in _bodies(engine) if b["action"] == "auth.refused"][:1] == [
+        "/api/v1/jobs"
+    ]
+    assert refusal_spool.waiting(settings.home) == []
+    check = _doctor(settings, engine)
+    assert check.status == "fail" and refusal_spool.damaged(settings.home), check

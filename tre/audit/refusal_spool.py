@@ -40,7 +40,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tre import privatefile
-from tre.audit.log import AuditEvent
+from tre.audit.log import AuditEvent, check_event
 from tre.executors import liveness
 from tre.store.models import AuditSpoolBatch
 
@@ -102,7 +102,7 @@ def _encode(ev: AuditEvent) -> dict[str, Any]:
 def _decode(obj: dict[str, Any]) -> AuditEvent:
     if not is_refusal_action(str(obj["action"])):
         raise NotARefusal(f"it holds a {str(obj['action'])[:64]!r} entry, which no refusal path writes")
-    return AuditEvent(
+    event = AuditEvent(
         str(obj["actor"]),
         str(obj["action"]),
         project_id=obj.get("project_id"),
@@ -111,6 +111,10 @@ def _decode(obj: dict[str, Any]) -> AuditEvent:
         details=obj.get("details"),
         timestamp=datetime.fromisoformat(str(obj["ts"])),
     )
+    # One that cannot be written (a bad actor, an entry too large) would fail every write it
+    # waits in, and every refusal after it would wait on disk with it.
+    check_event(event)
+    return event
 
 
 def digest_of(events: list[AuditEvent]) -> str:
@@ -174,8 +178,9 @@ def claim(home: Path) -> list[Claimed]:
             )
             os.rename(mine, mine.with_name(f".damaged-{base}"))
             continue
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            log.error("spooled refusal entries %s cannot be read (%s); left for an operator", mine, exc)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
+            why = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)[:200]
+            log.error("spooled refusal entries %s cannot be read (%s); left for an operator", mine, why)
             os.rename(mine, mine.with_name(f".damaged-{base}"))
             continue
         digest = digest_of(events)
