@@ -154,3 +154,38 @@ def test_a_signed_in_caller_the_panel_refuses_is_named_in_the_refusal(  # type: 
         (403, "/panel/", "audrey"),
         (403, "/panel/login", "audrey"),
     }
+
+
+def test_a_failed_panel_session_is_a_recorded_refusal_though_answered_with_a_redirect(  # type: ignore[no-untyped-def]
+    app_client,
+    world,
+    ids,  # noqa: F811 - the fixture imported above
+    engine,
+    token_for,
+) -> None:
+    """A panel page with a session cookie that fails authentication (forged, expired, of a
+    user the registry does not have) is sent to the sign-in page (303), which the refusal
+    audit did not count: probing the panel with tokens left no entry. Now each is an
+    ``auth.refused`` 401 of the page's route; a browser with no session at all is not."""
+    from egress_review.panel.auth import TOKEN_COOKIE
+
+    header, payload, _sig = token_for("dana", "dac").split(".")
+    cookies = {
+        "forged": f"{header}.{payload}.{'A' * 86}",
+        "expired": token_for("dana", "dac", ttl_s=-120),
+        "unknown user": token_for("ghost", "dac"),
+    }
+    answered: Counter[Key] = Counter()
+    for method, path in sorted(r for r in PANEL_SESSION if r[0] == "GET"):  # posts meet CSRF first
+        app_client.cookies.clear()
+        assert _call(app_client, method, _concrete(path, ids), {}).status_code == 303
+        for what, token in cookies.items():
+            app_client.cookies.clear()
+            app_client.cookies.set(TOKEN_COOKIE, token, path="/panel")
+            resp = _call(app_client, method, _concrete(path, ids), {})
+            assert resp.status_code == 303, (what, method, path, resp.status_code)
+            answered[(401, method, path, "anonymous")] += 1
+    app_client.cookies.clear()
+    keyed, _ = _recorded(engine)
+    panel = {k: n for k, n in keyed.items() if k[2].startswith("/panel/")}
+    assert set(panel) == set(answered), (panel, answered)

@@ -46,6 +46,18 @@ from tre.store.db import session_scope
 
 REFUSED = {401, 403, 404}
 ANONYMOUS = "anonymous"
+# ``request.state`` attribute: a refusal answered with another status (the review panel sends a
+# browser whose session token failed to the sign-in page with a 303), counted as this status.
+REFUSED_AS = "tre_refused_as"
+
+
+def answered_as_refusal(request: Request, status: int) -> None:
+    """Count this request's answer as a ``status`` refusal whatever its own status: a failed
+    authentication shown as a redirect is still one (round 16: a forged, expired or signed-out
+    panel session cookie was sent to the sign-in page, and no entry said anyone tried)."""
+    setattr(request.state, REFUSED_AS, status)
+
+
 WINDOW_S = 60.0
 MAX_KEYS_PER_WINDOW = 200
 MAX_PENDING = 10 * MAX_KEYS_PER_WINDOW  # unwritten entries kept for the next write
@@ -273,6 +285,7 @@ class RefusalAudit:
             await self.app(scope, receive, send)
             return
         status = await answered_status(self.app, scope, receive, send)
+        status = (scope.get("state") or {}).get(REFUSED_AS, status)
         if status in REFUSED:
             events = self.counter.observe(_key(Request(scope), status))
         else:
