@@ -303,11 +303,10 @@ def check_spooled_refusals(settings: Settings, engine: Engine, database_up: bool
     from tre.audit.refusals import record_refusals
 
     name = "refusal entries"
-    bad = refusal_spool.damaged(settings.home)
     if database_up:
         claimed = refusal_spool.claim(settings.home)
         events = [e for c in claimed for e in c.events]
-        if claimed and record_refusals(engine, events):
+        if claimed and record_refusals(engine, events, claimed=claimed):
             refusal_spool.release(claimed)
             written = f"wrote {len(events)} refusal entr(ies) kept on disk"
         else:
@@ -315,13 +314,15 @@ def check_spooled_refusals(settings: Settings, engine: Engine, database_up: bool
             written = ""
     else:
         written = ""
+    bad = refusal_spool.damaged(settings.home)  # after the claim, which sets aside what it cannot write
     left = refusal_spool.waiting(settings.home)
     folder = refusal_spool.spool_dir(settings.home)
     if bad:
         return Check(
             name,
             FAIL,
-            f"{len(bad)} unreadable file(s) in {folder}: {bad[0].name}; restore or read them by hand",
+            f"{len(bad)} unreadable file(s) in {folder}, or holding entries that are not refusals "
+            f"(written by someone else: keep them as evidence): {bad[0].name}; read them by hand",
         )
     if left:
         return Check(

@@ -19,6 +19,7 @@ from fastapi import Request, Response
 
 from tre.api.deps import DbSession, principal_from_token
 from tre.api.problems import Problem
+from tre.audit.refusals import answered_as_refusal
 from tre.auth.principal import Principal
 from tre.auth.tokens import TOKEN_EXPIRED
 
@@ -178,6 +179,7 @@ def panel_principal(request: Request, session: DbSession) -> Principal:
         principal = principal_from_token(request, token, session)
     except Problem as exc:
         if exc.status == 401:
+            answered_as_refusal(request, 401)  # a failed authentication, though a redirect
             raise _login_redirect(request, _why_ended(exc)) from exc
         raise
     if not principal.has(*PANEL_ROLES):

@@ -504,6 +504,14 @@ def test_tiles_never_serve_rows_beyond_the_signed_tree(
         r = c.get(f"/api/v1/audit/tlog/tile/{path}", headers=h)
         assert r.status_code == 404, (path, r.status_code)
         assert b"mallory" not in r.content
-    signed = c.get(f"/api/v1/audit/tlog/tile/entries/000.p/{size}", headers=h)
-    assert signed.status_code == 200 and b"mallory" not in signed.content
+    signed = c.get(f"/api/v1/audit/tlog/tile/0/000.p/{size}", headers=h)
+    assert signed.status_code == 200 and len(signed.content) == 32 * size
+    # The signed entries too are withheld while the log cannot record their read (round 16:
+    # an entry-bundle read is `audit.entries_read`; audited reads fail closed, as /entries does).
+    from tre.audit import events
+
+    events._reads.seen.clear()  # reads aggregate per process: another test's read is not this one's
+    bodies = c.get(f"/api/v1/audit/tlog/tile/entries/000.p/{size}", headers=h)
+    assert bodies.status_code == 503 and b"mallory" not in bodies.content
+    assert bodies.json()["type"].endswith(":audit-log-damaged")
     assert c.get("/api/v1/audit/tlog/checkpoint", headers=h).status_code == 503

@@ -122,3 +122,34 @@ def test_index_encoding() -> None:
     for bad in ("1234", "x1/000", "000.p/00", "000/", "y001/000"):
         with pytest.raises(TileNotFound):
             parse_index(bad)
+
+
+def test_reading_entries_through_tiles_is_recorded(
+    client: tuple[TestClient, dict[str, str], dict[str, str]], engine: Engine
+) -> None:
+    """Round 16: the entry bundles carry the same bodies as ``/entries/{idx}`` (``audit.entry``)
+    and ``/export`` (``audit.export``), yet reading them left no entry: an auditor could read
+    the whole log (who touched which dataset) unaccountably. Now each tile read is recorded
+    (``audit.entries_read``, which entries), aggregated per reader and tile; hash tiles
+    (hashes only) are not."""
+    import json
+
+    from sqlalchemy import select
+
+    from tre.audit import events
+    from tre.store.models import AuditEntry
+
+    events._reads.seen.clear()  # reads aggregate per process: another test's reads are not this one's
+    c, h, _ = client
+    for _ in range(3):
+        assert c.get("/api/v1/audit/tlog/tile/entries/001", headers=h).status_code == 200
+    assert c.get("/api/v1/audit/tlog/tile/entries/000", headers=h).status_code == 200
+    assert c.get("/api/v1/audit/tlog/tile/0/000", headers=h).status_code == 200
+    with session_scope(engine) as s:
+        bodies = [json.loads(b) for b in s.scalars(select(AuditEntry.body).order_by(AuditEntry.idx))]
+    reads = [
+        (b["actor"], b["details"]["first"], b["details"]["count"])
+        for b in bodies
+        if b["action"] == "audit.entries_read"
+    ]
+    assert reads == [("audrey", 256, 256), ("audrey", 0, 256)]

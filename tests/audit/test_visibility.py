@@ -98,17 +98,24 @@ def test_refusals_are_recorded_but_cannot_flood(app_client: TestClient, world: W
 
 
 def test_refusal_counter_bounds_entries_per_window() -> None:
+    """A window tracks at most MAX_KEYS_PER_WINDOW keys of anonymous callers and as many of
+    signed-in ones (apart since round 16, so anonymous refusals cannot spend a user's budget);
+    past them each caller's refusals are one overflow count under that caller (signed-in
+    callers are registered users: their number is the registry's, not the attacker's)."""
     c = RefusalCounter(window_s=3600, max_keys=MAX_KEYS_PER_WINDOW)
     written = []
     for i in range(10 * MAX_KEYS_PER_WINDOW):
-        written += c.observe((404, "GET", "/x", f"user{i}"))
+        written += c.observe((404, "GET", f"/x{i}", "alice"))
+        written += c.observe((401, "GET", f"/y{i}", "anonymous"))
     for _ in range(1000):
-        written += c.observe((401, "GET", "/y", "anonymous"))
-    assert len(written) == MAX_KEYS_PER_WINDOW  # the first of each tracked key; the rest counted
+        written += c.observe((401, "GET", "/y0", "anonymous"))  # a tracked key: counted
+    assert len(written) == 2 * MAX_KEYS_PER_WINDOW  # the first of each tracked key; the rest counted
     summary = c.flush()
-    overflow = [e for e in summary if e.action == "auth.refused_overflow"]
-    assert overflow and overflow[0].details is not None
-    assert overflow[0].details["count"] == 10 * MAX_KEYS_PER_WINDOW - MAX_KEYS_PER_WINDOW + 1000
+    overflow = {e.actor: (e.details or {})["count"] for e in summary if e.action == "auth.refused_overflow"}
+    past = 10 * MAX_KEYS_PER_WINDOW - MAX_KEYS_PER_WINDOW
+    assert overflow == {"alice": past, "anonymous": past}
+    repeats = [e for e in summary if e.action == "auth.refused"]
+    assert [(e.details or {})["count"] for e in repeats] == [1000]
 
 
 def test_admin_token_is_recorded_with_its_jti_and_expiry(world: World, engine: Engine) -> None:

@@ -318,7 +318,13 @@ def principal_from_token(request: Request, token: str, session: Session) -> Prin
     # A token carries the roles it was minted for; the user table can only narrow them, so
     # removing a role takes effect before old tokens expire.
     roles = frozenset(verifier.roles_from(claims) & access.roles)
-    return Principal(user_id=user_id, roles=roles, token_id=claims.get("jti"))
+    principal = Principal(user_id=user_id, roles=roles, token_id=claims.get("jti"))
+    # Whoever authenticates a caller names them to the refusal audit (`tre.audit.refusals`
+    # reads ``request.state.principal``) before any role check can refuse them: the review
+    # panel refused a researcher's or an auditor's valid session as ``anonymous`` until round
+    # 16, so a researcher trying the DAC panel was in no entry of theirs.
+    request.state.principal = principal
+    return principal
 
 
 def _user_access(request: Request, session: Session, user_id: str) -> UserAccess | None:

@@ -22,6 +22,7 @@ from tre.api.deps import DbSession, require_roles
 from tre.api.openapi import body_of
 from tre.api.problems import Problem
 from tre.audit import service, tiles
+from tre.audit.events import record_read
 from tre.audit.guard import damaged
 from tre.audit.log import checkpoint, record_event
 from tre.audit.merkle import ProofError
@@ -249,11 +250,24 @@ def tlog_entries(
     principal: Principal = Depends(auditor_only),
     signer: AuditSigner = Depends(audit_signer),
 ) -> Response:
-    """Entry bundle: the exact hashed bodies (pseudonymous ids only), uint16-length-prefixed."""
+    """Entry bundle: the exact hashed bodies (pseudonymous ids only), uint16-length-prefixed.
+
+    Recorded (``audit.entries_read``: which entries), as `entry` and `export` are: the same
+    bodies through tiles left no entry until round 16, so an auditor could read the whole
+    log, who touched which dataset, unaccountably. Aggregated per reader and tile (a client
+    following the log reads each tile many times)."""
     try:
         data = tiles.entry_bundle(session, tiles.signed_tree_size(session, signer), path)
+        index, width = tiles.parse_index(path)
     except tiles.TileNotFound as e:
         raise Problem(404, "Not found", str(e), "audit-tile-not-found") from e
+    first = index * tiles.TILE_WIDTH
+    record_read(
+        session,
+        actor=principal.user_id,
+        action="audit.entries_read",
+        details={"first": first, "count": width or tiles.TILE_WIDTH, "via": "tile"},
+    )
     return _tile_response(data)
 
 

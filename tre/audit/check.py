@@ -3,10 +3,11 @@
 Reads every stored entry once and checks what the fast paths only sample: dense indices, each
 body against its leaf hash, the hash chain, the frontier against the leaves, every stored
 checkpoint against the recomputed tree, and consistency with the last checkpoint kept beside
-the key, and that each row's searchable columns (time, actor, action, ids) are the copies of
-its body they claim to be: nothing reads them for search, display or verification (the
-body is what is hashed), but a tool reading the table directly would be misled, so an edit
-of them is named too. It changes nothing.
+the key; that no batch of the refusal spool was written twice (put back in the spool after
+the table that remembers written batches was emptied); and that each row's searchable
+columns (time, actor, action, ids) are the copies of its body they claim to be: nothing reads
+them for search, display or verification (the body is what is hashed), but a tool reading
+the table directly would be misled, so an edit of them is named too. It changes nothing.
 """
 
 from __future__ import annotations
@@ -21,9 +22,11 @@ from tre.audit.guard import is_last_signed, load_pin
 from tre.audit.log import format_ts
 from tre.audit.merkle import GENESIS_PREV, Frontier, ProofError, TreeLevels, leaf_hash
 from tre.audit.note import NoteError, open_checkpoint_any
+from tre.audit.refusal_spool import BATCH_FIELD
 from tre.audit.signing import AuditSigner
 from tre.store.models import AuditCheckpoint, AuditEntry, AuditState
 
+_SPOOLED = f'"{BATCH_FIELD}":'
 COPIES = (
     AuditEntry.timestamp,
     AuditEntry.actor,
@@ -57,6 +60,7 @@ def check_log(session: Session, signer: AuditSigner, chunk: int = 20_000) -> tup
     leaves: list[bytes] = []
     prev = GENESIS_PREV
     after = -1
+    spooled: dict[str, int] = {}  # an entry written from the refusal spool (all but idx, prev) -> idx
     while True:
         rows = session.execute(
             select(AuditEntry.idx, AuditEntry.body, AuditEntry.leaf_hash, *COPIES)
@@ -78,6 +82,11 @@ def check_log(session: Session, signer: AuditSigner, chunk: int = 20_000) -> tup
             if leaf == bytes(stored) and (moved := _copies_differ(body, copies)):
                 problems.append(
                     f"entry {idx}: column {moved} differs from the hashed body (edited in the table)"
+                )
+            if _SPOOLED in body and (first := spooled.setdefault(body.split(",", 2)[-1], idx)) != idx:
+                problems.append(
+                    f"entry {idx}: the same spooled refusal as entry {first} (a batch of the refusal "
+                    "spool written twice: put back in the spool)"
                 )
             leaves.append(leaf)
             prev = leaf.hex()

@@ -114,6 +114,32 @@ def format_ts(ts: datetime) -> str:
     return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def _body(idx: int, prev: str, ev: AuditEvent, ts_text: str) -> str:
+    """``ev``'s entry text at ``idx`` after ``prev``; ValueError when it cannot be one."""
+    fields = {
+        "v": ENTRY_VERSION,
+        "ts": ts_text,
+        "actor": ev.actor,
+        "action": ev.action,
+        "project_id": ev.project_id,
+        "dataset_id": ev.dataset_id,
+        "job_id": ev.job_id,
+        "details": dict(ev.details or {}),
+    }
+    body = entry_body(idx, prev, fields)
+    if len(body) > MAX_DETAILS_BYTES:
+        raise ValueError(f"audit entry of {len(body)} bytes exceeds {MAX_DETAILS_BYTES}")
+    return body
+
+
+def check_event(event: AuditEvent) -> None:
+    """Raise ValueError unless ``event`` can be appended at any index (an event read back
+    from disk, `tre.audit.refusal_spool`: one that cannot be written must not wait with the
+    others, or every later write fails with it)."""
+    _check(event)
+    _body(2**63 - 1, GENESIS_PREV, event, format_ts(event.timestamp or datetime.now(UTC)))
+
+
 def _check(event: AuditEvent) -> None:
     if not _ACTOR_RE.match(event.actor):
         raise ValueError("audit actor must be 1..64 characters of [A-Za-z0-9_.:@/+-], starting alphanumeric")
@@ -207,23 +233,7 @@ def record_events(
     now_text = format_ts(now)
     for ev in batch:
         ts = now if ev.timestamp is None else ev.timestamp.astimezone(UTC)
-        details = dict(ev.details or {})
-        body = entry_body(
-            frontier.size,
-            prev,
-            {
-                "v": ENTRY_VERSION,
-                "ts": now_text if ev.timestamp is None else format_ts(ts),
-                "actor": ev.actor,
-                "action": ev.action,
-                "project_id": ev.project_id,
-                "dataset_id": ev.dataset_id,
-                "job_id": ev.job_id,
-                "details": details,
-            },
-        )
-        if len(body) > MAX_DETAILS_BYTES:
-            raise ValueError(f"audit entry of {len(body)} bytes exceeds {MAX_DETAILS_BYTES}")
+        body = _body(frontier.size, prev, ev, now_text if ev.timestamp is None else format_ts(ts))
         leaf = sha(b"\x00" + body.encode()).digest()
         rows.append(
             {

@@ -11,45 +11,79 @@ start of a server on this home and ``tre admin doctor``.
 
 A batch is *claimed* by renaming its file to ``<name>.taken-<pid>`` before it is written, so
 two processes on one home never both write it; a claimed file whose process is gone (killed
-while writing) is taken again. The file is removed after the write commits: a crash between
-the two writes that batch once more (at least once, never lost).
+while writing) is taken again. The file is removed after the write commits.
+
+Whoever can write the state directory can write this folder, and what it holds is written to
+the log and signed by the server: no key, token or API call needed. So (round 16) the spool
+carries refusal entries only (`is_refusal_action`, deny by default): a batch holding anything
+else (a DAC vote, a role, an admission) is set aside as damaged, with a CRITICAL alert, and
+nothing of it is written. And each batch is written once: its digest (SHA-256 of its entries)
+is stored with its entries, in their transaction (`audit_spool_batches`), so the same batch
+found again, a copy put back or a crash between the write and the file's removal, is dropped.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
+import re
 import threading
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
 from tre import privatefile
-from tre.audit.log import AuditEvent
+from tre.audit.log import AuditEvent, check_event
 from tre.executors import liveness
+from tre.store.models import AuditSpoolBatch
 
 log = logging.getLogger(__name__)
+ALERT = logging.getLogger("tre.audit.alert")
 
 SPOOL = Path("spool") / "audit-refusals"
 SUFFIX = ".json"
 TAKEN = ".taken-"
+BATCH_FIELD = "spool_batch"  # in the details of an entry written from the spool: the batch's digest
 _held: set[str] = set()  # files this process has claimed and not yet released or given back
 _held_lock = threading.Lock()
+
+
+# What a refusal path puts in the spool: refusals (``auth.refused``, ``job.denied``,
+# ``egress.vote_refused``, ``federation.node_refused``, ...), their ``_overflow`` counts, and a
+# failed request's ``auth.token_used``. The naming convention is the rule: an action a refusal
+# path records must end in ``refused`` or ``denied``.
+_REFUSAL_ACTION = re.compile(r"[a-z0-9_.:/-]*[._](refused|denied)(_overflow)?|auth\.token_used(_overflow)?")
+
+
+def is_refusal_action(action: str) -> bool:
+    """Whether an entry of ``action`` may come from the spool (deny by default)."""
+    return _REFUSAL_ACTION.fullmatch(action) is not None
 
 
 def spool_dir(home: Path) -> Path:
     return Path(home) / SPOOL
 
 
+class NotARefusal(ValueError):
+    """A spooled batch holding an entry no refusal path writes: not the server's."""
+
+
 @dataclass(frozen=True)
 class Claimed:
-    """A batch taken from the spool by this process: its entries and the file to remove."""
+    """A batch taken from the spool by this process: its entries, the file to remove, and the
+    batch's digest (SHA-256 of its entries' canonical JSON, whatever the file's name or
+    spelling), under which its write is remembered."""
 
     path: Path
     events: list[AuditEvent]
+    digest: str = ""
 
 
 def _encode(ev: AuditEvent) -> dict[str, Any]:
@@ -66,7 +100,9 @@ def _encode(ev: AuditEvent) -> dict[str, Any]:
 
 
 def _decode(obj: dict[str, Any]) -> AuditEvent:
-    return AuditEvent(
+    if not is_refusal_action(str(obj["action"])):
+        raise NotARefusal(f"it holds a {str(obj['action'])[:64]!r} entry, which no refusal path writes")
+    event = AuditEvent(
         str(obj["actor"]),
         str(obj["action"]),
         project_id=obj.get("project_id"),
@@ -75,6 +111,16 @@ def _decode(obj: dict[str, Any]) -> AuditEvent:
         details=obj.get("details"),
         timestamp=datetime.fromisoformat(str(obj["ts"])),
     )
+    # One that cannot be written (a bad actor, an entry too large) would fail every write it
+    # waits in, and every refusal after it would wait on disk with it.
+    check_event(event)
+    return event
+
+
+def digest_of(events: list[AuditEvent]) -> str:
+    """The batch's identity: its entries, not the file's name or spelling."""
+    canonical = json.dumps([_encode(e) for e in events], default=str, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def keep(home: Path, events: list[AuditEvent]) -> Path:
@@ -123,14 +169,50 @@ def claim(home: Path) -> list[Claimed]:
             continue
         try:
             events = [_decode(o) for o in json.loads(mine.read_bytes())]
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            log.error("spooled refusal entries %s cannot be read (%s); left for an operator", mine, exc)
+        except NotARefusal as exc:
+            ALERT.critical(
+                "spooled batch %s is not the server's (%s): nothing of it is written; the state "
+                "directory was written by someone else, keep the file as evidence",
+                mine,
+                exc,
+            )
             os.rename(mine, mine.with_name(f".damaged-{base}"))
             continue
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
+            why = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)[:200]
+            log.error("spooled refusal entries %s cannot be read (%s); left for an operator", mine, why)
+            os.rename(mine, mine.with_name(f".damaged-{base}"))
+            continue
+        digest = digest_of(events)
+        # Each entry names its batch: a batch written twice (its memory lost with the table)
+        # shows in the signed log itself, and `tre audit check` names it.
+        events = [replace(e, details={**(e.details or {}), BATCH_FIELD: digest}) for e in events]
         with _held_lock:
             _held.add(str(mine))
-        out.append(Claimed(mine, events))
+        out.append(Claimed(mine, events, digest))
     return out
+
+
+def not_yet_written(session: Session, claimed: list[Claimed]) -> set[int]:
+    """In ``session`` (the transaction that writes the entries): remember each claimed batch
+    as written, and return the ``id()`` of the entries of those written before (or claimed
+    twice here), which must not be written again. A batch two processes write at once: the
+    second commit fails on the digest's key, and its file waits for the next write."""
+    digests = {c.digest for c in claimed if c.digest}
+    done = set(session.scalars(select(AuditSpoolBatch.digest).where(AuditSpoolBatch.digest.in_(digests))))
+    skip: set[int] = set()
+    for c in claimed:
+        if not c.digest:
+            continue
+        if c.digest in done:
+            log.warning(
+                "spooled batch %s was written before (digest %s); not written again", c.path, c.digest
+            )
+            skip.update(id(e) for e in c.events)
+            continue
+        done.add(c.digest)
+        session.add(AuditSpoolBatch(digest=c.digest))
+    return skip
 
 
 def give_back(claimed: list[Claimed]) -> None:

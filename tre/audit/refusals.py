@@ -5,9 +5,13 @@ key made only of fixed vocabulary: status, the route *template* (never the raw p
 the caller chooses), the method and the authenticated user (or ``anonymous``). The first
 refusal of a key in a window is recorded at once (``auth.refused``); repeats are counted and
 written as one summary entry per key when the window rolls over. At most
-``MAX_KEYS_PER_WINDOW`` keys are tracked per window; beyond that a single overflow counter
-is kept, so however many requests an attacker sends, a window adds a bounded number of
-entries.
+``MAX_KEYS_PER_WINDOW`` keys of anonymous callers and as many of authenticated ones are
+tracked per window; beyond that each caller's refusals are one overflow count under that
+caller (``anonymous``, or the user), so however many requests an attacker sends, a window adds
+a bounded number of entries. The two budgets are apart since round 16: an anonymous flood of
+200 keys (404s on made-up paths need no token) took every slot, and a user's refusals in that
+minute (an insider trying admin routes) were then only part of one anonymous overflow count,
+found by no search for that user.
 
 Nothing counted is dropped quietly. Entries whose write fails (the store busy under load, the
 key briefly unavailable) are kept on disk (`tre.audit.refusal_spool`: a killed server loses
@@ -41,6 +45,19 @@ from tre.audit.log import AuditEvent, record_events
 from tre.store.db import session_scope
 
 REFUSED = {401, 403, 404}
+ANONYMOUS = "anonymous"
+# ``request.state`` attribute: a refusal answered with another status (the review panel sends a
+# browser whose session token failed to the sign-in page with a 303), counted as this status.
+REFUSED_AS = "tre_refused_as"
+
+
+def answered_as_refusal(request: Request, status: int) -> None:
+    """Count this request's answer as a ``status`` refusal whatever its own status: a failed
+    authentication shown as a redirect is still one (round 16: a forged, expired or signed-out
+    panel session cookie was sent to the sign-in page, and no entry said anyone tried)."""
+    setattr(request.state, REFUSED_AS, status)
+
+
 WINDOW_S = 60.0
 MAX_KEYS_PER_WINDOW = 200
 MAX_PENDING = 10 * MAX_KEYS_PER_WINDOW  # unwritten entries kept for the next write
@@ -66,7 +83,8 @@ class Batch(list[AuditEvent]):
 class WindowedCounts(Generic[K]):
     """Per-window counts of refusals under fixed-vocabulary keys; ``observe`` says which
     entries to write now: a key's first refusal at once, its repeats as one summary when the
-    window rolls over, and past ``max_keys`` keys one overflow count (``overflow_action``).
+    window rolls over, and past ``max_keys`` keys (of anonymous callers, and apart of
+    authenticated ones) one overflow count per caller (``overflow_action``).
     Shared by the API's refusals and the federation hub's node refusals.
 
     Entries whose write failed are kept on disk under ``home`` (`tre.audit.refusal_spool`,
@@ -78,15 +96,20 @@ class WindowedCounts(Generic[K]):
         overflow_action: str,
         window_s: float = WINDOW_S,
         max_keys: int = MAX_KEYS_PER_WINDOW,
+        actor_of: Callable[[K], str] = lambda _key: ANONYMOUS,
     ) -> None:
         self.event = event
         self.overflow_action = overflow_action
         self.window_s = window_s
         self.max_keys = max_keys
+        # Who a key's refusals are of: ``anonymous``, or a caller the server authenticated (a
+        # registered user or node, so their number is bounded by the registry, not the caller).
+        self.actor_of = actor_of
         self.lock = threading.Lock()
         self.start = time.monotonic()
         self.counts: dict[K, int] = {}
-        self.overflow = 0
+        self.tracked = {True: 0, False: 0}  # keys tracked this window: anonymous, authenticated
+        self.overflow: dict[str, int] = {}  # refusals past the key budget, by actor
         self.lost: dict[str, int] = {}  # refusals of other actions past the bound, by action
         self.pending: list[AuditEvent] = []  # written unsuccessfully, not on disk; retried next
         self.home: Path | None = None
@@ -109,8 +132,12 @@ class WindowedCounts(Generic[K]):
                 out += c.events
         if now - self.start >= self.window_s:
             out += self._summaries()
-            self.start, self.counts, self.overflow, self.lost = now, {}, 0, {}
+            self._reset(now)
         return out
+
+    def _reset(self, now: float) -> None:
+        self.start, self.counts, self.overflow, self.lost = now, {}, {}, {}
+        self.tracked = {True: 0, False: 0}
 
     def due(self) -> Batch:
         """Entries to write now without a new refusal (called on every answer: one clock read
@@ -139,7 +166,7 @@ class WindowedCounts(Generic[K]):
                 count = (e.details or {}).get("count", 1)
                 n = count if isinstance(count, int) and count > 0 else 1
                 if e.action in (self.overflow_action, self.overflow_action.removesuffix("_overflow")):
-                    self.overflow += n
+                    self.overflow[e.actor] = self.overflow.get(e.actor, 0) + n
                 else:
                     self.lost[e.action] = self.lost.get(e.action, 0) + n
             if not kept:
@@ -162,31 +189,30 @@ class WindowedCounts(Generic[K]):
     def observe(self, key: K) -> Batch:
         with self.lock:
             out = self._take(time.monotonic())
+            actor = self.actor_of(key)
+            anonymous = actor == ANONYMOUS
             if key in self.counts:
                 self.counts[key] += 1
-            elif len(self.counts) < self.max_keys:
+            elif self.tracked[anonymous] < self.max_keys:
                 self.counts[key] = 1
+                self.tracked[anonymous] += 1
                 out.append(self.event(key, 1, True, self.window_s))
             else:
-                self.overflow += 1
+                self.overflow[actor] = self.overflow.get(actor, 0) + 1
         return out
 
     def flush(self) -> Batch:
         with self.lock:
             out = self._take(time.monotonic())
             out += self._summaries()
-            self.start, self.counts, self.overflow, self.lost = time.monotonic(), {}, 0, {}
+            self._reset(time.monotonic())
         return out
 
     def _summaries(self) -> list[AuditEvent]:
         out = [self.event(k, n - 1, False, self.window_s) for k, n in self.counts.items() if n > 1]
-        if self.overflow:
+        for actor, n in sorted(self.overflow.items()):
             out.append(
-                AuditEvent(
-                    "anonymous",
-                    self.overflow_action,
-                    details={"count": self.overflow, "window_s": self.window_s},
-                )
+                AuditEvent(actor, self.overflow_action, details={"count": n, "window_s": self.window_s})
             )
         for action, n in sorted(self.lost.items()):
             out.append(AuditEvent("anonymous", f"{action[:55]}_overflow", details={"count": n}))
@@ -197,7 +223,7 @@ class RefusalCounter(WindowedCounts[Key]):
     """The API's 401/403/404 refusals (``auth.refused``)."""
 
     def __init__(self, window_s: float = WINDOW_S, max_keys: int = MAX_KEYS_PER_WINDOW) -> None:
-        super().__init__(_event, "auth.refused_overflow", window_s, max_keys)
+        super().__init__(_event, "auth.refused_overflow", window_s, max_keys, actor_of=lambda key: key[3])
 
 
 def _event(key: Key, count: int, first: bool, window_s: float) -> AuditEvent:
@@ -259,6 +285,7 @@ class RefusalAudit:
             await self.app(scope, receive, send)
             return
         status = await answered_status(self.app, scope, receive, send)
+        status = (scope.get("state") or {}).get(REFUSED_AS, status)
         if status in REFUSED:
             events = self.counter.observe(_key(Request(scope), status))
         else:
@@ -317,7 +344,7 @@ def flush_at_shutdown(app: FastAPI, counter: WindowedCounts[Any]) -> None:
 
 def record_or_keep(engine: Engine, counter: WindowedCounts[Any], events: list[AuditEvent]) -> None:
     """Write ``events``; if that fails, keep them (on disk) in ``counter`` for its next write."""
-    if record_refusals(engine, events):
+    if record_refusals(engine, events, claimed=getattr(events, "claimed", ())):
         counter.written(events)
     else:
         counter.requeue(events)
@@ -338,12 +365,18 @@ def keep_refusals(app: Any, events: list[AuditEvent], *, write: bool = True) -> 
         counter.requeue(events)
 
 
-def record_refusals(engine: Engine, events: list[AuditEvent]) -> bool:
+def record_refusals(
+    engine: Engine, events: list[AuditEvent], *, claimed: Iterable[refusal_spool.Claimed] = ()
+) -> bool:
     """Write refusal entries in a unit of work of their own (the refused request's, if any, is
-    rolled back); False if that failed. The refusal stands either way."""
+    rolled back); False if that failed. The refusal stands either way. ``claimed``: the spooled
+    batches among ``events``; one written before is not written again."""
     try:
         with session_scope(engine) as s:
-            record_events(s, list(events))
+            skip = refusal_spool.not_yet_written(s, list(claimed))
+            fresh = [e for e in events if id(e) not in skip]
+            if fresh:
+                record_events(s, fresh)
     except Exception:  # the refusal stands either way; a damaged log raises its own alert
         log.exception("could not record %d refusal entries", len(events))
         return False

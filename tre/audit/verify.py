@@ -234,8 +234,11 @@ def _no_constant(name: str) -> object:
 
 
 def strict_json(raw: bytes | str) -> object:
-    """RFC 8259 JSON as one meaning: no repeated keys, no NaN or Infinity (Python's extension)."""
-    return json.loads(raw, object_pairs_hook=_strict_object, parse_constant=_no_constant)
+    """RFC 8259 JSON as one meaning: no repeated keys, no NaN or Infinity (Python's extension),
+    and bytes only as UTF-8: ``json.loads`` also takes UTF-16 and UTF-32 bytes (it guesses
+    the encoding), so a header or checkpoint line re-encoded verified until round 16."""
+    text = raw.decode("utf-8") if isinstance(raw, bytes) else raw  # UnicodeDecodeError is a ValueError
+    return json.loads(text, object_pairs_hook=_strict_object, parse_constant=_no_constant)
 
 
 def read_bundle(data: bytes) -> Bundle:
@@ -248,6 +251,12 @@ def read_bundle(data: bytes) -> Bundle:
         raise BundleError(
             "the bundle starts with a byte-order mark: it was re-saved by an editor, not as exported"
         )
+    if data.startswith(b"\x1f\x8b"):
+        raise BundleError(
+            "the bundle is gzip-compressed: decompress it first (bundles are exported uncompressed)"
+        )
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\x00" in data[:4]:
+        raise BundleError("the bundle is not UTF-8 (UTF-16 or UTF-32?): it was re-saved, not as exported")
     lines = data.split(b"\n")
     if lines and lines[-1] == b"":
         lines.pop()

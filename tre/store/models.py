@@ -435,6 +435,17 @@ class AuditState(Base):
     frontier: Mapped[list[str]] = mapped_column(JSON, default=list)
 
 
+class AuditSpoolBatch(Base):
+    """A batch of refusal entries kept on disk (`tre.audit.refusal_spool`) and written to the
+    log, by the SHA-256 of its entries: the same batch found again (a copy put back in the
+    spool, or a crash between the write and the file's removal) is not written twice."""
+
+    __tablename__ = "audit_spool_batches"
+
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    written_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class LogReveal(Base):
     """How much of a job's screened log researchers have been shown: lines ending before
     ``revealed_to`` (a raw byte offset) were charged to the project's daily log budget."""

@@ -15,8 +15,8 @@ route is the route's template, and a node is named only when an admin registered
 (an unregistered caller's claimed name is not kept). Node refusals need no key to provoke,
 so they are counted as `tre.audit.refusals` counts the API's: the first of each (reason,
 node, method, route) in a window is written at once, repeats as one summary entry when the
-window rolls over, and past `MAX_KEYS` keys a single overflow count; a flood of forged
-requests adds a bounded number of entries.
+window rolls over, and past `MAX_KEYS` keys (anonymous and registered nodes each) one
+overflow count per caller; a flood of forged requests adds a bounded number of entries.
 """
 
 from __future__ import annotations
@@ -76,7 +76,13 @@ class NodeRefusals(WindowedCounts[Key]):
     """Per-window counts of node refusals (``federation.node_refused``)."""
 
     def __init__(self, window_s: float = WINDOW_S, max_keys: int = MAX_KEYS) -> None:
-        super().__init__(_event, "federation.node_refused_overflow", window_s, max_keys)
+        super().__init__(
+            _event,
+            "federation.node_refused_overflow",
+            window_s,
+            max_keys,
+            actor_of=lambda key: f"node:{key[1]}" if key[1] else "anonymous",
+        )
 
 
 def record_node_refusal(engine: Engine, counter: NodeRefusals, key: Key) -> None:
