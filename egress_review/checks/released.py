@@ -608,7 +608,8 @@ def _request_differences(
             reason=f"{len(found)} count(s) in this file differ by less than the threshold of {threshold} "
             f"from counts of the same name in {len(files)} other file(s) of this request: subtracting one "
             "from the other may give back individuals; compare the files",
-            evidence={"threshold": threshold, "other_files": files[:20], "count": len(found)},
+            # the other files' names are the job's words: reviewers only, as sdc:request_share's
+            evidence={"threshold": threshold, "count": len(found), "reviewer_only": {"files": files[:20]}},
         )
     ]
 

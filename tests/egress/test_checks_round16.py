@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import pytest
 
+from egress_review.checking import for_requester
 from egress_review.checks.ages import age_name
 from egress_review.checks.prose_shares import as_percentages, prose_shares
 from egress_review.checks.split_dates import iso_form_dates, split_dates
 from tests.egress import planted_round16
+from tests.egress.planted_corpus import run_planted
 from tests.egress.planted_round14 import build_cohort
 from tests.egress.planted_round16 import AGE, FLOW, META, PROSE, QUASI, REQUEST, REQUEST_SHARE
 from tests.egress.round_harness import benign_test, by_name, leak_test, limits_test, round_fixtures
@@ -128,3 +130,15 @@ def test_an_undirected_change_parses_its_cells_once(monkeypatch: pytest.MonkeyPa
     )
     assert [r.check for r in derived_counts(table, rules) if r.outcome != "pass"] == ["sdc:threshold"]
     assert sorted(parsed) == ["25.0", "6.1"]
+
+
+def test_the_other_files_names_are_for_reviewers_only(tmp_path, policy, context) -> None:  # type: ignore[no-untyped-def]
+    """`sdc:differencing_request` listed the request's other files in the evidence a requester
+    sees before review: names the job chose (as `sdc:request_share` already knew, whose
+    names are reviewer-only). Failed before: `other_files` in the requester's evidence."""
+    results = run_planted(tmp_path, LEAKS["by_site_v2.csv"], policy, context)
+    found = [r for r in results if r.check == REQUEST[0]]
+    assert found, [r.check for r in results]
+    shown = for_requester([{"check": r.check, "evidence": r.evidence} for r in found])
+    assert "by_site_v1.csv" not in repr(shown)
+    assert "by_site_v1.csv" in repr(found[0].evidence["reviewer_only"])
