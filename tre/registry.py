@@ -86,6 +86,17 @@ def _is_active_admin(user: User) -> bool:
     return not user.disabled and Role.admin.value in user.role_names
 
 
+def enabled_admins(session: Session) -> list[str]:
+    """Ids of the enabled users holding ``admin`` (`_is_active_admin`), in id order."""
+    query = (
+        select(User.id)
+        .join(UserRole, UserRole.user_id == User.id)
+        .where(UserRole.role == Role.admin.value, User.disabled.is_(False))
+        .order_by(User.id)
+    )
+    return list(session.scalars(query))
+
+
 def _keep_an_admin(session: Session, user: User, action: str) -> None:
     """Refuse a change that would leave no enabled admin: nobody could then manage users,
     grants or datasets, and nothing over the API could undo it."""

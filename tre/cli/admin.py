@@ -20,7 +20,6 @@ from tre.config import get_settings
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
-    from sqlalchemy.orm import Session
 
 admin_app = typer.Typer(help="Local administration on the control-plane host (needs the state directory).")
 project_app = typer.Typer(help="Projects and members (admin).")
@@ -91,7 +90,7 @@ def admin_init(user: Annotated[str, typer.Option(help="Id of the first admin use
     try:
         with session_scope(engine) as s:
             created = s.get(User, user) is None
-            admins = _enabled_admins(s) if created else []
+            admins = registry.enabled_admins(s) if created else []
             if created and not admins:
                 registry.create_user(s, "bootstrap", user, ["admin"])
     except IntegrityError:  # another `admin init` (a second replica) created it meanwhile
@@ -121,21 +120,6 @@ def admin_init(user: Annotated[str, typer.Option(help="Id of the first admin use
         soft_wrap=True,
         markup=False,
     )
-
-
-def _enabled_admins(session: Session) -> list[str]:
-    """Ids of the enabled users holding ``admin``, in id order."""
-    from sqlalchemy import select
-
-    from tre.store.models import User, UserRole
-
-    query = (
-        select(User.id)
-        .join(UserRole, UserRole.user_id == User.id)
-        .where(UserRole.role == "admin", User.disabled.is_(False))
-        .order_by(User.id)
-    )
-    return list(session.scalars(query))
 
 
 @admin_app.command("user")
