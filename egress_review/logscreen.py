@@ -213,10 +213,16 @@ def _judged_for_follower(reasons: list[str | None], payloads: list[int], min_cha
     last = len(payloads) - 1
     for i in range(max(0, last - CONTEXT_LINES), last):
         if payloads[i] and reasons[i] is None:
-            lo = max(0, i - 2 * CONTEXT_LINES)
-            hi = min(len(payloads), i + CONTEXT_LINES + 1)
-            if sums[hi] - sums[lo] >= min_chars:
+            if _context_payload(sums, i, before=2 * CONTEXT_LINES) >= min_chars:
                 reasons[i] = ENCODED_CONTEXT
+
+
+def _context_payload(sums: list[int], i: int, before: int = CONTEXT_LINES) -> int:
+    """The payload of line ``i`` and its context: ``before`` lines before it and
+    `CONTEXT_LINES` after (``sums``: the running sums of the lines' payloads)."""
+    lo = max(0, i - before)
+    hi = min(len(sums) - 1, i + CONTEXT_LINES + 1)
+    return sums[hi] - sums[lo]
 
 
 @dataclass(frozen=True)
@@ -318,7 +324,7 @@ class LogScreen:
             if len(text) <= self.max_line_chars
             and (
                 runs[i] >= self.encoded_min_chars
-                or (payloads[i] and self._context_payload(sums, i) >= self.encoded_min_chars)
+                or (payloads[i] and _context_payload(sums, i) >= self.encoded_min_chars)
             )
         )
         overlong = frozenset(i for i, text in enumerate(texts) if len(text) > self.max_line_chars)
@@ -365,12 +371,6 @@ class LogScreen:
         found = self.chains.search(segments, long_alone=MAX_NUMERIC_CHARS, skip=skip)
         opened = None if found.open_at is None else owner[found.open_at]
         return ChainResult({owner[j] for j in found.hits}, opened)
-
-    @staticmethod
-    def _context_payload(sums: list[int], i: int) -> int:
-        lo = max(0, i - CONTEXT_LINES)
-        hi = min(len(sums) - 1, i + CONTEXT_LINES + 1)
-        return sums[hi] - sums[lo]
 
     def _undecided(
         self,
