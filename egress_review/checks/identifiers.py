@@ -237,8 +237,12 @@ def _sidecar_headers(path: Path) -> list[list[str]]:
             wb.close()
     with path.open(encoding="utf-8-sig", newline="") as f:
         first = f.readline(MAX_HEADER_CHARS)
-    delimiter = "\t" if first.count("\t") > first.count(",") else ","
-    return [next(csv.reader([first], delimiter=delimiter), [])]
+    return [next(csv.reader([first], delimiter=_delimiter(first)), [])]
+
+
+def _delimiter(first_line: str) -> str:
+    """A CSV's or a TSV's delimiter, by its first line (the header and the whole read agree)."""
+    return "\t" if first_line.count("\t") > first_line.count(",") else ","
 
 
 def _first_row(rows: Iterable[tuple[object, ...]], text: Callable[[object], str]) -> list[str]:
@@ -257,9 +261,7 @@ def _sidecar_tables(path: Path) -> list[tuple[list[str], list[list[str]]]]:
         read = read_xlsx(path) if suffix == ".xlsx" else read_parquet(path)
         return [(rows[0], rows[1:]) for rows in read.tables.values() if rows]
     text = path.read_text(encoding="utf-8-sig")
-    first = text.split("\n", 1)[0]
-    delimiter = "\t" if first.count("\t") > first.count(",") else ","
-    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
+    reader = csv.reader(io.StringIO(text), delimiter=_delimiter(text.split("\n", 1)[0]))
     header = next(reader, [])
     return [(header, list(reader))]
 
