@@ -181,7 +181,7 @@ def _shares_of_people(table: Table, rules: SdcRules, percents: list[int]) -> lis
         if metric and not _every_row_whole(counted):
             continue
         for row_no, wholes in enumerate(counted, start=2):
-            for d_col, whole in wholes:
+            for d_col, whole in wholes or ():
                 if 0 < whole < rules.threshold:
                     row = table.rows[row_no - 2]
                     _note(
@@ -197,13 +197,13 @@ def _shares_of_people(table: Table, rules: SdcRules, percents: list[int]) -> lis
 
 def _whole_counts(
     parsed: tuple[float, int] | None, row: list[str], people: list[int]
-) -> list[tuple[int, float]]:
+) -> list[tuple[int, float]] | None:
     """(the people column, the whole count) for each of a row's people columns that one whole
     count of gives the row's share; None for a row that states no share."""
     from egress_review.checks.shares import share_count
 
     if parsed is None:
-        return _NO_SHARE
+        return None
     out: list[tuple[int, float]] = []
     for d_col in people:
         d = _cell(row, d_col)
@@ -213,17 +213,14 @@ def _whole_counts(
     return out
 
 
-_NO_SHARE: list[tuple[int, float]] = []  # the row states no share (its identity tells it apart)
-
-
-def _every_row_whole(counted: list[list[tuple[int, float]]]) -> bool:
+def _every_row_whole(counted: list[list[tuple[int, float]] | None]) -> bool:
     """Whether two or more rows state a value in an undirected change's column and each is a
     whole count's share of its row's people (leaks19): ``volume_change_pct`` by arm is a
     measurement, and a measurement's value fits a whole count of its row's ``n`` by chance in
     one row (about 1 in 30 to a decimal), hardly in every row; a share of people fits in all
     of them. One row cannot be told (leaks20): round 15's benign ``diameter_delta_pct 9.1`` of
     33 fits 3 as the known limit's ``size_change_pct 6.1`` fits 2."""
-    stated = [wholes for wholes in counted if wholes is not _NO_SHARE]
+    stated = [wholes for wholes in counted if wholes is not None]
     return len(stated) >= 2 and all(stated)
 
 
