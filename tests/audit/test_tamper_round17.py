@@ -179,6 +179,11 @@ def test_the_job_end_spool_writes_only_what_a_worker_writes(  # type: ignore[no-
             select(func.count()).where(AuditEntry.job_id == good, AuditEntry.action == "job.ended")
         )
         assert ends == 1 and s.get(Job, good).state == "failed"  # type: ignore[union-attr]
+    # What a worker writes is always read back: a reason of any length is cut to fit.
+    long = end_spool.spool_end(
+        settings, "long-job", WORKER, JobResult(JobState.failed, 1, "\u00e9" * 100_000)
+    )
+    assert end_spool.read_end(long).result.reason == "\u00e9" * 8192
     shutil.rmtree(folder)
 
 

@@ -53,6 +53,7 @@ DAMAGED = ".damaged"
 _FIELDS = frozenset({"job_id", "worker_id", "state", "exit_code", "reason"})
 _INT32 = (-(2**31), 2**31 - 1)
 _WORKER_ID_MAX = 64  # jobs.worker_id's width
+_REASON_MAX_CHARS = 8192
 
 Finish = Callable[[Session, Job, JobResult], None]
 
@@ -85,7 +86,9 @@ def spool_end(settings: Settings, job_id: str, worker_id: str, result: JobResult
         "worker_id": worker_id,
         "state": str(result.state),
         "exit_code": result.exit_code,
-        "reason": result.reason,
+        # Bounded so that what is written here is always read back (`MAX_FILE_BYTES`: each
+        # character is at most 6 bytes of JSON); the executors' sentences are far shorter.
+        "reason": result.reason[:_REASON_MAX_CHARS],
     }
     privatefile.replace(path, json.dumps(body).encode())
     # The rename itself made durable: a power cut must not lose the end the slot was freed for.
