@@ -271,7 +271,17 @@ def check_spooled_ends(settings: Settings, engine: Engine, database_up: bool) ->
     from tre.jobs import end_spool
     from tre.jobs.worker import DB_AWAY, finish_job
 
-    waiting = end_spool.spooled(settings)
+    waiting = end_spool.spooled(settings)  # sets damaged files aside
+    damaged = end_spool.damaged(settings)
+    if damaged:
+        names = ", ".join(p.name for p in damaged[:20])
+        return Check(
+            "job ends",
+            FAIL,
+            f"{len(damaged)} file(s) in {end_spool.spool_dir(settings)} set aside as damaged, not "
+            f"written: {names}; not what a worker writes (someone or something wrote the state "
+            "directory): read them, then remove them; their jobs are ended as lost",
+        )
     if not waiting:
         return Check("job ends", OK, "none waiting on disk for the database")
     if database_up:

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from tre import review_capacity
 from tre.access import MEMBER_REMOVED, can_see_project, visible_dataset_ids
 from tre.audit import record_event
+from tre.auth.generation import start_new_epoch
 from tre.auth.principal import Principal
 from tre.catalogue.cache import refresh_facts
 from tre.catalogue.vocabulary import normalise_access_rights, normalise_condition
@@ -152,6 +153,10 @@ def set_user_disabled(
 
     def change() -> None:
         user.disabled = disabled
+        if not disabled:
+            # Tokens issued before the enable (before the disable too) stay refused: the
+            # user signs in again (`tre.auth.generation`).
+            start_new_epoch(user)
 
     lost = _reviewer_change(session, user, f"disabling {user_id!r}", change, policies_dir, force)
     record_event(

@@ -25,6 +25,7 @@ from tre.api.query_names import ROLE_GATE_MARK, refuse_unknown_query_names
 from tre.audit.events import token_use_event
 from tre.audit.log import DEFERRED_EVENTS, AuditEvent, record_events
 from tre.audit.refusals import keep_refusals
+from tre.auth.generation import epoch_of, issued_before
 from tre.auth.principal import Principal
 from tre.auth.revocation import live_revocations, token_digest
 from tre.auth.tokens import TokenError, TokenVerifier
@@ -315,6 +316,14 @@ def principal_from_token(request: Request, token: str, session: Session) -> Prin
             "token-revoked",
             headers=_BEARER_CHALLENGE,
         )
+    if issued_before(claims, access.tokens_epoch):
+        raise Problem(
+            401,
+            "Unauthorized",
+            "this token was issued before its user was last created or enabled; sign in again for a new one",
+            "token-superseded",
+            headers=_BEARER_CHALLENGE,
+        )
     # A token carries the roles it was minted for; the user table can only narrow them, so
     # removing a role takes effect before old tokens expire.
     roles = frozenset(verifier.roles_from(claims) & access.roles)
@@ -334,7 +343,7 @@ def _user_access(request: Request, session: Session, user_id: str) -> UserAccess
     if cached is not None:
         return cached
     rows = session.execute(
-        select(User.disabled, UserRole.role)
+        select(User.disabled, User.tokens_valid_from, User.created_at, UserRole.role)
         .outerjoin(UserRole, UserRole.user_id == User.id)
         .where(User.id == user_id)
     ).all()
@@ -344,6 +353,7 @@ def _user_access(request: Request, session: Session, user_id: str) -> UserAccess
         bool(rows[0].disabled),
         frozenset(r.role for r in rows if r.role is not None),
         live_revocations(session, user_id),
+        epoch_of(rows[0].tokens_valid_from, rows[0].created_at),
     )
     if cache is not None:
         cache.put(user_id, access, read_at)
@@ -415,6 +425,8 @@ def principal_from_caches(request: Request, token: str) -> Principal | None:
         return None  # the slow path gives the refusal
     if access.revoked_tokens and token_digest(token) in access.revoked_tokens:
         return None
+    if issued_before(claims, access.tokens_epoch):
+        return None  # the slow path gives the refusal
     roles = frozenset(verifier.roles_from(claims) & access.roles)
     return Principal(user_id=str(claims["sub"]), roles=roles, token_id=claims.get("jti"))
 

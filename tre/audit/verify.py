@@ -23,8 +23,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeGuard
 from urllib.parse import urlsplit
@@ -477,9 +479,70 @@ def verify_bundle(
             "(appended after the last signature, or a rewritten tail whose checkpoints were dropped)",
         )
 
+    _check_header_claims(header, trusted_key.name, checkpoints, report)
     for note in pins:
         _check_pin(note, keys, trusted_key.name, tree, n, report)
     return report
+
+
+def _check_header_claims(
+    header: dict[str, object], origin: str, checkpoints: Sequence[Checkpoint], report: VerifyReport
+) -> None:
+    """The header's unsigned claims against what is signed (round 17; read by nothing before).
+
+    ``origin`` must be the log the pinned key and the checkpoints are of: a header naming
+    another log (edited, or a bundle relabelled) is an error. ``exported_at`` must be a UTC
+    time no earlier than the newest checkpoint the bundle holds (less `MAX_CLOCK_SKEW_MS`):
+    the server exports what was signed before, so an earlier one was edited. One later than
+    this machine's clock by more than the skew is a warning (the header, or one of the two
+    clocks, is wrong); so is a checkpoint signed that far in the future.
+    """
+    claimed = header.get("origin")
+    if claimed != origin:
+        shown = repr(claimed)[:80] if isinstance(claimed, str) else "none"
+        report.bad(
+            None,
+            f"bundle header names origin {shown}, but your key and its checkpoints are of {origin!r}: "
+            "the header was edited, or the bundle was relabelled from another log",
+        )
+    exported = _utc_ms(header.get("exported_at"))
+    if exported is None:
+        report.bad(None, "bundle header has no exported_at time in UTC (YYYY-MM-DDTHH:MM:SS[.ffffff]Z)")
+        return
+    now = int(time.time() * 1000)
+    stamps = [c.timestamp_ms for c in checkpoints if c.timestamp_ms is not None]
+    newest = max(stamps, default=None)
+    if newest is not None and exported < newest - MAX_CLOCK_SKEW_MS:
+        report.bad(
+            None,
+            f"bundle header says it was exported at {_iso(exported)}, before its newest checkpoint "
+            f"was signed ({_iso(newest)}): the header was edited",
+        )
+    if exported > now + MAX_CLOCK_SKEW_MS:
+        report.warnings.append(
+            f"bundle header says it was exported at {_iso(exported)}, in the future by this "
+            "machine's clock: the header was edited, or one of the two clocks is wrong"
+        )
+    if newest is not None and newest > now + MAX_CLOCK_SKEW_MS:
+        report.warnings.append(
+            f"a checkpoint is signed with a time in the future ({_iso(newest)}) by this machine's "
+            "clock: the log's clock, or this one, is wrong (or the key signs what it is given)"
+        )
+
+
+def _utc_ms(value: object) -> int | None:
+    """Milliseconds since the epoch of an ISO 8601 UTC time as the exporter writes it, or None."""
+    if not isinstance(value, str) or len(value) > 40 or not value.endswith("Z"):
+        return None
+    try:
+        moment = datetime.fromisoformat(value[:-1] + "+00:00")
+    except ValueError:
+        return None
+    return int(moment.timestamp() * 1000)
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def follow_key_history(

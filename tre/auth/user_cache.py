@@ -42,6 +42,8 @@ class UserAccess:
     roles: frozenset[str]
     # SHA-256 digests of the user's tokens signed out before their expiry (`tre.auth.revocation`).
     revoked_tokens: frozenset[str] = frozenset()
+    # Unix seconds before which the user's tokens are refused (`tre.auth.generation`).
+    tokens_epoch: float = 0.0
 
 
 def generation() -> int:

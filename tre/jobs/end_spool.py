@@ -11,6 +11,17 @@ A spooled end is written only while the job is still running under the worker th
 it: if meanwhile another worker ended it as lost, the file is dropped (a job never ends
 twice). The row is locked while it is checked and written, so two replayers cannot both
 write it.
+
+Whoever can write the state directory can write this folder (round 17 probed it as round 16
+did the refusal spool). A file is read only as what `spool_end` writes (`read_end`): a
+regular file (not a FIFO, whose open blocked the worker round for ever, nor a link), at
+most `MAX_FILE_BYTES`, a JSON object of exactly its five fields, no repeated key, its
+``job_id`` the file's own name (a file named after one job ending another was written, and
+kept the named job from being ended as lost), a terminal state, a 32-bit exit code or none,
+a worker id that fits its column. Anything else is set aside as ``<name>.damaged`` with a
+CRITICAL line, never written, and no longer stands for the job's end: the job is ended as
+lost by the next worker round, as if the file had been deleted (a deleted file is that too).
+A copy put back after its end was written finds the job ended and is dropped.
 """
 
 from __future__ import annotations
@@ -18,6 +29,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +45,15 @@ from tre.store.db import session_scope
 from tre.store.models import Job
 
 log = logging.getLogger(__name__)
+ALERT = logging.getLogger("tre.audit.alert")
+
+# What `spool_end` writes is a few hundred bytes; the reason is the executor's sentence.
+MAX_FILE_BYTES = 64 * 1024
+DAMAGED = ".damaged"
+_FIELDS = frozenset({"job_id", "worker_id", "state", "exit_code", "reason"})
+_INT32 = (-(2**31), 2**31 - 1)
+_WORKER_ID_MAX = 64  # jobs.worker_id's width
+_REASON_MAX_CHARS = 8192
 
 Finish = Callable[[Session, Job, JobResult], None]
 
@@ -65,7 +86,9 @@ def spool_end(settings: Settings, job_id: str, worker_id: str, result: JobResult
         "worker_id": worker_id,
         "state": str(result.state),
         "exit_code": result.exit_code,
-        "reason": result.reason,
+        # Bounded so that what is written here is always read back (`MAX_FILE_BYTES`: each
+        # character is at most 6 bytes of JSON); the executors' sentences are far shorter.
+        "reason": result.reason[:_REASON_MAX_CHARS],
     }
     privatefile.replace(path, json.dumps(body).encode())
     # The rename itself made durable: a power cut must not lose the end the slot was freed for.
@@ -77,26 +100,107 @@ def spool_end(settings: Settings, job_id: str, worker_id: str, result: JobResult
     return path
 
 
+class DamagedEnd(ValueError):
+    """A spool file that is not what `spool_end` writes; the message says how (no content)."""
+
+
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    keys = [k for k, _ in pairs]
+    if len(set(keys)) != len(keys):
+        raise DamagedEnd("a field is repeated")
+    return dict(pairs)
+
+
+def _read_bounded(path: Path) -> bytes:
+    """The file's bytes, if it is a regular file of at most `MAX_FILE_BYTES` (never blocks:
+    a FIFO is opened non-blocking and refused, a symbolic link is not followed)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as exc:
+        raise DamagedEnd(f"cannot be opened as a plain file ({exc.strerror})") from exc
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise DamagedEnd("is not a regular file")
+        if st.st_size > MAX_FILE_BYTES:
+            raise DamagedEnd(f"is {st.st_size} bytes, more than {MAX_FILE_BYTES}")
+        data = f.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:
+        raise DamagedEnd(f"is more than {MAX_FILE_BYTES} bytes")
+    return data
+
+
+def read_end(path: Path) -> SpooledEnd:
+    """One spool file as `spool_end` wrote it, or `DamagedEnd` saying what is wrong."""
+    data = _read_bounded(path)
+    try:
+        body = json.loads(data.decode("utf-8"), object_pairs_hook=_unique_keys)
+    except (UnicodeDecodeError, RecursionError, json.JSONDecodeError) as exc:
+        raise DamagedEnd("is not UTF-8 JSON") from exc
+    if not isinstance(body, dict) or set(body) != _FIELDS:
+        raise DamagedEnd(f"is not an object of exactly the fields {sorted(_FIELDS)}")
+    job_id, worker_id, code, reason = body["job_id"], body["worker_id"], body["exit_code"], body["reason"]
+    if not isinstance(job_id, str) or not _name_ok(job_id) or f"{job_id}.json" != path.name:
+        raise DamagedEnd("names another job than its file name")
+    if not isinstance(worker_id, str) or not 0 < len(worker_id) <= _WORKER_ID_MAX:
+        raise DamagedEnd("has no usable worker id")
+    if code is not None and (
+        not isinstance(code, int) or isinstance(code, bool) or not _INT32[0] <= code <= _INT32[1]
+    ):
+        raise DamagedEnd("has an exit code that is not a 32-bit integer or null")
+    if not isinstance(reason, str):
+        raise DamagedEnd("has a reason that is not text")
+    try:
+        result = JobResult(JobState(body["state"]), code, reason)
+    except ValueError as exc:  # not a state, or not a terminal one
+        raise DamagedEnd("has no terminal job state") from exc
+    return SpooledEnd(job_id, worker_id, result, path)
+
+
+def _set_aside(path: Path, why: str) -> None:
+    """Move a damaged file out of the spool (kept for an operator as ``<name>.damaged``)."""
+    ALERT.critical(
+        "spooled job end %s %s: not what a worker writes; set aside as %s%s, not written",
+        path,
+        why,
+        path.name,
+        DAMAGED,
+    )
+    try:
+        os.replace(path, path.with_name(path.name + DAMAGED))
+    except OSError as exc:  # left in place: read again (and refused again) next time
+        log.error("cannot set %s aside (%s)", path, exc.strerror)
+
+
 def spooled(settings: Settings) -> list[SpooledEnd]:
-    """The ends waiting for the database (a damaged file is named in the log and skipped)."""
+    """The ends waiting for the database; a damaged file is set aside (`read_end`)."""
     folder = spool_dir(settings)
     if not folder.is_dir():
         return []
     ends = []
     for path in sorted(folder.glob("*.json")):
         try:
-            body = json.loads(path.read_text())
-            result = JobResult(JobState(body["state"]), body["exit_code"], str(body["reason"]))
-            ends.append(SpooledEnd(str(body["job_id"]), str(body["worker_id"]), result, path))
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            log.error("spooled job end %s cannot be read (%s); left in place for an operator", path, exc)
+            ends.append(read_end(path))
+        except DamagedEnd as exc:
+            _set_aside(path, str(exc))
     return ends
 
 
+def damaged(settings: Settings) -> list[Path]:
+    """Spool files set aside as damaged (`tre admin doctor` names them)."""
+    folder = spool_dir(settings)
+    return sorted(folder.glob(f"*.json{DAMAGED}")) if folder.is_dir() else []
+
+
 def is_spooled(settings: Settings, job_id: str) -> bool:
-    """Whether ``job_id``'s end waits here for the database (one stat; the API asks it of
-    each running job it shows)."""
-    return _name_ok(job_id) and (spool_dir(settings) / f"{job_id}.json").is_file()
+    """Whether ``job_id``'s end waits here for the database (one stat, not following a
+    link; the API asks it of each running job it shows)."""
+    if not _name_ok(job_id):
+        return False
+    try:
+        return stat.S_ISREG((spool_dir(settings) / f"{job_id}.json").lstat().st_mode)
+    except OSError:
+        return False
 
 
 def spooled_job_ids(settings: Settings) -> set[str]:

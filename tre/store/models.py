@@ -46,6 +46,11 @@ class User(Base):
     email: Mapped[str | None] = mapped_column(String(320), nullable=True)
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Tokens issued before this moment are refused (`tre.auth.generation`): set when the row
+    # is made and again when a disabled user is enabled, so neither a user deleted and made
+    # again under the same name nor an enable revives tokens of before. NULL (rows made by
+    # hand): ``created_at`` is the bound.
+    tokens_valid_from: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True, default=utcnow)
 
     roles: Mapped[list[UserRole]] = relationship(back_populates="user", cascade="all, delete-orphan")
 
