@@ -43,7 +43,9 @@ from tre.store.models import AuditEntry
 
 REPO = Path(__file__).resolve().parents[2]
 
-# Appends forever (one event, or a batch of 3, per transaction) until killed.
+# Appends forever (one event, or a batch of 3, per transaction) until killed; "ready" once its
+# first transaction is in, so every round appends something however loaded the machine (at
+# load 10+ two workers once got 3 entries in before five rounds of kills).
 _APPENDER = """
 import itertools, sys
 from pathlib import Path
@@ -51,11 +53,12 @@ from tre.audit import AuditEvent, configure, record_events
 from tre.store.db import make_engine, session_scope
 engine = make_engine(sys.argv[1])
 configure(engine, Path(sys.argv[2]))
-print("ready", flush=True)
 for i in itertools.count():
     batch = [AuditEvent("w", "job.output", job_id=f"{sys.argv[3]}-{i}-{k}") for k in range(1 + 2 * (i % 2))]
     with session_scope(engine) as s:
         record_events(s, batch)
+    if i == 0:
+        print("ready", flush=True)
 """
 
 # Appends a few events and exits 0 (a restarted server's first requests).
@@ -178,7 +181,14 @@ def test_sigkill_mid_append_at_random_points_then_restart_verifies(
 # --- crash mid-rotation ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kill_at", range(5))
+# Every kill point on SQLite; on PostgreSQL the middle one only: the crash is in the key
+# files' replacement, after the hand-over's commit, which both stores commit alike (the five
+# PostgreSQL cases cost ~75 s of CI's wall time for no other check).
+@pytest.mark.parametrize(
+    ("engine_any", "kill_at"),
+    [*(("sqlite", k) for k in range(5)), ("postgresql", 2)],
+    indirect=["engine_any"],
+)
 def test_sigkill_mid_rotation_keeps_one_key_history(
     log_engine: Engine, settings: Settings, signer: AuditSigner, kill_at: int
 ) -> None:
