@@ -10,8 +10,8 @@ Round 21 added the spellings a number takes when a program prints it as a number
   also in hex or octal);
 * in scientific notation with five significant digits or more, rounded as ``%e`` and
   ``%g`` print it (``1.962032e+07`` for 19620315, ``4.8213e+04`` for 0048213);
-* split over two or three numbers of a list, tuple or numpy repr, a part after the first
-  without its leading zeros (``[1962, 315]``, ``(1962, 3, 15)``, ``[19 62 315]``; split
+* a date split over two or three numbers of a list, tuple or numpy repr, a part after the
+  first without its leading zeros (``[1962, 315]``, ``(1962, 3, 15)``, ``[19 62 315]``; split
   where no part had any, the digits joined are read as the identifier, `disguised`).
 
 Only identifiers with as many significant digits as the policy's shortest all-digit
@@ -33,7 +33,8 @@ from functools import lru_cache
 from itertools import combinations
 
 # Hex and octal tokens long enough to hold a six-digit identifier (0xf4240 is 1,000,000; with
-# its prefix, a five-digit one: 0xbc55 is 48213), and short enough to be one (16 decimal digits fit in 14 hex digits and 19 octal ones).
+# its prefix, a five-digit one: 0xbc55 is 48213), and short enough to be one (16 decimal
+# digits fit in 14 hex digits and 19 octal ones).
 _DECIMAL = r"[0-9]+\.[0-9]+(?:[eE][+-]?[0-9]+)?|[0-9]+[eE][+-]?[0-9]+"
 _HEX = r"0[xX][0-9a-fA-F]{4,14}|[0-9a-fA-F]{5,14}"
 _OCTAL = r"(?:0[oO])?[0-7]{6,19}"
@@ -61,6 +62,9 @@ MIN_ROUNDED_DIGITS = 5
 # a UID's digits are its own root's and too many to split; a float holds 15 digits).
 MAX_VALUE_DIGITS = 15
 MAX_LIST_PARTS = 3
+# Split readings are of dates (YYYYMMDD) only: their month and day lose a zero in a list; an
+# MRN's cuts are arbitrary, and with 2,000 random MRNs they withheld 4 of 7,014 benign lines.
+_DATE = re.compile(r"(18|19|20|21)[0-9][0-9](0[1-9]|1[0-2])(0[1-9]|[12][0-9]|3[01])")
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,9 @@ class Targets:
     values: frozenset[str]
     rounded: frozenset[tuple[str, int]]
     split: frozenset[tuple[int, ...]]
+    # each value in scientific notation to its last non-zero digit: its readings with more
+    # digits only add zeros ("4.821300e+04")
+    scaled: frozenset[tuple[str, int]] = frozenset()
 
 
 @lru_cache(maxsize=16)
@@ -85,18 +92,22 @@ def targets(digit_identifiers: frozenset[str], least: int = MIN_SIGNIFICANT_DIGI
     values = frozenset(d.lstrip("0") for d in exact)
     rounded: set[tuple[str, int]] = set()
     split: set[tuple[int, ...]] = set()
+    scaled: set[tuple[str, int]] = set()
     for value in values:
         if len(value) > MAX_VALUE_DIGITS:
             continue
-        for decimals in range(MIN_ROUNDED_DIGITS - 1, len(value)):
+        for decimals in range(MIN_ROUNDED_DIGITS - 1, len(value) - 1):
             rounded.add(_normalised(f"{int(value):.{decimals}e}"))
+        scaled.add((value.rstrip("0"), len(value) - 1))
+        if not _DATE.fullmatch(value):
+            continue
         for parts in range(2, MAX_LIST_PARTS + 1):
             for cuts in combinations(range(1, len(value)), parts - 1):
                 if all(value[cut] != "0" for cut in cuts):
                     continue  # every part as written: the digits joined are the identifier's
                 bounds = (0, *cuts, len(value))
                 split.add(tuple(int(value[a:b]) for a, b in zip(bounds, bounds[1:], strict=False)))
-    return Targets(exact, values, frozenset(rounded), frozenset(split))
+    return Targets(exact, values, frozenset(rounded), frozenset(split), frozenset(scaled))
 
 
 def _normalised(scientific: str) -> tuple[str, int]:
@@ -142,10 +153,13 @@ def _read(line: str, found: Targets) -> bool:
                 # "=": a value (leading zeros gone); else digits as written
                 if reading[1:] in found.values if reading[:1] == "=" else reading in found.exact:
                     return True
-    if found.rounded:
+    if found.scaled:
         for match in _SCIENTIFIC.finditer(line):
             lead, decimals, exponent = match.groups()
-            if (lead + decimals, int(exponent)) in found.rounded:
+            digits, power = lead + decimals, int(exponent)
+            if len(digits) >= MIN_ROUNDED_DIGITS and (
+                (digits, power) in found.rounded or (digits.rstrip("0"), power) in found.scaled
+            ):
                 return True
     if found.split:
         for match in _LISTED.finditer(line):
