@@ -15,9 +15,9 @@ Round 21 added the spellings a number takes when a program prints it as a number
   where no part had any, the digits joined are read as the identifier, `disguised`).
 
 Only identifiers with as many significant digits as the policy's shortest all-digit
-identifier (five by default, `MIN_SIGNIFICANT_DIGITS`) are compared: ``PAT0000123``'s "0000123" is the
-number 123, and read as an identifier it withheld ``lr 0.000005`` (``0000005`` of
-``PAT0000005``) in round 20's rule. A benign number is withheld only when one of its
+identifier (five by default, `MIN_SIGNIFICANT_DIGITS`) are compared: ``PAT0000123``'s
+"0000123" is the number 123, and read as an identifier it withheld ``lr 0.000005``
+(``0000005`` of ``PAT0000005``) in round 20's rule. A benign number is withheld only when one of its
 readings equals an identifier exactly.
 
 Not read here: an identifier as the sum, difference or any other arithmetic of a line's
