@@ -470,9 +470,13 @@ def disguised_lines(
     if not matcher and not squeezed_index:
         return hits
 
-    def by_matcher(variant: list[str]) -> None:
-        if matcher:
-            hits.update(h.line - 1 for h in matcher.find("\n".join(variant), limit=100_000))
+    def by_matcher(variant: list[str], using: IdentifierMatcher = matcher) -> None:
+        if using:
+            hits.update(h.line - 1 for h in using.find("\n".join(variant), limit=100_000))
+
+    # Reversed and ROT13 readings with the identifiers long enough to be no ordinary word
+    # turned (`IdentifierMatcher.turned`, round 21: "dim" is "mid" reversed).
+    turned = matcher.turned if matcher else matcher
 
     # Look-alike letters, accents, escapes and invisible characters (`egress_review.folding`):
     # the folded text is matched as it is, spaced out and squeezed.
@@ -491,14 +495,14 @@ def disguised_lines(
             hits |= squeezed_index.lines_with([squeeze(line) for line in leet])
     spaced = [despaced(line) for line in lines]
     by_matcher(spaced)
-    by_matcher([codecs.encode(line, "rot_13") for line in spaced])
-    by_matcher([line[::-1] for line in spaced])
+    by_matcher([codecs.encode(line, "rot_13") for line in spaced], turned)
+    by_matcher([line[::-1] for line in spaced], turned)
     # Reversed as written too: despacing joins a UID's one-digit parts ("1.3.6.1"), so its
     # reversal was found in neither form (redteam15).
     # (only lines despacing changed: the others' reversal was just read)
     changed = [line[::-1] if line != joined else "" for line, joined in zip(lines, spaced, strict=True)]
     if any(changed):
-        by_matcher(changed)
+        by_matcher(changed, turned)
     # Letters between an identifier's digits, digits between a name's letters (round 16):
     # each word of both read as its digits alone and as its letters alone.
     mixed = [i not in withheld_anyway and has_mixed(line) for i, line in enumerate(lines)]
@@ -511,14 +515,14 @@ def disguised_lines(
     # Numbers in another notation: "1.9620315e7", "19.620315", "0x12b61db", "0o112660733"
     # (round 20, `egress_review.number_forms`).
     if matcher:
-        hits |= number_forms.lines_with(lines, matcher.digit_singles)
+        hits |= number_forms.lines_with(lines, matcher.digit_singles, matcher.min_numeric)
     grouped = [digits_joined(fold(line)) for line in lines]
     if any(grouped):
         by_matcher(grouped)
-        by_matcher([line[::-1] for line in grouped])
+        by_matcher([line[::-1] for line in grouped], turned)
     decoded = [" ".join(decoded_fragments(line)).replace("\n", " ") for line in lines]
     by_matcher(decoded)
-    by_matcher([line[::-1] for line in decoded])
+    by_matcher([line[::-1] for line in decoded], turned)
     if squeezed_index:
         hits |= squeezed_index.lines_with([squeeze(line) for line in lines])
         hits |= squeezed_index.lines_with([squeeze(line) for line in decoded])
