@@ -7,10 +7,11 @@ so their rows are grouped by the quasi-identifiers they state (sex or gender, an
 the site, postcode, ethnicity) and a combination fewer rows than the threshold share is
 flagged for the reviewers (k-anonymity with k the threshold).
 
-Only where an exact age (whole years) stands beside at least one other of them: an age band
-(``60-69``) is the aggregated form, and sex with site alone are groups a released table of
-counts states anyway. A table with a count column is a table of groups: its small cells are
-the threshold rule's.
+Where an exact age (whole years, or DICOM's ``064Y``) stands beside at least one other of
+them; since leaks21 also two or more of the others without an age (``sex,site,dice``: the one
+woman at site A is as recognisable, and her Dice is hers). An age band (``60-69``) is the
+aggregated form and is no quasi-identifier column here. A table with a count column is a
+table of groups: its small cells are the threshold rule's.
 """
 
 from __future__ import annotations
@@ -38,17 +39,18 @@ QUASI_COLUMNS = (
     "ethnicity",
     "race",
 )
-_WHOLE_YEARS = re.compile(r"^\s*\d{1,3}\s*$")
+_WHOLE_YEARS = re.compile(r"^\s*\d{1,3}[yY]?\s*$")  # 64, or DICOM's age string 064Y
 
 
 def rare_combinations(table: Table, threshold: int) -> list[CheckResult]:
     """`sdc:quasi_identifiers`: rows of a record-level table whose exact age and other
-    quasi-identifiers fewer than ``threshold`` rows share."""
+    quasi-identifiers (or two or more of the others, leaks21) fewer than ``threshold`` rows
+    share."""
     if table.counts or not table.rows:
         return []
     ages = [c for c, h in enumerate(table.header) if age_name(h) and _whole_years(table, c)]
     others = [c for c, h in enumerate(table.header) if _matches(h, QUASI_COLUMNS)]
-    if not ages or not others:
+    if len(ages[:1] + others) < 2:
         return []
     columns = ages[:1] + others
     combos = Counter(tuple(_cell(row, c) for c in columns) for row in table.rows)
