@@ -35,7 +35,7 @@ _FRACTION = re.compile(r"(?<![\w/.:-])(?P<a>\d{1,6})[ \t]*/[ \t]*(?P<b>\d{1,6})(
 _LABELS = frozenset(
     "epoch epochs step steps iteration iter batch fold folds version day days week weeks month months year "
     "years table figure fig page section stage grade phase cycle visit run round slice series scan item "
-    "line no number part level visit session dose fraction fractions".split()
+    "line no number part level session dose fraction fractions".split()
 )
 # the things a count may be of, besides `shares.thing_word`'s: sites and their like
 _NOT_PEOPLE = frozenset(

@@ -8,8 +8,9 @@ the site, postcode, ethnicity) and a combination fewer rows than the threshold s
 flagged for the reviewers (k-anonymity with k the threshold).
 
 Where an exact age (whole years, or DICOM's ``064Y``) stands beside at least one other of
-them; since leaks21 also two or more of the others without an age (``sex,site,dice``: the one
-woman at site A is as recognisable, and her Dice is hers). An age band (``60-69``) is the
+them; since leaks21 also two of the others of different kinds without an age (``sex,site,
+dice``: the one woman at site A is as recognisable, and her Dice is hers; ``site`` and
+``site_id`` are one kind, `QUASI_KINDS`). An age band (``60-69``) is the
 aggregated form and is no quasi-identifier column here. A table with a count column is a
 table of groups: its small cells are the threshold rule's.
 """
@@ -23,22 +24,15 @@ from egress_review.checks.ages import age_name
 from egress_review.checks.model import CheckResult
 from egress_review.checks.tables import Table, _matches
 
-QUASI_COLUMNS = (
-    "sex",
-    "gender",
-    "site",
-    "site_id",
-    "centre",
-    "center",
-    "hospital",
-    "institution",
-    "postcode",
-    "post_code",
-    "zip",
-    "zip_code",
-    "ethnicity",
-    "race",
-)
+# the quasi-identifiers by kind: two columns of one kind (``site`` and ``site_id``) say no
+# more together than either alone (leaks21)
+QUASI_KINDS = {
+    "sex": ("sex", "gender"),
+    "place": ("site", "site_id", "centre", "center", "hospital", "institution"),
+    "postcode": ("postcode", "post_code", "zip", "zip_code"),
+    "ethnicity": ("ethnicity", "race"),
+}
+QUASI_COLUMNS = tuple(name for names in QUASI_KINDS.values() for name in names)
 _WHOLE_YEARS = re.compile(r"^\s*\d{1,3}[yY]?\s*$")  # 64, or DICOM's age string 064Y
 
 
@@ -50,7 +44,8 @@ def rare_combinations(table: Table, threshold: int) -> list[CheckResult]:
         return []
     ages = [c for c, h in enumerate(table.header) if age_name(h) and _whole_years(table, c)]
     others = [c for c, h in enumerate(table.header) if _matches(h, QUASI_COLUMNS)]
-    if len(ages[:1] + others) < 2:
+    kinds = {_kind(table.header[c]) for c in others} | ({"age"} if ages else set())
+    if len(kinds) < 2:
         return []
     columns = ages[:1] + others
     combos = Counter(tuple(_cell(row, c) for c in columns) for row in table.rows)
@@ -68,6 +63,10 @@ def rare_combinations(table: Table, threshold: int) -> list[CheckResult]:
             evidence={"rows": rare, "columns": [table.header[c] for c in columns]},
         )
     ]
+
+
+def _kind(header: str) -> str:
+    return next(kind for kind, names in QUASI_KINDS.items() if _matches(header, names))
 
 
 def _whole_years(table: Table, col: int) -> bool:

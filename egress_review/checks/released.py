@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from egress_review.checks.derived_counts import _TOTAL, _all_percent, _count_like
+from egress_review.checks.file_groups import disjoint_groups
 from egress_review.checks.model import CheckContext, CheckResult
 from egress_review.checks.prose_flow import FLOW_STAGES
 from egress_review.checks.prose_shares import prose_shares
@@ -584,8 +585,6 @@ def _request_differences(
     a table released twice across requests does (`differences`, the same rule). Files named
     for disjoint groups (``train_``/``val_``, ``fold1``/``fold2``: `file_groups`) are no pair
     (leaks21)."""
-    from egress_review.checks.file_groups import disjoint_groups
-
     if len(context.request_paths) < 2 or not mine:
         return []
     others = [

@@ -162,6 +162,7 @@ def benign() -> list[tuple[Planted, tuple[str, ...]]]:
         # sex or site alone, aggregated, or groups that are large
         (Planted("sex_site_counts.csv", b"sex,site,n\nF,A,15\nM,B,20\n"), ()),
         (Planted("site_scanner.csv", b"site,scanner,dice\nA,CT1,0.91\nB,CT2,0.88\n"), ()),
+        (Planted("site_hospital.csv", b"site,hospital,dice\nA,H1,0.91\nB,H2,0.88\n"), ()),
         (Planted("sex_only.csv", b"sex,dice\nF,0.91\nM,0.88\n"), ()),
         (
             Planted(
