@@ -95,9 +95,11 @@ _FRACTION = re.compile(
     rf"(?P<tail>\s*\(\s*\d+(?:\.\d+)?\s*%\s*\)|[ \t]+(?:[A-Za-z][\w\-]*[ \t]+){{0,2}}?(?:{PEOPLE_WORDS})\b)",
     re.IGNORECASE,
 )
-# after "one patient": "in three", "out of every 11" make it a share, not a count (leaks21)
+# after "one patient": "in three", "out of every eleven" make it a share, not a count
+# (leaks21), as "one in three patients" is; a whole in digits ("2 patients in 33", "2 patients
+# out of 33") reads as the count of a stated total and stays a count
 _RATIO_AFTER = re.compile(
-    r"[ \t]+(?:in|out[ \t]+of|of[ \t]+every|per)[ \t]+(?:every[ \t]+)?(?:\d{1,5}|"
+    r"[ \t]+(?:in|per|(?:out[ \t]+)?of[ \t]+every)[ \t]+(?:every[ \t]+)?(?:"
     + "|".join(NUMBER_WORDS)
     + r")\b",
     re.IGNORECASE,
@@ -238,9 +240,9 @@ def prose_counts(text: str, rules: SdcRules) -> list[dict[str, object]]:
         before = _NUMBER_BEFORE.search(plain, max(0, word.start() - 24), word.start())
         if before is None or _LABEL_BEFORE.search(plain, max(0, before.start() - 24), before.start()):
             continue
-        if _RATIO_BEFORE.search(plain, max(0, before.start() - 40), before.start()):
-            continue  # "one patient in three relapsed": the three is a ratio's whole (leaks21)
         raw = before.group("num").lower()
+        if not raw.isdigit() and _RATIO_BEFORE.search(plain, max(0, before.start() - 40), before.start()):
+            continue  # "one patient in three relapsed": the three is a ratio's whole (leaks21)
         value = NUMBER_WORDS.get(raw) or int(raw)
         if 0 < value < rules.threshold:
             found.append((before.start(), plain[before.start() : word.end()]))

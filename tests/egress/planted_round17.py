@@ -51,6 +51,7 @@ def leaks() -> list[Planted]:
         Planted("decimal_share.txt", b"A share of 0.061 of the patients withdrew.\n", REQUEST_SHARE),
         Planted("one_patient_in.md", b"One patient in eleven relapsed.\n", REQUEST_SHARE),
         Planted("two_of_33.txt", b"Toxicity: 2/33 patients.\n", SMALL),
+        Planted("patients_out_of.txt", b"2 patients out of 33 withdrew.\n", PROSE),
         Planted("one_per.txt", b"Relapse occurred in one per eleven patients.\n", REQUEST_SHARE),
         Planted("fraction_cell.csv", b"outcome,patients\nrelapsed,2/33\nalive,31/33\n", SMALL),
         # ----------------------- a day of the year with no year, beside a scan (2004-01-19)

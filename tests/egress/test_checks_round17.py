@@ -12,10 +12,12 @@ from egress_review.checks.file_groups import disjoint_groups
 from egress_review.checks.prose_flow import flow_gaps
 from egress_review.checks.prose_shares import as_percentages
 from egress_review.checks.split_dates import text_yearless_days, yearless_days
+from egress_review.checks.text_counts import prose_counts
 from tests.egress import planted_round17
 from tests.egress.planted_round14 import build_cohort
 from tests.egress.planted_round17 import FLOW, FLOW_OR_PROSE, PROSE, QUASI, REQUEST, REQUEST_SHARE, SMALL
 from tests.egress.round_harness import benign_test, by_name, leak_test, limits_test, round_fixtures
+from tre.policy import Policy
 
 LEAKS, BENIGN, LIMITS = by_name(planted_round17)
 UNCERTAIN = (
@@ -44,7 +46,21 @@ test_round17_known_limits_are_as_documented = limits_test(LIMITS)
 
 def test_corpus_sizes() -> None:
     """The counts docs/egress-checks.md states."""
-    assert (len(LEAKS), len(BENIGN), len(LIMITS)) == (29, 27, 2)
+    assert (len(LEAKS), len(BENIGN), len(LIMITS)) == (30, 27, 2)
+
+
+@pytest.mark.parametrize(
+    ("text", "counts"),
+    [
+        ("One patient in three relapsed.", []),  # a ratio in words: a share
+        ("One patient in eleven relapsed.", []),  # `prose_shares` reads it
+        ("2 patients in 33 withdrew.", ["2 patients"]),  # a stated total: a count
+        ("2 patients out of 33 withdrew.", ["2 patients"]),
+        ("1 patient in 3 relapsed.", ["1 patient", "3 relapsed"]),
+    ],
+)
+def test_a_ratio_in_words_is_no_count(text: str, counts: list[str], policy: Policy) -> None:
+    assert [c["count"] for c in prose_counts(text, policy.sdc)] == counts
 
 
 @pytest.mark.parametrize(
