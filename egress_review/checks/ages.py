@@ -12,7 +12,10 @@ older. So an age over 89 is refused wherever an output states one:
   ``oldest_age: 93`` or ``"age": 95`` (JSON, YAML, ``name=value`` lines).
 
 An age's mean or median (``age_mean``), and an age in days, weeks or months (``age_days``: a
-newborn's), is no one's age in years: not read.
+newborn's), is no one's age in years: not read. Since leaks21 the words before an age in a
+sentence are read as its name too ("the mean age 91", "Mean (SD) age: 91", "average age of
+92" are aggregates, no one's age); and an age is also read in DICOM's age string (``091Y``
+under ``PatientAge``; ``091M`` is months), in words ("aged ninety-two") and as "93 yo".
 """
 
 from __future__ import annotations
@@ -20,35 +23,48 @@ from __future__ import annotations
 import re
 
 from egress_review.checks.model import CheckResult
+from egress_review.checks.number_words import words_to_digits
 from egress_review.checks.tables import Table
 
 MAX_AGE = 89  # Safe Harbor: an age over 89 is an identifier
 _OLDEST = 120  # a larger number in an age column is no age in years
 _WORDS = re.compile(r"[a-z]+")
+_CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z])")  # ``PatientAge`` is two words
 _NOT_YEARS = frozenset(
     "mean median avg average sd std stdev iqr var variance days day weeks week months month mo wk hours "
     "gestational bone brain biological predicted group groups band bands range category bin bins".split()
 )
-_NUMBER = re.compile(r"^\s*(\d{2,3})(?:\.0+)?\s*$")
+# a number of years, or DICOM's age string in years (``091Y``; ``091M`` is months, ``091W`` weeks)
+_NUMBER = re.compile(r"^\s*(\d{2,3})(?:\.0+|[ ]?[yY])?\s*$")
 _AGE = r"(?P<age>9\d|1[01]\d)"
 # "94 years old", "94-year-old": read backwards from each "old" (a pattern that opens on a
 # literal is searched for it; one that opens on a digit is tried at every position)
 _OLD = re.compile(r"old\b")
+# "93 yo", "93 y/o" (leaks21): searched apart, only in a text that says one (an alternation
+# with "old" lost its literal start and was tried at every position: 0.5 CPU-s more for 10 MB)
+_YO = re.compile(r"y(?:o(?![a-z])|/o|\.o\.)")
+_YO_LITERALS = ("yo", "y/o", "y.o.")
 _YEARS_OLD = re.compile(r"(?<![\d.])" + _AGE + r"[ \t-]*(?:years?|yrs?|y)[ \t-]*$")
+_YO_BEFORE = re.compile(r"(?<![\d.])" + _AGE + r"[ \t-]*$")  # "93 yo", "93 y/o" (leaks21)
 # "aged 93", "at the age of 91", "age 95", and a named value ("oldest_age: 93", '"age": 95',
 # "age_at_diagnosis = 91"); on the lower-cased text, each match opening on "age"
 _AGED = re.compile(
-    r"age(?:(?:d|[ \t]+of)?[ \t]+" + _AGE + r"(?![\d.]|[ \t-]*(?:days?|weeks?|months?)\b)"
+    r"age(?:(?:d|[ \t]+of)?[ \t]+"
+    + _AGE
+    + r"(?![\d.]|[ \t-]*(?:days?|weeks?|months?)\b|[ \t]+(?:or|and)[ \t]+(?:older|over|above)\b)"
     r"|(?![a-z])(?P<rest>[a-z0-9_ -]{0,30}?)[\"']?[ \t]*[:=][ \t]*[\"']?(?P<named>9\d|1[01]\d)(?![\d.]))"
 )
-_KEY_BEFORE = re.compile(r"[a-z0-9_ -]{0,30}$")
+# a key's or a sentence's words before "age": ``oldest_age``, "Mean (SD) age", "the mean age"
+# (a sentence's last three words only: "mean-centred; the oldest was aged 93" is an age)
+_KEY_BEFORE = re.compile(r"[a-z0-9_ ()-]{0,30}$")
+_SENTENCE_WORDS = 3
 
 
 def age_name(name: str) -> bool:
     """Whether a column or key ``name`` is a person's age in years: ``age``, ``oldest_age``,
     ``age_at_diagnosis``; not ``age_mean`` (a statistic), ``age_days`` (another unit) nor
     ``age_group`` (a category)."""
-    words = _WORDS.findall(name.lower())
+    words = _WORDS.findall(_CAMEL.sub(" ", name).lower())
     return "age" in words and _NOT_YEARS.isdisjoint(words)
 
 
@@ -65,22 +81,41 @@ def table_ages(table: Table) -> list[CheckResult]:
 def text_ages(text: str) -> list[CheckResult]:
     """`identifiers:age_over_89` for a text that states an age over 89."""
     lower = text.lower()
+    if "ninety" in lower or "hundred" in lower:  # "aged ninety-two": an age over 89 says either
+        # only the lines that say one are rewritten: a long log's other lines stay unread
+        lower = "\n".join(
+            words_to_digits(line) if "ninety" in line or "hundred" in line else line
+            for line in lower.split("\n")
+        )
     found = sum(
         1 for m in _OLD.finditer(lower) if _YEARS_OLD.search(lower, max(0, m.start() - 16), m.start())
     )
+    if any(w in lower for w in _YO_LITERALS):
+        found += sum(
+            1
+            for m in _YO.finditer(lower)
+            if m.start()
+            and lower[m.start() - 1] in " 0123456789"
+            and _YO_BEFORE.search(lower, max(0, m.start() - 16), m.start())
+        )
     found += sum(
         1
         for m in _AGED.finditer(lower)
-        if (m.start() == 0 or not lower[m.start() - 1].isalpha()) and (m.group("age") or _named_age(lower, m))
+        if (m.start() == 0 or not lower[m.start() - 1].isalpha())
+        and (m.group("age") or m.group("named"))
+        and _named_age(lower, m)
     )
     return [_result(found, "time(s) in the text")] if found else []
 
 
 def _named_age(lower: str, m: re.Match[str]) -> bool:
-    """Whether a named value's whole key (the words before ``age`` too: ``oldest_age``,
-    ``mean_age``) names an age in years."""
-    before = _KEY_BEFORE.search(lower, max(0, m.start() - 30), m.start())
-    return age_name(f"{before.group(0) if before else ''}age{m.group('rest')}")
+    """Whether a named value's whole key or an age's words (the words before ``age`` too:
+    ``oldest_age``, ``mean_age``, "the median age 91") name an age in years."""
+    found = _KEY_BEFORE.search(lower, max(0, m.start() - 30), m.start())
+    before = found.group(0) if found else ""
+    if m.group("age"):
+        before = " ".join(before.split(" ")[-_SENTENCE_WORDS - 1 :])
+    return age_name(f"{before}age{m.group('rest') or ''}")
 
 
 def _over(cell: str) -> bool:

@@ -13,7 +13,8 @@ had ("6.1 % had missing values", leaks20: a share of values, fields or records).
 
 Since leaks20 a share in other spellings is read as its percentage first (`as_percentages`):
 "one in eleven patients" (9.091 % of patients), "2 out of every 33", "one of every eleven",
-"61 per mille", "61 ‰", "6.1 percent".
+"61 per mille", "61 ‰", "6.1 percent"; since leaks21 also "one patient in eleven", "one per
+eleven patients", "every eleventh patient" and a proportion of people, "0.061 of the patients".
 """
 
 from __future__ import annotations
@@ -81,12 +82,36 @@ _OBJECT_WORDS = 4
 # a share in other spellings (leaks20): "one in eleven", "2 out of every 33"; "61 per mille", "61 ‰"
 _SMALL_NUMBER = r"\d{1,5}|" + "|".join(sorted(VALUES, key=len, reverse=True))
 _RATIO = re.compile(
-    rf"\b(?P<k>{_SMALL_NUMBER})[ \t]+(?:in|out[ \t]+of|of[ \t]+every)[ \t]+(?:every[ \t]+)?"
+    rf"\b(?P<k>{_SMALL_NUMBER})[ \t]+(?:in|out[ \t]+of|of[ \t]+every|per)[ \t]+(?:every[ \t]+)?"
     rf"(?P<n>{_SMALL_NUMBER})\b"
     rf"(?![.,]\d)(?P<noun>[ \t]+(?:{PEOPLE_WORDS})\b)?",
     re.IGNORECASE,
 )
-_RATIO_WORDS = (" in ", " out of ", " of every ")
+_RATIO_WORDS = (" in ", " out of ", " of every ", " per ")
+# "one patient in eleven" (the people between the two numbers), "every eleventh patient" (leaks21)
+_PEOPLE_RATIO = re.compile(
+    rf"\b(?P<k>{_SMALL_NUMBER})[ \t]+(?P<noun>{PEOPLE_WORDS})[ \t]+(?:in|out[ \t]+of|of[ \t]+every)[ \t]+"
+    rf"(?:every[ \t]+)?(?P<n>{_SMALL_NUMBER})\b(?![.,]\d)",
+    re.IGNORECASE,
+)
+_ORDINALS = {
+    w: i + 2
+    for i, w in enumerate(
+        "second third fourth fifth sixth seventh eighth ninth tenth eleventh twelfth thirteenth "
+        "fourteenth fifteenth sixteenth seventeenth eighteenth nineteenth twentieth".split()
+    )
+}
+_EVERY_NTH = re.compile(
+    r"\bevery[ \t]+(?P<n>\d{1,5}(?:st|nd|rd|th)|" + "|".join(_ORDINALS) + r")[ \t]+"
+    rf"(?P<noun>{PEOPLE_WORDS})\b",
+    re.IGNORECASE,
+)
+# "0.061 of the patients": a proportion of people written as a decimal (leaks21)
+_PROPORTION_OF = re.compile(
+    r"(?<![\w.])0?\.(?P<digits>\d{1,5})[ \t]+of[ \t]+(?P<whole>(?:the[ \t]+|all[ \t]+)?"
+    rf"(?:{PEOPLE_WORDS}|cohort)\b)",
+    re.IGNORECASE,
+)
 # "6.1 percent", "6.1 per cent", "6.1 pct": a percentage in words
 _PERCENT_WORDS = re.compile(
     r"(?<![\w.])(\d{1,3}(?:\.\d{1,3})?)[ \t]*(?:percent|per[ \t]+cent|pct)\b", re.IGNORECASE
@@ -150,8 +175,42 @@ def as_percentages(text: str) -> str:
     if "\u2030" in text or "per mil" in lower or "permil" in lower or "per thousand" in lower:
         text = _PER_MILLE.sub(_per_mille, text)
     if any(w in lower for w in _RATIO_WORDS):
+        text = _PEOPLE_RATIO.sub(_people_ratio, text)
         text = _RATIO.sub(_ratio, text)
+    if "every" in lower:
+        text = _EVERY_NTH.sub(_every_nth, text)
+    if " of " in lower:
+        text = _PROPORTION_OF.sub(_proportion, text)
     return text
+
+
+def _every_nth(m: re.Match[str]) -> str:
+    """ "every eleventh patient" is one of every eleven: 9.091 % of patients."""
+    nth = m.group("n").lower()
+    n = int(nth[:-2]) if nth[0].isdigit() else _ORDINALS[nth]
+    if n < 2:
+        return m.group(0)
+    return f"{100 / n:.3f} % of {_plural(m.group('noun'))}"
+
+
+def _people_ratio(m: re.Match[str]) -> str:
+    """ "one patient in eleven" is "9.091 % of patients", as "one in eleven patients" is."""
+    k, n = _number(m.group("k")), _number(m.group("n"))
+    if not 0 < k < n:
+        return m.group(0)
+    return f"{100 * k / n:.3f} % of {_plural(m.group('noun'))}"
+
+
+def _plural(noun: str) -> str:
+    """``patient`` -> ``patients``: the share readers name a whole in the plural."""
+    return noun if noun.lower().endswith(("s", "people", "men", "children")) else noun + "s"
+
+
+def _proportion(m: re.Match[str]) -> str:
+    """ "0.061 of the patients" is 6.1 % of them: the percentage keeps the proportion's digits."""
+    digits = m.group("digits")
+    value = int(digits) / 10 ** (len(digits) - 2)
+    return f"{value:.{max(0, len(digits) - 2)}f} % of {m.group('whole')}"
 
 
 def _per_mille(m: re.Match[str]) -> str:

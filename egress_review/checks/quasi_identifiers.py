@@ -7,10 +7,12 @@ so their rows are grouped by the quasi-identifiers they state (sex or gender, an
 the site, postcode, ethnicity) and a combination fewer rows than the threshold share is
 flagged for the reviewers (k-anonymity with k the threshold).
 
-Only where an exact age (whole years) stands beside at least one other of them: an age band
-(``60-69``) is the aggregated form, and sex with site alone are groups a released table of
-counts states anyway. A table with a count column is a table of groups: its small cells are
-the threshold rule's.
+Where an exact age (whole years, or DICOM's ``064Y``) stands beside at least one other of
+them; since leaks21 also two of the others of different kinds without an age (``sex,site,
+dice``: the one woman at site A is as recognisable, and her Dice is hers; ``site`` and
+``site_id`` are one kind, `QUASI_KINDS`). An age band (``60-69``) is the
+aggregated form and is no quasi-identifier column here. A table with a count column is a
+table of groups: its small cells are the threshold rule's.
 """
 
 from __future__ import annotations
@@ -22,33 +24,28 @@ from egress_review.checks.ages import age_name
 from egress_review.checks.model import CheckResult
 from egress_review.checks.tables import Table, _matches
 
-QUASI_COLUMNS = (
-    "sex",
-    "gender",
-    "site",
-    "site_id",
-    "centre",
-    "center",
-    "hospital",
-    "institution",
-    "postcode",
-    "post_code",
-    "zip",
-    "zip_code",
-    "ethnicity",
-    "race",
-)
-_WHOLE_YEARS = re.compile(r"^\s*\d{1,3}\s*$")
+# the quasi-identifiers by kind: two columns of one kind (``site`` and ``site_id``) say no
+# more together than either alone (leaks21)
+QUASI_KINDS = {
+    "sex": ("sex", "gender"),
+    "place": ("site", "site_id", "centre", "center", "hospital", "institution"),
+    "postcode": ("postcode", "post_code", "zip", "zip_code"),
+    "ethnicity": ("ethnicity", "race"),
+}
+QUASI_COLUMNS = tuple(name for names in QUASI_KINDS.values() for name in names)
+_WHOLE_YEARS = re.compile(r"^\s*\d{1,3}[yY]?\s*$")  # 64, or DICOM's age string 064Y
 
 
 def rare_combinations(table: Table, threshold: int) -> list[CheckResult]:
     """`sdc:quasi_identifiers`: rows of a record-level table whose exact age and other
-    quasi-identifiers fewer than ``threshold`` rows share."""
+    quasi-identifiers (or two or more of the others, leaks21) fewer than ``threshold`` rows
+    share."""
     if table.counts or not table.rows:
         return []
     ages = [c for c, h in enumerate(table.header) if age_name(h) and _whole_years(table, c)]
     others = [c for c, h in enumerate(table.header) if _matches(h, QUASI_COLUMNS)]
-    if not ages or not others:
+    kinds = {_kind(table.header[c]) for c in others} | ({"age"} if ages else set())
+    if len(kinds) < 2:
         return []
     columns = ages[:1] + others
     combos = Counter(tuple(_cell(row, c) for c in columns) for row in table.rows)
@@ -66,6 +63,10 @@ def rare_combinations(table: Table, threshold: int) -> list[CheckResult]:
             evidence={"rows": rare, "columns": [table.header[c] for c in columns]},
         )
     ]
+
+
+def _kind(header: str) -> str:
+    return next(kind for kind, names in QUASI_KINDS.items() if _matches(header, names))
 
 
 def _whole_years(table: Table, col: int) -> bool:

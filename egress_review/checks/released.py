@@ -33,7 +33,9 @@ from pathlib import Path
 from typing import Any
 
 from egress_review.checks.derived_counts import _TOTAL, _all_percent, _count_like
+from egress_review.checks.file_groups import disjoint_groups
 from egress_review.checks.model import CheckContext, CheckResult
+from egress_review.checks.prose_flow import FLOW_STAGES
 from egress_review.checks.prose_shares import prose_shares
 from egress_review.checks.shares import (
     NUMERIC_CELL,
@@ -537,14 +539,6 @@ def _request_share_flag(
     ]
 
 
-# the stages of a study's flow (CONSORT): each a size of the same cohort, nested in the one
-# before, so two of them a few apart state the few lost between them (leaks20)
-_FLOW_STAGES = frozenset(
-    "screened assessed eligible enrolled enroled recruited registered consented randomised randomized "
-    "allocated included analysed analyzed evaluable treated completed followed".split()
-)
-
-
 def _flow_differences(mine: Mapping[str, float], policy: Policy) -> list[CheckResult]:
     """`sdc:flow_differencing`: two counts of this file named for different stages of the
     study's flow and otherwise alike (``patients_screened 35``, ``patients_enrolled 33``; rows
@@ -558,9 +552,9 @@ def _flow_differences(mine: Mapping[str, float], policy: Policy) -> list[CheckRe
         if parse_share_key(key) is not None or key.startswith("sum:"):
             continue
         words = re.split(r"([^a-z]+)", key.lower())
-        stages = frozenset(w for w in words if w in _FLOW_STAGES)
+        stages = frozenset(w for w in words if w in FLOW_STAGES)
         if stages:
-            rest = "".join(w for w in words if w not in _FLOW_STAGES)
+            rest = "".join(w for w in words if w not in FLOW_STAGES)
             alike.setdefault(rest, {}).setdefault(stages, value)
     gaps = sum(
         1
@@ -588,10 +582,16 @@ def _request_differences(
     """`sdc:differencing_request`: a count of this file a few off a count of the same name in
     another file of the same request (leaks20): the same table twice, one row changed
     (``site E 37`` in one file, ``35`` in the other), gives back the two people between them as
-    a table released twice across requests does (`differences`, the same rule)."""
+    a table released twice across requests does (`differences`, the same rule). Files named
+    for disjoint groups (``train_``/``val_``, ``fold1``/``fold2``: `file_groups`) are no pair
+    (leaks21)."""
     if len(context.request_paths) < 2 or not mine:
         return []
-    others = [(n, p) for n, p in context.request_paths.items() if n != display_name][:MAX_OTHER_FILES]
+    others = [
+        (n, p)
+        for n, p in context.request_paths.items()
+        if n != display_name and not disjoint_groups(display_name, n)
+    ][:MAX_OTHER_FILES]
     stated: dict[str, list[Released]] = {}
     for name, path in others:
         for key, value in aggregates_of(path, name, policy, context).items():

@@ -35,6 +35,7 @@ from egress_review.checks.name_counts import check_name_counts, check_text_token
 from egress_review.checks.notebooks import is_notebook, read_notebook, series_tables
 from egress_review.checks.numbers import check_number_text
 from egress_review.checks.pdf import check_pdf
+from egress_review.checks.prose_flow import check_prose_flow
 from egress_review.checks.released import check_against_releases
 from egress_review.checks.split_dates import MAX_ROWS as MAX_SPLIT_DATE_ROWS
 from egress_review.checks.split_dates import check_iso_form_dates, check_split_dates, object_rows
@@ -228,6 +229,8 @@ def _text_checks(
     out.extend(check_text(text, policy, context))
     out.extend(check_iso_form_dates(text, policy, context))  # "2004-W04", "2004-019" (leaks20)
     out.extend(text_ages(text))  # "aged 93", "oldest_age: 93" (leaks20)
+    if kind == "text":  # "Of 35 screened, 33 were enrolled" (leaks21; tables: `released`)
+        out.extend(check_prose_flow(text, policy.sdc.threshold))
     out.extend(_decoded_checks(text, path_name or path.name, policy, context))
     if kind == "json":
         # base64 inside a JSON string has its line breaks escaped ("\\n"): look at the strings

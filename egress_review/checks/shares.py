@@ -93,7 +93,7 @@ _THING_WORDS = frozenset(
 )
 # A data split's share (``train_pct``, ``test_split_fraction``): of the cohort's patients,
 # and so always a whole count of them, but it says nothing about anyone (leaks18)
-_SPLIT_WORDS = frozenset(
+SPLIT_WORDS = frozenset(
     "train training test testing val valid validation holdout tuning dev split fold".split()
 )
 _SHARE_WORDS = frozenset("pct percent percentage fraction frac proportion prop share".split())
@@ -108,7 +108,7 @@ _DATA_WORDS = frozenset(
 DATA_NOUNS = frozenset(
     "data value values field fields entry entries cell cells label labels record records".split()
 )
-_DATA_OWN = _SPLIT_WORDS | _DATA_WORDS
+_DATA_OWN = SPLIT_WORDS | _DATA_WORDS
 # the words a share of the data's name is made of (built once: leaks20)
 _DATA_SHARE_NAME = _DATA_OWN | _SHARE_WORDS | DATA_NOUNS
 # A metric written as a phrase (``false positive rate``, ``positive predictive value``, ``area

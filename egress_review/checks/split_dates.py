@@ -12,13 +12,20 @@ day's date) or with a week of a named event (``scan_year``/``scan_iso_week``: th
 of that ISO week are searched, so a dataset date in it is found; a bare ``year``/``week`` is a
 calendar's axis of counts by week), in a table's columns or in a JSON object's keys
 (``{"study_year": 2004, "study_doy": 19}``), and the ISO forms written in text: a week
-``2004-W04`` (``2004W041``) and an ordinal date ``2004-019``. A day of the year or a week with
-no year is not read: like "15 March", it is a date of every year.
+``2004-W04`` (``2004W041``) and an ordinal date ``2004-019``.
+
+Since leaks21 a day of the year with no year is read where it is a named event's
+(``scan_day_of_year``, ``scan_doy``; in text "doy=19" or "day of year 19" on a line that names
+a scan or a study): it is searched as that day of each year the dataset's dates have, so the
+scan of 2004-01-19 is found by ``scan_doy 19`` (a day of the year is a month and a day, and the
+dataset's years are few). A bare ``doy`` column is a calendar's axis, as a bare week is; a week
+with no year is not read (seven days of every year).
 """
 
 from __future__ import annotations
 
 import datetime
+import itertools
 import re
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -46,6 +53,17 @@ _ISO_FORMS = re.compile(
     r"(?<![0-9A-Za-z.])((?:18|19|20|21)\d\d)(?:-W([0-5]\d)(?:-[1-7])?|W([0-5]\d)[1-7]?|-([0-3]\d\d))"
     r"(?![0-9A-Za-z]|[.-]\d)"
 )
+
+
+# "doy=19", "day of year: 19", "julian day 19" in a text line that names an event (leaks21)
+_TEXT_DOY = re.compile(
+    r"\b(?:doy|yday|day[ _-]?of[ _-]?(?:the[ _-]?)?year|julian[ _-]day|ordinal[ _-]day)[ \t]*[:=]?[ \t]*"
+    r"(?P<v>\d{1,3})(?![\d.])",
+    re.IGNORECASE,
+)
+_EVENT_WORDS = re.compile(r"scan|acqui|study|studie|exam|imag|series|visit|mri|ct\b|pet\b", re.IGNORECASE)
+MAX_YEARLESS = 1000  # days of the year searched per file
+_DOY_LITERALS = ("doy", "yday", "of year", "of the year", "of_year", "of-year", "julian", "ordinal")
 
 
 def _split_name(header: str) -> tuple[str, str] | None:
@@ -103,6 +121,35 @@ def split_dates(rows: list[list[str]]) -> Iterator[str]:
                 yield from _days(_number(row[y], "year"), _number(row[c], part), part)
 
 
+def yearless_days(rows: list[list[str]]) -> Iterator[int]:
+    """The days of the year a named event's column states with no year column beside it
+    (``scan_day_of_year 19``, leaks21)."""
+    if len(rows) < 2:
+        return
+    groups: dict[str, dict[str, int]] = {}
+    for i, name in enumerate(rows[0]):
+        split = _split_name(name)
+        if split is not None:
+            groups.setdefault(split[1], {}).setdefault(split[0], i)
+    columns = [g["doy"] for rest, g in groups.items() if rest and "doy" in g and "year" not in g]
+    for row in rows[1:MAX_ROWS]:
+        for c in columns:
+            if c < len(row) and (value := _number(row[c], "doy")) and 1 <= value <= 366:
+                yield value
+
+
+def text_yearless_days(text: str) -> Iterator[int]:
+    """The days of the year a text states beside an event ("scan acquired doy=19", leaks21)."""
+    lower = text[: 2 * 1024 * 1024].lower()
+    if not any(w in lower for w in _DOY_LITERALS):
+        return
+    for m in _TEXT_DOY.finditer(lower):
+        start, end = lower.rfind("\n", 0, m.start()) + 1, lower.find("\n", m.end())
+        line = lower[start : end if end >= 0 else len(lower)]
+        if 1 <= int(m.group("v")) <= 366 and _EVENT_WORDS.search(line):
+            yield int(m.group("v"))
+
+
 def _days(year: int | None, value: int | None, part: str) -> list[str]:
     """The ISO dates a year's day (``doy``) or ISO week (``week``: its seven days) spells."""
     if not year or not value or not 1800 <= year <= 2200:
@@ -143,8 +190,22 @@ def check_split_dates(
     tables: Iterable[list[list[str]]], policy: Policy, context: CheckContext
 ) -> list[CheckResult]:
     """`dates:split_columns`: a dataset date (birth, scan) spelt by a row's year, month and
-    day cells. The reason is fixed words and a row count: nothing of the file is quoted."""
-    return _dataset_dates([d for rows in tables for d in split_dates(rows)], policy, context)
+    day cells, or a named event's day of the year with no year (leaks21). The reason is fixed
+    words and a row count: nothing of the file is quoted."""
+    dates: list[str] = []
+    yearless: list[int] = []
+    for rows in tables:
+        dates += split_dates(rows)
+        yearless += itertools.islice(yearless_days(rows), MAX_YEARLESS)
+    return _dataset_dates(dates + _in_dataset_years(yearless, policy, context), policy, context)
+
+
+def _in_dataset_years(days: list[int], policy: Policy, context: CheckContext) -> list[str]:
+    """Each day of the year in ``days`` as a date of each year the dataset's dates have."""
+    if not days or not context.identifiers:
+        return []
+    years = sorted({int(d[:4]) for d in matcher_for(policy, context.identifiers).dates})
+    return [date for year in years for day in sorted(set(days)) for date in _days(year, day, "doy")]
 
 
 def check_iso_form_dates(text: str, policy: Policy, context: CheckContext) -> list[CheckResult]:
@@ -152,7 +213,10 @@ def check_iso_form_dates(text: str, policy: Policy, context: CheckContext) -> li
     date's (leaks20): ``2004-W04`` is the week of a scan on 19 January 2004."""
     if not context.identifiers:
         return []
-    return _dataset_dates(list(iso_form_dates(text)), policy, context)
+    yearless = list(itertools.islice(text_yearless_days(text), MAX_YEARLESS))
+    return _dataset_dates(
+        list(iso_form_dates(text)) + _in_dataset_years(yearless, policy, context), policy, context
+    )
 
 
 def _dataset_dates(dates: list[str], policy: Policy, context: CheckContext) -> list[CheckResult]:

@@ -95,6 +95,26 @@ _FRACTION = re.compile(
     rf"(?P<tail>\s*\(\s*\d+(?:\.\d+)?\s*%\s*\)|[ \t]+(?:[A-Za-z][\w\-]*[ \t]+){{0,2}}?(?:{PEOPLE_WORDS})\b)",
     re.IGNORECASE,
 )
+# after "one patient": "in three", "out of every eleven" make it a share, not a count
+# (leaks21), as "one in three patients" is; a whole in digits ("2 patients in 33", "2 patients
+# out of 33") reads as the count of a stated total and stays a count
+_RATIO_AFTER = re.compile(
+    r"[ \t]+(?:in|per|(?:out[ \t]+)?of[ \t]+every)[ \t]+(?:every[ \t]+)?(?:"
+    + "|".join(NUMBER_WORDS)
+    + r")\b",
+    re.IGNORECASE,
+)
+_RATIO_BEFORE = re.compile(
+    r"\b(?:\d{1,5}|"
+    + "|".join(NUMBER_WORDS)
+    + rf")[ \t]+(?:(?:{PEOPLE_WORDS})[ \t]+)?(?:in|out[ \t]+of|of[ \t]+every|per)[ \t]+(?:every[ \t]+)?$",
+    re.IGNORECASE,
+)
+# a fraction's words before its people that name other things: "33/35 sites enrolled patients"
+_THINGS_BETWEEN = re.compile(
+    r"[ \t]+(?:sites?|centres?|centers?|hospitals?|scanners?|arms?|groups?|institutions?|studies|trials?)\b",
+    re.IGNORECASE,
+)
 # "2.5% of 120", and (leaks16) "12.5 % (of 8)" and "12.5 % of 8": a one-digit total only where
 # exactly one whole count fits the share as written ("95 % of 5" folds fits none)
 _PERCENT_OF = re.compile(
@@ -206,6 +226,8 @@ def prose_counts(text: str, rules: SdcRules) -> list[dict[str, object]]:
     for m in _SENTENCE.finditer(plain):
         if any(w.lower() in _NOT_BETWEEN for w in m.group("mid").split()):
             continue
+        if _RATIO_AFTER.match(plain, m.end()):
+            continue  # "one patient in three": a share (`prose_shares` reads it), no count
         if _LABEL_BEFORE.search(plain, max(0, m.start() - 24), m.start()):
             continue
         raw = m.group("num").lower()
@@ -219,6 +241,8 @@ def prose_counts(text: str, rules: SdcRules) -> list[dict[str, object]]:
         if before is None or _LABEL_BEFORE.search(plain, max(0, before.start() - 24), before.start()):
             continue
         raw = before.group("num").lower()
+        if not raw.isdigit() and _RATIO_BEFORE.search(plain, max(0, before.start() - 40), before.start()):
+            continue  # "one patient in three relapsed": the three is a ratio's whole (leaks21)
         value = NUMBER_WORDS.get(raw) or int(raw)
         if 0 < value < rules.threshold:
             found.append((before.start(), plain[before.start() : word.end()]))
@@ -240,7 +264,10 @@ def prose_counts(text: str, rules: SdcRules) -> list[dict[str, object]]:
     fractions = {m.start() for m in fraction_matches}
     for m in fraction_matches:
         a, b = int(m.group("a")), int(m.group("b"))
-        if 0 < a < rules.threshold and a <= b:
+        # "33/35 patients": the rest (2) is a count too, as in "33 of 35 patients" (leaks21),
+        # unless things stand between ("33/35 sites enrolled patients")
+        rest = 0 if _THINGS_BETWEEN.match(m.group("tail")) else b - a
+        if a <= b and (0 < a < rules.threshold or 0 < rest < rules.threshold):
             found.append((m.start(), m.group(0)))
     for m in _BARE_FRACTION.finditer(plain) if "/" in plain else ():
         a, b = int(m.group("a")), int(m.group("b"))

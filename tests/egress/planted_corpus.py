@@ -672,10 +672,12 @@ def run_planted(tmp_path: Path, planted: Planted, policy: Policy, context: Check
     """Write ``planted`` (and the same request's ``others``) and run the checks an egress
     request runs on it."""
     path = tmp_path / planted.name
+    path.parent.mkdir(parents=True, exist_ok=True)  # a name may hold folders (leaks21)
     path.write_bytes(planted.data)
     if planted.others:
         request = {planted.name: path}
         for name, data in planted.others:
+            (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
             (tmp_path / name).write_bytes(data)
             request[name] = tmp_path / name
         context = dataclasses.replace(context, request_paths=request, file_count=len(request))

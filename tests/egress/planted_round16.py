@@ -150,7 +150,9 @@ def benign() -> list[tuple[Planted, tuple[str, ...]]]:
         (Planted("followup.txt", b"Median follow-up: 93 months. Dice: 93.\n"), ()),
         # quasi-identifiers aggregated or banded
         (Planted("quasi_agg.csv", b"sex,age_group,site,n\nF,<60,A,15\nM,60+,B,20\n"), ()),
-        (Planted("quasi_banded.csv", b"sex,age_band,site,dice\nF,60-69,A,0.91\nM,70-79,B,0.88\n"), ()),
+        # banded ages pass the age rule; the sex with the site, row by row, is flagged since
+        # leaks21 (round 17: a quasi-identifier pair without an exact age)
+        (Planted("quasi_banded.csv", b"sex,age_band,site,dice\nF,60-69,A,0.91\nM,70-79,B,0.88\n"), QUASI),
         # links without identifiers; a file name with a large count
         (Planted("md_link_benign.md", b"See [docs](https://example.org/methods#dice).\n"), ()),
         (Planted("km_n33.png", _png_plain()), ()),
@@ -182,10 +184,6 @@ def known_limits() -> list[Planted]:
         # an undirected change of one row: round 15's benign `diameter_delta_pct 9.1` of 33
         # fits 3 as this fits 2 (docs/egress-checks.md gives the numbers)
         Planted("size_change_one_row.csv", b"arm,n,size_change_pct\ncontrol,33,6.1\n", SDC),
-        # a day of the year with no year: a date of every year, as "19 January" is
-        Planted("doy_no_year.csv", b"subject,scan_day_of_year\n1,19\n", DATES),
-        # two stages of the flow in a sentence: only the first total of a text is read
-        Planted("flow_prose.txt", b"Of 35 patients screened, 33 were enrolled.\n", FLOW),
-        # sex and site without an exact age: groups a table of counts states anyway
-        Planted("sex_site.csv", b"sex,site,dice\nF,A,0.91\nM,B,0.88\n", QUASI),
+        # caught since leaks21 (round 17): a day of the year with no year beside a scan, two
+        # stages of the flow in a sentence, sex and site row by row
     ]
