@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from egress_review.checks.tables import _matches
+from egress_review.checks.tables import header_matches
 
 Patients = frozenset[frozenset[str]]
 """A cohort: each patient as the set of IDs they go by."""
@@ -141,5 +141,5 @@ class _Joined:
 
 def patient_columns(header: list[str]) -> list[int]:
     """The columns of a sidecar table that name a patient (matched as a policy's column globs
-    are, `tables._matches`)."""
-    return [i for i, h in enumerate(header) if _matches(h, PATIENT_ID_COLUMNS)]
+    are, `tables.header_matches`)."""
+    return [i for i, h in enumerate(header) if header_matches(h, PATIENT_ID_COLUMNS)]

@@ -31,8 +31,8 @@ from egress_review.checks.tables import (
     Table,
     _cell,
     _label,
-    _matches,
     classify,
+    header_matches,
 )
 from tre.policy import SdcRules
 
@@ -53,7 +53,7 @@ MAX_TRANSPOSED_ROWS = 50
 
 def _not_a_count(name: str, rules: SdcRules) -> bool:
     return any(
-        _matches(name, globs)
+        header_matches(name, globs)
         for globs in (rules.measurement_columns, rules.category_columns, rules.parameter_columns)
     )
 
@@ -133,11 +133,13 @@ def _from_percentages(table: Table, rules: SdcRules) -> list[dict[str, object]]:
     name (``n``, ``patients``: ``site,n,died_pct`` / ``B,52,3.8`` is 2 deaths). Of the latter
     only a share that exactly one whole count fits at its stated precision is a count, and a
     share of a metric (``sensitivity_pct``) is none."""
-    scale = {i: 100.0 for i, h in enumerate(table.header) if _matches(h, rules.percent_columns)}
-    scale.update({i: 1.0 for i, h in enumerate(table.header) if _matches(h, rules.proportion_columns)})
+    scale = {i: 100.0 for i, h in enumerate(table.header) if header_matches(h, rules.percent_columns)}
+    scale.update({i: 1.0 for i, h in enumerate(table.header) if header_matches(h, rules.proportion_columns)})
     percents = list(scale)
     denominators = [
-        i for i, h in enumerate(table.header) if _matches(h, rules.denominator_columns) and i not in percents
+        i
+        for i, h in enumerate(table.header)
+        if header_matches(h, rules.denominator_columns) and i not in percents
     ]
     found: list[dict[str, object]] = []
     if not denominators:
@@ -343,7 +345,7 @@ def transposed(table: Table, rules: SdcRules) -> Table | None:
         return None
     labels = [_cell(row, 0) for row in body]
     if not any(
-        _matches(label, rules.count_columns) and not _matches(label, rules.parameter_columns)
+        header_matches(label, rules.count_columns) and not header_matches(label, rules.parameter_columns)
         for label in labels
     ):
         return None

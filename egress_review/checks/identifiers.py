@@ -29,7 +29,7 @@ from pydicom.errors import BytesLengthException, InvalidDicomError
 from egress_review.checks import standard_phrases
 from egress_review.checks.cohort import Cohort, Patients, patient_columns
 from egress_review.checks.dates import find_dates
-from egress_review.checks.tables import _matches
+from egress_review.checks.tables import header_matches
 from tre.policy import Policy, TextRules
 
 PERSON_NAME_KEYWORDS = (
@@ -196,7 +196,7 @@ def sidecar_identifiers(path: Path, columns: Iterable[str], cohort: Cohort | Non
         return set()
     found: set[str] = set()
     for header_cells, rows in tables:
-        wanted = [i for i, h in enumerate(header_cells) if _matches(h, patterns)]
+        wanted = [i for i, h in enumerate(header_cells) if header_matches(h, patterns)]
         for row in rows:
             for i in wanted:
                 if i < len(row) and row[i].strip():
@@ -210,7 +210,7 @@ def sidecar_identifiers(path: Path, columns: Iterable[str], cohort: Cohort | Non
 def _wanted(header: list[str], patterns: tuple[str, ...], cohort: Cohort | None) -> bool:
     """Whether a sidecar table's header has an identifier column or, counting a cohort, a
     patient-id column."""
-    return any(_matches(h, patterns) for h in header) or (
+    return any(header_matches(h, patterns) for h in header) or (
         cohort is not None and bool(patient_columns(header))
     )
 

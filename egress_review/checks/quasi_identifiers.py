@@ -22,7 +22,7 @@ from collections import Counter
 
 from egress_review.checks.ages import age_name
 from egress_review.checks.model import CheckResult
-from egress_review.checks.tables import Table, _matches
+from egress_review.checks.tables import Table, header_matches
 
 # the quasi-identifiers by kind: two columns of one kind (``site`` and ``site_id``) say no
 # more together than either alone (leaks21)
@@ -43,7 +43,7 @@ def rare_combinations(table: Table, threshold: int) -> list[CheckResult]:
     if table.counts or not table.rows:
         return []
     ages = [c for c, h in enumerate(table.header) if age_name(h) and _whole_years(table, c)]
-    others = [c for c, h in enumerate(table.header) if _matches(h, QUASI_COLUMNS)]
+    others = [c for c, h in enumerate(table.header) if header_matches(h, QUASI_COLUMNS)]
     kinds = {_kind(table.header[c]) for c in others} | ({"age"} if ages else set())
     if len(kinds) < 2:
         return []
@@ -66,7 +66,7 @@ def rare_combinations(table: Table, threshold: int) -> list[CheckResult]:
 
 
 def _kind(header: str) -> str:
-    return next(kind for kind, names in QUASI_KINDS.items() if _matches(header, names))
+    return next(kind for kind, names in QUASI_KINDS.items() if header_matches(header, names))
 
 
 def _whole_years(table: Table, col: int) -> bool:

@@ -47,7 +47,7 @@ from egress_review.checks.table_readers import (
     read_parquet,
     read_xlsx,
 )
-from egress_review.checks.tables import _matches, check_rows, check_table, classify, parse_table
+from egress_review.checks.tables import check_rows, check_table, classify, header_matches, parse_table
 from egress_review.checks.text import MAX_TEXT_BYTES, check_identifiers, check_text
 from egress_review.checks.text_counts import check_text_counts
 from egress_review.checks.text_tables import (
@@ -357,7 +357,7 @@ def _without_settings(
     out: list[tuple[str, list[list[str]]]] = []
     for where, rows in list(tables)[:20]:
         if rows and rows[0][:1] == ["label"] and len(rows[0]) == 2:
-            rows = [rows[0], *(r for r in rows[1:] if not _matches(r[0], policy.sdc.parameter_columns))]
+            rows = [rows[0], *(r for r in rows[1:] if not header_matches(r[0], policy.sdc.parameter_columns))]
             if len(rows) == 1:
                 continue
         out.append((where, rows))

@@ -66,7 +66,10 @@ def _globs(patterns: tuple[str, ...]) -> re.Pattern[str]:
     return re.compile("|".join(f"(?:{fnmatch.translate(p.lower())})" for p in patterns) or "(?!)")
 
 
-def _matches(name: str, patterns: Iterable[str]) -> bool:
+def header_matches(name: str, patterns: Iterable[str]) -> bool:
+    """Whether a column name matches a policy's globs once case and separators are set aside
+    (``Patient-ID``, ``patient id`` and ``patient_id`` alike): the one rule every check that
+    classifies columns by name uses, so that no two of them read a header differently."""
     norm = _SEPARATORS.sub("_", name.strip().lower())
     return _globs(tuple(patterns)).match(norm) is not None
 
@@ -94,11 +97,11 @@ def classify(rows: list[list[str]], rules: SdcRules) -> Table:
     body = rows[1:]
     counts, magnitudes, contributors = [], [], []
     for i, name in enumerate(header):
-        if _matches(name, rules.contributor_columns):
+        if header_matches(name, rules.contributor_columns):
             contributors.append(i)
-        elif _matches(name, rules.count_columns) and not _matches(name, rules.parameter_columns):
+        elif header_matches(name, rules.count_columns) and not header_matches(name, rules.parameter_columns):
             counts.append(i)
-        elif _matches(name, rules.magnitude_columns):
+        elif header_matches(name, rules.magnitude_columns):
             magnitudes.append(i)
     melted, measured = _melted_counts(header, body)
     counts.extend(i for i in melted if i not in counts and i not in contributors)
@@ -663,9 +666,9 @@ def _unnamed_counts(table: Table, rules: SdcRules) -> list[CheckResult]:
     candidates: list[int] = []
     for col in integer:
         name = table.header[col]
-        if _matches(name, rules.measurement_columns) or _matches(name, rules.parameter_columns):
+        if header_matches(name, rules.measurement_columns) or header_matches(name, rules.parameter_columns):
             continue
-        if _matches(name, rules.category_columns):
+        if header_matches(name, rules.category_columns):
             key_cols.append(col)
             continue
         candidates.append(col)

@@ -25,7 +25,7 @@ import re
 from egress_review.checks.model import CheckResult, action_outcome
 from egress_review.checks.number_words import words_to_digits
 from egress_review.checks.shares import share_count
-from egress_review.checks.tables import MAX_CELLS_REPORTED, _matches
+from egress_review.checks.tables import MAX_CELLS_REPORTED, header_matches
 from tre.policy import Policy, SdcRules
 
 MAX_CHARS = 8 * 1024 * 1024  # a longer text is read for counts in its first 8 MiB only
@@ -169,10 +169,10 @@ def people_word(word: str) -> bool:
 def count_name(name: str, rules: SdcRules) -> bool:
     """Whether ``name`` (a key, a label before a colon) names a count of people."""
     norm = re.sub(r"[^a-z0-9%]+", "_", name.lower()).strip("_")
-    if not norm or _matches(norm, rules.parameter_columns):
+    if not norm or header_matches(norm, rules.parameter_columns):
         return False
     parts = [norm, *(p for p in re.split(r"[.\s]+", name.lower()) if p)]
-    if any(_matches(p, rules.count_columns) for p in parts):
+    if any(header_matches(p, rules.count_columns) for p in parts):
         return True
     return any(_PEOPLE.match(w) for w in norm.split("_"))
 
