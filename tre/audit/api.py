@@ -257,18 +257,16 @@ def tlog_entries(
     log, who touched which dataset, unaccountably. Aggregated per reader and tile (a client
     following the log reads each tile many times)."""
     try:
-        data = tiles.entry_bundle(session, tiles.signed_tree_size(session, signer), path)
-        index, width = tiles.parse_index(path)
+        bundle = tiles.entry_bundle(session, tiles.signed_tree_size(session, signer), path)
     except tiles.TileNotFound as e:
         raise Problem(404, "Not found", str(e), "audit-tile-not-found") from e
-    first = index * tiles.TILE_WIDTH
     record_read(
         session,
         actor=principal.user_id,
         action="audit.entries_read",
-        details={"first": first, "count": width or tiles.TILE_WIDTH, "via": "tile"},
+        details={"first": bundle.first, "count": bundle.count, "via": "tile"},
     )
-    return _tile_response(data)
+    return _tile_response(bundle.data)
 
 
 @router.get("/tlog/tile/{level}/{path:path}", responses=body_of(TILE_TYPE, "A hash tile."))

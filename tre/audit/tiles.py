@@ -17,6 +17,7 @@ immutable that a client keeps.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -113,7 +114,17 @@ def hash_tile(session: Session, tree_size: int, level: int, path: str) -> bytes:
     return b"".join(tree.range_hash((first + i) * span, (first + i + 1) * span) for i in range(w))
 
 
-def entry_bundle(session: Session, tree_size: int, path: str) -> bytes:
+@dataclass(frozen=True)
+class EntryBundle:
+    """An entries tile and which entries it holds: the API records the read by the entries
+    served (``audit.entries_read``), from the one parse of the tile path that chose them."""
+
+    first: int
+    count: int
+    data: bytes
+
+
+def entry_bundle(session: Session, tree_size: int, path: str) -> EntryBundle:
     """Entries tile: the exact hashed bodies, each behind a big-endian uint16 length."""
     index, width = parse_index(path)
     w = _width(tree_size, index, width)
@@ -131,4 +142,4 @@ def entry_bundle(session: Session, tree_size: int, path: str) -> bytes:
     for body in bodies:
         data = body.encode()
         out += len(data).to_bytes(2, "big") + data
-    return bytes(out)
+    return EntryBundle(first, w, bytes(out))
