@@ -111,14 +111,19 @@ def _fraction_gap(sentence: str, threshold: int) -> bool:
 
 def check_prose_flow(text: str, threshold: int) -> list[CheckResult]:
     """`sdc:flow_differencing` for a text whose sentences state the flow's small gaps."""
-    gaps = flow_gaps(text, threshold)
+    return flow_differencing(flow_gaps(text, threshold), "sentence(s) state", threshold)
+
+
+def flow_differencing(gaps: int, lead: str, threshold: int) -> list[CheckResult]:
+    """The one finding for small gaps between the flow's stages, in prose (here) or in a
+    file's named counts (`released`): the same words and evidence wherever they were read."""
     if not gaps:
         return []
     return [
         CheckResult(
             check="sdc:flow_differencing",
             outcome="flag",
-            reason=f"{gaps} sentence(s) state two stages of the study's flow (screened, enrolled, "
+            reason=f"{gaps} {lead} two stages of the study's flow (screened, enrolled, "
             f"analysed...) whose counts differ by less than the threshold of {threshold}: the "
             "difference is the number of people who left between the stages",
             evidence={"threshold": threshold, "count": gaps},

@@ -35,7 +35,7 @@ from typing import Any
 from egress_review.checks.derived_counts import _TOTAL, _all_percent, _count_like
 from egress_review.checks.file_groups import disjoint_groups
 from egress_review.checks.model import CheckContext, CheckResult
-from egress_review.checks.prose_flow import FLOW_STAGES
+from egress_review.checks.prose_flow import FLOW_STAGES, flow_differencing
 from egress_review.checks.prose_shares import prose_shares
 from egress_review.checks.shares import (
     NUMERIC_CELL,
@@ -562,18 +562,7 @@ def _flow_differences(mine: Mapping[str, float], policy: Policy) -> list[CheckRe
         for (s1, a), (s2, b) in itertools.combinations(counts.items(), 2)
         if s1 != s2 and 0.5 <= abs(a - b) < threshold
     )
-    if not gaps:
-        return []
-    return [
-        CheckResult(
-            check="sdc:flow_differencing",
-            outcome="flag",
-            reason=f"{gaps} pair(s) of counts in this file named for stages of the study's flow "
-            f"(screened, enrolled, analysed...) differ by less than the threshold of {threshold}: the "
-            "difference is the number of people who left between the stages",
-            evidence={"threshold": threshold, "count": gaps},
-        )
-    ]
+    return flow_differencing(gaps, "pair(s) of counts in this file name", threshold)
 
 
 def _request_differences(

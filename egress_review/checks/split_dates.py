@@ -89,15 +89,23 @@ def _number(cell: str, part: str) -> int | None:
     return int(value) if value.is_integer() else None
 
 
+def _name_groups(header: list[str]) -> dict[str, dict[str, int]]:
+    """The header's date-part columns by the name they share once the part is taken off
+    (``scan_year``, ``scan_month`` -> ``{"scan": {"year": 0, "month": 1}}``), the first
+    column of each part: how both the dated and the yearless readers pair columns."""
+    groups: dict[str, dict[str, int]] = {}
+    for i, name in enumerate(header):
+        split = _split_name(name)
+        if split is not None:
+            groups.setdefault(split[1], {}).setdefault(split[0], i)
+    return groups
+
+
 def split_dates(rows: list[list[str]]) -> Iterator[str]:
     """ISO dates (``1962-03-15``) that a table's year, month and day columns spell together."""
     if len(rows) < 2:
         return
-    groups: dict[str, dict[str, int]] = {}
-    for i, name in enumerate(rows[0]):
-        split = _split_name(name)
-        if split is not None:
-            groups.setdefault(split[1], {}).setdefault(split[0], i)
+    groups = _name_groups(rows[0])
     triples = [
         (g["year"], g["month"], g["day"]) for g in groups.values() if {"year", "month", "day"} <= g.keys()
     ]
@@ -126,11 +134,7 @@ def yearless_days(rows: list[list[str]]) -> Iterator[int]:
     (``scan_day_of_year 19``, leaks21)."""
     if len(rows) < 2:
         return
-    groups: dict[str, dict[str, int]] = {}
-    for i, name in enumerate(rows[0]):
-        split = _split_name(name)
-        if split is not None:
-            groups.setdefault(split[1], {}).setdefault(split[0], i)
+    groups = _name_groups(rows[0])
     columns = [g["doy"] for rest, g in groups.items() if rest and "doy" in g and "year" not in g]
     for row in rows[1:MAX_ROWS]:
         for c in columns:
