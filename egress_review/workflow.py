@@ -1367,6 +1367,7 @@ def summary_view(
         "job_id",
         "project_id",
         "requested_by",
+        "justification",
         "state",
         "policy_name",
         "required_reviews",

@@ -166,7 +166,8 @@ def list_(
         return
     table(
         "Egress requests" + (f" expiring within {expiring:g} days" if expiring is not None else ""),
-        ["id", "project", "by", "files", "checks", "state", "votes", "expires"],
+        # The justification last: piped, the columns before it keep their places for `cut -f`.
+        ["id", "project", "by", "files", "checks", "state", "votes", "expires", "justification"],
         [
             (
                 r["id"],
@@ -177,9 +178,11 @@ def list_(
                 r["state"],
                 f"{r['votes_in']}/{r['required_reviews']}",
                 _utc(r["expires_at"]) if r.get("expires_at") else "-",
+                r.get("justification") or "",
             )
             for r in rows
         ],
+        clipped=("justification",),
     )
 
 

@@ -92,12 +92,21 @@ def untrusted(value: object) -> str:
     return escape(terminal_safe("" if value is None else str(value)).translate(_LINE_BREAKS))
 
 
-def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]], whole: int = 1) -> None:
+def table(
+    title: str,
+    columns: Sequence[str],
+    rows: Iterable[Sequence[Any]],
+    whole: int = 1,
+    clipped: Sequence[str] = (),
+) -> None:
     """A table on a terminal; tab-separated lines with a header when piped or redirected.
 
     Never cut a value: ids and hashes must be usable as printed. The first ``whole`` columns
     (the ids) stay on one line at their full width, so a double-click or a copy takes the
-    whole id even on an 80-column terminal; the other columns fold onto more lines instead.
+    whole id even on an 80-column terminal; the other columns fold onto more lines instead,
+    except the free text of ``clipped`` columns (a justification of up to 10,000 characters
+    would fold into a screenful per row): on a terminal these take one line and end in an
+    ellipsis where the terminal's width ends; piped, they are whole (`--json` for scripts).
     """
     if not console.is_terminal:
         print("\t".join(columns))
@@ -105,16 +114,41 @@ def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]], who
             print("\t".join(terminal_safe("" if v is None else str(v)).translate(_LINE_BREAKS) for v in r))
         return
     cells = [[untrusted(v) for v in r] for r in rows]
+    if not clipped:
+        console.print(_grid(title, columns, cells, whole))
+        return
+    # What the other columns take of the terminal's width is left to the clipped ones (rich
+    # would otherwise squeeze the other columns to nothing to fit one long unfolded line).
+    others = [i for i, c in enumerate(columns) if c not in clipped]
+    rest = console.measure(
+        _grid(title, [columns[i] for i in others], [[r[i] for i in others] for r in cells], whole)
+    )
+    room = max(12, (console.width - rest.maximum) // (len(columns) - len(others)) - 3)
+    console.print(_grid(title, columns, cells, whole, clipped, room))
+
+
+def _grid(
+    title: str,
+    columns: Sequence[str],
+    cells: list[list[str]],
+    whole: int,
+    clipped: Sequence[str] = (),
+    clip_at: int = 0,
+) -> Table:
+    """A rich table: the first ``whole`` columns unfolded at full width, ``clipped`` ones cut
+    to one line of ``clip_at`` characters ending in an ellipsis, the rest folded."""
     t = Table(title=title, show_lines=False)
     for i, c in enumerate(columns):
         if i < whole:
             width = max([len(c), *(len(r[i]) for r in cells)])
             t.add_column(c, no_wrap=True, min_width=width)
+        elif c in clipped:
+            t.add_column(c, no_wrap=True, overflow="ellipsis", max_width=clip_at)
         else:
             t.add_column(c, overflow="fold")
     for r in cells:
         t.add_row(*r)
-    console.print(t)
+    return t
 
 
 def human_size(n: int) -> str:
