@@ -66,9 +66,11 @@ def admin_doctor(as_json: JsonFlag = False) -> None:
     if as_json:
         print_json(checks_as_json(checks))
     else:
+        # The names' column as wide as the longest name: "refusal entries" ran into its detail.
+        width = max((len(c.name) for c in checks), default=0)
         for check in checks:
             console.print(
-                f"{check.status:<4}  {check.name:<13}  {check.detail}", highlight=False, markup=False
+                f"{check.status:<4}  {check.name:<{width}}  {check.detail}", highlight=False, markup=False
             )
     if any(c.status == FAIL for c in checks):
         raise typer.Exit(1)
