@@ -68,6 +68,9 @@ def test_cli_request_vote_download(cli, db, esettings, tmp_path, monkeypatch) ->
     monkeypatch.setattr(egress_cli_module, "console", terminal)
     with terminal.capture() as shown:
         cli("dana", ("dac",), "list")
+    with terminal.capture() as empty:  # an empty frame said nothing; now it says so
+        cli("dana", ("dac",), "list", "--state", "rejected")
+    assert empty.get().strip() == "Egress requests: none", empty.get()
     monkeypatch.setattr(output, "console", piped)
     monkeypatch.setattr(egress_cli_module, "console", piped)
     lines = shown.get().splitlines()

@@ -107,6 +107,7 @@ def table(
     except the free text of ``clipped`` columns (a justification of up to 10,000 characters
     would fold into a screenful per row): on a terminal these take one line and end in an
     ellipsis where the terminal's width ends; piped, they are whole (`--json` for scripts).
+    With no rows a terminal reads "TITLE: none".
     """
     if not console.is_terminal:
         print("\t".join(columns))
@@ -114,6 +115,11 @@ def table(
             print("\t".join(terminal_safe("" if v is None else str(v)).translate(_LINE_BREAKS) for v in r))
         return
     cells = [[untrusted(v) for v in r] for r in rows]
+    if not cells:
+        # An empty frame under a title said nothing a person could read: no rows, or none yet
+        # drawn? (newcomer round 21: `tre jobs --state running`). Piped, the header alone stays.
+        console.print(f"{escape(title)}: none", highlight=False)
+        return
     if not clipped:
         console.print(_grid(title, columns, cells, whole))
         return
