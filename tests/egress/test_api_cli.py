@@ -98,6 +98,17 @@ def test_cli_request_vote_download(cli, db, esettings, tmp_path, monkeypatch) ->
     shown = cli(*me, "disclosure", rid, "--out", str(tmp_path / "d.json"))
     assert shown.exit_code == 0 and json.loads((tmp_path / "d.json").read_text())["request"]["id"] == rid
 
+    # Newcomer round 21: the vote that makes the votes disagree says who settles it and how
+    # (it stopped at "state conflicted"), and a voter trying to settle it is told who may.
+    again = cli(*me, "request", world.job_id, "dicom/slice.dcm", "--why", "the slice again")
+    rid2 = next(w for w in again.output.split() if len(w) == 32)
+    assert cli("dana", ("dac",), "vote", rid2, "approve").exit_code == 0
+    split = cli("dave", ("dac",), "vote", rid2, "reject", "-m", "no")
+    assert "state conflicted" in split.output and f"tre egress resolve {rid2} approve" in split.output
+    assert "who did not vote, or an admin" in " ".join(split.output.split()), split.output
+    own = cli("dave", ("dac",), "resolve", rid2, "reject", "-m", "no")
+    assert own.exit_code == 1 and "who did not vote, or by an admin" in str(own.exception), own.output
+
 
 def test_a_state_filter_takes_only_request_states(cli, live, token_for, db, esettings) -> None:  # type: ignore[no-untyped-def]
     """`tre egress list --state awaiting-review` (as the panel prints it) and the API's

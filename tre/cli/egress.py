@@ -220,6 +220,14 @@ def vote(
         print_json(r)
         return
     console.print(f"vote recorded; {r['votes_in']}/{r['required_reviews']} votes in; state {r['state']}")
+    if r["state"] == EgressState.conflicted.value:
+        # The vote that made the votes disagree: who settles it and how (the panel said so,
+        # the CLI stopped at "state conflicted"; the voter may not resolve it themselves).
+        console.print(
+            "the votes disagree: a DAC member of its committee who did not vote, or an admin, "
+            f"settles it with: tre egress resolve {r['id']} approve (or reject) -m WHY",
+            highlight=False,
+        )
 
 
 @app.command()
