@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from tre.cli.client import ApiClient, CliError
-from tre.cli.output import JsonFlag, UsageMistake, console, human_size, print_json, table, untrusted
+from tre.cli.output import JsonFlag, UsageMistake, console, human_size, print_json, table, untrusted, utc_time
 from tre.cli.resolve import resolve_grant_id
 from tre.config import get_settings
 
@@ -437,7 +437,7 @@ def grant_add(project_id: str, dataset_id: str, days: int = 365, reason: str = "
         "/api/v1/grants",
         json={"project_id": project_id, "dataset_id": dataset_id, "days": days, "reason": reason},
     )
-    console.print(f"grant {g['id']}: {project_id} may use {dataset_id} until {g['expires_at']}")
+    console.print(f"grant {g['id']}: {project_id} may use {dataset_id} until {utc_time(g['expires_at'])}")
 
 
 def _committee_line(c: dict[str, object]) -> str:
@@ -521,7 +521,13 @@ def grant_list(
         "grants",
         ["id", "project", "dataset", "expires", "revoked"],
         [
-            (g["id"], g["project_id"], g["dataset_id"], g["expires_at"][:19], (g["revoked_at"] or "")[:19])
+            (
+                g["id"],
+                g["project_id"],
+                g["dataset_id"],
+                utc_time(g["expires_at"]),
+                utc_time(g["revoked_at"], ""),
+            )
             for g in rows
         ],
     )

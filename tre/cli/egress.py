@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any
 
@@ -18,7 +17,7 @@ import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
 from tre.cli.client import ApiClient, CliError
-from tre.cli.output import JsonFlag, console, human_size, print_json, table, untrusted
+from tre.cli.output import JsonFlag, console, human_size, print_json, table, untrusted, utc_time
 from tre.cli.resolve import resolve_job_id, resolve_request_id
 from tre.states import EgressState
 
@@ -34,17 +33,6 @@ CHECKS_TIMEOUT_S = 900.0
 OUTCOME_STYLE = {"pass": "green", "flag": "yellow", "block": "red"}
 
 
-def _utc(iso: str) -> str:
-    """An ISO time from the server as ``2026-12-01 04:10 UTC`` (the server's is UTC)."""
-    try:
-        at = datetime.fromisoformat(iso)
-    except ValueError:
-        return untrusted(iso)
-    if at.tzinfo is None:
-        at = at.replace(tzinfo=UTC)
-    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
-
-
 def _print_request(r: dict[str, Any]) -> None:
     console.print(
         f"[bold]Request {r['id']}[/bold]  state: [bold]{r['state']}[/bold]  "
@@ -54,7 +42,7 @@ def _print_request(r: dict[str, Any]) -> None:
     # (the --why the requester was told "the reviewers will read").
     if r.get("requested_by"):
         console.print(
-            f"requested by {untrusted(r['requested_by'])} at {_utc(r.get('created_at') or '')}",
+            f"requested by {untrusted(r['requested_by'])} at {utc_time(r.get('created_at') or '')}",
             highlight=False,
         )
     if r.get("justification") is not None:
@@ -74,7 +62,7 @@ def _print_request(r: dict[str, Any]) -> None:
             highlight=False,
         )
     if r.get("expires_at"):
-        console.print(f"expires: {_utc(r['expires_at'])} unless decided first", highlight=False)
+        console.print(f"expires: {utc_time(r['expires_at'])} unless decided first", highlight=False)
     # Fixed words from the server (quorum unmeetable, policy changed, expired), said first.
     for notice in r.get("notices", []):
         console.print(
@@ -177,7 +165,7 @@ def list_(
                 r["outcome"],
                 r["state"],
                 f"{r['votes_in']}/{r['required_reviews']}",
-                _utc(r["expires_at"]) if r.get("expires_at") else "-",
+                utc_time(r["expires_at"]) if r.get("expires_at") else "-",
                 r.get("justification") or "",
             )
             for r in rows

@@ -7,6 +7,7 @@ import json
 import re
 import sys
 from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
@@ -155,6 +156,21 @@ def _grid(
     for r in cells:
         t.add_row(*r)
     return t
+
+
+def utc_time(iso: str | None, empty: str = "-", seconds: bool = False) -> str:
+    """An ISO time from the server as ``2026-12-01 04:10 UTC``: the server's times are UTC, and
+    a bare ``2026-12-01T04:10:33`` (as `tre jobs` and `tre grant list` printed) did not say so,
+    so a reader could take it for their local time."""
+    if not iso:
+        return empty
+    try:
+        at = datetime.fromisoformat(iso)
+    except ValueError:
+        return untrusted(iso)
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC" if seconds else "%Y-%m-%d %H:%M UTC")
 
 
 def human_size(n: int) -> str:
