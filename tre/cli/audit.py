@@ -415,7 +415,19 @@ def export(
         f"/api/v1/audit/export?{query}", out, progress=True, expect=("application/x-ndjson",)
     )
     console.print(
-        f"wrote {out} ({size} bytes); check it with: tre audit verify {out}", highlight=False, soft_wrap=True
+        f"wrote {out} ({size} bytes); check it with: {_verify_hint(out)}", highlight=False, soft_wrap=True
+    )
+
+
+def _verify_hint(out: Path) -> str:
+    """The verify line for a bundle just written. Without a pinned key, plain `tre audit verify`
+    trusts the bundle's own key on first use: the hint named that line, though README's auditor
+    had just saved the published key with `tre audit public-key > log.vkey` (newcomer round 21)."""
+    if (state_dir() / "log.vkey").is_file():
+        return f"tre audit verify {out}"
+    return (
+        f"tre audit verify {out} --key log.vkey (the log key: `tre audit public-key > log.vkey` once, "
+        "compared with the key its operator publishes)"
     )
 
 
