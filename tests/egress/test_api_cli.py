@@ -56,6 +56,7 @@ def test_cli_request_vote_download(cli, db, esettings, tmp_path, monkeypatch) ->
 
     listed = cli("dana", ("dac",), "list", "--state", "awaiting_review")
     assert listed.exit_code == 0 and rid in listed.output, listed.output
+    assert listed.output.splitlines()[1].split("\t")[-2] == "vote"  # "yours": dana's vote is needed
     # Newcomer round 21: reviewers choose what to open by the justification. Piped: the last
     # column, whole; --json: the full field; on a terminal: one line, cut at its width.
     header, row = listed.output.splitlines()[:2]
@@ -78,6 +79,8 @@ def test_cli_request_vote_download(cli, db, esettings, tmp_path, monkeypatch) ->
     ours = next(line for line in lines if line.startswith(("│ " + rid[:8], "┃ " + rid[:8])))
     assert "Table 1 and" in ours and ours.rstrip(" │").endswith("…"), shown.get()
     assert cli("dana", ("dac",), "vote", rid, "approve", "-m", "ok").exit_code == 0
+    voted = cli("dana", ("dac",), "list", "--state", "awaiting_review").output.splitlines()[1]
+    assert voted.split("\t")[-2] == "-", voted  # voted: nothing more asked of her
     second = cli("dave", ("dac",), "vote", rid, "approve")
     assert second.exit_code == 0 and "approved" in second.output
 

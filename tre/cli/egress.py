@@ -155,7 +155,7 @@ def list_(
     table(
         "Egress requests" + (f" expiring within {expiring:g} days" if expiring is not None else ""),
         # The justification last: piped, the columns before it keep their places for `cut -f`.
-        ["id", "project", "by", "files", "checks", "state", "votes", "expires", "justification"],
+        ["id", "project", "by", "files", "checks", "state", "votes", "expires", "yours", "justification"],
         [
             (
                 r["id"],
@@ -166,6 +166,9 @@ def list_(
                 r["state"],
                 f"{r['votes_in']}/{r['required_reviews']}",
                 utc_time(r["expires_at"]) if r.get("expires_at") else "-",
+                # What the caller is asked to do, as the panel's "your vote needed": every
+                # awaiting request looked alike, voted on or not (newcomer round 21).
+                "vote" if r.get("can_vote") else "resolve" if r.get("can_resolve") else "-",
                 r.get("justification") or "",
             )
             for r in rows
