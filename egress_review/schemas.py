@@ -59,6 +59,8 @@ class EgressSummary(BaseModel):
     job_id: str
     project_id: str
     requested_by: str
+    # The requester's reason, whole: reviewers choose what to open by it (`tre egress list`).
+    justification: str
     state: EgressState
     policy_name: str
     required_reviews: int

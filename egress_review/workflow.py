@@ -954,7 +954,8 @@ def resolve(
             req,
             Forbidden,
             "Resolver already voted",
-            "you voted on this request; a conflict is settled by someone who did not",
+            "you voted on this request; a conflict is settled by a DAC member of its committee "
+            "who did not vote, or by an admin (tre egress resolve, or Resolve in the panel)",
             "resolver-voted",
             "egress.resolution_refused",
         )
@@ -1367,6 +1368,7 @@ def summary_view(
         "job_id",
         "project_id",
         "requested_by",
+        "justification",
         "state",
         "policy_name",
         "required_reviews",

@@ -16,11 +16,19 @@ from pydicom.errors import InvalidDicomError
 from tre.errors import TreError
 
 
-def summarise_dicom_folder(path: Path, max_files: int = 100_000) -> dict[str, Any]:
+def summarise_dicom_folder(
+    path: Path, max_files: int = 100_000, data_dir: Path | None = None
+) -> dict[str, Any]:
+    """The folder's summary. ``data_dir`` is the server's own data folder (TRE_DATA_DIR), named
+    when the path is no folder: the fixed "/srv/tre as root" sent an admin whose server keeps
+    its data elsewhere (TRE_DATA_DIR set, or not root) to the wrong place (newcomer round 21)."""
     if not path.is_dir():
+        where = (
+            f"its data folder is {data_dir}" if data_dir is not None else "the data folder, /srv/tre as root"
+        )
         raise TreError(
             f"dataset path {path} is not a folder on the server: put the DICOM files in a folder "
-            "on the API's host (the data folder, /srv/tre as root) and give its absolute path"
+            f"on the API's host ({where}) and give its absolute path"
         )
     modalities: Counter[str] = Counter()
     series: set[str] = set()

@@ -368,8 +368,10 @@ def register_dataset(
     conditions: Iterable[str] = (),
     access_rights: str = "NON_PUBLIC",
     policies_dir: Path | None = None,
+    data_dir: Path | None = None,
 ) -> Dataset:
-    """Register a folder of DICOM files; ``protected`` adds places (the state directory) it
+    """Register a folder of DICOM files (``data_dir``: the server's data folder, named when
+    the path is not a folder); ``protected`` adds places (the state directory) it
     may not overlap, on top of `SYSTEM_PATHS`. ``conditions`` (codes such as ``icd10:C34``)
     and ``access_rights`` describe it in the catalogue (tre.catalogue). With
     ``policies_dir`` the policy must load from it now: a misspelt name or a broken file is
@@ -390,7 +392,7 @@ def register_dataset(
         raise Conflict(f"dataset {dataset_id!r} already exists")
     path = check_dataset_path(path, protected)
     try:
-        meta = summarise_dicom_folder(path)
+        meta = summarise_dicom_folder(path, data_dir=data_dir)
     except OSError as exc:
         raise TreError(f"dataset path {path} cannot be read: {exc.strerror or type(exc).__name__}") from exc
     ds = Dataset(

@@ -24,7 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from egress_review import expiry, outputnames, workflow
-from egress_review.panel import fragments, preview
+from egress_review.panel import fragments, preview, signin_words
 from egress_review.panel.auth import (
     ENDED,
     ID_TOKEN_COOKIE,
@@ -55,9 +55,9 @@ from tre.auth.principal import Principal
 from tre.config import Settings
 from tre.errors import NotFound, TreError
 from tre.jobs.output_handles import handle_key
-from tre.states import EgressState
+from tre.states import EgressState, ReviewStage
 from tre.store.db import settle
-from tre.store.models import Dataset, Job
+from tre.store.models import Dataset, Job, Review
 
 STATIC_FILES = {"panel.css": "text/css; charset=utf-8"}
 SECURITY_HEADERS = {
@@ -140,21 +140,35 @@ def _login_context(settings: Settings, error: str | None = None) -> dict[str, An
         "error": error,
         "principal": None,
         "paste_token": settings.auth_mode == "embedded",
-        "oidc_provider": (settings.oidc_provider_name or settings.oidc_issuer)
-        if settings.panel_oidc_enabled
-        else None,
+        "oidc_provider": _provider_name(settings),
     }
 
 
+def _provider_name(settings: Settings) -> str | None:
+    return (settings.oidc_provider_name or settings.oidc_issuer) if settings.panel_oidc_enabled else None
+
+
+def _ended_words(settings: Settings, ended: str, lost: bool) -> str:
+    """Why the previous session ended and what to do now, in one message (`signin_words`)."""
+    paste = settings.auth_mode == "embedded"
+    return signin_words.session_ended(ENDED[ended], lost, paste, _provider_name(settings))
+
+
 @router.get("/login")
-def login_page(request: Request, settings: SettingsDep, ended: str = "", lost: str = "") -> HTMLResponse:
+def login_page(
+    request: Request, settings: SettingsDep, ended: str = "", lost: str = "", out: str = ""
+) -> HTMLResponse:
     """The sign-in page; ``ended`` (set by `panel_principal`'s redirect) names why the previous
-    session ended, and ``lost`` that the form it refused was not recorded. Only the fixed
-    words of `ENDED` are shown: the query string itself is never echoed."""
+    session ended, ``lost`` that the form it refused was not recorded, and ``out`` that the
+    reviewer has just pressed Sign out (`logout`: before, the page came back without a word,
+    and a reviewer could not tell whether the Sign out had worked). Only fixed words are
+    shown: the query string itself is never echoed."""
     context = _login_context(settings)
     if ended in ENDED:
-        context["ended"] = ENDED[ended]
-        context["lost"] = lost == "1"
+        context["ended"] = _ended_words(settings, ended, lost == "1")
+    elif out == "1":
+        paste = settings.auth_mode == "embedded"
+        context["notice"] = signin_words.signed_out(paste, _provider_name(settings))
     return render(request, "login.html", context)
 
 
@@ -181,9 +195,10 @@ def login(
     try:
         principal = principal_from_token(request, token, session)
     except Problem as exc:
-        return render(request, "login.html", _login_context(settings, exc.detail), status=401)
+        error = signin_words.refused_token(exc.type_, exc.detail)
+        return render(request, "login.html", _login_context(settings, error), status=401)
     if not principal.has(*PANEL_ROLES):
-        error = "this token does not carry the dac or admin role; the panel is for reviewers"
+        error = signin_words.wrong_role(principal.roles)
         return render(request, "login.html", _login_context(settings, error), status=403)
     claims = request.app.state.verifier.verify(token)
     # A session starts here, as with the provider's sign-in (`auth.login`, via panel-oidc):
@@ -217,6 +232,7 @@ def logout(
     # An out-of-date form of our own page (a tab opened before the last sign-in) still signs
     # out: refusing it left a reviewer signed in who had pressed Sign out.
     form_is_stale(request, csrf)
+    had_session = bool(request.cookies.get(TOKEN_COOKIE))
     _revoke_session_token(request, session)
     end_session = _provider_logout_url(request, settings)
     if end_session:
@@ -226,7 +242,8 @@ def logout(
             {"principal": None, "next": end_session, "provider": settings.oidc_issuer},
         )
     else:
-        response = see_other("/panel/login")
+        # The sign-in page says it is done, and how to review again (newcomer round 21).
+        response = see_other("/panel/login?out=1" if had_session else "/panel/login")
     clear_cookies(response, request)
     return response
 
@@ -411,7 +428,7 @@ def _queue_row(
     row = workflow.summary_view(session, req, principal, keys_dir=keys_dir, facts=facts, open_ttl_days=ttl)
     expires = workflow.expires_at(req, ttl)
     left = (expires - now) if expires is not None else None
-    mine = next((r for r in req.reviews if r.reviewer_id == principal.user_id), None)
+    mine = [r for r in req.reviews if r.reviewer_id == principal.user_id]
     member = req.project_id in facts.member_of
     handles = outputnames.HashView(req.job_id, handle_key(keys_dir), keyed=True)
     # A member sees placeholders, in handle order (by path, the order would spell the names).
@@ -422,7 +439,6 @@ def _queue_row(
         else req.created_at
     )
     row |= {
-        "justification": req.justification,
         # Within their own project a reviewer is a researcher: no names (they are conflicted).
         "file_names": [handles.placeholder(f.sha256) if member else f.path for f in files[:QUEUE_FILE_NAMES]],
         "more_files": max(0, len(files) - QUEUE_FILE_NAMES),
@@ -435,9 +451,17 @@ def _queue_row(
         "expires_iso": expires.isoformat() if expires else "",
         "expires_in": _age(now, now + left) if left is not None and left.total_seconds() > 0 else "",
         "expires_soon": left is not None and left <= timedelta(days=settings.egress_expiry_warn_days),
-        "my_decision": f"{mine.stage}: {mine.vote}" if mine is not None else "",
+        "my_decision": my_decision(mine),
     }
     return row
+
+
+def my_decision(mine: list[Review]) -> str:
+    """The viewer's own votes on a request in a DAC member's words ("your vote: approve",
+    "your resolution: reject"), not the review stage's internal name ("review: approve")."""
+    words: dict[str, str] = {ReviewStage.review: "your vote", ReviewStage.resolution: "your resolution"}
+    ordered = sorted(mine, key=lambda r: r.stage != ReviewStage.review)
+    return "; ".join(f"{words.get(r.stage, 'your decision')}: {r.vote}" for r in ordered)
 
 
 # ---------------------------------------------------------------------------- request
@@ -681,8 +705,7 @@ def _kept_on_sign_in(
     Only the CSRF-checked post of our own page gets here; the comment is autoescaped."""
     context = _login_context(settings)
     context |= {
-        "ended": ENDED[ended],
-        "lost": True,
+        "ended": _ended_words(settings, ended, lost=True),
         "kept_comment": comment,
         "kept_choice": choice if choice in workflow.VOTES else "",
         "back_to": f"/panel/requests/{request_id}" if REQUEST_ID.fullmatch(request_id) else "/panel/",

@@ -11,7 +11,9 @@ from pathlib import Path
 from tests.conftest import World
 
 
-def test_a_missing_dataset_folder_says_where_it_must_be(app_client, world: World, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_a_missing_dataset_folder_says_where_it_must_be(
+    app_client, world: World, tmp_path: Path, settings
+) -> None:  # type: ignore[no-untyped-def]
     missing = tmp_path / "lidc"
     r = app_client.post(
         "/api/v1/datasets", headers=world.headers["root"], json={"id": "lidc", "path": str(missing)}
@@ -20,3 +22,5 @@ def test_a_missing_dataset_folder_says_where_it_must_be(app_client, world: World
     detail = r.json()["detail"]
     assert detail.startswith(f"dataset path {missing} is not a folder on the server: "), detail
     assert "give its absolute path" in detail, detail
+    # Round 21: the server's own data folder (TRE_DATA_DIR), not a fixed "/srv/tre as root".
+    assert f"its data folder is {settings.data_dir})" in detail, detail

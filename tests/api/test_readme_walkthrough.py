@@ -333,6 +333,8 @@ def test_a_new_researcher_follows_the_readme(server, settings, token_for, tmp_pa
                 assert "lidc" in piped.stdout and "lidc" in shown.stdout
             if verb == "grant list":
                 assert "\tlung\tlidc\t" in piped.stdout and "lung" in shown.stdout
+                # Round 21: the expiry says it is UTC (a bare 2027-03-02T10:30:55 before).
+                assert re.search(r"\tlidc\t\d{4}-\d\d-\d\d \d\d:\d\d UTC\t", piped.stdout), piped.stdout
             if verb == "whoami":
                 assert "alice" in piped.stdout and "lung" in piped.stdout
             if verb == "catalogue count":  # lidc's few CT subjects are under the policy's threshold

@@ -31,6 +31,7 @@ from tests.audit.test_cli import live, seed  # noqa: F401 - `live` is a fixture
 from tests.audit.test_server_guard import N, append_one, client, count_checkpoints, log, rebuild_state  # noqa: F401
 from tests.audit.test_tamper_round10 import forge_tail
 from tests.audit.test_witness import Served, append, make_witness, witnesses  # noqa: F401
+from tests.ports import free_port
 from tre.audit import AuditEvent, checkpoint, record_events
 from tre.audit.check import check_log
 from tre.audit.guard import AuditLogDamaged
@@ -469,6 +470,12 @@ def test_tre_audit_tiles_checks_the_server_and_a_mirror(
         assert res.exit_code == 1 and "old checkpoint replayed" in str(res.exception), res.output
         res = runner.invoke(audit_app, ["tiles", "--mirror", "ftp://x"])
         assert res.exit_code == 1 and "http(s)" in str(res.exception)
+        # Newcomer round 21: a mirror nobody answers at is named, and no verdict is given.
+        nowhere = f"http://127.0.0.1:{free_port()}/log"
+        res = runner.invoke(audit_app, ["tiles", "--mirror", nowhere])
+        said = str(res.exception)
+        assert res.exit_code == 1 and f"could not be reached at {nowhere}/checkpoint" in said, said
+        assert said.endswith("check the --mirror address; the log was not checked") and "TILES" not in said
     finally:
         honest.stop()
         lying.stop()

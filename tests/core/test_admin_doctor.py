@@ -14,9 +14,11 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, update
+from typer.testing import CliRunner
 
 from tests.ports import free_port
-from tre.config import Settings
+from tre.cli.app import app as cli
+from tre.config import Settings, reset_settings_cache
 from tre.doctor import FAIL, OK, WARN, Check, run_checks
 from tre.executors import liveness
 from tre.store.base import utcnow
@@ -53,7 +55,9 @@ def _initialised(settings: Settings, engine: Engine) -> None:
         audit.checkpoint(s, max_age_s=0)
 
 
-def test_a_healthy_host_is_all_ok(settings: Settings, engine: Engine) -> None:
+def test_a_healthy_host_is_all_ok(
+    settings: Settings, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
     _initialised(settings, engine)
     proc = _doctor(settings, "--json")
     assert proc.returncode == 0, proc.stderr
@@ -62,6 +66,15 @@ def test_a_healthy_host_is_all_ok(settings: Settings, engine: Engine) -> None:
     assert checks["keys"]["status"] == OK
     assert checks["leftovers"]["status"] == OK and checks["jobs"]["status"] == OK
     assert all(c["status"] == OK for name, c in checks.items() if name.startswith("disk"))
+    # As people read it: each detail starts in one column (newcomer round 21: "refusal
+    # entries  none ..." ran past the 13 characters the names were given).
+    monkeypatch.setenv("TRE_HOME", str(settings.home))
+    reset_settings_cache()
+    lines = CliRunner().invoke(cli, ["admin", "doctor"]).output.splitlines()  # in-process: no 2nd start
+    names = [c["name"] for c in json.loads(proc.stdout)]
+    assert len(lines) == len(names) and all(x[6:].startswith(n) for x, n in zip(lines, names, strict=True))
+    starts = {len(x) - len(x[6 + len(n) :].lstrip(" ")) for x, n in zip(lines, names, strict=True)}
+    assert len(starts) == 1, lines
 
 
 def test_an_unreachable_database_fails_in_one_line(settings: Settings, engine: Engine) -> None:

@@ -243,6 +243,48 @@ def test_a_signed_out_session_says_so(app, esettings, sworld, token_for) -> None
         assert "signed out" in c.get(r.headers["location"]).text
 
 
+def _said(html: str, element_id: str) -> str:
+    m = re.search(rf'id="{element_id}">(.*?)</p>', html, re.S)
+    assert m, f"no #{element_id} on the page: {html[:600]}"
+    return " ".join(m.group(1).split())
+
+
+TOKEN_STEP = "ask your administrator for a new one (tre admin token --user YOU --role dac"
+
+
+def test_each_sign_in_message_says_what_is_wrong_and_what_to_do(app, esettings, sworld, token_for) -> None:
+    """Newcomer round 21: a refused token's message said what was wrong and a separate, general
+    paragraph what to do; nothing followed Sign out. One message now says both, every time."""
+    panel_app = with_egress_routes(app)
+    with TestClient(panel_app) as c:
+        refusals = {
+            "researcher": (
+                token_for(sworld.researcher, "researcher"),
+                403,
+                ("signs you in as researcher", "dac or admin role", "--role dac"),
+            ),
+            "expired": (token_for("dana", "dac", ttl_s=-3600), 401, ("has expired", TOKEN_STEP)),
+            "garbage": ("not-a-token", 401, ("was refused", TOKEN_STEP)),
+        }
+        for case, (token, status, words) in refusals.items():
+            r = login(c, token)
+            said = _said(r.text, "login-error")
+            assert r.status_code == status and all(w in said for w in words), (case, said)
+            assert said.endswith("paste it below."), (case, said)
+            assert "Paste your access token" not in r.text, case  # the step is said once, in the message
+        token = token_for("dana", "dac")
+        login(c, token)
+        out = c.post("/panel/logout", data={"csrf": csrf_of(c.get("/panel/").text)}, follow_redirects=False)
+        assert out.status_code == 303 and out.headers["location"] == "/panel/login?out=1"
+        notice = _said(c.get(out.headers["location"]).text, "signed-out")
+        assert notice.startswith("You have signed out") and TOKEN_STEP in notice, notice
+        again = _said(login(c, token).text, "login-error")  # the signed-out token, pasted again
+        assert "was signed out" in again and TOKEN_STEP in again, again
+        ended = _said(c.get("/panel/login?ended=expired").text, "session-ended")
+        assert ended.startswith("Your session expired") and TOKEN_STEP in ended, ended
+        assert 'id="signed-out"' not in c.get("/panel/login?out=2").text  # fixed words, one value
+
+
 def test_the_session_cookie_outlives_its_token_so_the_expiry_can_be_named(
     app, esettings, sworld, token_for
 ) -> None:

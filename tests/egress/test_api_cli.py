@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
+from rich.console import Console
 from typer.testing import CliRunner
 
 from tests.egress.test_workflow_support import LEAKY_CSV, LiveServer, seed_world, with_egress_routes
+from tre.cli import egress as egress_cli_module
+from tre.cli import output
 from tre.cli.client import CliError
 from tre.cli.egress import app as egress_cli
 from tre.config import reset_settings_cache
@@ -31,13 +34,14 @@ def cli(live, monkeypatch, token_for):  # type: ignore[no-untyped-def]
     return run
 
 
-def test_cli_request_vote_download(cli, db, esettings, tmp_path) -> None:
+WHY = " ".join(["Table 1 and Fig 3: counts of nodules by group, and one slice to show the montage"] * 3)
+
+
+def test_cli_request_vote_download(cli, db, esettings, tmp_path, monkeypatch) -> None:
     with db.begin() as s:
         world = seed_world(s, esettings)
     me = (world.researcher, ("researcher",))
-    r = cli(
-        *me, "request", world.job_id, "tables/summary.csv", "dicom/slice.dcm", "--why", "Table 1 and Fig 3"
-    )
+    r = cli(*me, "request", world.job_id, "tables/summary.csv", "dicom/slice.dcm", "--why", WHY)
     assert r.exit_code == 0, r.output
     rid = next(w for w in r.output.split() if len(w) == 32)
     assert "awaiting_review" in r.output and "InstitutionName" in r.output  # flagged reason shown
@@ -52,7 +56,31 @@ def test_cli_request_vote_download(cli, db, esettings, tmp_path) -> None:
 
     listed = cli("dana", ("dac",), "list", "--state", "awaiting_review")
     assert listed.exit_code == 0 and rid in listed.output, listed.output
+    assert listed.output.splitlines()[1].split("\t")[-2] == "vote"  # "yours": dana's vote is needed
+    # Newcomer round 21: reviewers choose what to open by the justification. Piped: the last
+    # column, whole; --json: the full field; on a terminal: one line, cut at its width.
+    header, row = listed.output.splitlines()[:2]
+    assert header.split("\t")[-1] == "justification" and row.split("\t")[-1] == WHY, listed.output
+    as_json = json.loads(cli("dana", ("dac",), "list", "--json").output)
+    assert [r["justification"] for r in as_json] == [WHY]
+    piped = output.console
+    terminal = Console(force_terminal=True, width=150, color_system=None)
+    monkeypatch.setattr(output, "console", terminal)
+    monkeypatch.setattr(egress_cli_module, "console", terminal)
+    with terminal.capture() as shown:
+        cli("dana", ("dac",), "list")
+    with terminal.capture() as empty:  # an empty frame said nothing; now it says so
+        cli("dana", ("dac",), "list", "--state", "rejected")
+    assert empty.get().strip() == "Egress requests: none", empty.get()
+    monkeypatch.setattr(output, "console", piped)
+    monkeypatch.setattr(egress_cli_module, "console", piped)
+    lines = shown.get().splitlines()
+    assert max(len(line) for line in lines) == 150 and rid in shown.get(), shown.get()
+    ours = next(line for line in lines if line.startswith(("│ " + rid[:8], "┃ " + rid[:8])))
+    assert "Table 1 and" in ours and ours.rstrip(" │").endswith("…"), shown.get()
     assert cli("dana", ("dac",), "vote", rid, "approve", "-m", "ok").exit_code == 0
+    voted = cli("dana", ("dac",), "list", "--state", "awaiting_review").output.splitlines()[1]
+    assert voted.split("\t")[-2] == "-", voted  # voted: nothing more asked of her
     second = cli("dave", ("dac",), "vote", rid, "approve")
     assert second.exit_code == 0 and "approved" in second.output
 
@@ -72,6 +100,17 @@ def test_cli_request_vote_download(cli, db, esettings, tmp_path) -> None:
 
     shown = cli(*me, "disclosure", rid, "--out", str(tmp_path / "d.json"))
     assert shown.exit_code == 0 and json.loads((tmp_path / "d.json").read_text())["request"]["id"] == rid
+
+    # Newcomer round 21: the vote that makes the votes disagree says who settles it and how
+    # (it stopped at "state conflicted"), and a voter trying to settle it is told who may.
+    again = cli(*me, "request", world.job_id, "dicom/slice.dcm", "--why", "the slice again")
+    rid2 = next(w for w in again.output.split() if len(w) == 32)
+    assert cli("dana", ("dac",), "vote", rid2, "approve").exit_code == 0
+    split = cli("dave", ("dac",), "vote", rid2, "reject", "-m", "no")
+    assert "state conflicted" in split.output and f"tre egress resolve {rid2} approve" in split.output
+    assert "who did not vote, or an admin" in " ".join(split.output.split()), split.output
+    own = cli("dave", ("dac",), "resolve", rid2, "reject", "-m", "no")
+    assert own.exit_code == 1 and "who did not vote, or by an admin" in str(own.exception), own.output
 
 
 def test_a_state_filter_takes_only_request_states(cli, live, token_for, db, esettings) -> None:  # type: ignore[no-untyped-def]

@@ -8,6 +8,7 @@ The world: dataset ``lidc-subset`` (the seed world's) reviewed by dana and dave;
 
 from __future__ import annotations
 
+import re
 import threading
 from datetime import timedelta
 from pathlib import Path
@@ -448,6 +449,11 @@ def test_committees_through_the_api_and_the_cli(app, db, esettings, token_for, m
         assert "ct2" in listed.output and "dana" in listed.output
         forced = runner.invoke(admin_app, ["dac", "unassign", "ct2", "dora", "--force"])
         assert forced.exit_code == 0 and "QUORUM CANNOT BE MET" in forced.output, forced.output
+        # Round 21: and what to do about it.
+        said = " ".join(forced.output.split())
+        assert re.search(
+            r"CANNOT BE MET: seat \d+ more DAC member\(s\) with tre admin dac assign ct2 USER", said
+        ), said
         short = runner.invoke(admin_app, ["dac", "list"])
         assert short.exit_code == 1 and "cannot be met: ct2" in str(short.exception)
         again = runner.invoke(admin_app, ["dac", "assign", "ct2", "erin"])

@@ -83,7 +83,7 @@ def test_the_back_button_after_sign_out_shows_no_review_page(browser, live, db, 
     page.goto(f"{live.url}/panel/requests/{rid}")
     assert "Secret-ish counts" in page.content()
     page.click("header form button[type=submit]")  # Sign out
-    page.wait_for_url(f"{live.url}/panel/login")
+    page.wait_for_url(f"{live.url}/panel/login?out=1")
     page.go_back()
     page.wait_for_load_state()
     assert "Secret-ish counts" not in page.content() and "tables/summary.csv" not in page.content()
@@ -131,7 +131,7 @@ def test_a_form_from_before_signing_in_again_keeps_what_was_written(
     second = context.new_page()
     second.goto(f"{live.url}/panel/")
     second.click("header form button[type=submit]")  # Sign out
-    second.wait_for_url(f"{live.url}/panel/login")
+    second.wait_for_url(f"{live.url}/panel/login?out=1")
     _sign_in(second, live, token_for("dana", "dac"))
 
     with first.expect_navigation() as sent:
@@ -151,7 +151,7 @@ def test_a_form_from_before_signing_in_again_keeps_what_was_written(
     old.goto(f"{live.url}/panel/")
     _sign_in(second, live, token_for("dana", "dac"))
     old.click("header form button[type=submit]")
-    old.wait_for_url(f"{live.url}/panel/login")
+    old.wait_for_url(f"{live.url}/panel/login?out=1")
     second.goto(f"{live.url}/panel/")
     assert second.url.startswith(f"{live.url}/panel/login")
     context.close()
@@ -181,3 +181,37 @@ def test_a_post_from_another_origin_is_still_refused_and_echoes_nothing(
                 headers={**headers, "Accept": "text/html"},
             )
             assert r.status_code == 403 and "planted words" not in r.text, (origin, r.text[:300])
+
+
+def test_a_reviewers_day_in_their_own_words(browser, live, db, esettings, token_for) -> None:
+    """Newcomer round 21, in Chromium: a researcher's token is turned away with one message
+    that says what to do (the advice was a separate paragraph); the queue marks the reviewer's
+    own vote as "your vote: approve" (it read "you: review: approve", the stage's internal
+    name); Sign out ends on a page that says so and how to review again (it said nothing)."""
+    with db.begin() as s:
+        world = seed_world(s, esettings, {"tables/summary.csv": b"group,count\nnodule,120\nno_nodule,340\n"})
+    rid = _request(live, world, token_for, "counts for table 2")
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(f"{live.url}/panel/login")
+    page.fill("#token", token_for(world.researcher, "researcher"))
+    page.click("#sign-in")
+    said = page.inner_text("#login-error")
+    assert "signs you in as researcher" in said and "--role dac" in said and "paste it below" in said
+    assert page.get_by_text("Paste your access token").count() == 0  # said once, in the message
+
+    _sign_in(page, live, token_for("dana", "dac"))
+    page.goto(f"{live.url}/panel/requests/{rid}")
+    page.check("input[name=vote][value=approve]")
+    page.click("#vote-form button[type=submit]")
+    page.wait_for_url(f"{live.url}/panel/requests/{rid}?done=voted")
+    page.goto(f"{live.url}/panel/?show=mine")
+    marker = page.inner_text(f"tr[data-id='{rid}'] .mine")
+    assert marker == "your vote: approve", marker
+
+    page.click("header form button[type=submit]")  # Sign out
+    page.wait_for_url(f"{live.url}/panel/login?out=1")
+    notice = page.get_by_role("status").inner_text()
+    assert notice.startswith("You have signed out") and "no longer works" in notice, notice
+    assert "tre admin token --user YOU --role dac" in notice
+    context.close()

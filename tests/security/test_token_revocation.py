@@ -91,7 +91,7 @@ def test_a_panel_cookie_copied_before_sign_out_opens_nothing_after_it(app, world
         csrf = re.search(r'name="csrf" value="([^"]+)"', reviewer.get("/panel/").text)
         assert csrf
         out = reviewer.post("/panel/logout", data={"csrf": csrf.group(1)}, follow_redirects=False)
-        assert out.status_code == 303 and out.headers["location"] == "/panel/login"
+        assert out.status_code == 303 and out.headers["location"] == "/panel/login?out=1"
         resp = thief.get("/panel/", follow_redirects=False)
         assert resp.status_code == 303 and resp.headers["location"] == "/panel/login?ended=signed-out"
         assert thief.get("/api/v1/me", headers=_bearer(stolen)).status_code == 401

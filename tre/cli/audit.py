@@ -415,7 +415,19 @@ def export(
         f"/api/v1/audit/export?{query}", out, progress=True, expect=("application/x-ndjson",)
     )
     console.print(
-        f"wrote {out} ({size} bytes); check it with: tre audit verify {out}", highlight=False, soft_wrap=True
+        f"wrote {out} ({size} bytes); check it with: {_verify_hint(out)}", highlight=False, soft_wrap=True
+    )
+
+
+def _verify_hint(out: Path) -> str:
+    """The verify line for a bundle just written. Without a pinned key, plain `tre audit verify`
+    trusts the bundle's own key on first use: the hint named that line, though README's auditor
+    had just saved the published key with `tre audit public-key > log.vkey` (newcomer round 21)."""
+    if (state_dir() / "log.vkey").is_file():
+        return f"tre audit verify {out}"
+    return (
+        f"tre audit verify {out} --key log.vkey (the log key: `tre audit public-key > log.vkey` once, "
+        "compared with the key its operator publishes)"
     )
 
 
@@ -608,12 +620,11 @@ def _mirror_fetch(prefix: str) -> Callable[[str], bytes]:
     http = httpx.Client(timeout=30.0, follow_redirects=False)
 
     def fetch(path: str) -> bytes:
+        url = f"{prefix.rstrip('/')}/{path}"
         try:
-            with http.stream(
-                "GET", f"{prefix.rstrip('/')}/{path}", headers={"Accept-Encoding": "identity"}
-            ) as r:
+            with http.stream("GET", url, headers={"Accept-Encoding": "identity"}) as r:
                 if r.status_code != 200:
-                    raise TileError(f"the mirror answered HTTP {r.status_code} for {path}")
+                    raise TileError(f"the mirror answered HTTP {r.status_code} for {url}")
                 if r.headers.get("content-encoding", "identity").lower() != "identity":
                     raise TileError(f"the mirror sent {path} compressed")
                 raw = b""
@@ -623,7 +634,7 @@ def _mirror_fetch(prefix: str) -> Callable[[str], bytes]:
                         raise TileError(f"the mirror's {path} is larger than any tile")
                 return raw
         except httpx.HTTPError as e:
-            raise TileError(f"the mirror could not be read ({type(e).__name__}) for {path}") from e
+            raise TileError(f"the mirror could not be reached at {url} ({type(e).__name__})") from e
 
     return fetch
 
@@ -676,7 +687,14 @@ def tiles(
         except (NoteError, OSError) as e:
             raise CliError(f"the checkpoint in {path} does not verify under the log key: {e}") from e
     try:
-        note = decode_note(fetch("checkpoint"))
+        first = fetch("checkpoint")
+    except TileError as e:
+        # Nothing was read, so nothing about the log is known: not a verdict on it (a newcomer
+        # typing README's mirror.example got "TILES: the mirror could not be read ... for
+        # checkpoint", which read as a failed check of the log and named no address).
+        raise CliError(f"{e}: check the --mirror address; the log was not checked") from e
+    try:
+        note = decode_note(first)
         log = verify_tiles(fetch, note, keys, vkey.name, earlier)
         _refuse_retired(
             log.checkpoint, open_checkpoint_any(note, keys, vkey.name)[1], retired, "the checkpoint"

@@ -27,6 +27,7 @@ from tre.cli.output import (
     print_json,
     table,
     untrusted,
+    utc_time,
 )
 from tre.cli.resolve import resolve_job_id
 from tre.code.archive import CodeLimits, CodeRefused, inspect_file, pack_folder, virtual_environments
@@ -149,9 +150,9 @@ def show(job_id: str, as_json: JsonFlag = False) -> None:
         ("state", ENDING if j.get("end_pending") else j["state"]),
         ("reason", j["reason"] or "-"),
         ("exit code", "-" if j["exit_code"] is None else j["exit_code"]),
-        ("created", j["created_at"]),
-        ("started", j["started_at"] or "-"),
-        ("finished", j["finished_at"] or "-"),
+        ("created", utc_time(j["created_at"], seconds=True)),
+        ("started", utc_time(j["started_at"], seconds=True)),
+        ("finished", utc_time(j["finished_at"], seconds=True)),
     ]
     for key, value in rows:
         console.print(f"{key:>13}: {untrusted(value)}", soft_wrap=True)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any
 
@@ -18,7 +17,7 @@ import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
 from tre.cli.client import ApiClient, CliError
-from tre.cli.output import JsonFlag, console, human_size, print_json, table, untrusted
+from tre.cli.output import JsonFlag, console, human_size, print_json, table, untrusted, utc_time
 from tre.cli.resolve import resolve_job_id, resolve_request_id
 from tre.states import EgressState
 
@@ -34,17 +33,6 @@ CHECKS_TIMEOUT_S = 900.0
 OUTCOME_STYLE = {"pass": "green", "flag": "yellow", "block": "red"}
 
 
-def _utc(iso: str) -> str:
-    """An ISO time from the server as ``2026-12-01 04:10 UTC`` (the server's is UTC)."""
-    try:
-        at = datetime.fromisoformat(iso)
-    except ValueError:
-        return untrusted(iso)
-    if at.tzinfo is None:
-        at = at.replace(tzinfo=UTC)
-    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
-
-
 def _print_request(r: dict[str, Any]) -> None:
     console.print(
         f"[bold]Request {r['id']}[/bold]  state: [bold]{r['state']}[/bold]  "
@@ -54,7 +42,7 @@ def _print_request(r: dict[str, Any]) -> None:
     # (the --why the requester was told "the reviewers will read").
     if r.get("requested_by"):
         console.print(
-            f"requested by {untrusted(r['requested_by'])} at {_utc(r.get('created_at') or '')}",
+            f"requested by {untrusted(r['requested_by'])} at {utc_time(r.get('created_at') or '')}",
             highlight=False,
         )
     if r.get("justification") is not None:
@@ -74,7 +62,7 @@ def _print_request(r: dict[str, Any]) -> None:
             highlight=False,
         )
     if r.get("expires_at"):
-        console.print(f"expires: {_utc(r['expires_at'])} unless decided first", highlight=False)
+        console.print(f"expires: {utc_time(r['expires_at'])} unless decided first", highlight=False)
     # Fixed words from the server (quorum unmeetable, policy changed, expired), said first.
     for notice in r.get("notices", []):
         console.print(
@@ -166,7 +154,8 @@ def list_(
         return
     table(
         "Egress requests" + (f" expiring within {expiring:g} days" if expiring is not None else ""),
-        ["id", "project", "by", "files", "checks", "state", "votes", "expires"],
+        # The justification last: piped, the columns before it keep their places for `cut -f`.
+        ["id", "project", "by", "files", "checks", "state", "votes", "expires", "yours", "justification"],
         [
             (
                 r["id"],
@@ -176,10 +165,15 @@ def list_(
                 r["outcome"],
                 r["state"],
                 f"{r['votes_in']}/{r['required_reviews']}",
-                _utc(r["expires_at"]) if r.get("expires_at") else "-",
+                utc_time(r["expires_at"]) if r.get("expires_at") else "-",
+                # What the caller is asked to do, as the panel's "your vote needed": every
+                # awaiting request looked alike, voted on or not (newcomer round 21).
+                "vote" if r.get("can_vote") else "resolve" if r.get("can_resolve") else "-",
+                r.get("justification") or "",
             )
             for r in rows
         ],
+        clipped=("justification",),
     )
 
 
@@ -217,6 +211,14 @@ def vote(
         print_json(r)
         return
     console.print(f"vote recorded; {r['votes_in']}/{r['required_reviews']} votes in; state {r['state']}")
+    if r["state"] == EgressState.conflicted.value:
+        # The vote that made the votes disagree: who settles it and how (the panel said so,
+        # the CLI stopped at "state conflicted"; the voter may not resolve it themselves).
+        console.print(
+            "the votes disagree: a DAC member of its committee who did not vote, or an admin, "
+            f"settles it with: tre egress resolve {r['id']} approve (or reject) -m WHY",
+            highlight=False,
+        )
 
 
 @app.command()

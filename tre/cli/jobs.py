@@ -15,7 +15,7 @@ from tre.cli.client import ApiClient, CliError, TokenRefused
 from tre.cli.code import upload_code
 from tre.cli.interrupts import Interrupted
 from tre.cli.logview import LogView
-from tre.cli.output import JsonFlag, console, err_console, human_size, print_json, table, untrusted
+from tre.cli.output import JsonFlag, console, err_console, human_size, print_json, table, untrusted, utc_time
 from tre.cli.resolve import resolve_image_ref, resolve_input_job, resolve_job_id
 from tre.states import JobState
 
@@ -198,7 +198,7 @@ def jobs(
                 j["submitted_by"],
                 "ending" if j.get("end_pending") else j["state"],
                 (j.get("code_hash") or "-")[:12],
-                j["created_at"][:19],
+                utc_time(j["created_at"]),
                 j["reason"][:60],
             )
             for j in rows

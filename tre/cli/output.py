@@ -7,6 +7,7 @@ import json
 import re
 import sys
 from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
@@ -92,12 +93,22 @@ def untrusted(value: object) -> str:
     return escape(terminal_safe("" if value is None else str(value)).translate(_LINE_BREAKS))
 
 
-def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]], whole: int = 1) -> None:
+def table(
+    title: str,
+    columns: Sequence[str],
+    rows: Iterable[Sequence[Any]],
+    whole: int = 1,
+    clipped: Sequence[str] = (),
+) -> None:
     """A table on a terminal; tab-separated lines with a header when piped or redirected.
 
     Never cut a value: ids and hashes must be usable as printed. The first ``whole`` columns
     (the ids) stay on one line at their full width, so a double-click or a copy takes the
-    whole id even on an 80-column terminal; the other columns fold onto more lines instead.
+    whole id even on an 80-column terminal; the other columns fold onto more lines instead,
+    except the free text of ``clipped`` columns (a justification of up to 10,000 characters
+    would fold into a screenful per row): on a terminal these take one line and end in an
+    ellipsis where the terminal's width ends; piped, they are whole (`--json` for scripts).
+    With no rows a terminal reads "TITLE: none".
     """
     if not console.is_terminal:
         print("\t".join(columns))
@@ -105,16 +116,61 @@ def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]], who
             print("\t".join(terminal_safe("" if v is None else str(v)).translate(_LINE_BREAKS) for v in r))
         return
     cells = [[untrusted(v) for v in r] for r in rows]
+    if not cells:
+        # An empty frame under a title said nothing a person could read: no rows, or none yet
+        # drawn? (newcomer round 21: `tre jobs --state running`). Piped, the header alone stays.
+        console.print(f"{escape(title)}: none", highlight=False)
+        return
+    if not clipped:
+        console.print(_grid(title, columns, cells, whole))
+        return
+    # What the other columns take of the terminal's width is left to the clipped ones (rich
+    # would otherwise squeeze the other columns to nothing to fit one long unfolded line).
+    others = [i for i, c in enumerate(columns) if c not in clipped]
+    rest = console.measure(
+        _grid(title, [columns[i] for i in others], [[r[i] for i in others] for r in cells], whole)
+    )
+    room = max(12, (console.width - rest.maximum) // (len(columns) - len(others)) - 3)
+    console.print(_grid(title, columns, cells, whole, clipped, room))
+
+
+def _grid(
+    title: str,
+    columns: Sequence[str],
+    cells: list[list[str]],
+    whole: int,
+    clipped: Sequence[str] = (),
+    clip_at: int = 0,
+) -> Table:
+    """A rich table: the first ``whole`` columns unfolded at full width, ``clipped`` ones cut
+    to one line of ``clip_at`` characters ending in an ellipsis, the rest folded."""
     t = Table(title=title, show_lines=False)
     for i, c in enumerate(columns):
         if i < whole:
             width = max([len(c), *(len(r[i]) for r in cells)])
             t.add_column(c, no_wrap=True, min_width=width)
+        elif c in clipped:
+            t.add_column(c, no_wrap=True, overflow="ellipsis", max_width=clip_at)
         else:
             t.add_column(c, overflow="fold")
     for r in cells:
         t.add_row(*r)
-    console.print(t)
+    return t
+
+
+def utc_time(iso: str | None, empty: str = "-", seconds: bool = False) -> str:
+    """An ISO time from the server as ``2026-12-01 04:10 UTC``: the server's times are UTC, and
+    a bare ``2026-12-01T04:10:33`` (as `tre jobs` and `tre grant list` printed) did not say so,
+    so a reader could take it for their local time."""
+    if not iso:
+        return empty
+    try:
+        at = datetime.fromisoformat(iso)
+    except ValueError:
+        return untrusted(iso)
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC" if seconds else "%Y-%m-%d %H:%M UTC")
 
 
 def human_size(n: int) -> str:

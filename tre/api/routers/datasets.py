@@ -45,6 +45,7 @@ def register_dataset(
         conditions=body.conditions,
         access_rights=body.access_rights,
         policies_dir=settings.resolved_policies_dir,
+        data_dir=settings.data_dir,
     )
     return DatasetOut.model_validate(ds)
 
