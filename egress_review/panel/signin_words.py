@@ -38,6 +38,8 @@ def refused_token(problem_type: str, detail: str) -> str:
         what = "This token has expired"
     elif problem_type == "token-revoked":
         what = "This token was signed out (with Sign out or tre logout) and is refused from now on"
+    elif problem_type == "token-superseded":
+        what = "This token was issued before your account was last created or enabled, and is refused"
     elif problem_type == "unknown-user":
         what = "This token's user is unknown here or disabled"
     else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import timedelta
 
 import pytest
 from fastapi.testclient import TestClient
@@ -16,8 +17,9 @@ from tests.egress.test_workflow_support import seed_world, with_egress_routes, w
 from tre.auth.principal import Principal
 from tre.config import Settings
 from tre.errors import TreError
+from tre.store.base import utcnow
 from tre.store.db import session_factory, settle
-from tre.store.models import AuditEntry, Dataset
+from tre.store.models import AuditEntry, Dataset, User
 
 BASE = "/api/v1/egress/requests"
 
@@ -252,7 +254,9 @@ def _said(html: str, element_id: str) -> str:
 TOKEN_STEP = "ask your administrator for a new one (tre admin token --user YOU --role dac"
 
 
-def test_each_sign_in_message_says_what_is_wrong_and_what_to_do(app, esettings, sworld, token_for) -> None:
+def test_each_sign_in_message_says_what_is_wrong_and_what_to_do(
+    app, engine, esettings, sworld, token_for
+) -> None:
     """Newcomer round 21: a refused token's message said what was wrong and a separate, general
     paragraph what to do; nothing followed Sign out. One message now says both, every time."""
     panel_app = with_egress_routes(app)
@@ -283,6 +287,13 @@ def test_each_sign_in_message_says_what_is_wrong_and_what_to_do(app, esettings, 
         ended = _said(c.get("/panel/login?ended=expired").text, "session-ended")
         assert ended.startswith("Your session expired") and TOKEN_STEP in ended, ended
         assert 'id="signed-out"' not in c.get("/panel/login?out=2").text  # fixed words, one value
+        # A token minted before its user was last created or enabled (tamper round 17's epoch).
+        with session_factory(engine)() as s:
+            s.get(User, "dana").tokens_valid_from = utcnow() + timedelta(hours=1)  # type: ignore[union-attr]
+            s.commit()
+        superseded = _said(login(c, token_for("dana", "dac")).text, "login-error")
+        assert "issued before your account was last created or enabled" in superseded, superseded
+        assert TOKEN_STEP in superseded, superseded
 
 
 def test_the_session_cookie_outlives_its_token_so_the_expiry_can_be_named(
