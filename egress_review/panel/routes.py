@@ -597,7 +597,7 @@ def _act(
     what the reviewer wrote, so nothing typed is lost. A request whose state changed since
     the page was opened (``seen_state``: withdrawn, expired, decided, conflicted) is refused
     in those words before the workflow is asked."""
-    kept = {"comment": comment, "choice": vote if vote in workflow.VOTES else ""}
+    kept = _kept_form(vote, comment)
     try:
         req = workflow.visible_request(session, request_id, principal)
         if seen_state in SEEN_STATES and seen_state != req.state:
@@ -653,6 +653,12 @@ def _act(
     return see_other(f"/panel/requests/{request_id}?done={'voted' if action == 'vote' else 'resolved'}")
 
 
+def _kept_form(choice: str, comment: str) -> dict[str, str]:
+    """What the reviewer wrote, for the form shown again after a refusal: the comment, and
+    the choice only if it is one of the form's own (a forged value is not put back)."""
+    return {"comment": comment, "choice": choice if choice in workflow.VOTES else ""}
+
+
 SEEN_STATES = frozenset(s.value for s in EgressState)
 MAX_COMMENT = 10_000
 
@@ -692,7 +698,7 @@ def _decision_post(
             request_id,
             error=STALE_FORM.format(what="vote" if action == "vote" else "resolution"),
             status=403,
-            kept={"comment": comment, "choice": choice if choice in workflow.VOTES else ""},
+            kept=_kept_form(choice, comment),
         )
     return _act(request, session, settings, principal, request_id, action, choice, comment, seen_state[:32])
 
