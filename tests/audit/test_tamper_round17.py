@@ -142,7 +142,7 @@ def _states(engine: Engine, ids: list[str]) -> dict[str, str]:
 
 
 def test_the_job_end_spool_writes_only_what_a_worker_writes(  # type: ignore[no-untyped-def]
-    world, engine, settings, tmp_path, caplog
+    world, engine, settings, tmp_path, caplog, monkeypatch
 ) -> None:
     names = list(DAMAGED)
     ids = _running_jobs(engine, len(names) + 2)
@@ -184,6 +184,20 @@ def test_the_job_end_spool_writes_only_what_a_worker_writes(  # type: ignore[no-
         settings, "long-job", WORKER, JobResult(JobState.failed, 1, "\u00e9" * 100_000)
     )
     assert end_spool.read_end(long).result.reason == "\u00e9" * 8192
+    # A file another worker wrote and removed between the listing and the read is no damage:
+    # skipped without an alert (two workers replay the folder).
+    caplog.clear()
+    real_read = end_spool.read_end
+
+    def raced(path: Path) -> end_spool.SpooledEnd:
+        path.unlink()
+        return real_read(path)
+
+    monkeypatch.setattr(end_spool, "read_end", raced)
+    with caplog.at_level("CRITICAL", logger="tre.audit.alert"):
+        assert end_spool.spooled(settings) == []
+    assert not caplog.records, caplog.records
+    assert not (folder / "long-job.json.damaged").exists()
     shutil.rmtree(folder)
 
 

@@ -116,6 +116,8 @@ def _read_bounded(path: Path) -> bytes:
     a FIFO is opened non-blocking and refused, a symbolic link is not followed)."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        raise  # written and removed by another worker since the folder was listed: no damage
     except OSError as exc:
         raise DamagedEnd(f"cannot be opened as a plain file ({exc.strerror})") from exc
     with os.fdopen(fd, "rb") as f:
@@ -181,6 +183,8 @@ def spooled(settings: Settings) -> list[SpooledEnd]:
     for path in sorted(folder.glob("*.json")):
         try:
             ends.append(read_end(path))
+        except FileNotFoundError:
+            continue  # another worker wrote this end and removed its file since the listing
         except DamagedEnd as exc:
             _set_aside(path, str(exc))
     return ends
