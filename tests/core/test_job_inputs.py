@@ -124,6 +124,29 @@ def test_only_a_succeeded_job_can_be_read(app_client, world, engine, settings, s
     assert state in detail
 
 
+def test_a_cohort_that_ended_early_is_resumed_as_an_input(app_client, world, engine, settings):
+    """`tre preprocess --resume`: the ended job is read at /inputs/<id> whatever way it ended
+    (a plain input must have succeeded), with its lineage; a job still queued or running, or
+    another project's, is not."""
+    for state in ("failed", "timed_out", "cancelled", "succeeded"):  # admission alone (the check)
+        a = _finished(engine, settings, ["ct1"], {"manifest.json": b"{}"}, state=state)
+        body = job_body(dataset_ids=[], resume_job_id=a)
+        checked = app_client.post("/api/v1/jobs/check", headers=world.headers["alice"], json=body)
+        assert checked.status_code == 204, (state, checked.text)
+    r = _submit(app_client, world, dataset_ids=[], input_job_ids=[a], resume_job_id=a)  # once
+    assert r.status_code == 201, r.text
+    assert r.json()["input_job_ids"] == [a] and r.json()["lineage_dataset_ids"] == ["ct1"]
+    running = _finished(engine, settings, ["ct1"], {"manifest.json": b"{}"}, state="running")
+    detail = _problem(_submit(app_client, world, resume_job_id=running), 409, "resumed-job-not-ended")
+    assert "running" in detail and "tre cancel" in detail
+    failed = _finished(engine, settings, ["ct1"], {"manifest.json": b"{}"}, state="failed")
+    plain = _problem(_submit(app_client, world, input_job_ids=[failed]), 409, "input-job-not-succeeded")
+    assert "tre preprocess --resume" in plain
+    with session_scope(engine) as s:
+        theirs = WorldFactory(s).finished_job(settings, "p2", "bob", [], {"x.txt": b"b"}, state="failed")
+    _problem(_submit(app_client, world, resume_job_id=theirs), 404, "input-job-not-found")
+
+
 def test_outputs_that_are_gone_or_altered_cannot_be_read(app_client, world, engine, settings):
     a = _finished(engine, settings, ["ct1"], {"vol.nii": b"abc", "b.txt": b"b"})
     (settings.jobs_dir / a / "output" / "vol.nii").write_bytes(b"abcd")

@@ -10,6 +10,7 @@ import typer
 
 from tre.api.schemas import ProjectOut
 from tre.cli.preprocess import job_command, job_request
+from tre.jobs.lineage import input_mount_path
 from tre.kernels.job import _parser
 
 
@@ -130,3 +131,13 @@ def test_files_past_the_policy_limit_are_explained_in_one_line() -> None:
     assert hint is not None and "\n" not in hint
     assert hint.startswith("output files past") and "--input-job" in hint and "job.max_output_files" in hint
     assert unrecorded_hint("exit 0") is None
+
+
+def test_a_resumed_cohort_reads_the_ended_job_where_input_jobs_are() -> None:
+    """`tre preprocess --resume JOB`: the job copies JOB's finished series from where the
+    platform mounts an input job's outputs (tre.jobs.lineage), and without it the command
+    is as before."""
+    plain = job_command((1.0, 1.0, 1.0), (-1000.0, 400.0), None, "cpu")
+    resumed = job_command((1.0, 1.0, 1.0), (-1000.0, 400.0), None, "cpu", resume_from="a" * 32)
+    assert "--resume-from" not in plain
+    assert resumed == [*plain, "--resume-from", input_mount_path("a" * 32)]

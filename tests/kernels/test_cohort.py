@@ -169,6 +169,49 @@ def test_resume_skips_by_hash_and_redoes_what_changed(
     assert len(list(out.glob("series/*"))) == 6
 
 
+def test_a_new_job_carries_on_an_ended_ones_series(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`tre preprocess --resume`: the platform gives the new job a fresh /output and the ended
+    job's folder read-only (/inputs/<id>); its finished series are copied, checked by hash,
+    and keep their names; a damaged file, a file out of place or another recipe is not taken."""
+    make_cohort(tmp_path / "in", bad=False)
+    ended = tmp_path / "ended"
+    assert run(argv(tmp_path / "in", ended)) == 0
+    old = manifest(ended)
+    # The job was cut short: one series never finished (no entry), one file was damaged
+    # afterwards, and the job's own code planted an entry naming a file outside series/.
+    del old["series"]["1.2.826.0.1.0"]
+    damaged = series_file(ended, "1.2.826.0.1.1")
+    data = bytearray(damaged.read_bytes())
+    data[-10] ^= 0xFF
+    damaged.write_bytes(bytes(data))
+    planted = old["series"]["1.2.826.0.1.2"]
+    (ended / "elsewhere.nii.gz").write_bytes(series_file(ended, "1.2.826.0.1.2").read_bytes())
+    old["series"]["1.2.826.0.1.9"] = {**planted, "name": "series-00009"}
+    old["names"]["series-00009"] = "1.2.826.0.1.9"
+    old["series"]["1.2.826.0.1.9"]["outputs"] = [{**planted["outputs"][0], "path": "elsewhere.nii.gz"}]
+    (ended / "manifest.json").write_text(json.dumps(old))
+    capsys.readouterr()
+
+    new = tmp_path / "new"
+    assert run([*argv(tmp_path / "in", new), "--resume-from", str(ended)]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        "done 3 series: ok 2 resumed 1 failed 0 (details in manifest.json)"
+    )
+    assert manifest(new)["names"] == old["names"]  # every series keeps its name
+    kept = series_file(new, "1.2.826.0.1.2")
+    assert kept.read_bytes() == series_file(ended, "1.2.826.0.1.2").read_bytes()
+    assert series_file(new, "1.2.826.0.1.1").read_bytes() != damaged.read_bytes()  # redone
+    assert not (new / "elsewhere.nii.gz").exists() and "1.2.826.0.1.9" not in manifest(new)["series"]
+    assert not list(new.rglob("*.partial"))
+
+    # Another recipe takes nothing from it.
+    other = tmp_path / "other"
+    assert run([*argv(tmp_path / "in", other)[:-2], "-500", "500", "--resume-from", str(ended)]) == 0
+    assert "ok 3 resumed 0 failed 0" in capsys.readouterr().out.splitlines()[-1]
+
+
 def test_killed_job_resumes_without_partial_outputs(tmp_path: Path) -> None:
     """SIGKILL the real job process after its first finished series, then run it again."""
     make_cohort(tmp_path / "in", n_good=6, bad=False)

@@ -230,6 +230,10 @@ class JobIn(In):
     # Succeeded jobs of the same project whose outputs the job reads at /inputs/<id>
     # (tre.jobs.lineage): full ids; the CLI resolves prefixes first.
     input_job_ids: list[JobId] = Field(default_factory=list, max_length=MAX_INPUT_JOBS)
+    # An ended job of the same project that this one carries on (`tre preprocess --resume`):
+    # read at /inputs/<id> like an input job, but also when it failed, timed out or was
+    # cancelled, which is when a cohort is resumed (tre.jobs.lineage).
+    resume_job_id: JobId | None = None
 
     cpu: float = Field(default=1.0, gt=0, le=MAX_CPU)
     memory_mb: int = Field(default=1024, gt=0, le=MAX_MEMORY_MB)

@@ -19,6 +19,7 @@ import typer
 from tre.cli.client import ApiClient, CliError
 from tre.cli.jobs import follow_job, reattach_on_interrupt
 from tre.cli.output import console, untrusted
+from tre.cli.resolve import resolve_input_job
 from tre.kernels.output_choices import DEFAULT_MAX_ERROR, DTYPES, output_max_error
 from tre.kernels.params import PreprocessParams
 
@@ -49,12 +50,15 @@ def job_command(
     workers: int = 0,
     dtype: str = "float32",
     max_error: float | None = None,
+    resume_from: str | None = None,
 ) -> list[str]:
     """The in-sandbox command line of the job (``python3 -m tre.kernels.job``).
 
     ``workers``: decode/compress threads, normally the job's CPU limit (0: the job decides).
     ``dtype`` / ``max_error``: the output's stored type and, for int16, its error bound
     (`tre.kernels.quantise`); float32 adds nothing, so the command is as before.
+    ``resume_from``: an ended job's id, whose outputs the job reads at /inputs/<id> and whose
+    finished series it copies instead of processing them (`tre.kernels.carry_over`).
     """
     cmd = [
         "python3",
@@ -81,6 +85,8 @@ def job_command(
         cmd += ["--dtype", dtype]
         if max_error is not None:
             cmd += ["--max-error", repr(float(max_error))]
+    if resume_from is not None:
+        cmd += ["--resume-from", f"/inputs/{resume_from}"]  # where input jobs are (tre.jobs.lineage)
     return cmd
 
 
@@ -191,6 +197,15 @@ def preprocess(
     output_limit_mb: Annotated[
         int | None, typer.Option("--output-limit-mb", help="Output MiB (default: the project's quota).")
     ] = None,
+    resume: Annotated[
+        str | None,
+        typer.Option(
+            "--resume",
+            metavar="JOB",
+            help="Carry on a preprocessing job that ended early (failed, timed out, cancelled): "
+            "its finished series of the same recipe are copied, checked by hash, not redone.",
+        ),
+    ] = None,
     wait: Annotated[bool, typer.Option("--wait/--no-wait")] = True,
 ) -> None:
     """Resample, window, normalise and crop every series of a dataset (one cohort job)."""
@@ -201,11 +216,20 @@ def preprocess(
     client = ApiClient()
     quota = client.get(f"/api/v1/projects/{project}")
     cpus = _limit("--cpu", cpu, float(quota["max_cpu"]))
+    resumed = resolve_input_job(client, resume) if resume is not None else None
     body = job_request(
         quota,
         dataset,
         job_command(
-            spacing, window, percentile_clip, "cuda" if gpu else "cpu", fmt, math.ceil(cpus), dtype, max_error
+            spacing,
+            window,
+            percentile_clip,
+            "cuda" if gpu else "cpu",
+            fmt,
+            math.ceil(cpus),
+            dtype,
+            max_error,
+            resume_from=resumed,
         ),
         image=image or default_job_image(client, project),
         gpu=gpu,
@@ -214,6 +238,8 @@ def preprocess(
         time_limit=time_limit,
         output_limit_mb=output_limit_mb,
     )
+    if resumed is not None:
+        body["resume_job_id"] = resumed
     job = client.post("/api/v1/jobs", json=body)
     with reattach_on_interrupt(job["id"]):  # from the moment the job exists
         console.print(f"submitted preprocessing job [bold]{job['id']}[/]")

@@ -39,6 +39,8 @@ class JobRequest:
     code_hash: str | None = None
     # Earlier jobs of the same project whose outputs the job reads at /inputs/<id>.
     input_job_ids: list[str] = field(default_factory=list)
+    # An ended job this one carries on (read at /inputs/<id> too, whatever way it ended).
+    resume_job_id: str | None = None
 
 
 def admit(session: Session, settings: Settings, user_id: str, req: JobRequest) -> Lineage:
@@ -57,8 +59,10 @@ def admit(session: Session, settings: Settings, user_id: str, req: JobRequest) -
         raise AdmissionDenied(f"you are not a member of project {req.project_id!r}")
     check_command(req.command)
     lineage = Lineage()
-    if req.input_job_ids:
-        lineage = resolve_inputs(session, settings, req.project_id, req.input_job_ids)
+    if req.input_job_ids or req.resume_job_id:
+        lineage = resolve_inputs(
+            session, settings, req.project_id, req.input_job_ids, resumed=req.resume_job_id
+        )
     datasets = _check_grants(session, req.project_id, req.dataset_ids)
     # The inputs' outputs are those datasets' data: the same grant rules, the same policies.
     named = set(req.dataset_ids)

@@ -49,16 +49,28 @@ class Lineage:
 
 
 def resolve_inputs(
-    session: Session, settings: Settings, project_id: str, input_job_ids: list[str]
+    session: Session,
+    settings: Settings,
+    project_id: str,
+    input_job_ids: list[str],
+    resumed: str | None = None,
 ) -> Lineage:
     """Check each input job and collect the lineage; the first reason that applies refuses.
 
     The caller is already known to be a member of ``project_id``. A job of any other project
     is answered exactly like one that does not exist (404), so ids are not an oracle.
+
+    ``resumed``: the ended job a resumed cohort carries on (`tre preprocess --resume`), an
+    input too. A job that failed, timed out or was cancelled is exactly the one a cohort is
+    resumed from, so it needs only to have ended: its series are verified by their hashes in
+    the job (`tre.kernels.manifest`) before any is kept; for a plain input job, a partial
+    output read as if whole would mislead, so only a succeeded one is read.
     """
     wanted = list(dict.fromkeys(input_job_ids))
     if len(wanted) != len(input_job_ids):
         raise Unprocessable("an input job is named twice", slug="duplicate-input-job")
+    if resumed is not None and resumed not in wanted:
+        wanted.append(resumed)
     if len(wanted) > MAX_INPUT_JOBS:
         raise Unprocessable(f"a job may read at most {MAX_INPUT_JOBS} input jobs", slug="too-many-input-jobs")
     datasets: set[str] = set()
@@ -66,9 +78,15 @@ def resolve_inputs(
         job = session.get(Job, job_id)
         if job is None or job.project_id != project_id:
             raise NotFound(f"no job {job_id!r} in project {project_id!r}", slug="input-job-not-found")
-        if job.state != JobState.succeeded.value:
+        if job_id == resumed and not JobState(job.state).terminal:
             raise Conflict(
-                f"input job {job_id} is {job.state}; only the outputs of a succeeded job can be read",
+                f"job {job_id} is {job.state}; a job is resumed once it has ended (tre cancel it first)",
+                slug="resumed-job-not-ended",
+            )
+        if job_id != resumed and job.state != JobState.succeeded.value:
+            raise Conflict(
+                f"input job {job_id} is {job.state}; only the outputs of a succeeded job can be read"
+                " (a cohort that ended early is carried on with tre preprocess --resume)",
                 slug="input-job-not-succeeded",
             )
         missing = missing_outputs(session, settings, job_id)

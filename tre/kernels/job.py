@@ -109,6 +109,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=_workers, default=0, help="decode/compress threads (0: available CPUs)")
     p.add_argument("--fail-fast", action="store_true", help="stop at the first bad series (exit 2)")
     p.add_argument(
+        "--resume-from",
+        type=Path,
+        metavar="DIR",
+        help="an ended run's output folder (read-only): its finished series of this recipe are "
+        "copied, checked by their hashes, instead of processed again (tre.kernels.carry_over)",
+    )
+    p.add_argument(
         "--timeline",
         type=Path,
         help="write a JSON-lines timeline of the job's stages to this file (also $TRE_KERNELS_TIMELINE)",
@@ -148,6 +155,7 @@ def run(argv: list[str] | None = None) -> int:
         if note:
             print(note, flush=True)
         with timeline.span("imports"):  # before the fork: the children import nothing
+            from tre.kernels.carry_over import carry_over
             from tre.kernels.cohort import CohortOptions, run_cohort, usable_workers
             from tre.kernels.forked_discovery import ForkedDiscovery
         # Headers parsed on the other cores (one left for the kernels' cache load here).
@@ -161,6 +169,10 @@ def run(argv: list[str] | None = None) -> int:
             workers=args.workers,
             fail_fast=args.fail_fast,
         )
+        if args.resume_from is not None:
+            with timeline.span("carry-over"):
+                args.output.mkdir(parents=True, exist_ok=True)
+                carry_over(args.resume_from, args.output, opts.recipe())
         summary = run_cohort(
             args.input,
             args.output,
