@@ -33,7 +33,12 @@ QUASI_KINDS = {
     "ethnicity": ("ethnicity", "race"),
 }
 QUASI_COLUMNS = tuple(name for names in QUASI_KINDS.values() for name in names)
-_WHOLE_YEARS = re.compile(r"^\s*\d{1,3}[yY]?\s*$")  # 64, or DICOM's age string 064Y
+_WHOLE_YEARS = re.compile(r"^\s*\d{1,3}(?:[.,]\d+)?[yY]?\s*$")  # 64, 64.5, or DICOM's age string 064Y
+# Cells that leave an exact-age column exact (red team round 18: one of them hid the column,
+# and with it every rare combination): a missing value, and the top or bottom code of an
+# otherwise exact column ("90+", ">89", "<18", HIPAA's way of keeping the oldest few apart).
+_MISSING = frozenset({"na", "n/a", "nan", "none", "null", "unknown", "missing", "-", ".", "?"})
+_TOP_CODED = re.compile(r"^\s*(?:[<>]=?|[≤≥])\s*\d{1,3}\s*$|^\s*\d{1,3}\s*\+\s*$")
 
 
 def rare_combinations(table: Table, threshold: int) -> list[CheckResult]:
@@ -70,8 +75,12 @@ def _kind(header: str) -> str:
 
 
 def _whole_years(table: Table, col: int) -> bool:
-    cells = [_cell(r, col) for r in table.rows if _cell(r, col)]
-    return bool(cells) and all(_WHOLE_YEARS.match(c) for c in cells)
+    """Whether the column states exact ages: every cell one (whole or decimal years), a
+    missing value, or a top or bottom code, and at least one an age. A band ("60-69") in it
+    makes it the aggregated form."""
+    cells = [c for r in table.rows if (c := _cell(r, col)) and c not in _MISSING]
+    exact = [c for c in cells if _WHOLE_YEARS.match(c)]
+    return bool(exact) and all(_WHOLE_YEARS.match(c) or _TOP_CODED.match(c) for c in cells)
 
 
 def _cell(row: list[str], col: int) -> str:

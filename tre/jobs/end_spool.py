@@ -101,7 +101,14 @@ def spool_end(settings: Settings, job_id: str, worker_id: str, result: JobResult
 
 
 class DamagedEnd(ValueError):
-    """A spool file that is not what `spool_end` writes; the message says how (no content)."""
+    """A spool file that is not what `spool_end` writes; the message says how (no content).
+
+    ``identity`` is the (device, inode) of the file that was read, None when none could be
+    opened: `_set_aside` moves that file only, never one a worker put in its place since."""
+
+    def __init__(self, why: str, identity: tuple[int, int] | None = None) -> None:
+        super().__init__(why)
+        self.identity = identity
 
 
 def _unique_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
@@ -111,7 +118,7 @@ def _unique_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
     return dict(pairs)
 
 
-def _read_bounded(path: Path) -> bytes:
+def _read_bounded(path: Path) -> tuple[bytes, tuple[int, int]]:
     """The file's bytes, if it is a regular file of at most `MAX_FILE_BYTES` (never blocks:
     a FIFO is opened non-blocking and refused, a symbolic link is not followed)."""
     try:
@@ -122,19 +129,29 @@ def _read_bounded(path: Path) -> bytes:
         raise DamagedEnd(f"cannot be opened as a plain file ({exc.strerror})") from exc
     with os.fdopen(fd, "rb") as f:
         st = os.fstat(f.fileno())
+        identity = (st.st_dev, st.st_ino)
         if not stat.S_ISREG(st.st_mode):
-            raise DamagedEnd("is not a regular file")
+            raise DamagedEnd("is not a regular file", identity)
         if st.st_size > MAX_FILE_BYTES:
-            raise DamagedEnd(f"is {st.st_size} bytes, more than {MAX_FILE_BYTES}")
+            raise DamagedEnd(f"is {st.st_size} bytes, more than {MAX_FILE_BYTES}", identity)
         data = f.read(MAX_FILE_BYTES + 1)
     if len(data) > MAX_FILE_BYTES:
-        raise DamagedEnd(f"is more than {MAX_FILE_BYTES} bytes")
-    return data
+        raise DamagedEnd(f"is more than {MAX_FILE_BYTES} bytes", identity)
+    return data, identity
 
 
 def read_end(path: Path) -> SpooledEnd:
     """One spool file as `spool_end` wrote it, or `DamagedEnd` saying what is wrong."""
-    data = _read_bounded(path)
+    data, identity = _read_bounded(path)
+    try:
+        return _parse_end(path, data)
+    except DamagedEnd as exc:
+        exc.identity = identity
+        raise
+
+
+def _parse_end(path: Path, data: bytes) -> SpooledEnd:
+    """The end ``data`` (read from ``path``) states, or `DamagedEnd`."""
     try:
         body = json.loads(data.decode("utf-8"), object_pairs_hook=_unique_keys)
     except (UnicodeDecodeError, RecursionError, json.JSONDecodeError) as exc:
@@ -159,8 +176,24 @@ def read_end(path: Path) -> SpooledEnd:
     return SpooledEnd(job_id, worker_id, result, path)
 
 
-def _set_aside(path: Path, why: str) -> None:
-    """Move a damaged file out of the spool (kept for an operator as ``<name>.damaged``)."""
+def _set_aside(path: Path, why: str, identity: tuple[int, int] | None = None) -> None:
+    """Move a damaged file out of the spool (kept for an operator as ``<name>.damaged``).
+
+    Only the file that was read (``identity``; with none, a path that is still no regular
+    file): a worker may have put its job's real end in the damaged one's place since (red
+    team round 18: that end was set aside and its job ended as lost). The new file is read
+    next round. Residual: a replacement in the microseconds between this check and the move."""
+    try:
+        now = path.lstat()
+    except FileNotFoundError:
+        return  # removed since: nothing to set aside
+    except OSError:
+        now = None
+    if now is not None and (
+        (now.st_dev, now.st_ino) != identity if identity is not None else stat.S_ISREG(now.st_mode)
+    ):
+        log.warning("spooled job end %s was replaced since it was read; read again next round", path)
+        return
     ALERT.critical(
         "spooled job end %s %s: not what a worker writes; set aside as %s%s, not written",
         path,
@@ -186,7 +219,7 @@ def spooled(settings: Settings) -> list[SpooledEnd]:
         except FileNotFoundError:
             continue  # another worker wrote this end and removed its file since the listing
         except DamagedEnd as exc:
-            _set_aside(path, str(exc))
+            _set_aside(path, str(exc), exc.identity)
     return ends
 
 
