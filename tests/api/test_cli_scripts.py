@@ -28,6 +28,7 @@ from tests.api.test_cli_for_people import one_line_error, tre
 from tests.worlds import IMAGE, WorldFactory
 from tre.api.app import create_app
 from tre.cli.client import CliError
+from tre.cli.jobs import NOTHING_SUBMITTED
 from tre.cli.resolve import pick_unique
 from tre.jobs.paths import log_path
 from tre.server import BackgroundServer
@@ -406,9 +407,38 @@ def test_ctrl_c_while_still_importing_is_one_line_and_130(live, engine) -> None:
     assert "Traceback" not in out + err
 
 
-def test_ctrl_c_while_following_says_the_job_continues(live, settings) -> None:  # type: ignore[no-untyped-def]
+def _wait_until_open(pid: int, path: Path, timeout: float = 60) -> None:
+    """Until process ``pid`` holds ``path`` open (its own file table: no sleep, no guess)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            try:
+                if os.readlink(fd) == str(path):
+                    return
+            except OSError:
+                continue
+        time.sleep(0.005)
+    raise AssertionError(f"{path} never opened by {pid}")
+
+
+def test_ctrl_c_while_following_says_the_job_continues(live, settings, tmp_path) -> None:  # type: ignore[no-untyped-def]
     envs, _, _ = live
     alice = envs["alice"]
+    # Before the job exists (packing the code folder): Ctrl-C says no job was made (newcomer
+    # round 22; it read 'error: interrupted', and whether a job ran on was anyone's guess).
+    # Pressed from a thread the moment the packer opens the file, while the rest goes on.
+    code = tmp_path / "analysis"
+    code.mkdir()
+    (code / "weights.bin").write_bytes(os.urandom(8 << 20))
+    packing = _Started(alice, "submit", "-p", "p1", "--image", IMAGE, "--code", str(code), "--", "true")
+    pressed: list[tuple[int, str, str]] = []
+
+    def press() -> None:
+        _wait_until_open(packing.proc.pid, code / "weights.bin")
+        pressed.append(packing.interrupt())
+
+    presser = threading.Thread(target=press)
+    presser.start()
     queued = as_json(alice, "submit", "-p", "p1", "-d", "ct1", "--image", IMAGE, "--json", "--", "true")
     job_id = queued["id"]  # type: ignore[index]
     # `logs -f` (piped: the log as it comes): once its first line is out, it is following.
@@ -429,6 +459,10 @@ def test_ctrl_c_while_following_says_the_job_continues(live, settings) -> None: 
         (line,) = _stderr_lines(err)
         assert line.startswith("error: interrupted") and "keeps running" in line, line
         assert line.endswith(f"tre logs {job} -f"), line
+    presser.join(timeout=120)
+    ((status, out, err),) = pressed
+    assert status == 130 and "Traceback" not in out + err, (out, err)
+    assert _stderr_lines(err) == [f"error: {NOTHING_SUBMITTED}"], err
 
 
 def test_a_reader_that_stops_early_is_not_an_error(live) -> None:  # type: ignore[no-untyped-def]

@@ -294,3 +294,35 @@ def test_a_folder_with_lookalike_names_is_refused_before_upload(tmp_path: Path) 
     with pytest.raises(CodeRefused) as info:
         pack_folder(folder, io.BytesIO(), CodeLimits())
     assert "'Analysis.py' and 'analysis.py' differ only in letter case" in str(info.value)
+
+
+@pytest.mark.parametrize("measure", ["bytes", "entries"])
+def test_a_code_folder_over_the_quota_names_what_fills_it(tmp_path: Path, measure: str) -> None:
+    """Newcomer round 22: 'holds more than 1 MiB, the project's quota' named neither the file
+    (their scan, their results) nor a way out. Now the largest (only those that matter beside
+    the largest: not the 20-byte script) and what to do, in one line."""
+    work = tmp_path / "analysis"
+    (work / "results").mkdir(parents=True)
+    (work / "analysis.py").write_text("print('hello')\n")
+    (work / "scan.nii").write_bytes(b"\0" * (3 << 20))
+    (work / "results" / "old.nii").write_bytes(b"\0" * (1 << 20))
+    for i in range(20):
+        (work / "results" / f"r{i}.csv").write_text("x\n")
+    limits = CodeLimits(max_bytes=2 << 20) if measure == "bytes" else CodeLimits(max_entries=12)
+    with pytest.raises(CodeTooLarge) as refused:
+        pack_folder(work, io.BytesIO(), limits)
+    named = (
+        "; the largest: scan.nii (3.0 MiB), results/old.nii (1.0 MiB)."
+        if measure == "bytes"
+        else "; the largest: results (22 entries)."
+    )
+    quota = (
+        "holds more than 2 MiB"
+        if measure == "bytes"
+        else "has more than 12 entries (files, folders and links)"
+    )
+    assert str(refused.value) == (
+        f"the code folder {work.resolve()} {quota}, the project's quota{named} Leave data and results "
+        "out of it (the job reads its datasets at /data and writes to /output), or ask an admin to "
+        "raise the quota (tre project set-quota)"
+    )

@@ -175,7 +175,10 @@ def test_hostile_folder_is_refused_before_upload(live, tmp_path: Path, settings)
     assert set_quota.returncode == 0 and "max_code_mb=1" in set_quota.stdout, set_quota.stderr
     over = _tre(live["alice"], args, cwd=work)
     assert over.returncode == 1
-    assert over.stderr.strip() == f"error: the code folder {work} holds more than 1 MiB, the project's quota"
+    assert over.stderr.strip().startswith(
+        f"error: the code folder {work} holds more than 1 MiB, the project's quota; "
+        "the largest: weights.bin (2.0 MiB)."
+    )
     assert not archives.exists() or not any(archives.iterdir())
 
 

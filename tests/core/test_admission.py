@@ -67,7 +67,11 @@ def test_no_grant(app_client, world, engine):
     with session_scope(engine) as s:
         registry.add_member(s, "root", "p2", "alice")
     # The same words as for a dataset that does not exist (no probing of dataset names).
-    assert "has no access to dataset" in _denied(app_client, world, job_body(project_id="p2"))
+    # And it says the project may use none yet (newcomer round 22), whatever the name.
+    assert _denied(app_client, world, job_body(project_id="p2")) == (
+        "project 'p2' has no access to dataset 'ct1'; it may use no dataset yet: an admin grants access "
+        "with tre grant add"
+    )
 
 
 def test_expired_grant(app_client, world, engine):
@@ -88,15 +92,25 @@ def test_revoked_grant(app_client, world):
 
 
 def test_unknown_dataset_is_indistinguishable_from_ungranted(app_client, world):
-    assert "no access to dataset 'nope'" in _denied(app_client, world, job_body(dataset_ids=["nope"]))
+    """A typo ('ct11') names the datasets the project may use, the same words for a name that
+    exists without a grant (newcomer round 22: 'has no access' alone sent them to an admin)."""
+    assert _denied(app_client, world, job_body(dataset_ids=["ct11"])) == (
+        "project 'p1' has no access to dataset 'ct11'; the datasets it may use: ct1"
+    )
 
 
 def test_image_not_allowlisted(app_client, world):
-    assert "not on the allowlist" in _denied(app_client, world, job_body(image="docker.io/evil/miner:latest"))
-    # Same repository but not pinned by digest.
-    assert "not on the allowlist" in _denied(
-        app_client, world, job_body(image="registry.tre.local/tre-job-cpu:latest")
+    pinned = "@sha256:" + "0" * 64
+    assert _denied(app_client, world, job_body(image="docker.io/evil/miner" + pinned)) == (
+        f"image 'docker.io/evil/miner{pinned}' is not on the allowlist of policy 'default'"
     )
+    # A tag, of any repository: what it lacks is its digest, and the refusal says so and where
+    # to find it (newcomer round 22: 'not on the allowlist' sent them to an admin).
+    for tagged in ("registry.tre.local/tre-job-cpu:latest", "docker.io/evil/miner:latest"):
+        assert _denied(app_client, world, job_body(image=tagged)) == (
+            f"image '{tagged}' is not pinned by a digest, which policy 'default' requires: "
+            "give NAME@sha256:DIGEST as tre image list --usable -p p1 shows it"
+        )
 
 
 @pytest.mark.parametrize(

@@ -76,7 +76,10 @@ def test_import_approve_list_and_admit(live, settings, engine, busybox_docker_ta
     assert [(r["reference"], r["imported_by"], r["approved_for"]) for r in listed if r["imported"]] == [
         (ref, "alice", [])
     ]
-    assert "tre-test/marker" in _tre(alice, "image", "list").stdout
+    (row,) = [line for line in _tre(alice, "image", "list").stdout.splitlines() if "tre-test/marker" in line]
+    # The image's time says UTC, as every other listing's (newcomer round 22: a bare
+    # 2026-12-02T10:30:27 read as local time).
+    assert row.split("\t")[4].endswith(" UTC"), row
     # Bob (another project) does not see an image that is neither his nor approved for him.
     assert [r for r in json.loads(_tre(bob, "image", "list", "--json").stdout) if r["imported"]] == []
 

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from tre.cli.client import ApiClient, CliError
-from tre.cli.output import JsonFlag, UsageMistake, console, human_size, print_json, table, untrusted
+from tre.cli.output import JsonFlag, UsageMistake, console, human_size, print_json, table, untrusted, utc_time
 from tre.cli.resolve import resolve_image_ref
 
 app = typer.Typer(help="Container images: import, list, approve for a project, push to the registry.")
@@ -99,7 +99,7 @@ def list_images(
                 r["name"],
                 human_size(r["size"]) if r["imported"] else "external",
                 r["layers"] or "-",
-                r["created"][:19],
+                utc_time(r["created"]),
                 r["imported_by"] or "-",
                 ", ".join(r["approved_for"]) or "-",
             )

@@ -38,6 +38,24 @@ def reattach_on_interrupt(job_id: str) -> Iterator[None]:
         raise Interrupted(f"interrupted; {reattach_hint(job_id)}") from None
 
 
+NOTHING_SUBMITTED = "interrupted before the job was submitted: no job was made; run the command again"
+
+
+@contextmanager
+def nothing_submitted_on_interrupt() -> Iterator[None]:
+    """Around what a command does before it asks for its job (admission's check, packing
+    and uploading the code, reading the quota): Ctrl-C there says no job was made.
+
+    Why: a researcher who pressed Ctrl-C during a long code upload read only 'error:
+    interrupted' and could not tell whether a job had started without them (newcomer
+    round 22). The job's own request is left out: its answer may be lost after the server
+    made the job, so an interrupt there cannot say no job exists."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise Interrupted(NOTHING_SUBMITTED) from None
+
+
 def follow_or_explain(client: ApiClient, job_id: str, show_logs: bool = True) -> dict:
     """`follow_job` inside `reattach_on_interrupt`."""
     with reattach_on_interrupt(job_id):
@@ -145,8 +163,9 @@ def submit(
     if code is not None:
         # Admission first: a mistyped dataset or project is refused before the code is packed
         # and uploaded (up to the project's code quota), not after.
-        client.post("/api/v1/jobs/check", json=request)
-        code_hash = upload_code(client, project, code, announce=not as_json)
+        with nothing_submitted_on_interrupt():
+            client.post("/api/v1/jobs/check", json=request)
+            code_hash = upload_code(client, project, code, announce=not as_json)
     job = client.post("/api/v1/jobs", json={**request, "code_hash": code_hash})
     if as_json and not wait:
         print_json(job)

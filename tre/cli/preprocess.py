@@ -17,7 +17,7 @@ from typing import Annotated, Any
 import typer
 
 from tre.cli.client import ApiClient, CliError
-from tre.cli.jobs import follow_job, reattach_on_interrupt
+from tre.cli.jobs import follow_job, nothing_submitted_on_interrupt, reattach_on_interrupt
 from tre.cli.output import console, untrusted
 from tre.cli.resolve import resolve_input_job
 from tre.kernels.output_choices import DEFAULT_MAX_ERROR, DTYPES, output_max_error
@@ -214,32 +214,34 @@ def preprocess(
         raise typer.BadParameter(f"use one of {', '.join(FORMATS)}", param_hint="--format")
     check_output_dtype(dtype, max_error)
     client = ApiClient()
-    quota = client.get(f"/api/v1/projects/{project}")
-    cpus = _limit("--cpu", cpu, float(quota["max_cpu"]))
-    resumed = resolve_input_job(client, resume) if resume is not None else None
-    body = job_request(
-        quota,
-        dataset,
-        job_command(
-            spacing,
-            window,
-            percentile_clip,
-            "cuda" if gpu else "cpu",
-            fmt,
-            math.ceil(cpus),
-            dtype,
-            max_error,
-            resume_from=resumed,
-        ),
-        image=image or default_job_image(client, project),
-        gpu=gpu,
-        cpu=cpus,
-        memory_mb=memory_mb,
-        time_limit=time_limit,
-        output_limit_mb=output_limit_mb,
-    )
-    if resumed is not None:
-        body["resume_job_id"] = resumed
+    with nothing_submitted_on_interrupt():
+        quota = client.get(f"/api/v1/projects/{project}")
+        cpus = _limit("--cpu", cpu, float(quota["max_cpu"]))
+        resumed = resolve_input_job(client, resume) if resume is not None else None
+        device = "cuda" if gpu else "cpu"
+        body = job_request(
+            quota,
+            dataset,
+            job_command(
+                spacing,
+                window,
+                percentile_clip,
+                device,
+                fmt,
+                math.ceil(cpus),
+                dtype,
+                max_error,
+                resume_from=resumed,
+            ),
+            image=image or default_job_image(client, project),
+            gpu=gpu,
+            cpu=cpus,
+            memory_mb=memory_mb,
+            time_limit=time_limit,
+            output_limit_mb=output_limit_mb,
+        )
+        if resumed is not None:
+            body["resume_job_id"] = resumed
     job = client.post("/api/v1/jobs", json=body)
     with reattach_on_interrupt(job["id"]):  # from the moment the job exists
         console.print(f"submitted preprocessing job [bold]{job['id']}[/]")

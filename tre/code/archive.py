@@ -410,6 +410,41 @@ def _folder_entries(
     yield from walk(root, "")
 
 
+# What an over-quota refusal looks at: at most this many entries, this many named.
+FILL_SCAN_ENTRIES = 200_000
+FILL_NAMED = 3
+
+
+def _what_fills(folder: Path, leave_out: frozenset[Path], measure: str) -> str:
+    """'; the largest: data/scan.nii (412.0 MiB), ...' (``measure`` 'bytes': files by size;
+    'entries': top-level folders by the entries below them), then what to do.
+
+    Why: 'holds more than 50 MiB, the project's quota' named neither what filled it nor a
+    way out, and a newcomer's code folder is full because it holds their data or outputs,
+    which the job reads at /data and writes to /output (newcomer round 22). Stats only,
+    bounded in entries and depth (the pack stopped at the quota; the rest is not read)."""
+    sizes: dict[str, int] = {}
+    for seen, (rel, entry) in enumerate(_folder_entries(folder, leave_out)):
+        if seen >= FILL_SCAN_ENTRIES or rel.count("/") >= MAX_DEPTH:
+            break
+        if measure == "entries":
+            top = rel.split("/", 1)[0]
+            sizes[top] = sizes.get(top, 0) + 1
+        elif entry.is_file(follow_symlinks=False):
+            sizes[rel] = entry.stat(follow_symlinks=False).st_size
+    ranked = sorted(sizes.items(), key=lambda kv: (-kv[1], kv[0]))[:FILL_NAMED]
+    # Only what matters beside the largest: 'run.sh (0.0 MiB)' named nothing to remove.
+    largest = [(name, size) for name, size in ranked if size * 10 >= ranked[0][1]] if ranked else []
+    if measure == "entries":
+        named = ", ".join(f"{name} ({n} {'entry' if n == 1 else 'entries'})" for name, n in largest)
+    else:
+        named = ", ".join(f"{name} ({size / MIB:.1f} MiB)" for name, size in largest)
+    return (
+        f"; the largest: {named}. Leave data and results out of it (the job reads its datasets "
+        "at /data and writes to /output), or ask an admin to raise the quota (tre project set-quota)"
+    )
+
+
 VENV_MARKERS = ("pyvenv.cfg", "conda-meta")
 
 
@@ -479,6 +514,7 @@ def pack_folder(
                     raise CodeTooLarge(
                         f"the code folder {folder} has more than {limits.max_entries} entries "
                         "(files, folders and links), the project's quota"
+                        + _what_fills(folder, skipped, "entries")
                     )
                 if stat.S_ISLNK(st.st_mode):
                     info.type = tarfile.SYMTYPE
@@ -494,7 +530,7 @@ def pack_folder(
                     if total > limits.max_bytes:
                         raise CodeTooLarge(
                             f"the code folder {folder} holds more than {limits.describe_bytes()}, "
-                            "the project's quota"
+                            f"the project's quota{_what_fills(folder, skipped, 'bytes')}"
                         )
                     info.mode = 0o644
                     info.size = st.st_size

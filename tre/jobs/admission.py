@@ -8,6 +8,7 @@ same datasets), then the image's approval for the project (ingress review), then
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
@@ -20,7 +21,7 @@ from tre.config import Settings
 from tre.errors import AdmissionDenied
 from tre.images.catalog import require_approved
 from tre.jobs.lineage import Lineage, resolve_inputs
-from tre.policy import policies_for_datasets
+from tre.policy import JobRules, policies_for_datasets
 from tre.store.base import utcnow
 from tre.store.models import AccessGrant, Dataset, Job, JobState, Project, ProjectMember
 
@@ -71,7 +72,7 @@ def admit(session: Session, settings: Settings, user_id: str, req: JobRequest) -
     for applied in policies_for_datasets(datasets, settings.resolved_policies_dir):
         lineage.policies[applied.name] = applied.policy.digest
         if not applied.policy.job.image_allowed(req.image):
-            raise AdmissionDenied(f"image {req.image!r} is not on the allowlist of policy {applied.name!r}")
+            raise AdmissionDenied(_image_refused(req.image, applied.name, req.project_id, applied.policy.job))
     # Ingress review: an admin approved exactly this image for this project (tre.images).
     require_approved(session, req.project_id, req.image)
     _check_quota(project, req)
@@ -161,7 +162,10 @@ def _check_grants(
         status = _grant_status(grants.get(dataset_id, []), now) if dataset_id in policies else "none"
         if status == "none":
             # The same words as for a dataset that does not exist: no probing of dataset names.
-            raise AdmissionDenied(_no_access(project_id, dataset_id) + suffix)
+            # The member is told which datasets the project may use (what `tre grant list`
+            # shows them anyway), so a typo ('lidcc') names its fix.
+            usable = "" if via_inputs else _usable_datasets(session, project_id, now)
+            raise AdmissionDenied(_no_access(project_id, dataset_id) + suffix + usable)
         if status != "active":
             why = {
                 "expired": "has only an expired access grant for",
@@ -178,6 +182,52 @@ def _grant_status(grants: list[tuple[datetime, datetime | None]], now: datetime)
     if any(revoked is not None for _, revoked in grants):
         return "revoked"
     return "expired" if grants else "none"
+
+
+_PINNED = re.compile(r"@sha256:[0-9a-f]{64}$")
+
+
+def _image_refused(image: str, policy_name: str, project_id: str, rules: JobRules) -> str:
+    """Why the policy refuses ``image``, and what to give instead.
+
+    Why: a tag ('registry.tre.local/image:latest') read 'not on the allowlist', which a
+    newcomer takes for an image an admin must list; what it lacks is its digest (newcomer
+    round 22)."""
+    if rules.require_digest and not _PINNED.search(image.strip()):
+        return (
+            f"image {image!r} is not pinned by a digest, which policy {policy_name!r} requires: "
+            f"give NAME@sha256:DIGEST as tre image list --usable -p {project_id} shows it"
+        )
+    return f"image {image!r} is not on the allowlist of policy {policy_name!r}"
+
+
+_USABLE_QUERY = (
+    select(_GRANTS.c.dataset_id)
+    .where(
+        _GRANTS.c.project_id == bindparam("project_id"),
+        _GRANTS.c.revoked_at.is_(None),
+        _GRANTS.c.expires_at > bindparam("now"),
+    )
+    .distinct()
+)
+
+
+def _usable_datasets(session: Session, project_id: str, now: datetime) -> str:
+    """'; the datasets it may use: a, b' (or that it has none): the same for every name
+    refused, a dataset that exists or not, since a member sees the project's grants anyway.
+
+    Why: a mistyped dataset ('lidcc') read only 'has no access', which a newcomer takes for
+    a missing grant to ask an admin for (newcomer round 22)."""
+    found = session.connection().execute(_USABLE_QUERY, {"project_id": project_id, "now": now}).scalars()
+    names = sorted(str(n) for n in found)
+    if not names:
+        return "; it may use no dataset yet: an admin grants access with tre grant add"
+    shown = ", ".join(names[:MAX_DATASETS_NAMED]) + (", ..." if len(names) > MAX_DATASETS_NAMED else "")
+    return f"; the datasets it may use: {shown}"
+
+
+# A refusal names at most this many of the project's datasets (one line on a terminal).
+MAX_DATASETS_NAMED = 10
 
 
 def _no_access(project_id: str, dataset_id: str) -> str:
