@@ -193,11 +193,16 @@ def _image_refused(image: str, policy_name: str, project_id: str, rules: JobRule
     Why: a tag ('registry.tre.local/image:latest') read 'not on the allowlist', which a
     newcomer takes for an image an admin must list; what it lacks is its digest (newcomer
     round 22)."""
-    if rules.require_digest and not _PINNED.search(image.strip()):
-        return (
-            f"image {image!r} is not pinned by a digest, which policy {policy_name!r} requires: "
-            f"give NAME@sha256:DIGEST as tre image list --usable -p {project_id} shows it"
-        )
+    name = image.strip()
+    if rules.require_digest and not _PINNED.search(name):
+        # Only where the same name pinned would be allowed is the digest what it lacks: an
+        # image the allowlist never admits ('docker.io/evil:latest') is refused as such.
+        repository = name.rsplit(":", 1)[0] if ":" in name.rsplit("/", 1)[-1] else name
+        if rules.image_allowed(f"{repository}@sha256:{'0' * 64}"):
+            return (
+                f"image {image!r} is not pinned by a digest, which policy {policy_name!r} requires: "
+                f"give NAME@sha256:DIGEST as tre image list --usable -p {project_id} shows it"
+            )
     return f"image {image!r} is not on the allowlist of policy {policy_name!r}"
 
 
