@@ -66,6 +66,21 @@ def clean_name(raw: str) -> str:
     return "/".join(cleaned)[:MAX_NAME].strip("/") or "image"
 
 
+# The platform's own job images (`tre admin build-image`: tre-job-cpu; the CUDA image,
+# tre-job-cuda) are found by name (`tre preprocess` runs the one approved for the project).
+PLATFORM_IMAGE_PREFIX = "tre-job-"
+
+
+def names_platform_image(name: str) -> bool:
+    """Whether a cleaned repository name is, or ends in, a name of the platform's job images.
+
+    Why reserved: an admin approving ``registry.tre.local/tre-job-cpu@...`` takes it for the
+    platform's image, and `tre preprocess` picks that name for every member of the project; a
+    researcher's image under it (or under ``someone/tre-job-cpu``) would be run as the
+    platform's. Only admins import under these names."""
+    return name.rsplit("/", 1)[-1].startswith(PLATFORM_IMAGE_PREFIX)
+
+
 def canonical(registry: str, name: str, digest: str) -> str:
     return f"{registry.rstrip('/')}/{name}@{digest}"
 
