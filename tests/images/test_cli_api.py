@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -245,3 +246,22 @@ def test_preprocess_takes_the_newest_job_image_by_its_name() -> None:
     assert default_job_image(Listing(), "p1") == new  # type: ignore[arg-type]
     listed[:2] = []
     assert default_job_image(Listing(), "p1") == external  # type: ignore[arg-type]
+
+
+def test_an_archive_naming_no_repository_is_said_to_be_called_image(
+    live, busybox_layout: Path, tmp_path: Path
+) -> None:
+    """Newcomer round 22: an OCI layout without a name became `registry.tre.local/image@...`
+    and nothing said that 'image' was a default, nor how to name it."""
+    unnamed = tmp_path / "unnamed"
+    shutil.copytree(busybox_layout, unnamed)
+    index = json.loads((unnamed / "index.json").read_text())
+    for entry in index["manifests"]:
+        entry.pop("annotations", None)  # no org.opencontainers.image.ref.name
+    (unnamed / "index.json").write_text(json.dumps(index))
+    proc = _tre(live["alice"], "image", "import", str(unnamed))
+    assert proc.returncode == 0, proc.stderr
+    assert "registry.tre.local/image@sha256:" in proc.stdout
+    assert "the archive names no repository, so the image is called 'image'; --name NAME" in proc.stdout
+    named = _tre(live["bob"], "image", "import", str(unnamed), "--name", "bob/x")
+    assert named.returncode == 0 and "names no repository" not in named.stdout, named.stderr

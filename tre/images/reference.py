@@ -15,6 +15,7 @@ from tre.errors import TreError
 DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
 _NAME_PART = re.compile(r"[^a-z0-9._-]+")
 MAX_NAME = 128
+DEFAULT_IMAGE_NAME = "image"  # an archive that names no repository, imported without --name
 
 
 class BadReference(TreError):
@@ -63,7 +64,7 @@ def clean_name(raw: str) -> str:
     if parts and ":" in parts[-1]:
         parts[-1] = parts[-1].split(":", 1)[0]
     cleaned = [p for p in (_NAME_PART.sub("-", part.lower()).strip(".-_") for part in parts) if p]
-    return "/".join(cleaned)[:MAX_NAME].strip("/") or "image"
+    return "/".join(cleaned)[:MAX_NAME].strip("/") or DEFAULT_IMAGE_NAME
 
 
 # The platform's own job images (`tre admin build-image`: tre-job-cpu; the CUDA image,
