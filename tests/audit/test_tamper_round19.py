@@ -1,0 +1,218 @@
+"""Tamper round 19: the airlock's decisions changed in the database after the fact.
+
+An insider who can write the database (no key) edits the airlock's tables; the log still
+verifies, because it was never touched. Before this round the stored rows were obeyed: a
+request flipped to approved was downloaded, a released file's hash moved to a file the
+committee never released was served (its bytes match the edited hash), a file row added to
+a release was served, an edited disclosure record was served as the committee's, a vote
+written into (or edited in) ``reviews`` counted towards the quorum and released the files,
+and a request set to conflicted was settled by one admin. Each now needs the signed entry
+that made the decision (`egress_review.logged_decision`, `tre.audit.attest`).
+
+One world per test (real app, SQLite, the real staging folder); the variants run one after
+another on it, each undone before the next. `test_attest_proves_inclusion` runs the lookup
+itself on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from tests.egress.test_workflow_support import SAFE_CSV, World, seed_world
+from tre.audit import AuditEvent, record_events
+from tre.audit.merkle import leaf_hash
+from tre.config import Settings
+from tre.store.db import session_scope
+from tre.store.models import AuditEntry, EgressFile, EgressRequest, Review
+
+BASE = "/api/v1/egress/requests"
+OTHER_CSV = b"group,count\nsmoker,150\nnon_smoker,310\n"
+THIRD_CSV = b"group,count\nupper_lobe,210\nlower_lobe,250\n"
+
+
+@pytest.fixture
+def world(db: sessionmaker[Session], esettings: Settings) -> World:
+    with db.begin() as s:
+        return seed_world(
+            s,
+            esettings,
+            {"tables/summary.csv": SAFE_CSV, "tables/other.csv": OTHER_CSV, "tables/third.csv": THIRD_CSV},
+        )
+
+
+@pytest.fixture
+def auth(token_for: Callable[..., str]) -> Callable[..., dict[str, str]]:
+    return lambda user, *roles: {"Authorization": f"Bearer {token_for(user, *roles)}"}
+
+
+def _request(client: Any, auth: Any, world: World, path: str) -> dict[str, Any]:
+    resp = client.post(
+        BASE,
+        headers=auth(world.researcher, "researcher"),
+        json={"job_id": world.job_id, "files": [path], "justification": "counts"},
+    )
+    assert resp.status_code == 201, resp.text
+    assert resp.json()["state"] == "awaiting_review", resp.json()
+    return dict(resp.json())
+
+
+def _vote(client: Any, auth: Any, rid: str, who: str, vote: str = "approve") -> Any:
+    return client.post(f"{BASE}/{rid}/votes", headers=auth(who, "dac"), json={"vote": vote})
+
+
+def _answer(resp: Any) -> str:
+    """The answer's status and problem slug (the variants are compared all at once at the end,
+    so a run on the old code shows every one that got through)."""
+    kind = resp.json().get("type", "") if resp.headers.get("content-type", "").endswith("json") else ""
+    return f"{resp.status_code} {kind.rsplit(':', 1)[-1] if isinstance(kind, str) and kind else ''}".strip()
+
+
+def test_a_release_is_served_only_as_the_log_recorded_it(
+    app_client: Any, auth: Any, world: World, db: sessionmaker[Session]
+) -> None:
+    released = _request(app_client, auth, world, "tables/summary.csv")
+    withheld = _request(app_client, auth, world, "tables/other.csv")
+    rid, wid = released["id"], withheld["id"]
+    got: dict[str, str] = {}
+    for who in ("dana", "dave"):
+        assert _vote(app_client, auth, rid, who).status_code == 201
+    url = f"{BASE}/{rid}/files/{released['files'][0]['id']}"
+    me = auth(world.researcher, "researcher")
+    assert app_client.get(url, headers=me).content == SAFE_CSV  # the honest release downloads
+    record_url = f"{BASE}/{rid}/disclosure"
+    assert app_client.get(record_url, headers=me).status_code == 200
+    with db() as s:
+        other = s.scalars(select(EgressFile).where(EgressFile.request_id == wid)).one()
+        other_sha, other_size, other_staged = other.sha256, other.size, other.staged_path
+        record = dict(s.get(EgressRequest, rid).disclosure_record or {})
+        own_sha = s.scalars(select(EgressFile.sha256).where(EgressFile.request_id == rid)).one()
+
+    # 1. The released file's hash moved to the withheld file's (staged, so its bytes match).
+    with db.begin() as s:
+        s.execute(update(EgressFile).where(EgressFile.request_id == rid).values(sha256=other_sha))
+    got["hash-moved"] = _answer(app_client.get(url, headers=me))
+    with db.begin() as s:
+        s.execute(update(EgressFile).where(EgressFile.request_id == rid).values(sha256=own_sha))
+
+    # 2. A file row added to the release, naming the withheld file.
+    with db.begin() as s:
+        s.add(
+            EgressFile(
+                request_id=rid,
+                path="tables/other.csv",
+                sha256=other_sha,
+                size=other_size,
+                staged_path=other_staged,
+            )
+        )
+        s.flush()
+        added = s.scalars(
+            select(EgressFile.id).where(EgressFile.request_id == rid, EgressFile.sha256 == other_sha)
+        ).one()
+    got["file-added"] = _answer(app_client.get(f"{BASE}/{rid}/files/{added}", headers=me))
+    assert app_client.get(url, headers=me).content == SAFE_CSV  # the logged file still downloads
+
+    # 3. The disclosure record edited after the decision (a vote said otherwise).
+    with db.begin() as s:
+        req = s.get(EgressRequest, rid)
+        edited = {**record, "reviews": [{**r, "vote": "reject"} for r in record.get("reviews", [])]}
+        req.disclosure_record = edited
+    got["record-edited"] = _answer(app_client.get(record_url, headers=me))
+    got["record-edited-download"] = _answer(app_client.get(url, headers=me))
+    with db.begin() as s:
+        s.get(EgressRequest, rid).disclosure_record = record
+
+    # 4. The request awaiting review flipped to approved, with a record copied in.
+    with db.begin() as s:
+        req = s.get(EgressRequest, wid)
+        req.state, req.disclosure_record = "approved", {**record, "request_id": wid}
+    other_url = f"{BASE}/{wid}/files/{withheld['files'][0]['id']}"
+    got["flipped-download"] = _answer(app_client.get(other_url, headers=me))
+    got["flipped-record"] = _answer(app_client.get(f"{BASE}/{wid}/disclosure", headers=me))
+    release, decision = "409 release-not-in-audit-log", "409 decision-not-in-audit-log"
+    assert got == {
+        "hash-moved": release,
+        "file-added": release,
+        "record-edited": decision,
+        "record-edited-download": release,
+        "flipped-download": release,
+        "flipped-record": decision,
+    }
+    with db() as s:
+        refusals = [e.action for e in s.scalars(select(AuditEntry).order_by(AuditEntry.idx))]
+    assert refusals.count("egress.download_refused") == 4
+    assert refusals.count("egress.disclosure_refused") == 2
+
+
+def test_a_vote_counts_only_if_the_log_holds_it(
+    app_client: Any, auth: Any, world: World, db: sessionmaker[Session], esettings: Settings
+) -> None:
+    got: dict[str, str] = {}
+    planted = _request(app_client, auth, world, "tables/summary.csv")["id"]
+    edited = _request(app_client, auth, world, "tables/other.csv")["id"]
+    flipped = _request(app_client, auth, world, "tables/third.csv")["id"]
+    # 1. A vote written straight into the table: the next real vote would reach the quorum.
+    with db.begin() as s:
+        s.add(Review(request_id=planted, reviewer_id="dave", stage="review", vote="approve"))
+    got["vote-planted"] = _answer(_vote(app_client, auth, planted, "dana"))
+    # 2. A real reject vote edited into an approval.
+    assert _vote(app_client, auth, edited, "dana", "reject").status_code == 201
+    with db.begin() as s:
+        s.execute(update(Review).where(Review.request_id == edited).values(vote="approve"))
+    got["vote-edited"] = _answer(_vote(app_client, auth, edited, "dave"))
+    # 3. A request set to conflicted in the table, then settled by one admin.
+    with db.begin() as s:
+        s.get(EgressRequest, flipped).state = "conflicted"
+    resolve = app_client.post(
+        f"{BASE}/{flipped}/resolution",
+        headers=auth(world.admin, "admin"),
+        json={"decision": "approve", "comment": "settled"},
+    )
+    got["conflict-flipped"] = _answer(resolve)
+    assert got == {
+        "vote-planted": "409 votes-not-in-audit-log",
+        "vote-edited": "409 votes-not-in-audit-log",
+        "conflict-flipped": "409 decision-not-in-audit-log",
+    }
+    with db() as s:
+        states = {r: s.get(EgressRequest, r).state for r in (planted, edited, flipped)}
+        actions = [e.action for e in s.scalars(select(AuditEntry).order_by(AuditEntry.idx))]
+    assert states == {planted: "awaiting_review", edited: "awaiting_review", flipped: "conflicted"}
+    assert "egress.released" not in actions
+    assert actions.count("egress.vote_refused") == 2 and actions.count("egress.resolution_refused") == 1
+
+
+def test_attest_proves_inclusion(log_engine: Engine) -> None:
+    """The lookup finds signed entries; with one row's body and leaf hash rewritten (its
+    search columns kept) it proves none (each proof passes through every other leaf's
+    subtree), so a caller refuses; on both stores."""
+    from tre.audit.attest import signed_entries
+
+    with session_scope(log_engine) as s:
+        record_events(
+            s,
+            [
+                AuditEvent("dana", "egress.vote", job_id="j1", details={"request_id": f"r{i}"})
+                for i in range(3)
+            ],
+        )
+    wanted: Callable[[dict[str, object]], bool] = lambda body: True  # noqa: E731
+    with session_scope(log_engine) as s:
+        assert [e.idx for e in signed_entries(s, "egress.vote", "j1", wanted)] == [0, 1, 2]
+        row = s.get(AuditEntry, 1)
+        assert row is not None
+        body, leaf = row.body, row.leaf_hash
+        row.body = body.replace('"r1"', '"r9"')
+        row.leaf_hash = leaf_hash(row.body.encode())
+    with session_scope(log_engine) as s:
+        assert signed_entries(s, "egress.vote", "j1", wanted) == []
+        row = s.get(AuditEntry, 1)
+        assert row is not None
+        row.body, row.leaf_hash = body, leaf
+    with session_scope(log_engine) as s:
+        assert len(signed_entries(s, "egress.vote", "j1", wanted)) == 3
