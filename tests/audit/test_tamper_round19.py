@@ -17,10 +17,11 @@ itself on SQLite and PostgreSQL.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.egress.test_workflow_support import SAFE_CSV, World, seed_world
@@ -216,3 +217,70 @@ def test_attest_proves_inclusion(log_engine: Engine) -> None:
         row.body, row.leaf_hash = body, leaf
     with session_scope(log_engine) as s:
         assert len(signed_entries(s, "egress.vote", "j1", wanted)) == 3
+
+
+def test_doctor_names_accounts_edited_behind_the_log(log_engine: Engine, settings: Settings) -> None:
+    """Each account edit straight in the tables (no key) is named by `tre admin doctor`; it
+    had no such check (every variant passed unseen), and authentication obeys the rows."""
+    from tre import registry
+    from tre.doctor import FAIL, OK, check_accounts
+    from tre.store.models import User, UserRole
+
+    policies = settings.policies_dir
+    with session_scope(log_engine) as s:
+        registry.create_user(s, "adam", "adam", ["admin"])
+        for user in ("carl", "cleo", "cora", "cyd"):
+            registry.create_user(s, "adam", user, ["researcher"])
+        registry.set_user_disabled(s, "adam", "carl", True, policies_dir=policies)
+        registry.set_user_disabled(s, "adam", "cora", True, policies_dir=policies)
+        registry.set_user_disabled(s, "adam", "cora", False, policies_dir=policies)
+    assert check_accounts(settings, log_engine).status == OK
+    with session_scope(log_engine) as s:
+        cora = s.get(User, "cora")
+        assert cora is not None and cora.tokens_valid_from is not None
+        valid_from = cora.tokens_valid_from
+
+    def enabled(s: Session) -> None:
+        s.execute(update(User).where(User.id == "carl").values(disabled=False))
+
+    def role_added(s: Session) -> None:
+        s.add(UserRole(user_id="cleo", role="admin"))
+
+    def inserted(s: Session) -> None:
+        s.add(User(id="eve", display_name="eve", roles=[UserRole(role="admin")]))
+
+    def epoch_back(s: Session) -> None:
+        s.execute(
+            update(User).where(User.id == "cora").values(tokens_valid_from=valid_from - timedelta(days=30))
+        )
+
+    def epoch_cleared(s: Session) -> None:
+        s.execute(
+            update(User)
+            .where(User.id == "cora")
+            .values(tokens_valid_from=None, created_at=valid_from - timedelta(days=30))
+        )
+
+    def undo(s: Session) -> None:
+        s.execute(update(User).where(User.id == "carl").values(disabled=True))
+        s.execute(delete(UserRole).where(UserRole.user_id == "cleo", UserRole.role == "admin"))
+        s.execute(delete(UserRole).where(UserRole.user_id == "eve"))
+        s.execute(delete(User).where(User.id == "eve"))
+        s.execute(update(User).where(User.id == "cora").values(tokens_valid_from=valid_from))
+
+    named = {}
+    for edit, who in (
+        (enabled, "carl"),
+        (role_added, "cleo"),
+        (inserted, "eve"),
+        (epoch_back, "cora"),
+        (epoch_cleared, "cora"),
+    ):
+        with session_scope(log_engine) as s:
+            edit(s)
+        check = check_accounts(settings, log_engine)
+        named[edit.__name__] = check.status == FAIL and f"user {who}:" in check.detail
+        with session_scope(log_engine) as s:
+            undo(s)
+    assert named == dict.fromkeys(("enabled", "role_added", "inserted", "epoch_back", "epoch_cleared"), True)
+    assert check_accounts(settings, log_engine).status == OK

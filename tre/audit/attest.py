@@ -19,15 +19,15 @@ Every field that decides is read from the verified body.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from tre.audit.guard import damaged, is_last_signed
 from tre.audit.merkle import ProofError, verify_inclusion
 from tre.audit.note import Checkpoint, NoteError, open_checkpoint_any
-from tre.audit.service import AuditLogError, StoredTree, VerifiedEntry, verified_entry
+from tre.audit.service import AuditLogError, StoredTree, VerifiedEntry, body_field, verified_entry
 from tre.audit.signing import AuditSigner, signer_for
 from tre.store.models import AuditCheckpoint, AuditEntry
 
@@ -36,9 +36,10 @@ from tre.store.models import AuditCheckpoint, AuditEntry
 MAX_CANDIDATES = 256
 
 
-def newest_signed(session: Session, signer: AuditSigner) -> Checkpoint | None:
+def newest_signed(session: Session, signer: AuditSigner | None = None) -> Checkpoint | None:
     """The newest stored checkpoint, if its note verifies and a key that signs now signed it
-    (or it is the checkpoint kept beside the key); None for an empty log.
+    (or it is the checkpoint kept beside the key); None for an empty log (no key is loaded,
+    nor made, for it). ``signer``: the session's (`signer_for`) unless given.
 
     Raises AuditLogDamaged otherwise: nothing in the database is then vouched for."""
     note = session.scalar(
@@ -48,6 +49,7 @@ def newest_signed(session: Session, signer: AuditSigner) -> Checkpoint | None:
     )
     if note is None:
         return None
+    signer = signer or signer_for(session)
     try:
         cp, keys = open_checkpoint_any(note, signer.known_keys, signer.name)
     except NoteError as e:
@@ -66,7 +68,7 @@ def signed_entries(
     """The entries of ``action`` about ``job_id`` for which ``wanted(body)`` holds, each proven
     to be in the tree the log signed; oldest first. Raises AuditLogDamaged when the log
     itself cannot vouch for anything (its newest checkpoint does not verify)."""
-    cp = newest_signed(session, signer_for(session))
+    cp = newest_signed(session)
     if cp is None:
         return []
     rows = session.scalars(
@@ -91,4 +93,40 @@ def signed_entries(
         except (ProofError, AuditLogError):
             continue  # a row rewritten with its own hash: not the leaf the log signed
         found.append(entry)
+    return found
+
+
+def all_signed(
+    session: Session, actions: Sequence[str], signer: AuditSigner | None = None
+) -> list[VerifiedEntry]:
+    """Every entry whose hashed body names one of ``actions``, in the tree the log signed,
+    oldest first: for a check of a whole table against the log (`tre admin doctor`).
+
+    The root of all stored leaves up to the newest signed checkpoint is recomputed once and
+    must be that checkpoint's root, so every stored leaf hash is the signed one; each entry's
+    body must hash to its leaf. The entries are found by the body's ``action`` (extracted by
+    the database) or by the ``action`` column, so an edited column alone does not hide the
+    entry that contradicts a table; to hide one, both must be edited, and such a body no
+    longer matches its leaf (`tre audit check` names it). Raises AuditLogDamaged when the
+    stored tree is not the signed one (`tre audit check` then says where)."""
+    cp = newest_signed(session, signer)
+    if cp is None:
+        return []
+    try:
+        root = StoredTree(session, cp.tree_size).root()
+    except AuditLogError as e:
+        raise damaged(str(e)) from e
+    if root != cp.root_hash:
+        raise damaged(f"the stored entries do not hash to the root the log signed at size {cp.tree_size}")
+    named = or_(AuditEntry.action.in_(list(actions)), body_field(session, "action").in_(list(actions)))
+    rows = session.scalars(
+        select(AuditEntry).where(named, AuditEntry.idx < cp.tree_size).order_by(AuditEntry.idx)
+    )
+    found = []
+    for row in rows:
+        entry = verified_entry(row)
+        if entry is None:
+            raise damaged(f"entry {row.idx} does not match its signed leaf hash")
+        if entry.fields.get("action") in actions:  # not a column edited to look like one
+            found.append(entry)
     return found
