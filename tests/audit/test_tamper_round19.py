@@ -37,7 +37,7 @@ THIRD_CSV = b"group,count\nupper_lobe,210\nlower_lobe,250\n"
 
 
 @pytest.fixture
-def world(db: sessionmaker[Session], esettings: Settings) -> World:
+def eworld(db: sessionmaker[Session], esettings: Settings) -> World:
     with db.begin() as s:
         return seed_world(
             s,
@@ -74,16 +74,16 @@ def _answer(resp: Any) -> str:
 
 
 def test_a_release_is_served_only_as_the_log_recorded_it(
-    app_client: Any, auth: Any, world: World, db: sessionmaker[Session]
+    app_client: Any, auth: Any, eworld: World, db: sessionmaker[Session]
 ) -> None:
-    released = _request(app_client, auth, world, "tables/summary.csv")
-    withheld = _request(app_client, auth, world, "tables/other.csv")
+    released = _request(app_client, auth, eworld, "tables/summary.csv")
+    withheld = _request(app_client, auth, eworld, "tables/other.csv")
     rid, wid = released["id"], withheld["id"]
     got: dict[str, str] = {}
     for who in ("dana", "dave"):
         assert _vote(app_client, auth, rid, who).status_code == 201
     url = f"{BASE}/{rid}/files/{released['files'][0]['id']}"
-    me = auth(world.researcher, "researcher")
+    me = auth(eworld.researcher, "researcher")
     assert app_client.get(url, headers=me).content == SAFE_CSV  # the honest release downloads
     record_url = f"{BASE}/{rid}/disclosure"
     assert app_client.get(record_url, headers=me).status_code == 200
@@ -151,12 +151,12 @@ def test_a_release_is_served_only_as_the_log_recorded_it(
 
 
 def test_a_vote_counts_only_if_the_log_holds_it(
-    app_client: Any, auth: Any, world: World, db: sessionmaker[Session], esettings: Settings
+    app_client: Any, auth: Any, eworld: World, db: sessionmaker[Session], esettings: Settings
 ) -> None:
     got: dict[str, str] = {}
-    planted = _request(app_client, auth, world, "tables/summary.csv")["id"]
-    edited = _request(app_client, auth, world, "tables/other.csv")["id"]
-    flipped = _request(app_client, auth, world, "tables/third.csv")["id"]
+    planted = _request(app_client, auth, eworld, "tables/summary.csv")["id"]
+    edited = _request(app_client, auth, eworld, "tables/other.csv")["id"]
+    flipped = _request(app_client, auth, eworld, "tables/third.csv")["id"]
     # 1. A vote written straight into the table: the next real vote would reach the quorum.
     with db.begin() as s:
         s.add(Review(request_id=planted, reviewer_id="dave", stage="review", vote="approve"))
@@ -171,7 +171,7 @@ def test_a_vote_counts_only_if_the_log_holds_it(
         s.get(EgressRequest, flipped).state = "conflicted"
     resolve = app_client.post(
         f"{BASE}/{flipped}/resolution",
-        headers=auth(world.admin, "admin"),
+        headers=auth(eworld.admin, "admin"),
         json={"decision": "approve", "comment": "settled"},
     )
     got["conflict-flipped"] = _answer(resolve)
@@ -284,3 +284,48 @@ def test_doctor_names_accounts_edited_behind_the_log(log_engine: Engine, setting
             undo(s)
     assert named == dict.fromkeys(("enabled", "role_added", "inserted", "epoch_back", "epoch_cleared"), True)
     assert check_accounts(settings, log_engine).status == OK
+
+
+def test_a_spooled_job_end_counts_only_under_its_jobs_key(  # type: ignore[no-untyped-def]
+    app_client, world, engine, settings
+) -> None:
+    """A file in exactly a worker's form, with the running job's (public) worker id, ended
+    the job as it said (round 17's residual). The real worker claims the jobs (each row gets
+    its ``end_key``, kept in the worker's memory); only the end it seals is written."""
+    import json
+
+    from tests.worlds import job_body
+    from tre.executors.base import JobResult
+    from tre.jobs import end_spool
+    from tre.jobs.worker import DB_AWAY, Worker
+    from tre.states import JobState
+    from tre.store.models import Job
+
+    worker = Worker(settings, engine, concurrency=1)
+    submitted = {
+        app_client.post("/api/v1/jobs", headers=world.headers["alice"], json=job_body()).json()["id"]
+        for _ in range(3)
+    }
+    claimed = {worker.claim_next() for _ in range(3)}
+    assert claimed == submitted
+    plain, wrong_key, real = sorted(claimed)
+    folder = end_spool.spool_dir(settings)
+    folder.mkdir(parents=True, exist_ok=True)
+    forged = {"worker_id": worker.worker_id, "state": "succeeded", "exit_code": 0, "reason": "forged"}
+    (folder / f"{plain}.json").write_text(json.dumps({"job_id": plain, **forged}))
+    fake = JobResult(JobState.succeeded, 0, "forged")
+    seal = end_spool.seal_of("0" * 64, wrong_key, worker.worker_id, fake)
+    (folder / f"{wrong_key}.json").write_text(json.dumps({"job_id": wrong_key, **forged, "seal": seal}))
+    key = worker._end_keys[real]
+    end_spool.spool_end(settings, real, worker.worker_id, JobResult(JobState.failed, 3, "exit 3"), key)
+
+    assert end_spool.replay(settings, engine, worker._finish, DB_AWAY) == 1
+    with session_scope(engine) as s:
+        states = {j: s.get(Job, j).state for j in claimed}  # type: ignore[union-attr]
+        bodies = " ".join(s.scalars(select(AuditEntry.body)))
+    assert states == {plain: "running", wrong_key: "running", real: "failed"}
+    assert sorted(p.name for p in end_spool.damaged(settings)) == sorted(
+        f"{j}.json{end_spool.DAMAGED}" for j in (plain, wrong_key)
+    )
+    shown = app_client.get(f"/api/v1/jobs/{plain}", headers=world.headers["alice"]).text
+    assert key not in bodies and key not in shown and "end_key" not in shown
