@@ -24,12 +24,12 @@ import pytest
 from sqlalchemy import Engine, delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests.egress.test_workflow_support import SAFE_CSV, World, seed_world
+from tests.egress.test_workflow_support import LEAKY_CSV, SAFE_CSV, World, seed_world
 from tre.audit import AuditEvent, record_events
 from tre.audit.merkle import leaf_hash
 from tre.config import Settings
 from tre.store.db import session_scope
-from tre.store.models import AuditEntry, EgressFile, EgressRequest, Review
+from tre.store.models import AuditEntry, Dataset, EgressFile, EgressRequest, Review
 
 BASE = "/api/v1/egress/requests"
 OTHER_CSV = b"group,count\nsmoker,150\nnon_smoker,310\n"
@@ -42,7 +42,12 @@ def eworld(db: sessionmaker[Session], esettings: Settings) -> World:
         return seed_world(
             s,
             esettings,
-            {"tables/summary.csv": SAFE_CSV, "tables/other.csv": OTHER_CSV, "tables/third.csv": THIRD_CSV},
+            {
+                "tables/summary.csv": SAFE_CSV,
+                "tables/other.csv": OTHER_CSV,
+                "tables/third.csv": THIRD_CSV,
+                "tables/leaky.csv": LEAKY_CSV,
+            },
         )
 
 
@@ -175,10 +180,20 @@ def test_a_vote_counts_only_if_the_log_holds_it(
         json={"decision": "approve", "comment": "settled"},
     )
     got["conflict-flipped"] = _answer(resolve)
+    # 4. The job's dataset moved (in its row) to an empty folder: the checks would run without
+    # its patients' identifiers, and the leaky table would pass them.
+    me = auth(eworld.researcher, "researcher")
+    leaky = {"job_id": eworld.job_id, "files": ["tables/leaky.csv"], "justification": "volumes"}
+    empty = esettings.home.parent / "empty"
+    empty.mkdir()
+    with db.begin() as s:
+        s.execute(update(Dataset).where(Dataset.id == eworld.dataset_id).values(path=str(empty)))
+    got["dataset-path"] = _answer(app_client.post(BASE, headers=me, json=leaky))
     assert got == {
         "vote-planted": "409 votes-not-in-audit-log",
         "vote-edited": "409 votes-not-in-audit-log",
         "conflict-flipped": "409 decision-not-in-audit-log",
+        "dataset-path": "409 dataset-not-as-registered",
     }
     with db() as s:
         states = {r: s.get(EgressRequest, r).state for r in (planted, edited, flipped)}
@@ -329,3 +344,15 @@ def test_a_spooled_job_end_counts_only_under_its_jobs_key(  # type: ignore[no-un
     )
     shown = app_client.get(f"/api/v1/jobs/{plain}", headers=world.headers["alice"]).text
     assert key not in bodies and key not in shown and "end_key" not in shown
+
+    # The job's dataset moved in its row to a folder the project holds no grant for, before
+    # the worker starts it: refused before the sandbox starts, nothing mounted.
+    other = settings.home.parent / "other-patients"
+    other.mkdir()
+    with session_scope(engine) as s:
+        s.execute(update(Dataset).where(Dataset.id == "ct1").values(path=str(other)))
+    worker._run_claimed(plain)
+    with session_scope(engine) as s:
+        job = s.get(Job, plain)
+        assert job is not None and job.state == "failed"
+        assert "dataset ct1's path is not the one it was registered with" in job.reason

@@ -62,18 +62,24 @@ def newest_signed(session: Session, signer: AuditSigner | None = None) -> Checkp
 def signed_entries(
     session: Session,
     action: str,
-    job_id: str,
+    job_id: str | None,
     wanted: Callable[[dict[str, object]], bool],
+    *,
+    dataset_id: str | None = None,
 ) -> list[VerifiedEntry]:
-    """The entries of ``action`` about ``job_id`` for which ``wanted(body)`` holds, each proven
-    to be in the tree the log signed; oldest first. Raises AuditLogDamaged when the log
-    itself cannot vouch for anything (its newest checkpoint does not verify)."""
+    """The entries of ``action`` about ``job_id`` (or, with ``job_id`` None, ``dataset_id``)
+    for which ``wanted(body)`` holds, each proven to be in the tree the log signed; oldest
+    first. Raises AuditLogDamaged when the log itself cannot vouch for anything (its newest
+    checkpoint does not verify)."""
+    if (job_id is None) == (dataset_id is None):
+        raise ValueError("name exactly one of job_id and dataset_id")
     cp = newest_signed(session)
     if cp is None:
         return []
+    about = AuditEntry.job_id == job_id if job_id is not None else AuditEntry.dataset_id == dataset_id
     rows = session.scalars(
         select(AuditEntry)
-        .where(AuditEntry.action == action, AuditEntry.job_id == job_id, AuditEntry.idx < cp.tree_size)
+        .where(AuditEntry.action == action, about, AuditEntry.idx < cp.tree_size)
         .order_by(AuditEntry.idx)
         .limit(MAX_CANDIDATES)
     ).all()
@@ -81,7 +87,9 @@ def signed_entries(
     tree: StoredTree | None = None
     for row in rows:
         entry = verified_entry(row)
-        if entry is None or entry.fields.get("action") != action or entry.fields.get("job_id") != job_id:
+        if entry is None or entry.fields.get("action") != action:
+            continue
+        if entry.fields.get("job_id" if job_id is not None else "dataset_id") != (job_id or dataset_id):
             continue
         if not wanted(entry.fields):
             continue

@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 from tre import audit
 from tre.audit import AuditEvent, record_event, record_events
 from tre.audit.events import record_job_ended, record_job_started
+from tre.audit.registrations import require_registered
 from tre.audit.witnessing import witness_newest
 from tre.code.archive import CodeLimits
 from tre.code.store import CodeStore
@@ -397,6 +398,9 @@ class Worker:
                 job = s.get(Job, job_id)
                 assert job is not None
                 datasets = [d for d in (s.get(Dataset, i) for i in job.dataset_ids) if d is not None]
+                # Mounted only as registered: a path moved in the database would hand the job
+                # another dataset's folder (`tre.audit.registrations`).
+                require_registered(s, datasets)
                 spec = self._spec(job, datasets, self._inputs(s, job))
                 executor_ref = job.executor_ref
         except DB_AWAY as exc:
