@@ -1273,7 +1273,10 @@ def request_view(
     mine = next((r for r in votes if r.reviewer_id == principal.user_id), None)
     conflicted_reason = _reviewer_conflicts(session, req, principal, facts)
     resolution = next((r for r in req.reviews if r.stage == ReviewStage.resolution), None)
-    released = req.state == EgressState.approved
+    # Released only as the signed log recorded it: a state set to approved in the database
+    # must not give the requester exact sizes, real hashes or the blind votes (round 19).
+    released = req.state == EgressState.approved and logged_decision.unlogged_decision(session, req) is None
+    revealed = revealed and (released or req.state != EgressState.approved)
     reviewer_here = principal.has("dac") and _on_committee(session, req, principal.user_id, facts)
     notices, unmeetable, drift = _notices(session, req, facts, policies_dir)
     # Staff may see what the job wrote before it is reviewed; the requester may not.
@@ -1325,9 +1328,7 @@ def request_view(
             and mine is None
             and conflicted_reason is None
         ),
-        "can_download": (
-            req.state == EgressState.approved and _member(session, req.project_id, principal.user_id, facts)
-        ),
+        "can_download": released and _member(session, req.project_id, principal.user_id, facts),
         "created_at": req.created_at.isoformat() if req.created_at else None,
         "decided_at": req.decided_at.isoformat() if req.decided_at else None,
         "expires_at": _iso(expires_at(req, open_ttl_days)),

@@ -140,6 +140,9 @@ def test_a_release_is_served_only_as_the_log_recorded_it(
     other_url = f"{BASE}/{wid}/files/{withheld['files'][0]['id']}"
     got["flipped-download"] = _answer(app_client.get(other_url, headers=me))
     got["flipped-record"] = _answer(app_client.get(f"{BASE}/{wid}/disclosure", headers=me))
+    view = app_client.get(f"{BASE}/{wid}", headers=me).json()
+    got["flipped-view"] = "shown" if view["can_download"] or view["votes_revealed"] else "masked"
+    got["flipped-view-hash"] = "real" if view["files"][0]["sha256"] == other_sha else "handle"
     release, decision = "409 release-not-in-audit-log", "409 decision-not-in-audit-log"
     assert got == {
         "hash-moved": release,
@@ -148,6 +151,8 @@ def test_a_release_is_served_only_as_the_log_recorded_it(
         "record-edited-download": release,
         "flipped-download": release,
         "flipped-record": decision,
+        "flipped-view": "masked",
+        "flipped-view-hash": "handle",
     }
     with db() as s:
         refusals = [e.action for e in s.scalars(select(AuditEntry).order_by(AuditEntry.idx))]
