@@ -10,8 +10,8 @@ and a request set to conflicted was settled by one admin. Each now needs the sig
 that made the decision (`egress_review.logged_decision`, `tre.audit.attest`).
 
 One world per test (real app, SQLite, the real staging folder); the variants run one after
-another on it, each undone before the next. `test_attest_proves_inclusion` runs the lookup
-itself on SQLite and PostgreSQL.
+another on it, each undone before the next. The account test also runs the lookup itself
+(`_attest_proves_inclusion`) on SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
@@ -208,7 +208,7 @@ def test_a_vote_counts_only_if_the_log_holds_it(
     assert actions.count("egress.vote_refused") == 2 and actions.count("egress.resolution_refused") == 1
 
 
-def test_attest_proves_inclusion(log_engine: Engine) -> None:
+def _attest_proves_inclusion(log_engine: Engine) -> None:
     """The lookup finds signed entries; with one row's body and leaf hash rewritten (its
     search columns kept) it proves none (each proof passes through every other leaf's
     subtree), so a caller refuses; on both stores."""
@@ -224,15 +224,16 @@ def test_attest_proves_inclusion(log_engine: Engine) -> None:
         )
     wanted: Callable[[dict[str, object]], bool] = lambda body: True  # noqa: E731
     with session_scope(log_engine) as s:
-        assert [e.idx for e in signed_entries(s, "egress.vote", "j1", wanted)] == [0, 1, 2]
-        row = s.get(AuditEntry, 1)
+        found = [e.idx for e in signed_entries(s, "egress.vote", "j1", wanted)]
+        assert len(found) == 3 and found == list(range(found[0], found[0] + 3))
+        row = s.get(AuditEntry, found[1])
         assert row is not None
         body, leaf = row.body, row.leaf_hash
         row.body = body.replace('"r1"', '"r9"')
         row.leaf_hash = leaf_hash(row.body.encode())
     with session_scope(log_engine) as s:
         assert signed_entries(s, "egress.vote", "j1", wanted) == []
-        row = s.get(AuditEntry, 1)
+        row = s.get(AuditEntry, found[1])
         assert row is not None
         row.body, row.leaf_hash = body, leaf
     with session_scope(log_engine) as s:
@@ -304,6 +305,7 @@ def test_doctor_names_accounts_edited_behind_the_log(log_engine: Engine, setting
             undo(s)
     assert named == dict.fromkeys(("enabled", "role_added", "inserted", "epoch_back", "epoch_cleared"), True)
     assert check_accounts(settings, log_engine).status == OK
+    _attest_proves_inclusion(log_engine)  # on the same store: one database per backend
 
 
 def test_a_spooled_job_end_counts_only_under_its_jobs_key(  # type: ignore[no-untyped-def]
