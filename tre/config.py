@@ -17,6 +17,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from pydantic_settings import SettingsError as PydanticSettingsError
 
+from tre import plural
 from tre.errors import TreError
 
 # Root runs tre as a system service: state and data live in the system's places, never in
@@ -276,7 +277,10 @@ class Settings(BaseSettings):
         unknown = sorted(set(algorithms) - KNOWN_ALGORITHMS)
         if unknown:
             known = ", ".join(sorted(KNOWN_ALGORITHMS))
-            raise ValueError(f"unknown algorithm(s) {', '.join(unknown)}; use {known}")
+            raise ValueError(
+                f"unknown {plural.agree(len(unknown), 'algorithm', 'algorithms')} "
+                f"{', '.join(unknown)}; use {known}"
+            )
         return algorithms
 
     @field_validator("oidc_scopes")

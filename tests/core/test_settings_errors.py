@@ -65,7 +65,7 @@ def fresh_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[
         ("TRE_OIDC_ALGORITHMS", '["none"]', "TRE_OIDC_ALGORITHMS: refused: none (no signature"),
         ("TRE_OIDC_ALGORITHMS", '["RS256", "HS256"]', "TRE_OIDC_ALGORITHMS: refused: HS256"),
         ("TRE_OIDC_ALGORITHMS", "[]", "TRE_OIDC_ALGORITHMS: at least one signature algorithm"),
-        ("TRE_OIDC_ALGORITHMS", '["RSA256"]', "TRE_OIDC_ALGORITHMS: unknown algorithm(s) RSA256"),
+        ("TRE_OIDC_ALGORITHMS", '["RSA256"]', "TRE_OIDC_ALGORITHMS: unknown algorithm RSA256"),
         # Before, accepted: an empty audience or issuer, a panel asking for no ID token.
         ("TRE_TOKEN_AUDIENCE", "", "TRE_TOKEN_AUDIENCE='': string should have at least 1 character"),
         ("TRE_TOKEN_ISSUER", "", "TRE_TOKEN_ISSUER='': string should have at least 1 character"),

@@ -42,6 +42,7 @@ from tre.audit.verify import (
 from tre.cli.client import ApiClient, CliError
 from tre.cli.output import JsonFlag, console, err_console, print_json, table, terminal_safe, untrusted
 from tre.config import get_settings
+from tre.plural import count
 
 app = typer.Typer(help="Signed audit log: verify bundles offline, search, export, check checkpoints.")
 
@@ -713,7 +714,7 @@ def tiles(
         return
     console.print(
         f"tiles OK: {cp.tree_size} entries, root {cp.root_hash.hex()}, "
-        f"extending {len(earlier)} checkpoint(s) seen before",
+        f"extending {count(len(earlier), 'checkpoint')} seen before",
         highlight=False,
         soft_wrap=True,
     )
@@ -851,7 +852,9 @@ def check() -> None:
     for p in problems:
         _say(f"  - {p}", err=True)
     if problems:
-        raise CliError(f"audit log DAMAGED: {len(problems)} problem(s) in a tree of {size} entries")
+        raise CliError(
+            f"audit log DAMAGED: {count(len(problems), 'problem')} in a tree of {count(size, 'entry')}"
+        )
     console.print(f"audit log intact: {size} entries, consistent with the last signed checkpoint")
 
 
