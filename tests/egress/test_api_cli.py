@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
@@ -100,6 +101,12 @@ def test_cli_request_vote_download(cli, db, esettings, tmp_path, monkeypatch) ->
 
     shown = cli(*me, "disclosure", rid, "--out", str(tmp_path / "d.json"))
     assert shown.exit_code == 0 and json.loads((tmp_path / "d.json").read_text())["request"]["id"] == rid
+    # Newcomer round 23: with the digest the audit log holds and where an auditor finds it.
+    digest = hashlib.sha256(
+        json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    ).hexdigest()
+    assert f"its SHA-256 (canonical JSON) is {digest}" in " ".join(shown.output.split()), shown.output
+    assert f"--job {world.job_id} --action egress.released" in " ".join(shown.output.split())
 
     # Newcomer round 21: the vote that makes the votes disagree says who settles it and how
     # (it stopped at "state conflicted"), and a voter trying to settle it is told who may.

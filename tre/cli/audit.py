@@ -529,8 +529,10 @@ def checkpoint(
         raise CliError(f"the server's checkpoint is not valid: {e}") from e
     _refuse_retired(new, signed_by, retired, "the server's checkpoint")
     pin_path = sdir / "checkpoint.note"
+    witnessed: list[Checkpoint] = []
     if pol is not None and pol.urls:
-        for cosigned in witnessed_checkpoints(pol, keys, vkey.name):
+        witnessed = witnessed_checkpoints(pol, keys, vkey.name)
+        for cosigned in witnessed:
             _extends(client, cosigned, new, "a witness cosigned")
     for path in seen or []:
         try:
@@ -598,10 +600,19 @@ def checkpoint(
                 "first_pin": old is None,
                 "key": keys[-1].encode(),
                 "age_s": age_s,
+                "witnessed_sizes": [c.tree_size for c in witnessed],
             }
         )
         return
     since = f", consistent with the pinned size {old.tree_size}" if old else " (first pin)"
+    # Say the witnesses were asked (newcomer round 23: with --policy the line read as without,
+    # so the auditor could not tell the rollback check had run).
+    if witnessed:
+        largest = max(c.tree_size for c in witnessed)
+        since += (
+            f"; extends what the policy's witnesses cosigned ({count(len(witnessed), 'checkpoint')}, "
+            f"up to {count(largest, 'entry')})"
+        )
     console.print(
         f"checkpoint OK: {new.tree_size} entries, root {new.root_hash.hex()}{since}",
         highlight=False,
