@@ -116,6 +116,10 @@ def test_cli_request_vote_download(cli, db, esettings, tmp_path, monkeypatch) ->
     split = cli("dave", ("dac",), "vote", rid2, "reject", "-m", "no")
     assert "state conflicted" in split.output and f"tre egress resolve {rid2} approve" in split.output
     assert "who did not vote, or an admin" in " ".join(split.output.split()), split.output
+    shown = cli("dana", ("dac",), "show", rid2)  # and later, to a voter (newcomer round 23)
+    assert f"who did not vote, or an admin, settles it with: tre egress resolve {rid2}" in " ".join(
+        shown.output.split()
+    ), shown.output
     own = cli("dave", ("dac",), "resolve", rid2, "reject", "-m", "no")
     assert own.exit_code == 1 and "who did not vote, or by an admin" in str(own.exception), own.output
 

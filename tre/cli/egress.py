@@ -62,6 +62,8 @@ def _print_request(r: dict[str, Any]) -> None:
             f"the votes disagree; settle it: tre egress resolve {r['id']} approve (or reject) -m WHY",
             highlight=False,
         )
+    elif r.get("state") == EgressState.conflicted.value:  # a voter: who may (newcomer round 23)
+        console.print(who_settles(r["id"]), highlight=False, soft_wrap=True)
     if r.get("expires_at"):
         console.print(f"expires: {utc_time(r['expires_at'])} unless decided first", highlight=False)
     # Fixed words from the server (quorum unmeetable, policy changed, expired), said first.
@@ -215,11 +217,15 @@ def vote(
     if r["state"] == EgressState.conflicted.value:
         # The vote that made the votes disagree: who settles it and how (the panel said so,
         # the CLI stopped at "state conflicted"; the voter may not resolve it themselves).
-        console.print(
-            "the votes disagree: a DAC member of its committee who did not vote, or an admin, "
-            f"settles it with: tre egress resolve {r['id']} approve (or reject) -m WHY",
-            highlight=False,
-        )
+        console.print(who_settles(r["id"]), highlight=False, soft_wrap=True)
+
+
+def who_settles(request_id: str) -> str:
+    """Who may settle a conflicted request, and how: said to the voters, who may not."""
+    return (
+        "the votes disagree: a DAC member of its committee who did not vote, or an admin, "
+        f"settles it with: tre egress resolve {request_id} approve (or reject) -m WHY"
+    )
 
 
 @app.command()
