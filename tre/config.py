@@ -7,11 +7,13 @@ Production overrides the database URL, the executor and the token issuer.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal, TypeVar
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -119,6 +121,25 @@ def settings_error(exc: ValidationError, prefix: str) -> SettingsError:
         message = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
         parts.append(f"{name}{shown}: {message[0].lower()}{message[1:]}" if message else name)
     return SettingsError("invalid setting " + "; ".join(parts))
+
+
+def _secure_or_loopback(url: str) -> bool:
+    """https, or http to this machine (RFC 8252 7.3's loopback: localhost or a loopback IP)."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+    except ValueError:
+        return False
+    if parts.scheme == "https":
+        return bool(host)
+    if parts.scheme != "http":
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class Settings(BaseSettings):
@@ -323,6 +344,17 @@ class Settings(BaseSettings):
             return None
         if not _WEB_URL.match(url):
             raise ValueError("not an http(s) URL")
+        return url
+
+    @field_validator("oidc_issuer")
+    @classmethod
+    def _secure_issuer(cls, url: str | None) -> str | None:
+        """Tokens and codes must never cross a network in clear: https, or plain http on this
+        machine's loopback (a local provider, the tests), as `tre.auth.oidc` requires. Said
+        here, in one line naming the variable; before, `tre serve` stopped with "unexpected
+        TokenError ... (a bug in tre ...)" when it built its verifier (newcomer round 23)."""
+        if url and not _secure_or_loopback(url):
+            raise ValueError("must be an https URL (plain http only on loopback: localhost, 127.0.0.1, ::1)")
         return url
 
     @field_validator("image_registry")

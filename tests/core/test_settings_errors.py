@@ -59,6 +59,12 @@ def fresh_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[
             "TRE_POLICIES_DIR='/nonexistent/policies': '/nonexistent",
         ),
         ("TRE_OIDC_ISSUER", "id.example.org", "TRE_OIDC_ISSUER='id.example.org': not an http(s) URL"),
+        # Newcomer round 23: before, accepted here; `tre serve` then said "unexpected TokenError".
+        (
+            "TRE_OIDC_ISSUER",
+            "http://id.example.org",
+            "TRE_OIDC_ISSUER='http://id.example.org': must be an https",
+        ),
         ("TRE_AUTH_MODE", "oidc", "TRE_AUTH_MODE=oidc needs TRE_OIDC_ISSUER (or TRE_OIDC_JWKS_URL)"),
         ("TRE_CATALOGUE_BASE_IRI", "node a", "TRE_CATALOGUE_BASE_IRI='node a': not an IRI"),
         # Round 11: before, accepted here; `tre serve` then said "unexpected TokenError".
