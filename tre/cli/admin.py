@@ -189,6 +189,16 @@ def admin_token(
     from tre.store.models import User
 
     settings = get_settings()
+    if settings.auth_mode == "oidc":
+        # The API then takes only the provider's tokens: a token minted here was printed,
+        # piped to `tre login` and refused there as "token algorithm 'EdDSA' is not
+        # accepted" (newcomer round 23, an admin following deploy.md's first sign-in).
+        where = settings.oidc_issuer or "its OpenID provider"
+        raise CliError(
+            f"TRE_AUTH_MODE=oidc: the API takes tokens from {where} only and would refuse one "
+            "minted here; sign in with `tre login --oidc` (the roles come from the provider, "
+            "narrowed by `tre admin user`)"
+        )
     with session_scope(_local_engine()) as s:
         u = s.get(User, user)
         if u is None and s.scalar(select(User.id).limit(1)) is None:
