@@ -129,7 +129,7 @@ def set_user_roles(
         user.roles = [UserRole(role=r) for r in wanted]
 
     lost = _reviewer_change(
-        session, user, f"changing the roles of {user_id!r} to {wanted}", change, policies_dir, force
+        session, user, f"changing the roles of {user_id!r} to {', '.join(wanted) or 'none'}", change, policies_dir, force
     )
     record_event(
         session,
