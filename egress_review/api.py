@@ -38,7 +38,6 @@ from tre.api.schemas import In
 from tre.audit.events import record_read
 from tre.auth.principal import Principal
 from tre.config import Settings
-from tre.errors import Conflict
 from tre.states import OPEN_EGRESS_STATES, EgressState
 from tre.store.models import EgressRequest
 
@@ -237,12 +236,7 @@ def disclosure(
 ) -> dict[str, Any]:
     """The machine-readable disclosure record, once the request has reached a final state."""
     req = workflow.visible_request(session, request_id, principal)
-    if req.disclosure_record is None:
-        raise Conflict(
-            f"request {request_id} is {req.state}; the record is written when it is decided",
-            slug="not-decided",
-            title="No disclosure record yet",
-        )
+    stored = workflow.logged_record(session, principal, req)
     record_read(
         session,
         actor=principal.user_id,
@@ -258,7 +252,7 @@ def disclosure(
     hashes = outputnames.hash_view(
         session, settings.keys_dir, principal, req.project_id, req.job_id, released=released
     )
-    record = outputnames.masked_record(dict(req.disclosure_record), list(req.files), names, hashes)
+    record = outputnames.masked_record(stored, list(req.files), names, hashes)
     if req.state == EgressState.approved or sees_raw_output_names(session, principal, req.project_id):
         return record
     # A blocked or rejected request released nothing: its sizes stay rounded for the requester

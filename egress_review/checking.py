@@ -25,6 +25,7 @@ from egress_review.checks import CheckContext, gather_identifiers, run_checks
 from egress_review.checks.cohort import merge
 from egress_review.checks.identifiers import dataset_patients
 from egress_review.checks.model import ModelSandbox, worst
+from tre.audit.registrations import require_registered
 from tre.policy import AppliedPolicy
 from tre.states import CheckOutcome
 from tre.store.models import Dataset, Job
@@ -41,7 +42,10 @@ def job_datasets(session: Session, job: Job) -> list[Dataset]:
     ids = job.governing_dataset_ids
     if not ids:
         return []
-    return list(session.scalars(select(Dataset).where(Dataset.id.in_(ids)).order_by(Dataset.id)))
+    datasets = list(session.scalars(select(Dataset).where(Dataset.id.in_(ids)).order_by(Dataset.id)))
+    # Checked and screened only under the folder and policy each was registered with.
+    require_registered(session, datasets)
+    return datasets
 
 
 def required_reviews(applied: list[AppliedPolicy]) -> int:

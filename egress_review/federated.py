@@ -72,7 +72,9 @@ def released_files(
     hashes = outputnames.hash_view(
         session, settings.keys_dir, principal, req.project_id, req.job_id, released=req.state == "approved"
     )
-    record = outputnames.masked_record(dict(req.disclosure_record or {}), list(req.files), names, hashes)
+    record = outputnames.masked_record(
+        workflow.logged_record(session, principal, req), list(req.files), names, hashes
+    )
     return out, record
 
 

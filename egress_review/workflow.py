@@ -29,7 +29,7 @@ from typing import Any, BinaryIO
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
-from egress_review import checking, model_sandbox, outputnames, quoted, releases
+from egress_review import checking, logged_decision, model_sandbox, outputnames, quoted, releases
 from egress_review.checks.released import aggregates_of
 from egress_review.disclosure import build_record, record_digest
 from egress_review.joblog import job_log_screen
@@ -860,6 +860,17 @@ def cast_vote(
         raise Conflict(
             "you have already voted on this request; votes cannot be changed", slug="already-voted"
         )
+    unlogged = logged_decision.unlogged_votes(session, req, votes)
+    if unlogged is not None:  # a vote written into the table behind the log must not count
+        raise _refuse(
+            principal,
+            req,
+            Conflict,
+            "Votes not in the audit log",
+            f"{unlogged}: your vote was not counted; an admin must compare the request with the audit log",
+            "votes-not-in-audit-log",
+            "egress.vote_refused",
+        )
     if vote == Vote.approve:
         _rules_still_in_force(session, principal, req, policies_dir, "egress.vote_refused")
         _no_unseen_release(session, principal, req, "egress.vote_refused")
@@ -957,6 +968,17 @@ def resolve(
             "you voted on this request; a conflict is settled by a DAC member of its committee "
             "who did not vote, or by an admin (tre egress resolve, or Resolve in the panel)",
             "resolver-voted",
+            "egress.resolution_refused",
+        )
+    why = logged_decision.unlogged_conflict(session, req)
+    if why is not None:
+        raise _refuse(
+            principal,
+            req,
+            Conflict,
+            "Conflict not in the audit log",
+            f"{why}: nothing was resolved; an admin must compare the request with the audit log",
+            "decision-not-in-audit-log",
             "egress.resolution_refused",
         )
     if decision == Vote.approve:
@@ -1094,6 +1116,17 @@ def open_release_file(
     f = next((x for x in req.files if x.id == file_id), None)
     if f is None:
         raise _not_found(f"file {file_id} of request {request_id}")
+    why = logged_decision.unlogged_decision(session, req, f)
+    if why is not None:
+        raise _refuse(
+            principal,
+            req,
+            Conflict,
+            "Release not in the audit log",
+            f"{why}: the download was refused; an admin must compare the request with the audit log",
+            "release-not-in-audit-log",
+            "egress.download_refused",
+        )
     try:
         fh = open_verified(settings.staging_dir, f.sha256)
     except StagingError as exc:
@@ -1109,6 +1142,30 @@ def open_release_file(
         ) from exc
     _audit(session, principal.user_id, "egress.downloaded", req, path=f.path, sha256=f.sha256, size=f.size)
     return f, fh
+
+
+def logged_record(session: Session, principal: Principal, req: EgressRequest) -> dict[str, Any]:
+    """The decided request's disclosure record, once the signed log shows that decision and
+    that record (`logged_decision`): an edited record, or a state changed in the database,
+    is refused, never served as the committee's."""
+    if req.disclosure_record is None:
+        raise Conflict(
+            f"request {req.id} is {req.state}; the record is written when it is decided",
+            slug="not-decided",
+            title="No disclosure record yet",
+        )
+    why = logged_decision.unlogged_decision(session, req)
+    if why is not None:
+        raise _refuse(
+            principal,
+            req,
+            Conflict,
+            "Decision not in the audit log",
+            f"{why}: the record was not served; an admin must compare the request with the audit log",
+            "decision-not-in-audit-log",
+            "egress.disclosure_refused",
+        )
+    return dict(req.disclosure_record)
 
 
 def record_review_view(session: Session, principal: Principal, req: EgressRequest) -> None:
@@ -1216,7 +1273,10 @@ def request_view(
     mine = next((r for r in votes if r.reviewer_id == principal.user_id), None)
     conflicted_reason = _reviewer_conflicts(session, req, principal, facts)
     resolution = next((r for r in req.reviews if r.stage == ReviewStage.resolution), None)
-    released = req.state == EgressState.approved
+    # Released only as the signed log recorded it: a state set to approved in the database
+    # must not give the requester exact sizes, real hashes or the blind votes (round 19).
+    released = req.state == EgressState.approved and logged_decision.unlogged_decision(session, req) is None
+    revealed = revealed and (released or req.state != EgressState.approved)
     reviewer_here = principal.has("dac") and _on_committee(session, req, principal.user_id, facts)
     notices, unmeetable, drift = _notices(session, req, facts, policies_dir)
     # Staff may see what the job wrote before it is reviewed; the requester may not.
@@ -1268,9 +1328,7 @@ def request_view(
             and mine is None
             and conflicted_reason is None
         ),
-        "can_download": (
-            req.state == EgressState.approved and _member(session, req.project_id, principal.user_id, facts)
-        ),
+        "can_download": released and _member(session, req.project_id, principal.user_id, facts),
         "created_at": req.created_at.isoformat() if req.created_at else None,
         "decided_at": req.decided_at.isoformat() if req.decided_at else None,
         "expires_at": _iso(expires_at(req, open_ttl_days)),

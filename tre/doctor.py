@@ -356,6 +356,36 @@ def check_spooled_refusals(settings: Settings, engine: Engine, database_up: bool
     return Check(name, OK, written or "none waiting on disk for the database")
 
 
+def check_accounts(settings: Settings, engine: Engine) -> Check:
+    """Each user row against the signed audit log's account entries (`tre.audit.accounts`):
+    a row edited in the database (enabled again, a role added, an account inserted, the token
+    epoch set back) is obeyed by authentication, so it is named here."""
+    from sqlalchemy.exc import SQLAlchemyError
+    from sqlalchemy.orm import Session
+
+    from tre.audit.accounts import differences
+    from tre.audit.signing import get_signer, log_exists
+    from tre.errors import TreError
+
+    try:
+        with Session(engine) as s:
+            signer = get_signer(settings.keys_dir, create=False) if log_exists(settings.keys_dir) else None
+            found = differences(s, signer)
+    except SQLAlchemyError:
+        return Check("accounts", WARN, "not checked: the database cannot be read")
+    except TreError as exc:  # the log's damage or its key: no account can be vouched for
+        return Check("accounts", FAIL, f"not checked against the audit log: {exc.detail} (tre audit check)")
+    if found:
+        more = f" (and {len(found) - 3} more)" if len(found) > 3 else ""
+        return Check(
+            "accounts",
+            FAIL,
+            f"{len(found)} account(s) differ from the signed audit log, edited in the database: "
+            f"{'; '.join(found[:3])}{more}. Set each back (tre admin user) and find who wrote the database",
+        )
+    return Check("accounts", OK, "every user as the signed audit log left it")
+
+
 def run_checks(settings: Settings, engine: Engine) -> list[Check]:
     database = check_database(engine)
     checks = [database, *check_disks(settings, engine), check_keys(settings), *check_leftovers(settings)]
@@ -364,6 +394,7 @@ def run_checks(settings: Settings, engine: Engine) -> list[Check]:
     if database.status != FAIL:
         checks.append(check_clock(engine))
         checks.append(check_running_jobs(settings, engine))
+        checks.append(check_accounts(settings, engine))
     return checks
 
 

@@ -563,9 +563,7 @@ def disclosure(request_id: str, principal: Reviewer, session: DbSession, setting
     """The decided request's disclosure record, as the researcher and auditors get it (a
     member of the request's project gets it as a researcher does: withheld names masked)."""
     req = workflow.visible_request(session, request_id, principal)
-    if req.disclosure_record is None:
-        raise Problem(409, "No disclosure record yet", f"request {request_id} is {req.state}", "not-decided")
-    record = dict(req.disclosure_record)
+    record = workflow.logged_record(session, principal, req)
     if workflow.review_conflict(session, req, principal) is not None:
         names = outputnames.request_name_view(session, settings, principal, req.job_id)
         hashes = outputnames.hash_view(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import stat
 from datetime import timedelta
 from pathlib import Path
@@ -372,13 +373,17 @@ def test_staged_copy_altered_after_approval_is_refused_at_download(db, esettings
 
 
 def test_strictest_policy_of_all_datasets_applies(db, esettings, world) -> None:
+    source = esettings.home.parent / "datasets" / world.dataset_id / "0001.dcm"
     with db.begin() as s:
-        s.add(Dataset(id="second", name="second", path=str(esettings.home / "nowhere"), policy="strict3"))
-        s.add(Dataset(id="third", name="third", path=str(esettings.home / "nowhere"), policy="lenient1"))
-        s.flush()
-        for ds in ("second", "third"):
-            # Each dataset's committee must reach the quorum (tre.committees): the same three.
-            WorldFactory(s, actor=world.admin).committee(ds, world.reviewers)
+        for ds, policy in (("second", "strict3"), ("third", "lenient1")):
+            # Registered as an admin does (the airlock reads a dataset only as its signed
+            # registration names it); each committee must reach the quorum: the same three.
+            folder = esettings.home.parent / "datasets" / ds
+            folder.mkdir(parents=True)
+            shutil.copy(source, folder / "0001.dcm")
+            WorldFactory(s, actor=world.admin).dataset(
+                ds, folder, policy=policy, protected=esettings.protected_paths, committee=world.reviewers
+            )
             s.add(
                 AccessGrant(
                     project_id=world.project_id,

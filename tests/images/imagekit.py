@@ -125,10 +125,12 @@ def crafted_oci_archive(
     config_extra: dict[str, object] | None = None,
     edit_manifest: Callable[[dict[str, Any]], None] | None = None,
     platform: tuple[str, str] = ("linux", "amd64"),
+    edit_config: Callable[[bytes], bytes] | None = None,
 ) -> Path:
     """An OCI archive written by hand: layer ``blobs`` as stored (e.g. gzip) with the
     ``diff_ids`` of their uncompressed content, one manifest (``edit_manifest`` may change
-    it before it is hashed), one index entry."""
+    it before it is hashed), one index entry; ``edit_config`` may rewrite the config's bytes
+    (JSON no dict can be dumped as, such as a hostile nesting depth)."""
     config = json.dumps(
         {
             "architecture": platform[1],
@@ -137,6 +139,8 @@ def crafted_oci_archive(
             "rootfs": {"type": "layers", "diff_ids": diff_ids},
         }
     ).encode()
+    if edit_config is not None:
+        config = edit_config(config)
     manifest_doc: dict[str, Any] = {
         "schemaVersion": 2,
         "mediaType": "application/vnd.oci.image.manifest.v1+json",

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -16,8 +17,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.images.conftest import require_tools
-from tests.images.imagekit import MARKER
+from tests.images.imagekit import MARKER, docker_archive
 from tre.api.app import create_app
+from tre.images.store import ImageStore
 from tre.jobs.worker import Worker
 from tre.server import BackgroundServer
 from tre.store.db import session_scope
@@ -184,3 +186,82 @@ def test_oci_layout_folder_is_uploaded_by_the_cli(live, busybox_layout: Path) ->
     image = json.loads(proc.stdout)
     assert image["digest"] == want and image["reference"] == f"registry.tre.local/alice/busybox@{want}"
     assert image["source_format"] == "oci-archive"
+
+
+def test_only_admins_import_under_the_platform_job_images_names(
+    app_client, world, settings, engine, busybox_layout: Path, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """Red team round 19: a researcher's image imported as `registry.tre.local/tre-job-cpu@...`
+    (by --name or by the archive's own tag) read as the platform's to an approving admin, and
+    `tre preprocess` took any approved reference ending in `/tre-job-cpu@` as the job image."""
+    require_tools()
+    alice, store = world.headers["alice"], ImageStore(settings).root / "oci"
+    for name in ("tre-job-cpu", "Someone/TRE-JOB-cuda:1"):  # before a byte is read
+        r = app_client.post(
+            "/api/v1/images", params={"name": name}, headers=world.headers["alice"], content=b"x"
+        )
+        assert r.status_code == 422 and r.json()["type"].endswith("image-name-reserved"), r.text
+        assert "--name NAME" in r.json()["detail"]
+    tagged = docker_archive(busybox_layout, tmp_path / "tagged.tar", name="alice/tre-job-cpu:latest")
+    r = app_client.post("/api/v1/images", headers=alice, content=tagged.read_bytes())
+    assert r.status_code == 422 and "'alice/tre-job-cpu'" in r.json()["detail"], r.text
+    with session_scope(engine) as s:
+        assert s.query(Image).count() == 0
+    assert not store.is_dir() or not list(store.iterdir())  # the fresh image left the store
+    # The same archive under a name of its own, and an admin under the platform's name.
+    r = app_client.post(
+        "/api/v1/images",
+        params={"name": "alice/analysis"},
+        headers=world.headers["alice"],
+        content=tagged.read_bytes(),
+    )
+    assert r.status_code == 201 and r.json()["name"] == "alice/analysis", r.text
+    r = app_client.post("/api/v1/images", headers=world.headers["root"], content=tagged.read_bytes())
+    assert r.status_code == 201, r.text
+
+
+def test_preprocess_takes_the_newest_job_image_by_its_name() -> None:
+    from tre.cli.preprocess import default_job_image
+
+    def view(ref: str, at: str) -> dict[str, str]:
+        return {
+            "reference": ref,
+            "name": ref.rpartition("@")[0].removeprefix("registry.tre.local/"),
+            "imported_at": at,
+        }
+
+    old, new = (
+        "registry.tre.local/tre-job-cpu@sha256:" + "f" * 64,
+        "registry.tre.local/tre-job-cpu@sha256:" + "0" * 64,
+    )
+    external = "ghcr.io/tre-project/tre-job-cpu@sha256:" + "1" * 64
+    listed = [view(old, "2026-01-01T00:00:00"), view(new, "2026-02-01T00:00:00")]
+    listed.append({"reference": external, "name": external.rpartition("@")[0], "imported_at": ""})
+    listed.append(view("registry.tre.local/tre-job-cpu-extra@sha256:" + "e" * 64, "2026-03-01T00:00:00"))
+
+    class Listing:
+        def get(self, path: str, params: dict[str, str]) -> list[dict[str, str]]:
+            return listed
+
+    assert default_job_image(Listing(), "p1") == new  # type: ignore[arg-type]
+    listed[:2] = []
+    assert default_job_image(Listing(), "p1") == external  # type: ignore[arg-type]
+
+
+def test_an_archive_naming_no_repository_is_said_to_be_called_image(
+    live, busybox_layout: Path, tmp_path: Path
+) -> None:
+    """Newcomer round 22: an OCI layout without a name became `registry.tre.local/image@...`
+    and nothing said that 'image' was a default, nor how to name it."""
+    unnamed = tmp_path / "unnamed"
+    shutil.copytree(busybox_layout, unnamed)
+    index = json.loads((unnamed / "index.json").read_text())
+    for entry in index["manifests"]:
+        entry.pop("annotations", None)  # no org.opencontainers.image.ref.name
+    (unnamed / "index.json").write_text(json.dumps(index))
+    proc = _tre(live["alice"], "image", "import", str(unnamed))
+    assert proc.returncode == 0, proc.stderr
+    assert "registry.tre.local/image@sha256:" in proc.stdout
+    assert "the archive names no repository, so the image is called 'image'; --name NAME" in proc.stdout
+    named = _tre(live["bob"], "image", "import", str(unnamed), "--name", "bob/x")
+    assert named.returncode == 0 and "names no repository" not in named.stdout, named.stderr

@@ -162,6 +162,19 @@ def test_resume_skips_by_hash_and_redoes_what_changed(
     nii = next(o for o in entry["outputs"] if o["path"].endswith(".nii.gz"))
     assert hashlib.sha256(victim.read_bytes()).hexdigest() == nii["sha256"]
 
+    # The same rule as carrying another job's series (Manifest.own_outputs): an output that is
+    # a link (here to an identical copy), or a record that is not an object, is redone.
+    copy = tmp_path / "copy.nii.gz"
+    copy.write_bytes(victim.read_bytes())
+    victim.unlink()
+    victim.symlink_to(copy)
+    m = manifest(out)
+    m["series"]["1.2.826.0.1.2"]["outputs"].append("series/series-00003.nii.gz")
+    (out / "manifest.json").write_text(json.dumps(m))
+    assert run(argv(tmp_path / "in", out)) == 0
+    assert "ok 2 resumed 1 failed 0" in capsys.readouterr().out.splitlines()[-1]
+    assert not victim.is_symlink()
+
     # Another recipe: nothing is reused, but every series keeps its name.
     assert run([*argv(tmp_path / "in", out)[:-2], "-500", "500"]) == 0
     assert "ok 3 resumed 0 failed 0" in capsys.readouterr().out.splitlines()[-1]

@@ -22,7 +22,7 @@ from pydicom.uid import JPEG2000Lossless, JPEGLSLossless
 
 from tests.kernels.synth import chest_phantom, compress_files, write_series
 from tre.cli.preprocess import job_command
-from tre.executors.base import DatasetMount, JobSpec, RunControl
+from tre.executors.base import DatasetMount, InputMount, JobSpec, RunControl
 from tre.executors.local import LocalExecutor
 from tre.kernels.numba_seed import SEED_DTYPES
 
@@ -175,3 +175,29 @@ def test_compressed_cohort_in_the_sandbox_from_a_baked_numba_cache(tmp_path: Pat
         img = nib.load(quantised.output_dir / entry["outputs"][0]["path"])
         assert img.get_data_dtype() == np.int16
         assert float(np.max(np.abs(img.get_fdata() - volumes[0]))) <= 0.002
+
+    # `tre preprocess --resume`: a new job reads the first one's folder read-only at
+    # /inputs/<id> and carries its finished series over. Here the first job is made to look
+    # cut short (one series' entry gone): that one is processed again, the others copied, the
+    # failed series tried again (and failing alone, as before).
+    manifest["series"].pop("1.2.3.1")
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    first = uuid.uuid4().hex  # the platform's id for the first job (the test's is a label)
+    resumed = _spec(
+        tmp_path,
+        "resumed",
+        job_command((1.0, 1.0, 1.0), (-1000.0, 400.0), None, "cpu", resume_from=first),
+        datasets=[DatasetMount("ct", host_path=data)],
+        inputs=[InputMount(first, host_path=out, mount_path=f"/inputs/{first}")],
+        env=IMAGE_ENV,
+    )
+    result = executor.run(resumed, RunControl())
+    log = resumed.log_path.read_text()
+    assert result.state == "succeeded", log[-3000:]
+    last = [ln for ln in log.splitlines() if ln.strip() and not ln.startswith("[tre]")][-1]
+    assert last == "done 4 series: ok 1 resumed 2 failed 1 (details in manifest.json)", log[-2000:]
+    carried = json.loads((resumed.output_dir / "manifest.json").read_text())
+    assert carried["names"] == manifest["names"]
+    for i in range(3):
+        path = resumed.output_dir / "series" / f"{by_uid[f'1.2.3.{i}']}.nii.gz"
+        assert np.array_equal(np.asarray(nib.load(path).dataobj), volumes[0])

@@ -44,7 +44,7 @@ class NotSignedError(AuditLogError):
     """A bundle must end at a signed size, so that every entry in it is vouched for."""
 
 
-def _body_field(session: Session, name: str) -> ColumnElement[str]:
+def body_field(session: Session, name: str) -> ColumnElement[str]:
     """A field of the hashed body, extracted by the database (never the editable columns)."""
     body = (
         type_coerce(AuditEntry.body, JSON)
@@ -80,11 +80,11 @@ class EntryFilter:
         """Filter on the body's fields: the search columns can be edited without a key, the body
         cannot (it is bound to its leaf hash, which every row is checked against)."""
         for name, value in self._wanted().items():
-            stmt = stmt.where(_body_field(session, name) == value)
+            stmt = stmt.where(body_field(session, name) == value)
         if self.since is not None:
-            stmt = stmt.where(_body_field(session, "ts") >= format_ts(self.since))
+            stmt = stmt.where(body_field(session, "ts") >= format_ts(self.since))
         if self.until is not None:
-            stmt = stmt.where(_body_field(session, "ts") < format_ts(self.until))
+            stmt = stmt.where(body_field(session, "ts") < format_ts(self.until))
         return stmt
 
     def matches(self, fields: dict[str, object]) -> bool:

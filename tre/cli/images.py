@@ -13,6 +13,7 @@ import typer
 from tre.cli.client import ApiClient, CliError
 from tre.cli.output import JsonFlag, UsageMistake, console, human_size, print_json, table, untrusted, utc_time
 from tre.cli.resolve import resolve_image_ref
+from tre.images.reference import DEFAULT_IMAGE_NAME
 
 app = typer.Typer(help="Container images: import, list, approve for a project, push to the registry.")
 UPLOAD_TIMEOUT_S = 3600.0
@@ -66,6 +67,13 @@ def import_image(
         f"{human_size(image['size'])}, unpacked {human_size(image['unpacked_size'])})",
         soft_wrap=True,
     )
+    if not name and image.get("name") == DEFAULT_IMAGE_NAME:
+        # An OCI archive often names no repository (umoci, skopeo oci-archive without a name):
+        # newcomer round 22 read registry.tre.local/image@... as a name of its own choosing.
+        console.print(
+            f"the archive names no repository, so the image is called '{DEFAULT_IMAGE_NAME}'; "
+            "--name NAME gives a new image a name of its own"
+        )
     if not image["approved_for"]:
         console.print("it runs in a project once an admin approves it: tre image approve REF --project P")
 

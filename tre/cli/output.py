@@ -166,11 +166,12 @@ def utc_time(iso: str | None, empty: str = "-", seconds: bool = False) -> str:
         return empty
     try:
         at = datetime.fromisoformat(iso)
-    except ValueError:
+        if at.tzinfo is None:
+            at = at.replace(tzinfo=UTC)
+        at = at.astimezone(UTC)
+    except (ValueError, OverflowError):  # OverflowError: a time near year 1 or 9999 with an offset
         return untrusted(iso)
-    if at.tzinfo is None:
-        at = at.replace(tzinfo=UTC)
-    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC" if seconds else "%Y-%m-%d %H:%M UTC")
+    return at.strftime("%Y-%m-%d %H:%M:%S UTC" if seconds else "%Y-%m-%d %H:%M UTC")
 
 
 def human_size(n: int) -> str:

@@ -29,7 +29,14 @@ CPU_JOB_IMAGE_NAME = "tre-job-cpu"
 def default_job_image(client: ApiClient, project: str) -> str:
     """The platform's CPU job image as approved for ``project`` (`tre admin build-image`)."""
     usable = client.get("/api/v1/images", params={"usable_for": project})
-    refs = sorted(i["reference"] for i in usable if f"/{CPU_JOB_IMAGE_NAME}@" in f"/{i.get('reference', '')}")
+    # By name: only admins import under it (`tre.images.reference.names_platform_image`) or
+    # approve an external one (ghcr.io/tre-project/tre-job-cpu@...); the newest import.
+    builds = sorted(
+        (i.get("imported_at") or "", i["reference"])
+        for i in usable
+        if str(i.get("name", "")).rsplit("/", 1)[-1] == CPU_JOB_IMAGE_NAME
+    )
+    refs = [ref for _, ref in builds]
     if not refs:
         raise CliError(
             f"no CPU job image is approved for project {project}; an admin builds and approves it "

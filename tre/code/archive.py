@@ -482,6 +482,46 @@ def virtual_environments(folder: Path) -> list[Path]:
     return found
 
 
+def _add_unchanged(tar: tarfile.TarFile, info: tarfile.TarInfo, path: str, seen: os.stat_result) -> None:
+    """Add the regular file that was looked at as ``seen``, or refuse: a folder that changes
+    while it is packed (a sync tool, a build, someone else's process) is packed as it was
+    checked or not at all.
+
+    Why: the file was opened by name after its ``lstat``, so a file replaced meanwhile by a
+    symbolic link was packed as the link's target (a file outside the folder, under the
+    name of one inside: ``~/.tre/credentials.json``, which the packer leaves out, as
+    ``notes.txt``), by a FIFO hung ``tre submit`` in ``open``, and one cut shorter ended it
+    in ``system error: unexpected end of data`` (redteam round 19). Now it is opened without
+    following a link or blocking, must be the same file (device, inode) and still have the
+    size and modification time it had when it was looked at, before and after its bytes are
+    read."""
+    changed = CodeRefused(
+        f"the file {info.name!r} changed while the code folder was packed: run the command "
+        "again once nothing is writing to the folder"
+    )
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise changed from exc
+    with os.fdopen(fd, "rb") as fh:
+        before = os.fstat(fd)
+        same = (before.st_dev, before.st_ino) == (seen.st_dev, seen.st_ino)
+        if not same or not stat.S_ISREG(before.st_mode) or _stamp(before) != _stamp(seen):
+            raise changed
+        try:
+            tar.addfile(info, fh)
+        except OSError as exc:
+            if exc.errno is not None:  # reading or writing failed (a full disk), not a cut
+                raise
+            raise changed from exc  # tarfile's 'unexpected end of data': it was cut meanwhile
+        if _stamp(os.fstat(fd)) != _stamp(seen):
+            raise changed
+
+
+def _stamp(st: os.stat_result) -> tuple[int, int]:
+    return st.st_size, st.st_mtime_ns
+
+
 def pack_folder(
     folder: Path, out: BinaryIO, limits: CodeLimits, leave_out: Iterable[Path] = ()
 ) -> CodeManifest:
@@ -534,8 +574,7 @@ def pack_folder(
                         )
                     info.mode = 0o644
                     info.size = st.st_size
-                    with open(entry.path, "rb") as fh:
-                        tar.addfile(info, fh)
+                    _add_unchanged(tar, info, entry.path, st)
                 else:
                     kind = (
                         "device node"

@@ -158,10 +158,26 @@ def image_identity(config: ImageConfig | None, uid: int, gid: int) -> tuple[int,
     if config is None or not config.user:
         return uid, gid
     user, _, group = config.user.partition(":")
-    if not user.isdigit() or int(user) == 0 or int(user) > 0xFFFFFFFE:
+    asked_uid, asked_gid = _id_number(user), _id_number(group)
+    if asked_uid is None:
         return uid, gid
-    new_gid = int(group) if group.isdigit() and 0 < int(group) <= 0xFFFFFFFE else gid
-    return int(user), new_gid
+    return asked_uid, gid if asked_gid is None else asked_gid
+
+
+_ID = re.compile(r"[0-9]{1,10}")
+
+
+def _id_number(text: str) -> int | None:
+    """A non-root id the image's User may set: ASCII digits only, 1 to 2^32-2; else None.
+
+    ``str.isdigit`` also takes other scripts' digits, superscripts and circled numbers, and
+    ``int`` refuses some of those: an image whose User was ``²`` imported and then failed
+    every job with an executor error (redteam round 19); ``１０００１`` (fullwidth) was
+    honoured as 10001, though no container runtime reads it as a number."""
+    if not _ID.fullmatch(text):
+        return None
+    number = int(text)
+    return number if 0 < number <= 0xFFFFFFFE else None
 
 
 _MAX_LINK_HOPS = 40  # the kernel's own limit on links followed in one path (ELOOP)

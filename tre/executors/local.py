@@ -49,6 +49,7 @@ from tre.executors.sandbox_settings import job_user_ids
 from tre.executors.stage import (
     DEFAULT_STAGE_DIR,
     LAUNCH_FAILED,
+    LAUNCHER_ENV,
     Stage,
     ensure_stage_dir,
     launcher_argv,
@@ -66,7 +67,6 @@ _POLL_S = 0.2
 _HEARTBEAT_S = 1.0
 # How long a killed sandbox may take to report its end before everything is SIGKILLed.
 _KILL_GRACE_S = 10.0
-_HOST_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
 _TRE_PACKAGE_DIR = Path(__file__).resolve().parent.parent
 _SANDBOX_PYTHONPATH = "/opt/tre/python"
 # Where a job's Numba cache lives: inside its private /tmp, seeded from a trusted copy.
@@ -695,7 +695,7 @@ class LocalExecutor(Executor):
                     *([helper_end.fileno()] if helper_end is not None else []),
                 ),
                 start_new_session=True,
-                env=_HOST_ENV,
+                env=LAUNCHER_ENV,
                 # Not the worker's folder: bash exports it as PWD to bwrap, whose init's
                 # environment the job can read at /proc/1/environ.
                 cwd="/",

@@ -37,6 +37,9 @@ from tre.executors.base import ExecutorError
 from tre.executors.jobclock import JobClock
 
 DEFAULT_STAGE_DIR = Path("/run/tre-stage")
+# The launcher's whole environment, and (set again by `launcher_argv`) bubblewrap's: its init
+# is pid 1 of the sandbox, whose environment every job can read at /proc/1/environ.
+LAUNCHER_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
 # Host folders any user can read: bound directly, never staged.
 _SYSTEM_PREFIXES = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/dev", "/proc")
 LAUNCH_FAILED = 125
@@ -269,7 +272,18 @@ def launcher_argv(
         raise ExecutorError(f"the sandbox stage folder {stage.root} must be a plain absolute path")
     tools = {
         name: shutil.which(name)
-        for name in ("setpriv", "unshare", "bash", "mount", "mknod", "chown", "chmod", "touch", "taskset")
+        for name in (
+            "setpriv",
+            "unshare",
+            "bash",
+            "mount",
+            "mknod",
+            "chown",
+            "chmod",
+            "touch",
+            "taskset",
+            "env",
+        )
     }
     missing = [name for name, path in tools.items() if path is None]
     if missing:
@@ -279,6 +293,11 @@ def launcher_argv(
         str(tools["setpriv"]), f"--reuid={uid}", f"--regid={gid}", "--clear-groups",
         "--inh-caps=-all", "--bounding-set=-all", "--",
     ]  # fmt: skip
+    # bash exports ``_`` (the path of what it runs: the worker's own Python interpreter, a host
+    # path) and SHLVL to what it execs, and every exec after it passes them on to bubblewrap,
+    # whose init's environment the job reads at /proc/1/environ: so the environment is set
+    # anew, to exactly LAUNCHER_ENV, right before the drop to the job user (redteam round 19).
+    clean = [str(tools["env"]), "-i", *(f"{k}={v}" for k, v in LAUNCHER_ENV.items())]
     pin = [str(tools["taskset"]), "--cpu-list", ",".join(map(str, sorted(cpus)))] if cpus else []
     time_ns = clock.unshare_args() if clock is not None else []
     return [
@@ -289,7 +308,7 @@ def launcher_argv(
         *procs_files, "--",
         str(stage.root), str(uid), str(gid), str(status_fd), str(hold_fd),
         *spec_args, "--",
-        *(wrap or []), *drop, *command,
+        *(wrap or []), *clean, *drop, *command,
     ]  # fmt: skip
 
 

@@ -79,14 +79,20 @@ def inspect_archive(path: Path, limits: ImageLimits) -> ArchiveInfo:
     names: set[str] = set()
     hashes: dict[str, str] = {}  # member -> sha256 of its (uncompressed) content
     links: dict[str, str] = {}
+    dirs: set[str] = set()
     try:
         with tarfile.open(path, mode="r:", tarinfo=StrictTarInfo) as tar:
             for count, member in enumerate(tar, start=1):
                 if count > limits.max_files:
                     raise ImageRejected(f"the archive has more than {limits.max_files} members")
                 name = _member_name(member)
+                if name in names and not _same_twice(name, member, links, dirs):
+                    # tarfile's lookups take the last of two, Go's archive readers (skopeo)
+                    # the first: the member we check would not be the one skopeo reads.
+                    raise ImageRejected(f"the archive member {printable(name)!r} appears twice")
                 names.add(name)
                 if member.isdir():
+                    dirs.add(name)
                     continue
                 if member.issym():
                     target = posixpath.normpath(posixpath.join(posixpath.dirname(name), member.linkname))
@@ -117,6 +123,7 @@ def inspect_archive(path: Path, limits: ImageLimits) -> ArchiveInfo:
         raise ImageRejected(f"the archive is refused: it holds {exc}") from None
     except tarfile.TarError as exc:
         raise ImageRejected(f"not an image archive: it is not a readable tar file ({exc})") from None
+    _check_links(names, links, set(sizes) | set(docs))
     if "oci-layout" in docs and "index.json" in docs:
         info = ArchiveInfo("oci-archive", _oci_name(docs["index.json"]))
         _check_oci_documents(path, docs["index.json"], sizes, limits)
@@ -130,11 +137,57 @@ def inspect_archive(path: Path, limits: ImageLimits) -> ArchiveInfo:
     )
 
 
+def _same_twice(name: str, member: tarfile.TarInfo, links: dict[str, str], dirs: set[str]) -> bool:
+    """Whether a second member of this name is harmless: a folder again, or a blob again (each
+    copy is hashed against its name, so both are the same bytes, whichever a reader takes)."""
+    if member.isdir():
+        return name in dirs
+    return name.startswith("blobs/sha256/") and member.isfile() and name not in links and name not in dirs
+
+
+def _check_links(names: set[str], links: dict[str, str], files: set[str]) -> None:
+    """Refuse symbolic links that could make a member's path mean a place outside the archive
+    once it is extracted, as skopeo extracts an OCI archive (to a folder under /var/tmp, as
+    the control plane's user).
+
+    Each link's own target is checked lexically when it is read, but links chain on disk:
+    ``a -> .``, then ``a/b -> ..`` (lexically ``b -> ..`` from the archive's root, but
+    written through ``a``), then ``b/c -> ..`` and ``b/c/x``: each target stayed inside by
+    itself, and skopeo wrote ``x`` two folders above its extraction folder, ``b/c/e -> ..``
+    one more, and so on to any path of the host (redteam round 19). An image archive needs
+    links only as `docker save` once wrote them, a layer file naming another's
+    (``<id>/layer.tar -> ../<id2>/layer.tar``): so a link must end, through at most 8 links,
+    at a regular file of the archive, and no member (nor any link's target) may lie below
+    a link."""
+    for name in sorted(names | set(links.values())):
+        parts = name.split("/")
+        for i in range(1, len(parts)):
+            parent = "/".join(parts[:i])
+            if parent in links:
+                raise ImageRejected(
+                    f"the archive member {printable(name)!r} lies below the symbolic link "
+                    f"{printable(parent)!r}: re-export the image with docker save or skopeo copy"
+                )
+    for name in sorted(links):
+        target = links[name]
+        for _ in range(8):
+            if target not in links:
+                break
+            target = links[target]
+        if target not in files:
+            raise ImageRejected(
+                f"the archive member {printable(name)!r} is a symbolic link to {printable(links[name])!r}, "
+                "which is not a file of the archive: re-export the image with docker save or skopeo copy"
+            )
+
+
 def _json(raw: bytes, name: str) -> Any:
     try:
         return json.loads(raw)
     except ValueError:
         raise ImageRejected(f"the archive's {name} is not valid JSON") from None
+    except RecursionError:  # a few KiB of '[' (redteam round 19: a 500)
+        raise ImageRejected(f"the archive's {name} is JSON nested too deeply") from None
 
 
 def _content_hash(fh: Any) -> str:
@@ -214,8 +267,8 @@ def _docker_name(manifest: Any, names: set[str]) -> str:
     for part in [entry.get("Config"), *(entry.get("Layers") or [])]:
         if not isinstance(part, str) or part.lstrip("./") not in names:
             raise ImageRejected("the docker archive's manifest.json names a file the archive lacks")
-    tags = entry.get("RepoTags") or []
-    return str(tags[0]) if tags and isinstance(tags[0], str) else ""
+    tags = entry.get("RepoTags")
+    return str(tags[0]) if isinstance(tags, list) and tags and isinstance(tags[0], str) else ""
 
 
 INDEX_TYPES = {
@@ -275,7 +328,9 @@ def _oci_name(index: Any) -> str:
     if not isinstance(manifests, list) or len(manifests) != 1 or not isinstance(manifests[0], dict):
         count = len(manifests) if isinstance(manifests, list) else 0
         raise ImageRejected(f"the OCI archive must hold exactly one image (its index lists {count})")
-    notes = manifests[0].get("annotations") or {}
+    notes = manifests[0].get("annotations")
+    if not isinstance(notes, dict):  # absent, or not an object: the archive names no image
+        return ""
     return str(notes.get("io.containerd.image.name") or notes.get("org.opencontainers.image.ref.name") or "")
 
 

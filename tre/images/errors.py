@@ -14,6 +14,20 @@ class ImageRejected(TreError):
     slug = "image-rejected"
 
 
+class ReservedImageName(TreError):
+    """A researcher's import under a name of the platform's own job images."""
+
+    status = 422
+    title = "Image name reserved"
+    slug = "image-name-reserved"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"'{name}' is the name of the platform's own job images, which only admins import; "
+            "import yours under a name of its own: tre image import FILE --name NAME"
+        )
+
+
 class ImageToolError(TreError):
     """skopeo or umoci is missing or failed on input we had already verified."""
 

@@ -10,6 +10,7 @@ import hashlib
 import json
 import platform
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -48,8 +49,22 @@ class VerifiedImage:
 
     @property
     def created(self) -> str:
+        """The config's own claim of when the image was built, as UTC ``...T...Z`` to the
+        second; "" when it is missing or not a time every reader can show.
+
+        Kept as written before: ``0001-01-01T00:00:00+23:59`` is a time to Go (umoci and
+        skopeo took it) and to ``datetime.fromisoformat``, but in UTC it falls before the
+        year 1, and `tre image list` ended in OverflowError for everyone who could see the
+        image, admins included (redteam round 19)."""
         value = self.config.get("created")
-        return printable(value, 64) if isinstance(value, str) else ""
+        if not isinstance(value, str):
+            return ""
+        try:
+            at = datetime.fromisoformat(value[:64])
+            at = at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+        except (ValueError, OverflowError):
+            return ""
+        return at.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def blob_path(layout: Path, digest: str) -> Path:
@@ -139,6 +154,8 @@ def _json_blob(path: Path, what: str) -> dict[str, Any]:
         doc = json.loads(path.read_bytes())
     except ValueError:
         raise ImageRejected(f"the image's {what} is not valid JSON") from None
+    except RecursionError:  # Go's reader (skopeo) takes 10,000 levels, Python's about 1,000
+        raise ImageRejected(f"the image's {what} is JSON nested too deeply") from None
     if not isinstance(doc, dict):
         raise ImageRejected(f"the image's {what} is not a JSON object")
     return doc

@@ -15,6 +15,7 @@ from tre.errors import TreError
 DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
 _NAME_PART = re.compile(r"[^a-z0-9._-]+")
 MAX_NAME = 128
+DEFAULT_IMAGE_NAME = "image"  # an archive that names no repository, imported without --name
 
 
 class BadReference(TreError):
@@ -63,7 +64,22 @@ def clean_name(raw: str) -> str:
     if parts and ":" in parts[-1]:
         parts[-1] = parts[-1].split(":", 1)[0]
     cleaned = [p for p in (_NAME_PART.sub("-", part.lower()).strip(".-_") for part in parts) if p]
-    return "/".join(cleaned)[:MAX_NAME].strip("/") or "image"
+    return "/".join(cleaned)[:MAX_NAME].strip("/") or DEFAULT_IMAGE_NAME
+
+
+# The platform's own job images (`tre admin build-image`: tre-job-cpu; the CUDA image,
+# tre-job-cuda) are found by name (`tre preprocess` runs the one approved for the project).
+PLATFORM_IMAGE_PREFIX = "tre-job-"
+
+
+def names_platform_image(name: str) -> bool:
+    """Whether a cleaned repository name is, or ends in, a name of the platform's job images.
+
+    Why reserved: an admin approving ``registry.tre.local/tre-job-cpu@...`` takes it for the
+    platform's image, and `tre preprocess` picks that name for every member of the project; a
+    researcher's image under it (or under ``someone/tre-job-cpu``) would be run as the
+    platform's. Only admins import under these names."""
+    return name.rsplit("/", 1)[-1].startswith(PLATFORM_IMAGE_PREFIX)
 
 
 def canonical(registry: str, name: str, digest: str) -> str:

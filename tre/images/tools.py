@@ -26,13 +26,16 @@ def tool(name: str) -> str:
     return found
 
 
-def run_tool(args: list[str], timeout_s: float = 1800, rejects: bool = False) -> bytes:
+def run_tool(
+    args: list[str], timeout_s: float = 1800, rejects: bool = False, options: tuple[str, ...] = ()
+) -> bytes:
     """Run a tool and return its stdout; its failure is the input's fault when ``rejects``
     (e.g. skopeo reading an upload), otherwise ours. Only the last line of its stderr is
-    kept, screened."""
+    kept, screened. ``options``: the tool's global options, before its command (``args[1]``,
+    which the messages name)."""
     try:
         proc = subprocess.run(
-            [tool(args[0]), *args[1:]],
+            [tool(args[0]), *options, *args[1:]],
             capture_output=True,
             timeout=timeout_s,
             stdin=subprocess.DEVNULL,
@@ -43,9 +46,12 @@ def run_tool(args: list[str], timeout_s: float = 1800, rejects: bool = False) ->
     if proc.returncode != 0:
         lines = [ln for ln in proc.stderr.decode("utf-8", "replace").splitlines() if ln.strip()]
         last = lines[-1] if lines else f"exit status {proc.returncode}"
+        # Before the cut to 300 characters: skopeo's untarring into its temporary folder names
+        # two long paths before "no space left on device".
+        full = message_says_storage_full(last)
         # Go tools log as `time=... level=fatal msg="..."`: keep the message.
         last = printable(last.split(' msg="', 1)[-1].rstrip('"') if ' msg="' in last else last, 300)
-        if message_says_storage_full(last):
+        if full:
             # The control plane's disk, not the input: never "not a usable image".
             raise StorageFull(STORAGE_FULL_DETAIL)
         if rejects:
@@ -59,8 +65,16 @@ def run_tool(args: list[str], timeout_s: float = 1800, rejects: bool = False) ->
 def skopeo_to_layout(source: str, layout: Path) -> None:
     """Normalise an archive into an OCI layout folder (tag ``image``). Compressed layers are
     kept as they are, so an OCI image of gzip layers keeps its manifest digest; uncompressed
-    ones (docker save) are gzipped (skopeo 1.9 mislabels them when asked to keep them)."""
-    run_tool(["skopeo", "copy", "--quiet", source, f"oci:{layout}:image"], rejects=True)
+    ones (docker save) are gzipped (skopeo 1.9 mislabels them when asked to keep them).
+
+    skopeo unpacks an OCI archive into a temporary folder of its own (``/var/tmp`` by
+    default), which a crashed or killed import leaves behind for ever, and where red team
+    round 19's chained links wrote: ``--tmpdir`` keeps it in the import's scratch folder,
+    swept with it (`ImageStore.scratch`)."""
+    tmp = layout.parent / "skopeo-tmp"
+    tmp.mkdir(mode=0o700, exist_ok=True)
+    copy = ["skopeo", "copy", "--quiet", source, f"oci:{layout}:image"]
+    run_tool(copy, rejects=True, options=("--tmpdir", str(tmp)))
 
 
 def umoci_unpack(layout: Path, bundle: Path) -> None:

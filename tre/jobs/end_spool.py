@@ -22,16 +22,28 @@ a worker id that fits its column. Anything else is set aside as ``<name>.damaged
 CRITICAL line, never written, and no longer stands for the job's end: the job is ended as
 lost by the next worker round, as if the file had been deleted (a deleted file is that too).
 A copy put back after its end was written finds the job ended and is dropped.
+
+A file in exactly that form with the running job's worker id (no secret: the API and the log
+name it) was written as the job's end (round 17's residual). So the worker seals what it
+writes (``seal``: HMAC-SHA-256 of the five fields under the job's ``end_key``, a secret it
+drew when it claimed or took over the job, kept in the job's row and its memory, never on
+this disk): an end whose job row holds a key is written only with that key's seal;
+otherwise it is set aside like a damaged file, and the job runs on (or is ended as lost if
+its worker is gone). A row without a key (claimed before migration 0020) takes an unsealed
+end as before. Residual: whoever can also read the database (an SQLite file in the same
+state directory) can read the key.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import logging
 import os
 import stat
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from sqlalchemy import Engine
@@ -51,6 +63,7 @@ ALERT = logging.getLogger("tre.audit.alert")
 MAX_FILE_BYTES = 64 * 1024
 DAMAGED = ".damaged"
 _FIELDS = frozenset({"job_id", "worker_id", "state", "exit_code", "reason"})
+SEAL = "seal"  # the optional sixth field: `seal_of` the five
 _INT32 = (-(2**31), 2**31 - 1)
 _WORKER_ID_MAX = 64  # jobs.worker_id's width
 _REASON_MAX_CHARS = 8192
@@ -64,6 +77,22 @@ class SpooledEnd:
     worker_id: str
     result: JobResult
     path: Path
+    seal: str | None = None
+    identity: tuple[int, int] | None = None  # (device, inode) of the file read
+
+    def sealed_by(self, key: str | None) -> bool:
+        """Whether this end may be written for a job whose row holds ``key`` (none: any)."""
+        if key is None:
+            return True
+        want = seal_of(key, self.job_id, self.worker_id, self.result)
+        return self.seal is not None and hmac.compare_digest(self.seal, want)
+
+
+def seal_of(key: str, job_id: str, worker_id: str, result: JobResult) -> str:
+    """HMAC-SHA-256 under the job's ``end_key`` of the five fields as written (canonical JSON)."""
+    fields = [job_id, worker_id, str(result.state), result.exit_code, result.reason]
+    message = json.dumps(fields, separators=(",", ":"), ensure_ascii=True).encode()
+    return hmac.new(key.encode(), message, hashlib.sha256).hexdigest()
 
 
 def spool_dir(settings: Settings) -> Path:
@@ -74,22 +103,28 @@ def _name_ok(job_id: str) -> bool:
     return bool(job_id) and all(c.isalnum() or c in "-_" for c in job_id)
 
 
-def spool_end(settings: Settings, job_id: str, worker_id: str, result: JobResult) -> Path:
-    """Keep ``result`` on disk (raises OSError if the state disk cannot take it either)."""
+def spool_end(
+    settings: Settings, job_id: str, worker_id: str, result: JobResult, key: str | None = None
+) -> Path:
+    """Keep ``result`` on disk (raises OSError if the state disk cannot take it either),
+    sealed with the job's ``end_key`` when the worker holds one."""
     if not _name_ok(job_id):
         raise ValueError(f"not a job id: {job_id!r}")
     folder = spool_dir(settings)
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     path = folder / f"{job_id}.json"
-    body = {
+    reason = result.reason[:_REASON_MAX_CHARS]
+    body: dict[str, object] = {
         "job_id": job_id,
         "worker_id": worker_id,
         "state": str(result.state),
         "exit_code": result.exit_code,
         # Bounded so that what is written here is always read back (`MAX_FILE_BYTES`: each
         # character is at most 6 bytes of JSON); the executors' sentences are far shorter.
-        "reason": result.reason[:_REASON_MAX_CHARS],
+        "reason": reason,
     }
+    if key is not None:
+        body[SEAL] = seal_of(key, job_id, worker_id, JobResult(result.state, result.exit_code, reason))
     privatefile.replace(path, json.dumps(body).encode())
     # The rename itself made durable: a power cut must not lose the end the slot was freed for.
     fd = os.open(folder, os.O_RDONLY)
@@ -144,7 +179,7 @@ def read_end(path: Path) -> SpooledEnd:
     """One spool file as `spool_end` wrote it, or `DamagedEnd` saying what is wrong."""
     data, identity = _read_bounded(path)
     try:
-        return _parse_end(path, data)
+        return replace(_parse_end(path, data), identity=identity)
     except DamagedEnd as exc:
         exc.identity = identity
         raise
@@ -156,8 +191,11 @@ def _parse_end(path: Path, data: bytes) -> SpooledEnd:
         body = json.loads(data.decode("utf-8"), object_pairs_hook=_unique_keys)
     except (UnicodeDecodeError, RecursionError, json.JSONDecodeError) as exc:
         raise DamagedEnd("is not UTF-8 JSON") from exc
-    if not isinstance(body, dict) or set(body) != _FIELDS:
-        raise DamagedEnd(f"is not an object of exactly the fields {sorted(_FIELDS)}")
+    if not isinstance(body, dict) or set(body) - {SEAL} != _FIELDS:
+        raise DamagedEnd(f"is not an object of exactly the fields {sorted(_FIELDS)} (and a seal)")
+    seal = body.get(SEAL)
+    if seal is not None and (not isinstance(seal, str) or len(seal) != 64):
+        raise DamagedEnd("has a seal that is not 64 hex digits")
     job_id, worker_id, code, reason = body["job_id"], body["worker_id"], body["exit_code"], body["reason"]
     if not isinstance(job_id, str) or not _name_ok(job_id) or f"{job_id}.json" != path.name:
         raise DamagedEnd("names another job than its file name")
@@ -173,7 +211,7 @@ def _parse_end(path: Path, data: bytes) -> SpooledEnd:
         result = JobResult(JobState(body["state"]), code, reason)
     except ValueError as exc:  # not a state, or not a terminal one
         raise DamagedEnd("has no terminal job state") from exc
-    return SpooledEnd(job_id, worker_id, result, path)
+    return SpooledEnd(job_id, worker_id, result, path, seal if isinstance(seal, str) else None)
 
 
 def _set_aside(path: Path, why: str, identity: tuple[int, int] | None = None) -> None:
@@ -265,18 +303,23 @@ def replay(settings: Settings, engine: Engine, finish: Finish, away: tuple[type[
 
 
 def _write(engine: Engine, finish: Finish, end: SpooledEnd) -> int:
-    """Write one end (1) or drop it as ended elsewhere (0), then remove its file."""
+    """Write one end (1) or drop it as ended elsewhere (0), then remove its file; an end not
+    sealed with its job's key is set aside (0), never written."""
     with session_scope(engine) as s:
         job = s.get(Job, end.job_id, with_for_update=True)
         ours = job is not None and job.state == JobState.running.value and job.worker_id == end.worker_id
-        if job is not None and ours:
+        forged = job is not None and ours and not end.sealed_by(job.end_key)
+        if job is not None and ours and not forged:
             finish(s, job, end.result)
-        else:
+        elif not forged:
             log.warning(
                 "job %s was ended elsewhere while its end (%s) waited on disk; that end is dropped",
                 end.job_id,
                 end.result.state,
             )
+    if forged:  # the job runs on under its worker (or is ended as lost if that is gone)
+        _set_aside(end.path, "is not sealed with its job's key", end.identity)
+        return 0
     # After the commit: a crash between the two leaves a file whose job has ended, which
     # the next replay drops (the check above), never writes again.
     end.path.unlink(missing_ok=True)

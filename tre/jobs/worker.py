@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import socket
 import threading
 import time
@@ -28,6 +29,7 @@ from sqlalchemy.orm import Session
 from tre import audit
 from tre.audit import AuditEvent, record_event, record_events
 from tre.audit.events import record_job_ended, record_job_started
+from tre.audit.registrations import require_registered
 from tre.audit.witnessing import witness_newest
 from tre.code.archive import CodeLimits
 from tre.code.store import CodeStore
@@ -159,6 +161,9 @@ class Worker:
         # Jobs this worker still runs that another worker ended or took over meanwhile
         # (`_heartbeat`): stopped here, their end not recorded.
         self._lost_elsewhere: set[str] = set()
+        # The key of each job this worker claimed or took over (`Job.end_key`): it seals the
+        # end kept on disk while the database is away (`end_spool`); held nowhere else on disk.
+        self._end_keys: dict[str, str] = {}
         audit.configure(engine, settings.keys_dir)
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -235,6 +240,7 @@ class Worker:
         with session_scope(self.engine) as s:
             for job_id in fair_order(s, self.executor.name, self.settings.worker_project_running_limit):
                 now = utcnow()
+                key = secrets.token_hex(32)
                 claimed = cast(
                     CursorResult[Any],
                     s.execute(
@@ -245,10 +251,12 @@ class Worker:
                             worker_id=self.worker_id,
                             started_at=now,
                             heartbeat_at=now,
+                            end_key=key,
                         )
                     ),
                 ).rowcount
                 if claimed:
+                    self._end_keys[job_id] = key
                     job = s.get(Job, job_id)
                     assert job is not None
                     record_job_started(s, job, {"worker": self.worker_id, "executor": job.executor})
@@ -310,6 +318,7 @@ class Worker:
             previous = job.worker_id
             job.worker_id = self.worker_id
             job.heartbeat_at = utcnow()
+            job.end_key = key = secrets.token_hex(32)
             record_event(
                 s,
                 actor="system",
@@ -318,7 +327,8 @@ class Worker:
                 job_id=job_id,
                 details={"previous_worker": previous, "worker": self.worker_id},
             )
-            return True
+        self._end_keys[job_id] = key  # committed: the row holds it too
+        return True
 
     def _fail_orphan(self, job_id: str) -> None:
         with session_scope(self.engine) as s:
@@ -389,6 +399,9 @@ class Worker:
                 job = s.get(Job, job_id)
                 assert job is not None
                 datasets = [d for d in (s.get(Dataset, i) for i in job.dataset_ids) if d is not None]
+                # Mounted only as registered: a path moved in the database would hand the job
+                # another dataset's folder (`tre.audit.registrations`).
+                require_registered(s, datasets)
                 spec = self._spec(job, datasets, self._inputs(s, job))
                 executor_ref = job.executor_ref
         except DB_AWAY as exc:
@@ -434,6 +447,7 @@ class Worker:
         self._last_beat.pop(job_id, None)
         self._record_end(job_id, result)
         self._lost_elsewhere.discard(job_id)
+        self._end_keys.pop(job_id, None)
 
     def _record_end(self, job_id: str, result: JobResult) -> None:
         """Record how a job ended. With the database away (a restart, a failover, SQLite's
@@ -463,7 +477,8 @@ class Worker:
                 return
             except DB_AWAY as exc:
                 try:
-                    where = end_spool.spool_end(self.settings, job_id, self.worker_id, result)
+                    key = self._end_keys.get(job_id)
+                    where = end_spool.spool_end(self.settings, job_id, self.worker_id, result, key)
                 except OSError as spool_exc:
                     log.warning(
                         "worker %s: cannot record the end of job %s (%s), nor keep it on disk (%s);"

@@ -42,35 +42,24 @@ def carry_over(source: Path, out_dir: Path, recipe: dict[str, Any]) -> int:
     new = Manifest(out_dir / MANIFEST_NAME, recipe, names=dict(old.names))
     (out_dir / SERIES_DIR).mkdir(parents=True, exist_ok=True)
     for uid, entry in sorted(old.series.items()):
-        if entry.get("status") == "ok" and _copy_series(uid, entry, old, source, out_dir):
+        own = old.own_outputs(uid, source)
+        if own is not None and _copy_series(own, out_dir):
             new.record(uid, entry)
     if new.series or new.names:
         new.save(paced=False)
     return len(new.series)
 
 
-def _copy_series(uid: str, entry: dict[str, Any], old: Manifest, source: Path, out_dir: Path) -> bool:
+def _copy_series(own: list[tuple[Path, dict[str, Any]]], out_dir: Path) -> bool:
     """Copy one series' recorded files, or none of them (False) if any does not check out."""
-    name = entry.get("name")
-    outputs = entry.get("outputs")
-    if not isinstance(name, str) or old.names.get(name) != uid:
-        return False
-    if not isinstance(outputs, list) or not outputs:
-        return False
     copied: list[Path] = []
-    for out in outputs:
-        rel = out.get("path") if isinstance(out, dict) else None
-        src = source / str(rel)
-        if (
-            not isinstance(rel, str)
-            or src.parent != source / SERIES_DIR
-            or not src.name.startswith(f"{name}.")
-            or not _copy_checked(src, out_dir / SERIES_DIR / src.name, out.get("bytes"), out.get("sha256"))
-        ):
+    for src, out in own:
+        dst = out_dir / SERIES_DIR / src.name
+        if not _copy_checked(src, dst, out.get("bytes"), out.get("sha256")):
             for path in copied:
                 path.unlink(missing_ok=True)
             return False
-        copied.append(out_dir / SERIES_DIR / src.name)
+        copied.append(dst)
     return True
 
 

@@ -18,6 +18,7 @@ import hashlib
 import json
 import math
 import os
+import stat
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -81,24 +82,50 @@ class Manifest:
     def is_done(self, uid: str, fingerprint: str, out_dir: Path) -> bool:
         """True when ``uid`` was completely written from the same input and its files are intact."""
         entry = self.series.get(uid)
-        if not entry or entry.get("status") != "ok" or entry.get("input_fingerprint") != fingerprint:
+        if not entry or entry.get("input_fingerprint") != fingerprint:
             return False
+        own = self.own_outputs(uid, out_dir)
+        if own is None:
+            return False
+        for path, out in own:
+            try:
+                st = path.lstat()
+            except OSError:
+                return False
+            if not stat.S_ISREG(st.st_mode) or st.st_size != out.get("bytes"):
+                return False
+            if sha256_file(path) != out.get("sha256"):
+                return False
+        return True
+
+    def own_outputs(self, uid: str, out_dir: Path) -> list[tuple[Path, dict[str, Any]]] | None:
+        """The ``ok`` series' recorded files as (path in ``out_dir``, record), or None.
+
+        The one rule for which recorded files belong to a series, shared by the rerun's resume
+        check and `tre.kernels.carry_over` (which reads another job's folder): the entry's name
+        must be the folder's name for ``uid``, and every file must lie directly under
+        ``series/`` and be named for that name. A manifest is written by a job, so anything
+        else (a path elsewhere, another series' file, a record that is not an object) makes
+        the whole series not done rather than an error."""
+        entry = self.series.get(uid)
+        if not isinstance(entry, dict) or entry.get("status") != "ok":
+            return None
         name = entry.get("name")
+        outputs = entry.get("outputs")
         if not isinstance(name, str) or self.names.get(name) != uid:
-            return False
-        outputs = entry.get("outputs") or []
+            return None
+        if not isinstance(outputs, list) or not outputs:
+            return None
+        own: list[tuple[Path, dict[str, Any]]] = []
         for out in outputs:
-            path = out_dir / str(out.get("path", ""))
-            # Only this series' own files, directly under series/.
-            if (
-                path.parent != out_dir / SERIES_DIR
-                or not path.name.startswith(f"{name}.")
-                or not path.is_file()
-            ):
-                return False
-            if path.stat().st_size != out.get("bytes") or sha256_file(path) != out.get("sha256"):
-                return False
-        return bool(outputs)
+            rel = out.get("path") if isinstance(out, dict) else None
+            if not isinstance(rel, str):
+                return None
+            path = out_dir / rel
+            if path.parent != out_dir / SERIES_DIR or not path.name.startswith(f"{name}."):
+                return None
+            own.append((path, out))
+        return own
 
     def record(self, uid: str, entry: dict[str, Any]) -> None:
         self.series[uid] = entry

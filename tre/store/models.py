@@ -210,6 +210,11 @@ class Job(Base):
     exit_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
     # Which worker holds the job and when it last said so: lets a restarted worker find orphans.
     worker_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # A secret the worker running the job draws when it claims or takes it over, kept here and
+    # in its memory only: it seals the end it keeps on disk while the database is away
+    # (`tre.jobs.end_spool`), so a file written into the spool by anyone else is not its end.
+    # Never shown by the API or written to the audit log.
+    end_key: Mapped[str | None] = mapped_column(String(64), nullable=True)
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     executor_ref: Mapped[str | None] = mapped_column(String(256), nullable=True)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -230,9 +230,11 @@ def _int_parameter(params: dict[str, str], name: str, default: int) -> int:
     raw = params.get(name)
     if raw is None:
         return default
-    if not str(raw).strip().isdigit() or len(str(raw).strip()) > 9:
+    text = str(raw).strip()
+    # ASCII digits: str.isdigit takes superscripts too ('²'), which int refuses (a 500).
+    if not (text.isascii() and text.isdigit()) or len(text) > 9:
         raise TaskRefused(f"backend parameter {name!r} must be a whole number")
-    return int(str(raw).strip())
+    return int(text)
 
 
 def executor_command(executor: TesExecutor) -> list[str]:

@@ -73,7 +73,8 @@ async def upload_code(
     # Ends the snapshot: not held open (WAL checkpoints, vacuum) while the body streams.
     await run_in_threadpool(session.commit)
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limits.max_bytes:  # refused before a byte is read
+    # Refused before a byte is read; ASCII digits only (str.isdigit takes '²', which int refuses).
+    if declared.isascii() and declared.isdigit() and int(declared) > limits.max_bytes:
         raise CodeTooLarge(f"the code archive is larger than {limits.describe_bytes()}, the project's quota")
     store = CodeStore(settings)
     with store.receive(limits) as incoming:

@@ -30,7 +30,9 @@ from tre.config import Settings
 from tre.errors import Conflict, NotFound
 from tre.images import catalog
 from tre.images.catalog import ImageView
+from tre.images.errors import ReservedImageName
 from tre.images.push import push_image
+from tre.images.reference import clean_name, names_platform_image
 from tre.images.store import Detached, ImageStore, ImportResult
 
 router = APIRouter(prefix="/api/v1/images", tags=["images"])
@@ -132,6 +134,8 @@ async def import_image(
     folder), streamed to the control plane's scratch space and bounded in size."""
     store = ImageStore(settings)
     limit = store.limits.max_upload_bytes
+    if name is not None and not p.has("admin") and names_platform_image(clean_name(name)):
+        raise ReservedImageName(clean_name(name))  # before a byte is read
     if not p.has("admin"):  # a researcher whose imports already fill their share: before a byte
         await write_unit(request, catalog.check_quota, settings, p.user_id)
     work = store.scratch()
@@ -149,6 +153,10 @@ async def import_image(
         result = await anyio.to_thread.run_sync(store.import_upload, upload, name, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    if not p.has("admin") and names_platform_image(result.name):  # the archive's own name
+        if result.fresh:
+            await anyio.to_thread.run_sync(store.remove, result.digest)
+        raise ReservedImageName(result.name)
     try:
         return await write_unit(request, _record_import, settings, p, result)
     except Exception:  # not a cancellation: that may come after the commit
