@@ -380,7 +380,8 @@ def check_accounts(settings: Settings, engine: Engine) -> Check:
         return Check(
             "accounts",
             FAIL,
-            f"{len(found)} account(s) differ from the signed audit log, edited in the database: "
+            f"{plural.count(len(found), 'account')} {plural.agree(len(found), 'differs', 'differ')} "
+            "from the signed audit log, edited in the database: "
             f"{'; '.join(found[:3])}{more}. Set each back (tre admin user) and find who wrote the database",
         )
     return Check("accounts", OK, "every user as the signed audit log left it")
