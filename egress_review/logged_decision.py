@@ -88,7 +88,8 @@ def unlogged_votes(session: Session, req: EgressRequest, votes: Sequence[Review]
     if not missing:
         return None
     who = ", ".join(sorted({r.reviewer_id for r in missing}))
-    return _alert(req, f"the vote(s) of {who} stored for it have no signed egress.vote entry")
+    votes_of, has = ("the vote", "has") if len(missing) == 1 else ("the votes", "have")
+    return _alert(req, f"{votes_of} of {who} stored for it {has} no signed egress.vote entry")
 
 
 def unlogged_conflict(session: Session, req: EgressRequest) -> str | None:

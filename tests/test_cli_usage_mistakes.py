@@ -125,6 +125,36 @@ def test_a_token_for_a_role_not_held_says_how_to_give_it(tmp_path: Path) -> None
     assert said["reseacher"].startswith("error: unknown role 'reseacher' (did you mean 'researcher'?)"), said
 
 
+def test_a_token_under_an_openid_provider_is_refused_saying_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With TRE_AUTH_MODE=oidc the API takes only the provider's tokens: `tre admin token`
+    printed one anyway, and `tre login` then refused it as "token algorithm 'EdDSA' is not
+    accepted" (newcomer round 23). In process: the refusal comes before the database."""
+    from typer.testing import CliRunner
+
+    from tre.cli.app import app
+    from tre.config import reset_settings_cache
+
+    for name, value in _env(tmp_path).items():
+        if name.startswith("TRE_"):
+            monkeypatch.setenv(name, value)
+    monkeypatch.setenv("TRE_AUTH_MODE", "oidc")
+    monkeypatch.setenv("TRE_OIDC_ISSUER", "https://id.example.org/realms/tre")
+    reset_settings_cache()
+    try:
+        got = CliRunner().invoke(app, ["admin", "token", "--user", "alice", "--role", "researcher"])
+    finally:
+        monkeypatch.undo()
+        reset_settings_cache()
+    assert got.exit_code == 1 and got.stdout == "", got.output
+    said = " ".join(str(got.exception).split())
+    assert said.startswith(
+        "TRE_AUTH_MODE=oidc: the API takes tokens from https://id.example.org/realms/tre only"
+    )
+    assert "tre login --oidc" in said, said
+
+
 def test_a_token_before_init_names_the_state_directory_and_init(tmp_path: Path) -> None:
     """`tre admin token --user admin --role admin` on a state with no users (before `tre admin
     init`, or init run as root and the token asked for as another user, whose state is

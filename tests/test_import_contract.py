@@ -60,7 +60,7 @@ def within(name: str, *prefixes: str) -> bool:
     return any(name == p or name.startswith(p + ".") for p in prefixes)
 
 
-LEAVES = ("tre.errors", "tre.states", "tre.config", "tre.safetar")
+LEAVES = ("tre.errors", "tre.states", "tre.config", "tre.safetar", "tre.plural")
 COMPOSITION = ("tre.api", "tre.cli", "tre.demo", "tre.server")
 
 # (who, what they may import from the first-party packages, why)

@@ -7,16 +7,19 @@ Production overrides the database URL, the executor and the token issuer.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal, TypeVar
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from pydantic_settings import SettingsError as PydanticSettingsError
 
+from tre import plural
 from tre.errors import TreError
 
 # Root runs tre as a system service: state and data live in the system's places, never in
@@ -118,6 +121,25 @@ def settings_error(exc: ValidationError, prefix: str) -> SettingsError:
         message = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
         parts.append(f"{name}{shown}: {message[0].lower()}{message[1:]}" if message else name)
     return SettingsError("invalid setting " + "; ".join(parts))
+
+
+def _secure_or_loopback(url: str) -> bool:
+    """https, or http to this machine (RFC 8252 7.3's loopback: localhost or a loopback IP)."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+    except ValueError:
+        return False
+    if parts.scheme == "https":
+        return bool(host)
+    if parts.scheme != "http":
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class Settings(BaseSettings):
@@ -276,7 +298,10 @@ class Settings(BaseSettings):
         unknown = sorted(set(algorithms) - KNOWN_ALGORITHMS)
         if unknown:
             known = ", ".join(sorted(KNOWN_ALGORITHMS))
-            raise ValueError(f"unknown algorithm(s) {', '.join(unknown)}; use {known}")
+            raise ValueError(
+                f"unknown {plural.agree(len(unknown), 'algorithm', 'algorithms')} "
+                f"{', '.join(unknown)}; use {known}"
+            )
         return algorithms
 
     @field_validator("oidc_scopes")
@@ -319,6 +344,17 @@ class Settings(BaseSettings):
             return None
         if not _WEB_URL.match(url):
             raise ValueError("not an http(s) URL")
+        return url
+
+    @field_validator("oidc_issuer")
+    @classmethod
+    def _secure_issuer(cls, url: str | None) -> str | None:
+        """Tokens and codes must never cross a network in clear: https, or plain http on this
+        machine's loopback (a local provider, the tests), as `tre.auth.oidc` requires. Said
+        here, in one line naming the variable; before, `tre serve` stopped with "unexpected
+        TokenError ... (a bug in tre ...)" when it built its verifier (newcomer round 23)."""
+        if url and not _secure_or_loopback(url):
+            raise ValueError("must be an https URL (plain http only on loopback: localhost, 127.0.0.1, ::1)")
         return url
 
     @field_validator("image_registry")

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine, select, text
 
+from tre import plural
 from tre.config import Settings
 
 OK, WARN, FAIL = "ok", "warn", "fail"
@@ -154,8 +155,13 @@ def check_leftovers(settings: Settings) -> list[Check]:
             Check(
                 "leftovers",
                 WARN,
-                f"{len(left)} scratch folder(s) of dead workers under {settings.jobs_dir}"
-                + (f", outputs still mounted for job(s) {', '.join(sorted(mounted))}" if mounted else "")
+                f"{plural.count(len(left), 'scratch folder')} of dead workers under {settings.jobs_dir}"
+                + (
+                    f", outputs still mounted for {plural.agree(len(mounted), 'job', 'jobs')} "
+                    f"{', '.join(sorted(mounted))}"
+                    if mounted
+                    else ""
+                )
                 + ": start (or restart) a worker on this host to recover them",
             )
         )
@@ -167,7 +173,7 @@ def check_leftovers(settings: Settings) -> list[Check]:
             Check(
                 "cgroups",
                 WARN,
-                f"{len(groups)} job cgroup(s) of dead workers: {', '.join(sorted(groups))}"
+                f"{plural.count(len(groups), 'job cgroup')} of dead workers: {', '.join(sorted(groups))}"
                 "; a worker removes them when they are empty",
             )
         )
@@ -259,7 +265,8 @@ def check_running_jobs(
         return Check(
             "jobs",
             WARN,
-            f"{len(names)} job(s) marked running whose worker is gone (its process ended, or its "
+            f"{plural.count(len(names), 'job')} marked running whose worker is gone (its process "
+            f"ended, or its "
             f"heartbeat stood still for {settings.worker_stale_after_s:g} s): {', '.join(names[:20])}"
             "; start a worker (of each job's executor): it ends them (failed, worker lost) or reattaches",
         )
@@ -278,7 +285,8 @@ def check_spooled_ends(settings: Settings, engine: Engine, database_up: bool) ->
         return Check(
             "job ends",
             FAIL,
-            f"{len(damaged)} file(s) in {end_spool.spool_dir(settings)} set aside as damaged, not "
+            f"{plural.count(len(damaged), 'file')} in {end_spool.spool_dir(settings)} set aside "
+            f"as damaged, not "
             f"written: {names}; not what a worker writes (someone or something wrote the state "
             "directory): read them, then remove them; their jobs are ended as lost",
         )
@@ -295,14 +303,17 @@ def check_spooled_ends(settings: Settings, engine: Engine, database_up: bool) ->
         left = end_spool.spooled(settings)
         if not left:
             return Check(
-                "job ends", OK, f"wrote {written} job end(s) kept on disk while the database was away"
+                "job ends",
+                OK,
+                f"wrote {plural.count(written, 'job end')} kept on disk while the database was away",
             )
         waiting = left
     names = ", ".join(e.job_id for e in waiting[:20])
     return Check(
         "job ends",
         WARN,
-        f"{len(waiting)} job end(s) kept in {end_spool.spool_dir(settings)} for the database: {names}"
+        f"{plural.count(len(waiting), 'job end')} kept in {end_spool.spool_dir(settings)} for the "
+        f"database: {names}"
         "; written when it answers (a worker round or tre admin doctor)",
     )
 
@@ -318,7 +329,7 @@ def check_spooled_refusals(settings: Settings, engine: Engine, database_up: bool
         events = [e for c in claimed for e in c.events]
         if claimed and record_refusals(engine, events, claimed=claimed):
             refusal_spool.release(claimed)
-            written = f"wrote {len(events)} refusal entr(ies) kept on disk"
+            written = f"wrote {plural.count(len(events), 'refusal entry')} kept on disk"
         else:
             refusal_spool.give_back(claimed)
             written = ""
@@ -331,12 +342,16 @@ def check_spooled_refusals(settings: Settings, engine: Engine, database_up: bool
         return Check(
             name,
             FAIL,
-            f"{len(bad)} unreadable file(s) in {folder}, or holding entries that are not refusals "
+            f"{plural.count(len(bad), 'unreadable file')} in {folder}, or holding entries that "
+            f"are not refusals "
             f"(written by someone else: keep them as evidence): {bad[0].name}; read them by hand",
         )
     if left:
         return Check(
-            name, WARN, f"{len(left)} batch(es) kept in {folder} for the database; written when it answers"
+            name,
+            WARN,
+            f"{plural.count(len(left), 'batch', 'batches')} kept in {folder} for the database; "
+            f"written when it answers",
         )
     return Check(name, OK, written or "none waiting on disk for the database")
 
@@ -365,7 +380,8 @@ def check_accounts(settings: Settings, engine: Engine) -> Check:
         return Check(
             "accounts",
             FAIL,
-            f"{len(found)} account(s) differ from the signed audit log, edited in the database: "
+            f"{plural.count(len(found), 'account')} {plural.agree(len(found), 'differs', 'differ')} "
+            "from the signed audit log, edited in the database: "
             f"{'; '.join(found[:3])}{more}. Set each back (tre admin user) and find who wrote the database",
         )
     return Check("accounts", OK, "every user as the signed audit log left it")

@@ -11,6 +11,7 @@ digest so an egress decision can be tied to the exact text it was made under.
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
 import functools
 import hashlib
@@ -920,6 +921,49 @@ def _line_of(text: str, loc: tuple[int | str, ...]) -> int | None:
     return line
 
 
+def _section_keys(loc: tuple[int | str, ...]) -> list[str]:
+    """The keys the section holding ``loc``'s last key takes (``sdc.treshold``: sdc's)."""
+    model: Any = Policy
+    for part in loc[:-1]:
+        field = model.model_fields.get(part) if isinstance(part, str) else None
+        inner = field.annotation if field is not None else None
+        if not (isinstance(inner, type) and issubclass(inner, BaseModel)):
+            return []
+        model = inner
+    return [name for name in model.model_fields if name != "digest"]
+
+
+def _reason(kind: str, message: str, loc: tuple[int | str, ...], value: object, text: str) -> str:
+    """A validation error in the admin's words: an unknown key names the closest known one
+    (``sdc.treshold_action``: did you mean 'threshold_action'?), and a number where text is
+    needed says to quote it (``version: 1.0`` read as a float: 'Input should be a valid
+    string' left the admin guessing; newcomer round 23)."""
+    if kind == "extra_forbidden":
+        close = difflib.get_close_matches(str(loc[-1]), _section_keys(loc), n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        return f"unknown key ({hint}see policies/SCHEMA.md)"
+    if kind == "string_type" and isinstance(value, int | float) and not isinstance(value, bool):
+        written = _written(text, loc) or str(value)  # 1.10 as written, not the float 1.1
+        return f'needs text, and YAML reads {written} as a number: put it in quotes ("{written}")'
+    return message
+
+
+def _written(text: str, loc: tuple[int | str, ...]) -> str | None:
+    """The value at ``loc`` as the file spells it (a plain scalar's source text), or None."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return None
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            node = next((v for k, v in node.value if k.value == part), None)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and 0 <= part < len(node.value):
+            node = node.value[part]
+        else:
+            return None
+    return str(node.value) if isinstance(node, yaml.ScalarNode) else None
+
+
 def parse_policy(text: str, source: Path | str, expected_name: str | None = None) -> Policy:
     """Validate YAML text into a Policy; every failure is a PolicyError naming the field and,
     where the file has one, its line."""
@@ -961,10 +1005,8 @@ def parse_policy(text: str, source: Path | str, expected_name: str | None = None
     except ValidationError as exc:
         first = exc.errors()[0]
         more = f" (and {exc.error_count() - 1} more errors)" if exc.error_count() > 1 else ""
-        reason = first["msg"]
-        if first["type"] == "extra_forbidden":
-            reason = "unknown key (typo? see policies/SCHEMA.md)"
         loc = tuple(first["loc"])
+        reason = _reason(first["type"], first["msg"], loc, first.get("input"), text)
         raise PolicyError(source, _field_path(loc), reason + more, line=_line_of(text, loc)) from exc
 
 
@@ -976,10 +1018,23 @@ def load_policy(name: str, policies_dir: Path) -> Policy:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError as exc:
-        raise PolicyError(path, "", "no such policy") from exc
+        raise PolicyError(path, "", f"no such policy; {_policies_in(Path(policies_dir))}") from exc
     except (OSError, UnicodeDecodeError) as exc:
         raise PolicyError(path, "", f"cannot read: {exc}") from exc
     return _parse_cached(text, str(path), name)
+
+
+def _policies_in(folder: Path) -> str:
+    """What a misspelt ``--policy`` could have meant: the names the folder holds (it said
+    only "no such policy", and the admin had to go and list the folder; newcomer round 23)."""
+    try:
+        names = sorted(p.stem for p in folder.glob("*.yaml") if POLICY_NAME_RE.match(p.stem))
+    except OSError:
+        names = []
+    if not names:
+        return f"the policies folder {folder} holds none (TRE_POLICIES_DIR)"
+    shown = ", ".join(names[:20]) + (", ..." if len(names) > 20 else "")
+    return f"the policies in {folder}: {shown}"
 
 
 @functools.lru_cache(maxsize=64)

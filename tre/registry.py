@@ -128,9 +128,8 @@ def set_user_roles(
     def change() -> None:
         user.roles = [UserRole(role=r) for r in wanted]
 
-    lost = _reviewer_change(
-        session, user, f"changing the roles of {user_id!r} to {wanted}", change, policies_dir, force
-    )
+    what = f"changing the roles of {user_id!r} to {', '.join(wanted) or 'none'}"
+    lost = _reviewer_change(session, user, what, change, policies_dir, force)
     record_event(
         session,
         actor=actor,

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from tre import committees
 from tre.errors import Conflict
+from tre.plural import agree, count
 from tre.states import OPEN_EGRESS_STATES
 from tre.store.models import Dataset, EgressRequest
 
@@ -97,11 +98,12 @@ def guarded(
 def _refusal(what: str, lost: Shortfall) -> str:
     parts = []
     if lost.datasets:
-        parts.append(f"the committee of dataset(s) {', '.join(sorted(lost.datasets))} without its quorum")
+        named = agree(len(lost.datasets), "dataset", "datasets")
+        parts.append(f"the committee of {named} {', '.join(sorted(lost.datasets))} without its quorum")
     if lost.requests:
         n = len(lost.requests)
         shown = ", ".join(sorted(lost.requests)[:5]) + (", ..." if n > 5 else "")
-        parts.append(f"{n} open request(s) unable to reach theirs ({shown})")
+        parts.append(f"{count(n, 'open request')} unable to reach theirs ({shown})")
     return (
         f"{what} would leave {' and '.join(parts)}: they could never be decided. Assign another "
         "DAC member first (tre admin dac assign), or force it (--force, ?force=true)"

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from egress_review.checks.model import CheckContext, CheckResult
+from tre.plural import agree, count
 
 MAX_OUTPUTS = 200
 ACRO_STATUSES = frozenset({"pass", "fail", "review"})
@@ -102,8 +103,10 @@ def check_acro_results(doc: dict[str, Any], display_name: str, context: CheckCon
             CheckResult(
                 check="acro:checksum",
                 outcome="block",
-                reason=f"{len(mismatched)} file(s) differ from what ACRO checked (their SHA-256 is not the "
-                "checksum ACRO wrote): ACRO's results do not describe the files in this request",
+                reason=f"{count(len(mismatched), 'file')} "
+                f"{agree(len(mismatched), 'differs', 'differ')} from what ACRO "
+                "checked (their SHA-256 is not the checksum ACRO wrote): ACRO's results do not "
+                "describe the files in this request",
                 evidence={"files": [{"output": u, "file": f} for u, f in mismatched[:20]]},
             )
         )
@@ -112,10 +115,10 @@ def check_acro_results(doc: dict[str, Any], display_name: str, context: CheckCon
     exceptions = [r for r in failed if r.exception.strip()]
     statuses = {s: sum(1 for r in outputs if r.status == s) for s in sorted({r.status for r in outputs})}
     reason = (
-        f"ACRO results for {len(outputs)} output(s) ("
+        f"ACRO results for {count(len(outputs), 'output')} ("
         + ", ".join(f"{n} {s}" for s, n in statuses.items())
-        + f"); {len(exceptions)} exception request(s) from the researcher"
-        + (f"; {len(unverified)} listed file(s) could not be verified" if unverified else "")
+        + f"); {count(len(exceptions), 'exception request')} from the researcher"
+        + (f"; {count(len(unverified), 'listed file')} could not be verified" if unverified else "")
         + ". ACRO's claims are shown to reviewers; every file is checked by tre regardless"
     )
     out.append(

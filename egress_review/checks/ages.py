@@ -25,6 +25,7 @@ import re
 from egress_review.checks.model import CheckResult
 from egress_review.checks.number_words import words_to_digits
 from egress_review.checks.tables import Table
+from tre.plural import count
 
 MAX_AGE = 89  # Safe Harbor: an age over 89 is an identifier
 _OLDEST = 120  # a larger number in an age column is no age in years
@@ -75,7 +76,11 @@ def table_ages(table: Table) -> list[CheckResult]:
         if col in table.counts or not age_name(name):
             continue
         rows += [i for i, row in enumerate(table.rows, start=2) if col < len(row) and _over(row[col])]
-    return [_result(len(set(rows)), "row(s) of a table's age column")] if rows else []
+    return (
+        [_result(len(set(rows)), "row of a table's age column", "rows of a table's age column")]
+        if rows
+        else []
+    )
 
 
 def text_ages(text: str) -> list[CheckResult]:
@@ -105,7 +110,7 @@ def text_ages(text: str) -> list[CheckResult]:
         and (m.group("age") or m.group("named"))
         and _named_age(lower, m)
     )
-    return [_result(found, "time(s) in the text")] if found else []
+    return [_result(found, "time in the text", "times in the text")] if found else []
 
 
 def _named_age(lower: str, m: re.Match[str]) -> bool:
@@ -123,11 +128,12 @@ def _over(cell: str) -> bool:
     return m is not None and MAX_AGE < int(m.group(1)) <= _OLDEST
 
 
-def _result(times: int, where: str) -> CheckResult:
+def _result(times: int, where: str, where_plural: str) -> CheckResult:
     return CheckResult(
         check="identifiers:age_over_89",
         outcome="block",
-        reason=f"an age over {MAX_AGE} ({times} {where}): an identifier under HIPAA Safe Harbor; "
+        reason=f"an age over {MAX_AGE} ({count(times, where, where_plural)}): an identifier under "
+        f"HIPAA Safe Harbor; "
         f"aggregate ages over {MAX_AGE} into one category ('90 or older')",
         evidence={"times": times},
     )

@@ -26,6 +26,7 @@ from typing import IO
 
 from egress_review.checks.detect import Detected
 from egress_review.checks.model import CheckContext, CheckResult
+from tre import plural
 from tre.policy import Policy
 
 MAX_MEMBERS = 1000
@@ -186,7 +187,7 @@ def check_archive(
         CheckResult(
             check="archive_members",
             outcome="pass",
-            reason=f"{count} member(s) read and checked as files of their own",
+            reason=f"{plural.count(count, 'member')} read and checked as files of their own",
             evidence={"members": count},
         )
     )

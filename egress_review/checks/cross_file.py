@@ -26,6 +26,7 @@ from egress_review.checks.derived_counts import _SUPPRESSED, _TOTAL, _count_like
 from egress_review.checks.model import CheckContext, CheckResult, action_outcome
 from egress_review.checks.table_readers import cell_text, parse_json
 from egress_review.checks.tables import Table, _cell, parse_table
+from tre.plural import agree, count
 from tre.policy import Policy
 
 MAX_OTHER_FILES = 20
@@ -131,8 +132,10 @@ def check_across_files(
         CheckResult(
             check="sdc:differencing",
             outcome=action_outcome(policy.sdc.threshold_action),
-            reason=f"{len(found)} suppressed cell(s) can be recovered, alone or together, by subtracting the "
-            f"shown cells from a total stated in another file of this request, and are below the threshold "
+            reason=f"{count(len(found), 'suppressed cell')} can be recovered, alone or together, "
+            f"by subtracting the "
+            f"shown cells from a total stated in another file of this request, and "
+            f"{agree(len(found), 'is', 'are')} below the threshold "
             f"of {policy.sdc.threshold} (e.g. row {first['row']}, column {first['column']!r})",
             evidence={"threshold": policy.sdc.threshold, "cells": found[:20], "across_files": True},
         )

@@ -34,6 +34,7 @@ from egress_review.checks.tables import (
     classify,
     header_matches,
 )
+from tre.plural import agree, count
 from tre.policy import SdcRules
 
 _WITH_PERCENT = re.compile(r"^(\d+)\s*\(\s*\d+(?:\.\d+)?\s*%\s*\)$")
@@ -69,8 +70,10 @@ def derived_counts(table: Table, rules: SdcRules) -> list[CheckResult]:
             CheckResult(
                 check="sdc:threshold",
                 outcome=action_outcome(rules.threshold_action),
-                reason=f"{len(below)} count(s) follow from the table's cells (a count with its percentage, "
-                f"a fraction, or a percentage with its denominator) and are below the threshold of "
+                reason=f"{count(len(below), 'count')} {agree(len(below), 'follows', 'follow')} "
+                f"from the table's cells (a count with its percentage, "
+                f"a fraction, or a percentage with its denominator) and "
+                f"{agree(len(below), 'is', 'are')} below the threshold of "
                 f"{rules.threshold} (e.g. row {first['row']}, column {first['column']!r})",
                 evidence={"threshold": rules.threshold, "cells": below},
             )
@@ -82,8 +85,9 @@ def derived_counts(table: Table, rules: SdcRules) -> list[CheckResult]:
             CheckResult(
                 check="sdc:differencing",
                 outcome=action_outcome(rules.threshold_action),
-                reason=f"{len(recovered)} suppressed cell(s) can be recovered, alone or together, by "
-                f"subtracting the other cells from the table's total row or column, and are below the "
+                reason=f"{count(len(recovered), 'suppressed cell')} can be recovered, alone or together, by "
+                f"subtracting the other cells from the table's total row or column, and "
+                f"{agree(len(recovered), 'is', 'are')} below the "
                 f"threshold of "
                 f"{rules.threshold} "
                 f"(e.g. row {first['row']}, column {first['column']!r})",

@@ -26,6 +26,7 @@ from pydicom.tag import Tag
 from egress_review.checks import annex_e, ocr
 from egress_review.checks.identifiers import MALFORMED_DICOM, IdentifierMatcher, matcher_for
 from egress_review.checks.model import CheckContext, CheckResult, action_outcome, mask
+from tre.plural import count
 from tre.policy import DicomRules, Policy
 
 # PS3.15 E.3.7: Retain Patient Characteristics Option.
@@ -199,7 +200,7 @@ def check_dicom(path: Path, policy: Policy, context: CheckContext) -> list[Check
                 check="dicom:private_tags",
                 outcome=action_outcome(action),
                 reason=f"{'at least ' if len(walker.private) >= MAX_REPORTED else ''}"
-                f"{len(walker.private)} private attribute(s) present "
+                f"{count(len(walker.private), 'private attribute')} present "
                 f"(e.g. {walker.private[0]['tag']}); "
                 "their content is vendor-defined and can hold identifiers",
                 evidence={"attributes": walker.private},
@@ -243,7 +244,7 @@ def check_dicom(path: Path, policy: Policy, context: CheckContext) -> list[Check
                 check="dicom:preamble_identifiers",
                 outcome=action_outcome(policy.text.identifier_action),
                 reason=f"the 128-byte DICOM preamble (before 'DICM', never shown by viewers) holds "
-                f"{len(preamble_hits)} patient identifier(s) of the dataset",
+                f"{count(len(preamble_hits), 'patient identifier')} of the dataset",
                 evidence={"matches": [{"identifier": mask(h.identifier)} for h in preamble_hits[:10]]},
             )
         )
@@ -312,7 +313,8 @@ def _pixel_bytes(ds: Dataset, policy: Policy, context: CheckContext) -> list[Che
         CheckResult(
             check="dicom:pixel_bytes",
             outcome=action_outcome(policy.text.identifier_action),
-            reason=f"the pixel data holds {len(hits)} patient identifier(s) from the dataset written as "
+            reason=f"the pixel data holds {count(len(hits), 'patient identifier')} from the "
+            f"dataset written as "
             "text into its bytes",
             evidence={"matches": [mask(h.identifier) for h in hits[:20]]},
         )

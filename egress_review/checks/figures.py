@@ -22,6 +22,7 @@ import html
 import re
 
 from egress_review.checks.model import CheckResult, action_outcome
+from tre.plural import agree, count
 from tre.policy import Policy
 
 MAX_SVG_CHARS = 16 * 1024 * 1024
@@ -93,7 +94,8 @@ def small_counts_flag(small: list[str], policy: Policy, what: str) -> list[Check
         CheckResult(
             check="sdc:figure",
             outcome=action_outcome(policy.sdc.prose_counts),
-            reason=f"{len(small)} label(s) drawn in the {what} read as counts below the threshold of "
+            reason=f"{count(len(small), 'label')} drawn in the {what} "
+            f"{agree(len(small), 'reads as a count', 'read as counts')} below the threshold of "
             f"{policy.sdc.threshold} (a bar or point label that is not an axis tick)",
             evidence={"threshold": policy.sdc.threshold, "reviewer_only": {"labels": small[:50]}},
         )

@@ -16,6 +16,7 @@ from egress_review.checks.containers import (
 )
 from egress_review.checks.detect import ARCHIVE_TYPES, Detected, compatible, expected_type
 from egress_review.checks.model import CheckContext, CheckResult, action_outcome
+from tre.plural import agree
 from tre.policy import Policy
 
 MAX_SCAN_BYTES = 256 * 1024 * 1024
@@ -240,7 +241,8 @@ def check_hidden(path: Path, detected: Detected, policy: Policy) -> tuple[list[C
             CheckResult(
                 check="embedded_container",
                 outcome=action_outcome(rules.embedded_containers),
-                reason=f"found {', '.join(formats)} signature(s) inside this {detected.type} file "
+                reason=f"found {', '.join(formats)} "
+                f"{agree(len(unique), 'signature', 'signatures')} inside this {detected.type} file "
                 f"(first at offset {unique[0]['offset']}): possible hidden archive or polyglot",
                 evidence={"signatures": unique[:20]},
             )

@@ -27,6 +27,7 @@ from egress_review.checks.figure_pixels import check_figure_pixels
 from egress_review.checks.identifiers import matcher_for
 from egress_review.checks.model import CheckContext, CheckResult, action_outcome, mask
 from egress_review.checks.text import check_identifiers
+from tre.plural import count
 from tre.policy import Policy, VolumeRules
 
 # Image.info keys that describe encoding, not content.
@@ -220,7 +221,7 @@ def ocr_results(img: Image.Image, policy: Policy, context: CheckContext, what: s
                 check="ocr:identifiers",
                 outcome=action_outcome(policy.dicom.ocr),
                 reason=f"text recognised in the pixels of this {what} contains "
-                f"{len(hits)} patient identifier(s) "
+                f"{count(len(hits), 'patient identifier')} "
                 "of the dataset (burned in): see the recognised text",
                 evidence={
                     "matches": [{"identifier": mask(h.identifier), "ocr_line": h.line} for h in hits[:20]],
@@ -232,7 +233,7 @@ def ocr_results(img: Image.Image, policy: Policy, context: CheckContext, what: s
         CheckResult(
             check="ocr",
             outcome="pass",
-            reason=f"{words} word(s) recognised in the pixels, none of them a dataset identifier",
+            reason=f"{count(words, 'word')} recognised in the pixels, none of them a dataset identifier",
             evidence=review if words else {},
         )
     ]

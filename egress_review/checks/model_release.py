@@ -36,6 +36,7 @@ from egress_review.checks.model_card import CardError, find_card, parse_card, re
 from egress_review.checks.model_content import model_content
 from egress_review.checks.pickles import scan_pickle, unsafe_imports
 from egress_review.checks.text import check_identifiers, check_patterns
+from tre.plural import count
 from tre.policy import Policy
 
 if TYPE_CHECKING:
@@ -70,7 +71,7 @@ def _report_pickle(data: bytes, policy: Policy, report: dict[str, Any]) -> list[
             CheckResult(
                 check="model:pickle",
                 outcome=action_outcome(policy.models.unsafe_pickle),
-                reason=f"loading this pickle would import and call {len(bad)} callable(s) outside the "
+                reason=f"loading this pickle would import and call {count(len(bad), 'callable')} outside the "
                 "allowlist (e.g. " + ", ".join(bad[:3]) + "): it can run code on the recipient's machine",
                 evidence={"imports": bad[:20], "allowed": policy.models.allowed_pickle_globals},
             )
@@ -226,7 +227,8 @@ def structural_results(report: dict[str, Any], policy: Policy, context: CheckCon
             CheckResult(
                 check="model:structure",
                 outcome=action_outcome(rules.structural),
-                reason=f"leaves may hold {leaf:g} training sample(s), fewer than {rules.min_samples_leaf}: "
+                reason=f"leaves may hold {leaf:g} training "
+                f"{'sample' if leaf == 1 else 'samples'}, fewer than {rules.min_samples_leaf}: "
                 "a tree with tiny leaves reproduces individual records (SACRO-ML structural rule)",
                 evidence={"min_samples_leaf": leaf},
             )
@@ -283,7 +285,8 @@ def _leaf_rules(
                     check="model:structure",
                     outcome=action_outcome(action),
                     reason=f"routing the {int(records or 0)} training records through the trees (their split "
-                    f"attributes, read as data) leaves {smallest} record(s) in the smallest leaf and fewer "
+                    f"attributes, read as data) leaves {count(smallest, 'record')} in the "
+                    f"smallest leaf and fewer "
                     f"than {minimum} in {under} leaves: such leaves describe individual records "
                     "(SACRO-ML structural rule, minimum samples per leaf)",
                     evidence={
@@ -300,7 +303,8 @@ def _leaf_rules(
             CheckResult(
                 check="model:structure",
                 outcome=action_outcome(action),
-                reason=f"a leaf of the tree ensemble holds {min(counted):g} training sample(s) (its leaf "
+                reason=f"a leaf of the tree ensemble holds {min(counted):g} training "
+                f"{'sample' if min(counted) == 1 else 'samples'} (its leaf "
                 f"weights are counts), fewer than {minimum}: such a leaf describes individual records "
                 "(SACRO-ML structural rule)",
                 evidence={"min_leaf_samples": min(counted)},
@@ -365,7 +369,8 @@ def _onnx(
             CheckResult(
                 check="model:operators",
                 outcome=action_outcome(policy.models.custom_operators),
-                reason=f"{len(parsed.custom_domains)} operator(s) from domains outside the ONNX standard: "
+                reason=f"{count(len(parsed.custom_domains), 'operator')} from domains outside the "
+                f"ONNX standard: "
                 "what they compute is defined by code that is not part of the model file",
                 evidence={"reviewer_only": {"domains": sorted(set(parsed.custom_domains))[:20]}},
             )

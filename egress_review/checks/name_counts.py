@@ -25,6 +25,7 @@ from collections.abc import Iterable
 
 from egress_review.checks.model import CheckResult, action_outcome
 from egress_review.checks.tables import MAX_CELLS_REPORTED
+from tre.plural import agree, count
 from tre.policy import Policy, SdcRules
 
 _EDGE_BEFORE = r"(?:^|(?<=[_\-\s(\[/.,;:|]))"
@@ -145,7 +146,8 @@ def _results(
             CheckResult(
                 check=check,
                 outcome=action_outcome(action),
-                reason=f"{len(found)} name(s) or token(s) hold {what} below the threshold of "
+                reason=f"{count(len(found), 'name or token', 'names or tokens')} "
+                f"{agree(len(found), 'holds', 'hold')} {what} below the threshold of "
                 f"{rules.threshold} (in: {', '.join(places)})",
                 evidence={
                     "threshold": rules.threshold,

@@ -25,6 +25,7 @@ from google.protobuf.message import DecodeError
 from onnx import AttributeProto, GraphProto, ModelProto, NodeProto, TensorProto
 
 from egress_review.checks.model import OnnxRefused
+from tre import plural
 
 TREE_OPS = frozenset({"TreeEnsembleClassifier", "TreeEnsembleRegressor", "TreeEnsemble"})
 ML_DOMAIN = "ai.onnx.ml"
@@ -338,7 +339,8 @@ def inspect_onnx(data: bytes) -> OnnxReport:
     external = [t.name for t in tensors if _external(t)]
     if external:
         raise OnnxRefused(
-            f"{len(external)} weight tensor(s) are stored in external files outside this model "
+            f"{plural.count(len(external), 'weight tensor')} "
+            f"{plural.agree(len(external), 'is', 'are')} stored in external files outside this model "
             "file: the file under review is not the whole model, and the references are paths "
             "the job chose",
             ", ".join(external[:10]),

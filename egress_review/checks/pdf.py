@@ -26,6 +26,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from egress_review.checks.model import CheckContext, CheckResult
+from tre.plural import count
 from tre.policy import Policy
 
 MAX_PAGES = 300
@@ -75,7 +76,7 @@ def check_pdf(
         attachments = {"?": []}
     if attachments:
         out += _refused(
-            f"the PDF carries {len(attachments)} attached file(s), which a PDF viewer may not show "
+            f"the PDF carries {count(len(attachments), 'attached file')}, which a PDF viewer may not show "
             "and the checks do not release inside a PDF: release them as files of their own"
         )
     if _ACTIVE.search(raw) or _has_actions(reader, pages):

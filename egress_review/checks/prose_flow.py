@@ -23,6 +23,7 @@ import re
 
 from egress_review.checks.model import CheckResult
 from egress_review.checks.shares import thing_word
+from tre.plural import count
 
 FLOW_STAGES = frozenset(
     "screened assessed eligible enrolled enroled recruited registered consented randomised randomized "
@@ -120,10 +121,10 @@ def _fraction_gap(sentence: str, threshold: int) -> bool:
 
 def check_prose_flow(text: str, threshold: int) -> list[CheckResult]:
     """`sdc:flow_differencing` for a text whose sentences state the flow's small gaps."""
-    return flow_differencing(flow_gaps(text, threshold), "sentence(s) state", threshold)
+    return flow_differencing(flow_gaps(text, threshold), ("sentence states", "sentences state"), threshold)
 
 
-def flow_differencing(gaps: int, lead: str, threshold: int) -> list[CheckResult]:
+def flow_differencing(gaps: int, lead: tuple[str, str], threshold: int) -> list[CheckResult]:
     """The one finding for small gaps between the flow's stages, in prose (here) or in a
     file's named counts (`released`): the same words and evidence wherever they were read."""
     if not gaps:
@@ -132,7 +133,7 @@ def flow_differencing(gaps: int, lead: str, threshold: int) -> list[CheckResult]
         CheckResult(
             check="sdc:flow_differencing",
             outcome="flag",
-            reason=f"{gaps} {lead} two stages of the study's flow (screened, enrolled, "
+            reason=f"{count(gaps, *lead)} two stages of the study's flow (screened, enrolled, "
             f"analysed...) whose counts differ by less than the threshold of {threshold}: the "
             "difference is the number of people who left between the stages",
             evidence={"threshold": threshold, "count": gaps},

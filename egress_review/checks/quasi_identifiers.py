@@ -23,6 +23,7 @@ from collections import Counter
 from egress_review.checks.ages import age_name
 from egress_review.checks.model import CheckResult
 from egress_review.checks.tables import Table, header_matches
+from tre.plural import agree, count
 
 # the quasi-identifiers by kind: two columns of one kind (``site`` and ``site_id``) say no
 # more together than either alone (leaks21)
@@ -62,7 +63,8 @@ def rare_combinations(table: Table, threshold: int) -> list[CheckResult]:
         CheckResult(
             check="sdc:quasi_identifiers",
             outcome="flag",
-            reason=f"{rare} row(s) of a record-level table have a combination of {names} that fewer "
+            reason=f"{count(rare, 'row')} of a record-level table {agree(rare, 'has', 'have')} a "
+            f"combination of {names} that fewer "
             f"than {threshold} rows share: a person who has it is recognisable (band the ages, "
             "merge small sites, or release counts)",
             evidence={"rows": rare, "columns": [table.header[c] for c in columns]},

@@ -51,6 +51,7 @@ from egress_review.checks.shares import (
 )
 from egress_review.checks.table_readers import parse_json
 from egress_review.checks.tables import Table, _cell, classify, parse_table
+from tre.plural import agree, count
 from tre.policy import Policy
 
 MAX_BYTES = 1024 * 1024
@@ -493,16 +494,24 @@ def check_against_releases(
         + _release_flag(
             "sdc:released_share",
             list(small_shares(mine, released, threshold)),
-            f"percentage(s) in this file are a count below the threshold of {threshold} of a total "
-            "released earlier by this project",
+            (
+                f"percentage in this file is a count below the threshold of {threshold} of a total "
+                "released earlier by this project",
+                f"percentages in this file are a count below the threshold of {threshold} of a total "
+                "released earlier by this project",
+            ),
             "the share and the released total give the count back",
             threshold,
         )
         + _release_flag(
             "sdc:differencing_releases",
             list(differences(mine, released, threshold)),
-            f"count(s) in this file differ by less than the threshold of {threshold} from counts of "
-            "the same name released earlier by this project",
+            (
+                f"count in this file differs by less than the threshold of {threshold} from counts of "
+                "the same name released earlier by this project",
+                f"counts in this file differ by less than the threshold of {threshold} from counts of "
+                "the same name released earlier by this project",
+            ),
             "subtracting one from the other may give back individuals",
             threshold,
         )
@@ -529,7 +538,8 @@ def _request_share_flag(
         CheckResult(
             check="sdc:request_share",
             outcome="flag",
-            reason=f"{len(found)} percentage(s) in this file are a count below the threshold of {threshold} "
+            reason=f"{count(len(found), 'percentage')} in this file "
+            f"{agree(len(found), 'is', 'are')} a count below the threshold of {threshold} "
             "of a total this request states (in this file or another of its files) or of the number of "
             "patients in the datasets the job read: the share and the total give the count back; "
             "compare the files",
@@ -562,7 +572,9 @@ def _flow_differences(mine: Mapping[str, float], policy: Policy) -> list[CheckRe
         for (s1, a), (s2, b) in itertools.combinations(counts.items(), 2)
         if s1 != s2 and 0.5 <= abs(a - b) < threshold
     )
-    return flow_differencing(gaps, "pair(s) of counts in this file name", threshold)
+    return flow_differencing(
+        gaps, ("pair of counts in this file names", "pairs of counts in this file name"), threshold
+    )
 
 
 def _request_differences(
@@ -594,8 +606,10 @@ def _request_differences(
         CheckResult(
             check="sdc:differencing_request",
             outcome="flag",
-            reason=f"{len(found)} count(s) in this file differ by less than the threshold of {threshold} "
-            f"from counts of the same name in {len(files)} other file(s) of this request: subtracting one "
+            reason=f"{count(len(found), 'count')} in this file "
+            f"{agree(len(found), 'differs', 'differ')} by less than the "
+            f"threshold of {threshold} from counts of the same name in {count(len(files), 'other file')} of "
+            "this request: subtracting one "
             "from the other may give back individuals; compare the files",
             # the other files' names are the job's words: reviewers only, as sdc:request_share's
             evidence={"threshold": threshold, "count": len(found), "reviewer_only": {"files": files[:20]}},
@@ -623,19 +637,19 @@ def _request_wholes(
 
 
 def _release_flag(
-    check: str, found: list[tuple[str, str]], finding: str, consequence: str, threshold: int
+    check: str, found: list[tuple[str, str]], finding: tuple[str, str], consequence: str, threshold: int
 ) -> list[CheckResult]:
     """One flag for what ``found`` pairs (a figure, the earlier request that released what
     recovers it) with the earlier releases: the reason names only the first request's id."""
     if not found:
         return []
     requests = sorted({r for _, r in found})
-    others = f" and {len(requests) - 1} other(s)" if len(requests) > 1 else ""
+    others = f" and {count(len(requests) - 1, 'other')}" if len(requests) > 1 else ""
     return [
         CheckResult(
             check=check,
             outcome="flag",
-            reason=f"{len(found)} {finding} (request {requests[0]}{others}): {consequence}; "
+            reason=f"{count(len(found), *finding)} (request {requests[0]}{others}): {consequence}; "
             "compare the two releases",
             evidence={"threshold": threshold, "released_requests": requests[:20], "count": len(found)},
         )

@@ -61,6 +61,7 @@ from egress_review.checks.text_tables import (
     rst_list_tables,
     rst_simple_tables,
 )
+from tre.plural import agree, count
 from tre.policy import Policy
 
 
@@ -157,7 +158,8 @@ def _binary_table_checks(
             CheckResult(
                 check="xlsx_parts",
                 outcome="block" if any("vba" in p.lower() for p in read.unusual_parts) else "flag",
-                reason=f"the workbook holds {len(read.unusual_parts)} part(s) that are not cells "
+                reason=f"the workbook holds {count(len(read.unusual_parts), 'part')} that "
+                f"{agree(len(read.unusual_parts), 'is', 'are')} not cells "
                 "(macros, embedded objects, pictures or external links), which reviewers do not see",
                 evidence={"parts": read.unusual_parts[:30]},
             )
@@ -182,7 +184,8 @@ def _binary_table_checks(
             CheckResult(
                 check="table_binary",
                 outcome="flag",
-                reason=f"{len(read.binary_columns)} column(s) hold raw bytes, which reviewers cannot read "
+                reason=f"{count(len(read.binary_columns), 'column')} "
+                f"{agree(len(read.binary_columns), 'holds', 'hold')} raw bytes, which reviewers cannot read "
                 "and the table rules cannot judge (an image or any file can be stored in them)",
                 evidence={"columns": read.binary_columns[:20]},
             )
@@ -548,7 +551,8 @@ def _notebook_checks(text: str, name: str, policy: Policy, context: CheckContext
             CheckResult(
                 check="notebook",
                 outcome="flag",
-                reason=f"{nb.undecodable} picture output(s) of the notebook are not valid base64: "
+                reason=f"{count(nb.undecodable, 'picture output')} of the notebook "
+                f"{agree(nb.undecodable, 'is', 'are')} not valid base64: "
                 "open them by hand",
             )
         )

@@ -33,6 +33,7 @@ from typing import Any
 from egress_review.checks.dates import MONTHS
 from egress_review.checks.identifiers import matcher_for
 from egress_review.checks.model import CheckContext, CheckResult, action_outcome
+from tre.plural import count
 from tre.policy import Policy
 
 _PARTS = {
@@ -241,8 +242,8 @@ def _dataset_dates(dates: list[str], policy: Policy, context: CheckContext) -> l
             check="dates:split_columns",
             outcome=action_outcome(policy.text.identifier_action),
             reason="a date of the dataset (birth or scan) written in parts: a table's year, month and day "
-            f"columns, a year with a day of the year or a week, or an ISO week or ordinal date ({hits} "
-            "time(s))",
+            f"columns, a year with a day of the year or a week, or an ISO week or ordinal date "
+            f"({count(hits, 'time')})",
             evidence={"rows": hits},
         )
     ]

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from egress_review.checks.model import CheckResult, action_outcome
+from tre.plural import agree, count
 from tre.policy import Policy, SdcRules
 
 MAX_CELLS_REPORTED = 20
@@ -480,7 +481,8 @@ def _check_cells(table: Table, policy: Policy, *, subjects: bool = False) -> lis
             CheckResult(
                 check="sdc:threshold",
                 outcome=action_outcome(rules.threshold_action),
-                reason=f"{len(below)}{'+' if below[-1].get('more') else ''} cell(s) have fewer than "
+                reason=f"{len(below)}{'+' if below[-1].get('more') else ''} "
+                f"{'cell has' if len(below) == 1 and not below[-1].get('more') else 'cells have'} fewer than "
                 f"{rules.threshold} observations or contributors (e.g. row {below[0]['row']}, "
                 f"column {below[0]['column']!r})",
                 evidence={"threshold": rules.threshold, "cells": below},
@@ -491,7 +493,9 @@ def _check_cells(table: Table, policy: Policy, *, subjects: bool = False) -> lis
             CheckResult(
                 check="sdc:dominance",
                 outcome=action_outcome(rules.dominance_action),
-                reason=f"{len(dominance)} magnitude cell(s) are dominated by their largest contributors",
+                reason=f"{count(len(dominance), 'magnitude cell')} "
+                f"{agree(len(dominance), 'is', 'are')} dominated by "
+                "their largest contributors",
                 evidence={"p": rules.p_percent, "n": rules.nk_n, "k": rules.nk_k, "cells": dominance},
             )
         )
@@ -500,7 +504,8 @@ def _check_cells(table: Table, policy: Policy, *, subjects: bool = False) -> lis
             CheckResult(
                 check="sdc:zeros",
                 outcome=action_outcome(rules.zeros),
-                reason=f"{len(zeros)} zero count(s): an empty cell can disclose that nobody in a group has "
+                reason=f"{count(len(zeros), 'zero count')}: an empty cell can disclose that "
+                f"nobody in a group has "
                 "an attribute (group disclosure)",
                 evidence={"cells": zeros},
             )
@@ -524,7 +529,7 @@ def _check_cells(table: Table, policy: Policy, *, subjects: bool = False) -> lis
             CheckResult(
                 check="sdc:rounding",
                 outcome=action_outcome(rules.unrounded),
-                reason=f"{len(unrounded)} count(s) are not {base}",
+                reason=f"{count(len(unrounded), 'count')} {agree(len(unrounded), 'is', 'are')} not {base}",
                 evidence={"rounding_base": rules.rounding_base, "cells": unrounded},
             )
         )
@@ -559,7 +564,7 @@ def _check_cells(table: Table, policy: Policy, *, subjects: bool = False) -> lis
             CheckResult(
                 check="sdc",
                 outcome="pass",
-                reason=f"{count_cells} count cell(s) checked; no disclosure rule fired",
+                reason=f"{count(count_cells, 'count cell')} checked; no disclosure rule fired",
                 evidence={
                     "count_columns": [table.header[i] for i in table.counts],
                     "magnitude_columns": [table.header[i] for i in table.magnitudes],
@@ -591,11 +596,11 @@ def _magnitude_rules(table: Table, rules: SdcRules) -> list[CheckResult]:
         CheckResult(
             check="sdc:magnitudes",
             outcome=action_outcome(rules.magnitude_without_contributors),
-            reason="magnitude column(s) "
+            reason=f"magnitude {agree(len(unchecked), 'column', 'columns')} "
             + ", ".join(repr(table.header[i]) for i in unchecked)
-            + " come without contributor values, so ACRO's "
+            + f" {agree(len(unchecked), 'comes', 'come')} without contributor values, so ACRO's "
             + ", ".join(skipped)
-            + " rule(s) could not be applied"
+            + f" {agree(len(skipped), 'rule', 'rules')} could not be applied"
             + ("" if table.counts else " (and there is no count column)"),
             evidence={"columns": [table.header[i] for i in unchecked], "rules_not_applied": skipped},
         )
@@ -619,7 +624,8 @@ def _missing_cells(table: Table, rules: SdcRules) -> list[CheckResult]:
         CheckResult(
             check="sdc:missing",
             outcome=action_outcome(rules.missing),
-            reason=f"{len(cells)} count or magnitude cell(s) are empty or NaN (e.g. row {cells[0]['row']}, "
+            reason=f"{count(len(cells), 'count or magnitude cell')} "
+            f"{agree(len(cells), 'is', 'are')} empty or NaN (e.g. row {cells[0]['row']}, "
             f"column {cells[0]['column']!r}): a missing cell can stand for a suppressed small one",
             evidence={"cells": cells},
         )
@@ -736,9 +742,10 @@ def _unnamed_counts(table: Table, rules: SdcRules) -> list[CheckResult]:
             CheckResult(
                 check="sdc:unclassified",
                 outcome=action_outcome(rules.unclassified_small_integers),
-                reason="integer column(s) "
+                reason=f"integer {agree(len(suspicious), 'column', 'columns')} "
                 + ", ".join(repr(s["column"]) for s in suspicious)
-                + f" hold values below {rules.threshold}; if these are counts they are disclosive "
+                + f" {agree(len(suspicious), 'holds', 'hold')} values below {rules.threshold}; if "
+                f"these are counts they are disclosive "
                 "(name count columns e.g. 'n' or 'count' so the rules apply, or measurement "
                 "columns e.g. 'size_mm' so they are not taken as counts)",
                 evidence={"columns": suspicious},

@@ -14,6 +14,7 @@ from egress_review.checks.identifiers import IdentifierMatcher, matcher_for
 from egress_review.checks.model import CheckContext, CheckResult, action_outcome, mask
 from egress_review.disguised import SqueezedIndex, disguised_lines, squeeze
 from egress_review.split_parts import SplitIndex
+from tre.plural import count
 from tre.policy import Policy
 
 MAX_TEXT_BYTES = 64 * 1024 * 1024
@@ -77,7 +78,7 @@ def check_identifiers(
     return CheckResult(
         check=check,
         outcome=action_outcome(policy.text.identifier_action),
-        reason=f"{len(hits)} occurrence(s) of patient identifiers from the dataset "
+        reason=f"{count(len(hits), 'occurrence')} of patient identifiers from the dataset "
         "(DICOM headers or its tables) "
         f"(lines {', '.join(map(str, lines[:10]))}{'...' if len(lines) > 10 else ''})",
         evidence={"matches": shown, "count": len(hits)},
@@ -135,7 +136,7 @@ def check_patterns(text: str, policy: Policy) -> list[CheckResult]:
                     check=f"pattern:{name}",
                     outcome=action_outcome(policy.text.pattern_action),
                     reason=f"text contains {len(found)}{'+' if len(found) >= 20 else ''} "
-                    f"match(es) of {name!r}",
+                    f"{'match' if len(found) == 1 else 'matches'} of {name!r}",
                     evidence={"matches": found},
                 )
             )
@@ -178,7 +179,7 @@ def check_encoded_blobs(text: str, policy: Policy) -> CheckResult | None:
     return CheckResult(
         check="encoded_blob",
         outcome=action_outcome(rules.encoded_blob),
-        reason=f"text contains {len(found)} long encoded run(s) (largest {largest} characters) "
+        reason=f"text contains {count(len(found), 'long encoded run')} (largest {largest} characters) "
         "that could hold binary data",
         evidence={"runs": found},
     )

@@ -26,6 +26,7 @@ from egress_review.checks.model import CheckResult, action_outcome
 from egress_review.checks.number_words import words_to_digits
 from egress_review.checks.shares import share_count
 from egress_review.checks.tables import MAX_CELLS_REPORTED, header_matches
+from tre.plural import agree, count
 from tre.policy import Policy, SdcRules
 
 MAX_CHARS = 8 * 1024 * 1024  # a longer text is read for counts in its first 8 MiB only
@@ -328,7 +329,8 @@ def check_text_counts(text: str, policy: Policy, *, named: bool = True) -> list[
             CheckResult(
                 check="sdc:threshold",
                 outcome=action_outcome(rules.threshold_action),
-                reason=f"{len(values)} count(s) written as 'name = value' or 'name: value' are below the "
+                reason=f"{count(len(values), 'count')} written as 'name = value' or 'name: value' "
+                f"{agree(len(values), 'is', 'are')} below the "
                 f"threshold of {rules.threshold} (e.g. line {values[0]['line']})",
                 evidence={
                     "threshold": rules.threshold,
@@ -343,7 +345,8 @@ def check_text_counts(text: str, policy: Policy, *, named: bool = True) -> list[
             CheckResult(
                 check="sdc:prose",
                 outcome=action_outcome(rules.prose_counts),
-                reason=f"{len(sentences)} small count(s) written in sentences (a number under the threshold "
+                reason=f"{count(len(sentences), 'small count')} written in sentences (a number "
+                f"under the threshold "
                 f"of {rules.threshold} counting patients, cases or subjects, or following from a fraction "
                 f"or a percentage of a stated total; e.g. line {sentences[0]['line']})",
                 evidence={

@@ -30,6 +30,11 @@ STATE_TTL_S = 600
 STATE_KEY_FILENAME = "panel-oidc-state.fernet"
 CALLBACK_PATH = "/panel/oidc/callback"
 POST_LOGOUT_PATH = "/panel/login"
+# The logout request's `state`, which the provider hands back on its redirect to
+# POST_LOGOUT_PATH (RP-Initiated Logout 1.0): the sign-in page then says the sign-out
+# happened, as `?out=1` does without a provider (newcomer round 23: with one, the reviewer
+# came back to a plain sign-in page). Fixed words, like `out=1`: it only picks a notice.
+SIGNED_OUT_STATE = "signed-out"
 
 
 @dataclass(frozen=True)
@@ -85,9 +90,12 @@ def pending_sign_in(request: Request, settings: Settings) -> PendingSignIn | Non
     return PendingSignIn(state=data["s"], nonce=data["n"], code_verifier=data["v"])
 
 
-def end_session_url(settings: Settings, discovery: Discovery, id_token: str | None) -> str | None:
+def end_session_url(
+    settings: Settings, discovery: Discovery, id_token: str | None, signed_out: bool = True
+) -> str | None:
     """RP-initiated logout at the provider (OpenID Connect RP-Initiated Logout 1.0), back to
-    the panel's sign-in page; None when the provider does not offer it."""
+    the panel's sign-in page, which says so when ``signed_out`` (a session was ended here);
+    None when the provider does not offer it."""
     if not discovery.end_session_endpoint or not settings.oidc_redirect_url:
         return None
     callback = urlsplit(settings.oidc_redirect_url)
@@ -97,5 +105,7 @@ def end_session_url(settings: Settings, discovery: Discovery, id_token: str | No
     }
     if id_token:
         params["id_token_hint"] = id_token
+    if signed_out:
+        params["state"] = SIGNED_OUT_STATE
     joiner = "&" if "?" in discovery.end_session_endpoint else "?"
     return f"{discovery.end_session_endpoint}{joiner}{urlencode(params)}"

@@ -41,7 +41,7 @@ from egress_review.panel.auth import (
     set_token_cookie,
 )
 from egress_review.panel.cards import file_cards, noting_refusals
-from egress_review.panel.oidc_session import end_session_url
+from egress_review.panel.oidc_session import SIGNED_OUT_STATE, end_session_url
 from egress_review.panel.templating import PACKAGE_DIR, templates
 from tre import committees
 from tre.api.bounds import RowId
@@ -156,17 +156,23 @@ def _ended_words(settings: Settings, ended: str, lost: bool) -> str:
 
 @router.get("/login")
 def login_page(
-    request: Request, settings: SettingsDep, ended: str = "", lost: str = "", out: str = ""
+    request: Request,
+    settings: SettingsDep,
+    ended: str = "",
+    lost: str = "",
+    out: str = "",
+    state: str = "",
 ) -> HTMLResponse:
     """The sign-in page; ``ended`` (set by `panel_principal`'s redirect) names why the previous
     session ended, ``lost`` that the form it refused was not recorded, and ``out`` that the
     reviewer has just pressed Sign out (`logout`: before, the page came back without a word,
     and a reviewer could not tell whether the Sign out had worked). Only fixed words are
-    shown: the query string itself is never echoed."""
+    shown: the query string itself is never echoed. ``state`` is the provider's hand-back
+    after an RP-initiated logout (`oidc_session.SIGNED_OUT_STATE`), which means ``out``."""
     context = _login_context(settings)
     if ended in ENDED:
         context["ended"] = _ended_words(settings, ended, lost == "1")
-    elif out == "1":
+    elif out == "1" or state == SIGNED_OUT_STATE:
         paste = settings.auth_mode == "embedded"
         context["notice"] = signin_words.signed_out(paste, _provider_name(settings))
     return render(request, "login.html", context)
@@ -234,7 +240,7 @@ def logout(
     form_is_stale(request, csrf)
     had_session = bool(request.cookies.get(TOKEN_COOKIE))
     _revoke_session_token(request, session)
-    end_session = _provider_logout_url(request, settings)
+    end_session = _provider_logout_url(request, settings, had_session)
     if end_session:
         response: Response = render(
             request,
@@ -262,7 +268,7 @@ def _revoke_session_token(request: Request, session: Session) -> None:
     revocation.revoke(session, principal.user_id, token, float(claims["exp"]), via="panel")
 
 
-def _provider_logout_url(request: Request, settings: Settings) -> str | None:
+def _provider_logout_url(request: Request, settings: Settings, had_session: bool) -> str | None:
     provider = getattr(request.app.state.verifier, "provider", None)
     if not settings.panel_oidc_enabled or provider is None:
         return None
@@ -270,7 +276,7 @@ def _provider_logout_url(request: Request, settings: Settings) -> str | None:
         discovery = provider.discovery()
     except OidcError:
         return None  # signed out here; the provider's session ends on its own
-    return end_session_url(settings, discovery, request.cookies.get(ID_TOKEN_COOKIE))
+    return end_session_url(settings, discovery, request.cookies.get(ID_TOKEN_COOKIE), had_session)
 
 
 @router.get("/static/{name}")

@@ -44,5 +44,6 @@ def test_a_policy_with_a_mistake_is_refused_naming_its_file_and_line(  # type: i
 def test_a_misspelt_policy_name_is_refused(app_client, world, data) -> None:  # type: ignore[no-untyped-def]
     resp = _register(app_client, world, data, "defualt")
     assert resp.status_code == 422, resp.text
-    assert "defualt.yaml: no such policy" in resp.json()["detail"]
+    assert "defualt.yaml: no such policy; the policies in " in resp.json()["detail"]
+    assert "default" in resp.json()["detail"].rsplit(":", 1)[1]  # what the admin meant
     assert _register(app_client, world, data, "default").status_code == 201

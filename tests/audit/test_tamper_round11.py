@@ -227,6 +227,8 @@ def test_checkpoint_with_a_policy_catches_a_rollback_on_a_live_server(
     key = signer.verifier_key.encode()
     ok = runner.invoke(audit_app, ["checkpoint", "--key", key, "--policy", str(pol_file)])
     assert ok.exit_code == 0, ok.output
+    # It says the witnesses were asked (newcomer round 23: the line read as without --policy).
+    assert "extends what the policy's witnesses cosigned (2 checkpoints, up to " in ok.output, ok.output
     for name in ("checkpoint.note", "log.vkey"):  # a new auditor from here on: no pin of their own
         (settings.home / "audit" / name).unlink()
 

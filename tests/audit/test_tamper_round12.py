@@ -13,6 +13,7 @@ import http.server
 import json
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -776,6 +777,8 @@ def test_two_rotations_at_once_hand_over_once(log_engine: Engine, settings: Sett
     for t in threads:
         t.join(timeout=30)
     assert len(results) == 2 and sum(isinstance(r, AuditKeyError) for r in results) == 1, results
+    refused = next(r for r in results if isinstance(r, AuditKeyError))
+    assert re.search(r"overlap period, until \d{4}-\d\d-\d\d \d\d:\d\d UTC; rotate again", str(refused))
     with session_scope(log_engine) as s:
         record_events(s, [AuditEvent("alice", "dataset.read", dataset_id="d1")])
     new = get_signer(settings.keys_dir)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
@@ -100,6 +101,12 @@ def test_cli_request_vote_download(cli, db, esettings, tmp_path, monkeypatch) ->
 
     shown = cli(*me, "disclosure", rid, "--out", str(tmp_path / "d.json"))
     assert shown.exit_code == 0 and json.loads((tmp_path / "d.json").read_text())["request"]["id"] == rid
+    # Newcomer round 23: with the digest the audit log holds and where an auditor finds it.
+    digest = hashlib.sha256(
+        json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    ).hexdigest()
+    assert f"its SHA-256 (canonical JSON) is {digest}" in " ".join(shown.output.split()), shown.output
+    assert f"--job {world.job_id} --action egress.released" in " ".join(shown.output.split())
 
     # Newcomer round 21: the vote that makes the votes disagree says who settles it and how
     # (it stopped at "state conflicted"), and a voter trying to settle it is told who may.
@@ -109,6 +116,10 @@ def test_cli_request_vote_download(cli, db, esettings, tmp_path, monkeypatch) ->
     split = cli("dave", ("dac",), "vote", rid2, "reject", "-m", "no")
     assert "state conflicted" in split.output and f"tre egress resolve {rid2} approve" in split.output
     assert "who did not vote, or an admin" in " ".join(split.output.split()), split.output
+    shown = cli("dana", ("dac",), "show", rid2)  # and later, to a voter (newcomer round 23)
+    assert f"who did not vote, or an admin, settles it with: tre egress resolve {rid2}" in " ".join(
+        shown.output.split()
+    ), shown.output
     own = cli("dave", ("dac",), "resolve", rid2, "reject", "-m", "no")
     assert own.exit_code == 1 and "who did not vote, or by an admin" in str(own.exception), own.output
 

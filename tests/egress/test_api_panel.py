@@ -132,6 +132,12 @@ def test_admin_reads_but_only_resolves(panel_app, world, token_for, rid) -> None
             )
         page = c.get(f"/panel/requests/{rid}")
         assert 'id="resolve-form"' in page.text and "conflicted" in page.text
+        assert 'id="needs-resolution"' not in page.text  # the admin has the form instead
+        with TestClient(panel_app) as voter:  # a voter is told who settles it (newcomer round 23)
+            login(voter, token_for("dana", "dac"))
+            seen = voter.get(f"/panel/requests/{rid}").text
+            assert 'id="needs-resolution"' in seen and f"tre egress resolve {rid[:12]}" in seen
+            assert "file(s)" not in seen and re.search(r'id="decision-counts">\s*\d+ files?:', seen)
         r = c.post(
             f"/panel/requests/{rid}/resolve",
             follow_redirects=False,

@@ -134,7 +134,7 @@ def test_an_overfit_tree_is_flagged_by_membership_inference_and_leaf_rules(
     leaves = tree.get_n_leaves()
     assert (
         "routing the 200 training records" in structure.reason
-        and "leaves 1 record(s) in the smallest leaf" in structure.reason
+        and "leaves 1 record in the smallest leaf" in structure.reason
     )
     report = only(results, "model:release_review").evidence["report"]
     assert report["tree_ensembles"][0]["leaves"] == leaves

@@ -75,7 +75,36 @@ def test_unknown_key_is_rejected_with_file_and_field(tmp_path: Path) -> None:
     assert err.field == "sdc.treshold"
     assert "unknown key" in err.reason
     assert err.line == 4  # the misspelt key's own line, in the one-line message too
-    assert str(err) == f"{path}: line 4: sdc.treshold: unknown key (typo? see policies/SCHEMA.md)"
+    assert str(err) == (
+        f"{path}: line 4: sdc.treshold: unknown key (did you mean 'threshold'? see policies/SCHEMA.md)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "field", "words"),
+    [
+        # the closest key of the same section (newcomer round 23: 'typo?' alone)
+        ("sdc:\n  treshold_action: block\n", "sdc.treshold_action", "did you mean 'threshold_action'?"),
+        ("sdcc:\n  threshold: 5\n", "sdcc", "did you mean 'sdc'?"),
+        ("image:\n  volumes:\n    max_voxel: 3\n", "image.volumes.max_voxel", "did you mean 'max_voxels'?"),
+        ("zzz: 1\n", "zzz", "unknown key (see policies/SCHEMA.md)"),
+        # a number where text is needed, as the file spells it ('Input should be a valid string')
+        ("description: 1.10\n", "description", 'reads 1.10 as a number: put it in quotes ("1.10")'),
+    ],
+)
+def test_a_mistake_is_named_with_what_to_write(
+    tmp_path: Path, yaml_text: str, field: str, words: str
+) -> None:
+    write(tmp_path, "p", f"name: p\nversion: '1'\n{yaml_text}")
+    with pytest.raises(PolicyError) as info:
+        load_policy("p", tmp_path)
+    assert info.value.field == field and words in info.value.reason, str(info.value)
+
+
+def test_an_unquoted_version_says_to_quote_it(tmp_path: Path) -> None:
+    write(tmp_path, "v", "name: v\nversion: 1.0\n")
+    with pytest.raises(PolicyError, match=r'line 2: version: needs text, .* put it in quotes \("1.0"\)'):
+        load_policy("v", tmp_path)
 
 
 def test_invalid_yaml_names_the_line(tmp_path: Path) -> None:
@@ -132,8 +161,11 @@ def test_bad_regex_missing_version_name_mismatch_and_digest_in_yaml(tmp_path: Pa
 
 
 def test_missing_policy_and_path_escape(tmp_path: Path) -> None:
-    with pytest.raises(PolicyError, match="no such policy"):
+    with pytest.raises(PolicyError, match="no such policy; the policies folder .* holds none"):
         load_policy("absent", tmp_path)
+    write(tmp_path, "strict", "name: strict\nversion: '1'\n")
+    with pytest.raises(PolicyError, match="no such policy; the policies in .*: strict$"):
+        load_policy("strictly", tmp_path)
     with pytest.raises(PolicyError, match="not a valid policy name"):
         load_policy("../default", tmp_path)
 

@@ -53,6 +53,8 @@ def test_taking_dac_from_a_reviewer_a_quorum_needs_is_refused_unless_forced(fact
         registry.set_user_roles(s, two.world.admin, "dana", ["researcher"], policies_dir=policies)
     assert (err.value.status, err.value.slug) == (409, "quorum-unmeetable")
     assert two.world.dataset_id in err.value.detail and "--force" in err.value.detail
+    # the roles in words, not a Python list ("to ['researcher']": newcomer round 23)
+    assert "changing the roles of 'dana' to researcher would" in err.value.detail, err.value.detail
     assert roles_of(factory, "dana") == ({"dac"}, False)  # nothing changed
     assert audited(factory, "admin.user_roles_changed") == []
     with factory.begin() as s:

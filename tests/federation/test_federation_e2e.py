@@ -392,7 +392,7 @@ def test_one_submission_each_node_deciding_for_itself(federation: Federation, tm
     got = cli(fed, "hub", "results", job2, "-o", str(out))
     assert got.returncode == 0, got.stderr
     # It says what it did, not only the job's table.
-    assert got.stdout.splitlines()[-1].startswith("downloaded 1 file(s) from 1 node(s) into "), got.stdout
+    assert got.stdout.splitlines()[-1].startswith("downloaded 1 file from 1 node into "), got.stdout
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == [
         "job.json",
         "node-a/checkpoint.note",

@@ -152,10 +152,10 @@ def test_refused_while_approved_or_used_by_a_job(tre, settings: Settings) -> Non
     assert client.post("/api/v1/images/approvals", headers=h["root"], json=body).status_code == 201
 
     r = _rm(client, h["alice"], a["digest"])
-    assert r.status_code == 409 and "approved for 1 project(s)" in r.json()["detail"]
+    assert r.status_code == 409 and "approved for 1 project;" in r.json()["detail"]
     assert "p1" not in r.json()["detail"]  # a researcher learns how many, not which projects
     r = _rm(client, h["root"], a["digest"])  # an admin too: removal never revokes on its own
-    assert r.status_code == 409 and "approved for project(s) p1" in r.json()["detail"]
+    assert r.status_code == 409 and "approved for project p1;" in r.json()["detail"]
     assert client.post("/api/v1/images/approvals/revoke", headers=h["root"], json=body).status_code == 200
 
     with session_scope(engine) as s:  # a job admitted before the revocation, still queued
@@ -167,7 +167,7 @@ def test_refused_while_approved_or_used_by_a_job(tre, settings: Settings) -> Non
         with session_scope(engine) as s:
             s.get(Job, job_id).state = state.value  # type: ignore[union-attr]
         r = _rm(client, h["alice"], a["digest"])
-        assert r.status_code == 409 and "used by queued or running 1 job(s)" in r.json()["detail"]
+        assert r.status_code == 409 and "used by queued or running 1 job;" in r.json()["detail"]
         r = _rm(client, h["root"], a["digest"])
         assert r.status_code == 409 and job_id in r.json()["detail"]
     assert store.has(a["digest"])

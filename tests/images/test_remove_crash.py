@@ -140,7 +140,7 @@ def test_the_cleanup_command_settles_it_too_and_a_live_removal_is_left_alone(  #
         check=False,
     )
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == "image store: 1 interrupted removal(s) settled"
+    assert proc.stdout.strip() == "image store: 1 interrupted removal settled"
     assert list((store.root / "tmp").iterdir()) == [] and list((store.root / "locks").iterdir()) == []
 
 

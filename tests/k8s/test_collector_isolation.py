@@ -128,4 +128,4 @@ def test_the_packer_reports_only_counts_and_exit_codes(tmp_path: Path) -> None:
         for a in collect.packer_command(1000)
     ]
     proc = subprocess.run(argv, cwd="/", capture_output=True, timeout=60, check=False)
-    assert proc.returncode == 0 and proc.stderr == b"skipped 1 non-regular file(s)\n"
+    assert proc.returncode == 0 and proc.stderr == b"skipped 1 non-regular file\n"

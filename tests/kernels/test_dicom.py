@@ -107,7 +107,7 @@ def test_missing_slice(tmp_path: Path) -> None:
     raw = chest_phantom((6, 8, 8))
     write_series(tmp_path, raw, spacing_zyx=(2.0, 1.0, 1.0), positions_mm=[0, 2, 4, 8, 10, 12])
     with pytest.raises(
-        MissingSliceError, match=r"1 slice\(s\) missing \(spacing 2 mm; gaps at 37\.00->41\.00 mm\)"
+        MissingSliceError, match=r"1 slice missing \(spacing 2 mm; gaps at 37\.00->41\.00 mm\)"
     ):
         load_all(tmp_path)
 

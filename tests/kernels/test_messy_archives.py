@@ -598,7 +598,7 @@ def test_files_that_begin_as_dicom_but_cannot_be_read_are_counted_and_listed(
     shutil.copy(get_testdata_file("DICOMDIR"), tmp_path / "in" / "DICOMDIR")  # DICOM, no image
     assert run(argv(tmp_path / "in", tmp_path / "out")) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert "skipped 5 DICOM image file(s) that cannot be read (listed in manifest.json)" in lines
+    assert "skipped 5 DICOM image files that cannot be read (listed in manifest.json)" in lines
     assert not progress_claims(lines[-2]) and DONE.match(lines[-1])
     listed = manifest(tmp_path / "out")["unreadable_files"]
     assert sorted(listed) == sorted(str(p.relative_to(tmp_path / "in")) for p in [cut[1], *gone])

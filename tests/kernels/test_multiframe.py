@@ -243,7 +243,7 @@ def write_bad(folder: Path, case: str, uid: str | None = None) -> Path:
     ("case", "error", "text"),
     [
         ("two-at-one-position", NotOneStackError, "two frames at the same position"),
-        ("missing-frame", MissingSliceError, "1 frame(s) missing"),
+        ("missing-frame", MissingSliceError, "1 frame missing"),
         (
             "mixed-orientation",
             MixedOrientationError,
@@ -322,7 +322,7 @@ def test_cohort_of_enhanced_series_matches_the_classic_output_and_bad_ones_fail_
         expected["1.2.826.0.9.15"] = ("undecodable-pixels", "frame 3: pixel data in transfer syntax")
     cases = {
         "two-at-one-position": ("not-one-stack", "two frames at the same position"),
-        "missing-frame": ("missing-slices", "1 frame(s) missing"),
+        "missing-frame": ("missing-slices", "1 frame missing"),
         "mixed-orientation": ("mixed-orientation", "different ImageOrientationPatient"),
         "two-stacks": ("not-one-stack", "frames of 2 stacks"),
         "no-geometry": ("invalid-series", "no functional groups geometry"),

@@ -20,6 +20,7 @@ import pytest
 
 from tests.api.test_cli_for_people import one_line_error, tre
 from tests.oidc.test_panel_sign_in import provider_login
+from tre.cli.client import EMBEDDED_HINT, ApiClient, TokenRefused
 
 pytestmark = pytest.mark.browser
 
@@ -123,11 +124,24 @@ def test_login_oidc_against_an_embedded_api_says_what_to_do(settings, engine) ->
     with LiveServer(create_app(settings, engine)) as live:
         env = cli_env(settings, live)
         one_line_error(tre(env, "login", "--oidc"), 1, "no OpenID provider", "tre admin token")
+        refused = _refused_line(live.url)  # an embedded API: only the admin's token helps
+        assert refused.endswith(EMBEDDED_HINT) and "--oidc" not in refused, refused
+
+
+def _refused_line(api_url: str) -> str:
+    """The one line a refused token gets, in process (no saved login: TRE_HOME is the test's)."""
+    with pytest.raises(TokenRefused) as info:
+        ApiClient(api_url=api_url, token="not-a-token").get("/api/v1/me")
+    return str(info.value)
 
 
 def test_plain_login_on_a_terminal_finds_the_provider(oidc_world, settings) -> None:
     """`tre login` without --oidc, typed at a terminal (a pseudo-terminal from util-linux
-    `script`), asks the API how to sign in and starts the device flow instead of a prompt."""
+    `script`), asks the API how to sign in and starts the device flow instead of a prompt.
+    A token the API refuses (an embedded one, kept from before it moved to the provider) is
+    told to sign in there, not first to ask an admin for a token (newcomer round 23)."""
+    refused = _refused_line(oidc_world.live.url)
+    assert refused.endswith(f"this API signs people in at {oidc_world.issuer}: run `tre login --oidc`")
     env = cli_env(settings, oidc_world.live)
     command = f"{sys.executable} -m tre.cli.main login"
     proc = subprocess.Popen(

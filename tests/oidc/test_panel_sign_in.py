@@ -234,7 +234,9 @@ def test_sign_out_ends_the_session_here_and_at_the_provider(browser, oidc_world)
     # RP-initiated logout: the provider asks to confirm, then sends the browser back.
     page.wait_for_selector("button:has-text('Yes, sign me out')")
     page.click("button:has-text('Yes, sign me out')")
-    page.wait_for_url(f"{live.url}/panel/login")
+    page.wait_for_url(f"{live.url}/panel/login?state=signed-out")
+    # The page says the sign-out happened, as without a provider (it was the plain sign-in page).
+    assert "You have signed out of the review panel" in page.inner_text("#signed-out")
     names = {c["name"] for c in context.cookies() if c["domain"] == "127.0.0.1"}
     assert not names & {"tre_panel_token", "tre_panel_idt"}
     page.goto(f"{live.url}/panel/")

@@ -36,6 +36,7 @@ import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
@@ -374,7 +375,12 @@ def _rotate_locked(keys_dir: Path, overlap_s: float) -> KeyTransition:
     current = load_or_create_signer(keys_dir, create=False, _rotation_held=True)
     now_ms = int(time.time() * 1000)
     if current.previous_key is not None and now_ms <= current.overlap_until_ms:
-        raise AuditKeyError("a key rotation is still in its overlap period; rotate again after it ends")
+        # When, not only that (newcomer round 23: the admin had to find the first rotation's
+        # line to know how long to wait).
+        ends = datetime.fromtimestamp(current.overlap_until_ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
+        raise AuditKeyError(
+            f"a key rotation is still in its overlap period, until {ends}; rotate again after it ends"
+        )
     new = Ed25519PrivateKey.generate()
     transition = KeyTransition(
         current.name,

@@ -17,6 +17,7 @@ from tre.cli.client import ApiClient, CliError
 from tre.cli.output import JsonFlag, UsageMistake, console, human_size, print_json, table, untrusted, utc_time
 from tre.cli.resolve import resolve_grant_id
 from tre.config import get_settings
+from tre.plural import count
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -49,7 +50,7 @@ def admin_image_store_recover() -> None:
     from tre.images.catalog import recover_image_store
 
     settled = recover_image_store(get_settings(), _local_engine())
-    console.print(f"image store: {len(settled)} interrupted removal(s) settled", highlight=False)
+    console.print(f"image store: {count(len(settled), 'interrupted removal')} settled", highlight=False)
 
 
 @admin_app.command("doctor")
@@ -188,6 +189,16 @@ def admin_token(
     from tre.store.models import User
 
     settings = get_settings()
+    if settings.auth_mode == "oidc":
+        # The API then takes only the provider's tokens: a token minted here was printed,
+        # piped to `tre login` and refused there as "token algorithm 'EdDSA' is not
+        # accepted" (newcomer round 23, an admin following deploy.md's first sign-in).
+        where = settings.oidc_issuer or "its OpenID provider"
+        raise CliError(
+            f"TRE_AUTH_MODE=oidc: the API takes tokens from {where} only and would refuse one "
+            "minted here; sign in with `tre login --oidc` (the roles come from the provider, "
+            "narrowed by `tre admin user`)"
+        )
     with session_scope(_local_engine()) as s:
         u = s.get(User, user)
         if u is None and s.scalar(select(User.id).limit(1)) is None:
@@ -447,8 +458,11 @@ def _committee_line(c: dict[str, object]) -> str:
     if not c["quorum_meetable"] and isinstance(able, int) and isinstance(need, int) and need > able:
         # What to do, not only the alarm: README's admin seats the second member next, and the
         # first assign's line read as a failure (newcomer round 21).
-        words += f": seat {need - able} more DAC member(s) with tre admin dac assign {c['dataset_id']} USER"
-    return f"{c['dataset_id']}: {able} able reviewer(s), quorum {quorum}{words}"
+        words += (
+            f": seat {count(need - able, 'more DAC member')} with tre admin dac assign {c['dataset_id']} USER"
+        )
+    reviewers = count(able, "able reviewer") if isinstance(able, int) else f"{able} able reviewers"
+    return f"{c['dataset_id']}: {reviewers}, quorum {quorum}{words}"
 
 
 @dac_app.command("assign")
@@ -498,7 +512,7 @@ def dac_list(as_json: JsonFlag = False) -> None:
     short = [c["dataset_id"] for c in rows if not c["quorum_meetable"]]
     if short:
         raise CliError(
-            f"the quorum of {len(short)} dataset(s) cannot be met: {', '.join(short)} "
+            f"the quorum of {count(len(short), 'dataset')} cannot be met: {', '.join(short)} "
             "(tre admin dac assign DATASET USER)"
         )
 

@@ -42,6 +42,7 @@ from tre.audit.verify import (
 from tre.cli.client import ApiClient, CliError
 from tre.cli.output import JsonFlag, console, err_console, print_json, table, terminal_safe, untrusted
 from tre.config import get_settings
+from tre.plural import count
 
 app = typer.Typer(help="Signed audit log: verify bundles offline, search, export, check checkpoints.")
 
@@ -528,8 +529,10 @@ def checkpoint(
         raise CliError(f"the server's checkpoint is not valid: {e}") from e
     _refuse_retired(new, signed_by, retired, "the server's checkpoint")
     pin_path = sdir / "checkpoint.note"
+    witnessed: list[Checkpoint] = []
     if pol is not None and pol.urls:
-        for cosigned in witnessed_checkpoints(pol, keys, vkey.name):
+        witnessed = witnessed_checkpoints(pol, keys, vkey.name)
+        for cosigned in witnessed:
             _extends(client, cosigned, new, "a witness cosigned")
     for path in seen or []:
         try:
@@ -597,10 +600,19 @@ def checkpoint(
                 "first_pin": old is None,
                 "key": keys[-1].encode(),
                 "age_s": age_s,
+                "witnessed_sizes": [c.tree_size for c in witnessed],
             }
         )
         return
     since = f", consistent with the pinned size {old.tree_size}" if old else " (first pin)"
+    # Say the witnesses were asked (newcomer round 23: with --policy the line read as without,
+    # so the auditor could not tell the rollback check had run).
+    if witnessed:
+        largest = max(c.tree_size for c in witnessed)
+        since += (
+            f"; extends what the policy's witnesses cosigned ({count(len(witnessed), 'checkpoint')}, "
+            f"up to {count(largest, 'entry')})"
+        )
     console.print(
         f"checkpoint OK: {new.tree_size} entries, root {new.root_hash.hex()}{since}",
         highlight=False,
@@ -713,7 +725,7 @@ def tiles(
         return
     console.print(
         f"tiles OK: {cp.tree_size} entries, root {cp.root_hash.hex()}, "
-        f"extending {len(earlier)} checkpoint(s) seen before",
+        f"extending {count(len(earlier), 'checkpoint')} seen before",
         highlight=False,
         soft_wrap=True,
     )
@@ -851,7 +863,9 @@ def check() -> None:
     for p in problems:
         _say(f"  - {p}", err=True)
     if problems:
-        raise CliError(f"audit log DAMAGED: {len(problems)} problem(s) in a tree of {size} entries")
+        raise CliError(
+            f"audit log DAMAGED: {count(len(problems), 'problem')} in a tree of {count(size, 'entry')}"
+        )
     console.print(f"audit log intact: {size} entries, consistent with the last signed checkpoint")
 
 

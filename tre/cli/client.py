@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -117,18 +117,32 @@ EXPIRED_HINT = (
 )
 
 
-def expired_hint() -> str:
-    """How to get a new token: sign in at the provider again when the saved one came from it."""
-    if os.environ.get("TRE_TOKEN"):
-        return EXPIRED_HINT
-    try:
-        issuer = json.loads(credentials_path().read_text()).get("issuer")
-    except (OSError, ValueError, AttributeError):
-        issuer = None
-    if isinstance(issuer, str) and issuer:
-        from tre.cli.output import terminal_safe
+EMBEDDED_HINT = (
+    "get a new token (an admin runs `tre admin token --user USER --role ROLE`) and run `tre login`"
+)
 
+
+def expired_hint(sign_in: Callable[[], tuple[str, str] | None] = lambda: None) -> str:
+    """How to get a new token: sign in at the provider again when the saved one came from it;
+    otherwise the way the API itself signs people in (``sign_in``: its mode and issuer), so
+    an embedded token refused by an API that moved to a provider is told to sign in there
+    (newcomer round 23: the line offered `tre admin token` first, which the API would refuse
+    again); both ways only when the API cannot say."""
+    from tre.cli.output import terminal_safe
+
+    issuer = None
+    if not os.environ.get("TRE_TOKEN"):
+        try:
+            issuer = json.loads(credentials_path().read_text()).get("issuer")
+        except (OSError, ValueError, AttributeError):
+            issuer = None
+    if isinstance(issuer, str) and issuer:
         return f"sign in again at {terminal_safe(issuer)} with `tre login --oidc`"
+    mode = sign_in()
+    if mode is not None and mode[0] == "oidc" and mode[1]:
+        return f"this API signs people in at {terminal_safe(mode[1])}: run `tre login --oidc`"
+    if mode is not None and mode[0] == "embedded":
+        return EMBEDDED_HINT
     return EXPIRED_HINT
 
 
@@ -213,12 +227,22 @@ class ApiClient:
         # reset, timeout, protocol error, bad TLS
         return CliError(f"{what} {self.api_url}{path} failed: {_one_line(exc) or type(exc).__name__}")
 
-    @staticmethod
-    def _refusal(resp: httpx.Response) -> CliError:
+    def _refusal(self, resp: httpx.Response) -> CliError:
         """An error answer (its body read) as one line; a refused token says how to renew it."""
         if resp.status_code == 401:
-            return TokenRefused(f"{problem_message(resp)}; {expired_hint()}")
+            return TokenRefused(f"{problem_message(resp)}; {expired_hint(self._sign_in_mode)}")
         return CliError(problem_message(resp))
+
+    def _sign_in_mode(self) -> tuple[str, str] | None:
+        """How the API signs people in (its public ``/auth/config``: mode and issuer), or None
+        when it does not say."""
+        try:
+            body = self._http.get("/api/v1/auth/config", timeout=5.0).json()
+        except (httpx.HTTPError, ValueError):
+            return None
+        if not isinstance(body, dict) or body.get("mode") not in ("oidc", "embedded"):
+            return None
+        return str(body["mode"]), str(body.get("issuer") or "")
 
     def _json(self, resp: httpx.Response) -> Any:
         if resp.status_code == 204 or not resp.content:

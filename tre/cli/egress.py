@@ -19,6 +19,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, Trans
 from tre.cli.client import ApiClient, CliError
 from tre.cli.output import JsonFlag, console, human_size, print_json, table, untrusted, utc_time
 from tre.cli.resolve import resolve_job_id, resolve_request_id
+from tre.plural import agree, count
 from tre.states import EgressState
 
 app = typer.Typer(
@@ -61,6 +62,8 @@ def _print_request(r: dict[str, Any]) -> None:
             f"the votes disagree; settle it: tre egress resolve {r['id']} approve (or reject) -m WHY",
             highlight=False,
         )
+    elif r.get("state") == EgressState.conflicted.value:  # a voter: who may (newcomer round 23)
+        console.print(who_settles(r["id"]), highlight=False, soft_wrap=True)
     if r.get("expires_at"):
         console.print(f"expires: {utc_time(r['expires_at'])} unless decided first", highlight=False)
     # Fixed words from the server (quorum unmeetable, policy changed, expired), said first.
@@ -214,11 +217,15 @@ def vote(
     if r["state"] == EgressState.conflicted.value:
         # The vote that made the votes disagree: who settles it and how (the panel said so,
         # the CLI stopped at "state conflicted"; the voter may not resolve it themselves).
-        console.print(
-            "the votes disagree: a DAC member of its committee who did not vote, or an admin, "
-            f"settles it with: tre egress resolve {r['id']} approve (or reject) -m WHY",
-            highlight=False,
-        )
+        console.print(who_settles(r["id"]), highlight=False, soft_wrap=True)
+
+
+def who_settles(request_id: str) -> str:
+    """Who may settle a conflicted request, and how: said to the voters, who may not."""
+    return (
+        "the votes disagree: a DAC member of its committee who did not vote, or an admin, "
+        f"settles it with: tre egress resolve {request_id} approve (or reject) -m WHY"
+    )
 
 
 @app.command()
@@ -271,7 +278,22 @@ def disclosure(
         print_json(record)
         return
     write_text_file(out, json.dumps(record, indent=2, sort_keys=True) + "\n")
-    console.print(f"wrote {out}", highlight=False, soft_wrap=True)
+    console.print(f"wrote {out}; {_record_check(record)}", highlight=False, soft_wrap=True, markup=False)
+
+
+def _record_check(record: dict[str, Any]) -> str:
+    """How an auditor proves the record is the one written at the decision: its SHA-256 over
+    canonical JSON, which the request's egress.released / egress.closed audit entry holds
+    (newcomer round 23: the command said only "wrote FILE", and the auditor had to rebuild the
+    canonical form by hand to compare it)."""
+    from egress_review.disclosure import record_digest
+
+    action = "egress.released" if record.get("released") else "egress.closed"
+    job = (record.get("request") or {}).get("job_id") or "JOB"
+    return (
+        f"its SHA-256 (canonical JSON) is {record_digest(record)}: the disclosure_sha256 of its "
+        f"{action} audit entry (tre audit search --job {job} --action {action} --json)"
+    )
 
 
 def write_text_file(path: Path, text: str) -> None:
@@ -349,7 +371,8 @@ def download(
     existing = [t for t in targets if t.exists()]
     if existing and not force:
         raise CliError(
-            f"{len(existing)} file(s) already exist (first: {existing[0]}); use --force to overwrite "
+            f"{count(len(existing), 'file')} already {agree(len(existing), 'exists', 'exist')} "
+            f"(first: {existing[0]}); use --force to overwrite "
             "or --dest to choose another folder"
         )
     with Progress(
@@ -376,7 +399,7 @@ def download(
     record_path = dest / f"disclosure-{request_id}.json"
     write_text_file(record_path, json.dumps(record, indent=2, sort_keys=True) + "\n")
     console.print(
-        f"downloaded {len(files)} file(s), {human_size(total)}, hashes verified; "
+        f"downloaded {count(len(files), 'file')}, {human_size(total)}, hashes verified; "
         f"disclosure record: {record_path}",
         soft_wrap=True,  # a path is never cut in two, on a terminal or piped
         highlight=False,

@@ -18,6 +18,7 @@ from tre.cli.client import ApiClient, CliError
 from tre.cli.output import PortOption, console, untrusted
 from tre.cli.resolve import resolve_hub_job_id
 from tre.config import get_settings
+from tre.plural import count
 
 if TYPE_CHECKING:  # the store is imported by the node commands that use it (start-up time)
     from sqlalchemy import Engine
@@ -265,9 +266,8 @@ def hub_results(
     # Say what was done: the command printed only the job's table, as `hub job show` does,
     # so nothing told the researcher whether files were fetched or the hashes checked.
     if nodes:
-        said = (
-            f"downloaded {files} file(s) from {nodes} node(s) into {out}/<node>/, each matching its SHA-256"
-        )
+        said = f"downloaded {count(files, 'file')} from {count(nodes, 'node')} into "
+        f"{out}/<node>/, each matching its SHA-256"
     else:
         said = (
             f"no node has released anything yet: nothing downloaded (the job's record is in {out}/job.json)"

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tre.executors import liveness
+from tre.plural import count
 
 log = logging.getLogger(__name__)
 
@@ -482,8 +483,8 @@ def sweep_stale(max_depth: int = 5) -> list[Path]:
                 log.debug("leaving %s: %s", path, exc)
     if removed:
         log.warning(
-            "removed %d job cgroup(s) left by a worker that died: %s",
-            len(removed),
+            "removed %s left by a worker that died: %s",
+            count(len(removed), "job cgroup"),
             ", ".join(str(p) for p in removed),
         )
     return removed

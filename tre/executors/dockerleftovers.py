@@ -26,6 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tre.executors import liveness, outputfs, rocover
+from tre.plural import count
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +81,8 @@ def sweep(jobs_dir: Path, container_exists: Callable[[str], bool], uid: int, gid
         rocover.unmount_all(left.scratch)
     if recovered or covers:
         log.warning(
-            "cleaned what a Docker worker that died left: %d output file system(s), %d cover folder(s)",
-            len(recovered),
-            len(covers),
+            "cleaned what a Docker worker that died left: %s, %s",
+            count(len(recovered), "output file system"),
+            count(len(covers), "cover folder"),
         )
     return len(recovered) + len(covers)

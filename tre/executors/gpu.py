@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tre import plural
 from tre.executors.base import ExecutorError
 
 # A top-level folder of the sandbox, made by bwrap on its tmpfs root (images cannot hold it:
@@ -80,7 +81,7 @@ def nvidia_devices(count: int, dev: Path = Path("/dev")) -> list[str]:
         key=lambda p: int(p.name[len("nvidia") :]),
     )
     if len(gpus) < count:
-        raise ExecutorError(f"the job asks for {count} GPU(s) but this host has {len(gpus)}")
+        raise ExecutorError(f"the job asks for {plural.count(count, 'GPU')} but this host has {len(gpus)}")
     control = [dev / n for n in CONTROL_NODES]
     return [str(p) for p in [*gpus[:count], *control] if p.exists()]
 

@@ -54,6 +54,7 @@ from tre.executors.stage import (
     ensure_stage_dir,
     launcher_argv,
 )
+from tre.plural import count
 from tre.states import JobState
 
 if TYPE_CHECKING:  # the sandbox itself needs no pydantic; only the type is referenced
@@ -319,8 +320,8 @@ class LocalExecutor(Executor):
             return 0
         if recovered:
             log.warning(
-                "recovered %d output folder(s) left mounted by a worker that died: %s",
-                len(recovered),
+                "recovered %s left mounted by a worker that died: %s",
+                count(len(recovered), "output folder"),
                 ", ".join(str(p) for p in recovered),
             )
         return len(recovered)

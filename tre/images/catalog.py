@@ -22,6 +22,7 @@ from tre.images.errors import ImageQuotaExceeded
 from tre.images.layout import config_to_json
 from tre.images.reference import Reference, canonical, parse_reference, printable
 from tre.images.store import ImportResult
+from tre.plural import agree, count
 from tre.registry import get_project
 from tre.store.base import utcnow
 from tre.store.models import Image, ImageApproval, ImageImport, Job, JobState
@@ -193,7 +194,10 @@ def _refuse_while_in_use(session: Session, digest: str, as_admin: bool) -> None:
         )
     )
     if projects:
-        which = f"project(s) {', '.join(projects)}" if as_admin else f"{len(projects)} project(s)"
+        n = len(projects)
+        which = (
+            f"{agree(n, 'project', 'projects')} {', '.join(projects)}" if as_admin else count(n, "project")
+        )
         raise Conflict(
             f"image {digest} is approved for {which}; an admin revokes the approvals first "
             "(tre image revoke REF --project P)"
@@ -206,7 +210,8 @@ def _refuse_while_in_use(session: Session, digest: str, as_admin: bool) -> None:
         )
     )
     if jobs:
-        which = f"job(s) {', '.join(jobs[:10])}" if as_admin else f"{len(jobs)} job(s)"
+        n = len(jobs)
+        which = f"{agree(n, 'job', 'jobs')} {', '.join(jobs[:10])}" if as_admin else count(n, "job")
         raise Conflict(f"image {digest} is used by queued or running {which}; remove it when they have ended")
 
 

@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 from tre.config import Settings
 from tre.errors import PolicyUnavailable
 from tre.executors import fstree
+from tre.plural import count
 from tre.policy import JobRules, policies_for_datasets
 from tre.store.base import utcnow
 from tre.store.models import Dataset, Job, JobOutput
@@ -151,8 +152,8 @@ def scan_output_tree(
         scan.skipped += len(chosen)  # gone between the two walks
     if scan.skipped:
         log.warning(
-            "%d output file(s) under %s were not recorded (odd names, too deep or too many)",
-            scan.skipped,
+            "%s under %s not recorded (odd names, too deep or too many)",
+            count(scan.skipped, "output file"),
             root,
         )
     return scan

@@ -44,6 +44,7 @@ from tre.jobs.fairness import fair_order
 from tre.jobs.lineage import INPUTS_ENV, input_mount_path, missing_outputs
 from tre.jobs.outputs import OutputScan, record_scanned, recording_limits, scan_output_tree
 from tre.jobs.paths import log_path, output_dir
+from tre.plural import count
 from tre.registry import check_dataset_path
 from tre.store.base import utcnow
 from tre.store.db import DatabaseBusy, session_scope
@@ -507,9 +508,9 @@ class Worker:
         written = end_spool.replay(self.settings, self.engine, self._finish, DB_AWAY)
         if written:
             log.info(
-                "worker %s: wrote %d job end(s) kept on disk while the database was away",
+                "worker %s: wrote %s kept on disk while the database was away",
                 self.worker_id,
-                written,
+                count(written, "job end"),
             )
 
     def _finish(self, session: Session, job: Job, result: JobResult) -> None:

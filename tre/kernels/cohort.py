@@ -559,7 +559,8 @@ class CohortRun:
             self.report(line)
         if self.manifest.unreadable:  # a count in the log; which files: the manifest
             n = len(self.manifest.unreadable)
-            self.report(f"skipped {n} DICOM image file(s) that cannot be read (listed in {MANIFEST_NAME})")
+            noun = "file" if n == 1 else "files"  # tre.plural is not in the job image
+            self.report(f"skipped {n} DICOM image {noun} that cannot be read (listed in {MANIFEST_NAME})")
         tl.add("shutdown", None, shutdown, tl.now())
         c = self.counts
         by_reason = dict(self.reporter.by_reason) if self.reporter is not None else {}

@@ -436,7 +436,8 @@ def _z_spacing(proj: np.ndarray, uid: str, rel_tol: float, header: Dataset, noun
         missing = int(np.sum(np.round(ratios) - 1))
         where = ", ".join(f"{proj[i]:.2f}->{proj[i + 1]:.2f} mm" for i in bad[:5])
         raise MissingSliceError(
-            f"series {uid}: {missing} {noun[:-1]}(s) missing (spacing {base:.4g} mm; gaps at {where})"
+            f"series {uid}: {missing} {noun[:-1] if missing == 1 else noun} missing (spacing "
+            f"{base:.4g} mm; gaps at {where})"
         )
     raise NonUniformSpacingError(
         f"series {uid}: non-uniform slice spacing: steps range {steps.min():.4g}-{steps.max():.4g} mm "

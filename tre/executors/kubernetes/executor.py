@@ -28,6 +28,7 @@ from tre.executors.kubernetes.config import KubernetesSettings, load_api_client,
 from tre.executors.kubernetes.logs import LogFollower
 from tre.executors.kubernetes.staging import MAX_ATTEMPTS, OutputStaging
 from tre.executors.kubernetes.status import PodView, final_result, job_view, pod_view, waiting_failure
+from tre.plural import agree
 from tre.states import JobState
 
 log = logging.getLogger(__name__)
@@ -104,7 +105,8 @@ class KubernetesExecutor(Executor):
                 missing.append(name)
         if missing:
             raise ExecutorError(
-                f"admission policy binding(s) missing: {', '.join(missing)}; refusing to provision project "
+                f"admission policy {agree(len(missing), 'binding', 'bindings')} missing: "
+                f"{', '.join(missing)}; refusing to provision project "
                 "namespaces without them (apply the policies first: docs/deploy.md, Order of installation)"
             )
         self._policies_checked = True
@@ -169,7 +171,8 @@ class KubernetesExecutor(Executor):
             return JobResult(
                 JobState.failed,
                 None,
-                f"dataset volume(s) not provisioned in namespace {ns}: {', '.join(missing)} "
+                f"dataset {agree(len(missing), 'volume', 'volumes')} not provisioned in namespace "
+                f"{ns}: {', '.join(missing)} "
                 "(an administrator creates one read-only PVC per granted dataset; see docs/deploy.md)",
             )
         try:

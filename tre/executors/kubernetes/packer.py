@@ -72,7 +72,8 @@ def pack(root: str, out: object, limit_bytes: int) -> int:
                 with open(path, "rb") as fh:
                     tar.addfile(info, fh)
     if skipped:
-        print(f"skipped {skipped} non-regular file(s)", file=sys.stderr)
+        files = "file" if skipped == 1 else "files"  # standard library only (above)
+        print(f"skipped {skipped} non-regular {files}", file=sys.stderr)
     return total
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection, create_engine
 
+from tre.plural import count
 from tre.store import federation_models, models  # noqa: F401  (registers every table on Base.metadata)
 from tre.store.base import Base
 
@@ -52,7 +53,9 @@ def run_migrations_online() -> None:
                 broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
                 connection.commit()  # ends the transaction that query began: the pragma needs none
                 if broken:
-                    raise RuntimeError(f"migration left {len(broken)} broken reference(s): {broken[:5]}")
+                    raise RuntimeError(
+                        f"migration left {count(len(broken), 'broken reference')}: {broken[:5]}"
+                    )
         finally:
             if sqlite:
                 if connection.in_transaction():
