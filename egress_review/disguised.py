@@ -23,7 +23,7 @@ from egress_review.encoded import decoded_fragments
 from egress_review.folding import fold, needs_folding
 from egress_review.mixed_words import ONE_MIXED_WORD as _ONE_MIXED
 from egress_review.mixed_words import digits_of_mixed, has_mixed, letters_of_mixed
-from egress_review.number_bytes import number_text
+from egress_review.number_bytes import continues, number_text
 from egress_review.spelled import spelled
 from egress_review.terminal import needs_rendering, rendered
 
@@ -544,6 +544,17 @@ def disguised_lines(
             by_matcher(variant)
             if squeezed_index:
                 hits |= squeezed_index.lines_with([squeeze(line) for line in variant])
+    # Character codes wrapped onto the next line (numpy's repr): each line with the next.
+    if matcher:
+        pairs = [
+            number_text(line + " " + lines[i + 1])
+            if not withheld_anyway & {i, i + 1} and continues(line, lines[i + 1])
+            else ""
+            for i, line in enumerate(lines[:-1])
+        ]
+        if any(pairs):
+            for hit in matcher.find("\n".join(pairs), limit=100_000):
+                hits.update((hit.line - 1, hit.line))
     return hits
 
 

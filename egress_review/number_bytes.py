@@ -2,7 +2,8 @@
 
 A job can print a name's bytes as numbers in ways `egress_review.encoded`'s decimal byte
 lists do not read (log screen round 22): the character codes in hex or octal in a list's
-repr (``['0x43', '0x6f']``, ``103 157 155``), as code built from them
+repr (``['0x43', '0x6f']``, ``103 157 155``), in a numpy array's repr wrapped over two
+lines (`continues`), as code built from them
 (``chr(67)+chr(111)``), the name's bytes read as one big integer
 (``int.from_bytes(b"Compressed", "big")``), as 32- or 64-bit integers
 (``struct.unpack("<q", ...)``) or as the bit patterns of 64-bit floats, and the name in a
@@ -56,7 +57,7 @@ def _codes(line: str, found: list[re.Match[str]]) -> Iterator[str]:
     separator = None
     for match in [*found, None]:
         if match is not None and run:
-            between = line[run[-1].end() : match.start()]
+            between = "".join(line[run[-1].end() : match.start()].split())  # (numpy pads with spaces)
             if between == separator or (separator is None and len(run) == 1):
                 separator = between
                 run.append(match)
@@ -123,6 +124,16 @@ def _literals(line: str) -> Iterator[str]:
         except (ValueError, UnicodeError):
             continue
         yield raw.replace(b"\x00", b"").decode("latin-1")
+
+
+def continues(line: str, following: str) -> bool:
+    """Whether a run of numbers may go on from ``line`` into ``following``: ``line`` ends with
+    a number or a comma and ``following`` holds a digit (numpy wraps an array's repr at 75
+    columns: "array([ 67, 111, ...,\n       112, 108])")."""
+    return line.rstrip()[-1:] in _RUN_ENDS and any(c.isdigit() for c in following)
+
+
+_RUN_ENDS = frozenset("0123456789,")
 
 
 def number_text(line: str) -> str:

@@ -7,7 +7,8 @@ in shuffled order); as character codes in hex, octal or ``chr()`` calls; as the 
 big integer, of 32/64-bit integers or of 64-bit floats; in a bytes literal between NUL
 escapes (UTF-16); in the NATO alphabet, Morse code, or digit words of seven languages; and a
 character a line in a fixed template (``item C`` / ``item o``, a pandas Series, NATO words,
-``\\r`` redraws of a progress bar). Each passed before this round; each is withheld now.
+``\\r`` redraws of a progress bar); character codes in a numpy array's repr wrapped onto a
+second line. Each passed before this round; each is withheld now.
 Keyed transforms (a Caesar shift but 13, XOR, codes shifted by a constant, a permutation of
 the letters) and arithmetic stay residuals (SECURITY.md).
 """
@@ -87,11 +88,16 @@ DOWN_A_COLUMN = {
     "a NATO word a line": [NATO[c] for c in NAME.lower()],
     "a letter a numbered line": [f"{i}: {c}" for i, c in enumerate(NAME)],
     "a letter a progress bar redraw": ["\r".join(f"frame {i} {c}" for i, c in enumerate(NAME))],
+    # not a column: character codes in numpy's repr, wrapped at 75 columns onto a second line
+    "codes in a numpy array's repr, wrapped": [
+        "ValueError: bad labels array([ 67, 111, 109, 112, 114, 101, 115, 115, 101, 100,  83,  97, 109,",
+        "       112, 108, 101, 115], dtype=uint8)",
+    ],
 }
 
 
 @pytest.mark.parametrize("how", sorted(DOWN_A_COLUMN))
-def test_an_identifier_down_a_column_is_withheld(how: str) -> None:
+def test_an_identifier_down_a_column_or_wrapped_is_withheld(how: str) -> None:
     lines = DOWN_A_COLUMN[how]
     assert _withheld(["start", *lines, "done"]) == [False, *[True] * len(lines), False]
 
@@ -112,6 +118,8 @@ BENIGN = [
     *[f"grade {g} count {n}" for g, n in zip("ABCDE", (12, 3, 9, 4, 1), strict=True)],
     *[f"fold {i} dice 0.8{i} s" for i in range(5)],
     *[f"{i:<4} {c}" for i, c in enumerate("ACGTTGCA")],
+    "counts array([ 12, 4000, 31, 7, 100, 250, 1962, 47, 213, 88, 101,",
+    "       17, 9])",
 ]
 
 
