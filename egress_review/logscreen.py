@@ -63,10 +63,11 @@ identifier alone only with five digits besides its leading zeros ("PAT0000005" m
 Round 22: an identifier as a terminal draws it but the folded text does not spell it
 (backspaces over decoys, letters placed by column out of order: `egress_review.terminal`);
 as character codes in hex, octal or ``chr()`` calls, as the bytes of big integers, of 32-
-or 64-bit words or of 64-bit floats, in a bytes literal between NULs
-(`egress_review.number_bytes`); spelled in the NATO alphabet, Morse code or digit words of
-seven languages (`egress_review.spelled`); and a character a line down a column of lines of
-one shape, or of a line's ``\r`` redraws (`egress_review.columns`, `_columns`) are withheld.
+or 64-bit words or of 64-bit floats, in a bytes literal between NULs, in a numpy repr
+wrapped onto a second line (`egress_review.number_bytes`); in base58
+(`egress_review.encoded`); spelled in the NATO alphabet, Morse code or digit words of seven
+languages (`egress_review.spelled`); and a character a line down a column of lines of one
+shape, or of a line's ``\r`` redraws (`egress_review.columns`, `_columns`) are withheld.
 
 This narrows the channel; it does not close it (a job can still print small facts one
 line at a time, within the budgets). Known residuals (round 22): a code the job keys itself

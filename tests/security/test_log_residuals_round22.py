@@ -5,10 +5,10 @@ A hostile job printed CT_small's identifiers (pydicom's test file) as a terminal
 but the folded text does not spell them (backspaces over decoys, letters placed by column
 in shuffled order); as character codes in hex, octal or ``chr()`` calls; as the bytes of one
 big integer, of 32/64-bit integers or of 64-bit floats; in a bytes literal between NUL
-escapes (UTF-16); in the NATO alphabet, Morse code, or digit words of seven languages; and a
-character a line in a fixed template (``item C`` / ``item o``, a pandas Series, NATO words,
-``\\r`` redraws of a progress bar); character codes in a numpy array's repr wrapped onto a
-second line. Each passed before this round; each is withheld now.
+escapes (UTF-16); in base58; in the NATO alphabet, Morse code, or digit words of seven
+languages; a character a line in a fixed template (``item C`` / ``item o``, a pandas
+Series, NATO words, ``\\r`` redraws of a progress bar); character codes in a numpy array's
+repr wrapped onto a second line. Each passed before this round; each is withheld now.
 Keyed transforms (a Caesar shift but 13, XOR, codes shifted by a constant, a permutation of
 the letters) and arithmetic stay residuals (SECURITY.md).
 """
@@ -49,6 +49,15 @@ def _shuffled_by_column(text: str) -> str:
     return "".join(f"\x1b[{i + 1}G{text[i]}" for i in order)
 
 
+def _base58(raw: bytes) -> str:
+    alphabet = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+    value, out = int.from_bytes(raw, "big"), ""
+    while value:
+        value, digit = divmod(value, 58)
+        out = alphabet[digit] + out
+    return out
+
+
 def _words_of(raw: bytes, fmt: str, size: int) -> str:
     chunks = [raw[i : i + size].ljust(size, b" ") for i in range(0, len(raw), size)]
     return " ".join(repr(struct.unpack(fmt, c)[0]) for c in chunks)
@@ -66,6 +75,8 @@ ONE_LINE = {
     "64-bit integers": _words_of(RAW, "<q", 8),
     "64-bit floats' bit patterns": _words_of(RAW, "<d", 8),
     "UTF-16 in a bytes literal": repr(NAME.encode("utf-16-le")),
+    "base58": f"id {_base58(RAW)}",
+    "birth date in base58": f"key {_base58(BIRTH.encode())}",
     "NATO alphabet": " ".join(NATO[c] for c in NAME.lower()),
     "Morse code": " ".join(MORSE[c] for c in NAME.lower()),
     "birth date in Morse": " / ".join(MORSE[c] for c in BIRTH),
