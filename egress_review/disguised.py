@@ -23,6 +23,9 @@ from egress_review.encoded import decoded_fragments
 from egress_review.folding import fold, needs_folding
 from egress_review.mixed_words import ONE_MIXED_WORD as _ONE_MIXED
 from egress_review.mixed_words import digits_of_mixed, has_mixed, letters_of_mixed
+from egress_review.number_bytes import continues, number_text
+from egress_review.spelled import spelled
+from egress_review.terminal import needs_rendering, rendered
 
 if TYPE_CHECKING:  # importing the checks package here would import this module back through it
     from egress_review.checks.identifiers import IdentifierMatcher
@@ -279,6 +282,12 @@ class SqueezedIndex:
         hits = _wrapped(letters, self._reversible())
         return hits | _wrapped(_reversed_each(letters), self._reversible())
 
+    def run_on_lines(self, pieces: list[str]) -> set[int]:
+        """0-based numbers of the pieces an identifier's form runs across when ``pieces`` (one
+        a line, already in squeezed form) are joined with nothing between them, read as they
+        are: a non-alphanumeric piece breaks a run (`egress_review.columns`)."""
+        return _wrapped(pieces, self._indexes())
+
     def _indexes(self) -> tuple[dict[str, set[tuple[str, int]]], ...]:
         return (*self._reversible(), self.encoded)
 
@@ -526,4 +535,30 @@ def disguised_lines(
     if squeezed_index:
         hits |= squeezed_index.lines_with([squeeze(line) for line in lines])
         hits |= squeezed_index.lines_with([squeeze(line) for line in decoded])
+    # Round 22: the line as a terminal draws it (backspaces, cursor moves), its numbers as
+    # character codes and as the bytes they hold, its spelled words (NATO, Morse, digit
+    # words). Lines withheld anyway are not read again.
+    for read in (_drawn, number_text, spelled):
+        variant = ["" if i in withheld_anyway else read(line) for i, line in enumerate(lines)]
+        if any(variant):
+            by_matcher(variant)
+            if squeezed_index:
+                hits |= squeezed_index.lines_with([squeeze(line) for line in variant])
+    # Character codes wrapped onto the next line (numpy's repr): each line with the next.
+    if matcher:
+        pairs = [
+            number_text(line + " " + lines[i + 1])
+            if not withheld_anyway & {i, i + 1} and continues(line, lines[i + 1])
+            else ""
+            for i, line in enumerate(lines[:-1])
+        ]
+        if any(pairs):
+            for hit in matcher.find("\n".join(pairs), limit=100_000):
+                hits.update((hit.line - 1, hit.line))
     return hits
+
+
+def _drawn(line: str) -> str:
+    """``line`` as a terminal shows it, folded (`egress_review.terminal`), when it moves the
+    cursor; "" when drawing changes nothing."""
+    return fold(rendered(line)) if needs_rendering(line) else ""

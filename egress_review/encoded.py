@@ -391,7 +391,7 @@ def _escaped_text(line: str) -> Iterator[str]:
 
 
 def decoded_fragments(line: str) -> Iterator[str]:
-    """Text that short hex, ``\\xNN``, base64, base32, ascii85/base85 fragments and text
+    """Text that short hex, ``\\xNN``, base64, base58, base32, ascii85/base85 fragments and text
     escapes (``%41``, ``\\101``, ``\\u0041``, ``&#65;``, decimal bytes) of ``line`` decode to
     (latin-1, so any bytes decode), for the identifier matcher to look at."""
     yield from _escaped_text(line)
@@ -424,3 +424,20 @@ def decoded_fragments(line: str) -> Iterator[str]:
                 yield base64.b64decode(part + "=" * (-len(part) % 4)).decode("latin-1")
             except (binascii.Error, ValueError):
                 continue
+        if _B58_TOKEN.fullmatch(token):
+            yield _base58(token)
+
+
+# Base58 (Bitcoin's alphabet: no 0, O, I, l, + or /), round 22: a name in it passed; a
+# token this long at most is read (a big number's conversion is quadratic in its length).
+_B58_ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+_B58_TOKEN = re.compile(r"[1-9A-HJ-NP-Za-km-z]{6,200}")
+
+
+def _base58(token: str) -> str:
+    """The bytes a base58 token encodes (latin-1), its leading "1"s as zero bytes."""
+    value = 0
+    for char in token:
+        value = value * 58 + _B58_ALPHABET.index(char)
+    zeros = len(token) - len(token.lstrip("1"))
+    return ("\x00" * zeros) + value.to_bytes((value.bit_length() + 7) // 8, "big").decode("latin-1")

@@ -60,8 +60,21 @@ identifiers of five letters and digits or more), and a lettered ID's digit run i
 identifier alone only with five digits besides its leading zeros ("PAT0000005" made
 ``lr 0.000005`` a hit).
 
+Round 22: an identifier as a terminal draws it but the folded text does not spell it
+(backspaces over decoys, letters placed by column out of order: `egress_review.terminal`);
+as character codes in hex, octal or ``chr()`` calls, as the bytes of big integers, of 32-
+or 64-bit words or of 64-bit floats, in a bytes literal between NULs, in a numpy repr
+wrapped onto a second line (`egress_review.number_bytes`); in base58
+(`egress_review.encoded`); spelled in the NATO alphabet, Morse code or digit words of seven
+languages (`egress_review.spelled`); and a character a line down a column of lines of one
+shape, or of a line's ``\r`` redraws (`egress_review.columns`, `_columns`) are withheld.
+
 This narrows the channel; it does not close it (a job can still print small facts one
-line at a time, within the budgets). Known residuals (round 21): an identifier's pieces of
+line at a time, within the budgets). Known residuals (round 22): a code the job keys itself
+(a Caesar shift but 13, atbash, XOR, character codes shifted by a constant, the letters in an
+order of its choosing, "CmrseSmls" / "opesdape"), a letter a line at changing places or on
+lines of changing shapes, the number of lines or bytes before the per-job cut (up to ~18
+bits a job, as counting lines is); from round 21: an identifier's pieces of
 one or two digits at different places among their lines' other numbers (46 of 6,054 benign
 lines withheld when two-digit pieces were taken), or past a busy line's first 256 or behind
 64 chains begun on it; pieces separated by lines holding other numbers and printed on lines
@@ -70,8 +83,9 @@ any log's numbers spell a date); an identifier as the sum or difference of two n
 of 7,014 benign lines withheld with 2,000 random MRNs), an MRN split over a list's numbers,
 a value of fewer than five significant digits (``123`` of ``PAT0000123``), a name part of
 four letters or fewer reversed; to a follower, a payload's head (shown before the payload
-arrives), a labelled part or a first piece followed by another line, and an identifier's
-pieces before its last one or two.
+arrives), a labelled part or a first piece followed by another line, an identifier's
+pieces before its last one or two, and a column's characters before its last (round 22:
+its lines are ordinary until the column spells the identifier).
 Progress lines that pass are shown as re-printed from their parsed counts, so nothing but
 those numbers comes from the job. `status_only` in the dataset's policy closes it at the
 price of no live log.
@@ -85,6 +99,7 @@ from dataclasses import dataclass, field
 from itertools import accumulate
 
 from egress_review.checks.identifiers import IdentifierMatcher
+from egress_review.columns import column_lines
 from egress_review.digit_chains import ChainResult, DigitChains
 from egress_review.disguised import MAX_NUMERIC_CHARS, SqueezedIndex, disguised_lines, squeeze
 from egress_review.encoded import longest_run, payload_chars
@@ -351,6 +366,8 @@ class LogScreen:
             named.update(self.squeezed.wrapped_lines([squeeze(t) for t in texts]))
             # "C1o2m3p4r5" / "e6s7s8e9d0S1a2m3p4l5e6s7": a name with digits between its letters
             named.update(self.squeezed.wrapped_mixed_lines(texts, anyway))
+            # "item C" / "item o" / ...: a name down a column of lines, or of \r redraws
+            named.update(self._columns(texts, anyway))
         if chained is not None:  # "step 12345 id-part 0048" / "step 12346 id-part 213"
             named.update(chained.hits)
         for i in range(len(texts)):
@@ -363,6 +380,17 @@ class LogScreen:
                 reasons[i] = "[tre] withheld a line naming an identifier from the dataset"
         _withhold_tails(texts, reasons, encoded)
         return reasons, chained
+
+    def _columns(self, texts: list[str], anyway: frozenset[int]) -> set[int]:
+        """The lines an identifier runs down a column of (`egress_review.columns`), each
+        ``\r`` redraw of a line read as a line of its own (round 22: "frame 0 C\rframe 1 o")."""
+        segments: list[str] = []
+        owner: list[int] = []
+        for i, text in enumerate(texts):
+            for segment in text.split("\r"):
+                segments.append(segment)
+                owner.append(i)
+        return column_lines(segments, self.squeezed, owner, anyway)
 
     def _chained(self, texts: list[str], anyway: frozenset[int]) -> ChainResult:
         """The digit chains (`DigitChains`) over the log's lines cut at carriage returns too,
