@@ -52,6 +52,10 @@ MAX_CLOCK_SKEW_MS = 5 * 60 * 1000
 KEY_TRANSITION_V1 = "tre.audit key transition/v1"
 
 
+def _counted(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
+
+
 @dataclass(frozen=True)
 class KeyTransition:
     """A signed statement that ``new`` takes over from ``old`` for ``origin``.
@@ -202,10 +206,15 @@ class VerifyReport:
     def summary(self) -> str:
         if self.ok:
             cp = self.latest
-            head = f"{cp.tree_size} entries, root {cp.root_hash.hex()}" if cp else "no checkpoint"
-            n, c = self.tree_size, self.checkpoints_verified
+            # Counted inline, not with tre.plural: this module runs alone (standard library and
+            # its own package only), the verifier an auditor copies.
+            head = "no checkpoint"
+            if cp:
+                head = f"{_counted(cp.tree_size, 'entry', 'entries')}, root {cp.root_hash.hex()}"
+            n = _counted(self.tree_size, "entry", "entries")
+            c = _counted(self.checkpoints_verified, "checkpoint", "checkpoints")
             w = f" ({self.checkpoints_witnessed} witnessed by quorum)" if self.checkpoints_witnessed else ""
-            return f"OK: {n} entries verified, {c} checkpoints{w}; latest {head}"
+            return f"OK: {n} verified, {c}{w}; latest {head}"
         where = "" if self.first_bad_index is None else f" (first bad index {self.first_bad_index})"
         return f"FAILED{where}: {self._headline or self.errors[0]}"
 

@@ -14,6 +14,7 @@ from tre.cli.client import ApiClient, CliError
 from tre.cli.output import JsonFlag, UsageMistake, console, human_size, print_json, table, untrusted, utc_time
 from tre.cli.resolve import resolve_image_ref
 from tre.images.reference import DEFAULT_IMAGE_NAME
+from tre.plural import count
 
 app = typer.Typer(help="Container images: import, list, approve for a project, push to the registry.")
 UPLOAD_TIMEOUT_S = 3600.0
@@ -63,7 +64,7 @@ def import_image(
         print_json(image)
         return
     console.print(
-        f"imported {untrusted(image['reference'])} ({image['layers']} layers, "
+        f"imported {untrusted(image['reference'])} ({count(image['layers'], 'layer')}, "
         f"{human_size(image['size'])}, unpacked {human_size(image['unpacked_size'])})",
         soft_wrap=True,
     )
