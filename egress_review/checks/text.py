@@ -10,7 +10,9 @@ from collections.abc import Iterable
 from pydicom.uid import UID_dictionary
 
 from egress_review.checks.containers import entropy
+from egress_review.checks.hashed_ids import hashed_lines
 from egress_review.checks.identifiers import IdentifierMatcher, matcher_for
+from egress_review.checks.markup_text import has_markup, shown_text
 from egress_review.checks.model import CheckContext, CheckResult, action_outcome, mask
 from egress_review.disguised import SqueezedIndex, disguised_lines, squeeze
 from egress_review.split_parts import SplitIndex
@@ -58,6 +60,9 @@ def check_identifiers(
                 f"(e.g. 'part 1: ..., part 2: ...') (lines {', '.join(map(str, split[:10]))}{more})",
                 evidence={"lines": split[:20], "count": len(split)},
             )
+        hidden = _hidden_hits(text, matcher, context.identifiers, check, policy)
+        if hidden is not None:
+            return hidden
         if len(text) > MAX_DISGUISED_CHARS:
             return CheckResult(
                 check=f"{check}:disguised",
@@ -93,6 +98,39 @@ def _kept(matcher: IdentifierMatcher, identifiers: Iterable[str]) -> set[str]:
     """The identifiers the matcher keeps (not too short, not a declared pseudonym), in one pass."""
     listed = sorted(identifiers)
     return {listed[h.line - 1] for h in matcher.find("\n".join(listed), limit=len(listed) * 4 + 50)}
+
+
+def _hidden_hits(
+    text: str, matcher: IdentifierMatcher, identifiers: Iterable[str], check: str, policy: Policy
+) -> CheckResult | None:
+    """An identifier the text hides from a plain search another way (airlock round 18): as its
+    unsalted hash (`hashed_ids`: a pseudonym anyone with the ID list reverses), or split by
+    markup a viewer joins (`markup_text`: ``<tspan>Z</tspan><tspan>QX-0003</tspan>``)."""
+    head = text[:MAX_DISGUISED_CHARS]
+    hashed = hashed_lines(head, frozenset(_kept(matcher, identifiers)))
+    if hashed:
+        return CheckResult(
+            check=f"{check}:hashed",
+            outcome=action_outcome(policy.text.identifier_action),
+            reason="patient identifiers from the dataset written as their MD5/SHA hash, which anyone "
+            "holding the identifiers reverses (use the agreement's pseudonyms or a keyed hash whose "
+            f"key stays inside) (lines {', '.join(map(str, hashed[:10]))}{'...' * (len(hashed) > 10)})",
+            evidence={"lines": hashed[:20], "count": len(hashed)},
+        )
+    if not has_markup(head):
+        return None
+    shown = shown_text(head)
+    hits = matcher.find(shown) if shown != head else []
+    if not hits:
+        return None
+    lines = sorted({h.line for h in hits})
+    return CheckResult(
+        check=f"{check}:markup",
+        outcome=action_outcome(policy.text.identifier_action),
+        reason="patient identifiers from the dataset split by markup tags that a viewer joins "
+        f"(lines {', '.join(map(str, lines[:10]))}{'...' if len(lines) > 10 else ''})",
+        evidence={"lines": lines[:20], "count": len(hits)},
+    )
 
 
 def _split_hits(text: str, matcher: IdentifierMatcher, identifiers: Iterable[str]) -> list[int]:
