@@ -17,7 +17,9 @@ _INLINE = frozenset(
     "tspan textpath a b i u s em strong span sub sup small big font code kbd mark q abbr tt del ins "
     "bdi bdo wbr".split()
 )
-_TAG = re.compile(r"<!--[^>]{0,2000}?-->|<[?!/]?([A-Za-z][\w:.-]{0,40})?[^<>]{0,500}>")
+# no '<' inside either: each try stops at the next one, so a text of "<!--" or "<a" repeated
+# is read in one pass
+_TAG = re.compile(r"<!--[^<>]{0,2000}?-->|<[?!/]?([A-Za-z][\w:.-]{0,40})[^<>]{0,500}>")
 
 
 def has_markup(text: str) -> bool:

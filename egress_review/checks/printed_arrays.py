@@ -18,23 +18,26 @@ MAX_ARRAY_CHARS = 64 * 1024  # one printed array
 MAX_LINES = 200_000
 _ALLOWED = frozenset("0123456789[], \t\n\r")
 _INT = re.compile(r"\d+")
+_LABEL_CHARS = 80  # the end of the text before an array that may name it
 _NAME = re.compile(r"([A-Za-z][\w .()\-]{0,63}?)[\"']?\s*[:=]?\s*$")
 
 
-def _array_at(text: str, start: int) -> str | None:
-    """The bracketed array that opens at ``text[start]`` ('['), if it holds only whole numbers."""
+def _array_at(text: str, start: int) -> tuple[str | None, int]:
+    """The bracketed array that opens at ``text[start]`` ('['), if it holds only whole
+    numbers, and where the reading stopped (the caller starts no new array before it: each
+    character is read once, however many lines open an array that never closes)."""
     depth = 0
     for i in range(start, min(len(text), start + MAX_ARRAY_CHARS)):
         ch = text[i]
         if ch not in _ALLOWED:
-            return None
+            return None, i
         if ch == "[":
             depth += 1
         elif ch == "]":
             depth -= 1
             if depth == 0:
-                return text[start : i + 1]
-    return None
+                return text[start : i + 1], i + 1
+    return None, start + MAX_ARRAY_CHARS
 
 
 def named_arrays(text: str, threshold: int, is_count: Callable[[str], bool]) -> list[dict[str, object]]:
@@ -44,17 +47,19 @@ def named_arrays(text: str, threshold: int, is_count: Callable[[str], bool]) -> 
         return []
     found: list[dict[str, object]] = []
     named: dict[str, bool] = {}
-    offset, previous = 0, ""
+    offset, previous, read_to = 0, "", 0
     for line_no, line in enumerate(text.split("\n")[:MAX_LINES], start=1):
         at = line.find("[")
-        if at >= 0:
+        if at >= 0 and offset + at >= read_to:
             label = line[:at].strip() or (previous if previous.rstrip().endswith(":") else "")
-            m = _NAME.search(label.rstrip(": \t")) if label else None
+            m = _NAME.search(label.rstrip(": \t")[-_LABEL_CHARS:]) if label else None
             name = m.group(1).strip() if m else ""
             if name and (name in named or len(named) < 10_000):
                 if name not in named:
                     named[name] = is_count(name)
-                array = _array_at(text, offset + at) if named[name] else None
+                array = None
+                if named[name]:
+                    array, read_to = _array_at(text, offset + at)
                 small = [int(v) for v in _INT.findall(array or "") if 0 < int(v) < threshold]
                 if small:
                     cell = {

@@ -35,7 +35,10 @@ def check_identifiers(
         )
     hits = matcher.find(text)
     if not hits:
-        disguised = _disguised_hits(text, matcher, context.identifiers)
+        # the identifiers the matcher keeps, found once for the three searches below (each
+        # found them anew: a search of every identifier, most of a small file's check time)
+        kept = _kept(matcher, context.identifiers, policy)
+        disguised = _disguised_hits(text, matcher, kept)
         if disguised:
             more = "..." if len(disguised) > 10 else ""
             return CheckResult(
@@ -50,7 +53,7 @@ def check_identifiers(
                 ),
                 evidence={"lines": disguised[:20], "count": len(disguised)},
             )
-        split = _split_hits(text, matcher, context.identifiers)
+        split = _split_hits(text, kept)
         if split:
             more = "..." if len(split) > 10 else ""
             return CheckResult(
@@ -60,7 +63,7 @@ def check_identifiers(
                 f"(e.g. 'part 1: ..., part 2: ...') (lines {', '.join(map(str, split[:10]))}{more})",
                 evidence={"lines": split[:20], "count": len(split)},
             )
-        hidden = _hidden_hits(text, matcher, context.identifiers, check, policy)
+        hidden = _hidden_hits(text, matcher, kept, check, policy)
         if hidden is not None:
             return hidden
         if len(text) > MAX_DISGUISED_CHARS:
@@ -94,20 +97,37 @@ def check_identifiers(
 MAX_DISGUISED_CHARS = 2 * 1024 * 1024
 
 
-def _kept(matcher: IdentifierMatcher, identifiers: Iterable[str]) -> set[str]:
-    """The identifiers the matcher keeps (not too short, not a declared pseudonym), in one pass."""
-    listed = sorted(identifiers)
-    return {listed[h.line - 1] for h in matcher.find("\n".join(listed), limit=len(listed) * 4 + 50)}
+_KEPT: dict[tuple[frozenset[str], str], frozenset[str]] = {}
+MAX_KEPT_SETS = 8  # identifier sets remembered (one a dataset the server checks requests of)
+
+
+def _kept(matcher: IdentifierMatcher, identifiers: Iterable[str], policy: Policy) -> frozenset[str]:
+    """The identifiers the matcher keeps (not too short, not a declared pseudonym), in one pass.
+
+    The pass searches every identifier, most of a small file's check time, and a request's
+    files (and each file's name) share the dataset's identifiers: it is remembered for the
+    identifier set and the policy's rules `matcher_for` reads (airlock round 18)."""
+    ids = frozenset(identifiers)
+    key = (ids, policy.text.model_dump_json() + repr(policy.dicom.pseudonym_patterns))
+    kept = _KEPT.get(key)
+    if kept is None:
+        listed = sorted(ids)
+        found = matcher.find("\n".join(listed), limit=len(listed) * 4 + 50)
+        kept = frozenset(listed[h.line - 1] for h in found)
+        if len(_KEPT) >= MAX_KEPT_SETS:
+            _KEPT.clear()
+        _KEPT[key] = kept
+    return kept
 
 
 def _hidden_hits(
-    text: str, matcher: IdentifierMatcher, identifiers: Iterable[str], check: str, policy: Policy
+    text: str, matcher: IdentifierMatcher, kept: frozenset[str], check: str, policy: Policy
 ) -> CheckResult | None:
     """An identifier the text hides from a plain search another way (airlock round 18): as its
     unsalted hash (`hashed_ids`: a pseudonym anyone with the ID list reverses), or split by
     markup a viewer joins (`markup_text`: ``<tspan>Z</tspan><tspan>QX-0003</tspan>``)."""
     head = text[:MAX_DISGUISED_CHARS]
-    hashed = hashed_lines(head, frozenset(_kept(matcher, identifiers)))
+    hashed = hashed_lines(head, kept)
     if hashed:
         return CheckResult(
             check=f"{check}:hashed",
@@ -133,17 +153,16 @@ def _hidden_hits(
     )
 
 
-def _split_hits(text: str, matcher: IdentifierMatcher, identifiers: Iterable[str]) -> list[int]:
+def _split_hits(text: str, kept: frozenset[str]) -> list[int]:
     """1-based lines where an identifier starts written in labelled parts (`split_parts`)."""
-    index = SplitIndex(_kept(matcher, identifiers))
+    index = SplitIndex(kept)
     return index.lines_with(text[:MAX_DISGUISED_CHARS]) if index else []
 
 
-def _disguised_hits(text: str, matcher: IdentifierMatcher, identifiers: Iterable[str]) -> list[int]:
+def _disguised_hits(text: str, matcher: IdentifierMatcher, kept: frozenset[str]) -> list[int]:
     """1-based line numbers holding an identifier in a disguise the job log's screen also sees
     through (`egress_review.disguised`): an output file is the same channel as the log, so a
     name the log would withhold must not leave in a file either."""
-    kept = _kept(matcher, identifiers)
     lines = text[:MAX_DISGUISED_CHARS].split("\n")
     squeezed = SqueezedIndex(kept)
     hits = sorted(i + 1 for i in disguised_lines(lines, matcher, squeezed))

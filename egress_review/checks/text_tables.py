@@ -275,7 +275,11 @@ def aligned_tables(text: str) -> list[tuple[int, list[list[str]]]]:
             fields = lines[j].split()
             if len(fields) == len(header) + 1 and _NUMBER.match(fields[0]):
                 fields = fields[1:]  # the DataFrame's index
-            elif len(fields) == len(header) + 1 and (labelled or not rows):
+            elif (
+                len(fields) == len(header) + 1
+                and (labelled or not rows)
+                and not _SPACED_THOUSANDS.search(lines[j])
+            ):
                 # a string index or a report's class name: "malignant 0.60 0.50 0.55 3"
                 labelled = True
                 rows.append(fields)
