@@ -1,7 +1,7 @@
 """Pipeline cost of the egress checks on the benign research outputs (leaks11, leaks12).
 
 Runs `run_checks` (default policy, OCR off, as the planted-leak tests do) over the benign
-corpora of rounds 5 to 17 (`tests/egress/planted_round*.py`; ``--released``: with round 9's
+corpora of rounds 5 to 18 (`tests/egress/planted_round*.py`; ``--released``: with round 9's
 earlier release, so that release differencing runs) against the planted
 dataset's identifiers, a few times, and prints the CPU seconds of the best pass and every
 finding (each one a false alarm unless the corpus names it as flagged by design). A
@@ -61,6 +61,9 @@ def corpus() -> list[tuple[str, object, tuple[str, ...]]]:
         from tests.egress import planted_round17
 
         rounds.append(("r17", planted_round17))
+        from tests.egress import planted_round18
+
+        rounds.append(("r18", planted_round18))
     except ImportError:  # measuring the code before a round
         pass
     return [(tag, p, by) for tag, mod in rounds for p, by in mod.benign()]  # type: ignore[attr-defined]

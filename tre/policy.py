@@ -284,6 +284,8 @@ class SdcRules(_Strict):
             "responded",
             "survived",
             "censored",
+            # airlock round 18: a classification report's support is the people of each class
+            "support",
         ],
         description="Case-insensitive glob patterns of column names holding counts.",
     )

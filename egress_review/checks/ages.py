@@ -16,6 +16,7 @@ newborn's), is no one's age in years: not read. Since leaks21 the words before a
 sentence are read as its name too ("the mean age 91", "Mean (SD) age: 91", "average age of
 92" are aggregates, no one's age); and an age is also read in DICOM's age string (``091Y``
 under ``PatientAge``; ``091M`` is months), in words ("aged ninety-two") and as "93 yo".
+Since airlock round 18 also the oldest person's age with its unit ("oldest patient: 96 y").
 """
 
 from __future__ import annotations
@@ -57,6 +58,11 @@ _AGED = re.compile(
 )
 # a key's or a sentence's words before "age": ``oldest_age``, "Mean (SD) age", "the mean age"
 # (a sentence's last three words only: "mean-centred; the oldest was aged 93" is an age)
+# "oldest patient: 96 y", "the eldest was 93 yrs" (airlock round 18): the oldest person's age,
+# with its unit (a number after "oldest" alone may be of anything); "... years old" is `_OLD`'s
+_OLDEST_AGE = re.compile(
+    r"\b(?:oldest|eldest)\b[^\n\d]{0,30}?(?<![\d.])" + _AGE + r"[ \t-]*(?:years?|yrs?|y)\b(?![ \t-]*old)"
+)
 _KEY_BEFORE = re.compile(r"[a-z0-9_ ()-]{0,30}$")
 _SENTENCE_WORDS = 3
 
@@ -103,6 +109,8 @@ def text_ages(text: str) -> list[CheckResult]:
             and lower[m.start() - 1] in " 0123456789"
             and _YO_BEFORE.search(lower, max(0, m.start() - 16), m.start())
         )
+    if "oldest" in lower or "eldest" in lower:
+        found += sum(1 for _ in _OLDEST_AGE.finditer(lower))
     found += sum(
         1
         for m in _AGED.finditer(lower)

@@ -14,6 +14,11 @@ read for this by `released._flow_differences` (leaks20); a report's sentences he
 A number that is a year, a percentage, a label's ("epoch 33/35 completed", "day 19") or of
 things ("Of 35 slices screened, 33 were included", "33/35 sites enrolled") is no count of
 people. Only lines that hold a stage word are read (a log without one costs a few `str.find`).
+
+Since airlock round 18 a sentence that opens on the people of the one before ("Of these",
+"Of whom", "Among them") is read together with it: "35 patients were screened. Of these, 33
+were enrolled." is one statement of the flow. Two sentences without such words are read apart
+(pairing any two sentences' counts would pair every two counts of a report).
 """
 
 from __future__ import annotations
@@ -48,6 +53,9 @@ _NOT_PEOPLE = frozenset(
 _UNITS = frozenset("mm cm m ml l mg g kg gy cgy hu ms s sec min h hr hrs kvp mas kev mev px mbq".split())
 _WORD = re.compile(r"[a-z]+")
 _WORDS_AROUND = 3  # the words after a fraction (or before it) that may name its stage
+# a sentence that opens on the people of the sentence before ("35 patients were screened. Of
+# these, 33 were enrolled."): read with that sentence, as one (airlock round 18)
+_BACK_REFERENCE = re.compile(r"[\s,;:(-]*(?:of|among|from|amongst)[ \t]+(?:these|them|whom|those)\b")
 
 
 def flow_gaps(text: str, threshold: int) -> int:
@@ -58,11 +66,19 @@ def flow_gaps(text: str, threshold: int) -> int:
     if not any(stage in lower for stage in FLOW_STAGES):
         return 0
     gaps = 0
+    previous = ""  # the sentence before, for one that opens "Of these" (airlock round 18)
     for line in lower.splitlines():
         if not any(stage in line for stage in FLOW_STAGES):
+            previous = ""
             continue
         for sentence in _LINE_SEPARATORS.split(line):
-            gaps += _sentence_gap(sentence, threshold)
+            if not sentence.strip():
+                continue
+            gap = _sentence_gap(sentence, threshold)
+            if not gap and previous and _BACK_REFERENCE.match(sentence):
+                gap = _sentence_gap(f"{previous} {sentence}", threshold)
+            gaps += gap
+            previous = sentence
     return gaps
 
 

@@ -12,7 +12,9 @@ them; since leaks21 also two of the others of different kinds without an age (``
 dice``: the one woman at site A is as recognisable, and her Dice is hers; ``site`` and
 ``site_id`` are one kind, `QUASI_KINDS`). An age band (``60-69``) is the
 aggregated form and is no quasi-identifier column here. A table with a count column is a
-table of groups: its small cells are the threshold rule's.
+table of groups: its small cells are the threshold rule's. Since airlock round 18 a "lookup"
+table written long (``key,attribute,value``: one row per attribute of a patient) is read as
+the one row per patient it spells (`long_form`).
 """
 
 from __future__ import annotations
@@ -48,6 +50,9 @@ def rare_combinations(table: Table, threshold: int) -> list[CheckResult]:
     share."""
     if table.counts or not table.rows:
         return []
+    wide = long_form(table)
+    if wide is not None:  # one row per attribute of a patient (airlock round 18)
+        table = wide
     ages = [c for c, h in enumerate(table.header) if age_name(h) and _whole_years(table, c)]
     others = [c for c, h in enumerate(table.header) if header_matches(h, QUASI_COLUMNS)]
     kinds = {_kind(table.header[c]) for c in others} | ({"age"} if ages else set())
@@ -70,6 +75,33 @@ def rare_combinations(table: Table, threshold: int) -> list[CheckResult]:
             evidence={"rows": rare, "columns": [table.header[c] for c in columns]},
         )
     ]
+
+
+def long_form(table: Table) -> Table | None:
+    """A "lookup" table of one row per attribute of a patient (``key,attribute,value``:
+    ``case01,age,71``, ``case01,sex,F``; entity-attribute-value), laid out as one row per
+    patient (``age,sex``) when its attribute column names two or more kinds of
+    quasi-identifier: the same record-level rows, written long (airlock round 18)."""
+    if len(table.header) < 3 or len(table.rows) > MAX_LONG_ROWS:
+        return None
+    for attr in range(1, len(table.header) - 1):
+        names = {_cell(row, attr) for row in table.rows}
+        quasi = {n for n in names if age_name(n) or header_matches(n, QUASI_COLUMNS)}
+        kinds = {"age" if age_name(n) else _kind(n) for n in quasi}
+        if len(kinds) < 2:
+            continue
+        attrs = sorted(quasi)
+        records: dict[str, dict[str, str]] = {}
+        for row in table.rows:
+            name = _cell(row, attr)
+            if name in quasi:
+                records.setdefault(_cell(row, 0), {})[name] = _cell(row, attr + 1)
+        rows = [[record.get(a, "") for a in attrs] for record in records.values()]
+        return Table(attrs, rows, [], [], [])
+    return None
+
+
+MAX_LONG_ROWS = 100_000
 
 
 def _kind(header: str) -> str:

@@ -486,7 +486,8 @@ def check_against_releases(
     mine = aggregates_of(path, display_name, policy, context)
     threshold = policy.sdc.threshold
     results = _request_share_flag(mine, display_name, policy, context)
-    results += _request_differences(mine, display_name, policy, context) + _flow_differences(mine, policy)
+    stated = _other_files(mine, display_name, policy, context)
+    results += _request_differences(mine, stated, policy) + _flow_differences(mine, policy, stated)
     if not released:
         return results
     return (
@@ -549,16 +550,52 @@ def _request_share_flag(
     ]
 
 
-def _flow_differences(mine: Mapping[str, float], policy: Policy) -> list[CheckResult]:
+def _flow_differences(
+    mine: Mapping[str, float], policy: Policy, stated: Mapping[str, list[Released]] | None = None
+) -> list[CheckResult]:
     """`sdc:flow_differencing`: two counts of this file named for different stages of the
     study's flow and otherwise alike (``patients_screened 35``, ``patients_enrolled 33``; rows
     ``enrolled``/``analysed`` of a ``patients`` column) that differ by less than the threshold:
     the difference is the number of people who left between the stages, a small count no cell
     states (leaks20). Counts of groups side by side (sites, arms: ``n_enrolled`` of site A and
-    of site B) are one stage: their difference counts no one."""
+    of site B) are one stage: their difference counts no one. Since airlock round 18 also a
+    count of this file against one of another stage in another file of the request
+    (``stated``): the flow split into one table per stage."""
     threshold = policy.sdc.threshold
+    alike = _stage_counts(mine.items())
+    gaps = sum(
+        1
+        for counts in alike.values()
+        for (s1, a), (s2, b) in itertools.combinations(counts.items(), 2)
+        if s1 != s2 and 0.5 <= abs(a - b) < threshold
+    )
+    if gaps or not stated:
+        return flow_differencing(
+            gaps, ("pair of counts in this file names", "pairs of counts in this file name"), threshold
+        )
+    theirs = _stage_counts((key, r.value) for key, found in stated.items() for r in found)
+    across = sum(
+        1
+        for rest, counts in alike.items()
+        for s1, a in counts.items()
+        for s2, b in theirs.get(rest, {}).items()
+        if s1.isdisjoint(s2) and 0.5 <= abs(a - b) < threshold
+    )
+    return flow_differencing(
+        across,
+        (
+            "pair of counts, in this file and another file of this request, names",
+            "pairs of counts, in this file and another file of this request, name",
+        ),
+        threshold,
+    )
+
+
+def _stage_counts(pairs: Iterable[tuple[str, float]]) -> dict[str, dict[frozenset[str], float]]:
+    """Counts named for stages of the flow, by the rest of their name (``patients_enrolled``:
+    ``patients_``) and their stages."""
     alike: dict[str, dict[frozenset[str], float]] = {}
-    for key, value in mine.items():
+    for key, value in pairs:
         if parse_share_key(key) is not None or key.startswith("sum:"):
             continue
         words = re.split(r"([^a-z]+)", key.lower())
@@ -566,28 +603,18 @@ def _flow_differences(mine: Mapping[str, float], policy: Policy) -> list[CheckRe
         if stages:
             rest = "".join(w for w in words if w not in FLOW_STAGES)
             alike.setdefault(rest, {}).setdefault(stages, value)
-    gaps = sum(
-        1
-        for counts in alike.values()
-        for (s1, a), (s2, b) in itertools.combinations(counts.items(), 2)
-        if s1 != s2 and 0.5 <= abs(a - b) < threshold
-    )
-    return flow_differencing(
-        gaps, ("pair of counts in this file names", "pairs of counts in this file name"), threshold
-    )
+    return alike
 
 
-def _request_differences(
+def _other_files(
     mine: Mapping[str, float], display_name: str, policy: Policy, context: CheckContext
-) -> list[CheckResult]:
-    """`sdc:differencing_request`: a count of this file a few off a count of the same name in
-    another file of the same request (leaks20): the same table twice, one row changed
-    (``site E 37`` in one file, ``35`` in the other), gives back the two people between them as
-    a table released twice across requests does (`differences`, the same rule). Files named
-    for disjoint groups (``train_``/``val_``, ``fold1``/``fold2``: `file_groups`) are no pair
-    (leaks21)."""
+) -> dict[str, list[Released]]:
+    """The counts of the request's other files (at most `MAX_OTHER_FILES`), by name, each with
+    its file's name; files named for a disjoint group of this one's (``train_``/``val_``,
+    ``fold1``/``fold2``: `file_groups`) are left out (leaks21). Read once for
+    `_request_differences` and `_flow_differences`."""
     if len(context.request_paths) < 2 or not mine:
-        return []
+        return {}
     others = [
         (n, p)
         for n, p in context.request_paths.items()
@@ -597,6 +624,18 @@ def _request_differences(
     for name, path in others:
         for key, value in aggregates_of(path, name, policy, context).items():
             stated.setdefault(key, []).append(Released(value, name))
+    return stated
+
+
+def _request_differences(
+    mine: Mapping[str, float], stated: Mapping[str, list[Released]], policy: Policy
+) -> list[CheckResult]:
+    """`sdc:differencing_request`: a count of this file a few off a count of the same name in
+    another file of the same request (leaks20): the same table twice, one row changed
+    (``site E 37`` in one file, ``35`` in the other), gives back the two people between them as
+    a table released twice across requests does (`differences`, the same rule). Files named
+    for disjoint groups (``train_``/``val_``, ``fold1``/``fold2``: `file_groups`) are no pair
+    (leaks21)."""
     threshold = policy.sdc.threshold
     found = list(differences(mine, stated, threshold)) if stated else []
     if not found:

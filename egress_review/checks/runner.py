@@ -37,6 +37,7 @@ from egress_review.checks.numbers import check_number_text
 from egress_review.checks.pdf import check_pdf
 from egress_review.checks.prose_flow import check_prose_flow
 from egress_review.checks.released import check_against_releases
+from egress_review.checks.shifted_dates import check_shifted_dates
 from egress_review.checks.split_dates import MAX_ROWS as MAX_SPLIT_DATE_ROWS
 from egress_review.checks.split_dates import check_iso_form_dates, check_split_dates, object_rows
 from egress_review.checks.table_readers import (
@@ -231,6 +232,8 @@ def _text_checks(
             return out + notebook
     out.extend(check_text(text, policy, context))
     out.extend(check_iso_form_dates(text, policy, context))  # "2004-W04", "2004-019" (leaks20)
+    if kind not in ("csv", "tsv"):  # "dates shifted by +30 days" (airlock round 18; tables below)
+        out.extend(check_shifted_dates(text, policy, context))
     out.extend(text_ages(text))  # "aged 93", "oldest_age: 93" (leaks20)
     if kind == "text":  # "Of 35 screened, 33 were enrolled" (leaks21; tables: `released`)
         out.extend(check_prose_flow(text, policy.sdc.threshold))
@@ -269,7 +272,9 @@ def _text_checks(
         header = text.lstrip("\ufeff").split("\n", 1)[0].split(delimiter)
         out.extend(check_name_counts((("column header", h) for h in header[:1000]), policy))
         out.extend(check_table(text, delimiter, policy))
-        out.extend(check_split_dates([_csv_rows(text, delimiter)], policy, context))
+        rows = _csv_rows(text, delimiter)
+        out.extend(check_split_dates([rows], policy, context))
+        out.extend(check_shifted_dates(text, policy, context, rows))  # a date_shift_days column
         # a suppressed cell whose total another file of the request states (leaks11)
         out.extend(check_across_files(parse_table(text, delimiter, policy.sdc), path_name, policy, context))
     elif kind == "text":

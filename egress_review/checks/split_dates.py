@@ -12,7 +12,9 @@ day's date) or with a week of a named event (``scan_year``/``scan_iso_week``: th
 of that ISO week are searched, so a dataset date in it is found; a bare ``year``/``week`` is a
 calendar's axis of counts by week), in a table's columns or in a JSON object's keys
 (``{"study_year": 2004, "study_doy": 19}``), and the ISO forms written in text: a week
-``2004-W04`` (``2004W041``) and an ordinal date ``2004-019``.
+``2004-W04`` (``2004W041``) and an ordinal date ``2004-019``; since airlock round 18 also an
+ordinal date in words ("day 19 of 2004"), and a day with its month in words and no year
+beside a scan ("Scan acquired 19 January": `day_months`).
 
 Since leaks21 a day of the year with no year is read where it is a named event's
 (``scan_day_of_year``, ``scan_doy``; in text "doy=19" or "day of year 19" on a line that names
@@ -31,6 +33,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from egress_review.checks.dates import MONTHS
+from egress_review.checks.day_months import EVENT_WORDS, table_day_months, text_day_months
 from egress_review.checks.identifiers import matcher_for
 from egress_review.checks.model import CheckContext, CheckResult, action_outcome
 from tre.plural import count
@@ -55,6 +58,12 @@ _ISO_FORMS = re.compile(
     r"(?![0-9A-Za-z]|[.-]\d)"
 )
 
+# an ordinal date in words: "day 19 of 2004", "day 19 of the year 2004" (airlock round 18;
+# "day 19 of 30" is no year's)
+_DAY_OF_A_YEAR = re.compile(
+    r"\bday[ \t]+(?P<d>\d{1,3})[ \t]+of[ \t]+(?:the[ \t]+year[ \t]+)?(?P<y>(?:18|19|20|21)\d\d)(?![\d.]\d)",
+    re.IGNORECASE,
+)
 
 # "doy=19", "day of year: 19", "julian day 19" in a text line that names an event (leaks21).
 # One run of blanks, then an optional ':' or '=' and its own blanks: two blank runs side by side
@@ -64,7 +73,6 @@ _TEXT_DOY = re.compile(
     r"(?P<v>\d{1,3})(?![\d.])",
     re.IGNORECASE,
 )
-_EVENT_WORDS = re.compile(r"scan|acqui|study|studie|exam|imag|series|visit|mri|ct\b|pet\b", re.IGNORECASE)
 MAX_YEARLESS = 1000  # days of the year searched per file
 _DOY_LITERALS = ("doy", "yday", "of year", "of the year", "of_year", "of-year", "julian", "ordinal")
 
@@ -154,7 +162,7 @@ def text_yearless_days(text: str) -> Iterator[int]:
     # looking each match's line up again cost the line's length per match, hours for a 2 MiB
     # line of "doy=999" (red team round 18).
     for line in lower.split("\n"):
-        if not any(w in line for w in _DOY_LITERALS) or not _EVENT_WORDS.search(line):
+        if not any(w in line for w in _DOY_LITERALS) or not EVENT_WORDS.search(line):
             continue
         for m in _TEXT_DOY.finditer(line):
             if 1 <= int(m.group("v")) <= 366:
@@ -175,10 +183,14 @@ def _days(year: int | None, value: int | None, part: str) -> list[str]:
 
 
 def iso_form_dates(text: str) -> Iterator[str]:
-    """The ISO dates an ISO week (its seven days) or ordinal date written in ``text`` spells."""
+    """The ISO dates an ISO week (its seven days) or ordinal date written in ``text`` spells,
+    and an ordinal date in words ("day 19 of 2004", airlock round 18)."""
     for m in _ISO_FORMS.finditer(text):
         week = m.group(2) or m.group(3)
         yield from _days(int(m.group(1)), int(week or m.group(4)), "week" if week else "doy")
+    if "of" in text:
+        for m in _DAY_OF_A_YEAR.finditer(text):
+            yield from _days(int(m.group("y")), int(m.group("d")), "doy")
 
 
 def object_rows(doc: Any) -> Iterator[list[list[str]]]:
@@ -205,18 +217,31 @@ def check_split_dates(
     words and a row count: nothing of the file is quoted."""
     dates: list[str] = []
     yearless: list[int] = []
+    day_months: list[tuple[int, int]] = []
     for rows in tables:
         dates += split_dates(rows)
         yearless += itertools.islice(yearless_days(rows), MAX_YEARLESS)
-    return _dataset_dates(dates + _in_dataset_years(yearless, policy, context), policy, context)
+        day_months += itertools.islice(table_day_months(rows), MAX_YEARLESS)
+    found = dates + _in_dataset_years(yearless, policy, context, day_months)
+    return _dataset_dates(found, policy, context)
 
 
-def _in_dataset_years(days: list[int], policy: Policy, context: CheckContext) -> list[str]:
-    """Each day of the year in ``days`` as a date of each year the dataset's dates have."""
-    if not days or not context.identifiers:
+def _in_dataset_years(
+    days: list[int], policy: Policy, context: CheckContext, day_months: list[tuple[int, int]] | None = None
+) -> list[str]:
+    """Each day of the year in ``days``, and each (month, day) in ``day_months`` (airlock
+    round 18: "Scan acquired 19 January"), as a date of each year the dataset's dates have."""
+    if not (days or day_months) or not context.identifiers:
         return []
     years = sorted({int(d[:4]) for d in matcher_for(policy, context.identifiers).dates})
-    return [date for year in years for day in sorted(set(days)) for date in _days(year, day, "doy")]
+    out = [date for year in years for day in sorted(set(days)) for date in _days(year, day, "doy")]
+    for year in years:
+        for month, day in sorted(set(day_months or ())):
+            try:
+                out.append(datetime.date(year, month, day).isoformat())
+            except ValueError:
+                continue  # 30 February, 29 February of a common year
+    return out
 
 
 def check_iso_form_dates(text: str, policy: Policy, context: CheckContext) -> list[CheckResult]:
@@ -225,8 +250,9 @@ def check_iso_form_dates(text: str, policy: Policy, context: CheckContext) -> li
     if not context.identifiers:
         return []
     yearless = list(itertools.islice(text_yearless_days(text), MAX_YEARLESS))
+    day_months = list(itertools.islice(text_day_months(text), MAX_YEARLESS))
     return _dataset_dates(
-        list(iso_form_dates(text)) + _in_dataset_years(yearless, policy, context), policy, context
+        list(iso_form_dates(text)) + _in_dataset_years(yearless, policy, context, day_months), policy, context
     )
 
 
@@ -242,8 +268,8 @@ def _dataset_dates(dates: list[str], policy: Policy, context: CheckContext) -> l
             check="dates:split_columns",
             outcome=action_outcome(policy.text.identifier_action),
             reason="a date of the dataset (birth or scan) written in parts: a table's year, month and day "
-            f"columns, a year with a day of the year or a week, or an ISO week or ordinal date "
-            f"({count(hits, 'time')})",
+            "columns, a year with a day of the year or a week, an ISO week or ordinal date, or a day of "
+            f"the year or a day and month with no year beside a scan ({count(hits, 'time')})",
             evidence={"rows": hits},
         )
     ]

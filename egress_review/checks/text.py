@@ -10,7 +10,9 @@ from collections.abc import Iterable
 from pydicom.uid import UID_dictionary
 
 from egress_review.checks.containers import entropy
+from egress_review.checks.hashed_ids import hashed_lines
 from egress_review.checks.identifiers import IdentifierMatcher, matcher_for
+from egress_review.checks.markup_text import has_markup, shown_text
 from egress_review.checks.model import CheckContext, CheckResult, action_outcome, mask
 from egress_review.disguised import SqueezedIndex, disguised_lines, squeeze
 from egress_review.split_parts import SplitIndex
@@ -34,7 +36,10 @@ def check_identifiers(
         )
     hits = matcher.find(text)
     if not hits:
-        disguised = _disguised_hits(text, matcher, context.identifiers)
+        # the identifiers the matcher keeps, found once for the three searches below (each
+        # found them anew: a search of every identifier, most of a small file's check time)
+        kept = _kept(matcher, context.identifiers, policy)
+        disguised = _disguised_hits(text, matcher, kept)
         if disguised:
             more = "..." if len(disguised) > 10 else ""
             return CheckResult(
@@ -49,7 +54,7 @@ def check_identifiers(
                 ),
                 evidence={"lines": disguised[:20], "count": len(disguised)},
             )
-        split = _split_hits(text, matcher, context.identifiers)
+        split = _split_hits(text, kept)
         if split:
             more = "..." if len(split) > 10 else ""
             return CheckResult(
@@ -59,6 +64,9 @@ def check_identifiers(
                 f"(e.g. 'part 1: ..., part 2: ...') (lines {', '.join(map(str, split[:10]))}{more})",
                 evidence={"lines": split[:20], "count": len(split)},
             )
+        hidden = _hidden_hits(text, matcher, kept, check, policy)
+        if hidden is not None:
+            return hidden
         if len(text) > MAX_DISGUISED_CHARS:
             return CheckResult(
                 check=f"{check}:disguised",
@@ -90,23 +98,72 @@ def check_identifiers(
 MAX_DISGUISED_CHARS = 2 * 1024 * 1024
 
 
-def _kept(matcher: IdentifierMatcher, identifiers: Iterable[str]) -> set[str]:
-    """The identifiers the matcher keeps (not too short, not a declared pseudonym), in one pass."""
-    listed = sorted(identifiers)
-    return {listed[h.line - 1] for h in matcher.find("\n".join(listed), limit=len(listed) * 4 + 50)}
+_KEPT: dict[tuple[frozenset[str], str], frozenset[str]] = {}
+MAX_KEPT_SETS = 8  # identifier sets remembered (one a dataset the server checks requests of)
 
 
-def _split_hits(text: str, matcher: IdentifierMatcher, identifiers: Iterable[str]) -> list[int]:
+def _kept(matcher: IdentifierMatcher, identifiers: Iterable[str], policy: Policy) -> frozenset[str]:
+    """The identifiers the matcher keeps (not too short, not a declared pseudonym), in one pass.
+
+    The pass searches every identifier, most of a small file's check time, and a request's
+    files (and each file's name) share the dataset's identifiers: it is remembered for the
+    identifier set and the policy's rules `matcher_for` reads (airlock round 18)."""
+    ids = frozenset(identifiers)
+    key = (ids, policy.text.model_dump_json() + repr(policy.dicom.pseudonym_patterns))
+    kept = _KEPT.get(key)
+    if kept is None:
+        listed = sorted(ids)
+        found = matcher.find("\n".join(listed), limit=len(listed) * 4 + 50)
+        kept = frozenset(listed[h.line - 1] for h in found)
+        if len(_KEPT) >= MAX_KEPT_SETS:
+            _KEPT.clear()
+        _KEPT[key] = kept
+    return kept
+
+
+def _hidden_hits(
+    text: str, matcher: IdentifierMatcher, kept: frozenset[str], check: str, policy: Policy
+) -> CheckResult | None:
+    """An identifier the text hides from a plain search another way (airlock round 18): as its
+    unsalted hash (`hashed_ids`: a pseudonym anyone with the ID list reverses), or split by
+    markup a viewer joins (`markup_text`: ``<tspan>Z</tspan><tspan>QX-0003</tspan>``)."""
+    head = text[:MAX_DISGUISED_CHARS]
+    hashed = hashed_lines(head, kept)
+    if hashed:
+        return CheckResult(
+            check=f"{check}:hashed",
+            outcome=action_outcome(policy.text.identifier_action),
+            reason="patient identifiers from the dataset written as their MD5/SHA hash, which anyone "
+            "holding the identifiers reverses (use the agreement's pseudonyms or a keyed hash whose "
+            f"key stays inside) (lines {', '.join(map(str, hashed[:10]))}{'...' * (len(hashed) > 10)})",
+            evidence={"lines": hashed[:20], "count": len(hashed)},
+        )
+    if not has_markup(head):
+        return None
+    shown = shown_text(head)
+    hits = matcher.find(shown) if shown != head else []
+    if not hits:
+        return None
+    lines = sorted({h.line for h in hits})
+    return CheckResult(
+        check=f"{check}:markup",
+        outcome=action_outcome(policy.text.identifier_action),
+        reason="patient identifiers from the dataset split by markup tags that a viewer joins "
+        f"(lines {', '.join(map(str, lines[:10]))}{'...' if len(lines) > 10 else ''})",
+        evidence={"lines": lines[:20], "count": len(hits)},
+    )
+
+
+def _split_hits(text: str, kept: frozenset[str]) -> list[int]:
     """1-based lines where an identifier starts written in labelled parts (`split_parts`)."""
-    index = SplitIndex(_kept(matcher, identifiers))
+    index = SplitIndex(kept)
     return index.lines_with(text[:MAX_DISGUISED_CHARS]) if index else []
 
 
-def _disguised_hits(text: str, matcher: IdentifierMatcher, identifiers: Iterable[str]) -> list[int]:
+def _disguised_hits(text: str, matcher: IdentifierMatcher, kept: frozenset[str]) -> list[int]:
     """1-based line numbers holding an identifier in a disguise the job log's screen also sees
     through (`egress_review.disguised`): an output file is the same channel as the log, so a
     name the log would withhold must not leave in a file either."""
-    kept = _kept(matcher, identifiers)
     lines = text[:MAX_DISGUISED_CHARS].split("\n")
     squeezed = SqueezedIndex(kept)
     hits = sorted(i + 1 for i in disguised_lines(lines, matcher, squeezed))

@@ -24,6 +24,7 @@ import re
 
 from egress_review.checks.model import CheckResult, action_outcome
 from egress_review.checks.number_words import words_to_digits
+from egress_review.checks.printed_arrays import named_arrays
 from egress_review.checks.shares import share_count
 from egress_review.checks.tables import MAX_CELLS_REPORTED, header_matches
 from tre.plural import agree, count
@@ -324,6 +325,8 @@ def check_text_counts(text: str, policy: Policy, *, named: bool = True) -> list[
     rules = policy.sdc
     out: list[CheckResult] = []
     values = named_counts(text, rules) if named else []
+    if named:  # "confusion matrix:\n[[25  3]\n [ 2  3]]" (airlock round 18)
+        values += named_arrays(text[:MAX_CHARS], rules.threshold, lambda name: count_name(name, rules))
     if values:
         out.append(
             CheckResult(

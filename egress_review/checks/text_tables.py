@@ -265,13 +265,26 @@ def aligned_tables(text: str) -> list[tuple[int, list[list[str]]]]:
             continue
         rows: list[list[str]] = []
         j = i + 1
+        if j < len(lines) and not lines[j].strip():
+            j += 1  # scikit-learn's classification report leaves a blank line under its header
         index_name = lines[j].split() if j < len(lines) else []
         if len(index_name) == 1 and not _NUMBER.match(index_name[0]):
             j += 1  # pandas prints the index's name on a line of its own (lifelines' `event_at`)
+        labelled = False  # rows opened by a label the header does not name (airlock round 18)
         while j < len(lines) and len(rows) < MAX_ROWS:
             fields = lines[j].split()
             if len(fields) == len(header) + 1 and _NUMBER.match(fields[0]):
                 fields = fields[1:]  # the DataFrame's index
+            elif (
+                len(fields) == len(header) + 1
+                and (labelled or not rows)
+                and not _SPACED_THOUSANDS.search(lines[j])
+            ):
+                # a string index or a report's class name: "malignant 0.60 0.50 0.55 3"
+                labelled = True
+                rows.append(fields)
+                j += 1
+                continue
             if len(fields) > len(header) and _SPACED_THOUSANDS.search(lines[j]):
                 fields = _join_thousands(lines[j]).split()
                 if len(fields) == len(header) + 1 and _NUMBER.match(fields[0]):
@@ -280,8 +293,10 @@ def aligned_tables(text: str) -> list[tuple[int, list[list[str]]]]:
                 break
             rows.append(fields)
             j += 1
+        if labelled and any(len(r) != len(header) + 1 for r in rows):
+            rows = []  # labelled and unlabelled rows mixed: no one table
         if len(rows) >= 2 and any(_NUMBER.match(c) for r in rows for c in r):
-            out.append((i + 1, [header, *rows]))
+            out.append((i + 1, [["label", *header] if labelled else header, *rows]))
             i = j
         else:
             i += 1

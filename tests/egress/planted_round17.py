@@ -177,10 +177,9 @@ def benign() -> list[tuple[Planted, tuple[str, ...]]]:
 
 
 def known_limits() -> list[Planted]:
-    """Variants that still pass after this round."""
+    """Variants that still pass after this round (the flow across two sentences tied by "Of
+    these" is caught since airlock round 18: `planted_round18`)."""
     return [
         # a day with no "of the year": a treatment's day 19 reads the same
         Planted("scan_day.txt", b"Scanned on day 19.\n", DATES),
-        # the flow across two sentences: any two counts of a report would be paired
-        Planted("flow_two_sentences.txt", b"35 patients were screened. Of these, 33 were enrolled.\n", FLOW),
     ]
