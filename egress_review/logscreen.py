@@ -384,12 +384,7 @@ class LogScreen:
     def _columns(self, texts: list[str], anyway: frozenset[int]) -> set[int]:
         """The lines an identifier runs down a column of (`egress_review.columns`), each
         ``\r`` redraw of a line read as a line of its own (round 22: "frame 0 C\rframe 1 o")."""
-        segments: list[str] = []
-        owner: list[int] = []
-        for i, text in enumerate(texts):
-            for segment in text.split("\r"):
-                segments.append(segment)
-                owner.append(i)
+        segments, owner = _redraws(texts)
         return column_lines(segments, self.squeezed, owner, anyway)
 
     def _chained(self, texts: list[str], anyway: frozenset[int]) -> ChainResult:
@@ -397,12 +392,7 @@ class LogScreen:
         as the 0-based lines they lie on: a progress bar redrawn with ``\r`` is one line of
         the log, each redraw a line to its reader, so "10% step 1000 0048\r20% step 1001 213"
         is two pieces (round 20), and the screen shows the ``\r`` escaped, every redraw read."""
-        segments: list[str] = []
-        owner: list[int] = []
-        for i, text in enumerate(texts):
-            for segment in text.split("\r"):
-                segments.append(segment)
-                owner.append(i)
+        segments, owner = _redraws(texts)
         if len(segments) == len(texts):
             return self.chains.search(texts, long_alone=MAX_NUMERIC_CHARS, skip=anyway)
         skip = frozenset(j for j, i in enumerate(owner) if i in anyway)
@@ -468,3 +458,15 @@ class LogScreen:
             f"[tre] the rest of this log is withheld from researchers (limit "
             f"{self.limit_bytes // 1024} KiB); admins and auditors can read it in full\n"
         ).encode()
+
+
+def _redraws(texts: list[str]) -> tuple[list[str], list[int]]:
+    """Each line cut at its carriage returns (a progress bar's redraws, each a line to its
+    reader), and for each piece the index of the line it came from."""
+    segments: list[str] = []
+    owner: list[int] = []
+    for i, text in enumerate(texts):
+        for segment in text.split("\r"):
+            segments.append(segment)
+            owner.append(i)
+    return segments, owner
