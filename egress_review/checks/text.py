@@ -41,14 +41,13 @@ def check_identifiers(
         kept = _kept(matcher, context.identifiers, policy)
         disguised = _disguised_hits(text, matcher, kept)
         if disguised:
-            more = "..." if len(disguised) > 10 else ""
             return CheckResult(
                 check=f"{check}:disguised",
                 outcome=action_outcome(policy.text.identifier_action),
                 reason="patient identifiers from the dataset written in disguise (spaced out, run "
                 "together, reversed, ROT13, look-alike or invisible characters, text escapes or short "
                 + (
-                    f"encodings) (lines {', '.join(map(str, disguised[:10]))}{more})"
+                    f"encodings) ({_lines(disguised)})"
                     if disguised != [0]
                     else "encodings), run together across line breaks"
                 ),
@@ -56,12 +55,11 @@ def check_identifiers(
             )
         split = _split_hits(text, kept)
         if split:
-            more = "..." if len(split) > 10 else ""
             return CheckResult(
                 check=f"{check}:split",
                 outcome=action_outcome(policy.text.identifier_action),
                 reason="a patient identifier from the dataset written in parts with labels between them "
-                f"(e.g. 'part 1: ..., part 2: ...') (lines {', '.join(map(str, split[:10]))}{more})",
+                f"(e.g. 'part 1: ..., part 2: ...') ({_lines(split)})",
                 evidence={"lines": split[:20], "count": len(split)},
             )
         hidden = _hidden_hits(text, matcher, kept, check, policy)
@@ -88,7 +86,7 @@ def check_identifiers(
         outcome=action_outcome(policy.text.identifier_action),
         reason=f"{count(len(hits), 'occurrence')} of patient identifiers from the dataset "
         "(DICOM headers or its tables) "
-        f"(lines {', '.join(map(str, lines[:10]))}{'...' if len(lines) > 10 else ''})",
+        f"({_lines(lines)})",
         evidence={"matches": shown, "count": len(hits)},
     )
 
@@ -135,7 +133,7 @@ def _hidden_hits(
             outcome=action_outcome(policy.text.identifier_action),
             reason="patient identifiers from the dataset written as their MD5/SHA hash, which anyone "
             "holding the identifiers reverses (use the agreement's pseudonyms or a keyed hash whose "
-            f"key stays inside) (lines {', '.join(map(str, hashed[:10]))}{'...' * (len(hashed) > 10)})",
+            f"key stays inside) ({_lines(hashed)})",
             evidence={"lines": hashed[:20], "count": len(hashed)},
         )
     if not has_markup(head):
@@ -149,7 +147,7 @@ def _hidden_hits(
         check=f"{check}:markup",
         outcome=action_outcome(policy.text.identifier_action),
         reason="patient identifiers from the dataset split by markup tags that a viewer joins "
-        f"(lines {', '.join(map(str, lines[:10]))}{'...' if len(lines) > 10 else ''})",
+        f"({_lines(lines)})",
         evidence={"lines": lines[:20], "count": len(hits)},
     )
 
@@ -250,3 +248,8 @@ def check_text(text: str, policy: Policy, context: CheckContext) -> list[CheckRe
     if blob is not None:
         out.append(blob)
     return out
+
+
+def _lines(numbers: list[int]) -> str:
+    """``lines 3, 7, 12`` for a finding's reason: the first ten, ``...`` when there are more."""
+    return f"lines {', '.join(map(str, numbers[:10]))}{'...' if len(numbers) > 10 else ''}"
