@@ -24,6 +24,7 @@ from tre.audit import AuditEvent, record_events
 from tre.audit.log import latest_checkpoint
 from tre.audit.note import Checkpoint as CP
 from tre.audit.note import (
+    NoteError,
     VerifierKey,
     WitnessKey,
     cosign,
@@ -311,3 +312,16 @@ def test_tre_witness_serve_command(signer: AuditSigner, tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+@pytest.mark.parametrize(("named", "words"), [(1, "the 1 witness it names"), (2, "the 2 witnesses it names")])
+def test_a_quorum_over_the_witnesses_named_says_how_many(named: int, words: str) -> None:
+    """Newcomer round 23: 'quorum 2 exceeds its 1 witnesses'."""
+    keys = [
+        WitnessKey(f"w{i}.example", Ed25519PrivateKey.generate().public_key().public_bytes_raw())
+        for i in range(named)
+    ]
+    log = VerifierKey("log.example", Ed25519PrivateKey.generate().public_key().public_bytes_raw())
+    text = "\n".join([f"log {log.encode()}", *(f"witness {k.encode()}" for k in keys), f"quorum {named + 1}"])
+    with pytest.raises(NoteError, match=f"policy quorum {named + 1} exceeds {words}$"):
+        Policy.parse(text + "\n")

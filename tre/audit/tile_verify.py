@@ -123,7 +123,8 @@ def verify_tiles(
         if old.tree_size > size:
             raise TileError(
                 f"the served checkpoint covers {size} entries, one of {old.tree_size} was seen before: "
-                "an old checkpoint replayed, or the log truncated"
+                "an old checkpoint replayed, or the log truncated; or a mirror that has not yet "
+                "copied the newer one (check the log's own address, or the mirror again later)"
             )
         if tree.root(old.tree_size) != old.root_hash:
             raise TileError(

@@ -157,7 +157,8 @@ class Policy:
         if quorum is None:
             quorum = 1 if witnesses else 0
         if quorum > len(witnesses):
-            raise NoteError(f"policy quorum {quorum} exceeds its {len(witnesses)} witnesses")
+            named = _counted(len(witnesses), "witness", "witnesses")
+            raise NoteError(f"policy quorum {quorum} exceeds the {named} it names")
         return cls(log_key, witnesses, quorum, urls)
 
 
